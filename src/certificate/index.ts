@@ -1,0 +1,208 @@
+/**
+ * Inference certificates: built from one executed batch and 2f+1 receipt signatures, verified offline
+ * against the genesis alone. Pure: no I/O, no runtime beyond node:crypto (bundled for the browser later).
+ */
+import { decide, validatePolicy } from '../agreement/index.ts';
+import {
+  type Certificate,
+  Certificate as CertificateCodec,
+  CodecError,
+  Decision,
+  encode,
+  equalBytes,
+  fromJson,
+  type Genesis,
+  groupIdOf,
+  hex,
+  type Json,
+  leafHash,
+  type MerkleTree,
+  type Outcome,
+  Outcome as OutcomeCodec,
+  type Receipt,
+  Receipt as ReceiptCodec,
+  receiptHashOf,
+  requestIdOf,
+  type SignedRequest,
+  sha256,
+  TAGS,
+  toJson,
+  verifyPath,
+  verifyTagged,
+} from '../protocol/index.ts';
+
+export const CERTIFICATE_VERSION = 1;
+
+export interface ReceiptSig {
+  node: number;
+  signature: Uint8Array;
+}
+
+/**
+ * Certificates for every outcome of a batch. Takes exactly q signatures (lowest node ids first), so a
+ * certificate holds no spare signature: removing any one of them makes it invalid.
+ */
+export function buildCertificates(
+  outcomes: Outcome[],
+  tree: MerkleTree,
+  receipt: Receipt,
+  signatures: ReceiptSig[],
+  q: number,
+): Certificate[] {
+  const sigs = [...signatures].sort((a, b) => a.node - b.node).slice(0, q);
+  if (sigs.length < q) throw new RangeError(`need ${q} receipt signatures, have ${sigs.length}`);
+  return outcomes.map((outcome, i) => ({
+    version: CERTIFICATE_VERSION,
+    outcome,
+    leafIndex: i,
+    path: tree.path(i),
+    receipt,
+    signatures: sigs,
+  }));
+}
+
+export function certificateToJson(c: Certificate): Json {
+  return toJson(CertificateCodec, c);
+}
+
+export type VerifyFailure =
+  | 'malformed'
+  | 'unsupported-version'
+  | 'wrong-group'
+  | 'unknown-voter'
+  | 'insufficient-votes'
+  | 'bad-policy'
+  | 'wrong-decision'
+  | 'bad-proof'
+  | 'unknown-signer'
+  | 'duplicate-signer'
+  | 'bad-signature'
+  | 'insufficient-signatures'
+  | 'request-mismatch';
+
+export type VerifyResult =
+  | { ok: true; certificate: Certificate }
+  | { ok: false; reason: VerifyFailure; message: string };
+
+/** Remembers receipt signatures already checked, per receipt hash (one receipt serves a whole batch). */
+export class SignatureCache {
+  private readonly seen = new Map<string, Map<number, string>>();
+  constructor(private readonly maxReceipts = 10_000) {}
+  has(receiptHash: string, node: number, sig: Uint8Array): boolean {
+    return this.seen.get(receiptHash)?.get(node) === hex(sig);
+  }
+  add(receiptHash: string, node: number, sig: Uint8Array): void {
+    let m = this.seen.get(receiptHash);
+    if (!m) {
+      if (this.seen.size >= this.maxReceipts) this.seen.delete(this.seen.keys().next().value as string);
+      m = new Map();
+      this.seen.set(receiptHash, m);
+    }
+    m.set(node, hex(sig));
+  }
+}
+
+const groupIds = new WeakMap<Genesis, Uint8Array>();
+function groupIdCached(g: Genesis): Uint8Array {
+  let id = groupIds.get(g);
+  if (!id) {
+    id = groupIdOf(g);
+    groupIds.set(g, id);
+  }
+  return id;
+}
+
+export interface VerifyOptions {
+  cache?: SignatureCache;
+  /** When given, the certificate must be for exactly this signed request. */
+  request?: SignedRequest;
+}
+
+function fail(reason: VerifyFailure, message: string): VerifyResult {
+  return { ok: false, reason, message };
+}
+
+/**
+ * Checks a certificate (decoded, or its JSON form) against a genesis. Every field is either covered by
+ * the receipt signatures (through the Merkle path and the receipt) or recomputed here.
+ */
+export function verifyCertificate(
+  input: Certificate | unknown,
+  genesis: Genesis,
+  opts: VerifyOptions = {},
+): VerifyResult {
+  let cert: Certificate;
+  try {
+    // Always go through the strict codec: it rejects unknown fields (JSON), duplicate or unsorted signers
+    // and voters, oversize values and wrong types.
+    if (isDecoded(input)) {
+      encode(CertificateCodec, input); // validates types, sizes and the order of signers and voters
+      cert = input;
+    } else cert = fromJson(CertificateCodec, input);
+  } catch (e) {
+    if (e instanceof CodecError) {
+      const dup = e.code === 'CODEC_BAD_VALUE' && /ascending/.test(e.message);
+      return fail(dup ? 'duplicate-signer' : 'malformed', e.message);
+    }
+    return fail('malformed', String(e));
+  }
+  if (cert.version !== CERTIFICATE_VERSION) return fail('unsupported-version', `version ${cert.version}`);
+  const n = genesis.nodes.length;
+  const f = genesis.f;
+  const q = 2 * f + 1;
+  const { outcome, receipt } = cert;
+  if (!equalBytes(receipt.groupId, groupIdCached(genesis)))
+    return fail('wrong-group', 'receipt is for another group');
+
+  for (const v of outcome.votes)
+    if (v.node >= n) return fail('unknown-voter', `vote from unknown node ${v.node}`);
+  if (outcome.votes.length < q)
+    return fail('insufficient-votes', `${outcome.votes.length} counted votes < ${q}`);
+  try {
+    validatePolicy(outcome.policy, n, f);
+  } catch (e) {
+    return fail('bad-policy', (e as Error).message);
+  }
+  const expected = decide(
+    outcome.policy,
+    outcome.votes.map((v) => v.result),
+  );
+  if (!equalBytes(encode(Decision, expected), encode(Decision, outcome.decision)))
+    return fail('wrong-decision', 'the decision does not follow from the votes under the policy');
+
+  const leaf = leafHash(encode(OutcomeCodec, outcome));
+  if (!verifyPath(leaf, cert.leafIndex, receipt.resultsCount, cert.path, receipt.resultsRoot))
+    return fail('bad-proof', 'Merkle path does not lead to the receipt results root');
+
+  const receiptBytes = encode(ReceiptCodec, receipt);
+  const rh = hex(sha256(receiptBytes));
+  for (const s of cert.signatures) {
+    const node = genesis.nodes[s.node];
+    if (!node) return fail('unknown-signer', `signature from unknown node ${s.node}`);
+    if (opts.cache?.has(rh, s.node, s.signature)) continue;
+    if (!verifyTagged(TAGS.receipt, receipt.groupId, receiptBytes, s.signature, node.publicKey))
+      return fail('bad-signature', `receipt signature of node ${s.node} is invalid`);
+    opts.cache?.add(rh, s.node, s.signature);
+  }
+  if (cert.signatures.length < q)
+    return fail('insufficient-signatures', `${cert.signatures.length} signatures < ${q}`);
+
+  if (opts.request) {
+    const r = opts.request;
+    if (!equalBytes(requestIdOf(r), outcome.requestId) || !equalBytes(r.request.client, outcome.client))
+      return fail('request-mismatch', 'certificate is for another request');
+    if (!equalBytes(sha256(r.input), outcome.inputDigest))
+      return fail('request-mismatch', 'input digest differs');
+  }
+  return { ok: true, certificate: cert };
+}
+
+function isDecoded(x: unknown): x is Certificate {
+  return (
+    typeof x === 'object' &&
+    x !== null &&
+    (x as { receipt?: { groupId?: unknown } }).receipt?.groupId instanceof Uint8Array
+  );
+}
+
+export { receiptHashOf };

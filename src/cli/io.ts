@@ -1,0 +1,29 @@
+import { readFileSync } from 'node:fs';
+import { CodecError, DropbearError, fromJson, Genesis } from '../protocol/index.ts';
+
+export function readJsonFile(path: string): unknown {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (e) {
+    throw new DropbearError('FILE_UNREADABLE', `cannot read ${path}: ${(e as Error).message}`);
+  }
+  try {
+    return JSON.parse(text);
+  } catch (e) {
+    throw new DropbearError('FILE_BAD_JSON', `${path} is not JSON: ${(e as Error).message}`);
+  }
+}
+
+export function readGenesis(path: string): Genesis {
+  try {
+    return fromJson(Genesis, readJsonFile(path));
+  } catch (e) {
+    if (e instanceof CodecError) throw new DropbearError('GENESIS_INVALID', `${path}: ${e.message}`);
+    throw e;
+  }
+}
+
+export function stableJson(value: unknown): string {
+  return `${JSON.stringify(value, null, 2)}\n`;
+}

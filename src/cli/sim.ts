@@ -1,0 +1,135 @@
+import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Command } from 'commander';
+import { certificateToJson, verifyCertificate } from '../certificate/index.ts';
+import { Genesis, hex, toJson } from '../protocol/index.ts';
+import { checkRun } from '../sim/checks.ts';
+import { type Behaviour, BYZANTINE_BEHAVIOURS, type SimResult, simulate } from '../sim/world.ts';
+import { usageError } from './errors.ts';
+import { stableJson } from './io.ts';
+
+export interface SimCliOptions {
+  nodes: string;
+  requests: string;
+  seed: string;
+  out?: string;
+  f?: string;
+  byzantine: string[];
+  disagreement: string;
+  batchSize?: string;
+  batchTimeout?: string;
+  delay: string;
+  jitter: string;
+  loss: string;
+  duplicate: string;
+}
+
+function int(name: string, v: string, min: number): number {
+  const x = Number(v);
+  if (!Number.isSafeInteger(x) || x < min)
+    throw usageError(`--${name} must be an integer ≥ ${min}, got "${v}"`);
+  return x;
+}
+function frac(name: string, v: string, max = 1): number {
+  const x = Number(v);
+  if (!Number.isFinite(x) || x < 0 || x > max)
+    throw usageError(`--${name} must be a number in [0, ${max}], got "${v}"`);
+  return x;
+}
+
+export function parseByzantine(specs: string[], n: number): Map<number, Behaviour> {
+  const m = new Map<number, Behaviour>();
+  for (const s of specs) {
+    const [idText, name] = s.split(':');
+    const id = Number(idText);
+    if (!Number.isInteger(id) || id < 0 || id >= n)
+      throw usageError(`--byzantine ${s}: node id must be in [0, ${n - 1}]`);
+    if (!(BYZANTINE_BEHAVIOURS as readonly string[]).includes(name))
+      throw usageError(`--byzantine ${s}: behaviour must be one of ${BYZANTINE_BEHAVIOURS.join(', ')}`);
+    m.set(id, name as Behaviour);
+  }
+  return m;
+}
+
+export function writeOutputs(dir: string, r: SimResult): void {
+  rmSync(join(dir, 'certificates'), { recursive: true, force: true });
+  mkdirSync(join(dir, 'certificates'), { recursive: true });
+  writeFileSync(join(dir, 'genesis.json'), stableJson(toJson(Genesis, r.group.genesis)));
+  for (const [id, c] of r.certificates)
+    writeFileSync(join(dir, 'certificates', `${id}.json`), stableJson(certificateToJson(c)));
+}
+
+export function runSimCommand(o: SimCliOptions): { result: SimResult; summary: string; ok: boolean } {
+  const nodes = int('nodes', o.nodes, 1);
+  const f = o.f === undefined ? Math.floor((nodes - 1) / 3) : int('f', o.f, 0);
+  if (nodes < 3 * f + 1) throw usageError(`--nodes ${nodes} is below 3f+1 = ${3 * f + 1}`);
+  const byzantine = parseByzantine(o.byzantine, nodes);
+  if (byzantine.size > f) throw usageError(`${byzantine.size} Byzantine nodes exceed f = ${f}`);
+  const result = simulate({
+    nodes,
+    f,
+    requests: int('requests', o.requests, 0),
+    seed: int('seed', o.seed, 0),
+    byzantine,
+    disagreement: frac('disagreement', o.disagreement),
+    replica: {
+      ...(o.batchSize ? { batchSize: int('batch-size', o.batchSize, 1) } : {}),
+      ...(o.batchTimeout ? { batchTimeoutMs: frac('batch-timeout', o.batchTimeout, 60_000) } : {}),
+    },
+    link: {
+      delayMs: frac('delay', o.delay, 60_000),
+      jitterMs: frac('jitter', o.jitter, 60_000),
+      loss: frac('loss', o.loss, 0.9),
+      duplicate: frac('duplicate', o.duplicate),
+    },
+  });
+  const check = checkRun(result);
+  let invalid = 0;
+  for (const c of result.certificates.values()) if (!verifyCertificate(c, result.group.genesis).ok) invalid++;
+  if (o.out) writeOutputs(o.out, result);
+  const decided = [...result.certificates.values()].filter(
+    (c) => c.outcome.decision.kind !== 'noAgreement',
+  ).length;
+  const ok = result.done && check.ok && invalid === 0;
+  const summary =
+    `${ok ? 'ok' : 'FAILED'} n=${nodes} f=${f} seed=${o.seed} requests=${result.requests.size} ` +
+    `certified=${result.certificates.size} agreed=${decided} invalid=${invalid} batches=${result.batches} ` +
+    `virtual_ms=${result.virtualMs.toFixed(1)} messages=${result.messages} ` +
+    `group=${hex(result.nodes[0].replica.groupId).slice(0, 16)}` +
+    (byzantine.size ? ` byzantine=${o.byzantine.join(',')}` : '') +
+    (check.ok ? '' : ` problems=${JSON.stringify(check.problems)}`);
+  return { result, summary, ok };
+}
+
+export function registerSim(program: Command): void {
+  program
+    .command('sim')
+    .description('run a simulated group (real consensus, ledger and certificates; virtual clock and network)')
+    .option('--nodes <n>', 'group size', '4')
+    .option('--f <f>', 'faults tolerated (default: floor((n-1)/3))')
+    .option('--requests <r>', 'client requests to certify', '100')
+    .option('--seed <s>', 'seed: the same seed gives byte-identical output', '1')
+    .option('--out <dir>', 'write genesis.json and certificates/<requestId>.json here')
+    .option(
+      '--byzantine <id:behaviour>',
+      `a Byzantine node (${BYZANTINE_BEHAVIOURS.join(', ')}); repeatable`,
+      (v: string, a: string[]) => [...a, v],
+      [] as string[],
+    )
+    .option('--disagreement <p>', 'fraction of inputs on which an honest model gives another label', '0.1')
+    .option('--batch-size <n>', 'consensus batch size')
+    .option('--batch-timeout <ms>', 'consensus batch timeout (virtual ms)')
+    .option('--delay <ms>', 'one-way link delay', '1')
+    .option('--jitter <ms>', 'uniform extra delay (reorders messages)', '0.5')
+    .option('--loss <p>', 'message loss probability', '0')
+    .option('--duplicate <p>', 'message duplication probability', '0')
+    .addHelpText(
+      'after',
+      '\nExample:\n  npx dropbear sim --nodes 4 --requests 1000 --seed 7 --out out --byzantine 2:wrong-results\n',
+    )
+    .action((o: SimCliOptions) => {
+      const { summary, ok } = runSimCommand(o);
+      process.stdout.write(`${summary}\n`);
+      if (!ok) process.exitCode = 1;
+    });
+}

@@ -1,0 +1,64 @@
+import { readdirSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Command } from 'commander';
+import { SignatureCache, verifyCertificate } from '../certificate/index.ts';
+import { DropbearError } from '../protocol/index.ts';
+import { readGenesis, readJsonFile } from './io.ts';
+
+function expand(paths: string[]): string[] {
+  const out: string[] = [];
+  for (const p of paths) {
+    let st: ReturnType<typeof statSync>;
+    try {
+      st = statSync(p);
+    } catch {
+      out.push(p); // reported as unreadable below
+      continue;
+    }
+    if (st.isDirectory()) {
+      for (const f of readdirSync(p).sort()) if (f.endsWith('.json')) out.push(join(p, f));
+    } else out.push(p);
+  }
+  return out;
+}
+
+/** Verifies certificate files; returns the lines to print for invalid ones. */
+export function verifyFiles(genesisPath: string, certPaths: string[]): { valid: number; failures: string[] } {
+  const genesis = readGenesis(genesisPath);
+  const cache = new SignatureCache();
+  const failures: string[] = [];
+  let valid = 0;
+  for (const file of expand(certPaths)) {
+    let json: unknown;
+    try {
+      json = readJsonFile(file);
+    } catch (e) {
+      failures.push(`${file}: ${(e as DropbearError).code ?? 'unreadable'}: ${(e as Error).message}`);
+      continue;
+    }
+    const r = verifyCertificate(json, genesis, { cache });
+    if (r.ok) valid++;
+    else failures.push(`${file}: ${r.reason}: ${r.message}`);
+  }
+  return { valid, failures };
+}
+
+export function registerVerify(program: Command): void {
+  program
+    .command('verify')
+    .description('verify inference certificates offline against a group genesis')
+    .requiredOption('--genesis <file>', 'the group genesis (JSON)')
+    .argument('<cert...>', 'certificate files or folders of them')
+    .addHelpText('after', '\nExample:\n  npx dropbear verify --genesis out/genesis.json out/certificates/\n')
+    .action((certs: string[], opts: { genesis: string }) => {
+      const { valid, failures } = verifyFiles(opts.genesis, certs);
+      for (const line of failures) process.stdout.write(`INVALID ${line}\n`);
+      if (failures.length > 0) {
+        process.stdout.write(`${valid} valid, ${failures.length} invalid\n`);
+        process.exitCode = 1;
+      } else {
+        if (valid === 0) throw new DropbearError('CLI_USAGE', 'no certificate files found');
+        process.stdout.write(`${valid} certificates valid\n`);
+      }
+    });
+}

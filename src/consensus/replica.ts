@@ -1,0 +1,1149 @@
+/**
+ * A PBFT replica (Castro–Liskov normal case, PROTOCOL.md) as a pure, deterministic state machine.
+ * Events go in through step(event, now); actions come out. No sockets, clocks, randomness or disk:
+ * the caller owns time (it passes `now`), the network (it delivers messages and carries out send and
+ * broadcast), storage (persist) and execution (execute, answered by an `executed` event).
+ */
+import { validatePolicy } from '../agreement/index.ts';
+import {
+  type Batch,
+  type BatchEntry,
+  batchDigestOf,
+  CheckpointBody,
+  type CountedVote,
+  DropbearError,
+  encode,
+  equalBytes,
+  type Genesis,
+  groupIdOf,
+  hex,
+  type KeyPair,
+  type NodeMessage,
+  PhaseBody,
+  type PrePrepare,
+  type Receipt,
+  Receipt as ReceiptCodec,
+  type Request,
+  type Result,
+  type ResultBatch,
+  ResultBatch as ResultBatchCodec,
+  requestIdOf,
+  resultsDigestOf,
+  type SignedRequest,
+  type SignedResults,
+  sha256,
+  signResults,
+  signTagged,
+  TAGS,
+  type Tx,
+  verifyRequestSignature,
+  verifyTagged,
+} from '../protocol/index.ts';
+
+export interface ReplicaConfig {
+  /** Most entries in one consensus batch. */
+  batchSize: number;
+  /** A non-empty batch is cut this long after its oldest entry became ready, full or not. */
+  batchTimeoutMs: number;
+  /** After an entry has q votes, how long the primary waits for the remaining ones. */
+  voteWaitMs: number;
+  /** W: sequence numbers in flight above the last stable checkpoint. */
+  window: number;
+  /** K: a checkpoint every K executed batches. */
+  checkpointInterval: number;
+  /** Client requests forwarded to peers per FORWARD message, and the longest a request waits for one. */
+  forwardBatchSize: number;
+  forwardDelayMs: number;
+  /** How long before unacknowledged work (messages, fetches, own results) is sent again. */
+  retransmitMs: number;
+}
+
+export const DEFAULT_REPLICA_CONFIG: ReplicaConfig = {
+  batchSize: 1024,
+  batchTimeoutMs: 2,
+  voteWaitMs: 2,
+  window: 64,
+  checkpointInterval: 32,
+  forwardBatchSize: 256,
+  forwardDelayMs: 1,
+  retransmitMs: 200,
+};
+
+export type Event =
+  | { type: 'request'; request: SignedRequest }
+  | { type: 'message'; from: number; msg: NodeMessage }
+  | { type: 'tick' }
+  | { type: 'inferred'; modelDigest: Uint8Array; results: { requestId: Uint8Array; result: Result }[] }
+  | {
+      type: 'executed';
+      seq: number;
+      receipt: Receipt;
+      requeued: Uint8Array[];
+      models: Uint8Array[];
+      /** Required when the execute action asked for a checkpoint. */
+      stateDigest?: Uint8Array;
+    };
+
+export interface ResolvedEntryOut {
+  requestId: Uint8Array;
+  request: Request;
+  votes: CountedVote[];
+}
+
+export type PersistRecord =
+  | { kind: 'prePrepare' | 'prepare' | 'commit'; view: number; seq: number; digest: Uint8Array }
+  | { kind: 'executed'; seq: number };
+
+export type Action =
+  | { type: 'send'; to: number; msg: NodeMessage }
+  | { type: 'broadcast'; msg: NodeMessage }
+  | { type: 'persist'; record: PersistRecord }
+  | { type: 'infer'; requests: { requestId: Uint8Array; request: SignedRequest }[] }
+  | {
+      type: 'execute';
+      seq: number;
+      view: number;
+      digest: Uint8Array;
+      batch: Batch;
+      entries: ResolvedEntryOut[];
+      /** A checkpoint follows this batch: answer with the state digest. */
+      checkpoint: boolean;
+    }
+  | {
+      type: 'certified';
+      seq: number;
+      receiptHash: Uint8Array;
+      signatures: { node: number; signature: Uint8Array }[];
+    }
+  | { type: 'accepted'; requestId: Uint8Array }
+  | { type: 'rejected'; requestId: Uint8Array | null; code: RejectCode; message: string }
+  | { type: 'timer'; at: number };
+
+export type RejectCode =
+  | 'REQUEST_WRONG_GROUP'
+  | 'REQUEST_BAD_SIGNATURE'
+  | 'REQUEST_INPUT_MISMATCH'
+  | 'REQUEST_INPUT_TOO_LARGE'
+  | 'REQUEST_BAD_POLICY'
+  | 'REQUEST_EXPIRED'
+  | 'REQUEST_FROM_FUTURE'
+  | 'REQUEST_DUPLICATE'
+  | 'REQUEST_ALREADY_EXECUTED';
+
+/** Why a peer's message was dropped; counted per peer (the node layer exports the counts). */
+export type Misbehaviour =
+  | 'bad-signature'
+  | 'bad-sender'
+  | 'bad-request'
+  | 'bad-results'
+  | 'bad-proposal'
+  | 'conflicting-proposal'
+  | 'double-vote';
+
+interface PoolEntry {
+  sr: SignedRequest;
+  id: Uint8Array;
+  /** pending: waiting for votes or a proposal; proposed: in an accepted batch not yet executed. */
+  state: 'pending' | 'proposed';
+}
+
+interface VoteRef {
+  node: number;
+  results: Uint8Array;
+  index: number;
+  digestHex: string;
+}
+
+interface StoredResults {
+  signed: SignedResults;
+  digest: Uint8Array;
+  /** Entries not yet executed; the batch is dropped once they are and a checkpoint covers them. */
+  open: number;
+  /** Own results only: when last (re)sent. */
+  sentAt: number;
+}
+
+interface Slot {
+  seq: number;
+  view: number;
+  digest: Uint8Array | null;
+  batch: Batch | null;
+  pp: PrePrepare | null;
+  prepares: Map<number, string>; // node -> digest hex
+  commits: Map<number, string>;
+  prepared: boolean;
+  committed: boolean;
+  myPrepare: NodeMessage | null;
+  myCommit: NodeMessage | null;
+  lastSent: number;
+  /** A proposal waiting for requests or results it fetched. */
+  parked: PrePrepare | null;
+  fetchedAt: number;
+}
+
+interface ReceiptSlot {
+  receipt: Receipt | null;
+  hash: Uint8Array | null;
+  sigs: Map<number, Uint8Array>;
+  pending: { from: number; receiptHash: Uint8Array; signature: Uint8Array }[];
+  mine: NodeMessage | null;
+  certified: boolean;
+  lastSent: number;
+}
+
+export class Replica {
+  readonly id: number;
+  readonly n: number;
+  readonly f: number;
+  readonly q: number;
+  readonly groupId: Uint8Array;
+  readonly cfg: ReplicaConfig;
+  view = 0;
+  /** h: last stable checkpoint. */
+  stable = 0;
+  lastExecuted = 0;
+  /** Highest sequence number this node has proposed (primary) or accepted. */
+  lastProposed = 0;
+  lastBatchTimestamp = 0;
+  readonly misbehaviour = new Map<number, Map<Misbehaviour, number>>();
+  readonly evidence: { node: number; kind: Misbehaviour; detail: string }[] = [];
+
+  private readonly genesis: Genesis;
+  private readonly key: KeyPair;
+  private now = 0;
+  private out: Action[] = [];
+  private readonly pool = new Map<string, PoolEntry>();
+  /** Executed (or finally skipped) request ids and their timestamps, kept for the expiry window. */
+  private readonly done = new Map<string, number>();
+  private readonly votes = new Map<string, Map<number, VoteRef>>();
+  private readonly results = new Map<string, StoredResults>();
+  private readonly ownResults: string[] = [];
+  /** Primary: requests with ≥ q votes, and when they got there. */
+  private readonly quorum = new Map<string, number>();
+  /** Primary: requests ready to propose, and since when. */
+  private readonly ready = new Map<string, number>();
+  private readonly slots = new Map<number, Slot>();
+  private readonly receipts = new Map<number, ReceiptSlot>();
+  private readonly checkpoints = new Map<number, { mine: Uint8Array | null; votes: Map<number, string> }>();
+  private readonly inferQueue: { requestId: Uint8Array; request: SignedRequest }[] = [];
+  private forwardQueue: SignedRequest[] = [];
+  private forwardDeadline = Number.POSITIVE_INFINITY;
+  private lastRetransmit = 0;
+  private wakeAt = Number.POSITIVE_INFINITY;
+  /** Current model digest per node, as of the last executed batch. */
+  private models: Uint8Array[];
+
+  constructor(genesis: Genesis, id: number, key: KeyPair, cfg: Partial<ReplicaConfig> = {}) {
+    this.genesis = genesis;
+    this.id = id;
+    this.key = key;
+    this.n = genesis.nodes.length;
+    this.f = genesis.f;
+    this.q = 2 * this.f + 1;
+    if (this.n < 3 * this.f + 1)
+      throw new DropbearError('GENESIS_INVALID', `n=${this.n} < 3f+1 with f=${this.f}`);
+    if (!equalBytes(genesis.nodes[id]?.publicKey ?? new Uint8Array(), key.publicKey))
+      throw new DropbearError('KEY_MISMATCH', `key does not match node ${id} of the genesis`);
+    this.groupId = groupIdOf(genesis);
+    this.cfg = { ...DEFAULT_REPLICA_CONFIG, ...cfg };
+    this.models = genesis.nodes.map((x) => x.modelDigest);
+  }
+
+  primaryOf(view: number): number {
+    return view % this.n;
+  }
+  get isPrimary(): boolean {
+    return this.primaryOf(this.view) === this.id;
+  }
+  /** When the caller should next deliver a tick (Infinity: nothing is waiting on time). */
+  get nextWake(): number {
+    return this.wakeAt;
+  }
+  get pendingRequests(): number {
+    return this.pool.size;
+  }
+
+  step(event: Event, now: number): Action[] {
+    this.now = Math.max(this.now, now);
+    this.out = [];
+    switch (event.type) {
+      case 'request':
+        this.onClientRequest(event.request);
+        break;
+      case 'message':
+        this.onMessage(event.from, event.msg);
+        break;
+      case 'tick':
+        this.onTick();
+        break;
+      case 'inferred':
+        this.onInferred(event.modelDigest, event.results);
+        break;
+      case 'executed':
+        this.onExecuted(event);
+        break;
+    }
+    this.flush();
+    return this.out;
+  }
+
+  // ---------------------------------------------------------------- requests
+
+  /** Validates a request without changing state: the same checks a node's API applies before accepting. */
+  checkRequest(
+    sr: SignedRequest,
+  ): { ok: true; id: Uint8Array } | { ok: false; code: RejectCode; message: string; id: Uint8Array | null } {
+    const r = sr.request;
+    const params = this.genesis.params;
+    if (!equalBytes(r.groupId, this.groupId))
+      return { ok: false, code: 'REQUEST_WRONG_GROUP', message: 'request is for another group', id: null };
+    const id = requestIdOf(sr);
+    const idHex = hex(id);
+    if (this.done.has(idHex))
+      return { ok: false, code: 'REQUEST_ALREADY_EXECUTED', message: 'request already executed', id };
+    if (this.pool.has(idHex))
+      return { ok: false, code: 'REQUEST_DUPLICATE', message: 'request already accepted', id };
+    if (sr.input.length > params.maxInputBytes)
+      return {
+        ok: false,
+        code: 'REQUEST_INPUT_TOO_LARGE',
+        message: `input over ${params.maxInputBytes} bytes`,
+        id,
+      };
+    if (r.timestamp + params.expiryMs < this.now)
+      return { ok: false, code: 'REQUEST_EXPIRED', message: 'request timestamp expired', id };
+    if (r.timestamp > this.now + params.maxClockSkewMs)
+      return { ok: false, code: 'REQUEST_FROM_FUTURE', message: 'request timestamp is in the future', id };
+    if (r.policy) {
+      try {
+        validatePolicy(r.policy, this.n, this.f);
+      } catch (e) {
+        return { ok: false, code: 'REQUEST_BAD_POLICY', message: (e as Error).message, id };
+      }
+    }
+    if (!equalBytes(sha256(sr.input), r.inputDigest))
+      return { ok: false, code: 'REQUEST_INPUT_MISMATCH', message: 'input does not match inputDigest', id };
+    if (!verifyRequestSignature(sr))
+      return { ok: false, code: 'REQUEST_BAD_SIGNATURE', message: 'client signature invalid', id };
+    return { ok: true, id };
+  }
+
+  private onClientRequest(sr: SignedRequest): void {
+    const c = this.checkRequest(sr);
+    if (!c.ok) {
+      this.out.push({ type: 'rejected', requestId: c.id, code: c.code, message: c.message });
+      return;
+    }
+    this.admit(sr, c.id);
+    this.out.push({ type: 'accepted', requestId: c.id });
+    this.forwardQueue.push(sr);
+    if (this.forwardQueue.length >= this.cfg.forwardBatchSize) this.flushForward();
+    else if (this.forwardDeadline === Number.POSITIVE_INFINITY)
+      this.forwardDeadline = this.now + this.cfg.forwardDelayMs;
+  }
+
+  /** A request some peer sent (forwarded or fetched): accepted if valid, else counted against the peer. */
+  private onPeerRequest(from: number, sr: SignedRequest): void {
+    const c = this.checkRequest(sr);
+    if (c.ok) this.admit(sr, c.id);
+    else if (
+      c.code === 'REQUEST_BAD_SIGNATURE' ||
+      c.code === 'REQUEST_INPUT_MISMATCH' ||
+      c.code === 'REQUEST_WRONG_GROUP'
+    )
+      this.blame(from, 'bad-request', c.code);
+  }
+
+  private admit(sr: SignedRequest, id: Uint8Array): void {
+    const idHex = hex(id);
+    this.pool.set(idHex, { sr, id, state: 'pending' });
+    this.inferQueue.push({ requestId: id, request: sr });
+    this.updateReadiness(idHex);
+    this.retryParked();
+  }
+
+  private flushForward(): void {
+    if (this.forwardQueue.length > 0)
+      this.out.push({ type: 'broadcast', msg: { kind: 'forward', requests: this.forwardQueue } });
+    this.forwardQueue = [];
+    this.forwardDeadline = Number.POSITIVE_INFINITY;
+  }
+
+  // ---------------------------------------------------------------- votes
+
+  private onInferred(modelDigest: Uint8Array, results: { requestId: Uint8Array; result: Result }[]): void {
+    if (results.length === 0) return;
+    const batch: ResultBatch = { node: this.id, modelDigest, entries: results };
+    const signed = signResults(this.groupId, batch, this.key);
+    const digest = this.storeResults(signed);
+    if (digest) {
+      this.ownResults.push(digest);
+      this.out.push({ type: 'broadcast', msg: { kind: 'results', signed } });
+    }
+  }
+
+  private onResults(from: number, signed: SignedResults): void {
+    const node = this.genesis.nodes[signed.batch.node];
+    if (!node) return this.blame(from, 'bad-results', 'unknown node');
+    const digest = resultsDigestOf(signed);
+    if (this.results.has(hex(digest))) return;
+    if (
+      !verifyTagged(
+        TAGS.results,
+        this.groupId,
+        encode(ResultBatchCodec, signed.batch),
+        signed.signature,
+        node.publicKey,
+      )
+    )
+      return this.blame(from, 'bad-signature', 'results');
+    this.storeResults(signed, digest);
+  }
+
+  /** Stores a validly signed results batch and indexes its votes. Returns its digest hex. */
+  private storeResults(signed: SignedResults, digest = resultsDigestOf(signed)): string | null {
+    const dHex = hex(digest);
+    if (this.results.has(dHex)) return null;
+    const node = signed.batch.node;
+    let open = 0;
+    signed.batch.entries.forEach((e, index) => {
+      const idHex = hex(e.requestId);
+      if (this.done.has(idHex)) return;
+      let m = this.votes.get(idHex);
+      if (!m) {
+        m = new Map();
+        this.votes.set(idHex, m);
+      }
+      const prev = m.get(node);
+      if (prev) {
+        const prevResults = this.results.get(prev.digestHex);
+        const prevEntry = prevResults?.signed.batch.entries[prev.index];
+        if (
+          prevResults &&
+          equalBytes(prevResults.signed.batch.modelDigest, signed.batch.modelDigest) &&
+          prevEntry
+        ) {
+          this.recordEvidence(
+            node,
+            'double-vote',
+            `request ${idHex.slice(0, 16)}: results ${prev.digestHex.slice(0, 16)} and ${dHex.slice(0, 16)}`,
+          );
+        }
+        if (
+          prevResults &&
+          equalBytes(prevResults.signed.batch.modelDigest, this.models[node] ?? new Uint8Array())
+        )
+          return;
+      }
+      m.set(node, { node, results: digest, index, digestHex: dHex });
+      open++;
+      this.updateReadiness(idHex);
+    });
+    this.results.set(dHex, { signed, digest, open, sentAt: this.now });
+    this.retryParked();
+    return dHex;
+  }
+
+  private currentVoteCount(idHex: string): number {
+    const m = this.votes.get(idHex);
+    if (!m) return 0;
+    let c = 0;
+    for (const v of m.values()) {
+      const r = this.results.get(v.digestHex);
+      if (r && equalBytes(r.signed.batch.modelDigest, this.models[v.node])) c++;
+    }
+    return c;
+  }
+
+  /** Primary bookkeeping: is this request ready to propose? */
+  private updateReadiness(idHex: string): void {
+    if (!this.isPrimary) return;
+    const p = this.pool.get(idHex);
+    if (p?.state !== 'pending' || this.ready.has(idHex)) return;
+    const c = this.currentVoteCount(idHex);
+    if (c >= this.n) {
+      this.quorum.delete(idHex);
+      this.ready.set(idHex, this.now);
+    } else if (c >= this.q && !this.quorum.has(idHex)) this.quorum.set(idHex, this.now);
+  }
+
+  // ---------------------------------------------------------------- proposing (primary)
+
+  private maybePropose(): void {
+    if (!this.isPrimary) return;
+    for (const [idHex, since] of this.quorum) {
+      if (since + this.cfg.voteWaitMs > this.now) break;
+      this.quorum.delete(idHex);
+      const p = this.pool.get(idHex);
+      if (p && p.state === 'pending') this.ready.set(idHex, this.now);
+    }
+    while (this.ready.size > 0 && this.lastProposed < this.stable + this.cfg.window) {
+      const oldest = this.ready.values().next().value as number;
+      if (this.ready.size < this.cfg.batchSize && oldest + this.cfg.batchTimeoutMs > this.now) break;
+      this.propose();
+    }
+  }
+
+  private propose(): void {
+    const entries: BatchEntry[] = [];
+    for (const idHex of this.ready.keys()) {
+      if (entries.length >= this.cfg.batchSize) break;
+      this.ready.delete(idHex);
+      const p = this.pool.get(idHex);
+      if (p?.state !== 'pending') continue;
+      const votes = [...(this.votes.get(idHex)?.values() ?? [])]
+        .filter((v) => {
+          const r = this.results.get(v.digestHex);
+          return r && equalBytes(r.signed.batch.modelDigest, this.models[v.node]);
+        })
+        .sort((a, b) => a.node - b.node)
+        .map((v) => ({ node: v.node, results: v.results, index: v.index }));
+      if (votes.length < this.q) continue;
+      p.state = 'proposed';
+      entries.push({ requestId: p.id, votes });
+    }
+    if (entries.length === 0) return;
+    const seq = this.lastProposed + 1;
+    const timestamp = Math.max(Math.floor(this.now), this.lastBatchTimestamp + 1);
+    const batch: Batch = { timestamp, entries, txs: [] as Tx[] };
+    const digest = batchDigestOf(batch);
+    const signature = this.signPhase(TAGS.prePrepare, this.view, seq, digest);
+    const pp: PrePrepare = { view: this.view, seq, digest, signature, batch };
+    const slot = this.slot(seq);
+    Object.assign(slot, { view: this.view, digest, batch, pp, lastSent: this.now });
+    this.lastProposed = seq;
+    this.lastBatchTimestamp = timestamp;
+    this.out.push({ type: 'persist', record: { kind: 'prePrepare', view: this.view, seq, digest } });
+    this.out.push({ type: 'broadcast', msg: { kind: 'prePrepare', pp } });
+    this.checkPrepared(slot);
+  }
+
+  private signPhase(
+    tag: typeof TAGS.prePrepare | typeof TAGS.prepare | typeof TAGS.commit,
+    view: number,
+    seq: number,
+    digest: Uint8Array,
+  ): Uint8Array {
+    return signTagged(tag, this.groupId, encode(PhaseBody, { from: this.id, view, seq, digest }), this.key);
+  }
+
+  private verifyPhase(
+    tag: typeof TAGS.prePrepare | typeof TAGS.prepare | typeof TAGS.commit,
+    from: number,
+    view: number,
+    seq: number,
+    digest: Uint8Array,
+    signature: Uint8Array,
+  ): boolean {
+    const node = this.genesis.nodes[from];
+    if (!node) return false;
+    return verifyTagged(
+      tag,
+      this.groupId,
+      encode(PhaseBody, { from, view, seq, digest }),
+      signature,
+      node.publicKey,
+    );
+  }
+
+  // ---------------------------------------------------------------- three phases
+
+  private slot(seq: number): Slot {
+    let s = this.slots.get(seq);
+    if (!s) {
+      s = {
+        seq,
+        view: this.view,
+        digest: null,
+        batch: null,
+        pp: null,
+        prepares: new Map(),
+        commits: new Map(),
+        prepared: false,
+        committed: false,
+        myPrepare: null,
+        myCommit: null,
+        lastSent: this.now,
+        parked: null,
+        fetchedAt: Number.NEGATIVE_INFINITY,
+      };
+      this.slots.set(seq, s);
+    }
+    return s;
+  }
+
+  private inWindow(seq: number): boolean {
+    return seq > this.stable && seq <= this.stable + this.cfg.window;
+  }
+
+  private onPrePrepare(from: number, pp: PrePrepare): void {
+    const primary = this.primaryOf(pp.view);
+    if (pp.view !== this.view || !this.inWindow(pp.seq) || pp.seq <= this.lastExecuted) {
+      if (pp.seq <= this.lastExecuted) this.helpLaggard(from, pp.seq);
+      return;
+    }
+    if (!this.verifyPhase(TAGS.prePrepare, primary, pp.view, pp.seq, pp.digest, pp.signature))
+      return this.blame(from, 'bad-signature', 'pre-prepare');
+    if (primary === this.id) return;
+    const slot = this.slot(pp.seq);
+    if (slot.pp) {
+      if (!equalBytes(slot.pp.digest, pp.digest) && slot.view === pp.view)
+        this.recordEvidence(
+          primary,
+          'conflicting-proposal',
+          `two pre-prepares for view ${pp.view} seq ${pp.seq}`,
+        );
+      return;
+    }
+    if (!equalBytes(batchDigestOf(pp.batch), pp.digest))
+      return this.blame(primary, 'bad-proposal', 'batch digest mismatch');
+    this.tryAccept(slot, pp);
+  }
+
+  /** Accepts a proposal once everything it references is held and valid; fetches what is missing. */
+  private tryAccept(slot: Slot, pp: PrePrepare): void {
+    const primary = this.primaryOf(pp.view);
+    const b = pp.batch;
+    const missingRequests: Uint8Array[] = [];
+    const missingResults = new Map<string, Uint8Array>();
+    const seen = new Set<string>();
+    // Timestamp rule: after every accepted earlier batch, before every accepted later one, not far ahead.
+    if (b.timestamp > this.now + this.genesis.params.maxClockSkewMs)
+      return this.reject(slot, primary, 'batch timestamp ahead of clock');
+    for (const [s, other] of this.slots) {
+      if (!other.batch || s === pp.seq) continue;
+      if (s < pp.seq && other.batch.timestamp >= b.timestamp)
+        return this.reject(slot, primary, 'batch timestamp not increasing');
+      if (s > pp.seq && other.batch.timestamp <= b.timestamp)
+        return this.reject(slot, primary, 'batch timestamp not increasing');
+    }
+    for (const e of b.entries) {
+      const idHex = hex(e.requestId);
+      if (seen.has(idHex)) return this.reject(slot, primary, 'request twice in one batch');
+      seen.add(idHex);
+      if (this.done.has(idHex)) return this.reject(slot, primary, 'request already executed');
+      if (e.votes.length < this.q) return this.reject(slot, primary, 'entry with fewer than q votes');
+      const p = this.pool.get(idHex);
+      if (!p) missingRequests.push(e.requestId);
+      else if (p.state === 'proposed') return this.reject(slot, primary, 'request already ordered');
+      for (const v of e.votes) {
+        if (v.node >= this.n) return this.reject(slot, primary, 'vote from unknown node');
+        const r = this.results.get(hex(v.results));
+        if (!r) {
+          missingResults.set(hex(v.results), v.results);
+          continue;
+        }
+        const entry = r.signed.batch.entries[v.index];
+        if (r.signed.batch.node !== v.node || !entry || !equalBytes(entry.requestId, e.requestId))
+          return this.reject(slot, primary, 'vote does not match its results batch');
+      }
+    }
+    if (missingRequests.length > 0 || missingResults.size > 0) {
+      slot.parked = pp;
+      if (slot.fetchedAt + this.cfg.retransmitMs <= this.now) {
+        slot.fetchedAt = this.now;
+        this.out.push({
+          type: 'send',
+          to: primary,
+          msg: {
+            kind: 'fetch',
+            from: this.id,
+            requests: missingRequests,
+            results: [...missingResults.values()],
+            seqs: [],
+          },
+        });
+      }
+      return;
+    }
+    slot.parked = null;
+    for (const e of b.entries) {
+      const p = this.pool.get(hex(e.requestId));
+      if (p) p.state = 'proposed';
+    }
+    Object.assign(slot, { view: pp.view, digest: pp.digest, batch: b, pp, lastSent: this.now });
+    this.lastProposed = Math.max(this.lastProposed, pp.seq);
+    this.lastBatchTimestamp = Math.max(this.lastBatchTimestamp, b.timestamp);
+    this.out.push({
+      type: 'persist',
+      record: { kind: 'prepare', view: pp.view, seq: pp.seq, digest: pp.digest },
+    });
+    const signature = this.signPhase(TAGS.prepare, pp.view, pp.seq, pp.digest);
+    slot.myPrepare = {
+      kind: 'prepare',
+      from: this.id,
+      view: pp.view,
+      seq: pp.seq,
+      digest: pp.digest,
+      signature,
+    };
+    slot.prepares.set(this.id, hex(pp.digest));
+    this.out.push({ type: 'broadcast', msg: slot.myPrepare });
+    this.checkPrepared(slot);
+  }
+
+  private reject(slot: Slot, primary: number, why: string): void {
+    slot.parked = null;
+    this.blame(primary, 'bad-proposal', why);
+  }
+
+  private retryParked(): void {
+    for (const s of this.slots.values()) {
+      if (s.parked && !this.inRetry) {
+        this.inRetry = true;
+        try {
+          this.tryAccept(s, s.parked);
+        } finally {
+          this.inRetry = false;
+        }
+      }
+    }
+  }
+  private inRetry = false;
+
+  private onPhase(kind: 'prepare' | 'commit', m: Extract<NodeMessage, { kind: 'prepare' | 'commit' }>): void {
+    if (m.from >= this.n) return;
+    if (m.seq <= this.lastExecuted) {
+      // A late message is normal; a repeated one means the sender is retransmitting: it is behind.
+      const old = this.slots.get(m.seq);
+      const seen = kind === 'prepare' ? old?.prepares : old?.commits;
+      if (!seen || seen.has(m.from)) this.helpLaggard(m.from, m.seq);
+      else seen.set(m.from, hex(m.digest));
+      return;
+    }
+    if (m.view !== this.view || !this.inWindow(m.seq)) return;
+    if (kind === 'prepare' && m.from === this.primaryOf(m.view))
+      return this.blame(m.from, 'bad-sender', 'prepare from primary');
+    const slot = this.slot(m.seq);
+    const set = kind === 'prepare' ? slot.prepares : slot.commits;
+    if (set.has(m.from)) return;
+    if (
+      !this.verifyPhase(
+        kind === 'prepare' ? TAGS.prepare : TAGS.commit,
+        m.from,
+        m.view,
+        m.seq,
+        m.digest,
+        m.signature,
+      )
+    )
+      return this.blame(m.from, 'bad-signature', kind);
+    set.set(m.from, hex(m.digest));
+    this.checkPrepared(slot);
+  }
+
+  private matching(set: Map<number, string>, dHex: string, exclude = -1): number {
+    let c = 0;
+    for (const [node, d] of set) if (d === dHex && node !== exclude) c++;
+    return c;
+  }
+
+  private checkPrepared(slot: Slot): void {
+    if (!slot.digest) return;
+    const dHex = hex(slot.digest);
+    if (!slot.prepared && this.matching(slot.prepares, dHex, this.primaryOf(slot.view)) >= 2 * this.f) {
+      slot.prepared = true;
+      this.out.push({
+        type: 'persist',
+        record: { kind: 'commit', view: slot.view, seq: slot.seq, digest: slot.digest },
+      });
+      const signature = this.signPhase(TAGS.commit, slot.view, slot.seq, slot.digest);
+      slot.myCommit = {
+        kind: 'commit',
+        from: this.id,
+        view: slot.view,
+        seq: slot.seq,
+        digest: slot.digest,
+        signature,
+      };
+      slot.commits.set(this.id, dHex);
+      this.out.push({ type: 'broadcast', msg: slot.myCommit });
+    }
+    if (slot.prepared && !slot.committed && this.matching(slot.commits, dHex) >= this.q) {
+      slot.committed = true;
+      this.executeReady();
+    }
+  }
+
+  private executeReady(): void {
+    for (;;) {
+      const slot = this.slots.get(this.lastExecuted + 1);
+      if (!slot?.committed || !slot.batch || !slot.digest) return;
+      const entries: ResolvedEntryOut[] = [];
+      for (const e of slot.batch.entries) {
+        const p = this.pool.get(hex(e.requestId));
+        if (!p) throw new DropbearError('INTERNAL', 'accepted batch references a request no longer held');
+        const votes: CountedVote[] = e.votes.map((v) => {
+          const r = this.results.get(hex(v.results))!.signed.batch;
+          return { node: v.node, modelDigest: r.modelDigest, result: r.entries[v.index].result };
+        });
+        entries.push({ requestId: e.requestId, request: p.sr.request, votes });
+      }
+      this.lastExecuted = slot.seq;
+      this.out.push({
+        type: 'execute',
+        seq: slot.seq,
+        view: slot.view,
+        digest: slot.digest,
+        batch: slot.batch,
+        entries,
+        checkpoint: slot.seq % this.cfg.checkpointInterval === 0,
+      });
+      // The caller answers with an `executed` event before anything else reaches this replica.
+      this.awaitingExecution = slot.seq;
+      return;
+    }
+  }
+  private awaitingExecution = 0;
+
+  // ---------------------------------------------------------------- execution, receipts, checkpoints
+
+  private onExecuted(ev: Extract<Event, { type: 'executed' }>): void {
+    if (ev.seq !== this.awaitingExecution)
+      throw new DropbearError('INTERNAL', `executed ${ev.seq}, expected ${this.awaitingExecution}`);
+    this.awaitingExecution = 0;
+    const slot = this.slots.get(ev.seq)!;
+    this.models = ev.models;
+    const requeued = new Set(ev.requeued.map(hex));
+    const votesToDrop: string[] = [];
+    for (const e of slot.batch!.entries) {
+      const idHex = hex(e.requestId);
+      const p = this.pool.get(idHex);
+      if (requeued.has(idHex)) {
+        if (p) p.state = 'pending';
+        // Votes from a replaced model no longer count: forget them so new ones are taken.
+        const m = this.votes.get(idHex);
+        if (m)
+          for (const [node, v] of m)
+            if (!equalBytes(this.results.get(v.digestHex)!.signed.batch.modelDigest, this.models[node]))
+              m.delete(node);
+        if (p && !m?.has(this.id)) this.inferQueue.push({ requestId: p.id, request: p.sr });
+        this.updateReadiness(idHex);
+        continue;
+      }
+      this.done.set(idHex, p?.sr.request.timestamp ?? slot.batch!.timestamp);
+      this.pool.delete(idHex);
+      this.quorum.delete(idHex);
+      this.ready.delete(idHex);
+      votesToDrop.push(idHex);
+    }
+    for (const idHex of votesToDrop) {
+      const m = this.votes.get(idHex);
+      if (!m) continue;
+      for (const v of m.values()) {
+        const r = this.results.get(v.digestHex);
+        if (r) r.open--;
+      }
+      this.votes.delete(idHex);
+    }
+    const expiry = this.genesis.params.expiryMs;
+    for (const [id, ts] of this.done) {
+      if (ts + expiry >= slot.batch!.timestamp) break;
+      this.done.delete(id);
+    }
+    this.out.push({ type: 'persist', record: { kind: 'executed', seq: ev.seq } });
+    // Receipt: sign, broadcast, and match the signatures that arrived early.
+    const rs = this.receiptSlot(ev.seq);
+    rs.receipt = ev.receipt;
+    const bytes = encode(ReceiptCodec, ev.receipt);
+    rs.hash = sha256(bytes);
+    const signature = signTagged(TAGS.receipt, this.groupId, bytes, this.key);
+    rs.sigs.set(this.id, signature);
+    this.uncertified++;
+    rs.mine = { kind: 'receiptSig', from: this.id, seq: ev.seq, receiptHash: rs.hash, signature };
+    rs.lastSent = this.now;
+    this.out.push({ type: 'broadcast', msg: rs.mine });
+    for (const p of rs.pending) this.addReceiptSig(rs, p.from, p.receiptHash, p.signature);
+    rs.pending = [];
+    this.checkCertified(ev.seq, rs);
+    if (ev.seq % this.cfg.checkpointInterval === 0) {
+      if (!ev.stateDigest) throw new DropbearError('INTERNAL', `no state digest for checkpoint ${ev.seq}`);
+      const cp = this.checkpointSlot(ev.seq);
+      cp.mine = ev.stateDigest;
+      cp.votes.set(this.id, hex(ev.stateDigest));
+      const sig = signTagged(
+        TAGS.checkpoint,
+        this.groupId,
+        encode(CheckpointBody, { from: this.id, seq: ev.seq, stateDigest: ev.stateDigest }),
+        this.key,
+      );
+      this.out.push({
+        type: 'broadcast',
+        msg: { kind: 'checkpoint', from: this.id, seq: ev.seq, stateDigest: ev.stateDigest, signature: sig },
+      });
+      this.checkStable(ev.seq);
+    }
+    this.executeReady();
+  }
+
+  private receiptSlot(seq: number): ReceiptSlot {
+    let r = this.receipts.get(seq);
+    if (!r) {
+      r = {
+        receipt: null,
+        hash: null,
+        sigs: new Map(),
+        pending: [],
+        mine: null,
+        certified: false,
+        lastSent: this.now,
+      };
+      this.receipts.set(seq, r);
+    }
+    return r;
+  }
+
+  private addReceiptSig(rs: ReceiptSlot, from: number, receiptHash: Uint8Array, signature: Uint8Array): void {
+    if (rs.sigs.has(from) || !rs.receipt || !rs.hash) return;
+    if (!equalBytes(receiptHash, rs.hash)) return; // a different receipt: not ours to count
+    if (
+      !verifyTagged(
+        TAGS.receipt,
+        this.groupId,
+        encode(ReceiptCodec, rs.receipt),
+        signature,
+        this.genesis.nodes[from].publicKey,
+      )
+    )
+      return this.blame(from, 'bad-signature', 'receipt');
+    rs.sigs.set(from, signature);
+  }
+
+  private onReceiptSig(m: Extract<NodeMessage, { kind: 'receiptSig' }>): void {
+    if (m.from >= this.n) return;
+    if (m.seq <= this.stable && !this.receipts.has(m.seq)) return;
+    if (m.seq > this.lastExecuted + 2 * this.cfg.window) return;
+    const rs = this.receiptSlot(m.seq);
+    if (rs.certified) {
+      if (!rs.sigs.has(m.from) || m.from === this.id) return;
+    }
+    if (!rs.receipt) {
+      if (rs.pending.length < 4 * this.n)
+        rs.pending.push({ from: m.from, receiptHash: m.receiptHash, signature: m.signature });
+      return;
+    }
+    const had = rs.sigs.has(m.from);
+    this.addReceiptSig(rs, m.from, m.receiptHash, m.signature);
+    if (had) this.helpLaggard(m.from, m.seq); // a repeat means the peer is still waiting for ours
+    this.checkCertified(m.seq, rs);
+  }
+
+  private checkCertified(seq: number, rs: ReceiptSlot): void {
+    if (rs.certified || !rs.hash || rs.sigs.size < this.q) return;
+    rs.certified = true;
+    this.uncertified--;
+    const signatures = [...rs.sigs]
+      .map(([node, signature]) => ({ node, signature }))
+      .sort((a, b) => a.node - b.node);
+    this.out.push({ type: 'certified', seq, receiptHash: rs.hash, signatures });
+  }
+
+  private checkpointSlot(seq: number) {
+    let c = this.checkpoints.get(seq);
+    if (!c) {
+      c = { mine: null, votes: new Map() };
+      this.checkpoints.set(seq, c);
+    }
+    return c;
+  }
+
+  private onCheckpoint(m: Extract<NodeMessage, { kind: 'checkpoint' }>): void {
+    if (m.from >= this.n || m.seq <= this.stable || m.seq % this.cfg.checkpointInterval !== 0) return;
+    if (m.seq > this.lastExecuted + 2 * this.cfg.window) return;
+    const cp = this.checkpointSlot(m.seq);
+    if (cp.votes.has(m.from)) return;
+    const body = encode(CheckpointBody, { from: m.from, seq: m.seq, stateDigest: m.stateDigest });
+    if (!verifyTagged(TAGS.checkpoint, this.groupId, body, m.signature, this.genesis.nodes[m.from].publicKey))
+      return this.blame(m.from, 'bad-signature', 'checkpoint');
+    cp.votes.set(m.from, hex(m.stateDigest));
+    this.checkStable(m.seq);
+  }
+
+  private checkStable(seq: number): void {
+    const cp = this.checkpoints.get(seq);
+    if (!cp?.mine || seq <= this.stable) return;
+    if (this.matching(cp.votes, hex(cp.mine)) < this.q) return;
+    this.stable = seq;
+    // Garbage collection below the low watermark: protocol messages, finished results, old checkpoints.
+    for (const s of this.slots.keys()) if (s <= seq) this.slots.delete(s);
+    for (const [s, r] of this.receipts) if (s <= seq && r.certified) this.receipts.delete(s);
+    for (const s of this.checkpoints.keys()) if (s < seq) this.checkpoints.delete(s);
+    for (const [d, r] of this.results) if (r.open <= 0) this.results.delete(d);
+    while (this.ownResults.length > 0 && !this.results.has(this.ownResults[0])) this.ownResults.shift();
+    this.maybePropose();
+  }
+
+  // ---------------------------------------------------------------- fetch, retransmission
+
+  private onFetch(m: Extract<NodeMessage, { kind: 'fetch' }>): void {
+    if (m.from >= this.n || m.from === this.id) return;
+    const requests: SignedRequest[] = [];
+    for (const id of m.requests) {
+      const p = this.pool.get(hex(id));
+      if (p) requests.push(p.sr);
+    }
+    const results: SignedResults[] = [];
+    for (const d of m.results) {
+      const r = this.results.get(hex(d));
+      if (r) results.push(r.signed);
+    }
+    const prePrepares: PrePrepare[] = [];
+    for (const s of m.seqs) {
+      const slot = this.slots.get(s);
+      if (slot?.pp) prePrepares.push(slot.pp);
+    }
+    if (requests.length + results.length + prePrepares.length > 0)
+      this.out.push({ type: 'send', to: m.from, msg: { kind: 'fetched', requests, results, prePrepares } });
+  }
+
+  private onFetched(from: number, m: Extract<NodeMessage, { kind: 'fetched' }>): void {
+    for (const sr of m.requests) this.onPeerRequest(from, sr);
+    for (const r of m.results) this.onResults(from, r);
+    for (const pp of m.prePrepares) this.onPrePrepare(from, pp);
+  }
+
+  /** A peer sent something for a batch we executed: it is behind, so send it our signed messages again. */
+  private helpLaggard(peer: number, seq: number): void {
+    if (peer === this.id || peer >= this.n) return;
+    const slot = this.slots.get(seq);
+    if (slot?.pp && this.primaryOf(slot.view) === this.id)
+      this.out.push({ type: 'send', to: peer, msg: { kind: 'prePrepare', pp: slot.pp } });
+    if (slot?.myPrepare) this.out.push({ type: 'send', to: peer, msg: slot.myPrepare });
+    if (slot?.myCommit) this.out.push({ type: 'send', to: peer, msg: slot.myCommit });
+    const rs = this.receipts.get(seq);
+    if (rs?.mine) this.out.push({ type: 'send', to: peer, msg: rs.mine });
+  }
+
+  private onTick(): void {
+    if (this.forwardDeadline <= this.now) this.flushForward();
+    if (this.lastRetransmit + this.cfg.retransmitMs <= this.now) {
+      this.lastRetransmit = this.now;
+      this.retransmit();
+    }
+  }
+
+  private retransmit(): void {
+    const cutoff = this.now - this.cfg.retransmitMs;
+    for (const slot of this.slots.values()) {
+      if (slot.seq <= this.lastExecuted || slot.lastSent > cutoff) continue;
+      if (slot.parked) {
+        slot.fetchedAt = Number.NEGATIVE_INFINITY;
+        this.tryAccept(slot, slot.parked);
+      }
+      if (!slot.pp && (slot.prepares.size > 0 || slot.commits.size > 0)) {
+        // Others are working on a batch whose proposal we never received: ask a peer that has it.
+        const holder =
+          [...slot.commits.keys(), ...slot.prepares.keys()].find((x) => x !== this.id) ??
+          this.primaryOf(this.view);
+        this.out.push({
+          type: 'send',
+          to: holder,
+          msg: { kind: 'fetch', from: this.id, requests: [], results: [], seqs: [slot.seq] },
+        });
+      }
+      slot.lastSent = this.now;
+      if (slot.pp && this.primaryOf(slot.view) === this.id)
+        this.out.push({ type: 'broadcast', msg: { kind: 'prePrepare', pp: slot.pp } });
+      if (slot.myPrepare) this.out.push({ type: 'broadcast', msg: slot.myPrepare });
+      if (slot.myCommit) this.out.push({ type: 'broadcast', msg: slot.myCommit });
+    }
+    for (const [seq, rs] of this.receipts) {
+      if (rs.certified || !rs.mine || rs.lastSent > cutoff) continue;
+      rs.lastSent = this.now;
+      this.out.push({ type: 'broadcast', msg: rs.mine });
+      void seq;
+    }
+    for (const d of this.ownResults) {
+      const r = this.results.get(d);
+      if (!r || r.open <= 0 || r.sentAt > cutoff) continue;
+      r.sentAt = this.now;
+      this.out.push({ type: 'broadcast', msg: { kind: 'results', signed: r.signed } });
+    }
+  }
+
+  private hasRetransmitWork(): boolean {
+    if (this.lastProposed > this.lastExecuted) return true;
+    for (const slot of this.slots.values()) if (slot.seq > this.lastExecuted) return true;
+    if (this.uncertified > 0) return true;
+    while (this.ownResults.length > 0 && (this.results.get(this.ownResults[0])?.open ?? 0) <= 0)
+      this.ownResults.shift();
+    return this.ownResults.length > 0;
+  }
+  private uncertified = 0;
+
+  // ---------------------------------------------------------------- plumbing
+
+  private onMessage(from: number, msg: NodeMessage): void {
+    if (from < 0 || from >= this.n || from === this.id) return;
+    switch (msg.kind) {
+      case 'forward':
+        for (const sr of msg.requests) {
+          const idHex = hex(requestIdOf(sr));
+          if (!this.pool.has(idHex) && !this.done.has(idHex)) this.onPeerRequest(from, sr);
+        }
+        break;
+      case 'results':
+        this.onResults(from, msg.signed);
+        break;
+      case 'prePrepare':
+        this.onPrePrepare(from, msg.pp);
+        break;
+      case 'prepare':
+      case 'commit':
+        if (msg.from !== from) return this.blame(from, 'bad-sender', `${msg.kind} names another sender`);
+        this.onPhase(msg.kind, msg);
+        break;
+      case 'receiptSig':
+        if (msg.from !== from)
+          return this.blame(from, 'bad-sender', 'receipt signature names another sender');
+        this.onReceiptSig(msg);
+        break;
+      case 'checkpoint':
+        if (msg.from !== from) return this.blame(from, 'bad-sender', 'checkpoint names another sender');
+        this.onCheckpoint(msg);
+        break;
+      case 'fetch':
+        if (msg.from !== from) return;
+        this.onFetch(msg);
+        break;
+      case 'fetched':
+        this.onFetched(from, msg);
+        break;
+    }
+  }
+
+  blame(node: number, kind: Misbehaviour, _detail: string): void {
+    let m = this.misbehaviour.get(node);
+    if (!m) {
+      m = new Map();
+      this.misbehaviour.set(node, m);
+    }
+    m.set(kind, (m.get(kind) ?? 0) + 1);
+  }
+
+  private recordEvidence(node: number, kind: Misbehaviour, detail: string): void {
+    this.evidence.push({ node, kind, detail });
+    this.blame(node, kind, detail);
+  }
+
+  private flush(): void {
+    if (this.awaitingExecution === 0) this.maybePropose();
+    if (this.inferQueue.length > 0) {
+      this.out.push({ type: 'infer', requests: this.inferQueue.splice(0) });
+    }
+    let wake = this.forwardDeadline;
+    if (this.isPrimary) {
+      const q = this.quorum.values().next();
+      if (!q.done) wake = Math.min(wake, q.value + this.cfg.voteWaitMs);
+      const r = this.ready.values().next();
+      if (!r.done && this.lastProposed < this.stable + this.cfg.window)
+        wake = Math.min(wake, r.value + this.cfg.batchTimeoutMs);
+    }
+    if (this.hasRetransmitWork())
+      wake = Math.min(wake, Math.max(this.now + 1, this.lastRetransmit + this.cfg.retransmitMs));
+    if (wake !== this.wakeAt) {
+      this.wakeAt = wake;
+      if (wake !== Number.POSITIVE_INFINITY) this.out.push({ type: 'timer', at: wake });
+    }
+  }
+}

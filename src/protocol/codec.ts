@@ -1,0 +1,430 @@
+/**
+ * Dropbear's canonical codec: a small schema codec in which every value has exactly one encoding.
+ *
+ * Wire rules (docs/certificate.md restates them for implementers in other languages):
+ * - uint: unsigned LEB128, minimal (no trailing 0x00 continuation groups), at most 2^53-1.
+ * - sint: zigzag then uint.
+ * - bool: one byte, 0 or 1.
+ * - bytes(max): uint length then the bytes; fixed(n): exactly n bytes, no length.
+ * - str(max): bytes holding valid UTF-8.
+ * - array(max): uint count then the items.
+ * - struct: fields in schema order, no names, no tags.
+ * - option: 0 (absent) or 1 followed by the value.
+ * - union: uint variant index (schema order) then the variant's struct.
+ * Decoding rejects truncated input, trailing bytes, non-minimal integers, out-of-range tags and
+ * booleans, invalid UTF-8 and anything over its declared maximum, each with a typed CodecError.
+ *
+ * Each codec also maps values to and from JSON (bytes as base64url without padding), strictly:
+ * unknown or missing fields, wrong types and non-canonical base64 are refused.
+ */
+import { CodecError } from './errors.ts';
+
+export class Writer {
+  buf: Uint8Array;
+  pos = 0;
+  constructor(size = 256) {
+    this.buf = new Uint8Array(size);
+  }
+  private ensure(n: number): void {
+    if (this.pos + n <= this.buf.length) return;
+    let size = this.buf.length * 2;
+    while (size < this.pos + n) size *= 2;
+    const next = new Uint8Array(size);
+    next.set(this.buf.subarray(0, this.pos));
+    this.buf = next;
+  }
+  u8(v: number): void {
+    this.ensure(1);
+    this.buf[this.pos++] = v;
+  }
+  uint(v: number): void {
+    this.ensure(8);
+    while (v >= 0x80) {
+      this.buf[this.pos++] = (v % 0x80) | 0x80;
+      v = Math.floor(v / 0x80);
+    }
+    this.buf[this.pos++] = v;
+  }
+  raw(b: Uint8Array): void {
+    this.ensure(b.length);
+    this.buf.set(b, this.pos);
+    this.pos += b.length;
+  }
+  finish(): Uint8Array {
+    return this.buf.slice(0, this.pos);
+  }
+}
+
+export class Reader {
+  pos = 0;
+  constructor(readonly buf: Uint8Array) {}
+  u8(): number {
+    if (this.pos >= this.buf.length) throw new CodecError('CODEC_TRUNCATED', 'input ends early');
+    return this.buf[this.pos++];
+  }
+  uint(): number {
+    let result = 0;
+    let mul = 1;
+    for (let i = 0; ; i++) {
+      const b = this.u8();
+      if (i === 7 && b > 0x0f) throw new CodecError('CODEC_OVERSIZE', 'integer above 2^53-1');
+      result += (b & 0x7f) * mul;
+      if ((b & 0x80) === 0) {
+        if (b === 0 && i > 0) throw new CodecError('CODEC_NON_CANONICAL', 'integer is not minimally encoded');
+        return result;
+      }
+      mul *= 0x80;
+    }
+  }
+  take(n: number): Uint8Array {
+    if (this.pos + n > this.buf.length) throw new CodecError('CODEC_TRUNCATED', 'input ends early');
+    const out = this.buf.slice(this.pos, this.pos + n);
+    this.pos += n;
+    return out;
+  }
+}
+
+export type Json = null | boolean | number | string | Json[] | { [k: string]: Json };
+
+export interface Codec<T> {
+  readonly name: string;
+  enc(w: Writer, v: T): void;
+  dec(r: Reader): T;
+  toJson(v: T): Json;
+  fromJson(j: unknown, path: string): T;
+}
+
+export type Infer<C> = C extends Codec<infer T> ? T : never;
+
+function badValue(path: string, msg: string): CodecError {
+  return new CodecError('CODEC_BAD_VALUE', path ? `${path}: ${msg}` : msg);
+}
+function badJson(path: string, msg: string): CodecError {
+  return new CodecError('CODEC_BAD_JSON', `${path || 'value'}: ${msg}`);
+}
+
+function checkUint(v: unknown, path: string, fromJson: boolean): number {
+  if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0) {
+    throw (fromJson ? badJson : badValue)(path, 'expected an integer in [0, 2^53-1]');
+  }
+  return v;
+}
+
+export const uint: Codec<number> = {
+  name: 'uint',
+  enc(w, v) {
+    checkUint(v, '', false);
+    w.uint(v);
+  },
+  dec: (r) => r.uint(),
+  toJson: (v) => v,
+  fromJson: (j, p) => checkUint(j, p, true),
+};
+
+/** Signed integer, zigzag-encoded; limited to ±2^52 so that the zigzag form stays a safe integer. */
+export const sint: Codec<number> = {
+  name: 'sint',
+  enc(w, v) {
+    if (!Number.isSafeInteger(v) || Math.abs(v) > 2 ** 52 - 1)
+      throw badValue('', 'expected an integer in ±2^52');
+    w.uint(v >= 0 ? v * 2 : -v * 2 - 1);
+  },
+  dec(r) {
+    const z = r.uint();
+    if (z > 2 ** 53 - 2) throw new CodecError('CODEC_OVERSIZE', 'sint out of range');
+    return z % 2 === 0 ? z / 2 : -(z + 1) / 2;
+  },
+  toJson: (v) => v,
+  fromJson(j, p) {
+    if (typeof j !== 'number' || !Number.isSafeInteger(j) || Math.abs(j) > 2 ** 52 - 1)
+      throw badJson(p, 'expected an integer in ±2^52');
+    return j;
+  },
+};
+
+export const bool: Codec<boolean> = {
+  name: 'bool',
+  enc(w, v) {
+    if (typeof v !== 'boolean') throw badValue('', 'expected a boolean');
+    w.u8(v ? 1 : 0);
+  },
+  dec(r) {
+    const b = r.u8();
+    if (b > 1) throw new CodecError('CODEC_NON_CANONICAL', 'boolean byte must be 0 or 1');
+    return b === 1;
+  },
+  toJson: (v) => v,
+  fromJson(j, p) {
+    if (typeof j !== 'boolean') throw badJson(p, 'expected a boolean');
+    return j;
+  },
+};
+
+const B64URL = /^[A-Za-z0-9_-]*$/;
+export function toB64u(b: Uint8Array): string {
+  return Buffer.from(b.buffer, b.byteOffset, b.length).toString('base64url');
+}
+export function fromB64u(s: unknown, path: string): Uint8Array {
+  if (typeof s !== 'string' || !B64URL.test(s) || s.length % 4 === 1)
+    throw badJson(path, 'expected base64url');
+  const out = new Uint8Array(Buffer.from(s, 'base64url'));
+  if (toB64u(out) !== s) throw badJson(path, 'base64url is not canonical');
+  return out;
+}
+
+export function bytes(max: number): Codec<Uint8Array> {
+  const check = (v: Uint8Array, path: string, json: boolean) => {
+    if (!(v instanceof Uint8Array)) throw (json ? badJson : badValue)(path, 'expected bytes');
+    if (v.length > max)
+      throw new CodecError('CODEC_OVERSIZE', `${path || 'bytes'}: ${v.length} > ${max} bytes`);
+    return v;
+  };
+  return {
+    name: `bytes(${max})`,
+    enc(w, v) {
+      check(v, '', false);
+      w.uint(v.length);
+      w.raw(v);
+    },
+    dec(r) {
+      const n = r.uint();
+      if (n > max) throw new CodecError('CODEC_OVERSIZE', `bytes: ${n} > ${max}`);
+      return r.take(n);
+    },
+    toJson: toB64u,
+    fromJson: (j, p) => check(fromB64u(j, p), p, true),
+  };
+}
+
+export function fixed(n: number): Codec<Uint8Array> {
+  const check = (v: Uint8Array, path: string, json: boolean) => {
+    if (!(v instanceof Uint8Array) || v.length !== n)
+      throw (json ? badJson : badValue)(path, `expected exactly ${n} bytes`);
+    return v;
+  };
+  return {
+    name: `fixed(${n})`,
+    enc(w, v) {
+      check(v, '', false);
+      w.raw(v);
+    },
+    dec: (r) => r.take(n),
+    toJson: toB64u,
+    fromJson: (j, p) => check(fromB64u(j, p), p, true),
+  };
+}
+
+const utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
+const utf8enc = new TextEncoder();
+export function str(max: number): Codec<string> {
+  return {
+    name: `str(${max})`,
+    enc(w, v) {
+      if (typeof v !== 'string') throw badValue('', 'expected a string');
+      const b = utf8enc.encode(v);
+      if (b.length > max) throw new CodecError('CODEC_OVERSIZE', `string longer than ${max} bytes`);
+      if (utf8.decode(b) !== v) throw badValue('', 'string is not valid Unicode');
+      w.uint(b.length);
+      w.raw(b);
+    },
+    dec(r) {
+      const n = r.uint();
+      if (n > max) throw new CodecError('CODEC_OVERSIZE', `string longer than ${max} bytes`);
+      try {
+        return utf8.decode(r.take(n));
+      } catch {
+        throw new CodecError('CODEC_BAD_UTF8', 'string is not valid UTF-8');
+      }
+    },
+    toJson: (v) => v,
+    fromJson(j, p) {
+      if (typeof j !== 'string') throw badJson(p, 'expected a string');
+      if (utf8.decode(utf8enc.encode(j)) !== j) throw badJson(p, 'string is not valid Unicode');
+      if (utf8enc.encode(j).length > max)
+        throw new CodecError('CODEC_OVERSIZE', `${p}: longer than ${max} bytes`);
+      return j;
+    },
+  };
+}
+
+export function array<T>(item: Codec<T>, max: number): Codec<T[]> {
+  return {
+    name: `array(${item.name},${max})`,
+    enc(w, v) {
+      if (!Array.isArray(v)) throw badValue('', 'expected an array');
+      if (v.length > max) throw new CodecError('CODEC_OVERSIZE', `array longer than ${max}`);
+      w.uint(v.length);
+      for (const x of v) item.enc(w, x);
+    },
+    dec(r) {
+      const n = r.uint();
+      if (n > max) throw new CodecError('CODEC_OVERSIZE', `array longer than ${max}`);
+      const out = new Array<T>(n);
+      for (let i = 0; i < n; i++) out[i] = item.dec(r);
+      return out;
+    },
+    toJson: (v) => v.map((x) => item.toJson(x)),
+    fromJson(j, p) {
+      if (!Array.isArray(j)) throw badJson(p, 'expected an array');
+      if (j.length > max) throw new CodecError('CODEC_OVERSIZE', `${p}: array longer than ${max}`);
+      return j.map((x, i) => item.fromJson(x, `${p}[${i}]`));
+    },
+  };
+}
+
+type Fields = Record<string, Codec<unknown>>;
+export type StructOf<F extends Fields> = { [K in keyof F]: Infer<F[K]> };
+
+export function struct<F extends Fields>(fields: F): Codec<StructOf<F>> {
+  const keys = Object.keys(fields);
+  const codecs = keys.map((k) => fields[k]);
+  return {
+    name: `struct{${keys.join(',')}}`,
+    enc(w, v) {
+      if (typeof v !== 'object' || v === null) throw badValue('', 'expected an object');
+      const rec = v as Record<string, unknown>;
+      for (let i = 0; i < keys.length; i++) {
+        try {
+          codecs[i].enc(w, rec[keys[i]]);
+        } catch (e) {
+          if (e instanceof CodecError)
+            throw new CodecError(
+              e.code as never,
+              `${keys[i]}${/^[\w.[\]]+: /.test(e.message) ? '.' : ': '}${e.message}`,
+            );
+          throw e;
+        }
+      }
+    },
+    dec(r) {
+      const out: Record<string, unknown> = {};
+      for (let i = 0; i < keys.length; i++) out[keys[i]] = codecs[i].dec(r);
+      return out as StructOf<F>;
+    },
+    toJson(v) {
+      const out: Record<string, Json> = {};
+      const rec = v as Record<string, unknown>;
+      for (let i = 0; i < keys.length; i++) out[keys[i]] = codecs[i].toJson(rec[keys[i]]);
+      return out;
+    },
+    fromJson(j, p) {
+      if (typeof j !== 'object' || j === null || Array.isArray(j)) throw badJson(p, 'expected an object');
+      const rec = j as Record<string, unknown>;
+      for (const k of Object.keys(rec))
+        if (!Object.hasOwn(fields, k)) throw badJson(p, `unknown field "${k}"`);
+      const out: Record<string, unknown> = {};
+      for (let i = 0; i < keys.length; i++) {
+        if (!Object.hasOwn(rec, keys[i])) throw badJson(p, `missing field "${keys[i]}"`);
+        out[keys[i]] = codecs[i].fromJson(rec[keys[i]], p ? `${p}.${keys[i]}` : keys[i]);
+      }
+      return out as StructOf<F>;
+    },
+  };
+}
+
+export function option<T>(inner: Codec<T>): Codec<T | null> {
+  return {
+    name: `option(${inner.name})`,
+    enc(w, v) {
+      if (v === null || v === undefined) w.u8(0);
+      else {
+        w.u8(1);
+        inner.enc(w, v);
+      }
+    },
+    dec(r) {
+      const t = r.u8();
+      if (t === 0) return null;
+      if (t !== 1) throw new CodecError('CODEC_BAD_TAG', 'option tag must be 0 or 1');
+      return inner.dec(r);
+    },
+    toJson: (v) => (v === null || v === undefined ? null : inner.toJson(v)),
+    fromJson: (j, p) => (j === null ? null : inner.fromJson(j, p)),
+  };
+}
+
+type Variants = Record<string, Codec<Record<string, unknown>>>;
+export type UnionOf<V extends Variants> = { [K in keyof V]: { kind: K } & Infer<V[K]> }[keyof V];
+
+/** A tagged union; the value carries `kind`, the variant's fields sit beside it. */
+export function union<V extends Variants>(variants: V): Codec<UnionOf<V>> {
+  const kinds = Object.keys(variants);
+  const index = new Map(kinds.map((k, i) => [k, i]));
+  return {
+    name: `union{${kinds.join('|')}}`,
+    enc(w, v) {
+      const i = index.get((v as { kind: string })?.kind);
+      if (i === undefined) throw badValue('', `unknown kind ${String((v as { kind?: unknown })?.kind)}`);
+      w.uint(i);
+      variants[kinds[i]].enc(w, v as Record<string, unknown>);
+    },
+    dec(r) {
+      const i = r.uint();
+      if (i >= kinds.length) throw new CodecError('CODEC_BAD_TAG', `unknown variant ${i}`);
+      const body = variants[kinds[i]].dec(r);
+      return { kind: kinds[i], ...body } as UnionOf<V>;
+    },
+    toJson(v) {
+      const k = (v as { kind: string }).kind;
+      return { kind: k, ...(variants[k].toJson(v as Record<string, unknown>) as Record<string, Json>) };
+    },
+    fromJson(j, p) {
+      if (typeof j !== 'object' || j === null || Array.isArray(j)) throw badJson(p, 'expected an object');
+      const { kind, ...rest } = j as Record<string, unknown>;
+      if (typeof kind !== 'string' || !index.has(kind)) throw badJson(p, `unknown kind ${String(kind)}`);
+      return { kind, ...variants[kind].fromJson(rest, p) } as UnionOf<V>;
+    },
+  };
+}
+
+/** An array that must be strictly ascending by a byte or number key: the canonical form of a map. */
+export function sortedArray<T>(item: Codec<T>, max: number, key: (v: T) => Uint8Array | number): Codec<T[]> {
+  const base = array(item, max);
+  const check = (v: T[], code: 'CODEC_NON_CANONICAL' | 'CODEC_BAD_VALUE') => {
+    for (let i = 1; i < v.length; i++) {
+      if (compareKeys(key(v[i - 1]), key(v[i])) >= 0)
+        throw new CodecError(code, 'entries must be strictly ascending by key (no duplicates)');
+    }
+    return v;
+  };
+  return {
+    name: `sorted(${base.name})`,
+    enc(w, v) {
+      check(v, 'CODEC_BAD_VALUE');
+      base.enc(w, v);
+    },
+    dec: (r) => check(base.dec(r), 'CODEC_NON_CANONICAL'),
+    toJson: base.toJson,
+    fromJson: (j, p) => check(base.fromJson(j, p), 'CODEC_BAD_VALUE'),
+  };
+}
+
+export function compareKeys(a: Uint8Array | number, b: Uint8Array | number): number {
+  if (typeof a === 'number' && typeof b === 'number') return a - b;
+  return Buffer.compare(a as Uint8Array, b as Uint8Array);
+}
+
+const shared = new Writer(1 << 16);
+/** Canonical bytes of a value. */
+export function encode<T>(codec: Codec<T>, value: T): Uint8Array {
+  shared.pos = 0;
+  codec.enc(shared, value);
+  return shared.finish();
+}
+
+/** Decode exactly one value; anything left over is an error. */
+export function decode<T>(codec: Codec<T>, bytes: Uint8Array): T {
+  const r = new Reader(bytes);
+  const v = codec.dec(r);
+  if (r.pos !== bytes.length)
+    throw new CodecError('CODEC_TRAILING_BYTES', `${bytes.length - r.pos} trailing bytes`);
+  return v;
+}
+
+export function toJson<T>(codec: Codec<T>, value: T): Json {
+  return codec.toJson(value);
+}
+
+export function fromJson<T>(codec: Codec<T>, json: unknown): T {
+  return codec.fromJson(json, '');
+}

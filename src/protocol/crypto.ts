@@ -1,0 +1,136 @@
+/**
+ * Hashing and Ed25519 signatures (node:crypto). Every signed payload is
+ *   len(tag) ‖ tag ‖ groupId ‖ canonical bytes
+ * so a signature made for one purpose or one group can never be replayed as another.
+ */
+import {
+  createHash,
+  createPrivateKey,
+  createPublicKey,
+  hash,
+  type KeyObject,
+  sign,
+  verify,
+} from 'node:crypto';
+import { DropbearError } from './errors.ts';
+
+export type Hash = Uint8Array;
+
+export function sha256(data: Uint8Array): Hash {
+  return new Uint8Array(hash('sha256', data, 'buffer'));
+}
+
+export function sha256Parts(...parts: Uint8Array[]): Hash {
+  const h = createHash('sha256');
+  for (const p of parts) h.update(p);
+  return new Uint8Array(h.digest());
+}
+
+export const TAGS = {
+  genesis: 'dropbear/v1/genesis',
+  request: 'dropbear/v1/request',
+  results: 'dropbear/v1/results',
+  prePrepare: 'dropbear/v1/pre-prepare',
+  prepare: 'dropbear/v1/prepare',
+  commit: 'dropbear/v1/commit',
+  receipt: 'dropbear/v1/receipt',
+  checkpoint: 'dropbear/v1/checkpoint',
+  viewChange: 'dropbear/v1/view-change',
+  newView: 'dropbear/v1/new-view',
+  modelUpdate: 'dropbear/v1/model-update',
+  batch: 'dropbear/v1/batch',
+} as const;
+export type Tag = (typeof TAGS)[keyof typeof TAGS];
+
+const tagPrefix = new Map<string, Uint8Array>();
+function prefixOf(tag: Tag): Uint8Array {
+  let p = tagPrefix.get(tag);
+  if (!p) {
+    const t = Buffer.from(tag, 'utf8');
+    p = new Uint8Array(1 + t.length);
+    p[0] = t.length;
+    p.set(t, 1);
+    tagPrefix.set(tag, p);
+  }
+  return p;
+}
+
+export function signedBytes(tag: Tag, groupId: Uint8Array, body: Uint8Array): Uint8Array {
+  const p = prefixOf(tag);
+  const out = new Uint8Array(p.length + groupId.length + body.length);
+  out.set(p, 0);
+  out.set(groupId, p.length);
+  out.set(body, p.length + groupId.length);
+  return out;
+}
+
+/** SHA-256 over a domain-separated payload (no group id: used for the genesis itself). */
+export function taggedHash(tag: Tag, body: Uint8Array): Hash {
+  return sha256Parts(prefixOf(tag), body);
+}
+
+const PKCS8_ED25519 = Buffer.from('302e020100300506032b657004220420', 'hex');
+const SPKI_ED25519 = Buffer.from('302a300506032b6570032100', 'hex');
+
+export interface KeyPair {
+  publicKey: Uint8Array; // 32 raw bytes
+  privateKey: KeyObject;
+  seed: Uint8Array; // 32 raw bytes; keep secret
+}
+
+/** A key pair from a 32-byte seed (deterministic: the simulator derives keys from its seed). */
+export function keyPairFromSeed(seed: Uint8Array): KeyPair {
+  if (seed.length !== 32) throw new DropbearError('KEY_BAD_SEED', 'an Ed25519 seed is 32 bytes');
+  const privateKey = createPrivateKey({
+    key: Buffer.concat([PKCS8_ED25519, seed]),
+    format: 'der',
+    type: 'pkcs8',
+  });
+  const spki = createPublicKey(privateKey).export({ format: 'der', type: 'spki' });
+  return {
+    publicKey: new Uint8Array(spki.subarray(SPKI_ED25519.length)),
+    privateKey,
+    seed: new Uint8Array(seed),
+  };
+}
+
+const pubCache = new Map<string, KeyObject>();
+function publicKeyObject(raw: Uint8Array): KeyObject {
+  const k = Buffer.from(raw.buffer, raw.byteOffset, raw.length).toString('hex');
+  let key = pubCache.get(k);
+  if (!key) {
+    key = createPublicKey({ key: Buffer.concat([SPKI_ED25519, raw]), format: 'der', type: 'spki' });
+    if (pubCache.size > 100_000) pubCache.clear();
+    pubCache.set(k, key);
+  }
+  return key;
+}
+
+export function signTagged(tag: Tag, groupId: Uint8Array, body: Uint8Array, key: KeyPair): Uint8Array {
+  return new Uint8Array(sign(null, signedBytes(tag, groupId, body), key.privateKey));
+}
+
+export function verifyTagged(
+  tag: Tag,
+  groupId: Uint8Array,
+  body: Uint8Array,
+  signature: Uint8Array,
+  publicKey: Uint8Array,
+): boolean {
+  if (signature.length !== 64 || publicKey.length !== 32) return false;
+  try {
+    return verify(null, signedBytes(tag, groupId, body), publicKeyObject(publicKey), signature);
+  } catch {
+    return false; // a point that is not on the curve, for instance
+  }
+}
+
+export function equalBytes(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
+export function hex(b: Uint8Array): string {
+  return Buffer.from(b.buffer, b.byteOffset, b.length).toString('hex');
+}

@@ -1,0 +1,5 @@
+export * from './codec.ts';
+export * from './crypto.ts';
+export * from './errors.ts';
+export * from './merkle.ts';
+export * from './messages.ts';

@@ -1,0 +1,92 @@
+/**
+ * Merkle tree over a batch's outcomes, RFC 9162 (Certificate Transparency v2) style:
+ * leaf = SHA-256(0x00 ‖ data), node = SHA-256(0x01 ‖ left ‖ right), the tree over n leaves splits at
+ * the largest power of two below n. The size is not part of a proof: the verifier takes it from the
+ * signed receipt, because an audit path alone does not pin down the tree size.
+ */
+import { sha256, sha256Parts } from './crypto.ts';
+
+const LEAF = new Uint8Array([0]);
+const NODE = new Uint8Array([1]);
+const EMPTY_ROOT = sha256(new Uint8Array(0));
+
+export function leafHash(data: Uint8Array): Uint8Array {
+  return sha256Parts(LEAF, data);
+}
+export function nodeHash(l: Uint8Array, r: Uint8Array): Uint8Array {
+  return sha256Parts(NODE, l, r);
+}
+
+export interface MerkleTree {
+  root: Uint8Array;
+  size: number;
+  /** Audit path for leaf i, from the leaf's sibling up to the root's child. */
+  path(i: number): Uint8Array[];
+}
+
+/**
+ * Builds the tree bottom-up: pair neighbours, carry an unpaired last node up unchanged. This gives the
+ * same root and paths as RFC 9162's recursive definition (tested against it).
+ */
+export function buildTree(leaves: Uint8Array[]): MerkleTree {
+  const size = leaves.length;
+  if (size === 0) return { root: EMPTY_ROOT, size, path: () => [] };
+  const levels: Uint8Array[][] = [leaves];
+  let cur = leaves;
+  while (cur.length > 1) {
+    const next: Uint8Array[] = [];
+    for (let i = 0; i + 1 < cur.length; i += 2) next.push(nodeHash(cur[i], cur[i + 1]));
+    if (cur.length % 2 === 1) next.push(cur[cur.length - 1]);
+    levels.push(next);
+    cur = next;
+  }
+  return {
+    root: cur[0],
+    size,
+    path(i: number) {
+      if (!Number.isInteger(i) || i < 0 || i >= size)
+        throw new RangeError(`leaf ${i} outside tree of ${size}`);
+      const out: Uint8Array[] = [];
+      let idx = i;
+      for (let l = 0; l < levels.length - 1; l++) {
+        const sib = idx ^ 1;
+        if (sib < levels[l].length) out.push(levels[l][sib]);
+        idx >>= 1;
+      }
+      return out;
+    },
+  };
+}
+
+/** RFC 9162 §2.1.3.2: does `path` prove leaf hash `leaf` at `index` in a tree of `size` with `root`? */
+export function verifyPath(
+  leaf: Uint8Array,
+  index: number,
+  size: number,
+  path: Uint8Array[],
+  root: Uint8Array,
+): boolean {
+  if (!Number.isSafeInteger(index) || !Number.isSafeInteger(size) || index < 0 || index >= size) return false;
+  let fn = index;
+  let sn = size - 1;
+  let r = leaf;
+  for (const p of path) {
+    if (p.length !== 32 || sn === 0) return false;
+    if (fn % 2 === 1 || fn === sn) {
+      r = nodeHash(p, r);
+      if (fn % 2 === 0) {
+        while (fn % 2 === 0 && fn !== 0) {
+          fn = Math.floor(fn / 2);
+          sn = Math.floor(sn / 2);
+        }
+      }
+    } else {
+      r = nodeHash(r, p);
+    }
+    fn = Math.floor(fn / 2);
+    sn = Math.floor(sn / 2);
+  }
+  if (sn !== 0 || r.length !== root.length) return false;
+  for (let i = 0; i < r.length; i++) if (r[i] !== root[i]) return false;
+  return true;
+}

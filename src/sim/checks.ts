@@ -1,0 +1,32 @@
+/** Invariants checked after a simulated run: safety, no double certification, conservation of money. */
+import { equalBytes, hex } from '../protocol/index.ts';
+import type { SimResult } from './world.ts';
+
+export interface CheckResult {
+  ok: boolean;
+  problems: string[];
+}
+
+export function checkRun(r: SimResult): CheckResult {
+  const problems: string[] = [];
+  const honest = r.nodes.filter((n) => r.honest.includes(n.id));
+  const initial = r.group.genesis.balances.reduce((a, b) => a + b.amount, 0);
+  const longest = Math.max(0, ...honest.map((n) => n.executed.length));
+  for (let s = 0; s < longest; s++) {
+    let ref: Uint8Array | undefined;
+    for (const n of honest) {
+      const d = n.executed[s];
+      if (!d) continue;
+      if (!ref) ref = d;
+      else if (!equalBytes(ref, d))
+        problems.push(`safety: batch ${s + 1} differs (node ${n.id}: ${hex(d).slice(0, 12)})`);
+    }
+  }
+  for (const n of honest) {
+    const total = n.ledger.totalMoney();
+    if (total !== initial) problems.push(`money: node ${n.id} holds ${total}, genesis had ${initial}`);
+  }
+  for (const id of r.duplicateCertificates)
+    problems.push(`request ${id.slice(0, 16)} certified in two batches`);
+  return { ok: problems.length === 0, problems };
+}

@@ -1,0 +1,399 @@
+/**
+ * The deterministic simulator: a virtual clock, a virtual network (per-link delay, jitter, loss,
+ * duplication; reordering follows from jitter) and n nodes, each running the real consensus replica,
+ * the real ledger state machine and real certificate assembly. Messages cross the network as canonical
+ * bytes and are decoded on arrival, as on a socket. One seed gives one run, byte for byte.
+ */
+import { buildCertificates } from '../certificate/index.ts';
+import { type Action, DEFAULT_REPLICA_CONFIG, Replica, type ReplicaConfig } from '../consensus/replica.ts';
+import { type Execution, LedgerState } from '../ledger/state.ts';
+import {
+  type Certificate,
+  decodeMessage,
+  encodeMessage,
+  type Genesis,
+  hex,
+  type KeyPair,
+  keyPairFromSeed,
+  type NodeMessage,
+  type Policy,
+  type Request,
+  type Result,
+  requestIdOf,
+  type SignedRequest,
+  sha256,
+  signRequest,
+} from '../protocol/index.ts';
+import { EventQueue } from './heap.ts';
+import { Rng } from './rng.ts';
+import { standInResult } from './standin.ts';
+
+export const BYZANTINE_BEHAVIOURS = ['wrong-results', 'withhold-results', 'silent'] as const;
+export type Behaviour = (typeof BYZANTINE_BEHAVIOURS)[number];
+
+export interface LinkConfig {
+  /** One-way delay: base plus uniform jitter in [0, jitter). */
+  delayMs: number;
+  jitterMs: number;
+  loss: number;
+  duplicate: number;
+}
+
+export interface SimOptions {
+  nodes: number;
+  f?: number;
+  requests: number;
+  seed: number;
+  byzantine?: Map<number, Behaviour>;
+  /** Fraction of inputs on which an honest node's label differs from the true one. */
+  disagreement?: number;
+  link?: Partial<LinkConfig>;
+  /** Per-link overrides, keyed "from->to". */
+  links?: Map<string, Partial<LinkConfig>>;
+  /** Client requests per virtual millisecond (open loop). */
+  rate?: number;
+  /** Largest inference batch and the virtual cost of one (base + per item), in ms. */
+  inferBatch?: number;
+  inferBaseMs?: number;
+  inferPerItemMs?: number;
+  replica?: Partial<ReplicaConfig>;
+  policy?: Policy;
+  /** Virtual time limit. */
+  maxTimeMs?: number;
+  /** Keep certificates handed out by every honest node (tests) or only the first per request. */
+  keepAllCertificates?: boolean;
+  inputBytes?: number;
+}
+
+export const EPOCH_MS = 1_767_225_600_000; // 2026-01-01T00:00:00Z: virtual time starts here
+
+export interface Group {
+  genesis: Genesis;
+  keys: KeyPair[];
+  client: KeyPair;
+}
+
+/** A group with keys derived from the seed (deterministic), the client funded for the whole run. */
+export function makeGroup(n: number, f: number, seed: number, policy?: Policy, clientFunds = 1e12): Group {
+  const rng = new Rng(`group:${seed}`);
+  const keys = Array.from({ length: n }, () => keyPairFromSeed(rng.bytes(32)));
+  const client = keyPairFromSeed(rng.bytes(32));
+  const treasury = keyPairFromSeed(rng.bytes(32));
+  const genesis: Genesis = {
+    version: 1,
+    name: `sim-${n}-${seed}`,
+    f,
+    nodes: keys.map((k, id) => ({
+      id,
+      publicKey: k.publicKey,
+      address: `sim://node-${id}`,
+      owner: `owner-${id}`,
+      modelName: `stand-in-${id}`,
+      modelDigest: sha256(new TextEncoder().encode(`stand-in-model-${id}`)),
+      fee: 1 + id,
+    })),
+    policy: policy ?? { kind: 'top1', minAgree: f + 1 },
+    treasury: treasury.publicKey,
+    balances: [{ client: client.publicKey, amount: clientFunds }],
+    params: {
+      expiryMs: 600_000,
+      maxClockSkewMs: 5_000,
+      maxInputBytes: 1 << 20,
+      inputType: 'application/octet-stream',
+    },
+  };
+  return { genesis, keys, client };
+}
+
+export class SimNode {
+  readonly replica: Replica;
+  readonly ledger: LedgerState;
+  readonly executed: Uint8Array[] = []; // batch digest by seq-1
+  readonly certificates = new Map<string, Certificate>();
+  readonly pendingExec = new Map<number, Execution>();
+  readonly inferQueue: { requestId: Uint8Array; request: SignedRequest }[] = [];
+  inferBusy = false;
+  tickAt = Number.POSITIVE_INFINITY;
+  crashed = false;
+  constructor(
+    readonly id: number,
+    genesis: Genesis,
+    key: KeyPair,
+    cfg: Partial<ReplicaConfig>,
+    readonly behaviour: Behaviour | null,
+  ) {
+    this.replica = new Replica(genesis, id, key, cfg);
+    this.ledger = new LedgerState(genesis);
+  }
+}
+
+export interface SimResult {
+  group: Group;
+  nodes: SimNode[];
+  requests: Map<string, SignedRequest>;
+  /** First certificate handed out for each request, in certification order. */
+  certificates: Map<string, Certificate>;
+  virtualMs: number;
+  messages: number;
+  bytes: number;
+  batches: number;
+  honest: number[];
+  done: boolean;
+  duplicateCertificates: string[];
+}
+
+export class Simulation {
+  readonly q = new EventQueue();
+  readonly rng: Rng;
+  readonly group: Group;
+  readonly nodes: SimNode[];
+  readonly requests = new Map<string, SignedRequest>();
+  readonly certificates = new Map<string, Certificate>();
+  readonly link: LinkConfig;
+  now = EPOCH_MS;
+  messages = 0;
+  bytes = 0;
+  /** Requests that honest nodes certified in two different batches (must stay empty). */
+  readonly duplicateCertificates: string[] = [];
+  private readonly certifiedAt: Map<number, number>;
+  private readonly opts: Required<Omit<SimOptions, 'byzantine' | 'links' | 'policy' | 'f'>> & SimOptions;
+
+  constructor(options: SimOptions) {
+    const f = options.f ?? Math.floor((options.nodes - 1) / 3);
+    this.opts = {
+      disagreement: 0.1,
+      link: {},
+      rate: 10,
+      inferBatch: 32,
+      inferBaseMs: 0.5,
+      inferPerItemMs: 0.02,
+      replica: {},
+      maxTimeMs: 600_000,
+      keepAllCertificates: false,
+      inputBytes: 48,
+      ...options,
+    };
+    this.link = { delayMs: 1, jitterMs: 0.5, loss: 0, duplicate: 0, ...options.link };
+    this.rng = new Rng(options.seed);
+    this.group = makeGroup(options.nodes, f, options.seed, options.policy);
+    const cfg = { ...DEFAULT_REPLICA_CONFIG, ...options.replica };
+    this.nodes = this.group.keys.map(
+      (k, i) => new SimNode(i, this.group.genesis, k, cfg, options.byzantine?.get(i) ?? null),
+    );
+    this.certifiedAt = new Map(this.nodes.map((n) => [n.id, 0]));
+  }
+
+  get honest(): SimNode[] {
+    return this.nodes.filter((n) => n.behaviour === null);
+  }
+
+  private linkFor(from: number, to: number): LinkConfig {
+    const o = this.opts.links?.get(`${from}->${to}`);
+    return o ? { ...this.link, ...o } : this.link;
+  }
+
+  private transmit(from: number, to: number, bytes: Uint8Array): void {
+    const link = this.linkFor(from, to);
+    if (this.rng.next() < link.loss) return;
+    const copies = this.rng.next() < link.duplicate ? 2 : 1;
+    for (let c = 0; c < copies; c++) {
+      const delay = link.delayMs + this.rng.next() * link.jitterMs;
+      this.messages++;
+      this.bytes += bytes.length;
+      this.q.push(this.now + delay, () => this.deliver(from, to, bytes));
+    }
+  }
+
+  private send(from: SimNode, to: number, msg: NodeMessage): void {
+    if (from.behaviour === 'silent') return;
+    if (from.behaviour === 'withhold-results' && msg.kind === 'results') return;
+    this.transmit(from.id, to, encodeMessage(msg));
+  }
+
+  private broadcast(from: SimNode, msg: NodeMessage): void {
+    if (from.behaviour === 'silent') return;
+    if (from.behaviour === 'withhold-results' && msg.kind === 'results') return;
+    const bytes = encodeMessage(msg);
+    for (const n of this.nodes) if (n.id !== from.id) this.transmit(from.id, n.id, bytes);
+  }
+
+  private deliver(from: number, to: number, bytes: Uint8Array): void {
+    const node = this.nodes[to];
+    if (node.crashed || node.behaviour === 'silent') return;
+    let msg: NodeMessage;
+    try {
+      msg = decodeMessage(bytes);
+    } catch {
+      node.replica.blame(from, 'bad-sender', 'undecodable message');
+      return;
+    }
+    this.stepNode(node, { type: 'message', from, msg });
+  }
+
+  stepNode(node: SimNode, event: Parameters<Replica['step']>[0]): void {
+    const actions = node.replica.step(event, this.now);
+    this.apply(node, actions);
+  }
+
+  private apply(node: SimNode, actions: Action[]): void {
+    for (const a of actions) {
+      switch (a.type) {
+        case 'send':
+          this.send(node, a.to, a.msg);
+          break;
+        case 'broadcast':
+          this.broadcast(node, a.msg);
+          break;
+        case 'persist':
+        case 'accepted':
+        case 'rejected':
+          break;
+        case 'infer':
+          node.inferQueue.push(...a.requests);
+          this.startInference(node);
+          break;
+        case 'execute': {
+          const exec = node.ledger.execute(a.seq, a.digest, a.batch, a.entries);
+          node.executed[a.seq - 1] = a.digest;
+          node.pendingExec.set(a.seq, exec);
+          this.stepNode(node, {
+            type: 'executed',
+            seq: a.seq,
+            receipt: exec.receipt,
+            requeued: exec.requeued,
+            models: exec.models,
+            stateDigest: a.checkpoint ? node.ledger.stateDigest() : undefined,
+          });
+          break;
+        }
+        case 'certified': {
+          const exec = node.pendingExec.get(a.seq);
+          if (!exec) break;
+          node.pendingExec.delete(a.seq);
+          const certs = buildCertificates(
+            exec.outcomes,
+            exec.tree,
+            exec.receipt,
+            a.signatures,
+            node.replica.q,
+          );
+          for (const c of certs) {
+            const id = hex(c.outcome.requestId);
+            if (this.opts.keepAllCertificates) node.certificates.set(id, c);
+            if (node.behaviour !== null) continue;
+            const first = this.certificates.get(id);
+            if (!first) this.certificates.set(id, c);
+            else if (first.receipt.seq !== c.receipt.seq) this.duplicateCertificates.push(id);
+          }
+          this.certifiedAt.set(node.id, (this.certifiedAt.get(node.id) ?? 0) + certs.length);
+          break;
+        }
+        case 'timer':
+          this.scheduleTick(node, a.at);
+          break;
+      }
+    }
+  }
+
+  private scheduleTick(node: SimNode, at: number): void {
+    if (at >= node.tickAt) return;
+    node.tickAt = at;
+    this.q.push(at, () => {
+      if (node.tickAt !== at) return;
+      node.tickAt = Number.POSITIVE_INFINITY;
+      if (!node.crashed) this.stepNode(node, { type: 'tick' });
+      const w = node.replica.nextWake;
+      if (w !== Number.POSITIVE_INFINITY) this.scheduleTick(node, Math.max(w, this.now + 0.001));
+    });
+  }
+
+  private startInference(node: SimNode): void {
+    if (node.inferBusy || node.inferQueue.length === 0 || node.crashed) return;
+    node.inferBusy = true;
+    const batch = node.inferQueue.splice(0, this.opts.inferBatch);
+    const cost = this.opts.inferBaseMs + this.opts.inferPerItemMs * batch.length;
+    this.q.push(this.now + cost, () => {
+      node.inferBusy = false;
+      if (node.crashed) return;
+      const results: { requestId: Uint8Array; result: Result }[] = batch.map((r) => ({
+        requestId: r.requestId,
+        result: standInResult(node.id, r.request.input, {
+          disagreement: this.opts.disagreement,
+          wrong: node.behaviour === 'wrong-results',
+        }),
+      }));
+      this.stepNode(node, {
+        type: 'inferred',
+        modelDigest: this.group.genesis.nodes[node.id].modelDigest,
+        results,
+      });
+      this.startInference(node);
+    });
+  }
+
+  /** Schedules the client's requests: open loop at `rate` per ms, each sent to f+1 distinct nodes. */
+  private scheduleClient(): void {
+    const { requests, rate, inputBytes } = this.opts;
+    const n = this.nodes.length;
+    const fanout = this.group.genesis.f + 1;
+    const crng = this.rng.fork('client');
+    for (let i = 0; i < requests; i++) {
+      const at = EPOCH_MS + i / rate;
+      this.q.push(at, () => {
+        const input = crng.bytes(inputBytes);
+        const req: Request = {
+          groupId: this.nodes[0].replica.groupId,
+          client: this.group.client.publicKey,
+          nonce: i,
+          timestamp: Math.floor(this.now),
+          inputDigest: sha256(input),
+          policy: null,
+          maxFee: 1_000_000,
+        };
+        const sr = signRequest(req, input, this.group.client);
+        this.requests.set(hex(requestIdOf(sr)), sr);
+        const first = crng.int(n);
+        for (let k = 0; k < fanout; k++) {
+          const node = this.nodes[(first + k) % n];
+          if (!node.crashed) this.stepNode(node, { type: 'request', request: sr });
+        }
+      });
+    }
+  }
+
+  /** Runs until every request is certified at every honest node, the queue empties, or time runs out. */
+  run(): SimResult {
+    this.scheduleClient();
+    const total = this.opts.requests;
+    const honest = this.honest;
+    const deadline = EPOCH_MS + this.opts.maxTimeMs;
+    let done = false;
+    for (;;) {
+      const e = this.q.pop();
+      if (!e || e.at > deadline) break;
+      this.now = e.at;
+      e.run();
+      if (honest.every((n) => (this.certifiedAt.get(n.id) ?? 0) >= total)) {
+        done = true;
+        break;
+      }
+    }
+    return {
+      group: this.group,
+      nodes: this.nodes,
+      requests: this.requests,
+      certificates: this.certificates,
+      virtualMs: this.now - EPOCH_MS,
+      messages: this.messages,
+      bytes: this.bytes,
+      batches: Math.max(...honest.map((n) => n.executed.length)),
+      honest: honest.map((n) => n.id),
+      done,
+      duplicateCertificates: this.duplicateCertificates,
+    };
+  }
+}
+
+export function simulate(options: SimOptions): SimResult {
+  return new Simulation(options).run();
+}
