@@ -70,6 +70,7 @@ export type VerifyFailure =
   | 'unsupported-version'
   | 'wrong-group'
   | 'unknown-voter'
+  | 'duplicate-voter'
   | 'insufficient-votes'
   | 'bad-policy'
   | 'wrong-decision'
@@ -141,8 +142,9 @@ export function verifyCertificate(
     } else cert = fromJson(CertificateCodec, input);
   } catch (e) {
     if (e instanceof CodecError) {
-      const dup = e.code === 'CODEC_BAD_VALUE' && /ascending/.test(e.message);
-      return fail(dup ? 'duplicate-signer' : 'malformed', e.message);
+      if (e.code === 'CODEC_BAD_VALUE' && /ascending/.test(e.message))
+        return fail(/^outcome\.votes/.test(e.message) ? 'duplicate-voter' : 'duplicate-signer', e.message);
+      return fail('malformed', e.message);
     }
     return fail('malformed', String(e));
   }

@@ -66,7 +66,7 @@ export const DEFAULT_REPLICA_CONFIG: ReplicaConfig = {
   checkpointInterval: 32,
   forwardBatchSize: 256,
   forwardDelayMs: 1,
-  retransmitMs: 200,
+  retransmitMs: 100,
 };
 
 export type Event =
@@ -161,6 +161,8 @@ interface StoredResults {
   open: number;
   /** Own results only: when last (re)sent. */
   sentAt: number;
+  /** Own results only: the wait before the next resend; doubles each time (retransmission backoff). */
+  backoff: number;
 }
 
 interface Slot {
@@ -216,6 +218,11 @@ export class Replica {
   /** Executed (or finally skipped) request ids and their timestamps, kept for the expiry window. */
   private readonly done = new Map<string, number>();
   private readonly votes = new Map<string, Map<number, VoteRef>>();
+  /** Requests of executed batches above the stable checkpoint: peers may still fetch them. */
+  private readonly archive = new Map<string, { sr: SignedRequest; seq: number }>();
+  /** Requests we hold votes for but not the request itself, and when we last asked a voter for it. */
+  private readonly orphans = new Map<string, number>();
+  private readonly myReceiptSigs = new Map<number, NodeMessage>();
   private readonly results = new Map<string, StoredResults>();
   private readonly ownResults: string[] = [];
   /** Primary: requests with ≥ q votes, and when they got there. */
@@ -357,6 +364,7 @@ export class Replica {
   private admit(sr: SignedRequest, id: Uint8Array): void {
     const idHex = hex(id);
     this.pool.set(idHex, { sr, id, state: 'pending' });
+    this.orphans.delete(idHex);
     this.inferQueue.push({ requestId: id, request: sr });
     this.updateReadiness(idHex);
     this.retryParked();
@@ -405,7 +413,14 @@ export class Replica {
     const dHex = hex(digest);
     if (this.results.has(dHex)) return null;
     const node = signed.batch.node;
-    let open = 0;
+    const stored: StoredResults = {
+      signed,
+      digest,
+      open: 0,
+      sentAt: this.now,
+      backoff: this.cfg.retransmitMs,
+    };
+    this.results.set(dHex, stored);
     signed.batch.entries.forEach((e, index) => {
       const idHex = hex(e.requestId);
       if (this.done.has(idHex)) return;
@@ -436,10 +451,10 @@ export class Replica {
           return;
       }
       m.set(node, { node, results: digest, index, digestHex: dHex });
-      open++;
+      stored.open++;
+      if (!this.pool.has(idHex) && !this.orphans.has(idHex)) this.orphans.set(idHex, this.now);
       this.updateReadiness(idHex);
     });
-    this.results.set(dHex, { signed, digest, open, sentAt: this.now });
     this.retryParked();
     return dHex;
   }
@@ -578,10 +593,7 @@ export class Replica {
 
   private onPrePrepare(from: number, pp: PrePrepare): void {
     const primary = this.primaryOf(pp.view);
-    if (pp.view !== this.view || !this.inWindow(pp.seq) || pp.seq <= this.lastExecuted) {
-      if (pp.seq <= this.lastExecuted) this.helpLaggard(from, pp.seq);
-      return;
-    }
+    if (pp.view !== this.view || !this.inWindow(pp.seq) || pp.seq <= this.lastExecuted) return;
     if (!this.verifyPhase(TAGS.prePrepare, primary, pp.view, pp.seq, pp.digest, pp.signature))
       return this.blame(from, 'bad-signature', 'pre-prepare');
     if (primary === this.id) return;
@@ -703,14 +715,7 @@ export class Replica {
 
   private onPhase(kind: 'prepare' | 'commit', m: Extract<NodeMessage, { kind: 'prepare' | 'commit' }>): void {
     if (m.from >= this.n) return;
-    if (m.seq <= this.lastExecuted) {
-      // A late message is normal; a repeated one means the sender is retransmitting: it is behind.
-      const old = this.slots.get(m.seq);
-      const seen = kind === 'prepare' ? old?.prepares : old?.commits;
-      if (!seen || seen.has(m.from)) this.helpLaggard(m.from, m.seq);
-      else seen.set(m.from, hex(m.digest));
-      return;
-    }
+    if (m.seq <= this.lastExecuted) return;
     if (m.view !== this.view || !this.inWindow(m.seq)) return;
     if (kind === 'prepare' && m.from === this.primaryOf(m.view))
       return this.blame(m.from, 'bad-sender', 'prepare from primary');
@@ -823,6 +828,7 @@ export class Replica {
       }
       this.done.set(idHex, p?.sr.request.timestamp ?? slot.batch!.timestamp);
       this.pool.delete(idHex);
+      if (p) this.archive.set(idHex, { sr: p.sr, seq: ev.seq });
       this.quorum.delete(idHex);
       this.ready.delete(idHex);
       votesToDrop.push(idHex);
@@ -853,6 +859,10 @@ export class Replica {
     rs.mine = { kind: 'receiptSig', from: this.id, seq: ev.seq, receiptHash: rs.hash, signature };
     rs.lastSent = this.now;
     this.out.push({ type: 'broadcast', msg: rs.mine });
+    // Kept past the checkpoint (bounded): a peer that missed our signature can still certify the batch.
+    this.myReceiptSigs.set(ev.seq, rs.mine);
+    if (this.myReceiptSigs.size > 4 * this.cfg.window + this.cfg.checkpointInterval)
+      this.myReceiptSigs.delete(this.myReceiptSigs.keys().next().value as number);
     for (const p of rs.pending) this.addReceiptSig(rs, p.from, p.receiptHash, p.signature);
     rs.pending = [];
     this.checkCertified(ev.seq, rs);
@@ -914,17 +924,13 @@ export class Replica {
     if (m.seq <= this.stable && !this.receipts.has(m.seq)) return;
     if (m.seq > this.lastExecuted + 2 * this.cfg.window) return;
     const rs = this.receiptSlot(m.seq);
-    if (rs.certified) {
-      if (!rs.sigs.has(m.from) || m.from === this.id) return;
-    }
+    if (rs.certified) return;
     if (!rs.receipt) {
       if (rs.pending.length < 4 * this.n)
         rs.pending.push({ from: m.from, receiptHash: m.receiptHash, signature: m.signature });
       return;
     }
-    const had = rs.sigs.has(m.from);
     this.addReceiptSig(rs, m.from, m.receiptHash, m.signature);
-    if (had) this.helpLaggard(m.from, m.seq); // a repeat means the peer is still waiting for ours
     this.checkCertified(m.seq, rs);
   }
 
@@ -968,6 +974,7 @@ export class Replica {
     for (const s of this.slots.keys()) if (s <= seq) this.slots.delete(s);
     for (const [s, r] of this.receipts) if (s <= seq && r.certified) this.receipts.delete(s);
     for (const s of this.checkpoints.keys()) if (s < seq) this.checkpoints.delete(s);
+    for (const [id, a] of this.archive) if (a.seq <= seq) this.archive.delete(id);
     for (const [d, r] of this.results) if (r.open <= 0) this.results.delete(d);
     while (this.ownResults.length > 0 && !this.results.has(this.ownResults[0])) this.ownResults.shift();
     this.maybePropose();
@@ -979,8 +986,9 @@ export class Replica {
     if (m.from >= this.n || m.from === this.id) return;
     const requests: SignedRequest[] = [];
     for (const id of m.requests) {
-      const p = this.pool.get(hex(id));
-      if (p) requests.push(p.sr);
+      const idHex = hex(id);
+      const sr = this.pool.get(idHex)?.sr ?? this.archive.get(idHex)?.sr;
+      if (sr) requests.push(sr);
     }
     const results: SignedResults[] = [];
     for (const d of m.results) {
@@ -994,6 +1002,7 @@ export class Replica {
     }
     if (requests.length + results.length + prePrepares.length > 0)
       this.out.push({ type: 'send', to: m.from, msg: { kind: 'fetched', requests, results, prePrepares } });
+    for (const seq of m.seqs) this.resendOwn(m.from, seq);
   }
 
   private onFetched(from: number, m: Extract<NodeMessage, { kind: 'fetched' }>): void {
@@ -1002,16 +1011,16 @@ export class Replica {
     for (const pp of m.prePrepares) this.onPrePrepare(from, pp);
   }
 
-  /** A peer sent something for a batch we executed: it is behind, so send it our signed messages again. */
-  private helpLaggard(peer: number, seq: number): void {
-    if (peer === this.id || peer >= this.n) return;
+  /**
+   * A peer asked about a batch (it lacks messages for it): send it our own signed messages for that batch.
+   * Only an explicit FETCH triggers this, never a repeated message, so two nodes cannot ping-pong.
+   */
+  private resendOwn(peer: number, seq: number): void {
     const slot = this.slots.get(seq);
-    if (slot?.pp && this.primaryOf(slot.view) === this.id)
-      this.out.push({ type: 'send', to: peer, msg: { kind: 'prePrepare', pp: slot.pp } });
     if (slot?.myPrepare) this.out.push({ type: 'send', to: peer, msg: slot.myPrepare });
     if (slot?.myCommit) this.out.push({ type: 'send', to: peer, msg: slot.myCommit });
-    const rs = this.receipts.get(seq);
-    if (rs?.mine) this.out.push({ type: 'send', to: peer, msg: rs.mine });
+    const mine = this.myReceiptSigs.get(seq);
+    if (mine) this.out.push({ type: 'send', to: peer, msg: mine });
   }
 
   private onTick(): void {
@@ -1024,24 +1033,16 @@ export class Replica {
 
   private retransmit(): void {
     const cutoff = this.now - this.cfg.retransmitMs;
+    // Batches stuck in ordering or certification: re-send our part and ask every peer for theirs.
+    const stuck: number[] = [];
     for (const slot of this.slots.values()) {
       if (slot.seq <= this.lastExecuted || slot.lastSent > cutoff) continue;
       if (slot.parked) {
         slot.fetchedAt = Number.NEGATIVE_INFINITY;
         this.tryAccept(slot, slot.parked);
       }
-      if (!slot.pp && (slot.prepares.size > 0 || slot.commits.size > 0)) {
-        // Others are working on a batch whose proposal we never received: ask a peer that has it.
-        const holder =
-          [...slot.commits.keys(), ...slot.prepares.keys()].find((x) => x !== this.id) ??
-          this.primaryOf(this.view);
-        this.out.push({
-          type: 'send',
-          to: holder,
-          msg: { kind: 'fetch', from: this.id, requests: [], results: [], seqs: [slot.seq] },
-        });
-      }
       slot.lastSent = this.now;
+      stuck.push(slot.seq);
       if (slot.pp && this.primaryOf(slot.view) === this.id)
         this.out.push({ type: 'broadcast', msg: { kind: 'prePrepare', pp: slot.pp } });
       if (slot.myPrepare) this.out.push({ type: 'broadcast', msg: slot.myPrepare });
@@ -1050,13 +1051,42 @@ export class Replica {
     for (const [seq, rs] of this.receipts) {
       if (rs.certified || !rs.mine || rs.lastSent > cutoff) continue;
       rs.lastSent = this.now;
+      stuck.push(seq);
       this.out.push({ type: 'broadcast', msg: rs.mine });
-      void seq;
     }
+    // Votes for requests we never received (their forward was lost): ask one of the voters.
+    const ask = new Map<number, Uint8Array[]>();
+    for (const [idHex, since] of this.orphans) {
+      if (since > cutoff) continue;
+      const voters = this.votes.get(idHex);
+      if (this.done.has(idHex) || this.pool.has(idHex) || !voters || voters.size === 0) {
+        this.orphans.delete(idHex);
+        continue;
+      }
+      this.orphans.set(idHex, this.now);
+      const list = [...voters.keys()].filter((x) => x !== this.id);
+      if (list.length === 0) continue;
+      const to = list[Math.floor(this.now / this.cfg.retransmitMs) % list.length];
+      const ids = ask.get(to) ?? [];
+      ids.push(new Uint8Array(Buffer.from(idHex, 'hex')));
+      ask.set(to, ids);
+    }
+    for (const [to, ids] of ask)
+      this.out.push({
+        type: 'send',
+        to,
+        msg: { kind: 'fetch', from: this.id, requests: ids.slice(0, 4096), results: [], seqs: [] },
+      });
+    if (stuck.length > 0)
+      this.out.push({
+        type: 'broadcast',
+        msg: { kind: 'fetch', from: this.id, requests: [], results: [], seqs: stuck.slice(0, 1024) },
+      });
     for (const d of this.ownResults) {
       const r = this.results.get(d);
-      if (!r || r.open <= 0 || r.sentAt > cutoff) continue;
+      if (!r || r.open <= 0 || r.sentAt + r.backoff > this.now) continue;
       r.sentAt = this.now;
+      r.backoff = Math.min(r.backoff * 2, 64 * this.cfg.retransmitMs);
       this.out.push({ type: 'broadcast', msg: { kind: 'results', signed: r.signed } });
     }
   }
@@ -1064,7 +1094,7 @@ export class Replica {
   private hasRetransmitWork(): boolean {
     if (this.lastProposed > this.lastExecuted) return true;
     for (const slot of this.slots.values()) if (slot.seq > this.lastExecuted) return true;
-    if (this.uncertified > 0) return true;
+    if (this.uncertified > 0 || this.orphans.size > 0) return true;
     while (this.ownResults.length > 0 && (this.results.get(this.ownResults[0])?.open ?? 0) <= 0)
       this.ownResults.shift();
     return this.ownResults.length > 0;

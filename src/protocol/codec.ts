@@ -380,10 +380,13 @@ export function union<V extends Variants>(variants: V): Codec<UnionOf<V>> {
 /** An array that must be strictly ascending by a byte or number key: the canonical form of a map. */
 export function sortedArray<T>(item: Codec<T>, max: number, key: (v: T) => Uint8Array | number): Codec<T[]> {
   const base = array(item, max);
-  const check = (v: T[], code: 'CODEC_NON_CANONICAL' | 'CODEC_BAD_VALUE') => {
+  const check = (v: T[], code: 'CODEC_NON_CANONICAL' | 'CODEC_BAD_VALUE', path = '') => {
     for (let i = 1; i < v.length; i++) {
       if (compareKeys(key(v[i - 1]), key(v[i])) >= 0)
-        throw new CodecError(code, 'entries must be strictly ascending by key (no duplicates)');
+        throw new CodecError(
+          code,
+          `${path ? `${path}: ` : ''}entries must be strictly ascending by key (no duplicates)`,
+        );
     }
     return v;
   };
@@ -395,7 +398,7 @@ export function sortedArray<T>(item: Codec<T>, max: number, key: (v: T) => Uint8
     },
     dec: (r) => check(base.dec(r), 'CODEC_NON_CANONICAL'),
     toJson: base.toJson,
-    fromJson: (j, p) => check(base.fromJson(j, p), 'CODEC_BAD_VALUE'),
+    fromJson: (j, p) => check(base.fromJson(j, p), 'CODEC_BAD_VALUE', p),
   };
 }
 

@@ -1,0 +1,467 @@
+import { describe, expect, it } from 'vitest';
+import { type Execution, LedgerState, type ResolvedEntry } from '../../src/ledger/state.ts';
+import {
+  type Batch,
+  batchDigestOf,
+  buildTree,
+  type CountedVote,
+  DropbearError,
+  encode,
+  type Genesis,
+  groupIdOf,
+  type KeyPair,
+  keyPairFromSeed,
+  leafHash,
+  ModelUpdate,
+  Outcome,
+  type Policy,
+  type Request,
+  receiptHashOf,
+  requestIdOf,
+  sha256,
+  signRequest,
+  signTagged,
+  TAGS,
+  type Tx,
+  verifyPath,
+} from '../../src/protocol/index.ts';
+
+// ---------------------------------------------------------------------------------------------------------
+// Fixture: n = 4, f = 1, q = 3; node fees 1, 2, 3, 4
+
+const seed = (tag: number, i: number) => {
+  const s = new Uint8Array(32);
+  s[0] = tag;
+  s[1] = i;
+  return s;
+};
+const nodeKeys: KeyPair[] = [0, 1, 2, 3].map((i) => keyPairFromSeed(seed(1, i)));
+const digest = (s: string) => sha256(new TextEncoder().encode(s));
+const MODELS = [0, 1, 2, 3].map((i) => digest(`model ${i} v0`));
+const FEES = [1, 2, 3, 4];
+const alice = keyPairFromSeed(seed(2, 0));
+const bob = keyPairFromSeed(seed(2, 1)); // a small balance (6)
+const carol = keyPairFromSeed(seed(2, 2)); // no account at all
+const EXPIRY = 60_000;
+
+function makeGenesis(): Genesis {
+  const balances = [
+    { client: alice.publicKey, amount: 1000 },
+    { client: bob.publicKey, amount: 6 },
+  ].sort((a, b) => Buffer.compare(a.client, b.client));
+  return {
+    version: 1,
+    name: 'test group',
+    f: 1,
+    nodes: nodeKeys.map((k, i) => ({
+      id: i,
+      publicKey: k.publicKey,
+      address: `node${i}:7000`,
+      owner: `owner ${i}`,
+      modelName: `model ${i}`,
+      modelDigest: MODELS[i],
+      fee: FEES[i],
+    })),
+    policy: { kind: 'top1', minAgree: 2 },
+    treasury: keyPairFromSeed(seed(3, 0)).publicKey,
+    balances,
+    params: { expiryMs: EXPIRY, maxClockSkewMs: 1000, maxInputBytes: 1 << 20, inputType: 'image/png' },
+  };
+}
+const genesis = makeGenesis();
+const groupId = groupIdOf(genesis);
+
+interface Req {
+  id: Uint8Array;
+  request: Request;
+}
+let nonce = 0;
+function req(
+  opts: { client?: KeyPair; timestamp?: number; maxFee?: number; policy?: Policy | null } = {},
+): Req {
+  const client = opts.client ?? alice;
+  const input = new TextEncoder().encode(`input ${nonce}`);
+  const request: Request = {
+    groupId,
+    client: client.publicKey,
+    nonce: nonce++,
+    timestamp: opts.timestamp ?? 1_000_000,
+    inputDigest: sha256(input),
+    policy: opts.policy ?? null,
+    maxFee: opts.maxFee ?? 100,
+  };
+  const sr = signRequest(request, input, client);
+  return { id: requestIdOf(sr), request };
+}
+
+/** Votes from the given nodes (label per node), each with that node's digest unless overridden. */
+function votes(labels: Record<number, number>, digests: Record<number, Uint8Array> = {}): CountedVote[] {
+  return Object.entries(labels)
+    .map(([node, label]) => ({
+      node: Number(node),
+      modelDigest: digests[Number(node)] ?? MODELS[Number(node)],
+      result: { kind: 'class' as const, top: [{ label, score: 800_000 }] },
+    }))
+    .sort((a, b) => a.node - b.node);
+}
+const all = (label: number) => votes({ 0: label, 1: label, 2: label, 3: label });
+
+function entry(r: Req, vs: CountedVote[]): ResolvedEntry {
+  return { requestId: r.id, request: r.request, votes: vs };
+}
+
+function batchOf(entries: ResolvedEntry[], timestamp = 1_000_100, txs: Tx[] = []): Batch {
+  return {
+    timestamp,
+    entries: entries.map((e) => ({
+      requestId: e.requestId,
+      votes: e.votes.map((v) => ({ node: v.node, results: digest(`results ${v.node}`), index: 0 })),
+    })),
+    txs,
+  };
+}
+
+function run(ledger: LedgerState, entries: ResolvedEntry[], timestamp?: number, txs: Tx[] = []): Execution {
+  const batch = batchOf(entries, timestamp, txs);
+  return ledger.execute(ledger.seq + 1, batchDigestOf(batch), batch, entries);
+}
+
+function modelUpdate(node: number, version: number, newDigest: Uint8Array, signer = nodeKeys[node]): Tx {
+  const update = { node, version, newDigest };
+  return {
+    kind: 'modelUpdate',
+    update,
+    signature: signTagged(TAGS.modelUpdate, groupId, encode(ModelUpdate, update), signer),
+  };
+}
+
+// ---------------------------------------------------------------------------------------------------------
+
+describe('LedgerState.execute', () => {
+  it('charges the counted voters\u2019 fees, credits the owners and conserves money', () => {
+    const l = new LedgerState(genesis);
+    const total = l.totalMoney();
+    expect(total).toBe(1006);
+    const r1 = req();
+    const r2 = req();
+    const ex = run(l, [entry(r1, all(7)), entry(r2, votes({ 0: 3, 2: 3, 3: 9 }))]);
+    expect(ex.outcomes.map((o) => o.fee)).toEqual([1 + 2 + 3 + 4, 1 + 3 + 4]);
+    expect(l.balanceOf(alice.publicKey)).toBe(1000 - 10 - 8);
+    expect(l.stats.map((s) => s.earned)).toEqual([2, 2, 6, 8]);
+    expect(l.stats.map((s) => s.counted)).toEqual([2, 1, 2, 2]);
+    expect(l.stats.map((s) => s.agreed)).toEqual([2, 1, 2, 1]);
+    expect(l.totalMoney()).toBe(total);
+    expect(ex.skipped).toEqual([]);
+    expect(ex.requeued).toEqual([]);
+  });
+
+  it('records the outcome: request fields, counted votes, policy and decision', () => {
+    const l = new LedgerState(genesis);
+    const r = req({ policy: { kind: 'top1', minAgree: 4 } });
+    const d = req();
+    const ex = run(l, [
+      entry(r, votes({ 0: 1, 1: 1, 2: 1, 3: 2 })),
+      entry(d, votes({ 0: 1, 1: 1, 2: 2, 3: 2 })),
+    ]);
+    const [o, p] = ex.outcomes;
+    expect(o.requestId).toEqual(r.id);
+    expect(o.client).toEqual(alice.publicKey);
+    expect(o.inputDigest).toEqual(r.request.inputDigest);
+    expect(o.policy).toEqual({ kind: 'top1', minAgree: 4 });
+    expect(o.votes).toEqual(votes({ 0: 1, 1: 1, 2: 1, 3: 2 }));
+    expect(o.decision).toEqual({ kind: 'noAgreement' }); // 3 < minAgree 4: certified, and still charged
+    expect(o.fee).toBe(10);
+    expect(p.policy).toEqual(genesis.policy); // the default policy from genesis
+    expect(p.decision).toEqual({ kind: 'noAgreement' }); // a 2-2 tie
+  });
+
+  it('skips a duplicate request, in a later batch or in the same one', () => {
+    const l = new LedgerState(genesis);
+    const r = req();
+    run(l, [entry(r, all(1))]);
+    const before = l.balanceOf(alice.publicKey);
+    const ex = run(l, [entry(r, all(1))]);
+    expect(ex.outcomes).toEqual([]);
+    expect(ex.skipped).toEqual([{ requestId: r.id, reason: 'duplicate' }]);
+    expect(l.balanceOf(alice.publicKey)).toBe(before);
+    const s = req();
+    const ex2 = run(l, [entry(s, all(1)), entry(s, all(1))]);
+    expect(ex2.outcomes.length).toBe(1);
+    expect(ex2.skipped).toEqual([{ requestId: s.id, reason: 'duplicate' }]);
+  });
+
+  it('skips an expired request (older than expiryMs at the batch timestamp)', () => {
+    const l = new LedgerState(genesis);
+    const ts = 2_000_000;
+    const old = req({ timestamp: ts - EXPIRY - 1 });
+    const edge = req({ timestamp: ts - EXPIRY });
+    const ex = run(l, [entry(old, all(1)), entry(edge, all(1))], ts);
+    expect(ex.skipped).toEqual([{ requestId: old.id, reason: 'expired' }]);
+    expect(ex.outcomes.map((o) => o.requestId)).toEqual([edge.id]);
+  });
+
+  it('does not count votes for a model digest that is not the node\u2019s current one', () => {
+    const l = new LedgerState(genesis);
+    const r = req();
+    const stale = digest('something else');
+    const ex = run(l, [entry(r, votes({ 0: 5, 1: 5, 2: 5, 3: 5 }, { 1: stale }))]);
+    expect(ex.outcomes[0].votes.map((v) => v.node)).toEqual([0, 2, 3]);
+    expect(ex.outcomes[0].fee).toBe(1 + 3 + 4);
+    expect(l.stats[1]).toEqual({ counted: 0, agreed: 0, earned: 0 });
+  });
+
+  it('requeues a request with fewer than 2f+1 counted votes, without charging', () => {
+    const l = new LedgerState(genesis);
+    const r = req();
+    const stale = digest('old');
+    const few = req();
+    const ex = run(l, [
+      entry(r, votes({ 0: 5, 1: 5, 2: 5, 3: 5 }, { 1: stale, 2: stale })),
+      entry(few, votes({ 0: 1, 1: 1 })),
+    ]);
+    expect(ex.requeued).toEqual([r.id, few.id]);
+    expect(ex.outcomes).toEqual([]);
+    expect(ex.skipped).toEqual([]);
+    expect(l.balanceOf(alice.publicKey)).toBe(1000);
+    // a requeued request is not remembered as executed: it can be certified later
+    const ex2 = run(l, [entry(r, all(5))]);
+    expect(ex2.outcomes.map((o) => o.requestId)).toEqual([r.id]);
+  });
+
+  it('ignores votes from nodes outside the group', () => {
+    const l = new LedgerState(genesis);
+    const r = req();
+    const vs = [
+      ...votes({ 0: 1, 1: 1 }),
+      { node: 9, modelDigest: MODELS[0], result: { kind: 'class' as const, top: [] } },
+    ];
+    expect(run(l, [entry(r, vs)]).requeued).toEqual([r.id]);
+  });
+
+  it('skips a request whose fee is above its maxFee', () => {
+    const l = new LedgerState(genesis);
+    const r = req({ maxFee: 9 });
+    const ok = req({ maxFee: 10 });
+    const ex = run(l, [entry(r, all(1)), entry(ok, all(1))]);
+    expect(ex.skipped).toEqual([{ requestId: r.id, reason: 'over-max-fee' }]);
+    expect(ex.outcomes.map((o) => o.requestId)).toEqual([ok.id]);
+    expect(l.balanceOf(alice.publicKey)).toBe(990);
+  });
+
+  it('skips a request whose client cannot pay', () => {
+    const l = new LedgerState(genesis);
+    const poor = req({ client: bob });
+    const none = req({ client: carol });
+    const cheap = req({ client: bob });
+    const ex = run(l, [entry(poor, all(1)), entry(none, all(1)), entry(cheap, votes({ 0: 1, 1: 1, 2: 1 }))]);
+    expect(ex.skipped).toEqual([
+      { requestId: poor.id, reason: 'insufficient-balance' },
+      { requestId: none.id, reason: 'insufficient-balance' },
+    ]);
+    expect(ex.outcomes.map((o) => o.fee)).toEqual([1 + 2 + 3]);
+    expect(l.balanceOf(bob.publicKey)).toBe(0); // exactly enough for the cheaper one
+    expect(l.balanceOf(carol.publicKey)).toBe(0);
+    expect(l.totalMoney()).toBe(1006);
+  });
+
+  it('skips a request whose policy is out of bounds for the group', () => {
+    const l = new LedgerState(genesis);
+    const r = req({ policy: { kind: 'top1', minAgree: 1 } }); // f + 1 = 2
+    const s = req({ policy: { kind: 'top1', minAgree: 5 } }); // n = 4
+    const ex = run(l, [entry(r, all(1)), entry(s, all(1))]);
+    expect(ex.skipped.map((x) => x.reason)).toEqual(['bad-policy', 'bad-policy']);
+  });
+
+  it('chains receipts: the first points at the group id, each next one at the previous receipt hash', () => {
+    const l = new LedgerState(genesis);
+    const e1 = run(l, [entry(req(), all(1)), entry(req(), all(2)), entry(req(), all(3))]);
+    expect(e1.receipt.prevReceipt).toEqual(groupId);
+    expect(e1.receipt.groupId).toEqual(groupId);
+    expect(e1.receipt.seq).toBe(1);
+    expect(e1.receiptHash).toEqual(receiptHashOf(e1.receipt));
+    const e2 = run(l, []);
+    expect(e2.receipt.prevReceipt).toEqual(e1.receiptHash);
+    expect(e2.receipt.seq).toBe(2);
+    expect(e2.receipt.resultsCount).toBe(0);
+    expect(e2.receipt.resultsRoot).toEqual(sha256(new Uint8Array(0)));
+    const e3 = run(l, [entry(req(), all(4))]);
+    expect(e3.receipt.prevReceipt).toEqual(e2.receiptHash);
+    expect(l.lastReceipt).toEqual(e3.receiptHash);
+    expect(l.seq).toBe(3);
+  });
+
+  it('the receipt commits to the batch digest and to a Merkle tree over the outcomes', () => {
+    const l = new LedgerState(genesis);
+    const entries = [entry(req(), all(1)), entry(req(), all(2)), entry(req(), votes({ 0: 1, 1: 1 }))];
+    const batch = batchOf(entries);
+    const bd = batchDigestOf(batch);
+    const ex = l.execute(1, bd, batch, entries);
+    expect(ex.receipt.batchDigest).toEqual(bd);
+    expect(ex.receipt.resultsCount).toBe(2);
+    const leaves = ex.outcomes.map((o) => leafHash(encode(Outcome, o)));
+    expect(ex.receipt.resultsRoot).toEqual(buildTree(leaves).root);
+    expect(ex.tree.root).toEqual(ex.receipt.resultsRoot);
+    leaves.forEach((leaf, i) => {
+      expect(verifyPath(leaf, i, ex.receipt.resultsCount, ex.tree.path(i), ex.receipt.resultsRoot)).toBe(
+        true,
+      );
+    });
+  });
+
+  it('throws on an out-of-order sequence number', () => {
+    const l = new LedgerState(genesis);
+    const b = batchOf([]);
+    for (const seq of [0, 2, -1]) {
+      let err: unknown;
+      try {
+        l.execute(seq, batchDigestOf(b), b, []);
+      } catch (e) {
+        err = e;
+      }
+      expect(err).toBeInstanceOf(DropbearError);
+      expect((err as DropbearError).code).toBe('LEDGER_OUT_OF_ORDER');
+    }
+    l.execute(1, batchDigestOf(b), b, []);
+    expect(() => l.execute(1, batchDigestOf(b), b, [])).toThrow(DropbearError);
+    expect(() => l.execute(3, batchDigestOf(b), b, [])).toThrow(DropbearError);
+    expect(l.seq).toBe(1);
+  });
+});
+
+describe('stateDigest', () => {
+  function script(): { entries: ResolvedEntry[]; ts: number; txs: Tx[] }[] {
+    nonce = 1000; // the same requests each time
+    return [
+      { entries: [entry(req(), all(1)), entry(req({ client: bob }), all(2))], ts: 1_000_100, txs: [] },
+      { entries: [], ts: 1_000_200, txs: [modelUpdate(2, 1, digest('model 2 v1'))] },
+      {
+        entries: [entry(req(), votes({ 0: 3, 1: 3, 2: 3, 3: 3 }, { 2: digest('model 2 v1') }))],
+        ts: 1_000_300,
+        txs: [],
+      },
+    ];
+  }
+  function feed(l: LedgerState, steps: ReturnType<typeof script>): Uint8Array[] {
+    return steps.map((s) => run(l, s.entries, s.ts, s.txs).receiptHash);
+  }
+
+  it('is equal for two ledgers fed the same batches', () => {
+    const a = new LedgerState(genesis);
+    const b = new LedgerState(makeGenesis());
+    expect(a.stateDigest()).toEqual(b.stateDigest());
+    const ra = feed(a, script());
+    const rb = feed(b, script());
+    expect(ra).toEqual(rb);
+    expect(a.stateDigest()).toEqual(b.stateDigest());
+  });
+
+  it('differs when the batches differ', () => {
+    const base = new LedgerState(genesis);
+    const initial = base.stateDigest();
+    feed(base, script());
+    expect(base.stateDigest()).not.toEqual(initial);
+
+    const variants: ((s: ReturnType<typeof script>) => void)[] = [
+      (s) => {
+        s[2].ts += 1; // only a timestamp: the receipt chain (batch digest) differs
+      },
+      (s) => {
+        s[0].entries.pop(); // one request fewer
+      },
+      (s) => {
+        s[1].txs = []; // no model update
+      },
+      (s) => {
+        s[0].entries[0].votes = votes({ 0: 1, 1: 1, 2: 1 }); // another set of voters: other fees
+      },
+    ];
+    for (const change of variants) {
+      const steps = script();
+      change(steps);
+      const other = new LedgerState(genesis);
+      feed(other, steps);
+      expect(other.stateDigest()).not.toEqual(base.stateDigest());
+    }
+  });
+
+  it('differs between consecutive sequence numbers even for empty batches', () => {
+    const l = new LedgerState(genesis);
+    const d0 = l.stateDigest();
+    run(l, []);
+    const d1 = l.stateDigest();
+    run(l, []);
+    expect(new Set([d0, d1, l.stateDigest()].map((d) => Buffer.from(d).toString('hex'))).size).toBe(3);
+  });
+});
+
+describe('model updates', () => {
+  const v1 = digest('model 1 v1');
+
+  it('a signed update with the next version changes the model digest; later votes need the new digest', () => {
+    const l = new LedgerState(genesis);
+    const ex = run(l, [], undefined, [modelUpdate(1, 1, v1)]);
+    expect(ex.models[1]).toEqual(v1);
+    expect(l.models[1]).toEqual(v1);
+    expect(l.modelVersions[1]).toBe(1);
+    expect(ex.models[0]).toEqual(MODELS[0]);
+    const r = req();
+    const ex2 = run(l, [entry(r, all(1))]); // node 1 still votes with the old digest
+    expect(ex2.outcomes[0].votes.map((v) => v.node)).toEqual([0, 2, 3]);
+    const s = req();
+    const ex3 = run(l, [entry(s, votes({ 0: 1, 1: 1, 2: 1, 3: 1 }, { 1: v1 }))]);
+    expect(ex3.outcomes[0].votes.map((v) => v.node)).toEqual([0, 1, 2, 3]);
+  });
+
+  it('applies before the entries of its own batch', () => {
+    const l = new LedgerState(genesis);
+    const r = req();
+    const ex = run(l, [entry(r, all(1))], undefined, [modelUpdate(1, 1, v1)]);
+    expect(ex.outcomes[0].votes.map((v) => v.node)).toEqual([0, 2, 3]);
+  });
+
+  it('is ignored with a wrong signature', () => {
+    const l = new LedgerState(genesis);
+    const byOther = modelUpdate(1, 1, v1, nodeKeys[2]);
+    const tampered = modelUpdate(1, 1, v1);
+    if (tampered.kind === 'modelUpdate') tampered.update = { ...tampered.update, newDigest: digest('evil') };
+    const garbage: Tx = {
+      kind: 'modelUpdate',
+      update: { node: 1, version: 1, newDigest: v1 },
+      signature: new Uint8Array(64),
+    };
+    const ex = run(l, [], undefined, [byOther, tampered, garbage]);
+    expect(ex.models[1]).toEqual(MODELS[1]);
+    expect(l.modelVersions[1]).toBe(0);
+  });
+
+  it('is ignored with a wrong version, a replayed version or an unknown node', () => {
+    const l = new LedgerState(genesis);
+    run(l, [], undefined, [modelUpdate(1, 2, v1), modelUpdate(1, 0, v1)]);
+    expect(l.models[1]).toEqual(MODELS[1]);
+    expect(l.modelVersions[1]).toBe(0);
+    run(l, [], undefined, [modelUpdate(1, 1, v1)]);
+    expect(l.models[1]).toEqual(v1);
+    const v2 = digest('model 1 v2');
+    run(l, [], undefined, [modelUpdate(1, 1, v2)]); // replay of version 1 with another digest
+    expect(l.models[1]).toEqual(v1);
+    run(l, [], undefined, [modelUpdate(1, 2, v2)]);
+    expect(l.models[1]).toEqual(v2);
+    expect(l.modelVersions[1]).toBe(2);
+    const bogus = modelUpdate(0, 1, v1);
+    if (bogus.kind === 'modelUpdate') bogus.update = { ...bogus.update, node: 7 };
+    expect(() => run(l, [], undefined, [bogus])).not.toThrow();
+  });
+
+  it('a signature for another group does not apply', () => {
+    const l = new LedgerState(genesis);
+    const update = { node: 1, version: 1, newDigest: v1 };
+    const sig = signTagged(
+      TAGS.modelUpdate,
+      digest('another group'),
+      encode(ModelUpdate, update),
+      nodeKeys[1],
+    );
+    run(l, [], undefined, [{ kind: 'modelUpdate', update, signature: sig }]);
+    expect(l.models[1]).toEqual(MODELS[1]);
+  });
+});

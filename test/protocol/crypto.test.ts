@@ -1,0 +1,165 @@
+import { createHash, sign as nodeSign, verify as nodeVerify } from 'node:crypto';
+import { describe, expect, it } from 'vitest';
+import {
+  DropbearError,
+  keyPairFromSeed,
+  sha256,
+  signedBytes,
+  signTagged,
+  TAGS,
+  taggedHash,
+  verifyTagged,
+} from '../../src/protocol/index.ts';
+
+const fromHex = (h: string) => new Uint8Array(Buffer.from(h, 'hex'));
+const seed = (i: number) => new Uint8Array(32).fill(i);
+const groupA = sha256(new TextEncoder().encode('group A'));
+const groupB = sha256(new TextEncoder().encode('group B'));
+const body = new TextEncoder().encode('the body that is signed');
+
+describe('keys', () => {
+  it('keyPairFromSeed is deterministic', () => {
+    const a = keyPairFromSeed(seed(1));
+    const b = keyPairFromSeed(seed(1));
+    expect(a.publicKey).toEqual(b.publicKey);
+    expect(a.publicKey.length).toBe(32);
+    expect(a.seed).toEqual(seed(1));
+    expect(signTagged(TAGS.request, groupA, body, a)).toEqual(signTagged(TAGS.request, groupA, body, b)); // Ed25519 is deterministic
+    expect(keyPairFromSeed(seed(2)).publicKey).not.toEqual(a.publicKey);
+  });
+
+  it('keeps a copy of the seed', () => {
+    const s = seed(3);
+    const kp = keyPairFromSeed(s);
+    s.fill(0);
+    expect(kp.seed).toEqual(seed(3));
+  });
+
+  it('matches the RFC 8032 test vectors', () => {
+    const t1 = keyPairFromSeed(fromHex('9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60'));
+    expect(Buffer.from(t1.publicKey).toString('hex')).toBe(
+      'd75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a',
+    );
+    const t2 = keyPairFromSeed(fromHex('4ccd089b28ff96da9db6c346ec114e0f5b8a319f35aba624da8cf6ed4fb8a6fb'));
+    expect(Buffer.from(t2.publicKey).toString('hex')).toBe(
+      '3d4017c3e843895a92b70aa74d1b7ebc9c982ccf2ec4968cc0cd55f12af4660c',
+    );
+    expect(nodeSign(null, fromHex('72'), t2.privateKey).toString('hex')).toBe(
+      '92a009a9f0d4cab8720e820b5f642540a2b27b5416503f8fb3762223ebdb69da' +
+        '085ac1e43e15996e458f3613d0f11d8c387b2eaeb4302aeeb00d291612bb0c00',
+    );
+  });
+
+  it('refuses a seed that is not 32 bytes', () => {
+    for (const n of [0, 31, 33, 64]) {
+      let err: unknown;
+      try {
+        keyPairFromSeed(new Uint8Array(n));
+      } catch (e) {
+        err = e;
+      }
+      expect(err).toBeInstanceOf(DropbearError);
+      expect((err as DropbearError).code).toBe('KEY_BAD_SEED');
+    }
+  });
+});
+
+describe('signed payloads', () => {
+  it('are len(tag) ‖ tag ‖ groupId ‖ body', () => {
+    const tag = Buffer.from(TAGS.receipt, 'utf8');
+    expect(signedBytes(TAGS.receipt, groupA, body)).toEqual(
+      new Uint8Array(Buffer.concat([Buffer.from([tag.length]), tag, groupA, body])),
+    );
+    // The signature is plain Ed25519 over those bytes: any Ed25519 implementation can check it.
+    const kp = keyPairFromSeed(seed(4));
+    const sig = signTagged(TAGS.receipt, groupA, body, kp);
+    expect(sig.length).toBe(64);
+    expect(nodeVerify(null, signedBytes(TAGS.receipt, groupA, body), kp.privateKey, sig)).toBe(true);
+  });
+
+  it('taggedHash is SHA-256 over len(tag) ‖ tag ‖ body', () => {
+    const tag = Buffer.from(TAGS.genesis, 'utf8');
+    const expected = createHash('sha256')
+      .update(Buffer.from([tag.length]))
+      .update(tag)
+      .update(body)
+      .digest();
+    expect(taggedHash(TAGS.genesis, body)).toEqual(new Uint8Array(expected));
+  });
+});
+
+describe('sign / verify', () => {
+  const kp = keyPairFromSeed(seed(5));
+  const other = keyPairFromSeed(seed(6));
+  const sig = signTagged(TAGS.results, groupA, body, kp);
+
+  it('a genuine signature verifies', () => {
+    expect(verifyTagged(TAGS.results, groupA, body, sig, kp.publicKey)).toBe(true);
+    const empty = signTagged(TAGS.prepare, groupB, new Uint8Array(0), other);
+    expect(verifyTagged(TAGS.prepare, groupB, new Uint8Array(0), empty, other.publicKey)).toBe(true);
+  });
+
+  it('fails for another tag', () => {
+    for (const tag of Object.values(TAGS)) {
+      if (tag !== TAGS.results) expect(verifyTagged(tag, groupA, body, sig, kp.publicKey)).toBe(false);
+    }
+  });
+
+  it('fails for another group id', () => {
+    expect(verifyTagged(TAGS.results, groupB, body, sig, kp.publicKey)).toBe(false);
+  });
+
+  it('fails for a flipped signature byte', () => {
+    for (let i = 0; i < 64; i++) {
+      for (const bit of [0x01, 0x80]) {
+        const bad = new Uint8Array(sig);
+        bad[i] ^= bit;
+        expect(verifyTagged(TAGS.results, groupA, body, bad, kp.publicKey), `byte ${i} bit ${bit}`).toBe(
+          false,
+        );
+      }
+    }
+  });
+
+  it('fails for a flipped body byte, or a longer or shorter body', () => {
+    for (let i = 0; i < body.length; i++) {
+      const bad = new Uint8Array(body);
+      bad[i] ^= 0x01;
+      expect(verifyTagged(TAGS.results, groupA, bad, sig, kp.publicKey)).toBe(false);
+    }
+    expect(verifyTagged(TAGS.results, groupA, body.subarray(1), sig, kp.publicKey)).toBe(false);
+    expect(verifyTagged(TAGS.results, groupA, new Uint8Array([...body, 0]), sig, kp.publicKey)).toBe(false);
+  });
+
+  it('fails for the wrong key', () => {
+    expect(verifyTagged(TAGS.results, groupA, body, sig, other.publicKey)).toBe(false);
+  });
+
+  it('returns false (does not throw) for a signature of the wrong length', () => {
+    expect(verifyTagged(TAGS.results, groupA, body, sig.subarray(0, 63), kp.publicKey)).toBe(false);
+    expect(verifyTagged(TAGS.results, groupA, body, new Uint8Array([...sig, 0]), kp.publicKey)).toBe(false);
+    expect(verifyTagged(TAGS.results, groupA, body, new Uint8Array(0), kp.publicKey)).toBe(false);
+  });
+
+  it('returns false (does not throw) for invalid public key bytes', () => {
+    const candidates: Uint8Array[] = [
+      new Uint8Array(32).fill(0xff), // y >= p: not a canonical encoding
+      fromHex('edffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f'), // y = p
+      kp.publicKey.subarray(0, 31), // wrong lengths
+      new Uint8Array([...kp.publicKey, 0]),
+      new Uint8Array(0),
+    ];
+    for (let y = 2; y < 12; y++) {
+      const k = new Uint8Array(32);
+      k[0] = y; // small y values, several of them not on the curve
+      candidates.push(k);
+    }
+    const flipped = new Uint8Array(kp.publicKey);
+    flipped[31] ^= 0x80; // the sign bit of x
+    candidates.push(flipped);
+    for (const pk of candidates) {
+      expect(() => verifyTagged(TAGS.results, groupA, body, sig, pk)).not.toThrow();
+      expect(verifyTagged(TAGS.results, groupA, body, sig, pk)).toBe(false);
+    }
+  });
+});
