@@ -19,8 +19,10 @@ import {
   hex,
   type KeyPair,
   type NodeMessage,
+  type NodeSignature,
   PhaseBody,
   type PrePrepare,
+  type PreparedCert,
   type Receipt,
   Receipt as ReceiptCodec,
   type Request,
@@ -31,14 +33,17 @@ import {
   resultsDigestOf,
   type SignedRequest,
   type SignedResults,
+  type SignedViewChange,
   sha256,
   signResults,
   signTagged,
   TAGS,
   type Tx,
+  ViewChangeBody,
   verifyRequestSignature,
   verifyTagged,
 } from '../protocol/index.ts';
+import { deriveNewView, pickViewChanges, viewChangeProblem, ZERO_DIGEST } from './viewchange.ts';
 
 export interface ReplicaConfig {
   /** Most entries in one consensus batch. */
@@ -56,6 +61,12 @@ export interface ReplicaConfig {
   forwardDelayMs: number;
   /** How long before unacknowledged work (messages, fetches, own results) is sent again. */
   retransmitMs: number;
+  /**
+   * A request accepted but not executed within this long (counted from when it was accepted or the
+   * current view began, whichever is later) makes a backup start a view change; doubled for every
+   * consecutive view change without progress.
+   */
+  viewChangeTimeoutMs: number;
 }
 
 export const DEFAULT_REPLICA_CONFIG: ReplicaConfig = {
@@ -67,6 +78,7 @@ export const DEFAULT_REPLICA_CONFIG: ReplicaConfig = {
   forwardBatchSize: 256,
   forwardDelayMs: 1,
   retransmitMs: 100,
+  viewChangeTimeoutMs: 1000,
 };
 
 export type Event =
@@ -92,6 +104,8 @@ export interface ResolvedEntryOut {
 
 export type PersistRecord =
   | { kind: 'prePrepare' | 'prepare' | 'commit'; view: number; seq: number; digest: Uint8Array }
+  | { kind: 'viewChange'; view: number }
+  | { kind: 'newView'; view: number }
   | { kind: 'executed'; seq: number };
 
 export type Action =
@@ -138,13 +152,16 @@ export type Misbehaviour =
   | 'bad-results'
   | 'bad-proposal'
   | 'conflicting-proposal'
-  | 'double-vote';
+  | 'double-vote'
+  | 'bad-view-change'
+  | 'bad-new-view';
 
 interface PoolEntry {
   sr: SignedRequest;
   id: Uint8Array;
   /** pending: waiting for votes or a proposal; proposed: in an accepted batch not yet executed. */
   state: 'pending' | 'proposed';
+  acceptedAt: number;
 }
 
 interface VoteRef {
@@ -172,6 +189,7 @@ interface Slot {
   batch: Batch | null;
   pp: PrePrepare | null;
   prepares: Map<number, string>; // node -> digest hex
+  prepareSigs: Map<number, Uint8Array>;
   commits: Map<number, string>;
   prepared: boolean;
   committed: boolean;
@@ -180,6 +198,7 @@ interface Slot {
   lastSent: number;
   /** A proposal waiting for requests or results it fetched. */
   parked: PrePrepare | null;
+  parkedFromNewView: boolean;
   fetchedAt: number;
 }
 
@@ -231,7 +250,31 @@ export class Replica {
   private readonly ready = new Map<string, number>();
   private readonly slots = new Map<number, Slot>();
   private readonly receipts = new Map<number, ReceiptSlot>();
-  private readonly checkpoints = new Map<number, { mine: Uint8Array | null; votes: Map<number, string> }>();
+  private readonly checkpoints = new Map<
+    number,
+    { mine: Uint8Array | null; votes: Map<number, string>; sigs: Map<number, Uint8Array> }
+  >();
+  /** The proof of the last stable checkpoint: q CHECKPOINT signatures over its state digest. */
+  private stableProof: { seq: number; digest: Uint8Array; sigs: NodeSignature[] } = {
+    seq: 0,
+    digest: ZERO_DIGEST,
+    sigs: [],
+  };
+  /** View change state: `view` is the target view while `viewChanging`. */
+  viewChanging = false;
+  viewChanges = 0;
+  private vcAttempts = 0;
+  private vcDeadline = Number.POSITIVE_INFINITY;
+  private viewEnteredAt = 0;
+  private readonly vcMessages = new Map<number, Map<number, SignedViewChange>>();
+  private readonly newViewSent = new Set<number>();
+  private readonly executedDigests = new Map<number, Uint8Array>();
+  /** The highest-view prepared certificate per seq above the stable checkpoint (goes into VIEW-CHANGE). */
+  private readonly preparedCerts = new Map<number, PreparedCert>();
+  private myViewChange: SignedViewChange | null = null;
+  private lastNewView: Extract<NodeMessage, { kind: 'newView' }> | null = null;
+  /** Set when a NEW-VIEW starts above what this node executed: it must catch up by state transfer. */
+  behindCheckpoint = 0;
   private readonly inferQueue: { requestId: Uint8Array; request: SignedRequest }[] = [];
   private forwardQueue: SignedRequest[] = [];
   private forwardDeadline = Number.POSITIVE_INFINITY;
@@ -363,7 +406,7 @@ export class Replica {
 
   private admit(sr: SignedRequest, id: Uint8Array): void {
     const idHex = hex(id);
-    this.pool.set(idHex, { sr, id, state: 'pending' });
+    this.pool.set(idHex, { sr, id, state: 'pending', acceptedAt: this.now });
     this.orphans.delete(idHex);
     this.inferQueue.push({ requestId: id, request: sr });
     this.updateReadiness(idHex);
@@ -485,7 +528,7 @@ export class Replica {
   // ---------------------------------------------------------------- proposing (primary)
 
   private maybePropose(): void {
-    if (!this.isPrimary) return;
+    if (!this.isPrimary || this.viewChanging) return;
     for (const [idHex, since] of this.quorum) {
       if (since + this.cfg.voteWaitMs > this.now) break;
       this.quorum.delete(idHex);
@@ -573,6 +616,7 @@ export class Replica {
         batch: null,
         pp: null,
         prepares: new Map(),
+        prepareSigs: new Map(),
         commits: new Map(),
         prepared: false,
         committed: false,
@@ -580,6 +624,7 @@ export class Replica {
         myCommit: null,
         lastSent: this.now,
         parked: null,
+        parkedFromNewView: false,
         fetchedAt: Number.NEGATIVE_INFINITY,
       };
       this.slots.set(seq, s);
@@ -593,7 +638,8 @@ export class Replica {
 
   private onPrePrepare(from: number, pp: PrePrepare): void {
     const primary = this.primaryOf(pp.view);
-    if (pp.view !== this.view || !this.inWindow(pp.seq) || pp.seq <= this.lastExecuted) return;
+    if (pp.view !== this.view || this.viewChanging || !this.inWindow(pp.seq) || pp.seq <= this.lastExecuted)
+      return;
     if (!this.verifyPhase(TAGS.prePrepare, primary, pp.view, pp.seq, pp.digest, pp.signature))
       return this.blame(from, 'bad-signature', 'pre-prepare');
     if (primary === this.id) return;
@@ -613,17 +659,17 @@ export class Replica {
   }
 
   /** Accepts a proposal once everything it references is held and valid; fetches what is missing. */
-  private tryAccept(slot: Slot, pp: PrePrepare): void {
+  private tryAccept(slot: Slot, pp: PrePrepare, fromNewView = false): void {
     const primary = this.primaryOf(pp.view);
     const b = pp.batch;
     const missingRequests: Uint8Array[] = [];
     const missingResults = new Map<string, Uint8Array>();
     const seen = new Set<string>();
     // Timestamp rule: after every accepted earlier batch, before every accepted later one, not far ahead.
-    if (b.timestamp > this.now + this.genesis.params.maxClockSkewMs)
+    if (!fromNewView && b.timestamp > this.now + this.genesis.params.maxClockSkewMs)
       return this.reject(slot, primary, 'batch timestamp ahead of clock');
-    for (const [s, other] of this.slots) {
-      if (!other.batch || s === pp.seq) continue;
+    for (const [s, other] of fromNewView ? [] : this.slots) {
+      if (!other.batch || s === pp.seq || other.batch.entries.length === 0) continue;
       if (s < pp.seq && other.batch.timestamp >= b.timestamp)
         return this.reject(slot, primary, 'batch timestamp not increasing');
       if (s > pp.seq && other.batch.timestamp <= b.timestamp)
@@ -633,11 +679,16 @@ export class Replica {
       const idHex = hex(e.requestId);
       if (seen.has(idHex)) return this.reject(slot, primary, 'request twice in one batch');
       seen.add(idHex);
-      if (this.done.has(idHex)) return this.reject(slot, primary, 'request already executed');
       if (e.votes.length < this.q) return this.reject(slot, primary, 'entry with fewer than q votes');
-      const p = this.pool.get(idHex);
-      if (!p) missingRequests.push(e.requestId);
-      else if (p.state === 'proposed') return this.reject(slot, primary, 'request already ordered');
+      if (fromNewView) {
+        // Batches carried by a NEW-VIEW were prepared by a quorum: execution skips duplicates (rule 5).
+        if (!this.pool.has(idHex) && !this.archive.has(idHex)) missingRequests.push(e.requestId);
+      } else {
+        if (this.done.has(idHex)) return this.reject(slot, primary, 'request already executed');
+        const p = this.pool.get(idHex);
+        if (!p) missingRequests.push(e.requestId);
+        else if (p.state === 'proposed') return this.reject(slot, primary, 'request already ordered');
+      }
       for (const v of e.votes) {
         if (v.node >= this.n) return this.reject(slot, primary, 'vote from unknown node');
         const r = this.results.get(hex(v.results));
@@ -652,6 +703,7 @@ export class Replica {
     }
     if (missingRequests.length > 0 || missingResults.size > 0) {
       slot.parked = pp;
+      slot.parkedFromNewView = fromNewView;
       if (slot.fetchedAt + this.cfg.retransmitMs <= this.now) {
         slot.fetchedAt = this.now;
         this.out.push({
@@ -690,6 +742,7 @@ export class Replica {
       signature,
     };
     slot.prepares.set(this.id, hex(pp.digest));
+    slot.prepareSigs.set(this.id, signature);
     this.out.push({ type: 'broadcast', msg: slot.myPrepare });
     this.checkPrepared(slot);
   }
@@ -704,7 +757,7 @@ export class Replica {
       if (s.parked && !this.inRetry) {
         this.inRetry = true;
         try {
-          this.tryAccept(s, s.parked);
+          this.tryAccept(s, s.parked, s.parkedFromNewView);
         } finally {
           this.inRetry = false;
         }
@@ -716,7 +769,7 @@ export class Replica {
   private onPhase(kind: 'prepare' | 'commit', m: Extract<NodeMessage, { kind: 'prepare' | 'commit' }>): void {
     if (m.from >= this.n) return;
     if (m.seq <= this.lastExecuted) return;
-    if (m.view !== this.view || !this.inWindow(m.seq)) return;
+    if (m.view !== this.view || this.viewChanging || !this.inWindow(m.seq)) return;
     if (kind === 'prepare' && m.from === this.primaryOf(m.view))
       return this.blame(m.from, 'bad-sender', 'prepare from primary');
     const slot = this.slot(m.seq);
@@ -734,6 +787,7 @@ export class Replica {
     )
       return this.blame(m.from, 'bad-signature', kind);
     set.set(m.from, hex(m.digest));
+    if (kind === 'prepare') slot.prepareSigs.set(m.from, m.signature);
     this.checkPrepared(slot);
   }
 
@@ -748,6 +802,7 @@ export class Replica {
     const dHex = hex(slot.digest);
     if (!slot.prepared && this.matching(slot.prepares, dHex, this.primaryOf(slot.view)) >= 2 * this.f) {
       slot.prepared = true;
+      this.recordPrepared(slot, dHex);
       this.out.push({
         type: 'persist',
         record: { kind: 'commit', view: slot.view, seq: slot.seq, digest: slot.digest },
@@ -776,7 +831,7 @@ export class Replica {
       if (!slot?.committed || !slot.batch || !slot.digest) return;
       const entries: ResolvedEntryOut[] = [];
       for (const e of slot.batch.entries) {
-        const p = this.pool.get(hex(e.requestId));
+        const p = this.pool.get(hex(e.requestId)) ?? this.archive.get(hex(e.requestId));
         if (!p) throw new DropbearError('INTERNAL', 'accepted batch references a request no longer held');
         const votes: CountedVote[] = e.votes.map((v) => {
           const r = this.results.get(hex(v.results))!.signed.batch;
@@ -809,6 +864,8 @@ export class Replica {
     this.awaitingExecution = 0;
     const slot = this.slots.get(ev.seq)!;
     this.models = ev.models;
+    this.executedDigests.set(ev.seq, slot.digest!);
+    if (slot.view === this.view && !this.viewChanging) this.vcAttempts = 0;
     const requeued = new Set(ev.requeued.map(hex));
     const votesToDrop: string[] = [];
     for (const e of slot.batch!.entries) {
@@ -877,6 +934,7 @@ export class Replica {
         encode(CheckpointBody, { from: this.id, seq: ev.seq, stateDigest: ev.stateDigest }),
         this.key,
       );
+      cp.sigs.set(this.id, sig);
       this.out.push({
         type: 'broadcast',
         msg: { kind: 'checkpoint', from: this.id, seq: ev.seq, stateDigest: ev.stateDigest, signature: sig },
@@ -947,7 +1005,7 @@ export class Replica {
   private checkpointSlot(seq: number) {
     let c = this.checkpoints.get(seq);
     if (!c) {
-      c = { mine: null, votes: new Map() };
+      c = { mine: null, votes: new Map(), sigs: new Map() };
       this.checkpoints.set(seq, c);
     }
     return c;
@@ -962,14 +1020,26 @@ export class Replica {
     if (!verifyTagged(TAGS.checkpoint, this.groupId, body, m.signature, this.genesis.nodes[m.from].publicKey))
       return this.blame(m.from, 'bad-signature', 'checkpoint');
     cp.votes.set(m.from, hex(m.stateDigest));
+    cp.sigs.set(m.from, m.signature);
     this.checkStable(m.seq);
   }
 
   private checkStable(seq: number): void {
     const cp = this.checkpoints.get(seq);
     if (!cp?.mine || seq <= this.stable) return;
-    if (this.matching(cp.votes, hex(cp.mine)) < this.q) return;
+    const mineHex = hex(cp.mine);
+    if (this.matching(cp.votes, mineHex) < this.q) return;
     this.stable = seq;
+    this.stableProof = {
+      seq,
+      digest: cp.mine,
+      sigs: [...cp.votes]
+        .filter(([, d]) => d === mineHex)
+        .map(([node]) => ({ node, signature: cp.sigs.get(node)! }))
+        .sort((a, b) => a.node - b.node),
+    };
+    for (const s of this.executedDigests.keys()) if (s <= seq) this.executedDigests.delete(s);
+    for (const s of this.preparedCerts.keys()) if (s <= seq) this.preparedCerts.delete(s);
     // Garbage collection below the low watermark: protocol messages, finished results, old checkpoints.
     for (const s of this.slots.keys()) if (s <= seq) this.slots.delete(s);
     for (const [s, r] of this.receipts) if (s <= seq && r.certified) this.receipts.delete(s);
@@ -1025,6 +1095,7 @@ export class Replica {
 
   private onTick(): void {
     if (this.forwardDeadline <= this.now) this.flushForward();
+    if (this.viewTimerDeadline() <= this.now) this.startViewChange(this.view + 1);
     if (this.lastRetransmit + this.cfg.retransmitMs <= this.now) {
       this.lastRetransmit = this.now;
       this.retransmit();
@@ -1033,13 +1104,15 @@ export class Replica {
 
   private retransmit(): void {
     const cutoff = this.now - this.cfg.retransmitMs;
+    if (this.viewChanging && this.myViewChange?.body.newView === this.view)
+      this.out.push({ type: 'broadcast', msg: { kind: 'viewChange', vc: this.myViewChange } });
     // Batches stuck in ordering or certification: re-send our part and ask every peer for theirs.
     const stuck: number[] = [];
     for (const slot of this.slots.values()) {
       if (slot.seq <= this.lastExecuted || slot.lastSent > cutoff) continue;
       if (slot.parked) {
         slot.fetchedAt = Number.NEGATIVE_INFINITY;
-        this.tryAccept(slot, slot.parked);
+        this.tryAccept(slot, slot.parked, slot.parkedFromNewView);
       }
       slot.lastSent = this.now;
       stuck.push(slot.seq);
@@ -1092,7 +1165,7 @@ export class Replica {
   }
 
   private hasRetransmitWork(): boolean {
-    if (this.lastProposed > this.lastExecuted) return true;
+    if (this.viewChanging || this.lastProposed > this.lastExecuted) return true;
     for (const slot of this.slots.values()) if (slot.seq > this.lastExecuted) return true;
     if (this.uncertified > 0 || this.orphans.size > 0) return true;
     while (this.ownResults.length > 0 && (this.results.get(this.ownResults[0])?.open ?? 0) <= 0)
@@ -1100,6 +1173,220 @@ export class Replica {
     return this.ownResults.length > 0;
   }
   private uncertified = 0;
+
+  // ---------------------------------------------------------------- view change
+
+  private currentTimeout(): number {
+    return this.cfg.viewChangeTimeoutMs * 2 ** Math.min(this.vcAttempts, 16);
+  }
+
+  /** When the view-change timer fires: a request waiting too long, or a view change that did not finish. */
+  private viewTimerDeadline(): number {
+    if (this.viewChanging) return this.vcDeadline;
+    const oldest = this.pool.values().next();
+    if (oldest.done) return Number.POSITIVE_INFINITY;
+    return Math.max(oldest.value.acceptedAt, this.viewEnteredAt) + this.currentTimeout();
+  }
+
+  private recordPrepared(slot: Slot, dHex: string): void {
+    if (!slot.pp || !slot.batch || !slot.digest) return;
+    const prev = this.preparedCerts.get(slot.seq);
+    if (prev && prev.view >= slot.view) return;
+    const primary = this.primaryOf(slot.view);
+    const prepares = [...slot.prepares]
+      .filter(([node, d]) => d === dHex && node !== primary)
+      .map(([node]) => ({ node, signature: slot.prepareSigs.get(node)! }))
+      .sort((a, b) => a.node - b.node);
+    this.preparedCerts.set(slot.seq, {
+      view: slot.view,
+      seq: slot.seq,
+      digest: slot.digest,
+      ppSignature: slot.pp.signature,
+      batch: slot.batch,
+      prepares,
+    });
+  }
+
+  private viewContext() {
+    return { genesis: this.genesis, groupId: this.groupId, n: this.n, f: this.f, window: this.cfg.window };
+  }
+
+  /** Stop taking normal-case messages for the current view and ask for `newView`. */
+  startViewChange(newView: number): void {
+    if (newView <= this.view) return;
+    this.view = newView;
+    this.viewChanging = true;
+    this.viewChanges++;
+    this.vcAttempts++;
+    this.vcDeadline = this.now + this.currentTimeout();
+    this.quorum.clear();
+    this.ready.clear();
+    for (const slot of this.slots.values()) slot.parked = null;
+    const body: ViewChangeBody = {
+      from: this.id,
+      newView,
+      stableSeq: this.stableProof.seq,
+      stableDigest: this.stableProof.digest,
+      checkpointProof: this.stableProof.sigs,
+      prepared: [...this.preparedCerts.values()]
+        .filter((c) => c.seq > this.stableProof.seq && c.seq <= this.stableProof.seq + this.cfg.window)
+        .sort((a, b) => a.seq - b.seq),
+    };
+    const vc: SignedViewChange = {
+      body,
+      signature: signTagged(TAGS.viewChange, this.groupId, encode(ViewChangeBody, body), this.key),
+    };
+    this.myViewChange = vc;
+    this.out.push({ type: 'persist', record: { kind: 'viewChange', view: newView } });
+    this.out.push({ type: 'broadcast', msg: { kind: 'viewChange', vc } });
+    this.storeViewChange(vc);
+    this.maybeSendNewView();
+  }
+
+  private storeViewChange(vc: SignedViewChange): void {
+    let m = this.vcMessages.get(vc.body.newView);
+    if (!m) {
+      m = new Map();
+      this.vcMessages.set(vc.body.newView, m);
+    }
+    m.set(vc.body.from, vc);
+  }
+
+  private onViewChange(from: number, vc: SignedViewChange): void {
+    const b = vc.body;
+    if (b.from !== from) return this.blame(from, 'bad-sender', 'view change names another sender');
+    if (b.newView < this.view) return;
+    if (b.newView === this.view && !this.viewChanging) {
+      // The sender missed the NEW-VIEW of the view we are in: send it again.
+      if (this.lastNewView?.newView === this.view)
+        this.out.push({ type: 'send', to: from, msg: this.lastNewView });
+      return;
+    }
+    if (this.vcMessages.get(b.newView)?.has(from)) return;
+    const problem = viewChangeProblem(vc, this.viewContext());
+    if (problem) return this.blame(from, 'bad-view-change', problem);
+    this.storeViewChange(vc);
+    // f+1 nodes want a view above ours: at least one is honest, so join the smallest such view.
+    const senders = new Set<number>();
+    let smallest = Number.POSITIVE_INFINITY;
+    for (const [v, m] of this.vcMessages) {
+      if (v <= this.view) continue;
+      for (const node of m.keys()) senders.add(node);
+      smallest = Math.min(smallest, v);
+    }
+    if (senders.size >= this.f + 1) this.startViewChange(smallest);
+    this.maybeSendNewView();
+  }
+
+  private maybeSendNewView(): void {
+    const v = this.view;
+    if (!this.viewChanging || this.primaryOf(v) !== this.id || this.newViewSent.has(v)) return;
+    const vcs = pickViewChanges(this.vcMessages.get(v)?.values() ?? [], v, this.q);
+    if (!vcs) return;
+    this.newViewSent.add(v);
+    const derived = deriveNewView(vcs);
+    const proposals = derived.proposals.map((p) => ({
+      seq: p.seq,
+      digest: p.digest,
+      signature: this.signPhase(TAGS.prePrepare, v, p.seq, p.digest),
+    }));
+    const msg: Extract<NodeMessage, { kind: 'newView' }> = {
+      kind: 'newView',
+      from: this.id,
+      newView: v,
+      viewChanges: vcs,
+      proposals,
+    };
+    this.lastNewView = msg;
+    this.out.push({ type: 'persist', record: { kind: 'newView', view: v } });
+    this.out.push({ type: 'broadcast', msg });
+    this.enterView(v, derived, proposals);
+  }
+
+  private onNewView(m: Extract<NodeMessage, { kind: 'newView' }>): void {
+    if (m.from !== this.primaryOf(m.newView))
+      return this.blame(m.from, 'bad-new-view', 'not the primary of that view');
+    if (m.newView < this.view || (m.newView === this.view && !this.viewChanging)) return;
+    const senders = new Set<number>();
+    const ctx = this.viewContext();
+    for (const vc of m.viewChanges) {
+      if (vc.body.newView !== m.newView || senders.has(vc.body.from))
+        return this.blame(m.from, 'bad-new-view', 'view changes for another view or repeated');
+      const problem = viewChangeProblem(vc, ctx);
+      if (problem) return this.blame(m.from, 'bad-new-view', `carries an invalid view change: ${problem}`);
+      senders.add(vc.body.from);
+    }
+    if (senders.size < this.q) return this.blame(m.from, 'bad-new-view', 'fewer than q view changes');
+    const derived = deriveNewView(m.viewChanges);
+    if (derived.proposals.length !== m.proposals.length)
+      return this.blame(m.from, 'bad-new-view', 're-proposals differ from the view changes');
+    const primaryKey = this.genesis.nodes[m.from].publicKey;
+    for (let i = 0; i < derived.proposals.length; i++) {
+      const d = derived.proposals[i];
+      const p = m.proposals[i];
+      if (p.seq !== d.seq || !equalBytes(p.digest, d.digest))
+        return this.blame(m.from, 'bad-new-view', 're-proposals differ from the view changes');
+      const body = encode(PhaseBody, { from: m.from, view: m.newView, seq: p.seq, digest: p.digest });
+      if (!verifyTagged(TAGS.prePrepare, this.groupId, body, p.signature, primaryKey))
+        return this.blame(m.from, 'bad-new-view', 'bad re-proposal signature');
+    }
+    this.lastNewView = m;
+    this.enterView(m.newView, derived, m.proposals);
+  }
+
+  private enterView(
+    view: number,
+    derived: ReturnType<typeof deriveNewView>,
+    proposals: { seq: number; digest: Uint8Array; signature: Uint8Array }[],
+  ): void {
+    this.view = view;
+    this.viewChanging = false;
+    this.vcDeadline = Number.POSITIVE_INFINITY;
+    this.viewEnteredAt = this.now;
+    for (const v of this.vcMessages.keys()) if (v <= view) this.vcMessages.delete(v);
+    if (derived.minSeq > this.lastExecuted) this.behindCheckpoint = derived.minSeq;
+    // Everything above the checkpoint is decided afresh by the re-proposals; nothing else stays proposed.
+    for (const s of this.slots.keys()) if (s > derived.minSeq && s > this.lastExecuted) this.slots.delete(s);
+    for (const p of this.pool.values()) p.state = 'pending';
+    const maxSeq = derived.minSeq + derived.proposals.length;
+    derived.proposals.forEach((d, i) => {
+      const pp: PrePrepare = {
+        view,
+        seq: d.seq,
+        digest: d.digest,
+        signature: proposals[i].signature,
+        batch: d.batch,
+      };
+      if (d.seq <= this.lastExecuted) {
+        const executed = this.executedDigests.get(d.seq);
+        if (executed && !equalBytes(executed, d.digest))
+          throw new DropbearError(
+            'SAFETY_VIOLATION',
+            `new view ${view} re-proposes another batch at executed seq ${d.seq}`,
+          );
+        this.slots.delete(d.seq);
+      }
+      const slot = this.slot(d.seq);
+      if (this.isPrimary) {
+        Object.assign(slot, { view, digest: d.digest, batch: d.batch, pp, lastSent: this.now });
+        for (const e of d.batch.entries) {
+          const p = this.pool.get(hex(e.requestId));
+          if (p) p.state = 'proposed';
+        }
+        this.out.push({
+          type: 'persist',
+          record: { kind: 'prePrepare', view, seq: d.seq, digest: d.digest },
+        });
+        this.checkPrepared(slot);
+      } else {
+        slot.view = view;
+        this.tryAccept(slot, pp, true);
+      }
+      if (d.batch.timestamp > this.lastBatchTimestamp) this.lastBatchTimestamp = d.batch.timestamp;
+    });
+    this.lastProposed = Math.max(maxSeq, this.lastExecuted, derived.minSeq);
+    if (this.isPrimary) for (const idHex of this.pool.keys()) this.updateReadiness(idHex);
+  }
 
   // ---------------------------------------------------------------- plumbing
 
@@ -1136,6 +1423,13 @@ export class Replica {
         if (msg.from !== from) return;
         this.onFetch(msg);
         break;
+      case 'viewChange':
+        this.onViewChange(from, msg.vc);
+        break;
+      case 'newView':
+        if (msg.from !== from) return this.blame(from, 'bad-sender', 'new-view names another sender');
+        this.onNewView(msg);
+        break;
       case 'fetched':
         this.onFetched(from, msg);
         break;
@@ -1161,7 +1455,7 @@ export class Replica {
     if (this.inferQueue.length > 0) {
       this.out.push({ type: 'infer', requests: this.inferQueue.splice(0) });
     }
-    let wake = this.forwardDeadline;
+    let wake = Math.min(this.forwardDeadline, this.viewTimerDeadline());
     if (this.isPrimary) {
       const q = this.quorum.values().next();
       if (!q.done) wake = Math.min(wake, q.value + this.cfg.voteWaitMs);

@@ -226,6 +226,41 @@ export type PrePrepare = Infer<typeof PrePrepare>;
 
 const Phase = struct({ from: uint, view: uint, seq: uint, digest: Hash32, signature: Signature });
 
+export const NodeSignature = struct({ node: uint, signature: Signature });
+export type NodeSignature = Infer<typeof NodeSignature>;
+const NodeSignatures = sortedArray(NodeSignature, LIMITS.nodes, (s) => s.node);
+
+/** A batch prepared in some view: the primary's PRE-PREPARE signature and 2f matching PREPAREs. */
+export const PreparedCert = struct({
+  view: uint,
+  seq: uint,
+  digest: Hash32,
+  ppSignature: Signature,
+  batch: Batch,
+  prepares: NodeSignatures,
+});
+export type PreparedCert = Infer<typeof PreparedCert>;
+
+/** VIEW-CHANGE: the sender's stable checkpoint with its proof (q CHECKPOINT signatures) and prepared set. */
+export const ViewChangeBody = struct({
+  from: uint,
+  newView: uint,
+  stableSeq: uint,
+  stableDigest: Hash32,
+  checkpointProof: NodeSignatures,
+  prepared: array(PreparedCert, 4096),
+});
+export type ViewChangeBody = Infer<typeof ViewChangeBody>;
+export const SignedViewChange = struct({ body: ViewChangeBody, signature: Signature });
+export type SignedViewChange = Infer<typeof SignedViewChange>;
+
+/** A re-proposal in a NEW-VIEW: a PRE-PREPARE signature of the new primary over (newView, seq, digest). */
+export const Reproposal = struct({ seq: uint, digest: Hash32, signature: Signature });
+export type Reproposal = Infer<typeof Reproposal>;
+
+/** The null batch that fills a gap in a NEW-VIEW: executes as an empty batch. */
+export const NULL_BATCH: Batch = { timestamp: 0, entries: [], txs: [] };
+
 /** Everything one node sends another. Each variant says how it is authenticated. */
 export const NodeMessage = union({
   /** Client requests, each self-authenticating. */
@@ -238,6 +273,17 @@ export const NodeMessage = union({
   /** The signature is over the Receipt itself, so it can go straight into certificates. */
   receiptSig: struct({ from: uint, seq: uint, receiptHash: Hash32, signature: Signature }),
   checkpoint: struct({ from: uint, seq: uint, stateDigest: Hash32, signature: Signature }),
+  viewChange: struct({ vc: SignedViewChange }),
+  /**
+   * NEW-VIEW from the new primary: q VIEW-CHANGEs and the PRE-PREPAREs it derived from them. Backups
+   * recompute the re-proposals from the VIEW-CHANGEs and reject a NEW-VIEW whose list differs.
+   */
+  newView: struct({
+    from: uint,
+    newView: uint,
+    viewChanges: array(SignedViewChange, LIMITS.nodes),
+    proposals: array(Reproposal, 4096),
+  }),
   /** Ask a peer for things by id; answers are self-authenticating. */
   fetch: struct({
     from: uint,

@@ -1,0 +1,180 @@
+/**
+ * npm run bench:core — certified requests per CPU-second in the simulator (n=4, stand-in model), swept
+ * over the consensus batch size. The whole group runs in this one process on one core, so the figure is
+ * the CPU cost of certifying a request summed over all four nodes (plus the client's signing).
+ * Baseline, measured in the same run: the work no design can avoid per request — the client signs once
+ * and each of the n nodes verifies that signature once.
+ */
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { cpus } from 'node:os';
+import { verifyCertificate } from '../src/certificate/index.ts';
+import {
+  cryptoStats,
+  encode,
+  keyPairFromSeed,
+  Request,
+  sha256,
+  signRequest,
+  verifyRequestSignature,
+} from '../src/protocol/index.ts';
+import { simulate } from '../src/sim/world.ts';
+
+const args = process.argv.slice(2);
+const quick = args.includes('--quick');
+const RUNS = quick ? 1 : 3;
+const N = 4;
+const SIZES = [1, 16, 128, 1024];
+
+function cpuMs(): number {
+  const u = process.cpuUsage();
+  return (u.user + u.system) / 1000;
+}
+
+function baseline(requests: number): number {
+  const client = keyPairFromSeed(new Uint8Array(32).fill(9));
+  const start = cpuMs();
+  for (let i = 0; i < requests; i++) {
+    const input = new Uint8Array(48).fill(i & 0xff);
+    const sr = signRequest(
+      {
+        groupId: new Uint8Array(32),
+        client: client.publicKey,
+        nonce: i,
+        timestamp: 1,
+        inputDigest: sha256(input),
+        policy: null,
+        maxFee: 1,
+      },
+      input,
+      client,
+    );
+    for (let k = 0; k < N; k++) if (!verifyRequestSignature(sr)) throw new Error('baseline verify failed');
+  }
+  void encode(Request, {
+    groupId: new Uint8Array(32),
+    client: client.publicKey,
+    nonce: 0,
+    timestamp: 0,
+    inputDigest: new Uint8Array(32),
+    policy: null,
+    maxFee: 0,
+  });
+  return requests / ((cpuMs() - start) / 1000);
+}
+
+interface Row {
+  batchSize: number;
+  requests: number;
+  runs: number[];
+  median: number;
+  min: number;
+  max: number;
+  ratioToBaseline: number;
+  batches: number;
+  signsPerRequest: number;
+  verifiesPerRequest: number;
+  virtualMs: number;
+}
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
+}
+
+const baseRuns: number[] = [];
+const rows: Row[] = [];
+for (const batchSize of SIZES) {
+  const requests = quick ? 500 : batchSize === 1 ? 1000 : 4000;
+  const runs: number[] = [];
+  let last: { batches: number; signs: number; verifies: number; virtualMs: number } | null = null;
+  for (let i = 0; i < RUNS; i++) {
+    baseRuns.push(baseline(2000));
+    const s0 = { ...cryptoStats };
+    const start = cpuMs();
+    const r = simulate({
+      nodes: N,
+      requests,
+      seed: 100 + i,
+      rate: 50,
+      inferBatch: 64,
+      replica: { batchSize, batchTimeoutMs: 2, window: 64 },
+    });
+    const spent = (cpuMs() - start) / 1000;
+    if (!r.done || r.certificates.size !== requests)
+      throw new Error(`batch ${batchSize}: run did not finish`);
+    runs.push(requests / spent);
+    last = {
+      batches: r.batches,
+      signs: cryptoStats.signs - s0.signs,
+      verifies: cryptoStats.verifies - s0.verifies,
+      virtualMs: r.virtualMs,
+    };
+    // Spot-check outside the timed region: the certificates are real.
+    const sample = [...r.certificates.values()].slice(0, 5);
+    for (const c of sample)
+      if (!verifyCertificate(c, r.group.genesis).ok) throw new Error('invalid certificate');
+  }
+  const med = median(runs);
+  rows.push({
+    batchSize,
+    requests,
+    runs,
+    median: med,
+    min: Math.min(...runs),
+    max: Math.max(...runs),
+    ratioToBaseline: 0,
+    batches: last!.batches,
+    signsPerRequest: last!.signs / requests,
+    verifiesPerRequest: last!.verifies / requests,
+    virtualMs: last!.virtualMs,
+  });
+  console.log(
+    `batch ${batchSize}: ${med.toFixed(0)} certified req/CPU-s (runs ${runs.map((x) => x.toFixed(0)).join(', ')})`,
+  );
+}
+const base = median(baseRuns);
+for (const r of rows) r.ratioToBaseline = r.median / base;
+
+const machine = `${cpus().length} cores (${cpus()[0]?.model ?? 'unknown CPU'}), Node ${process.version}`;
+const out = {
+  part: 'core',
+  machine,
+  command: 'npm run bench:core',
+  runs: RUNS,
+  n: N,
+  baseline: { median: base, runs: baseRuns },
+  rows,
+};
+mkdirSync('bench/results', { recursive: true });
+writeFileSync('bench/results/core.json', `${JSON.stringify(out, null, 2)}\n`);
+
+const table = [
+  '| consensus batch size | requests per run | certified req / CPU-s (median) | spread (min–max) | × baseline | batches | signatures made / req | signatures verified / req |',
+  '| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
+  ...rows.map(
+    (r) =>
+      `| ${r.batchSize} | ${r.requests} | ${r.median.toFixed(0)} | ${r.min.toFixed(0)}–${r.max.toFixed(0)} | ${r.ratioToBaseline.toFixed(2)} | ${r.batches} | ${r.signsPerRequest.toFixed(3)} | ${r.verifiesPerRequest.toFixed(2)} |`,
+  ),
+].join('\n');
+const section = [
+  '<!-- core:begin -->',
+  `Machine: ${machine}. Command: \`npm run bench:core\`. ${RUNS} run(s) per row (seeds 100…); the spread is min–max over them.`,
+  `Baseline in the same run (client signs once, each of the ${N} nodes verifies once): **${base.toFixed(0)} req/CPU-s** (median of ${baseRuns.length}).`,
+  '',
+  table,
+  '<!-- core:end -->',
+].join('\n');
+let md = '';
+try {
+  md = readFileSync('BENCHMARKS.md', 'utf8');
+} catch {
+  md = '# Benchmarks\n';
+}
+if (!quick) {
+  md = md.includes('<!-- core:begin -->')
+    ? md.replace(/<!-- core:begin -->[\s\S]*<!-- core:end -->/, section)
+    : `${md.trimEnd()}\n\n## Core: certified requests per CPU-second (simulator)\n\n${section}\n`;
+  writeFileSync('BENCHMARKS.md', md);
+}
+console.log(table);
+console.log(`baseline ${base.toFixed(0)} req/CPU-s`);

@@ -1,0 +1,134 @@
+import { describe, expect, it } from 'vitest';
+import { decide } from '../../src/agreement/index.ts';
+import { verifyCertificate } from '../../src/certificate/index.ts';
+import { encode, hex, Receipt } from '../../src/protocol/index.ts';
+import { checkRun } from '../../src/sim/checks.ts';
+import { type Behaviour, type SimOptions, type SimResult, simulate } from '../../src/sim/world.ts';
+
+function expectHealthy(r: SimResult, requests: number): void {
+  expect(r.done).toBe(true);
+  expect(checkRun(r)).toEqual({ ok: true, problems: [] });
+  expect(r.certificates.size).toBe(requests);
+  for (const [id, c] of r.certificates) {
+    const v = verifyCertificate(c, r.group.genesis, { request: r.requests.get(id) });
+    expect(v.ok, v.ok ? '' : `${v.reason}: ${v.message}`).toBe(true);
+  }
+  // Every honest replica executed the same batches, in the same order, to the end.
+  const honest = r.nodes.filter((n) => r.honest.includes(n.id));
+  const ref = honest[0].executed.map(hex);
+  expect(ref.length).toBeGreaterThan(0);
+  for (const n of honest) expect(n.executed.map(hex)).toEqual(ref);
+  // And they all hand out certificates for every request (keepAllCertificates).
+  for (const n of honest) expect(n.certificates.size).toBe(requests);
+}
+
+function run(opts: Partial<SimOptions> & { nodes: number; requests: number; seed: number }): SimResult {
+  return simulate({ keepAllCertificates: true, ...opts });
+}
+
+describe('simulated groups, normal case', () => {
+  it('n=4 (f=1) certifies 1,000 requests; all certificates verify; identical batches everywhere', () => {
+    const r = run({ nodes: 4, requests: 1000, seed: 1 });
+    expectHealthy(r, 1000);
+    expect(r.batches).toBeGreaterThan(1);
+  });
+
+  it('n=7 (f=2) certifies 1,000 requests', () => {
+    const r = run({ nodes: 7, requests: 1000, seed: 2 });
+    expectHealthy(r, 1000);
+    for (const c of r.certificates.values()) expect(c.signatures).toHaveLength(5);
+  });
+
+  it('every honest node hands out the same certificate for a request', () => {
+    const r = run({ nodes: 4, requests: 200, seed: 3 });
+    expectHealthy(r, 200);
+    for (const [id, c] of r.certificates) {
+      for (const n of r.nodes) {
+        const other = n.certificates.get(id)!;
+        expect(hex(encode(Receipt, other.receipt))).toBe(hex(encode(Receipt, c.receipt)));
+        expect(other.outcome).toEqual(c.outcome);
+      }
+    }
+  });
+});
+
+describe('Byzantine nodes', () => {
+  for (const liar of [0, 2]) {
+    it(`node ${liar} returning wrong labels never changes a decision (honest plurality wins)`, () => {
+      const byzantine = new Map<number, Behaviour>([[liar, 'wrong-results']]);
+      const r = run({ nodes: 4, requests: 400, seed: 10 + liar, byzantine, disagreement: 0.3 });
+      expectHealthy(r, 400);
+      let liarCounted = 0;
+      let agreed = 0;
+      for (const c of r.certificates.values()) {
+        const o = c.outcome;
+        const honestVotes = o.votes.filter((v) => v.node !== liar).map((v) => v.result);
+        liarCounted += o.votes.some((v) => v.node === liar) ? 1 : 0;
+        expect(o.decision).toEqual(decide(o.policy, honestVotes));
+        if (o.decision.kind === 'label') agreed++;
+      }
+      // The liar's votes really were counted (it is not simply ignored), and the group still agrees mostly.
+      expect(liarCounted).toBeGreaterThan(300);
+      expect(agreed).toBeGreaterThan(200);
+    });
+  }
+
+  it('a node that withholds its results does not stop progress', () => {
+    const r = run({ nodes: 4, requests: 300, seed: 20, byzantine: new Map([[1, 'withhold-results' as Behaviour]]) });
+    expectHealthy(r, 300);
+    for (const c of r.certificates.values()) expect(c.outcome.votes.map((v) => v.node)).toEqual([0, 2, 3]);
+  });
+
+  it('a silent backup does not stop progress', () => {
+    const r = run({ nodes: 4, requests: 300, seed: 21, byzantine: new Map([[3, 'silent' as Behaviour]]) });
+    expectHealthy(r, 300);
+    for (const c of r.certificates.values()) expect(c.signatures.map((s) => s.node)).not.toContain(3);
+  });
+
+  it('n=7 with two Byzantine nodes (one lying, one silent) certifies everything', () => {
+    const byzantine = new Map<number, Behaviour>([
+      [2, 'wrong-results'],
+      [5, 'silent'],
+    ]);
+    const r = run({ nodes: 7, requests: 300, seed: 22, byzantine });
+    expectHealthy(r, 300);
+    for (const c of r.certificates.values()) {
+      const honestVotes = c.outcome.votes.filter((v) => v.node !== 2).map((v) => v.result);
+      expect(c.outcome.decision).toEqual(decide(c.outcome.policy, honestVotes));
+    }
+  });
+});
+
+describe('unreliable network', () => {
+  it('loss, duplication and reordering: everything is still certified, safely', () => {
+    for (const seed of [31, 32, 33]) {
+      const r = run({ nodes: 4, requests: 500, seed, link: { delayMs: 1, jitterMs: 4, loss: 0.05, duplicate: 0.05 } });
+      expectHealthy(r, 500);
+    }
+  });
+
+  it('a slow link to one node only delays it', () => {
+    const links = new Map([
+      ['0->3', { delayMs: 20 }],
+      ['3->0', { delayMs: 20 }],
+    ]);
+    const r = run({ nodes: 4, requests: 300, seed: 34, links });
+    expectHealthy(r, 300);
+  });
+});
+
+describe('determinism', () => {
+  const receipts = (r: SimResult) =>
+    r.nodes.map((n) => [...n.certificates.values()].map((c) => hex(encode(Receipt, c.receipt))).sort());
+
+  it('the same seed gives the same receipts and certificates; another seed does not', () => {
+    const a = run({ nodes: 4, requests: 150, seed: 42, link: { jitterMs: 3, loss: 0.02 } });
+    const b = run({ nodes: 4, requests: 150, seed: 42, link: { jitterMs: 3, loss: 0.02 } });
+    const c = run({ nodes: 4, requests: 150, seed: 43, link: { jitterMs: 3, loss: 0.02 } });
+    expect(receipts(a)).toEqual(receipts(b));
+    expect(a.messages).toBe(b.messages);
+    expect(a.virtualMs).toBe(b.virtualMs);
+    expect([...a.certificates.keys()]).toEqual([...b.certificates.keys()]);
+    expect(receipts(a)).not.toEqual(receipts(c));
+  });
+});
