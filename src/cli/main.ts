@@ -1,6 +1,7 @@
 import { Command } from 'commander';
 import { registerDemo } from './demo.ts';
 import { reportAndExit } from './errors.ts';
+import { registerLedger } from './ledger.ts';
 import { registerSim } from './sim.ts';
 import { registerVerify } from './verify.ts';
 
@@ -12,6 +13,7 @@ program
 registerSim(program);
 registerVerify(program);
 registerDemo(program);
+registerLedger(program);
 
 try {
   await program.parseAsync(process.argv);

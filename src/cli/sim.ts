@@ -4,7 +4,8 @@ import type { Command } from 'commander';
 import { certificateToJson, verifyCertificate } from '../certificate/index.ts';
 import { Genesis, hex, toJson } from '../protocol/index.ts';
 import { checkRun } from '../sim/checks.ts';
-import { type Behaviour, BYZANTINE_BEHAVIOURS, type SimResult, simulate } from '../sim/world.ts';
+import { scriptNames } from '../sim/scripts.ts';
+import { type Behaviour, type SimResult, simulate } from '../sim/world.ts';
 import { usageError } from './errors.ts';
 import { stableJson } from './io.ts';
 
@@ -44,8 +45,8 @@ export function parseByzantine(specs: string[], n: number): Map<number, Behaviou
     const id = Number(idText);
     if (!Number.isInteger(id) || id < 0 || id >= n)
       throw usageError(`--byzantine ${s}: node id must be in [0, ${n - 1}]`);
-    if (!(BYZANTINE_BEHAVIOURS as readonly string[]).includes(name))
-      throw usageError(`--byzantine ${s}: behaviour must be one of ${BYZANTINE_BEHAVIOURS.join(', ')}`);
+    if (!scriptNames().includes(name))
+      throw usageError(`--byzantine ${s}: behaviour must be one of ${scriptNames().join(', ')}`);
     m.set(id, name as Behaviour);
   }
   return m;
@@ -112,7 +113,7 @@ export function registerSim(program: Command): void {
     .option('--out <dir>', 'write genesis.json and certificates/<requestId>.json here')
     .option(
       '--byzantine <id:behaviour>',
-      `a Byzantine node (${BYZANTINE_BEHAVIOURS.join(', ')}); repeatable`,
+      `a Byzantine node (${scriptNames().join(', ')}); repeatable`,
       (v: string, a: string[]) => [...a, v],
       [] as string[],
     )

@@ -826,6 +826,8 @@ export class Replica {
   }
 
   private executeReady(): void {
+    // One batch at a time: the caller answers each execute action with an executed event first.
+    if (this.awaitingExecution !== 0) return;
     for (;;) {
       const slot = this.slots.get(this.lastExecuted + 1);
       if (!slot?.committed || !slot.batch || !slot.digest) return;

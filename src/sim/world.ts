@@ -24,12 +24,13 @@ import {
   sha256,
   signRequest,
 } from '../protocol/index.ts';
+import { type ByzantineScript, makeScript, type Outgoing, type ScriptContext } from './byzantine.ts';
 import { EventQueue } from './heap.ts';
 import { Rng } from './rng.ts';
 import { standInResult } from './standin.ts';
 
-export const BYZANTINE_BEHAVIOURS = ['wrong-results', 'withhold-results', 'silent'] as const;
-export type Behaviour = (typeof BYZANTINE_BEHAVIOURS)[number];
+/** A Byzantine script's name (see byzantine.ts and scripts.ts). */
+export type Behaviour = string;
 
 export interface LinkConfig {
   /** One-way delay: base plus uniform jitter in [0, jitter). */
@@ -118,13 +119,16 @@ export class SimNode {
   constructor(
     readonly id: number,
     genesis: Genesis,
-    key: KeyPair,
+    readonly key: KeyPair,
     cfg: Partial<ReplicaConfig>,
     readonly behaviour: Behaviour | null,
   ) {
     this.replica = new Replica(genesis, id, key, cfg);
     this.ledger = new LedgerState(genesis);
+    this.script = behaviour === null ? null : makeScript(behaviour);
   }
+  readonly script: ByzantineScript | null;
+  ctx: ScriptContext | null = null;
 }
 
 export interface SimResult {
@@ -180,6 +184,20 @@ export class Simulation {
     this.nodes = this.group.keys.map(
       (k, i) => new SimNode(i, this.group.genesis, k, cfg, options.byzantine?.get(i) ?? null),
     );
+    const srng = this.rng.fork('scripts');
+    for (const node of this.nodes) {
+      node.ctx = {
+        id: node.id,
+        n: this.nodes.length,
+        f,
+        key: node.key,
+        genesis: this.group.genesis,
+        groupId: node.replica.groupId,
+        rng: srng.fork(`node-${node.id}`),
+        now: () => this.now,
+        view: () => node.replica.view,
+      };
+    }
     this.certifiedAt = new Map(this.nodes.map((n) => [n.id, 0]));
   }
 
@@ -192,34 +210,37 @@ export class Simulation {
     return o ? { ...this.link, ...o } : this.link;
   }
 
-  private transmit(from: number, to: number, bytes: Uint8Array): void {
+  private transmit(from: number, to: number, bytes: Uint8Array, extraDelay = 0): void {
     const link = this.linkFor(from, to);
     if (this.rng.next() < link.loss) return;
     const copies = this.rng.next() < link.duplicate ? 2 : 1;
     for (let c = 0; c < copies; c++) {
-      const delay = link.delayMs + this.rng.next() * link.jitterMs;
+      const delay = extraDelay + link.delayMs + this.rng.next() * link.jitterMs;
       this.messages++;
       this.bytes += bytes.length;
       this.q.push(this.now + delay, () => this.deliver(from, to, bytes));
     }
   }
 
-  private send(from: SimNode, to: number, msg: NodeMessage): void {
-    if (from.behaviour === 'silent') return;
-    if (from.behaviour === 'withhold-results' && msg.kind === 'results') return;
-    this.transmit(from.id, to, encodeMessage(msg));
+  /** Everything a node sends goes through here: its Byzantine script (if any) may rewrite it. */
+  private emit(from: SimNode, to: number | 'all', msg: NodeMessage): void {
+    if (from.crashed) return;
+    const out: Outgoing[] = from.script?.outbound ? from.script.outbound(from.ctx!, to, msg) : [{ to, msg }];
+    this.sendOut(from, out);
   }
 
-  private broadcast(from: SimNode, msg: NodeMessage): void {
-    if (from.behaviour === 'silent') return;
-    if (from.behaviour === 'withhold-results' && msg.kind === 'results') return;
-    const bytes = encodeMessage(msg);
-    for (const n of this.nodes) if (n.id !== from.id) this.transmit(from.id, n.id, bytes);
+  private sendOut(from: SimNode, out: Outgoing[]): void {
+    for (const o of out) {
+      const bytes = o.msg instanceof Uint8Array ? o.msg : encodeMessage(o.msg);
+      if (o.to === 'all') {
+        for (const n of this.nodes) if (n.id !== from.id) this.transmit(from.id, n.id, bytes, o.delayMs);
+      } else if (o.to !== from.id) this.transmit(from.id, o.to, bytes, o.delayMs);
+    }
   }
 
   private deliver(from: number, to: number, bytes: Uint8Array): void {
     const node = this.nodes[to];
-    if (node.crashed || node.behaviour === 'silent') return;
+    if (node.crashed || node.script?.deaf) return;
     let msg: NodeMessage;
     try {
       msg = decodeMessage(bytes);
@@ -239,10 +260,10 @@ export class Simulation {
     for (const a of actions) {
       switch (a.type) {
         case 'send':
-          this.send(node, a.to, a.msg);
+          this.emit(node, a.to, a.msg);
           break;
         case 'broadcast':
-          this.broadcast(node, a.msg);
+          this.emit(node, 'all', a.msg);
           break;
         case 'persist':
         case 'accepted':
@@ -302,6 +323,7 @@ export class Simulation {
       if (node.tickAt !== at) return;
       node.tickAt = Number.POSITIVE_INFINITY;
       if (!node.crashed) this.stepNode(node, { type: 'tick' });
+      if (!node.crashed && node.script?.onTick) this.sendOut(node, node.script.onTick(node.ctx!));
       const w = node.replica.nextWake;
       if (w !== Number.POSITIVE_INFINITY) this.scheduleTick(node, Math.max(w, this.now + 0.001));
     });
@@ -315,16 +337,14 @@ export class Simulation {
     this.q.push(this.now + cost, () => {
       node.inferBusy = false;
       if (node.crashed) return;
-      const results: { requestId: Uint8Array; result: Result }[] = batch.map((r) => ({
-        requestId: r.requestId,
-        result: standInResult(node.id, r.request.input, {
-          disagreement: this.opts.disagreement,
-          wrong: node.behaviour === 'wrong-results',
-        }),
-      }));
+      const results: { requestId: Uint8Array; result: Result }[] = batch.map((r) => {
+        const honest = standInResult(node.id, r.request.input, { disagreement: this.opts.disagreement });
+        const result = node.script?.result ? node.script.result(node.ctx!, r.request.input, honest) : honest;
+        return { requestId: r.requestId, result };
+      });
       this.stepNode(node, {
         type: 'inferred',
-        modelDigest: this.group.genesis.nodes[node.id].modelDigest,
+        modelDigest: node.script?.modelDigest?.(node.ctx!) ?? this.group.genesis.nodes[node.id].modelDigest,
         results,
       });
       this.startInference(node);
