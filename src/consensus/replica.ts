@@ -226,6 +226,8 @@ export class Replica {
   /** Highest sequence number this node has proposed (primary) or accepted. */
   lastProposed = 0;
   lastBatchTimestamp = 0;
+  /** Highest timestamp among executed batches: every new proposal must be later. */
+  lastExecutedTimestamp = 0;
   readonly misbehaviour = new Map<number, Map<Misbehaviour, number>>();
   readonly evidence: { node: number; kind: Misbehaviour; detail: string }[] = [];
 
@@ -668,6 +670,9 @@ export class Replica {
     // Timestamp rule: after every accepted earlier batch, before every accepted later one, not far ahead.
     if (!fromNewView && b.timestamp > this.now + this.genesis.params.maxClockSkewMs)
       return this.reject(slot, primary, 'batch timestamp ahead of clock');
+    // Later than every batch already executed, even those whose slots a checkpoint collected.
+    if (!fromNewView && b.timestamp <= this.lastExecutedTimestamp)
+      return this.reject(slot, primary, 'batch timestamp not after the last executed batch');
     for (const [s, other] of fromNewView ? [] : this.slots) {
       if (!other.batch || s === pp.seq || other.batch.entries.length === 0) continue;
       if (s < pp.seq && other.batch.timestamp >= b.timestamp)
@@ -867,6 +872,7 @@ export class Replica {
     const slot = this.slots.get(ev.seq)!;
     this.models = ev.models;
     this.executedDigests.set(ev.seq, slot.digest!);
+    this.lastExecutedTimestamp = Math.max(this.lastExecutedTimestamp, slot.batch!.timestamp);
     if (slot.view === this.view && !this.viewChanging) this.vcAttempts = 0;
     const requeued = new Set(ev.requeued.map(hex));
     const votesToDrop: string[] = [];

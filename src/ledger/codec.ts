@@ -5,8 +5,8 @@
  */
 import {
   array,
-  CountedVote,
   type Codec,
+  CountedVote,
   Hash32,
   LIMITS,
   Request,
@@ -24,4 +24,3 @@ export const ResolvedEntryCodec: Codec<ResolvedEntry> = struct({
 
 /** The `entries` column of the batches table. */
 export const ResolvedEntries: Codec<ResolvedEntry[]> = array(ResolvedEntryCodec, LIMITS.batchEntries);
-

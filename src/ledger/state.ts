@@ -64,6 +64,7 @@ export interface NodeStats {
 
 const StateCodec = struct({
   seq: uint,
+  clock: uint,
   lastReceipt: fixed(32),
   balances: array(struct({ client: fixed(32), amount: uint }), 1 << 24),
   nodes: array(
@@ -87,6 +88,8 @@ export class LedgerState {
   readonly f: number;
   readonly q: number;
   seq = 0;
+  /** Highest batch timestamp executed so far. */
+  clock = 0;
   lastReceipt: Uint8Array;
   readonly balances = new Map<string, { client: Uint8Array; amount: number }>();
   readonly fees: number[];
@@ -139,8 +142,10 @@ export class LedgerState {
     if (seq !== this.seq + 1)
       throw new DropbearError('LEDGER_OUT_OF_ORDER', `expected batch ${this.seq + 1}, got ${seq}`);
     const expiry = this.genesis.params.expiryMs;
+    // The group's clock never goes back (a null batch carries timestamp 0): expiry uses the highest so far.
+    this.clock = Math.max(this.clock, batch.timestamp);
     // Forget ids that can no longer be replayed (their timestamps are expired at this batch).
-    for (const [id, ts] of this.recent) if (ts + expiry < batch.timestamp) this.recent.delete(id);
+    for (const [id, ts] of this.recent) if (ts + expiry < this.clock) this.recent.delete(id);
     for (const tx of batch.txs) this.applyTx(tx);
 
     const outcomes: Outcome[] = [];
@@ -153,7 +158,7 @@ export class LedgerState {
         skipped.push({ requestId: e.requestId, reason: 'duplicate' });
         continue;
       }
-      if (req.timestamp + expiry < batch.timestamp) {
+      if (req.timestamp + expiry < this.clock) {
         skipped.push({ requestId: e.requestId, reason: 'expired' });
         continue;
       }
@@ -239,7 +244,14 @@ export class LedgerState {
       ...this.stats[i],
     }));
     return sha256(
-      encode(StateCodec, { seq: this.seq, lastReceipt: this.lastReceipt, balances, nodes, recent }),
+      encode(StateCodec, {
+        seq: this.seq,
+        clock: this.clock,
+        lastReceipt: this.lastReceipt,
+        balances,
+        nodes,
+        recent,
+      }),
     );
   }
 }

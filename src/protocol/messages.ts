@@ -261,6 +261,22 @@ export type Reproposal = Infer<typeof Reproposal>;
 /** The null batch that fills a gap in a NEW-VIEW: executes as an empty batch. */
 export const NULL_BATCH: Batch = { timestamp: 0, entries: [], txs: [] };
 
+/**
+ * One executed batch as state transfer ships it: the batch, the requests and RESULTS it references
+ * (checked by hash against the batch), its receipt and q receipt signatures (checked against the
+ * genesis keys and the receiver's own receipt chain).
+ */
+export const StateBatch = struct({
+  seq: uint,
+  view: uint,
+  batch: Batch,
+  requests: array(SignedRequest, LIMITS.batchEntries),
+  results: array(SignedResults, LIMITS.batchEntries),
+  receipt: Receipt,
+  receiptSigs: NodeSignatures,
+});
+export type StateBatch = Infer<typeof StateBatch>;
+
 /** Everything one node sends another. Each variant says how it is authenticated. */
 export const NodeMessage = union({
   /** Client requests, each self-authenticating. */
@@ -283,6 +299,22 @@ export const NodeMessage = union({
     newView: uint,
     viewChanges: array(SignedViewChange, LIMITS.nodes),
     proposals: array(Reproposal, 4096),
+  }),
+  /** State transfer: "send me the executed batches from `fromSeq` on". */
+  stateRequest: struct({ from: uint, fromSeq: uint }),
+  stateResponse: struct({
+    from: uint,
+    batches: array(StateBatch, 1024),
+    /** The sender's current view, proven by the NEW-VIEW that started it (none in view 0). */
+    view: uint,
+    newView: option(
+      struct({
+        from: uint,
+        newView: uint,
+        viewChanges: array(SignedViewChange, LIMITS.nodes),
+        proposals: array(Reproposal, 4096),
+      }),
+    ),
   }),
   /** Ask a peer for things by id; answers are self-authenticating. */
   fetch: struct({

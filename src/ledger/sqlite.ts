@@ -1,0 +1,626 @@
+/**
+ * The durable ledger: LedgerState (the deterministic executed state) plus a SQLite file holding
+ * everything needed to rebuild it, to serve certificates late and to restart without equivocating.
+ *
+ * Storage: one SQLite database in WAL mode (better-sqlite3, synchronous API, one connection per node).
+ * Tables (see docs/ledger.md for the columns): meta, batches, receipts, receipt_sigs, outcomes (the
+ * certificates index), checkpoints, consensus_log, evidence. Every blob is canonical codec bytes.
+ *
+ * Restart: `open` replays every stored batch, in order, through a fresh LedgerState from the genesis
+ * (no state snapshots), and checks that each replayed receipt hash equals the stored one. Replay runs no
+ * signature checks (model-update transactions aside), so it is cheap next to consensus; docs/ledger.md
+ * gives the measured rate.
+ *
+ * fsync policy (PROTOCOL.md "Durability and restarts"):
+ * - Each `execute` is one transaction: the batch, its resolved entries, the receipt and the outcomes
+ *   commit together or not at all. `addReceiptSignatures`, `saveCheckpoint` and `saveEvidence` are one
+ *   transaction each.
+ * - synchronous FULL (the default): every commit fsyncs the WAL before the call returns, so whatever a
+ *   call returned from survives a power loss.
+ * - synchronous NORMAL (opt-in): those commits reach the OS but are fsynced only at the next WAL
+ *   checkpoint or the next `persist`. A process crash loses nothing; a power loss may lose the most
+ *   recent executions — always a suffix of whole batches, never part of one (WAL commits are atomic and
+ *   recovered in order). The node re-fetches and re-executes them (deterministic: same receipts, and
+ *   Ed25519 signatures are deterministic, so the same RECEIPT-SIG and CHECKPOINT messages).
+ * - `persist` (what the node is about to sign) is fsynced in both modes: it commits with synchronous
+ *   FULL whatever the configured level, and returns only once the record is on disk. The caller sends
+ *   the message after `persist` returns. A FULL commit also makes every earlier WAL frame durable.
+ * - `uncleanShutdown` is true when the previous session did not `close()`: with NORMAL, its last
+ *   executions may be lost (see above); the signed log never is.
+ */
+import Database from 'better-sqlite3';
+import { CERTIFICATE_VERSION } from '../certificate/index.ts';
+import {
+  Batch,
+  batchDigestOf,
+  buildTree,
+  type Certificate,
+  CodecError,
+  DropbearError,
+  decode,
+  encode,
+  equalBytes,
+  Genesis,
+  groupIdOf,
+  hex,
+  leafHash,
+  type MerkleTree,
+  Outcome,
+  Receipt,
+  TAGS,
+  verifyTagged,
+} from '../protocol/index.ts';
+import { ResolvedEntries } from './codec.ts';
+import { type Execution, LedgerState, type ResolvedEntry } from './state.ts';
+
+export const LEDGER_SCHEMA_VERSION = 1;
+
+export type Synchronous = 'FULL' | 'NORMAL';
+
+export interface SqliteLedgerOptions {
+  /** SQLite `synchronous` for execution commits; `persist` is always FULL. Default FULL. */
+  synchronous?: Synchronous;
+  /** Receipt-signature checks in `addReceiptSignatures` (default true). */
+  verifySignatures?: boolean;
+}
+
+/**
+ * One thing the node signed (or decided), written before the message leaves. Structurally the same as
+ * the consensus replica's PersistRecord; fields a kind does not have are absent.
+ */
+export interface LogRecord {
+  kind: string;
+  view?: number;
+  seq?: number;
+  digest?: Uint8Array;
+}
+
+export interface ReceiptSig {
+  node: number;
+  signature: Uint8Array;
+}
+
+export interface StoredBatch {
+  seq: number;
+  view: number;
+  digest: Uint8Array;
+  batch: Batch;
+  entries: ResolvedEntry[];
+}
+
+export interface StoredCheckpoint {
+  seq: number;
+  stateDigest: Uint8Array;
+  proof: Uint8Array;
+}
+
+export interface StoredEvidence {
+  id: number;
+  node: number;
+  kind: string;
+  proof: Uint8Array;
+}
+
+/** The schema, created in one transaction on first open. */
+export const SCHEMA = `
+CREATE TABLE meta (
+  id INTEGER PRIMARY KEY CHECK (id = 0),
+  schema_version INTEGER NOT NULL,
+  group_id BLOB NOT NULL,
+  genesis BLOB NOT NULL,
+  clean_close INTEGER NOT NULL
+);
+CREATE TABLE batches (
+  seq INTEGER PRIMARY KEY,
+  view INTEGER NOT NULL,
+  digest BLOB NOT NULL,
+  batch BLOB NOT NULL,
+  entries BLOB NOT NULL
+);
+CREATE TABLE receipts (
+  seq INTEGER PRIMARY KEY,
+  receipt BLOB NOT NULL,
+  hash BLOB NOT NULL,
+  prev_hash BLOB NOT NULL
+);
+CREATE TABLE receipt_sigs (
+  seq INTEGER NOT NULL,
+  node INTEGER NOT NULL,
+  signature BLOB NOT NULL,
+  PRIMARY KEY (seq, node)
+) WITHOUT ROWID;
+CREATE TABLE outcomes (
+  request_id BLOB PRIMARY KEY,
+  seq INTEGER NOT NULL,
+  leaf_index INTEGER NOT NULL,
+  outcome BLOB NOT NULL
+);
+CREATE UNIQUE INDEX outcomes_by_seq ON outcomes (seq, leaf_index);
+CREATE TABLE checkpoints (
+  seq INTEGER PRIMARY KEY,
+  state_digest BLOB NOT NULL,
+  proof BLOB NOT NULL
+);
+CREATE TABLE consensus_log (
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  kind TEXT NOT NULL,
+  view INTEGER,
+  seq INTEGER,
+  digest BLOB
+);
+CREATE TABLE evidence (
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  node INTEGER NOT NULL,
+  kind TEXT NOT NULL,
+  proof BLOB NOT NULL
+);
+`;
+
+const u8 = (b: Buffer | Uint8Array): Uint8Array =>
+  b instanceof Buffer ? new Uint8Array(b.buffer, b.byteOffset, b.length) : b;
+
+function isUint(v: unknown): v is number {
+  return typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
+}
+
+type Row = Record<string, unknown>;
+
+/** Opens a database file; refuses one that SQLite cannot read as a database. */
+export function openDatabase(path: string, opts: { readonly?: boolean; fileMustExist?: boolean } = {}) {
+  try {
+    const db = new Database(path, {
+      readonly: opts.readonly ?? false,
+      fileMustExist: opts.fileMustExist ?? false,
+    });
+    db.defaultSafeIntegers(false);
+    return db;
+  } catch (e) {
+    throw new DropbearError('LEDGER_UNREADABLE', `cannot open ledger ${path}: ${(e as Error).message}`);
+  }
+}
+
+/** Reads the meta row; `null` when the file has no Dropbear schema. */
+export function readMeta(
+  db: Database.Database,
+): { schemaVersion: number; groupId: Uint8Array; genesis: Uint8Array; cleanClose: boolean } | null {
+  const t = db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'").get();
+  if (!t) return null;
+  const m = db.prepare('SELECT * FROM meta WHERE id = 0').get() as Row | undefined;
+  if (!m) return null;
+  return {
+    schemaVersion: m.schema_version as number,
+    groupId: u8(m.group_id as Buffer),
+    genesis: u8(m.genesis as Buffer),
+    cleanClose: m.clean_close === 1,
+  };
+}
+
+export class SqliteLedger {
+  readonly path: string;
+  readonly genesis: Genesis;
+  readonly groupId: Uint8Array;
+  /** The previous session ended without close(): with NORMAL, its last executions may be lost. */
+  readonly uncleanShutdown: boolean;
+  /** True when this call created the file. */
+  readonly created: boolean;
+  readonly synchronous: Synchronous;
+  private readonly db: Database.Database;
+  private readonly verifySigs: boolean;
+  private current: LedgerState;
+  private closed = false;
+  private readonly trees = new Map<number, MerkleTree>();
+  private readonly st: Record<string, Database.Statement>;
+
+  private constructor(
+    path: string,
+    db: Database.Database,
+    genesis: Genesis,
+    created: boolean,
+    unclean: boolean,
+    opts: SqliteLedgerOptions,
+  ) {
+    this.path = path;
+    this.db = db;
+    this.genesis = genesis;
+    this.groupId = groupIdOf(genesis);
+    this.created = created;
+    this.uncleanShutdown = unclean;
+    this.synchronous = opts.synchronous ?? 'FULL';
+    this.verifySigs = opts.verifySignatures ?? true;
+    this.current = new LedgerState(genesis);
+    const p = (sql: string) => db.prepare(sql);
+    this.st = {
+      insBatch: p('INSERT INTO batches (seq, view, digest, batch, entries) VALUES (?, ?, ?, ?, ?)'),
+      insReceipt: p('INSERT INTO receipts (seq, receipt, hash, prev_hash) VALUES (?, ?, ?, ?)'),
+      insOutcome: p('INSERT INTO outcomes (request_id, seq, leaf_index, outcome) VALUES (?, ?, ?, ?)'),
+      insSig: p('INSERT OR IGNORE INTO receipt_sigs (seq, node, signature) VALUES (?, ?, ?)'),
+      insLog: p('INSERT INTO consensus_log (kind, view, seq, digest) VALUES (?, ?, ?, ?)'),
+      insCheckpoint: p('INSERT OR REPLACE INTO checkpoints (seq, state_digest, proof) VALUES (?, ?, ?)'),
+      insEvidence: p('INSERT INTO evidence (node, kind, proof) VALUES (?, ?, ?)'),
+      getReceipt: p('SELECT receipt, hash FROM receipts WHERE seq = ?'),
+      getSigs: p('SELECT node, signature FROM receipt_sigs WHERE seq = ? ORDER BY node'),
+      countSigs: p('SELECT count(*) AS n FROM receipt_sigs WHERE seq = ?'),
+      getOutcome: p('SELECT seq, leaf_index, outcome FROM outcomes WHERE request_id = ?'),
+      getOutcomesOf: p('SELECT outcome FROM outcomes WHERE seq = ? ORDER BY leaf_index'),
+      getBatch: p('SELECT seq, view, digest, batch, entries FROM batches WHERE seq = ?'),
+      allBatches: p('SELECT seq, view, digest, batch, entries FROM batches ORDER BY seq'),
+      allReceiptHashes: p('SELECT seq, hash FROM receipts ORDER BY seq'),
+      log: p('SELECT kind, view, seq, digest FROM consensus_log ORDER BY id'),
+      pruneLog: p('DELETE FROM consensus_log WHERE seq IS NOT NULL AND seq <= ?'),
+      lastCheckpoint: p('SELECT seq, state_digest, proof FROM checkpoints ORDER BY seq DESC LIMIT 1'),
+      evidence: p('SELECT id, node, kind, proof FROM evidence ORDER BY id'),
+      markOpen: p('UPDATE meta SET clean_close = ? WHERE id = 0'),
+    };
+  }
+
+  /**
+   * Opens (or creates) the ledger at `path` for `genesis`. An existing file must hold the same group
+   * (`LEDGER_WRONG_GROUP` otherwise) and schema version; its batches are replayed into `state`.
+   */
+  static open(path: string, genesis: Genesis, opts: SqliteLedgerOptions = {}): SqliteLedger {
+    const sync = opts.synchronous ?? 'FULL';
+    if (sync !== 'FULL' && sync !== 'NORMAL')
+      throw new DropbearError('LEDGER_BAD_OPTION', `synchronous must be FULL or NORMAL, not ${String(sync)}`);
+    const groupId = groupIdOf(genesis);
+    const db = openDatabase(path);
+    try {
+      const mode = db.pragma('journal_mode = WAL', { simple: true });
+      if (String(mode).toLowerCase() !== 'wal' && path !== ':memory:')
+        throw new DropbearError('LEDGER_UNREADABLE', `cannot switch ${path} to WAL mode (got ${mode})`);
+      db.pragma(`synchronous = ${sync}`);
+      let meta = readMeta(db);
+      let created = false;
+      if (!meta) {
+        const tables = db
+          .prepare("SELECT count(*) AS n FROM sqlite_master WHERE type = 'table'")
+          .get() as Row;
+        if ((tables.n as number) > 0)
+          throw new DropbearError(
+            'LEDGER_NOT_A_LEDGER',
+            `${path} is a SQLite file but not a Dropbear ledger`,
+          );
+        db.pragma('synchronous = FULL');
+        db.transaction(() => {
+          db.exec(SCHEMA);
+          db.prepare(
+            'INSERT INTO meta (id, schema_version, group_id, genesis, clean_close) VALUES (0, ?, ?, ?, 1)',
+          ).run(LEDGER_SCHEMA_VERSION, groupId, encode(Genesis, genesis));
+        })();
+        db.pragma(`synchronous = ${sync}`);
+        meta = readMeta(db)!;
+        created = true;
+      }
+      if (meta.schemaVersion !== LEDGER_SCHEMA_VERSION)
+        throw new DropbearError(
+          'LEDGER_SCHEMA_VERSION',
+          `${path} has ledger schema ${meta.schemaVersion}; this build reads ${LEDGER_SCHEMA_VERSION}`,
+        );
+      if (!equalBytes(meta.groupId, groupId))
+        throw new DropbearError(
+          'LEDGER_WRONG_GROUP',
+          `${path} belongs to group ${hex(meta.groupId)}, not ${hex(groupId)}`,
+          { stored: hex(meta.groupId), expected: hex(groupId) },
+        );
+      const ledger = new SqliteLedger(path, db, genesis, created, !meta.cleanClose, {
+        ...opts,
+        synchronous: sync,
+      });
+      ledger.current = ledger.replay();
+      ledger.durably(() => ledger.st.markOpen.run(0));
+      return ledger;
+    } catch (e) {
+      db.close();
+      if (e instanceof DropbearError) throw e;
+      throw new DropbearError('LEDGER_UNREADABLE', `cannot open ledger ${path}: ${(e as Error).message}`);
+    }
+  }
+
+  /** The executed state after `lastSeq`. Replaced (not mutated) if a failed write forces a rebuild. */
+  get state(): LedgerState {
+    return this.current;
+  }
+
+  get lastSeq(): number {
+    return this.current.seq;
+  }
+
+  get q(): number {
+    return this.current.q;
+  }
+
+  /** Rebuilds the executed state from the stored batches, checking each receipt against the stored one. */
+  private replay(): LedgerState {
+    const state = new LedgerState(this.genesis);
+    const batches = this.st.allBatches.iterate() as IterableIterator<Row>;
+    const hashes = this.st.allReceiptHashes.iterate() as IterableIterator<Row>;
+    const corrupt = (msg: string) => new DropbearError('LEDGER_CORRUPT', `${this.path}: ${msg}`);
+    try {
+      for (const row of batches) {
+        const b = this.decodeBatchRow(row);
+        if (b.seq !== state.seq + 1) throw corrupt(`batch ${state.seq + 1} is missing`);
+        const ex = state.execute(b.seq, b.digest, b.batch, b.entries);
+        const r = hashes.next();
+        const stored = r.done ? null : (r.value as Row);
+        if (!stored || stored.seq !== b.seq || !equalBytes(u8(stored.hash as Buffer), ex.receiptHash))
+          throw corrupt(`replaying batch ${b.seq} does not reproduce its stored receipt`);
+      }
+      if (!hashes.next().done) throw corrupt('a receipt without its batch');
+      return state;
+    } finally {
+      batches.return?.();
+      hashes.return?.();
+    }
+  }
+
+  private decodeBatchRow(row: Row): StoredBatch {
+    try {
+      return {
+        seq: row.seq as number,
+        view: row.view as number,
+        digest: u8(row.digest as Buffer),
+        batch: decode(Batch, u8(row.batch as Buffer)),
+        entries: decode(ResolvedEntries, u8(row.entries as Buffer)),
+      };
+    } catch (e) {
+      if (e instanceof CodecError)
+        throw new DropbearError('LEDGER_CORRUPT', `${this.path}: batch ${String(row.seq)}: ${e.message}`);
+      throw e;
+    }
+  }
+
+  private open_(): void {
+    if (this.closed) throw new DropbearError('LEDGER_CLOSED', `ledger ${this.path} is closed`);
+  }
+
+  /** Runs `fn` in a transaction committed with synchronous FULL, whatever the configured level. */
+  private durably<T>(fn: () => T): T {
+    if (this.synchronous === 'FULL') return this.db.transaction(fn)();
+    this.db.pragma('synchronous = FULL');
+    try {
+      return this.db.transaction(fn)();
+    } finally {
+      this.db.pragma(`synchronous = ${this.synchronous}`);
+    }
+  }
+
+  /**
+   * Executes committed batch `seq` and stores it in one transaction: the batch and its resolved entries,
+   * the receipt, and one outcome row per certified request. Throws `LEDGER_OUT_OF_ORDER` unless
+   * seq = lastSeq + 1, `LEDGER_BAD_DIGEST` if `digest` is not the batch's digest and
+   * `LEDGER_ENTRIES_MISMATCH` if `entries` do not resolve the batch's entries one for one.
+   */
+  execute(seq: number, view: number, digest: Uint8Array, batch: Batch, entries: ResolvedEntry[]): Execution {
+    this.open_();
+    if (seq !== this.current.seq + 1)
+      throw new DropbearError('LEDGER_OUT_OF_ORDER', `expected batch ${this.current.seq + 1}, got ${seq}`, {
+        expected: this.current.seq + 1,
+        got: seq,
+      });
+    if (!isUint(view)) throw new DropbearError('LEDGER_BAD_VALUE', `view must be a uint, got ${view}`);
+    const batchBytes = encode(Batch, batch);
+    if (!equalBytes(batchDigestOf(batch), digest))
+      throw new DropbearError('LEDGER_BAD_DIGEST', `batch ${seq}: digest does not match the batch`);
+    checkEntries(seq, batch, entries);
+    const entryBytes = encode(ResolvedEntries, entries);
+
+    let touched = false;
+    try {
+      return this.db.transaction(() => {
+        touched = true;
+        const ex = this.current.execute(seq, digest, batch, entries);
+        this.st.insBatch.run(seq, view, digest, batchBytes, entryBytes);
+        this.st.insReceipt.run(seq, encode(Receipt, ex.receipt), ex.receiptHash, ex.receipt.prevReceipt);
+        ex.outcomes.forEach((o, i) => {
+          this.st.insOutcome.run(o.requestId, seq, i, encode(Outcome, o));
+        });
+        this.trees.set(seq, ex.tree);
+        this.trimTrees();
+        return ex;
+      })();
+    } catch (e) {
+      // The in-memory state may have moved past what the file holds: rebuild it from the file.
+      if (touched) {
+        this.trees.delete(seq);
+        this.current = this.replay();
+      }
+      if (e instanceof Error && (e as { code?: string }).code === 'SQLITE_CONSTRAINT_PRIMARYKEY')
+        throw new DropbearError('LEDGER_DUPLICATE', `batch ${seq}: ${e.message}`);
+      throw e;
+    }
+  }
+
+  /**
+   * Stores receipt signatures for executed batch `seq` (duplicates ignored). Each must come from a known
+   * node and verify over the stored receipt (unless `verifySignatures: false`); otherwise nothing is
+   * stored and `LEDGER_BAD_SIGNATURE` is thrown. With `receiptHash`, it must equal the stored receipt's
+   * hash (`LEDGER_RECEIPT_MISMATCH`). Returns how many signatures the batch now has.
+   */
+  addReceiptSignatures(seq: number, sigs: ReceiptSig[], receiptHash?: Uint8Array): number {
+    this.open_();
+    const row = this.st.getReceipt.get(seq) as Row | undefined;
+    if (!row) throw new DropbearError('LEDGER_UNKNOWN_SEQ', `batch ${seq} has not been executed`);
+    const receiptBytes = u8(row.receipt as Buffer);
+    if (receiptHash && !equalBytes(receiptHash, u8(row.hash as Buffer)))
+      throw new DropbearError('LEDGER_RECEIPT_MISMATCH', `batch ${seq}: signatures are for another receipt`);
+    for (const s of sigs) {
+      const node = this.genesis.nodes[s.node];
+      if (!isUint(s.node) || !node)
+        throw new DropbearError(
+          'LEDGER_BAD_SIGNATURE',
+          `batch ${seq}: signature from unknown node ${s.node}`,
+        );
+      if (
+        this.verifySigs &&
+        !verifyTagged(TAGS.receipt, this.groupId, receiptBytes, s.signature, node.publicKey)
+      )
+        throw new DropbearError('LEDGER_BAD_SIGNATURE', `batch ${seq}: invalid signature of node ${s.node}`);
+    }
+    return this.db.transaction(() => {
+      for (const s of sigs) this.st.insSig.run(seq, s.node, s.signature);
+      return (this.st.countSigs.get(seq) as Row).n as number;
+    })();
+  }
+
+  /** The receipt signatures stored for `seq`, by node. */
+  receiptSignatures(seq: number): ReceiptSig[] {
+    this.open_();
+    return (this.st.getSigs.all(seq) as Row[]).map((r) => ({
+      node: r.node as number,
+      signature: u8(r.signature as Buffer),
+    }));
+  }
+
+  /** The stored receipt of batch `seq` and its hash. */
+  receipt(seq: number): { receipt: Receipt; hash: Uint8Array } | null {
+    this.open_();
+    const row = this.st.getReceipt.get(seq) as Row | undefined;
+    if (!row) return null;
+    return { receipt: decode(Receipt, u8(row.receipt as Buffer)), hash: u8(row.hash as Buffer) };
+  }
+
+  /** The stored batch `seq` with its view, digest and resolved entries (for state transfer). */
+  batch(seq: number): StoredBatch | null {
+    this.open_();
+    const row = this.st.getBatch.get(seq) as Row | undefined;
+    return row ? this.decodeBatchRow(row) : null;
+  }
+
+  /**
+   * The certificate for a request (id as hex or 32 bytes): its stored outcome, the Merkle path in its
+   * batch, the receipt and the q lowest-numbered receipt signatures — what buildCertificates makes.
+   * `null` when the request has no outcome here or its batch has fewer than q signatures.
+   */
+  certificate(requestId: string | Uint8Array): Certificate | null {
+    this.open_();
+    const id = typeof requestId === 'string' ? Buffer.from(requestId, 'hex') : requestId;
+    if (id.length !== 32) return null;
+    const row = this.st.getOutcome.get(id) as Row | undefined;
+    if (!row) return null;
+    const seq = row.seq as number;
+    const sigs = this.receiptSignatures(seq);
+    if (sigs.length < this.q) return null;
+    const r = this.st.getReceipt.get(seq) as Row;
+    const leafIndex = row.leaf_index as number;
+    return {
+      version: CERTIFICATE_VERSION,
+      outcome: decode(Outcome, u8(row.outcome as Buffer)),
+      leafIndex,
+      path: this.treeOf(seq).path(leafIndex),
+      receipt: decode(Receipt, u8(r.receipt as Buffer)),
+      signatures: sigs.slice(0, this.q),
+    };
+  }
+
+  private treeOf(seq: number): MerkleTree {
+    let t = this.trees.get(seq);
+    if (t) {
+      this.trees.delete(seq); // most recently used last
+    } else {
+      const leaves = (this.st.getOutcomesOf.all(seq) as Row[]).map((r) => leafHash(u8(r.outcome as Buffer)));
+      t = buildTree(leaves);
+    }
+    this.trees.set(seq, t);
+    this.trimTrees();
+    return t;
+  }
+
+  private trimTrees(): void {
+    while (this.trees.size > 16) this.trees.delete(this.trees.keys().next().value as number);
+  }
+
+  /**
+   * Records what the node is about to sign. Synchronous and durable (fsynced, in either synchronous
+   * mode) when it returns: only then may the caller send the message.
+   */
+  persist(record: LogRecord): void {
+    this.open_();
+    if (typeof record.kind !== 'string' || record.kind.length === 0)
+      throw new DropbearError('LEDGER_BAD_VALUE', 'a log record needs a kind');
+    for (const k of ['view', 'seq'] as const)
+      if (record[k] !== undefined && !isUint(record[k]))
+        throw new DropbearError('LEDGER_BAD_VALUE', `log record ${k} must be a uint`);
+    this.durably(() =>
+      this.st.insLog.run(record.kind, record.view ?? null, record.seq ?? null, record.digest ?? null),
+    );
+  }
+
+  /** Everything persisted, oldest first, each with only the fields it was given. */
+  signedLog<T extends LogRecord = LogRecord>(): T[] {
+    this.open_();
+    return (this.st.log.all() as Row[]).map((r) => {
+      const out: LogRecord = { kind: r.kind as string };
+      if (r.view !== null) out.view = r.view as number;
+      if (r.seq !== null) out.seq = r.seq as number;
+      if (r.digest !== null) out.digest = u8(r.digest as Buffer);
+      return out as T;
+    });
+  }
+
+  /**
+   * Drops signed-log records with a seq at or below a stable checkpoint (the node never signs for those
+   * again); records without a seq (view changes) stay. Returns how many were dropped.
+   */
+  pruneSignedLog(stableSeq: number): number {
+    this.open_();
+    return this.durably(() => this.st.pruneLog.run(stableSeq).changes);
+  }
+
+  /** Stores a checkpoint: the state digest after `seq` and its proof (opaque bytes, e.g. q signatures). */
+  saveCheckpoint(seq: number, stateDigest: Uint8Array, proof: Uint8Array): void {
+    this.open_();
+    if (!isUint(seq) || seq < 1 || seq > this.current.seq)
+      throw new DropbearError('LEDGER_UNKNOWN_SEQ', `checkpoint ${seq} is beyond the executed batches`);
+    if (stateDigest.length !== 32) throw new DropbearError('LEDGER_BAD_VALUE', 'a state digest is 32 bytes');
+    this.db.transaction(() => this.st.insCheckpoint.run(seq, stateDigest, proof))();
+  }
+
+  latestCheckpoint(): StoredCheckpoint | null {
+    this.open_();
+    const r = this.st.lastCheckpoint.get() as Row | undefined;
+    if (!r) return null;
+    return {
+      seq: r.seq as number,
+      stateDigest: u8(r.state_digest as Buffer),
+      proof: u8(r.proof as Buffer),
+    };
+  }
+
+  /** Stores proof of a node's misbehaviour (e.g. two conflicting signed messages). */
+  saveEvidence(node: number, kind: string, proof: Uint8Array): void {
+    this.open_();
+    if (!isUint(node)) throw new DropbearError('LEDGER_BAD_VALUE', 'node must be a uint');
+    this.db.transaction(() => this.st.insEvidence.run(node, kind, proof))();
+  }
+
+  evidence(): StoredEvidence[] {
+    this.open_();
+    return (this.st.evidence.all() as Row[]).map((r) => ({
+      id: r.id as number,
+      node: r.node as number,
+      kind: r.kind as string,
+      proof: u8(r.proof as Buffer),
+    }));
+  }
+
+  /** Marks a clean shutdown (durably) and closes the file. Idempotent. */
+  close(): void {
+    if (this.closed) return;
+    this.durably(() => this.st.markOpen.run(1));
+    this.closed = true;
+    this.db.close();
+  }
+}
+
+/** The resolved entries must be the batch's entries, one for one, with votes from the same nodes. */
+function checkEntries(seq: number, batch: Batch, entries: ResolvedEntry[]): void {
+  const bad = (msg: string) => new DropbearError('LEDGER_ENTRIES_MISMATCH', `batch ${seq}: ${msg}`);
+  if (entries.length !== batch.entries.length)
+    throw bad(`${entries.length} resolved entries for ${batch.entries.length} batch entries`);
+  for (let i = 0; i < entries.length; i++) {
+    const e = entries[i];
+    const b = batch.entries[i];
+    if (!equalBytes(e.requestId, b.requestId)) throw bad(`entry ${i} resolves another request`);
+    if (e.votes.length !== b.votes.length || e.votes.some((v, k) => v.node !== b.votes[k].node))
+      throw bad(`entry ${i} resolves votes of other nodes`);
+  }
+}
