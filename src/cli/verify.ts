@@ -52,7 +52,8 @@ export function registerVerify(program: Command): void {
     .addHelpText('after', '\nExample:\n  npx dropbear verify --genesis out/genesis.json out/certificates/\n')
     .action((certs: string[], opts: { genesis: string }) => {
       const { valid, failures } = verifyFiles(opts.genesis, certs);
-      for (const line of failures) process.stdout.write(`INVALID ${line}\n`);
+      // One line per file, whatever the reason's text holds (a parser may quote the file, newlines included).
+      for (const line of failures) process.stdout.write(`INVALID ${line.replace(/\s+/g, ' ')}\n`);
       if (failures.length > 0) {
         process.stdout.write(`${valid} valid, ${failures.length} invalid\n`);
         process.exitCode = 1;

@@ -29,11 +29,13 @@ import {
   type Result,
   type ResultBatch,
   ResultBatch as ResultBatchCodec,
+  receiptHashOf,
   requestIdOf,
   resultsDigestOf,
   type SignedRequest,
   type SignedResults,
   type SignedViewChange,
+  type StateBatch,
   sha256,
   signResults,
   signTagged,
@@ -85,6 +87,8 @@ export type Event =
   | { type: 'request'; request: SignedRequest }
   | { type: 'message'; from: number; msg: NodeMessage }
   | { type: 'tick' }
+  /** After a restart (or whenever the caller suspects it is behind): fetch state from peers. */
+  | { type: 'catchUp' }
   | { type: 'inferred'; modelDigest: Uint8Array; results: { requestId: Uint8Array; result: Result }[] }
   | {
       type: 'executed';
@@ -122,6 +126,17 @@ export type Action =
       entries: ResolvedEntryOut[];
       /** A checkpoint follows this batch: answer with the state digest. */
       checkpoint: boolean;
+      /** The signed requests and RESULTS the batch references: keep them to serve state transfer. */
+      requests: SignedRequest[];
+      results: SignedResults[];
+    }
+  | {
+      /** A peer asked for executed batches from `fromSeq` on: answer with a stateResponse message. */
+      type: 'serveState';
+      to: number;
+      fromSeq: number;
+      view: number;
+      newView: Extract<NodeMessage, { kind: 'newView' }> | null;
     }
   | {
       type: 'certified';
@@ -154,7 +169,8 @@ export type Misbehaviour =
   | 'conflicting-proposal'
   | 'double-vote'
   | 'bad-view-change'
-  | 'bad-new-view';
+  | 'bad-new-view'
+  | 'bad-state';
 
 interface PoolEntry {
   sr: SignedRequest;
@@ -277,6 +293,14 @@ export class Replica {
   private lastNewView: Extract<NodeMessage, { kind: 'newView' }> | null = null;
   /** Set when a NEW-VIEW starts above what this node executed: it must catch up by state transfer. */
   behindCheckpoint = 0;
+  /** Hash of the last executed receipt (the chain head), starting at the group id. */
+  lastReceiptHash: Uint8Array;
+  /** State transfer in progress: batches checked and waiting to be executed in order. */
+  catchingUp = false;
+  private catchUpAt = Number.NEGATIVE_INFINITY;
+  private readonly transferQueue: { sb: StateBatch; digest: Uint8Array; entries: ResolvedEntryOut[] }[] = [];
+  /** What this node has signed per (kind, view, seq): it never signs another digest for the same slot. */
+  private readonly signed = new Map<string, string>();
   private readonly inferQueue: { requestId: Uint8Array; request: SignedRequest }[] = [];
   private forwardQueue: SignedRequest[] = [];
   private forwardDeadline = Number.POSITIVE_INFINITY;
@@ -299,6 +323,47 @@ export class Replica {
     this.groupId = groupIdOf(genesis);
     this.cfg = { ...DEFAULT_REPLICA_CONFIG, ...cfg };
     this.models = genesis.nodes.map((x) => x.modelDigest);
+    this.lastReceiptHash = this.groupId;
+  }
+
+  /**
+   * A replica restarted from its disk: the executed state (from the ledger) and what it had signed
+   * (from its persisted log). It catches up by state transfer before it proposes anything new.
+   */
+  static restore(
+    genesis: Genesis,
+    id: number,
+    key: KeyPair,
+    cfg: Partial<ReplicaConfig>,
+    disk: {
+      lastExecuted: number;
+      lastReceiptHash: Uint8Array;
+      lastTimestamp: number;
+      models: Uint8Array[];
+      recent: Iterable<[string, number]>;
+      log: PersistRecord[];
+      /** Executed batches whose receipt had not gathered q signatures yet. */
+      uncertified?: Receipt[];
+    },
+  ): Replica {
+    const r = new Replica(genesis, id, key, cfg);
+    r.lastExecuted = disk.lastExecuted;
+    r.lastProposed = disk.lastExecuted;
+    r.lastReceiptHash = disk.lastReceiptHash;
+    r.lastExecutedTimestamp = disk.lastTimestamp;
+    r.lastBatchTimestamp = disk.lastTimestamp;
+    r.models = [...disk.models];
+    for (const [idHex, ts] of disk.recent) r.done.set(idHex, ts);
+    for (const rec of disk.log) {
+      if (rec.kind === 'prePrepare' || rec.kind === 'prepare' || rec.kind === 'commit') {
+        r.signed.set(`${rec.kind}:${rec.view}:${rec.seq}`, hex(rec.digest));
+        r.view = Math.max(r.view, rec.view);
+      } else if (rec.kind === 'viewChange' || rec.kind === 'newView') r.view = Math.max(r.view, rec.view);
+    }
+    r.resumeReceipts = disk.uncertified ?? [];
+    // The window restarts at what was executed (its own checkpoint below it counts as stable here).
+    r.stable = disk.lastExecuted - (disk.lastExecuted % r.cfg.checkpointInterval);
+    return r;
   }
 
   primaryOf(view: number): number {
@@ -327,6 +392,10 @@ export class Replica {
         break;
       case 'tick':
         this.onTick();
+        break;
+      case 'catchUp':
+        for (const receipt of this.resumeReceipts.splice(0)) this.signReceipt(receipt);
+        this.startCatchUp();
         break;
       case 'inferred':
         this.onInferred(event.modelDigest, event.results);
@@ -567,6 +636,15 @@ export class Replica {
     const timestamp = Math.max(Math.floor(this.now), this.lastBatchTimestamp + 1);
     const batch: Batch = { timestamp, entries, txs: [] as Tx[] };
     const digest = batchDigestOf(batch);
+    if (!this.mayPhaseSign('prePrepare', this.view, seq, digest)) {
+      // Before a restart this node proposed something else here: never equivocate, let the view change.
+      for (const e of entries) {
+        const p = this.pool.get(hex(e.requestId));
+        if (p) p.state = 'pending';
+      }
+      this.lastProposed = seq;
+      return;
+    }
     const signature = this.signPhase(TAGS.prePrepare, this.view, seq, digest);
     const pp: PrePrepare = { view: this.view, seq, digest, signature, batch };
     const slot = this.slot(seq);
@@ -576,6 +654,26 @@ export class Replica {
     this.out.push({ type: 'persist', record: { kind: 'prePrepare', view: this.view, seq, digest } });
     this.out.push({ type: 'broadcast', msg: { kind: 'prePrepare', pp } });
     this.checkPrepared(slot);
+  }
+
+  /** Records what is about to be signed; refuses a second, different digest for the same slot. */
+  private mayPhaseSign(
+    kind: 'prePrepare' | 'prepare' | 'commit',
+    view: number,
+    seq: number,
+    digest: Uint8Array,
+  ): boolean {
+    const k = `${kind}:${view}:${seq}`;
+    const prev = this.signed.get(k);
+    if (prev !== undefined && prev !== hex(digest)) return false;
+    this.signed.set(k, hex(digest));
+    if (this.signed.size > 16 * (this.cfg.window + this.cfg.checkpointInterval)) {
+      for (const key of this.signed.keys()) {
+        if (Number(key.split(':')[2]) > this.stable) break;
+        this.signed.delete(key);
+      }
+    }
+    return true;
   }
 
   private signPhase(
@@ -726,6 +824,7 @@ export class Replica {
       return;
     }
     slot.parked = null;
+    if (!this.mayPhaseSign('prepare', pp.view, pp.seq, pp.digest)) return;
     for (const e of b.entries) {
       const p = this.pool.get(hex(e.requestId));
       if (p) p.state = 'proposed';
@@ -805,7 +904,11 @@ export class Replica {
   private checkPrepared(slot: Slot): void {
     if (!slot.digest) return;
     const dHex = hex(slot.digest);
-    if (!slot.prepared && this.matching(slot.prepares, dHex, this.primaryOf(slot.view)) >= 2 * this.f) {
+    if (
+      !slot.prepared &&
+      this.matching(slot.prepares, dHex, this.primaryOf(slot.view)) >= 2 * this.f &&
+      this.mayPhaseSign('commit', slot.view, slot.seq, slot.digest)
+    ) {
       slot.prepared = true;
       this.recordPrepared(slot, dHex);
       this.out.push({
@@ -837,31 +940,69 @@ export class Replica {
       const slot = this.slots.get(this.lastExecuted + 1);
       if (!slot?.committed || !slot.batch || !slot.digest) return;
       const entries: ResolvedEntryOut[] = [];
+      const requests: SignedRequest[] = [];
+      const results = new Map<string, SignedResults>();
       for (const e of slot.batch.entries) {
         const p = this.pool.get(hex(e.requestId)) ?? this.archive.get(hex(e.requestId));
         if (!p) throw new DropbearError('INTERNAL', 'accepted batch references a request no longer held');
+        requests.push(p.sr);
         const votes: CountedVote[] = e.votes.map((v) => {
-          const r = this.results.get(hex(v.results))!.signed.batch;
+          const dHex = hex(v.results);
+          const signed = this.results.get(dHex)!.signed;
+          results.set(dHex, signed);
+          const r = signed.batch;
           return { node: v.node, modelDigest: r.modelDigest, result: r.entries[v.index].result };
         });
         entries.push({ requestId: e.requestId, request: p.sr.request, votes });
       }
-      this.lastExecuted = slot.seq;
-      this.out.push({
-        type: 'execute',
-        seq: slot.seq,
-        view: slot.view,
-        digest: slot.digest,
-        batch: slot.batch,
+      this.emitExecute(
+        slot.seq,
+        slot.view,
+        slot.digest,
+        slot.batch,
         entries,
-        checkpoint: slot.seq % this.cfg.checkpointInterval === 0,
-      });
-      // The caller answers with an `executed` event before anything else reaches this replica.
-      this.awaitingExecution = slot.seq;
+        requests,
+        [...results.values()],
+        null,
+      );
       return;
     }
   }
   private awaitingExecution = 0;
+  private executing: {
+    seq: number;
+    view: number;
+    digest: Uint8Array;
+    batch: Batch;
+    transfer: StateBatch | null;
+  } | null = null;
+
+  private emitExecute(
+    seq: number,
+    view: number,
+    digest: Uint8Array,
+    batch: Batch,
+    entries: ResolvedEntryOut[],
+    requests: SignedRequest[],
+    results: SignedResults[],
+    transfer: StateBatch | null,
+  ): void {
+    this.lastExecuted = seq;
+    this.executing = { seq, view, digest, batch, transfer };
+    this.out.push({
+      type: 'execute',
+      seq,
+      view,
+      digest,
+      batch,
+      entries,
+      checkpoint: seq % this.cfg.checkpointInterval === 0,
+      requests,
+      results,
+    });
+    // The caller answers with an `executed` event before anything else reaches this replica.
+    this.awaitingExecution = seq;
+  }
 
   // ---------------------------------------------------------------- execution, receipts, checkpoints
 
@@ -869,10 +1010,20 @@ export class Replica {
     if (ev.seq !== this.awaitingExecution)
       throw new DropbearError('INTERNAL', `executed ${ev.seq}, expected ${this.awaitingExecution}`);
     this.awaitingExecution = 0;
-    const slot = this.slots.get(ev.seq)!;
+    const slot = this.executing!;
+    this.executing = null;
+    const receiptHash = receiptHashOf(ev.receipt);
+    if (slot.transfer && !equalBytes(receiptHash, receiptHashOf(slot.transfer.receipt)))
+      throw new DropbearError(
+        'STATE_TRANSFER_MISMATCH',
+        `re-executing batch ${ev.seq} gave another receipt than q nodes signed`,
+      );
+    this.lastReceiptHash = receiptHash;
+    this.lastProposed = Math.max(this.lastProposed, ev.seq);
     this.models = ev.models;
     this.executedDigests.set(ev.seq, slot.digest!);
     this.lastExecutedTimestamp = Math.max(this.lastExecutedTimestamp, slot.batch!.timestamp);
+    this.lastBatchTimestamp = Math.max(this.lastBatchTimestamp, slot.batch!.timestamp);
     if (slot.view === this.view && !this.viewChanging) this.vcAttempts = 0;
     const requeued = new Set(ev.requeued.map(hex));
     const votesToDrop: string[] = [];
@@ -913,23 +1064,13 @@ export class Replica {
       this.done.delete(id);
     }
     this.out.push({ type: 'persist', record: { kind: 'executed', seq: ev.seq } });
-    // Receipt: sign, broadcast, and match the signatures that arrived early.
-    const rs = this.receiptSlot(ev.seq);
-    rs.receipt = ev.receipt;
-    const bytes = encode(ReceiptCodec, ev.receipt);
-    rs.hash = sha256(bytes);
-    const signature = signTagged(TAGS.receipt, this.groupId, bytes, this.key);
-    rs.sigs.set(this.id, signature);
-    this.uncertified++;
-    rs.mine = { kind: 'receiptSig', from: this.id, seq: ev.seq, receiptHash: rs.hash, signature };
-    rs.lastSent = this.now;
-    this.out.push({ type: 'broadcast', msg: rs.mine });
-    // Kept past the checkpoint (bounded): a peer that missed our signature can still certify the batch.
-    this.myReceiptSigs.set(ev.seq, rs.mine);
-    if (this.myReceiptSigs.size > 4 * this.cfg.window + this.cfg.checkpointInterval)
-      this.myReceiptSigs.delete(this.myReceiptSigs.keys().next().value as number);
-    for (const p of rs.pending) this.addReceiptSig(rs, p.from, p.receiptHash, p.signature);
-    rs.pending = [];
+    const rs = this.signReceipt(ev.receipt);
+    // A transferred batch comes with q signatures already checked against this very receipt.
+    if (slot.transfer) {
+      for (const x of slot.transfer.receiptSigs) if (!rs.sigs.has(x.node)) rs.sigs.set(x.node, x.signature);
+      // q nodes signed this receipt, so its state is the group's: the window may move up to it.
+      this.stable = Math.max(this.stable, ev.seq - (ev.seq % this.cfg.checkpointInterval));
+    }
     this.checkCertified(ev.seq, rs);
     if (ev.seq % this.cfg.checkpointInterval === 0) {
       if (!ev.stateDigest) throw new DropbearError('INTERNAL', `no state digest for checkpoint ${ev.seq}`);
@@ -949,7 +1090,36 @@ export class Replica {
       });
       this.checkStable(ev.seq);
     }
-    this.executeReady();
+    if (this.transferQueue.length > 0) this.executeTransferred();
+    else {
+      if (!this.catchingUp) this.finishCatchUp();
+      this.executeReady();
+    }
+  }
+
+  private resumeReceipts: Receipt[] = [];
+
+  /** Receipt: sign, broadcast, and match the signatures that arrived early. */
+  private signReceipt(receipt: Receipt): ReceiptSlot {
+    const seq = receipt.seq;
+    const rs = this.receiptSlot(seq);
+    rs.receipt = receipt;
+    const bytes = encode(ReceiptCodec, receipt);
+    rs.hash = sha256(bytes);
+    const signature = signTagged(TAGS.receipt, this.groupId, bytes, this.key);
+    if (!rs.sigs.has(this.id)) this.uncertified++;
+    rs.sigs.set(this.id, signature);
+    rs.mine = { kind: 'receiptSig', from: this.id, seq, receiptHash: rs.hash, signature };
+    rs.lastSent = this.now;
+    this.out.push({ type: 'broadcast', msg: rs.mine });
+    // Kept past the checkpoint (bounded): a peer that missed our signature can still certify the batch.
+    this.myReceiptSigs.set(seq, rs.mine);
+    if (this.myReceiptSigs.size > 4 * this.cfg.window + this.cfg.checkpointInterval)
+      this.myReceiptSigs.delete(this.myReceiptSigs.keys().next().value as number);
+    for (const p of rs.pending) this.addReceiptSig(rs, p.from, p.receiptHash, p.signature);
+    rs.pending = [];
+    this.checkCertified(seq, rs);
+    return rs;
   }
 
   private receiptSlot(seq: number): ReceiptSlot {
@@ -1021,7 +1191,7 @@ export class Replica {
 
   private onCheckpoint(m: Extract<NodeMessage, { kind: 'checkpoint' }>): void {
     if (m.from >= this.n || m.seq <= this.stable || m.seq % this.cfg.checkpointInterval !== 0) return;
-    if (m.seq > this.lastExecuted + 2 * this.cfg.window) return;
+    if (m.seq > this.lastExecuted + 64 * this.cfg.checkpointInterval) return;
     const cp = this.checkpointSlot(m.seq);
     if (cp.votes.has(m.from)) return;
     const body = encode(CheckpointBody, { from: m.from, seq: m.seq, stateDigest: m.stateDigest });
@@ -1030,6 +1200,12 @@ export class Replica {
     cp.votes.set(m.from, hex(m.stateDigest));
     cp.sigs.set(m.from, m.signature);
     this.checkStable(m.seq);
+    // f+1 nodes (one of them honest) executed a whole checkpoint interval beyond us: catch up.
+    if (
+      m.seq >= this.lastExecuted + this.cfg.checkpointInterval &&
+      this.matching(cp.votes, hex(m.stateDigest)) >= this.f + 1
+    )
+      this.startCatchUp();
   }
 
   private checkStable(seq: number): void {
@@ -1112,6 +1288,17 @@ export class Replica {
 
   private retransmit(): void {
     const cutoff = this.now - this.cfg.retransmitMs;
+    // A hole: later batches are known but the next one to execute is not (its proposal went by while we
+    // were away or out of window, and peers may have collected it): fetch the executed batches instead.
+    if (!this.catchingUp && !this.slots.get(this.lastExecuted + 1)?.pp) {
+      for (const s of this.slots.keys()) {
+        if (s > this.lastExecuted + 1) {
+          this.catchingUp = true;
+          break;
+        }
+      }
+    }
+    if (this.catchingUp) this.startCatchUp();
     if (this.viewChanging && this.myViewChange?.body.newView === this.view)
       this.out.push({ type: 'broadcast', msg: { kind: 'viewChange', vc: this.myViewChange } });
     // Batches stuck in ordering or certification: re-send our part and ask every peer for theirs.
@@ -1173,7 +1360,7 @@ export class Replica {
   }
 
   private hasRetransmitWork(): boolean {
-    if (this.viewChanging || this.lastProposed > this.lastExecuted) return true;
+    if (this.catchingUp || this.viewChanging || this.lastProposed > this.lastExecuted) return true;
     for (const slot of this.slots.values()) if (slot.seq > this.lastExecuted) return true;
     if (this.uncertified > 0 || this.orphans.size > 0) return true;
     while (this.ownResults.length > 0 && (this.results.get(this.ownResults[0])?.open ?? 0) <= 0)
@@ -1190,6 +1377,7 @@ export class Replica {
 
   /** When the view-change timer fires: a request waiting too long, or a view change that did not finish. */
   private viewTimerDeadline(): number {
+    if (this.catchingUp) return Number.POSITIVE_INFINITY;
     if (this.viewChanging) return this.vcDeadline;
     const oldest = this.pool.values().next();
     if (oldest.done) return Number.POSITIVE_INFINITY;
@@ -1296,7 +1484,9 @@ export class Replica {
     const proposals = derived.proposals.map((p) => ({
       seq: p.seq,
       digest: p.digest,
-      signature: this.signPhase(TAGS.prePrepare, v, p.seq, p.digest),
+      signature:
+        (this.mayPhaseSign('prePrepare', v, p.seq, p.digest),
+        this.signPhase(TAGS.prePrepare, v, p.seq, p.digest)),
     }));
     const msg: Extract<NodeMessage, { kind: 'newView' }> = {
       kind: 'newView',
@@ -1311,7 +1501,7 @@ export class Replica {
     this.enterView(v, derived, proposals);
   }
 
-  private onNewView(m: Extract<NodeMessage, { kind: 'newView' }>): void {
+  private onNewView(m: Extract<NodeMessage, { kind: 'newView' }>, adoptOnly = false): void {
     if (m.from !== this.primaryOf(m.newView))
       return this.blame(m.from, 'bad-new-view', 'not the primary of that view');
     if (m.newView < this.view || (m.newView === this.view && !this.viewChanging)) return;
@@ -1339,20 +1529,24 @@ export class Replica {
         return this.blame(m.from, 'bad-new-view', 'bad re-proposal signature');
     }
     this.lastNewView = m;
-    this.enterView(m.newView, derived, m.proposals);
+    this.enterView(m.newView, derived, m.proposals, adoptOnly);
   }
 
   private enterView(
     view: number,
     derived: ReturnType<typeof deriveNewView>,
     proposals: { seq: number; digest: Uint8Array; signature: Uint8Array }[],
+    adoptOnly = false,
   ): void {
     this.view = view;
     this.viewChanging = false;
     this.vcDeadline = Number.POSITIVE_INFINITY;
     this.viewEnteredAt = this.now;
     for (const v of this.vcMessages.keys()) if (v <= view) this.vcMessages.delete(v);
-    if (derived.minSeq > this.lastExecuted) this.behindCheckpoint = derived.minSeq;
+    if (derived.minSeq > this.lastExecuted) {
+      this.behindCheckpoint = derived.minSeq;
+      this.startCatchUp();
+    }
     // Everything above the checkpoint is decided afresh by the re-proposals; nothing else stays proposed.
     for (const s of this.slots.keys()) if (s > derived.minSeq && s > this.lastExecuted) this.slots.delete(s);
     for (const p of this.pool.values()) p.state = 'pending';
@@ -1373,6 +1567,8 @@ export class Replica {
             `new view ${view} re-proposes another batch at executed seq ${d.seq}`,
           );
         this.slots.delete(d.seq);
+        // Adopting a past view after state transfer: the others are long done with these batches.
+        if (adoptOnly) return;
       }
       const slot = this.slot(d.seq);
       if (this.isPrimary) {
@@ -1394,6 +1590,105 @@ export class Replica {
     });
     this.lastProposed = Math.max(maxSeq, this.lastExecuted, derived.minSeq);
     if (this.isPrimary) for (const idHex of this.pool.keys()) this.updateReadiness(idHex);
+  }
+
+  // ---------------------------------------------------------------- state transfer
+
+  private startCatchUp(): void {
+    this.catchingUp = true;
+    if (this.catchUpAt + this.cfg.retransmitMs > this.now) return;
+    this.catchUpAt = this.now;
+    const fromSeq = this.lastExecuted + 1 + this.transferQueue.length;
+    this.out.push({ type: 'broadcast', msg: { kind: 'stateRequest', from: this.id, fromSeq } });
+  }
+
+  /** Checks one transferred batch against the chain head and q receipt signatures; resolves its votes. */
+  private checkStateBatch(
+    sb: StateBatch,
+    prev: Uint8Array,
+  ): { problem: string } | { entries: ResolvedEntryOut[] } {
+    const r = sb.receipt;
+    if (r.seq !== sb.seq || !equalBytes(r.groupId, this.groupId))
+      return { problem: 'receipt for another slot or group' };
+    if (!equalBytes(r.prevReceipt, prev)) return { problem: 'receipt does not extend our chain' };
+    if (!equalBytes(r.batchDigest, batchDigestOf(sb.batch)))
+      return { problem: 'batch does not match its receipt' };
+    const bytes = encode(ReceiptCodec, r);
+    let valid = 0;
+    for (const x of sb.receiptSigs) {
+      const node = this.genesis.nodes[x.node];
+      if (!node || !verifyTagged(TAGS.receipt, this.groupId, bytes, x.signature, node.publicKey))
+        return { problem: `bad receipt signature from ${x.node}` };
+      valid++;
+    }
+    if (valid < this.q) return { problem: 'receipt below quorum' };
+    const requests = new Map(sb.requests.map((sr) => [hex(requestIdOf(sr)), sr]));
+    const results = new Map(sb.results.map((x) => [hex(resultsDigestOf(x)), x]));
+    const entries: ResolvedEntryOut[] = [];
+    for (const e of sb.batch.entries) {
+      const sr = requests.get(hex(e.requestId));
+      if (!sr) return { problem: 'a request of the batch is missing' };
+      const votes: CountedVote[] = [];
+      for (const v of e.votes) {
+        const signed = results.get(hex(v.results));
+        const entry = signed?.batch.entries[v.index];
+        if (!signed || signed.batch.node !== v.node || !entry || !equalBytes(entry.requestId, e.requestId))
+          return { problem: 'a vote of the batch is missing or does not match' };
+        votes.push({ node: v.node, modelDigest: signed.batch.modelDigest, result: entry.result });
+      }
+      entries.push({ requestId: e.requestId, request: sr.request, votes });
+    }
+    return { entries };
+  }
+
+  private pendingNewView: Extract<NodeMessage, { kind: 'newView' }> | null = null;
+
+  private onStateResponse(from: number, m: Extract<NodeMessage, { kind: 'stateResponse' }>): void {
+    if (!this.catchingUp) return;
+    let next = this.lastExecuted + 1 + this.transferQueue.length;
+    const last = this.transferQueue[this.transferQueue.length - 1];
+    let prev = last ? receiptHashOf(last.sb.receipt) : this.lastReceiptHash;
+    let added = 0;
+    for (const sb of m.batches) {
+      if (sb.seq < next) continue;
+      if (sb.seq > next) break;
+      const c = this.checkStateBatch(sb, prev);
+      if ('problem' in c) {
+        this.blame(from, 'bad-state', c.problem);
+        return;
+      }
+      this.transferQueue.push({ sb, digest: sb.receipt.batchDigest, entries: c.entries });
+      prev = receiptHashOf(sb.receipt);
+      next++;
+      added++;
+    }
+    if (m.newView && m.view > this.view && m.newView.newView === m.view)
+      this.pendingNewView = { kind: 'newView', ...m.newView };
+    if (added > 0) {
+      this.executeTransferred();
+      this.catchUpAt = Number.NEGATIVE_INFINITY; // ask for the next part at once
+      this.startCatchUp();
+    } else if (m.batches.every((b) => b.seq < next)) {
+      // This peer has nothing newer: caught up with it (a later lag starts another round).
+      this.catchingUp = false;
+      this.finishCatchUp();
+    }
+  }
+
+  private executeTransferred(): void {
+    if (this.awaitingExecution !== 0) return;
+    const t = this.transferQueue.shift();
+    if (!t) return;
+    this.emitExecute(t.sb.seq, t.sb.view, t.digest, t.sb.batch, t.entries, t.sb.requests, t.sb.results, t.sb);
+  }
+
+  private finishCatchUp(): void {
+    if (this.transferQueue.length > 0 || this.awaitingExecution !== 0) return;
+    this.viewEnteredAt = this.now; // a fresh request timer after catching up
+    const nv = this.pendingNewView;
+    this.pendingNewView = null;
+    if (nv && nv.newView > this.view) this.onNewView(nv, true);
+    if (this.lastProposed < this.lastExecuted) this.lastProposed = this.lastExecuted;
   }
 
   // ---------------------------------------------------------------- plumbing
@@ -1433,6 +1728,20 @@ export class Replica {
         break;
       case 'viewChange':
         this.onViewChange(from, msg.vc);
+        break;
+      case 'stateRequest':
+        if (msg.from !== from) return;
+        this.out.push({
+          type: 'serveState',
+          to: from,
+          fromSeq: msg.fromSeq,
+          view: this.view,
+          newView: this.viewChanging ? null : this.lastNewView,
+        });
+        break;
+      case 'stateResponse':
+        if (msg.from !== from) return;
+        this.onStateResponse(from, msg);
         break;
       case 'newView':
         if (msg.from !== from) return this.blame(from, 'bad-sender', 'new-view names another sender');

@@ -5,9 +5,11 @@
  * bytes and are decoded on arrival, as on a socket. One seed gives one run, byte for byte.
  */
 import { buildCertificates } from '../certificate/index.ts';
+import type { PersistRecord } from '../consensus/replica.ts';
 import { type Action, DEFAULT_REPLICA_CONFIG, Replica, type ReplicaConfig } from '../consensus/replica.ts';
 import { type Execution, LedgerState } from '../ledger/state.ts';
 import {
+  type Batch,
   type Certificate,
   decodeMessage,
   encodeMessage,
@@ -16,11 +18,15 @@ import {
   type KeyPair,
   keyPairFromSeed,
   type NodeMessage,
+  type NodeSignature,
   type Policy,
+  type Receipt,
   type Request,
   type Result,
   requestIdOf,
   type SignedRequest,
+  type SignedResults,
+  type StateBatch,
   sha256,
   signRequest,
 } from '../protocol/index.ts';
@@ -106,10 +112,23 @@ export function makeGroup(n: number, f: number, seed: number, policy?: Policy, c
   return { genesis, keys, client };
 }
 
+/** What a node keeps per executed batch to serve state transfer (the durable ledger keeps the same). */
+export interface HistoryEntry {
+  view: number;
+  batch: Batch;
+  requests: SignedRequest[];
+  results: SignedResults[];
+  receipt: Receipt | null;
+  sigs: NodeSignature[] | null;
+}
+
 export class SimNode {
-  readonly replica: Replica;
-  readonly ledger: LedgerState;
-  readonly executed: Uint8Array[] = []; // batch digest by seq-1
+  replica: Replica;
+  ledger: LedgerState;
+  /** The node's "disk": what it persisted before signing, and its executed history. */
+  log: PersistRecord[] = [];
+  history = new Map<number, HistoryEntry>();
+  executed: Uint8Array[] = []; // batch digest by seq-1
   readonly certificates = new Map<string, Certificate>();
   readonly pendingExec = new Map<number, Execution>();
   readonly inferQueue: { requestId: Uint8Array; request: SignedRequest }[] = [];
@@ -120,7 +139,7 @@ export class SimNode {
     readonly id: number,
     genesis: Genesis,
     readonly key: KeyPair,
-    cfg: Partial<ReplicaConfig>,
+    readonly cfg: Partial<ReplicaConfig>,
     readonly behaviour: Behaviour | null,
   ) {
     this.replica = new Replica(genesis, id, key, cfg);
@@ -266,6 +285,11 @@ export class Simulation {
           this.emit(node, 'all', a.msg);
           break;
         case 'persist':
+          node.log.push(a.record);
+          break;
+        case 'serveState':
+          this.serveState(node, a);
+          break;
         case 'accepted':
         case 'rejected':
           break;
@@ -276,6 +300,14 @@ export class Simulation {
         case 'execute': {
           const exec = node.ledger.execute(a.seq, a.digest, a.batch, a.entries);
           node.executed[a.seq - 1] = a.digest;
+          node.history.set(a.seq, {
+            view: a.view,
+            batch: a.batch,
+            requests: a.requests,
+            results: a.results,
+            receipt: exec.receipt,
+            sigs: null,
+          });
           node.pendingExec.set(a.seq, exec);
           this.stepNode(node, {
             type: 'executed',
@@ -288,6 +320,8 @@ export class Simulation {
           break;
         }
         case 'certified': {
+          const h = node.history.get(a.seq);
+          if (h) h.sigs = a.signatures;
           const exec = node.pendingExec.get(a.seq);
           if (!exec) break;
           node.pendingExec.delete(a.seq);
@@ -314,6 +348,77 @@ export class Simulation {
           break;
       }
     }
+  }
+
+  private serveState(node: SimNode, a: Extract<Action, { type: 'serveState' }>): void {
+    const batches: StateBatch[] = [];
+    for (let s = a.fromSeq; batches.length < 64; s++) {
+      const h = node.history.get(s);
+      if (!h?.receipt || !h.sigs) break;
+      batches.push({
+        seq: s,
+        view: h.view,
+        batch: h.batch,
+        requests: h.requests,
+        results: h.results,
+        receipt: h.receipt,
+        receiptSigs: h.sigs,
+      });
+    }
+    const nv = a.newView;
+    this.emit(node, a.to, {
+      kind: 'stateResponse',
+      from: node.id,
+      batches,
+      view: a.view,
+      newView: nv
+        ? { from: nv.from, newView: nv.newView, viewChanges: nv.viewChanges, proposals: nv.proposals }
+        : null,
+    });
+  }
+
+  /** Crash a node: it stops at once; messages to it are lost. */
+  crash(id: number): void {
+    this.nodes[id].crashed = true;
+  }
+
+  /**
+   * Restart a crashed node. With its disk kept it resumes from its ledger and its log of signed
+   * messages; with the disk lost it starts empty. Either way it catches up by state transfer.
+   */
+  restart(id: number, diskLost: boolean): void {
+    const node = this.nodes[id];
+    const genesis = this.group.genesis;
+    if (diskLost) {
+      node.ledger = new LedgerState(genesis);
+      node.log = [];
+      node.history = new Map();
+      node.executed = [];
+      this.certifiedAt.set(id, 0);
+      node.replica = new Replica(genesis, id, node.key, node.cfg);
+    } else {
+      const l = node.ledger;
+      node.replica = Replica.restore(genesis, id, node.key, node.cfg, {
+        lastExecuted: l.seq,
+        lastReceiptHash: l.lastReceipt,
+        lastTimestamp: l.clock,
+        models: l.models,
+        recent: l.recent.entries(),
+        log: node.log,
+        uncertified: [...node.history.values()].filter((h) => h.receipt && !h.sigs).map((h) => h.receipt!),
+      });
+    }
+    if (diskLost) node.pendingExec.clear();
+    node.inferQueue.length = 0;
+    node.inferBusy = false;
+    node.tickAt = Number.POSITIVE_INFINITY;
+    node.crashed = false;
+    this.stepNode(node, { type: 'catchUp' });
+  }
+
+  /** Run `fn` at virtual time `ms` after the start. */
+  at(ms: number, fn: () => void): void {
+    this.q.push(EPOCH_MS + ms, fn);
   }
 
   private scheduleTick(node: SimNode, at: number): void {

@@ -1,0 +1,261 @@
+/**
+ * The real `dropbear` command, spawned as a child process (node bin/dropbear.mjs, through tsx), in the
+ * repository root. Output folders live under the OS temp folder and are removed afterwards.
+ */
+import { spawn } from 'node:child_process';
+import { cpSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, relative } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+
+const ROOT = fileURLToPath(new URL('../..', import.meta.url));
+const TIMEOUT = 120_000;
+
+interface Ran {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+function cli(...args: string[]): Promise<Ran> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, ['bin/dropbear.mjs', ...args], {
+      cwd: ROOT,
+      env: { ...process.env, NO_COLOR: '1', FORCE_COLOR: '0' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
+    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+    const timer = setTimeout(() => child.kill('SIGKILL'), TIMEOUT - 5_000);
+    child.on('error', reject);
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      resolve({ code, stdout, stderr });
+    });
+  });
+}
+
+const lines = (s: string) => s.split('\n').filter((l) => l.length > 0);
+
+/** Every file under dir, by path relative to dir, with its bytes. */
+function tree(dir: string): Map<string, Buffer> {
+  const out = new Map<string, Buffer>();
+  (function walk(d: string) {
+    for (const name of readdirSync(d).sort()) {
+      const p = join(d, name);
+      if (statSync(p).isDirectory()) walk(p);
+      else out.set(relative(dir, p), readFileSync(p));
+    }
+  })(dir);
+  return out;
+}
+
+let tmp: string;
+const dir = (name: string) => join(tmp, name);
+
+beforeAll(() => {
+  tmp = mkdtempSync(join(tmpdir(), 'dropbear-cli-test-'));
+});
+afterAll(() => {
+  rmSync(tmp, { recursive: true, force: true });
+});
+
+describe('dropbear sim', () => {
+  let first: Ran;
+  beforeAll(async () => {
+    first = await cli('sim', '--nodes', '4', '--requests', '30', '--seed', '5', '--out', dir('d1'));
+  }, TIMEOUT);
+
+  it('prints one summary line starting with "ok" and writes genesis and 30 certificates', () => {
+    expect(first.stderr).toBe('');
+    expect(first.code).toBe(0);
+    expect(lines(first.stdout)).toHaveLength(1);
+    expect(first.stdout).toMatch(/^ok n=4 f=1 seed=5 requests=30 certified=30 .*\n$/);
+    const files = [...tree(dir('d1')).keys()];
+    expect(files).toContain('genesis.json');
+    const certs = files.filter((f) => /^certificates[/\\][0-9a-f]{64}\.json$/.test(f));
+    expect(certs).toHaveLength(30);
+    expect(files).toHaveLength(31);
+  });
+
+  it(
+    'is deterministic: the same seed gives the same output and byte-identical files',
+    async () => {
+      const again = await cli('sim', '--nodes', '4', '--requests', '30', '--seed', '5', '--out', dir('d2'));
+      expect(again.code).toBe(0);
+      expect(again.stdout).toBe(first.stdout);
+      const a = tree(dir('d1'));
+      const b = tree(dir('d2'));
+      expect([...b.keys()]).toEqual([...a.keys()]);
+      for (const [path, bytes] of a) expect(b.get(path)?.equals(bytes), path).toBe(true);
+    },
+    TIMEOUT,
+  );
+
+  it(
+    'another seed gives another group and other certificates',
+    async () => {
+      const other = await cli('sim', '--nodes', '4', '--requests', '30', '--seed', '6', '--out', dir('d6'));
+      expect(other.code).toBe(0);
+      expect(other.stdout).toMatch(/^ok /);
+      expect(other.stdout).not.toBe(first.stdout);
+      const a = tree(dir('d1'));
+      const b = tree(dir('d6'));
+      expect(b.get('genesis.json')?.equals(a.get('genesis.json')!)).toBe(false);
+      const shared = [...b.keys()].filter((k) => k !== 'genesis.json' && a.has(k));
+      expect(shared).toEqual([]); // request ids depend on the group, so no file name repeats
+    },
+    TIMEOUT,
+  );
+
+  it(
+    'n=7 with a node answering wrong labels: ok, and every certificate verifies',
+    async () => {
+      const d = dir('d7');
+      const r = await cli(
+        'sim',
+        '--nodes',
+        '7',
+        '--requests',
+        '50',
+        '--seed',
+        '2',
+        '--byzantine',
+        '3:wrong-results',
+        '--out',
+        d,
+      );
+      expect(r.stderr).toBe('');
+      expect(r.code).toBe(0);
+      expect(lines(r.stdout)).toHaveLength(1);
+      expect(r.stdout).toMatch(/^ok n=7 f=2 .*certified=50 .*invalid=0 .*byzantine=3:wrong-results/);
+      const v = await cli('verify', '--genesis', join(d, 'genesis.json'), join(d, 'certificates'));
+      expect(v.stderr).toBe('');
+      expect(v.code).toBe(0);
+      expect(v.stdout).toBe('50 certificates valid\n');
+    },
+    TIMEOUT,
+  );
+});
+
+describe('dropbear verify', () => {
+  it(
+    'accepts the 30 certificates of a run',
+    async () => {
+      const v = await cli(
+        'verify',
+        '--genesis',
+        join(dir('d1'), 'genesis.json'),
+        join(dir('d1'), 'certificates'),
+      );
+      expect(v.stderr).toBe('');
+      expect(v.code).toBe(0);
+      expect(v.stdout).toBe('30 certificates valid\n');
+    },
+    TIMEOUT,
+  );
+
+  it(
+    'reports exactly one line per invalid file, naming the file and a reason, and exits 1',
+    async () => {
+      const d = dir('corrupt');
+      cpSync(dir('d1'), d, { recursive: true });
+      const certDir = join(d, 'certificates');
+      const names = readdirSync(certDir).sort();
+      const changed = join(certDir, names[3]);
+      const notJson = join(certDir, names[17]);
+      const cert = JSON.parse(readFileSync(changed, 'utf8'));
+      cert.outcome.fee += 1;
+      writeFileSync(changed, JSON.stringify(cert, null, 2));
+      writeFileSync(notJson, 'this is not a certificate');
+
+      const v = await cli('verify', '--genesis', join(d, 'genesis.json'), certDir);
+      expect(v.stderr).toBe('');
+      expect(v.code).toBe(1);
+      const out = lines(v.stdout);
+      expect(out).toHaveLength(3);
+      const invalid = out.filter((l) => l.startsWith('INVALID '));
+      expect(invalid).toHaveLength(2);
+      expect(invalid.filter((l) => l.includes(changed))).toHaveLength(1);
+      expect(invalid.filter((l) => l.includes(notJson))).toHaveLength(1);
+      expect(invalid.find((l) => l.includes(changed))).toMatch(/: bad-proof: /);
+      expect(invalid.find((l) => l.includes(notJson))).toMatch(/: FILE_BAD_JSON: .*not JSON/);
+      expect(out[2]).toBe('28 valid, 2 invalid');
+    },
+    TIMEOUT,
+  );
+
+  // The JSON.parse message quotes the file's text, newlines included: still one line per file.
+  it(
+    'keeps one line per invalid file even when the bad file has line breaks',
+    async () => {
+      const d = dir('corrupt-multiline');
+      cpSync(dir('d1'), d, { recursive: true });
+      const certDir = join(d, 'certificates');
+      const bad = join(certDir, readdirSync(certDir).sort()[0]);
+      writeFileSync(bad, 'not\na\ncertificate\n');
+      const v = await cli('verify', '--genesis', join(d, 'genesis.json'), certDir);
+      expect(v.code).toBe(1);
+      expect(lines(v.stdout)).toEqual([
+        expect.stringMatching(/^INVALID .*FILE_BAD_JSON/),
+        '29 valid, 1 invalid',
+      ]);
+    },
+    TIMEOUT,
+  );
+});
+
+describe('usage errors exit 2 with a message naming the problem', () => {
+  const cases: [string, string[], RegExp][] = [
+    [
+      'a Byzantine node out of range',
+      ['sim', '--byzantine', '9:wrong-results'],
+      /9:wrong-results.*node id.*\[0, 3\]/,
+    ],
+    ['an unknown behaviour', ['sim', '--byzantine', '1:nonsense'], /1:nonsense.*behaviour must be one of/],
+    [
+      'more Byzantine nodes than f',
+      ['sim', '--nodes', '4', '--byzantine', '1:silent', '--byzantine', '2:silent'],
+      /2 Byzantine nodes exceed f = 1/,
+    ],
+    ['a missing genesis file', ['verify', '--genesis', 'missing.json', 'x'], /cannot read missing\.json/],
+  ];
+  for (const [what, args, message] of cases)
+    it(
+      what,
+      async () => {
+        const r = await cli(...args);
+        expect(r.code).toBe(2);
+        expect(r.stdout).toBe('');
+        expect(r.stderr).toMatch(message);
+        expect(r.stderr).toMatch(/^error/);
+      },
+      TIMEOUT,
+    );
+});
+
+describe('dropbear demo', () => {
+  it(
+    'prints a table of 5 certified requests, all verified',
+    async () => {
+      const d = dir('demo');
+      const r = await cli('demo', '--requests', '5', '--out', d);
+      expect(r.stderr).toBe('');
+      expect(r.code).toBe(0);
+      const out = r.stdout.split('\n');
+      const header = out.findIndex((l) => l.startsWith('request'));
+      expect(header).toBeGreaterThanOrEqual(0);
+      expect(out[header]).toMatch(/verified\s*$/);
+      const end = out.indexOf('', header);
+      const rows = out.slice(header + 1, end);
+      expect(rows).toHaveLength(5);
+      for (const row of rows) expect(row.trimEnd()).toMatch(/^[0-9a-f]{12}\s.*\syes$/);
+      expect(r.stdout).toMatch(/^ok n=4 f=1 seed=2026 requests=5 certified=5 /m);
+      expect(readdirSync(join(d, 'certificates'))).toHaveLength(5);
+    },
+    TIMEOUT,
+  );
+});

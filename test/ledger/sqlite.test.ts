@@ -1,0 +1,578 @@
+import { spawnSync } from 'node:child_process';
+import { copyFileSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import Database from 'better-sqlite3';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { buildCertificates, verifyCertificate } from '../../src/certificate/index.ts';
+import { ResolvedEntries as ResolvedEntriesCodec } from '../../src/ledger/codec.ts';
+import { SqliteLedger } from '../../src/ledger/sqlite.ts';
+import type { Execution, ResolvedEntry } from '../../src/ledger/state.ts';
+import { verifyLedgerFile } from '../../src/ledger/verify.ts';
+import {
+  type Batch,
+  type BatchEntry,
+  batchDigestOf,
+  type CountedVote,
+  DropbearError,
+  encode,
+  Genesis,
+  groupIdOf,
+  hex,
+  ModelUpdate,
+  Receipt,
+  type Request,
+  requestIdOf,
+  sha256,
+  signRequest,
+  signTagged,
+  TAGS,
+  type Tx,
+  toJson,
+} from '../../src/protocol/index.ts';
+import { standInResult } from '../../src/sim/standin.ts';
+import { EPOCH_MS, makeGroup } from '../../src/sim/world.ts';
+
+// ---------------------------------------------------------------------------------------------------------
+// Fixture: n = 4, f = 1, q = 3, real signed requests, stand-in results as votes, real SQLite files.
+
+const group = makeGroup(4, 1, 7);
+const { genesis, keys, client } = group;
+const groupId = groupIdOf(genesis);
+const q = 3;
+const NEW_MODEL_3 = sha256(new TextEncoder().encode('stand-in-model-3 v1'));
+
+let dir: string;
+beforeAll(() => {
+  dir = mkdtempSync(join(tmpdir(), 'dropbear-ledger-'));
+});
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+let fileNo = 0;
+const freshPath = () => join(dir, `ledger-${++fileNo}.db`);
+
+interface Planned {
+  seq: number;
+  view: number;
+  digest: Uint8Array;
+  batch: Batch;
+  entries: ResolvedEntry[];
+}
+
+let nonce = 0;
+function entry(timestamp: number, voters: number[], models?: Uint8Array[]): ResolvedEntry {
+  const input = new TextEncoder().encode(`input ${nonce}`);
+  const request: Request = {
+    groupId,
+    client: client.publicKey,
+    nonce: nonce++,
+    timestamp,
+    inputDigest: sha256(input),
+    policy: null,
+    maxFee: 1_000,
+  };
+  const sr = signRequest(request, input, client);
+  const votes: CountedVote[] = voters.map((node) => ({
+    node,
+    modelDigest: models?.[node] ?? genesis.nodes[node].modelDigest,
+    result: standInResult(node, input, { disagreement: 0.2 }),
+  }));
+  return { requestId: requestIdOf(sr), request, votes };
+}
+
+function plan(seq: number, entries: ResolvedEntry[], txs: Tx[] = [], view = 0): Planned {
+  const timestamp = EPOCH_MS + seq * 1000;
+  const batchEntries: BatchEntry[] = entries.map((e, i) => ({
+    requestId: e.requestId,
+    votes: e.votes.map((v) => ({ node: v.node, results: sha256(new Uint8Array([v.node, i])), index: i })),
+  }));
+  const batch: Batch = { timestamp, entries: batchEntries, txs };
+  return { seq, view, digest: batchDigestOf(batch), batch, entries };
+}
+
+function modelUpdateTx(): Tx {
+  const update = { node: 3, version: 1, newDigest: NEW_MODEL_3 };
+  const signature = signTagged(TAGS.modelUpdate, groupId, encode(ModelUpdate, update), keys[3]);
+  return { kind: 'modelUpdate', update, signature };
+}
+
+/** Six batches: plain, with a requeued entry, a duplicate, a model update, a null batch, more after it. */
+function makePlans(): Planned[] {
+  const all = [0, 1, 2, 3];
+  const t = (s: number) => EPOCH_MS + s * 1000 - 10;
+  const e1 = Array.from({ length: 5 }, () => entry(t(1), all));
+  const e2 = [entry(t(2), all), entry(t(2), [0, 1]), entry(t(2), [1, 2, 3])];
+  const dup = e1[0];
+  const e3 = [dup, entry(t(3), all)];
+  const models = genesis.nodes.map((x) => x.modelDigest);
+  models[3] = NEW_MODEL_3;
+  // After the update, node 3's old-digest votes no longer count; the new digest does.
+  const e4 = [entry(t(4), all), entry(t(4), all, models)];
+  const e6 = Array.from({ length: 7 }, () => entry(t(6), all, models));
+  return [
+    plan(1, e1),
+    plan(2, e2),
+    plan(3, e3),
+    plan(4, e4, [modelUpdateTx()]),
+    {
+      seq: 5,
+      view: 1,
+      digest: batchDigestOf({ timestamp: 0, entries: [], txs: [] }),
+      batch: { timestamp: 0, entries: [], txs: [] },
+      entries: [],
+    },
+    plan(6, e6, [], 1),
+  ];
+}
+const plans = makePlans();
+
+function signReceipt(receipt: Receipt, node: number) {
+  return { node, signature: signTagged(TAGS.receipt, groupId, encode(Receipt, receipt), keys[node]) };
+}
+
+/** Executes every plan, adds q (batch 4: all n) receipt signatures; returns the executions. */
+function fill(ledger: SqliteLedger, upTo = plans.length): Execution[] {
+  const out: Execution[] = [];
+  for (const p of plans.slice(0, upTo)) {
+    const ex = ledger.execute(p.seq, p.view, p.digest, p.batch, p.entries);
+    const signers = p.seq === 4 ? [3, 2, 1, 0] : [0, 1, 2];
+    ledger.addReceiptSignatures(
+      p.seq,
+      signers.map((i) => signReceipt(ex.receipt, i)),
+      ex.receiptHash,
+    );
+    out.push(ex);
+  }
+  return out;
+}
+
+let goodPath: string;
+let executions: Execution[];
+beforeAll(() => {
+  goodPath = freshPath();
+  const l = SqliteLedger.open(goodPath, genesis);
+  executions = fill(l);
+  l.saveCheckpoint(4, digestAfter(4), new Uint8Array([1, 2, 3]));
+  l.close();
+});
+
+function digestAfter(seq: number): Uint8Array {
+  const l = SqliteLedger.open(':memory:', genesis);
+  fill(l, seq);
+  const d = l.state.stateDigest();
+  l.close();
+  return d;
+}
+
+function copyOfGood(): string {
+  const p = freshPath();
+  copyFileSync(goodPath, p);
+  return p;
+}
+
+function tamper(sql: string, ...params: unknown[]): string {
+  const p = copyOfGood();
+  const db = new Database(p);
+  const r = db.prepare(sql).run(...params);
+  expect(r.changes).toBeGreaterThan(0);
+  db.close();
+  return p;
+}
+
+function codeOf(fn: () => unknown): string | undefined {
+  try {
+    fn();
+  } catch (e) {
+    return (e as DropbearError).code;
+  }
+  return undefined;
+}
+
+// ---------------------------------------------------------------------------------------------------------
+
+describe('SqliteLedger', () => {
+  it('the fixture exercises requeue, duplicates, model updates and a null batch', () => {
+    expect(executions.map((e) => e.outcomes.length)).toEqual([5, 2, 1, 2, 0, 7]);
+    expect(executions[1].requeued).toHaveLength(1);
+    expect(executions[2].skipped.map((s) => s.reason)).toEqual(['duplicate']);
+    // Batch 4: the entry voted with node 3's old digest counts 3 votes, the one with the new digest 4.
+    expect(executions[3].outcomes.map((o) => o.votes.length)).toEqual([3, 4]);
+  });
+
+  it('restarts at the same seq and state digest, with the receipts chained', () => {
+    const fresh = SqliteLedger.open(freshPath(), genesis);
+    fill(fresh);
+    const digest = fresh.state.stateDigest();
+    const money = fresh.state.totalMoney();
+    const path = fresh.path;
+    fresh.close();
+
+    const again = SqliteLedger.open(path, genesis);
+    expect(again.created).toBe(false);
+    expect(again.uncleanShutdown).toBe(false);
+    expect(again.lastSeq).toBe(6);
+    expect(hex(again.state.stateDigest())).toBe(hex(digest));
+    expect(again.state.totalMoney()).toBe(money);
+    expect(again.state.totalMoney()).toBe(1e12);
+    expect(hex(again.state.lastReceipt)).toBe(hex(executions[5].receiptHash));
+    expect(again.receipt(1)?.receipt.prevReceipt).toEqual(groupId);
+    expect(again.receipt(2)?.receipt.prevReceipt).toEqual(executions[0].receiptHash);
+    // It carries on from there.
+    const next = plan(7, [entry(EPOCH_MS + 7000 - 10, [0, 1, 2, 3])], [], 1);
+    const ex = again.execute(next.seq, next.view, next.digest, next.batch, next.entries);
+    expect(ex.receipt.prevReceipt).toEqual(executions[5].receiptHash);
+    expect(again.batch(7)?.entries).toEqual(next.entries);
+    again.close();
+  });
+
+  it('serves certificates after a restart that verify and equal buildCertificates', () => {
+    const l = SqliteLedger.open(goodPath, genesis);
+    let checked = 0;
+    for (const ex of executions) {
+      const sigs = l.receiptSignatures(ex.seq);
+      const expected =
+        ex.outcomes.length > 0 ? buildCertificates(ex.outcomes, ex.tree, ex.receipt, sigs, q) : [];
+      ex.outcomes.forEach((o, i) => {
+        const c = l.certificate(o.requestId);
+        expect(c).not.toBeNull();
+        expect(verifyCertificate(c, genesis)).toMatchObject({ ok: true });
+        expect(c).toEqual(expected[i]);
+        expect(l.certificate(hex(o.requestId))).toEqual(c);
+        checked++;
+      });
+    }
+    expect(checked).toBe(17);
+    // Batch 4 has all four signatures; its certificates carry exactly q, the lowest node ids.
+    const c4 = l.certificate(executions[3].outcomes[0].requestId)!;
+    expect(c4.signatures.map((s) => s.node)).toEqual([0, 1, 2]);
+    // Unknown, requeued and skipped requests have none.
+    expect(l.certificate(new Uint8Array(32))).toBeNull();
+    expect(l.certificate('zz')).toBeNull();
+    expect(l.certificate(executions[1].requeued[0])).toBeNull();
+    l.close();
+  });
+
+  it('serves no certificate while a batch has fewer than q receipt signatures', () => {
+    const l = SqliteLedger.open(freshPath(), genesis);
+    const p = plans[0];
+    const ex = l.execute(p.seq, p.view, p.digest, p.batch, p.entries);
+    const id = ex.outcomes[0].requestId;
+    expect(l.addReceiptSignatures(1, [signReceipt(ex.receipt, 1), signReceipt(ex.receipt, 1)])).toBe(1);
+    expect(l.certificate(id)).toBeNull();
+    expect(l.addReceiptSignatures(1, [signReceipt(ex.receipt, 3), signReceipt(ex.receipt, 0)])).toBe(3);
+    expect(verifyCertificate(l.certificate(id), genesis)).toMatchObject({ ok: true });
+    l.close();
+  });
+
+  it('refuses bad receipt signatures, storing none of the call', () => {
+    const l = SqliteLedger.open(freshPath(), genesis);
+    const p = plans[0];
+    const ex = l.execute(p.seq, p.view, p.digest, p.batch, p.entries);
+    const good = signReceipt(ex.receipt, 0);
+    const forged = { node: 1, signature: signReceipt(ex.receipt, 2).signature };
+    expect(codeOf(() => l.addReceiptSignatures(1, [good, forged]))).toBe('LEDGER_BAD_SIGNATURE');
+    expect(codeOf(() => l.addReceiptSignatures(1, [{ node: 9, signature: good.signature }]))).toBe(
+      'LEDGER_BAD_SIGNATURE',
+    );
+    expect(codeOf(() => l.addReceiptSignatures(2, [good]))).toBe('LEDGER_UNKNOWN_SEQ');
+    expect(codeOf(() => l.addReceiptSignatures(1, [good], new Uint8Array(32)))).toBe(
+      'LEDGER_RECEIPT_MISMATCH',
+    );
+    expect(l.receiptSignatures(1)).toEqual([]);
+    l.close();
+  });
+
+  it('refuses a file of another group', () => {
+    const other = makeGroup(4, 1, 8).genesis;
+    let err: unknown;
+    try {
+      SqliteLedger.open(goodPath, other);
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toBeInstanceOf(DropbearError);
+    expect((err as DropbearError).code).toBe('LEDGER_WRONG_GROUP');
+    // The refused open changed nothing.
+    expect(verifyLedgerFile(goodPath).ok).toBe(true);
+  });
+
+  it('refuses a SQLite file that is not a ledger, and a file that is not SQLite', () => {
+    const p = freshPath();
+    const db = new Database(p);
+    db.exec('CREATE TABLE something (x)');
+    db.close();
+    expect(codeOf(() => SqliteLedger.open(p, genesis))).toBe('LEDGER_NOT_A_LEDGER');
+    const junk = freshPath();
+    writeFileSync(junk, 'this is not a database, not at all, not even close to one........');
+    expect(codeOf(() => SqliteLedger.open(junk, genesis))).toBe('LEDGER_UNREADABLE');
+  });
+
+  it('executes strictly in order and refuses a batch that does not match its digest or entries', () => {
+    const l = SqliteLedger.open(freshPath(), genesis);
+    const [p1, p2, p3] = plans;
+    expect(codeOf(() => l.execute(2, 0, p2.digest, p2.batch, p2.entries))).toBe('LEDGER_OUT_OF_ORDER');
+    l.execute(p1.seq, p1.view, p1.digest, p1.batch, p1.entries);
+    expect(codeOf(() => l.execute(1, 0, p1.digest, p1.batch, p1.entries))).toBe('LEDGER_OUT_OF_ORDER');
+    expect(codeOf(() => l.execute(3, 0, p3.digest, p3.batch, p3.entries))).toBe('LEDGER_OUT_OF_ORDER');
+    expect(codeOf(() => l.execute(2, 0, p3.digest, p2.batch, p2.entries))).toBe('LEDGER_BAD_DIGEST');
+    expect(codeOf(() => l.execute(2, 0, p2.digest, p2.batch, p3.entries))).toBe('LEDGER_ENTRIES_MISMATCH');
+    const wrongVotes = p2.entries.map((e, i) => (i === 0 ? { ...e, votes: e.votes.slice(1) } : e));
+    expect(codeOf(() => l.execute(2, 0, p2.digest, p2.batch, wrongVotes))).toBe('LEDGER_ENTRIES_MISMATCH');
+    expect(l.lastSeq).toBe(1);
+    const before = hex(l.state.stateDigest());
+    l.close();
+    const again = SqliteLedger.open(l.path, genesis);
+    expect(again.lastSeq).toBe(1);
+    expect(hex(again.state.stateDigest())).toBe(before);
+    again.execute(p2.seq, p2.view, p2.digest, p2.batch, p2.entries);
+    expect(again.lastSeq).toBe(2);
+    again.close();
+  });
+
+  it('rolls back a batch whose write fails and rebuilds the state to match the file', () => {
+    const path = freshPath();
+    const l = SqliteLedger.open(path, genesis);
+    fill(l, 1);
+    const before = hex(l.state.stateDigest());
+    // Another connection plants a row that collides with an outcome of batch 2.
+    const db = new Database(path);
+    db.prepare('INSERT INTO outcomes (request_id, seq, leaf_index, outcome) VALUES (?, 99, 0, ?)').run(
+      plans[1].entries[0].requestId,
+      new Uint8Array([0]),
+    );
+    db.close();
+    const p2 = plans[1];
+    expect(codeOf(() => l.execute(2, 0, p2.digest, p2.batch, p2.entries))).toBe('LEDGER_DUPLICATE');
+    expect(l.lastSeq).toBe(1);
+    expect(hex(l.state.stateDigest())).toBe(before);
+    expect(l.batch(2)).toBeNull();
+    expect(l.receipt(2)).toBeNull();
+    l.close();
+  });
+
+  it('can be verified while a node has it open', () => {
+    const l = SqliteLedger.open(freshPath(), genesis, { synchronous: 'NORMAL' });
+    fill(l);
+    expect(verifyLedgerFile(l.path)).toEqual({ ok: true, batches: 6, problems: [] });
+    l.close();
+  });
+
+  it('keeps persisted records across a restart, in order', () => {
+    const path = freshPath();
+    const l = SqliteLedger.open(path, genesis, { synchronous: 'NORMAL' });
+    const d = sha256(new Uint8Array([1]));
+    const records = [
+      { kind: 'prePrepare', view: 0, seq: 1, digest: d },
+      { kind: 'prepare', view: 0, seq: 1, digest: d },
+      { kind: 'commit', view: 0, seq: 1, digest: d },
+      { kind: 'executed', seq: 1 },
+      { kind: 'viewChange', view: 1 },
+      { kind: 'newView', view: 1 },
+      { kind: 'prepare', view: 1, seq: 2, digest: d },
+    ];
+    for (const r of records) l.persist(r);
+    expect(codeOf(() => l.persist({ kind: 'prepare', view: -1 }))).toBe('LEDGER_BAD_VALUE');
+    l.close();
+    const again = SqliteLedger.open(path, genesis);
+    expect(again.signedLog()).toEqual(records);
+    expect(again.pruneSignedLog(1)).toBe(4);
+    expect(again.signedLog()).toEqual(records.slice(4));
+    again.close();
+  });
+
+  it('keeps checkpoints and evidence, and reports an unclean shutdown', () => {
+    const path = freshPath();
+    const l = SqliteLedger.open(path, genesis);
+    expect(l.created).toBe(true);
+    fill(l, 4);
+    expect(codeOf(() => l.saveCheckpoint(5, new Uint8Array(32), new Uint8Array()))).toBe(
+      'LEDGER_UNKNOWN_SEQ',
+    );
+    l.saveCheckpoint(4, l.state.stateDigest(), new Uint8Array([9, 9]));
+    l.saveEvidence(2, 'equivocation', new Uint8Array([7]));
+    // A second session while the first never closed: as after a crash.
+    const crashed = SqliteLedger.open(path, genesis);
+    expect(crashed.uncleanShutdown).toBe(true);
+    expect(crashed.latestCheckpoint()).toEqual({
+      seq: 4,
+      stateDigest: l.state.stateDigest(),
+      proof: new Uint8Array([9, 9]),
+    });
+    expect(crashed.evidence()).toEqual([
+      { id: 1, node: 2, kind: 'equivocation', proof: new Uint8Array([7]) },
+    ]);
+    crashed.close();
+    l.close();
+    const clean = SqliteLedger.open(path, genesis);
+    expect(clean.uncleanShutdown).toBe(false);
+    clean.close();
+    expect(() => clean.lastSeq).not.toThrow();
+    expect(codeOf(() => clean.persist({ kind: 'commit' }))).toBe('LEDGER_CLOSED');
+  });
+});
+
+describe('verifyLedgerFile', () => {
+  it('verifies a good ledger from the file alone', () => {
+    const r = verifyLedgerFile(goodPath);
+    expect(r).toEqual({ ok: true, batches: 6, problems: [] });
+    expect(verifyLedgerFile(goodPath, genesis).ok).toBe(true);
+  });
+
+  it('refuses a ledger of another group when given a genesis', () => {
+    const r = verifyLedgerFile(goodPath, makeGroup(4, 1, 8).genesis);
+    expect(r.ok).toBe(false);
+    expect(r.problems[0]).toMatch(/belongs to group/);
+  });
+
+  it('throws LEDGER_NOT_FOUND for a missing file', () => {
+    expect(codeOf(() => verifyLedgerFile(join(dir, 'nope.db')))).toBe('LEDGER_NOT_FOUND');
+  });
+
+  const cases: [string, () => string, RegExp][] = [
+    [
+      'a changed outcome byte',
+      () =>
+        tamper(
+          'UPDATE outcomes SET outcome = ? WHERE seq = 1 AND leaf_index = 2',
+          flipLast(outcomeBytes(1, 2)),
+        ),
+      /batch 1: .*(Merkle root|outcomes)/,
+    ],
+    [
+      'a deleted receipt signature',
+      () => tamper('DELETE FROM receipt_sigs WHERE seq = 2 AND node = 1'),
+      /batch 2: 2 valid receipt signatures < 3/,
+    ],
+    [
+      'a forged receipt signature',
+      () =>
+        tamper(
+          'UPDATE receipt_sigs SET signature = (SELECT signature FROM receipt_sigs WHERE seq = 1 AND node = 0) WHERE seq = 3 AND node = 0',
+        ),
+      /batch 3: receipt signature of node 0 is invalid/,
+    ],
+    [
+      'a changed prev hash',
+      () => tamper('UPDATE receipts SET prev_hash = ? WHERE seq = 3', new Uint8Array(32)),
+      /batch 3: stored prev hash/,
+    ],
+    [
+      'a re-chained receipt',
+      () => tamper('UPDATE receipts SET receipt = ? WHERE seq = 3', rechained(3)),
+      /batch 3: .*(chain|hash)/,
+    ],
+    [
+      "swapped batches' bytes",
+      () => swapBatchBytes(1, 2),
+      /batch 1: stored digest is not the digest of the batch(.|\n)*batch 2: stored digest is not the digest/,
+    ],
+    [
+      'a deleted batch',
+      () => tamper('DELETE FROM batches WHERE seq = 3'),
+      /batches 3\.\.3 are missing|receipts for batches not in the ledger: 3/,
+    ],
+    [
+      'a deleted outcome',
+      () => tamper('DELETE FROM outcomes WHERE seq = 6 AND leaf_index = 6'),
+      /batch 6: 6 stored outcomes, receipt says 7/,
+    ],
+    [
+      'a wrong checkpoint digest',
+      () => tamper('UPDATE checkpoints SET state_digest = ? WHERE seq = 4', new Uint8Array(32)),
+      /batch 4: replay does not reproduce the checkpoint/,
+    ],
+    [
+      'changed votes in the resolved entries',
+      () => tamper('UPDATE batches SET entries = ? WHERE seq = 6', entriesWithChangedVote(6)),
+      /batch 6: replay does not reproduce the stored receipt/,
+    ],
+    [
+      'a replaced genesis',
+      () => tamper('UPDATE meta SET genesis = ?', encode(Genesis, makeGroup(4, 1, 8).genesis)),
+      /stored group id/,
+    ],
+  ];
+  for (const [what, make, problem] of cases) {
+    it(`reports ${what}`, () => {
+      const r = verifyLedgerFile(make());
+      expect(r.ok).toBe(false);
+      expect(r.problems.join('\n')).toMatch(problem);
+    });
+  }
+});
+
+function swapBatchBytes(a: number, b: number): string {
+  const p = copyOfGood();
+  const db = new Database(p);
+  const get = db.prepare('SELECT batch FROM batches WHERE seq = ?');
+  const [ba, bb] = [get.get(a), get.get(b)] as { batch: Buffer }[];
+  const set = db.prepare('UPDATE batches SET batch = ? WHERE seq = ?');
+  set.run(bb.batch, a);
+  set.run(ba.batch, b);
+  db.close();
+  return p;
+}
+function readRow(sql: string, ...params: unknown[]): Record<string, unknown> {
+  const db = new Database(goodPath, { readonly: true });
+  const r = db.prepare(sql).get(...params) as Record<string, unknown>;
+  db.close();
+  return r;
+}
+function outcomeBytes(seq: number, i: number): Uint8Array {
+  return new Uint8Array(
+    readRow('SELECT outcome FROM outcomes WHERE seq = ? AND leaf_index = ?', seq, i).outcome as Buffer,
+  );
+}
+function flipLast(b: Uint8Array): Uint8Array {
+  const c = new Uint8Array(b);
+  c[c.length - 1] ^= 1; // the fee's last byte: still decodes
+  return c;
+}
+/** Receipt s re-encoded with a wrong previous-receipt hash (and the prev-hash column left alone). */
+function rechained(seq: number): Uint8Array {
+  const r = { ...executions[seq - 1].receipt, prevReceipt: new Uint8Array(32) };
+  return encode(Receipt, r);
+}
+function entriesWithChangedVote(seq: number): Uint8Array {
+  const p = plans[seq - 1];
+  const changed = p.entries.map((e, i) =>
+    i === 0
+      ? {
+          ...e,
+          votes: e.votes.map((v) =>
+            v.node === 0 ? { ...v, result: { kind: 'class' as const, top: [{ label: 999, score: 1 }] } } : v,
+          ),
+        }
+      : e,
+  );
+  return encode(ResolvedEntriesCodec, changed);
+}
+
+// ---------------------------------------------------------------------------------------------------------
+
+describe('dropbear ledger verify', () => {
+  const run = (...args: string[]) =>
+    spawnSync(process.execPath, ['bin/dropbear.mjs', 'ledger', 'verify', ...args], { encoding: 'utf8' });
+
+  it('exits 0 on a good ledger and 1, one line per problem, on a tampered one', () => {
+    const good = run(goodPath);
+    expect(good.stderr).toBe('');
+    expect(good.stdout).toBe('ok: 6 batches, chain, signatures, Merkle roots and replay verified\n');
+    expect(good.status).toBe(0);
+
+    const bad = run(tamper('DELETE FROM receipt_sigs WHERE seq = 2 AND node = 1'));
+    expect(bad.status).toBe(1);
+    expect(bad.stdout.trim().split('\n')).toEqual(['batch 2: 2 valid receipt signatures < 3 (2f+1)']);
+  });
+
+  it('checks the group against --genesis and exits 2 for a missing file', () => {
+    const g = join(dir, 'genesis.json');
+    writeFileSync(g, JSON.stringify(toJson(Genesis, genesis)));
+    expect(run(goodPath, '--genesis', g).status).toBe(0);
+    const other = join(dir, 'other.json');
+    writeFileSync(other, JSON.stringify(toJson(Genesis, makeGroup(4, 1, 8).genesis)));
+    expect(run(goodPath, '--genesis', other).status).toBe(1);
+    const missing = run(join(dir, 'missing.db'));
+    expect(missing.status).toBe(2);
+    expect(missing.stderr).toMatch(/LEDGER_NOT_FOUND/);
+  });
+});
