@@ -27,8 +27,8 @@ export interface SimCliOptions {
 
 function int(name: string, v: string, min: number): number {
   const x = Number(v);
-  if (!Number.isSafeInteger(x) || x < min)
-    throw usageError(`--${name} must be an integer ≥ ${min}, got "${v}"`);
+  if (!/^\d+$/.test(v) || !Number.isSafeInteger(x) || x < min)
+    throw usageError(`--${name} must be a decimal integer ≥ ${min}, got "${v}"`);
   return x;
 }
 function frac(name: string, v: string, max = 1): number {
@@ -41,9 +41,11 @@ function frac(name: string, v: string, max = 1): number {
 export function parseByzantine(specs: string[], n: number): Map<number, Behaviour> {
   const m = new Map<number, Behaviour>();
   for (const s of specs) {
-    const [idText, name] = s.split(':');
+    const parts = s.split(':');
+    if (parts.length !== 2) throw usageError(`--byzantine ${s}: expected ID:BEHAVIOUR, e.g. 0:silent`);
+    const [idText, name] = parts;
     const id = Number(idText);
-    if (!Number.isInteger(id) || id < 0 || id >= n)
+    if (!/^\d+$/.test(idText) || id >= n)
       throw usageError(`--byzantine ${s}: node id must be in [0, ${n - 1}]`);
     if (!scriptNames().includes(name))
       throw usageError(`--byzantine ${s}: behaviour must be one of ${scriptNames().join(', ')}`);

@@ -137,6 +137,8 @@ export type Action =
       fromSeq: number;
       view: number;
       newView: Extract<NodeMessage, { kind: 'newView' }> | null;
+      /** q COMMIT signatures for executed batches from fromSeq on that this node still holds. */
+      commitProofs: Map<number, { view: number; sigs: NodeSignature[] }>;
     }
   | {
       type: 'certified';
@@ -206,6 +208,7 @@ interface Slot {
   pp: PrePrepare | null;
   prepares: Map<number, string>; // node -> digest hex
   prepareSigs: Map<number, Uint8Array>;
+  commitSigs: Map<number, Uint8Array>;
   commits: Map<number, string>;
   prepared: boolean;
   committed: boolean;
@@ -215,6 +218,8 @@ interface Slot {
   /** A proposal waiting for requests or results it fetched. */
   parked: PrePrepare | null;
   parkedFromNewView: boolean;
+  /** RESULTS batches this accepted proposal references: kept until it executes. */
+  refs: string[];
   fetchedAt: number;
 }
 
@@ -649,6 +654,7 @@ export class Replica {
     const pp: PrePrepare = { view: this.view, seq, digest, signature, batch };
     const slot = this.slot(seq);
     Object.assign(slot, { view: this.view, digest, batch, pp, lastSent: this.now });
+    this.holdRefs(slot);
     this.lastProposed = seq;
     this.lastBatchTimestamp = timestamp;
     this.out.push({ type: 'persist', record: { kind: 'prePrepare', view: this.view, seq, digest } });
@@ -717,6 +723,7 @@ export class Replica {
         pp: null,
         prepares: new Map(),
         prepareSigs: new Map(),
+        commitSigs: new Map(),
         commits: new Map(),
         prepared: false,
         committed: false,
@@ -725,6 +732,7 @@ export class Replica {
         lastSent: this.now,
         parked: null,
         parkedFromNewView: false,
+        refs: [],
         fetchedAt: Number.NEGATIVE_INFINITY,
       };
       this.slots.set(seq, s);
@@ -830,6 +838,7 @@ export class Replica {
       if (p) p.state = 'proposed';
     }
     Object.assign(slot, { view: pp.view, digest: pp.digest, batch: b, pp, lastSent: this.now });
+    this.holdRefs(slot);
     this.lastProposed = Math.max(this.lastProposed, pp.seq);
     this.lastBatchTimestamp = Math.max(this.lastBatchTimestamp, b.timestamp);
     this.out.push({
@@ -849,6 +858,27 @@ export class Replica {
     slot.prepareSigs.set(this.id, signature);
     this.out.push({ type: 'broadcast', msg: slot.myPrepare });
     this.checkPrepared(slot);
+  }
+
+  /** An accepted proposal pins the RESULTS it references, so no checkpoint collects them before it runs. */
+  private holdRefs(slot: Slot): void {
+    this.releaseRefs(slot);
+    for (const e of slot.batch?.entries ?? [])
+      for (const v of e.votes) {
+        const dHex = hex(v.results);
+        const r = this.results.get(dHex);
+        if (!r) continue;
+        r.open++;
+        slot.refs.push(dHex);
+      }
+  }
+
+  private releaseRefs(slot: Slot): void {
+    for (const dHex of slot.refs) {
+      const r = this.results.get(dHex);
+      if (r) r.open--;
+    }
+    slot.refs = [];
   }
 
   private reject(slot: Slot, primary: number, why: string): void {
@@ -892,6 +922,7 @@ export class Replica {
       return this.blame(m.from, 'bad-signature', kind);
     set.set(m.from, hex(m.digest));
     if (kind === 'prepare') slot.prepareSigs.set(m.from, m.signature);
+    else slot.commitSigs.set(m.from, m.signature);
     this.checkPrepared(slot);
   }
 
@@ -916,6 +947,7 @@ export class Replica {
         record: { kind: 'commit', view: slot.view, seq: slot.seq, digest: slot.digest },
       });
       const signature = this.signPhase(TAGS.commit, slot.view, slot.seq, slot.digest);
+      slot.commitSigs.set(this.id, signature);
       slot.myCommit = {
         kind: 'commit',
         from: this.id,
@@ -1012,8 +1044,11 @@ export class Replica {
     this.awaitingExecution = 0;
     const slot = this.executing!;
     this.executing = null;
+    const executedSlot = this.slots.get(ev.seq);
+    if (executedSlot) this.releaseRefs(executedSlot);
     const receiptHash = receiptHashOf(ev.receipt);
-    if (slot.transfer && !equalBytes(receiptHash, receiptHashOf(slot.transfer.receipt)))
+    const certifiedTransfer = slot.transfer !== null && slot.transfer.receiptSigs.length >= this.q;
+    if (certifiedTransfer && !equalBytes(receiptHash, receiptHashOf(slot.transfer!.receipt)))
       throw new DropbearError(
         'STATE_TRANSFER_MISMATCH',
         `re-executing batch ${ev.seq} gave another receipt than q nodes signed`,
@@ -1067,7 +1102,12 @@ export class Replica {
     const rs = this.signReceipt(ev.receipt);
     // A transferred batch comes with q signatures already checked against this very receipt.
     if (slot.transfer) {
-      for (const x of slot.transfer.receiptSigs) if (!rs.sigs.has(x.node)) rs.sigs.set(x.node, x.signature);
+      // Signatures over the same receipt count (checked when the batch arrived, or checked now).
+      if (certifiedTransfer) {
+        for (const x of slot.transfer.receiptSigs) if (!rs.sigs.has(x.node)) rs.sigs.set(x.node, x.signature);
+      } else
+        for (const x of slot.transfer.receiptSigs)
+          this.addReceiptSig(rs, x.node, receiptHashOf(slot.transfer.receipt), x.signature);
       // q nodes signed this receipt, so its state is the group's: the window may move up to it.
       this.stable = Math.max(this.stable, ev.seq - (ev.seq % this.cfg.checkpointInterval));
     }
@@ -1157,6 +1197,7 @@ export class Replica {
 
   private onReceiptSig(m: Extract<NodeMessage, { kind: 'receiptSig' }>): void {
     if (m.from >= this.n) return;
+    if (m.seq > (this.executedBy.get(m.from) ?? 0)) this.executedBy.set(m.from, m.seq);
     if (m.seq <= this.stable && !this.receipts.has(m.seq)) return;
     if (m.seq > this.lastExecuted + 2 * this.cfg.window) return;
     const rs = this.receiptSlot(m.seq);
@@ -1279,7 +1320,7 @@ export class Replica {
 
   private onTick(): void {
     if (this.forwardDeadline <= this.now) this.flushForward();
-    if (this.viewTimerDeadline() <= this.now) this.startViewChange(this.view + 1);
+    if (this.viewTimerDeadline() <= this.now) this.onViewTimer();
     if (this.lastRetransmit + this.cfg.retransmitMs <= this.now) {
       this.lastRetransmit = this.now;
       this.retransmit();
@@ -1290,14 +1331,8 @@ export class Replica {
     const cutoff = this.now - this.cfg.retransmitMs;
     // A hole: later batches are known but the next one to execute is not (its proposal went by while we
     // were away or out of window, and peers may have collected it): fetch the executed batches instead.
-    if (!this.catchingUp && !this.slots.get(this.lastExecuted + 1)?.pp) {
-      for (const s of this.slots.keys()) {
-        if (s > this.lastExecuted + 1) {
-          this.catchingUp = true;
-          break;
-        }
-      }
-    }
+    if (!this.catchingUp && this.isBehind()) this.catchingUp = true;
+    this.executedAtLastRetransmit = this.lastExecuted;
     if (this.catchingUp) this.startCatchUp();
     if (this.viewChanging && this.myViewChange?.body.newView === this.view)
       this.out.push({ type: 'broadcast', msg: { kind: 'viewChange', vc: this.myViewChange } });
@@ -1359,8 +1394,11 @@ export class Replica {
     }
   }
 
+  private executedAtLastRetransmit = 0;
+
   private hasRetransmitWork(): boolean {
-    if (this.catchingUp || this.viewChanging || this.lastProposed > this.lastExecuted) return true;
+    if (this.catchingUp || this.viewChanging || this.isBehind() || this.lastProposed > this.lastExecuted)
+      return true;
     for (const slot of this.slots.values()) if (slot.seq > this.lastExecuted) return true;
     if (this.uncertified > 0 || this.orphans.size > 0) return true;
     while (this.ownResults.length > 0 && (this.results.get(this.ownResults[0])?.open ?? 0) <= 0)
@@ -1371,13 +1409,71 @@ export class Replica {
 
   // ---------------------------------------------------------------- view change
 
+  /** Highest seq each peer says (by its receipt signatures) it executed: evidence of the group's progress. */
+  private readonly executedBy = new Map<number, number>();
+  /** When each peer was last heard from (any well-formed message). */
+  private readonly lastHeard = new Map<number, number>();
+
+  /** The highest seq that at least f+1 nodes (so at least one honest) have executed. */
+  private groupExecuted(): number {
+    const seqs = [...this.executedBy.values()].sort((a, b) => b - a);
+    return seqs[this.f] ?? 0;
+  }
+
+  /**
+   * Behind: f+1 nodes executed more than a batch beyond us and we executed nothing since the last
+   * retransmission round. Then we catch up rather than blame the primary.
+   */
+  private isBehind(): boolean {
+    return (
+      this.groupExecuted() >= this.lastExecuted + 2 && this.lastExecuted === this.executedAtLastRetransmit
+    );
+  }
+
+  /** Can this node hear a quorum? A node that hears fewer than 2f peers may be the one cut off. */
+  private hearsQuorum(): boolean {
+    const since = this.now - this.currentTimeout();
+    let c = 0;
+    for (const [node, t] of this.lastHeard) if (node !== this.id && t >= since) c++;
+    return c >= 2 * this.f;
+  }
+
+  /**
+   * The request (or view change) timer fired. A backup suspects the primary only when it is not simply
+   * behind (then it catches up) and can hear a quorum (else it may be the one cut off, and a lonely view
+   * change would leave it in a view nobody else joins). The primary does not suspect itself.
+   */
+  private onViewTimer(): void {
+    if (this.viewChanging) {
+      if (this.hearsQuorum()) this.startViewChange(this.view + 1);
+      else this.vcDeadline = this.now + this.currentTimeout();
+      return;
+    }
+    if (this.isPrimary || !this.hearsQuorum() || this.isBehind()) {
+      this.viewEnteredAt = this.now;
+      if (this.isBehind()) this.startCatchUp();
+      return;
+    }
+    // Before suspecting the primary, ask the others what they executed: a node that missed batches (cut
+    // off, then healed while the group went idle) has no other way to know, and would change view alone.
+    if (this.preViewChangeCheck < this.viewEnteredAt) {
+      this.preViewChangeCheck = this.now;
+      this.catchUpAt = Number.NEGATIVE_INFINITY;
+      this.startCatchUp();
+      this.viewEnteredAt = this.now - this.currentTimeout() + 3 * this.cfg.retransmitMs;
+      return;
+    }
+    this.startViewChange(this.view + 1);
+  }
+
+  private preViewChangeCheck = Number.NEGATIVE_INFINITY;
+
   private currentTimeout(): number {
     return this.cfg.viewChangeTimeoutMs * 2 ** Math.min(this.vcAttempts, 16);
   }
 
   /** When the view-change timer fires: a request waiting too long, or a view change that did not finish. */
   private viewTimerDeadline(): number {
-    if (this.catchingUp) return Number.POSITIVE_INFINITY;
     if (this.viewChanging) return this.vcDeadline;
     const oldest = this.pool.values().next();
     if (oldest.done) return Number.POSITIVE_INFINITY;
@@ -1548,7 +1644,11 @@ export class Replica {
       this.startCatchUp();
     }
     // Everything above the checkpoint is decided afresh by the re-proposals; nothing else stays proposed.
-    for (const s of this.slots.keys()) if (s > derived.minSeq && s > this.lastExecuted) this.slots.delete(s);
+    for (const [s, slot] of this.slots)
+      if (s > derived.minSeq && s > this.lastExecuted) {
+        this.releaseRefs(slot);
+        this.slots.delete(s);
+      }
     for (const p of this.pool.values()) p.state = 'pending';
     const maxSeq = derived.minSeq + derived.proposals.length;
     derived.proposals.forEach((d, i) => {
@@ -1573,6 +1673,7 @@ export class Replica {
       const slot = this.slot(d.seq);
       if (this.isPrimary) {
         Object.assign(slot, { view, digest: d.digest, batch: d.batch, pp, lastSent: this.now });
+        this.holdRefs(slot);
         for (const e of d.batch.entries) {
           const p = this.pool.get(hex(e.requestId));
           if (p) p.state = 'proposed';
@@ -1608,20 +1709,28 @@ export class Replica {
     prev: Uint8Array,
   ): { problem: string } | { entries: ResolvedEntryOut[] } {
     const r = sb.receipt;
-    if (r.seq !== sb.seq || !equalBytes(r.groupId, this.groupId))
-      return { problem: 'receipt for another slot or group' };
-    if (!equalBytes(r.prevReceipt, prev)) return { problem: 'receipt does not extend our chain' };
-    if (!equalBytes(r.batchDigest, batchDigestOf(sb.batch)))
-      return { problem: 'batch does not match its receipt' };
-    const bytes = encode(ReceiptCodec, r);
-    let valid = 0;
-    for (const x of sb.receiptSigs) {
-      const node = this.genesis.nodes[x.node];
-      if (!node || !verifyTagged(TAGS.receipt, this.groupId, bytes, x.signature, node.publicKey))
-        return { problem: `bad receipt signature from ${x.node}` };
-      valid++;
+    const digest = batchDigestOf(sb.batch);
+    if (sb.receiptSigs.length >= this.q) {
+      if (r.seq !== sb.seq || !equalBytes(r.groupId, this.groupId))
+        return { problem: 'receipt for another slot or group' };
+      if (!equalBytes(r.prevReceipt, prev)) return { problem: 'receipt does not extend our chain' };
+      if (!equalBytes(r.batchDigest, digest)) return { problem: 'batch does not match its receipt' };
+      const bytes = encode(ReceiptCodec, r);
+      for (const x of sb.receiptSigs) {
+        const node = this.genesis.nodes[x.node];
+        if (!node || !verifyTagged(TAGS.receipt, this.groupId, bytes, x.signature, node.publicKey))
+          return { problem: `bad receipt signature from ${x.node}` };
+      }
+    } else {
+      // Not certified yet: q COMMITs prove the batch was committed at this seq (we compute the receipt).
+      if (sb.commitSigs.length < this.q) return { problem: 'neither q receipt nor q commit signatures' };
+      for (const x of sb.commitSigs) {
+        const node = this.genesis.nodes[x.node];
+        const body = encode(PhaseBody, { from: x.node, view: sb.view, seq: sb.seq, digest });
+        if (!node || !verifyTagged(TAGS.commit, this.groupId, body, x.signature, node.publicKey))
+          return { problem: `bad commit signature from ${x.node}` };
+      }
     }
-    if (valid < this.q) return { problem: 'receipt below quorum' };
     const requests = new Map(sb.requests.map((sr) => [hex(requestIdOf(sr)), sr]));
     const results = new Map(sb.results.map((x) => [hex(resultsDigestOf(x)), x]));
     const entries: ResolvedEntryOut[] = [];
@@ -1641,10 +1750,27 @@ export class Replica {
     return { entries };
   }
 
+  private commitProofs(fromSeq: number): Map<number, { view: number; sigs: NodeSignature[] }> {
+    const out = new Map<number, { view: number; sigs: NodeSignature[] }>();
+    for (let s = fromSeq; s <= this.lastExecuted && out.size < 64; s++) {
+      const slot = this.slots.get(s);
+      if (!slot?.committed || !slot.digest) break;
+      const dHex = hex(slot.digest);
+      const sigs = [...slot.commits]
+        .filter(([node, d]) => d === dHex && slot.commitSigs.has(node))
+        .map(([node]) => ({ node, signature: slot.commitSigs.get(node)! }))
+        .sort((a, b) => a.node - b.node);
+      if (sigs.length < this.q) break;
+      out.set(s, { view: slot.view, sigs });
+    }
+    return out;
+  }
+
   private pendingNewView: Extract<NodeMessage, { kind: 'newView' }> | null = null;
 
   private onStateResponse(from: number, m: Extract<NodeMessage, { kind: 'stateResponse' }>): void {
-    if (!this.catchingUp) return;
+    // Any response that extends our chain is used (each batch is checked), even one arriving after
+    // another peer already said it had nothing newer.
     let next = this.lastExecuted + 1 + this.transferQueue.length;
     const last = this.transferQueue[this.transferQueue.length - 1];
     let prev = last ? receiptHashOf(last.sb.receipt) : this.lastReceiptHash;
@@ -1657,7 +1783,7 @@ export class Replica {
         this.blame(from, 'bad-state', c.problem);
         return;
       }
-      this.transferQueue.push({ sb, digest: sb.receipt.batchDigest, entries: c.entries });
+      this.transferQueue.push({ sb, digest: batchDigestOf(sb.batch), entries: c.entries });
       prev = receiptHashOf(sb.receipt);
       next++;
       added++;
@@ -1675,16 +1801,21 @@ export class Replica {
     }
   }
 
+  private transferred = 0;
+
   private executeTransferred(): void {
     if (this.awaitingExecution !== 0) return;
     const t = this.transferQueue.shift();
     if (!t) return;
+    this.transferred++;
     this.emitExecute(t.sb.seq, t.sb.view, t.digest, t.sb.batch, t.entries, t.sb.requests, t.sb.results, t.sb);
   }
 
   private finishCatchUp(): void {
     if (this.transferQueue.length > 0 || this.awaitingExecution !== 0) return;
-    this.viewEnteredAt = this.now; // a fresh request timer after catching up
+    // A fresh request timer after catching up on something (not after learning we were up to date).
+    if (this.transferred > 0) this.viewEnteredAt = this.now;
+    this.transferred = 0;
     const nv = this.pendingNewView;
     this.pendingNewView = null;
     if (nv && nv.newView > this.view) this.onNewView(nv, true);
@@ -1695,6 +1826,7 @@ export class Replica {
 
   private onMessage(from: number, msg: NodeMessage): void {
     if (from < 0 || from >= this.n || from === this.id) return;
+    this.lastHeard.set(from, this.now);
     switch (msg.kind) {
       case 'forward':
         for (const sr of msg.requests) {
@@ -1737,6 +1869,7 @@ export class Replica {
           fromSeq: msg.fromSeq,
           view: this.view,
           newView: this.viewChanging ? null : this.lastNewView,
+          commitProofs: this.commitProofs(msg.fromSeq),
         });
         break;
       case 'stateResponse':

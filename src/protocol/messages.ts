@@ -263,8 +263,8 @@ export const NULL_BATCH: Batch = { timestamp: 0, entries: [], txs: [] };
 
 /**
  * One executed batch as state transfer ships it: the batch, the requests and RESULTS it references
- * (checked by hash against the batch), its receipt and q receipt signatures (checked against the
- * genesis keys and the receiver's own receipt chain).
+ * (checked by hash against the batch) and its proof: q receipt signatures (checked against the genesis
+ * keys and the receiver's own receipt chain) or, for a batch not yet certified, q COMMIT signatures.
  */
 export const StateBatch = struct({
   seq: uint,
@@ -274,6 +274,8 @@ export const StateBatch = struct({
   results: array(SignedResults, LIMITS.batchEntries),
   receipt: Receipt,
   receiptSigs: NodeSignatures,
+  /** When fewer than q receipt signatures exist yet: q COMMIT signatures for (view, seq, digest). */
+  commitSigs: NodeSignatures,
 });
 export type StateBatch = Infer<typeof StateBatch>;
 

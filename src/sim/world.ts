@@ -4,9 +4,13 @@
  * the real ledger state machine and real certificate assembly. Messages cross the network as canonical
  * bytes and are decoded on arrival, as on a socket. One seed gives one run, byte for byte.
  */
+
+import { rmSync } from 'node:fs';
+import { join } from 'node:path';
 import { buildCertificates } from '../certificate/index.ts';
 import type { PersistRecord } from '../consensus/replica.ts';
 import { type Action, DEFAULT_REPLICA_CONFIG, Replica, type ReplicaConfig } from '../consensus/replica.ts';
+import { SqliteLedger } from '../ledger/sqlite.ts';
 import { type Execution, LedgerState } from '../ledger/state.ts';
 import {
   type Batch,
@@ -70,6 +74,8 @@ export interface SimOptions {
   /** Keep certificates handed out by every honest node (tests) or only the first per request. */
   keepAllCertificates?: boolean;
   inputBytes?: number;
+  /** Keep each node's ledger in a real SQLite file in this folder (node-<id>.sqlite). */
+  ledgerDir?: string;
 }
 
 export const EPOCH_MS = 1_767_225_600_000; // 2026-01-01T00:00:00Z: virtual time starts here
@@ -125,6 +131,8 @@ export interface HistoryEntry {
 export class SimNode {
   replica: Replica;
   ledger: LedgerState;
+  /** The node's real SQLite ledger, when the simulation keeps them on disk. */
+  db: SqliteLedger | null = null;
   /** The node's "disk": what it persisted before signing, and its executed history. */
   log: PersistRecord[] = [];
   history = new Map<number, HistoryEntry>();
@@ -176,10 +184,18 @@ export class Simulation {
   now = EPOCH_MS;
   messages = 0;
   bytes = 0;
+  /** Per-link overrides ("from->to"), changeable during a run (partitions, slow links). */
+  readonly links = new Map<string, Partial<LinkConfig>>();
+  /** Called as things happen, so invariants can be checked after every step (see faults.ts). */
+  observer: {
+    executed?(node: SimNode, seq: number, digest: Uint8Array): void;
+    certified?(node: SimNode, certs: Certificate[]): void;
+  } = {};
   /** Requests that honest nodes certified in two different batches (must stay empty). */
   readonly duplicateCertificates: string[] = [];
   private readonly certifiedAt: Map<number, number>;
-  private readonly opts: Required<Omit<SimOptions, 'byzantine' | 'links' | 'policy' | 'f'>> & SimOptions;
+  private readonly opts: Required<Omit<SimOptions, 'byzantine' | 'links' | 'policy' | 'f' | 'ledgerDir'>> &
+    SimOptions;
 
   constructor(options: SimOptions) {
     const f = options.f ?? Math.floor((options.nodes - 1) / 3);
@@ -203,6 +219,8 @@ export class Simulation {
     this.nodes = this.group.keys.map(
       (k, i) => new SimNode(i, this.group.genesis, k, cfg, options.byzantine?.get(i) ?? null),
     );
+    for (const [k, v] of options.links ?? []) this.links.set(k, v);
+    if (options.ledgerDir) for (const node of this.nodes) this.openLedger(node, false);
     const srng = this.rng.fork('scripts');
     for (const node of this.nodes) {
       node.ctx = {
@@ -225,7 +243,7 @@ export class Simulation {
   }
 
   private linkFor(from: number, to: number): LinkConfig {
-    const o = this.opts.links?.get(`${from}->${to}`);
+    const o = this.links.get(`${from}->${to}`);
     return o ? { ...this.link, ...o } : this.link;
   }
 
@@ -285,7 +303,8 @@ export class Simulation {
           this.emit(node, 'all', a.msg);
           break;
         case 'persist':
-          node.log.push(a.record);
+          if (node.db) node.db.persist(a.record);
+          else node.log.push(a.record);
           break;
         case 'serveState':
           this.serveState(node, a);
@@ -298,8 +317,11 @@ export class Simulation {
           this.startInference(node);
           break;
         case 'execute': {
-          const exec = node.ledger.execute(a.seq, a.digest, a.batch, a.entries);
+          const exec = node.db
+            ? node.db.execute(a.seq, a.view, a.digest, a.batch, a.entries)
+            : node.ledger.execute(a.seq, a.digest, a.batch, a.entries);
           node.executed[a.seq - 1] = a.digest;
+          this.observer.executed?.(node, a.seq, a.digest);
           node.history.set(a.seq, {
             view: a.view,
             batch: a.batch,
@@ -322,6 +344,7 @@ export class Simulation {
         case 'certified': {
           const h = node.history.get(a.seq);
           if (h) h.sigs = a.signatures;
+          node.db?.addReceiptSignatures(a.seq, a.signatures);
           const exec = node.pendingExec.get(a.seq);
           if (!exec) break;
           node.pendingExec.delete(a.seq);
@@ -341,6 +364,7 @@ export class Simulation {
             else if (first.receipt.seq !== c.receipt.seq) this.duplicateCertificates.push(id);
           }
           this.certifiedAt.set(node.id, (this.certifiedAt.get(node.id) ?? 0) + certs.length);
+          this.observer.certified?.(node, certs);
           break;
         }
         case 'timer':
@@ -354,15 +378,19 @@ export class Simulation {
     const batches: StateBatch[] = [];
     for (let s = a.fromSeq; batches.length < 64; s++) {
       const h = node.history.get(s);
-      if (!h?.receipt || !h.sigs) break;
+      if (!h?.receipt) break;
+      // Certified: q receipt signatures; else the replica's q COMMITs for it, if it still holds them.
+      const commits = h.sigs ? null : a.commitProofs.get(s);
+      if (!h.sigs && !commits) break;
       batches.push({
         seq: s,
-        view: h.view,
+        view: commits?.view ?? h.view,
         batch: h.batch,
         requests: h.requests,
         results: h.results,
         receipt: h.receipt,
-        receiptSigs: h.sigs,
+        receiptSigs: h.sigs ?? [],
+        commitSigs: commits?.sigs ?? [],
       });
     }
     const nv = a.newView;
@@ -377,9 +405,28 @@ export class Simulation {
     });
   }
 
+  private ledgerPath(node: SimNode): string {
+    return join(this.opts.ledgerDir!, `node-${node.id}.sqlite`);
+  }
+
+  /** Opens (or reopens) the node's SQLite ledger; its state is what the file replays to. */
+  private openLedger(node: SimNode, wipe: boolean): void {
+    const path = this.ledgerPath(node);
+    if (wipe) for (const suffix of ['', '-wal', '-shm']) rmSync(path + suffix, { force: true });
+    node.db = SqliteLedger.open(path, this.group.genesis);
+    node.ledger = node.db.state;
+  }
+
+  /** Closes every SQLite ledger (the files stay). */
+  close(): void {
+    for (const n of this.nodes) n.db?.close();
+  }
+
   /** Crash a node: it stops at once; messages to it are lost. */
   crash(id: number): void {
-    this.nodes[id].crashed = true;
+    const node = this.nodes[id];
+    node.crashed = true;
+    node.db?.close();
   }
 
   /**
@@ -389,8 +436,9 @@ export class Simulation {
   restart(id: number, diskLost: boolean): void {
     const node = this.nodes[id];
     const genesis = this.group.genesis;
+    if (this.opts.ledgerDir) this.openLedger(node, diskLost);
     if (diskLost) {
-      node.ledger = new LedgerState(genesis);
+      if (!node.db) node.ledger = new LedgerState(genesis);
       node.log = [];
       node.history = new Map();
       node.executed = [];
@@ -404,8 +452,8 @@ export class Simulation {
         lastTimestamp: l.clock,
         models: l.models,
         recent: l.recent.entries(),
-        log: node.log,
-        uncertified: [...node.history.values()].filter((h) => h.receipt && !h.sigs).map((h) => h.receipt!),
+        log: node.db ? (node.db.signedLog() as PersistRecord[]) : node.log,
+        uncertified: this.uncertifiedReceipts(node),
       });
     }
     if (diskLost) node.pendingExec.clear();
@@ -414,6 +462,18 @@ export class Simulation {
     node.tickAt = Number.POSITIVE_INFINITY;
     node.crashed = false;
     this.stepNode(node, { type: 'catchUp' });
+  }
+
+  private uncertifiedReceipts(node: SimNode): Receipt[] {
+    const out: Receipt[] = [];
+    const db = node.db;
+    if (db) {
+      for (let s = Math.max(1, db.lastSeq - 256); s <= db.lastSeq; s++)
+        if (db.receiptSignatures(s).length < node.replica.q) out.push(db.receipt(s)!.receipt);
+      return out;
+    }
+    for (const h of node.history.values()) if (h.receipt && !h.sigs) out.push(h.receipt);
+    return out;
   }
 
   /** Run `fn` at virtual time `ms` after the start. */
