@@ -7,6 +7,7 @@ import { checkRun } from '../sim/checks.ts';
 import { scriptNames } from '../sim/scripts.ts';
 import { type Behaviour, type SimResult, simulate } from '../sim/world.ts';
 import { usageError } from './errors.ts';
+import { runRandomFaults, runScheduleFile } from './faults.ts';
 import { stableJson } from './io.ts';
 
 export interface SimCliOptions {
@@ -126,11 +127,26 @@ export function registerSim(program: Command): void {
     .option('--jitter <ms>', 'uniform extra delay (reorders messages)', '0.5')
     .option('--loss <p>', 'message loss probability', '0')
     .option('--duplicate <p>', 'message duplication probability', '0')
+    .option('--faults <mode>', 'random: run random fault schedules (with --seeds) on real SQLite ledgers')
+    .option('--seeds <A..B>', 'seed range for --faults random', '1..20')
+    .option('--keep <dir>', "with --faults: keep each seed's SQLite ledgers (and failing schedules) here")
+    .option('--schedule <file>', 'replay one fault schedule written by a failing --faults run')
     .addHelpText(
       'after',
-      '\nExample:\n  npx dropbear sim --nodes 4 --requests 1000 --seed 7 --out out --byzantine 2:wrong-results\n',
+      '\nExamples:\n  npx dropbear sim --nodes 4 --requests 1000 --seed 7 --out out --byzantine 2:wrong-results\n' +
+        '  npx dropbear sim --faults random --seeds 1..200 --keep /tmp/ledgers\n',
     )
-    .action((o: SimCliOptions) => {
+    .action((o: SimCliOptions & { faults?: string; seeds: string; keep?: string; schedule?: string }) => {
+      const write = (s: string) => process.stdout.write(s);
+      if (o.schedule) {
+        if (!runScheduleFile(o.schedule, o.keep, write)) process.exitCode = 1;
+        return;
+      }
+      if (o.faults !== undefined) {
+        if (o.faults !== 'random') throw usageError(`--faults must be "random", got "${o.faults}"`);
+        if (runRandomFaults(o.seeds, o.keep, write) > 0) process.exitCode = 1;
+        return;
+      }
       const { summary, ok } = runSimCommand(o);
       process.stdout.write(`${summary}\n`);
       if (!ok) process.exitCode = 1;

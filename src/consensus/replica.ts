@@ -12,6 +12,7 @@ import {
   CheckpointBody,
   type CountedVote,
   DropbearError,
+  type Evidence,
   encode,
   equalBytes,
   type Genesis,
@@ -29,6 +30,7 @@ import {
   type Result,
   type ResultBatch,
   ResultBatch as ResultBatchCodec,
+  Result as ResultCodec,
   receiptHashOf,
   requestIdOf,
   resultsDigestOf,
@@ -148,7 +150,9 @@ export type Action =
     }
   | { type: 'accepted'; requestId: Uint8Array }
   | { type: 'rejected'; requestId: Uint8Array | null; code: RejectCode; message: string }
-  | { type: 'timer'; at: number };
+  | { type: 'timer'; at: number }
+  /** Proof that a node misbehaved: store it (the ledger's evidence table) and count it against the node. */
+  | { type: 'evidence'; node: number; proof: Evidence };
 
 export type RejectCode =
   | 'REQUEST_WRONG_GROUP'
@@ -250,7 +254,9 @@ export class Replica {
   /** Highest timestamp among executed batches: every new proposal must be later. */
   lastExecutedTimestamp = 0;
   readonly misbehaviour = new Map<number, Map<Misbehaviour, number>>();
-  readonly evidence: { node: number; kind: Misbehaviour; detail: string }[] = [];
+  /** Verifiable proofs of misbehaviour, one per offence (also emitted as 'evidence' actions). */
+  readonly evidence: { node: number; kind: Misbehaviour; detail: string; proof: Evidence }[] = [];
+  private readonly evidenceKeys = new Set<string>();
 
   private readonly genesis: Genesis;
   private readonly key: KeyPair;
@@ -554,14 +560,16 @@ export class Replica {
         const prevEntry = prevResults?.signed.batch.entries[prev.index];
         if (
           prevResults &&
+          prevEntry &&
           equalBytes(prevResults.signed.batch.modelDigest, signed.batch.modelDigest) &&
-          prevEntry
+          !equalBytes(encode(ResultCodec, prevEntry.result), encode(ResultCodec, e.result))
         ) {
-          this.recordEvidence(
-            node,
-            'double-vote',
-            `request ${idHex.slice(0, 16)}: results ${prev.digestHex.slice(0, 16)} and ${dHex.slice(0, 16)}`,
-          );
+          this.recordEvidence(node, 'double-vote', `double vote on ${idHex}`, {
+            kind: 'doubleVote',
+            requestId: e.requestId,
+            a: prevResults.signed,
+            b: signed,
+          });
         }
         if (
           prevResults &&
@@ -758,6 +766,16 @@ export class Replica {
           primary,
           'conflicting-proposal',
           `two pre-prepares for view ${pp.view} seq ${pp.seq}`,
+          {
+            kind: 'equivocation',
+            node: primary,
+            view: pp.view,
+            seq: pp.seq,
+            digestA: slot.pp.digest,
+            signatureA: slot.pp.signature,
+            digestB: pp.digest,
+            signatureB: pp.signature,
+          },
         );
       return;
     }
@@ -888,6 +906,7 @@ export class Replica {
 
   private retryParked(): void {
     for (const s of this.slots.values()) {
+      if (s.parked && s.seq <= this.lastExecuted) s.parked = null; // executed meanwhile (state transfer)
       if (s.parked && !this.inRetry) {
         this.inRetry = true;
         try {
@@ -906,9 +925,8 @@ export class Replica {
     if (m.view !== this.view || this.viewChanging || !this.inWindow(m.seq)) return;
     if (kind === 'prepare' && m.from === this.primaryOf(m.view))
       return this.blame(m.from, 'bad-sender', 'prepare from primary');
-    const slot = this.slot(m.seq);
-    const set = kind === 'prepare' ? slot.prepares : slot.commits;
-    if (set.has(m.from)) return;
+    const existing = this.slots.get(m.seq);
+    if ((kind === 'prepare' ? existing?.prepares : existing?.commits)?.has(m.from)) return;
     if (
       !this.verifyPhase(
         kind === 'prepare' ? TAGS.prepare : TAGS.commit,
@@ -920,6 +938,8 @@ export class Replica {
       )
     )
       return this.blame(m.from, 'bad-signature', kind);
+    const slot = this.slot(m.seq);
+    const set = kind === 'prepare' ? slot.prepares : slot.commits;
     set.set(m.from, hex(m.digest));
     if (kind === 'prepare') slot.prepareSigs.set(m.from, m.signature);
     else slot.commitSigs.set(m.from, m.signature);
@@ -1597,32 +1617,32 @@ export class Replica {
     this.enterView(v, derived, proposals);
   }
 
-  private onNewView(m: Extract<NodeMessage, { kind: 'newView' }>, adoptOnly = false): void {
+  private onNewView(m: Extract<NodeMessage, { kind: 'newView' }>, adoptOnly = false, relayer = m.from): void {
     if (m.from !== this.primaryOf(m.newView))
-      return this.blame(m.from, 'bad-new-view', 'not the primary of that view');
+      return this.blame(relayer, 'bad-new-view', 'not the primary of that view');
     if (m.newView < this.view || (m.newView === this.view && !this.viewChanging)) return;
     const senders = new Set<number>();
     const ctx = this.viewContext();
     for (const vc of m.viewChanges) {
       if (vc.body.newView !== m.newView || senders.has(vc.body.from))
-        return this.blame(m.from, 'bad-new-view', 'view changes for another view or repeated');
+        return this.blame(relayer, 'bad-new-view', 'view changes for another view or repeated');
       const problem = viewChangeProblem(vc, ctx);
-      if (problem) return this.blame(m.from, 'bad-new-view', `carries an invalid view change: ${problem}`);
+      if (problem) return this.blame(relayer, 'bad-new-view', `carries an invalid view change: ${problem}`);
       senders.add(vc.body.from);
     }
-    if (senders.size < this.q) return this.blame(m.from, 'bad-new-view', 'fewer than q view changes');
+    if (senders.size < this.q) return this.blame(relayer, 'bad-new-view', 'fewer than q view changes');
     const derived = deriveNewView(m.viewChanges);
     if (derived.proposals.length !== m.proposals.length)
-      return this.blame(m.from, 'bad-new-view', 're-proposals differ from the view changes');
+      return this.blame(relayer, 'bad-new-view', 're-proposals differ from the view changes');
     const primaryKey = this.genesis.nodes[m.from].publicKey;
     for (let i = 0; i < derived.proposals.length; i++) {
       const d = derived.proposals[i];
       const p = m.proposals[i];
       if (p.seq !== d.seq || !equalBytes(p.digest, d.digest))
-        return this.blame(m.from, 'bad-new-view', 're-proposals differ from the view changes');
+        return this.blame(relayer, 'bad-new-view', 're-proposals differ from the view changes');
       const body = encode(PhaseBody, { from: m.from, view: m.newView, seq: p.seq, digest: p.digest });
       if (!verifyTagged(TAGS.prePrepare, this.groupId, body, p.signature, primaryKey))
-        return this.blame(m.from, 'bad-new-view', 'bad re-proposal signature');
+        return this.blame(relayer, 'bad-new-view', 'bad re-proposal signature');
     }
     this.lastNewView = m;
     this.enterView(m.newView, derived, m.proposals, adoptOnly);
@@ -1877,8 +1897,8 @@ export class Replica {
         this.onStateResponse(from, msg);
         break;
       case 'newView':
-        if (msg.from !== from) return this.blame(from, 'bad-sender', 'new-view names another sender');
-        this.onNewView(msg);
+        // Self-authenticating (signed view changes and re-proposals): a relayed copy is as good.
+        this.onNewView(msg, false, from);
         break;
       case 'fetched':
         this.onFetched(from, msg);
@@ -1895,8 +1915,12 @@ export class Replica {
     m.set(kind, (m.get(kind) ?? 0) + 1);
   }
 
-  private recordEvidence(node: number, kind: Misbehaviour, detail: string): void {
-    this.evidence.push({ node, kind, detail });
+  private recordEvidence(node: number, kind: Misbehaviour, detail: string, proof: Evidence): void {
+    const key = `${node}:${detail}`;
+    if (this.evidenceKeys.has(key)) return;
+    this.evidenceKeys.add(key);
+    this.evidence.push({ node, kind, detail, proof });
+    this.out.push({ type: 'evidence', node, proof });
     this.blame(node, kind, detail);
   }
 

@@ -279,6 +279,25 @@ export const StateBatch = struct({
 });
 export type StateBatch = Infer<typeof StateBatch>;
 
+/**
+ * Proof that one node signed two conflicting statements; anyone can check it against the genesis
+ * (src/consensus/evidence.ts). `doubleVote`: two RESULTS batches, same node and model, different results
+ * for one request. `equivocation`: two PRE-PREPARE signatures of one primary for one (view, seq).
+ */
+export const Evidence = union({
+  doubleVote: struct({ requestId: Hash32, a: SignedResults, b: SignedResults }),
+  equivocation: struct({
+    node: uint,
+    view: uint,
+    seq: uint,
+    digestA: Hash32,
+    signatureA: Signature,
+    digestB: Hash32,
+    signatureB: Signature,
+  }),
+});
+export type Evidence = Infer<typeof Evidence>;
+
 /** Everything one node sends another. Each variant says how it is authenticated. */
 export const NodeMessage = union({
   /** Client requests, each self-authenticating. */

@@ -129,7 +129,8 @@ export function runSchedule(s: Schedule, opts: RunOptions = {}): ScheduleOutcome
     nodes: s.nodes,
     requests: s.requests,
     seed: s.seed,
-    rate: 1,
+    // Requests keep arriving through the faulty period and a little after the heal.
+    rate: s.requests / (s.healAt + 200),
     byzantine: new Map(s.byzantine),
     link: s.link,
     keepAllCertificates: false,

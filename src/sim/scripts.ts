@@ -1,2 +1,4 @@
+import './attacks.ts';
+
 /** All Byzantine scripts, registered on import (byzantine.ts holds the basic ones and the registry). */
 export { makeScript, scriptNames } from './byzantine.ts';

@@ -16,6 +16,8 @@ import {
   type Batch,
   type Certificate,
   decodeMessage,
+  Evidence,
+  encode,
   encodeMessage,
   type Genesis,
   hex,
@@ -34,9 +36,10 @@ import {
   sha256,
   signRequest,
 } from '../protocol/index.ts';
-import { type ByzantineScript, makeScript, type Outgoing, type ScriptContext } from './byzantine.ts';
+import type { ByzantineScript, Outgoing, ScriptContext } from './byzantine.ts';
 import { EventQueue } from './heap.ts';
 import { Rng } from './rng.ts';
+import { makeScript } from './scripts.ts';
 import { standInResult } from './standin.ts';
 
 /** A Byzantine script's name (see byzantine.ts and scripts.ts). */
@@ -308,6 +311,9 @@ export class Simulation {
           break;
         case 'serveState':
           this.serveState(node, a);
+          break;
+        case 'evidence':
+          node.db?.saveEvidence(a.node, a.proof.kind, encode(Evidence, a.proof));
           break;
         case 'accepted':
         case 'rejected':

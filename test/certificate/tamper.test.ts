@@ -1202,9 +1202,10 @@ describe('checks that hold even against a quorum that signs anything', () => {
           }
           const certs = certify(s.run, outcomes, s.cert.receipt);
           expect(reasonOf(verifyEveryForm({ cert: certs[i] }, s.run.genesis))).toBe(expected);
-          // The untouched neighbours in the same re-signed batch are fine.
+          // The untouched neighbours in the same re-signed batch are fine (one receipt: check its signatures once).
+          const cache = new SignatureCache();
           for (const [j, c] of certs.entries())
-            if (j !== i) expect(reasonOf(verifyCertificate(c, s.run.genesis))).toBe('ok');
+            if (j !== i) expect(reasonOf(verifyCertificate(c, s.run.genesis, { cache }))).toBe('ok');
         },
       ),
       { numRuns: RUNS },

@@ -74,7 +74,12 @@ describe('Byzantine nodes', () => {
   }
 
   it('a node that withholds its results does not stop progress', () => {
-    const r = run({ nodes: 4, requests: 300, seed: 20, byzantine: new Map([[1, 'withhold-results' as Behaviour]]) });
+    const r = run({
+      nodes: 4,
+      requests: 300,
+      seed: 20,
+      byzantine: new Map([[1, 'withhold-results' as Behaviour]]),
+    });
     expectHealthy(r, 300);
     for (const c of r.certificates.values()) expect(c.outcome.votes.map((v) => v.node)).toEqual([0, 2, 3]);
   });
@@ -102,7 +107,12 @@ describe('Byzantine nodes', () => {
 describe('unreliable network', () => {
   it('loss, duplication and reordering: everything is still certified, safely', () => {
     for (const seed of [31, 32, 33]) {
-      const r = run({ nodes: 4, requests: 500, seed, link: { delayMs: 1, jitterMs: 4, loss: 0.05, duplicate: 0.05 } });
+      const r = run({
+        nodes: 4,
+        requests: 500,
+        seed,
+        link: { delayMs: 1, jitterMs: 4, loss: 0.05, duplicate: 0.05 },
+      });
       expectHealthy(r, 500);
     }
   });
