@@ -1469,18 +1469,23 @@ export class Replica {
       else this.vcDeadline = this.now + this.currentTimeout();
       return;
     }
-    if (this.isPrimary || !this.hearsQuorum() || this.isBehind()) {
+    if (this.isBehind()) {
       this.viewEnteredAt = this.now;
-      if (this.isBehind()) this.startCatchUp();
+      this.startCatchUp();
       return;
     }
-    // Before suspecting the primary, ask the others what they executed: a node that missed batches (cut
-    // off, then healed while the group went idle) has no other way to know, and would change view alone.
+    // First ask the others what they executed: a node that missed batches (cut off, then healed while
+    // the group went idle, or moved to another view) has no other way to know, and would otherwise
+    // change view alone, or (as primary) wait forever.
     if (this.preViewChangeCheck < this.viewEnteredAt) {
       this.preViewChangeCheck = this.now;
       this.catchUpAt = Number.NEGATIVE_INFINITY;
       this.startCatchUp();
       this.viewEnteredAt = this.now - this.currentTimeout() + 3 * this.cfg.retransmitMs;
+      return;
+    }
+    if (this.isPrimary || !this.hearsQuorum()) {
+      this.viewEnteredAt = this.now;
       return;
     }
     this.startViewChange(this.view + 1);
@@ -1597,12 +1602,12 @@ export class Replica {
     if (!vcs) return;
     this.newViewSent.add(v);
     const derived = deriveNewView(vcs);
+    // A fresh view: nothing was signed in it before, but record it so a restart cannot sign otherwise.
+    for (const p of derived.proposals) this.mayPhaseSign('prePrepare', v, p.seq, p.digest);
     const proposals = derived.proposals.map((p) => ({
       seq: p.seq,
       digest: p.digest,
-      signature:
-        (this.mayPhaseSign('prePrepare', v, p.seq, p.digest),
-        this.signPhase(TAGS.prePrepare, v, p.seq, p.digest)),
+      signature: this.signPhase(TAGS.prePrepare, v, p.seq, p.digest),
     }));
     const msg: Extract<NodeMessage, { kind: 'newView' }> = {
       kind: 'newView',

@@ -187,6 +187,8 @@ export class Simulation {
   now = EPOCH_MS;
   messages = 0;
   bytes = 0;
+  /** Fail point for tests: return true to crash the node right after it persists this record. */
+  crashAfterPersist: ((node: SimNode, record: PersistRecord) => boolean) | null = null;
   /** Per-link overrides ("from->to"), changeable during a run (partitions, slow links). */
   readonly links = new Map<string, Partial<LinkConfig>>();
   /** Called as things happen, so invariants can be checked after every step (see faults.ts). */
@@ -308,6 +310,11 @@ export class Simulation {
         case 'persist':
           if (node.db) node.db.persist(a.record);
           else node.log.push(a.record);
+          // Fail point: the node dies right after this write, before sending what it just persisted.
+          if (this.crashAfterPersist?.(node, a.record)) {
+            this.crash(node.id);
+            return;
+          }
           break;
         case 'serveState':
           this.serveState(node, a);
