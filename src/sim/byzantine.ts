@@ -34,6 +34,8 @@ export interface ByzantineScript {
   result?(ctx: ScriptContext, input: Uint8Array, honest: Result): Result;
   /** The model digest the node claims in its results (default: its genesis digest). */
   modelDigest?(ctx: ScriptContext): Uint8Array;
+  /** Take a message before the node's replica sees it: return what to send instead, or null to pass it on. */
+  inbound?(ctx: ScriptContext, from: number, msg: NodeMessage): Outgoing[] | null;
   /** Hear nothing at all. */
   deaf?: boolean;
   /** Extra messages to send on every tick of the node (e.g. garbage). */

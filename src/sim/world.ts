@@ -290,6 +290,11 @@ export class Simulation {
       node.replica.blame(from, 'bad-sender', 'undecodable message');
       return;
     }
+    const taken = node.script?.inbound?.(node.ctx!, from, msg);
+    if (taken) {
+      this.sendOut(node, taken);
+      return;
+    }
     this.stepNode(node, { type: 'message', from, msg });
   }
 

@@ -119,4 +119,24 @@ describe('rules PROTOCOL.md calls out', () => {
       expect(r.nodes[id].replica.stable % 4).toBe(0);
     }
   });
+
+  for (const [n, id] of [
+    [4, 0],
+    [4, 2],
+    [7, 0],
+    [7, 4],
+  ] as const) {
+    it(`twins: two honest copies of node ${id} (same key) on two halves of an n=${n} network`, () => {
+      const s = new Simulation({
+        nodes: n,
+        requests: 300,
+        seed: 30 + n + id,
+        rate: 0.5,
+        maxTimeMs: 60_000,
+        byzantine: new Map([[id, 'twins']]),
+      });
+      const r = s.run();
+      expectHealthy(r);
+    });
+  }
 });
