@@ -1445,8 +1445,10 @@ export class Replica {
    * retransmission round. Then we catch up rather than blame the primary.
    */
   private isBehind(): boolean {
+    // While changing view nothing executes here by the normal case: any executed batch we lack counts.
+    const lag = this.viewChanging ? 1 : 2;
     return (
-      this.groupExecuted() >= this.lastExecuted + 2 && this.lastExecuted === this.executedAtLastRetransmit
+      this.groupExecuted() >= this.lastExecuted + lag && this.lastExecuted === this.executedAtLastRetransmit
     );
   }
 
@@ -1500,9 +1502,22 @@ export class Replica {
   /** When the view-change timer fires: a request waiting too long, or a view change that did not finish. */
   private viewTimerDeadline(): number {
     if (this.viewChanging) return this.vcDeadline;
-    const oldest = this.pool.values().next();
-    if (oldest.done) return Number.POSITIVE_INFINITY;
-    return Math.max(oldest.value.acceptedAt, this.viewEnteredAt) + this.currentTimeout();
+    if (this.trackedRequest === null) return Number.POSITIVE_INFINITY;
+    return Math.max(this.timerStart, this.viewEnteredAt) + this.currentTimeout();
+  }
+
+  /**
+   * The request timer (Castro–Liskov): it runs for one waiting request, the oldest; when that one
+   * executes it restarts for the next. A backlog that drains keeps restarting it; a request the primary
+   * censors becomes the oldest and its timer fires.
+   */
+  private trackedRequest: string | null = null;
+  private timerStart = 0;
+  private refreshRequestTimer(): void {
+    if (this.trackedRequest !== null && this.pool.has(this.trackedRequest)) return;
+    const oldest = this.pool.keys().next();
+    this.trackedRequest = oldest.done ? null : oldest.value;
+    this.timerStart = this.now;
   }
 
   private recordPrepared(slot: Slot, dHex: string): void {
@@ -1931,6 +1946,7 @@ export class Replica {
 
   private flush(): void {
     if (this.awaitingExecution === 0) this.maybePropose();
+    this.refreshRequestTimer();
     if (this.inferQueue.length > 0) {
       this.out.push({ type: 'infer', requests: this.inferQueue.splice(0) });
     }
