@@ -4,6 +4,7 @@
  */
 import { decide, validatePolicy } from '../agreement/index.ts';
 import {
+  CERTIFICATE_VERSION,
   type Certificate,
   Certificate as CertificateCodec,
   CodecError,
@@ -31,7 +32,7 @@ import {
   verifyTagged,
 } from '../protocol/index.ts';
 
-export const CERTIFICATE_VERSION = 1;
+export { CERTIFICATE_VERSION };
 
 export interface ReceiptSig {
   node: number;

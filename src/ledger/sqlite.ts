@@ -29,11 +29,11 @@
  *   executions may be lost (see above); the signed log never is.
  */
 import Database from 'better-sqlite3';
-import { CERTIFICATE_VERSION } from '../certificate/index.ts';
 import {
   Batch,
   batchDigestOf,
   buildTree,
+  CERTIFICATE_VERSION,
   type Certificate,
   CodecError,
   DropbearError,
@@ -166,7 +166,10 @@ function isUint(v: unknown): v is number {
 type Row = Record<string, unknown>;
 
 /** Opens a database file; refuses one that SQLite cannot read as a database. */
-export function openDatabase(path: string, opts: { readonly?: boolean; fileMustExist?: boolean } = {}) {
+export function openDatabase(
+  path: string,
+  opts: { readonly?: boolean; fileMustExist?: boolean } = {},
+): Database.Database {
   try {
     const db = new Database(path, {
       readonly: opts.readonly ?? false,

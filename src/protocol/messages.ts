@@ -204,6 +204,9 @@ export const Outcome = struct({
 });
 export type Outcome = Infer<typeof Outcome>;
 
+/** The certificate format version this build writes and reads. */
+export const CERTIFICATE_VERSION = 1;
+
 export const ReceiptSignature = struct({ node: uint, signature: Signature });
 export const Certificate = struct({
   version: uint,

@@ -298,8 +298,21 @@ export class Simulation {
     this.stepNode(node, { type: 'message', from, msg });
   }
 
+  /** View changes as they happened: when each node started one and when it entered the new view. */
+  readonly viewLog: { node: number; view: number; started: number; entered: number | null }[] = [];
+
   stepNode(node: SimNode, event: Parameters<Replica['step']>[0]): void {
+    const before = node.replica.viewChanging;
+    const viewBefore = node.replica.view;
     const actions = node.replica.step(event, this.now);
+    const r = node.replica;
+    if (r.viewChanging && (!before || r.view !== viewBefore))
+      this.viewLog.push({ node: node.id, view: r.view, started: this.now, entered: null });
+    if ((!r.viewChanging && r.view !== viewBefore) || (before && !r.viewChanging)) {
+      const open = this.viewLog.find((e) => e.node === node.id && e.view === r.view && e.entered === null);
+      if (open) open.entered = this.now;
+      else this.viewLog.push({ node: node.id, view: r.view, started: this.now, entered: this.now });
+    }
     this.apply(node, actions);
   }
 
