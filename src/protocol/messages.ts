@@ -261,6 +261,14 @@ export type SignedViewChange = Infer<typeof SignedViewChange>;
 export const Reproposal = struct({ seq: uint, digest: Hash32, signature: Signature });
 export type Reproposal = Infer<typeof Reproposal>;
 
+/** NEW-VIEW: q VIEW-CHANGEs and the PRE-PREPAREs the new primary derived from them. */
+export const NewView = struct({
+  from: uint,
+  newView: uint,
+  viewChanges: array(SignedViewChange, LIMITS.nodes),
+  proposals: array(Reproposal, 4096),
+});
+
 /** The null batch that fills a gap in a NEW-VIEW: executes as an empty batch. */
 export const NULL_BATCH: Batch = { timestamp: 0, entries: [], txs: [] };
 
@@ -318,12 +326,7 @@ export const NodeMessage = union({
    * NEW-VIEW from the new primary: q VIEW-CHANGEs and the PRE-PREPAREs it derived from them. Backups
    * recompute the re-proposals from the VIEW-CHANGEs and reject a NEW-VIEW whose list differs.
    */
-  newView: struct({
-    from: uint,
-    newView: uint,
-    viewChanges: array(SignedViewChange, LIMITS.nodes),
-    proposals: array(Reproposal, 4096),
-  }),
+  newView: NewView,
   /** State transfer: "send me the executed batches from `fromSeq` on". */
   stateRequest: struct({ from: uint, fromSeq: uint }),
   stateResponse: struct({
@@ -331,14 +334,7 @@ export const NodeMessage = union({
     batches: array(StateBatch, 1024),
     /** The sender's current view, proven by the NEW-VIEW that started it (none in view 0). */
     view: uint,
-    newView: option(
-      struct({
-        from: uint,
-        newView: uint,
-        viewChanges: array(SignedViewChange, LIMITS.nodes),
-        proposals: array(Reproposal, 4096),
-      }),
-    ),
+    newView: option(NewView),
   }),
   /** Ask a peer for things by id; answers are self-authenticating. */
   fetch: struct({
