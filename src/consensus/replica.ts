@@ -835,21 +835,34 @@ export class Replica {
       slot.parkedFromNewView = fromNewView;
       if (slot.fetchedAt + this.cfg.retransmitMs <= this.now) {
         slot.fetchedAt = this.now;
-        this.out.push({
-          type: 'send',
-          to: primary,
-          msg: {
-            kind: 'fetch',
-            from: this.id,
-            requests: missingRequests,
-            results: [...missingResults.values()],
-            seqs: [],
-          },
-        });
+        const msg: NodeMessage = {
+          kind: 'fetch',
+          from: this.id,
+          requests: missingRequests,
+          results: [...missingResults.values()],
+          seqs: [],
+        };
+        // A new primary re-proposing someone else's prepared batch asks everyone for what it lacks.
+        this.out.push(primary === this.id ? { type: 'broadcast', msg } : { type: 'send', to: primary, msg });
       }
       return;
     }
     slot.parked = null;
+    if (primary === this.id) {
+      // Our own (re-)proposal, now backed by everything it references.
+      for (const e of b.entries) {
+        const p = this.pool.get(hex(e.requestId));
+        if (p) p.state = 'proposed';
+      }
+      Object.assign(slot, { view: pp.view, digest: pp.digest, batch: b, pp, lastSent: this.now });
+      this.holdRefs(slot);
+      this.out.push({
+        type: 'persist',
+        record: { kind: 'prePrepare', view: pp.view, seq: pp.seq, digest: pp.digest },
+      });
+      this.checkPrepared(slot);
+      return;
+    }
     if (!this.mayPhaseSign('prepare', pp.view, pp.seq, pp.digest)) return;
     for (const e of b.entries) {
       const p = this.pool.get(hex(e.requestId));
@@ -1711,22 +1724,8 @@ export class Replica {
         if (adoptOnly) return;
       }
       const slot = this.slot(d.seq);
-      if (this.isPrimary) {
-        Object.assign(slot, { view, digest: d.digest, batch: d.batch, pp, lastSent: this.now });
-        this.holdRefs(slot);
-        for (const e of d.batch.entries) {
-          const p = this.pool.get(hex(e.requestId));
-          if (p) p.state = 'proposed';
-        }
-        this.out.push({
-          type: 'persist',
-          record: { kind: 'prePrepare', view, seq: d.seq, digest: d.digest },
-        });
-        this.checkPrepared(slot);
-      } else {
-        slot.view = view;
-        this.tryAccept(slot, pp, true);
-      }
+      slot.view = view;
+      this.tryAccept(slot, pp, true);
       if (d.batch.timestamp > this.lastBatchTimestamp) this.lastBatchTimestamp = d.batch.timestamp;
     });
     this.lastProposed = Math.max(maxSeq, this.lastExecuted, derived.minSeq);
