@@ -131,6 +131,8 @@ export type Action =
       /** The signed requests and RESULTS the batch references: keep them to serve state transfer. */
       requests: SignedRequest[];
       results: SignedResults[];
+      /** q COMMIT signatures that committed it (null for a batch received by state transfer on receipts). */
+      commitProof: { view: number; sigs: NodeSignature[] } | null;
     }
   | {
       /** A peer asked for executed batches from `fromSeq` on: answer with a stateResponse message. */
@@ -1020,6 +1022,11 @@ export class Replica {
         });
         entries.push({ requestId: e.requestId, request: p.sr.request, votes });
       }
+      const dHex = hex(slot.digest);
+      const sigs = [...slot.commits]
+        .filter(([node, d]) => d === dHex && slot.commitSigs.has(node))
+        .map(([node]) => ({ node, signature: slot.commitSigs.get(node)! }))
+        .sort((a, b) => a.node - b.node);
       this.emitExecute(
         slot.seq,
         slot.view,
@@ -1029,6 +1036,10 @@ export class Replica {
         requests,
         [...results.values()],
         null,
+        {
+          view: slot.view,
+          sigs,
+        },
       );
       return;
     }
@@ -1051,6 +1062,7 @@ export class Replica {
     requests: SignedRequest[],
     results: SignedResults[],
     transfer: StateBatch | null,
+    commitProof: { view: number; sigs: NodeSignature[] } | null = null,
   ): void {
     this.lastExecuted = seq;
     this.executing = { seq, view, digest, batch, transfer };
@@ -1064,6 +1076,11 @@ export class Replica {
       checkpoint: seq % this.cfg.checkpointInterval === 0,
       requests,
       results,
+      commitProof:
+        commitProof ??
+        (transfer && transfer.commitSigs.length > 0
+          ? { view: transfer.view, sigs: transfer.commitSigs }
+          : null),
     });
     // The caller answers with an `executed` event before anything else reaches this replica.
     this.awaitingExecution = seq;

@@ -129,6 +129,8 @@ export interface HistoryEntry {
   results: SignedResults[];
   receipt: Receipt | null;
   sigs: NodeSignature[] | null;
+  /** The q COMMITs that committed the batch: proof for state transfer until the receipt is certified. */
+  commitProof: { view: number; sigs: NodeSignature[] } | null;
 }
 
 export class SimNode {
@@ -360,6 +362,7 @@ export class Simulation {
             results: a.results,
             receipt: exec.receipt,
             sigs: null,
+            commitProof: a.commitProof,
           });
           node.pendingExec.set(a.seq, exec);
           this.stepNode(node, {
@@ -411,7 +414,7 @@ export class Simulation {
       const h = node.history.get(s);
       if (!h?.receipt) break;
       // Certified: q receipt signatures; else the replica's q COMMITs for it, if it still holds them.
-      const commits = h.sigs ? null : a.commitProofs.get(s);
+      const commits = h.sigs ? null : (h.commitProof ?? a.commitProofs.get(s));
       if (!h.sigs && !commits) break;
       batches.push({
         seq: s,
