@@ -247,6 +247,13 @@ if (!quick) {
     const md = readFileSync(doc, 'utf8');
     if (md.includes('<!-- ledger-bench:begin -->'))
       writeFileSync(doc, md.replace(/<!-- ledger-bench:begin -->[\s\S]*<!-- ledger-bench:end -->/, section));
+    // BENCHMARKS.md carries the same table between its own markers.
+    const bench = readFileSync('BENCHMARKS.md', 'utf8');
+    const mine = section
+      .replace('ledger-bench:begin', 'ledger:begin')
+      .replace('ledger-bench:end', 'ledger:end');
+    if (bench.includes('<!-- ledger:begin -->'))
+      writeFileSync('BENCHMARKS.md', bench.replace(/<!-- ledger:begin -->[\s\S]*<!-- ledger:end -->/, mine));
   } catch {
     // no doc to update
   }

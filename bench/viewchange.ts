@@ -36,7 +36,8 @@ for (const n of [4, 7, 10]) {
     s.at(6000, () => s.restart(0, false));
     let firstAfter = Number.NaN;
     s.observer.executed = (node, seq) => {
-      if (Number.isNaN(firstAfter) && s.now - 1_767_225_600_000 > crashAt && node.replica.view > 0) firstAfter = s.now;
+      if (Number.isNaN(firstAfter) && s.now - 1_767_225_600_000 > crashAt && node.replica.view > 0)
+        firstAfter = s.now;
     };
     const r = s.run();
     if (!r.done) throw new Error(`n=${n} delay=${oneWayMs}: did not finish`);
@@ -66,7 +67,10 @@ const table = [
 ].join('\n');
 console.log(table);
 mkdirSync('bench/results', { recursive: true });
-writeFileSync('bench/results/viewchange.json', `${JSON.stringify({ part: 'viewchange', command: 'npm run bench:viewchange', rows }, null, 2)}\n`);
+writeFileSync(
+  'bench/results/viewchange.json',
+  `${JSON.stringify({ part: 'viewchange', command: 'npm run bench:viewchange', rows }, null, 2)}\n`,
+);
 const section = `<!-- viewchange:begin -->\nCommand: \`npm run bench:viewchange\` (virtual time: deterministic, one run per row; no jitter).\n\n${table}\n<!-- viewchange:end -->`;
 let md = readFileSync('BENCHMARKS.md', 'utf8');
 md = md.includes('<!-- viewchange:begin -->')
