@@ -30,6 +30,7 @@
  */
 import Database from 'better-sqlite3';
 import {
+  array,
   Batch,
   batchDigestOf,
   buildTree,
@@ -45,8 +46,12 @@ import {
   hex,
   leafHash,
   type MerkleTree,
+  NodeSignature,
   Outcome,
   Receipt,
+  SignedRequest,
+  SignedResults,
+  type StateBatch,
   TAGS,
   verifyTagged,
 } from '../protocol/index.ts';
@@ -87,6 +92,17 @@ export interface StoredBatch {
   batch: Batch;
   entries: ResolvedEntry[];
 }
+
+/** What a batch references, kept so the node can serve it to a peer catching up. */
+export interface BatchSources {
+  requests: SignedRequest[];
+  results: SignedResults[];
+  commitProof: { view: number; sigs: ReceiptSig[] } | null;
+}
+
+const SourceRequests = array(SignedRequest, 1 << 20);
+const SourceResults = array(SignedResults, 1 << 20);
+const CommitSigs = array(NodeSignature, 256);
 
 export interface StoredCheckpoint {
   seq: number;
@@ -147,6 +163,13 @@ CREATE TABLE consensus_log (
   view INTEGER,
   seq INTEGER,
   digest BLOB
+);
+CREATE TABLE batch_sources (
+  seq INTEGER PRIMARY KEY,
+  requests BLOB NOT NULL,
+  results BLOB NOT NULL,
+  commit_view INTEGER,
+  commit_sigs BLOB
 );
 CREATE TABLE evidence (
   id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -240,6 +263,10 @@ export class SqliteLedger {
       insLog: p('INSERT INTO consensus_log (kind, view, seq, digest) VALUES (?, ?, ?, ?)'),
       insCheckpoint: p('INSERT OR REPLACE INTO checkpoints (seq, state_digest, proof) VALUES (?, ?, ?)'),
       insEvidence: p('INSERT INTO evidence (node, kind, proof) VALUES (?, ?, ?)'),
+      insSources: p(
+        'INSERT INTO batch_sources (seq, requests, results, commit_view, commit_sigs) VALUES (?, ?, ?, ?, ?)',
+      ),
+      getSources: p('SELECT requests, results, commit_view, commit_sigs FROM batch_sources WHERE seq = ?'),
       getReceipt: p('SELECT receipt, hash FROM receipts WHERE seq = ?'),
       getSigs: p('SELECT node, signature FROM receipt_sigs WHERE seq = ? ORDER BY node'),
       countSigs: p('SELECT count(*) AS n FROM receipt_sigs WHERE seq = ?'),
@@ -392,7 +419,14 @@ export class SqliteLedger {
    * seq = lastSeq + 1, `LEDGER_BAD_DIGEST` if `digest` is not the batch's digest and
    * `LEDGER_ENTRIES_MISMATCH` if `entries` do not resolve the batch's entries one for one.
    */
-  execute(seq: number, view: number, digest: Uint8Array, batch: Batch, entries: ResolvedEntry[]): Execution {
+  execute(
+    seq: number,
+    view: number,
+    digest: Uint8Array,
+    batch: Batch,
+    entries: ResolvedEntry[],
+    sources?: BatchSources,
+  ): Execution {
     this.open_();
     if (seq !== this.current.seq + 1)
       throw new DropbearError('LEDGER_OUT_OF_ORDER', `expected batch ${this.current.seq + 1}, got ${seq}`, {
@@ -412,6 +446,14 @@ export class SqliteLedger {
         touched = true;
         const ex = this.current.execute(seq, digest, batch, entries);
         this.st.insBatch.run(seq, view, digest, batchBytes, entryBytes);
+        if (sources)
+          this.st.insSources.run(
+            seq,
+            encode(SourceRequests, sources.requests),
+            encode(SourceResults, sources.results),
+            sources.commitProof?.view ?? null,
+            sources.commitProof ? encode(CommitSigs, sources.commitProof.sigs) : null,
+          );
         this.st.insReceipt.run(seq, encode(Receipt, ex.receipt), ex.receiptHash, ex.receipt.prevReceipt);
         ex.outcomes.forEach((o, i) => {
           this.st.insOutcome.run(o.requestId, seq, i, encode(Outcome, o));
@@ -482,6 +524,33 @@ export class SqliteLedger {
   }
 
   /** The stored batch `seq` with its view, digest and resolved entries (for state transfer). */
+  /**
+   * Executed batch `seq` as state transfer ships it: the batch, the signed requests and RESULTS it
+   * references, its receipt, and its proof (q receipt signatures, or the q COMMITs that committed it).
+   * `null` when the batch is unknown here, its sources were not stored, or it has no proof yet.
+   */
+  stateBatch(seq: number): StateBatch | null {
+    this.open_();
+    const b = this.batch(seq);
+    const src = this.st.getSources.get(seq) as Row | undefined;
+    const r = this.receipt(seq);
+    if (!b || !src || !r) return null;
+    const receiptSigs = this.receiptSignatures(seq);
+    const certified = receiptSigs.length >= this.q;
+    const commitSigs = src.commit_sigs ? decode(CommitSigs, u8(src.commit_sigs as Buffer)) : [];
+    if (!certified && commitSigs.length < this.q) return null;
+    return {
+      seq,
+      view: certified ? b.view : (src.commit_view as number),
+      batch: b.batch,
+      requests: decode(SourceRequests, u8(src.requests as Buffer)),
+      results: decode(SourceResults, u8(src.results as Buffer)),
+      receipt: r.receipt,
+      receiptSigs: certified ? receiptSigs : [],
+      commitSigs: certified ? [] : commitSigs,
+    };
+  }
+
   batch(seq: number): StoredBatch | null {
     this.open_();
     const row = this.st.getBatch.get(seq) as Row | undefined;

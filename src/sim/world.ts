@@ -351,19 +351,25 @@ export class Simulation {
           break;
         case 'execute': {
           const exec = node.db
-            ? node.db.execute(a.seq, a.view, a.digest, a.batch, a.entries)
+            ? node.db.execute(a.seq, a.view, a.digest, a.batch, a.entries, {
+                requests: a.requests,
+                results: a.results,
+                commitProof: a.commitProof,
+              })
             : node.ledger.execute(a.seq, a.digest, a.batch, a.entries);
           node.executed[a.seq - 1] = a.digest;
           this.observer.executed?.(node, a.seq, a.digest);
-          node.history.set(a.seq, {
-            view: a.view,
-            batch: a.batch,
-            requests: a.requests,
-            results: a.results,
-            receipt: exec.receipt,
-            sigs: null,
-            commitProof: a.commitProof,
-          });
+          // With a SQLite ledger the file is the node's only memory; without one, this map stands in.
+          if (!node.db)
+            node.history.set(a.seq, {
+              view: a.view,
+              batch: a.batch,
+              requests: a.requests,
+              results: a.results,
+              receipt: exec.receipt,
+              sigs: null,
+              commitProof: a.commitProof,
+            });
           node.pendingExec.set(a.seq, exec);
           this.stepNode(node, {
             type: 'executed',
@@ -410,7 +416,12 @@ export class Simulation {
 
   private serveState(node: SimNode, a: Extract<Action, { type: 'serveState' }>): void {
     const batches: StateBatch[] = [];
-    for (let s = a.fromSeq; batches.length < 64; s++) {
+    for (let s = a.fromSeq; node.db && batches.length < 64; s++) {
+      const sb = node.db.stateBatch(s);
+      if (!sb) break;
+      batches.push(sb);
+    }
+    for (let s = a.fromSeq; !node.db && batches.length < 64; s++) {
       const h = node.history.get(s);
       if (!h?.receipt) break;
       // Certified: q receipt signatures; else the replica's q COMMITs for it, if it still holds them.
