@@ -6,7 +6,7 @@
  * figures are virtual, so one run per configuration is exact.
  */
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { Simulation } from '../src/sim/world.ts';
+import { EPOCH_MS, Simulation } from '../src/sim/world.ts';
 
 interface Row {
   n: number;
@@ -35,8 +35,8 @@ for (const n of [4, 7, 10]) {
     s.at(crashAt, () => s.crash(0));
     s.at(6000, () => s.restart(0, false));
     let firstAfter = Number.NaN;
-    s.observer.executed = (node, seq) => {
-      if (Number.isNaN(firstAfter) && s.now - 1_767_225_600_000 > crashAt && node.replica.view > 0)
+    s.observer.executed = (node) => {
+      if (Number.isNaN(firstAfter) && s.now - EPOCH_MS > crashAt && node.replica.view > 0)
         firstAfter = s.now;
     };
     const r = s.run();
@@ -51,7 +51,7 @@ for (const n of [4, 7, 10]) {
       rttMs: rtt,
       protocolMs: end - start,
       protocolRtts: (end - start) / rtt,
-      outageMs: firstAfter - (1_767_225_600_000 + crashAt),
+      outageMs: firstAfter - (EPOCH_MS + crashAt),
       timeoutMs,
     });
   }
