@@ -36,8 +36,7 @@ for (const n of [4, 7, 10]) {
     s.at(6000, () => s.restart(0, false));
     let firstAfter = Number.NaN;
     s.observer.executed = (node) => {
-      if (Number.isNaN(firstAfter) && s.now - EPOCH_MS > crashAt && node.replica.view > 0)
-        firstAfter = s.now;
+      if (Number.isNaN(firstAfter) && s.now - EPOCH_MS > crashAt && node.replica.view > 0) firstAfter = s.now;
     };
     const r = s.run();
     if (!r.done) throw new Error(`n=${n} delay=${oneWayMs}: did not finish`);
