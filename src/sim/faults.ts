@@ -12,8 +12,8 @@
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { verifyCertificate } from '../certificate/index.ts';
-import { type Certificate, encode, equalBytes, hex, Receipt } from '../protocol/index.ts';
+import { SignatureCache, verifyCertificate } from '../certificate/index.ts';
+import { type Certificate, encode, equalBytes, hex, Outcome, Receipt } from '../protocol/index.ts';
 import { Rng } from './rng.ts';
 import { scriptNames } from './scripts.ts';
 import { type LinkConfig, Simulation } from './world.ts';
@@ -141,6 +141,7 @@ export function runSchedule(s: Schedule, opts: RunOptions = {}): ScheduleOutcome
   const executed = new Map<number, Uint8Array>();
   const certified = new Map<string, { seq: number; receipt: string; outcome: string }>();
   const initial = s.nodes > 0 ? sim.group.genesis.balances.reduce((a, b) => a + b.amount, 0) : 0;
+  const cache = new SignatureCache();
   const problem = (p: string) => {
     if (problems.length < 20) problems.push(p);
   };
@@ -159,15 +160,18 @@ export function runSchedule(s: Schedule, opts: RunOptions = {}): ScheduleOutcome
       for (const c of certs) {
         const id = hex(c.outcome.requestId);
         const receipt = hex(encode(Receipt, c.receipt));
+        // Every certificate any honest node hands out must verify (receipt signatures cached per batch).
+        const v = verifyCertificate(c, sim.group.genesis, { cache });
+        if (!v.ok) problem(`certificate for ${id.slice(0, 12)} from node ${node.id} invalid: ${v.reason}`);
+        const outcome = hex(encode(Outcome, c.outcome));
         const prev = certified.get(id);
-        if (!prev) {
-          const v = verifyCertificate(c, sim.group.genesis);
-          if (!v.ok) problem(`certificate for ${id.slice(0, 12)} from node ${node.id} invalid: ${v.reason}`);
-          certified.set(id, { seq: c.receipt.seq, receipt, outcome: JSON.stringify(c.outcome.decision) });
-        } else if (prev.seq !== c.receipt.seq)
+        if (!prev) certified.set(id, { seq: c.receipt.seq, receipt, outcome });
+        else if (prev.seq !== c.receipt.seq)
           problem(`request ${id.slice(0, 12)} certified in batches ${prev.seq} and ${c.receipt.seq}`);
-        else if (prev.receipt !== receipt)
-          problem(`node ${node.id} hands out another receipt for batch ${c.receipt.seq}`);
+        else if (prev.receipt !== receipt || prev.outcome !== outcome)
+          problem(
+            `node ${node.id} hands out another certificate for ${id.slice(0, 12)} in batch ${c.receipt.seq}`,
+          );
       }
     },
   };
