@@ -6,12 +6,14 @@
  */
 import { validatePolicy } from '../agreement/index.ts';
 import {
+  array,
   type Batch,
   type BatchEntry,
   batchDigestOf,
   CheckpointBody,
   type CountedVote,
   DropbearError,
+  decode,
   type Evidence,
   encode,
   equalBytes,
@@ -21,9 +23,11 @@ import {
   type KeyPair,
   type NodeMessage,
   type NodeSignature,
+  NodeSignature as NodeSignatureCodec,
   PhaseBody,
   type PrePrepare,
   type PreparedCert,
+  PreparedCert as PreparedCertCodec,
   type Receipt,
   Receipt as ReceiptCodec,
   type Request,
@@ -109,10 +113,16 @@ export interface ResolvedEntryOut {
 }
 
 export type PersistRecord =
-  | { kind: 'prePrepare' | 'prepare' | 'commit'; view: number; seq: number; digest: Uint8Array }
+  | { kind: 'prePrepare' | 'prepare'; view: number; seq: number; digest: Uint8Array }
+  /** Written before COMMIT is signed; `body` is the canonical prepared certificate (kept for VIEW-CHANGE). */
+  | { kind: 'commit'; view: number; seq: number; digest: Uint8Array; body?: Uint8Array }
   | { kind: 'viewChange'; view: number }
   | { kind: 'newView'; view: number }
+  /** A checkpoint became stable; `body` is its proof (q CHECKPOINT signatures). */
+  | { kind: 'checkpoint'; seq: number; digest: Uint8Array; body?: Uint8Array }
   | { kind: 'executed'; seq: number };
+
+const CheckpointProof = array(NodeSignatureCodec, 256);
 
 export type Action =
   | { type: 'send'; to: number; msg: NodeMessage }
@@ -143,6 +153,8 @@ export type Action =
       newView: Extract<NodeMessage, { kind: 'newView' }> | null;
       /** q COMMIT signatures for executed batches from fromSeq on that this node still holds. */
       commitProofs: Map<number, { view: number; sigs: NodeSignature[] }>;
+      /** This node's stable checkpoint and its proof, for the peer's window. */
+      checkpoint: { seq: number; stateDigest: Uint8Array; proof: NodeSignature[] } | null;
     }
   | {
       type: 'certified';
@@ -367,15 +379,36 @@ export class Replica {
     r.lastBatchTimestamp = disk.lastTimestamp;
     r.models = [...disk.models];
     for (const [idHex, ts] of disk.recent) r.done.set(idHex, ts);
+    let lastViewRecord: PersistRecord | null = null;
     for (const rec of disk.log) {
       if (rec.kind === 'prePrepare' || rec.kind === 'prepare' || rec.kind === 'commit') {
         r.signed.set(`${rec.kind}:${rec.view}:${rec.seq}`, hex(rec.digest));
+        if (rec.view >= r.view) lastViewRecord = rec;
         r.view = Math.max(r.view, rec.view);
-      } else if (rec.kind === 'viewChange' || rec.kind === 'newView') r.view = Math.max(r.view, rec.view);
+        if (rec.kind === 'commit' && rec.body) {
+          // What it prepared goes into its next VIEW-CHANGE, exactly as before the restart.
+          const cert = decode(PreparedCertCodec, rec.body);
+          const prev = r.preparedCerts.get(cert.seq);
+          if (!prev || prev.view < cert.view) r.preparedCerts.set(cert.seq, cert);
+        }
+      } else if (rec.kind === 'viewChange' || rec.kind === 'newView') {
+        if (rec.view >= r.view) lastViewRecord = rec;
+        r.view = Math.max(r.view, rec.view);
+      } else if (rec.kind === 'checkpoint' && rec.body && rec.seq > r.stableProof.seq) {
+        r.stableProof = { seq: rec.seq, digest: rec.digest, sigs: decode(CheckpointProof, rec.body) };
+      }
     }
+    for (const rec of disk.log)
+      if (rec.kind === 'prePrepare' && rec.view === r.view)
+        r.lastProposed = Math.max(r.lastProposed, rec.seq);
+    // Stopped in the middle of a view change: still changing view (it re-sends its VIEW-CHANGE).
+    if (lastViewRecord?.kind === 'viewChange') {
+      r.viewChanging = true;
+      r.vcDeadline = 0;
+    }
+    r.stable = r.stableProof.seq;
+    for (const s of r.preparedCerts.keys()) if (s <= r.stable) r.preparedCerts.delete(s);
     r.resumeReceipts = disk.uncertified ?? [];
-    // The window restarts at what was executed (its own checkpoint below it counts as stable here).
-    r.stable = disk.lastExecuted - (disk.lastExecuted % r.cfg.checkpointInterval);
     return r;
   }
 
@@ -408,6 +441,11 @@ export class Replica {
         break;
       case 'catchUp':
         for (const receipt of this.resumeReceipts.splice(0)) this.signReceipt(receipt);
+        if (this.viewChanging && !this.myViewChange) {
+          // Restarted in the middle of a view change: say so again (same view, same prepared set).
+          this.vcDeadline = this.now + this.currentTimeout();
+          this.sendViewChange();
+        }
         this.startCatchUp();
         break;
       case 'inferred':
@@ -672,6 +710,18 @@ export class Replica {
     this.checkPrepared(slot);
   }
 
+  /**
+   * No phase message or VIEW-CHANGE is signed in a view below this. 0 normally; for a node that lost its
+   * disk, everything until it learns the group's view by state transfer, then that view + 1: it may have
+   * signed in those views before and no longer knows what (PROTOCOL.md, durability and restarts).
+   */
+  signFloorView = 0;
+
+  /** Marks a replica that restarted with its disk lost (see signFloorView). */
+  forgetful(): void {
+    this.signFloorView = Number.POSITIVE_INFINITY;
+  }
+
   /** Records what is about to be signed; refuses a second, different digest for the same slot. */
   private mayPhaseSign(
     kind: 'prePrepare' | 'prepare' | 'commit',
@@ -679,6 +729,7 @@ export class Replica {
     seq: number,
     digest: Uint8Array,
   ): boolean {
+    if (view < this.signFloorView) return false;
     const k = `${kind}:${view}:${seq}`;
     const prev = this.signed.get(k);
     if (prev !== undefined && prev !== hex(digest)) return false;
@@ -941,6 +992,7 @@ export class Replica {
     if (kind === 'prepare' && m.from === this.primaryOf(m.view))
       return this.blame(m.from, 'bad-sender', 'prepare from primary');
     const existing = this.slots.get(m.seq);
+    if (existing && existing.view !== m.view) return; // a slot of another view: never mix the two
     if ((kind === 'prepare' ? existing?.prepares : existing?.commits)?.has(m.from)) return;
     if (
       !this.verifyPhase(
@@ -977,9 +1029,16 @@ export class Replica {
     ) {
       slot.prepared = true;
       this.recordPrepared(slot, dHex);
+      const cert = this.preparedCerts.get(slot.seq);
       this.out.push({
         type: 'persist',
-        record: { kind: 'commit', view: slot.view, seq: slot.seq, digest: slot.digest },
+        record: {
+          kind: 'commit',
+          view: slot.view,
+          seq: slot.seq,
+          digest: slot.digest,
+          body: cert && cert.view === slot.view ? encode(PreparedCertCodec, cert) : undefined,
+        },
       });
       const signature = this.signPhase(TAGS.commit, slot.view, slot.seq, slot.digest);
       slot.commitSigs.set(this.id, signature);
@@ -1158,8 +1217,6 @@ export class Replica {
       } else
         for (const x of slot.transfer.receiptSigs)
           this.addReceiptSig(rs, x.node, receiptHashOf(slot.transfer.receipt), x.signature);
-      // q nodes signed this receipt, so its state is the group's: the window may move up to it.
-      this.stable = Math.max(this.stable, ev.seq - (ev.seq % this.cfg.checkpointInterval));
     }
     this.checkCertified(ev.seq, rs);
     if (ev.seq % this.cfg.checkpointInterval === 0) {
@@ -1313,6 +1370,15 @@ export class Replica {
         .map(([node]) => ({ node, signature: cp.sigs.get(node)! }))
         .sort((a, b) => a.node - b.node),
     };
+    this.out.push({
+      type: 'persist',
+      record: {
+        kind: 'checkpoint',
+        seq,
+        digest: cp.mine,
+        body: encode(CheckpointProof, this.stableProof.sigs),
+      },
+    });
     for (const s of this.executedDigests.keys()) if (s <= seq) this.executedDigests.delete(s);
     for (const s of this.preparedCerts.keys()) if (s <= seq) this.preparedCerts.delete(s);
     // Garbage collection below the low watermark: protocol messages, finished results, old checkpoints.
@@ -1584,6 +1650,14 @@ export class Replica {
     this.quorum.clear();
     this.ready.clear();
     for (const slot of this.slots.values()) slot.parked = null;
+    this.sendViewChange();
+  }
+
+  /** Signs, persists and broadcasts this node's VIEW-CHANGE for the view it is changing to. */
+  private sendViewChange(): void {
+    const newView = this.view;
+    // A node that lost its disk may have signed in views it no longer knows of: it stays out of them.
+    if (newView < this.signFloorView) return;
     const body: ViewChangeBody = {
       from: this.id,
       newView,
@@ -1647,8 +1721,15 @@ export class Replica {
     if (!vcs) return;
     this.newViewSent.add(v);
     const derived = deriveNewView(vcs);
-    // A fresh view: nothing was signed in it before, but record it so a restart cannot sign otherwise.
-    for (const p of derived.proposals) this.mayPhaseSign('prePrepare', v, p.seq, p.digest);
+    // A fresh view: nothing was signed in it before. Record and persist every re-proposal before the
+    // NEW-VIEW leaves, so that after a restart this node cannot propose anything else at those seqs.
+    for (const p of derived.proposals) {
+      this.mayPhaseSign('prePrepare', v, p.seq, p.digest);
+      this.out.push({
+        type: 'persist',
+        record: { kind: 'prePrepare', view: v, seq: p.seq, digest: p.digest },
+      });
+    }
     const proposals = derived.proposals.map((p) => ({
       seq: p.seq,
       digest: p.digest,
@@ -1714,8 +1795,9 @@ export class Replica {
       this.startCatchUp();
     }
     // Everything above the checkpoint is decided afresh by the re-proposals; nothing else stays proposed.
+    // Every unexecuted slot from an older view goes: its prepares and commits belong to that view.
     for (const [s, slot] of this.slots)
-      if (s > derived.minSeq && s > this.lastExecuted) {
+      if (s > this.lastExecuted) {
         this.releaseRefs(slot);
         this.slots.delete(s);
       }
@@ -1825,10 +1907,17 @@ export class Replica {
   private pendingNewView: Extract<NodeMessage, { kind: 'newView' }> | null = null;
 
   private onStateResponse(from: number, m: Extract<NodeMessage, { kind: 'stateResponse' }>): void {
+    if (
+      this.signFloorView === Number.POSITIVE_INFINITY ||
+      (this.signFloorView > 0 && m.view + 1 > this.signFloorView)
+    )
+      this.signFloorView = Math.max(m.view, this.view) + 1;
+    if (m.checkpoint) this.takeCheckpointProof(from, m.checkpoint);
     // Any response that extends our chain is used (each batch is checked), even one arriving after
     // another peer already said it had nothing newer.
     let next = this.lastExecuted + 1 + this.transferQueue.length;
     const last = this.transferQueue[this.transferQueue.length - 1];
+    if (last && last.sb.receiptSigs.length < this.q) return; // see below: wait for our own receipt
     let prev = last ? receiptHashOf(last.sb.receipt) : this.lastReceiptHash;
     let added = 0;
     for (const sb of m.batches) {
@@ -1843,6 +1932,9 @@ export class Replica {
       prev = receiptHashOf(sb.receipt);
       next++;
       added++;
+      // Proven by COMMITs, its receipt is not signed by anyone yet: the next batch must link to the receipt
+      // we compute ourselves, so stop here and ask again once it has executed.
+      if (sb.receiptSigs.length < this.q) break;
     }
     if (m.newView && m.view > this.view && m.newView.newView === m.view)
       this.pendingNewView = { kind: 'newView', ...m.newView };
@@ -1858,6 +1950,24 @@ export class Replica {
   }
 
   private transferred = 0;
+
+  /** A peer's stable checkpoint proof: its q signatures count as checkpoint votes (each one checked). */
+  private takeCheckpointProof(
+    from: number,
+    cp: { seq: number; stateDigest: Uint8Array; proof: NodeSignature[] },
+  ): void {
+    if (cp.seq <= this.stable || cp.seq % this.cfg.checkpointInterval !== 0) return;
+    for (const s of cp.proof) {
+      if (s.node >= this.n) return this.blame(from, 'bad-state', 'checkpoint proof from an unknown node');
+      this.onCheckpoint({
+        kind: 'checkpoint',
+        from: s.node,
+        seq: cp.seq,
+        stateDigest: cp.stateDigest,
+        signature: s.signature,
+      });
+    }
+  }
 
   private executeTransferred(): void {
     if (this.awaitingExecution !== 0) return;
@@ -1926,6 +2036,14 @@ export class Replica {
           view: this.view,
           newView: this.viewChanging ? null : this.lastNewView,
           commitProofs: this.commitProofs(msg.fromSeq),
+          checkpoint:
+            this.stableProof.seq > 0
+              ? {
+                  seq: this.stableProof.seq,
+                  stateDigest: this.stableProof.digest,
+                  proof: this.stableProof.sigs,
+                }
+              : null,
         });
         break;
       case 'stateResponse':

@@ -78,6 +78,8 @@ export interface LogRecord {
   view?: number;
   seq?: number;
   digest?: Uint8Array;
+  /** Opaque canonical bytes the consensus layer needs back after a restart (a prepared certificate). */
+  body?: Uint8Array;
 }
 
 export interface ReceiptSig {
@@ -162,7 +164,8 @@ CREATE TABLE consensus_log (
   kind TEXT NOT NULL,
   view INTEGER,
   seq INTEGER,
-  digest BLOB
+  digest BLOB,
+  body BLOB
 );
 CREATE TABLE batch_sources (
   seq INTEGER PRIMARY KEY,
@@ -260,7 +263,7 @@ export class SqliteLedger {
       insReceipt: p('INSERT INTO receipts (seq, receipt, hash, prev_hash) VALUES (?, ?, ?, ?)'),
       insOutcome: p('INSERT INTO outcomes (request_id, seq, leaf_index, outcome) VALUES (?, ?, ?, ?)'),
       insSig: p('INSERT OR IGNORE INTO receipt_sigs (seq, node, signature) VALUES (?, ?, ?)'),
-      insLog: p('INSERT INTO consensus_log (kind, view, seq, digest) VALUES (?, ?, ?, ?)'),
+      insLog: p('INSERT INTO consensus_log (kind, view, seq, digest, body) VALUES (?, ?, ?, ?, ?)'),
       insCheckpoint: p('INSERT OR REPLACE INTO checkpoints (seq, state_digest, proof) VALUES (?, ?, ?)'),
       insEvidence: p('INSERT INTO evidence (node, kind, proof) VALUES (?, ?, ?)'),
       insSources: p(
@@ -275,7 +278,7 @@ export class SqliteLedger {
       getBatch: p('SELECT seq, view, digest, batch, entries FROM batches WHERE seq = ?'),
       allBatches: p('SELECT seq, view, digest, batch, entries FROM batches ORDER BY seq'),
       allReceiptHashes: p('SELECT seq, hash FROM receipts ORDER BY seq'),
-      log: p('SELECT kind, view, seq, digest FROM consensus_log ORDER BY id'),
+      log: p('SELECT kind, view, seq, digest, body FROM consensus_log ORDER BY id'),
       pruneLog: p('DELETE FROM consensus_log WHERE seq IS NOT NULL AND seq <= ?'),
       lastCheckpoint: p('SELECT seq, state_digest, proof FROM checkpoints ORDER BY seq DESC LIMIT 1'),
       evidence: p('SELECT id, node, kind, proof FROM evidence ORDER BY id'),
@@ -612,7 +615,13 @@ export class SqliteLedger {
       if (record[k] !== undefined && !isUint(record[k]))
         throw new DropbearError('LEDGER_BAD_VALUE', `log record ${k} must be a uint`);
     this.durably(() =>
-      this.st.insLog.run(record.kind, record.view ?? null, record.seq ?? null, record.digest ?? null),
+      this.st.insLog.run(
+        record.kind,
+        record.view ?? null,
+        record.seq ?? null,
+        record.digest ?? null,
+        record.body ?? null,
+      ),
     );
   }
 
@@ -624,6 +633,7 @@ export class SqliteLedger {
       if (r.view !== null) out.view = r.view as number;
       if (r.seq !== null) out.seq = r.seq as number;
       if (r.digest !== null) out.digest = u8(r.digest as Buffer);
+      if (r.body !== null) out.body = u8(r.body as Buffer);
       return out as T;
     });
   }

@@ -335,6 +335,8 @@ export const NodeMessage = union({
     /** The sender's current view, proven by the NEW-VIEW that started it (none in view 0). */
     view: uint,
     newView: option(NewView),
+    /** The sender's stable checkpoint with its q signatures, so the receiver's window can move too. */
+    checkpoint: option(struct({ seq: uint, stateDigest: Hash32, proof: NodeSignatures })),
   }),
   /** Ask a peer for things by id; answers are self-authenticating. */
   fetch: struct({

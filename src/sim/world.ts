@@ -447,6 +447,7 @@ export class Simulation {
       newView: nv
         ? { from: nv.from, newView: nv.newView, viewChanges: nv.viewChanges, proposals: nv.proposals }
         : null,
+      checkpoint: a.checkpoint,
     });
   }
 
@@ -489,6 +490,7 @@ export class Simulation {
       node.executed = [];
       this.certifiedAt.set(id, 0);
       node.replica = new Replica(genesis, id, node.key, node.cfg);
+      node.replica.forgetful();
     } else {
       const l = node.ledger;
       node.replica = Replica.restore(genesis, id, node.key, node.cfg, {
