@@ -2,13 +2,13 @@
  * Inference certificates: built from one executed batch and 2f+1 receipt signatures, verified offline
  * against the genesis alone. Pure: no I/O, no runtime beyond node:crypto (bundled for the browser later).
  */
-import { decide, validatePolicy } from '../agreement/index.ts';
 import {
   CERTIFICATE_VERSION,
   type Certificate,
   Certificate as CertificateCodec,
   CodecError,
   Decision,
+  decide,
   encode,
   equalBytes,
   fromJson,
@@ -28,6 +28,7 @@ import {
   sha256,
   TAGS,
   toJson,
+  validatePolicy,
   verifyPath,
   verifyTagged,
 } from '../protocol/index.ts';

@@ -3,3 +3,4 @@ export * from './crypto.ts';
 export * from './errors.ts';
 export * from './merkle.ts';
 export * from './messages.ts';
+export * from './policy.ts';
