@@ -9,7 +9,6 @@ import {
   encode,
   equalBytes,
   type Genesis,
-  hex,
   NULL_BATCH,
   PhaseBody,
   type SignedViewChange,
@@ -146,8 +145,4 @@ export function pickViewChanges(
     if (vc.body.newView === view && !bySender.has(vc.body.from)) bySender.set(vc.body.from, vc);
   if (bySender.size < q) return null;
   return [...bySender.values()].sort((a, b) => a.body.from - b.body.from).slice(0, q);
-}
-
-export function digestKey(d: Uint8Array): string {
-  return hex(d);
 }
