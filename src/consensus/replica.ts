@@ -31,12 +31,14 @@ import {
   type Receipt,
   Receipt as ReceiptCodec,
   type Request,
+  Request as RequestCodec,
   type Result,
   type ResultBatch,
   ResultBatch as ResultBatchCodec,
   Result as ResultCodec,
   receiptHashOf,
   requestIdOf,
+  requestIdOfBody,
   resultsDigestOf,
   type SignedRequest,
   type SignedResults,
@@ -151,8 +153,6 @@ export type Action =
       fromSeq: number;
       view: number;
       newView: Extract<NodeMessage, { kind: 'newView' }> | null;
-      /** q COMMIT signatures for executed batches from fromSeq on that this node still holds. */
-      commitProofs: Map<number, { view: number; sigs: NodeSignature[] }>;
       /** This node's stable checkpoint and its proof, for the peer's window. */
       checkpoint: { seq: number; stateDigest: Uint8Array; proof: NodeSignature[] } | null;
     }
@@ -316,8 +316,6 @@ export class Replica {
   private readonly preparedCerts = new Map<number, PreparedCert>();
   private myViewChange: SignedViewChange | null = null;
   private lastNewView: Extract<NodeMessage, { kind: 'newView' }> | null = null;
-  /** Set when a NEW-VIEW starts above what this node executed: it must catch up by state transfer. */
-  behindCheckpoint = 0;
   /** Hash of the last executed receipt (the chain head), starting at the group id. */
   lastReceiptHash: Uint8Array;
   /** State transfer in progress: batches checked and waiting to be executed in order. */
@@ -469,7 +467,8 @@ export class Replica {
     const params = this.genesis.params;
     if (!equalBytes(r.groupId, this.groupId))
       return { ok: false, code: 'REQUEST_WRONG_GROUP', message: 'request is for another group', id: null };
-    const id = requestIdOf(sr);
+    const body = encode(RequestCodec, r);
+    const id = requestIdOfBody(body, sr.signature);
     const idHex = hex(id);
     if (this.done.has(idHex))
       return { ok: false, code: 'REQUEST_ALREADY_EXECUTED', message: 'request already executed', id };
@@ -495,7 +494,7 @@ export class Replica {
     }
     if (!equalBytes(sha256(sr.input), r.inputDigest))
       return { ok: false, code: 'REQUEST_INPUT_MISMATCH', message: 'input does not match inputDigest', id };
-    if (!verifyRequestSignature(sr))
+    if (!verifyRequestSignature(sr, body))
       return { ok: false, code: 'REQUEST_BAD_SIGNATURE', message: 'client signature invalid', id };
     return { ok: true, id };
   }
@@ -1791,7 +1790,6 @@ export class Replica {
     this.viewEnteredAt = this.now;
     for (const v of this.vcMessages.keys()) if (v <= view) this.vcMessages.delete(v);
     if (derived.minSeq > this.lastExecuted) {
-      this.behindCheckpoint = derived.minSeq;
       this.startCatchUp();
     }
     // Everything above the checkpoint is decided afresh by the re-proposals; nothing else stays proposed.
@@ -1888,22 +1886,6 @@ export class Replica {
     return { entries };
   }
 
-  private commitProofs(fromSeq: number): Map<number, { view: number; sigs: NodeSignature[] }> {
-    const out = new Map<number, { view: number; sigs: NodeSignature[] }>();
-    for (let s = fromSeq; s <= this.lastExecuted && out.size < 64; s++) {
-      const slot = this.slots.get(s);
-      if (!slot?.committed || !slot.digest) break;
-      const dHex = hex(slot.digest);
-      const sigs = [...slot.commits]
-        .filter(([node, d]) => d === dHex && slot.commitSigs.has(node))
-        .map(([node]) => ({ node, signature: slot.commitSigs.get(node)! }))
-        .sort((a, b) => a.node - b.node);
-      if (sigs.length < this.q) break;
-      out.set(s, { view: slot.view, sigs });
-    }
-    return out;
-  }
-
   private pendingNewView: Extract<NodeMessage, { kind: 'newView' }> | null = null;
 
   private onStateResponse(from: number, m: Extract<NodeMessage, { kind: 'stateResponse' }>): void {
@@ -1995,10 +1977,8 @@ export class Replica {
     this.lastHeard.set(from, this.now);
     switch (msg.kind) {
       case 'forward':
-        for (const sr of msg.requests) {
-          const idHex = hex(requestIdOf(sr));
-          if (!this.pool.has(idHex) && !this.done.has(idHex)) this.onPeerRequest(from, sr);
-        }
+        // checkRequest turns away requests already held or executed before any signature check.
+        for (const sr of msg.requests) this.onPeerRequest(from, sr);
         break;
       case 'results':
         this.onResults(from, msg.signed);
@@ -2035,7 +2015,6 @@ export class Replica {
           fromSeq: msg.fromSeq,
           view: this.view,
           newView: this.viewChanging ? null : this.lastNewView,
-          commitProofs: this.commitProofs(msg.fromSeq),
           checkpoint:
             this.stableProof.seq > 0
               ? {

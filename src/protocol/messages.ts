@@ -114,7 +114,12 @@ export type SignedRequest = Infer<typeof SignedRequest>;
 
 /** requestId = SHA-256(canonical Request ‖ signature); the input is bound through inputDigest. */
 export function requestIdOf(sr: SignedRequest): Uint8Array {
-  return sha256Parts(encode(Request, sr.request), sr.signature);
+  return requestIdOfBody(encode(Request, sr.request), sr.signature);
+}
+
+/** The same, from the request's canonical bytes when the caller already has them (encode once). */
+export function requestIdOfBody(body: Uint8Array, signature: Uint8Array): Uint8Array {
+  return sha256Parts(body, signature);
 }
 
 export function signRequest(req: Request, input: Uint8Array, key: KeyPair): SignedRequest {
@@ -122,11 +127,12 @@ export function signRequest(req: Request, input: Uint8Array, key: KeyPair): Sign
   return { request: req, signature, input };
 }
 
-export function verifyRequestSignature(sr: SignedRequest): boolean {
+/** `body`: the request's canonical bytes when the caller already has them (encode once per request). */
+export function verifyRequestSignature(sr: SignedRequest, body?: Uint8Array): boolean {
   return verifyTagged(
     TAGS.request,
     sr.request.groupId,
-    encode(Request, sr.request),
+    body ?? encode(Request, sr.request),
     sr.signature,
     sr.request.client,
   );

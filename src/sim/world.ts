@@ -424,8 +424,8 @@ export class Simulation {
     for (let s = a.fromSeq; !node.db && batches.length < 64; s++) {
       const h = node.history.get(s);
       if (!h?.receipt) break;
-      // Certified: q receipt signatures; else the replica's q COMMITs for it, if it still holds them.
-      const commits = h.sigs ? null : (h.commitProof ?? a.commitProofs.get(s));
+      // Certified: q receipt signatures; else the q COMMITs that committed it.
+      const commits = h.sigs ? null : h.commitProof;
       if (!h.sigs && !commits) break;
       batches.push({
         seq: s,
