@@ -2,6 +2,7 @@ import { Command } from 'commander';
 import { registerDemo } from './demo.ts';
 import { reportAndExit } from './errors.ts';
 import { registerLedger } from './ledger.ts';
+import { registerModels } from './models.ts';
 import { registerSim } from './sim.ts';
 import { registerVerify } from './verify.ts';
 
@@ -14,6 +15,7 @@ registerSim(program);
 registerVerify(program);
 registerDemo(program);
 registerLedger(program);
+registerModels(program);
 
 try {
   await program.parseAsync(process.argv);

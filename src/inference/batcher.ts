@@ -1,0 +1,143 @@
+/**
+ * A dynamic batcher: items queue until `maxBatch` are waiting or the oldest has waited `maxDelayMs`, then go
+ * to the runner as one batch. At most `maxInFlight` batches run at once (2 lets the next batch form and
+ * cross to the worker while one runs). The queue is bounded: past `maxQueue` waiting items a submit is
+ * refused at once with OVERLOADED instead of growing without bound.
+ */
+import { DropbearError } from '../protocol/errors.ts';
+
+export interface BatcherOptions {
+  maxBatch: number;
+  maxDelayMs: number;
+  maxQueue: number;
+  maxInFlight: number;
+}
+
+export type BatchRunner = (data: Float32Array, n: number) => Promise<{ data: Float32Array; ms: number }>;
+
+interface Item {
+  x: Float32Array;
+  at: number;
+  resolve: (y: Float32Array) => void;
+  reject: (e: Error) => void;
+}
+
+export interface BatcherStats {
+  queued: number;
+  inFlight: number;
+  batches: number;
+  items: number;
+  rejected: number;
+  /** Batch size → number of batches of that size. */
+  sizes: Map<number, number>;
+  /** Sum of worker run times, ms. */
+  runMs: number;
+}
+
+export class DynamicBatcher {
+  private readonly queue: Item[] = [];
+  private timer: NodeJS.Timeout | null = null;
+  private closed = false;
+  readonly stats: BatcherStats = {
+    queued: 0,
+    inFlight: 0,
+    batches: 0,
+    items: 0,
+    rejected: 0,
+    sizes: new Map(),
+    runMs: 0,
+  };
+
+  constructor(
+    private readonly itemSize: number,
+    private readonly outSize: number,
+    private readonly run: BatchRunner,
+    private readonly opts: BatcherOptions,
+  ) {
+    if (opts.maxBatch < 1 || opts.maxQueue < 1 || opts.maxInFlight < 1 || opts.maxDelayMs < 0)
+      throw new DropbearError('CONFIG_INVALID', 'batcher limits must be positive');
+  }
+
+  get queued(): number {
+    return this.queue.length;
+  }
+
+  submit(x: Float32Array): Promise<Float32Array> {
+    if (this.closed)
+      return Promise.reject(new DropbearError('ENGINE_CLOSED', 'the inference engine is closed'));
+    if (x.length !== this.itemSize)
+      return Promise.reject(
+        new DropbearError('INPUT_SHAPE', `an input needs ${this.itemSize} values, got ${x.length}`),
+      );
+    if (this.queue.length >= this.opts.maxQueue) {
+      this.stats.rejected++;
+      return Promise.reject(
+        new DropbearError('OVERLOADED', `inference queue full (${this.opts.maxQueue} waiting); retry later`),
+      );
+    }
+    return new Promise((resolve, reject) => {
+      this.queue.push({ x, at: performance.now(), resolve, reject });
+      this.stats.queued = this.queue.length;
+      this.pump();
+    });
+  }
+
+  private pump(): void {
+    while (this.queue.length > 0 && this.stats.inFlight < this.opts.maxInFlight) {
+      const waited = performance.now() - this.queue[0].at;
+      if (this.queue.length < this.opts.maxBatch && waited < this.opts.maxDelayMs) {
+        if (!this.timer)
+          this.timer = setTimeout(() => {
+            this.timer = null;
+            this.pump();
+          }, this.opts.maxDelayMs - waited);
+        return;
+      }
+      this.flush(this.queue.splice(0, this.opts.maxBatch));
+    }
+    this.stats.queued = this.queue.length;
+  }
+
+  private flush(items: Item[]): void {
+    if (this.timer) {
+      clearTimeout(this.timer);
+      this.timer = null;
+    }
+    const n = items.length;
+    const data = new Float32Array(n * this.itemSize);
+    items.forEach((it, i) => {
+      data.set(it.x, i * this.itemSize);
+    });
+    this.stats.inFlight++;
+    this.stats.batches++;
+    this.stats.items += n;
+    this.stats.sizes.set(n, (this.stats.sizes.get(n) ?? 0) + 1);
+    this.run(data, n).then(
+      (r) => {
+        this.stats.inFlight--;
+        this.stats.runMs += r.ms;
+        if (r.data.length !== n * this.outSize) {
+          const e = new DropbearError('MODEL_OUTPUT', `model gave ${r.data.length} values for ${n} items`);
+          for (const it of items) it.reject(e);
+        } else
+          for (let i = 0; i < n; i++)
+            items[i].resolve(r.data.subarray(i * this.outSize, (i + 1) * this.outSize));
+        this.pump();
+      },
+      (e: Error) => {
+        this.stats.inFlight--;
+        for (const it of items) it.reject(e);
+        this.pump();
+      },
+    );
+    this.stats.queued = this.queue.length;
+  }
+
+  /** Refuses new items and fails the waiting ones; batches already running finish. */
+  close(): void {
+    this.closed = true;
+    if (this.timer) clearTimeout(this.timer);
+    const e = new DropbearError('ENGINE_CLOSED', 'the inference engine is closed');
+    for (const it of this.queue.splice(0)) it.reject(e);
+  }
+}

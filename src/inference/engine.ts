@@ -1,0 +1,166 @@
+/**
+ * One model's inference engine: inputs are decoded and preprocessed on worker threads, gathered by the
+ * dynamic batcher, and run by one onnxruntime session in its own worker thread; outputs become Results.
+ * Nothing here blocks the caller's event loop for longer than a copy.
+ */
+import { DropbearError } from '../protocol/errors.ts';
+import type { Result } from '../protocol/index.ts';
+import { type BatcherOptions, DynamicBatcher } from './batcher.ts';
+import type { Decoder } from './decode.ts';
+import { toResult } from './postprocess.ts';
+import { copyModelTensor, inputElements } from './preprocess.ts';
+import { fixedBatchOne, type ModelSpec } from './spec.ts';
+import { requireDigest } from './store.ts';
+import { PrepPool, type SessionOptions, SessionRunner } from './threads.ts';
+
+export interface EngineOptions extends Partial<SessionOptions>, Partial<BatcherOptions> {
+  modelPath: string;
+  spec: ModelSpec;
+  /** When given, the file must hash to this SHA-256 (hex) or the engine refuses to start. */
+  expectDigest?: string;
+  /** Preprocessing worker threads (default 1). */
+  prepWorkers?: number;
+  decoder?: Decoder;
+}
+
+export const ENGINE_DEFAULTS = {
+  intraOpThreads: 1,
+  interOpThreads: 1,
+  executionProviders: ['cpu'],
+  maxBatch: 8,
+  maxDelayMs: 2,
+  maxQueue: 512,
+  maxInFlight: 2,
+  prepWorkers: 1,
+  decoder: 'fast' as Decoder,
+};
+
+export interface EngineStats {
+  queued: number;
+  preprocessing: number;
+  inFlight: number;
+  batches: number;
+  items: number;
+  rejected: number;
+  batchSizes: Record<number, number>;
+  runMs: number;
+  prepMs: number;
+}
+
+export class InferenceEngine {
+  readonly spec: ModelSpec;
+  readonly digest: string;
+  readonly itemSize: number;
+  readonly outSize: number;
+  private readonly runner: SessionRunner;
+  private readonly prepPool: PrepPool;
+  private readonly batcher: DynamicBatcher;
+  private readonly maxQueue: number;
+  private preparing = 0;
+  private prepMs = 0;
+  private rejected = 0;
+
+  private constructor(
+    spec: ModelSpec,
+    digest: string,
+    runner: SessionRunner,
+    prepPool: PrepPool,
+    o: Required<BatcherOptions>,
+  ) {
+    this.spec = spec;
+    this.digest = digest;
+    this.runner = runner;
+    this.prepPool = prepPool;
+    this.itemSize = inputElements(spec);
+    this.outSize = spec.output.shape.slice(1).reduce<number>((a, d) => a * (d ?? 1), 1);
+    this.maxQueue = o.maxQueue;
+    this.batcher = new DynamicBatcher(this.itemSize, this.outSize, (d, n) => this.runner.run(d, n), o);
+  }
+
+  static async start(opts: EngineOptions): Promise<InferenceEngine> {
+    const digest = await requireDigest(opts.modelPath, opts.expectDigest ?? opts.spec.sha256);
+    const o = {
+      ...ENGINE_DEFAULTS,
+      ...Object.fromEntries(Object.entries(opts).filter(([, v]) => v !== undefined)),
+    };
+    for (const k of [
+      'intraOpThreads',
+      'interOpThreads',
+      'maxBatch',
+      'maxQueue',
+      'maxInFlight',
+      'prepWorkers',
+    ] as const)
+      if (!Number.isInteger(o[k]) || o[k] < 1)
+        throw new DropbearError('CONFIG_INVALID', `${k} must be a positive integer, got ${o[k]}`);
+    // A model whose batch dimension is fixed at 1 still takes batches: its worker runs them item by item.
+    const maxBatch = fixedBatchOne(opts.spec) ? Math.min(o.maxBatch, 32) : o.maxBatch;
+    const runner = await SessionRunner.start(opts.modelPath, opts.spec, o);
+    let prep: PrepPool;
+    try {
+      prep = await PrepPool.start(opts.spec, o.decoder, o.prepWorkers);
+    } catch (e) {
+      await runner.close();
+      throw e;
+    }
+    return new InferenceEngine(opts.spec, digest, runner, prep, {
+      maxBatch,
+      maxDelayMs: o.maxDelayMs,
+      maxQueue: o.maxQueue,
+      maxInFlight: o.maxInFlight,
+    });
+  }
+
+  private admit(): void {
+    if (this.preparing + this.batcher.queued >= this.maxQueue) {
+      this.rejected++;
+      throw new DropbearError('OVERLOADED', `inference queue full (${this.maxQueue} waiting); retry later`);
+    }
+  }
+
+  /** Input bytes (JPEG, PNG, DBT1 tensor) to the model's preprocessed input. */
+  async preprocess(input: Uint8Array): Promise<Float32Array> {
+    const direct = new Float32Array(this.itemSize);
+    if (copyModelTensor(input, this.spec, direct, 0)) return direct;
+    this.preparing++;
+    try {
+      const r = await this.prepPool.prep(input);
+      this.prepMs += r.ms;
+      return r.data;
+    } finally {
+      this.preparing--;
+    }
+  }
+
+  /** Raw scores for one preprocessed input (through the batcher). */
+  scores(x: Float32Array): Promise<Float32Array> {
+    return this.batcher.submit(x);
+  }
+
+  /** One input to its Result (top-5, scores in millionths). */
+  async classify(input: Uint8Array): Promise<Result> {
+    this.admit();
+    const x = await this.preprocess(input);
+    return toResult(await this.batcher.submit(x), this.spec.output.meaning);
+  }
+
+  stats(): EngineStats {
+    const b = this.batcher.stats;
+    return {
+      queued: b.queued,
+      preprocessing: this.preparing,
+      inFlight: b.inFlight,
+      batches: b.batches,
+      items: b.items,
+      rejected: b.rejected + this.rejected,
+      batchSizes: Object.fromEntries(b.sizes),
+      runMs: b.runMs,
+      prepMs: this.prepMs,
+    };
+  }
+
+  async close(): Promise<void> {
+    this.batcher.close();
+    await Promise.all([this.runner.close(), this.prepPool.close()]);
+  }
+}

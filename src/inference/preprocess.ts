@@ -1,0 +1,207 @@
+/**
+ * The pure parts of preprocessing: input sniffing, the DBT1 raw-tensor format, resize geometry and
+ * normalisation as MANIFEST.md specifies (shorter side to R, centre crop S×S, per-model scaling into NCHW),
+ * and float16 conversion. Decoding is in decode.ts.
+ */
+import { DropbearError } from '../protocol/index.ts';
+import type { ImagePreprocess, ModelSpec } from './spec.ts';
+
+export const MAX_IMAGE_PIXELS = 40_000_000;
+
+/** Raw tensor inputs start with this magic; see `encodeTensorInput`. */
+const TENSOR_MAGIC = [0x44, 0x42, 0x54, 0x31]; // "DBT1"
+const DTYPES = ['uint8', 'float32', 'float16'] as const;
+export type InputDtype = (typeof DTYPES)[number];
+
+export interface TensorInput {
+  dtype: InputDtype;
+  dims: number[];
+  /** Little-endian element bytes. */
+  data: Uint8Array;
+}
+
+/**
+ * A raw tensor as request input: "DBT1", dtype (0 uint8, 1 float32, 2 float16), rank, each dim as a
+ * little-endian uint32, then the elements little-endian. A uint8 [H, W, 3] tensor is an already-decoded
+ * RGB image (preprocessed like a JPEG); any other tensor must be exactly the model's input.
+ */
+export function encodeTensorInput(t: TensorInput): Uint8Array {
+  const header = 4 + 2 + 4 * t.dims.length;
+  const out = new Uint8Array(header + t.data.byteLength);
+  out.set(TENSOR_MAGIC, 0);
+  out[4] = DTYPES.indexOf(t.dtype);
+  out[5] = t.dims.length;
+  const dv = new DataView(out.buffer);
+  t.dims.forEach((d, i) => {
+    dv.setUint32(6 + 4 * i, d, true);
+  });
+  out.set(t.data, header);
+  return out;
+}
+
+const ELEMENT_BYTES: Record<InputDtype, number> = { uint8: 1, float32: 4, float16: 2 };
+
+export function decodeTensorInput(bytes: Uint8Array): TensorInput {
+  if (bytes.length < 6)
+    throw new DropbearError('INPUT_TENSOR_MALFORMED', 'tensor input shorter than its header');
+  const dtype = DTYPES[bytes[4]];
+  if (!dtype) throw new DropbearError('INPUT_TENSOR_MALFORMED', `unknown tensor dtype code ${bytes[4]}`);
+  const rank = bytes[5];
+  if (rank < 1 || rank > 6)
+    throw new DropbearError('INPUT_TENSOR_MALFORMED', `tensor rank ${rank} not in 1..6`);
+  const header = 6 + 4 * rank;
+  if (bytes.length < header)
+    throw new DropbearError('INPUT_TENSOR_MALFORMED', 'tensor input shorter than its header');
+  const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const dims: number[] = [];
+  let count = 1;
+  for (let i = 0; i < rank; i++) {
+    const d = dv.getUint32(6 + 4 * i, true);
+    if (d === 0) throw new DropbearError('INPUT_TENSOR_MALFORMED', `tensor dimension ${i} is 0`);
+    dims.push(d);
+    count *= d;
+  }
+  const want = count * ELEMENT_BYTES[dtype];
+  if (bytes.length - header !== want)
+    throw new DropbearError(
+      'INPUT_TENSOR_MALFORMED',
+      `tensor [${dims.join(',')}] ${dtype} needs ${want} data bytes, got ${bytes.length - header}`,
+    );
+  return { dtype, dims, data: bytes.subarray(header) };
+}
+
+export type InputKind = 'jpeg' | 'png' | 'tensor' | 'unknown';
+
+export function sniffInput(bytes: Uint8Array): InputKind {
+  if (bytes.length >= 3 && bytes[0] === 0xff && bytes[1] === 0xd8 && bytes[2] === 0xff) return 'jpeg';
+  if (bytes.length >= 8 && bytes[0] === 0x89 && bytes[1] === 0x50 && bytes[2] === 0x4e && bytes[3] === 0x47)
+    return 'png';
+  if (bytes.length >= 4 && TENSOR_MAGIC.every((b, i) => bytes[i] === b)) return 'tensor';
+  return 'unknown';
+}
+
+/** Shorter side to `r`, the other side rounded in proportion (MANIFEST.md step 2). */
+export function resizedDims(width: number, height: number, r: number): { width: number; height: number } {
+  if (width <= height) return { width: r, height: Math.max(1, Math.round((height * r) / width)) };
+  return { width: Math.max(1, Math.round((width * r) / height)), height: r };
+}
+
+/** The S×S centre crop's offset in a W×H image (MANIFEST.md step 3). */
+export function centreCrop(width: number, height: number, s: number): { left: number; top: number } {
+  return { left: Math.round((width - s) / 2), top: Math.round((height - s) / 2) };
+}
+
+/** Elements of one preprocessed input (C·S·S). */
+export function inputElements(spec: Pick<ModelSpec, 'input'>): number {
+  let n = 1;
+  for (const d of spec.input.shape.slice(1)) n *= d ?? 1;
+  return n;
+}
+
+/** Writes interleaved uint8 pixels (HWC) as the model's normalised NCHW values into `out` at `offset`. */
+export function normalise(
+  pixels: Uint8Array,
+  p: ImagePreprocess | { kind: 'grey'; size: number },
+  out: Float32Array,
+  offset: number,
+): void {
+  const plane = p.size * p.size;
+  if (p.kind === 'grey') {
+    for (let i = 0; i < plane; i++) out[offset + i] = pixels[i] / 255;
+    return;
+  }
+  // Source channel for each output channel: RGB keeps order, BGR swaps R and B.
+  const src = p.channels === 'RGB' ? [0, 1, 2] : [2, 1, 0];
+  for (let c = 0; c < 3; c++) {
+    const sc = src[c];
+    const a = p.scale / p.std[c];
+    const b = -p.mean[c] / p.std[c];
+    const base = offset + c * plane;
+    for (let i = 0; i < plane; i++) out[base + i] = pixels[i * 3 + sc] * a + b;
+  }
+}
+
+/**
+ * If `bytes` is a DBT1 tensor of exactly the model's per-item input shape (optionally with a leading 1),
+ * copies it into `out` at `offset` and returns true; returns false for anything else.
+ */
+export function copyModelTensor(
+  bytes: Uint8Array,
+  spec: Pick<ModelSpec, 'input'>,
+  out: Float32Array,
+  offset: number,
+): boolean {
+  if (sniffInput(bytes) !== 'tensor') return false;
+  const t = decodeTensorInput(bytes);
+  const item = spec.input.shape.slice(1);
+  const dims = t.dims.length === item.length + 1 && t.dims[0] === 1 ? t.dims.slice(1) : t.dims;
+  if (
+    t.dtype === 'uint8' ||
+    dims.length !== item.length ||
+    !dims.every((d, i) => item[i] === null || item[i] === d)
+  )
+    return false;
+  copyTensor(t, out, offset);
+  return true;
+}
+
+function copyTensor(t: TensorInput, out: Float32Array, offset: number): void {
+  const dv = new DataView(t.data.buffer, t.data.byteOffset, t.data.byteLength);
+  const n = t.data.byteLength / ELEMENT_BYTES[t.dtype];
+  if (t.dtype === 'float32') for (let i = 0; i < n; i++) out[offset + i] = dv.getFloat32(i * 4, true);
+  else if (t.dtype === 'float16')
+    for (let i = 0; i < n; i++) out[offset + i] = halfToFloat(dv.getUint16(i * 2, true));
+  else for (let i = 0; i < n; i++) out[offset + i] = t.data[i];
+}
+
+// ---------------------------------------------------------------- float16
+
+const f32 = new Float32Array(1);
+const u32 = new Uint32Array(f32.buffer);
+
+/** IEEE 754 binary32 to binary16 bits, round to nearest even (Node 20 has no Float16Array). */
+export function floatToHalf(v: number): number {
+  f32[0] = v;
+  const x = u32[0];
+  const sign = (x >>> 16) & 0x8000;
+  const exp = (x >>> 23) & 0xff;
+  let mant = x & 0x7fffff;
+  if (exp === 0xff) return sign | 0x7c00 | (mant ? 0x200 : 0); // Inf or NaN
+  let e = exp - 127 + 15;
+  if (e >= 0x1f) return sign | 0x7c00; // overflow to infinity
+  if (e <= 0) {
+    if (e < -10) return sign; // underflow to zero
+    mant |= 0x800000;
+    const shift = 14 - e;
+    const half = 1 << (shift - 1);
+    const rest = mant & ((1 << shift) - 1);
+    let m = mant >>> shift;
+    if (rest > half || (rest === half && m & 1)) m++;
+    return sign | m;
+  }
+  const rest = mant & 0x1fff;
+  let m = mant >>> 13;
+  if (rest > 0x1000 || (rest === 0x1000 && m & 1)) {
+    m++;
+    if (m === 0x400) {
+      m = 0;
+      e++;
+      if (e >= 0x1f) return sign | 0x7c00;
+    }
+  }
+  return sign | (e << 10) | m;
+}
+
+export function halfToFloat(h: number): number {
+  const sign = h & 0x8000 ? -1 : 1;
+  const e = (h >>> 10) & 0x1f;
+  const m = h & 0x3ff;
+  if (e === 0) return sign * m * 2 ** -24;
+  if (e === 0x1f) return m ? Number.NaN : sign * Number.POSITIVE_INFINITY;
+  return sign * (1 + m / 1024) * 2 ** (e - 15);
+}
+
+export function toHalf(src: Float32Array, dst = new Uint16Array(src.length)): Uint16Array {
+  for (let i = 0; i < src.length; i++) dst[i] = floatToHalf(src[i]);
+  return dst;
+}

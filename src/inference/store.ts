@@ -1,0 +1,642 @@
+/**
+ * The model store: model files kept by SHA-256 under `<home>/models/<sha256>.onnx`, plus an index
+ * (`<home>/models/index.json`) that maps a name to { sha256, bytes, spec, importedAt }. A model's identity is
+ * its digest; the name is only a handle. Every file lands under its final name by rename from a temp file in
+ * the same folder, so a crash never leaves a half-written model or index behind.
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import { mkdir, open, readdir, readFile, rename, stat, unlink } from 'node:fs/promises';
+import { homedir } from 'node:os';
+import { basename, extname, join } from 'node:path';
+import { DropbearError } from '../protocol/index.ts';
+import { CATALOG } from './catalog.ts';
+import type { ModelSpec, Preprocess, TensorDtype, TensorSpec } from './spec.ts';
+
+export interface IndexEntry {
+  sha256: string;
+  bytes: number;
+  spec: ModelSpec;
+  /** ISO-8601 time of the first import or pull. */
+  importedAt: string;
+}
+
+export interface StoreIndex {
+  version: 1;
+  models: Record<string, IndexEntry>;
+}
+
+export interface ImportedModel {
+  name: string;
+  sha256: string;
+  bytes: number;
+  path: string;
+  /** 'catalog' when the digest is in the catalog, 'derived' when the spec was read from the model itself. */
+  specFrom: 'catalog' | 'derived';
+  /** False when the model was already in the store (nothing changed). */
+  added: boolean;
+}
+
+export interface ModelRow {
+  name: string;
+  sha256: string;
+  bytes: number;
+  /** e.g. `float32[N,3,224,224]` */
+  input: string;
+  preprocess: string;
+  labels: ModelSpec['labels'];
+  importedAt: string;
+  path: string;
+}
+
+export interface ResolvedModel {
+  path: string;
+  spec: ModelSpec;
+  sha256: string;
+}
+
+export interface PullOptions {
+  fetchImpl?: typeof fetch;
+  /** Called as bytes arrive; `total` is the Content-Length, else the catalog size. */
+  onProgress?: (done: number, total: number) => void;
+  /** The full URL to download from instead of the catalog's. */
+  urlOverride?: string;
+  /**
+   * Replaces everything before the file name of the catalog URL (a mirror or a test server). Default: the
+   * DROPBEAR_CATALOG_BASE_URL environment variable.
+   */
+  baseUrl?: string;
+  /** Give up when no bytes arrive for this long (default 60 s). */
+  idleTimeoutMs?: number;
+  catalog?: readonly ModelSpec[];
+}
+
+export interface PullResult {
+  name: string;
+  sha256: string;
+  bytes: number;
+  path: string;
+  /** False when the model was already in the store. */
+  downloaded: boolean;
+  url?: string;
+}
+
+/** `$DROPBEAR_HOME`, or `~/.dropbear`. */
+export function defaultHome(): string {
+  const env = process.env.DROPBEAR_HOME;
+  return env && env.length > 0 ? env : join(homedir(), '.dropbear');
+}
+
+export function modelsDir(home: string = defaultHome()): string {
+  return join(home, 'models');
+}
+
+export function indexPath(home: string = defaultHome()): string {
+  return join(modelsDir(home), 'index.json');
+}
+
+export function storedPath(sha256: string, home: string = defaultHome()): string {
+  return join(modelsDir(home), `${sha256}.onnx`);
+}
+
+function tempName(dir: string, hint: string): string {
+  return join(dir, `.${hint}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`);
+}
+
+async function exists(path: string): Promise<boolean> {
+  try {
+    await stat(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+async function unlinkQuiet(path: string): Promise<void> {
+  try {
+    await unlink(path);
+  } catch {
+    // already gone
+  }
+}
+
+export async function readIndex(home: string = defaultHome()): Promise<StoreIndex> {
+  const path = indexPath(home);
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return { version: 1, models: {} };
+    throw new DropbearError(
+      'MODEL_STORE_UNREADABLE',
+      `cannot read the model index ${path}: ${(e as Error).message}`,
+    );
+  }
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch (e) {
+    throw new DropbearError(
+      'MODEL_STORE_UNREADABLE',
+      `the model index ${path} is not JSON (${(e as Error).message}); move it away and import the models again`,
+    );
+  }
+  const p = parsed as Partial<StoreIndex> | null;
+  if (p?.version !== 1 || typeof p.models !== 'object' || p.models === null) {
+    throw new DropbearError('MODEL_STORE_UNREADABLE', `the model index ${path} has an unknown format`);
+  }
+  return p as StoreIndex;
+}
+
+/** Writes the index atomically: temp file in the same folder, fsync, rename. */
+async function writeIndex(home: string, index: StoreIndex): Promise<void> {
+  const dir = modelsDir(home);
+  await mkdir(dir, { recursive: true });
+  const tmp = tempName(dir, 'index.json');
+  const fh = await open(tmp, 'w');
+  try {
+    await fh.writeFile(`${JSON.stringify(index, null, 2)}\n`, 'utf8');
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+  try {
+    await rename(tmp, indexPath(home));
+  } catch (e) {
+    await unlinkQuiet(tmp);
+    throw e;
+  }
+}
+
+/** SHA-256 of a file, read as a stream. */
+export async function sha256File(path: string): Promise<{ sha256: string; bytes: number }> {
+  const hash = createHash('sha256');
+  let bytes = 0;
+  try {
+    for await (const chunk of createReadStream(path)) {
+      hash.update(chunk as Buffer);
+      bytes += (chunk as Buffer).length;
+    }
+  } catch (e) {
+    throw new DropbearError('MODEL_UNREADABLE', `cannot read ${path}: ${(e as Error).message}`);
+  }
+  return { sha256: hash.digest('hex'), bytes };
+}
+
+/**
+ * The check a node runs before it starts: the file at `path` must hash to `expectedSha256` (the digest
+ * in the genesis). Returns the digest; throws MODEL_DIGEST_MISMATCH naming both digests otherwise.
+ */
+export async function requireDigest(path: string, expectedSha256: string): Promise<string> {
+  const expected = expectedSha256.toLowerCase();
+  const { sha256 } = await sha256File(path);
+  if (sha256 !== expected) {
+    throw new DropbearError(
+      'MODEL_DIGEST_MISMATCH',
+      `${path} has sha256 ${sha256}, but ${expected} is required (the genesis names that model); ` +
+        `refusing to use it — import or pull the right model file`,
+      { path, expected, actual: sha256 },
+    );
+  }
+  return sha256;
+}
+
+/** Re-hashes a stored model (by name or digest) and checks it against its digest. */
+export async function verifyStoredModel(
+  nameOrDigest: string,
+  home: string = defaultHome(),
+): Promise<ResolvedModel> {
+  const r = await resolveModel(nameOrDigest, home);
+  await requireDigest(r.path, r.sha256);
+  return r;
+}
+
+function dtypeOf(type: string, what: string, file: string): TensorDtype {
+  if (type === 'float32' || type === 'float16') return type;
+  throw new DropbearError(
+    'MODEL_UNSUPPORTED',
+    `${file}: the ${what} has type ${type}; only float32 and float16 tensors are supported`,
+  );
+}
+
+function tensorOf(meta: unknown, what: string, file: string): TensorSpec {
+  const m = meta as { name: string; isTensor: boolean; type?: string; shape?: readonly (number | string)[] };
+  if (!m.isTensor || m.type === undefined || m.shape === undefined) {
+    throw new DropbearError('MODEL_UNSUPPORTED', `${file}: the ${what} ${m.name} is not a tensor`);
+  }
+  return {
+    name: m.name,
+    dtype: dtypeOf(m.type, `${what} ${m.name}`, file),
+    // A symbolic dimension (a string such as "batch_size") or -1 accepts any size.
+    shape: m.shape.map((d) => (typeof d === 'number' && d >= 0 ? d : null)),
+  };
+}
+
+/** Opens a model with onnxruntime-node and derives a spec: its one input and first output, no image path. */
+export async function deriveSpec(
+  path: string,
+  name: string,
+  sha256: string,
+  bytes: number,
+  displayPath: string = path,
+): Promise<ModelSpec> {
+  const ort = await import('onnxruntime-node');
+  let session: Awaited<ReturnType<typeof ort.InferenceSession.create>>;
+  try {
+    session = await ort.InferenceSession.create(path);
+  } catch (e) {
+    throw new DropbearError(
+      'MODEL_INVALID',
+      `${displayPath} does not load as an ONNX model in onnxruntime-node: ${(e as Error).message}`,
+    );
+  }
+  try {
+    if (session.inputNames.length !== 1) {
+      throw new DropbearError(
+        'MODEL_UNSUPPORTED',
+        `${displayPath} has ${session.inputNames.length} inputs (${session.inputNames.join(', ')}); ` +
+          'a model must have exactly one input tensor',
+      );
+    }
+    if (session.outputNames.length < 1) {
+      throw new DropbearError('MODEL_UNSUPPORTED', `${displayPath} has no outputs`);
+    }
+    const input = tensorOf(session.inputMetadata[0], 'input', displayPath);
+    const output = tensorOf(session.outputMetadata[0], 'output', displayPath);
+    return {
+      name,
+      sha256,
+      bytes,
+      input,
+      output: { ...output, meaning: 'logits' },
+      preprocess: { kind: 'tensor' },
+      labels: 'none',
+      source: `imported from ${basename(displayPath)} (not in the catalog; spec read from the model)`,
+      license: 'unknown',
+    };
+  } finally {
+    await session.release();
+  }
+}
+
+/** Copies `src` into the store folder under a temp name while hashing it. */
+async function copyHashing(
+  src: string,
+  dir: string,
+): Promise<{ tmp: string; sha256: string; bytes: number }> {
+  const tmp = tempName(dir, 'import');
+  const hash = createHash('sha256');
+  let bytes = 0;
+  const fh = await open(tmp, 'w');
+  try {
+    for await (const chunk of createReadStream(src)) {
+      const b = chunk as Buffer;
+      hash.update(b);
+      bytes += b.length;
+      await fh.write(b);
+    }
+    await fh.sync();
+  } catch (e) {
+    await fh.close();
+    await unlinkQuiet(tmp);
+    throw new DropbearError('MODEL_UNREADABLE', `cannot copy ${src} into the store: ${(e as Error).message}`);
+  }
+  await fh.close();
+  return { tmp, sha256: hash.digest('hex'), bytes };
+}
+
+async function onnxFilesOf(path: string): Promise<string[]> {
+  let st: Awaited<ReturnType<typeof stat>>;
+  try {
+    st = await stat(path);
+  } catch {
+    throw new DropbearError(
+      'MODEL_PATH_NOT_FOUND',
+      `${path} does not exist; give an .onnx file or a folder that holds .onnx files`,
+    );
+  }
+  if (st.isFile()) return [path];
+  if (!st.isDirectory())
+    throw new DropbearError('MODEL_PATH_NOT_FOUND', `${path} is neither a file nor a folder`);
+  const files = (await readdir(path, { withFileTypes: true }))
+    .filter((d) => d.isFile() && d.name.toLowerCase().endsWith('.onnx'))
+    .map((d) => join(path, d.name))
+    .sort();
+  if (files.length === 0) {
+    throw new DropbearError(
+      'MODEL_NONE_FOUND',
+      `${path} holds no .onnx files (only the folder itself is searched)`,
+    );
+  }
+  return files;
+}
+
+function entryNameForDigest(index: StoreIndex, sha256: string): string | undefined {
+  return Object.keys(index.models).find((n) => index.models[n].sha256 === sha256);
+}
+
+/**
+ * Imports a model file, or every `*.onnx` in a folder, into the store. A digest found in the catalog takes
+ * the catalog's name and spec; any other model is named after its file and its spec is read from the model.
+ * Importing the same bytes again changes nothing.
+ */
+export async function importModels(
+  path: string,
+  home: string = defaultHome(),
+  opts: { catalog?: readonly ModelSpec[] } = {},
+): Promise<ImportedModel[]> {
+  const catalog = opts.catalog ?? CATALOG;
+  const files = await onnxFilesOf(path);
+  const dir = modelsDir(home);
+  await mkdir(dir, { recursive: true });
+  const out: ImportedModel[] = [];
+  for (const file of files) {
+    const index = await readIndex(home);
+    const { tmp, sha256, bytes } = await copyHashing(file, dir);
+    try {
+      const final = storedPath(sha256, home);
+      const known = entryNameForDigest(index, sha256);
+      if (known !== undefined && (await exists(final))) {
+        out.push({
+          name: known,
+          sha256,
+          bytes,
+          path: final,
+          specFrom: catalog.some((m) => m.sha256 === sha256) ? 'catalog' : 'derived',
+          added: false,
+        });
+        continue;
+      }
+      const cat = catalog.find((m) => m.sha256 === sha256);
+      let spec: ModelSpec;
+      if (cat) {
+        if (cat.bytes !== bytes) {
+          // Same digest, different size cannot happen for a real SHA-256 match; the catalog entry is wrong.
+          throw new DropbearError(
+            'MODEL_CATALOG_INCONSISTENT',
+            `${file} matches catalog entry ${cat.name} by digest but has ${bytes} bytes, not ${cat.bytes}`,
+          );
+        }
+        spec = cat;
+      } else {
+        const name = basename(file, extname(file));
+        const clash = catalog.find((m) => m.name === name);
+        if (clash) {
+          throw new DropbearError(
+            'MODEL_NAME_CONFLICT',
+            `${file} is named like the catalog model ${name} but its sha256 ${sha256} differs from the catalog's ` +
+              `${clash.sha256}; it is not that model — rename the file to import it under another name`,
+          );
+        }
+        const taken = index.models[name];
+        if (taken && taken.sha256 !== sha256) {
+          throw new DropbearError(
+            'MODEL_NAME_CONFLICT',
+            `the store already has a different model named ${name} (sha256 ${taken.sha256}); ` +
+              `rename ${file} to import it under another name`,
+          );
+        }
+        spec = await deriveSpec(tmp, name, sha256, bytes, file);
+      }
+      if (await exists(final)) await unlinkQuiet(tmp);
+      else await rename(tmp, final);
+      const name = known ?? spec.name;
+      index.models[name] = { sha256, bytes, spec, importedAt: new Date().toISOString() };
+      await writeIndex(home, index);
+      out.push({ name, sha256, bytes, path: final, specFrom: cat ? 'catalog' : 'derived', added: true });
+    } finally {
+      await unlinkQuiet(tmp);
+    }
+  }
+  return out;
+}
+
+/** `float32[N,3,224,224]` */
+export function formatInput(t: TensorSpec): string {
+  return `${t.dtype}[${t.shape.map((d) => (d === null ? 'N' : String(d))).join(',')}]`;
+}
+
+const nums = (xs: readonly number[]) => `[${xs.join(',')}]`;
+
+/** One line on how an image becomes the input tensor. */
+export function formatPreprocess(p: Preprocess): string {
+  switch (p.kind) {
+    case 'tensor':
+      return 'tensor (client sends the input)';
+    case 'grey':
+      return `grey ${p.size}x${p.size}, p/255`;
+    case 'image': {
+      const scaled = p.scale === 1 ? 'p' : p.scale === 1 / 255 ? 'p/255' : `p*${p.scale}`;
+      const noMean = p.mean.every((m) => m === 0);
+      const noStd = p.std.every((s) => s === 1);
+      let value: string;
+      if (noMean && noStd) value = p.scale === 1 ? 'raw 0..255' : scaled;
+      else if (noStd) value = `${scaled}-${nums(p.mean)}`;
+      else value = `(${scaled}-${nums(p.mean)})/${nums(p.std)}`;
+      return `${p.channels} resize ${p.resize} crop ${p.size}, ${value}`;
+    }
+  }
+}
+
+export async function listModels(home: string = defaultHome()): Promise<ModelRow[]> {
+  const index = await readIndex(home);
+  return Object.entries(index.models)
+    .map(([name, e]) => ({
+      name,
+      sha256: e.sha256,
+      bytes: e.bytes,
+      input: formatInput(e.spec.input),
+      preprocess: formatPreprocess(e.spec.preprocess),
+      labels: e.spec.labels,
+      importedAt: e.importedAt,
+      path: storedPath(e.sha256, home),
+    }))
+    .sort((a, b) => a.name.localeCompare(b.name));
+}
+
+/**
+ * Finds a stored model by name, full digest, or a unique digest prefix of at least 8 hex digits.
+ * Does not re-hash the file (see verifyStoredModel / requireDigest).
+ */
+export async function resolveModel(
+  nameOrDigest: string,
+  home: string = defaultHome(),
+): Promise<ResolvedModel> {
+  const index = await readIndex(home);
+  let entry: IndexEntry | undefined = index.models[nameOrDigest];
+  if (!entry && /^[0-9a-fA-F]{8,64}$/.test(nameOrDigest)) {
+    const q = nameOrDigest.toLowerCase();
+    const hits = Object.values(index.models).filter((e) => e.sha256.startsWith(q));
+    const digests = new Set(hits.map((e) => e.sha256));
+    if (digests.size > 1) {
+      throw new DropbearError(
+        'MODEL_AMBIGUOUS',
+        `digest prefix ${nameOrDigest} matches ${digests.size} models`,
+      );
+    }
+    entry = hits[0];
+  }
+  const where = modelsDir(home);
+  if (!entry) {
+    throw new DropbearError(
+      'MODEL_NOT_FOUND',
+      `no model ${nameOrDigest} in the store ${where}; add it with \`npx dropbear models import DIR\` ` +
+        `or \`npx dropbear models pull NAME\` (see \`npx dropbear models list\`)`,
+    );
+  }
+  const path = storedPath(entry.sha256, home);
+  if (!(await exists(path))) {
+    throw new DropbearError(
+      'MODEL_NOT_FOUND',
+      `the index names ${nameOrDigest} (sha256 ${entry.sha256}) but ${path} is missing; ` +
+        'import or pull it again (`npx dropbear models import DIR` / `npx dropbear models pull NAME`)',
+    );
+  }
+  return { path, spec: entry.spec, sha256: entry.sha256 };
+}
+
+function downloadUrl(spec: ModelSpec, opts: PullOptions): string {
+  if (opts.urlOverride) return opts.urlOverride;
+  const url = spec.url!;
+  const base = opts.baseUrl ?? process.env.DROPBEAR_CATALOG_BASE_URL;
+  if (!base) return url;
+  const file = new URL(url).pathname.split('/').pop()!;
+  return new URL(file, base.endsWith('/') ? base : `${base}/`).toString();
+}
+
+/**
+ * Downloads a catalog model into the store, streaming into a temp file while hashing; a download whose
+ * SHA-256 differs from the catalog is refused and deleted. A model already in the store is not downloaded.
+ */
+export async function pullModel(
+  name: string,
+  home: string = defaultHome(),
+  opts: PullOptions = {},
+): Promise<PullResult> {
+  const catalog = opts.catalog ?? CATALOG;
+  const spec = catalog.find((m) => m.name === name);
+  if (!spec) {
+    throw new DropbearError(
+      'MODEL_UNKNOWN',
+      `${name} is not in the model catalog; known models: ${catalog.map((m) => m.name).join(', ')}. ` +
+        'Other models can be added with `npx dropbear models import PATH`',
+    );
+  }
+  const final = storedPath(spec.sha256, home);
+  const index = await readIndex(home);
+  const have = index.models[name];
+  if (have && have.sha256 === spec.sha256 && (await exists(final))) {
+    return { name, sha256: spec.sha256, bytes: have.bytes, path: final, downloaded: false };
+  }
+  if (await exists(final)) {
+    // The bytes are there (e.g. index lost): re-check them instead of downloading again.
+    const got = await sha256File(final);
+    if (got.sha256 === spec.sha256) {
+      index.models[name] = {
+        sha256: spec.sha256,
+        bytes: got.bytes,
+        spec,
+        importedAt: new Date().toISOString(),
+      };
+      await writeIndex(home, index);
+      return { name, sha256: spec.sha256, bytes: got.bytes, path: final, downloaded: false };
+    }
+    await unlinkQuiet(final);
+  }
+  if (!spec.url && !opts.urlOverride) {
+    throw new DropbearError(
+      'MODEL_NO_DOWNLOAD',
+      `${name} has no public download: ${spec.source}. Copy the file from a machine that has it and run ` +
+        '`npx dropbear models import DIR` (DIR holding the .onnx file)',
+    );
+  }
+  const url = downloadUrl(spec, opts);
+  const fetchImpl = opts.fetchImpl ?? fetch;
+  const idleMs = opts.idleTimeoutMs ?? 60_000;
+  const abort = new AbortController();
+  let idle: NodeJS.Timeout | undefined;
+  let timedOut = false;
+  const arm = () => {
+    clearTimeout(idle);
+    idle = setTimeout(() => {
+      timedOut = true;
+      abort.abort();
+    }, idleMs);
+  };
+  const failed = (why: string) =>
+    new DropbearError(
+      'MODEL_DOWNLOAD_FAILED',
+      `downloading ${name} from ${url} failed: ${why}; check the network (or DROPBEAR_CATALOG_BASE_URL) and run ` +
+        'the pull again, or import the file from a folder with `npx dropbear models import DIR`',
+      { url },
+    );
+
+  const dir = modelsDir(home);
+  await mkdir(dir, { recursive: true });
+  const tmp = tempName(dir, `download-${spec.sha256.slice(0, 12)}`);
+  arm();
+  try {
+    let res: Response;
+    try {
+      res = await fetchImpl(url, { signal: abort.signal, redirect: 'follow' });
+    } catch (e) {
+      const cause = (e as { cause?: { code?: string; message?: string } }).cause;
+      throw failed(
+        timedOut ? `no answer for ${idleMs} ms` : (cause?.code ?? cause?.message ?? (e as Error).message),
+      );
+    }
+    if (!res.ok || !res.body) {
+      throw failed(`HTTP ${res.status}${res.statusText ? ` ${res.statusText}` : ''}`);
+    }
+    const lengthHeader = Number(res.headers.get('content-length'));
+    const total = Number.isFinite(lengthHeader) && lengthHeader > 0 ? lengthHeader : spec.bytes;
+    const hash = createHash('sha256');
+    let done = 0;
+    const fh = await open(tmp, 'w');
+    try {
+      opts.onProgress?.(0, total);
+      try {
+        for await (const chunk of res.body) {
+          arm();
+          const b = chunk as Uint8Array;
+          done += b.length;
+          if (done > spec.bytes) {
+            abort.abort();
+            throw new DropbearError(
+              'MODEL_DIGEST_MISMATCH',
+              `refused ${name} from ${url}: more than the catalog's ${spec.bytes} bytes arrived, so it cannot ` +
+                `have sha256 ${spec.sha256}`,
+              { url, expected: spec.sha256 },
+            );
+          }
+          hash.update(b);
+          await fh.write(b);
+          opts.onProgress?.(done, total);
+        }
+      } catch (e) {
+        if (e instanceof DropbearError) throw e;
+        throw failed(timedOut ? `no data for ${idleMs} ms` : `the connection broke after ${done} bytes`);
+      }
+      await fh.sync();
+    } finally {
+      await fh.close();
+    }
+    const sha256 = hash.digest('hex');
+    if (sha256 !== spec.sha256) {
+      throw new DropbearError(
+        'MODEL_DIGEST_MISMATCH',
+        `refused ${name} from ${url}: the download has sha256 ${sha256} (${done} bytes), the catalog requires ` +
+          `${spec.sha256} (${spec.bytes} bytes); the file was deleted`,
+        { url, expected: spec.sha256, actual: sha256 },
+      );
+    }
+    await rename(tmp, final);
+    const fresh = await readIndex(home);
+    fresh.models[name] = { sha256, bytes: done, spec, importedAt: new Date().toISOString() };
+    await writeIndex(home, fresh);
+    return { name, sha256, bytes: done, path: final, downloaded: true, url };
+  } finally {
+    clearTimeout(idle);
+    await unlinkQuiet(tmp);
+  }
+}

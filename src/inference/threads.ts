@@ -1,0 +1,161 @@
+/**
+ * The main-thread side of the worker threads: a handle that sends requests and matches replies, a pool of
+ * preprocessing workers, and the session runner.
+ */
+import { Worker } from 'node:worker_threads';
+import { DropbearError } from '../protocol/errors.ts';
+import type { Decoder } from './decode.ts';
+import type { ModelSpec } from './spec.ts';
+import type { PrepWorkerData, SessionWorkerData, WorkerReply, WorkerRequest } from './worker.ts';
+
+type WithoutId<T> = T extends unknown ? Omit<T, 'id'> : never;
+
+const BOOT = new URL('./worker-boot.mjs', import.meta.url);
+
+interface Pending {
+  resolve: (r: { data: Float32Array; ms: number }) => void;
+  reject: (e: Error) => void;
+}
+
+class WorkerHandle {
+  private readonly worker: Worker;
+  private readonly pending = new Map<number, Pending>();
+  private nextId = 1;
+  private dead: Error | null = null;
+  readonly ready: Promise<void>;
+  inFlight = 0;
+
+  constructor(data: SessionWorkerData | PrepWorkerData) {
+    this.worker = new Worker(BOOT, { workerData: data });
+    this.ready = new Promise((resolve, reject) => {
+      this.worker.on('message', (m: WorkerReply) => {
+        if (m.type === 'ready') return resolve();
+        if (m.type === 'error' && m.id === -1) return reject(new DropbearError(m.code, m.message));
+        const p = this.pending.get(m.id);
+        if (!p) return;
+        this.pending.delete(m.id);
+        this.inFlight--;
+        if (m.type === 'ok') p.resolve({ data: m.data, ms: m.ms });
+        else p.reject(new DropbearError(m.code, m.message));
+      });
+      const die = (e: Error) => {
+        this.dead = e;
+        reject(e);
+        for (const p of this.pending.values()) p.reject(e);
+        this.pending.clear();
+        this.inFlight = 0;
+      };
+      this.worker.on('error', (e) =>
+        die(new DropbearError('WORKER_FAILED', `inference worker failed: ${e.message}`)),
+      );
+      this.worker.on('exit', (code) => {
+        if (!this.dead)
+          die(new DropbearError('WORKER_EXITED', `inference worker exited with status ${code}`));
+      });
+    });
+    // A failed start is reported through `ready`; keep it from also being an unhandled rejection.
+    this.ready.catch(() => {});
+  }
+
+  request(
+    msg: WithoutId<WorkerRequest>,
+    transfer: ArrayBuffer[] = [],
+  ): Promise<{ data: Float32Array; ms: number }> {
+    if (this.dead) return Promise.reject(this.dead);
+    const id = this.nextId++;
+    this.inFlight++;
+    return new Promise((resolve, reject) => {
+      this.pending.set(id, { resolve, reject });
+      this.worker.postMessage({ ...msg, id }, transfer);
+    });
+  }
+
+  async close(): Promise<void> {
+    this.dead ??= new DropbearError('ENGINE_CLOSED', 'the inference engine is closed');
+    await this.worker.terminate();
+  }
+}
+
+export interface SessionOptions {
+  intraOpThreads: number;
+  interOpThreads: number;
+  /** onnxruntime execution providers in order of preference, e.g. ['cuda', 'cpu']. */
+  executionProviders: string[];
+}
+
+/** One onnxruntime session in its own worker thread. */
+export class SessionRunner {
+  private readonly handle: WorkerHandle;
+
+  private constructor(handle: WorkerHandle) {
+    this.handle = handle;
+  }
+
+  static async start(modelPath: string, spec: ModelSpec, opts: SessionOptions): Promise<SessionRunner> {
+    const handle = new WorkerHandle({
+      role: 'session',
+      modelPath,
+      spec,
+      intraOpThreads: opts.intraOpThreads,
+      interOpThreads: opts.interOpThreads,
+      executionProviders: opts.executionProviders,
+    });
+    try {
+      await handle.ready;
+    } catch (e) {
+      await handle.close();
+      throw e;
+    }
+    return new SessionRunner(handle);
+  }
+
+  get inFlight(): number {
+    return this.handle.inFlight;
+  }
+
+  /** Runs `n` items laid out back to back in `data` (which is transferred); returns the n outputs. */
+  run(data: Float32Array, n: number): Promise<{ data: Float32Array; ms: number }> {
+    return this.handle.request({ type: 'run', data, n }, [data.buffer as ArrayBuffer]);
+  }
+
+  close(): Promise<void> {
+    return this.handle.close();
+  }
+}
+
+/** Decoding and preprocessing on worker threads, least-loaded first. */
+export class PrepPool {
+  private readonly handles: WorkerHandle[];
+
+  private constructor(handles: WorkerHandle[]) {
+    this.handles = handles;
+  }
+
+  static async start(spec: ModelSpec, decoder: Decoder, size: number): Promise<PrepPool> {
+    const handles = Array.from(
+      { length: Math.max(1, size) },
+      () => new WorkerHandle({ role: 'prep', spec, decoder }),
+    );
+    try {
+      await Promise.all(handles.map((h) => h.ready));
+    } catch (e) {
+      await Promise.all(handles.map((h) => h.close()));
+      throw e;
+    }
+    return new PrepPool(handles);
+  }
+
+  get inFlight(): number {
+    return this.handles.reduce((a, h) => a + h.inFlight, 0);
+  }
+
+  prep(bytes: Uint8Array): Promise<{ data: Float32Array; ms: number }> {
+    let h = this.handles[0];
+    for (const x of this.handles) if (x.inFlight < h.inFlight) h = x;
+    return h.request({ type: 'prep', bytes });
+  }
+
+  async close(): Promise<void> {
+    await Promise.all(this.handles.map((h) => h.close()));
+  }
+}

@@ -1,0 +1,139 @@
+/**
+ * The code inside an inference worker thread. `session` workers own one onnxruntime session and run
+ * batches on it (session.run blocks its thread, never the node's event loop); `prep` workers decode and
+ * preprocess inputs. Errors go back as {code, message}.
+ */
+import { parentPort, workerData } from 'node:worker_threads';
+import * as ort from 'onnxruntime-node';
+import { DropbearError } from '../protocol/errors.ts';
+import { type Decoder, toModelInput } from './decode.ts';
+import { halfToFloat, inputElements, toHalf } from './preprocess.ts';
+import { fixedBatchOne, type ModelSpec } from './spec.ts';
+
+export interface SessionWorkerData {
+  role: 'session';
+  modelPath: string;
+  spec: ModelSpec;
+  intraOpThreads: number;
+  interOpThreads: number;
+  executionProviders: string[];
+}
+
+export interface PrepWorkerData {
+  role: 'prep';
+  spec: ModelSpec;
+  decoder: Decoder;
+}
+
+export type WorkerRequest =
+  | { type: 'run'; id: number; data: Float32Array; n: number }
+  | { type: 'prep'; id: number; bytes: Uint8Array };
+
+export type WorkerReply =
+  | { type: 'ready' }
+  | { type: 'ok'; id: number; data: Float32Array; ms: number }
+  | { type: 'error'; id: number; code: string; message: string };
+
+const port = parentPort!;
+const data = workerData as SessionWorkerData | PrepWorkerData;
+
+function fail(id: number, e: unknown): void {
+  const code = e instanceof DropbearError ? e.code : 'INFERENCE_FAILED';
+  port.postMessage({
+    type: 'error',
+    id,
+    code,
+    message: e instanceof Error ? e.message : String(e),
+  } satisfies WorkerReply);
+}
+
+if (data.role === 'session') {
+  const { spec } = data;
+  let session: ort.InferenceSession;
+  try {
+    session = await ort.InferenceSession.create(data.modelPath, {
+      intraOpNumThreads: data.intraOpThreads,
+      interOpNumThreads: data.interOpThreads,
+      graphOptimizationLevel: 'all',
+      executionProviders: data.executionProviders,
+    });
+  } catch (e) {
+    fail(
+      -1,
+      new DropbearError('MODEL_LOAD_FAILED', `cannot load ${data.modelPath}: ${(e as Error).message}`),
+    );
+    process.exit(1);
+  }
+  const item = inputElements(spec);
+  const itemDims = spec.input.shape.slice(1).map((d) => d ?? 1);
+  const one = fixedBatchOne(spec);
+  const runOnce = async (x: Float32Array, n: number): Promise<Float32Array> => {
+    const dims = [n, ...itemDims];
+    const t =
+      spec.input.dtype === 'float16'
+        ? new ort.Tensor('float16', toHalf(x), dims)
+        : new ort.Tensor('float32', x, dims);
+    const out = (await session.run({ [spec.input.name]: t }))[spec.output.name];
+    const od = out.data as Float32Array | Uint16Array;
+    if (out.type === 'float16') {
+      const f = new Float32Array(od.length);
+      for (let i = 0; i < od.length; i++) f[i] = halfToFloat(od[i]);
+      return f;
+    }
+    if (out.type !== 'float32')
+      throw new DropbearError('MODEL_OUTPUT', `unsupported output type ${out.type}`);
+    return od as Float32Array;
+  };
+  port.on('message', async (m: WorkerRequest) => {
+    if (m.type !== 'run') return;
+    const t0 = performance.now();
+    try {
+      if (m.data.length !== m.n * item)
+        throw new DropbearError(
+          'INPUT_SHAPE',
+          `batch of ${m.n} needs ${m.n * item} values, got ${m.data.length}`,
+        );
+      let result: Float32Array;
+      if (one && m.n > 1) {
+        // A model whose batch dimension is fixed at 1 runs item by item, in one message.
+        const parts: Float32Array[] = [];
+        for (let i = 0; i < m.n; i++) parts.push(await runOnce(m.data.subarray(i * item, (i + 1) * item), 1));
+        result = new Float32Array(parts.reduce((a, p) => a + p.length, 0));
+        let o = 0;
+        for (const p of parts) {
+          result.set(p, o);
+          o += p.length;
+        }
+      } else {
+        result = await runOnce(m.data, m.n);
+      }
+      // The runtime may own the output's memory: send a copy (4 KB per item, negligible).
+      const copy = result.slice();
+      port.postMessage(
+        { type: 'ok', id: m.id, data: copy, ms: performance.now() - t0 } satisfies WorkerReply,
+        [copy.buffer as ArrayBuffer],
+      );
+    } catch (e) {
+      fail(m.id, e);
+    }
+  });
+  port.postMessage({ type: 'ready' } satisfies WorkerReply);
+} else {
+  const { spec, decoder } = data;
+  const item = inputElements(spec);
+  port.on('message', async (m: WorkerRequest) => {
+    if (m.type !== 'prep') return;
+    const t0 = performance.now();
+    try {
+      const out = new Float32Array(item);
+      await toModelInput(m.bytes, spec, decoder, out, 0);
+      port.postMessage(
+        { type: 'ok', id: m.id, data: out, ms: performance.now() - t0 } satisfies WorkerReply,
+        [out.buffer],
+      );
+    } catch (e) {
+      fail(m.id, e);
+    }
+  });
+  port.postMessage({ type: 'ready' } satisfies WorkerReply);
+}
