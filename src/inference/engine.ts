@@ -5,6 +5,7 @@
  */
 import { DropbearError } from '../protocol/errors.ts';
 import type { Result } from '../protocol/index.ts';
+import type { ModelBackend } from './backend.ts';
 import { type BatcherOptions, DynamicBatcher } from './batcher.ts';
 import type { Decoder } from './decode.ts';
 import { toResult } from './postprocess.ts';
@@ -20,6 +21,8 @@ export interface EngineOptions extends Partial<SessionOptions>, Partial<BatcherO
   expectDigest?: string;
   /** Preprocessing worker threads (default 1). */
   prepWorkers?: number;
+  /** Session worker threads, each with its own copy of the session (default 1). */
+  sessionWorkers?: number;
   decoder?: Decoder;
 }
 
@@ -32,6 +35,7 @@ export const ENGINE_DEFAULTS = {
   maxQueue: 512,
   maxInFlight: 2,
   prepWorkers: 1,
+  sessionWorkers: 1,
   decoder: 'fast' as Decoder,
 };
 
@@ -47,12 +51,12 @@ export interface EngineStats {
   prepMs: number;
 }
 
-export class InferenceEngine {
+export class InferenceEngine implements ModelBackend {
   readonly spec: ModelSpec;
   readonly digest: string;
   readonly itemSize: number;
   readonly outSize: number;
-  private readonly runner: SessionRunner;
+  private readonly runners: SessionRunner[];
   private readonly prepPool: PrepPool;
   private readonly batcher: DynamicBatcher;
   private readonly maxQueue: number;
@@ -63,18 +67,21 @@ export class InferenceEngine {
   private constructor(
     spec: ModelSpec,
     digest: string,
-    runner: SessionRunner,
+    runners: SessionRunner[],
     prepPool: PrepPool,
     o: Required<BatcherOptions>,
   ) {
     this.spec = spec;
     this.digest = digest;
-    this.runner = runner;
+    this.runners = runners;
     this.prepPool = prepPool;
     this.itemSize = inputElements(spec);
     this.outSize = spec.output.shape.slice(1).reduce<number>((a, d) => a * (d ?? 1), 1);
     this.maxQueue = o.maxQueue;
-    this.batcher = new DynamicBatcher(this.itemSize, this.outSize, (d, n) => this.runner.run(d, n), o);
+    this.batcher = new DynamicBatcher(this.itemSize, this.outSize, (d, n) => this.leastLoaded().run(d, n), {
+      ...o,
+      maxInFlight: o.maxInFlight * runners.length,
+    });
   }
 
   static async start(opts: EngineOptions): Promise<InferenceEngine> {
@@ -95,20 +102,30 @@ export class InferenceEngine {
         throw new DropbearError('CONFIG_INVALID', `${k} must be a positive integer, got ${o[k]}`);
     // A model whose batch dimension is fixed at 1 still takes batches: its worker runs them item by item.
     const maxBatch = fixedBatchOne(opts.spec) ? Math.min(o.maxBatch, 32) : o.maxBatch;
-    const runner = await SessionRunner.start(opts.modelPath, opts.spec, o);
-    let prep: PrepPool;
-    try {
-      prep = await PrepPool.start(opts.spec, o.decoder, o.prepWorkers);
-    } catch (e) {
-      await runner.close();
-      throw e;
+    const started = await Promise.allSettled([
+      PrepPool.start(opts.spec, o.decoder, o.prepWorkers),
+      ...Array.from({ length: o.sessionWorkers }, () => SessionRunner.start(opts.modelPath, opts.spec, o)),
+    ]);
+    const failed = started.find((x) => x.status === 'rejected');
+    if (failed) {
+      await Promise.all(started.map((x) => (x.status === 'fulfilled' ? x.value.close() : undefined)));
+      throw (failed as PromiseRejectedResult).reason;
     }
-    return new InferenceEngine(opts.spec, digest, runner, prep, {
+    const values = started.map((x) => (x as PromiseFulfilledResult<PrepPool | SessionRunner>).value);
+    const prep = values[0] as PrepPool;
+    const runners = values.slice(1) as SessionRunner[];
+    return new InferenceEngine(opts.spec, digest, runners, prep, {
       maxBatch,
       maxDelayMs: o.maxDelayMs,
       maxQueue: o.maxQueue,
       maxInFlight: o.maxInFlight,
     });
+  }
+
+  private leastLoaded(): SessionRunner {
+    let best = this.runners[0];
+    for (const r of this.runners) if (r.inFlight < best.inFlight) best = r;
+    return best;
   }
 
   private admit(): void {
@@ -161,6 +178,6 @@ export class InferenceEngine {
 
   async close(): Promise<void> {
     this.batcher.close();
-    await Promise.all([this.runner.close(), this.prepPool.close()]);
+    await Promise.all([...this.runners.map((r) => r.close()), this.prepPool.close()]);
   }
 }

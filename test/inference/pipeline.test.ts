@@ -1,0 +1,179 @@
+// The whole inference pipeline on the real models and images: decode, preprocess, batcher, worker sessions.
+import { readFileSync } from 'node:fs';
+import { afterAll, describe, expect, it } from 'vitest';
+import { CATALOG, catalogByName } from '../../src/inference/catalog.ts';
+import { InferenceEngine } from '../../src/inference/engine.ts';
+import { encodeTensorInput } from '../../src/inference/preprocess.ts';
+import { DropbearError } from '../../src/protocol/errors.ts';
+
+const MODELS = '../shared/models';
+const DATA = '../shared/datasets/imagenet-sample';
+const reference = JSON.parse(readFileSync(`${MODELS}/reference-predictions.json`, 'utf8')).models as Record<
+  string,
+  Record<'val' | 'sample', Record<string, number>>
+>;
+const valFiles = Object.keys(reference['mobilenetv2-12-int8.onnx'].val);
+const valBytes = new Map(valFiles.map((f) => [f, readFileSync(`${DATA}/${f}`)]));
+const imagenet = CATALOG.filter((m) => m.labels === 'imagenet1k');
+
+const engines: InferenceEngine[] = [];
+async function engine(name: string, extra: Partial<Parameters<typeof InferenceEngine.start>[0]> = {}) {
+  const spec = catalogByName(name)!;
+  const e = await InferenceEngine.start({ modelPath: `${MODELS}/${name}.onnx`, spec, ...extra });
+  engines.push(e);
+  return e;
+}
+afterAll(async () => {
+  await Promise.all(engines.map((e) => e.close()));
+});
+
+async function agreement(e: InferenceEngine, name: string): Promise<number> {
+  const ref = reference[`${name}.onnx`].val;
+  const results = await Promise.all(valFiles.map((f) => e.classify(valBytes.get(f)!)));
+  let same = 0;
+  results.forEach((r, i) => {
+    if (r.kind === 'class' && r.top[0].label === ref[valFiles[i]]) same++;
+  });
+  return same / valFiles.length;
+}
+
+describe('reference predictions (val300)', () => {
+  for (const m of imagenet) {
+    it(`${m.name}: top-1 equals the reference on at least 99 % with the reference decoder`, async () => {
+      const e = await engine(m.name, { decoder: 'reference', maxBatch: 8 });
+      const a = await agreement(e, m.name);
+      expect(a).toBeGreaterThanOrEqual(0.99);
+      await e.close();
+    });
+  }
+
+  it('the fast (libvips) decoder stays close to the reference: at least 90 % on every model', async () => {
+    for (const name of ['mobilenetv2-12-int8', 'mobilenet_v1_0.25_128_quant']) {
+      const e = await engine(name, { decoder: 'fast' });
+      expect(await agreement(e, name)).toBeGreaterThanOrEqual(0.9);
+      await e.close();
+    }
+  });
+});
+
+describe('engine behaviour', () => {
+  it('results are top-5 in descending score, scores in millionths summing to 1e6 within float16 rounding', async () => {
+    const e = await engine('squeezenet1.1-fp16-winml');
+    const r = await e.classify(valBytes.get(valFiles[0])!);
+    expect(r.kind).toBe('class');
+    if (r.kind !== 'class') return;
+    expect(r.top).toHaveLength(5);
+    for (let i = 1; i < 5; i++) expect(r.top[i].score).toBeLessThanOrEqual(r.top[i - 1].score);
+    // SqueezeNet outputs float16 probabilities: their sum is 1 only to about 1e-3.
+    expect(r.top.reduce((a, t) => a + t.score, 0)).toBeLessThanOrEqual(1_001_000);
+    expect(new Set(r.top.map((t) => t.label)).size).toBe(5);
+  });
+
+  it('a model with batch fixed at 1 takes batches (run item by item) and matches single runs', async () => {
+    const e = await engine('shufflenet-v2-12-qdq', { maxBatch: 8, maxDelayMs: 20 });
+    const files = valFiles.slice(0, 16);
+    const batched = await Promise.all(files.map((f) => e.classify(valBytes.get(f)!)));
+    const single: typeof batched = [];
+    for (const f of files) single.push(await e.classify(valBytes.get(f)!));
+    expect(batched).toEqual(single);
+    expect(Math.max(...Object.keys(e.stats().batchSizes).map(Number))).toBeGreaterThan(1);
+  });
+
+  it('batched results are bit-identical to batch-1 results on a dynamic-batch model', async () => {
+    const e = await engine('mobilenet_v1_0.5_160_quant', { maxBatch: 16, maxDelayMs: 50 });
+    const files = valFiles.slice(20, 52);
+    const batched = await Promise.all(files.map((f) => e.classify(valBytes.get(f)!)));
+    const sizes = Object.keys(e.stats().batchSizes).map(Number);
+    expect(Math.max(...sizes)).toBe(16);
+    const single: typeof batched = [];
+    for (const f of files) single.push(await e.classify(valBytes.get(f)!));
+    expect(batched).toEqual(single);
+  });
+
+  it('a raw RGB tensor gives the same answer as the image it was decoded from; so does the model tensor', async () => {
+    const e = await engine('mobilenetv2-12-int8');
+    const sharp = (await import('sharp')).default;
+    const bytes = valBytes.get(valFiles[3])!;
+    const { data, info } = await sharp(bytes).raw().toBuffer({ resolveWithObject: true });
+    const raw = encodeTensorInput({ dtype: 'uint8', dims: [info.height, info.width, 3], data });
+    const fromImage = await e.classify(bytes);
+    expect(await e.classify(raw)).toEqual(fromImage);
+    const x = await e.preprocess(bytes);
+    const tensor = encodeTensorInput({
+      dtype: 'float32',
+      dims: [1, 3, 224, 224],
+      data: new Uint8Array(x.buffer, x.byteOffset, x.byteLength),
+    });
+    expect(await e.classify(tensor)).toEqual(fromImage);
+  });
+
+  it('bad inputs are refused with a stable code and the engine keeps serving', async () => {
+    const e = await engine('mobilenet_v1_0.25_128_quant');
+    const jpeg = valBytes.get(valFiles[5])!;
+    const cases: [Uint8Array, string][] = [
+      [new TextEncoder().encode('{"not":"an image"}'), 'INPUT_UNSUPPORTED'],
+      [new Uint8Array(0), 'INPUT_UNSUPPORTED'],
+      [jpeg.subarray(0, 200), 'INPUT_UNDECODABLE'],
+      [
+        encodeTensorInput({ dtype: 'float32', dims: [1, 3, 99, 99], data: new Uint8Array(4 * 3 * 99 * 99) }),
+        'INPUT_SHAPE',
+      ],
+      [encodeTensorInput({ dtype: 'uint8', dims: [10, 10, 4], data: new Uint8Array(400) }), 'INPUT_SHAPE'],
+      [
+        encodeTensorInput({ dtype: 'float32', dims: [3], data: new Uint8Array(12) }).subarray(0, 15),
+        'INPUT_TENSOR_MALFORMED',
+      ],
+    ];
+    for (const [input, code] of cases) {
+      const err = await e.classify(input).then(
+        () => null,
+        (x: unknown) => x,
+      );
+      expect(err, code).toBeInstanceOf(DropbearError);
+      expect((err as DropbearError).code, code).toBe(code);
+    }
+    const ok = await e.classify(jpeg);
+    expect(ok.kind).toBe('class');
+  });
+
+  it('a full queue refuses with OVERLOADED instead of growing', async () => {
+    const e = await engine('mobilenet_v1_0.25_128_quant', { maxQueue: 8, maxBatch: 4, maxDelayMs: 1 });
+    const settled = await Promise.allSettled(valFiles.slice(0, 64).map((f) => e.classify(valBytes.get(f)!)));
+    const refused = settled.filter((s) => s.status === 'rejected');
+    expect(refused.length).toBeGreaterThan(0);
+    for (const s of refused)
+      expect(((s as PromiseRejectedResult).reason as DropbearError).code).toBe('OVERLOADED');
+    expect(settled.filter((s) => s.status === 'fulfilled').length).toBeGreaterThanOrEqual(8);
+    expect(e.stats().rejected).toBe(refused.length);
+    // And it serves again once the queue drains.
+    expect((await e.classify(valBytes.get(valFiles[0])!)).kind).toBe('class');
+  });
+
+  it('a model file whose digest differs from the expected one is refused', async () => {
+    const spec = catalogByName('mobilenet_v1_0.25_128_quant')!;
+    const err = await InferenceEngine.start({
+      modelPath: `${MODELS}/mobilenet_v1_0.5_160_quant.onnx`,
+      spec,
+    }).catch((x: unknown) => x);
+    expect((err as DropbearError).code).toBe('MODEL_DIGEST_MISMATCH');
+  });
+
+  it('inference runs off the event loop: timers keep firing during a 64-image batch', async () => {
+    const e = await engine('mobilenetv2-12-int8', { maxBatch: 64, maxDelayMs: 200 });
+    const xs = await Promise.all(valFiles.slice(0, 64).map((f) => e.preprocess(valBytes.get(f)!)));
+    let last = performance.now();
+    let worst = 0;
+    const timer = setInterval(() => {
+      const now = performance.now();
+      worst = Math.max(worst, now - last);
+      last = now;
+    }, 5);
+    const t0 = performance.now();
+    await Promise.all(xs.map((x) => e.scores(x)));
+    const took = performance.now() - t0;
+    clearInterval(timer);
+    // One session.run over 64 images takes well over 100 ms; a blocked loop would show a gap that long.
+    expect(e.stats().batchSizes[64]).toBe(1);
+    expect(worst).toBeLessThan(Math.max(60, took / 2));
+  });
+});

@@ -1,0 +1,156 @@
+import { describe, expect, it } from 'vitest';
+import { DynamicBatcher } from '../../src/inference/batcher.ts';
+import { topK, toResult } from '../../src/inference/postprocess.ts';
+import {
+  centreCrop,
+  decodeTensorInput,
+  encodeTensorInput,
+  floatToHalf,
+  halfToFloat,
+  resizedDims,
+  sniffInput,
+} from '../../src/inference/preprocess.ts';
+import { resizeCrop } from '../../src/inference/resize.ts';
+import { DropbearError } from '../../src/protocol/errors.ts';
+
+describe('float16', () => {
+  it('round-trips every finite half exactly and rounds floats to nearest even', () => {
+    for (let h = 0; h < 0x10000; h++) {
+      const e = (h >>> 10) & 0x1f;
+      if (e === 0x1f) continue;
+      expect(floatToHalf(halfToFloat(h))).toBe(h === 0x8000 ? 0x8000 : h);
+    }
+    expect(floatToHalf(1 + 2 ** -11)).toBe(0x3c00); // exactly halfway: to even
+    expect(floatToHalf(1 + 3 * 2 ** -11)).toBe(0x3c02);
+    expect(floatToHalf(70000)).toBe(0x7c00);
+    expect(halfToFloat(floatToHalf(-123.939))).toBeCloseTo(-123.9375, 4);
+  });
+});
+
+describe('topK and results', () => {
+  it('ties go to the lowest index, order is by score', () => {
+    expect(topK([1, 5, 5, 3, 5, 0, 9], 5)).toEqual([6, 1, 2, 4, 3]);
+    expect(topK([2, 2, 2, 2, 2, 2], 3)).toEqual([0, 1, 2]);
+  });
+  it('logits become softmax millionths; probabilities pass through', () => {
+    const r = toResult([0, Math.log(3), 0, 0], 'logits');
+    expect(r).toEqual({
+      kind: 'class',
+      top: [
+        { label: 1, score: 500_000 },
+        { label: 0, score: 166_667 },
+        { label: 2, score: 166_667 },
+        { label: 3, score: 166_667 },
+      ],
+    });
+    const p = toResult([0.1, 0.7, 0.2], 'probabilities');
+    expect(p.kind === 'class' && p.top.map((t) => t.score)).toEqual([700_000, 200_000, 100_000]);
+  });
+});
+
+describe('geometry and formats', () => {
+  it('resizes the shorter side and centres the crop as MANIFEST.md says', () => {
+    expect(resizedDims(227, 227, 256)).toEqual({ width: 256, height: 256 });
+    expect(resizedDims(500, 375, 256)).toEqual({ width: 341, height: 256 });
+    expect(resizedDims(375, 500, 146)).toEqual({ width: 146, height: 195 });
+    expect(centreCrop(341, 256, 224)).toEqual({ left: 59, top: 16 });
+  });
+  it('the resize of a flat image is flat, and a 2× downscale uses the widened triangle', () => {
+    const flat = new Uint8Array(30 * 20 * 3).fill(77);
+    expect(new Set(resizeCrop(flat, 30, 20, 3, 15, 10, 0, 0, 10))).toEqual(new Set([77]));
+    const grey = Uint8Array.from([0, 100, 200, 40]);
+    // 4×1 → 2×1: output 0 is centred at 1.0 with support 2: inputs 0, 1, 2 weigh 3/7, 3/7, 1/7 (PIL gives 71).
+    expect([...resizeCrop(grey, 4, 1, 1, 2, 1, 0, 0, 1)]).toEqual([71]);
+  });
+  it('DBT1 tensors round-trip and malformed ones are refused', () => {
+    const t = { dtype: 'float32' as const, dims: [1, 2], data: new Uint8Array(8).fill(1) };
+    const enc = encodeTensorInput(t);
+    expect(sniffInput(enc)).toBe('tensor');
+    expect(decodeTensorInput(enc)).toEqual(t);
+    for (const bad of [
+      enc.subarray(0, 5),
+      enc.subarray(0, enc.length - 1),
+      Uint8Array.from([...enc.subarray(0, 4), 9, 1]),
+    ]) {
+      expect(() => decodeTensorInput(bad)).toThrow(DropbearError);
+    }
+    expect(sniffInput(Uint8Array.from([0xff, 0xd8, 0xff, 0xe0]))).toBe('jpeg');
+    expect(sniffInput(Uint8Array.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]))).toBe('png');
+  });
+});
+
+describe('dynamic batcher', () => {
+  // The runner stands in for a session: it echoes each item's first value, after a delay.
+  function echo(delayMs: number, log: number[]) {
+    return async (data: Float32Array, n: number) => {
+      log.push(n);
+      await new Promise((r) => setTimeout(r, delayMs));
+      const out = new Float32Array(n);
+      for (let i = 0; i < n; i++) out[i] = data[i * 2];
+      return { data: out, ms: delayMs };
+    };
+  }
+
+  it('cuts batches at maxBatch and answers each item with its own output', async () => {
+    const log: number[] = [];
+    const b = new DynamicBatcher(2, 1, echo(5, log), {
+      maxBatch: 4,
+      maxDelayMs: 50,
+      maxQueue: 100,
+      maxInFlight: 1,
+    });
+    const outs = await Promise.all(Array.from({ length: 10 }, (_, i) => b.submit(Float32Array.of(i, 0))));
+    expect(outs.map((o) => o[0])).toEqual([0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
+    expect(log.slice(0, 2)).toEqual([4, 4]);
+    expect(log.reduce((a, x) => a + x, 0)).toBe(10);
+  });
+
+  it('a lone item waits at most maxDelayMs', async () => {
+    const log: number[] = [];
+    const b = new DynamicBatcher(2, 1, echo(0, log), {
+      maxBatch: 64,
+      maxDelayMs: 20,
+      maxQueue: 100,
+      maxInFlight: 1,
+    });
+    const t0 = performance.now();
+    await b.submit(Float32Array.of(1, 0));
+    expect(performance.now() - t0).toBeGreaterThanOrEqual(19);
+    expect(log).toEqual([1]);
+  });
+
+  it('refuses past maxQueue with OVERLOADED, wrong sizes with INPUT_SHAPE, and fails waiting items on close', async () => {
+    const b = new DynamicBatcher(2, 1, echo(50, []), {
+      maxBatch: 1,
+      maxDelayMs: 0,
+      maxQueue: 3,
+      maxInFlight: 1,
+    });
+    const ps = Array.from({ length: 6 }, (_, i) =>
+      b.submit(Float32Array.of(i, 0)).catch((e: DropbearError) => e.code),
+    );
+    const wrong = await b.submit(Float32Array.of(1)).catch((e: DropbearError) => e.code);
+    expect(wrong).toBe('INPUT_SHAPE');
+    b.close();
+    const r = await Promise.all(ps);
+    expect(r.filter((x) => x === 'OVERLOADED')).toHaveLength(2);
+    expect(r.filter((x) => x === 'ENGINE_CLOSED')).toHaveLength(3);
+    expect(b.stats.rejected).toBe(2);
+  });
+
+  it('a runner failure rejects that batch only', async () => {
+    let calls = 0;
+    const b = new DynamicBatcher(
+      1,
+      1,
+      async (d, n) => {
+        if (calls++ === 0) throw new DropbearError('INFERENCE_FAILED', 'boom');
+        return { data: d.slice(0, n), ms: 0 };
+      },
+      { maxBatch: 2, maxDelayMs: 0, maxQueue: 10, maxInFlight: 1 },
+    );
+    const first = await b.submit(Float32Array.of(1)).catch((e: DropbearError) => e.code);
+    expect(first).toBe('INFERENCE_FAILED');
+    expect([...(await b.submit(Float32Array.of(7)))]).toEqual([7]);
+  });
+});
