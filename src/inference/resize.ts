@@ -48,6 +48,10 @@ function taps(inSize: number, outSize: number, start: number, n: number): Taps {
   return t;
 }
 
+// Scratch buffers reused across calls (a worker resizes one image at a time).
+let midBuf = new Float32Array(0);
+let accBuf = new Float64Array(0);
+
 /**
  * Resizes interleaved `channels`-channel pixels from w×h to tw×th and returns the s×s crop at (left, top),
  * rounded to uint8. Only the rows and columns the crop needs are computed.
@@ -69,20 +73,28 @@ export function resizeCrop(
   const rowHi = vt.first[s - 1] + vt.count[s - 1];
   const rows = rowHi - rowLo;
   const rowLen = s * channels;
-  const mid = new Float64Array(rows * rowLen);
+  if (midBuf.length < rows * rowLen) midBuf = new Float32Array(rows * rowLen);
+  if (accBuf.length < rowLen) accBuf = new Float64Array(rowLen);
+  const mid = midBuf;
+  const acc = accBuf;
+  const hFirst = hz.first;
+  const hCount = hz.count;
+  const hW = hz.weights;
+  const hStride = hz.stride;
+  const srcStride = w * channels;
   for (let y = 0; y < rows; y++) {
-    const srcRow = (y + rowLo) * w * channels;
+    const srcRow = (y + rowLo) * srcStride;
     const midRow = y * rowLen;
-    for (let k = 0; k < s; k++) {
-      const n = hz.count[k];
-      const wb = k * hz.stride;
-      let p = srcRow + hz.first[k] * channels;
-      if (channels === 3) {
+    if (channels === 3) {
+      for (let k = 0; k < s; k++) {
+        const n = hCount[k];
+        const wb = k * hStride;
+        let p = srcRow + hFirst[k] * 3;
         let r = 0;
         let g = 0;
         let b = 0;
         for (let i = 0; i < n; i++, p += 3) {
-          const wt = hz.weights[wb + i];
+          const wt = hW[wb + i];
           r += src[p] * wt;
           g += src[p + 1] * wt;
           b += src[p + 2] * wt;
@@ -91,29 +103,59 @@ export function resizeCrop(
         mid[o] = r;
         mid[o + 1] = g;
         mid[o + 2] = b;
-      } else {
+      }
+    } else {
+      for (let k = 0; k < s; k++) {
+        const n = hCount[k];
+        const wb = k * hStride;
+        let p = srcRow + hFirst[k];
         let v = 0;
-        for (let i = 0; i < n; i++, p++) v += src[p] * hz.weights[wb + i];
+        for (let i = 0; i < n; i++, p++) v += src[p] * hW[wb + i];
         mid[midRow + k] = v;
       }
     }
   }
   const out = new Uint8Array(s * rowLen);
-  const acc = new Float64Array(rowLen);
+  const vFirst = vt.first;
+  const vCount = vt.count;
+  const vW = vt.weights;
+  const vStride = vt.stride;
   for (let k = 0; k < s; k++) {
-    const n = vt.count[k];
-    const wb = k * vt.stride;
-    const base = (vt.first[k] - rowLo) * rowLen;
-    acc.fill(0);
-    for (let i = 0; i < n; i++) {
-      const wt = vt.weights[wb + i];
-      const r = base + i * rowLen;
-      for (let x = 0; x < rowLen; x++) acc[x] += mid[r + x] * wt;
-    }
+    const n = vCount[k];
+    const wb = k * vStride;
+    const base = (vFirst[k] - rowLo) * rowLen;
     const o = k * rowLen;
-    for (let x = 0; x < rowLen; x++) {
-      const v = Math.round(acc[x]);
-      out[o + x] = v < 0 ? 0 : v > 255 ? 255 : v;
+    if (n === 2) {
+      const w0 = vW[wb];
+      const w1 = vW[wb + 1];
+      const b1 = base + rowLen;
+      for (let x = 0; x < rowLen; x++) {
+        // Weights are non-negative, so the value is too: floor(v + 0.5) is Math.round, without the call.
+        const v = (mid[base + x] * w0 + mid[b1 + x] * w1 + 0.5) | 0;
+        out[o + x] = v > 255 ? 255 : v;
+      }
+    } else if (n === 3) {
+      const w0 = vW[wb];
+      const w1 = vW[wb + 1];
+      const w2 = vW[wb + 2];
+      const b1 = base + rowLen;
+      const b2 = b1 + rowLen;
+      for (let x = 0; x < rowLen; x++) {
+        const v = (mid[base + x] * w0 + mid[b1 + x] * w1 + mid[b2 + x] * w2 + 0.5) | 0;
+        out[o + x] = v > 255 ? 255 : v;
+      }
+    } else {
+      let wt = vW[wb];
+      for (let x = 0; x < rowLen; x++) acc[x] = mid[base + x] * wt;
+      for (let i = 1; i < n; i++) {
+        wt = vW[wb + i];
+        const r = base + i * rowLen;
+        for (let x = 0; x < rowLen; x++) acc[x] += mid[r + x] * wt;
+      }
+      for (let x = 0; x < rowLen; x++) {
+        const v = (acc[x] + 0.5) | 0;
+        out[o + x] = v > 255 ? 255 : v;
+      }
     }
   }
   return out;

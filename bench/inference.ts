@@ -1,0 +1,243 @@
+/**
+ * npm run bench:inference — images per second per model through the project's pipeline against a bare
+ * loop of `session.run` on pre-made tensors, in the same run, at inference batch sizes 1, 8 and 32.
+ *
+ * - bare: the main thread calls `session.run` back to back on one pre-made input tensor of the batch size
+ *   (models with the batch fixed at 1 run b single runs), intraOpNumThreads 1. No preprocessing, no copies.
+ * - pipeline, tensors: pre-made preprocessed inputs go through InferenceEngine.scores (dynamic batcher with
+ *   maxBatch = b, session in a worker thread, intraOpNumThreads 1): everything but decoding.
+ * - pipeline, val JPEGs: InferenceEngine.classify on the val images' bytes: decode (libvips), resize, crop,
+ *   normalise on one preprocessing worker, then as above, then top-5. Also with the jpeg-js decoder.
+ * Each row: `--runs` runs (default 3), median and min–max. Also: preprocessing cost per image (val 227×227
+ * and full-size sample photos, both decoders), and one session with 2 intra-op threads against two
+ * session workers with 1 thread each. Writes bench/results/inference.json and the BENCHMARKS.md section.
+ */
+import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { cpus } from 'node:os';
+import * as ort from 'onnxruntime-node';
+import { CATALOG, catalogByName } from '../src/inference/catalog.ts';
+import type { Decoder } from '../src/inference/decode.ts';
+import { InferenceEngine } from '../src/inference/engine.ts';
+import { inputElements, toHalf } from '../src/inference/preprocess.ts';
+import { fixedBatchOne, type ModelSpec } from '../src/inference/spec.ts';
+
+const arg = (name: string) => {
+  const i = process.argv.indexOf(`--${name}`);
+  return i > 0 ? process.argv[i + 1] : undefined;
+};
+const quick = process.argv.includes('--quick');
+const RUNS = Number(arg('runs') ?? (quick ? 1 : 3));
+const BATCHES = (arg('batches') ?? '1,8,32').split(',').map(Number);
+const MODELS_DIR = process.env.DROPBEAR_MODELS ?? '../shared/models';
+const DATA = '../shared/datasets/imagenet-sample';
+const names = (
+  arg('models') ??
+  CATALOG.filter((m) => m.labels === 'imagenet1k')
+    .map((m) => m.name)
+    .join(',')
+).split(',');
+const SECONDS = quick ? 0.3 : 0.8;
+
+const valFiles = readdirSync(`${DATA}/val`).sort();
+const val = valFiles.map((f) => readFileSync(`${DATA}/val/${f}`));
+const sample = readdirSync(`${DATA}/sample`)
+  .sort()
+  .slice(0, quick ? 20 : 60)
+  .map((f) => readFileSync(`${DATA}/sample/${f}`));
+
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+const stat = (xs: number[]) => ({ median: median(xs), min: Math.min(...xs), max: Math.max(...xs), runs: xs });
+type Stat = ReturnType<typeof stat>;
+const fmt = (s: Stat, digits = 0) =>
+  RUNS > 1
+    ? `${s.median.toFixed(digits)} (${s.min.toFixed(digits)}–${s.max.toFixed(digits)})`
+    : s.median.toFixed(digits);
+
+async function bare(spec: ModelSpec, path: string, b: number): Promise<number> {
+  const s = await ort.InferenceSession.create(path, {
+    intraOpNumThreads: 1,
+    interOpNumThreads: 1,
+    graphOptimizationLevel: 'all',
+  });
+  const one = fixedBatchOne(spec);
+  const n = one ? 1 : b;
+  const x = new Float32Array(n * inputElements(spec)).map(() => Math.random());
+  const dims = [n, ...spec.input.shape.slice(1).map((d) => d ?? 1)];
+  const t =
+    spec.input.dtype === 'float16'
+      ? new ort.Tensor('float16', toHalf(x), dims)
+      : new ort.Tensor('float32', x, dims);
+  const feeds = { [spec.input.name]: t };
+  for (let i = 0; i < 3; i++) await s.run(feeds);
+  let images = 0;
+  const t0 = performance.now();
+  while (performance.now() - t0 < SECONDS * 1000) {
+    await s.run(feeds);
+    images += n;
+  }
+  const rate = (images * 1000) / (performance.now() - t0);
+  await s.release();
+  return rate;
+}
+
+async function pipeline(
+  spec: ModelSpec,
+  path: string,
+  b: number,
+  mode: 'tensors' | Decoder,
+  count: number,
+): Promise<number> {
+  const e = await InferenceEngine.start({
+    modelPath: path,
+    spec,
+    maxBatch: b,
+    maxDelayMs: 2,
+    maxQueue: 100_000,
+    decoder: mode === 'tensors' ? 'fast' : mode,
+  });
+  try {
+    const pre = mode === 'tensors' ? await Promise.all(val.slice(0, 64).map((x) => e.preprocess(x))) : [];
+    // Warm up the worker and the batcher.
+    await Promise.all(val.slice(0, 2 * b).map((x) => e.classify(x)));
+    const t0 = performance.now();
+    if (mode === 'tensors')
+      await Promise.all(Array.from({ length: count }, (_, i) => e.scores(pre[i % pre.length])));
+    else await Promise.all(Array.from({ length: count }, (_, i) => e.classify(val[i % val.length])));
+    return (count * 1000) / (performance.now() - t0);
+  } finally {
+    await e.close();
+  }
+}
+
+async function prepCost(decoder: Decoder, images: Buffer[]): Promise<number> {
+  const spec = catalogByName('mobilenetv2-12-int8')!;
+  const e = await InferenceEngine.start({ modelPath: `${MODELS_DIR}/${spec.name}.onnx`, spec, decoder });
+  try {
+    for (const x of images.slice(0, 5)) await e.preprocess(x);
+    const before = e.stats().prepMs;
+    const t0 = performance.now();
+    for (const x of images) await e.preprocess(x);
+    const wall = performance.now() - t0;
+    return Math.min(wall, e.stats().prepMs - before) / images.length;
+  } finally {
+    await e.close();
+  }
+}
+
+async function threads(name: string, b: number) {
+  const spec = catalogByName(name)!;
+  const path = `${MODELS_DIR}/${name}.onnx`;
+  const out: Record<string, Stat> = {};
+  for (const [label, o] of [
+    ['1 session, 1 thread', { intraOpThreads: 1, sessionWorkers: 1 }],
+    ['1 session, 2 intra-op threads', { intraOpThreads: 2, sessionWorkers: 1 }],
+    ['2 session workers, 1 thread each', { intraOpThreads: 1, sessionWorkers: 2 }],
+  ] as const) {
+    const rates: number[] = [];
+    for (let r = 0; r < RUNS; r++) {
+      const e = await InferenceEngine.start({ modelPath: path, spec, maxBatch: b, maxQueue: 100_000, ...o });
+      const pre = await Promise.all(val.slice(0, 64).map((x) => e.preprocess(x)));
+      await Promise.all(pre.map((x) => e.scores(x)));
+      const count = quick ? 256 : 1024;
+      const t0 = performance.now();
+      await Promise.all(Array.from({ length: count }, (_, i) => e.scores(pre[i % pre.length])));
+      rates.push((count * 1000) / (performance.now() - t0));
+      await e.close();
+    }
+    out[label] = stat(rates);
+  }
+  return out;
+}
+
+interface Row {
+  model: string;
+  batch: number;
+  bare: Stat;
+  tensors: Stat;
+  fast: Stat;
+  reference: Stat;
+}
+
+const rows: Row[] = [];
+for (const name of names) {
+  const spec = catalogByName(name);
+  if (!spec) throw new Error(`unknown model ${name}`);
+  const path = `${MODELS_DIR}/${name}.onnx`;
+  for (const b of BATCHES) {
+    const acc = {
+      bare: [] as number[],
+      tensors: [] as number[],
+      fast: [] as number[],
+      reference: [] as number[],
+    };
+    for (let r = 0; r < RUNS; r++) {
+      const base = await bare(spec, path, b);
+      acc.bare.push(base);
+      const count = Math.max(4 * b, Math.round(base * SECONDS));
+      acc.tensors.push(await pipeline(spec, path, b, 'tensors', count));
+      acc.fast.push(await pipeline(spec, path, b, 'fast', Math.min(count, 600)));
+      acc.reference.push(await pipeline(spec, path, b, 'reference', Math.min(count, 300)));
+    }
+    const row = {
+      model: name,
+      batch: b,
+      bare: stat(acc.bare),
+      tensors: stat(acc.tensors),
+      fast: stat(acc.fast),
+      reference: stat(acc.reference),
+    };
+    rows.push(row);
+    console.log(
+      `${name} b${b}: bare ${fmt(row.bare)} img/s | tensors ${fmt(row.tensors)} (${(row.tensors.median / row.bare.median).toFixed(2)}) | val JPEG fast ${fmt(row.fast)} (${(row.fast.median / row.bare.median).toFixed(2)}) | reference decoder ${fmt(row.reference)} (${(row.reference.median / row.bare.median).toFixed(2)})`,
+    );
+  }
+}
+
+const prep = {
+  valFast: await prepCost('fast', val.slice(0, quick ? 40 : 150)),
+  valReference: await prepCost('reference', val.slice(0, quick ? 40 : 150)),
+  sampleFast: await prepCost('fast', sample),
+  sampleReference: await prepCost('reference', sample),
+};
+console.log('preprocessing ms/image', prep);
+const threadModel = names.includes('mobilenetv2-12-int8') ? 'mobilenetv2-12-int8' : names[0];
+const threadRows = await threads(threadModel, 8);
+console.log('threads', Object.fromEntries(Object.entries(threadRows).map(([k, v]) => [k, fmt(v)])));
+
+const machine = `${cpus().length} cores (${cpus()[0]?.model.trim()}), Node ${process.version}, onnxruntime-node 1.30.0 CPU`;
+const command = `npm run bench:inference${process.argv.slice(2).length ? ` -- ${process.argv.slice(2).join(' ')}` : ''}`;
+writeFileSync(
+  'bench/results/inference.json',
+  `${JSON.stringify({ machine, command, runs: RUNS, rows, prep, threads: { model: threadModel, batch: 8, rows: threadRows } }, null, 2)}\n`,
+);
+
+const ratio = (a: Stat, b: Stat) => (a.median / b.median).toFixed(2);
+const table = [
+  `Machine: ${machine}. Command: \`${command}\`. ${RUNS} run(s) per row, median (min–max), images/s.`,
+  '',
+  '| model | batch | bare session.run | pipeline, tensors | ratio | pipeline, val JPEGs (libvips) | ratio | val JPEGs (jpeg-js) | ratio |',
+  '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
+  ...rows.map(
+    (r) =>
+      `| ${r.model} | ${r.batch} | ${fmt(r.bare)} | ${fmt(r.tensors)} | ${ratio(r.tensors, r.bare)} | ${fmt(r.fast)} | ${ratio(r.fast, r.bare)} | ${fmt(r.reference)} | ${ratio(r.reference, r.bare)} |`,
+  ),
+  '',
+  '| preprocessing per image (one worker thread) | libvips decode | jpeg-js decode |',
+  '| --- | ---: | ---: |',
+  `| val, 227×227 JPEG → 224×224 | ${prep.valFast.toFixed(2)} ms | ${prep.valReference.toFixed(2)} ms |`,
+  `| sample, full-size photo → 224×224 | ${prep.sampleFast.toFixed(2)} ms | ${prep.sampleReference.toFixed(2)} ms |`,
+  '',
+  `Threads (${threadModel}, pre-made tensors, batch 8, images/s):`,
+  '',
+  '| configuration | images/s |',
+  '| --- | ---: |',
+  ...Object.entries(threadRows).map(([k, v]) => `| ${k} | ${fmt(v)} |`),
+].join('\n');
+const md = readFileSync('BENCHMARKS.md', 'utf8');
+const section = `<!-- inference:begin -->\n${table}\n<!-- inference:end -->`;
+if (md.includes('<!-- inference:begin -->'))
+  writeFileSync(
+    'BENCHMARKS.md',
+    md.replace(/<!-- inference:begin -->[\s\S]*<!-- inference:end -->/, section),
+  );
+else writeFileSync('BENCHMARKS.md', `${md.trimEnd()}\n\n## Inference pipeline\n\n${section}\n`);
