@@ -1,8 +1,10 @@
 import { Command } from 'commander';
 import { registerDemo } from './demo.ts';
 import { reportAndExit } from './errors.ts';
+import { registerEval } from './eval.ts';
 import { registerLedger } from './ledger.ts';
 import { registerModels } from './models.ts';
+import { registerServeModel } from './serve-model.ts';
 import { registerSim } from './sim.ts';
 import { registerVerify } from './verify.ts';
 
@@ -16,6 +18,8 @@ registerVerify(program);
 registerDemo(program);
 registerLedger(program);
 registerModels(program);
+registerEval(program);
+registerServeModel(program);
 
 try {
   await program.parseAsync(process.argv);

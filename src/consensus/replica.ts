@@ -21,6 +21,7 @@ import {
   groupIdOf,
   hex,
   type KeyPair,
+  LIMITS,
   type NodeMessage,
   type NodeSignature,
   NodeSignature as NodeSignatureCodec,
@@ -49,9 +50,11 @@ import {
   signTagged,
   TAGS,
   type Tx,
+  txIdOf,
   ViewChangeBody,
   verifyRequestSignature,
   verifyTagged,
+  verifyTx,
 } from '../protocol/index.ts';
 import { deriveNewView, pickViewChanges, viewChangeProblem, ZERO_DIGEST } from './viewchange.ts';
 
@@ -93,6 +96,12 @@ export const DEFAULT_REPLICA_CONFIG: ReplicaConfig = {
 
 export type Event =
   | { type: 'request'; request: SignedRequest }
+  /**
+   * A signed transaction (a model update) from its owner. Accepted when signed by the genesis key of the
+   * node it names and its version is above that node's current one; then spread to every node and
+   * ordered by the primary with its next batch. Answered by a txAccepted or txRejected action.
+   */
+  | { type: 'submitTx'; tx: Tx }
   | { type: 'message'; from: number; msg: NodeMessage }
   | { type: 'tick' }
   /** After a restart (or whenever the caller suspects it is behind): fetch state from peers. */
@@ -104,6 +113,8 @@ export type Event =
       receipt: Receipt;
       requeued: Uint8Array[];
       models: Uint8Array[];
+      /** Each node's model version after the batch; derived from the batch's transactions when absent. */
+      modelVersions?: number[];
       /** Required when the execute action asked for a checkpoint. */
       stateDigest?: Uint8Array;
     };
@@ -164,6 +175,9 @@ export type Action =
     }
   | { type: 'accepted'; requestId: Uint8Array }
   | { type: 'rejected'; requestId: Uint8Array | null; code: RejectCode; message: string }
+  /** A submitted transaction was taken (it is spread to every node and waits to be ordered). */
+  | { type: 'txAccepted'; txId: Uint8Array }
+  | { type: 'txRejected'; txId: Uint8Array; code: TxRejectCode; message: string }
   | { type: 'timer'; at: number }
   /** Proof that a node misbehaved: store it (the ledger's evidence table) and count it against the node. */
   | { type: 'evidence'; node: number; proof: Evidence };
@@ -179,12 +193,26 @@ export type RejectCode =
   | 'REQUEST_DUPLICATE'
   | 'REQUEST_ALREADY_EXECUTED';
 
+export type TxRejectCode =
+  /** The update names a node that is not in the genesis. */
+  | 'TX_UNKNOWN_NODE'
+  /** Not signed by the genesis key of the node it names. */
+  | 'TX_BAD_SIGNATURE'
+  /** Its version is not above the node's current model version (a replay, or superseded). */
+  | 'TX_STALE_VERSION'
+  /** The same transaction is already waiting to be ordered. */
+  | 'TX_DUPLICATE'
+  /** The same transaction was already ordered and executed. */
+  | 'TX_ALREADY_EXECUTED';
+
 /** Why a peer's message was dropped; counted per peer (the node layer exports the counts). */
 export type Misbehaviour =
   | 'bad-signature'
   | 'bad-sender'
   | 'bad-request'
   | 'bad-results'
+  /** A transaction (spread, or in a proposal) not signed by the node it names. */
+  | 'bad-tx'
   | 'bad-proposal'
   | 'conflicting-proposal'
   | 'double-vote'
@@ -198,6 +226,20 @@ interface PoolEntry {
   /** pending: waiting for votes or a proposal; proposed: in an accepted batch not yet executed. */
   state: 'pending' | 'proposed';
   acceptedAt: number;
+}
+
+/** A transaction waiting to be ordered (not persisted: after a crash the owner submits it again). */
+interface PendingTx {
+  tx: Tx;
+  id: Uint8Array;
+  /** pending: waiting for a proposal; proposed: in an accepted batch not yet executed. */
+  state: 'pending' | 'proposed';
+  /** When it was taken; a batch carrying it is cut batchTimeoutMs later at the latest. */
+  since: number;
+  /** Submitted here by its owner: this node spreads it again until it is ordered. */
+  origin: boolean;
+  sentAt: number;
+  backoff: number;
 }
 
 interface VoteRef {
@@ -331,6 +373,14 @@ export class Replica {
   private wakeAt = Number.POSITIVE_INFINITY;
   /** Current model digest per node, as of the last executed batch. */
   private models: Uint8Array[];
+  /** Current model version per node (0: the genesis model), as of the last executed batch. */
+  private modelVersions: number[];
+  /** This node's own earlier model digests: results they produce after the switch are dropped. */
+  private readonly retiredModels = new Set<string>();
+  /** Transactions waiting to be ordered, by id (hex), oldest first. */
+  private readonly txs = new Map<string, PendingTx>();
+  /** Ids of transactions already executed (bounded): a late copy from a peer is not taken again. */
+  private readonly doneTxs = new Set<string>();
 
   constructor(genesis: Genesis, id: number, key: KeyPair, cfg: Partial<ReplicaConfig> = {}) {
     this.genesis = genesis;
@@ -346,6 +396,7 @@ export class Replica {
     this.groupId = groupIdOf(genesis);
     this.cfg = { ...DEFAULT_REPLICA_CONFIG, ...cfg };
     this.models = genesis.nodes.map((x) => x.modelDigest);
+    this.modelVersions = genesis.nodes.map(() => 0);
     this.lastReceiptHash = this.groupId;
   }
 
@@ -363,6 +414,8 @@ export class Replica {
       lastReceiptHash: Uint8Array;
       lastTimestamp: number;
       models: Uint8Array[];
+      /** Each node's model version in the ledger (zeros when absent). */
+      modelVersions?: number[];
       recent: Iterable<[string, number]>;
       log: PersistRecord[];
       /** Executed batches whose receipt had not gathered q signatures yet. */
@@ -376,6 +429,7 @@ export class Replica {
     r.lastExecutedTimestamp = disk.lastTimestamp;
     r.lastBatchTimestamp = disk.lastTimestamp;
     r.models = [...disk.models];
+    if (disk.modelVersions) r.modelVersions = [...disk.modelVersions];
     for (const [idHex, ts] of disk.recent) r.done.set(idHex, ts);
     let lastViewRecord: PersistRecord | null = null;
     for (const rec of disk.log) {
@@ -423,6 +477,18 @@ export class Replica {
   get pendingRequests(): number {
     return this.pool.size;
   }
+  /** Transactions waiting to be ordered (spread to this node or submitted here, not yet executed). */
+  get pendingTxs(): Tx[] {
+    return [...this.txs.values()].map((t) => t.tx);
+  }
+  /** Each node's model digest as of the last executed batch. */
+  get currentModels(): readonly Uint8Array[] {
+    return this.models;
+  }
+  /** Each node's model version as of the last executed batch. */
+  get currentModelVersions(): readonly number[] {
+    return this.modelVersions;
+  }
 
   step(event: Event, now: number): Action[] {
     this.now = Math.max(this.now, now);
@@ -430,6 +496,9 @@ export class Replica {
     switch (event.type) {
       case 'request':
         this.onClientRequest(event.request);
+        break;
+      case 'submitTx':
+        this.onSubmitTx(event.tx);
         break;
       case 'message':
         this.onMessage(event.from, event.msg);
@@ -541,10 +610,117 @@ export class Replica {
     this.forwardDeadline = Number.POSITIVE_INFINITY;
   }
 
+  // ---------------------------------------------------------------- transactions (model updates)
+
+  /** Validates a transaction without changing state: the checks applied before one is taken. */
+  checkTx(
+    tx: Tx,
+  ): { ok: true; id: Uint8Array } | { ok: false; code: TxRejectCode; message: string; id: Uint8Array } {
+    const id = txIdOf(tx);
+    if (this.txs.has(hex(id)))
+      return { ok: false, code: 'TX_DUPLICATE', message: 'transaction already waiting to be ordered', id };
+    const u = tx.update;
+    if (!this.genesis.nodes[u.node])
+      return { ok: false, code: 'TX_UNKNOWN_NODE', message: `no node ${u.node} in the genesis`, id };
+    if (u.version <= this.modelVersions[u.node])
+      return {
+        ok: false,
+        code: 'TX_STALE_VERSION',
+        message: `version ${u.version} is not above node ${u.node}'s current version ${this.modelVersions[u.node]}`,
+        id,
+      };
+    if (!verifyTx(this.genesis, this.groupId, tx))
+      return { ok: false, code: 'TX_BAD_SIGNATURE', message: `not signed by node ${u.node}'s key`, id };
+    return { ok: true, id };
+  }
+
+  private onSubmitTx(tx: Tx): void {
+    const c = this.checkTx(tx);
+    if (!c.ok) {
+      this.out.push({ type: 'txRejected', txId: c.id, code: c.code, message: c.message });
+      return;
+    }
+    this.admitTx(tx, c.id, true);
+    this.out.push({ type: 'txAccepted', txId: c.id });
+    this.out.push({ type: 'broadcast', msg: { kind: 'tx', tx } });
+  }
+
+  /** A transaction some peer spread: taken if valid, counted against the peer if forged. */
+  private onPeerTx(from: number, tx: Tx): void {
+    const c = this.checkTx(tx);
+    if (c.ok) {
+      if (!this.doneTxs.has(hex(c.id))) this.admitTx(tx, c.id, false);
+    } else if (c.code === 'TX_BAD_SIGNATURE' || c.code === 'TX_UNKNOWN_NODE')
+      this.blame(from, 'bad-tx', c.code);
+  }
+
+  private admitTx(tx: Tx, id: Uint8Array, origin: boolean): void {
+    this.txs.set(hex(id), {
+      tx,
+      id,
+      state: 'pending',
+      since: this.now,
+      origin,
+      sentAt: this.now,
+      backoff: this.cfg.retransmitMs,
+    });
+  }
+
+  /** When the oldest transaction not in an accepted batch was taken (Infinity: none). */
+  private oldestUnproposedTx(): number {
+    for (const t of this.txs.values()) if (t.state === 'pending') return t.since;
+    return Number.POSITIVE_INFINITY;
+  }
+
+  private markTxsProposed(batch: Batch): void {
+    if (this.txs.size === 0) return;
+    for (const tx of batch.txs) {
+      const t = this.txs.get(hex(txIdOf(tx)));
+      if (t) t.state = 'proposed';
+    }
+  }
+
+  /**
+   * A batch executed: its transactions are done, and so is every waiting one whose version is no longer
+   * above its node's (superseded or replayed).
+   */
+  private settleTxs(batch: Batch): void {
+    for (const tx of batch.txs) {
+      const k = hex(txIdOf(tx));
+      this.txs.delete(k);
+      this.doneTxs.add(k);
+    }
+    while (this.doneTxs.size > 1024) this.doneTxs.delete(this.doneTxs.values().next().value as string);
+    for (const [k, t] of this.txs)
+      if (t.tx.update.version <= this.modelVersions[t.tx.update.node]) this.txs.delete(k);
+  }
+
+  /** Model versions after a batch when the caller did not say: the ledger's rule, applied in batch order. */
+  private versionsAfter(batch: Batch): number[] {
+    const v = [...this.modelVersions];
+    for (const tx of batch.txs) {
+      const u = tx.update;
+      if (u.node < this.n && u.version === v[u.node] + 1 && verifyTx(this.genesis, this.groupId, tx))
+        v[u.node] = u.version;
+    }
+    return v;
+  }
+
   // ---------------------------------------------------------------- votes
 
   private onInferred(modelDigest: Uint8Array, results: { requestId: Uint8Array; result: Result }[]): void {
     if (results.length === 0) return;
+    if (!equalBytes(modelDigest, this.models[this.id]) && this.retiredModels.has(hex(modelDigest))) {
+      // Inferred with a model this node has replaced since (it was running when the update executed):
+      // such votes no longer count. Infer again with the current model.
+      for (const r of results) {
+        const idHex = hex(r.requestId);
+        const p = this.pool.get(idHex);
+        if (p && !this.hasCurrentVote(idHex, this.id))
+          this.inferQueue.push({ requestId: p.id, request: p.sr });
+      }
+      return;
+    }
     const batch: ResultBatch = { node: this.id, modelDigest, entries: results };
     const signed = signResults(this.groupId, batch, this.key);
     const digest = this.storeResults(signed);
@@ -615,6 +791,8 @@ export class Replica {
           equalBytes(prevResults.signed.batch.modelDigest, this.models[node] ?? new Uint8Array())
         )
           return;
+        // The replaced vote (from a model no longer current) stops holding its results batch.
+        if (prevResults) prevResults.open--;
       }
       m.set(node, { node, results: digest, index, digestHex: dHex });
       stored.open++;
@@ -623,6 +801,35 @@ export class Replica {
     });
     this.retryParked();
     return dHex;
+  }
+
+  private hasCurrentVote(idHex: string, node: number): boolean {
+    const v = this.votes.get(idHex)?.get(node);
+    const r = v && this.results.get(v.digestHex);
+    return !!r && equalBytes(r.signed.batch.modelDigest, this.models[node]);
+  }
+
+  /** Forgets one node's vote for a request; its results batch is no longer held for it. */
+  private dropVote(m: Map<number, VoteRef>, node: number): void {
+    const v = m.get(node);
+    if (!v) return;
+    m.delete(node);
+    const r = this.results.get(v.digestHex);
+    if (r) r.open--;
+  }
+
+  /**
+   * This node's own model changed (or a view change put requests back): every request still waiting for
+   * a proposal whose own vote came from an older model is inferred again, with the current one.
+   */
+  private reinferStale(): void {
+    for (const [idHex, p] of this.pool) {
+      if (p.state !== 'pending') continue;
+      const m = this.votes.get(idHex);
+      if (!m?.has(this.id) || this.hasCurrentVote(idHex, this.id)) continue;
+      this.dropVote(m, this.id);
+      this.inferQueue.push({ requestId: p.id, request: p.sr });
+    }
   }
 
   private currentVoteCount(idHex: string): number {
@@ -658,8 +865,12 @@ export class Replica {
       const p = this.pool.get(idHex);
       if (p && p.state === 'pending') this.ready.set(idHex, this.now);
     }
-    while (this.ready.size > 0 && this.lastProposed < this.stable + this.cfg.window) {
-      const oldest = this.ready.values().next().value as number;
+    // A batch is cut when full, or batchTimeoutMs after its oldest ready entry or waiting transaction.
+    while (this.lastProposed < this.stable + this.cfg.window) {
+      const oldestEntry =
+        this.ready.size > 0 ? (this.ready.values().next().value as number) : Number.POSITIVE_INFINITY;
+      const oldest = Math.min(oldestEntry, this.oldestUnproposedTx());
+      if (oldest === Number.POSITIVE_INFINITY) break;
       if (this.ready.size < this.cfg.batchSize && oldest + this.cfg.batchTimeoutMs > this.now) break;
       this.propose();
     }
@@ -683,13 +894,24 @@ export class Replica {
       p.state = 'proposed';
       entries.push({ requestId: p.id, votes });
     }
-    if (entries.length === 0) return;
+    // Every waiting transaction goes along (a batch may carry transactions and no entries). One that turns
+    // out stale by the time it executes has no effect there (the ledger's version rule).
+    const txs: Tx[] = [];
+    for (const t of this.txs.values()) {
+      if (txs.length >= LIMITS.txs) break;
+      if (t.state !== 'pending') continue;
+      t.state = 'proposed';
+      txs.push(t.tx);
+    }
+    if (entries.length === 0 && txs.length === 0) return;
     const seq = this.lastProposed + 1;
     const timestamp = Math.max(Math.floor(this.now), this.lastBatchTimestamp + 1);
-    const batch: Batch = { timestamp, entries, txs: [] as Tx[] };
+    const batch: Batch = { timestamp, entries, txs };
     const digest = batchDigestOf(batch);
     if (!this.mayPhaseSign('prePrepare', this.view, seq, digest)) {
       // Before a restart this node proposed something else here: never equivocate, let the view change.
+      // (Its transactions stay marked proposed: the view change puts them back, like the requests here,
+      // which are no longer ready.)
       for (const e of entries) {
         const p = this.pool.get(hex(e.requestId));
         if (p) p.state = 'pending';
@@ -833,6 +1055,12 @@ export class Replica {
     }
     if (!equalBytes(batchDigestOf(pp.batch), pp.digest))
       return this.blame(primary, 'bad-proposal', 'batch digest mismatch');
+    // Every transaction must be signed by the node it names (ones we hold were checked when taken).
+    for (const tx of pp.batch.txs)
+      if (!this.txs.has(hex(txIdOf(tx))) && !verifyTx(this.genesis, this.groupId, tx)) {
+        this.blame(primary, 'bad-tx', 'forged transaction in a proposal');
+        return this.blame(primary, 'bad-proposal', 'transaction not signed by the node it names');
+      }
     this.tryAccept(slot, pp);
   }
 
@@ -906,6 +1134,7 @@ export class Replica {
         const p = this.pool.get(hex(e.requestId));
         if (p) p.state = 'proposed';
       }
+      this.markTxsProposed(b);
       Object.assign(slot, { view: pp.view, digest: pp.digest, batch: b, pp, lastSent: this.now });
       this.holdRefs(slot);
       this.out.push({
@@ -920,6 +1149,7 @@ export class Replica {
       const p = this.pool.get(hex(e.requestId));
       if (p) p.state = 'proposed';
     }
+    this.markTxsProposed(b);
     Object.assign(slot, { view: pp.view, digest: pp.digest, batch: b, pp, lastSent: this.now });
     this.holdRefs(slot);
     this.lastProposed = Math.max(this.lastProposed, pp.seq);
@@ -1163,7 +1393,15 @@ export class Replica {
       );
     this.lastReceiptHash = receiptHash;
     this.lastProposed = Math.max(this.lastProposed, ev.seq);
+    const ownBefore = this.models[this.id];
+    this.modelVersions = ev.modelVersions ? [...ev.modelVersions] : this.versionsAfter(slot.batch!);
     this.models = ev.models;
+    const ownChanged = !equalBytes(ownBefore, this.models[this.id]);
+    if (ownChanged) {
+      this.retiredModels.add(hex(ownBefore));
+      this.retiredModels.delete(hex(this.models[this.id]));
+    }
+    this.settleTxs(slot.batch!);
     this.executedDigests.set(ev.seq, slot.digest!);
     this.lastExecutedTimestamp = Math.max(this.lastExecutedTimestamp, slot.batch!.timestamp);
     this.lastBatchTimestamp = Math.max(this.lastBatchTimestamp, slot.batch!.timestamp);
@@ -1180,7 +1418,7 @@ export class Replica {
         if (m)
           for (const [node, v] of m)
             if (!equalBytes(this.results.get(v.digestHex)!.signed.batch.modelDigest, this.models[node]))
-              m.delete(node);
+              this.dropVote(m, node);
         if (p && !m?.has(this.id)) this.inferQueue.push({ requestId: p.id, request: p.sr });
         this.updateReadiness(idHex);
         continue;
@@ -1201,6 +1439,8 @@ export class Replica {
       }
       this.votes.delete(idHex);
     }
+    // From here on only votes of the current models count: re-infer what this node voted with the old one.
+    if (ownChanged) this.reinferStale();
     const expiry = this.genesis.params.expiryMs;
     for (const [id, ts] of this.done) {
       if (ts + expiry >= slot.batch!.timestamp) break;
@@ -1500,6 +1740,13 @@ export class Replica {
         type: 'broadcast',
         msg: { kind: 'fetch', from: this.id, requests: [], results: [], seqs: stuck.slice(0, 1024) },
       });
+    // Transactions submitted here and not yet in an accepted batch: spread again (a copy may have been lost).
+    for (const t of this.txs.values()) {
+      if (!t.origin || t.state !== 'pending' || t.sentAt + t.backoff > this.now) continue;
+      t.sentAt = this.now;
+      t.backoff = Math.min(t.backoff * 2, 64 * this.cfg.retransmitMs);
+      this.out.push({ type: 'broadcast', msg: { kind: 'tx', tx: t.tx } });
+    }
     for (const d of this.ownResults) {
       const r = this.results.get(d);
       if (!r || r.open <= 0 || r.sentAt + r.backoff > this.now) continue;
@@ -1516,6 +1763,7 @@ export class Replica {
       return true;
     for (const slot of this.slots.values()) if (slot.seq > this.lastExecuted) return true;
     if (this.uncertified > 0 || this.orphans.size > 0) return true;
+    for (const t of this.txs.values()) if (t.origin && t.state === 'pending') return true;
     while (this.ownResults.length > 0 && (this.results.get(this.ownResults[0])?.open ?? 0) <= 0)
       this.ownResults.shift();
     return this.ownResults.length > 0;
@@ -1609,9 +1857,14 @@ export class Replica {
   private trackedRequest: string | null = null;
   private timerStart = 0;
   private refreshRequestTimer(): void {
-    if (this.trackedRequest !== null && this.pool.has(this.trackedRequest)) return;
-    const oldest = this.pool.keys().next();
-    this.trackedRequest = oldest.done ? null : oldest.value;
+    const tracked = this.trackedRequest;
+    if (tracked !== null && (this.pool.has(tracked) || this.txs.has(tracked))) return;
+    // A waiting transaction counts like a waiting request: a primary that never orders it is suspected.
+    const req = this.pool.entries().next();
+    const tx = this.txs.entries().next();
+    if (!tx.done && (req.done || tx.value[1].since < req.value[1].acceptedAt))
+      this.trackedRequest = tx.value[0];
+    else this.trackedRequest = req.done ? null : req.value[0];
     this.timerStart = this.now;
   }
 
@@ -1800,6 +2053,8 @@ export class Replica {
         this.slots.delete(s);
       }
     for (const p of this.pool.values()) p.state = 'pending';
+    // Transactions too: the new primary orders whatever the re-proposals below do not carry.
+    for (const t of this.txs.values()) t.state = 'pending';
     const maxSeq = derived.minSeq + derived.proposals.length;
     derived.proposals.forEach((d, i) => {
       const pp: PrePrepare = {
@@ -1826,6 +2081,7 @@ export class Replica {
       if (d.batch.timestamp > this.lastBatchTimestamp) this.lastBatchTimestamp = d.batch.timestamp;
     });
     this.lastProposed = Math.max(maxSeq, this.lastExecuted, derived.minSeq);
+    if (this.retiredModels.size > 0) this.reinferStale();
     if (this.isPrimary) for (const idHex of this.pool.keys()) this.updateReadiness(idHex);
   }
 
@@ -2036,6 +2292,9 @@ export class Replica {
       case 'fetched':
         this.onFetched(from, msg);
         break;
+      case 'tx':
+        this.onPeerTx(from, msg.tx);
+        break;
     }
   }
 
@@ -2070,6 +2329,8 @@ export class Replica {
       const r = this.ready.values().next();
       if (!r.done && this.lastProposed < this.stable + this.cfg.window)
         wake = Math.min(wake, r.value + this.cfg.batchTimeoutMs);
+      if (this.lastProposed < this.stable + this.cfg.window)
+        wake = Math.min(wake, this.oldestUnproposedTx() + this.cfg.batchTimeoutMs);
     }
     if (this.hasRetransmitWork())
       wake = Math.min(wake, Math.max(this.now + 1, this.lastRetransmit + this.cfg.retransmitMs));

@@ -54,6 +54,8 @@ export interface Execution {
   skipped: { requestId: Uint8Array; reason: SkipReason }[];
   /** Each node's model digest after this batch. */
   models: Uint8Array[];
+  /** Each node's model version after this batch (0: the genesis model). */
+  modelVersions: number[];
 }
 
 export interface NodeStats {
@@ -226,7 +228,17 @@ export class LedgerState {
     const receiptHash = receiptHashOf(receipt);
     this.seq = seq;
     this.lastReceipt = receiptHash;
-    return { seq, receipt, receiptHash, outcomes, tree, requeued, skipped, models: [...this.models] };
+    return {
+      seq,
+      receipt,
+      receiptHash,
+      outcomes,
+      tree,
+      requeued,
+      skipped,
+      models: [...this.models],
+      modelVersions: [...this.modelVersions],
+    };
   }
 
   /** Digest of the canonical state (for checkpoints): equal on every honest node after the same batches. */

@@ -163,6 +163,33 @@ export const Tx = union({
 });
 export type Tx = Infer<typeof Tx>;
 
+/** A model update signed with its node's genesis key (the owner's): TAGS.modelUpdate over ModelUpdate. */
+export function signModelUpdate(groupId: Uint8Array, update: ModelUpdate, key: KeyPair): Tx {
+  return {
+    kind: 'modelUpdate',
+    update,
+    signature: signTagged(TAGS.modelUpdate, groupId, encode(ModelUpdate, update), key),
+  };
+}
+
+/** Is the transaction signed by the genesis key of the node it names? (Versions are for the ledger.) */
+export function verifyTx(genesis: Genesis, groupId: Uint8Array, tx: Tx): boolean {
+  const node = genesis.nodes[tx.update.node];
+  if (!node) return false;
+  return verifyTagged(
+    TAGS.modelUpdate,
+    groupId,
+    encode(ModelUpdate, tx.update),
+    tx.signature,
+    node.publicKey,
+  );
+}
+
+/** A transaction's id: SHA-256 of its canonical bytes (signature included). */
+export function txIdOf(tx: Tx): Uint8Array {
+  return sha256(encode(Tx, tx));
+}
+
 export const Batch = struct({
   timestamp: uint,
   entries: array(BatchEntry, LIMITS.batchEntries),
@@ -356,6 +383,11 @@ export const NodeMessage = union({
     results: array(SignedResults, LIMITS.fetchIds),
     prePrepares: array(PrePrepare, 1024),
   }),
+  /**
+   * A signed transaction (a model update) submitted at the sender, spread to every node so whichever
+   * primary comes next can order it. Self-authenticating: signed by the key of the node it names.
+   */
+  tx: struct({ tx: Tx }),
 });
 export type NodeMessage = Infer<typeof NodeMessage>;
 

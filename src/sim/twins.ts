@@ -42,12 +42,7 @@ export function twins(): ByzantineScript {
           requestId: r.requestId,
           result: standInResult(ctx.id, r.request.input, { disagreement: 0.1 }),
         }));
-        queue.push(
-          ...t.step(
-            { type: 'inferred', modelDigest: ctx.genesis.nodes[ctx.id].modelDigest, results },
-            ctx.now(),
-          ),
-        );
+        queue.push(...t.step({ type: 'inferred', modelDigest: ledger!.models[ctx.id], results }, ctx.now()));
       } else if (a.type === 'execute') {
         const exec = ledger!.execute(a.seq, a.digest, a.batch, a.entries);
         queue.push(
@@ -58,6 +53,7 @@ export function twins(): ByzantineScript {
               receipt: exec.receipt,
               requeued: exec.requeued,
               models: exec.models,
+              modelVersions: exec.modelVersions,
               stateDigest: a.checkpoint ? ledger!.stateDigest() : undefined,
             },
             ctx.now(),

@@ -34,7 +34,10 @@ import {
   type SignedResults,
   type StateBatch,
   sha256,
+  signModelUpdate,
   signRequest,
+  type Tx,
+  txIdOf,
 } from '../protocol/index.ts';
 import type { ByzantineScript, Outgoing, ScriptContext } from './byzantine.ts';
 import { EventQueue } from './heap.ts';
@@ -77,8 +80,35 @@ export interface SimOptions {
   /** Keep certificates handed out by every honest node (tests) or only the first per request. */
   keepAllCertificates?: boolean;
   inputBytes?: number;
+  /** The client's inputs, request i carrying inputs[i % length] (default: random bytes of `inputBytes`). */
+  inputs?: Uint8Array[];
+  /** The genesis names and digests of the nodes' models (default: one stand-in model per node). */
+  models?: { name: string; digest: Uint8Array }[];
   /** Keep each node's ledger in a real SQLite file in this folder (node-<id>.sqlite). */
   ledgerDir?: string;
+  /**
+   * A node's model: its answer for an input when it runs the model with this digest (the node's current
+   * one in its ledger when the inference batch started). Default: the stand-in model (standin.ts), which
+   * ignores the digest. A Byzantine script's `result` still rewrites the answer afterwards.
+   */
+  classify?: (node: number, modelDigest: Uint8Array, input: Uint8Array) => Result;
+}
+
+/** A node's model digests and versions (every node's, as its ledger has them) from `seq` on. */
+export interface ModelsAt {
+  seq: number;
+  digests: Uint8Array[];
+  versions: number[];
+}
+
+/** A transaction submitted to a node, and what its replica said. */
+export interface TxSubmission {
+  at: number;
+  node: number;
+  tx: Tx;
+  txId: Uint8Array;
+  accepted: boolean;
+  code: string | null;
 }
 
 export const EPOCH_MS = 1_767_225_600_000; // 2026-01-01T00:00:00Z: virtual time starts here
@@ -90,7 +120,14 @@ export interface Group {
 }
 
 /** A group with keys derived from the seed (deterministic), the client funded for the whole run. */
-export function makeGroup(n: number, f: number, seed: number, policy?: Policy, clientFunds = 1e12): Group {
+export function makeGroup(
+  n: number,
+  f: number,
+  seed: number,
+  policy?: Policy,
+  clientFunds = 1e12,
+  models?: { name: string; digest: Uint8Array }[],
+): Group {
   const rng = new Rng(`group:${seed}`);
   const keys = Array.from({ length: n }, () => keyPairFromSeed(rng.bytes(32)));
   const client = keyPairFromSeed(rng.bytes(32));
@@ -104,8 +141,8 @@ export function makeGroup(n: number, f: number, seed: number, policy?: Policy, c
       publicKey: k.publicKey,
       address: `sim://node-${id}`,
       owner: `owner-${id}`,
-      modelName: `stand-in-${id}`,
-      modelDigest: sha256(new TextEncoder().encode(`stand-in-model-${id}`)),
+      modelName: models?.[id]?.name ?? `stand-in-${id}`,
+      modelDigest: models?.[id]?.digest ?? sha256(new TextEncoder().encode(`stand-in-model-${id}`)),
       fee: 1 + id,
     })),
     policy: policy ?? { kind: 'top1', minAgree: f + 1 },
@@ -148,6 +185,11 @@ export class SimNode {
   inferBusy = false;
   tickAt = Number.POSITIVE_INFINITY;
   crashed = false;
+  /**
+   * Every change of the models in this node's ledger, by the seq that made it (the first entry is the
+   * genesis at seq 0): `modelsAt` reads the models that counted when a given batch executed.
+   */
+  modelLog: ModelsAt[];
   constructor(
     readonly id: number,
     genesis: Genesis,
@@ -158,6 +200,21 @@ export class SimNode {
     this.replica = new Replica(genesis, id, key, cfg);
     this.ledger = new LedgerState(genesis);
     this.script = behaviour === null ? null : makeScript(behaviour);
+    this.modelLog = [
+      { seq: 0, digests: genesis.nodes.map((x) => x.modelDigest), versions: genesis.nodes.map(() => 0) },
+    ];
+  }
+
+  /** The digest of the model this node runs now: its ledger's, for itself. */
+  get modelDigest(): Uint8Array {
+    return (this.db?.state ?? this.ledger).models[this.id];
+  }
+
+  /** The models (every node's) that this node's ledger had when it executed batch `seq`. */
+  modelsAt(seq: number): ModelsAt {
+    let found = this.modelLog[0];
+    for (const m of this.modelLog) if (m.seq <= seq) found = m;
+    return found;
   }
   readonly script: ByzantineScript | null;
   ctx: ScriptContext | null = null;
@@ -201,8 +258,12 @@ export class Simulation {
   /** Requests that honest nodes certified in two different batches (must stay empty). */
   readonly duplicateCertificates: string[] = [];
   private readonly certifiedAt: Map<number, number>;
-  private readonly opts: Required<Omit<SimOptions, 'byzantine' | 'links' | 'policy' | 'f' | 'ledgerDir'>> &
+  private readonly opts: Required<
+    Omit<SimOptions, 'byzantine' | 'links' | 'policy' | 'f' | 'ledgerDir' | 'classify' | 'inputs' | 'models'>
+  > &
     SimOptions;
+  /** Transactions submitted so far, with their replica's answer (see submitTx). */
+  readonly txLog: TxSubmission[] = [];
 
   constructor(options: SimOptions) {
     const f = options.f ?? Math.floor((options.nodes - 1) / 3);
@@ -221,7 +282,7 @@ export class Simulation {
     };
     this.link = { delayMs: 1, jitterMs: 0.5, loss: 0, duplicate: 0, ...options.link };
     this.rng = new Rng(options.seed);
-    this.group = makeGroup(options.nodes, f, options.seed, options.policy);
+    this.group = makeGroup(options.nodes, f, options.seed, options.policy, 1e12, options.models);
     const cfg = { ...DEFAULT_REPLICA_CONFIG, ...options.replica };
     this.nodes = this.group.keys.map(
       (k, i) => new SimNode(i, this.group.genesis, k, cfg, options.byzantine?.get(i) ?? null),
@@ -303,7 +364,7 @@ export class Simulation {
   /** View changes as they happened: when each node started one and when it entered the new view. */
   readonly viewLog: { node: number; view: number; started: number; entered: number | null }[] = [];
 
-  stepNode(node: SimNode, event: Parameters<Replica['step']>[0]): void {
+  stepNode(node: SimNode, event: Parameters<Replica['step']>[0]): Action[] {
     const before = node.replica.viewChanging;
     const viewBefore = node.replica.view;
     const actions = node.replica.step(event, this.now);
@@ -316,6 +377,7 @@ export class Simulation {
       else this.viewLog.push({ node: node.id, view: r.view, started: this.now, entered: this.now });
     }
     this.apply(node, actions);
+    return actions;
   }
 
   private apply(node: SimNode, actions: Action[]): void {
@@ -345,6 +407,9 @@ export class Simulation {
         case 'accepted':
         case 'rejected':
           break;
+        case 'txAccepted':
+        case 'txRejected':
+          break;
         case 'infer':
           node.inferQueue.push(...a.requests);
           this.startInference(node);
@@ -358,6 +423,7 @@ export class Simulation {
               })
             : node.ledger.execute(a.seq, a.digest, a.batch, a.entries);
           node.executed[a.seq - 1] = a.digest;
+          this.logModels(node, a.seq, exec);
           this.observer.executed?.(node, a.seq, a.digest);
           // With a SQLite ledger the file is the node's only memory; without one, this map stands in.
           if (!node.db)
@@ -377,6 +443,7 @@ export class Simulation {
             receipt: exec.receipt,
             requeued: exec.requeued,
             models: exec.models,
+            modelVersions: exec.modelVersions,
             stateDigest: a.checkpoint ? node.ledger.stateDigest() : undefined,
           });
           break;
@@ -412,6 +479,79 @@ export class Simulation {
           break;
       }
     }
+  }
+
+  private logModels(node: SimNode, seq: number, exec: Execution): void {
+    // A re-execution (state transfer after a lost disk) rewrites the log from that seq on.
+    while (node.modelLog.length > 1 && node.modelLog[node.modelLog.length - 1].seq >= seq)
+      node.modelLog.pop();
+    const last = node.modelLog[node.modelLog.length - 1];
+    if (
+      exec.modelVersions.some(
+        (v, i) => v !== last.versions[i] || hex(exec.models[i]) !== hex(last.digests[i]),
+      )
+    )
+      node.modelLog.push({ seq, digests: [...exec.models], versions: [...exec.modelVersions] });
+  }
+
+  /**
+   * Hands a signed transaction to node `via`'s replica now, as its owner would through the node's API.
+   * Returns what the replica answered (null when the node is down).
+   */
+  submitTx(via: number, tx: Tx): TxSubmission | null {
+    const node = this.nodes[via];
+    if (node.crashed) return null;
+    const actions = this.stepNode(node, { type: 'submitTx', tx });
+    const answer = actions.find((a) => a.type === 'txAccepted' || a.type === 'txRejected');
+    const s: TxSubmission = {
+      at: this.now,
+      node: via,
+      tx,
+      txId: txIdOf(tx),
+      accepted: answer?.type === 'txAccepted',
+      code: answer?.type === 'txRejected' ? answer.code : null,
+    };
+    this.txLog.push(s);
+    return s;
+  }
+
+  /**
+   * Node `node`'s owner replaces its model by `newDigest` (loaded beside the old one): a ModelUpdate with
+   * the next version (the node's ledger's + 1), signed with the node's key, submitted now to `via`
+   * (default: the node itself). `version` and `signer` override, to forge or replay updates.
+   */
+  submitModelUpdate(
+    node: number,
+    newDigest: Uint8Array,
+    opts: { via?: number; version?: number; signer?: KeyPair } = {},
+  ): TxSubmission | null {
+    const owner = this.nodes[node];
+    const version = opts.version ?? (owner.db?.state ?? owner.ledger).modelVersions[node] + 1;
+    const tx = signModelUpdate(
+      this.nodes[0].replica.groupId,
+      { node, version, newDigest },
+      opts.signer ?? this.nodes[node].key,
+    );
+    return this.submitTx(opts.via ?? node, tx);
+  }
+
+  /** The same, `ms` after the start (the version is read then). */
+  submitModelUpdateAt(
+    ms: number,
+    node: number,
+    newDigest: Uint8Array,
+    opts: { via?: number; version?: number; signer?: KeyPair } = {},
+  ): void {
+    this.at(ms, () => {
+      this.submitModelUpdate(node, newDigest, opts);
+    });
+  }
+
+  /** Node `id`'s ledger: every node's current model digest and version. */
+  models(id: number): { digests: Uint8Array[]; versions: number[] } {
+    const n = this.nodes[id];
+    const l = n.db?.state ?? n.ledger;
+    return { digests: [...l.models], versions: [...l.modelVersions] };
   }
 
   private serveState(node: SimNode, a: Extract<Action, { type: 'serveState' }>): void {
@@ -498,12 +638,16 @@ export class Simulation {
         lastReceiptHash: l.lastReceipt,
         lastTimestamp: l.clock,
         models: l.models,
+        modelVersions: l.modelVersions,
         recent: l.recent.entries(),
         log: node.db ? (node.db.signedLog() as PersistRecord[]) : node.log,
         uncertified: this.uncertifiedReceipts(node),
       });
     }
-    if (diskLost) node.pendingExec.clear();
+    if (diskLost) {
+      node.pendingExec.clear();
+      node.modelLog = node.modelLog.slice(0, 1);
+    }
     node.inferQueue.length = 0;
     node.inferBusy = false;
     node.tickAt = Number.POSITIVE_INFINITY;
@@ -546,17 +690,23 @@ export class Simulation {
     node.inferBusy = true;
     const batch = node.inferQueue.splice(0, this.opts.inferBatch);
     const cost = this.opts.inferBaseMs + this.opts.inferPerItemMs * batch.length;
+    // The model that runs is the one current when the batch starts; an update executing meanwhile makes
+    // these results stale (the replica drops them and asks again).
+    const digest = node.modelDigest;
+    const classify = this.opts.classify;
     this.q.push(this.now + cost, () => {
       node.inferBusy = false;
       if (node.crashed) return;
       const results: { requestId: Uint8Array; result: Result }[] = batch.map((r) => {
-        const honest = standInResult(node.id, r.request.input, { disagreement: this.opts.disagreement });
+        const honest = classify
+          ? classify(node.id, digest, r.request.input)
+          : standInResult(node.id, r.request.input, { disagreement: this.opts.disagreement });
         const result = node.script?.result ? node.script.result(node.ctx!, r.request.input, honest) : honest;
         return { requestId: r.requestId, result };
       });
       this.stepNode(node, {
         type: 'inferred',
-        modelDigest: node.script?.modelDigest?.(node.ctx!) ?? this.group.genesis.nodes[node.id].modelDigest,
+        modelDigest: node.script?.modelDigest?.(node.ctx!) ?? digest,
         results,
       });
       this.startInference(node);
@@ -572,7 +722,8 @@ export class Simulation {
     for (let i = 0; i < requests; i++) {
       const at = EPOCH_MS + i / rate;
       this.q.push(at, () => {
-        const input = crng.bytes(inputBytes);
+        const given = this.opts.inputs;
+        const input = given?.length ? given[i % given.length] : crng.bytes(inputBytes);
         const req: Request = {
           groupId: this.nodes[0].replica.groupId,
           client: this.group.client.publicKey,
@@ -593,19 +744,26 @@ export class Simulation {
     }
   }
 
-  /** Runs until every request is certified at every honest node, the queue empties, or time runs out. */
-  run(): SimResult {
-    this.scheduleClient();
+  private clientScheduled = false;
+
+  /**
+   * Runs until every request is certified at every honest node (or, given `until`, until it holds), the
+   * queue empties, or time runs out. May be called again to go on.
+   */
+  run(opts: { until?: () => boolean } = {}): SimResult {
+    if (!this.clientScheduled) this.scheduleClient();
+    this.clientScheduled = true;
     const total = this.opts.requests;
     const honest = this.honest;
     const deadline = EPOCH_MS + this.opts.maxTimeMs;
+    const finished = opts.until ?? (() => honest.every((n) => (this.certifiedAt.get(n.id) ?? 0) >= total));
     let done = false;
     for (;;) {
       const e = this.q.pop();
       if (!e || e.at > deadline) break;
       this.now = e.at;
       e.run();
-      if (honest.every((n) => (this.certifiedAt.get(n.id) ?? 0) >= total)) {
+      if (finished()) {
         done = true;
         break;
       }

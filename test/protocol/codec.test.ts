@@ -253,6 +253,7 @@ const arbNodeMessage = fc.oneof(
     results: fc.array(arbSignedResults, { maxLength: 2 }),
     prePrepares: fc.array(arbPrePrepare, { maxLength: 2 }),
   }),
+  fc.record({ kind: fc.constant('tx' as const), tx: arbTx }),
 );
 
 /** A valid encoding with one random edit: a byte changed, inserted or deleted, or the tail cut. */
@@ -433,7 +434,7 @@ describe('message round trips', () => {
       }),
       RUNS,
     );
-    expect(seen.size).toBe(9);
+    expect(seen.size).toBe(10);
   });
   it('union JSON puts kind beside the fields', () => {
     expect(toJson(Policy, { kind: 'tolerance', minAgree: 2, epsilon: 5 })).toEqual({

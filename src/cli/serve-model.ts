@@ -1,0 +1,146 @@
+import { stat } from 'node:fs/promises';
+import { basename, extname, resolve } from 'node:path';
+import type { Command } from 'commander';
+import { catalogByDigest } from '../inference/catalog.ts';
+import { InferenceEngine } from '../inference/engine.ts';
+import {
+  createKServeServer,
+  DEFAULT_BODY_LIMIT,
+  DEFAULT_MAX_ITEMS,
+  serverUrl,
+} from '../inference/kserve-server.ts';
+import { defaultHome, deriveSpec, type ResolvedModel, resolveModel, sha256File } from '../inference/store.ts';
+import { DropbearError } from '../protocol/index.ts';
+import { usageError } from './errors.ts';
+
+/**
+ * MODEL is a path to an .onnx file (its spec comes from the catalog by digest, else from the model itself)
+ * or a name or digest in the store.
+ */
+export async function locateModel(model: string, home: string): Promise<ResolvedModel> {
+  let isFile = false;
+  try {
+    isFile = (await stat(model)).isFile();
+  } catch {
+    // not a path: a store name or digest
+  }
+  if (!isFile) {
+    if (model.toLowerCase().endsWith('.onnx') || model.includes('/'))
+      throw new DropbearError('MODEL_PATH_NOT_FOUND', `${model} is not a file`);
+    return resolveModel(model, home);
+  }
+  const path = resolve(model);
+  const { sha256, bytes } = await sha256File(path);
+  const spec =
+    catalogByDigest(sha256) ?? (await deriveSpec(path, basename(path, extname(path)), sha256, bytes));
+  return { path, spec, sha256 };
+}
+
+function positiveInt(what: string) {
+  return (v: string): number => {
+    const n = Number(v);
+    if (!Number.isInteger(n) || n < 1) throw usageError(`${what} must be a positive integer, got ${v}`);
+    return n;
+  };
+}
+
+function port(v: string): number {
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 0 || n > 65535) throw usageError(`--port must be 0..65535, got ${v}`);
+  return n;
+}
+
+interface ServeOptions {
+  port: number;
+  host: string;
+  home?: string;
+  name?: string;
+  bodyLimitMib: number;
+  maxItems: number;
+  maxBatch: number;
+  threads: number;
+}
+
+export function registerServeModel(program: Command): void {
+  program
+    .command('serve-model')
+    .description(
+      'serve one model over the Open Inference Protocol (KServe v2 REST): health, metadata and infer ' +
+        'endpoints, JSON or binary tensors, for a node that uses a remote backend or any OIP client',
+    )
+    .argument('<model>', 'a path to an .onnx file, or a model name or digest in the store')
+    .option('--port <n>', 'TCP port; 0 picks a free one', port, 8000)
+    .option('--host <addr>', 'address to bind', '127.0.0.1')
+    .option('--home <dir>', 'the Dropbear home folder (default: $DROPBEAR_HOME, else ~/.dropbear)')
+    .option('--name <name>', "the model's name in URLs (default: its catalog or store name)")
+    .option(
+      '--body-limit-mib <n>',
+      'largest request body, MiB',
+      positiveInt('--body-limit-mib'),
+      DEFAULT_BODY_LIMIT / 2 ** 20,
+    )
+    .option(
+      '--max-items <n>',
+      'most items in one infer request',
+      positiveInt('--max-items'),
+      DEFAULT_MAX_ITEMS,
+    )
+    .option('--max-batch <n>', 'largest batch the engine runs at once', positiveInt('--max-batch'), 8)
+    .option('--threads <n>', 'onnxruntime intra-op threads', positiveInt('--threads'), 1)
+    .addHelpText(
+      'after',
+      '\nExample:\n  npx dropbear serve-model /work/shared/models/mobilenetv2-12-int8.onnx --port 8000\n' +
+        '  curl http://127.0.0.1:8000/v2/models/mobilenetv2-12-int8\n\n' +
+        'Prints "listening on URL" once it serves. Besides the model tensor (FP32 [N, ...]) infer takes\n' +
+        "BYTES [N] encoded images (base64 in JSON), preprocessed with the model's spec.\n" +
+        'Stops on SIGTERM or SIGINT. Exit status: 0 stopped, 2 error.\n',
+    )
+    .action(async (model: string, opts: ServeOptions) => {
+      const found = await locateModel(model, opts.home ?? defaultHome());
+      const engine = await InferenceEngine.start({
+        modelPath: found.path,
+        spec: found.spec,
+        expectDigest: found.sha256,
+        maxBatch: opts.maxBatch,
+        intraOpThreads: opts.threads,
+      });
+      const app = createKServeServer({
+        engine,
+        modelName: opts.name,
+        bodyLimit: opts.bodyLimitMib * 2 ** 20,
+        maxItems: opts.maxItems,
+      });
+      try {
+        await app.listen({ port: opts.port, host: opts.host });
+      } catch (e) {
+        await engine.close();
+        throw new DropbearError(
+          'SERVE_LISTEN_FAILED',
+          `cannot listen on ${opts.host}:${opts.port}: ${(e as Error).message}`,
+        );
+      }
+      const name = opts.name ?? found.spec.name;
+      const dims = (t: { shape: (number | null)[] }) =>
+        ['-1', ...t.shape.slice(1).map((d) => d ?? 1)].join(',');
+      const { input, output } = found.spec;
+      process.stdout.write(
+        `serving ${name} (sha256 ${found.sha256}): input ${input.name} ` +
+          `${input.dtype === 'float16' ? 'FP16' : 'FP32'}[${dims(input)}] -> output ${output.name} FP32[${dims(output)}]\n` +
+          `listening on ${serverUrl(app)}\n`,
+      );
+      let stopping = false;
+      const stop = async (signal: string) => {
+        if (stopping) return;
+        stopping = true;
+        process.stderr.write(`${signal}: stopping\n`);
+        try {
+          await app.close();
+          await engine.close();
+        } finally {
+          process.exit(0);
+        }
+      };
+      process.once('SIGTERM', () => void stop('SIGTERM'));
+      process.once('SIGINT', () => void stop('SIGINT'));
+    });
+}

@@ -1,0 +1,332 @@
+/**
+ * A small Open Inference Protocol (KServe v2 REST) server for one model on an InferenceEngine, so that a
+ * node can reach a model through RemoteBackend (remote.ts) and any OIP client can use it.
+ *
+ *   GET  /v2/health/live, /v2/health/ready         200 {"live": true} / {"ready": true}
+ *   GET  /v2                                       server metadata: name, version, extensions
+ *   GET  /v2/models/{m}[/versions/{v}]             model metadata; parameters.sha256 is the file's digest
+ *   GET  /v2/models/{m}[/versions/{v}]/ready       200 {"name", "ready": true}
+ *   POST /v2/models/{m}[/versions/{v}]/infer       inference
+ *
+ * The one version is "1". Infer takes one input:
+ * - the model's own tensor: datatype FP32 or FP16 (metadata gives the model's own; the engine converts),
+ *   shape [N, ...item dims], data row-major, flat or nested, in JSON or as binary data;
+ * - or, as an extension of this server (listed as `dropbear_image_bytes`), datatype BYTES with shape [N]:
+ *   N encoded images (JPEG, PNG or DBT1 tensors), base64 strings in JSON, or in binary data each element as
+ *   a 4-byte little-endian length followed by its bytes. The server decodes and preprocesses them with the
+ *   model's spec, as the local engine does.
+ * Every item goes through the engine's dynamic batcher on its own (`engine.scores`), so N > 1 works for a
+ * model whose batch dimension is fixed at 1 too; the input's batch dimension is reported as -1. The output
+ * is FP32 [N, ...output dims] (an fp16 model's output is widened), as JSON numbers or, when the request asks
+ * (`parameters.binary_data_output` or the output's `parameters.binary_data`), as binary data after the JSON
+ * with its length in the Inference-Header-Content-Length header (the binary tensor data extension).
+ * Errors are JSON {"error": "..."}: 400 bad request, 404 unknown model, version or path, 413 body over the
+ * limit, 503 overloaded or shutting down, 500 anything else.
+ */
+import { readFileSync } from 'node:fs';
+import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import { DropbearError } from '../protocol/errors.ts';
+import type { InferenceEngine } from './engine.ts';
+import {
+  BINARY_EXTENSION,
+  bytesFromFloats,
+  ELEMENT_SIZE,
+  elementCount,
+  floatsFromBytes,
+  floatsFromJson,
+  INFER_HEADER_LENGTH,
+  protocolDatatype,
+  splitBody,
+} from './remote.ts';
+
+export const IMAGE_BYTES_EXTENSION = 'dropbear_image_bytes';
+export const MODEL_VERSION = '1';
+export const DEFAULT_BODY_LIMIT = 64 * 1024 * 1024;
+export const DEFAULT_MAX_ITEMS = 64;
+
+/** The part of InferenceEngine the server uses. */
+export type ServedEngine = Pick<InferenceEngine, 'spec' | 'digest' | 'scores' | 'preprocess'>;
+
+export interface KServeServerOptions {
+  engine: ServedEngine;
+  /** The model's name in URLs (default: the spec's name). */
+  modelName?: string;
+  /** Largest request body, bytes (default 64 MiB). */
+  bodyLimit?: number;
+  /** Most items (N) in one request (default 64). */
+  maxItems?: number;
+}
+
+function packageVersion(): string {
+  try {
+    const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as {
+      version?: string;
+    };
+    return pkg.version ?? 'unknown';
+  } catch {
+    return 'unknown';
+  }
+}
+
+/** HTTP status for an error raised while serving. */
+function statusOf(e: unknown): number {
+  if (e instanceof DropbearError) {
+    if (e.code === 'KSERVE_NOT_FOUND') return 404;
+    if (e.code === 'OVERLOADED' || e.code === 'ENGINE_CLOSED') return 503;
+    if (e.code.startsWith('INPUT_') || e.code === 'KSERVE_BAD_REQUEST') return 400;
+    return 500;
+  }
+  const s = (e as { statusCode?: number }).statusCode;
+  return typeof s === 'number' && s >= 400 && s < 600 ? s : 500;
+}
+
+const badRequest = (msg: string) => new DropbearError('KSERVE_BAD_REQUEST', msg);
+
+function isObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+interface Params {
+  name: string;
+  version?: string;
+}
+
+/** Builds the server (not yet listening). */
+export function createKServeServer(opts: KServeServerOptions): FastifyInstance {
+  const { engine } = opts;
+  const spec = engine.spec;
+  const modelName = opts.modelName ?? spec.name;
+  const maxItems = opts.maxItems ?? DEFAULT_MAX_ITEMS;
+  const itemDims = spec.input.shape.slice(1).map((d) => d ?? 1);
+  const itemSize = elementCount(itemDims);
+  const outDims = spec.output.shape.slice(1).map((d) => d ?? 1);
+  const outSize = elementCount(outDims);
+  const inputDatatype = protocolDatatype(spec.input.dtype);
+  let closing = false;
+
+  const app = Fastify({ logger: false, bodyLimit: opts.bodyLimit ?? DEFAULT_BODY_LIMIT });
+  // The infer body is JSON or JSON plus binary data: take every body as bytes and parse it here.
+  app.removeAllContentTypeParsers();
+  app.addContentTypeParser('*', { parseAs: 'buffer' }, (_req, body, done) => done(null, body));
+  app.addHook('preClose', async () => {
+    closing = true;
+  });
+
+  app.setErrorHandler((e, _req, reply) => {
+    const status = statusOf(e);
+    // The server's own request errors read as plain messages; engine errors keep their code.
+    const message =
+      e instanceof DropbearError && !e.code.startsWith('KSERVE_')
+        ? `${e.code}: ${e.message}`
+        : (e as Error).message;
+    reply.code(status).type('application/json').send({ error: message });
+  });
+  app.setNotFoundHandler((req, reply) => {
+    reply.code(404).send({ error: `no such endpoint: ${req.method} ${req.url}` });
+  });
+
+  const checkModel = (p: Params) => {
+    if (p.name !== modelName)
+      throw new DropbearError('KSERVE_NOT_FOUND', `unknown model ${p.name}; this server serves ${modelName}`);
+    if (p.version !== undefined && p.version !== MODEL_VERSION)
+      throw new DropbearError(
+        'KSERVE_NOT_FOUND',
+        `model ${modelName} has no version ${p.version}; its one version is ${MODEL_VERSION}`,
+      );
+  };
+
+  app.get('/v2/health/live', async () => ({ live: true }));
+  app.get('/v2/health/ready', async (_req, reply) => {
+    if (closing) return reply.code(503).send({ ready: false });
+    return { ready: true };
+  });
+  app.get('/v2', async () => ({
+    name: 'dropbear',
+    version: packageVersion(),
+    extensions: [BINARY_EXTENSION, IMAGE_BYTES_EXTENSION],
+  }));
+
+  const metadata = async (req: FastifyRequest<{ Params: Params }>) => {
+    checkModel(req.params);
+    return {
+      name: modelName,
+      versions: [MODEL_VERSION],
+      platform: 'onnxruntime_onnx',
+      inputs: [{ name: spec.input.name, datatype: inputDatatype, shape: [-1, ...itemDims] }],
+      outputs: [{ name: spec.output.name, datatype: 'FP32', shape: [-1, ...outDims] }],
+      parameters: { sha256: engine.digest },
+    };
+  };
+  app.get('/v2/models/:name', metadata);
+  app.get('/v2/models/:name/versions/:version', metadata);
+
+  const ready = async (req: FastifyRequest<{ Params: Params }>, reply: FastifyReply) => {
+    checkModel(req.params);
+    if (closing) return reply.code(503).send({ name: modelName, ready: false });
+    return { name: modelName, ready: true };
+  };
+  app.get('/v2/models/:name/ready', ready);
+  app.get('/v2/models/:name/versions/:version/ready', ready);
+
+  /** The request's one input as preprocessed items, or as encoded images. */
+  const readInput = (
+    input: Record<string, unknown>,
+    binary: Uint8Array,
+  ): { used: number; tensors?: Float32Array[]; images?: Uint8Array[] } => {
+    if (input.name !== spec.input.name)
+      throw badRequest(
+        `unknown input ${JSON.stringify(input.name)}; the model's input is ${spec.input.name}`,
+      );
+    const shape = input.shape;
+    if (!Array.isArray(shape) || !shape.every((d) => Number.isSafeInteger(d) && d >= 0))
+      throw badRequest(`input ${spec.input.name}: "shape" must be an array of non-negative integers`);
+    const params = isObject(input.parameters) ? input.parameters : {};
+    const size = params.binary_data_size;
+    if (size !== undefined && (!Number.isSafeInteger(size) || (size as number) < 0))
+      throw badRequest(`input ${spec.input.name}: binary_data_size must be a non-negative integer`);
+    if (size !== undefined && input.data !== undefined)
+      throw badRequest(`input ${spec.input.name} has both "data" and binary_data_size`);
+    if (size === undefined && input.data === undefined)
+      throw badRequest(`input ${spec.input.name} has neither "data" nor binary_data_size`);
+    if (size !== undefined && (size as number) > binary.length)
+      throw badRequest(
+        `input ${spec.input.name} claims ${size} bytes of binary data; the body carries ${binary.length}`,
+      );
+    const bytes = size === undefined ? undefined : binary.subarray(0, size as number);
+    const n = shape[0] as number;
+    const datatype = input.datatype;
+
+    if (datatype === 'BYTES') {
+      if (shape.length !== 1 || n < 1)
+        throw badRequest(
+          `a BYTES input (encoded images) has shape [N] with N >= 1; got [${shape.join(', ')}]`,
+        );
+      if (n > maxItems) throw badRequest(`${n} items in one request; the limit is ${maxItems}`);
+      const images: Uint8Array[] = [];
+      if (bytes) {
+        let at = 0;
+        const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+        for (let i = 0; i < n; i++) {
+          if (at + 4 > bytes.length) throw badRequest(`BYTES binary data ends before element ${i}`);
+          const len = dv.getUint32(at, true);
+          if (at + 4 + len > bytes.length) throw badRequest(`BYTES element ${i} runs past its binary data`);
+          images.push(bytes.subarray(at + 4, at + 4 + len));
+          at += 4 + len;
+        }
+        if (at !== bytes.length)
+          throw badRequest(`BYTES binary data has ${bytes.length - at} bytes left over`);
+      } else {
+        const data = input.data;
+        const flat = Array.isArray(data) && data.length === 1 && Array.isArray(data[0]) ? data[0] : data;
+        if (!Array.isArray(flat) || flat.length !== n || !flat.every((s) => typeof s === 'string'))
+          throw badRequest(`a BYTES input in JSON holds ${n} base64 strings`);
+        for (const s of flat as string[]) {
+          if (!/^[A-Za-z0-9+/\r\n]*={0,2}\s*$/.test(s)) throw badRequest('a BYTES element is not base64');
+          images.push(new Uint8Array(Buffer.from(s, 'base64')));
+        }
+      }
+      return { used: bytes?.length ?? 0, images };
+    }
+
+    if (datatype !== 'FP32' && datatype !== 'FP16')
+      throw badRequest(
+        `input ${spec.input.name} has datatype ${JSON.stringify(datatype)}; this model takes FP32 or FP16 ` +
+          'tensors, or BYTES (encoded images)',
+      );
+    const want = `[N, ${itemDims.join(', ')}]`;
+    if (shape.length !== itemDims.length + 1 || !itemDims.every((d, i) => shape[i + 1] === d) || n < 1)
+      throw badRequest(
+        `input ${spec.input.name} has shape [${shape.join(', ')}]; the model takes ${want}, N >= 1`,
+      );
+    if (n > maxItems) throw badRequest(`${n} items in one request; the limit is ${maxItems}`);
+    const count = n * itemSize;
+    let flat: Float32Array;
+    if (bytes) {
+      if (bytes.length !== count * ELEMENT_SIZE[datatype])
+        throw badRequest(
+          `input ${spec.input.name}: ${bytes.length} bytes of binary data, but [${shape.join(', ')}] ${datatype} ` +
+            `needs ${count * ELEMENT_SIZE[datatype]}`,
+        );
+      flat = floatsFromBytes(bytes, datatype, count);
+    } else {
+      const v = floatsFromJson(input.data, count);
+      if (typeof v === 'string') throw badRequest(`input ${spec.input.name}: ${v}`);
+      flat = v;
+    }
+    const tensors = Array.from({ length: n }, (_, i) => flat.slice(i * itemSize, (i + 1) * itemSize));
+    return { used: bytes?.length ?? 0, tensors };
+  };
+
+  const infer = async (req: FastifyRequest<{ Params: Params }>, reply: FastifyReply) => {
+    checkModel(req.params);
+    if (closing) throw new DropbearError('ENGINE_CLOSED', 'the server is shutting down');
+    const raw = req.body;
+    if (!(raw instanceof Uint8Array) || raw.length === 0) throw badRequest('the request has no body');
+    const { json, binary } = splitBody(raw, req.headers[INFER_HEADER_LENGTH], 'KSERVE_BAD_REQUEST');
+    let request: unknown;
+    try {
+      request = JSON.parse(Buffer.from(json.buffer, json.byteOffset, json.byteLength).toString('utf8'));
+    } catch (e) {
+      throw badRequest(`the request's JSON does not parse: ${(e as Error).message}`);
+    }
+    if (!isObject(request)) throw badRequest('the request must be a JSON object');
+    if (!Array.isArray(request.inputs) || request.inputs.length !== 1 || !isObject(request.inputs[0]))
+      throw badRequest(`"inputs" must hold exactly one input (${spec.input.name})`);
+    const reqParams = isObject(request.parameters) ? request.parameters : {};
+    let binaryOut = reqParams.binary_data_output === true;
+    if (request.outputs !== undefined) {
+      if (!Array.isArray(request.outputs)) throw badRequest('"outputs" must be an array');
+      for (const o of request.outputs) {
+        if (!isObject(o) || o.name !== spec.output.name)
+          throw badRequest(
+            `unknown output ${JSON.stringify(isObject(o) ? o.name : o)}; the model's output is ${spec.output.name}`,
+          );
+        if (isObject(o.parameters) && o.parameters.binary_data === true) binaryOut = true;
+      }
+    }
+
+    const { used, tensors, images } = readInput(request.inputs[0], binary);
+    if (used !== binary.length)
+      throw badRequest(`the body carries ${binary.length - used} bytes of binary data that no input claims`);
+
+    const outs = tensors
+      ? await Promise.all(tensors.map((x) => engine.scores(x)))
+      : await Promise.all(images!.map(async (b) => engine.scores(await engine.preprocess(b))));
+    const n = outs.length;
+    const values = new Float32Array(n * outSize);
+    outs.forEach((o, i) => {
+      values.set(o, i * outSize);
+    });
+    const output: Record<string, unknown> = {
+      name: spec.output.name,
+      datatype: 'FP32',
+      shape: [n, ...outDims],
+    };
+    const response: Record<string, unknown> = { model_name: modelName, model_version: MODEL_VERSION };
+    if (typeof request.id === 'string') response.id = request.id;
+    response.outputs = [output];
+    if (!binaryOut) {
+      output.data = Array.from(values);
+      return reply.type('application/json').send(JSON.stringify(response));
+    }
+    const data = bytesFromFloats(values, 'FP32');
+    output.parameters = { binary_data_size: data.length };
+    const head = Buffer.from(JSON.stringify(response));
+    return reply
+      .header(INFER_HEADER_LENGTH, String(head.length))
+      .type('application/octet-stream')
+      .send(Buffer.concat([head, data]));
+  };
+  app.post('/v2/models/:name/infer', infer);
+  app.post('/v2/models/:name/versions/:version/infer', infer);
+
+  return app;
+}
+
+/** `http://host:port` for a listening server. */
+export function serverUrl(app: FastifyInstance): string {
+  const a = app.server.address();
+  if (a === null || typeof a === 'string') throw new Error('the server is not listening on TCP');
+  const host = a.address.includes(':') ? `[${a.address}]` : a.address;
+  return `http://${host}:${a.port}`;
+}

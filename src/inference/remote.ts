@@ -1,0 +1,648 @@
+/**
+ * A model served elsewhere, reached through the Open Inference Protocol (KServe v2 / Triton REST). An owner
+ * who already runs the model on Triton, KServe or `dropbear serve-model` joins a group without moving it.
+ *
+ * - `connect` reads the server metadata (`GET /v2`: does it list the `binary_tensor_data` extension?) and the
+ *   model metadata (`GET /v2/models/{name}`: input name, datatype and shape, output name), and checks them
+ *   against the model's spec.
+ * - The digest is configuration: the owner declares the SHA-256 of the model the server runs (the genesis
+ *   digest). A server cannot prove which file it runs; when its model metadata carries
+ *   `parameters.sha256` (as serve-model's does) that value must equal the declared digest, otherwise the
+ *   digest is taken on the owner's word (`serverDigest` is then undefined).
+ * - `classify` preprocesses on this node, with the same code and spec as the local engine (decode.ts), and
+ *   sends the model's own tensor. The remote side then only runs the model, so a remote node feeds the model
+ *   exactly the tensor a local node would, and any Open Inference Protocol server works (Triton does not
+ *   decode images). serve-model's BYTES image input (kserve-server.ts) is for other clients.
+ * - Tensors go as JSON, or in the binary tensor data extension (`Inference-Header-Content-Length`) when the
+ *   server lists it (`useBinary: 'auto'`), which is 5–10× smaller for image models.
+ *
+ * Errors: REMOTE_UNAVAILABLE (refused, reset, closed, or HTTP 503), REMOTE_TIMEOUT (no full answer within
+ * `timeoutMs`), REMOTE_BAD_RESPONSE (other non-2xx, bad JSON, wrong datatype, shape or size),
+ * REMOTE_MODEL_NOT_FOUND (the server does not serve the model or version), REMOTE_MODEL_MISMATCH (the
+ * served model's tensors do not fit the spec), MODEL_DIGEST_MISMATCH (the server names another digest).
+ */
+import { DropbearError } from '../protocol/errors.ts';
+import type { Result } from '../protocol/index.ts';
+import type { BackendStats, ModelBackend } from './backend.ts';
+import { catalogByDigest } from './catalog.ts';
+import { type Decoder, toModelInput } from './decode.ts';
+import { toResult } from './postprocess.ts';
+import { halfToFloat, inputElements, toHalf } from './preprocess.ts';
+import type { ModelSpec } from './spec.ts';
+
+// ---------------------------------------------------------------- wire format shared with kserve-server.ts
+
+/** The header that gives the length of the JSON part of a body that carries binary tensor data. */
+export const INFER_HEADER_LENGTH = 'inference-header-content-length';
+export const BINARY_EXTENSION = 'binary_tensor_data';
+
+export type NumericDatatype = 'FP32' | 'FP16' | 'FP64';
+export const ELEMENT_SIZE: Record<NumericDatatype, number> = { FP32: 4, FP16: 2, FP64: 8 };
+
+export function isNumericDatatype(d: unknown): d is NumericDatatype {
+  return d === 'FP32' || d === 'FP16' || d === 'FP64';
+}
+
+/** A spec dtype as a protocol datatype. */
+export function protocolDatatype(dtype: ModelSpec['input']['dtype']): NumericDatatype {
+  return dtype === 'float16' ? 'FP16' : 'FP32';
+}
+
+/**
+ * Splits a request or response body into its JSON part and its binary part. `headerValue` is the
+ * Inference-Header-Content-Length header; without it the whole body is JSON. Throws `code` on a bad header.
+ */
+export function splitBody(
+  body: Uint8Array,
+  headerValue: string | string[] | undefined,
+  code: string,
+): { json: Uint8Array; binary: Uint8Array } {
+  if (headerValue === undefined) return { json: body, binary: body.subarray(body.length) };
+  const text = Array.isArray(headerValue) ? headerValue[0] : headerValue;
+  const n = /^\d{1,12}$/.test(text.trim()) ? Number(text.trim()) : Number.NaN;
+  if (!Number.isSafeInteger(n) || n > body.length)
+    throw new DropbearError(
+      code,
+      `${INFER_HEADER_LENGTH} is ${JSON.stringify(text)}, not a length within the ${body.length}-byte body`,
+    );
+  return { json: body.subarray(0, n), binary: body.subarray(n) };
+}
+
+/** Reads `count` little-endian elements of `datatype` as float32 values. */
+export function floatsFromBytes(bytes: Uint8Array, datatype: NumericDatatype, count: number): Float32Array {
+  const out = new Float32Array(count);
+  const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  if (datatype === 'FP32') for (let i = 0; i < count; i++) out[i] = dv.getFloat32(4 * i, true);
+  else if (datatype === 'FP16')
+    for (let i = 0; i < count; i++) out[i] = halfToFloat(dv.getUint16(2 * i, true));
+  else for (let i = 0; i < count; i++) out[i] = dv.getFloat64(8 * i, true);
+  return out;
+}
+
+/** float32 values as little-endian FP32 or FP16 bytes. */
+export function bytesFromFloats(x: Float32Array, datatype: 'FP32' | 'FP16'): Uint8Array {
+  if (datatype === 'FP16') {
+    const h = toHalf(x);
+    const out = new Uint8Array(h.length * 2);
+    const dv = new DataView(out.buffer);
+    for (let i = 0; i < h.length; i++) dv.setUint16(2 * i, h[i], true);
+    return out;
+  }
+  const out = new Uint8Array(x.length * 4);
+  const dv = new DataView(out.buffer);
+  for (let i = 0; i < x.length; i++) dv.setFloat32(4 * i, x[i], true);
+  return out;
+}
+
+/**
+ * The numbers of a JSON tensor, flat or nested (row-major either way), into float32. Returns an error
+ * message instead when an element is not a number or the count is not `count`.
+ */
+export function floatsFromJson(data: unknown, count: number): Float32Array | string {
+  if (!Array.isArray(data)) return '"data" must be an array of numbers';
+  const out = new Float32Array(count);
+  let n = 0;
+  const stack: unknown[][] = [data];
+  const at: number[] = [0];
+  while (stack.length > 0) {
+    const top = stack[stack.length - 1];
+    const i = at[at.length - 1];
+    if (i === top.length) {
+      stack.pop();
+      at.pop();
+      continue;
+    }
+    at[at.length - 1] = i + 1;
+    const v = top[i];
+    if (typeof v === 'number') {
+      if (n === count) return `"data" holds more than the ${count} elements its shape gives`;
+      out[n++] = v;
+    } else if (Array.isArray(v)) {
+      if (stack.length > 16) return '"data" is nested too deeply';
+      stack.push(v);
+      at.push(0);
+    } else return `"data" holds ${v === null ? 'null' : typeof v} where a number belongs`;
+  }
+  if (n !== count) return `"data" holds ${n} elements but its shape gives ${count}`;
+  return out;
+}
+
+/** Product of dimensions. */
+export function elementCount(shape: readonly number[]): number {
+  return shape.reduce((a, d) => a * d, 1);
+}
+
+// ---------------------------------------------------------------- the client
+
+export interface RemoteOptions {
+  /** The server's base URL, e.g. `http://10.0.0.5:8000` (a path prefix is kept). */
+  url: string;
+  /** The model's name on the server. */
+  model: string;
+  /** A model version; default: the server's default (no `/versions/...` in the path). */
+  version?: string;
+  /** SHA-256 (hex) of the model the server runs, as the owner declares it (the genesis digest). */
+  digest: string;
+  /** The model's spec; default: the catalog entry for `digest` (required when the digest is not in it). */
+  spec?: ModelSpec;
+  /** Limit for each HTTP exchange, body included (default 10 000 ms). */
+  timeoutMs?: number;
+  /** Binary tensor data: 'auto' (default) uses it when the server lists the extension. */
+  useBinary?: 'auto' | boolean;
+  /** JPEG decoder for local preprocessing (default 'fast', as the engine). */
+  decoder?: Decoder;
+}
+
+export interface RemoteStats extends BackendStats {
+  requests: number;
+  failures: number;
+  timeouts: number;
+  bytesSent: number;
+  bytesReceived: number;
+  /** Sum of request round-trip times, ms. */
+  totalMs: number;
+  binary: boolean;
+}
+
+interface ModelTensorMeta {
+  name: string;
+  datatype: string;
+  shape: number[];
+}
+
+interface Exchange {
+  status: number;
+  headers: Headers;
+  body: Uint8Array;
+}
+
+function isObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+function tensorMetas(v: unknown): ModelTensorMeta[] | null {
+  if (!Array.isArray(v)) return null;
+  const out: ModelTensorMeta[] = [];
+  for (const t of v) {
+    if (
+      !isObject(t) ||
+      typeof t.name !== 'string' ||
+      typeof t.datatype !== 'string' ||
+      !Array.isArray(t.shape) ||
+      !t.shape.every((d) => Number.isInteger(d))
+    )
+      return null;
+    out.push({ name: t.name, datatype: t.datatype, shape: t.shape as number[] });
+  }
+  return out;
+}
+
+function errorText(body: Uint8Array): string {
+  const text = Buffer.from(body).toString('utf8');
+  try {
+    const j = JSON.parse(text) as unknown;
+    if (isObject(j) && typeof j.error === 'string') return j.error;
+  } catch {
+    // not JSON: show the text itself
+  }
+  return text.length > 200 ? `${text.slice(0, 200)}…` : text || '(empty body)';
+}
+
+const UNREACHABLE = new Set([
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'EPIPE',
+  'ENOTFOUND',
+  'EAI_AGAIN',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'EHOSTDOWN',
+  'ENETDOWN',
+  'UND_ERR_SOCKET',
+  'UND_ERR_CLOSED',
+]);
+
+export class RemoteBackend implements ModelBackend {
+  readonly digest: string;
+  readonly spec: ModelSpec;
+  readonly url: string;
+  readonly model: string;
+  /** The digest the server itself reports (`parameters.sha256`), when it reports one. */
+  readonly serverDigest: string | undefined;
+  /** True when tensors travel as binary data. */
+  readonly binary: boolean;
+  private readonly base: string;
+  private readonly timeoutMs: number;
+  private readonly decoder: Decoder;
+  private readonly itemSize: number;
+  private readonly outSize: number;
+  private readonly inputName: string;
+  private readonly inputDatatype: 'FP32' | 'FP16';
+  private readonly outputName: string;
+  /** Items a single request may carry (1 for a server whose batch dimension is fixed at 1). */
+  private readonly perRequest: number;
+  private readonly closing = new AbortController();
+  private closed = false;
+  private readonly counters: RemoteStats = {
+    items: 0,
+    inFlight: 0,
+    requests: 0,
+    failures: 0,
+    timeouts: 0,
+    bytesSent: 0,
+    bytesReceived: 0,
+    totalMs: 0,
+    binary: false,
+  };
+
+  private constructor(init: {
+    opts: Required<Pick<RemoteOptions, 'timeoutMs' | 'decoder'>> & RemoteOptions;
+    spec: ModelSpec;
+    base: string;
+    binary: boolean;
+    serverDigest: string | undefined;
+    input: ModelTensorMeta;
+    outputName: string;
+  }) {
+    const { opts, spec } = init;
+    this.digest = opts.digest.toLowerCase();
+    this.spec = spec;
+    this.url = opts.url;
+    this.model = opts.model;
+    this.base = init.base;
+    this.timeoutMs = opts.timeoutMs;
+    this.decoder = opts.decoder;
+    this.binary = init.binary;
+    this.counters.binary = init.binary;
+    this.serverDigest = init.serverDigest;
+    this.itemSize = inputElements(spec);
+    this.outSize = spec.output.shape.slice(1).reduce<number>((a, d) => a * (d ?? 1), 1);
+    this.inputName = init.input.name;
+    this.inputDatatype = init.input.datatype as 'FP32' | 'FP16';
+    this.outputName = init.outputName;
+    this.perRequest = init.input.shape[0] === 1 ? 1 : Number.POSITIVE_INFINITY;
+  }
+
+  /** Reads the server and model metadata and checks them against the spec; throws the errors above. */
+  static async connect(options: RemoteOptions): Promise<RemoteBackend> {
+    const opts = { timeoutMs: 10_000, decoder: 'fast' as Decoder, ...options };
+    if (!/^[0-9a-fA-F]{64}$/.test(opts.digest ?? ''))
+      throw new DropbearError('CONFIG_INVALID', `digest must be a SHA-256 in hex, got ${opts.digest}`);
+    if (!Number.isFinite(opts.timeoutMs) || opts.timeoutMs <= 0)
+      throw new DropbearError('CONFIG_INVALID', `timeoutMs must be positive, got ${opts.timeoutMs}`);
+    const digest = opts.digest.toLowerCase();
+    const spec = opts.spec ?? catalogByDigest(digest);
+    if (!spec)
+      throw new DropbearError(
+        'CONFIG_INVALID',
+        `digest ${digest} is not in the catalog; give the model's spec with the remote configuration`,
+      );
+    if (spec.sha256.toLowerCase() !== digest)
+      throw new DropbearError(
+        'CONFIG_INVALID',
+        `the spec given is for sha256 ${spec.sha256}, but the declared digest is ${digest}`,
+      );
+    let parsed: URL;
+    try {
+      parsed = new URL(opts.url);
+    } catch {
+      throw new DropbearError('CONFIG_INVALID', `${opts.url} is not a URL`);
+    }
+    if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:')
+      throw new DropbearError('CONFIG_INVALID', `${opts.url}: only http and https URLs are supported`);
+    const root = parsed.toString().replace(/\/+$/, '');
+    const modelPath =
+      `${root}/v2/models/${encodeURIComponent(opts.model)}` +
+      (opts.version === undefined ? '' : `/versions/${encodeURIComponent(opts.version)}`);
+
+    // Metadata requests map their failures to the same REMOTE_* codes as inference requests.
+    const probe = (url: string) => exchange(url, { method: 'GET' }, opts.timeoutMs, undefined, root);
+
+    const server = await probe(`${root}/v2`);
+    if (server.status !== 200)
+      throw new DropbearError(
+        server.status === 503 ? 'REMOTE_UNAVAILABLE' : 'REMOTE_BAD_RESPONSE',
+        `${root}/v2 answered HTTP ${server.status}: ${errorText(server.body)}`,
+      );
+    const serverMeta = parseJson(server.body, `${root}/v2`);
+    const extensions =
+      isObject(serverMeta) && Array.isArray(serverMeta.extensions) ? serverMeta.extensions : [];
+    const binary =
+      opts.useBinary === undefined || opts.useBinary === 'auto'
+        ? extensions.includes(BINARY_EXTENSION)
+        : opts.useBinary;
+
+    const model = await probe(modelPath);
+    if (model.status !== 200) {
+      const why = errorText(model.body);
+      const missing =
+        model.status === 404 || (model.status === 400 && /unknown model|not found|no model/i.test(why));
+      throw new DropbearError(
+        missing
+          ? 'REMOTE_MODEL_NOT_FOUND'
+          : model.status === 503
+            ? 'REMOTE_UNAVAILABLE'
+            : 'REMOTE_BAD_RESPONSE',
+        missing
+          ? `${root} does not serve model ${opts.model}${opts.version ? ` version ${opts.version}` : ''}: ${why}`
+          : `${modelPath} answered HTTP ${model.status}: ${why}`,
+      );
+    }
+    const meta = parseJson(model.body, modelPath);
+    const inputs = isObject(meta) ? tensorMetas(meta.inputs) : null;
+    const outputs = isObject(meta) ? tensorMetas(meta.outputs) : null;
+    if (!isObject(meta) || !inputs || !outputs)
+      throw new DropbearError(
+        'REMOTE_BAD_RESPONSE',
+        `${modelPath}: model metadata lacks inputs/outputs with name, datatype and shape`,
+      );
+    const params = isObject(meta.parameters) ? meta.parameters : {};
+    let serverDigest: string | undefined;
+    if (params.sha256 !== undefined) {
+      serverDigest = String(params.sha256).toLowerCase();
+      if (serverDigest !== digest)
+        throw new DropbearError(
+          'MODEL_DIGEST_MISMATCH',
+          `${modelPath} runs the model with sha256 ${serverDigest}, but ${digest} is declared for this node`,
+          { expected: digest, actual: serverDigest },
+        );
+    }
+    const input = checkInput(inputs, spec, modelPath);
+    const outputName = checkOutput(outputs, spec, modelPath);
+    return new RemoteBackend({
+      opts,
+      spec,
+      base: modelPath,
+      binary,
+      serverDigest,
+      input,
+      outputName,
+    });
+  }
+
+  /** True when the server says the model is ready (`GET .../ready` answers 200). */
+  async ready(): Promise<boolean> {
+    try {
+      const r = await exchange(
+        `${this.base}/ready`,
+        { method: 'GET' },
+        this.timeoutMs,
+        this.closing.signal,
+        this.url,
+      );
+      return r.status === 200;
+    } catch {
+      return false;
+    }
+  }
+
+  /** Raw model output for one preprocessed input. */
+  async scores(x: Float32Array): Promise<Float32Array> {
+    return (await this.scoresBatch([x]))[0];
+  }
+
+  /** Raw model outputs for preprocessed inputs, in one request (one per item for a fixed-batch-1 server). */
+  async scoresBatch(items: readonly Float32Array[]): Promise<Float32Array[]> {
+    if (this.closed) throw new DropbearError('ENGINE_CLOSED', 'the remote backend is closed');
+    for (const x of items)
+      if (x.length !== this.itemSize)
+        throw new DropbearError('INPUT_SHAPE', `an input needs ${this.itemSize} values, got ${x.length}`);
+    if (items.length === 0) return [];
+    if (items.length > this.perRequest)
+      return Promise.all(items.map((x) => this.inferOnce([x]).then((r) => r[0])));
+    return this.inferOnce(items);
+  }
+
+  /** One input (JPEG, PNG or DBT1 tensor), preprocessed here, to its Result. */
+  async classify(input: Uint8Array): Promise<Result> {
+    if (this.closed) throw new DropbearError('ENGINE_CLOSED', 'the remote backend is closed');
+    const x = new Float32Array(this.itemSize);
+    await toModelInput(input, this.spec, this.decoder, x, 0);
+    return toResult(await this.scores(x), this.spec.output.meaning);
+  }
+
+  stats(): RemoteStats {
+    return { ...this.counters };
+  }
+
+  /** Aborts requests under way (they fail with ENGINE_CLOSED) and refuses new ones. */
+  async close(): Promise<void> {
+    this.closed = true;
+    this.closing.abort();
+  }
+
+  private async inferOnce(items: readonly Float32Array[]): Promise<Float32Array[]> {
+    const n = items.length;
+    const dims = this.spec.input.shape.slice(1).map((d) => d ?? 1);
+    const flat = new Float32Array(n * this.itemSize);
+    items.forEach((x, i) => {
+      flat.set(x, i * this.itemSize);
+    });
+    const input: Record<string, unknown> = {
+      name: this.inputName,
+      shape: [n, ...dims],
+      datatype: this.inputDatatype,
+    };
+    let body: Uint8Array<ArrayBuffer>;
+    const headers: Record<string, string> = {};
+    if (this.binary) {
+      const data = bytesFromFloats(flat, this.inputDatatype);
+      input.parameters = { binary_data_size: data.length };
+      const json = Buffer.from(
+        JSON.stringify({
+          inputs: [input],
+          outputs: [{ name: this.outputName, parameters: { binary_data: true } }],
+          parameters: { binary_data_output: true },
+        }),
+      );
+      body = Buffer.concat([json, data]);
+      headers['content-type'] = 'application/octet-stream';
+      headers[INFER_HEADER_LENGTH] = String(json.length);
+    } else {
+      input.data = Array.from(flat);
+      body = Buffer.from(JSON.stringify({ inputs: [input], outputs: [{ name: this.outputName }] }));
+      headers['content-type'] = 'application/json';
+    }
+    const url = `${this.base}/infer`;
+    this.counters.requests++;
+    this.counters.inFlight++;
+    this.counters.bytesSent += body.length;
+    const t0 = performance.now();
+    try {
+      const r = await exchange(
+        url,
+        { method: 'POST', headers, body },
+        this.timeoutMs,
+        this.closing.signal,
+        this.url,
+      );
+      this.counters.bytesReceived += r.body.length;
+      const out = this.readOutput(r, n, url);
+      this.counters.items += n;
+      return out;
+    } catch (e) {
+      this.counters.failures++;
+      if (e instanceof DropbearError && e.code === 'REMOTE_TIMEOUT') this.counters.timeouts++;
+      throw e;
+    } finally {
+      this.counters.inFlight--;
+      this.counters.totalMs += performance.now() - t0;
+    }
+  }
+
+  private readOutput(r: Exchange, n: number, url: string): Float32Array[] {
+    if (r.status !== 200) {
+      const why = errorText(r.body);
+      const code =
+        r.status === 404
+          ? 'REMOTE_MODEL_NOT_FOUND'
+          : r.status === 503
+            ? 'REMOTE_UNAVAILABLE'
+            : 'REMOTE_BAD_RESPONSE';
+      throw new DropbearError(code, `${url} answered HTTP ${r.status}: ${why}`, { status: r.status });
+    }
+    const bad = (msg: string) => new DropbearError('REMOTE_BAD_RESPONSE', `${url}: ${msg}`);
+    const { json, binary } = splitBody(
+      r.body,
+      r.headers.get(INFER_HEADER_LENGTH) ?? undefined,
+      'REMOTE_BAD_RESPONSE',
+    );
+    const res = parseJson(json, url);
+    if (!isObject(res) || !Array.isArray(res.outputs)) throw bad('the response has no "outputs" array');
+    // Binary outputs lie back to back in the order of the outputs that carry binary_data_size.
+    let offset = 0;
+    let found: { datatype: NumericDatatype; shape: number[]; bytes?: Uint8Array; data?: unknown } | null =
+      null;
+    for (const o of res.outputs as unknown[]) {
+      if (!isObject(o)) throw bad('an output is not an object');
+      const size = isObject(o.parameters) ? o.parameters.binary_data_size : undefined;
+      let bytes: Uint8Array | undefined;
+      if (size !== undefined) {
+        if (!Number.isSafeInteger(size) || (size as number) < 0 || offset + (size as number) > binary.length)
+          throw bad(
+            `output ${String(o.name)} claims ${String(size)} binary bytes; ${binary.length - offset} remain`,
+          );
+        bytes = binary.subarray(offset, offset + (size as number));
+        offset += size as number;
+      }
+      if (o.name !== this.outputName) continue;
+      if (!isNumericDatatype(o.datatype))
+        throw bad(
+          `output ${this.outputName} has datatype ${String(o.datatype)}; FP32, FP16 or FP64 expected`,
+        );
+      if (!Array.isArray(o.shape) || !o.shape.every((d) => Number.isInteger(d) && d >= 0))
+        throw bad(`output ${this.outputName} has no valid shape`);
+      found = { datatype: o.datatype, shape: o.shape as number[], bytes, data: o.data };
+    }
+    if (!found) throw bad(`the response lacks output ${this.outputName}`);
+    const count = elementCount(found.shape);
+    if (found.shape[0] !== n || count !== n * this.outSize)
+      throw bad(
+        `output ${this.outputName} has shape [${found.shape.join(', ')}]; ${n} items of ${this.outSize} values expected`,
+      );
+    let values: Float32Array;
+    if (found.bytes) {
+      if (found.bytes.length !== count * ELEMENT_SIZE[found.datatype])
+        throw bad(
+          `output ${this.outputName}: ${found.bytes.length} binary bytes for ${count} ${found.datatype}`,
+        );
+      values = floatsFromBytes(found.bytes, found.datatype, count);
+    } else {
+      const v = floatsFromJson(found.data, count);
+      if (typeof v === 'string') throw bad(`output ${this.outputName}: ${v}`);
+      values = v;
+    }
+    return Array.from({ length: n }, (_, i) => values.slice(i * this.outSize, (i + 1) * this.outSize));
+  }
+}
+
+function parseJson(bytes: Uint8Array, where: string): unknown {
+  try {
+    return JSON.parse(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('utf8'));
+  } catch (e) {
+    throw new DropbearError('REMOTE_BAD_RESPONSE', `${where} did not answer JSON: ${(e as Error).message}`);
+  }
+}
+
+function checkInput(inputs: ModelTensorMeta[], spec: ModelSpec, where: string): ModelTensorMeta {
+  const mismatch = (msg: string) => new DropbearError('REMOTE_MODEL_MISMATCH', `${where}: ${msg}`);
+  if (inputs.length !== 1)
+    throw mismatch(
+      `the model has ${inputs.length} inputs (${inputs.map((t) => t.name).join(', ')}); one is supported`,
+    );
+  const t = inputs[0];
+  if (t.datatype !== 'FP32' && t.datatype !== 'FP16')
+    throw mismatch(`input ${t.name} has datatype ${t.datatype}; FP32 or FP16 is supported`);
+  const want = spec.input.shape;
+  const ok =
+    t.shape.length === want.length &&
+    (t.shape[0] === -1 || t.shape[0] === 1) &&
+    t.shape.slice(1).every((d, i) => d === -1 || want[i + 1] === null || d === want[i + 1]);
+  if (!ok)
+    throw mismatch(
+      `input ${t.name} has shape [${t.shape.join(', ')}], which does not take the spec's ` +
+        `[${want.map((d) => d ?? -1).join(', ')}] a batch at a time or one item at a time`,
+    );
+  return t;
+}
+
+function checkOutput(outputs: ModelTensorMeta[], spec: ModelSpec, where: string): string {
+  const named = outputs.find((t) => t.name === spec.output.name);
+  const t = named ?? (outputs.length === 1 ? outputs[0] : undefined);
+  if (!t)
+    throw new DropbearError(
+      'REMOTE_MODEL_MISMATCH',
+      `${where}: no output ${spec.output.name} among ${outputs.map((o) => o.name).join(', ') || 'none'}`,
+    );
+  const per = t.shape.slice(1);
+  const want = spec.output.shape.slice(1).reduce<number>((a, d) => a * (d ?? 1), 1);
+  if (per.every((d) => d >= 0) && elementCount(per) !== want)
+    throw new DropbearError(
+      'REMOTE_MODEL_MISMATCH',
+      `${where}: output ${t.name} has shape [${t.shape.join(', ')}]; ${want} values per item expected`,
+    );
+  return t.name;
+}
+
+/** One HTTP exchange with the whole body read, errors mapped to REMOTE_* codes. */
+async function exchange(
+  url: string,
+  init: { method: string; headers?: Record<string, string>; body?: Uint8Array<ArrayBuffer> },
+  timeoutMs: number,
+  closing: AbortSignal | undefined,
+  server: string,
+): Promise<Exchange> {
+  const timer = AbortSignal.timeout(timeoutMs);
+  const signal = closing ? AbortSignal.any([timer, closing]) : timer;
+  try {
+    const res = await fetch(url, { ...init, signal });
+    const body = new Uint8Array(await res.arrayBuffer());
+    return { status: res.status, headers: res.headers, body };
+  } catch (e) {
+    if (closing?.aborted) throw new DropbearError('ENGINE_CLOSED', 'the remote backend is closed');
+    if (timer.aborted || (e as Error).name === 'TimeoutError')
+      throw new DropbearError(
+        'REMOTE_TIMEOUT',
+        `${server} gave no full answer within ${timeoutMs} ms (${init.method} ${url})`,
+      );
+    const cause = (e as { cause?: { code?: string; message?: string } }).cause;
+    const code = cause?.code ?? '';
+    if (
+      code === 'UND_ERR_HEADERS_TIMEOUT' ||
+      code === 'UND_ERR_BODY_TIMEOUT' ||
+      code === 'UND_ERR_CONNECT_TIMEOUT'
+    )
+      throw new DropbearError('REMOTE_TIMEOUT', `${server} timed out (${code}) on ${init.method} ${url}`);
+    if (code.startsWith('HPE_'))
+      throw new DropbearError(
+        'REMOTE_BAD_RESPONSE',
+        `${server} did not answer valid HTTP (${code}: ${cause?.message})`,
+      );
+    const why = cause?.message ?? (e as Error).message;
+    throw new DropbearError(
+      'REMOTE_UNAVAILABLE',
+      `cannot reach ${server}${UNREACHABLE.has(code) ? '' : ' (unexpected failure)'}: ${why}`,
+      { code },
+    );
+  }
+}

@@ -1,0 +1,259 @@
+/**
+ * Model-update transactions at the replica: submission (checked against the genesis key and the current
+ * version), spreading, ordering by the primary, checks on proposals, and re-inference when the node's own
+ * model changes at execution.
+ */
+import { describe, expect, it } from 'vitest';
+import { type Action, type Event, Replica, type ReplicaConfig } from '../../src/consensus/replica.ts';
+import { LedgerState } from '../../src/ledger/state.ts';
+import {
+  type Batch,
+  batchDigestOf,
+  decodeMessage,
+  encode,
+  encodeMessage,
+  groupIdOf,
+  hex,
+  type NodeMessage,
+  PhaseBody,
+  type PrePrepare,
+  requestIdOf,
+  type SignedRequest,
+  sha256,
+  signModelUpdate,
+  signRequest,
+  signTagged,
+  TAGS,
+  type Tx,
+  txIdOf,
+} from '../../src/protocol/index.ts';
+import { makeGroup } from '../../src/sim/world.ts';
+
+const G = makeGroup(4, 1, 7);
+const GID = groupIdOf(G.genesis);
+const T0 = 1_000_000;
+const NEVER = 1e9;
+const CFG: Partial<ReplicaConfig> = {
+  batchSize: 8,
+  batchTimeoutMs: 10,
+  voteWaitMs: 4,
+  window: 4,
+  checkpointInterval: 100,
+  forwardBatchSize: 8,
+  forwardDelayMs: 1,
+  retransmitMs: NEVER,
+  viewChangeTimeoutMs: NEVER,
+};
+const OLD2 = G.genesis.nodes[2].modelDigest;
+const NEW2 = sha256(new TextEncoder().encode('model 2, version 1'));
+
+const update = (node: number, version: number, newDigest: Uint8Array, signer = node): Tx =>
+  signModelUpdate(GID, { node, version, newDigest }, G.keys[signer]);
+
+function mkReq(nonce: number): SignedRequest {
+  const input = new TextEncoder().encode(`input #${nonce}`);
+  return signRequest(
+    {
+      groupId: GID,
+      client: G.client.publicKey,
+      nonce,
+      timestamp: T0,
+      inputDigest: sha256(input),
+      policy: null,
+      maxFee: 1_000_000,
+    },
+    input,
+    G.client,
+  );
+}
+
+function makePP(seq: number, batch: Batch, view = 0): PrePrepare {
+  const digest = batchDigestOf(batch);
+  const signer = view % 4;
+  const signature = signTagged(
+    TAGS.prePrepare,
+    GID,
+    encode(PhaseBody, { from: signer, view, seq, digest }),
+    G.keys[signer],
+  );
+  return { view, seq, digest, signature, batch };
+}
+
+function phase(kind: 'prepare' | 'commit', from: number, seq: number, digest: Uint8Array): NodeMessage {
+  const signature = signTagged(
+    TAGS[kind],
+    GID,
+    encode(PhaseBody, { from, view: 0, seq, digest }),
+    G.keys[from],
+  );
+  return { kind, from, view: 0, seq, digest, signature };
+}
+
+const wire = (m: NodeMessage): NodeMessage => decodeMessage(encodeMessage(m));
+type ActionOf<T extends Action['type']> = Extract<Action, { type: T }>;
+const only = <T extends Action['type']>(as: Action[], type: T) =>
+  as.filter((a): a is ActionOf<T> => a.type === type);
+const broadcasts = <K extends NodeMessage['kind']>(as: Action[], kind: K) =>
+  only(as, 'broadcast')
+    .map((a) => a.msg)
+    .filter((m): m is Extract<NodeMessage, { kind: K }> => m.kind === kind);
+const inferredIds = (as: Action[]) =>
+  only(as, 'infer').flatMap((a) => a.requests.map((r) => hex(r.requestId)));
+
+class One {
+  readonly r: Replica;
+  readonly ledger = new LedgerState(G.genesis);
+  now = T0;
+  constructor(readonly id: number) {
+    this.r = new Replica(G.genesis, id, G.keys[id], CFG);
+  }
+  step(ev: Event, at = this.now): Action[] {
+    this.now = at;
+    return this.r.step(ev, at);
+  }
+  msg(from: number, m: NodeMessage, at?: number): Action[] {
+    return this.step({ type: 'message', from, msg: wire(m) }, at);
+  }
+  submit(tx: Tx, at?: number): Action[] {
+    return this.step({ type: 'submitTx', tx }, at);
+  }
+  /** Drives a pre-prepare from the primary (node 0) to execution with PREPAREs and COMMITs of 1 and 3. */
+  order(seq: number, batch: Batch): Action[] {
+    const pp = makePP(seq, batch);
+    const out = [...this.msg(0, { kind: 'prePrepare', pp })];
+    for (const from of [1, 3].filter((x) => x !== this.id))
+      out.push(...this.msg(from, phase('prepare', from, seq, pp.digest)));
+    for (const from of [0, 1, 3].filter((x) => x !== this.id))
+      out.push(...this.msg(from, phase('commit', from, seq, pp.digest)));
+    const exec = only(out, 'execute');
+    expect(exec).toHaveLength(1);
+    const a = exec[0];
+    const ex = this.ledger.execute(a.seq, a.digest, a.batch, a.entries);
+    return this.step({
+      type: 'executed',
+      seq: a.seq,
+      receipt: ex.receipt,
+      requeued: ex.requeued,
+      models: ex.models,
+      modelVersions: ex.modelVersions,
+    });
+  }
+}
+
+describe('submitting a model update', () => {
+  it('a valid one is accepted, spread to every node and kept once', () => {
+    const h = new One(2);
+    const tx = update(2, 1, NEW2);
+    const out = h.submit(tx);
+    expect(only(out, 'txAccepted').map((a) => hex(a.txId))).toEqual([hex(txIdOf(tx))]);
+    expect(broadcasts(out, 'tx')).toHaveLength(1);
+    expect(h.r.pendingTxs).toHaveLength(1);
+    const again = h.submit(tx);
+    expect(only(again, 'txRejected').map((a) => a.code)).toEqual(['TX_DUPLICATE']);
+    expect(h.r.pendingTxs).toHaveLength(1);
+  });
+
+  it('a forged one (another node key), an unknown node or a stale version is rejected, typed', () => {
+    const h = new One(1);
+    const codes = [update(2, 1, NEW2, 3), update(7, 1, NEW2, 0), update(2, 0, NEW2)].map(
+      (tx) => only(h.submit(tx), 'txRejected')[0]?.code,
+    );
+    expect(codes).toEqual(['TX_BAD_SIGNATURE', 'TX_UNKNOWN_NODE', 'TX_STALE_VERSION']);
+    expect(h.r.pendingTxs).toEqual([]);
+  });
+
+  it('a forged one spread by a peer is not taken and is counted against the peer', () => {
+    const h = new One(1);
+    h.msg(3, { kind: 'tx', tx: update(2, 1, NEW2, 3) });
+    expect(h.r.pendingTxs).toEqual([]);
+    expect(h.r.misbehaviour.get(3)?.get('bad-tx')).toBe(1);
+    h.msg(3, { kind: 'tx', tx: update(2, 1, NEW2) });
+    expect(h.r.pendingTxs).toHaveLength(1);
+  });
+});
+
+describe('ordering a model update', () => {
+  it('the primary cuts a batch with the transaction and no entries after batchTimeoutMs', () => {
+    const h = new One(0);
+    const tx = update(2, 1, NEW2);
+    h.msg(2, { kind: 'tx', tx });
+    expect(h.r.nextWake).toBe(T0 + 10);
+    expect(broadcasts(h.step({ type: 'tick' }, T0 + 9), 'prePrepare')).toEqual([]);
+    const pps = broadcasts(h.step({ type: 'tick' }, T0 + 10), 'prePrepare');
+    expect(pps).toHaveLength(1);
+    expect(pps[0].pp.batch.entries).toEqual([]);
+    expect(pps[0].pp.batch.txs.map((t) => hex(txIdOf(t)))).toEqual([hex(txIdOf(tx))]);
+    // Not proposed twice.
+    expect(broadcasts(h.step({ type: 'tick' }, T0 + 30), 'prePrepare')).toEqual([]);
+  });
+
+  it('a backup refuses a proposal carrying a forged transaction', () => {
+    const h = new One(1);
+    const pp = makePP(1, { timestamp: T0, entries: [], txs: [update(2, 1, NEW2, 3)] });
+    const out = h.msg(0, { kind: 'prePrepare', pp });
+    expect(broadcasts(out, 'prepare')).toEqual([]);
+    expect(h.r.misbehaviour.get(0)?.get('bad-proposal')).toBe(1);
+    expect(h.r.misbehaviour.get(0)?.get('bad-tx')).toBe(1);
+    // The same batch with a valid transaction is accepted.
+    const ok = makePP(1, { timestamp: T0, entries: [], txs: [update(2, 1, NEW2)] });
+    expect(broadcasts(h.msg(0, { kind: 'prePrepare', pp: ok }), 'prepare')).toHaveLength(1);
+  });
+
+  it('after execution the transaction is dropped, the version moves and a replay is stale', () => {
+    const h = new One(1);
+    const tx = update(2, 1, NEW2);
+    h.submit(tx);
+    // Another version 1 for node 2, validly signed: superseded once the first executes.
+    h.msg(2, { kind: 'tx', tx: update(2, 1, sha256(new TextEncoder().encode('other'))) });
+    expect(h.r.pendingTxs).toHaveLength(2);
+    h.order(1, { timestamp: T0, entries: [], txs: [tx] });
+    expect(h.r.pendingTxs).toEqual([]);
+    expect(h.r.currentModelVersions).toEqual([0, 0, 1, 0]);
+    expect(hex(h.r.currentModels[2])).toBe(hex(NEW2));
+    expect(only(h.submit(tx), 'txRejected')[0].code).toBe('TX_STALE_VERSION');
+  });
+});
+
+describe('re-inference when the own model changes', () => {
+  it('re-queues pending requests voted with the old model and drops results of the old model', () => {
+    const h = new One(2);
+    const [a, b, c] = [mkReq(1), mkReq(2), mkReq(3)];
+    const [ia, ib, ic] = [a, b, c].map(requestIdOf);
+    const first = h.msg(0, { kind: 'forward', requests: [a, b, c] });
+    expect(inferredIds(first)).toEqual([ia, ib, ic].map(hex));
+    // a and b are answered with the old model; c's inference is still running when the update executes.
+    const voted = h.step({
+      type: 'inferred',
+      modelDigest: OLD2,
+      results: [ia, ib].map((requestId) => ({
+        requestId,
+        result: { kind: 'class', top: [{ label: 1, score: 1 }] },
+      })),
+    });
+    expect(broadcasts(voted, 'results')).toHaveLength(1);
+    const afterSwitch = h.order(1, { timestamp: T0, entries: [], txs: [update(2, 1, NEW2)] });
+    expect(hex(h.r.currentModels[2])).toBe(hex(NEW2));
+    expect(inferredIds(afterSwitch).sort()).toEqual([ia, ib].map(hex).sort());
+    // The old model's answer for c arrives now: not signed, not sent; c goes back for inference.
+    const late = h.step({
+      type: 'inferred',
+      modelDigest: OLD2,
+      results: [{ requestId: ic, result: { kind: 'class', top: [{ label: 1, score: 1 }] } }],
+    });
+    expect(broadcasts(late, 'results')).toEqual([]);
+    expect(inferredIds(late)).toEqual([hex(ic)]);
+    // The new model's answers are signed with the new digest.
+    const fresh = h.step({
+      type: 'inferred',
+      modelDigest: NEW2,
+      results: [ia, ib, ic].map((requestId) => ({
+        requestId,
+        result: { kind: 'class', top: [{ label: 2, score: 1 }] },
+      })),
+    });
+    const res = broadcasts(fresh, 'results');
+    expect(res).toHaveLength(1);
+    expect(hex(res[0].signed.batch.modelDigest)).toBe(hex(NEW2));
+    expect(inferredIds(fresh)).toEqual([]);
+  });
+});
