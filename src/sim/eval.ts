@@ -10,6 +10,7 @@ import { basename, dirname, join } from 'node:path';
 import { verifyCertificate } from '../certificate/index.ts';
 import type { Decoder } from '../inference/decode.ts';
 import { InferenceEngine } from '../inference/engine.ts';
+import type { ModelSpec } from '../inference/spec.ts';
 import { resolveModel } from '../inference/store.ts';
 import { DropbearError, hex, type Result, sha256 } from '../protocol/index.ts';
 import { Simulation } from './world.ts';
@@ -86,6 +87,60 @@ function loadLabels(dir: string, files: string[]): (number | null)[] {
   return files.map((f) => byFile.get(f) ?? synsets.get(f.slice(0, f.indexOf('_'))) ?? null);
 }
 
+export const digestBytes = (sha256hex: string) => Uint8Array.from(Buffer.from(sha256hex, 'hex'));
+
+/** Every input through every model (real sessions), in chunks that stay under the engine's queue bound. */
+export async function classifyAll(
+  models: { path: string; spec: ModelSpec; sha256: string }[],
+  inputs: Uint8Array[],
+  decoder?: Decoder,
+  progress: (model: number, done: number) => void = () => {},
+): Promise<Result[][]> {
+  const results: Result[][] = [];
+  for (const [mi, m] of models.entries()) {
+    const engine = await InferenceEngine.start({
+      modelPath: m.path,
+      spec: m.spec,
+      expectDigest: m.sha256,
+      decoder,
+    });
+    try {
+      const out: Result[] = [];
+      for (let i = 0; i < inputs.length; i += 64) {
+        out.push(...(await Promise.all(inputs.slice(i, i + 64).map((b) => engine.classify(b)))));
+        progress(mi, out.length);
+      }
+      results.push(out);
+    } finally {
+      await engine.close();
+    }
+  }
+  return results;
+}
+
+/**
+ * The simulator's model hook from precomputed answers: a node running the model with digest d answers
+ * input x with what that real model answered for x.
+ */
+export function precomputedClassifier(
+  digests: Uint8Array[],
+  inputs: Uint8Array[],
+  results: Result[][],
+): (node: number, digest: Uint8Array, input: Uint8Array) => Result {
+  const key = (digest: Uint8Array, input: Uint8Array) => `${hex(digest)}:${hex(sha256(input))}`;
+  const answer = new Map<string, Result>();
+  digests.forEach((d, mi) => {
+    inputs.forEach((x, i) => {
+      answer.set(key(d, x), results[mi][i]);
+    });
+  });
+  return (_node, digest, input) => {
+    const r = answer.get(key(digest, input));
+    if (!r) throw new DropbearError('INTERNAL', 'the simulator asked for an answer that was never computed');
+    return r;
+  };
+}
+
 export async function runEval(opts: EvalOptions): Promise<EvalReport> {
   const n = opts.models.length;
   if (n < 4)
@@ -110,36 +165,14 @@ export async function runEval(opts: EvalOptions): Promise<EvalReport> {
 
   // 1. Every model on every image.
   const models = await Promise.all(opts.models.map((m) => resolveModel(m, opts.home)));
-  const results: Result[][] = [];
-  for (const [mi, m] of models.entries()) {
-    const engine = await InferenceEngine.start({
-      modelPath: m.path,
-      spec: m.spec,
-      expectDigest: m.sha256,
-      decoder: opts.decoder,
-    });
-    try {
-      const out: Result[] = [];
-      for (let i = 0; i < bytes.length; i += 64) {
-        out.push(...(await Promise.all(bytes.slice(i, i + 64).map((b) => engine.classify(b)))));
-        progress(`model ${mi + 1}/${n} ${opts.models[mi]}`, out.length, bytes.length);
-      }
-      results.push(out);
-    } finally {
-      await engine.close();
-    }
-  }
+  const results = await classifyAll(models, bytes, opts.decoder, (mi, done) =>
+    progress(`model ${mi + 1}/${n} ${opts.models[mi]}`, done, bytes.length),
+  );
   const top1 = results.map((rs) => rs.map((r) => (r.kind === 'class' ? r.top[0].label : -1)));
 
   // 2. The group, in the simulator, with each node answering what its real model answered.
-  const digests = models.map((m) => Uint8Array.from(Buffer.from(m.sha256, 'hex')));
-  const answer = new Map<string, Result>();
-  const inputKey = (digest: Uint8Array, input: Uint8Array) => `${hex(digest)}:${hex(sha256(input))}`;
-  models.forEach((_, mi) => {
-    bytes.forEach((b, i) => {
-      answer.set(inputKey(digests[mi], b), results[mi][i]);
-    });
-  });
+  const digests = models.map((m) => digestBytes(m.sha256));
+  const answer = precomputedClassifier(digests, bytes, results);
   const f = Math.floor((n - 1) / 3);
   const group: GroupFigures[] = [];
   const decisions: Record<string, number | 'no-agreement'>[] = files.map(() => ({}));
@@ -153,12 +186,7 @@ export async function runEval(opts: EvalOptions): Promise<EvalReport> {
       models: models.map((m, i) => ({ name: opts.models[i], digest: digests[i] })),
       policy: { kind: 'top1', minAgree },
       rate: 1,
-      classify: (_node, digest, input) => {
-        const r = answer.get(inputKey(digest, input));
-        if (!r)
-          throw new DropbearError('INTERNAL', 'the simulator asked for an answer that was never computed');
-        return r;
-      },
+      classify: answer,
     });
     const run = sim.run();
     if (!run.done)
