@@ -117,7 +117,11 @@ function groupIdCached(g: Genesis): Uint8Array {
 
 export interface VerifyOptions {
   cache?: SignatureCache;
-  /** When given, the certificate must be for exactly this signed request. */
+  /**
+   * When given, the certificate must be for exactly this request (its id: the Request's fields, however
+   * the client signed it) and this input. The client's signature is not checked again here: the nodes
+   * checked it before they voted.
+   */
   request?: SignedRequest;
 }
 

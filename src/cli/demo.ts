@@ -1,57 +1,180 @@
+/**
+ * `npm run demo`: a local group of four nodes, each running a different ImageNet model as its own process,
+ * certifies the val images sent through the SDK; prints a table and the URLs, then serves until Ctrl-C
+ * (`--once`: exit after the table).
+ */
+import { existsSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { join, resolve } from 'node:path';
 import type { Command } from 'commander';
 import { verifyCertificate } from '../certificate/index.ts';
-import { hex } from '../protocol/index.ts';
-import { runSimCommand } from './sim.ts';
+import { DropbearClient, type InferResult } from '../client/index.ts';
+import { catalogByName } from '../inference/catalog.ts';
+import { defaultHome, pullModel, resolveModel } from '../inference/store.ts';
+import type { DropbearError } from '../protocol/index.ts';
+import { loadLabels } from '../sim/eval.ts';
+import { usageError } from './errors.ts';
+import { countProgress } from './eval.ts';
+import { DEFAULT_MODELS, initGroup, loadGroup, startGroup } from './group.ts';
+import { decisionText, label } from './infer.ts';
+import { progressReporter } from './models.ts';
 
-/**
- * Until real node processes exist (issue 5), the demo runs a simulated 4-node group with one lying node
- * and prints what each node voted and what the group certified.
- */
+/** Gets each model into the store: already there, imported from $DROPBEAR_MODELS, or pulled (with a bar). */
+async function prepareModels(models: string[], home: string): Promise<string[]> {
+  const dir = process.env.DROPBEAR_MODELS;
+  if (dir) {
+    const { importModels } = await import('../inference/store.ts');
+    await importModels(dir, home);
+  }
+  const out: string[] = [];
+  for (const m of models) {
+    try {
+      await resolveModel(m, home);
+      out.push(m);
+      continue;
+    } catch {}
+    if (!catalogByName(m)?.url) {
+      // No public download (the TFLite-derived models): run a downloadable one in its place.
+      const alt =
+        DEFAULT_MODELS.find((x) => catalogByName(x)?.url && !out.includes(x)) ?? 'mobilenetv2-12-int8';
+      process.stderr.write(
+        `${m} has no public download (import it with \`npx dropbear models import DIR\` or set DROPBEAR_MODELS); this demo runs ${alt} in its place\n`,
+      );
+      out.push(alt);
+      await prepareModels([alt], home);
+      continue;
+    }
+    const bar = progressReporter(`pulling ${m}`);
+    await pullModel(m, home, { onProgress: (d, t) => bar.update(d, t) });
+    bar.finish();
+    out.push(m);
+  }
+  return out;
+}
+
 export function registerDemo(program: Command): void {
   program
     .command('demo')
-    .description('run a simulated 4-node group (node 3 lies) and print certified results')
-    .option('--requests <r>', 'requests to send', '12')
-    .option('--out <dir>', 'where to write genesis and certificates', 'out/demo')
-    .addHelpText('after', '\nExample:\n  npm run demo -- --requests 20\n')
-    .action((o: { requests: string; out: string }) => {
-      const { result, summary, ok } = runSimCommand({
-        nodes: '4',
-        requests: o.requests,
-        seed: '2026',
-        out: o.out,
-        byzantine: ['3:wrong-results'],
-        disagreement: '0.2',
-        delay: '1',
-        jitter: '0.5',
-        loss: '0',
-        duplicate: '0',
+    .description(
+      'start a local 4-node group with four ImageNet models and certify the val images through the SDK',
+    )
+    .option('--once', 'exit (status 0) after the table instead of serving until Ctrl-C')
+    .option('--out <dir>', 'the group folder (recreated on each run)', 'out/demo')
+    .option('--images <dir>', 'images to send', '../shared/datasets/imagenet-sample/val')
+    .option('--count <n>', 'send only the first n images')
+    .option('--models <a,b,c,d>', 'the four models', DEFAULT_MODELS.join(','))
+    .addHelpText(
+      'after',
+      '\nExample:\n  DROPBEAR_MODELS=../shared/models npm run demo -- --once --count 20\n',
+    )
+    .action(async (o: { once?: boolean; out: string; images: string; count?: string; models: string }) => {
+      const home = process.env.DROPBEAR_HOME ?? defaultHome();
+      const count = o.count === undefined ? undefined : Number(o.count);
+      if (count !== undefined && !(Number.isInteger(count) && count > 0))
+        throw usageError('--count is a positive integer');
+      if (!existsSync(o.images)) throw usageError(`no image folder at ${o.images} (use --images DIR)`);
+      let files = readdirSync(o.images)
+        .filter((f) => /\.(jpe?g|png)$/i.test(f))
+        .sort();
+      if (count) files = files.slice(0, count);
+      const models = await prepareModels(o.models.split(','), home);
+      const out = resolve(o.out);
+      if (existsSync(join(out, 'group.json'))) rmSync(out, { recursive: true, force: true });
+      else if (existsSync(out) && readdirSync(out).length > 0)
+        throw usageError(`${out} is not empty and is not a demo group; choose another --out`);
+      await initGroup({
+        dir: out,
+        nodes: 4,
+        models,
+        home,
+        name: 'dropbear-demo',
+        // Four processes share this machine: the primary waits up to 100 ms for every model's vote, so the
+        // table shows all four answers, not just the quickest three.
+        nodeConfig: { log: { level: 'warn' }, engine: { intraOpThreads: 1 }, replica: { voteWaitMs: 100 } },
       });
-      const rows = [['request', 'node0', 'node1', 'node2', 'node3*', 'certified decision', 'verified']];
-      for (const c of result.certificates.values()) {
-        const byNode = new Map(
-          c.outcome.votes.map((v) => [
-            v.node,
-            v.result.kind === 'class' ? String(v.result.top[0]?.label) : '?',
-          ]),
+      const g = loadGroup(out);
+      process.stderr.write(`starting 4 nodes (${models.join(', ')})\n`);
+      const procs = startGroup(g);
+      let stopped = false;
+      const stop = async () => {
+        if (stopped) return;
+        stopped = true;
+        await procs.stop();
+      };
+      process.on('SIGINT', () => stop().then(() => process.exit(0)));
+      process.on('SIGTERM', () => stop().then(() => process.exit(0)));
+      try {
+        await procs.ready();
+        const client = new DropbearClient({
+          genesis: g.genesis,
+          nodes: g.file.nodes.map((n) => ({ id: n.id, api: n.api })),
+          key: g.clientKey(),
+          timeoutMs: 60_000,
+        });
+        const labels = loadLabels(o.images, files);
+        const inputs = files.map((f) => readFileSync(join(o.images, f)));
+        const progress = countProgress();
+        let done = 0;
+        const results = await client.inferMany(inputs, {
+          concurrency: 8,
+          onResult: () => progress('certifying', ++done, inputs.length),
+        });
+        const rows = [
+          [
+            'image',
+            'true label',
+            ...models.map((m, i) => `node ${i}: ${m}`),
+            'certified decision',
+            'verified',
+          ],
+        ];
+        let verified = 0;
+        let right = 0;
+        let failures = 0;
+        results.forEach((r, i) => {
+          const truth = labels[i] === null ? '-' : label(labels[i]);
+          if (r instanceof Error) {
+            failures++;
+            rows.push([
+              files[i],
+              truth,
+              ...models.map(() => '-'),
+              `error: ${(r as DropbearError).code ?? r.message}`,
+              'no',
+            ]);
+            return;
+          }
+          const res = r as InferResult;
+          const ok = verifyCertificate(res.certificate, g.genesis).ok;
+          if (ok) verified++;
+          if (res.decision.kind === 'label' && res.decision.label === labels[i]) right++;
+          const byNode = new Map(res.votes.map((v) => [v.node, label(v.label)]));
+          rows.push([
+            files[i],
+            truth,
+            ...models.map((_, n) => byNode.get(n) ?? '(not counted)'),
+            decisionText(res),
+            ok ? 'yes' : 'NO',
+          ]);
+        });
+        const widths = rows[0].map((_, c) => Math.min(40, Math.max(...rows.map((r) => r[c].length))));
+        for (const r of rows)
+          process.stdout.write(`${r.map((cell, c) => cell.slice(0, 40).padEnd(widths[c])).join('  ')}\n`);
+        process.stdout.write(
+          `\n${results.length} images: ${verified} certificates verified offline against the genesis, ${right} certified labels match the true label, ${failures} failed.\n`,
         );
-        const d = c.outcome.decision;
-        rows.push([
-          hex(c.outcome.requestId).slice(0, 12),
-          ...[0, 1, 2, 3].map((i) => byNode.get(i) ?? '-'),
-          d.kind === 'label' ? `label ${d.label}` : d.kind,
-          verifyCertificate(c, result.group.genesis).ok ? 'yes' : 'NO',
-        ]);
+        process.stdout.write('\nNodes (HTTP API, metrics at /metrics, Open Inference Protocol at /v2):\n');
+        for (const n of g.file.nodes) process.stdout.write(`  node ${n.id}: ${n.api}\n`);
+        process.stdout.write(`Group folder: ${out}  (npx dropbear status --group ${o.out})\n`);
+        if (failures > 0) process.exitCode = 1;
+        if (o.once) {
+          await stop();
+          return;
+        }
+        process.stdout.write('Serving until Ctrl-C.\n');
+        await new Promise(() => {});
+      } catch (e) {
+        await stop();
+        throw e;
       }
-      const widths = rows[0].map((_, i) => Math.max(...rows.map((r) => r[i].length)));
-      for (const r of rows) process.stdout.write(`${r.map((c, i) => c.padEnd(widths[i])).join('  ')}\n`);
-      process.stdout.write(
-        `\n* node 3 is Byzantine (answers wrong labels); the decision follows the honest plurality.\n`,
-      );
-      process.stdout.write(`${summary}\n`);
-      process.stdout.write(
-        `certificates: ${o.out}/certificates  check them: npx dropbear verify --genesis ${o.out}/genesis.json ${o.out}/certificates\n`,
-      );
-      if (!ok) process.exitCode = 1;
     });
 }

@@ -2,10 +2,15 @@ import { Command } from 'commander';
 import { registerDemo } from './demo.ts';
 import { reportAndExit } from './errors.ts';
 import { registerEval } from './eval.ts';
+import { registerGroup } from './group.ts';
+import { registerInfer } from './infer.ts';
+import { registerKeygen } from './keygen.ts';
 import { registerLedger } from './ledger.ts';
 import { registerModels } from './models.ts';
+import { registerNode } from './node.ts';
 import { registerServeModel } from './serve-model.ts';
 import { registerSim } from './sim.ts';
+import { registerStatus } from './status.ts';
 import { registerVerify } from './verify.ts';
 
 const program = new Command();
@@ -19,6 +24,11 @@ registerDemo(program);
 registerLedger(program);
 registerModels(program);
 registerEval(program);
+registerKeygen(program);
+registerGroup(program);
+registerNode(program);
+registerInfer(program);
+registerStatus(program);
 registerServeModel(program);
 
 try {

@@ -32,12 +32,14 @@ import {
   type Receipt,
   Receipt as ReceiptCodec,
   type Request,
+  RequestAuthCache,
   Request as RequestCodec,
   type Result,
   type ResultBatch,
   ResultBatch as ResultBatchCodec,
   Result as ResultCodec,
   receiptHashOf,
+  requestAuthProblem,
   requestIdOf,
   requestIdOfBody,
   resultsDigestOf,
@@ -52,7 +54,6 @@ import {
   type Tx,
   txIdOf,
   ViewChangeBody,
-  verifyRequestSignature,
   verifyTagged,
   verifyTx,
 } from '../protocol/index.ts';
@@ -314,6 +315,12 @@ export class Replica {
   readonly evidence: { node: number; kind: Misbehaviour; detail: string; proof: Evidence }[] = [];
   private readonly evidenceKeys = new Set<string>();
 
+  /**
+   * Client batch signatures already checked: the requests of one client batch cost one signature check
+   * at this node, whichever way they arrive (from the client or forwarded by peers).
+   */
+  readonly authCache = new RequestAuthCache();
+
   private readonly genesis: Genesis;
   private readonly key: KeyPair;
   private now = 0;
@@ -537,7 +544,7 @@ export class Replica {
     if (!equalBytes(r.groupId, this.groupId))
       return { ok: false, code: 'REQUEST_WRONG_GROUP', message: 'request is for another group', id: null };
     const body = encode(RequestCodec, r);
-    const id = requestIdOfBody(body, sr.signature);
+    const id = requestIdOfBody(body);
     const idHex = hex(id);
     if (this.done.has(idHex))
       return { ok: false, code: 'REQUEST_ALREADY_EXECUTED', message: 'request already executed', id };
@@ -563,8 +570,10 @@ export class Replica {
     }
     if (!equalBytes(sha256(sr.input), r.inputDigest))
       return { ok: false, code: 'REQUEST_INPUT_MISMATCH', message: 'input does not match inputDigest', id };
-    if (!verifyRequestSignature(sr, body))
-      return { ok: false, code: 'REQUEST_BAD_SIGNATURE', message: 'client signature invalid', id };
+    // A bad batch member (forged path, index or size, or a batch signature by another key) takes the same
+    // path as a bad single signature: rejected here, and blamed on the peer that forwarded it.
+    const problem = requestAuthProblem(sr, this.authCache, body);
+    if (problem !== null) return { ok: false, code: 'REQUEST_BAD_SIGNATURE', message: problem, id };
     return { ok: true, id };
   }
 

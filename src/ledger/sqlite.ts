@@ -58,7 +58,11 @@ import {
 import { ResolvedEntries } from './codec.ts';
 import { type Execution, LedgerState, type ResolvedEntry } from './state.ts';
 
-export const LEDGER_SCHEMA_VERSION = 1;
+/**
+ * 2: requests are stored with their authentication as a union (a single signature or a client batch
+ * member) and request ids are SHA-256(canonical Request); a version-1 file cannot be read.
+ */
+export const LEDGER_SCHEMA_VERSION = 2;
 
 export type Synchronous = 'FULL' | 'NORMAL';
 

@@ -29,6 +29,8 @@ export function sha256Parts(...parts: Uint8Array[]): Hash {
 export const TAGS = {
   genesis: 'dropbear/v1/genesis',
   request: 'dropbear/v1/request',
+  /** A client's one signature over the Merkle root of a batch of its requests (RequestBatchRoot). */
+  requestBatch: 'dropbear/v1/request-batch',
   results: 'dropbear/v1/results',
   prePrepare: 'dropbear/v1/pre-prepare',
   prepare: 'dropbear/v1/prepare',
@@ -39,6 +41,7 @@ export const TAGS = {
   newView: 'dropbear/v1/new-view',
   modelUpdate: 'dropbear/v1/model-update',
   batch: 'dropbear/v1/batch',
+  handshake: 'dropbear/v1/handshake',
 } as const;
 export type Tag = (typeof TAGS)[keyof typeof TAGS];
 

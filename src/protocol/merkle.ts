@@ -58,6 +58,28 @@ export function buildTree(leaves: Uint8Array[]): MerkleTree {
   };
 }
 
+/**
+ * The length of the audit path of leaf `index` in a tree of `size` leaves (RFC 9162's recursive split:
+ * one element per level of the subtrees that contain the leaf). -1 when the index is outside the tree.
+ */
+export function pathLength(index: number, size: number): number {
+  if (!Number.isSafeInteger(index) || !Number.isSafeInteger(size) || index < 0 || index >= size) return -1;
+  let len = 0;
+  let i = index;
+  let n = size;
+  while (n > 1) {
+    let k = 1;
+    while (k * 2 < n) k *= 2; // the largest power of two below n
+    if (i < k) n = k;
+    else {
+      i -= k;
+      n -= k;
+    }
+    len++;
+  }
+  return len;
+}
+
 /** RFC 9162 §2.1.3.2: does `path` prove leaf hash `leaf` at `index` in a tree of `size` with `root`? */
 export function verifyPath(
   leaf: Uint8Array,

@@ -18,7 +18,18 @@ import {
   uint,
   union,
 } from './codec.ts';
-import { type KeyPair, sha256, sha256Parts, signTagged, TAGS, taggedHash, verifyTagged } from './crypto.ts';
+import {
+  equalBytes,
+  hex,
+  type KeyPair,
+  sha256,
+  signTagged,
+  TAGS,
+  taggedHash,
+  verifyTagged,
+} from './crypto.ts';
+import { DropbearError } from './errors.ts';
+import { buildTree, leafHash, pathLength, verifyPath } from './merkle.ts';
 
 export const LIMITS = {
   nodes: 256,
@@ -32,6 +43,9 @@ export const LIMITS = {
   balances: 1_000_000,
   fetchIds: 65_536,
   path: 64,
+  /** Requests under one client batch signature, and so the longest inclusion path (2^12 = 4096). */
+  requestBatch: 4096,
+  requestBatchPath: 12,
 } as const;
 
 export const Hash32 = fixed(32);
@@ -108,34 +122,211 @@ export const Request = struct({
 });
 export type Request = Infer<typeof Request>;
 
-/** A request as it travels: the signed fields, the client's signature and the input itself. */
-export const SignedRequest = struct({ request: Request, signature: Signature, input: bytes(LIMITS.input) });
+/**
+ * How a request's client authorised it.
+ * - `single`: Ed25519 over `TAGS.request ‖ groupId ‖ canonical Request`.
+ * - `batch`: the client signed many requests at once: one Ed25519 signature over
+ *   `TAGS.requestBatch ‖ groupId ‖ canonical RequestBatchRoot{root, size}`, where `root` is the RFC 9162
+ *   Merkle root (merkle.ts) over the leaves SHA-256(0x00 ‖ canonical Request) of the batch's `size`
+ *   requests, in order. Each request carries its leaf `index` and its audit `path` to that root. The
+ *   size is signed because an audit path alone does not pin it down. At most LIMITS.requestBatch
+ *   requests per batch, so a path has at most LIMITS.requestBatchPath elements.
+ */
+export const RequestAuth = union({
+  single: struct({ signature: Signature }),
+  batch: struct({
+    root: Hash32,
+    size: uint,
+    index: uint,
+    path: array(Hash32, LIMITS.requestBatchPath),
+    signature: Signature,
+  }),
+});
+export type RequestAuth = Infer<typeof RequestAuth>;
+
+/** What a client's batch signature covers (under TAGS.requestBatch and the group id). */
+export const RequestBatchRoot = struct({ root: Hash32, size: uint });
+export type RequestBatchRoot = Infer<typeof RequestBatchRoot>;
+
+/** A request as it travels: the signed fields, how the client authorised them, and the input itself. */
+export const SignedRequest = struct({ request: Request, auth: RequestAuth, input: bytes(LIMITS.input) });
 export type SignedRequest = Infer<typeof SignedRequest>;
 
-/** requestId = SHA-256(canonical Request ‖ signature); the input is bound through inputDigest. */
-export function requestIdOf(sr: SignedRequest): Uint8Array {
-  return requestIdOfBody(encode(Request, sr.request), sr.signature);
+/**
+ * requestId = SHA-256(canonical Request): the request alone, not how it was authorised.
+ *
+ * Why not hash the authentication too (the old SHA-256(Request ‖ signature), or Request ‖ auth kind)?
+ * Replay protection is by id alone: the ledger executes an id at most once while its timestamp is inside
+ * the expiry window (ledger/state.ts `recent`), and the client makes ids distinct with its nonce. If the
+ * authentication were part of the id, one request (one client, nonce, timestamp, input, fee) signed
+ * twice, say once alone and once in a batch, or in two batches because a client library retried, would
+ * get two ids and be executed and charged twice. With ids over the Request only, every valid way of
+ * signing it names the same request, and the second copy is a duplicate. Nothing is lost: the client is
+ * inside the Request, so an id still names one client's signed intent, and only a holder of that
+ * client's key can produce any valid authentication for it. (Single signatures are deterministic
+ * Ed25519, so the old definition already gave one id per request and key; batches break that.)
+ *
+ * The authentication is checked when a node takes a request (verifyRequestAuth). Nothing downstream
+ * relies on it: certificates and the ledger name requests by id, and a batch can only be ordered with
+ * q votes, so at least f+1 honest nodes checked the authentication of a request with that id.
+ */
+export function requestIdOf(sr: { request: Request }): Uint8Array {
+  return requestIdOfBody(encode(Request, sr.request));
 }
 
 /** The same, from the request's canonical bytes when the caller already has them (encode once). */
-export function requestIdOfBody(body: Uint8Array, signature: Uint8Array): Uint8Array {
-  return sha256Parts(body, signature);
+export function requestIdOfBody(body: Uint8Array): Uint8Array {
+  return sha256(body);
 }
 
 export function signRequest(req: Request, input: Uint8Array, key: KeyPair): SignedRequest {
   const signature = signTagged(TAGS.request, req.groupId, encode(Request, req), key);
-  return { request: req, signature, input };
+  return { request: req, auth: { kind: 'single', signature }, input };
 }
 
-/** `body`: the request's canonical bytes when the caller already has them (encode once per request). */
-export function verifyRequestSignature(sr: SignedRequest, body?: Uint8Array): boolean {
-  return verifyTagged(
-    TAGS.request,
-    sr.request.groupId,
-    body ?? encode(Request, sr.request),
-    sr.signature,
-    sr.request.client,
+/**
+ * Signs `reqs` (1 to LIMITS.requestBatch requests of one client for one group, no two alike) with one
+ * signature: each comes back with its leaf index, the batch size, the root and its inclusion path.
+ */
+export function signRequestBatch(
+  reqs: readonly { request: Request; input: Uint8Array }[],
+  key: KeyPair,
+): SignedRequest[] {
+  const size = reqs.length;
+  if (size < 1 || size > LIMITS.requestBatch)
+    throw new DropbearError(
+      'REQUEST_BATCH_SIZE',
+      `a batch holds 1 to ${LIMITS.requestBatch} requests, not ${size}`,
+    );
+  const first = reqs[0].request;
+  const bodies = reqs.map((r) => encode(Request, r.request));
+  const seen = new Set<string>();
+  for (let i = 0; i < size; i++) {
+    const r = reqs[i].request;
+    if (!equalBytes(r.groupId, first.groupId) || !equalBytes(r.client, first.client))
+      throw new DropbearError(
+        'REQUEST_BATCH_MIXED',
+        'the requests of a batch share one group and one client',
+      );
+    const k = hex(bodies[i]);
+    if (seen.has(k)) throw new DropbearError('REQUEST_BATCH_DUPLICATE', `request ${i} appears twice`);
+    seen.add(k);
+  }
+  const tree = buildTree(bodies.map(leafHash));
+  const signature = signTagged(
+    TAGS.requestBatch,
+    first.groupId,
+    encode(RequestBatchRoot, { root: tree.root, size }),
+    key,
   );
+  return reqs.map((r, index) => ({
+    request: r.request,
+    auth: { kind: 'batch', root: tree.root, size, index, path: tree.path(index), signature },
+    input: r.input,
+  }));
+}
+
+/**
+ * Remembers client batch signatures already checked, so that the N requests of one batch cost one
+ * signature check (plus N leaf hashes and their paths). A key is everything the check depends on
+ * (group, client, root, size, signature), so an entry is a plain memo of Ed25519 verification: a
+ * cache hit never accepts anything the check would refuse. Verified and failed checks are kept in
+ * separate bounded LRUs, so a flood of bad signatures cannot push out the good ones.
+ */
+export class RequestAuthCache {
+  private readonly good = new Map<string, true>();
+  private readonly bad = new Map<string, true>();
+  hits = 0;
+  misses = 0;
+  constructor(
+    readonly capacity = 4096,
+    readonly badCapacity = 1024,
+  ) {}
+  get size(): number {
+    return this.good.size + this.bad.size;
+  }
+  static keyOf(
+    groupId: Uint8Array,
+    client: Uint8Array,
+    root: Uint8Array,
+    size: number,
+    sig: Uint8Array,
+  ): string {
+    return `${Buffer.concat([groupId, client, root, sig]).toString('base64')}:${size}`;
+  }
+  /** The remembered outcome of a check, or undefined (and the entry becomes the most recent). */
+  lookup(key: string): boolean | undefined {
+    const m = this.good.has(key) ? this.good : this.bad.has(key) ? this.bad : null;
+    if (m === null) {
+      this.misses++;
+      return undefined;
+    }
+    m.delete(key);
+    m.set(key, true);
+    this.hits++;
+    return m === this.good;
+  }
+  store(key: string, ok: boolean): void {
+    const m = ok ? this.good : this.bad;
+    const cap = ok ? this.capacity : this.badCapacity;
+    m.delete(key);
+    m.set(key, true);
+    while (m.size > cap) m.delete(m.keys().next().value as string);
+  }
+}
+
+/**
+ * Why a request's authentication is invalid, or null when it is valid. `body`: the request's canonical
+ * bytes when the caller already has them. `cache` memoises batch signature checks (see RequestAuthCache).
+ */
+export function requestAuthProblem(
+  sr: SignedRequest,
+  cache?: RequestAuthCache,
+  body?: Uint8Array,
+): string | null {
+  const r = sr.request;
+  const a = sr.auth;
+  const b = body ?? encode(Request, r);
+  if (a.kind === 'single')
+    return verifyTagged(TAGS.request, r.groupId, b, a.signature, r.client)
+      ? null
+      : 'client signature invalid';
+  if (!Number.isSafeInteger(a.size) || a.size < 1 || a.size > LIMITS.requestBatch)
+    return `client batch size ${a.size} outside 1..${LIMITS.requestBatch}`;
+  if (!Number.isSafeInteger(a.index) || a.index < 0 || a.index >= a.size)
+    return `client batch index ${a.index} outside a batch of ${a.size}`;
+  if (a.path.length !== pathLength(a.index, a.size))
+    return `client batch path has ${a.path.length} elements; leaf ${a.index} of ${a.size} needs ${pathLength(a.index, a.size)}`;
+  if (!verifyPath(leafHash(b), a.index, a.size, a.path, a.root))
+    return 'client batch path does not lead to the signed root';
+  const check = () =>
+    verifyTagged(
+      TAGS.requestBatch,
+      r.groupId,
+      encode(RequestBatchRoot, { root: a.root, size: a.size }),
+      a.signature,
+      r.client,
+    );
+  let ok: boolean | undefined;
+  if (cache) {
+    const key = RequestAuthCache.keyOf(r.groupId, r.client, a.root, a.size, a.signature);
+    ok = cache.lookup(key);
+    if (ok === undefined) {
+      ok = check();
+      cache.store(key, ok);
+    }
+  } else ok = check();
+  return ok ? null : 'client batch signature invalid';
+}
+
+/** Is the request validly authorised by its client (alone or as a member of a signed batch)? */
+export function verifyRequestAuth(sr: SignedRequest, cache?: RequestAuthCache, body?: Uint8Array): boolean {
+  return requestAuthProblem(sr, cache, body) === null;
+}
+
+/** verifyRequestAuth without a cache (the name from before batch signing). */
+export function verifyRequestSignature(sr: SignedRequest, body?: Uint8Array): boolean {
+  return requestAuthProblem(sr, undefined, body) === null;
 }
 
 export const ResultEntry = struct({ requestId: Hash32, result: Result });

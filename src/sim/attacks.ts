@@ -159,9 +159,13 @@ registerScript('forged-votes', () => forgedVotes());
 
 // ---------------------------------------------------------------- duplicate and forged requests
 
-/** A copy of a request whose client signature has its bytes flipped: a different id, an invalid signature. */
+/**
+ * A request the client never signed: a real one with its fee limit raised, carrying the real one's
+ * authentication (alone or as a batch member), which does not cover it. A different id (ids hash the
+ * request), an invalid signature or inclusion path.
+ */
 export function forgeRequest(sr: SignedRequest): SignedRequest {
-  return { ...sr, signature: sr.signature.map((b) => b ^ 0xff) };
+  return { ...sr, request: { ...sr.request, maxFee: sr.request.maxFee + 1 } };
 }
 
 export interface DuplicateRequestsOptions {
@@ -480,7 +484,7 @@ function garbageMessage(ctx: ScriptContext): NodeMessage | Uint8Array {
               policy: null,
               maxFee: 1,
             },
-            signature: sig,
+            auth: { kind: 'single', signature: sig },
             input: r.bytes(8),
           },
         ],

@@ -58,7 +58,7 @@ export interface EvalReport {
 const IMAGE_EXT = /\.(jpe?g|png)$/i;
 
 /** The true class of each file: labels.csv beside or above the folder, else the synset in the name. */
-function loadLabels(dir: string, files: string[]): (number | null)[] {
+export function loadLabels(dir: string, files: string[]): (number | null)[] {
   const byFile = new Map<string, number>();
   for (const csv of [join(dir, 'labels.csv'), join(dirname(dir), 'labels.csv')]) {
     let text: string;

@@ -36,6 +36,7 @@ import {
   sha256,
   signModelUpdate,
   signRequest,
+  signRequestBatch,
   type Tx,
   txIdOf,
 } from '../protocol/index.ts';
@@ -69,6 +70,12 @@ export interface SimOptions {
   links?: Map<string, Partial<LinkConfig>>;
   /** Client requests per virtual millisecond (open loop). */
   rate?: number;
+  /**
+   * The client signs its requests in batches of this many (one signature over their Merkle root,
+   * signRequestBatch), each batch once its last request is due, and sends a whole batch to the same
+   * f+1 nodes. Default 1: every request signed on its own.
+   */
+  clientBatch?: number;
   /** Largest inference batch and the virtual cost of one (base + per item), in ms. */
   inferBatch?: number;
   inferBaseMs?: number;
@@ -271,6 +278,7 @@ export class Simulation {
       disagreement: 0.1,
       link: {},
       rate: 10,
+      clientBatch: 1,
       inferBatch: 32,
       inferBaseMs: 0.5,
       inferPerItemMs: 0.02,
@@ -713,32 +721,46 @@ export class Simulation {
     });
   }
 
-  /** Schedules the client's requests: open loop at `rate` per ms, each sent to f+1 distinct nodes. */
+  /**
+   * Schedules the client's requests: open loop at `rate` per ms, each sent to f+1 distinct nodes. With a
+   * client batch above 1, a batch is signed when its last request is due, then every request of it goes
+   * to the same f+1 nodes, in order.
+   */
   private scheduleClient(): void {
     const { requests, rate, inputBytes } = this.opts;
+    const per = Math.max(1, Math.floor(this.opts.clientBatch));
     const n = this.nodes.length;
     const fanout = this.group.genesis.f + 1;
     const crng = this.rng.fork('client');
-    for (let i = 0; i < requests; i++) {
-      const at = EPOCH_MS + i / rate;
+    for (let start = 0; start < requests; start += per) {
+      const end = Math.min(requests, start + per);
+      const at = EPOCH_MS + (end - 1) / rate;
       this.q.push(at, () => {
         const given = this.opts.inputs;
-        const input = given?.length ? given[i % given.length] : crng.bytes(inputBytes);
-        const req: Request = {
-          groupId: this.nodes[0].replica.groupId,
-          client: this.group.client.publicKey,
-          nonce: i,
-          timestamp: Math.floor(this.now),
-          inputDigest: sha256(input),
-          policy: null,
-          maxFee: 1_000_000,
-        };
-        const sr = signRequest(req, input, this.group.client);
-        this.requests.set(hex(requestIdOf(sr)), sr);
+        const reqs: { request: Request; input: Uint8Array }[] = [];
+        for (let i = start; i < end; i++) {
+          const input = given?.length ? given[i % given.length] : crng.bytes(inputBytes);
+          const request: Request = {
+            groupId: this.nodes[0].replica.groupId,
+            client: this.group.client.publicKey,
+            nonce: i,
+            timestamp: Math.floor(this.now),
+            inputDigest: sha256(input),
+            policy: null,
+            maxFee: 1_000_000,
+          };
+          reqs.push({ request, input });
+        }
+        const signed =
+          per === 1
+            ? reqs.map((r) => signRequest(r.request, r.input, this.group.client))
+            : signRequestBatch(reqs, this.group.client);
+        for (const sr of signed) this.requests.set(hex(requestIdOf(sr)), sr);
         const first = crng.int(n);
         for (let k = 0; k < fanout; k++) {
           const node = this.nodes[(first + k) % n];
-          if (!node.crashed) this.stepNode(node, { type: 'request', request: sr });
+          if (node.crashed) continue;
+          for (const sr of signed) this.stepNode(node, { type: 'request', request: sr });
         }
       });
     }

@@ -35,7 +35,10 @@ import {
   type Receipt,
   Receipt as ReceiptCodec,
   type Result,
+  requestIdOf,
   type SignedRequest,
+  signRequest,
+  signRequestBatch,
   signTagged,
   TAGS,
 } from '../../src/protocol/index.ts';
@@ -1080,7 +1083,7 @@ describe('the request option', () => {
         sampleArb(),
         fc.nat(),
         fc.nat({ max: 8 * 48 - 1 }),
-        fc.constantFrom('other', 'input', 'client', 'signature'),
+        fc.constantFrom('other', 'input', 'client', 'nonce'),
         (s, k, bit, how) => {
           const right = requestFor(s.run, s.cert);
           expect(reasonOf(verifyEveryForm({ cert: s.cert }, s.run.genesis, { request: right }))).toBe('ok');
@@ -1091,7 +1094,8 @@ describe('the request option', () => {
           } else if (how === 'input') wrong = { ...right, input: flipBit(right.input, bit) };
           else if (how === 'client')
             wrong = { ...right, request: { ...right.request, client: flipBit(right.request.client, bit) } };
-          else wrong = { ...right, signature: flipBit(right.signature, bit) };
+          // The same authentication over another request (a higher nonce): another id.
+          else wrong = { ...right, request: { ...right.request, nonce: right.request.nonce + 1 + k } };
           expect(reasonOf(verifyEveryForm({ cert: s.cert }, s.run.genesis, { request: wrong }))).toBe(
             'request-mismatch',
           );
@@ -1099,6 +1103,25 @@ describe('the request option', () => {
       ),
       { numRuns: RUNS },
     );
+  });
+
+  it('names the request, not its signature: the same request signed alone or in a batch both match', () => {
+    const run = runs[0];
+    const client = run.result.group.client;
+    const reqs = run.certs.slice(0, 5).map((c) => requestFor(run, c));
+    const batch = signRequestBatch(reqs, client);
+    for (let i = 0; i < reqs.length; i++) {
+      const alone = signRequest(reqs[i].request, reqs[i].input, client);
+      for (const form of [reqs[i], alone, batch[i]]) {
+        expect(hex(requestIdOf(form))).toBe(hex(run.certs[i].outcome.requestId));
+        expect(reasonOf(verifyCertificate(run.certs[i], run.genesis, { request: form }))).toBe('ok');
+      }
+      // Another member of the same batch is another request.
+      const other = batch[(i + 1) % reqs.length];
+      expect(reasonOf(verifyCertificate(run.certs[i], run.genesis, { request: other }))).toBe(
+        'request-mismatch',
+      );
+    }
   });
 
   it('a tampered certificate fails for its own reason, not request-mismatch', () => {

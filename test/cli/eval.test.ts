@@ -48,7 +48,10 @@ describe('npm run eval', () => {
   });
 
   it('a model missing from the store, with no DROPBEAR_MODELS, is a clear error', () => {
-    const env = { ...process.env, DROPBEAR_HOME: mkdtempSync(join(tmpdir(), 'dropbear-empty-')) };
+    const env: NodeJS.ProcessEnv = {
+      ...process.env,
+      DROPBEAR_HOME: mkdtempSync(join(tmpdir(), 'dropbear-empty-')),
+    };
     delete env.DROPBEAR_MODELS;
     let err = '';
     try {

@@ -18,6 +18,7 @@ import {
   type BatchEntry,
   batchDigestOf,
   CheckpointBody,
+  cryptoStats,
   decodeMessage,
   encode,
   encodeMessage,
@@ -39,6 +40,7 @@ import {
   type SignedResults,
   sha256,
   signRequest,
+  signRequestBatch,
   signResults,
   signTagged,
   TAGS,
@@ -349,7 +351,10 @@ describe('1. dissemination of client requests', () => {
     const cases: [string, () => SignedRequest, string, boolean][] = [
       [
         'bad client signature',
-        () => ({ ...good, signature: flipped(good.signature) }),
+        () => {
+          if (good.auth.kind !== 'single') throw new Error('expected a single signature');
+          return { ...good, auth: { kind: 'single' as const, signature: flipped(good.auth.signature) } };
+        },
         'REQUEST_BAD_SIGNATURE',
         true,
       ],
@@ -430,6 +435,122 @@ describe('1. dissemination of client requests', () => {
       expect(fw).toHaveLength(1);
       expect(fw[0].msg.requests).toHaveLength(1);
     });
+  });
+});
+
+// =========================================================================================================
+// 1b. Client batch signatures
+
+describe('1b. requests signed as a client batch', () => {
+  const members = (k: number, from = 100) =>
+    Array.from({ length: k }, (_, i) => {
+      const input = new TextEncoder().encode(`batch input #${from + i}`);
+      return {
+        request: {
+          groupId: GID,
+          client: G.client.publicKey,
+          nonce: from + i,
+          timestamp: T0,
+          inputDigest: sha256(input),
+          policy: null,
+          maxFee: 1_000_000,
+        },
+        input,
+      };
+    });
+  const verifiesDuring = (f: () => void): number => {
+    const v0 = cryptoStats.verifies;
+    f();
+    return cryptoStats.verifies - v0;
+  };
+  type BatchAuth = Extract<SignedRequest['auth'], { kind: 'batch' }>;
+  const auth = (sr: SignedRequest): BatchAuth => {
+    if (sr.auth.kind !== 'batch') throw new Error('expected a batch member');
+    return sr.auth;
+  };
+
+  it('a node checks the batch signature once: for the client’s requests, and again only at each peer', () => {
+    const batch = signRequestBatch(members(8), G.client);
+    const h = new One(1, { forwardBatchSize: 100 });
+    const fromClient = verifiesDuring(() => {
+      for (const sr of batch) {
+        const a = h.request(sr, T0);
+        expect(only(a, 'accepted')).toEqual([{ type: 'accepted', requestId: requestIdOf(sr) }]);
+        expect(only(a, 'infer')).toHaveLength(1);
+      }
+    });
+    expect(fromClient).toBe(1);
+    expect(h.r.authCache).toMatchObject({ misses: 1, hits: 7 });
+    expect(h.r.pendingRequests).toBe(8);
+    // Forwarded as they came (each with its own path), over the wire.
+    const fw = sent(h.tick(T0 + 1), 'forward');
+    expect(fw).toHaveLength(1);
+    expect(fw[0].msg.requests.map((sr) => auth(sr).index)).toEqual([0, 1, 2, 3, 4, 5, 6, 7]);
+    // A peer pays one check for the whole batch too; copies it already holds cost nothing.
+    const peer = new One(2);
+    let a: Action[] = [];
+    expect(verifiesDuring(() => (a = peer.msg(1, fw[0].msg)))).toBe(1);
+    expect(only(a, 'infer').flatMap((x) => x.requests.map((r) => hex(r.requestId)))).toEqual(
+      hexes(batch.map(requestIdOf)),
+    );
+    expect(verifiesDuring(() => peer.msg(3, fw[0].msg))).toBe(0);
+    expect(totalMisb(peer.r)).toBe(0);
+  });
+
+  it('a forged member is rejected like a bad signature, and blamed; the honest members are accepted', () => {
+    const batch = signRequestBatch(members(6), G.client);
+    const byOther = signRequestBatch(members(6), G.keys[3]); // the client's requests, signed by node 3's key
+    const flip = (b: Uint8Array) => {
+      const c = new Uint8Array(b);
+      c[3] ^= 0x10;
+      return c;
+    };
+    const forged: [string, SignedRequest][] = [
+      ['another index', { ...batch[0], auth: { ...auth(batch[0]), index: 1 } }],
+      ['another size', { ...batch[1], auth: { ...auth(batch[1]), size: 7 } }],
+      [
+        'a forged path',
+        {
+          ...batch[2],
+          auth: { ...auth(batch[2]), path: [flip(auth(batch[2]).path[0]), ...auth(batch[2]).path.slice(1)] },
+        },
+      ],
+      [
+        'a forged signature',
+        { ...batch[3], auth: { ...auth(batch[3]), signature: flip(auth(batch[3]).signature) } },
+      ],
+      ['a signature by another key', byOther[4]],
+      ['a request the batch does not hold', { ...batch[5], request: { ...batch[5].request, maxFee: 7 } }],
+      ['a size over 4096', { ...batch[5], auth: { ...auth(batch[5]), size: 4097 } }],
+    ];
+    // From the client: each forged copy is refused with REQUEST_BAD_SIGNATURE (before the honest copies
+    // arrive, so a forged copy cannot take an honest request's place)…
+    const h = new One(1, { forwardBatchSize: 100 });
+    for (const [name, sr] of forged) {
+      const a = h.request(sr, T0);
+      expect(
+        only(a, 'rejected').map((x) => x.code),
+        name,
+      ).toEqual(['REQUEST_BAD_SIGNATURE']);
+      expect(hex(only(a, 'rejected')[0].requestId!)).toBe(hex(requestIdOf(sr)));
+      expect(only(a, 'infer'), name).toHaveLength(0);
+    }
+    expect(h.r.pendingRequests).toBe(0);
+    // …and then every honest member is accepted.
+    for (const sr of batch) expect(only(h.request(sr, T0), 'accepted'), hex(requestIdOf(sr))).toHaveLength(1);
+    expect(h.r.pendingRequests).toBe(6);
+    // Only the honest copies are forwarded.
+    const fw = sent(h.tick(T0 + 1), 'forward');
+    expect(fw[0].msg.requests.map(requestIdOf).map(hex)).toEqual(hexes(batch.map(requestIdOf)));
+
+    // From a peer, mixed into one FORWARD with the honest members: the forged ones are counted against it.
+    const peer = new One(2);
+    const a = peer.msg(0, { kind: 'forward', requests: [...forged.map(([, sr]) => sr), ...batch] });
+    expect(misb(peer.r, 0, 'bad-request')).toBe(forged.length);
+    expect(only(a, 'infer').flatMap((x) => x.requests.map((r) => hex(r.requestId)))).toEqual(
+      hexes(batch.map(requestIdOf)),
+    );
+    expect(peer.r.pendingRequests).toBe(6);
   });
 });
 

@@ -132,7 +132,18 @@ const arbRequest = fc.record({
   policy: fc.option(arbPolicy, { nil: null }),
   maxFee: arbUint,
 });
-const arbSignedRequest = fc.record({ request: arbRequest, signature: arbSig, input: arbBytes(48) });
+const arbRequestAuth = fc.oneof(
+  fc.record({ kind: fc.constant('single' as const), signature: arbSig }),
+  fc.record({
+    kind: fc.constant('batch' as const),
+    root: arbHash,
+    size: arbUint,
+    index: arbUint,
+    path: fc.array(arbHash, { maxLength: 12 }),
+    signature: arbSig,
+  }),
+);
+const arbSignedRequest = fc.record({ request: arbRequest, auth: arbRequestAuth, input: arbBytes(48) });
 const arbResultBatch = fc.record({
   node: arbNode,
   modelDigest: arbHash,

@@ -4,7 +4,7 @@
 import { createHash } from 'node:crypto';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { buildTree, leafHash, nodeHash, verifyPath } from '../../src/protocol/index.ts';
+import { buildTree, leafHash, nodeHash, pathLength, verifyPath } from '../../src/protocol/index.ts';
 
 // ---------------------------------------------------------------------------------------------------------
 // Reference (RFC 9162), written without the code under test
@@ -288,5 +288,21 @@ describe('domain separation of leaves and inner nodes', () => {
     // and a verifier that hashes the data itself (leafHash) cannot be fooled into a one-leaf proof of it
     expect(verifyPath(leafHash(forged), 0, 1, [], two.root)).toBe(false);
     expect(verifyPath(leafHash(new Uint8Array([...a, ...b])), 0, 1, [], two.root)).toBe(false);
+  });
+});
+
+describe('pathLength', () => {
+  it('is the length of every audit path, sizes 1..300, and -1 outside the tree', () => {
+    for (let size = 1; size <= 300; size++) {
+      const tree = buildTree(
+        Array.from({ length: size }, (_, i) => leafHash(new Uint8Array([i & 0xff, i >> 8]))),
+      );
+      for (let i = 0; i < size; i++) expect(pathLength(i, size)).toBe(tree.path(i).length);
+      expect(pathLength(size, size)).toBe(-1);
+      expect(pathLength(-1, size)).toBe(-1);
+    }
+    expect(pathLength(0, 4096)).toBe(12);
+    expect(pathLength(4095, 4096)).toBe(12);
+    expect(pathLength(4096, 4097)).toBe(1);
   });
 });

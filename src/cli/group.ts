@@ -1,0 +1,295 @@
+/**
+ * `dropbear group init` (a local group folder: genesis, keys, node configs on free loopback ports, a funded
+ * client key) and `dropbear group start` (every node as its own process, stopped together on Ctrl-C).
+ */
+import { type ChildProcess, spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { join, resolve } from 'node:path';
+import type { Command } from 'commander';
+import { resolveModel } from '../inference/store.ts';
+import { DropbearError, Genesis, groupIdOf, hex, keyPairFromSeed, toJson } from '../protocol/index.ts';
+import { readKeyFile, writeKeyFile } from '../protocol/keyfile.ts';
+import { usageError } from './errors.ts';
+import { ensureModels } from './eval.ts';
+import { readGenesis, readJsonFile, stableJson } from './io.ts';
+
+export const DEFAULT_MODELS = [
+  'mobilenetv2-12-int8',
+  'shufflenet-v2-12-qdq',
+  'squeezenet1.1-fp16-winml',
+  'mobilenet_v1_0.5_160_quant',
+];
+
+export interface GroupFile {
+  name: string;
+  groupId: string;
+  genesis: string;
+  client: string;
+  nodes: { id: number; api: string; p2p: string; config: string; model: string }[];
+}
+
+/** Ports the OS says are free now (bound to port 0 on 127.0.0.1, then released). */
+async function freePorts(count: number): Promise<number[]> {
+  const servers = await Promise.all(
+    Array.from(
+      { length: count },
+      () =>
+        new Promise<import('node:net').Server>((res, rej) => {
+          const s = createServer();
+          s.once('error', rej);
+          s.listen(0, '127.0.0.1', () => res(s));
+        }),
+    ),
+  );
+  const ports = servers.map((s) => (s.address() as import('node:net').AddressInfo).port);
+  await Promise.all(servers.map((s) => new Promise((r) => s.close(r))));
+  return ports;
+}
+
+export interface InitOptions {
+  dir: string;
+  nodes: number;
+  f?: number;
+  models?: string[];
+  home?: string;
+  name?: string;
+  clientFunds?: number;
+  /** Extra node config fields (engine, replica, …), merged into every node config. */
+  nodeConfig?: Record<string, unknown>;
+}
+
+export async function initGroup(o: InitOptions): Promise<GroupFile> {
+  const n = o.nodes;
+  const f = o.f ?? Math.floor((n - 1) / 3);
+  if (!Number.isInteger(n) || n < 1) throw usageError('--nodes must be a positive integer');
+  if (!Number.isInteger(f) || f < 0 || n < 3 * f + 1)
+    throw usageError(`n = ${n} nodes tolerate at most f = ${Math.floor((n - 1) / 3)}`);
+  const models = o.models ?? Array.from({ length: n }, (_, i) => DEFAULT_MODELS[i % DEFAULT_MODELS.length]);
+  if (models.length !== n) throw usageError(`--models names ${models.length} models for ${n} nodes`);
+  const dir = resolve(o.dir);
+  if (existsSync(join(dir, 'genesis.json')))
+    throw usageError(`${dir} already holds a group; choose an empty folder`);
+  await ensureModels([...new Set(models)], o.home);
+  const resolved = await Promise.all(models.map((m) => resolveModel(m, o.home)));
+  mkdirSync(join(dir, 'keys'), { recursive: true });
+  const keys = models.map((_, i) => {
+    const k = keyPairFromSeed(randomBytes(32));
+    writeKeyFile(join(dir, 'keys', `node-${i}.json`), k);
+    return k;
+  });
+  const client = keyPairFromSeed(randomBytes(32));
+  writeKeyFile(join(dir, 'keys', 'client.json'), client);
+  const treasury = keyPairFromSeed(randomBytes(32));
+  writeKeyFile(join(dir, 'keys', 'treasury.json'), treasury);
+  const ports = await freePorts(2 * n);
+  const genesis: Genesis = {
+    version: 1,
+    name: o.name ?? `local-${n}`,
+    f,
+    nodes: keys.map((k, i) => ({
+      id: i,
+      publicKey: k.publicKey,
+      address: `tcp://127.0.0.1:${ports[2 * i]}`,
+      owner: `owner-${i}`,
+      modelName: models[i],
+      modelDigest: Uint8Array.from(Buffer.from(resolved[i].sha256, 'hex')),
+      fee: 1,
+    })),
+    policy: { kind: 'top1', minAgree: f + 1 },
+    treasury: treasury.publicKey,
+    balances: [{ client: client.publicKey, amount: o.clientFunds ?? 1_000_000_000 }],
+    params: {
+      expiryMs: 600_000,
+      maxClockSkewMs: 30_000,
+      maxInputBytes: 8 << 20,
+      inputType: 'image/jpeg, image/png, application/x-dropbear-tensor',
+    },
+  };
+  writeFileSync(join(dir, 'genesis.json'), stableJson(toJson(Genesis, genesis)));
+  const group: GroupFile = {
+    name: genesis.name,
+    groupId: hex(groupIdOf(genesis)),
+    genesis: 'genesis.json',
+    client: 'keys/client.json',
+    nodes: [],
+  };
+  for (let i = 0; i < n; i++) {
+    const config = {
+      id: i,
+      genesis: 'genesis.json',
+      key: `keys/node-${i}.json`,
+      data: `data/node-${i}`,
+      p2p: { host: '127.0.0.1', port: ports[2 * i] },
+      api: { host: '127.0.0.1', port: ports[2 * i + 1] },
+      model: { name: models[i] },
+      ...(o.home ? { home: resolve(o.home) } : {}),
+      log: { level: 'info' },
+      // Real models answer in a few ms each, at different speeds: the primary waits a little longer than
+      // the simulator's default for the slower ones, so certificates usually carry every node's vote.
+      replica: { voteWaitMs: 25 },
+      ...o.nodeConfig,
+    };
+    writeFileSync(join(dir, `node-${i}.json`), stableJson(config));
+    group.nodes.push({
+      id: i,
+      api: `http://127.0.0.1:${ports[2 * i + 1]}`,
+      p2p: `tcp://127.0.0.1:${ports[2 * i]}`,
+      config: `node-${i}.json`,
+      model: models[i],
+    });
+  }
+  writeFileSync(join(dir, 'group.json'), stableJson(group));
+  return group;
+}
+
+export interface LoadedGroup {
+  dir: string;
+  file: GroupFile;
+  genesis: Genesis;
+  clientKey: () => ReturnType<typeof readKeyFile>;
+}
+
+export function loadGroup(dir: string): LoadedGroup {
+  const d = resolve(dir);
+  if (!existsSync(join(d, 'group.json')))
+    throw new DropbearError(
+      'GROUP_NOT_FOUND',
+      `${d} has no group.json; create one with \`npx dropbear group init --dir ${dir}\``,
+    );
+  const file = readJsonFile(join(d, 'group.json')) as GroupFile;
+  const genesis = readGenesis(join(d, file.genesis));
+  return { dir: d, file, genesis, clientKey: () => readKeyFile(join(d, file.client)) };
+}
+
+export interface GroupProcesses {
+  children: Map<number, ChildProcess>;
+  stop(): Promise<void>;
+  /** Resolves when every node answers /readyz (or rejects after `timeoutMs`). */
+  ready(timeoutMs?: number): Promise<void>;
+}
+
+/** Starts every node of the group as its own process; their output goes to `log` with a prefix. */
+export function startGroup(
+  g: LoadedGroup,
+  log: (line: string) => void = (l) => process.stderr.write(`${l}\n`),
+): GroupProcesses {
+  const bin = new URL('../../bin/dropbear.mjs', import.meta.url).pathname;
+  const children = new Map<number, ChildProcess>();
+  let stopping = false;
+  for (const n of g.file.nodes) {
+    const child = spawn(process.execPath, [bin, 'node', '--config', join(g.dir, n.config)], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    children.set(n.id, child);
+    for (const stream of [child.stdout, child.stderr]) {
+      let buf = '';
+      stream?.on('data', (d: Buffer) => {
+        buf += d.toString('utf8');
+        let i = buf.indexOf('\n');
+        while (i >= 0) {
+          log(`[node ${n.id}] ${buf.slice(0, i)}`);
+          buf = buf.slice(i + 1);
+          i = buf.indexOf('\n');
+        }
+      });
+    }
+    child.on('exit', (code, sig) => {
+      if (!stopping) log(`[node ${n.id}] exited (${sig ?? `status ${code}`})`);
+    });
+  }
+  return {
+    children,
+    async stop() {
+      stopping = true;
+      await Promise.all(
+        [...children.values()].map(
+          (c) =>
+            new Promise<void>((res) => {
+              if (c.exitCode !== null || c.signalCode !== null) return res();
+              const t = setTimeout(() => c.kill('SIGKILL'), 10_000);
+              c.once('exit', () => {
+                clearTimeout(t);
+                res();
+              });
+              c.kill('SIGTERM');
+            }),
+        ),
+      );
+    },
+    async ready(timeoutMs = 120_000) {
+      const deadline = Date.now() + timeoutMs;
+      for (const n of g.file.nodes) {
+        for (;;) {
+          const c = children.get(n.id)!;
+          if (c.exitCode !== null)
+            throw new DropbearError('NODE_EXITED', `node ${n.id} exited with status ${c.exitCode}`);
+          try {
+            const r = await fetch(`${n.api}/readyz`, { signal: AbortSignal.timeout(2000) });
+            if (r.status === 200) break;
+          } catch {}
+          if (Date.now() > deadline)
+            throw new DropbearError('GROUP_NOT_READY', `node ${n.id} not ready after ${timeoutMs} ms`);
+          await new Promise((r) => setTimeout(r, 200));
+        }
+      }
+    },
+  };
+}
+
+export function registerGroup(program: Command): void {
+  const group = program.command('group').description('a local group: create its files, start its nodes');
+  group
+    .command('init')
+    .description('write a genesis, node keys, node configs on free loopback ports and a funded client key')
+    .requiredOption('--dir <dir>', 'an empty folder for the group')
+    .option('--nodes <n>', 'number of nodes', '4')
+    .option('--f <f>', 'faults tolerated (default: the most n allows)')
+    .option('--models <a,b,c,d>', `one model per node from the store (default: ${DEFAULT_MODELS.join(',')})`)
+    .option('--home <dir>', 'the Dropbear home folder (default: $DROPBEAR_HOME, else ~/.dropbear)')
+    .option('--name <name>', 'group name')
+    .addHelpText(
+      'after',
+      '\nExample:\n  DROPBEAR_MODELS=../shared/models npx dropbear group init --dir out/group --nodes 4\n  npx dropbear group start out/group\n',
+    )
+    .action(
+      async (o: {
+        dir: string;
+        nodes: string;
+        f?: string;
+        models?: string;
+        home?: string;
+        name?: string;
+      }) => {
+        const g = await initGroup({
+          dir: o.dir,
+          nodes: Number(o.nodes),
+          f: o.f === undefined ? undefined : Number(o.f),
+          models: o.models?.split(',').filter(Boolean),
+          home: o.home,
+          name: o.name,
+        });
+        process.stdout.write(`group ${g.name} (${g.groupId.slice(0, 16)}…) in ${resolve(o.dir)}\n`);
+        for (const n of g.nodes)
+          process.stdout.write(`  node ${n.id}: ${n.model.padEnd(28)} api ${n.api}  p2p ${n.p2p}\n`);
+        process.stdout.write(`start it: npx dropbear group start ${o.dir}\n`);
+      },
+    );
+  group
+    .command('start')
+    .description('start every node of a local group as its own process; Ctrl-C stops them all')
+    .argument('<dir>', 'the group folder')
+    .addHelpText('after', '\nExample:\n  npx dropbear group start out/group\n')
+    .action(async (dir: string) => {
+      const g = loadGroup(dir);
+      const procs = startGroup(g);
+      const stop = () => procs.stop().then(() => process.exit(0));
+      process.on('SIGINT', stop);
+      process.on('SIGTERM', stop);
+      await procs.ready();
+      process.stdout.write(`group ${g.file.name} ready:\n`);
+      for (const n of g.file.nodes) process.stdout.write(`  node ${n.id}: ${n.api}\n`);
+      process.stdout.write('Ctrl-C stops every node.\n');
+    });
+}

@@ -1,0 +1,33 @@
+import type { Command } from 'commander';
+import { startNode } from '../node/run.ts';
+import { reportAndExit } from './errors.ts';
+
+export function registerNode(program: Command): void {
+  program
+    .command('node')
+    .description('run one node of a group (one process): consensus, ledger, model, peer transport, HTTP API')
+    .requiredOption('--config <file>', 'the node config (JSON; `dropbear group init` writes them)')
+    .addHelpText(
+      'after',
+      '\nExample:\n  npx dropbear node --config out/group/node-0.json\n\nStops cleanly on SIGTERM or Ctrl-C (finishes the current write, closes the ledger).\n',
+    )
+    .action(async (o: { config: string }) => {
+      const node = await startNode(o.config);
+      process.stdout.write(`node ${node.config.id} serving ${node.apiUrl} (peers on port ${node.p2pPort})\n`);
+      let signalled = false;
+      const stop = (sig: string) => {
+        if (signalled) return;
+        signalled = true;
+        node.stop().then(
+          () => process.exit(0),
+          (e) => {
+            process.stderr.write(`error while stopping on ${sig}: ${(e as Error).message}\n`);
+            process.exit(1);
+          },
+        );
+      };
+      process.on('SIGTERM', () => stop('SIGTERM'));
+      process.on('SIGINT', () => stop('SIGINT'));
+      process.on('uncaughtException', (e) => reportAndExit(e));
+    });
+}

@@ -1,0 +1,958 @@
+/**
+ * The node's HTTP API (fastify), over one NodeHost. `buildApi` returns the app, not listening.
+ *
+ *   POST /v1/requests                 {request} | {requests: [≤ 1024]} (SignedRequest codec JSON), or one
+ *                                     SignedRequest's canonical bytes as application/octet-stream; ?wait=ms.
+ *                                     200 {requestId, certificate} | 202 {requestId, status: 'pending'};
+ *                                     arrays: 200 (all final) | 202 {results: [{requestId, certificate} |
+ *                                     {requestId, status: 'pending'} | {requestId?, error}]}
+ *   GET  /v1/certificates/:requestId  200 certificate JSON | 404 CERTIFICATE_NOT_FOUND; ?wait=ms
+ *   GET  /v1/group                    genesis, group id, current models, view, primary
+ *   GET  /v1/status                   host.status() with peers and backend stats
+ *   GET  /healthz, /readyz            process alive; model loaded and ≥ 2f peers connected
+ *   GET  /metrics                     Prometheus text (metrics.ts)
+ *   Open Inference Protocol v2: GET /v2/health/live, /v2/health/ready, /v2, /v2/models/{group},
+ *   /v2/models/{group}/ready; POST /v2/models/{group}/infer (one BYTES input "image", shape [1]) signed by
+ *   the client (parameters dropbear_*) or, in custodial mode, by the node for the account of a bearer key.
+ *
+ * Every error is `{error: {code, message}}` (plus `requestId` when one is known), its status given by
+ * `httpStatusOf(code)`; fastify's own errors are translated into the same codes.
+ */
+import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import Fastify, {
+  type FastifyBaseLogger,
+  type FastifyError,
+  type FastifyInstance,
+  type FastifyRequest,
+} from 'fastify';
+import sharp from 'sharp';
+import { labelName } from '../inference/postprocess.ts';
+import { decodeTensorInput, MAX_IMAGE_PIXELS, sniffInput } from '../inference/preprocess.ts';
+import type { ModelSpec } from '../inference/spec.ts';
+import {
+  type Certificate,
+  Certificate as CertificateCodec,
+  type CountedVote,
+  Decision,
+  DropbearError,
+  decode,
+  equalBytes,
+  fromJson,
+  Genesis,
+  groupIdOf,
+  hex,
+  type KeyPair,
+  type Policy,
+  PublicKey,
+  type Request,
+  requestIdOf,
+  Signature,
+  SignedRequest,
+  sha256,
+  signRequest,
+  toJson,
+} from '../protocol/index.ts';
+import type { NodeHost } from './host.ts';
+import { isConnected, NodeMetrics, type PeerState } from './metrics.ts';
+
+export interface CustodialAccount {
+  /** SHA-256 (hex) of the account's API key (the key itself is never stored). */
+  apiKeySha256: string;
+  /** The client key the node signs with for this account. */
+  key: KeyPair;
+  /** maxFee of the requests signed for this account. */
+  maxFee: number;
+}
+
+export interface ApiOptions {
+  /** The model name of the group in the v2 routes (default: the genesis name). */
+  groupName?: string;
+  /** Largest request body (default 8 MiB). */
+  bodyLimitBytes?: number;
+  /** How long POST /v1/requests waits for the certificate when `?wait` is absent (default 10 s). */
+  defaultWaitMs?: number;
+  /** Longest wait any route allows; v2 infer always waits this long before 504 (default 60 s). */
+  maxWaitMs?: number;
+  /** Custodial mode (off unless given): the node signs for the account whose API key the client presents. */
+  custodial?: { accounts: CustodialAccount[] };
+  /** Connection states from the transport (readiness, status and metrics). */
+  peers?: () => PeerState[];
+  /** This node's metrics; the same object's `observer()` should be the host's `observe` option. Default: a
+   *  fresh NodeMetrics attached to the host (gauges and HTTP counts only, no observer counts). */
+  metrics?: NodeMetrics;
+  /** 503 OVERLOADED when the replica holds more requests than this (default 8192). */
+  maxPending?: number;
+  /** 503 OVERLOADED when the backend has more inputs waiting than this (default 256). */
+  maxInferenceQueue?: number;
+  /** Retry-After seconds sent with 503 OVERLOADED (default 1). */
+  retryAfterSeconds?: number;
+  /** A pino (or compatible) logger for fastify's request log (default: none). */
+  logger?: FastifyBaseLogger;
+}
+
+export const API_DEFAULTS = {
+  bodyLimitBytes: 8 * 1024 * 1024,
+  defaultWaitMs: 10_000,
+  maxWaitMs: 60_000,
+  maxPending: 8192,
+  maxInferenceQueue: 256,
+  retryAfterSeconds: 1,
+} as const;
+
+/** Most requests in one POST /v1/requests. */
+export const MAX_REQUESTS_PER_CALL = 1024;
+
+/** Every error code the API answers with, and its HTTP status. */
+const STATUS: Record<string, number> = {
+  BAD_REQUEST: 400,
+  MALFORMED_JSON: 400,
+  REQUEST_MALFORMED: 400,
+  REQUEST_WRONG_GROUP: 400,
+  REQUEST_EXPIRED: 400,
+  REQUEST_FROM_FUTURE: 400,
+  REQUEST_INPUT_MISMATCH: 400,
+  REQUEST_BAD_POLICY: 400,
+  MAX_FEE_TOO_LOW: 400,
+  INPUT_UNSUPPORTED: 400,
+  INPUT_UNDECODABLE: 400,
+  INPUT_TENSOR_MALFORMED: 400,
+  INPUT_SHAPE: 400,
+  INFER_BAD_INPUT: 400,
+  INFER_BAD_DATATYPE: 400,
+  INFER_BAD_SHAPE: 400,
+  INFER_BAD_PARAMETERS: 400,
+  INFER_BAD_OUTPUT: 400,
+  UNAUTHORIZED: 401,
+  REQUEST_BAD_SIGNATURE: 401,
+  INSUFFICIENT_FUNDS: 402,
+  NOT_FOUND: 404,
+  CERTIFICATE_NOT_FOUND: 404,
+  MODEL_NOT_FOUND: 404,
+  REQUEST_DUPLICATE: 409,
+  REQUEST_ALREADY_EXECUTED: 409,
+  BODY_TOO_LARGE: 413,
+  REQUEST_INPUT_TOO_LARGE: 413,
+  INPUT_TOO_LARGE: 413,
+  UNSUPPORTED_MEDIA_TYPE: 415,
+  INTERNAL: 500,
+  OVERLOADED: 503,
+  NOT_READY: 503,
+  NODE_STOPPED: 503,
+  MODEL_MISMATCH: 503,
+  TIMEOUT: 504,
+};
+
+/** The one place an error code becomes an HTTP status. */
+export function httpStatusOf(code: string): number {
+  const s = STATUS[code];
+  if (s !== undefined) return s;
+  if (code.startsWith('INPUT_') || code.startsWith('CODEC_')) return 400;
+  return 500;
+}
+
+export interface ApiError {
+  code: string;
+  message: string;
+  requestId?: string;
+}
+
+function apiError(code: string, message: string, requestId?: string): DropbearError {
+  return new DropbearError(code, message, requestId ? { requestId } : undefined);
+}
+
+/** Any thrown value as the API's error (fastify's own errors included). */
+function toApiError(e: unknown, bodyLimit: number): ApiError {
+  if (e instanceof DropbearError) {
+    const requestId = typeof e.details?.requestId === 'string' ? e.details.requestId : undefined;
+    return { code: e.code, message: e.message, ...(requestId ? { requestId } : {}) };
+  }
+  const fe = e as Partial<FastifyError>;
+  if (fe.validation) return { code: 'BAD_REQUEST', message: fe.message ?? 'invalid request' };
+  switch (fe.code) {
+    case 'FST_ERR_CTP_BODY_TOO_LARGE':
+      return { code: 'BODY_TOO_LARGE', message: `request body over the limit of ${bodyLimit} bytes` };
+    case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
+      return { code: 'UNSUPPORTED_MEDIA_TYPE', message: 'content type not accepted by this route' };
+    case 'FST_ERR_CTP_INVALID_JSON_BODY':
+    case 'FST_ERR_CTP_EMPTY_JSON_BODY':
+      return { code: 'MALFORMED_JSON', message: fe.message ?? 'body is not valid JSON' };
+  }
+  const status = fe.statusCode;
+  if (typeof status === 'number' && status >= 400 && status < 500)
+    return { code: 'BAD_REQUEST', message: fe.message ?? 'bad request' };
+  return { code: 'INTERNAL', message: 'internal error' };
+}
+
+function errorBody(e: ApiError) {
+  return { error: e };
+}
+
+function packageVersion(): string {
+  try {
+    const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as {
+      version?: string;
+    };
+    return pkg.version ?? 'unknown';
+  } catch {
+    return 'unknown';
+  }
+}
+
+/**
+ * Cheap check that this node's model can use the input: JPEG/PNG headers (sharp reads the metadata only),
+ * DBT1 tensors (header, length, and shape: a uint8 [H, W, 3] image or the model's own input).
+ */
+export async function checkInput(bytes: Uint8Array, spec: ModelSpec): Promise<void> {
+  const kind = sniffInput(bytes);
+  if (kind === 'unknown')
+    throw new DropbearError('INPUT_UNSUPPORTED', 'input is neither a JPEG, a PNG nor a DBT1 tensor');
+  const tensorOnly = spec.preprocess.kind === 'tensor';
+  if (kind === 'tensor') {
+    const t = decodeTensorInput(bytes);
+    if (t.dtype === 'uint8' && t.dims.length === 3 && t.dims[2] === 3) {
+      if (tensorOnly)
+        throw new DropbearError('INPUT_UNSUPPORTED', `model ${spec.name} takes only its own input tensor`);
+      if (t.dims[0] * t.dims[1] > MAX_IMAGE_PIXELS)
+        throw new DropbearError(
+          'INPUT_TOO_LARGE',
+          `image of ${t.dims[1]}×${t.dims[0]} pixels is over the limit`,
+        );
+      return;
+    }
+    const item = spec.input.shape.slice(1);
+    const dims = t.dims.length === item.length + 1 && t.dims[0] === 1 ? t.dims.slice(1) : t.dims;
+    if (
+      t.dtype === 'uint8' ||
+      dims.length !== item.length ||
+      !dims.every((d, i) => item[i] === null || item[i] === d)
+    )
+      throw new DropbearError(
+        'INPUT_SHAPE',
+        `tensor ${t.dtype} [${t.dims.join(', ')}] is neither a uint8 [H, W, 3] image nor the model's ` +
+          `input [${item.map((d) => d ?? 'any').join(', ')}]`,
+      );
+    return;
+  }
+  if (tensorOnly)
+    throw new DropbearError('INPUT_UNSUPPORTED', `model ${spec.name} takes only its own input tensor`);
+  let width: number | undefined;
+  let height: number | undefined;
+  try {
+    ({ width, height } = await sharp(bytes, { limitInputPixels: false }).metadata());
+  } catch (e) {
+    throw new DropbearError(
+      'INPUT_UNDECODABLE',
+      `cannot read the ${kind.toUpperCase()}: ${(e as Error).message}`,
+    );
+  }
+  if (!width || !height)
+    throw new DropbearError('INPUT_UNDECODABLE', `the ${kind.toUpperCase()} has no dimensions`);
+  if (width * height > MAX_IMAGE_PIXELS)
+    throw new DropbearError(
+      'INPUT_TOO_LARGE',
+      `image of ${width}×${height} pixels is over the limit of ${MAX_IMAGE_PIXELS}`,
+    );
+}
+
+/** A client-signed request as it travels, from its parts (one signature over this one request). */
+function signedRequestOf(request: Request, signature: Uint8Array, input: Uint8Array): SignedRequest {
+  return { request, auth: { kind: 'single', signature }, input };
+}
+
+/** A random nonce that is a safe integer (53 bits). */
+function randomNonce(): number {
+  return Number(randomBytes(8).readBigUInt64BE() & 0x1f_ffff_ffff_ffffn);
+}
+
+type ItemOutcome =
+  | { requestId: string; certificate: Certificate }
+  | { requestId: string; pending: true }
+  | { requestId?: string; error: ApiError };
+
+// ---------------------------------------------------------------- schemas
+
+const waitQuery = {
+  type: 'object',
+  properties: { wait: { type: 'integer', minimum: 0, maximum: Number.MAX_SAFE_INTEGER } },
+};
+
+const requestsBody = {
+  content: {
+    'application/json': {
+      schema: {
+        type: 'object',
+        properties: {
+          request: { type: 'object', description: 'a SignedRequest in its codec JSON form' },
+          requests: {
+            type: 'array',
+            minItems: 1,
+            maxItems: MAX_REQUESTS_PER_CALL,
+            items: { type: 'object', description: 'a SignedRequest in its codec JSON form' },
+          },
+        },
+        additionalProperties: false,
+        oneOf: [{ required: ['request'] }, { required: ['requests'] }],
+      },
+    },
+    // application/octet-stream: one SignedRequest's canonical bytes, checked by the codec.
+  },
+};
+
+const certificateParams = {
+  type: 'object',
+  required: ['requestId'],
+  properties: { requestId: { type: 'string', pattern: '^[0-9a-fA-F]{64}$' } },
+};
+
+const groupParams = {
+  type: 'object',
+  required: ['group'],
+  properties: { group: { type: 'string', minLength: 1 } },
+};
+
+const noQuery = { type: 'object', properties: {} };
+
+const SAFE = { type: 'integer', minimum: 0, maximum: Number.MAX_SAFE_INTEGER };
+
+const inferBody = {
+  type: 'object',
+  required: ['inputs'],
+  properties: {
+    id: { type: 'string' },
+    parameters: {
+      type: 'object',
+      properties: {
+        dropbear_client: { type: 'string' },
+        dropbear_nonce: SAFE,
+        dropbear_timestamp: SAFE,
+        dropbear_max_fee: SAFE,
+        dropbear_signature: { type: 'string' },
+        dropbear_min_agree: SAFE,
+      },
+    },
+    inputs: {
+      type: 'array',
+      minItems: 1,
+      items: {
+        type: 'object',
+        required: ['name', 'datatype', 'shape'],
+        properties: {
+          name: { type: 'string' },
+          datatype: { type: 'string' },
+          shape: { type: 'array', items: { type: 'integer' } },
+          parameters: { type: 'object' },
+          data: {},
+        },
+      },
+    },
+    outputs: {
+      type: 'array',
+      items: { type: 'object', required: ['name'], properties: { name: { type: 'string' } } },
+    },
+  },
+};
+
+const tensorMeta = {
+  type: 'object',
+  properties: {
+    name: { type: 'string' },
+    datatype: { type: 'string' },
+    shape: { type: 'array', items: { type: 'integer' } },
+  },
+};
+
+interface InferInput {
+  name: string;
+  datatype: string;
+  shape: number[];
+  parameters?: Record<string, unknown>;
+  data?: unknown;
+}
+
+interface InferBody {
+  id?: string;
+  parameters?: {
+    dropbear_client?: string;
+    dropbear_nonce?: number;
+    dropbear_timestamp?: number;
+    dropbear_max_fee?: number;
+    dropbear_signature?: string;
+    dropbear_min_agree?: number;
+  };
+  inputs: InferInput[];
+  outputs?: { name: string }[];
+}
+
+const SIGNING_PARAMS = [
+  'dropbear_client',
+  'dropbear_nonce',
+  'dropbear_timestamp',
+  'dropbear_max_fee',
+  'dropbear_signature',
+] as const;
+
+const OUTPUTS = ['label', 'top5_labels', 'top5_scores'] as const;
+
+// ---------------------------------------------------------------- the app
+
+/** Builds the node's API over `host` (not listening: the caller listens, or injects in tests). */
+export function buildApi(host: NodeHost, opts: ApiOptions = {}): FastifyInstance {
+  const o = {
+    ...API_DEFAULTS,
+    ...Object.fromEntries(Object.entries(opts).filter(([, v]) => v !== undefined)),
+  };
+  const genesis = host.genesis;
+  const groupId = groupIdOf(genesis);
+  const groupName = opts.groupName ?? genesis.name;
+  const q = 2 * genesis.f + 1;
+  const metrics = opts.metrics ?? new NodeMetrics();
+  if (!opts.metrics) metrics.attach(host, opts.peers);
+  const accounts = new Map((opts.custodial?.accounts ?? []).map((a) => [a.apiKeySha256.toLowerCase(), a]));
+  const custodial = opts.custodial !== undefined;
+  const version = packageVersion();
+  const maxWaitMs = o.maxWaitMs as number;
+  let closing = false;
+
+  const app = Fastify({
+    ...(opts.logger ? { loggerInstance: opts.logger } : { logger: false }),
+    disableRequestLogging: true,
+    bodyLimit: o.bodyLimitBytes as number,
+    ajv: { customOptions: { removeAdditional: false } },
+  }) as unknown as FastifyInstance;
+  // JSON everywhere (fastify's parser); no text bodies; octet-stream only where a route takes it (below).
+  app.removeContentTypeParser('text/plain');
+
+  app.setErrorHandler((e, req, reply) => {
+    const err = toApiError(e, o.bodyLimitBytes as number);
+    const status = httpStatusOf(err.code);
+    if (err.code === 'INTERNAL') req.log.error({ err: e }, 'internal error');
+    if (err.code === 'OVERLOADED') reply.header('retry-after', String(o.retryAfterSeconds));
+    return reply.code(status).type('application/json').send(errorBody(err));
+  });
+  app.setNotFoundHandler((req, reply) =>
+    reply
+      .code(httpStatusOf('NOT_FOUND'))
+      .send(errorBody({ code: 'NOT_FOUND', message: `no route ${req.method} ${req.url.split('?')[0]}` })),
+  );
+  app.addHook('onResponse', async (req, reply) => {
+    metrics.httpResponse(req.method, req.routeOptions.url ?? 'unmatched', reply.statusCode);
+  });
+  app.addHook('preClose', async () => {
+    closing = true;
+  });
+
+  const waitOf = (wait: number | undefined, dflt: number) => Math.min(wait ?? dflt, maxWaitMs);
+
+  const modelSpec = (): ModelSpec => host.currentBackend.spec; // MODEL_MISMATCH (503) when not loaded
+
+  const readiness = (): { ready: boolean; reason: string; connected: number | null; needed: number } => {
+    const needed = 2 * genesis.f;
+    if (closing) return { ready: false, reason: 'the node is shutting down', connected: null, needed };
+    try {
+      void host.currentBackend;
+    } catch (e) {
+      return { ready: false, reason: (e as Error).message, connected: null, needed };
+    }
+    if (!opts.peers) return { ready: true, reason: 'ready', connected: null, needed };
+    const connected = opts.peers().filter(isConnected).length;
+    if (connected < needed)
+      return {
+        ready: false,
+        reason: `${connected} peers connected; ${needed} (2f) needed to certify`,
+        connected,
+        needed,
+      };
+    return { ready: true, reason: 'ready', connected, needed };
+  };
+
+  const overloaded = (incoming: number): string | null => {
+    const pending = host.replica.pendingRequests;
+    if (pending + incoming > (o.maxPending as number))
+      return `the node holds ${pending} requests (limit ${o.maxPending}); retry later`;
+    let queued = 0;
+    try {
+      const s = host.currentBackend.stats() as unknown as Record<string, unknown>;
+      for (const k of ['queued', 'preprocessing']) if (typeof s[k] === 'number') queued += s[k] as number;
+    } catch {
+      return null; // no model: the input check says so
+    }
+    if (queued > (o.maxInferenceQueue as number))
+      return `the model has ${queued} inputs waiting (limit ${o.maxInferenceQueue}); retry later`;
+    return null;
+  };
+
+  /** The cheapest fee a certificate can cost: the q lowest node fees. */
+  const minFee = (): number =>
+    [...host.db.state.fees]
+      .sort((a, b) => a - b)
+      .slice(0, q)
+      .reduce((a, b) => a + b, 0);
+
+  /** Checks this node applies before the replica sees a request. Throws the API error. */
+  const precheck = async (sr: SignedRequest, id: string): Promise<void> => {
+    const r = sr.request;
+    if (!equalBytes(r.groupId, groupId))
+      throw apiError('REQUEST_WRONG_GROUP', 'request is for another group', id);
+    if (sr.input.length > genesis.params.maxInputBytes)
+      throw apiError(
+        'REQUEST_INPUT_TOO_LARGE',
+        `input of ${sr.input.length} bytes is over the group's limit of ${genesis.params.maxInputBytes}`,
+        id,
+      );
+    try {
+      await checkInput(sr.input, modelSpec());
+    } catch (e) {
+      if (e instanceof DropbearError) throw apiError(e.code, e.message, id);
+      throw e;
+    }
+    const least = minFee();
+    if (r.maxFee < least)
+      throw apiError(
+        'MAX_FEE_TOO_LOW',
+        `maxFee ${r.maxFee} is below the cheapest certificate (${least})`,
+        id,
+      );
+    const balance = host.db.state.balanceOf(r.client);
+    if (balance < r.maxFee)
+      throw apiError(
+        'INSUFFICIENT_FUNDS',
+        `balance ${balance} is below the request's maxFee ${r.maxFee}`,
+        id,
+      );
+  };
+
+  /**
+   * Submits requests in order and waits up to `waitMs` for their certificates. A request already certified
+   * here answers with its certificate without being submitted again.
+   */
+  const submitAll = async (srs: (SignedRequest | ApiError)[], waitMs: number): Promise<ItemOutcome[]> => {
+    const out: (ItemOutcome | null)[] = srs.map(() => null);
+    const ids: (string | null)[] = srs.map((sr) => ('code' in sr ? null : hex(requestIdOf(sr))));
+    const todo: number[] = [];
+    srs.forEach((sr, i) => {
+      if ('code' in sr) {
+        metrics.requestRejected(sr.code);
+        out[i] = { error: sr };
+        return;
+      }
+      const id = ids[i]!;
+      const have = host.certificate(id);
+      if (have) out[i] = { requestId: id, certificate: have };
+      else todo.push(i);
+    });
+    if (todo.length > 0) {
+      const why = overloaded(todo.length);
+      if (why) {
+        for (const _ of todo) metrics.requestRejected('OVERLOADED');
+        throw apiError('OVERLOADED', why, todo.length === 1 ? ids[todo[0]]! : undefined);
+      }
+    }
+    const checked = await Promise.all(
+      todo.map(async (i) => {
+        try {
+          await precheck(srs[i] as SignedRequest, ids[i]!);
+          return null;
+        } catch (e) {
+          const err = toApiError(e, o.bodyLimitBytes as number);
+          metrics.requestRejected(err.code);
+          return err;
+        }
+      }),
+    );
+    const waits: Promise<void>[] = [];
+    todo.forEach((i, k) => {
+      const id = ids[i]!;
+      const bad = checked[k];
+      if (bad) {
+        out[i] = { requestId: id, error: bad };
+        return;
+      }
+      const res = host.submit(srs[i] as SignedRequest);
+      // Submitting is idempotent: a request this node already holds (a peer forwarded it first, or the
+      // client sent it twice) or already executed is answered like a fresh one, with its certificate.
+      const known = !res.ok && (res.code === 'REQUEST_DUPLICATE' || res.code === 'REQUEST_ALREADY_EXECUTED');
+      if (!res.ok && !known) {
+        out[i] = { requestId: id, error: { code: res.code, message: res.message, requestId: id } };
+        return;
+      }
+      out[i] = { requestId: id, pending: true };
+      waits.push(
+        host.waitCertificate(id, waitMs).then((c) => {
+          if (c) out[i] = { requestId: id, certificate: c };
+        }),
+      );
+    });
+    await Promise.all(waits);
+    return out as ItemOutcome[];
+  };
+
+  const parseSigned = (json: unknown, index?: number): SignedRequest | ApiError => {
+    try {
+      return fromJson(SignedRequest, json);
+    } catch (e) {
+      const where = index === undefined ? 'request' : `requests[${index}]`;
+      return { code: 'REQUEST_MALFORMED', message: `${where}: ${(e as Error).message}` };
+    }
+  };
+
+  const itemJson = (r: ItemOutcome) => {
+    if ('certificate' in r)
+      return { requestId: r.requestId, certificate: toJson(CertificateCodec, r.certificate) };
+    if ('pending' in r) return { requestId: r.requestId, status: 'pending' };
+    return r.requestId ? { requestId: r.requestId, error: r.error } : { error: r.error };
+  };
+
+  // ------------------------------------------------------------ v1
+
+  app.register(async (v1) => {
+    v1.addContentTypeParser('application/octet-stream', { parseAs: 'buffer' }, (_req, body, done) =>
+      done(null, body),
+    );
+    v1.post<{ Body: { request?: unknown; requests?: unknown[] } | Buffer; Querystring: { wait?: number } }>(
+      '/v1/requests',
+      { schema: { body: requestsBody, querystring: waitQuery } },
+      async (req, reply) => {
+        const waitMs = waitOf(req.query.wait, o.defaultWaitMs as number);
+        const body = req.body;
+        if (body === undefined || body === null)
+          throw apiError('BAD_REQUEST', 'the request has no body: send {request} or {requests} as JSON');
+        let list: (SignedRequest | ApiError)[];
+        let single: boolean;
+        if (Buffer.isBuffer(body)) {
+          single = true;
+          try {
+            list = [decode(SignedRequest, body)];
+          } catch (e) {
+            list = [{ code: 'REQUEST_MALFORMED', message: `body: ${(e as Error).message}` }];
+          }
+        } else if (body.requests) {
+          single = false;
+          list = body.requests.map((j, i) => parseSigned(j, i));
+        } else {
+          single = true;
+          list = [parseSigned(body.request)];
+        }
+        const results = await submitAll(list, waitMs);
+        if (single) {
+          const r = results[0];
+          if ('error' in r) throw apiError(r.error.code, r.error.message, r.requestId);
+          if ('pending' in r) reply.code(202).header('location', `/v1/certificates/${r.requestId}`);
+          return itemJson(r);
+        }
+        if (results.some((r) => 'pending' in r)) reply.code(202);
+        return { results: results.map(itemJson) };
+      },
+    );
+  });
+
+  app.get<{ Params: { requestId: string }; Querystring: { wait?: number } }>(
+    '/v1/certificates/:requestId',
+    { schema: { params: certificateParams, querystring: waitQuery } },
+    async (req) => {
+      const id = req.params.requestId.toLowerCase();
+      const cert = await host.waitCertificate(id, waitOf(req.query.wait, 0));
+      if (!cert) throw apiError('CERTIFICATE_NOT_FOUND', `no certificate for request ${id} at this node`, id);
+      return { requestId: id, certificate: toJson(CertificateCodec, cert) };
+    },
+  );
+
+  app.get('/v1/group', { schema: { querystring: noQuery } }, async () => {
+    const s = host.status();
+    return {
+      name: genesis.name,
+      groupId: hex(groupId),
+      genesis: toJson(Genesis, genesis),
+      f: genesis.f,
+      models: s.models.map((digest, node) => ({
+        node,
+        /** The name in the genesis (a later model update changes the digest, not this name). */
+        genesisModelName: genesis.nodes[node].modelName,
+        digest,
+        version: s.modelVersions[node],
+      })),
+      view: s.view,
+      primary: s.primary,
+    };
+  });
+
+  app.get('/v1/status', { schema: { querystring: noQuery } }, async () => {
+    let backend: Record<string, unknown> | null = null;
+    try {
+      const b = host.currentBackend;
+      backend = { model: b.spec.name, digest: b.digest, stats: b.stats() };
+    } catch {
+      backend = null;
+    }
+    return {
+      ...host.status(),
+      waitingForCertificates: host.waiting,
+      peers: opts.peers?.() ?? null,
+      backend,
+    };
+  });
+
+  app.get(
+    '/healthz',
+    {
+      schema: {
+        querystring: noQuery,
+        response: { 200: { type: 'object', properties: { ok: { type: 'boolean' } } } },
+      },
+    },
+    async () => ({ ok: true }),
+  );
+
+  app.get('/readyz', { schema: { querystring: noQuery } }, async () => {
+    const r = readiness();
+    if (!r.ready) throw apiError('NOT_READY', r.reason);
+    return { ready: true, peersConnected: r.connected, peersNeeded: r.needed };
+  });
+
+  app.get('/metrics', { schema: { querystring: noQuery } }, async (_req, reply) => {
+    const text = await metrics.text();
+    return reply.type(metrics.contentType).send(text);
+  });
+
+  // ------------------------------------------------------------ Open Inference Protocol v2
+
+  const checkGroup = async (req: FastifyRequest) => {
+    const g = (req.params as { group?: string }).group;
+    if (g !== groupName)
+      throw apiError('MODEL_NOT_FOUND', `unknown model ${g}; this node serves ${groupName}`);
+  };
+
+  app.get(
+    '/v2/health/live',
+    { schema: { response: { 200: { type: 'object', properties: { live: { type: 'boolean' } } } } } },
+    async () => ({ live: true }),
+  );
+  app.get(
+    '/v2/health/ready',
+    { schema: { response: { 200: { type: 'object', properties: { ready: { type: 'boolean' } } } } } },
+    async () => {
+      const r = readiness();
+      if (!r.ready) throw apiError('NOT_READY', r.reason);
+      return { ready: true };
+    },
+  );
+  app.get(
+    '/v2',
+    {
+      schema: {
+        response: {
+          200: {
+            type: 'object',
+            properties: {
+              name: { type: 'string' },
+              version: { type: 'string' },
+              extensions: { type: 'array', items: { type: 'string' } },
+            },
+          },
+        },
+      },
+    },
+    async () => ({
+      name: 'dropbear',
+      version,
+      extensions: [
+        'dropbear_certificate',
+        'dropbear_client_signed',
+        ...(custodial ? ['dropbear_custodial'] : []),
+      ],
+    }),
+  );
+  app.get(
+    '/v2/models/:group',
+    {
+      schema: {
+        params: groupParams,
+        response: {
+          200: {
+            type: 'object',
+            properties: {
+              name: { type: 'string' },
+              platform: { type: 'string' },
+              inputs: { type: 'array', items: tensorMeta },
+              outputs: { type: 'array', items: tensorMeta },
+            },
+          },
+        },
+      },
+      onRequest: checkGroup,
+    },
+    async () => ({
+      name: groupName,
+      platform: 'dropbear',
+      inputs: [{ name: 'image', datatype: 'BYTES', shape: [1] }],
+      outputs: [
+        { name: 'label', datatype: 'INT64', shape: [1] },
+        { name: 'top5_labels', datatype: 'INT64', shape: [5] },
+        { name: 'top5_scores', datatype: 'FP32', shape: [5] },
+      ],
+    }),
+  );
+  app.get('/v2/models/:group/ready', { schema: { params: groupParams }, onRequest: checkGroup }, async () => {
+    const r = readiness();
+    if (!r.ready) throw apiError('NOT_READY', r.reason);
+    return { name: groupName, ready: true };
+  });
+
+  /** The request's image bytes from its one input. */
+  const imageOf = (body: InferBody): Uint8Array => {
+    if (body.inputs.length !== 1)
+      throw apiError('INFER_BAD_INPUT', `expected one input ("image"), got ${body.inputs.length}`);
+    const input = body.inputs[0];
+    if (input.name !== 'image')
+      throw apiError('INFER_BAD_INPUT', `unknown input ${JSON.stringify(input.name)}; the input is "image"`);
+    if (input.datatype !== 'BYTES')
+      throw apiError(
+        'INFER_BAD_DATATYPE',
+        `input "image" has datatype ${input.datatype}; it is BYTES (an encoded image or DBT1 tensor)`,
+      );
+    if (input.shape.length !== 1 || input.shape[0] !== 1)
+      throw apiError('INFER_BAD_SHAPE', `input "image" has shape [${input.shape.join(', ')}]; it is [1]`);
+    if (input.parameters && 'binary_data_size' in input.parameters)
+      throw apiError('INFER_BAD_INPUT', 'binary tensor data is not supported here; send base64 in "data"');
+    const data = input.data;
+    const flat = Array.isArray(data) && data.length === 1 && Array.isArray(data[0]) ? data[0] : data;
+    if (!Array.isArray(flat) || flat.length !== 1 || typeof flat[0] !== 'string')
+      throw apiError('INFER_BAD_INPUT', 'input "image" holds its bytes as one base64 string in "data"');
+    const s = flat[0] as string;
+    if (!/^[A-Za-z0-9+/_-]*={0,2}$/.test(s)) throw apiError('INFER_BAD_INPUT', 'input "image" is not base64');
+    return new Uint8Array(Buffer.from(s, 'base64'));
+  };
+
+  /** The SignedRequest for an infer call: the client's own signature, or the node's for a custodial account. */
+  const inferRequest = (
+    body: InferBody,
+    authorization: string | undefined,
+    input: Uint8Array,
+  ): SignedRequest => {
+    const p = body.parameters ?? {};
+    const given = SIGNING_PARAMS.filter((k) => p[k] !== undefined);
+    const policy: Policy | null =
+      p.dropbear_min_agree !== undefined ? { kind: 'top1', minAgree: p.dropbear_min_agree } : null;
+    const inputDigest = sha256(input);
+    if (given.length > 0) {
+      const missing = SIGNING_PARAMS.filter((k) => p[k] === undefined);
+      if (missing.length > 0)
+        throw apiError('INFER_BAD_PARAMETERS', `a client-signed request also needs ${missing.join(', ')}`);
+      let client: Uint8Array;
+      let signature: Uint8Array;
+      try {
+        client = fromJson(PublicKey, p.dropbear_client);
+        signature = fromJson(Signature, p.dropbear_signature);
+      } catch (e) {
+        throw apiError(
+          'INFER_BAD_PARAMETERS',
+          `dropbear_client / dropbear_signature: ${(e as Error).message}`,
+        );
+      }
+      const request: Request = {
+        groupId,
+        client,
+        nonce: p.dropbear_nonce!,
+        timestamp: p.dropbear_timestamp!,
+        inputDigest,
+        policy,
+        maxFee: p.dropbear_max_fee!,
+      };
+      return signedRequestOf(request, signature, input);
+    }
+    const m = authorization ? /^Bearer\s+(\S+)\s*$/i.exec(authorization) : null;
+    if (!m)
+      throw apiError(
+        'UNAUTHORIZED',
+        custodial
+          ? 'sign the request (parameters dropbear_*) or send Authorization: Bearer <API key>'
+          : 'sign the request (parameters dropbear_client, _nonce, _timestamp, _max_fee, _signature)',
+      );
+    if (!custodial) throw apiError('UNAUTHORIZED', 'this node holds no custodial accounts; sign the request');
+    const account = accounts.get(hex(sha256(new TextEncoder().encode(m[1]))));
+    if (!account) throw apiError('UNAUTHORIZED', 'unknown API key');
+    const request: Request = {
+      groupId,
+      client: account.key.publicKey,
+      nonce: randomNonce(),
+      timestamp: Date.now(),
+      inputDigest,
+      policy,
+      maxFee: account.maxFee,
+    };
+    return signRequest(request, input, account.key);
+  };
+
+  app.post<{ Params: { group: string }; Body: InferBody }>(
+    '/v2/models/:group/infer',
+    { schema: { params: groupParams, body: inferBody }, onRequest: checkGroup },
+    async (req) => {
+      const body = req.body;
+      if (!body || typeof body !== 'object' || !Array.isArray(body.inputs))
+        throw apiError('BAD_REQUEST', 'the request has no JSON body with "inputs"');
+      const wanted = body.outputs?.map((x) => x.name) ?? [...OUTPUTS];
+      for (const w of wanted)
+        if (!(OUTPUTS as readonly string[]).includes(w))
+          throw apiError(
+            'INFER_BAD_OUTPUT',
+            `unknown output ${JSON.stringify(w)}; outputs are ${OUTPUTS.join(', ')}`,
+          );
+      const input = imageOf(body);
+      const sr = inferRequest(body, req.headers.authorization, input);
+      const [r] = await submitAll([sr], maxWaitMs);
+      if ('error' in r) throw apiError(r.error.code, r.error.message, r.requestId);
+      if ('pending' in r)
+        throw apiError(
+          'TIMEOUT',
+          `no certificate for request ${r.requestId} within ${maxWaitMs} ms; fetch it later from ` +
+            `GET /v1/certificates/${r.requestId}`,
+          r.requestId,
+        );
+      const cert = r.certificate;
+      const decision = cert.outcome.decision;
+      const label = decision.kind === 'label' ? decision.label : -1;
+      const vote = voteToShow(cert.outcome.votes, host.id);
+      const top = vote?.result.kind === 'class' ? vote.result.top.slice(0, 5) : [];
+      const labels = [...top.map((t) => t.label), ...Array(5 - top.length).fill(-1)];
+      const scores = [...top.map((t) => t.score / 1e6), ...Array(5 - top.length).fill(0)];
+      const all = {
+        label: { name: 'label', datatype: 'INT64', shape: [1], data: [label] },
+        top5_labels: { name: 'top5_labels', datatype: 'INT64', shape: [5], data: labels },
+        top5_scores: { name: 'top5_scores', datatype: 'FP32', shape: [5], data: scores },
+      };
+      let spec: ModelSpec | null = null;
+      try {
+        spec = modelSpec();
+      } catch {
+        spec = null;
+      }
+      return {
+        model_name: groupName,
+        id: r.requestId,
+        outputs: wanted.map((w) => all[w as (typeof OUTPUTS)[number]]),
+        parameters: {
+          certificate: toJson(CertificateCodec, cert),
+          decision: toJson(Decision, decision),
+          ...(label >= 0 && spec ? { label_name: labelName(spec.labels, label) } : {}),
+          ...(vote ? { vote_node: vote.node } : {}),
+        },
+      };
+    },
+  );
+
+  return app;
+}
+
+/** The vote whose top-5 an infer answer shows: this node's, else one for the most common top-1 label. */
+function voteToShow(votes: CountedVote[], self: number): CountedVote | undefined {
+  const own = votes.find((v) => v.node === self);
+  if (own) return own;
+  const top1 = (v: CountedVote) =>
+    v.result.kind === 'class' && v.result.top.length > 0 ? v.result.top[0].label : -1;
+  const counts = new Map<number, number>();
+  for (const v of votes) counts.set(top1(v), (counts.get(top1(v)) ?? 0) + 1);
+  let best = -1;
+  let bestCount = 0;
+  for (const [label, c] of counts) if (label >= 0 && c > bestCount) [best, bestCount] = [label, c];
+  return votes.find((v) => top1(v) === best) ?? votes[0];
+}

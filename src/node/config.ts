@@ -1,0 +1,202 @@
+/**
+ * A node's configuration file (JSON). Paths inside it are relative to the file's folder. Every field is
+ * checked with a message that names the field; `npx dropbear group init` writes valid ones.
+ *
+ * {
+ *   "id": 0,
+ *   "genesis": "genesis.json",
+ *   "key": "keys/node-0.json",
+ *   "data": "data/node-0",                         // the ledger lives in <data>/ledger.sqlite
+ *   "p2p": { "host": "127.0.0.1", "port": 7100 },
+ *   "api": { "host": "127.0.0.1", "port": 8100 },
+ *   "peers": { "1": "tcp://127.0.0.1:7101" },      // optional: default is each node's genesis address
+ *   "model": { "name": "mobilenetv2-12-int8" }     // or { "path": "m.onnx" } or
+ *                                                  // { "remote": { "url", "model", "digest" } }
+ *   "extraModels": [ { "name": "…" } ],            // loaded beside it, for an ordered model update
+ *   "home": "~/.dropbear",                         // model store (default $DROPBEAR_HOME)
+ *   "engine": { "intraOpThreads": 1, "maxBatch": 8, "maxDelayMs": 2, "maxQueue": 512, "decoder": "fast" },
+ *   "replica": { "batchSize": 128, "batchTimeoutMs": 5 },
+ *   "api_limits": { "bodyLimitBytes": 8388608, "maxPending": 20000 },
+ *   "custodial": { "accounts": [ { "apiKeySha256": "<hex>", "key": "keys/client.json", "maxFee": 1000 } ] },
+ *   "tls": { "key": "…", "cert": "…", "ca": "…" },
+ *   "log": { "level": "info" }
+ * }
+ */
+import { readFileSync } from 'node:fs';
+import { dirname, isAbsolute, resolve } from 'node:path';
+import { DropbearError } from '../protocol/index.ts';
+
+export interface Endpoint {
+  host: string;
+  port: number;
+}
+
+export type ModelConfig =
+  | { name: string }
+  | { path: string }
+  | { remote: { url: string; model: string; digest: string; timeoutMs?: number } };
+
+export interface NodeConfig {
+  file: string;
+  id: number;
+  genesis: string;
+  key: string;
+  data: string;
+  p2p: Endpoint;
+  api: Endpoint;
+  peers: Map<number, Endpoint> | null;
+  model: ModelConfig;
+  extraModels: ModelConfig[];
+  home: string | undefined;
+  engine: Record<string, unknown>;
+  replica: Record<string, number>;
+  apiLimits: { bodyLimitBytes?: number; maxPending?: number };
+  custodial: { apiKeySha256: string; key: string; maxFee: number }[] | null;
+  tls: { key: string; cert: string; ca?: string } | null;
+  log: { level: string };
+  /** Test only: 'wrong-results' makes this node answer a wrong label for every input (a lying owner). */
+  byzantine: 'wrong-results' | null;
+}
+
+function bad(field: string, why: string, file: string): DropbearError {
+  return new DropbearError('CONFIG_INVALID', `${file}: "${field}" ${why}`);
+}
+
+export function parseEndpoint(s: string, what = 'address'): Endpoint {
+  const m = /^(?:tcp:\/\/)?([^:/\s]+|\[[0-9a-fA-F:]+\]):(\d{1,5})$/.exec(s);
+  const port = m ? Number(m[2]) : -1;
+  if (!m || port > 65535) throw new DropbearError('CONFIG_INVALID', `${what} "${s}" is not tcp://host:port`);
+  return { host: m[1].replace(/^\[|\]$/g, ''), port };
+}
+
+export function loadNodeConfig(path: string): NodeConfig {
+  const file = resolve(path);
+  let raw: Record<string, unknown>;
+  try {
+    raw = JSON.parse(readFileSync(file, 'utf8'));
+  } catch (e) {
+    throw new DropbearError('CONFIG_UNREADABLE', `cannot read node config ${file}: ${(e as Error).message}`);
+  }
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw))
+    throw new DropbearError('CONFIG_INVALID', `${file}: expected a JSON object`);
+  const dir = dirname(file);
+  const rel = (p: string) => (isAbsolute(p) ? p : resolve(dir, p));
+  const str = (k: string): string => {
+    const v = raw[k];
+    if (typeof v !== 'string' || v === '') throw bad(k, 'must be a non-empty string', file);
+    return v;
+  };
+  const endpoint = (k: string): Endpoint => {
+    const v = raw[k] as { host?: unknown; port?: unknown } | undefined;
+    if (
+      !v ||
+      typeof v.host !== 'string' ||
+      !Number.isInteger(v.port) ||
+      (v.port as number) < 0 ||
+      (v.port as number) > 65535
+    )
+      throw bad(k, 'must be {"host": string, "port": 0..65535}', file);
+    return { host: v.host, port: v.port as number };
+  };
+  const model = (v: unknown, field: string): ModelConfig => {
+    const m = v as Record<string, unknown> | undefined;
+    if (m && typeof m.name === 'string') return { name: m.name };
+    if (m && typeof m.path === 'string') return { path: rel(m.path) };
+    const r = m?.remote as Record<string, unknown> | undefined;
+    if (r && typeof r.url === 'string' && typeof r.model === 'string' && typeof r.digest === 'string')
+      return {
+        remote: {
+          url: r.url,
+          model: r.model,
+          digest: r.digest,
+          timeoutMs: typeof r.timeoutMs === 'number' ? r.timeoutMs : undefined,
+        },
+      };
+    throw bad(field, 'must be {"name"}, {"path"} or {"remote": {"url", "model", "digest"}}', file);
+  };
+  const id = raw.id;
+  if (!Number.isInteger(id) || (id as number) < 0) throw bad('id', 'must be a node id (integer ≥ 0)', file);
+  let peers: Map<number, Endpoint> | null = null;
+  if (raw.peers !== undefined) {
+    if (typeof raw.peers !== 'object' || raw.peers === null)
+      throw bad('peers', 'must be an object id → address', file);
+    peers = new Map();
+    for (const [k, v] of Object.entries(raw.peers as Record<string, unknown>)) {
+      if (!/^\d+$/.test(k) || typeof v !== 'string')
+        throw bad('peers', `entry "${k}" must be "id": "tcp://host:port"`, file);
+      peers.set(Number(k), parseEndpoint(v, `peer ${k}`));
+    }
+  }
+  const custodialRaw = (raw.custodial as { accounts?: unknown } | undefined)?.accounts;
+  let custodial: NodeConfig['custodial'] = null;
+  if (custodialRaw !== undefined) {
+    if (!Array.isArray(custodialRaw)) throw bad('custodial.accounts', 'must be an array', file);
+    custodial = custodialRaw.map((a, i) => {
+      if (
+        typeof a?.apiKeySha256 !== 'string' ||
+        !/^[0-9a-f]{64}$/.test(a.apiKeySha256) ||
+        typeof a.key !== 'string' ||
+        !Number.isInteger(a.maxFee)
+      )
+        throw bad(
+          `custodial.accounts[${i}]`,
+          'needs apiKeySha256 (hex), key (file) and maxFee (integer)',
+          file,
+        );
+      return { apiKeySha256: a.apiKeySha256, key: rel(a.key), maxFee: a.maxFee };
+    });
+  }
+  const tlsRaw = raw.tls as Record<string, unknown> | undefined;
+  const tls =
+    tlsRaw === undefined
+      ? null
+      : typeof tlsRaw.key === 'string' && typeof tlsRaw.cert === 'string'
+        ? {
+            key: rel(tlsRaw.key),
+            cert: rel(tlsRaw.cert),
+            ca: typeof tlsRaw.ca === 'string' ? rel(tlsRaw.ca) : undefined,
+          }
+        : (() => {
+            throw bad('tls', 'needs key and cert files', file);
+          })();
+  const obj = (k: string) => {
+    const v = raw[k];
+    if (v === undefined) return {};
+    if (typeof v !== 'object' || v === null || Array.isArray(v)) throw bad(k, 'must be an object', file);
+    return v as Record<string, never>;
+  };
+  return {
+    file,
+    id: id as number,
+    genesis: rel(str('genesis')),
+    key: rel(str('key')),
+    data: rel(str('data')),
+    p2p: endpoint('p2p'),
+    api: endpoint('api'),
+    peers,
+    model: model(raw.model, 'model'),
+    extraModels: Array.isArray(raw.extraModels)
+      ? raw.extraModels.map((m, i) => model(m, `extraModels[${i}]`))
+      : [],
+    home: typeof raw.home === 'string' ? rel(raw.home) : undefined,
+    engine: obj('engine'),
+    replica: obj('replica'),
+    apiLimits: obj('api_limits'),
+    custodial,
+    tls,
+    byzantine:
+      raw.byzantine === undefined
+        ? null
+        : raw.byzantine === 'wrong-results'
+          ? 'wrong-results'
+          : (() => {
+              throw bad('byzantine', 'is "wrong-results" or absent (test only)', file);
+            })(),
+    log: {
+      level:
+        typeof (raw.log as { level?: unknown })?.level === 'string'
+          ? (raw.log as { level: string }).level
+          : 'info',
+    },
+  };
+}

@@ -1,0 +1,310 @@
+/**
+ * Wire pieces of the node-to-node transport (src/node/transport.ts), kept free of sockets so that
+ * they can be unit-tested and reused by a test's hand-made peer:
+ * - frames: 4-byte big-endian length ‖ payload, with an incremental decoder;
+ * - addresses: `tcp://host:port` (IPv6 as `tcp://[::1]:7000`);
+ * - the handshake messages and the transcript each side signs.
+ */
+import { DropbearError } from '../protocol/errors.ts';
+
+export const FRAME_HEADER_BYTES = 4;
+/** The largest length a 4-byte prefix can carry; also the ceiling for `maxFrameBytes`. */
+export const MAX_FRAME_LIMIT = 0xffff_ffff;
+
+export type FrameErrorCode = 'FRAME_EMPTY' | 'FRAME_OVERSIZE';
+
+export class FrameError extends DropbearError {
+  constructor(code: FrameErrorCode, message: string, details?: Record<string, unknown>) {
+    super(code, message, details);
+    this.name = 'FrameError';
+  }
+}
+
+/** The 4-byte header of a frame of `length` payload bytes. */
+export function frameHeader(length: number): Buffer {
+  const h = Buffer.allocUnsafe(FRAME_HEADER_BYTES);
+  h.writeUInt32BE(length, 0);
+  return h;
+}
+
+/** One frame as a single buffer (header ‖ payload). The transport coalesces instead; tests use this. */
+export function encodeFrame(payload: Uint8Array): Buffer {
+  const out = Buffer.allocUnsafe(FRAME_HEADER_BYTES + payload.length);
+  out.writeUInt32BE(payload.length, 0);
+  out.set(payload, FRAME_HEADER_BYTES);
+  return out;
+}
+
+/**
+ * Incremental frame parser: push TCP chunks as they come, pull complete frames with next().
+ * Copes with frames split over any number of chunks and with many frames in one chunk.
+ * A frame that lies inside one chunk is returned as a view of that chunk (no copy); a frame split
+ * over chunks is copied once, when complete (a 5 MiB frame in 64 KiB chunks costs one copy, not 80).
+ * A length of 0 (unless allowEmpty) or above `maxFrameBytes` throws FrameError as soon as the 4 header bytes are in,
+ * before any of the payload is buffered. `maxFrameBytes` may change between frames (the transport
+ * uses a small limit during the handshake).
+ */
+const EMPTY = Buffer.alloc(0);
+
+export class FrameDecoder {
+  /** Unconsumed chunks are chunks[head..]; consumed slots are released and compacted now and then. */
+  private chunks: (Buffer | undefined)[] = [];
+  private head = 0;
+  private buffered = 0;
+  /** Payload length of the frame whose header has been read, or -1. */
+  private need = -1;
+
+  /**
+   * @param maxFrameBytes largest payload accepted
+   * @param allowEmpty accept zero-length frames (returned as an empty buffer); the transport uses them
+   *   as keep-alives once a connection is authenticated
+   */
+  constructor(
+    public maxFrameBytes: number,
+    public allowEmpty = false,
+  ) {}
+
+  /** Bytes held: a partial header or frame. Non-zero at end of stream means a truncated frame. */
+  get pendingBytes(): number {
+    return this.buffered + (this.need >= 0 ? FRAME_HEADER_BYTES : 0);
+  }
+
+  push(chunk: Buffer): void {
+    if (chunk.length === 0) return;
+    this.chunks.push(chunk);
+    this.buffered += chunk.length;
+  }
+
+  /** The next complete payload, or null when more bytes are needed. */
+  next(): Buffer | null {
+    if (this.need < 0) {
+      if (this.buffered < FRAME_HEADER_BYTES) return null;
+      const len = this.take(FRAME_HEADER_BYTES).readUInt32BE(0);
+      if (len === 0 && !this.allowEmpty) throw new FrameError('FRAME_EMPTY', 'frame of length 0');
+      if (len > this.maxFrameBytes)
+        throw new FrameError('FRAME_OVERSIZE', `frame of ${len} bytes > limit ${this.maxFrameBytes}`, {
+          length: len,
+          limit: this.maxFrameBytes,
+        });
+      this.need = len;
+    }
+    if (this.buffered < this.need) return null;
+    if (this.need === 0) {
+      this.need = -1;
+      return EMPTY;
+    }
+    const frame = this.take(this.need);
+    this.need = -1;
+    return frame;
+  }
+
+  /** Forget everything buffered (the connection is going away). */
+  clear(): void {
+    this.chunks = [];
+    this.head = 0;
+    this.buffered = 0;
+    this.need = -1;
+  }
+
+  /** Consume n ≤ buffered bytes: a view when they lie in one chunk, else one copy. O(chunks spanned). */
+  private take(n: number): Buffer {
+    this.buffered -= n;
+    const first = this.chunks[this.head]!;
+    let out: Buffer;
+    if (first.length > n) {
+      this.chunks[this.head] = first.subarray(n);
+      return first.subarray(0, n);
+    }
+    if (first.length === n) {
+      this.release();
+      out = first;
+    } else {
+      out = Buffer.allocUnsafe(n);
+      let off = 0;
+      while (off < n) {
+        const c = this.chunks[this.head]!;
+        const k = Math.min(c.length, n - off);
+        c.copy(out, off, 0, k);
+        off += k;
+        if (k === c.length) this.release();
+        else this.chunks[this.head] = c.subarray(k);
+      }
+    }
+    if (this.head === this.chunks.length) {
+      this.chunks = [];
+      this.head = 0;
+    } else if (this.head >= 1024 && this.head * 2 >= this.chunks.length) {
+      this.chunks = this.chunks.slice(this.head);
+      this.head = 0;
+    }
+    return out;
+  }
+
+  private release(): void {
+    this.chunks[this.head++] = undefined;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Addresses
+
+export interface HostPort {
+  host: string;
+  port: number;
+}
+
+/** Parse `tcp://host:port` (`tcp://[v6]:port` for IPv6). Throws DropbearError ADDRESS_BAD. */
+export function parseAddress(address: string): HostPort {
+  const bad = (why: string) =>
+    new DropbearError('ADDRESS_BAD', `bad node address ${JSON.stringify(address)}: ${why}`, { address });
+  const m = /^([a-z][a-z0-9+.-]*):\/\/(.*)$/i.exec(address);
+  if (!m) throw bad('expected tcp://host:port');
+  if (m[1].toLowerCase() !== 'tcp') throw bad(`scheme ${m[1]}: is not supported, expected tcp://host:port`);
+  const rest = m[2];
+  let host: string;
+  let portText: string;
+  if (rest.startsWith('[')) {
+    const end = rest.indexOf(']');
+    if (end < 0 || rest[end + 1] !== ':') throw bad('expected tcp://[ipv6]:port');
+    host = rest.slice(1, end);
+    portText = rest.slice(end + 2);
+  } else {
+    const colon = rest.lastIndexOf(':');
+    if (colon < 0) throw bad('missing :port');
+    host = rest.slice(0, colon);
+    portText = rest.slice(colon + 1);
+    if (host.includes(':')) throw bad('an IPv6 host goes in brackets: tcp://[::1]:7000');
+  }
+  if (host.length === 0) throw bad('empty host');
+  if (/[/?#@\s]/.test(host)) throw bad('the host may not contain / ? # @ or spaces');
+  if (!/^\d{1,5}$/.test(portText)) throw bad('the port is not a number');
+  const port = Number(portText);
+  if (port < 1 || port > 65535) throw bad('the port is out of range 1..65535');
+  return { host, port };
+}
+
+export function formatAddress(a: HostPort): string {
+  return a.host.includes(':') ? `tcp://[${a.host}]:${a.port}` : `tcp://${a.host}:${a.port}`;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Handshake
+//
+// dialer → acceptor  HELLO     type 1 ‖ version ‖ groupId(32) ‖ from u32 ‖ to u32 ‖ nonceD(32)
+// acceptor → dialer  CHALLENGE type 2 ‖ version ‖ from u32 ‖ to u32 ‖ nonceA(32) ‖ sigA(64)
+// dialer → acceptor  AUTH      type 3 ‖ sigD(64)
+// acceptor → dialer  OK        type 4
+// sigX = signTagged(TAGS.handshake, groupId, transcript(role X, dialer, acceptor, nonceD, nonceA, binding))
+// Each side signs over the other's fresh nonce, so a captured handshake replays to nobody; the role
+// byte keeps one side's signature from being reflected as the other's; the ids bind who talks to whom;
+// `binding` is the TLS exporter value when TLS is on (a relay cannot splice two TLS sessions).
+
+export const HANDSHAKE_VERSION = 1;
+export const NONCE_BYTES = 32;
+export const SIG_BYTES = 64;
+/** Largest handshake frame (the limit while a connection is unauthenticated). */
+export const HANDSHAKE_MAX_FRAME = 128;
+
+export const HS = { hello: 1, challenge: 2, auth: 3, ok: 4 } as const;
+
+export interface Hello {
+  version: number;
+  groupId: Uint8Array;
+  from: number;
+  to: number;
+  nonce: Uint8Array;
+}
+export interface Challenge {
+  version: number;
+  from: number;
+  to: number;
+  nonce: Uint8Array;
+  signature: Uint8Array;
+}
+
+const HELLO_BYTES = 2 + 32 + 4 + 4 + NONCE_BYTES;
+const CHALLENGE_BYTES = 2 + 4 + 4 + NONCE_BYTES + SIG_BYTES;
+const AUTH_BYTES = 1 + SIG_BYTES;
+
+export function encodeHello(h: Hello): Buffer {
+  const b = Buffer.alloc(HELLO_BYTES);
+  b[0] = HS.hello;
+  b[1] = h.version;
+  b.set(h.groupId, 2);
+  b.writeUInt32BE(h.from, 34);
+  b.writeUInt32BE(h.to, 38);
+  b.set(h.nonce, 42);
+  return b;
+}
+export function decodeHello(b: Uint8Array): Hello | null {
+  if (b.length !== HELLO_BYTES || b[0] !== HS.hello) return null;
+  const v = Buffer.from(b.buffer, b.byteOffset, b.length);
+  return {
+    version: v[1],
+    groupId: v.subarray(2, 34),
+    from: v.readUInt32BE(34),
+    to: v.readUInt32BE(38),
+    nonce: v.subarray(42, 42 + NONCE_BYTES),
+  };
+}
+
+export function encodeChallenge(c: Challenge): Buffer {
+  const b = Buffer.alloc(CHALLENGE_BYTES);
+  b[0] = HS.challenge;
+  b[1] = c.version;
+  b.writeUInt32BE(c.from, 2);
+  b.writeUInt32BE(c.to, 6);
+  b.set(c.nonce, 10);
+  b.set(c.signature, 10 + NONCE_BYTES);
+  return b;
+}
+export function decodeChallenge(b: Uint8Array): Challenge | null {
+  if (b.length !== CHALLENGE_BYTES || b[0] !== HS.challenge) return null;
+  const v = Buffer.from(b.buffer, b.byteOffset, b.length);
+  return {
+    version: v[1],
+    from: v.readUInt32BE(2),
+    to: v.readUInt32BE(6),
+    nonce: v.subarray(10, 10 + NONCE_BYTES),
+    signature: v.subarray(10 + NONCE_BYTES, 10 + NONCE_BYTES + SIG_BYTES),
+  };
+}
+
+export function encodeAuth(signature: Uint8Array): Buffer {
+  const b = Buffer.alloc(AUTH_BYTES);
+  b[0] = HS.auth;
+  b.set(signature, 1);
+  return b;
+}
+export function decodeAuth(b: Uint8Array): Uint8Array | null {
+  if (b.length !== AUTH_BYTES || b[0] !== HS.auth) return null;
+  return b.subarray(1);
+}
+
+export const OK_MESSAGE: Buffer = Buffer.from([HS.ok]);
+export function isOk(b: Uint8Array): boolean {
+  return b.length === 1 && b[0] === HS.ok;
+}
+
+export const ROLE = { dialer: 0x44 /* 'D' */, acceptor: 0x41 /* 'A' */ } as const;
+
+/** The bytes each side signs (under TAGS.handshake and the group id). */
+export function handshakeTranscript(
+  role: number,
+  dialer: number,
+  acceptor: number,
+  nonceD: Uint8Array,
+  nonceA: Uint8Array,
+  binding: Uint8Array,
+): Uint8Array {
+  const b = Buffer.alloc(2 + 8 + NONCE_BYTES * 2 + 1 + binding.length);
+  b[0] = HANDSHAKE_VERSION;
+  b[1] = role;
+  b.writeUInt32BE(dialer, 2);
+  b.writeUInt32BE(acceptor, 6);
+  b.set(nonceD, 10);
+  b.set(nonceA, 10 + NONCE_BYTES);
+  b[10 + 2 * NONCE_BYTES] = binding.length;
+  b.set(binding, 11 + 2 * NONCE_BYTES);
+  return b;
+}

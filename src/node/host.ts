@@ -1,0 +1,468 @@
+/**
+ * One node's engine room: drives the pure PBFT replica with the real clock, the durable SQLite ledger, the
+ * model backend and a wire to the peers. Everything the replica asks for is done here, in order: persist
+ * (fsynced, before anything that depends on it is sent), send, infer, execute, certify. The HTTP API and
+ * the process wiring sit on top (api.ts, run.ts).
+ */
+import { buildCertificates } from '../certificate/index.ts';
+import {
+  type Action,
+  DEFAULT_REPLICA_CONFIG,
+  type Event,
+  type PersistRecord,
+  type RejectCode,
+  Replica,
+  type ReplicaConfig,
+  type TxRejectCode,
+} from '../consensus/replica.ts';
+import type { ModelBackend } from '../inference/backend.ts';
+import { SqliteLedger } from '../ledger/sqlite.ts';
+import type { Execution } from '../ledger/state.ts';
+import {
+  type Certificate,
+  DropbearError,
+  decodeMessage,
+  Evidence,
+  encode,
+  encodeMessage,
+  type Genesis,
+  hex,
+  type KeyPair,
+  type NodeMessage,
+  type Receipt,
+  type Result,
+  requestIdOf,
+  type SignedRequest,
+  type StateBatch,
+  type Tx,
+  txIdOf,
+} from '../protocol/index.ts';
+
+/** How the host reaches its peers (transport.ts implements it over TCP). */
+export interface Wire {
+  send(to: number, bytes: Uint8Array): void;
+  broadcast(bytes: Uint8Array): void;
+  onFrame(handler: (from: number, bytes: Uint8Array) => void): void;
+  /** A frame from this peer could not be decoded: drop the connection. */
+  reportBad(from: number, reason: string): void;
+}
+
+export interface Logger {
+  info(obj: object, msg?: string): void;
+  warn(obj: object, msg?: string): void;
+  error(obj: object, msg?: string): void;
+  debug?(obj: object, msg?: string): void;
+}
+
+const silent: Logger = { info() {}, warn() {}, error() {} };
+
+export interface HostOptions {
+  id: number;
+  genesis: Genesis;
+  key: KeyPair;
+  ledgerPath: string;
+  /** The loaded models, by digest; the one the ledger says is current for this node must be among them. */
+  backends: ModelBackend[];
+  wire: Wire;
+  replica?: Partial<ReplicaConfig>;
+  logger?: Logger;
+  /** Called with what happened, for metrics. */
+  observe?: Partial<HostObserver>;
+}
+
+export interface HostObserver {
+  accepted(id: Uint8Array): void;
+  rejected(code: string): void;
+  inferred(n: number, ms: number, failed: number): void;
+  executed(seq: number, requests: number): void;
+  certified(certs: Certificate[]): void;
+  badFrame(from: number): void;
+  viewChange(view: number): void;
+}
+
+export type SubmitOutcome =
+  | { ok: true; requestId: Uint8Array }
+  | { ok: false; requestId: Uint8Array | null; code: RejectCode | 'NODE_STOPPED'; message: string };
+
+export type TxOutcome =
+  | { ok: true; txId: Uint8Array }
+  | { ok: false; txId: Uint8Array; code: TxRejectCode; message: string };
+
+interface Waiter {
+  resolve: (c: Certificate | null) => void;
+  timer: NodeJS.Timeout;
+}
+
+export class NodeHost {
+  readonly id: number;
+  readonly genesis: Genesis;
+  readonly db: SqliteLedger;
+  replica: Replica;
+  private readonly backends = new Map<string, ModelBackend>();
+  private readonly wire: Wire;
+  private readonly log: Logger;
+  private readonly obs: Partial<HostObserver>;
+  private timer: NodeJS.Timeout | null = null;
+  private timerAt = Number.POSITIVE_INFINITY;
+  private readonly pendingExec = new Map<number, Execution>();
+  private readonly waiters = new Map<string, Waiter[]>();
+  private stopped = false;
+  private inferring = 0;
+  /** Accept-time per request id, for the accept-to-certificate histogram. */
+  readonly acceptedAt = new Map<string, number>();
+  readonly startedAt = Date.now();
+
+  private constructor(opts: HostOptions, db: SqliteLedger, replica: Replica) {
+    this.id = opts.id;
+    this.genesis = opts.genesis;
+    this.db = db;
+    this.replica = replica;
+    this.wire = opts.wire;
+    this.log = opts.logger ?? silent;
+    this.obs = opts.observe ?? {};
+    for (const b of opts.backends) this.backends.set(b.digest, b);
+  }
+
+  /**
+   * Opens (or creates) the ledger, restores the replica from it and checks that the model the ledger names
+   * for this node is loaded: a node never votes with a model the group did not order.
+   */
+  static open(opts: HostOptions): NodeHost {
+    const db = SqliteLedger.open(opts.ledgerPath, opts.genesis);
+    try {
+      const current = hex(db.state.models[opts.id]);
+      if (!opts.backends.some((b) => b.digest === current)) {
+        const loaded = opts.backends.map((b) => b.digest.slice(0, 16)).join(', ') || 'none';
+        throw new DropbearError(
+          'MODEL_MISMATCH',
+          `node ${opts.id} must run the model with digest ${current} (genesis or last ordered update); loaded: ${loaded}`,
+        );
+      }
+      const cfg = { ...DEFAULT_REPLICA_CONFIG, ...opts.replica };
+      const l = db.state;
+      const replica =
+        l.seq === 0 && db.signedLog().length === 0
+          ? new Replica(opts.genesis, opts.id, opts.key, cfg)
+          : Replica.restore(opts.genesis, opts.id, opts.key, cfg, {
+              lastExecuted: l.seq,
+              lastReceiptHash: l.lastReceipt,
+              lastTimestamp: l.clock,
+              models: l.models,
+              modelVersions: l.modelVersions,
+              recent: l.recent.entries(),
+              log: db.signedLog() as PersistRecord[],
+              uncertified: uncertifiedReceipts(db, 2 * opts.genesis.f + 1),
+            });
+      return new NodeHost(opts, db, replica);
+    } catch (e) {
+      db.close();
+      throw e;
+    }
+  }
+
+  /** Starts listening to peers and asks them for anything missed while this node was down. */
+  start(): void {
+    this.wire.onFrame((from, bytes) => this.onFrame(from, bytes));
+    this.step({ type: 'catchUp' });
+  }
+
+  get currentBackend(): ModelBackend {
+    const b = this.backends.get(hex(this.replica.currentModels[this.id]));
+    if (!b) throw new DropbearError('MODEL_MISMATCH', 'the ordered model for this node is not loaded');
+    return b;
+  }
+
+  private onFrame(from: number, bytes: Uint8Array): void {
+    if (this.stopped) return;
+    let msg: NodeMessage;
+    try {
+      msg = decodeMessage(bytes);
+    } catch (e) {
+      this.obs.badFrame?.(from);
+      this.log.warn({ peer: from, err: (e as Error).message }, 'undecodable frame; dropping the connection');
+      this.wire.reportBad(from, 'undecodable message');
+      return;
+    }
+    this.step({ type: 'message', from, msg });
+  }
+
+  /** One event into the replica, then every action it asked for. Returns the actions (for callers). */
+  step(event: Event): Action[] {
+    if (this.stopped) return [];
+    const view = this.replica.view;
+    const actions = this.replica.step(event, Date.now());
+    if (this.replica.view !== view) this.obs.viewChange?.(this.replica.view);
+    this.apply(actions);
+    this.schedule();
+    return actions;
+  }
+
+  private schedule(): void {
+    const at = this.replica.nextWake;
+    if (at === Number.POSITIVE_INFINITY || at >= this.timerAt) return;
+    if (this.timer) clearTimeout(this.timer);
+    this.timerAt = at;
+    this.timer = setTimeout(
+      () => {
+        this.timer = null;
+        this.timerAt = Number.POSITIVE_INFINITY;
+        this.step({ type: 'tick' });
+      },
+      Math.max(0, at - Date.now()),
+    );
+  }
+
+  private apply(actions: Action[]): void {
+    for (const a of actions) {
+      switch (a.type) {
+        case 'send':
+          this.wire.send(a.to, encodeMessage(a.msg));
+          break;
+        case 'broadcast':
+          this.wire.broadcast(encodeMessage(a.msg));
+          break;
+        case 'persist':
+          this.db.persist(a.record);
+          break;
+        case 'infer':
+          this.infer(a.requests);
+          break;
+        case 'execute':
+          this.execute(a);
+          break;
+        case 'certified':
+          this.certified(a);
+          break;
+        case 'serveState':
+          this.serveState(a);
+          break;
+        case 'evidence':
+          this.db.saveEvidence(a.node, a.proof.kind, encode(Evidence, a.proof));
+          this.log.warn({ peer: a.node, kind: a.proof.kind }, 'misbehaviour evidence stored');
+          break;
+        case 'timer':
+          break; // schedule() reads nextWake after every step
+        case 'accepted':
+        case 'rejected':
+        case 'txAccepted':
+        case 'txRejected':
+          break; // answered to the caller of submit/submitTx
+      }
+    }
+  }
+
+  private infer(requests: { requestId: Uint8Array; request: SignedRequest }[]): void {
+    let backend: ModelBackend;
+    try {
+      backend = this.currentBackend;
+    } catch (e) {
+      this.log.error({ err: (e as Error).message }, 'no model to infer with');
+      return;
+    }
+    const t0 = performance.now();
+    this.inferring += requests.length;
+    let failed = 0;
+    Promise.all(
+      requests.map(async (r) => {
+        try {
+          return { requestId: r.requestId, result: await backend.classify(r.request.input) };
+        } catch (e) {
+          // An input this model cannot read (or a failed run) gets an empty answer: the node still votes,
+          // so the request is certified (as no-agreement if every model fails) instead of stalling.
+          failed++;
+          if (!(e instanceof DropbearError && e.code.startsWith('INPUT_')))
+            this.log.warn({ err: (e as Error).message, requestId: hex(r.requestId) }, 'inference failed');
+          const empty: Result = { kind: 'class', top: [] };
+          return { requestId: r.requestId, result: empty };
+        }
+      }),
+    ).then((results) => {
+      this.inferring -= requests.length;
+      this.obs.inferred?.(results.length, performance.now() - t0, failed);
+      this.step({
+        type: 'inferred',
+        modelDigest: Uint8Array.from(Buffer.from(backend.digest, 'hex')),
+        results,
+      });
+    });
+  }
+
+  private execute(a: Extract<Action, { type: 'execute' }>): void {
+    const exec = this.db.execute(a.seq, a.view, a.digest, a.batch, a.entries, {
+      requests: a.requests,
+      results: a.results,
+      commitProof: a.commitProof,
+    });
+    this.pendingExec.set(a.seq, exec);
+    this.obs.executed?.(a.seq, a.entries.length);
+    const before = hex(this.replica.currentModels[this.id]);
+    this.step({
+      type: 'executed',
+      seq: a.seq,
+      receipt: exec.receipt,
+      requeued: exec.requeued,
+      models: exec.models,
+      modelVersions: exec.modelVersions,
+      stateDigest: a.checkpoint ? this.db.state.stateDigest() : undefined,
+    });
+    const after = hex(this.replica.currentModels[this.id]);
+    if (before !== after) {
+      const loaded = this.backends.has(after);
+      this.log[loaded ? 'info' : 'error'](
+        { seq: a.seq, digest: after },
+        loaded
+          ? 'model update ordered: now voting with the new model'
+          : 'model update ordered for a model this node has not loaded',
+      );
+    }
+  }
+
+  private certified(a: Extract<Action, { type: 'certified' }>): void {
+    this.db.addReceiptSignatures(a.seq, a.signatures);
+    const exec = this.pendingExec.get(a.seq);
+    if (!exec) return;
+    this.pendingExec.delete(a.seq);
+    const certs = buildCertificates(exec.outcomes, exec.tree, exec.receipt, a.signatures, this.replica.q);
+    this.obs.certified?.(certs);
+    for (const c of certs) {
+      const id = hex(c.outcome.requestId);
+      const ws = this.waiters.get(id);
+      if (ws) {
+        this.waiters.delete(id);
+        for (const w of ws) {
+          clearTimeout(w.timer);
+          w.resolve(c);
+        }
+      }
+    }
+    // Old executions whose certificate never formed here (state transfer) need not be kept forever.
+    for (const s of this.pendingExec.keys()) if (s < a.seq - 1024) this.pendingExec.delete(s);
+  }
+
+  private serveState(a: Extract<Action, { type: 'serveState' }>): void {
+    const batches: StateBatch[] = [];
+    for (let s = a.fromSeq; batches.length < 64; s++) {
+      const sb = this.db.stateBatch(s);
+      if (!sb) break;
+      batches.push(sb);
+    }
+    const nv = a.newView;
+    const msg: NodeMessage = {
+      kind: 'stateResponse',
+      from: this.id,
+      batches,
+      view: a.view,
+      newView: nv
+        ? { from: nv.from, newView: nv.newView, viewChanges: nv.viewChanges, proposals: nv.proposals }
+        : null,
+      checkpoint: a.checkpoint,
+    };
+    this.wire.send(a.to, encodeMessage(msg));
+  }
+
+  // ---------------------------------------------------------------- what the API calls
+
+  submit(sr: SignedRequest): SubmitOutcome {
+    if (this.stopped)
+      return { ok: false, requestId: null, code: 'NODE_STOPPED', message: 'the node is stopping' };
+    const actions = this.step({ type: 'request', request: sr });
+    for (const a of actions) {
+      if (a.type === 'accepted') {
+        this.acceptedAt.set(hex(a.requestId), Date.now());
+        this.obs.accepted?.(a.requestId);
+        return { ok: true, requestId: a.requestId };
+      }
+      if (a.type === 'rejected') {
+        this.obs.rejected?.(a.code);
+        return { ok: false, requestId: a.requestId, code: a.code, message: a.message };
+      }
+    }
+    // Nothing said: the replica already holds it (a resubmission); the certificate will come as usual.
+    return { ok: true, requestId: requestIdOf(sr) };
+  }
+
+  submitTx(tx: Tx): TxOutcome {
+    const actions = this.step({ type: 'submitTx', tx });
+    for (const a of actions) {
+      if (a.type === 'txAccepted') return { ok: true, txId: a.txId };
+      if (a.type === 'txRejected') return { ok: false, txId: a.txId, code: a.code, message: a.message };
+    }
+    return { ok: true, txId: txIdOf(tx) };
+  }
+
+  certificate(requestId: string): Certificate | null {
+    return this.db.certificate(requestId);
+  }
+
+  /** Resolves with the certificate when this node has it, or null after `timeoutMs`. */
+  waitCertificate(requestId: string, timeoutMs: number): Promise<Certificate | null> {
+    const have = this.certificate(requestId);
+    if (have || timeoutMs <= 0) return Promise.resolve(have);
+    return new Promise((resolve) => {
+      const w: Waiter = {
+        resolve,
+        timer: setTimeout(() => {
+          const ws = this.waiters.get(requestId);
+          if (ws) {
+            const i = ws.indexOf(w);
+            if (i >= 0) ws.splice(i, 1);
+            if (ws.length === 0) this.waiters.delete(requestId);
+          }
+          resolve(this.certificate(requestId));
+        }, timeoutMs),
+      };
+      const ws = this.waiters.get(requestId);
+      if (ws) ws.push(w);
+      else this.waiters.set(requestId, [w]);
+    });
+  }
+
+  status() {
+    const r = this.replica;
+    const n = this.genesis.nodes.length;
+    return {
+      id: this.id,
+      view: r.view,
+      primary: r.view % n,
+      viewChanging: r.viewChanging,
+      viewChanges: r.viewChanges,
+      lastExecuted: r.lastExecuted,
+      pendingRequests: r.pendingRequests,
+      inferring: this.inferring,
+      models: r.currentModels.map((d) => hex(d)),
+      modelVersions: [...r.currentModelVersions],
+      uptimeMs: Date.now() - this.startedAt,
+    };
+  }
+
+  get waiting(): number {
+    let n = 0;
+    for (const ws of this.waiters.values()) n += ws.length;
+    return n;
+  }
+
+  /** Stops timers and answers waiters; the caller closes the wire and then `close()`s the ledger. */
+  stop(): void {
+    this.stopped = true;
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = null;
+    for (const ws of this.waiters.values())
+      for (const w of ws) {
+        clearTimeout(w.timer);
+        w.resolve(null);
+      }
+    this.waiters.clear();
+  }
+
+  close(): void {
+    this.stop();
+    this.db.close();
+  }
+}
+
+function uncertifiedReceipts(db: SqliteLedger, q: number): Receipt[] {
+  const out: Receipt[] = [];
+  for (let s = Math.max(1, db.lastSeq - 256); s <= db.lastSeq; s++)
+    if (db.receiptSignatures(s).length < q) out.push(db.receipt(s)!.receipt);
+  return out;
+}

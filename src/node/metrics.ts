@@ -1,0 +1,254 @@
+/**
+ * One node's Prometheus metrics, in a registry of its own (several nodes can share a process, as in tests).
+ * Counters and histograms are fed by the NodeHost observer hooks (`observer()`, passed as HostOptions.observe)
+ * and by the HTTP API; gauges are read from the host, its backend and the transport when scraped (`attach`).
+ *
+ *   dropbear_requests_accepted_total                 requests this node accepted from clients
+ *   dropbear_requests_rejected_total{reason}         client requests refused, by error code
+ *   dropbear_certificates_total                      certificates formed at this node
+ *   dropbear_inference_queue_depth                   inputs waiting in the backend (queued + preprocessing)
+ *   dropbear_inference_in_flight                     backend batches or calls under way
+ *   dropbear_inference_batch_size                    requests per inference call of the host (histogram)
+ *   dropbear_inference_seconds                       time per inference call of the host (histogram)
+ *   dropbear_inference_failures_total                inputs the model failed on (voted as empty results)
+ *   dropbear_consensus_batch_size                    requests per executed consensus batch (histogram)
+ *   dropbear_accept_to_certificate_seconds           accepted here to certificate formed here (histogram)
+ *   dropbear_pending_requests                        requests held by the replica, not yet executed
+ *   dropbear_view / dropbear_last_executed_seq       the replica's view and last executed sequence number
+ *   dropbear_view_changes_total                      view changes seen by this node
+ *   dropbear_peer_connected{peer}                    1 when the transport reports the peer connected
+ *   dropbear_bad_frames_total{peer}                  undecodable frames received, by peer
+ *   dropbear_http_responses_total{method,route,status}
+ */
+import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
+import { type Certificate, hex } from '../protocol/index.ts';
+import type { HostObserver, NodeHost } from './host.ts';
+
+/** A peer connection as the transport reports it; `state === 'connected'` counts as connected. */
+export interface PeerState {
+  id: number;
+  state: string;
+}
+
+export interface MetricsOptions {
+  /** Also export the process metrics of prom-client (CPU, memory, event loop lag, GC), prefixed dropbear_. */
+  processMetrics?: boolean;
+}
+
+/** Extra time, beyond the group's request expiry, an accept time is kept for a request never certified here. */
+const ACCEPT_KEEP_MARGIN_MS = 60_000;
+
+export function isConnected(p: PeerState): boolean {
+  return p.state === 'connected';
+}
+
+export class NodeMetrics {
+  readonly registry = new Registry();
+  private host: NodeHost | null = null;
+  private peers: (() => PeerState[]) | null = null;
+  private certifiedCalls = 0;
+
+  private readonly accepted: Counter;
+  private readonly rejected: Counter<'reason'>;
+  private readonly certificates: Counter;
+  private readonly inferBatch: Histogram;
+  private readonly inferSeconds: Histogram;
+  private readonly inferFailures: Counter;
+  private readonly consensusBatch: Histogram;
+  private readonly acceptToCert: Histogram;
+  private readonly viewChanges: Counter;
+  private readonly badFrames: Counter<'peer'>;
+  private readonly http: Counter<'method' | 'route' | 'status'>;
+
+  constructor(opts: MetricsOptions = {}) {
+    const registers = [this.registry];
+    const self = this;
+    this.accepted = new Counter({
+      name: 'dropbear_requests_accepted_total',
+      help: 'Client requests accepted by this node',
+      registers,
+    });
+    this.rejected = new Counter({
+      name: 'dropbear_requests_rejected_total',
+      help: 'Client requests refused by this node, by error code',
+      labelNames: ['reason'],
+      registers,
+    });
+    this.certificates = new Counter({
+      name: 'dropbear_certificates_total',
+      help: 'Certificates formed at this node',
+      registers,
+    });
+    new Gauge({
+      name: 'dropbear_inference_queue_depth',
+      help: 'Inputs waiting in the model backend (queued for a batch or being preprocessed)',
+      registers,
+      collect() {
+        const s = self.backendStats();
+        this.set(s ? (num(s.queued) ?? 0) + (num(s.preprocessing) ?? 0) : 0);
+      },
+    });
+    new Gauge({
+      name: 'dropbear_inference_in_flight',
+      help: 'Batches or calls under way in the model backend',
+      registers,
+      collect() {
+        this.set(num(self.backendStats()?.inFlight) ?? 0);
+      },
+    });
+    this.inferBatch = new Histogram({
+      name: 'dropbear_inference_batch_size',
+      help: 'Requests per inference call of the host',
+      buckets: [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024],
+      registers,
+    });
+    this.inferSeconds = new Histogram({
+      name: 'dropbear_inference_seconds',
+      help: 'Wall time of one inference call of the host (all its requests)',
+      buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+      registers,
+    });
+    this.inferFailures = new Counter({
+      name: 'dropbear_inference_failures_total',
+      help: 'Inputs the model could not classify (voted as an empty result)',
+      registers,
+    });
+    this.consensusBatch = new Histogram({
+      name: 'dropbear_consensus_batch_size',
+      help: 'Requests per executed consensus batch',
+      buckets: [0, 1, 4, 16, 64, 256, 1024, 4096, 16384, 65536],
+      registers,
+    });
+    this.acceptToCert = new Histogram({
+      name: 'dropbear_accept_to_certificate_seconds',
+      help: 'From a request accepted at this node to its certificate formed at this node',
+      buckets: [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60],
+      registers,
+    });
+    new Gauge({
+      name: 'dropbear_pending_requests',
+      help: 'Requests held by the replica and not yet executed',
+      registers,
+      collect() {
+        if (self.host) this.set(self.host.replica.pendingRequests);
+      },
+    });
+    new Gauge({
+      name: 'dropbear_view',
+      help: 'Current PBFT view',
+      registers,
+      collect() {
+        if (self.host) this.set(self.host.replica.view);
+      },
+    });
+    new Gauge({
+      name: 'dropbear_last_executed_seq',
+      help: 'Sequence number of the last executed consensus batch',
+      registers,
+      collect() {
+        if (self.host) this.set(self.host.replica.lastExecuted);
+      },
+    });
+    this.viewChanges = new Counter({
+      name: 'dropbear_view_changes_total',
+      help: 'View changes seen by this node',
+      registers,
+    });
+    new Gauge({
+      name: 'dropbear_peer_connected',
+      help: 'Connection to each peer: 1 connected, 0 not',
+      labelNames: ['peer'],
+      registers,
+      collect() {
+        this.reset();
+        for (const p of self.peers?.() ?? []) this.set({ peer: String(p.id) }, isConnected(p) ? 1 : 0);
+      },
+    });
+    this.badFrames = new Counter({
+      name: 'dropbear_bad_frames_total',
+      help: 'Undecodable frames received, by peer',
+      labelNames: ['peer'],
+      registers,
+    });
+    this.http = new Counter({
+      name: 'dropbear_http_responses_total',
+      help: 'HTTP responses by method, route and status',
+      labelNames: ['method', 'route', 'status'],
+      registers,
+    });
+    if (opts.processMetrics) collectDefaultMetrics({ register: this.registry, prefix: 'dropbear_' });
+  }
+
+  /** The gauges read this host (and, when given, the transport's peer states) at scrape time. */
+  attach(host: NodeHost, peers?: () => PeerState[]): void {
+    this.host = host;
+    if (peers) this.peers = peers;
+  }
+
+  /** The hooks to pass as HostOptions.observe. */
+  observer(): HostObserver {
+    return {
+      accepted: () => this.accepted.inc(),
+      rejected: (code) => this.rejected.inc({ reason: code }),
+      inferred: (n, ms, failed) => {
+        this.inferBatch.observe(n);
+        this.inferSeconds.observe(ms / 1000);
+        if (failed > 0) this.inferFailures.inc(failed);
+      },
+      executed: (_seq, requests) => this.consensusBatch.observe(requests),
+      certified: (certs) => this.onCertified(certs),
+      badFrame: (from) => this.badFrames.inc({ peer: String(from) }),
+      viewChange: () => this.viewChanges.inc(),
+    };
+  }
+
+  /** A client request the API refused before it reached the replica (the replica's refusals come through the observer). */
+  requestRejected(reason: string): void {
+    this.rejected.inc({ reason });
+  }
+
+  httpResponse(method: string, route: string, status: number): void {
+    this.http.inc({ method, route, status: String(status) });
+  }
+
+  get contentType(): string {
+    return this.registry.contentType;
+  }
+
+  text(): Promise<string> {
+    return this.registry.metrics();
+  }
+
+  private backendStats(): Record<string, unknown> | null {
+    if (!this.host) return null;
+    try {
+      return this.host.currentBackend.stats() as unknown as Record<string, unknown>;
+    } catch {
+      return null; // the ordered model is not loaded
+    }
+  }
+
+  private onCertified(certs: Certificate[]): void {
+    this.certificates.inc(certs.length);
+    const host = this.host;
+    if (!host) return;
+    const now = Date.now();
+    for (const c of certs) {
+      const id = hex(c.outcome.requestId);
+      const at = host.acceptedAt.get(id);
+      if (at === undefined) continue; // accepted at another node
+      this.acceptToCert.observe((now - at) / 1000);
+      host.acceptedAt.delete(id);
+    }
+    // A request accepted here may never be certified here (skipped for its fee, certified while this node
+    // was behind): forget accept times older than the group's expiry now and then.
+    if (++this.certifiedCalls % 256 === 0) {
+      const cutoff = now - host.genesis.params.expiryMs - ACCEPT_KEEP_MARGIN_MS;
+      for (const [id, at] of host.acceptedAt) if (at < cutoff) host.acceptedAt.delete(id);
+    }
+  }
+}
+
+function num(v: unknown): number | undefined {
+  return typeof v === 'number' && Number.isFinite(v) ? v : undefined;
+}

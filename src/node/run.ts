@@ -1,0 +1,179 @@
+/**
+ * One node as a process: config → models (digest-checked against the ledger) → ledger and replica →
+ * TCP transport → HTTP API. `stop()` (SIGTERM, SIGINT) closes the API, the peers, the engines and, last,
+ * the ledger: every write is a synchronous SQLite transaction, so none is ever cut in half.
+ */
+import { mkdirSync, readFileSync } from 'node:fs';
+import { basename, join } from 'node:path';
+import pino from 'pino';
+import type { ModelBackend } from '../inference/backend.ts';
+import { catalogByDigest } from '../inference/catalog.ts';
+import { InferenceEngine } from '../inference/engine.ts';
+import { RemoteBackend } from '../inference/remote.ts';
+import { deriveSpec, resolveModel, sha256File } from '../inference/store.ts';
+import { DropbearError, equalBytes, fromJson, Genesis, groupIdOf, hex } from '../protocol/index.ts';
+import { readKeyFile } from '../protocol/keyfile.ts';
+import { buildApi } from './api.ts';
+import { loadNodeConfig, type ModelConfig, type NodeConfig } from './config.ts';
+import { NodeHost } from './host.ts';
+import { NodeMetrics } from './metrics.ts';
+import { Transport } from './transport.ts';
+
+export interface RunningNode {
+  config: NodeConfig;
+  host: NodeHost;
+  transport: Transport;
+  apiUrl: string;
+  p2pPort: number;
+  stop(): Promise<void>;
+}
+
+async function startBackend(m: ModelConfig, cfg: NodeConfig): Promise<ModelBackend> {
+  if ('remote' in m)
+    return RemoteBackend.connect({
+      url: m.remote.url,
+      model: m.remote.model,
+      digest: m.remote.digest,
+      timeoutMs: m.remote.timeoutMs,
+    });
+  let path: string;
+  let spec: Awaited<ReturnType<typeof resolveModel>>['spec'];
+  let digest: string;
+  if ('name' in m) {
+    const r = await resolveModel(m.name, cfg.home);
+    path = r.path;
+    spec = r.spec;
+    digest = r.sha256;
+  } else {
+    path = m.path;
+    const file = await sha256File(path);
+    digest = file.sha256;
+    spec = catalogByDigest(digest) ?? (await deriveSpec(path, basename(path, '.onnx'), digest, file.bytes));
+  }
+  return InferenceEngine.start({ ...cfg.engine, modelPath: path, spec, expectDigest: digest });
+}
+
+/** A backend that answers a label 500 away from its model's (test only: a lying owner). */
+function lying(b: ModelBackend): ModelBackend {
+  return {
+    digest: b.digest,
+    spec: b.spec,
+    stats: () => b.stats(),
+    close: () => b.close(),
+    async classify(input) {
+      const r = await b.classify(input);
+      if (r.kind !== 'class') return r;
+      return { kind: 'class', top: r.top.map((t) => ({ label: (t.label + 500) % 1000, score: t.score })) };
+    },
+  };
+}
+
+export async function startNode(configPath: string): Promise<RunningNode> {
+  const cfg = loadNodeConfig(configPath);
+  // Every log line carries the node id and, once the replica runs, its view and last executed seq.
+  let state: () => object = () => ({});
+  const log = pino({ level: cfg.log.level, base: { node: cfg.id }, mixin: () => state() });
+  let genesis: Genesis;
+  try {
+    genesis = fromJson(Genesis, JSON.parse(readFileSync(cfg.genesis, 'utf8')));
+  } catch (e) {
+    throw new DropbearError('GENESIS_INVALID', `${cfg.genesis}: ${(e as Error).message}`);
+  }
+  const me = genesis.nodes[cfg.id];
+  if (!me) throw new DropbearError('CONFIG_INVALID', `node id ${cfg.id} is not in the genesis`);
+  const key = readKeyFile(cfg.key);
+  if (!equalBytes(key.publicKey, me.publicKey))
+    throw new DropbearError(
+      'CONFIG_KEY_MISMATCH',
+      `${cfg.key} is not the key the genesis names for node ${cfg.id}`,
+    );
+
+  const backends: ModelBackend[] = [];
+  const closeBackends = () => Promise.all(backends.map((b) => b.close().catch(() => {})));
+  let host: NodeHost;
+  try {
+    for (const m of [cfg.model, ...cfg.extraModels]) backends.push(await startBackend(m, cfg));
+    if (cfg.byzantine === 'wrong-results') {
+      log.warn({}, 'configured to lie: every answer is a wrong label (test only)');
+      for (let i = 0; i < backends.length; i++) backends[i] = lying(backends[i]);
+    }
+    mkdirSync(cfg.data, { recursive: true });
+    const transport = new Transport({
+      id: cfg.id,
+      genesis,
+      key,
+      listen: cfg.p2p,
+      peers: cfg.peers ?? undefined,
+      tls: cfg.tls ? { keyFile: cfg.tls.key, certFile: cfg.tls.cert, caFile: cfg.tls.ca } : undefined,
+      logger: log,
+    });
+    const metrics = new NodeMetrics();
+    host = NodeHost.open({
+      id: cfg.id,
+      genesis,
+      key,
+      ledgerPath: join(cfg.data, 'ledger.sqlite'),
+      backends,
+      wire: transport,
+      replica: cfg.replica,
+      logger: log,
+      observe: metrics.observer(),
+    });
+    const h = host;
+    state = () => ({ view: h.replica.view, seq: h.replica.lastExecuted });
+    const withState = log;
+    const custodial = cfg.custodial?.map((a) => ({
+      apiKeySha256: a.apiKeySha256,
+      key: readKeyFile(a.key),
+      maxFee: a.maxFee,
+    }));
+    const app = buildApi(host, {
+      groupName: genesis.name,
+      bodyLimitBytes: cfg.apiLimits.bodyLimitBytes,
+      maxPending: cfg.apiLimits.maxPending,
+      custodial: custodial ? { accounts: custodial } : undefined,
+      peers: () => transport.stats().peers.map((p) => ({ id: p.id, state: p.state })),
+      metrics,
+      logger: withState,
+    });
+    metrics.attach(host, () => transport.stats().peers.map((p) => ({ id: p.id, state: p.state })));
+    const p2pPort = await transport.start();
+    host.start();
+    await app.listen({ host: cfg.api.host, port: cfg.api.port });
+    const addr = app.server.address();
+    const apiPort = typeof addr === 'object' && addr ? addr.port : cfg.api.port;
+    const apiUrl = `http://${cfg.api.host}:${apiPort}`;
+    withState.info(
+      {
+        api: apiUrl,
+        p2p: p2pPort,
+        model: host.currentBackend.digest,
+        group: hex(groupIdOf(genesis)).slice(0, 16),
+      },
+      'node started',
+    );
+    let stopping: Promise<void> | null = null;
+    return {
+      config: cfg,
+      host,
+      transport,
+      apiUrl,
+      p2pPort,
+      stop() {
+        stopping ??= (async () => {
+          withState.info({}, 'stopping');
+          await app.close().catch(() => {});
+          h.stop();
+          await transport.stop();
+          await closeBackends();
+          h.close();
+          withState.info({}, 'stopped');
+        })();
+        return stopping;
+      },
+    };
+  } catch (e) {
+    await closeBackends();
+    throw e;
+  }
+}

@@ -1,0 +1,1027 @@
+/**
+ * Node-to-node transport: authenticated, length-prefixed frames over TCP (optionally TLS).
+ *
+ * - One connection per pair of nodes. The node with the LOWER id dials, the higher one accepts, so
+ *   there is never a race between two simultaneous dials. An acceptor refuses a HELLO from a higher id.
+ *   If a peer dials again while the acceptor still holds an older connection from it (a restart, a
+ *   half-dead socket), the newest AUTHENTICATED connection wins and the older one is closed.
+ * - The dialer redials forever while running, with exponential backoff and equal jitter:
+ *   delay = b/2 + random·b/2, b = min(maxMs, minMs·2^attempts). `attempts` resets after a connection
+ *   that was authenticated and closed without a fault on our side; it keeps growing across failed
+ *   dials, failed handshakes and connections we closed for garbage (so a misbehaving peer is redialled
+ *   ever more slowly).
+ * - Handshake (see frames.ts): HELLO(nonceD) → CHALLENGE(nonceA, sigA) → AUTH(sigD) → OK. Both sides
+ *   sign, under TAGS.handshake and the group id, a transcript holding their role, both ids, both fresh
+ *   nonces and (under TLS) the TLS exporter value; keys come from the genesis only. Frames are delivered
+ *   only after it, tagged with the authenticated peer id. Before it, frames are limited to 128 bytes and
+ *   the whole handshake (connect included) to `handshakeTimeoutMs`.
+ * - Frames are delivered raw (the caller decodes); a frame the caller cannot use is reported with
+ *   reportBad(from, reason), which closes that connection. A zero or oversized length prefix, a frame cut
+ *   by end of stream, or a bad handshake closes that connection too; all are logged and counted, and
+ *   no other connection is affected.
+ * - Per-peer send queues bounded by bytes and by frames. When full, the OLDEST queued frames are dropped
+ *   (and counted): consensus messages are superseded by newer ones (later views, sequence numbers,
+ *   checkpoints), the protocol retransmits what still matters, and a peer that comes back is best
+ *   served by the freshest state. Frames queue while the peer is disconnected and are sent on connect.
+ * - Writes are coalesced: queued frames are flushed on the next setImmediate, small frames copied into
+ *   one buffer, large ones (≥ 64 KiB) written without a copy under cork(); `write()` returning false
+ *   stops the flush until 'drain'.
+ *
+ * Limits: without TLS the handshake authenticates the peer at connection time only; an attacker on the
+ * path could inject into the TCP stream afterwards (consensus messages carry their own signatures).
+ * With TLS, the handshake signs the TLS exporter value, which binds it to that TLS session.
+ */
+import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import net from 'node:net';
+import tls from 'node:tls';
+import { equalBytes, type KeyPair, signTagged, TAGS, verifyTagged } from '../protocol/crypto.ts';
+import { DropbearError } from '../protocol/errors.ts';
+import { type Genesis, groupIdOf } from '../protocol/messages.ts';
+import {
+  decodeAuth,
+  decodeChallenge,
+  decodeHello,
+  encodeAuth,
+  encodeChallenge,
+  encodeFrame,
+  encodeHello,
+  FRAME_HEADER_BYTES,
+  FrameDecoder,
+  FrameError,
+  formatAddress,
+  HANDSHAKE_MAX_FRAME,
+  HANDSHAKE_VERSION,
+  type HostPort,
+  handshakeTranscript,
+  isOk,
+  MAX_FRAME_LIMIT,
+  NONCE_BYTES,
+  OK_MESSAGE,
+  parseAddress,
+  ROLE,
+} from './frames.ts';
+
+export { formatAddress, type HostPort, parseAddress } from './frames.ts';
+
+/** pino-compatible: `logger.warn({ peer: 2 }, 'message')`. */
+export interface Logger {
+  info(obj: object, msg: string): void;
+  warn(obj: object, msg: string): void;
+  error(obj: object, msg: string): void;
+}
+export const noopLogger: Logger = { info() {}, warn() {}, error() {} };
+
+export interface TlsConfig {
+  /** PEM private key and certificate of this node. */
+  keyFile: string;
+  certFile: string;
+  /**
+   * PEM CA bundle. When given, both sides require and verify a certificate chaining to it (host names
+   * are not checked: peers are identified by the genesis handshake). When absent, TLS only encrypts,
+   * and authentication rests on the handshake, which is bound to the TLS session either way.
+   */
+  caFile?: string;
+}
+
+export interface TransportOptions {
+  /** This node's id in the genesis. */
+  id: number;
+  genesis: Genesis;
+  /** groupIdOf(genesis), computed when absent. */
+  groupId?: Uint8Array;
+  /** This node's key pair; its public key must be the genesis one. */
+  key: KeyPair;
+  listen: HostPort;
+  /**
+   * Addresses of peers (only those this node dials, i.e. higher ids, are used). Default: the genesis
+   * `address` of each (`tcp://host:port`). A string is parsed as such an address.
+   */
+  peers?: Map<number, HostPort | string>;
+  /** Largest frame payload sent or accepted. Default max(16 MiB, genesis maxInputBytes + 1 MiB). */
+  maxFrameBytes?: number;
+  /** Per-peer send queue bounds. Default: maxBytes = 2·maxFrameBytes + 1 MiB, maxFrames = 100,000. */
+  queue?: { maxBytes?: number; maxFrames?: number };
+  /** Redial backoff. Default 100 ms … 10 s. */
+  backoff?: { minMs?: number; maxMs?: number };
+  /** Connect + handshake must finish within this. Default 5 s. */
+  handshakeTimeoutMs?: number;
+  /** Unauthenticated inbound connections held at once; more are closed at once. Default 64. */
+  maxPendingHandshakes?: number;
+  /** Initial delay of TCP keep-alive probes. Default 10 s. */
+  keepAliveMs?: number;
+  /**
+   * A connected side that has written nothing for this long sends an empty frame (a keep-alive, never
+   * delivered). Default 5 s; 0 turns heartbeats and the idle timeout off.
+   */
+  heartbeatMs?: number;
+  /**
+   * A connection on which nothing at all arrived for this long is closed (the peer crashed or the path
+   * died without a reset); a dialer then redials. Default 4 × heartbeatMs.
+   */
+  idleTimeoutMs?: number;
+  tls?: TlsConfig;
+  logger?: Logger;
+}
+
+export type PeerState = 'idle' | 'connecting' | 'handshaking' | 'connected' | 'backoff' | 'waiting';
+
+export interface PeerStats {
+  id: number;
+  /** 'dial': this node dials the peer (lower id dials higher); 'accept': the peer dials this node. */
+  role: 'dial' | 'accept';
+  /** idle (not started / stopped), waiting (accept side, no connection), connecting, handshaking, connected, backoff. */
+  state: PeerState;
+  address: string | null;
+  framesIn: number;
+  bytesIn: number;
+  framesOut: number;
+  bytesOut: number;
+  queuedFrames: number;
+  queuedBytes: number;
+  /** Frames dropped from the send queue (full) or refused by it (larger than the queue). */
+  drops: number;
+  /** Connections to this peer closed for garbage after authentication (bad length, truncated, reportBad). */
+  badFrames: number;
+  /** Dial side: dials that failed before authentication (refused, timed out, bad handshake). */
+  dialFailures: number;
+  /** Authenticated connections established. */
+  connects: number;
+  /** Authenticated connections after the first. */
+  reconnects: number;
+  disconnects: number;
+  lastError: string | null;
+}
+
+export interface TransportStats {
+  id: number;
+  /** Bound port once started, else null. */
+  port: number | null;
+  running: boolean;
+  peers: PeerStats[];
+  inbound: {
+    /** Inbound connections taken in (TCP, or TLS once its handshake is done). */
+    accepted: number;
+    /** Inbound connections that authenticated. */
+    authenticated: number;
+    /** Inbound connections closed before authenticating: bad or timed-out handshake, garbage, TLS failure. */
+    handshakeFailures: number;
+    /** Inbound connections closed at once because too many handshakes were pending. */
+    refusedBusy: number;
+  };
+}
+
+export type FrameHandler = (from: number, bytes: Buffer) => void;
+export type PeerStateHandler = (peer: number, state: PeerState) => void;
+
+const DEFAULT_MIN_FRAME = 16 * 1024 * 1024;
+const WRITE_BATCH_BYTES = 256 * 1024;
+const LARGE_FRAME_BYTES = 64 * 1024;
+const TLS_EXPORTER_LABEL = 'EXPORTER-dropbear-handshake';
+/** An empty frame: sent when a connection has been quiet for heartbeatMs, dropped by the receiver. */
+const KEEPALIVE = Buffer.alloc(FRAME_HEADER_BYTES);
+
+type Phase =
+  | 'connecting' // dialer: TCP/TLS connect in progress
+  | 'challenge' // dialer: HELLO sent, waiting for CHALLENGE
+  | 'ok' // dialer: AUTH sent, waiting for OK
+  | 'hello' // acceptor: waiting for HELLO
+  | 'auth' // acceptor: CHALLENGE sent, waiting for AUTH
+  | 'open'
+  | 'closed';
+
+interface Conn {
+  socket: net.Socket;
+  dialer: boolean;
+  /** Dialer: the peer dialled. Acceptor: set once authenticated. */
+  peer: Peer | null;
+  phase: Phase;
+  decoder: FrameDecoder;
+  remote: string;
+  nonceD: Uint8Array | null;
+  nonceA: Uint8Array | null;
+  /** Acceptor: the id claimed in HELLO (not trusted until AUTH verifies). */
+  claimed: number;
+  binding: Uint8Array;
+  timer: NodeJS.Timeout | null;
+  waitingDrain: boolean;
+  /** Date.now() of the last bytes read / written (for heartbeats and the idle timeout). */
+  lastRx: number;
+  lastTx: number;
+  closed: Promise<void>;
+}
+
+interface Peer {
+  id: number;
+  publicKey: Uint8Array;
+  dial: boolean;
+  address: HostPort | null;
+  conn: Conn | null;
+  state: PeerState;
+  queue: FrameQueue;
+  attempts: number;
+  timer: NodeJS.Timeout | null;
+  flush: NodeJS.Immediate | null;
+  /** Log suppression: the first failure of a streak is logged, the rest only counted. */
+  failing: boolean;
+  dropping: boolean;
+  stats: Omit<PeerStats, 'id' | 'role' | 'state' | 'address' | 'queuedFrames' | 'queuedBytes' | 'reconnects'>;
+}
+
+/** FIFO of payloads with O(1) push/shift and running byte/frame counts (bytes include headers). */
+class FrameQueue {
+  private items: (Uint8Array | undefined)[] = [];
+  private head = 0;
+  count = 0;
+  bytes = 0;
+
+  push(f: Uint8Array): void {
+    this.items.push(f);
+    this.count++;
+    this.bytes += f.length + FRAME_HEADER_BYTES;
+  }
+
+  shift(): Uint8Array {
+    const f = this.items[this.head]!;
+    this.items[this.head++] = undefined;
+    this.count--;
+    this.bytes -= f.length + FRAME_HEADER_BYTES;
+    if (this.count === 0) {
+      this.items = [];
+      this.head = 0;
+    } else if (this.head >= 1024 && this.head * 2 >= this.items.length) {
+      this.items = this.items.slice(this.head);
+      this.head = 0;
+    }
+    return f;
+  }
+
+  clear(): void {
+    this.items = [];
+    this.head = 0;
+    this.count = 0;
+    this.bytes = 0;
+  }
+}
+
+function transportError(code: string, message: string, details?: Record<string, unknown>): DropbearError {
+  return new DropbearError(code, message, details);
+}
+
+function errText(e: unknown): string {
+  return e instanceof Error ? e.message : String(e);
+}
+
+export class Transport {
+  readonly id: number;
+  readonly groupId: Uint8Array;
+  readonly maxFrameBytes: number;
+  private readonly key: KeyPair;
+  private readonly listenAt: HostPort;
+  private readonly log: Logger;
+  private readonly queueMaxBytes: number;
+  private readonly queueMaxFrames: number;
+  private readonly backoffMin: number;
+  private readonly backoffMax: number;
+  private readonly handshakeTimeoutMs: number;
+  private readonly maxPending: number;
+  private readonly keepAliveMs: number;
+  private readonly heartbeatMs: number;
+  private readonly idleTimeoutMs: number;
+  private ticker: NodeJS.Timeout | null = null;
+  private readonly tlsConfig: TlsConfig | undefined;
+  private tlsContext: { key: Buffer; cert: Buffer; ca?: Buffer } | null = null;
+
+  private readonly peers = new Map<number, Peer>();
+  private readonly conns = new Set<Conn>();
+  private readonly accepted = new Set<net.Socket>();
+  private readonly frameHandlers: FrameHandler[] = [];
+  private readonly stateHandlers: PeerStateHandler[] = [];
+  private server: net.Server | null = null;
+  private port: number | null = null;
+  private phase: 'new' | 'running' | 'stopped' = 'new';
+  private pending = 0;
+  private readonly inbound = { accepted: 0, authenticated: 0, handshakeFailures: 0, refusedBusy: 0 };
+
+  constructor(opts: TransportOptions) {
+    const me = opts.genesis.nodes.find((n) => n.id === opts.id);
+    if (!me) throw transportError('TRANSPORT_CONFIG', `node ${opts.id} is not in the genesis`);
+    if (!equalBytes(me.publicKey, opts.key.publicKey))
+      throw transportError('TRANSPORT_CONFIG', `the key given is not node ${opts.id}'s key in the genesis`);
+    this.id = opts.id;
+    this.key = opts.key;
+    this.groupId = opts.groupId ?? groupIdOf(opts.genesis);
+    this.listenAt = opts.listen;
+    this.log = opts.logger ?? noopLogger;
+    this.maxFrameBytes =
+      opts.maxFrameBytes ?? Math.max(DEFAULT_MIN_FRAME, opts.genesis.params.maxInputBytes + (1 << 20));
+    if (
+      !Number.isInteger(this.maxFrameBytes) ||
+      this.maxFrameBytes < 1 ||
+      this.maxFrameBytes > MAX_FRAME_LIMIT
+    )
+      throw transportError('TRANSPORT_CONFIG', `maxFrameBytes must be an integer in 1..${MAX_FRAME_LIMIT}`);
+    this.queueMaxBytes = opts.queue?.maxBytes ?? 2 * this.maxFrameBytes + (1 << 20);
+    this.queueMaxFrames = opts.queue?.maxFrames ?? 100_000;
+    if (this.queueMaxFrames < 1) throw transportError('TRANSPORT_CONFIG', 'queue.maxFrames must be ≥ 1');
+    if (this.queueMaxBytes < this.maxFrameBytes + FRAME_HEADER_BYTES)
+      throw transportError(
+        'TRANSPORT_CONFIG',
+        `queue.maxBytes (${this.queueMaxBytes}) must hold one frame of maxFrameBytes (${this.maxFrameBytes})`,
+      );
+    this.backoffMin = opts.backoff?.minMs ?? 100;
+    this.backoffMax = opts.backoff?.maxMs ?? 10_000;
+    if (!(this.backoffMin > 0 && this.backoffMax >= this.backoffMin))
+      throw transportError('TRANSPORT_CONFIG', 'backoff needs 0 < minMs ≤ maxMs');
+    this.handshakeTimeoutMs = opts.handshakeTimeoutMs ?? 5_000;
+    this.maxPending = opts.maxPendingHandshakes ?? 64;
+    this.keepAliveMs = opts.keepAliveMs ?? 10_000;
+    this.heartbeatMs = opts.heartbeatMs ?? 5_000;
+    this.idleTimeoutMs = opts.idleTimeoutMs ?? 4 * this.heartbeatMs;
+    if (this.heartbeatMs > 0 && !(this.idleTimeoutMs > this.heartbeatMs))
+      throw transportError('TRANSPORT_CONFIG', 'idleTimeoutMs must exceed heartbeatMs');
+    this.tlsConfig = opts.tls;
+
+    for (const n of opts.genesis.nodes) {
+      if (n.id === this.id) continue;
+      if (!Number.isInteger(n.id) || n.id < 0 || n.id > 0xffff_ffff)
+        throw transportError('TRANSPORT_CONFIG', `node id ${n.id} does not fit the handshake (u32)`);
+      const dial = this.id < n.id;
+      let address: HostPort | null = null;
+      if (dial) {
+        const given = opts.peers?.get(n.id);
+        try {
+          address = typeof given === 'string' ? parseAddress(given) : (given ?? parseAddress(n.address));
+        } catch (e) {
+          throw transportError(
+            'TRANSPORT_CONFIG',
+            `no usable address for node ${n.id} (this node dials it): ${errText(e)}`,
+          );
+        }
+      }
+      this.peers.set(n.id, {
+        id: n.id,
+        publicKey: n.publicKey,
+        dial,
+        address,
+        conn: null,
+        state: 'idle',
+        queue: new FrameQueue(),
+        attempts: 0,
+        timer: null,
+        flush: null,
+        failing: false,
+        dropping: false,
+        stats: {
+          framesIn: 0,
+          bytesIn: 0,
+          framesOut: 0,
+          bytesOut: 0,
+          drops: 0,
+          badFrames: 0,
+          dialFailures: 0,
+          connects: 0,
+          disconnects: 0,
+          lastError: null,
+        },
+      });
+    }
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Public API
+
+  /** Listen, then dial the peers this node dials. Resolves with the bound port (useful with port 0). */
+  async start(): Promise<number> {
+    if (this.phase !== 'new') throw transportError('TRANSPORT_STATE', 'a transport starts once');
+    this.phase = 'running';
+    if (this.tlsConfig) {
+      this.tlsContext = {
+        key: readFileSync(this.tlsConfig.keyFile),
+        cert: readFileSync(this.tlsConfig.certFile),
+        ca: this.tlsConfig.caFile ? readFileSync(this.tlsConfig.caFile) : undefined,
+      };
+    }
+    let server: net.Server;
+    if (this.tlsContext) {
+      const tlsServer = tls.createServer(
+        {
+          ...this.tlsContext,
+          minVersion: 'TLSv1.3',
+          requestCert: !!this.tlsContext.ca,
+          rejectUnauthorized: !!this.tlsContext.ca,
+          handshakeTimeout: this.handshakeTimeoutMs,
+        },
+        (s) => this.onInbound(s),
+      );
+      tlsServer.on('tlsClientError', (err, socket) => {
+        if (this.phase !== 'running') return;
+        this.inbound.handshakeFailures++;
+        this.log.warn(
+          { node: this.id, remote: `${socket.remoteAddress}:${socket.remotePort}`, err: errText(err) },
+          'transport: inbound TLS handshake failed',
+        );
+      });
+      server = tlsServer;
+    } else {
+      server = net.createServer((s) => this.onInbound(s));
+    }
+    // Every accepted TCP socket, TLS handshake in progress included, so that stop() can close them
+    // (server.close() waits for all of them).
+    server.on('connection', (s: net.Socket) => {
+      this.accepted.add(s);
+      s.once('close', () => this.accepted.delete(s));
+    });
+    this.server = server;
+    await new Promise<void>((resolve, reject) => {
+      const onError = (e: Error) => {
+        this.phase = 'stopped';
+        reject(e);
+      };
+      server.once('error', onError);
+      server.listen(this.listenAt.port, this.listenAt.host, () => {
+        server.off('error', onError);
+        resolve();
+      });
+    });
+    server.on('error', (e) => this.log.error({ err: errText(e) }, 'transport: server error'));
+    this.port = (server.address() as net.AddressInfo).port;
+    this.log.info({ node: this.id, port: this.port, tls: !!this.tlsContext }, 'transport: listening');
+    if (this.heartbeatMs > 0)
+      this.ticker = setInterval(() => this.tick(), Math.max(5, Math.floor(this.heartbeatMs / 2)));
+    for (const p of this.peers.values()) {
+      if (p.dial) this.dial(p);
+      else this.setState(p, 'waiting');
+    }
+    return this.port;
+  }
+
+  /** Close the server and every connection, clear every timer. Queued frames are discarded. */
+  async stop(): Promise<void> {
+    if (this.phase === 'stopped') return;
+    const wasRunning = this.phase === 'running';
+    this.phase = 'stopped';
+    if (this.ticker) clearInterval(this.ticker);
+    this.ticker = null;
+    for (const p of this.peers.values()) {
+      if (p.timer) clearTimeout(p.timer);
+      if (p.flush) clearImmediate(p.flush);
+      p.timer = null;
+      p.flush = null;
+      p.queue.clear();
+    }
+    const closing: Promise<void>[] = [];
+    for (const c of [...this.conns]) {
+      closing.push(c.closed);
+      this.closeConn(c, 'transport stopped', false);
+    }
+    for (const s of this.accepted) s.destroy();
+    if (this.server) {
+      const s = this.server;
+      closing.push(new Promise<void>((resolve) => s.close(() => resolve())));
+      this.server = null;
+    }
+    await Promise.all(closing);
+    // The handles themselves are released in the event loop's close phase: let it run once, so that
+    // when stop() resolves nothing of this transport is left (process.getActiveResourcesInfo()).
+    await new Promise<void>((resolve) => setTimeout(resolve, 0));
+    for (const p of this.peers.values()) this.setState(p, 'idle');
+    if (wasRunning) this.log.info({ node: this.id }, 'transport: stopped');
+  }
+
+  /**
+   * Queue a frame for a peer (sent as soon as it is connected). The bytes are kept by reference until
+   * written: do not modify them afterwards. Throws for an unknown peer, this node itself, an empty
+   * frame or one over maxFrameBytes (a caller bug: the receiver would refuse it). When the queue is
+   * full the oldest queued frames are dropped and counted. After stop() frames are dropped silently.
+   */
+  send(to: number, bytes: Uint8Array): void {
+    const p = this.peers.get(to);
+    if (!p)
+      throw transportError(
+        'TRANSPORT_UNKNOWN_PEER',
+        to === this.id ? 'a node does not send to itself' : `node ${to} is not in the genesis`,
+      );
+    this.checkFrame(bytes);
+    this.enqueue(p, bytes);
+  }
+
+  /** send() to every other node of the genesis (the same bytes, not copied). */
+  broadcast(bytes: Uint8Array): void {
+    this.checkFrame(bytes);
+    for (const p of this.peers.values()) this.enqueue(p, bytes);
+  }
+
+  /**
+   * Called for every frame of an authenticated peer, in order per peer. `bytes` may be a view of the
+   * socket's read buffer: decode it (the codec copies what it keeps) or copy it before keeping it.
+   * Returns a function that removes the handler.
+   */
+  onFrame(handler: FrameHandler): () => void {
+    this.frameHandlers.push(handler);
+    return () => {
+      const i = this.frameHandlers.indexOf(handler);
+      if (i >= 0) this.frameHandlers.splice(i, 1);
+    };
+  }
+
+  /** Called on every peer state change (e.g. to resend what a reconnected peer missed). */
+  onPeerState(handler: PeerStateHandler): () => void {
+    this.stateHandlers.push(handler);
+    return () => {
+      const i = this.stateHandlers.indexOf(handler);
+      if (i >= 0) this.stateHandlers.splice(i, 1);
+    };
+  }
+
+  /** The caller could not use a frame from `from` (undecodable, bad signature…): close that connection. */
+  reportBad(from: number, reason: string): void {
+    const p = this.peers.get(from);
+    if (!p) return;
+    const c = p.conn;
+    if (c && c.phase === 'open') this.closeConn(c, `bad frame: ${reason}`, true);
+    else {
+      p.stats.badFrames++;
+      p.stats.lastError = `bad frame: ${reason}`;
+      this.log.warn({ peer: from, reason }, 'transport: bad frame reported (no open connection)');
+    }
+  }
+
+  /** Change the address a dialled peer is reached at (redials at once if it is backing off). */
+  setPeerAddress(id: number, address: HostPort | string): void {
+    const p = this.peers.get(id);
+    if (!p) throw transportError('TRANSPORT_UNKNOWN_PEER', `node ${id} is not in the genesis`);
+    if (!p.dial) return; // it dials us
+    p.address = typeof address === 'string' ? parseAddress(address) : address;
+    if (this.phase === 'running' && p.state === 'backoff') {
+      if (p.timer) clearTimeout(p.timer);
+      p.timer = null;
+      this.dial(p);
+    }
+  }
+
+  /** The bound port, once started. */
+  get boundPort(): number | null {
+    return this.port;
+  }
+
+  stats(): TransportStats {
+    return {
+      id: this.id,
+      port: this.port,
+      running: this.phase === 'running',
+      peers: [...this.peers.values()].map((p) => ({
+        id: p.id,
+        role: p.dial ? 'dial' : 'accept',
+        state: p.state,
+        address: p.address ? formatAddress(p.address) : null,
+        ...p.stats,
+        reconnects: Math.max(0, p.stats.connects - 1),
+        queuedFrames: p.queue.count,
+        queuedBytes: p.queue.bytes,
+      })),
+      inbound: { ...this.inbound },
+    };
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Sending
+
+  private checkFrame(bytes: Uint8Array): void {
+    if (!(bytes instanceof Uint8Array))
+      throw transportError('TRANSPORT_BAD_FRAME', 'a frame is a Uint8Array');
+    if (bytes.length === 0) throw transportError('TRANSPORT_BAD_FRAME', 'empty frame');
+    if (bytes.length > this.maxFrameBytes)
+      throw transportError(
+        'TRANSPORT_FRAME_TOO_LARGE',
+        `frame of ${bytes.length} bytes > maxFrameBytes ${this.maxFrameBytes}`,
+      );
+  }
+
+  private enqueue(p: Peer, bytes: Uint8Array): void {
+    if (this.phase === 'stopped') return;
+    const q = p.queue;
+    const n = bytes.length + FRAME_HEADER_BYTES;
+    let dropped = 0;
+    while (q.count > 0 && (q.count >= this.queueMaxFrames || q.bytes + n > this.queueMaxBytes)) {
+      q.shift();
+      dropped++;
+    }
+    q.push(bytes);
+    if (dropped > 0) {
+      p.stats.drops += dropped;
+      if (!p.dropping) {
+        p.dropping = true;
+        this.log.warn(
+          { peer: p.id, state: p.state, queuedFrames: q.count, queuedBytes: q.bytes },
+          'transport: send queue full, dropping the oldest frames',
+        );
+      }
+    }
+    if (p.flush === null && p.conn?.phase === 'open' && !p.conn.waitingDrain)
+      p.flush = setImmediate(() => this.flush(p));
+  }
+
+  private flush(p: Peer): void {
+    p.flush = null;
+    const c = p.conn;
+    if (c?.phase !== 'open' || c.waitingDrain) return;
+    const q = p.queue;
+    const s = c.socket;
+    while (q.count > 0) {
+      let ok = true;
+      let budget = WRITE_BATCH_BYTES;
+      const small: Uint8Array[] = [];
+      let smallBytes = 0;
+      const writeSmall = () => {
+        if (smallBytes === 0) return;
+        const buf = Buffer.allocUnsafe(smallBytes);
+        let off = 0;
+        for (const f of small) {
+          buf.writeUInt32BE(f.length, off);
+          buf.set(f, off + FRAME_HEADER_BYTES);
+          off += f.length + FRAME_HEADER_BYTES;
+        }
+        small.length = 0;
+        smallBytes = 0;
+        if (!s.write(buf)) ok = false;
+      };
+      s.cork();
+      while (q.count > 0 && budget > 0) {
+        const f = q.shift();
+        budget -= f.length + FRAME_HEADER_BYTES;
+        p.stats.framesOut++;
+        p.stats.bytesOut += f.length;
+        if (f.length >= LARGE_FRAME_BYTES) {
+          writeSmall();
+          const h = Buffer.allocUnsafe(FRAME_HEADER_BYTES);
+          h.writeUInt32BE(f.length, 0);
+          if (!s.write(h)) ok = false;
+          if (!s.write(f)) ok = false;
+        } else {
+          small.push(f);
+          smallBytes += f.length + FRAME_HEADER_BYTES;
+        }
+      }
+      writeSmall();
+      s.uncork();
+      c.lastTx = Date.now();
+      if (!ok) {
+        c.waitingDrain = true;
+        s.once('drain', () => {
+          c.waitingDrain = false;
+          if (c.phase === 'open') this.flush(p);
+        });
+        return;
+      }
+    }
+    p.dropping = false;
+  }
+
+  /** Heartbeats and the idle timeout, for every authenticated connection. */
+  private tick(): void {
+    const now = Date.now();
+    for (const c of this.conns) {
+      if (c.phase !== 'open') continue;
+      if (now - c.lastRx > this.idleTimeoutMs) {
+        this.closeConn(c, `idle: nothing received for ${now - c.lastRx} ms`, false);
+        continue;
+      }
+      if (now - c.lastTx >= this.heartbeatMs && !c.waitingDrain) {
+        c.socket.write(KEEPALIVE);
+        c.lastTx = now;
+      }
+    }
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Connections
+
+  private setState(p: Peer, state: PeerState): void {
+    if (p.state === state) return;
+    p.state = state;
+    for (const h of this.stateHandlers) {
+      try {
+        h(p.id, state);
+      } catch (e) {
+        this.log.error({ peer: p.id, err: errText(e) }, 'transport: peer state handler threw');
+      }
+    }
+  }
+
+  private newConn(socket: net.Socket, dialer: boolean, peer: Peer | null, remote: string): Conn {
+    let resolveClosed!: () => void;
+    const closed = new Promise<void>((r) => (resolveClosed = r));
+    const c: Conn = {
+      socket,
+      dialer,
+      peer,
+      phase: dialer ? 'connecting' : 'hello',
+      decoder: new FrameDecoder(HANDSHAKE_MAX_FRAME),
+      remote,
+      nonceD: null,
+      nonceA: null,
+      claimed: -1,
+      binding: new Uint8Array(0),
+      // A connect that times out is not the peer's fault (down, unreachable); a stalled handshake is.
+      timer: setTimeout(
+        () =>
+          c.phase === 'connecting'
+            ? this.closeConn(c, 'connect timed out', false)
+            : this.closeConn(c, 'handshake timed out', true),
+        this.handshakeTimeoutMs,
+      ),
+      waitingDrain: false,
+      lastRx: Date.now(),
+      lastTx: Date.now(),
+      closed,
+    };
+    this.conns.add(c);
+    socket.setNoDelay(true);
+    socket.setKeepAlive(true, this.keepAliveMs);
+    socket.on('data', (chunk: Buffer) => this.onData(c, chunk));
+    socket.on('end', () => {
+      if (c.phase !== 'closed' && c.decoder.pendingBytes > 0)
+        this.closeConn(c, `stream ended inside a frame (${c.decoder.pendingBytes} bytes pending)`, true);
+      else this.closeConn(c, 'closed by peer', c.phase !== 'open');
+    });
+    socket.on('error', (e) => this.closeConn(c, errText(e), c.phase !== 'open' && !c.dialer));
+    socket.on('close', () => {
+      this.closeConn(c, 'socket closed', false);
+      this.conns.delete(c);
+      resolveClosed();
+    });
+    return c;
+  }
+
+  private dial(p: Peer): void {
+    p.timer = null;
+    if (this.phase !== 'running' || !p.address) return;
+    this.setState(p, 'connecting');
+    const { host, port } = p.address;
+    const socket = this.tlsContext
+      ? tls.connect({
+          host,
+          port,
+          ...this.tlsContext,
+          minVersion: 'TLSv1.3',
+          rejectUnauthorized: !!this.tlsContext.ca,
+          checkServerIdentity: () => undefined, // peers are identified by the genesis handshake
+        })
+      : net.connect({ host, port });
+    const c = this.newConn(socket, true, p, formatAddress(p.address));
+    p.conn = c;
+    socket.once(this.tlsContext ? 'secureConnect' : 'connect', () => {
+      if (c.phase !== 'connecting') return;
+      c.binding = this.bindingOf(socket);
+      c.nonceD = randomBytes(NONCE_BYTES);
+      c.phase = 'challenge';
+      this.setState(p, 'handshaking');
+      socket.write(
+        encodeFrame(
+          encodeHello({
+            version: HANDSHAKE_VERSION,
+            groupId: this.groupId,
+            from: this.id,
+            to: p.id,
+            nonce: c.nonceD,
+          }),
+        ),
+      );
+    });
+  }
+
+  private onInbound(socket: net.Socket): void {
+    const remote = `${socket.remoteAddress}:${socket.remotePort}`;
+    if (this.phase !== 'running') {
+      socket.destroy();
+      return;
+    }
+    if (this.pending >= this.maxPending) {
+      this.inbound.refusedBusy++;
+      this.log.warn({ remote, pending: this.pending }, 'transport: too many pending handshakes, refusing');
+      socket.destroy();
+      return;
+    }
+    this.inbound.accepted++;
+    this.pending++;
+    const c = this.newConn(socket, false, null, remote);
+    c.binding = this.bindingOf(socket);
+  }
+
+  private bindingOf(socket: net.Socket): Uint8Array {
+    if (socket instanceof tls.TLSSocket)
+      return socket.exportKeyingMaterial(32, TLS_EXPORTER_LABEL, Buffer.alloc(0));
+    return new Uint8Array(0);
+  }
+
+  private onData(c: Conn, chunk: Buffer): void {
+    if (c.phase === 'closed') return;
+    c.lastRx = Date.now();
+    c.decoder.push(chunk);
+    for (;;) {
+      let frame: Buffer | null;
+      try {
+        frame = c.decoder.next();
+      } catch (e) {
+        this.closeConn(c, e instanceof FrameError ? e.message : errText(e), true);
+        return;
+      }
+      if (frame === null) return;
+      if (c.phase === 'open') {
+        if (frame.length > 0) this.deliver(c, frame); // empty: a keep-alive
+      } else this.onHandshakeFrame(c, frame);
+      // A handler may have closed it (reportBad, stop).
+      if ((c.phase as Phase) === 'closed') return;
+    }
+  }
+
+  private deliver(c: Conn, frame: Buffer): void {
+    const p = c.peer!;
+    p.stats.framesIn++;
+    p.stats.bytesIn += frame.length;
+    for (const h of this.frameHandlers) {
+      try {
+        h(p.id, frame);
+      } catch (e) {
+        this.log.error({ peer: p.id, err: errText(e) }, 'transport: frame handler threw');
+      }
+    }
+  }
+
+  private onHandshakeFrame(c: Conn, frame: Buffer): void {
+    switch (c.phase) {
+      case 'hello': {
+        const h = decodeHello(frame);
+        if (!h) return this.closeConn(c, 'handshake: expected HELLO', true);
+        if (h.version !== HANDSHAKE_VERSION)
+          return this.closeConn(c, `handshake: version ${h.version} not supported`, true);
+        if (!equalBytes(h.groupId, this.groupId)) return this.closeConn(c, 'handshake: another group', true);
+        if (h.to !== this.id) return this.closeConn(c, `handshake: HELLO meant for node ${h.to}`, true);
+        const p = this.peers.get(h.from);
+        if (!p) return this.closeConn(c, `handshake: node ${h.from} is not in the genesis`, true);
+        if (p.dial)
+          return this.closeConn(
+            c,
+            `handshake: node ${h.from} may not dial node ${this.id} (lower id dials)`,
+            true,
+          );
+        c.claimed = h.from;
+        c.nonceD = new Uint8Array(h.nonce);
+        c.nonceA = randomBytes(NONCE_BYTES);
+        const sig = signTagged(
+          TAGS.handshake,
+          this.groupId,
+          handshakeTranscript(ROLE.acceptor, h.from, this.id, c.nonceD, c.nonceA, c.binding),
+          this.key,
+        );
+        c.phase = 'auth';
+        c.socket.write(
+          encodeFrame(
+            encodeChallenge({
+              version: HANDSHAKE_VERSION,
+              from: this.id,
+              to: h.from,
+              nonce: c.nonceA,
+              signature: sig,
+            }),
+          ),
+        );
+        return;
+      }
+      case 'auth': {
+        const sig = decodeAuth(frame);
+        if (!sig) return this.closeConn(c, 'handshake: expected AUTH', true);
+        const p = this.peers.get(c.claimed)!;
+        const ok = verifyTagged(
+          TAGS.handshake,
+          this.groupId,
+          handshakeTranscript(ROLE.dialer, c.claimed, this.id, c.nonceD!, c.nonceA!, c.binding),
+          sig,
+          p.publicKey,
+        );
+        if (!ok) return this.closeConn(c, `handshake: bad signature for node ${c.claimed}`, true);
+        c.socket.write(encodeFrame(OK_MESSAGE));
+        this.pending--;
+        this.inbound.authenticated++;
+        this.attach(p, c);
+        return;
+      }
+      case 'challenge': {
+        const p = c.peer!;
+        const ch = decodeChallenge(frame);
+        if (!ch) return this.closeConn(c, 'handshake: expected CHALLENGE', true);
+        if (ch.version !== HANDSHAKE_VERSION)
+          return this.closeConn(c, `handshake: version ${ch.version} not supported`, true);
+        if (ch.from !== p.id || ch.to !== this.id)
+          return this.closeConn(c, `handshake: answered as node ${ch.from} to node ${ch.to}`, true);
+        c.nonceA = new Uint8Array(ch.nonce);
+        const ok = verifyTagged(
+          TAGS.handshake,
+          this.groupId,
+          handshakeTranscript(ROLE.acceptor, this.id, p.id, c.nonceD!, c.nonceA, c.binding),
+          ch.signature,
+          p.publicKey,
+        );
+        if (!ok) return this.closeConn(c, `handshake: bad signature for node ${p.id}`, true);
+        const sig = signTagged(
+          TAGS.handshake,
+          this.groupId,
+          handshakeTranscript(ROLE.dialer, this.id, p.id, c.nonceD!, c.nonceA, c.binding),
+          this.key,
+        );
+        c.phase = 'ok';
+        c.socket.write(encodeFrame(encodeAuth(sig)));
+        return;
+      }
+      case 'ok': {
+        if (!isOk(frame)) return this.closeConn(c, 'handshake: expected OK', true);
+        this.attach(c.peer!, c);
+        return;
+      }
+      default:
+        return;
+    }
+  }
+
+  private attach(p: Peer, c: Conn): void {
+    if (c.timer) clearTimeout(c.timer);
+    c.timer = null;
+    c.phase = 'open';
+    c.peer = p;
+    c.decoder.maxFrameBytes = this.maxFrameBytes;
+    c.decoder.allowEmpty = true;
+    c.lastRx = Date.now();
+    const old = p.conn;
+    p.conn = c;
+    if (old && old !== c) this.closeConn(old, 'replaced by a newer authenticated connection', false);
+    p.stats.connects++;
+    p.failing = false;
+    this.setState(p, 'connected');
+    this.log.info(
+      { node: this.id, peer: p.id, remote: c.remote, connects: p.stats.connects },
+      'transport: peer connected',
+    );
+    if (p.queue.count > 0 && p.flush === null) p.flush = setImmediate(() => this.flush(p));
+  }
+
+  /**
+   * Close a connection once (later calls do nothing). `fault`: the peer (or whoever is on the other
+   * end) misbehaved, which is counted and logged as a warning.
+   */
+  private closeConn(c: Conn, reason: string, fault: boolean): void {
+    if (c.phase === 'closed') return;
+    const wasOpen = c.phase === 'open';
+    const wasAuthenticating = !c.dialer && c.phase !== 'open';
+    c.phase = 'closed';
+    if (c.timer) clearTimeout(c.timer);
+    c.timer = null;
+    c.decoder.clear();
+    c.socket.destroy();
+    if (wasAuthenticating) this.pending--;
+    const stopping = this.phase !== 'running';
+    const p = c.peer;
+    if (wasOpen && p) {
+      p.stats.disconnects++;
+      p.stats.lastError = reason;
+      if (fault) {
+        p.stats.badFrames++;
+        this.log.warn(
+          { node: this.id, peer: p.id, remote: c.remote, reason },
+          'transport: bad frame, connection closed',
+        );
+      } else if (!stopping) {
+        this.log.info(
+          { node: this.id, peer: p.id, remote: c.remote, reason },
+          'transport: connection closed',
+        );
+      }
+    } else if (c.dialer && p) {
+      if (!stopping) {
+        p.stats.dialFailures++;
+        p.stats.lastError = reason;
+        if (!p.failing || fault) {
+          p.failing = true;
+          const obj = { node: this.id, peer: p.id, remote: c.remote, reason, attempts: p.attempts };
+          if (fault) this.log.warn(obj, 'transport: handshake with peer failed');
+          else this.log.info(obj, 'transport: dial failed (further failures in a row are only counted)');
+        }
+      }
+    } else if (!c.dialer && !stopping) {
+      this.inbound.handshakeFailures++;
+      this.log.warn({ node: this.id, remote: c.remote, reason }, 'transport: inbound connection refused');
+    }
+    if (!p || p.conn !== c) return;
+    p.conn = null;
+    if (stopping) return;
+    if (!p.dial) {
+      this.setState(p, 'waiting');
+      return;
+    }
+    p.attempts = wasOpen && !fault ? 0 : p.attempts + 1;
+    const base = Math.min(this.backoffMax, this.backoffMin * 2 ** Math.min(p.attempts, 30));
+    const delay = base / 2 + (Math.random() * base) / 2;
+    this.setState(p, 'backoff');
+    p.timer = setTimeout(() => this.dial(p), delay);
+  }
+}

@@ -1,0 +1,345 @@
+/**
+ * End to end: a 4-node group as four real processes on loopback (TCP between nodes, HTTP for clients,
+ * SQLite ledgers, real ONNX models), driven by the SDK and by plain fetch. Node 3 is configured to lie.
+ */
+import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { connect } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { verifyCertificate } from '../../src/certificate/index.ts';
+import { initGroup, type LoadedGroup, loadGroup } from '../../src/cli/group.ts';
+import { DropbearClient, type InferResult } from '../../src/client/index.ts';
+import {
+  Certificate,
+  encode,
+  fromJson,
+  hex,
+  keyPairFromSeed,
+  type Request,
+  Request as RequestCodec,
+  sha256,
+  signRequest,
+  signTagged,
+  TAGS,
+  toB64u,
+  toJson,
+} from '../../src/protocol/index.ts';
+
+const MODELS = [
+  'mobilenet_v1_0.25_128_quant',
+  'mobilenet_v1_0.5_160_quant',
+  'tf2_mobilenet_v2_1.0_224_ptq',
+  'mobilenetv2-12-int8',
+];
+const LIAR = 3;
+const VAL = '../shared/datasets/imagenet-sample/val';
+const images = readdirSync(VAL)
+  .sort()
+  .slice(0, 80)
+  .map((f) => readFileSync(join(VAL, f)));
+const BIN = 'bin/dropbear.mjs';
+
+const root = mkdtempSync(join(tmpdir(), 'dropbear-e2e-'));
+const home = join(root, 'home');
+const dir = join(root, 'group');
+let g: LoadedGroup;
+const procs = new Map<number, ChildProcess>();
+const logs = new Map<number, string[]>();
+
+function startNode(id: number, config = join(dir, `node-${id}.json`)): ChildProcess {
+  const child = spawn(process.execPath, [BIN, 'node', '--config', config], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, DROPBEAR_HOME: home },
+  });
+  const lines: string[] = [];
+  logs.set(id, lines);
+  child.stdout?.on('data', (d) => lines.push(String(d)));
+  child.stderr?.on('data', (d) => lines.push(String(d)));
+  procs.set(id, child);
+  return child;
+}
+
+async function ready(id: number, timeoutMs = 60_000): Promise<void> {
+  const api = g.file.nodes[id].api;
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    try {
+      if ((await fetch(`${api}/healthz`, { signal: AbortSignal.timeout(1000) })).status === 200) return;
+    } catch {}
+    if (Date.now() > deadline) throw new Error(`node ${id} not up: ${logs.get(id)?.join('')}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+function kill9(id: number): Promise<void> {
+  const c = procs.get(id)!;
+  return new Promise((res) => {
+    if (c.exitCode !== null || c.signalCode !== null) return res();
+    c.once('exit', () => res());
+    c.kill('SIGKILL');
+  });
+}
+
+async function status(id: number): Promise<{ view: number; lastExecuted: number; primary: number }> {
+  return (await fetch(`${g.file.nodes[id].api}/v1/status`)).json() as Promise<{
+    view: number;
+    lastExecuted: number;
+    primary: number;
+  }>;
+}
+
+function client(nodes = [0, 1, 2, 3]): DropbearClient {
+  return new DropbearClient({
+    genesis: g.genesis,
+    nodes: g.file.nodes.filter((n) => nodes.includes(n.id)).map((n) => ({ id: n.id, api: n.api })),
+    key: g.clientKey(),
+    timeoutMs: 60_000,
+  });
+}
+
+/** The liar never decides: every certified label is one that an honest node voted for. */
+function checkHonestDecision(r: InferResult): void {
+  expect(verifyCertificate(r.certificate, g.genesis).ok).toBe(true);
+  if (r.decision.kind !== 'label') return;
+  const honest = r.votes.filter((v) => v.node !== LIAR).map((v) => v.label);
+  expect(honest).toContain(r.decision.label);
+  const lie = r.votes.find((v) => v.node === LIAR);
+  if (lie && lie.label !== null) expect(honest).not.toContain(lie.label);
+}
+
+beforeAll(async () => {
+  execFileSync(process.execPath, [BIN, 'models', 'import', '../shared/models', '--home', home]);
+  await initGroup({
+    dir,
+    nodes: 4,
+    models: MODELS,
+    home,
+    name: 'e2e',
+    nodeConfig: {
+      log: { level: 'warn' },
+      replica: { voteWaitMs: 25, viewChangeTimeoutMs: 1000 },
+      api_limits: { bodyLimitBytes: 1 << 20 },
+    },
+  });
+  // Node 3 lies about every answer.
+  const c3 = JSON.parse(readFileSync(join(dir, 'node-3.json'), 'utf8'));
+  writeFileSync(join(dir, 'node-3.json'), JSON.stringify({ ...c3, byzantine: 'wrong-results' }));
+  g = loadGroup(dir);
+  for (const n of g.file.nodes) startNode(n.id);
+  await Promise.all(g.file.nodes.map((n) => ready(n.id)));
+}, 120_000);
+
+afterAll(async () => {
+  await Promise.all([...procs.keys()].map((id) => kill9(id)));
+  rmSync(root, { recursive: true, force: true });
+});
+
+describe('a real 4-node group', () => {
+  let certDir: string;
+
+  it('certifies requests from the SDK; the liar changes no decision; `dropbear verify` accepts them', async () => {
+    const results = await client().inferMany(images.slice(0, 12), { concurrency: 4 });
+    certDir = join(root, 'certs');
+    rmSync(certDir, { recursive: true, force: true });
+    execFileSync('mkdir', ['-p', certDir]);
+    for (const r of results) {
+      expect(r).not.toBeInstanceOf(Error);
+      const res = r as InferResult;
+      checkHonestDecision(res);
+      writeFileSync(
+        join(certDir, `${res.requestId}.json`),
+        JSON.stringify(toJson(Certificate, res.certificate)),
+      );
+    }
+    const out = execFileSync(
+      process.execPath,
+      [BIN, 'verify', '--genesis', join(dir, 'genesis.json'), certDir],
+      {
+        encoding: 'utf8',
+      },
+    );
+    expect(out).toMatch(/12/);
+  });
+
+  it('certifies a plain fetch on the Open Inference Protocol v2 endpoint (client-signed parameters)', async () => {
+    const key = g.clientKey();
+    const input = images[20];
+    const req: Request = {
+      groupId: Uint8Array.from(Buffer.from(g.file.groupId, 'hex')),
+      client: key.publicKey,
+      nonce: 777_001,
+      timestamp: Date.now(),
+      inputDigest: sha256(input),
+      policy: null,
+      maxFee: 100,
+    };
+    const signature = signTagged(TAGS.request, req.groupId, encode(RequestCodec, req), key);
+    const res = await fetch(`${g.file.nodes[1].api}/v2/models/e2e/infer`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({
+        inputs: [
+          { name: 'image', datatype: 'BYTES', shape: [1], data: [Buffer.from(input).toString('base64')] },
+        ],
+        parameters: {
+          dropbear_client: toB64u(key.publicKey),
+          dropbear_nonce: req.nonce,
+          dropbear_timestamp: req.timestamp,
+          dropbear_max_fee: req.maxFee,
+          dropbear_signature: toB64u(signature),
+        },
+      }),
+    });
+    const body = (await res.json()) as {
+      outputs: { name: string; data: number[] }[];
+      parameters: { certificate: unknown };
+    };
+    expect(res.status, JSON.stringify(body)).toBe(200);
+    const cert = fromJson(Certificate, body.parameters.certificate);
+    expect(verifyCertificate(cert, g.genesis).ok).toBe(true);
+    const labelOut = body.outputs.find((o) => o.name === 'label')!;
+    expect(labelOut.data[0]).toBe(cert.outcome.decision.kind === 'label' ? cert.outcome.decision.label : -1);
+  });
+
+  it('bad input over real HTTP and garbage on the peer port are refused, and the node keeps serving', async () => {
+    const api = g.file.nodes[2].api;
+    const post = (path: string, body: string | Uint8Array, type = 'application/json') =>
+      fetch(`${api}${path}`, { method: 'POST', headers: { 'content-type': type }, body: body as BodyInit });
+    const codeOf = async (r: Response) => [
+      r.status,
+      ((await r.json()) as { error: { code: string } }).error.code,
+    ];
+    expect(await codeOf(await post('/v1/requests', '{"request":'))).toEqual([400, 'MALFORMED_JSON']);
+    expect(await codeOf(await post('/v1/requests', 'hello', 'text/plain'))).toEqual([
+      415,
+      'UNSUPPORTED_MEDIA_TYPE',
+    ]);
+    expect(
+      await codeOf(await post('/v1/requests', new Uint8Array(2 << 20), 'application/octet-stream')),
+    ).toEqual([413, 'BODY_TOO_LARGE']);
+    expect(await codeOf(await post('/v2/models/nope/infer', '{"inputs":[]}'))).toEqual([
+      404,
+      'MODEL_NOT_FOUND',
+    ]);
+    const c = client([2]);
+    const garbage = c.sign(new TextEncoder().encode('not an image at all'));
+    const r1 = await post(
+      '/v1/requests',
+      JSON.stringify({
+        request: toJson((await import('../../src/protocol/index.ts')).SignedRequest, garbage),
+      }),
+    );
+    expect((await codeOf(r1))[1]).toBe('INPUT_UNSUPPORTED');
+    const stranger = new DropbearClient({
+      genesis: g.genesis,
+      nodes: [{ id: 2, api }],
+      key: keyPairFromSeed(new Uint8Array(32).fill(9)),
+    });
+    await expect(stranger.infer(images[30])).rejects.toMatchObject({ code: 'INSUFFICIENT_FUNDS' });
+    const tampered = c.sign(images[31]);
+    tampered.request.timestamp -= 1;
+    await expect(c.send(tampered)).rejects.toMatchObject({ code: 'REQUEST_BAD_SIGNATURE' });
+    const old = c.sign(images[31]).request;
+    const expired = signRequest({ ...old, timestamp: old.timestamp - 3_600_000 }, images[31], g.clientKey());
+    await expect(c.send(expired)).rejects.toMatchObject({ code: 'REQUEST_EXPIRED' });
+    // Garbage on the node-to-node port: the connection is dropped, nothing else happens.
+    const p2p = g.file.nodes[2].p2p.replace('tcp://', '').split(':');
+    await new Promise<void>((res) => {
+      const s = connect(Number(p2p[1]), p2p[0], () => {
+        s.write(Buffer.from([0xff, 0xff, 0xff, 0xff, 1, 2, 3]));
+        s.write(Buffer.alloc(4096, 7));
+      });
+      s.on('close', () => res());
+      s.on('error', () => res());
+      setTimeout(() => s.destroy(), 3000);
+    });
+    // Still serving: a good request certifies through node 2 alone.
+    const ok = await c.infer(images[32]);
+    checkHonestDecision(ok);
+    // A replay of a certified request is never executed twice: the same certificate comes back.
+    const signed = c.sign(images[33]);
+    const first = await c.send(signed);
+    const again = await c.send(signed);
+    expect(hex(encode(Certificate, again.certificate))).toBe(hex(encode(Certificate, first.certificate)));
+  });
+
+  it('kill -9 of a backup under load: certification continues; restarted, it catches up and serves old certificates', async () => {
+    const c = client();
+    const load = c.inferMany(images.slice(40, 60), { concurrency: 4 });
+    await new Promise((r) => setTimeout(r, 300));
+    await kill9(2);
+    const results = await load;
+    for (const r of results) {
+      expect(r).not.toBeInstanceOf(Error);
+      checkHonestDecision(r as InferResult);
+    }
+    const whileDown = results.map((r) => (r as InferResult).requestId);
+    startNode(2);
+    await ready(2);
+    // It catches up from its ledger and its peers, then serves certificates for requests it missed.
+    const deadline = Date.now() + 30_000;
+    for (;;) {
+      const [me, other] = await Promise.all([status(2), status(0)]);
+      if (me.lastExecuted >= other.lastExecuted && other.lastExecuted > 0) break;
+      if (Date.now() > deadline)
+        throw new Error(`node 2 stuck at ${me.lastExecuted} < ${other.lastExecuted}`);
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    let served = 0;
+    for (const id of whileDown) {
+      const res = await fetch(`${g.file.nodes[2].api}/v1/certificates/${id}?wait=10000`);
+      if (res.status === 200) {
+        const cert = fromJson(Certificate, ((await res.json()) as { certificate: unknown }).certificate);
+        expect(verifyCertificate(cert, g.genesis).ok).toBe(true);
+        served++;
+      }
+    }
+    expect(served).toBe(whileDown.length);
+  });
+
+  it('kill -9 of the primary: a view change, then certification continues', async () => {
+    const before = await status(1);
+    const primary = before.primary;
+    await kill9(primary);
+    const alive = [0, 1, 2, 3].filter((i) => i !== primary);
+    const results = await client(alive).inferMany(images.slice(60, 70), { concurrency: 4 });
+    for (const r of results) {
+      expect(r, String(r)).not.toBeInstanceOf(Error);
+      checkHonestDecision(r as InferResult);
+    }
+    const after = await status(alive[0]);
+    expect(after.view).toBeGreaterThan(before.view);
+    expect(after.primary).not.toBe(primary);
+  });
+
+  it('a node started with another model than the genesis names is refused', () => {
+    const cfg = JSON.parse(readFileSync(join(dir, 'node-1.json'), 'utf8'));
+    const bad = join(dir, 'node-1-wrong-model.json');
+    writeFileSync(
+      bad,
+      JSON.stringify({
+        ...cfg,
+        model: { name: 'squeezenet1.1-fp16-winml' },
+        data: 'data/wrong',
+        api: { host: '127.0.0.1', port: 0 },
+        p2p: { host: '127.0.0.1', port: 0 },
+      }),
+    );
+    let err = '';
+    let code = 0;
+    try {
+      execFileSync(process.execPath, [BIN, 'node', '--config', bad], {
+        env: { ...process.env, DROPBEAR_HOME: home },
+        encoding: 'utf8',
+        stdio: 'pipe',
+      });
+    } catch (e) {
+      err = String((e as { stderr: string }).stderr);
+      code = (e as { status: number }).status;
+    }
+    expect(code).toBe(2);
+    expect(err).toContain('MODEL_MISMATCH');
+  });
+});

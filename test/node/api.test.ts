@@ -1,0 +1,708 @@
+/**
+ * The HTTP API end to end in one process: four NodeHosts with four different real models (onnxruntime),
+ * real SQLite ledgers and an in-memory loopback wire, one fastify app per host driven with `inject`.
+ * Good requests (JSON, canonical bytes, a batch under one client batch signature, OIP v2 client-signed and
+ * custodial) come back with certificates that verify offline; every kind of bad request gets its own
+ * status and code, and the group still certifies afterwards.
+ */
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { FastifyInstance } from 'fastify';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { verifyCertificate } from '../../src/certificate/index.ts';
+import { catalogByName } from '../../src/inference/catalog.ts';
+import { InferenceEngine } from '../../src/inference/engine.ts';
+import { encodeTensorInput } from '../../src/inference/preprocess.ts';
+import { buildApi, httpStatusOf } from '../../src/node/api.ts';
+import { NodeHost, type Wire } from '../../src/node/host.ts';
+import { NodeMetrics, type PeerState } from '../../src/node/metrics.ts';
+import {
+  encode,
+  type Genesis,
+  groupIdOf,
+  hex,
+  type KeyPair,
+  keyPairFromSeed,
+  type Request,
+  requestIdOf,
+  SignedRequest,
+  sha256,
+  signRequest,
+  signRequestBatch,
+  toB64u,
+  toJson,
+} from '../../src/protocol/index.ts';
+
+const SHARED = fileURLToPath(new URL('../../../shared/', import.meta.url));
+const VAL = join(SHARED, 'datasets/imagenet-sample/val');
+const MODELS = [
+  'mobilenet_v1_0.25_128_quant',
+  'mobilenet_v1_0.5_160_quant',
+  'mobilenetv2-12-int8',
+  'tf2_mobilenet_v2_1.0_224_ptq',
+];
+const N = MODELS.length;
+const MAX_FEE = 10;
+const WAIT = 20_000;
+
+function keyOf(label: string): KeyPair {
+  return keyPairFromSeed(sha256(new TextEncoder().encode(`api-test/${label}`)));
+}
+
+/** A genesis for real models, like makeGroup in src/sim/world.ts: one node per model, fee 1 each. */
+function makeGenesis(
+  name: string,
+  models: { name: string; digest: string }[],
+  balances: { client: Uint8Array; amount: number }[],
+): { genesis: Genesis; keys: KeyPair[] } {
+  const keys = models.map((_, i) => keyOf(`${name}/node/${i}`));
+  const f = Math.floor((models.length - 1) / 3);
+  const genesis: Genesis = {
+    version: 1,
+    name,
+    f,
+    nodes: models.map((m, id) => ({
+      id,
+      publicKey: keys[id].publicKey,
+      address: `mem://node-${id}`,
+      owner: `owner-${id}`,
+      modelName: m.name,
+      modelDigest: Uint8Array.from(Buffer.from(m.digest, 'hex')),
+      fee: 1,
+    })),
+    policy: { kind: 'top1', minAgree: f + 1 },
+    treasury: keyOf(`${name}/treasury`).publicKey,
+    balances: [...balances].sort((a, b) => Buffer.compare(a.client, b.client)),
+    params: {
+      expiryMs: 600_000,
+      maxClockSkewMs: 5_000,
+      maxInputBytes: 1 << 20,
+      inputType: 'application/octet-stream',
+    },
+  };
+  return { genesis, keys };
+}
+
+/** Loopback wire: frames are delivered on a later turn of the event loop, as a socket would. */
+class Loopback {
+  private readonly handlers = new Map<number, (from: number, bytes: Uint8Array) => void>();
+  wire(id: number): Wire {
+    const deliver = (to: number, bytes: Uint8Array) => setImmediate(() => this.handlers.get(to)?.(id, bytes));
+    return {
+      send: deliver,
+      broadcast: (bytes) => {
+        for (let to = 0; to < N; to++) if (to !== id) deliver(to, bytes);
+      },
+      onFrame: (h) => {
+        this.handlers.set(id, h);
+      },
+      reportBad: () => {},
+    };
+  }
+  stop(): void {
+    this.handlers.clear();
+  }
+}
+
+const client = keyOf('client');
+const poor = keyOf('poor');
+const custodian = keyOf('custodian');
+const API_KEY = 'sk-test-0123456789';
+const images = readdirSync(VAL)
+  .filter((f) => f.endsWith('.JPEG'))
+  .sort()
+  .slice(0, 24)
+  .map((f) => new Uint8Array(readFileSync(join(VAL, f))));
+
+let dir: string;
+const engines: InferenceEngine[] = [];
+const hosts: NodeHost[] = [];
+const metrics: NodeMetrics[] = [];
+const apps: FastifyInstance[] = [];
+let net: Loopback;
+let genesis: Genesis;
+let groupId: Uint8Array;
+/** Peers each node's transport would report as connected. */
+const connected = new Set([0, 1, 2, 3]);
+let nonce = 1;
+
+function peersOf(id: number): () => PeerState[] {
+  return () =>
+    Array.from({ length: N }, (_, j) => j)
+      .filter((j) => j !== id)
+      .map((j) => ({ id: j, state: connected.has(j) ? 'connected' : 'backoff' }));
+}
+
+function requestFor(input: Uint8Array, o: Partial<Request> = {}, key: KeyPair = client): SignedRequest {
+  const req: Request = {
+    groupId,
+    client: key.publicKey,
+    nonce: nonce++,
+    timestamp: Date.now(),
+    inputDigest: sha256(input),
+    policy: null,
+    maxFee: MAX_FEE,
+    ...o,
+  };
+  return signRequest(req, input, key);
+}
+
+const json = (sr: SignedRequest) => toJson(SignedRequest, sr);
+
+function post(app: FastifyInstance, body: unknown, wait = WAIT) {
+  return app.inject({ method: 'POST', url: `/v1/requests?wait=${wait}`, payload: body as object });
+}
+
+function expectError(res: { statusCode: number; json(): unknown }, status: number, code: string): void {
+  const body = res.json() as { error?: { code: string; message: string } };
+  expect({ status: res.statusCode, code: body.error?.code }).toEqual({ status, code });
+  expect(typeof body.error?.message).toBe('string');
+  expect(httpStatusOf(code)).toBe(status);
+}
+
+function expectValid(cert: unknown): void {
+  const v = verifyCertificate(cert, genesis);
+  expect(v.ok, v.ok ? '' : `${v.reason}: ${v.message}`).toBe(true);
+}
+
+/** An infer body with one BYTES image, client-signed when `sign` is given. */
+function inferBody(input: Uint8Array, sign?: { key: KeyPair; timestamp?: number }) {
+  const body: Record<string, unknown> = {
+    inputs: [{ name: 'image', datatype: 'BYTES', shape: [1], data: [Buffer.from(input).toString('base64')] }],
+  };
+  if (sign) {
+    const req: Request = {
+      groupId,
+      client: sign.key.publicKey,
+      nonce: nonce++,
+      timestamp: sign.timestamp ?? Date.now(),
+      inputDigest: sha256(input),
+      policy: null,
+      maxFee: MAX_FEE,
+    };
+    const sr = signRequest(req, input, sign.key);
+    if (sr.auth.kind !== 'single') throw new Error('signRequest made a batch signature');
+    body.parameters = {
+      dropbear_client: toB64u(req.client),
+      dropbear_nonce: req.nonce,
+      dropbear_timestamp: req.timestamp,
+      dropbear_max_fee: req.maxFee,
+      dropbear_signature: toB64u(sr.auth.signature),
+    };
+  }
+  return body;
+}
+
+beforeAll(async () => {
+  dir = mkdtempSync(join(tmpdir(), 'dropbear-api-'));
+  engines.push(
+    ...(await Promise.all(
+      MODELS.map((name) =>
+        InferenceEngine.start({
+          modelPath: join(SHARED, 'models', `${name}.onnx`),
+          spec: catalogByName(name)!,
+        }),
+      ),
+    )),
+  );
+  const group = makeGenesis(
+    'api-test',
+    engines.map((e, i) => ({ name: MODELS[i], digest: e.digest })),
+    [
+      { client: client.publicKey, amount: 1e9 },
+      { client: poor.publicKey, amount: 5 },
+      { client: custodian.publicKey, amount: 1e9 },
+    ],
+  );
+  genesis = group.genesis;
+  const keys = group.keys;
+  groupId = groupIdOf(genesis);
+  net = new Loopback();
+  for (let id = 0; id < N; id++) {
+    const m = new NodeMetrics();
+    const host = NodeHost.open({
+      id,
+      genesis,
+      key: keys[id],
+      ledgerPath: join(dir, `node-${id}.sqlite`),
+      backends: [engines[id]],
+      wire: net.wire(id),
+      observe: m.observer(),
+    });
+    m.attach(host, peersOf(id));
+    metrics.push(m);
+    hosts.push(host);
+    apps.push(
+      buildApi(host, {
+        metrics: m,
+        peers: peersOf(id),
+        custodial: {
+          accounts: [
+            { apiKeySha256: hex(sha256(new TextEncoder().encode(API_KEY))), key: custodian, maxFee: MAX_FEE },
+          ],
+        },
+      }),
+    );
+  }
+  for (const h of hosts) h.start();
+  await Promise.all(apps.map((a) => a.ready()));
+});
+
+afterAll(async () => {
+  await Promise.all(apps.map((a) => a.close()));
+  for (const h of hosts) h.stop();
+  net?.stop();
+  await Promise.all(engines.map((e) => e.close()));
+  for (const h of hosts) h.close();
+  if (dir) rmSync(dir, { recursive: true, force: true });
+});
+
+describe('node HTTP API', () => {
+  it('certifies a signed request (JSON), returns the same certificate on resubmission, and serves it', async () => {
+    const sr = requestFor(images[0]);
+    const res = await post(apps[0], { request: json(sr) });
+    expect(res.statusCode, res.body).toBe(200);
+    const body = res.json() as { requestId: string; certificate: unknown };
+    expect(body.requestId).toBe(hex(requestIdOf(sr)));
+    expectValid(body.certificate);
+
+    const again = await post(apps[1], { request: json(sr) }, 0);
+    // Submitting is idempotent: node 1 already holds it (forwarded); it answers 202 until its certificate forms.
+    expect([200, 202]).toContain(again.statusCode);
+    if (again.statusCode !== 200) {
+      const got = await apps[1].inject({
+        method: 'GET',
+        url: `/v1/certificates/${body.requestId}?wait=${WAIT}`,
+      });
+      expect(got.statusCode).toBe(200);
+    }
+    const third = await post(apps[0], { request: json(sr) }, 0);
+    expect(third.statusCode).toBe(200);
+    expect((third.json() as { certificate: unknown }).certificate).toEqual(body.certificate);
+
+    const cert = await apps[2].inject({
+      method: 'GET',
+      url: `/v1/certificates/${body.requestId.toUpperCase()}?wait=${WAIT}`,
+    });
+    expect(cert.statusCode).toBe(200);
+    expectValid((cert.json() as { certificate: unknown }).certificate);
+  });
+
+  it('takes one SignedRequest as canonical bytes (application/octet-stream)', async () => {
+    const sr = requestFor(images[1]);
+    const res = await apps[1].inject({
+      method: 'POST',
+      url: `/v1/requests?wait=${WAIT}`,
+      headers: { 'content-type': 'application/octet-stream' },
+      payload: Buffer.from(encode(SignedRequest, sr)),
+    });
+    expect(res.statusCode, res.body).toBe(200);
+    expectValid((res.json() as { certificate: unknown }).certificate);
+  });
+
+  it('certifies a batch of 8 requests under one client batch signature in one POST', async () => {
+    const reqs = images.slice(2, 10).map((input) => ({
+      request: {
+        groupId,
+        client: client.publicKey,
+        nonce: nonce++,
+        timestamp: Date.now(),
+        inputDigest: sha256(input),
+        policy: null,
+        maxFee: MAX_FEE,
+      },
+      input,
+    }));
+    const srs = signRequestBatch(reqs, client);
+    const res = await post(apps[2], { requests: srs.map(json) });
+    expect(res.statusCode, res.body).toBe(200);
+    const { results } = res.json() as { results: { requestId: string; certificate?: unknown }[] };
+    expect(results).toHaveLength(8);
+    for (const r of results) expectValid(r.certificate);
+  });
+
+  it('OIP v2: metadata, health, and infer signed by the client', async () => {
+    const meta = await apps[0].inject({ method: 'GET', url: '/v2/models/api-test' });
+    expect(meta.statusCode).toBe(200);
+    expect(meta.json()).toEqual({
+      name: 'api-test',
+      platform: 'dropbear',
+      inputs: [{ name: 'image', datatype: 'BYTES', shape: [1] }],
+      outputs: [
+        { name: 'label', datatype: 'INT64', shape: [1] },
+        { name: 'top5_labels', datatype: 'INT64', shape: [5] },
+        { name: 'top5_scores', datatype: 'FP32', shape: [5] },
+      ],
+    });
+    expect((await apps[0].inject({ method: 'GET', url: '/v2' })).json()).toMatchObject({ name: 'dropbear' });
+    expect((await apps[0].inject({ method: 'GET', url: '/v2/health/live' })).statusCode).toBe(200);
+    expect((await apps[0].inject({ method: 'GET', url: '/v2/health/ready' })).statusCode).toBe(200);
+
+    const res = await apps[3].inject({
+      method: 'POST',
+      url: '/v2/models/api-test/infer',
+      payload: inferBody(images[10], { key: client }),
+    });
+    expect(res.statusCode, res.body).toBe(200);
+    const body = res.json() as {
+      model_name: string;
+      id: string;
+      outputs: { name: string; datatype: string; shape: number[]; data: number[] }[];
+      parameters: { certificate: unknown; decision: { kind: string; label?: number } };
+    };
+    expect(body.model_name).toBe('api-test');
+    expect(body.id).toMatch(/^[0-9a-f]{64}$/);
+    expect(body.outputs.map((x) => [x.name, x.datatype, x.shape])).toEqual([
+      ['label', 'INT64', [1]],
+      ['top5_labels', 'INT64', [5]],
+      ['top5_scores', 'FP32', [5]],
+    ]);
+    const d = body.parameters.decision;
+    expect(body.outputs[0].data[0]).toBe(d.kind === 'label' ? d.label : -1);
+    expectValid(body.parameters.certificate);
+  });
+
+  it('OIP v2: custodial infer with a bearer API key; an unknown key is 401', async () => {
+    const res = await apps[1].inject({
+      method: 'POST',
+      url: '/v2/models/api-test/infer',
+      headers: { authorization: `Bearer ${API_KEY}` },
+      payload: inferBody(images[11]),
+    });
+    expect(res.statusCode, res.body).toBe(200);
+    const cert = (res.json() as { parameters: { certificate: { outcome: { client: string } } } }).parameters
+      .certificate;
+    expectValid(cert);
+    expect(cert.outcome.client).toBe(toB64u(custodian.publicKey));
+
+    const wrong = await apps[1].inject({
+      method: 'POST',
+      url: '/v2/models/api-test/infer',
+      headers: { authorization: 'Bearer nope' },
+      payload: inferBody(images[11]),
+    });
+    expectError(wrong, 401, 'UNAUTHORIZED');
+    expectError(
+      await apps[1].inject({
+        method: 'POST',
+        url: '/v2/models/api-test/infer',
+        payload: inferBody(images[11]),
+      }),
+      401,
+      'UNAUTHORIZED',
+    );
+  });
+
+  it('gives every bad request its own status and code, then still certifies', async () => {
+    const app = apps[0];
+    const img = images[12];
+    // Transport-level: bad JSON, wrong content type, body too large, unknown route.
+    expectError(
+      await app.inject({
+        method: 'POST',
+        url: '/v1/requests',
+        headers: { 'content-type': 'application/json' },
+        payload: '{"request": ',
+      }),
+      400,
+      'MALFORMED_JSON',
+    );
+    expectError(
+      await app.inject({
+        method: 'POST',
+        url: '/v1/requests',
+        headers: { 'content-type': 'text/plain' },
+        payload: 'hello',
+      }),
+      415,
+      'UNSUPPORTED_MEDIA_TYPE',
+    );
+    expectError(
+      await app.inject({
+        method: 'POST',
+        url: '/v2/models/api-test/infer',
+        headers: { 'content-type': 'application/octet-stream' },
+        payload: Buffer.from(img),
+      }),
+      415,
+      'UNSUPPORTED_MEDIA_TYPE',
+    );
+    expectError(
+      await app.inject({
+        method: 'POST',
+        url: '/v1/requests',
+        headers: { 'content-type': 'application/octet-stream' },
+        payload: Buffer.alloc(9 * 1024 * 1024),
+      }),
+      413,
+      'BODY_TOO_LARGE',
+    );
+    expectError(await app.inject({ method: 'GET', url: '/v1/nothing' }), 404, 'NOT_FOUND');
+    // Schema and codec.
+    expectError(await post(app, { request: json(requestFor(img)), requests: [] }), 400, 'BAD_REQUEST');
+    expectError(await post(app, { requests: [] }), 400, 'BAD_REQUEST');
+    expectError(await app.inject({ method: 'POST', url: '/v1/requests' }), 400, 'BAD_REQUEST');
+    expectError(
+      await app.inject({ method: 'POST', url: '/v1/requests?wait=soon', payload: {} }),
+      400,
+      'BAD_REQUEST',
+    );
+    expectError(
+      await post(app, { request: { ...(json(requestFor(img)) as object), extra: 1 } }),
+      400,
+      'REQUEST_MALFORMED',
+    );
+    expectError(
+      await app.inject({
+        method: 'POST',
+        url: '/v1/requests',
+        headers: { 'content-type': 'application/octet-stream' },
+        payload: Buffer.from([1, 2, 3]),
+      }),
+      400,
+      'REQUEST_MALFORMED',
+    );
+    expectError(await app.inject({ method: 'GET', url: '/v1/certificates/xyz' }), 400, 'BAD_REQUEST');
+    expectError(
+      await app.inject({ method: 'GET', url: `/v1/certificates/${'ab'.repeat(32)}` }),
+      404,
+      'CERTIFICATE_NOT_FOUND',
+    );
+    // OIP: unknown group, wrong datatype, wrong shape, wrong input name, unknown output.
+    expectError(
+      await app.inject({
+        method: 'POST',
+        url: '/v2/models/other/infer',
+        payload: inferBody(img, { key: client }),
+      }),
+      404,
+      'MODEL_NOT_FOUND',
+    );
+    expectError(await app.inject({ method: 'GET', url: '/v2/models/other' }), 404, 'MODEL_NOT_FOUND');
+    const v2 = (mut: (b: { inputs: Record<string, unknown>[]; outputs?: unknown }) => void) => {
+      const b = inferBody(img, { key: client }) as { inputs: Record<string, unknown>[] };
+      mut(b);
+      return app.inject({ method: 'POST', url: '/v2/models/api-test/infer', payload: b });
+    };
+    expectError(
+      await v2((b) => {
+        b.inputs[0].datatype = 'FP32';
+      }),
+      400,
+      'INFER_BAD_DATATYPE',
+    );
+    expectError(
+      await v2((b) => {
+        b.inputs[0].shape = [1, 3, 224, 224];
+      }),
+      400,
+      'INFER_BAD_SHAPE',
+    );
+    expectError(
+      await v2((b) => {
+        b.inputs[0].name = 'input';
+      }),
+      400,
+      'INFER_BAD_INPUT',
+    );
+    expectError(
+      await v2((b) => {
+        b.outputs = [{ name: 'logits' }];
+      }),
+      400,
+      'INFER_BAD_OUTPUT',
+    );
+    // Inputs this node's model cannot use.
+    const junkJpeg = new Uint8Array([
+      0xff,
+      0xd8,
+      0xff,
+      0xe0,
+      ...Array.from({ length: 200 }, (_, i) => (i * 37) & 0xff),
+    ]);
+    expectError(await post(app, { request: json(requestFor(junkJpeg)) }), 400, 'INPUT_UNDECODABLE');
+    expectError(
+      await post(app, { request: json(requestFor(new TextEncoder().encode('not an image'))) }),
+      400,
+      'INPUT_UNSUPPORTED',
+    );
+    const badTensor = encodeTensorInput({
+      dtype: 'float32',
+      dims: [1, 3, 7, 7],
+      data: new Uint8Array(4 * 147),
+    });
+    expectError(await post(app, { request: json(requestFor(badTensor)) }), 400, 'INPUT_SHAPE');
+    expectError(
+      await post(app, { request: json(requestFor(new Uint8Array((1 << 20) + 1))) }),
+      413,
+      'REQUEST_INPUT_TOO_LARGE',
+    );
+    // Authentication, group, time, replay, policy, money.
+    const forged = requestFor(img);
+    if (forged.auth.kind !== 'single') throw new Error('expected a single signature');
+    forged.auth.signature = forged.auth.signature.map((b, i) => (i === 0 ? b ^ 1 : b));
+    expectError(await post(app, { request: json(forged) }), 401, 'REQUEST_BAD_SIGNATURE');
+    const otherGroup = makeGenesis(
+      'other-group',
+      MODELS.map((name) => ({ name, digest: '00'.repeat(32) })),
+      [],
+    ).genesis;
+    expectError(
+      await post(app, { request: json(requestFor(img, { groupId: groupIdOf(otherGroup) })) }),
+      400,
+      'REQUEST_WRONG_GROUP',
+    );
+    expectError(
+      await post(app, { request: json(requestFor(img, { timestamp: Date.now() - 700_000 })) }),
+      400,
+      'REQUEST_EXPIRED',
+    );
+    expectError(
+      await post(app, { request: json(requestFor(img, { timestamp: Date.now() + 60_000 })) }),
+      400,
+      'REQUEST_FROM_FUTURE',
+    );
+    const mismatch = requestFor(img);
+    expectError(
+      await post(app, { request: json({ ...mismatch, input: images[13] }) }),
+      400,
+      'REQUEST_INPUT_MISMATCH',
+    );
+    expectError(
+      await post(app, { request: json(requestFor(img, { policy: { kind: 'top1', minAgree: 9 } })) }),
+      400,
+      'REQUEST_BAD_POLICY',
+    );
+    expectError(await post(app, { request: json(requestFor(img, { maxFee: 2 })) }), 400, 'MAX_FEE_TOO_LOW');
+    expectError(await post(app, { request: json(requestFor(img, {}, poor)) }), 402, 'INSUFFICIENT_FUNDS');
+    const replayed = requestFor(images[14]);
+    const first = await post(app, { request: json(replayed) }, 0);
+    expect(first.statusCode).toBe(202);
+    expect(first.json()).toMatchObject({ status: 'pending' });
+    const dup = await post(app, { request: json(replayed) }, 0);
+    // A replay is never executed twice: while pending it is 202 again, once certified the same certificate.
+    expect([200, 202]).toContain(dup.statusCode);
+    expect(dup.json().requestId).toBe(first.json().requestId);
+    const settled = await post(app, { request: json(replayed) });
+    expect(settled.statusCode).toBe(200);
+    const again2 = await post(app, { request: json(replayed) }, 0);
+    expect(again2.statusCode).toBe(200);
+    expect(again2.json().certificate).toEqual(settled.json().certificate);
+    // Per-item errors in an array: one good, one bad signature, one malformed.
+    const mixed = await post(app, { requests: [json(requestFor(images[15])), json(forged), { nope: true }] });
+    expect(mixed.statusCode, mixed.body).toBe(200);
+    const items = (mixed.json() as { results: { certificate?: unknown; error?: { code: string } }[] })
+      .results;
+    expectValid(items[0].certificate);
+    expect(items.slice(1).map((r) => r.error?.code)).toEqual(['REQUEST_BAD_SIGNATURE', 'REQUEST_MALFORMED']);
+
+    // Overload: a node whose limit is 0 pending requests sheds everything with 503 and Retry-After.
+    const tiny = buildApi(hosts[0], { maxPending: 0, peers: peersOf(0) });
+    try {
+      const res = await post(tiny, { request: json(requestFor(img)) });
+      expectError(res, 503, 'OVERLOADED');
+      expect(res.headers['retry-after']).toBe('1');
+    } finally {
+      await tiny.close();
+    }
+    // OIP has no 202: no certificate within the wait is 504 TIMEOUT naming the request.
+    const impatient = buildApi(hosts[0], { maxWaitMs: 1, peers: peersOf(0) });
+    try {
+      const res = await impatient.inject({
+        method: 'POST',
+        url: '/v2/models/api-test/infer',
+        payload: inferBody(images[16], { key: client }),
+      });
+      expectError(res, 504, 'TIMEOUT');
+      const id = (res.json() as { error: { requestId: string } }).error.requestId;
+      expect(id).toMatch(/^[0-9a-f]{64}$/);
+      const later = await apps[0].inject({ method: 'GET', url: `/v1/certificates/${id}?wait=${WAIT}` });
+      expect(later.statusCode).toBe(200);
+    } finally {
+      await impatient.close();
+    }
+
+    // Still certifying after all that, and the replayed request got its certificate once.
+    const good = await post(apps[0], { request: json(requestFor(images[17])) });
+    expect(good.statusCode, good.body).toBe(200);
+    expectValid((good.json() as { certificate: unknown }).certificate);
+    const replayCert = await apps[0].inject({
+      method: 'GET',
+      url: `/v1/certificates/${(first.json() as { requestId: string }).requestId}?wait=${WAIT}`,
+    });
+    expect(replayCert.statusCode).toBe(200);
+  });
+
+  it('serves group and status, metrics and readiness', async () => {
+    const group = (await apps[0].inject({ method: 'GET', url: '/v1/group' })).json() as {
+      groupId: string;
+      models: { digest: string; version: number }[];
+      primary: number;
+    };
+    expect(group.groupId).toBe(hex(groupId));
+    expect(group.models.map((m) => m.digest)).toEqual(engines.map((e) => e.digest));
+    expect(group.primary).toBe(0);
+    const status = (await apps[1].inject({ method: 'GET', url: '/v1/status' })).json() as {
+      id: number;
+      lastExecuted: number;
+      peers: PeerState[];
+      backend: { model: string };
+    };
+    expect(status).toMatchObject({ id: 1, backend: { model: MODELS[1] } });
+    expect(status.lastExecuted).toBeGreaterThan(0);
+    expect(status.peers).toHaveLength(3);
+
+    const res = await apps[0].inject({ method: 'GET', url: '/metrics' });
+    expect(res.statusCode).toBe(200);
+    expect(res.headers['content-type']).toMatch(/text\/plain/);
+    const text = res.body;
+    for (const name of [
+      'dropbear_requests_accepted_total',
+      'dropbear_requests_rejected_total',
+      'dropbear_certificates_total',
+      'dropbear_inference_queue_depth',
+      'dropbear_inference_in_flight',
+      'dropbear_inference_batch_size_bucket',
+      'dropbear_inference_seconds_bucket',
+      'dropbear_consensus_batch_size_bucket',
+      'dropbear_accept_to_certificate_seconds_bucket',
+      'dropbear_pending_requests',
+      'dropbear_view',
+      'dropbear_last_executed_seq',
+      'dropbear_view_changes_total',
+      'dropbear_peer_connected',
+      'dropbear_bad_frames_total',
+      'dropbear_http_responses_total',
+    ])
+      expect(text, name).toContain(name);
+    const accepted = Number(/^dropbear_requests_accepted_total (\d+)/m.exec(text)?.[1]);
+    expect(accepted).toBeGreaterThan(0);
+    expect(text).toMatch(/dropbear_requests_rejected_total\{reason="REQUEST_BAD_SIGNATURE"\} [1-9]/);
+    expect(text).toMatch(/dropbear_requests_rejected_total\{reason="INSUFFICIENT_FUNDS"\} [1-9]/);
+    expect(text).toMatch(/dropbear_peer_connected\{peer="1"\} 1/);
+    expect(text).toMatch(
+      /dropbear_http_responses_total\{method="POST",route="\/v1\/requests",status="200"\} [1-9]/,
+    );
+    expect(Number(/^dropbear_accept_to_certificate_seconds_count (\d+)/m.exec(text)?.[1])).toBeGreaterThan(0);
+
+    expect((await apps[0].inject({ method: 'GET', url: '/healthz' })).json()).toEqual({ ok: true });
+    const ready = await apps[0].inject({ method: 'GET', url: '/readyz' });
+    expect(ready.statusCode).toBe(200);
+    expect(ready.json()).toMatchObject({ ready: true, peersConnected: 3, peersNeeded: 2 });
+    // Node 0 sees only one peer: fewer than 2f, so it cannot help certify.
+    connected.delete(2);
+    connected.delete(3);
+    try {
+      expectError(await apps[0].inject({ method: 'GET', url: '/readyz' }), 503, 'NOT_READY');
+      expectError(await apps[0].inject({ method: 'GET', url: '/v2/health/ready' }), 503, 'NOT_READY');
+      expect((await apps[0].inject({ method: 'GET', url: '/healthz' })).statusCode).toBe(200);
+      const m = (await apps[0].inject({ method: 'GET', url: '/metrics' })).body;
+      expect(m).toMatch(/dropbear_peer_connected\{peer="2"\} 0/);
+    } finally {
+      connected.add(2);
+      connected.add(3);
+    }
+  });
+});

@@ -1,0 +1,955 @@
+/**
+ * The node-to-node transport over real sockets on 127.0.0.1 (port 0): mesh, order, large frames,
+ * restart, impostors, garbage, bounded queues, TLS (when openssl is installed), no leaked handles.
+ */
+import { execFileSync } from 'node:child_process';
+import { createHash, randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import net from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import {
+  decodeChallenge,
+  encodeAuth,
+  encodeChallenge,
+  encodeFrame,
+  encodeHello,
+  FrameDecoder,
+  FrameError,
+  formatAddress,
+  HANDSHAKE_VERSION,
+  handshakeTranscript,
+  isOk,
+  parseAddress,
+  ROLE,
+} from '../../src/node/frames.ts';
+import { type Logger, type PeerState, Transport, type TransportOptions } from '../../src/node/transport.ts';
+import { type KeyPair, keyPairFromSeed, signTagged, TAGS } from '../../src/protocol/crypto.ts';
+import { type Genesis, groupIdOf } from '../../src/protocol/messages.ts';
+
+const HOST = '127.0.0.1';
+
+function seed(tag: number, i: number): Uint8Array {
+  const s = new Uint8Array(32);
+  s[0] = tag;
+  s[1] = i;
+  s[31] = 0x5a;
+  return s;
+}
+
+interface Group {
+  genesis: Genesis;
+  groupId: Uint8Array;
+  keys: KeyPair[];
+}
+
+function makeGroup(n: number, tag = 1): Group {
+  const keys = Array.from({ length: n }, (_, i) => keyPairFromSeed(seed(tag, i)));
+  const genesis: Genesis = {
+    version: 1,
+    name: `transport-test-${n}-${tag}`,
+    f: Math.floor((n - 1) / 3),
+    nodes: keys.map((k, id) => ({
+      id,
+      publicKey: k.publicKey,
+      address: `tcp://${HOST}:${7000 + id}`,
+      owner: `owner ${id}`,
+      modelName: `model ${id}`,
+      modelDigest: new Uint8Array(32).fill(id),
+      fee: 1,
+    })),
+    policy: { kind: 'top1', minAgree: 1 },
+    treasury: keyPairFromSeed(seed(99, 0)).publicKey,
+    balances: [],
+    params: { expiryMs: 60_000, maxClockSkewMs: 1000, maxInputBytes: 1 << 20, inputType: 'image/png' },
+  };
+  return { genesis, groupId: groupIdOf(genesis), keys };
+}
+
+interface LogLine {
+  level: 'info' | 'warn' | 'error';
+  obj: object;
+  msg: string;
+}
+function collector(): { lines: LogLine[]; logger: Logger } {
+  const lines: LogLine[] = [];
+  return {
+    lines,
+    logger: {
+      info: (obj, msg) => lines.push({ level: 'info', obj, msg }),
+      warn: (obj, msg) => lines.push({ level: 'warn', obj, msg }),
+      error: (obj, msg) => lines.push({ level: 'error', obj, msg }),
+    },
+  };
+}
+
+async function waitFor(cond: () => boolean, what: string, timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!cond()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
+
+const FAST: Partial<TransportOptions> = { backoff: { minMs: 20, maxMs: 200 }, handshakeTimeoutMs: 2_000 };
+
+/** Start n transports in descending id order, so that each knows the ports of the nodes it dials. */
+async function startMesh(
+  g: Group,
+  opts: (id: number) => Partial<TransportOptions> = () => ({}),
+  ids = g.keys.map((_, i) => i),
+): Promise<Transport[]> {
+  const ts: Transport[] = [];
+  const ports = new Map<number, number>();
+  for (const id of [...ids].sort((a, b) => b - a)) {
+    const peers = new Map<number, { host: string; port: number }>();
+    for (const [pid, port] of ports) if (pid > id) peers.set(pid, { host: HOST, port });
+    const t = new Transport({
+      id,
+      genesis: g.genesis,
+      key: g.keys[id],
+      listen: { host: HOST, port: 0 },
+      peers,
+      ...FAST,
+      ...opts(id),
+    });
+    ports.set(id, await t.start());
+    ts[id] = t;
+  }
+  return ts;
+}
+
+function connected(t: Transport, peers?: number[]): boolean {
+  return t
+    .stats()
+    .peers.filter((p) => !peers || peers.includes(p.id))
+    .every((p) => p.state === 'connected');
+}
+
+async function waitMesh(ts: Transport[]): Promise<void> {
+  const live = ts.filter(Boolean);
+  const ids = live.map((t) => t.id);
+  await waitFor(() => live.every((t) => connected(t, ids)), 'the mesh to connect');
+}
+
+/** Every node sends `k` numbered frames to every other and checks they all arrive, in order. */
+async function exchange(ts: Transport[], k: number, tag: number): Promise<void> {
+  const live = ts.filter(Boolean);
+  const got = new Map<string, number>();
+  const offs = live.map((t) =>
+    t.onFrame((from, b) => {
+      if (b[0] !== tag) return;
+      const key = `${from}>${t.id}`;
+      const n = got.get(key) ?? 0;
+      expect(b.readUInt32BE(1)).toBe(n);
+      expect(b.readUInt32BE(5)).toBe(from);
+      got.set(key, n + 1);
+    }),
+  );
+  for (const a of live)
+    for (const b of live) {
+      if (a === b) continue;
+      for (let i = 0; i < k; i++) {
+        const f = Buffer.alloc(16);
+        f[0] = tag;
+        f.writeUInt32BE(i, 1);
+        f.writeUInt32BE(a.id, 5);
+        a.send(b.id, f);
+      }
+    }
+  await waitFor(
+    () => [...got.values()].filter((n) => n === k).length === live.length * (live.length - 1),
+    'frames',
+  );
+  for (const off of offs) off();
+}
+
+function activeCount(kind: string): number {
+  return process.getActiveResourcesInfo().filter((r) => r === kind).length;
+}
+
+// ---------------------------------------------------------------------------------------------
+// A hand-made peer speaking the wire protocol (to play impostors and Byzantine nodes).
+
+class RawPeer {
+  readonly socket: net.Socket;
+  readonly decoder = new FrameDecoder(1 << 20);
+  readonly frames: Buffer[] = [];
+  readonly sent: Buffer[] = [];
+  closed = false;
+  private waiters: (() => void)[] = [];
+  readonly ready: Promise<void>;
+
+  constructor(port: number) {
+    this.socket = net.connect({ host: HOST, port });
+    this.ready = new Promise((resolve, reject) => {
+      this.socket.once('connect', () => resolve());
+      this.socket.once('error', reject);
+    });
+    this.socket.on('error', () => {});
+    this.socket.on('data', (c: Buffer) => {
+      this.decoder.push(c);
+      try {
+        for (let f = this.decoder.next(); f; f = this.decoder.next()) this.frames.push(Buffer.from(f));
+      } catch {
+        this.socket.destroy(); // not our framing (a TLS alert, say)
+      }
+      this.wake();
+    });
+    this.socket.on('close', () => {
+      this.closed = true;
+      this.wake();
+    });
+  }
+
+  private wake(): void {
+    const w = this.waiters;
+    this.waiters = [];
+    for (const f of w) f();
+  }
+
+  write(b: Buffer): void {
+    this.sent.push(b);
+    this.socket.write(b);
+  }
+
+  /** The next frame from the transport, or null once the connection is closed. */
+  async next(timeoutMs = 5_000): Promise<Buffer | null> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      if (this.frames.length > 0) return this.frames.shift()!;
+      if (this.closed) return null;
+      if (Date.now() > deadline) throw new Error('raw peer: no frame and no close');
+      await new Promise<void>((r) => {
+        const t = setTimeout(r, 50);
+        this.waiters.push(() => {
+          clearTimeout(t);
+          r();
+        });
+      });
+    }
+  }
+
+  async waitClosed(timeoutMs = 5_000): Promise<void> {
+    await waitFor(() => this.closed, 'the transport to close the raw connection', timeoutMs);
+  }
+
+  destroy(): void {
+    this.socket.destroy();
+  }
+}
+
+/**
+ * Dial `port` as node `from` towards node `to`, signing with `key`. Resolves with whether the
+ * transport answered OK (the peer then is authenticated and may send frames).
+ */
+async function rawHandshake(
+  port: number,
+  g: Group,
+  o: { from: number; to: number; key: KeyPair; groupId?: Uint8Array },
+): Promise<{ ok: boolean; peer: RawPeer; stage: string }> {
+  const peer = new RawPeer(port);
+  await peer.ready;
+  const nonceD = randomBytes(32);
+  peer.write(
+    encodeFrame(
+      encodeHello({
+        version: HANDSHAKE_VERSION,
+        groupId: o.groupId ?? g.groupId,
+        from: o.from,
+        to: o.to,
+        nonce: nonceD,
+      }),
+    ),
+  );
+  const chFrame = await peer.next();
+  if (!chFrame) return { ok: false, peer, stage: 'hello' };
+  const ch = decodeChallenge(chFrame);
+  if (!ch) throw new Error('expected a CHALLENGE');
+  const sig = signTagged(
+    TAGS.handshake,
+    g.groupId,
+    handshakeTranscript(ROLE.dialer, o.from, o.to, nonceD, ch.nonce, new Uint8Array(0)),
+    o.key,
+  );
+  peer.write(encodeFrame(encodeAuth(sig)));
+  const ok = await peer.next();
+  if (!ok) return { ok: false, peer, stage: 'auth' };
+  expect(isOk(ok)).toBe(true);
+  return { ok: true, peer, stage: 'done' };
+}
+
+// ---------------------------------------------------------------------------------------------
+
+describe('frames', () => {
+  it('parses frames split at every byte and packed into one chunk', () => {
+    const payloads = [Buffer.from('a'), randomBytes(300), Buffer.from('hello'), randomBytes(70_000)];
+    const wire = Buffer.concat(payloads.map((p) => encodeFrame(p)));
+    for (const step of [1, 2, 3, 5, 7, 64, 4096, wire.length]) {
+      const d = new FrameDecoder(1 << 20);
+      const out: Buffer[] = [];
+      for (let i = 0; i < wire.length; i += step) {
+        d.push(wire.subarray(i, i + step));
+        for (let f = d.next(); f; f = d.next()) out.push(Buffer.from(f));
+      }
+      expect(out.map((b) => b.toString('hex'))).toEqual(payloads.map((b) => b.toString('hex')));
+      expect(d.pendingBytes).toBe(0);
+    }
+  });
+
+  it('refuses a zero or oversized length as soon as the header is in', () => {
+    const d = new FrameDecoder(100);
+    d.push(Buffer.from([0, 0, 0, 101]));
+    expect(() => d.next()).toThrow(FrameError);
+    const z = new FrameDecoder(100);
+    z.push(Buffer.from([0, 0, 0, 0]));
+    expect(() => z.next()).toThrow(/length 0/);
+    const ok = new FrameDecoder(100);
+    ok.push(Buffer.from([0, 0, 0, 100, 1]));
+    expect(ok.next()).toBeNull();
+    expect(ok.pendingBytes).toBe(5);
+  });
+
+  it('parses tcp://host:port addresses with clear errors', () => {
+    expect(parseAddress('tcp://127.0.0.1:7000')).toEqual({ host: '127.0.0.1', port: 7000 });
+    expect(parseAddress('tcp://node-1.example:65535')).toEqual({ host: 'node-1.example', port: 65535 });
+    expect(parseAddress('tcp://[::1]:7001')).toEqual({ host: '::1', port: 7001 });
+    expect(formatAddress({ host: '::1', port: 7001 })).toBe('tcp://[::1]:7001');
+    for (const [a, why] of [
+      ['127.0.0.1:7000', /expected tcp:\/\/host:port/],
+      ['http://x:1', /scheme http/],
+      ['tcp://x', /missing :port/],
+      ['tcp://x:0', /out of range/],
+      ['tcp://x:70000', /out of range/],
+      ['tcp://x:abc', /not a number/],
+      ['tcp://:7000', /empty host/],
+      ['tcp://::1:7000', /IPv6/],
+      ['sim://node-1', /scheme sim/],
+    ] as const) {
+      expect(() => parseAddress(a), a).toThrow(why);
+    }
+  });
+});
+
+describe('transport', () => {
+  it('4 nodes form a full mesh and exchange frames both ways: 5 MiB frames, 10,000 frames in order per link', async () => {
+    const g = makeGroup(4);
+    const ts = await startMesh(g);
+    try {
+      await waitMesh(ts);
+      for (const t of ts) {
+        const s = t.stats();
+        expect(s.peers.map((p) => p.role)).toEqual(s.peers.map((p) => (p.id > t.id ? 'dial' : 'accept')));
+      }
+      const SMALL = 10_000;
+      const big = (from: number) => {
+        const b = Buffer.alloc(5 * 1024 * 1024);
+        for (let i = 0; i < b.length; i += 4096) b[i] = (i / 4096 + from) & 0xff;
+        b[0] = 2;
+        b.writeUInt32BE(SMALL / 2, 1);
+        b.writeUInt32BE(from, 5);
+        return b;
+      };
+      const bigHash = ts.map((t) => createHash('sha256').update(big(t.id)).digest('hex'));
+      const next = new Map<string, number>();
+      const errors: string[] = [];
+      let bigSeen = 0;
+      for (const t of ts)
+        t.onFrame((from, b) => {
+          const key = `${from}>${t.id}`;
+          const n = next.get(key) ?? 0;
+          const seq = b.readUInt32BE(1);
+          if (seq !== n) errors.push(`${key}: got ${seq}, expected ${n}`);
+          if (b.readUInt32BE(5) !== from) errors.push(`${key}: tagged with the wrong peer`);
+          if (b[0] === 2) {
+            bigSeen++;
+            if (createHash('sha256').update(b).digest('hex') !== bigHash[from])
+              errors.push(`${key}: big frame`);
+          } else if (b.length !== 9 + (seq % 200)) errors.push(`${key}: length`);
+          next.set(key, n + 1);
+        });
+      for (const a of ts) {
+        const bigFrame = big(a.id);
+        for (const b of ts) {
+          if (a === b) continue;
+          for (let i = 0; i <= SMALL; i++) {
+            if (i === SMALL / 2) {
+              a.send(b.id, bigFrame);
+              continue;
+            }
+            const f = Buffer.alloc(9 + (i % 200), 0xab);
+            f[0] = 1;
+            f.writeUInt32BE(i, 1);
+            f.writeUInt32BE(a.id, 5);
+            a.send(b.id, f);
+          }
+        }
+      }
+      await waitFor(
+        () => next.size === 12 && [...next.values()].every((n) => n === SMALL + 1),
+        'all frames on all 12 links',
+        20_000,
+      );
+      expect(errors).toEqual([]);
+      expect(bigSeen).toBe(12);
+      for (const t of ts)
+        for (const p of t.stats().peers) {
+          expect(p.framesOut).toBe(SMALL + 1);
+          expect(p.framesIn).toBe(SMALL + 1);
+          expect(p.drops).toBe(0);
+          expect(p.badFrames).toBe(0);
+          expect(p.queuedFrames).toBe(0);
+        }
+
+      // Throughput, for the record only (not asserted): 200-byte frames over one link, 0 → 1.
+      const N = 200_000;
+      const WINDOW = 50_000;
+      let received = 0;
+      ts[1].onFrame((from, b) => {
+        if (from === 0 && b[0] === 3) received++;
+      });
+      const frame = Buffer.alloc(200, 7);
+      frame[0] = 3;
+      const t0 = performance.now();
+      let sent = 0;
+      while (sent < N) {
+        const until = Math.min(N, received + WINDOW);
+        for (; sent < until; sent++) ts[0].send(1, frame);
+        await new Promise((r) => setImmediate(r));
+      }
+      await waitFor(() => received === N, 'throughput frames');
+      const secs = (performance.now() - t0) / 1000;
+      console.log(
+        `transport throughput (not asserted): ${N} frames of 200 B over one link in ${secs.toFixed(2)} s = ` +
+          `${Math.round(N / secs).toLocaleString('en')} frames/s`,
+      );
+    } finally {
+      await Promise.all(ts.map((t) => t.stop()));
+    }
+  });
+
+  it('reconnects a peer that was stopped and restarted; frames queued meanwhile are delivered', async () => {
+    const g = makeGroup(4);
+    const ts = await startMesh(g);
+    try {
+      await waitMesh(ts);
+      const port2 = ts[2].boundPort!;
+      const states: PeerState[] = [];
+      ts[0].onPeerState((peer, s) => peer === 2 && states.push(s));
+      await ts[2].stop();
+      await waitFor(() => ts[0].stats().peers[1].state !== 'connected', 'node 0 to notice');
+      await waitFor(() => ts[3].stats().peers[2].state === 'waiting', 'node 3 to notice');
+      // Queued while node 2 is down.
+      for (let i = 0; i < 100; i++) {
+        const f = Buffer.alloc(8);
+        f[0] = 9;
+        f.writeUInt32BE(i, 1);
+        ts[0].send(2, f);
+      }
+      await waitFor(() => ts[0].stats().peers[1].dialFailures > 1, 'failed redials');
+
+      const queued: number[] = [];
+      ts[2] = new Transport({
+        id: 2,
+        genesis: g.genesis,
+        key: g.keys[2],
+        listen: { host: HOST, port: port2 },
+        peers: new Map([[3, { host: HOST, port: ts[3].boundPort! }]]),
+        ...FAST,
+      });
+      ts[2].onFrame((from, b) => from === 0 && b[0] === 9 && queued.push(b.readUInt32BE(1)));
+      await ts[2].start();
+      await waitMesh(ts);
+      await waitFor(() => queued.length === 100, 'the queued frames');
+      expect(queued).toEqual(Array.from({ length: 100 }, (_, i) => i));
+      await exchange(ts, 50, 10);
+      expect(states).toContain('backoff');
+      expect(states.at(-1)).toBe('connected');
+      const p02 = ts[0].stats().peers.find((p) => p.id === 2)!;
+      expect(p02.reconnects).toBe(1);
+      expect(ts[3].stats().peers.find((p) => p.id === 2)!.reconnects).toBe(1);
+    } finally {
+      await Promise.all(ts.map((t) => t.stop()));
+    }
+  });
+
+  it('refuses impostors: unknown key, unknown id, another node’s id, wrong group or target, dial rule, replayed handshake', async () => {
+    const g = makeGroup(4);
+    const logs = collector();
+    const ts = await startMesh(g, (id) => (id === 1 ? { logger: logs.logger } : {}));
+    try {
+      await waitMesh(ts);
+      const port1 = ts[1].boundPort!;
+      const leaked: number[] = [];
+      ts[1].onFrame((from, b) => b.toString().startsWith('IMPOSTOR') && leaked.push(from));
+      const failures = () => ts[1].stats().inbound.handshakeFailures;
+      const stranger = keyPairFromSeed(seed(77, 0));
+
+      const attempts: [string, Parameters<typeof rawHandshake>[2], string][] = [
+        ['a key not in the genesis, claiming node 0', { from: 0, to: 1, key: stranger }, 'auth'],
+        ['an id not in the genesis', { from: 9, to: 1, key: stranger }, 'hello'],
+        ["node 3's key claiming to be node 0", { from: 0, to: 1, key: g.keys[3] }, 'auth'],
+        ['another group', { from: 0, to: 1, key: g.keys[0], groupId: new Uint8Array(32) }, 'hello'],
+        ['a HELLO meant for node 2', { from: 0, to: 2, key: g.keys[0] }, 'hello'],
+        ['node 2 dialing node 1 (the lower id dials)', { from: 2, to: 1, key: g.keys[2] }, 'hello'],
+      ];
+      for (const [what, o, stage] of attempts) {
+        const before = failures();
+        const r = await rawHandshake(port1, g, o);
+        expect(r.ok, what).toBe(false);
+        expect(r.stage, what).toBe(stage);
+        r.peer.socket.write(encodeFrame(Buffer.from('IMPOSTOR')));
+        await r.peer.waitClosed();
+        await waitFor(() => failures() === before + 1, `${what} to be counted`);
+      }
+
+      // A genuine handshake as node 0 (a captured one), then its bytes replayed on a fresh connection.
+      const genuine = await rawHandshake(port1, g, { from: 0, to: 1, key: g.keys[0] });
+      expect(genuine.ok).toBe(true);
+      const captured = Buffer.concat(genuine.peer.sent);
+      genuine.peer.destroy();
+      const before = failures();
+      const replay = new RawPeer(port1);
+      await replay.ready;
+      replay.write(captured);
+      replay.write(encodeFrame(Buffer.from('IMPOSTOR')));
+      const ch = await replay.next();
+      expect(ch && decodeChallenge(ch)).toBeTruthy(); // a fresh challenge…
+      expect(await replay.next()).toBeNull(); // …then the old AUTH fails and the connection closes
+      await waitFor(() => failures() === before + 1, 'the replay to be counted');
+
+      // A fake acceptor: node 0 dials "node 2" but finds someone answering with a wrong key.
+      const fake = net.createServer((s) => {
+        const d = new FrameDecoder(1024);
+        s.on('error', () => {});
+        s.on('data', (c: Buffer) => {
+          d.push(c);
+          const hello = d.next();
+          if (!hello) return;
+          const nonceD = hello.subarray(42, 74);
+          const nonceA = randomBytes(32);
+          const sig = signTagged(
+            TAGS.handshake,
+            g.groupId,
+            handshakeTranscript(ROLE.acceptor, 0, 2, nonceD, nonceA, new Uint8Array(0)),
+            stranger,
+          );
+          s.write(
+            encodeFrame(encodeChallenge({ version: 1, from: 2, to: 0, nonce: nonceA, signature: sig })),
+          );
+        });
+      });
+      await new Promise<void>((r) => fake.listen(0, HOST, r));
+      const fakePort = (fake.address() as net.AddressInfo).port;
+      const fakeLogs = collector();
+      const victim = new Transport({
+        id: 0,
+        genesis: g.genesis,
+        key: g.keys[0],
+        listen: { host: HOST, port: 0 },
+        // All to the fake (a second genuine node 0 would displace the real one at nodes 1 and 3).
+        peers: new Map([
+          [1, { host: HOST, port: fakePort }],
+          [2, { host: HOST, port: fakePort }],
+          [3, { host: HOST, port: fakePort }],
+        ]),
+        ...FAST,
+        logger: fakeLogs.logger,
+      });
+      await victim.start();
+      await waitFor(() => victim.stats().peers[1].dialFailures >= 2, 'the fake acceptor to be refused');
+      expect(victim.stats().peers.map((p) => p.connects)).toEqual([0, 0, 0]);
+      expect(
+        fakeLogs.lines.some(
+          (l) =>
+            l.level === 'warn' &&
+            /bad signature for node 2/.test(String((l.obj as { reason?: string }).reason)),
+        ),
+      ).toBe(true);
+      await victim.stop();
+      await new Promise<void>((r) => fake.close(() => r()));
+
+      expect(leaked).toEqual([]);
+      expect(logs.lines.filter((l) => l.level === 'warn').length).toBeGreaterThanOrEqual(attempts.length + 1);
+      // The real node 0 (displaced by the genuine raw handshake, then by the victim) and everyone else still talk.
+      await waitMesh(ts);
+      await exchange(ts, 20, 11);
+    } finally {
+      await Promise.all(ts.map((t) => t.stop()));
+    }
+  });
+
+  it('closes and counts garbage, oversized and truncated frames (before and after authentication) and reportBad; the others keep talking', async () => {
+    const g = makeGroup(4);
+    const logs = collector();
+    // Node 0 redials slowly (150-300 ms) once displaced, so the Byzantine node 0 below keeps its slot.
+    const ts = await startMesh(g, (id) =>
+      id === 3
+        ? { logger: logs.logger, maxFrameBytes: 1 << 20 }
+        : id === 0
+          ? { backoff: { minMs: 300, maxMs: 1000 } }
+          : {},
+    );
+    try {
+      await waitMesh(ts);
+      const port3 = ts[3].boundPort!;
+      const failures = () => ts[3].stats().inbound.handshakeFailures;
+      ts[3].onFrame((from, b) => {
+        if (b.toString().startsWith('BAD!')) ts[3].reportBad(from, 'test: undecodable');
+      });
+
+      // Unauthenticated: HTTP, an oversized length prefix, a zero length, half a frame then close.
+      for (const [what, bytes, weClose] of [
+        ['raw garbage', Buffer.from('GET / HTTP/1.1\r\nHost: x\r\n\r\n'), false],
+        ['oversized length prefix', Buffer.from([0xff, 0xff, 0xff, 0xff, 1, 2, 3]), false],
+        ['zero length', Buffer.from([0, 0, 0, 0]), false],
+        ['half a frame then close', encodeFrame(randomBytes(74)).subarray(0, 30), true],
+      ] as const) {
+        const before = failures();
+        const r = new RawPeer(port3);
+        await r.ready;
+        r.write(bytes);
+        if (weClose) r.socket.end();
+        await r.waitClosed();
+        await waitFor(() => failures() === before + 1, `${what} to be counted`);
+      }
+
+      // Authenticated garbage: a Byzantine node 0 with its real key.
+      const badFrames = () => ts[3].stats().peers.find((p) => p.id === 0)!.badFrames;
+      const got: string[] = [];
+      ts[3].onFrame((from, b) => from === 0 && b.toString().startsWith('BYZ') && got.push(b.toString()));
+      const byz1 = await rawHandshake(port3, g, { from: 0, to: 3, key: g.keys[0] });
+      expect(byz1.ok).toBe(true);
+      byz1.peer.write(encodeFrame(Buffer.from('BYZ ok')));
+      byz1.peer.write(Buffer.from([0x00, 0x10, 0x00, 0x01])); // 1 MiB + 1 > maxFrameBytes
+      await byz1.peer.waitClosed();
+      await waitFor(() => badFrames() === 1, 'the oversized frame to be counted');
+      expect(got).toEqual(['BYZ ok']);
+
+      const byz2 = await rawHandshake(port3, g, { from: 0, to: 3, key: g.keys[0] });
+      expect(byz2.ok).toBe(true);
+      byz2.peer.write(encodeFrame(Buffer.from('BYZ ok 2')));
+      byz2.peer.write(encodeFrame(Buffer.from('BYZ never complete')).subarray(0, 10));
+      byz2.peer.socket.end();
+      await waitFor(() => badFrames() === 2, 'the truncated frame to be counted');
+      expect(got).toEqual(['BYZ ok', 'BYZ ok 2']);
+
+      // The real node 0 reconnects (it was displaced); a frame its host cannot decode is reported.
+      await waitMesh(ts);
+      ts[0].send(3, Buffer.from('BAD! not a message'));
+      await waitFor(() => badFrames() === 3, 'reportBad to be counted');
+      await waitMesh(ts);
+      await exchange(ts, 100, 12);
+      const warned = logs.lines.filter((l) => l.level === 'warn').map((l) => l.msg);
+      expect(warned.filter((m) => /inbound connection refused/.test(m)).length).toBeGreaterThanOrEqual(4);
+      expect(warned.filter((m) => /bad frame/.test(m)).length).toBe(3);
+      expect(ts[3].stats().inbound.handshakeFailures).toBe(4);
+    } finally {
+      await Promise.all(ts.map((t) => t.stop()));
+    }
+  });
+
+  it('bounds the send queue to a dead peer by frames and bytes, dropping the oldest and counting', async () => {
+    const g = makeGroup(2);
+    const dead = net.createServer();
+    await new Promise<void>((r) => dead.listen(0, HOST, r));
+    const deadPort = (dead.address() as net.AddressInfo).port;
+    await new Promise<void>((r) => dead.close(() => r()));
+
+    const logs = collector();
+    const t0 = new Transport({
+      id: 0,
+      genesis: g.genesis,
+      key: g.keys[0],
+      listen: { host: HOST, port: 0 },
+      peers: new Map([[1, `tcp://${HOST}:${deadPort}`]]),
+      maxFrameBytes: 4096,
+      queue: { maxFrames: 100, maxBytes: 6400 },
+      ...FAST,
+      logger: logs.logger,
+    });
+    let t1: Transport | null = null;
+    try {
+      await t0.start();
+      const frame = (i: number, size: number) => {
+        const f = Buffer.alloc(size);
+        f.writeUInt32BE(i, 0);
+        return f;
+      };
+      for (let i = 0; i < 1000; i++) t0.send(1, frame(i, 20));
+      let p = t0.stats().peers[0];
+      expect(p.queuedFrames).toBe(100);
+      expect(p.queuedBytes).toBe(100 * 24);
+      expect(p.drops).toBe(900);
+      for (let i = 1000; i < 1010; i++) t0.send(1, frame(i, 3000));
+      p = t0.stats().peers[0];
+      expect(p.queuedBytes).toBeLessThanOrEqual(6400);
+      expect(p.queuedFrames).toBe(2); // two 3,004-byte frames fill 6,400 bytes
+      expect(p.drops).toBe(1010 - 2);
+      expect(['connecting', 'backoff']).toContain(p.state);
+      expect(logs.lines.filter((l) => /send queue full/.test(l.msg)).length).toBe(1);
+      await waitFor(() => t0.stats().peers[0].dialFailures > 1, 'failed redials');
+
+      // The peer comes up: it gets the newest frames, in order.
+      t1 = new Transport({
+        id: 1,
+        genesis: g.genesis,
+        key: g.keys[1],
+        listen: { host: HOST, port: 0 },
+        ...FAST,
+      });
+      const got: number[] = [];
+      t1.onFrame((_from, b) => got.push(b.readUInt32BE(0)));
+      const port1 = await t1.start();
+      t0.setPeerAddress(1, { host: HOST, port: port1 });
+      await waitFor(() => got.length === 2, 'the queued frames');
+      expect(got).toEqual([1008, 1009]);
+    } finally {
+      await Promise.all([t0.stop(), t1?.stop()]);
+    }
+  });
+
+  it('respects backpressure: a peer that stops reading fills the queue, which drops and counts', async () => {
+    const g = makeGroup(2, 4);
+    const t1 = new Transport({
+      id: 1,
+      genesis: g.genesis,
+      key: g.keys[1],
+      listen: { host: HOST, port: 0 },
+      maxFrameBytes: 64 * 1024,
+      queue: { maxFrames: 1000, maxBytes: 1 << 20 },
+      ...FAST,
+    });
+    try {
+      const port1 = await t1.start();
+      // Node 0 is played by a raw peer that authenticates, then stops reading.
+      const slow = await rawHandshake(port1, g, { from: 0, to: 1, key: g.keys[0] });
+      expect(slow.ok).toBe(true);
+      slow.peer.socket.pause();
+      await waitFor(() => t1.stats().peers[0].state === 'connected', 'node 1 to see node 0');
+      const FRAMES = 2000; // 64 MiB in all: more than loopback socket buffers hold
+      const frame = (i: number) => {
+        const f = Buffer.alloc(32 * 1024, i & 0xff);
+        f.writeUInt32BE(i, 0);
+        return f;
+      };
+      // 20 frames (640 KiB) a tick: less than the queue holds, so only waiting for 'drain' drops any.
+      for (let i = 0; i < FRAMES; i += 20) {
+        for (let k = i; k < i + 20; k++) t1.send(0, frame(k));
+        await new Promise((r) => setTimeout(r, 2));
+      }
+      const p = t1.stats().peers[0];
+      expect(p.drops).toBeGreaterThan(0);
+      expect(p.queuedBytes).toBeLessThanOrEqual(1 << 20);
+      slow.peer.socket.resume();
+      await waitFor(() => slow.peer.frames.at(-1)?.readUInt32BE(0) === FRAMES - 1, 'the last frame');
+      const seqs = slow.peer.frames.map((f) => f.readUInt32BE(0));
+      expect(seqs.every((s, i) => i === 0 || s > seqs[i - 1])).toBe(true);
+      const after = t1.stats().peers[0];
+      expect(seqs.length + after.drops).toBe(FRAMES);
+      expect(after.framesOut).toBe(seqs.length);
+      slow.peer.destroy();
+    } finally {
+      await t1.stop();
+    }
+  });
+
+  it('limits unauthenticated connections: at most maxPendingHandshakes, each for handshakeTimeoutMs', async () => {
+    const g = makeGroup(2, 5);
+    const t1 = new Transport({
+      id: 1,
+      genesis: g.genesis,
+      key: g.keys[1],
+      listen: { host: HOST, port: 0 },
+      ...FAST,
+      handshakeTimeoutMs: 1_000,
+      maxPendingHandshakes: 2,
+    });
+    try {
+      const port1 = await t1.start();
+      const idle = [new RawPeer(port1), new RawPeer(port1)];
+      await Promise.all(idle.map((r) => r.ready));
+      await waitFor(() => t1.stats().inbound.accepted === 2, 'two pending');
+      const third = new RawPeer(port1);
+      await third.ready;
+      await third.waitClosed();
+      expect(t1.stats().inbound.refusedBusy).toBe(1);
+      expect(idle.some((r) => r.closed)).toBe(false);
+      await Promise.all(idle.map((r) => r.waitClosed(3_000))); // the handshake timeout
+      expect(t1.stats().inbound.handshakeFailures).toBe(2);
+      // And a genuine peer still gets in.
+      const ok = await rawHandshake(port1, g, { from: 0, to: 1, key: g.keys[0] });
+      expect(ok.ok).toBe(true);
+      ok.peer.destroy();
+    } finally {
+      await t1.stop();
+    }
+  });
+
+  it('refuses bad configuration and bad sends with clear errors', () => {
+    const g = makeGroup(4);
+    const base = { genesis: g.genesis, listen: { host: HOST, port: 0 } };
+    expect(() => new Transport({ ...base, id: 7, key: g.keys[0] })).toThrow(/not in the genesis/);
+    expect(() => new Transport({ ...base, id: 0, key: g.keys[1] })).toThrow(/not node 0's key/);
+    const sim = makeGroup(4);
+    sim.genesis.nodes[2].address = 'sim://node-2';
+    expect(() => new Transport({ ...base, genesis: sim.genesis, id: 0, key: g.keys[0] })).toThrow(
+      /no usable address for node 2.*scheme sim/,
+    );
+    // Node 3 dials nobody: the genesis addresses of lower ids are never used.
+    expect(() => new Transport({ ...base, genesis: sim.genesis, id: 3, key: g.keys[3] })).not.toThrow();
+    expect(
+      () => new Transport({ ...base, id: 0, key: g.keys[0], maxFrameBytes: 1000, queue: { maxBytes: 500 } }),
+    ).toThrow(/must hold one frame/);
+    const t = new Transport({ ...base, id: 0, key: g.keys[0], maxFrameBytes: 1000 });
+    expect(() => t.send(0, Buffer.from('x'))).toThrow(/does not send to itself/);
+    expect(() => t.send(9, Buffer.from('x'))).toThrow(/not in the genesis/);
+    expect(() => t.send(1, new Uint8Array(0))).toThrow(/empty/);
+    expect(() => t.send(1, new Uint8Array(1001))).toThrow(/maxFrameBytes/);
+  });
+
+  const haveOpenssl = (() => {
+    try {
+      execFileSync('openssl', ['version'], { stdio: 'ignore' });
+      return true;
+    } catch {
+      return false;
+    }
+  })();
+
+  it.skipIf(!haveOpenssl)(
+    'runs over TLS (self-signed CA made with openssl) with the genesis handshake on top',
+    async () => {
+      const dir = mkdtempSync(join(tmpdir(), 'dropbear-tls-'));
+      const g = makeGroup(2, 3);
+      const ts: Transport[] = [];
+      try {
+        const cert = (name: string) => {
+          execFileSync(
+            'openssl',
+            [
+              'req',
+              '-x509',
+              '-newkey',
+              'ec',
+              '-pkeyopt',
+              'ec_paramgen_curve:prime256v1',
+              '-nodes',
+              '-keyout',
+              join(dir, `${name}.key`),
+              '-out',
+              join(dir, `${name}.crt`),
+              '-days',
+              '1',
+              '-subj',
+              `/CN=${name}`,
+            ],
+            { stdio: 'ignore' },
+          );
+          return { keyFile: join(dir, `${name}.key`), certFile: join(dir, `${name}.crt`) };
+        };
+        const group = cert('group');
+        const rogue = cert('rogue');
+        const logs = collector();
+        ts[1] = new Transport({
+          id: 1,
+          genesis: g.genesis,
+          key: g.keys[1],
+          listen: { host: HOST, port: 0 },
+          tls: { ...group, caFile: group.certFile },
+          ...FAST,
+          handshakeTimeoutMs: 5_000,
+          logger: logs.logger,
+        });
+        const port1 = await ts[1].start();
+        ts[0] = new Transport({
+          id: 0,
+          genesis: g.genesis,
+          key: g.keys[0],
+          listen: { host: HOST, port: 0 },
+          peers: new Map([[1, { host: HOST, port: port1 }]]),
+          tls: { ...group, caFile: group.certFile },
+          ...FAST,
+        });
+        await ts[0].start();
+        await waitMesh(ts);
+        const got: number[] = [];
+        ts[1].onFrame((from, b) => from === 0 && got.push(b.length));
+        ts[0].send(1, randomBytes(1 << 20));
+        await exchange(ts, 1000, 13);
+        await waitFor(() => got.includes(1 << 20), 'the 1 MiB frame');
+
+        // Plain TCP to the TLS port, and a TLS client whose certificate the group CA did not sign.
+        const plain = await rawHandshake(port1, g, { from: 0, to: 1, key: g.keys[0] });
+        expect(plain.ok).toBe(false);
+        const rogueT = new Transport({
+          id: 0,
+          genesis: g.genesis,
+          key: g.keys[0],
+          listen: { host: HOST, port: 0 },
+          peers: new Map([[1, { host: HOST, port: port1 }]]),
+          tls: { ...rogue, caFile: group.certFile },
+          ...FAST,
+        });
+        await rogueT.start();
+        await waitFor(() => ts[1].stats().inbound.handshakeFailures >= 2, 'the TLS failures to be counted');
+        expect(rogueT.stats().peers[0].connects).toBe(0);
+        await rogueT.stop();
+        expect(logs.lines.some((l) => /TLS handshake failed/.test(l.msg))).toBe(true);
+        await waitMesh(ts);
+        await exchange(ts, 10, 14);
+
+        // stop() also closes a connection still in its TLS handshake (server.close() would wait for it).
+        const pendingTls = new RawPeer(port1);
+        await pendingTls.ready;
+        await ts[1].stop();
+        await pendingTls.waitClosed(1_000); // well before the 5 s handshake timeout
+      } finally {
+        await Promise.all(ts.map((t) => t.stop()));
+        rmSync(dir, { recursive: true, force: true });
+      }
+    },
+  );
+
+  it('stop() leaves no sockets, servers or timers behind', async () => {
+    console.log('DEBUG', process.getActiveResourcesInfo());
+    const before = {
+      sockets: activeCount('TCPSocketWrap'),
+      servers: activeCount('TCPServerWrap'),
+      timers: activeCount('Timeout'),
+      immediates: activeCount('Immediate'),
+    };
+    const g = makeGroup(4);
+    // Node 0 also dials a dead address (a backoff timer pending at stop).
+    const ts = await startMesh(g, () => ({}), [1, 2, 3]);
+    const t0 = new Transport({
+      id: 0,
+      genesis: g.genesis,
+      key: g.keys[0],
+      listen: { host: HOST, port: 0 },
+      peers: new Map([
+        [1, { host: HOST, port: ts[1].boundPort! }],
+        [2, { host: HOST, port: ts[2].boundPort! }],
+        [3, { host: HOST, port: 1 }],
+      ]),
+      ...FAST,
+    });
+    await t0.start();
+    await waitMesh(ts);
+    await waitFor(() => t0.stats().peers.filter((p) => p.state === 'connected').length === 2, 'node 0');
+    await waitFor(() => t0.stats().peers[2].dialFailures > 0, 'a failed dial');
+    for (const t of [t0, ...ts.filter(Boolean)]) t.broadcast(Buffer.from('last words'));
+    const unfinished = new RawPeer(ts[3].boundPort!); // a pending handshake at stop
+    await unfinished.ready;
+    await Promise.all([t0.stop(), ...ts.filter(Boolean).map((t) => t.stop())]);
+    await unfinished.waitClosed();
+    await new Promise((r) => setImmediate(r));
+    expect(activeCount('TCPSocketWrap')).toBe(before.sockets);
+    expect(activeCount('TCPServerWrap')).toBe(before.servers);
+    expect(activeCount('Timeout')).toBeLessThanOrEqual(before.timers);
+    expect(activeCount('Immediate')).toBeLessThanOrEqual(before.immediates);
+    expect(t0.stats().running).toBe(false);
+    expect(t0.stats().peers.every((p) => p.state === 'idle')).toBe(true);
+  });
+});
