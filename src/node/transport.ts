@@ -16,9 +16,13 @@
  *   only after it, tagged with the authenticated peer id. Before it, frames are limited to 128 bytes and
  *   the whole handshake (connect included) to `handshakeTimeoutMs`.
  * - Frames are delivered raw (the caller decodes); a frame the caller cannot use is reported with
- *   reportBad(from, reason), which closes that connection. A zero or oversized length prefix, a frame cut
+ *   reportBad(from, reason), which closes that connection. An oversized length prefix, a frame cut
  *   by end of stream, or a bad handshake closes that connection too; all are logged and counted, and
  *   no other connection is affected.
+ * - Liveness: a side that has written nothing for `heartbeatMs` sends an empty frame (length 0, only
+ *   valid after the handshake, never delivered); a connection on which nothing arrived for
+ *   `idleTimeoutMs` is closed (and redialled by its dialer), so a peer that died without a TCP reset
+ *   is noticed in seconds, not after the kernel's retransmission timeout.
  * - Per-peer send queues bounded by bytes and by frames. When full, the OLDEST queued frames are dropped
  *   (and counted): consensus messages are superseded by newer ones (later views, sequence numbers,
  *   checkpoints), the protocol retransmits what still matters, and a peer that comes back is best

@@ -174,7 +174,8 @@ function activeCount(kind: string): number {
 
 class RawPeer {
   readonly socket: net.Socket;
-  readonly decoder = new FrameDecoder(1 << 20);
+  readonly decoder = new FrameDecoder(1 << 20, true);
+  keepalives = 0;
   readonly frames: Buffer[] = [];
   readonly sent: Buffer[] = [];
   closed = false;
@@ -191,7 +192,10 @@ class RawPeer {
     this.socket.on('data', (c: Buffer) => {
       this.decoder.push(c);
       try {
-        for (let f = this.decoder.next(); f; f = this.decoder.next()) this.frames.push(Buffer.from(f));
+        for (let f = this.decoder.next(); f; f = this.decoder.next()) {
+          if (f.length === 0) this.keepalives++;
+          else this.frames.push(Buffer.from(f));
+        }
       } catch {
         this.socket.destroy(); // not our framing (a TLS alert, say)
       }
@@ -784,6 +788,28 @@ describe('transport', () => {
       ok.peer.destroy();
     } finally {
       await t1.stop();
+    }
+  });
+
+  it('heartbeats keep an idle link up; a peer that goes silent is dropped after idleTimeoutMs', async () => {
+    const g = makeGroup(3, 6);
+    const live = { heartbeatMs: 50, idleTimeoutMs: 500 };
+    const ts = await startMesh(g, () => live, [1, 2]);
+    try {
+      await waitMesh(ts);
+      const silent = await rawHandshake(ts[1].boundPort!, g, { from: 0, to: 1, key: g.keys[0] });
+      expect(silent.ok).toBe(true);
+      await silent.peer.waitClosed(5_000); // it reads, but never writes
+      expect(silent.peer.keepalives).toBeGreaterThan(0);
+      expect(ts[1].stats().peers[0].lastError).toMatch(/idle: nothing received/);
+      // Meanwhile the 1–2 link, idle too, stayed up on heartbeats alone (and delivered none of them).
+      const s1 = ts[1].stats().peers.find((p) => p.id === 2)!;
+      expect(s1.state).toBe('connected');
+      expect(s1.connects).toBe(1);
+      expect(s1.framesIn).toBe(0);
+      await exchange(ts, 10, 15);
+    } finally {
+      await Promise.all(ts.map((t) => t?.stop()));
     }
   });
 
