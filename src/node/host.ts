@@ -34,6 +34,7 @@ import {
   requestIdOf,
   type SignedRequest,
   type StateBatch,
+  StateBatch as StateBatchCodec,
   type Tx,
   txIdOf,
 } from '../protocol/index.ts';
@@ -68,6 +69,8 @@ export interface HostOptions {
   logger?: Logger;
   /** Called with what happened, for metrics. */
   observe?: Partial<HostObserver>;
+  /** The transport's largest frame (default 16 MiB). */
+  maxFrameBytes?: number;
 }
 
 export interface HostObserver {
@@ -102,6 +105,7 @@ export class NodeHost {
   private readonly wire: Wire;
   private readonly log: Logger;
   private readonly obs: Partial<HostObserver>;
+  private readonly maxFrameBytes: number;
   private timer: NodeJS.Timeout | null = null;
   private timerAt = Number.POSITIVE_INFINITY;
   private readonly pendingExec = new Map<number, Execution>();
@@ -120,6 +124,7 @@ export class NodeHost {
     this.wire = opts.wire;
     this.log = opts.logger ?? silent;
     this.obs = opts.observe ?? {};
+    this.maxFrameBytes = opts.maxFrameBytes ?? 16 << 20;
     for (const b of opts.backends) this.backends.set(b.digest, b);
   }
 
@@ -197,6 +202,25 @@ export class NodeHost {
     return actions;
   }
 
+  /**
+   * A message as frames that fit the transport: a FORWARD of many large inputs is split into several
+   * (each request fits: the frame limit exceeds the genesis input limit). Anything else too large is
+   * dropped with an error in the log (the protocol retransmits or fetches what is missing).
+   */
+  private frames(msg: NodeMessage): Uint8Array[] {
+    const bytes = encodeMessage(msg);
+    if (bytes.length <= this.maxFrameBytes) return [bytes];
+    if (msg.kind === 'forward' && msg.requests.length > 1) {
+      const half = Math.ceil(msg.requests.length / 2);
+      return [
+        ...this.frames({ kind: 'forward', requests: msg.requests.slice(0, half) }),
+        ...this.frames({ kind: 'forward', requests: msg.requests.slice(half) }),
+      ];
+    }
+    this.log.error({ kind: msg.kind, bytes: bytes.length }, 'message larger than a frame; dropped');
+    return [];
+  }
+
   private schedule(): void {
     const at = this.replica.nextWake;
     if (at === Number.POSITIVE_INFINITY || at >= this.timerAt) return;
@@ -216,10 +240,10 @@ export class NodeHost {
     for (const a of actions) {
       switch (a.type) {
         case 'send':
-          this.wire.send(a.to, encodeMessage(a.msg));
+          for (const bytes of this.frames(a.msg)) this.wire.send(a.to, bytes);
           break;
         case 'broadcast':
-          this.wire.broadcast(encodeMessage(a.msg));
+          for (const bytes of this.frames(a.msg)) this.wire.broadcast(bytes);
           break;
         case 'persist':
           this.db.persist(a.record);
@@ -340,10 +364,15 @@ export class NodeHost {
   }
 
   private serveState(a: Extract<Action, { type: 'serveState' }>): void {
+    // At most 64 batches, and at most half a frame of them (batches carry their requests' inputs); the peer
+    // asks again from where this answer ends.
     const batches: StateBatch[] = [];
+    let size = 0;
     for (let s = a.fromSeq; batches.length < 64; s++) {
       const sb = this.db.stateBatch(s);
       if (!sb) break;
+      size += encode(StateBatchCodec, sb).length;
+      if (batches.length > 0 && size > this.maxFrameBytes / 2) break;
       batches.push(sb);
     }
     const nv = a.newView;

@@ -115,6 +115,7 @@ export async function startNode(configPath: string): Promise<RunningNode> {
       ledgerPath: join(cfg.data, 'ledger.sqlite'),
       backends,
       wire: transport,
+      maxFrameBytes: transport.maxFrameBytes,
       replica: cfg.replica,
       logger: log,
       observe: metrics.observer(),

@@ -309,6 +309,10 @@ describe('frames', () => {
     const z = new FrameDecoder(100);
     z.push(Buffer.from([0, 0, 0, 0]));
     expect(() => z.next()).toThrow(/length 0/);
+    const keepalive = new FrameDecoder(100, true);
+    keepalive.push(Buffer.from([0, 0, 0, 0, 0, 0, 0, 1, 7]));
+    expect(keepalive.next()?.length).toBe(0);
+    expect([...keepalive.next()!]).toEqual([7]);
     const ok = new FrameDecoder(100);
     ok.push(Buffer.from([0, 0, 0, 100, 1]));
     expect(ok.next()).toBeNull();
