@@ -9,6 +9,7 @@ import { createServer } from 'node:net';
 import { join, resolve } from 'node:path';
 import type { Command } from 'commander';
 import { resolveModel } from '../inference/store.ts';
+import { STANDIN_MODEL, standInDigest } from '../node/standin-backend.ts';
 import { DropbearError, Genesis, groupIdOf, hex, keyPairFromSeed, toJson } from '../protocol/index.ts';
 import { readKeyFile, writeKeyFile } from '../protocol/keyfile.ts';
 import { usageError } from './errors.ts';
@@ -71,8 +72,12 @@ export async function initGroup(o: InitOptions): Promise<GroupFile> {
   const dir = resolve(o.dir);
   if (existsSync(join(dir, 'genesis.json')))
     throw usageError(`${dir} already holds a group; choose an empty folder`);
-  await ensureModels([...new Set(models)], o.home);
-  const resolved = await Promise.all(models.map((m) => resolveModel(m, o.home)));
+  // The stand-in (`standin`, no model file: src/node/standin-backend.ts) is not in the store.
+  const stored = models.filter((m) => m !== STANDIN_MODEL);
+  await ensureModels([...new Set(stored)], o.home);
+  const resolved = await Promise.all(
+    models.map((m, i) => (m === STANDIN_MODEL ? { sha256: standInDigest(i) } : resolveModel(m, o.home))),
+  );
   mkdirSync(join(dir, 'keys'), { recursive: true });
   const keys = models.map((_, i) => {
     const k = keyPairFromSeed(randomBytes(32));
@@ -123,7 +128,7 @@ export async function initGroup(o: InitOptions): Promise<GroupFile> {
       data: `data/node-${i}`,
       p2p: { host: '127.0.0.1', port: ports[2 * i] },
       api: { host: '127.0.0.1', port: ports[2 * i + 1] },
-      model: { name: models[i] },
+      model: models[i] === STANDIN_MODEL ? { standin: true } : { name: models[i] },
       ...(o.home ? { home: resolve(o.home) } : {}),
       log: { level: 'info' },
       // Real models answer in a few ms each, at different speeds: the primary waits a little longer than

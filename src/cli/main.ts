@@ -6,6 +6,7 @@ import { registerGroup } from './group.ts';
 import { registerInfer } from './infer.ts';
 import { registerKeygen } from './keygen.ts';
 import { registerLedger } from './ledger.ts';
+import { registerModelUpdate } from './model-update.ts';
 import { registerModels } from './models.ts';
 import { registerNode } from './node.ts';
 import { registerServeModel } from './serve-model.ts';
@@ -29,6 +30,7 @@ registerGroup(program);
 registerNode(program);
 registerInfer(program);
 registerStatus(program);
+registerModelUpdate(program);
 registerServeModel(program);
 
 try {

@@ -51,6 +51,8 @@ import {
   SignedRequest,
   sha256,
   signRequest,
+  type Tx,
+  Tx as TxCodec,
   toJson,
 } from '../protocol/index.ts';
 import type { NodeHost } from './host.ts';
@@ -106,6 +108,12 @@ export const MAX_REQUESTS_PER_CALL = 1024;
 /** Every error code the API answers with, and its HTTP status. */
 const STATUS: Record<string, number> = {
   BAD_REQUEST: 400,
+  TX_MALFORMED: 400,
+  TX_UNKNOWN_NODE: 400,
+  TX_BAD_SIGNATURE: 401,
+  TX_STALE_VERSION: 409,
+  TX_DUPLICATE: 409,
+  TX_ALREADY_EXECUTED: 409,
   MALFORMED_JSON: 400,
   REQUEST_MALFORMED: 400,
   REQUEST_WRONG_GROUP: 400,
@@ -675,6 +683,24 @@ export function buildApi(host: NodeHost, opts: ApiOptions = {}): FastifyInstance
       primary: s.primary,
     };
   });
+
+  // An owner's signed transaction (a ModelUpdate): spread to every node and ordered like a request.
+  app.post<{ Body: { tx?: unknown } }>(
+    '/v1/txs',
+    { schema: { body: { type: 'object', required: ['tx'], properties: { tx: {} } } } },
+    async (req, reply) => {
+      let tx: Tx;
+      try {
+        tx = fromJson(TxCodec, req.body.tx);
+      } catch (e) {
+        throw apiError('TX_MALFORMED', `tx: ${(e as Error).message}`);
+      }
+      const r = host.submitTx(tx);
+      if (!r.ok) throw apiError(r.code, r.message);
+      reply.code(202);
+      return { txId: hex(r.txId), status: 'pending' };
+    },
+  );
 
   app.get('/v1/status', { schema: { querystring: noQuery } }, async () => {
     let backend: Record<string, unknown> | null = null;

@@ -11,7 +11,8 @@
  *   "api": { "host": "127.0.0.1", "port": 8100 },
  *   "peers": { "1": "tcp://127.0.0.1:7101" },      // optional: default is each node's genesis address
  *   "model": { "name": "mobilenetv2-12-int8" }     // or { "path": "m.onnx" } or
- *                                                  // { "remote": { "url", "model", "digest" } }
+ *                                                  // { "remote": { "url", "model", "digest" } } or
+ *                                                  // { "standin": true } (no inference: benchmarks)
  *   "extraModels": [ { "name": "…" } ],            // loaded beside it, for an ordered model update
  *   "home": "~/.dropbear",                         // model store (default $DROPBEAR_HOME)
  *   "engine": { "intraOpThreads": 1, "maxBatch": 8, "maxDelayMs": 2, "maxQueue": 512, "decoder": "fast" },
@@ -34,7 +35,9 @@ export interface Endpoint {
 export type ModelConfig =
   | { name: string }
   | { path: string }
-  | { remote: { url: string; model: string; digest: string; timeoutMs?: number } };
+  | { remote: { url: string; model: string; digest: string; timeoutMs?: number } }
+  /** The stand-in model (src/node/standin-backend.ts): no inference cost, for benchmarks and tests. */
+  | { standin: { disagreement?: number } };
 
 export interface NodeConfig {
   file: string;
@@ -102,6 +105,13 @@ export function loadNodeConfig(path: string): NodeConfig {
     const m = v as Record<string, unknown> | undefined;
     if (m && typeof m.name === 'string') return { name: m.name };
     if (m && typeof m.path === 'string') return { path: rel(m.path) };
+    if (m && m.standin === true) return { standin: {} };
+    if (m && typeof m.standin === 'object' && m.standin !== null) {
+      const d = (m.standin as { disagreement?: unknown }).disagreement;
+      if (d !== undefined && (typeof d !== 'number' || !(d >= 0 && d <= 1)))
+        throw bad(`${field}.standin.disagreement`, 'must be a number in 0..1', file);
+      return { standin: { disagreement: d as number | undefined } };
+    }
     const r = m?.remote as Record<string, unknown> | undefined;
     if (r && typeof r.url === 'string' && typeof r.model === 'string' && typeof r.digest === 'string')
       return {
@@ -112,7 +122,11 @@ export function loadNodeConfig(path: string): NodeConfig {
           timeoutMs: typeof r.timeoutMs === 'number' ? r.timeoutMs : undefined,
         },
       };
-    throw bad(field, 'must be {"name"}, {"path"} or {"remote": {"url", "model", "digest"}}', file);
+    throw bad(
+      field,
+      'must be {"name"}, {"path"}, {"remote": {"url", "model", "digest"}} or {"standin": true}',
+      file,
+    );
   };
   const id = raw.id;
   if (!Number.isInteger(id) || (id as number) < 0) throw bad('id', 'must be a node id (integer ≥ 0)', file);

@@ -17,6 +17,7 @@ import { buildApi } from './api.ts';
 import { loadNodeConfig, type ModelConfig, type NodeConfig } from './config.ts';
 import { NodeHost } from './host.ts';
 import { NodeMetrics } from './metrics.ts';
+import { startStandIn } from './standin-backend.ts';
 import { Transport } from './transport.ts';
 
 export interface RunningNode {
@@ -29,6 +30,7 @@ export interface RunningNode {
 }
 
 async function startBackend(m: ModelConfig, cfg: NodeConfig): Promise<ModelBackend> {
+  if ('standin' in m) return startStandIn(cfg.id, m.standin);
   if ('remote' in m)
     return RemoteBackend.connect({
       url: m.remote.url,

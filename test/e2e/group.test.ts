@@ -34,6 +34,7 @@ const MODELS = [
   'mobilenetv2-12-int8',
 ];
 const LIAR = 3;
+const UPDATE_TO = 'mobilenet_v1_0.75_192_quant';
 const VAL = '../shared/datasets/imagenet-sample/val';
 const images = readdirSync(VAL)
   .sort()
@@ -123,6 +124,9 @@ beforeAll(async () => {
       api_limits: { bodyLimitBytes: 1 << 20 },
     },
   });
+  // Node 1 keeps a second model loaded, for the model update test.
+  const c1 = JSON.parse(readFileSync(join(dir, 'node-1.json'), 'utf8'));
+  writeFileSync(join(dir, 'node-1.json'), JSON.stringify({ ...c1, extraModels: [{ name: UPDATE_TO }] }));
   // Node 3 lies about every answer.
   const c3 = JSON.parse(readFileSync(join(dir, 'node-3.json'), 'utf8'));
   writeFileSync(join(dir, 'node-3.json'), JSON.stringify({ ...c3, byzantine: 'wrong-results' }));
@@ -263,6 +267,28 @@ describe('a real 4-node group', () => {
     const first = await c.send(signed);
     const again = await c.send(signed);
     expect(hex(encode(Certificate, again.certificate))).toBe(hex(encode(Certificate, first.certificate)));
+  });
+
+  it("an owner's model update is ordered; from then on node 1's votes carry the new digest", async () => {
+    const out = execFileSync(
+      process.execPath,
+      [BIN, 'model-update', '--group', dir, '--node', '1', '--model', UPDATE_TO, '--home', home],
+      { encoding: 'utf8' },
+    );
+    expect(out).toContain('ordered: node 1');
+    const digest = JSON.parse(readFileSync(join(home, 'models', 'index.json'), 'utf8')).models[UPDATE_TO]
+      .sha256;
+    const results = await client().inferMany(images.slice(34, 40), { concurrency: 3 });
+    for (const r of results) {
+      expect(r).not.toBeInstanceOf(Error);
+      const res = r as InferResult;
+      checkHonestDecision(res);
+      const v1 = res.votes.find((v) => v.node === 1);
+      if (v1) expect(v1.modelDigest).toBe(digest);
+    }
+    // Every node agrees: node 1 is at version 1.
+    const again = await fetch(`${g.file.nodes[0].api}/v1/group`);
+    expect(((await again.json()) as { models: { version: number }[] }).models[1].version).toBe(1);
   });
 
   it('kill -9 of a backup under load: certification continues; restarted, it catches up and serves old certificates', async () => {

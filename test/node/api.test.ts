@@ -34,77 +34,12 @@ import {
   toB64u,
   toJson,
 } from '../../src/protocol/index.ts';
+import { FAST_MODELS, Loopback, keyOf, makeGenesis, SHARED, VAL } from './harness.ts';
 
-const SHARED = fileURLToPath(new URL('../../../shared/', import.meta.url));
-const VAL = join(SHARED, 'datasets/imagenet-sample/val');
-const MODELS = [
-  'mobilenet_v1_0.25_128_quant',
-  'mobilenet_v1_0.5_160_quant',
-  'mobilenetv2-12-int8',
-  'tf2_mobilenet_v2_1.0_224_ptq',
-];
+const MODELS = FAST_MODELS;
 const N = MODELS.length;
 const MAX_FEE = 10;
 const WAIT = 20_000;
-
-function keyOf(label: string): KeyPair {
-  return keyPairFromSeed(sha256(new TextEncoder().encode(`api-test/${label}`)));
-}
-
-/** A genesis for real models, like makeGroup in src/sim/world.ts: one node per model, fee 1 each. */
-function makeGenesis(
-  name: string,
-  models: { name: string; digest: string }[],
-  balances: { client: Uint8Array; amount: number }[],
-): { genesis: Genesis; keys: KeyPair[] } {
-  const keys = models.map((_, i) => keyOf(`${name}/node/${i}`));
-  const f = Math.floor((models.length - 1) / 3);
-  const genesis: Genesis = {
-    version: 1,
-    name,
-    f,
-    nodes: models.map((m, id) => ({
-      id,
-      publicKey: keys[id].publicKey,
-      address: `mem://node-${id}`,
-      owner: `owner-${id}`,
-      modelName: m.name,
-      modelDigest: Uint8Array.from(Buffer.from(m.digest, 'hex')),
-      fee: 1,
-    })),
-    policy: { kind: 'top1', minAgree: f + 1 },
-    treasury: keyOf(`${name}/treasury`).publicKey,
-    balances: [...balances].sort((a, b) => Buffer.compare(a.client, b.client)),
-    params: {
-      expiryMs: 600_000,
-      maxClockSkewMs: 5_000,
-      maxInputBytes: 1 << 20,
-      inputType: 'application/octet-stream',
-    },
-  };
-  return { genesis, keys };
-}
-
-/** Loopback wire: frames are delivered on a later turn of the event loop, as a socket would. */
-class Loopback {
-  private readonly handlers = new Map<number, (from: number, bytes: Uint8Array) => void>();
-  wire(id: number): Wire {
-    const deliver = (to: number, bytes: Uint8Array) => setImmediate(() => this.handlers.get(to)?.(id, bytes));
-    return {
-      send: deliver,
-      broadcast: (bytes) => {
-        for (let to = 0; to < N; to++) if (to !== id) deliver(to, bytes);
-      },
-      onFrame: (h) => {
-        this.handlers.set(id, h);
-      },
-      reportBad: () => {},
-    };
-  }
-  stop(): void {
-    this.handlers.clear();
-  }
-}
 
 const client = keyOf('client');
 const poor = keyOf('poor');
@@ -219,7 +154,7 @@ beforeAll(async () => {
   genesis = group.genesis;
   const keys = group.keys;
   groupId = groupIdOf(genesis);
-  net = new Loopback();
+  net = new Loopback(N);
   for (let id = 0; id < N; id++) {
     const m = new NodeMetrics();
     const host = NodeHost.open({

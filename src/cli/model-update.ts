@@ -1,0 +1,75 @@
+import { join } from 'node:path';
+import type { Command } from 'commander';
+import { resolveModel } from '../inference/store.ts';
+import { DropbearError, groupIdOf, signModelUpdate, Tx, toJson } from '../protocol/index.ts';
+import { readKeyFile } from '../protocol/keyfile.ts';
+import { usageError } from './errors.ts';
+import { loadGroup } from './group.ts';
+
+interface GroupView {
+  models: { node: number; digest: string; version: number }[];
+}
+
+export function registerModelUpdate(program: Command): void {
+  program
+    .command('model-update')
+    .description(
+      "switch a node to another model: signs a ModelUpdate with the node owner's key and submits it; the group orders it like a request",
+    )
+    .requiredOption('--group <dir>', 'the group folder')
+    .requiredOption('--node <id>', 'the node whose model changes')
+    .requiredOption(
+      '--model <name|digest>',
+      'the new model (in the store); the node must already have it loaded (extraModels in its config)',
+    )
+    .option('--home <dir>', 'the Dropbear home folder (default: $DROPBEAR_HOME, else ~/.dropbear)')
+    .option('--wait <ms>', 'wait this long for the update to be ordered', '30000')
+    .addHelpText(
+      'after',
+      '\nExample:\n  npx dropbear model-update --group out/g --node 1 --model squeezenet1.1-fp16-winml\n\n' +
+        'Load the new model beside the old one first: add {"name": "<model>"} to "extraModels" in the node\'s config and restart it.\n',
+    )
+    .action(async (o: { group: string; node: string; model: string; home?: string; wait: string }) => {
+      const g = loadGroup(o.group);
+      const id = Number(o.node);
+      const node = g.file.nodes.find((n) => n.id === id);
+      if (!node) throw usageError(`--node ${o.node} is not in this group`);
+      const m = await resolveModel(o.model, o.home);
+      const key = readKeyFile(join(g.dir, 'keys', `node-${id}.json`));
+      const before = (await (await fetch(`${node.api}/v1/group`)).json()) as GroupView;
+      const current = before.models.find((x) => x.node === id)!;
+      if (current.digest === m.sha256) throw usageError(`node ${id} already runs ${o.model}`);
+      const tx = signModelUpdate(
+        groupIdOf(g.genesis),
+        { node: id, version: current.version + 1, newDigest: Uint8Array.from(Buffer.from(m.sha256, 'hex')) },
+        key,
+      );
+      const res = await fetch(`${node.api}/v1/txs`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ tx: toJson(Tx, tx) }),
+      });
+      const body = (await res.json()) as { txId?: string; error?: { code: string; message: string } };
+      if (res.status !== 202)
+        throw new DropbearError(body.error?.code ?? `HTTP_${res.status}`, body.error?.message ?? '');
+      process.stdout.write(
+        `submitted ${body.txId} (node ${id}: version ${current.version} → ${current.version + 1})\n`,
+      );
+      const deadline = Date.now() + Number(o.wait);
+      while (Date.now() < deadline) {
+        const now = (await (await fetch(`${node.api}/v1/group`)).json()) as GroupView;
+        const x = now.models.find((y) => y.node === id)!;
+        if (x.version > current.version) {
+          process.stdout.write(
+            `ordered: node ${id} now votes with ${x.digest.slice(0, 16)}… (version ${x.version})\n`,
+          );
+          return;
+        }
+        await new Promise((r) => setTimeout(r, 200));
+      }
+      throw new DropbearError(
+        'TIMEOUT',
+        `the update was not ordered within ${o.wait} ms; check \`npx dropbear status --group ${o.group}\``,
+      );
+    });
+}

@@ -1,0 +1,177 @@
+/**
+ * A group in one process for tests: real models (onnxruntime), real SQLite ledgers, NodeHosts joined by an
+ * in-memory loopback wire, one fastify app per host (optionally listening on 127.0.0.1, port 0).
+ * Used by test/node/api.test.ts (its helpers) and test/client/sdk.test.ts (the whole group over HTTP).
+ */
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { FastifyInstance } from 'fastify';
+import type { ReplicaConfig } from '../../src/consensus/replica.ts';
+import { catalogByName } from '../../src/inference/catalog.ts';
+import { InferenceEngine } from '../../src/inference/engine.ts';
+import { type ApiOptions, buildApi } from '../../src/node/api.ts';
+import { NodeHost, type Wire } from '../../src/node/host.ts';
+import { type Genesis, groupIdOf, type KeyPair, keyPairFromSeed, sha256 } from '../../src/protocol/index.ts';
+
+export const SHARED = fileURLToPath(new URL('../../../shared/', import.meta.url));
+export const VAL = join(SHARED, 'datasets/imagenet-sample/val');
+/** Four fast real models, one per node. */
+export const FAST_MODELS = [
+  'mobilenet_v1_0.25_128_quant',
+  'mobilenet_v1_0.5_160_quant',
+  'mobilenetv2-12-int8',
+  'tf2_mobilenet_v2_1.0_224_ptq',
+];
+
+/** A deterministic key for a label. */
+export function keyOf(label: string): KeyPair {
+  return keyPairFromSeed(sha256(new TextEncoder().encode(`api-test/${label}`)));
+}
+
+/** The first `n` JPEGs of the ImageNet validation sample, sorted by name. */
+export function valImages(n: number): Uint8Array[] {
+  return readdirSync(VAL)
+    .filter((f) => f.endsWith('.JPEG'))
+    .sort()
+    .slice(0, n)
+    .map((f) => new Uint8Array(readFileSync(join(VAL, f))));
+}
+
+/** A genesis for real models, like makeGroup in src/sim/world.ts: one node per model, fee 1 each. */
+export function makeGenesis(
+  name: string,
+  models: { name: string; digest: string }[],
+  balances: { client: Uint8Array; amount: number }[],
+): { genesis: Genesis; keys: KeyPair[] } {
+  const keys = models.map((_, i) => keyOf(`${name}/node/${i}`));
+  const f = Math.floor((models.length - 1) / 3);
+  const genesis: Genesis = {
+    version: 1,
+    name,
+    f,
+    nodes: models.map((m, id) => ({
+      id,
+      publicKey: keys[id].publicKey,
+      address: `mem://node-${id}`,
+      owner: `owner-${id}`,
+      modelName: m.name,
+      modelDigest: Uint8Array.from(Buffer.from(m.digest, 'hex')),
+      fee: 1,
+    })),
+    policy: { kind: 'top1', minAgree: f + 1 },
+    treasury: keyOf(`${name}/treasury`).publicKey,
+    balances: [...balances].sort((a, b) => Buffer.compare(a.client, b.client)),
+    params: {
+      expiryMs: 600_000,
+      maxClockSkewMs: 5_000,
+      maxInputBytes: 1 << 20,
+      inputType: 'application/octet-stream',
+    },
+  };
+  return { genesis, keys };
+}
+
+/** Loopback wire for `n` nodes: frames are delivered on a later turn of the event loop, as a socket would. */
+export class Loopback {
+  private readonly handlers = new Map<number, (from: number, bytes: Uint8Array) => void>();
+  constructor(readonly n: number) {}
+  wire(id: number): Wire {
+    const deliver = (to: number, bytes: Uint8Array) => setImmediate(() => this.handlers.get(to)?.(id, bytes));
+    return {
+      send: deliver,
+      broadcast: (bytes) => {
+        for (let to = 0; to < this.n; to++) if (to !== id) deliver(to, bytes);
+      },
+      onFrame: (h) => {
+        this.handlers.set(id, h);
+      },
+      reportBad: () => {},
+    };
+  }
+  stop(): void {
+    this.handlers.clear();
+  }
+}
+
+export interface TestGroup {
+  genesis: Genesis;
+  groupId: Uint8Array;
+  engines: InferenceEngine[];
+  hosts: NodeHost[];
+  apps: FastifyInstance[];
+  /** Each node's API base URL (http://127.0.0.1:port) when `listen` was set, else empty. */
+  urls: string[];
+  net: Loopback;
+  /** Closes apps, hosts, wire, engines and ledgers, and removes the ledger directory. Idempotent. */
+  close(): Promise<void>;
+}
+
+/**
+ * Starts a group with one node per model. `balances`: the genesis balances; `api`: options per node for
+ * buildApi; `listen`: listen on 127.0.0.1 with an OS-chosen port.
+ */
+export async function startGroup(opts: {
+  name: string;
+  models?: string[];
+  balances: { client: Uint8Array; amount: number }[];
+  replica?: Partial<ReplicaConfig>;
+  api?: (id: number, host: NodeHost) => ApiOptions;
+  listen?: boolean;
+}): Promise<TestGroup> {
+  const models = opts.models ?? FAST_MODELS;
+  const dir = mkdtempSync(join(tmpdir(), `dropbear-${opts.name}-`));
+  const engines: InferenceEngine[] = [];
+  const hosts: NodeHost[] = [];
+  const apps: FastifyInstance[] = [];
+  const net = new Loopback(models.length);
+  let closed = false;
+  const close = async () => {
+    if (closed) return;
+    closed = true;
+    await Promise.all(apps.map((a) => a.close()));
+    for (const h of hosts) h.stop();
+    net.stop();
+    await Promise.all(engines.map((e) => e.close()));
+    for (const h of hosts) h.close();
+    rmSync(dir, { recursive: true, force: true });
+  };
+  try {
+    const started = await Promise.allSettled(
+      models.map((name) => {
+        const spec = catalogByName(name);
+        if (!spec) throw new Error(`model ${name} is not in the catalog`);
+        return InferenceEngine.start({ modelPath: join(SHARED, 'models', `${name}.onnx`), spec });
+      }),
+    );
+    for (const s of started) if (s.status === 'fulfilled') engines.push(s.value);
+    for (const s of started) if (s.status === 'rejected') throw s.reason;
+    const { genesis, keys } = makeGenesis(
+      opts.name,
+      engines.map((e, i) => ({ name: models[i], digest: e.digest })),
+      opts.balances,
+    );
+    for (let id = 0; id < models.length; id++) {
+      const host = NodeHost.open({
+        id,
+        genesis,
+        key: keys[id],
+        ledgerPath: join(dir, `node-${id}.sqlite`),
+        backends: [engines[id]],
+        wire: net.wire(id),
+        replica: opts.replica,
+      });
+      hosts.push(host);
+      apps.push(buildApi(host, opts.api?.(id, host) ?? {}));
+    }
+    for (const h of hosts) h.start();
+    const urls = opts.listen
+      ? await Promise.all(apps.map((a) => a.listen({ host: '127.0.0.1', port: 0 })))
+      : (await Promise.all(apps.map((a) => a.ready())), []);
+    return { genesis, groupId: groupIdOf(genesis), engines, hosts, apps, urls, net, close };
+  } catch (e) {
+    await close();
+    throw e;
+  }
+}
