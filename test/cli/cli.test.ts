@@ -239,22 +239,34 @@ describe('usage errors exit 2 with a message naming the problem', () => {
 
 describe('dropbear demo', () => {
   it(
-    'prints a table of 5 certified requests, all verified',
+    'starts four node processes with four models, prints a table of 5 certified, verified images and exits with --once',
     async () => {
       const d = dir('demo');
-      const r = await cli('demo', '--requests', '5', '--out', d);
-      expect(r.stderr).toBe('');
-      expect(r.code).toBe(0);
+      process.env.DROPBEAR_HOME = join(d, 'home');
+      process.env.DROPBEAR_MODELS = '../shared/models';
+      let r: Ran;
+      try {
+        r = await cli('demo', '--once', '--count', '5', '--out', join(d, 'group'));
+      } finally {
+        delete process.env.DROPBEAR_HOME;
+        delete process.env.DROPBEAR_MODELS;
+      }
+      expect(r.code, r.stderr).toBe(0);
       const out = r.stdout.split('\n');
-      const header = out.findIndex((l) => l.startsWith('request'));
+      const header = out.findIndex((l) => l.startsWith('image'));
       expect(header).toBeGreaterThanOrEqual(0);
-      expect(out[header]).toMatch(/verified\s*$/);
+      expect(out[header]).toMatch(/true label.*node 0: .*node 3: .*certified decision\s+verified\s*$/);
       const end = out.indexOf('', header);
       const rows = out.slice(header + 1, end);
       expect(rows).toHaveLength(5);
-      for (const row of rows) expect(row.trimEnd()).toMatch(/^[0-9a-f]{12}\s.*\syes$/);
-      expect(r.stdout).toMatch(/^ok n=4 f=1 seed=2026 requests=5 certified=5 /m);
-      expect(readdirSync(join(d, 'certificates'))).toHaveLength(5);
+      for (const row of rows) expect(row.trimEnd()).toMatch(/\.JPEG\s.*\syes$/);
+      expect(r.stdout).toMatch(/^5 images: 5 certificates verified offline/m);
+      expect(r.stdout).toMatch(/node 3: http:\/\/127\.0\.0\.1:\d+/);
+      // --once stopped every node: nothing listens on their ports any more.
+      const group = JSON.parse(readFileSync(join(d, 'group', 'group.json'), 'utf8')) as {
+        nodes: { api: string }[];
+      };
+      for (const n of group.nodes) await expect(fetch(`${n.api}/healthz`)).rejects.toThrow();
     },
     TIMEOUT,
   );
