@@ -183,7 +183,7 @@ export async function runEval(opts: EvalOptions): Promise<EvalReport> {
       seed: opts.seed ?? 1,
       requests: bytes.length,
       inputs: bytes,
-      models: models.map((m, i) => ({ name: opts.models[i], digest: digests[i] })),
+      models: opts.models.map((name, i) => ({ name, digest: digests[i] })),
       policy: { kind: 'top1', minAgree },
       rate: 1,
       classify: answer,
