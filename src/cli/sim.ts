@@ -20,6 +20,7 @@ export interface SimCliOptions {
   disagreement: string;
   batchSize?: string;
   batchTimeout?: string;
+  clientBatch?: string;
   delay: string;
   jitter: string;
   loss: string;
@@ -76,6 +77,7 @@ export function runSimCommand(o: SimCliOptions): { result: SimResult; summary: s
     seed: int('seed', o.seed, 0),
     byzantine,
     disagreement: frac('disagreement', o.disagreement),
+    ...(o.clientBatch ? { clientBatch: int('client-batch', o.clientBatch, 1) } : {}),
     replica: {
       ...(o.batchSize ? { batchSize: int('batch-size', o.batchSize, 1) } : {}),
       ...(o.batchTimeout ? { batchTimeoutMs: frac('batch-timeout', o.batchTimeout, 60_000) } : {}),
@@ -123,6 +125,7 @@ export function registerSim(program: Command): void {
     .option('--disagreement <p>', 'fraction of inputs on which an honest model gives another label', '0.1')
     .option('--batch-size <n>', 'consensus batch size')
     .option('--batch-timeout <ms>', 'consensus batch timeout (virtual ms)')
+    .option('--client-batch <n>', 'the client signs its requests in batches of n (one signature per batch)')
     .option('--delay <ms>', 'one-way link delay', '1')
     .option('--jitter <ms>', 'uniform extra delay (reorders messages)', '0.5')
     .option('--loss <p>', 'message loss probability', '0')
