@@ -1,9 +1,10 @@
 /**
  * The client SDK: sign requests, send them to some or all nodes of a group, and return the first
- * certificate that verifies offline against the group's genesis. Light by design: protocol and certificate
- * only (no model runtime, no SQLite, no server); HTTP through the platform's `fetch`.
+ * certificate that verifies offline against the group's genesis. `inferBatch` signs many inputs with one
+ * signature (a Merkle root over the requests) and sends them in few POSTs. Light by design: protocol and
+ * certificate only (no model runtime, no SQLite, no server); HTTP through the platform's `fetch`.
  */
-import { verifyCertificate } from '../certificate/index.ts';
+import { SignatureCache, verifyCertificate } from '../certificate/index.ts';
 import {
   Certificate,
   type Decision,
@@ -15,12 +16,15 @@ import {
   groupIdOf,
   hex,
   type KeyPair,
+  LIMITS,
   type Policy,
   type Request,
   requestIdOf,
   SignedRequest,
   sha256,
   signRequest,
+  signRequestBatch,
+  toJson,
 } from '../protocol/index.ts';
 
 export interface GroupNode {
@@ -41,6 +45,18 @@ export interface ClientOptions {
   maxFee?: number;
   policy?: Policy | null;
   fetch?: typeof fetch;
+  /**
+   * Largest HTTP body one POST of `inferBatch` may have, in bytes (default 8 MiB, the node's default
+   * `bodyLimitBytes`). A batch is cut into POSTs of at most 1024 requests and this many bytes; a node that
+   * still answers 413 gets smaller POSTs, and a request too large for JSON alone goes as canonical bytes.
+   */
+  maxBodyBytes?: number;
+}
+
+export interface InferOptions {
+  policy?: Policy | null;
+  maxFee?: number;
+  timeoutMs?: number;
 }
 
 export interface InferResult {
@@ -54,6 +70,40 @@ export interface InferResult {
 }
 
 const REQUEST_TYPE = 'application/octet-stream';
+/** Most requests in one POST /v1/requests (MAX_REQUESTS_PER_CALL in src/node/api.ts). */
+const MAX_REQUESTS_PER_POST = 1024;
+/** The node's default body limit (API_DEFAULTS.bodyLimitBytes in src/node/api.ts). */
+const DEFAULT_MAX_BODY_BYTES = 8 * 1024 * 1024;
+/** `{"requests":[` and `]}` around the comma-separated requests of a batch POST. */
+const BATCH_BODY_OVERHEAD = '{"requests":[]}'.length;
+/** Long polls of certificates in flight per node during `sendBatch`. */
+const POLLS_PER_NODE = 16;
+/** A poll that comes back empty sooner than this waits out the rest before polling again. */
+const MIN_POLL_INTERVAL_MS = 100;
+
+/** One request of a `sendBatch` call: its result once known, and why nodes failed it so far. */
+interface BatchItem {
+  index: number;
+  sr: SignedRequest;
+  id: string;
+  /** The SignedRequest as codec JSON text (ASCII: its length is its size in bytes). */
+  json: string;
+  out?: InferResult | Error;
+  errors: string[];
+  /** Nodes that refused it with a final code: f+1 of them (one honest at least) settle it. */
+  refusedBy: Set<number>;
+  /** Ends this item's polls once it is settled (or the call ends). */
+  abort: AbortController;
+}
+
+interface BatchContext {
+  deadline: number;
+  signal: AbortSignal;
+  cache: SignatureCache;
+  settle(it: BatchItem, r: InferResult | Error): void;
+}
+
+type BatchPost = { results: unknown[] } | { error: DropbearError; retryAfterMs: number };
 
 export class DropbearClient {
   readonly genesis: Genesis;
@@ -93,6 +143,30 @@ export class DropbearClient {
     return signRequest(req, input, this.key);
   }
 
+  /**
+   * Builds and signs requests for `inputs` with one signature per LIMITS.requestBatch (4096) inputs: each
+   * comes back with its Merkle inclusion path to the signed root (no network).
+   */
+  signBatch(inputs: Uint8Array[], opts: { policy?: Policy | null; maxFee?: number } = {}): SignedRequest[] {
+    const timestamp = Date.now();
+    const reqs = inputs.map((input) => ({
+      request: {
+        groupId: this.groupId,
+        client: this.key.publicKey,
+        nonce: this.nonce++,
+        timestamp,
+        inputDigest: sha256(input),
+        policy: opts.policy ?? this.opts.policy ?? null,
+        maxFee: opts.maxFee ?? this.opts.maxFee,
+      } satisfies Request,
+      input,
+    }));
+    const out: SignedRequest[] = [];
+    for (let i = 0; i < reqs.length; i += LIMITS.requestBatch)
+      out.push(...signRequestBatch(reqs.slice(i, i + LIMITS.requestBatch), this.key));
+    return out;
+  }
+
   private targets(): GroupNode[] {
     const s = this.opts.sendTo ?? 'all';
     if (s === 'all') return this.nodes;
@@ -103,8 +177,8 @@ export class DropbearClient {
   }
 
   /** Checks a certificate against the genesis and against the request it should answer. */
-  check(cert: Certificate, sr: SignedRequest): Certificate {
-    const v = verifyCertificate(cert, this.genesis);
+  check(cert: Certificate, sr: SignedRequest, cache?: SignatureCache): Certificate {
+    const v = verifyCertificate(cert, this.genesis, { cache });
     if (!v.ok) throw new DropbearError('CERTIFICATE_INVALID', `${v.reason}: ${v.message}`);
     if (!equalBytes(cert.outcome.requestId, requestIdOf(sr)))
       throw new DropbearError('CERTIFICATE_INVALID', 'the certificate is for another request');
@@ -173,33 +247,43 @@ export class DropbearClient {
     const rest = this.nodes.filter((n) => !first.includes(n));
     const attempt = async (node: GroupNode): Promise<InferResult> => {
       let cert = await this.post(node, sr, deadline - Date.now(), abort.signal);
-      while (!cert && Date.now() < deadline)
-        cert = await this.poll(node, id, deadline - Date.now(), abort.signal);
+      while (!cert && Date.now() < deadline) {
+        const t0 = Date.now();
+        cert = await this.poll(node, id, deadline - t0, abort.signal);
+        if (!cert) await sleep(MIN_POLL_INTERVAL_MS - (Date.now() - t0), abort.signal);
+      }
       if (!cert) throw new DropbearError('TIMEOUT', `node ${node.id}: no certificate within ${timeoutMs} ms`);
       return this.result(this.check(cert, sr), node.id);
     };
+    // A refusal every honest node would repeat (bad signature, expired, …) ends the call only once f+1
+    // distinct nodes gave one: a single Byzantine node must not be able to fail a good request.
+    const refusedBy = new Map<number, DropbearError>();
+    const enough = () => refusedBy.size > this.genesis.f || refusedBy.size >= this.nodes.length;
     const race = (nodes: GroupNode[]) =>
       Promise.any(
         nodes.map((n) =>
           attempt(n).catch((e: unknown) => {
             const code = e instanceof DropbearError ? e.code : 'NETWORK';
             errors.push(`node ${n.id}: ${code} ${(e as Error).message}`);
-            if (FINAL.has(code)) abort.abort();
+            if (FINAL.has(code)) {
+              refusedBy.set(n.id, e as DropbearError);
+              if (enough()) abort.abort();
+            }
             throw e;
           }),
         ),
       );
+    const finalErr = () => (enough() ? [...refusedBy.values()][0] : null);
     try {
       try {
         return await race(first);
       } catch (e) {
-        const finalErr = finalError(e);
-        if (finalErr || rest.length === 0 || Date.now() >= deadline) throw finalErr ?? e;
+        if (finalErr() || rest.length === 0 || Date.now() >= deadline) throw finalErr() ?? e;
         return await race(rest);
       }
     } catch (e) {
-      const finalErr = finalError(e);
-      if (finalErr) throw finalErr;
+      if (finalErr()) throw finalErr();
+      if (refusedBy.size > 0) throw [...refusedBy.values()][0];
       throw new DropbearError(
         'NO_CERTIFICATE',
         `no node returned a valid certificate for ${id}: ${errors.join('; ')}`,
@@ -209,11 +293,275 @@ export class DropbearClient {
     }
   }
 
-  infer(
-    input: Uint8Array,
-    opts: { policy?: Policy | null; maxFee?: number; timeoutMs?: number } = {},
-  ): Promise<InferResult> {
+  infer(input: Uint8Array, opts: InferOptions = {}): Promise<InferResult> {
     return this.send(this.sign(input, opts), opts.timeoutMs);
+  }
+
+  /**
+   * Many inputs under ONE client signature (per 4096): signs them as a batch and sends them with
+   * `sendBatch`. Resolves with one InferResult (certificate verified) or Error per input, in order.
+   */
+  inferBatch(
+    inputs: Uint8Array[],
+    opts: InferOptions & { onResult?: (i: number, r: InferResult | Error) => void } = {},
+  ): Promise<(InferResult | Error)[]> {
+    if (inputs.length === 0) return Promise.resolve([]);
+    return this.sendBatch(this.signBatch(inputs, opts), opts);
+  }
+
+  /**
+   * Sends signed requests as `{requests: [...]}` POSTs (at most 1024 requests and `maxBodyBytes` each) to
+   * the chosen nodes, polls GET /v1/certificates/:id for those still pending, and resolves with one result
+   * per request, in order: the first certificate for it that verifies against the genesis and names this
+   * request and input, or an Error. Like `send`: a node that is down or answers garbage or a certificate
+   * that does not verify is skipped for the requests concerned, and the requests no chosen node certified
+   * go to the other nodes; an error every honest node would repeat (bad signature, expired, ...) settles
+   * that request at once; an overloaded node (503) is asked again after its Retry-After.
+   */
+  async sendBatch(
+    srs: SignedRequest[],
+    opts: { timeoutMs?: number; onResult?: (i: number, r: InferResult | Error) => void } = {},
+  ): Promise<(InferResult | Error)[]> {
+    if (srs.length === 0) return [];
+    const timeoutMs = opts.timeoutMs ?? this.opts.timeoutMs;
+    const deadline = Date.now() + timeoutMs;
+    const abort = new AbortController();
+    const items: BatchItem[] = srs.map((sr, index) => ({
+      index,
+      sr,
+      id: hex(requestIdOf(sr)),
+      json: JSON.stringify(toJson(SignedRequest, sr)),
+      errors: [],
+      refusedBy: new Set(),
+      abort: new AbortController(),
+    }));
+    let left = items.length;
+    let wake: () => void = () => {};
+    const finished = new Promise<void>((resolve) => {
+      wake = resolve;
+    });
+    const ctx: BatchContext = {
+      deadline,
+      signal: abort.signal,
+      cache: new SignatureCache(),
+      settle: (it, r) => {
+        if (it.out) return;
+        it.out = r;
+        it.abort.abort();
+        if (--left === 0) wake();
+        opts.onResult?.(it.index, r);
+      },
+    };
+    const timer = setTimeout(wake, timeoutMs);
+    try {
+      const first = this.targets();
+      const rest = this.nodes.filter((n) => !first.includes(n));
+      for (const nodes of [first, rest]) {
+        const todo = items.filter((it) => !it.out);
+        if (todo.length === 0 || nodes.length === 0 || Date.now() >= deadline) break;
+        await Promise.race([finished, Promise.allSettled(nodes.map((n) => this.batchAt(n, todo, ctx)))]);
+      }
+    } finally {
+      clearTimeout(timer);
+      abort.abort();
+      for (const it of items) it.abort.abort();
+    }
+    for (const it of items)
+      if (!it.out) {
+        const why = it.errors.length > 0 ? it.errors.join('; ') : `no answer within ${timeoutMs} ms`;
+        ctx.settle(
+          it,
+          new DropbearError('NO_CERTIFICATE', `no node returned a valid certificate for ${it.id}: ${why}`),
+        );
+      }
+    return items.map((it) => it.out as InferResult | Error);
+  }
+
+  /** One node's part of a `sendBatch`: POSTs the unsettled items of `todo` in chunks, then polls. */
+  private async batchAt(node: GroupNode, todo: BatchItem[], ctx: BatchContext): Promise<void> {
+    const polls: Promise<void>[] = [];
+    const slots = semaphore(POLLS_PER_NODE);
+    const pollLater = (it: BatchItem) => polls.push(slots(() => this.pollItem(node, it, ctx)));
+    let maxBytes = this.opts.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES;
+    let pos = 0;
+    while (Date.now() < ctx.deadline && !ctx.signal.aborted) {
+      while (pos < todo.length && todo[pos].out) pos++;
+      if (pos >= todo.length) break;
+      const chunk: BatchItem[] = [];
+      let bytes = BATCH_BODY_OVERHEAD;
+      let end = pos;
+      for (; end < todo.length && chunk.length < MAX_REQUESTS_PER_POST; end++) {
+        const it = todo[end];
+        if (it.out) continue;
+        const add = it.json.length + (chunk.length > 0 ? 1 : 0);
+        if (chunk.length > 0 && bytes + add > maxBytes) break;
+        chunk.push(it);
+        bytes += add;
+      }
+      if (chunk.length === 1 && bytes > maxBytes) {
+        // Too large as JSON even alone: canonical bytes are a third smaller (no base64).
+        await this.singleAt(node, chunk[0], ctx, pollLater);
+        pos = end;
+        continue;
+      }
+      let answer: BatchPost;
+      try {
+        answer = await this.postBatch(node, chunk, ctx.deadline - Date.now(), ctx.signal);
+      } catch (e) {
+        // Down, reset, aborted: this node is out for everything it has not answered yet.
+        if (!ctx.signal.aborted) failAll(todo.slice(pos), node, e);
+        break;
+      }
+      if ('error' in answer) {
+        const code = answer.error.code;
+        if (code === 'OVERLOADED') {
+          await sleep(Math.min(answer.retryAfterMs, ctx.deadline - Date.now()), ctx.signal);
+          continue;
+        }
+        if (code === 'BODY_TOO_LARGE') {
+          if (chunk.length > 1) maxBytes = Math.max(1, Math.floor(bytes / 2));
+          else {
+            await this.singleAt(node, chunk[0], ctx, pollLater);
+            pos = end;
+          }
+          continue;
+        }
+        failAll(todo.slice(pos), node, answer.error);
+        break;
+      }
+      pos = end;
+      chunk.forEach((it, k) => {
+        this.takeItem(node, it, answer.results[k], ctx, pollLater);
+      });
+    }
+    await Promise.all(polls);
+  }
+
+  /** One item's answer in a batch POST's `results`. */
+  private takeItem(
+    node: GroupNode,
+    it: BatchItem,
+    answer: unknown,
+    ctx: BatchContext,
+    pollLater: (it: BatchItem) => void,
+  ): void {
+    if (it.out) return;
+    const a = (typeof answer === 'object' && answer !== null ? answer : {}) as {
+      requestId?: unknown;
+      certificate?: unknown;
+      status?: unknown;
+      error?: { code?: unknown; message?: unknown };
+    };
+    const why = (m: string) => it.errors.push(`node ${node.id}: ${m}`);
+    if (a.requestId !== undefined && a.requestId !== it.id) return void why('answered for another request');
+    if (a.certificate !== undefined) {
+      let cert: Certificate;
+      try {
+        cert = fromJson(Certificate, a.certificate);
+      } catch (e) {
+        return void why(`CERTIFICATE_INVALID ${(e as Error).message}`);
+      }
+      return this.takeCertificate(node, it, cert, ctx);
+    }
+    if (a.status === 'pending') return pollLater(it);
+    if (a.error && typeof a.error.code === 'string') {
+      const err = new DropbearError(a.error.code, String(a.error.message ?? a.error.code));
+      why(`${err.code} ${err.message}`);
+      if (FINAL.has(err.code)) this.refused(node, it, err, ctx);
+      return;
+    }
+    why('unreadable answer');
+  }
+
+  /**
+   * A node refused an item with a code every honest node would repeat. One node's word is not enough (it
+   * may be the Byzantine one): the item settles with that error once f+1 distinct nodes said so, and until
+   * then the other nodes are asked as for any failure.
+   */
+  private refused(node: GroupNode, it: BatchItem, err: DropbearError, ctx: BatchContext): void {
+    it.refusedBy.add(node.id);
+    if (it.refusedBy.size > this.genesis.f || it.refusedBy.size >= this.nodes.length) ctx.settle(it, err);
+  }
+
+  /** Settles `it` with `cert` if it verifies and answers this request; else notes why `node` failed it. */
+  private takeCertificate(node: GroupNode, it: BatchItem, cert: Certificate, ctx: BatchContext): void {
+    try {
+      ctx.settle(it, this.result(this.check(cert, it.sr, ctx.cache), node.id));
+    } catch (e) {
+      it.errors.push(
+        `node ${node.id}: ${(e as DropbearError).code ?? 'CERTIFICATE_INVALID'} ${(e as Error).message}`,
+      );
+    }
+  }
+
+  /** One request on its own, as canonical bytes (`post`): for one too large for a JSON body. */
+  private async singleAt(
+    node: GroupNode,
+    it: BatchItem,
+    ctx: BatchContext,
+    pollLater: (it: BatchItem) => void,
+  ): Promise<void> {
+    try {
+      const cert = await this.post(node, it.sr, ctx.deadline - Date.now(), it.abort.signal);
+      if (cert) this.takeCertificate(node, it, cert, ctx);
+      else pollLater(it);
+    } catch (e) {
+      if (e instanceof DropbearError && FINAL.has(e.code)) {
+        it.errors.push(`node ${node.id}: ${e.code} ${e.message}`);
+        this.refused(node, it, e, ctx);
+      } else if (!it.abort.signal.aborted) failAll([it], node, e);
+    }
+  }
+
+  /** Polls one node for one item's certificate until it has one that verifies, the item settles or time is up. */
+  private async pollItem(node: GroupNode, it: BatchItem, ctx: BatchContext): Promise<void> {
+    while (!it.out && Date.now() < ctx.deadline) {
+      const t0 = Date.now();
+      let cert: Certificate | null;
+      try {
+        cert = await this.poll(node, it.id, ctx.deadline - t0, it.abort.signal);
+      } catch (e) {
+        if (!it.abort.signal.aborted) failAll([it], node, e);
+        return;
+      }
+      if (cert) return this.takeCertificate(node, it, cert, ctx);
+      await sleep(MIN_POLL_INTERVAL_MS - (Date.now() - t0), it.abort.signal);
+    }
+  }
+
+  /** POST {requests} for a chunk: the per-item `results`, or the error that answered the whole POST. */
+  private async postBatch(
+    node: GroupNode,
+    chunk: BatchItem[],
+    waitMs: number,
+    signal: AbortSignal,
+  ): Promise<BatchPost> {
+    const res = await this.fetchImpl(`${node.api}/v1/requests?wait=${Math.max(0, Math.floor(waitMs))}`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: `{"requests":[${chunk.map((it) => it.json).join(',')}]}`,
+      signal,
+    });
+    const body = (await res.json().catch(() => null)) as {
+      results?: unknown;
+      error?: { code?: unknown; message?: unknown };
+    } | null;
+    if (
+      (res.status === 200 || res.status === 202) &&
+      Array.isArray(body?.results) &&
+      body.results.length === chunk.length
+    )
+      return { results: body.results };
+    const code = typeof body?.error?.code === 'string' ? body.error.code : `HTTP_${res.status}`;
+    const message =
+      typeof body?.error?.message === 'string'
+        ? body.error.message
+        : `node ${node.id} answered ${res.status} without ${chunk.length} results`;
+    const retryAfter = Number(res.headers.get('retry-after'));
+    return {
+      error: new DropbearError(code, message),
+      retryAfterMs: Number.isFinite(retryAfter) && retryAfter > 0 ? Math.min(retryAfter, 30) * 1000 : 1000,
+    };
   }
 
   /** Several inputs at once (each signed on its own; `concurrency` in flight). */
@@ -278,8 +626,40 @@ const FINAL = new Set([
   'BODY_TOO_LARGE',
 ]);
 
-function finalError(e: unknown): DropbearError | null {
-  const errs = e instanceof AggregateError ? e.errors : [e];
-  for (const x of errs) if (x instanceof DropbearError && FINAL.has(x.code)) return x;
-  return null;
+/** Records on each unsettled item why `node` could not serve it. */
+function failAll(items: BatchItem[], node: GroupNode, e: unknown): void {
+  const code = e instanceof DropbearError ? e.code : 'NETWORK';
+  for (const it of items) if (!it.out) it.errors.push(`node ${node.id}: ${code} ${(e as Error).message}`);
+}
+
+/** Resolves after `ms` (at once when ms ≤ 0), or as soon as `signal` aborts. */
+function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  if (ms <= 0 || signal.aborted) return Promise.resolve();
+  return new Promise((resolve) => {
+    const done = () => {
+      clearTimeout(t);
+      signal.removeEventListener('abort', done);
+      resolve();
+    };
+    const t = setTimeout(done, ms);
+    signal.addEventListener('abort', done);
+  });
+}
+
+/** Runs at most `n` of the functions given to it at once. */
+function semaphore(n: number): <T>(fn: () => Promise<T>) => Promise<T> {
+  let active = 0;
+  const queue: (() => void)[] = [];
+  return async (fn) => {
+    // A finishing call hands its slot straight to the next in the queue.
+    if (active >= n) await new Promise<void>((r) => queue.push(r));
+    else active++;
+    try {
+      return await fn();
+    } finally {
+      const next = queue.shift();
+      if (next) next();
+      else active--;
+    }
+  };
 }

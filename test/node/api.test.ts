@@ -8,7 +8,6 @@
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import type { FastifyInstance } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { verifyCertificate } from '../../src/certificate/index.ts';
@@ -16,7 +15,7 @@ import { catalogByName } from '../../src/inference/catalog.ts';
 import { InferenceEngine } from '../../src/inference/engine.ts';
 import { encodeTensorInput } from '../../src/inference/preprocess.ts';
 import { buildApi, httpStatusOf } from '../../src/node/api.ts';
-import { NodeHost, type Wire } from '../../src/node/host.ts';
+import { NodeHost } from '../../src/node/host.ts';
 import { NodeMetrics, type PeerState } from '../../src/node/metrics.ts';
 import {
   encode,
@@ -24,7 +23,6 @@ import {
   groupIdOf,
   hex,
   type KeyPair,
-  keyPairFromSeed,
   type Request,
   requestIdOf,
   SignedRequest,
@@ -34,7 +32,7 @@ import {
   toB64u,
   toJson,
 } from '../../src/protocol/index.ts';
-import { FAST_MODELS, Loopback, keyOf, makeGenesis, SHARED, VAL } from './harness.ts';
+import { FAST_MODELS, keyOf, Loopback, makeGenesis, SHARED, VAL } from './harness.ts';
 
 const MODELS = FAST_MODELS;
 const N = MODELS.length;

@@ -95,6 +95,21 @@ export class Loopback {
   }
 }
 
+/**
+ * Closes an app and every connection to it, busy or not. fastify's close() leaves connections that are
+ * not idle when it starts (and spare ones fetch opens after an abort) to the server's headers timeout
+ * (60 s); tests do not wait for that.
+ */
+export async function closeApp(app: FastifyInstance): Promise<void> {
+  const closing = app.close();
+  const t = setInterval(() => app.server.closeAllConnections(), 20);
+  try {
+    await closing;
+  } finally {
+    clearInterval(t);
+  }
+}
+
 export interface TestGroup {
   genesis: Genesis;
   groupId: Uint8Array;
@@ -130,7 +145,7 @@ export async function startGroup(opts: {
   const close = async () => {
     if (closed) return;
     closed = true;
-    await Promise.all(apps.map((a) => a.close()));
+    await Promise.allSettled(apps.map(closeApp)); // a test may have closed one already
     for (const h of hosts) h.stop();
     net.stop();
     await Promise.all(engines.map((e) => e.close()));
@@ -166,9 +181,9 @@ export async function startGroup(opts: {
       apps.push(buildApi(host, opts.api?.(id, host) ?? {}));
     }
     for (const h of hosts) h.start();
-    const urls = opts.listen
-      ? await Promise.all(apps.map((a) => a.listen({ host: '127.0.0.1', port: 0 })))
-      : (await Promise.all(apps.map((a) => a.ready())), []);
+    let urls: string[] = [];
+    if (opts.listen) urls = await Promise.all(apps.map((a) => a.listen({ host: '127.0.0.1', port: 0 })));
+    else await Promise.all(apps.map((a) => a.ready()));
     return { genesis, groupId: groupIdOf(genesis), engines, hosts, apps, urls, net, close };
   } catch (e) {
     await close();

@@ -1,0 +1,511 @@
+/**
+ * Helpers shared by the e2e, wan and sweep parts: temporary folders and model homes, node groups and
+ * `serve-model` processes started and stopped by PID (registered with cleanup.ts so that a failed part
+ * leaves nothing running), a raw keep-alive HTTP POST (binary bodies, for the OIP baseline), the Open
+ * Inference Protocol request with an encoded image, plurality voting, and NODE_OPTIONS for `--cpu-prof`.
+ */
+import { type ChildProcess, spawn } from 'node:child_process';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import http from 'node:http';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { type GroupFile, initGroup, type LoadedGroup, loadGroup } from '../../src/cli/group.ts';
+import { importModels, resolveModel } from '../../src/inference/store.ts';
+import { onCleanup } from './cleanup.ts';
+
+export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
+const BIN = join(ROOT, 'bin', 'dropbear.mjs');
+
+/** Where the models come from: $DROPBEAR_MODELS, else ../shared/models next to the repository. */
+export function modelsSource(): string {
+  return resolve(process.env.DROPBEAR_MODELS ?? join(ROOT, '..', 'shared', 'models'));
+}
+
+export const VAL_DIR = resolve(ROOT, '..', 'shared', 'datasets', 'imagenet-sample', 'val');
+
+/** The val images' bytes, sorted by file name. */
+export function loadVal(limit = Number.POSITIVE_INFINITY): Buffer[] {
+  return readdirSync(VAL_DIR)
+    .filter((f) => /\.(jpe?g|png)$/i.test(f))
+    .sort()
+    .slice(0, limit)
+    .map((f) => readFileSync(join(VAL_DIR, f)));
+}
+
+/** A fresh temporary folder, removed by the returned `remove` (and by cleanupAll if the part fails). */
+export function tempDir(prefix: string): { dir: string; remove: () => void } {
+  const dir = mkdtempSync(join(tmpdir(), `dropbear-${prefix}-`));
+  const remove = () => rmSync(dir, { recursive: true, force: true });
+  const unregister = onCleanup(remove);
+  return {
+    dir,
+    remove: () => {
+      unregister();
+      remove();
+    },
+  };
+}
+
+/** A Dropbear home in `dir` holding exactly `names` (imported file by file from modelsSource()). */
+export async function homeWithModels(dir: string, names: string[]): Promise<string> {
+  const src = modelsSource();
+  for (const n of new Set(names)) await importModels(join(src, `${n}.onnx`), dir);
+  for (const n of names) await resolveModel(n, dir);
+  return dir;
+}
+
+export function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
+
+// ------------------------------------------------------------------ child processes
+
+function killAndWait(c: ChildProcess, graceMs = 10_000): Promise<void> {
+  if (c.exitCode !== null || c.signalCode !== null) return Promise.resolve();
+  return new Promise((res) => {
+    const t = setTimeout(() => c.kill('SIGKILL'), graceMs);
+    c.once('exit', () => {
+      clearTimeout(t);
+      res();
+    });
+    c.kill('SIGTERM');
+  });
+}
+
+/** Keeps a node's warnings and errors (pino JSON level ≥ 40) and anything that is not a log line. */
+export function quietLog(log: (l: string) => void): (line: string) => void {
+  return (line) => {
+    const m = /^\[node \d+\] (.*)$/.exec(line);
+    const rest = m ? m[1] : line;
+    if (rest.includes('FSTDEP') || rest.includes('--trace-warnings') || rest.includes('--trace-deprecation'))
+      return;
+    try {
+      const j = JSON.parse(rest) as { level?: number };
+      if (typeof j.level === 'number' && j.level < 40) return;
+    } catch {}
+    log(line);
+  };
+}
+
+export interface NodeGroup {
+  dir: string;
+  file: GroupFile;
+  group: LoadedGroup;
+  children: ChildProcess[];
+  pids: number[];
+  stop(): Promise<void>;
+}
+
+export interface NodeGroupOptions {
+  dir: string;
+  models: string[];
+  home?: string;
+  name?: string;
+  /** Merged into every node config by initGroup (engine, replica, log, …). */
+  nodeConfig?: Record<string, unknown>;
+  /** Called after the configs are written and before the processes start (e.g. to add `peers`). */
+  beforeStart?: (file: GroupFile, dir: string) => Promise<void> | void;
+  /** Node flags of the node processes, e.g. ['--cpu-prof', '--cpu-prof-dir=DIR'] (not allowed in NODE_OPTIONS). */
+  execArgv?: string[];
+  readyTimeoutMs?: number;
+  log: (line: string) => void;
+}
+
+/**
+ * `group init` in `dir`, then every node as its own process (`dropbear node --config`, as `group start`
+ * runs them, plus `execArgv`); resolves once all answer /readyz. `stop()` sends SIGTERM (a node closes its
+ * ledger and exits; a CPU profile is written then) and SIGKILL after 10 s.
+ */
+export async function startNodeGroup(o: NodeGroupOptions): Promise<NodeGroup> {
+  const file = await initGroup({
+    dir: o.dir,
+    nodes: o.models.length,
+    models: o.models,
+    home: o.home,
+    name: o.name,
+    nodeConfig: { log: { level: 'warn' }, ...o.nodeConfig },
+  });
+  await o.beforeStart?.(file, o.dir);
+  const group = loadGroup(o.dir);
+  const log = quietLog(o.log);
+  let stopping = false;
+  const children = group.file.nodes.map((n) => {
+    const child = spawn(
+      process.execPath,
+      [...(o.execArgv ?? []), BIN, 'node', '--config', join(group.dir, n.config)],
+      {
+        stdio: ['ignore', 'pipe', 'pipe'],
+      },
+    );
+    for (const stream of [child.stdout, child.stderr]) {
+      let buf = '';
+      stream?.on('data', (d: Buffer) => {
+        buf += d.toString('utf8');
+        for (let i = buf.indexOf('\n'); i >= 0; i = buf.indexOf('\n')) {
+          log(`[node ${n.id}] ${buf.slice(0, i)}`);
+          buf = buf.slice(i + 1);
+        }
+      });
+    }
+    child.on('exit', (code, sig) => {
+      if (!stopping) o.log(`[node ${n.id}] exited (${sig ?? `status ${code}`})`);
+    });
+    return child;
+  });
+  const kill = async () => {
+    stopping = true;
+    await Promise.all(children.map((c) => killAndWait(c)));
+  };
+  const unregister = onCleanup(kill);
+  const stop = async () => {
+    unregister();
+    await kill();
+  };
+  try {
+    const deadline = Date.now() + (o.readyTimeoutMs ?? 120_000);
+    for (const [k, n] of group.file.nodes.entries())
+      for (;;) {
+        const c = children[k];
+        if (c.exitCode !== null || c.signalCode !== null)
+          throw new Error(
+            `node ${n.id} exited (${c.signalCode ?? `status ${c.exitCode}`}) before it was ready`,
+          );
+        try {
+          const r = await fetch(`${n.api}/readyz`, { signal: AbortSignal.timeout(2000) });
+          if (r.status === 200) break;
+        } catch {}
+        if (Date.now() > deadline) throw new Error(`node ${n.id} not ready in time`);
+        await sleep(200);
+      }
+  } catch (e) {
+    await stop();
+    throw e;
+  }
+  return { dir: o.dir, file, group, children, pids: children.map((c) => c.pid ?? -1), stop };
+}
+
+export interface ServedModel {
+  name: string;
+  url: string;
+  pid: number;
+  stop(): Promise<void>;
+}
+
+/**
+ * `dropbear serve-model <file> --port 0` as a process (the baseline server: one model, unreplicated,
+ * Open Inference Protocol v2 over HTTP); resolves once it prints its URL.
+ */
+export async function serveModel(o: {
+  path: string;
+  name: string;
+  maxBatch: number;
+  threads: number;
+  execArgv?: string[];
+  log: (line: string) => void;
+}): Promise<ServedModel> {
+  const child = spawn(
+    process.execPath,
+    [
+      ...(o.execArgv ?? []),
+      BIN,
+      'serve-model',
+      o.path,
+      '--port',
+      '0',
+      '--name',
+      o.name,
+      '--max-batch',
+      String(o.maxBatch),
+      '--threads',
+      String(o.threads),
+    ],
+    { stdio: ['ignore', 'pipe', 'pipe'] },
+  );
+  const stop = () => killAndWait(child);
+  const unregister = onCleanup(stop);
+  const url = await new Promise<string>((res, rej) => {
+    let out = '';
+    const t = setTimeout(() => rej(new Error(`serve-model ${o.name}: no URL after 60 s`)), 60_000);
+    child.stdout!.on('data', (d: Buffer) => {
+      out += d.toString('utf8');
+      const m = /listening on (\S+)/.exec(out);
+      if (m) {
+        clearTimeout(t);
+        res(m[1]);
+      }
+    });
+    child.stderr!.on('data', (d: Buffer) => {
+      for (const l of d.toString('utf8').split('\n'))
+        if (l.trim() && !/FSTDEP|trace-warnings|SIGTERM: stopping/.test(l))
+          o.log(`[serve-model ${o.name}] ${l}`);
+    });
+    child.once('exit', (code) => {
+      clearTimeout(t);
+      rej(new Error(`serve-model ${o.name} exited with status ${code}`));
+    });
+  }).catch(async (e) => {
+    unregister();
+    await stop();
+    throw e;
+  });
+  return {
+    name: o.name,
+    url,
+    pid: child.pid ?? -1,
+    stop: async () => {
+      unregister();
+      await stop();
+    },
+  };
+}
+
+// ------------------------------------------------------------------ HTTP
+
+export interface RawResponse {
+  status: number;
+  headers: http.IncomingHttpHeaders;
+  body: Buffer;
+}
+
+/** POSTs with keep-alive over node:http; the answer's body as bytes. */
+export function rawHttp(maxSockets = 256): {
+  post(url: string, headers: Record<string, string | number>, body: Uint8Array): Promise<RawResponse>;
+  close(): void;
+} {
+  const agent = new http.Agent({ keepAlive: true, maxSockets });
+  return {
+    post: (url, headers, body) =>
+      new Promise((res, rej) => {
+        const req = http.request(
+          url,
+          { method: 'POST', agent, headers: { ...headers, 'content-length': body.byteLength } },
+          (r) => {
+            const chunks: Buffer[] = [];
+            r.on('data', (c: Buffer) => chunks.push(c));
+            r.on('end', () =>
+              res({ status: r.statusCode ?? 0, headers: r.headers, body: Buffer.concat(chunks) }),
+            );
+            r.on('error', rej);
+          },
+        );
+        req.on('error', rej);
+        req.end(body);
+      }),
+    close: () => agent.destroy(),
+  };
+}
+
+/**
+ * An Open Inference Protocol v2 infer body for one encoded image: input `inputName`, datatype BYTES,
+ * shape [1], as binary data (4-byte little-endian length, then the bytes); the output asked for as binary
+ * FP32. Returns the body and its headers.
+ */
+export function oipImageBody(
+  inputName: string,
+  image: Uint8Array,
+): { headers: Record<string, string>; body: Buffer } {
+  const json = Buffer.from(
+    JSON.stringify({
+      inputs: [
+        {
+          name: inputName,
+          datatype: 'BYTES',
+          shape: [1],
+          parameters: { binary_data_size: 4 + image.length },
+        },
+      ],
+      parameters: { binary_data_output: true },
+    }),
+  );
+  const len = Buffer.alloc(4);
+  len.writeUInt32LE(image.length, 0);
+  return {
+    headers: {
+      'content-type': 'application/octet-stream',
+      'inference-header-content-length': String(json.length),
+    },
+    body: Buffer.concat([json, len, image]),
+  };
+}
+
+/** The top-1 index of an OIP binary answer (FP32 scores after the JSON header); ties to the lowest. */
+export function oipTop1(r: RawResponse): number {
+  if (r.status !== 200)
+    throw Object.assign(new Error(`OIP server answered ${r.status}: ${r.body.toString('utf8', 0, 200)}`), {
+      code: `HTTP_${r.status}`,
+    });
+  const head = Number(r.headers['inference-header-content-length']);
+  const bytes = r.body.subarray(head);
+  const n = bytes.length >> 2;
+  let best = 0;
+  let bestV = Number.NEGATIVE_INFINITY;
+  for (let i = 0; i < n; i++) {
+    const v = bytes.readFloatLE(i * 4);
+    if (v > bestV) {
+      bestV = v;
+      best = i;
+    }
+  }
+  return best;
+}
+
+/**
+ * The group's top-1 policy done by the client: the label named most often wins if no other label is named
+ * as often and at least `minAgree` name it; else -1 (no agreement).
+ */
+export function plurality(labels: number[], minAgree: number): number {
+  const count = new Map<number, number>();
+  for (const l of labels) count.set(l, (count.get(l) ?? 0) + 1);
+  let best = -1;
+  let bestN = 0;
+  let tie = false;
+  for (const [l, n] of count) {
+    if (n > bestN) [best, bestN, tie] = [l, n, false];
+    else if (n === bestN) tie = true;
+  }
+  return bestN >= minAgree && !tie ? best : -1;
+}
+
+// ------------------------------------------------------------------ CPU profiles
+
+/** Node flags that make a process write a CPU profile into `dir` when it exits (main thread and workers). */
+export function cpuProfArgs(dir: string): string[] {
+  return ['--cpu-prof', `--cpu-prof-dir=${dir}`];
+}
+
+interface ProfileNode {
+  id: number;
+  callFrame: { functionName: string; url: string; lineNumber: number };
+  children?: number[];
+}
+
+function shortUrl(url: string): string {
+  const u = url.replace(/^file:\/\//, '');
+  const i = u.indexOf('/src/');
+  if (i >= 0) return u.slice(i + 1);
+  const nm = u.lastIndexOf('node_modules/');
+  if (nm >= 0) return u.slice(nm + 'node_modules/'.length);
+  return u || '(native)';
+}
+
+export interface SteadyProfile {
+  /** Profiles read (one per thread: `--cpu-prof` writes the main thread's and each worker's). */
+  files: number;
+  /** CPU ms sampled after the skipped start, main threads and workers. */
+  mainMs: number;
+  workerMs: number;
+  /** The main threads' frames with the most self time (native leaves named with their JS caller). */
+  main: { frame: string; selfMs: number; percent: number }[];
+}
+
+/**
+ * Self time per frame in the main threads of the processes whose profiles are in `dir` (file names
+ * CPU.<date>.<time>.<pid>.<thread>.<seq>.cpuprofile; thread 0 is the main one), counting only samples
+ * taken `skipMs` or more after each profile began, so that start-up (module loading, model sessions) is
+ * left out and the figure is the steady state under load.
+ */
+export function steadyProfile(dir: string, skipMs: number, limit = 15): SteadyProfile {
+  const self = new Map<string, number>();
+  let mainMs = 0;
+  let workerMs = 0;
+  const files = readdirSync(dir).filter((f) => f.endsWith('.cpuprofile'));
+  for (const f of files) {
+    const isMain = f.split('.')[4] === '0';
+    const p = JSON.parse(readFileSync(join(dir, f), 'utf8')) as {
+      nodes: ProfileNode[];
+      samples: number[];
+      timeDeltas: number[];
+    };
+    const byId = new Map(p.nodes.map((n) => [n.id, n]));
+    const parent = new Map<number, ProfileNode>();
+    for (const n of p.nodes) for (const c of n.children ?? []) parent.set(c, n);
+    const name = (n: ProfileNode) => {
+      const cf = n.callFrame;
+      return cf.url
+        ? `${cf.functionName || '(anonymous)'} ${shortUrl(cf.url)}:${cf.lineNumber + 1}`
+        : cf.functionName;
+    };
+    const keyOf = (n: ProfileNode): string => {
+      if (n.callFrame.url) return name(n);
+      const chain: string[] = [];
+      for (let q = parent.get(n.id); q && chain.length < 3; q = parent.get(q.id)) {
+        chain.push(name(q));
+        if (q.callFrame.url.includes('/src/')) break;
+      }
+      return chain.length ? `${n.callFrame.functionName} ← ${chain.join(' ← ')}` : n.callFrame.functionName;
+    };
+    let t = 0;
+    for (let i = 0; i < p.samples.length; i++) {
+      const dt = (p.timeDeltas[i] ?? 0) / 1000;
+      t += dt;
+      if (t < skipMs) continue;
+      const n = byId.get(p.samples[i]);
+      if (!n || n.callFrame.functionName === '(idle)' || n.callFrame.functionName === '(program)') continue;
+      if (!isMain) {
+        workerMs += dt;
+        continue;
+      }
+      mainMs += dt;
+      const key = keyOf(n);
+      self.set(key, (self.get(key) ?? 0) + dt);
+    }
+  }
+  const main = [...self.entries()]
+    .sort((a, b) => b[1] - a[1])
+    .slice(0, limit)
+    .map(([frame, ms]) => ({
+      frame,
+      selfMs: Math.round(ms),
+      percent: Math.round((1000 * ms) / mainMs) / 10,
+    }));
+  return { files: files.length, mainMs: Math.round(mainMs), workerMs: Math.round(workerMs), main };
+}
+
+/** Waits (up to `maxMs`) until no node holds pending requests or waiting certificates from the last step. */
+export async function settleNodes(
+  apis: string[],
+  fetchImpl: typeof fetch = fetch,
+  maxMs = 15_000,
+): Promise<void> {
+  const deadline = Date.now() + maxMs;
+  await sleep(200);
+  for (;;) {
+    let pending = 0;
+    for (const api of apis) {
+      try {
+        const r = await fetchImpl(`${api}/v1/status`);
+        const s = (await r.json()) as { pendingRequests?: number; waitingForCertificates?: number };
+        pending += (s.pendingRequests ?? 0) + (s.waitingForCertificates ?? 0);
+      } catch {}
+    }
+    if (pending === 0 || Date.now() > deadline) return;
+    await sleep(200);
+  }
+}
+
+export interface NodeCounters {
+  /** View changes: the most any node counted (dropbear_view_changes_total). */
+  viewChanges: number;
+  /** Node 0's executed consensus batches and the entries in them. */
+  batches: number;
+  entries: number;
+}
+
+/** Counters from the nodes' /metrics (NaN where a node does not answer). */
+export async function nodeCounters(apis: string[], fetchImpl: typeof fetch = fetch): Promise<NodeCounters> {
+  const texts = await Promise.all(
+    apis.map((a) =>
+      fetchImpl(`${a}/metrics`)
+        .then((r) => r.text())
+        .catch(() => ''),
+    ),
+  );
+  const get = (text: string, name: string) =>
+    Number(new RegExp(`^${name}(?:\\{[^}]*\\})? (\\S+)$`, 'm').exec(text)?.[1] ?? Number.NaN);
+  return {
+    viewChanges: Math.max(...texts.map((t) => get(t, 'dropbear_view_changes_total'))),
+    batches: get(texts[0], 'dropbear_consensus_batch_size_count'),
+    entries: get(texts[0], 'dropbear_consensus_batch_size_sum'),
+  };
+}

@@ -1,0 +1,200 @@
+/**
+ * Load generators, bounded in time. Open loop: requests are issued at a fixed rate whatever the answers
+ * do, and each latency runs from the request's *scheduled* time (so a stalled generator or server shows
+ * up as latency, not as fewer requests). Closed loop: `concurrency` callers, each sending its next request
+ * when its last one is answered.
+ *
+ * After the window, requests still in flight get `drainMs` to finish; what is left then counts as
+ * unfinished (a failure). Throughput counts requests answered successfully inside the window.
+ */
+import { type Percentiles, percentiles } from './stats.ts';
+
+/** Sends request number `i`; resolves when it is answered successfully, rejects (with a `code`) if not. */
+export type Send = (i: number) => Promise<void>;
+
+export interface StepResult {
+  mode: 'open' | 'closed';
+  /** Requests per second offered (open loop). */
+  offered: number | null;
+  concurrency: number | null;
+  durationMs: number;
+  issued: number;
+  ok: number;
+  failed: number;
+  /** Still unanswered when the drain time ran out. */
+  unfinished: number;
+  /** Open loop: not issued because `maxInFlight` requests were already waiting (counted as failed too). */
+  dropped: number;
+  /** Successful answers inside the window, per second. */
+  throughput: number;
+  /** Successful answers in each whole second of the window (the spread of `throughput`). */
+  perSecond: number[];
+  /** Latency in ms of every successful answer to a request issued in the window. */
+  latency: Percentiles;
+  /** Open loop: the most the generator fell behind its schedule, in ms (large: the generator saturated). */
+  maxLagMs: number;
+  errors: Record<string, number>;
+}
+
+function wholeSeconds(buckets: number[], durationMs: number): number[] {
+  return Array.from({ length: Math.floor(durationMs / 1000) }, (_, i) => buckets[i] ?? 0);
+}
+
+function codeOf(e: unknown): string {
+  const c = (e as { code?: unknown })?.code;
+  return typeof c === 'string' ? c : ((e as Error)?.name ?? 'ERROR');
+}
+
+class Tally {
+  readonly lat: number[] = [];
+  ok = 0;
+  okInWindow = 0;
+  failed = 0;
+  inFlight = 0;
+  readonly errors: Record<string, number> = {};
+  readonly perSecond: number[] = [];
+  private idle: (() => void) | null = null;
+  constructor(
+    readonly start: number,
+    readonly windowEnd: number,
+  ) {}
+  track(p: Promise<void>, scheduled: number): void {
+    this.inFlight++;
+    p.then(
+      () => {
+        const now = performance.now();
+        this.ok++;
+        if (now <= this.windowEnd) {
+          this.okInWindow++;
+          const b = Math.floor((now - this.start) / 1000);
+          this.perSecond[b] = (this.perSecond[b] ?? 0) + 1;
+        }
+        this.lat.push(now - scheduled);
+      },
+      (e: unknown) => {
+        this.failed++;
+        const c = codeOf(e);
+        this.errors[c] = (this.errors[c] ?? 0) + 1;
+      },
+    ).finally(() => {
+      this.inFlight--;
+      if (this.inFlight === 0) this.idle?.();
+    });
+  }
+  /** Waits until nothing is in flight or `ms` have passed; returns how many are left. */
+  async drain(ms: number): Promise<number> {
+    if (this.inFlight === 0) return 0;
+    await new Promise<void>((res) => {
+      const t = setTimeout(res, ms);
+      this.idle = () => {
+        clearTimeout(t);
+        res();
+      };
+    });
+    this.idle = null;
+    return this.inFlight;
+  }
+}
+
+export interface OpenLoopOptions {
+  rate: number;
+  durationMs: number;
+  drainMs?: number;
+  maxInFlight?: number;
+  /** Numbering of the requests starts here (distinct inputs across steps). */
+  firstIndex?: number;
+}
+
+export async function openLoop(send: Send, o: OpenLoopOptions): Promise<StepResult> {
+  const t0 = performance.now();
+  const end = t0 + o.durationMs;
+  const tally = new Tally(t0, end);
+  const total = Math.floor((o.rate * o.durationMs) / 1000);
+  const interval = 1000 / o.rate;
+  const maxInFlight = o.maxInFlight ?? 50_000;
+  let issued = 0;
+  let dropped = 0;
+  let maxLag = 0;
+  const base = o.firstIndex ?? 0;
+  await new Promise<void>((done) => {
+    const tick = () => {
+      const now = performance.now();
+      const due = Math.min(total, Math.floor((now - t0) / interval) + 1);
+      for (; issued < due; issued++) {
+        const scheduled = t0 + issued * interval;
+        maxLag = Math.max(maxLag, now - scheduled);
+        if (tally.inFlight >= maxInFlight) {
+          dropped++;
+          continue;
+        }
+        tally.track(send(base + issued), scheduled);
+      }
+      if (issued >= total) done();
+      else setTimeout(tick, Math.max(0, Math.min(1, t0 + issued * interval - performance.now())));
+    };
+    tick();
+  });
+  const wait = end - performance.now();
+  if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+  const unfinished = await tally.drain(o.drainMs ?? 10_000);
+  return {
+    mode: 'open',
+    offered: o.rate,
+    concurrency: null,
+    durationMs: o.durationMs,
+    issued,
+    ok: tally.ok,
+    failed: tally.failed + dropped + unfinished,
+    unfinished,
+    dropped,
+    throughput: tally.okInWindow / (o.durationMs / 1000),
+    perSecond: wholeSeconds(tally.perSecond, o.durationMs),
+    latency: percentiles(tally.lat),
+    maxLagMs: maxLag,
+    errors: { ...tally.errors, ...(dropped ? { DROPPED: dropped } : {}), ...(unfinished ? { UNFINISHED: unfinished } : {}) },
+  };
+}
+
+export interface ClosedLoopOptions {
+  concurrency: number;
+  durationMs: number;
+  drainMs?: number;
+  firstIndex?: number;
+}
+
+export async function closedLoop(send: Send, o: ClosedLoopOptions): Promise<StepResult> {
+  const t0 = performance.now();
+  const end = t0 + o.durationMs;
+  const tally = new Tally(t0, end);
+  let issued = 0;
+  const base = o.firstIndex ?? 0;
+  const worker = async () => {
+    while (performance.now() < end) {
+      const scheduled = performance.now();
+      const p = send(base + issued++);
+      tally.track(p, scheduled);
+      await p.catch(() => {});
+    }
+  };
+  // The callers stop issuing at the window's end; answers after it count for latency, not throughput.
+  const workers = Array.from({ length: o.concurrency }, worker);
+  const all = Promise.all(workers);
+  await Promise.race([all, new Promise((r) => setTimeout(r, o.durationMs + (o.drainMs ?? 10_000)))]);
+  const unfinished = await tally.drain(0);
+  return {
+    mode: 'closed',
+    offered: null,
+    concurrency: o.concurrency,
+    durationMs: o.durationMs,
+    issued,
+    ok: tally.ok,
+    failed: tally.failed + unfinished,
+    unfinished,
+    dropped: 0,
+    throughput: tally.okInWindow / (o.durationMs / 1000),
+    perSecond: wholeSeconds(tally.perSecond, o.durationMs),
+    latency: percentiles(tally.lat),
+    maxLagMs: 0,
+    errors: { ...tally.errors, ...(unfinished ? { UNFINISHED: unfinished } : {}) },
+  };
+}

@@ -1,0 +1,448 @@
+/**
+ * Part `e2e`: end to end with real models. A 4-node group, each node running a different ImageNet model in
+ * its own process (real consensus, SQLite ledgers, certificates verified by the client), against what a
+ * user would build without Dropbear: the same four models served unreplicated by four `dropbear
+ * serve-model` processes (Open Inference Protocol v2 over HTTP, same runtime, same engine settings:
+ * intraOpThreads 1, maxBatch 8, maxDelayMs 2, libvips decoding on the server) and a client that sends
+ * every image to all four (BYTES input: the encoded image, preprocessed by the server as the nodes do)
+ * and takes the plurality itself (a label needs f+1 = 2 votes, as the group's policy).
+ *
+ * Both sides get the same val images in the same order, from one client process with the same
+ * concurrency. Closed loop over a few concurrencies gives each side's peak throughput; then open loop at
+ * half of the baseline's peak (the same offered load for both) gives the p99s to compare, and the
+ * certified side also at half of its own peak. Runs alternate between the sides. CPU time of every
+ * process is read from /proc for each step. When a target is missed (full run) or with --profile, the
+ * group is started again with `node --cpu-prof` and driven at its peak concurrency, and the node
+ * processes' hottest functions are listed.
+ *
+ * Flags: --runs=N --step-ms=MS --conc=4,16,64 --models=a,b,c,d --profile
+ */
+import { DropbearClient, type InferResult } from '../../src/client/index.ts';
+import { catalogByName } from '../../src/inference/catalog.ts';
+import { resolveModel } from '../../src/inference/store.ts';
+import {
+  cpuProfArgs,
+  homeWithModels,
+  loadVal,
+  type NodeGroup,
+  oipImageBody,
+  oipTop1,
+  plurality,
+  rawHttp,
+  type ServedModel,
+  type SteadyProfile,
+  serveModel,
+  startNodeGroup,
+  steadyProfile,
+  tempDir,
+} from '../lib/extra.ts';
+import { lightFetch } from '../lib/http.ts';
+import { closedLoop, openLoop, type Send, type StepResult } from '../lib/load.ts';
+import { describeMachine, machine } from '../lib/machine.ts';
+import { mdTable } from '../lib/markdown.ts';
+import { flag, type PartOptions, type PartResult } from '../lib/part.ts';
+import { cpuMeter } from '../lib/procs.ts';
+import { fmt, fmtSpread, median, type Spread, spread } from '../lib/stats.ts';
+import { linePlot } from '../lib/svg.ts';
+
+const DEFAULT_MODELS = [
+  'mobilenetv2-12-int8',
+  'shufflenet-v2-12-qdq',
+  'squeezenet1.1-fp16-winml',
+  'mobilenet_v1_0.5_160_quant',
+];
+const ENGINE = { intraOpThreads: 1, maxBatch: 8, maxDelayMs: 2 };
+const TARGET_THROUGHPUT = 0.9;
+const TARGET_P99 = 1.5;
+
+type Side = 'baseline' | 'certified';
+
+interface Step {
+  side: Side;
+  run: number;
+  result: StepResult;
+  /** CPU ms per answered request: the client process, the 4 nodes or servers together. */
+  cpuPerRequest: { client: number; servers: number };
+}
+
+interface Cell {
+  side: Side;
+  mode: 'closed' | 'open';
+  /** Concurrency (closed) or offered rate (open). */
+  load: number;
+  label: string;
+  throughput: Spread;
+  p50: Spread;
+  p99: Spread;
+  failed: number;
+  cpuClient: number;
+  cpuServers: number;
+}
+
+export async function run(o: PartOptions): Promise<PartResult> {
+  const runs = Number(flag(o.args, 'runs') ?? (o.quick ? 1 : 3));
+  const stepMs = Number(flag(o.args, 'step-ms') ?? (o.quick ? 2500 : 8000));
+  const ladder = (flag(o.args, 'conc') ?? (o.quick ? '8,32' : '4,16,64')).split(',').map(Number);
+  const models = (flag(o.args, 'models') ?? DEFAULT_MODELS.join(',')).split(',');
+  const wantProfile = o.args.includes('--profile');
+  if (models.length !== 4) throw new Error('--models needs four models');
+  const m = machine();
+  const images = loadVal();
+  o.log(`${images.length} val images; models ${models.join(', ')}; runs ${runs}, steps of ${stepMs} ms`);
+
+  const tmp = tempDir('e2e');
+  let group: NodeGroup | null = null;
+  const servers: ServedModel[] = [];
+  const light = lightFetch({ maxSockets: 512 });
+  const raw = rawHttp(512);
+  try {
+    const home = await homeWithModels(`${tmp.dir}/home`, models);
+    const startGroup = (execArgv?: string[], sub = 'group') =>
+      startNodeGroup({
+        dir: `${tmp.dir}/${sub}`,
+        models,
+        home,
+        name: 'e2e',
+        nodeConfig: { engine: ENGINE },
+        execArgv,
+        log: o.log,
+      });
+    o.log('starting the group (4 node processes) and the 4 serve-model processes');
+    const paths = await Promise.all(models.map((n) => resolveModel(n, home)));
+    const [g, ...served] = await Promise.all([
+      startGroup(),
+      ...models.map((name, k) =>
+        serveModel({
+          path: paths[k].path,
+          name,
+          maxBatch: ENGINE.maxBatch,
+          threads: ENGINE.intraOpThreads,
+          log: o.log,
+        }),
+      ),
+    ]);
+    group = g as NodeGroup;
+    servers.push(...(served as ServedModel[]));
+    const f = group.group.genesis.f;
+
+    const makeClient = (grp: NodeGroup) =>
+      new DropbearClient({
+        genesis: grp.group.genesis,
+        nodes: grp.file.nodes,
+        key: grp.group.clientKey(),
+        fetch: light.fetch,
+      });
+    let client = makeClient(group);
+    const certDecision = new Map<number, number>();
+    const baseDecision = new Map<number, number>();
+    const labelOf = (r: InferResult) => (r.decision.kind === 'label' ? r.decision.label : -1);
+    const certified: Send = async (i) => {
+      const r = await client.infer(images[i % images.length]);
+      certDecision.set(i % images.length, labelOf(r));
+    };
+    const inputNames = models.map((n) => catalogByName(n)?.input.name ?? 'input');
+    const baseline: Send = async (i) => {
+      const img = images[i % images.length];
+      const labels = await Promise.all(
+        servers.map(async (s, k) => {
+          const { headers, body } = oipImageBody(inputNames[k], img);
+          return oipTop1(await raw.post(`${s.url}/v2/models/${s.name}/infer`, headers, body));
+        }),
+      );
+      baseDecision.set(i % images.length, plurality(labels, f + 1));
+    };
+    const sends: Record<Side, Send> = { baseline, certified };
+    const pidsOf = (side: Side) => (side === 'baseline' ? servers.map((s) => s.pid) : group!.pids);
+
+    const steps: Step[] = [];
+    let next = 0; // request numbers: both sides walk the same image sequence
+    const measure = async (side: Side, r: number, how: { conc?: number; rate?: number }) => {
+      const meter = cpuMeter(pidsOf(side));
+      const start = next;
+      const result = how.conc
+        ? await closedLoop(sends[side], { concurrency: how.conc, durationMs: stepMs, firstIndex: start })
+        : await openLoop(sends[side], { rate: how.rate!, durationMs: stepMs, firstIndex: start });
+      const cpu = meter();
+      const answered = Math.max(1, result.ok);
+      const step: Step = {
+        side,
+        run: r,
+        result,
+        cpuPerRequest: {
+          client: cpu.self / answered,
+          servers: cpu.others.reduce((a, b) => a + b, 0) / answered,
+        },
+      };
+      steps.push(step);
+      o.log(
+        `${side.padEnd(9)} ${how.conc ? `closed c=${how.conc}` : `open ${how.rate!.toFixed(0)}/s`} run ${r + 1}: ` +
+          `${result.throughput.toFixed(1)}/s p50 ${result.latency.p50.toFixed(1)} ms p99 ${result.latency.p99.toFixed(1)} ms` +
+          `${result.failed ? ` failed ${result.failed} ${JSON.stringify(result.errors)}` : ''}`,
+      );
+      return step;
+    };
+
+    o.log('warm-up');
+    for (const side of ['baseline', 'certified'] as Side[])
+      await closedLoop(sends[side], {
+        concurrency: 8,
+        durationMs: o.quick ? 1500 : 3000,
+        firstIndex: 1_000_000,
+      });
+
+    const cells: Cell[] = [];
+    const cellOf = (side: Side, mode: 'closed' | 'open', load: number, label: string, ss: Step[]): Cell => {
+      const c: Cell = {
+        side,
+        mode,
+        load,
+        label,
+        throughput: spread(ss.map((s) => s.result.throughput)),
+        p50: spread(ss.map((s) => s.result.latency.p50)),
+        p99: spread(ss.map((s) => s.result.latency.p99)),
+        failed: ss.reduce((a, s) => a + s.result.failed, 0),
+        cpuClient: median(ss.map((s) => s.cpuPerRequest.client)),
+        cpuServers: median(ss.map((s) => s.cpuPerRequest.servers)),
+      };
+      cells.push(c);
+      return c;
+    };
+
+    // Closed loop: the peak of each side.
+    for (const conc of ladder) {
+      const got: Record<Side, Step[]> = { baseline: [], certified: [] };
+      for (let r = 0; r < runs; r++) {
+        const order: Side[] = r % 2 === 0 ? ['baseline', 'certified'] : ['certified', 'baseline'];
+        for (const side of order) {
+          next += 100_000;
+          got[side].push(await measure(side, r, { conc }));
+        }
+      }
+      for (const side of ['baseline', 'certified'] as Side[])
+        cellOf(side, 'closed', conc, `closed loop, ${conc} in flight`, got[side]);
+    }
+    const peakOf = (side: Side) =>
+      cells
+        .filter((c) => c.side === side && c.mode === 'closed')
+        .reduce((a, c) => (c.throughput.median > a.throughput.median ? c : a));
+    const basePeak = peakOf('baseline');
+    const certPeak = peakOf('certified');
+    const throughputRatio = certPeak.throughput.median / basePeak.throughput.median;
+    o.log(
+      `peaks: baseline ${basePeak.throughput.median.toFixed(1)}/s (c=${basePeak.load}), certified ` +
+        `${certPeak.throughput.median.toFixed(1)}/s (c=${certPeak.load}): ratio ${throughputRatio.toFixed(2)}`,
+    );
+
+    // Open loop at half of the baseline's peak, both sides; the certified side also at half of its own.
+    const half = basePeak.throughput.median / 2;
+    const openRates: { side: Side; rate: number; label: string }[] = [
+      { side: 'baseline', rate: half, label: "open loop, ½ of the baseline's peak" },
+      { side: 'certified', rate: half, label: "open loop, ½ of the baseline's peak" },
+    ];
+    const ownHalf = certPeak.throughput.median / 2;
+    if (Math.abs(ownHalf / half - 1) > 0.1)
+      openRates.push({ side: 'certified', rate: ownHalf, label: 'open loop, ½ of its own peak' });
+    const openCells: Cell[] = [];
+    {
+      const got = openRates.map(() => [] as Step[]);
+      for (let r = 0; r < runs; r++)
+        for (let k = 0; k < openRates.length; k++) {
+          const kk = r % 2 === 0 ? k : openRates.length - 1 - k;
+          next += 100_000;
+          got[kk].push(await measure(openRates[kk].side, r, { rate: openRates[kk].rate }));
+        }
+      for (const [k, x] of openRates.entries())
+        openCells.push(cellOf(x.side, 'open', x.rate, x.label, got[k]));
+    }
+    const baseHalf = openCells[0];
+    const certHalf = openCells[1];
+    const p99Ratio = certHalf.p99.median / baseHalf.p99.median;
+
+    // Agreement of the two sides' decisions on the images both answered.
+    let both = 0;
+    let same = 0;
+    for (const [img, l] of certDecision) {
+      const b = baseDecision.get(img);
+      if (b === undefined) continue;
+      both++;
+      if (b === l) same++;
+    }
+
+    const throughputMet = throughputRatio >= TARGET_THROUGHPUT;
+    const p99Met = p99Ratio <= TARGET_P99;
+
+    // Profile of the node processes at the certified peak, when a target is missed (full run) or asked.
+    let profile: SteadyProfile | null = null;
+    if (wantProfile || (!o.quick && (!throughputMet || !p99Met))) {
+      o.log(`profiling: the group again with --cpu-prof, closed loop c=${certPeak.load} for ${stepMs} ms`);
+      await group.stop();
+      group = null;
+      const profDir = `${tmp.dir}/profiles`;
+      const started = performance.now();
+      const pg = await startGroup(cpuProfArgs(profDir), 'group-profiled');
+      group = pg;
+      client = makeClient(pg);
+      await closedLoop(certified, { concurrency: 8, durationMs: 1500, firstIndex: 5_000_000 });
+      const skipMs = performance.now() - started;
+      await closedLoop(certified, { concurrency: certPeak.load, durationMs: stepMs, firstIndex: 6_000_000 });
+      await pg.stop();
+      group = null;
+      profile = steadyProfile(profDir, skipMs, 15);
+    }
+
+    // ---------------------------------------------------------------- report
+    const fmtCell = (c: Cell) => [
+      c.side,
+      c.label,
+      fmtSpread(c.throughput, 1),
+      fmtSpread(c.p50, 1),
+      fmtSpread(c.p99, 1),
+      fmt(c.cpuClient, 2),
+      fmt(c.cpuServers, 2),
+      c.failed,
+    ];
+    const table = mdTable(
+      [
+        '<side',
+        '<load',
+        'answered images/s',
+        'p50 ms',
+        'p99 ms',
+        'client CPU-ms / image',
+        'node or server CPU-ms / image (4 together)',
+        'failed',
+      ],
+      cells.map(fmtCell),
+    );
+    const summary = mdTable(
+      ['<figure', 'baseline', 'certified', 'ratio', 'target', '<met'],
+      [
+        [
+          'peak throughput, images/s (closed loop)',
+          `${basePeak.throughput.median.toFixed(1)} (c=${basePeak.load})`,
+          `${certPeak.throughput.median.toFixed(1)} (c=${certPeak.load})`,
+          throughputRatio.toFixed(2),
+          `≥ ${TARGET_THROUGHPUT}`,
+          throughputMet
+            ? 'yes'
+            : `no (${((1 - throughputRatio / TARGET_THROUGHPUT) * 100).toFixed(0)} % short)`,
+        ],
+        [
+          `p99 ms at ${half.toFixed(1)} images/s (½ of the baseline's peak)`,
+          baseHalf.p99.median.toFixed(1),
+          certHalf.p99.median.toFixed(1),
+          p99Ratio.toFixed(2),
+          `≤ ${TARGET_P99}`,
+          p99Met ? 'yes' : `no (${((p99Ratio / TARGET_P99 - 1) * 100).toFixed(0)} % over)`,
+        ],
+        [
+          `p50 ms at ${half.toFixed(1)} images/s`,
+          baseHalf.p50.median.toFixed(1),
+          certHalf.p50.median.toFixed(1),
+          (certHalf.p50.median / baseHalf.p50.median).toFixed(2),
+          '',
+          '',
+        ],
+      ],
+    );
+    const why: string[] = [];
+    const perImage = (side: Side) =>
+      cells.find((c) => c.side === side && c.mode === 'closed' && c.load === certPeak.load)!;
+    const cpuCert = perImage('certified');
+    const cpuBase = perImage('baseline');
+    if (!throughputMet || !p99Met || profile) {
+      why.push(
+        `CPU per image at c=${certPeak.load} (both sides share the machine's ${m.cores} cores, so CPU per image bounds the peak): ` +
+          `the 4 nodes ${cpuCert.cpuServers.toFixed(2)} ms + client ${cpuCert.cpuClient.toFixed(2)} ms, against the 4 servers ` +
+          `${cpuBase.cpuServers.toFixed(2)} ms + client ${cpuBase.cpuClient.toFixed(2)} ms: ` +
+          `${(cpuCert.cpuServers + cpuCert.cpuClient - cpuBase.cpuServers - cpuBase.cpuClient).toFixed(2)} ms more per certified image.`,
+      );
+    }
+    if (profile)
+      why.push(
+        `Node processes under \`node --cpu-prof\` at c=${certPeak.load} for ${stepMs / 1000} s after warm-up (${profile.files} thread ` +
+          `profiles): ${profile.mainMs} ms on the 4 main threads (consensus, ledger, HTTP), ${profile.workerMs} ms on the ` +
+          `worker threads (decoding, preprocessing, onnxruntime). Main threads, self time:\n\n${mdTable(
+            ['<function', 'self ms', 'self %'],
+            profile.main.map((p) => [`\`${p.frame}\``, p.selfMs, p.percent.toFixed(1)]),
+          )}`,
+      );
+    else if (!throughputMet || !p99Met)
+      why.push('Run without --quick (or with --profile) for a CPU profile of the node processes.');
+
+    const plot = linePlot({
+      title: 'End to end: 4 ImageNet models, certified vs plain fan-out',
+      xLabel: 'answered images per second',
+      yLabel: 'latency, ms',
+      logY: true,
+      series: (['baseline', 'certified'] as Side[]).flatMap((side) =>
+        (['p50', 'p99'] as const).map((p) => ({
+          name: `${side} ${p}`,
+          dashed: p === 'p99',
+          points: cells
+            .filter((c) => c.side === side)
+            .map((c) => ({ x: c.throughput.median, y: c[p].median })),
+        })),
+      ),
+      caption: [`${m.cores} cores; ${o.command}; ${runs} run(s) per point (median)`],
+    });
+
+    const body = [
+      `Machine: ${describeMachine(m)}. Command: \`${o.command}\`${o.quick ? ' (quick run: short steps, one run; not for comparison)' : ''}.`,
+      `Models: ${models.map((x, k) => `node ${k} / server ${k}: \`${x}\``).join(', ')}; engine ${JSON.stringify(ENGINE)} on both sides. ` +
+        `${images.length} val images, the same sequence for both sides; ${runs} run(s) of ${stepMs / 1000} s per row, alternating sides; ` +
+        'median and min–max over runs. Certified: `DropbearClient.infer` (signs, sends to all 4 nodes, verifies the first certificate). ' +
+        'Baseline: the same client process POSTs each image (OIP v2 BYTES, binary) to the 4 servers and takes the plurality (≥ f+1 = 2 votes).',
+      '',
+      summary,
+      '',
+      table,
+      '',
+      '{plot:latency}',
+      '',
+      `The two sides' decisions agree on ${both ? ((100 * same) / both).toFixed(1) : '–'} % of the ${both} images both answered.`,
+      ...(why.length ? ['', ...why] : []),
+    ].join('\n');
+
+    return {
+      json: {
+        models,
+        engine: ENGINE,
+        runs,
+        stepMs,
+        ladder,
+        cells,
+        steps: steps.map((s) => ({ side: s.side, run: s.run, cpuPerRequest: s.cpuPerRequest, ...s.result })),
+        peak: {
+          baseline: basePeak.throughput.median,
+          certified: certPeak.throughput.median,
+          ratio: throughputRatio,
+        },
+        halfPeak: {
+          rate: half,
+          baselineP99: baseHalf.p99.median,
+          certifiedP99: certHalf.p99.median,
+          ratio: p99Ratio,
+        },
+        targets: { throughputRatio: TARGET_THROUGHPUT, p99Ratio: TARGET_P99, throughputMet, p99Met },
+        decisionsAgree: { images: both, same },
+        profile,
+      },
+      table: `${summary}\n\n${table}`,
+      section: {
+        heading: 'End to end: four real models, certified against a plain HTTP fan-out',
+        intro:
+          'A 4-node group, each node running a different ImageNet model in its own process, against the same four models ' +
+          'served unreplicated by `dropbear serve-model` (Open Inference Protocol v2) and a client that fans each image out ' +
+          'to all four and takes the plurality itself (`npm run bench -- e2e`).',
+        body,
+      },
+      plots: [{ name: 'latency', svg: plot, alt: 'latency against throughput, certified and baseline' }],
+    };
+  } finally {
+    light.close();
+    raw.close();
+    await Promise.all([group?.stop(), ...servers.map((s) => s.stop())]);
+    tmp.remove();
+  }
+}

@@ -1,0 +1,399 @@
+/**
+ * The SDK against real HTTP: four in-process NodeHosts with four real models, each behind a fastify app
+ * listening on 127.0.0.1 (test/node/harness.ts), plus fake nodes (node:http) that are down, answer
+ * garbage, or hand out certificates that do not verify. Every result the SDK returns must verify against
+ * the genesis and name the request that was sent.
+ */
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { verifyCertificate } from '../../src/certificate/index.ts';
+import { type ClientOptions, DropbearClient, type InferResult } from '../../src/client/index.ts';
+import { buildApi } from '../../src/node/api.ts';
+import {
+  Certificate,
+  cryptoStats,
+  DropbearError,
+  fromJson,
+  hex,
+  type Request,
+  requestIdOf,
+  SignedRequest,
+  sha256,
+  signRequest,
+  toJson,
+} from '../../src/protocol/index.ts';
+import { closeApp, keyOf, startGroup, type TestGroup, valImages } from '../node/harness.ts';
+
+const N = 4;
+const TIMEOUT = 20_000;
+const clientKey = keyOf('sdk/client');
+const images = valImages(80);
+let img = 0;
+/** A fresh image for each request (several tests use the same client and key). */
+const nextImage = () => images[img++ % images.length];
+
+let group: TestGroup;
+let real: { id: number; api: string }[];
+const servers: Server[] = [];
+
+function sdk(o: Partial<ClientOptions> = {}): DropbearClient {
+  return new DropbearClient({
+    genesis: group.genesis,
+    nodes: real,
+    key: clientKey,
+    timeoutMs: TIMEOUT,
+    ...o,
+  });
+}
+
+/** `fetch` that records every call (method, URL, body) and how many were in flight at most. */
+function recording() {
+  const calls: { method: string; url: string; body: unknown; status?: number }[] = [];
+  let inFlight = 0;
+  const stats = { calls, maxInFlight: 0 };
+  const f: typeof fetch = async (input, init) => {
+    const call: (typeof calls)[number] = {
+      method: init?.method ?? 'GET',
+      url: String(input),
+      body: init?.body,
+    };
+    calls.push(call);
+    stats.maxInFlight = Math.max(stats.maxInFlight, ++inFlight);
+    try {
+      const res = await fetch(input, init);
+      call.status = res.status;
+      return res;
+    } finally {
+      inFlight--;
+    }
+  };
+  return { fetch: f, stats };
+}
+
+function expectCertified(r: InferResult | Error, sr?: SignedRequest): InferResult {
+  if (r instanceof Error) throw r;
+  const v = verifyCertificate(r.certificate, group.genesis, sr ? { request: sr } : {});
+  expect(v.ok, v.ok ? '' : `${v.reason}: ${v.message}`).toBe(true);
+  expect(r.requestId).toBe(hex(r.certificate.outcome.requestId));
+  expect(r.votes.length).toBeGreaterThanOrEqual(2 * group.genesis.f + 1);
+  return r;
+}
+
+function readBody(req: IncomingMessage): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const parts: Buffer[] = [];
+    req.on('data', (d: Buffer) => parts.push(d));
+    req.on('end', () => resolve(Buffer.concat(parts)));
+    req.on('error', reject);
+  });
+}
+
+/** A fake node on 127.0.0.1 (closed in afterAll). */
+async function fakeNode(handle: (req: IncomingMessage, res: ServerResponse) => void): Promise<string> {
+  const server = createServer(handle);
+  servers.push(server);
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+}
+
+/** A URL where nothing listens. */
+async function deadUrl(): Promise<string> {
+  const s = createServer();
+  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
+  const port = (s.address() as AddressInfo).port;
+  await new Promise<void>((r) => s.close(() => r()));
+  return `http://127.0.0.1:${port}`;
+}
+
+/**
+ * A node that passes every call on to a real one and changes each certificate in its answers
+ * (`{certificate}` and `{results: [{certificate}]}`) with `tamper`. Counts the certificates it changed.
+ */
+async function tamperingNode(
+  target: string,
+  tamper: (c: Certificate) => Certificate,
+): Promise<{ url: string; tampered: () => number }> {
+  let n = 0;
+  const change = (j: unknown) => {
+    n++;
+    return toJson(Certificate, tamper(fromJson(Certificate, j)));
+  };
+  const url = await fakeNode(async (req, res) => {
+    const body = await readBody(req);
+    const up = await fetch(`${target}${req.url}`, {
+      method: req.method,
+      headers: req.headers['content-type'] ? { 'content-type': req.headers['content-type'] } : {},
+      body: req.method === 'POST' ? new Uint8Array(body) : undefined,
+    });
+    const json = (await up.json()) as { certificate?: unknown; results?: { certificate?: unknown }[] };
+    if (json.certificate) json.certificate = change(json.certificate);
+    for (const r of json.results ?? []) if (r.certificate) r.certificate = change(r.certificate);
+    res.writeHead(up.status, { 'content-type': 'application/json' }).end(JSON.stringify(json));
+  });
+  return { url, tampered: () => n };
+}
+
+const flipSignature = (c: Certificate): Certificate => {
+  c.signatures[0].signature[5] ^= 0x40;
+  return c;
+};
+const flipVote = (c: Certificate): Certificate => {
+  const v = c.outcome.votes[0];
+  if (v.result.kind === 'class') v.result.top[0].label = (v.result.top[0].label + 1) % 1000;
+  return c;
+};
+
+/** Node `id` of the group replaced by `api`. */
+const withNode = (id: number, api: string) => real.map((n) => (n.id === id ? { id, api } : n));
+
+beforeAll(async () => {
+  group = await startGroup({
+    name: 'sdk-test',
+    balances: [{ client: clientKey.publicKey, amount: 1e9 }],
+    listen: true,
+  });
+  real = group.urls.map((api, id) => ({ id, api }));
+  expect(real).toHaveLength(N);
+});
+
+afterAll(async () => {
+  for (const s of servers) s.closeAllConnections();
+  await Promise.all(servers.map((s) => new Promise<void>((r) => s.close(() => r()))));
+  await group?.close();
+});
+
+describe('DropbearClient over HTTP', () => {
+  let firstCert: InferResult;
+
+  it("infer with sendTo 'all', 1 and [2]", async () => {
+    const all = recording();
+    const sr = sdk().sign(nextImage());
+    firstCert = expectCertified(await sdk({ fetch: all.fetch }).send(sr), sr);
+    expect(all.stats.calls.filter((c) => c.method === 'POST')).toHaveLength(N);
+    expect(firstCert.decision.kind).toBe('label');
+
+    const one = recording();
+    const c1 = sdk({ sendTo: 1, fetch: one.fetch });
+    for (let i = 0; i < 2; i++) expectCertified(await c1.infer(nextImage()));
+    // Round robin: two calls, two different nodes, one POST each.
+    const posted = one.stats.calls.filter((c) => c.method === 'POST').map((c) => new URL(c.url).origin);
+    expect(posted).toHaveLength(2);
+    expect(new Set(posted).size).toBe(2);
+
+    const two = recording();
+    const r = expectCertified(await sdk({ sendTo: [2], fetch: two.fetch }).infer(nextImage()));
+    expect(r.servedBy).toBe(2);
+    expect(two.stats.calls.every((c) => c.url.startsWith(real[2].api))).toBe(true);
+  });
+
+  it('fails over from a node that is down', async () => {
+    const dead = await deadUrl();
+    const r = expectCertified(await sdk({ nodes: withNode(1, dead), sendTo: [1] }).infer(nextImage()));
+    expect(r.servedBy).not.toBe(1);
+    const s = expectCertified(await sdk({ nodes: withNode(1, dead) }).infer(nextImage()));
+    expect(s.servedBy).not.toBe(1);
+  });
+
+  it('skips a node whose certificate does not verify (bad signature, changed vote, another request)', async () => {
+    for (const tamper of [
+      flipSignature,
+      flipVote,
+      () => fromJson(Certificate, toJson(Certificate, firstCert.certificate)),
+    ]) {
+      const liar = await tamperingNode(real[0].api, tamper);
+      const c = sdk({ nodes: withNode(0, liar.url), sendTo: [0] });
+      const sr = c.sign(nextImage());
+      const r = expectCertified(await c.send(sr), sr);
+      expect(r.servedBy).not.toBe(0);
+      expect(liar.tampered()).toBeGreaterThan(0);
+    }
+  });
+
+  it('one Byzantine node refusing every request with a "final" code cannot fail a good request', async () => {
+    const refuser = await fakeNode((_req, res) => {
+      res
+        .writeHead(401, { 'content-type': 'application/json' })
+        .end(JSON.stringify({ error: { code: 'REQUEST_BAD_SIGNATURE', message: 'lies' } }));
+    });
+    const nodes = withNode(0, refuser);
+    const r = expectCertified(await sdk({ nodes, sendTo: [0] }).infer(nextImage()));
+    expect(r.servedBy).not.toBe(0);
+    const b = await sdk({ nodes, sendTo: [0] }).inferBatch([nextImage(), nextImage()]);
+    for (const x of b) expect(expectCertified(x).servedBy).not.toBe(0);
+  });
+
+  it('skips a node that answers garbage JSON or 500', async () => {
+    const garbage = await fakeNode((_req, res) => {
+      res.writeHead(200, { 'content-type': 'application/json' }).end('{"certificate": {"version": 1, "outc');
+    });
+    const broken = await fakeNode((_req, res) => {
+      res.writeHead(500, { 'content-type': 'text/plain' }).end('internal server error');
+    });
+    const nodes = withNode(0, garbage).map((n) => (n.id === 1 ? { id: 1, api: broken } : n));
+    const r = expectCertified(await sdk({ nodes, sendTo: [0, 1] }).infer(nextImage()));
+    expect([2, 3]).toContain(r.servedBy);
+    const b = await sdk({ nodes, sendTo: [0, 1] }).inferBatch([nextImage(), nextImage()]);
+    for (const x of b) expect([2, 3]).toContain(expectCertified(x).servedBy);
+  });
+
+  it('rejects what f+1 nodes refuse (bad signature, expired), quickly, without asking every node twice', async () => {
+    const rec = recording();
+    const c = sdk({ fetch: rec.fetch, sendTo: 1 });
+    const forged = c.sign(nextImage());
+    if (forged.auth.kind !== 'single') throw new Error('expected a single signature');
+    forged.auth.signature[0] ^= 1;
+    const t0 = Date.now();
+    await expect(c.send(forged)).rejects.toMatchObject({ code: 'REQUEST_BAD_SIGNATURE' });
+
+    const input = nextImage();
+    const old: Request = {
+      groupId: group.groupId,
+      client: clientKey.publicKey,
+      nonce: 1,
+      timestamp: Date.now() - group.genesis.params.expiryMs - 60_000,
+      inputDigest: sha256(input),
+      policy: null,
+      maxFee: 10,
+    };
+    await expect(c.send(signRequest(old, input, clientKey))).rejects.toMatchObject({
+      code: 'REQUEST_EXPIRED',
+    });
+    expect(Date.now() - t0).toBeLessThan(3000);
+    // One node's refusal is not trusted (it could be the Byzantine one): the others are asked, and the call
+    // ends once f+1 = 2 distinct nodes refused. Each node is asked at most once per request.
+    const posts = rec.stats.calls.filter((x) => x.method === 'POST');
+    expect(posts.length).toBeGreaterThanOrEqual(4);
+    expect(posts.length).toBeLessThanOrEqual(2 * N);
+
+    const all = recording();
+    await expect(sdk({ fetch: all.fetch }).send(forged)).rejects.toBeInstanceOf(DropbearError);
+    expect(all.stats.calls.length).toBeLessThanOrEqual(N);
+  });
+
+  it('inferBatch: 20 images under ONE client signature, 20 verified certificates', async () => {
+    const rec = recording();
+    const c = sdk({ fetch: rec.fetch, sendTo: 2 });
+    const inputs = Array.from({ length: 20 }, nextImage);
+    const signs0 = cryptoStats.signs;
+    const pending = c.inferBatch(inputs);
+    // Signing happens before the first await; the nodes (same process) sign nothing in between.
+    expect(cryptoStats.signs - signs0).toBe(1);
+    const results = await pending;
+    expect(results).toHaveLength(20);
+    const posts = rec.stats.calls.filter((x) => x.method === 'POST');
+    expect(posts).toHaveLength(2); // one POST per chosen node, all 20 in it
+    const sent = (JSON.parse(posts[0].body as string) as { requests: unknown[] }).requests.map((j) =>
+      fromJson(SignedRequest, j),
+    );
+    expect(sent).toHaveLength(20);
+    expect(new Set(sent.map((s) => (s.auth.kind === 'batch' ? hex(s.auth.signature) : 'single'))).size).toBe(
+      1,
+    );
+    expect(sent[0].auth.kind).toBe('batch');
+    results.forEach((r, i) => {
+      expectCertified(r, sent[i]);
+      expect((r as InferResult).requestId).toBe(hex(requestIdOf(sent[i])));
+      expect(hex((r as InferResult).certificate.outcome.inputDigest)).toBe(hex(sha256(inputs[i])));
+    });
+  });
+
+  it('inferBatch: chunks by bytes, fails over from tampered certificates, settles bad members alone', async () => {
+    // A body limit of ~300 KB: several POSTs per node, each under it.
+    const rec = recording();
+    const small = sdk({ fetch: rec.fetch, sendTo: [3], maxBodyBytes: 300_000 });
+    const inputs = Array.from({ length: 10 }, nextImage);
+    for (const r of await small.inferBatch(inputs)) expectCertified(r);
+    const posts = rec.stats.calls.filter((x) => x.method === 'POST');
+    expect(posts.length).toBeGreaterThan(1);
+    for (const p of posts) expect(Buffer.byteLength(p.body as string)).toBeLessThanOrEqual(300_000);
+
+    // The only chosen node hands out broken certificates: every item goes to the others.
+    const liar = await tamperingNode(real[1].api, flipSignature);
+    const c = sdk({ nodes: withNode(1, liar.url), sendTo: [1] });
+    const results = await c.inferBatch(Array.from({ length: 6 }, nextImage));
+    for (const r of results) expect(expectCertified(r).servedBy).not.toBe(1);
+    expect(liar.tampered()).toBeGreaterThan(0);
+
+    // One member with a broken inclusion path: refused alone, the rest certified.
+    const srs = sdk().signBatch(Array.from({ length: 4 }, nextImage));
+    const bad = srs[1].auth;
+    if (bad.kind !== 'batch') throw new Error('expected a batch signature');
+    bad.path[0] = bad.path[0].map((b) => b ^ 0xff);
+    const mixed = await sdk().sendBatch(srs);
+    expect(mixed[1]).toMatchObject({ code: 'REQUEST_BAD_SIGNATURE' });
+    for (const i of [0, 2, 3]) expectCertified(mixed[i], srs[i]);
+  });
+
+  it('inferBatch: smaller POSTs for a node with a smaller body limit; a request too large for JSON goes as bytes', async () => {
+    const strict = buildApi(group.hosts[2], { bodyLimitBytes: 100_000 });
+    const url = await strict.listen({ host: '127.0.0.1', port: 0 });
+    try {
+      const rec = recording();
+      const c = sdk({ nodes: withNode(2, url), sendTo: [2], fetch: rec.fetch });
+      for (const r of await c.inferBatch(Array.from({ length: 8 }, nextImage)))
+        expect(expectCertified(r).servedBy).toBe(2);
+      const posts = rec.stats.calls.filter((x) => x.method === 'POST');
+      expect(posts[0].status).toBe(413);
+      expect(posts.filter((p) => p.status === 200).length).toBeGreaterThan(1);
+      for (const p of posts.filter((x) => x.status !== 413))
+        expect(Buffer.byteLength(p.body as string)).toBeLessThanOrEqual(100_000);
+    } finally {
+      await closeApp(strict);
+    }
+
+    const rec = recording();
+    const c = sdk({ sendTo: [1], fetch: rec.fetch, maxBodyBytes: 1000 });
+    for (const r of await c.inferBatch([nextImage(), nextImage()]))
+      expect(expectCertified(r).servedBy).toBe(1);
+    const posts = rec.stats.calls.filter((x) => x.method === 'POST');
+    expect(posts).toHaveLength(2);
+    for (const p of posts) expect(p.body).toBeInstanceOf(Uint8Array); // canonical bytes, one request each
+  });
+
+  it('inferBatch: at most 1024 requests per POST', async () => {
+    // A fake node that refuses every item with a code that is not final: no certificate, but every POST seen.
+    const sizes: number[] = [];
+    const fake = await fakeNode(async (req, res) => {
+      const { requests } = JSON.parse((await readBody(req)).toString()) as { requests: unknown[] };
+      sizes.push(requests.length);
+      const results = requests.map(() => ({ error: { code: 'NODE_STOPPED', message: 'fake' } }));
+      res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ results }));
+    });
+    const tiny = Array.from({ length: 1500 }, (_, i) => Uint8Array.of(i & 0xff, i >> 8));
+    const out = await sdk({ nodes: [{ id: 0, api: fake }], timeoutMs: 5000 }).inferBatch(tiny);
+    expect(sizes).toEqual([1024, 476]);
+    expect(out.every((r) => r instanceof DropbearError && r.code === 'NO_CERTIFICATE')).toBe(true);
+  });
+
+  it('inferMany with concurrency', async () => {
+    const rec = recording();
+    const c = sdk({ fetch: rec.fetch, sendTo: 1 });
+    const seen: number[] = [];
+    const results = await c.inferMany(Array.from({ length: 8 }, nextImage), {
+      concurrency: 3,
+      onResult: (i) => seen.push(i),
+    });
+    for (const r of results) expectCertified(r);
+    expect(seen.sort((a, b) => a - b)).toEqual([0, 1, 2, 3, 4, 5, 6, 7]);
+    expect(rec.stats.maxInFlight).toBeLessThanOrEqual(3);
+    expect(rec.stats.maxInFlight).toBeGreaterThan(1);
+  });
+
+  it('certificate(id) from any node; null when none has it', async () => {
+    const c = sdk({ nodes: withNode(0, await deadUrl()) });
+    const got = await c.certificate(firstCert.requestId);
+    expect(got).not.toBeNull();
+    expect(verifyCertificate(got, group.genesis).ok).toBe(true);
+    expect(hex(got!.outcome.requestId)).toBe(firstCert.requestId);
+    expect(await c.certificate('ab'.repeat(32))).toBeNull();
+  });
+
+  it("still certifies after a node's HTTP server is closed", async () => {
+    await closeApp(group.apps[3]);
+    const r = expectCertified(await sdk({ sendTo: [3] }).infer(nextImage()));
+    expect(r.servedBy).not.toBe(3);
+    for (const x of await sdk({ sendTo: [3] }).inferBatch([nextImage(), nextImage(), nextImage()]))
+      expect(expectCertified(x).servedBy).not.toBe(3);
+  });
+});
