@@ -59,7 +59,11 @@ export function registerDemo(program: Command): void {
     )
     .option('--once', 'exit (status 0) after the table instead of serving until Ctrl-C')
     .option('--out <dir>', 'the group folder (recreated on each run)', 'out/demo')
-    .option('--images <dir>', 'images to send', '../shared/datasets/imagenet-sample/val')
+    .option(
+      '--images <dir>',
+      'images to send',
+      `${process.env.DROPBEAR_SHARED ?? '../shared'}/datasets/imagenet-sample/val`,
+    )
     .option('--count <n>', 'send only the first n images')
     .option('--models <a,b,c,d>', 'the four models', DEFAULT_MODELS.join(','))
     .addHelpText(

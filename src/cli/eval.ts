@@ -68,7 +68,11 @@ export function registerEval(program: Command): void {
       'classify images with each model and through a simulated group of them; print accuracy and agreement',
     )
     .requiredOption('--models <a,b,c,d>', 'models from the store, one per node (at least 4)')
-    .option('--images <dir>', 'folder of JPEG/PNG images', '../shared/datasets/imagenet-sample/val')
+    .option(
+      '--images <dir>',
+      'folder of JPEG/PNG images',
+      `${process.env.DROPBEAR_SHARED ?? '../shared'}/datasets/imagenet-sample/val`,
+    )
     .option('--json <file>', 'also write every figure and each image’s answers as JSON')
     .option('--home <dir>', 'the Dropbear home folder (default: $DROPBEAR_HOME, else ~/.dropbear)')
     .option('--decoder <fast|reference>', 'JPEG decoder: libvips (fast) or jpeg-js (reference)', 'fast')

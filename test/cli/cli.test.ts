@@ -8,6 +8,7 @@ import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { MODELS_DIR, VAL_DIR } from '../shared.ts';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const TIMEOUT = 120_000;
@@ -243,10 +244,10 @@ describe('dropbear demo', () => {
     async () => {
       const d = dir('demo');
       process.env.DROPBEAR_HOME = join(d, 'home');
-      process.env.DROPBEAR_MODELS = '../shared/models';
+      process.env.DROPBEAR_MODELS = MODELS_DIR;
       let r: Ran;
       try {
-        r = await cli('demo', '--once', '--count', '5', '--out', join(d, 'group'));
+        r = await cli('demo', '--once', '--count', '5', '--images', VAL_DIR, '--out', join(d, 'group'));
       } finally {
         delete process.env.DROPBEAR_HOME;
         delete process.env.DROPBEAR_MODELS;

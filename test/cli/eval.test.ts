@@ -3,6 +3,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
+import { MODELS_DIR, VAL_DIR } from '../shared.ts';
 
 const home = mkdtempSync(join(tmpdir(), 'dropbear-eval-'));
 afterAll(() => rmSync(home, { recursive: true, force: true }));
@@ -15,8 +16,8 @@ describe('npm run eval', () => {
     const json = join(home, 'eval.json');
     const out = execFileSync(
       process.execPath,
-      ['bin/dropbear.mjs', 'eval', '--models', MODELS, '--limit', '24', '--json', json],
-      { env: { ...process.env, DROPBEAR_HOME: home, DROPBEAR_MODELS: '../shared/models' }, encoding: 'utf8' },
+      ['bin/dropbear.mjs', 'eval', '--models', MODELS, '--images', VAL_DIR, '--limit', '24', '--json', json],
+      { env: { ...process.env, DROPBEAR_HOME: home, DROPBEAR_MODELS: MODELS_DIR }, encoding: 'utf8' },
     );
     expect(out).toContain('Pairwise top-1 agreement');
     expect(out).toContain('top-1, minAgree = 2');

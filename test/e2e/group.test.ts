@@ -26,6 +26,7 @@ import {
   toB64u,
   toJson,
 } from '../../src/protocol/index.ts';
+import { MODELS_DIR, VAL_DIR } from '../shared.ts';
 
 const MODELS = [
   'mobilenet_v1_0.25_128_quant',
@@ -35,7 +36,7 @@ const MODELS = [
 ];
 const LIAR = 3;
 const UPDATE_TO = 'mobilenet_v1_0.75_192_quant';
-const VAL = '../shared/datasets/imagenet-sample/val';
+const VAL = VAL_DIR;
 const images = readdirSync(VAL)
   .sort()
   .slice(0, 80)
@@ -111,7 +112,7 @@ function checkHonestDecision(r: InferResult): void {
 }
 
 beforeAll(async () => {
-  execFileSync(process.execPath, [BIN, 'models', 'import', '../shared/models', '--home', home]);
+  execFileSync(process.execPath, [BIN, 'models', 'import', MODELS_DIR, '--home', home]);
   await initGroup({
     dir,
     nodes: 4,

@@ -20,10 +20,11 @@ import { encodeTensorInput, toHalf } from '../../src/inference/preprocess.ts';
 import { RemoteBackend } from '../../src/inference/remote.ts';
 import { importModels } from '../../src/inference/store.ts';
 import { DropbearError, type Result } from '../../src/protocol/index.ts';
+import { MODELS_DIR, VAL_DIR } from '../shared.ts';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
-const MODELS = '/work/shared/models';
-const VAL = '/work/shared/datasets/imagenet-sample/val';
+const MODELS = MODELS_DIR;
+const VAL = VAL_DIR;
 const MNV2 = catalogByName('mobilenetv2-12-int8')!;
 const SHUFFLE = catalogByName('shufflenet-v2-12-qdq')!;
 const MNIST = catalogByName('mnist-winml')!;

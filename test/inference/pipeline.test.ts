@@ -5,9 +5,10 @@ import { CATALOG, catalogByName } from '../../src/inference/catalog.ts';
 import { InferenceEngine } from '../../src/inference/engine.ts';
 import { encodeTensorInput } from '../../src/inference/preprocess.ts';
 import { DropbearError } from '../../src/protocol/errors.ts';
+import { DATA_DIR, MODELS_DIR } from '../shared.ts';
 
-const MODELS = '../shared/models';
-const DATA = '../shared/datasets/imagenet-sample';
+const MODELS = MODELS_DIR;
+const DATA = DATA_DIR;
 const reference = JSON.parse(readFileSync(`${MODELS}/reference-predictions.json`, 'utf8')).models as Record<
   string,
   Record<'val' | 'sample', Record<string, number>>

@@ -34,9 +34,10 @@ import {
   verifyStoredModel,
 } from '../../src/inference/store.ts';
 import { DropbearError } from '../../src/protocol/index.ts';
+import { MODELS_DIR } from '../shared.ts';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
-const SHARED = '/work/shared/models';
+const SHARED = MODELS_DIR;
 const MNIST = catalogByName('mnist-winml')!;
 const SQUEEZE = catalogByName('squeezenet1.1-fp16-winml')!;
 const MNV2 = catalogByName('mobilenetv2-12-int8')!;

@@ -6,7 +6,6 @@
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import type { FastifyInstance } from 'fastify';
 import type { ReplicaConfig } from '../../src/consensus/replica.ts';
 import { catalogByName } from '../../src/inference/catalog.ts';
@@ -15,7 +14,9 @@ import { type ApiOptions, buildApi } from '../../src/node/api.ts';
 import { NodeHost, type Wire } from '../../src/node/host.ts';
 import { type Genesis, groupIdOf, type KeyPair, keyPairFromSeed, sha256 } from '../../src/protocol/index.ts';
 
-export const SHARED = fileURLToPath(new URL('../../../shared/', import.meta.url));
+export { SHARED } from '../shared.ts';
+
+import { SHARED } from '../shared.ts';
 export const VAL = join(SHARED, 'datasets/imagenet-sample/val');
 /** Four fast real models, one per node. */
 export const FAST_MODELS = [

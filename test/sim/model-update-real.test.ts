@@ -11,9 +11,10 @@ import { hex, type Result } from '../../src/protocol/index.ts';
 import { checkRun } from '../../src/sim/checks.ts';
 import { classifyAll, digestBytes, precomputedClassifier } from '../../src/sim/eval.ts';
 import { Simulation } from '../../src/sim/world.ts';
+import { MODELS_DIR, VAL_DIR } from '../shared.ts';
 
-const MODELS = '../shared/models';
-const VAL = '../shared/datasets/imagenet-sample/val';
+const MODELS = MODELS_DIR;
+const VAL = VAL_DIR;
 const GROUP = [
   'mobilenetv2-12-int8',
   'shufflenet-v2-12-qdq',
