@@ -36,7 +36,7 @@ function usage(parts: string[]): string {
     `parts: ${parts.join(', ')}${missing.length ? ` (not written yet: ${missing.join(', ')})` : ''}`,
     '  --quick  smoke run: short and few runs; writes results only with --write (labelled quick)',
     '  --write  write bench/results and BENCHMARKS.md even for a quick run',
-    '  protocol flags: --n=4,7,10 --modes=single,batch --step-ms=5000 --profile',
+    '  protocol flags: --n=4,7,10 --modes=single,batch --step-ms=5000 --verify-every=1 --data-dir=DIR --profile',
   ].join('\n');
 }
 
@@ -98,7 +98,10 @@ async function main(): Promise<number> {
         ...r.json,
       };
       writeFileSync(join(RESULTS, `${name}.json`), `${JSON.stringify(json, null, 2)}\n`);
-      const body = r.section.body.replace(/\{plot:([\w-]+)\}/g, (_, p: string) => links.get(p) ?? `(plot ${p})`);
+      const body = r.section.body.replace(
+        /\{plot:([\w-]+)\}/g,
+        (_, p: string) => links.get(p) ?? `(plot ${p})`,
+      );
       rewriteSection(join(ROOT, 'BENCHMARKS.md'), name, body, r.section.heading, r.section.intro);
       process.stderr.write(
         `[${name}] wrote bench/results/${name}.json${links.size ? ` and ${links.size} plot(s)` : ''}; BENCHMARKS.md section "${name}"\n`,

@@ -25,7 +25,9 @@ import {
 const maxSeconds = Number(process.argv[2] ?? 600);
 const cache = new RequestAuthCache();
 const app = Fastify({ logger: false, bodyLimit: 64 << 20 });
-app.addContentTypeParser('application/octet-stream', { parseAs: 'buffer' }, (_req, body, done) => done(null, body));
+app.addContentTypeParser('application/octet-stream', { parseAs: 'buffer' }, (_req, body, done) =>
+  done(null, body),
+);
 
 function check(sr: SignedRequest): { requestId: string } | { error: { code: string; message: string } } {
   const body = encode(Request, sr.request);
@@ -35,18 +37,21 @@ function check(sr: SignedRequest): { requestId: string } | { error: { code: stri
   return { requestId };
 }
 
-app.post<{ Body: Buffer | { requests?: unknown[]; request?: unknown } }>('/v1/requests', async (req, reply) => {
-  const b = req.body;
-  if (Buffer.isBuffer(b)) {
-    const r = check(decode(SignedRequest, b));
-    if ('error' in r) reply.code(401);
-    return r;
-  }
-  if (b?.requests) return { results: b.requests.map((j) => check(fromJson(SignedRequest, j))) };
-  if (b?.request) return check(fromJson(SignedRequest, b.request));
-  reply.code(400);
-  return { error: { code: 'BAD_REQUEST', message: 'send {request} or {requests}' } };
-});
+app.post<{ Body: Buffer | { requests?: unknown[]; request?: unknown } }>(
+  '/v1/requests',
+  async (req, reply) => {
+    const b = req.body;
+    if (Buffer.isBuffer(b)) {
+      const r = check(decode(SignedRequest, b));
+      if ('error' in r) reply.code(401);
+      return r;
+    }
+    if (b?.requests) return { results: b.requests.map((j) => check(fromJson(SignedRequest, j))) };
+    if (b?.request) return check(fromJson(SignedRequest, b.request));
+    reply.code(400);
+    return { error: { code: 'BAD_REQUEST', message: 'send {request} or {requests}' } };
+  },
+);
 
 const url = await app.listen({ host: '127.0.0.1', port: 0 });
 process.stdout.write(`${url}\n`);

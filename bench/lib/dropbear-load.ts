@@ -1,6 +1,6 @@
 /**
- * What the load generator sends with: the SDK (DropbearClient) for one request per call, a batch-signing
- * sender for client batches, and the same two against the baseline server.
+ * What the load generator sends with: the SDK (DropbearClient) for one request per call (`infer`) or for
+ * client batches (`inferBatch`, fed by a Batcher), and the same two against the baseline server.
  *
  * Client-side verification: every certificate is checked (verifyCertificate against the genesis, this
  * request's id and input) with a SignatureCache, so the q receipt signatures are checked once per
@@ -11,21 +11,16 @@
 import { SignatureCache, verifyCertificate } from '../../src/certificate/index.ts';
 import { type ClientOptions, DropbearClient, type GroupNode } from '../../src/client/index.ts';
 import {
-  Certificate,
+  type Certificate,
   DropbearError,
   encode,
   equalBytes,
-  fromJson,
   type Genesis,
-  groupIdOf,
   hex,
   type KeyPair,
-  type Request,
   requestIdOf,
   type SignedRequest,
   SignedRequest as SignedRequestCodec,
-  sha256,
-  signRequestBatch,
   toJson,
 } from '../../src/protocol/index.ts';
 import type { Send } from './load.ts';
@@ -55,7 +50,10 @@ export function checkCertificate(v: Verifier, genesis: Genesis, cert: Certificat
     throw new DropbearError('CERTIFICATE_INVALID', 'the certificate names another input');
 }
 
-/** The SDK, with its certificate check going through a SignatureCache (see Verifier). */
+/**
+ * The SDK, with its certificate check (used by `infer` and `inferBatch` alike) going through one
+ * long-lived SignatureCache (see Verifier).
+ */
 export class BenchClient extends DropbearClient {
   constructor(
     opts: ClientOptions,
@@ -96,6 +94,88 @@ export function baselineSingleSender(
   };
 }
 
+/** Sends a batch of inputs; resolves with null (success) or the Error of each, in order. */
+export type SendBatch = (inputs: Uint8Array[]) => Promise<(Error | null)[]>;
+
+/**
+ * Client batch signing for an open- or closed-loop generator that produces one request at a time:
+ * requests arriving within `lingerMs` (up to `maxBatch`) become one batch, handed to `sendBatch`; each
+ * request's promise settles with its own result.
+ */
+export class Batcher {
+  private pending: { input: Uint8Array; resolve: () => void; reject: (e: unknown) => void }[] = [];
+  private timer: NodeJS.Timeout | null = null;
+  batches = 0;
+  constructor(
+    private readonly sendBatch: SendBatch,
+    private readonly inputs: Uint8Array[],
+    private readonly maxBatch = 64,
+    private readonly lingerMs = 2,
+  ) {}
+
+  readonly send: Send = (i) =>
+    new Promise<void>((resolve, reject) => {
+      this.pending.push({ input: this.inputs[i % this.inputs.length], resolve, reject });
+      if (this.pending.length >= this.maxBatch) this.flush();
+      else this.timer ??= setTimeout(() => this.flush(), this.lingerMs);
+    });
+
+  private flush(): void {
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = null;
+    const items = this.pending;
+    this.pending = [];
+    if (items.length === 0) return;
+    this.batches++;
+    this.sendBatch(items.map((it) => it.input)).then(
+      (out) =>
+        out.forEach((e, k) => {
+          if (e === null) items[k].resolve();
+          else items[k].reject(e);
+        }),
+      (e) => {
+        for (const it of items) it.reject(e);
+      },
+    );
+  }
+}
+
+/** The SDK's batch signing (`inferBatch`: one signature, `{requests}` POSTs, certificates verified). */
+export function sdkBatch(client: DropbearClient): SendBatch {
+  return async (inputs) => (await client.inferBatch(inputs)).map((r) => (r instanceof Error ? r : null));
+}
+
+/**
+ * The same requests to the baseline server: signed like `inferBatch` signs (client.signBatch), posted as
+ * `{requests}` JSON; each answer must carry its request's id.
+ */
+export function baselineBatch(client: DropbearClient, url: string, fetchImpl: typeof fetch): SendBatch {
+  return async (inputs) => {
+    const srs = client.signBatch(inputs);
+    const res = await fetchImpl(`${url}/v1/requests`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: `{"requests":[${srs.map((sr) => JSON.stringify(toJson(SignedRequestCodec, sr))).join(',')}]}`,
+    });
+    const body = (await res.json().catch(() => null)) as {
+      results?: { requestId?: string; error?: { code: string; message: string } }[];
+      error?: { code: string; message: string };
+    } | null;
+    if (!body?.results)
+      throw new DropbearError(
+        body?.error?.code ?? `HTTP_${res.status}`,
+        body?.error?.message ?? 'no results',
+      );
+    return body.results.map((r, k) =>
+      r.error
+        ? new DropbearError(r.error.code, r.error.message)
+        : r.requestId === hex(requestIdOf(srs[k]))
+          ? null
+          : new DropbearError('BAD_ANSWER', 'wrong request id'),
+    );
+  };
+}
+
 export interface BatchSenderOptions {
   genesis: Genesis;
   key: KeyPair;
@@ -112,106 +192,23 @@ export interface BatchSenderOptions {
   verifier: Verifier | null;
 }
 
-interface Item {
-  input: Uint8Array;
-  resolve: () => void;
-  reject: (e: unknown) => void;
-}
-
 /**
- * Client batch signing: requests arriving within `lingerMs` (up to `maxBatch`) are signed with one
- * signature (signRequestBatch) and posted together as `{requests: [...]}`; each request's promise settles
- * with its own certificate (pending ones are fetched with GET /v1/certificates/:id?wait).
+ * A Batcher over the SDK's `inferBatch` (sendTo 1, certificates checked with `verifier`), or, with
+ * `verifier: null`, over `baselineBatch` to the first of `nodes`.
  */
 export class BatchSender {
-  private pending: Item[] = [];
-  private timer: NodeJS.Timeout | null = null;
-  private rr = 0;
-  private nonce = Date.now() * 1000;
-  private readonly groupId: Uint8Array;
-  private readonly maxFee: number;
-  batches = 0;
-  constructor(private readonly o: BatchSenderOptions) {
-    this.groupId = groupIdOf(o.genesis);
-    this.maxFee = o.genesis.nodes.reduce((a, n) => a + n.fee, 0);
-  }
-
-  readonly send: Send = (i) =>
-    new Promise<void>((resolve, reject) => {
-      this.pending.push({ input: this.o.inputs[i % this.o.inputs.length], resolve, reject });
-      if (this.pending.length >= (this.o.maxBatch ?? 64)) this.flush();
-      else this.timer ??= setTimeout(() => this.flush(), this.o.lingerMs ?? 2);
-    });
-
-  private flush(): void {
-    if (this.timer) clearTimeout(this.timer);
-    this.timer = null;
-    const items = this.pending;
-    this.pending = [];
-    if (items.length === 0) return;
-    this.batches++;
-    const now = Date.now();
-    const reqs = items.map((it) => {
-      const request: Request = {
-        groupId: this.groupId,
-        client: this.o.key.publicKey,
-        nonce: this.nonce++,
-        timestamp: now,
-        inputDigest: sha256(it.input),
-        policy: null,
-        maxFee: this.maxFee,
-      };
-      return { request, input: it.input };
-    });
-    const srs = signRequestBatch(reqs, this.o.key);
-    const node = this.o.nodes[this.rr++ % this.o.nodes.length];
-    this.post(node, srs).then(
-      (outcomes) =>
-        outcomes.forEach((e, k) => {
-          if (e === null) items[k].resolve();
-          else items[k].reject(e);
-        }),
-      (e) => {
-        for (const it of items) it.reject(e);
-      },
+  private readonly batcher: Batcher;
+  readonly send: Send;
+  constructor(o: BatchSenderOptions) {
+    const client = new BenchClient(
+      { genesis: o.genesis, nodes: o.nodes, key: o.key, sendTo: 1, timeoutMs: o.timeoutMs, fetch: o.fetch },
+      o.verifier ?? makeVerifier(),
     );
+    const sendBatch = o.verifier ? sdkBatch(client) : baselineBatch(client, o.nodes[0].api, o.fetch);
+    this.batcher = new Batcher(sendBatch, o.inputs, o.maxBatch, o.lingerMs);
+    this.send = this.batcher.send;
   }
-
-  private async post(node: GroupNode, srs: SignedRequest[]): Promise<(Error | null)[]> {
-    const timeoutMs = this.o.timeoutMs ?? 10_000;
-    const deadline = Date.now() + timeoutMs;
-    const res = await this.o.fetch(`${node.api}/v1/requests?wait=${timeoutMs}`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ requests: srs.map((sr) => toJson(SignedRequestCodec, sr)) }),
-    });
-    const body = (await res.json().catch(() => null)) as {
-      results?: { requestId?: string; certificate?: unknown; status?: string; error?: { code: string; message: string } }[];
-      error?: { code: string; message: string };
-    } | null;
-    if (!body?.results)
-      throw new DropbearError(body?.error?.code ?? `HTTP_${res.status}`, body?.error?.message ?? 'no results');
-    return Promise.all(
-      body.results.map(async (r, k): Promise<Error | null> => {
-        try {
-          if (r.error) throw new DropbearError(r.error.code, r.error.message);
-          if (this.o.verifier === null) {
-            if (r.requestId !== hex(requestIdOf(srs[k]))) throw new DropbearError('BAD_ANSWER', 'wrong id');
-            return null;
-          }
-          let json = r.certificate;
-          while (json === undefined && Date.now() < deadline) {
-            const g = await this.o.fetch(`${node.api}/v1/certificates/${r.requestId}?wait=${deadline - Date.now()}`);
-            if (g.status === 200) json = ((await g.json()) as { certificate: unknown }).certificate;
-            else if (g.status !== 404) throw new DropbearError(`HTTP_${g.status}`, 'certificate fetch failed');
-          }
-          if (json === undefined) throw new DropbearError('TIMEOUT', 'no certificate in time');
-          checkCertificate(this.o.verifier, this.o.genesis, fromJson(Certificate, json), srs[k]);
-          return null;
-        } catch (e) {
-          return e as Error;
-        }
-      }),
-    );
+  get batches(): number {
+    return this.batcher.batches;
   }
 }

@@ -5,7 +5,7 @@
  * Inference Protocol request with an encoded image, plurality voting, and NODE_OPTIONS for `--cpu-prof`.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import http from 'node:http';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -17,20 +17,38 @@ import { onCleanup } from './cleanup.ts';
 export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const BIN = join(ROOT, 'bin', 'dropbear.mjs');
 
-/** Where the models come from: $DROPBEAR_MODELS, else ../shared/models next to the repository. */
-export function modelsSource(): string {
-  return resolve(process.env.DROPBEAR_MODELS ?? join(ROOT, '..', 'shared', 'models'));
+/**
+ * The shared models and images, found as the tests find them (test/shared.ts): $DROPBEAR_SHARED, else
+ * ../shared beside the repository, else /work/shared.
+ */
+export function sharedDir(): string {
+  const found = [process.env.DROPBEAR_SHARED, join(ROOT, '..', 'shared'), '/work/shared'].find(
+    (p): p is string => !!p && existsSync(join(p, 'models', 'MANIFEST.md')),
+  );
+  if (!found)
+    throw new Error(
+      'the shared models and images were not found: set DROPBEAR_SHARED to the folder holding models/ and datasets/',
+    );
+  return resolve(found);
 }
 
-export const VAL_DIR = resolve(ROOT, '..', 'shared', 'datasets', 'imagenet-sample', 'val');
+/** Where the models come from: $DROPBEAR_MODELS, else the shared folder's models/. */
+export function modelsSource(): string {
+  return resolve(process.env.DROPBEAR_MODELS ?? join(sharedDir(), 'models'));
+}
+
+export function valDir(): string {
+  return join(sharedDir(), 'datasets', 'imagenet-sample', 'val');
+}
 
 /** The val images' bytes, sorted by file name. */
 export function loadVal(limit = Number.POSITIVE_INFINITY): Buffer[] {
-  return readdirSync(VAL_DIR)
+  const dir = valDir();
+  return readdirSync(dir)
     .filter((f) => /\.(jpe?g|png)$/i.test(f))
     .sort()
     .slice(0, limit)
-    .map((f) => readFileSync(join(VAL_DIR, f)));
+    .map((f) => readFileSync(join(dir, f)));
 }
 
 /** A fresh temporary folder, removed by the returned `remove` (and by cleanupAll if the part fails). */

@@ -151,7 +151,11 @@ export async function openLoop(send: Send, o: OpenLoopOptions): Promise<StepResu
     perSecond: wholeSeconds(tally.perSecond, o.durationMs),
     latency: percentiles(tally.lat),
     maxLagMs: maxLag,
-    errors: { ...tally.errors, ...(dropped ? { DROPPED: dropped } : {}), ...(unfinished ? { UNFINISHED: unfinished } : {}) },
+    errors: {
+      ...tally.errors,
+      ...(dropped ? { DROPPED: dropped } : {}),
+      ...(unfinished ? { UNFINISHED: unfinished } : {}),
+    },
   };
 }
 

@@ -81,8 +81,8 @@ function delayedPipe(
   const flush = () => {
     timer = null;
     const now = performance.now();
-    // Timers fire on whole milliseconds: release what is due within half of one.
-    while (head < queue.length && queue[head].due <= now + 0.5) {
+    // Never early: a chunk goes once its delay has fully passed (timers make it up to ~1 ms late).
+    while (head < queue.length && queue[head].due <= now) {
       const h = queue[head++];
       if (to.destroyed) continue;
       if (h.chunk === null) to.end();
@@ -102,12 +102,9 @@ function delayedPipe(
   const arm = () => {
     if (timer || head >= queue.length) return;
     const wait = queue[head].due - performance.now();
-    if (wait <= 0.5) {
-      // Due already: release on the next turn of the loop, not synchronously inside a 'data' handler.
-      timer = setTimeout(flush, 0);
-      return;
-    }
-    timer = setTimeout(flush, Math.ceil(wait));
+    // Due already (or within the timer's resolution): release on the next turn of the loop, not
+    // synchronously inside a 'data' handler.
+    timer = setTimeout(flush, wait <= 0 ? 0 : Math.ceil(wait));
   };
   const push = (chunk: Buffer | null) => {
     if (delayMs <= 0 && head >= queue.length) {

@@ -9,6 +9,8 @@ export interface Series {
   points: { x: number; y: number }[];
   /** Dashed line (e.g. a baseline). */
   dashed?: boolean;
+  /** CSS colour (default: the next of a fixed palette). */
+  color?: string;
 }
 
 export interface PlotOptions {
@@ -36,7 +38,8 @@ export function niceTicks(lo: number, hi: number, target = 6): number[] {
   const mag = 10 ** Math.floor(Math.log10(raw));
   const step = [1, 2, 5, 10].map((m) => m * mag).find((s) => s >= raw) ?? 10 * mag;
   const out: number[] = [];
-  for (let v = Math.floor(lo / step) * step; v <= hi + step * 1e-9; v += step) out.push(Number(v.toPrecision(12)));
+  for (let v = Math.floor(lo / step) * step; v <= hi + step * 1e-9; v += step)
+    out.push(Number(v.toPrecision(12)));
   return out;
 }
 
@@ -76,7 +79,8 @@ export function linePlot(o: PlotOptions): string {
     const lo = 10 ** Math.floor(Math.log10(Math.max(1e-3, Math.min(...ys, 1))));
     const hi = 10 ** Math.ceil(Math.log10(Math.max(...ys, lo * 10)));
     yTicks = logTicks(lo, hi);
-    yMap = (y) => m.top + ph - ((Math.log10(Math.max(y, lo)) - Math.log10(lo)) / (Math.log10(hi) - Math.log10(lo))) * ph;
+    yMap = (y) =>
+      m.top + ph - ((Math.log10(Math.max(y, lo)) - Math.log10(lo)) / (Math.log10(hi) - Math.log10(lo))) * ph;
   } else {
     yTicks = niceTicks(0, Math.max(1, ...ys));
     const top = yTicks[yTicks.length - 1];
@@ -109,10 +113,9 @@ export function linePlot(o: PlotOptions): string {
     `<text transform="translate(18 ${m.top + ph / 2}) rotate(-90)" text-anchor="middle">${esc(o.yLabel)}${o.logY ? ' (log scale)' : ''}</text>`,
   );
   o.series.forEach((s, i) => {
-    const c = COLORS[i % COLORS.length];
-    const p = s.points
-      .filter((q) => Number.isFinite(q.x) && Number.isFinite(q.y) && (!o.logY || q.y > 0))
-      .sort((a, b) => a.x - b.x);
+    const c = s.color ?? COLORS[i % COLORS.length];
+    // In the order given (offered load): a curve that bends back at saturation shows it.
+    const p = s.points.filter((q) => Number.isFinite(q.x) && Number.isFinite(q.y) && (!o.logY || q.y > 0));
     if (p.length > 0) {
       const d = p.map((q) => `${xMap(q.x).toFixed(1)},${yMap(q.y).toFixed(1)}`).join(' ');
       el.push(

@@ -1,0 +1,367 @@
+/**
+ * Part `sweep`: the batching knobs and their throughput/latency trade-off, on real node processes
+ * (4 nodes on loopback, SQLite ledgers, every certificate verified by the client).
+ *
+ *  - Consensus batching, with the stand-in model (no inference cost, so the protocol's own batching is what
+ *    moves): replica `batchSize` {16, 128, 1024} × `batchTimeoutMs` {1, 5, 20}.
+ *  - Inference batching, with one real model on all four nodes (mobilenet_v1_0.25_128_quant, whose batch
+ *    dimension is free; pre-made DBT1 uint8 images, as in part `wan`): engine `maxBatch` {1, 8, 32}
+ *    (maxDelayMs 2), consensus at its defaults. With the stand-in there is nothing to batch in inference,
+ *    and with a real model the consensus batch hardly matters next to inference, which is why the grid is
+ *    split this way rather than crossed.
+ *
+ * For every setting a fresh group is started and measured twice per run: open loop at a low fixed rate, the
+ * same for every setting (the latency a lightly loaded group adds: a batch timeout shows here in full),
+ * then closed loop at a high concurrency (its peak throughput); a peak step that overloads the group (view
+ * changes, unanswered requests) is followed by a fresh group. The client batches requests (64 per
+ * signature for the stand-in, 16 for the real model, 2 ms linger). Then the defaults: the setting with the
+ * highest peak whose low-load p50 is within 25 % (or 10 ms) of the best low-load p50 of its sweep.
+ *
+ * Flags: --runs=N --step-ms=MS
+ */
+import sharp from 'sharp';
+import { DEFAULT_REPLICA_CONFIG } from '../../src/consensus/replica.ts';
+import { catalogByName } from '../../src/inference/catalog.ts';
+import { encodeTensorInput } from '../../src/inference/preprocess.ts';
+import { STANDIN_MODEL, standInInput } from '../../src/node/standin-backend.ts';
+import { BatchSender, makeVerifier } from '../lib/dropbear-load.ts';
+import {
+  homeWithModels,
+  loadVal,
+  type NodeGroup,
+  nodeCounters,
+  settleNodes,
+  startNodeGroup,
+  tempDir,
+} from '../lib/extra.ts';
+import { lightFetch } from '../lib/http.ts';
+import { closedLoop, openLoop, type StepResult } from '../lib/load.ts';
+import { describeMachine, machine } from '../lib/machine.ts';
+import { mdTable } from '../lib/markdown.ts';
+import { flag, type PartOptions, type PartResult } from '../lib/part.ts';
+import { cpuMeter } from '../lib/procs.ts';
+import { fmtSpread, type Spread, spread } from '../lib/stats.ts';
+import { linePlot } from '../lib/svg.ts';
+
+const REAL_MODEL = 'mobilenet_v1_0.25_128_quant';
+const ENGINE_DEFAULTS = { intraOpThreads: 1, maxBatch: 8, maxDelayMs: 2 };
+const CLIENT_BATCH = 64;
+const LINGER_MS = 2;
+/**
+ * A setting qualifies for the defaults when its low-load p50 is within this factor, or LATENCY_SLACK_MS,
+ * of the sweep's best (whichever is looser: a few ms are noise at these latencies).
+ */
+const LATENCY_SLACK = 1.25;
+const LATENCY_SLACK_MS = 10;
+
+interface Setting {
+  sweep: 'consensus' | 'inference';
+  batchSize: number;
+  batchTimeoutMs: number;
+  maxBatch: number;
+}
+
+interface Row extends Setting {
+  peak: Spread;
+  peakP50: Spread;
+  lowRate: number;
+  lowP50: Spread;
+  lowP99: Spread;
+  /** Node 0's mean consensus batch at the peak, and node CPU ms per certified request there. */
+  consensusBatch: number;
+  nodeCpuMs: number;
+  viewChanges: number;
+  failed: number;
+}
+
+const label = (s: Setting) =>
+  s.sweep === 'consensus'
+    ? `batchSize ${s.batchSize}, batchTimeoutMs ${s.batchTimeoutMs}`
+    : `maxBatch ${s.maxBatch}`;
+
+export async function run(o: PartOptions): Promise<PartResult> {
+  const runs = Number(flag(o.args, 'runs') ?? (o.quick ? 1 : 2));
+  const stepMs = Number(flag(o.args, 'step-ms') ?? (o.quick ? 1500 : 5000));
+  const m = machine();
+  const sizes = o.quick ? [16, 1024] : [16, 128, 1024];
+  const timeouts = o.quick ? [1, 20] : [1, 5, 20];
+  const maxBatches = o.quick ? [1, 32] : [1, 8, 32];
+  const settings: Setting[] = [
+    ...sizes.flatMap((batchSize) =>
+      timeouts.map((batchTimeoutMs) => ({
+        sweep: 'consensus' as const,
+        batchSize,
+        batchTimeoutMs,
+        maxBatch: ENGINE_DEFAULTS.maxBatch,
+      })),
+    ),
+    ...maxBatches.map((maxBatch) => ({
+      sweep: 'inference' as const,
+      batchSize: DEFAULT_REPLICA_CONFIG.batchSize,
+      batchTimeoutMs: DEFAULT_REPLICA_CONFIG.batchTimeoutMs,
+      maxBatch,
+    })),
+  ];
+  // The real model certifies ~10× fewer requests per second: fewer in flight, smaller client batches (a
+  // batch's requests all answer when its last certificate is ready) and longer steps, so that several
+  // batches complete inside each window.
+  const load = {
+    consensus: { conc: 1024, lowRate: 100, clientBatch: CLIENT_BATCH, stepMs },
+    inference: { conc: 64, lowRate: 20, clientBatch: 16, stepMs: Math.max(stepMs, o.quick ? 3000 : 8000) },
+  };
+
+  const tmp = tempDir('sweep');
+  const light = lightFetch({ maxSockets: 1024 });
+  let group: NodeGroup | null = null;
+  const rows: Row[] = [];
+  let next = 0;
+  try {
+    const spec = catalogByName(REAL_MODEL)!;
+    const size = spec.preprocess.kind === 'image' ? spec.preprocess.size : 128;
+    const realInputs = await Promise.all(
+      loadVal(64).map(async (jpeg) => {
+        const { data, info } = await sharp(jpeg)
+          .removeAlpha()
+          .resize(size, size, { fit: 'cover' })
+          .raw()
+          .toBuffer({ resolveWithObject: true });
+        return encodeTensorInput({
+          dtype: 'uint8',
+          dims: [info.height, info.width, 3],
+          data: new Uint8Array(data),
+        });
+      }),
+    );
+    const standinInputs = Array.from({ length: 4096 }, (_, i) => standInInput(i));
+    const home = await homeWithModels(`${tmp.dir}/home`, [REAL_MODEL]);
+
+    for (const [k, s] of settings.entries()) {
+      const model = s.sweep === 'consensus' ? STANDIN_MODEL : REAL_MODEL;
+      const inputs = s.sweep === 'consensus' ? standinInputs : realInputs;
+      const L = load[s.sweep];
+      o.log(`${k + 1}/${settings.length}: ${s.sweep}, ${label(s)}`);
+      let starts = 0;
+      let g!: NodeGroup;
+      let apis: string[] = [];
+      let sender!: BatchSender;
+      const open = async () => {
+        g = await startNodeGroup({
+          dir: `${tmp.dir}/g${k}-${starts++}`,
+          models: Array(4).fill(model),
+          home,
+          name: 'sweep',
+          nodeConfig: {
+            engine: { ...ENGINE_DEFAULTS, maxBatch: s.maxBatch },
+            replica: { voteWaitMs: 25, batchSize: s.batchSize, batchTimeoutMs: s.batchTimeoutMs },
+          },
+          log: o.log,
+        });
+        group = g;
+        apis = g.file.nodes.map((n) => n.api);
+        sender = new BatchSender({
+          genesis: g.group.genesis,
+          key: g.group.clientKey(),
+          nodes: g.file.nodes,
+          fetch: light.fetch,
+          inputs,
+          maxBatch: L.clientBatch,
+          lingerMs: LINGER_MS,
+          timeoutMs: 30_000,
+          verifier: makeVerifier(1),
+        });
+        await closedLoop(sender.send, { concurrency: 16, durationMs: 1000, firstIndex: 1 });
+      };
+      await open();
+      const peaks: StepResult[] = [];
+      const lows: StepResult[] = [];
+      let batch = 0;
+      let cpu = 0;
+      let vc = 0;
+      // Low load first (on a group that has not been overloaded yet), then the peak; a peak step that
+      // changed views or left requests unanswered is followed by a fresh group.
+      for (let r = 0; r < runs; r++) {
+        await settleNodes(apis, light.fetch);
+        next += 10_000_000;
+        const c0 = await nodeCounters(apis, light.fetch);
+        lows.push(await openLoop(sender.send, { rate: L.lowRate, durationMs: L.stepMs, firstIndex: next }));
+        const c1 = await nodeCounters(apis, light.fetch);
+        vc += c1.viewChanges - c0.viewChanges;
+        await settleNodes(apis, light.fetch);
+        const c2 = await nodeCounters(apis, light.fetch);
+        const meter = cpuMeter(g.pids);
+        next += 10_000_000;
+        const p = await closedLoop(sender.send, {
+          concurrency: L.conc,
+          durationMs: L.stepMs,
+          firstIndex: next,
+        });
+        const used = meter();
+        const c3 = await nodeCounters(apis, light.fetch);
+        peaks.push(p);
+        batch += (c3.entries - c2.entries) / Math.max(1, c3.batches - c2.batches) / runs;
+        cpu += used.others.reduce((a, b) => a + b, 0) / Math.max(1, p.ok) / runs;
+        vc += c3.viewChanges - c2.viewChanges;
+        if (r + 1 < runs && (c3.viewChanges > c2.viewChanges || p.unfinished > 0)) {
+          o.log('  the peak step changed views or left requests unanswered: a fresh group for the next run');
+          await g.stop();
+          group = null;
+          await open();
+        }
+      }
+      await g.stop();
+      group = null;
+      const row: Row = {
+        ...s,
+        peak: spread(peaks.map((x) => x.throughput)),
+        peakP50: spread(peaks.map((x) => x.latency.p50)),
+        lowRate: L.lowRate,
+        lowP50: spread(lows.map((x) => x.latency.p50)),
+        lowP99: spread(lows.map((x) => x.latency.p99)),
+        consensusBatch: batch,
+        nodeCpuMs: cpu,
+        viewChanges: vc,
+        failed: [...peaks, ...lows].reduce((a, x) => a + x.failed, 0),
+      };
+      rows.push(row);
+      o.log(
+        `  peak ${row.peak.median.toFixed(0)}/s (p50 ${row.peakP50.median.toFixed(0)} ms, consensus batches of ${batch.toFixed(0)}), ` +
+          `at ${L.lowRate}/s p50 ${row.lowP50.median.toFixed(1)} ms p99 ${row.lowP99.median.toFixed(1)} ms` +
+          `${vc ? `, ${vc} view change(s)` : ''}${row.failed ? `, ${row.failed} failed` : ''}`,
+      );
+    }
+  } finally {
+    light.close();
+    await (group as NodeGroup | null)?.stop();
+    tmp.remove();
+  }
+
+  // ------------------------------------------------------------------ the defaults
+  const choose = (sweep: Setting['sweep']) => {
+    const rs = rows.filter((r) => r.sweep === sweep && r.failed === 0 && r.viewChanges === 0);
+    const pool = rs.length ? rs : rows.filter((r) => r.sweep === sweep);
+    const bestLow = Math.min(...pool.map((r) => r.lowP50.median));
+    const ok = pool.filter(
+      (r) => r.lowP50.median <= Math.max(LATENCY_SLACK * bestLow, bestLow + LATENCY_SLACK_MS),
+    );
+    return ok.reduce((a, r) => (r.peak.median > a.peak.median ? r : a));
+  };
+  const consensusPick = choose('consensus');
+  const inferencePick = choose('inference');
+  const current = `replica batchSize ${DEFAULT_REPLICA_CONFIG.batchSize}, batchTimeoutMs ${DEFAULT_REPLICA_CONFIG.batchTimeoutMs}; engine maxBatch ${ENGINE_DEFAULTS.maxBatch}, maxDelayMs ${ENGINE_DEFAULTS.maxDelayMs}`;
+
+  const table = (sweep: Setting['sweep']) =>
+    mdTable(
+      [
+        '<setting',
+        'peak certified req/s',
+        'p50 ms at peak',
+        `p50 ms at ${load[sweep].lowRate}/s`,
+        `p99 ms at ${load[sweep].lowRate}/s`,
+        'consensus batch at peak',
+        'node CPU-ms / req',
+        'view changes',
+        'failed',
+      ],
+      rows
+        .filter((r) => r.sweep === sweep)
+        .map((r) => [
+          `${label(r)}${r === consensusPick || r === inferencePick ? ' ←' : ''}`,
+          fmtSpread(r.peak, 0),
+          fmtSpread(r.peakP50, 0),
+          fmtSpread(r.lowP50, 1),
+          fmtSpread(r.lowP99, 1),
+          r.consensusBatch.toFixed(0),
+          r.nodeCpuMs.toFixed(2),
+          r.viewChanges,
+          r.failed,
+        ]),
+    );
+  const plot = linePlot({
+    title: 'Batching: peak throughput against latency at low load',
+    xLabel: 'peak certified requests per second (closed loop)',
+    yLabel: 'p50 latency at a low fixed rate, ms',
+    logY: true,
+    series: [
+      ...timeouts.map((t) => ({
+        name: `stand-in, timeout ${t} ms`,
+        points: rows
+          .filter((r) => r.sweep === 'consensus' && r.batchTimeoutMs === t)
+          .map((r) => ({ x: r.peak.median, y: r.lowP50.median })),
+      })),
+    ],
+    caption: [
+      `${m.cores} cores; ${o.command}; ${runs} run(s) per point (median); points along a line: batchSize ${sizes.join(', ')}`,
+    ],
+  });
+  const plotInference = linePlot({
+    title: `Inference batching (${REAL_MODEL} on 4 nodes)`,
+    xLabel: 'peak certified requests per second (closed loop)',
+    yLabel: `p50 latency at ${load.inference.lowRate}/s, ms`,
+    series: [
+      {
+        name: 'maxBatch 1 → 32',
+        points: rows
+          .filter((r) => r.sweep === 'inference')
+          .map((r) => ({ x: r.peak.median, y: r.lowP50.median })),
+      },
+    ],
+    caption: [
+      `${m.cores} cores; ${o.command}; ${runs} run(s) per point (median); points: maxBatch ${maxBatches.join(', ')}`,
+    ],
+  });
+
+  const body = [
+    `Machine: ${describeMachine(m)}. Command: \`${o.command}\`${o.quick ? ' (quick run: a smaller grid, short steps, one run; not for comparison)' : ''}.`,
+    `Each setting: a fresh 4-node group on loopback; open loop at ${load.consensus.lowRate}/s (stand-in) or ${load.inference.lowRate}/s ` +
+      `(real model) for the low-load latency, then closed loop with ${load.consensus.conc} or ${load.inference.conc} requests in ` +
+      `flight for the peak (a peak step that changed views is followed by a fresh group); ${runs} run(s) of ${load.consensus.stepMs / 1000} s or ${load.inference.stepMs / 1000} s each, ` +
+      `median and min–max. Client batches of up to ${load.consensus.clientBatch} or ${load.inference.clientBatch} ` +
+      `(${LINGER_MS} ms linger), round-robin over the nodes, every certificate verified.`,
+    '',
+    `**Consensus batching** (stand-in model; engine at its defaults):`,
+    '',
+    table('consensus'),
+    '',
+    '{plot:consensus}',
+    '',
+    `**Inference batching** (\`${REAL_MODEL}\` on all four nodes, pre-made ${'uint8'} images; replica batchSize ${DEFAULT_REPLICA_CONFIG.batchSize}, batchTimeoutMs ${DEFAULT_REPLICA_CONFIG.batchTimeoutMs}):`,
+    '',
+    table('inference'),
+    '',
+    '{plot:inference}',
+    '',
+    `Chosen from this run (← above; the highest peak among the settings whose low-load p50 is within ${Math.round((LATENCY_SLACK - 1) * 100)} % ` +
+      `or ${LATENCY_SLACK_MS} ms of the best, without view changes or failures): **${label(consensusPick)}**, **${label(inferencePick)}**. Current defaults: ${current}.`,
+  ].join('\n');
+
+  return {
+    json: {
+      runs,
+      stepMs,
+      load,
+      rows,
+      chosen: { consensus: consensusPick, inference: inferencePick },
+      currentDefaults: { replica: DEFAULT_REPLICA_CONFIG, engine: ENGINE_DEFAULTS },
+    },
+    table: `${table('consensus')}\n\n${table('inference')}`,
+    section: {
+      heading: 'Batching sweep: consensus batch, batch timeout, inference batch',
+      intro:
+        'Consensus batch size × batch timeout with the stand-in model, and the inference batch with a real model, each ' +
+        'setting on a fresh 4-node group (`npm run bench -- sweep`).',
+      body,
+    },
+    plots: [
+      {
+        name: 'consensus',
+        svg: plot,
+        alt: 'peak throughput against low-load latency per consensus batching setting',
+      },
+      {
+        name: 'inference',
+        svg: plotInference,
+        alt: 'peak throughput against low-load latency per inference batch',
+      },
+    ],
+  };
+}
