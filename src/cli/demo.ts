@@ -93,7 +93,11 @@ export function registerDemo(program: Command): void {
         name: 'dropbear-demo',
         // Four processes share this machine: the primary waits up to 100 ms for every model's vote, so the
         // table shows all four answers, not just the quickest three.
-        nodeConfig: { log: { level: 'warn' }, engine: { intraOpThreads: 1 }, replica: { voteWaitMs: 100 } },
+        nodeConfig: {
+          log: { level: 'warn' },
+          engine: { intraOpThreads: 1 },
+          replica: { voteWaitMs: 100, maxInFlightBatches: 4 },
+        },
       });
       const g = loadGroup(out);
       process.stderr.write(`starting 4 nodes (${models.join(', ')})\n`);

@@ -133,7 +133,8 @@ export async function initGroup(o: InitOptions): Promise<GroupFile> {
       log: { level: 'info' },
       // Real models answer in a few ms each, at different speeds: the primary waits a little longer than
       // the simulator's default for the slower ones, so certificates usually carry every node's vote.
-      replica: { voteWaitMs: 25 },
+      // At most 4 batches in flight: under load, requests wait for the pipeline and batches fill up.
+      replica: { voteWaitMs: 25, maxInFlightBatches: 4 },
       ...o.nodeConfig,
     };
     writeFileSync(join(dir, `node-${i}.json`), stableJson(config));

@@ -68,6 +68,12 @@ export interface ReplicaConfig {
   voteWaitMs: number;
   /** W: sequence numbers in flight above the last stable checkpoint. */
   window: number;
+  /**
+   * The primary proposes a new batch only while fewer than this many of its proposals are not yet
+   * executed (at most `window`). Small values make batches fill under load instead of sending many
+   * tiny ones (each batch costs signatures and fsyncs whatever its size).
+   */
+  maxInFlightBatches: number;
   /** K: a checkpoint every K executed batches. */
   checkpointInterval: number;
   /** Client requests forwarded to peers per FORWARD message, and the longest a request waits for one. */
@@ -88,6 +94,7 @@ export const DEFAULT_REPLICA_CONFIG: ReplicaConfig = {
   batchTimeoutMs: 2,
   voteWaitMs: 2,
   window: 64,
+  maxInFlightBatches: 64,
   checkpointInterval: 32,
   forwardBatchSize: 256,
   forwardDelayMs: 1,
@@ -875,7 +882,10 @@ export class Replica {
       if (p && p.state === 'pending') this.ready.set(idHex, this.now);
     }
     // A batch is cut when full, or batchTimeoutMs after its oldest ready entry or waiting transaction.
-    while (this.lastProposed < this.stable + this.cfg.window) {
+    while (
+      this.lastProposed < this.stable + this.cfg.window &&
+      this.lastProposed - this.lastExecuted < this.cfg.maxInFlightBatches
+    ) {
       const oldestEntry =
         this.ready.size > 0 ? (this.ready.values().next().value as number) : Number.POSITIVE_INFINITY;
       const oldest = Math.min(oldestEntry, this.oldestUnproposedTx());
