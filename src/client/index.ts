@@ -69,6 +69,9 @@ export interface InferResult {
   servedBy: number;
 }
 
+/** The reason given to aborted work (a shared object: no DOMException is built per abort). */
+const DONE = new Error('settled');
+
 const REQUEST_TYPE = 'application/octet-stream';
 /** Most requests in one POST /v1/requests (MAX_REQUESTS_PER_CALL in src/node/api.ts). */
 const MAX_REQUESTS_PER_POST = 1024;
@@ -267,7 +270,7 @@ export class DropbearClient {
             errors.push(`node ${n.id}: ${code} ${(e as Error).message}`);
             if (FINAL.has(code)) {
               refusedBy.set(n.id, e as DropbearError);
-              if (enough()) abort.abort();
+              if (enough()) abort.abort(DONE);
             }
             throw e;
           }),
@@ -289,7 +292,7 @@ export class DropbearClient {
         `no node returned a valid certificate for ${id}: ${errors.join('; ')}`,
       );
     } finally {
-      abort.abort();
+      abort.abort(DONE);
     }
   }
 
@@ -347,7 +350,7 @@ export class DropbearClient {
       settle: (it, r) => {
         if (it.out) return;
         it.out = r;
-        it.abort.abort();
+        it.abort.abort(DONE);
         if (--left === 0) wake();
         opts.onResult?.(it.index, r);
       },
@@ -363,8 +366,8 @@ export class DropbearClient {
       }
     } finally {
       clearTimeout(timer);
-      abort.abort();
-      for (const it of items) it.abort.abort();
+      abort.abort(DONE);
+      for (const it of items) it.abort.abort(DONE);
     }
     for (const it of items)
       if (!it.out) {
