@@ -5,15 +5,24 @@
  * refused at once with OVERLOADED instead of growing without bound.
  */
 import { DropbearError } from '../protocol/errors.ts';
+import { toHalf } from './preprocess.ts';
 
 export interface BatcherOptions {
   maxBatch: number;
   maxDelayMs: number;
   maxQueue: number;
   maxInFlight: number;
+  /**
+   * The model takes float16: build each batch as IEEE half bits here, on the caller's thread, so the
+   * session's thread spends its time in the model only.
+   */
+  half?: boolean;
 }
 
-export type BatchRunner = (data: Float32Array, n: number) => Promise<{ data: Float32Array; ms: number }>;
+export type BatchRunner = (
+  data: Float32Array | Uint16Array,
+  n: number,
+) => Promise<{ data: Float32Array; ms: number }>;
 
 interface Item {
   x: Float32Array;
@@ -104,10 +113,21 @@ export class DynamicBatcher {
       this.timer = null;
     }
     const n = items.length;
-    const data = new Float32Array(n * this.itemSize);
-    items.forEach((it, i) => {
-      data.set(it.x, i * this.itemSize);
-    });
+    const size = this.itemSize;
+    let data: Float32Array | Uint16Array;
+    if (this.opts.half) {
+      const h = new Uint16Array(n * size);
+      items.forEach((it, i) => {
+        toHalf(it.x, h.subarray(i * size, (i + 1) * size));
+      });
+      data = h;
+    } else {
+      const f = new Float32Array(n * size);
+      items.forEach((it, i) => {
+        f.set(it.x, i * size);
+      });
+      data = f;
+    }
     this.stats.inFlight++;
     this.stats.batches++;
     this.stats.items += n;

@@ -69,7 +69,7 @@ export class InferenceEngine implements ModelBackend {
     digest: string,
     runners: SessionRunner[],
     prepPool: PrepPool,
-    o: Required<BatcherOptions>,
+    o: Omit<Required<BatcherOptions>, 'half'>,
   ) {
     this.spec = spec;
     this.digest = digest;
@@ -81,6 +81,7 @@ export class InferenceEngine implements ModelBackend {
     this.batcher = new DynamicBatcher(this.itemSize, this.outSize, (d, n) => this.leastLoaded().run(d, n), {
       ...o,
       maxInFlight: o.maxInFlight * runners.length,
+      half: spec.input.dtype === 'float16',
     });
   }
 

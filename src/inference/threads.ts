@@ -114,7 +114,7 @@ export class SessionRunner {
   }
 
   /** Runs `n` items laid out back to back in `data` (which is transferred); returns the n outputs. */
-  run(data: Float32Array, n: number): Promise<{ data: Float32Array; ms: number }> {
+  run(data: Float32Array | Uint16Array, n: number): Promise<{ data: Float32Array; ms: number }> {
     return this.handle.request({ type: 'run', data, n }, [data.buffer as ArrayBuffer]);
   }
 

@@ -26,7 +26,7 @@ export interface PrepWorkerData {
 }
 
 export type WorkerRequest =
-  | { type: 'run'; id: number; data: Float32Array; n: number }
+  | { type: 'run'; id: number; data: Float32Array | Uint16Array; n: number }
   | { type: 'prep'; id: number; bytes: Uint8Array };
 
 export type WorkerReply =
@@ -67,12 +67,15 @@ if (data.role === 'session') {
   const item = inputElements(spec);
   const itemDims = spec.input.shape.slice(1).map((d) => d ?? 1);
   const one = fixedBatchOne(spec);
-  const runOnce = async (x: Float32Array, n: number): Promise<Float32Array> => {
+  const runOnce = async (x: Float32Array | Uint16Array, n: number): Promise<Float32Array> => {
     const dims = [n, ...itemDims];
+    // Half bits arrive ready-made from the batcher; float input to a float16 model is converted here.
     const t =
-      spec.input.dtype === 'float16'
-        ? new ort.Tensor('float16', toHalf(x), dims)
-        : new ort.Tensor('float32', x, dims);
+      x instanceof Uint16Array
+        ? new ort.Tensor('float16', x, dims)
+        : spec.input.dtype === 'float16'
+          ? new ort.Tensor('float16', toHalf(x), dims)
+          : new ort.Tensor('float32', x, dims);
     const out = (await session.run({ [spec.input.name]: t }))[spec.output.name];
     const od = out.data as Float32Array | Uint16Array;
     if (out.type === 'float16') {

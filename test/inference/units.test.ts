@@ -82,7 +82,7 @@ describe('geometry and formats', () => {
 describe('dynamic batcher', () => {
   // The runner stands in for a session: it echoes each item's first value, after a delay.
   function echo(delayMs: number, log: number[]) {
-    return async (data: Float32Array, n: number) => {
+    return async (data: Float32Array | Uint16Array, n: number) => {
       log.push(n);
       await new Promise((r) => setTimeout(r, delayMs));
       const out = new Float32Array(n);
@@ -145,12 +145,30 @@ describe('dynamic batcher', () => {
       1,
       async (d, n) => {
         if (calls++ === 0) throw new DropbearError('INFERENCE_FAILED', 'boom');
-        return { data: d.slice(0, n), ms: 0 };
+        return { data: Float32Array.from(d.subarray(0, n)), ms: 0 };
       },
       { maxBatch: 2, maxDelayMs: 0, maxQueue: 10, maxInFlight: 1 },
     );
     const first = await b.submit(Float32Array.of(1)).catch((e: DropbearError) => e.code);
     expect(first).toBe('INFERENCE_FAILED');
     expect([...(await b.submit(Float32Array.of(7)))]).toEqual([7]);
+  });
+});
+
+describe('dynamic batcher, float16', () => {
+  it('builds half-precision batches on the caller side when the model takes float16', async () => {
+    let seen: Float32Array | Uint16Array | null = null;
+    const b = new DynamicBatcher(
+      2,
+      1,
+      async (d, n) => {
+        seen = d;
+        return { data: new Float32Array(n), ms: 0 };
+      },
+      { maxBatch: 2, maxDelayMs: 50, maxQueue: 10, maxInFlight: 1, half: true },
+    );
+    await Promise.all([b.submit(Float32Array.of(1, -2)), b.submit(Float32Array.of(0.5, 65504))]);
+    expect(seen).toBeInstanceOf(Uint16Array);
+    expect([...(seen as unknown as Uint16Array)]).toEqual([0x3c00, 0xc000, 0x3800, 0x7bff]);
   });
 });
