@@ -96,7 +96,7 @@ export function registerDemo(program: Command): void {
         nodeConfig: {
           log: { level: 'warn' },
           engine: { intraOpThreads: 1 },
-          replica: { voteWaitMs: 100, maxInFlightBatches: 4 },
+          replica: { voteWaitMs: 100, maxInFlightBatches: 4, batchTimeoutMs: 5 },
         },
       });
       const g = loadGroup(out);

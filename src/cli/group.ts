@@ -134,7 +134,8 @@ export async function initGroup(o: InitOptions): Promise<GroupFile> {
       // Real models answer in a few ms each, at different speeds: the primary waits a little longer than
       // the simulator's default for the slower ones, so certificates usually carry every node's vote.
       // At most 4 batches in flight: under load, requests wait for the pipeline and batches fill up.
-      replica: { voteWaitMs: 25, maxInFlightBatches: 4 },
+      // A 5 ms batch timeout: the batching sweep (`npm run bench -- sweep`) picked it over 2 ms.
+      replica: { voteWaitMs: 25, maxInFlightBatches: 4, batchTimeoutMs: 5 },
       ...o.nodeConfig,
     };
     writeFileSync(join(dir, `node-${i}.json`), stableJson(config));

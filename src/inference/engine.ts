@@ -30,7 +30,8 @@ export const ENGINE_DEFAULTS = {
   intraOpThreads: 1,
   interOpThreads: 1,
   executionProviders: ['cpu'],
-  maxBatch: 8,
+  // The batching sweep (`npm run bench -- sweep`) picked 32 over 8 and 1 (highest peak, same low-load latency).
+  maxBatch: 32,
   maxDelayMs: 2,
   maxQueue: 512,
   maxInFlight: 2,

@@ -121,7 +121,7 @@ beforeAll(async () => {
     name: 'e2e',
     nodeConfig: {
       log: { level: 'warn' },
-      replica: { voteWaitMs: 25, viewChangeTimeoutMs: 1000, maxInFlightBatches: 4 },
+      replica: { voteWaitMs: 25, viewChangeTimeoutMs: 1000, maxInFlightBatches: 4, batchTimeoutMs: 5 },
       api_limits: { bodyLimitBytes: 1 << 20 },
     },
   });
