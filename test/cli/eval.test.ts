@@ -51,7 +51,7 @@ describe('npm run eval', () => {
   it('a model missing from the store, with no DROPBEAR_MODELS, is a clear error', () => {
     const env: NodeJS.ProcessEnv = {
       ...process.env,
-      DROPBEAR_HOME: mkdtempSync(join(tmpdir(), 'dropbear-empty-')),
+      DROPBEAR_HOME: join(home, 'empty-home'),
     };
     delete env.DROPBEAR_MODELS;
     let err = '';
