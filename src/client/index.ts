@@ -284,7 +284,7 @@ export class DropbearClient {
         if (finalErr() || rest.length === 0 || Date.now() >= deadline) throw finalErr() ?? e;
         return await race(rest);
       }
-    } catch (e) {
+    } catch {
       if (finalErr()) throw finalErr();
       if (refusedBy.size > 0) throw [...refusedBy.values()][0];
       throw new DropbearError(

@@ -57,7 +57,8 @@ export interface KServeServerOptions {
   maxItems?: number;
 }
 
-function packageVersion(): string {
+/** This package's version (from package.json), for server metadata. */
+export function packageVersion(): string {
   try {
     const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as {
       version?: string;

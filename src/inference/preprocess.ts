@@ -121,6 +121,17 @@ export function normalise(
   }
 }
 
+/** Is this float tensor exactly the model's per-item input (optionally with a leading batch of 1)? */
+export function isModelTensor(t: TensorInput, spec: Pick<ModelSpec, 'input'>): boolean {
+  const item = spec.input.shape.slice(1);
+  const dims = t.dims.length === item.length + 1 && t.dims[0] === 1 ? t.dims.slice(1) : t.dims;
+  return (
+    t.dtype !== 'uint8' &&
+    dims.length === item.length &&
+    dims.every((d, i) => item[i] === null || item[i] === d)
+  );
+}
+
 /**
  * If `bytes` is a DBT1 tensor of exactly the model's per-item input shape (optionally with a leading 1),
  * copies it into `out` at `offset` and returns true; returns false for anything else.
@@ -133,14 +144,7 @@ export function copyModelTensor(
 ): boolean {
   if (sniffInput(bytes) !== 'tensor') return false;
   const t = decodeTensorInput(bytes);
-  const item = spec.input.shape.slice(1);
-  const dims = t.dims.length === item.length + 1 && t.dims[0] === 1 ? t.dims.slice(1) : t.dims;
-  if (
-    t.dtype === 'uint8' ||
-    dims.length !== item.length ||
-    !dims.every((d, i) => item[i] === null || item[i] === d)
-  )
-    return false;
+  if (!isModelTensor(t, spec)) return false;
   copyTensor(t, out, offset);
   return true;
 }

@@ -52,6 +52,7 @@ import {
   SignedRequest,
   SignedResults,
   type StateBatch,
+  StateBatch as StateBatchCodec,
   TAGS,
   verifyTagged,
 } from '../protocol/index.ts';
@@ -569,6 +570,33 @@ export class SqliteLedger {
    * batch, the receipt and the q lowest-numbered receipt signatures — what buildCertificates makes.
    * `null` when the request has no outcome here or its batch has fewer than q signatures.
    */
+  /**
+   * Executed batches from `fromSeq` on, as state transfer serves them: at most `max`, and no more than
+   * `maxBytes` of them once the first is in (batches carry their requests' inputs).
+   */
+  stateBatches(fromSeq: number, max = 64, maxBytes = Number.POSITIVE_INFINITY): StateBatch[] {
+    const out: StateBatch[] = [];
+    let size = 0;
+    for (let s = fromSeq; out.length < max; s++) {
+      const sb = this.stateBatch(s);
+      if (!sb) break;
+      if (maxBytes !== Number.POSITIVE_INFINITY) {
+        size += encode(StateBatchCodec, sb).length;
+        if (out.length > 0 && size > maxBytes) break;
+      }
+      out.push(sb);
+    }
+    return out;
+  }
+
+  /** Receipts of the last `window` batches with fewer than q signatures (a restarted replica re-collects them). */
+  uncertifiedReceipts(q: number, window = 256): Receipt[] {
+    const out: Receipt[] = [];
+    for (let s = Math.max(1, this.lastSeq - window); s <= this.lastSeq; s++)
+      if (this.receiptSignatures(s).length < q) out.push(this.receipt(s)!.receipt);
+    return out;
+  }
+
   certificate(requestId: string | Uint8Array): Certificate | null {
     this.open_();
     const id = typeof requestId === 'string' ? Buffer.from(requestId, 'hex') : requestId;

@@ -19,7 +19,6 @@
  * `httpStatusOf(code)`; fastify's own errors are translated into the same codes.
  */
 import { randomBytes } from 'node:crypto';
-import { readFileSync } from 'node:fs';
 import Fastify, {
   type FastifyBaseLogger,
   type FastifyError,
@@ -27,8 +26,9 @@ import Fastify, {
   type FastifyRequest,
 } from 'fastify';
 import sharp from 'sharp';
+import { packageVersion } from '../inference/kserve-server.ts';
 import { labelName } from '../inference/postprocess.ts';
-import { decodeTensorInput, MAX_IMAGE_PIXELS, sniffInput } from '../inference/preprocess.ts';
+import { decodeTensorInput, isModelTensor, MAX_IMAGE_PIXELS, sniffInput } from '../inference/preprocess.ts';
 import type { ModelSpec } from '../inference/spec.ts';
 import {
   type Certificate,
@@ -196,17 +196,6 @@ function errorBody(e: ApiError) {
   return { error: e };
 }
 
-function packageVersion(): string {
-  try {
-    const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as {
-      version?: string;
-    };
-    return pkg.version ?? 'unknown';
-  } catch {
-    return 'unknown';
-  }
-}
-
 /**
  * Cheap check that this node's model can use the input: JPEG/PNG headers (sharp reads the metadata only),
  * DBT1 tensors (header, length, and shape: a uint8 [H, W, 3] image or the model's own input).
@@ -228,17 +217,14 @@ export async function checkInput(bytes: Uint8Array, spec: ModelSpec): Promise<vo
         );
       return;
     }
-    const item = spec.input.shape.slice(1);
-    const dims = t.dims.length === item.length + 1 && t.dims[0] === 1 ? t.dims.slice(1) : t.dims;
-    if (
-      t.dtype === 'uint8' ||
-      dims.length !== item.length ||
-      !dims.every((d, i) => item[i] === null || item[i] === d)
-    )
+    if (!isModelTensor(t, spec))
       throw new DropbearError(
         'INPUT_SHAPE',
         `tensor ${t.dtype} [${t.dims.join(', ')}] is neither a uint8 [H, W, 3] image nor the model's ` +
-          `input [${item.map((d) => d ?? 'any').join(', ')}]`,
+          `input [${spec.input.shape
+            .slice(1)
+            .map((d) => d ?? 'any')
+            .join(', ')}]`,
       );
     return;
   }

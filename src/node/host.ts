@@ -29,12 +29,9 @@ import {
   hex,
   type KeyPair,
   type NodeMessage,
-  type Receipt,
   type Result,
   requestIdOf,
   type SignedRequest,
-  type StateBatch,
-  StateBatch as StateBatchCodec,
   type Tx,
   txIdOf,
 } from '../protocol/index.ts';
@@ -158,7 +155,7 @@ export class NodeHost {
               modelVersions: l.modelVersions,
               recent: l.recent.entries(),
               log: db.signedLog() as PersistRecord[],
-              uncertified: uncertifiedReceipts(db, 2 * opts.genesis.f + 1),
+              uncertified: db.uncertifiedReceipts(2 * opts.genesis.f + 1),
             });
       return new NodeHost(opts, db, replica);
     } catch (e) {
@@ -389,15 +386,7 @@ export class NodeHost {
   private serveState(a: Extract<Action, { type: 'serveState' }>): void {
     // At most 64 batches, and at most half a frame of them (batches carry their requests' inputs); the peer
     // asks again from where this answer ends.
-    const batches: StateBatch[] = [];
-    let size = 0;
-    for (let s = a.fromSeq; batches.length < 64; s++) {
-      const sb = this.db.stateBatch(s);
-      if (!sb) break;
-      size += encode(StateBatchCodec, sb).length;
-      if (batches.length > 0 && size > this.maxFrameBytes / 2) break;
-      batches.push(sb);
-    }
+    const batches = this.db.stateBatches(a.fromSeq, 64, this.maxFrameBytes / 2);
     const nv = a.newView;
     const msg: NodeMessage = {
       kind: 'stateResponse',
@@ -510,11 +499,4 @@ export class NodeHost {
     this.stop();
     this.db.close();
   }
-}
-
-function uncertifiedReceipts(db: SqliteLedger, q: number): Receipt[] {
-  const out: Receipt[] = [];
-  for (let s = Math.max(1, db.lastSeq - 256); s <= db.lastSeq; s++)
-    if (db.receiptSignatures(s).length < q) out.push(db.receipt(s)!.receipt);
-  return out;
 }

@@ -564,11 +564,7 @@ export class Simulation {
 
   private serveState(node: SimNode, a: Extract<Action, { type: 'serveState' }>): void {
     const batches: StateBatch[] = [];
-    for (let s = a.fromSeq; node.db && batches.length < 64; s++) {
-      const sb = node.db.stateBatch(s);
-      if (!sb) break;
-      batches.push(sb);
-    }
+    if (node.db) batches.push(...node.db.stateBatches(a.fromSeq, 64));
     for (let s = a.fromSeq; !node.db && batches.length < 64; s++) {
       const h = node.history.get(s);
       if (!h?.receipt) break;
@@ -666,11 +662,7 @@ export class Simulation {
   private uncertifiedReceipts(node: SimNode): Receipt[] {
     const out: Receipt[] = [];
     const db = node.db;
-    if (db) {
-      for (let s = Math.max(1, db.lastSeq - 256); s <= db.lastSeq; s++)
-        if (db.receiptSignatures(s).length < node.replica.q) out.push(db.receipt(s)!.receipt);
-      return out;
-    }
+    if (db) return db.uncertifiedReceipts(node.replica.q);
     for (const h of node.history.values()) if (h.receipt && !h.sigs) out.push(h.receipt);
     return out;
   }
