@@ -4,7 +4,7 @@
  * the caller owns time (it passes `now`), the network (it delivers messages and carries out send and
  * broadcast), storage (persist) and execution (execute, answered by an `executed` event).
  */
-import { validatePolicy } from '../agreement/index.ts';
+
 import {
   array,
   type Batch,
@@ -57,6 +57,7 @@ import {
   verifyTagged,
   verifyTx,
 } from '../protocol/index.ts';
+import { validatePolicy } from '../protocol/policy.ts';
 import { deriveNewView, pickViewChanges, viewChangeProblem, ZERO_DIGEST } from './viewchange.ts';
 
 export interface ReplicaConfig {

@@ -1,5 +1,5 @@
 /**
- * The stand-in model (src/sim/standin.ts) as a node backend: `"model": {"standin": true}` (or
+ * The stand-in model (src/inference/standin.ts) as a node backend: `"model": {"standin": true}` (or
  * `{"standin": {"disagreement": 0.1}}`) in a node config. No inference cost, so benchmarks of real node
  * processes measure the protocol alone. Its digest is the one the simulator's genesis names for the node
  * (`makeGroup` in src/sim/world.ts): SHA-256 of "stand-in-model-<node id>"; `dropbear group init` puts it
@@ -11,8 +11,8 @@
 import type { ModelBackend } from '../inference/backend.ts';
 import { encodeTensorInput } from '../inference/preprocess.ts';
 import type { ModelSpec } from '../inference/spec.ts';
+import { standInResult } from '../inference/standin.ts';
 import { hex, sha256 } from '../protocol/index.ts';
-import { standInResult } from '../sim/standin.ts';
 
 /** The model name that `initGroup({models})` and `--models` take for the stand-in. */
 export const STANDIN_MODEL = 'standin';
@@ -34,7 +34,7 @@ function standInSpec(digest: string): ModelSpec {
     output: { name: 'labels', dtype: 'float32', shape: [null, 1000], meaning: 'probabilities' },
     preprocess: { kind: 'tensor' },
     labels: 'none',
-    source: 'src/sim/standin.ts: deterministic, no model file (benchmarks and tests)',
+    source: 'src/inference/standin.ts: deterministic, no model file (benchmarks and tests)',
     license: 'MIT',
   };
 }
