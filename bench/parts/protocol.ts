@@ -117,7 +117,7 @@ function saturated(s: StepResult): string | null {
   return null;
 }
 
-interface Target {
+export interface Target {
   label: string;
   send: Send;
   pids: () => number[];
@@ -135,7 +135,11 @@ interface Counters {
 
 let nextIndex = 0;
 
-async function step(t: Target, kind: { rate: number } | { concurrency: number }, ms: number): Promise<Step> {
+export async function step(
+  t: Target,
+  kind: { rate: number } | { concurrency: number },
+  ms: number,
+): Promise<Step> {
   await t.settle();
   const c0 = t.counters ? await t.counters() : null;
   const meter = cpuMeter(t.pids());
@@ -170,7 +174,7 @@ async function step(t: Target, kind: { rate: number } | { concurrency: number },
   };
 }
 
-function stepLine(label: string, s: Step, why?: string | null): string {
+export function stepLine(label: string, s: Step, why?: string | null): string {
   const what = s.mode === 'open' ? `open ${s.offered}/s` : `closed ×${s.concurrency}`;
   const per =
     s.batches !== null
@@ -223,9 +227,15 @@ interface Running {
   tail: () => string;
 }
 
-async function withGroup<T>(
+export async function withGroup<T>(
   n: number,
-  opts: { profileDir?: string; dataDir?: string; log: (l: string) => void },
+  opts: {
+    profileDir?: string;
+    dataDir?: string;
+    log: (l: string) => void;
+    /** Replica settings over the bench's own (for probes). */
+    replica?: Record<string, number>;
+  },
   fn: (r: Running) => Promise<T>,
 ): Promise<T> {
   const root = mkdtempSync(join(opts.dataDir ?? tmpdir(), 'dropbear-bench-'));
@@ -238,7 +248,7 @@ async function withGroup<T>(
       name: `bench-${n}`,
       // The replica's defaults (group init waits 25 ms for slow real models' votes; the stand-in answers at
       // once), and warnings only in the logs.
-      nodeConfig: { log: { level: 'warn' }, replica: { voteWaitMs: 2 } },
+      nodeConfig: { log: { level: 'warn' }, replica: { voteWaitMs: 2, ...opts.replica } },
     });
     const g = loadGroup(join(root, 'group'));
     const lines: string[] = [];
@@ -280,7 +290,7 @@ async function withGroup<T>(
   }
 }
 
-async function settleGroup(g: LoadedGroup, fetchImpl: typeof fetch): Promise<void> {
+export async function settleGroup(g: LoadedGroup, fetchImpl: typeof fetch): Promise<void> {
   const deadline = Date.now() + 15_000;
   await new Promise((r) => setTimeout(r, 300));
   for (;;) {
@@ -297,7 +307,7 @@ async function settleGroup(g: LoadedGroup, fetchImpl: typeof fetch): Promise<voi
   }
 }
 
-async function counters(g: LoadedGroup, fetchImpl: typeof fetch): Promise<Counters> {
+export async function counters(g: LoadedGroup, fetchImpl: typeof fetch): Promise<Counters> {
   const text = await (await fetchImpl(`${g.file.nodes[0].api}/metrics`)).text();
   const get = (name: string) =>
     Number(new RegExp(`^${name}(?:\\{[^}]*\\})? (\\S+)$`, 'm').exec(text)?.[1] ?? Number.NaN);

@@ -242,6 +242,8 @@ export class SqliteLedger {
   private readonly verifySigs: boolean;
   private current: LedgerState;
   private closed = false;
+  private grouped = false;
+  private groupNeedsSync = false;
   private readonly trees = new Map<number, MerkleTree>();
   private readonly st: Record<string, Database.Statement>;
 
@@ -410,8 +412,44 @@ export class SqliteLedger {
     if (this.closed) throw new DropbearError('LEDGER_CLOSED', `ledger ${this.path} is closed`);
   }
 
+  /**
+   * Group commit. Between `beginGroup()` and `commitGroup()` every write (persist, execute, receipt
+   * signatures, checkpoints, evidence) joins one SQLite transaction (each write a savepoint of it, so a
+   * failed write still rolls back alone), and `commitGroup()` makes them all durable with one fsync. A
+   * caller that groups must not act on a grouped write (send what it persisted) before `commitGroup()`
+   * returns: the node host holds its outgoing messages until then (src/node/host.ts).
+   */
+  beginGroup(): void {
+    this.open_();
+    if (this.grouped) return;
+    this.db.exec('BEGIN');
+    this.grouped = true;
+    this.groupNeedsSync = false;
+  }
+
+  /** Commits the open group (no-op without one): synchronous FULL if it holds a `persist`. */
+  commitGroup(): void {
+    if (!this.grouped) return;
+    this.grouped = false;
+    const full = this.groupNeedsSync && this.synchronous !== 'FULL';
+    if (full) this.db.pragma('synchronous = FULL');
+    try {
+      this.db.exec('COMMIT');
+    } finally {
+      if (full) this.db.pragma(`synchronous = ${this.synchronous}`);
+    }
+  }
+
+  get inGroup(): boolean {
+    return this.grouped;
+  }
+
   /** Runs `fn` in a transaction committed with synchronous FULL, whatever the configured level. */
   private durably<T>(fn: () => T): T {
+    if (this.grouped) {
+      this.groupNeedsSync = true;
+      return this.db.transaction(fn)();
+    }
     if (this.synchronous === 'FULL') return this.db.transaction(fn)();
     this.db.pragma('synchronous = FULL');
     try {
@@ -719,6 +757,7 @@ export class SqliteLedger {
   /** Marks a clean shutdown (durably) and closes the file. Idempotent. */
   close(): void {
     if (this.closed) return;
+    this.commitGroup();
     this.durably(() => this.st.markOpen.run(1));
     this.closed = true;
     this.db.close();

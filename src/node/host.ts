@@ -1,7 +1,8 @@
 /**
  * One node's engine room: drives the pure PBFT replica with the real clock, the durable SQLite ledger, the
  * model backend and a wire to the peers. Everything the replica asks for is done here, in order: persist
- * (fsynced, before anything that depends on it is sent), send, infer, execute, certify. The HTTP API and
+ * (fsynced, before anything that depends on it is sent: writes are group-committed once per turn of the
+ * event loop, and the messages behind them held until then), send, infer, execute, certify. The HTTP API and
  * the process wiring sit on top (api.ts, run.ts).
  */
 import { buildCertificates } from '../certificate/index.ts';
@@ -68,6 +69,12 @@ export interface HostOptions {
   observe?: Partial<HostObserver>;
   /** The transport's largest frame (default 16 MiB). */
   maxFrameBytes?: number;
+  /**
+   * The shortest time between two inference calls (each ends in one signed RESULTS broadcast that every
+   * peer checks): requests arriving sooner wait and join the next call. 0: one call per turn of the
+   * event loop. Default 0.
+   */
+  resultsIntervalMs?: number;
 }
 
 export interface HostObserver {
@@ -103,6 +110,7 @@ export class NodeHost {
   private readonly log: Logger;
   private readonly obs: Partial<HostObserver>;
   private readonly maxFrameBytes: number;
+  private readonly resultsIntervalMs: number;
   private timer: NodeJS.Timeout | null = null;
   private timerAt = Number.POSITIVE_INFINITY;
   private readonly pendingExec = new Map<number, Execution>();
@@ -122,6 +130,7 @@ export class NodeHost {
     this.log = opts.logger ?? silent;
     this.obs = opts.observe ?? {};
     this.maxFrameBytes = opts.maxFrameBytes ?? 16 << 20;
+    this.resultsIntervalMs = opts.resultsIntervalMs ?? 0;
     for (const b of opts.backends) this.backends.set(b.digest, b);
   }
 
@@ -238,28 +247,41 @@ export class NodeHost {
   private apply(actions: Action[]): void {
     for (const a of actions) {
       switch (a.type) {
-        case 'send':
-          for (const bytes of this.frames(a.msg)) this.wire.send(a.to, bytes);
+        case 'send': {
+          const to = a.to;
+          const frames = this.frames(a.msg);
+          this.out(() => {
+            for (const bytes of frames) this.wire.send(to, bytes);
+          });
           break;
-        case 'broadcast':
-          for (const bytes of this.frames(a.msg)) this.wire.broadcast(bytes);
+        }
+        case 'broadcast': {
+          const frames = this.frames(a.msg);
+          this.out(() => {
+            for (const bytes of frames) this.wire.broadcast(bytes);
+          });
           break;
+        }
         case 'persist':
+          this.openWrites();
           this.db.persist(a.record);
           break;
         case 'infer':
           this.infer(a.requests);
           break;
         case 'execute':
+          this.openWrites();
           this.execute(a);
           break;
         case 'certified':
+          this.openWrites();
           this.certified(a);
           break;
         case 'serveState':
           this.serveState(a);
           break;
         case 'evidence':
+          this.openWrites();
           this.db.saveEvidence(a.node, a.proof.kind, encode(Evidence, a.proof));
           this.log.warn({ peer: a.node, kind: a.proof.kind }, 'misbehaviour evidence stored');
           break;
@@ -275,6 +297,36 @@ export class NodeHost {
   }
 
   /**
+   * Group commit: the first write in a turn of the event loop opens one ledger transaction, and every
+   * write until the next check phase (setImmediate) joins it; one fsync then covers them all (under load,
+   * the PREPAREs, COMMITs and executions of several batches and peers). Messages the replica sends after a
+   * write are held until that commit returns, so nothing signed leaves before it is durable (PROTOCOL.md,
+   * "persist before sending"); messages sent before any write go out at once. Per-peer order is kept.
+   */
+  private held: (() => void)[] | null = null;
+
+  private openWrites(): void {
+    if (this.held) return;
+    this.db.beginGroup();
+    this.held = [];
+    setImmediate(() => this.commitWrites());
+  }
+
+  private commitWrites(): void {
+    const held = this.held;
+    if (!held) return;
+    this.held = null;
+    // A failed commit (disk full, I/O error) leaves memory ahead of the file: crash rather than send.
+    this.db.commitGroup();
+    for (const send of held) send();
+  }
+
+  private out(send: () => void): void {
+    if (this.held) this.held.push(send);
+    else send();
+  }
+
+  /**
    * Requests the replica asked to infer, gathered until the next turn of the event loop: one inference
    * call, one signed result batch and one broadcast for all of them. Without this, each request a client
    * posts (one replica step each, even within one `{requests}` POST) costs a signature here and n-1
@@ -283,16 +335,22 @@ export class NodeHost {
   private inferQueue: { requestId: Uint8Array; request: SignedRequest }[] = [];
   private inferScheduled = false;
 
+  private lastInferAt = Number.NEGATIVE_INFINITY;
+
   private infer(requests: { requestId: Uint8Array; request: SignedRequest }[]): void {
     for (const r of requests) this.inferQueue.push(r);
     if (this.inferScheduled) return;
     this.inferScheduled = true;
-    setImmediate(() => {
+    const run = () => {
       this.inferScheduled = false;
       const all = this.inferQueue;
       this.inferQueue = [];
+      this.lastInferAt = performance.now();
       if (all.length > 0 && !this.stopped) this.inferNow(all);
-    });
+    };
+    const wait = this.lastInferAt + this.resultsIntervalMs - performance.now();
+    if (wait > 0) setTimeout(run, wait);
+    else setImmediate(run);
   }
 
   private inferNow(requests: { requestId: Uint8Array; request: SignedRequest }[]): void {
@@ -398,7 +456,8 @@ export class NodeHost {
         : null,
       checkpoint: a.checkpoint,
     };
-    this.wire.send(a.to, encodeMessage(msg));
+    const bytes = encodeMessage(msg);
+    this.out(() => this.wire.send(a.to, bytes));
   }
 
   // ---------------------------------------------------------------- what the API calls
@@ -484,6 +543,7 @@ export class NodeHost {
 
   /** Stops timers and answers waiters; the caller closes the wire and then `close()`s the ledger. */
   stop(): void {
+    this.commitWrites();
     this.stopped = true;
     if (this.timer) clearTimeout(this.timer);
     this.timer = null;

@@ -379,6 +379,63 @@ describe('SqliteLedger', () => {
     again.close();
   });
 
+  it('group commit: writes between beginGroup and commitGroup land together, or not at all', () => {
+    const path = freshPath();
+    const l = SqliteLedger.open(path, genesis);
+    const d = sha256(new Uint8Array([2]));
+    l.beginGroup();
+    expect(l.inGroup).toBe(true);
+    l.persist({ kind: 'prepare', view: 0, seq: 1, digest: d });
+    fill(l, 2);
+    // A write that fails inside the group rolls back alone; the group goes on.
+    const p3 = plans[2];
+    expect(codeOf(() => l.execute(3, 0, sha256(new Uint8Array([9])), p3.batch, p3.entries))).toBe(
+      'LEDGER_BAD_DIGEST',
+    );
+    l.persist({ kind: 'commit', view: 0, seq: 1, digest: d });
+    // Not committed yet: another session (as after a crash now) sees none of it.
+    const other = new Database(path, { readonly: true });
+    const count = (t: string) => (other.prepare(`SELECT count(*) AS n FROM ${t}`).get() as { n: number }).n;
+    expect(count('batches')).toBe(0);
+    expect(count('consensus_log')).toBe(0);
+    expect(count('receipt_sigs')).toBe(0);
+    l.commitGroup();
+    expect(l.inGroup).toBe(false);
+    expect(count('batches')).toBe(2);
+    expect(count('consensus_log')).toBe(2);
+    expect(count('receipt_sigs')).toBe(6);
+    other.close();
+    // A group left open is committed by close().
+    l.beginGroup();
+    const p3b = plans[2];
+    const ex3 = l.execute(p3b.seq, p3b.view, p3b.digest, p3b.batch, p3b.entries);
+    expect(ex3.receipt.seq).toBe(3);
+    l.close();
+    const again = SqliteLedger.open(path, genesis);
+    expect(again.lastSeq).toBe(3);
+    expect(again.signedLog().map((r) => r.kind)).toEqual(['prepare', 'commit']);
+    again.close();
+  });
+
+  it('group commit: an uncommitted group is lost whole on a crash, and the file replays cleanly', () => {
+    const path = freshPath();
+    const l = SqliteLedger.open(path, genesis);
+    fill(l, 1);
+    l.beginGroup();
+    const p2 = plans[1];
+    l.execute(p2.seq, p2.view, p2.digest, p2.batch, p2.entries);
+    l.persist({ kind: 'commit', view: 0, seq: 3, digest: p2.digest });
+    // The process dies here: the connection goes away without COMMIT (SQLite rolls the group back).
+    (l as unknown as { db: Database.Database }).db.close();
+    const again = SqliteLedger.open(path, genesis);
+    expect(again.uncleanShutdown).toBe(true);
+    expect(again.lastSeq).toBe(1);
+    expect(again.signedLog()).toEqual([]);
+    again.execute(p2.seq, p2.view, p2.digest, p2.batch, p2.entries);
+    expect(again.lastSeq).toBe(2);
+    again.close();
+  });
+
   it('keeps checkpoints and evidence, and reports an unclean shutdown', () => {
     const path = freshPath();
     const l = SqliteLedger.open(path, genesis);

@@ -1,0 +1,141 @@
+/**
+ * NodeHost's group commit (src/node/host.ts): the ledger writes of a turn of the event loop share one
+ * transaction, and nothing the replica signed after a write leaves before that transaction commits.
+ * Four real hosts (real SQLite files, stand-in models) on an in-memory wire that records every frame.
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { NodeHost, type Wire } from '../../src/node/host.ts';
+import { standInInput, startStandIn } from '../../src/node/standin-backend.ts';
+import { decodeMessage, hex, type Request, sha256, signRequest } from '../../src/protocol/index.ts';
+import { makeGroup } from '../../src/sim/world.ts';
+
+type Event =
+  | { node: number; ev: 'write'; what: string }
+  | { node: number; ev: 'commit' }
+  | { node: number; ev: 'send'; kind: string; view?: number; seq?: number };
+
+const dir = mkdtempSync(join(tmpdir(), 'dropbear-host-'));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+function recordingWire(
+  id: number,
+  n: number,
+  log: Event[],
+  handlers: Map<number, (f: number, b: Uint8Array) => void>,
+): Wire {
+  const note = (bytes: Uint8Array) => {
+    const m = decodeMessage(bytes) as {
+      kind: string;
+      view?: number;
+      seq?: number;
+      pp?: { view: number; seq: number };
+    };
+    const at = m.kind === 'prePrepare' ? m.pp : m;
+    log.push({ node: id, ev: 'send', kind: m.kind, view: at?.view, seq: at?.seq });
+  };
+  const deliver = (to: number, bytes: Uint8Array) => setImmediate(() => handlers.get(to)?.(id, bytes));
+  return {
+    send: (to, bytes) => {
+      note(bytes);
+      deliver(to, bytes);
+    },
+    broadcast: (bytes) => {
+      note(bytes);
+      for (let to = 0; to < n; to++) if (to !== id) deliver(to, bytes);
+    },
+    onFrame: (h) => {
+      handlers.set(id, h);
+    },
+    reportBad: () => {},
+  };
+}
+
+describe('NodeHost group commit', () => {
+  it('sends no PRE-PREPARE, PREPARE or COMMIT before the write that records it has committed', async () => {
+    const group = makeGroup(4, 1, 31);
+    const log: Event[] = [];
+    const handlers = new Map<number, (f: number, b: Uint8Array) => void>();
+    const hosts = group.genesis.nodes.map((_, id) => {
+      const h = NodeHost.open({
+        id,
+        genesis: group.genesis,
+        key: group.keys[id],
+        ledgerPath: join(dir, `node-${id}.sqlite`),
+        backends: [startStandIn(id)],
+        wire: recordingWire(id, 4, log, handlers),
+        replica: { batchTimeoutMs: 1, voteWaitMs: 1 },
+      });
+      // Watch the ledger: every write (persist, execute, receipt signatures) and every group commit.
+      const db = h.db as unknown as Record<string, (...a: unknown[]) => unknown>;
+      for (const m of ['persist', 'execute', 'addReceiptSignatures', 'commitGroup'] as const) {
+        const orig = db[m].bind(h.db);
+        db[m] = (...a: unknown[]) => {
+          if (m === 'commitGroup') {
+            if (h.db.inGroup) log.push({ node: id, ev: 'commit' });
+          } else
+            log.push({
+              node: id,
+              ev: 'write',
+              what: m === 'persist' ? `persist:${(a[0] as { kind: string }).kind}` : m,
+            });
+          return orig(...a);
+        };
+      }
+      return h;
+    });
+    try {
+      for (const h of hosts) h.start();
+      const reqs = Array.from({ length: 12 }, (_, i) => {
+        const input = standInInput(i);
+        const request: Request = {
+          groupId: hosts[0].replica.groupId,
+          client: group.client.publicKey,
+          nonce: i,
+          timestamp: Date.now(),
+          inputDigest: sha256(input),
+          policy: null,
+          maxFee: 1_000_000,
+        };
+        return signRequest(request, input, group.client);
+      });
+      const ids: string[] = [];
+      for (const [i, sr] of reqs.entries()) {
+        const r = hosts[i % 4].submit(sr);
+        expect(r.ok).toBe(true);
+        if (r.ok) ids.push(hex(r.requestId));
+        if (i % 3 === 2) await new Promise((res) => setTimeout(res, 3));
+      }
+      const certs = await Promise.all(ids.map((id, i) => hosts[i % 4].waitCertificate(id, 10_000)));
+      expect(certs.every((c) => c !== null)).toBe(true);
+
+      // For every signed phase message a node sent: the persist of that message came before it, and a
+      // group commit came after that persist and before the send.
+      let checked = 0;
+      for (let node = 0; node < 4; node++) {
+        const mine = log.filter((e) => e.node === node);
+        mine.forEach((e, i) => {
+          if (e.ev !== 'send' || !['prePrepare', 'prepare', 'commit'].includes(e.kind)) return;
+          const before = mine.slice(0, i);
+          const w = before.map((b) => (b.ev === 'write' ? b.what : '')).lastIndexOf(`persist:${e.kind}`);
+          expect(w, `node ${node} sent ${e.kind} without persisting it`).toBeGreaterThanOrEqual(0);
+          const committed = before.slice(w).some((b) => b.ev === 'commit');
+          expect(committed, `node ${node} sent ${e.kind} ${e.seq} before its write committed`).toBe(true);
+          checked++;
+        });
+      }
+      expect(checked).toBeGreaterThan(8);
+      // The writes of a turn share a commit: fewer commits than writes at every node.
+      for (let node = 0; node < 4; node++) {
+        const writes = log.filter((e) => e.node === node && e.ev === 'write').length;
+        const commits = log.filter((e) => e.node === node && e.ev === 'commit').length;
+        expect(commits).toBeGreaterThan(0);
+        expect(commits).toBeLessThanOrEqual(writes);
+      }
+    } finally {
+      for (const h of hosts) h.close();
+    }
+  });
+});
