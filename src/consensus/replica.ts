@@ -2349,11 +2349,14 @@ export class Replica {
     if (this.isPrimary) {
       const q = this.quorum.values().next();
       if (!q.done) wake = Math.min(wake, q.value + this.cfg.voteWaitMs);
+      // Only while a batch may be proposed: with the window or the in-flight limit full, the next
+      // execution (an event) proposes; a timer already due would fire again and again until then.
+      const mayPropose =
+        this.lastProposed < this.stable + this.cfg.window &&
+        this.lastProposed - this.lastExecuted < this.cfg.maxInFlightBatches;
       const r = this.ready.values().next();
-      if (!r.done && this.lastProposed < this.stable + this.cfg.window)
-        wake = Math.min(wake, r.value + this.cfg.batchTimeoutMs);
-      if (this.lastProposed < this.stable + this.cfg.window)
-        wake = Math.min(wake, this.oldestUnproposedTx() + this.cfg.batchTimeoutMs);
+      if (!r.done && mayPropose) wake = Math.min(wake, r.value + this.cfg.batchTimeoutMs);
+      if (mayPropose) wake = Math.min(wake, this.oldestUnproposedTx() + this.cfg.batchTimeoutMs);
     }
     if (this.hasRetransmitWork())
       wake = Math.min(wake, Math.max(this.now + 1, this.lastRetransmit + this.cfg.retransmitMs));

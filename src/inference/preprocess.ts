@@ -80,6 +80,53 @@ export function sniffInput(bytes: Uint8Array): InputKind {
   return 'unknown';
 }
 
+const PNG_SIGNATURE = [0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a];
+
+/**
+ * The pixel size a JPEG or PNG header declares, read from the bytes alone (no decoder): for a JPEG the
+ * first start-of-frame segment, reached by walking the marker segments from SOI; for a PNG its IHDR
+ * chunk. `null` when the header is malformed or ends before the size (the node refuses such an input
+ * at once; a file whose header is sound but whose data is not fails later, in the decoder).
+ */
+export function imageSize(bytes: Uint8Array): { width: number; height: number } | null {
+  const u16 = (i: number) => (bytes[i] << 8) | bytes[i + 1];
+  if (sniffInput(bytes) === 'png') {
+    if (bytes.length < 24 || !PNG_SIGNATURE.every((b, i) => bytes[i] === b)) return null;
+    if (String.fromCharCode(bytes[12], bytes[13], bytes[14], bytes[15]) !== 'IHDR') return null;
+    const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    const width = dv.getUint32(16);
+    const height = dv.getUint32(20);
+    return width > 0 && height > 0 ? { width, height } : null;
+  }
+  if (sniffInput(bytes) !== 'jpeg') return null;
+  let i = 2;
+  while (i + 4 <= bytes.length) {
+    if (bytes[i] !== 0xff) return null;
+    const marker = bytes[i + 1];
+    if (marker === 0xff) {
+      i++; // fill byte
+      continue;
+    }
+    // Markers without a length: TEM, RSTn, SOI.
+    if (marker === 0x01 || (marker >= 0xd0 && marker <= 0xd8)) {
+      i += 2;
+      continue;
+    }
+    if (marker === 0xd9 || marker === 0xda) return null; // end of image or scan data before any frame
+    const len = u16(i + 2);
+    if (len < 2) return null;
+    const sof = marker >= 0xc0 && marker <= 0xcf && marker !== 0xc4 && marker !== 0xc8 && marker !== 0xcc;
+    if (sof) {
+      if (i + 9 > bytes.length || len < 7) return null;
+      const height = u16(i + 5);
+      const width = u16(i + 7);
+      return width > 0 && height > 0 ? { width, height } : null;
+    }
+    i += 2 + len;
+  }
+  return null;
+}
+
 /** Shorter side to `r`, the other side rounded in proportion (MANIFEST.md step 2). */
 export function resizedDims(width: number, height: number, r: number): { width: number; height: number } {
   if (width <= height) return { width: r, height: Math.max(1, Math.round((height * r) / width)) };

@@ -7,6 +7,7 @@ import {
   encodeTensorInput,
   floatToHalf,
   halfToFloat,
+  imageSize,
   resizedDims,
   sniffInput,
 } from '../../src/inference/preprocess.ts';
@@ -170,5 +171,35 @@ describe('dynamic batcher, float16', () => {
     await Promise.all([b.submit(Float32Array.of(1, -2)), b.submit(Float32Array.of(0.5, 65504))]);
     expect(seen).toBeInstanceOf(Uint16Array);
     expect([...(seen as unknown as Uint16Array)]).toEqual([0x3c00, 0xc000, 0x3800, 0x7bff]);
+  });
+});
+
+describe('imageSize (the API input check reads the header alone)', () => {
+  it('agrees with libvips on every val image, on PNGs, and on progressive JPEGs', async () => {
+    const { readdirSync, readFileSync } = await import('node:fs');
+    const { join } = await import('node:path');
+    const sharp = (await import('sharp')).default;
+    const { SHARED } = await import('../shared.ts');
+    const dir = join(SHARED, 'datasets/imagenet-sample/val');
+    const files = readdirSync(dir).filter((f) => f.endsWith('.JPEG'));
+    expect(files.length).toBeGreaterThan(100);
+    for (const f of files) {
+      const bytes = new Uint8Array(readFileSync(join(dir, f)));
+      const m = await sharp(bytes).metadata();
+      expect(imageSize(bytes), f).toEqual({ width: m.width, height: m.height });
+    }
+    const raw = { raw: { width: 37, height: 21, channels: 3 as const } };
+    const pixels = Buffer.alloc(37 * 21 * 3, 90);
+    const png = new Uint8Array(await sharp(pixels, raw).png().toBuffer());
+    expect(imageSize(png)).toEqual({ width: 37, height: 21 });
+    const prog = new Uint8Array(await sharp(pixels, raw).jpeg({ progressive: true }).toBuffer());
+    expect(imageSize(prog)).toEqual({ width: 37, height: 21 });
+    // Truncated inside the header, garbage after SOI, a bad PNG chunk: no size.
+    expect(imageSize(prog.subarray(0, 30))).toBeNull();
+    expect(imageSize(new Uint8Array([0xff, 0xd8, 0xff, 0xe0, 0, 37, ...new Array(60).fill(7)]))).toBeNull();
+    const badPng = png.slice();
+    badPng[12] = 0x78;
+    expect(imageSize(badPng)).toBeNull();
+    expect(imageSize(new Uint8Array([1, 2, 3]))).toBeNull();
   });
 });
