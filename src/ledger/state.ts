@@ -26,6 +26,7 @@ import {
   type Request,
   receiptHashOf,
   sha256,
+  sha256Parts,
   struct,
   TAGS,
   type Tx,
@@ -80,8 +81,69 @@ const StateCodec = struct({
     }),
     256,
   ),
-  recent: array(struct({ requestId: fixed(32), timestamp: uint }), 1 << 24),
+  recentCount: uint,
+  recentChain: fixed(32),
 });
+
+const ADDED = new Uint8Array([0x61]);
+const EXPIRED = new Uint8Array([0x65]);
+
+function u64(n: number): Uint8Array {
+  const b = new Uint8Array(8);
+  new DataView(b.buffer).setBigUint64(0, BigInt(n));
+  return b;
+}
+
+/** An executed id in the expiry heap: ordered by request timestamp, then id (a total order). */
+interface Expiring {
+  ts: number;
+  id: string;
+  raw: Uint8Array;
+}
+
+const before = (a: Expiring, b: Expiring) => a.ts < b.ts || (a.ts === b.ts && a.id < b.id);
+
+/** A binary min-heap of executed ids by (timestamp, id). */
+class ExpiryHeap {
+  private readonly a: Expiring[] = [];
+  get size(): number {
+    return this.a.length;
+  }
+  peek(): Expiring | undefined {
+    return this.a[0];
+  }
+  push(x: Expiring): void {
+    const a = this.a;
+    a.push(x);
+    let i = a.length - 1;
+    while (i > 0) {
+      const p = (i - 1) >> 1;
+      if (!before(a[i], a[p])) break;
+      [a[i], a[p]] = [a[p], a[i]];
+      i = p;
+    }
+  }
+  pop(): Expiring | undefined {
+    const a = this.a;
+    const top = a[0];
+    const last = a.pop();
+    if (a.length > 0 && last) {
+      a[0] = last;
+      let i = 0;
+      for (;;) {
+        const l = 2 * i + 1;
+        const r = l + 1;
+        let m = i;
+        if (l < a.length && before(a[l], a[m])) m = l;
+        if (r < a.length && before(a[r], a[m])) m = r;
+        if (m === i) break;
+        [a[i], a[m]] = [a[m], a[i]];
+        i = m;
+      }
+    }
+    return top;
+  }
+}
 
 export class LedgerState {
   readonly genesis: Genesis;
@@ -100,6 +162,15 @@ export class LedgerState {
   readonly stats: NodeStats[];
   /** Executed request ids still inside the expiry window, with their request timestamps. */
   readonly recent = new Map<string, number>();
+  /** The same ids by timestamp: each batch pops what expired instead of scanning them all. */
+  private readonly expiring = new ExpiryHeap();
+  /**
+   * A hash chain over every change to `recent`: per batch, its seq, the ids it added (in execution order,
+   * with their timestamps) and the ids that expired (in timestamp, id order). Honest nodes execute the
+   * same batches, so they hold the same chain; the state digest takes it instead of the whole set, which
+   * holds every request of the expiry window (a sort of hundreds of thousands of ids per checkpoint).
+   */
+  private recentChain: Uint8Array;
 
   constructor(genesis: Genesis) {
     this.genesis = genesis;
@@ -108,6 +179,7 @@ export class LedgerState {
     this.f = genesis.f;
     this.q = 2 * this.f + 1;
     this.lastReceipt = this.groupId; // the receipt chain starts at the group id
+    this.recentChain = this.groupId;
     for (const b of genesis.balances)
       this.balances.set(hex(b.client), { client: b.client, amount: b.amount });
     this.fees = genesis.nodes.map((x) => x.fee);
@@ -147,7 +219,12 @@ export class LedgerState {
     // The group's clock never goes back (a null batch carries timestamp 0): expiry uses the highest so far.
     this.clock = Math.max(this.clock, batch.timestamp);
     // Forget ids that can no longer be replayed (their timestamps are expired at this batch).
-    for (const [id, ts] of this.recent) if (ts + expiry < this.clock) this.recent.delete(id);
+    const changes: Uint8Array[] = [this.recentChain, u64(seq)];
+    for (let x = this.expiring.peek(); x && x.ts + expiry < this.clock; x = this.expiring.peek()) {
+      this.expiring.pop();
+      this.recent.delete(x.id);
+      changes.push(EXPIRED, x.raw);
+    }
     for (const tx of batch.txs) this.applyTx(tx);
 
     const outcomes: Outcome[] = [];
@@ -206,6 +283,8 @@ export class LedgerState {
           s.agreed++;
       }
       this.recent.set(idHex, req.timestamp);
+      this.expiring.push({ ts: req.timestamp, id: idHex, raw: e.requestId });
+      changes.push(ADDED, e.requestId, u64(req.timestamp));
       outcomes.push({
         requestId: e.requestId,
         client: req.client,
@@ -226,6 +305,7 @@ export class LedgerState {
       resultsCount: outcomes.length,
     };
     const receiptHash = receiptHashOf(receipt);
+    if (changes.length > 2) this.recentChain = sha256Parts(...changes);
     this.seq = seq;
     this.lastReceipt = receiptHash;
     return {
@@ -246,9 +326,6 @@ export class LedgerState {
     const balances = [...this.balances.values()]
       .sort((a, b) => Buffer.compare(a.client, b.client))
       .map((b) => ({ client: b.client, amount: b.amount }));
-    const recent = [...this.recent.entries()]
-      .map(([id, timestamp]) => ({ requestId: new Uint8Array(Buffer.from(id, 'hex')), timestamp }))
-      .sort((a, b) => Buffer.compare(a.requestId, b.requestId));
     const nodes = this.fees.map((fee, i) => ({
       fee,
       modelDigest: this.models[i],
@@ -262,7 +339,8 @@ export class LedgerState {
         lastReceipt: this.lastReceipt,
         balances,
         nodes,
-        recent,
+        recentCount: this.recent.size,
+        recentChain: this.recentChain,
       }),
     );
   }

@@ -9,6 +9,7 @@ import {
   encode,
   type Genesis,
   groupIdOf,
+  hex,
   type KeyPair,
   keyPairFromSeed,
   leafHash,
@@ -188,6 +189,42 @@ describe('LedgerState.execute', () => {
     const ex2 = run(l, [entry(s, all(1)), entry(s, all(1))]);
     expect(ex2.outcomes.length).toBe(1);
     expect(ex2.skipped).toEqual([{ requestId: s.id, reason: 'duplicate' }]);
+  });
+
+  it('forgets exactly the ids whose timestamp expired, whatever order they were executed in', () => {
+    // Timestamps out of order within batches and across them; a brute-force model of the window alongside.
+    const l = new LedgerState(genesis);
+    const model = new Map<string, number>();
+    let ts = 1_000_000;
+    let rnd = 7;
+    const next = () => {
+      rnd = (rnd * 1103515245 + 12345) % 2147483648;
+      return rnd;
+    };
+    const replays: Req[] = [];
+    for (let b = 0; b < 24; b++) {
+      ts += next() % (EXPIRY / 3);
+      const batch: Req[] = Array.from({ length: 1 + (next() % 3) }, () =>
+        req({ timestamp: ts - (next() % (EXPIRY / 2)) }),
+      );
+      // A replay of an earlier request: a duplicate while inside the window, expired after it.
+      const again = replays.length > 0 ? replays[next() % replays.length] : null;
+      const entries = [...batch, ...(again ? [again] : [])].map((r) => entry(r, all(1)));
+      const ex = run(l, entries, ts);
+      for (const [id, t] of model) if (t + EXPIRY < ts) model.delete(id);
+      for (const o of ex.outcomes)
+        model.set(
+          hex(o.requestId),
+          batch.find((r) => hex(r.id) === hex(o.requestId))?.request.timestamp ?? -1,
+        );
+      if (again) {
+        const skip = ex.skipped.find((x) => hex(x.requestId) === hex(again.id));
+        expect(skip?.reason).toBe(again.request.timestamp + EXPIRY < ts ? 'expired' : 'duplicate');
+      }
+      expect(new Map(l.recent)).toEqual(model);
+      replays.push(...batch);
+    }
+    expect(model.size).toBeGreaterThan(3);
   });
 
   it('skips an expired request (older than expiryMs at the batch timestamp)', () => {
