@@ -29,6 +29,7 @@ import { Session } from 'node:inspector/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
+  GROUP_REPLICA,
   type GroupProcesses,
   initGroup,
   type LoadedGroup,
@@ -246,9 +247,14 @@ export async function withGroup<T>(
       nodes: n,
       models: Array.from({ length: n }, () => STANDIN_MODEL),
       name: `bench-${n}`,
-      // The replica's defaults (group init waits 25 ms for slow real models' votes; the stand-in answers at
-      // once), and warnings only in the logs.
-      nodeConfig: { log: { level: 'warn' }, replica: { voteWaitMs: 2, ...opts.replica } },
+      // What group init writes, except the vote wait (25 ms there, for slow real models' votes; the
+      // stand-in answers at once), and warnings only in the logs. (Until 2026-11-29 this replaced the whole
+      // replica section with the vote wait alone, so the bench ran the replica's in-process defaults:
+      // 64 batches in flight and a 2 ms batch timeout.)
+      nodeConfig: {
+        log: { level: 'warn' },
+        replica: { ...GROUP_REPLICA, voteWaitMs: 2, ...opts.replica },
+      },
     });
     const g = loadGroup(join(root, 'group'));
     const lines: string[] = [];

@@ -16,6 +16,15 @@ import { usageError } from './errors.ts';
 import { ensureModels } from './eval.ts';
 import { readGenesis, readJsonFile, stableJson } from './io.ts';
 
+/**
+ * The replica settings `group init` writes into every node config. Real models answer in a few ms each, at
+ * different speeds: the primary waits a little longer than the simulator's default for the slower ones
+ * (voteWaitMs), so certificates usually carry every node's vote. At most 4 batches in flight: under load,
+ * requests wait for the pipeline and batches fill up. A 5 ms batch timeout: the batching sweep
+ * (`npm run bench -- sweep`) picked it over 2 ms.
+ */
+export const GROUP_REPLICA = { voteWaitMs: 25, maxInFlightBatches: 4, batchTimeoutMs: 5 } as const;
+
 export const DEFAULT_MODELS = [
   'mobilenetv2-12-int8',
   'shufflenet-v2-12-qdq',
@@ -131,11 +140,7 @@ export async function initGroup(o: InitOptions): Promise<GroupFile> {
       model: models[i] === STANDIN_MODEL ? { standin: true } : { name: models[i] },
       ...(o.home ? { home: resolve(o.home) } : {}),
       log: { level: 'info' },
-      // Real models answer in a few ms each, at different speeds: the primary waits a little longer than
-      // the simulator's default for the slower ones, so certificates usually carry every node's vote.
-      // At most 4 batches in flight: under load, requests wait for the pipeline and batches fill up.
-      // A 5 ms batch timeout: the batching sweep (`npm run bench -- sweep`) picked it over 2 ms.
-      replica: { voteWaitMs: 25, maxInFlightBatches: 4, batchTimeoutMs: 5 },
+      replica: { ...GROUP_REPLICA },
       ...o.nodeConfig,
     };
     writeFileSync(join(dir, `node-${i}.json`), stableJson(config));

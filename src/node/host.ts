@@ -69,12 +69,6 @@ export interface HostOptions {
   observe?: Partial<HostObserver>;
   /** The transport's largest frame (default 16 MiB). */
   maxFrameBytes?: number;
-  /**
-   * The shortest time between two inference calls (each ends in one signed RESULTS broadcast that every
-   * peer checks): requests arriving sooner wait and join the next call. 0: one call per turn of the
-   * event loop. Default 0.
-   */
-  resultsIntervalMs?: number;
 }
 
 export interface HostObserver {
@@ -110,7 +104,6 @@ export class NodeHost {
   private readonly log: Logger;
   private readonly obs: Partial<HostObserver>;
   private readonly maxFrameBytes: number;
-  private readonly resultsIntervalMs: number;
   private timer: NodeJS.Timeout | null = null;
   private timerAt = Number.POSITIVE_INFINITY;
   private readonly pendingExec = new Map<number, Execution>();
@@ -130,7 +123,6 @@ export class NodeHost {
     this.log = opts.logger ?? silent;
     this.obs = opts.observe ?? {};
     this.maxFrameBytes = opts.maxFrameBytes ?? 16 << 20;
-    this.resultsIntervalMs = opts.resultsIntervalMs ?? 0;
     for (const b of opts.backends) this.backends.set(b.digest, b);
   }
 
@@ -335,22 +327,16 @@ export class NodeHost {
   private inferQueue: { requestId: Uint8Array; request: SignedRequest }[] = [];
   private inferScheduled = false;
 
-  private lastInferAt = Number.NEGATIVE_INFINITY;
-
   private infer(requests: { requestId: Uint8Array; request: SignedRequest }[]): void {
     for (const r of requests) this.inferQueue.push(r);
     if (this.inferScheduled) return;
     this.inferScheduled = true;
-    const run = () => {
+    setImmediate(() => {
       this.inferScheduled = false;
       const all = this.inferQueue;
       this.inferQueue = [];
-      this.lastInferAt = performance.now();
       if (all.length > 0 && !this.stopped) this.inferNow(all);
-    };
-    const wait = this.lastInferAt + this.resultsIntervalMs - performance.now();
-    if (wait > 0) setTimeout(run, wait);
-    else setImmediate(run);
+    });
   }
 
   private inferNow(requests: { requestId: Uint8Array; request: SignedRequest }[]): void {

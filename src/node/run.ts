@@ -131,8 +131,6 @@ export async function startNode(configPath: string): Promise<RunningNode> {
       logger: log,
     });
     const metrics = new NodeMetrics();
-    // `replica.resultsIntervalMs` is the host's (how often this node signs a RESULTS batch), not the replica's.
-    const { resultsIntervalMs, ...replicaSettings } = cfg.replica;
     host = NodeHost.open({
       id: cfg.id,
       genesis,
@@ -141,8 +139,7 @@ export async function startNode(configPath: string): Promise<RunningNode> {
       backends,
       wire: transport,
       maxFrameBytes: transport.maxFrameBytes,
-      replica: replicaSettings,
-      resultsIntervalMs,
+      replica: cfg.replica,
       logger: log,
       observe: metrics.observer(),
     });
