@@ -4,7 +4,6 @@
  * so a signature made for one purpose or one group can never be replayed as another.
  */
 import {
-  createHash,
   createPrivateKey,
   createPublicKey,
   hash,
@@ -21,9 +20,17 @@ export function sha256(data: Uint8Array): Hash {
 }
 
 export function sha256Parts(...parts: Uint8Array[]): Hash {
-  const h = createHash('sha256');
-  for (const p of parts) h.update(p);
-  return new Uint8Array(h.digest());
+  // One copy into a single buffer and the one-shot hash: ~20 % cheaper than createHash/update/digest
+  // for the small parts this hashes (tags, 32-byte nodes, encoded messages).
+  let n = 0;
+  for (const p of parts) n += p.length;
+  const all = Buffer.allocUnsafe(n);
+  let o = 0;
+  for (const p of parts) {
+    all.set(p, o);
+    o += p.length;
+  }
+  return new Uint8Array(hash('sha256', all, 'buffer'));
 }
 
 export const TAGS = {
