@@ -88,6 +88,11 @@ export interface ReplicaConfig {
    * consecutive view change without progress.
    */
   viewChangeTimeoutMs: number;
+  /**
+   * While batches keep executing, how many view-change timeouts the oldest waiting request may wait before
+   * backups suspect the primary of censoring it (1: no allowance for a backlog). See viewTimerDeadline.
+   */
+  progressPatience: number;
 }
 
 export const DEFAULT_REPLICA_CONFIG: ReplicaConfig = {
@@ -101,6 +106,7 @@ export const DEFAULT_REPLICA_CONFIG: ReplicaConfig = {
   forwardDelayMs: 1,
   retransmitMs: 100,
   viewChangeTimeoutMs: 1000,
+  progressPatience: 4,
 };
 
 export type Event =
@@ -284,6 +290,8 @@ interface Slot {
   myPrepare: NodeMessage | null;
   myCommit: NodeMessage | null;
   lastSent: number;
+  /** Gap before this slot's messages are re-sent again (doubles per re-send, up to 8 × retransmitMs). */
+  resendGap?: number;
   /** A proposal waiting for requests or results it fetched. */
   parked: PrePrepare | null;
   parkedFromNewView: boolean;
@@ -366,6 +374,10 @@ export class Replica {
   private vcAttempts = 0;
   private vcDeadline = Number.POSITIVE_INFINITY;
   private viewEnteredAt = 0;
+  /** When this node last started a view change (−∞: never). */
+  lastViewChangeAt = Number.NEGATIVE_INFINITY;
+  /** When this node last executed a batch (see viewTimerDeadline). */
+  private lastProgressAt = Number.NEGATIVE_INFINITY;
   private readonly vcMessages = new Map<number, Map<number, SignedViewChange>>();
   private readonly newViewSent = new Set<number>();
   private readonly executedDigests = new Map<number, Uint8Array>();
@@ -385,6 +397,9 @@ export class Replica {
   private forwardQueue: SignedRequest[] = [];
   private forwardDeadline = Number.POSITIVE_INFINITY;
   private lastRetransmit = 0;
+  /** When our VIEW-CHANGE goes out again, and the current gap between copies. */
+  private vcResendAt = 0;
+  private vcBackoff = 0;
   private wakeAt = Number.POSITIVE_INFINITY;
   /** Current model digest per node, as of the last executed batch. */
   private models: Uint8Array[];
@@ -1403,6 +1418,7 @@ export class Replica {
     if (ev.seq !== this.awaitingExecution)
       throw new DropbearError('INTERNAL', `executed ${ev.seq}, expected ${this.awaitingExecution}`);
     this.awaitingExecution = 0;
+    this.lastProgressAt = this.now;
     const slot = this.executing!;
     this.executing = null;
     const executedSlot = this.slots.get(ev.seq);
@@ -1712,12 +1728,24 @@ export class Replica {
     if (!this.catchingUp && this.isBehind()) this.catchingUp = true;
     this.executedAtLastRetransmit = this.lastExecuted;
     if (this.catchingUp) this.startCatchUp();
-    if (this.viewChanging && this.myViewChange?.body.newView === this.view)
+    // Our VIEW-CHANGE again, with exponential backoff (retransmitMs, doubling, at most half the view-change
+    // timeout): it carries the prepared certificates since the last stable checkpoint (hundreds of KB at
+    // n = 7 under load), and resending it every retransmitMs to every peer kept a 7-node group busy
+    // encoding and decoding copies instead of forming the new view.
+    if (this.viewChanging && this.myViewChange?.body.newView === this.view && this.vcResendAt <= this.now) {
       this.out.push({ type: 'broadcast', msg: { kind: 'viewChange', vc: this.myViewChange } });
+      this.vcBackoff = Math.min(
+        2 * this.vcBackoff,
+        Math.max(this.cfg.retransmitMs, this.currentTimeout() / 2),
+      );
+      this.vcResendAt = this.now + this.vcBackoff;
+    }
     // Batches stuck in ordering or certification: re-send our part and ask every peer for theirs.
     const stuck: number[] = [];
     for (const slot of this.slots.values()) {
-      if (slot.seq <= this.lastExecuted || slot.lastSent > cutoff) continue;
+      const gap = slot.resendGap ?? this.cfg.retransmitMs;
+      if (slot.seq <= this.lastExecuted || slot.lastSent + gap > this.now) continue;
+      slot.resendGap = Math.min(2 * gap, 8 * this.cfg.retransmitMs);
       if (slot.parked) {
         slot.fetchedAt = Number.NEGATIVE_INFINITY;
         this.tryAccept(slot, slot.parked, slot.parkedFromNewView);
@@ -1849,7 +1877,12 @@ export class Replica {
       this.preViewChangeCheck = this.now;
       this.catchUpAt = Number.NEGATIVE_INFINITY;
       this.startCatchUp();
-      this.viewEnteredAt = this.now - this.currentTimeout() + 3 * this.cfg.retransmitMs;
+      // Fire again in three retransmit periods, for the same request in the same view.
+      this.recheck = {
+        at: this.now + 3 * this.cfg.retransmitMs,
+        entered: this.viewEnteredAt,
+        tracked: this.trackedRequest,
+      };
       return;
     }
     if (this.isPrimary || !this.hearsQuorum()) {
@@ -1860,6 +1893,8 @@ export class Replica {
   }
 
   private preViewChangeCheck = Number.NEGATIVE_INFINITY;
+  /** After the pre-view-change check: when the timer fires again (valid for that view entry and request). */
+  private recheck: { at: number; entered: number; tracked: string | null } | null = null;
 
   private currentTimeout(): number {
     return this.cfg.viewChangeTimeoutMs * 2 ** Math.min(this.vcAttempts, 16);
@@ -1869,7 +1904,17 @@ export class Replica {
   private viewTimerDeadline(): number {
     if (this.viewChanging) return this.vcDeadline;
     if (this.trackedRequest === null) return Number.POSITIVE_INFINITY;
-    return Math.max(this.timerStart, this.viewEnteredAt) + this.currentTimeout();
+    const r = this.recheck;
+    if (r && r.entered === this.viewEnteredAt && r.tracked === this.trackedRequest) return r.at;
+    const since = Math.max(this.timerStart, this.viewEnteredAt);
+    const t = this.currentTimeout();
+    // While batches keep executing in this view the primary is not stalled, only behind (a backlog under
+    // overload, where the oldest request need not be the next one ready): the timer then waits up to
+    // progressPatience timeouts for the tracked request before suspecting censorship. Without that, an
+    // overloaded group changed view again and again, and each view change cost more than the work it
+    // interrupted.
+    const progress = Math.max(since, this.lastProgressAt);
+    return Math.min(progress + t, since + this.cfg.progressPatience * t);
   }
 
   /**
@@ -1920,6 +1965,7 @@ export class Replica {
     this.view = newView;
     this.viewChanging = true;
     this.viewChanges++;
+    this.lastViewChangeAt = this.now;
     this.vcAttempts++;
     this.vcDeadline = this.now + this.currentTimeout();
     this.quorum.clear();
@@ -1948,6 +1994,8 @@ export class Replica {
       signature: signTagged(TAGS.viewChange, this.groupId, encode(ViewChangeBody, body), this.key),
     };
     this.myViewChange = vc;
+    this.vcBackoff = this.cfg.retransmitMs;
+    this.vcResendAt = this.now + this.vcBackoff;
     this.out.push({ type: 'persist', record: { kind: 'viewChange', view: newView } });
     this.out.push({ type: 'broadcast', msg: { kind: 'viewChange', vc } });
     this.storeViewChange(vc);

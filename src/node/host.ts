@@ -208,13 +208,36 @@ export class NodeHost {
    * dropped with an error in the log (the protocol retransmits or fetches what is missing).
    */
   private frames(msg: NodeMessage): Uint8Array[] {
+    // The large messages the replica sends again unchanged (its VIEW-CHANGE, a NEW-VIEW, a PRE-PREPARE
+    // it re-broadcasts) are encoded once.
+    const key =
+      msg.kind === 'viewChange'
+        ? msg.vc
+        : msg.kind === 'prePrepare'
+          ? msg.pp
+          : msg.kind === 'newView'
+            ? msg
+            : null;
+    if (key) {
+      const have = this.encoded.get(key);
+      if (have) return have;
+      const fresh = this.framesOf(msg);
+      this.encoded.set(key, fresh);
+      return fresh;
+    }
+    return this.framesOf(msg);
+  }
+
+  private readonly encoded = new WeakMap<object, Uint8Array[]>();
+
+  private framesOf(msg: NodeMessage): Uint8Array[] {
     const bytes = encodeMessage(msg);
     if (bytes.length <= this.maxFrameBytes) return [bytes];
     if (msg.kind === 'forward' && msg.requests.length > 1) {
       const half = Math.ceil(msg.requests.length / 2);
       return [
-        ...this.frames({ kind: 'forward', requests: msg.requests.slice(0, half) }),
-        ...this.frames({ kind: 'forward', requests: msg.requests.slice(half) }),
+        ...this.framesOf({ kind: 'forward', requests: msg.requests.slice(0, half) }),
+        ...this.framesOf({ kind: 'forward', requests: msg.requests.slice(half) }),
       ];
     }
     this.log.error({ kind: msg.kind, bytes: bytes.length }, 'message larger than a frame; dropped');

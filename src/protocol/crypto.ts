@@ -3,14 +3,7 @@
  *   len(tag) ‖ tag ‖ groupId ‖ canonical bytes
  * so a signature made for one purpose or one group can never be replayed as another.
  */
-import {
-  createPrivateKey,
-  createPublicKey,
-  hash,
-  type KeyObject,
-  sign,
-  verify,
-} from 'node:crypto';
+import { createPrivateKey, createPublicKey, hash, type KeyObject, sign, verify } from 'node:crypto';
 import { DropbearError } from './errors.ts';
 
 export type Hash = Uint8Array;

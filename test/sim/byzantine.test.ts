@@ -171,6 +171,29 @@ describe('a Byzantine primary (n=4, f=1, node 0)', () => {
     for (const id of censoredIds) expect(r.certificates.has(id)).toBe(true);
   });
 
+  it('censoring-primary under steady load: suspected after progressPatience timeouts, not one', () => {
+    // Requests keep arriving for 7.5 s, so the censoring primary keeps executing the others: a backlog looks
+    // the same, and the backups give the oldest waiting request progressPatience (4) timeouts (1 s each)
+    // before changing view. With patience 1 they do after one timeout (plus the catch-up check).
+    const when = (patience?: number) => {
+      const r = run([[0, 'censoring-primary']], {
+        seed: 104,
+        rate: 0.04,
+        maxTimeMs: 30_000,
+        ...(patience ? { replica: { progressPatience: patience } } : {}),
+      });
+      expectHealthy(r);
+      const first = Math.min(
+        ...[...r.requests.entries()]
+          .filter(([id]) => censored(Buffer.from(id, 'hex')))
+          .map(([, sr]) => sr.request.timestamp),
+      );
+      return honestNodes(r).map((n) => n.replica.lastViewChangeAt - first);
+    };
+    for (const ms of when()) expect(ms).toBeGreaterThanOrEqual(3900), expect(ms).toBeLessThan(5000);
+    for (const ms of when(1)) expect(ms).toBeGreaterThanOrEqual(900), expect(ms).toBeLessThan(2000);
+  });
+
   it('silent-primary: a primary that says nothing is replaced', () => {
     const r = run([[0, 'silent-primary']], { seed: 105 });
     expectHealthy(r);
