@@ -90,6 +90,15 @@ export interface ApiOptions {
   metrics?: NodeMetrics;
   /** 503 OVERLOADED when the replica holds more requests than this (default 8192). */
   maxPending?: number;
+  /**
+   * 503 OVERLOADED when the replica holds more than this many seconds of work at the group's recent
+   * execution rate (default 2; at least `minPending` requests are always let in). A backlog the group
+   * cannot clear within a few view-change timeouts makes backups suspect the primary, and a view change
+   * under overload costs more than the work it interrupts: shedding load at the door keeps it serving.
+   */
+  maxQueueSeconds?: number;
+  /** The backlog let in whatever the rate (default 256): a cold node, or a burst after an idle spell. */
+  minPending?: number;
   /** 503 OVERLOADED when the backend has more inputs waiting than this (default 256). */
   maxInferenceQueue?: number;
   /** Retry-After seconds sent with 503 OVERLOADED (default 1). */
@@ -103,6 +112,8 @@ export const API_DEFAULTS = {
   defaultWaitMs: 10_000,
   maxWaitMs: 60_000,
   maxPending: 8192,
+  maxQueueSeconds: 2,
+  minPending: 256,
   maxInferenceQueue: 256,
   retryAfterSeconds: 1,
 } as const;
@@ -468,6 +479,11 @@ export function buildApi(host: NodeHost, opts: ApiOptions = {}): FastifyInstance
     const pending = host.replica.pendingRequests;
     if (pending + incoming > (o.maxPending as number))
       return `the node holds ${pending} requests (limit ${o.maxPending}); retry later`;
+    // One POST into an empty queue always gets in (up to MAX_BATCH requests), whatever the rate.
+    const rate = host.executedPerSecond();
+    const byRate = Math.max(o.minPending as number, Math.round(rate * (o.maxQueueSeconds as number)));
+    if (pending > 0 && pending + incoming > byRate)
+      return `the node holds ${pending} requests, over ${o.maxQueueSeconds} s of work at the group's recent rate (${rate.toFixed(0)}/s); retry later`;
     let queued = 0;
     try {
       const s = host.currentBackend.stats() as unknown as Record<string, unknown>;

@@ -17,7 +17,7 @@
  *   "home": "~/.dropbear",                         // model store (default $DROPBEAR_HOME)
  *   "engine": { "intraOpThreads": 1, "maxBatch": 8, "maxDelayMs": 2, "maxQueue": 512, "decoder": "fast" },
  *   "replica": { "batchSize": 128, "batchTimeoutMs": 5 },
- *   "api_limits": { "bodyLimitBytes": 8388608, "maxPending": 20000 },
+ *   "api_limits": { "bodyLimitBytes": 8388608, "maxPending": 8192, "maxQueueSeconds": 2, "minPending": 256 },
  *   "custodial": { "accounts": [ { "apiKeySha256": "<hex>", "key": "keys/client.json", "maxFee": 1000 } ] },
  *   "tls": { "key": "…", "cert": "…", "ca": "…" },
  *   "log": { "level": "info" }
@@ -53,7 +53,7 @@ export interface NodeConfig {
   home: string | undefined;
   engine: Record<string, unknown>;
   replica: Record<string, number>;
-  apiLimits: { bodyLimitBytes?: number; maxPending?: number };
+  apiLimits: { bodyLimitBytes?: number; maxPending?: number; maxQueueSeconds?: number; minPending?: number };
   custodial: { apiKeySha256: string; key: string; maxFee: number }[] | null;
   tls: { key: string; cert: string; ca?: string } | null;
   log: { level: string };

@@ -94,6 +94,9 @@ interface Waiter {
   timer: NodeJS.Timeout;
 }
 
+/** The window over which the host measures its execution rate. */
+const RATE_WINDOW_MS = 5000;
+
 export class NodeHost {
   readonly id: number;
   readonly genesis: Genesis;
@@ -406,6 +409,7 @@ export class NodeHost {
     });
     this.pendingExec.set(a.seq, exec);
     this.obs.executed?.(a.seq, a.entries.length);
+    this.noteExecuted(a.entries.length);
     const before = hex(this.replica.currentModels[this.id]);
     this.step({
       type: 'executed',
@@ -526,6 +530,23 @@ export class NodeHost {
     });
   }
 
+  /** Requests executed per second over the last RATE_WINDOW_MS (what admission control sizes the queue by). */
+  private readonly executedLog: { at: number; n: number }[] = [];
+
+  private noteExecuted(n: number): void {
+    const now = Date.now();
+    this.executedLog.push({ at: now, n });
+    while (this.executedLog.length > 0 && this.executedLog[0].at < now - RATE_WINDOW_MS)
+      this.executedLog.shift();
+  }
+
+  executedPerSecond(): number {
+    const since = Date.now() - RATE_WINDOW_MS;
+    let n = 0;
+    for (const e of this.executedLog) if (e.at >= since) n += e.n;
+    return (1000 * n) / RATE_WINDOW_MS;
+  }
+
   status() {
     const r = this.replica;
     const n = this.genesis.nodes.length;
@@ -535,6 +556,7 @@ export class NodeHost {
       primary: r.view % n,
       viewChanging: r.viewChanging,
       viewChanges: r.viewChanges,
+      executedPerSecond: Math.round(this.executedPerSecond()),
       lastExecuted: r.lastExecuted,
       pendingRequests: r.pendingRequests,
       inferring: this.inferring,

@@ -155,6 +155,8 @@ export async function startNode(configPath: string): Promise<RunningNode> {
       groupName: genesis.name,
       bodyLimitBytes: cfg.apiLimits.bodyLimitBytes,
       maxPending: cfg.apiLimits.maxPending,
+      maxQueueSeconds: cfg.apiLimits.maxQueueSeconds,
+      minPending: cfg.apiLimits.minPending,
       custodial: custodial ? { accounts: custodial } : undefined,
       peers: () => transport.stats().peers.map((p) => ({ id: p.id, state: p.state })),
       metrics,

@@ -7,9 +7,18 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
+import { buildApi } from '../../src/node/api.ts';
 import { NodeHost, type Wire } from '../../src/node/host.ts';
 import { standInInput, startStandIn } from '../../src/node/standin-backend.ts';
-import { decodeMessage, hex, type Request, sha256, signRequest } from '../../src/protocol/index.ts';
+import {
+  decodeMessage,
+  hex,
+  type Request,
+  SignedRequest,
+  sha256,
+  signRequest,
+  toJson,
+} from '../../src/protocol/index.ts';
 import { makeGroup } from '../../src/sim/world.ts';
 
 type Event =
@@ -136,6 +145,56 @@ describe('NodeHost group commit', () => {
       }
     } finally {
       for (const h of hosts) h.close();
+    }
+  });
+});
+
+describe('admission control', () => {
+  it('turns requests away with OVERLOADED once the queue holds more work than the group clears in time', async () => {
+    const group = makeGroup(4, 1, 32);
+    // The peers never hear from node 0: nothing executes, the execution rate stays 0.
+    const deaf: Wire = { send() {}, broadcast() {}, onFrame() {}, reportBad() {} };
+    const host = NodeHost.open({
+      id: 0,
+      genesis: group.genesis,
+      key: group.keys[0],
+      ledgerPath: join(dir, 'admission.sqlite'),
+      backends: [startStandIn(0)],
+      wire: deaf,
+    });
+    const app = buildApi(host, { maxQueueSeconds: 1, minPending: 5 });
+    let nonce = 1000;
+    const signed = () => {
+      const input = standInInput(nonce);
+      const request: Request = {
+        groupId: host.replica.groupId,
+        client: group.client.publicKey,
+        nonce: nonce++,
+        timestamp: Date.now(),
+        inputDigest: sha256(input),
+        policy: null,
+        maxFee: 1_000_000,
+      };
+      return toJson(SignedRequest, signRequest(request, input, group.client));
+    };
+    const post = (payload: object) => app.inject({ method: 'POST', url: '/v1/requests?wait=0', payload });
+    try {
+      // Into an empty queue one POST gets in whole, even over minPending.
+      const first = await post({ requests: Array.from({ length: 8 }, signed) });
+      expect(first.statusCode).toBe(202);
+      expect(host.replica.pendingRequests).toBe(8);
+      // Behind a backlog and with no execution rate to clear it: refused, with a reason and Retry-After.
+      const next = await post({ request: signed() });
+      expect(next.statusCode).toBe(503);
+      expect(next.headers['retry-after']).toBe('1');
+      const body = next.json() as { error: { code: string; message: string } };
+      expect(body.error.code).toBe('OVERLOADED');
+      expect(body.error.message).toMatch(/1 s of work at the group's recent rate \(0\/s\)/);
+      expect(host.replica.pendingRequests).toBe(8);
+      expect(host.status().executedPerSecond).toBe(0);
+    } finally {
+      await app.close();
+      host.close();
     }
   });
 });
