@@ -5,6 +5,7 @@
  * In memory; the durable SQLite ledger (issue 3) persists what this computes.
  */
 import { decide, validatePolicy } from '../agreement/index.ts';
+import { MinHeap } from '../protocol/heap.ts';
 import {
   array,
   type Batch,
@@ -101,49 +102,8 @@ interface Expiring {
   raw: Uint8Array;
 }
 
-const before = (a: Expiring, b: Expiring) => a.ts < b.ts || (a.ts === b.ts && a.id < b.id);
-
-/** A binary min-heap of executed ids by (timestamp, id). */
-class ExpiryHeap {
-  private readonly a: Expiring[] = [];
-  get size(): number {
-    return this.a.length;
-  }
-  peek(): Expiring | undefined {
-    return this.a[0];
-  }
-  push(x: Expiring): void {
-    const a = this.a;
-    a.push(x);
-    let i = a.length - 1;
-    while (i > 0) {
-      const p = (i - 1) >> 1;
-      if (!before(a[i], a[p])) break;
-      [a[i], a[p]] = [a[p], a[i]];
-      i = p;
-    }
-  }
-  pop(): Expiring | undefined {
-    const a = this.a;
-    const top = a[0];
-    const last = a.pop();
-    if (a.length > 0 && last) {
-      a[0] = last;
-      let i = 0;
-      for (;;) {
-        const l = 2 * i + 1;
-        const r = l + 1;
-        let m = i;
-        if (l < a.length && before(a[l], a[m])) m = l;
-        if (r < a.length && before(a[r], a[m])) m = r;
-        if (m === i) break;
-        [a[i], a[m]] = [a[m], a[i]];
-        i = m;
-      }
-    }
-    return top;
-  }
-}
+/** Expiry order: request timestamp, then id (a total order, so every node expires ids alike). */
+const expiresBefore = (a: Expiring, b: Expiring) => a.ts < b.ts || (a.ts === b.ts && a.id < b.id);
 
 export class LedgerState {
   readonly genesis: Genesis;
@@ -163,7 +123,7 @@ export class LedgerState {
   /** Executed request ids still inside the expiry window, with their request timestamps. */
   readonly recent = new Map<string, number>();
   /** The same ids by timestamp: each batch pops what expired instead of scanning them all. */
-  private readonly expiring = new ExpiryHeap();
+  private readonly expiring = new MinHeap<Expiring>(expiresBefore);
   /**
    * A hash chain over every change to `recent`: per batch, its seq, the ids it added (in execution order,
    * with their timestamps) and the ids that expired (in timestamp, id order). Honest nodes execute the

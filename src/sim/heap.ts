@@ -1,4 +1,6 @@
 /** Min-heap of timed events; ties keep insertion order, so a run is fully deterministic. */
+import { MinHeap } from '../protocol/heap.ts';
+
 export interface Timed {
   at: number;
   order: number;
@@ -6,46 +8,15 @@ export interface Timed {
 }
 
 export class EventQueue {
-  private h: Timed[] = [];
+  private readonly h = new MinHeap<Timed>((a, b) => a.at < b.at || (a.at === b.at && a.order < b.order));
   private counter = 0;
   get size(): number {
-    return this.h.length;
+    return this.h.size;
   }
   push(at: number, run: () => void): void {
-    const e = { at, order: this.counter++, run };
-    const h = this.h;
-    h.push(e);
-    let i = h.length - 1;
-    while (i > 0) {
-      const p = (i - 1) >> 1;
-      if (!less(h[i], h[p])) break;
-      [h[i], h[p]] = [h[p], h[i]];
-      i = p;
-    }
+    this.h.push({ at, order: this.counter++, run });
   }
   pop(): Timed | undefined {
-    const h = this.h;
-    if (h.length === 0) return undefined;
-    const top = h[0];
-    const last = h.pop()!;
-    if (h.length > 0) {
-      h[0] = last;
-      let i = 0;
-      for (;;) {
-        const l = 2 * i + 1;
-        const r = l + 1;
-        let m = i;
-        if (l < h.length && less(h[l], h[m])) m = l;
-        if (r < h.length && less(h[r], h[m])) m = r;
-        if (m === i) break;
-        [h[i], h[m]] = [h[m], h[i]];
-        i = m;
-      }
-    }
-    return top;
+    return this.h.pop();
   }
-}
-
-function less(a: Timed, b: Timed): boolean {
-  return a.at < b.at || (a.at === b.at && a.order < b.order);
 }
