@@ -25,6 +25,9 @@
  * - `persist` (what the node is about to sign) is fsynced in both modes: it commits with synchronous
  *   FULL whatever the configured level, and returns only once the record is on disk. The caller sends
  *   the message after `persist` returns. A FULL commit also makes every earlier WAL frame durable.
+ * - Group commit (`beginGroup`/`commitGroup`, docs/ledger.md): writes between the two share one
+ *   transaction and one fsync; the node host groups the writes of each turn of its event loop and holds
+ *   the messages they guard until `commitGroup` returns.
  * - `uncleanShutdown` is true when the previous session did not `close()`: with NORMAL, its last
  *   executions may be lost (see above); the signed log never is.
  */
