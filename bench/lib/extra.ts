@@ -13,6 +13,7 @@ import { fileURLToPath } from 'node:url';
 import { type GroupFile, initGroup, type LoadedGroup, loadGroup } from '../../src/cli/group.ts';
 import { importModels, resolveModel } from '../../src/inference/store.ts';
 import { onCleanup } from './cleanup.ts';
+import { frameKey, loadProfile } from './profile.ts';
 
 export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const BIN = join(ROOT, 'bin', 'dropbear.mjs');
@@ -392,21 +393,6 @@ export function cpuProfArgs(dir: string): string[] {
   return ['--cpu-prof', `--cpu-prof-dir=${dir}`];
 }
 
-interface ProfileNode {
-  id: number;
-  callFrame: { functionName: string; url: string; lineNumber: number };
-  children?: number[];
-}
-
-function shortUrl(url: string): string {
-  const u = url.replace(/^file:\/\//, '');
-  const i = u.indexOf('/src/');
-  if (i >= 0) return u.slice(i + 1);
-  const nm = u.lastIndexOf('node_modules/');
-  if (nm >= 0) return u.slice(nm + 'node_modules/'.length);
-  return u || '(native)';
-}
-
 export interface SteadyProfile {
   /** Profiles read (one per thread: `--cpu-prof` writes the main thread's and each worker's). */
   files: number;
@@ -430,29 +416,7 @@ export function steadyProfile(dir: string, skipMs: number, limit = 15): SteadyPr
   const files = readdirSync(dir).filter((f) => f.endsWith('.cpuprofile'));
   for (const f of files) {
     const isMain = f.split('.')[4] === '0';
-    const p = JSON.parse(readFileSync(join(dir, f), 'utf8')) as {
-      nodes: ProfileNode[];
-      samples: number[];
-      timeDeltas: number[];
-    };
-    const byId = new Map(p.nodes.map((n) => [n.id, n]));
-    const parent = new Map<number, ProfileNode>();
-    for (const n of p.nodes) for (const c of n.children ?? []) parent.set(c, n);
-    const name = (n: ProfileNode) => {
-      const cf = n.callFrame;
-      return cf.url
-        ? `${cf.functionName || '(anonymous)'} ${shortUrl(cf.url)}:${cf.lineNumber + 1}`
-        : cf.functionName;
-    };
-    const keyOf = (n: ProfileNode): string => {
-      if (n.callFrame.url) return name(n);
-      const chain: string[] = [];
-      for (let q = parent.get(n.id); q && chain.length < 3; q = parent.get(q.id)) {
-        chain.push(name(q));
-        if (q.callFrame.url.includes('/src/')) break;
-      }
-      return chain.length ? `${n.callFrame.functionName} ← ${chain.join(' ← ')}` : n.callFrame.functionName;
-    };
+    const { p, byId, parent } = loadProfile(join(dir, f));
     let t = 0;
     for (let i = 0; i < p.samples.length; i++) {
       const dt = (p.timeDeltas[i] ?? 0) / 1000;
@@ -465,7 +429,7 @@ export function steadyProfile(dir: string, skipMs: number, limit = 15): SteadyPr
         continue;
       }
       mainMs += dt;
-      const key = keyOf(n);
+      const key = frameKey(n, parent, 3);
       self.set(key, (self.get(key) ?? 0) + dt);
     }
   }

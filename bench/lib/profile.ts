@@ -6,7 +6,7 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 
-interface ProfileNode {
+export interface ProfileNode {
   id: number;
   callFrame: { functionName: string; url: string; lineNumber: number };
   children?: number[];
@@ -35,39 +35,54 @@ function short(url: string): string {
   return u || '(native)';
 }
 
+/** One .cpuprofile with its nodes by id and each node's parent. */
+export function loadProfile(file: string): {
+  p: CpuProfile;
+  byId: Map<number, ProfileNode>;
+  parent: Map<number, ProfileNode>;
+} {
+  const p = JSON.parse(readFileSync(file, 'utf8')) as CpuProfile;
+  const byId = new Map(p.nodes.map((n) => [n.id, n]));
+  const parent = new Map<number, ProfileNode>();
+  for (const n of p.nodes) for (const c of n.children ?? []) parent.set(c, n);
+  return { p, byId, parent };
+}
+
+function frameName(n: ProfileNode): string {
+  const cf = n.callFrame;
+  return cf.url
+    ? `${cf.functionName || '(anonymous)'} ${short(cf.url)}:${cf.lineNumber + 1}`
+    : cf.functionName;
+}
+
+/**
+ * A sample's frame, named for self-time tables. A native leaf (crypto's SignJob.run, SQLite's statements,
+ * writev) is named with the JS frames that called it (at most `depth`), up to the first one in our code,
+ * so that "run" says whose signature it was.
+ */
+export function frameKey(n: ProfileNode, parent: Map<number, ProfileNode>, depth = 4): string {
+  if (n.callFrame.url) return frameName(n);
+  const chain: string[] = [];
+  for (let q = parent.get(n.id); q && chain.length < depth; q = parent.get(q.id)) {
+    chain.push(frameName(q));
+    if (q.callFrame.url.includes('/src/')) break;
+  }
+  return chain.length ? `${n.callFrame.functionName} ← ${chain.join(' ← ')}` : n.callFrame.functionName;
+}
+
 /** Self time per frame over every profile in `files`, largest first. */
 export function topFrames(files: string[], limit = 15): { totalMs: number; frames: Frame[] } {
   const self = new Map<string, number>();
   let total = 0;
   for (const f of files) {
-    const p = JSON.parse(readFileSync(f, 'utf8')) as CpuProfile;
-    const byId = new Map(p.nodes.map((n) => [n.id, n]));
-    const parent = new Map<number, ProfileNode>();
-    for (const n of p.nodes) for (const c of n.children ?? []) parent.set(c, n);
-    const name = (n: ProfileNode) => {
-      const cf = n.callFrame;
-      return cf.url
-        ? `${cf.functionName || '(anonymous)'} ${short(cf.url)}:${cf.lineNumber + 1}`
-        : cf.functionName;
-    };
-    // A native leaf (crypto's SignJob.run, SQLite's statements, writev) is named with the JS frames that
-    // called it, up to the first one in our code, so that "run" says whose signature it was.
-    const keyOf = (n: ProfileNode): string => {
-      if (n.callFrame.url) return name(n);
-      const chain: string[] = [];
-      for (let q = parent.get(n.id); q && chain.length < 4; q = parent.get(q.id)) {
-        chain.push(name(q));
-        if (q.callFrame.url.includes('/src/')) break;
-      }
-      return chain.length ? `${n.callFrame.functionName} ← ${chain.join(' ← ')}` : n.callFrame.functionName;
-    };
+    const { p, byId, parent } = loadProfile(f);
     for (let i = 0; i < p.samples.length; i++) {
       const n = byId.get(p.samples[i]);
       if (!n) continue;
       const dt = (p.timeDeltas[i] ?? 0) / 1000;
       const cf = n.callFrame;
       if (cf.functionName === '(idle)' || cf.functionName === '(program)') continue;
-      const key = keyOf(n);
+      const key = frameKey(n, parent);
       if (key.includes('node:inspector')) continue; // the profiler's own start-up call
       self.set(key, (self.get(key) ?? 0) + dt);
       total += dt;
@@ -98,10 +113,7 @@ export function callersOf(
   const by = new Map<string, number>();
   let total = 0;
   for (const f of files) {
-    const p = JSON.parse(readFileSync(f, 'utf8')) as CpuProfile;
-    const byId = new Map(p.nodes.map((n) => [n.id, n]));
-    const parent = new Map<number, ProfileNode>();
-    for (const n of p.nodes) for (const c of n.children ?? []) parent.set(c, n);
+    const { p, byId, parent } = loadProfile(f);
     for (let i = 0; i < p.samples.length; i++) {
       const dt = (p.timeDeltas[i] ?? 0) / 1000;
       const n = byId.get(p.samples[i]);
@@ -131,10 +143,7 @@ export function categories(files: string[]): { category: string; percent: number
   const by = new Map<string, number>();
   let total = 0;
   for (const f of files) {
-    const p = JSON.parse(readFileSync(f, 'utf8')) as CpuProfile;
-    const byId = new Map(p.nodes.map((n) => [n.id, n]));
-    const parent = new Map<number, ProfileNode>();
-    for (const n of p.nodes) for (const c of n.children ?? []) parent.set(c, n);
+    const { p, byId, parent } = loadProfile(f);
     for (let i = 0; i < p.samples.length; i++) {
       const n = byId.get(p.samples[i]);
       if (!n || n.callFrame.functionName === '(idle)' || n.callFrame.functionName === '(program)') continue;
