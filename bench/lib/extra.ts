@@ -10,7 +10,9 @@ import http from 'node:http';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import sharp from 'sharp';
 import { type GroupFile, initGroup, type LoadedGroup, loadGroup } from '../../src/cli/group.ts';
+import { encodeTensorInput } from '../../src/inference/preprocess.ts';
 import { importModels, resolveModel } from '../../src/inference/store.ts';
 import { onCleanup } from './cleanup.ts';
 import { frameKey, loadProfile } from './profile.ts';
@@ -53,6 +55,28 @@ export function loadVal(limit = Number.POSITIVE_INFINITY): Buffer[] {
 }
 
 /** A fresh temporary folder, removed by the returned `remove` (and by cleanupAll if the part fails). */
+/**
+ * The first `n` val images as the nodes take pre-made images: each resized to size × size (cover) by
+ * libvips and sent as a DBT1 uint8 [H, W, 3] tensor, so the bench measures the protocol and the model,
+ * not JPEG decoding.
+ */
+export async function valTensors(n: number, size: number): Promise<Uint8Array[]> {
+  return Promise.all(
+    loadVal(n).map(async (jpeg) => {
+      const { data, info } = await sharp(jpeg)
+        .removeAlpha()
+        .resize(size, size, { fit: 'cover' })
+        .raw()
+        .toBuffer({ resolveWithObject: true });
+      return encodeTensorInput({
+        dtype: 'uint8',
+        dims: [info.height, info.width, 3],
+        data: new Uint8Array(data),
+      });
+    }),
+  );
+}
+
 export function tempDir(prefix: string): { dir: string; remove: () => void } {
   const dir = mkdtempSync(join(tmpdir(), `dropbear-${prefix}-`));
   const remove = () => rmSync(dir, { recursive: true, force: true });

@@ -19,20 +19,18 @@
  *
  * Flags: --runs=N --step-ms=MS
  */
-import sharp from 'sharp';
 import { DEFAULT_REPLICA_CONFIG } from '../../src/consensus/replica.ts';
 import { catalogByName } from '../../src/inference/catalog.ts';
-import { encodeTensorInput } from '../../src/inference/preprocess.ts';
 import { STANDIN_MODEL, standInInput } from '../../src/node/standin-backend.ts';
 import { BatchSender, makeVerifier } from '../lib/dropbear-load.ts';
 import {
   homeWithModels,
-  loadVal,
   type NodeGroup,
   nodeCounters,
   settleNodes,
   startNodeGroup,
   tempDir,
+  valTensors,
 } from '../lib/extra.ts';
 import { lightFetch } from '../lib/http.ts';
 import { closedLoop, openLoop, type StepResult } from '../lib/load.ts';
@@ -118,20 +116,7 @@ export async function run(o: PartOptions): Promise<PartResult> {
   try {
     const spec = catalogByName(REAL_MODEL)!;
     const size = spec.preprocess.kind === 'image' ? spec.preprocess.size : 128;
-    const realInputs = await Promise.all(
-      loadVal(64).map(async (jpeg) => {
-        const { data, info } = await sharp(jpeg)
-          .removeAlpha()
-          .resize(size, size, { fit: 'cover' })
-          .raw()
-          .toBuffer({ resolveWithObject: true });
-        return encodeTensorInput({
-          dtype: 'uint8',
-          dims: [info.height, info.width, 3],
-          data: new Uint8Array(data),
-        });
-      }),
-    );
+    const realInputs = await valTensors(64, size);
     const standinInputs = Array.from({ length: 4096 }, (_, i) => standInInput(i));
     const home = await homeWithModels(`${tmp.dir}/home`, [REAL_MODEL]);
 

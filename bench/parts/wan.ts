@@ -26,10 +26,8 @@
  *
  * Flags: --runs=N --step-ms=MS --model=NAME --conc-standin=a,b --conc-real=a,b --profile
  */
-import sharp from 'sharp';
 import { catalogByName } from '../../src/inference/catalog.ts';
 import { InferenceEngine } from '../../src/inference/engine.ts';
-import { encodeTensorInput } from '../../src/inference/preprocess.ts';
 import { resolveModel } from '../../src/inference/store.ts';
 import { STANDIN_MODEL, standInInput } from '../../src/node/standin-backend.ts';
 import { onCleanup } from '../lib/cleanup.ts';
@@ -37,7 +35,6 @@ import { BatchSender, makeVerifier } from '../lib/dropbear-load.ts';
 import {
   cpuProfArgs,
   homeWithModels,
-  loadVal,
   type NodeGroup,
   nodeCounters,
   type SteadyProfile,
@@ -45,6 +42,7 @@ import {
   startNodeGroup,
   steadyProfile,
   tempDir,
+  valTensors,
 } from '../lib/extra.ts';
 import { lightFetch } from '../lib/http.ts';
 import { closedLoop, openLoop, type Send, type StepResult } from '../lib/load.ts';
@@ -209,21 +207,7 @@ export async function run(o: PartOptions): Promise<PartResult> {
   let next = 0;
   try {
     // ------------------------------------------------------------ inputs and the single-process figure
-    const val = loadVal(64);
-    const realInputs = await Promise.all(
-      val.map(async (jpeg) => {
-        const { data, info } = await sharp(jpeg)
-          .removeAlpha()
-          .resize(size, size, { fit: 'cover' })
-          .raw()
-          .toBuffer({ resolveWithObject: true });
-        return encodeTensorInput({
-          dtype: 'uint8',
-          dims: [info.height, info.width, 3],
-          data: new Uint8Array(data),
-        });
-      }),
-    );
+    const realInputs = await valTensors(64, size);
     const standinInputs = Array.from({ length: 4096 }, (_, i) => standInInput(i));
     const home = await homeWithModels(`${tmp.dir}/home`, [realModel]);
     const resolved = await resolveModel(realModel, home);
