@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import sharp from 'sharp';
-import { type GroupFile, initGroup, type LoadedGroup, loadGroup } from '../../src/cli/group.ts';
+import { type GroupFile, initGroup, type LoadedGroup, loadGroup, stopChild } from '../../src/cli/group.ts';
 import { encodeTensorInput } from '../../src/inference/preprocess.ts';
 import { importModels, resolveModel } from '../../src/inference/store.ts';
 import { onCleanup } from './cleanup.ts';
@@ -104,18 +104,6 @@ export function sleep(ms: number): Promise<void> {
 
 // ------------------------------------------------------------------ child processes
 
-function killAndWait(c: ChildProcess, graceMs = 10_000): Promise<void> {
-  if (c.exitCode !== null || c.signalCode !== null) return Promise.resolve();
-  return new Promise((res) => {
-    const t = setTimeout(() => c.kill('SIGKILL'), graceMs);
-    c.once('exit', () => {
-      clearTimeout(t);
-      res();
-    });
-    c.kill('SIGTERM');
-  });
-}
-
 /** Keeps a node's warnings and errors (pino JSON level ≥ 40) and anything that is not a log line. */
 export function quietLog(log: (l: string) => void): (line: string) => void {
   return (line) => {
@@ -198,7 +186,7 @@ export async function startNodeGroup(o: NodeGroupOptions): Promise<NodeGroup> {
   });
   const kill = async () => {
     stopping = true;
-    await Promise.all(children.map((c) => killAndWait(c)));
+    await Promise.all(children.map((c) => stopChild(c)));
   };
   const unregister = onCleanup(kill);
   const stop = async () => {
@@ -265,7 +253,7 @@ export async function serveModel(o: {
     ],
     { stdio: ['ignore', 'pipe', 'pipe'] },
   );
-  const stop = () => killAndWait(child);
+  const stop = () => stopChild(child);
   const unregister = onCleanup(stop);
   const url = await new Promise<string>((res, rej) => {
     let out = '';

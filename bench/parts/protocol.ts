@@ -35,6 +35,7 @@ import {
   type LoadedGroup,
   loadGroup,
   startGroup,
+  stopChild,
 } from '../../src/cli/group.ts';
 import { STANDIN_MODEL, standInInput } from '../../src/node/standin-backend.ts';
 import { onCleanup } from '../lib/cleanup.ts';
@@ -332,16 +333,7 @@ async function withBaseline<T>(
   const child: ChildProcess = spawn(process.execPath, ['--import', 'tsx', script, '1800'], {
     stdio: ['ignore', 'pipe', 'inherit'],
   });
-  const stop = () =>
-    new Promise<void>((res) => {
-      if (child.exitCode !== null || child.signalCode !== null) return res();
-      const t = setTimeout(() => child.kill('SIGKILL'), 5000);
-      child.once('exit', () => {
-        clearTimeout(t);
-        res();
-      });
-      child.kill('SIGTERM');
-    });
+  const stop = () => stopChild(child, 5000);
   const off = onCleanup(stop);
   try {
     const url = await new Promise<string>((res, rej) => {

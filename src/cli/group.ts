@@ -25,6 +25,19 @@ import { readGenesis, readJsonFile, stableJson } from './io.ts';
  */
 export const GROUP_REPLICA = { voteWaitMs: 25, maxInFlightBatches: 4, batchTimeoutMs: 5 } as const;
 
+/** SIGTERM, then SIGKILL after `graceMs` if it is still running; resolves once the process has exited. */
+export function stopChild(c: ChildProcess, graceMs = 10_000): Promise<void> {
+  if (c.exitCode !== null || c.signalCode !== null) return Promise.resolve();
+  return new Promise((res) => {
+    const t = setTimeout(() => c.kill('SIGKILL'), graceMs);
+    c.once('exit', () => {
+      clearTimeout(t);
+      res();
+    });
+    c.kill('SIGTERM');
+  });
+}
+
 export const DEFAULT_MODELS = [
   'mobilenetv2-12-int8',
   'shufflenet-v2-12-qdq',
@@ -215,20 +228,7 @@ export function startGroup(
     children,
     async stop() {
       stopping = true;
-      await Promise.all(
-        [...children.values()].map(
-          (c) =>
-            new Promise<void>((res) => {
-              if (c.exitCode !== null || c.signalCode !== null) return res();
-              const t = setTimeout(() => c.kill('SIGKILL'), 10_000);
-              c.once('exit', () => {
-                clearTimeout(t);
-                res();
-              });
-              c.kill('SIGTERM');
-            }),
-        ),
-      );
+      await Promise.all([...children.values()].map((c) => stopChild(c)));
     },
     async ready(timeoutMs = 120_000) {
       const deadline = Date.now() + timeoutMs;
