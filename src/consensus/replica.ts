@@ -898,10 +898,7 @@ export class Replica {
       if (p && p.state === 'pending') this.ready.set(idHex, this.now);
     }
     // A batch is cut when full, or batchTimeoutMs after its oldest ready entry or waiting transaction.
-    while (
-      this.lastProposed < this.stable + this.cfg.window &&
-      this.lastProposed - this.lastExecuted < this.cfg.maxInFlightBatches
-    ) {
+    while (this.mayProposeMore()) {
       const oldestEntry =
         this.ready.size > 0 ? (this.ready.values().next().value as number) : Number.POSITIVE_INFINITY;
       const oldest = Math.min(oldestEntry, this.oldestUnproposedTx());
@@ -909,6 +906,14 @@ export class Replica {
       if (this.ready.size < this.cfg.batchSize && oldest + this.cfg.batchTimeoutMs > this.now) break;
       this.propose();
     }
+  }
+
+  /** Room for another proposal: inside the window, and under the in-flight limit. */
+  private mayProposeMore(): boolean {
+    return (
+      this.lastProposed < this.stable + this.cfg.window &&
+      this.lastProposed - this.lastExecuted < this.cfg.maxInFlightBatches
+    );
   }
 
   private propose(): void {
@@ -2399,9 +2404,7 @@ export class Replica {
       if (!q.done) wake = Math.min(wake, q.value + this.cfg.voteWaitMs);
       // Only while a batch may be proposed: with the window or the in-flight limit full, the next
       // execution (an event) proposes; a timer already due would fire again and again until then.
-      const mayPropose =
-        this.lastProposed < this.stable + this.cfg.window &&
-        this.lastProposed - this.lastExecuted < this.cfg.maxInFlightBatches;
+      const mayPropose = this.mayProposeMore();
       const r = this.ready.values().next();
       if (!r.done && mayPropose) wake = Math.min(wake, r.value + this.cfg.batchTimeoutMs);
       if (mayPropose) wake = Math.min(wake, this.oldestUnproposedTx() + this.cfg.batchTimeoutMs);
