@@ -2,8 +2,9 @@
  * The baseline for part `protocol`: one plain HTTP server (fastify) that checks each client's signature
  * and answers — the floor any signed-request service pays, with no consensus, no ledger, no certificate.
  * It takes what a Dropbear node takes on POST /v1/requests: one SignedRequest's canonical bytes
- * (application/octet-stream) or `{requests: [...]}` as codec JSON (batch-signed: one signature check per
- * batch through a RequestAuthCache, as the nodes do), and answers `{requestId}` per request.
+ * (application/octet-stream), `{requests: [...]}` as codec JSON, or a RequestList (the SDK's binary batch,
+ * REQUEST_LIST_TYPE), batch-signed ones with one signature check per batch through a RequestAuthCache as
+ * the nodes do; it answers `{requestId}` per request (JSON), or for a RequestList a BaselineAnswers.
  *
  *   node --import tsx bench/lib/baseline-server.ts <max-seconds>
  *
@@ -15,18 +16,24 @@ import {
   encode,
   fromJson,
   hex,
+  REQUEST_LIST_TYPE,
   Request,
   RequestAuthCache,
+  RequestList,
   requestIdOfBody,
   SignedRequest,
   verifyRequestAuth,
 } from '../../src/protocol/index.ts';
+import { BASELINE_ANSWERS_TYPE, BaselineAnswers } from './baseline-codec.ts';
 
 const maxSeconds = Number(process.argv[2] ?? 600);
 const cache = new RequestAuthCache();
 const app = Fastify({ logger: false, bodyLimit: 64 << 20 });
 app.addContentTypeParser('application/octet-stream', { parseAs: 'buffer' }, (_req, body, done) =>
   done(null, body),
+);
+app.addContentTypeParser(REQUEST_LIST_TYPE, { parseAs: 'buffer' }, (_req, body, done) =>
+  done(null, { list: body }),
 );
 
 function check(sr: SignedRequest): { requestId: string } | { error: { code: string; message: string } } {
@@ -37,10 +44,19 @@ function check(sr: SignedRequest): { requestId: string } | { error: { code: stri
   return { requestId };
 }
 
-app.post<{ Body: Buffer | { requests?: unknown[]; request?: unknown } }>(
+app.post<{ Body: Buffer | { list?: Buffer; requests?: unknown[]; request?: unknown } }>(
   '/v1/requests',
   async (req, reply) => {
     const b = req.body;
+    if (!Buffer.isBuffer(b) && b?.list) {
+      const answers = decode(RequestList, b.list).map((sr) => {
+        const body = encode(Request, sr.request);
+        return verifyRequestAuth(sr, cache, body)
+          ? { kind: 'ok' as const, requestId: requestIdOfBody(body) }
+          : { kind: 'refused' as const, code: 'REQUEST_BAD_SIGNATURE' };
+      });
+      return reply.type(BASELINE_ANSWERS_TYPE).send(Buffer.from(encode(BaselineAnswers, answers)));
+    }
     if (Buffer.isBuffer(b)) {
       const r = check(decode(SignedRequest, b));
       if ('error' in r) reply.code(401);

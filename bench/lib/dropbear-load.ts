@@ -13,16 +13,19 @@ import { type ClientOptions, DropbearClient, type GroupNode } from '../../src/cl
 import {
   type Certificate,
   DropbearError,
+  decode,
   encode,
   equalBytes,
   type Genesis,
   hex,
   type KeyPair,
+  REQUEST_LIST_TYPE,
+  RequestList,
   requestIdOf,
   type SignedRequest,
   SignedRequest as SignedRequestCodec,
-  toJson,
 } from '../../src/protocol/index.ts';
+import { BASELINE_ANSWERS_TYPE, BaselineAnswers } from './baseline-codec.ts';
 import type { Send } from './load.ts';
 
 export interface Verifier {
@@ -147,29 +150,31 @@ export function sdkBatch(client: DropbearClient): SendBatch {
 
 /**
  * The same requests to the baseline server: signed like `inferBatch` signs (client.signBatch), posted as
- * `{requests}` JSON; each answer must carry its request's id.
+ * the SDK posts them (a RequestList); each answer must carry its request's id.
  */
 export function baselineBatch(client: DropbearClient, url: string, fetchImpl: typeof fetch): SendBatch {
   return async (inputs) => {
     const srs = client.signBatch(inputs);
     const res = await fetchImpl(`${url}/v1/requests`, {
       method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: `{"requests":[${srs.map((sr) => JSON.stringify(toJson(SignedRequestCodec, sr))).join(',')}]}`,
+      headers: { 'content-type': REQUEST_LIST_TYPE },
+      body: encode(RequestList, srs) as Uint8Array<ArrayBuffer>,
     });
-    const body = (await res.json().catch(() => null)) as {
-      results?: { requestId?: string; error?: { code: string; message: string } }[];
-      error?: { code: string; message: string };
-    } | null;
-    if (!body?.results)
+    if (res.status !== 200 || res.headers.get('content-type') !== BASELINE_ANSWERS_TYPE) {
+      const body = (await res.json().catch(() => null)) as {
+        error?: { code: string; message: string };
+      } | null;
       throw new DropbearError(
         body?.error?.code ?? `HTTP_${res.status}`,
         body?.error?.message ?? 'no results',
       );
-    return body.results.map((r, k) =>
-      r.error
-        ? new DropbearError(r.error.code, r.error.message)
-        : r.requestId === hex(requestIdOf(srs[k]))
+    }
+    const answers = decode(BaselineAnswers, new Uint8Array(await res.arrayBuffer()));
+    if (answers.length !== srs.length) throw new DropbearError('BAD_ANSWER', 'wrong number of answers');
+    return answers.map((a, k) =>
+      a.kind === 'refused'
+        ? new DropbearError(a.code, 'baseline refused')
+        : equalBytes(a.requestId, requestIdOf(srs[k]))
           ? null
           : new DropbearError('BAD_ANSWER', 'wrong request id'),
     );

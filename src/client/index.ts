@@ -9,6 +9,7 @@ import {
   Certificate,
   type Decision,
   DropbearError,
+  decode,
   encode,
   equalBytes,
   fromJson,
@@ -17,14 +18,19 @@ import {
   hex,
   type KeyPair,
   LIMITS,
+  MAX_REQUESTS_PER_CALL,
   type Policy,
+  REQUEST_ANSWERS_TYPE,
+  REQUEST_LIST_TYPE,
   type Request,
+  type RequestAnswer,
+  RequestAnswers,
   requestIdOf,
   SignedRequest,
   sha256,
   signRequest,
   signRequestBatch,
-  toJson,
+  uint,
 } from '../protocol/index.ts';
 
 export interface GroupNode {
@@ -73,12 +79,10 @@ export interface InferResult {
 const DONE = new Error('settled');
 
 const REQUEST_TYPE = 'application/octet-stream';
-/** Most requests in one POST /v1/requests (MAX_REQUESTS_PER_CALL in src/node/api.ts). */
-const MAX_REQUESTS_PER_POST = 1024;
 /** The node's default body limit (API_DEFAULTS.bodyLimitBytes in src/node/api.ts). */
 const DEFAULT_MAX_BODY_BYTES = 8 * 1024 * 1024;
-/** `{"requests":[` and `]}` around the comma-separated requests of a batch POST. */
-const BATCH_BODY_OVERHEAD = '{"requests":[]}'.length;
+/** The count in front of the requests of a binary batch POST (a varint: 2 bytes up to 16383). */
+const BATCH_BODY_OVERHEAD = 2;
 /** Long polls of certificates in flight per node during `sendBatch`. */
 const POLLS_PER_NODE = 16;
 /** A poll that comes back empty sooner than this waits out the rest before polling again. */
@@ -89,8 +93,8 @@ interface BatchItem {
   index: number;
   sr: SignedRequest;
   id: string;
-  /** The SignedRequest as codec JSON text (ASCII: its length is its size in bytes). */
-  json: string;
+  /** The SignedRequest's canonical bytes (a RequestList is their count and their concatenation). */
+  bytes: Uint8Array;
   out?: InferResult | Error;
   errors: string[];
   /** Nodes that refused it with a final code: f+1 of them (one honest at least) settle it. */
@@ -106,7 +110,7 @@ interface BatchContext {
   settle(it: BatchItem, r: InferResult | Error): void;
 }
 
-type BatchPost = { results: unknown[] } | { error: DropbearError; retryAfterMs: number };
+type BatchPost = { results: RequestAnswer[] } | { error: DropbearError; retryAfterMs: number };
 
 export class DropbearClient {
   readonly genesis: Genesis;
@@ -333,7 +337,7 @@ export class DropbearClient {
       index,
       sr,
       id: hex(requestIdOf(sr)),
-      json: JSON.stringify(toJson(SignedRequest, sr)),
+      bytes: encode(SignedRequest, sr),
       errors: [],
       refusedBy: new Set(),
       abort: new AbortController(),
@@ -393,16 +397,16 @@ export class DropbearClient {
       const chunk: BatchItem[] = [];
       let bytes = BATCH_BODY_OVERHEAD;
       let end = pos;
-      for (; end < todo.length && chunk.length < MAX_REQUESTS_PER_POST; end++) {
+      for (; end < todo.length && chunk.length < MAX_REQUESTS_PER_CALL; end++) {
         const it = todo[end];
         if (it.out) continue;
-        const add = it.json.length + (chunk.length > 0 ? 1 : 0);
+        const add = it.bytes.length;
         if (chunk.length > 0 && bytes + add > maxBytes) break;
         chunk.push(it);
         bytes += add;
       }
       if (chunk.length === 1 && bytes > maxBytes) {
-        // Too large as JSON even alone: canonical bytes are a third smaller (no base64).
+        // Too large even alone: sent on its own, so that the node's answer (413) settles it for this node.
         await this.singleAt(node, chunk[0], ctx, pollLater);
         pos = end;
         continue;
@@ -440,40 +444,22 @@ export class DropbearClient {
     await Promise.all(polls);
   }
 
-  /** One item's answer in a batch POST's `results`. */
+  /** One item's answer in a batch POST's answers. */
   private takeItem(
     node: GroupNode,
     it: BatchItem,
-    answer: unknown,
+    answer: RequestAnswer,
     ctx: BatchContext,
     pollLater: (it: BatchItem) => void,
   ): void {
     if (it.out) return;
-    const a = (typeof answer === 'object' && answer !== null ? answer : {}) as {
-      requestId?: unknown;
-      certificate?: unknown;
-      status?: unknown;
-      error?: { code?: unknown; message?: unknown };
-    };
     const why = (m: string) => it.errors.push(`node ${node.id}: ${m}`);
-    if (a.requestId !== undefined && a.requestId !== it.id) return void why('answered for another request');
-    if (a.certificate !== undefined) {
-      let cert: Certificate;
-      try {
-        cert = fromJson(Certificate, a.certificate);
-      } catch (e) {
-        return void why(`CERTIFICATE_INVALID ${(e as Error).message}`);
-      }
-      return this.takeCertificate(node, it, cert, ctx);
-    }
-    if (a.status === 'pending') return pollLater(it);
-    if (a.error && typeof a.error.code === 'string') {
-      const err = new DropbearError(a.error.code, String(a.error.message ?? a.error.code));
-      why(`${err.code} ${err.message}`);
-      if (FINAL.has(err.code)) this.refused(node, it, err, ctx);
-      return;
-    }
-    why('unreadable answer');
+    if (answer.kind === 'certificate') return this.takeCertificate(node, it, answer.certificate, ctx);
+    if (answer.requestId && hex(answer.requestId) !== it.id) return void why('answered for another request');
+    if (answer.kind === 'pending') return pollLater(it);
+    const err = new DropbearError(answer.code, answer.message || answer.code);
+    why(`${err.code} ${err.message}`);
+    if (FINAL.has(err.code)) this.refused(node, it, err, ctx);
   }
 
   /**
@@ -532,7 +518,7 @@ export class DropbearClient {
     }
   }
 
-  /** POST {requests} for a chunk: the per-item `results`, or the error that answered the whole POST. */
+  /** POST a chunk as a RequestList: the per-item answers, or the error that answered the whole POST. */
   private async postBatch(
     node: GroupNode,
     chunk: BatchItem[],
@@ -541,20 +527,30 @@ export class DropbearClient {
   ): Promise<BatchPost> {
     const res = await this.fetchImpl(`${node.api}/v1/requests?wait=${Math.max(0, Math.floor(waitMs))}`, {
       method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: `{"requests":[${chunk.map((it) => it.json).join(',')}]}`,
+      headers: { 'content-type': REQUEST_LIST_TYPE, accept: REQUEST_ANSWERS_TYPE },
+      body: Buffer.concat([encode(uint, chunk.length), ...chunk.map((it) => it.bytes)]),
       signal,
     });
-    const body = (await res.json().catch(() => null)) as {
-      results?: unknown;
-      error?: { code?: unknown; message?: unknown };
-    } | null;
     if (
       (res.status === 200 || res.status === 202) &&
-      Array.isArray(body?.results) &&
-      body.results.length === chunk.length
-    )
-      return { results: body.results };
+      res.headers.get('content-type')?.startsWith(REQUEST_ANSWERS_TYPE)
+    ) {
+      let results: RequestAnswer[] | null = null;
+      try {
+        results = decode(RequestAnswers, new Uint8Array(await res.arrayBuffer()));
+      } catch {}
+      if (results?.length === chunk.length) return { results };
+      return {
+        error: new DropbearError(
+          'BAD_ANSWER',
+          `node ${node.id} answered ${results ? results.length : 'unreadable'} results for ${chunk.length} requests`,
+        ),
+        retryAfterMs: 1000,
+      };
+    }
+    const body = (await res.json().catch(() => null)) as {
+      error?: { code?: unknown; message?: unknown };
+    } | null;
     const code = typeof body?.error?.code === 'string' ? body.error.code : `HTTP_${res.status}`;
     const message =
       typeof body?.error?.message === 'string'

@@ -43,6 +43,7 @@ import {
   requestIdOf,
   requestIdOfBody,
   resultsDigestOf,
+  resultsDigestOfParts,
   type SignedRequest,
   type SignedResults,
   type SignedViewChange,
@@ -765,17 +766,10 @@ export class Replica {
   private onResults(from: number, signed: SignedResults): void {
     const node = this.genesis.nodes[signed.batch.node];
     if (!node) return this.blame(from, 'bad-results', 'unknown node');
-    const digest = resultsDigestOf(signed);
+    const batchBytes = encode(ResultBatchCodec, signed.batch);
+    const digest = resultsDigestOfParts(batchBytes, signed.signature);
     if (this.results.has(hex(digest))) return;
-    if (
-      !verifyTagged(
-        TAGS.results,
-        this.groupId,
-        encode(ResultBatchCodec, signed.batch),
-        signed.signature,
-        node.publicKey,
-      )
-    )
+    if (!verifyTagged(TAGS.results, this.groupId, batchBytes, signed.signature, node.publicKey))
       return this.blame(from, 'bad-signature', 'results');
     this.storeResults(signed, digest);
   }

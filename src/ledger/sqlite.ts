@@ -35,7 +35,7 @@ import Database from 'better-sqlite3';
 import {
   array,
   Batch,
-  batchDigestOf,
+  batchDigestOfBytes,
   buildTree,
   CERTIFICATE_VERSION,
   type Certificate,
@@ -484,7 +484,7 @@ export class SqliteLedger {
       });
     if (!isUint(view)) throw new DropbearError('LEDGER_BAD_VALUE', `view must be a uint, got ${view}`);
     const batchBytes = encode(Batch, batch);
-    if (!equalBytes(batchDigestOf(batch), digest))
+    if (!equalBytes(batchDigestOfBytes(batchBytes), digest))
       throw new DropbearError('LEDGER_BAD_DIGEST', `batch ${seq}: digest does not match the batch`);
     checkEntries(seq, batch, entries);
     const entryBytes = encode(ResolvedEntries, entries);
@@ -505,7 +505,7 @@ export class SqliteLedger {
           );
         this.st.insReceipt.run(seq, encode(Receipt, ex.receipt), ex.receiptHash, ex.receipt.prevReceipt);
         ex.outcomes.forEach((o, i) => {
-          this.st.insOutcome.run(o.requestId, seq, i, encode(Outcome, o));
+          this.st.insOutcome.run(o.requestId, seq, i, ex.outcomeBytes[i]);
         });
         this.trees.set(seq, ex.tree);
         this.trimTrees();

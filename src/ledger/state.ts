@@ -50,6 +50,8 @@ export interface Execution {
   receipt: Receipt;
   receiptHash: Uint8Array;
   outcomes: Outcome[];
+  /** Each outcome's canonical encoding (the Merkle leaves' data), in leaf order. */
+  outcomeBytes: Uint8Array[];
   tree: MerkleTree;
   /** Requests with fewer than q current votes: they go back for re-inference. */
   requeued: Uint8Array[];
@@ -255,7 +257,8 @@ export class LedgerState {
         fee,
       });
     }
-    const tree = buildTree(outcomes.map((o) => leafHash(encode(OutcomeCodec, o))));
+    const outcomeBytes = outcomes.map((o) => encode(OutcomeCodec, o));
+    const tree = buildTree(outcomeBytes.map(leafHash));
     const receipt: Receipt = {
       groupId: this.groupId,
       seq,
@@ -273,6 +276,7 @@ export class LedgerState {
       receipt,
       receiptHash,
       outcomes,
+      outcomeBytes,
       tree,
       requeued,
       skipped,

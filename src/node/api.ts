@@ -42,15 +42,23 @@ import {
   Decision,
   DropbearError,
   decode,
+  encode,
   equalBytes,
   fromJson,
   Genesis,
   groupIdOf,
   hex,
   type KeyPair,
+  LIMITS,
+  MAX_REQUESTS_PER_CALL,
   type Policy,
   PublicKey,
+  REQUEST_ANSWERS_TYPE,
+  REQUEST_LIST_TYPE,
   type Request,
+  type RequestAnswer,
+  RequestAnswers,
+  RequestList,
   requestIdOf,
   Signature,
   SignedRequest,
@@ -118,8 +126,7 @@ export const API_DEFAULTS = {
   retryAfterSeconds: 1,
 } as const;
 
-/** Most requests in one POST /v1/requests. */
-export const MAX_REQUESTS_PER_CALL = 1024;
+export { MAX_REQUESTS_PER_CALL };
 
 /** Every error code the API answers with, and its HTTP status. */
 const STATUS: Record<string, number> = {
@@ -302,9 +309,23 @@ const requestsBody = {
         oneOf: [{ required: ['request'] }, { required: ['requests'] }],
       },
     },
-    // application/octet-stream: one SignedRequest's canonical bytes, checked by the codec.
+    // application/octet-stream: one SignedRequest's canonical bytes, checked by the codec;
+    // REQUEST_LIST_TYPE: a RequestList (binary batch, answered with RequestAnswers).
   },
 };
+
+/** A binary batch body (REQUEST_LIST_TYPE), kept apart from the single request's octet-stream Buffer. */
+class BinaryList {
+  constructor(readonly bytes: Uint8Array) {}
+}
+
+/** `s` cut to at most `max` UTF-8 bytes, on a character boundary. */
+function cutUtf8(s: string, max: number): string {
+  if (Buffer.byteLength(s) <= max) return s;
+  let out = s.slice(0, max);
+  while (Buffer.byteLength(out) > max - 1) out = out.slice(0, -1);
+  return `${out}…`;
+}
 
 const certificateParams = {
   type: 'object',
@@ -617,47 +638,73 @@ export function buildApi(host: NodeHost, opts: ApiOptions = {}): FastifyInstance
     return r.requestId ? { requestId: r.requestId, error: r.error } : { error: r.error };
   };
 
+  const itemBinary = (r: ItemOutcome): RequestAnswer => {
+    if ('certificate' in r) return { kind: 'certificate', certificate: r.certificate };
+    if ('pending' in r) return { kind: 'pending', requestId: Buffer.from(r.requestId, 'hex') };
+    return {
+      kind: 'error',
+      requestId: r.requestId ? Buffer.from(r.requestId, 'hex') : null,
+      code: r.error.code,
+      message: cutUtf8(r.error.message, LIMITS.message),
+    };
+  };
+
   // ------------------------------------------------------------ v1
 
   app.register(async (v1) => {
     v1.addContentTypeParser('application/octet-stream', { parseAs: 'buffer' }, (_req, body, done) =>
       done(null, body),
     );
-    v1.post<{ Body: { request?: unknown; requests?: unknown[] } | Buffer; Querystring: { wait?: number } }>(
-      '/v1/requests',
-      { schema: { body: requestsBody, querystring: waitQuery } },
-      async (req, reply) => {
-        const waitMs = waitOf(req.query.wait, o.defaultWaitMs as number);
-        const body = req.body;
-        if (body === undefined || body === null)
-          throw apiError('BAD_REQUEST', 'the request has no body: send {request} or {requests} as JSON');
-        let list: (SignedRequest | ApiError)[];
-        let single: boolean;
-        if (Buffer.isBuffer(body)) {
-          single = true;
-          try {
-            list = [decode(SignedRequest, body)];
-          } catch (e) {
-            list = [{ code: 'REQUEST_MALFORMED', message: `body: ${(e as Error).message}` }];
-          }
-        } else if (body.requests) {
-          single = false;
-          list = body.requests.map((j, i) => parseSigned(j, i));
-        } else {
-          single = true;
-          list = [parseSigned(body.request)];
-        }
-        const results = await submitAll(list, waitMs);
-        if (single) {
-          const r = results[0];
-          if ('error' in r) throw apiError(r.error.code, r.error.message, r.requestId);
-          if ('pending' in r) reply.code(202).header('location', `/v1/certificates/${r.requestId}`);
-          return itemJson(r);
-        }
-        if (results.some((r) => 'pending' in r)) reply.code(202);
-        return { results: results.map(itemJson) };
-      },
+    v1.addContentTypeParser(REQUEST_LIST_TYPE, { parseAs: 'buffer' }, (_req, body, done) =>
+      done(null, new BinaryList(body as Buffer)),
     );
+    v1.post<{
+      Body: { request?: unknown; requests?: unknown[] } | Buffer | BinaryList;
+      Querystring: { wait?: number };
+    }>('/v1/requests', { schema: { body: requestsBody, querystring: waitQuery } }, async (req, reply) => {
+      const waitMs = waitOf(req.query.wait, o.defaultWaitMs as number);
+      const body = req.body;
+      if (body === undefined || body === null)
+        throw apiError('BAD_REQUEST', 'the request has no body: send {request} or {requests} as JSON');
+      let list: (SignedRequest | ApiError)[];
+      let single: boolean;
+      if (body instanceof BinaryList) {
+        try {
+          list = decode(RequestList, body.bytes);
+        } catch (e) {
+          throw apiError('REQUEST_MALFORMED', `body (${REQUEST_LIST_TYPE}): ${(e as Error).message}`);
+        }
+        if (list.length === 0) throw apiError('BAD_REQUEST', 'the request list is empty');
+        const results = await submitAll(list, waitMs);
+        if (results.some((r) => 'pending' in r)) reply.code(202);
+        return reply
+          .type(REQUEST_ANSWERS_TYPE)
+          .send(Buffer.from(encode(RequestAnswers, results.map(itemBinary))));
+      }
+      if (Buffer.isBuffer(body)) {
+        single = true;
+        try {
+          list = [decode(SignedRequest, body)];
+        } catch (e) {
+          list = [{ code: 'REQUEST_MALFORMED', message: `body: ${(e as Error).message}` }];
+        }
+      } else if (body.requests) {
+        single = false;
+        list = body.requests.map((j, i) => parseSigned(j, i));
+      } else {
+        single = true;
+        list = [parseSigned(body.request)];
+      }
+      const results = await submitAll(list, waitMs);
+      if (single) {
+        const r = results[0];
+        if ('error' in r) throw apiError(r.error.code, r.error.message, r.requestId);
+        if ('pending' in r) reply.code(202).header('location', `/v1/certificates/${r.requestId}`);
+        return itemJson(r);
+      }
+      if (results.some((r) => 'pending' in r)) reply.code(202);
+      return { results: results.map(itemJson) };
+    });
   });
 
   app.get<{ Params: { requestId: string }; Querystring: { wait?: number } }>(

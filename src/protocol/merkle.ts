@@ -13,7 +13,11 @@ const EMPTY_ROOT = sha256(new Uint8Array(0));
 export function leafHash(data: Uint8Array): Uint8Array {
   return sha256Parts(LEAF, data);
 }
+/** Interior-node hashes computed so far in this process (for tests and profiles). */
+export const merkleStats = { nodeHashes: 0 };
+
 export function nodeHash(l: Uint8Array, r: Uint8Array): Uint8Array {
+  merkleStats.nodeHashes++;
   return sha256Parts(NODE, l, r);
 }
 
@@ -110,5 +114,83 @@ export function verifyPath(
   }
   if (sn !== 0 || r.length !== root.length) return false;
   for (let i = 0; i < r.length; i++) if (r[i] !== root[i]) return false;
+  return true;
+}
+
+/**
+ * What is already proven of one tree (one root and size): for a position of RFC 9162's walk (fn, sn),
+ * the hash of the node there ('n' keys) and of the sibling combined with it ('s' keys), each learned
+ * from a path that reached the root. A position (fn, sn) names one node: sn = ⌊(size − 1) / 2^level⌋
+ * differs between levels except at the root.
+ */
+export type KnownNodes = Map<string, string>;
+
+const latin1 = (b: Uint8Array) => Buffer.from(b.buffer, b.byteOffset, b.length).toString('latin1');
+
+/**
+ * verifyPath with the same answer for every input, sharing work across the leaves of one tree: once a
+ * climb reaches a proven node, each further path element is compared with the proven sibling (a map
+ * lookup) instead of hashed, and hashing resumes at the first one that differs. A path that reaches the
+ * root teaches `known` its nodes and siblings. Reaching a proven node along a different chain, or a
+ * wrong sibling leading to the root, would take a SHA-256 collision.
+ */
+export function verifyPathKnown(
+  leaf: Uint8Array,
+  index: number,
+  size: number,
+  path: Uint8Array[],
+  root: Uint8Array,
+  known: KnownNodes,
+): boolean {
+  if (path.length !== pathLength(index, size)) return false;
+  let fn = index;
+  let sn = size - 1;
+  let r = leaf;
+  let proven: string | undefined; // r's hash while r is a proven node (r itself is then stale)
+  const learned: [string, string][] = [];
+  for (const p of path) {
+    if (p.length !== 32 || sn === 0) return false;
+    const here = `${fn},${sn}`;
+    const ps = latin1(p);
+    const left = fn % 2 === 1 || fn === sn;
+    // The next position: fn, sn halved, after climbing past a last node that has no sibling.
+    let nf = fn;
+    let ns = sn;
+    if (left && fn % 2 === 0)
+      while (nf % 2 === 0 && nf !== 0) {
+        nf = Math.floor(nf / 2);
+        ns = Math.floor(ns / 2);
+      }
+    nf = Math.floor(nf / 2);
+    ns = Math.floor(ns / 2);
+    const there = `${nf},${ns}`;
+    if (proven !== undefined) {
+      const parent = known.get(`n${there}`);
+      if (known.get(`s${here}`) === ps && parent !== undefined) {
+        proven = parent;
+        fn = nf;
+        sn = ns;
+        continue;
+      }
+      r = new Uint8Array(Buffer.from(proven, 'latin1'));
+      proven = undefined;
+    }
+    learned.push([`s${here}`, ps]);
+    r = left ? nodeHash(p, r) : nodeHash(r, p);
+    fn = nf;
+    sn = ns;
+    const rs = latin1(r);
+    if (known.get(`n${there}`) === rs) proven = rs;
+    else learned.push([`n${there}`, rs]);
+  }
+  if (sn !== 0) return false;
+  if (proven !== undefined ? proven !== latin1(root) : !equalHashes(r, root)) return false;
+  for (const [k, v] of learned) known.set(k, v);
+  return true;
+}
+
+function equalHashes(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
   return true;
 }

@@ -23,13 +23,14 @@ import {
   hex,
   type KeyPair,
   sha256,
+  sha256Parts,
   signTagged,
   TAGS,
   taggedHash,
   verifyTagged,
 } from './crypto.ts';
 import { DropbearError } from './errors.ts';
-import { buildTree, leafHash, pathLength, verifyPath } from './merkle.ts';
+import { buildTree, type KnownNodes, leafHash, pathLength, verifyPath, verifyPathKnown } from './merkle.ts';
 
 export const LIMITS = {
   nodes: 256,
@@ -40,6 +41,8 @@ export const LIMITS = {
   txs: 4096,
   input: 16 * 1024 * 1024,
   text: 256,
+  /** An error message in a binary answer, in UTF-8 bytes (longer ones are cut). */
+  message: 4096,
   balances: 1_000_000,
   fetchIds: 65_536,
   path: 64,
@@ -228,7 +231,8 @@ export function signRequestBatch(
 
 /**
  * Remembers client batch signatures already checked, so that the N requests of one batch cost one
- * signature check (plus N leaf hashes and their paths). A key is everything the check depends on
+ * signature check (plus N leaf hashes and, through the nodes of each tree already proven, about two node
+ * hashes each instead of a whole path: verifyPathKnown). A key is everything the check depends on
  * (group, client, root, size, signature), so an entry is a plain memo of Ed25519 verification: a
  * cache hit never accepts anything the check would refuse. Verified and failed checks are kept in
  * separate bounded LRUs, so a flood of bad signatures cannot push out the good ones.
@@ -236,11 +240,15 @@ export function signRequestBatch(
 export class RequestAuthCache {
   private readonly good = new Map<string, true>();
   private readonly bad = new Map<string, true>();
+  /** Per client-batch tree (root and size, most recent last): its nodes proven so far (verifyPathKnown). */
+  private readonly trees = new Map<string, KnownNodes>();
   hits = 0;
   misses = 0;
   constructor(
     readonly capacity = 4096,
     readonly badCapacity = 1024,
+    /** Trees whose proven nodes are kept (each up to 2·size − 1 of them). */
+    readonly treeCapacity = 256,
   ) {}
   get size(): number {
     return this.good.size + this.bad.size;
@@ -265,6 +273,16 @@ export class RequestAuthCache {
     m.set(key, true);
     this.hits++;
     return m === this.good;
+  }
+  /** The proven nodes of the tree with this root and size (a new, empty set the first time). */
+  knownNodes(root: Uint8Array, size: number): KnownNodes {
+    const key = `${Buffer.from(root.buffer, root.byteOffset, root.length).toString('latin1')}:${size}`;
+    let set = this.trees.get(key);
+    if (set) this.trees.delete(key);
+    else set = new Map();
+    this.trees.set(key, set);
+    while (this.trees.size > this.treeCapacity) this.trees.delete(this.trees.keys().next().value as string);
+    return set;
   }
   store(key: string, ok: boolean): void {
     const m = ok ? this.good : this.bad;
@@ -297,7 +315,12 @@ export function requestAuthProblem(
     return `client batch index ${a.index} outside a batch of ${a.size}`;
   if (a.path.length !== pathLength(a.index, a.size))
     return `client batch path has ${a.path.length} elements; leaf ${a.index} of ${a.size} needs ${pathLength(a.index, a.size)}`;
-  if (!verifyPath(leafHash(b), a.index, a.size, a.path, a.root))
+  const leaf = leafHash(b);
+  if (
+    !(cache
+      ? verifyPathKnown(leaf, a.index, a.size, a.path, a.root, cache.knownNodes(a.root, a.size))
+      : verifyPath(leaf, a.index, a.size, a.path, a.root))
+  )
     return 'client batch path does not lead to the signed root';
   const check = () =>
     verifyTagged(
@@ -389,7 +412,12 @@ export const Batch = struct({
 export type Batch = Infer<typeof Batch>;
 
 export function batchDigestOf(batch: Batch): Uint8Array {
-  return taggedHash(TAGS.batch, encode(Batch, batch));
+  return batchDigestOfBytes(encode(Batch, batch));
+}
+
+/** batchDigestOf from the batch's canonical bytes (for a caller that has them already). */
+export function batchDigestOfBytes(batchBytes: Uint8Array): Uint8Array {
+  return taggedHash(TAGS.batch, batchBytes);
 }
 
 /** What PRE-PREPARE, PREPARE and COMMIT sign. */
@@ -441,6 +469,26 @@ export const Certificate = struct({
   signatures: sortedArray(ReceiptSignature, LIMITS.nodes, (s) => s.node),
 });
 export type Certificate = Infer<typeof Certificate>;
+
+/** Most requests in one POST /v1/requests. */
+export const MAX_REQUESTS_PER_CALL = 1024;
+/** Content type of a binary batch POST /v1/requests: the body is a RequestList (docs/api.md). */
+export const REQUEST_LIST_TYPE = 'application/vnd.dropbear.requests';
+/** Content type of its answer: a RequestAnswers, one per request in order. */
+export const REQUEST_ANSWERS_TYPE = 'application/vnd.dropbear.answers';
+/**
+ * The binary form of `{"requests": [...]}`: canonical SignedRequests back to back after their count, so a
+ * client builds it by concatenating each request's canonical bytes.
+ */
+export const RequestList = array(SignedRequest, MAX_REQUESTS_PER_CALL);
+/** What became of one request of a binary batch: the binary form of an item of `{"results": [...]}`. */
+export const RequestAnswer = union({
+  certificate: struct({ certificate: Certificate }),
+  pending: struct({ requestId: Hash32 }),
+  error: struct({ requestId: option(Hash32), code: str(LIMITS.text), message: str(LIMITS.message) }),
+});
+export type RequestAnswer = Infer<typeof RequestAnswer>;
+export const RequestAnswers = array(RequestAnswer, MAX_REQUESTS_PER_CALL);
 
 export const PrePrepare = struct({
   view: uint,
@@ -594,6 +642,11 @@ export function signResults(groupId: Uint8Array, batch: ResultBatch, key: KeyPai
 }
 export function resultsDigestOf(s: SignedResults): Uint8Array {
   return sha256(encode(SignedResults, s));
+}
+
+/** resultsDigestOf from the batch's canonical bytes (SignedResults is the batch, then the signature). */
+export function resultsDigestOfParts(batchBytes: Uint8Array, signature: Uint8Array): Uint8Array {
+  return sha256Parts(batchBytes, signature);
 }
 
 export type { Codec };

@@ -14,11 +14,18 @@ import {
   Certificate,
   cryptoStats,
   DropbearError,
+  decode,
+  encode,
   fromJson,
   hex,
+  REQUEST_ANSWERS_TYPE,
+  REQUEST_LIST_TYPE,
   type Request,
+  type RequestAnswer,
+  RequestAnswers,
+  RequestList,
   requestIdOf,
-  SignedRequest,
+  type SignedRequest,
   sha256,
   signRequest,
   toJson,
@@ -126,6 +133,15 @@ async function tamperingNode(
       headers: req.headers['content-type'] ? { 'content-type': req.headers['content-type'] } : {},
       body: req.method === 'POST' ? new Uint8Array(body) : undefined,
     });
+    if (up.headers.get('content-type') === REQUEST_ANSWERS_TYPE) {
+      const answers = decode(RequestAnswers, new Uint8Array(await up.arrayBuffer())).map((a) => {
+        if (a.kind !== 'certificate') return a;
+        n++;
+        return { ...a, certificate: tamper(a.certificate) };
+      });
+      res.writeHead(up.status, { 'content-type': REQUEST_ANSWERS_TYPE }).end(encode(RequestAnswers, answers));
+      return;
+    }
     const json = (await up.json()) as { certificate?: unknown; results?: { certificate?: unknown }[] };
     if (json.certificate) json.certificate = change(json.certificate);
     for (const r of json.results ?? []) if (r.certificate) r.certificate = change(r.certificate);
@@ -283,9 +299,7 @@ describe('DropbearClient over HTTP', () => {
     expect(results).toHaveLength(20);
     const posts = rec.stats.calls.filter((x) => x.method === 'POST');
     expect(posts).toHaveLength(2); // one POST per chosen node, all 20 in it
-    const sent = (JSON.parse(posts[0].body as string) as { requests: unknown[] }).requests.map((j) =>
-      fromJson(SignedRequest, j),
-    );
+    const sent = decode(RequestList, posts[0].body as Uint8Array);
     expect(sent).toHaveLength(20);
     expect(new Set(sent.map((s) => (s.auth.kind === 'batch' ? hex(s.auth.signature) : 'single'))).size).toBe(
       1,
@@ -306,7 +320,7 @@ describe('DropbearClient over HTTP', () => {
     for (const r of await small.inferBatch(inputs)) expectCertified(r);
     const posts = rec.stats.calls.filter((x) => x.method === 'POST');
     expect(posts.length).toBeGreaterThan(1);
-    for (const p of posts) expect(Buffer.byteLength(p.body as string)).toBeLessThanOrEqual(300_000);
+    for (const p of posts) expect((p.body as Uint8Array).length).toBeLessThanOrEqual(300_000);
 
     // The only chosen node hands out broken certificates: every item goes to the others.
     const liar = await tamperingNode(real[1].api, flipSignature);
@@ -337,7 +351,7 @@ describe('DropbearClient over HTTP', () => {
       expect(posts[0].status).toBe(413);
       expect(posts.filter((p) => p.status === 200).length).toBeGreaterThan(1);
       for (const p of posts.filter((x) => x.status !== 413))
-        expect(Buffer.byteLength(p.body as string)).toBeLessThanOrEqual(100_000);
+        expect((p.body as Uint8Array).length).toBeLessThanOrEqual(100_000);
     } finally {
       await closeApp(strict);
     }
@@ -355,10 +369,18 @@ describe('DropbearClient over HTTP', () => {
     // A fake node that refuses every item with a code that is not final: no certificate, but every POST seen.
     const sizes: number[] = [];
     const fake = await fakeNode(async (req, res) => {
-      const { requests } = JSON.parse((await readBody(req)).toString()) as { requests: unknown[] };
+      expect(req.headers['content-type']).toBe(REQUEST_LIST_TYPE);
+      const requests = decode(RequestList, await readBody(req));
       sizes.push(requests.length);
-      const results = requests.map(() => ({ error: { code: 'NODE_STOPPED', message: 'fake' } }));
-      res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ results }));
+      const results = requests.map(
+        (sr): RequestAnswer => ({
+          kind: 'error',
+          requestId: requestIdOf(sr),
+          code: 'NODE_STOPPED',
+          message: 'fake',
+        }),
+      );
+      res.writeHead(200, { 'content-type': REQUEST_ANSWERS_TYPE }).end(encode(RequestAnswers, results));
     });
     const tiny = Array.from({ length: 1500 }, (_, i) => Uint8Array.of(i & 0xff, i >> 8));
     const out = await sdk({ nodes: [{ id: 0, api: fake }], timeoutMs: 5000 }).inferBatch(tiny);

@@ -18,12 +18,18 @@ import { buildApi, httpStatusOf } from '../../src/node/api.ts';
 import { NodeHost } from '../../src/node/host.ts';
 import { NodeMetrics, type PeerState } from '../../src/node/metrics.ts';
 import {
+  Certificate,
+  decode,
   encode,
   type Genesis,
   groupIdOf,
   hex,
   type KeyPair,
+  REQUEST_ANSWERS_TYPE,
+  REQUEST_LIST_TYPE,
   type Request,
+  RequestAnswers,
+  RequestList,
   requestIdOf,
   SignedRequest,
   sha256,
@@ -31,6 +37,7 @@ import {
   signRequestBatch,
   toB64u,
   toJson,
+  uint,
 } from '../../src/protocol/index.ts';
 import { FAST_MODELS, keyOf, Loopback, makeGenesis, SHARED, VAL } from './harness.ts';
 
@@ -83,6 +90,22 @@ function requestFor(input: Uint8Array, o: Partial<Request> = {}, key: KeyPair = 
 }
 
 const json = (sr: SignedRequest) => toJson(SignedRequest, sr);
+
+/** Fresh requests (new nonces) for `inputs`, to be signed together. */
+function unsigned(inputs: Uint8Array[]): { request: Request; input: Uint8Array }[] {
+  return inputs.map((input) => ({
+    request: {
+      groupId,
+      client: client.publicKey,
+      nonce: nonce++,
+      timestamp: Date.now(),
+      inputDigest: sha256(input),
+      policy: null,
+      maxFee: MAX_FEE,
+    },
+    input,
+  }));
+}
 
 function post(app: FastifyInstance, body: unknown, wait = WAIT) {
   return app.inject({ method: 'POST', url: `/v1/requests?wait=${wait}`, payload: body as object });
@@ -236,24 +259,61 @@ describe('node HTTP API', () => {
   });
 
   it('certifies a batch of 8 requests under one client batch signature in one POST', async () => {
-    const reqs = images.slice(2, 10).map((input) => ({
-      request: {
-        groupId,
-        client: client.publicKey,
-        nonce: nonce++,
-        timestamp: Date.now(),
-        inputDigest: sha256(input),
-        policy: null,
-        maxFee: MAX_FEE,
-      },
-      input,
-    }));
-    const srs = signRequestBatch(reqs, client);
+    const srs = signRequestBatch(unsigned(images.slice(2, 10)), client);
     const res = await post(apps[2], { requests: srs.map(json) });
     expect(res.statusCode, res.body).toBe(200);
     const { results } = res.json() as { results: { requestId: string; certificate?: unknown }[] };
     expect(results).toHaveLength(8);
     for (const r of results) expectValid(r.certificate);
+  });
+
+  it('binary batch: a RequestList in, RequestAnswers out; per-item errors; bad bodies refused whole', async () => {
+    const postList = (app: FastifyInstance, payload: Uint8Array, wait = WAIT) =>
+      app.inject({
+        method: 'POST',
+        url: `/v1/requests?wait=${wait}`,
+        headers: { 'content-type': REQUEST_LIST_TYPE },
+        payload: Buffer.from(payload),
+      });
+    const srs = signRequestBatch(unsigned(images.slice(10, 14)), client);
+    // member 2's inclusion path is broken: refused alone, with its id
+    const bad = structuredClone(srs[2]);
+    if (bad.auth.kind !== 'batch') throw new Error('expected a batch signature');
+    bad.auth.path[0][0] ^= 1;
+    const list = [srs[0], srs[1], bad, srs[3]];
+    const res = await postList(apps[3], encode(RequestList, list));
+    expect(res.statusCode, res.body).toBe(200);
+    expect(res.headers['content-type']).toBe(REQUEST_ANSWERS_TYPE);
+    const answers = decode(RequestAnswers, res.rawPayload);
+    expect(answers.map((a) => a.kind)).toEqual(['certificate', 'certificate', 'error', 'certificate']);
+    for (const i of [0, 1, 3]) {
+      const a = answers[i];
+      if (a.kind !== 'certificate') throw new Error('expected a certificate');
+      expect(verifyCertificate(a.certificate, genesis, { request: list[i] }).ok).toBe(true);
+    }
+    expect(answers[2]).toMatchObject({ kind: 'error', code: 'REQUEST_BAD_SIGNATURE' });
+    expect(hex((answers[2] as { requestId: Uint8Array }).requestId)).toBe(hex(requestIdOf(bad)));
+    // The same certificates as the JSON form gives for the same requests.
+    const asJson = await post(apps[3], { requests: [json(srs[0])] }, 0);
+    expect((asJson.json() as { results: { certificate: unknown }[] }).results[0].certificate).toEqual(
+      toJson(Certificate, (answers[0] as { certificate: Certificate }).certificate),
+    );
+    // Pending: 202, and the answer names the request.
+    const fresh = signRequestBatch(unsigned([images[10]]), client);
+    const later = await postList(apps[0], encode(RequestList, fresh), 0);
+    expect(later.statusCode).toBe(202);
+    const [pending] = decode(RequestAnswers, later.rawPayload);
+    expect(pending.kind).toBe('pending');
+    expect(hex((pending as { requestId: Uint8Array }).requestId)).toBe(hex(requestIdOf(fresh[0])));
+    // Whole-body errors are JSON with a code, and the node keeps serving.
+    expectError(await postList(apps[3], new Uint8Array([0x02, 0x00])), 400, 'REQUEST_MALFORMED');
+    expectError(await postList(apps[3], new Uint8Array([0xff])), 400, 'REQUEST_MALFORMED');
+    expectError(await postList(apps[3], encode(RequestList, [])), 400, 'BAD_REQUEST');
+    // more than 1024 requests: refused at the count, before any request is read
+    const tooMany = Buffer.concat([encode(uint, 1025), encode(SignedRequest, srs[0])]);
+    expectError(await postList(apps[3], tooMany), 400, 'REQUEST_MALFORMED');
+    const again = await postList(apps[3], encode(RequestList, [srs[0]]), 0);
+    expect(again.statusCode).toBe(200);
   });
 
   it('OIP v2: metadata, health, and infer signed by the client', async () => {

@@ -3,6 +3,8 @@ import { describe, expect, it } from 'vitest';
 import {
   array,
   Batch,
+  batchDigestOf,
+  batchDigestOfBytes,
   bool,
   bytes,
   Certificate,
@@ -17,6 +19,11 @@ import {
   NodeMessage,
   option,
   Policy,
+  RequestAnswers,
+  RequestList,
+  ResultBatch,
+  resultsDigestOf,
+  resultsDigestOfParts,
   SignedRequest,
   SignedResults,
   sint,
@@ -772,5 +779,35 @@ describe('JSON rejects', () => {
     expectCodecError(() => fromJson(bytes(2), 'AAAA'), 'CODEC_OVERSIZE');
     expectCodecError(() => fromJson(array(uint, 2), [1, 2, 3]), 'CODEC_OVERSIZE');
     expectCodecError(() => fromJson(str(2), 'aaa'), 'CODEC_OVERSIZE');
+  });
+});
+
+describe('digests and lists built from canonical bytes a caller already has', () => {
+  it('batchDigestOfBytes and resultsDigestOfParts equal the digests of the values', () => {
+    fc.assert(
+      fc.property(arbBatch, arbSignedResults, (b, r) => {
+        expect(batchDigestOfBytes(encode(Batch, b))).toEqual(batchDigestOf(b));
+        expect(resultsDigestOfParts(encode(ResultBatch, r.batch), r.signature)).toEqual(resultsDigestOf(r));
+      }),
+      { numRuns: 50 },
+    );
+  });
+
+  it('a RequestList is its count then its requests back to back; RequestAnswers round-trip', () => {
+    fc.assert(
+      fc.property(fc.array(arbSignedRequest, { maxLength: 5 }), (srs) => {
+        const parts = [encode(uint, srs.length), ...srs.map((sr) => encode(SignedRequest, sr))];
+        expect(encode(RequestList, srs)).toEqual(new Uint8Array(Buffer.concat(parts)));
+        expect(decode(RequestList, encode(RequestList, srs))).toEqual(srs);
+      }),
+      { numRuns: 30 },
+    );
+    const cert = fc.sample(arbCertificate, { numRuns: 1, seed: 7 })[0];
+    const answers = [
+      { kind: 'certificate' as const, certificate: cert },
+      { kind: 'pending' as const, requestId: new Uint8Array(32).fill(1) },
+      { kind: 'error' as const, requestId: null, code: 'REQUEST_EXPIRED', message: 'too old' },
+    ];
+    expect(decode(RequestAnswers, encode(RequestAnswers, answers))).toEqual(answers);
   });
 });

@@ -4,7 +4,16 @@
 import { createHash } from 'node:crypto';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { buildTree, leafHash, nodeHash, pathLength, verifyPath } from '../../src/protocol/index.ts';
+import {
+  buildTree,
+  type KnownNodes,
+  leafHash,
+  merkleStats,
+  nodeHash,
+  pathLength,
+  verifyPath,
+  verifyPathKnown,
+} from '../../src/protocol/index.ts';
 
 // ---------------------------------------------------------------------------------------------------------
 // Reference (RFC 9162), written without the code under test
@@ -304,5 +313,64 @@ describe('pathLength', () => {
     expect(pathLength(0, 4096)).toBe(12);
     expect(pathLength(4095, 4096)).toBe(12);
     expect(pathLength(4096, 4097)).toBe(1);
+  });
+});
+
+describe('verifyPathKnown (paths of one tree sharing what earlier paths proved)', () => {
+  it('answers exactly as verifyPath for genuine and forged paths in any order', () => {
+    fc.assert(
+      fc.property(
+        fc.integer({ min: 1, max: 70 }),
+        fc.array(
+          fc.record({
+            leaf: fc.nat(),
+            kind: fc.constantFrom('genuine', 'index', 'element', 'data', 'short', 'long', 'other-size'),
+            at: fc.nat(),
+            bit: fc.integer({ min: 0, max: 255 }),
+          }),
+          { minLength: 1, maxLength: 120 },
+        ),
+        (n, queries) => {
+          const d = leafData(n, 7);
+          const t = buildTree(d.map(leafHash));
+          const known: KnownNodes = new Map();
+          for (const q of queries) {
+            const m = q.leaf % n;
+            let leaf: Uint8Array = leafHash(d[m]);
+            let index = m;
+            let size = n;
+            let p: Uint8Array[] = t.path(m).map((x) => new Uint8Array(x));
+            if (q.kind === 'index') index = (m + 1 + (q.at % n)) % n;
+            if (q.kind === 'element' && p.length > 0) p[q.at % p.length][q.bit % 32] ^= 1 + (q.bit % 255);
+            if (q.kind === 'data') leaf = leafHash(new Uint8Array([...d[m], q.bit]));
+            if (q.kind === 'short') p = p.slice(1);
+            if (q.kind === 'long') p = [...p, leaf];
+            if (q.kind === 'other-size') size = n + 1 + (q.at % 3);
+            const want = verifyPath(leaf, index, size, p, t.root);
+            // a set of proven nodes belongs to one root and size
+            const got = verifyPathKnown(leaf, index, size, p, t.root, size === n ? known : new Map());
+            expect(got, `${q.kind} leaf ${m} of ${n}`).toBe(want);
+          }
+        },
+      ),
+      { numRuns: 150 },
+    );
+  });
+
+  it('checks the 64 paths of a 64-leaf tree with two hashes each instead of six', () => {
+    const d = leafData(64, 3);
+    const t = buildTree(d.map(leafHash));
+    const known: KnownNodes = new Map();
+    const before = merkleStats.nodeHashes;
+    for (let m = 0; m < 64; m++)
+      expect(verifyPathKnown(leafHash(d[m]), m, 64, t.path(m), t.root, known)).toBe(true);
+    const cached = merkleStats.nodeHashes - before;
+    const plain0 = merkleStats.nodeHashes;
+    for (let m = 0; m < 64; m++) expect(verifyPath(leafHash(d[m]), m, 64, t.path(m), t.root)).toBe(true);
+    expect(merkleStats.nodeHashes - plain0).toBe(64 * 6);
+    // Each leaf hashes once to reach its parent; a parent not met before climbs on until a proven node.
+    // Together that computes each of the 62 nodes below the root twice at most and the root once:
+    // 2n − 2 = 126 hashes, what building the tree from its leaves takes.
+    expect(cached).toBe(126);
   });
 });
