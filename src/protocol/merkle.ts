@@ -119,20 +119,28 @@ export function verifyPath(
 
 /**
  * What is already proven of one tree (one root and size): for a position of RFC 9162's walk (fn, sn),
- * the hash of the node there ('n' keys) and of the sibling combined with it ('s' keys), each learned
+ * the hash of the node there (`nodes`) and of the sibling combined with it (`siblings`), each learned
  * from a path that reached the root. A position (fn, sn) names one node: sn = ⌊(size − 1) / 2^level⌋
- * differs between levels except at the root.
+ * differs between levels except at the root. Keys are fn · 2^16 + sn (sizes stay far below 2^16).
  */
-export type KnownNodes = Map<string, string>;
+export interface KnownNodes {
+  nodes: Map<number, Uint8Array>;
+  siblings: Map<number, Uint8Array>;
+}
 
-const latin1 = (b: Uint8Array) => Buffer.from(b.buffer, b.byteOffset, b.length).toString('latin1');
+export function knownNodes(): KnownNodes {
+  return { nodes: new Map(), siblings: new Map() };
+}
+
+/** Largest tree verifyPathKnown shares work in (larger ones are checked by verifyPath alone). */
+const KNOWN_MAX_SIZE = 1 << 16;
 
 /**
  * verifyPath with the same answer for every input, sharing work across the leaves of one tree: once a
- * climb reaches a proven node, each further path element is compared with the proven sibling (a map
- * lookup) instead of hashed, and hashing resumes at the first one that differs. A path that reaches the
- * root teaches `known` its nodes and siblings. Reaching a proven node along a different chain, or a
- * wrong sibling leading to the root, would take a SHA-256 collision.
+ * climb reaches a proven node, each further path element is compared with the proven sibling instead of
+ * hashed, and hashing resumes at the first one that differs. A path that reaches the root teaches `known`
+ * its nodes and siblings. Reaching a proven node along a different chain, or a wrong sibling leading to
+ * the root, would take a SHA-256 collision.
  */
 export function verifyPathKnown(
   leaf: Uint8Array,
@@ -143,15 +151,17 @@ export function verifyPathKnown(
   known: KnownNodes,
 ): boolean {
   if (path.length !== pathLength(index, size)) return false;
+  if (size > KNOWN_MAX_SIZE) return verifyPath(leaf, index, size, path, root);
+  const { nodes, siblings } = known;
   let fn = index;
   let sn = size - 1;
   let r = leaf;
-  let proven: string | undefined; // r's hash while r is a proven node (r itself is then stale)
-  const learned: [string, string][] = [];
+  let proven = false; // r is a proven node
+  const learnedNodes: [number, Uint8Array][] = [];
+  const learnedSiblings: [number, Uint8Array][] = [];
   for (const p of path) {
     if (p.length !== 32 || sn === 0) return false;
-    const here = `${fn},${sn}`;
-    const ps = latin1(p);
+    const here = fn * 65536 + sn;
     const left = fn % 2 === 1 || fn === sn;
     // The next position: fn, sn halved, after climbing past a last node that has no sibling.
     let nf = fn;
@@ -163,29 +173,29 @@ export function verifyPathKnown(
       }
     nf = Math.floor(nf / 2);
     ns = Math.floor(ns / 2);
-    const there = `${nf},${ns}`;
-    if (proven !== undefined) {
-      const parent = known.get(`n${there}`);
-      if (known.get(`s${here}`) === ps && parent !== undefined) {
-        proven = parent;
+    const there = nf * 65536 + ns;
+    if (proven) {
+      const sib = siblings.get(here);
+      const parent = nodes.get(there);
+      if (sib !== undefined && parent !== undefined && equalHashes(sib, p)) {
+        r = parent;
         fn = nf;
         sn = ns;
         continue;
       }
-      r = new Uint8Array(Buffer.from(proven, 'latin1'));
-      proven = undefined;
+      proven = false;
     }
-    learned.push([`s${here}`, ps]);
+    learnedSiblings.push([here, p]);
     r = left ? nodeHash(p, r) : nodeHash(r, p);
     fn = nf;
     sn = ns;
-    const rs = latin1(r);
-    if (known.get(`n${there}`) === rs) proven = rs;
-    else learned.push([`n${there}`, rs]);
+    const have = nodes.get(there);
+    if (have !== undefined && equalHashes(have, r)) proven = true;
+    else learnedNodes.push([there, r]);
   }
-  if (sn !== 0) return false;
-  if (proven !== undefined ? proven !== latin1(root) : !equalHashes(r, root)) return false;
-  for (const [k, v] of learned) known.set(k, v);
+  if (sn !== 0 || !equalHashes(r, root)) return false;
+  for (const [k, v] of learnedNodes) nodes.set(k, v);
+  for (const [k, v] of learnedSiblings) siblings.set(k, v);
   return true;
 }
 

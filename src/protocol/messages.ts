@@ -30,7 +30,15 @@ import {
   verifyTagged,
 } from './crypto.ts';
 import { DropbearError } from './errors.ts';
-import { buildTree, type KnownNodes, leafHash, pathLength, verifyPath, verifyPathKnown } from './merkle.ts';
+import {
+  buildTree,
+  type KnownNodes,
+  knownNodes,
+  leafHash,
+  pathLength,
+  verifyPath,
+  verifyPathKnown,
+} from './merkle.ts';
 
 export const LIMITS = {
   nodes: 256,
@@ -237,18 +245,28 @@ export function signRequestBatch(
  * cache hit never accepts anything the check would refuse. Verified and failed checks are kept in
  * separate bounded LRUs, so a flood of bad signatures cannot push out the good ones.
  */
+/** A client batch tree's proven Merkle nodes, and signatures over its root already verified good. */
+export interface AuthTree {
+  known: KnownNodes;
+  /**
+   * (group, client, signature) triples verified over this root and size (at most 4, compared bytewise),
+   * with their key in the cache's LRU of good checks: one counts only while that key is still there.
+   */
+  signers: { groupId: Uint8Array; client: Uint8Array; signature: Uint8Array; key: string }[];
+}
+
 export class RequestAuthCache {
   private readonly good = new Map<string, true>();
   private readonly bad = new Map<string, true>();
   /** Per client-batch tree (root and size, most recent last): its nodes proven so far (verifyPathKnown). */
-  private readonly trees = new Map<string, KnownNodes>();
+  private readonly trees = new Map<string, AuthTree>();
   hits = 0;
   misses = 0;
   constructor(
     readonly capacity = 4096,
     readonly badCapacity = 1024,
     /** Trees whose proven nodes are kept (each up to 2·size − 1 of them). */
-    readonly treeCapacity = 256,
+    readonly treeCapacity = Math.min(capacity, 256),
   ) {}
   get size(): number {
     return this.good.size + this.bad.size;
@@ -274,15 +292,22 @@ export class RequestAuthCache {
     this.hits++;
     return m === this.good;
   }
-  /** The proven nodes of the tree with this root and size (a new, empty set the first time). */
-  knownNodes(root: Uint8Array, size: number): KnownNodes {
+  /** What is known of the tree with this root and size (a new, empty entry the first time). */
+  tree(root: Uint8Array, size: number): AuthTree {
     const key = `${Buffer.from(root.buffer, root.byteOffset, root.length).toString('latin1')}:${size}`;
-    let set = this.trees.get(key);
-    if (set) this.trees.delete(key);
-    else set = new Map();
-    this.trees.set(key, set);
+    let t = this.trees.get(key);
+    if (t) this.trees.delete(key);
+    else t = { known: knownNodes(), signers: [] };
+    this.trees.set(key, t);
     while (this.trees.size > this.treeCapacity) this.trees.delete(this.trees.keys().next().value as string);
-    return set;
+    return t;
+  }
+  /** Whether a good check with this key is still remembered (it becomes the most recent); a hit if so. */
+  stillGood(key: string): boolean {
+    if (!this.good.delete(key)) return false;
+    this.good.set(key, true);
+    this.hits++;
+    return true;
   }
   store(key: string, ok: boolean): void {
     const m = ok ? this.good : this.bad;
@@ -316,12 +341,27 @@ export function requestAuthProblem(
   if (a.path.length !== pathLength(a.index, a.size))
     return `client batch path has ${a.path.length} elements; leaf ${a.index} of ${a.size} needs ${pathLength(a.index, a.size)}`;
   const leaf = leafHash(b);
+  const tree = cache?.tree(a.root, a.size);
   if (
-    !(cache
-      ? verifyPathKnown(leaf, a.index, a.size, a.path, a.root, cache.knownNodes(a.root, a.size))
+    !(tree
+      ? verifyPathKnown(leaf, a.index, a.size, a.path, a.root, tree.known)
       : verifyPath(leaf, a.index, a.size, a.path, a.root))
   )
     return 'client batch path does not lead to the signed root';
+  // The members of one batch share their signer: a bytewise match with one verified before answers
+  // without building the cache key, as long as the cache still remembers that check.
+  if (tree) {
+    const i = tree.signers.findIndex(
+      (t) =>
+        equalBytes(t.signature, a.signature) &&
+        equalBytes(t.client, r.client) &&
+        equalBytes(t.groupId, r.groupId),
+    );
+    if (i >= 0) {
+      if (cache?.stillGood(tree.signers[i].key)) return null;
+      tree.signers.splice(i, 1);
+    }
+  }
   const check = () =>
     verifyTagged(
       TAGS.requestBatch,
@@ -338,6 +378,8 @@ export function requestAuthProblem(
       ok = check();
       cache.store(key, ok);
     }
+    if (ok && tree && tree.signers.length < 4)
+      tree.signers.push({ groupId: r.groupId, client: r.client, signature: a.signature, key });
   } else ok = check();
   return ok ? null : 'client batch signature invalid';
 }

@@ -7,6 +7,7 @@ import { describe, expect, it } from 'vitest';
 import {
   buildTree,
   type KnownNodes,
+  knownNodes,
   leafHash,
   merkleStats,
   nodeHash,
@@ -333,7 +334,7 @@ describe('verifyPathKnown (paths of one tree sharing what earlier paths proved)'
         (n, queries) => {
           const d = leafData(n, 7);
           const t = buildTree(d.map(leafHash));
-          const known: KnownNodes = new Map();
+          const known: KnownNodes = knownNodes();
           for (const q of queries) {
             const m = q.leaf % n;
             let leaf: Uint8Array = leafHash(d[m]);
@@ -348,7 +349,7 @@ describe('verifyPathKnown (paths of one tree sharing what earlier paths proved)'
             if (q.kind === 'other-size') size = n + 1 + (q.at % 3);
             const want = verifyPath(leaf, index, size, p, t.root);
             // a set of proven nodes belongs to one root and size
-            const got = verifyPathKnown(leaf, index, size, p, t.root, size === n ? known : new Map());
+            const got = verifyPathKnown(leaf, index, size, p, t.root, size === n ? known : knownNodes());
             expect(got, `${q.kind} leaf ${m} of ${n}`).toBe(want);
           }
         },
@@ -360,7 +361,7 @@ describe('verifyPathKnown (paths of one tree sharing what earlier paths proved)'
   it('checks the 64 paths of a 64-leaf tree with two hashes each instead of six', () => {
     const d = leafData(64, 3);
     const t = buildTree(d.map(leafHash));
-    const known: KnownNodes = new Map();
+    const known: KnownNodes = knownNodes();
     const before = merkleStats.nodeHashes;
     for (let m = 0; m < 64; m++)
       expect(verifyPathKnown(leafHash(d[m]), m, 64, t.path(m), t.root, known)).toBe(true);

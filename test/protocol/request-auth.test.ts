@@ -291,6 +291,14 @@ describe('the cache', () => {
     verifyRequestAuth(bs[2][0], cache); // evicts batch 1
     expect(verifiesDuring(() => verifyRequestAuth(bs[0][0], cache))).toBe(0);
     expect(verifiesDuring(() => verifyRequestAuth(bs[1][1], cache))).toBe(1);
+
+    // Trees (proven Merkle nodes, signers seen) may outlive their good check: a signer remembered by a
+    // tree counts only while the check itself is still in the LRU.
+    const wide = new RequestAuthCache(2, 1, 8);
+    for (const b of bs) verifyRequestAuth(b[0], wide); // batch 0's check is evicted, its tree is not
+    expect(verifiesDuring(() => verifyRequestAuth(bs[0][1], wide))).toBe(1);
+    expect(verifiesDuring(() => verifyRequestAuth(bs[0][0], wide))).toBe(0);
+    expect(wide.hits).toBe(1);
   });
 });
 
