@@ -4,6 +4,7 @@
  * so a signature made for one purpose or one group can never be replayed as another.
  */
 import { createPrivateKey, createPublicKey, hash, type KeyObject, sign, verify } from 'node:crypto';
+import { createRequire } from 'node:module';
 import { DropbearError } from './errors.ts';
 
 export type Hash = Uint8Array;
@@ -79,7 +80,34 @@ export interface KeyPair {
   publicKey: Uint8Array; // 32 raw bytes
   privateKey: KeyObject;
   seed: Uint8Array; // 32 raw bytes; keep secret
+  /** seed ‖ publicKey: libsodium's form of the secret key (64 bytes); keep secret. */
+  secretKey: Uint8Array;
 }
+
+/** The part of libsodium (the optional dependency sodium-native) that signing and verifying use. */
+interface Sodium {
+  crypto_sign_detached(sig: Uint8Array, msg: Uint8Array, sk: Uint8Array): void;
+  crypto_sign_verify_detached(sig: Uint8Array, msg: Uint8Array, pk: Uint8Array): boolean;
+}
+
+function loadSodium(): Sodium | null {
+  if (process.env.DROPBEAR_CRYPTO === 'node') return null;
+  try {
+    return createRequire(import.meta.url)('sodium-native') as Sodium;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * Ed25519 through libsodium when sodium-native is installed (about twice as fast here as node:crypto:
+ * ~50 µs against ~105 µs per verification, ~17 against ~36 µs per signature), else node:crypto
+ * (DROPBEAR_CRYPTO=node forces it). Ed25519 signing is deterministic, so both give the same bytes; on
+ * well-formed keys and signatures they verify alike. libsodium also refuses small-order public keys and
+ * R values, which only a forger produces: a signature the two disagree on never came from a real key.
+ */
+const sodium = loadSodium();
+export const cryptoBackend: 'libsodium' | 'node:crypto' = sodium ? 'libsodium' : 'node:crypto';
 
 /** A key pair from a 32-byte seed (deterministic: the simulator derives keys from its seed). */
 export function keyPairFromSeed(seed: Uint8Array): KeyPair {
@@ -90,11 +118,11 @@ export function keyPairFromSeed(seed: Uint8Array): KeyPair {
     type: 'pkcs8',
   });
   const spki = createPublicKey(privateKey).export({ format: 'der', type: 'spki' });
-  return {
-    publicKey: new Uint8Array(spki.subarray(SPKI_ED25519.length)),
-    privateKey,
-    seed: new Uint8Array(seed),
-  };
+  const publicKey = new Uint8Array(spki.subarray(SPKI_ED25519.length));
+  const secretKey = new Uint8Array(64);
+  secretKey.set(seed, 0);
+  secretKey.set(publicKey, 32);
+  return { publicKey, privateKey, seed: new Uint8Array(seed), secretKey };
 }
 
 const pubCache = new Map<string, KeyObject>();
@@ -114,7 +142,13 @@ export const cryptoStats = { signs: 0, verifies: 0 };
 
 export function signTagged(tag: Tag, groupId: Uint8Array, body: Uint8Array, key: KeyPair): Uint8Array {
   cryptoStats.signs++;
-  return new Uint8Array(sign(null, signedBytes(tag, groupId, body), key.privateKey));
+  const msg = signedBytes(tag, groupId, body);
+  if (sodium) {
+    const sig = new Uint8Array(64);
+    sodium.crypto_sign_detached(sig, msg, key.secretKey);
+    return sig;
+  }
+  return new Uint8Array(sign(null, msg, key.privateKey));
 }
 
 export function verifyTagged(
@@ -127,7 +161,9 @@ export function verifyTagged(
   if (signature.length !== 64 || publicKey.length !== 32) return false;
   cryptoStats.verifies++;
   try {
-    return verify(null, signedBytes(tag, groupId, body), publicKeyObject(publicKey), signature);
+    const msg = signedBytes(tag, groupId, body);
+    if (sodium) return sodium.crypto_sign_verify_detached(signature, msg, publicKey);
+    return verify(null, msg, publicKeyObject(publicKey), signature);
   } catch {
     return false; // a point that is not on the curve, for instance
   }
@@ -139,6 +175,14 @@ export function equalBytes(a: Uint8Array, b: Uint8Array): boolean {
   return true;
 }
 
+// Buffer's own hex encoder, called on the Uint8Array itself: a third cheaper than wrapping it in a Buffer
+// first (ids and digests are hexed for map keys on every hot path). Fallback if a Node lacks it.
+const hexSlice = (
+  Buffer.prototype as unknown as { hexSlice?: (this: Uint8Array, s: number, e: number) => string }
+).hexSlice;
+
 export function hex(b: Uint8Array): string {
-  return Buffer.from(b.buffer, b.byteOffset, b.length).toString('hex');
+  return hexSlice
+    ? hexSlice.call(b, 0, b.length)
+    : Buffer.from(b.buffer, b.byteOffset, b.length).toString('hex');
 }

@@ -1,7 +1,9 @@
-import { createHash, sign as nodeSign, verify as nodeVerify } from 'node:crypto';
+import { createHash, createPublicKey, sign as nodeSign, verify as nodeVerify } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import {
+  cryptoBackend,
   DropbearError,
+  hex,
   keyPairFromSeed,
   sha256,
   signedBytes,
@@ -161,5 +163,71 @@ describe('sign / verify', () => {
       expect(() => verifyTagged(TAGS.results, groupA, body, sig, pk)).not.toThrow();
       expect(verifyTagged(TAGS.results, groupA, body, sig, pk)).toBe(false);
     }
+  });
+});
+
+describe('hex', () => {
+  it('is lowercase hex of exactly the view, for any offset and length', () => {
+    const backing = new Uint8Array(300).map((_, i) => (i * 89 + 7) & 0xff);
+    for (const [off, len] of [
+      [0, 0],
+      [0, 32],
+      [1, 31],
+      [17, 64],
+      [250, 50],
+      [0, 300],
+    ]) {
+      const view = backing.subarray(off, off + len);
+      expect(hex(view)).toBe(Buffer.from(backing.slice(off, off + len)).toString('hex'));
+    }
+    expect(hex(Uint8Array.of(0, 0x0f, 0xa0, 0xff))).toBe('000fa0ff');
+    expect(hex(Buffer.from([1, 2]))).toBe('0102');
+  });
+});
+
+describe('the Ed25519 backend', () => {
+  it('is libsodium where sodium-native is installed (it is, in this repository)', () => {
+    expect(cryptoBackend).toBe(process.env.DROPBEAR_CRYPTO === 'node' ? 'node:crypto' : 'libsodium');
+  });
+
+  it('signs exactly as node:crypto does and verifies alike on real keys, flipped bits and other keys', () => {
+    for (let k = 0; k < 40; k++) {
+      const kp = keyPairFromSeed(seed(100 + k));
+      const other = keyPairFromSeed(seed(200 + k));
+      const msg = new Uint8Array(k * 13).map((_, i) => (i * 7 + k) & 0xff);
+      const sig = signTagged(TAGS.prepare, groupA, msg, kp);
+      const bytes = signedBytes(TAGS.prepare, groupA, msg);
+      expect(hex(sig)).toBe(hex(nodeSign(null, bytes, kp.privateKey)));
+      const flipped = new Uint8Array(sig);
+      flipped[k % 64] ^= 1 << (k % 8);
+      const highS = new Uint8Array(sig);
+      highS[63] |= 0xf0; // S ≥ L: refused by both
+      for (const [s, pk] of [
+        [sig, kp],
+        [flipped, kp],
+        [sig, other],
+        [highS, kp],
+      ] as const)
+        expect(verifyTagged(TAGS.prepare, groupA, msg, s, pk.publicKey)).toBe(
+          nodeVerify(null, bytes, pk.privateKey, s),
+        );
+    }
+  });
+
+  it('refuses the identity-point key and its trivial forgery, which node:crypto would accept', () => {
+    const identity = new Uint8Array(32);
+    identity[0] = 1;
+    const forged = new Uint8Array(64);
+    forged[0] = 1; // R = identity, S = 0: "verifies" any message under the identity key
+    const spki = Buffer.concat([Buffer.from('302a300506032b6570032100', 'hex'), identity]);
+    const openssl = nodeVerify(
+      null,
+      Buffer.from('x'),
+      createPublicKey({ key: spki, format: 'der', type: 'spki' }),
+      forged,
+    );
+    expect(openssl).toBe(true);
+    if (cryptoBackend === 'libsodium')
+      expect(verifyTagged(TAGS.request, groupA, body, forged, identity)).toBe(false);
   });
 });
