@@ -19,6 +19,7 @@
  *
  * Flags: --runs=N --step-ms=MS
  */
+import { GROUP_REPLICA } from '../../src/cli/group.ts';
 import { DEFAULT_REPLICA_CONFIG } from '../../src/consensus/replica.ts';
 import { catalogByName } from '../../src/inference/catalog.ts';
 import { STANDIN_MODEL, standInInput } from '../../src/node/standin-backend.ts';
@@ -77,6 +78,9 @@ const label = (s: Setting) =>
     ? `batchSize ${s.batchSize}, batchTimeoutMs ${s.batchTimeoutMs}`
     : `maxBatch ${s.maxBatch}`;
 
+/** The consensus settings a group runs with: the replica defaults as \`group init\` overrides them. */
+const CURRENT = { ...DEFAULT_REPLICA_CONFIG, ...GROUP_REPLICA };
+
 export async function run(o: PartOptions): Promise<PartResult> {
   const runs = Number(flag(o.args, 'runs') ?? (o.quick ? 1 : 2));
   const stepMs = Number(flag(o.args, 'step-ms') ?? (o.quick ? 1500 : 5000));
@@ -95,8 +99,8 @@ export async function run(o: PartOptions): Promise<PartResult> {
     ),
     ...maxBatches.map((maxBatch) => ({
       sweep: 'inference' as const,
-      batchSize: DEFAULT_REPLICA_CONFIG.batchSize,
-      batchTimeoutMs: DEFAULT_REPLICA_CONFIG.batchTimeoutMs,
+      batchSize: CURRENT.batchSize,
+      batchTimeoutMs: CURRENT.batchTimeoutMs,
       maxBatch,
     })),
   ];
@@ -137,7 +141,7 @@ export async function run(o: PartOptions): Promise<PartResult> {
           name: 'sweep',
           nodeConfig: {
             engine: { ...ENGINE_DEFAULTS, maxBatch: s.maxBatch },
-            replica: { voteWaitMs: 25, batchSize: s.batchSize, batchTimeoutMs: s.batchTimeoutMs },
+            replica: { ...GROUP_REPLICA, batchSize: s.batchSize, batchTimeoutMs: s.batchTimeoutMs },
           },
           log: o.log,
         });
@@ -232,7 +236,7 @@ export async function run(o: PartOptions): Promise<PartResult> {
   };
   const consensusPick = choose('consensus');
   const inferencePick = choose('inference');
-  const current = `replica batchSize ${DEFAULT_REPLICA_CONFIG.batchSize}, batchTimeoutMs ${DEFAULT_REPLICA_CONFIG.batchTimeoutMs}; engine maxBatch ${ENGINE_DEFAULTS.maxBatch}, maxDelayMs ${ENGINE_DEFAULTS.maxDelayMs}`;
+  const current = `replica batchSize ${CURRENT.batchSize}, batchTimeoutMs ${CURRENT.batchTimeoutMs} (what \`group init\` writes); engine maxBatch ${ENGINE_DEFAULTS.maxBatch}, maxDelayMs ${ENGINE_DEFAULTS.maxDelayMs}`;
 
   const table = (sweep: Setting['sweep']) =>
     mdTable(
@@ -309,7 +313,7 @@ export async function run(o: PartOptions): Promise<PartResult> {
     '',
     '{plot:consensus}',
     '',
-    `**Inference batching** (\`${REAL_MODEL}\` on all four nodes, pre-made ${'uint8'} images; replica batchSize ${DEFAULT_REPLICA_CONFIG.batchSize}, batchTimeoutMs ${DEFAULT_REPLICA_CONFIG.batchTimeoutMs}):`,
+    `**Inference batching** (\`${REAL_MODEL}\` on all four nodes, pre-made ${'uint8'} images; replica batchSize ${CURRENT.batchSize}, batchTimeoutMs ${CURRENT.batchTimeoutMs}):`,
     '',
     table('inference'),
     '',
@@ -326,7 +330,7 @@ export async function run(o: PartOptions): Promise<PartResult> {
       load,
       rows,
       chosen: { consensus: consensusPick, inference: inferencePick },
-      currentDefaults: { replica: DEFAULT_REPLICA_CONFIG, engine: ENGINE_DEFAULTS },
+      currentDefaults: { replica: { ...DEFAULT_REPLICA_CONFIG, ...GROUP_REPLICA }, engine: ENGINE_DEFAULTS },
     },
     table: `${table('consensus')}\n\n${table('inference')}`,
     section: {
