@@ -51,8 +51,30 @@ export class Writer {
     this.pos += b.length;
   }
   finish(): Uint8Array {
-    return this.buf.slice(0, this.pos);
+    return copyOut(this.buf, 0, this.pos);
   }
+}
+
+// Decoded byte fields are copies (never views of the input, which may be a large frame). Short ones
+// (hashes, keys, signatures: most fields) are copied into a shared 8 KiB slab, as Node's Buffer pool does
+// for small Buffers, instead of each getting an ArrayBuffer of its own: V8 allocates, tracks and sweeps
+// every ArrayBuffer separately, and decoding made a dozen per request. A live field keeps its slab (at
+// most 8 KiB) alive. Views are plain Uint8Arrays at offsets of the slab.
+const SLAB_BYTES = 8192;
+const SLAB_MAX_FIELD = 256;
+let slab = new ArrayBuffer(SLAB_BYTES);
+let slabUsed = 0;
+
+function copyOut(src: Uint8Array, start: number, n: number): Uint8Array {
+  if (n > SLAB_MAX_FIELD) return src.slice(start, start + n);
+  if (slabUsed + n > SLAB_BYTES) {
+    slab = new ArrayBuffer(SLAB_BYTES);
+    slabUsed = 0;
+  }
+  const out = new Uint8Array(slab, slabUsed, n);
+  for (let i = 0; i < n; i++) out[i] = src[start + i];
+  slabUsed += n;
+  return out;
 }
 
 export class Reader {
@@ -76,9 +98,10 @@ export class Reader {
       mul *= 0x80;
     }
   }
+  /** The next n bytes as a copy the caller owns (short ones share a slab: see copyOut). */
   take(n: number): Uint8Array {
     if (this.pos + n > this.buf.length) throw new CodecError('CODEC_TRUNCATED', 'input ends early');
-    const out = this.buf.slice(this.pos, this.pos + n);
+    const out = copyOut(this.buf, this.pos, n);
     this.pos += n;
     return out;
   }

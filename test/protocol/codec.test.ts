@@ -811,3 +811,30 @@ describe('digests and lists built from canonical bytes a caller already has', ()
     expect(decode(RequestAnswers, encode(RequestAnswers, answers))).toEqual(answers);
   });
 });
+
+describe('decoded bytes are copies', () => {
+  it('owned by the value: changing the input or another field afterwards changes nothing', () => {
+    const codec = struct({ a: fixed(32), b: bytes(1000), c: fixed(64), d: bytes(300) });
+    const v = {
+      a: new Uint8Array(32).fill(1),
+      b: new Uint8Array(40).fill(2),
+      c: new Uint8Array(64).fill(3),
+      d: new Uint8Array(300).fill(4), // longer than a slab field: a copy of its own
+    };
+    const wire = encode(codec, v);
+    const got = decode(codec, wire);
+    const again = decode(codec, wire);
+    wire.fill(0xee);
+    got.a.fill(9);
+    got.b.fill(9);
+    got.d.fill(9);
+    expect(again).toEqual(v);
+    expect(got.c).toEqual(v.c);
+    for (const x of [again.a, again.b, again.c, again.d]) expect(x).toBeInstanceOf(Uint8Array);
+    // encode's result is a copy too: encoding again does not overwrite it
+    const first = encode(codec, v);
+    const snapshot = Array.from(first);
+    encode(codec, { ...v, a: new Uint8Array(32).fill(7) });
+    expect(Array.from(first)).toEqual(snapshot);
+  });
+});
