@@ -508,7 +508,7 @@ export async function run(o: PartOptions): Promise<PartResult> {
     why.push(
       `Stand-in target missed by ${(100 * (1 - sp.throughput.median / TARGET_STANDIN)).toFixed(0)} %. Everything shares ` +
         `${m.cores} cores, so the CPU per certified request bounds the rate: at the peak the nodes used ${sp.cpu.nodes.toFixed(3)} ms, ` +
-        `the client (signing, HTTP, JSON, verifying) ${sp.cpu.client.toFixed(3)} ms and the relays ${sp.cpu.relays.toFixed(3)} ms, ` +
+        `the client (signing, HTTP, decoding, verifying) ${sp.cpu.client.toFixed(3)} ms and the relays ${sp.cpu.relays.toFixed(3)} ms, ` +
         `${cpuTotal(sp).toFixed(3)} CPU-ms in all: at most ${((m.cores * 1000) / cpuTotal(sp)).toFixed(0)} requests/s on ` +
         `${m.cores} idle cores.`,
     );
