@@ -111,6 +111,16 @@ export interface BatchSources {
 }
 
 const SourceRequests = array(SignedRequest, 1 << 20);
+const NO_INPUT = new Uint8Array(0);
+/**
+ * A source request as stored and shipped by state transfer: the signed request and its authorisation,
+ * without the input. The signature covers the input's digest, not its bytes, so the proof that the client
+ * asked (and agreed to pay) is whole; execution reads only the votes; and a ledger that kept every client
+ * image at every node would grow by the inputs' size per request (~110 KB for an ImageNet JPEG).
+ */
+function withoutInput(sr: SignedRequest): SignedRequest {
+  return sr.input.length === 0 ? sr : { request: sr.request, auth: sr.auth, input: NO_INPUT };
+}
 const SourceResults = array(SignedResults, 1 << 20);
 const CommitSigs = array(NodeSignature, 256);
 
@@ -498,7 +508,7 @@ export class SqliteLedger {
         if (sources)
           this.st.insSources.run(
             seq,
-            encode(SourceRequests, sources.requests),
+            encode(SourceRequests, sources.requests.map(withoutInput)),
             encode(SourceResults, sources.results),
             sources.commitProof?.view ?? null,
             sources.commitProof ? encode(CommitSigs, sources.commitProof.sigs) : null,

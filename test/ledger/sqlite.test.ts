@@ -29,6 +29,7 @@ import {
   TAGS,
   type Tx,
   toJson,
+  verifyRequestAuth,
 } from '../../src/protocol/index.ts';
 import { standInResult } from '../../src/sim/standin.ts';
 import { EPOCH_MS, makeGroup } from '../../src/sim/world.ts';
@@ -260,6 +261,34 @@ describe('SqliteLedger', () => {
     expect(l.certificate(id)).toBeNull();
     expect(l.addReceiptSignatures(1, [signReceipt(ex.receipt, 3), signReceipt(ex.receipt, 0)])).toBe(3);
     expect(verifyCertificate(l.certificate(id), genesis)).toMatchObject({ ok: true });
+    l.close();
+  });
+
+  it('keeps the signed requests of a batch for state transfer, without their inputs', () => {
+    const l = SqliteLedger.open(freshPath(), genesis);
+    const p = plans[0];
+    const signed = p.entries.map((e, i) =>
+      signRequest(e.request, new TextEncoder().encode(`input ${i} `.repeat(1000)), client),
+    );
+    const ex = l.execute(p.seq, p.view, p.digest, p.batch, p.entries, {
+      requests: signed,
+      results: [],
+      commitProof: null,
+    });
+    l.addReceiptSignatures(
+      1,
+      [0, 1, 2].map((n) => signReceipt(ex.receipt, n)),
+    );
+    const sb = l.stateBatch(1);
+    expect(sb?.requests).toHaveLength(signed.length);
+    sb?.requests.forEach((sr, i) => {
+      expect(sr.input).toHaveLength(0);
+      expect(sr.request).toEqual(signed[i].request);
+      expect(sr.auth).toEqual(signed[i].auth);
+      // the client's signature still verifies: it covers the input's digest, not its bytes
+      expect(verifyRequestAuth(sr)).toBe(true);
+    });
+    expect(signed[0].input.length).toBeGreaterThan(1000); // the caller's requests are left as they were
     l.close();
   });
 
