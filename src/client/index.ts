@@ -105,12 +105,19 @@ interface BatchItem {
 
 interface BatchContext {
   deadline: number;
+  /** This round posts to every node of the group (`sentTo=all`). */
+  sentToAll: boolean;
   signal: AbortSignal;
   cache: SignatureCache;
   settle(it: BatchItem, r: InferResult | Error): void;
 }
 
 type BatchPost = { results: RequestAnswer[] } | { error: DropbearError; retryAfterMs: number };
+
+/** The query of POST /v1/requests: how long to wait, and whether every node got the request from us. */
+function submitQuery(waitMs: number, sentToAll: boolean): string {
+  return `wait=${Math.max(0, Math.floor(waitMs))}${sentToAll ? '&sentTo=all' : ''}`;
+}
 
 export class DropbearClient {
   readonly genesis: Genesis;
@@ -174,6 +181,15 @@ export class DropbearClient {
     return out;
   }
 
+  /**
+   * Whether `nodes` are every node of the group: the nodes are then told (`sentTo=all`) that they need not
+   * forward the request to each other, unless it is still waiting after a while (lateForwardMs).
+   */
+  private coversGroup(nodes: GroupNode[]): boolean {
+    const ids = new Set(nodes.map((n) => n.id));
+    return this.genesis.nodes.every((_, id) => ids.has(id));
+  }
+
   private targets(): GroupNode[] {
     const s = this.opts.sendTo ?? 'all';
     if (s === 'all') return this.nodes;
@@ -199,8 +215,9 @@ export class DropbearClient {
     sr: SignedRequest,
     waitMs: number,
     signal: AbortSignal,
+    sentToAll = false,
   ): Promise<Certificate | null> {
-    const res = await this.fetchImpl(`${node.api}/v1/requests?wait=${Math.max(0, Math.floor(waitMs))}`, {
+    const res = await this.fetchImpl(`${node.api}/v1/requests?${submitQuery(waitMs, sentToAll)}`, {
       method: 'POST',
       headers: { 'content-type': REQUEST_TYPE },
       body: encode(SignedRequest, sr) as Uint8Array<ArrayBuffer>,
@@ -252,8 +269,15 @@ export class DropbearClient {
     const errors: string[] = [];
     const first = this.targets();
     const rest = this.nodes.filter((n) => !first.includes(n));
+    const toAll = this.coversGroup(first);
     const attempt = async (node: GroupNode): Promise<InferResult> => {
-      let cert = await this.post(node, sr, deadline - Date.now(), abort.signal);
+      let cert = await this.post(
+        node,
+        sr,
+        deadline - Date.now(),
+        abort.signal,
+        toAll && first.includes(node),
+      );
       while (!cert && Date.now() < deadline) {
         const t0 = Date.now();
         cert = await this.poll(node, id, deadline - t0, abort.signal);
@@ -349,6 +373,7 @@ export class DropbearClient {
     });
     const ctx: BatchContext = {
       deadline,
+      sentToAll: false,
       signal: abort.signal,
       cache: new SignatureCache(),
       settle: (it, r) => {
@@ -366,6 +391,7 @@ export class DropbearClient {
       for (const nodes of [first, rest]) {
         const todo = items.filter((it) => !it.out);
         if (todo.length === 0 || nodes.length === 0 || Date.now() >= deadline) break;
+        ctx.sentToAll = nodes === first && this.coversGroup(first);
         await Promise.race([finished, Promise.allSettled(nodes.map((n) => this.batchAt(n, todo, ctx)))]);
       }
     } finally {
@@ -413,7 +439,7 @@ export class DropbearClient {
       }
       let answer: BatchPost;
       try {
-        answer = await this.postBatch(node, chunk, ctx.deadline - Date.now(), ctx.signal);
+        answer = await this.postBatch(node, chunk, ctx.deadline - Date.now(), ctx.signal, ctx.sentToAll);
       } catch (e) {
         // Down, reset, aborted: this node is out for everything it has not answered yet.
         if (!ctx.signal.aborted) failAll(todo.slice(pos), node, e);
@@ -491,7 +517,7 @@ export class DropbearClient {
     pollLater: (it: BatchItem) => void,
   ): Promise<void> {
     try {
-      const cert = await this.post(node, it.sr, ctx.deadline - Date.now(), it.abort.signal);
+      const cert = await this.post(node, it.sr, ctx.deadline - Date.now(), it.abort.signal, ctx.sentToAll);
       if (cert) this.takeCertificate(node, it, cert, ctx);
       else pollLater(it);
     } catch (e) {
@@ -524,8 +550,9 @@ export class DropbearClient {
     chunk: BatchItem[],
     waitMs: number,
     signal: AbortSignal,
+    sentToAll: boolean,
   ): Promise<BatchPost> {
-    const res = await this.fetchImpl(`${node.api}/v1/requests?wait=${Math.max(0, Math.floor(waitMs))}`, {
+    const res = await this.fetchImpl(`${node.api}/v1/requests?${submitQuery(waitMs, sentToAll)}`, {
       method: 'POST',
       headers: { 'content-type': REQUEST_LIST_TYPE, accept: REQUEST_ANSWERS_TYPE },
       body: Buffer.concat([encode(uint, chunk.length), ...chunk.map((it) => it.bytes)]),

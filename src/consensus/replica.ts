@@ -81,6 +81,12 @@ export interface ReplicaConfig {
   /** Client requests forwarded to peers per FORWARD message, and the longest a request waits for one. */
   forwardBatchSize: number;
   forwardDelayMs: number;
+  /**
+   * A request whose client says it sent it to every node itself (Event `sentToAll`) is forwarded only if
+   * it is still waiting (not proposed, not executed) this long after it arrived: a client that reached
+   * every node costs no forwarding, and one that did not (a node it could not reach) is not stranded.
+   */
+  lateForwardMs: number;
   /** How long before unacknowledged work (messages, fetches, own results) is sent again. */
   retransmitMs: number;
   /**
@@ -105,13 +111,15 @@ export const DEFAULT_REPLICA_CONFIG: ReplicaConfig = {
   checkpointInterval: 32,
   forwardBatchSize: 256,
   forwardDelayMs: 1,
+  lateForwardMs: 250,
   retransmitMs: 100,
   viewChangeTimeoutMs: 1000,
   progressPatience: 4,
 };
 
 export type Event =
-  | { type: 'request'; request: SignedRequest }
+  /** A client request; `sentToAll`: the client says it sent it to every node (see lateForwardMs). */
+  | { type: 'request'; request: SignedRequest; sentToAll?: boolean }
   /**
    * A signed transaction (a model update) from its owner. Accepted when signed by the genesis key of the
    * node it names and its version is above that node's current one; then spread to every node and
@@ -396,6 +404,9 @@ export class Replica {
   private readonly signed = new Map<string, string>();
   private readonly inferQueue: { requestId: Uint8Array; request: SignedRequest }[] = [];
   private forwardQueue: SignedRequest[] = [];
+  /** Requests whose clients sent them to every node: forwarded at `at` if still pending (FIFO by `at`). */
+  private lateForward: { id: string; at: number }[] = [];
+  private lateForwardHead = 0;
   private forwardDeadline = Number.POSITIVE_INFINITY;
   private lastRetransmit = 0;
   /** When our VIEW-CHANGE goes out again, and the current gap between copies. */
@@ -526,7 +537,7 @@ export class Replica {
     this.out = [];
     switch (event.type) {
       case 'request':
-        this.onClientRequest(event.request);
+        this.onClientRequest(event.request, event.sentToAll === true);
         break;
       case 'submitTx':
         this.onSubmitTx(event.tx);
@@ -601,7 +612,7 @@ export class Replica {
     return { ok: true, id };
   }
 
-  private onClientRequest(sr: SignedRequest): void {
+  private onClientRequest(sr: SignedRequest, sentToAll: boolean): void {
     const c = this.checkRequest(sr);
     if (!c.ok) {
       this.out.push({ type: 'rejected', requestId: c.id, code: c.code, message: c.message });
@@ -609,6 +620,10 @@ export class Replica {
     }
     this.admit(sr, c.id);
     this.out.push({ type: 'accepted', requestId: c.id });
+    if (sentToAll) {
+      this.lateForward.push({ id: hex(c.id), at: this.now + this.cfg.lateForwardMs });
+      return;
+    }
     this.forwardQueue.push(sr);
     if (this.forwardQueue.length >= this.cfg.forwardBatchSize) this.flushForward();
     else if (this.forwardDeadline === Number.POSITIVE_INFINITY)
@@ -1711,7 +1726,27 @@ export class Replica {
     if (mine) this.out.push({ type: 'send', to: peer, msg: mine });
   }
 
+  /** Forwards the sent-to-all requests whose late-forward time has come and that are still pending. */
+  private lateForwards(): void {
+    const q = this.lateForward;
+    let i = this.lateForwardHead;
+    for (; i < q.length && q[i].at <= this.now; i++) {
+      const p = this.pool.get(q[i].id);
+      if (p?.state === 'pending') this.forwardQueue.push(p.sr);
+    }
+    if (i >= q.length) {
+      this.lateForward = [];
+      this.lateForwardHead = 0;
+    } else if (i > 1024 && i * 2 > q.length) {
+      this.lateForward = q.slice(i);
+      this.lateForwardHead = 0;
+    } else this.lateForwardHead = i;
+    if (this.forwardQueue.length > 0) this.flushForward();
+  }
+
   private onTick(): void {
+    if ((this.lateForward[this.lateForwardHead]?.at ?? Number.POSITIVE_INFINITY) <= this.now)
+      this.lateForwards();
     if (this.forwardDeadline <= this.now) this.flushForward();
     if (this.viewTimerDeadline() <= this.now) this.onViewTimer();
     if (this.lastRetransmit + this.cfg.retransmitMs <= this.now) {
@@ -2392,7 +2427,11 @@ export class Replica {
     if (this.inferQueue.length > 0) {
       this.out.push({ type: 'infer', requests: this.inferQueue.splice(0) });
     }
-    let wake = Math.min(this.forwardDeadline, this.viewTimerDeadline());
+    let wake = Math.min(
+      this.forwardDeadline,
+      this.viewTimerDeadline(),
+      this.lateForward[this.lateForwardHead]?.at ?? Number.POSITIVE_INFINITY,
+    );
     if (this.isPrimary) {
       const q = this.quorum.values().next();
       if (!q.done) wake = Math.min(wake, q.value + this.cfg.voteWaitMs);

@@ -291,6 +291,15 @@ const waitQuery = {
   properties: { wait: { type: 'integer', minimum: 0, maximum: Number.MAX_SAFE_INTEGER } },
 };
 
+/** POST /v1/requests: `wait`, and `sentTo=all` when the client sent the request(s) to every node itself. */
+const submitQuery = {
+  type: 'object',
+  properties: {
+    wait: { type: 'integer', minimum: 0, maximum: Number.MAX_SAFE_INTEGER },
+    sentTo: { type: 'string', enum: ['all'] },
+  },
+};
+
 const requestsBody = {
   content: {
     'application/json': {
@@ -561,7 +570,11 @@ export function buildApi(host: NodeHost, opts: ApiOptions = {}): FastifyInstance
    * Submits requests in order and waits up to `waitMs` for their certificates. A request already certified
    * here answers with its certificate without being submitted again.
    */
-  const submitAll = async (srs: (SignedRequest | ApiError)[], waitMs: number): Promise<ItemOutcome[]> => {
+  const submitAll = async (
+    srs: (SignedRequest | ApiError)[],
+    waitMs: number,
+    sentToAll = false,
+  ): Promise<ItemOutcome[]> => {
     const out: (ItemOutcome | null)[] = srs.map(() => null);
     const ids: (string | null)[] = srs.map((sr) => ('code' in sr ? null : hex(requestIdOf(sr))));
     const todo: number[] = [];
@@ -603,7 +616,7 @@ export function buildApi(host: NodeHost, opts: ApiOptions = {}): FastifyInstance
         out[i] = { requestId: id, error: bad };
         return;
       }
-      const res = host.submit(srs[i] as SignedRequest);
+      const res = host.submit(srs[i] as SignedRequest, { sentToAll });
       // Submitting is idempotent: a request this node already holds (a peer forwarded it first, or the
       // client sent it twice) or already executed is answered like a fresh one, with its certificate.
       const known = !res.ok && (res.code === 'REQUEST_DUPLICATE' || res.code === 'REQUEST_ALREADY_EXECUTED');
@@ -660,9 +673,10 @@ export function buildApi(host: NodeHost, opts: ApiOptions = {}): FastifyInstance
     );
     v1.post<{
       Body: { request?: unknown; requests?: unknown[] } | Buffer | BinaryList;
-      Querystring: { wait?: number };
-    }>('/v1/requests', { schema: { body: requestsBody, querystring: waitQuery } }, async (req, reply) => {
+      Querystring: { wait?: number; sentTo?: 'all' };
+    }>('/v1/requests', { schema: { body: requestsBody, querystring: submitQuery } }, async (req, reply) => {
       const waitMs = waitOf(req.query.wait, o.defaultWaitMs as number);
+      const sentToAll = req.query.sentTo === 'all';
       const body = req.body;
       if (body === undefined || body === null)
         throw apiError('BAD_REQUEST', 'the request has no body: send {request} or {requests} as JSON');
@@ -675,7 +689,7 @@ export function buildApi(host: NodeHost, opts: ApiOptions = {}): FastifyInstance
           throw apiError('REQUEST_MALFORMED', `body (${REQUEST_LIST_TYPE}): ${(e as Error).message}`);
         }
         if (list.length === 0) throw apiError('BAD_REQUEST', 'the request list is empty');
-        const results = await submitAll(list, waitMs);
+        const results = await submitAll(list, waitMs, sentToAll);
         if (results.some((r) => 'pending' in r)) reply.code(202);
         return reply
           .type(REQUEST_ANSWERS_TYPE)
@@ -695,7 +709,7 @@ export function buildApi(host: NodeHost, opts: ApiOptions = {}): FastifyInstance
         single = true;
         list = [parseSigned(body.request)];
       }
-      const results = await submitAll(list, waitMs);
+      const results = await submitAll(list, waitMs, sentToAll);
       if (single) {
         const r = results[0];
         if ('error' in r) throw apiError(r.error.code, r.error.message, r.requestId);

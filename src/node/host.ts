@@ -475,10 +475,11 @@ export class NodeHost {
 
   // ---------------------------------------------------------------- what the API calls
 
-  submit(sr: SignedRequest): SubmitOutcome {
+  /** `sentToAll`: the client says it sent this request to every node itself (ReplicaConfig.lateForwardMs). */
+  submit(sr: SignedRequest, opts: { sentToAll?: boolean } = {}): SubmitOutcome {
     if (this.stopped)
       return { ok: false, requestId: null, code: 'NODE_STOPPED', message: 'the node is stopping' };
-    const actions = this.step({ type: 'request', request: sr });
+    const actions = this.step({ type: 'request', request: sr, sentToAll: opts.sentToAll === true });
     for (const a of actions) {
       if (a.type === 'accepted') {
         this.acceptedAt.set(hex(a.requestId), Date.now());

@@ -187,6 +187,9 @@ describe('DropbearClient over HTTP', () => {
     const sr = sdk().sign(nextImage());
     firstCert = expectCertified(await sdk({ fetch: all.fetch }).send(sr), sr);
     expect(all.stats.calls.filter((c) => c.method === 'POST')).toHaveLength(N);
+    // Sent to every node: each is told so (it then forwards only if the request is still waiting later).
+    for (const c of all.stats.calls.filter((x) => x.method === 'POST'))
+      expect(new URL(c.url).searchParams.get('sentTo')).toBe('all');
     expect(firstCert.decision.kind).toBe('label');
 
     const one = recording();
@@ -196,6 +199,7 @@ describe('DropbearClient over HTTP', () => {
     const posted = one.stats.calls.filter((c) => c.method === 'POST').map((c) => new URL(c.url).origin);
     expect(posted).toHaveLength(2);
     expect(new Set(posted).size).toBe(2);
+    for (const c of one.stats.calls) expect(new URL(c.url).searchParams.has('sentTo')).toBe(false);
 
     const two = recording();
     const r = expectCertified(await sdk({ sendTo: [2], fetch: two.fetch }).infer(nextImage()));

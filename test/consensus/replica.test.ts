@@ -331,6 +331,32 @@ describe('1. dissemination of client requests', () => {
     expect(sent(h.tick(T0 + 1), 'forward')).toHaveLength(0);
   });
 
+  it('a request its client sent to every node is forwarded only if still pending after lateForwardMs', () => {
+    const h = new One(1, { lateForwardMs: 50 });
+    const reqs = [mkReq(1), mkReq(2)];
+    const ids = reqs.map(requestIdOf);
+    for (const sr of reqs) {
+      const a = h.step({ type: 'request', request: sr, sentToAll: true }, T0);
+      expect(only(a, 'accepted')).toHaveLength(1);
+      expect(only(a, 'infer')).toHaveLength(1); // inferred at once, like any request
+      expect(sent(a, 'forward')).toHaveLength(0);
+    }
+    expect(h.r.nextWake).toBe(T0 + 50);
+    expect(sent(h.tick(T0 + 1), 'forward')).toHaveLength(0); // not after forwardDelayMs
+    // Request 1 gets its votes and is proposed by the primary; request 0 stays waiting.
+    const res = [0, 1, 2, 3].map((node) => resultsOf(node, ids));
+    h.inferred(ids, 7, T0 + 2);
+    for (const v of [0, 2, 3]) h.msg(v, { kind: 'results', signed: res[v] }, T0 + 2);
+    const pp = makePP(1, [{ requestId: ids[1], votes: [0, 1, 2, 3].map((v) => voteOf(res[v], 1)) }]);
+    expect(sent(h.msg(0, { kind: 'prePrepare', pp }, T0 + 3), 'prepare')).toHaveLength(1);
+    expect(sent(h.tick(T0 + 49), 'forward')).toHaveLength(0);
+    const fw = sent(h.tick(T0 + 50), 'forward');
+    expect(fw).toHaveLength(1);
+    expect(fw[0].to).toBe('all');
+    expect(hexes(fw[0].msg.requests.map(requestIdOf))).toEqual([hex(ids[0])]);
+    expect(sent(h.tick(T0 + 200), 'forward')).toHaveLength(0); // once only
+  });
+
   it('a forwarded request from a peer goes to inference but is not forwarded again', () => {
     const h = new One(1);
     const sr = mkReq(1);

@@ -309,6 +309,13 @@ describe('node HTTP API', () => {
     expectError(await postList(apps[3], new Uint8Array([0x02, 0x00])), 400, 'REQUEST_MALFORMED');
     expectError(await postList(apps[3], new Uint8Array([0xff])), 400, 'REQUEST_MALFORMED');
     expectError(await postList(apps[3], encode(RequestList, [])), 400, 'BAD_REQUEST');
+    const badHint = await apps[3].inject({
+      method: 'POST',
+      url: '/v1/requests?sentTo=some',
+      headers: { 'content-type': REQUEST_LIST_TYPE },
+      payload: Buffer.from(encode(RequestList, [srs[0]])),
+    });
+    expectError(badHint, 400, 'BAD_REQUEST');
     // more than 1024 requests: refused at the count, before any request is read
     const tooMany = Buffer.concat([encode(uint, 1025), encode(SignedRequest, srs[0])]);
     expectError(await postList(apps[3], tooMany), 400, 'REQUEST_MALFORMED');
