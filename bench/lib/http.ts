@@ -44,7 +44,8 @@ export function lightFetch(opts: { maxSockets?: number } = {}): {
             headers: { get: (name) => (h[name.toLowerCase()] as string | undefined) ?? null },
             json: async () => JSON.parse(text()),
             text: async () => text(),
-            arrayBuffer: async () => all.buffer.slice(all.byteOffset, all.byteOffset + all.length) as ArrayBuffer,
+            arrayBuffer: async () =>
+              all.buffer.slice(all.byteOffset, all.byteOffset + all.length) as ArrayBuffer,
           });
         });
         res.on('error', fail);
