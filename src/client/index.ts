@@ -219,10 +219,27 @@ export class DropbearClient {
   ): Promise<Certificate | null> {
     const res = await this.fetchImpl(`${node.api}/v1/requests?${submitQuery(waitMs, sentToAll)}`, {
       method: 'POST',
-      headers: { 'content-type': REQUEST_TYPE },
+      headers: { 'content-type': REQUEST_TYPE, accept: `${REQUEST_ANSWERS_TYPE}, application/json` },
       body: encode(SignedRequest, sr) as Uint8Array<ArrayBuffer>,
       signal,
     });
+    if (
+      (res.status === 200 || res.status === 202) &&
+      res.headers.get('content-type')?.startsWith(REQUEST_ANSWERS_TYPE)
+    ) {
+      let answers: RequestAnswer[];
+      try {
+        answers = decode(RequestAnswers, new Uint8Array(await res.arrayBuffer()));
+      } catch (e) {
+        throw new DropbearError('BAD_ANSWER', `node ${node.id}: unreadable answer: ${(e as Error).message}`);
+      }
+      const [a] = answers;
+      if (answers.length !== 1)
+        throw new DropbearError('BAD_ANSWER', `node ${node.id}: ${answers.length} answers for 1 request`);
+      if (a.kind === 'certificate') return a.certificate;
+      if (a.kind === 'pending') return null;
+      throw new DropbearError(a.code, a.message || a.code);
+    }
     const body = (await res.json().catch(() => null)) as {
       certificate?: unknown;
       error?: { code: string; message: string };

@@ -714,6 +714,9 @@ export function buildApi(host: NodeHost, opts: ApiOptions = {}): FastifyInstance
         const r = results[0];
         if ('error' in r) throw apiError(r.error.code, r.error.message, r.requestId);
         if ('pending' in r) reply.code(202).header('location', `/v1/certificates/${r.requestId}`);
+        // A client that accepts binary answers gets its one answer as RequestAnswers (errors stay JSON).
+        if (req.headers.accept?.includes(REQUEST_ANSWERS_TYPE))
+          return reply.type(REQUEST_ANSWERS_TYPE).send(Buffer.from(encode(RequestAnswers, [itemBinary(r)])));
         return itemJson(r);
       }
       if (results.some((r) => 'pending' in r)) reply.code(202);

@@ -56,7 +56,7 @@ function sdk(o: Partial<ClientOptions> = {}): DropbearClient {
 
 /** `fetch` that records every call (method, URL, body) and how many were in flight at most. */
 function recording() {
-  const calls: { method: string; url: string; body: unknown; status?: number }[] = [];
+  const calls: { method: string; url: string; body: unknown; status?: number; type?: string | null }[] = [];
   let inFlight = 0;
   const stats = { calls, maxInFlight: 0 };
   const f: typeof fetch = async (input, init) => {
@@ -70,6 +70,7 @@ function recording() {
     try {
       const res = await fetch(input, init);
       call.status = res.status;
+      call.type = res.headers.get('content-type');
       return res;
     } finally {
       inFlight--;
@@ -200,6 +201,9 @@ describe('DropbearClient over HTTP', () => {
     expect(posted).toHaveLength(2);
     expect(new Set(posted).size).toBe(2);
     for (const c of one.stats.calls) expect(new URL(c.url).searchParams.has('sentTo')).toBe(false);
+    // One request, one binary answer (RequestAnswers) instead of a JSON certificate.
+    for (const c of one.stats.calls.filter((x) => x.method === 'POST' && x.status === 200))
+      expect(c.type).toBe(REQUEST_ANSWERS_TYPE);
 
     const two = recording();
     const r = expectCertified(await sdk({ sendTo: [2], fetch: two.fetch }).infer(nextImage()));

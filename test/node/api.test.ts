@@ -256,6 +256,26 @@ describe('node HTTP API', () => {
     });
     expect(res.statusCode, res.body).toBe(200);
     expectValid((res.json() as { certificate: unknown }).certificate);
+    // The same request again, asking for a binary answer: the same certificate as RequestAnswers.
+    const bin = await apps[1].inject({
+      method: 'POST',
+      url: `/v1/requests?wait=${WAIT}`,
+      headers: { 'content-type': 'application/octet-stream', accept: REQUEST_ANSWERS_TYPE },
+      payload: Buffer.from(encode(SignedRequest, sr)),
+    });
+    expect(bin.statusCode).toBe(200);
+    expect(bin.headers['content-type']).toBe(REQUEST_ANSWERS_TYPE);
+    const [a] = decode(RequestAnswers, bin.rawPayload);
+    if (a.kind !== 'certificate') throw new Error(`expected a certificate, got ${a.kind}`);
+    expect(toJson(Certificate, a.certificate)).toEqual((res.json() as { certificate: unknown }).certificate);
+    // Errors stay JSON with their status, whatever the client accepts.
+    const bad = await apps[1].inject({
+      method: 'POST',
+      url: '/v1/requests',
+      headers: { 'content-type': 'application/octet-stream', accept: REQUEST_ANSWERS_TYPE },
+      payload: Buffer.from([1, 2, 3]),
+    });
+    expectError(bad, 400, 'REQUEST_MALFORMED');
   });
 
   it('certifies a batch of 8 requests under one client batch signature in one POST', async () => {
