@@ -119,6 +119,30 @@ function submitQuery(waitMs: number, sentToAll: boolean): string {
   return `wait=${Math.max(0, Math.floor(waitMs))}${sentToAll ? '&sentTo=all' : ''}`;
 }
 
+/**
+ * A node's binary answer (RequestAnswers, status 200 or 202) to a POST of `n` requests; null when it
+ * answered otherwise (JSON: an error for the whole POST). BAD_ANSWER when it does not decode to n answers.
+ */
+async function answersOf(res: Response, node: GroupNode, n: number): Promise<RequestAnswer[] | null> {
+  if (
+    (res.status !== 200 && res.status !== 202) ||
+    !res.headers.get('content-type')?.startsWith(REQUEST_ANSWERS_TYPE)
+  )
+    return null;
+  let answers: RequestAnswer[];
+  try {
+    answers = decode(RequestAnswers, new Uint8Array(await res.arrayBuffer()));
+  } catch (e) {
+    throw new DropbearError('BAD_ANSWER', `node ${node.id}: unreadable answer: ${(e as Error).message}`);
+  }
+  if (answers.length !== n)
+    throw new DropbearError(
+      'BAD_ANSWER',
+      `node ${node.id} answered ${answers.length} results for ${n} requests`,
+    );
+  return answers;
+}
+
 export class DropbearClient {
   readonly genesis: Genesis;
   readonly groupId: Uint8Array;
@@ -223,19 +247,9 @@ export class DropbearClient {
       body: encode(SignedRequest, sr) as Uint8Array<ArrayBuffer>,
       signal,
     });
-    if (
-      (res.status === 200 || res.status === 202) &&
-      res.headers.get('content-type')?.startsWith(REQUEST_ANSWERS_TYPE)
-    ) {
-      let answers: RequestAnswer[];
-      try {
-        answers = decode(RequestAnswers, new Uint8Array(await res.arrayBuffer()));
-      } catch (e) {
-        throw new DropbearError('BAD_ANSWER', `node ${node.id}: unreadable answer: ${(e as Error).message}`);
-      }
+    const answers = await answersOf(res, node, 1);
+    if (answers) {
       const [a] = answers;
-      if (answers.length !== 1)
-        throw new DropbearError('BAD_ANSWER', `node ${node.id}: ${answers.length} answers for 1 request`);
       if (a.kind === 'certificate') return a.certificate;
       if (a.kind === 'pending') return null;
       throw new DropbearError(a.code, a.message || a.code);
@@ -575,22 +589,11 @@ export class DropbearClient {
       body: Buffer.concat([encode(uint, chunk.length), ...chunk.map((it) => it.bytes)]),
       signal,
     });
-    if (
-      (res.status === 200 || res.status === 202) &&
-      res.headers.get('content-type')?.startsWith(REQUEST_ANSWERS_TYPE)
-    ) {
-      let results: RequestAnswer[] | null = null;
-      try {
-        results = decode(RequestAnswers, new Uint8Array(await res.arrayBuffer()));
-      } catch {}
-      if (results?.length === chunk.length) return { results };
-      return {
-        error: new DropbearError(
-          'BAD_ANSWER',
-          `node ${node.id} answered ${results ? results.length : 'unreadable'} results for ${chunk.length} requests`,
-        ),
-        retryAfterMs: 1000,
-      };
+    try {
+      const results = await answersOf(res, node, chunk.length);
+      if (results) return { results };
+    } catch (e) {
+      return { error: e as DropbearError, retryAfterMs: 1000 };
     }
     const body = (await res.json().catch(() => null)) as {
       error?: { code?: unknown; message?: unknown };

@@ -23,6 +23,7 @@ import Fastify, {
   type FastifyBaseLogger,
   type FastifyError,
   type FastifyInstance,
+  type FastifyReply,
   type FastifyRequest,
 } from 'fastify';
 import { packageVersion } from '../inference/kserve-server.ts';
@@ -294,10 +295,7 @@ const waitQuery = {
 /** POST /v1/requests: `wait`, and `sentTo=all` when the client sent the request(s) to every node itself. */
 const submitQuery = {
   type: 'object',
-  properties: {
-    wait: { type: 'integer', minimum: 0, maximum: Number.MAX_SAFE_INTEGER },
-    sentTo: { type: 'string', enum: ['all'] },
-  },
+  properties: { ...waitQuery.properties, sentTo: { type: 'string', enum: ['all'] } },
 };
 
 const requestsBody = {
@@ -662,6 +660,12 @@ export function buildApi(host: NodeHost, opts: ApiOptions = {}): FastifyInstance
     };
   };
 
+  /** Answers with `results` as RequestAnswers (a view of the encoding, not a copy). */
+  const sendAnswers = (reply: FastifyReply, results: ItemOutcome[]) => {
+    const bytes = encode(RequestAnswers, results.map(itemBinary));
+    return reply.type(REQUEST_ANSWERS_TYPE).send(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length));
+  };
+
   // ------------------------------------------------------------ v1
 
   app.register(async (v1) => {
@@ -691,9 +695,7 @@ export function buildApi(host: NodeHost, opts: ApiOptions = {}): FastifyInstance
         if (list.length === 0) throw apiError('BAD_REQUEST', 'the request list is empty');
         const results = await submitAll(list, waitMs, sentToAll);
         if (results.some((r) => 'pending' in r)) reply.code(202);
-        return reply
-          .type(REQUEST_ANSWERS_TYPE)
-          .send(Buffer.from(encode(RequestAnswers, results.map(itemBinary))));
+        return sendAnswers(reply, results);
       }
       if (Buffer.isBuffer(body)) {
         single = true;
@@ -715,8 +717,7 @@ export function buildApi(host: NodeHost, opts: ApiOptions = {}): FastifyInstance
         if ('error' in r) throw apiError(r.error.code, r.error.message, r.requestId);
         if ('pending' in r) reply.code(202).header('location', `/v1/certificates/${r.requestId}`);
         // A client that accepts binary answers gets its one answer as RequestAnswers (errors stay JSON).
-        if (req.headers.accept?.includes(REQUEST_ANSWERS_TYPE))
-          return reply.type(REQUEST_ANSWERS_TYPE).send(Buffer.from(encode(RequestAnswers, [itemBinary(r)])));
+        if (req.headers.accept?.includes(REQUEST_ANSWERS_TYPE)) return sendAnswers(reply, [r]);
         return itemJson(r);
       }
       if (results.some((r) => 'pending' in r)) reply.code(202);

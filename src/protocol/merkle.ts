@@ -4,7 +4,7 @@
  * the largest power of two below n. The size is not part of a proof: the verifier takes it from the
  * signed receipt, because an audit path alone does not pin down the tree size.
  */
-import { sha256, sha256Parts } from './crypto.ts';
+import { equalBytes, sha256, sha256Parts } from './crypto.ts';
 
 const LEAF = new Uint8Array([0]);
 const NODE = new Uint8Array([1]);
@@ -177,7 +177,7 @@ export function verifyPathKnown(
     if (proven) {
       const sib = siblings.get(here);
       const parent = nodes.get(there);
-      if (sib !== undefined && parent !== undefined && equalHashes(sib, p)) {
+      if (sib !== undefined && parent !== undefined && equalBytes(sib, p)) {
         r = parent;
         fn = nf;
         sn = ns;
@@ -190,17 +190,11 @@ export function verifyPathKnown(
     fn = nf;
     sn = ns;
     const have = nodes.get(there);
-    if (have !== undefined && equalHashes(have, r)) proven = true;
+    if (have !== undefined && equalBytes(have, r)) proven = true;
     else learnedNodes.push([there, r]);
   }
-  if (sn !== 0 || !equalHashes(r, root)) return false;
+  if (sn !== 0 || !equalBytes(r, root)) return false;
   for (const [k, v] of learnedNodes) nodes.set(k, v);
   for (const [k, v] of learnedSiblings) siblings.set(k, v);
-  return true;
-}
-
-function equalHashes(a: Uint8Array, b: Uint8Array): boolean {
-  if (a.length !== b.length) return false;
-  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
   return true;
 }

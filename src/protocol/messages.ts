@@ -237,14 +237,6 @@ export function signRequestBatch(
   }));
 }
 
-/**
- * Remembers client batch signatures already checked, so that the N requests of one batch cost one
- * signature check (plus N leaf hashes and, through the nodes of each tree already proven, about two node
- * hashes each instead of a whole path: verifyPathKnown). A key is everything the check depends on
- * (group, client, root, size, signature), so an entry is a plain memo of Ed25519 verification: a
- * cache hit never accepts anything the check would refuse. Verified and failed checks are kept in
- * separate bounded LRUs, so a flood of bad signatures cannot push out the good ones.
- */
 /** A client batch tree's proven Merkle nodes, and signatures over its root already verified good. */
 export interface AuthTree {
   known: KnownNodes;
@@ -255,6 +247,14 @@ export interface AuthTree {
   signers: { groupId: Uint8Array; client: Uint8Array; signature: Uint8Array; key: string }[];
 }
 
+/**
+ * Remembers client batch signatures already checked, so that the N requests of one batch cost one
+ * signature check (plus N leaf hashes and, through the nodes of each tree already proven, about two node
+ * hashes each instead of a whole path: verifyPathKnown). A key is everything the check depends on
+ * (group, client, root, size, signature), so an entry is a plain memo of Ed25519 verification: a
+ * cache hit never accepts anything the check would refuse. Verified and failed checks are kept in
+ * separate bounded LRUs, so a flood of bad signatures cannot push out the good ones.
+ */
 export class RequestAuthCache {
   private readonly good = new Map<string, true>();
   private readonly bad = new Map<string, true>();
