@@ -31,6 +31,7 @@
  * - `uncleanShutdown` is true when the previous session did not `close()`: with NORMAL, its last
  *   executions may be lost (see above); the signed log never is.
  */
+import { closeSync, fdatasyncSync, openSync } from 'node:fs';
 import Database from 'better-sqlite3';
 import {
   array,
@@ -440,16 +441,26 @@ export class SqliteLedger {
     this.groupNeedsSync = false;
   }
 
-  /** Commits the open group (no-op without one): synchronous FULL if it holds a `persist`. */
+  /**
+   * Commits the open group (no-op without one), fsynced before this returns when the configured level is
+   * FULL or the group holds a `persist`. With NORMAL, SQLite cannot be switched to FULL inside the open
+   * transaction, so the WAL file is fdatasynced here after the commit: in WAL mode a commit is WAL frames,
+   * so that makes the group (and every commit before it) durable as a FULL commit would.
+   */
   commitGroup(): void {
     if (!this.grouped) return;
     this.grouped = false;
-    const full = this.groupNeedsSync && this.synchronous !== 'FULL';
-    if (full) this.db.pragma('synchronous = FULL');
+    this.db.exec('COMMIT');
+    if (this.groupNeedsSync && this.synchronous !== 'FULL') this.syncWal();
+  }
+
+  private syncWal(): void {
+    if (this.path === ':memory:' || this.path === '') return;
+    const fd = openSync(`${this.path}-wal`, 'r');
     try {
-      this.db.exec('COMMIT');
+      fdatasyncSync(fd);
     } finally {
-      if (full) this.db.pragma(`synchronous = ${this.synchronous}`);
+      closeSync(fd);
     }
   }
 

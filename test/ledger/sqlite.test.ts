@@ -446,6 +446,30 @@ describe('SqliteLedger', () => {
     again.close();
   });
 
+  it('group commit with synchronous NORMAL: a group holding a persist commits (and is fsynced by hand)', () => {
+    // SQLite refuses to change the level inside a transaction: commitGroup used to try, and threw.
+    const path = freshPath();
+    const l = SqliteLedger.open(path, genesis, { synchronous: 'NORMAL' });
+    const d = sha256(new Uint8Array([4]));
+    l.beginGroup();
+    fill(l, 1);
+    l.persist({ kind: 'prepare', view: 0, seq: 2, digest: d });
+    l.commitGroup();
+    expect(l.inGroup).toBe(false);
+    const level = (l as unknown as { db: Database.Database }).db.pragma('synchronous', { simple: true });
+    expect(level).toBe(1);
+    // And a group without one.
+    l.beginGroup();
+    l.persist({ kind: 'commit', view: 0, seq: 2, digest: d });
+    l.commitGroup();
+    (l as unknown as { db: Database.Database }).db.close(); // a crash: no clean close
+    const again = SqliteLedger.open(path, genesis, { synchronous: 'NORMAL' });
+    expect(again.uncleanShutdown).toBe(true);
+    expect(again.lastSeq).toBe(1);
+    expect(again.signedLog().map((r) => r.kind)).toEqual(['prepare', 'commit']);
+    again.close();
+  });
+
   it('group commit: an uncommitted group is lost whole on a crash, and the file replays cleanly', () => {
     const path = freshPath();
     const l = SqliteLedger.open(path, genesis);
