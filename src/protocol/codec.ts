@@ -450,6 +450,35 @@ export function compareKeys(a: Uint8Array | number, b: Uint8Array | number): num
   return Buffer.compare(a as Uint8Array, b as Uint8Array);
 }
 
+/**
+ * A codec that remembers the canonical bytes of the values it decodes or encodes (in a WeakMap keyed by the
+ * value), so a value is encoded at most once: a batch a node received is hashed, signed over, stored and
+ * sent on from the bytes it arrived as. Every value has exactly one encoding (decoding refuses all others),
+ * so the bytes remembered are the bytes encoding would produce, as long as the value is not changed after
+ * it was first decoded or encoded: values of a remembered codec must be treated as immutable from then on.
+ */
+export function remembered<T extends object>(base: Codec<T>): Codec<T> {
+  const known = new WeakMap<object, Uint8Array>();
+  return {
+    name: base.name,
+    enc(w, v) {
+      const b = typeof v === 'object' && v !== null ? known.get(v) : undefined;
+      if (b) return w.raw(b);
+      const start = w.pos;
+      base.enc(w, v);
+      known.set(v, w.buf.slice(start, w.pos));
+    },
+    dec(r) {
+      const start = r.pos;
+      const v = base.dec(r);
+      known.set(v, r.buf.slice(start, r.pos));
+      return v;
+    },
+    toJson: base.toJson,
+    fromJson: base.fromJson,
+  };
+}
+
 const shared = new Writer(1 << 16);
 /** Canonical bytes of a value. */
 export function encode<T>(codec: Codec<T>, value: T): Uint8Array {

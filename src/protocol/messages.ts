@@ -11,6 +11,7 @@ import {
   fixed,
   type Infer,
   option,
+  remembered,
   sint,
   sortedArray,
   str,
@@ -395,11 +396,13 @@ export function verifyRequestSignature(sr: SignedRequest, body?: Uint8Array): bo
 }
 
 export const ResultEntry = struct({ requestId: Hash32, result: Result });
-export const ResultBatch = struct({
-  node: uint,
-  modelDigest: Hash32,
-  entries: array(ResultEntry, LIMITS.batchEntries),
-});
+export const ResultBatch = remembered(
+  struct({
+    node: uint,
+    modelDigest: Hash32,
+    entries: array(ResultEntry, LIMITS.batchEntries),
+  }),
+);
 export type ResultBatch = Infer<typeof ResultBatch>;
 export const SignedResults = struct({ batch: ResultBatch, signature: Signature });
 export type SignedResults = Infer<typeof SignedResults>;
@@ -446,11 +449,13 @@ export function txIdOf(tx: Tx): Uint8Array {
   return sha256(encode(Tx, tx));
 }
 
-export const Batch = struct({
-  timestamp: uint,
-  entries: array(BatchEntry, LIMITS.batchEntries),
-  txs: array(Tx, LIMITS.txs),
-});
+export const Batch = remembered(
+  struct({
+    timestamp: uint,
+    entries: array(BatchEntry, LIMITS.batchEntries),
+    txs: array(Tx, LIMITS.txs),
+  }),
+);
 export type Batch = Infer<typeof Batch>;
 
 export function batchDigestOf(batch: Batch): Uint8Array {

@@ -16,12 +16,14 @@ import {
   fixed,
   fromJson,
   Genesis,
+  type Infer,
   NodeMessage,
   option,
   Policy,
   RequestAnswers,
   RequestList,
   ResultBatch,
+  remembered,
   resultsDigestOf,
   resultsDigestOfParts,
   SignedRequest,
@@ -836,5 +838,64 @@ describe('decoded bytes are copies', () => {
     const snapshot = Array.from(first);
     encode(codec, { ...v, a: new Uint8Array(32).fill(7) });
     expect(Array.from(first)).toEqual(snapshot);
+  });
+});
+
+describe('remembered codecs', () => {
+  it('encode a decoded or already encoded value from its remembered bytes, which are the canonical ones', () => {
+    let encodes = 0;
+    const base = struct({ n: uint, h: fixed(32), xs: array(uint, 100) });
+    const counted: Codec<Infer<typeof base>> = {
+      ...base,
+      enc(w, v) {
+        encodes++;
+        base.enc(w, v);
+      },
+    };
+    const codec = remembered(counted);
+    const outer = struct({ tag: uint, inner: codec });
+    fc.assert(
+      fc.property(
+        fc.nat(),
+        fc.uint8Array({ minLength: 32, maxLength: 32 }),
+        fc.array(fc.nat(), { maxLength: 100 }),
+        (n, h, xs) => {
+          const v = { n, h, xs };
+          const wire = encode(codec, v);
+          expect(wire).toEqual(encode(base, v));
+          encodes = 0;
+          // Decoded: never encoded again, alone or inside another value, and the bytes are the canonical ones.
+          const got = decode(codec, wire);
+          expect(encode(codec, got)).toEqual(wire);
+          expect(encode(outer, { tag: 1, inner: got })).toEqual(
+            encode(struct({ tag: uint, inner: base }), { tag: 1, inner: v }),
+          );
+          // Encoded once: the second encoding is remembered too.
+          expect(encode(codec, v)).toEqual(wire);
+          expect(encodes).toBe(0);
+          // A structurally equal value that is a new object is encoded (once).
+          expect(encode(codec, { ...v })).toEqual(wire);
+          expect(encodes).toBe(1);
+          // Remembered bytes are copies: changing the input afterwards changes nothing.
+          const copy = wire.slice();
+          const again = decode(codec, copy);
+          copy.fill(0);
+          expect(encode(codec, again)).toEqual(wire);
+        },
+      ),
+      { numRuns: 50 },
+    );
+  });
+
+  it('Batch and ResultBatch are remembered: digests of received values come from the bytes they arrived as', () => {
+    fc.assert(
+      fc.property(arbBatch, arbSignedResults, (b, r) => {
+        const bb = decode(Batch, encode(Batch, b));
+        const rb = decode(ResultBatch, encode(ResultBatch, r.batch));
+        expect(batchDigestOf(bb)).toEqual(batchDigestOf(b));
+        expect(encode(ResultBatch, rb)).toEqual(encode(ResultBatch, r.batch));
+      }),
+      { numRuns: 30 },
+    );
   });
 });
