@@ -4,6 +4,9 @@
  *
  *  - Consensus batching, with the stand-in model (no inference cost, so the protocol's own batching is what
  *    moves): replica `batchSize` {16, 128, 1024} × `batchTimeoutMs` {1, 5, 20}.
+ *  - Pipeline depth, with the stand-in model: replica `maxInFlightBatches` {1, 2, 4, 16} at the current batch
+ *    size and timeout; its latency is taken at a middling rate (MID_RATE), where the CPUs are busy and the
+ *    depth decides how batches form, rather than at the low rate.
  *  - Inference batching, with one real model on all four nodes (mobilenet_v1_0.25_128_quant, whose batch
  *    dimension is free; pre-made DBT1 uint8 images, as in part `wan`): engine `maxBatch` {1, 8, 32}
  *    (maxDelayMs 2), consensus at its defaults. With the stand-in there is nothing to batch in inference,
@@ -46,6 +49,8 @@ const REAL_MODEL = 'mobilenet_v1_0.25_128_quant';
 const ENGINE_DEFAULTS = { intraOpThreads: 1, maxBatch: 8, maxDelayMs: 2 };
 const CLIENT_BATCH = 64;
 const LINGER_MS = 2;
+/** The open-loop rate at which the pipeline-depth settings' latency is taken (~40 % of the peak here). */
+const MID_RATE = 1000;
 /**
  * A setting qualifies for the defaults when its low-load p50 is within this factor, or LATENCY_SLACK_MS,
  * of the sweep's best (whichever is looser: a few ms are noise at these latencies).
@@ -54,9 +59,11 @@ const LATENCY_SLACK = 1.25;
 const LATENCY_SLACK_MS = 10;
 
 interface Setting {
-  sweep: 'consensus' | 'inference';
+  sweep: 'consensus' | 'pipeline' | 'inference';
   batchSize: number;
   batchTimeoutMs: number;
+  /** Replica maxInFlightBatches: proposals the primary keeps unexecuted at most. */
+  maxInFlight: number;
   maxBatch: number;
 }
 
@@ -76,7 +83,9 @@ interface Row extends Setting {
 const label = (s: Setting) =>
   s.sweep === 'consensus'
     ? `batchSize ${s.batchSize}, batchTimeoutMs ${s.batchTimeoutMs}`
-    : `maxBatch ${s.maxBatch}`;
+    : s.sweep === 'pipeline'
+      ? `maxInFlightBatches ${s.maxInFlight}`
+      : `maxBatch ${s.maxBatch}`;
 
 /** The consensus settings a group runs with: the replica defaults as \`group init\` overrides them. */
 const CURRENT = { ...DEFAULT_REPLICA_CONFIG, ...GROUP_REPLICA };
@@ -88,19 +97,29 @@ export async function run(o: PartOptions): Promise<PartResult> {
   const sizes = o.quick ? [16, 1024] : [16, 128, 1024];
   const timeouts = o.quick ? [1, 20] : [1, 5, 20];
   const maxBatches = o.quick ? [1, 32] : [1, 8, 32];
+  const inFlights = o.quick ? [1, 4] : [1, 2, 4, 16];
   const settings: Setting[] = [
     ...sizes.flatMap((batchSize) =>
       timeouts.map((batchTimeoutMs) => ({
         sweep: 'consensus' as const,
         batchSize,
         batchTimeoutMs,
+        maxInFlight: CURRENT.maxInFlightBatches,
         maxBatch: ENGINE_DEFAULTS.maxBatch,
       })),
     ),
+    ...inFlights.map((maxInFlight) => ({
+      sweep: 'pipeline' as const,
+      batchSize: CURRENT.batchSize,
+      batchTimeoutMs: CURRENT.batchTimeoutMs,
+      maxInFlight,
+      maxBatch: ENGINE_DEFAULTS.maxBatch,
+    })),
     ...maxBatches.map((maxBatch) => ({
       sweep: 'inference' as const,
       batchSize: CURRENT.batchSize,
       batchTimeoutMs: CURRENT.batchTimeoutMs,
+      maxInFlight: CURRENT.maxInFlightBatches,
       maxBatch,
     })),
   ];
@@ -109,6 +128,8 @@ export async function run(o: PartOptions): Promise<PartResult> {
   // batches complete inside each window.
   const load = {
     consensus: { conc: 1024, lowRate: 100, clientBatch: CLIENT_BATCH, stepMs },
+    // The pipeline depth matters once the CPUs are busy: its latency is taken at a middling rate instead.
+    pipeline: { conc: 1024, lowRate: MID_RATE, clientBatch: CLIENT_BATCH, stepMs },
     inference: { conc: 64, lowRate: 20, clientBatch: 16, stepMs: Math.max(stepMs, o.quick ? 3000 : 8000) },
   };
 
@@ -125,8 +146,8 @@ export async function run(o: PartOptions): Promise<PartResult> {
     const home = await homeWithModels(`${tmp.dir}/home`, [REAL_MODEL]);
 
     for (const [k, s] of settings.entries()) {
-      const model = s.sweep === 'consensus' ? STANDIN_MODEL : REAL_MODEL;
-      const inputs = s.sweep === 'consensus' ? standinInputs : realInputs;
+      const model = s.sweep === 'inference' ? REAL_MODEL : STANDIN_MODEL;
+      const inputs = s.sweep === 'inference' ? realInputs : standinInputs;
       const L = load[s.sweep];
       o.log(`${k + 1}/${settings.length}: ${s.sweep}, ${label(s)}`);
       let starts = 0;
@@ -141,7 +162,12 @@ export async function run(o: PartOptions): Promise<PartResult> {
           name: 'sweep',
           nodeConfig: {
             engine: { ...ENGINE_DEFAULTS, maxBatch: s.maxBatch },
-            replica: { ...GROUP_REPLICA, batchSize: s.batchSize, batchTimeoutMs: s.batchTimeoutMs },
+            replica: {
+              ...GROUP_REPLICA,
+              batchSize: s.batchSize,
+              batchTimeoutMs: s.batchTimeoutMs,
+              maxInFlightBatches: s.maxInFlight,
+            },
           },
           log: o.log,
         });
@@ -235,8 +261,10 @@ export async function run(o: PartOptions): Promise<PartResult> {
     return ok.reduce((a, r) => (r.peak.median > a.peak.median ? r : a));
   };
   const consensusPick = choose('consensus');
+  const pipelinePick = choose('pipeline');
   const inferencePick = choose('inference');
-  const current = `replica batchSize ${CURRENT.batchSize}, batchTimeoutMs ${CURRENT.batchTimeoutMs} (what \`group init\` writes); engine maxBatch ${ENGINE_DEFAULTS.maxBatch}, maxDelayMs ${ENGINE_DEFAULTS.maxDelayMs}`;
+  const picked = (r: Row) => r === consensusPick || r === pipelinePick || r === inferencePick;
+  const current = `replica batchSize ${CURRENT.batchSize}, batchTimeoutMs ${CURRENT.batchTimeoutMs}, maxInFlightBatches ${CURRENT.maxInFlightBatches} (what \`group init\` writes); engine maxBatch ${ENGINE_DEFAULTS.maxBatch}, maxDelayMs ${ENGINE_DEFAULTS.maxDelayMs}`;
 
   const table = (sweep: Setting['sweep']) =>
     mdTable(
@@ -254,7 +282,7 @@ export async function run(o: PartOptions): Promise<PartResult> {
       rows
         .filter((r) => r.sweep === sweep)
         .map((r) => [
-          `${label(r)}${r === consensusPick || r === inferencePick ? ' ←' : ''}`,
+          `${label(r)}${picked(r) ? ' ←' : ''}`,
           fmtSpread(r.peak, 0),
           fmtSpread(r.peakP50, 0),
           fmtSpread(r.lowP50, 1),
@@ -301,8 +329,8 @@ export async function run(o: PartOptions): Promise<PartResult> {
 
   const body = [
     `Machine: ${describeMachine(m)}. Command: \`${o.command}\`${o.quick ? ' (quick run: a smaller grid, short steps, one run; not for comparison)' : ''}.`,
-    `Each setting: a fresh 4-node group on loopback; open loop at ${load.consensus.lowRate}/s (stand-in) or ${load.inference.lowRate}/s ` +
-      `(real model) for the low-load latency, then closed loop with ${load.consensus.conc} or ${load.inference.conc} requests in ` +
+    `Each setting: a fresh 4-node group on loopback; open loop at ${load.consensus.lowRate}/s (stand-in), ${load.pipeline.lowRate}/s (stand-in, pipeline depth) or ${load.inference.lowRate}/s ` +
+      `(real model) for the latency below the peak, then closed loop with ${load.consensus.conc} or ${load.inference.conc} requests in ` +
       `flight for the peak (a peak step that changed views is followed by a fresh group); ${runs} run(s) of ${load.consensus.stepMs / 1000} s or ${load.inference.stepMs / 1000} s each, ` +
       `median and min–max. Client batches of up to ${load.consensus.clientBatch} or ${load.inference.clientBatch} ` +
       `(${LINGER_MS} ms linger), round-robin over the nodes, every certificate verified.`,
@@ -313,6 +341,10 @@ export async function run(o: PartOptions): Promise<PartResult> {
     '',
     '{plot:consensus}',
     '',
+    `**Pipeline depth** (stand-in model; replica batchSize ${CURRENT.batchSize}, batchTimeoutMs ${CURRENT.batchTimeoutMs}; the primary proposes a new batch only while fewer than maxInFlightBatches of its proposals are unexecuted, so under load requests wait and batches grow):`,
+    '',
+    table('pipeline'),
+    '',
     `**Inference batching** (\`${REAL_MODEL}\` on all four nodes, pre-made ${'uint8'} images; replica batchSize ${CURRENT.batchSize}, batchTimeoutMs ${CURRENT.batchTimeoutMs}):`,
     '',
     table('inference'),
@@ -320,7 +352,7 @@ export async function run(o: PartOptions): Promise<PartResult> {
     '{plot:inference}',
     '',
     `Chosen from this run (← above; the highest peak among the settings whose low-load p50 is within ${Math.round((LATENCY_SLACK - 1) * 100)} % ` +
-      `or ${LATENCY_SLACK_MS} ms of the best, without view changes or failures): **${label(consensusPick)}**, **${label(inferencePick)}**. Current defaults: ${current}.`,
+      `or ${LATENCY_SLACK_MS} ms of the best, without view changes or failures): **${label(consensusPick)}**, **${label(pipelinePick)}**, **${label(inferencePick)}**. Current defaults: ${current}.`,
   ].join('\n');
 
   return {
@@ -329,15 +361,15 @@ export async function run(o: PartOptions): Promise<PartResult> {
       stepMs,
       load,
       rows,
-      chosen: { consensus: consensusPick, inference: inferencePick },
+      chosen: { consensus: consensusPick, pipeline: pipelinePick, inference: inferencePick },
       currentDefaults: { replica: { ...DEFAULT_REPLICA_CONFIG, ...GROUP_REPLICA }, engine: ENGINE_DEFAULTS },
     },
-    table: `${table('consensus')}\n\n${table('inference')}`,
+    table: `${table('consensus')}\n\n${table('pipeline')}\n\n${table('inference')}`,
     section: {
       heading: 'Batching sweep: consensus batch, batch timeout, inference batch',
       intro:
-        'Consensus batch size × batch timeout with the stand-in model, and the inference batch with a real model, each ' +
-        'setting on a fresh 4-node group (`npm run bench -- sweep`).',
+        'Consensus batch size × batch timeout and the pipeline depth (maxInFlightBatches) with the stand-in model, and the ' +
+        'inference batch with a real model, each setting on a fresh 4-node group (`npm run bench -- sweep`).',
       body,
     },
     plots: [
