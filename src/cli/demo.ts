@@ -14,7 +14,7 @@ import type { DropbearError } from '../protocol/index.ts';
 import { loadLabels } from '../sim/eval.ts';
 import { usageError } from './errors.ts';
 import { countProgress } from './eval.ts';
-import { DEFAULT_MODELS, initGroup, loadGroup, startGroup } from './group.ts';
+import { DEFAULT_MODELS, GROUP_REPLICA, initGroup, loadGroup, startGroup } from './group.ts';
 import { decisionText, label } from './infer.ts';
 import { progressReporter } from './models.ts';
 
@@ -96,7 +96,7 @@ export function registerDemo(program: Command): void {
         nodeConfig: {
           log: { level: 'warn' },
           engine: { intraOpThreads: 1 },
-          replica: { voteWaitMs: 100, maxInFlightBatches: 4, batchTimeoutMs: 5 },
+          replica: { ...GROUP_REPLICA, voteWaitMs: 100 },
         },
       });
       const g = loadGroup(out);

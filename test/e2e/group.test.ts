@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { verifyCertificate } from '../../src/certificate/index.ts';
-import { initGroup, type LoadedGroup, loadGroup } from '../../src/cli/group.ts';
+import { GROUP_REPLICA, initGroup, type LoadedGroup, loadGroup } from '../../src/cli/group.ts';
 import { DropbearClient, type InferResult } from '../../src/client/index.ts';
 import {
   Certificate,
@@ -121,7 +121,7 @@ beforeAll(async () => {
     name: 'e2e',
     nodeConfig: {
       log: { level: 'warn' },
-      replica: { voteWaitMs: 25, viewChangeTimeoutMs: 1000, maxInFlightBatches: 4, batchTimeoutMs: 5 },
+      replica: { ...GROUP_REPLICA, viewChangeTimeoutMs: 1000 },
       api_limits: { bodyLimitBytes: 1 << 20 },
     },
   });
