@@ -19,14 +19,14 @@ import { readGenesis, readJsonFile, stableJson } from './io.ts';
 /**
  * The replica settings `group init` writes into every node config. Real models answer in a few ms each, at
  * different speeds: the primary waits a little longer than the simulator's default for the slower ones
- * (voteWaitMs), so certificates usually carry every node's vote. One batch in flight: while the primary's
- * last proposal is being ordered, requests wait and the next batch fills up, so under load each consensus
- * round carries more requests (fewer signatures, messages and fsyncs per request); an idle group still
- * proposes a request 1 ms after it is ready. The batching sweep (`npm run bench -- sweep`, BENCHMARKS.md)
- * picked both: depth 1 against 2, 4 and 16 (p50 and p99 at 1,000 requests/s about a third lower, the same
- * peak), and a 1 ms timeout against 5 and 20 ms in two sweeps running.
+ * (voteWaitMs), so certificates usually carry every node's vote. At most 4 batches in flight: under load,
+ * requests wait for the pipeline and batches fill up. A 1 ms batch timeout: two batching sweeps running
+ * (`npm run bench -- sweep`, BENCHMARKS.md) picked it over 5 and 20 ms. The sweep's pipeline grid also
+ * favoured one batch in flight at n = 4 (lower latency under load, the same peak), but with it a group of
+ * 7 overloaded at 2,000 requests/s changed views and then certified nothing for a whole step, which no
+ * earlier run with 4 did; so the depth stays 4 until that is understood.
  */
-export const GROUP_REPLICA = { voteWaitMs: 25, maxInFlightBatches: 1, batchTimeoutMs: 1 } as const;
+export const GROUP_REPLICA = { voteWaitMs: 25, maxInFlightBatches: 4, batchTimeoutMs: 1 } as const;
 
 /** SIGTERM, then SIGKILL after `graceMs` if it is still running; resolves once the process has exited. */
 export function stopChild(c: ChildProcess, graceMs = 10_000): Promise<void> {
