@@ -22,10 +22,10 @@ import { readGenesis, readJsonFile, stableJson } from './io.ts';
  * (voteWaitMs), so certificates usually carry every node's vote. At most 4 batches in flight: under load,
  * requests wait for the pipeline and batches fill up. A 5 ms batch timeout. The batching sweep
  * (`npm run bench -- sweep`, BENCHMARKS.md) preferred 1 ms in its last two runs (~5 ms lower p50 at low
- * load, the same peak) and one batch in flight at n = 4 (lower latency under load); with those settings the
- * overload steps of three benchmark runs changed views (the sweep, the wide-area real model, and at n = 7 a
- * group that then certified nothing for a step), which no run with these settings did. So these stay until
- * the view-change timer under overload is understood.
+ * load, the same peak) and one batch in flight at n = 4 (lower latency under load). Both were tried and
+ * set back: with one in flight, an overloaded group of 7 changed views and then certified nothing for a
+ * step. The 1 ms timeout went back for view changes under overload too, but a later run showed those with
+ * 5 ms as well; it is worth trying again once view changes under overload are understood (BENCHMARKS.md).
  */
 export const GROUP_REPLICA = { voteWaitMs: 25, maxInFlightBatches: 4, batchTimeoutMs: 5 } as const;
 
