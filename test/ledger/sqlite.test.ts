@@ -446,7 +446,7 @@ describe('SqliteLedger', () => {
     again.close();
   });
 
-  it('group commit with synchronous NORMAL: a group holding a persist commits (and is fsynced by hand)', () => {
+  it('group commit with synchronous NORMAL: a group holding a persist commits, and survives a crash', () => {
     // SQLite refuses to change the level inside a transaction: commitGroup used to try, and threw.
     const path = freshPath();
     const l = SqliteLedger.open(path, genesis, { synchronous: 'NORMAL' });
