@@ -304,6 +304,8 @@ interface Slot {
   /** A proposal waiting for requests or results it fetched. */
   parked: PrePrepare | null;
   parkedFromNewView: boolean;
+  /** What the parked proposal still lacks (keys of `parkedOn`); retried when the last one arrives. */
+  waitingFor: Set<string> | null;
   /** RESULTS batches this accepted proposal references: kept until it executes. */
   refs: string[];
   fetchedAt: number;
@@ -648,6 +650,7 @@ export class Replica {
     this.orphans.delete(idHex);
     this.inferQueue.push({ requestId: id, request: sr });
     this.updateReadiness(idHex);
+    this.arrived(`r${idHex}`);
     this.retryParked();
   }
 
@@ -840,6 +843,7 @@ export class Replica {
       if (!this.pool.has(idHex) && !this.orphans.has(idHex)) this.orphans.set(idHex, this.now);
       this.updateReadiness(idHex);
     });
+    this.arrived(`v${dHex}`);
     this.retryParked();
     return dHex;
   }
@@ -1063,6 +1067,7 @@ export class Replica {
         lastSent: this.now,
         parked: null,
         parkedFromNewView: false,
+        waitingFor: null,
         refs: [],
         fetchedAt: Number.NEGATIVE_INFINITY,
       };
@@ -1160,8 +1165,10 @@ export class Replica {
       }
     }
     if (missingRequests.length > 0 || missingResults.size > 0) {
-      slot.parked = pp;
-      slot.parkedFromNewView = fromNewView;
+      this.park(slot, pp, fromNewView, [
+        ...missingRequests.map((id) => `r${hex(id)}`),
+        ...[...missingResults.keys()].map((d) => `v${d}`),
+      ]);
       if (slot.fetchedAt + this.cfg.retransmitMs <= this.now) {
         slot.fetchedAt = this.now;
         const msg: NodeMessage = {
@@ -1176,7 +1183,7 @@ export class Replica {
       }
       return;
     }
-    slot.parked = null;
+    this.unpark(slot);
     if (primary === this.id) {
       // Our own (re-)proposal, now backed by everything it references.
       for (const e of b.entries) {
@@ -1244,21 +1251,71 @@ export class Replica {
   }
 
   private reject(slot: Slot, primary: number, why: string): void {
-    slot.parked = null;
+    this.unpark(slot);
     this.blame(primary, 'bad-proposal', why);
   }
 
-  private retryParked(): void {
-    for (const s of this.slots.values()) {
-      if (s.parked && s.seq <= this.lastExecuted) s.parked = null; // executed meanwhile (state transfer)
-      if (s.parked && !this.inRetry) {
-        this.inRetry = true;
-        try {
-          this.tryAccept(s, s.parked, s.parkedFromNewView);
-        } finally {
-          this.inRetry = false;
-        }
+  /**
+   * Parked proposals by what they lack: `r` + request id or `v` + results digest (hex). A proposal is
+   * retried when the last thing it lacked arrives (and on the retransmission timer), not on every
+   * arrival: a node behind under overload holds many parked proposals of hundreds of entries each, and
+   * retrying them all for every request a forward brought once blocked its event loop for seconds.
+   */
+  private readonly parkedOn = new Map<string, Set<Slot>>();
+  /** Parked proposals that have everything they lacked, to retry. */
+  private readonly retryDue = new Set<Slot>();
+
+  private park(slot: Slot, pp: PrePrepare, fromNewView: boolean, lacks: string[]): void {
+    this.unpark(slot);
+    slot.parked = pp;
+    slot.parkedFromNewView = fromNewView;
+    slot.waitingFor = new Set(lacks);
+    for (const k of slot.waitingFor) {
+      let slots = this.parkedOn.get(k);
+      if (!slots) {
+        slots = new Set();
+        this.parkedOn.set(k, slots);
       }
+      slots.add(slot);
+    }
+  }
+
+  private unpark(slot: Slot): void {
+    slot.parked = null;
+    this.retryDue.delete(slot);
+    if (!slot.waitingFor) return;
+    for (const k of slot.waitingFor) {
+      const slots = this.parkedOn.get(k);
+      slots?.delete(slot);
+      if (slots?.size === 0) this.parkedOn.delete(k);
+    }
+    slot.waitingFor = null;
+  }
+
+  /** A request (`r` + id) or results batch (`v` + digest) arrived: parked proposals lacking it are told. */
+  private arrived(key: string): void {
+    const slots = this.parkedOn.get(key);
+    if (!slots) return;
+    this.parkedOn.delete(key);
+    for (const s of slots) {
+      s.waitingFor?.delete(key);
+      if (s.parked && s.waitingFor?.size === 0) this.retryDue.add(s);
+    }
+  }
+
+  private retryParked(): void {
+    if (this.inRetry) return;
+    this.inRetry = true;
+    try {
+      for (const s of this.retryDue) {
+        this.retryDue.delete(s);
+        if (!s.parked) continue;
+        if (s.seq <= this.lastExecuted)
+          this.unpark(s); // executed meanwhile (state transfer)
+        else this.tryAccept(s, s.parked, s.parkedFromNewView);
+      }
+    } finally {
+      this.inRetry = false;
     }
   }
   private inRetry = false;
@@ -1674,7 +1731,11 @@ export class Replica {
     for (const s of this.executedDigests.keys()) if (s <= seq) this.executedDigests.delete(s);
     for (const s of this.preparedCerts.keys()) if (s <= seq) this.preparedCerts.delete(s);
     // Garbage collection below the low watermark: protocol messages, finished results, old checkpoints.
-    for (const s of this.slots.keys()) if (s <= seq) this.slots.delete(s);
+    for (const [s, slot] of this.slots)
+      if (s <= seq) {
+        this.unpark(slot);
+        this.slots.delete(s);
+      }
     for (const [s, r] of this.receipts) if (s <= seq && r.certified) this.receipts.delete(s);
     for (const s of this.checkpoints.keys()) if (s < seq) this.checkpoints.delete(s);
     for (const [id, a] of this.archive) if (a.seq <= seq) this.archive.delete(id);
@@ -2004,7 +2065,7 @@ export class Replica {
     this.vcDeadline = this.now + this.currentTimeout();
     this.quorum.clear();
     this.ready.clear();
-    for (const slot of this.slots.values()) slot.parked = null;
+    for (const slot of this.slots.values()) this.unpark(slot);
     this.sendViewChange();
   }
 
@@ -2155,6 +2216,7 @@ export class Replica {
     for (const [s, slot] of this.slots)
       if (s > this.lastExecuted) {
         this.releaseRefs(slot);
+        this.unpark(slot);
         this.slots.delete(s);
       }
     for (const p of this.pool.values()) p.state = 'pending';
@@ -2176,6 +2238,8 @@ export class Replica {
             'SAFETY_VIOLATION',
             `new view ${view} re-proposes another batch at executed seq ${d.seq}`,
           );
+        const old = this.slots.get(d.seq);
+        if (old) this.unpark(old);
         this.slots.delete(d.seq);
         // Adopting a past view after state transfer: the others are long done with these batches.
         if (adoptOnly) return;

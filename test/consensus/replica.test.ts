@@ -3,7 +3,7 @@
  * go in at chosen `now` values, and the tests look at the actions that come out. Section 5 wires four
  * replicas through a tiny synchronous router and the real ledger state machine.
  */
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { buildCertificates, verifyCertificate } from '../../src/certificate/index.ts';
 import {
   type Action,
@@ -1041,6 +1041,42 @@ describe('4. a backup accepts or refuses a pre-prepare', () => {
     expect(fetch[0].msg.results).toEqual([]);
     const b = h.msg(0, { kind: 'fetched', requests: [sr], results: [], prePrepares: [] });
     expectPrepared(b, pp);
+    expect(totalMisb(h.r)).toBe(0);
+  });
+
+  it('a parked proposal is retried once the last request it lacked arrives, not on every arrival', () => {
+    // Three proposals (the window) of 64 requests each, none of which this backup holds yet (the votes it has). The
+    // requests then come one per forward. Retrying every parked proposal on every arrival (as it did)
+    // cost parked × entries per request, which blocked a node behind under overload for seconds.
+    const h = new One(1);
+    const K = 3;
+    const B = 64;
+    const reqs = Array.from({ length: K * B }, (_, i) => mkReq(1000 + i));
+    const ids = reqs.map(requestIdOf);
+    const res = [0, 2, 3].map((v) => resultsOf(v, ids));
+    for (const r of res) h.msg(r.batch.node, { kind: 'results', signed: r });
+    const pps = Array.from({ length: K }, (_, k) =>
+      makePP(
+        k + 1,
+        ids.slice(k * B, (k + 1) * B).map((requestId, j) => ({
+          requestId,
+          votes: res.map((r) => voteOf(r, k * B + j)),
+        })),
+        { timestamp: T0 + k + 1 },
+      ),
+    );
+    for (const pp of pps) expect(sent(h.msg(0, { kind: 'prePrepare', pp }), 'prepare')).toHaveLength(0);
+    const tries = vi.spyOn(h.r as unknown as { tryAccept: () => void }, 'tryAccept');
+    const preparedAt = new Map<number, number>();
+    reqs.forEach((sr, i) => {
+      for (const p of sent(h.msg(2, { kind: 'forward', requests: [sr] }), 'prepare'))
+        preparedAt.set(p.msg.seq, i);
+    });
+    // Each prepared when its last request came, and each tried once for it.
+    expect([...preparedAt].sort((a, b) => a[0] - b[0])).toEqual(
+      pps.map((pp, k) => [pp.seq, (k + 1) * B - 1]),
+    );
+    expect(tries).toHaveBeenCalledTimes(K);
     expect(totalMisb(h.r)).toBe(0);
   });
 
