@@ -1177,6 +1177,7 @@ export class Replica {
           requests: missingRequests,
           results: [...missingResults.values()],
           seqs: [],
+          prePrepares: [],
         };
         // A new primary re-proposing someone else's prepared batch asks everyone for what it lacks.
         this.out.push(primary === this.id ? { type: 'broadcast', msg } : { type: 'send', to: primary, msg });
@@ -1760,7 +1761,7 @@ export class Replica {
       if (r) results.push(r.signed);
     }
     const prePrepares: PrePrepare[] = [];
-    for (const s of m.seqs) {
+    for (const s of m.prePrepares) {
       const slot = this.slots.get(s);
       if (slot?.pp) prePrepares.push(slot.pp);
     }
@@ -1837,6 +1838,7 @@ export class Replica {
     }
     // Batches stuck in ordering or certification: re-send our part and ask every peer for theirs.
     const stuck: number[] = [];
+    const lacking: number[] = [];
     for (const slot of this.slots.values()) {
       const gap = slot.resendGap ?? this.cfg.retransmitMs;
       if (slot.seq <= this.lastExecuted || slot.lastSent + gap > this.now) continue;
@@ -1847,6 +1849,9 @@ export class Replica {
       }
       slot.lastSent = this.now;
       stuck.push(slot.seq);
+      // Its proposal is asked for when missing, or when peers voted for another digest (an equivocating
+      // primary: the other signed proposal is the evidence that convicts it).
+      if (!slot.pp || this.votedOtherDigest(slot)) lacking.push(slot.seq);
       if (slot.pp && this.primaryOf(slot.view) === this.id)
         this.out.push({ type: 'broadcast', msg: { kind: 'prePrepare', pp: slot.pp } });
       if (slot.myPrepare) this.out.push({ type: 'broadcast', msg: slot.myPrepare });
@@ -1879,12 +1884,26 @@ export class Replica {
       this.out.push({
         type: 'send',
         to,
-        msg: { kind: 'fetch', from: this.id, requests: ids.slice(0, 4096), results: [], seqs: [] },
+        msg: {
+          kind: 'fetch',
+          from: this.id,
+          requests: ids.slice(0, 4096),
+          results: [],
+          seqs: [],
+          prePrepares: [],
+        },
       });
     if (stuck.length > 0)
       this.out.push({
         type: 'broadcast',
-        msg: { kind: 'fetch', from: this.id, requests: [], results: [], seqs: stuck.slice(0, 1024) },
+        msg: {
+          kind: 'fetch',
+          from: this.id,
+          requests: [],
+          results: [],
+          seqs: stuck.slice(0, 1024),
+          prePrepares: lacking.slice(0, 1024),
+        },
       });
     // Transactions submitted here and not yet in an accepted batch: spread again (a copy may have been lost).
     for (const t of this.txs.values()) {
@@ -1900,6 +1919,15 @@ export class Replica {
       r.backoff = Math.min(r.backoff * 2, 64 * this.cfg.retransmitMs);
       this.out.push({ type: 'broadcast', msg: { kind: 'results', signed: r.signed } });
     }
+  }
+
+  /** Whether some peer's PREPARE or COMMIT for this slot names a digest other than its proposal's. */
+  private votedOtherDigest(slot: Slot): boolean {
+    if (!slot.digest) return false;
+    const d = hex(slot.digest);
+    for (const x of slot.prepares.values()) if (x !== d) return true;
+    for (const x of slot.commits.values()) if (x !== d) return true;
+    return false;
   }
 
   private executedAtLastRetransmit = 0;

@@ -490,6 +490,13 @@ function garbageMessage(ctx: ScriptContext): NodeMessage | Uint8Array {
         ],
       };
     default: // a fetch for things nobody has
-      return { kind: 'fetch', from: ctx.id, requests: [r.bytes(32)], results: [r.bytes(32)], seqs: [seq] };
+      return {
+        kind: 'fetch',
+        from: ctx.id,
+        requests: [r.bytes(32)],
+        results: [r.bytes(32)],
+        seqs: [seq],
+        prePrepares: [seq],
+      };
   }
 }

@@ -1396,22 +1396,33 @@ describe('5. three phases end to end (4 replicas, synchronous router)', () => {
     }
     // Old slots collected: nothing at or below the stable checkpoint is kept ...
     for (const r of c.replicas) for (const s of slotsOf(r).keys()) expect(s).toBeGreaterThan(r.stable);
-    // ... which shows from outside too: a fetch for an old batch gets no pre-prepare back, a recent one does.
+    // ... which shows from outside too: a fetch for an old batch gets no pre-prepare back, a recent one does
+    // (only when asked for: a peer stuck on a batch whose proposal it has gets only the others' votes).
     const r1 = c.replicas[1];
-    const fetchFor = (seq: number) =>
+    const fetchFor = (seq: number, lacksProposal = true) =>
       sent(
         r1.step(
           {
             type: 'message',
             from: 2,
-            msg: { kind: 'fetch', from: 2, requests: [], results: [], seqs: [seq] },
+            msg: {
+              kind: 'fetch',
+              from: 2,
+              requests: [],
+              results: [],
+              seqs: [seq],
+              prePrepares: lacksProposal ? [seq] : [],
+            },
           },
           c.now,
         ),
         'fetched',
       ).flatMap((x) => x.msg.prePrepares.map((pp) => pp.seq));
     for (let s = 1; s <= lastStable; s++) expect(fetchFor(s)).toEqual([]);
-    for (let s = lastStable + 1; s <= batches; s++) expect(fetchFor(s)).toEqual([s]);
+    for (let s = lastStable + 1; s <= batches; s++) {
+      expect(fetchFor(s)).toEqual([s]);
+      expect(fetchFor(s, false)).toEqual([]);
+    }
   });
 });
 

@@ -266,6 +266,7 @@ const arbNodeMessage = fc.oneof(
     requests: fc.array(arbHash, { maxLength: 3 }),
     results: fc.array(arbHash, { maxLength: 3 }),
     seqs: fc.array(arbUint, { maxLength: 3 }),
+    prePrepares: fc.array(arbUint, { maxLength: 3 }),
   }),
   fc.record({
     kind: fc.constant('fetched' as const),
