@@ -20,14 +20,20 @@ import { readGenesis, readJsonFile, stableJson } from './io.ts';
  * The replica settings `group init` writes into every node config. Real models answer in a few ms each, at
  * different speeds: the primary waits a little longer than the simulator's default for the slower ones
  * (voteWaitMs), so certificates usually carry every node's vote. At most 4 batches in flight: under load,
- * requests wait for the pipeline and batches fill up. A 5 ms batch timeout. The batching sweep
- * (`npm run bench -- sweep`, BENCHMARKS.md) preferred 1 ms in its last two runs (~5 ms lower p50 at low
- * load, the same peak) and one batch in flight at n = 4 (lower latency under load). Both were tried and
- * set back: with one in flight, an overloaded group of 7 changed views and then certified nothing for a
- * step. The 1 ms timeout went back for view changes under overload too, but a later run showed those with
- * 5 ms as well; it is worth trying again once view changes under overload are understood (BENCHMARKS.md).
+ * requests wait for the pipeline and batches fill up. A 5 ms batch timeout. A checkpoint every 8 batches
+ * (the replica's default is 32): a VIEW-CHANGE carries every prepared batch above the last stable
+ * checkpoint, and under load, with batches of hundreds of KB, 32 of them made VIEW-CHANGEs of ~1.7 MB and
+ * NEW-VIEWs of ~8 MB at n = 7; an overloaded group that had to change views then kept timing out in the
+ * view change itself (2026-11-30, scratch probes; with 8 it recovered). The batching sweep (`npm run
+ * bench -- sweep`) preferred a 1 ms timeout and one batch in flight at n = 4; with one in flight an
+ * overloaded group of 7 still changes views where 4 in flight does not (same probes), so 4 and 5 ms stay.
  */
-export const GROUP_REPLICA = { voteWaitMs: 25, maxInFlightBatches: 4, batchTimeoutMs: 5 } as const;
+export const GROUP_REPLICA = {
+  voteWaitMs: 25,
+  maxInFlightBatches: 4,
+  batchTimeoutMs: 5,
+  checkpointInterval: 8,
+} as const;
 
 /** SIGTERM, then SIGKILL after `graceMs` if it is still running; resolves once the process has exited. */
 export function stopChild(c: ChildProcess, graceMs = 10_000): Promise<void> {
