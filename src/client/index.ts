@@ -47,6 +47,14 @@ export interface ClientOptions {
   sendTo?: 'all' | number | number[];
   /** How long to wait for a certificate, in ms (default 30 s). */
   timeoutMs?: number;
+  /**
+   * Hedging, when `sendTo` leaves nodes out: a request the chosen nodes have not certified within this
+   * many ms is also sent to the others (it is idempotent: a node that holds it already only waits for
+   * its certificate), and the first certificate that verifies wins. Default 2000; Infinity asks the
+   * others only once the chosen nodes have failed. Any node's certificate is as good as another's, and
+   * a node that is behind (overloaded, just restarted, or slow on purpose) certifies late.
+   */
+  hedgeMs?: number;
   /** Highest fee the client agrees to pay per request (default: the sum of all node fees). */
   maxFee?: number;
   policy?: Policy | null;
@@ -74,6 +82,9 @@ export interface InferResult {
   /** The node whose answer arrived first. */
   servedBy: number;
 }
+
+/** See ClientOptions.hedgeMs. */
+const DEFAULT_HEDGE_MS = 2000;
 
 /** The reason given to aborted work (a shared object: no DOMException is built per abort). */
 const DONE = new Error('settled');
@@ -336,13 +347,41 @@ export class DropbearClient {
         ),
       );
     const finalErr = () => (enough() ? [...refusedBy.values()][0] : null);
+    // The other nodes are asked once the chosen ones failed, or hedgeMs passed without a certificate.
+    let hedge: ReturnType<typeof setTimeout> | undefined;
+    let restDecided = false;
+    let startRest: () => void = () => {};
+    let stopRest: (e: unknown) => void = () => {};
+    const restRun = new Promise<InferResult>((resolve, reject) => {
+      startRest = () => {
+        if (restDecided) return;
+        restDecided = true;
+        clearTimeout(hedge);
+        race(rest).then(resolve, reject);
+      };
+      stopRest = (e) => {
+        if (restDecided) return;
+        restDecided = true;
+        clearTimeout(hedge);
+        reject(e);
+      };
+    });
+    restRun.catch(() => {});
+    const firstRun = race(first);
+    firstRun.catch((e: unknown) => {
+      if (finalErr() || rest.length === 0 || Date.now() >= deadline) stopRest(finalErr() ?? e);
+      else startRest();
+    });
+    const hedgeMs = this.opts.hedgeMs ?? DEFAULT_HEDGE_MS;
+    if (rest.length === 0) stopRest(new DropbearError('NO_CERTIFICATE', 'no other node to ask'));
+    else if (hedgeMs < timeoutMs) hedge = setTimeout(startRest, Math.max(0, hedgeMs));
+    // A node that takes the request and never answers must not hold the call past its time.
+    const timer = setTimeout(
+      () => abort.abort(new DropbearError('TIMEOUT', `no certificate within ${timeoutMs} ms`)),
+      timeoutMs,
+    );
     try {
-      try {
-        return await race(first);
-      } catch (e) {
-        if (finalErr() || rest.length === 0 || Date.now() >= deadline) throw finalErr() ?? e;
-        return await race(rest);
-      }
+      return await Promise.any([firstRun, restRun]);
     } catch {
       if (finalErr()) throw finalErr();
       if (refusedBy.size > 0) throw [...refusedBy.values()][0];
@@ -351,6 +390,8 @@ export class DropbearClient {
         `no node returned a valid certificate for ${id}: ${errors.join('; ')}`,
       );
     } finally {
+      clearTimeout(hedge);
+      clearTimeout(timer);
       abort.abort(DONE);
     }
   }
@@ -416,17 +457,31 @@ export class DropbearClient {
       },
     };
     const timer = setTimeout(wake, timeoutMs);
+    let hedge: ReturnType<typeof setTimeout> | undefined;
     try {
       const first = this.targets();
       const rest = this.nodes.filter((n) => !first.includes(n));
-      for (const nodes of [first, rest]) {
+      const round = (nodes: GroupNode[], sentToAll: boolean) => {
         const todo = items.filter((it) => !it.out);
-        if (todo.length === 0 || nodes.length === 0 || Date.now() >= deadline) break;
-        ctx.sentToAll = nodes === first && this.coversGroup(first);
-        await Promise.race([finished, Promise.allSettled(nodes.map((n) => this.batchAt(n, todo, ctx)))]);
-      }
+        const c = { ...ctx, sentToAll };
+        return Promise.allSettled(nodes.map((n) => this.batchAt(n, todo, c)));
+      };
+      // The others get what is still unsettled once the chosen nodes are done, or hedgeMs passed.
+      let restRound: Promise<unknown> | null = null;
+      const startRest = () => {
+        clearTimeout(hedge);
+        if (!restRound && left > 0 && rest.length > 0 && Date.now() < deadline)
+          restRound = round(rest, false);
+        return restRound;
+      };
+      const hedgeMs = this.opts.hedgeMs ?? DEFAULT_HEDGE_MS;
+      if (rest.length > 0 && hedgeMs < timeoutMs) hedge = setTimeout(startRest, Math.max(0, hedgeMs));
+      await Promise.race([finished, round(first, this.coversGroup(first))]);
+      const restRun = startRest();
+      if (restRun) await Promise.race([finished, restRun]);
     } finally {
       clearTimeout(timer);
+      clearTimeout(hedge);
       abort.abort(DONE);
       for (const it of items) it.abort.abort(DONE);
     }

@@ -521,6 +521,10 @@ export class Replica {
   get pendingRequests(): number {
     return this.pool.size;
   }
+  /** Whether this replica holds the request (waiting or in a batch) or has executed it. */
+  holdsRequest(idHex: string): boolean {
+    return this.pool.has(idHex) || this.done.has(idHex);
+  }
   /** Transactions waiting to be ordered (spread to this node or submitted here, not yet executed). */
   get pendingTxs(): Tx[] {
     return [...this.txs.values()].map((t) => t.tx);

@@ -587,8 +587,12 @@ export function buildApi(host: NodeHost, opts: ApiOptions = {}): FastifyInstance
       if (have) out[i] = { requestId: id, certificate: have };
       else todo.push(i);
     });
-    if (todo.length > 0) {
-      const why = overloaded(todo.length);
+    // Only requests new to this node add to its backlog: one it holds already (a client asking a second
+    // node, or hedging) only waits for its certificate, and is let in however busy the node is.
+    const held = new Set(todo.filter((i) => host.replica.holdsRequest(ids[i]!)));
+    const incoming = todo.length - held.size;
+    if (incoming > 0) {
+      const why = overloaded(incoming);
       if (why) {
         for (const _ of todo) metrics.requestRejected('OVERLOADED');
         throw apiError('OVERLOADED', why, todo.length === 1 ? ids[todo[0]]! : undefined);
@@ -596,6 +600,8 @@ export function buildApi(host: NodeHost, opts: ApiOptions = {}): FastifyInstance
     }
     const checked = await Promise.all(
       todo.map(async (i) => {
+        // A request held here passed these checks when it was accepted (its id is its hash).
+        if (held.has(i)) return null;
         try {
           await precheck(srs[i] as SignedRequest, ids[i]!);
           return null;

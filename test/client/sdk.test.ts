@@ -261,6 +261,38 @@ describe('DropbearClient over HTTP', () => {
     for (const x of b) expect([2, 3]).toContain(expectCertified(x).servedBy);
   });
 
+  it('hedging: a node that takes a request and never answers does not hold it up; the others certify it', async () => {
+    // A node that passes every POST on to real node 0 (so the group gets the request) and then never
+    // answers the client: a node far behind, or one withholding certificates on purpose.
+    const held: ServerResponse[] = [];
+    const staller = await fakeNode(async (req, res) => {
+      const body = await readBody(req);
+      await fetch(`${real[0].api}${(req.url ?? '').replace(/wait=\d+/, 'wait=0')}`, {
+        method: req.method,
+        headers: req.headers['content-type'] ? { 'content-type': req.headers['content-type'] } : {},
+        body: req.method === 'POST' ? new Uint8Array(body) : undefined,
+      });
+      held.push(res);
+    });
+    const nodes = withNode(0, staller);
+    // The same image each time (fresh nonces make fresh requests): the later tests' images stay as they were.
+    const rec = recording();
+    const c = sdk({ nodes, sendTo: [0], hedgeMs: 300, timeoutMs: 10_000, fetch: rec.fetch });
+    const sr = c.sign(images[0]);
+    const r = expectCertified(await c.send(sr), sr);
+    expect(r.servedBy).not.toBe(0);
+    const b = await c.inferBatch([images[0], images[0], images[0]]);
+    for (const x of b) expect(expectCertified(x).servedBy).not.toBe(0);
+    // The others were asked only after the staller took the request (it got the first POST of each call).
+    const posts = rec.stats.calls.filter((x) => x.method === 'POST').map((x) => new URL(x.url).origin);
+    expect(posts[0]).toBe(new URL(staller).origin);
+    expect(held.length).toBeGreaterThanOrEqual(2);
+    // Without hedging the call waits for the staller to the end of its time, and nobody else is asked.
+    const patient = sdk({ nodes, sendTo: [0], hedgeMs: Number.POSITIVE_INFINITY, timeoutMs: 2000 });
+    await expect(patient.infer(images[0])).rejects.toMatchObject({ code: 'NO_CERTIFICATE' });
+    for (const res of held) res.destroy();
+  });
+
   it('rejects what f+1 nodes refuse (bad signature, expired), quickly, without asking every node twice', async () => {
     const rec = recording();
     const c = sdk({ fetch: rec.fetch, sendTo: 1 });

@@ -624,6 +624,14 @@ describe('node HTTP API', () => {
       const res = await post(tiny, { request: json(requestFor(img)) });
       expectError(res, 503, 'OVERLOADED');
       expect(res.headers['retry-after']).toBe('1');
+      // ... except a request it holds already (sent to it by another route, or again by a hedging
+      // client): that one adds nothing to the backlog and only waits for its certificate.
+      const held = requestFor(images[18]);
+      const accepted = await post(apps[0], { request: json(held) }, 0);
+      expect(accepted.statusCode).toBe(202);
+      const again = await post(tiny, { request: json(held) }, 0);
+      expect(again.statusCode, again.body).toBe(202);
+      expect(again.json().requestId).toBe(accepted.json().requestId);
     } finally {
       await tiny.close();
     }
