@@ -26,6 +26,7 @@
  *
  * Flags: --runs=N --step-ms=MS --model=NAME --conc-standin=a,b --conc-real=a,b --profile
  */
+import { GROUP_REPLICA } from '../../src/cli/group.ts';
 import { catalogByName } from '../../src/inference/catalog.ts';
 import { InferenceEngine } from '../../src/inference/engine.ts';
 import { resolveModel } from '../../src/inference/store.ts';
@@ -58,7 +59,12 @@ type Site = 'A' | 'B' | 'C';
 const NODE_SITE: Site[] = ['A', 'A', 'B', 'C'];
 const CLIENT_SITE: Site = 'A';
 const ONE_WAY_MS: Record<string, number> = { 'A-B': 10, 'A-C': 30, 'B-C': 60 };
-const REPLICA = { retransmitMs: 250 };
+/**
+ * What `group init` writes, with a longer retransmission period. (Until 2026-11-30 this replaced the whole
+ * replica section with the vote wait and retransmitMs alone, so the wan part ran the replica's in-process
+ * defaults otherwise: 64 batches in flight, a 2 ms batch timeout and a checkpoint every 32 batches.)
+ */
+const REPLICA = { ...GROUP_REPLICA, voteWaitMs: 25, retransmitMs: 250 };
 const ENGINE = { intraOpThreads: 1, maxBatch: 8, maxDelayMs: 2 };
 /** Client batch (requests per signature): the real model certifies ~10× fewer requests per second. */
 const CLIENT_BATCH = { standin: 64, real: 16 };
@@ -98,7 +104,7 @@ export async function startWanGroup(o: {
     models: o.models,
     home: o.home,
     name: 'wan',
-    nodeConfig: { engine: ENGINE, replica: { voteWaitMs: 25, ...REPLICA } },
+    nodeConfig: { engine: ENGINE, replica: REPLICA },
     execArgv: o.execArgv,
     log: o.log,
     beforeStart: async (file, dir) => {
@@ -544,7 +550,7 @@ export async function run(o: PartOptions): Promise<PartResult> {
       `A–C ${ONE_WAY_MS['A-C']} ms, B–C ${ONE_WAY_MS['B-C']} ms, by delaying relays on every inter-site TCP link ` +
       `(node ↔ node through each node's \`peers\`, client ↔ nodes 2 and 3 over HTTP); the client sends to the two site-A nodes. ` +
       `Client batches of up to ${CLIENT_BATCH.standin} (stand-in) or ${CLIENT_BATCH.real} (real model) requests (one signature each, ${LINGER_MS} ms linger), every certificate verified. ` +
-      `Replica ${JSON.stringify({ voteWaitMs: 25, ...REPLICA })}; engine ${JSON.stringify(ENGINE)}. ` +
+      `Replica ${JSON.stringify(REPLICA)}; engine ${JSON.stringify(ENGINE)}. ` +
       `${runs} run(s) of ${stepMs / 1000} s per row; median and min–max over runs. ` +
       `The paper behind Dropbear reports ${PAPER_RPS} requests/s with ImageNet models across 3 cloud sites.`,
     '',
@@ -569,7 +575,7 @@ export async function run(o: PartOptions): Promise<PartResult> {
   return {
     json: {
       sites: { nodes: NODE_SITE, client: CLIENT_SITE, oneWayMs: ONE_WAY_MS },
-      replica: { voteWaitMs: 25, ...REPLICA },
+      replica: REPLICA,
       engine: ENGINE,
       clientBatch: CLIENT_BATCH,
       runs,
