@@ -27,12 +27,19 @@ import { readGenesis, readJsonFile, stableJson } from './io.ts';
  * view change itself (2026-11-30, scratch probes; with 8 it recovered). The batching sweep (`npm run
  * bench -- sweep`) preferred a 1 ms timeout and one batch in flight at n = 4; with one in flight an
  * overloaded group of 7 still changes views where 4 in flight does not (same probes), so 4 and 5 ms stay.
+ * A view-change timeout of 2 s (the replica's default is 1 s): four real models sharing two cores with a
+ * burst of 256 requests at start stalled the whole group for ~1.3 s (every node's event loop blocked for
+ * 0.4-0.6 s at a time, nothing executed), and backups that had waited one timeout for a ready request
+ * changed views (`npm run bench -- wan`, real model at 256 in flight, with a debug log of why; 2026-11-30).
+ * A crashed primary is replaced after ~2.75 s instead of ~1.75 s (the timeout plus the pre-view-change
+ * check); the e2e test that kills the primary sets 1 s itself.
  */
 export const GROUP_REPLICA = {
   voteWaitMs: 25,
   maxInFlightBatches: 4,
   batchTimeoutMs: 5,
   checkpointInterval: 8,
+  viewChangeTimeoutMs: 2000,
 } as const;
 
 /** SIGTERM, then SIGKILL after `graceMs` if it is still running; resolves once the process has exited. */
