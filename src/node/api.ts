@@ -600,7 +600,9 @@ export function buildApi(host: NodeHost, opts: ApiOptions = {}): FastifyInstance
     }
     const checked = await Promise.all(
       todo.map(async (i) => {
-        // A request held here passed these checks when it was accepted (its id is its hash).
+        // A request held here passed these checks when it was accepted. Its id hashes the request, which
+        // names the input's digest but not the signature: a copy with another input or signature gets the
+        // accepted one's answer, whose certificate names the accepted input (the client checks that).
         if (held.has(i)) return null;
         try {
           await precheck(srs[i] as SignedRequest, ids[i]!);
