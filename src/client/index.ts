@@ -159,7 +159,7 @@ export class DropbearClient {
   readonly groupId: Uint8Array;
   private readonly nodes: GroupNode[];
   private readonly key: KeyPair;
-  private readonly opts: Required<Pick<ClientOptions, 'timeoutMs' | 'maxFee'>> & ClientOptions;
+  private readonly opts: Required<Pick<ClientOptions, 'timeoutMs' | 'maxFee' | 'hedgeMs'>> & ClientOptions;
   private readonly fetchImpl: typeof fetch;
   private nonce: number;
   private rr = 0;
@@ -173,7 +173,7 @@ export class DropbearClient {
     this.key = opts.key;
     this.fetchImpl = opts.fetch ?? fetch;
     const fees = opts.genesis.nodes.reduce((a, n) => a + n.fee, 0);
-    this.opts = { timeoutMs: 30_000, maxFee: fees, ...opts };
+    this.opts = { timeoutMs: 30_000, maxFee: fees, ...opts, hedgeMs: opts.hedgeMs ?? DEFAULT_HEDGE_MS };
     // Nonces only need to be unique per client key within the expiry window: time-seeded and increasing.
     this.nonce = Date.now() * 1000 + Math.floor(Math.random() * 1000);
   }
@@ -372,7 +372,7 @@ export class DropbearClient {
       if (finalErr() || rest.length === 0 || Date.now() >= deadline) stopRest(finalErr() ?? e);
       else startRest();
     });
-    const hedgeMs = this.opts.hedgeMs ?? DEFAULT_HEDGE_MS;
+    const hedgeMs = this.opts.hedgeMs;
     if (rest.length === 0) stopRest(new DropbearError('NO_CERTIFICATE', 'no other node to ask'));
     else if (hedgeMs < timeoutMs) hedge = setTimeout(startRest, Math.max(0, hedgeMs));
     // A node that takes the request and never answers must not hold the call past its time.
@@ -474,7 +474,7 @@ export class DropbearClient {
           restRound = round(rest, false);
         return restRound;
       };
-      const hedgeMs = this.opts.hedgeMs ?? DEFAULT_HEDGE_MS;
+      const hedgeMs = this.opts.hedgeMs;
       if (rest.length > 0 && hedgeMs < timeoutMs) hedge = setTimeout(startRest, Math.max(0, hedgeMs));
       await Promise.race([finished, round(first, this.coversGroup(first))]);
       const restRun = startRest();

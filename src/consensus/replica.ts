@@ -1127,6 +1127,8 @@ export class Replica {
     const primary = this.primaryOf(pp.view);
     const b = pp.batch;
     const missingRequests: Uint8Array[] = [];
+    /** Keys of `parkedOn` for what is missing (`r` + request id hex, `v` + results digest hex). */
+    const lacks: string[] = [];
     const missingResults = new Map<string, Uint8Array>();
     const seen = new Set<string>();
     // Timestamp rule: after every accepted earlier batch, before every accepted later one, not far ahead.
@@ -1149,12 +1151,17 @@ export class Replica {
       if (e.votes.length < this.q) return this.reject(slot, primary, 'entry with fewer than q votes');
       if (fromNewView) {
         // Batches carried by a NEW-VIEW were prepared by a quorum: execution skips duplicates (rule 5).
-        if (!this.pool.has(idHex) && !this.archive.has(idHex)) missingRequests.push(e.requestId);
+        if (!this.pool.has(idHex) && !this.archive.has(idHex)) {
+          missingRequests.push(e.requestId);
+          lacks.push(`r${idHex}`);
+        }
       } else {
         if (this.done.has(idHex)) return this.reject(slot, primary, 'request already executed');
         const p = this.pool.get(idHex);
-        if (!p) missingRequests.push(e.requestId);
-        else if (p.state === 'proposed') return this.reject(slot, primary, 'request already ordered');
+        if (!p) {
+          missingRequests.push(e.requestId);
+          lacks.push(`r${idHex}`);
+        } else if (p.state === 'proposed') return this.reject(slot, primary, 'request already ordered');
       }
       for (const v of e.votes) {
         if (v.node >= this.n) return this.reject(slot, primary, 'vote from unknown node');
@@ -1169,10 +1176,8 @@ export class Replica {
       }
     }
     if (missingRequests.length > 0 || missingResults.size > 0) {
-      this.park(slot, pp, fromNewView, [
-        ...missingRequests.map((id) => `r${hex(id)}`),
-        ...[...missingResults.keys()].map((d) => `v${d}`),
-      ]);
+      for (const d of missingResults.keys()) lacks.push(`v${d}`);
+      this.park(slot, pp, fromNewView, lacks);
       if (slot.fetchedAt + this.cfg.retransmitMs <= this.now) {
         slot.fetchedAt = this.now;
         const msg: NodeMessage = {
