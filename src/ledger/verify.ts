@@ -5,7 +5,7 @@
  * - the receipt chain: receipt s names batch s, its group and the hash of receipt s−1 (the group id for
  *   s = 1), and the stored hash and prev-hash columns agree with the receipt bytes;
  * - receipt signatures: each from a known node and valid; a batch with any signatures has ≥ 2f+1;
- * - the stored outcomes: indices 0..k−1, k = resultsCount, their Merkle root = resultsRoot;
+ * - the stored outcomes: k of them, k = resultsCount (no row when k = 0), their Merkle root = resultsRoot;
  * - replay: a fresh LedgerState from the genesis, fed the stored batches, reproduces every receipt, every
  *   stored outcome and every stored checkpoint's state digest.
  * Reads the file read-only; writes nothing.
@@ -31,7 +31,7 @@ import {
   verifyTagged,
 } from '../protocol/index.ts';
 import { ResolvedEntries } from './codec.ts';
-import { LEDGER_SCHEMA_VERSION, openDatabase, readMeta } from './sqlite.ts';
+import { LEDGER_SCHEMA_VERSION, openDatabase, readMeta, StoredOutcomes } from './sqlite.ts';
 import { LedgerState } from './state.ts';
 
 export interface LedgerVerification {
@@ -110,9 +110,7 @@ function check(
   const q = 2 * genesis.f + 1;
   const getReceipt = db.prepare('SELECT receipt, hash, prev_hash FROM receipts WHERE seq = ?');
   const getSigs = db.prepare('SELECT node, signature FROM receipt_sigs WHERE seq = ? ORDER BY node');
-  const getOutcomes = db.prepare(
-    'SELECT request_id, leaf_index, outcome FROM outcomes WHERE seq = ? ORDER BY leaf_index',
-  );
+  const getOutcomes = db.prepare('SELECT outcomes FROM outcomes WHERE seq = ?');
   const checkpoints = new Map<number, Uint8Array>();
   for (const r of db.prepare('SELECT seq, state_digest FROM checkpoints').all() as Row[])
     checkpoints.set(r.seq as number, u8(r.state_digest));
@@ -205,22 +203,23 @@ function check(
     }
 
     // Stored outcomes against the receipt's Merkle root.
-    const orows = getOutcomes.all(seq) as Row[];
-    const outcomeBytes: Uint8Array[] = [];
-    orows.forEach((o, i) => {
-      const bytes = u8(o.outcome);
-      outcomeBytes.push(bytes);
-      if (o.leaf_index !== i) at(`outcome leaf indices are not 0..${orows.length - 1}`);
-      const outcome = tryDecode(
+    const orow = getOutcomes.get(seq) as Row | undefined;
+    const outcomeBytes: Uint8Array[] = orow
+      ? (tryDecode(
+          () => decode(StoredOutcomes, u8(orow.outcomes)),
+          (m) => at(`stored outcomes do not decode: ${m}`),
+        ) ?? [])
+      : [];
+    if (orow && outcomeBytes.length === 0) at('an empty outcomes row');
+    outcomeBytes.forEach((bytes, i) => {
+      tryDecode(
         () => decode(Outcome, bytes),
         (m) => at(`outcome ${i} does not decode: ${m}`),
       );
-      if (outcome && !equalBytes(outcome.requestId, u8(o.request_id)))
-        at(`outcome ${i} is indexed under another request id`);
     });
     if (receipt) {
-      if (receipt.resultsCount !== orows.length)
-        at(`${orows.length} stored outcomes, receipt says ${receipt.resultsCount}`);
+      if (receipt.resultsCount !== outcomeBytes.length)
+        at(`${outcomeBytes.length} stored outcomes, receipt says ${receipt.resultsCount}`);
       else if (!equalBytes(buildTree(outcomeBytes.map((b) => leafHash(b))).root, receipt.resultsRoot))
         at("stored outcomes' Merkle root is not the receipt's results root");
     }

@@ -6,7 +6,7 @@ import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildCertificates, verifyCertificate } from '../../src/certificate/index.ts';
 import { ResolvedEntries as ResolvedEntriesCodec } from '../../src/ledger/codec.ts';
-import { SqliteLedger } from '../../src/ledger/sqlite.ts';
+import { OutcomeIndex, SqliteLedger, StoredOutcomes } from '../../src/ledger/sqlite.ts';
 import type { Execution, ResolvedEntry } from '../../src/ledger/state.ts';
 import { verifyLedgerFile } from '../../src/ledger/verify.ts';
 import {
@@ -15,6 +15,7 @@ import {
   batchDigestOf,
   type CountedVote,
   DropbearError,
+  decode,
   encode,
   Genesis,
   groupIdOf,
@@ -252,6 +253,23 @@ describe('SqliteLedger', () => {
     l.close();
   });
 
+  it('indexes request ids by a 30-bit prefix and keeps every seq of ids that share one', () => {
+    const idx = new OutcomeIndex();
+    const a = new Uint8Array(32).fill(7);
+    const b = new Uint8Array(32).fill(7);
+    b[3] = 5; // 7 >> 2 === 5 >> 2: the same 30-bit key
+    b[31] = 1;
+    const c = new Uint8Array(32).fill(7);
+    c[2] = 8; // another key
+    idx.add(a, 3);
+    idx.add(b, 9);
+    idx.add(c, 4);
+    expect(idx.candidates(a)).toEqual([3, 9]);
+    expect(idx.candidates(b)).toEqual([3, 9]);
+    expect(idx.candidates(c)).toEqual([4]);
+    expect(idx.candidates(new Uint8Array(32))).toEqual([]);
+  });
+
   it('serves no certificate while a batch has fewer than q receipt signatures', () => {
     const l = SqliteLedger.open(freshPath(), genesis);
     const p = plans[0];
@@ -362,12 +380,9 @@ describe('SqliteLedger', () => {
     const l = SqliteLedger.open(path, genesis);
     fill(l, 1);
     const before = hex(l.state.stateDigest());
-    // Another connection plants a row that collides with an outcome of batch 2.
+    // Another connection plants a row that collides with the outcomes of batch 2.
     const db = new Database(path);
-    db.prepare('INSERT INTO outcomes (request_id, seq, leaf_index, outcome) VALUES (?, 99, 0, ?)').run(
-      plans[1].entries[0].requestId,
-      new Uint8Array([0]),
-    );
+    db.prepare('INSERT INTO outcomes (seq, outcomes) VALUES (2, ?)').run(new Uint8Array([0]));
     db.close();
     const p2 = plans[1];
     expect(codeOf(() => l.execute(2, 0, p2.digest, p2.batch, p2.entries))).toBe('LEDGER_DUPLICATE');
@@ -375,6 +390,19 @@ describe('SqliteLedger', () => {
     expect(hex(l.state.stateDigest())).toBe(before);
     expect(l.batch(2)).toBeNull();
     expect(l.receipt(2)).toBeNull();
+    // The in-memory request index did not keep the failed batch's requests: once the row is gone the
+    // batch executes again and its certificates are cut from what was written this time.
+    const db2 = new Database(path);
+    db2.prepare('DELETE FROM outcomes WHERE seq = 2').run();
+    db2.close();
+    const ex = l.execute(2, 0, p2.digest, p2.batch, p2.entries);
+    l.addReceiptSignatures(
+      2,
+      [0, 1, 2].map((node) => signReceipt(ex.receipt, node)),
+    );
+    const c = l.certificate(ex.outcomes[0].requestId);
+    expect(verifyCertificate(c, genesis)).toMatchObject({ ok: true });
+    expect(c?.leafIndex).toBe(0);
     l.close();
   });
 
@@ -542,8 +570,8 @@ describe('verifyLedgerFile', () => {
       'a changed outcome byte',
       () =>
         tamper(
-          'UPDATE outcomes SET outcome = ? WHERE seq = 1 AND leaf_index = 2',
-          flipLast(outcomeBytes(1, 2)),
+          'UPDATE outcomes SET outcomes = ? WHERE seq = 1',
+          storedOutcomes(1, (os) => os.map((o, i) => (i === 2 ? flipLast(o) : o))),
         ),
       /batch 1: .*(Merkle root|outcomes)/,
     ],
@@ -582,7 +610,11 @@ describe('verifyLedgerFile', () => {
     ],
     [
       'a deleted outcome',
-      () => tamper('DELETE FROM outcomes WHERE seq = 6 AND leaf_index = 6'),
+      () =>
+        tamper(
+          'UPDATE outcomes SET outcomes = ? WHERE seq = 6',
+          storedOutcomes(6, (os) => os.slice(0, 6)),
+        ),
       /batch 6: 6 stored outcomes, receipt says 7/,
     ],
     [
@@ -627,10 +659,10 @@ function readRow(sql: string, ...params: unknown[]): Record<string, unknown> {
   db.close();
   return r;
 }
-function outcomeBytes(seq: number, i: number): Uint8Array {
-  return new Uint8Array(
-    readRow('SELECT outcome FROM outcomes WHERE seq = ? AND leaf_index = ?', seq, i).outcome as Buffer,
-  );
+/** Batch `seq`'s stored outcomes, changed by `change` and encoded again. */
+function storedOutcomes(seq: number, change: (outcomes: Uint8Array[]) => Uint8Array[]): Uint8Array {
+  const row = readRow('SELECT outcomes FROM outcomes WHERE seq = ?', seq).outcomes as Buffer;
+  return encode(StoredOutcomes, change(decode(StoredOutcomes, new Uint8Array(row))));
 }
 function flipLast(b: Uint8Array): Uint8Array {
   const c = new Uint8Array(b);
