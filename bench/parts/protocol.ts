@@ -144,15 +144,22 @@ export async function step(
 ): Promise<Step> {
   await t.settle();
   const c0 = t.counters ? await t.counters() : null;
+  // CPU over the step's sending window: read when it ends, or when the loop returns if that is sooner.
+  // (Only a timer used to read it: a light step whose last answers came back before the timer fired
+  // returned first, cleared it and reported 0 % CPU.)
   const meter = cpuMeter(t.pids());
-  let cpu = { generator: 0, servers: 0 };
-  const read = setTimeout(() => {
+  const t0 = performance.now();
+  let cpu: Step['cpu'] | null = null;
+  const take = () => {
+    if (cpu) return;
     const c = meter();
+    const el = Math.max(1, performance.now() - t0);
     cpu = {
-      generator: (100 * c.self) / ms,
-      servers: (100 * c.others.reduce((a, b) => a + (Number.isFinite(b) ? b : 0), 0)) / ms,
+      generator: (100 * c.self) / el,
+      servers: (100 * c.others.reduce((a, b) => a + (Number.isFinite(b) ? b : 0), 0)) / el,
     };
-  }, ms);
+  };
+  const read = setTimeout(take, ms);
   const first = nextIndex;
   nextIndex += 1_000_000;
   const drainMs = Math.max(3000, ms);
@@ -166,10 +173,11 @@ export async function step(
           firstIndex: first,
         });
   clearTimeout(read);
+  take();
   const c1 = t.counters && c0 ? await t.counters() : null;
   return {
     ...r,
-    cpu,
+    cpu: cpu ?? { generator: 0, servers: 0 },
     batches: c0 && c1 ? c1.batches - c0.batches : null,
     inferCalls: c0 && c1 ? c1.inferCalls - c0.inferCalls : null,
     viewChanges: c0 && c1 ? c1.viewChanges - c0.viewChanges : null,

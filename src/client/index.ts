@@ -110,8 +110,21 @@ interface BatchItem {
   errors: string[];
   /** Nodes that refused it with a final code: f+1 of them (one honest at least) settle it. */
   refusedBy: Set<number>;
-  /** Ends this item's polls once it is settled (or the call ends). */
-  abort: AbortController;
+  /**
+   * Ends this item's own calls (a lone POST, polls) once it is settled or the call ends. Made only when
+   * such a call starts (`itemSignal`): most items settle from their batch's answer and never need one,
+   * and an abort costs an event even with nothing listening.
+   */
+  abort?: AbortController;
+}
+
+/** The signal of an item's own calls: aborted already when the item is settled. */
+function itemSignal(it: BatchItem): AbortSignal {
+  if (!it.abort) {
+    it.abort = new AbortController();
+    if (it.out) it.abort.abort(DONE);
+  }
+  return it.abort.signal;
 }
 
 interface BatchContext {
@@ -436,7 +449,6 @@ export class DropbearClient {
       bytes: encode(SignedRequest, sr),
       errors: [],
       refusedBy: new Set(),
-      abort: new AbortController(),
     }));
     let left = items.length;
     let wake: () => void = () => {};
@@ -451,7 +463,7 @@ export class DropbearClient {
       settle: (it, r) => {
         if (it.out) return;
         it.out = r;
-        it.abort.abort(DONE);
+        it.abort?.abort(DONE);
         if (--left === 0) wake();
         opts.onResult?.(it.index, r);
       },
@@ -483,7 +495,7 @@ export class DropbearClient {
       clearTimeout(timer);
       clearTimeout(hedge);
       abort.abort(DONE);
-      for (const it of items) it.abort.abort(DONE);
+      for (const it of items) it.abort?.abort(DONE);
     }
     for (const it of items)
       if (!it.out) {
@@ -603,14 +615,14 @@ export class DropbearClient {
     pollLater: (it: BatchItem) => void,
   ): Promise<void> {
     try {
-      const cert = await this.post(node, it.sr, ctx.deadline - Date.now(), it.abort.signal, ctx.sentToAll);
+      const cert = await this.post(node, it.sr, ctx.deadline - Date.now(), itemSignal(it), ctx.sentToAll);
       if (cert) this.takeCertificate(node, it, cert, ctx);
       else pollLater(it);
     } catch (e) {
       if (e instanceof DropbearError && FINAL.has(e.code)) {
         it.errors.push(`node ${node.id}: ${e.code} ${e.message}`);
         this.refused(node, it, e, ctx);
-      } else if (!it.abort.signal.aborted) failAll([it], node, e);
+      } else if (!itemSignal(it).aborted) failAll([it], node, e);
     }
   }
 
@@ -620,13 +632,13 @@ export class DropbearClient {
       const t0 = Date.now();
       let cert: Certificate | null;
       try {
-        cert = await this.poll(node, it.id, ctx.deadline - t0, it.abort.signal);
+        cert = await this.poll(node, it.id, ctx.deadline - t0, itemSignal(it));
       } catch (e) {
-        if (!it.abort.signal.aborted) failAll([it], node, e);
+        if (!itemSignal(it).aborted) failAll([it], node, e);
         return;
       }
       if (cert) return this.takeCertificate(node, it, cert, ctx);
-      await sleep(MIN_POLL_INTERVAL_MS - (Date.now() - t0), it.abort.signal);
+      await sleep(MIN_POLL_INTERVAL_MS - (Date.now() - t0), itemSignal(it));
     }
   }
 
