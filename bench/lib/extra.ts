@@ -11,7 +11,14 @@ import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import sharp from 'sharp';
-import { type GroupFile, initGroup, type LoadedGroup, loadGroup, stopChild } from '../../src/cli/group.ts';
+import {
+  type GroupFile,
+  initGroup,
+  type LoadedGroup,
+  loadGroup,
+  NODE_EXEC_ARGV,
+  stopChild,
+} from '../../src/cli/group.ts';
 import { encodeTensorInput } from '../../src/inference/preprocess.ts';
 import { importModels, resolveModel } from '../../src/inference/store.ts';
 import { onCleanup } from './cleanup.ts';
@@ -164,7 +171,7 @@ export async function startNodeGroup(o: NodeGroupOptions): Promise<NodeGroup> {
   const children = group.file.nodes.map((n) => {
     const child = spawn(
       process.execPath,
-      [...(o.execArgv ?? []), BIN, 'node', '--config', join(group.dir, n.config)],
+      [...NODE_EXEC_ARGV, ...(o.execArgv ?? []), BIN, 'node', '--config', join(group.dir, n.config)],
       {
         stdio: ['ignore', 'pipe', 'pipe'],
       },
@@ -238,6 +245,7 @@ export async function serveModel(o: {
   const child = spawn(
     process.execPath,
     [
+      ...NODE_EXEC_ARGV, // the same runtime settings as the nodes
       ...(o.execArgv ?? []),
       BIN,
       'serve-model',
