@@ -34,6 +34,7 @@ import {
   initGroup,
   type LoadedGroup,
   loadGroup,
+  NODE_EXEC_ARGV,
   startGroup,
   stopChild,
 } from '../../src/cli/group.ts';
@@ -338,9 +339,14 @@ async function withBaseline<T>(
   fn: (url: string, pid: number) => Promise<T>,
 ): Promise<T> {
   const script = new URL('../lib/baseline-server.ts', import.meta.url).pathname;
-  const child: ChildProcess = spawn(process.execPath, ['--import', 'tsx', script, '1800'], {
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
+  // The nodes' runtime flags (NODE_EXEC_ARGV) for the baseline server too: the same runtime on both sides.
+  const child: ChildProcess = spawn(
+    process.execPath,
+    [...NODE_EXEC_ARGV, '--import', 'tsx', script, '1800'],
+    {
+      stdio: ['ignore', 'pipe', 'inherit'],
+    },
+  );
   const stop = () => stopChild(child, 5000);
   const off = onCleanup(stop);
   try {
