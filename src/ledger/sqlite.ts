@@ -71,7 +71,8 @@ import { type Execution, LedgerState, type ResolvedEntry } from './state.ts';
  * 3: outcomes are stored one row per batch (its outcomes in leaf order), not one row per request keyed by
  * request id: a row per request inserted at a random place in a B-tree dirtied a page per request, ~6 ms
  * of SQLite per 256-request batch against ~0.4 ms for one row (scratch probe, 2026-11-30). The request-id
- * index lives in memory (`OutcomeIndex`), rebuilt by the replay at open. A version-2 file cannot be read.
+ * index lives in memory (`OutcomeIndex`), rebuilt by the replay at open. `open` upgrades a version-2 file
+ * in place (`migrate2to3`); a version-1 file cannot be read.
  */
 export const LEDGER_SCHEMA_VERSION = 3;
 
@@ -387,6 +388,12 @@ export class SqliteLedger {
         db.pragma(`synchronous = ${sync}`);
         meta = readMeta(db)!;
         created = true;
+      }
+      if (meta.schemaVersion === 2) {
+        db.pragma('synchronous = FULL');
+        migrate2to3(db, path);
+        db.pragma(`synchronous = ${sync}`);
+        meta = readMeta(db)!;
       }
       if (meta.schemaVersion !== LEDGER_SCHEMA_VERSION)
         throw new DropbearError(
@@ -835,6 +842,35 @@ export class SqliteLedger {
     this.closed = true;
     this.db.close();
   }
+}
+
+/**
+ * Upgrades a schema-2 file in place, in one transaction (a crash part-way leaves it at version 2): its
+ * per-request outcome rows become one row per batch holding the same bytes in leaf order. Nothing else
+ * differs between the two versions. Leaf indices that are not 0..k−1 within a batch refuse the upgrade
+ * (`LEDGER_CORRUPT`) and leave the file as it was.
+ */
+function migrate2to3(db: Database.Database, path: string): void {
+  db.transaction(() => {
+    db.exec('ALTER TABLE outcomes RENAME TO outcomes_v2');
+    db.exec('CREATE TABLE outcomes (seq INTEGER PRIMARY KEY, outcomes BLOB NOT NULL)');
+    const seqs = db.prepare('SELECT DISTINCT seq FROM outcomes_v2 ORDER BY seq').pluck().all() as number[];
+    const rows = db.prepare('SELECT leaf_index, outcome FROM outcomes_v2 WHERE seq = ? ORDER BY leaf_index');
+    const ins = db.prepare('INSERT INTO outcomes (seq, outcomes) VALUES (?, ?)');
+    for (const seq of seqs) {
+      const leaves = (rows.all(seq) as Row[]).map((r, i) => {
+        if (r.leaf_index !== i)
+          throw new DropbearError(
+            'LEDGER_CORRUPT',
+            `${path}: batch ${seq}: outcome leaf indices are not 0..k-1; not upgraded from schema 2`,
+          );
+        return u8(r.outcome as Buffer);
+      });
+      ins.run(seq, encode(StoredOutcomes, leaves));
+    }
+    db.exec('DROP TABLE outcomes_v2');
+    db.prepare('UPDATE meta SET schema_version = 3 WHERE id = 0').run();
+  })();
 }
 
 /** The resolved entries must be the batch's entries, one for one, with votes from the same nodes. */

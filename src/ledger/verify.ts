@@ -91,7 +91,10 @@ function check(
     return 0;
   }
   if (meta.schemaVersion !== LEDGER_SCHEMA_VERSION) {
-    problems.push(`ledger schema ${meta.schemaVersion}; this build reads ${LEDGER_SCHEMA_VERSION}`);
+    problems.push(
+      `ledger schema ${meta.schemaVersion}; this build reads ${LEDGER_SCHEMA_VERSION}` +
+        (meta.schemaVersion === 2 ? ' (a node opening the file upgrades it; verification only reads)' : ''),
+    );
     return 0;
   }
   const genesis = tryDecode(

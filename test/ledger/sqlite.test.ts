@@ -21,6 +21,7 @@ import {
   groupIdOf,
   hex,
   ModelUpdate,
+  Outcome,
   Receipt,
   type Request,
   requestIdOf,
@@ -180,6 +181,27 @@ function tamper(sql: string, ...params: unknown[]): string {
   return p;
 }
 
+/** Rewrites a ledger file as schema 2 stored it: one outcome row per request, keyed by request id. */
+function asSchema2(p: string): string {
+  const db = new Database(p);
+  const rows = db.prepare('SELECT seq, outcomes FROM outcomes ORDER BY seq').all() as {
+    seq: number;
+    outcomes: Buffer;
+  }[];
+  db.exec(`DROP TABLE outcomes;
+    CREATE TABLE outcomes (request_id BLOB PRIMARY KEY, seq INTEGER NOT NULL, leaf_index INTEGER NOT NULL,
+      outcome BLOB NOT NULL);
+    CREATE UNIQUE INDEX outcomes_by_seq ON outcomes (seq, leaf_index);`);
+  const ins = db.prepare('INSERT INTO outcomes (request_id, seq, leaf_index, outcome) VALUES (?, ?, ?, ?)');
+  for (const r of rows)
+    decode(StoredOutcomes, new Uint8Array(r.outcomes)).forEach((bytes, i) => {
+      ins.run(decode(Outcome, bytes).requestId, r.seq, i, bytes);
+    });
+  db.prepare('UPDATE meta SET schema_version = 2').run();
+  db.close();
+  return p;
+}
+
 function codeOf(fn: () => unknown): string | undefined {
   try {
     fn();
@@ -251,6 +273,32 @@ describe('SqliteLedger', () => {
     expect(l.certificate('zz')).toBeNull();
     expect(l.certificate(executions[1].requeued[0])).toBeNull();
     l.close();
+  });
+
+  it('upgrades a schema-2 file (one outcome row per request) in place when it opens it', () => {
+    const p = asSchema2(copyOfGood());
+    expect(verifyLedgerFile(p).problems.join('\n')).toMatch(/ledger schema 2; this build reads 3 \(a node/);
+    const l = SqliteLedger.open(p, genesis);
+    const good = SqliteLedger.open(goodPath, genesis);
+    let checked = 0;
+    for (const ex of executions)
+      for (const o of ex.outcomes) {
+        expect(l.certificate(o.requestId)).toEqual(good.certificate(o.requestId));
+        checked++;
+      }
+    expect(checked).toBe(17);
+    good.close();
+    l.close();
+    expect(verifyLedgerFile(p)).toMatchObject({ ok: true, batches: 6 });
+    // Leaf indices with a gap: the upgrade is refused and the file stays at version 2.
+    const bad = asSchema2(copyOfGood());
+    const db = new Database(bad);
+    db.prepare('DELETE FROM outcomes WHERE seq = 1 AND leaf_index = 1').run();
+    db.close();
+    expect(codeOf(() => SqliteLedger.open(bad, genesis))).toBe('LEDGER_CORRUPT');
+    const again = new Database(bad, { readonly: true });
+    expect(again.prepare('SELECT schema_version FROM meta').pluck().get()).toBe(2);
+    again.close();
   });
 
   it('indexes request ids by a 30-bit prefix and keeps every seq of ids that share one', () => {
