@@ -25,9 +25,9 @@ import { readGenesis, readJsonFile, stableJson } from './io.ts';
  * checkpoint, and under load, with batches of hundreds of KB, 32 of them made VIEW-CHANGEs of ~1.7 MB and
  * NEW-VIEWs of ~8 MB at n = 7; an overloaded group that had to change views then kept timing out in the
  * view change itself (2026-11-30, scratch probes; with 8 it recovered). The batching sweep (`npm run
- * bench -- sweep`) preferred a 1 ms timeout and one batch in flight at n = 4 twice, and 5 ms and 16 in
- * flight in its latest run (BENCHMARKS.md); with one in flight an overloaded group of 7 still changes views
- * where 4 in flight does not (same probes), so 4 and 5 ms stay.
+ * bench -- sweep`) preferred a 1 ms timeout and one batch in flight at n = 4 twice, then 5 ms and 16 in
+ * flight, then 1 ms and 16 (BENCHMARKS.md; its rows overlap within their spreads); with one in flight an
+ * overloaded group of 7 still changes views where 4 in flight does not (same probes), so 4 and 5 ms stay.
  * A view-change timeout of 2 s (the replica's default is 1 s): four real models sharing two cores with a
  * burst of 256 requests at start stalled the whole group for ~1.3 s (every node's event loop blocked for
  * 0.4-0.6 s at a time, nothing executed), and backups that had waited one timeout for a ready request
