@@ -207,13 +207,14 @@ function check(
 
     // Stored outcomes against the receipt's Merkle root.
     const orow = getOutcomes.get(seq) as Row | undefined;
-    const outcomeBytes: Uint8Array[] = orow
-      ? (tryDecode(
+    const stored = orow
+      ? tryDecode(
           () => decode(StoredOutcomes, u8(orow.outcomes)),
           (m) => at(`stored outcomes do not decode: ${m}`),
-        ) ?? [])
+        )
       : [];
-    if (orow && outcomeBytes.length === 0) at('an empty outcomes row');
+    if (stored?.length === 0 && orow) at('an empty outcomes row');
+    const outcomeBytes = stored ?? [];
     outcomeBytes.forEach((bytes, i) => {
       tryDecode(
         () => decode(Outcome, bytes),

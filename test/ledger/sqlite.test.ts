@@ -666,6 +666,11 @@ describe('verifyLedgerFile', () => {
       /batch 6: 6 stored outcomes, receipt says 7/,
     ],
     [
+      'an outcomes row that does not decode',
+      () => tamper('UPDATE outcomes SET outcomes = ? WHERE seq = 2', new Uint8Array([0xff, 0xff, 0xff])),
+      /batch 2: stored outcomes do not decode/,
+    ],
+    [
       'a wrong checkpoint digest',
       () => tamper('UPDATE checkpoints SET state_digest = ? WHERE seq = 4', new Uint8Array(32)),
       /batch 4: replay does not reproduce the checkpoint/,
