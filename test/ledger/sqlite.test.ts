@@ -272,6 +272,11 @@ describe('SqliteLedger', () => {
     expect(l.certificate(new Uint8Array(32))).toBeNull();
     expect(l.certificate('zz')).toBeNull();
     expect(l.certificate(executions[1].requeued[0])).toBeNull();
+    // An id with the same index key (first 30 bits) as a certified request is looked up in that request's
+    // batch and not found there: no certificate, not the other request's.
+    const twin = new Uint8Array(executions[3].outcomes[0].requestId);
+    twin[31] ^= 1;
+    expect(l.certificate(twin)).toBeNull();
     l.close();
   });
 
