@@ -151,14 +151,15 @@ export async function step(
   const meter = cpuMeter(t.pids());
   const t0 = performance.now();
   let cpu: Step['cpu'] | null = null;
-  const take = () => {
-    if (cpu) return;
+  const take = (): Step['cpu'] => {
+    if (cpu) return cpu;
     const c = meter();
     const el = Math.max(1, performance.now() - t0);
     cpu = {
       generator: (100 * c.self) / el,
       servers: (100 * c.others.reduce((a, b) => a + (Number.isFinite(b) ? b : 0), 0)) / el,
     };
+    return cpu;
   };
   const read = setTimeout(take, ms);
   const first = nextIndex;
@@ -174,11 +175,11 @@ export async function step(
           firstIndex: first,
         });
   clearTimeout(read);
-  take();
+  const used = take();
   const c1 = t.counters && c0 ? await t.counters() : null;
   return {
     ...r,
-    cpu: cpu ?? { generator: 0, servers: 0 },
+    cpu: used,
     batches: c0 && c1 ? c1.batches - c0.batches : null,
     inferCalls: c0 && c1 ? c1.inferCalls - c0.inferCalls : null,
     viewChanges: c0 && c1 ? c1.viewChanges - c0.viewChanges : null,

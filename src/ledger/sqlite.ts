@@ -139,8 +139,9 @@ export const StoredOutcomes = array(bytes(1 << 24), 1 << 20);
 
 /**
  * Which batch holds each executed request's outcome, in memory: request id → seq. Keyed by the id's first
- * 30 bits (small-integer keys: ~30 bytes an entry, measured, against ~120 for a hex string); the few keys that
- * several ids share hold each one's seq, and `certificate` confirms the full id in the batch's outcomes.
+ * 30 bits (small-integer keys: ~30 bytes an entry, measured, against ~120 for a hex string); the few keys
+ * that several ids share hold each one's seq, and `certificate` confirms the full id in the batch's
+ * outcomes.
  * Rebuilt from the stored batches by the replay at open, so it is never written to disk.
  */
 export class OutcomeIndex {
@@ -569,7 +570,7 @@ export class SqliteLedger {
     try {
       const ex = this.db.transaction(() => {
         touched = true;
-        const ex = this.current.execute(seq, digest, batch, entries);
+        const done = this.current.execute(seq, digest, batch, entries);
         this.st.insBatch.run(seq, view, digest, batchBytes, entryBytes);
         if (sources)
           this.st.insSources.run(
@@ -579,9 +580,14 @@ export class SqliteLedger {
             sources.commitProof?.view ?? null,
             sources.commitProof ? encode(CommitSigs, sources.commitProof.sigs) : null,
           );
-        this.st.insReceipt.run(seq, encode(Receipt, ex.receipt), ex.receiptHash, ex.receipt.prevReceipt);
-        if (ex.outcomes.length > 0) this.st.insOutcomes.run(seq, encode(StoredOutcomes, ex.outcomeBytes));
-        return ex;
+        this.st.insReceipt.run(
+          seq,
+          encode(Receipt, done.receipt),
+          done.receiptHash,
+          done.receipt.prevReceipt,
+        );
+        if (done.outcomes.length > 0) this.st.insOutcomes.run(seq, encode(StoredOutcomes, done.outcomeBytes));
+        return done;
       })();
       for (const o of ex.outcomes) this.index.add(o.requestId, seq);
       if (ex.outcomes.length > 0) this.remember(seq, { outcomes: ex.outcomes, tree: ex.tree });
