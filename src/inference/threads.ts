@@ -12,6 +12,9 @@ type WithoutId<T> = T extends unknown ? Omit<T, 'id'> : never;
 
 const BOOT = new URL('./worker-boot.mjs', import.meta.url);
 
+/** How long `close` waits for a worker's outstanding calls before it ends the thread anyway. */
+const CLOSE_DRAIN_MS = 5000;
+
 interface Pending {
   resolve: (r: { data: Float32Array; ms: number }) => void;
   reject: (e: Error) => void;
@@ -22,6 +25,8 @@ class WorkerHandle {
   private readonly pending = new Map<number, Pending>();
   private nextId = 1;
   private dead: Error | null = null;
+  /** Set while `close` waits for the outstanding calls; called when the last one is answered. */
+  private onDrained: (() => void) | null = null;
   readonly ready: Promise<void>;
   inFlight = 0;
 
@@ -37,13 +42,12 @@ class WorkerHandle {
         this.inFlight--;
         if (m.type === 'ok') p.resolve({ data: m.data, ms: m.ms });
         else p.reject(new DropbearError(m.code, m.message));
+        if (this.pending.size === 0) this.onDrained?.();
       });
       const die = (e: Error) => {
         this.dead = e;
         reject(e);
-        for (const p of this.pending.values()) p.reject(e);
-        this.pending.clear();
-        this.inFlight = 0;
+        this.rejectPending(e);
       };
       this.worker.on('error', (e) =>
         die(new DropbearError('WORKER_FAILED', `inference worker failed: ${e.message}`)),
@@ -70,9 +74,33 @@ class WorkerHandle {
     });
   }
 
-  async close(): Promise<void> {
+  private rejectPending(e: Error): void {
+    for (const p of this.pending.values()) p.reject(e);
+    this.pending.clear();
+    this.inFlight = 0;
+    this.onDrained?.();
+  }
+
+  /**
+   * Refuses new calls, waits (at most `drainMs`) for the answers to those already sent, then ends the
+   * thread. Ending it while onnxruntime (or libvips) still runs one of its calls aborts the whole process:
+   * the native call completes into a torn-down thread (`terminate called after throwing an instance of
+   * 'Napi::Error'`, exit status 134; a node stopped under load did, test/inference/close.test.ts).
+   */
+  async close(drainMs = CLOSE_DRAIN_MS): Promise<void> {
     this.dead ??= new DropbearError('ENGINE_CLOSED', 'the inference engine is closed');
+    if (this.pending.size > 0)
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, drainMs);
+        this.onDrained = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+      });
+    this.onDrained = null;
     await this.worker.terminate();
+    // Calls still unanswered after the wait (a hung worker) fail instead of never settling.
+    this.rejectPending(this.dead);
   }
 }
 

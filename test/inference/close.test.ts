@@ -1,0 +1,29 @@
+// Closing an engine while its worker threads still run calls (a node stopped under load, a retired model).
+import { spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { describe, expect, it } from 'vitest';
+
+const FIXTURE = fileURLToPath(new URL('./fixtures/close-under-load.ts', import.meta.url));
+
+describe('InferenceEngine.close under load', () => {
+  // In a process of its own: the failure this guards against aborts the whole process (a native
+  // onnxruntime call completing into a terminated worker thread), or leaves calls that never settle.
+  it.each(['mobilenet_v1_0.5_160_quant', 'squeezenet1.1-fp16-winml'])(
+    '%s: waits for the running batches, fails the queued calls with ENGINE_CLOSED, exits cleanly',
+    (model) => {
+      const r = spawnSync(process.execPath, ['--import', 'tsx', FIXTURE, model], {
+        encoding: 'utf8',
+        timeout: 60_000,
+      });
+      expect(r.stderr).not.toContain('terminate called');
+      expect(r.status, r.stderr).toBe(0);
+      const out = JSON.parse(r.stdout.trim().split('\n').at(-1) ?? '{}');
+      // The engine was closed with batches in flight, and every call settled one way or the other.
+      expect(out.inFlight).toBeGreaterThan(0);
+      expect(out.settled).toBe(out.images);
+      expect(out.ok).toBeGreaterThan(0);
+      expect(out.ok + out.closed).toBe(out.images);
+    },
+    90_000,
+  );
+});
