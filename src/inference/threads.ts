@@ -27,6 +27,8 @@ class WorkerHandle {
   private dead: Error | null = null;
   /** Set while `close` waits for the outstanding calls; called when the last one is answered. */
   private onDrained: (() => void) | null = null;
+  /** The one shutdown (`close` is idempotent: every caller waits for the same drain). */
+  private closing: Promise<void> | null = null;
   readonly ready: Promise<void>;
   inFlight = 0;
 
@@ -87,7 +89,12 @@ class WorkerHandle {
    * the native call completes into a torn-down thread (`terminate called after throwing an instance of
    * 'Napi::Error'`, exit status 134; a node stopped under load did, test/inference/close.test.ts).
    */
-  async close(drainMs = CLOSE_DRAIN_MS): Promise<void> {
+  close(drainMs = CLOSE_DRAIN_MS): Promise<void> {
+    this.closing ??= this.shutDown(drainMs);
+    return this.closing;
+  }
+
+  private async shutDown(drainMs: number): Promise<void> {
     this.dead ??= new DropbearError('ENGINE_CLOSED', 'the inference engine is closed');
     if (this.pending.size > 0)
       await new Promise<void>((resolve) => {
