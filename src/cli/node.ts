@@ -12,6 +12,12 @@ export function registerNode(program: Command): void {
       '\nExample:\n  npx dropbear node --config out/group/node-0.json\n\nStops cleanly on SIGTERM or Ctrl-C (finishes the current write, closes the ledger).\n',
     )
     .action(async (o: { config: string }) => {
+      // A log reader that went away (a closed pipe) must neither stop nor hang the node: lines written
+      // after that are lost, the node keeps serving and still stops cleanly on a signal.
+      for (const s of [process.stdout, process.stderr])
+        s.on('error', (e: NodeJS.ErrnoException) => {
+          if (e.code !== 'EPIPE') reportAndExit(e);
+        });
       const node = await startNode(o.config);
       process.stdout.write(`node ${node.config.id} serving ${node.apiUrl} (peers on port ${node.p2pPort})\n`);
       let signalled = false;

@@ -17,6 +17,7 @@ import { buildApi } from './api.ts';
 import { loadNodeConfig, type ModelConfig, type NodeConfig } from './config.ts';
 import { NodeHost } from './host.ts';
 import { NodeMetrics } from './metrics.ts';
+import { missingRuntimeFlags } from './runtime.ts';
 import { startStandIn } from './standin-backend.ts';
 import { Transport } from './transport.ts';
 
@@ -95,7 +96,19 @@ export async function startNode(configPath: string): Promise<RunningNode> {
   const stopProfile = await cpuProfile(cfg.id);
   // Every log line carries the node id and, once the replica runs, its view and last executed seq.
   let state: () => object = () => ({});
-  const log = pino({ level: cfg.log.level, base: { node: cfg.id }, mixin: () => state() });
+  // Synchronous writes to stdout. pino's default (asynchronous) destination flushes on exit and retries a
+  // write that fails with EPIPE forever: a node whose log reader had gone away hung in process.exit, deaf
+  // to SIGTERM (test/e2e/stdout-closed.test.ts). Synchronous, a failed write drops the logs instead.
+  const log = pino(
+    { level: cfg.log.level, base: { node: cfg.id }, mixin: () => state() },
+    pino.destination({ dest: 1, sync: true }),
+  );
+  const missingFlags = missingRuntimeFlags();
+  if (missingFlags.length > 0)
+    log.info(
+      { missing: missingFlags },
+      'started without the Node.js flags a node wants (docs/api.md): more garbage collection per request',
+    );
   let genesis: Genesis;
   try {
     genesis = fromJson(Genesis, JSON.parse(readFileSync(cfg.genesis, 'utf8')));
