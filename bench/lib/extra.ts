@@ -172,9 +172,8 @@ export async function startNodeGroup(o: NodeGroupOptions): Promise<NodeGroup> {
     const child = spawn(
       process.execPath,
       [...NODE_EXEC_ARGV, ...(o.execArgv ?? []), BIN, 'node', '--config', join(group.dir, n.config)],
-      {
-        stdio: ['ignore', 'pipe', 'pipe'],
-      },
+      // As `group start` does: with an IPC channel, a node stops when the bench process ends (even killed).
+      { stdio: ['ignore', 'pipe', 'pipe', 'ipc'] },
     );
     for (const stream of [child.stdout, child.stderr]) {
       let buf = '';

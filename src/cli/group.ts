@@ -230,9 +230,9 @@ export function startGroup(
     const child = spawn(
       process.execPath,
       [...NODE_EXEC_ARGV, bin, 'node', '--config', join(g.dir, n.config)],
-      {
-        stdio: ['ignore', 'pipe', 'pipe'],
-      },
+      // The IPC channel is how a node learns that this process ended, however it ended (even SIGKILL):
+      // the channel closes and the node stops cleanly instead of running on unattended.
+      { stdio: ['ignore', 'pipe', 'pipe', 'ipc'] },
     );
     children.set(n.id, child);
     for (const stream of [child.stdout, child.stderr]) {

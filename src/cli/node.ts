@@ -34,6 +34,11 @@ export function registerNode(program: Command): void {
       };
       process.on('SIGTERM', () => stop('SIGTERM'));
       process.on('SIGINT', () => stop('SIGINT'));
+      // Started by `group start` (or a bench) with an IPC channel: when that process ends, so does the node.
+      if (process.channel) {
+        process.channel.unref();
+        process.on('disconnect', () => stop('its parent process ended'));
+      }
       process.on('uncaughtException', (e) => reportAndExit(e));
     });
 }
