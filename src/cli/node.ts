@@ -18,6 +18,19 @@ export function registerNode(program: Command): void {
         s.on('error', (e: NodeJS.ErrnoException) => {
           if (e.code !== 'EPIPE') reportAndExit(e);
         });
+      // Started by `group start` (or a bench) with an IPC channel: when that process ends, so does the node.
+      // Listened for before the node starts, so a parent that ends while it starts is not missed.
+      let parentGone = false;
+      let onParentGone = () => {
+        parentGone = true;
+      };
+      // (`process.send` exists whenever the node was given a channel, even one already closed: a parent
+      // that ended before this line ran closed it during start-up, and `process.connected` says so.)
+      const viaIpc = typeof process.send === 'function';
+      if (viaIpc) {
+        process.channel?.unref();
+        process.on('disconnect', () => onParentGone());
+      }
       const node = await startNode(o.config);
       process.stdout.write(`node ${node.config.id} serving ${node.apiUrl} (peers on port ${node.p2pPort})\n`);
       let signalled = false;
@@ -34,11 +47,8 @@ export function registerNode(program: Command): void {
       };
       process.on('SIGTERM', () => stop('SIGTERM'));
       process.on('SIGINT', () => stop('SIGINT'));
-      // Started by `group start` (or a bench) with an IPC channel: when that process ends, so does the node.
-      if (process.channel) {
-        process.channel.unref();
-        process.on('disconnect', () => stop('its parent process ended'));
-      }
+      onParentGone = () => stop('its parent process ended');
+      if (parentGone || (viaIpc && !process.connected)) onParentGone();
       process.on('uncaughtException', (e) => reportAndExit(e));
     });
 }

@@ -21,7 +21,8 @@ describe('InferenceEngine.close under load', () => {
       // The engine was closed with batches in flight, and every call settled one way or the other.
       expect(out.inFlight).toBeGreaterThan(0);
       expect(out.settled).toBe(out.images);
-      expect(out.ok).toBeGreaterThan(0);
+      // The batch being run when close was called was answered, not cut off.
+      expect(out.ok).toBeGreaterThan(out.okAtClose);
       expect(out.ok + out.closed).toBe(out.images);
     },
     90_000,
