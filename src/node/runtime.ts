@@ -1,4 +1,8 @@
-/** The Node.js runtime flags a node wants, and a check of the running process for them. */
+/**
+ * The Node.js runtime flags a node wants, and a check of the running process for them. The `scratch/`
+ * probes named below are uncommitted; `npm run bench -- e2e` and `-- protocol` measure the same effects
+ * (BENCHMARKS.md).
+ */
 
 /**
  * Node.js flags every node process is started with (`startGroup` in src/cli/group.ts, the demo and the
