@@ -311,6 +311,17 @@ interface Slot {
   fetchedAt: number;
 }
 
+/**
+ * A batch's map keys: `ids[i]` is hex(entries[i].requestId), `votes[i][j]` hex(entries[i].votes[j].results).
+ * A proposal's entries reference few RESULTS batches (usually one or two per node), so most vote keys are
+ * one string shared by many entries: its hash is computed once, and the hex once per batch instead of at
+ * every pass over the batch (acceptance, holding, execution).
+ */
+interface BatchKeys {
+  ids: string[];
+  votes: string[][];
+}
+
 interface ReceiptSlot {
   receipt: Receipt | null;
   hash: Uint8Array | null;
@@ -362,6 +373,8 @@ export class Replica {
   private readonly orphans = new Map<string, number>();
   private readonly myReceiptSigs = new Map<number, NodeMessage>();
   private readonly results = new Map<string, StoredResults>();
+  /** Hex keys of a batch's request ids and vote references, computed once per batch (see keysOf). */
+  private readonly batchKeys = new WeakMap<Batch, BatchKeys>();
   private readonly ownResults: string[] = [];
   /** Primary: requests with ≥ q votes, and when they got there. */
   private readonly quorum = new Map<string, number>();
@@ -1144,8 +1157,10 @@ export class Replica {
       if (s > pp.seq && other.batch.timestamp <= b.timestamp)
         return this.reject(slot, primary, 'batch timestamp not increasing');
     }
-    for (const e of b.entries) {
-      const idHex = hex(e.requestId);
+    const keys = this.keysOf(b);
+    for (let i = 0; i < b.entries.length; i++) {
+      const e = b.entries[i];
+      const idHex = keys.ids[i];
       if (seen.has(idHex)) return this.reject(slot, primary, 'request twice in one batch');
       seen.add(idHex);
       if (e.votes.length < this.q) return this.reject(slot, primary, 'entry with fewer than q votes');
@@ -1163,11 +1178,13 @@ export class Replica {
           lacks.push(`r${idHex}`);
         } else if (p.state === 'proposed') return this.reject(slot, primary, 'request already ordered');
       }
-      for (const v of e.votes) {
+      for (let j = 0; j < e.votes.length; j++) {
+        const v = e.votes[j];
         if (v.node >= this.n) return this.reject(slot, primary, 'vote from unknown node');
-        const r = this.results.get(hex(v.results));
+        const dHex = keys.votes[i][j];
+        const r = this.results.get(dHex);
         if (!r) {
-          missingResults.set(hex(v.results), v.results);
+          missingResults.set(dHex, v.results);
           continue;
         }
         const entry = r.signed.batch.entries[v.index];
@@ -1196,8 +1213,8 @@ export class Replica {
     this.unpark(slot);
     if (primary === this.id) {
       // Our own (re-)proposal, now backed by everything it references.
-      for (const e of b.entries) {
-        const p = this.pool.get(hex(e.requestId));
+      for (const idHex of keys.ids) {
+        const p = this.pool.get(idHex);
         if (p) p.state = 'proposed';
       }
       this.markTxsProposed(b);
@@ -1211,8 +1228,8 @@ export class Replica {
       return;
     }
     if (!this.mayPhaseSign('prepare', pp.view, pp.seq, pp.digest)) return;
-    for (const e of b.entries) {
-      const p = this.pool.get(hex(e.requestId));
+    for (const idHex of keys.ids) {
+      const p = this.pool.get(idHex);
       if (p) p.state = 'proposed';
     }
     this.markTxsProposed(b);
@@ -1239,12 +1256,45 @@ export class Replica {
     this.checkPrepared(slot);
   }
 
+  private keysOf(b: Batch): BatchKeys {
+    let k = this.batchKeys.get(b);
+    if (k) return k;
+    // Consecutive entries mostly cite the same RESULTS batch of a node: compare with the last one seen.
+    const lastBytes: Uint8Array[] = [];
+    const lastHex: string[] = [];
+    const ids: string[] = [];
+    const votes: string[][] = [];
+    for (const e of b.entries) {
+      ids.push(hex(e.requestId));
+      const keys: string[] = [];
+      for (const v of e.votes) {
+        const prev = lastBytes[v.node];
+        if (prev !== undefined && equalBytes(prev, v.results)) keys.push(lastHex[v.node]);
+        else {
+          const h = hex(v.results);
+          if (v.node < this.n) {
+            lastBytes[v.node] = v.results;
+            lastHex[v.node] = h;
+          }
+          keys.push(h);
+        }
+      }
+      votes.push(keys);
+    }
+    k = { ids, votes };
+    this.batchKeys.set(b, k);
+    return k;
+  }
+
   /** An accepted proposal pins the RESULTS it references, so no checkpoint collects them before it runs. */
   private holdRefs(slot: Slot): void {
     this.releaseRefs(slot);
-    for (const e of slot.batch?.entries ?? [])
-      for (const v of e.votes) {
-        const dHex = hex(v.results);
+    if (!slot.batch) return;
+    const keys = this.keysOf(slot.batch).votes;
+    const entries = slot.batch.entries;
+    for (let i = 0; i < entries.length; i++)
+      for (let j = 0; j < entries[i].votes.length; j++) {
+        const dHex = keys[i][j];
         const r = this.results.get(dHex);
         if (!r) continue;
         r.open++;
@@ -1416,12 +1466,16 @@ export class Replica {
       const entries: ResolvedEntryOut[] = [];
       const requests: SignedRequest[] = [];
       const results = new Map<string, SignedResults>();
-      for (const e of slot.batch.entries) {
-        const p = this.pool.get(hex(e.requestId)) ?? this.archive.get(hex(e.requestId));
+      const keys = this.keysOf(slot.batch);
+      for (let i = 0; i < slot.batch.entries.length; i++) {
+        const e = slot.batch.entries[i];
+        const idHex = keys.ids[i];
+        const p = this.pool.get(idHex) ?? this.archive.get(idHex);
         if (!p) throw new DropbearError('INTERNAL', 'accepted batch references a request no longer held');
         requests.push(p.sr);
-        const votes: CountedVote[] = e.votes.map((v) => {
-          const dHex = hex(v.results);
+        const voteKeys = keys.votes[i];
+        const votes: CountedVote[] = e.votes.map((v, j) => {
+          const dHex = voteKeys[j];
           const signed = this.results.get(dHex)!.signed;
           results.set(dHex, signed);
           const r = signed.batch;
@@ -1528,8 +1582,7 @@ export class Replica {
     if (slot.view === this.view && !this.viewChanging) this.vcAttempts = 0;
     const requeued = new Set(ev.requeued.map(hex));
     const votesToDrop: string[] = [];
-    for (const e of slot.batch!.entries) {
-      const idHex = hex(e.requestId);
+    for (const idHex of this.keysOf(slot.batch!).ids) {
       const p = this.pool.get(idHex);
       if (requeued.has(idHex)) {
         if (p) p.state = 'pending';

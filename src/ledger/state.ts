@@ -91,9 +91,11 @@ const StateCodec = struct({
 const ADDED = new Uint8Array([0x61]);
 const EXPIRED = new Uint8Array([0x65]);
 
-function u64(n: number): Uint8Array {
-  const b = new Uint8Array(8);
-  new DataView(b.buffer).setBigUint64(0, BigInt(n));
+/** n (a non-negative safe integer) as 8 big-endian bytes; from Node's small-buffer pool (only hashed). */
+export function u64(n: number): Uint8Array {
+  const b = Buffer.allocUnsafe(8);
+  b.writeUInt32BE(Math.floor(n / 0x100000000), 0);
+  b.writeUInt32BE(n >>> 0, 4);
   return b;
 }
 

@@ -295,14 +295,20 @@ export class RequestAuthCache {
   }
   /** What is known of the tree with this root and size (a new, empty entry the first time). */
   tree(root: Uint8Array, size: number): AuthTree {
+    // The members of one client batch arrive one after another: the most recent tree is the usual answer
+    // (and is already last in the LRU order).
+    const last = this.lastTree;
+    if (last !== null && last.size === size && equalBytes(last.root, root)) return last.tree;
     const key = `${Buffer.from(root.buffer, root.byteOffset, root.length).toString('latin1')}:${size}`;
     let t = this.trees.get(key);
     if (t) this.trees.delete(key);
     else t = { known: knownNodes(), signers: [] };
     this.trees.set(key, t);
     while (this.trees.size > this.treeCapacity) this.trees.delete(this.trees.keys().next().value as string);
+    this.lastTree = { root: Uint8Array.from(root), size, tree: t };
     return t;
   }
+  private lastTree: { root: Uint8Array; size: number; tree: AuthTree } | null = null;
   /** Whether a good check with this key is still remembered (it becomes the most recent); a hit if so. */
   stillGood(key: string): boolean {
     if (!this.good.delete(key)) return false;

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { type Execution, LedgerState, type ResolvedEntry } from '../../src/ledger/state.ts';
+import { type Execution, LedgerState, type ResolvedEntry, u64 } from '../../src/ledger/state.ts';
 import {
   type Batch,
   batchDigestOf,
@@ -500,5 +500,24 @@ describe('model updates', () => {
     );
     run(l, [], undefined, [{ kind: 'modelUpdate', update, signature: sig }]);
     expect(l.models[1]).toEqual(MODELS[1]);
+  });
+});
+
+describe('u64 (the 8 bytes of seqs and timestamps in the recent-ids chain)', () => {
+  it('is big-endian and equal to a BigInt DataView write for every safe integer tried', () => {
+    const viaBigInt = (n: number) => {
+      const b = new Uint8Array(8);
+      new DataView(b.buffer).setBigUint64(0, BigInt(n));
+      return b;
+    };
+    const values = [0, 1, 255, 256, 2 ** 31, 2 ** 32 - 1, 2 ** 32, 2 ** 32 + 1, 1_764_489_600_123];
+    values.push(Number.MAX_SAFE_INTEGER, 2 ** 52 + 3);
+    let x = 12345;
+    for (let i = 0; i < 2000; i++) {
+      x = (x * 1103515245 + 12345) % 2 ** 31;
+      values.push(x * 2 ** 21 + (i % 2 ** 21));
+    }
+    for (const v of values) expect([...u64(v)]).toEqual([...viaBigInt(v)]);
+    expect([...u64(0x01020304050607)]).toEqual([0, 1, 2, 3, 4, 5, 6, 7]);
   });
 });

@@ -15,6 +15,7 @@ import {
   keyPairFromSeed,
   LIMITS,
   leafHash,
+  merkleStats,
   pathLength,
   type Request,
   RequestAuthCache,
@@ -299,6 +300,46 @@ describe('the cache', () => {
     expect(verifiesDuring(() => verifyRequestAuth(bs[0][1], wide))).toBe(1);
     expect(verifiesDuring(() => verifyRequestAuth(bs[0][0], wide))).toBe(0);
     expect(wide.hits).toBe(1);
+  });
+});
+
+describe('the cache, members arriving interleaved', () => {
+  it('answers each member of two interleaved batches, and a forged path or size, as an uncached check would', () => {
+    const cache = new RequestAuthCache();
+    const [a, b] = [0, 1].map((k) => signRequestBatch(reqs(8, k * 100), client));
+    const forgedPath = withAuth(a[3], { path: batchAuth(a[3]).path.map((p, i) => (i === 1 ? flip(p) : p)) });
+    const otherSize = withAuth(a[5], { size: 9 });
+    const otherIndex = withAuth(b[2], { index: 3 });
+    const sequence = [
+      a[0],
+      b[0],
+      a[1],
+      forgedPath,
+      a[2],
+      b[1],
+      otherSize,
+      b[2],
+      otherIndex,
+      a[3],
+      ...a,
+      ...b,
+    ];
+    for (const sr of sequence) expect(verifyRequestAuth(sr, cache)).toBe(verifyRequestAuth(sr));
+    expect(verifyRequestAuth(forgedPath, cache)).toBe(false);
+    expect(verifyRequestAuth(otherSize, cache)).toBe(false);
+    expect(verifyRequestAuth(otherIndex, cache)).toBe(false);
+  });
+
+  it('a batch whose members come one after another costs one signature check and ~2 node hashes each', () => {
+    const cache = new RequestAuthCache();
+    const batch = signRequestBatch(reqs(64), client);
+    const h0 = merkleStats.nodeHashes;
+    expect(verifiesDuring(() => expect(batch.every((sr) => verifyRequestAuth(sr, cache))).toBe(true))).toBe(
+      1,
+    );
+    const perMember = (merkleStats.nodeHashes - h0) / batch.length;
+    expect(perMember).toBeLessThanOrEqual(2);
+    expect(perMember).toBeGreaterThan(0.9);
   });
 });
 
