@@ -6,6 +6,7 @@ import {
   hex,
   keyPairFromSeed,
   sha256,
+  sha256Parts,
   signedBytes,
   signTagged,
   TAGS,
@@ -229,5 +230,65 @@ describe('the Ed25519 backend', () => {
     expect(openssl).toBe(true);
     if (cryptoBackend === 'libsodium')
       expect(verifyTagged(TAGS.request, groupA, body, forged, identity)).toBe(false);
+  });
+});
+
+describe('SHA-256', () => {
+  const nodeSha = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
+  const bytesOf = (n: number, k: number) => new Uint8Array(n).map((_, i) => (i * 31 + k * 7) & 0xff);
+
+  it('equals node:crypto on inputs from 0 bytes to 2 MiB, whole or in parts', () => {
+    const sizes = [
+      0,
+      1,
+      31,
+      32,
+      55,
+      56,
+      63,
+      64,
+      65,
+      97,
+      1000,
+      4095,
+      4096,
+      4097,
+      70_000,
+      (1 << 20) + 1,
+      2 << 20,
+    ];
+    for (const [k, n] of sizes.entries()) {
+      const b = bytesOf(n, k);
+      expect(hex(sha256(b))).toBe(nodeSha(b));
+      const cut = [0, n >> 2, n >> 1, n];
+      const parts = [
+        b.subarray(cut[0], cut[1]),
+        b.subarray(cut[1], cut[2]),
+        new Uint8Array(0),
+        b.subarray(cut[2]),
+      ];
+      expect(hex(sha256Parts(...parts))).toBe(nodeSha(b));
+    }
+    expect(hex(sha256Parts())).toBe(nodeSha(new Uint8Array(0)));
+  });
+
+  it('gives every digest bytes of its own: later hashes (past many 8 KiB slabs) leave earlier ones intact', () => {
+    const kept: [Uint8Array, string][] = [];
+    for (let k = 0; k < 1000; k++) {
+      const b = bytesOf(40 + (k % 90), k);
+      const d = k % 2 === 0 ? sha256(b) : sha256Parts(b.subarray(0, 7), b.subarray(7));
+      expect(d.length).toBe(32);
+      kept.push([d, nodeSha(b)]);
+    }
+    for (const [d, want] of kept) expect(hex(d)).toBe(want);
+    // A digest used as an input (the scratch buffer of sha256Parts is reused) hashes as its own bytes.
+    const a = sha256(bytesOf(10, 1));
+    expect(hex(sha256Parts(a, a))).toBe(nodeSha(new Uint8Array([...a, ...a])));
+    // And one mutated by its holder changes nothing else.
+    const x = sha256(bytesOf(5, 2));
+    const y = sha256(bytesOf(5, 3));
+    const yHex = hex(y);
+    x.fill(0);
+    expect(hex(y)).toBe(yHex);
   });
 });
