@@ -600,10 +600,12 @@ export class Replica {
     const body = encode(RequestCodec, r);
     const id = requestIdOfBody(body);
     const idHex = hex(id);
-    if (this.done.has(idHex))
-      return { ok: false, code: 'REQUEST_ALREADY_EXECUTED', message: 'request already executed', id };
+    // The pool (requests in flight) is small; `done` holds every id of the expiry window, and a miss in a
+    // map that large costs ~0.5–1 µs in cache misses. The two never share an id, so the pool goes first.
     if (this.pool.has(idHex))
       return { ok: false, code: 'REQUEST_DUPLICATE', message: 'request already accepted', id };
+    if (this.done.has(idHex))
+      return { ok: false, code: 'REQUEST_ALREADY_EXECUTED', message: 'request already executed', id };
     if (sr.input.length > params.maxInputBytes)
       return {
         ok: false,
@@ -824,7 +826,9 @@ export class Replica {
     this.results.set(dHex, stored);
     signed.batch.entries.forEach((e, index) => {
       const idHex = hex(e.requestId);
-      if (this.done.has(idHex)) return;
+      // Most votes are for requests in the pool, which is never in `done` (see checkRequest).
+      const pooled = this.pool.has(idHex);
+      if (!pooled && this.done.has(idHex)) return;
       let m = this.votes.get(idHex);
       if (!m) {
         m = new Map();
@@ -857,7 +861,7 @@ export class Replica {
       }
       m.set(node, { node, results: digest, index, digestHex: dHex });
       stored.open++;
-      if (!this.pool.has(idHex) && !this.orphans.has(idHex)) this.orphans.set(idHex, this.now);
+      if (!pooled && !this.orphans.has(idHex)) this.orphans.set(idHex, this.now);
       this.updateReadiness(idHex);
     });
     this.arrived(`v${dHex}`);
@@ -1171,8 +1175,8 @@ export class Replica {
           lacks.push(`r${idHex}`);
         }
       } else {
-        if (this.done.has(idHex)) return this.reject(slot, primary, 'request already executed');
         const p = this.pool.get(idHex);
+        if (!p && this.done.has(idHex)) return this.reject(slot, primary, 'request already executed');
         if (!p) {
           missingRequests.push(e.requestId);
           lacks.push(`r${idHex}`);
