@@ -16,6 +16,8 @@ import {
   groupIdOf,
   hex,
   type Json,
+  type KnownNodes,
+  knownNodes,
   leafHash,
   type MerkleTree,
   type Outcome,
@@ -30,6 +32,7 @@ import {
   toJson,
   validatePolicy,
   verifyPath,
+  verifyPathKnown,
   verifyTagged,
 } from '../protocol/index.ts';
 
@@ -87,10 +90,33 @@ export type VerifyResult =
   | { ok: true; certificate: Certificate }
   | { ok: false; reason: VerifyFailure; message: string };
 
-/** Remembers receipt signatures already checked, per receipt hash (one receipt serves a whole batch). */
+/**
+ * Remembers receipt signatures already checked, per receipt hash (one receipt serves a whole batch), and
+ * the Merkle nodes already proven in each batch's results tree: the certificates of one batch then cost
+ * about two node hashes each instead of a whole path (verifyPathKnown; same answer for every input).
+ */
 export class SignatureCache {
   private readonly seen = new Map<string, Map<number, string>>();
-  constructor(private readonly maxReceipts = 10_000) {}
+  private readonly trees = new Map<string, KnownNodes>();
+  private lastTree: { root: Uint8Array; size: number; known: KnownNodes } | null = null;
+  constructor(
+    private readonly maxReceipts = 10_000,
+    /** Results trees whose proven nodes are kept (each up to 2·size − 1 of them). */
+    private readonly maxTrees = 256,
+  ) {}
+  /** What is proven of the results tree with this root and size (a new, empty entry the first time). */
+  provenNodes(root: Uint8Array, size: number): KnownNodes {
+    const last = this.lastTree;
+    if (last !== null && last.size === size && equalBytes(last.root, root)) return last.known;
+    const key = `${hex(root)}:${size}`;
+    let known = this.trees.get(key);
+    if (known) this.trees.delete(key);
+    else known = knownNodes();
+    this.trees.set(key, known);
+    while (this.trees.size > this.maxTrees) this.trees.delete(this.trees.keys().next().value as string);
+    this.lastTree = { root: Uint8Array.from(root), size, known };
+    return known;
+  }
   has(receiptHash: string, node: number, sig: Uint8Array): boolean {
     return this.seen.get(receiptHash)?.get(node) === hex(sig);
   }
@@ -179,7 +205,12 @@ export function verifyCertificate(
     return fail('wrong-decision', 'the decision does not follow from the votes under the policy');
 
   const leaf = leafHash(encode(OutcomeCodec, outcome));
-  if (!verifyPath(leaf, cert.leafIndex, receipt.resultsCount, cert.path, receipt.resultsRoot))
+  const proven = opts.cache?.provenNodes(receipt.resultsRoot, receipt.resultsCount);
+  if (
+    !(proven
+      ? verifyPathKnown(leaf, cert.leafIndex, receipt.resultsCount, cert.path, receipt.resultsRoot, proven)
+      : verifyPath(leaf, cert.leafIndex, receipt.resultsCount, cert.path, receipt.resultsRoot))
+  )
     return fail('bad-proof', 'Merkle path does not lead to the receipt results root');
 
   const receiptBytes = encode(ReceiptCodec, receipt);

@@ -29,6 +29,7 @@ import {
   type Json,
   keyPairFromSeed,
   leafHash,
+  merkleStats,
   type Outcome,
   Outcome as OutcomeCodec,
   type Policy,
@@ -1055,6 +1056,31 @@ describe('SignatureCache', () => {
       const flipped = clone(c);
       flipped.signatures[2].signature = flipBit(flipped.signatures[2].signature, 300);
       expect(reasonOf(verifyCertificate(flipped, run.genesis, { cache }))).toBe('bad-signature');
+      expect(verifyCertificate(c, run.genesis, { cache }).ok).toBe(true);
+    }
+  });
+
+  it('shares proven Merkle nodes across one batch: ~2 node hashes per certificate, and forged paths still fail', () => {
+    const run = runs[0];
+    const bySeq = new Map<number, Certificate[]>();
+    for (const c of run.certs) bySeq.set(c.receipt.seq, [...(bySeq.get(c.receipt.seq) ?? []), c]);
+    const batch = [...bySeq.values()].sort((a, b) => b.length - a.length)[0];
+    expect(batch.length).toBeGreaterThanOrEqual(8);
+    const cache = new SignatureCache();
+    const h0 = merkleStats.nodeHashes;
+    for (const c of batch) expect(verifyCertificate(c, run.genesis, { cache }).ok).toBe(true);
+    const perCert = (merkleStats.nodeHashes - h0) / batch.length;
+    const depth = Math.ceil(Math.log2(batch[0].receipt.resultsCount));
+    expect(perCert).toBeLessThanOrEqual(2.5);
+    expect(depth).toBeGreaterThan(2.5); // without the sharing each certificate would hash its whole path
+    // Forged paths and indexes, checked between genuine ones with the warm cache, fail as they do uncached.
+    for (const [i, c] of batch.entries()) {
+      const forged = clone(c);
+      if (i % 2 === 0) forged.path[i % forged.path.length] = flipBit(forged.path[i % forged.path.length], i);
+      else forged.leafIndex = (forged.leafIndex + 1) % forged.receipt.resultsCount;
+      const plain = reasonOf(verifyCertificate(forged, run.genesis));
+      expect(plain).toBe('bad-proof');
+      expect(reasonOf(verifyCertificate(forged, run.genesis, { cache }))).toBe(plain);
       expect(verifyCertificate(c, run.genesis, { cache }).ok).toBe(true);
     }
   });
