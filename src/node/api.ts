@@ -25,6 +25,7 @@ import Fastify, {
   type FastifyInstance,
   type FastifyReply,
   type FastifyRequest,
+  LogController,
 } from 'fastify';
 import { packageVersion } from '../inference/kserve-server.ts';
 import { labelName } from '../inference/postprocess.ts';
@@ -451,7 +452,8 @@ export function buildApi(host: NodeHost, opts: ApiOptions = {}): FastifyInstance
 
   const app = Fastify({
     ...(opts.logger ? { loggerInstance: opts.logger } : { logger: false }),
-    disableRequestLogging: true,
+    // No per-request log lines (fastify 5.12's home for the option; the top-level one is deprecated).
+    logController: new LogController({ disableRequestLogging: true }),
     // On close, drop idle keep-alive connections at once instead of waiting for their timeout.
     forceCloseConnections: 'idle',
     bodyLimit: o.bodyLimitBytes as number,
