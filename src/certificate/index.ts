@@ -3,6 +3,7 @@
  * against the genesis alone. Pure: no I/O, no runtime beyond node:crypto (bundled for the browser later).
  */
 import {
+  addLearned,
   CERTIFICATE_VERSION,
   type Certificate,
   Certificate as CertificateCodec,
@@ -18,6 +19,7 @@ import {
   type Json,
   type KnownNodes,
   knownNodes,
+  type LearnedNodes,
   leafHash,
   type MerkleTree,
   type Outcome,
@@ -93,7 +95,9 @@ export type VerifyResult =
 /**
  * Remembers receipt signatures already checked, per receipt hash (one receipt serves a whole batch), and
  * the Merkle nodes already proven in each batch's results tree: the certificates of one batch then cost
- * about two node hashes each instead of a whole path (verifyPathKnown; same answer for every input).
+ * about two node hashes each instead of a whole path (verifyPathKnown; same answer for every input). Nodes
+ * are only learned from certificates that verified whole (signatures included), so forged certificates
+ * with made-up roots neither fill the cache nor push genuine trees out.
  */
 export class SignatureCache {
   private readonly seen = new Map<string, Map<number, string>>();
@@ -104,18 +108,29 @@ export class SignatureCache {
     /** Results trees whose proven nodes are kept (each up to 2·size − 1 of them). */
     private readonly maxTrees = 256,
   ) {}
-  /** What is proven of the results tree with this root and size (a new, empty entry the first time). */
-  provenNodes(root: Uint8Array, size: number): KnownNodes {
+  /** What is proven of the results tree with this root and size, if anything (it becomes the most recent). */
+  provenNodes(root: Uint8Array, size: number): KnownNodes | undefined {
     const last = this.lastTree;
     if (last !== null && last.size === size && equalBytes(last.root, root)) return last.known;
     const key = `${hex(root)}:${size}`;
-    let known = this.trees.get(key);
-    if (known) this.trees.delete(key);
-    else known = knownNodes();
+    const known = this.trees.get(key);
+    if (!known) return undefined;
+    this.trees.delete(key);
     this.trees.set(key, known);
-    while (this.trees.size > this.maxTrees) this.trees.delete(this.trees.keys().next().value as string);
     this.lastTree = { root: Uint8Array.from(root), size, known };
     return known;
+  }
+  /** Records what a verified certificate's path proved about the tree with this root and size. */
+  learn(root: Uint8Array, size: number, learned: LearnedNodes): void {
+    if (learned.nodes.length === 0 && learned.siblings.length === 0) return;
+    let known = this.provenNodes(root, size);
+    if (!known) {
+      known = knownNodes();
+      this.trees.set(`${hex(root)}:${size}`, known);
+      while (this.trees.size > this.maxTrees) this.trees.delete(this.trees.keys().next().value as string);
+      this.lastTree = { root: Uint8Array.from(root), size, known };
+    }
+    addLearned(known, learned);
   }
   has(receiptHash: string, node: number, sig: Uint8Array): boolean {
     return this.seen.get(receiptHash)?.get(node) === hex(sig);
@@ -205,10 +220,20 @@ export function verifyCertificate(
     return fail('wrong-decision', 'the decision does not follow from the votes under the policy');
 
   const leaf = leafHash(encode(OutcomeCodec, outcome));
-  const proven = opts.cache?.provenNodes(receipt.resultsRoot, receipt.resultsCount);
+  // With a cache: the nodes proven so far in this tree spare most of the hashing, and what this path
+  // proves is kept only once the whole certificate has verified (below).
+  const learned: LearnedNodes | undefined = opts.cache ? { nodes: [], siblings: [] } : undefined;
   if (
-    !(proven
-      ? verifyPathKnown(leaf, cert.leafIndex, receipt.resultsCount, cert.path, receipt.resultsRoot, proven)
+    !(learned
+      ? verifyPathKnown(
+          leaf,
+          cert.leafIndex,
+          receipt.resultsCount,
+          cert.path,
+          receipt.resultsRoot,
+          opts.cache?.provenNodes(receipt.resultsRoot, receipt.resultsCount) ?? knownNodes(),
+          learned,
+        )
       : verifyPath(leaf, cert.leafIndex, receipt.resultsCount, cert.path, receipt.resultsRoot))
   )
     return fail('bad-proof', 'Merkle path does not lead to the receipt results root');
@@ -225,6 +250,7 @@ export function verifyCertificate(
   }
   if (cert.signatures.length < q)
     return fail('insufficient-signatures', `${cert.signatures.length} signatures < ${q}`);
+  if (learned) opts.cache?.learn(receipt.resultsRoot, receipt.resultsCount, learned);
 
   if (opts.request) {
     const r = opts.request;

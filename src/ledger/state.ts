@@ -93,6 +93,7 @@ const EXPIRED = new Uint8Array([0x65]);
 
 /** n (a non-negative safe integer) as 8 big-endian bytes; from Node's small-buffer pool (only hashed). */
 export function u64(n: number): Uint8Array {
+  if (!Number.isSafeInteger(n) || n < 0) throw new RangeError(`u64: ${n} is not a non-negative safe integer`);
   const b = Buffer.allocUnsafe(8);
   b.writeUInt32BE(Math.floor(n / 0x100000000), 0);
   b.writeUInt32BE(n >>> 0, 4);

@@ -135,12 +135,26 @@ export function knownNodes(): KnownNodes {
 /** Largest tree verifyPathKnown shares work in (larger ones are checked by verifyPath alone). */
 const KNOWN_MAX_SIZE = 1 << 16;
 
+/** Nodes and siblings a path proved, not yet added to a KnownNodes (see verifyPathKnown's `learned`). */
+export interface LearnedNodes {
+  nodes: [number, Uint8Array][];
+  siblings: [number, Uint8Array][];
+}
+
+/** Adds what a path proved (verifyPathKnown with `learned`) to `known`. */
+export function addLearned(known: KnownNodes, learned: LearnedNodes): void {
+  for (const [k, v] of learned.nodes) known.nodes.set(k, v);
+  for (const [k, v] of learned.siblings) known.siblings.set(k, v);
+}
+
 /**
  * verifyPath with the same answer for every input, sharing work across the leaves of one tree: once a
  * climb reaches a proven node, each further path element is compared with the proven sibling instead of
  * hashed, and hashing resumes at the first one that differs. A path that reaches the root teaches `known`
- * its nodes and siblings. Reaching a proven node along a different chain, or a wrong sibling leading to
- * the root, would take a SHA-256 collision.
+ * its nodes and siblings (copies: a caller may change its path afterwards), or, with `learned`, appends
+ * them there for the caller to add later (addLearned), for instance once a signature over the root checked.
+ * Reaching a proven node along a different chain, or a wrong sibling leading to the root, would take a
+ * SHA-256 collision.
  */
 export function verifyPathKnown(
   leaf: Uint8Array,
@@ -149,6 +163,7 @@ export function verifyPathKnown(
   path: Uint8Array[],
   root: Uint8Array,
   known: KnownNodes,
+  learned?: LearnedNodes,
 ): boolean {
   if (path.length !== pathLength(index, size)) return false;
   if (size > KNOWN_MAX_SIZE) return verifyPath(leaf, index, size, path, root);
@@ -185,7 +200,7 @@ export function verifyPathKnown(
       }
       proven = false;
     }
-    learnedSiblings.push([here, p]);
+    learnedSiblings.push([here, Uint8Array.from(p)]);
     r = left ? nodeHash(p, r) : nodeHash(r, p);
     fn = nf;
     sn = ns;
@@ -194,7 +209,9 @@ export function verifyPathKnown(
     else learnedNodes.push([there, r]);
   }
   if (sn !== 0 || !equalBytes(r, root)) return false;
-  for (const [k, v] of learnedNodes) nodes.set(k, v);
-  for (const [k, v] of learnedSiblings) siblings.set(k, v);
+  if (learned) {
+    for (const x of learnedNodes) learned.nodes.push(x);
+    for (const x of learnedSiblings) learned.siblings.push(x);
+  } else addLearned(known, { nodes: learnedNodes, siblings: learnedSiblings });
   return true;
 }

@@ -32,9 +32,11 @@ import {
 } from './crypto.ts';
 import { DropbearError } from './errors.ts';
 import {
+  addLearned,
   buildTree,
   type KnownNodes,
   knownNodes,
+  type LearnedNodes,
   leafHash,
   pathLength,
   verifyPath,
@@ -293,20 +295,32 @@ export class RequestAuthCache {
     this.hits++;
     return m === this.good;
   }
-  /** What is known of the tree with this root and size (a new, empty entry the first time). */
-  tree(root: Uint8Array, size: number): AuthTree {
+  /** What is known of the tree with this root and size, if anything (it becomes the most recent). */
+  peekTree(root: Uint8Array, size: number): AuthTree | undefined {
     // The members of one client batch arrive one after another: the most recent tree is the usual answer
     // (and is already last in the LRU order).
     const last = this.lastTree;
     if (last !== null && last.size === size && equalBytes(last.root, root)) return last.tree;
-    const key = `${Buffer.from(root.buffer, root.byteOffset, root.length).toString('latin1')}:${size}`;
-    let t = this.trees.get(key);
-    if (t) this.trees.delete(key);
-    else t = { known: knownNodes(), signers: [] };
+    const key = RequestAuthCache.treeKey(root, size);
+    const t = this.trees.get(key);
+    if (!t) return undefined;
+    this.trees.delete(key);
     this.trees.set(key, t);
+    this.lastTree = { root: Uint8Array.from(root), size, tree: t };
+    return t;
+  }
+  /** The tree with this root and size (a new, empty entry the first time), the most recent from now. */
+  tree(root: Uint8Array, size: number): AuthTree {
+    const have = this.peekTree(root, size);
+    if (have) return have;
+    const t: AuthTree = { known: knownNodes(), signers: [] };
+    this.trees.set(RequestAuthCache.treeKey(root, size), t);
     while (this.trees.size > this.treeCapacity) this.trees.delete(this.trees.keys().next().value as string);
     this.lastTree = { root: Uint8Array.from(root), size, tree: t };
     return t;
+  }
+  private static treeKey(root: Uint8Array, size: number): string {
+    return `${Buffer.from(root.buffer, root.byteOffset, root.length).toString('latin1')}:${size}`;
   }
   private lastTree: { root: Uint8Array; size: number; tree: AuthTree } | null = null;
   /** Whether a good check with this key is still remembered (it becomes the most recent); a hit if so. */
@@ -348,25 +362,32 @@ export function requestAuthProblem(
   if (a.path.length !== pathLength(a.index, a.size))
     return `client batch path has ${a.path.length} elements; leaf ${a.index} of ${a.size} needs ${pathLength(a.index, a.size)}`;
   const leaf = leafHash(b);
-  const tree = cache?.tree(a.root, a.size);
+  // With a cache, the nodes proven so far in this tree spare most of the hashing. What this path proves is
+  // kept (and a tree entry made) only once the batch signature is known good: members with made-up roots
+  // neither fill the cache nor push genuine trees out of it.
+  const seen = cache?.peekTree(a.root, a.size);
+  const learned: LearnedNodes | undefined = cache ? { nodes: [], siblings: [] } : undefined;
   if (
-    !(tree
-      ? verifyPathKnown(leaf, a.index, a.size, a.path, a.root, tree.known)
+    !(learned
+      ? verifyPathKnown(leaf, a.index, a.size, a.path, a.root, seen?.known ?? knownNodes(), learned)
       : verifyPath(leaf, a.index, a.size, a.path, a.root))
   )
     return 'client batch path does not lead to the signed root';
   // The members of one batch share their signer: a bytewise match with one verified before answers
   // without building the cache key, as long as the cache still remembers that check.
-  if (tree) {
-    const i = tree.signers.findIndex(
+  if (seen && learned) {
+    const i = seen.signers.findIndex(
       (t) =>
         equalBytes(t.signature, a.signature) &&
         equalBytes(t.client, r.client) &&
         equalBytes(t.groupId, r.groupId),
     );
     if (i >= 0) {
-      if (cache?.stillGood(tree.signers[i].key)) return null;
-      tree.signers.splice(i, 1);
+      if (cache?.stillGood(seen.signers[i].key)) {
+        addLearned(seen.known, learned);
+        return null;
+      }
+      seen.signers.splice(i, 1);
     }
   }
   const check = () =>
@@ -385,8 +406,12 @@ export function requestAuthProblem(
       ok = check();
       cache.store(key, ok);
     }
-    if (ok && tree && tree.signers.length < 4)
-      tree.signers.push({ groupId: r.groupId, client: r.client, signature: a.signature, key });
+    if (ok && learned) {
+      const tree = seen ?? cache.tree(a.root, a.size);
+      addLearned(tree.known, learned);
+      if (tree.signers.length < 4)
+        tree.signers.push({ groupId: r.groupId, client: r.client, signature: a.signature, key });
+    }
   } else ok = check();
   return ok ? null : 'client batch signature invalid';
 }

@@ -38,6 +38,7 @@ import {
   type Result,
   requestIdOf,
   type SignedRequest,
+  sha256,
   signRequest,
   signRequestBatch,
   signTagged,
@@ -1083,6 +1084,44 @@ describe('SignatureCache', () => {
       expect(reasonOf(verifyCertificate(forged, run.genesis, { cache }))).toBe(plain);
       expect(verifyCertificate(c, run.genesis, { cache }).ok).toBe(true);
     }
+  });
+
+  it('learns from whole certificates only: changing a verified path afterwards, or made-up roots, changes nothing', () => {
+    const run = runs[0];
+    const bySeq = new Map<number, Certificate[]>();
+    for (const c of run.certs) bySeq.set(c.receipt.seq, [...(bySeq.get(c.receipt.seq) ?? []), c]);
+    const batch = [...bySeq.values()].sort((a, b) => b.length - a.length)[0].map(clone);
+    const cache = new SignatureCache(10_000, 16);
+    const half = batch.length >> 1;
+    for (const c of batch) expect(verifyCertificate(c, run.genesis, { cache }).ok).toBe(true);
+    // The caller changes a verified certificate's path in place: the cache kept its own copies.
+    const victim = batch[0];
+    const top = victim.path.length - 1;
+    victim.path[top][0] ^= 1;
+    expect(reasonOf(verifyCertificate(victim, run.genesis, { cache }))).toBe('bad-proof');
+    const other = clone(batch[1]);
+    other.path[other.path.length - 1] = victim.path[top];
+    expect(reasonOf(verifyCertificate(other, run.genesis, { cache }))).toBe(
+      reasonOf(verifyCertificate(other, run.genesis)),
+    );
+    victim.path[top][0] ^= 1;
+    // Forged certificates whose paths lead to made-up roots (their signatures cannot match): more of them
+    // than the cache keeps trees. They must not push the genuine tree out.
+    const size = batch[0].receipt.resultsCount;
+    for (let k = 0; k < 40; k++) {
+      const f = clone(batch[half]);
+      const leaves = Array.from({ length: size }, (_, i) => sha256(new Uint8Array([k, i, 7])));
+      leaves[f.leafIndex] = leafHash(encode(OutcomeCodec, f.outcome));
+      const fake = buildTree(leaves);
+      f.receipt.resultsRoot = fake.root;
+      f.path = fake.path(f.leafIndex);
+      expect(reasonOf(verifyCertificate(f, run.genesis, { cache }))).toBe('bad-signature');
+    }
+    // Checked again, each genuine certificate costs one node hash (its parent is proven); a tree pushed
+    // out would cost the whole path again for the first and ~2 for the others.
+    const h0 = merkleStats.nodeHashes;
+    for (const c of batch.slice(half)) expect(verifyCertificate(c, run.genesis, { cache }).ok).toBe(true);
+    expect((merkleStats.nodeHashes - h0) / (batch.length - half)).toBeLessThanOrEqual(1);
   });
 
   it('an evicted receipt is simply checked again', () => {

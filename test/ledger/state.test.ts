@@ -519,5 +519,6 @@ describe('u64 (the 8 bytes of seqs and timestamps in the recent-ids chain)', () 
     }
     for (const v of values) expect([...u64(v)]).toEqual([...viaBigInt(v)]);
     expect([...u64(0x01020304050607)]).toEqual([0, 1, 2, 3, 4, 5, 6, 7]);
+    for (const bad of [-1, 1.5, Number.NaN, 2 ** 53]) expect(() => u64(bad)).toThrow(RangeError);
   });
 });

@@ -5,6 +5,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import {
+  buildTree,
   CodecError,
   cryptoStats,
   DropbearError,
@@ -340,6 +341,45 @@ describe('the cache, members arriving interleaved', () => {
     const perMember = (merkleStats.nodeHashes - h0) / batch.length;
     expect(perMember).toBeLessThanOrEqual(2);
     expect(perMember).toBeGreaterThan(0.9);
+  });
+});
+
+describe('the cache learns only from members whose batch signature checked', () => {
+  it('members with made-up roots (more than the cache keeps trees) do not push a genuine tree out', () => {
+    const cache = new RequestAuthCache(4096, 1024, 8);
+    const batch = signRequestBatch(reqs(64), client);
+    for (const sr of batch) expect(verifyRequestAuth(sr, cache)).toBe(true);
+    for (let k = 0; k < 20; k++) {
+      // A path that does lead to its root, but the root was never signed.
+      const sr = batch[40 + (k % 8)];
+      const a = batchAuth(sr);
+      const leaves = Array.from({ length: 64 }, (_, i) => sha256(new Uint8Array([k, i])));
+      leaves[a.index] = leafHash(encode(RequestCodec, sr.request));
+      const fake = buildTree(leaves);
+      const forged = withAuth(sr, { root: fake.root, path: fake.path(a.index) });
+      expect(requestAuthProblem(forged, cache)).toBe('client batch signature invalid');
+    }
+    // Checked again, each genuine member costs one node hash (its parent is proven); a tree pushed out
+    // would cost the whole path again for the first and ~2 for the others.
+    const h0 = merkleStats.nodeHashes;
+    expect(
+      verifiesDuring(() => expect(batch.slice(0, 16).every((sr) => verifyRequestAuth(sr, cache))).toBe(true)),
+    ).toBe(0);
+    expect((merkleStats.nodeHashes - h0) / 16).toBeLessThanOrEqual(1);
+  });
+
+  it('keeps its own copies of path elements: a caller changing a checked path afterwards changes nothing', () => {
+    const cache = new RequestAuthCache();
+    const batch = signRequestBatch(reqs(16), client).map((sr) => structuredClone(sr));
+    for (const sr of batch.slice(0, 8)) expect(verifyRequestAuth(sr, cache)).toBe(true);
+    const a = batchAuth(batch[0]);
+    const top = a.path.length - 1;
+    a.path[top][3] ^= 1;
+    expect(verifyRequestAuth(batch[0], cache)).toBe(verifyRequestAuth(batch[0]));
+    expect(verifyRequestAuth(batch[0], cache)).toBe(false);
+    const other = structuredClone(batch[9]);
+    batchAuth(other).path[top] = a.path[top];
+    expect(verifyRequestAuth(other, cache)).toBe(false);
   });
 });
 
