@@ -31,6 +31,7 @@ import {
   type SignedRequest,
   sha256,
   TAGS,
+  TreeLru,
   toJson,
   validatePolicy,
   verifyPath,
@@ -101,36 +102,23 @@ export type VerifyResult =
  */
 export class SignatureCache {
   private readonly seen = new Map<string, Map<number, string>>();
-  private readonly trees = new Map<string, KnownNodes>();
-  private lastTree: { root: Uint8Array; size: number; known: KnownNodes } | null = null;
+  /** Per results tree (root and size): its nodes proven so far (verifyPathKnown). */
+  private readonly trees: TreeLru<KnownNodes>;
   constructor(
     private readonly maxReceipts = 10_000,
     /** Results trees whose proven nodes are kept (each up to 2·size − 1 of them). */
-    private readonly maxTrees = 256,
-  ) {}
+    maxTrees = 256,
+  ) {
+    this.trees = new TreeLru(maxTrees);
+  }
   /** What is proven of the results tree with this root and size, if anything (it becomes the most recent). */
   provenNodes(root: Uint8Array, size: number): KnownNodes | undefined {
-    const last = this.lastTree;
-    if (last !== null && last.size === size && equalBytes(last.root, root)) return last.known;
-    const key = `${hex(root)}:${size}`;
-    const known = this.trees.get(key);
-    if (!known) return undefined;
-    this.trees.delete(key);
-    this.trees.set(key, known);
-    this.lastTree = { root: Uint8Array.from(root), size, known };
-    return known;
+    return this.trees.get(root, size);
   }
   /** Records what a verified certificate's path proved about the tree with this root and size. */
   learn(root: Uint8Array, size: number, learned: LearnedNodes): void {
     if (learned.nodes.length === 0 && learned.siblings.length === 0) return;
-    let known = this.provenNodes(root, size);
-    if (!known) {
-      known = knownNodes();
-      this.trees.set(`${hex(root)}:${size}`, known);
-      while (this.trees.size > this.maxTrees) this.trees.delete(this.trees.keys().next().value as string);
-      this.lastTree = { root: Uint8Array.from(root), size, known };
-    }
-    addLearned(known, learned);
+    addLearned(this.trees.getOrAdd(root, size, knownNodes), learned);
   }
   has(receiptHash: string, node: number, sig: Uint8Array): boolean {
     return this.seen.get(receiptHash)?.get(node) === hex(sig);

@@ -4,7 +4,7 @@
  * the largest power of two below n. The size is not part of a proof: the verifier takes it from the
  * signed receipt, because an audit path alone does not pin down the tree size.
  */
-import { equalBytes, sha256, sha256Parts } from './crypto.ts';
+import { equalBytes, hex, sha256, sha256Parts } from './crypto.ts';
 
 const LEAF = new Uint8Array([0]);
 const NODE = new Uint8Array([1]);
@@ -134,6 +134,41 @@ export function knownNodes(): KnownNodes {
 
 /** Largest tree verifyPathKnown shares work in (larger ones are checked by verifyPath alone). */
 const KNOWN_MAX_SIZE = 1 << 16;
+
+/**
+ * Per-tree state (what is proven of a tree, for instance) for the most recently used trees, keyed by root
+ * and size, least recently used dropped first. The members or certificates of one batch arrive one after
+ * another, so the most recent tree answers without building a key.
+ */
+export class TreeLru<T> {
+  private readonly byKey = new Map<string, T>();
+  private last: { root: Uint8Array; size: number; value: T } | null = null;
+  constructor(private readonly capacity: number) {}
+
+  /** The state of the tree with this root and size, if any (it becomes the most recent). */
+  get(root: Uint8Array, size: number): T | undefined {
+    const last = this.last;
+    if (last !== null && last.size === size && equalBytes(last.root, root)) return last.value;
+    const key = `${hex(root)}:${size}`;
+    const value = this.byKey.get(key);
+    if (value === undefined) return undefined;
+    this.byKey.delete(key);
+    this.byKey.set(key, value);
+    this.last = { root: Uint8Array.from(root), size, value };
+    return value;
+  }
+
+  /** The state of the tree with this root and size, made by `make` the first time; the most recent. */
+  getOrAdd(root: Uint8Array, size: number, make: () => T): T {
+    const have = this.get(root, size);
+    if (have !== undefined) return have;
+    const value = make();
+    this.byKey.set(`${hex(root)}:${size}`, value);
+    while (this.byKey.size > this.capacity) this.byKey.delete(this.byKey.keys().next().value as string);
+    this.last = { root: Uint8Array.from(root), size, value };
+    return value;
+  }
+}
 
 /** Nodes and siblings a path proved, not yet added to a KnownNodes (see verifyPathKnown's `learned`). */
 export interface LearnedNodes {

@@ -39,6 +39,7 @@ import {
   type LearnedNodes,
   leafHash,
   pathLength,
+  TreeLru,
   verifyPath,
   verifyPathKnown,
 } from './merkle.ts';
@@ -262,7 +263,7 @@ export class RequestAuthCache {
   private readonly good = new Map<string, true>();
   private readonly bad = new Map<string, true>();
   /** Per client-batch tree (root and size, most recent last): its nodes proven so far (verifyPathKnown). */
-  private readonly trees = new Map<string, AuthTree>();
+  private readonly trees: TreeLru<AuthTree>;
   hits = 0;
   misses = 0;
   constructor(
@@ -270,7 +271,9 @@ export class RequestAuthCache {
     readonly badCapacity = 1024,
     /** Trees whose proven nodes are kept (each up to 2·size − 1 of them). */
     readonly treeCapacity = Math.min(capacity, 256),
-  ) {}
+  ) {
+    this.trees = new TreeLru(treeCapacity);
+  }
   get size(): number {
     return this.good.size + this.bad.size;
   }
@@ -297,32 +300,12 @@ export class RequestAuthCache {
   }
   /** What is known of the tree with this root and size, if anything (it becomes the most recent). */
   peekTree(root: Uint8Array, size: number): AuthTree | undefined {
-    // The members of one client batch arrive one after another: the most recent tree is the usual answer
-    // (and is already last in the LRU order).
-    const last = this.lastTree;
-    if (last !== null && last.size === size && equalBytes(last.root, root)) return last.tree;
-    const key = RequestAuthCache.treeKey(root, size);
-    const t = this.trees.get(key);
-    if (!t) return undefined;
-    this.trees.delete(key);
-    this.trees.set(key, t);
-    this.lastTree = { root: Uint8Array.from(root), size, tree: t };
-    return t;
+    return this.trees.get(root, size);
   }
   /** The tree with this root and size (a new, empty entry the first time), the most recent from now. */
   tree(root: Uint8Array, size: number): AuthTree {
-    const have = this.peekTree(root, size);
-    if (have) return have;
-    const t: AuthTree = { known: knownNodes(), signers: [] };
-    this.trees.set(RequestAuthCache.treeKey(root, size), t);
-    while (this.trees.size > this.treeCapacity) this.trees.delete(this.trees.keys().next().value as string);
-    this.lastTree = { root: Uint8Array.from(root), size, tree: t };
-    return t;
+    return this.trees.getOrAdd(root, size, () => ({ known: knownNodes(), signers: [] }));
   }
-  private static treeKey(root: Uint8Array, size: number): string {
-    return `${Buffer.from(root.buffer, root.byteOffset, root.length).toString('latin1')}:${size}`;
-  }
-  private lastTree: { root: Uint8Array; size: number; tree: AuthTree } | null = null;
   /** Whether a good check with this key is still remembered (it becomes the most recent); a hit if so. */
   stillGood(key: string): boolean {
     if (!this.good.delete(key)) return false;
