@@ -5,6 +5,7 @@
  * broadcast), storage (persist) and execution (execute, answered by an `executed` event).
  */
 
+import { IdWindow } from '../protocol/idwindow.ts';
 import {
   array,
   type Batch,
@@ -364,8 +365,11 @@ export class Replica {
   private now = 0;
   private out: Action[] = [];
   private readonly pool = new Map<string, PoolEntry>();
-  /** Executed (or finally skipped) request ids and their timestamps, kept for the expiry window. */
-  private readonly done = new Map<string, number>();
+  /**
+   * Executed (or finally skipped) request ids and their timestamps, kept for the expiry window (typed
+   * arrays rather than a Map of hex strings: see protocol/idwindow.ts).
+   */
+  private readonly done = new IdWindow();
   private readonly votes = new Map<string, Map<number, VoteRef>>();
   /** Requests of executed batches above the stable checkpoint: peers may still fetch them. */
   private readonly archive = new Map<string, { sr: SignedRequest; seq: number }>();
@@ -473,7 +477,7 @@ export class Replica {
       models: Uint8Array[];
       /** Each node's model version in the ledger (zeros when absent). */
       modelVersions?: number[];
-      recent: Iterable<[string, number]>;
+      recent: Iterable<[Uint8Array, number]>;
       log: PersistRecord[];
       /** Executed batches whose receipt had not gathered q signatures yet. */
       uncertified?: Receipt[];
@@ -487,7 +491,7 @@ export class Replica {
     r.lastBatchTimestamp = disk.lastTimestamp;
     r.models = [...disk.models];
     if (disk.modelVersions) r.modelVersions = [...disk.modelVersions];
-    for (const [idHex, ts] of disk.recent) r.done.set(idHex, ts);
+    for (const [id, ts] of disk.recent) r.done.add(id, ts);
     let lastViewRecord: PersistRecord | null = null;
     for (const rec of disk.log) {
       if (rec.kind === 'prePrepare' || rec.kind === 'prepare' || rec.kind === 'commit') {
@@ -536,7 +540,7 @@ export class Replica {
   }
   /** Whether this replica holds the request (waiting or in a batch) or has executed it. */
   holdsRequest(idHex: string): boolean {
-    return this.pool.has(idHex) || this.done.has(idHex);
+    return this.pool.has(idHex) || (/^[0-9a-f]{64}$/.test(idHex) && this.done.has(Buffer.from(idHex, 'hex')));
   }
   /** Transactions waiting to be ordered (spread to this node or submitted here, not yet executed). */
   get pendingTxs(): Tx[] {
@@ -604,7 +608,7 @@ export class Replica {
     // map that large costs ~0.5–1 µs in cache misses. The two never share an id, so the pool goes first.
     if (this.pool.has(idHex))
       return { ok: false, code: 'REQUEST_DUPLICATE', message: 'request already accepted', id };
-    if (this.done.has(idHex))
+    if (this.done.has(id))
       return { ok: false, code: 'REQUEST_ALREADY_EXECUTED', message: 'request already executed', id };
     if (sr.input.length > params.maxInputBytes)
       return {
@@ -828,7 +832,7 @@ export class Replica {
       const idHex = hex(e.requestId);
       // Most votes are for requests in the pool, which is never in `done` (see checkRequest).
       const pooled = this.pool.has(idHex);
-      if (!pooled && this.done.has(idHex)) return;
+      if (!pooled && this.done.has(e.requestId)) return;
       let m = this.votes.get(idHex);
       if (!m) {
         m = new Map();
@@ -1176,7 +1180,7 @@ export class Replica {
         }
       } else {
         const p = this.pool.get(idHex);
-        if (!p && this.done.has(idHex)) return this.reject(slot, primary, 'request already executed');
+        if (!p && this.done.has(e.requestId)) return this.reject(slot, primary, 'request already executed');
         if (!p) {
           missingRequests.push(e.requestId);
           lacks.push(`r${idHex}`);
@@ -1586,7 +1590,9 @@ export class Replica {
     if (slot.view === this.view && !this.viewChanging) this.vcAttempts = 0;
     const requeued = new Set(ev.requeued.map(hex));
     const votesToDrop: string[] = [];
-    for (const idHex of this.keysOf(slot.batch!).ids) {
+    const ids = this.keysOf(slot.batch!).ids;
+    for (let i = 0; i < ids.length; i++) {
+      const idHex = ids[i];
       const p = this.pool.get(idHex);
       if (requeued.has(idHex)) {
         if (p) p.state = 'pending';
@@ -1600,7 +1606,8 @@ export class Replica {
         this.updateReadiness(idHex);
         continue;
       }
-      this.done.set(idHex, p?.sr.request.timestamp ?? slot.batch!.timestamp);
+      // An id already in (a NEW-VIEW batch repeating an executed request) keeps its first timestamp.
+      this.done.add(slot.batch!.entries[i].requestId, p?.sr.request.timestamp ?? slot.batch!.timestamp);
       this.pool.delete(idHex);
       if (p) this.archive.set(idHex, { sr: p.sr, seq: ev.seq });
       this.quorum.delete(idHex);
@@ -1619,10 +1626,13 @@ export class Replica {
     // From here on only votes of the current models count: re-infer what this node voted with the old one.
     if (ownChanged) this.reinferStale();
     const expiry = this.genesis.params.expiryMs;
-    for (const [id, ts] of this.done) {
-      if (ts + expiry >= slot.batch!.timestamp) break;
-      this.done.delete(id);
-    }
+    // In expiry order (request timestamp, then id): each id goes as soon as it can no longer be replayed.
+    for (
+      let ts = this.done.firstTs();
+      ts !== undefined && ts + expiry < slot.batch!.timestamp;
+      ts = this.done.firstTs()
+    )
+      this.done.shift();
     this.out.push({ type: 'persist', record: { kind: 'executed', seq: ev.seq } });
     const rs = this.signReceipt(ev.receipt);
     // A transferred batch comes with q signatures already checked against this very receipt.
@@ -1934,7 +1944,7 @@ export class Replica {
     for (const [idHex, since] of this.orphans) {
       if (since > cutoff) continue;
       const voters = this.votes.get(idHex);
-      if (this.done.has(idHex) || this.pool.has(idHex) || !voters || voters.size === 0) {
+      if (this.pool.has(idHex) || !voters || voters.size === 0 || this.done.has(Buffer.from(idHex, 'hex'))) {
         this.orphans.delete(idHex);
         continue;
       }

@@ -34,6 +34,7 @@
  */
 import { closeSync, fdatasyncSync, openSync } from 'node:fs';
 import Database from 'better-sqlite3';
+import { SeqIndex } from '../protocol/idwindow.ts';
 import {
   array,
   Batch,
@@ -71,7 +72,8 @@ import { type Execution, LedgerState, type ResolvedEntry } from './state.ts';
  * 3: outcomes are stored one row per batch (its outcomes in leaf order), not one row per request keyed by
  * request id: a row per request inserted at a random place in a B-tree dirtied a page per request, ~6 ms
  * of SQLite per 256-request batch against ~0.4 ms for one row (scratch probe, 2026-11-30). The request-id
- * index lives in memory (`OutcomeIndex`), rebuilt by the replay at open. `open` upgrades a version-2 file
+ * index lives in memory (`SeqIndex`, protocol/idwindow.ts: typed arrays, 16–32 bytes a request),
+ * rebuilt by the replay at open. `open` upgrades a version-2 file
  * in place (`migrate2to3`); a version-1 file cannot be read.
  */
 export const LEDGER_SCHEMA_VERSION = 3;
@@ -136,35 +138,6 @@ const SourceResults = array(SignedResults, 1 << 20);
 const CommitSigs = array(NodeSignature, 256);
 /** A batch's outcomes as stored: each Outcome's canonical bytes (the Merkle leaves), in leaf order. */
 export const StoredOutcomes = array(bytes(1 << 24), 1 << 20);
-
-/**
- * Which batch holds each executed request's outcome, in memory: request id → seq. Keyed by the id's first
- * 30 bits (small-integer keys: ~30 bytes an entry, measured, against ~120 for a hex string); the few keys
- * that several ids share hold each one's seq, and `certificate` confirms the full id in the batch's
- * outcomes.
- * Rebuilt from the stored batches by the replay at open, so it is never written to disk.
- */
-export class OutcomeIndex {
-  private readonly bySeqOf = new Map<number, number | number[]>();
-
-  private static key(id: Uint8Array): number {
-    return id[0] * 0x400000 + id[1] * 0x4000 + id[2] * 0x40 + (id[3] >> 2);
-  }
-
-  add(id: Uint8Array, seq: number): void {
-    const k = OutcomeIndex.key(id);
-    const have = this.bySeqOf.get(k);
-    if (have === undefined) this.bySeqOf.set(k, seq);
-    else if (typeof have === 'number') this.bySeqOf.set(k, [have, seq]);
-    else have.push(seq);
-  }
-
-  /** The seqs of batches that may hold `id`'s outcome (most hold one; usually none or one seq). */
-  candidates(id: Uint8Array): readonly number[] {
-    const have = this.bySeqOf.get(OutcomeIndex.key(id));
-    return have === undefined ? [] : typeof have === 'number' ? [have] : have;
-  }
-}
 
 /** A recently executed or read batch's outcomes and Merkle tree (what certificates are cut from). */
 interface BatchOutcomes {
@@ -303,7 +276,7 @@ export class SqliteLedger {
   private groupNeedsSync = false;
   /** Outcomes and trees of the last few batches used, least recently used first. */
   private readonly recentOutcomes = new Map<number, BatchOutcomes>();
-  private index = new OutcomeIndex();
+  private index = new SeqIndex();
   private readonly st: Record<string, Database.Statement>;
 
   private constructor(
@@ -440,7 +413,7 @@ export class SqliteLedger {
   /** Rebuilds the executed state from the stored batches, checking each receipt against the stored one. */
   private replay(): LedgerState {
     const state = new LedgerState(this.genesis);
-    const index = new OutcomeIndex();
+    const index = new SeqIndex();
     const batches = this.st.allBatches.iterate() as IterableIterator<Row>;
     const hashes = this.st.allReceiptHashes.iterate() as IterableIterator<Row>;
     const corrupt = (msg: string) => new DropbearError('LEDGER_CORRUPT', `${this.path}: ${msg}`);

@@ -5,7 +5,7 @@
  * In memory; the durable SQLite ledger (issue 3) persists what this computes.
  */
 import { decide, validatePolicy } from '../agreement/index.ts';
-import { MinHeap } from '../protocol/heap.ts';
+import { IdWindow } from '../protocol/idwindow.ts';
 import {
   array,
   type Batch,
@@ -100,15 +100,6 @@ export function u64(n: number): Uint8Array {
   return b;
 }
 
-/** An executed id in the expiry heap: ordered by request timestamp, then id (a total order). */
-interface Expiring {
-  ts: number;
-  id: string;
-}
-
-/** Expiry order: request timestamp, then id (a total order, so every node expires ids alike). */
-const expiresBefore = (a: Expiring, b: Expiring) => a.ts < b.ts || (a.ts === b.ts && a.id < b.id);
-
 export class LedgerState {
   readonly genesis: Genesis;
   readonly groupId: Uint8Array;
@@ -124,10 +115,12 @@ export class LedgerState {
   readonly models: Uint8Array[];
   readonly modelVersions: number[];
   readonly stats: NodeStats[];
-  /** Executed request ids still inside the expiry window, with their request timestamps. */
-  readonly recent = new Map<string, number>();
-  /** The same ids by timestamp: each batch pops what expired instead of scanning them all. */
-  private readonly expiring = new MinHeap<Expiring>(expiresBefore);
+  /**
+   * Executed request ids still inside the expiry window, with their request timestamps, in expiry order
+   * (request timestamp, then id: a total order, so every node expires ids alike). Typed arrays, not a
+   * Map of hex strings: see protocol/idwindow.ts.
+   */
+  readonly recent = new IdWindow();
   /**
    * A hash chain over every change to `recent`: per batch, its seq, the ids it added (in execution order,
    * with their timestamps) and the ids that expired (in timestamp, id order). Honest nodes execute the
@@ -184,12 +177,14 @@ export class LedgerState {
     this.clock = Math.max(this.clock, batch.timestamp);
     // Forget ids that can no longer be replayed (their timestamps are expired at this batch).
     const changes: Uint8Array[] = [this.recentChain, u64(seq)];
-    for (let x = this.expiring.peek(); x && x.ts + expiry < this.clock; x = this.expiring.peek()) {
-      this.expiring.pop();
-      this.recent.delete(x.id);
-      // The id's bytes again from its hex: the heap keeps only the string, for the whole expiry window.
-      // (A 32-byte view kept there pinned the decoder's 8 KiB slab it lives in: ~200 bytes per id held.)
-      changes.push(EXPIRED, Buffer.from(x.id, 'hex'));
+    for (
+      let ts = this.recent.firstTs();
+      ts !== undefined && ts + expiry < this.clock;
+      ts = this.recent.firstTs()
+    ) {
+      const id = new Uint8Array(32);
+      this.recent.shift(id);
+      changes.push(EXPIRED, id);
     }
     for (const tx of batch.txs) this.applyTx(tx);
 
@@ -197,9 +192,8 @@ export class LedgerState {
     const requeued: Uint8Array[] = [];
     const skipped: Execution['skipped'] = [];
     for (const e of entries) {
-      const idHex = hex(e.requestId);
       const req = e.request;
-      if (this.recent.has(idHex)) {
+      if (this.recent.has(e.requestId)) {
         skipped.push({ requestId: e.requestId, reason: 'duplicate' });
         continue;
       }
@@ -248,8 +242,7 @@ export class LedgerState {
         )
           s.agreed++;
       }
-      this.recent.set(idHex, req.timestamp);
-      this.expiring.push({ ts: req.timestamp, id: idHex });
+      this.recent.add(e.requestId, req.timestamp);
       changes.push(ADDED, e.requestId, u64(req.timestamp));
       outcomes.push({
         requestId: e.requestId,

@@ -6,7 +6,7 @@ import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildCertificates, verifyCertificate } from '../../src/certificate/index.ts';
 import { ResolvedEntries as ResolvedEntriesCodec } from '../../src/ledger/codec.ts';
-import { OutcomeIndex, SqliteLedger, StoredOutcomes } from '../../src/ledger/sqlite.ts';
+import { SqliteLedger, StoredOutcomes } from '../../src/ledger/sqlite.ts';
 import type { Execution, ResolvedEntry } from '../../src/ledger/state.ts';
 import { verifyLedgerFile } from '../../src/ledger/verify.ts';
 import {
@@ -304,23 +304,6 @@ describe('SqliteLedger', () => {
     const again = new Database(bad, { readonly: true });
     expect(again.prepare('SELECT schema_version FROM meta').pluck().get()).toBe(2);
     again.close();
-  });
-
-  it('indexes request ids by a 30-bit prefix and keeps every seq of ids that share one', () => {
-    const idx = new OutcomeIndex();
-    const a = new Uint8Array(32).fill(7);
-    const b = new Uint8Array(32).fill(7);
-    b[3] = 5; // 7 >> 2 === 5 >> 2: the same 30-bit key
-    b[31] = 1;
-    const c = new Uint8Array(32).fill(7);
-    c[2] = 8; // another key
-    idx.add(a, 3);
-    idx.add(b, 9);
-    idx.add(c, 4);
-    expect(idx.candidates(a)).toEqual([3, 9]);
-    expect(idx.candidates(b)).toEqual([3, 9]);
-    expect(idx.candidates(c)).toEqual([4]);
-    expect(idx.candidates(new Uint8Array(32))).toEqual([]);
   });
 
   it('serves no certificate while a batch has fewer than q receipt signatures', () => {

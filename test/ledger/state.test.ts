@@ -221,7 +221,7 @@ describe('LedgerState.execute', () => {
         const skip = ex.skipped.find((x) => hex(x.requestId) === hex(again.id));
         expect(skip?.reason).toBe(again.request.timestamp + EXPIRY < ts ? 'expired' : 'duplicate');
       }
-      expect(new Map(l.recent)).toEqual(model);
+      expect(new Map([...l.recent.entries()].map(([id, t]) => [hex(id), t]))).toEqual(model);
       replays.push(...batch);
     }
     expect(model.size).toBeGreaterThan(3);
