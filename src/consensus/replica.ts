@@ -2029,8 +2029,16 @@ export class Replica {
 
   /** The highest seq that at least f+1 nodes (so at least one honest) have executed. */
   private groupExecuted(): number {
-    const seqs = [...this.executedBy.values()].sort((a, b) => b - a);
-    return seqs[this.f] ?? 0;
+    // The (f+1)-th highest value, without sorting a fresh array: this runs at every step (via isBehind),
+    // and that sort was ~12 % of what a node allocated per request at one request per batch.
+    let best = 0;
+    for (const v of this.executedBy.values()) {
+      if (v <= best) continue;
+      let atLeast = 0;
+      for (const w of this.executedBy.values()) if (w >= v) atLeast++;
+      if (atLeast > this.f) best = v;
+    }
+    return best;
   }
 
   /**

@@ -278,6 +278,12 @@ export class SqliteLedger {
   private readonly recentOutcomes = new Map<number, BatchOutcomes>();
   private index = new SeqIndex();
   private readonly st: Record<string, Database.Statement>;
+  /**
+   * Runs a function in a transaction (a savepoint inside an open group). One wrapper made once:
+   * `db.transaction(fn)` builds a new wrapper (and its variants) at every call, ~10 % of what a node
+   * allocated per request at one request per batch (heap sampling of four in-process hosts).
+   */
+  private readonly inTx: <T>(fn: () => T) => T;
 
   private constructor(
     path: string,
@@ -289,6 +295,7 @@ export class SqliteLedger {
   ) {
     this.path = path;
     this.db = db;
+    this.inTx = db.transaction((fn: () => unknown) => fn()) as unknown as <T>(fn: () => T) => T;
     this.genesis = genesis;
     this.groupId = groupIdOf(genesis);
     this.created = created;
@@ -504,12 +511,12 @@ export class SqliteLedger {
   private durably<T>(fn: () => T): T {
     if (this.grouped) {
       this.groupNeedsSync = true;
-      return this.db.transaction(fn)();
+      return this.inTx(fn);
     }
-    if (this.synchronous === 'FULL') return this.db.transaction(fn)();
+    if (this.synchronous === 'FULL') return this.inTx(fn);
     this.db.pragma('synchronous = FULL');
     try {
-      return this.db.transaction(fn)();
+      return this.inTx(fn);
     } finally {
       this.db.pragma(`synchronous = ${this.synchronous}`);
     }
@@ -544,7 +551,7 @@ export class SqliteLedger {
 
     let touched = false;
     try {
-      const ex = this.db.transaction(() => {
+      const ex = this.inTx(() => {
         touched = true;
         const done = this.current.execute(seq, digest, batch, entries);
         this.st.insBatch.run(seq, view, digest, batchBytes, entryBytes);
@@ -564,7 +571,7 @@ export class SqliteLedger {
         );
         if (done.outcomes.length > 0) this.st.insOutcomes.run(seq, encode(StoredOutcomes, done.outcomeBytes));
         return done;
-      })();
+      });
       for (const o of ex.outcomes) this.index.add(o.requestId, seq);
       if (ex.outcomes.length > 0) this.remember(seq, { outcomes: ex.outcomes, tree: ex.tree });
       return ex;
@@ -603,10 +610,10 @@ export class SqliteLedger {
       )
         throw new DropbearError('LEDGER_BAD_SIGNATURE', `batch ${seq}: invalid signature of node ${s.node}`);
     }
-    return this.db.transaction(() => {
+    return this.inTx(() => {
       for (const s of sigs) this.st.insSig.run(seq, s.node, s.signature);
       return (this.st.countSigs.get(seq) as Row).n as number;
-    })();
+    });
   }
 
   /** The receipt signatures stored for `seq`, by node. */
@@ -785,7 +792,7 @@ export class SqliteLedger {
     if (!isUint(seq) || seq < 1 || seq > this.current.seq)
       throw new DropbearError('LEDGER_UNKNOWN_SEQ', `checkpoint ${seq} is beyond the executed batches`);
     if (stateDigest.length !== 32) throw new DropbearError('LEDGER_BAD_VALUE', 'a state digest is 32 bytes');
-    this.db.transaction(() => this.st.insCheckpoint.run(seq, stateDigest, proof))();
+    this.inTx(() => this.st.insCheckpoint.run(seq, stateDigest, proof));
   }
 
   latestCheckpoint(): StoredCheckpoint | null {
@@ -803,7 +810,7 @@ export class SqliteLedger {
   saveEvidence(node: number, kind: string, proof: Uint8Array): void {
     this.open_();
     if (!isUint(node)) throw new DropbearError('LEDGER_BAD_VALUE', 'node must be a uint');
-    this.db.transaction(() => this.st.insEvidence.run(node, kind, proof))();
+    this.inTx(() => this.st.insEvidence.run(node, kind, proof));
   }
 
   evidence(): StoredEvidence[] {
