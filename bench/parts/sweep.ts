@@ -25,6 +25,7 @@
 import { GROUP_REPLICA } from '../../src/cli/group.ts';
 import { DEFAULT_REPLICA_CONFIG } from '../../src/consensus/replica.ts';
 import { catalogByName } from '../../src/inference/catalog.ts';
+import { ENGINE_DEFAULTS as ENGINE } from '../../src/inference/engine.ts';
 import { STANDIN_MODEL, standInInput } from '../../src/node/standin-backend.ts';
 import { BatchSender, makeVerifier } from '../lib/dropbear-load.ts';
 import {
@@ -46,7 +47,12 @@ import { fmtSpread, type Spread, spread } from '../lib/stats.ts';
 import { linePlot } from '../lib/svg.ts';
 
 const REAL_MODEL = 'mobilenet_v1_0.25_128_quant';
-const ENGINE_DEFAULTS = { intraOpThreads: 1, maxBatch: 8, maxDelayMs: 2 };
+/** The engine settings a node runs with when its config names none (src/inference/engine.ts). */
+const ENGINE_DEFAULTS = {
+  intraOpThreads: ENGINE.intraOpThreads,
+  maxBatch: ENGINE.maxBatch,
+  maxDelayMs: ENGINE.maxDelayMs,
+};
 const CLIENT_BATCH = 64;
 const LINGER_MS = 2;
 /** The open-loop rate at which the pipeline-depth settings' latency is taken (~40 % of the peak here). */

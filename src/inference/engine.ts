@@ -30,8 +30,10 @@ export const ENGINE_DEFAULTS = {
   intraOpThreads: 1,
   interOpThreads: 1,
   executionProviders: ['cpu'],
-  // The batching sweep (`npm run bench -- sweep`) picked 32 over 8 and 1 (highest peak, same low-load latency).
-  maxBatch: 32,
+  // The batching sweep (`npm run bench -- sweep`) picked 8 over 32 and 1 in its last two runs (peaks 221 and
+  // 180/s for 8 against 217 and 173 for 32, p99 at 20/s 47.5 against 60.4 ms); an earlier run had picked 32.
+  // `serve-model` and the benches' engines use 8 too.
+  maxBatch: 8,
   maxDelayMs: 2,
   maxQueue: 512,
   maxInFlight: 2,
