@@ -116,6 +116,12 @@ export interface SessionOptions {
   interOpThreads: number;
   /** onnxruntime execution providers in order of preference, e.g. ['cuda', 'cpu']. */
   executionProviders: string[];
+  /**
+   * Nice value (0–19) of the inference worker threads, on Linux; default 10. The node's event loop
+   * (consensus messages, HTTP, the ledger) then gets the CPU before inference when both want it, and
+   * inference still has every idle cycle. 0 leaves the workers at the process's own priority.
+   */
+  workerNice: number;
 }
 
 /** One onnxruntime session in its own worker thread. */
@@ -134,6 +140,7 @@ export class SessionRunner {
       intraOpThreads: opts.intraOpThreads,
       interOpThreads: opts.interOpThreads,
       executionProviders: opts.executionProviders,
+      nice: opts.workerNice,
     });
     try {
       await handle.ready;
@@ -166,10 +173,10 @@ export class PrepPool {
     this.handles = handles;
   }
 
-  static async start(spec: ModelSpec, decoder: Decoder, size: number): Promise<PrepPool> {
+  static async start(spec: ModelSpec, decoder: Decoder, size: number, nice = 0): Promise<PrepPool> {
     const handles = Array.from(
       { length: Math.max(1, size) },
-      () => new WorkerHandle({ role: 'prep', spec, decoder }),
+      () => new WorkerHandle({ role: 'prep', spec, decoder, nice }),
     );
     try {
       await Promise.all(handles.map((h) => h.ready));
