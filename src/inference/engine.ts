@@ -39,8 +39,6 @@ export const ENGINE_DEFAULTS = {
   maxInFlight: 2,
   prepWorkers: 1,
   sessionWorkers: 1,
-  // Inference threads below the event loop (consensus, HTTP): see EngineOptions.workerNice.
-  workerNice: 10,
   decoder: 'fast' as Decoder,
 };
 
@@ -106,15 +104,10 @@ export class InferenceEngine implements ModelBackend {
     ] as const)
       if (!Number.isInteger(o[k]) || o[k] < 1)
         throw new DropbearError('CONFIG_INVALID', `${k} must be a positive integer, got ${o[k]}`);
-    if (!Number.isInteger(o.workerNice) || o.workerNice < 0 || o.workerNice > 19)
-      throw new DropbearError(
-        'CONFIG_INVALID',
-        `workerNice must be an integer from 0 to 19, got ${o.workerNice}`,
-      );
     // A model whose batch dimension is fixed at 1 still takes batches: its worker runs them item by item.
     const maxBatch = fixedBatchOne(opts.spec) ? Math.min(o.maxBatch, 32) : o.maxBatch;
     const started = await Promise.allSettled([
-      PrepPool.start(opts.spec, o.decoder, o.prepWorkers, o.workerNice),
+      PrepPool.start(opts.spec, o.decoder, o.prepWorkers),
       ...Array.from({ length: o.sessionWorkers }, () => SessionRunner.start(opts.modelPath, opts.spec, o)),
     ]);
     const failed = started.find((x) => x.status === 'rejected');

@@ -116,12 +116,6 @@ export interface SessionOptions {
   interOpThreads: number;
   /** onnxruntime execution providers in order of preference, e.g. ['cuda', 'cpu']. */
   executionProviders: string[];
-  /**
-   * Nice value (0–19) of the inference worker threads, on Linux; default 10. The node's event loop
-   * (consensus messages, HTTP, the ledger) then gets the CPU before inference when both want it, and
-   * inference still has every idle cycle. 0 leaves the workers at the process's own priority.
-   */
-  workerNice: number;
 }
 
 /** One onnxruntime session in its own worker thread. */
@@ -140,7 +134,6 @@ export class SessionRunner {
       intraOpThreads: opts.intraOpThreads,
       interOpThreads: opts.interOpThreads,
       executionProviders: opts.executionProviders,
-      nice: opts.workerNice,
     });
     try {
       await handle.ready;
@@ -173,10 +166,10 @@ export class PrepPool {
     this.handles = handles;
   }
 
-  static async start(spec: ModelSpec, decoder: Decoder, size: number, nice = 0): Promise<PrepPool> {
+  static async start(spec: ModelSpec, decoder: Decoder, size: number): Promise<PrepPool> {
     const handles = Array.from(
       { length: Math.max(1, size) },
-      () => new WorkerHandle({ role: 'prep', spec, decoder, nice }),
+      () => new WorkerHandle({ role: 'prep', spec, decoder }),
     );
     try {
       await Promise.all(handles.map((h) => h.ready));

@@ -3,8 +3,6 @@
  * batches on it (session.run blocks its thread, never the node's event loop); `prep` workers decode and
  * preprocess inputs. Errors go back as {code, message}.
  */
-import { readlinkSync } from 'node:fs';
-import { setPriority } from 'node:os';
 import { parentPort, workerData } from 'node:worker_threads';
 import * as ort from 'onnxruntime-node';
 import { DropbearError } from '../protocol/errors.ts';
@@ -19,15 +17,12 @@ export interface SessionWorkerData {
   intraOpThreads: number;
   interOpThreads: number;
   executionProviders: string[];
-  /** Nice value for this thread (and the threads it starts): see EngineOptions.workerNice. */
-  nice: number;
 }
 
 export interface PrepWorkerData {
   role: 'prep';
   spec: ModelSpec;
   decoder: Decoder;
-  nice: number;
 }
 
 export type WorkerRequest =
@@ -41,22 +36,6 @@ export type WorkerReply =
 
 const port = parentPort!;
 const data = workerData as SessionWorkerData | PrepWorkerData;
-
-/**
- * Lowers this thread's scheduling priority (Linux: a nice value is per thread, and threads this one starts
- * afterwards, onnxruntime's and libvips', inherit it). Elsewhere, or when the call is refused, the thread
- * keeps its priority: inference still works, only without the ordering between it and the event loop.
- */
-function lowerPriority(nice: number): void {
-  if (nice === 0 || process.platform !== 'linux') return;
-  try {
-    const tid = Number(readlinkSync('/proc/thread-self').split('/').pop());
-    if (Number.isInteger(tid) && tid > 0) setPriority(tid, nice);
-  } catch {
-    // no /proc, or not allowed: keep the priority
-  }
-}
-lowerPriority(data.nice ?? 0);
 
 function fail(id: number, e: unknown): void {
   const code = e instanceof DropbearError ? e.code : 'INFERENCE_FAILED';
