@@ -604,8 +604,9 @@ export class Replica {
     const body = encode(RequestCodec, r);
     const id = requestIdOfBody(body);
     const idHex = hex(id);
-    // The pool (requests in flight) is small; `done` holds every id of the expiry window, and a miss in a
-    // map that large costs ~0.5–1 µs in cache misses. The two never share an id, so the pool goes first.
+    // The pool (requests in flight) is small; `done` holds every id of the expiry window, where a miss
+    // costs cache misses (~0.03–0.2 µs as an IdWindow, ~0.4–0.9 µs as the Map it was: `npm run bench:ids`).
+    // The two never share an id, so the pool goes first.
     if (this.pool.has(idHex))
       return { ok: false, code: 'REQUEST_DUPLICATE', message: 'request already accepted', id };
     if (this.done.has(id))

@@ -5,14 +5,16 @@
  * Why: a node keeps every request id of the group's expiry window (replay protection, twice: the replica
  * and the ledger) and, for its whole life, which batch holds each executed request. As `Map<string, …>`
  * these cost ~125 bytes an id in the replica and ~190 in the ledger (hex key, map entry, heap entry), a
- * lookup that misses ~0.95 µs at 10^6 ids (the hex string, then cache misses), and a `Map` holds at most
- * 2^24 (16,777,216) entries: past that `set` throws, which a node serving 4,000 requests/s reaches in ~70
- * minutes for the lifetime index (and then again in the replay at every restart). Here: 55–70 bytes an
- * id, a miss ~0.2 µs, nothing for the GC to trace, limited only by memory (`scratch`-style probe:
- * `node --expose-gc`, 10^5 and 10^6 random ids, 2026-11-30).
+ * lookup that misses ~0.5–0.8 µs (hex key, then cache misses), and a `Map` holds at most 2^24
+ * (16,777,216) entries: past that `set` throws, which a node serving 4,000 requests/s reaches in ~70
+ * minutes for the lifetime index (and then again in the replay at every restart). `npm run bench:ids`
+ * measures both (BENCHMARKS.md, "In-memory request-id indexes").
  *
- * Both tables hash a 32-bit word of the id through a per-instance random key: ids are SHA-256 outputs,
- * but a client chooses what it hashes, and without the key it could grind ids into one probe chain.
+ * Ids are SHA-256 outputs, but a client chooses what it hashes, so it can grind ids that share a prefix
+ * (2^32 hashes for each id sharing a 32-bit word with another). `IdWindow` hashes the first two words
+ * (64 bits) through a per-instance random key: a shared probe chain needs a 64-bit collision. `SeqIndex`
+ * stores one word per id, so ids ground to share it share a chain and come back as candidates together
+ * (each one then costs its owner a fee; the old 30-bit `Map` key had the same property, unkeyed).
  */
 import { randomBytes } from 'node:crypto';
 import { DropbearError } from './errors.ts';
@@ -39,12 +41,20 @@ function checkId(id: Uint8Array): void {
   if (id.length !== ID) throw new DropbearError('INTERNAL', `an id is ${ID} bytes, got ${id.length}`);
 }
 
+/** Largest hash table: 2^31 slots (a mask that still fits a non-negative int32). */
+const MAX_TABLE = 2 ** 31;
+
+function tooBig(what: string): never {
+  throw new DropbearError('INDEX_FULL', `${what} is full (its table would exceed ${MAX_TABLE} slots)`);
+}
+
 /**
  * A set of 32-byte ids, each with a timestamp, that gives them back in expiry order: lowest timestamp
  * first, equal timestamps by id bytes (a total order, so nodes that add the same ids expire them alike).
  * Entries live in typed arrays (id bytes, timestamps, a binary heap of entry numbers, an open-addressing
- * hash table with linear probing): 52 bytes per slot of capacity, which doubles when full; nothing for
- * the GC to trace.
+ * hash table with linear probing): 44 bytes per entry of capacity plus 4 per table slot (at least two
+ * slots per entry); capacity grows by half when full, so 52–90 bytes an id. It never shrinks: after a
+ * burst it keeps the burst's capacity. Nothing in it for the GC to trace.
  */
 export class IdWindow {
   private cap: number;
@@ -63,9 +73,13 @@ export class IdWindow {
   private table: Int32Array;
   private mask: number;
   private tombstones = 0;
-  private readonly key = randomKey();
+  private readonly key: number;
+  private readonly key2: number;
 
-  constructor(initialCapacity = 1024) {
+  /** `hashKey` fixes the hash key (tests that need a reproducible layout); by default it is random. */
+  constructor(initialCapacity = 1024, hashKey?: number) {
+    this.key = hashKey ?? randomKey();
+    this.key2 = mix(this.key, 0x9e3779b9);
     this.cap = Math.max(16, initialCapacity);
     this.ids = new Uint8Array(this.cap * ID);
     this.ts = new Float64Array(this.cap);
@@ -79,12 +93,12 @@ export class IdWindow {
   }
 
   has(id: Uint8Array): boolean {
-    return this.find(id) >= 0;
+    return id.length === ID && this.find(id) >= 0;
   }
 
   /** The timestamp stored with `id`, or undefined. */
   get(id: Uint8Array): number | undefined {
-    const s = this.find(id);
+    const s = id.length === ID ? this.find(id) : -1;
     return s < 0 ? undefined : this.ts[this.table[s] - 1];
   }
 
@@ -93,7 +107,7 @@ export class IdWindow {
     checkId(id);
     if (this.find(id) >= 0) return false;
     if (this.nFree === 0 && this.used === this.cap) this.grow();
-    else if (this.count + this.tombstones + 1 > (this.table.length * 3) >>> 2) this.rehash(this.table.length);
+    else if (this.count + this.tombstones + 1 > this.table.length * 0.75) this.rehash(this.table.length);
     const e = this.nFree > 0 ? this.heap[this.cap - this.nFree--] : this.used++;
     this.ids.set(id, e * ID);
     this.ts[e] = ts;
@@ -113,6 +127,8 @@ export class IdWindow {
    * copied into `into` when given.
    */
   shift(into?: Uint8Array): number | undefined {
+    if (into && into.length < ID)
+      throw new DropbearError('INTERNAL', `shift needs ${ID} bytes to write the id into`);
     if (this.count === 0) return undefined;
     const e = this.heapPop();
     const off = e * ID;
@@ -120,8 +136,11 @@ export class IdWindow {
     if (into) into.set(id);
     const ts = this.ts[e];
     // Find the entry's slot (it is there: every entry has one) and leave a tombstone.
-    let s = mix(word(id, 0), this.key) & this.mask;
-    while (this.table[s] !== e + 1) s = (s + 1) & this.mask;
+    let s = this.home(id, 0);
+    for (let probes = 0; this.table[s] !== e + 1; probes++) {
+      if (probes > this.mask) throw new DropbearError('INTERNAL', 'IdWindow: an entry without a slot');
+      s = (s + 1) & this.mask;
+    }
     this.table[s] = -1;
     this.tombstones++;
     this.heap[this.cap - ++this.nFree] = e;
@@ -145,12 +164,18 @@ export class IdWindow {
 
   // ------------------------------------------------------------------ internals
 
+  /** The id's home slot: its first two words (at `off` in `b`) mixed with the secret keys. */
+  private home(b: Uint8Array, off: number): number {
+    return mix(word(b, off) ^ mix(word(b, off + 4), this.key2), this.key) & this.mask;
+  }
+
   private find(id: Uint8Array): number {
     const ids = this.ids;
     const table = this.table;
     const w0 = word(id, 0);
-    let s = mix(w0, this.key) & this.mask;
-    for (;;) {
+    let s = this.home(id, 0);
+    // A table without an empty slot would make this loop forever: fail loudly instead (never expected).
+    for (let probes = 0; probes <= this.mask; probes++) {
       const v = table[s];
       if (v === 0) return -1;
       if (v > 0) {
@@ -159,17 +184,22 @@ export class IdWindow {
       }
       s = (s + 1) & this.mask;
     }
+    throw new DropbearError('INTERNAL', 'IdWindow: a full table');
   }
 
   private insertSlot(id: Uint8Array, e: number): void {
-    let s = mix(word(id, 0), this.key) & this.mask;
-    while (this.table[s] > 0) s = (s + 1) & this.mask;
+    let s = this.home(id, 0);
+    for (let probes = 0; this.table[s] > 0; probes++) {
+      if (probes > this.mask) throw new DropbearError('INTERNAL', 'IdWindow: a full table');
+      s = (s + 1) & this.mask;
+    }
     if (this.table[s] === -1) this.tombstones--;
     this.table[s] = e + 1;
   }
 
   private grow(): void {
-    const cap = this.cap * 2;
+    const cap = Math.ceil(this.cap * 1.5);
+    if (tableSizeFor(cap) > MAX_TABLE) tooBig('IdWindow');
     const ids = new Uint8Array(cap * ID);
     ids.set(this.ids);
     const ts = new Float64Array(cap);
@@ -191,8 +221,7 @@ export class IdWindow {
     this.tombstones = 0;
     for (const v of old)
       if (v > 0) {
-        const off = (v - 1) * ID;
-        let s = mix(word(this.ids, off), this.key) & this.mask;
+        let s = this.home(this.ids, (v - 1) * ID);
         while (this.table[s] !== 0) s = (s + 1) & this.mask;
         this.table[s] = v;
       }
@@ -260,7 +289,8 @@ function tableSizeFor(n: number): number {
 /**
  * A lifetime index from id to the number of the batch that holds it, for ids that are never removed:
  * the 32-bit word `id[0..3]` (little-endian) → seq, with several seqs under a word that several ids share
- * (the caller confirms the full id where the seq leads). 12 bytes a slot, between 3/8 and 3/4 full.
+ * (the caller confirms the full id where the seq leads). 12 bytes a slot, between 3/8 and 3/4 full; at
+ * most 2^31 slots (~1.6 G ids, 24 GiB), past which `add` throws INDEX_FULL.
  */
 export class SeqIndex {
   private keys: Uint32Array;
@@ -268,9 +298,11 @@ export class SeqIndex {
   private seqs: Float64Array;
   private mask: number;
   private count = 0;
-  private readonly key = randomKey();
+  private readonly key: number;
 
-  constructor(initialSlots = 1024) {
+  /** `hashKey` fixes the hash key (tests that need a reproducible layout); by default it is random. */
+  constructor(initialSlots = 1024, hashKey?: number) {
+    this.key = hashKey ?? randomKey();
     let s = 16;
     while (s < initialSlots) s *= 2;
     this.keys = new Uint32Array(s);
@@ -286,7 +318,7 @@ export class SeqIndex {
     checkId(id);
     if (!Number.isSafeInteger(seq) || seq < 1)
       throw new DropbearError('INTERNAL', `a batch number is a positive integer, got ${seq}`);
-    if (this.count + 1 > (this.seqs.length * 3) >>> 2) this.grow();
+    if (this.count + 1 > this.seqs.length * 0.75) this.grow();
     this.put(word(id, 0), seq);
     this.count++;
   }
@@ -320,6 +352,7 @@ export class SeqIndex {
     const keys = this.keys;
     const seqs = this.seqs;
     const size = seqs.length * 2;
+    if (size > MAX_TABLE) tooBig('SeqIndex');
     this.keys = new Uint32Array(size);
     this.seqs = new Float64Array(size);
     this.mask = size - 1;

@@ -123,8 +123,44 @@ describe('IdWindow', () => {
     expect(w.has(new Uint8Array(32).fill(3))).toBe(true);
   });
 
-  it('refuses an id that is not 32 bytes', () => {
-    expect(() => new IdWindow().add(new Uint8Array(31), 1)).toThrow(/32 bytes/);
+  it('refuses an id that is not 32 bytes, and finds none', () => {
+    const w = new IdWindow();
+    expect(() => w.add(new Uint8Array(31), 1)).toThrow(/32 bytes/);
+    w.add(new Uint8Array(32).fill(5), 1);
+    const longer = new Uint8Array(33).fill(5);
+    expect(w.has(longer)).toBe(false);
+    expect(w.get(longer)).toBeUndefined();
+    expect(w.has(longer.subarray(0, 32))).toBe(true);
+  });
+
+  it('stays usable at a constant size: expired slots are reclaimed, not only added to', () => {
+    // The replay window's steady state: each batch adds ids and expires as many. Without reclaiming the
+    // deleted slots the table fills up with them and a lookup never finds an empty slot (it would hang).
+    const rnd = prng(3);
+    const w = new IdWindow(16, 0x12345678);
+    for (let i = 0; i < 16; i++) w.add(idOf(rnd), i);
+    for (let round = 0; round < 20_000; round++) {
+      w.shift();
+      const id = idOf(rnd);
+      expect(w.add(id, 16 + round)).toBe(true);
+      expect(w.has(id)).toBe(true);
+    }
+    expect(w.size).toBe(16);
+    expect(w.bytes).toBeLessThan(4096); // the capacity did not grow: the window never held more than 16
+  }, 20_000);
+
+  it('refuses to shift into a buffer too small for an id, and stays intact', () => {
+    const w = new IdWindow();
+    const ids = [1, 2, 3].map((k) => new Uint8Array(32).fill(k));
+    ids.forEach((id, k) => w.add(id, k));
+    expect(() => w.shift(new Uint8Array(16))).toThrow(/32 bytes/);
+    expect(w.size).toBe(3);
+    const into = new Uint8Array(32);
+    for (const id of ids) {
+      w.shift(into);
+      expect(hex(into)).toBe(hex(id));
+    }
+    expect(w.size).toBe(0);
   });
 });
 
