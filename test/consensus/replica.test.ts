@@ -961,6 +961,11 @@ describe('4. a backup accepts or refuses a pre-prepare', () => {
     expectRefused(h.msg(0, { kind: 'prePrepare', pp: pp2 }), r, 0);
     // A client resubmitting it is told so.
     expect(only(h.request(reqs[0]), 'rejected').map((x) => x.code)).toEqual(['REQUEST_ALREADY_EXECUTED']);
+    // What the API asks before admitting (by hex id): executed and pooled ids are held, others are not.
+    expect(r.holdsRequest(hex(ids[0]))).toBe(true);
+    expect(r.holdsRequest(hex(ids[1]))).toBe(true);
+    expect(r.holdsRequest('ab'.repeat(32))).toBe(false);
+    expect(r.holdsRequest('not hex')).toBe(false);
     // The fresh request on its own is fine.
     const pp3 = makePP(2, [entry(1)], { timestamp: T0 + 1 });
     expectPrepared(h.msg(0, { kind: 'prePrepare', pp: pp3 }), pp3);
