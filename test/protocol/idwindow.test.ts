@@ -152,7 +152,7 @@ describe('IdWindow', () => {
   it('refuses to shift into a buffer too small for an id, and stays intact', () => {
     const w = new IdWindow();
     const ids = [1, 2, 3].map((k) => new Uint8Array(32).fill(k));
-    ids.forEach((id, k) => w.add(id, k));
+    for (const [k, id] of ids.entries()) w.add(id, k);
     expect(() => w.shift(new Uint8Array(16))).toThrow(/32 bytes/);
     expect(w.size).toBe(3);
     const into = new Uint8Array(32);
