@@ -618,7 +618,10 @@ export class Replica {
         message: `input over ${params.maxInputBytes} bytes`,
         id,
       };
-    if (r.timestamp + params.expiryMs < this.now)
+    // Expired by this node's clock, or by the group's: `done` forgets an id once an executed batch's
+    // timestamp expires it, and this node's clock may lag that batch by up to the clock skew. A request
+    // the executed batches have expired can never execute again (the ledger skips it), so it is refused.
+    if (r.timestamp + params.expiryMs < Math.max(this.now, this.lastExecutedTimestamp))
       return { ok: false, code: 'REQUEST_EXPIRED', message: 'request timestamp expired', id };
     if (r.timestamp > this.now + params.maxClockSkewMs)
       return { ok: false, code: 'REQUEST_FROM_FUTURE', message: 'request timestamp is in the future', id };

@@ -1167,6 +1167,9 @@ describe('4. a backup accepts or refuses a pre-prepare', () => {
     const x2 = commitAndExecute(h, pp2);
     stabilize(h, x2.actions);
     expect(h.r.stable).toBe(2);
+    // A client resubmitting R: its id left `done` when batch 2 expired it, and by this node's own clock
+    // (T0, behind batch 2 by less than the skew) R has not expired; the executed batches' clock has.
+    expect(only(h.request(R, T0), 'rejected').map((x) => x.code)).toEqual(['REQUEST_EXPIRED']);
     // R again: by the node's own clock (T0) it has not expired, and the replica no longer knows it ran.
     h.msg(0, { kind: 'forward', requests: [R] });
     const e3 = round(7);
