@@ -53,8 +53,8 @@ function tooBig(what: string): never {
  * first, equal timestamps by id bytes (a total order, so nodes that add the same ids expire them alike).
  * Entries live in typed arrays (id bytes, timestamps, a binary heap of entry numbers, an open-addressing
  * hash table with linear probing): 44 bytes per entry of capacity plus 4 per table slot (at least two
- * slots per entry); capacity grows by half when full, so 52–90 bytes an id. It never shrinks: after a
- * burst it keeps the burst's capacity. Nothing in it for the GC to trace.
+ * slots per entry); capacity grows by half when full, so 52–90 bytes an id, and halves (down to the
+ * initial capacity) once three quarters are free. Nothing in it for the GC to trace.
  */
 export class IdWindow {
   private cap: number;
@@ -77,10 +77,14 @@ export class IdWindow {
   private readonly key2: number;
 
   /** `hashKey` fixes the hash key (tests that need a reproducible layout); by default it is random. */
+  /** The capacity it starts with and never shrinks below. */
+  private readonly minCap: number;
+
   constructor(initialCapacity = 1024, hashKey?: number) {
     this.key = hashKey ?? randomKey();
     this.key2 = mix(this.key, 0x9e3779b9);
     this.cap = Math.max(16, initialCapacity);
+    this.minCap = this.cap;
     this.ids = new Uint8Array(this.cap * ID);
     this.ts = new Float64Array(this.cap);
     this.heap = new Int32Array(this.cap);
@@ -145,6 +149,9 @@ export class IdWindow {
     this.tombstones++;
     this.heap[this.cap - ++this.nFree] = e;
     this.count--;
+    // After a burst: give memory back once three quarters of the capacity are free (to half of it, so
+    // that a window hovering around one size does not shrink and grow again and again).
+    if (this.count < this.cap / 4 && this.cap > this.minCap) this.shrink();
     return ts;
   }
 
@@ -211,6 +218,38 @@ export class IdWindow {
     this.heap = heap;
     this.cap = cap;
     this.rehash(tableSizeFor(cap));
+  }
+
+  /**
+   * Moves the live entries into arrays of half the capacity (at least the initial one). Entry i of the
+   * new arrays is the entry at heap position i, so the heap stays a heap as it is: heap[i] = i.
+   */
+  private shrink(): void {
+    const cap = Math.max(this.minCap, Math.ceil(this.cap / 2));
+    const ids = new Uint8Array(cap * ID);
+    const ts = new Float64Array(cap);
+    const heap = new Int32Array(cap);
+    for (let i = 0; i < this.count; i++) {
+      const e = this.heap[i];
+      ids.set(this.ids.subarray(e * ID, e * ID + ID), i * ID);
+      ts[i] = this.ts[e];
+      heap[i] = i;
+    }
+    this.ids = ids;
+    this.ts = ts;
+    this.heap = heap;
+    this.cap = cap;
+    this.used = this.count;
+    this.nFree = 0;
+    // The old table's entry numbers mean nothing now: index the new entries afresh.
+    this.table = new Int32Array(tableSizeFor(cap));
+    this.mask = this.table.length - 1;
+    this.tombstones = 0;
+    for (let e = 0; e < this.count; e++) {
+      let s = this.home(this.ids, e * ID);
+      while (this.table[s] !== 0) s = (s + 1) & this.mask;
+      this.table[s] = e + 1;
+    }
   }
 
   /** Rebuilds the hash table at `size` slots from the live entries (drops the tombstones). */

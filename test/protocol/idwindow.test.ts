@@ -70,6 +70,45 @@ describe('IdWindow', () => {
     expect(all).toEqual(model.m);
   });
 
+  it('gives memory back after a burst, keeping its contents and order', () => {
+    const rnd = prng(11);
+    const w = new IdWindow(64, 0x0badf00d);
+    const model = new Model();
+    const empty = w.bytes;
+    for (let i = 0; i < 20_000; i++) {
+      const id = idOf(rnd);
+      const ts = 5000 + (rnd() % 300);
+      w.add(id, ts);
+      model.m.set(hex(id), ts);
+    }
+    const full = w.bytes;
+    expect(full).toBeGreaterThan(20_000 * 52);
+    const into = new Uint8Array(32);
+    const byExpiry = () => [...model.m].sort((a, b) => a[1] - b[1] || (a[0] < b[0] ? -1 : 1));
+    for (const [k, t] of byExpiry().slice(0, 20_000 - 100)) {
+      expect(w.shift(into)).toBe(t);
+      expect(hex(into)).toBe(k);
+      model.m.delete(k);
+    }
+    // Three quarters free: halved, again and again, down to what 100 ids need (not to the initial 64).
+    expect(w.bytes).toBeLessThan(full / 32);
+    expect(w.bytes).toBeGreaterThan(empty);
+    expect(new Map([...w.entries()].map(([id, t]) => [hex(id), t]))).toEqual(model.m);
+    // And it grows again from there.
+    for (let i = 0; i < 1000; i++) {
+      const id = idOf(rnd);
+      expect(w.add(id, 6000 + i)).toBe(true);
+      model.m.set(hex(id), 6000 + i);
+    }
+    for (const k of model.m.keys()) expect(w.has(Buffer.from(k, 'hex'))).toBe(true);
+    for (const [k] of byExpiry()) {
+      w.shift(into);
+      expect(hex(into)).toBe(k);
+    }
+    expect(w.size).toBe(0);
+    expect(w.bytes).toBe(empty);
+  });
+
   it('gives ids back by timestamp, then by id bytes', () => {
     const w = new IdWindow();
     const a = new Uint8Array(32).fill(9);
