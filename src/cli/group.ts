@@ -27,8 +27,10 @@ import { readGenesis, readJsonFile, stableJson } from './io.ts';
  * NEW-VIEWs of ~8 MB at n = 7; an overloaded group that had to change views then kept timing out in the
  * view change itself (2026-11-30, scratch probes; with 8 it recovered). The batching sweep (`npm run
  * bench -- sweep`) preferred a 1 ms timeout and one batch in flight at n = 4 twice, then 5 ms and 16 in
- * flight, then 1 ms and 16 (BENCHMARKS.md; its rows overlap within their spreads); with one in flight an
- * overloaded group of 7 still changes views where 4 in flight does not (same probes), so 4 and 5 ms stay.
+ * flight, then 1 ms and 16, then one in flight twice more (BENCHMARKS.md; its rows overlap within their
+ * spreads). These settings serve every group: with one in flight an overloaded group of 7 still changes
+ * views where 4 in flight does not (same probes), and over long links (the wan part: rounds of ~60–120 ms)
+ * one batch in flight would serialize the rounds, so 4 and 5 ms stay.
  * A view-change timeout of 2 s (the replica's default is 1 s): four real models sharing two cores with a
  * burst of 256 requests at start stalled the whole group for ~1.3 s (every node's event loop blocked for
  * 0.4-0.6 s at a time, nothing executed), and backups that had waited one timeout for a ready request
