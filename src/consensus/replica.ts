@@ -540,7 +540,11 @@ export class Replica {
   }
   /** Whether this replica holds the request (waiting or in a batch) or has executed it. */
   holdsRequest(idHex: string): boolean {
-    return this.pool.has(idHex) || (/^[0-9a-f]{64}$/.test(idHex) && this.done.has(Buffer.from(idHex, 'hex')));
+    return this.pool.has(idHex) || this.doneHex(idHex);
+  }
+  /** Whether `done` holds the id written as lowercase hex (false for anything else). */
+  private doneHex(idHex: string): boolean {
+    return /^[0-9a-f]{64}$/.test(idHex) && this.done.has(Buffer.from(idHex, 'hex'));
   }
   /** Transactions waiting to be ordered (spread to this node or submitted here, not yet executed). */
   get pendingTxs(): Tx[] {
@@ -1631,12 +1635,8 @@ export class Replica {
     if (ownChanged) this.reinferStale();
     const expiry = this.genesis.params.expiryMs;
     // In expiry order (request timestamp, then id): each id goes as soon as it can no longer be replayed.
-    for (
-      let ts = this.done.firstTs();
-      ts !== undefined && ts + expiry < slot.batch!.timestamp;
-      ts = this.done.firstTs()
-    )
-      this.done.shift();
+    const at = slot.batch!.timestamp;
+    this.done.expire((ts) => ts + expiry < at);
     this.out.push({ type: 'persist', record: { kind: 'executed', seq: ev.seq } });
     const rs = this.signReceipt(ev.receipt);
     // A transferred batch comes with q signatures already checked against this very receipt.
@@ -1948,7 +1948,7 @@ export class Replica {
     for (const [idHex, since] of this.orphans) {
       if (since > cutoff) continue;
       const voters = this.votes.get(idHex);
-      if (this.pool.has(idHex) || !voters || voters.size === 0 || this.done.has(Buffer.from(idHex, 'hex'))) {
+      if (this.pool.has(idHex) || !voters || voters.size === 0 || this.doneHex(idHex)) {
         this.orphans.delete(idHex);
         continue;
       }

@@ -177,15 +177,10 @@ export class LedgerState {
     this.clock = Math.max(this.clock, batch.timestamp);
     // Forget ids that can no longer be replayed (their timestamps are expired at this batch).
     const changes: Uint8Array[] = [this.recentChain, u64(seq)];
-    for (
-      let ts = this.recent.firstTs();
-      ts !== undefined && ts + expiry < this.clock;
-      ts = this.recent.firstTs()
-    ) {
-      const id = new Uint8Array(32);
-      this.recent.shift(id);
-      changes.push(EXPIRED, id);
-    }
+    this.recent.expire(
+      (ts) => ts + expiry < this.clock,
+      (id) => changes.push(EXPIRED, id),
+    );
     for (const tx of batch.txs) this.applyTx(tx);
 
     const outcomes: Outcome[] = [];

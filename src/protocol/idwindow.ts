@@ -75,11 +75,10 @@ export class IdWindow {
   private tombstones = 0;
   private readonly key: number;
   private readonly key2: number;
-
-  /** `hashKey` fixes the hash key (tests that need a reproducible layout); by default it is random. */
   /** The capacity it starts with and never shrinks below. */
   private readonly minCap: number;
 
+  /** `hashKey` fixes the hash key (tests that need a reproducible layout); by default it is random. */
   constructor(initialCapacity = 1024, hashKey?: number) {
     this.key = hashKey ?? randomKey();
     this.key2 = mix(this.key, 0x9e3779b9);
@@ -153,6 +152,23 @@ export class IdWindow {
     // that a window hovering around one size does not shrink and grow again and again).
     if (this.count < this.cap / 4 && this.cap > this.minCap) this.shrink();
     return ts;
+  }
+
+  /**
+   * Removes, in expiry order, every entry whose timestamp `expired` says yes to, handing each one's id (a
+   * copy) to `each`; returns how many went.
+   */
+  expire(expired: (ts: number) => boolean, each?: (id: Uint8Array) => void): number {
+    let n = 0;
+    for (let ts = this.firstTs(); ts !== undefined && expired(ts); ts = this.firstTs()) {
+      if (each) {
+        const id = new Uint8Array(ID);
+        this.shift(id);
+        each(id);
+      } else this.shift();
+      n++;
+    }
+    return n;
   }
 
   /** Every entry as [id (a copy), timestamp], in no particular order. */
@@ -245,11 +261,7 @@ export class IdWindow {
     this.table = new Int32Array(tableSizeFor(cap));
     this.mask = this.table.length - 1;
     this.tombstones = 0;
-    for (let e = 0; e < this.count; e++) {
-      let s = this.home(this.ids, e * ID);
-      while (this.table[s] !== 0) s = (s + 1) & this.mask;
-      this.table[s] = e + 1;
-    }
+    for (let e = 0; e < this.count; e++) this.place(e + 1);
   }
 
   /** Rebuilds the hash table at `size` slots from the live entries (drops the tombstones). */
@@ -258,12 +270,14 @@ export class IdWindow {
     this.table = new Int32Array(size);
     this.mask = size - 1;
     this.tombstones = 0;
-    for (const v of old)
-      if (v > 0) {
-        let s = this.home(this.ids, (v - 1) * ID);
-        while (this.table[s] !== 0) s = (s + 1) & this.mask;
-        this.table[s] = v;
-      }
+    for (const v of old) if (v > 0) this.place(v);
+  }
+
+  /** Puts table value `v` (entry v − 1) in the first empty slot of its probe chain (a fresh table). */
+  private place(v: number): void {
+    let s = this.home(this.ids, (v - 1) * ID);
+    while (this.table[s] !== 0) s = (s + 1) & this.mask;
+    this.table[s] = v;
   }
 
   /** Entry a expires before entry b. */
