@@ -30,9 +30,9 @@ export const ENGINE_DEFAULTS = {
   intraOpThreads: 1,
   interOpThreads: 1,
   executionProviders: ['cpu'],
-  // The batching sweep (`npm run bench -- sweep`) picked 8 over 32 and 1 in its last two runs (peaks 221 and
-  // 180/s for 8 against 217 and 173 for 32, p99 at 20/s 47.5 against 60.4 ms); an earlier run had picked 32.
-  // `serve-model` and the benches' engines use 8 too.
+  // The batching sweep (`npm run bench -- sweep`) has picked 32, 8, 8 and 32 with the peaks of 8 and 32
+  // inside each other's ranges every time; 8 had the lower p99 at 20/s in the last two runs (43.5 against
+  // 49.0 ms, 47.5 against 60.4). `serve-model` and the benches' engines use 8 too.
   maxBatch: 8,
   maxDelayMs: 2,
   maxQueue: 512,
