@@ -21,7 +21,8 @@ import { readGenesis, readJsonFile, stableJson } from './io.ts';
  * The replica settings `group init` writes into every node config. Real models answer in a few ms each, at
  * different speeds: the primary waits a little longer than the simulator's default for the slower ones
  * (voteWaitMs), so certificates usually carry every node's vote. At most 4 batches in flight: under load,
- * requests wait for the pipeline and batches fill up. A 5 ms batch timeout. A checkpoint every 8 batches
+ * requests wait for the pipeline and batches fill up. A 5 ms batch timeout while a batch is in
+ * flight, none with the pipeline empty (the replica's idleBatchTimeoutMs 0). A checkpoint every 8 batches
  * (the replica's default is 32): a VIEW-CHANGE carries every prepared batch above the last stable
  * checkpoint, and under load, with batches of hundreds of KB, 32 of them made VIEW-CHANGEs of ~1.7 MB and
  * NEW-VIEWs of ~8 MB at n = 7; an overloaded group that had to change views then kept timing out in the

@@ -36,6 +36,8 @@ const NEVER = 1e9;
 const CFG: Partial<ReplicaConfig> = {
   batchSize: 8,
   batchTimeoutMs: 10,
+  // The timing tests below were written for one timeout whatever is in flight.
+  idleBatchTimeoutMs: 10,
   voteWaitMs: 4,
   window: 4,
   checkpointInterval: 100,

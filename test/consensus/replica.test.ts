@@ -66,6 +66,8 @@ const NEVER = 1e9;
 const BASE: Partial<ReplicaConfig> = {
   batchSize: 2,
   batchTimeoutMs: 10,
+  // The timing tests below were written for one timeout whatever is in flight.
+  idleBatchTimeoutMs: 10,
   voteWaitMs: 4,
   window: 3,
   checkpointInterval: 100,
@@ -748,6 +750,34 @@ describe('3. the primary proposes', () => {
     expect(pps).toHaveLength(1);
     expectValidPP(pps[0], 1, res);
     expect(pps[0].batch.entries[0].votes.map((v) => v.node)).toEqual([0, 1, 2, 3]);
+  });
+
+  it('with nothing in flight it cuts at once (idleBatchTimeoutMs 0); with a batch in flight it waits batchTimeoutMs', () => {
+    const h = new One(0, { batchSize: 4, idleBatchTimeoutMs: 0 });
+    const reqs = [mkReq(0), mkReq(1)];
+    const [a, b] = reqs.map(requestIdOf);
+    h.msg(1, { kind: 'forward', requests: reqs });
+    const resA = [0, 1, 2, 3].map((node) => resultsOf(node, [a]));
+    const resB = [0, 1, 2, 3].map((node) => resultsOf(node, [b]));
+    h.inferred([a], 7, T0 + 1);
+    for (const v of [1, 2]) expect(ppsIn(h.msg(v, { kind: 'results', signed: resA[v] }, T0 + 1))).toEqual([]);
+    // The fourth vote makes `a` ready: one entry of a batch of up to 4, proposed at once.
+    const first = ppsIn(h.msg(3, { kind: 'results', signed: resA[3] }, T0 + 2));
+    expect(first).toHaveLength(1);
+    expect(first[0].seq).toBe(1);
+    expect(first[0].batch.timestamp).toBe(T0 + 2);
+    expect(hexes(first[0].batch.entries.map((e) => e.requestId))).toEqual(hexes([a]));
+    // Seq 1 is in flight: `b`, ready at T0+3, waits batchTimeoutMs (10) for company.
+    h.inferred([b], 7, T0 + 3);
+    for (const v of [1, 2]) h.msg(v, { kind: 'results', signed: resB[v] }, T0 + 3);
+    const ready = h.msg(3, { kind: 'results', signed: resB[3] }, T0 + 3);
+    expect(ppsIn(ready)).toEqual([]);
+    expect(h.r.nextWake).toBe(T0 + 13);
+    expect(ppsIn(h.tick(T0 + 12.9))).toEqual([]);
+    const second = ppsIn(h.tick(T0 + 13));
+    expect(second).toHaveLength(1);
+    expect(second[0].seq).toBe(2);
+    expect(hexes(second[0].batch.entries.map((e) => e.requestId))).toEqual(hexes([b]));
   });
 
   it('at exactly q votes it waits voteWaitMs for the rest: a vote arriving in time is included', () => {
