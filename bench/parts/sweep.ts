@@ -270,7 +270,7 @@ export async function run(o: PartOptions): Promise<PartResult> {
   const pipelinePick = choose('pipeline');
   const inferencePick = choose('inference');
   const picked = (r: Row) => r === consensusPick || r === pipelinePick || r === inferencePick;
-  const current = `replica batchSize ${CURRENT.batchSize}, batchTimeoutMs ${CURRENT.batchTimeoutMs}, maxInFlightBatches ${CURRENT.maxInFlightBatches} (what \`group init\` writes); engine maxBatch ${ENGINE_DEFAULTS.maxBatch}, maxDelayMs ${ENGINE_DEFAULTS.maxDelayMs}`;
+  const current = `replica batchSize ${CURRENT.batchSize}, batchTimeoutMs ${CURRENT.batchTimeoutMs} (idleBatchTimeoutMs ${CURRENT.idleBatchTimeoutMs} with nothing in flight), maxInFlightBatches ${CURRENT.maxInFlightBatches} (what \`group init\` writes); engine maxBatch ${ENGINE_DEFAULTS.maxBatch}, maxDelayMs ${ENGINE_DEFAULTS.maxDelayMs}`;
 
   const table = (sweep: Setting['sweep']) =>
     mdTable(

@@ -43,6 +43,7 @@ export const GROUP_REPLICA = {
   voteWaitMs: 25,
   maxInFlightBatches: 4,
   batchTimeoutMs: 5,
+  idleBatchTimeoutMs: 0,
   checkpointInterval: 8,
   viewChangeTimeoutMs: 2000,
 } as const;

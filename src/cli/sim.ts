@@ -124,7 +124,10 @@ export function registerSim(program: Command): void {
     )
     .option('--disagreement <p>', 'fraction of inputs on which an honest model gives another label', '0.1')
     .option('--batch-size <n>', 'consensus batch size')
-    .option('--batch-timeout <ms>', 'consensus batch timeout (virtual ms)')
+    .option(
+      '--batch-timeout <ms>',
+      'consensus batch timeout while a batch is in flight (virtual ms; with none in flight a batch is cut at once)',
+    )
     .option('--client-batch <n>', 'the client signs its requests in batches of n (one signature per batch)')
     .option('--delay <ms>', 'one-way link delay', '1')
     .option('--jitter <ms>', 'uniform extra delay (reorders messages)', '0.5')

@@ -2628,7 +2628,9 @@ export class Replica {
       this.viewTimerDeadline(),
       this.lateForward[this.lateForwardHead]?.at ?? Number.POSITIVE_INFINITY,
     );
-    if (this.isPrimary) {
+    // Not while changing views: maybePropose does nothing then, so a due time would fire again and again
+    // (requests keep turning ready, transactions keep waiting); the NEW-VIEW's step proposes.
+    if (this.isPrimary && !this.viewChanging) {
       const q = this.quorum.values().next();
       if (!q.done) wake = Math.min(wake, q.value + this.cfg.voteWaitMs);
       // Only while a batch may be proposed: with the window or the in-flight limit full, the next

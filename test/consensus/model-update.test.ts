@@ -36,7 +36,7 @@ const NEVER = 1e9;
 const CFG: Partial<ReplicaConfig> = {
   batchSize: 8,
   batchTimeoutMs: 10,
-  // The timing tests below were written for one timeout whatever is in flight.
+  // With nothing in flight the timeout is idleBatchTimeoutMs; the test of both sets them apart.
   idleBatchTimeoutMs: 10,
   voteWaitMs: 4,
   window: 4,
@@ -106,8 +106,11 @@ class One {
   readonly r: Replica;
   readonly ledger = new LedgerState(G.genesis);
   now = T0;
-  constructor(readonly id: number) {
-    this.r = new Replica(G.genesis, id, G.keys[id], CFG);
+  constructor(
+    readonly id: number,
+    cfg: Partial<ReplicaConfig> = {},
+  ) {
+    this.r = new Replica(G.genesis, id, G.keys[id], { ...CFG, ...cfg });
   }
   step(ev: Event, at = this.now): Action[] {
     this.now = at;
@@ -175,7 +178,7 @@ describe('submitting a model update', () => {
 });
 
 describe('ordering a model update', () => {
-  it('the primary cuts a batch with the transaction and no entries after batchTimeoutMs', () => {
+  it('the primary cuts a batch with the transaction and no entries after the batch timeout (idle: idleBatchTimeoutMs)', () => {
     const h = new One(0);
     const tx = update(2, 1, NEW2);
     h.msg(2, { kind: 'tx', tx });
@@ -187,6 +190,54 @@ describe('ordering a model update', () => {
     expect(pps[0].pp.batch.txs.map((t) => hex(txIdOf(t)))).toEqual([hex(txIdOf(tx))]);
     // Not proposed twice.
     expect(broadcasts(h.step({ type: 'tick' }, T0 + 30), 'prePrepare')).toEqual([]);
+  });
+
+  it('the batch timeouts: idleBatchTimeoutMs with nothing in flight, batchTimeoutMs behind a batch in flight, and at once when that batch executes', () => {
+    const h = new One(0, { batchTimeoutMs: 10, idleBatchTimeoutMs: 3 });
+    const tx1 = update(2, 1, NEW2);
+    h.msg(2, { kind: 'tx', tx: tx1 }, T0);
+    expect(h.r.nextWake).toBe(T0 + 3);
+    expect(broadcasts(h.step({ type: 'tick' }, T0 + 2.9), 'prePrepare')).toEqual([]);
+    const first = broadcasts(h.step({ type: 'tick' }, T0 + 3), 'prePrepare');
+    expect(first.map((m) => m.pp.seq)).toEqual([1]);
+    // Seq 1 in flight: the next transaction waits the full batchTimeoutMs.
+    const tx2 = update(1, 1, sha256(new TextEncoder().encode('model 1, version 1')));
+    h.msg(1, { kind: 'tx', tx: tx2 }, T0 + 4);
+    expect(h.r.nextWake).toBe(T0 + 14);
+    // Seq 1 executes at T0+8 (PREPAREs and COMMITs of 1 and 2): nothing is in flight any more, and the
+    // waiting transaction (4 ms) has waited longer than idleBatchTimeoutMs: it goes out in the same step.
+    const d = first[0].pp.digest;
+    for (const from of [1, 2]) h.msg(from, phase('prepare', from, 1, d), T0 + 8);
+    const out: Action[] = [];
+    for (const from of [1, 2]) out.push(...h.msg(from, phase('commit', from, 1, d), T0 + 8));
+    const exec = only(out, 'execute');
+    expect(exec.map((a) => a.seq)).toEqual([1]);
+    const ex = h.ledger.execute(1, exec[0].digest, exec[0].batch, exec[0].entries);
+    const after = h.step(
+      {
+        type: 'executed',
+        seq: 1,
+        receipt: ex.receipt,
+        requeued: ex.requeued,
+        models: ex.models,
+        modelVersions: ex.modelVersions,
+      },
+      T0 + 8,
+    );
+    const second = broadcasts(after, 'prePrepare');
+    expect(second.map((m) => m.pp.seq)).toEqual([2]);
+    expect(second[0].pp.batch.txs.map((t) => hex(txIdOf(t)))).toEqual([hex(txIdOf(tx2))]);
+  });
+
+  it('a primary-to-be changing views sets no due wake-up for what waits to be proposed (no spinning)', () => {
+    const h = new One(1, { batchTimeoutMs: 2, idleBatchTimeoutMs: 0 });
+    h.step({ type: 'tick' }, T0);
+    h.r.startViewChange(1);
+    expect([h.r.viewChanging, h.r.isPrimary]).toEqual([true, true]);
+    h.submit(update(2, 1, NEW2), T0 + 1);
+    expect(h.r.pendingTxs).toHaveLength(1);
+    // Before the fix the wake-up was T0+1 (the transaction's arrival plus 0) and every tick set it again.
+    expect(h.r.nextWake).toBeGreaterThan(T0 + 1000);
   });
 
   it('a backup refuses a proposal carrying a forged transaction', () => {

@@ -66,7 +66,8 @@ const NEVER = 1e9;
 const BASE: Partial<ReplicaConfig> = {
   batchSize: 2,
   batchTimeoutMs: 10,
-  // The timing tests below were written for one timeout whatever is in flight.
+  // Most timing tests below start with nothing in flight, so the timeout they see is idleBatchTimeoutMs;
+  // the test of both sets them apart.
   idleBatchTimeoutMs: 10,
   voteWaitMs: 4,
   window: 3,
@@ -684,7 +685,7 @@ describe('3. the primary proposes', () => {
     }
   }
 
-  it('proposes nothing below 2f+1 votes; at q votes waits voteWaitMs, then batchTimeoutMs, then proposes', () => {
+  it('proposes nothing below 2f+1 votes; at q votes waits voteWaitMs, then the batch timeout (idle: idleBatchTimeoutMs), then proposes', () => {
     const { h, ids, res, vote } = primaryWith(1);
     expect(ppsIn(vote(0, T0 + 1))).toEqual([]);
     expect(ppsIn(vote(1, T0 + 2))).toEqual([]);
@@ -738,7 +739,7 @@ describe('3. the primary proposes', () => {
     expect(h.r.lastProposed).toBe(1);
   });
 
-  it('with all n votes but fewer than batchSize ready, it proposes after batchTimeoutMs', () => {
+  it('with all n votes but fewer than batchSize ready, it proposes after the batch timeout (idle: idleBatchTimeoutMs)', () => {
     const { h, res, vote } = primaryWith(1, { batchSize: 2 });
     for (const v of [0, 1, 2]) vote(v, T0 + 1);
     const a = vote(3, T0 + 3);
