@@ -25,6 +25,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { dirname, isAbsolute, resolve } from 'node:path';
+import { DEFAULT_REPLICA_CONFIG } from '../consensus/replica.ts';
 import { DropbearError } from '../protocol/index.ts';
 
 export interface Endpoint {
@@ -63,6 +64,22 @@ export interface NodeConfig {
 
 function bad(field: string, why: string, file: string): DropbearError {
   return new DropbearError('CONFIG_INVALID', `${file}: "${field}" ${why}`);
+}
+
+/**
+ * The `replica` section: only the replica's own settings (DEFAULT_REPLICA_CONFIG), each a finite number
+ * ≥ 0. A misspelt key used to be ignored without a word, and a string (`"5"`) reached the replica, where
+ * `oldest + "5"` concatenates and a batch was never cut.
+ */
+function replicaSettings(r: Record<string, unknown>, file: string): Record<string, number> {
+  const known = Object.keys(DEFAULT_REPLICA_CONFIG);
+  for (const [k, v] of Object.entries(r)) {
+    if (!known.includes(k))
+      throw bad(`replica.${k}`, `is not a replica setting (known: ${known.join(', ')})`, file);
+    if (typeof v !== 'number' || !Number.isFinite(v) || v < 0)
+      throw bad(`replica.${k}`, 'must be a finite number ≥ 0', file);
+  }
+  return r as Record<string, number>;
 }
 
 export function parseEndpoint(s: string, what = 'address'): Endpoint {
@@ -194,7 +211,7 @@ export function loadNodeConfig(path: string): NodeConfig {
       : [],
     home: typeof raw.home === 'string' ? rel(raw.home) : undefined,
     engine: obj('engine'),
-    replica: obj('replica'),
+    replica: replicaSettings(obj('replica'), file),
     apiLimits: obj('api_limits'),
     custodial,
     tls,
