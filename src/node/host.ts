@@ -79,6 +79,8 @@ export interface HostObserver {
   certified(certs: Certificate[]): void;
   badFrame(from: number): void;
   viewChange(view: number): void;
+  /** Every replica step: the event and the actions it produced (a diagnostic trace, src/node/steptrace.ts). */
+  step?(event: Event, actions: Action[]): void;
 }
 
 export type SubmitOutcome =
@@ -199,6 +201,7 @@ export class NodeHost {
     if (this.stopped) return [];
     const view = this.replica.view;
     const actions = this.replica.step(event, Date.now());
+    this.obs.step?.(event, actions);
     if (this.replica.view !== view) this.obs.viewChange?.(this.replica.view);
     this.apply(actions);
     this.schedule();

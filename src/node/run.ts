@@ -19,6 +19,7 @@ import { NodeHost } from './host.ts';
 import { NodeMetrics } from './metrics.ts';
 import { missingRuntimeFlags } from './runtime.ts';
 import { startStandIn } from './standin-backend.ts';
+import { StepTrace } from './steptrace.ts';
 import { Transport } from './transport.ts';
 
 export interface RunningNode {
@@ -144,6 +145,10 @@ export async function startNode(configPath: string): Promise<RunningNode> {
       logger: log,
     });
     const metrics = new NodeMetrics();
+    // A diagnostic, off unless asked for: one line per replica step (src/node/steptrace.ts).
+    const tracePrefix = process.env.DROPBEAR_TRACE_STEPS;
+    const trace = tracePrefix ? new StepTrace(`${tracePrefix}.${cfg.id}`, cfg.id) : null;
+    if (trace) log.warn({ file: trace.path }, 'tracing every replica step (DROPBEAR_TRACE_STEPS)');
     host = NodeHost.open({
       id: cfg.id,
       genesis,
@@ -154,7 +159,7 @@ export async function startNode(configPath: string): Promise<RunningNode> {
       maxFrameBytes: transport.maxFrameBytes,
       replica: cfg.replica,
       logger: log,
-      observe: metrics.observer(),
+      observe: trace ? { ...metrics.observer(), step: (e, a) => trace.step(e, a) } : metrics.observer(),
     });
     const h = host;
     state = () => ({ view: h.replica.view, seq: h.replica.lastExecuted });
@@ -206,6 +211,7 @@ export async function startNode(configPath: string): Promise<RunningNode> {
           await transport.stop();
           await closeBackends();
           h.close();
+          trace?.close();
           await stopProfile().catch(() => {});
           withState.info({}, 'stopped');
         })();

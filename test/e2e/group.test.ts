@@ -8,6 +8,7 @@ import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { STAGES, stageRows } from '../../bench/lib/stages.ts';
 import { verifyCertificate } from '../../src/certificate/index.ts';
 import { GROUP_REPLICA, initGroup, type LoadedGroup, loadGroup } from '../../src/cli/group.ts';
 import { DropbearClient, type InferResult } from '../../src/client/index.ts';
@@ -53,7 +54,8 @@ const logs = new Map<number, string[]>();
 function startNode(id: number, config = join(dir, `node-${id}.json`)): ChildProcess {
   const child = spawn(process.execPath, [BIN, 'node', '--config', config], {
     stdio: ['ignore', 'pipe', 'pipe'],
-    env: { ...process.env, DROPBEAR_HOME: home },
+    // Every node also writes its step trace (src/node/steptrace.ts), read by a test below.
+    env: { ...process.env, DROPBEAR_HOME: home, DROPBEAR_TRACE_STEPS: join(root, 'trace') },
   });
   const lines: string[] = [];
   logs.set(id, lines);
@@ -166,6 +168,19 @@ describe('a real 4-node group', () => {
       },
     );
     expect(out).toMatch(/12/);
+  });
+
+  it("the nodes' step traces (DROPBEAR_TRACE_STEPS) take those requests apart by stage", async () => {
+    await new Promise((r) => setTimeout(r, 1500)); // each trace is written at least once a second
+    const lines = [0, 1, 2, 3].flatMap((id) => readFileSync(join(root, `trace.${id}`), 'utf8').split('\n'));
+    const rows = stageRows(lines, 3);
+    expect(rows.length).toBeGreaterThanOrEqual(12);
+    for (const r of rows) {
+      for (const k of STAGES) expect(r[k]).toBeGreaterThanOrEqual(0);
+      const sum = r.acceptToInferQ + r.inferQToPropose + r.proposeToExecute + r.executeToCertify;
+      expect(sum).toBeCloseTo(r.total, 6);
+      expect(r.total).toBeLessThan(60_000);
+    }
   });
 
   it('certifies a plain fetch on the Open Inference Protocol v2 endpoint (client-signed parameters)', async () => {

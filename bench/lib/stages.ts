@@ -1,0 +1,125 @@
+/**
+ * A request's latency taken apart by protocol stage, from the step traces the nodes of a group write with
+ * DROPBEAR_TRACE_STEPS (src/node/steptrace.ts). Per request (keyed by the first 4 bytes of its id):
+ * - accept: the earliest step in which a node accepted it from a client (`request` → `acc:ID`);
+ * - inferQ / inferAll: when the q-th and the last node finished inferring it (`inferred#N[…ID…]`);
+ * - proposed: when the primary broadcast the PRE-PREPARE of the batch that executed it;
+ * - executed / certified: the first node to execute that batch, the first to hold its certificate.
+ * Stages: acceptToInferQ, inferQToPropose (result signatures and broadcast, the vote wait, the batch
+ * timeout, the pipeline), proposeToExecute (PREPARE, COMMIT and their fsyncs), executeToCertify (receipt
+ * signatures), and the total from accept to certified. All from the nodes' clocks (one machine).
+ */
+
+export interface StageRow {
+  id: string;
+  accept: number;
+  total: number;
+  acceptToInferQ: number;
+  inferQToInferAll: number;
+  inferQToPropose: number;
+  proposeToExecute: number;
+  executeToCertify: number;
+}
+
+export const STAGES = [
+  'total',
+  'acceptToInferQ',
+  'inferQToInferAll',
+  'inferQToPropose',
+  'proposeToExecute',
+  'executeToCertify',
+] as const;
+
+const LINE = /^(\d+(?:\.\d+)?) (\d+) (.*?) => ?(.*)$/;
+
+/** Rows for every request seen from acceptance to certificate with at least q inferences; sorted by total. */
+export function stageRows(lines: Iterable<string>, q: number): StageRow[] {
+  const accept = new Map<string, number>();
+  const inferred = new Map<string, number[]>();
+  const proposed = new Map<number, number>();
+  const executed = new Map<number, { at: number; ids: string[] }>();
+  const certified = new Map<number, number>();
+  const steps: { t: number; event: string; out: string }[] = [];
+  for (const line of lines) {
+    const m = LINE.exec(line);
+    if (!m) continue;
+    steps.push({ t: Number(m[1]), event: m[3], out: m[4] });
+  }
+  steps.sort((a, b) => a.t - b.t);
+  const ids = (s: string) => (s === '' ? [] : s.split(','));
+  for (const { t, event, out } of steps) {
+    if (event === 'request')
+      for (const a of out.matchAll(/acc:([0-9a-f]+)/g)) if (!accept.has(a[1])) accept.set(a[1], t);
+    const inf = /^inferred#\d+\[([0-9a-f,]*)\]/.exec(event);
+    if (inf)
+      for (const id of ids(inf[1])) {
+        const list = inferred.get(id);
+        if (list) list.push(t);
+        else inferred.set(id, [t]);
+      }
+    for (const p of out.matchAll(/bc prePrepare:(\d+)/g)) {
+      const seq = Number(p[1]);
+      if (!proposed.has(seq)) proposed.set(seq, t);
+    }
+    for (const e of out.matchAll(/exec:(\d+)#\d+\[([0-9a-f,]*)\]/g)) {
+      const seq = Number(e[1]);
+      if (!executed.has(seq)) executed.set(seq, { at: t, ids: ids(e[2]) });
+    }
+    for (const c of out.matchAll(/cert:(\d+)/g)) {
+      const seq = Number(c[1]);
+      if (!certified.has(seq)) certified.set(seq, t);
+    }
+  }
+  const rows: StageRow[] = [];
+  for (const [seq, ex] of executed) {
+    const pp = proposed.get(seq);
+    const cert = certified.get(seq);
+    if (pp === undefined || cert === undefined) continue;
+    for (const id of ex.ids) {
+      const t0 = accept.get(id);
+      const inf = inferred.get(id);
+      if (t0 === undefined || !inf || inf.length < q) continue;
+      const sorted = [...inf].sort((a, b) => a - b);
+      const infQ = sorted[q - 1];
+      rows.push({
+        id,
+        accept: t0,
+        total: cert - t0,
+        acceptToInferQ: infQ - t0,
+        inferQToInferAll: sorted[sorted.length - 1] - infQ,
+        inferQToPropose: pp - infQ,
+        proposeToExecute: ex.at - pp,
+        executeToCertify: cert - ex.at,
+      });
+    }
+  }
+  return rows.sort((a, b) => a.total - b.total);
+}
+
+export interface StageGroup {
+  label: string;
+  count: number;
+  /** Mean of each stage over the group's requests, ms. */
+  mean: Record<(typeof STAGES)[number], number>;
+}
+
+/** Means over the fastest half, p50–p90, p90–p99, the slowest 1 % and all (rows sorted by total). */
+export function stageGroups(rows: StageRow[]): StageGroup[] {
+  const n = rows.length;
+  const parts: [string, number, number][] = [
+    ['all', 0, n],
+    ['fastest half', 0, Math.floor(n / 2)],
+    ['p50–p90', Math.floor(n / 2), Math.floor(0.9 * n)],
+    ['p90–p99', Math.floor(0.9 * n), Math.floor(0.99 * n)],
+    ['slowest 1 %', Math.floor(0.99 * n), n],
+  ];
+  const groups: StageGroup[] = [];
+  for (const [label, from, to] of parts) {
+    const part = rows.slice(from, to);
+    if (part.length === 0) continue;
+    const mean = {} as StageGroup['mean'];
+    for (const k of STAGES) mean[k] = part.reduce((s, r) => s + r[k], 0) / part.length;
+    groups.push({ label, count: part.length, mean });
+  }
+  return groups;
+}

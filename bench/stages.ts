@@ -1,0 +1,38 @@
+/**
+ * `npm run stages -- <prefix> [--skip-ms=N] [--f=F]`: reads the step traces `<prefix>.<node>` that nodes
+ * started with DROPBEAR_TRACE_STEPS=<prefix> wrote (src/node/steptrace.ts) and prints each latency stage's
+ * mean for the fastest half of the requests, p50–p90, p90–p99 and the slowest 1 % (bench/lib/stages.ts).
+ * --skip-ms drops requests accepted in the first N ms of the trace (warm-up); f defaults to what the number
+ * of trace files allows (n ≥ 3f + 1), q = 2f + 1.
+ */
+import { readdirSync, readFileSync } from 'node:fs';
+import { basename, dirname, join } from 'node:path';
+import { STAGES, stageGroups, stageRows } from './lib/stages.ts';
+
+const args = process.argv.slice(2);
+const prefix = args.find((a) => !a.startsWith('--'));
+const opt = (k: string) => args.find((a) => a.startsWith(`--${k}=`))?.split('=')[1];
+if (!prefix) {
+  console.error('usage: npm run stages -- <trace prefix> [--skip-ms=N] [--f=F]');
+  process.exit(2);
+}
+const dir = dirname(prefix);
+const base = basename(prefix);
+const files = readdirSync(dir)
+  .filter((f) => f.startsWith(`${base}.`) && /^\d+$/.test(f.slice(base.length + 1)))
+  .map((f) => join(dir, f));
+if (files.length === 0) {
+  console.error(`no trace files ${prefix}.<node> found`);
+  process.exit(1);
+}
+const f = opt('f') === undefined ? Math.floor((files.length - 1) / 3) : Number(opt('f'));
+const q = 2 * f + 1;
+const lines = files.flatMap((p) => readFileSync(p, 'utf8').split('\n'));
+let rows = stageRows(lines, q);
+const first = Math.min(...rows.map((r) => r.accept));
+const skip = Number(opt('skip-ms') ?? 0);
+rows = rows.filter((r) => r.accept >= first + skip);
+console.log(`${files.length} traces, q = ${q}, ${rows.length} requests from acceptance to certificate`);
+console.log(['group', 'requests', ...STAGES.map((s) => `${s} ms`)].join('\t'));
+for (const g of stageGroups(rows))
+  console.log([g.label, g.count, ...STAGES.map((s) => g.mean[s].toFixed(1))].join('\t'));
