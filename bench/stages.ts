@@ -3,11 +3,11 @@
  * started with DROPBEAR_TRACE_STEPS=<prefix> wrote (src/node/steptrace.ts) and prints each latency stage's
  * mean for the fastest half of the requests, p50–p90, p90–p99 and the slowest 1 % (bench/lib/stages.ts).
  * --skip-ms drops requests accepted in the first N ms of the trace (warm-up); f defaults to what the number
- * of trace files allows (n ≥ 3f + 1), q = 2f + 1.
+ * of trace files allows (n ≥ 3f + 1), q = 2f + 1. Use a fresh prefix per run (the files are appended to).
  */
 import { readdirSync, readFileSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
-import { STAGES, stageGroups, stageRows } from './lib/stages.ts';
+import { STAGES, stageGroups, stageRows, traceStart } from './lib/stages.ts';
 
 const args = process.argv.slice(2);
 const prefix = args.find((a) => !a.startsWith('--'));
@@ -25,13 +25,23 @@ if (files.length === 0) {
   console.error(`no trace files ${prefix}.<node> found`);
   process.exit(1);
 }
-const f = opt('f') === undefined ? Math.floor((files.length - 1) / 3) : Number(opt('f'));
+const num = (k: string, d: number): number => {
+  const v = opt(k);
+  if (v === undefined) return d;
+  const x = Number(v);
+  if (!Number.isFinite(x) || x < 0) {
+    console.error(`--${k} must be a number ≥ 0, not ${v}`);
+    process.exit(2);
+  }
+  return x;
+};
+// f from the number of trace files: pass --f when some node's trace is missing.
+const f = num('f', Math.floor((files.length - 1) / 3));
 const q = 2 * f + 1;
 const lines = files.flatMap((p) => readFileSync(p, 'utf8').split('\n'));
-let rows = stageRows(lines, q);
-const first = Math.min(...rows.map((r) => r.accept));
-const skip = Number(opt('skip-ms') ?? 0);
-rows = rows.filter((r) => r.accept >= first + skip);
+const start = traceStart(lines);
+const skip = num('skip-ms', 0);
+const rows = stageRows(lines, q).filter((r) => r.accept >= start + skip);
 console.log(`${files.length} traces, q = ${q}, ${rows.length} requests from acceptance to certificate`);
 console.log(['group', 'requests', ...STAGES.map((s) => `${s} ms`)].join('\t'));
 for (const g of stageGroups(rows))

@@ -2,9 +2,10 @@
  * A request's latency taken apart by protocol stage, from the step traces the nodes of a group write with
  * DROPBEAR_TRACE_STEPS (src/node/steptrace.ts). Per request (keyed by the first 4 bytes of its id):
  * - accept: the earliest step in which a node accepted it from a client (`request` → `acc:ID`);
- * - inferQ / inferAll: when the q-th and the last node finished inferring it (`inferred#N[…ID…]`);
- * - proposed: when the primary broadcast the PRE-PREPARE of the batch that executed it;
- * - executed / certified: the first node to execute that batch, the first to hold its certificate.
+ * - inferQ / inferAll: when the q-th and the last node first finished inferring it (`inferred#N[…ID…]`);
+ * - proposed: when the primary broadcast the PRE-PREPARE of the batch (seq and digest) that executed it;
+ * - executed / certified: the first node to decide to execute that batch, the first to hold its
+ *   certificate.
  * Stages: acceptToInferQ, inferQToPropose (result signatures and broadcast, the vote wait, the batch
  * timeout, the pipeline), proposeToExecute (PREPARE, COMMIT and their fsyncs), executeToCertify (receipt
  * signatures), and the total from accept to certified. All from the nodes' clocks (one machine).
@@ -32,54 +33,59 @@ export const STAGES = [
 
 const LINE = /^(\d+(?:\.\d+)?) (\d+) (.*?) => ?(.*)$/;
 
-/** Rows for every request seen from acceptance to certificate with at least q inferences; sorted by total. */
+/**
+ * Rows for every request seen from acceptance to certificate with inferences from at least q nodes; sorted
+ * by total. A batch is (seq, digest): a sequence number proposed again in a new view, or reused by another
+ * run appended to the same files, is another batch. A batch re-proposed inside a NEW-VIEW has no traced
+ * PRE-PREPARE of its own, so its requests get no row.
+ */
 export function stageRows(lines: Iterable<string>, q: number): StageRow[] {
   const accept = new Map<string, number>();
-  const inferred = new Map<string, number[]>();
-  const proposed = new Map<number, number>();
-  const executed = new Map<number, { at: number; ids: string[] }>();
-  const certified = new Map<number, number>();
-  const steps: { t: number; event: string; out: string }[] = [];
+  /** Per request, when each node first finished inferring it. */
+  const inferred = new Map<string, Map<number, number>>();
+  const proposed = new Map<string, number>();
+  const executed = new Map<string, { seq: number; at: number; ids: string[] }>();
+  const certified = new Map<number, number[]>();
+  const steps: { t: number; node: number; event: string; out: string }[] = [];
   for (const line of lines) {
     const m = LINE.exec(line);
     if (!m) continue;
-    steps.push({ t: Number(m[1]), event: m[3], out: m[4] });
+    steps.push({ t: Number(m[1]), node: Number(m[2]), event: m[3], out: m[4] });
   }
   steps.sort((a, b) => a.t - b.t);
   const ids = (s: string) => (s === '' ? [] : s.split(','));
-  for (const { t, event, out } of steps) {
+  for (const { t, node, event, out } of steps) {
     if (event === 'request')
       for (const a of out.matchAll(/acc:([0-9a-f]+)/g)) if (!accept.has(a[1])) accept.set(a[1], t);
     const inf = /^inferred#\d+\[([0-9a-f,]*)\]/.exec(event);
     if (inf)
       for (const id of ids(inf[1])) {
-        const list = inferred.get(id);
-        if (list) list.push(t);
-        else inferred.set(id, [t]);
+        let byNode = inferred.get(id);
+        if (!byNode) inferred.set(id, (byNode = new Map()));
+        if (!byNode.has(node)) byNode.set(node, t);
       }
-    for (const p of out.matchAll(/bc prePrepare:(\d+)/g)) {
-      const seq = Number(p[1]);
-      if (!proposed.has(seq)) proposed.set(seq, t);
-    }
-    for (const e of out.matchAll(/exec:(\d+)#\d+\[([0-9a-f,]*)\]/g)) {
-      const seq = Number(e[1]);
-      if (!executed.has(seq)) executed.set(seq, { at: t, ids: ids(e[2]) });
-    }
+    for (const p of out.matchAll(/bc prePrepare:(\d+\/[0-9a-f]+)/g))
+      if (!proposed.has(p[1])) proposed.set(p[1], t);
+    for (const e of out.matchAll(/exec:((\d+)\/[0-9a-f]+)#\d+\[([0-9a-f,]*)\]/g))
+      if (!executed.has(e[1])) executed.set(e[1], { seq: Number(e[2]), at: t, ids: ids(e[3]) });
     for (const c of out.matchAll(/cert:(\d+)/g)) {
       const seq = Number(c[1]);
-      if (!certified.has(seq)) certified.set(seq, t);
+      const list = certified.get(seq);
+      if (list) list.push(t);
+      else certified.set(seq, [t]);
     }
   }
   const rows: StageRow[] = [];
-  for (const [seq, ex] of executed) {
-    const pp = proposed.get(seq);
-    const cert = certified.get(seq);
+  for (const [batch, ex] of executed) {
+    const pp = proposed.get(batch);
+    // The first certificate for that seq from the batch's first execution on (times are sorted).
+    const cert = certified.get(ex.seq)?.find((t) => t >= ex.at);
     if (pp === undefined || cert === undefined) continue;
     for (const id of ex.ids) {
       const t0 = accept.get(id);
-      const inf = inferred.get(id);
-      if (t0 === undefined || !inf || inf.length < q) continue;
-      const sorted = [...inf].sort((a, b) => a - b);
+      const byNode = inferred.get(id);
+      if (t0 === undefined || !byNode || byNode.size < q) continue;
+      const sorted = [...byNode.values()].sort((a, b) => a - b);
       const infQ = sorted[q - 1];
       rows.push({
         id,
@@ -94,6 +100,16 @@ export function stageRows(lines: Iterable<string>, q: number): StageRow[] {
     }
   }
   return rows.sort((a, b) => a.total - b.total);
+}
+
+/** The earliest time in a trace (ms), or NaN for none. */
+export function traceStart(lines: Iterable<string>): number {
+  let first = Number.NaN;
+  for (const line of lines) {
+    const m = LINE.exec(line);
+    if (m && !(Number(m[1]) >= first)) first = Number(m[1]);
+  }
+  return first;
 }
 
 export interface StageGroup {

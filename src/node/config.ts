@@ -66,18 +66,32 @@ function bad(field: string, why: string, file: string): DropbearError {
   return new DropbearError('CONFIG_INVALID', `${file}: "${field}" ${why}`);
 }
 
+/** Replica settings that count things: an integer ≥ 1 (0 stalls the replica: no batch, no checkpoint). */
+const REPLICA_COUNTS = new Set([
+  'batchSize',
+  'window',
+  'maxInFlightBatches',
+  'checkpointInterval',
+  'forwardBatchSize',
+  'progressPatience',
+]);
+
 /**
- * The `replica` section: only the replica's own settings (DEFAULT_REPLICA_CONFIG), each a finite number
- * ≥ 0. A misspelt key used to be ignored without a word, and a string (`"5"`) reached the replica, where
- * `oldest + "5"` concatenates and a batch was never cut.
+ * The `replica` section: only the replica's own settings (DEFAULT_REPLICA_CONFIG); counts integers ≥ 1,
+ * times finite numbers ≥ 0 (ms). A misspelt key used to be ignored without a word, a string (`"5"`)
+ * reached the replica, where `oldest + "5"` concatenates and a batch was never cut, and a batchSize of 0
+ * made the primary loop forever.
  */
 function replicaSettings(r: Record<string, unknown>, file: string): Record<string, number> {
   const known = Object.keys(DEFAULT_REPLICA_CONFIG);
   for (const [k, v] of Object.entries(r)) {
     if (!known.includes(k))
       throw bad(`replica.${k}`, `is not a replica setting (known: ${known.join(', ')})`, file);
-    if (typeof v !== 'number' || !Number.isFinite(v) || v < 0)
-      throw bad(`replica.${k}`, 'must be a finite number ≥ 0', file);
+    if (REPLICA_COUNTS.has(k)) {
+      if (typeof v !== 'number' || !Number.isInteger(v) || v < 1)
+        throw bad(`replica.${k}`, 'must be an integer ≥ 1', file);
+    } else if (typeof v !== 'number' || !Number.isFinite(v) || v < 0)
+      throw bad(`replica.${k}`, 'must be a finite number ≥ 0 (ms)', file);
   }
   return r as Record<string, number>;
 }

@@ -147,7 +147,11 @@ export async function startNode(configPath: string): Promise<RunningNode> {
     const metrics = new NodeMetrics();
     // A diagnostic, off unless asked for: one line per replica step (src/node/steptrace.ts).
     const tracePrefix = process.env.DROPBEAR_TRACE_STEPS;
-    const trace = tracePrefix ? new StepTrace(`${tracePrefix}.${cfg.id}`, cfg.id) : null;
+    const trace = tracePrefix
+      ? new StepTrace(`${tracePrefix}.${cfg.id}`, cfg.id, 1000, (e) =>
+          log.error({ err: e.message }, 'step trace: write failed; tracing stopped'),
+        )
+      : null;
     if (trace) log.warn({ file: trace.path }, 'tracing every replica step (DROPBEAR_TRACE_STEPS)');
     host = NodeHost.open({
       id: cfg.id,

@@ -2,18 +2,19 @@
 import { describe, expect, it } from 'vitest';
 import { stageGroups, stageRows } from '../../bench/lib/stages.ts';
 
-// Request aa.. reaches node 1 at t=100; the four nodes finish inferring it at 104, 106, 110, 130; the
-// primary (0) proposes seq 5 at 115; node 2 executes first at 121; node 1 holds the certificate at 126.
-// Request bb.. is accepted and inferred but never executed: no row.
+// Request aa.. reaches node 1 at t=100; the four nodes finish inferring it at 104, 106, 110, 130 (node 1
+// again at 108: counted once); the primary (0) proposes seq 5 (digest d5) at 115; node 0 executes first at
+// 119; node 1 holds the certificate at 126. Request bb.. is accepted and inferred but never executed: no row.
 const TRACE = [
   '100.0 1 request => acc:aaaaaaaa infer#1[aaaaaaaa]',
   '101.0 1 request => acc:bbbbbbbb infer#1[bbbbbbbb]',
   '104.0 1 inferred#2[aaaaaaaa,bbbbbbbb] => bc results#2',
   '106.0 2 inferred#1[aaaaaaaa] => bc results#1',
+  '108.0 1 inferred#1[aaaaaaaa] => bc results#1',
   '110.0 0 inferred#1[aaaaaaaa] => bc results#1',
-  '115.0 0 tick => persist bc prePrepare:5',
-  '119.0 0 msg<2 commit:5 => exec:5#1[aaaaaaaa]',
-  '121.0 2 msg<1 commit:5 => exec:5#1[aaaaaaaa]',
+  '115.0 0 tick => persist bc prePrepare:5/d5',
+  '119.0 0 msg<2 commit:5 => exec:5/d5#1[aaaaaaaa]',
+  '121.0 2 msg<1 commit:5 => exec:5/d5#1[aaaaaaaa]',
   '126.0 1 msg<3 receiptSig:5 => cert:5',
   '127.0 2 msg<3 receiptSig:5 => cert:5',
   '130.0 3 inferred#1[aaaaaaaa] => bc results#1',
@@ -45,6 +46,22 @@ describe('stageRows', () => {
     expect(stageRows(TRACE, 5)).toEqual([]);
   });
 
+  it('tells a seq proposed again in a new view apart by its digest, and finds the certificate after execution', () => {
+    const lines = [
+      '90.0 0 tick => persist bc prePrepare:7/0dd', // view 0's batch 7, never executed
+      '91.0 0 msg<1 receiptSig:7 => cert:7', // a certificate from an earlier run of the same files
+      '100.0 1 request => acc:cc',
+      '101.0 1 inferred#1[cc] => ',
+      '102.0 2 inferred#1[cc] => ',
+      '103.0 3 inferred#1[cc] => ',
+      '150.0 1 msg<1 newView => persist bc prePrepare:7/ee7', // view 1's primary proposes 7 anew
+      '153.0 1 msg<2 commit:7 => exec:7/ee7#1[cc]',
+      '160.0 2 msg<3 receiptSig:7 => cert:7',
+    ];
+    const [r] = stageRows(lines, 3);
+    expect([r.inferQToPropose, r.proposeToExecute, r.executeToCertify, r.total]).toEqual([47, 3, 7, 60]);
+  });
+
   it('groups by total: means per group, the slowest 1 % last', () => {
     const lines: string[] = [];
     for (let i = 0; i < 100; i++) {
@@ -54,8 +71,8 @@ describe('stageRows', () => {
       lines.push(
         `${t} 0 request => acc:${id}`,
         `${t + 1} 0 inferred#1[${id}] => `,
-        `${t + 2} 0 tick => bc prePrepare:${i + 1}`,
-        `${t + 3 + slow} 0 msg<1 commit:${i + 1} => exec:${i + 1}#1[${id}]`,
+        `${t + 2} 0 tick => bc prePrepare:${i + 1}/ab`,
+        `${t + 3 + slow} 0 msg<1 commit:${i + 1} => exec:${i + 1}/ab#1[${id}]`,
         `${t + 4 + slow} 0 msg<1 receiptSig:${i + 1} => cert:${i + 1}`,
       );
     }

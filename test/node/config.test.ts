@@ -9,27 +9,26 @@ import { DropbearError } from '../../src/protocol/index.ts';
 const dir = mkdtempSync(join(tmpdir(), 'dropbear-config-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
-function load(replica: unknown): ReturnType<typeof loadNodeConfig> {
+/** `replica` as a value, or as raw JSON text (to write what JSON.stringify cannot, e.g. 1e999). */
+function load(replica: unknown, rawReplica?: string): ReturnType<typeof loadNodeConfig> {
   const file = join(dir, 'node-0.json');
-  writeFileSync(
-    file,
-    JSON.stringify({
-      id: 0,
-      genesis: 'genesis.json',
-      key: 'keys/node-0.json',
-      data: 'data/node-0',
-      p2p: { host: '127.0.0.1', port: 7100 },
-      api: { host: '127.0.0.1', port: 8100 },
-      model: { standin: true },
-      ...(replica === undefined ? {} : { replica }),
-    }),
-  );
+  const text = JSON.stringify({
+    id: 0,
+    genesis: 'genesis.json',
+    key: 'keys/node-0.json',
+    data: 'data/node-0',
+    p2p: { host: '127.0.0.1', port: 7100 },
+    api: { host: '127.0.0.1', port: 8100 },
+    model: { standin: true },
+    ...(replica === undefined ? {} : { replica }),
+  });
+  writeFileSync(file, rawReplica === undefined ? text : `${text.slice(0, -1)},"replica":${rawReplica}}`);
   return loadNodeConfig(file);
 }
 
-function refusal(replica: unknown): DropbearError {
+function refusal(replica: unknown, rawReplica?: string): DropbearError {
   try {
-    load(replica);
+    load(replica, rawReplica);
   } catch (e) {
     return e as DropbearError;
   }
@@ -54,11 +53,26 @@ describe('node config: replica settings', () => {
     expect(e.message).toContain('batchTimeoutMs');
   });
 
-  it('refuses a value that is not a finite number ≥ 0', () => {
+  it('refuses a time that is not a finite number ≥ 0', () => {
+    expect(refusal(undefined, '{"voteWaitMs": 1e999}').message).toContain('must be a finite number');
     for (const v of ['5', -1, null, true, [5]]) {
       const e = refusal({ voteWaitMs: v });
       expect(e.code).toBe('CONFIG_INVALID');
       expect(e.message).toContain('"replica.voteWaitMs" must be a finite number ≥ 0');
+    }
+    expect(load({ voteWaitMs: 0.5 }).replica).toEqual({ voteWaitMs: 0.5 });
+  });
+
+  it('refuses a count that is not an integer ≥ 1 (a batchSize of 0 would never cut a batch)', () => {
+    for (const [k, v] of [
+      ['batchSize', 0],
+      ['checkpointInterval', 0],
+      ['maxInFlightBatches', 1.5],
+      ['window', '8'],
+    ] as const) {
+      const e = refusal({ [k]: v });
+      expect(e.code).toBe('CONFIG_INVALID');
+      expect(e.message).toContain(`"replica.${k}" must be an integer ≥ 1`);
     }
   });
 

@@ -27,11 +27,21 @@ describe('step trace lines', () => {
       },
       { type: 'timer', at: 5 },
       { type: 'send', to: 3, msg: { kind: 'forward', requests: [{}, {}] } },
-      { type: 'execute', seq: 7, entries: [{ requestId: id(0xab) }, { requestId: id(0x01) }] },
+      {
+        type: 'execute',
+        seq: 7,
+        digest: id(0xd7),
+        entries: [{ requestId: id(0xab) }, { requestId: id(0x01) }],
+      },
       { type: 'certified', seq: 6 },
+      { type: 'broadcast', msg: { kind: 'prePrepare', pp: { seq: 8, digest: id(0xd8) } } },
+      { type: 'broadcast', msg: { kind: 'receiptSig', from: 1, seq: 7 } },
+      { type: 'send', to: 0, msg: { kind: 'checkpoint', from: 1, seq: 8 } },
     ] as unknown as Action[];
     expect(describeStep(1234.56, 1, event, actions)).toBe(
-      '1234.6 1 msg<2 prepare:7 => persist bc commit:7 send>3 forward#2 exec:7#2[ab010203,01010203] cert:6',
+      '1234.6 1 msg<2 prepare:7 => persist bc commit:7 send>3 forward#2 ' +
+        'exec:7/d701020304050607#2[ab01020304050607,0101020304050607] cert:6 ' +
+        'bc prePrepare:8/d801020304050607 bc receiptSig:7 send>0 checkpoint:8',
     );
     const request = { type: 'request' } as unknown as Event;
     const acc = [
@@ -39,10 +49,10 @@ describe('step trace lines', () => {
       { type: 'infer', requests: [{ requestId: id(0xff) }] },
     ];
     expect(describeStep(1, 0, request, acc as unknown as Action[])).toBe(
-      '1.0 0 request => acc:ff010203 infer#1[ff010203]',
+      '1.0 0 request => acc:ff01020304050607 infer#1[ff01020304050607]',
     );
     const inferred = { type: 'inferred', results: [{ requestId: id(0xff) }] } as unknown as Event;
-    expect(describeStep(2, 0, inferred, [])).toBe('2.0 0 inferred#1[ff010203] => ');
+    expect(describeStep(2, 0, inferred, [])).toBe('2.0 0 inferred#1[ff01020304050607] => ');
   });
 
   it('writes 256 lines at a time and the rest on close; the stage parser reads them back', () => {
@@ -50,7 +60,7 @@ describe('step trace lines', () => {
     const t = new StepTrace(path, 0, 60_000);
     const tick = { type: 'tick' } as unknown as Event;
     for (let i = 0; i < 255; i++) t.step(tick, []);
-    expect(() => readFileSync(path, 'utf8')).toThrow(); // nothing written yet
+    expect(readFileSync(path, 'utf8')).toBe(''); // created at start, nothing written yet
     t.step(tick, []);
     expect(readFileSync(path, 'utf8').split('\n').filter(Boolean)).toHaveLength(256);
     t.step(
@@ -60,7 +70,27 @@ describe('step trace lines', () => {
     t.close();
     const lines = readFileSync(path, 'utf8').split('\n').filter(Boolean);
     expect(lines).toHaveLength(257);
-    expect(lines[256]).toMatch(/^\d+\.\d 0 request => acc:01010203$/);
+    expect(lines[256]).toMatch(/^\d+\.\d 0 request => acc:0101020304050607$/);
     expect(stageRows(lines, 1)).toEqual([]); // accepted, never executed: no row
+  });
+
+  it('creates its folder; refuses a path it cannot write at start; a later failed write ends the trace only', () => {
+    const made = new StepTrace(join(dir, 'new', 'deeper', 'trace.0'), 0, 60_000);
+    made.close();
+    expect(readFileSync(made.path, 'utf8')).toBe('');
+    const file = join(dir, 'a-file');
+    new StepTrace(file, 0, 60_000).close();
+    expect(() => new StepTrace(join(file, 'trace.0'), 0)).toThrow(
+      expect.objectContaining({ code: 'TRACE_UNWRITABLE' }),
+    );
+    const sub = mkdtempSync(join(dir, 'gone-'));
+    const errors: Error[] = [];
+    const t = new StepTrace(join(sub, 'trace.1'), 1, 60_000, (e) => errors.push(e));
+    rmSync(sub, { recursive: true });
+    const tick = { type: 'tick' } as unknown as Event;
+    for (let i = 0; i < 600; i++) t.step(tick, []); // two flushes due; the first fails
+    t.close();
+    expect(errors).toHaveLength(1);
+    expect(errors[0].message).toMatch(/ENOENT/);
   });
 });
