@@ -19,6 +19,7 @@ import {
   type PrePrepare,
   requestIdOf,
   type SignedRequest,
+  type SignedViewChange,
   sha256,
   signModelUpdate,
   signRequest,
@@ -238,6 +239,20 @@ describe('ordering a model update', () => {
     expect(h.r.pendingTxs).toHaveLength(1);
     // Before the fix the wake-up was T0+1 (the transaction's arrival plus 0) and every tick set it again.
     expect(h.r.nextWake).toBeGreaterThan(T0 + 1000);
+    // The view change completes (VIEW-CHANGEs of nodes 2 and 3): the new primary proposes what waited.
+    const vcs = [2, 3].map((id) => {
+      const o = new One(id);
+      o.step({ type: 'tick' }, T0);
+      o.r.startViewChange(1); // outside a step: its broadcast is not returned, the message is kept
+      const vc = (o.r as unknown as { myViewChange: SignedViewChange }).myViewChange;
+      expect(vc.body.newView).toBe(1);
+      return { from: id, vc };
+    });
+    const out = vcs.flatMap(({ from, vc }) => h.msg(from, { kind: 'viewChange', vc }, T0 + 3));
+    expect(h.r.viewChanging).toBe(false);
+    expect(broadcasts(out, 'newView')).toHaveLength(1);
+    const pps = broadcasts(out, 'prePrepare');
+    expect(pps.map((m) => [m.pp.view, m.pp.batch.txs.length])).toEqual([[1, 1]]);
   });
 
   it('a backup refuses a proposal carrying a forged transaction', () => {
