@@ -1,6 +1,6 @@
 /**
  * A request's latency taken apart by protocol stage, from the step traces the nodes of a group write with
- * DROPBEAR_TRACE_STEPS (src/node/steptrace.ts). Per request (keyed by the first 4 bytes of its id):
+ * DROPBEAR_TRACE_STEPS (src/node/steptrace.ts). Per request (keyed by the first 8 bytes of its id):
  * - accept: the earliest step in which a node accepted it from a client (`request` → `acc:ID`);
  * - inferQ / inferAll: when the q-th and the last node first finished inferring it (`inferred#N[…ID…]`);
  * - proposed: when the primary broadcast the PRE-PREPARE of the batch (seq and digest) that executed it;

@@ -73,7 +73,8 @@ export interface ReplicaConfig {
   batchTimeoutMs: number;
   /**
    * The same with nothing in flight (0: cut at once). Waiting then gathers little and delays every
-   * request of a lightly loaded group: at 100 requests/s (one per batch) it was 5 of ~20 ms.
+   * request of a lightly loaded group: at 100 requests/s (one per batch) the median went from ~20 ms
+   * with a 5 ms wait to ~11 without (BENCHMARKS.md, protocol).
    */
   idleBatchTimeoutMs: number;
   /** After an entry has q votes, how long the primary waits for the remaining ones. */
