@@ -7,7 +7,7 @@
  */
 import { readdirSync, readFileSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
-import { STAGES, stageGroups, stageRows, traceStart } from './lib/stages.ts';
+import { STAGES, stageGroups, stageRows } from './lib/stages.ts';
 
 const args = process.argv.slice(2);
 const prefix = args.find((a) => !a.startsWith('--'));
@@ -39,9 +39,7 @@ const num = (k: string, d: number): number => {
 const f = num('f', Math.floor((files.length - 1) / 3));
 const q = 2 * f + 1;
 const lines = files.flatMap((p) => readFileSync(p, 'utf8').split('\n'));
-const start = traceStart(lines);
-const skip = num('skip-ms', 0);
-const rows = stageRows(lines, q).filter((r) => r.accept >= start + skip);
+const rows = stageRows(lines, q, num('skip-ms', 0));
 console.log(`${files.length} traces, q = ${q}, ${rows.length} requests from acceptance to certificate`);
 console.log(['group', 'requests', ...STAGES.map((s) => `${s} ms`)].join('\t'));
 for (const g of stageGroups(rows))

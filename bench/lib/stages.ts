@@ -34,12 +34,12 @@ export const STAGES = [
 const LINE = /^(\d+(?:\.\d+)?) (\d+) (.*?) => ?(.*)$/;
 
 /**
- * Rows for every request seen from acceptance to certificate with inferences from at least q nodes; sorted
- * by total. A batch is (seq, digest): a sequence number proposed again in a new view, or reused by another
+ * Rows for every request seen from acceptance to certificate with inferences from at least q nodes, and
+ * accepted at least `skipMs` after the trace's first line (warm-up); sorted by total. A batch is (seq, digest): a sequence number proposed again in a new view, or reused by another
  * run appended to the same files, is another batch. A batch re-proposed inside a NEW-VIEW has no traced
  * PRE-PREPARE of its own, so its requests get no row.
  */
-export function stageRows(lines: Iterable<string>, q: number): StageRow[] {
+export function stageRows(lines: Iterable<string>, q: number, skipMs = 0): StageRow[] {
   const accept = new Map<string, number>();
   /** Per request, when each node first finished inferring it. */
   const inferred = new Map<string, Map<number, number>>();
@@ -75,6 +75,7 @@ export function stageRows(lines: Iterable<string>, q: number): StageRow[] {
       else certified.set(seq, [t]);
     }
   }
+  const from = (steps[0]?.t ?? 0) + skipMs;
   const rows: StageRow[] = [];
   for (const [batch, ex] of executed) {
     const pp = proposed.get(batch);
@@ -84,7 +85,7 @@ export function stageRows(lines: Iterable<string>, q: number): StageRow[] {
     for (const id of ex.ids) {
       const t0 = accept.get(id);
       const byNode = inferred.get(id);
-      if (t0 === undefined || !byNode || byNode.size < q) continue;
+      if (t0 === undefined || t0 < from || !byNode || byNode.size < q) continue;
       const sorted = [...byNode.values()].sort((a, b) => a - b);
       const infQ = sorted[q - 1];
       rows.push({
@@ -100,16 +101,6 @@ export function stageRows(lines: Iterable<string>, q: number): StageRow[] {
     }
   }
   return rows.sort((a, b) => a.total - b.total);
-}
-
-/** The earliest time in a trace (ms), or NaN for none. */
-export function traceStart(lines: Iterable<string>): number {
-  let first = Number.NaN;
-  for (const line of lines) {
-    const m = LINE.exec(line);
-    if (m && !(Number(m[1]) >= first)) first = Number(m[1]);
-  }
-  return first;
 }
 
 export interface StageGroup {

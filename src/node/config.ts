@@ -25,7 +25,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { dirname, isAbsolute, resolve } from 'node:path';
-import { DEFAULT_REPLICA_CONFIG } from '../consensus/replica.ts';
+import { DEFAULT_REPLICA_CONFIG, type ReplicaConfig } from '../consensus/replica.ts';
 import { DropbearError } from '../protocol/index.ts';
 
 export interface Endpoint {
@@ -67,7 +67,7 @@ function bad(field: string, why: string, file: string): DropbearError {
 }
 
 /** Replica settings that count things: an integer ≥ 1 (0 stalls the replica: no batch, no checkpoint). */
-const REPLICA_COUNTS = new Set([
+const REPLICA_COUNTS: ReadonlySet<string> = new Set<keyof ReplicaConfig>([
   'batchSize',
   'window',
   'maxInFlightBatches',

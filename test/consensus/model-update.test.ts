@@ -131,18 +131,25 @@ class One {
       out.push(...this.msg(from, phase('prepare', from, seq, pp.digest)));
     for (const from of [0, 1, 3].filter((x) => x !== this.id))
       out.push(...this.msg(from, phase('commit', from, seq, pp.digest)));
+    return this.runExecution(out);
+  }
+  /** Runs the one `execute` action among `out` on the ledger and reports it executed (at `at`). */
+  runExecution(out: Action[], at?: number): Action[] {
     const exec = only(out, 'execute');
     expect(exec).toHaveLength(1);
     const a = exec[0];
     const ex = this.ledger.execute(a.seq, a.digest, a.batch, a.entries);
-    return this.step({
-      type: 'executed',
-      seq: a.seq,
-      receipt: ex.receipt,
-      requeued: ex.requeued,
-      models: ex.models,
-      modelVersions: ex.modelVersions,
-    });
+    return this.step(
+      {
+        type: 'executed',
+        seq: a.seq,
+        receipt: ex.receipt,
+        requeued: ex.requeued,
+        models: ex.models,
+        modelVersions: ex.modelVersions,
+      },
+      at,
+    );
   }
 }
 
@@ -211,20 +218,8 @@ describe('ordering a model update', () => {
     for (const from of [1, 2]) h.msg(from, phase('prepare', from, 1, d), T0 + 8);
     const out: Action[] = [];
     for (const from of [1, 2]) out.push(...h.msg(from, phase('commit', from, 1, d), T0 + 8));
-    const exec = only(out, 'execute');
-    expect(exec.map((a) => a.seq)).toEqual([1]);
-    const ex = h.ledger.execute(1, exec[0].digest, exec[0].batch, exec[0].entries);
-    const after = h.step(
-      {
-        type: 'executed',
-        seq: 1,
-        receipt: ex.receipt,
-        requeued: ex.requeued,
-        models: ex.models,
-        modelVersions: ex.modelVersions,
-      },
-      T0 + 8,
-    );
+    expect(only(out, 'execute').map((a) => a.seq)).toEqual([1]);
+    const after = h.runExecution(out, T0 + 8);
     const second = broadcasts(after, 'prePrepare');
     expect(second.map((m) => m.pp.seq)).toEqual([2]);
     expect(second[0].pp.batch.txs.map((t) => hex(txIdOf(t)))).toEqual([hex(txIdOf(tx2))]);

@@ -177,8 +177,6 @@ describe('a real 4-node group', () => {
     expect(rows.length).toBeGreaterThanOrEqual(12);
     for (const r of rows) {
       for (const k of STAGES) expect(r[k]).toBeGreaterThanOrEqual(0);
-      const sum = r.acceptToInferQ + r.inferQToPropose + r.proposeToExecute + r.executeToCertify;
-      expect(sum).toBeCloseTo(r.total, 6);
       expect(r.total).toBeLessThan(60_000);
     }
   });
