@@ -483,7 +483,9 @@ export class Simulation {
           break;
         }
         case 'timer':
-          this.scheduleTick(node, a.at);
+          // A wake-up already due (the replica may ask for one in the past) fires now, as a host's
+          // setTimeout with a negative delay would: the clock never steps back.
+          this.scheduleTick(node, Math.max(a.at, this.now));
           break;
       }
     }
@@ -667,9 +669,9 @@ export class Simulation {
     return out;
   }
 
-  /** Run `fn` at virtual time `ms` after the start. */
+  /** Run `fn` at virtual time `ms` after the start (now, if that is already past). */
   at(ms: number, fn: () => void): void {
-    this.q.push(EPOCH_MS + ms, fn);
+    this.q.push(Math.max(EPOCH_MS + ms, this.now), fn);
   }
 
   private scheduleTick(node: SimNode, at: number): void {
@@ -775,6 +777,8 @@ export class Simulation {
     for (;;) {
       const e = this.q.pop();
       if (!e || e.at > deadline) break;
+      // Every push is at `now` or later; an event in the past would be a bug in the simulator.
+      if (e.at < this.now) throw new Error(`simulator clock would step back: ${e.at} < ${this.now}`);
       this.now = e.at;
       e.run();
       if (finished()) {
