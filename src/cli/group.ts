@@ -21,8 +21,12 @@ import { readGenesis, readJsonFile, stableJson } from './io.ts';
  * The replica settings `group init` writes into every node config. Real models answer in a few ms each, at
  * different speeds: the primary waits a little longer than the simulator's default for the slower ones
  * (voteWaitMs), so certificates usually carry every node's vote. At most 4 batches in flight: under load,
- * requests wait for the pipeline and batches fill up. A 5 ms batch timeout while a batch is in
- * flight, none with the pipeline empty (the replica's idleBatchTimeoutMs 0). A checkpoint every 8 batches
+ * requests wait for the pipeline and batches fill up. A 20 ms batch timeout while a batch is in
+ * flight, none with the pipeline empty (the replica's idleBatchTimeoutMs 0): with the idle cut a longer
+ * in-flight timeout costs nothing at low load, and under load fewer, larger batches leave the group's CPU to
+ * the requests (n = 4 stand-in, two interleaved pairs against 5 ms on 2026-11-30: p99 176-211 ms against
+ * 286-441 at 150/s, 323-344 against 400-428 at 1,000/s, closed loop the same; the four real models: the
+ * same within noise; BENCHMARKS.md, protocol reading). A checkpoint every 8 batches
  * (the replica's default is 32): a VIEW-CHANGE carries every prepared batch above the last stable
  * checkpoint, and under load, with batches of hundreds of KB, 32 of them made VIEW-CHANGEs of ~1.7 MB and
  * NEW-VIEWs of ~8 MB at n = 7; an overloaded group that had to change views then kept timing out in the
@@ -31,7 +35,7 @@ import { readGenesis, readJsonFile, stableJson } from './io.ts';
  * flight, then 1 ms and 16, then one in flight twice more (BENCHMARKS.md; its rows overlap within their
  * spreads). These settings serve every group: with one in flight an overloaded group of 7 still changes
  * views where 4 in flight does not (same probes), and over long links (the wan part: rounds of ~60–120 ms)
- * one batch in flight would serialize the rounds, so 4 and 5 ms stay.
+ * one batch in flight would serialize the rounds, so 4 stay.
  * A view-change timeout of 2 s (the replica's default is 1 s): four real models sharing two cores with a
  * burst of 256 requests at start stalled the whole group for ~1.3 s (every node's event loop blocked for
  * 0.4-0.6 s at a time, nothing executed), and backups that had waited one timeout for a ready request
@@ -42,7 +46,7 @@ import { readGenesis, readJsonFile, stableJson } from './io.ts';
 export const GROUP_REPLICA = {
   voteWaitMs: 25,
   maxInFlightBatches: 4,
-  batchTimeoutMs: 5,
+  batchTimeoutMs: 20,
   idleBatchTimeoutMs: 0,
   checkpointInterval: 8,
   viewChangeTimeoutMs: 2000,
