@@ -1,6 +1,7 @@
 import { execFileSync } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
-import { describeMachine, machine } from '../../bench/lib/machine.ts';
+import { describeMachine, machine, verifyMicros } from '../../bench/lib/machine.ts';
+import { cryptoStats } from '../../src/protocol/crypto.ts';
 
 describe('machine', () => {
   it('names the commit the figures were measured on, and says when the working tree differed from it', () => {
@@ -15,5 +16,18 @@ describe('machine', () => {
     expect(line.includes('uncommitted changes')).toBe(dirty);
     expect(describeMachine({ ...m, code: null })).not.toContain('code at');
     expect(m.cores).toBeGreaterThan(0);
+  });
+});
+
+describe('speed reference', () => {
+  it('times real signature checks, states them in the machine line, and leaves the signature counters alone', () => {
+    const before = { ...cryptoStats };
+    const us = verifyMicros(2, 50);
+    expect(cryptoStats).toEqual(before);
+    // An Ed25519 check takes tens of µs on any machine this runs on, never nothing and never a second.
+    expect(us).toBeGreaterThan(1);
+    expect(us).toBeLessThan(100_000);
+    const m = { ...machine(), verifyUs: 12.5, cryptoBackend: 'libsodium' };
+    expect(describeMachine(m)).toContain('Ed25519 check 12.5 µs (libsodium');
   });
 });
