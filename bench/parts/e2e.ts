@@ -17,6 +17,7 @@
  *
  * Flags: --runs=N --step-ms=MS --conc=4,8,16,32 --models=a,b,c,d --profile
  */
+import { GROUP_REPLICA } from '../../src/cli/group.ts';
 import { DropbearClient, type InferResult } from '../../src/client/index.ts';
 import { catalogByName } from '../../src/inference/catalog.ts';
 import { resolveModel } from '../../src/inference/store.ts';
@@ -226,6 +227,7 @@ export async function run(o: PartOptions): Promise<PartResult> {
     // Closed loop: the peak of each side. A certified step that changes views or fails requests (overload:
     // requests waiting past the view change timeout) ends the ladder, and the group is started afresh.
     let restarts = 0;
+    let stoppedAt: number | null = null;
     const restartGroup = async () => {
       o.log('the group changed views or failed requests under overload: a fresh group for the next steps');
       await group!.stop();
@@ -253,8 +255,15 @@ export async function run(o: PartOptions): Promise<PartResult> {
         cellOf(side, 'closed', conc, `closed loop, ${conc} in flight`, got[side]);
       if (collapsed) await restartGroup();
       const cert = cells[cells.length - 1];
-      if (collapsed || cert.p99.median > 1000) {
-        o.log(`certified p99 past the view change timeout (1 s) at ${conc} in flight: the ladder stops here`);
+      // Past the group's view-change timeout a waiting request may make backups suspect the primary: the
+      // next step up would measure view changes, not capacity. (This was a fixed 1 s, the timeout before
+      // group init wrote 2 s; on a slower machine it stopped the ladder at 16 in flight with the certified
+      // side still gaining, and no view change seen.)
+      if (collapsed || cert.p99.median > GROUP_REPLICA.viewChangeTimeoutMs) {
+        o.log(
+          `certified p99 past the view change timeout (${GROUP_REPLICA.viewChangeTimeoutMs} ms) at ${conc} in flight: the ladder stops here`,
+        );
+        stoppedAt = conc;
         break;
       }
     }
@@ -450,11 +459,17 @@ export async function run(o: PartOptions): Promise<PartResult> {
       summary,
       '',
       table,
+      ...(stoppedAt !== null
+        ? [
+            '',
+            `The closed-loop ladder (${ladder.join(', ')} in flight) stopped after ${stoppedAt}: the certified p99 there passed the group's view-change timeout (${GROUP_REPLICA.viewChangeTimeoutMs} ms), past which the next step would measure view changes rather than capacity.`,
+          ]
+        : []),
       '',
       '{plot:latency}',
       '',
       `The two sides' decisions agree on ${both ? ((100 * same) / both).toFixed(1) : '–'} % of the ${both} images both answered. ` +
-        `A certificate counts the votes that reached the primary within voteWaitMs (25 ms, as \`group init\` writes it) of a quorum: ` +
+        `A certificate counts the votes that reached the primary within voteWaitMs (${GROUP_REPLICA.voteWaitMs} ms, as \`group init\` writes it) of a quorum: ` +
         `${((100 * votesCounted[4]) / Math.max(1, votesCounted[3] + votesCounted[4])).toFixed(1)} % of the certificates counted all four, ` +
         'the rest three; the baseline always waits for all four answers, so with three votes a 2–1–1 split becomes no agreement where four may give a label.',
       ...(why.length ? ['', ...why] : []),
@@ -467,6 +482,7 @@ export async function run(o: PartOptions): Promise<PartResult> {
         runs,
         stepMs,
         ladder,
+        ladderStoppedAt: stoppedAt,
         cells,
         steps: steps.map((s) => ({ side: s.side, run: s.run, cpuPerRequest: s.cpuPerRequest, ...s.result })),
         peak: {
