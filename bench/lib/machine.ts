@@ -33,20 +33,34 @@ export interface Machine {
 /** See Machine.verifyUs. Leaves cryptoStats as it found them (the core bench counts signatures). */
 export function verifyMicros(rounds = 3, per = 300): number {
   const saved = { ...cryptoStats };
-  const key = keyPairFromSeed(new Uint8Array(32).fill(7));
-  const group = new Uint8Array(32);
-  const body = new Uint8Array(100).fill(1);
-  const sig = signTagged(TAGS.prepare, group, body, key);
-  let best = Number.POSITIVE_INFINITY;
-  for (let r = 0; r < rounds; r++) {
-    const t0 = performance.now();
-    for (let i = 0; i < per; i++)
-      if (!verifyTagged(TAGS.prepare, group, body, sig, key.publicKey))
-        throw new Error('reference signature did not verify');
-    best = Math.min(best, ((performance.now() - t0) * 1000) / per);
+  try {
+    const key = keyPairFromSeed(new Uint8Array(32).fill(7));
+    const group = new Uint8Array(32);
+    const body = new Uint8Array(100).fill(1);
+    const sig = signTagged(TAGS.prepare, group, body, key);
+    let best = Number.POSITIVE_INFINITY;
+    for (let r = 0; r < rounds; r++) {
+      const t0 = performance.now();
+      for (let i = 0; i < per; i++)
+        if (!verifyTagged(TAGS.prepare, group, body, sig, key.publicKey))
+          throw new Error('reference signature did not verify');
+      best = Math.min(best, ((performance.now() - t0) * 1000) / per);
+    }
+    return Math.round(best * 10) / 10;
+  } finally {
+    Object.assign(cryptoStats, saved);
   }
-  Object.assign(cryptoStats, saved);
-  return Math.round(best * 10) / 10;
+}
+
+/**
+ * machine() runs twice as a part starts (bench/run.ts for the results file, the part for its text): one
+ * measurement serves both, so the two never disagree; a part starting a minute later measures again.
+ */
+let lastSpeed: { at: number; us: number } | null = null;
+function speedNow(): number {
+  const t = performance.now();
+  if (!lastSpeed || t - lastSpeed.at > 60_000) lastSpeed = { at: t, us: verifyMicros() };
+  return lastSpeed.us;
 }
 
 function codeVersion(): Machine['code'] {
@@ -72,7 +86,7 @@ export function machine(): Machine {
     platform: `${process.platform}-${process.arch}`,
     loadAvg1: Math.round(loadavg()[0] * 100) / 100,
     code: codeVersion(),
-    verifyUs: verifyMicros(),
+    verifyUs: speedNow(),
     cryptoBackend,
   };
 }

@@ -24,9 +24,10 @@ import { readGenesis, readJsonFile, stableJson } from './io.ts';
  * requests wait for the pipeline and batches fill up. A 20 ms batch timeout while a batch is in
  * flight, none with the pipeline empty (the replica's idleBatchTimeoutMs 0): with the idle cut a longer
  * in-flight timeout costs nothing at low load, and under load fewer, larger batches leave the group's CPU to
- * the requests (n = 4 stand-in, two interleaved pairs against 5 ms on 2026-11-30: p99 176-211 ms against
- * 286-441 at 150/s, 323-344 against 400-428 at 1,000/s, closed loop the same; the four real models: the
- * same within noise; BENCHMARKS.md, protocol reading). A checkpoint every 8 batches
+ * the requests (n = 4 stand-in with client batch signing, two interleaved pairs against 5 ms on
+ * 2026-11-30: p99 176-211 ms against 286-441 at 150/s, 323-344 against 400-428 at 1,000/s, closed loop the
+ * same; without batch signing, the four real models and the wan part: the same within noise; BENCHMARKS.md,
+ * protocol reading). A checkpoint every 8 batches
  * (the replica's default is 32): a VIEW-CHANGE carries every prepared batch above the last stable
  * checkpoint, and under load, with batches of hundreds of KB, 32 of them made VIEW-CHANGEs of ~1.7 MB and
  * NEW-VIEWs of ~8 MB at n = 7; an overloaded group that had to change views then kept timing out in the

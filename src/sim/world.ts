@@ -777,8 +777,12 @@ export class Simulation {
     for (;;) {
       const e = this.q.pop();
       if (!e || e.at > deadline) break;
-      // Every push is at `now` or later; an event in the past would be a bug in the simulator.
-      if (e.at < this.now) throw new Error(`simulator clock would step back: ${e.at} < ${this.now}`);
+      // Every push is at `now` or later: an event before it (or at NaN) comes from a negative or broken
+      // delay (a script's delayMs, link or inference settings) or a bug here, and would move the clock back.
+      if (!(e.at >= this.now))
+        throw new Error(
+          `simulator clock would step back: an event at ${e.at}, now ${this.now} (a negative delay?)`,
+        );
       this.now = e.at;
       e.run();
       if (finished()) {
