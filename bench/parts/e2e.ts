@@ -141,11 +141,18 @@ export async function run(o: PartOptions): Promise<PartResult> {
     let client = makeClient(group);
     const certDecision = new Map<number, number>();
     const baseDecision = new Map<number, number>();
+    /** Per image: the nodes whose votes the last certificate counted, and each server's top-1 label. */
+    const certVoters = new Map<number, number[]>();
+    const baseLabels = new Map<number, number[]>();
     const labelOf = (r: InferResult) => (r.decision.kind === 'label' ? r.decision.label : -1);
     const votesCounted = [0, 0, 0, 0, 0];
     const certified: Send = async (i) => {
       const r = await client.infer(images[i % images.length]);
       certDecision.set(i % images.length, labelOf(r));
+      certVoters.set(
+        i % images.length,
+        r.votes.map((v) => v.node),
+      );
       votesCounted[Math.min(4, r.votes.length)]++;
     };
     const inputNames = models.map((n) => catalogByName(n)?.input.name ?? 'input');
@@ -158,6 +165,7 @@ export async function run(o: PartOptions): Promise<PartResult> {
         }),
       );
       baseDecision.set(i % images.length, plurality(labels, f + 1));
+      baseLabels.set(i % images.length, labels);
     };
     const sends: Record<Side, Send> = { baseline, certified };
     const pidsOf = (side: Side) => (side === 'baseline' ? servers.map((s) => s.pid) : group!.pids);
@@ -227,7 +235,8 @@ export async function run(o: PartOptions): Promise<PartResult> {
     // Closed loop: the peak of each side. A certified step that changes views or fails requests (overload:
     // requests waiting past the view change timeout) ends the ladder, and the group is started afresh.
     let restarts = 0;
-    let stoppedAt: number | null = null;
+    /** Where the ladder stopped before its last rung, and why. */
+    let stopped: { at: number; why: string } | null = null;
     const restartGroup = async () => {
       o.log('the group changed views or failed requests under overload: a fresh group for the next steps');
       await group!.stop();
@@ -259,11 +268,13 @@ export async function run(o: PartOptions): Promise<PartResult> {
       // next step up would measure view changes, not capacity. (This was a fixed 1 s, the timeout before
       // group init wrote 2 s; on a slower machine it stopped the ladder at 16 in flight with the certified
       // side still gaining, and no view change seen.)
-      if (collapsed || cert.p99.median > GROUP_REPLICA.viewChangeTimeoutMs) {
-        o.log(
-          `certified p99 past the view change timeout (${GROUP_REPLICA.viewChangeTimeoutMs} ms) at ${conc} in flight: the ladder stops here`,
-        );
-        stoppedAt = conc;
+      const slow = cert.p99.median > GROUP_REPLICA.viewChangeTimeoutMs;
+      if (collapsed || slow) {
+        const why = collapsed
+          ? 'the group changed views or failed requests'
+          : `the certified p99 passed the group's view-change timeout (${GROUP_REPLICA.viewChangeTimeoutMs} ms)`;
+        o.log(`${why} at ${conc} in flight: the ladder stops here`);
+        if (conc !== ladder[ladder.length - 1]) stopped = { at: conc, why };
         break;
       }
     }
@@ -307,13 +318,26 @@ export async function run(o: PartOptions): Promise<PartResult> {
     const p99Ratio = certHalf.p99.median / baseHalf.p99.median;
 
     // Agreement of the two sides' decisions on the images both answered.
+    // A certificate may count three votes where the baseline waits for four; the exact check is the
+    // baseline's plurality over the servers of the same nodes that voted (the same models, so the same
+    // top-1 labels): any difference there is a real disagreement, not the vote wait.
     let both = 0;
     let same = 0;
+    let sameVoters = 0;
     for (const [img, l] of certDecision) {
       const b = baseDecision.get(img);
       if (b === undefined) continue;
       both++;
       if (b === l) same++;
+      const labels = baseLabels.get(img)!;
+      const voters = certVoters.get(img) ?? [];
+      if (
+        plurality(
+          voters.map((k) => labels[k]),
+          f + 1,
+        ) === l
+      )
+        sameVoters++;
     }
 
     const throughputMet = throughputRatio >= TARGET_THROUGHPUT;
@@ -459,16 +483,17 @@ export async function run(o: PartOptions): Promise<PartResult> {
       summary,
       '',
       table,
-      ...(stoppedAt !== null
+      ...(stopped
         ? [
             '',
-            `The closed-loop ladder (${ladder.join(', ')} in flight) stopped after ${stoppedAt}: the certified p99 there passed the group's view-change timeout (${GROUP_REPLICA.viewChangeTimeoutMs} ms), past which the next step would measure view changes rather than capacity.`,
+            `The closed-loop ladder (${ladder.join(', ')} in flight) stopped after ${stopped.at}: ${stopped.why} there, past which the next step would measure view changes rather than capacity.`,
           ]
         : []),
       '',
       '{plot:latency}',
       '',
-      `The two sides' decisions agree on ${both ? ((100 * same) / both).toFixed(1) : '–'} % of the ${both} images both answered. ` +
+      `The two sides' decisions agree on ${both ? ((100 * same) / both).toFixed(1) : '–'} % of the ${both} images both answered; ` +
+        `counting only the servers of the nodes whose votes the certificate counted, on ${sameVoters} of ${both}${sameVoters === both ? '' : ' (a difference there is a real disagreement between the two sides)'}. ` +
         `A certificate counts the votes that reached the primary within voteWaitMs (${GROUP_REPLICA.voteWaitMs} ms, as \`group init\` writes it) of a quorum: ` +
         `${((100 * votesCounted[4]) / Math.max(1, votesCounted[3] + votesCounted[4])).toFixed(1)} % of the certificates counted all four, ` +
         'the rest three; the baseline always waits for all four answers, so with three votes a 2–1–1 split becomes no agreement where four may give a label.',
@@ -482,7 +507,7 @@ export async function run(o: PartOptions): Promise<PartResult> {
         runs,
         stepMs,
         ladder,
-        ladderStoppedAt: stoppedAt,
+        ladderStopped: stopped,
         cells,
         steps: steps.map((s) => ({ side: s.side, run: s.run, cpuPerRequest: s.cpuPerRequest, ...s.result })),
         peak: {
@@ -497,7 +522,7 @@ export async function run(o: PartOptions): Promise<PartResult> {
           ratio: p99Ratio,
         },
         targets: { throughputRatio: TARGET_THROUGHPUT, p99Ratio: TARGET_P99, throughputMet, p99Met },
-        decisionsAgree: { images: both, same },
+        decisionsAgree: { images: both, same, sameOverTheSameVoters: sameVoters },
         votesPerCertificate: { three: votesCounted[3], four: votesCounted[4] },
         profile,
       },
