@@ -81,13 +81,19 @@ describe('engine behaviour', () => {
   });
 
   it('batched results are bit-identical to batch-1 results on a dynamic-batch model', async () => {
-    const e = await engine('mobilenet_v1_0.5_160_quant', { maxBatch: 16, maxDelayMs: 50 });
+    // A long linger so the 32 requests make two full batches of 16 even where decoding them is slow (with
+    // 50 ms a slower machine flushed batches of 13).
+    const e = await engine('mobilenet_v1_0.5_160_quant', { maxBatch: 16, maxDelayMs: 2000 });
     const files = valFiles.slice(20, 52);
     const batched = await Promise.all(files.map((f) => e.classify(valBytes.get(f)!)));
     const sizes = Object.keys(e.stats().batchSizes).map(Number);
     expect(Math.max(...sizes)).toBe(16);
+    // Batch-1 runs on an engine of the same model that never batches (on `e` each lone request would
+    // wait out the linger).
+    const one = await engine('mobilenet_v1_0.5_160_quant', { maxBatch: 1 });
     const single: typeof batched = [];
-    for (const f of files) single.push(await e.classify(valBytes.get(f)!));
+    for (const f of files) single.push(await one.classify(valBytes.get(f)!));
+    expect(Object.keys(one.stats().batchSizes).map(Number)).toEqual([1]);
     expect(batched).toEqual(single);
   });
 
