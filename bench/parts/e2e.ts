@@ -141,8 +141,8 @@ export async function run(o: PartOptions): Promise<PartResult> {
     let client = makeClient(group);
     const certDecision = new Map<number, number>();
     const baseDecision = new Map<number, number>();
-    /** Per image: the nodes whose votes the last certificate counted, and each server's top-1 label. */
-    const certVoters = new Map<number, number[]>();
+    /** Per image: the votes the last certificate counted (node, top-1 label), and each server's top-1 label. */
+    const certVoters = new Map<number, { node: number; label: number | null }[]>();
     const baseLabels = new Map<number, number[]>();
     const labelOf = (r: InferResult) => (r.decision.kind === 'label' ? r.decision.label : -1);
     const votesCounted = [0, 0, 0, 0, 0];
@@ -151,7 +151,7 @@ export async function run(o: PartOptions): Promise<PartResult> {
       certDecision.set(i % images.length, labelOf(r));
       certVoters.set(
         i % images.length,
-        r.votes.map((v) => v.node),
+        r.votes.map((v) => ({ node: v.node, label: v.label })),
       );
       votesCounted[Math.min(4, r.votes.length)]++;
     };
@@ -324,20 +324,27 @@ export async function run(o: PartOptions): Promise<PartResult> {
     let both = 0;
     let same = 0;
     let sameVoters = 0;
+    // Finer still, vote by vote: each counted vote's label against its own model's server's answer.
+    let votesCompared = 0;
+    let votesSame = 0;
     for (const [img, l] of certDecision) {
       const b = baseDecision.get(img);
       if (b === undefined) continue;
       both++;
       if (b === l) same++;
       const labels = baseLabels.get(img)!;
-      const voters = certVoters.get(img) ?? [];
+      const votes = certVoters.get(img) ?? [];
       if (
         plurality(
-          voters.map((k) => labels[k]),
+          votes.map((v) => labels[v.node]),
           f + 1,
         ) === l
       )
         sameVoters++;
+      for (const v of votes) {
+        votesCompared++;
+        if (v.label === labels[v.node]) votesSame++;
+      }
     }
 
     const throughputMet = throughputRatio >= TARGET_THROUGHPUT;
@@ -493,7 +500,8 @@ export async function run(o: PartOptions): Promise<PartResult> {
       '{plot:latency}',
       '',
       `The two sides' decisions agree on ${both ? ((100 * same) / both).toFixed(1) : '–'} % of the ${both} images both answered; ` +
-        `counting only the servers of the nodes whose votes the certificate counted, on ${sameVoters} of ${both}${sameVoters === both ? '' : ' (a difference there is a real disagreement between the two sides)'}. ` +
+        `counting only the servers of the nodes whose votes the certificate counted, on ${sameVoters} of ${both}${sameVoters === both ? '' : ' (a difference there is a real disagreement between the two sides)'}; ` +
+        `vote by vote, ${votesSame} of the ${votesCompared} counted votes name the same top-1 label as the same model's server did for that image. ` +
         `A certificate counts the votes that reached the primary within voteWaitMs (${GROUP_REPLICA.voteWaitMs} ms, as \`group init\` writes it) of a quorum: ` +
         `${((100 * votesCounted[4]) / Math.max(1, votesCounted[3] + votesCounted[4])).toFixed(1)} % of the certificates counted all four, ` +
         'the rest three; the baseline always waits for all four answers, so with three votes a 2–1–1 split becomes no agreement where four may give a label.',
@@ -522,7 +530,7 @@ export async function run(o: PartOptions): Promise<PartResult> {
           ratio: p99Ratio,
         },
         targets: { throughputRatio: TARGET_THROUGHPUT, p99Ratio: TARGET_P99, throughputMet, p99Met },
-        decisionsAgree: { images: both, same, sameOverTheSameVoters: sameVoters },
+        decisionsAgree: { images: both, same, sameOverTheSameVoters: sameVoters, votesCompared, votesSame },
         votesPerCertificate: { three: votesCounted[3], four: votesCounted[4] },
         profile,
       },
