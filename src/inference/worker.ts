@@ -61,8 +61,8 @@ if (data.role === 'session') {
       // than on a VNNI CPU (measured on such a machine, 2026-11-30: top-1 agreement with
       // models/reference-predictions.json 0.82-0.90 instead of >= 0.99 for the int8/QDQ models). For a
       // group that must agree across its owners' machines that is a correctness bug, not a speed
-      // trade-off: this makes ORT use its exact (slower) u8 x u8 kernels there; CPUs with VNNI are
-      // unaffected.
+      // trade-off: this makes ORT use its exact (slower) u8 x u8 kernels there (docs/inference.md: +12 %
+      // for MobileNetV2 int8 on that machine; VNNI CPUs were exact already).
       extra: { session: { x64quantprecision: '1' } },
     });
   } catch (e) {
