@@ -19,7 +19,7 @@ import { CATALOG, catalogByName } from '../src/inference/catalog.ts';
 import type { Decoder } from '../src/inference/decode.ts';
 import { InferenceEngine } from '../src/inference/engine.ts';
 import { inputElements, toHalf } from '../src/inference/preprocess.ts';
-import { fixedBatchOne, type ModelSpec } from '../src/inference/spec.ts';
+import { fixedBatchOne, type ModelSpec, ORT_SESSION_CONFIG } from '../src/inference/spec.ts';
 
 const arg = (name: string) => {
   const i = process.argv.indexOf(`--${name}`);
@@ -58,6 +58,7 @@ async function bare(spec: ModelSpec, path: string, b: number): Promise<number> {
     intraOpNumThreads: 1,
     interOpNumThreads: 1,
     graphOptimizationLevel: 'all',
+    extra: ORT_SESSION_CONFIG, // the same kernels as the engine's sessions
   });
   const one = fixedBatchOne(spec);
   const n = one ? 1 : b;

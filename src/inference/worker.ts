@@ -8,7 +8,7 @@ import * as ort from 'onnxruntime-node';
 import { DropbearError } from '../protocol/errors.ts';
 import { type Decoder, toModelInput } from './decode.ts';
 import { halfToFloat, inputElements, toHalf } from './preprocess.ts';
-import { fixedBatchOne, type ModelSpec } from './spec.ts';
+import { fixedBatchOne, type ModelSpec, ORT_SESSION_CONFIG } from './spec.ts';
 
 export interface SessionWorkerData {
   role: 'session';
@@ -56,14 +56,8 @@ if (data.role === 'session') {
       interOpNumThreads: data.interOpThreads,
       graphOptimizationLevel: 'all',
       executionProviders: data.executionProviders,
-      // Quantized (int8) models: on x86 CPUs without VNNI (AVX2 only, or AVX-512 without VNNI) ORT's fast
-      // u8 x s8 matrix kernels saturate 16-bit intermediate sums, so the same model gives other answers
-      // than on a VNNI CPU (measured on such a machine, 2026-11-30: top-1 agreement with
-      // models/reference-predictions.json 0.82-0.90 instead of >= 0.99 for the int8/QDQ models). For a
-      // group that must agree across its owners' machines that is a correctness bug, not a speed
-      // trade-off: this makes ORT use its exact (slower) u8 x u8 kernels there (docs/inference.md: +12 %
-      // for MobileNetV2 int8 on that machine; VNNI CPUs were exact already).
-      extra: { session: { x64quantprecision: '1' } },
+      // Exact int8 kernels on CPUs without VNNI: see ORT_SESSION_CONFIG.
+      extra: ORT_SESSION_CONFIG,
     });
   } catch (e) {
     fail(
