@@ -139,20 +139,18 @@ export async function run(o: PartOptions): Promise<PartResult> {
         fetch: light.fetch,
       });
     let client = makeClient(group);
-    const certDecision = new Map<number, number>();
-    const baseDecision = new Map<number, number>();
-    /** Per image: the votes the last certificate counted (node, top-1 label), and each server's top-1 label. */
-    const certVoters = new Map<number, { node: number; label: number | null }[]>();
+    /** Per image: the last certificate's decision and the votes it counted (node, top-1 label). */
+    const certOf = new Map<number, { decision: number; votes: { node: number; label: number | null }[] }>();
+    /** Per image: each server's top-1 label in the last baseline answer (its decision is their plurality). */
     const baseLabels = new Map<number, number[]>();
     const labelOf = (r: InferResult) => (r.decision.kind === 'label' ? r.decision.label : -1);
     const votesCounted = [0, 0, 0, 0, 0];
     const certified: Send = async (i) => {
       const r = await client.infer(images[i % images.length]);
-      certDecision.set(i % images.length, labelOf(r));
-      certVoters.set(
-        i % images.length,
-        r.votes.map((v) => ({ node: v.node, label: v.label })),
-      );
+      certOf.set(i % images.length, {
+        decision: labelOf(r),
+        votes: r.votes.map((v) => ({ node: v.node, label: v.label })),
+      });
       votesCounted[Math.min(4, r.votes.length)]++;
     };
     const inputNames = models.map((n) => catalogByName(n)?.input.name ?? 'input');
@@ -164,7 +162,6 @@ export async function run(o: PartOptions): Promise<PartResult> {
           return oipTop1(await raw.post(`${s.url}/v2/models/${s.name}/infer`, headers, body));
         }),
       );
-      baseDecision.set(i % images.length, plurality(labels, f + 1));
       baseLabels.set(i % images.length, labels);
     };
     const sends: Record<Side, Send> = { baseline, certified };
@@ -327,13 +324,11 @@ export async function run(o: PartOptions): Promise<PartResult> {
     // Finer still, vote by vote: each counted vote's label against its own model's server's answer.
     let votesCompared = 0;
     let votesSame = 0;
-    for (const [img, l] of certDecision) {
-      const b = baseDecision.get(img);
-      if (b === undefined) continue;
+    for (const [img, { decision: l, votes }] of certOf) {
+      const labels = baseLabels.get(img);
+      if (labels === undefined) continue;
       both++;
-      if (b === l) same++;
-      const labels = baseLabels.get(img)!;
-      const votes = certVoters.get(img) ?? [];
+      if (plurality(labels, f + 1) === l) same++;
       if (
         plurality(
           votes.map((v) => labels[v.node]),

@@ -20,10 +20,10 @@
 import { appendFileSync, mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import type { Action, Event } from '../consensus/replica.ts';
-import { DropbearError, type NodeMessage } from '../protocol/index.ts';
+import { DropbearError, hex, type NodeMessage } from '../protocol/index.ts';
 
 /** The first 8 bytes of an id or digest in hex: short, and collisions negligible in a trace. */
-const short = (b: Uint8Array): string => Buffer.from(b.subarray(0, 8)).toString('hex');
+const short = (b: Uint8Array): string => hex(b.subarray(0, 8));
 
 function describeMessage(m: NodeMessage): string {
   let seq: number | undefined;
