@@ -9,17 +9,22 @@
  * - pipeline, val JPEGs: InferenceEngine.classify on the val images' bytes: decode (libvips), resize, crop,
  *   normalise on one preprocessing worker, then as above, then top-5. Also with the jpeg-js decoder.
  * Each row: `--runs` runs (default 3), median and min–max. Also: preprocessing cost per image (val 227×227
- * and full-size sample photos, both decoders), and one session with 2 intra-op threads against two
- * session workers with 1 thread each. Writes bench/results/inference.json and the BENCHMARKS.md section.
+ * and full-size sample photos, both decoders), the float16 conversion a float16 model's batcher runs on
+ * the node's main thread (toHalf against the element-wise floatToHalf it replaced, same run), and one
+ * session with 2 intra-op threads against two session workers with 1 thread each. Writes
+ * bench/results/inference.json and the BENCHMARKS.md section.
  */
 import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { cpus } from 'node:os';
 import * as ort from 'onnxruntime-node';
 import { CATALOG, catalogByName } from '../src/inference/catalog.ts';
 import type { Decoder } from '../src/inference/decode.ts';
 import { InferenceEngine } from '../src/inference/engine.ts';
-import { inputElements, toHalf } from '../src/inference/preprocess.ts';
+import { floatToHalf, inputElements, toHalf } from '../src/inference/preprocess.ts';
 import { fixedBatchOne, type ModelSpec, ORT_SESSION_CONFIG } from '../src/inference/spec.ts';
+import { cpuFlags, describeMachine, machine as machineNow } from './lib/machine.ts';
+
+// Measured first, before this process loads the CPU (the speed reference, the load average).
+const started = machineNow();
 
 const arg = (name: string) => {
   const i = process.argv.indexOf(`--${name}`);
@@ -125,6 +130,41 @@ async function prepCost(decoder: Decoder, images: Buffer[]): Promise<number> {
   }
 }
 
+/**
+ * ms per image to turn a preprocessed 224×224×3 float tensor (real val images, normalised for the float16
+ * model) into half bits: toHalf, and the element-wise floatToHalf loop toHalf replaced, interleaved.
+ */
+async function halfCost(): Promise<{ model: string; fast: Stat; reference: Stat }> {
+  const name = 'squeezenet1.1-fp16-winml';
+  const spec = catalogByName(name)!;
+  const e = await InferenceEngine.start({ modelPath: `${MODELS_DIR}/${name}.onnx`, spec });
+  let xs: Float32Array[];
+  try {
+    xs = await Promise.all(val.slice(0, 8).map((x) => e.preprocess(x)));
+  } finally {
+    await e.close();
+  }
+  const out = new Uint16Array(xs[0].length);
+  const elementWise = (x: Float32Array) => {
+    for (let i = 0; i < x.length; i++) out[i] = floatToHalf(x[i]);
+  };
+  const time = (f: (x: Float32Array) => void) => {
+    const reps = quick ? 5 : 25;
+    const t0 = performance.now();
+    for (let r = 0; r < reps; r++) for (const x of xs) f(x);
+    return (performance.now() - t0) / (reps * xs.length);
+  };
+  time((x) => toHalf(x, out)); // warm both up
+  time(elementWise);
+  const fast: number[] = [];
+  const reference: number[] = [];
+  for (let r = 0; r < RUNS; r++) {
+    fast.push(time((x) => toHalf(x, out)));
+    reference.push(time(elementWise));
+  }
+  return { model: name, fast: stat(fast), reference: stat(reference) };
+}
+
 async function threads(name: string, b: number) {
   const spec = catalogByName(name)!;
   const path = `${MODELS_DIR}/${name}.onnx`;
@@ -201,15 +241,19 @@ const prep = {
   sampleReference: await prepCost('reference', sample),
 };
 console.log('preprocessing ms/image', prep);
+const half = await halfCost();
+console.log(
+  `float16 conversion ms/image: toHalf ${fmt(half.fast, 3)}, element-wise floatToHalf ${fmt(half.reference, 3)} (${(half.reference.median / half.fast.median).toFixed(2)}×)`,
+);
 const threadModel = names.includes('mobilenetv2-12-int8') ? 'mobilenetv2-12-int8' : names[0];
 const threadRows = await threads(threadModel, 8);
 console.log('threads', Object.fromEntries(Object.entries(threadRows).map(([k, v]) => [k, fmt(v)])));
 
-const machine = `${cpus().length} cores (${cpus()[0]?.model.trim()}), Node ${process.version}, onnxruntime-node 1.30.0 CPU`;
+const machine = `${describeMachine(started)}; CPU ${cpuFlags()}; onnxruntime-node 1.30.0 CPU`;
 const command = `npm run bench:inference${process.argv.slice(2).length ? ` -- ${process.argv.slice(2).join(' ')}` : ''}`;
 writeFileSync(
   'bench/results/inference.json',
-  `${JSON.stringify({ machine, command, runs: RUNS, rows, prep, threads: { model: threadModel, batch: 8, rows: threadRows } }, null, 2)}\n`,
+  `${JSON.stringify({ machine, command, runs: RUNS, rows, prep, half, threads: { model: threadModel, batch: 8, rows: threadRows } }, null, 2)}\n`,
 );
 
 const ratio = (a: Stat, b: Stat) => (a.median / b.median).toFixed(2);
@@ -227,6 +271,8 @@ const table = [
   '| --- | ---: | ---: |',
   `| val, 227×227 JPEG → 224×224 | ${prep.valFast.toFixed(2)} ms | ${prep.valReference.toFixed(2)} ms |`,
   `| sample, full-size photo → 224×224 | ${prep.sampleFast.toFixed(2)} ms | ${prep.sampleReference.toFixed(2)} ms |`,
+  '',
+  `Float32 → float16 bits per image (${half.model}'s 224×224×3 input, 8 val images; the batcher does this on the node's main thread): toHalf ${fmt(half.fast, 3)} ms, the element-wise floatToHalf it replaced ${fmt(half.reference, 3)} ms, ${(half.reference.median / half.fast.median).toFixed(2)}× (medians).`,
   '',
   `Threads (${threadModel}, pre-made tensors, batch 8, images/s):`,
   '',

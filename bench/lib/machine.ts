@@ -1,5 +1,6 @@
 /** What every figure states about where it was measured. */
 import { execFileSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { cpus, loadavg, totalmem } from 'node:os';
 import {
   cryptoBackend,
@@ -89,6 +90,31 @@ export function machine(): Machine {
     verifyUs: speedNow(),
     cryptoBackend,
   };
+}
+
+/**
+ * The x86 vector extensions the quantized kernels depend on, as in /proc/cpuinfo: "AVX2, no AVX-512, no
+ * VNNI" (int8 models ran 4–7× slower on a machine without VNNI than on one with it; docs/inference.md).
+ * "unknown" where /proc/cpuinfo cannot be read.
+ */
+export function cpuFlags(): string {
+  let flags: Set<string>;
+  try {
+    const line = readFileSync('/proc/cpuinfo', 'utf8')
+      .split('\n')
+      .find((l) => l.startsWith('flags'));
+    if (!line) return 'unknown';
+    flags = new Set(
+      line
+        .slice(line.indexOf(':') + 1)
+        .trim()
+        .split(/\s+/),
+    );
+  } catch {
+    return 'unknown';
+  }
+  const has = (name: string, ...any: string[]) => (any.some((f) => flags.has(f)) ? name : `no ${name}`);
+  return [has('AVX2', 'avx2'), has('AVX-512', 'avx512f'), has('VNNI', 'avx512_vnni', 'avx_vnni')].join(', ');
 }
 
 /** One line for BENCHMARKS.md: "2 cores (AMD EPYC …), 24 GiB, Node v20…; Ed25519 check 49 µs …; load average 1.2 at start". */

@@ -252,7 +252,24 @@ export function halfToFloat(h: number): number {
   return sign * (1 + m / 1024) * 2 ** (e - 15);
 }
 
+/**
+ * floatToHalf over an array, with the same bits. Floats whose magnitude rounds to a normal half (binary32
+ * exponents 113–142: 2^-14 ≤ |v| < 2^16, all a model's normalised pixels but exact zeros) take a
+ * branch-free path on their bits: add 0xfff plus the lowest kept bit (round to nearest, ties to even), then
+ * shift and rebias the exponent; a carry out of the mantissa moves into the exponent as it should, up to
+ * infinity at 2^16. The rest (zeros, subnormals, overflow, Inf, NaN) go through floatToHalf. The batcher
+ * runs this per image of a float16 model on the node's main thread; `npm run bench:inference` times it
+ * against the element-wise floatToHalf loop (its "Float32 → float16" line in BENCHMARKS.md).
+ */
 export function toHalf(src: Float32Array, dst = new Uint16Array(src.length)): Uint16Array {
-  for (let i = 0; i < src.length; i++) dst[i] = floatToHalf(src[i]);
+  const bits = new Uint32Array(src.buffer, src.byteOffset, src.length);
+  const n = bits.length;
+  for (let i = 0; i < n; i++) {
+    const x = bits[i];
+    const abs = x & 0x7fffffff;
+    if (abs >= 0x38800000 && abs < 0x47800000)
+      dst[i] = ((x >>> 16) & 0x8000) | (((abs + 0xfff + ((abs >>> 13) & 1)) >>> 13) - 0x1c000);
+    else dst[i] = floatToHalf(src[i]);
+  }
   return dst;
 }

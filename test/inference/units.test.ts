@@ -10,6 +10,7 @@ import {
   imageSize,
   resizedDims,
   sniffInput,
+  toHalf,
 } from '../../src/inference/preprocess.ts';
 import { resizeCrop } from '../../src/inference/resize.ts';
 import { DropbearError } from '../../src/protocol/errors.ts';
@@ -25,6 +26,36 @@ describe('float16', () => {
     expect(floatToHalf(1 + 3 * 2 ** -11)).toBe(0x3c02);
     expect(floatToHalf(70000)).toBe(0x7c00);
     expect(halfToFloat(floatToHalf(-123.939))).toBeCloseTo(-123.9375, 4);
+  });
+  it('toHalf gives floatToHalf bits for every exponent, sign and rounding case', () => {
+    // Mantissas around the rounding point (bit 12 is half of the last kept bit), the carry into the
+    // exponent (all kept bits set), and a spread of others, under each of the 256 exponents and both signs.
+    const mants = [
+      0, 1, 0xfff, 0x1000, 0x1001, 0x2fff, 0x3000, 0x3001, 0x7fe000, 0x7fefff, 0x7ff000, 0x7ff001,
+    ];
+    mants.push(0x7fffff, 0x400000, 0x2000, 0x123456, 0x654321);
+    const words: number[] = [];
+    for (let sign = 0; sign < 2; sign++)
+      for (let exp = 0; exp < 256; exp++)
+        for (const m of mants) words.push(((sign << 31) | (exp << 23) | m) >>> 0);
+    let seed = 7;
+    for (let i = 0; i < 50_000; i++) {
+      seed = (Math.imul(seed, 1103515245) + 12345) >>> 0;
+      words.push((seed ^ (seed << 13)) >>> 0);
+    }
+    // A view with an offset, and a destination that is a window of a larger array (as the batcher uses it).
+    const buf = new Uint32Array(words.length + 3);
+    buf.set(words, 3);
+    const src = new Float32Array(buf.buffer, 12, words.length);
+    const big = new Uint16Array(words.length + 10).fill(0xabcd);
+    const out = toHalf(src, big.subarray(5, 5 + words.length));
+    let wrong = 0;
+    for (let i = 0; i < words.length; i++) if (out[i] !== floatToHalf(src[i])) wrong++;
+    expect(wrong).toBe(0);
+    expect([big[4], big[5 + words.length]]).toEqual([0xabcd, 0xabcd]);
+    expect(Array.from(toHalf(new Float32Array([1, -2, 65504, 65520, 2 ** -14, 0, -0])))).toEqual([
+      0x3c00, 0xc000, 0x7bff, 0x7c00, 0x0400, 0, 0x8000,
+    ]);
   });
 });
 
