@@ -85,6 +85,12 @@ export interface InferResult {
 
 /** See ClientOptions.hedgeMs. */
 const DEFAULT_HEDGE_MS = 2000;
+/**
+ * The client's receipt-signature memo (see DropbearClient.signatures): receipts remembered, and results
+ * trees whose proven nodes are kept (up to 2·1024 − 1 nodes each for a full consensus batch).
+ */
+const CACHE_RECEIPTS = 4096;
+const CACHE_TREES = 16;
 
 /** The reason given to aborted work (a shared object: no DOMException is built per abort). */
 const DONE = new Error('settled');
@@ -176,6 +182,13 @@ export class DropbearClient {
   private readonly fetchImpl: typeof fetch;
   private nonce: number;
   private rr = 0;
+  /**
+   * Receipt signatures this client has verified, for every call (`send`, `infer`, batches): the requests
+   * of one consensus batch share a receipt and its 2f+1 signatures, so each is checked once, not once per
+   * certificate. A memo of exact (receipt, node, signature) triples that verified: a certificate whose
+   * signature bytes differ is checked in full (SignatureCache, certificate/index.ts).
+   */
+  private readonly signatures = new SignatureCache(CACHE_RECEIPTS, CACHE_TREES);
 
   constructor(opts: ClientOptions) {
     if (opts.nodes.length === 0)
@@ -339,7 +352,7 @@ export class DropbearClient {
         if (!cert) await sleep(MIN_POLL_INTERVAL_MS - (Date.now() - t0), abort.signal);
       }
       if (!cert) throw new DropbearError('TIMEOUT', `node ${node.id}: no certificate within ${timeoutMs} ms`);
-      return this.result(this.check(cert, sr), node.id);
+      return this.result(this.check(cert, sr, this.signatures), node.id);
     };
     // A refusal every honest node would repeat (bad signature, expired, …) ends the call only once f+1
     // distinct nodes gave one: a single Byzantine node must not be able to fail a good request.
@@ -459,7 +472,7 @@ export class DropbearClient {
       deadline,
       sentToAll: false,
       signal: abort.signal,
-      cache: new SignatureCache(),
+      cache: this.signatures,
       settle: (it, r) => {
         if (it.out) return;
         it.out = r;
@@ -704,7 +717,12 @@ export class DropbearClient {
     for (const n of this.nodes) {
       try {
         const c = await this.poll(n, requestId, 0, AbortSignal.timeout(this.opts.timeoutMs));
-        if (c && verifyCertificate(c, this.genesis).ok && hex(c.outcome.requestId) === requestId) return c;
+        if (
+          c &&
+          verifyCertificate(c, this.genesis, { cache: this.signatures }).ok &&
+          hex(c.outcome.requestId) === requestId
+        )
+          return c;
       } catch {}
     }
     return null;

@@ -16,6 +16,7 @@ import {
   DropbearError,
   decode,
   encode,
+  equalBytes,
   fromJson,
   hex,
   REQUEST_ANSWERS_TYPE,
@@ -24,8 +25,9 @@ import {
   type RequestAnswer,
   RequestAnswers,
   RequestList,
+  receiptHashOf,
   requestIdOf,
-  type SignedRequest,
+  SignedRequest,
   sha256,
   signRequest,
   toJson,
@@ -215,6 +217,55 @@ describe('DropbearClient over HTTP', () => {
     expect(two.stats.calls.every((c) => c.url.startsWith(real[2].api))).toBe(true);
   });
 
+  it('checks each receipt signature once per client: another certificate of the same batch costs no signature check; changed signature bytes are still refused', async () => {
+    // Two requests certified in one consensus batch: sent together, again if the group split them.
+    const c = sdk();
+    let pair: { sr: SignedRequest; cert: Certificate }[] = [];
+    for (let attempt = 0; attempt < 5 && pair.length === 0; attempt++) {
+      const srs = [c.sign(nextImage()), c.sign(nextImage())];
+      const rs = await Promise.all(srs.map((sr) => c.send(sr)));
+      const [a, b] = rs.map((r) => hex(receiptHashOf(r.certificate.receipt)));
+      if (a === b) pair = srs.map((sr, i) => ({ sr, cert: rs[i].certificate }));
+    }
+    expect(pair).toHaveLength(2);
+    // A node that answers each of the two with the certificate recorded for it; with `tamper`, the
+    // second's first receipt signature has a bit flipped.
+    let tamper = false;
+    const url = await fakeNode(async (req, res) => {
+      const sr = decode(SignedRequest, new Uint8Array(await readBody(req)));
+      const k = pair.findIndex((p) => equalBytes(requestIdOf(p.sr), requestIdOf(sr)));
+      if (k < 0) return void res.writeHead(404).end();
+      let cert = fromJson(Certificate, toJson(Certificate, pair[k].cert));
+      if (tamper && k === 1) cert = flipSignature(cert);
+      res
+        .writeHead(200, { 'content-type': REQUEST_ANSWERS_TYPE })
+        .end(encode(RequestAnswers, [{ kind: 'certificate', certificate: cert }]));
+    });
+    const viaFake = () => sdk({ nodes: [{ id: 0, api: url }], sendTo: [0] });
+    // The in-process nodes check signatures too (same counter): wait until they are idle.
+    for (let v = -1; v !== cryptoStats.verifies; ) {
+      v = cryptoStats.verifies;
+      await new Promise((r) => setTimeout(r, 300));
+    }
+    const checks = async (f: () => Promise<unknown>) => {
+      const v0 = cryptoStats.verifies;
+      await f();
+      return cryptoStats.verifies - v0;
+    };
+    const fresh = viaFake();
+    expect(await checks(() => fresh.send(pair[0].sr))).toBeGreaterThanOrEqual(2 * group.genesis.f + 1);
+    expect(await checks(() => fresh.send(pair[1].sr))).toBe(0);
+    tamper = true;
+    const other = viaFake();
+    await other.send(pair[0].sr);
+    const refused = await other.send(pair[1].sr).then(
+      () => null,
+      (e: unknown) => e as DropbearError,
+    );
+    expect(refused?.code).toBe('NO_CERTIFICATE');
+    expect(refused?.message).toContain('CERTIFICATE_INVALID');
+  });
+
   it('fails over from a node that is down', async () => {
     const dead = await deadUrl();
     const r = expectCertified(await sdk({ nodes: withNode(1, dead), sendTo: [1] }).infer(nextImage()));
@@ -357,14 +408,17 @@ describe('DropbearClient over HTTP', () => {
   });
 
   it('inferBatch: chunks by bytes, fails over from tampered certificates, settles bad members alone', async () => {
-    // A body limit of ~300 KB: several POSTs per node, each under it.
+    // A body limit of about a third of the ten images (at least one image and its request fields): several
+    // POSTs per node, each under it. Derived from the images, whose sizes vary (the val JPEGs here are 14–49 KB).
     const rec = recording();
-    const small = sdk({ fetch: rec.fetch, sendTo: [3], maxBodyBytes: 300_000 });
     const inputs = Array.from({ length: 10 }, nextImage);
+    const total = inputs.reduce((a, x) => a + x.length, 0);
+    const limit = Math.max(Math.ceil(total / 3), Math.max(...inputs.map((x) => x.length))) + 4096;
+    const small = sdk({ fetch: rec.fetch, sendTo: [3], maxBodyBytes: limit });
     for (const r of await small.inferBatch(inputs)) expectCertified(r);
     const posts = rec.stats.calls.filter((x) => x.method === 'POST');
     expect(posts.length).toBeGreaterThan(1);
-    for (const p of posts) expect((p.body as Uint8Array).length).toBeLessThanOrEqual(300_000);
+    for (const p of posts) expect((p.body as Uint8Array).length).toBeLessThanOrEqual(limit);
 
     // The only chosen node hands out broken certificates: every item goes to the others.
     const liar = await tamperingNode(real[1].api, flipSignature);
