@@ -15,7 +15,9 @@
  * group is started again with `node --cpu-prof` and driven at its peak concurrency, and the node
  * processes' hottest functions are listed.
  *
- * Flags: --runs=N --step-ms=MS --conc=4,8,16,32 --models=a,b,c,d --profile
+ * Both sides first run a discarded closed loop (`--warmup-ms`, 30 s; see warmupMs in bench/lib/part.ts).
+ *
+ * Flags: --runs=N --step-ms=MS --warmup-ms=MS --conc=4,8,16,32 --models=a,b,c,d --profile
  */
 import { GROUP_REPLICA } from '../../src/cli/group.ts';
 import { DropbearClient, type InferResult } from '../../src/client/index.ts';
@@ -43,7 +45,7 @@ import { lightFetch } from '../lib/http.ts';
 import { closedLoop, openLoop, type Send, type StepResult } from '../lib/load.ts';
 import { describeMachine, machine } from '../lib/machine.ts';
 import { mdTable } from '../lib/markdown.ts';
-import { flag, type PartOptions, type PartResult } from '../lib/part.ts';
+import { flag, type PartOptions, type PartResult, warmupMs } from '../lib/part.ts';
 import { cpuMeter } from '../lib/procs.ts';
 import { fmt, fmtSpread, median, type Spread, spread } from '../lib/stats.ts';
 import { linePlot } from '../lib/svg.ts';
@@ -88,6 +90,7 @@ interface Cell {
 export async function run(o: PartOptions): Promise<PartResult> {
   const runs = Number(flag(o.args, 'runs') ?? (o.quick ? 1 : 3));
   const stepMs = Number(flag(o.args, 'step-ms') ?? (o.quick ? 2500 : 8000));
+  const warmMs = warmupMs(o);
   const ladder = (flag(o.args, 'conc') ?? (o.quick ? '8,16' : '4,8,16,32')).split(',').map(Number);
   const models = (flag(o.args, 'models') ?? DEFAULT_MODELS.join(',')).split(',');
   const wantProfile = o.args.includes('--profile');
@@ -202,13 +205,12 @@ export async function run(o: PartOptions): Promise<PartResult> {
       return step;
     };
 
-    o.log('warm-up');
-    for (const side of ['baseline', 'certified'] as Side[])
-      await closedLoop(sends[side], {
-        concurrency: 8,
-        durationMs: o.quick ? 1500 : 3000,
-        firstIndex: 1_000_000,
-      });
+    // Warm-up (discarded), the same for both sides: V8 compiles the nodes' functions over the first
+    // minutes under load (warmupMs, bench/lib/part.ts).
+    for (const side of ['baseline', 'certified'] as Side[]) {
+      const w = await closedLoop(sends[side], { concurrency: 8, durationMs: warmMs, firstIndex: 1_000_000 });
+      o.log(`warm-up, ${side}: ${(warmMs / 1000).toFixed(0)} s at 8 in flight, ${w.throughput.toFixed(1)}/s`);
+    }
 
     const cells: Cell[] = [];
     const cellOf = (side: Side, mode: 'closed' | 'open', load: number, label: string, ss: Step[]): Cell => {
@@ -240,7 +242,7 @@ export async function run(o: PartOptions): Promise<PartResult> {
       group = null;
       group = await startGroup(undefined, `group-${++restarts}`);
       client = makeClient(group);
-      await closedLoop(certified, { concurrency: 8, durationMs: 1500, firstIndex: 2_000_000 });
+      await closedLoop(certified, { concurrency: 8, durationMs: warmMs, firstIndex: 2_000_000 });
     };
     const overloaded = (st: Step) =>
       st.side === 'certified' &&
@@ -356,7 +358,7 @@ export async function run(o: PartOptions): Promise<PartResult> {
       const pg = await startGroup(cpuProfArgs(profDir), 'group-profiled');
       group = pg;
       client = makeClient(pg);
-      await closedLoop(certified, { concurrency: 8, durationMs: 1500, firstIndex: 5_000_000 });
+      await closedLoop(certified, { concurrency: 8, durationMs: warmMs, firstIndex: 5_000_000 });
       const skipMs = performance.now() - started;
       await closedLoop(certified, { concurrency: certPeak.load, durationMs: stepMs, firstIndex: 6_000_000 });
       await pg.stop();
@@ -478,7 +480,8 @@ export async function run(o: PartOptions): Promise<PartResult> {
     const body = [
       `Machine: ${describeMachine(m)}. Command: \`${o.command}\`${o.quick ? ' (quick run: short steps, one run; not for comparison)' : ''}.`,
       `Models: ${models.map((x, k) => `node ${k} / server ${k}: \`${x}\``).join(', ')}; engine ${JSON.stringify(ENGINE)} on both sides. ` +
-        `${images.length} val images, the same sequence for both sides; ${runs} run(s) of ${stepMs / 1000} s per row, alternating sides; ` +
+        `${images.length} val images, the same sequence for both sides; ${runs} run(s) of ${stepMs / 1000} s per row, alternating sides` +
+        `${warmMs > 0 ? ` (each side first warmed up for ${warmMs / 1000} s at 8 in flight, discarded: V8 compiles the nodes' functions over the first minutes under load; warmupMs in bench/lib/part.ts)` : ''}; ` +
         'median and min–max over runs. Certified: `DropbearClient.infer` (signs, sends to all 4 nodes, verifies the first certificate). ' +
         'Baseline: the same client process POSTs each image (OIP v2 BYTES, binary) to the 4 servers and takes the plurality (≥ f+1 = 2 votes).',
       '',
@@ -509,6 +512,7 @@ export async function run(o: PartOptions): Promise<PartResult> {
         engine: ENGINE,
         runs,
         stepMs,
+        warmupMs: warmMs,
         ladder,
         ladderStopped: stopped,
         cells,

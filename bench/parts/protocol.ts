@@ -20,7 +20,10 @@
  * Baseline, in the same run and with the same generator and clients: one plain HTTP server (fastify,
  * bench/lib/baseline-server.ts) that checks each request's client signature and answers its id.
  *
- * --n=4,7,10 --modes=single,batch --step-ms=5000 --verify-every=1 --profile (CPU profiles of the nodes
+ * Before each curve (each mode of the baseline and of each group) a closed loop warms the processes up for
+ * `--warmup-ms` (30 s; why: warmupMs in bench/lib/part.ts), discarded.
+ *
+ * --n=4,7,10 --modes=single,batch --step-ms=5000 --warmup-ms=30000 --verify-every=1 --profile (CPU profiles of the nodes
  * and of the generator at saturation, n = 4, top frames in the results).
  */
 import { type ChildProcess, spawn } from 'node:child_process';
@@ -53,7 +56,7 @@ import { lightFetch } from '../lib/http.ts';
 import { closedLoop, openLoop, type Send, type StepResult } from '../lib/load.ts';
 import { describeMachine, machine } from '../lib/machine.ts';
 import { mdTable } from '../lib/markdown.ts';
-import { flag, type PartOptions, type PartResult, type Plot } from '../lib/part.ts';
+import { flag, type PartOptions, type PartResult, type Plot, warmupMs } from '../lib/part.ts';
 import { cpuMeter } from '../lib/procs.ts';
 import { callersOf, categories, type Frame, profilesIn, topFrames } from '../lib/profile.ts';
 import { fmt, median } from '../lib/stats.ts';
@@ -80,6 +83,11 @@ const QUICK_RATES: Record<'group' | 'baseline', Record<Mode, number[]>> = {
   baseline: { single: [1000, 4000], batch: [2000, 10000] },
 };
 const CLOSED_CONCURRENCY: Record<Mode, number> = { single: 128, batch: 1024 };
+/**
+ * In flight during the warm-up (warmupMs, bench/lib/part.ts): a closed loop never offers more than the
+ * servers answer, and at n = 10's closed-loop rates these stay well within the client's timeout.
+ */
+const WARMUP_CONCURRENCY: Record<Mode, number> = { single: 32, batch: 256 };
 
 export interface Step extends StepResult {
   /** CPU used during the window, in % of one core: the generator (this process) and the servers (sum). */
@@ -101,6 +109,8 @@ export interface Curve {
   sustained: number | null;
   halfPeak: Step | null;
   closed: Step | null;
+  /** The discarded warm-up (closed loop, WARMUP_CONCURRENCY) before the curve; null with --warmup-ms=0. */
+  warmup: Step | null;
 }
 
 /** CPU per successful request in the step: the servers' (all processes, ms) and the generator's (µs). */
@@ -200,9 +210,16 @@ async function curve(
   rates: number[],
   ms: number,
   mode: Mode,
+  warmMs: number,
   log: (l: string) => void,
 ): Promise<Curve> {
-  await step(t, { rate: rates[0] }, Math.min(ms, 1500)); // warm-up: connections, JIT (discarded)
+  // Warm-up (discarded): the JIT (see warmupMs), then the connections at the first rate.
+  let warmup: Step | null = null;
+  if (warmMs > 0) {
+    warmup = await step(t, { concurrency: WARMUP_CONCURRENCY[mode] }, warmMs);
+    log(stepLine(`${t.label} (warm-up, discarded)`, warmup));
+  }
+  await step(t, { rate: rates[0] }, Math.min(ms, 1500));
   const steps: Step[] = [];
   let sustained: number | null = null;
   for (const rate of rates) {
@@ -227,6 +244,7 @@ async function curve(
     sustained,
     halfPeak,
     closed,
+    warmup,
   };
 }
 
@@ -406,6 +424,7 @@ export async function run(o: PartOptions): Promise<PartResult> {
   const ns = (flag(o.args, 'n') ?? (o.quick ? '4' : '4,7,10')).split(',').map(Number);
   const modes = (flag(o.args, 'modes') ?? 'single,batch').split(',') as Mode[];
   const ms = Number(flag(o.args, 'step-ms') ?? (o.quick ? 2000 : 5000));
+  const warmMs = warmupMs(o);
   const verifyEvery = Number(flag(o.args, 'verify-every') ?? 1);
   const profile = o.args.includes('--profile');
   /** Where the nodes' ledgers live (default: the OS temp folder, on disk here; /dev/shm takes fsync out). */
@@ -445,7 +464,7 @@ export async function run(o: PartOptions): Promise<PartResult> {
             pids: () => [pid],
             settle: () => new Promise((r) => setTimeout(r, 300)),
           };
-          baseline[mode] = await curve(t, rates.baseline[mode], ms, mode, o.log);
+          baseline[mode] = await curve(t, rates.baseline[mode], ms, mode, warmMs, o.log);
         }
       } finally {
         rmSync(root, { recursive: true, force: true });
@@ -481,7 +500,7 @@ export async function run(o: PartOptions): Promise<PartResult> {
             settle: () => settleGroup(g, http.fetch),
             counters: () => counters(g, http.fetch),
           };
-          res.modes[mode] = await curve(t, rates.group[mode], ms, mode, o.log);
+          res.modes[mode] = await curve(t, rates.group[mode], ms, mode, warmMs, o.log);
           verifiers[`n${n}-${mode}`] = { full: verifier.full, light: verifier.light };
         }
       });
@@ -572,6 +591,7 @@ function report(
   >,
   verifiers: Record<string, { full: number; light: number }>,
 ): PartResult {
+  const warmMs = warmupMs(o);
   const summaryRows: (string | number)[][] = [];
   const spreadOf = (c: Curve) => `${c.peakSpread.min}–${c.peakSpread.max}`;
   /** The curve never saturated: its peak is only a lower bound (the highest rate offered). */
@@ -783,7 +803,9 @@ function report(
       : `The client fully verifies one certificate in ${verifyEvery} (signatures with a SignatureCache, Merkle path, decision); every one is matched to its request id and input.`;
   const body = [
     `${o.quick ? '**Quick (smoke) run: not a measurement** (short steps, few rates, n = 4 only by default). ' : ''}Machine: ${describeMachine(m)}. Command: \`${o.command}\`.`,
-    `One run per load step (${ms / 1000} s each; open loop at a fixed rate, latency from each request's scheduled send time; the curve stops at the first step that falls 15 % short of its rate, fails > 1 % or has p99 > 1 s). Spread: the certified requests in each second of the peak step (min–max). A peak marked ≥ never saturated within the rates offered (a lower bound, and the ratio against it an upper bound). The servers and the single load-generator process share the machine's ${m.cores} cores; "CPU %" is per core (${m.cores * 100} % is the whole machine). ${verifyNote}`,
+    `One run per load step (${ms / 1000} s each; open loop at a fixed rate, latency from each request's scheduled send time;` +
+      `${warmMs > 0 ? ` before each curve, ${warmMs / 1000} s of closed loop (${WARMUP_CONCURRENCY.single} in flight without batch signing, ${WARMUP_CONCURRENCY.batch} with) warm the processes up, discarded: V8 compiles a node's functions over the first minutes under load (bench/lib/part.ts, warmupMs);` : ' no warm-up;'}` +
+      ` the curve stops at the first step that falls 15 % short of its rate, fails > 1 % or has p99 > 1 s). Spread: the certified requests in each second of the peak step (min–max). A peak marked ≥ never saturated within the rates offered (a lower bound, and the ratio against it an upper bound). The servers and the single load-generator process share the machine's ${m.cores} cores; "CPU %" is per core (${m.cores * 100} % is the whole machine). ${verifyNote}`,
     `Ledgers (SQLite, synchronous FULL) in \`${dataDir}\`${dataDir.startsWith('/dev/shm') ? ' (tmpfs: fsync costs nothing)' : ''}.`,
     `single: the SDK, one signature and one HTTP call per request, sendTo 1 (round-robin; the node forwards to its peers). batch: the SDK's \`inferBatch\` on ${CLIENT_BATCH} requests (or what arrived within ${LINGER_MS} ms): one signature, posted together to one node.`,
     '',
@@ -807,6 +829,7 @@ function report(
       ns: groups.map((g) => g.n),
       dataDir,
       stepMs: ms,
+      warmupMs: warmMs,
       clientBatch: CLIENT_BATCH,
       lingerMs: LINGER_MS,
       verifyEvery,

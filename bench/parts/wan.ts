@@ -24,7 +24,10 @@
  *    measured in the same run; the group's ratio to it is reported (four nodes on two cores each infer
  *    every request, so about ½ is the ceiling).
  *
- * Flags: --runs=N --step-ms=MS --model=NAME --conc-standin=a,b --conc-real=a,b --profile
+ * Each group, and the single process, first runs a discarded closed loop (`--warmup-ms`, 30 s; warmupMs in
+ * bench/lib/part.ts).
+ *
+ * Flags: --runs=N --step-ms=MS --warmup-ms=MS --model=NAME --conc-standin=a,b --conc-real=a,b --profile
  */
 import { GROUP_REPLICA } from '../../src/cli/group.ts';
 import { catalogByName } from '../../src/inference/catalog.ts';
@@ -49,7 +52,7 @@ import { lightFetch } from '../lib/http.ts';
 import { closedLoop, openLoop, type Send, type StepResult } from '../lib/load.ts';
 import { describeMachine, machine } from '../lib/machine.ts';
 import { mdTable } from '../lib/markdown.ts';
-import { flag, type PartOptions, type PartResult } from '../lib/part.ts';
+import { flag, type PartOptions, type PartResult, warmupMs } from '../lib/part.ts';
 import { cpuMeter } from '../lib/procs.ts';
 import { RelayProcess, type RelaySpec } from '../lib/relay.ts';
 import { fmtSpread, median, type Spread, spread } from '../lib/stats.ts';
@@ -190,6 +193,7 @@ interface Workload {
 export async function run(o: PartOptions): Promise<PartResult> {
   const runs = Number(flag(o.args, 'runs') ?? (o.quick ? 1 : 3));
   const stepMs = Number(flag(o.args, 'step-ms') ?? (o.quick ? 3000 : 8000));
+  const warmMs = warmupMs(o);
   const realModel = flag(o.args, 'model') ?? DEFAULT_REAL;
   const concStandin = (flag(o.args, 'conc-standin') ?? (o.quick ? '256,1024' : '256,1024,4096'))
     .split(',')
@@ -234,7 +238,7 @@ export async function run(o: PartOptions): Promise<PartResult> {
       const local: Send = async (i) => {
         await eng.classify(realInputs[i % realInputs.length]);
       };
-      await closedLoop(local, { concurrency: 64, durationMs: 1000 });
+      await closedLoop(local, { concurrency: 64, durationMs: warmMs }); // the same warm-up as the group
       for (let r = 0; r < runs; r++)
         singleRuns.push((await closedLoop(local, { concurrency: 64, durationMs: stepMs })).throughput);
       await engine.close();
@@ -271,11 +275,8 @@ export async function run(o: PartOptions): Promise<PartResult> {
           timeoutMs: 30_000,
           verifier: makeVerifier(1),
         });
-        await closedLoop(sender.send, {
-          concurrency: ladder[0],
-          durationMs: o.quick ? 1000 : 2000,
-          firstIndex: 1,
-        });
+        // Warm-up, discarded (warmupMs, bench/lib/part.ts: V8 compiles over the first minutes under load).
+        await closedLoop(sender.send, { concurrency: ladder[0], durationMs: warmMs, firstIndex: 1 });
       };
       await open();
       if (links.length === 0) {
@@ -416,7 +417,7 @@ export async function run(o: PartOptions): Promise<PartResult> {
         timeoutMs: 30_000,
         verifier: makeVerifier(1),
       });
-      await closedLoop(sender.send, { concurrency: standin.peak.load, durationMs: 1500, firstIndex: 1 });
+      await closedLoop(sender.send, { concurrency: standin.peak.load, durationMs: warmMs, firstIndex: 1 });
       const skipMs = performance.now() - started;
       await closedLoop(sender.send, {
         concurrency: standin.peak.load,
@@ -552,7 +553,8 @@ export async function run(o: PartOptions): Promise<PartResult> {
       `(node ↔ node through each node's \`peers\`, client ↔ nodes 2 and 3 over HTTP); the client sends to the two site-A nodes. ` +
       `Client batches of up to ${CLIENT_BATCH.standin} (stand-in) or ${CLIENT_BATCH.real} (real model) requests (one signature each, ${LINGER_MS} ms linger), every certificate verified. ` +
       `Replica ${JSON.stringify(REPLICA)}; engine ${JSON.stringify(ENGINE)}. ` +
-      `${runs} run(s) of ${stepMs / 1000} s per row; median and min–max over runs. ` +
+      `${runs} run(s) of ${stepMs / 1000} s per row; median and min–max over runs` +
+      `${warmMs > 0 ? ` (each group and the single process first warmed up for ${warmMs / 1000} s, discarded: warmupMs in bench/lib/part.ts)` : ''}. ` +
       `The paper behind Dropbear reports ${PAPER_RPS} requests/s with ImageNet models across 3 cloud sites.`,
     '',
     summary,
@@ -581,6 +583,7 @@ export async function run(o: PartOptions): Promise<PartResult> {
       clientBatch: CLIENT_BATCH,
       runs,
       stepMs,
+      warmupMs: warmMs,
       links,
       workloads,
       singleProcess: { model: realModel, imagesPerSecond: single },
