@@ -56,3 +56,20 @@ export function fmtSpread(s: Spread, digits = 0): string {
 export function fmt(x: number | null | undefined, digits = 0): string {
   return x === null || x === undefined || !Number.isFinite(x) ? '–' : x.toFixed(digits);
 }
+
+/**
+ * A ratio against a target for a report: two decimals, or as many more (up to six) as it takes for the
+ * printed figure to fall on the same side of the target as the ratio itself (0.8994 against ≥ 0.9 prints
+ * 0.899, not 0.90). `atLeast`: the target is a floor (≥), else a ceiling (≤).
+ */
+export function ratioAgainst(r: number, target: number, atLeast: boolean): string {
+  const met = (x: number) => (atLeast ? x >= target : x <= target);
+  for (let d = 2; d < 6; d++) if (met(Number(r.toFixed(d))) === met(r)) return r.toFixed(d);
+  return r.toFixed(6);
+}
+
+/** A percentage for "missed by": whole percents, one decimal under 1 %, "< 0.1" below that (never "0"). */
+export function missPercent(x: number): string {
+  if (x < 0.1) return '< 0.1';
+  return x < 1 ? x.toFixed(1) : x.toFixed(0);
+}

@@ -47,7 +47,7 @@ import { describeMachine, machine } from '../lib/machine.ts';
 import { mdTable } from '../lib/markdown.ts';
 import { flag, type PartOptions, type PartResult, warmupMs } from '../lib/part.ts';
 import { cpuMeter } from '../lib/procs.ts';
-import { fmt, fmtSpread, median, type Spread, spread } from '../lib/stats.ts';
+import { fmt, fmtSpread, median, missPercent, ratioAgainst, type Spread, spread } from '../lib/stats.ts';
 import { linePlot } from '../lib/svg.ts';
 
 const DEFAULT_MODELS = [
@@ -286,7 +286,7 @@ export async function run(o: PartOptions): Promise<PartResult> {
     const throughputRatio = certPeak.throughput.median / basePeak.throughput.median;
     o.log(
       `peaks: baseline ${basePeak.throughput.median.toFixed(1)}/s (c=${basePeak.load}), certified ` +
-        `${certPeak.throughput.median.toFixed(1)}/s (c=${certPeak.load}): ratio ${throughputRatio.toFixed(2)}`,
+        `${certPeak.throughput.median.toFixed(1)}/s (c=${certPeak.load}): ratio ${throughputRatio.toFixed(3)}`,
     );
 
     // Open loop at half of the baseline's peak, both sides; the certified side also at half of its own.
@@ -407,19 +407,17 @@ export async function run(o: PartOptions): Promise<PartResult> {
           'peak throughput, images/s (closed loop)',
           `${basePeak.throughput.median.toFixed(1)} (c=${basePeak.load})`,
           `${certPeak.throughput.median.toFixed(1)} (c=${certPeak.load})`,
-          throughputRatio.toFixed(2),
+          ratioAgainst(throughputRatio, TARGET_THROUGHPUT, true),
           `≥ ${TARGET_THROUGHPUT}`,
-          throughputMet
-            ? 'yes'
-            : `no (${((1 - throughputRatio / TARGET_THROUGHPUT) * 100).toFixed(0)} % short)`,
+          throughputMet ? 'yes' : `no (${missPercent((1 - throughputRatio / TARGET_THROUGHPUT) * 100)} % short)`,
         ],
         [
           `p99 ms at ${half.toFixed(1)} images/s (½ of the baseline's peak)`,
           baseHalf.p99.median.toFixed(1),
           certHalf.p99.median.toFixed(1),
-          p99Ratio.toFixed(2),
+          ratioAgainst(p99Ratio, TARGET_P99, false),
           `≤ ${TARGET_P99}`,
-          p99Met ? 'yes' : `no (${((p99Ratio / TARGET_P99 - 1) * 100).toFixed(0)} % over)`,
+          p99Met ? 'yes' : `no (${missPercent((p99Ratio / TARGET_P99 - 1) * 100)} % over)`,
         ],
         [
           `ceiling from CPU per image at c=${certPeak.load}: ${m.cores} cores ÷ (client + nodes or servers)`,
