@@ -20,7 +20,9 @@
  * signature for the stand-in, 16 for the real model, 2 ms linger). Then the defaults: the setting with the
  * highest peak whose low-load p50 is within 25 % (or 10 ms) of the best low-load p50 of its sweep.
  *
- * Flags: --runs=N --step-ms=MS
+ * Every group first runs a discarded closed loop (`--warmup-ms`, 30 s; warmupMs in bench/lib/part.ts).
+ *
+ * Flags: --runs=N --step-ms=MS --warmup-ms=MS
  */
 import { GROUP_REPLICA } from '../../src/cli/group.ts';
 import { DEFAULT_REPLICA_CONFIG } from '../../src/consensus/replica.ts';
@@ -41,7 +43,7 @@ import { lightFetch } from '../lib/http.ts';
 import { closedLoop, openLoop, type StepResult } from '../lib/load.ts';
 import { describeMachine, machine } from '../lib/machine.ts';
 import { mdTable } from '../lib/markdown.ts';
-import { flag, type PartOptions, type PartResult } from '../lib/part.ts';
+import { flag, type PartOptions, type PartResult, warmupMs } from '../lib/part.ts';
 import { cpuMeter } from '../lib/procs.ts';
 import { fmtSpread, type Spread, spread } from '../lib/stats.ts';
 import { linePlot } from '../lib/svg.ts';
@@ -99,6 +101,7 @@ const CURRENT = { ...DEFAULT_REPLICA_CONFIG, ...GROUP_REPLICA };
 export async function run(o: PartOptions): Promise<PartResult> {
   const runs = Number(flag(o.args, 'runs') ?? (o.quick ? 1 : 2));
   const stepMs = Number(flag(o.args, 'step-ms') ?? (o.quick ? 1500 : 5000));
+  const warmMs = warmupMs(o);
   const m = machine();
   const sizes = o.quick ? [16, 1024] : [16, 128, 1024];
   const timeouts = o.quick ? [1, 20] : [1, 5, 20];
@@ -190,7 +193,12 @@ export async function run(o: PartOptions): Promise<PartResult> {
           timeoutMs: 30_000,
           verifier: makeVerifier(1),
         });
-        await closedLoop(sender.send, { concurrency: 16, durationMs: 1000, firstIndex: 1 });
+        // Warm-up, discarded (warmupMs, bench/lib/part.ts: V8 compiles over the first minutes under load).
+        await closedLoop(sender.send, {
+          concurrency: Math.min(L.conc, 256),
+          durationMs: warmMs,
+          firstIndex: 1,
+        });
       };
       await open();
       const peaks: StepResult[] = [];
@@ -335,7 +343,7 @@ export async function run(o: PartOptions): Promise<PartResult> {
 
   const body = [
     `Machine: ${describeMachine(m)}. Command: \`${o.command}\`${o.quick ? ' (quick run: a smaller grid, short steps, one run; not for comparison)' : ''}.`,
-    `Each setting: a fresh 4-node group on loopback; open loop at ${load.consensus.lowRate}/s (stand-in), ${load.pipeline.lowRate}/s (stand-in, pipeline depth) or ${load.inference.lowRate}/s ` +
+    `Each setting: a fresh 4-node group on loopback${warmMs > 0 ? `, first warmed up for ${warmMs / 1000} s (closed loop, discarded: V8 compiles the nodes' functions over the first minutes under load; warmupMs in bench/lib/part.ts)` : ''}; open loop at ${load.consensus.lowRate}/s (stand-in), ${load.pipeline.lowRate}/s (stand-in, pipeline depth) or ${load.inference.lowRate}/s ` +
       `(real model) for the latency below the peak, then closed loop with ${load.consensus.conc} or ${load.inference.conc} requests in ` +
       `flight for the peak (a peak step that changed views is followed by a fresh group); ${runs} run(s) of ${load.consensus.stepMs / 1000} s or ${load.inference.stepMs / 1000} s each, ` +
       `median and min–max. Client batches of up to ${load.consensus.clientBatch} or ${load.inference.clientBatch} ` +
@@ -365,6 +373,7 @@ export async function run(o: PartOptions): Promise<PartResult> {
     json: {
       runs,
       stepMs,
+      warmupMs: warmMs,
       load,
       rows,
       chosen: { consensus: consensusPick, pipeline: pipelinePick, inference: inferencePick },
