@@ -94,7 +94,8 @@ export function machine(): Machine {
 
 /**
  * The x86 vector extensions the quantized kernels depend on, as in /proc/cpuinfo: "AVX2, no AVX-512, no
- * VNNI" (int8 models ran 4–7× slower on a machine without VNNI than on one with it; docs/inference.md).
+ * VNNI" (the int8 models ran 4–7× slower on this project's machine without VNNI than on an earlier one,
+ * presumably with it, whose cores were also ~2× faster: BENCHMARKS.md, inference).
  * "unknown" where /proc/cpuinfo cannot be read.
  */
 export function cpuFlags(): string {

@@ -47,10 +47,11 @@ export function flag(args: string[], name: string): string | undefined {
  * (2026-11-30, probes on bench/parts/protocol.ts's `withGroup`/`step` and on bench/lib/extra.ts's
  * `startNodeGroup`): `perf` put 12 % of a stand-in group's CPU in V8's compiler at 50 requests/s ~15 s
  * after start; `--trace-opt` counted ~250, ~130 and ~65 TurboFan compiles per 10 s (four nodes) at
- * 0–10, 20–60 and 150–180 s of load in the four-model group at ~17 images/s. At n = 4 without client
- * batch signing, after the 1.5 s warm-up the protocol part used to run: p99 73 ms at 50/s and 202–320 ms
- * at 200/s; after a 30 s closed loop: 37 and 98 ms (the same rates again later in the same run: 30–36 and
- * 96–102 ms). The baselines get the same warm-up.
+ * 0–10, 20–60 and 150–180 s of load in the four-model group at ~17 images/s; in the protocol probe, p99
+ * at 50/s 73 ms after a 1.5 s warm-up and 37 ms after a 30 s closed loop. In the committed protocol runs,
+ * n = 4 without client batch signing, same machine speed: p99 at 50/s 100.7 ms and at 200/s 408.1 ms with
+ * the 1.5 s warm-up (83817ae), 32.0 and 140.0 ms with this one (7f43079; BENCHMARKS.md, protocol). The
+ * baselines get the same warm-up.
  */
 export function warmupMs(o: PartOptions): number {
   return Number(flag(o.args, 'warmup-ms') ?? (o.quick ? 3000 : 30_000));

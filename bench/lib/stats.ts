@@ -68,8 +68,8 @@ export function ratioAgainst(r: number, target: number, atLeast: boolean): strin
   return r.toFixed(6);
 }
 
-/** A percentage for "missed by": whole percents, one decimal under 1 %, "< 0.1" below that (never "0"). */
+/** A percentage for "missed by": whole percents, one decimal under 1 %, "< 0.1" where that would read 0.0. */
 export function missPercent(x: number): string {
-  if (x < 0.1) return '< 0.1';
+  if (x < 0.05) return '< 0.1';
   return x < 1 ? x.toFixed(1) : x.toFixed(0);
 }

@@ -409,7 +409,9 @@ export async function run(o: PartOptions): Promise<PartResult> {
           `${certPeak.throughput.median.toFixed(1)} (c=${certPeak.load})`,
           ratioAgainst(throughputRatio, TARGET_THROUGHPUT, true),
           `≥ ${TARGET_THROUGHPUT}`,
-          throughputMet ? 'yes' : `no (${missPercent((1 - throughputRatio / TARGET_THROUGHPUT) * 100)} % short)`,
+          throughputMet
+            ? 'yes'
+            : `no (${missPercent((1 - throughputRatio / TARGET_THROUGHPUT) * 100)} % short)`,
         ],
         [
           `p99 ms at ${half.toFixed(1)} images/s (½ of the baseline's peak)`,

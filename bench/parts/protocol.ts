@@ -536,7 +536,7 @@ export async function run(o: PartOptions): Promise<PartResult> {
             pids: () => pids,
             settle: () => settleGroup(g, http.fetch),
           };
-          await step(t, { concurrency: CLOSED_CONCURRENCY[mode] }, 1500);
+          await step(t, { concurrency: CLOSED_CONCURRENCY[mode] }, Math.max(1500, warmMs));
           gen = await profileGenerator(() => step(t, { concurrency: CLOSED_CONCURRENCY[mode] }, ms));
           throughput = (gen.result as Step).throughput;
           o.log(stepLine(t.label, gen.result as Step));

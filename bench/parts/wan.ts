@@ -238,7 +238,8 @@ export async function run(o: PartOptions): Promise<PartResult> {
       const local: Send = async (i) => {
         await eng.classify(realInputs[i % realInputs.length]);
       };
-      await closedLoop(local, { concurrency: 64, durationMs: warmMs }); // the same warm-up as the group
+      // The same warm-up time as the groups get (at the concurrency this loop measures at).
+      await closedLoop(local, { concurrency: 64, durationMs: warmMs });
       for (let r = 0; r < runs; r++)
         singleRuns.push((await closedLoop(local, { concurrency: 64, durationMs: stepMs })).throughput);
       await engine.close();

@@ -186,7 +186,8 @@ export class DropbearClient {
    * Receipt signatures this client has verified, for every call (`send`, `infer`, batches): the requests
    * of one consensus batch share a receipt and its 2f+1 signatures, so each is checked once, not once per
    * certificate. A memo of exact (receipt, node, signature) triples that verified: a certificate whose
-   * signature bytes differ is checked in full (SignatureCache, certificate/index.ts).
+   * signature bytes differ from the remembered ones has those signatures verified (SignatureCache,
+   * certificate/index.ts).
    */
   private readonly signatures = new SignatureCache(CACHE_RECEIPTS, CACHE_TREES);
 

@@ -257,7 +257,7 @@ export function halfToFloat(h: number): number {
  * exponents 113–142: 2^-14 ≤ |v| < 2^16, all a model's normalised pixels but exact zeros) take a
  * branch-free path on their bits: add 0xfff plus the lowest kept bit (round to nearest, ties to even), then
  * shift and rebias the exponent; a carry out of the mantissa moves into the exponent as it should, up to
- * infinity at 2^16. The rest (zeros, subnormals, overflow, Inf, NaN) go through floatToHalf. The batcher
+ * infinity from 65520 (halfway above 65504, the largest half). The rest (zeros, subnormals, overflow, Inf, NaN) go through floatToHalf. The batcher
  * runs this per image of a float16 model on the node's main thread; `npm run bench:inference` times it
  * against the element-wise floatToHalf loop (its "Float32 → float16" line in BENCHMARKS.md).
  */
