@@ -10,7 +10,6 @@
  * verifies once; per request everyone hashes the request and its inclusion path.
  */
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { cpus } from 'node:os';
 import { verifyCertificate } from '../src/certificate/index.ts';
 import {
   cryptoStats,
@@ -24,10 +23,13 @@ import {
   verifyRequestAuth,
 } from '../src/protocol/index.ts';
 import { simulate } from '../src/sim/world.ts';
+import { describeMachine, machine as machineNow } from './lib/machine.ts';
 
 const args = process.argv.slice(2);
 const quick = args.includes('--quick');
 const RUNS = quick ? 1 : 3;
+// Measured first, before this process loads the CPU (the speed reference, the load average, the commit).
+const started = machineNow();
 const N = 4;
 /** Rows: consensus batch size × client batch size. */
 const ROWS: { batchSize: number; clientBatch: number }[] = [
@@ -183,7 +185,7 @@ const base = median(baseRuns);
 const batchBase = median(batchBaseRuns);
 for (const r of rows) r.ratioToBaseline = r.median / base;
 
-const machine = `${cpus().length} cores (${cpus()[0]?.model ?? 'unknown CPU'}), Node ${process.version}`;
+const machine = describeMachine(started);
 const out = {
   part: 'core',
   machine,
