@@ -55,6 +55,15 @@ export interface ClientOptions {
    * a node that is behind (overloaded, just restarted, or slow on purpose) certifies late.
    */
   hedgeMs?: number;
+  /**
+   * Of the nodes a request is sent to, how many hold the POST open until they have its certificate
+   * (default f+1, so that at least one of them is honest; round robin). The others answer at once (with
+   * the certificate only if they have it already) and are asked again (long polls) only once every
+   * waiting node failed or `hedgeMs` passed. Once a certificate verifies, the calls still waiting are cut
+   * off, which closes their connections: with every node waiting, each request cost a TCP connection torn
+   * down and made again per node but one, on the client and on the nodes.
+   */
+  waitOn?: number;
   /** Highest fee the client agrees to pay per request (default: the sum of all node fees). */
   maxFee?: number;
   policy?: Policy | null;
@@ -94,6 +103,11 @@ const CACHE_TREES = 16;
 
 /** The reason given to aborted work (a shared object: no DOMException is built per abort). */
 const DONE = new Error('settled');
+/**
+ * Why `send` has no other nodes to ask when it chose every node: never shown (`send` builds the error it
+ * throws), so one shared object rather than an error and its stack trace per call.
+ */
+const NO_OTHER = new Error('no other node to ask');
 
 const REQUEST_TYPE = 'application/octet-stream';
 /** The node's default body limit (API_DEFAULTS.bodyLimitBytes in src/node/api.ts). */
@@ -182,6 +196,8 @@ export class DropbearClient {
   private readonly fetchImpl: typeof fetch;
   private nonce: number;
   private rr = 0;
+  /** Round robin for the nodes that hold a POST open (ClientOptions.waitOn). */
+  private rw = 0;
   /**
    * Receipt signatures this client has verified, for every call (`send`, `infer`, batches): the requests
    * of one consensus batch share a receipt and its 2f+1 signatures, so each is checked once, not once per
@@ -339,14 +355,29 @@ export class DropbearClient {
     const first = this.targets();
     const rest = this.nodes.filter((n) => !first.includes(n));
     const toAll = this.coversGroup(first);
+    // waitOn of the chosen nodes hold the POST open; the other chosen ones stay quiet until woken.
+    const waitCount = Math.min(first.length, Math.max(1, this.opts.waitOn ?? this.genesis.f + 1));
+    const w0 = waitCount < first.length ? this.rw++ % first.length : 0;
+    const waiting = new Set(Array.from({ length: waitCount }, (_, i) => first[(w0 + i) % first.length]));
+    let waitersLeft = waiting.size;
+    let wakeQuiet: () => void = () => {};
+    const quietGate = new Promise<void>((resolve) => {
+      wakeQuiet = resolve;
+    });
+    abort.signal.addEventListener('abort', () => wakeQuiet(), { once: true });
     const attempt = async (node: GroupNode): Promise<InferResult> => {
+      const quiet = first.includes(node) && !waiting.has(node);
       let cert = await this.post(
         node,
         sr,
-        deadline - Date.now(),
+        quiet ? 0 : deadline - Date.now(),
         abort.signal,
         toAll && first.includes(node),
       );
+      if (!cert && quiet) {
+        await quietGate;
+        if (abort.signal.aborted) throw DONE;
+      }
       while (!cert && Date.now() < deadline) {
         const t0 = Date.now();
         cert = await this.poll(node, id, deadline - t0, abort.signal);
@@ -364,7 +395,10 @@ export class DropbearClient {
         nodes.map((n) =>
           attempt(n).catch((e: unknown) => {
             const code = e instanceof DropbearError ? e.code : 'NETWORK';
+            if (e === DONE) throw e;
             errors.push(`node ${n.id}: ${code} ${(e as Error).message}`);
+            // Every waiting node failed: the quiet ones are asked now, not after hedgeMs.
+            if (waiting.has(n) && --waitersLeft === 0) wakeQuiet();
             if (FINAL.has(code)) {
               refusedBy.set(n.id, e as DropbearError);
               if (enough()) abort.abort(DONE);
@@ -374,7 +408,8 @@ export class DropbearClient {
         ),
       );
     const finalErr = () => (enough() ? [...refusedBy.values()][0] : null);
-    // The other nodes are asked once the chosen ones failed, or hedgeMs passed without a certificate.
+    // The other nodes (and the quiet chosen ones) are asked once the chosen ones failed, or hedgeMs passed
+    // without a certificate.
     let hedge: ReturnType<typeof setTimeout> | undefined;
     let restDecided = false;
     let startRest: () => void = () => {};
@@ -400,8 +435,15 @@ export class DropbearClient {
       else startRest();
     });
     const hedgeMs = this.opts.hedgeMs;
-    if (rest.length === 0) stopRest(new DropbearError('NO_CERTIFICATE', 'no other node to ask'));
-    else if (hedgeMs < timeoutMs) hedge = setTimeout(startRest, Math.max(0, hedgeMs));
+    if (rest.length === 0) stopRest(NO_OTHER);
+    if (hedgeMs < timeoutMs && (rest.length > 0 || waitCount < first.length))
+      hedge = setTimeout(
+        () => {
+          wakeQuiet();
+          startRest();
+        },
+        Math.max(0, hedgeMs),
+      );
     // A node that takes the request and never answers must not hold the call past its time.
     const timer = setTimeout(
       () => abort.abort(new DropbearError('TIMEOUT', `no certificate within ${timeoutMs} ms`)),

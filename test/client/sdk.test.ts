@@ -157,6 +157,24 @@ async function tamperingNode(
   return { url, tampered: () => n };
 }
 
+/**
+ * A node that passes every call on to real node 0 (so the group gets the request) and then never answers
+ * the client: a node far behind, or one withholding certificates on purpose. `held`: its open answers.
+ */
+async function stallingNode(): Promise<{ url: string; held: ServerResponse[] }> {
+  const held: ServerResponse[] = [];
+  const url = await fakeNode(async (req, res) => {
+    const body = await readBody(req);
+    await fetch(`${real[0].api}${(req.url ?? '').replace(/wait=\d+/, 'wait=0')}`, {
+      method: req.method,
+      headers: req.headers['content-type'] ? { 'content-type': req.headers['content-type'] } : {},
+      body: req.method === 'POST' ? new Uint8Array(body) : undefined,
+    });
+    held.push(res);
+  });
+  return { url, held };
+}
+
 const flipSignature = (c: Certificate): Certificate => {
   c.signatures[0].signature[5] ^= 0x40;
   return c;
@@ -219,8 +237,9 @@ describe('DropbearClient over HTTP', () => {
 
   it('checks each receipt signature once per client: another certificate of the same batch costs no signature check; changed signature bytes are still refused', async () => {
     // Two requests certified in one consensus batch: four sent together (again if the group split every
-    // one of them into batches of its own), two that share a receipt kept.
-    const c = sdk();
+    // one of them into batches of its own), two that share a receipt kept. All from node 0, so that the two
+    // carry the same q receipt signatures (another node may hold another q of them).
+    const c = sdk({ sendTo: [0] });
     let pair: { sr: SignedRequest; cert: Certificate }[] = [];
     for (let attempt = 0; attempt < 5 && pair.length < 2; attempt++) {
       const srs = Array.from({ length: 4 }, () => c.sign(nextImage()));
@@ -278,6 +297,53 @@ describe('DropbearClient over HTTP', () => {
     expect(refused?.message).toContain('CERTIFICATE_INVALID');
   });
 
+  it('waitOn: f+1 nodes (round robin) hold the POST open, the others answer at once; all wait with waitOn n', async () => {
+    const waits = (rec: ReturnType<typeof recording>) =>
+      rec.stats.calls
+        .filter((c) => c.method === 'POST')
+        .map((c) => ({
+          node: real.findIndex((n) => c.url.startsWith(n.api)),
+          wait: Number(new URL(c.url).searchParams.get('wait')),
+        }))
+        .sort((a, b) => a.node - b.node);
+    const rec = recording();
+    const c = sdk({ fetch: rec.fetch });
+    const waiters: number[][] = [];
+    for (let i = 0; i < 2; i++) {
+      rec.stats.calls.length = 0;
+      expectCertified(await c.infer(nextImage()));
+      const w = waits(rec);
+      expect(w.map((x) => x.node)).toEqual([0, 1, 2, 3]);
+      waiters.push(w.filter((x) => x.wait > 0).map((x) => x.node));
+      // The quiet ones were asked with wait=0 and answered without holding the call: 202 or a certificate.
+      for (const x of w.filter((y) => y.wait === 0)) expect(waiters[i]).not.toContain(x.node);
+      expect(waiters[i]).toHaveLength(group.genesis.f + 1);
+    }
+    expect(waiters[0]).not.toEqual(waiters[1]);
+    const all = recording();
+    expectCertified(await sdk({ fetch: all.fetch, waitOn: N }).infer(nextImage()));
+    expect(waits(all).filter((x) => x.wait > 0)).toHaveLength(N);
+  });
+
+  it('waitOn: when every waiting node fails the quiet ones are asked at once; when they stall, after hedgeMs', async () => {
+    // The first call of a fresh client waits on nodes 0 and 1 (round robin from 0).
+    const dead = await deadUrl();
+    const downs = withNode(0, dead).map((n) => (n.id === 1 ? { id: 1, api: dead } : n));
+    // hedgeMs Infinity: only the waiters' failure can wake nodes 2 and 3 before the call's 15 s are up.
+    const r = expectCertified(await sdk({ nodes: downs, timeoutMs: 15_000 }).infer(nextImage()));
+    expect([2, 3]).toContain(r.servedBy);
+    // Waiters that take the request and never answer.
+    const { url: staller, held } = await stallingNode();
+    const stalls = withNode(0, staller).map((n) => (n.id === 1 ? { id: 1, api: staller } : n));
+    const s = expectCertified(await sdk({ nodes: stalls, hedgeMs: 300, timeoutMs: 10_000 }).infer(images[0]));
+    expect([2, 3]).toContain(s.servedBy);
+    expect(held.length).toBeGreaterThanOrEqual(2);
+    // Without a hedge the quiet nodes are never asked again while the waiters hold on: no certificate.
+    const patient = sdk({ nodes: stalls, timeoutMs: 2000 });
+    await expect(patient.infer(images[0])).rejects.toMatchObject({ code: 'NO_CERTIFICATE' });
+    for (const res of held) res.destroy();
+  });
+
   it('fails over from a node that is down', async () => {
     const dead = await deadUrl();
     const r = expectCertified(await sdk({ nodes: withNode(1, dead), sendTo: [1] }).infer(nextImage()));
@@ -329,18 +395,7 @@ describe('DropbearClient over HTTP', () => {
   });
 
   it('hedging: a node that takes a request and never answers does not hold it up; the others certify it', async () => {
-    // A node that passes every POST on to real node 0 (so the group gets the request) and then never
-    // answers the client: a node far behind, or one withholding certificates on purpose.
-    const held: ServerResponse[] = [];
-    const staller = await fakeNode(async (req, res) => {
-      const body = await readBody(req);
-      await fetch(`${real[0].api}${(req.url ?? '').replace(/wait=\d+/, 'wait=0')}`, {
-        method: req.method,
-        headers: req.headers['content-type'] ? { 'content-type': req.headers['content-type'] } : {},
-        body: req.method === 'POST' ? new Uint8Array(body) : undefined,
-      });
-      held.push(res);
-    });
+    const { url: staller, held } = await stallingNode();
     const nodes = withNode(0, staller);
     // The same image each time (fresh nonces make fresh requests): the later tests' images stay as they were.
     const rec = recording();
