@@ -48,20 +48,24 @@ export interface ClientOptions {
   /** How long to wait for a certificate, in ms (default 30 s). */
   timeoutMs?: number;
   /**
-   * Hedging, when `sendTo` leaves nodes out: a request the chosen nodes have not certified within this
-   * many ms is also sent to the others (it is idempotent: a node that holds it already only waits for
-   * its certificate), and the first certificate that verifies wins. Default 2000; Infinity asks the
-   * others only once the chosen nodes have failed. Any node's certificate is as good as another's, and
-   * a node that is behind (overloaded, just restarted, or slow on purpose) certifies late.
+   * Hedging: a request the chosen nodes have not certified within this many ms is also sent to the nodes
+   * `sendTo` left out (it is idempotent: a node that holds it already only waits for its certificate), and
+   * the first certificate that verifies wins. It also wakes the chosen nodes that did not wait (`waitOn`).
+   * Default 2000; Infinity asks the left-out nodes only once the chosen ones have failed. Any node's
+   * certificate is as good as another's, and a node that is behind (overloaded, just restarted, or slow on
+   * purpose) certifies late.
    */
   hedgeMs?: number;
   /**
    * Of the nodes a request is sent to, how many hold the POST open until they have its certificate
-   * (default f+1, so that at least one of them is honest; round robin). The others answer at once (with
-   * the certificate only if they have it already) and are asked again (long polls) only once every
-   * waiting node failed or `hedgeMs` passed. Once a certificate verifies, the calls still waiting are cut
-   * off, which closes their connections: with every node waiting, each request cost a TCP connection torn
-   * down and made again per node but one, on the client and on the nodes.
+   * (an integer ≥ 1; default f+1, so at least one of them is honest; round robin). The others answer at
+   * once (with the certificate if they have it already) and are asked again (long polls) as soon as any
+   * waiting node fails, or after `hedgeMs`, or at half the call's time, whichever comes first. The cost:
+   * when the waiting nodes are slow to certify (behind, or one withholding while the other lags), the
+   * answer comes from them or at that time, not from the fastest node. `waitOn` = n waits on every node,
+   * as the SDK did before: then, once a certificate verifies, every other call is cut off, which closes
+   * its connection (n − 1 TCP connections torn down and made again per request, on both ends).
+   * Batches (`sendBatch`, `inferBatch`) do not use it.
    */
   waitOn?: number;
   /** Highest fee the client agrees to pay per request (default: the sum of all node fees). */
@@ -210,6 +214,8 @@ export class DropbearClient {
   constructor(opts: ClientOptions) {
     if (opts.nodes.length === 0)
       throw new DropbearError('CLIENT_CONFIG', 'a client needs at least one node URL');
+    if (opts.waitOn !== undefined && !(Number.isSafeInteger(opts.waitOn) && opts.waitOn >= 1))
+      throw new DropbearError('CLIENT_CONFIG', `waitOn must be an integer ≥ 1, not ${String(opts.waitOn)}`);
     this.genesis = opts.genesis;
     this.groupId = groupIdOf(opts.genesis);
     this.nodes = opts.nodes;
@@ -356,10 +362,9 @@ export class DropbearClient {
     const rest = this.nodes.filter((n) => !first.includes(n));
     const toAll = this.coversGroup(first);
     // waitOn of the chosen nodes hold the POST open; the other chosen ones stay quiet until woken.
-    const waitCount = Math.min(first.length, Math.max(1, this.opts.waitOn ?? this.genesis.f + 1));
+    const waitCount = Math.min(first.length, this.opts.waitOn ?? this.genesis.f + 1);
     const w0 = waitCount < first.length ? this.rw++ % first.length : 0;
     const waiting = new Set(Array.from({ length: waitCount }, (_, i) => first[(w0 + i) % first.length]));
-    let waitersLeft = waiting.size;
     let wakeQuiet: () => void = () => {};
     const quietGate = new Promise<void>((resolve) => {
       wakeQuiet = resolve;
@@ -395,10 +400,11 @@ export class DropbearClient {
         nodes.map((n) =>
           attempt(n).catch((e: unknown) => {
             const code = e instanceof DropbearError ? e.code : 'NETWORK';
+            // Cut off: the call is over (quiet nodes are woken before its time is up, see quietTimer).
             if (e === DONE) throw e;
             errors.push(`node ${n.id}: ${code} ${(e as Error).message}`);
-            // Every waiting node failed: the quiet ones are asked now, not after hedgeMs.
-            if (waiting.has(n) && --waitersLeft === 0) wakeQuiet();
+            // A waiting node failed: the quiet ones are asked now (the other waiters may be withholding).
+            if (waiting.has(n)) wakeQuiet();
             if (FINAL.has(code)) {
               refusedBy.set(n.id, e as DropbearError);
               if (enough()) abort.abort(DONE);
@@ -408,8 +414,7 @@ export class DropbearClient {
         ),
       );
     const finalErr = () => (enough() ? [...refusedBy.values()][0] : null);
-    // The other nodes (and the quiet chosen ones) are asked once the chosen ones failed, or hedgeMs passed
-    // without a certificate.
+    // The other nodes are asked once the chosen ones failed, or hedgeMs passed without a certificate.
     let hedge: ReturnType<typeof setTimeout> | undefined;
     let restDecided = false;
     let startRest: () => void = () => {};
@@ -436,14 +441,13 @@ export class DropbearClient {
     });
     const hedgeMs = this.opts.hedgeMs;
     if (rest.length === 0) stopRest(NO_OTHER);
-    if (hedgeMs < timeoutMs && (rest.length > 0 || waitCount < first.length))
-      hedge = setTimeout(
-        () => {
-          wakeQuiet();
-          startRest();
-        },
-        Math.max(0, hedgeMs),
-      );
+    else if (hedgeMs < timeoutMs) hedge = setTimeout(startRest, Math.max(0, hedgeMs));
+    // The quiet nodes are asked after hedgeMs, and in any case with half the call's time left (a delay
+    // above 2^31 - 1 ms would make setTimeout fire at once).
+    const quietTimer =
+      waitCount < first.length
+        ? setTimeout(wakeQuiet, Math.max(0, Math.min(hedgeMs, timeoutMs / 2, 2 ** 31 - 1)))
+        : undefined;
     // A node that takes the request and never answers must not hold the call past its time.
     const timer = setTimeout(
       () => abort.abort(new DropbearError('TIMEOUT', `no certificate within ${timeoutMs} ms`)),
@@ -460,6 +464,7 @@ export class DropbearClient {
       );
     } finally {
       clearTimeout(hedge);
+      clearTimeout(quietTimer);
       clearTimeout(timer);
       abort.abort(DONE);
     }

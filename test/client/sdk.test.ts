@@ -298,12 +298,13 @@ describe('DropbearClient over HTTP', () => {
   });
 
   it('waitOn: f+1 nodes (round robin) hold the POST open, the others answer at once; all wait with waitOn n', async () => {
-    const waits = (rec: ReturnType<typeof recording>) =>
+    const posts = (rec: ReturnType<typeof recording>) =>
       rec.stats.calls
         .filter((c) => c.method === 'POST')
         .map((c) => ({
-          node: real.findIndex((n) => c.url.startsWith(n.api)),
-          wait: Number(new URL(c.url).searchParams.get('wait')),
+          node: real.findIndex((n) => c.url.startsWith(`${n.api}/`)),
+          wait: new URL(c.url).searchParams.get('wait'),
+          status: c.status,
         }))
         .sort((a, b) => a.node - b.node);
     const rec = recording();
@@ -312,36 +313,54 @@ describe('DropbearClient over HTTP', () => {
     for (let i = 0; i < 2; i++) {
       rec.stats.calls.length = 0;
       expectCertified(await c.infer(nextImage()));
-      const w = waits(rec);
-      expect(w.map((x) => x.node)).toEqual([0, 1, 2, 3]);
-      waiters.push(w.filter((x) => x.wait > 0).map((x) => x.node));
-      // The quiet ones were asked with wait=0 and answered without holding the call: 202 or a certificate.
-      for (const x of w.filter((y) => y.wait === 0)) expect(waiters[i]).not.toContain(x.node);
+      const p = posts(rec);
+      expect(p.map((x) => x.node)).toEqual([0, 1, 2, 3]);
+      waiters.push(p.filter((x) => Number(x.wait) > 0).map((x) => x.node));
       expect(waiters[i]).toHaveLength(group.genesis.f + 1);
+      // The others were asked with wait=0 and answered without holding the call: 202, or a certificate.
+      const quiet = p.filter((x) => !waiters[i].includes(x.node));
+      expect(quiet).toHaveLength(N - group.genesis.f - 1);
+      for (const x of quiet) {
+        expect(x.wait).toBe('0');
+        expect([200, 202]).toContain(x.status);
+      }
     }
     expect(waiters[0]).not.toEqual(waiters[1]);
     const all = recording();
     expectCertified(await sdk({ fetch: all.fetch, waitOn: N }).infer(nextImage()));
-    expect(waits(all).filter((x) => x.wait > 0)).toHaveLength(N);
+    expect(posts(all).filter((x) => Number(x.wait) > 0)).toHaveLength(N);
+    for (const bad of [0, -1, 1.5, Number.NaN])
+      expect(() => sdk({ waitOn: bad })).toThrow(expect.objectContaining({ code: 'CLIENT_CONFIG' }));
   });
 
-  it('waitOn: when every waiting node fails the quiet ones are asked at once; when they stall, after hedgeMs', async () => {
-    // The first call of a fresh client waits on nodes 0 and 1 (round robin from 0).
+  it('waitOn: a waiting node that fails wakes the quiet ones at once; waiters that stall are passed over after hedgeMs, or at half the call', async () => {
+    // The first call of a fresh client waits on nodes 0 and 1 (round robin from 0). hedgeMs Infinity and
+    // 20 s calls: the quiet nodes' timer fires after 10 s, so an answer sooner means a failure woke them.
     const dead = await deadUrl();
-    const downs = withNode(0, dead).map((n) => (n.id === 1 ? { id: 1, api: dead } : n));
-    // hedgeMs Infinity: only the waiters' failure can wake nodes 2 and 3 before the call's 15 s are up.
-    const r = expectCertified(await sdk({ nodes: downs, timeoutMs: 15_000 }).infer(nextImage()));
-    expect([2, 3]).toContain(r.servedBy);
-    // Waiters that take the request and never answer.
     const { url: staller, held } = await stallingNode();
-    const stalls = withNode(0, staller).map((n) => (n.id === 1 ? { id: 1, api: staller } : n));
-    const s = expectCertified(await sdk({ nodes: stalls, hedgeMs: 300, timeoutMs: 10_000 }).infer(images[0]));
-    expect([2, 3]).toContain(s.servedBy);
-    expect(held.length).toBeGreaterThanOrEqual(2);
-    // Without a hedge the quiet nodes are never asked again while the waiters hold on: no certificate.
-    const patient = sdk({ nodes: stalls, timeoutMs: 2000 });
-    await expect(patient.infer(images[0])).rejects.toMatchObject({ code: 'NO_CERTIFICATE' });
-    for (const res of held) res.destroy();
+    try {
+      for (const other of [dead, staller]) {
+        const nodes = withNode(0, dead).map((n) => (n.id === 1 ? { id: 1, api: other } : n));
+        const t0 = Date.now();
+        const r = expectCertified(await sdk({ nodes, timeoutMs: 20_000 }).infer(nextImage()));
+        expect(Date.now() - t0).toBeLessThan(10_000);
+        expect([2, 3]).toContain(r.servedBy);
+      }
+      // Both waiters take the request and never answer.
+      const stalls = withNode(0, staller).map((n) => (n.id === 1 ? { id: 1, api: staller } : n));
+      const s = expectCertified(
+        await sdk({ nodes: stalls, hedgeMs: 300, timeoutMs: 10_000 }).infer(images[0]),
+      );
+      expect([2, 3]).toContain(s.servedBy);
+      expect(held.length).toBeGreaterThanOrEqual(2);
+      // Without a hedge the quiet nodes are asked at half the call's time, not before.
+      const t0 = Date.now();
+      const patient = expectCertified(await sdk({ nodes: stalls, timeoutMs: 3000 }).infer(images[0]));
+      expect(Date.now() - t0).toBeGreaterThanOrEqual(1400);
+      expect([2, 3]).toContain(patient.servedBy);
+    } finally {
+      for (const res of held) res.destroy();
+    }
   });
 
   it('fails over from a node that is down', async () => {
