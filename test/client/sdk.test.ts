@@ -355,8 +355,8 @@ describe('DropbearClient over HTTP', () => {
       expect(held.length).toBeGreaterThanOrEqual(2);
       // Without a hedge the quiet nodes are asked at half the call's time, not before.
       const t0 = Date.now();
-      const patient = expectCertified(await sdk({ nodes: stalls, timeoutMs: 3000 }).infer(images[0]));
-      expect(Date.now() - t0).toBeGreaterThanOrEqual(1400);
+      const patient = expectCertified(await sdk({ nodes: stalls, timeoutMs: 6000 }).infer(images[0]));
+      expect(Date.now() - t0).toBeGreaterThanOrEqual(2900);
       expect([2, 3]).toContain(patient.servedBy);
     } finally {
       for (const res of held) res.destroy();
