@@ -294,9 +294,10 @@ export class DropbearClient {
     return cert;
   }
 
+  /** POSTs one request, `bytes` its canonical bytes (encoded once by the caller, for every node). */
   private async post(
     node: GroupNode,
-    sr: SignedRequest,
+    bytes: Uint8Array,
     waitMs: number,
     signal: AbortSignal,
     sentToAll = false,
@@ -304,7 +305,7 @@ export class DropbearClient {
     const res = await this.fetchImpl(`${node.api}/v1/requests?${submitQuery(waitMs, sentToAll)}`, {
       method: 'POST',
       headers: { 'content-type': REQUEST_TYPE, accept: `${REQUEST_ANSWERS_TYPE}, application/json` },
-      body: encode(SignedRequest, sr) as Uint8Array<ArrayBuffer>,
+      body: bytes as Uint8Array<ArrayBuffer>,
       signal,
     });
     const answers = await answersOf(res, node, 1);
@@ -361,6 +362,7 @@ export class DropbearClient {
     const first = this.targets();
     const rest = this.nodes.filter((n) => !first.includes(n));
     const toAll = this.coversGroup(first);
+    const body = encode(SignedRequest, sr);
     // waitOn of the chosen nodes hold the POST open; the other chosen ones stay quiet until woken.
     const waitCount = Math.min(first.length, this.opts.waitOn ?? this.genesis.f + 1);
     const w0 = waitCount < first.length ? this.rw++ % first.length : 0;
@@ -371,13 +373,14 @@ export class DropbearClient {
     });
     abort.signal.addEventListener('abort', () => wakeQuiet(), { once: true });
     const attempt = async (node: GroupNode): Promise<InferResult> => {
-      const quiet = first.includes(node) && !waiting.has(node);
+      const chosen = first.includes(node);
+      const quiet = chosen && !waiting.has(node);
       let cert = await this.post(
         node,
-        sr,
+        body,
         quiet ? 0 : deadline - Date.now(),
         abort.signal,
-        toAll && first.includes(node),
+        toAll && chosen,
       );
       if (!cert && quiet) {
         await quietGate;
@@ -676,7 +679,7 @@ export class DropbearClient {
     pollLater: (it: BatchItem) => void,
   ): Promise<void> {
     try {
-      const cert = await this.post(node, it.sr, ctx.deadline - Date.now(), itemSignal(it), ctx.sentToAll);
+      const cert = await this.post(node, it.bytes, ctx.deadline - Date.now(), itemSignal(it), ctx.sentToAll);
       if (cert) this.takeCertificate(node, it, cert, ctx);
       else pollLater(it);
     } catch (e) {
