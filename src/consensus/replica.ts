@@ -94,8 +94,12 @@ export interface ReplicaConfig {
   forwardDelayMs: number;
   /**
    * A request whose client says it sent it to every node itself (Event `sentToAll`) is forwarded only if
-   * it is still waiting (not proposed, not executed) this long after it arrived: a client that reached
-   * every node costs no forwarding, and one that did not (a node it could not reach) is not stranded.
+   * it is still waiting (not proposed, not executed) this long after it arrived, and then only to the
+   * peers whose results for it have not arrived (a result proves its node holds the request). If this
+   * node's own result is not in by then either (its inference is backlogged, and so probably are its
+   * peers'), it waits until lateForwardMs after its own result, or until half the view-change timeout
+   * since arrival, whichever comes first. A client that reached every node costs no forwarding, even under
+   * a backlog, and one that did not (a node it could not reach) is not stranded.
    */
   lateForwardMs: number;
   /** How long before unacknowledged work (messages, fetches, own results) is sent again. */
@@ -262,6 +266,39 @@ interface PoolEntry {
   /** pending: waiting for votes or a proposal; proposed: in an accepted batch not yet executed. */
   state: 'pending' | 'proposed';
   acceptedAt: number;
+}
+
+/**
+ * Ids each due at a time, pushed in order of their due times (an entry pushed out of order is only
+ * returned once those before it are due). An array with a moving head: O(1) per entry.
+ */
+class DueQueue {
+  private q: { id: string; at: number }[] = [];
+  private head = 0;
+
+  push(id: string, at: number): void {
+    this.q.push({ id, at });
+  }
+
+  get nextAt(): number {
+    return this.q[this.head]?.at ?? Number.POSITIVE_INFINITY;
+  }
+
+  /** Removes and returns the ids due at `now`. */
+  due(now: number): string[] {
+    const out: string[] = [];
+    const q = this.q;
+    let i = this.head;
+    for (; i < q.length && q[i].at <= now; i++) out.push(q[i].id);
+    if (i >= q.length) {
+      this.q = [];
+      this.head = 0;
+    } else if (i > 1024 && i * 2 > q.length) {
+      this.q = q.slice(i);
+      this.head = 0;
+    } else this.head = i;
+    return out;
+  }
 }
 
 /** A transaction waiting to be ordered (not persisted: after a crash the owner submits it again). */
@@ -434,9 +471,12 @@ export class Replica {
   private readonly signed = new Map<string, string>();
   private readonly inferQueue: { requestId: Uint8Array; request: SignedRequest }[] = [];
   private forwardQueue: SignedRequest[] = [];
-  /** Requests whose clients sent them to every node: forwarded at `at` if still pending (FIFO by `at`). */
-  private lateForward: { id: string; at: number }[] = [];
-  private lateForwardHead = 0;
+  /** Requests whose clients sent them to every node: looked at when due, if still pending (lateForwardMs). */
+  private readonly lateForward = new DueQueue();
+  /** Of those, the ones that were due before this node's own result: forwarded at the latest when due here. */
+  private readonly lateCap = new DueQueue();
+  /** Ids in lateCap still waiting for this node's own result. */
+  private readonly awaitingOwnResult = new Set<string>();
   private forwardDeadline = Number.POSITIVE_INFINITY;
   private lastRetransmit = 0;
   /** When our VIEW-CHANGE goes out again, and the current gap between copies. */
@@ -665,7 +705,7 @@ export class Replica {
     this.admit(sr, c.id);
     this.out.push({ type: 'accepted', requestId: c.id });
     if (sentToAll) {
-      this.lateForward.push({ id: hex(c.id), at: this.now + this.cfg.lateForwardMs });
+      this.lateForward.push(hex(c.id), this.now + this.cfg.lateForwardMs);
       return;
     }
     this.forwardQueue.push(sr);
@@ -821,6 +861,12 @@ export class Replica {
       this.ownResults.push(digest);
       this.out.push({ type: 'broadcast', msg: { kind: 'results', signed } });
     }
+    if (this.awaitingOwnResult.size > 0)
+      for (const r of results) {
+        const idHex = hex(r.requestId);
+        if (this.awaitingOwnResult.delete(idHex))
+          this.lateForward.push(idHex, this.now + this.cfg.lateForwardMs);
+      }
   }
 
   private onResults(from: number, signed: SignedResults): void {
@@ -1885,27 +1931,43 @@ export class Replica {
     if (mine) this.out.push({ type: 'send', to: peer, msg: mine });
   }
 
-  /** Forwards the sent-to-all requests whose late-forward time has come and that are still pending. */
+  /**
+   * The sent-to-all requests whose late-forward time has come and that are still pending go to the peers
+   * that have not voted on them; those this node has not voted on either wait for its own result, or for
+   * their cap (see lateForwardMs).
+   */
   private lateForwards(): void {
-    const q = this.lateForward;
-    let i = this.lateForwardHead;
-    for (; i < q.length && q[i].at <= this.now; i++) {
-      const p = this.pool.get(q[i].id);
-      if (p?.state === 'pending') this.forwardQueue.push(p.sr);
+    const toPeer: SignedRequest[][] = this.genesis.nodes.map(() => []);
+    const forward = (idHex: string, p: PoolEntry) => {
+      const voted = this.votes.get(idHex);
+      for (let peer = 0; peer < toPeer.length; peer++)
+        if (peer !== this.id && !voted?.has(peer)) toPeer[peer].push(p.sr);
+    };
+    for (const idHex of this.lateForward.due(this.now)) {
+      const p = this.pool.get(idHex);
+      if (p?.state !== 'pending') continue;
+      if (this.votes.get(idHex)?.has(this.id)) forward(idHex, p);
+      else {
+        const cap = p.acceptedAt + Math.max(this.cfg.lateForwardMs, this.cfg.viewChangeTimeoutMs / 2);
+        if (cap <= this.now) forward(idHex, p);
+        else {
+          this.awaitingOwnResult.add(idHex);
+          this.lateCap.push(idHex, cap);
+        }
+      }
     }
-    if (i >= q.length) {
-      this.lateForward = [];
-      this.lateForwardHead = 0;
-    } else if (i > 1024 && i * 2 > q.length) {
-      this.lateForward = q.slice(i);
-      this.lateForwardHead = 0;
-    } else this.lateForwardHead = i;
-    if (this.forwardQueue.length > 0) this.flushForward();
+    for (const idHex of this.lateCap.due(this.now)) {
+      if (!this.awaitingOwnResult.delete(idHex)) continue;
+      const p = this.pool.get(idHex);
+      if (p?.state === 'pending') forward(idHex, p);
+    }
+    for (let peer = 0; peer < toPeer.length; peer++)
+      if (toPeer[peer].length > 0)
+        this.out.push({ type: 'send', to: peer, msg: { kind: 'forward', requests: toPeer[peer] } });
   }
 
   private onTick(): void {
-    if ((this.lateForward[this.lateForwardHead]?.at ?? Number.POSITIVE_INFINITY) <= this.now)
-      this.lateForwards();
+    if (Math.min(this.lateForward.nextAt, this.lateCap.nextAt) <= this.now) this.lateForwards();
     if (this.forwardDeadline <= this.now) this.flushForward();
     if (this.viewTimerDeadline() <= this.now) this.onViewTimer();
     if (this.lastRetransmit + this.cfg.retransmitMs <= this.now) {
@@ -2627,7 +2689,8 @@ export class Replica {
     let wake = Math.min(
       this.forwardDeadline,
       this.viewTimerDeadline(),
-      this.lateForward[this.lateForwardHead]?.at ?? Number.POSITIVE_INFINITY,
+      this.lateForward.nextAt,
+      this.lateCap.nextAt,
     );
     // Not while changing views: maybePropose does nothing then, so a due time would fire again and again
     // (requests keep turning ready, transactions keep waiting); the NEW-VIEW's step proposes.

@@ -334,7 +334,7 @@ describe('1. dissemination of client requests', () => {
     expect(sent(h.tick(T0 + 1), 'forward')).toHaveLength(0);
   });
 
-  it('a request its client sent to every node is forwarded only if still pending after lateForwardMs', () => {
+  it('a request its client sent to every node is forwarded only if still pending after lateForwardMs, to the peers that have not voted', () => {
     const h = new One(1, { lateForwardMs: 50 });
     const reqs = [mkReq(1), mkReq(2)];
     const ids = reqs.map(requestIdOf);
@@ -346,18 +346,49 @@ describe('1. dissemination of client requests', () => {
     }
     expect(h.r.nextWake).toBe(T0 + 50);
     expect(sent(h.tick(T0 + 1), 'forward')).toHaveLength(0); // not after forwardDelayMs
-    // Request 1 gets its votes and is proposed by the primary; request 0 stays waiting.
-    const res = [0, 1, 2, 3].map((node) => resultsOf(node, ids));
+    // Request 1 gets every vote and is proposed by the primary; request 0 stays waiting, voted on by
+    // this node and nodes 0 and 2 but not node 3.
     h.inferred(ids, 7, T0 + 2);
-    for (const v of [0, 2, 3]) h.msg(v, { kind: 'results', signed: res[v] }, T0 + 2);
-    const pp = makePP(1, [{ requestId: ids[1], votes: [0, 1, 2, 3].map((v) => voteOf(res[v], 1)) }]);
+    for (const v of [0, 2]) h.msg(v, { kind: 'results', signed: resultsOf(v, ids) }, T0 + 2);
+    const res3 = resultsOf(3, [ids[1]]);
+    h.msg(3, { kind: 'results', signed: res3 }, T0 + 2);
+    const pp = makePP(1, [
+      {
+        requestId: ids[1],
+        votes: [...[0, 1, 2].map((v) => voteOf(resultsOf(v, ids), 1)), voteOf(res3, 0)],
+      },
+    ]);
     expect(sent(h.msg(0, { kind: 'prePrepare', pp }, T0 + 3), 'prepare')).toHaveLength(1);
     expect(sent(h.tick(T0 + 49), 'forward')).toHaveLength(0);
     const fw = sent(h.tick(T0 + 50), 'forward');
-    expect(fw).toHaveLength(1);
-    expect(fw[0].to).toBe('all');
+    expect(fw.map((f) => f.to)).toEqual([3]);
     expect(hexes(fw[0].msg.requests.map(requestIdOf))).toEqual([hex(ids[0])]);
-    expect(sent(h.tick(T0 + 200), 'forward')).toHaveLength(0); // once only
+    expect(sent(h.tick(T0 + 2000), 'forward')).toHaveLength(0); // once only
+  });
+
+  it('a sent-to-all request this node has not inferred yet is forwarded lateForwardMs after its own result, or at half the view-change timeout', () => {
+    const h = new One(1, { lateForwardMs: 50, viewChangeTimeoutMs: 1000 });
+    const reqs = [mkReq(1), mkReq(2)];
+    const ids = reqs.map(requestIdOf);
+    for (const sr of reqs) h.step({ type: 'request', request: sr, sentToAll: true }, T0);
+    // Due at T0 + 50 without this node's own results (its inference is backlogged): nothing goes out.
+    expect(sent(h.tick(T0 + 50), 'forward')).toHaveLength(0);
+    expect(h.r.nextWake).toBe(T0 + 500); // the cap: half the view-change timeout after arrival
+    // Its own result for request 0 comes at T0 + 300, node 2's too: request 0 goes out at T0 + 350, to
+    // nodes 0 and 3 only.
+    h.inferred([ids[0]], 7, T0 + 300);
+    h.msg(2, { kind: 'results', signed: resultsOf(2, [ids[0]]) }, T0 + 300);
+    expect(sent(h.tick(T0 + 349), 'forward')).toHaveLength(0);
+    const fw = sent(h.tick(T0 + 350), 'forward');
+    expect(fw.map((f) => f.to).sort()).toEqual([0, 3]);
+    for (const f of fw) expect(hexes(f.msg.requests.map(requestIdOf))).toEqual([hex(ids[0])]);
+    // Request 1 never gets this node's result: it goes to every peer at the cap, once.
+    expect(sent(h.tick(T0 + 499), 'forward')).toHaveLength(0);
+    const capped = sent(h.tick(T0 + 500), 'forward');
+    expect(capped.map((f) => f.to).sort()).toEqual([0, 2, 3]);
+    for (const f of capped) expect(hexes(f.msg.requests.map(requestIdOf))).toEqual([hex(ids[1])]);
+    h.inferred([ids[1]], 7, T0 + 600); // a result after the cap schedules nothing more
+    expect(sent(h.tick(T0 + 2000), 'forward')).toHaveLength(0);
   });
 
   it('a forwarded request from a peer goes to inference but is not forwarded again', () => {
