@@ -463,7 +463,12 @@ export function steadyProfile(dir: string, skipMs: number, limit = 15): SteadyPr
   return { files: files.length, mainMs: Math.round(mainMs), workerMs: Math.round(workerMs), main };
 }
 
-/** Waits (up to `maxMs`) until no node holds pending requests or waiting certificates from the last step. */
+/**
+ * Waits (up to `maxMs`) until no node holds pending requests, waiting certificates or inputs at its model
+ * from the last step: a node whose model fell behind would otherwise go on inferring into the next step
+ * (before the inputs of executed requests were dropped unrun, node 0 of the e2e group ended a 15 s closed
+ * loop ~40 inputs behind, ~1 s of a core spent during whatever ran next, the baseline's rows included).
+ */
 export async function settleNodes(
   apis: string[],
   fetchImpl: typeof fetch = fetch,
@@ -476,8 +481,12 @@ export async function settleNodes(
     for (const api of apis) {
       try {
         const r = await fetchImpl(`${api}/v1/status`);
-        const s = (await r.json()) as { pendingRequests?: number; waitingForCertificates?: number };
-        pending += (s.pendingRequests ?? 0) + (s.waitingForCertificates ?? 0);
+        const s = (await r.json()) as {
+          pendingRequests?: number;
+          waitingForCertificates?: number;
+          inferring?: number;
+        };
+        pending += (s.pendingRequests ?? 0) + (s.waitingForCertificates ?? 0) + (s.inferring ?? 0);
       } catch {}
     }
     if (pending === 0 || Date.now() > deadline) return;

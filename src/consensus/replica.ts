@@ -589,6 +589,13 @@ export class Replica {
   get pendingRequests(): number {
     return this.pool.size;
   }
+  /**
+   * Whether the request is held and not yet executed (waiting or in a batch not yet executed): until then
+   * this node's vote on it may still count. Executed or unknown: false.
+   */
+  awaitsExecution(idHex: string): boolean {
+    return this.pool.has(idHex);
+  }
   /** Whether this replica holds the request (waiting or in a batch) or has executed it. */
   holdsRequest(idHex: string): boolean {
     return this.pool.has(idHex) || this.doneHex(idHex);

@@ -5,6 +5,7 @@
  * refused at once with OVERLOADED instead of growing without bound.
  */
 import { DropbearError } from '../protocol/errors.ts';
+import { INFERENCE_SKIPPED } from './backend.ts';
 import { toHalf } from './preprocess.ts';
 
 export interface BatcherOptions {
@@ -27,6 +28,7 @@ export type BatchRunner = (
 interface Item {
   x: Float32Array;
   at: number;
+  wanted: (() => boolean) | undefined;
   resolve: (y: Float32Array) => void;
   reject: (e: Error) => void;
 }
@@ -37,6 +39,8 @@ export interface BatcherStats {
   batches: number;
   items: number;
   rejected: number;
+  /** Items refused with INFERENCE_SKIPPED when their batch formed: their caller no longer wanted them. */
+  skipped: number;
   /** Batch size → number of batches of that size. */
   sizes: Map<number, number>;
   /** Sum of worker run times, ms. */
@@ -53,6 +57,7 @@ export class DynamicBatcher {
     batches: 0,
     items: 0,
     rejected: 0,
+    skipped: 0,
     sizes: new Map(),
     runMs: 0,
   };
@@ -71,7 +76,8 @@ export class DynamicBatcher {
     return this.queue.length;
   }
 
-  submit(x: Float32Array): Promise<Float32Array> {
+  /** `wanted` is asked when the item's batch forms; false refuses it with INFERENCE_SKIPPED, unrun. */
+  submit(x: Float32Array, wanted?: () => boolean): Promise<Float32Array> {
     if (this.closed)
       return Promise.reject(new DropbearError('ENGINE_CLOSED', 'the inference engine is closed'));
     if (x.length !== this.itemSize)
@@ -85,7 +91,7 @@ export class DynamicBatcher {
       );
     }
     return new Promise((resolve, reject) => {
-      this.queue.push({ x, at: performance.now(), resolve, reject });
+      this.queue.push({ x, at: performance.now(), wanted, resolve, reject });
       this.stats.queued = this.queue.length;
       this.pump();
     });
@@ -102,9 +108,26 @@ export class DynamicBatcher {
           }, this.opts.maxDelayMs - waited);
         return;
       }
-      this.flush(this.queue.splice(0, this.opts.maxBatch));
+      const items = this.take();
+      if (items.length > 0) this.flush(items);
     }
     this.stats.queued = this.queue.length;
+  }
+
+  /** Up to `maxBatch` items from the front; those no longer wanted are refused on the way, never run. */
+  private take(): Item[] {
+    const items: Item[] = [];
+    let i = 0;
+    while (i < this.queue.length && items.length < this.opts.maxBatch) {
+      const it = this.queue[i++];
+      if (it.wanted === undefined || it.wanted()) items.push(it);
+      else {
+        this.stats.skipped++;
+        it.reject(INFERENCE_SKIPPED);
+      }
+    }
+    this.queue.splice(0, i);
+    return items;
   }
 
   private flush(items: Item[]): void {

@@ -5,7 +5,7 @@
  */
 import { DropbearError } from '../protocol/errors.ts';
 import type { Result } from '../protocol/index.ts';
-import type { ModelBackend } from './backend.ts';
+import { type ClassifyOptions, INFERENCE_SKIPPED, type ModelBackend } from './backend.ts';
 import { type BatcherOptions, DynamicBatcher } from './batcher.ts';
 import type { Decoder } from './decode.ts';
 import { toResult } from './postprocess.ts';
@@ -49,9 +49,13 @@ export interface EngineStats {
   batches: number;
   items: number;
   rejected: number;
+  /** Inputs refused with INFERENCE_SKIPPED before decoding or their batch (their caller stopped waiting). */
+  skipped: number;
   batchSizes: Record<number, number>;
   runMs: number;
   prepMs: number;
+  /** Inputs decoded and preprocessed on the workers (model tensors are copied, not counted). */
+  decoded: number;
 }
 
 export class InferenceEngine implements ModelBackend {
@@ -66,6 +70,8 @@ export class InferenceEngine implements ModelBackend {
   private preparing = 0;
   private prepMs = 0;
   private rejected = 0;
+  private skipped = 0;
+  private decoded = 0;
 
   private constructor(
     spec: ModelSpec,
@@ -140,13 +146,14 @@ export class InferenceEngine implements ModelBackend {
   }
 
   /** Input bytes (JPEG, PNG, DBT1 tensor) to the model's preprocessed input. */
-  async preprocess(input: Uint8Array): Promise<Float32Array> {
+  async preprocess(input: Uint8Array, wanted?: () => boolean): Promise<Float32Array> {
     const direct = new Float32Array(this.itemSize);
     if (copyModelTensor(input, this.spec, direct, 0)) return direct;
     this.preparing++;
     try {
-      const r = await this.prepPool.prep(input);
+      const r = await this.prepPool.prep(input, wanted);
       this.prepMs += r.ms;
+      this.decoded++;
       return r.data;
     } finally {
       this.preparing--;
@@ -158,11 +165,19 @@ export class InferenceEngine implements ModelBackend {
     return this.batcher.submit(x);
   }
 
-  /** One input to its Result (top-5, scores in millionths). */
-  async classify(input: Uint8Array): Promise<Result> {
+  /**
+   * One input to its Result (top-5, scores in millionths). `opts.wanted` is asked before decoding and when
+   * the input's batch forms (ModelBackend says why).
+   */
+  async classify(input: Uint8Array, opts?: ClassifyOptions): Promise<Result> {
+    const wanted = opts?.wanted;
+    if (wanted !== undefined && !wanted()) {
+      this.skipped++;
+      throw INFERENCE_SKIPPED;
+    }
     this.admit();
-    const x = await this.preprocess(input);
-    return toResult(await this.batcher.submit(x), this.spec.output.meaning);
+    const x = await this.preprocess(input, wanted);
+    return toResult(await this.batcher.submit(x, wanted), this.spec.output.meaning);
   }
 
   stats(): EngineStats {
@@ -174,9 +189,11 @@ export class InferenceEngine implements ModelBackend {
       batches: b.batches,
       items: b.items,
       rejected: b.rejected + this.rejected,
+      skipped: this.skipped + this.prepPool.skipped + b.skipped,
       batchSizes: Object.fromEntries(b.sizes),
       runMs: b.runMs,
       prepMs: this.prepMs,
+      decoded: this.decoded,
     };
   }
 

@@ -23,7 +23,7 @@
  */
 import { DropbearError } from '../protocol/errors.ts';
 import type { Result } from '../protocol/index.ts';
-import type { BackendStats, ModelBackend } from './backend.ts';
+import { type BackendStats, type ClassifyOptions, INFERENCE_SKIPPED, type ModelBackend } from './backend.ts';
 import { catalogByDigest } from './catalog.ts';
 import { type Decoder, toModelInput } from './decode.ts';
 import { toResult } from './postprocess.ts';
@@ -252,6 +252,7 @@ export class RemoteBackend implements ModelBackend {
     bytesSent: 0,
     bytesReceived: 0,
     totalMs: 0,
+    skipped: 0,
     binary: false,
   };
 
@@ -413,12 +414,23 @@ export class RemoteBackend implements ModelBackend {
     return this.inferOnce(items);
   }
 
-  /** One input (JPEG, PNG or DBT1 tensor), preprocessed here, to its Result. */
-  async classify(input: Uint8Array): Promise<Result> {
+  /**
+   * One input (JPEG, PNG or DBT1 tensor), preprocessed here, to its Result. `opts.wanted` is asked before
+   * decoding and before the call to the server (a call already sent runs to its end).
+   */
+  async classify(input: Uint8Array, opts?: ClassifyOptions): Promise<Result> {
     if (this.closed) throw new DropbearError('ENGINE_CLOSED', 'the remote backend is closed');
+    const wanted = opts?.wanted;
+    if (wanted !== undefined && !wanted()) return this.skip();
     const x = new Float32Array(this.itemSize);
     await toModelInput(input, this.spec, this.decoder, x, 0);
+    if (wanted !== undefined && !wanted()) return this.skip();
     return toResult(await this.scores(x), this.spec.output.meaning);
+  }
+
+  private skip(): never {
+    this.counters.skipped = (this.counters.skipped ?? 0) + 1;
+    throw INFERENCE_SKIPPED;
   }
 
   stats(): RemoteStats {

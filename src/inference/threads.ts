@@ -4,6 +4,7 @@
  */
 import { Worker } from 'node:worker_threads';
 import { DropbearError } from '../protocol/errors.ts';
+import { INFERENCE_SKIPPED } from './backend.ts';
 import type { Decoder } from './decode.ts';
 import type { ModelSpec } from './spec.ts';
 import type { PrepWorkerData, SessionWorkerData, WorkerReply, WorkerRequest } from './worker.ts';
@@ -158,9 +159,27 @@ export class SessionRunner {
   }
 }
 
-/** Decoding and preprocessing on worker threads, least-loaded first. */
+/**
+ * Calls posted to one preprocessing worker before the pool keeps the rest itself. Two keep the next input
+ * in the worker's own queue while one decodes; the rest wait here, where an input whose caller no longer
+ * wants it (`wanted`) can still be dropped unread. Posted, it would be decoded whatever happened meanwhile.
+ */
+const PREP_PER_WORKER = 2;
+
+interface WaitingPrep {
+  bytes: Uint8Array;
+  wanted: (() => boolean) | undefined;
+  resolve: (r: { data: Float32Array; ms: number }) => void;
+  reject: (e: Error) => void;
+}
+
+/** Decoding and preprocessing on worker threads, least-loaded first, in arrival order. */
 export class PrepPool {
   private readonly handles: WorkerHandle[];
+  private readonly waiting: WaitingPrep[] = [];
+  private closed = false;
+  /** Inputs refused with INFERENCE_SKIPPED at their turn, before a worker saw them. */
+  skipped = 0;
 
   private constructor(handles: WorkerHandle[]) {
     this.handles = handles;
@@ -180,17 +199,49 @@ export class PrepPool {
     return new PrepPool(handles);
   }
 
-  get inFlight(): number {
-    return this.handles.reduce((a, h) => a + h.inFlight, 0);
+  /** `wanted` is asked when the input's turn comes; false refuses it with INFERENCE_SKIPPED, unread. */
+  prep(bytes: Uint8Array, wanted?: () => boolean): Promise<{ data: Float32Array; ms: number }> {
+    if (this.closed)
+      return Promise.reject(new DropbearError('ENGINE_CLOSED', 'the inference engine is closed'));
+    const h = this.waiting.length === 0 ? this.free() : undefined;
+    if (h) return this.send(h, bytes);
+    return new Promise((resolve, reject) => {
+      this.waiting.push({ bytes, wanted, resolve, reject });
+    });
   }
 
-  prep(bytes: Uint8Array): Promise<{ data: Float32Array; ms: number }> {
-    let h = this.handles[0];
-    for (const x of this.handles) if (x.inFlight < h.inFlight) h = x;
-    return h.request({ type: 'prep', bytes });
+  /** The least-loaded worker with room for another call, if any. */
+  private free(): WorkerHandle | undefined {
+    let best: WorkerHandle | undefined;
+    for (const x of this.handles)
+      if (x.inFlight < PREP_PER_WORKER && (best === undefined || x.inFlight < best.inFlight)) best = x;
+    return best;
   }
+
+  private send(h: WorkerHandle, bytes: Uint8Array): Promise<{ data: Float32Array; ms: number }> {
+    const p = h.request({ type: 'prep', bytes });
+    p.then(this.pump, this.pump);
+    return p;
+  }
+
+  private readonly pump = (): void => {
+    while (this.waiting.length > 0) {
+      const h = this.free();
+      if (!h) return;
+      const w = this.waiting.shift()!;
+      if (w.wanted !== undefined && !w.wanted()) {
+        this.skipped++;
+        w.reject(INFERENCE_SKIPPED);
+        continue;
+      }
+      this.send(h, w.bytes).then(w.resolve, w.reject);
+    }
+  };
 
   async close(): Promise<void> {
+    this.closed = true;
+    const e = new DropbearError('ENGINE_CLOSED', 'the inference engine is closed');
+    for (const w of this.waiting.splice(0)) w.reject(e);
     await Promise.all(this.handles.map((h) => h.close()));
   }
 }

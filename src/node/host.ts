@@ -16,7 +16,7 @@ import {
   type ReplicaConfig,
   type TxRejectCode,
 } from '../consensus/replica.ts';
-import type { ModelBackend } from '../inference/backend.ts';
+import { INFERENCE_SKIPPED, type ModelBackend } from '../inference/backend.ts';
 import { SqliteLedger } from '../ledger/sqlite.ts';
 import type { Execution } from '../ledger/state.ts';
 import {
@@ -74,7 +74,11 @@ export interface HostOptions {
 export interface HostObserver {
   accepted(id: Uint8Array): void;
   rejected(code: string): void;
-  inferred(n: number, ms: number, failed: number): void;
+  /**
+   * One inference call of the host ended: `n` inputs answered (`failed` of them as empty results) and
+   * `skipped` dropped unrun because their requests executed while they waited (NodeHost.inferNow).
+   */
+  inferred(n: number, ms: number, failed: number, skipped: number): void;
   executed(seq: number, requests: number): void;
   certified(certs: Certificate[]): void;
   badFrame(from: number): void;
@@ -90,6 +94,8 @@ export type SubmitOutcome =
 export type TxOutcome =
   | { ok: true; txId: Uint8Array }
   | { ok: false; txId: Uint8Array; code: TxRejectCode; message: string };
+
+type InferredResult = { requestId: Uint8Array; result: Result };
 
 interface Waiter {
   resolve: (c: Certificate | null) => void;
@@ -379,11 +385,23 @@ export class NodeHost {
     const t0 = performance.now();
     this.inferring += requests.length;
     let failed = 0;
+    let skipped = 0;
     Promise.all(
       requests.map(async (r) => {
+        // A request may execute while its input waits behind others (this node's model is slower than
+        // a quorum's, or its share of the CPU smaller): once executed its vote can no longer count, so
+        // the backend drops it at its next stage instead of decoding and running it (and this node does
+        // not vote on it). Executed is final; a request a view change or model update puts back is still
+        // waiting, so it is inferred.
+        const idHex = hex(r.requestId);
+        const wanted = () => this.replica.awaitsExecution(idHex);
         try {
-          return { requestId: r.requestId, result: await backend.classify(r.request.input) };
+          return { requestId: r.requestId, result: await backend.classify(r.request.input, { wanted }) };
         } catch (e) {
+          if (e === INFERENCE_SKIPPED) {
+            skipped++;
+            return null;
+          }
           // An input this model cannot read (or a failed run) gets an empty answer: the node still votes,
           // so the request is certified (as no-agreement if every model fails) instead of stalling.
           failed++;
@@ -393,9 +411,11 @@ export class NodeHost {
           return { requestId: r.requestId, result: empty };
         }
       }),
-    ).then((results) => {
+    ).then((all) => {
       this.inferring -= requests.length;
-      this.obs.inferred?.(results.length, performance.now() - t0, failed);
+      const results = skipped === 0 ? (all as InferredResult[]) : all.filter((x) => x !== null);
+      this.obs.inferred?.(results.length, performance.now() - t0, failed, skipped);
+      if (results.length === 0) return;
       this.step({
         type: 'inferred',
         modelDigest: Uint8Array.from(Buffer.from(backend.digest, 'hex')),

@@ -11,6 +11,7 @@
  *   dropbear_inference_batch_size                    requests per inference call of the host (histogram)
  *   dropbear_inference_seconds                       time per inference call of the host (histogram)
  *   dropbear_inference_failures_total                inputs the model failed on (voted as empty results)
+ *   dropbear_inference_skipped_total                 inputs dropped unrun: their request executed meanwhile
  *   dropbear_consensus_batch_size                    requests per executed consensus batch (histogram)
  *   dropbear_accept_to_certificate_seconds           accepted here to certificate formed here (histogram)
  *   dropbear_pending_requests                        requests held by the replica, not yet executed
@@ -54,6 +55,7 @@ export class NodeMetrics {
   private readonly inferBatch: Histogram;
   private readonly inferSeconds: Histogram;
   private readonly inferFailures: Counter;
+  private readonly inferSkipped: Counter;
   private readonly consensusBatch: Histogram;
   private readonly acceptToCert: Histogram;
   private readonly viewChanges: Counter;
@@ -111,6 +113,11 @@ export class NodeMetrics {
     this.inferFailures = new Counter({
       name: 'dropbear_inference_failures_total',
       help: 'Inputs the model could not classify (voted as an empty result)',
+      registers,
+    });
+    this.inferSkipped = new Counter({
+      name: 'dropbear_inference_skipped_total',
+      help: 'Inputs dropped before decoding or their model batch: their request executed while they waited',
       registers,
     });
     this.consensusBatch = new Histogram({
@@ -190,10 +197,13 @@ export class NodeMetrics {
     return {
       accepted: () => this.accepted.inc(),
       rejected: (code) => this.rejected.inc({ reason: code }),
-      inferred: (n, ms, failed) => {
-        this.inferBatch.observe(n);
-        this.inferSeconds.observe(ms / 1000);
+      inferred: (n, ms, failed, skipped) => {
+        if (n > 0) {
+          this.inferBatch.observe(n);
+          this.inferSeconds.observe(ms / 1000);
+        }
         if (failed > 0) this.inferFailures.inc(failed);
+        if (skipped > 0) this.inferSkipped.inc(skipped);
       },
       executed: (_seq, requests) => this.consensusBatch.observe(requests),
       certified: (certs) => this.onCertified(certs),

@@ -64,8 +64,8 @@ function lying(b: ModelBackend): ModelBackend {
     spec: b.spec,
     stats: () => b.stats(),
     close: () => b.close(),
-    async classify(input) {
-      const r = await b.classify(input);
+    async classify(input, opts) {
+      const r = await b.classify(input, opts);
       if (r.kind !== 'class') return r;
       return { kind: 'class', top: r.top.map((t) => ({ label: (t.label + 500) % 1000, score: t.score })) };
     },

@@ -248,6 +248,15 @@ describe('RemoteBackend against serve-model', () => {
     expect(bin.stats()).toMatchObject({ items: 40, failures: 0, inFlight: 0, binary: true });
     // Binary tensors are far smaller on the wire than JSON numbers.
     expect(bin.stats().bytesSent).toBeLessThan(json.stats().bytesSent / 2);
+    // An input no longer wanted is dropped before decoding, or after it, before the server is called.
+    const requests = bin.stats().requests;
+    let asked = 0;
+    const skip = async (wanted: () => boolean) =>
+      bin.classify(images[0].bytes, { wanted }).catch((e: DropbearError) => e.code);
+    expect(await skip(() => false)).toBe('INFERENCE_SKIPPED');
+    expect(await skip(() => asked++ === 0)).toBe('INFERENCE_SKIPPED');
+    expect(asked).toBe(2);
+    expect(bin.stats()).toMatchObject({ requests, skipped: 2, items: 40 });
     await Promise.all([json.close(), bin.close()]);
   });
 

@@ -156,6 +156,35 @@ describe('engine behaviour', () => {
     expect((await e.classify(valBytes.get(valFiles[0])!)).kind).toBe('class');
   });
 
+  it('inputs no longer wanted are dropped before decoding or their batch; the rest answer as usual', async () => {
+    const e = await engine('mobilenet_v1_0.25_128_quant', { maxBatch: 4, maxDelayMs: 1 });
+    const files = valFiles.slice(0, 24);
+    const plain = await Promise.all(files.map((f) => e.classify(valBytes.get(f)!)));
+    const before = e.stats();
+    const wanted = files.map(() => true);
+    const ps = files.map((f, i) =>
+      e.classify(valBytes.get(f)!, { wanted: () => wanted[i] }).catch((x: DropbearError) => x.code),
+    );
+    // The pool posts two inputs to its worker; the odd ones stop being wanted while they wait (the
+    // first of them, already posted, at its batch).
+    for (let i = 1; i < files.length; i += 2) wanted[i] = false;
+    const got = await Promise.all(ps);
+    got.forEach((r, i) => {
+      if (i % 2 === 1) expect(r).toBe('INFERENCE_SKIPPED');
+      else expect(r).toEqual(plain[i]);
+    });
+    const after = e.stats();
+    expect(after.skipped - before.skipped).toBe(12);
+    expect(after.items - before.items).toBe(12);
+    // Decoded: the 12 wanted and the one odd input posted before it was dropped (1; one worker, two posted).
+    expect(after.decoded - before.decoded).toBe(13);
+    // Not wanted from the start: refused at once, nothing queued.
+    await expect(e.classify(valBytes.get(files[0])!, { wanted: () => false })).rejects.toMatchObject({
+      code: 'INFERENCE_SKIPPED',
+    });
+    expect(e.stats().skipped - after.skipped).toBe(1);
+  });
+
   it('a model file whose digest differs from the expected one is refused', async () => {
     const spec = catalogByName('mobilenet_v1_0.25_128_quant')!;
     const err = await InferenceEngine.start({

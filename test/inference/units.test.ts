@@ -170,6 +170,41 @@ describe('dynamic batcher', () => {
     expect(b.stats.rejected).toBe(2);
   });
 
+  it('an item no longer wanted when its batch forms is refused with INFERENCE_SKIPPED and never run', async () => {
+    const log: number[] = [];
+    const b = new DynamicBatcher(2, 1, echo(30, log), {
+      maxBatch: 2,
+      maxDelayMs: 0,
+      maxQueue: 100,
+      maxInFlight: 1,
+    });
+    const wanted = Array.from({ length: 6 }, () => true);
+    const ps = wanted.map((_, i) =>
+      b
+        .submit(Float32Array.of(i, 0), () => wanted[i])
+        .then(
+          (o) => o[0],
+          (e: DropbearError) => e.code,
+        ),
+    );
+    // Item 0 went at once (no delay) and is running; 2, 4 and 5 stop being wanted while they wait.
+    wanted[2] = false;
+    wanted[4] = false;
+    wanted[5] = false;
+    expect(await Promise.all(ps)).toEqual([
+      0,
+      1,
+      'INFERENCE_SKIPPED',
+      3,
+      'INFERENCE_SKIPPED',
+      'INFERENCE_SKIPPED',
+    ]);
+    // Then one batch of 1 and 3: the skipped 2 took no place in it, and 4 and 5 formed none.
+    expect(log).toEqual([1, 2]);
+    expect(b.stats.skipped).toBe(3);
+    expect(b.stats.items).toBe(3);
+  });
+
   it('a runner failure rejects that batch only', async () => {
     let calls = 0;
     const b = new DynamicBatcher(

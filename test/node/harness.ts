@@ -8,6 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import type { ReplicaConfig } from '../../src/consensus/replica.ts';
+import type { ModelBackend } from '../../src/inference/backend.ts';
 import { catalogByName } from '../../src/inference/catalog.ts';
 import { InferenceEngine } from '../../src/inference/engine.ts';
 import { type ApiOptions, buildApi } from '../../src/node/api.ts';
@@ -135,6 +136,8 @@ export async function startGroup(opts: {
   replica?: Partial<ReplicaConfig>;
   api?: (id: number, host: NodeHost) => ApiOptions;
   listen?: boolean;
+  /** What node `id` infers with (default: its engine itself). */
+  backend?: (id: number, engine: InferenceEngine) => ModelBackend;
 }): Promise<TestGroup> {
   const models = opts.models ?? FAST_MODELS;
   const dir = mkdtempSync(join(tmpdir(), `dropbear-${opts.name}-`));
@@ -174,7 +177,7 @@ export async function startGroup(opts: {
         genesis,
         key: keys[id],
         ledgerPath: join(dir, `node-${id}.sqlite`),
-        backends: [engines[id]],
+        backends: [opts.backend?.(id, engines[id]) ?? engines[id]],
         wire: net.wire(id),
         replica: opts.replica,
       });
