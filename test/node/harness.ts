@@ -12,7 +12,7 @@ import type { ModelBackend } from '../../src/inference/backend.ts';
 import { catalogByName } from '../../src/inference/catalog.ts';
 import { InferenceEngine } from '../../src/inference/engine.ts';
 import { type ApiOptions, buildApi } from '../../src/node/api.ts';
-import { NodeHost, type Wire } from '../../src/node/host.ts';
+import { type HostObserver, NodeHost, type Wire } from '../../src/node/host.ts';
 import { type Genesis, groupIdOf, type KeyPair, keyPairFromSeed, sha256 } from '../../src/protocol/index.ts';
 
 export { SHARED } from '../shared.ts';
@@ -138,6 +138,8 @@ export async function startGroup(opts: {
   listen?: boolean;
   /** What node `id` infers with (default: its engine itself). */
   backend?: (id: number, engine: InferenceEngine) => ModelBackend;
+  /** Node `id`'s observer hooks (HostOptions.observe), e.g. a NodeMetrics' `observer()`. */
+  observe?: (id: number) => HostObserver | undefined;
 }): Promise<TestGroup> {
   const models = opts.models ?? FAST_MODELS;
   const dir = mkdtempSync(join(tmpdir(), `dropbear-${opts.name}-`));
@@ -180,6 +182,7 @@ export async function startGroup(opts: {
         backends: [opts.backend?.(id, engines[id]) ?? engines[id]],
         wire: net.wire(id),
         replica: opts.replica,
+        observe: opts.observe?.(id),
       });
       hosts.push(host);
       apps.push(buildApi(host, opts.api?.(id, host) ?? {}));

@@ -5,6 +5,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ModelBackend } from '../../src/inference/backend.ts';
+import { NodeMetrics } from '../../src/node/metrics.ts';
 import { hex, type Request, requestIdOf, sha256, signRequest } from '../../src/protocol/index.ts';
 import { keyOf, startGroup, type TestGroup, valImages } from './harness.ts';
 
@@ -15,6 +16,13 @@ let nonce = 1;
 let gate: Promise<void>;
 let open: () => void = () => {};
 const gated: { calls: number } = { calls: 0 };
+const metrics3 = new NodeMetrics();
+
+/** A counter's value in node 3's Prometheus text. */
+async function counter(name: string): Promise<number> {
+  const line = (await metrics3.text()).split('\n').find((l) => l.startsWith(`${name} `));
+  return Number(line?.split(' ')[1]);
+}
 
 function closeGate(): void {
   gate = new Promise((r) => {
@@ -27,6 +35,7 @@ beforeAll(async () => {
   group = await startGroup({
     name: 'skip-test',
     balances: [{ client: client.publicKey, amount: 1e9 }],
+    observe: (id) => (id === 3 ? metrics3.observer() : undefined),
     backend: (id, engine): ModelBackend =>
       id !== 3
         ? engine
@@ -92,6 +101,11 @@ describe('a node behind on inference', () => {
     const after = group.engines[3].stats();
     expect(after.items).toBe(before.items);
     expect(after.decoded).toBe(before.decoded);
+    // The host counts them as skipped, not as failures (which would have been voted as empty results).
+    for (let i = 0; i < 50 && (await counter('dropbear_inference_skipped_total')) !== 6; i++)
+      await new Promise((r) => setTimeout(r, 20));
+    expect(await counter('dropbear_inference_skipped_total')).toBe(6);
+    expect(await counter('dropbear_inference_failures_total')).toBe(0);
 
     // A request still waiting when its turn comes is inferred, and node 3's vote can count.
     const last = request(images[6]);
