@@ -1,7 +1,7 @@
 /**
  * A node whose inference falls behind does not decode or run the inputs of requests the group executed
  * meanwhile (NodeHost.inferNow asks the replica; the engine drops them unread). Four real models in one
- * process; node 3's inputs are held at a gate until the others have certified the requests.
+ * process; a node's inputs are held at a gate until the others have certified the requests.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ModelBackend } from '../../src/inference/backend.ts';
@@ -12,10 +12,9 @@ import { keyOf, startGroup, type TestGroup, valImages } from './harness.ts';
 const client = keyOf('skip/client');
 let group: TestGroup;
 let nonce = 1;
-/** Node 3's calls wait here until `open()`. */
-let gate: Promise<void>;
-let open: () => void = () => {};
-const gated: { calls: number } = { calls: 0 };
+/** Each node's inference calls wait at its gate while it is closed (node 3's starts closed). */
+const gates = new Map<number, { passed: Promise<void>; open: () => void }>();
+const calls = [0, 0, 0, 0];
 const metrics3 = new NodeMetrics();
 
 /** A counter's value in node 3's Prometheus text. */
@@ -24,36 +23,40 @@ async function counter(name: string): Promise<number> {
   return Number(line?.split(' ')[1]);
 }
 
-function closeGate(): void {
-  gate = new Promise((r) => {
+function closeGate(id: number): void {
+  let open = () => {};
+  const passed = new Promise<void>((r) => {
     open = r;
   });
+  gates.set(id, { passed, open });
+}
+
+function openGate(id: number): void {
+  gates.get(id)?.open();
+  gates.delete(id);
 }
 
 beforeAll(async () => {
-  closeGate();
+  closeGate(3);
   group = await startGroup({
     name: 'skip-test',
     balances: [{ client: client.publicKey, amount: 1e9 }],
     observe: (id) => (id === 3 ? metrics3.observer() : undefined),
-    backend: (id, engine): ModelBackend =>
-      id !== 3
-        ? engine
-        : {
-            digest: engine.digest,
-            spec: engine.spec,
-            stats: () => engine.stats(),
-            close: () => engine.close(),
-            async classify(input, opts) {
-              gated.calls++;
-              await gate;
-              return engine.classify(input, opts);
-            },
-          },
+    backend: (id, engine): ModelBackend => ({
+      digest: engine.digest,
+      spec: engine.spec,
+      stats: () => engine.stats(),
+      close: () => engine.close(),
+      async classify(input, opts) {
+        calls[id]++;
+        await gates.get(id)?.passed;
+        return engine.classify(input, opts);
+      },
+    }),
   });
 });
 afterAll(async () => {
-  open();
+  for (const id of [...gates.keys()]) openGate(id);
   await group?.close();
 });
 
@@ -94,9 +97,9 @@ describe('a node behind on inference', () => {
     }
     // Node 3 executes them too (it orders batches without having voted)...
     await Promise.all(ids.map((id) => group.hosts[3].waitCertificate(id, 30_000)));
-    expect(gated.calls).toBe(6);
+    expect(calls[3]).toBe(6);
     // ...so once its inputs get their turn, the engine refuses them before decoding: nothing is run.
-    open();
+    openGate(3);
     await until(() => group.engines[3].stats().skipped - before.skipped === 6, 10_000);
     const after = group.engines[3].stats();
     expect(after.items).toBe(before.items);
@@ -107,12 +110,19 @@ describe('a node behind on inference', () => {
     expect(await counter('dropbear_inference_skipped_total')).toBe(6);
     expect(await counter('dropbear_inference_failures_total')).toBe(0);
 
-    // A request still waiting when its turn comes is inferred, and node 3's vote can count.
+    // A request still waiting when its turn comes is inferred. Node 2 is held back this time, so the
+    // request cannot execute before node 3 has voted: the quorum is 0, 1 and 3.
+    closeGate(2);
+    const before2 = group.engines[2].stats();
     const last = request(images[6]);
     for (const h of group.hosts) expect(h.submit(last, { sentToAll: true }).ok).toBe(true);
     const c = await group.hosts[0].waitCertificate(hex(requestIdOf(last)), 30_000);
-    expect(c).not.toBeNull();
-    await until(() => group.engines[3].stats().items === before.items + 1, 10_000);
-    expect(group.engines[3].stats().skipped).toBe(after.skipped);
+    expect(c?.outcome.votes.map((v) => v.node)).toEqual([0, 1, 3]);
+    expect(group.engines[3].stats()).toMatchObject({ items: before.items + 1, skipped: after.skipped });
+    // And node 2, let through after the request executed, drops it.
+    await Promise.all(group.hosts.map((h) => h.waitCertificate(hex(requestIdOf(last)), 30_000)));
+    openGate(2);
+    await until(() => group.engines[2].stats().skipped === before2.skipped + 1, 10_000);
+    expect(group.engines[2].stats().items).toBe(before2.items);
   });
 });
