@@ -1945,18 +1945,18 @@ export class Replica {
    */
   private lateForwards(): void {
     const toPeer: SignedRequest[][] = this.genesis.nodes.map(() => []);
-    const forward = (idHex: string, p: PoolEntry) => {
-      const voted = this.votes.get(idHex);
+    const forward = (idHex: string, p: PoolEntry, voted = this.votes.get(idHex)) => {
       for (let peer = 0; peer < toPeer.length; peer++)
         if (peer !== this.id && !voted?.has(peer)) toPeer[peer].push(p.sr);
     };
     for (const idHex of this.lateForward.due(this.now)) {
       const p = this.pool.get(idHex);
       if (p?.state !== 'pending') continue;
-      if (this.votes.get(idHex)?.has(this.id)) forward(idHex, p);
+      const voted = this.votes.get(idHex);
+      if (voted?.has(this.id)) forward(idHex, p, voted);
       else {
         const cap = p.acceptedAt + Math.max(this.cfg.lateForwardMs, this.cfg.viewChangeTimeoutMs / 2);
-        if (cap <= this.now) forward(idHex, p);
+        if (cap <= this.now) forward(idHex, p, voted);
         else {
           this.awaitingOwnResult.add(idHex);
           this.lateCap.push(idHex, cap);
