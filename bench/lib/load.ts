@@ -45,6 +45,12 @@ function codeOf(e: unknown): string {
   return typeof c === 'string' ? c : ((e as Error)?.name ?? 'ERROR');
 }
 
+/** One answered request: when it was scheduled (ms from the step's start) and its latency in ms. */
+export interface LatencySample {
+  at: number;
+  ms: number;
+}
+
 class Tally {
   readonly lat: number[] = [];
   ok = 0;
@@ -57,6 +63,7 @@ class Tally {
   constructor(
     readonly start: number,
     readonly windowEnd: number,
+    private readonly samples?: LatencySample[],
   ) {}
   track(p: Promise<void>, scheduled: number): void {
     this.inFlight++;
@@ -70,6 +77,7 @@ class Tally {
           this.perSecond[b] = (this.perSecond[b] ?? 0) + 1;
         }
         this.lat.push(now - scheduled);
+        this.samples?.push({ at: scheduled - this.start, ms: now - scheduled });
       },
       (e: unknown) => {
         this.failed++;
@@ -103,12 +111,17 @@ export interface OpenLoopOptions {
   maxInFlight?: number;
   /** Numbering of the requests starts here (distinct inputs across steps). */
   firstIndex?: number;
+  /**
+   * Receives every answered request's scheduled time and latency (kept out of the StepResult, which is
+   * written to the results JSON): for percentiles pooled over runs and their block bootstrap.
+   */
+  samples?: LatencySample[];
 }
 
 export async function openLoop(send: Send, o: OpenLoopOptions): Promise<StepResult> {
   const t0 = performance.now();
   const end = t0 + o.durationMs;
-  const tally = new Tally(t0, end);
+  const tally = new Tally(t0, end, o.samples);
   const total = Math.floor((o.rate * o.durationMs) / 1000);
   const interval = 1000 / o.rate;
   const maxInFlight = o.maxInFlight ?? 50_000;

@@ -5,8 +5,20 @@ const TICK_MS = 10; // USER_HZ is 100 on Linux
 
 /** User + system CPU ms of a process so far, or NaN when it cannot be read (gone, not Linux). */
 export function cpuMsOf(pid: number): number {
+  return statCpuMs(`/proc/${pid}/stat`);
+}
+
+/**
+ * The same for the process's main thread alone (its event loop: for a node the consensus, the ledger and
+ * the HTTP API; the worker threads that decode and run the model are left out).
+ */
+export function mainThreadCpuMsOf(pid: number): number {
+  return statCpuMs(`/proc/${pid}/task/${pid}/stat`);
+}
+
+function statCpuMs(path: string): number {
   try {
-    const s = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const s = readFileSync(path, 'utf8');
     const f = s.slice(s.lastIndexOf(')') + 2).split(' ');
     return (Number(f[11]) + Number(f[12])) * TICK_MS; // fields 14 and 15 (utime, stime)
   } catch {
@@ -19,9 +31,17 @@ export function selfCpuMs(): number {
   return (u.user + u.system) / 1000;
 }
 
-/** CPU ms used by this process and by `pids` between start() and the returned function's call. */
-export function cpuMeter(pids: number[]): () => { self: number; others: number[] } {
+/**
+ * CPU ms used by this process and by `pids` between start() and the returned function's call; `mains`:
+ * of `others`, what each process's main thread used.
+ */
+export function cpuMeter(pids: number[]): () => { self: number; others: number[]; mains: number[] } {
   const s0 = selfCpuMs();
   const o0 = pids.map(cpuMsOf);
-  return () => ({ self: selfCpuMs() - s0, others: pids.map((p, i) => cpuMsOf(p) - o0[i]) });
+  const m0 = pids.map(mainThreadCpuMsOf);
+  return () => ({
+    self: selfCpuMs() - s0,
+    others: pids.map((p, i) => cpuMsOf(p) - o0[i]),
+    mains: pids.map((p, i) => mainThreadCpuMsOf(p) - m0[i]),
+  });
 }

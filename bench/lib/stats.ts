@@ -73,3 +73,81 @@ export function missPercent(x: number): string {
   if (x < 0.05) return '< 0.1';
   return x < 1 ? x.toFixed(1) : x.toFixed(0);
 }
+
+/** A small seeded generator (mulberry32): uniform in [0, 1), the same sequence for the same seed. */
+export function seededRandom(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+export interface RatioInterval {
+  /** The ratio of the two sides' percentiles over all their samples. */
+  ratio: number;
+  /** The central `level` of the resampled ratios. */
+  lo: number;
+  hi: number;
+  level: number;
+  iterations: number;
+}
+
+/**
+ * The ratio percentile(a) / percentile(b), with an interval from a block bootstrap: each side's samples
+ * come in blocks (here: the answers to the requests scheduled within one second of one run), and every
+ * iteration draws as many blocks as the side has, with replacement, and takes the percentile of what it
+ * drew. Resampling whole blocks keeps the slow spells that hit several requests in a row together, which
+ * resampling single requests would break up (and so report too narrow an interval). Seeded: the same
+ * samples give the same interval.
+ */
+export function bootstrapPercentileRatio(
+  a: readonly (readonly number[])[],
+  b: readonly (readonly number[])[],
+  p: number,
+  o: { iterations?: number; level?: number; seed?: number } = {},
+): RatioInterval {
+  const iterations = o.iterations ?? 2000;
+  const level = o.level ?? 0.95;
+  const rnd = seededRandom(o.seed ?? 1);
+  const full = (blocks: readonly (readonly number[])[]) => percentile(blocks.flat(), p);
+  const ratio = full(a) / full(b);
+  const blocksOf = (blocks: readonly (readonly number[])[]) => blocks.filter((x) => x.length > 0);
+  const aa = blocksOf(a);
+  const bb = blocksOf(b);
+  if (aa.length === 0 || bb.length === 0) return { ratio, lo: Number.NaN, hi: Number.NaN, level, iterations };
+  const draw = (blocks: readonly (readonly number[])[]) => {
+    const out: number[] = [];
+    for (let i = 0; i < blocks.length; i++) {
+      const blk = blocks[Math.floor(rnd() * blocks.length)];
+      for (const x of blk) out.push(x);
+    }
+    return percentile(out, p);
+  };
+  const ratios: number[] = [];
+  for (let i = 0; i < iterations; i++) ratios.push(draw(aa) / draw(bb));
+  ratios.sort((x, y) => x - y);
+  const tail = (1 - level) / 2;
+  return {
+    ratio,
+    lo: percentile(ratios, 100 * tail, true),
+    hi: percentile(ratios, 100 * (1 - tail), true),
+    level,
+    iterations,
+  };
+}
+
+/** Samples grouped into blocks by whole seconds of their scheduled time (`at`, ms), empty seconds dropped. */
+export function blocksBySecond(samples: readonly { at: number; ms: number }[]): number[][] {
+  const by = new Map<number, number[]>();
+  for (const s of samples) {
+    const k = Math.floor(s.at / 1000);
+    const blk = by.get(k);
+    if (blk) blk.push(s.ms);
+    else by.set(k, [s.ms]);
+  }
+  return [...by.keys()].sort((x, y) => x - y).map((k) => by.get(k) as number[]);
+}

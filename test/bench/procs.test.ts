@@ -1,0 +1,50 @@
+import { spawn } from 'node:child_process';
+import { describe, expect, it } from 'vitest';
+import { cpuMeter, cpuMsOf, mainThreadCpuMsOf } from '../../bench/lib/procs.ts';
+
+/** A child whose CPU goes into a worker thread (`where` 'worker') or its main thread, for ~`ms`. */
+async function busyChild(where: 'worker' | 'main', ms: number) {
+  const spin = `const t = Date.now(); while (Date.now() - t < ${ms}) {}`;
+  const code =
+    where === 'worker'
+      ? `const { Worker } = require('node:worker_threads'); const w = new Worker(${JSON.stringify(spin)}, { eval: true }); w.on('exit', () => { console.log('done'); setInterval(() => {}, 1000); });`
+      : `setTimeout(() => { ${spin}; console.log('done'); setInterval(() => {}, 1000); }, 200);`;
+  const child = spawn(process.execPath, ['-e', code], { stdio: ['ignore', 'pipe', 'inherit'] });
+  await new Promise<void>((res) => child.stdout.once('data', () => res()));
+  return child;
+}
+
+describe('CPU per process and per main thread (/proc)', () => {
+  it("a worker thread's CPU counts for the process, not for its main thread", async () => {
+    const meter = cpuMeter([process.pid]);
+    const child = await busyChild('worker', 600);
+    try {
+      const whole = cpuMsOf(child.pid!);
+      const main = mainThreadCpuMsOf(child.pid!);
+      // The spin is ~600 ms of wall time: less CPU when the machine is busy (tests run side by side).
+      expect(whole).toBeGreaterThanOrEqual(250);
+      expect(main).toBeLessThan(whole / 2);
+    } finally {
+      child.kill();
+    }
+    const m = meter();
+    expect(m.mains[0]).toBeLessThanOrEqual(m.others[0]);
+  });
+
+  it("a busy main thread's CPU is the main thread's", async () => {
+    const child = await busyChild('main', 600);
+    try {
+      const whole = cpuMsOf(child.pid!);
+      const main = mainThreadCpuMsOf(child.pid!);
+      expect(main).toBeGreaterThanOrEqual(250);
+      expect(main).toBeGreaterThan(0.8 * whole);
+    } finally {
+      child.kill();
+    }
+  });
+
+  it('a process that is gone reads NaN', () => {
+    expect(mainThreadCpuMsOf(2 ** 22 + 12345)).toBeNaN();
+    expect(cpuMsOf(2 ** 22 + 12345)).toBeNaN();
+  });
+});
