@@ -147,6 +147,12 @@ export type Event =
   /** After a restart (or whenever the caller suspects it is behind): fetch state from peers. */
   | { type: 'catchUp' }
   | { type: 'inferred'; modelDigest: Uint8Array; results: { requestId: Uint8Array; result: Result }[] }
+  /**
+   * The caller dropped these inputs without running the model, because `wantsOwnVote` said no (the
+   * request was in a batch already, or executed). Should such a request be put back (a view change), it
+   * is inferred again.
+   */
+  | { type: 'inferSkipped'; requestIds: Uint8Array[] }
   | {
       type: 'executed';
       seq: number;
@@ -266,6 +272,8 @@ interface PoolEntry {
   /** pending: waiting for votes or a proposal; proposed: in an accepted batch not yet executed. */
   state: 'pending' | 'proposed';
   acceptedAt: number;
+  /** This node dropped its inference of the request while it was proposed (inferSkipped). */
+  ownSkipped?: boolean;
 }
 
 /**
@@ -590,11 +598,21 @@ export class Replica {
     return this.pool.size;
   }
   /**
-   * Whether the request is held and not yet executed (waiting or in a batch not yet executed): until then
-   * this node's vote on it may still count. Executed or unknown: false.
+   * Whether the request is held and not yet executed (waiting or in a batch not yet executed). Executed or
+   * unknown: false.
    */
   awaitsExecution(idHex: string): boolean {
     return this.pool.has(idHex);
+  }
+  /**
+   * Whether this node's vote on the request can still count: the request waits for a proposal. Once a
+   * batch carries it (proposed by this primary, or accepted from it) its votes are fixed, and a vote
+   * this node has not yet produced is not among them; executed or unknown requests take no votes. The
+   * caller may then drop the input unrun and say so (the `inferSkipped` event): a view change that puts
+   * the request back, without its batch, has it inferred again.
+   */
+  wantsOwnVote(idHex: string): boolean {
+    return this.pool.get(idHex)?.state === 'pending';
   }
   /** Whether this replica holds the request (waiting or in a batch) or has executed it. */
   holdsRequest(idHex: string): boolean {
@@ -644,6 +662,9 @@ export class Replica {
         break;
       case 'inferred':
         this.onInferred(event.modelDigest, event.results);
+        break;
+      case 'inferSkipped':
+        this.onInferSkipped(event.requestIds);
         break;
       case 'executed':
         this.onExecuted(event);
@@ -847,6 +868,23 @@ export class Replica {
   }
 
   // ---------------------------------------------------------------- votes
+
+  private onInferSkipped(ids: Uint8Array[]): void {
+    for (const id of ids) {
+      const p = this.pool.get(hex(id));
+      if (!p) continue; // executed: no vote needed
+      p.ownSkipped = true;
+      // Put back since the caller decided (a view change in between): infer it now.
+      if (p.state === 'pending') this.reinferSkipped(p);
+    }
+  }
+
+  /** A request back to waiting for a proposal whose input this node dropped: infer it after all. */
+  private reinferSkipped(p: PoolEntry): void {
+    if (!p.ownSkipped) return;
+    p.ownSkipped = false;
+    if (!this.votes.get(hex(p.id))?.has(this.id)) this.inferQueue.push({ requestId: p.id, request: p.sr });
+  }
 
   private onInferred(modelDigest: Uint8Array, results: { requestId: Uint8Array; result: Result }[]): void {
     if (results.length === 0) return;
@@ -1070,7 +1108,10 @@ export class Replica {
       // which are no longer ready.)
       for (const e of entries) {
         const p = this.pool.get(hex(e.requestId));
-        if (p) p.state = 'pending';
+        if (p) {
+          p.state = 'pending';
+          this.reinferSkipped(p);
+        }
       }
       this.lastProposed = seq;
       return;
@@ -1673,7 +1714,10 @@ export class Replica {
       const idHex = ids[i];
       const p = this.pool.get(idHex);
       if (requeued.has(idHex)) {
-        if (p) p.state = 'pending';
+        if (p) {
+          p.state = 'pending';
+          p.ownSkipped = false; // inferred again just below when its own vote is missing
+        }
         // Votes from a replaced model no longer count: forget them so new ones are taken.
         const m = this.votes.get(idHex);
         if (m)
@@ -2421,7 +2465,13 @@ export class Replica {
         this.unpark(slot);
         this.slots.delete(s);
       }
-    for (const p of this.pool.values()) p.state = 'pending';
+    for (const p of this.pool.values()) {
+      p.state = 'pending';
+      // Dropped while proposed: the re-proposals below may not carry it, and a new primary may then need
+      // this node's vote (it may lack the votes the old batch carried). Re-proposed ones are proposed
+      // again by the time the model would run, and dropped again.
+      this.reinferSkipped(p);
+    }
     // Transactions too: the new primary orders whatever the re-proposals below do not carry.
     for (const t of this.txs.values()) t.state = 'pending';
     const maxSeq = derived.minSeq + derived.proposals.length;

@@ -385,21 +385,21 @@ export class NodeHost {
     const t0 = performance.now();
     this.inferring += requests.length;
     let failed = 0;
-    let skipped = 0;
+    const skipped: Uint8Array[] = [];
     Promise.all(
       requests.map(async (r) => {
-        // A request may execute while its input waits behind others (this node's model is slower than
-        // a quorum's, or its share of the CPU smaller): once executed its vote can no longer count, so
-        // the backend drops it at its next stage instead of decoding and running it (and this node does
-        // not vote on it). Executed is final; a request a view change or model update puts back is still
-        // waiting, so it is inferred.
+        // A request may be proposed, or even executed, while its input waits behind others (this node's
+        // model is slower than a quorum's, or its share of the CPU smaller): its votes are fixed then,
+        // and this node's is not among them, so the backend drops the input at its next stage instead of
+        // decoding and running it. The replica is told (inferSkipped): should a view change put the
+        // request back without its batch, it asks for the inference again.
         const idHex = hex(r.requestId);
-        const wanted = () => this.replica.awaitsExecution(idHex);
+        const wanted = () => this.replica.wantsOwnVote(idHex);
         try {
           return { requestId: r.requestId, result: await backend.classify(r.request.input, { wanted }) };
         } catch (e) {
           if (e === INFERENCE_SKIPPED) {
-            skipped++;
+            skipped.push(r.requestId);
             return null;
           }
           // An input this model cannot read (or a failed run) gets an empty answer: the node still votes,
@@ -413,8 +413,9 @@ export class NodeHost {
       }),
     ).then((all) => {
       this.inferring -= requests.length;
-      const results = skipped === 0 ? (all as InferredResult[]) : all.filter((x) => x !== null);
-      this.obs.inferred?.(results.length, performance.now() - t0, failed, skipped);
+      const results = skipped.length === 0 ? (all as InferredResult[]) : all.filter((x) => x !== null);
+      this.obs.inferred?.(results.length, performance.now() - t0, failed, skipped.length);
+      if (skipped.length > 0) this.step({ type: 'inferSkipped', requestIds: skipped });
       if (results.length === 0) return;
       this.step({
         type: 'inferred',

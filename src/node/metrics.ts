@@ -11,7 +11,7 @@
  *   dropbear_inference_batch_size                    requests per inference call of the host (histogram)
  *   dropbear_inference_seconds                       time per inference call of the host (histogram)
  *   dropbear_inference_failures_total                inputs the model failed on (voted as empty results)
- *   dropbear_inference_skipped_total                 inputs dropped unrun: their request executed meanwhile
+ *   dropbear_inference_skipped_total                 inputs dropped unrun: their request was proposed or executed meanwhile
  *   dropbear_consensus_batch_size                    requests per executed consensus batch (histogram)
  *   dropbear_accept_to_certificate_seconds           accepted here to certificate formed here (histogram)
  *   dropbear_pending_requests                        requests held by the replica, not yet executed
@@ -117,7 +117,7 @@ export class NodeMetrics {
     });
     this.inferSkipped = new Counter({
       name: 'dropbear_inference_skipped_total',
-      help: 'Inputs dropped before decoding or their model batch: their request executed while they waited',
+      help: 'Inputs dropped before decoding or their model batch: their request was proposed or executed while they waited',
       registers,
     });
     this.consensusBatch = new Histogram({

@@ -80,6 +80,13 @@ export interface SimOptions {
   inferBatch?: number;
   inferBaseMs?: number;
   inferPerItemMs?: number;
+  /** Per node, a factor on that cost (a slower model or CPU); default 1 for every node. */
+  inferCostFactor?: number[];
+  /**
+   * Drop the inputs whose requests no longer want this node's vote (`Replica.wantsOwnVote`) when their
+   * inference batch starts, and tell the replica (`inferSkipped`), as a real node does. Default true.
+   */
+  skipUnwanted?: boolean;
   replica?: Partial<ReplicaConfig>;
   policy?: Policy;
   /** Virtual time limit. */
@@ -190,6 +197,9 @@ export class SimNode {
   readonly pendingExec = new Map<number, Execution>();
   readonly inferQueue: { requestId: Uint8Array; request: SignedRequest }[] = [];
   inferBusy = false;
+  /** Inputs this node's model ran, and inputs it dropped unrun (skipUnwanted). */
+  inferRan = 0;
+  inferSkipped = 0;
   tickAt = Number.POSITIVE_INFINITY;
   crashed = false;
   /**
@@ -282,6 +292,8 @@ export class Simulation {
       inferBatch: 32,
       inferBaseMs: 0.5,
       inferPerItemMs: 0.02,
+      inferCostFactor: [],
+      skipUnwanted: true,
       replica: {},
       maxTimeMs: 600_000,
       keepAllCertificates: false,
@@ -689,9 +701,26 @@ export class Simulation {
 
   private startInference(node: SimNode): void {
     if (node.inferBusy || node.inferQueue.length === 0 || node.crashed) return;
-    node.inferBusy = true;
-    const batch = node.inferQueue.splice(0, this.opts.inferBatch);
-    const cost = this.opts.inferBaseMs + this.opts.inferPerItemMs * batch.length;
+    node.inferBusy = true; // also while the replica hears of dropped inputs (it may ask for more)
+    let batch = node.inferQueue.splice(0, this.opts.inferBatch);
+    if (this.opts.skipUnwanted) {
+      const unwanted = batch.filter((r) => !node.replica.wantsOwnVote(hex(r.requestId)));
+      if (unwanted.length > 0) {
+        batch = batch.filter((r) => node.replica.wantsOwnVote(hex(r.requestId)));
+        node.inferSkipped += unwanted.length;
+        this.stepNode(node, { type: 'inferSkipped', requestIds: unwanted.map((r) => r.requestId) });
+        if (node.crashed) return;
+      }
+      if (batch.length === 0) {
+        node.inferBusy = false;
+        this.startInference(node);
+        return;
+      }
+    }
+    node.inferRan += batch.length;
+    const cost =
+      (this.opts.inferBaseMs + this.opts.inferPerItemMs * batch.length) *
+      (this.opts.inferCostFactor[node.id] ?? 1);
     // The model that runs is the one current when the batch starts; an update executing meanwhile makes
     // these results stale (the replica drops them and asks again).
     const digest = node.modelDigest;
