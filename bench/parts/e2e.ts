@@ -11,12 +11,13 @@
  * concurrency. Closed loop over a few concurrencies gives each side's peak throughput; then open loop at
  * half of the baseline's peak (the same offered load for both) gives the p99s to compare, and the
  * certified side also at half of its own peak. Runs alternate between the sides. The half-peak runs are
- * longer (`--half-ms`, 30 s each): a p99 needs several hundred answers, and an 8 s run at ~9
- * images/s has ~75, whose nearest-rank p99 is simply their maximum. So the p99s compared are pooled over
- * all runs of a row, and their ratio comes with a 95 % interval from a block bootstrap (one-second blocks;
- * bench/lib/stats.ts). CPU time of every process, and of its main thread, is read from /proc for each step. When a target is missed (full run) or with --profile, the
- * group is started again with `node --cpu-prof` and driven at its peak concurrency, and the node
- * processes' hottest functions are listed.
+ * longer (`--half-ms`, 30 s each): a p99 needs several hundred answers, and an 8 s run at ~9 images/s
+ * has ~75, whose nearest-rank p99 is simply their maximum. So the p99s compared are pooled over all runs
+ * of a row, and their ratio comes with a 95 % interval from a block bootstrap (one-second blocks;
+ * bench/lib/stats.ts). CPU time of every process, and of its main thread, is read from /proc for each
+ * step. When a target is missed (full run) or with --profile, the group is started again with
+ * `node --cpu-prof` and driven at its peak concurrency, and the node processes' hottest functions are
+ * listed.
  *
  * Both sides first run a discarded closed loop (`--warmup-ms`, 30 s; see warmupMs in bench/lib/part.ts).
  *
