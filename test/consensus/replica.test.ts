@@ -951,6 +951,32 @@ describe('4. a backup accepts or refuses a pre-prepare', () => {
     expect(r.evidence).toEqual([]);
   });
 
+  it('once a batch carries a request its own vote is no longer wanted; a drop reported while it waits is inferred again', () => {
+    // Node 1 holds two requests with the votes of 0, 2 and 3, none of its own yet.
+    const { h, r, ids, entry } = backupWith(2, {}, [0, 2, 3]);
+    const [a, b] = ids.map(hex);
+    expect([r.wantsOwnVote(a), r.wantsOwnVote(b)]).toEqual([true, true]);
+    const pp = makePP(1, [entry(0, [0, 2, 3])]);
+    expectPrepared(h.msg(0, { kind: 'prePrepare', pp }), pp);
+    // Proposed: its votes are fixed. Still held, not executed.
+    expect([r.wantsOwnVote(a), r.awaitsExecution(a), r.wantsOwnVote(b)]).toEqual([false, true, true]);
+    const inferredIds = (acts: Action[]) =>
+      only(acts, 'infer').flatMap((x) => x.requests.map((q) => hex(q.requestId)));
+    // Dropped while proposed: nothing to infer now.
+    expect(inferredIds(h.step({ type: 'inferSkipped', requestIds: [ids[0]] }))).toEqual([]);
+    // Reported for a request that waits for a proposal (put back in between): inferred again at once.
+    expect(inferredIds(h.step({ type: 'inferSkipped', requestIds: [ids[1]] }))).toEqual([b]);
+    // Executed: no vote wanted, and a late report asks for nothing.
+    commitAndExecute(h, pp);
+    expect([r.wantsOwnVote(a), r.awaitsExecution(a)]).toEqual([false, false]);
+    expect(inferredIds(h.step({ type: 'inferSkipped', requestIds: [ids[0]] }))).toEqual([]);
+    // An id it never held: ignored.
+    expect(inferredIds(h.step({ type: 'inferSkipped', requestIds: [new Uint8Array(32).fill(9)] }))).toEqual(
+      [],
+    );
+    expect(totalMisb(r)).toBe(0);
+  });
+
   it('refuses one signed by a node that is not the primary', () => {
     const { h, r, entry } = backupWith(1);
     const pp = makePP(1, [entry(0)], { signer: 2 });
