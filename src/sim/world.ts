@@ -704,9 +704,11 @@ export class Simulation {
     node.inferBusy = true; // also while the replica hears of dropped inputs (it may ask for more)
     let batch = node.inferQueue.splice(0, this.opts.inferBatch);
     if (this.opts.skipUnwanted) {
-      const unwanted = batch.filter((r) => !node.replica.wantsOwnVote(hex(r.requestId)));
+      const unwanted: typeof batch = [];
+      const wanted: typeof batch = [];
+      for (const r of batch) (node.replica.wantsOwnVote(hex(r.requestId)) ? wanted : unwanted).push(r);
+      batch = wanted;
       if (unwanted.length > 0) {
-        batch = batch.filter((r) => node.replica.wantsOwnVote(hex(r.requestId)));
         node.inferSkipped += unwanted.length;
         this.stepNode(node, { type: 'inferSkipped', requestIds: unwanted.map((r) => r.requestId) });
         if (node.crashed) return;

@@ -122,15 +122,18 @@ describe('dynamic batcher', () => {
       return { data: out, ms: delayMs };
     };
   }
+  /** A batcher of 2-value items over `echo`, one batch in flight. */
+  function echoBatcher(
+    delayMs: number,
+    log: number[],
+    o: { maxBatch: number; maxDelayMs: number; maxQueue: number },
+  ) {
+    return new DynamicBatcher(2, 1, echo(delayMs, log), { ...o, maxInFlight: 1 });
+  }
 
   it('cuts batches at maxBatch and answers each item with its own output', async () => {
     const log: number[] = [];
-    const b = new DynamicBatcher(2, 1, echo(5, log), {
-      maxBatch: 4,
-      maxDelayMs: 50,
-      maxQueue: 100,
-      maxInFlight: 1,
-    });
+    const b = echoBatcher(5, log, { maxBatch: 4, maxDelayMs: 50, maxQueue: 100 });
     const outs = await Promise.all(Array.from({ length: 10 }, (_, i) => b.submit(Float32Array.of(i, 0))));
     expect(outs.map((o) => o[0])).toEqual([0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
     expect(log.slice(0, 2)).toEqual([4, 4]);
@@ -139,12 +142,7 @@ describe('dynamic batcher', () => {
 
   it('a lone item waits at most maxDelayMs', async () => {
     const log: number[] = [];
-    const b = new DynamicBatcher(2, 1, echo(0, log), {
-      maxBatch: 64,
-      maxDelayMs: 20,
-      maxQueue: 100,
-      maxInFlight: 1,
-    });
+    const b = echoBatcher(0, log, { maxBatch: 64, maxDelayMs: 20, maxQueue: 100 });
     const t0 = performance.now();
     await b.submit(Float32Array.of(1, 0));
     expect(performance.now() - t0).toBeGreaterThanOrEqual(19);
@@ -152,12 +150,7 @@ describe('dynamic batcher', () => {
   });
 
   it('refuses past maxQueue with OVERLOADED, wrong sizes with INPUT_SHAPE, and fails waiting items on close', async () => {
-    const b = new DynamicBatcher(2, 1, echo(50, []), {
-      maxBatch: 1,
-      maxDelayMs: 0,
-      maxQueue: 3,
-      maxInFlight: 1,
-    });
+    const b = echoBatcher(50, [], { maxBatch: 1, maxDelayMs: 0, maxQueue: 3 });
     const ps = Array.from({ length: 6 }, (_, i) =>
       b.submit(Float32Array.of(i, 0)).catch((e: DropbearError) => e.code),
     );
@@ -172,12 +165,7 @@ describe('dynamic batcher', () => {
 
   it('an item no longer wanted when its batch forms is refused with INFERENCE_SKIPPED and never run', async () => {
     const log: number[] = [];
-    const b = new DynamicBatcher(2, 1, echo(30, log), {
-      maxBatch: 2,
-      maxDelayMs: 0,
-      maxQueue: 100,
-      maxInFlight: 1,
-    });
+    const b = echoBatcher(30, log, { maxBatch: 2, maxDelayMs: 0, maxQueue: 100 });
     const wanted = Array.from({ length: 6 }, () => true);
     const ps = wanted.map((_, i) =>
       b
