@@ -267,7 +267,8 @@ export class DropbearClient {
 
   /**
    * Whether `nodes` are every node of the group: the nodes are then told (`sentTo=all`) that they need not
-   * forward the request to each other, unless it is still waiting after a while (lateForwardMs).
+   * forward the request to each other (a node the client missed fetches it once a peer votes on it;
+   * docs/api.md, `sentTo=all`).
    */
   private coversGroup(nodes: GroupNode[]): boolean {
     const ids = new Set(nodes.map((n) => n.id));

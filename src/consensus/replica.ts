@@ -93,13 +93,14 @@ export interface ReplicaConfig {
   forwardBatchSize: number;
   forwardDelayMs: number;
   /**
-   * A request whose client says it sent it to every node itself (Event `sentToAll`) is forwarded only if
-   * it is still waiting (not proposed, not executed) this long after it arrived, and then only to the
-   * peers whose results for it have not arrived (a result proves its node holds the request). If this
-   * node's own result is not in by then either (its inference is backlogged, and so probably are its
-   * peers'), it waits until lateForwardMs after its own result, or until half the view-change timeout
-   * since arrival, whichever comes first. A client that reached every node costs no forwarding, even under
-   * a backlog, and one that did not (a node it could not reach) is not stranded.
+   * A request whose client says it sent it to every node itself (Event `sentToAll`) is not forwarded once
+   * this node has voted on it: its RESULTS names the request to every peer, and a peer that lacks the
+   * request fetches it from a voter (votes for a request it never received, see `orphans`), so only a
+   * node that lacks it pays for its bytes. If this node's own result is still not in this long after
+   * arrival, or half the view-change timeout if that is longer (its inference is backlogged), the request
+   * goes to the peers whose results for it have not arrived (a result proves its node holds the request).
+   * A client that reached every node costs no forwarding, even under a backlog, and one that did not (a
+   * node it could not reach) is not stranded.
    */
   lateForwardMs: number;
   /** How long before unacknowledged work (messages, fetches, own results) is sent again. */
@@ -479,12 +480,11 @@ export class Replica {
   private readonly signed = new Map<string, string>();
   private readonly inferQueue: { requestId: Uint8Array; request: SignedRequest }[] = [];
   private forwardQueue: SignedRequest[] = [];
-  /** Requests whose clients sent them to every node: looked at when due, if still pending (lateForwardMs). */
+  /**
+   * Requests whose clients sent them to every node: forwarded when due only if still pending without this
+   * node's own vote (lateForwardMs).
+   */
   private readonly lateForward = new DueQueue();
-  /** Of those, the ones that were due before this node's own result: forwarded at the latest when due here. */
-  private readonly lateCap = new DueQueue();
-  /** Ids in lateCap still waiting for this node's own result. */
-  private readonly awaitingOwnResult = new Set<string>();
   private forwardDeadline = Number.POSITIVE_INFINITY;
   private lastRetransmit = 0;
   /** When our VIEW-CHANGE goes out again, and the current gap between copies. */
@@ -733,7 +733,10 @@ export class Replica {
     this.admit(sr, c.id);
     this.out.push({ type: 'accepted', requestId: c.id });
     if (sentToAll) {
-      this.lateForward.push(hex(c.id), this.now + this.cfg.lateForwardMs);
+      this.lateForward.push(
+        hex(c.id),
+        this.now + Math.max(this.cfg.lateForwardMs, this.cfg.viewChangeTimeoutMs / 2),
+      );
       return;
     }
     this.forwardQueue.push(sr);
@@ -906,12 +909,6 @@ export class Replica {
       this.ownResults.push(digest);
       this.out.push({ type: 'broadcast', msg: { kind: 'results', signed } });
     }
-    if (this.awaitingOwnResult.size > 0)
-      for (const r of results) {
-        const idHex = hex(r.requestId);
-        if (this.awaitingOwnResult.delete(idHex))
-          this.lateForward.push(idHex, this.now + this.cfg.lateForwardMs);
-      }
   }
 
   private onResults(from: number, signed: SignedResults): void {
@@ -1983,34 +1980,18 @@ export class Replica {
   }
 
   /**
-   * The sent-to-all requests whose late-forward time has come and that are still pending go to the peers
-   * that have not voted on them; those this node has not voted on either wait for its own result, or for
-   * their cap (see lateForwardMs).
+   * The sent-to-all requests whose late-forward time has come: those still pending without this node's own
+   * vote go to the peers that have not voted on them (see lateForwardMs). Once this node has voted, its
+   * RESULTS told every peer of the request, and a peer that lacks it fetches it from a voter.
    */
   private lateForwards(): void {
     const toPeer: SignedRequest[][] = this.genesis.nodes.map(() => []);
-    const forward = (idHex: string, p: PoolEntry, voted = this.votes.get(idHex)) => {
-      for (let peer = 0; peer < toPeer.length; peer++)
-        if (peer !== this.id && !voted?.has(peer)) toPeer[peer].push(p.sr);
-    };
     for (const idHex of this.lateForward.due(this.now)) {
       const p = this.pool.get(idHex);
-      if (p?.state !== 'pending') continue;
       const voted = this.votes.get(idHex);
-      if (voted?.has(this.id)) forward(idHex, p, voted);
-      else {
-        const cap = p.acceptedAt + Math.max(this.cfg.lateForwardMs, this.cfg.viewChangeTimeoutMs / 2);
-        if (cap <= this.now) forward(idHex, p, voted);
-        else {
-          this.awaitingOwnResult.add(idHex);
-          this.lateCap.push(idHex, cap);
-        }
-      }
-    }
-    for (const idHex of this.lateCap.due(this.now)) {
-      if (!this.awaitingOwnResult.delete(idHex)) continue;
-      const p = this.pool.get(idHex);
-      if (p?.state === 'pending') forward(idHex, p);
+      if (p?.state !== 'pending' || voted?.has(this.id)) continue;
+      for (let peer = 0; peer < toPeer.length; peer++)
+        if (peer !== this.id && !voted?.has(peer)) toPeer[peer].push(p.sr);
     }
     for (let peer = 0; peer < toPeer.length; peer++)
       if (toPeer[peer].length > 0)
@@ -2018,7 +1999,7 @@ export class Replica {
   }
 
   private onTick(): void {
-    if (Math.min(this.lateForward.nextAt, this.lateCap.nextAt) <= this.now) this.lateForwards();
+    if (this.lateForward.nextAt <= this.now) this.lateForwards();
     if (this.forwardDeadline <= this.now) this.flushForward();
     if (this.viewTimerDeadline() <= this.now) this.onViewTimer();
     if (this.lastRetransmit + this.cfg.retransmitMs <= this.now) {
@@ -2743,12 +2724,7 @@ export class Replica {
     if (this.inferQueue.length > 0) {
       this.out.push({ type: 'infer', requests: this.inferQueue.splice(0) });
     }
-    let wake = Math.min(
-      this.forwardDeadline,
-      this.viewTimerDeadline(),
-      this.lateForward.nextAt,
-      this.lateCap.nextAt,
-    );
+    let wake = Math.min(this.forwardDeadline, this.viewTimerDeadline(), this.lateForward.nextAt);
     // Not while changing views: maybePropose does nothing then, so a due time would fire again and again
     // (requests keep turning ready, transactions keep waiting); the NEW-VIEW's step proposes.
     if (this.isPrimary && !this.viewChanging) {

@@ -334,8 +334,8 @@ describe('1. dissemination of client requests', () => {
     expect(sent(h.tick(T0 + 1), 'forward')).toHaveLength(0);
   });
 
-  it('a request its client sent to every node is forwarded only if still pending after lateForwardMs, to the peers that have not voted', () => {
-    const h = new One(1, { lateForwardMs: 50 });
+  it('a request its client sent to every node is never forwarded once this node has voted on it', () => {
+    const h = new One(1, { lateForwardMs: 50, viewChangeTimeoutMs: 1000 });
     const reqs = [mkReq(1), mkReq(2)];
     const ids = reqs.map(requestIdOf);
     for (const sr of reqs) {
@@ -344,11 +344,13 @@ describe('1. dissemination of client requests', () => {
       expect(only(a, 'infer')).toHaveLength(1); // inferred at once, like any request
       expect(sent(a, 'forward')).toHaveLength(0);
     }
-    expect(h.r.nextWake).toBe(T0 + 50);
+    expect(h.r.nextWake).toBe(T0 + 500); // the cap: half the view-change timeout after arrival
     expect(sent(h.tick(T0 + 1), 'forward')).toHaveLength(0); // not after forwardDelayMs
     // Request 1 gets every vote and is proposed by the primary; request 0 stays waiting, voted on by
-    // this node and nodes 0 and 2 but not node 3.
-    h.inferred(ids, 7, T0 + 2);
+    // this node and nodes 0 and 2 but not node 3 (backlogged, or never reached by the client).
+    const own = h.inferred(ids, 7, T0 + 2);
+    // This node's RESULTS names both requests to every peer: a peer without them fetches them from a voter.
+    expect(sent(own, 'results').map((x) => x.to)).toEqual(['all']);
     for (const v of [0, 2]) h.msg(v, { kind: 'results', signed: resultsOf(v, ids) }, T0 + 2);
     const res3 = resultsOf(3, [ids[1]]);
     h.msg(3, { kind: 'results', signed: res3 }, T0 + 2);
@@ -359,36 +361,47 @@ describe('1. dissemination of client requests', () => {
       },
     ]);
     expect(sent(h.msg(0, { kind: 'prePrepare', pp }, T0 + 3), 'prepare')).toHaveLength(1);
-    expect(sent(h.tick(T0 + 49), 'forward')).toHaveLength(0);
-    const fw = sent(h.tick(T0 + 50), 'forward');
-    expect(fw.map((f) => f.to)).toEqual([3]);
-    expect(hexes(fw[0].msg.requests.map(requestIdOf))).toEqual([hex(ids[0])]);
-    expect(sent(h.tick(T0 + 2000), 'forward')).toHaveLength(0); // once only
+    for (const t of [T0 + 50, T0 + 499, T0 + 500, T0 + 2000])
+      expect(sent(h.tick(t), 'forward'), `at T0 + ${t - T0}`).toHaveLength(0);
   });
 
-  it('a sent-to-all request this node has not inferred yet is forwarded lateForwardMs after its own result, or at half the view-change timeout', () => {
+  it("a sent-to-all request without this node's own result at the cap goes to the peers that have not voted, once", () => {
     const h = new One(1, { lateForwardMs: 50, viewChangeTimeoutMs: 1000 });
-    const reqs = [mkReq(1), mkReq(2)];
+    const reqs = [mkReq(1), mkReq(2), mkReq(3)];
     const ids = reqs.map(requestIdOf);
     for (const sr of reqs) h.step({ type: 'request', request: sr, sentToAll: true }, T0);
     // Due at T0 + 50 without this node's own results (its inference is backlogged): nothing goes out.
     expect(sent(h.tick(T0 + 50), 'forward')).toHaveLength(0);
-    expect(h.r.nextWake).toBe(T0 + 500); // the cap: half the view-change timeout after arrival
-    // Its own result for request 0 comes at T0 + 300, node 2's too: request 0 goes out at T0 + 350, to
-    // nodes 0 and 3 only.
+    expect(h.r.nextWake).toBe(T0 + 500);
+    // Its own result for request 0 comes at T0 + 300: that RESULTS is the announcement, no forward follows.
+    // Node 2 votes on requests 0 and 1.
     h.inferred([ids[0]], 7, T0 + 300);
-    h.msg(2, { kind: 'results', signed: resultsOf(2, [ids[0]]) }, T0 + 300);
-    expect(sent(h.tick(T0 + 349), 'forward')).toHaveLength(0);
-    const fw = sent(h.tick(T0 + 350), 'forward');
-    expect(fw.map((f) => f.to).sort()).toEqual([0, 3]);
-    for (const f of fw) expect(hexes(f.msg.requests.map(requestIdOf))).toEqual([hex(ids[0])]);
-    // Request 1 never gets this node's result: it goes to every peer at the cap, once.
+    h.msg(2, { kind: 'results', signed: resultsOf(2, [ids[0], ids[1]]) }, T0 + 300);
     expect(sent(h.tick(T0 + 499), 'forward')).toHaveLength(0);
+    // Requests 1 and 2 never get this node's result: at the cap they go to the peers that have not voted
+    // on them (request 1 not to node 2, which has).
     const capped = sent(h.tick(T0 + 500), 'forward');
-    expect(capped.map((f) => f.to).sort()).toEqual([0, 2, 3]);
-    for (const f of capped) expect(hexes(f.msg.requests.map(requestIdOf))).toEqual([hex(ids[1])]);
+    const byPeer = new Map(capped.map((f) => [f.to, hexes(f.msg.requests.map(requestIdOf)).sort()]));
+    expect([...byPeer.keys()].sort()).toEqual([0, 2, 3]);
+    expect(byPeer.get(0)).toEqual(hexes([ids[1], ids[2]]).sort());
+    expect(byPeer.get(3)).toEqual(hexes([ids[1], ids[2]]).sort());
+    expect(byPeer.get(2)).toEqual([hex(ids[2])]);
     h.inferred([ids[1]], 7, T0 + 600); // a result after the cap schedules nothing more
     expect(sent(h.tick(T0 + 2000), 'forward')).toHaveLength(0);
+  });
+
+  it('votes for a request this node never received make it fetch the request from a voter', () => {
+    const h = new One(3, { retransmitMs: 100 });
+    const sr = mkReq(1);
+    const id = requestIdOf(sr);
+    h.msg(1, { kind: 'results', signed: resultsOf(1, [id]) }, T0);
+    expect(sent(h.tick(T0 + 99), 'fetch')).toHaveLength(0);
+    const f = sent(h.tick(T0 + 200), 'fetch').filter((x) => x.msg.requests.length > 0);
+    expect(f.map((x) => x.to)).toEqual([1]);
+    expect(hexes(f[0].msg.requests)).toEqual([hex(id)]);
+    // The voter's answer puts it in this node's pool and in inference.
+    const a = h.msg(1, { kind: 'fetched', requests: [sr], results: [], prePrepares: [] }, T0 + 201);
+    expect(only(a, 'infer')[0].requests.map((x) => hex(x.requestId))).toEqual([hex(id)]);
   });
 
   it('a forwarded request from a peer goes to inference but is not forwarded again', () => {

@@ -62,6 +62,21 @@ function recordingWire(
   };
 }
 
+/** A client request to the stand-in models, signed by the group's client. */
+function standInRequest(group: ReturnType<typeof makeGroup>, host: NodeHost, nonce: number): SignedRequest {
+  const input = standInInput(nonce);
+  const request: Request = {
+    groupId: host.replica.groupId,
+    client: group.client.publicKey,
+    nonce,
+    timestamp: Date.now(),
+    inputDigest: sha256(input),
+    policy: null,
+    maxFee: 1_000_000,
+  };
+  return signRequest(request, input, group.client);
+}
+
 describe('NodeHost group commit', () => {
   it('sends no PRE-PREPARE, PREPARE or COMMIT before the write that records it has committed', async () => {
     const group = makeGroup(4, 1, 31);
@@ -97,19 +112,7 @@ describe('NodeHost group commit', () => {
     });
     try {
       for (const h of hosts) h.start();
-      const reqs = Array.from({ length: 12 }, (_, i) => {
-        const input = standInInput(i);
-        const request: Request = {
-          groupId: hosts[0].replica.groupId,
-          client: group.client.publicKey,
-          nonce: i,
-          timestamp: Date.now(),
-          inputDigest: sha256(input),
-          policy: null,
-          maxFee: 1_000_000,
-        };
-        return signRequest(request, input, group.client);
-      });
+      const reqs = Array.from({ length: 12 }, (_, i) => standInRequest(group, hosts[0], i));
       const ids: string[] = [];
       for (const [i, sr] of reqs.entries()) {
         const r = hosts[i % 4].submit(sr);
@@ -164,19 +167,7 @@ describe('admission control', () => {
     });
     const app = buildApi(host, { maxQueueSeconds: 1, minPending: 5 });
     let nonce = 1000;
-    const signed = () => {
-      const input = standInInput(nonce);
-      const request: Request = {
-        groupId: host.replica.groupId,
-        client: group.client.publicKey,
-        nonce: nonce++,
-        timestamp: Date.now(),
-        inputDigest: sha256(input),
-        policy: null,
-        maxFee: 1_000_000,
-      };
-      return toJson(SignedRequest, signRequest(request, input, group.client));
-    };
+    const signed = () => toJson(SignedRequest, standInRequest(group, host, nonce++));
     const post = (payload: object) => app.inject({ method: 'POST', url: '/v1/requests?wait=0', payload });
     try {
       // Into an empty queue one POST gets in whole, even over minPending.
@@ -195,6 +186,51 @@ describe('admission control', () => {
     } finally {
       await app.close();
       host.close();
+    }
+  });
+});
+
+describe('requests the client sent to every node', () => {
+  it('reach the nodes the client missed as fetches of the requests their votes name, never as forwards', async () => {
+    const group = makeGroup(4, 1, 33);
+    const log: Event[] = [];
+    const handlers = new Map<number, (f: number, b: Uint8Array) => void>();
+    // A late forward would be due 10 ms after arrival; the orphan fetch waits one retransmission period.
+    const hosts = group.genesis.nodes.map((_, id) =>
+      NodeHost.open({
+        id,
+        genesis: group.genesis,
+        key: group.keys[id],
+        ledgerPath: join(dir, `sent-to-all-${id}.sqlite`),
+        backends: [startStandIn(id)],
+        wire: recordingWire(id, 4, log, handlers),
+        replica: { lateForwardMs: 10, retransmitMs: 50, voteWaitMs: 2000, batchTimeoutMs: 1 },
+      }),
+    );
+    try {
+      for (const h of hosts) h.start();
+      const reqs = Array.from({ length: 6 }, (_, i) => standInRequest(group, hosts[0], 100 + i));
+      // The client says it sent to all, but reached only nodes 1 and 2: node 0 (the primary) and node 3
+      // learn of the requests from the votes of 1 and 2.
+      const ids: string[] = [];
+      for (const sr of reqs)
+        for (const h of [hosts[1], hosts[2]]) {
+          const r = h.submit(sr, { sentToAll: true });
+          expect(r.ok).toBe(true);
+          if (r.ok && h === hosts[1]) ids.push(hex(r.requestId));
+        }
+      const certs = await Promise.all(ids.map((id) => hosts[1].waitCertificate(id, 10_000)));
+      for (const c of certs) {
+        expect(c).not.toBeNull();
+        // Every node voted, nodes 0 and 3 included: they got the requests.
+        expect(c?.outcome.votes.map((v) => v.node)).toEqual([0, 1, 2, 3]);
+      }
+      const sends = log.filter((e) => e.ev === 'send');
+      expect(sends.filter((e) => e.kind === 'forward')).toEqual([]);
+      const fetchers = new Set(sends.filter((e) => e.kind === 'fetch').map((e) => e.node));
+      expect([...fetchers].sort()).toEqual([0, 3]);
+    } finally {
+      for (const h of hosts) h.close();
     }
   });
 });
