@@ -7,6 +7,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
+import type { ModelBackend } from '../../src/inference/backend.ts';
 import { buildApi } from '../../src/node/api.ts';
 import { NodeHost, type Wire } from '../../src/node/host.ts';
 import { standInInput, startStandIn } from '../../src/node/standin-backend.ts';
@@ -24,7 +25,7 @@ import { makeGroup } from '../../src/sim/world.ts';
 type Event =
   | { node: number; ev: 'write'; what: string }
   | { node: number; ev: 'commit' }
-  | { node: number; ev: 'send'; kind: string; view?: number; seq?: number };
+  | { node: number; ev: 'send'; kind: string; view?: number; seq?: number; results?: number };
 
 const dir = mkdtempSync(join(tmpdir(), 'dropbear-host-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -41,9 +42,11 @@ function recordingWire(
       view?: number;
       seq?: number;
       pp?: { view: number; seq: number };
+      signed?: { batch: { entries: unknown[] } };
     };
     const at = m.kind === 'prePrepare' ? m.pp : m;
-    log.push({ node: id, ev: 'send', kind: m.kind, view: at?.view, seq: at?.seq });
+    const results = m.kind === 'results' ? m.signed?.batch.entries.length : undefined;
+    log.push({ node: id, ev: 'send', kind: m.kind, view: at?.view, seq: at?.seq, results });
   };
   const deliver = (to: number, bytes: Uint8Array) => setImmediate(() => handlers.get(to)?.(id, bytes));
   return {
@@ -229,6 +232,61 @@ describe('requests the client sent to every node', () => {
       expect(sends.filter((e) => e.kind === 'forward')).toEqual([]);
       const fetchers = new Set(sends.filter((e) => e.kind === 'fetch').map((e) => e.node));
       expect([...fetchers].sort()).toEqual([0, 3]);
+    } finally {
+      for (const h of hosts) h.close();
+    }
+  });
+});
+
+describe('answers of inference calls that finish in the same turn', () => {
+  it('go out as one signed RESULTS message', async () => {
+    const group = makeGroup(4, 1, 34);
+    const log: Event[] = [];
+    const handlers = new Map<number, (f: number, b: Uint8Array) => void>();
+    // Node 3's model holds every input until the gate opens, then answers them all at once (as a model
+    // batch of inputs from several calls does).
+    let open: () => void = () => {};
+    const gate = new Promise<void>((res) => {
+      open = res;
+    });
+    let held = 0;
+    const standIn = startStandIn(3);
+    const gated: ModelBackend = {
+      ...standIn,
+      async classify(input, opts) {
+        held++;
+        await gate;
+        return standIn.classify(input, opts);
+      },
+    };
+    const hosts = group.genesis.nodes.map((_, id) =>
+      NodeHost.open({
+        id,
+        genesis: group.genesis,
+        key: group.keys[id],
+        ledgerPath: join(dir, `settled-${id}.sqlite`),
+        backends: [id === 3 ? gated : startStandIn(id)],
+        wire: recordingWire(id, 4, log, handlers),
+        replica: { retransmitMs: 60_000, voteWaitMs: 2000, batchTimeoutMs: 1 },
+      }),
+    );
+    try {
+      for (const h of hosts) h.start();
+      // Three requests in three turns of the event loop: three inference calls at node 3.
+      const ids: string[] = [];
+      for (let i = 0; i < 3; i++) {
+        const r = hosts[3].submit(standInRequest(group, hosts[3], 200 + i));
+        expect(r.ok).toBe(true);
+        if (r.ok) ids.push(hex(r.requestId));
+        await new Promise((res) => setImmediate(res));
+        await new Promise((res) => setImmediate(res));
+      }
+      expect(held).toBe(3);
+      open();
+      const certs = await Promise.all(ids.map((id) => hosts[3].waitCertificate(id, 10_000)));
+      for (const c of certs) expect(c?.outcome.votes.map((v) => v.node)).toEqual([0, 1, 2, 3]);
+      const fromNode3 = log.filter((e) => e.node === 3 && e.ev === 'send' && e.kind === 'results');
+      expect(fromNode3.map((e) => (e.ev === 'send' ? e.results : 0))).toEqual([3]);
     } finally {
       for (const h of hosts) h.close();
     }
