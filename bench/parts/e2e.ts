@@ -143,9 +143,12 @@ export async function run(o: PartOptions): Promise<PartResult> {
       });
     o.log('starting the group (4 node processes) and the 4 serve-model processes');
     const paths = await Promise.all(models.map((n) => resolveModel(n, home)));
-    const [g, ...served] = await Promise.all([
-      startGroup(),
-      ...models.map((name, k) =>
+    // The group first, the servers once its nodes listen: `group init` picks free ports for the nodes
+    // and frees them again, and a server binding port 0 meanwhile could take one (EADDRINUSE at node 0,
+    // seen 2026-12-01).
+    group = await startGroup();
+    const served = await Promise.all(
+      models.map((name, k) =>
         serveModel({
           path: paths[k].path,
           name,
@@ -154,9 +157,8 @@ export async function run(o: PartOptions): Promise<PartResult> {
           log: o.log,
         }),
       ),
-    ]);
-    group = g as NodeGroup;
-    servers.push(...(served as ServedModel[]));
+    );
+    servers.push(...served);
     const f = group.group.genesis.f;
 
     const makeClient = (grp: NodeGroup) =>
