@@ -15,6 +15,7 @@
  * bench/results/inference.json and the BENCHMARKS.md section.
  */
 import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import '../src/inference/ort-env.ts';
 import * as ort from 'onnxruntime-node';
 import { CATALOG, catalogByName } from '../src/inference/catalog.ts';
 import type { Decoder } from '../src/inference/decode.ts';

@@ -9,6 +9,7 @@ import { createReadStream } from 'node:fs';
 import { mkdir, open, readdir, readFile, rename, stat, unlink } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { basename, extname, join } from 'node:path';
+import './ort-env.ts';
 import { DropbearError } from '../protocol/index.ts';
 import { CATALOG } from './catalog.ts';
 import type { ModelSpec, Preprocess, TensorDtype, TensorSpec } from './spec.ts';

@@ -3,6 +3,7 @@
  * preprocessing workers, and the session runner.
  */
 import { Worker } from 'node:worker_threads';
+import './ort-env.ts';
 import { DropbearError } from '../protocol/errors.ts';
 import { INFERENCE_SKIPPED } from './backend.ts';
 import type { Decoder } from './decode.ts';
