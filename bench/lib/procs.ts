@@ -39,9 +39,11 @@ export function cpuMeter(pids: number[]): () => { self: number; others: number[]
   const s0 = selfCpuMs();
   const o0 = pids.map(cpuMsOf);
   const m0 = pids.map(mainThreadCpuMsOf);
-  // At the end the main threads are read before their processes (at the start after them), so a main
-  // thread's share can never exceed its process's, whatever runs between two reads (read the other way
-  // round, a busy process showed 30 ms on its main thread against 20 in all: one clock tick in between).
+  // At the end the main threads are read before their processes (at the start after them), so no CPU
+  // spent between two reads counts for a main thread and not for its process. The two can still differ by
+  // a few clock ticks the other way: the kernel reports user and system time separately, each in whole
+  // ticks and each split from the entity's own run time, so a thread's sum is not bounded by its
+  // process's sum to the tick.
   return () => {
     const mains = pids.map((p, i) => mainThreadCpuMsOf(p) - m0[i]);
     const others = pids.map((p, i) => cpuMsOf(p) - o0[i]);
