@@ -23,10 +23,12 @@
  * Errors are JSON {"error": "..."}: 400 bad request, 404 unknown model, version or path, 413 body over the
  * limit, 503 overloaded or shutting down, 500 anything else.
  */
+
 import { readFileSync } from 'node:fs';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { DropbearError } from '../protocol/errors.ts';
 import type { InferenceEngine } from './engine.ts';
+import { refuseOversizedBodies } from './http-body.ts';
 import {
   BINARY_EXTENSION,
   bytesFromFloats,
@@ -105,7 +107,9 @@ export function createKServeServer(opts: KServeServerOptions): FastifyInstance {
   const inputDatatype = protocolDatatype(spec.input.dtype);
   let closing = false;
 
-  const app = Fastify({ logger: false, bodyLimit: opts.bodyLimit ?? DEFAULT_BODY_LIMIT });
+  const bodyLimit = opts.bodyLimit ?? DEFAULT_BODY_LIMIT;
+  const app = Fastify({ logger: false, bodyLimit });
+  refuseOversizedBodies(app, bodyLimit);
   // The infer body is JSON or JSON plus binary data: take every body as bytes and parse it here.
   app.removeAllContentTypeParsers();
   app.addContentTypeParser('*', { parseAs: 'buffer' }, (_req, body, done) => done(null, body));

@@ -18,6 +18,7 @@
  * Every error is `{error: {code, message}}` (plus `requestId` when one is known), its status given by
  * `httpStatusOf(code)`; fastify's own errors are translated into the same codes.
  */
+
 import { randomBytes } from 'node:crypto';
 import Fastify, {
   type FastifyBaseLogger,
@@ -27,6 +28,7 @@ import Fastify, {
   type FastifyRequest,
   LogController,
 } from 'fastify';
+import { refuseOversizedBodies } from '../inference/http-body.ts';
 import { packageVersion } from '../inference/kserve-server.ts';
 import { labelName } from '../inference/postprocess.ts';
 import {
@@ -459,6 +461,7 @@ export function buildApi(host: NodeHost, opts: ApiOptions = {}): FastifyInstance
     bodyLimit: o.bodyLimitBytes as number,
     ajv: { customOptions: { removeAdditional: false } },
   }) as unknown as FastifyInstance;
+  refuseOversizedBodies(app, o.bodyLimitBytes as number);
   // JSON everywhere (fastify's parser); no text bodies; octet-stream only where a route takes it (below).
   app.removeContentTypeParser('text/plain');
 

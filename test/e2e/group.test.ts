@@ -53,7 +53,9 @@ const logs = new Map<number, string[]>();
 
 function startNode(id: number, config = join(dir, `node-${id}.json`)): ChildProcess {
   const child = spawn(process.execPath, [BIN, 'node', '--config', config], {
-    stdio: ['ignore', 'pipe', 'pipe'],
+    // With an IPC channel, as `group start` gives it: a node stops when this process ends, even killed
+    // (without it, nodes of an interrupted run kept serving, orphaned).
+    stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
     // Every node also writes its step trace (src/node/steptrace.ts), read by a test below.
     env: { ...process.env, DROPBEAR_HOME: home, DROPBEAR_TRACE_STEPS: join(root, 'trace') },
   });
