@@ -12,7 +12,7 @@
 import { errorCodes, type FastifyInstance } from 'fastify';
 
 /** Bytes of an over-limit body read and dropped before its connection is cut instead. */
-export const DRAIN_CAP = 64 * 1024 * 1024;
+const DRAIN_CAP = 64 * 1024 * 1024;
 
 export function refuseOversizedBodies(app: FastifyInstance, limit: number): void {
   app.addHook('onRequest', (req, _reply, done) => {

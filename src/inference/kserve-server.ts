@@ -23,7 +23,6 @@
  * Errors are JSON {"error": "..."}: 400 bad request, 404 unknown model, version or path, 413 body over the
  * limit, 503 overloaded or shutting down, 500 anything else.
  */
-
 import { readFileSync } from 'node:fs';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { DropbearError } from '../protocol/errors.ts';

@@ -18,7 +18,6 @@
  * Every error is `{error: {code, message}}` (plus `requestId` when one is known), its status given by
  * `httpStatusOf(code)`; fastify's own errors are translated into the same codes.
  */
-
 import { randomBytes } from 'node:crypto';
 import Fastify, {
   type FastifyBaseLogger,
