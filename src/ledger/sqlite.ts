@@ -27,8 +27,14 @@
  *   FULL whatever the configured level, and returns only once the record is on disk. The caller sends
  *   the message after `persist` returns. A FULL commit also makes every earlier WAL frame durable.
  * - Group commit (`beginGroup`/`commitGroup`, docs/ledger.md): writes between the two share one
- *   transaction and one fsync; the node host groups the writes of each turn of its event loop and holds
- *   the messages they guard until `commitGroup` returns.
+ *   transaction and at most one fsync; the node host groups the writes of each turn of its event loop and
+ *   holds the messages they guard until `commitGroup` returns. A group is fsynced when it holds a write
+ *   that needs it at the configured level (a `persist` always; with FULL also an execution, a checkpoint,
+ *   evidence). A group of receipt signatures alone is not: they are what peers signed over a receipt this
+ *   node already executed durably, a node that loses them (power loss) collects them again (the replica
+ *   restores the last receipts short of q signatures), and the next fsynced group makes them durable too.
+ *   Under a group the connection runs at NORMAL and the WAL is fdatasynced by hand after the commit: in
+ *   WAL mode a commit is WAL frames, so that is the FULL commit it replaces.
  * - `uncleanShutdown` is true when the previous session did not `close()`: with NORMAL, its last
  *   executions may be lost (see above); the signed log never is.
  */
@@ -274,6 +280,9 @@ export class SqliteLedger {
   private closed = false;
   private grouped = false;
   private groupNeedsSync = false;
+  /** The WAL file, open once it is first fdatasynced by hand (closed with the ledger). */
+  private walFd: number | null = null;
+  private walSyncCount = 0;
   /** Outcomes and trees of the last few batches used, least recently used first. */
   private readonly recentOutcomes = new Map<number, BatchOutcomes>();
   private index = new SeqIndex();
@@ -475,32 +484,53 @@ export class SqliteLedger {
   beginGroup(): void {
     this.open_();
     if (this.grouped) return;
-    this.db.exec('BEGIN');
+    // SQLite refuses to change the level inside a transaction, and whether this group needs an fsync is
+    // known only at its commit: the group runs at NORMAL, and commitGroup syncs the WAL when it must.
+    if (this.synchronous === 'FULL') this.db.pragma('synchronous = NORMAL');
+    try {
+      this.db.exec('BEGIN');
+    } catch (e) {
+      if (this.synchronous === 'FULL') this.db.pragma('synchronous = FULL');
+      throw e;
+    }
     this.grouped = true;
     this.groupNeedsSync = false;
   }
 
   /**
-   * Commits the open group (no-op without one), fsynced before this returns when the configured level is
-   * FULL or the group holds a `persist`. With NORMAL, SQLite cannot be switched to FULL inside the open
-   * transaction, so the WAL file is fdatasynced here after the commit: in WAL mode a commit is WAL frames,
-   * so that makes the group (and every commit before it) durable as a FULL commit would.
+   * Commits the open group (no-op without one), fsynced before this returns when it holds a write that
+   * needs it: a `persist` always, with FULL also an execution, a checkpoint or evidence (receipt signatures
+   * alone do not; see the header). The fsync is an fdatasync of the WAL file after the commit: in WAL mode
+   * a commit is WAL frames, so that makes the group (and every commit before it) durable as a FULL
+   * commit would.
    */
   commitGroup(): void {
     if (!this.grouped) return;
     this.grouped = false;
-    this.db.exec('COMMIT');
-    if (this.groupNeedsSync && this.synchronous !== 'FULL') this.syncWal();
+    try {
+      this.db.exec('COMMIT');
+    } finally {
+      if (this.synchronous === 'FULL') this.db.pragma('synchronous = FULL');
+    }
+    if (this.groupNeedsSync) this.syncWal();
   }
 
+  /** fdatasyncs the WAL file (kept open: SQLite keeps it while the connection is open in WAL mode). */
   private syncWal(): void {
     if (this.path === ':memory:' || this.path === '') return;
-    const fd = openSync(`${this.path}-wal`, 'r');
-    try {
-      fdatasyncSync(fd);
-    } finally {
-      closeSync(fd);
-    }
+    this.walFd ??= openSync(`${this.path}-wal`, 'r');
+    fdatasyncSync(this.walFd);
+    this.walSyncCount++;
+  }
+
+  /** How many times the WAL was fdatasynced by hand (group commits and NORMAL-level `persist`s). */
+  get walSyncs(): number {
+    return this.walSyncCount;
+  }
+
+  /** A write at the configured level inside an open group: with FULL, the group's commit is fsynced. */
+  private atLevel(): void {
+    if (this.grouped && this.synchronous === 'FULL') this.groupNeedsSync = true;
   }
 
   get inGroup(): boolean {
@@ -551,6 +581,7 @@ export class SqliteLedger {
 
     let touched = false;
     try {
+      this.atLevel();
       const ex = this.inTx(() => {
         touched = true;
         const done = this.current.execute(seq, digest, batch, entries);
@@ -792,6 +823,7 @@ export class SqliteLedger {
     if (!isUint(seq) || seq < 1 || seq > this.current.seq)
       throw new DropbearError('LEDGER_UNKNOWN_SEQ', `checkpoint ${seq} is beyond the executed batches`);
     if (stateDigest.length !== 32) throw new DropbearError('LEDGER_BAD_VALUE', 'a state digest is 32 bytes');
+    this.atLevel();
     this.inTx(() => this.st.insCheckpoint.run(seq, stateDigest, proof));
   }
 
@@ -810,6 +842,7 @@ export class SqliteLedger {
   saveEvidence(node: number, kind: string, proof: Uint8Array): void {
     this.open_();
     if (!isUint(node)) throw new DropbearError('LEDGER_BAD_VALUE', 'node must be a uint');
+    this.atLevel();
     this.inTx(() => this.st.insEvidence.run(node, kind, proof));
   }
 
@@ -830,6 +863,8 @@ export class SqliteLedger {
     this.durably(() => this.st.markOpen.run(1));
     this.closed = true;
     this.db.close();
+    if (this.walFd !== null) closeSync(this.walFd);
+    this.walFd = null;
   }
 }
 

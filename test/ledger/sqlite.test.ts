@@ -534,6 +534,72 @@ describe('SqliteLedger', () => {
     again.close();
   });
 
+  it('group commit with synchronous FULL: fsynced when it holds a persist, an execution, a checkpoint or evidence; not for receipt signatures alone', () => {
+    const path = freshPath();
+    const l = SqliteLedger.open(path, genesis);
+    const db = (l as unknown as { db: Database.Database }).db;
+    const level = () => db.pragma('synchronous', { simple: true });
+    const synced = (write: () => void): number => {
+      const before = l.walSyncs;
+      l.beginGroup();
+      expect(level()).toBe(1); // NORMAL while the group is open: its commit is synced by hand, or not
+      write();
+      l.commitGroup();
+      expect(level()).toBe(2); // FULL again for writes outside a group
+      return l.walSyncs - before;
+    };
+    const p1 = plans[0];
+    let ex1: Execution | null = null;
+    expect(synced(() => (ex1 = l.execute(p1.seq, p1.view, p1.digest, p1.batch, p1.entries)))).toBe(1);
+    const ex = ex1 as unknown as Execution;
+    expect(
+      synced(() =>
+        l.addReceiptSignatures(
+          1,
+          [0, 1, 2].map((i) => signReceipt(ex.receipt, i)),
+          ex.receiptHash,
+        ),
+      ),
+    ).toBe(0);
+    expect(synced(() => l.persist({ kind: 'prepare', view: 0, seq: 2, digest: p1.digest }))).toBe(1);
+    expect(synced(() => l.saveCheckpoint(1, sha256(new Uint8Array([5])), new Uint8Array([1])))).toBe(1);
+    expect(synced(() => l.saveEvidence(2, 'equivocation', new Uint8Array([7])))).toBe(1);
+    // Receipt signatures beside an execution: one fsync for the group.
+    const p2 = plans[1];
+    expect(
+      synced(() => {
+        const ex2 = l.execute(p2.seq, p2.view, p2.digest, p2.batch, p2.entries);
+        l.addReceiptSignatures(
+          2,
+          [0, 1, 2].map((i) => signReceipt(ex2.receipt, i)),
+          ex2.receiptHash,
+        );
+      }),
+    ).toBe(1);
+    // What an unsynced group wrote is committed all the same: a crash of the process loses none of it.
+    l.beginGroup();
+    l.addReceiptSignatures(2, [signReceipt(l.receipt(2)!.receipt, 3)]);
+    l.commitGroup();
+    db.close(); // a crash: no clean close
+    const again = SqliteLedger.open(path, genesis);
+    expect(again.lastSeq).toBe(2);
+    expect(again.receiptSignatures(1).map((s) => s.node)).toEqual([0, 1, 2]);
+    expect(again.receiptSignatures(2).map((s) => s.node)).toEqual([0, 1, 2, 3]);
+    // A NORMAL ledger syncs a group only for a persist (as before).
+    again.close();
+    const n = SqliteLedger.open(freshPath(), genesis, { synchronous: 'NORMAL' });
+    const before = n.walSyncs;
+    n.beginGroup();
+    n.execute(p1.seq, p1.view, p1.digest, p1.batch, p1.entries);
+    n.commitGroup();
+    expect(n.walSyncs).toBe(before);
+    n.beginGroup();
+    n.persist({ kind: 'prepare', view: 0, seq: 2, digest: p1.digest });
+    n.commitGroup();
+    expect(n.walSyncs).toBe(before + 1);
+    n.close();
+  });
+
   it('group commit: an uncommitted group is lost whole on a crash, and the file replays cleanly', () => {
     const path = freshPath();
     const l = SqliteLedger.open(path, genesis);
