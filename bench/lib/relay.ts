@@ -27,6 +27,12 @@ export interface RelayOptions {
   /** Bytes one direction may hold before its source is paused (default 64 MiB). */
   maxBufferedBytes?: number;
   name?: string;
+  /**
+   * Ports a free port (port 0) must not be: ports other processes were promised and will listen on later
+   * (the wan part starts its relays after `group init` picked the nodes' ports and before the nodes
+   * listen, so the OS could hand a relay one of them). Such a port is released and another one taken.
+   */
+  avoid?: readonly number[] | ReadonlySet<number>;
 }
 
 export interface RelayStats {
@@ -189,12 +195,23 @@ export function startRelay(o: RelayOptions): Promise<Relay> {
       delayedPipe(upstream, client, delayMs, maxBuffered, (n) => (s.bytesBack += n), paused),
     );
   });
+  const avoid: ReadonlySet<number> = o.port
+    ? new Set()
+    : Array.isArray(o.avoid)
+      ? new Set(o.avoid)
+      : ((o.avoid as ReadonlySet<number> | undefined) ?? new Set());
+  let tries = 0;
   return new Promise((resolve, reject) => {
     server.once('error', reject);
-    server.listen(o.port ?? 0, o.host ?? '127.0.0.1', () => {
-      server.off('error', reject);
+    const listening = () => {
       const a = server.address();
       if (a === null || typeof a === 'string') return reject(new Error('relay: no TCP address'));
+      if (avoid.has(a.port)) {
+        if (++tries > 100) return reject(new Error('relay: no free port outside the ports to avoid'));
+        server.close(() => server.listen(0, o.host ?? '127.0.0.1', listening));
+        return;
+      }
+      server.off('error', reject);
       const host = o.host ?? '127.0.0.1';
       resolve({
         host,
@@ -208,7 +225,8 @@ export function startRelay(o: RelayOptions): Promise<Relay> {
             server.close(() => res());
           }),
       });
-    });
+    };
+    server.listen(o.port ?? 0, o.host ?? '127.0.0.1', listening);
   });
 }
 
@@ -218,6 +236,8 @@ export interface RelaySpec {
   name: string;
   target: { host: string; port: number };
   delayMs: number;
+  /** See RelayOptions.avoid. */
+  avoid?: number[];
 }
 
 /**

@@ -114,6 +114,8 @@ export async function startWanGroup(o: {
       const { readFileSync, writeFileSync } = await import('node:fs');
       const specs: RelaySpec[] = [];
       const port = (addr: string) => Number(/:(\d+)$/.exec(addr)![1]);
+      // The nodes listen on these once started, after the relays: no relay may take one of them.
+      const avoid = file.nodes.flatMap((n) => [port(n.p2p), port(n.api)]);
       for (const a of file.nodes)
         for (const b of file.nodes)
           if (a.id !== b.id && NODE_SITE[a.id] !== NODE_SITE[b.id])
@@ -121,6 +123,7 @@ export async function startWanGroup(o: {
               name: `p2p ${a.id}->${b.id}`,
               target: { host: '127.0.0.1', port: port(b.p2p) },
               delayMs: delay(NODE_SITE[a.id], NODE_SITE[b.id], table),
+              avoid,
             });
       for (const n of file.nodes)
         if (NODE_SITE[n.id] !== CLIENT_SITE)
@@ -128,6 +131,7 @@ export async function startWanGroup(o: {
             name: `http client->${n.id}`,
             target: { host: '127.0.0.1', port: port(n.api) },
             delayMs: delay(CLIENT_SITE, NODE_SITE[n.id], table),
+            avoid,
           });
       relays = await RelayProcess.start(specs);
       const r = relays;

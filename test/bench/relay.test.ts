@@ -63,6 +63,24 @@ describe('delaying relay', () => {
     expect(relay.stats().accepted).toBe(1);
   });
 
+  it('never listens on a port it was told to avoid (ports promised to nodes that start later)', async () => {
+    const { port } = await echoServer();
+    // A set that names whichever port the OS hands out first, so the relay must let it go and take another.
+    const asked: number[] = [];
+    const avoid = new (class extends Set<number> {
+      override has(p: number): boolean {
+        asked.push(p);
+        return asked.length === 1;
+      }
+    })();
+    const relay = await startRelay({ target: { host: '127.0.0.1', port }, delayMs: 0, avoid });
+    cleanups.push(() => relay.close());
+    expect(asked.length).toBe(2);
+    expect(relay.port).toBe(asked[1]);
+    const s = await dial(relay.port);
+    expect(await roundTrip(s, 'ping')).toBeGreaterThanOrEqual(0);
+  });
+
   it('keeps order and every byte under many small writes, and forwards a half-close', async () => {
     const { port } = await echoServer();
     const relay = await startRelay({ target: { host: '127.0.0.1', port }, delayMs: 5 });
