@@ -32,9 +32,9 @@ export function refuseOversizedBodies(app: FastifyInstance, limit: number, drain
     });
     done(new errorCodes.FST_ERR_CTP_BODY_TOO_LARGE());
   });
-  // A body without a Content-Length (chunked; without either header there is no body): the parser reads a counting copy of it. Past the limit the
-  // copy stops (the parser waits on it and is dropped with the request), the 413 goes out through the
-  // error handler, and the rest of the body is read and dropped.
+  // A body without a Content-Length (chunked; with neither header there is no body): the parser reads a
+  // counting copy of it. Past the limit the copy stops (the parser waits on it and is dropped with the
+  // request), the 413 goes out through the error handler, and the rest of the body is read and dropped.
   app.addHook('preParsing', (req, reply, payload, done) => {
     if (req.headers['content-length'] !== undefined || req.headers['transfer-encoding'] === undefined) {
       done(null, payload);

@@ -44,7 +44,7 @@ class WorkerHandle {
         if (!p) return;
         this.pending.delete(m.id);
         this.inFlight--;
-        if (m.type === 'ok') p.resolve({ data: m.data, ms: m.ms });
+        if (m.type === 'ok') p.resolve({ data: m.data, ms: m.ms, input: m.input });
         else p.reject(new DropbearError(m.code, m.message));
         if (this.pending.size === 0) this.onDrained?.();
       });
@@ -68,7 +68,7 @@ class WorkerHandle {
   request(
     msg: WithoutId<WorkerRequest>,
     transfer: ArrayBuffer[] = [],
-  ): Promise<{ data: Float32Array; ms: number }> {
+  ): Promise<{ data: Float32Array; ms: number; input?: ArrayBuffer }> {
     if (this.dead) return Promise.reject(this.dead);
     const id = this.nextId++;
     this.inFlight++;
@@ -150,8 +150,14 @@ export class SessionRunner {
     return this.handle.inFlight;
   }
 
-  /** Runs `n` items laid out back to back in `data` (which is transferred); returns the n outputs. */
-  run(data: Float32Array | Uint16Array, n: number): Promise<{ data: Float32Array; ms: number }> {
+  /**
+   * Runs `n` items laid out back to back in `data` (its buffer is transferred); returns the n outputs and
+   * hands the buffer back (`input`) for the next batch.
+   */
+  run(
+    data: Float32Array | Uint16Array,
+    n: number,
+  ): Promise<{ data: Float32Array; ms: number; input?: ArrayBuffer }> {
     return this.handle.request({ type: 'run', data, n }, [data.buffer as ArrayBuffer]);
   }
 

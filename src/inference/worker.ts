@@ -31,7 +31,8 @@ export type WorkerRequest =
 
 export type WorkerReply =
   | { type: 'ready' }
-  | { type: 'ok'; id: number; data: Float32Array; ms: number }
+  /** `input`: a run's batch buffer, handed back for the next batch. */
+  | { type: 'ok'; id: number; data: Float32Array; ms: number; input?: ArrayBuffer }
   | { type: 'error'; id: number; code: string; message: string };
 
 const port = parentPort!;
@@ -112,11 +113,13 @@ if (data.role === 'session') {
       } else {
         result = await runOnce(m.data, m.n);
       }
-      // The runtime may own the output's memory: send a copy (4 KB per item, negligible).
+      // The runtime may own the output's memory: send a copy (4 KB per item, negligible). The batch's
+      // buffer goes back too: the batcher builds a later batch in it (the run is over, nothing holds it).
       const copy = result.slice();
+      const input = m.data.buffer as ArrayBuffer;
       port.postMessage(
-        { type: 'ok', id: m.id, data: copy, ms: performance.now() - t0 } satisfies WorkerReply,
-        [copy.buffer as ArrayBuffer],
+        { type: 'ok', id: m.id, data: copy, ms: performance.now() - t0, input } satisfies WorkerReply,
+        [copy.buffer as ArrayBuffer, input],
       );
     } catch (e) {
       fail(m.id, e);

@@ -523,7 +523,7 @@ export class SqliteLedger {
     this.walSyncCount++;
   }
 
-  /** How many times the WAL was fdatasynced by hand (group commits and NORMAL-level `persist`s). */
+  /** How many group commits fdatasynced the WAL (SQLite's own fsyncs outside a group are not counted). */
   get walSyncs(): number {
     return this.walSyncCount;
   }

@@ -76,6 +76,8 @@ describe('engine behaviour', () => {
     const batched = await Promise.all(files.map((f) => e.classify(valBytes.get(f)!)));
     const single: typeof batched = [];
     for (const f of files) single.push(await e.classify(valBytes.get(f)!));
+    // The single runs are built in the spare buffers of the batches before them (larger than one item).
+    expect(e.stats().reusedBuffers).toBeGreaterThan(15);
     expect(batched).toEqual(single);
     expect(Math.max(...Object.keys(e.stats().batchSizes).map(Number))).toBeGreaterThan(1);
   });
@@ -95,6 +97,8 @@ describe('engine behaviour', () => {
     for (const f of files) single.push(await one.classify(valBytes.get(f)!));
     expect(Object.keys(one.stats().batchSizes).map(Number)).toEqual([1]);
     expect(batched).toEqual(single);
+    // One after another, 31 of the 32 runs of one were built in the buffer the worker handed back.
+    expect(one.stats().reusedBuffers).toBe(31);
   });
 
   it('a raw RGB tensor gives the same answer as the image it was decoded from; so does the model tensor', async () => {

@@ -210,6 +210,64 @@ describe('dynamic batcher', () => {
   });
 });
 
+describe('dynamic batcher, buffer reuse', () => {
+  it('builds later batches in the buffers the runner hands back; a smaller batch sees only its own items', async () => {
+    const buffers: ArrayBuffer[] = [];
+    const lengths: number[] = [];
+    const b = new DynamicBatcher(
+      2,
+      1,
+      async (d, n) => {
+        buffers.push(d.buffer as ArrayBuffer);
+        lengths.push(d.length);
+        const out = new Float32Array(n);
+        for (let i = 0; i < n; i++) out[i] = d[2 * i] + d[2 * i + 1];
+        return { data: out, ms: 0, input: d.buffer as ArrayBuffer };
+      },
+      { maxBatch: 4, maxDelayMs: 50, maxQueue: 10, maxInFlight: 1 },
+    );
+    const sums = (xs: number[][]) =>
+      Promise.all(xs.map((x) => b.submit(Float32Array.from(x)).then((o) => o[0])));
+    expect(
+      await sums([
+        [1, 2],
+        [3, 4],
+        [5, 6],
+        [7, 8],
+      ]),
+    ).toEqual([3, 7, 11, 15]);
+    expect(await sums([[10, 20]])).toEqual([30]);
+    expect(
+      await sums([
+        [1, 1],
+        [2, 2],
+      ]),
+    ).toEqual([2, 4]);
+    // One buffer throughout: the first batch's (4 items); the later ones used a prefix of it.
+    expect(buffers[1]).toBe(buffers[0]);
+    expect(buffers[2]).toBe(buffers[0]);
+    expect(lengths).toEqual([8, 2, 4]);
+    expect(b.reusedBuffers).toBe(2);
+  });
+
+  it('without a buffer handed back, every batch gets a new one', async () => {
+    const buffers: ArrayBuffer[] = [];
+    const b = new DynamicBatcher(
+      1,
+      1,
+      async (d, n) => {
+        buffers.push(d.buffer as ArrayBuffer);
+        return { data: Float32Array.from(d.subarray(0, n)), ms: 0 };
+      },
+      { maxBatch: 1, maxDelayMs: 0, maxQueue: 10, maxInFlight: 1 },
+    );
+    expect([...(await b.submit(Float32Array.of(5)))]).toEqual([5]);
+    expect([...(await b.submit(Float32Array.of(6)))]).toEqual([6]);
+    expect(buffers[1]).not.toBe(buffers[0]);
+    expect(b.reusedBuffers).toBe(0);
+  });
+});
+
 describe('dynamic batcher, float16', () => {
   it('builds half-precision batches on the caller side when the model takes float16', async () => {
     let seen: Float32Array | Uint16Array | null = null;
