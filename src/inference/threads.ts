@@ -18,7 +18,7 @@ const BOOT = new URL('./worker-boot.mjs', import.meta.url);
 const CLOSE_DRAIN_MS = 5000;
 
 interface Pending {
-  resolve: (r: { data: Float32Array; ms: number }) => void;
+  resolve: (r: { data: Float32Array; ms: number; input?: ArrayBuffer }) => void;
   reject: (e: Error) => void;
 }
 
