@@ -250,6 +250,42 @@ describe('dynamic batcher, buffer reuse', () => {
     expect(b.reusedBuffers).toBe(2);
   });
 
+  it('takes the smallest spare buffer that fits, so the large ones stay for large batches', async () => {
+    const used: number[] = [];
+    const running: (() => void)[] = [];
+    const b = new DynamicBatcher(
+      1,
+      1,
+      async (d, n) => {
+        used.push(d.buffer.byteLength);
+        await new Promise<void>((r) => running.push(r));
+        return { data: Float32Array.from(d.subarray(0, n)), ms: 0, input: d.buffer as ArrayBuffer };
+      },
+      { maxBatch: 4, maxDelayMs: 5, maxQueue: 100, maxInFlight: 2 },
+    );
+    const until = async (ok: () => boolean) => {
+      while (!ok()) await new Promise((r) => setTimeout(r, 1));
+    };
+    // Two batches in flight at once, of 4 items and of 1 (4-byte floats): two new buffers.
+    const four = Promise.all([1, 2, 3, 4].map((x) => b.submit(Float32Array.of(x))));
+    await until(() => running.length === 1);
+    const one = b.submit(Float32Array.of(5));
+    await until(() => running.length === 2);
+    expect(used).toEqual([16, 4]);
+    // Handed back larger first: the spares are [16, 4] in that order.
+    running[0]();
+    await four;
+    running[1]();
+    await one;
+    // A batch of one takes the 4-byte spare, not the first one that fits.
+    const again = b.submit(Float32Array.of(6));
+    await until(() => running.length === 3);
+    running[2]();
+    expect([...(await again)]).toEqual([6]);
+    expect(used).toEqual([16, 4, 4]);
+    expect(b.reusedBuffers).toBe(1);
+  });
+
   it('without a buffer handed back, every batch gets a new one', async () => {
     const buffers: ArrayBuffer[] = [];
     const b = new DynamicBatcher(
