@@ -11,7 +11,7 @@ import { existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { cleanupAll } from './lib/cleanup.ts';
-import { describeMachine, machine } from './lib/machine.ts';
+import { atEnd, describeMachine, machine } from './lib/machine.ts';
 import { rewriteSection } from './lib/markdown.ts';
 import type { Part, PartOptions } from './lib/part.ts';
 
@@ -92,7 +92,7 @@ async function main(): Promise<number> {
         part: name,
         quick,
         date: new Date().toISOString(),
-        machine: pm,
+        machine: atEnd(pm),
         command,
         seconds,
         ...r.json,

@@ -28,6 +28,13 @@ export interface Machine {
    * only when this does; ratios measured in one run compare anyway.
    */
   verifyUs: number;
+  /**
+   * The same reference measured again as the part ended (after its processes stopped), when the part says
+   * so (`atEnd`): the machine's speed changes from hour to hour (2026-12-01: 45.6 µs at the start of one
+   * e2e run, 95 at the start of a protocol run two hours later), so it may within a run too, and a figure
+   * far from `verifyUs` says it did.
+   */
+  verifyUsEnd?: number;
   cryptoBackend: string;
 }
 
@@ -62,6 +69,17 @@ function speedNow(): number {
   const t = performance.now();
   if (!lastSpeed || t - lastSpeed.at > 60_000) lastSpeed = { at: t, us: verifyMicros() };
   return lastSpeed.us;
+}
+
+/**
+ * The machine as a part ends: `m` with the speed reference measured now (once for the part's text and its
+ * results file, which ask within seconds of each other).
+ */
+let lastEnd: { at: number; us: number } | null = null;
+export function atEnd(m: Machine): Machine {
+  const t = performance.now();
+  if (!lastEnd || t - lastEnd.at > 5_000) lastEnd = { at: t, us: verifyMicros() };
+  return { ...m, verifyUsEnd: lastEnd.us };
 }
 
 function codeVersion(): Machine['code'] {
@@ -123,5 +141,9 @@ export function describeMachine(m: Machine): string {
   const code = m.code
     ? `; code at ${m.code.commit.slice(0, 7)}${m.code.modified ? ' with uncommitted changes' : ''}`
     : '';
-  return `${m.cores} cores (${m.cpu}), ${m.memGiB} GiB, Node ${m.node}, ${m.platform}; Ed25519 check ${m.verifyUs} µs (${m.cryptoBackend}; speed reference, see bench/lib/machine.ts); 1-min load average ${m.loadAvg1} at start${code}`;
+  const speed =
+    m.verifyUsEnd === undefined
+      ? `${m.verifyUs} µs`
+      : `${m.verifyUs} µs at the start, ${m.verifyUsEnd} at the end`;
+  return `${m.cores} cores (${m.cpu}), ${m.memGiB} GiB, Node ${m.node}, ${m.platform}; Ed25519 check ${speed} (${m.cryptoBackend}; speed reference, see bench/lib/machine.ts); 1-min load average ${m.loadAvg1} at start${code}`;
 }

@@ -47,7 +47,7 @@ import {
 } from '../lib/extra.ts';
 import { lightFetch } from '../lib/http.ts';
 import { closedLoop, type LatencySample, openLoop, type Send, type StepResult } from '../lib/load.ts';
-import { describeMachine, machine } from '../lib/machine.ts';
+import { atEnd, describeMachine, machine } from '../lib/machine.ts';
 import { mdTable } from '../lib/markdown.ts';
 import { flag, type PartOptions, type PartResult, warmupMs } from '../lib/part.ts';
 import { cpuMeter } from '../lib/procs.ts';
@@ -538,7 +538,7 @@ export async function run(o: PartOptions): Promise<PartResult> {
     });
 
     const body = [
-      `Machine: ${describeMachine(m)}. Command: \`${o.command}\`${o.quick ? ' (quick run: short steps, one run; not for comparison)' : ''}.`,
+      `Machine: ${describeMachine(atEnd(m))}. Command: \`${o.command}\`${o.quick ? ' (quick run: short steps, one run; not for comparison)' : ''}.`,
       `Models: ${models.map((x, k) => `node ${k} / server ${k}: \`${x}\``).join(', ')}; engine ${JSON.stringify(ENGINE)} on both sides. ` +
         `${images.length} val images, the same sequence for both sides; ${runs} run(s) of ${stepMs / 1000} s per closed-loop row and of ${halfMs / 1000} s per open-loop row, alternating sides` +
         `${warmMs > 0 ? ` (each side first warmed up for ${warmMs / 1000} s at 8 in flight, discarded: V8 compiles the nodes' functions over the first minutes under load; warmupMs in bench/lib/part.ts)` : ''}; ` +

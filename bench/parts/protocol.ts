@@ -54,7 +54,7 @@ import {
 } from '../lib/dropbear-load.ts';
 import { lightFetch } from '../lib/http.ts';
 import { closedLoop, openLoop, type Send, type StepResult } from '../lib/load.ts';
-import { describeMachine, machine } from '../lib/machine.ts';
+import { atEnd, describeMachine, machine } from '../lib/machine.ts';
 import { mdTable } from '../lib/markdown.ts';
 import { flag, type PartOptions, type PartResult, type Plot, warmupMs } from '../lib/part.ts';
 import { cpuMeter } from '../lib/procs.ts';
@@ -803,7 +803,7 @@ function report(
       ? 'The client verifies every certificate (SignatureCache: q receipt signatures once per consensus batch).'
       : `The client fully verifies one certificate in ${verifyEvery} (signatures with a SignatureCache, Merkle path, decision); every one is matched to its request id and input.`;
   const body = [
-    `${o.quick ? '**Quick (smoke) run: not a measurement** (short steps, few rates, n = 4 only by default). ' : ''}Machine: ${describeMachine(m)}. Command: \`${o.command}\`.`,
+    `${o.quick ? '**Quick (smoke) run: not a measurement** (short steps, few rates, n = 4 only by default). ' : ''}Machine: ${describeMachine(atEnd(m))}. Command: \`${o.command}\`.`,
     `One run per load step (${ms / 1000} s each; open loop at a fixed rate, latency from each request's scheduled send time;` +
       `${warmMs > 0 ? ` before each curve, ${warmMs / 1000} s of closed loop (${WARMUP_CONCURRENCY.single} in flight without batch signing, ${WARMUP_CONCURRENCY.batch} with) warm the processes up, discarded: V8 compiles a node's functions over the first minutes under load (bench/lib/part.ts, warmupMs);` : ' no warm-up;'}` +
       ` the curve stops at the first step that falls 15 % short of its rate, fails > 1 % or has p99 > 1 s). Spread: the certified requests in each second of the peak step (min–max). A peak marked ≥ never saturated within the rates offered (a lower bound, and the ratio against it an upper bound). The servers and the single load-generator process share the machine's ${m.cores} cores; "CPU %" is per core (${m.cores * 100} % is the whole machine). ${verifyNote}`,

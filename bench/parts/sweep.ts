@@ -41,7 +41,7 @@ import {
 } from '../lib/extra.ts';
 import { lightFetch } from '../lib/http.ts';
 import { closedLoop, openLoop, type StepResult } from '../lib/load.ts';
-import { describeMachine, machine } from '../lib/machine.ts';
+import { atEnd, describeMachine, machine } from '../lib/machine.ts';
 import { mdTable } from '../lib/markdown.ts';
 import { flag, type PartOptions, type PartResult, warmupMs } from '../lib/part.ts';
 import { cpuMeter } from '../lib/procs.ts';
@@ -342,7 +342,7 @@ export async function run(o: PartOptions): Promise<PartResult> {
   });
 
   const body = [
-    `Machine: ${describeMachine(m)}. Command: \`${o.command}\`${o.quick ? ' (quick run: a smaller grid, short steps, one run; not for comparison)' : ''}.`,
+    `Machine: ${describeMachine(atEnd(m))}. Command: \`${o.command}\`${o.quick ? ' (quick run: a smaller grid, short steps, one run; not for comparison)' : ''}.`,
     `Each setting: a fresh 4-node group on loopback${warmMs > 0 ? `, first warmed up for ${warmMs / 1000} s (closed loop, discarded: V8 compiles the nodes' functions over the first minutes under load; warmupMs in bench/lib/part.ts)` : ''}; open loop at ${load.consensus.lowRate}/s (stand-in), ${load.pipeline.lowRate}/s (stand-in, pipeline depth) or ${load.inference.lowRate}/s ` +
       `(real model) for the latency below the peak, then closed loop with ${load.consensus.conc} or ${load.inference.conc} requests in ` +
       `flight for the peak (a peak step that changed views is followed by a fresh group); ${runs} run(s) of ${load.consensus.stepMs / 1000} s or ${load.inference.stepMs / 1000} s each, ` +

@@ -12,7 +12,7 @@
 import { SignatureCache, verifyCertificate } from '../../src/certificate/index.ts';
 import { Certificate, cryptoStats, hex, type Json, receiptHashOf, toJson } from '../../src/protocol/index.ts';
 import { simulate } from '../../src/sim/world.ts';
-import { describeMachine, machine } from '../lib/machine.ts';
+import { atEnd, describeMachine, machine } from '../lib/machine.ts';
 import { mdTable } from '../lib/markdown.ts';
 import type { PartOptions, PartResult } from '../lib/part.ts';
 import { selfCpuMs } from '../lib/procs.ts';
@@ -127,7 +127,7 @@ export async function run(o: PartOptions): Promise<PartResult> {
     ? `Target (≥ ${TARGET} per core, cached): **met** (${cachedDecoded.perCpuSecond.median.toFixed(0)} decoded, ${cachedJson.perCpuSecond.median.toFixed(0)} from JSON).`
     : `Target (≥ ${TARGET} per core, cached): **missed** by ${(100 * (1 - cachedDecoded.perCpuSecond.median / TARGET)).toFixed(0)} % (${cachedDecoded.perCpuSecond.median.toFixed(0)}).`;
   const body = [
-    `${o.quick ? '**Quick (smoke) run: not a measurement.** ' : ''}Machine: ${describeMachine(m)}. Command: \`${o.command}\`. ${runs} runs per row after one warm-up run, each verifying all ${certs.length} certificates (repeated to last ≥ 250 ms, with a fresh cache each time); spread is min–max over the runs.`,
+    `${o.quick ? '**Quick (smoke) run: not a measurement.** ' : ''}Machine: ${describeMachine(atEnd(m))}. Command: \`${o.command}\`. ${runs} runs per row after one warm-up run, each verifying all ${certs.length} certificates (repeated to last ≥ 250 ms, with a fresh cache each time); spread is min–max over the runs.`,
     `Certificates from a simulated n = ${N} run (seed 7, consensus batches up to ${BATCH}): ${receipts.size} receipts, ${perReceipt.toFixed(1)} certificates per receipt, q = ${q} receipt signatures each.`,
     '',
     table,

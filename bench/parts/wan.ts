@@ -50,7 +50,7 @@ import {
 } from '../lib/extra.ts';
 import { lightFetch } from '../lib/http.ts';
 import { closedLoop, openLoop, type Send, type StepResult } from '../lib/load.ts';
-import { describeMachine, machine } from '../lib/machine.ts';
+import { atEnd, describeMachine, machine } from '../lib/machine.ts';
 import { mdTable } from '../lib/markdown.ts';
 import { flag, type PartOptions, type PartResult, warmupMs } from '../lib/part.ts';
 import { cpuMeter } from '../lib/procs.ts';
@@ -552,7 +552,7 @@ export async function run(o: PartOptions): Promise<PartResult> {
   });
 
   const body = [
-    `Machine: ${describeMachine(m)}. Command: \`${o.command}\`${o.quick ? ' (quick run: short steps, one run; not for comparison)' : ''}.`,
+    `Machine: ${describeMachine(atEnd(m))}. Command: \`${o.command}\`${o.quick ? ' (quick run: short steps, one run; not for comparison)' : ''}.`,
     `Sites: A = nodes 0, 1 and the client; B = node 2; C = node 3. One-way delays A–B ${ONE_WAY_MS['A-B']} ms, ` +
       `A–C ${ONE_WAY_MS['A-C']} ms, B–C ${ONE_WAY_MS['B-C']} ms, by delaying relays on every inter-site TCP link ` +
       `(node ↔ node through each node's \`peers\`, client ↔ nodes 2 and 3 over HTTP); the client sends to the two site-A nodes. ` +
