@@ -652,6 +652,28 @@ describe('2. results', () => {
     expect(sent(h.inferred([]), 'results')).toHaveLength(0);
   });
 
+  it('its own results go again, with backoff, only to the primary and the peers it holds no vote from, and only while a request waits for a proposal', () => {
+    // Node 1 (a backup) holds votes from 0 (the primary), itself and 2; node 3 has not voted.
+    const { h, ids, res, entry } = backupWith(1, { retransmitMs: 100 }, [0, 1, 2]);
+    const mine = (a: Action[]) =>
+      sent(a, 'results').filter(
+        (x) => x.msg.signed.batch.node === 1 && equalBytes(x.msg.signed.batch.entries[0].requestId, ids[0]),
+      );
+    // Not yet due.
+    expect(mine(h.tick(T0 + 50))).toEqual([]);
+    // Due: to the primary and to node 3, not to node 2 (it voted, so it holds the request) nor to all.
+    const first = mine(h.tick(T0 + 150));
+    expect(first.map((x) => x.to).sort()).toEqual([0, 3]);
+    // Node 3 votes: the next one (the backoff doubled to 200 ms) goes to the primary alone.
+    h.msg(3, { kind: 'results', signed: res[3] });
+    expect(mine(h.tick(T0 + 250))).toEqual([]);
+    expect(mine(h.tick(T0 + 360)).map((x) => x.to)).toEqual([0]);
+    // Once the request is proposed its votes are fixed: nothing more, to anyone.
+    const pp = makePP(1, [entry(0)]);
+    expect(sent(h.msg(0, { kind: 'prePrepare', pp }, T0 + 400), 'prepare')).toHaveLength(1);
+    for (const t of [T0 + 800, T0 + 1600, T0 + 3200, T0 + 6400]) expect(mine(h.tick(t))).toEqual([]);
+  });
+
   it('a results message with a bad signature is ignored and counted against its sender', () => {
     const { h, r, ids, res, entry } = backupWith(1, {}, [0, 1, 3]);
     const good = resultsOf(2, ids);
