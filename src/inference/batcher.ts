@@ -18,6 +18,11 @@ export interface BatcherOptions {
    * session's thread spends its time in the model only.
    */
   half?: boolean;
+  /**
+   * Called with the input of an item submitted as `owned` once it has been copied into its batch: the
+   * caller may reuse its buffer (the engine hands it back to its preprocessing workers).
+   */
+  release?: (x: Float32Array) => void;
 }
 
 /**
@@ -34,6 +39,7 @@ const SPARE_BUFFERS = 2;
 
 interface Item {
   x: Float32Array;
+  owned: boolean;
   at: number;
   wanted: (() => boolean) | undefined;
   resolve: (y: Float32Array) => void;
@@ -91,8 +97,11 @@ export class DynamicBatcher {
     return this.queue.length;
   }
 
-  /** `wanted` is asked when the item's batch forms; false refuses it with INFERENCE_SKIPPED, unrun. */
-  submit(x: Float32Array, wanted?: () => boolean): Promise<Float32Array> {
+  /**
+   * `wanted` is asked when the item's batch forms; false refuses it with INFERENCE_SKIPPED, unrun. `owned`:
+   * nothing else uses `x` once it is in a batch (see BatcherOptions.release).
+   */
+  submit(x: Float32Array, wanted?: () => boolean, owned = false): Promise<Float32Array> {
     if (this.closed)
       return Promise.reject(new DropbearError('ENGINE_CLOSED', 'the inference engine is closed'));
     if (x.length !== this.itemSize)
@@ -106,7 +115,7 @@ export class DynamicBatcher {
       );
     }
     return new Promise((resolve, reject) => {
-      this.queue.push({ x, at: performance.now(), wanted, resolve, reject });
+      this.queue.push({ x, owned, at: performance.now(), wanted, resolve, reject });
       this.stats.queued = this.queue.length;
       this.pump();
     });
@@ -166,6 +175,8 @@ export class DynamicBatcher {
       });
       data = f;
     }
+    const release = this.opts.release;
+    if (release) for (const it of items) if (it.owned) release(it.x);
     this.stats.inFlight++;
     this.stats.batches++;
     this.stats.items += n;

@@ -58,6 +58,8 @@ export interface EngineStats {
   decoded: number;
   /** Batches built in the buffer of an earlier batch, handed back by its worker (none allocated). */
   reusedBuffers: number;
+  /** Inputs handed the buffer of an earlier input (once that one was in a batch) to be preprocessed into. */
+  reusedInputBuffers: number;
 }
 
 export class InferenceEngine implements ModelBackend {
@@ -80,7 +82,7 @@ export class InferenceEngine implements ModelBackend {
     digest: string,
     runners: SessionRunner[],
     prepPool: PrepPool,
-    o: Omit<Required<BatcherOptions>, 'half'>,
+    o: Omit<Required<BatcherOptions>, 'half' | 'release'>,
   ) {
     this.spec = spec;
     this.digest = digest;
@@ -93,6 +95,8 @@ export class InferenceEngine implements ModelBackend {
       ...o,
       maxInFlight: o.maxInFlight * runners.length,
       half: spec.input.dtype === 'float16',
+      // classify's inputs, once in a batch: their buffers go back to the preprocessing workers.
+      release: (x) => this.prepPool.giveBack(x.buffer as ArrayBuffer),
     });
   }
 
@@ -183,7 +187,7 @@ export class InferenceEngine implements ModelBackend {
     }
     this.admit();
     const x = await this.preprocess(input, wanted);
-    return toResult(await this.batcher.submit(x, wanted), this.spec.output.meaning);
+    return toResult(await this.batcher.submit(x, wanted, true), this.spec.output.meaning);
   }
 
   stats(): EngineStats {
@@ -201,6 +205,7 @@ export class InferenceEngine implements ModelBackend {
       prepMs: this.prepMs,
       decoded: this.decoded,
       reusedBuffers: this.batcher.reusedBuffers,
+      reusedInputBuffers: this.prepPool.reusedOutputs,
     };
   }
 

@@ -27,7 +27,8 @@ export interface PrepWorkerData {
 
 export type WorkerRequest =
   | { type: 'run'; id: number; data: Float32Array | Uint16Array; n: number }
-  | { type: 'prep'; id: number; bytes: Uint8Array };
+  /** `out`: a buffer of one input's size to write the result into (handed back by the pool), if any. */
+  | { type: 'prep'; id: number; bytes: Uint8Array; out?: ArrayBuffer };
 
 export type WorkerReply =
   | { type: 'ready' }
@@ -129,11 +130,16 @@ if (data.role === 'session') {
 } else {
   const { spec, decoder } = data;
   const item = inputElements(spec);
+  // Whether preprocessing writes all `item` values (a model tensor is copied whole; an image is written as
+  // channels × size², which the catalog's specs match): only then may an output buffer be reused.
+  const p = spec.preprocess;
+  const fills = p.kind === 'tensor' || (p.kind === 'grey' ? p.size * p.size : 3 * p.size * p.size) === item;
   port.on('message', async (m: WorkerRequest) => {
     if (m.type !== 'prep') return;
     const t0 = performance.now();
     try {
-      const out = new Float32Array(item);
+      // A handed-back buffer holds an earlier input: used only where preprocessing writes every value.
+      const out = fills && m.out?.byteLength === 4 * item ? new Float32Array(m.out) : new Float32Array(item);
       await toModelInput(m.bytes, spec, decoder, out, 0);
       port.postMessage(
         { type: 'ok', id: m.id, data: out, ms: performance.now() - t0 } satisfies WorkerReply,

@@ -97,8 +97,10 @@ describe('engine behaviour', () => {
     for (const f of files) single.push(await one.classify(valBytes.get(f)!));
     expect(Object.keys(one.stats().batchSizes).map(Number)).toEqual([1]);
     expect(batched).toEqual(single);
-    // One after another, 31 of the 32 runs of one were built in the buffer the worker handed back.
+    // One after another, 31 of the 32 runs of one were built in the buffer the worker handed back, and 31
+    // of the 32 inputs preprocessed into the buffer of the input before (handed back once in its batch).
     expect(one.stats().reusedBuffers).toBe(31);
+    expect(one.stats().reusedInputBuffers).toBe(31);
   });
 
   it('a raw RGB tensor gives the same answer as the image it was decoded from; so does the model tensor', async () => {

@@ -286,6 +286,36 @@ describe('dynamic batcher, buffer reuse', () => {
     expect(b.reusedBuffers).toBe(1);
   });
 
+  it('releases the inputs submitted as owned once they are copied into a batch, and only those', async () => {
+    const released: number[] = [];
+    const b = new DynamicBatcher(
+      1,
+      1,
+      async (d, n) => ({ data: Float32Array.from(d.subarray(0, n)), ms: 0 }),
+      {
+        maxBatch: 4,
+        maxDelayMs: 20,
+        maxQueue: 10,
+        maxInFlight: 1,
+        release: (x) => released.push(x[0]),
+      },
+    );
+    const wanted = [true, true, false, true];
+    const outs = await Promise.all(
+      [1, 2, 3, 4].map((v, i) =>
+        b
+          .submit(Float32Array.of(v), () => wanted[i], v !== 2)
+          .then(
+            (o) => o[0],
+            (e: DropbearError) => e.code,
+          ),
+      ),
+    );
+    // Item 2 was not owned (kept by its caller), item 3 was never copied (no longer wanted).
+    expect(outs).toEqual([1, 2, 'INFERENCE_SKIPPED', 4]);
+    expect(released).toEqual([1, 4]);
+  });
+
   it('without a buffer handed back, every batch gets a new one', async () => {
     const buffers: ArrayBuffer[] = [];
     const b = new DynamicBatcher(
