@@ -145,6 +145,17 @@ export function inputElements(spec: Pick<ModelSpec, 'input'>): number {
   return n;
 }
 
+/**
+ * Whether preprocessing writes every one of the input's values: a model tensor is copied whole, an image is
+ * written by `normalise` as channels × size² values, which must be the input's size. Only then may an
+ * output buffer holding an earlier input be written into without clearing it.
+ */
+export function fillsInput(spec: Pick<ModelSpec, 'input' | 'preprocess'>): boolean {
+  const p = spec.preprocess;
+  if (p.kind === 'tensor') return true;
+  return (p.kind === 'grey' ? 1 : 3) * p.size * p.size === inputElements(spec);
+}
+
 /** Writes interleaved uint8 pixels (HWC) as the model's normalised NCHW values into `out` at `offset`. */
 export function normalise(
   pixels: Uint8Array,

@@ -18,8 +18,11 @@ const BOOT = new URL('./worker-boot.mjs', import.meta.url);
 /** How long `close` waits for a worker's outstanding calls before it ends the thread anyway. */
 const CLOSE_DRAIN_MS = 5000;
 
+/** A worker's answer: the output, its run time and, for a model run, the batch buffer handed back. */
+export type WorkerAnswer = { data: Float32Array; ms: number; input?: ArrayBuffer };
+
 interface Pending {
-  resolve: (r: { data: Float32Array; ms: number; input?: ArrayBuffer }) => void;
+  resolve: (r: WorkerAnswer) => void;
   reject: (e: Error) => void;
 }
 
@@ -66,10 +69,7 @@ class WorkerHandle {
     this.ready.catch(() => {});
   }
 
-  request(
-    msg: WithoutId<WorkerRequest>,
-    transfer: ArrayBuffer[] = [],
-  ): Promise<{ data: Float32Array; ms: number; input?: ArrayBuffer }> {
+  request(msg: WithoutId<WorkerRequest>, transfer: ArrayBuffer[] = []): Promise<WorkerAnswer> {
     if (this.dead) return Promise.reject(this.dead);
     const id = this.nextId++;
     this.inFlight++;
@@ -155,10 +155,7 @@ export class SessionRunner {
    * Runs `n` items laid out back to back in `data` (its buffer is transferred); returns the n outputs and
    * hands the buffer back (`input`) for the next batch.
    */
-  run(
-    data: Float32Array | Uint16Array,
-    n: number,
-  ): Promise<{ data: Float32Array; ms: number; input?: ArrayBuffer }> {
+  run(data: Float32Array | Uint16Array, n: number): Promise<WorkerAnswer> {
     return this.handle.request({ type: 'run', data, n }, [data.buffer as ArrayBuffer]);
   }
 

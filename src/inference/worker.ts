@@ -7,7 +7,7 @@ import { parentPort, workerData } from 'node:worker_threads';
 import * as ort from 'onnxruntime-node';
 import { DropbearError } from '../protocol/errors.ts';
 import { type Decoder, toModelInput } from './decode.ts';
-import { halfToFloat, inputElements, toHalf } from './preprocess.ts';
+import { fillsInput, halfToFloat, inputElements, toHalf } from './preprocess.ts';
 import { fixedBatchOne, type ModelSpec, ORT_SESSION_CONFIG } from './spec.ts';
 
 export interface SessionWorkerData {
@@ -130,10 +130,7 @@ if (data.role === 'session') {
 } else {
   const { spec, decoder } = data;
   const item = inputElements(spec);
-  // Whether preprocessing writes all `item` values (a model tensor is copied whole; an image is written as
-  // channels × size², which the catalog's specs match): only then may an output buffer be reused.
-  const p = spec.preprocess;
-  const fills = p.kind === 'tensor' || (p.kind === 'grey' ? p.size * p.size : 3 * p.size * p.size) === item;
+  const fills = fillsInput(spec);
   port.on('message', async (m: WorkerRequest) => {
     if (m.type !== 'prep') return;
     const t0 = performance.now();

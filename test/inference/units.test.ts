@@ -1,10 +1,12 @@
 import { describe, expect, it } from 'vitest';
 import { DynamicBatcher } from '../../src/inference/batcher.ts';
+import { CATALOG } from '../../src/inference/catalog.ts';
 import { topK, toResult } from '../../src/inference/postprocess.ts';
 import {
   centreCrop,
   decodeTensorInput,
   encodeTensorInput,
+  fillsInput,
   floatToHalf,
   halfToFloat,
   imageSize,
@@ -207,6 +209,18 @@ describe('dynamic batcher', () => {
     const first = await b.submit(Float32Array.of(1)).catch((e: DropbearError) => e.code);
     expect(first).toBe('INFERENCE_FAILED');
     expect([...(await b.submit(Float32Array.of(7)))]).toEqual([7]);
+  });
+});
+
+describe('fillsInput (whether a preprocessing output buffer may be reused uncleared)', () => {
+  it('holds for every catalog model, and not where the image size does not make up the input', () => {
+    for (const m of CATALOG) expect(fillsInput(m), m.name).toBe(true);
+    const m = CATALOG.find((x) => x.preprocess.kind === 'image')!;
+    const smaller = {
+      ...m,
+      preprocess: { ...m.preprocess, size: (m.preprocess as { size: number }).size - 1 },
+    };
+    expect(fillsInput(smaller as typeof m)).toBe(false);
   });
 });
 
