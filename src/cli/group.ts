@@ -22,8 +22,9 @@ import { readGenesis, readJsonFile, stableJson } from './io.ts';
  * different speeds: the primary waits a little longer than the simulator's default for the slower ones
  * (voteWaitMs), so certificates usually carry every node's vote. At most 4 batches in flight: under load,
  * requests wait for the pipeline and batches fill up. A 20 ms batch timeout while a batch is in
- * flight, none with the pipeline empty (the replica's idleBatchTimeoutMs 0): with the idle cut a longer
- * in-flight timeout costs nothing at low load, and under load fewer, larger batches leave the group's CPU to
+ * flight or other requests are still gathering votes, none with the pipeline empty and nothing else on
+ * its way (the replica's idleBatchTimeoutMs 0, see there): with the idle cut a longer timeout costs
+ * nothing at low load, and under load fewer, larger batches leave the group's CPU to
  * the requests (n = 4 stand-in with client batch signing, two interleaved pairs against 5 ms on
  * 2026-11-30: p99 176-211 ms against 286-441 at 150/s, 323-344 against 400-428 at 1,000/s, closed loop the
  * same; without batch signing, the four real models and the wan part: the same within noise; BENCHMARKS.md,

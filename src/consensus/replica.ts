@@ -72,9 +72,15 @@ export interface ReplicaConfig {
    */
   batchTimeoutMs: number;
   /**
-   * The same with nothing in flight (0: cut at once). Waiting then gathers little and delays every
-   * request of a lightly loaded group: at 100 requests/s (one per batch) the median went from ~20 ms
-   * with a 5 ms wait to ~11 without (BENCHMARKS.md, protocol).
+   * The same with nothing in flight and no other request in the pool still gathering its votes (0: cut
+   * at once). Waiting then gathers little and delays every request of a lightly loaded group: at 100
+   * requests/s (one per batch) the median went from ~20 ms with a 5 ms wait to ~11 without (BENCHMARKS.md,
+   * protocol). With nothing in flight but other requests still gathering votes (inference under way,
+   * votes in transit), a batch waits for them up to batchTimeoutMs, and is cut as soon as none is left
+   * waiting: each batch costs every node signatures, messages and fsyncs whatever its size, and with four
+   * real models sharing two cores at 4 images in flight, cutting at once made one batch per image
+   * (2026-12-01, the e2e group at 4 in flight: 1.09 images per batch and 28.4 images/s; waiting up to
+   * 20 ms whenever idle, 2.3-2.6 per batch and 32.3-34.2 images/s, ~20 % less node CPU per image).
    */
   idleBatchTimeoutMs: number;
   /** After an entry has q votes, how long the primary waits for the remaining ones. */
@@ -1042,8 +1048,7 @@ export class Replica {
       const p = this.pool.get(idHex);
       if (p && p.state === 'pending') this.ready.set(idHex, this.now);
     }
-    // A batch is cut when full, or batchTimeoutMs (idleBatchTimeoutMs with nothing in flight) after its
-    // oldest ready entry or waiting transaction.
+    // A batch is cut when full, or cutAfterMs after its oldest ready entry or waiting transaction.
     while (this.mayProposeMore()) {
       const oldestEntry =
         this.ready.size > 0 ? (this.ready.values().next().value as number) : Number.POSITIVE_INFINITY;
@@ -1054,9 +1059,17 @@ export class Replica {
     }
   }
 
-  /** How long a non-full batch gathers after its oldest entry: see batchTimeoutMs, idleBatchTimeoutMs. */
+  /**
+   * How long a non-full batch gathers after its oldest entry: batchTimeoutMs while a proposal is in flight
+   * or another request is still gathering votes (the pool holds more than the ready entries: with nothing
+   * in flight every pooled request is pending, since executed ones leave the pool), else
+   * idleBatchTimeoutMs. Re-evaluated at every step, so the batch goes as soon as the last of those
+   * requests is ready. A request that never gathers its votes costs later batches at most batchTimeoutMs
+   * each, never a stall.
+   */
   private cutAfterMs(): number {
-    return this.lastProposed > this.lastExecuted ? this.cfg.batchTimeoutMs : this.cfg.idleBatchTimeoutMs;
+    if (this.lastProposed > this.lastExecuted) return this.cfg.batchTimeoutMs;
+    return this.pool.size > this.ready.size ? this.cfg.batchTimeoutMs : this.cfg.idleBatchTimeoutMs;
   }
 
   /** Room for another proposal: inside the window, and under the in-flight limit. */

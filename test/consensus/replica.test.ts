@@ -819,22 +819,23 @@ describe('3. the primary proposes', () => {
     expect(pps[0].batch.entries[0].votes.map((v) => v.node)).toEqual([0, 1, 2, 3]);
   });
 
-  it('with nothing in flight it cuts at once (idleBatchTimeoutMs 0); with a batch in flight it waits batchTimeoutMs', () => {
+  it('with nothing in flight and no other request gathering votes it cuts at once (idleBatchTimeoutMs 0); with a batch in flight it waits batchTimeoutMs', () => {
     const h = new One(0, { batchSize: 4, idleBatchTimeoutMs: 0 });
-    const reqs = [mkReq(0), mkReq(1)];
-    const [a, b] = reqs.map(requestIdOf);
-    h.msg(1, { kind: 'forward', requests: reqs });
+    const [reqA, reqB] = [mkReq(0), mkReq(1)];
+    const [a, b] = [reqA, reqB].map(requestIdOf);
     const resA = [0, 1, 2, 3].map((node) => resultsOf(node, [a]));
     const resB = [0, 1, 2, 3].map((node) => resultsOf(node, [b]));
+    h.msg(1, { kind: 'forward', requests: [reqA] }, T0);
     h.inferred([a], 7, T0 + 1);
     for (const v of [1, 2]) expect(ppsIn(h.msg(v, { kind: 'results', signed: resA[v] }, T0 + 1))).toEqual([]);
-    // The fourth vote makes `a` ready: one entry of a batch of up to 4, proposed at once.
+    // The fourth vote makes `a` ready and nothing else is in the pool: a batch of one, proposed at once.
     const first = ppsIn(h.msg(3, { kind: 'results', signed: resA[3] }, T0 + 2));
     expect(first).toHaveLength(1);
     expect(first[0].seq).toBe(1);
     expect(first[0].batch.timestamp).toBe(T0 + 2);
     expect(hexes(first[0].batch.entries.map((e) => e.requestId))).toEqual(hexes([a]));
     // Seq 1 is in flight: `b`, ready at T0+3, waits batchTimeoutMs (10) for company.
+    h.msg(1, { kind: 'forward', requests: [reqB] }, T0 + 3);
     h.inferred([b], 7, T0 + 3);
     for (const v of [1, 2]) h.msg(v, { kind: 'results', signed: resB[v] }, T0 + 3);
     const ready = h.msg(3, { kind: 'results', signed: resB[3] }, T0 + 3);
@@ -845,6 +846,41 @@ describe('3. the primary proposes', () => {
     expect(second).toHaveLength(1);
     expect(second[0].seq).toBe(2);
     expect(hexes(second[0].batch.entries.map((e) => e.requestId))).toEqual(hexes([b]));
+  });
+
+  it('with nothing in flight, a ready entry waits (up to batchTimeoutMs) for other pooled requests still gathering votes, and goes once none is left waiting', () => {
+    const h = new One(0, { batchSize: 4, idleBatchTimeoutMs: 0 });
+    const reqs = [mkReq(0), mkReq(1), mkReq(2)];
+    const [a, b, c] = reqs.map(requestIdOf);
+    const res = (id: Uint8Array) => [0, 1, 2, 3].map((node) => resultsOf(node, [id]));
+    const [resA, resB, resC] = [res(a), res(b), res(c)];
+    h.msg(1, { kind: 'forward', requests: reqs }, T0);
+    const voteAll = (id: Uint8Array, rs: ReturnType<typeof res>, at: number) => {
+      h.inferred([id], 7, at);
+      let last: ReturnType<typeof h.msg> = [];
+      for (const v of [1, 2, 3]) last = h.msg(v, { kind: 'results', signed: rs[v] }, at);
+      return last;
+    };
+    // `a` is ready at T0+1, but `b` and `c` are pooled and still gathering votes: no batch yet, the
+    // timer at batchTimeoutMs (10).
+    expect(ppsIn(voteAll(a, resA, T0 + 1))).toEqual([]);
+    expect(h.r.nextWake).toBe(T0 + 11);
+    // `b` ready at T0+4: `c` still waits, so the batch still gathers.
+    expect(ppsIn(voteAll(b, resB, T0 + 4))).toEqual([]);
+    // `c` ready at T0+6: nothing left gathering votes, so the batch goes at once with all three.
+    const pps = ppsIn(voteAll(c, resC, T0 + 6));
+    expect(pps).toHaveLength(1);
+    expect(hexes(pps[0].batch.entries.map((e) => e.requestId))).toEqual(hexes([a, b, c]));
+
+    // A pooled request that never gathers its votes holds a batch back batchTimeoutMs at most.
+    const h2 = new One(0, { batchSize: 4, idleBatchTimeoutMs: 0 });
+    h2.msg(1, { kind: 'forward', requests: reqs.slice(0, 2) }, T0);
+    h2.inferred([a], 7, T0 + 1);
+    for (const v of [1, 2, 3]) h2.msg(v, { kind: 'results', signed: resA[v] }, T0 + 1);
+    expect(ppsIn(h2.tick(T0 + 10.9))).toEqual([]);
+    const late = ppsIn(h2.tick(T0 + 11));
+    expect(late).toHaveLength(1);
+    expect(hexes(late[0].batch.entries.map((e) => e.requestId))).toEqual(hexes([a]));
   });
 
   it('at exactly q votes it waits voteWaitMs for the rest: a vote arriving in time is included', () => {
