@@ -79,8 +79,8 @@ export interface ReplicaConfig {
    * votes in transit), a batch waits for them up to batchTimeoutMs, and is cut as soon as none is left
    * waiting: each batch costs every node signatures, messages and fsyncs whatever its size, and with four
    * real models sharing two cores at 4 images in flight, cutting at once made one batch per image
-   * (2026-12-01, the e2e group at 4 in flight: 1.09 images per batch and 28.4 images/s; waiting up to
-   * 20 ms whenever idle, 2.3-2.6 per batch and 32.3-34.2 images/s, ~20 % less node CPU per image).
+   * (2026-12-01, the e2e group at 4 in flight: 1.09 images per batch and 28.4 images/s; with this rule
+   * 2.87 per batch and 36.0 images/s, the nodes' CPU per image 48.7 ms against 63; BENCHMARKS.md, e2e).
    */
   idleBatchTimeoutMs: number;
   /** After an entry has q votes, how long the primary waits for the remaining ones. */
