@@ -21,14 +21,18 @@ import { readGenesis, readJsonFile, stableJson } from './io.ts';
  * The replica settings `group init` writes into every node config. Real models answer in a few ms each, at
  * different speeds: the primary waits a little longer than the simulator's default for the slower ones
  * (voteWaitMs), so certificates usually carry every node's vote. At most 4 batches in flight: under load,
- * requests wait for the pipeline and batches fill up. A 20 ms batch timeout while a batch is in
+ * requests wait for the pipeline and batches fill up. A 60 ms batch timeout while a batch is in
  * flight or other requests are still gathering votes, none with the pipeline empty and nothing else on
- * its way (the replica's idleBatchTimeoutMs 0, see there): with the idle cut a longer timeout costs
- * nothing at low load, and under load fewer, larger batches leave the group's CPU to
- * the requests (n = 4 stand-in with client batch signing, two interleaved pairs against 5 ms on
- * 2026-11-30: p99 176-211 ms against 286-441 at 150/s, 323-344 against 400-428 at 1,000/s, closed loop the
- * same; without batch signing, the four real models and the wan part: the same within noise; BENCHMARKS.md,
- * protocol reading). A checkpoint every 8 batches
+ * its way (the replica's idleBatchTimeoutMs 0, see there): under load, fewer, larger batches leave the
+ * group's CPU to the requests. 20 ms against 5 (n = 4 stand-in with client batch signing, two
+ * interleaved pairs on 2026-11-30): p99 176-211 ms against 286-441 at 150/s, 323-344 against 400-428 at
+ * 1,000/s, closed loop the same. 60 against 20 (scratch probes, interleaved, 2026-12-01; BENCHMARKS.md,
+ * e2e reading): the four real models at 32 images in flight 45.6 and 45.5 images/s against 43.0 and 43.4
+ * (7.7-8.7 images per consensus batch against 6.0-7.0); open loop at 27 images/s the same within noise
+ * (p99 199.6 against 179.0 ms); the n = 4 stand-in without batch signing at 700/s p99 239 and 238 ms
+ * against 307 and 328, p50 84 and 79 against 96 and 111. Its cost is at light load: the stand-in at
+ * 100/s, p50 33.4 and 29.0 ms against 25.8 and 26.3, p99 80.8 and 72.5 against 64.2 and 68.6
+ * (a batch in flight there holds the next one back for the timeout). A checkpoint every 8 batches
  * (the replica's default is 32): a VIEW-CHANGE carries every prepared batch above the last stable
  * checkpoint, and under load, with batches of hundreds of KB, 32 of them made VIEW-CHANGEs of ~1.7 MB and
  * NEW-VIEWs of ~8 MB at n = 7; an overloaded group that had to change views then kept timing out in the
@@ -48,7 +52,7 @@ import { readGenesis, readJsonFile, stableJson } from './io.ts';
 export const GROUP_REPLICA = {
   voteWaitMs: 25,
   maxInFlightBatches: 4,
-  batchTimeoutMs: 20,
+  batchTimeoutMs: 60,
   idleBatchTimeoutMs: 0,
   checkpointInterval: 8,
   viewChangeTimeoutMs: 2000,
