@@ -27,8 +27,10 @@
  *   FULL whatever the configured level, and returns only once the record is on disk. The caller sends
  *   the message after `persist` returns. A FULL commit also makes every earlier WAL frame durable.
  * - Group commit (`beginGroup`/`commitGroup`, docs/ledger.md): writes between the two share one
- *   transaction and at most one fsync; the node host groups the writes of each turn of its event loop and
- *   holds the messages they guard until `commitGroup` returns. A group is fsynced when it holds a write
+ *   transaction and at most one fsync. The node host groups the writes of each turn of its event loop,
+ *   commits them with `commitGroupUnsynced` and fsyncs with `syncWalAsync` on libuv's thread pool (one
+ *   sync for every group committed while the one before ran), holding the messages they guard until the
+ *   sync that covers them has called back. A group is fsynced when it holds a write
  *   that needs it at the configured level (a `persist` always; with FULL also an execution, a checkpoint,
  *   evidence). A group of receipt signatures alone is not: they are what peers signed over a receipt this
  *   node already executed durably, a node that loses them (power loss) collects them again (the replica
@@ -38,7 +40,7 @@
  * - `uncleanShutdown` is true when the previous session did not `close()`: with NORMAL, its last
  *   executions may be lost (see above); the signed log never is.
  */
-import { closeSync, fdatasyncSync, openSync } from 'node:fs';
+import { closeSync, fdatasync, fdatasyncSync, openSync } from 'node:fs';
 import Database from 'better-sqlite3';
 import { SeqIndex } from '../protocol/idwindow.ts';
 import {
@@ -282,6 +284,8 @@ export class SqliteLedger {
   private groupNeedsSync = false;
   /** The WAL file, open once it is first fdatasynced by hand (closed with the ledger). */
   private walFd: number | null = null;
+  /** `syncWalAsync` calls not yet called back. */
+  private asyncSyncs = 0;
   private walSyncCount = 0;
   /** Outcomes and trees of the last few batches used, least recently used first. */
   private readonly recentOutcomes = new Map<number, BatchOutcomes>();
@@ -505,22 +509,66 @@ export class SqliteLedger {
    * commit would.
    */
   commitGroup(): void {
-    if (!this.grouped) return;
+    if (this.commitGroupUnsynced()) this.syncWal();
+  }
+
+  /**
+   * Commits the open group like `commitGroup` but does not wait for the disk: returns true when the group
+   * holds a write that needs an fsync (see `commitGroup`). The caller must then not act on the group's
+   * writes until `syncWal()` returns or a `syncWalAsync` called after this has called back. False without
+   * an open group.
+   */
+  commitGroupUnsynced(): boolean {
+    if (!this.grouped) return false;
     this.grouped = false;
     try {
       this.db.exec('COMMIT');
     } finally {
       if (this.synchronous === 'FULL') this.db.pragma('synchronous = FULL');
     }
-    if (this.groupNeedsSync) this.syncWal();
+    return this.groupNeedsSync;
   }
 
   /** fdatasyncs the WAL file (kept open: SQLite keeps it while the connection is open in WAL mode). */
-  private syncWal(): void {
-    if (this.path === ':memory:' || this.path === '') return;
-    this.walFd ??= openSync(`${this.path}-wal`, 'r');
-    fdatasyncSync(this.walFd);
+  syncWal(): void {
+    const fd = this.walFile();
+    if (fd === null) return;
+    fdatasyncSync(fd);
     this.walSyncCount++;
+  }
+
+  /**
+   * fdatasyncs the WAL file on libuv's thread pool, so the event loop keeps running while the disk
+   * works; `done` runs once every commit that returned before this call is durable (or with the error).
+   * Writes made meanwhile are not covered: they need a later sync. Safe to call with syncs in flight and
+   * around `close()` (the file descriptor is closed only once the last of them has called back).
+   */
+  syncWalAsync(done: (err: Error | null) => void): void {
+    const fd = this.walFile();
+    if (fd === null) {
+      queueMicrotask(() => done(null));
+      return;
+    }
+    this.asyncSyncs++;
+    fdatasync(fd, (err) => {
+      this.asyncSyncs--;
+      if (!err) this.walSyncCount++;
+      if (this.closed && this.asyncSyncs === 0) this.closeWalFile();
+      done(err);
+    });
+  }
+
+  /** The WAL file's descriptor, opened at the first sync by hand; null for an in-memory ledger. */
+  private walFile(): number | null {
+    if (this.path === ':memory:' || this.path === '') return null;
+    this.open_();
+    this.walFd ??= openSync(`${this.path}-wal`, 'r');
+    return this.walFd;
+  }
+
+  private closeWalFile(): void {
+    if (this.walFd !== null) closeSync(this.walFd);
+    this.walFd = null;
   }
 
   /** How many group commits fdatasynced the WAL (SQLite's own fsyncs outside a group are not counted). */
@@ -863,8 +911,8 @@ export class SqliteLedger {
     this.durably(() => this.st.markOpen.run(1));
     this.closed = true;
     this.db.close();
-    if (this.walFd !== null) closeSync(this.walFd);
-    this.walFd = null;
+    // A sync still running on the thread pool holds the descriptor: the last one to call back closes it.
+    if (this.asyncSyncs === 0) this.closeWalFile();
   }
 }
 

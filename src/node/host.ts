@@ -341,12 +341,23 @@ export class NodeHost {
 
   /**
    * Group commit: the first write in a turn of the event loop opens one ledger transaction, and every
-   * write until the next check phase (setImmediate) joins it; one fsync then covers them all (under load,
-   * the PREPAREs, COMMITs and executions of several batches and peers). Messages the replica sends after a
-   * write are held until that commit returns, so nothing signed leaves before it is durable (PROTOCOL.md,
-   * "persist before sending"); messages sent before any write go out at once. Per-peer order is kept.
+   * write until the next check phase (setImmediate) joins it. Messages the replica sends after a write are
+   * held until that group is durable, so nothing signed leaves before it is on disk (PROTOCOL.md, "persist
+   * before sending"); messages sent before any write go out at once unless older ones are still held.
+   *
+   * The fsync runs off the event loop (`syncWalAsync`, libuv's thread pool): the group commits at once
+   * and its messages wait in `syncing` while the node goes on reading peers and clients. Groups committed
+   * while a sync runs wait in `next` and share one sync after it (under load, the PREPAREs, COMMITs and
+   * executions of several turns, batches and peers). Messages leave in the order the replica sent them:
+   * anything sent while older messages are held waits behind them, even when it needs no sync itself (a
+   * retransmission of a message whose record is not yet durable must not overtake it).
    */
   private held: (() => void)[] | null = null;
+  /** Messages waiting for the sync now running; null when none runs. */
+  private syncing: (() => void)[] | null = null;
+  /** Messages behind them, and whether their groups need a sync of their own. */
+  private next: (() => void)[] = [];
+  private nextNeedsSync = false;
 
   private openWrites(): void {
     if (this.held) return;
@@ -360,12 +371,50 @@ export class NodeHost {
     if (!held) return;
     this.held = null;
     // A failed commit (disk full, I/O error) leaves memory ahead of the file: crash rather than send.
-    this.db.commitGroup();
-    for (const send of held) send();
+    const needsSync = this.db.commitGroupUnsynced();
+    if (this.syncing) {
+      for (const send of held) this.next.push(send);
+      this.nextNeedsSync ||= needsSync;
+    } else if (needsSync) {
+      this.startSync(held);
+    } else {
+      for (const send of held) send();
+    }
+  }
+
+  private startSync(sends: (() => void)[]): void {
+    this.syncing = sends;
+    this.db.syncWalAsync((err) => {
+      if (this.syncing !== sends) return; // stop() synced and sent them already
+      // The file may not hold what these messages vouch for: crash rather than send.
+      if (err) throw err;
+      this.syncing = null;
+      for (const send of sends) send();
+      const next = this.next;
+      if (next.length === 0) return;
+      this.next = [];
+      const needsSync = this.nextNeedsSync;
+      this.nextNeedsSync = false;
+      if (needsSync) this.startSync(next);
+      else for (const send of next) send();
+    });
+  }
+
+  /** Commits the open group and waits for the disk here, then sends everything held (used at stop). */
+  private flushWrites(): void {
+    this.commitWrites();
+    if (!this.syncing) return;
+    this.db.syncWal();
+    const sends = [...this.syncing, ...this.next];
+    this.syncing = null;
+    this.next = [];
+    this.nextNeedsSync = false;
+    for (const send of sends) send();
   }
 
   private out(send: () => void): void {
     if (this.held) this.held.push(send);
+    else if (this.syncing) this.next.push(send);
     else send();
   }
 
@@ -639,7 +688,7 @@ export class NodeHost {
 
   /** Stops timers and answers waiters; the caller closes the wire and then `close()`s the ledger. */
   stop(): void {
-    this.commitWrites();
+    this.flushWrites();
     this.stopped = true;
     if (this.timer) clearTimeout(this.timer);
     this.timer = null;

@@ -600,6 +600,59 @@ describe('SqliteLedger', () => {
     n.close();
   });
 
+  it('group commit off the event loop: commitGroupUnsynced says whether to sync, syncWalAsync calls back once durable, close waits for it', async () => {
+    const path = freshPath();
+    const l = SqliteLedger.open(path, genesis);
+    const d = sha256(new Uint8Array([6]));
+    // Receipt signatures alone need no sync; a persist does.
+    const p1 = plans[0];
+    const ex1 = l.execute(p1.seq, p1.view, p1.digest, p1.batch, p1.entries);
+    l.beginGroup();
+    l.addReceiptSignatures(
+      1,
+      [0, 1, 2].map((i) => signReceipt(ex1.receipt, i)),
+      ex1.receiptHash,
+    );
+    expect(l.commitGroupUnsynced()).toBe(false);
+    expect(l.commitGroupUnsynced()).toBe(false); // no open group
+    l.beginGroup();
+    l.persist({ kind: 'prepare', view: 0, seq: 2, digest: d });
+    const before = l.walSyncs;
+    expect(l.commitGroupUnsynced()).toBe(true);
+    expect(l.inGroup).toBe(false);
+    expect(l.walSyncs).toBe(before); // not synced by the commit itself
+    // Committed all the same: another connection sees it before the sync.
+    const other = new Database(path, { readonly: true });
+    const logged = () => (other.prepare('SELECT count(*) AS n FROM consensus_log').get() as { n: number }).n;
+    expect(logged()).toBe(1);
+    other.close();
+    // The event loop runs while the sync does: a write between the call and its callback.
+    const order: string[] = [];
+    const synced = new Promise<Error | null>((res) => l.syncWalAsync(res));
+    order.push('called');
+    l.persist({ kind: 'commit', view: 0, seq: 2, digest: d });
+    order.push('wrote');
+    expect(await synced).toBeNull();
+    expect(order).toEqual(['called', 'wrote']);
+    expect(l.walSyncs).toBe(before + 1);
+    // Close while two syncs run: the descriptor stays open until both have called back.
+    l.beginGroup();
+    l.persist({ kind: 'prepare', view: 0, seq: 3, digest: d });
+    expect(l.commitGroupUnsynced()).toBe(true);
+    const both = [0, 1].map(() => new Promise<Error | null>((res) => l.syncWalAsync(res)));
+    l.close();
+    expect(await Promise.all(both)).toEqual([null, null]);
+    expect((l as unknown as { walFd: number | null }).walFd).toBeNull();
+    expect(codeOf(() => l.syncWalAsync(() => {}))).toBe('LEDGER_CLOSED');
+    const again = SqliteLedger.open(path, genesis);
+    expect(again.signedLog().map((r) => `${r.kind}:${r.seq}`)).toEqual([
+      'prepare:2',
+      'commit:2',
+      'prepare:3',
+    ]);
+    again.close();
+  });
+
   it('group commit: an uncommitted group is lost whole on a crash, and the file replays cleanly', () => {
     const path = freshPath();
     const l = SqliteLedger.open(path, genesis);

@@ -1,6 +1,6 @@
 /**
  * NodeHost's group commit (src/node/host.ts): the ledger writes of a turn of the event loop share one
- * transaction, and nothing the replica signed after a write leaves before that transaction commits.
+ * transaction, and nothing the replica signed after a write leaves before that transaction is fsynced.
  * Four real hosts (real SQLite files, stand-in models) on an in-memory wire that records every frame.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -25,6 +25,8 @@ import { makeGroup } from '../../src/sim/world.ts';
 type Event =
   | { node: number; ev: 'write'; what: string }
   | { node: number; ev: 'commit' }
+  | { node: number; ev: 'syncStart'; sync: number }
+  | { node: number; ev: 'synced'; sync: number }
   | { node: number; ev: 'send'; kind: string; view?: number; seq?: number; results?: number };
 
 const dir = mkdtempSync(join(tmpdir(), 'dropbear-host-'));
@@ -85,6 +87,7 @@ describe('NodeHost group commit', () => {
     const group = makeGroup(4, 1, 31);
     const log: Event[] = [];
     const handlers = new Map<number, (f: number, b: Uint8Array) => void>();
+    let syncs = 0;
     const hosts = group.genesis.nodes.map((_, id) => {
       const h = NodeHost.open({
         id,
@@ -95,22 +98,35 @@ describe('NodeHost group commit', () => {
         wire: recordingWire(id, 4, log, handlers),
         replica: { batchTimeoutMs: 1, voteWaitMs: 1 },
       });
-      // Watch the ledger: every write (persist, execute, receipt signatures) and every group commit.
+      // Watch the ledger: every write (persist, execute, receipt signatures), every group commit, and
+      // every fsync of the WAL: when it starts and when it calls back.
       const db = h.db as unknown as Record<string, (...a: unknown[]) => unknown>;
-      for (const m of ['persist', 'execute', 'addReceiptSignatures', 'commitGroup'] as const) {
+      for (const m of ['persist', 'execute', 'addReceiptSignatures', 'commitGroupUnsynced'] as const) {
         const orig = db[m].bind(h.db);
         db[m] = (...a: unknown[]) => {
-          if (m === 'commitGroup') {
+          if (m === 'commitGroupUnsynced') {
             if (h.db.inGroup) log.push({ node: id, ev: 'commit' });
           } else
             log.push({
               node: id,
               ev: 'write',
-              what: m === 'persist' ? `persist:${(a[0] as { kind: string }).kind}` : m,
+              what:
+                m === 'persist'
+                  ? `persist:${(a[0] as { kind: string; seq?: number }).kind}:${(a[0] as { seq?: number }).seq}`
+                  : m,
             });
           return orig(...a);
         };
       }
+      const syncAsync = h.db.syncWalAsync.bind(h.db);
+      h.db.syncWalAsync = (done) => {
+        const sync = ++syncs;
+        log.push({ node: id, ev: 'syncStart', sync });
+        syncAsync((err) => {
+          log.push({ node: id, ev: 'synced', sync });
+          done(err);
+        });
+      };
       return h;
     });
     try {
@@ -126,28 +142,45 @@ describe('NodeHost group commit', () => {
       const certs = await Promise.all(ids.map((id, i) => hosts[i % 4].waitCertificate(id, 10_000)));
       expect(certs.every((c) => c !== null)).toBe(true);
 
-      // For every signed phase message a node sent: the persist of that message came before it, and a
-      // group commit came after that persist and before the send.
+      // For every signed phase message a node sent: the persist of that message came before it, a group
+      // commit came after that persist, and an fsync of the WAL that started after that commit had called
+      // back before the send.
       let checked = 0;
+      let overlapped = 0;
       for (let node = 0; node < 4; node++) {
         const mine = log.filter((e) => e.node === node);
         mine.forEach((e, i) => {
           if (e.ev !== 'send' || !['prePrepare', 'prepare', 'commit'].includes(e.kind)) return;
           const before = mine.slice(0, i);
-          const w = before.map((b) => (b.ev === 'write' ? b.what : '')).lastIndexOf(`persist:${e.kind}`);
+          const w = before
+            .map((b) => (b.ev === 'write' ? b.what : ''))
+            .lastIndexOf(`persist:${e.kind}:${e.seq}`);
           expect(w, `node ${node} sent ${e.kind} without persisting it`).toBeGreaterThanOrEqual(0);
-          const committed = before.slice(w).some((b) => b.ev === 'commit');
-          expect(committed, `node ${node} sent ${e.kind} ${e.seq} before its write committed`).toBe(true);
+          const c = before.findIndex((b, j) => j > w && b.ev === 'commit');
+          expect(c, `node ${node} sent ${e.kind} ${e.seq} before its write committed`).toBeGreaterThan(w);
+          const started = new Set(before.flatMap((b, j) => (j > c && b.ev === 'syncStart' ? [b.sync] : [])));
+          const durable = before.some((b) => b.ev === 'synced' && started.has(b.sync));
+          expect(durable, `node ${node} sent ${e.kind} ${e.seq} before its write was fsynced`).toBe(true);
           checked++;
         });
+        // The event loop ran on while the disk worked: events between a sync's start and its callback.
+        mine.forEach((e, i) => {
+          if (e.ev !== 'syncStart') return;
+          const end = mine.findIndex((b) => b.ev === 'synced' && b.sync === e.sync);
+          if (mine.slice(i + 1, end).some((b) => b.ev === 'write')) overlapped++;
+        });
       }
+      expect(overlapped).toBeGreaterThan(0);
       expect(checked).toBeGreaterThan(8);
       // The writes of a turn share a commit: fewer commits than writes at every node.
       for (let node = 0; node < 4; node++) {
         const writes = log.filter((e) => e.node === node && e.ev === 'write').length;
         const commits = log.filter((e) => e.node === node && e.ev === 'commit').length;
+        const synced = log.filter((e) => e.node === node && e.ev === 'synced').length;
         expect(commits).toBeGreaterThan(0);
         expect(commits).toBeLessThanOrEqual(writes);
+        expect(synced).toBeGreaterThan(0);
+        expect(synced).toBeLessThanOrEqual(commits);
       }
     } finally {
       for (const h of hosts) h.close();
