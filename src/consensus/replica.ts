@@ -185,8 +185,7 @@ export type PersistRecord =
   | { kind: 'viewChange'; view: number }
   | { kind: 'newView'; view: number }
   /** A checkpoint became stable; `body` is its proof (q CHECKPOINT signatures). */
-  | { kind: 'checkpoint'; seq: number; digest: Uint8Array; body?: Uint8Array }
-  | { kind: 'executed'; seq: number };
+  | { kind: 'checkpoint'; seq: number; digest: Uint8Array; body?: Uint8Array };
 
 const CheckpointProof = array(NodeSignatureCodec, 256);
 
@@ -1761,7 +1760,6 @@ export class Replica {
     // In expiry order (request timestamp, then id): each id goes as soon as it can no longer be replayed.
     const at = slot.batch!.timestamp;
     this.done.expire((ts) => ts + expiry < at);
-    this.out.push({ type: 'persist', record: { kind: 'executed', seq: ev.seq } });
     const rs = this.signReceipt(ev.receipt);
     // A transferred batch comes with q signatures already checked against this very receipt.
     if (slot.transfer) {

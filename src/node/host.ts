@@ -83,6 +83,11 @@ export interface HostObserver {
   certified(certs: Certificate[]): void;
   badFrame(from: number): void;
   viewChange(view: number): void;
+  /**
+   * An fsync of the ledger's WAL called back after `ms` (from the call, queueing on the thread pool
+   * included), releasing `messages` held messages.
+   */
+  walSynced?(ms: number, messages: number): void;
   /** Every replica step: the event and the actions it produced (a diagnostic trace, src/node/steptrace.ts). */
   step?(event: Event, actions: Action[]): void;
 }
@@ -98,6 +103,25 @@ export type TxOutcome =
 type InferredResult = { requestId: Uint8Array; result: Result };
 /** Most answers in one `inferred` event, so in one RESULTS message (far under LIMITS.batchEntries). */
 const SETTLED_PER_EVENT = 4096;
+
+/**
+ * The messages that must wait until what the node persisted before signing is on disk (PROTOCOL.md,
+ * "Durability and restarts"): its PRE-PREPARE, PREPARE, COMMIT, VIEW-CHANGE and NEW-VIEW, and the
+ * answers that may carry them (FETCHED carries PRE-PREPAREs; a state response, sent through `out` by
+ * serveState, a NEW-VIEW). The node host holds them until the fsync that covers their record has called
+ * back. Everything else leaves at once: RECEIPT-SIG and CHECKPOINT sign what execution computes again
+ * the same after a crash (it is deterministic, and the votes are fixed in the batch), RESULTS have no
+ * record to wait for (the replica persists none), and FORWARD, FETCH and transactions carry what clients
+ * signed. Peers take messages in any order (as after a reconnect).
+ */
+const GUARDED: ReadonlySet<string> = new Set([
+  'prePrepare',
+  'prepare',
+  'commit',
+  'viewChange',
+  'newView',
+  'fetched',
+]);
 
 /** Runs `fn` once at the next turn of the event loop (setImmediate), however often it is asked before. */
 class NextTurn {
@@ -293,16 +317,20 @@ export class NodeHost {
         case 'send': {
           const to = a.to;
           const frames = this.frames(a.msg);
-          this.out(() => {
+          const send = () => {
             for (const bytes of frames) this.wire.send(to, bytes);
-          });
+          };
+          if (GUARDED.has(a.msg.kind)) this.out(send);
+          else send();
           break;
         }
         case 'broadcast': {
           const frames = this.frames(a.msg);
-          this.out(() => {
+          const send = () => {
             for (const bytes of frames) this.wire.broadcast(bytes);
-          });
+          };
+          if (GUARDED.has(a.msg.kind)) this.out(send);
+          else send();
           break;
         }
         case 'persist':
@@ -341,15 +369,16 @@ export class NodeHost {
 
   /**
    * Group commit: the first write in a turn of the event loop opens one ledger transaction, and every
-   * write until the next check phase (setImmediate) joins it. Messages the replica sends after a write are
-   * held until that group is durable, so nothing signed leaves before it is on disk (PROTOCOL.md, "persist
-   * before sending"); messages sent before any write go out at once unless older ones are still held.
+   * write until the next check phase (setImmediate) joins it. The messages of the GUARDED kinds the
+   * replica sends after a write are held until that group is durable, so nothing it persisted before
+   * signing leaves before it is on disk (PROTOCOL.md, "Durability and restarts"); one sent before any
+   * write goes out at once unless older ones are still held. Other kinds never wait (see GUARDED).
    *
    * The fsync runs off the event loop (`syncWalAsync`, libuv's thread pool): the group commits at once
    * and its messages wait in `syncing` while the node goes on reading peers and clients. Groups committed
    * while a sync runs wait in `next` and share one sync after it (under load, the PREPAREs, COMMITs and
-   * executions of several turns, batches and peers). Messages leave in the order the replica sent them:
-   * anything sent while older messages are held waits behind them, even when it needs no sync itself (a
+   * executions of several turns, batches and peers). Guarded messages leave in the order the replica sent
+   * them: one sent while older ones are held waits behind them, even when it needs no sync itself (a
    * retransmission of a message whose record is not yet durable must not overtake it).
    */
   private held: (() => void)[] | null = null;
@@ -384,10 +413,12 @@ export class NodeHost {
 
   private startSync(sends: (() => void)[]): void {
     this.syncing = sends;
+    const t0 = performance.now();
     this.db.syncWalAsync((err) => {
       if (this.syncing !== sends) return; // stop() synced and sent them already
       // The file may not hold what these messages vouch for: crash rather than send.
       if (err) throw err;
+      this.obs.walSynced?.(performance.now() - t0, sends.length);
       this.syncing = null;
       for (const send of sends) send();
       const next = this.next;

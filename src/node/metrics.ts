@@ -14,6 +14,7 @@
  *   dropbear_inference_skipped_total                 inputs dropped unrun: their request was proposed or executed meanwhile
  *   dropbear_consensus_batch_size                    requests per executed consensus batch (histogram)
  *   dropbear_accept_to_certificate_seconds           accepted here to certificate formed here (histogram)
+ *   dropbear_ledger_sync_seconds                     one fsync of the ledger's WAL, the thread pool's queue included (histogram)
  *   dropbear_pending_requests                        requests held by the replica, not yet executed
  *   dropbear_view / dropbear_last_executed_seq       the replica's view and last executed sequence number
  *   dropbear_view_changes_total                      view changes seen by this node
@@ -58,6 +59,7 @@ export class NodeMetrics {
   private readonly inferSkipped: Counter;
   private readonly consensusBatch: Histogram;
   private readonly acceptToCert: Histogram;
+  private readonly ledgerSync: Histogram;
   private readonly viewChanges: Counter;
   private readonly badFrames: Counter<'peer'>;
   private readonly http: Counter<'method' | 'route' | 'status'>;
@@ -79,6 +81,12 @@ export class NodeMetrics {
     this.certificates = new Counter({
       name: 'dropbear_certificates_total',
       help: 'Certificates formed at this node',
+      registers,
+    });
+    this.ledgerSync = new Histogram({
+      name: 'dropbear_ledger_sync_seconds',
+      help: "One fsync of the ledger's WAL that held messages, from the call to its callback (the thread pool's queue included)",
+      buckets: [0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 1],
       registers,
     });
     new Gauge({
@@ -206,6 +214,7 @@ export class NodeMetrics {
         if (skipped > 0) this.inferSkipped.inc(skipped);
       },
       executed: (_seq, requests) => this.consensusBatch.observe(requests),
+      walSynced: (ms) => this.ledgerSync.observe(ms / 1000),
       certified: (certs) => this.onCertified(certs),
       badFrame: (from) => this.badFrames.inc({ peer: String(from) }),
       viewChange: () => this.viewChanges.inc(),

@@ -171,6 +171,27 @@ describe('NodeHost group commit', () => {
         });
       }
       expect(overlapped).toBeGreaterThan(0);
+      // A RECEIPT-SIG is not held: it leaves in the turn of its execution, before that group commits (a
+      // crash before the commit re-executes the batch to the same receipt).
+      let receipts = 0;
+      for (let node = 0; node < 4; node++) {
+        const mine = log.filter((e) => e.node === node);
+        mine.forEach((e, i) => {
+          if (e.ev !== 'send' || e.kind !== 'receiptSig') return;
+          const before = mine.slice(0, i);
+          const executed = before.map((b) => (b.ev === 'write' ? b.what : '')).lastIndexOf('execute');
+          const committed = before.map((b) => b.ev).lastIndexOf('commit');
+          expect(
+            executed,
+            `node ${node} sent a receipt signature with no execution before it`,
+          ).toBeGreaterThan(-1);
+          expect(executed, `node ${node} held a receipt signature behind a commit`).toBeGreaterThan(
+            committed,
+          );
+          receipts++;
+        });
+      }
+      expect(receipts).toBeGreaterThan(3);
       expect(checked).toBeGreaterThan(8);
       // The writes of a turn share a commit: fewer commits than writes at every node.
       for (let node = 0; node < 4; node++) {
