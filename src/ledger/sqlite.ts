@@ -33,7 +33,8 @@
  *   sync that covers them has called back. A group is fsynced when it holds a write
  *   that needs it at the configured level (a `persist` always; with FULL also an execution, a checkpoint,
  *   evidence). A group of receipt signatures alone is not: they are what peers signed over a receipt this
- *   node already executed durably, a node that loses them (power loss) collects them again (the replica
+ *   node executed in an earlier commit (WAL commits survive in order, so they never outlive it); a node
+ *   that loses them (power loss) collects them again (the replica
  *   restores the last receipts short of q signatures), and the next fsynced group makes them durable too.
  *   Under a group the connection runs at NORMAL and the WAL is fdatasynced by hand after the commit: in
  *   WAL mode a commit is WAL frames, so that is the FULL commit it replaces.

@@ -85,7 +85,7 @@ export class NodeMetrics {
     });
     this.ledgerSync = new Histogram({
       name: 'dropbear_ledger_sync_seconds',
-      help: "One fsync of the ledger's WAL that held messages, from the call to its callback (the thread pool's queue included)",
+      help: "One fsync of the ledger's WAL started by the node host, from the call to its callback (the thread pool's queue included)",
       buckets: [0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 1],
       registers,
     });
