@@ -83,11 +83,8 @@ export interface HostObserver {
   certified(certs: Certificate[]): void;
   badFrame(from: number): void;
   viewChange(view: number): void;
-  /**
-   * An fsync of the ledger's WAL called back after `ms` (from the call, queueing on the thread pool
-   * included), releasing `messages` held messages.
-   */
-  walSynced?(ms: number, messages: number): void;
+  /** An fsync of the ledger's WAL called back after `ms` (from the call, queueing on the thread pool included). */
+  walSynced?(ms: number): void;
   /** Every replica step: the event and the actions it produced (a diagnostic trace, src/node/steptrace.ts). */
   step?(event: Event, actions: Action[]): void;
 }
@@ -317,20 +314,16 @@ export class NodeHost {
         case 'send': {
           const to = a.to;
           const frames = this.frames(a.msg);
-          const send = () => {
+          this.sendKind(a.msg.kind, () => {
             for (const bytes of frames) this.wire.send(to, bytes);
-          };
-          if (GUARDED.has(a.msg.kind)) this.out(send);
-          else send();
+          });
           break;
         }
         case 'broadcast': {
           const frames = this.frames(a.msg);
-          const send = () => {
+          this.sendKind(a.msg.kind, () => {
             for (const bytes of frames) this.wire.broadcast(bytes);
-          };
-          if (GUARDED.has(a.msg.kind)) this.out(send);
-          else send();
+          });
           break;
         }
         case 'persist':
@@ -418,7 +411,7 @@ export class NodeHost {
       if (this.syncing !== sends) return; // stop() synced and sent them already
       // The file may not hold what these messages vouch for: crash rather than send.
       if (err) throw err;
-      this.obs.walSynced?.(performance.now() - t0, sends.length);
+      this.obs.walSynced?.(performance.now() - t0);
       this.syncing = null;
       for (const send of sends) send();
       const next = this.next;
@@ -441,6 +434,12 @@ export class NodeHost {
     this.next = [];
     this.nextNeedsSync = false;
     for (const send of sends) send();
+  }
+
+  /** A message of a GUARDED kind goes through `out`; any other leaves now. */
+  private sendKind(kind: string, send: () => void): void {
+    if (GUARDED.has(kind)) this.out(send);
+    else send();
   }
 
   private out(send: () => void): void {

@@ -715,7 +715,7 @@ describe('node HTTP API', () => {
       /dropbear_http_responses_total\{method="POST",route="\/v1\/requests",status="200"\} [1-9]/,
     );
     expect(Number(/^dropbear_accept_to_certificate_seconds_count (\d+)/m.exec(text)?.[1])).toBeGreaterThan(0);
-    // Node 0 signed and sent PREPAREs, COMMITs and receipt signatures: each behind an fsync of its ledger.
+    // Node 0, the primary, persisted its PRE-PREPAREs and COMMITs: each left behind an fsync of its ledger.
     expect(Number(/^dropbear_ledger_sync_seconds_count (\d+)/m.exec(text)?.[1])).toBeGreaterThan(0);
 
     expect((await apps[0].inject({ method: 'GET', url: '/healthz' })).json()).toEqual({ ok: true });
