@@ -397,11 +397,15 @@ export class NodeHost {
     if (this.syncing) {
       for (const send of held) this.next.push(send);
       this.nextNeedsSync ||= needsSync;
-    } else if (needsSync) {
-      this.startSync(held);
     } else {
-      for (const send of held) send();
+      this.release(held, needsSync);
     }
+  }
+
+  /** Sends `sends` now, or once a sync started for them has called back when their groups need one. */
+  private release(sends: (() => void)[], needsSync: boolean): void {
+    if (needsSync) this.startSync(sends);
+    else for (const send of sends) send();
   }
 
   private startSync(sends: (() => void)[]): void {
@@ -419,8 +423,7 @@ export class NodeHost {
       this.next = [];
       const needsSync = this.nextNeedsSync;
       this.nextNeedsSync = false;
-      if (needsSync) this.startSync(next);
-      else for (const send of next) send();
+      this.release(next, needsSync);
     });
   }
 
