@@ -185,7 +185,14 @@ export type PersistRecord =
   | { kind: 'viewChange'; view: number }
   | { kind: 'newView'; view: number }
   /** A checkpoint became stable; `body` is its proof (q CHECKPOINT signatures). */
-  | { kind: 'checkpoint'; seq: number; digest: Uint8Array; body?: Uint8Array };
+  | { kind: 'checkpoint'; seq: number; digest: Uint8Array; body?: Uint8Array }
+  /**
+   * Written by the ledger (durably) when a restart may have lost the last signed records: until a later
+   * `signFloor`, the restored replica signs in no view (`forgetful`).
+   */
+  | { kind: 'forgotten' }
+  /** A forgetful replica learned the group's view: it signs in no view below `view` (`signFloorView`). */
+  | { kind: 'signFloor'; view: number };
 
 const CheckpointProof = array(NodeSignatureCodec, 256);
 
@@ -557,7 +564,19 @@ export class Replica {
     if (disk.modelVersions) r.modelVersions = [...disk.modelVersions];
     for (const [id, ts] of disk.recent) r.done.add(id, ts);
     let lastViewRecord: PersistRecord | null = null;
+    // The sign floor: a `forgotten` record makes it unknown until a later `signFloor` record.
+    let forgot = false;
+    let floor = 0;
     for (const rec of disk.log) {
+      if (rec.kind === 'forgotten') {
+        forgot = true;
+        continue;
+      }
+      if (rec.kind === 'signFloor') {
+        forgot = false;
+        floor = Math.max(floor, rec.view);
+        continue;
+      }
       if (rec.kind === 'prePrepare' || rec.kind === 'prepare' || rec.kind === 'commit') {
         r.signed.set(`${rec.kind}:${rec.view}:${rec.seq}`, hex(rec.digest));
         if (rec.view >= r.view) lastViewRecord = rec;
@@ -585,6 +604,8 @@ export class Replica {
     }
     r.stable = r.stableProof.seq;
     for (const s of r.preparedCerts.keys()) if (s <= r.stable) r.preparedCerts.delete(s);
+    if (forgot) r.forgetful();
+    else r.signFloorView = floor;
     r.resumeReceipts = disk.uncertified ?? [];
     return r;
   }
@@ -1144,9 +1165,37 @@ export class Replica {
    */
   signFloorView = 0;
 
-  /** Marks a replica that restarted with its disk lost (see signFloorView). */
+  /**
+   * The views state responders reported while the floor is unknown, by responder: the floor is set once
+   * 2f + 1 of them have answered (see onStateResponse).
+   */
+  private floorViews = new Map<number, number>();
+
+  /** Marks a replica that restarted with its disk lost, or its last signed records (see signFloorView). */
   forgetful(): void {
-    this.signFloorView = Number.POSITIVE_INFINITY;
+    // Alone in its group, nobody can tell it more than its own view.
+    this.signFloorView = this.n === 1 ? this.view + 1 : Number.POSITIVE_INFINITY;
+    this.floorViews.clear();
+  }
+
+  /**
+   * A forgetful replica hears a state responder's view. It may have signed in any view that q nodes
+   * entered, itself possibly among them: at least f honest others are in it or beyond. Any 2f + 1 of the
+   * 3f others include one of those, so the highest view that 2f + 1 responders report bounds every view it
+   * may have used (all others where there are fewer). The floor only rises after that.
+   */
+  private learnFloor(from: number, view: number): void {
+    if (this.signFloorView === Number.POSITIVE_INFINITY) {
+      this.floorViews.set(from, view);
+      if (this.floorViews.size < Math.min(this.q, this.n - 1)) return;
+      this.signFloorView = Math.max(this.view, ...this.floorViews.values()) + 1;
+      this.floorViews.clear();
+    } else if (this.signFloorView > 0 && view + 1 > this.signFloorView) {
+      this.signFloorView = view + 1;
+    } else return;
+    // Kept across restarts: a node restarted before it reaches this view must still stay out of the ones
+    // below it.
+    this.out.push({ type: 'persist', record: { kind: 'signFloor', view: this.signFloorView } });
   }
 
   /** Records what is about to be signed; refuses a second, different digest for the same slot. */
@@ -2594,11 +2643,7 @@ export class Replica {
   private pendingNewView: Extract<NodeMessage, { kind: 'newView' }> | null = null;
 
   private onStateResponse(from: number, m: Extract<NodeMessage, { kind: 'stateResponse' }>): void {
-    if (
-      this.signFloorView === Number.POSITIVE_INFINITY ||
-      (this.signFloorView > 0 && m.view + 1 > this.signFloorView)
-    )
-      this.signFloorView = Math.max(m.view, this.view) + 1;
+    this.learnFloor(from, m.view);
     if (m.checkpoint) this.takeCheckpointProof(from, m.checkpoint);
     // Any response that extends our chain is used (each batch is checked), even one arriving after
     // another peer already said it had nothing newer.
@@ -2630,8 +2675,9 @@ export class Replica {
       this.catchUpAt = Number.NEGATIVE_INFINITY; // ask for the next part at once
       this.startCatchUp();
     } else if (m.batches.every((b) => b.seq < next)) {
-      // This peer has nothing newer: caught up with it (a later lag starts another round).
-      this.catchingUp = false;
+      // This peer has nothing newer: caught up with it (a later lag starts another round). A forgetful
+      // replica asks again (retransmitMs) until 2f + 1 peers have told it their views.
+      if (this.signFloorView !== Number.POSITIVE_INFINITY) this.catchingUp = false;
       this.finishCatchUp();
     }
   }

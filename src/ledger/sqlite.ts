@@ -39,9 +39,30 @@
  *   Under a group the connection runs at NORMAL and the WAL is fdatasynced by hand after the commit: in
  *   WAL mode a commit is WAL frames, so that is the FULL commit it replaces.
  * - `uncleanShutdown` is true when the previous session did not `close()`: with NORMAL, its last
- *   executions may be lost (see above); the signed log never is.
+ *   executions may be lost (see above); the signed log never is, unless the durability is relaxed.
+ * - Relaxed durability (`durability: 'relaxed'`, opt-in): the signed log is committed like everything
+ *   else, to the operating system without an fsync (executions at NORMAL), so the caller may send what it
+ *   persisted as soon as the commit returns. A process crash still loses nothing (the kernel holds the
+ *   written pages); a crash of the machine (power loss, kernel panic) may lose the last records of the
+ *   signed log. To tell the two apart the ledger keeps a marker beside the file (`<path>.boot`, written
+ *   and fsynced at every open): the durability of the session and the kernel's boot id. `writesMayBeLost`
+ *   is true when the previous session ended uncleanly, ran relaxed, and the machine has rebooted since (or
+ *   either boot id is unknown): the node must then not sign in any view it may have taken part in
+ *   (PROTOCOL.md, "Durability and restarts"; the replica's `forgetful`). Opening always commits one FULL
+ *   transaction first, which makes every earlier session's WAL frames durable.
  */
-import { closeSync, fdatasync, fdatasyncSync, openSync } from 'node:fs';
+import {
+  closeSync,
+  existsSync,
+  fdatasync,
+  fdatasyncSync,
+  fsyncSync,
+  openSync,
+  readFileSync,
+  renameSync,
+  writeFileSync,
+} from 'node:fs';
+import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
 import { SeqIndex } from '../protocol/idwindow.ts';
 import {
@@ -88,13 +109,17 @@ import { type Execution, LedgerState, type ResolvedEntry } from './state.ts';
 export const LEDGER_SCHEMA_VERSION = 3;
 
 export type Synchronous = 'FULL' | 'NORMAL';
+/** Whether the signed log is fsynced before the caller may act on it (`full`) or not (`relaxed`). */
+export type Durability = 'full' | 'relaxed';
 
 /** SQLite page size of a new ledger file: see the note in BENCHMARKS.md "Durable ledger". */
 const PAGE_SIZE = 16384;
 
 export interface SqliteLedgerOptions {
-  /** SQLite `synchronous` for execution commits; `persist` is always FULL. Default FULL. */
+  /** SQLite `synchronous` for execution commits; `persist` is FULL unless relaxed. Default FULL (NORMAL when relaxed). */
   synchronous?: Synchronous;
+  /** `relaxed`: nothing is fsynced before a write returns, the signed log included (see the header). Default `full`. */
+  durability?: Durability;
   /** Receipt-signature checks in `addReceiptSignatures` (default true). */
   verifySignatures?: boolean;
 }
@@ -274,6 +299,12 @@ export class SqliteLedger {
   readonly groupId: Uint8Array;
   /** The previous session ended without close(): with NORMAL, its last executions may be lost. */
   readonly uncleanShutdown: boolean;
+  /**
+   * The previous session ended uncleanly with relaxed durability and the machine rebooted since: the last
+   * records of the signed log (and executions) may be lost. See the header.
+   */
+  readonly writesMayBeLost: boolean;
+  readonly durability: Durability;
   /** True when this call created the file. */
   readonly created: boolean;
   readonly synchronous: Synchronous;
@@ -305,6 +336,7 @@ export class SqliteLedger {
     genesis: Genesis,
     created: boolean,
     unclean: boolean,
+    mayBeLost: boolean,
     opts: SqliteLedgerOptions,
   ) {
     this.path = path;
@@ -314,6 +346,8 @@ export class SqliteLedger {
     this.groupId = groupIdOf(genesis);
     this.created = created;
     this.uncleanShutdown = unclean;
+    this.writesMayBeLost = mayBeLost;
+    this.durability = opts.durability ?? 'full';
     this.synchronous = opts.synchronous ?? 'FULL';
     this.verifySigs = opts.verifySignatures ?? true;
     this.current = new LedgerState(genesis);
@@ -350,9 +384,17 @@ export class SqliteLedger {
    * (`LEDGER_WRONG_GROUP` otherwise) and schema version; its batches are replayed into `state`.
    */
   static open(path: string, genesis: Genesis, opts: SqliteLedgerOptions = {}): SqliteLedger {
-    const sync = opts.synchronous ?? 'FULL';
+    const durability = opts.durability ?? 'full';
+    if (durability !== 'full' && durability !== 'relaxed')
+      throw new DropbearError(
+        'LEDGER_BAD_OPTION',
+        `durability must be full or relaxed, not ${String(durability)}`,
+      );
+    const sync = opts.synchronous ?? (durability === 'relaxed' ? 'NORMAL' : 'FULL');
     if (sync !== 'FULL' && sync !== 'NORMAL')
       throw new DropbearError('LEDGER_BAD_OPTION', `synchronous must be FULL or NORMAL, not ${String(sync)}`);
+    if (durability === 'relaxed' && sync === 'FULL')
+      throw new DropbearError('LEDGER_BAD_OPTION', 'relaxed durability runs at synchronous NORMAL, not FULL');
     const groupId = groupIdOf(genesis);
     const db = openDatabase(path);
     try {
@@ -404,12 +446,28 @@ export class SqliteLedger {
           `${path} belongs to group ${hex(meta.groupId)}, not ${hex(groupId)}`,
           { stored: hex(meta.groupId), expected: hex(groupId) },
         );
-      const ledger = new SqliteLedger(path, db, genesis, created, !meta.cleanClose, {
+      const inFile = path !== ':memory:' && path !== '';
+      const previous = inFile ? readBootMarker(path) : null;
+      const boot = currentBootId();
+      const mayBeLost =
+        !meta.cleanClose &&
+        previous?.durability === 'relaxed' &&
+        (previous.bootId === null || boot === null || previous.bootId !== boot);
+      const ledger = new SqliteLedger(path, db, genesis, created, !meta.cleanClose, mayBeLost, {
         ...opts,
+        durability,
         synchronous: sync,
       });
       ledger.current = ledger.replay();
-      ledger.durably(() => ledger.st.markOpen.run(0));
+      // FULL: also makes whatever an earlier session left unsynced in the WAL durable, before the marker
+      // says what this session does.
+      ledger.durably(() => {
+        ledger.st.markOpen.run(0);
+        // Read by the replica's restore: it signs in no view until it has learned the group's (durably
+        // here, so that a later crash cannot lose the fact with the records it stands for).
+        if (mayBeLost) ledger.st.insLog.run('forgotten', null, null, null, null);
+      });
+      if (inFile) writeBootMarker(path, { bootId: boot, durability });
       return ledger;
     } catch (e) {
       db.close();
@@ -584,6 +642,15 @@ export class SqliteLedger {
 
   get inGroup(): boolean {
     return this.grouped;
+  }
+
+  /**
+   * A write of the signed log: fsynced before the caller acts on it (`durably`), unless the durability is
+   * relaxed, where it commits like any other write (to the operating system only).
+   */
+  private signedWrite<T>(fn: () => T): T {
+    if (this.durability === 'relaxed') return this.inTx(fn);
+    return this.durably(fn);
   }
 
   /** Runs `fn` in a transaction committed with synchronous FULL, whatever the configured level. */
@@ -833,7 +900,7 @@ export class SqliteLedger {
     for (const k of ['view', 'seq'] as const)
       if (record[k] !== undefined && !isUint(record[k]))
         throw new DropbearError('LEDGER_BAD_VALUE', `log record ${k} must be a uint`);
-    this.durably(() =>
+    this.signedWrite(() =>
       this.st.insLog.run(
         record.kind,
         record.view ?? null,
@@ -914,6 +981,60 @@ export class SqliteLedger {
     this.db.close();
     // A sync still running on the thread pool holds the descriptor: the last one to call back closes it.
     if (this.asyncSyncs === 0) this.closeWalFile();
+  }
+}
+
+/** What the session that last opened a ledger file recorded beside it (see the header). */
+interface BootMarker {
+  /** The kernel's boot id then (null where the system has none). */
+  bootId: string | null;
+  durability: Durability;
+}
+
+/** This boot's id (Linux), or null where there is none. */
+function currentBootId(): string | null {
+  try {
+    const id = readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim();
+    return id === '' ? null : id;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * The marker the previous session wrote; null when there is none (a file older than the marker, whose
+ * sessions all ran with full durability). An unreadable marker is read as relaxed with an unknown boot:
+ * the safe side.
+ */
+function readBootMarker(path: string): BootMarker | null {
+  const file = `${path}.boot`;
+  if (!existsSync(file)) return null;
+  try {
+    const m = JSON.parse(readFileSync(file, 'utf8')) as Partial<BootMarker>;
+    if (m.durability !== 'full' && m.durability !== 'relaxed') throw new Error('bad durability');
+    return { bootId: typeof m.bootId === 'string' ? m.bootId : null, durability: m.durability };
+  } catch {
+    return { bootId: null, durability: 'relaxed' };
+  }
+}
+
+/** Replaces the marker atomically and durably (written, fsynced, renamed, the folder fsynced). */
+function writeBootMarker(path: string, m: BootMarker): void {
+  const file = `${path}.boot`;
+  const tmp = `${file}.tmp`;
+  writeFileSync(tmp, `${JSON.stringify(m)}\n`);
+  const fd = openSync(tmp, 'r+');
+  try {
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+  renameSync(tmp, file);
+  const dir = openSync(dirname(file), 'r');
+  try {
+    fsyncSync(dir);
+  } finally {
+    closeSync(dir);
   }
 }
 

@@ -7,6 +7,7 @@
  *   "genesis": "genesis.json",
  *   "key": "keys/node-0.json",
  *   "data": "data/node-0",                         // the ledger lives in <data>/ledger.sqlite
+ *   "durability": "full",                          // or "relaxed": no fsync before signing (docs/ledger.md)
  *   "p2p": { "host": "127.0.0.1", "port": 7100 },
  *   "api": { "host": "127.0.0.1", "port": 8100 },
  *   "peers": { "1": "tcp://127.0.0.1:7101" },      // optional: default is each node's genesis address
@@ -46,6 +47,8 @@ export interface NodeConfig {
   genesis: string;
   key: string;
   data: string;
+  /** The ledger's durability (src/ledger/sqlite.ts): `full` (default) or `relaxed`. */
+  durability: 'full' | 'relaxed';
   p2p: Endpoint;
   api: Endpoint;
   peers: Map<number, Endpoint> | null;
@@ -216,6 +219,14 @@ export function loadNodeConfig(path: string): NodeConfig {
     genesis: rel(str('genesis')),
     key: rel(str('key')),
     data: rel(str('data')),
+    durability:
+      raw.durability === undefined || raw.durability === 'full'
+        ? 'full'
+        : raw.durability === 'relaxed'
+          ? 'relaxed'
+          : (() => {
+              throw bad('durability', 'is "full" or "relaxed"', file);
+            })(),
     p2p: endpoint('p2p'),
     api: endpoint('api'),
     peers,

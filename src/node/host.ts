@@ -17,7 +17,7 @@ import {
   type TxRejectCode,
 } from '../consensus/replica.ts';
 import { INFERENCE_SKIPPED, type ModelBackend } from '../inference/backend.ts';
-import { SqliteLedger } from '../ledger/sqlite.ts';
+import { type Durability, SqliteLedger } from '../ledger/sqlite.ts';
 import type { Execution } from '../ledger/state.ts';
 import {
   type Certificate,
@@ -60,6 +60,13 @@ export interface HostOptions {
   genesis: Genesis;
   key: KeyPair;
   ledgerPath: string;
+  /**
+   * `full` (default): what the replica persists before signing is fsynced before the message leaves.
+   * `relaxed`: it leaves once the write reaches the operating system (safe against a crash of the
+   * process; after a crash of the machine the node signs in no view it may have used: see
+   * src/ledger/sqlite.ts and PROTOCOL.md, "Durability and restarts").
+   */
+  durability?: Durability;
   /** The loaded models, by digest; the one the ledger says is current for this node must be among them. */
   backends: ModelBackend[];
   wire: Wire;
@@ -181,7 +188,10 @@ export class NodeHost {
   static open(opts: HostOptions): NodeHost {
     // The replica verifies every receipt signature before it reports a batch certified, and `certified`
     // stores them against the receipt hash it verified them for: the ledger need not check them again.
-    const db = SqliteLedger.open(opts.ledgerPath, opts.genesis, { verifySignatures: false });
+    const db = SqliteLedger.open(opts.ledgerPath, opts.genesis, {
+      verifySignatures: false,
+      durability: opts.durability,
+    });
     try {
       const current = hex(db.state.models[opts.id]);
       if (!opts.backends.some((b) => b.digest === current)) {
@@ -206,6 +216,17 @@ export class NodeHost {
               log: db.signedLog() as PersistRecord[],
               uncertified: db.uncertifiedReceipts(2 * opts.genesis.f + 1),
             });
+      if (db.writesMayBeLost) {
+        // Its last signed records may be gone with the machine's page cache: it may have signed in the
+        // group's current view already, so it signs in none before the one after it (state transfer
+        // tells it which that is). The ledger logged a `forgotten` record: the restored replica is
+        // forgetful.
+        opts.logger?.warn(
+          { ledger: opts.ledgerPath },
+          'the previous session ended uncleanly with relaxed durability and the machine has rebooted since: ' +
+            'this node signs no phase message or VIEW-CHANGE until it has learned the group view by state transfer, and then only in later views',
+        );
+      }
       return new NodeHost(opts, db, replica);
     } catch (e) {
       db.close();
@@ -710,6 +731,13 @@ export class NodeHost {
       models: r.currentModels.map((d) => hex(d)),
       modelVersions: [...r.currentModelVersions],
       uptimeMs: Date.now() - this.startedAt,
+      durability: this.db.durability,
+      /**
+       * The lowest view this node signs phase messages or a VIEW-CHANGE in: 0 normally; after a restart
+       * that may have lost signed records, null until state transfer tells it the group's view, then that
+       * view + 1.
+       */
+      signFloorView: Number.isFinite(r.signFloorView) ? r.signFloorView : null,
     };
   }
 

@@ -158,6 +158,7 @@ export async function startNode(configPath: string): Promise<RunningNode> {
       genesis,
       key,
       ledgerPath: join(cfg.data, 'ledger.sqlite'),
+      durability: cfg.durability,
       backends,
       wire: transport,
       maxFrameBytes: transport.maxFrameBytes,

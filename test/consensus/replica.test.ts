@@ -1635,3 +1635,66 @@ describe('6. a conflicting pre-prepare', () => {
 function expectPreparedOnce(a: Action[]) {
   expect(sent(a, 'prepare')).toHaveLength(1);
 }
+
+// ---------------------------------------------------------------------------------------------------------
+// 7. A replica that may have forgotten what it signed (lost disk, or relaxed durability and a reboot)
+
+describe('7. a forgetful replica', () => {
+  const stateFrom = (from: number, view: number): NodeMessage => ({
+    kind: 'stateResponse',
+    from,
+    batches: [],
+    view,
+    newView: null,
+    checkpoint: null,
+  });
+  const floors = (a: Action[]) =>
+    only(a, 'persist').flatMap((p) => (p.record.kind === 'signFloor' ? [p.record.view] : []));
+
+  it('signs nothing until 2f + 1 peers told it their views, then nothing below the highest + 1', () => {
+    const { h, r, entry } = backupWith(2);
+    r.forgetful();
+    expect(r.signFloorView).toBe(Number.POSITIVE_INFINITY);
+    // It asks every peer for the state, as a restarted node does (NodeHost.start).
+    expect(sent(h.step({ type: 'catchUp' }), 'stateRequest').length).toBeGreaterThan(0);
+    // A proposal of the current view: it may have prepared this slot before, so no PREPARE.
+    expect(sent(h.msg(0, { kind: 'prePrepare', pp: makePP(1, [entry(0)]) }), 'prepare')).toHaveLength(0);
+    // Two answers are not enough (both could be from nodes behind the view it used, one of them lying).
+    expect(floors(h.msg(0, stateFrom(0, 0)))).toEqual([]);
+    expect(floors(h.msg(2, stateFrom(2, 0)))).toEqual([]);
+    expect(floors(h.msg(2, stateFrom(2, 0)))).toEqual([]); // the same peer twice counts once
+    expect(r.signFloorView).toBe(Number.POSITIVE_INFINITY);
+    expect(r.catchingUp).toBe(true); // it keeps asking
+    expect(sent(h.tick(h.now + 2 * NEVER), 'stateRequest').length).toBeGreaterThan(0);
+    // The third: the highest view any of them reported, plus one, persisted before anything is signed.
+    expect(floors(h.msg(3, stateFrom(3, 2)))).toEqual([3]);
+    expect(r.signFloorView).toBe(3);
+    expect(sent(h.msg(0, { kind: 'prePrepare', pp: makePP(2, [entry(1)]) }), 'prepare')).toHaveLength(0);
+    // A later answer from a higher view raises it; a lower one does not lower it.
+    expect(floors(h.msg(0, stateFrom(0, 4)))).toEqual([5]);
+    expect(floors(h.msg(2, stateFrom(2, 1)))).toEqual([]);
+    expect(r.signFloorView).toBe(5);
+  });
+
+  it('restores the floor from its signed log: unknown after `forgotten`, set by a later `signFloor`', () => {
+    const restore = (log: { kind: string; view?: number }[]) =>
+      Replica.restore(G.genesis, 1, G.keys[1], BASE, {
+        lastExecuted: 0,
+        lastReceiptHash: GID,
+        lastTimestamp: 0,
+        models: G.genesis.nodes.map((n) => n.modelDigest),
+        recent: [],
+        log: log as Parameters<typeof Replica.restore>[4]['log'],
+      }).signFloorView;
+    expect(restore([])).toBe(0);
+    expect(restore([{ kind: 'forgotten' }])).toBe(Number.POSITIVE_INFINITY);
+    expect(restore([{ kind: 'forgotten' }, { kind: 'signFloor', view: 3 }])).toBe(3);
+    expect(restore([{ kind: 'signFloor', view: 3 }, { kind: 'forgotten' }])).toBe(Number.POSITIVE_INFINITY);
+    expect(
+      restore([
+        { kind: 'signFloor', view: 3 },
+        { kind: 'signFloor', view: 2 },
+      ]),
+    ).toBe(3);
+  });
+});

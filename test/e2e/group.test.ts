@@ -7,6 +7,7 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'n
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { STAGES, stageRows } from '../../bench/lib/stages.ts';
 import { verifyCertificate } from '../../src/certificate/index.ts';
@@ -88,12 +89,30 @@ function kill9(id: number): Promise<void> {
   });
 }
 
-async function status(id: number): Promise<{ view: number; lastExecuted: number; primary: number }> {
-  return (await fetch(`${g.file.nodes[id].api}/v1/status`)).json() as Promise<{
-    view: number;
-    lastExecuted: number;
-    primary: number;
-  }>;
+interface Status {
+  view: number;
+  lastExecuted: number;
+  primary: number;
+  durability: string;
+  signFloorView: number | null;
+}
+
+async function status(id: number): Promise<Status> {
+  return (await fetch(`${g.file.nodes[id].api}/v1/status`)).json() as Promise<Status>;
+}
+
+/** Node `id`'s signed log (its ledger's consensus_log), read while the node may be running. */
+function signedLog(id: number): { id: number; kind: string; view: number | null }[] {
+  const db = new Database(join(dir, 'data', `node-${id}`, 'ledger.sqlite'), { readonly: true });
+  try {
+    return db.prepare('SELECT id, kind, view FROM consensus_log ORDER BY id').all() as {
+      id: number;
+      kind: string;
+      view: number | null;
+    }[];
+  } finally {
+    db.close();
+  }
 }
 
 function client(nodes = [0, 1, 2, 3]): DropbearClient {
@@ -132,6 +151,9 @@ beforeAll(async () => {
   // Node 1 keeps a second model loaded, for the model update test.
   const c1 = JSON.parse(readFileSync(join(dir, 'node-1.json'), 'utf8'));
   writeFileSync(join(dir, 'node-1.json'), JSON.stringify({ ...c1, extraModels: [{ name: UPDATE_TO }] }));
+  // Node 2 runs with relaxed durability: no fsync before it signs (docs/ledger.md).
+  const c2 = JSON.parse(readFileSync(join(dir, 'node-2.json'), 'utf8'));
+  writeFileSync(join(dir, 'node-2.json'), JSON.stringify({ ...c2, durability: 'relaxed' }));
   // Node 3 lies about every answer.
   const c3 = JSON.parse(readFileSync(join(dir, 'node-3.json'), 'utf8'));
   writeFileSync(join(dir, 'node-3.json'), JSON.stringify({ ...c3, byzantine: 'wrong-results' }));
@@ -320,6 +342,9 @@ describe('a real 4-node group', () => {
     const whileDown = results.map((r) => (r as InferResult).requestId);
     startNode(2);
     await ready(2);
+    // Relaxed durability, the same boot: the kernel kept every page the killed process wrote, so the node
+    // forgot nothing and signs on in the current view.
+    expect(await status(2)).toMatchObject({ durability: 'relaxed', signFloorView: 0 });
     // It catches up from its ledger and its peers, then serves certificates for requests it missed.
     const deadline = Date.now() + 30_000;
     for (;;) {
@@ -339,6 +364,41 @@ describe('a real 4-node group', () => {
       }
     }
     expect(served).toBe(whileDown.length);
+  });
+
+  it('kill -9 of a relaxed node, then a reboot: it signs in no view it may have used, and the group certifies on', async () => {
+    await kill9(2);
+    // As if the machine had rebooted since (a power loss): another boot id in the ledger's marker.
+    const markerFile = join(dir, 'data', 'node-2', 'ledger.sqlite.boot');
+    const marker = JSON.parse(readFileSync(markerFile, 'utf8'));
+    expect(marker.durability).toBe('relaxed');
+    writeFileSync(markerFile, JSON.stringify({ ...marker, bootId: 'a-boot-before-the-power-loss' }));
+    const lastBefore = signedLog(2).at(-1)?.id ?? 0;
+    const viewBefore = (await status(0)).view;
+    startNode(2);
+    await ready(2);
+    // It learns the group's view by state transfer; until then it signs in none.
+    let floor: number | null = null;
+    const deadline = Date.now() + 20_000;
+    while (floor === null) {
+      floor = (await status(2)).signFloorView;
+      if (floor === null && Date.now() > deadline) throw new Error('node 2 never learned the group view');
+      if (floor === null) await new Promise((r) => setTimeout(r, 100));
+    }
+    expect(floor).toBe(viewBefore + 1);
+    expect(logs.get(2)?.join('')).toContain('relaxed durability and the machine has rebooted');
+    // The other three certify on (node 2 still votes, and serves what it executes).
+    const results = await client().inferMany(images.slice(70, 76), { concurrency: 3 });
+    for (const r of results) {
+      expect(r, String(r)).not.toBeInstanceOf(Error);
+      checkHonestDecision(r as InferResult);
+    }
+    const since = signedLog(2).filter((r) => r.id > lastBefore);
+    expect(since[0]?.kind).toBe('forgotten');
+    expect(since.find((r) => r.kind === 'signFloor')?.view).toBe(floor);
+    for (const r of since)
+      if (['prePrepare', 'prepare', 'commit', 'viewChange', 'newView'].includes(r.kind))
+        expect(r.view, `node 2 signed a ${r.kind} in view ${r.view}`).toBeGreaterThanOrEqual(floor);
   });
 
   it('kill -9 of the primary: a view change, then certification continues', async () => {

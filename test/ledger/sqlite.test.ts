@@ -1,5 +1,5 @@
 import { spawnSync } from 'node:child_process';
-import { copyFileSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
@@ -651,6 +651,81 @@ describe('SqliteLedger', () => {
       'prepare:3',
     ]);
     again.close();
+  });
+
+  it('relaxed durability: no fsync for the signed log or executions; a crash of the process loses nothing', () => {
+    const path = freshPath();
+    const l = SqliteLedger.open(path, genesis, { durability: 'relaxed' });
+    expect(l.durability).toBe('relaxed');
+    expect(l.synchronous).toBe('NORMAL');
+    const d = sha256(new Uint8Array([8]));
+    const db = (l as unknown as { db: Database.Database }).db;
+    // A group holding a persist and an execution needs no sync, and none runs.
+    const before = l.walSyncs;
+    l.beginGroup();
+    fill(l, 1);
+    l.persist({ kind: 'prepare', view: 0, seq: 2, digest: d });
+    expect(l.commitGroupUnsynced()).toBe(false);
+    // Nor outside a group: the persist commits at NORMAL, and the connection stays there.
+    l.persist({ kind: 'commit', view: 0, seq: 2, digest: d });
+    expect(db.pragma('synchronous', { simple: true })).toBe(1);
+    expect(l.walSyncs).toBe(before);
+    // Committed: another connection reads both records before any fsync.
+    const other = new Database(path, { readonly: true });
+    expect((other.prepare('SELECT count(*) AS n FROM consensus_log').get() as { n: number }).n).toBe(2);
+    other.close();
+    db.close(); // the process dies: no clean close, but the machine keeps running
+    const again = SqliteLedger.open(path, genesis, { durability: 'relaxed' });
+    expect(again.uncleanShutdown).toBe(true);
+    expect(again.writesMayBeLost).toBe(false); // same boot: the kernel kept every written page
+    expect(again.lastSeq).toBe(1);
+    expect(again.signedLog().map((r) => `${r.kind}:${r.seq}`)).toEqual(['prepare:2', 'commit:2']);
+    again.close();
+    expect(
+      codeOf(() => SqliteLedger.open(path, genesis, { durability: 'relaxed', synchronous: 'FULL' })),
+    ).toBe('LEDGER_BAD_OPTION');
+    expect(
+      codeOf(() => SqliteLedger.open(path, genesis, { durability: 'lazy' as unknown as 'relaxed' })),
+    ).toBe('LEDGER_BAD_OPTION');
+  });
+
+  it('relaxed durability: after an unclean stop and a reboot the ledger says its last writes may be lost', () => {
+    const marker = (path: string) => JSON.parse(readFileSync(`${path}.boot`, 'utf8'));
+    const rebooted = (path: string) =>
+      writeFileSync(`${path}.boot`, JSON.stringify({ ...marker(path), bootId: 'another-boot' }));
+    const crash = (l: SqliteLedger) => (l as unknown as { db: Database.Database }).db.close();
+    const path = freshPath();
+    const l = SqliteLedger.open(path, genesis, { durability: 'relaxed' });
+    expect(marker(path).durability).toBe('relaxed');
+    expect(marker(path).bootId).toBe(readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim());
+    // Clean close, then a reboot: nothing can have been lost.
+    l.close();
+    rebooted(path);
+    const a = SqliteLedger.open(path, genesis, { durability: 'relaxed' });
+    expect(a.writesMayBeLost).toBe(false);
+    // Unclean stop, then a reboot: the page cache may have held the last records.
+    crash(a);
+    rebooted(path);
+    const b = SqliteLedger.open(path, genesis, { durability: 'relaxed' });
+    expect(b.uncleanShutdown).toBe(true);
+    expect(b.writesMayBeLost).toBe(true);
+    // Opening made everything durable and rewrote the marker for this boot: the next unclean stop without
+    // a reboot loses nothing, whatever the durability of the session after it.
+    crash(b);
+    const c = SqliteLedger.open(path, genesis);
+    expect(c.writesMayBeLost).toBe(false);
+    expect(marker(path).durability).toBe('full');
+    // A session with full durability fsyncs what it signs: an unclean stop and a reboot lose nothing signed.
+    crash(c);
+    rebooted(path);
+    const e = SqliteLedger.open(path, genesis, { durability: 'relaxed' });
+    expect(e.writesMayBeLost).toBe(false);
+    // An unreadable marker counts as relaxed on an unknown boot: the safe side.
+    crash(e);
+    writeFileSync(`${path}.boot`, 'not json');
+    const f = SqliteLedger.open(path, genesis, { durability: 'relaxed' });
+    expect(f.writesMayBeLost).toBe(true);
+    f.close();
   });
 
   it('group commit: an uncommitted group is lost whole on a crash, and the file replays cleanly', () => {

@@ -9,19 +9,20 @@ import { DropbearError } from '../../src/protocol/index.ts';
 const dir = mkdtempSync(join(tmpdir(), 'dropbear-config-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
+const BASE = {
+  id: 0,
+  genesis: 'genesis.json',
+  key: 'keys/node-0.json',
+  data: 'data/node-0',
+  p2p: { host: '127.0.0.1', port: 7100 },
+  api: { host: '127.0.0.1', port: 8100 },
+  model: { standin: true },
+};
+
 /** `replica` as a value, or as raw JSON text (to write what JSON.stringify cannot, e.g. 1e999). */
 function load(replica: unknown, rawReplica?: string): ReturnType<typeof loadNodeConfig> {
   const file = join(dir, 'node-0.json');
-  const text = JSON.stringify({
-    id: 0,
-    genesis: 'genesis.json',
-    key: 'keys/node-0.json',
-    data: 'data/node-0',
-    p2p: { host: '127.0.0.1', port: 7100 },
-    api: { host: '127.0.0.1', port: 8100 },
-    model: { standin: true },
-    ...(replica === undefined ? {} : { replica }),
-  });
+  const text = JSON.stringify({ ...BASE, ...(replica === undefined ? {} : { replica }) });
   writeFileSync(file, rawReplica === undefined ? text : `${text.slice(0, -1)},"replica":${rawReplica}}`);
   return loadNodeConfig(file);
 }
@@ -78,5 +79,33 @@ describe('node config: replica settings', () => {
 
   it('refuses a replica section that is not an object', () => {
     expect(refusal([1]).message).toContain('"replica" must be an object');
+  });
+});
+
+describe('node config: durability', () => {
+  const withDurability = (d: unknown) => {
+    const file = join(dir, 'node-d.json');
+    writeFileSync(file, JSON.stringify({ ...BASE, durability: d }));
+    return loadNodeConfig(file);
+  };
+
+  it('is full unless the file says relaxed', () => {
+    expect(load(undefined).durability).toBe('full');
+    expect(withDurability('full').durability).toBe('full');
+    expect(withDurability('relaxed').durability).toBe('relaxed');
+  });
+
+  it('refuses anything else, naming the field', () => {
+    for (const d of ['RELAXED', 'none', 1, null, true]) {
+      let err: unknown;
+      try {
+        withDurability(d);
+      } catch (e) {
+        err = e;
+      }
+      expect(err).toBeInstanceOf(DropbearError);
+      expect((err as DropbearError).code).toBe('CONFIG_INVALID');
+      expect((err as DropbearError).message).toContain('"durability" is "full" or "relaxed"');
+    }
   });
 });

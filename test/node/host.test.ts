@@ -82,87 +82,116 @@ function standInRequest(group: ReturnType<typeof makeGroup>, host: NodeHost, non
   return signRequest(request, input, group.client);
 }
 
+/**
+ * Four hosts on a recording wire whose ledgers log every write (persist, execute, receipt signatures),
+ * every group commit, and every fsync of the WAL: when it starts and when it calls back.
+ */
+function watchedGroup(seed: number, durability: 'full' | 'relaxed') {
+  const group = makeGroup(4, 1, seed);
+  const log: Event[] = [];
+  const handlers = new Map<number, (f: number, b: Uint8Array) => void>();
+  let syncs = 0;
+  const hosts = group.genesis.nodes.map((_, id) => {
+    const h = NodeHost.open({
+      id,
+      genesis: group.genesis,
+      key: group.keys[id],
+      ledgerPath: join(dir, `${durability}-node-${id}.sqlite`),
+      durability,
+      backends: [startStandIn(id)],
+      wire: recordingWire(id, 4, log, handlers),
+      replica: { batchTimeoutMs: 1, voteWaitMs: 1 },
+    });
+    // Watch the ledger: every write (persist, execute, receipt signatures), every group commit, and
+    // every fsync of the WAL: when it starts and when it calls back.
+    const db = h.db as unknown as Record<string, (...a: unknown[]) => unknown>;
+    for (const m of ['persist', 'execute', 'addReceiptSignatures', 'commitGroupUnsynced'] as const) {
+      const orig = db[m].bind(h.db);
+      db[m] = (...a: unknown[]) => {
+        if (m === 'commitGroupUnsynced') {
+          if (h.db.inGroup) log.push({ node: id, ev: 'commit' });
+        } else
+          log.push({
+            node: id,
+            ev: 'write',
+            what:
+              m === 'persist'
+                ? `persist:${(a[0] as { kind: string; seq?: number }).kind}:${(a[0] as { seq?: number }).seq}`
+                : m,
+          });
+        return orig(...a);
+      };
+    }
+    const syncAsync = h.db.syncWalAsync.bind(h.db);
+    h.db.syncWalAsync = (done) => {
+      const sync = ++syncs;
+      log.push({ node: id, ev: 'syncStart', sync });
+      syncAsync((err) => {
+        log.push({ node: id, ev: 'synced', sync });
+        done(err);
+      });
+    };
+    return h;
+  });
+  return { group, hosts, log, syncs: () => syncs };
+}
+
+/** Submits 12 stand-in requests across the four hosts and waits for every certificate. */
+async function certifyTwelve(w: ReturnType<typeof watchedGroup>): Promise<void> {
+  const { group, hosts } = w;
+  for (const h of hosts) h.start();
+  const reqs = Array.from({ length: 12 }, (_, i) => standInRequest(group, hosts[0], i));
+  const ids: string[] = [];
+  for (const [i, sr] of reqs.entries()) {
+    const r = hosts[i % 4].submit(sr);
+    expect(r.ok).toBe(true);
+    if (r.ok) ids.push(hex(r.requestId));
+    if (i % 3 === 2) await new Promise((res) => setTimeout(res, 3));
+  }
+  const certs = await Promise.all(ids.map((id, i) => hosts[i % 4].waitCertificate(id, 10_000)));
+  expect(certs.every((c) => c !== null)).toBe(true);
+}
+
+/**
+ * For every PRE-PREPARE, PREPARE and COMMIT a node sent: its persist came before it and a group commit
+ * after that persist; returns, per message, the events between that commit and the send.
+ */
+function afterCommit(log: Event[]): { node: number; kind: string; seq?: number; since: Event[] }[] {
+  const out: { node: number; kind: string; seq?: number; since: Event[] }[] = [];
+  for (let node = 0; node < 4; node++) {
+    const mine = log.filter((e) => e.node === node);
+    mine.forEach((e, i) => {
+      if (e.ev !== 'send' || !['prePrepare', 'prepare', 'commit'].includes(e.kind)) return;
+      const before = mine.slice(0, i);
+      const w = before.map((b) => (b.ev === 'write' ? b.what : '')).lastIndexOf(`persist:${e.kind}:${e.seq}`);
+      expect(w, `node ${node} sent ${e.kind} without persisting it`).toBeGreaterThanOrEqual(0);
+      const c = before.findIndex((b, j) => j > w && b.ev === 'commit');
+      expect(c, `node ${node} sent ${e.kind} ${e.seq} before its write committed`).toBeGreaterThan(w);
+      out.push({ node, kind: e.kind, seq: e.seq, since: before.slice(c + 1) });
+    });
+  }
+  return out;
+}
+
 describe('NodeHost group commit', () => {
   it('sends no PRE-PREPARE, PREPARE or COMMIT before the write that records it is fsynced, and holds no RECEIPT-SIG', async () => {
-    const group = makeGroup(4, 1, 31);
-    const log: Event[] = [];
-    const handlers = new Map<number, (f: number, b: Uint8Array) => void>();
-    let syncs = 0;
-    const hosts = group.genesis.nodes.map((_, id) => {
-      const h = NodeHost.open({
-        id,
-        genesis: group.genesis,
-        key: group.keys[id],
-        ledgerPath: join(dir, `node-${id}.sqlite`),
-        backends: [startStandIn(id)],
-        wire: recordingWire(id, 4, log, handlers),
-        replica: { batchTimeoutMs: 1, voteWaitMs: 1 },
-      });
-      // Watch the ledger: every write (persist, execute, receipt signatures), every group commit, and
-      // every fsync of the WAL: when it starts and when it calls back.
-      const db = h.db as unknown as Record<string, (...a: unknown[]) => unknown>;
-      for (const m of ['persist', 'execute', 'addReceiptSignatures', 'commitGroupUnsynced'] as const) {
-        const orig = db[m].bind(h.db);
-        db[m] = (...a: unknown[]) => {
-          if (m === 'commitGroupUnsynced') {
-            if (h.db.inGroup) log.push({ node: id, ev: 'commit' });
-          } else
-            log.push({
-              node: id,
-              ev: 'write',
-              what:
-                m === 'persist'
-                  ? `persist:${(a[0] as { kind: string; seq?: number }).kind}:${(a[0] as { seq?: number }).seq}`
-                  : m,
-            });
-          return orig(...a);
-        };
-      }
-      const syncAsync = h.db.syncWalAsync.bind(h.db);
-      h.db.syncWalAsync = (done) => {
-        const sync = ++syncs;
-        log.push({ node: id, ev: 'syncStart', sync });
-        syncAsync((err) => {
-          log.push({ node: id, ev: 'synced', sync });
-          done(err);
-        });
-      };
-      return h;
-    });
+    const w = watchedGroup(31, 'full');
+    const { hosts, log } = w;
     try {
-      for (const h of hosts) h.start();
-      const reqs = Array.from({ length: 12 }, (_, i) => standInRequest(group, hosts[0], i));
-      const ids: string[] = [];
-      for (const [i, sr] of reqs.entries()) {
-        const r = hosts[i % 4].submit(sr);
-        expect(r.ok).toBe(true);
-        if (r.ok) ids.push(hex(r.requestId));
-        if (i % 3 === 2) await new Promise((res) => setTimeout(res, 3));
-      }
-      const certs = await Promise.all(ids.map((id, i) => hosts[i % 4].waitCertificate(id, 10_000)));
-      expect(certs.every((c) => c !== null)).toBe(true);
-
+      await certifyTwelve(w);
       // For every signed phase message a node sent: the persist of that message came before it, a group
       // commit came after that persist, and an fsync of the WAL that started after that commit had called
       // back before the send.
-      let checked = 0;
+      const sent = afterCommit(log);
+      for (const m of sent) {
+        const started = new Set(m.since.flatMap((b) => (b.ev === 'syncStart' ? [b.sync] : [])));
+        const durable = m.since.some((b) => b.ev === 'synced' && started.has(b.sync));
+        expect(durable, `node ${m.node} sent ${m.kind} ${m.seq} before its write was fsynced`).toBe(true);
+      }
+      const checked = sent.length;
       let overlapped = 0;
       for (let node = 0; node < 4; node++) {
         const mine = log.filter((e) => e.node === node);
-        mine.forEach((e, i) => {
-          if (e.ev !== 'send' || !['prePrepare', 'prepare', 'commit'].includes(e.kind)) return;
-          const before = mine.slice(0, i);
-          const w = before
-            .map((b) => (b.ev === 'write' ? b.what : ''))
-            .lastIndexOf(`persist:${e.kind}:${e.seq}`);
-          expect(w, `node ${node} sent ${e.kind} without persisting it`).toBeGreaterThanOrEqual(0);
-          const c = before.findIndex((b, j) => j > w && b.ev === 'commit');
-          expect(c, `node ${node} sent ${e.kind} ${e.seq} before its write committed`).toBeGreaterThan(w);
-          const started = new Set(before.flatMap((b, j) => (j > c && b.ev === 'syncStart' ? [b.sync] : [])));
-          const durable = before.some((b) => b.ev === 'synced' && started.has(b.sync));
-          expect(durable, `node ${node} sent ${e.kind} ${e.seq} before its write was fsynced`).toBe(true);
-          checked++;
-        });
         // The event loop ran on while the disk worked: events between a sync's start and its callback.
         mine.forEach((e, i) => {
           if (e.ev !== 'syncStart') return;
@@ -208,6 +237,33 @@ describe('NodeHost group commit', () => {
       }
     } finally {
       for (const h of hosts) h.close();
+    }
+  });
+});
+
+describe('NodeHost with relaxed durability', () => {
+  it('sends each PRE-PREPARE, PREPARE and COMMIT once the write that records it has committed, with no fsync at all', async () => {
+    const w = watchedGroup(32, 'relaxed');
+    try {
+      await certifyTwelve(w);
+      const sent = afterCommit(w.log);
+      expect(sent.length).toBeGreaterThan(8);
+      expect(w.syncs()).toBe(0);
+      // Not held for anything else either: each left in the turn of its commit, before the node's next write
+      // (the first time: a retransmission leaves later).
+      const first = new Set<string>();
+      for (const m of sent) {
+        const k = `${m.node}:${m.kind}:${m.seq}`;
+        if (first.has(k)) continue;
+        first.add(k);
+        expect(
+          m.since.some((b) => b.ev === 'write'),
+          `node ${m.node} held ${m.kind} ${m.seq} past a later write`,
+        ).toBe(false);
+      }
+      for (const h of w.hosts) expect(h.status()).toMatchObject({ durability: 'relaxed', signFloorView: 0 });
+    } finally {
+      for (const h of w.hosts) h.close();
     }
   });
 });

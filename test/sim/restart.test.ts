@@ -114,4 +114,39 @@ describe('restarts', () => {
     // And it still serves every certificate, caught up by state transfer.
     expect(r.nodes[1].replica.lastExecuted).toBe(r.batches);
   });
+
+  it('a forgetful node restarted again keeps its floor: it never signs below it, whatever restarts in between', () => {
+    // The group stays in view 0 all along here, so a floor forgotten by the second restart would let node 1
+    // sign in view 0 again, where it may have signed before its disk was lost.
+    const s = new Simulation({ nodes: 4, requests: 600, seed: 44, rate: 0.5, maxTimeMs: 60_000 });
+    s.at(150, () => s.crash(1));
+    let logAtRestart = 0;
+    s.at(300, () => {
+      s.restart(1, true);
+      logAtRestart = s.nodes[1].log.length;
+    });
+    let floorBefore = 0;
+    s.at(500, () => {
+      floorBefore = s.nodes[1].replica.signFloorView;
+      s.crash(1);
+    });
+    let restored = 0;
+    s.at(600, () => {
+      s.restart(1, false);
+      restored = s.nodes[1].replica.signFloorView;
+    });
+    const r = s.run();
+    expect(r.done).toBe(true);
+    expect(checkRun(r).ok).toBe(true);
+    expect(floorBefore).toBeGreaterThanOrEqual(1);
+    expect(Number.isFinite(floorBefore)).toBe(true);
+    // The floor came back from the signed log (a `signFloor` record), not from a fresh state transfer.
+    expect(restored).toBe(floorBefore);
+    const after = r.nodes[1].log.slice(logAtRestart);
+    expect(after.filter((x: PersistRecord) => x.kind === 'signFloor').length).toBeGreaterThanOrEqual(1);
+    for (const x of after)
+      if (x.kind === 'prepare' || x.kind === 'commit' || x.kind === 'prePrepare')
+        expect(x.view).toBeGreaterThanOrEqual(floorBefore);
+    expect(r.nodes[1].replica.lastExecuted).toBe(r.batches);
+  });
 });
