@@ -76,7 +76,17 @@ const ENGINE = { intraOpThreads: 1, maxBatch: 8, maxDelayMs: 2 };
 const TARGET_THROUGHPUT = 0.9;
 const TARGET_P99 = 1.5;
 
-type Side = 'baseline' | 'certified';
+/**
+ * `relaxed`: a second group, the same but for the nodes' relaxed durability (no fsync before signing,
+ * docs/ledger.md), measured in the open-loop rows at half of the baseline's peak only.
+ */
+type Side = 'baseline' | 'certified' | 'relaxed';
+/** How a side is named in the tables. */
+const SIDE_NAME: Record<Side, string> = {
+  baseline: 'baseline',
+  certified: 'certified',
+  relaxed: 'certified, relaxed durability',
+};
 
 interface Step {
   side: Side;
@@ -87,7 +97,7 @@ interface Step {
    * 4 processes' main threads (event loops: consensus, ledger, HTTP; not decoding or the model).
    */
   cpuPerRequest: { client: number; servers: number; serversMain: number };
-  /** Certified side: view changes during the step (the most any node saw). */
+  /** Certified sides: view changes during the step (the most any node saw). */
   viewChanges: number;
 }
 
@@ -126,18 +136,19 @@ export async function run(o: PartOptions): Promise<PartResult> {
 
   const tmp = tempDir('e2e');
   let group: NodeGroup | null = null;
+  let relaxedGroup: NodeGroup | null = null;
   const servers: ServedModel[] = [];
   const light = lightFetch({ maxSockets: 512 });
   const raw = rawHttp(512);
   try {
     const home = await homeWithModels(`${tmp.dir}/home`, models);
-    const startGroup = (execArgv?: string[], sub = 'group') =>
+    const startGroup = (execArgv?: string[], sub = 'group', durability: 'full' | 'relaxed' = 'full') =>
       startNodeGroup({
         dir: `${tmp.dir}/${sub}`,
         models,
         home,
         name: 'e2e',
-        nodeConfig: { engine: ENGINE },
+        nodeConfig: { engine: ENGINE, durability },
         execArgv,
         log: o.log,
       });
@@ -147,6 +158,7 @@ export async function run(o: PartOptions): Promise<PartResult> {
     // and frees them again, and a server binding port 0 meanwhile could take one (EADDRINUSE at node 0,
     // seen 2026-12-01).
     group = await startGroup();
+    relaxedGroup = await startGroup(undefined, 'group-relaxed', 'relaxed');
     const served = await Promise.all(
       models.map((name, k) =>
         serveModel({
@@ -169,6 +181,7 @@ export async function run(o: PartOptions): Promise<PartResult> {
         fetch: light.fetch,
       });
     let client = makeClient(group);
+    let relaxedClient = makeClient(relaxedGroup);
     /** Per image: the last certificate's decision and the votes it counted (node, top-1 label). */
     const certOf = new Map<number, { decision: number; votes: { node: number; label: number | null }[] }>();
     /** Per image: each server's top-1 label in the last baseline answer (its decision is their plurality). */
@@ -194,8 +207,13 @@ export async function run(o: PartOptions): Promise<PartResult> {
       );
       baseLabels.set(i % images.length, labels);
     };
-    const sends: Record<Side, Send> = { baseline, certified };
-    const pidsOf = (side: Side) => (side === 'baseline' ? servers.map((s) => s.pid) : group!.pids);
+    const relaxed: Send = async (i) => {
+      await relaxedClient.infer(images[i % images.length]);
+    };
+    const sends: Record<Side, Send> = { baseline, certified, relaxed };
+    const groupOf = (side: Side): NodeGroup | null =>
+      side === 'certified' ? group : side === 'relaxed' ? relaxedGroup : null;
+    const pidsOf = (side: Side) => groupOf(side)?.pids ?? servers.map((s) => s.pid);
 
     const steps: Step[] = [];
     let next = 0; // request numbers: both sides walk the same image sequence
@@ -204,9 +222,10 @@ export async function run(o: PartOptions): Promise<PartResult> {
       r: number,
       how: { conc?: number; rate?: number; durationMs?: number; samples?: LatencySample[] },
     ) => {
-      const apis = side === 'certified' ? group!.file.nodes.map((n) => n.api) : [];
-      if (side === 'certified') await settleNodes(apis, light.fetch);
-      const vc0 = side === 'certified' ? (await nodeCounters(apis, light.fetch)).viewChanges : 0;
+      const grp = groupOf(side);
+      const apis = grp ? grp.file.nodes.map((n) => n.api) : [];
+      if (grp) await settleNodes(apis, light.fetch);
+      const vc0 = grp ? (await nodeCounters(apis, light.fetch)).viewChanges : 0;
       const meter = cpuMeter(pidsOf(side));
       const start = next;
       const result = how.conc
@@ -218,8 +237,7 @@ export async function run(o: PartOptions): Promise<PartResult> {
             samples: how.samples,
           });
       const cpu = meter();
-      const viewChanges =
-        side === 'certified' ? (await nodeCounters(apis, light.fetch)).viewChanges - vc0 : 0;
+      const viewChanges = grp ? (await nodeCounters(apis, light.fetch)).viewChanges - vc0 : 0;
       const answered = Math.max(1, result.ok);
       const step: Step = {
         side,
@@ -234,7 +252,7 @@ export async function run(o: PartOptions): Promise<PartResult> {
       };
       steps.push(step);
       o.log(
-        `${side.padEnd(9)} ${how.conc ? `closed c=${how.conc}` : `open ${how.rate!.toFixed(0)}/s`} run ${r + 1}: ` +
+        `${SIDE_NAME[side].padEnd(9)} ${how.conc ? `closed c=${how.conc}` : `open ${how.rate!.toFixed(0)}/s`} run ${r + 1}: ` +
           `${result.throughput.toFixed(1)}/s p50 ${result.latency.p50.toFixed(1)} ms p99 ${result.latency.p99.toFixed(1)} ms` +
           `${viewChanges ? `, ${viewChanges} view change(s)` : ''}` +
           `${result.failed ? `, failed ${result.failed} ${JSON.stringify(result.errors)}` : ''}`,
@@ -244,9 +262,11 @@ export async function run(o: PartOptions): Promise<PartResult> {
 
     // Warm-up (discarded), the same for both sides: V8 compiles the nodes' functions over the first
     // minutes under load (warmupMs, bench/lib/part.ts).
-    for (const side of ['baseline', 'certified'] as Side[]) {
+    for (const side of ['baseline', 'certified', 'relaxed'] as Side[]) {
       const w = await closedLoop(sends[side], { concurrency: 8, durationMs: warmMs, firstIndex: 1_000_000 });
-      o.log(`warm-up, ${side}: ${(warmMs / 1000).toFixed(0)} s at 8 in flight, ${w.throughput.toFixed(1)}/s`);
+      o.log(
+        `warm-up, ${SIDE_NAME[side]}: ${(warmMs / 1000).toFixed(0)} s at 8 in flight, ${w.throughput.toFixed(1)}/s`,
+      );
     }
 
     const cells: Cell[] = [];
@@ -274,8 +294,18 @@ export async function run(o: PartOptions): Promise<PartResult> {
     let restarts = 0;
     /** Where the ladder stopped before its last rung, and why. */
     let stopped: { at: number; why: string } | null = null;
-    const restartGroup = async () => {
-      o.log('the group changed views or failed requests under overload: a fresh group for the next steps');
+    const restartGroup = async (side: Side = 'certified') => {
+      o.log(
+        `the ${SIDE_NAME[side]} group changed views or failed requests under overload: a fresh group for the next steps`,
+      );
+      if (side === 'relaxed') {
+        await relaxedGroup!.stop();
+        relaxedGroup = null;
+        relaxedGroup = await startGroup(undefined, `group-relaxed-${++restarts}`, 'relaxed');
+        relaxedClient = makeClient(relaxedGroup);
+        await closedLoop(relaxed, { concurrency: 8, durationMs: warmMs, firstIndex: 2_000_000 });
+        return;
+      }
       await group!.stop();
       group = null;
       group = await startGroup(undefined, `group-${++restarts}`);
@@ -283,10 +313,10 @@ export async function run(o: PartOptions): Promise<PartResult> {
       await closedLoop(certified, { concurrency: 8, durationMs: warmMs, firstIndex: 2_000_000 });
     };
     const overloaded = (st: Step) =>
-      st.side === 'certified' &&
+      st.side !== 'baseline' &&
       (st.viewChanges > 0 || st.result.failed > 0.01 * Math.max(1, st.result.issued));
     for (const conc of ladder) {
-      const got: Record<Side, Step[]> = { baseline: [], certified: [] };
+      const got: Record<Side, Step[]> = { baseline: [], certified: [], relaxed: [] };
       let collapsed = false;
       for (let r = 0; r < runs && !collapsed; r++) {
         const order: Side[] = r % 2 === 0 ? ['baseline', 'certified'] : ['certified', 'baseline'];
@@ -327,11 +357,13 @@ export async function run(o: PartOptions): Promise<PartResult> {
         `${certPeak.throughput.median.toFixed(1)}/s (c=${certPeak.load}): ratio ${throughputRatio.toFixed(3)}`,
     );
 
-    // Open loop at half of the baseline's peak, both sides; the certified side also at half of its own.
+    // Open loop at half of the baseline's peak, both sides and the relaxed group; the certified side also
+    // at half of its own.
     const half = basePeak.throughput.median / 2;
     const openRates: { side: Side; rate: number; label: string }[] = [
       { side: 'baseline', rate: half, label: "open loop, ½ of the baseline's peak" },
       { side: 'certified', rate: half, label: "open loop, ½ of the baseline's peak" },
+      { side: 'relaxed', rate: half, label: "open loop, ½ of the baseline's peak" },
     ];
     const ownHalf = certPeak.throughput.median / 2;
     if (Math.abs(ownHalf / half - 1) > 0.1)
@@ -353,7 +385,7 @@ export async function run(o: PartOptions): Promise<PartResult> {
           });
           got[kk].push(st);
           blocks[kk].push(...blocksBySecond(samples));
-          if (overloaded(st)) await restartGroup();
+          if (overloaded(st)) await restartGroup(openRates[kk].side);
         }
       for (const [k, x] of openRates.entries()) {
         const c = cellOf(x.side, 'open', x.rate, x.label, got[k]);
@@ -365,9 +397,11 @@ export async function run(o: PartOptions): Promise<PartResult> {
     const certHalf = openCells[1];
     const basePooled = baseHalf.pooled!;
     const certPooled = certHalf.pooled!;
+    const relaxedPooled = openCells[2].pooled!;
     // The p99s compared: every run's answers pooled; the interval resamples one-second blocks.
     const p99Interval = bootstrapPercentileRatio(blocks[1], blocks[0], 99);
     const p99Ratio = p99Interval.ratio;
+    const relaxedInterval = bootstrapPercentileRatio(blocks[2], blocks[0], 99);
 
     // Agreement of the two sides' decisions on the images both answered.
     // A certificate may count three votes where the baseline waits for four; the exact check is the
@@ -406,6 +440,8 @@ export async function run(o: PartOptions): Promise<PartResult> {
       o.log(`profiling: the group again with --cpu-prof, closed loop c=${certPeak.load} for ${stepMs} ms`);
       await group.stop();
       group = null;
+      await relaxedGroup?.stop();
+      relaxedGroup = null;
       const profDir = `${tmp.dir}/profiles`;
       const started = performance.now();
       const pg = await startGroup(cpuProfArgs(profDir), 'group-profiled');
@@ -421,7 +457,7 @@ export async function run(o: PartOptions): Promise<PartResult> {
 
     // ---------------------------------------------------------------- report
     const fmtCell = (c: Cell) => [
-      c.side,
+      SIDE_NAME[c.side],
       c.label,
       fmtSpread(c.throughput, 1),
       fmtSpread(c.p50, 1),
@@ -430,7 +466,7 @@ export async function run(o: PartOptions): Promise<PartResult> {
       fmt(c.cpuServers, 2),
       fmt(c.cpuServersMain, 2),
       fmt(((c.cpuClient + c.cpuServers) * c.throughput.median) / 1000, 2),
-      c.side === 'certified' ? c.viewChanges : '',
+      c.side === 'baseline' ? '' : c.viewChanges,
       c.failed,
     ];
     const table = mdTable(
@@ -482,6 +518,16 @@ export async function run(o: PartOptions): Promise<PartResult> {
           }`,
         ],
         [
+          `the same with the nodes' relaxed durability (a second group, measured alongside; docs/ledger.md): p99 ms, pooled (${relaxedPooled.count} answers); ratio with its 95 % interval`,
+          basePooled.p99.toFixed(1),
+          relaxedPooled.p99.toFixed(1),
+          `${ratioAgainst(relaxedInterval.ratio, TARGET_P99, false)} (${fmt(relaxedInterval.lo, 2)}–${fmt(relaxedInterval.hi, 2)})`,
+          `≤ ${TARGET_P99}`,
+          relaxedInterval.ratio <= TARGET_P99
+            ? 'yes, with relaxed durability'
+            : `no (${missPercent((relaxedInterval.ratio / TARGET_P99 - 1) * 100)} % over)`,
+        ],
+        [
           `ceiling from CPU per image at c=${certPeak.load}: ${m.cores} cores ÷ (client + nodes or servers)`,
           ceiling(cpuBase).toFixed(1),
           ceiling(cpuCert).toFixed(1),
@@ -494,6 +540,14 @@ export async function run(o: PartOptions): Promise<PartResult> {
           basePooled.p50.toFixed(1),
           certPooled.p50.toFixed(1),
           (certPooled.p50 / basePooled.p50).toFixed(2),
+          '',
+          '',
+        ],
+        [
+          `p50 ms at ${half.toFixed(1)} images/s (pooled), relaxed durability`,
+          basePooled.p50.toFixed(1),
+          relaxedPooled.p50.toFixed(1),
+          (relaxedPooled.p50 / basePooled.p50).toFixed(2),
           '',
           '',
         ],
@@ -543,7 +597,8 @@ export async function run(o: PartOptions): Promise<PartResult> {
         `${images.length} val images, the same sequence for both sides; ${runs} run(s) of ${stepMs / 1000} s per closed-loop row and of ${halfMs / 1000} s per open-loop row, alternating sides` +
         `${warmMs > 0 ? ` (each side first warmed up for ${warmMs / 1000} s at 8 in flight, discarded: V8 compiles the nodes' functions over the first minutes under load; warmupMs in bench/lib/part.ts)` : ''}; ` +
         "median and min–max over runs (the p99s compared at half of the peak: every run's answers pooled, their ratio with a 95 % interval from resampling one-second blocks of answers; in the rows below, each run's p99 as elsewhere). Certified: `DropbearClient.infer` (signs, sends to all 4 nodes, verifies the first certificate). " +
-        'Baseline: the same client process POSTs each image (OIP v2 BYTES, binary) to the 4 servers and takes the plurality (≥ f+1 = 2 votes).',
+        'Baseline: the same client process POSTs each image (OIP v2 BYTES, binary) to the 4 servers and takes the plurality (≥ f+1 = 2 votes). ' +
+        'Certified, relaxed durability: a second 4-node group, started beside the first and idle while the others run, the same but for `"durability": "relaxed"` in its node configs (no fsync before a node signs; docs/ledger.md), measured in the open-loop rows at half of the baseline\'s peak only.',
       '',
       summary,
       '',
@@ -588,6 +643,8 @@ export async function run(o: PartOptions): Promise<PartResult> {
           baseline: basePooled,
           certified: certPooled,
           p99Ratio: p99Interval,
+          relaxed: relaxedPooled,
+          p99RatioRelaxed: relaxedInterval,
           // The figures this part reported before the pooling: the median over runs of each run's p99.
           medianOfRunP99s: { baseline: baseHalf.p99.median, certified: certHalf.p99.median },
         },
@@ -610,7 +667,7 @@ export async function run(o: PartOptions): Promise<PartResult> {
   } finally {
     light.close();
     raw.close();
-    await Promise.all([group?.stop(), ...servers.map((s) => s.stop())]);
+    await Promise.all([group?.stop(), relaxedGroup?.stop(), ...servers.map((s) => s.stop())]);
     tmp.remove();
   }
 }
