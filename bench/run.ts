@@ -36,7 +36,7 @@ function usage(parts: string[]): string {
     `parts: ${parts.join(', ')}${missing.length ? ` (not written yet: ${missing.join(', ')})` : ''}`,
     '  --quick  smoke run: short and few runs; writes results only with --write (labelled quick)',
     '  --write  write bench/results and BENCHMARKS.md even for a quick run',
-    '  protocol flags: --n=4,7,10 --modes=single,batch --step-ms=5000 --verify-every=1 --data-dir=DIR --profile',
+    '  protocol flags: --n=4,7,10 --modes=single,batch --step-ms=5000 --verify-every=1 --data-dir=DIR --durability=full|relaxed --profile',
   ].join('\n');
 }
 

@@ -263,6 +263,8 @@ export async function withGroup<T>(
   opts: {
     profileDir?: string;
     dataDir?: string;
+    /** The nodes' ledger durability (docs/ledger.md); default full. */
+    durability?: 'full' | 'relaxed';
     log: (l: string) => void;
     /** Replica settings over the bench's own (for probes). */
     replica?: Record<string, number>;
@@ -283,6 +285,7 @@ export async function withGroup<T>(
       // 64 batches in flight and a 2 ms batch timeout.)
       nodeConfig: {
         log: { level: 'warn' },
+        durability: opts.durability ?? 'full',
         replica: { ...GROUP_REPLICA, voteWaitMs: 2, ...opts.replica },
       },
     });
@@ -430,6 +433,9 @@ export async function run(o: PartOptions): Promise<PartResult> {
   const profile = o.args.includes('--profile');
   /** Where the nodes' ledgers live (default: the OS temp folder, on disk here; /dev/shm takes fsync out). */
   const dataDir = flag(o.args, 'data-dir');
+  /** The nodes' ledger durability: full (default) or relaxed (no fsync before signing; docs/ledger.md). */
+  const durability = flag(o.args, 'durability') ?? 'full';
+  if (durability !== 'full' && durability !== 'relaxed') throw new Error('--durability is full or relaxed');
   const rates = o.quick ? QUICK_RATES : RATES;
   const inputs = Array.from({ length: 1024 }, (_, i) => standInInput(i));
   const http = lightFetch({ maxSockets: 512 });
@@ -476,7 +482,7 @@ export async function run(o: PartOptions): Promise<PartResult> {
     const groups: GroupResult[] = [];
     for (const n of ns) {
       const res: GroupResult = { n, f: Math.floor((n - 1) / 3), modes: {} };
-      await withGroup(n, { log: o.log, dataDir }, async ({ g, pids }) => {
+      await withGroup(n, { log: o.log, dataDir, durability }, async ({ g, pids }) => {
         for (const mode of modes) {
           const verifier = makeVerifier(verifyEvery);
           const client = new BenchClient(
@@ -522,7 +528,7 @@ export async function run(o: PartOptions): Promise<PartResult> {
         const dir = mkdtempSync(join(tmpdir(), `dropbear-prof-${mode}-`));
         let throughput = 0;
         let gen: Awaited<ReturnType<typeof profileGenerator>> | null = null;
-        await withGroup(4, { log: o.log, profileDir: dir, dataDir }, async ({ g, pids }) => {
+        await withGroup(4, { log: o.log, profileDir: dir, dataDir, durability }, async ({ g, pids }) => {
           const client = new BenchClient(
             { genesis: g.genesis, nodes: g.file.nodes, key: g.clientKey(), sendTo: 1, fetch: http.fetch },
             makeVerifier(verifyEvery),
@@ -566,7 +572,18 @@ export async function run(o: PartOptions): Promise<PartResult> {
         rmSync(dir, { recursive: true, force: true });
       }
 
-    return report(o, m, ms, verifyEvery, dataDir ?? tmpdir(), baseline, groups, profiles, verifiers);
+    return report(
+      o,
+      m,
+      ms,
+      verifyEvery,
+      dataDir ?? tmpdir(),
+      durability,
+      baseline,
+      groups,
+      profiles,
+      verifiers,
+    );
   } finally {
     http.close();
   }
@@ -580,6 +597,7 @@ function report(
   ms: number,
   verifyEvery: number,
   dataDir: string,
+  durability: 'full' | 'relaxed',
   baseline: Partial<Record<Mode, Curve>>,
   groups: GroupResult[],
   profiles: Record<
@@ -807,7 +825,7 @@ function report(
     `One run per load step (${ms / 1000} s each; open loop at a fixed rate, latency from each request's scheduled send time;` +
       `${warmMs > 0 ? ` before each curve, ${warmMs / 1000} s of closed loop (${WARMUP_CONCURRENCY.single} in flight without batch signing, ${WARMUP_CONCURRENCY.batch} with) warm the processes up, discarded: V8 compiles a node's functions over the first minutes under load (bench/lib/part.ts, warmupMs);` : ' no warm-up;'}` +
       ` the curve stops at the first step that falls 15 % short of its rate, fails > 1 % or has p99 > 1 s). Spread: the certified requests in each second of the peak step (min–max). A peak marked ≥ never saturated within the rates offered (a lower bound, and the ratio against it an upper bound). The servers and the single load-generator process share the machine's ${m.cores} cores; "CPU %" is per core (${m.cores * 100} % is the whole machine). ${verifyNote}`,
-    `Ledgers (SQLite, synchronous FULL) in \`${dataDir}\`${dataDir.startsWith('/dev/shm') ? ' (tmpfs: fsync costs nothing)' : ''}.`,
+    `Ledgers (SQLite) in \`${dataDir}\`${dataDir.startsWith('/dev/shm') ? ' (tmpfs: fsync costs nothing)' : ''}, ${durability === 'full' ? 'full durability (synchronous FULL: a node fsyncs what it signs before sending it)' : 'relaxed durability (`--durability=relaxed`: no fsync before signing; docs/ledger.md)'}.`,
     `single: the SDK, one signature and one HTTP call per request, sendTo 1 (round-robin; the node forwards to its peers). batch: the SDK's \`inferBatch\` on ${CLIENT_BATCH} requests (or what arrived within ${LINGER_MS} ms): one signature, posted together to one node.`,
     '',
     summary,
@@ -829,6 +847,7 @@ function report(
     json: {
       ns: groups.map((g) => g.n),
       dataDir,
+      durability,
       stepMs: ms,
       warmupMs: warmMs,
       clientBatch: CLIENT_BATCH,

@@ -23,8 +23,9 @@
  *   recent executions — always a suffix of whole batches, never part of one (WAL commits are atomic and
  *   recovered in order). The node re-fetches and re-executes them (deterministic: same receipts, and
  *   Ed25519 signatures are deterministic, so the same RECEIPT-SIG and CHECKPOINT messages).
- * - `persist` (what the node is about to sign) is fsynced in both modes: it commits with synchronous
- *   FULL whatever the configured level, and returns only once the record is on disk. The caller sends
+ * - `persist` (what the node is about to sign) is fsynced in both modes (unless the durability is relaxed,
+ *   below): it commits with synchronous FULL whatever the configured level, and returns only once the
+ *   record is on disk. The caller sends
  *   the message after `persist` returns. A FULL commit also makes every earlier WAL frame durable.
  * - Group commit (`beginGroup`/`commitGroup`, docs/ledger.md): writes between the two share one
  *   transaction and at most one fsync. The node host groups the writes of each turn of its event loop,

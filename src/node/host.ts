@@ -2,8 +2,8 @@
  * One node's engine room: drives the pure PBFT replica with the real clock, the durable SQLite ledger, the
  * model backend and a wire to the peers. Everything the replica asks for is done here, in order: persist
  * (fsynced before the messages that depend on it are sent: writes are group-committed once per turn of the
- * event loop, the fsync runs on libuv's thread pool, and those messages are held until it calls back),
- * send, infer, execute, certify. The HTTP API and the process wiring sit on top (api.ts, run.ts).
+ * event loop, the fsync runs on libuv's thread pool, and those messages are held until it calls back;
+ * with relaxed durability they leave once the group has committed, unsynced), send, infer, execute, certify. The HTTP API and the process wiring sit on top (api.ts, run.ts).
  */
 import { buildCertificates } from '../certificate/index.ts';
 import {
