@@ -3,7 +3,8 @@
  * model backend and a wire to the peers. Everything the replica asks for is done here, in order: persist
  * (fsynced before the messages that depend on it are sent: writes are group-committed once per turn of the
  * event loop, the fsync runs on libuv's thread pool, and those messages are held until it calls back;
- * with relaxed durability they leave once the group has committed, unsynced), send, infer, execute, certify. The HTTP API and the process wiring sit on top (api.ts, run.ts).
+ * with relaxed durability they leave once the group has committed, unsynced), send, infer, execute,
+ * certify. The HTTP API and the process wiring sit on top (api.ts, run.ts).
  */
 import { buildCertificates } from '../certificate/index.ts';
 import {
@@ -218,13 +219,12 @@ export class NodeHost {
             });
       if (db.writesMayBeLost) {
         // Its last signed records may be gone with the machine's page cache: it may have signed in the
-        // group's current view already, so it signs in none before the one after it (state transfer
-        // tells it which that is). The ledger logged a `forgotten` record: the restored replica is
-        // forgetful.
+        // group's current view already, so it signs in none up to the highest view 2f + 1 peers report in
+        // their state responses. The ledger logged a `forgotten` record: the restored replica is forgetful.
         opts.logger?.warn(
           { ledger: opts.ledgerPath },
           'the previous session ended uncleanly with relaxed durability and the machine has rebooted since: ' +
-            'this node signs no phase message or VIEW-CHANGE until it has learned the group view by state transfer, and then only in later views',
+            'this node signs no phase message or VIEW-CHANGE until 2f+1 peers have told it their views by state transfer, and then only in later views',
         );
       }
       return new NodeHost(opts, db, replica);
@@ -734,8 +734,8 @@ export class NodeHost {
       durability: this.db.durability,
       /**
        * The lowest view this node signs phase messages or a VIEW-CHANGE in: 0 normally; after a restart
-       * that may have lost signed records, null until state transfer tells it the group's view, then that
-       * view + 1.
+       * that may have lost signed records, null until 2f + 1 peers have reported their views by state
+       * transfer, then the highest of them + 1.
        */
       signFloorView: Number.isFinite(r.signFloorView) ? r.signFloorView : null,
     };
