@@ -298,19 +298,24 @@ export async function run(o: PartOptions): Promise<PartResult> {
       o.log(
         `the ${SIDE_NAME[side]} group changed views or failed requests under overload: a fresh group for the next steps`,
       );
-      if (side === 'relaxed') {
-        await relaxedGroup!.stop();
-        relaxedGroup = null;
-        relaxedGroup = await startGroup(undefined, `group-relaxed-${++restarts}`, 'relaxed');
-        relaxedClient = makeClient(relaxedGroup);
-        await closedLoop(relaxed, { concurrency: 8, durationMs: warmMs, firstIndex: 2_000_000 });
-        return;
+      const isRelaxed = side === 'relaxed';
+      await groupOf(side)!.stop();
+      // Forgotten before the new one starts: a failed start must not stop the old group a second time.
+      if (isRelaxed) relaxedGroup = null;
+      else group = null;
+      const fresh = await startGroup(
+        undefined,
+        `group${isRelaxed ? '-relaxed' : ''}-${++restarts}`,
+        isRelaxed ? 'relaxed' : 'full',
+      );
+      if (isRelaxed) {
+        relaxedGroup = fresh;
+        relaxedClient = makeClient(fresh);
+      } else {
+        group = fresh;
+        client = makeClient(fresh);
       }
-      await group!.stop();
-      group = null;
-      group = await startGroup(undefined, `group-${++restarts}`);
-      client = makeClient(group);
-      await closedLoop(certified, { concurrency: 8, durationMs: warmMs, firstIndex: 2_000_000 });
+      await closedLoop(sends[side], { concurrency: 8, durationMs: warmMs, firstIndex: 2_000_000 });
     };
     const overloaded = (st: Step) =>
       st.side !== 'baseline' &&

@@ -453,7 +453,7 @@ export class SqliteLedger {
       const mayBeLost =
         !meta.cleanClose &&
         previous?.durability === 'relaxed' &&
-        (previous.bootId === null || boot === null || previous.bootId !== boot);
+        (previous.bootId === null || previous.bootId !== boot);
       const ledger = new SqliteLedger(path, db, genesis, created, !meta.cleanClose, mayBeLost, {
         ...opts,
         durability,
@@ -1023,9 +1023,9 @@ function readBootMarker(path: string): BootMarker | null {
 function writeBootMarker(path: string, m: BootMarker): void {
   const file = `${path}.boot`;
   const tmp = `${file}.tmp`;
-  writeFileSync(tmp, `${JSON.stringify(m)}\n`);
-  const fd = openSync(tmp, 'r+');
+  const fd = openSync(tmp, 'w');
   try {
+    writeFileSync(fd, `${JSON.stringify(m)}\n`);
     fsyncSync(fd);
   } finally {
     closeSync(fd);

@@ -102,8 +102,6 @@ function watchedGroup(seed: number, durability: 'full' | 'relaxed') {
       wire: recordingWire(id, 4, log, handlers),
       replica: { batchTimeoutMs: 1, voteWaitMs: 1 },
     });
-    // Watch the ledger: every write (persist, execute, receipt signatures), every group commit, and
-    // every fsync of the WAL: when it starts and when it calls back.
     const db = h.db as unknown as Record<string, (...a: unknown[]) => unknown>;
     for (const m of ['persist', 'execute', 'addReceiptSignatures', 'commitGroupUnsynced'] as const) {
       const orig = db[m].bind(h.db);

@@ -27,6 +27,21 @@ type Internals = {
 };
 const internals = (r: unknown) => r as Internals;
 
+/**
+ * A group of 4 where node 1 crashes at 150 ms and restarts with its disk lost at 300 ms; returns the
+ * simulation and the length of node 1's signed log right after that restart (read once it has run).
+ */
+function nodeOneLosesItsDisk(requests: number, seed: number) {
+  const s = new Simulation({ nodes: 4, requests, seed, rate: 0.5, maxTimeMs: 60_000 });
+  s.at(150, () => s.crash(1));
+  let logAtRestart = 0;
+  s.at(300, () => {
+    s.restart(1, true);
+    logAtRestart = s.nodes[1].log.length;
+  });
+  return { s, logAtRestart: () => logAtRestart };
+}
+
 describe('restarts', () => {
   it('a node restarted from its SQLite file still holds what it prepared and its stable checkpoint', () => {
     const s = new Simulation({
@@ -94,20 +109,14 @@ describe('restarts', () => {
   });
 
   it('a node that lost its disk signs no phase message in a view it may already have signed in', () => {
-    const s = new Simulation({ nodes: 4, requests: 300, seed: 43, rate: 0.5, maxTimeMs: 60_000 });
-    s.at(150, () => s.crash(1));
-    let logAtRestart = 0;
-    s.at(300, () => {
-      s.restart(1, true);
-      logAtRestart = s.nodes[1].log.length;
-    });
+    const { s, logAtRestart } = nodeOneLosesItsDisk(300, 43);
     const r = s.run();
     expect(r.done).toBe(true);
     expect(checkRun(r).ok).toBe(true);
     const floor = r.nodes[1].replica.signFloorView;
     expect(floor).toBeGreaterThanOrEqual(1);
     const signedAfter = r.nodes[1].log
-      .slice(logAtRestart)
+      .slice(logAtRestart())
       .filter((x: PersistRecord) => x.kind === 'prepare' || x.kind === 'commit' || x.kind === 'prePrepare');
     // Everything it signed since the restart is in a view it cannot have taken part in before.
     for (const x of signedAfter) if ('view' in x) expect(x.view).toBeGreaterThanOrEqual(floor);
@@ -118,13 +127,7 @@ describe('restarts', () => {
   it('a forgetful node restarted again keeps its floor: it never signs below it, whatever restarts in between', () => {
     // The group stays in view 0 all along here, so a floor forgotten by the second restart would let node 1
     // sign in view 0 again, where it may have signed before its disk was lost.
-    const s = new Simulation({ nodes: 4, requests: 600, seed: 44, rate: 0.5, maxTimeMs: 60_000 });
-    s.at(150, () => s.crash(1));
-    let logAtRestart = 0;
-    s.at(300, () => {
-      s.restart(1, true);
-      logAtRestart = s.nodes[1].log.length;
-    });
+    const { s, logAtRestart } = nodeOneLosesItsDisk(600, 44);
     let floorBefore = 0;
     s.at(500, () => {
       floorBefore = s.nodes[1].replica.signFloorView;
@@ -142,7 +145,7 @@ describe('restarts', () => {
     expect(Number.isFinite(floorBefore)).toBe(true);
     // The floor came back from the signed log (a `signFloor` record), not from a fresh state transfer.
     expect(restored).toBe(floorBefore);
-    const after = r.nodes[1].log.slice(logAtRestart);
+    const after = r.nodes[1].log.slice(logAtRestart());
     expect(after.filter((x: PersistRecord) => x.kind === 'signFloor').length).toBeGreaterThanOrEqual(1);
     for (const x of after)
       if (x.kind === 'prepare' || x.kind === 'commit' || x.kind === 'prePrepare')
