@@ -418,6 +418,11 @@ export class Replica {
   lastBatchTimestamp = 0;
   /** Highest timestamp among executed batches: every new proposal must be later. */
   lastExecutedTimestamp = 0;
+  /**
+   * Requests this node accepted that expired before they were ordered and were then forgotten (see
+   * sweepExpired): a request seen by too few nodes before its timestamp expired can never gather q votes.
+   */
+  forgottenExpired = 0;
   readonly misbehaviour = new Map<number, Map<Misbehaviour, number>>();
   /** Verifiable proofs of misbehaviour, one per offence (also emitted as 'evidence' actions). */
   readonly evidence: { node: number; kind: Misbehaviour; detail: string; proof: Evidence }[] = [];
@@ -644,6 +649,60 @@ export class Replica {
   holdsRequest(idHex: string): boolean {
     return this.pool.has(idHex) || this.doneHex(idHex);
   }
+  /**
+   * A request still waiting (no batch carries it) whose timestamp has expired, by this node's clock or by
+   * the executed batches (the rule checkRequest applies): no batch can execute it any more (a later batch
+   * skips it, PROTOCOL.md rule 5). It no longer runs the request timer and is not proposed, and it is
+   * forgotten later (sweepExpired). Such a request is one that too few nodes accepted in time: a client
+   * can send one just before its timestamp expires to a single node, which accepts it and forwards it to
+   * peers that already find it expired. It used to stay in that node's pool for good, its timer making the
+   * node change view alone again and again (f + 1 such nodes took the whole group with them), and the
+   * peers holding its votes fetched it from that node every retransmission round.
+   */
+  private expiredPending(p: PoolEntry): boolean {
+    return (
+      p.state === 'pending' &&
+      p.sr.request.timestamp + this.genesis.params.expiryMs < Math.max(this.now, this.lastExecutedTimestamp)
+    );
+  }
+
+  /**
+   * Forgets the waiting requests that expired at least twice the clock skew bound plus a view-change
+   * timeout ago. The wait is for proposals already under way: an honest primary proposes no expired
+   * request (its clock is within the skew bound of ours), so a proposal that names one was sent before
+   * our clock read its expiry plus the bound, and has arrived, or been fetched, by then. Pool entries come
+   * in order of acceptance, and a request is accepted only before it expires, so one accepted after the
+   * horizon cannot be due: only the old front of the pool is looked at (at most 4,096 entries a tick).
+   */
+  private sweepExpired(): void {
+    const wait = 2 * this.genesis.params.maxClockSkewMs + this.cfg.viewChangeTimeoutMs;
+    const expiry = this.genesis.params.expiryMs;
+    const horizon = Math.max(this.now, this.lastExecutedTimestamp) - wait;
+    let looked = 0;
+    for (const [idHex, p] of this.pool) {
+      if (p.acceptedAt > horizon || ++looked > 4096) break;
+      if (p.state !== 'pending' || p.sr.request.timestamp + expiry >= horizon) continue;
+      this.pool.delete(idHex);
+      this.ready.delete(idHex);
+      this.quorum.delete(idHex);
+      this.forgetVotes(idHex);
+      this.forgottenExpired++;
+    }
+  }
+
+  /** Drops every vote held for a request that will not execute here, and stops asking for it. */
+  private forgetVotes(idHex: string): void {
+    const m = this.votes.get(idHex);
+    if (m) {
+      for (const v of m.values()) {
+        const r = this.results.get(v.digestHex);
+        if (r) r.open--;
+      }
+      this.votes.delete(idHex);
+    }
+    this.orphans.delete(idHex);
+  }
+
   /** Whether `done` holds the id written as lowercase hex (false for anything else). */
   private doneHex(idHex: string): boolean {
     return /^[0-9a-f]{64}$/.test(idHex) && this.done.has(Buffer.from(idHex, 'hex'));
@@ -775,6 +834,9 @@ export class Replica {
   private onPeerRequest(from: number, sr: SignedRequest): void {
     const c = this.checkRequest(sr);
     if (c.ok) this.admit(sr, c.id);
+    else if (c.code === 'REQUEST_EXPIRED' && c.id !== null && this.orphans.has(hex(c.id)))
+      // We asked for it (we hold votes for it): it can no longer execute, so stop asking.
+      this.forgetVotes(hex(c.id));
     else if (
       c.code === 'REQUEST_BAD_SIGNATURE' ||
       c.code === 'REQUEST_INPUT_MISMATCH' ||
@@ -1106,7 +1168,7 @@ export class Replica {
       if (entries.length >= this.cfg.batchSize) break;
       this.ready.delete(idHex);
       const p = this.pool.get(idHex);
-      if (p?.state !== 'pending') continue;
+      if (p?.state !== 'pending' || this.expiredPending(p)) continue;
       const votes = [...(this.votes.get(idHex)?.values() ?? [])]
         .filter((v) => {
           const r = this.results.get(v.digestHex);
@@ -2059,6 +2121,10 @@ export class Replica {
   }
 
   private onTick(): void {
+    // The tracked request may have expired since the last step (then the timer moves on, see
+    // refreshRequestTimer), and expired ones go in time.
+    this.sweepExpired();
+    this.refreshRequestTimer();
     if (this.lateForward.nextAt <= this.now) this.lateForwards();
     if (this.forwardDeadline <= this.now) this.flushForward();
     if (this.viewTimerDeadline() <= this.now) this.onViewTimer();
@@ -2217,6 +2283,8 @@ export class Replica {
     for (const slot of this.slots.values()) if (slot.seq > this.lastExecuted) return true;
     if (this.uncertified > 0 || this.orphans.size > 0) return true;
     for (const t of this.txs.values()) if (t.origin && t.state === 'pending') return true;
+    // A request waiting here keeps the ticks coming, so that it is forgotten if it expires (sweepExpired).
+    if (this.pool.values().next().value?.state === 'pending') return true;
     while (this.ownResults.length > 0 && (this.results.get(this.ownResults[0])?.open ?? 0) <= 0)
       this.ownResults.shift();
     return this.ownResults.length > 0;
@@ -2336,13 +2404,23 @@ export class Replica {
   private timerStart = 0;
   private refreshRequestTimer(): void {
     const tracked = this.trackedRequest;
-    if (tracked !== null && (this.pool.has(tracked) || this.txs.has(tracked))) return;
+    if (tracked !== null) {
+      if (this.txs.has(tracked)) return;
+      const p = this.pool.get(tracked);
+      if (p && !this.expiredPending(p)) return;
+    }
+    // An expired request that no batch carries is nobody's to order: it runs no timer (expiredPending).
+    let req: [string, PoolEntry] | undefined;
+    for (const e of this.pool)
+      if (!this.expiredPending(e[1])) {
+        req = e;
+        break;
+      }
     // A waiting transaction counts like a waiting request: a primary that never orders it is suspected.
-    const req = this.pool.entries().next();
     const tx = this.txs.entries().next();
-    if (!tx.done && (req.done || tx.value[1].since < req.value[1].acceptedAt))
+    if (!tx.done && (req === undefined || tx.value[1].since < req[1].acceptedAt))
       this.trackedRequest = tx.value[0];
-    else this.trackedRequest = req.done ? null : req.value[0];
+    else this.trackedRequest = req === undefined ? null : req[0];
     this.timerStart = this.now;
   }
 

@@ -727,6 +727,8 @@ export class NodeHost {
       executedPerSecond: Math.round(this.executedPerSecond()),
       lastExecuted: r.lastExecuted,
       pendingRequests: r.pendingRequests,
+      /** Requests accepted here that expired before they were ordered, since the start (then forgotten). */
+      expiredUnordered: r.forgottenExpired,
       inferring: this.inferring,
       models: r.currentModels.map((d) => hex(d)),
       modelVersions: [...r.currentModelVersions],

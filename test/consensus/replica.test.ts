@@ -674,6 +674,24 @@ describe('2. results', () => {
     for (const t of [T0 + 800, T0 + 1600, T0 + 3200, T0 + 6400]) expect(mine(h.tick(t))).toEqual([]);
   });
 
+  it('votes for a request it never received: it asks a voter each round, and stops once the request turns out expired', () => {
+    const h = new One(1, { retransmitMs: 100 });
+    // Valid until T0 + 50: the voter accepted it in time, this node hears of it later.
+    const sr = mkReq(1, { timestamp: T0 + 50 - EXPIRY });
+    const id = requestIdOf(sr);
+    h.msg(2, { kind: 'results', signed: resultsOf(2, [id]) }, T0);
+    const asks = (a: Action[]) =>
+      sent(a, 'fetch').filter((x) => x.msg.requests.some((r) => equalBytes(r, id)));
+    const first = asks(h.tick(T0 + 150));
+    expect(first.map((x) => x.to)).toEqual([2]);
+    // The answer comes too late: expired, not taken, and no fault of the voter.
+    h.msg(2, { kind: 'fetched', requests: [sr], results: [], prePrepares: [] }, T0 + 160);
+    expect(h.r.holdsRequest(hex(id))).toBe(false);
+    expect(totalMisb(h.r)).toBe(0);
+    // Before, it asked again every round for good.
+    for (const t of [T0 + 300, T0 + 500, T0 + 900]) expect(asks(h.tick(t))).toEqual([]);
+  });
+
   it('a results message with a bad signature is ignored and counted against its sender', () => {
     const { h, r, ids, res, entry } = backupWith(1, {}, [0, 1, 3]);
     const good = resultsOf(2, ids);
@@ -750,6 +768,33 @@ describe('3. the primary proposes', () => {
       }
     }
   }
+
+  it('proposes no request that expired while waiting, and forgets it two skew bounds and a view-change timeout later', () => {
+    const cfg = { viewChangeTimeoutMs: 1000 };
+    const h = new One(0, cfg);
+    // Valid until T0 + 3: every vote comes in time, but the last one only as it expires.
+    const sr = mkReq(1, { timestamp: T0 + 3 - EXPIRY });
+    const id = requestIdOf(sr);
+    h.msg(1, { kind: 'forward', requests: [sr] }, T0);
+    h.inferred([id], 7, T0 + 1);
+    h.msg(1, { kind: 'results', signed: resultsOf(1, [id]) }, T0 + 2);
+    const a = h.msg(2, { kind: 'results', signed: resultsOf(2, [id]) }, T0 + 5);
+    expect(h.r.pendingRequests).toBe(1);
+    // q votes, the vote wait and the batch timeout pass: no proposal (a batch would skip it anyway).
+    const later = [...a, ...h.tick(T0 + 100), ...h.tick(T0 + 1000)];
+    expect(ppsIn(later)).toEqual([]);
+    // Forgotten once it is 2 × maxClockSkewMs + viewChangeTimeoutMs past its expiry, not before.
+    const forgetAt = T0 + 3 + 2 * SKEW + cfg.viewChangeTimeoutMs;
+    h.tick(forgetAt - 10);
+    expect(h.r.pendingRequests).toBe(1);
+    h.tick(forgetAt + 10);
+    expect(h.r.pendingRequests).toBe(0);
+    expect(h.r.forgottenExpired).toBe(1);
+    expect(h.r.holdsRequest(hex(id))).toBe(false);
+    // Sent again, it is refused as expired with its code.
+    const again = h.request(sr, forgetAt + 20);
+    expect(only(again, 'rejected').map((x) => x.code)).toEqual(['REQUEST_EXPIRED']);
+  });
 
   it('proposes nothing below 2f+1 votes; at q votes waits voteWaitMs, then the batch timeout (idle: idleBatchTimeoutMs), then proposes', () => {
     const { h, ids, res, vote } = primaryWith(1);

@@ -95,6 +95,7 @@ interface Status {
   primary: number;
   durability: string;
   signFloorView: number | null;
+  expiredUnordered: number;
 }
 
 async function status(id: number): Promise<Status> {
@@ -344,7 +345,7 @@ describe('a real 4-node group', () => {
     await ready(2);
     // Relaxed durability, the same boot: the kernel kept every page the killed process wrote, so the node
     // forgot nothing and signs on in the current view.
-    expect(await status(2)).toMatchObject({ durability: 'relaxed', signFloorView: 0 });
+    expect(await status(2)).toMatchObject({ durability: 'relaxed', signFloorView: 0, expiredUnordered: 0 });
     // It catches up from its ledger and its peers, then serves certificates for requests it missed.
     const deadline = Date.now() + 30_000;
     for (;;) {
