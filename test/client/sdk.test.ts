@@ -32,6 +32,7 @@ import {
   signRequest,
   toJson,
 } from '../../src/protocol/index.ts';
+import { makeGroup } from '../../src/sim/world.ts';
 import { closeApp, keyOf, startGroup, type TestGroup, valImages } from '../node/harness.ts';
 
 const N = 4;
@@ -593,6 +594,45 @@ describe('DropbearClient over HTTP', () => {
     expect(verifyCertificate(got, group.genesis).ok).toBe(true);
     expect(hex(got!.outcome.requestId)).toBe(firstCert.requestId);
     expect(await c.certificate('ab'.repeat(32))).toBeNull();
+  });
+
+  it('a large group: every node asked at once, one request or a batch, without a MaxListenersExceededWarning', async () => {
+    // 13 nodes (f = 4) that never answer: with the hedge at 0 the 13 calls wait on the call's one abort
+    // signal at once. Node warns past 10 listeners on a signal; global fetch raises the limit on the
+    // signals it gets, a fetch of the user's own (like the benches' HTTP client, where n = 10 showed the
+    // warning) need not.
+    const big = makeGroup(13, 4, 21);
+    let calls = 0;
+    const ownFetch: typeof fetch = (_url, init) =>
+      new Promise((_resolve, reject) => {
+        calls++;
+        const signal = init?.signal as AbortSignal;
+        signal.addEventListener('abort', () => reject(signal.reason), { once: true });
+      });
+    const warnings: string[] = [];
+    const onWarning = (w: Error) => warnings.push(`${w.name}: ${w.message}`);
+    process.on('warning', onWarning);
+    try {
+      const c = new DropbearClient({
+        genesis: big.genesis,
+        nodes: big.genesis.nodes.map((n) => ({ id: n.id, api: 'http://127.0.0.1:9' })),
+        key: big.client,
+        timeoutMs: 300,
+        hedgeMs: 0,
+        fetch: ownFetch,
+      });
+      await expect(c.infer(nextImage())).rejects.toBeInstanceOf(DropbearError);
+      expect(calls).toBe(13);
+      // The same for a batch signed once: one POST per node.
+      const batch = await c.inferBatch([nextImage(), nextImage()]);
+      expect(batch.map((r) => (r as DropbearError).code)).toEqual(['NO_CERTIFICATE', 'NO_CERTIFICATE']);
+      expect(calls).toBe(26);
+      // Warnings are emitted on a later tick.
+      await new Promise((r) => setTimeout(r, 50));
+    } finally {
+      process.off('warning', onWarning);
+    }
+    expect(warnings.filter((w) => w.includes('MaxListeners'))).toEqual([]);
   });
 
   it("still certifies after a node's HTTP server is closed", async () => {
