@@ -761,9 +761,13 @@ export class Replica {
 
   // ---------------------------------------------------------------- requests
 
-  /** Validates a request without changing state: the same checks a node's API applies before accepting. */
+  /**
+   * Validates a request without changing state: the same checks a node's API applies before accepting.
+   * `anyTime`: without the rules on its timestamp (for a request a proposal names, see onPeerRequest).
+   */
   checkRequest(
     sr: SignedRequest,
+    anyTime = false,
   ): { ok: true; id: Uint8Array } | { ok: false; code: RejectCode; message: string; id: Uint8Array | null } {
     const r = sr.request;
     const params = this.genesis.params;
@@ -789,9 +793,9 @@ export class Replica {
     // Expired by this node's clock, or by the group's: `done` forgets an id once an executed batch's
     // timestamp expires it, and this node's clock may lag that batch by up to the clock skew. A request
     // the executed batches have expired can never execute again (the ledger skips it), so it is refused.
-    if (r.timestamp + params.expiryMs < Math.max(this.now, this.lastExecutedTimestamp))
+    if (!anyTime && r.timestamp + params.expiryMs < Math.max(this.now, this.lastExecutedTimestamp))
       return { ok: false, code: 'REQUEST_EXPIRED', message: 'request timestamp expired', id };
-    if (r.timestamp > this.now + params.maxClockSkewMs)
+    if (!anyTime && r.timestamp > this.now + params.maxClockSkewMs)
       return { ok: false, code: 'REQUEST_FROM_FUTURE', message: 'request timestamp is in the future', id };
     if (r.policy) {
       try {
@@ -832,7 +836,12 @@ export class Replica {
 
   /** A request some peer sent (forwarded or fetched): accepted if valid, else counted against the peer. */
   private onPeerRequest(from: number, sr: SignedRequest): void {
-    const c = this.checkRequest(sr);
+    let c = this.checkRequest(sr);
+    // A proposal waiting for it (fetched from its primary): the batch's timestamp decides at execution
+    // whether it is expired (rule 5), not this node's clock, which may read it expired or from the future
+    // while the primary's, within the skew bound, did not. Refused, the proposal waited here for good.
+    if (!c.ok && (c.code === 'REQUEST_EXPIRED' || c.code === 'REQUEST_FROM_FUTURE') && c.id !== null)
+      if (this.parkedOn.has(`r${hex(c.id)}`)) c = this.checkRequest(sr, true);
     if (c.ok) this.admit(sr, c.id);
     else if (c.code === 'REQUEST_EXPIRED' && c.id !== null && this.orphans.has(hex(c.id)))
       // We asked for it (we hold votes for it): it can no longer execute, so stop asking.

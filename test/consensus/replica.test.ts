@@ -1254,6 +1254,26 @@ describe('4. a backup accepts or refuses a pre-prepare', () => {
     expect(totalMisb(h.r)).toBe(0);
   });
 
+  it('a missing request its own clock finds expired is taken all the same when a proposal names it: the batch decides', () => {
+    // The primary's clock is 30 ms behind: for its batch (timestamp T0 - 30) the request is still valid,
+    // by this backup's clock (T0) it expired 10 ms ago. Execution will go by the batch's timestamp.
+    const h = new One(1);
+    const sr = mkReq(9, { timestamp: T0 - 10 - EXPIRY });
+    const id = requestIdOf(sr);
+    const res = [0, 1, 2, 3].map((v) => resultsOf(v, [id]));
+    for (const v of [0, 2, 3]) h.msg(v, { kind: 'results', signed: res[v] });
+    const pp = makePP(1, [{ requestId: id, votes: [0, 2, 3].map((v) => voteOf(res[v], 0)) }], {
+      timestamp: T0 - 30,
+    });
+    const a = h.msg(0, { kind: 'prePrepare', pp });
+    expect(sent(a, 'prepare')).toHaveLength(0);
+    expect(hexes(sent(a, 'fetch')[0].msg.requests)).toEqual([hex(id)]);
+    // Sent on its own it is refused as expired; named by a proposal it is taken, and the backup prepares.
+    expect(only(new One(2).request(sr), 'rejected').map((x) => x.code)).toEqual(['REQUEST_EXPIRED']);
+    expectPrepared(h.msg(0, { kind: 'fetched', requests: [sr], results: [], prePrepares: [] }), pp);
+    expect(totalMisb(h.r)).toBe(0);
+  });
+
   it('a parked proposal is retried once the last request it lacked arrives, not on every arrival', () => {
     // Three proposals (the window) of 64 requests each, none of which this backup holds yet (the votes it has). The
     // requests then come one per forward. Retrying every parked proposal on every arrival (as it did)
