@@ -671,8 +671,9 @@ export class Replica {
    * timeout ago. The wait is for proposals already under way: an honest primary proposes no expired
    * request (its clock is within the skew bound of ours), so a proposal that names one was sent before
    * our clock read its expiry plus the bound, and has arrived, or been fetched, by then. Pool entries come
-   * in order of acceptance, and a request is accepted only before it expires, so one accepted after the
-   * horizon cannot be due: only the old front of the pool is looked at (at most 4,096 entries a tick).
+   * in order of acceptance, and a request is accepted before it expires (or, fetched for a proposal that
+   * names it, later; see onPeerRequest), so one accepted after the horizon is rarely due and waits until
+   * the horizon passes it: only the old front of the pool is looked at (at most 4,096 entries a tick).
    */
   private sweepExpired(): void {
     const wait = 2 * this.genesis.params.maxClockSkewMs + this.cfg.viewChangeTimeoutMs;
@@ -840,8 +841,8 @@ export class Replica {
     // A proposal waiting for it (fetched from its primary): the batch's timestamp decides at execution
     // whether it is expired (rule 5), not this node's clock, which may read it expired or from the future
     // while the primary's, within the skew bound, did not. Refused, the proposal waited here for good.
-    if (!c.ok && (c.code === 'REQUEST_EXPIRED' || c.code === 'REQUEST_FROM_FUTURE') && c.id !== null)
-      if (this.parkedOn.has(`r${hex(c.id)}`)) c = this.checkRequest(sr, true);
+    const badTime = !c.ok && (c.code === 'REQUEST_EXPIRED' || c.code === 'REQUEST_FROM_FUTURE');
+    if (badTime && c.id !== null && this.parkedOn.has(`r${hex(c.id)}`)) c = this.checkRequest(sr, true);
     if (c.ok) this.admit(sr, c.id);
     else if (c.code === 'REQUEST_EXPIRED' && c.id !== null && this.orphans.has(hex(c.id)))
       // We asked for it (we hold votes for it): it can no longer execute, so stop asking.

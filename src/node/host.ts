@@ -727,7 +727,7 @@ export class NodeHost {
       executedPerSecond: Math.round(this.executedPerSecond()),
       lastExecuted: r.lastExecuted,
       pendingRequests: r.pendingRequests,
-      /** Requests accepted here that expired before they were ordered, since the start (then forgotten). */
+      /** Requests accepted here that expired unordered, counted as they are forgotten (since the start). */
       expiredUnordered: r.forgottenExpired,
       inferring: this.inferring,
       models: r.currentModels.map((d) => hex(d)),
