@@ -107,6 +107,8 @@ export interface ScheduleOutcome {
   certified: number;
   virtualMs: number;
   views: number;
+  /** Requests that expired unordered and were forgotten, summed over the honest nodes. */
+  forgottenExpired: number;
 }
 
 export interface RunOptions {
@@ -115,6 +117,8 @@ export interface RunOptions {
   /** Use real SQLite ledgers (default true). */
   sqlite?: boolean;
   livenessBoundMs?: number;
+  /** The genesis's request expiry window (default: beyond any run). */
+  expiryMs?: number;
 }
 
 /** Runs one schedule with invariants checked after every step. */
@@ -136,6 +140,7 @@ export function runSchedule(s: Schedule, opts: RunOptions = {}): ScheduleOutcome
     keepAllCertificates: false,
     maxTimeMs: s.healAt + bound,
     ledgerDir: dir,
+    expiryMs: opts.expiryMs,
   });
   const honest = new Set(sim.nodes.filter((n) => n.behaviour === null).map((n) => n.id));
   const executed = new Map<number, Uint8Array>();
@@ -214,6 +219,7 @@ export function runSchedule(s: Schedule, opts: RunOptions = {}): ScheduleOutcome
       certified: certified.size,
       virtualMs: sim.now,
       views: 0,
+      forgottenExpired: 0,
     };
   }
   sim.close();
@@ -230,6 +236,9 @@ export function runSchedule(s: Schedule, opts: RunOptions = {}): ScheduleOutcome
     certified: certified.size,
     virtualMs: r.virtualMs,
     views: Math.max(...sim.nodes.map((n) => n.replica.view)),
+    forgottenExpired: sim.nodes
+      .filter((n) => honest.has(n.id))
+      .reduce((a, n) => a + n.replica.forgottenExpired, 0),
   };
 }
 

@@ -100,6 +100,8 @@ export interface SimOptions {
   models?: { name: string; digest: Uint8Array }[];
   /** Keep each node's ledger in a real SQLite file in this folder (node-<id>.sqlite). */
   ledgerDir?: string;
+  /** The genesis's request expiry window (default 10 minutes, beyond any run). */
+  expiryMs?: number;
   /**
    * A node's model: its answer for an input when it runs the model with this digest (the node's current
    * one in its ledger when the inference batch started). Default: the stand-in model (standin.ts), which
@@ -141,6 +143,7 @@ export function makeGroup(
   policy?: Policy,
   clientFunds = 1e12,
   models?: { name: string; digest: Uint8Array }[],
+  expiryMs = 600_000,
 ): Group {
   const rng = new Rng(`group:${seed}`);
   const keys = Array.from({ length: n }, () => keyPairFromSeed(rng.bytes(32)));
@@ -163,7 +166,7 @@ export function makeGroup(
     treasury: treasury.publicKey,
     balances: [{ client: client.publicKey, amount: clientFunds }],
     params: {
-      expiryMs: 600_000,
+      expiryMs,
       maxClockSkewMs: 5_000,
       maxInputBytes: 1 << 20,
       inputType: 'application/octet-stream',
@@ -276,7 +279,10 @@ export class Simulation {
   readonly duplicateCertificates: string[] = [];
   private readonly certifiedAt: Map<number, number>;
   private readonly opts: Required<
-    Omit<SimOptions, 'byzantine' | 'links' | 'policy' | 'f' | 'ledgerDir' | 'classify' | 'inputs' | 'models'>
+    Omit<
+      SimOptions,
+      'byzantine' | 'links' | 'policy' | 'f' | 'ledgerDir' | 'classify' | 'inputs' | 'models' | 'expiryMs'
+    >
   > &
     SimOptions;
   /** Transactions submitted so far, with their replica's answer (see submitTx). */
@@ -302,7 +308,15 @@ export class Simulation {
     };
     this.link = { delayMs: 1, jitterMs: 0.5, loss: 0, duplicate: 0, ...options.link };
     this.rng = new Rng(options.seed);
-    this.group = makeGroup(options.nodes, f, options.seed, options.policy, 1e12, options.models);
+    this.group = makeGroup(
+      options.nodes,
+      f,
+      options.seed,
+      options.policy,
+      1e12,
+      options.models,
+      options.expiryMs,
+    );
     const cfg = { ...DEFAULT_REPLICA_CONFIG, ...options.replica };
     this.nodes = this.group.keys.map(
       (k, i) => new SimNode(i, this.group.genesis, k, cfg, options.byzantine?.get(i) ?? null),
