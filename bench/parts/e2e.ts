@@ -27,6 +27,7 @@ import { GROUP_REPLICA } from '../../src/cli/group.ts';
 import { DropbearClient, type InferResult } from '../../src/client/index.ts';
 import { catalogByName } from '../../src/inference/catalog.ts';
 import { resolveModel } from '../../src/inference/store.ts';
+import type { Durability } from '../../src/ledger/sqlite.ts';
 import {
   cpuProfArgs,
   homeWithModels,
@@ -142,7 +143,7 @@ export async function run(o: PartOptions): Promise<PartResult> {
   const raw = rawHttp(512);
   try {
     const home = await homeWithModels(`${tmp.dir}/home`, models);
-    const startGroup = (execArgv?: string[], sub = 'group', durability: 'full' | 'relaxed' = 'full') =>
+    const startGroup = (execArgv?: string[], sub = 'group', durability: Durability = 'full') =>
       startNodeGroup({
         dir: `${tmp.dir}/${sub}`,
         models,

@@ -41,6 +41,7 @@ import {
   startGroup,
   stopChild,
 } from '../../src/cli/group.ts';
+import type { Durability } from '../../src/ledger/sqlite.ts';
 import { STANDIN_MODEL, standInInput } from '../../src/node/standin-backend.ts';
 import { onCleanup } from '../lib/cleanup.ts';
 import {
@@ -264,7 +265,7 @@ export async function withGroup<T>(
     profileDir?: string;
     dataDir?: string;
     /** The nodes' ledger durability (docs/ledger.md); default full. */
-    durability?: 'full' | 'relaxed';
+    durability?: Durability;
     log: (l: string) => void;
     /** Replica settings over the bench's own (for probes). */
     replica?: Record<string, number>;
@@ -597,7 +598,7 @@ function report(
   ms: number,
   verifyEvery: number,
   dataDir: string,
-  durability: 'full' | 'relaxed',
+  durability: Durability,
   baseline: Partial<Record<Mode, Curve>>,
   groups: GroupResult[],
   profiles: Record<

@@ -660,10 +660,15 @@ export class Replica {
    * peers holding its votes fetched it from that node every retransmission round.
    */
   private expiredPending(p: PoolEntry): boolean {
-    return (
-      p.state === 'pending' &&
-      p.sr.request.timestamp + this.genesis.params.expiryMs < Math.max(this.now, this.lastExecutedTimestamp)
-    );
+    return p.state === 'pending' && this.expired(p.sr.request.timestamp);
+  }
+
+  /**
+   * The expiry rule: a request with this timestamp expired, by this node's clock or by the executed batches,
+   * at least `agoMs` ago.
+   */
+  private expired(timestamp: number, agoMs = 0): boolean {
+    return timestamp + this.genesis.params.expiryMs + agoMs < Math.max(this.now, this.lastExecutedTimestamp);
   }
 
   /**
@@ -677,12 +682,11 @@ export class Replica {
    */
   private sweepExpired(): void {
     const wait = 2 * this.genesis.params.maxClockSkewMs + this.cfg.viewChangeTimeoutMs;
-    const expiry = this.genesis.params.expiryMs;
     const horizon = Math.max(this.now, this.lastExecutedTimestamp) - wait;
     let looked = 0;
     for (const [idHex, p] of this.pool) {
       if (p.acceptedAt > horizon || ++looked > 4096) break;
-      if (p.state !== 'pending' || p.sr.request.timestamp + expiry >= horizon) continue;
+      if (p.state !== 'pending' || !this.expired(p.sr.request.timestamp, wait)) continue;
       this.pool.delete(idHex);
       this.ready.delete(idHex);
       this.quorum.delete(idHex);
@@ -794,7 +798,7 @@ export class Replica {
     // Expired by this node's clock, or by the group's: `done` forgets an id once an executed batch's
     // timestamp expires it, and this node's clock may lag that batch by up to the clock skew. A request
     // the executed batches have expired can never execute again (the ledger skips it), so it is refused.
-    if (!anyTime && r.timestamp + params.expiryMs < Math.max(this.now, this.lastExecutedTimestamp))
+    if (!anyTime && this.expired(r.timestamp))
       return { ok: false, code: 'REQUEST_EXPIRED', message: 'request timestamp expired', id };
     if (!anyTime && r.timestamp > this.now + params.maxClockSkewMs)
       return { ok: false, code: 'REQUEST_FROM_FUTURE', message: 'request timestamp is in the future', id };

@@ -27,6 +27,7 @@
 import { readFileSync } from 'node:fs';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { DEFAULT_REPLICA_CONFIG, type ReplicaConfig } from '../consensus/replica.ts';
+import type { Durability } from '../ledger/sqlite.ts';
 import { DropbearError } from '../protocol/index.ts';
 
 export interface Endpoint {
@@ -48,7 +49,7 @@ export interface NodeConfig {
   key: string;
   data: string;
   /** The ledger's durability (src/ledger/sqlite.ts): `full` (default) or `relaxed`. */
-  durability: 'full' | 'relaxed';
+  durability: Durability;
   p2p: Endpoint;
   api: Endpoint;
   peers: Map<number, Endpoint> | null;
@@ -207,6 +208,14 @@ export function loadNodeConfig(path: string): NodeConfig {
         : (() => {
             throw bad('tls', 'needs key and cert files', file);
           })();
+  /** A field that takes one of `allowed`, or `absent` when left out. */
+  const oneOf = <T extends string, D>(k: string, allowed: readonly T[], absent: D, note = ''): T | D => {
+    const v = raw[k];
+    if (v === undefined) return absent;
+    if (typeof v === 'string' && (allowed as readonly string[]).includes(v)) return v as T;
+    const options = allowed.map((a) => `"${a}"`).join(' or ');
+    throw bad(k, `is ${options}${absent === null ? ' or absent' : ''}${note}`, file);
+  };
   const obj = (k: string) => {
     const v = raw[k];
     if (v === undefined) return {};
@@ -219,14 +228,7 @@ export function loadNodeConfig(path: string): NodeConfig {
     genesis: rel(str('genesis')),
     key: rel(str('key')),
     data: rel(str('data')),
-    durability:
-      raw.durability === undefined || raw.durability === 'full'
-        ? 'full'
-        : raw.durability === 'relaxed'
-          ? 'relaxed'
-          : (() => {
-              throw bad('durability', 'is "full" or "relaxed"', file);
-            })(),
+    durability: oneOf('durability', ['full', 'relaxed'] as const, 'full'),
     p2p: endpoint('p2p'),
     api: endpoint('api'),
     peers,
@@ -240,14 +242,7 @@ export function loadNodeConfig(path: string): NodeConfig {
     apiLimits: obj('api_limits'),
     custodial,
     tls,
-    byzantine:
-      raw.byzantine === undefined
-        ? null
-        : raw.byzantine === 'wrong-results'
-          ? 'wrong-results'
-          : (() => {
-              throw bad('byzantine', 'is "wrong-results" or absent (test only)', file);
-            })(),
+    byzantine: oneOf('byzantine', ['wrong-results'] as const, null, ' (test only)'),
     log: {
       level:
         typeof (raw.log as { level?: unknown })?.level === 'string'
