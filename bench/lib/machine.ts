@@ -35,40 +35,80 @@ export interface Machine {
    * far from `verifyUs` says it did.
    */
   verifyUsEnd?: number;
+  /**
+   * The same check right after the thread slept 20 ms (median of 50): what a node pays for its first work
+   * after waiting for the next message. On this project's shared 2-core machines it costs 2-3× the back
+   * to back figure, and a SHA-256 of 100 bytes ~20× (2026-12-02: 111 against 45 µs, 48 against 2.4 µs;
+   * 60 and 13 µs after 5 ms), so at low load every wake-up of a node costs far more CPU than the same work
+   * under load. Absent in results files written before it was measured.
+   */
+  wakeUs?: number;
   cryptoBackend: string;
 }
 
-/** See Machine.verifyUs. Leaves cryptoStats as it found them (the core bench counts signatures). */
-export function verifyMicros(rounds = 3, per = 300): number {
+/**
+ * Runs `fn` with the reference check: one Ed25519 signature check (the backend the nodes use) of a fixed
+ * 100-byte message, throwing if it fails. Leaves cryptoStats as it found them (the core bench counts
+ * signatures).
+ */
+function withReferenceCheck<T>(fn: (check: () => void) => T): T {
   const saved = { ...cryptoStats };
   try {
     const key = keyPairFromSeed(new Uint8Array(32).fill(7));
     const group = new Uint8Array(32);
     const body = new Uint8Array(100).fill(1);
     const sig = signTagged(TAGS.prepare, group, body, key);
-    let best = Number.POSITIVE_INFINITY;
-    for (let r = 0; r < rounds; r++) {
-      const t0 = performance.now();
-      for (let i = 0; i < per; i++)
-        if (!verifyTagged(TAGS.prepare, group, body, sig, key.publicKey))
-          throw new Error('reference signature did not verify');
-      best = Math.min(best, ((performance.now() - t0) * 1000) / per);
-    }
-    return Math.round(best * 10) / 10;
+    return fn(() => {
+      if (!verifyTagged(TAGS.prepare, group, body, sig, key.publicKey))
+        throw new Error('reference signature did not verify');
+    });
   } finally {
     Object.assign(cryptoStats, saved);
   }
+}
+
+/** See Machine.verifyUs: the fastest of `rounds` rounds of `per` checks back to back, µs per check. */
+export function verifyMicros(rounds = 3, per = 300): number {
+  return withReferenceCheck((check) => {
+    let best = Number.POSITIVE_INFINITY;
+    for (let r = 0; r < rounds; r++) {
+      const t0 = performance.now();
+      for (let i = 0; i < per; i++) check();
+      best = Math.min(best, ((performance.now() - t0) * 1000) / per);
+    }
+    return Math.round(best * 10) / 10;
+  });
+}
+
+/**
+ * See Machine.wakeUs: the median µs of one reference check made right after the thread slept `sleepMs`
+ * (Atomics.wait: the thread blocks in the kernel, as an idle event loop does), over `sleeps` sleeps.
+ */
+export function wakeMicros(sleeps = 50, sleepMs = 20): number {
+  return withReferenceCheck((check) => {
+    const cell = new Int32Array(new SharedArrayBuffer(4));
+    const took: number[] = [];
+    for (let i = 0; i < sleeps; i++) {
+      Atomics.wait(cell, 0, 0, sleepMs);
+      const t0 = performance.now();
+      check();
+      took.push((performance.now() - t0) * 1000);
+    }
+    took.sort((a, b) => a - b);
+    return Math.round(took[took.length >> 1] * 10) / 10;
+  });
 }
 
 /**
  * machine() runs twice as a part starts (bench/run.ts for the results file, the part for its text): one
  * measurement serves both, so the two never disagree; a part starting a minute later measures again.
  */
-let lastSpeed: { at: number; us: number } | null = null;
-function speedNow(): number {
+let lastSpeed: { at: number; us: number; wakeUs: number } | null = null;
+function speedNow(): { us: number; wakeUs: number } {
   const t = performance.now();
-  if (!lastSpeed || t - lastSpeed.at > 60_000) lastSpeed = { at: t, us: verifyMicros() };
-  return lastSpeed.us;
+  if (!lastSpeed || t - lastSpeed.at > 60_000)
+    lastSpeed = { at: t, us: verifyMicros(), wakeUs: wakeMicros() };
+  return lastSpeed;
 }
 
 /**
@@ -97,6 +137,7 @@ function codeVersion(): Machine['code'] {
 
 export function machine(): Machine {
   const c = cpus();
+  const speed = speedNow();
   return {
     cores: c.length,
     cpu: c[0]?.model?.trim() ?? 'unknown CPU',
@@ -105,7 +146,8 @@ export function machine(): Machine {
     platform: `${process.platform}-${process.arch}`,
     loadAvg1: Math.round(loadavg()[0] * 100) / 100,
     code: codeVersion(),
-    verifyUs: speedNow(),
+    verifyUs: speed.us,
+    wakeUs: speed.wakeUs,
     cryptoBackend,
   };
 }
@@ -145,5 +187,6 @@ export function describeMachine(m: Machine): string {
     m.verifyUsEnd === undefined
       ? `${m.verifyUs} µs`
       : `${m.verifyUs} µs at the start, ${m.verifyUsEnd} at the end`;
-  return `${m.cores} cores (${m.cpu}), ${m.memGiB} GiB, Node ${m.node}, ${m.platform}; Ed25519 check ${speed} (${m.cryptoBackend}; speed reference, see bench/lib/machine.ts); 1-min load average ${m.loadAvg1} at start${code}`;
+  const wake = m.wakeUs === undefined ? '' : `, ${m.wakeUs} µs right after a 20 ms sleep`;
+  return `${m.cores} cores (${m.cpu}), ${m.memGiB} GiB, Node ${m.node}, ${m.platform}; Ed25519 check ${speed}${wake} (${m.cryptoBackend}; speed reference, see bench/lib/machine.ts); 1-min load average ${m.loadAvg1} at start${code}`;
 }

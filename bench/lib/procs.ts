@@ -26,6 +26,20 @@ function statCpuMs(path: string): number {
   }
 }
 
+/**
+ * Context switches of a process's main thread so far: voluntary (it waited: for the next event, the disk)
+ * and involuntary (the scheduler took its core while it could run); NaN when they cannot be read.
+ */
+export function mainThreadSwitchesOf(pid: number): { voluntary: number; involuntary: number } {
+  try {
+    const s = readFileSync(`/proc/${pid}/task/${pid}/status`, 'utf8');
+    const get = (name: string) => Number(new RegExp(`^${name}:\\s+(\\d+)$`, 'm').exec(s)?.[1] ?? Number.NaN);
+    return { voluntary: get('voluntary_ctxt_switches'), involuntary: get('nonvoluntary_ctxt_switches') };
+  } catch {
+    return { voluntary: Number.NaN, involuntary: Number.NaN };
+  }
+}
+
 export function selfCpuMs(): number {
   const u = process.cpuUsage();
   return (u.user + u.system) / 1000;

@@ -93,7 +93,8 @@ const WARMUP_CONCURRENCY: Record<Mode, number> = { single: 32, batch: 256 };
 
 export interface Step extends StepResult {
   /** CPU used during the window, in % of one core: the generator (this process) and the servers (sum). */
-  cpu: { generator: number; servers: number };
+  /** % of one core over the step's sending window: the load generator, the servers, their main threads. */
+  cpu: { generator: number; servers: number; serverMains: number };
   /** Consensus batches executed during the step (node 0's count; null for the baseline). */
   batches: number | null;
   /** Node 0's inference calls during the step: each signs and broadcasts one result batch. */
@@ -170,6 +171,7 @@ export async function step(
     cpu = {
       generator: (100 * c.self) / el,
       servers: (100 * c.others.reduce((a, b) => a + (Number.isFinite(b) ? b : 0), 0)) / el,
+      serverMains: (100 * c.mains.reduce((a, b) => a + (Number.isFinite(b) ? b : 0), 0)) / el,
     };
     return cpu;
   };

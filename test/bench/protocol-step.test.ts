@@ -20,5 +20,9 @@ describe('protocol bench step', () => {
     expect(s.ok).toBe(15);
     expect(s.cpu.generator).toBeGreaterThan(0);
     expect(s.cpu.servers).toBeGreaterThan(0);
+    // The busy loops ran on this process's main thread: its share is there, and within the process's (to
+    // two 10 ms clock ticks over the window; see cpuMeter).
+    expect(s.cpu.serverMains).toBeGreaterThan(0);
+    expect(s.cpu.serverMains).toBeLessThanOrEqual(s.cpu.servers + (100 * 20) / 300);
   });
 });
