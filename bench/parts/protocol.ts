@@ -92,8 +92,10 @@ const CLOSED_CONCURRENCY: Record<Mode, number> = { single: 128, batch: 1024 };
 const WARMUP_CONCURRENCY: Record<Mode, number> = { single: 32, batch: 256 };
 
 export interface Step extends StepResult {
-  /** CPU used during the window, in % of one core: the generator (this process) and the servers (sum). */
-  /** % of one core over the step's sending window: the load generator, the servers, their main threads. */
+  /**
+   * CPU used during the window, in % of one core: the generator (this process), the servers (sum) and, of
+   * that, the servers' main threads (sum).
+   */
   cpu: { generator: number; servers: number; serverMains: number };
   /** Consensus batches executed during the step (node 0's count; null for the baseline). */
   batches: number | null;
