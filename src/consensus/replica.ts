@@ -653,9 +653,9 @@ export class Replica {
    * A request still waiting (no batch carries it) whose timestamp has expired, by this node's clock or by
    * the executed batches (the rule checkRequest applies): no batch can execute it any more (a later batch
    * skips it, PROTOCOL.md rule 5). It no longer runs the request timer and is not proposed, and it is
-   * forgotten later (sweepExpired). Such a request is one that too few nodes accepted in time: a client
-   * can send one just before its timestamp expires to a single node, which accepts it and forwards it to
-   * peers that already find it expired. It used to stay in that node's pool for good, its timer making the
+   * forgotten later (sweepExpired). Such a request is one that too few nodes accepted in time: sent to a
+   * single node just before its timestamp expires, it is accepted there and forwarded to peers that
+   * already find it expired (a client can no longer do this, see onClientRequest; a faulty peer can). It used to stay in that node's pool for good, its timer making the
    * node change view alone again and again (f + 1 such nodes took the whole group with them), and the
    * peers holding its votes fetched it from that node every retransmission round.
    */
@@ -672,6 +672,15 @@ export class Replica {
   }
 
   /**
+   * Twice the clock skew bound plus a view-change timeout: how long after this node's clock reads a
+   * request's expiry a proposal naming it may still arrive (see sweepExpired), and how long before it a
+   * client's request must still have (see onClientRequest).
+   */
+  private expiryGuardMs(): number {
+    return 2 * this.genesis.params.maxClockSkewMs + this.cfg.viewChangeTimeoutMs;
+  }
+
+  /**
    * Forgets the waiting requests that expired at least twice the clock skew bound plus a view-change
    * timeout ago. The wait is for proposals already under way: an honest primary proposes no expired
    * request (its clock is within the skew bound of ours), so a proposal that names one was sent before
@@ -681,7 +690,7 @@ export class Replica {
    * the horizon passes it: only the old front of the pool is looked at (at most 4,096 entries a tick).
    */
   private sweepExpired(): void {
-    const wait = 2 * this.genesis.params.maxClockSkewMs + this.cfg.viewChangeTimeoutMs;
+    const wait = this.expiryGuardMs();
     const horizon = Math.max(this.now, this.lastExecutedTimestamp) - wait;
     let looked = 0;
     for (const [idHex, p] of this.pool) {
@@ -822,6 +831,24 @@ export class Replica {
     const c = this.checkRequest(sr);
     if (!c.ok) {
       this.out.push({ type: 'rejected', requestId: c.id, code: c.code, message: c.message });
+      return;
+    }
+    // A client's request must have time left to reach every node and be ordered: one about to expire is
+    // accepted here and refused as expired by peers whose clocks run ahead, so it can never gather q votes.
+    // It is never executed, so never charged: a funded client could fill every node's pool with such
+    // requests for free, and the admission limits (docs/api.md) then refuse everyone until the sweep
+    // forgets them (~62 s with group init's genesis). So this node takes one from a client only while the
+    // skew bound twice over plus a view-change timeout remain before its expiry (at most half the expiry
+    // window; 62 s of group init's 600). Honest clients sign with the current time and never come near it.
+    // Requests from peers keep the plain rule: a node that forwarded it took it in time by its own clock.
+    const guard = Math.min(this.expiryGuardMs(), this.genesis.params.expiryMs / 2);
+    if (this.expired(sr.request.timestamp, -guard)) {
+      this.out.push({
+        type: 'rejected',
+        requestId: c.id,
+        code: 'REQUEST_EXPIRED',
+        message: `request timestamp expires in under ${guard} ms, too soon to be ordered; sign it again with the current time`,
+      });
       return;
     }
     this.admit(sr, c.id);

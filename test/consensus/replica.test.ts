@@ -479,8 +479,17 @@ describe('1. dissemination of client requests', () => {
 
     it('timestamps and policies exactly at the bounds are accepted', () => {
       const h = new One(1, { forwardBatchSize: 100 });
+      // From a client, a request needs the skew bound twice over plus a view-change timeout left before
+      // its expiry (at most half the window); one from a peer, only not to have expired.
+      const guard = Math.min(2 * SKEW + h.r.cfg.viewChangeTimeoutMs, EXPIRY / 2);
+      expect(
+        only(h.msg(2, { kind: 'forward', requests: [mkReq(5, { timestamp: T0 - EXPIRY })] }), 'infer'),
+      ).toHaveLength(1);
+      expect(only(h.request(mkReq(6, { timestamp: T0 - EXPIRY + guard - 1 }), T0), 'rejected')).toMatchObject(
+        [{ code: 'REQUEST_EXPIRED' }],
+      );
       const ok = [
-        mkReq(1, { timestamp: T0 - EXPIRY }),
+        mkReq(1, { timestamp: T0 - EXPIRY + guard }),
         mkReq(2, { timestamp: T0 + SKEW }),
         mkReq(3, { policy: { kind: 'top1', minAgree: 2 } }),
         mkReq(4, { policy: { kind: 'top1', minAgree: N } }),

@@ -579,6 +579,15 @@ describe('node HTTP API', () => {
       400,
       'REQUEST_EXPIRED',
     );
+    // Still inside the 600 s window but with 5 s left: too close to its end to be ordered (the guard is
+    // two 5 s skew bounds plus a view-change timeout).
+    const closeToExpiry = await post(app, {
+      request: json(requestFor(img, { timestamp: Date.now() - 600_000 + 5_000 })),
+    });
+    expectError(closeToExpiry, 400, 'REQUEST_EXPIRED');
+    expect((closeToExpiry.json() as { error: { message: string } }).error.message).toMatch(
+      /too soon to be ordered; sign it again with the current time/,
+    );
     expectError(
       await post(app, { request: json(requestFor(img, { timestamp: Date.now() + 60_000 })) }),
       400,
