@@ -655,9 +655,10 @@ export class Replica {
    * skips it, PROTOCOL.md rule 5). It no longer runs the request timer and is not proposed, and it is
    * forgotten later (sweepExpired). Such a request is one that too few nodes accepted in time: sent to a
    * single node just before its timestamp expires, it is accepted there and forwarded to peers that
-   * already find it expired (a client can no longer do this, see onClientRequest; a faulty peer can). It used to stay in that node's pool for good, its timer making the
-   * node change view alone again and again (f + 1 such nodes took the whole group with them), and the
-   * peers holding its votes fetched it from that node every retransmission round.
+   * already find it expired (a client can no longer do this, see onClientRequest; a faulty peer can). It
+   * used to stay in that node's pool for good, its timer making the node change view alone again and again
+   * (f + 1 such nodes took the whole group with them), and the peers holding its votes fetched it from
+   * that node every retransmission round.
    */
   private expiredPending(p: PoolEntry): boolean {
     return p.state === 'pending' && this.expired(p.sr.request.timestamp);
