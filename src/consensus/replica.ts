@@ -122,7 +122,16 @@ export interface ReplicaConfig {
    * backups suspect the primary of censoring it (1: no allowance for a backlog). See viewTimerDeadline.
    */
   progressPatience: number;
+  /**
+   * Most waiting requests that expired unordered (see expiredPending) this node keeps until the sweep
+   * forgets them; beyond it the oldest go at once. Only a faulty peer sends such requests in numbers (see
+   * sweepExpired).
+   */
+  maxExpiredHeld: number;
 }
+
+/** The pool is swept for expired requests at most this often (sweepExpired). */
+const EXPIRY_SWEEP_MS = 100;
 
 export const DEFAULT_REPLICA_CONFIG: ReplicaConfig = {
   batchSize: 1024,
@@ -138,6 +147,7 @@ export const DEFAULT_REPLICA_CONFIG: ReplicaConfig = {
   retransmitMs: 100,
   viewChangeTimeoutMs: 1000,
   progressPatience: 4,
+  maxExpiredHeld: 1024,
 };
 
 export type Event =
@@ -625,8 +635,17 @@ export class Replica {
   get nextWake(): number {
     return this.wakeAt;
   }
+  /**
+   * Requests held that can still execute: waiting or in a batch not yet executed. Those that expired
+   * unordered (see expiredPending; counted at the last sweep, at most EXPIRY_SWEEP_MS ago) are not among
+   * them: they only wait to be forgotten, and the admission limits (src/node/api.ts) count this figure.
+   */
   get pendingRequests(): number {
-    return this.pool.size;
+    return Math.max(0, this.pool.size - this.expiredHeld);
+  }
+  /** Waiting requests that expired unordered, held until forgotten (as of the last sweep). */
+  get expiredHeldRequests(): number {
+    return this.expiredHeld;
   }
   /**
    * Whether the request is held and not yet executed (waiting or in a batch not yet executed). Executed or
@@ -683,26 +702,45 @@ export class Replica {
 
   /**
    * Forgets the waiting requests that expired at least twice the clock skew bound plus a view-change
-   * timeout ago. The wait is for proposals already under way: an honest primary proposes no expired
-   * request (its clock is within the skew bound of ours), so a proposal that names one was sent before
-   * our clock read its expiry plus the bound, and has arrived, or been fetched, by then. Pool entries come
-   * in order of acceptance, and a request is accepted before it expires (or, fetched for a proposal that
-   * names it, later; see onPeerRequest), so one accepted after the horizon is rarely due and waits until
-   * the horizon passes it: only the old front of the pool is looked at (at most 4,096 entries a tick).
+   * timeout ago, and counts those that expired more recently (expiredHeld; pendingRequests leaves them
+   * out). The wait is for proposals already under way: an honest primary proposes no expired request (its
+   * clock is within the skew bound of ours), so a proposal that names one was sent before our clock read
+   * its expiry plus the bound, and has arrived, or been fetched, by then.
+   *
+   * Honest clients' requests seldom get here (a node takes a client's only with the guard left, see
+   * onClientRequest), but a faulty peer can forward any number of a colluding client's requests that
+   * expire a moment later, to nodes whose clocks still take them and whose peers' do not: never ordered,
+   * never charged. Counted as pending, 256 of them (the admission floor, minPending) made a node refuse
+   * every client as OVERLOADED until this sweep forgot them, ~62 s later with group init's genesis, for
+   * free. So they are not counted, and beyond `maxExpiredHeld` the oldest are forgotten at once: a
+   * proposal that names one after all fetches it again from its primary (onPeerRequest).
+   *
+   * The whole pool is looked at (a forwarded request may sit anywhere in it), at most every
+   * EXPIRY_SWEEP_MS: 8,192 entries, the node's limit, take ~0.1 ms.
    */
   private sweepExpired(): void {
+    if (this.now < this.lastExpirySweep + EXPIRY_SWEEP_MS) return;
+    this.lastExpirySweep = this.now;
     const wait = this.expiryGuardMs();
-    const horizon = Math.max(this.now, this.lastExecutedTimestamp) - wait;
-    let looked = 0;
+    const held: string[] = [];
     for (const [idHex, p] of this.pool) {
-      if (p.acceptedAt > horizon || ++looked > 4096) break;
-      if (p.state !== 'pending' || !this.expired(p.sr.request.timestamp, wait)) continue;
-      this.pool.delete(idHex);
-      this.ready.delete(idHex);
-      this.quorum.delete(idHex);
-      this.forgetVotes(idHex);
-      this.forgottenExpired++;
+      if (p.state !== 'pending' || !this.expired(p.sr.request.timestamp)) continue;
+      if (this.expired(p.sr.request.timestamp, wait)) this.forgetExpired(idHex);
+      else held.push(idHex);
     }
+    const over = Math.max(0, held.length - this.cfg.maxExpiredHeld);
+    for (let i = 0; i < over; i++) this.forgetExpired(held[i]);
+    this.expiredHeld = held.length - over;
+  }
+  private lastExpirySweep = Number.NEGATIVE_INFINITY;
+  private expiredHeld = 0;
+
+  private forgetExpired(idHex: string): void {
+    this.pool.delete(idHex);
+    this.ready.delete(idHex);
+    this.quorum.delete(idHex);
+    this.forgetVotes(idHex);
+    this.forgottenExpired++;
   }
 
   /** Drops every vote held for a request that will not execute here, and stops asking for it. */
@@ -2326,7 +2364,7 @@ export class Replica {
     if (this.uncertified > 0 || this.orphans.size > 0) return true;
     for (const t of this.txs.values()) if (t.origin && t.state === 'pending') return true;
     // A request waiting here keeps the ticks coming, so that it is forgotten if it expires (sweepExpired).
-    if (this.pool.values().next().value?.state === 'pending') return true;
+    if (this.expiredHeld > 0 || this.pool.values().next().value?.state === 'pending') return true;
     while (this.ownResults.length > 0 && (this.results.get(this.ownResults[0])?.open ?? 0) <= 0)
       this.ownResults.shift();
     return this.ownResults.length > 0;

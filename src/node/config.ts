@@ -78,6 +78,7 @@ const REPLICA_COUNTS: ReadonlySet<string> = new Set<keyof ReplicaConfig>([
   'checkpointInterval',
   'forwardBatchSize',
   'progressPatience',
+  'maxExpiredHeld',
 ]);
 
 /**

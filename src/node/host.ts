@@ -726,7 +726,10 @@ export class NodeHost {
       viewChanges: r.viewChanges,
       executedPerSecond: Math.round(this.executedPerSecond()),
       lastExecuted: r.lastExecuted,
+      /** Requests held that can still execute (what the admission limits count). */
       pendingRequests: r.pendingRequests,
+      /** Requests held that expired unordered, waiting to be forgotten (not in pendingRequests). */
+      expiredHeld: r.expiredHeldRequests,
       /** Requests accepted here that expired unordered, counted as they are forgotten (since the start). */
       expiredUnordered: r.forgottenExpired,
       inferring: this.inferring,

@@ -794,14 +794,21 @@ describe('3. the primary proposes', () => {
     expect(ppsIn(later)).toEqual([]);
     // Forgotten once it is 2 × maxClockSkewMs + viewChangeTimeoutMs past its expiry, not before.
     const forgetAt = T0 + 3 + 2 * SKEW + cfg.viewChangeTimeoutMs;
+    // Held until then, but no longer counted as pending (the admission limits count pendingRequests).
     h.tick(forgetAt - 10);
-    expect(h.r.pendingRequests).toBe(1);
-    h.tick(forgetAt + 10);
+    expect(h.r.holdsRequest(hex(id))).toBe(true);
     expect(h.r.pendingRequests).toBe(0);
+    expect(h.r.expiredHeldRequests).toBe(1);
+    // (The pool is swept for expired requests at most every 100 ms.)
+    h.tick(forgetAt + 10);
+    expect(h.r.holdsRequest(hex(id))).toBe(true);
+    h.tick(forgetAt + 100);
+    expect(h.r.pendingRequests).toBe(0);
+    expect(h.r.expiredHeldRequests).toBe(0);
     expect(h.r.forgottenExpired).toBe(1);
     expect(h.r.holdsRequest(hex(id))).toBe(false);
     // Sent again, it is refused as expired with its code.
-    const again = h.request(sr, forgetAt + 20);
+    const again = h.request(sr, forgetAt + 120);
     expect(only(again, 'rejected').map((x) => x.code)).toEqual(['REQUEST_EXPIRED']);
   });
 

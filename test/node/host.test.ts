@@ -13,6 +13,7 @@ import { NodeHost, type Wire } from '../../src/node/host.ts';
 import { standInInput, startStandIn } from '../../src/node/standin-backend.ts';
 import {
   decodeMessage,
+  encodeMessage,
   hex,
   type Request,
   SignedRequest,
@@ -297,6 +298,51 @@ describe('admission control', () => {
       expect(body.error.message).toMatch(/1 s of work at the group's recent rate \(0\/s\)/);
       expect(host.replica.pendingRequests).toBe(8);
       expect(host.status().executedPerSecond).toBe(0);
+    } finally {
+      await app.close();
+      host.close();
+    }
+  });
+
+  it("does not count requests a peer forwarded that expired unordered: a faulty peer cannot fill the node's queue with them", async () => {
+    const group = makeGroup(4, 1, 34);
+    // A faulty node 3 forwards a colluding client's requests 150 ms before their expiry: this node takes
+    // them (by its clock they are still good), its peers would not, so they can never be ordered or charged.
+    let deliver: (from: number, bytes: Uint8Array) => void = () => {};
+    const wire: Wire = { send() {}, broadcast() {}, onFrame: (h) => (deliver = h), reportBad() {} };
+    const host = NodeHost.open({
+      id: 0,
+      genesis: group.genesis,
+      key: group.keys[0],
+      ledgerPath: join(dir, 'expired-held.sqlite'),
+      backends: [startStandIn(0)],
+      wire,
+      replica: { maxExpiredHeld: 6, retransmitMs: 20 },
+    });
+    const app = buildApi(host, { maxQueueSeconds: 1, minPending: 5 });
+    const { expiryMs } = group.genesis.params;
+    try {
+      host.start();
+      const planted = Array.from({ length: 8 }, (_, i) => {
+        const sr = standInRequest(group, host, 2000 + i);
+        const request = { ...sr.request, timestamp: Date.now() - expiryMs + 150 };
+        return signRequest(request, sr.input, group.client);
+      });
+      deliver(3, encodeMessage({ kind: 'forward', requests: planted }));
+      await new Promise((r) => setTimeout(r, 50));
+      expect(host.replica.pendingRequests).toBe(8);
+      // Past their expiry and a sweep: held (a proposal already under way could still name them), but not
+      // pending; beyond maxExpiredHeld the oldest are forgotten at once.
+      await new Promise((r) => setTimeout(r, 400));
+      expect(host.status()).toMatchObject({ pendingRequests: 0, expiredHeld: 6, expiredUnordered: 2 });
+      // Counted as pending they made this node refuse every client (8 > minPending 5, no execution rate).
+      const res = await app.inject({
+        method: 'POST',
+        url: '/v1/requests?wait=0',
+        payload: { request: toJson(SignedRequest, standInRequest(group, host, 3000)) },
+      });
+      expect(res.statusCode).toBe(202);
+      expect(host.replica.pendingRequests).toBe(1);
     } finally {
       await app.close();
       host.close();
