@@ -635,6 +635,39 @@ describe('DropbearClient over HTTP', () => {
     expect(warnings.filter((w) => w.includes('MaxListeners'))).toEqual([]);
   });
 
+  it('lets the slower waiting POST finish once the first certificate verifies: its connection is kept for the next call', async () => {
+    // Node 1 answers 150 ms after the real node 1 (its certificate comes second); node 0 is the real one.
+    // Cut off, its POST closed its connection and every call opened a new one.
+    const answered: string[] = [];
+    let connections = 0;
+    const slow = await fakeNode(async (req, res) => {
+      res.on('close', () => answered.push(res.writableFinished ? 'answered' : 'cut off'));
+      const body = req.method === 'POST' ? new Uint8Array(await readBody(req)) : undefined;
+      const r = await fetch(`${real[1].api}${req.url}`, {
+        method: req.method,
+        headers: {
+          'content-type': String(req.headers['content-type'] ?? ''),
+          accept: String(req.headers.accept ?? ''),
+        },
+        body,
+      });
+      const bytes = Buffer.from(await r.arrayBuffer());
+      await new Promise((done) => setTimeout(done, 150));
+      res.writeHead(r.status, { 'content-type': r.headers.get('content-type') ?? 'application/json' });
+      res.end(bytes);
+    });
+    servers[servers.length - 1].on('connection', () => connections++);
+    const c = sdk({ nodes: withNode(1, slow), sendTo: [0, 1] });
+    for (let i = 0; i < 3; i++) {
+      const r = expectCertified(await c.infer(nextImage()));
+      expect(r.servedBy).toBe(0);
+      // The call is over; the other POST is still on its way, then read and put aside.
+      await new Promise((done) => setTimeout(done, 400));
+    }
+    expect(answered).toEqual(['answered', 'answered', 'answered']);
+    expect(connections).toBe(1);
+  });
+
   it("still certifies after a node's HTTP server is closed", async () => {
     await closeApp(group.apps[3]);
     const r = expectCertified(await sdk({ sendTo: [3] }).infer(nextImage()));
