@@ -64,8 +64,8 @@ export interface ClientOptions {
    * waiting node fails, or after `hedgeMs`, or at half the call's time, whichever comes first. The cost:
    * when the waiting nodes are slow to certify (behind, or one withholding while the other lags), the
    * answer comes from them or at that time, not from the fastest node. `waitOn` = n waits on every node,
-   * as the SDK did before: then, once a certificate verifies, every other call is cut off, which closes
-   * its connection (n − 1 TCP connections torn down and made again per request, on both ends).
+   * as the SDK did before: every POST is then held open per request (once a certificate verifies, the
+   * others may finish for up to POST_GRACE_MS, so that their connections stay open; see send).
    * Batches (`sendBatch`, `inferBatch`) do not use it.
    */
   waitOn?: number;
