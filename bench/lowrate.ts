@@ -13,7 +13,9 @@
  * which runs the WAL fsyncs, and V8's), and the main threads' context switches. The machine line carries
  * the speed reference with its figure right after a sleep (bench/lib/machine.ts, `wakeUs`).
  *
- * `--rate R` (requests/s), `--ms M` (measured window per row), `--rounds K`, `--quick` (1 round, 5 s).
+ * `--rate R` (requests/s), `--ms M` (measured window per row), `--rounds K`, `--quick` (1 round, 5 s),
+ * `--send-to-all` (the client sends each request to every node, as the e2e part's does, instead of to one
+ * node that forwards it).
  */
 
 import type { Durability } from '../src/ledger/sqlite.ts';
@@ -37,6 +39,7 @@ function arg(name: string, dflt: number): number {
 }
 
 const quick = process.argv.includes('--quick');
+const SEND_TO_ALL = process.argv.includes('--send-to-all');
 const RATE = arg('rate', 25);
 const MS = arg('ms', quick ? 5000 : 12_000);
 const ROUNDS = arg('rounds', quick ? 1 : 2);
@@ -81,7 +84,7 @@ async function measure(s: Setting): Promise<Row> {
             genesis: g.genesis,
             nodes: g.file.nodes,
             key: g.clientKey(),
-            sendTo: 1,
+            sendTo: SEND_TO_ALL ? 'all' : 1,
             timeoutMs: 5000,
             fetch: http.fetch,
           },
@@ -124,7 +127,7 @@ async function measure(s: Setting): Promise<Row> {
 const m = machine();
 console.log(`Machine: ${describeMachine(m)}.`);
 console.log(
-  `Command: npm run bench:lowrate -- --rate ${RATE} --ms ${MS} --rounds ${ROUNDS}${quick ? ' --quick' : ''}. 4 nodes, stand-in model, open loop at ${RATE} requests/s for ${MS / 1000} s per row after ${WARM_MS / 1000} s at 8 in flight; settings interleaved round by round; median and min–max over ${ROUNDS} round(s).`,
+  `Command: npm run bench:lowrate -- --rate ${RATE} --ms ${MS} --rounds ${ROUNDS}${quick ? ' --quick' : ''}${SEND_TO_ALL ? ' --send-to-all' : ''}. 4 nodes, stand-in model, ${SEND_TO_ALL ? 'each request sent to every node' : 'each request sent to one node (round robin), which forwards it'}, open loop at ${RATE} requests/s for ${MS / 1000} s per row after ${WARM_MS / 1000} s at 8 in flight; settings interleaved round by round; median and min–max over ${ROUNDS} round(s).`,
 );
 const rows = new Map<string, Row[]>(SETTINGS.map((s) => [s.label, []]));
 for (let round = 0; round < ROUNDS; round++)

@@ -321,6 +321,23 @@ class DueQueue {
     const q = this.q;
     let i = this.head;
     for (; i < q.length && q[i].at <= now; i++) out.push(q[i].id);
+    this.advance(i);
+    return out;
+  }
+
+  /**
+   * Removes the ids at the front that `moot` says need nothing any more, so that `nextAt` does not wake
+   * the caller for them (only the front: the rest wait until they get there).
+   */
+  dropWhile(moot: (id: string) => boolean): void {
+    const q = this.q;
+    let i = this.head;
+    while (i < q.length && moot(q[i].id)) i++;
+    if (i !== this.head) this.advance(i);
+  }
+
+  private advance(i: number): void {
+    const q = this.q;
     if (i >= q.length) {
       this.q = [];
       this.head = 0;
@@ -328,7 +345,6 @@ class DueQueue {
       this.q = q.slice(i);
       this.head = 0;
     } else this.head = i;
-    return out;
   }
 }
 
@@ -2975,6 +2991,9 @@ export class Replica {
     if (this.inferQueue.length > 0) {
       this.out.push({ type: 'infer', requests: this.inferQueue.splice(0) });
     }
+    // A request that left the pool (executed, mostly, long before its late forward is due) needs none:
+    // without this, every request sent to all nodes woke each node once more, ~1 s after it arrived.
+    this.lateForward.dropWhile((idHex) => !this.pool.has(idHex));
     let wake = Math.min(this.forwardDeadline, this.viewTimerDeadline(), this.lateForward.nextAt);
     // Not while changing views: maybePropose does nothing then, so a due time would fire again and again
     // (requests keep turning ready, transactions keep waiting); the NEW-VIEW's step proposes.

@@ -365,6 +365,24 @@ describe('1. dissemination of client requests', () => {
       expect(sent(h.tick(t), 'forward'), `at T0 + ${t - T0}`).toHaveLength(0);
   });
 
+  it('a sent-to-all request executed before its late forward is due asks for no wake-up then', () => {
+    const h = new One(1, { lateForwardMs: 50, viewChangeTimeoutMs: 1000 });
+    const sr = mkReq(1);
+    const id = requestIdOf(sr);
+    h.step({ type: 'request', request: sr, sentToAll: true }, T0);
+    expect(h.r.nextWake).toBe(T0 + 500);
+    const res = [0, 1, 2, 3].map((node) => resultsOf(node, [id]));
+    h.inferred([id], 7, T0 + 1);
+    for (const v of [0, 2, 3]) h.msg(v, { kind: 'results', signed: res[v] }, T0 + 2);
+    const pp = makePP(1, [{ requestId: id, votes: [0, 1, 2, 3].map((v) => voteOf(res[v], 0)) }]);
+    expect(sent(h.msg(0, { kind: 'prePrepare', pp }, T0 + 3), 'prepare')).toHaveLength(1);
+    commitAndExecute(h, pp);
+    expect(h.r.holdsRequest(hex(id))).toBe(true);
+    expect(h.r.awaitsExecution(hex(id))).toBe(false);
+    // Nothing waits on time any more: no wake-up at T0 + 500 (before, every such request made one).
+    expect(h.r.nextWake).toBe(NEVER);
+  });
+
   it("a sent-to-all request without this node's own result at the cap goes to the peers that have not voted, once", () => {
     const h = new One(1, { lateForwardMs: 50, viewChangeTimeoutMs: 1000 });
     const reqs = [mkReq(1), mkReq(2), mkReq(3)];

@@ -7,6 +7,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
+import type { ReplicaConfig } from '../../src/consensus/replica.ts';
 import type { ModelBackend } from '../../src/inference/backend.ts';
 import { buildApi } from '../../src/node/api.ts';
 import { NodeHost, type Wire } from '../../src/node/host.ts';
@@ -16,6 +17,7 @@ import {
   encodeMessage,
   hex,
   type Request,
+  requestIdOf,
   SignedRequest,
   sha256,
   signRequest,
@@ -66,6 +68,30 @@ function recordingWire(
     },
     reportBad: () => {},
   };
+}
+
+/**
+ * Four hosts of `group` with the stand-in model on one recording wire, their ledgers named `name-<id>`;
+ * `log` records what they send.
+ */
+function hostsOnWire(
+  group: ReturnType<typeof makeGroup>,
+  name: string,
+  replica: Partial<ReplicaConfig>,
+  log: Event[] = [],
+): NodeHost[] {
+  const handlers = new Map<number, (f: number, b: Uint8Array) => void>();
+  return group.genesis.nodes.map((_, id) =>
+    NodeHost.open({
+      id,
+      genesis: group.genesis,
+      key: group.keys[id],
+      ledgerPath: join(dir, `${name}-${id}.sqlite`),
+      backends: [startStandIn(id)],
+      wire: recordingWire(id, 4, log, handlers),
+      replica,
+    }),
+  );
 }
 
 /** A client request to the stand-in models, signed by the group's client. */
@@ -354,18 +380,12 @@ describe('requests the client sent to every node', () => {
   it('reach the nodes the client missed as fetches of the requests their votes name, never as forwards', async () => {
     const group = makeGroup(4, 1, 33);
     const log: Event[] = [];
-    const handlers = new Map<number, (f: number, b: Uint8Array) => void>();
     // A late forward would be due 10 ms after arrival; the orphan fetch waits one retransmission period.
-    const hosts = group.genesis.nodes.map((_, id) =>
-      NodeHost.open({
-        id,
-        genesis: group.genesis,
-        key: group.keys[id],
-        ledgerPath: join(dir, `sent-to-all-${id}.sqlite`),
-        backends: [startStandIn(id)],
-        wire: recordingWire(id, 4, log, handlers),
-        replica: { lateForwardMs: 10, retransmitMs: 50, voteWaitMs: 2000, batchTimeoutMs: 1 },
-      }),
+    const hosts = hostsOnWire(
+      group,
+      'sent-to-all',
+      { lateForwardMs: 10, retransmitMs: 50, voteWaitMs: 2000, batchTimeoutMs: 1 },
+      log,
     );
     try {
       for (const h of hosts) h.start();
@@ -391,6 +411,91 @@ describe('requests the client sent to every node', () => {
       expect([...fetchers].sort()).toEqual([0, 3]);
     } finally {
       for (const h of hosts) h.close();
+    }
+  });
+});
+
+describe('timers', () => {
+  it('a node that has executed every request its client sent to all is not woken again for their late forwards', async () => {
+    const group = makeGroup(4, 1, 35);
+    // Each request sent to all would have its late forward due 300 ms after it arrived.
+    const hosts = hostsOnWire(group, 'timers', {
+      lateForwardMs: 300,
+      viewChangeTimeoutMs: 600,
+      retransmitMs: 50,
+      voteWaitMs: 5,
+    });
+    // Count the timer ticks each replica is stepped with.
+    const ticks = hosts.map(() => 0);
+    hosts.forEach((h, i) => {
+      const step = h.replica.step.bind(h.replica);
+      h.replica.step = (ev, now) => {
+        if (ev.type === 'tick') ticks[i]++;
+        return step(ev, now);
+      };
+    });
+    try {
+      for (const h of hosts) h.start();
+      const reqs = Array.from({ length: 4 }, (_, i) => standInRequest(group, hosts[0], 500 + i));
+      for (const sr of reqs) for (const h of hosts) expect(h.submit(sr, { sentToAll: true }).ok).toBe(true);
+      const ids = reqs.map((sr) => hex(requestIdOf(sr)));
+      for (const h of hosts) for (const id of ids) expect(await h.waitCertificate(id, 10_000)).not.toBeNull();
+      // Everything executed and certified well before the late forwards' 300 ms: let the replicas finish
+      // what they still wait for (receipts, the primary's vote wait), then count the ticks over 600 ms.
+      await new Promise((r) => setTimeout(r, 150));
+      const before = [...ticks];
+      await new Promise((r) => setTimeout(r, 600));
+      expect(ticks.map((t, i) => t - before[i])).toEqual([0, 0, 0, 0]);
+      for (const h of hosts) expect(h.replica.nextWake).toBe(Number.POSITIVE_INFINITY);
+    } finally {
+      for (const h of hosts) h.close();
+    }
+  });
+
+  it('moves its timer later, or clears it, when the replica no longer wants the earlier wake-up', async () => {
+    const group = makeGroup(4, 1, 36);
+    const deaf: Wire = { send() {}, broadcast() {}, onFrame() {}, reportBad() {} };
+    const host = NodeHost.open({
+      id: 1,
+      genesis: group.genesis,
+      key: group.keys[1],
+      ledgerPath: join(dir, 'timer-moves.sqlite'),
+      backends: [startStandIn(1)],
+      wire: deaf,
+    });
+    // The replica's wish is set by hand here: each submit steps the replica, and the host then reads it.
+    let wake = Number.POSITIVE_INFINITY;
+    Object.defineProperty(host.replica, 'nextWake', { get: () => wake });
+    const ticks: number[] = [];
+    const step = host.replica.step.bind(host.replica);
+    host.replica.step = (ev, now) => {
+      if (ev.type === 'tick') {
+        ticks.push(Date.now());
+        wake = Number.POSITIVE_INFINITY; // what it woke for is done
+      }
+      return step(ev, now);
+    };
+    let nonce = 600;
+    const submit = () => expect(host.submit(standInRequest(group, host, nonce++)).ok).toBe(true);
+    try {
+      const t0 = Date.now();
+      wake = t0 + 100;
+      submit();
+      // The work came by message: nothing to wait for any more. The timer set for t0 + 100 goes.
+      wake = Number.POSITIVE_INFINITY;
+      submit();
+      // A wake-up wanted later than the timer set: it moves there (not 1 ms later: within the slack).
+      wake = t0 + 50;
+      submit();
+      wake = t0 + 300;
+      submit();
+      await new Promise((r) => setTimeout(r, 200));
+      expect(ticks).toEqual([]);
+      await new Promise((r) => setTimeout(r, 200));
+      expect(ticks).toHaveLength(1);
+      expect(ticks[0]).toBeGreaterThanOrEqual(t0 + 295);
+    } finally {
+      host.close();
     }
   });
 });
