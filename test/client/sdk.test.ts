@@ -637,7 +637,8 @@ describe('DropbearClient over HTTP', () => {
 
   it('lets the slower waiting POST finish once the first certificate verifies: its connection is kept for the next call', async () => {
     // Node 1 answers 150 ms after the real node 1 (its certificate comes second); node 0 is the real one.
-    // Cut off, its POST closed its connection and every call opened a new one.
+    // The SDK used to cut that POST off once node 0's certificate verified, which closed its connection,
+    // so every call opened a new one.
     const answered: string[] = [];
     let connections = 0;
     const slow = await fakeNode(async (req, res) => {

@@ -484,7 +484,7 @@ describe('timers', () => {
       // The work came by message: nothing to wait for any more. The timer set for t0 + 100 goes.
       wake = Number.POSITIVE_INFINITY;
       submit();
-      // A wake-up wanted later than the timer set: it moves there (not 1 ms later: within the slack).
+      // A timer for t0 + 50; then wanted later (by more than the 2 ms slack): the timer moves there.
       wake = t0 + 50;
       submit();
       wake = t0 + 300;
