@@ -891,10 +891,11 @@ export class Replica {
     // A client's request must have time left to reach every node and be ordered: one about to expire is
     // accepted here and refused as expired by peers whose clocks run ahead, so it can never gather q votes.
     // It is never executed, so never charged: a funded client could fill every node's pool with such
-    // requests for free, and the admission limits (docs/api.md) then refuse everyone until the sweep
-    // forgets them (~62 s with group init's genesis). So this node takes one from a client only while the
-    // skew bound twice over plus a view-change timeout remain before its expiry (at most half the expiry
-    // window; 62 s of group init's 600). Honest clients sign with the current time and never come near it.
+    // requests for free (held until the sweep forgets them, ~62 s with group init's genesis; they once
+    // counted against the admission limits too, see sweepExpired). So this node takes one from a client
+    // only while the skew bound twice over plus a view-change timeout remain before its expiry (at most
+    // half the expiry window; 62 s of group init's 600). Honest clients sign with the current time and
+    // never come near it.
     // Requests from peers keep the plain rule: a node that forwarded it took it in time by its own clock.
     const guard = Math.min(this.expiryGuardMs(), this.genesis.params.expiryMs / 2);
     if (this.expired(sr.request.timestamp, -guard)) {

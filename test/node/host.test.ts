@@ -94,6 +94,25 @@ function hostsOnWire(
   );
 }
 
+/** One host of `group` with the stand-in model on `wire` (default: one that carries nothing), ledger `name`. */
+function loneHost(
+  group: ReturnType<typeof makeGroup>,
+  id: number,
+  name: string,
+  o: { wire?: Wire; replica?: Partial<ReplicaConfig> } = {},
+): NodeHost {
+  const deaf: Wire = { send() {}, broadcast() {}, onFrame() {}, reportBad() {} };
+  return NodeHost.open({
+    id,
+    genesis: group.genesis,
+    key: group.keys[id],
+    ledgerPath: join(dir, `${name}.sqlite`),
+    backends: [startStandIn(id)],
+    wire: o.wire ?? deaf,
+    replica: o.replica,
+  });
+}
+
 /** A client request to the stand-in models, signed by the group's client. */
 function standInRequest(group: ReturnType<typeof makeGroup>, host: NodeHost, nonce: number): SignedRequest {
   const input = standInInput(nonce);
@@ -297,15 +316,7 @@ describe('admission control', () => {
   it('turns requests away with OVERLOADED once the queue holds more work than the group clears in time', async () => {
     const group = makeGroup(4, 1, 32);
     // The peers never hear from node 0: nothing executes, the execution rate stays 0.
-    const deaf: Wire = { send() {}, broadcast() {}, onFrame() {}, reportBad() {} };
-    const host = NodeHost.open({
-      id: 0,
-      genesis: group.genesis,
-      key: group.keys[0],
-      ledgerPath: join(dir, 'admission.sqlite'),
-      backends: [startStandIn(0)],
-      wire: deaf,
-    });
+    const host = loneHost(group, 0, 'admission');
     const app = buildApi(host, { maxQueueSeconds: 1, minPending: 5 });
     let nonce = 1000;
     const signed = () => toJson(SignedRequest, standInRequest(group, host, nonce++));
@@ -336,12 +347,7 @@ describe('admission control', () => {
     // them (by its clock they are still good), its peers would not, so they can never be ordered or charged.
     let deliver: (from: number, bytes: Uint8Array) => void = () => {};
     const wire: Wire = { send() {}, broadcast() {}, onFrame: (h) => (deliver = h), reportBad() {} };
-    const host = NodeHost.open({
-      id: 0,
-      genesis: group.genesis,
-      key: group.keys[0],
-      ledgerPath: join(dir, 'expired-held.sqlite'),
-      backends: [startStandIn(0)],
+    const host = loneHost(group, 0, 'expired-held', {
       wire,
       replica: { maxExpiredHeld: 6, retransmitMs: 20 },
     });
@@ -454,15 +460,7 @@ describe('timers', () => {
 
   it('moves its timer later, or clears it, when the replica no longer wants the earlier wake-up', async () => {
     const group = makeGroup(4, 1, 36);
-    const deaf: Wire = { send() {}, broadcast() {}, onFrame() {}, reportBad() {} };
-    const host = NodeHost.open({
-      id: 1,
-      genesis: group.genesis,
-      key: group.keys[1],
-      ledgerPath: join(dir, 'timer-moves.sqlite'),
-      backends: [startStandIn(1)],
-      wire: deaf,
-    });
+    const host = loneHost(group, 1, 'timer-moves');
     // The replica's wish is set by hand here: each submit steps the replica, and the host then reads it.
     let wake = Number.POSITIVE_INFINITY;
     Object.defineProperty(host.replica, 'nextWake', { get: () => wake });
