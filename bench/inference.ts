@@ -22,16 +22,22 @@ import type { Decoder } from '../src/inference/decode.ts';
 import { InferenceEngine } from '../src/inference/engine.ts';
 import { floatToHalf, inputElements, toHalf } from '../src/inference/preprocess.ts';
 import { fixedBatchOne, type ModelSpec, ORT_SESSION_CONFIG } from '../src/inference/spec.ts';
+import { type FlagSpecs, scriptFlags } from './lib/args.ts';
 import { cpuFlags, describeMachine, machine as machineNow } from './lib/machine.ts';
+import { flag } from './lib/part.ts';
 
 // Measured first, before this process loads the CPU (the speed reference, the load average).
 const started = machineNow();
 
-const arg = (name: string) => {
-  const i = process.argv.indexOf(`--${name}`);
-  return i > 0 ? process.argv[i + 1] : undefined;
+const FLAGS: FlagSpecs = {
+  runs: { kind: 'count', help: 'runs per row (3, 1 with --quick)' },
+  batches: { kind: 'counts', help: 'inference batch sizes (1,8,32)' },
+  models: { kind: 'text', help: 'models, comma-separated (every ImageNet model in the store)' },
+  quick: { kind: 'switch', help: 'a short run' },
 };
-const quick = process.argv.includes('--quick');
+const given = scriptFlags(process.argv.slice(2), FLAGS, 'npm run bench:inference');
+const arg = (name: string) => flag(given, name);
+const quick = given.includes('--quick');
 const RUNS = Number(arg('runs') ?? (quick ? 1 : 3));
 const BATCHES = (arg('batches') ?? '1,8,32').split(',').map(Number);
 const MODELS_DIR = process.env.DROPBEAR_MODELS ?? '../shared/models';

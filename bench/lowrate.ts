@@ -20,26 +20,27 @@
 
 import type { Durability } from '../src/ledger/sqlite.ts';
 import { standInInput } from '../src/node/standin-backend.ts';
+import { type FlagSpecs, scriptFlags } from './lib/args.ts';
 import { BenchClient, makeVerifier, sdkSender } from './lib/dropbear-load.ts';
 import { lightFetch } from './lib/http.ts';
 import { describeMachine, machine } from './lib/machine.ts';
+import { flag } from './lib/part.ts';
 import { mainThreadSwitchesOf } from './lib/procs.ts';
 import { median } from './lib/stats.ts';
 import { counters, settleGroup, step, type Target, withGroup } from './parts/protocol.ts';
 
-function arg(name: string, dflt: number): number {
-  const i = process.argv.indexOf(`--${name}`);
-  if (i < 0) return dflt;
-  const v = Number(process.argv[i + 1]);
-  if (!Number.isFinite(v) || v <= 0) {
-    console.error(`--${name} takes a positive number, not ${process.argv[i + 1]}`);
-    process.exit(2);
-  }
-  return v;
-}
+const FLAGS: FlagSpecs = {
+  rate: { kind: 'number', help: 'requests per second (25)' },
+  ms: { kind: 'number', value: 'MS', help: 'measured window per round (12000, 5000 with --quick)' },
+  rounds: { kind: 'count', help: 'interleaved rounds (2, 1 with --quick)' },
+  quick: { kind: 'switch', help: 'a short run' },
+  'send-to-all': { kind: 'switch', help: 'the client sends every request to every node' },
+};
+const given = scriptFlags(process.argv.slice(2), FLAGS, 'npm run bench:lowrate');
+const arg = (name: string, dflt: number): number => Number(flag(given, name) ?? dflt);
 
-const quick = process.argv.includes('--quick');
-const SEND_TO_ALL = process.argv.includes('--send-to-all');
+const quick = given.includes('--quick');
+const SEND_TO_ALL = given.includes('--send-to-all');
 const RATE = arg('rate', 25);
 const MS = arg('ms', quick ? 5000 : 12_000);
 const ROUNDS = arg('rounds', quick ? 1 : 2);

@@ -10,10 +10,11 @@
 import { existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { BenchArgError, type FlagSpecs, flagHelp, parseArgs } from './lib/args.ts';
 import { cleanupAll } from './lib/cleanup.ts';
 import { atEnd, describeMachine, machine } from './lib/machine.ts';
 import { rewriteSection } from './lib/markdown.ts';
-import type { Part, PartOptions } from './lib/part.ts';
+import { COMMON_FLAGS, type Part, type PartOptions } from './lib/part.ts';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
 const RESULTS = join(ROOT, 'bench', 'results');
@@ -29,35 +30,74 @@ function availableParts(): string[] {
   return [...SUITE.filter((p) => have.has(p)), ...[...have].filter((p) => !SUITE.includes(p)).sort()];
 }
 
-function usage(parts: string[]): string {
+/** The runner's own flags. */
+const RUN_FLAGS: FlagSpecs = {
+  quick: {
+    kind: 'switch',
+    help: 'smoke run: short and few runs; writes results only with --write (labelled quick)',
+  },
+  write: { kind: 'switch', help: 'write bench/results and BENCHMARKS.md even for a quick run' },
+  help: { kind: 'switch', help: 'this text' },
+};
+
+function usage(parts: string[], flagsOf: Map<string, FlagSpecs>): string {
   const missing = SUITE.filter((p) => !parts.includes(p));
   return [
     'usage: npm run bench [-- <part>…] [--quick] [--write] [part flags]',
     `parts: ${parts.join(', ')}${missing.length ? ` (not written yet: ${missing.join(', ')})` : ''}`,
-    '  --quick  smoke run: short and few runs; writes results only with --write (labelled quick)',
-    '  --write  write bench/results and BENCHMARKS.md even for a quick run',
-    '  protocol flags: --n=4,7,10 --modes=single,batch --step-ms=5000 --verify-every=1 --data-dir=DIR --durability=full|relaxed --profile',
+    ...flagHelp(RUN_FLAGS),
+    'every part:',
+    ...flagHelp(COMMON_FLAGS),
+    ...parts.flatMap((p) => {
+      const f = flagsOf.get(p) ?? {};
+      return Object.keys(f).length ? [`${p}:`, ...flagHelp(f)] : [];
+    }),
+    '(--name=value or --name value)',
   ].join('\n');
 }
 
 async function main(): Promise<number> {
   const argv = process.argv.slice(2);
   const parts = availableParts();
+  const modules = new Map<string, Part>();
+  for (const p of parts) modules.set(p, (await import(join(PARTS_DIR, `${p}.ts`))) as Part);
+  const flagsOf = new Map(parts.map((p) => [p, modules.get(p)?.flags ?? {}] as const));
   if (argv.includes('--help') || argv.includes('-h')) {
-    process.stdout.write(`${usage(parts)}\n`);
+    process.stdout.write(`${usage(parts, flagsOf)}\n`);
     return 0;
   }
-  const quick = argv.includes('--quick');
-  const write = !quick || argv.includes('--write');
-  const named = argv.filter((a) => !a.startsWith('-'));
-  const args = argv.filter((a) => a.startsWith('-') && a !== '--quick' && a !== '--write');
+  // Every flag is checked against what the parts take before anything runs (bench/lib/args.ts).
+  const all: FlagSpecs = { ...RUN_FLAGS, ...COMMON_FLAGS };
+  for (const f of flagsOf.values()) Object.assign(all, f);
+  let named: string[];
+  let given: string[];
+  try {
+    ({ words: named, flags: given } = parseArgs(argv, all));
+  } catch (e) {
+    if (!(e instanceof BenchArgError)) throw e;
+    process.stderr.write(`${e.message}\n${usage(parts, flagsOf)}\n`);
+    return 2;
+  }
+  const quick = given.includes('--quick');
+  const write = !quick || given.includes('--write');
+  const args = given.filter((a) => a !== '--quick' && a !== '--write');
   for (const p of named)
     if (!parts.includes(p)) {
       const why = SUITE.includes(p) ? `part "${p}" is not implemented yet` : `unknown part "${p}"`;
-      process.stderr.write(`${why}\n${usage(parts)}\n`);
+      process.stderr.write(`${why}\n${usage(parts, flagsOf)}\n`);
       return 2;
     }
   const todo = named.length > 0 ? named : parts;
+  // A flag none of the parts to run reads would be silently ignored: refuse it.
+  for (const a of args) {
+    const name = a.slice(2).split('=')[0];
+    if (name in COMMON_FLAGS || todo.some((p) => name in (flagsOf.get(p) ?? {}))) continue;
+    const owners = parts.filter((p) => name in (flagsOf.get(p) ?? {}));
+    process.stderr.write(
+      `--${name} is a flag of ${owners.join(', ')}, not of ${todo.join(', ')}\n${usage(parts, flagsOf)}\n`,
+    );
+    return 2;
+  }
   const m = machine();
   process.stderr.write(`machine: ${describeMachine(m)}\n`);
   let failed = 0;
@@ -72,7 +112,7 @@ async function main(): Promise<number> {
     const started = Date.now();
     process.stderr.write(`\n== ${name}${quick ? ' (quick)' : ''} ==\n`);
     try {
-      const mod = (await import(join(PARTS_DIR, `${name}.ts`))) as Part;
+      const mod = modules.get(name) as Part;
       const pm = machine(); // the load average as this part starts
       const r = await mod.run(opts);
       const seconds = (Date.now() - started) / 1000;

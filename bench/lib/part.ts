@@ -1,4 +1,5 @@
 /** What a bench part (bench/parts/<part>.ts) takes and returns; bench/run.ts writes the results. */
+import type { FlagSpecs } from './args.ts';
 
 export interface PartOptions {
   /** Smoke run: fewer runs, shorter steps; results are labelled as such. */
@@ -30,10 +31,17 @@ export interface PartResult {
 }
 
 export interface Part {
+  /** The flags the part reads (bench/lib/args.ts); bench/run.ts refuses any other. */
+  flags?: FlagSpecs;
   run(opts: PartOptions): Promise<PartResult>;
 }
 
-/** `--name=value` from a part's args, or undefined. */
+/** Flags every part takes (bench/run.ts adds its own: --quick, --write, --help). */
+export const COMMON_FLAGS: FlagSpecs = {
+  'warmup-ms': { kind: 'ms', help: 'discarded closed loop before measuring (30000, 3000 with --quick)' },
+};
+
+/** `--name=value` from a part's args (bench/run.ts has checked and normalised them), or undefined. */
 export function flag(args: string[], name: string): string | undefined {
   const p = `--${name}=`;
   return args.find((a) => a.startsWith(p))?.slice(p.length);

@@ -28,6 +28,7 @@ import { DropbearClient, type InferResult } from '../../src/client/index.ts';
 import { catalogByName } from '../../src/inference/catalog.ts';
 import { resolveModel } from '../../src/inference/store.ts';
 import type { Durability } from '../../src/ledger/sqlite.ts';
+import type { FlagSpecs } from '../lib/args.ts';
 import {
   cpuProfArgs,
   homeWithModels,
@@ -119,6 +120,16 @@ interface Cell {
   /** Open loop: percentiles over the answers of all runs together. */
   pooled?: Percentiles;
 }
+
+/** The flags this part takes (checked by bench/run.ts before anything runs). */
+export const flags: FlagSpecs = {
+  runs: { kind: 'count', help: 'runs per row (default 3, 1 with --quick)' },
+  'step-ms': { kind: 'number', value: 'MS', help: 'closed-loop run length (8000)' },
+  'half-ms': { kind: 'number', value: 'MS', help: 'open-loop run length at half of the peaks (30000)' },
+  conc: { kind: 'counts', help: 'closed-loop concurrencies (4,8,16,32)' },
+  models: { kind: 'text', help: 'the four models, comma-separated' },
+  profile: { kind: 'switch', help: 'CPU profiles of the nodes at the certified peak' },
+};
 
 export async function run(o: PartOptions): Promise<PartResult> {
   const runs = Number(flag(o.args, 'runs') ?? (o.quick ? 1 : 3));

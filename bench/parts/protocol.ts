@@ -43,6 +43,7 @@ import {
 } from '../../src/cli/group.ts';
 import type { Durability } from '../../src/ledger/sqlite.ts';
 import { STANDIN_MODEL, standInInput } from '../../src/node/standin-backend.ts';
+import type { FlagSpecs } from '../lib/args.ts';
 import { onCleanup } from '../lib/cleanup.ts';
 import {
   Batcher,
@@ -428,6 +429,17 @@ interface GroupResult {
   f: number;
   modes: Partial<Record<Mode, Curve>>;
 }
+
+/** The flags this part takes (checked by bench/run.ts before anything runs). */
+export const flags: FlagSpecs = {
+  n: { kind: 'counts', help: 'group sizes (4,7,10)' },
+  modes: { kind: 'choice', choices: ['single', 'batch'], list: true, help: 'client signing (single,batch)' },
+  'step-ms': { kind: 'number', value: 'MS', help: 'load step length (5000)' },
+  'verify-every': { kind: 'count', help: 'the client verifies every k-th certificate (1)' },
+  'data-dir': { kind: 'text', help: "where the nodes' ledgers live (the OS temp folder)" },
+  durability: { kind: 'choice', choices: ['full', 'relaxed'], help: "the nodes' ledger durability (full)" },
+  profile: { kind: 'switch', help: 'CPU profiles of the nodes and the generator at saturation, n = 4' },
+};
 
 export async function run(o: PartOptions): Promise<PartResult> {
   const ns = (flag(o.args, 'n') ?? (o.quick ? '4' : '4,7,10')).split(',').map(Number);

@@ -29,6 +29,7 @@ import { DEFAULT_REPLICA_CONFIG } from '../../src/consensus/replica.ts';
 import { catalogByName } from '../../src/inference/catalog.ts';
 import { ENGINE_DEFAULTS as ENGINE } from '../../src/inference/engine.ts';
 import { STANDIN_MODEL, standInInput } from '../../src/node/standin-backend.ts';
+import type { FlagSpecs } from '../lib/args.ts';
 import { BatchSender, makeVerifier } from '../lib/dropbear-load.ts';
 import {
   homeWithModels,
@@ -97,6 +98,12 @@ const label = (s: Setting) =>
 
 /** The consensus settings a group runs with: the replica defaults as \`group init\` overrides them. */
 const CURRENT = { ...DEFAULT_REPLICA_CONFIG, ...GROUP_REPLICA };
+
+/** The flags this part takes (checked by bench/run.ts before anything runs). */
+export const flags: FlagSpecs = {
+  runs: { kind: 'count', help: 'runs per setting' },
+  'step-ms': { kind: 'number', value: 'MS', help: 'run length' },
+};
 
 export async function run(o: PartOptions): Promise<PartResult> {
   const runs = Number(flag(o.args, 'runs') ?? (o.quick ? 1 : 2));

@@ -35,6 +35,7 @@ import { catalogByName } from '../../src/inference/catalog.ts';
 import { InferenceEngine } from '../../src/inference/engine.ts';
 import { resolveModel } from '../../src/inference/store.ts';
 import { STANDIN_MODEL, standInInput } from '../../src/node/standin-backend.ts';
+import type { FlagSpecs } from '../lib/args.ts';
 import { onCleanup } from '../lib/cleanup.ts';
 import { BatchSender, makeVerifier } from '../lib/dropbear-load.ts';
 import {
@@ -196,6 +197,16 @@ interface Workload {
   peak: Point;
   half: Point;
 }
+
+/** The flags this part takes (checked by bench/run.ts before anything runs). */
+export const flags: FlagSpecs = {
+  runs: { kind: 'count', help: 'runs per row (3)' },
+  'step-ms': { kind: 'number', value: 'MS', help: 'run length (8000)' },
+  model: { kind: 'text', help: 'the real model (mobilenet_v1_0.25_128_quant)' },
+  'conc-standin': { kind: 'counts', help: 'stand-in closed-loop concurrencies (256,1024,4096)' },
+  'conc-real': { kind: 'counts', help: 'real-model closed-loop concurrencies (16,64,256)' },
+  profile: { kind: 'switch', help: 'CPU profiles of the stand-in nodes at their peak' },
+};
 
 export async function run(o: PartOptions): Promise<PartResult> {
   const runs = Number(flag(o.args, 'runs') ?? (o.quick ? 1 : 3));

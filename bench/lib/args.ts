@@ -1,0 +1,139 @@
+/**
+ * Command-line flags of the bench commands, checked before anything runs: a misspelt or misplaced flag,
+ * or a value that is not what the flag takes, stops the command with a message naming it (exit 2) instead
+ * of being ignored or read as NaN an hour into a run. Both `--name=value` and `--name value` are
+ * accepted; what the commands hand on is always `--name=value` (bench/lib/part.ts, `flag`).
+ */
+
+export type FlagKind =
+  /** A positive integer. */
+  | 'count'
+  /** Milliseconds: a number ≥ 0. */
+  | 'ms'
+  /** A positive number. */
+  | 'number'
+  /** Positive integers, comma-separated. */
+  | 'counts'
+  /** Any non-empty text (a path, a name, a comma-separated list of names). */
+  | 'text'
+  /** One of `choices`, or several of them comma-separated with `list`. */
+  | 'choice'
+  /** No value. */
+  | 'switch';
+
+export interface FlagSpec {
+  kind: FlagKind;
+  help: string;
+  choices?: readonly string[];
+  /** With kind 'choice': a comma-separated list of choices. */
+  list?: boolean;
+  /** What the help shows for the value (default from the kind, e.g. COUNT). */
+  value?: string;
+}
+
+export type FlagSpecs = Record<string, FlagSpec>;
+
+export class BenchArgError extends Error {
+  readonly code = 'BENCH_BAD_ARGUMENT';
+}
+
+/** Why `value` is not what `spec` takes, or null. */
+export function valueProblem(name: string, spec: FlagSpec, value: string): string | null {
+  const isCount = (s: string) => /^\d+$/.test(s) && Number(s) > 0;
+  switch (spec.kind) {
+    case 'count':
+      return isCount(value) ? null : `--${name} takes a positive integer, not "${value}"`;
+    case 'counts':
+      return value.split(',').every(isCount)
+        ? null
+        : `--${name} takes positive integers separated by commas, not "${value}"`;
+    case 'ms':
+    case 'number': {
+      const v = value.trim() === '' ? Number.NaN : Number(value);
+      const ok = Number.isFinite(v) && (spec.kind === 'ms' ? v >= 0 : v > 0);
+      return ok
+        ? null
+        : `--${name} takes ${spec.kind === 'ms' ? 'milliseconds (a number ≥ 0)' : 'a positive number'}, not "${value}"`;
+    }
+    case 'text':
+      return value === '' ? `--${name} takes a value` : null;
+    case 'choice': {
+      const choices = spec.choices ?? [];
+      const given = spec.list ? value.split(',') : [value];
+      const bad = given.filter((g) => !choices.includes(g));
+      return bad.length === 0
+        ? null
+        : `--${name} takes ${spec.list ? 'a comma-separated list of ' : 'one of '}${choices.join(', ')}; not "${bad.join(',')}"`;
+    }
+    case 'switch':
+      return `--${name} takes no value`;
+  }
+}
+
+/**
+ * Splits a command line into positional words and flags, checking every flag against `specs`; returns
+ * the flags as `--name=value` (or `--name` for switches). Throws BenchArgError for an unknown flag, a
+ * missing value or a value the flag does not take.
+ */
+export function parseArgs(argv: readonly string[], specs: FlagSpecs): { words: string[]; flags: string[] } {
+  const words: string[] = [];
+  const flags: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    if (!a.startsWith('-')) {
+      words.push(a);
+      continue;
+    }
+    const m = /^--([a-z][a-z0-9-]*)(?:=(.*))?$/s.exec(a);
+    if (!m) throw new BenchArgError(`not a flag: "${a}" (flags are --name or --name=value)`);
+    const [, name, inline] = m;
+    const spec = specs[name];
+    if (!spec) {
+      const known = Object.keys(specs).sort();
+      throw new BenchArgError(`unknown flag --${name}; flags here: ${known.map((k) => `--${k}`).join(' ')}`);
+    }
+    if (spec.kind === 'switch') {
+      if (inline !== undefined) throw new BenchArgError(`--${name} takes no value`);
+      flags.push(`--${name}`);
+      continue;
+    }
+    let value = inline;
+    if (value === undefined) {
+      const next = argv[i + 1];
+      if (next === undefined || next.startsWith('--')) throw new BenchArgError(`--${name} needs a value`);
+      value = next;
+      i++;
+    }
+    const problem = valueProblem(name, spec, value);
+    if (problem) throw new BenchArgError(problem);
+    flags.push(`--${name}=${value}`);
+  }
+  return { words, flags };
+}
+
+/** One help line per flag, `  --name=VALUE  help`. */
+export function flagHelp(specs: FlagSpecs, indent = '  '): string[] {
+  const shown = (n: string, s: FlagSpec) =>
+    s.kind === 'switch'
+      ? `--${n}`
+      : `--${n}=${s.value ?? (s.kind === 'choice' ? (s.choices ?? []).join('|') : s.kind === 'counts' ? 'A,B,…' : s.kind.toUpperCase())}`;
+  const rows = Object.entries(specs).map(([n, s]) => [shown(n, s), s.help] as const);
+  const w = Math.max(0, ...rows.map((r) => r[0].length));
+  return rows.map(([f, h]) => `${indent}${f.padEnd(w)}  ${h}`);
+}
+
+/**
+ * For a standalone bench script (no positional words): its flags as `--name=value`, or, on a bad command
+ * line, the problem and a usage text on stderr and exit status 2.
+ */
+export function scriptFlags(argv: readonly string[], specs: FlagSpecs, command: string): string[] {
+  try {
+    const { words, flags } = parseArgs(argv, specs);
+    if (words.length > 0) throw new BenchArgError(`unexpected argument "${words[0]}"`);
+    return flags;
+  } catch (e) {
+    if (!(e instanceof BenchArgError)) throw e;
+    process.stderr.write(`${e.message}\nusage: ${command} -- [flags]\n${flagHelp(specs).join('\n')}\n`);
+    process.exit(2);
+  }
+}

@@ -1,0 +1,74 @@
+import { describe, expect, it } from 'vitest';
+import { BenchArgError, type FlagSpecs, flagHelp, parseArgs, valueProblem } from '../../bench/lib/args.ts';
+
+const SPECS: FlagSpecs = {
+  n: { kind: 'counts', help: 'group sizes' },
+  runs: { kind: 'count', help: 'runs' },
+  'step-ms': { kind: 'number', value: 'MS', help: 'step' },
+  'warmup-ms': { kind: 'ms', help: 'warm-up' },
+  modes: { kind: 'choice', choices: ['single', 'batch'], list: true, help: 'modes' },
+  durability: { kind: 'choice', choices: ['full', 'relaxed'], help: 'durability' },
+  'data-dir': { kind: 'text', help: 'dir' },
+  profile: { kind: 'switch', help: 'profile' },
+};
+
+const problem = (argv: string[]): string => {
+  try {
+    parseArgs(argv, SPECS);
+  } catch (e) {
+    expect(e).toBeInstanceOf(BenchArgError);
+    return (e as Error).message;
+  }
+  throw new Error('no error');
+};
+
+describe('bench command-line flags', () => {
+  it('takes --name=value and --name value alike and hands on --name=value', () => {
+    const r = parseArgs(
+      ['protocol', '--n', '4,7', '--step-ms=2500', 'wan', '--profile', '--modes', 'batch', '--warmup-ms=0'],
+      SPECS,
+    );
+    expect(r.words).toEqual(['protocol', 'wan']);
+    expect(r.flags).toEqual(['--n=4,7', '--step-ms=2500', '--profile', '--modes=batch', '--warmup-ms=0']);
+  });
+
+  it('refuses an unknown flag, naming it and the known ones', () => {
+    const m = problem(['--step=5000']);
+    expect(m).toContain('unknown flag --step');
+    expect(m).toContain('--step-ms');
+  });
+
+  it('refuses values a flag does not take', () => {
+    expect(problem(['--runs=0'])).toContain('--runs takes a positive integer');
+    expect(problem(['--runs=2.5'])).toContain('--runs takes a positive integer');
+    expect(problem(['--n=4,,7'])).toContain('--n takes positive integers');
+    expect(problem(['--step-ms=abc'])).toContain('--step-ms takes a positive number');
+    expect(problem(['--step-ms=0'])).toContain('--step-ms takes a positive number');
+    expect(problem(['--warmup-ms=-1'])).toContain('--warmup-ms takes milliseconds');
+    expect(problem(['--modes=single,bach'])).toContain('not "bach"');
+    expect(problem(['--durability=single'])).toContain('one of full, relaxed');
+    expect(problem(['--durability=full,relaxed'])).toContain('one of full, relaxed');
+    expect(problem(['--profile=yes'])).toContain('--profile takes no value');
+    expect(problem(['--data-dir='])).toContain('--data-dir takes a value');
+  });
+
+  it('refuses a value flag without its value, and what is not a flag', () => {
+    expect(problem(['--runs'])).toContain('--runs needs a value');
+    expect(problem(['--runs', '--profile'])).toContain('--runs needs a value');
+    expect(problem(['-n'])).toContain('not a flag');
+  });
+
+  it('accepts the edge values', () => {
+    expect(valueProblem('warmup-ms', SPECS['warmup-ms'], '0')).toBeNull();
+    expect(valueProblem('step-ms', SPECS['step-ms'], '0.5')).toBeNull();
+    expect(valueProblem('modes', SPECS.modes, 'single,batch')).toBeNull();
+  });
+
+  it('lists every flag in the help with its value', () => {
+    const help = flagHelp(SPECS).join('\n');
+    expect(help).toContain('--step-ms=MS');
+    expect(help).toContain('--durability=full|relaxed');
+    expect(help).toContain('--n=A,B,…');
+    expect(help).toMatch(/--profile\s+profile/);
+  });
+});
