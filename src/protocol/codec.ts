@@ -66,7 +66,15 @@ let slab = new ArrayBuffer(SLAB_BYTES);
 let slabUsed = 0;
 
 function copyOut(src: Uint8Array, start: number, n: number): Uint8Array {
-  if (n > SLAB_MAX_FIELD) return src.slice(start, start + n);
+  if (n > SLAB_MAX_FIELD) {
+    // Not src.slice(): decoders are handed Buffers (socket frames, HTTP bodies), and Buffer#slice is a
+    // view, not a copy. A view kept the whole frame or body alive as long as the field lived, and handing
+    // it to a worker thread cloned all of that: a client batch of 16 images of 49 KB, posted one image at
+    // a time for preprocessing, copied 16 × 786 KB.
+    const out = new Uint8Array(n);
+    out.set(src.subarray(start, start + n));
+    return out;
+  }
   if (slabUsed + n > SLAB_BYTES) {
     slab = new ArrayBuffer(SLAB_BYTES);
     slabUsed = 0;
@@ -466,12 +474,13 @@ export function remembered<T extends object>(base: Codec<T>): Codec<T> {
       if (b) return w.raw(b);
       const start = w.pos;
       base.enc(w, v);
-      known.set(v, w.buf.slice(start, w.pos));
+      known.set(v, copyOut(w.buf, start, w.pos - start));
     },
     dec(r) {
       const start = r.pos;
       const v = base.dec(r);
-      known.set(v, r.buf.slice(start, r.pos));
+      // A copy (copyOut), not a view of the input: that may be a Buffer holding a whole socket read.
+      known.set(v, copyOut(r.buf, start, r.pos - start));
       return v;
     },
     toJson: base.toJson,

@@ -840,6 +840,20 @@ describe('decoded bytes are copies', () => {
     encode(codec, { ...v, a: new Uint8Array(32).fill(7) });
     expect(Array.from(first)).toEqual(snapshot);
   });
+
+  it('copies out of a Buffer too (whose own slice() is a view): a long field owns exactly its bytes', () => {
+    const codec = struct({ a: fixed(32), d: bytes(100_000) });
+    const v = { a: new Uint8Array(32).fill(1), d: new Uint8Array(5000).fill(4) };
+    // As the transport and the HTTP API hand frames and bodies over: a Buffer, here a view into a larger one.
+    const big = Buffer.alloc(70_000, 0xaa);
+    const wire = encode(codec, v);
+    big.set(wire, 1000);
+    const got = decode(codec, big.subarray(1000, 1000 + wire.length));
+    big.fill(0);
+    expect(got).toEqual(v);
+    expect(got.d.byteOffset).toBe(0);
+    expect(got.d.buffer.byteLength).toBe(5000);
+  });
 });
 
 describe('remembered codecs', () => {
@@ -882,6 +896,12 @@ describe('remembered codecs', () => {
           const again = decode(codec, copy);
           copy.fill(0);
           expect(encode(codec, again)).toEqual(wire);
+          // Also out of a Buffer (as frames and bodies arrive), whose own slice() would be a view.
+          const frame = Buffer.alloc(wire.length + 64, 0x55);
+          frame.set(wire, 64);
+          const fromBuffer = decode(codec, frame.subarray(64));
+          frame.fill(0);
+          expect(encode(codec, fromBuffer)).toEqual(wire);
         },
       ),
       { numRuns: 50 },
