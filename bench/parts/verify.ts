@@ -12,7 +12,6 @@
 import { SignatureCache, verifyCertificate } from '../../src/certificate/index.ts';
 import { Certificate, cryptoStats, hex, type Json, receiptHashOf, toJson } from '../../src/protocol/index.ts';
 import { simulate } from '../../src/sim/world.ts';
-import type { FlagSpecs } from '../lib/args.ts';
 import { atEnd, describeMachine, machine } from '../lib/machine.ts';
 import { mdTable } from '../lib/markdown.ts';
 import type { PartOptions, PartResult } from '../lib/part.ts';
@@ -30,9 +29,6 @@ interface Row {
   perWallSecond: Spread;
   signatureChecksPerCertificate: number;
 }
-
-/** This part takes no flags of its own. */
-export const flags: FlagSpecs = {};
 
 export async function run(o: PartOptions): Promise<PartResult> {
   const requests = o.quick ? 1024 : 4096;
