@@ -60,6 +60,7 @@ import {
   verifyTx,
 } from '../protocol/index.ts';
 import { validatePolicy } from '../protocol/policy.ts';
+import { RateWindow } from './rate.ts';
 import { deriveNewView, pickViewChanges, viewChangeProblem, ZERO_DIGEST } from './viewchange.ts';
 
 export interface ReplicaConfig {
@@ -93,6 +94,17 @@ export interface ReplicaConfig {
    * tiny ones (each batch costs signatures and fsyncs whatever its size).
    */
   maxInFlightBatches: number;
+  /**
+   * Caps the primary's batches so that the entries it has in flight take about this long to execute at
+   * the rate the group executed requests over the last RATE_WINDOW_MS: a batch holds at most
+   * rate × inFlightBudgetMs / maxInFlightBatches entries (never fewer than MIN_CAPPED_BATCH, never more
+   * than batchSize); 0 turns the cap off. Under overload the pool is full and every batch went out at
+   * batchSize: a ten-node group on two cores then had 2,051 entries in flight at ~900 executed per
+   * second, the first of them executed only after 2.5 s, past the view-change timeout, and backups
+   * changed view on a primary that was only slow (2026-12-02, BENCHMARKS.md protocol). Keep it well
+   * under viewChangeTimeoutMs.
+   */
+  inFlightBudgetMs: number;
   /** K: a checkpoint every K executed batches. */
   checkpointInterval: number;
   /** Client requests forwarded to peers per FORWARD message, and the longest a request waits for one. */
@@ -130,6 +142,25 @@ export interface ReplicaConfig {
   maxExpiredHeld: number;
 }
 
+/** The execution rate the primary sizes its batches by (inFlightBudgetMs) is measured over this long. */
+const RATE_WINDOW_MS = 2000;
+/** The smallest batch the in-flight budget cuts a batch to (below it, per-batch costs dominate). */
+export const MIN_CAPPED_BATCH = 64;
+
+/**
+ * Most entries a primary puts in one batch when the group executes `ratePerSecond` requests per second:
+ * batchSize, cut so that maxInFlightBatches full batches hold about inFlightBudgetMs of work (never below
+ * MIN_CAPPED_BATCH, or batchSize if that is smaller).
+ */
+export function batchCap(
+  ratePerSecond: number,
+  cfg: Pick<ReplicaConfig, 'batchSize' | 'inFlightBudgetMs' | 'maxInFlightBatches'>,
+): number {
+  if (cfg.inFlightBudgetMs <= 0) return cfg.batchSize;
+  const byRate = Math.floor((ratePerSecond * cfg.inFlightBudgetMs) / 1000 / cfg.maxInFlightBatches);
+  return Math.min(cfg.batchSize, Math.max(MIN_CAPPED_BATCH, byRate));
+}
+
 /** The pool is swept for expired requests at most this often (sweepExpired). */
 const EXPIRY_SWEEP_MS = 100;
 
@@ -140,6 +171,7 @@ export const DEFAULT_REPLICA_CONFIG: ReplicaConfig = {
   voteWaitMs: 2,
   window: 64,
   maxInFlightBatches: 64,
+  inFlightBudgetMs: 250,
   checkpointInterval: 32,
   forwardBatchSize: 256,
   forwardDelayMs: 1,
@@ -1233,7 +1265,7 @@ export class Replica {
         this.ready.size > 0 ? (this.ready.values().next().value as number) : Number.POSITIVE_INFINITY;
       const oldest = Math.min(oldestEntry, this.oldestUnproposedTx());
       if (oldest === Number.POSITIVE_INFINITY) break;
-      if (this.ready.size < this.cfg.batchSize && oldest + this.cutAfterMs() > this.now) break;
+      if (this.ready.size < this.batchLimit() && oldest + this.cutAfterMs() > this.now) break;
       this.propose();
     }
   }
@@ -1259,10 +1291,24 @@ export class Replica {
     );
   }
 
+  /** Requests executed here, by execution (see inFlightBudgetMs). */
+  private readonly executedRate = new RateWindow(RATE_WINDOW_MS);
+
+  /** Requests this node executed per second over the last RATE_WINDOW_MS. */
+  executedPerSecond(): number {
+    return this.executedRate.perSecond(this.now);
+  }
+
+  /** Most entries in the next batch: batchSize, cut to the in-flight budget (inFlightBudgetMs). */
+  batchLimit(): number {
+    return batchCap(this.executedPerSecond(), this.cfg);
+  }
+
   private propose(): void {
     const entries: BatchEntry[] = [];
+    const limit = this.batchLimit();
     for (const idHex of this.ready.keys()) {
-      if (entries.length >= this.cfg.batchSize) break;
+      if (entries.length >= limit) break;
       this.ready.delete(idHex);
       const p = this.pool.get(idHex);
       if (p?.state !== 'pending' || this.expiredPending(p)) continue;
@@ -1899,6 +1945,7 @@ export class Replica {
     this.awaitingExecution = 0;
     this.lastProgressAt = this.now;
     const slot = this.executing!;
+    this.executedRate.add(this.now, slot.batch?.entries.length ?? 0);
     this.executing = null;
     const executedSlot = this.slots.get(ev.seq);
     if (executedSlot) this.releaseRefs(executedSlot);

@@ -7,6 +7,7 @@
  * certify. The HTTP API and the process wiring sit on top (api.ts, run.ts).
  */
 import { buildCertificates } from '../certificate/index.ts';
+import { RateWindow } from '../consensus/rate.ts';
 import {
   type Action,
   DEFAULT_REPLICA_CONFIG,
@@ -708,20 +709,14 @@ export class NodeHost {
   }
 
   /** Requests executed per second over the last RATE_WINDOW_MS (what admission control sizes the queue by). */
-  private readonly executedLog: { at: number; n: number }[] = [];
-  private executedInWindow = 0;
+  private readonly executedRate = new RateWindow(RATE_WINDOW_MS);
 
   private noteExecuted(n: number): void {
-    this.executedLog.push({ at: Date.now(), n });
-    this.executedInWindow += n;
+    this.executedRate.add(Date.now(), n);
   }
 
-  /** O(1) per call on average (the API asks once per POST): entries leave the window once. */
   executedPerSecond(): number {
-    const since = Date.now() - RATE_WINDOW_MS;
-    while (this.executedLog.length > 0 && this.executedLog[0].at < since)
-      this.executedInWindow -= (this.executedLog.shift() as { n: number }).n;
-    return (1000 * this.executedInWindow) / RATE_WINDOW_MS;
+    return this.executedRate.perSecond(Date.now());
   }
 
   status() {

@@ -7,7 +7,9 @@ import { describe, expect, it, vi } from 'vitest';
 import { buildCertificates, verifyCertificate } from '../../src/certificate/index.ts';
 import {
   type Action,
+  batchCap,
   type Event,
+  MIN_CAPPED_BATCH,
   type Misbehaviour,
   Replica,
   type ReplicaConfig,
@@ -1690,6 +1692,61 @@ describe('5. three phases end to end (4 replicas, synchronous router)', () => {
       expect(fetchFor(s)).toEqual([s]);
       expect(fetchFor(s, false)).toEqual([]);
     }
+  });
+});
+
+describe('5b. the in-flight budget caps batches by the recent execution rate', () => {
+  it('batchCap: batchSize without a budget; rate × budget spread over the batches in flight; a floor', () => {
+    const cfg = { batchSize: 1024, inFlightBudgetMs: 500, maxInFlightBatches: 4 };
+    expect(batchCap(2000, { ...cfg, inFlightBudgetMs: 0 })).toBe(1024);
+    // 2,000/s × 0.5 s = 1,000 entries in flight, over 4 batches.
+    expect(batchCap(2000, cfg)).toBe(250);
+    expect(batchCap(900, cfg)).toBe(112);
+    expect(batchCap(100_000, cfg)).toBe(1024);
+    expect(batchCap(0, cfg)).toBe(MIN_CAPPED_BATCH);
+    expect(batchCap(100, cfg)).toBe(MIN_CAPPED_BATCH);
+    expect(batchCap(0, { ...cfg, batchSize: 10 })).toBe(10);
+  });
+
+  const burst = (inFlightBudgetMs: number) => {
+    const c = new Cluster({
+      batchSize: 1024,
+      batchTimeoutMs: 2,
+      voteWaitMs: 1,
+      window: 64,
+      maxInFlightBatches: 4,
+      inFlightBudgetMs,
+      checkpointInterval: 1000,
+      forwardBatchSize: 256,
+      forwardDelayMs: 1,
+      retransmitMs: 5_000,
+    });
+    const total = 300;
+    const reqs = Array.from({ length: total }, (_, i) => mkReq(5000 + i));
+    for (const sr of reqs) c.submit(0, sr);
+    const executed = () => c.executions[0].reduce((a, e) => a + e.outcomes.length, 0);
+    c.runUntil(
+      () =>
+        c.replicas.every((_, i) => c.executions[i].length === c.executions[0].length) && executed() === total,
+    );
+    expect(executed()).toBe(total);
+    return { c, sizes: c.executions[0].map((e) => e.outcomes.length) };
+  };
+
+  it('a burst into an idle group goes out in batches of at most MIN_CAPPED_BATCH; without a budget, in bigger ones', () => {
+    const capped = burst(500);
+    expect(Math.max(...capped.sizes)).toBeLessThanOrEqual(MIN_CAPPED_BATCH);
+    expect(capped.sizes.length).toBeGreaterThanOrEqual(Math.ceil(300 / MIN_CAPPED_BATCH));
+    const uncapped = burst(0);
+    expect(Math.max(...uncapped.sizes)).toBeGreaterThan(MIN_CAPPED_BATCH);
+    // The rate the cap is sized by: what the node executed over the last 2 s, forgotten after.
+    const r = capped.c.replicas[0];
+    const took = capped.c.now - T0;
+    expect(took).toBeLessThan(2000);
+    expect(r.executedPerSecond()).toBe(300 / 2);
+    capped.c.now += 2001;
+    capped.c.step(0, { type: 'tick' });
+    expect(r.executedPerSecond()).toBe(0);
   });
 });
 
