@@ -142,6 +142,10 @@ interface BatchItem {
   errors: string[];
   /** Nodes that refused it with a final code: f+1 of them (one honest at least) settle it. */
   refusedBy: Set<number>;
+  /** Nodes that turned it away as OVERLOADED (503), each noted once in `errors`. */
+  overloadedBy?: Set<number>;
+  /** A node took it: it answered pending or with a certificate (valid or not). */
+  taken?: boolean;
   /**
    * Ends this item's own calls (a lone POST, polls) once it is settled or the call ends. Made only when
    * such a call starts (`itemSignal`): most items settle from their batch's answer and never need one,
@@ -386,6 +390,9 @@ export class DropbearClient {
     );
     ended.catch(() => {});
     const errors: string[] = [];
+    // Nodes that turned the request away as OVERLOADED, and whether any node took it (see the end).
+    const overloadedBy = new Set<number>();
+    let taken = false;
     const first = this.targets();
     const rest = this.nodes.filter((n) => !first.includes(n));
     const toAll = this.coversGroup(first);
@@ -403,7 +410,12 @@ export class DropbearClient {
       const chosen = first.includes(node);
       const quiet = chosen && !waiting.has(node);
       const posted = this.post(node, body, quiet ? 0 : deadline - Date.now(), posts.signal, toAll && chosen);
-      posted.catch(() => {});
+      posted.then(
+        () => {
+          taken = true;
+        },
+        () => {},
+      );
       let cert = await Promise.race([posted, ended]);
       if (!cert && quiet) {
         await quietGate;
@@ -429,6 +441,7 @@ export class DropbearClient {
             // Cut off: the call is over (quiet nodes are woken before its time is up, see quietTimer).
             if (e === DONE) throw e;
             errors.push(`node ${n.id}: ${code} ${(e as Error).message}`);
+            if (code === 'OVERLOADED') overloadedBy.add(n.id);
             // A waiting node failed: the quiet ones are asked now (the other waiters may be withholding).
             if (waiting.has(n)) wakeQuiet();
             if (FINAL.has(code)) {
@@ -484,6 +497,9 @@ export class DropbearClient {
     } catch {
       if (finalErr()) throw finalErr();
       if (refusedBy.size > 0) throw [...refusedBy.values()][0];
+      // Turned away for load by some node and taken by none: the caller should back off and retry.
+      if (overloadedBy.size > 0 && !taken)
+        throw new DropbearError('OVERLOADED', `no node took ${id}: ${errors.join('; ')}`);
       throw new DropbearError(
         'NO_CERTIFICATE',
         `no node returned a valid certificate for ${id}: ${errors.join('; ')}`,
@@ -592,10 +608,11 @@ export class DropbearClient {
     for (const it of items)
       if (!it.out) {
         const why = it.errors.length > 0 ? it.errors.join('; ') : `no answer within ${timeoutMs} ms`;
-        ctx.settle(
-          it,
-          new DropbearError('NO_CERTIFICATE', `no node returned a valid certificate for ${it.id}: ${why}`),
-        );
+        // Turned away for load and taken by no node: the group never saw it, and the caller should back
+        // off and send it again, which OVERLOADED says (NO_CERTIFICATE would hide it).
+        const code = it.overloadedBy && !it.taken ? 'OVERLOADED' : 'NO_CERTIFICATE';
+        const what = code === 'OVERLOADED' ? 'no node took' : 'no node returned a valid certificate for';
+        ctx.settle(it, new DropbearError(code, `${what} ${it.id} within ${timeoutMs} ms: ${why}`));
       }
     return items.map((it) => it.out as InferResult | Error);
   }
@@ -638,6 +655,15 @@ export class DropbearClient {
       if ('error' in answer) {
         const code = answer.error.code;
         if (code === 'OVERLOADED') {
+          // Noted once per node and item; asked again after Retry-After until the call's deadline.
+          for (const it of chunk) {
+            it.overloadedBy ??= new Set();
+            if (it.overloadedBy.has(node.id)) continue;
+            it.overloadedBy.add(node.id);
+            it.errors.push(
+              `node ${node.id}: OVERLOADED ${answer.error.message} (asked again until the deadline)`,
+            );
+          }
           await sleep(Math.min(answer.retryAfterMs, ctx.deadline - Date.now()), ctx.signal);
           continue;
         }
@@ -670,10 +696,17 @@ export class DropbearClient {
   ): void {
     if (it.out) return;
     const why = (m: string) => it.errors.push(`node ${node.id}: ${m}`);
-    if (answer.kind === 'certificate') return this.takeCertificate(node, it, answer.certificate, ctx);
+    if (answer.kind === 'certificate') {
+      it.taken = true;
+      return this.takeCertificate(node, it, answer.certificate, ctx);
+    }
     if (answer.requestId && hex(answer.requestId) !== it.id) return void why('answered for another request');
-    if (answer.kind === 'pending') return pollLater(it);
+    if (answer.kind === 'pending') {
+      it.taken = true;
+      return pollLater(it);
+    }
     const err = new DropbearError(answer.code, answer.message || answer.code);
+    if (err.code === 'OVERLOADED') (it.overloadedBy ??= new Set()).add(node.id);
     why(`${err.code} ${err.message}`);
     if (FINAL.has(err.code)) this.refused(node, it, err, ctx);
   }
@@ -714,6 +747,7 @@ export class DropbearClient {
         this.itemSignal(it),
         ctx.sentToAll,
       );
+      it.taken = true;
       if (cert) this.takeCertificate(node, it, cert, ctx);
       else pollLater(it);
     } catch (e) {
@@ -845,7 +879,11 @@ const FINAL = new Set([
 /** Records on each unsettled item why `node` could not serve it. */
 function failAll(items: BatchItem[], node: GroupNode, e: unknown): void {
   const code = e instanceof DropbearError ? e.code : 'NETWORK';
-  for (const it of items) if (!it.out) it.errors.push(`node ${node.id}: ${code} ${(e as Error).message}`);
+  for (const it of items)
+    if (!it.out) {
+      if (code === 'OVERLOADED') (it.overloadedBy ??= new Set()).add(node.id);
+      it.errors.push(`node ${node.id}: ${code} ${(e as Error).message}`);
+    }
 }
 
 /** Resolves after `ms` (at once when ms ≤ 0), or as soon as `signal` aborts. */

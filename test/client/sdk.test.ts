@@ -372,6 +372,44 @@ describe('DropbearClient over HTTP', () => {
     expect(s.servedBy).not.toBe(1);
   });
 
+  it('OVERLOADED when every node that answered turned the request away for load and none took it; certified when one took it', async () => {
+    let posts = 0;
+    const busy = await fakeNode((req, res) => {
+      void readBody(req).then(() => {
+        posts++;
+        res.writeHead(503, { 'content-type': 'application/json', 'retry-after': '1' }).end(
+          JSON.stringify({
+            error: { code: 'OVERLOADED', message: 'the node holds 9000 requests; retry later' },
+          }),
+        );
+      });
+    });
+    const dead = await deadUrl();
+    // Three nodes overloaded, one down: nobody took it.
+    const nodes = [busy, busy, busy, dead].map((api, id) => ({ id, api }));
+    const one = sdk({ nodes, timeoutMs: 1500, hedgeMs: 0 });
+    const e = await one.infer(nextImage()).catch((x: unknown) => x);
+    expect(e).toBeInstanceOf(DropbearError);
+    expect((e as DropbearError).code).toBe('OVERLOADED');
+    expect((e as DropbearError).message).toMatch(/node 0: OVERLOADED the node holds 9000 requests/);
+    // A batch: each node is asked again after its Retry-After (1 s) until the deadline, then the items
+    // end as OVERLOADED, saying which nodes refused.
+    posts = 0;
+    const t0 = Date.now();
+    const batch = await one.inferBatch([nextImage(), nextImage()]);
+    expect(Date.now() - t0).toBeGreaterThanOrEqual(1400);
+    expect(batch.map((r) => (r as DropbearError).code)).toEqual(['OVERLOADED', 'OVERLOADED']);
+    const msg = (batch[0] as DropbearError).message;
+    for (const id of [0, 1, 2]) expect(msg).toContain(`node ${id}: OVERLOADED`);
+    expect(msg).toMatch(/node 3: NETWORK/);
+    // Once per node at the start and once more after Retry-After (1 s of the 1.5 s).
+    expect(posts).toBe(6);
+    // Three nodes overloaded, one real: the real one takes the requests and the group certifies them.
+    const mixed = sdk({ nodes: real.map((n) => (n.id === 3 ? n : { id: n.id, api: busy })), hedgeMs: 0 });
+    expectCertified(await mixed.infer(nextImage()));
+    for (const r of await mixed.inferBatch([nextImage(), nextImage()])) expectCertified(r);
+  });
+
   it('skips a node whose certificate does not verify (bad signature, changed vote, another request)', async () => {
     for (const tamper of [
       flipSignature,
