@@ -52,7 +52,7 @@ import { readGenesis, readJsonFile, stableJson } from './io.ts';
 export const GROUP_REPLICA = {
   voteWaitMs: 25,
   maxInFlightBatches: 4,
-  inFlightBudgetMs: 500,
+  inFlightBudgetMs: 1000,
   batchTimeoutMs: 60,
   idleBatchTimeoutMs: 0,
   checkpointInterval: 8,

@@ -102,7 +102,8 @@ export interface ReplicaConfig {
    * batchSize: a ten-node group on two cores then had 2,051 entries in flight at ~900 executed per
    * second, the first of them executed only after 2.5 s, past the view-change timeout, and backups
    * changed view on a primary that was only slow (2026-12-02, BENCHMARKS.md protocol). Keep it well
-   * under viewChangeTimeoutMs.
+   * under viewChangeTimeoutMs (half of it by default and in `group init`'s settings): all the batches in
+   * flight may finish together, since they share the CPU.
    */
   inFlightBudgetMs: number;
   /** K: a checkpoint every K executed batches. */
@@ -144,8 +145,12 @@ export interface ReplicaConfig {
 
 /** The execution rate the primary sizes its batches by (inFlightBudgetMs) is measured over this long. */
 const RATE_WINDOW_MS = 2000;
-/** The smallest batch the in-flight budget cuts a batch to (below it, per-batch costs dominate). */
-export const MIN_CAPPED_BATCH = 64;
+/**
+ * The smallest batch the in-flight budget cuts a batch to. The cap feeds back on itself (smaller batches
+ * cost more per request, so the rate and then the cap fall): with 64 and a 500 ms budget a 10-node group
+ * offered twice its capacity settled at ~67 entries per batch and half its closed-loop throughput.
+ */
+export const MIN_CAPPED_BATCH = 128;
 
 /**
  * Most entries a primary puts in one batch when the group executes `ratePerSecond` requests per second:
@@ -171,7 +176,7 @@ export const DEFAULT_REPLICA_CONFIG: ReplicaConfig = {
   voteWaitMs: 2,
   window: 64,
   maxInFlightBatches: 64,
-  inFlightBudgetMs: 250,
+  inFlightBudgetMs: 500,
   checkpointInterval: 32,
   forwardBatchSize: 256,
   forwardDelayMs: 1,

@@ -1697,18 +1697,20 @@ describe('5. three phases end to end (4 replicas, synchronous router)', () => {
 
 describe('5b. the in-flight budget caps batches by the recent execution rate', () => {
   it('batchCap: batchSize without a budget; rate × budget spread over the batches in flight; a floor', () => {
-    const cfg = { batchSize: 1024, inFlightBudgetMs: 500, maxInFlightBatches: 4 };
+    const cfg = { batchSize: 1024, inFlightBudgetMs: 1000, maxInFlightBatches: 4 };
+    expect(MIN_CAPPED_BATCH).toBe(128);
     expect(batchCap(2000, { ...cfg, inFlightBudgetMs: 0 })).toBe(1024);
-    // 2,000/s × 0.5 s = 1,000 entries in flight, over 4 batches.
-    expect(batchCap(2000, cfg)).toBe(250);
-    expect(batchCap(900, cfg)).toBe(112);
+    // 2,000/s × 1 s = 2,000 entries in flight, over 4 batches.
+    expect(batchCap(2000, cfg)).toBe(500);
+    expect(batchCap(900, cfg)).toBe(225);
+    expect(batchCap(900, { ...cfg, inFlightBudgetMs: 500 })).toBe(MIN_CAPPED_BATCH);
     expect(batchCap(100_000, cfg)).toBe(1024);
     expect(batchCap(0, cfg)).toBe(MIN_CAPPED_BATCH);
-    expect(batchCap(100, cfg)).toBe(MIN_CAPPED_BATCH);
     expect(batchCap(0, { ...cfg, batchSize: 10 })).toBe(10);
   });
 
   const burst = (inFlightBudgetMs: number) => {
+    // 300 requests at once into an idle group: its recent rate is 0, so the cap is the floor.
     const c = new Cluster({
       batchSize: 1024,
       batchTimeoutMs: 2,
@@ -1737,6 +1739,7 @@ describe('5b. the in-flight budget caps batches by the recent execution rate', (
     const capped = burst(500);
     expect(Math.max(...capped.sizes)).toBeLessThanOrEqual(MIN_CAPPED_BATCH);
     expect(capped.sizes.length).toBeGreaterThanOrEqual(Math.ceil(300 / MIN_CAPPED_BATCH));
+    expect(Math.max(...capped.sizes)).toBe(MIN_CAPPED_BATCH);
     const uncapped = burst(0);
     expect(Math.max(...uncapped.sizes)).toBeGreaterThan(MIN_CAPPED_BATCH);
     // The rate the cap is sized by: what the node executed over the last 2 s, forgotten after.
