@@ -402,8 +402,11 @@ describe('DropbearClient over HTTP', () => {
     const msg = (batch[0] as DropbearError).message;
     for (const id of [0, 1, 2]) expect(msg).toContain(`node ${id}: OVERLOADED`);
     expect(msg).toMatch(/node 3: NETWORK/);
-    // Once per node at the start and once more after Retry-After (1 s of the 1.5 s).
-    expect(posts).toBe(6);
+    // Once per node at the start and once more after Retry-After (1 s of the 1.5 s); a node may get a
+    // last one right at the deadline (a timer may fire a millisecond before Date.now() reaches it), but
+    // never a storm of retries.
+    expect(posts).toBeGreaterThanOrEqual(6);
+    expect(posts).toBeLessThanOrEqual(9);
     // Three nodes overloaded, one real: the real one takes the requests and the group certifies them.
     const mixed = sdk({ nodes: real.map((n) => (n.id === 3 ? n : { id: n.id, api: busy })), hedgeMs: 0 });
     expectCertified(await mixed.infer(nextImage()));
