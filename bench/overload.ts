@@ -80,19 +80,6 @@ interface StepRow {
   refused: number;
 }
 
-async function refusedSoFar(apis: string[], f: typeof fetch): Promise<number> {
-  let total = 0;
-  for (const a of apis) {
-    // A node that does not answer counts nothing (the step's failures say what happened).
-    const text = await f(`${a}/metrics`)
-      .then((r) => r.text())
-      .catch(() => '');
-    const m = /^dropbear_requests_rejected_total\{reason="OVERLOADED"\} (\S+)$/m.exec(text);
-    if (m) total += Number(m[1]);
-  }
-  return total;
-}
-
 async function run(budget: number | null, round: number): Promise<StepRow[]> {
   const http = lightFetch({ maxSockets: 512 });
   const inputs = Array.from({ length: 1024 }, (_, i) => standInInput(i));
@@ -117,7 +104,6 @@ async function run(budget: number | null, round: number): Promise<StepRow[]> {
       for (const rate of [HIGH, LOW, LOW]) {
         await settleGroup(g, http.fetch);
         const c0 = await nodeCounters(apis, http.fetch);
-        const r0 = await refusedSoFar(apis, http.fetch);
         const r = await openLoop(sender.send, { rate, durationMs: MS, drainMs: DRAIN_MS, firstIndex: first });
         first += 1_000_000;
         const c1 = await nodeCounters(apis, http.fetch);
@@ -131,7 +117,7 @@ async function run(budget: number | null, round: number): Promise<StepRow[]> {
           p50: r.latency.p50,
           p99: r.latency.p99,
           viewChanges: c1.viewChanges - c0.viewChanges,
-          refused: (await refusedSoFar(apis, http.fetch)) - r0,
+          refused: c1.overloadRefusals - c0.overloadRefusals,
         };
         rows.push(row);
         console.error(

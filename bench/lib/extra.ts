@@ -500,6 +500,8 @@ export interface NodeCounters {
   /** Node 0's executed consensus batches and the entries in them. */
   batches: number;
   entries: number;
+  /** Requests refused with OVERLOADED, all nodes together (a refused request counted again at each retry). */
+  overloadRefusals: number;
 }
 
 /** Counters from the nodes' /metrics (NaN where a node does not answer). */
@@ -517,5 +519,11 @@ export async function nodeCounters(apis: string[], fetchImpl: typeof fetch = fet
     viewChanges: Math.max(...texts.map((t) => get(t, 'dropbear_view_changes_total'))),
     batches: get(texts[0], 'dropbear_consensus_batch_size_count'),
     entries: get(texts[0], 'dropbear_consensus_batch_size_sum'),
+    // A node that does not answer counts none (the step's failures say what happened).
+    overloadRefusals: texts.reduce(
+      (a, t) =>
+        a + Number(/^dropbear_requests_rejected_total\{reason="OVERLOADED"\} (\S+)$/m.exec(t)?.[1] ?? 0),
+      0,
+    ),
   };
 }
