@@ -124,6 +124,11 @@ const POLLS_PER_NODE = 16;
 /** A poll that comes back empty sooner than this waits out the rest before polling again. */
 const MIN_POLL_INTERVAL_MS = 100;
 /**
+ * An overloaded node is asked again after its Retry-After only if at least this much of the call's time is
+ * left then: less is no time for the group to order and certify what it takes.
+ */
+const MIN_RETRY_WINDOW_MS = 100;
+/**
  * How long `send` lets its other POSTs finish once it has its answer (at most until its deadline). Aborting
  * an HTTP call closes its connection: the other node holding the POST open usually certifies within
  * milliseconds of the first, and cutting it off made the next call to that node open a new connection
@@ -655,7 +660,7 @@ export class DropbearClient {
       if ('error' in answer) {
         const code = answer.error.code;
         if (code === 'OVERLOADED') {
-          // Noted once per node and item; asked again after Retry-After until the call's deadline.
+          // Noted once per node and item; asked again after Retry-After while the call has time left.
           for (const it of chunk) {
             it.overloadedBy ??= new Set();
             if (it.overloadedBy.has(node.id)) continue;
@@ -664,7 +669,10 @@ export class DropbearClient {
               `node ${node.id}: OVERLOADED ${answer.error.message} (asked again until the deadline)`,
             );
           }
-          await sleep(Math.min(answer.retryAfterMs, ctx.deadline - Date.now()), ctx.signal);
+          // Asked again only if, after the wait, the call has time left for the node to take them: a POST
+          // sent right at the deadline (a sleep cut short by it) cannot come back with a certificate.
+          if (answer.retryAfterMs + MIN_RETRY_WINDOW_MS > ctx.deadline - Date.now()) break;
+          await sleep(answer.retryAfterMs, ctx.signal);
           continue;
         }
         if (code === 'BODY_TOO_LARGE') {
