@@ -671,7 +671,11 @@ export class DropbearClient {
           }
           // Asked again only if, after the wait, the call has time left for the node to take them: a POST
           // sent right at the deadline (a sleep cut short by it) cannot come back with a certificate.
-          if (answer.retryAfterMs + MIN_RETRY_WINDOW_MS > ctx.deadline - Date.now()) break;
+          // The items this node was not yet sent are turned away with them: the node said it is overloaded.
+          if (answer.retryAfterMs + MIN_RETRY_WINDOW_MS > ctx.deadline - Date.now()) {
+            failAll(todo.slice(end), node, answer.error);
+            break;
+          }
           await sleep(answer.retryAfterMs, ctx.signal);
           continue;
         }

@@ -405,6 +405,17 @@ describe('DropbearClient over HTTP', () => {
     expect(msg).toMatch(/node 3: NETWORK/);
     // Once per node at the start and once more after Retry-After (at 1 s), not a third time at 2 s.
     expect(posts).toBe(6);
+    // In chunks of one request (maxBodyBytes): each node refuses the first twice and is never sent the
+    // second, which ends as OVERLOADED too (the nodes said they are overloaded), not as "no answer".
+    const chunked = sdk({ nodes, timeoutMs: 2050, hedgeMs: 0 });
+    const pair = chunked.signBatch([nextImage(), nextImage()]);
+    const size = Math.max(...pair.map((sr) => encode(SignedRequest, sr).length));
+    posts = 0;
+    const split = await sdk({ nodes, timeoutMs: 2050, hedgeMs: 0, maxBodyBytes: size + 3 }).sendBatch(pair);
+    expect(posts).toBe(6);
+    expect(split.map((r) => (r as DropbearError).code)).toEqual(['OVERLOADED', 'OVERLOADED']);
+    for (const id of [0, 1, 2])
+      expect((split[1] as DropbearError).message).toContain(`node ${id}: OVERLOADED`);
     // Three nodes overloaded, one real: the real one takes the requests and the group certifies them.
     const mixed = sdk({ nodes: real.map((n) => (n.id === 3 ? n : { id: n.id, api: busy })), hedgeMs: 0 });
     expectCertified(await mixed.infer(nextImage()));
