@@ -666,7 +666,7 @@ export class DropbearClient {
             if (it.overloadedBy.has(node.id)) continue;
             it.overloadedBy.add(node.id);
             it.errors.push(
-              `node ${node.id}: OVERLOADED ${answer.error.message} (asked again until the deadline)`,
+              `node ${node.id}: OVERLOADED ${answer.error.message} (asked again while the call has time left)`,
             );
           }
           // Asked again only if, after the wait, the call has time left for the node to take them: a POST
