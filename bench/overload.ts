@@ -23,6 +23,7 @@ import { nodeCounters } from './lib/extra.ts';
 import { lightFetch } from './lib/http.ts';
 import { closedLoop, openLoop } from './lib/load.ts';
 import { describeMachine, machine } from './lib/machine.ts';
+import { mdTable } from './lib/markdown.ts';
 import { flag } from './lib/part.ts';
 import { settleGroup, withGroup } from './parts/protocol.ts';
 
@@ -142,17 +143,36 @@ for (let round = 1; round <= ROUNDS; round++) for (const b of BUDGETS) all.push(
 const num = (x: number, d = 0) => (Number.isFinite(x) ? x.toFixed(d) : 'n/a');
 console.log('');
 console.log(
-  '| in-flight budget | round | offered req/s | certified | failed (by code) | p50 ms | p99 ms | view changes | requests refused OVERLOADED |',
+  mdTable(
+    [
+      '<in-flight budget',
+      'round',
+      'offered req/s',
+      'certified',
+      '<failed (by code)',
+      'p50 ms',
+      'p99 ms',
+      'view changes',
+      'requests refused OVERLOADED',
+    ],
+    all.map((r) => {
+      const codes = Object.entries(r.errors)
+        .map(([k, v]) => `${k} ${v}`)
+        .join(', ');
+      return [
+        r.budget,
+        r.round,
+        r.rate,
+        r.ok,
+        `${r.failed}${codes ? ` (${codes})` : ''}`,
+        num(r.p50),
+        num(r.p99),
+        r.viewChanges,
+        r.refused,
+      ];
+    }),
+  ),
 );
-console.log('| --- | --: | --: | --: | --- | --: | --: | --: | --: |');
-for (const r of all) {
-  const codes = Object.entries(r.errors)
-    .map(([k, v]) => `${k} ${v}`)
-    .join(', ');
-  console.log(
-    `| ${r.budget} | ${r.round} | ${r.rate} | ${r.ok} | ${r.failed}${codes ? ` (${codes})` : ''} | ${num(r.p50)} | ${num(r.p99)} | ${r.viewChanges} | ${r.refused} |`,
-  );
-}
 console.log('');
 for (const b of BUDGETS) {
   const rows = all.filter((r) => r.budget === budgetLabel(b));

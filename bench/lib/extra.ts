@@ -513,16 +513,19 @@ export async function nodeCounters(apis: string[], fetchImpl: typeof fetch = fet
         .catch(() => ''),
     ),
   );
-  const get = (text: string, name: string) =>
-    Number(new RegExp(`^${name}(?:\\{[^}]*\\})? (\\S+)$`, 'm').exec(text)?.[1] ?? Number.NaN);
+  /** A sample's value: the first series of `name`, or the one with exactly `labels` (e.g. 'reason="X"'). */
+  const get = (text: string, name: string, labels?: string) =>
+    Number(
+      new RegExp(`^${name}${labels ? `\\{${labels}\\}` : '(?:\\{[^}]*\\})?'} (\\S+)$`, 'm').exec(text)?.[1] ??
+        Number.NaN,
+    );
   return {
     viewChanges: Math.max(...texts.map((t) => get(t, 'dropbear_view_changes_total'))),
     batches: get(texts[0], 'dropbear_consensus_batch_size_count'),
     entries: get(texts[0], 'dropbear_consensus_batch_size_sum'),
     // A node that does not answer counts none (the step's failures say what happened).
     overloadRefusals: texts.reduce(
-      (a, t) =>
-        a + Number(/^dropbear_requests_rejected_total\{reason="OVERLOADED"\} (\S+)$/m.exec(t)?.[1] ?? 0),
+      (a, t) => a + (get(t, 'dropbear_requests_rejected_total', 'reason="OVERLOADED"') || 0),
       0,
     ),
   };
