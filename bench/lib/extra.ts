@@ -343,49 +343,74 @@ export function oipImageBody(
   inputName: string,
   image: Uint8Array,
 ): { headers: Record<string, string>; body: Buffer } {
+  return oipImagesBody(inputName, [image]);
+}
+
+/** One OIP v2 request for several encoded images: a BYTES input of shape [N] as binary data. */
+export function oipImagesBody(
+  inputName: string,
+  images: Uint8Array[],
+): { headers: Record<string, string>; body: Buffer } {
+  const parts: Uint8Array[] = [];
+  let size = 0;
+  for (const image of images) {
+    const len = Buffer.alloc(4);
+    len.writeUInt32LE(image.length, 0);
+    parts.push(len, image);
+    size += 4 + image.length;
+  }
   const json = Buffer.from(
     JSON.stringify({
       inputs: [
         {
           name: inputName,
           datatype: 'BYTES',
-          shape: [1],
-          parameters: { binary_data_size: 4 + image.length },
+          shape: [images.length],
+          parameters: { binary_data_size: size },
         },
       ],
       parameters: { binary_data_output: true },
     }),
   );
-  const len = Buffer.alloc(4);
-  len.writeUInt32LE(image.length, 0);
   return {
     headers: {
       'content-type': 'application/octet-stream',
       'inference-header-content-length': String(json.length),
     },
-    body: Buffer.concat([json, len, image]),
+    body: Buffer.concat([json, ...parts]),
   };
 }
 
 /** The top-1 index of an OIP binary answer (FP32 scores after the JSON header); ties to the lowest. */
 export function oipTop1(r: RawResponse): number {
+  return oipTop1s(r, 1)[0];
+}
+
+/** The top-1 index of each of the `n` items of an OIP binary answer (scores [n, classes]); ties to the lowest. */
+export function oipTop1s(r: RawResponse, n: number): number[] {
   if (r.status !== 200)
     throw Object.assign(new Error(`OIP server answered ${r.status}: ${r.body.toString('utf8', 0, 200)}`), {
       code: `HTTP_${r.status}`,
     });
   const head = Number(r.headers['inference-header-content-length']);
   const bytes = r.body.subarray(head);
-  const n = bytes.length >> 2;
-  let best = 0;
-  let bestV = Number.NEGATIVE_INFINITY;
-  for (let i = 0; i < n; i++) {
-    const v = bytes.readFloatLE(i * 4);
-    if (v > bestV) {
-      bestV = v;
-      best = i;
+  const per = bytes.length / 4 / n;
+  if (!Number.isInteger(per) || per < 1)
+    throw new Error(`OIP answer of ${bytes.length} bytes is not ${n} rows of FP32 scores`);
+  const out: number[] = [];
+  for (let k = 0; k < n; k++) {
+    let best = 0;
+    let bestV = Number.NEGATIVE_INFINITY;
+    for (let i = 0; i < per; i++) {
+      const v = bytes.readFloatLE((k * per + i) * 4);
+      if (v > bestV) {
+        bestV = v;
+        best = i;
+      }
     }
+    out.push(best);
   }
-  return best;
+  return out;
 }
 
 /**

@@ -12,6 +12,42 @@ import { type Percentiles, percentiles } from './stats.ts';
 /** Sends request number `i`; resolves when it is answered successfully, rejects (with a `code`) if not. */
 export type Send = (i: number) => Promise<void>;
 
+/**
+ * Coalescing by turn of the event loop: calls made in the same turn become one call of `run` on all their
+ * items (in call order), and each settles with its own answer; `run` failing fails every call of its turn.
+ * Nothing waits for more calls. The fan-out baseline of the e2e part coalesces with this as the SDK's
+ * `coalesce` does for the certified side.
+ */
+export function sameTurn<T, R>(run: (items: T[]) => Promise<R[]>): (item: T) => Promise<R> {
+  let calls: { item: T; resolve: (r: R) => void; reject: (e: unknown) => void }[] = [];
+  const flush = () => {
+    const mine = calls;
+    calls = [];
+    let p: Promise<R[]>;
+    try {
+      p = run(mine.map((c) => c.item));
+    } catch (e) {
+      p = Promise.reject(e);
+    }
+    p.then(
+      (out) => {
+        mine.forEach((c, k) => {
+          if (k < out.length) c.resolve(out[k]);
+          else c.reject(new Error(`${out.length} answers for ${mine.length} items`));
+        });
+      },
+      (e: unknown) => {
+        for (const c of mine) c.reject(e);
+      },
+    );
+  };
+  return (item) =>
+    new Promise<R>((resolve, reject) => {
+      calls.push({ item, resolve, reject });
+      if (calls.length === 1) setImmediate(flush);
+    });
+}
+
 export interface StepResult {
   mode: 'open' | 'closed';
   /** Requests per second offered (open loop). */

@@ -36,7 +36,9 @@ import {
   type NodeGroup,
   nodeCounters,
   oipImageBody,
+  oipImagesBody,
   oipTop1,
+  oipTop1s,
   plurality,
   rawHttp,
   type ServedModel,
@@ -48,7 +50,14 @@ import {
   tempDir,
 } from '../lib/extra.ts';
 import { lightFetch } from '../lib/http.ts';
-import { closedLoop, type LatencySample, openLoop, type Send, type StepResult } from '../lib/load.ts';
+import {
+  closedLoop,
+  type LatencySample,
+  openLoop,
+  type Send,
+  type StepResult,
+  sameTurn,
+} from '../lib/load.ts';
 import { atEnd, describeMachine, machine } from '../lib/machine.ts';
 import { mdTable } from '../lib/markdown.ts';
 import { flag, type PartOptions, type PartResult, warmupMs } from '../lib/part.ts';
@@ -129,6 +138,11 @@ export const flags: FlagSpecs = {
   conc: { kind: 'counts', help: 'closed-loop concurrencies (4,8,16,32)' },
   models: { kind: 'text', help: 'the four models, comma-separated' },
   profile: { kind: 'switch', help: 'CPU profiles of the nodes at the certified peak' },
+  client: {
+    kind: 'choice',
+    choices: ['coalesced', 'per-call'],
+    help: "both sides' clients: the calls of one event-loop turn sent together (coalesced, the default) or one by one",
+  },
 };
 
 export async function run(o: PartOptions): Promise<PartResult> {
@@ -139,6 +153,7 @@ export async function run(o: PartOptions): Promise<PartResult> {
   const ladder = (flag(o.args, 'conc') ?? (o.quick ? '8,16' : '4,8,16,32')).split(',').map(Number);
   const models = (flag(o.args, 'models') ?? DEFAULT_MODELS.join(',')).split(',');
   const wantProfile = o.args.includes('--profile');
+  const coalesce = (flag(o.args, 'client') ?? 'coalesced') === 'coalesced';
   if (models.length !== 4) throw new Error('--models needs four models');
   const m = machine();
   const images = loadVal();
@@ -191,6 +206,7 @@ export async function run(o: PartOptions): Promise<PartResult> {
         nodes: grp.file.nodes,
         key: grp.group.clientKey(),
         fetch: light.fetch,
+        coalesce,
       });
     let client = makeClient(group);
     let relaxedClient = makeClient(relaxedGroup);
@@ -209,14 +225,28 @@ export async function run(o: PartOptions): Promise<PartResult> {
       votesCounted[Math.min(4, r.votes.length)]++;
     };
     const inputNames = models.map((n) => catalogByName(n)?.input.name ?? 'input');
-    const baseline: Send = async (i) => {
-      const img = images[i % images.length];
-      const labels = await Promise.all(
+    // Coalesced, the images asked for in one turn go to each server as one OIP request (BYTES [N]), as the
+    // SDK's `coalesce` sends the certified side's calls of one turn as one batch.
+    const fanOut = sameTurn(async (idx: number[]) => {
+      const imgs = idx.map((i) => images[i % images.length]);
+      const perServer = await Promise.all(
         servers.map(async (s, k) => {
-          const { headers, body } = oipImageBody(inputNames[k], img);
-          return oipTop1(await raw.post(`${s.url}/v2/models/${s.name}/infer`, headers, body));
+          const { headers, body } = oipImagesBody(inputNames[k], imgs);
+          return oipTop1s(await raw.post(`${s.url}/v2/models/${s.name}/infer`, headers, body), imgs.length);
         }),
       );
+      return idx.map((_, j) => perServer.map((labels) => labels[j]));
+    });
+    const baseline: Send = async (i) => {
+      const img = images[i % images.length];
+      const labels = coalesce
+        ? await fanOut(i)
+        : await Promise.all(
+            servers.map(async (s, k) => {
+              const { headers, body } = oipImageBody(inputNames[k], img);
+              return oipTop1(await raw.post(`${s.url}/v2/models/${s.name}/infer`, headers, body));
+            }),
+          );
       baseLabels.set(i % images.length, labels);
     };
     const relaxed: Send = async (i) => {
@@ -615,6 +645,9 @@ export async function run(o: PartOptions): Promise<PartResult> {
         `${warmMs > 0 ? ` (each side first warmed up for ${warmMs / 1000} s at 8 in flight, discarded: V8 compiles the nodes' functions over the first minutes under load; warmupMs in bench/lib/part.ts)` : ''}; ` +
         "median and min–max over runs (the p99s compared at half of the peak: every run's answers pooled, their ratio with a 95 % interval from resampling one-second blocks of answers; in the rows below, each run's p99 as elsewhere). Certified: `DropbearClient.infer` (signs, sends to all 4 nodes, verifies the first certificate). " +
         'Baseline: the same client process POSTs each image (OIP v2 BYTES, binary) to the 4 servers and takes the plurality (≥ f+1 = 2 votes). ' +
+        (coalesce
+          ? "Both clients coalesce (`--client coalesced`, the default since 2026-12-02): the calls made in one turn of the event loop go together, nothing waits for more. Certified: the SDK's `coalesce` (one client signature and one POST per node for them; a call alone goes as a request of its own). Baseline: one OIP request per server holding their images (BYTES [N]). "
+          : 'Each call on its own on both sides (`--client per-call`, as every run before 2026-12-02). ') +
         'Certified, relaxed durability: a second 4-node group, started beside the first and idle while the others run, the same but for `"durability": "relaxed"` in its node configs (no fsync before a node signs; docs/ledger.md), measured in the open-loop rows at half of the baseline\'s peak only.',
       '',
       summary,
@@ -642,6 +675,7 @@ export async function run(o: PartOptions): Promise<PartResult> {
       json: {
         models,
         engine: ENGINE,
+        client: coalesce ? 'coalesced' : 'per-call',
         runs,
         stepMs,
         warmupMs: warmMs,

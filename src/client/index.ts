@@ -79,6 +79,15 @@ export interface ClientOptions {
    * still answers 413 gets smaller POSTs, and a request too large for JSON alone goes as canonical bytes.
    */
   maxBodyBytes?: number;
+  /**
+   * Coalescing (off by default): `infer` calls made in the same turn of the event loop with the same
+   * options (a server answering concurrent users, a loop whose answers arrive together) are signed
+   * together and sent as one batch, as `inferBatch` sends: one client signature, and one POST per node,
+   * for all of them instead of one of each per call. Each call still settles with its own result. A call
+   * alone in its turn goes as without it (one signature, `waitOn`). Nothing waits for more calls: the cost
+   * is the batch's behaviour (every chosen node holds its POST open; the batch shares one deadline).
+   */
+  coalesce?: boolean;
 }
 
 export interface InferOptions {
@@ -180,6 +189,20 @@ interface BatchContext {
 }
 
 type BatchPost = { results: RequestAnswer[] } | { error: DropbearError; retryAfterMs: number };
+
+/** An `infer` call waiting for the end of its turn (ClientOptions.coalesce). */
+interface TurnCall {
+  input: Uint8Array;
+  opts: InferOptions;
+  resolve: (r: InferResult) => void;
+  reject: (e: unknown) => void;
+}
+
+/** Calls coalesce only with calls of the same options: one signature covers one policy and fee. */
+function coalesceKey(o: InferOptions): string {
+  if (o.policy === undefined && o.maxFee === undefined && o.timeoutMs === undefined) return '';
+  return JSON.stringify([o.policy ?? null, o.maxFee ?? null, o.timeoutMs ?? null]);
+}
 
 /** The query of POST /v1/requests: how long to wait, and whether every node got the request from us. */
 function submitQuery(waitMs: number, sentToAll: boolean): string {
@@ -523,8 +546,57 @@ export class DropbearClient {
   }
 
   infer(input: Uint8Array, opts: InferOptions = {}): Promise<InferResult> {
-    return this.send(this.sign(input, opts), opts.timeoutMs);
+    if (!this.opts.coalesce) return this.send(this.sign(input, opts), opts.timeoutMs);
+    return new Promise<InferResult>((resolve, reject) => {
+      const key = coalesceKey(opts);
+      let calls = this.turnCalls.get(key);
+      if (!calls) {
+        calls = [];
+        this.turnCalls.set(key, calls);
+      }
+      calls.push({ input, opts, resolve, reject });
+      if (!this.turnScheduled) {
+        this.turnScheduled = true;
+        setImmediate(this.sendTurn);
+      }
+    });
   }
+
+  /** `infer` calls of this turn of the event loop, by their options (see ClientOptions.coalesce). */
+  private turnCalls = new Map<string, TurnCall[]>();
+  private turnScheduled = false;
+
+  private readonly sendTurn = (): void => {
+    this.turnScheduled = false;
+    const groups = this.turnCalls;
+    this.turnCalls = new Map();
+    for (const calls of groups.values()) {
+      const opts = calls[0].opts;
+      try {
+        if (calls.length === 1) {
+          this.send(this.sign(calls[0].input, opts), opts.timeoutMs).then(calls[0].resolve, calls[0].reject);
+          continue;
+        }
+        this.inferBatch(
+          calls.map((c) => c.input),
+          opts,
+        ).then(
+          (results) => {
+            results.forEach((r, k) => {
+              if (r instanceof Error) calls[k].reject(r);
+              else calls[k].resolve(r);
+            });
+          },
+          (e: unknown) => {
+            for (const c of calls) c.reject(e);
+          },
+        );
+      } catch (e) {
+        // Signing refused the options (a bad policy, say): every call that shares them fails alike.
+        for (const c of calls) c.reject(e);
+      }
+    }
+  };
 
   /**
    * Many inputs under ONE client signature (per 4096): signs them as a batch and sends them with

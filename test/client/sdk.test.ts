@@ -8,7 +8,12 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type SignatureCache, verifyCertificate } from '../../src/certificate/index.ts';
-import { type ClientOptions, DropbearClient, type InferResult } from '../../src/client/index.ts';
+import {
+  type ClientOptions,
+  DropbearClient,
+  type InferOptions,
+  type InferResult,
+} from '../../src/client/index.ts';
 import { buildApi } from '../../src/node/api.ts';
 import {
   Certificate,
@@ -63,7 +68,15 @@ function sdk(o: Partial<ClientOptions> = {}): DropbearClient {
 
 /** `fetch` that records every call (method, URL, body) and how many were in flight at most. */
 function recording() {
-  const calls: { method: string; url: string; body: unknown; status?: number; type?: string | null }[] = [];
+  const calls: {
+    method: string;
+    url: string;
+    body: unknown;
+    /** The content type the client sent. */
+    sent?: string;
+    status?: number;
+    type?: string | null;
+  }[] = [];
   let inFlight = 0;
   const stats = { calls, maxInFlight: 0 };
   const f: typeof fetch = async (input, init) => {
@@ -71,6 +84,7 @@ function recording() {
       method: init?.method ?? 'GET',
       url: String(input),
       body: init?.body,
+      sent: (init?.headers as Record<string, string> | undefined)?.['content-type'],
     };
     calls.push(call);
     stats.maxInFlight = Math.max(stats.maxInFlight, ++inFlight);
@@ -541,6 +555,57 @@ describe('DropbearClient over HTTP', () => {
       expect((r as InferResult).requestId).toBe(hex(requestIdOf(sent[i])));
       expect(hex((r as InferResult).certificate.outcome.inputDigest)).toBe(hex(sha256(inputs[i])));
     });
+  });
+
+  it('coalesce: infer calls of one turn share one signature and one POST per node; a call alone, or with other options, goes on its own', async () => {
+    const rec = recording();
+    const c = sdk({ fetch: rec.fetch, sendTo: 2, coalesce: true });
+    const inputs = Array.from({ length: 5 }, nextImage);
+    const other = nextImage();
+    const fee = group.genesis.nodes.reduce((a, n) => a + n.fee, 0) + 1;
+    const results = await Promise.all([...inputs.map((x) => c.infer(x)), c.infer(other, { maxFee: fee })]);
+    const posts = rec.stats.calls.filter((x) => x.method === 'POST');
+    const lists = posts.filter((x) => x.sent === REQUEST_LIST_TYPE);
+    const singles = posts.filter((x) => x.sent !== REQUEST_LIST_TYPE);
+    // The five: one list POST to each of the two chosen nodes. The sixth (another fee): a request of its own.
+    expect(lists).toHaveLength(2);
+    expect(singles.length).toBeGreaterThanOrEqual(1);
+    const sent = decode(RequestList, lists[0].body as Uint8Array);
+    expect(sent).toHaveLength(5);
+    expect(new Set(sent.map((x) => (x.auth.kind === 'batch' ? hex(x.auth.signature) : 'single'))).size).toBe(
+      1,
+    );
+    expect(sent[0].auth.kind).toBe('batch');
+    for (const x of singles) {
+      const sr = decode(SignedRequest, x.body as Uint8Array);
+      expect(sr.auth.kind).toBe('single');
+      expect(sr.request.maxFee).toBe(fee);
+    }
+    // Each call got the certificate of its own input.
+    results.forEach((r, i) => {
+      const mine = expectCertified(r);
+      expect(hex(mine.certificate.outcome.inputDigest)).toBe(hex(sha256(i < 5 ? inputs[i] : other)));
+    });
+    expect(new Set(results.map((r) => r.requestId)).size).toBe(6);
+
+    // Alone in its turn: one signature over the request itself, as without coalescing.
+    const before = rec.stats.calls.length;
+    expectCertified(await c.infer(nextImage()));
+    const late = rec.stats.calls.slice(before).filter((x) => x.method === 'POST');
+    expect(late.length).toBeGreaterThanOrEqual(1);
+    for (const x of late) {
+      expect(x.sent).not.toBe(REQUEST_LIST_TYPE);
+      expect(decode(SignedRequest, x.body as Uint8Array).auth.kind).toBe('single');
+    }
+
+    // Options that cannot be signed (a negative minAgree) fail every call that shares them, and only those.
+    const bad = { policy: { kind: 'top1', minAgree: -1 } } as unknown as InferOptions;
+    const mixed = await Promise.allSettled([
+      c.infer(nextImage(), bad),
+      c.infer(nextImage(), bad),
+      c.infer(nextImage()),
+    ]);
+    expect(mixed.map((m) => m.status)).toEqual(['rejected', 'rejected', 'fulfilled']);
   });
 
   it('inferBatch: chunks by bytes, fails over from tampered certificates, settles bad members alone', async () => {
