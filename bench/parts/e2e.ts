@@ -21,7 +21,14 @@
  *
  * Both sides first run a discarded closed loop (`--warmup-ms`, 30 s; see warmupMs in bench/lib/part.ts).
  *
+ * Both clients coalesce by default (`--client coalesced`): the calls made in one turn of the event loop go
+ * together, the certified side's through the SDK's `coalesce` (one client signature and one POST per node
+ * for them), the baseline's as one OIP request per server holding their images (BYTES [N]); nothing waits
+ * for more calls. `--client per-call` sends each call on its own on both sides, as every run before
+ * 2026-12-02 did.
+ *
  * Flags: --runs=N --step-ms=MS --half-ms=MS --warmup-ms=MS --conc=4,8,16,32 --models=a,b,c,d --profile
+ * --client=coalesced|per-call
  */
 import { GROUP_REPLICA } from '../../src/cli/group.ts';
 import { DropbearClient, type InferResult } from '../../src/client/index.ts';
