@@ -395,7 +395,15 @@ export function oipTop1s(r: RawResponse, n: number): number[] {
   const head = Number(r.headers['inference-header-content-length']);
   const bytes = r.body.subarray(head);
   const per = bytes.length / 4 / n;
-  if (!Number.isInteger(per) || per < 1)
+  // The rows the server says it sent (its first output's shape), when its header names them.
+  let rows = n;
+  try {
+    const shape = JSON.parse(r.body.toString('utf8', 0, head)).outputs?.[0]?.shape;
+    if (Array.isArray(shape)) rows = Number(shape[0]);
+  } catch {
+    rows = Number.NaN;
+  }
+  if (rows !== n || !Number.isInteger(per) || per < 1)
     throw new Error(`OIP answer of ${bytes.length} bytes is not ${n} rows of FP32 scores`);
   const out: number[] = [];
   for (let k = 0; k < n; k++) {

@@ -55,8 +55,10 @@ describe('OIP bodies and answers of several images', () => {
     expect(got).toEqual([[1, 2, 3], [9], []]);
   });
 
-  const answer = (rows: number[][], status = 200): RawResponse => {
-    const json = Buffer.from('{"outputs":[]}');
+  const answer = (rows: number[][], status = 200, said = rows.length): RawResponse => {
+    const json = Buffer.from(
+      JSON.stringify({ outputs: [{ name: 'out', datatype: 'FP32', shape: [said, rows[0].length] }] }),
+    );
     const scores = Buffer.alloc(rows.length * rows[0].length * 4);
     rows.flat().forEach((v, i) => {
       scores.writeFloatLE(v, i * 4);
@@ -76,6 +78,16 @@ describe('OIP bodies and answers of several images', () => {
     expect(oipTop1s(r, 2)).toEqual([1, 0]);
     expect(oipTop1(answer([[0, 0, 3]]))).toBe(2);
     expect(() => oipTop1s(r, 4)).toThrow(/rows of FP32/);
+    // Four rows of two scores divide as evenly as two of four: the header's shape tells them apart.
+    const four = answer([
+      [1, 0],
+      [0, 1],
+      [1, 0],
+      [0, 1],
+    ]);
+    expect(oipTop1s(four, 4)).toEqual([0, 1, 0, 1]);
+    expect(() => oipTop1s(four, 2)).toThrow(/rows of FP32/);
+    expect(() => oipTop1s(answer([[1, 2]], 200, 3), 1)).toThrow(/rows of FP32/);
     expect(() => oipTop1s(answer([[1]], 500), 1)).toThrow(/500/);
   });
 });
