@@ -245,12 +245,11 @@ export async function run(o: PartOptions): Promise<PartResult> {
       return idx.map((_, j) => perServer.map((labels) => labels[j]));
     });
     const baseline: Send = async (i) => {
-      const img = images[i % images.length];
       const labels = coalesce
         ? await fanOut(i)
         : await Promise.all(
             servers.map(async (s, k) => {
-              const { headers, body } = oipImageBody(inputNames[k], img);
+              const { headers, body } = oipImageBody(inputNames[k], images[i % images.length]);
               return oipTop1(await raw.post(`${s.url}/v2/models/${s.name}/infer`, headers, body));
             }),
           );
