@@ -30,9 +30,11 @@ export const ENGINE_DEFAULTS = {
   intraOpThreads: 1,
   interOpThreads: 1,
   executionProviders: ['cpu'],
-  // The batching sweep (`npm run bench -- sweep`) has picked 32, 8, 8 and 32 with the peaks of 8 and 32
-  // inside each other's ranges every time; 8 had the lower p99 at 20/s in the last two runs (43.5 against
-  // 49.0 ms, 47.5 against 60.4). `serve-model` and the benches' engines use 8 too.
+  // The batching sweep (`npm run bench -- sweep`) picked 8 twice, then 32 four runs in a row; in the last
+  // (2026-12-03) 32 peaked clearly above 8 (339 against 246/s, ranges apart). 8 stays: the sweep times
+  // the smallest model (~1 CPU-ms per image), and with the e2e models a batch of 32 would hold its first
+  // answer for ~200 ms (every answer waits for its batch), the tail the e2e p99 target measures.
+  // `serve-model` and the benches' engines use 8 too. BENCHMARKS.md, batching sweep, says more.
   maxBatch: 8,
   maxDelayMs: 2,
   maxQueue: 512,
