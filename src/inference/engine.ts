@@ -31,9 +31,10 @@ export const ENGINE_DEFAULTS = {
   interOpThreads: 1,
   executionProviders: ['cpu'],
   // The batching sweep (`npm run bench -- sweep`) picked 8 twice, then 32 four runs in a row; in the last
-  // (2026-12-03) 32 peaked clearly above 8 (339 against 246/s, ranges apart). 8 stays: the sweep times
-  // the smallest model (~1 CPU-ms per image), and with the e2e models a batch of 32 would hold its first
-  // answer for ~200 ms (every answer waits for its batch), the tail the e2e p99 target measures.
+  // (2026-12-03) 32 peaked clearly above 8 (339 against 246/s, ranges apart), but it times only the
+  // smallest model. 8 stays: one e2e pair the same day (four real models, maxBatch on both sides) gave
+  // the certified side 0.86 of the fan-out's peak with 32 against 0.97 with 8, and a p99 at half of the
+  // fan-out's peak 11.6x against 4.0x; 32 made the fan-out cheaper per image more than the nodes.
   // `serve-model` and the benches' engines use 8 too. BENCHMARKS.md, batching sweep, says more.
   maxBatch: 8,
   maxDelayMs: 2,
