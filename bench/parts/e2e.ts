@@ -145,6 +145,11 @@ export const flags: FlagSpecs = {
   conc: { kind: 'counts', help: 'closed-loop concurrencies (4,8,16,32)' },
   models: { kind: 'text', help: 'the four models, comma-separated' },
   profile: { kind: 'switch', help: 'CPU profiles of the nodes at the certified peak' },
+  'max-batch': {
+    kind: 'count',
+    value: 'N',
+    help: `the inference engine's maxBatch on both sides, nodes and servers (${ENGINE.maxBatch})`,
+  },
   client: {
     kind: 'choice',
     choices: ['coalesced', 'per-call'],
@@ -161,6 +166,7 @@ export async function run(o: PartOptions): Promise<PartResult> {
   const models = (flag(o.args, 'models') ?? DEFAULT_MODELS.join(',')).split(',');
   const wantProfile = o.args.includes('--profile');
   const coalesce = (flag(o.args, 'client') ?? 'coalesced') === 'coalesced';
+  const engine = { ...ENGINE, maxBatch: Number(flag(o.args, 'max-batch') ?? ENGINE.maxBatch) };
   if (models.length !== 4) throw new Error('--models needs four models');
   const m = machine();
   const images = loadVal();
@@ -182,7 +188,7 @@ export async function run(o: PartOptions): Promise<PartResult> {
         models,
         home,
         name: 'e2e',
-        nodeConfig: { engine: ENGINE, durability },
+        nodeConfig: { engine, durability },
         execArgv,
         log: o.log,
       });
@@ -198,8 +204,8 @@ export async function run(o: PartOptions): Promise<PartResult> {
         serveModel({
           path: paths[k].path,
           name,
-          maxBatch: ENGINE.maxBatch,
-          threads: ENGINE.intraOpThreads,
+          maxBatch: engine.maxBatch,
+          threads: engine.intraOpThreads,
           log: o.log,
         }),
       ),
@@ -646,7 +652,7 @@ export async function run(o: PartOptions): Promise<PartResult> {
 
     const body = [
       `Machine: ${describeMachine(atEnd(m))}. Command: \`${o.command}\`${o.quick ? ' (quick run: short steps, one run; not for comparison)' : ''}.`,
-      `Models: ${models.map((x, k) => `node ${k} / server ${k}: \`${x}\``).join(', ')}; engine ${JSON.stringify(ENGINE)} on both sides. ` +
+      `Models: ${models.map((x, k) => `node ${k} / server ${k}: \`${x}\``).join(', ')}; engine ${JSON.stringify(engine)} on both sides. ` +
         `${images.length} val images, the same sequence for both sides; ${runs} run(s) of ${stepMs / 1000} s per closed-loop row and of ${halfMs / 1000} s per open-loop row, alternating sides` +
         `${warmMs > 0 ? ` (each side first warmed up for ${warmMs / 1000} s at 8 in flight, discarded: V8 compiles the nodes' functions over the first minutes under load; warmupMs in bench/lib/part.ts)` : ''}; ` +
         "median and min–max over runs (the p99s compared at half of the peak: every run's answers pooled, their ratio with a 95 % interval from resampling one-second blocks of answers; in the rows below, each run's p99 as elsewhere). Certified: `DropbearClient.infer` (signs, sends to all 4 nodes, verifies the first certificate). " +
@@ -680,7 +686,7 @@ export async function run(o: PartOptions): Promise<PartResult> {
     return {
       json: {
         models,
-        engine: ENGINE,
+        engine,
         client: coalesce ? 'coalesced' : 'per-call',
         runs,
         stepMs,
