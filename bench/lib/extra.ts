@@ -97,6 +97,17 @@ export function tempDir(prefix: string): { dir: string; remove: () => void } {
   };
 }
 
+/**
+ * The four ImageNet models of the e2e part, node k / server k running the k-th; the sweep's inference rows
+ * run the same group, so that the engine default it picks is picked on the workload the e2e targets measure.
+ */
+export const E2E_MODELS = [
+  'mobilenetv2-12-int8',
+  'shufflenet-v2-12-qdq',
+  'squeezenet1.1-fp16-winml',
+  'mobilenet_v1_0.5_160_quant',
+];
+
 /** A Dropbear home in `dir` holding exactly `names` (imported file by file from modelsSource()). */
 export async function homeWithModels(dir: string, names: string[]): Promise<string> {
   const src = modelsSource();

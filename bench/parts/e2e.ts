@@ -38,6 +38,7 @@ import type { Durability } from '../../src/ledger/sqlite.ts';
 import type { FlagSpecs } from '../lib/args.ts';
 import {
   cpuProfArgs,
+  E2E_MODELS,
   homeWithModels,
   loadVal,
   type NodeGroup,
@@ -84,12 +85,6 @@ import {
 } from '../lib/stats.ts';
 import { linePlot } from '../lib/svg.ts';
 
-const DEFAULT_MODELS = [
-  'mobilenetv2-12-int8',
-  'shufflenet-v2-12-qdq',
-  'squeezenet1.1-fp16-winml',
-  'mobilenet_v1_0.5_160_quant',
-];
 const ENGINE = { intraOpThreads: 1, maxBatch: 8, maxDelayMs: 2 };
 const TARGET_THROUGHPUT = 0.9;
 const TARGET_P99 = 1.5;
@@ -163,7 +158,7 @@ export async function run(o: PartOptions): Promise<PartResult> {
   const halfMs = Number(flag(o.args, 'half-ms') ?? (o.quick ? stepMs : 30_000));
   const warmMs = warmupMs(o);
   const ladder = (flag(o.args, 'conc') ?? (o.quick ? '8,16' : '4,8,16,32')).split(',').map(Number);
-  const models = (flag(o.args, 'models') ?? DEFAULT_MODELS.join(',')).split(',');
+  const models = (flag(o.args, 'models') ?? E2E_MODELS.join(',')).split(',');
   const wantProfile = o.args.includes('--profile');
   const coalesce = (flag(o.args, 'client') ?? 'coalesced') === 'coalesced';
   const engine = { ...ENGINE, maxBatch: Number(flag(o.args, 'max-batch') ?? ENGINE.maxBatch) };

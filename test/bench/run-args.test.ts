@@ -17,6 +17,7 @@ describe('npm run bench: the command line is checked before anything runs', () =
     for (const p of ['e2e', 'protocol', 'wan', 'verify', 'sweep']) expect(r.out).toContain(`${p}`);
     expect(r.out).toContain('--conc-standin=A,B,…');
     expect(r.out).toContain('--durability=full|relaxed');
+    expect(r.out).toContain('--max-batch=N');
   });
 
   it('refuses a flag of another part, a misspelt flag and a bad value with status 2', () => {
@@ -29,6 +30,9 @@ describe('npm run bench: the command line is checked before anything runs', () =
     const bad = bench('protocol', '--n', 'four');
     expect(bad.status).toBe(2);
     expect(bad.err).toContain('--n takes positive integers');
+    const zero = bench('e2e', '--max-batch=0');
+    expect(zero.status).toBe(2);
+    expect(zero.err).toContain('--max-batch takes a positive integer, not "0"');
     const part = bench('protocl');
     expect(part.status).toBe(2);
     expect(part.err).toContain('unknown part "protocl"');
