@@ -30,12 +30,12 @@ export const ENGINE_DEFAULTS = {
   intraOpThreads: 1,
   interOpThreads: 1,
   executionProviders: ['cpu'],
-  // The batching sweep (`npm run bench -- sweep`) picked 8 twice, then 32 four runs in a row; in the last
-  // (2026-12-03) 32 peaked clearly above 8 (339 against 246/s, ranges apart), but it times only the
-  // smallest model. 8 stays: one e2e pair the same day (four real models, maxBatch on both sides) gave
-  // the certified side 0.86 of the fan-out's peak with 32 against 0.97 with 8, and a p99 at half of the
-  // fan-out's peak 11.6x against 4.0x; 32 made the fan-out cheaper per image more than the nodes.
-  // `serve-model` and the benches' engines use 8 too. BENCHMARKS.md, batching sweep, says more.
+  // 8, measured against 1 and 32 on 2026-12-03 (BENCHMARKS.md, batching sweep). With the e2e part's four
+  // models on both sides (`npm run bench -- e2e --max-batch=N`), three pairs of runs gave a lower p99 ratio
+  // at half load with 8 than with 32 (4.0, 4.7, 4.0 against 11.6, 8.2, 4.8), and one pair against 1 gave
+  // 3.4x against 4.4x, with 1 costing the nodes more CPU per image at half load. The sweep, now on the same
+  // four models, picked 1 (66 against 63 images/s, ranges overlapping) and put 32 last: until a repeat of
+  // the 1-against-8 pair agrees with it, 8 stays. `serve-model` and the benches' engines use 8 too.
   maxBatch: 8,
   maxDelayMs: 2,
   maxQueue: 512,
