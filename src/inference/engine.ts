@@ -31,11 +31,11 @@ export const ENGINE_DEFAULTS = {
   interOpThreads: 1,
   executionProviders: ['cpu'],
   // 8, measured against 1 and 32 on 2026-12-03 (BENCHMARKS.md, batching sweep). With the e2e part's four
-  // models on both sides (`npm run bench -- e2e --max-batch=N`), three pairs of runs gave a lower p99 ratio
-  // at half load with 8 than with 32 (4.0, 4.7, 4.0 against 11.6, 8.2, 4.8), and one pair against 1 gave
-  // 3.4x against 4.4x, with 1 costing the nodes more CPU per image at half load. The sweep, now on the same
-  // four models, picked 1 (66 against 63 images/s, ranges overlapping) and put 32 last: until a repeat of
-  // the 1-against-8 pair agrees with it, 8 stays. `serve-model` and the benches' engines use 8 too.
+  // models on both sides (`npm run bench -- e2e --max-batch=N`), pairs of runs gave a lower p99 ratio at
+  // half load with 8 than with 32 in three of three (4.0, 4.7, 4.0 against 11.6, 8.2, 4.8) and than with 1
+  // in three of three (3.4, 3.7, 3.9 against 4.4, 5.0, 6.4; 1 cost the nodes 4-10 CPU-ms more per image
+  // there). The sweep, now on the same four models but with a forwarding client and a lower rate, picked 1
+  // (66 against 63 images/s, ranges overlapping) and put 32 last. `serve-model` and the benches use 8 too.
   maxBatch: 8,
   maxDelayMs: 2,
   maxQueue: 512,
