@@ -11,9 +11,9 @@
  *    val JPEGs, which every node decodes and preprocesses for its own model: engine `maxBatch` {1, 8, 32}
  *    (maxDelayMs 2), consensus at its defaults. (Until 2026-12-03 these rows ran the catalogue's smallest
  *    model, mobilenet_v1_0.25_128_quant, on all four nodes with pre-made tensors; they picked 32 where
- *    pairs of e2e runs with 32 on both sides gave a worse p99 ratio, so the default was not the pick.) With the stand-in there is nothing to batch in inference,
- *    and with real models the consensus batch hardly matters next to inference, which is why the grid is
- *    split this way rather than crossed.
+ *    pairs of e2e runs with 32 on both sides gave a worse p99 ratio.) With the stand-in there is nothing
+ *    to batch in inference, and with real models the consensus batch hardly matters next to inference,
+ *    which is why the grid is split this way rather than crossed.
  *
  * For every setting a fresh group is started and measured twice per run: open loop at a low fixed rate, the
  * same for every setting (the latency a lightly loaded group adds: a batch timeout shows here in full),
