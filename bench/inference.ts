@@ -9,8 +9,9 @@
  * - pipeline, val JPEGs: InferenceEngine.classify on the val images' bytes: decode (libvips), resize, crop,
  *   normalise on one preprocessing worker, then as above, then top-5. Also with the jpeg-js decoder.
  * Each row: `--runs` runs (default 3), median and min–max. Also: preprocessing cost per image (val 227×227
- * and full-size sample photos, both decoders), the float16 conversion a float16 model's batcher runs on
- * the node's main thread (toHalf against the element-wise floatToHalf it replaced, same run), and one
+ * and full-size sample photos, both decoders), the float16 conversion a float16 model's preprocessing
+ * worker runs (toHalf against the element-wise floatToHalf it replaced, same run), where it runs (the
+ * main thread's CPU with the conversion in the batch and on the worker, interleaved), and one
  * session with 2 intra-op threads against two session workers with 1 thread each. Writes
  * bench/results/inference.json and the BENCHMARKS.md section.
  */
@@ -25,6 +26,7 @@ import { fixedBatchOne, type ModelSpec, ORT_SESSION_CONFIG } from '../src/infere
 import { type FlagSpecs, scriptFlags } from './lib/args.ts';
 import { cpuFlags, describeMachine, machine as machineNow } from './lib/machine.ts';
 import { flag } from './lib/part.ts';
+import { mainThreadCpuMsOf } from './lib/procs.ts';
 
 // Measured first, before this process loads the CPU (the speed reference, the load average).
 const started = machineNow();
@@ -172,6 +174,65 @@ async function halfCost(): Promise<{ model: string; fast: Stat; reference: Stat 
   return { model: name, fast: stat(fast), reference: stat(reference) };
 }
 
+/**
+ * Where a float16 model's inputs become half bits, interleaved on one engine (val JPEGs, 8 in flight,
+ * maxBatch 8): floats converted when the batch forms, on the caller's (the node's main) thread
+ * (`scores(await preprocess(x))`, how the engine did it up to 2026-12-03), against half bits made on the
+ * preprocessing worker (`scoresFor(x)`, what classify does now). Main-thread CPU and the process's CPU per
+ * image, and images/s.
+ */
+async function halfPlacement(): Promise<{
+  model: string;
+  images: number;
+  batch: Record<'main' | 'process' | 'rate', Stat>;
+  worker: Record<'main' | 'process' | 'rate', Stat>;
+}> {
+  const name = 'squeezenet1.1-fp16-winml';
+  const spec = catalogByName(name)!;
+  const e = await InferenceEngine.start({ modelPath: `${MODELS_DIR}/${name}.onnx`, spec, maxBatch: 8 });
+  const images = val.slice(0, quick ? 40 : 160);
+  const once = async (viaWorker: boolean) => {
+    const m0 = mainThreadCpuMsOf(process.pid);
+    const c0 = process.cpuUsage();
+    const t0 = performance.now();
+    let next = 0;
+    await Promise.all(
+      Array.from({ length: 8 }, async () => {
+        while (next < images.length) {
+          const x = images[next++];
+          await (viaWorker ? e.scoresFor(x) : e.scores(await e.preprocess(x)));
+        }
+      }),
+    );
+    const wall = performance.now() - t0;
+    const c = process.cpuUsage(c0);
+    return {
+      main: (mainThreadCpuMsOf(process.pid) - m0) / images.length,
+      process: (c.user + c.system) / 1000 / images.length,
+      rate: (images.length * 1000) / wall,
+    };
+  };
+  const runs = {
+    batch: [] as Awaited<ReturnType<typeof once>>[],
+    worker: [] as Awaited<ReturnType<typeof once>>[],
+  };
+  try {
+    await once(false); // warm both up
+    await once(true);
+    for (let r = 0; r < RUNS; r++)
+      for (const viaWorker of r % 2 ? [true, false] : [false, true])
+        runs[viaWorker ? 'worker' : 'batch'].push(await once(viaWorker));
+  } finally {
+    await e.close();
+  }
+  const of = (xs: Awaited<ReturnType<typeof once>>[]) => ({
+    main: stat(xs.map((x) => x.main)),
+    process: stat(xs.map((x) => x.process)),
+    rate: stat(xs.map((x) => x.rate)),
+  });
+  return { model: name, images: images.length, batch: of(runs.batch), worker: of(runs.worker) };
+}
+
 async function threads(name: string, b: number) {
   const spec = catalogByName(name)!;
   const path = `${MODELS_DIR}/${name}.onnx`;
@@ -252,6 +313,10 @@ const half = await halfCost();
 console.log(
   `float16 conversion ms/image: toHalf ${fmt(half.fast, 3)}, element-wise floatToHalf ${fmt(half.reference, 3)} (${(half.reference.median / half.fast.median).toFixed(2)}×)`,
 );
+const placement = await halfPlacement();
+console.log(
+  `float16 inputs, main-thread CPU-ms/image: converted in the batch ${fmt(placement.batch.main, 2)}, on the worker ${fmt(placement.worker.main, 2)}`,
+);
 const threadModel = names.includes('mobilenetv2-12-int8') ? 'mobilenetv2-12-int8' : names[0];
 const threadRows = await threads(threadModel, 8);
 console.log('threads', Object.fromEntries(Object.entries(threadRows).map(([k, v]) => [k, fmt(v)])));
@@ -260,7 +325,7 @@ const machine = `${describeMachine(started)}; CPU ${cpuFlags()}; onnxruntime-nod
 const command = `npm run bench:inference${process.argv.slice(2).length ? ` -- ${process.argv.slice(2).join(' ')}` : ''}`;
 writeFileSync(
   'bench/results/inference.json',
-  `${JSON.stringify({ machine, command, runs: RUNS, rows, prep, half, threads: { model: threadModel, batch: 8, rows: threadRows } }, null, 2)}\n`,
+  `${JSON.stringify({ machine, command, runs: RUNS, rows, prep, half, placement, threads: { model: threadModel, batch: 8, rows: threadRows } }, null, 2)}\n`,
 );
 
 const ratio = (a: Stat, b: Stat) => (a.median / b.median).toFixed(2);
@@ -279,7 +344,9 @@ const table = [
   `| val, 227×227 JPEG → 224×224 | ${prep.valFast.toFixed(2)} ms | ${prep.valReference.toFixed(2)} ms |`,
   `| sample, full-size photo → 224×224 | ${prep.sampleFast.toFixed(2)} ms | ${prep.sampleReference.toFixed(2)} ms |`,
   '',
-  `Float32 → float16 bits per image (${half.model}'s 224×224×3 input, 8 val images; the batcher does this on the node's main thread): toHalf ${fmt(half.fast, 3)} ms, the element-wise floatToHalf it replaced ${fmt(half.reference, 3)} ms, ${(half.reference.median / half.fast.median).toFixed(2)}× (medians).`,
+  `Float32 → float16 bits per image (${half.model}'s 224×224×3 input, 8 val images; the preprocessing worker does this): toHalf ${fmt(half.fast, 3)} ms, the element-wise floatToHalf it replaced ${fmt(half.reference, 3)} ms, ${(half.reference.median / half.fast.median).toFixed(2)}× (medians).`,
+  '',
+  `Where the half bits are made (${placement.model}, ${placement.images} val JPEGs per run, 8 in flight, maxBatch 8, the two interleaved on one engine), per image: converted when the batch forms, on the main thread (the engine before 2026-12-03): main thread ${fmt(placement.batch.main, 2)} CPU-ms, process ${fmt(placement.batch.process, 2)} CPU-ms, ${fmt(placement.batch.rate, 1)} images/s; on the preprocessing worker (now): main thread ${fmt(placement.worker.main, 2)} CPU-ms, process ${fmt(placement.worker.process, 2)} CPU-ms, ${fmt(placement.worker.rate, 1)} images/s.`,
   '',
   `Threads (${threadModel}, pre-made tensors, batch 8, images/s):`,
   '',

@@ -14,15 +14,17 @@ export interface BatcherOptions {
   maxQueue: number;
   maxInFlight: number;
   /**
-   * The model takes float16: build each batch as IEEE half bits here, on the caller's thread, so the
-   * session's thread spends its time in the model only.
+   * The model takes float16: each batch is built as IEEE half bits, so the session's thread spends its
+   * time in the model only. Items submitted as half bits (a Uint16Array: the engine's own inputs,
+   * converted on its preprocessing workers) are copied; float items are converted here, on the caller's
+   * thread.
    */
   half?: boolean;
   /**
    * Called with the input of an item submitted as `owned` once it has been copied into its batch: the
    * caller may reuse its buffer (the engine hands it back to its preprocessing workers).
    */
-  release?: (x: Float32Array) => void;
+  release?: (x: Float32Array | Uint16Array) => void;
 }
 
 /**
@@ -38,7 +40,7 @@ export type BatchRunner = (
 const SPARE_BUFFERS = 2;
 
 interface Item {
-  x: Float32Array;
+  x: Float32Array | Uint16Array;
   owned: boolean;
   at: number;
   wanted: (() => boolean) | undefined;
@@ -99,11 +101,16 @@ export class DynamicBatcher {
 
   /**
    * `wanted` is asked when the item's batch forms; false refuses it with INFERENCE_SKIPPED, unrun. `owned`:
-   * nothing else uses `x` once it is in a batch (see BatcherOptions.release).
+   * nothing else uses `x` once it is in a batch (see BatcherOptions.release). Half bits (a Uint16Array)
+   * only where the batcher is `half`.
    */
-  submit(x: Float32Array, wanted?: () => boolean, owned = false): Promise<Float32Array> {
+  submit(x: Float32Array | Uint16Array, wanted?: () => boolean, owned = false): Promise<Float32Array> {
     if (this.closed)
       return Promise.reject(new DropbearError('ENGINE_CLOSED', 'the inference engine is closed'));
+    if (x instanceof Uint16Array && !this.opts.half)
+      return Promise.reject(
+        new DropbearError('INPUT_SHAPE', 'half-precision input for a model that takes float32'),
+      );
     if (x.length !== this.itemSize)
       return Promise.reject(
         new DropbearError('INPUT_SHAPE', `an input needs ${this.itemSize} values, got ${x.length}`),
@@ -165,7 +172,8 @@ export class DynamicBatcher {
     if (this.opts.half) {
       const h = new Uint16Array(this.buffer(n * size * 2), 0, n * size);
       items.forEach((it, i) => {
-        toHalf(it.x, h.subarray(i * size, (i + 1) * size));
+        if (it.x instanceof Uint16Array) h.set(it.x, i * size);
+        else toHalf(it.x, h.subarray(i * size, (i + 1) * size));
       });
       data = h;
     } else {

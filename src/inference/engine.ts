@@ -74,6 +74,8 @@ export class InferenceEngine implements ModelBackend {
   private readonly prepPool: PrepPool;
   private readonly batcher: DynamicBatcher;
   private readonly maxQueue: number;
+  /** The model takes float16: classify's inputs come from the preprocessing workers as half bits. */
+  private readonly half: boolean;
   private preparing = 0;
   private prepMs = 0;
   private rejected = 0;
@@ -94,10 +96,11 @@ export class InferenceEngine implements ModelBackend {
     this.itemSize = inputElements(spec);
     this.outSize = spec.output.shape.slice(1).reduce<number>((a, d) => a * (d ?? 1), 1);
     this.maxQueue = o.maxQueue;
+    this.half = spec.input.dtype === 'float16';
     this.batcher = new DynamicBatcher(this.itemSize, this.outSize, (d, n) => this.leastLoaded().run(d, n), {
       ...o,
       maxInFlight: o.maxInFlight * runners.length,
-      half: spec.input.dtype === 'float16',
+      half: this.half,
       // classify's inputs, once in a batch: their buffers go back to the preprocessing workers.
       release: (x) => this.prepPool.giveBack(x.buffer as ArrayBuffer),
     });
@@ -154,8 +157,24 @@ export class InferenceEngine implements ModelBackend {
     }
   }
 
-  /** Input bytes (JPEG, PNG, DBT1 tensor) to the model's preprocessed input. */
+  /** Input bytes (JPEG, PNG, DBT1 tensor) to the model's preprocessed input, as floats. */
   async preprocess(input: Uint8Array, wanted?: () => boolean): Promise<Float32Array> {
+    return (await this.prepare(input, wanted, false)) as Float32Array;
+  }
+
+  /**
+   * The same as the batch takes it: for a float16 model, half bits converted on the preprocessing worker
+   * (a model tensor is copied as floats here and converted when its batch forms).
+   */
+  private modelInput(input: Uint8Array, wanted?: () => boolean): Promise<Float32Array | Uint16Array> {
+    return this.prepare(input, wanted, this.half);
+  }
+
+  private async prepare(
+    input: Uint8Array,
+    wanted: (() => boolean) | undefined,
+    half: boolean,
+  ): Promise<Float32Array | Uint16Array> {
     // Only a raw tensor is copied here: for an image (every request in practice) this buffer was allocated,
     // zero-filled and dropped per input, ~3 % of a node's main thread under load (perf, e2e).
     if (sniffInput(input) === 'tensor') {
@@ -164,7 +183,7 @@ export class InferenceEngine implements ModelBackend {
     }
     this.preparing++;
     try {
-      const r = await this.prepPool.prep(input, wanted);
+      const r = await this.prepPool.prep(input, wanted, half);
       this.prepMs += r.ms;
       this.decoded++;
       return r.data;
@@ -179,6 +198,15 @@ export class InferenceEngine implements ModelBackend {
   }
 
   /**
+   * Raw scores for input bytes (JPEG, PNG, DBT1 tensor) the way classify runs them: a float16 model's
+   * input converted on the preprocessing worker, its buffer handed back once in its batch.
+   */
+  async scoresFor(input: Uint8Array): Promise<Float32Array> {
+    this.admit();
+    return this.batcher.submit(await this.modelInput(input), undefined, true);
+  }
+
+  /**
    * One input to its Result (top-5, scores in millionths). `opts.wanted` is asked before decoding and when
    * the input's batch forms (ModelBackend says why).
    */
@@ -189,7 +217,7 @@ export class InferenceEngine implements ModelBackend {
       throw INFERENCE_SKIPPED;
     }
     this.admit();
-    const x = await this.preprocess(input, wanted);
+    const x = await this.modelInput(input, wanted);
     return toResult(await this.batcher.submit(x, wanted, true), this.spec.output.meaning);
   }
 

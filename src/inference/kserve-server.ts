@@ -15,7 +15,8 @@
  *   N encoded images (JPEG, PNG or DBT1 tensors), base64 strings in JSON, or in binary data each element as
  *   a 4-byte little-endian length followed by its bytes. The server decodes and preprocesses them with the
  *   model's spec, as the local engine does.
- * Every item goes through the engine's dynamic batcher on its own (`engine.scores`), so N > 1 works for a
+ * Every item goes through the engine's dynamic batcher on its own (`engine.scores`; image bytes through
+ * `engine.scoresFor`, the path `classify` takes), so N > 1 works for a
  * model whose batch dimension is fixed at 1 too; the input's batch dimension is reported as -1. The output
  * is FP32 [N, ...output dims] (an fp16 model's output is widened), as JSON numbers or, when the request asks
  * (`parameters.binary_data_output` or the output's `parameters.binary_data`), as binary data after the JSON
@@ -46,7 +47,7 @@ export const DEFAULT_BODY_LIMIT = 64 * 1024 * 1024;
 export const DEFAULT_MAX_ITEMS = 64;
 
 /** The part of InferenceEngine the server uses. */
-export type ServedEngine = Pick<InferenceEngine, 'spec' | 'digest' | 'scores' | 'preprocess'>;
+export type ServedEngine = Pick<InferenceEngine, 'spec' | 'digest' | 'scores' | 'scoresFor'>;
 
 export interface KServeServerOptions {
   engine: ServedEngine;
@@ -295,7 +296,7 @@ export function createKServeServer(opts: KServeServerOptions): FastifyInstance {
 
     const outs = tensors
       ? await Promise.all(tensors.map((x) => engine.scores(x)))
-      : await Promise.all(images!.map(async (b) => engine.scores(await engine.preprocess(b))));
+      : await Promise.all(images!.map((b) => engine.scoresFor(b)));
     const n = outs.length;
     const values = new Float32Array(n * outSize);
     outs.forEach((o, i) => {

@@ -269,9 +269,10 @@ export function halfToFloat(h: number): number {
  * branch-free path on their bits: add 0xfff plus the lowest kept bit (round to nearest, ties to even), then
  * shift and rebias the exponent; a carry out of the mantissa moves into the exponent as it should, up to
  * infinity from 65520 (halfway above 65504, the largest half). The rest (zeros, subnormals, overflow, Inf,
- * NaN) go through floatToHalf. The batcher runs this per image of a float16 model on the node's main
- * thread; `npm run bench:inference` times it against the element-wise floatToHalf loop (its "Float32 →
- * float16" line in BENCHMARKS.md: 1.37× in the run at 2195d07).
+ * NaN) go through floatToHalf. A float16 model's preprocessing worker runs this per image (the batcher
+ * only for float inputs given to such a model); `npm run bench:inference` times it against the
+ * element-wise floatToHalf loop (its "Float32 → float16" line in BENCHMARKS.md: 1.37× in the run at
+ * 2195d07).
  */
 export function toHalf(src: Float32Array, dst = new Uint16Array(src.length)): Uint16Array {
   const bits = new Uint32Array(src.buffer, src.byteOffset, src.length);

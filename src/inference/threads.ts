@@ -18,8 +18,17 @@ const BOOT = new URL('./worker-boot.mjs', import.meta.url);
 /** How long `close` waits for a worker's outstanding calls before it ends the thread anyway. */
 const CLOSE_DRAIN_MS = 5000;
 
-/** A worker's answer: the output, its run time and, for a model run, the batch buffer handed back. */
-export type WorkerAnswer = { data: Float32Array; ms: number; input?: ArrayBuffer };
+/**
+ * A worker's answer: the output, its run time and, for a model run, the batch buffer handed back. The
+ * output is half bits only for a preprocessing call that asked for them (PrepPool.prep's `half`).
+ */
+export type WorkerAnswer = { data: Float32Array | Uint16Array; ms: number; input?: ArrayBuffer };
+
+/** A model run's answer: its outputs are always floats. */
+export type RunAnswer = { data: Float32Array; ms: number; input?: ArrayBuffer };
+
+/** A preprocessed input: floats, or half bits for a float16 model when asked for. */
+export type ModelInput = Float32Array | Uint16Array;
 
 interface Pending {
   resolve: (r: WorkerAnswer) => void;
@@ -155,8 +164,8 @@ export class SessionRunner {
    * Runs `n` items laid out back to back in `data` (its buffer is transferred); returns the n outputs and
    * hands the buffer back (`input`) for the next batch.
    */
-  run(data: Float32Array | Uint16Array, n: number): Promise<WorkerAnswer> {
-    return this.handle.request({ type: 'run', data, n }, [data.buffer as ArrayBuffer]);
+  run(data: Float32Array | Uint16Array, n: number): Promise<RunAnswer> {
+    return this.handle.request({ type: 'run', data, n }, [data.buffer as ArrayBuffer]) as Promise<RunAnswer>;
   }
 
   close(): Promise<void> {
@@ -174,7 +183,8 @@ const PREP_PER_WORKER = 2;
 interface WaitingPrep {
   bytes: Uint8Array;
   wanted: (() => boolean) | undefined;
-  resolve: (r: { data: Float32Array; ms: number }) => void;
+  half: boolean;
+  resolve: (r: { data: ModelInput; ms: number }) => void;
   reject: (e: Error) => void;
 }
 
@@ -191,9 +201,11 @@ export class PrepPool {
   /**
    * Output buffers handed back once their contents were copied into a batch: each call takes one to the
    * worker to write into. A new one per input (600 KB for 224×224×3 floats) cost its zero-fill and a page
-   * fault per 4 KB page on the worker, every time.
+   * fault per 4 KB page on the worker, every time. Floats' buffers and half bits' buffers apart (a
+   * float16 model's classify calls ask for half bits, its `preprocess` calls for floats).
    */
   private readonly spare: ArrayBuffer[] = [];
+  private readonly spareHalf: ArrayBuffer[] = [];
   /** Inputs written into a handed-back buffer. */
   reusedOutputs = 0;
 
@@ -209,8 +221,13 @@ export class PrepPool {
    * this. Kept if it is one input's size and there is room.
    */
   giveBack(b: ArrayBuffer): void {
-    if (b.byteLength === this.outBytes && this.spare.length < SPARE_OUTPUTS_PER_WORKER * this.handles.length)
-      this.spare.push(b);
+    const list =
+      b.byteLength === this.outBytes
+        ? this.spare
+        : b.byteLength === this.outBytes / 2
+          ? this.spareHalf
+          : null;
+    if (list && list.length < SPARE_OUTPUTS_PER_WORKER * this.handles.length) list.push(b);
   }
 
   static async start(spec: ModelSpec, decoder: Decoder, size: number): Promise<PrepPool> {
@@ -227,14 +244,17 @@ export class PrepPool {
     return new PrepPool(handles, 4 * inputElements(spec));
   }
 
-  /** `wanted` is asked when the input's turn comes; false refuses it with INFERENCE_SKIPPED, unread. */
-  prep(bytes: Uint8Array, wanted?: () => boolean): Promise<{ data: Float32Array; ms: number }> {
+  /**
+   * `wanted` is asked when the input's turn comes; false refuses it with INFERENCE_SKIPPED, unread.
+   * `half`: the input as IEEE half bits (a Uint16Array), converted on the worker: for a float16 model.
+   */
+  prep(bytes: Uint8Array, wanted?: () => boolean, half = false): Promise<{ data: ModelInput; ms: number }> {
     if (this.closed)
       return Promise.reject(new DropbearError('ENGINE_CLOSED', 'the inference engine is closed'));
     const h = this.waiting.length === 0 ? this.free() : undefined;
-    if (h) return this.send(h, bytes);
+    if (h) return this.send(h, bytes, half);
     return new Promise((resolve, reject) => {
-      this.waiting.push({ bytes, wanted, resolve, reject });
+      this.waiting.push({ bytes, wanted, half, resolve, reject });
     });
   }
 
@@ -246,10 +266,10 @@ export class PrepPool {
     return best;
   }
 
-  private send(h: WorkerHandle, bytes: Uint8Array): Promise<{ data: Float32Array; ms: number }> {
-    const out = this.spare.pop();
+  private send(h: WorkerHandle, bytes: Uint8Array, half: boolean): Promise<{ data: ModelInput; ms: number }> {
+    const out = (half ? this.spareHalf : this.spare).pop();
     if (out) this.reusedOutputs++;
-    const p = h.request({ type: 'prep', bytes, out }, out ? [out] : []);
+    const p = h.request({ type: 'prep', bytes, out, half }, out ? [out] : []);
     p.then(this.pump, this.pump);
     return p;
   }
@@ -264,7 +284,7 @@ export class PrepPool {
         w.reject(INFERENCE_SKIPPED);
         continue;
       }
-      this.send(h, w.bytes).then(w.resolve, w.reject);
+      this.send(h, w.bytes, w.half).then(w.resolve, w.reject);
     }
   };
 

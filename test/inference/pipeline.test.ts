@@ -3,7 +3,8 @@ import { readFileSync } from 'node:fs';
 import { afterAll, describe, expect, it } from 'vitest';
 import { CATALOG, catalogByName } from '../../src/inference/catalog.ts';
 import { InferenceEngine } from '../../src/inference/engine.ts';
-import { encodeTensorInput } from '../../src/inference/preprocess.ts';
+import { encodeTensorInput, toHalf } from '../../src/inference/preprocess.ts';
+import { PrepPool } from '../../src/inference/threads.ts';
 import { DropbearError } from '../../src/protocol/errors.ts';
 import { DATA_DIR, MODELS_DIR } from '../shared.ts';
 
@@ -68,6 +69,33 @@ describe('engine behaviour', () => {
     // SqueezeNet outputs float16 probabilities: their sum is 1 only to about 1e-3.
     expect(r.top.reduce((a, t) => a + t.score, 0)).toBeLessThanOrEqual(1_001_000);
     expect(new Set(r.top.map((t) => t.label)).size).toBe(5);
+  });
+
+  it('a float16 model: half bits made on the preprocessing worker give the scores of floats converted in the batch', async () => {
+    const e = await engine('squeezenet1.1-fp16-winml', { maxBatch: 4, maxDelayMs: 20 });
+    const files = valFiles.slice(60, 72);
+    // classify and scoresFor: half bits from the worker; scores(preprocess()): floats, converted when the
+    // batch forms. Same bits into the model, so the same scores.
+    const viaWorker = await Promise.all(files.map((f) => e.scoresFor(valBytes.get(f)!)));
+    const viaBatch = await Promise.all(
+      files.map(async (f) => e.scores(await e.preprocess(valBytes.get(f)!))),
+    );
+    expect(viaWorker.map((x) => [...x])).toEqual(viaBatch.map((x) => [...x]));
+    // The worker's answer itself: half bits, those of the floats it gives without `half`.
+    const pool = await PrepPool.start(e.spec, 'fast', 1);
+    try {
+      const bytes = valBytes.get(files[0])!;
+      const [h, f] = await Promise.all([pool.prep(bytes, undefined, true), pool.prep(bytes)]);
+      expect(h.data).toBeInstanceOf(Uint16Array);
+      expect(f.data).toBeInstanceOf(Float32Array);
+      expect([...h.data]).toEqual([...toHalf(f.data as Float32Array)]);
+    } finally {
+      await pool.close();
+    }
+    const before = e.stats().reusedInputBuffers;
+    for (const f of files.slice(0, 4)) await e.classify(valBytes.get(f)!);
+    // One after another, each half-bits input is written into the buffer of the one before it.
+    expect(e.stats().reusedInputBuffers - before).toBeGreaterThanOrEqual(3);
   });
 
   it('a model with batch fixed at 1 takes batches (run item by item) and matches single runs', async () => {

@@ -364,6 +364,29 @@ describe('dynamic batcher, float16', () => {
     expect(seen).toBeInstanceOf(Uint16Array);
     expect([...(seen as unknown as Uint16Array)]).toEqual([0x3c00, 0xc000, 0x3800, 0x7bff]);
   });
+  it('copies items that arrive as half bits, converts float items beside them, and refuses half bits for a float32 model', async () => {
+    let seen: Float32Array | Uint16Array | null = null;
+    const b = new DynamicBatcher(
+      2,
+      1,
+      async (d, n) => {
+        seen = d.slice();
+        return { data: new Float32Array(n), ms: 0 };
+      },
+      { maxBatch: 2, maxDelayMs: 50, maxQueue: 10, maxInFlight: 1, half: true },
+    );
+    // Arbitrary bits (a NaN pattern among them): copied, never reinterpreted.
+    await Promise.all([b.submit(Uint16Array.of(0x7e01, 0x0001)), b.submit(Float32Array.of(-1, 2))]);
+    expect([...(seen as unknown as Uint16Array)]).toEqual([0x7e01, 0x0001, 0xbc00, 0x4000]);
+    const f = new DynamicBatcher(2, 1, async (_d, n) => ({ data: new Float32Array(n), ms: 0 }), {
+      maxBatch: 2,
+      maxDelayMs: 1,
+      maxQueue: 10,
+      maxInFlight: 1,
+    });
+    await expect(f.submit(Uint16Array.of(1, 2))).rejects.toMatchObject({ code: 'INPUT_SHAPE' });
+    expect([...(await f.submit(Float32Array.of(1, 2)))]).toEqual([0]);
+  });
 });
 
 describe('imageSize (the API input check reads the header alone)', () => {
