@@ -33,6 +33,7 @@
 import { GROUP_REPLICA } from '../../src/cli/group.ts';
 import { DropbearClient, type InferResult } from '../../src/client/index.ts';
 import { catalogByName } from '../../src/inference/catalog.ts';
+import { ENGINE_DEFAULTS } from '../../src/inference/engine.ts';
 import { resolveModel } from '../../src/inference/store.ts';
 import type { Durability } from '../../src/ledger/sqlite.ts';
 import type { FlagSpecs } from '../lib/args.ts';
@@ -85,7 +86,12 @@ import {
 } from '../lib/stats.ts';
 import { linePlot } from '../lib/svg.ts';
 
-const ENGINE = { intraOpThreads: 1, maxBatch: 8, maxDelayMs: 2 };
+/** The engine settings both sides run, as a node runs them by default. */
+const ENGINE = {
+  intraOpThreads: ENGINE_DEFAULTS.intraOpThreads,
+  maxBatch: ENGINE_DEFAULTS.maxBatch,
+  maxDelayMs: ENGINE_DEFAULTS.maxDelayMs,
+};
 const TARGET_THROUGHPUT = 0.9;
 const TARGET_P99 = 1.5;
 

@@ -32,7 +32,7 @@
  */
 import { GROUP_REPLICA } from '../../src/cli/group.ts';
 import { catalogByName } from '../../src/inference/catalog.ts';
-import { InferenceEngine } from '../../src/inference/engine.ts';
+import { ENGINE_DEFAULTS, InferenceEngine } from '../../src/inference/engine.ts';
 import { resolveModel } from '../../src/inference/store.ts';
 import { STANDIN_MODEL, standInInput } from '../../src/node/standin-backend.ts';
 import type { FlagSpecs } from '../lib/args.ts';
@@ -70,7 +70,12 @@ const ONE_WAY_MS: Record<string, number> = { 'A-B': 10, 'A-C': 30, 'B-C': 60 };
  * defaults otherwise: 64 batches in flight, a 2 ms batch timeout and a checkpoint every 32 batches.)
  */
 const REPLICA = { ...GROUP_REPLICA, voteWaitMs: 25, retransmitMs: 250 };
-const ENGINE = { intraOpThreads: 1, maxBatch: 8, maxDelayMs: 2 };
+/** The engine settings both sides run, as a node runs them by default. */
+const ENGINE = {
+  intraOpThreads: ENGINE_DEFAULTS.intraOpThreads,
+  maxBatch: ENGINE_DEFAULTS.maxBatch,
+  maxDelayMs: ENGINE_DEFAULTS.maxDelayMs,
+};
 /** Client batch (requests per signature): the real model certifies ~10× fewer requests per second. */
 const CLIENT_BATCH = { standin: 64, real: 16 };
 const LINGER_MS = 2;

@@ -2,7 +2,7 @@ import { stat } from 'node:fs/promises';
 import { basename, extname, resolve } from 'node:path';
 import type { Command } from 'commander';
 import { catalogByDigest } from '../inference/catalog.ts';
-import { InferenceEngine } from '../inference/engine.ts';
+import { ENGINE_DEFAULTS, InferenceEngine } from '../inference/engine.ts';
 import {
   createKServeServer,
   DEFAULT_BODY_LIMIT,
@@ -85,8 +85,18 @@ export function registerServeModel(program: Command): void {
       positiveInt('--max-items'),
       DEFAULT_MAX_ITEMS,
     )
-    .option('--max-batch <n>', 'largest batch the engine runs at once', positiveInt('--max-batch'), 8)
-    .option('--threads <n>', 'onnxruntime intra-op threads', positiveInt('--threads'), 1)
+    .option(
+      '--max-batch <n>',
+      'largest batch the engine runs at once',
+      positiveInt('--max-batch'),
+      ENGINE_DEFAULTS.maxBatch,
+    )
+    .option(
+      '--threads <n>',
+      'onnxruntime intra-op threads',
+      positiveInt('--threads'),
+      ENGINE_DEFAULTS.intraOpThreads,
+    )
     .addHelpText(
       'after',
       '\nExample:\n  npx dropbear serve-model /work/shared/models/mobilenetv2-12-int8.onnx --port 8000\n' +
