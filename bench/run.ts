@@ -121,6 +121,10 @@ async function main(): Promise<number> {
         process.stderr.write(`[${name}] quick run: nothing written (add --write to write it)\n`);
         continue;
       }
+      if (r.partial) {
+        process.stderr.write(`[${name}] a partial run (${r.partial}): nothing written\n`);
+        continue;
+      }
       mkdirSync(RESULTS, { recursive: true });
       const links = new Map<string, string>();
       for (const p of r.plots ?? []) {

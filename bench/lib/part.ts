@@ -28,6 +28,8 @@ export interface PartResult {
   /** The BENCHMARKS.md section (between the part's markers); `{plot:name}` becomes the plot's link. */
   section: { heading: string; intro?: string; body: string };
   plots?: Plot[];
+  /** Set when the run left out part of what the section shows (why): bench/run.ts then writes nothing. */
+  partial?: string;
 }
 
 export interface Part {

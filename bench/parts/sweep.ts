@@ -113,6 +113,12 @@ const CURRENT = { ...DEFAULT_REPLICA_CONFIG, ...GROUP_REPLICA };
 export const flags: FlagSpecs = {
   runs: { kind: 'count', help: 'runs per setting' },
   'step-ms': { kind: 'number', value: 'MS', help: 'run length' },
+  sweeps: {
+    kind: 'choice',
+    list: true,
+    choices: ['consensus', 'pipeline', 'inference'],
+    help: 'which sweeps to run (all three); a subset prints its tables and writes nothing',
+  },
 };
 
 export async function run(o: PartOptions): Promise<PartResult> {
@@ -124,7 +130,8 @@ export async function run(o: PartOptions): Promise<PartResult> {
   const timeouts = o.quick ? [1, 60] : [1, 20, 60];
   const maxBatches = o.quick ? [1, 32] : [1, 8, 32];
   const inFlights = o.quick ? [1, 4] : [1, 2, 4, 16];
-  const settings: Setting[] = [
+  const only = flag(o.args, 'sweeps')?.split(',');
+  const all: Setting[] = [
     ...sizes.flatMap((batchSize) =>
       timeouts.map((batchTimeoutMs) => ({
         sweep: 'consensus' as const,
@@ -149,6 +156,7 @@ export async function run(o: PartOptions): Promise<PartResult> {
       maxBatch,
     })),
   ];
+  const settings = only ? all.filter((x) => only.includes(x.sweep)) : all;
   // The real models certify ~80× fewer requests per second: fewer in flight, smaller client batches (a
   // batch's requests all answer when its last certificate is ready) and longer steps, so that several
   // batches complete inside each window.
@@ -311,9 +319,10 @@ export async function run(o: PartOptions): Promise<PartResult> {
   // ------------------------------------------------------------------ the defaults
   /** The latency a sweep's pick weighs: the p99 for the inference rows (the e2e target's), else the p50. */
   const weighed = (r: Row) => (r.sweep === 'inference' ? r.lowP99.median : r.lowP50.median);
-  const choose = (sweep: Setting['sweep']) => {
+  const choose = (sweep: Setting['sweep']): Row | undefined => {
     const rs = rows.filter((r) => r.sweep === sweep && r.failed === 0 && r.viewChanges === 0);
     const pool = rs.length ? rs : rows.filter((r) => r.sweep === sweep);
+    if (pool.length === 0) return undefined; // not run (--sweeps)
     const bestLow = Math.min(...pool.map(weighed));
     const ok = pool.filter(
       (r) => weighed(r) <= Math.max(LATENCY_SLACK * bestLow, bestLow + LATENCY_SLACK_MS),
@@ -412,10 +421,11 @@ export async function run(o: PartOptions): Promise<PartResult> {
     '{plot:inference}',
     '',
     `Chosen from this run (← above; the highest peak among the settings whose low-load p50 (for the real models: the p99 at ${load.inference.lowRate}/s, the e2e target's figure) is within ${Math.round((LATENCY_SLACK - 1) * 100)} % ` +
-      `or ${LATENCY_SLACK_MS} ms of the best, without view changes or failures): **${label(consensusPick)}**, **${label(pipelinePick)}**, **${label(inferencePick)}**. Current defaults: ${current}.`,
+      `or ${LATENCY_SLACK_MS} ms of the best, without view changes or failures): ${[consensusPick, pipelinePick, inferencePick].map((r) => (r ? `**${label(r)}**` : '(not run)')).join(', ')}. Current defaults: ${current}.`,
   ].join('\n');
 
   return {
+    ...(only && only.length < 3 ? { partial: `--sweeps=${only.join(',')}` } : {}),
     json: {
       runs,
       stepMs,

@@ -18,6 +18,7 @@ describe('npm run bench: the command line is checked before anything runs', () =
     expect(r.out).toContain('--conc-standin=A,B,…');
     expect(r.out).toContain('--durability=full|relaxed');
     expect(r.out).toContain('--max-batch=N');
+    expect(r.out).toContain('--sweeps=consensus|pipeline|inference');
   });
 
   it('refuses a flag of another part, a misspelt flag and a bad value with status 2', () => {
@@ -33,6 +34,9 @@ describe('npm run bench: the command line is checked before anything runs', () =
     const zero = bench('e2e', '--max-batch=0');
     expect(zero.status).toBe(2);
     expect(zero.err).toContain('--max-batch takes a positive integer, not "0"');
+    const sweeps = bench('sweep', '--sweeps=inference,consensu');
+    expect(sweeps.status).toBe(2);
+    expect(sweeps.err).toContain('consensu');
     const part = bench('protocl');
     expect(part.status).toBe(2);
     expect(part.err).toContain('unknown part "protocl"');
