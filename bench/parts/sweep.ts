@@ -169,9 +169,9 @@ export async function run(o: PartOptions): Promise<PartResult> {
     // The pipeline depth matters once the CPUs are busy: its latency is taken at a middling rate instead.
     pipeline: { conc: 1024, lowRate: MID_RATE, clientBatch: CLIENT_BATCH, stepMs },
     // The e2e part's client, concurrency and rate: the SDK coalescing one turn's calls and sending to every
-    // node, 32 in flight for the peak (at 64 the coalesced calls went as one batch of 64 that every node
-    // inferred before any was certified: half the throughput), the latency read at about half of the peak
-    // (set from the first row's warm-up, INFERENCE_RATE_SHARE), over longer steps (its p99 decides).
+    // node, 32 in flight for the peak (the e2e part's highest; the turn's calls go as one client batch, so
+    // a consensus batch holds up to that many), the latency read at about half of the peak (set from the
+    // first row's warm-up, INFERENCE_RATE_SHARE), over longer steps (its p99 decides).
     inference: {
       conc: 32,
       lowRate: 0,
