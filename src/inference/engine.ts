@@ -34,8 +34,9 @@ export const ENGINE_DEFAULTS = {
   // models on both sides (`npm run bench -- e2e --max-batch=N`), pairs of runs gave a lower p99 ratio at
   // half load with 8 than with 32 in three of three (4.0, 4.7, 4.0 against 11.6, 8.2, 4.8) and than with 1
   // in three of three (3.4, 3.7, 3.9 against 4.4, 5.0, 6.4; 1 cost the nodes 4-10 CPU-ms more per image
-  // there). The sweep, now on the same four models but with a forwarding client and a lower rate, picked 1
-  // (66 against 63 images/s, ranges overlapping) and put 32 last. `serve-model` and the benches use 8 too.
+  // there). The sweep, on the same four models with the e2e client, picks 1 by the p99 at a lighter load
+  // (~42 % of the group's peak: 83 against 153 ms at 963cdf0), where a lone image never waits behind a
+  // model batch; the target is read at the e2e's load, so 8. `serve-model` and the benches use 8 too.
   maxBatch: 8,
   maxDelayMs: 2,
   maxQueue: 512,
