@@ -161,9 +161,9 @@ export async function run(o: PartOptions): Promise<PartResult> {
     })),
   ];
   const settings = only ? all.filter((x) => only.includes(x.sweep)) : all;
-  // The real models certify ~80× fewer requests per second: fewer in flight, smaller client batches (a
-  // batch's requests all answer when its last certificate is ready) and longer steps, so that several
-  // batches complete inside each window.
+  // The real models certify ~80× fewer requests per second: fewer in flight, no client batches of their
+  // own (clientBatch 0: the SDK coalesces instead) and longer steps, so that several batches complete
+  // inside each window.
   const load = {
     consensus: { conc: 1024, lowRate: 100, clientBatch: CLIENT_BATCH, stepMs },
     // The pipeline depth matters once the CPUs are busy: its latency is taken at a middling rate instead.
