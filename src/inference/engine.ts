@@ -12,7 +12,7 @@ import { toResult } from './postprocess.ts';
 import { copyModelTensor, inputElements, sniffInput } from './preprocess.ts';
 import { fixedBatchOne, type ModelSpec } from './spec.ts';
 import { requireDigest } from './store.ts';
-import { PrepPool, type SessionOptions, SessionRunner } from './threads.ts';
+import { type ModelInput, PrepPool, type SessionOptions, SessionRunner } from './threads.ts';
 
 export interface EngineOptions extends Partial<SessionOptions>, Partial<BatcherOptions> {
   modelPath: string;
@@ -167,7 +167,7 @@ export class InferenceEngine implements ModelBackend {
    * The same as the batch takes it: for a float16 model, half bits converted on the preprocessing worker
    * (a model tensor is copied as floats here and converted when its batch forms).
    */
-  private modelInput(input: Uint8Array, wanted?: () => boolean): Promise<Float32Array | Uint16Array> {
+  private modelInput(input: Uint8Array, wanted?: () => boolean): Promise<ModelInput> {
     return this.prepare(input, wanted, this.half);
   }
 
@@ -175,7 +175,7 @@ export class InferenceEngine implements ModelBackend {
     input: Uint8Array,
     wanted: (() => boolean) | undefined,
     half: boolean,
-  ): Promise<Float32Array | Uint16Array> {
+  ): Promise<ModelInput> {
     // Only a raw tensor is copied here: for an image (every request in practice) this buffer was allocated,
     // zero-filled and dropped per input, ~3 % of a node's main thread under load (perf, e2e).
     if (sniffInput(input) === 'tensor') {

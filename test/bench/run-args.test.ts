@@ -22,23 +22,17 @@ describe('npm run bench: the command line is checked before anything runs', () =
   });
 
   it('refuses a flag of another part, a misspelt flag and a bad value with status 2', () => {
-    const other = bench('verify', '--conc=4');
-    expect(other.status).toBe(2);
-    expect(other.err).toContain('--conc is a flag of e2e, not of verify');
-    const typo = bench('protocol', '--step=5000');
-    expect(typo.status).toBe(2);
-    expect(typo.err).toContain('unknown flag --step');
-    const bad = bench('protocol', '--n', 'four');
-    expect(bad.status).toBe(2);
-    expect(bad.err).toContain('--n takes positive integers');
-    const zero = bench('e2e', '--max-batch=0');
-    expect(zero.status).toBe(2);
-    expect(zero.err).toContain('--max-batch takes a positive integer, not "0"');
-    const sweeps = bench('sweep', '--sweeps=inference,consensu');
-    expect(sweeps.status).toBe(2);
-    expect(sweeps.err).toContain('consensu');
-    const part = bench('protocl');
-    expect(part.status).toBe(2);
-    expect(part.err).toContain('unknown part "protocl"');
+    /** The command line `args` is refused with status 2 and a message containing `message`. */
+    const refused = (message: string, ...args: string[]) => {
+      const r = bench(...args);
+      expect(r.status, args.join(' ')).toBe(2);
+      expect(r.err).toContain(message);
+    };
+    refused('--conc is a flag of e2e, not of verify', 'verify', '--conc=4');
+    refused('unknown flag --step', 'protocol', '--step=5000');
+    refused('--n takes positive integers', 'protocol', '--n', 'four');
+    refused('--max-batch takes a positive integer, not "0"', 'e2e', '--max-batch=0');
+    refused('consensu', 'sweep', '--sweeps=inference,consensu');
+    refused('unknown part "protocl"', 'protocl');
   });
 });
