@@ -64,7 +64,7 @@ describe('group start', () => {
     expect(nodes.every(alive)).toBe(true);
     proc.kill('SIGKILL');
     expect(await allGone(nodes)).toEqual([]);
-  }, 90_000);
+  });
 
   it('and when it ends while they are still starting', async () => {
     const dir = join(root, 'group-early');
@@ -73,5 +73,5 @@ describe('group start', () => {
     const nodes = pids.slice(-4);
     expect(nodes).toHaveLength(4);
     expect(await allGone(nodes)).toEqual([]);
-  }, 90_000);
+  });
 });

@@ -161,7 +161,7 @@ beforeAll(async () => {
   g = loadGroup(dir);
   for (const n of g.file.nodes) startNode(n.id);
   await Promise.all(g.file.nodes.map((n) => ready(n.id)));
-}, 120_000);
+});
 
 afterAll(async () => {
   await Promise.all([...procs.keys()].map((id) => kill9(id)));

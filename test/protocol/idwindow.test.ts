@@ -186,7 +186,7 @@ describe('IdWindow', () => {
     }
     expect(w.size).toBe(16);
     expect(w.bytes).toBeLessThan(4096); // the capacity did not grow: the window never held more than 16
-  }, 20_000);
+  });
 
   it('refuses to shift into a buffer too small for an id, and stays intact', () => {
     const w = new IdWindow();
@@ -257,5 +257,5 @@ describe('SeqIndex', () => {
     expect(idx.candidates(id)).toEqual([1 + ((n - 1) >> 7)]);
     dv.setUint32(0, 12345, true);
     expect(idx.candidates(id)).toEqual([1 + (12345 >> 7)]);
-  }, 60_000);
+  });
 });
