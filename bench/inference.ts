@@ -5,7 +5,8 @@
  * - bare: the main thread calls `session.run` back to back on one pre-made input tensor of the batch size
  *   (models with the batch fixed at 1 run b single runs), intraOpNumThreads 1. No preprocessing, no copies.
  * - pipeline, tensors: pre-made preprocessed inputs go through InferenceEngine.scores (dynamic batcher with
- *   maxBatch = b, session in a worker thread, intraOpNumThreads 1): everything but decoding.
+ *   maxBatch = b, session in a worker thread, intraOpNumThreads 1): everything but decoding. A model with
+ *   the batch fixed at 1 runs one input at a time there whatever b is (the engine caps it).
  * - pipeline, val JPEGs: InferenceEngine.classify on the val images' bytes: decode (libvips), resize, crop,
  *   normalise on one preprocessing worker, then as above, then top-5. Also with the jpeg-js decoder.
  * Each row: `--runs` runs (default 3), median and min–max. Also: preprocessing cost per image (val 227×227

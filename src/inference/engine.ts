@@ -123,8 +123,12 @@ export class InferenceEngine implements ModelBackend {
     ] as const)
       if (!Number.isInteger(o[k]) || o[k] < 1)
         throw new DropbearError('CONFIG_INVALID', `${k} must be a positive integer, got ${o[k]}`);
-    // A model whose batch dimension is fixed at 1 still takes batches: its worker runs them item by item.
-    const maxBatch = fixedBatchOne(opts.spec) ? Math.min(o.maxBatch, 32) : o.maxBatch;
+    // A model whose batch dimension is fixed at 1 takes one input per run, whatever maxBatch says: batching
+    // its inputs saves nothing (its worker would run them one by one) and every input of a batch would wait
+    // for the last one's run. Measured (BENCHMARKS.md, inference pipeline): at 30 images/s, ShuffleNet's p99
+    // 35-37 ms against 45-57 with batches of up to 8, the CPU per image the same; in three e2e pairs the
+    // certified p99 at half load 177-213 ms against 221-256 (the fan-out's servers get it too).
+    const maxBatch = fixedBatchOne(opts.spec) ? 1 : o.maxBatch;
     const started = await Promise.allSettled([
       PrepPool.start(opts.spec, o.decoder, o.prepWorkers),
       ...Array.from({ length: o.sessionWorkers }, () => SessionRunner.start(opts.modelPath, opts.spec, o)),

@@ -103,20 +103,10 @@ if (data.role === 'session') {
           'INPUT_SHAPE',
           `batch of ${m.n} needs ${m.n * item} values, got ${m.data.length}`,
         );
-      let result: Float32Array;
-      if (one && m.n > 1) {
-        // A model whose batch dimension is fixed at 1 runs item by item, in one message.
-        const parts: Float32Array[] = [];
-        for (let i = 0; i < m.n; i++) parts.push(await runOnce(m.data.subarray(i * item, (i + 1) * item), 1));
-        result = new Float32Array(parts.reduce((a, p) => a + p.length, 0));
-        let o = 0;
-        for (const p of parts) {
-          result.set(p, o);
-          o += p.length;
-        }
-      } else {
-        result = await runOnce(m.data, m.n);
-      }
+      // The engine sends a model whose batch dimension is fixed at 1 one input per run (engine.ts).
+      if (one && m.n !== 1)
+        throw new DropbearError('INPUT_SHAPE', `this model takes one input per run, got a batch of ${m.n}`);
+      const result = await runOnce(m.data, m.n);
       // The runtime may own the output's memory: send a copy (4 KB per item, negligible). The batch's
       // buffer goes back too: the batcher builds a later batch in it (the run is over, nothing holds it).
       const copy = result.slice();

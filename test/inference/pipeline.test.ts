@@ -2,9 +2,9 @@
 import { readFileSync } from 'node:fs';
 import { afterAll, describe, expect, it } from 'vitest';
 import { CATALOG, catalogByName } from '../../src/inference/catalog.ts';
-import { InferenceEngine } from '../../src/inference/engine.ts';
-import { encodeTensorInput, toHalf } from '../../src/inference/preprocess.ts';
-import { PrepPool } from '../../src/inference/threads.ts';
+import { ENGINE_DEFAULTS, InferenceEngine } from '../../src/inference/engine.ts';
+import { encodeTensorInput, inputElements, toHalf } from '../../src/inference/preprocess.ts';
+import { PrepPool, SessionRunner } from '../../src/inference/threads.ts';
 import { DropbearError } from '../../src/protocol/errors.ts';
 import { DATA_DIR, MODELS_DIR } from '../shared.ts';
 
@@ -98,16 +98,27 @@ describe('engine behaviour', () => {
     expect(e.stats().reusedInputBuffers - before).toBeGreaterThanOrEqual(3);
   });
 
-  it('a model with batch fixed at 1 takes batches (run item by item) and matches single runs', async () => {
+  it('a model with batch fixed at 1 runs one input at a time whatever maxBatch says, as a lone call does', async () => {
+    // 16 calls at once with room for batches of 8 and a long linger: a dynamic-batch model would batch them.
     const e = await engine('shufflenet-v2-12-qdq', { maxBatch: 8, maxDelayMs: 20 });
     const files = valFiles.slice(0, 16);
-    const batched = await Promise.all(files.map((f) => e.classify(valBytes.get(f)!)));
-    const single: typeof batched = [];
+    const together = await Promise.all(files.map((f) => e.classify(valBytes.get(f)!)));
+    expect(e.stats().batchSizes).toEqual({ 1: 16 });
+    const single: typeof together = [];
     for (const f of files) single.push(await e.classify(valBytes.get(f)!));
-    // The single runs are built in the spare buffers of the batches before them (larger than one item).
+    expect(together).toEqual(single);
+    // The runs are built in the buffers the worker hands back (32 runs, at most 2 in flight).
     expect(e.stats().reusedBuffers).toBeGreaterThan(15);
-    expect(batched).toEqual(single);
-    expect(Math.max(...Object.keys(e.stats().batchSizes).map(Number))).toBeGreaterThan(1);
+    // Its session worker, handed a batch of two all the same, refuses it with a clear error and keeps serving.
+    const spec = catalogByName('shufflenet-v2-12-qdq')!;
+    const runner = await SessionRunner.start(`${MODELS}/shufflenet-v2-12-qdq.onnx`, spec, ENGINE_DEFAULTS);
+    try {
+      const item = inputElements(spec);
+      await expect(runner.run(new Float32Array(2 * item), 2)).rejects.toMatchObject({ code: 'INPUT_SHAPE' });
+      expect((await runner.run(new Float32Array(item), 1)).data).toHaveLength(1000);
+    } finally {
+      await runner.close();
+    }
   });
 
   it('batched results are bit-identical to batch-1 results on a dynamic-batch model', async () => {
