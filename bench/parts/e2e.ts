@@ -615,11 +615,12 @@ export async function run(o: PartOptions): Promise<PartResult> {
     );
     const why: string[] = [];
     if (!throughputMet || !p99Met || profile) {
+      const extra = cpuCert.cpuServers + cpuCert.cpuClient - cpuBase.cpuServers - cpuBase.cpuClient;
       why.push(
         `CPU per image at c=${certPeak.load} (both sides share the machine's ${m.cores} cores, so CPU per image bounds the peak): ` +
           `the 4 nodes ${cpuCert.cpuServers.toFixed(2)} ms + client ${cpuCert.cpuClient.toFixed(2)} ms, against the 4 servers ` +
           `${cpuBase.cpuServers.toFixed(2)} ms + client ${cpuBase.cpuClient.toFixed(2)} ms: ` +
-          `${(cpuCert.cpuServers + cpuCert.cpuClient - cpuBase.cpuServers - cpuBase.cpuClient).toFixed(2)} ms more per certified image.`,
+          `${Math.abs(extra).toFixed(2)} ms ${extra < 0 ? 'less' : 'more'} per certified image.`,
       );
     }
     if (profile)

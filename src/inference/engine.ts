@@ -36,7 +36,8 @@ export const ENGINE_DEFAULTS = {
   // in three of three (3.4, 3.7, 3.9 against 4.4, 5.0, 6.4; 1 cost the nodes 4-10 CPU-ms more per image
   // there). The sweep, on the same four models with the e2e client, picks 1 by the p99 at a lighter load
   // (~42 % of the group's peak: 83 against 153 ms at 963cdf0), where a lone image never waits behind a
-  // model batch; the target is read at the e2e's load, so 8. `serve-model` and the benches use 8 too.
+  // model batch; the target is read at the e2e's load, so 8. `serve-model` and the benches use 8 too. A model
+  // whose batch dimension is fixed at 1 runs one input at a time whatever this says (start()).
   maxBatch: 8,
   maxDelayMs: 2,
   maxQueue: 512,
