@@ -157,6 +157,8 @@ export interface NodeGroupOptions {
   beforeStart?: (file: GroupFile, dir: string) => Promise<void> | void;
   /** Node flags of the node processes, e.g. ['--cpu-prof', '--cpu-prof-dir=DIR'] (not allowed in NODE_OPTIONS). */
   execArgv?: string[];
+  /** Added to the node processes' environment (e.g. a probe's switch), over this process's own. */
+  env?: Record<string, string>;
   readyTimeoutMs?: number;
   log: (line: string) => void;
 }
@@ -184,7 +186,7 @@ export async function startNodeGroup(o: NodeGroupOptions): Promise<NodeGroup> {
       process.execPath,
       [...NODE_EXEC_ARGV, ...(o.execArgv ?? []), BIN, 'node', '--config', join(group.dir, n.config)],
       // As `group start` does: with an IPC channel, a node stops when the bench process ends (even killed).
-      { stdio: ['ignore', 'pipe', 'pipe', 'ipc'] },
+      { stdio: ['ignore', 'pipe', 'pipe', 'ipc'], env: o.env ? { ...process.env, ...o.env } : process.env },
     );
     for (const stream of [child.stdout, child.stderr]) {
       let buf = '';

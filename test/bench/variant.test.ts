@@ -1,0 +1,48 @@
+import { describe, expect, it } from 'vitest';
+import { BenchArgError } from '../../bench/lib/args.ts';
+import { nodeConfigPatch, parseEnvPairs } from '../../bench/lib/variant.ts';
+
+const message = (f: () => unknown): string => {
+  try {
+    f();
+  } catch (e) {
+    expect(e).toBeInstanceOf(BenchArgError);
+    return (e as Error).message;
+  }
+  throw new Error('no error');
+};
+
+describe('what sets group B apart (bench:groupab)', () => {
+  it('reads VAR=VALUE pairs, values empty or holding "="', () => {
+    expect(parseEnvPairs('A=1')).toEqual({ A: '1' });
+    expect(parseEnvPairs('PROBE_X=1,UV_THREADPOOL_SIZE=8,EMPTY=,EQ=a=b')).toEqual({
+      PROBE_X: '1',
+      UV_THREADPOOL_SIZE: '8',
+      EMPTY: '',
+      EQ: 'a=b',
+    });
+  });
+
+  it('refuses a pair without "=" or with a name no shell takes', () => {
+    expect(message(() => parseEnvPairs('A=1,B'))).toContain('"B"');
+    expect(message(() => parseEnvPairs('1X=2'))).toContain('"1X=2"');
+    expect(message(() => parseEnvPairs(''))).toContain('VAR=VALUE');
+  });
+
+  it('merges a replica patch into the defaults and keeps the other keys as given', () => {
+    const defaults = { voteWaitMs: 25, batchTimeoutMs: 60 };
+    expect(nodeConfigPatch('{"replica":{"voteWaitMs":2}}', defaults)).toEqual({
+      replica: { voteWaitMs: 2, batchTimeoutMs: 60 },
+    });
+    expect(nodeConfigPatch('{"durability":"relaxed"}', defaults)).toEqual({ durability: 'relaxed' });
+    // The defaults are not changed by a merge.
+    expect(defaults).toEqual({ voteWaitMs: 25, batchTimeoutMs: 60 });
+  });
+
+  it('refuses anything but a JSON object, and a replica that is not one', () => {
+    expect(message(() => nodeConfigPatch('{durability', {}))).toContain('is not JSON');
+    expect(message(() => nodeConfigPatch('[1]', {}))).toContain('must be a JSON object');
+    expect(message(() => nodeConfigPatch('null', {}))).toContain('must be a JSON object');
+    expect(message(() => nodeConfigPatch('{"replica":3}', {}))).toContain('"replica" must be a JSON object');
+  });
+});
