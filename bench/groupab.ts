@@ -1,8 +1,8 @@
 /**
  * npm run bench:groupab — two e2e groups that differ in one thing, at the same fixed load, interleaved.
  * Group A runs as `group init` writes it (the e2e part's four models and engine settings, full
- * durability); group B the same plus `--b-config` (JSON merged into every node config; its `replica`
- * object is merged into group init's replica settings) and `--b-env` (VAR=VALUE pairs, comma-separated,
+ * durability); group B the same plus `--b-config` (JSON merged into every node config; a `replica` or
+ * `engine` object in it is merged into group init's replica settings or the engine settings below) and `--b-env` (VAR=VALUE pairs, comma-separated,
  * added to B's node processes' environment: a switch read by a probe in the code under test). Both start
  * side by side and each is idle while the other runs. After a closed-loop warm-up of each (8 in flight,
  * `--warm-ms`), every round drives A then B, or B then A (ABBA…), at `--rate` images/s open loop for
@@ -71,14 +71,18 @@ function parsed<T>(name: string, parse: (text: string) => T, dflt: T): T {
   }
 }
 
-const B_CONFIG = parsed('b-config', (t) => nodeConfigPatch(t, GROUP_REPLICA), {});
-const B_ENV = parsed('b-env', parseEnvPairs, {});
 /** The engine settings the e2e part runs (as a node runs them by default). */
 const ENGINE = {
   intraOpThreads: ENGINE_DEFAULTS.intraOpThreads,
   maxBatch: ENGINE_DEFAULTS.maxBatch,
   maxDelayMs: ENGINE_DEFAULTS.maxDelayMs,
 };
+const B_CONFIG = parsed(
+  'b-config',
+  (t) => nodeConfigPatch(t, { replica: GROUP_REPLICA, engine: ENGINE }),
+  {},
+);
+const B_ENV = parsed('b-env', parseEnvPairs, {});
 
 interface Round {
   round: number;
@@ -114,6 +118,7 @@ try {
       models: E2E_MODELS,
       home,
       name: 'groupab',
+      // B's `engine`, if any, is ENGINE with its changes (nodeConfigPatch).
       nodeConfig: { engine: ENGINE, ...patch },
       env,
       log: (l) => console.log(l),

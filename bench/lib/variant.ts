@@ -19,13 +19,14 @@ export function parseEnvPairs(text: string): Record<string, string> {
 }
 
 /**
- * A JSON object to merge into node configs. Its `replica`, if any, is merged into `replicaDefaults` (the
- * settings `group init` writes), since a node config's `replica` replaces them whole. Throws
- * BenchArgError for anything but a JSON object, or a `replica` that is not one.
+ * A JSON object to merge into node configs. Where it holds a key of `defaults` (e.g. `replica`: the
+ * settings `group init` writes; `engine`), that object is merged into the default one, since a node
+ * config's object replaces a default whole. Throws BenchArgError for anything but a JSON object, or such
+ * a key that does not hold one.
  */
 export function nodeConfigPatch(
   text: string,
-  replicaDefaults: Record<string, unknown>,
+  defaults: Record<string, Record<string, unknown>>,
 ): Record<string, unknown> {
   let v: unknown;
   try {
@@ -36,7 +37,11 @@ export function nodeConfigPatch(
   const isObject = (x: unknown): x is Record<string, unknown> =>
     typeof x === 'object' && x !== null && !Array.isArray(x);
   if (!isObject(v)) throw new BenchArgError('must be a JSON object');
-  if (v.replica === undefined) return v;
-  if (!isObject(v.replica)) throw new BenchArgError('"replica" must be a JSON object');
-  return { ...v, replica: { ...replicaDefaults, ...v.replica } };
+  const out: Record<string, unknown> = { ...v };
+  for (const [key, base] of Object.entries(defaults)) {
+    if (v[key] === undefined) continue;
+    if (!isObject(v[key])) throw new BenchArgError(`"${key}" must be a JSON object`);
+    out[key] = { ...base, ...v[key] };
+  }
+  return out;
 }

@@ -29,20 +29,29 @@ describe('what sets group B apart (bench:groupab)', () => {
     expect(message(() => parseEnvPairs(''))).toContain('VAR=VALUE');
   });
 
-  it('merges a replica patch into the defaults and keeps the other keys as given', () => {
-    const defaults = { voteWaitMs: 25, batchTimeoutMs: 60 };
+  it('merges a replica or engine patch into the defaults and keeps the other keys as given', () => {
+    const defaults = { replica: { voteWaitMs: 25, batchTimeoutMs: 60 }, engine: { maxBatch: 8 } };
     expect(nodeConfigPatch('{"replica":{"voteWaitMs":2}}', defaults)).toEqual({
       replica: { voteWaitMs: 2, batchTimeoutMs: 60 },
     });
-    expect(nodeConfigPatch('{"durability":"relaxed"}', defaults)).toEqual({ durability: 'relaxed' });
+    expect(nodeConfigPatch('{"engine":{"maxBatch":1},"durability":"relaxed"}', defaults)).toEqual({
+      engine: { maxBatch: 1 },
+      durability: 'relaxed',
+    });
+    expect(nodeConfigPatch('{"engine":{"maxDelayMs":0}}', defaults)).toEqual({
+      engine: { maxBatch: 8, maxDelayMs: 0 },
+    });
     // The defaults are not changed by a merge.
-    expect(defaults).toEqual({ voteWaitMs: 25, batchTimeoutMs: 60 });
+    expect(defaults).toEqual({ replica: { voteWaitMs: 25, batchTimeoutMs: 60 }, engine: { maxBatch: 8 } });
   });
 
-  it('refuses anything but a JSON object, and a replica that is not one', () => {
-    expect(message(() => nodeConfigPatch('{durability', {}))).toContain('is not JSON');
-    expect(message(() => nodeConfigPatch('[1]', {}))).toContain('must be a JSON object');
-    expect(message(() => nodeConfigPatch('null', {}))).toContain('must be a JSON object');
-    expect(message(() => nodeConfigPatch('{"replica":3}', {}))).toContain('"replica" must be a JSON object');
+  it('refuses anything but a JSON object, and a merged key that does not hold one', () => {
+    const defaults = { replica: {} };
+    expect(message(() => nodeConfigPatch('{durability', defaults))).toContain('is not JSON');
+    expect(message(() => nodeConfigPatch('[1]', defaults))).toContain('must be a JSON object');
+    expect(message(() => nodeConfigPatch('null', defaults))).toContain('must be a JSON object');
+    expect(message(() => nodeConfigPatch('{"replica":3}', defaults))).toContain(
+      '"replica" must be a JSON object',
+    );
   });
 });
