@@ -126,22 +126,15 @@ try {
   console.log(`starting group A and group B (${JSON.stringify(B_CONFIG)}, env ${JSON.stringify(B_ENV)})`);
   groups.A = await start('a', {});
   groups.B = await start('b', B_CONFIG, B_ENV);
-  const clients = {
-    A: new DropbearClient({
-      genesis: groups.A.group.genesis,
-      nodes: groups.A.file.nodes,
-      key: groups.A.group.clientKey(),
+  const clientOf = (g: NodeGroup) =>
+    new DropbearClient({
+      genesis: g.group.genesis,
+      nodes: g.file.nodes,
+      key: g.group.clientKey(),
       fetch: http.fetch,
       coalesce: true,
-    }),
-    B: new DropbearClient({
-      genesis: groups.B.group.genesis,
-      nodes: groups.B.file.nodes,
-      key: groups.B.group.clientKey(),
-      fetch: http.fetch,
-      coalesce: true,
-    }),
-  };
+    });
+  const clients = { A: clientOf(groups.A), B: clientOf(groups.B) };
   const send = (k: 'A' | 'B') => async (i: number) => {
     await clients[k].infer(images[i % images.length]);
   };
@@ -189,8 +182,7 @@ try {
   for (const k of ['A', 'B'] as const) {
     const all = await Promise.all(groups[k]!.file.nodes.map((n) => syncsOf(n.api, http.fetch)));
     const count = all.reduce((s, x) => s + x.count, 0);
-    const sumS = all.reduce((s, x) => s + x.sumS, 0);
-    syncs[k] = { count, meanMs: count > 0 ? (1000 * sumS) / count : 0 };
+    syncs[k] = { count, meanMs: count > 0 ? (1000 * all.reduce((s, x) => s + x.sumS, 0)) / count : 0 };
   }
   const end = atEnd(started);
   const blocks = (k: 'A' | 'B') => samples[k].flatMap((run) => blocksBySecond(run));
