@@ -1,7 +1,7 @@
 /**
  * npm run bench:groupab — two e2e groups that differ in one thing, at the same fixed load, interleaved.
- * Group A runs as `group init` writes it (the e2e part's four models and engine settings, full
- * durability); group B the same plus `--b-config` (JSON merged into every node config; a `replica` or
+ * Group A runs as `group init` writes it (the e2e part's four models and engine settings, group init's
+ * ledger durability: prepared since 2026-12-03, full before); group B the same plus `--b-config` (JSON merged into every node config; a `replica` or
  * `engine` object in it is merged into group init's replica settings or the engine settings below) and `--b-env` (VAR=VALUE pairs, comma-separated,
  * added to B's node processes' environment: a switch read by a probe in the code under test). Both start
  * side by side and each is idle while the other runs. After a closed-loop warm-up of each (8 in flight,

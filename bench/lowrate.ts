@@ -2,11 +2,13 @@
  * npm run bench:lowrate — where a lightly loaded group's CPU goes. A 4-node group of real node processes
  * with the stand-in model (bench/parts/protocol.ts `withGroup`: group init's settings, no inference cost)
  * takes open-loop load at a low fixed rate (default 25 requests/s, about the e2e part's half-load rate)
- * after a warm-up, in three settings, interleaved round by round:
+ * after a warm-up, in four settings, interleaved round by round:
  *
- * - as configured (`group init`'s replica settings: at this rate one request per consensus batch);
+ * - as configured (`group init`'s replica settings and durability: at this rate one request per consensus batch);
  * - with 200 ms batch timeouts (both `batchTimeoutMs` and `idleBatchTimeoutMs`): several requests per
  *   batch, so the difference to the first row is what a batch costs beyond its requests;
+ * - with full durability (every signed record and execution fsynced; `group init` writes prepared since
+ *   2026-12-03, full before);
  * - with relaxed durability (no fsync before a node signs; docs/ledger.md).
  *
  * Per request (the 4 nodes together): CPU of the main threads and of the other threads (libuv's pool,
@@ -18,6 +20,7 @@
  * node that forwards it).
  */
 
+import { GROUP_DURABILITY } from '../src/cli/group.ts';
 import type { Durability } from '../src/ledger/sqlite.ts';
 import { standInInput } from '../src/node/standin-backend.ts';
 import { type FlagSpecs, scriptFlags } from './lib/args.ts';
@@ -52,12 +55,13 @@ interface Setting {
   replica?: Record<string, number>;
 }
 const SETTINGS: Setting[] = [
-  { label: 'as configured', durability: 'full' },
+  { label: 'as configured', durability: GROUP_DURABILITY },
   {
     label: 'batch timeouts 200 ms',
-    durability: 'full',
+    durability: GROUP_DURABILITY,
     replica: { batchTimeoutMs: 200, idleBatchTimeoutMs: 200 },
   },
+  { label: 'full durability', durability: 'full' },
   { label: 'relaxed durability', durability: 'relaxed' },
 ];
 

@@ -30,7 +30,7 @@
  * Flags: --runs=N --step-ms=MS --half-ms=MS --warmup-ms=MS --conc=4,8,16,32 --models=a,b,c,d --profile
  * --client=coalesced|per-call
  */
-import { GROUP_REPLICA } from '../../src/cli/group.ts';
+import { GROUP_DURABILITY, GROUP_REPLICA } from '../../src/cli/group.ts';
 import { DropbearClient, type InferResult } from '../../src/client/index.ts';
 import { catalogByName } from '../../src/inference/catalog.ts';
 import { ENGINE_DEFAULTS } from '../../src/inference/engine.ts';
@@ -183,7 +183,7 @@ export async function run(o: PartOptions): Promise<PartResult> {
   const raw = rawHttp(512);
   try {
     const home = await homeWithModels(`${tmp.dir}/home`, models);
-    const startGroup = (execArgv?: string[], sub = 'group', durability: Durability = 'full') =>
+    const startGroup = (execArgv?: string[], sub = 'group', durability: Durability = GROUP_DURABILITY) =>
       startNodeGroup({
         dir: `${tmp.dir}/${sub}`,
         models,
@@ -361,7 +361,7 @@ export async function run(o: PartOptions): Promise<PartResult> {
       const fresh = await startGroup(
         undefined,
         `group${isRelaxed ? '-relaxed' : ''}-${++restarts}`,
-        isRelaxed ? 'relaxed' : 'full',
+        isRelaxed ? 'relaxed' : GROUP_DURABILITY,
       );
       if (isRelaxed) {
         relaxedGroup = fresh;
@@ -657,7 +657,9 @@ export async function run(o: PartOptions): Promise<PartResult> {
       `Models: ${models.map((x, k) => `node ${k} / server ${k}: \`${x}\``).join(', ')}; engine ${JSON.stringify(engine)} on both sides. ` +
         `${images.length} val images, the same sequence for both sides; ${runs} run(s) of ${stepMs / 1000} s per closed-loop row and of ${halfMs / 1000} s per open-loop row, alternating sides` +
         `${warmMs > 0 ? ` (each side first warmed up for ${warmMs / 1000} s at 8 in flight, discarded: V8 compiles the nodes' functions over the first minutes under load; warmupMs in bench/lib/part.ts)` : ''}; ` +
-        "median and min–max over runs (the p99s compared at half of the peak: every run's answers pooled, their ratio with a 95 % interval from resampling one-second blocks of answers; in the rows below, each run's p99 as elsewhere). Certified: `DropbearClient.infer` (signs, sends to all 4 nodes, verifies the first certificate). " +
+        "median and min–max over runs (the p99s compared at half of the peak: every run's answers pooled, their ratio with a 95 % interval from resampling one-second blocks of answers; in the rows below, each run's p99 as elsewhere). Certified: `DropbearClient.infer` (signs, sends to all 4 nodes, verifies the first certificate); the nodes run `group init`'s settings, with its ledger durability (`" +
+        GROUP_DURABILITY +
+        '`; docs/ledger.md). ' +
         'Baseline: the same client process POSTs each image (OIP v2 BYTES, binary) to the 4 servers and takes the plurality (≥ f+1 = 2 votes). ' +
         (coalesce
           ? "Both clients coalesce (`--client coalesced`, the default since 2026-12-02): the calls made in one turn of the event loop go together, nothing waits for more. Certified: the SDK's `coalesce` (one client signature and one POST per node for them; a call alone goes as a request of its own). Baseline: one OIP request per server holding their images (BYTES [N]). "

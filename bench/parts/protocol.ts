@@ -32,6 +32,7 @@ import { Session } from 'node:inspector/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
+  GROUP_DURABILITY,
   GROUP_REPLICA,
   type GroupProcesses,
   initGroup,
@@ -41,7 +42,7 @@ import {
   startGroup,
   stopChild,
 } from '../../src/cli/group.ts';
-import type { Durability } from '../../src/ledger/sqlite.ts';
+import { DURABILITIES, type Durability } from '../../src/ledger/sqlite.ts';
 import { STANDIN_MODEL, standInInput } from '../../src/node/standin-backend.ts';
 import type { FlagSpecs } from '../lib/args.ts';
 import { onCleanup } from '../lib/cleanup.ts';
@@ -67,6 +68,13 @@ import { linePlot, type Series } from '../lib/svg.ts';
 type Mode = 'single' | 'batch';
 
 const TARGETS = { batch: 10_000, single: 5_000, p99AtHalfPeakMs: 50 };
+/** The machine line's words for each durability (docs/ledger.md). */
+const DURABILITY_TEXT: Record<Durability, string> = {
+  full: 'full durability (`--durability=full`: a node fsyncs what it signs before sending it, and its executions)',
+  prepared:
+    "prepared durability (`group init`'s: a node fsyncs its prepared certificate before COMMIT, view changes and a view's first vote; docs/ledger.md)",
+  relaxed: 'relaxed durability (`--durability=relaxed`: no fsync before signing; docs/ledger.md)',
+};
 const CLIENT_BATCH = 64;
 const LINGER_MS = 2;
 
@@ -269,7 +277,7 @@ export async function withGroup<T>(
   opts: {
     profileDir?: string;
     dataDir?: string;
-    /** The nodes' ledger durability (docs/ledger.md); default full. */
+    /** The nodes' ledger durability (docs/ledger.md); default `group init`'s (prepared). */
     durability?: Durability;
     log: (l: string) => void;
     /** Replica settings over the bench's own (for probes). */
@@ -291,7 +299,7 @@ export async function withGroup<T>(
       // 64 batches in flight and a 2 ms batch timeout.)
       nodeConfig: {
         log: { level: 'warn' },
-        durability: opts.durability ?? 'full',
+        durability: opts.durability ?? GROUP_DURABILITY,
         replica: { ...GROUP_REPLICA, voteWaitMs: 2, ...opts.replica },
       },
     });
@@ -437,7 +445,11 @@ export const flags: FlagSpecs = {
   'step-ms': { kind: 'number', value: 'MS', help: 'load step length (5000)' },
   'verify-every': { kind: 'count', help: 'the client verifies every k-th certificate (1)' },
   'data-dir': { kind: 'text', help: "where the nodes' ledgers live (the OS temp folder)" },
-  durability: { kind: 'choice', choices: ['full', 'relaxed'], help: "the nodes' ledger durability (full)" },
+  durability: {
+    kind: 'choice',
+    choices: DURABILITIES,
+    help: `the nodes' ledger durability (${GROUP_DURABILITY}, group init's)`,
+  },
   profile: { kind: 'switch', help: 'CPU profiles of the nodes and the generator at saturation, n = 4' },
 };
 
@@ -450,9 +462,10 @@ export async function run(o: PartOptions): Promise<PartResult> {
   const profile = o.args.includes('--profile');
   /** Where the nodes' ledgers live (default: the OS temp folder, on disk here; /dev/shm takes fsync out). */
   const dataDir = flag(o.args, 'data-dir');
-  /** The nodes' ledger durability: full (default) or relaxed (no fsync before signing; docs/ledger.md). */
-  const durability = flag(o.args, 'durability') ?? 'full';
-  if (durability !== 'full' && durability !== 'relaxed') throw new Error('--durability is full or relaxed');
+  /** The nodes' ledger durability (docs/ledger.md): group init's (prepared) unless --durability says. */
+  const durability = (flag(o.args, 'durability') ?? GROUP_DURABILITY) as Durability;
+  if (!DURABILITIES.includes(durability))
+    throw new Error(`--durability is one of ${DURABILITIES.join(', ')}`);
   const rates = o.quick ? QUICK_RATES : RATES;
   const inputs = Array.from({ length: 1024 }, (_, i) => standInInput(i));
   const http = lightFetch({ maxSockets: 512 });
@@ -842,7 +855,7 @@ function report(
     `One run per load step (${ms / 1000} s each; open loop at a fixed rate, latency from each request's scheduled send time;` +
       `${warmMs > 0 ? ` before each curve, ${warmMs / 1000} s of closed loop (${WARMUP_CONCURRENCY.single} in flight without batch signing, ${WARMUP_CONCURRENCY.batch} with) warm the processes up, discarded: V8 compiles a node's functions over the first minutes under load (bench/lib/part.ts, warmupMs);` : ' no warm-up;'}` +
       ` the curve stops at the first step that falls 15 % short of its rate, fails > 1 % or has p99 > 1 s). Spread: the certified requests in each second of the peak step (min–max). A peak marked ≥ never saturated within the rates offered (a lower bound, and the ratio against it an upper bound). The servers and the single load-generator process share the machine's ${m.cores} cores; "CPU %" is per core (${m.cores * 100} % is the whole machine). ${verifyNote}`,
-    `Ledgers (SQLite) in \`${dataDir}\`${dataDir.startsWith('/dev/shm') ? ' (tmpfs: fsync costs nothing)' : ''}, ${durability === 'full' ? 'full durability (synchronous FULL: a node fsyncs what it signs before sending it)' : 'relaxed durability (`--durability=relaxed`: no fsync before signing; docs/ledger.md)'}.`,
+    `Ledgers (SQLite) in \`${dataDir}\`${dataDir.startsWith('/dev/shm') ? ' (tmpfs: fsync costs nothing)' : ''}, ${DURABILITY_TEXT[durability]}.`,
     `single: the SDK, one signature and one HTTP call per request, sendTo 1 (round-robin; the node forwards to its peers). batch: the SDK's \`inferBatch\` on ${CLIENT_BATCH} requests (or what arrived within ${LINGER_MS} ms): one signature, posted together to one node.`,
     '',
     summary,

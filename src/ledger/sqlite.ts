@@ -24,7 +24,7 @@
  *   recovered in order). The node re-fetches and re-executes them (deterministic: same receipts, and
  *   Ed25519 signatures are deterministic, so the same RECEIPT-SIG and CHECKPOINT messages).
  * - `persist` (what the node is about to sign) is fsynced in both modes (unless the durability is relaxed,
- *   below): it commits with synchronous FULL whatever the configured level, and returns only once the
+ *   or `prepared` for most votes: below): it commits with synchronous FULL whatever the configured level, and returns only once the
  *   record is on disk. The caller sends
  *   the message after `persist` returns. A FULL commit also makes every earlier WAL frame durable.
  * - Group commit (`beginGroup`/`commitGroup`, docs/ledger.md): writes between the two share one
@@ -40,7 +40,8 @@
  *   Under a group the connection runs at NORMAL and the WAL is fdatasynced by hand after the commit: in
  *   WAL mode a commit is WAL frames, so that is the FULL commit it replaces.
  * - `uncleanShutdown` is true when the previous session did not `close()`: with NORMAL, its last
- *   executions may be lost (see above); the signed log never is, unless the durability is relaxed.
+ *   executions may be lost (see above); the signed log never is, unless the durability is relaxed or
+ *   prepared.
  * - Relaxed durability (`durability: 'relaxed'`, opt-in): the signed log is committed like everything
  *   else, to the operating system without an fsync (executions at NORMAL), so the caller may send what it
  *   persisted as soon as the commit returns. A process crash still loses nothing (the kernel holds the
@@ -51,6 +52,16 @@
  *   either boot id is unknown): the node must then not sign in any view it may have taken part in
  *   (PROTOCOL.md, "Durability and restarts"; the replica's `forgetful`). Opening always commits one FULL
  *   transaction first, which makes every earlier session's WAL frames durable.
+ * - `prepared` durability (`durability: 'prepared'`): fsynced before the caller acts on them are the
+ *   records that other nodes rely on after a power loss, and no others: the prepared certificate written
+ *   before COMMIT (a batch that may have committed keeps its place through a view change only if f + 1
+ *   honest nodes still hold it), VIEW-CHANGE and NEW-VIEW, checkpoints, and the first PRE-PREPARE or
+ *   PREPARE record of each view (so the ledger durably names every view its node signed in). Later
+ *   PRE-PREPARE and PREPARE records of a view go to the operating system only, as with relaxed; they only
+ *   keep the node from signing another digest for the same view and sequence number, and a node whose
+ *   machine crashed gets that from the same rule as with relaxed: `writesMayBeLost`, and it signs in no
+ *   view up to the group's current one. Executions run at NORMAL by default (re-fetched after a power
+ *   loss). Unlike relaxed, this holds however many machines lose power at once: docs/ledger.md.
  */
 import {
   closeSync,
@@ -110,16 +121,26 @@ import { type Execution, LedgerState, type ResolvedEntry } from './state.ts';
 export const LEDGER_SCHEMA_VERSION = 3;
 
 export type Synchronous = 'FULL' | 'NORMAL';
-/** Whether the signed log is fsynced before the caller may act on it (`full`) or not (`relaxed`). */
-export type Durability = 'full' | 'relaxed';
+/**
+ * What is fsynced before the caller may act on it: the whole signed log and every execution (`full`), only
+ * the records a quorum relies on after a power loss (`prepared`: see the header), or nothing (`relaxed`).
+ */
+export type Durability = 'full' | 'prepared' | 'relaxed';
+export const DURABILITIES: readonly Durability[] = ['full', 'prepared', 'relaxed'];
+
+/**
+ * The signed-log records that `prepared` durability leaves unsynced once the ledger holds a durable record
+ * of their view: the votes of the first two phases (see the header).
+ */
+const VOTE_KINDS: ReadonlySet<string> = new Set(['prePrepare', 'prepare']);
 
 /** SQLite page size of a new ledger file: see the note in BENCHMARKS.md "Durable ledger". */
 const PAGE_SIZE = 16384;
 
 export interface SqliteLedgerOptions {
-  /** SQLite `synchronous` for execution commits; `persist` is FULL unless relaxed. Default FULL (NORMAL when relaxed). */
+  /** SQLite `synchronous` for execution commits. Default FULL with `full` durability, NORMAL otherwise (relaxed: only NORMAL). */
   synchronous?: Synchronous;
-  /** `relaxed`: nothing is fsynced before a write returns, the signed log included (see the header). Default `full`. */
+  /** `prepared`: only what a quorum relies on is fsynced; `relaxed`: nothing (see the header). Default `full`. */
   durability?: Durability;
   /** Receipt-signature checks in `addReceiptSignatures` (default true). */
   verifySignatures?: boolean;
@@ -301,8 +322,8 @@ export class SqliteLedger {
   /** The previous session ended without close(): with NORMAL, its last executions may be lost. */
   readonly uncleanShutdown: boolean;
   /**
-   * The previous session ended uncleanly with relaxed durability and the machine rebooted since: the last
-   * records of the signed log (and executions) may be lost. See the header.
+   * The previous session ended uncleanly with `prepared` or `relaxed` durability and the machine rebooted
+   * since: the last records of the signed log (and executions) may be lost. See the header.
    */
   readonly writesMayBeLost: boolean;
   readonly durability: Durability;
@@ -315,6 +336,11 @@ export class SqliteLedger {
   private closed = false;
   private grouped = false;
   private groupNeedsSync = false;
+  /**
+   * The highest view of a signed-log record known durable (`prepared` durability): the file's records at
+   * open (opening fsyncs them all), then each record fsynced since. -1 before any.
+   */
+  private durableView = -1;
   /** The WAL file, open once it is first fdatasynced by hand (closed with the ledger). */
   private walFd: number | null = null;
   /** `syncWalAsync` calls not yet called back. */
@@ -386,12 +412,12 @@ export class SqliteLedger {
    */
   static open(path: string, genesis: Genesis, opts: SqliteLedgerOptions = {}): SqliteLedger {
     const durability = opts.durability ?? 'full';
-    if (durability !== 'full' && durability !== 'relaxed')
+    if (!DURABILITIES.includes(durability))
       throw new DropbearError(
         'LEDGER_BAD_OPTION',
-        `durability must be full or relaxed, not ${String(durability)}`,
+        `durability must be ${DURABILITIES.join(', ')}, not ${String(durability)}`,
       );
-    const sync = opts.synchronous ?? (durability === 'relaxed' ? 'NORMAL' : 'FULL');
+    const sync = opts.synchronous ?? (durability === 'full' ? 'FULL' : 'NORMAL');
     if (sync !== 'FULL' && sync !== 'NORMAL')
       throw new DropbearError('LEDGER_BAD_OPTION', `synchronous must be FULL or NORMAL, not ${String(sync)}`);
     if (durability === 'relaxed' && sync === 'FULL')
@@ -452,7 +478,8 @@ export class SqliteLedger {
       const boot = currentBootId();
       const mayBeLost =
         !meta.cleanClose &&
-        previous?.durability === 'relaxed' &&
+        previous !== null &&
+        previous.durability !== 'full' &&
         (previous.bootId === null || previous.bootId !== boot);
       const ledger = new SqliteLedger(path, db, genesis, created, !meta.cleanClose, mayBeLost, {
         ...opts,
@@ -460,6 +487,9 @@ export class SqliteLedger {
         synchronous: sync,
       });
       ledger.current = ledger.replay();
+      // Opening fsyncs every record already in the file (just below).
+      const maxView = (db.prepare('SELECT max(view) AS v FROM consensus_log').get() as Row).v;
+      ledger.durableView = typeof maxView === 'number' ? maxView : -1;
       // FULL: also makes whatever an earlier session left unsynced in the WAL durable, before the marker
       // says what this session does.
       ledger.durably(() => {
@@ -892,7 +922,9 @@ export class SqliteLedger {
 
   /**
    * Records what the node is about to sign. Synchronous and durable (fsynced, in either synchronous
-   * mode) when it returns: only then may the caller send the message.
+   * mode) when it returns: only then may the caller send the message. Not fsynced with relaxed
+   * durability, nor with `prepared` durability for a PRE-PREPARE or PREPARE record of a view that a
+   * durable record already names (see the header).
    */
   persist(record: LogRecord): void {
     this.open_();
@@ -901,15 +933,26 @@ export class SqliteLedger {
     for (const k of ['view', 'seq'] as const)
       if (record[k] !== undefined && !isUint(record[k]))
         throw new DropbearError('LEDGER_BAD_VALUE', `log record ${k} must be a uint`);
-    this.signedWrite(() =>
+    const write = () =>
       this.st.insLog.run(
         record.kind,
         record.view ?? null,
         record.seq ?? null,
         record.digest ?? null,
         record.body ?? null,
-      ),
-    );
+      );
+    if (this.durability !== 'prepared') {
+      this.signedWrite(write);
+      return;
+    }
+    const view = record.view ?? -1;
+    if (VOTE_KINDS.has(record.kind) && view <= this.durableView) {
+      this.atLevel();
+      this.inTx(write);
+      return;
+    }
+    this.durably(write);
+    if (view > this.durableView) this.durableView = view;
   }
 
   /** Everything persisted, oldest first, each with only the fields it was given. */
@@ -1012,7 +1055,7 @@ function readBootMarker(path: string): BootMarker | null {
   if (!existsSync(file)) return null;
   try {
     const m = JSON.parse(readFileSync(file, 'utf8')) as Partial<BootMarker>;
-    if (m.durability !== 'full' && m.durability !== 'relaxed') throw new Error('bad durability');
+    if (m.durability === undefined || !DURABILITIES.includes(m.durability)) throw new Error('bad durability');
     return { bootId: typeof m.bootId === 'string' ? m.bootId : null, durability: m.durability };
   } catch {
     return { bootId: null, durability: 'relaxed' };

@@ -7,7 +7,7 @@
  *   "genesis": "genesis.json",
  *   "key": "keys/node-0.json",
  *   "data": "data/node-0",                         // the ledger lives in <data>/ledger.sqlite
- *   "durability": "full",                          // or "relaxed": no fsync before signing (docs/ledger.md)
+ *   "durability": "full",                          // or "prepared" / "relaxed": fewer fsyncs (docs/ledger.md)
  *   "p2p": { "host": "127.0.0.1", "port": 7100 },
  *   "api": { "host": "127.0.0.1", "port": 8100 },
  *   "peers": { "1": "tcp://127.0.0.1:7101" },      // optional: default is each node's genesis address
@@ -27,7 +27,7 @@
 import { readFileSync } from 'node:fs';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { DEFAULT_REPLICA_CONFIG, type ReplicaConfig } from '../consensus/replica.ts';
-import type { Durability } from '../ledger/sqlite.ts';
+import { DURABILITIES, type Durability } from '../ledger/sqlite.ts';
 import { DropbearError } from '../protocol/index.ts';
 
 export interface Endpoint {
@@ -48,7 +48,7 @@ export interface NodeConfig {
   genesis: string;
   key: string;
   data: string;
-  /** The ledger's durability (src/ledger/sqlite.ts): `full` (default) or `relaxed`. */
+  /** The ledger's durability (src/ledger/sqlite.ts): `full` (default), `prepared` or `relaxed`. */
   durability: Durability;
   p2p: Endpoint;
   api: Endpoint;
@@ -229,7 +229,7 @@ export function loadNodeConfig(path: string): NodeConfig {
     genesis: rel(str('genesis')),
     key: rel(str('key')),
     data: rel(str('data')),
-    durability: oneOf('durability', ['full', 'relaxed'] as const, 'full'),
+    durability: oneOf('durability', DURABILITIES, 'full'),
     p2p: endpoint('p2p'),
     api: endpoint('api'),
     peers,

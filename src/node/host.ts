@@ -66,7 +66,9 @@ export interface HostOptions {
    * `full` (default): what the replica persists before signing is fsynced before the message leaves.
    * `relaxed`: it leaves once the write reaches the operating system (safe against a crash of the
    * process; after a crash of the machine the node signs in no view it may have used: see
-   * src/ledger/sqlite.ts and PROTOCOL.md, "Durability and restarts").
+   * src/ledger/sqlite.ts and PROTOCOL.md, "Durability and restarts"). `prepared`: as `full` for the
+   * prepared certificate before COMMIT, view changes, checkpoints and a view's first vote; as `relaxed`
+   * for the other PRE-PREPARE and PREPARE records (docs/ledger.md).
    */
   durability?: Durability;
   /** The loaded models, by digest; the one the ledger says is current for this node must be among them. */
@@ -226,7 +228,7 @@ export class NodeHost {
         // their state responses. The ledger logged a `forgotten` record: the restored replica is forgetful.
         opts.logger?.warn(
           { ledger: opts.ledgerPath },
-          'the previous session ended uncleanly with relaxed durability and the machine has rebooted since: ' +
+          'the previous session ended uncleanly with prepared or relaxed durability and the machine has rebooted since: ' +
             'this node signs no phase message or VIEW-CHANGE until 2f+1 peers have told it their views by state transfer, and then only in later views',
         );
       }

@@ -16,7 +16,7 @@ describe('npm run bench: the command line is checked before anything runs', () =
     expect(r.status).toBe(0);
     for (const p of ['e2e', 'protocol', 'wan', 'verify', 'sweep']) expect(r.out).toContain(`${p}`);
     expect(r.out).toContain('--conc-standin=A,B,…');
-    expect(r.out).toContain('--durability=full|relaxed');
+    expect(r.out).toContain('--durability=full|prepared|relaxed');
     expect(r.out).toContain('--max-batch=N');
     expect(r.out).toContain('--sweeps=consensus|pipeline|inference');
   });

@@ -728,6 +728,86 @@ describe('SqliteLedger', () => {
     f.close();
   });
 
+  it('prepared durability: fsyncs the prepared certificate, view changes, checkpoints and each view’s first vote, not the other votes', () => {
+    const path = freshPath();
+    const l = SqliteLedger.open(path, genesis, { durability: 'prepared' });
+    expect(l.durability).toBe('prepared');
+    expect(l.synchronous).toBe('NORMAL');
+    const d = sha256(new Uint8Array([9]));
+    /** Whether a group holding these writes needs an fsync before its messages may leave. */
+    const needsSync = (write: () => void): boolean => {
+      l.beginGroup();
+      write();
+      return l.commitGroupUnsynced();
+    };
+    const vote = (kind: 'prePrepare' | 'prepare', view: number, seq: number) => () =>
+      l.persist({ kind, view, seq, digest: d });
+    // The first vote of view 0: the ledger must durably name every view its node signed in.
+    expect(needsSync(vote('prepare', 0, 2))).toBe(true);
+    // Later votes of the view go to the operating system only, and an execution at NORMAL needs none.
+    expect(needsSync(vote('prepare', 0, 3))).toBe(false);
+    expect(needsSync(vote('prePrepare', 0, 4))).toBe(false);
+    expect(needsSync(() => fill(l, 1))).toBe(false);
+    // The prepared certificate before COMMIT is what a quorum relies on through a view change.
+    expect(needsSync(() => l.persist({ kind: 'commit', view: 0, seq: 2, digest: d }))).toBe(true);
+    expect(needsSync(() => l.persist({ kind: 'checkpoint', seq: 1, digest: d }))).toBe(true);
+    // A new view: its first vote is synced, or the VIEW-CHANGE that named it was.
+    expect(needsSync(vote('prepare', 1, 5))).toBe(true);
+    expect(needsSync(vote('prepare', 1, 6))).toBe(false);
+    expect(needsSync(() => l.persist({ kind: 'viewChange', view: 2 }))).toBe(true);
+    expect(needsSync(vote('prePrepare', 2, 7))).toBe(false);
+    // A vote beside a synced record shares its fsync (WAL commits are durable in order).
+    const voteAndCommit = () => {
+      vote('prepare', 2, 8)();
+      l.persist({ kind: 'commit', view: 2, seq: 7, digest: d });
+    };
+    expect(needsSync(voteAndCommit)).toBe(true);
+    // A crash of the process loses nothing, and the reopened ledger knows which views are durable: the
+    // file's records are (opening fsyncs them).
+    (l as unknown as { db: Database.Database }).db.close();
+    const again = SqliteLedger.open(path, genesis, { durability: 'prepared' });
+    expect(again.uncleanShutdown).toBe(true);
+    expect(again.writesMayBeLost).toBe(false); // same boot
+    expect(again.signedLog().map((r) => `${r.kind}:${r.view ?? ''}:${r.seq ?? ''}`)).toEqual([
+      'prepare:0:2',
+      'prepare:0:3',
+      'prePrepare:0:4',
+      'commit:0:2',
+      'checkpoint::1',
+      'prepare:1:5',
+      'prepare:1:6',
+      'viewChange:2:',
+      'prePrepare:2:7',
+      'prepare:2:8',
+      'commit:2:7',
+    ]);
+    again.beginGroup();
+    again.persist({ kind: 'prepare', view: 2, seq: 9, digest: d });
+    expect(again.commitGroupUnsynced()).toBe(false);
+    again.beginGroup();
+    again.persist({ kind: 'prepare', view: 3, seq: 10, digest: d });
+    expect(again.commitGroupUnsynced()).toBe(true);
+    // An unclean stop and a reboot: the unsynced votes may be gone, so the node must not sign in any
+    // view it may have used (the same rule as relaxed durability).
+    (again as unknown as { db: Database.Database }).db.close();
+    const marker = JSON.parse(readFileSync(`${path}.boot`, 'utf8'));
+    expect(marker.durability).toBe('prepared');
+    writeFileSync(`${path}.boot`, JSON.stringify({ ...marker, bootId: 'another-boot' }));
+    const rebooted = SqliteLedger.open(path, genesis, { durability: 'prepared' });
+    expect(rebooted.writesMayBeLost).toBe(true);
+    expect(rebooted.signedLog().at(-1)?.kind).toBe('forgotten');
+    rebooted.close();
+    // Executions may be fsynced too; a durability nobody knows is refused, naming the three.
+    const full = SqliteLedger.open(freshPath(), genesis, { durability: 'prepared', synchronous: 'FULL' });
+    full.beginGroup();
+    fill(full, 1);
+    expect(full.commitGroupUnsynced()).toBe(true);
+    full.close();
+    expect(() =>
+      SqliteLedger.open(freshPath(), genesis, { durability: 'lazy' as unknown as 'full' }),
+    ).toThrow(/full, prepared, relaxed/);
+  });
+
   it('group commit: an uncommitted group is lost whole on a crash, and the file replays cleanly', () => {
     const path = freshPath();
     const l = SqliteLedger.open(path, genesis);

@@ -89,14 +89,15 @@ describe('node config: durability', () => {
     return loadNodeConfig(file);
   };
 
-  it('is full unless the file says relaxed', () => {
+  it('is full unless the file says prepared or relaxed', () => {
     expect(load(undefined).durability).toBe('full');
     expect(withDurability('full').durability).toBe('full');
+    expect(withDurability('prepared').durability).toBe('prepared');
     expect(withDurability('relaxed').durability).toBe('relaxed');
   });
 
   it('refuses anything else, naming the field', () => {
-    for (const d of ['RELAXED', 'none', 1, null, true]) {
+    for (const d of ['RELAXED', 'none', 'Prepared', 1, null, true]) {
       let err: unknown;
       try {
         withDurability(d);
@@ -105,7 +106,7 @@ describe('node config: durability', () => {
       }
       expect(err).toBeInstanceOf(DropbearError);
       expect((err as DropbearError).code).toBe('CONFIG_INVALID');
-      expect((err as DropbearError).message).toContain('"durability" is "full" or "relaxed"');
+      expect((err as DropbearError).message).toContain('"durability" is "full" or "prepared" or "relaxed"');
     }
   });
 });
