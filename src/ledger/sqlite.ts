@@ -675,15 +675,6 @@ export class SqliteLedger {
     return this.grouped;
   }
 
-  /**
-   * A write of the signed log: fsynced before the caller acts on it (`durably`), unless the durability is
-   * relaxed, where it commits like any other write (to the operating system only).
-   */
-  private signedWrite<T>(fn: () => T): T {
-    if (this.durability === 'relaxed') return this.inTx(fn);
-    return this.durably(fn);
-  }
-
   /** Runs `fn` in a transaction committed with synchronous FULL, whatever the configured level. */
   private durably<T>(fn: () => T): T {
     if (this.grouped) {
@@ -941,12 +932,12 @@ export class SqliteLedger {
         record.digest ?? null,
         record.body ?? null,
       );
-    if (this.durability !== 'prepared') {
-      this.signedWrite(write);
-      return;
-    }
     const view = record.view ?? -1;
-    if (VOTE_KINDS.has(record.kind) && view <= this.durableView) {
+    const unsynced =
+      this.durability === 'relaxed' ||
+      (this.durability === 'prepared' && VOTE_KINDS.has(record.kind) && view <= this.durableView);
+    if (unsynced) {
+      // Committed like any other write: to the operating system only (relaxed runs at NORMAL).
       this.atLevel();
       this.inTx(write);
       return;
