@@ -26,9 +26,16 @@
  * read; until 2026-12-03 these rows took the p50 at 20/s with the forwarding batch client, and picked
  * maxBatch 1 where pairs of e2e runs gave 8 the lower p99 ratio).
  *
+ * Then each pick that is not the current default is checked against that default in interleaved pairs
+ * (`--confirm-pairs`, 3; the current default first in odd pairs, the pick first in even ones), each
+ * setting on a fresh group measured once as above: the rule applied to each pair alone
+ * (bench/lib/pick.ts) must take the pick in every pair for the run to support changing the default. The
+ * grid's two runs per setting, back to back on one group, could not rank settings this close: picks
+ * flipped from run to run by more than a row's own spread (BENCHMARKS.md, the sweep's reading).
+ *
  * Every group first runs a discarded closed loop (`--warmup-ms`, 30 s; warmupMs in bench/lib/part.ts).
  *
- * Flags: --runs=N --step-ms=MS --warmup-ms=MS
+ * Flags: --runs=N --step-ms=MS --warmup-ms=MS --confirm-pairs=N --no-confirm --sweeps=…
  */
 import { GROUP_REPLICA } from '../../src/cli/group.ts';
 import { DEFAULT_REPLICA_CONFIG } from '../../src/consensus/replica.ts';
@@ -51,6 +58,7 @@ import { closedLoop, openLoop, type Send, type StepResult } from '../lib/load.ts
 import { atEnd, describeMachine, machine } from '../lib/machine.ts';
 import { mdTable } from '../lib/markdown.ts';
 import { flag, type PartOptions, type PartResult, warmupMs } from '../lib/part.ts';
+import { type Measured, type PickRule, pickIndex, type Verdict, verdict } from '../lib/pick.ts';
 import { cpuMeter } from '../lib/procs.ts';
 import { fmtSpread, type Spread, spread } from '../lib/stats.ts';
 import { linePlot } from '../lib/svg.ts';
@@ -113,10 +121,68 @@ const label = (s: Setting) =>
 /** The consensus settings a group runs with: the replica defaults as \`group init\` overrides them. */
 const CURRENT = { ...DEFAULT_REPLICA_CONFIG, ...GROUP_REPLICA };
 
+const SWEEPS = ['consensus', 'pipeline', 'inference'] as const;
+
+/** The sweep's rule (bench/lib/pick.ts) with this part's slack. */
+const PICK_RULE: PickRule = { slack: LATENCY_SLACK, slackMs: LATENCY_SLACK_MS };
+
+/** The latency a sweep's pick weighs: the p99 for the inference rows (the e2e target's), else the p50. */
+const weighed = (r: Row) => (r.sweep === 'inference' ? r.lowP99.median : r.lowP50.median);
+
+/** What the rule reads of a row. */
+const measured = (r: Row): Measured => ({
+  peak: r.peak.median,
+  latency: weighed(r),
+  clean: r.failed === 0 && r.viewChanges === 0,
+});
+
+/** The setting a group runs with by default (\`group init\`'s replica settings, the engine's defaults). */
+const currentSetting = (sweep: Setting['sweep']): Setting => ({
+  sweep,
+  batchSize: CURRENT.batchSize,
+  batchTimeoutMs: CURRENT.batchTimeoutMs,
+  maxInFlight: CURRENT.maxInFlightBatches,
+  maxBatch: ENGINE_DEFAULTS.maxBatch,
+});
+
+const settingOf = (r: Setting): Setting => ({
+  sweep: r.sweep,
+  batchSize: r.batchSize,
+  batchTimeoutMs: r.batchTimeoutMs,
+  maxInFlight: r.maxInFlight,
+  maxBatch: r.maxBatch,
+});
+
+const sameSetting = (a: Setting, b: Setting) =>
+  a.batchSize === b.batchSize &&
+  a.batchTimeoutMs === b.batchTimeoutMs &&
+  a.maxInFlight === b.maxInFlight &&
+  a.maxBatch === b.maxBatch;
+
+interface ConfirmPair {
+  pickFirst: boolean;
+  current: Row;
+  pick: Row;
+}
+
+/** A sweep's pick against the current default: no pairs when the pick is the default. */
+interface Confirmation {
+  sweep: Setting['sweep'];
+  pick: Setting;
+  current: Setting;
+  pairs: ConfirmPair[];
+  verdict: Verdict | null;
+}
+
 /** The flags this part takes (checked by bench/run.ts before anything runs). */
 export const flags: FlagSpecs = {
   runs: { kind: 'count', help: 'runs per setting' },
   'step-ms': { kind: 'number', value: 'MS', help: 'run length' },
+  'confirm-pairs': {
+    kind: 'count',
+    help: 'interleaved pairs, each setting on a fresh group, of every pick that is not the current default against that default (3, 1 with --quick); the pick is adopted only if it wins every pair',
+  },
+  'no-confirm': { kind: 'switch', help: 'no confirmation pairs (the picks stand unconfirmed)' },
   sweeps: {
     kind: 'choice',
     list: true,
@@ -127,6 +193,9 @@ export const flags: FlagSpecs = {
 
 export async function run(o: PartOptions): Promise<PartResult> {
   const runs = Number(flag(o.args, 'runs') ?? (o.quick ? 1 : 2));
+  const confirmPairs = o.args.includes('--no-confirm')
+    ? 0
+    : Number(flag(o.args, 'confirm-pairs') ?? (o.quick ? 1 : 3));
   const stepMs = Number(flag(o.args, 'step-ms') ?? (o.quick ? 1500 : 5000));
   const warmMs = warmupMs(o);
   const m = machine();
@@ -185,24 +254,26 @@ export async function run(o: PartOptions): Promise<PartResult> {
   const light = lightFetch({ maxSockets: 1024 });
   let group: NodeGroup | null = null;
   const rows: Row[] = [];
+  const picks: Partial<Record<Setting['sweep'], Row>> = {};
+  const confirmations: Confirmation[] = [];
   let next = 0;
   try {
     const realInputs: Uint8Array[] = loadVal(64);
     const standinInputs = Array.from({ length: 4096 }, (_, i) => standInInput(i));
     const home = await homeWithModels(`${tmp.dir}/home`, E2E_MODELS);
 
-    for (const [k, s] of settings.entries()) {
+    /** One setting on a fresh group (a fresh one again after a peak step that went wrong): `runs` runs. */
+    const measure = async (s: Setting, key: string, runs: number): Promise<Row> => {
       const models = s.sweep === 'inference' ? E2E_MODELS : Array(4).fill(STANDIN_MODEL);
       const inputs = s.sweep === 'inference' ? realInputs : standinInputs;
       const L = load[s.sweep];
-      o.log(`${k + 1}/${settings.length}: ${s.sweep}, ${label(s)}`);
       let starts = 0;
       let g!: NodeGroup;
       let apis: string[] = [];
       let send!: Send;
       const open = async () => {
         g = await startNodeGroup({
-          dir: `${tmp.dir}/g${k}-${starts++}`,
+          dir: `${tmp.dir}/${key}-${starts++}`,
           models,
           home,
           name: 'sweep',
@@ -321,12 +392,57 @@ export async function run(o: PartOptions): Promise<PartResult> {
         viewChanges: vc,
         failed: [...peaks, ...lows].reduce((a, x) => a + x.failed, 0),
       };
-      rows.push(row);
       o.log(
         `  peak ${row.peak.median.toFixed(0)}/s (p50 ${row.peakP50.median.toFixed(0)} ms, consensus batches of ${batch.toFixed(0)}), ` +
           `at ${L.lowRate}/s p50 ${row.lowP50.median.toFixed(1)} ms p99 ${row.lowP99.median.toFixed(1)} ms` +
           `${vc ? `, ${vc} view change(s)` : ''}${row.failed ? `, ${row.failed} failed` : ''}`,
       );
+      return row;
+    };
+
+    for (const [k, s] of settings.entries()) {
+      o.log(`${k + 1}/${settings.length}: ${s.sweep}, ${label(s)}`);
+      rows.push(await measure(s, `g${k}`, runs));
+    }
+
+    // The rule's picks, then each pick that is not the current default against it in interleaved pairs.
+    for (const sweep of SWEEPS) {
+      const rs = rows.filter((r) => r.sweep === sweep);
+      const i = pickIndex(rs.map(measured), PICK_RULE);
+      if (i >= 0) picks[sweep] = rs[i];
+    }
+    for (const sweep of SWEEPS) {
+      const pick = picks[sweep];
+      if (!pick) continue; // not run (--sweeps)
+      const cur = currentSetting(sweep);
+      const challenger = settingOf(pick);
+      if (sameSetting(challenger, cur)) {
+        confirmations.push({ sweep, pick: challenger, current: cur, pairs: [], verdict: null });
+        continue;
+      }
+      if (confirmPairs === 0) continue;
+      const pairs: ConfirmPair[] = [];
+      for (let i = 0; i < confirmPairs; i++) {
+        const pickFirst = i % 2 === 1;
+        o.log(
+          `confirming ${sweep}: pair ${i + 1}/${confirmPairs}, ${label(challenger)} against the current ${label(cur)}, ${pickFirst ? 'the pick' : 'the current default'} first`,
+        );
+        const first = await measure(pickFirst ? challenger : cur, `c-${sweep}-${i}-a`, 1);
+        const second = await measure(pickFirst ? cur : challenger, `c-${sweep}-${i}-b`, 1);
+        pairs.push(
+          pickFirst
+            ? { pickFirst, pick: first, current: second }
+            : { pickFirst, pick: second, current: first },
+        );
+      }
+      const v = verdict(
+        pairs.map((x) => ({ pickFirst: x.pickFirst, pick: measured(x.pick), current: measured(x.current) })),
+        PICK_RULE,
+      );
+      o.log(
+        `  ${sweep}: the pick won ${v.wins} of ${v.pairs} pairs: ${v.adopt ? 'adopt it' : 'keep the default'}`,
+      );
+      confirmations.push({ sweep, pick: challenger, current: cur, pairs, verdict: v });
     }
   } finally {
     light.close();
@@ -335,21 +451,9 @@ export async function run(o: PartOptions): Promise<PartResult> {
   }
 
   // ------------------------------------------------------------------ the defaults
-  /** The latency a sweep's pick weighs: the p99 for the inference rows (the e2e target's), else the p50. */
-  const weighed = (r: Row) => (r.sweep === 'inference' ? r.lowP99.median : r.lowP50.median);
-  const choose = (sweep: Setting['sweep']): Row | undefined => {
-    const rs = rows.filter((r) => r.sweep === sweep && r.failed === 0 && r.viewChanges === 0);
-    const pool = rs.length ? rs : rows.filter((r) => r.sweep === sweep);
-    if (pool.length === 0) return undefined; // not run (--sweeps)
-    const bestLow = Math.min(...pool.map(weighed));
-    const ok = pool.filter(
-      (r) => weighed(r) <= Math.max(LATENCY_SLACK * bestLow, bestLow + LATENCY_SLACK_MS),
-    );
-    return ok.reduce((a, r) => (r.peak.median > a.peak.median ? r : a));
-  };
-  const consensusPick = choose('consensus');
-  const pipelinePick = choose('pipeline');
-  const inferencePick = choose('inference');
+  const consensusPick = picks.consensus;
+  const pipelinePick = picks.pipeline;
+  const inferencePick = picks.inference;
   const picked = (r: Row) => r === consensusPick || r === pipelinePick || r === inferencePick;
   const current = `replica batchSize ${CURRENT.batchSize}, batchTimeoutMs ${CURRENT.batchTimeoutMs} (idleBatchTimeoutMs ${CURRENT.idleBatchTimeoutMs} with nothing in flight), maxInFlightBatches ${CURRENT.maxInFlightBatches} (what \`group init\` writes); engine maxBatch ${ENGINE_DEFAULTS.maxBatch}, maxDelayMs ${ENGINE_DEFAULTS.maxDelayMs}`;
 
@@ -414,6 +518,53 @@ export async function run(o: PartOptions): Promise<PartResult> {
     ],
   });
 
+  // The confirmation pairs: each pick that is not the current default against it.
+  const paired = confirmations.filter((c) => c.pairs.length > 0);
+  const side = (r: Row) =>
+    `${r.peak.median.toFixed(0)} / ${weighed(r).toFixed(1)}${r.viewChanges ? `, ${r.viewChanges} view change(s)` : ''}${r.failed ? `, ${r.failed} failed` : ''}`;
+  const confirmTable = mdTable(
+    [
+      '<sweep',
+      '<pick against the current default',
+      'pair',
+      '<first',
+      'current: peak req/s / low-load ms',
+      'pick: peak req/s / low-load ms',
+      '<the rule takes',
+    ],
+    paired.flatMap((c) =>
+      c.pairs.map((p, i) => [
+        c.sweep,
+        `${label(c.pick)} against ${label(c.current)}`,
+        i + 1,
+        p.pickFirst ? 'pick' : 'current',
+        side(p.current),
+        side(p.pick),
+        pickIndex([measured(p.current), measured(p.pick)], PICK_RULE) === 1 ? 'the pick' : 'the current',
+      ]),
+    ),
+  );
+  const outcome = (c: Confirmation): string =>
+    c.verdict === null
+      ? `${c.sweep}: the pick is the current default (${label(c.current)})`
+      : c.verdict.adopt
+        ? `${c.sweep}: **${label(c.pick)}** (won ${c.verdict.wins} of ${c.verdict.pairs} pairs: the run supports changing the default to it)`
+        : `${c.sweep}: **${label(c.current)}** kept (the pick, ${label(c.pick)}, won ${c.verdict.wins} of ${c.verdict.pairs} pairs)`;
+  const confirmText =
+    confirmations.length === 0
+      ? 'The picks were not checked against the current defaults (`--no-confirm`).'
+      : [
+          ...(paired.length > 0
+            ? [
+                `Each pick that is not the current default, against that default in ${confirmPairs} interleaved pair(s) (the current default first in odd pairs, the pick first in even ones), each setting on a fresh group measured once as above (the low-load figure is the one the rule weighs: the p50, for the real models the p99). The rule above, applied to each pair alone, takes one of the two; a pick replaces the default only if the rule takes it in every pair (if the two in truth perform alike, by chance with probability at most 2^−${confirmPairs}):`,
+                '',
+                confirmTable,
+                '',
+              ]
+            : []),
+          `Defaults this run supports: ${confirmations.map(outcome).join('; ')}.`,
+        ].join('\n');
+
   const body = [
     `Machine: ${describeMachine(atEnd(m))}. Command: \`${o.command}\`${o.quick ? ' (quick run: a smaller grid, short steps, one run; not for comparison)' : ''}.`,
     `Each setting: a fresh 4-node group on loopback${warmMs > 0 ? `, first warmed up for ${warmMs / 1000} s (closed loop, discarded: V8 compiles the nodes' functions over the first minutes under load; warmupMs in bench/lib/part.ts)` : ''}; open loop at ${load.consensus.lowRate}/s (stand-in), ${load.pipeline.lowRate}/s (stand-in, pipeline depth) or ${load.inference.lowRate}/s ` +
@@ -440,6 +591,8 @@ export async function run(o: PartOptions): Promise<PartResult> {
     '',
     `Chosen from this run (← above; the highest peak among the settings whose low-load p50 (for the real models: the p99 at ${load.inference.lowRate}/s, the e2e target's figure) is within ${Math.round((LATENCY_SLACK - 1) * 100)} % ` +
       `or ${LATENCY_SLACK_MS} ms of the best, without view changes or failures): ${[consensusPick, pipelinePick, inferencePick].map((r) => (r ? `**${label(r)}**` : '(not run)')).join(', ')}. Current defaults: ${current}.`,
+    '',
+    confirmText,
   ].join('\n');
 
   return {
@@ -451,9 +604,11 @@ export async function run(o: PartOptions): Promise<PartResult> {
       load,
       rows,
       chosen: { consensus: consensusPick, pipeline: pipelinePick, inference: inferencePick },
+      confirmPairs,
+      confirmations,
       currentDefaults: { replica: { ...DEFAULT_REPLICA_CONFIG, ...GROUP_REPLICA }, engine: ENGINE_DEFAULTS },
     },
-    table: `${table('consensus')}\n\n${table('pipeline')}\n\n${table('inference')}`,
+    table: `${table('consensus')}\n\n${table('pipeline')}\n\n${table('inference')}\n\n${confirmText}`,
     section: {
       heading: 'Batching sweep: consensus batch, batch timeout, inference batch',
       intro:

@@ -19,6 +19,8 @@ describe('npm run bench: the command line is checked before anything runs', () =
     expect(r.out).toContain('--durability=full|prepared|relaxed');
     expect(r.out).toContain('--max-batch=N');
     expect(r.out).toContain('--sweeps=consensus|pipeline|inference');
+    expect(r.out).toContain('--confirm-pairs=COUNT');
+    expect(r.out).toContain('--no-confirm ');
   });
 
   it('refuses a flag of another part, a misspelt flag and a bad value with status 2', () => {
