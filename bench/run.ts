@@ -23,8 +23,9 @@ const PARTS_DIR = join(ROOT, 'bench', 'parts');
 const SUITE = ['e2e', 'protocol', 'wan', 'verify', 'sweep'];
 /**
  * Each part is bounded: past this, child processes are stopped and the run exits 124. Per part rather than
- * for the whole run: the suite ran ~65 minutes on a slow spell (2026-12-03: e2e ~11, protocol ~11, wan ~7,
- * sweep ~35), over the hour the whole run once had, and the sweep's confirmation pairs add ~18 more.
+ * for the whole run, which once had an hour: on 2026-12-03's slow spells e2e took ~11 minutes, protocol ~11,
+ * wan ~7, and the sweep 1,012 s without its confirmation pairs and 1,675 s with them (bench/results,
+ * `seconds`), so the suite came within minutes of the hour.
  */
 const PART_LIMIT_MS = 90 * 60_000;
 let watchdog: NodeJS.Timeout | null = null;

@@ -53,6 +53,11 @@ export interface Verdict {
   adopt: boolean;
 }
 
+/** Whether the rule, applied to this pair alone, takes the pick (a tie goes to the current default). */
+export function pickTaken(p: Pair, rule: PickRule): boolean {
+  return pickIndex([p.current, p.pick], rule) === 1;
+}
+
 /**
  * Whether the pick beat the current default in each pair (ties go to the current default: it is listed
  * first), and whether that happened in every pair. If the two settings in truth perform alike and the
@@ -60,6 +65,6 @@ export interface Verdict {
  * probability at most 2^−pairs.
  */
 export function verdict(pairs: readonly Pair[], rule: PickRule): Verdict {
-  const wins = pairs.filter((p) => pickIndex([p.current, p.pick], rule) === 1).length;
+  const wins = pairs.filter((p) => pickTaken(p, rule)).length;
   return { wins, pairs: pairs.length, adopt: pairs.length > 0 && wins === pairs.length };
 }

@@ -58,7 +58,7 @@ import { closedLoop, openLoop, type Send, type StepResult } from '../lib/load.ts
 import { atEnd, describeMachine, machine } from '../lib/machine.ts';
 import { mdTable } from '../lib/markdown.ts';
 import { flag, type PartOptions, type PartResult, warmupMs } from '../lib/part.ts';
-import { type Measured, type PickRule, pickIndex, type Verdict, verdict } from '../lib/pick.ts';
+import { type Measured, type PickRule, pickIndex, pickTaken, type Verdict, verdict } from '../lib/pick.ts';
 import { cpuMeter } from '../lib/procs.ts';
 import { fmtSpread, type Spread, spread } from '../lib/stats.ts';
 import { linePlot } from '../lib/svg.ts';
@@ -540,7 +540,9 @@ export async function run(o: PartOptions): Promise<PartResult> {
         p.pickFirst ? 'pick' : 'current',
         side(p.current),
         side(p.pick),
-        pickIndex([measured(p.current), measured(p.pick)], PICK_RULE) === 1 ? 'the pick' : 'the current',
+        pickTaken({ pickFirst: p.pickFirst, current: measured(p.current), pick: measured(p.pick) }, PICK_RULE)
+          ? 'the pick'
+          : 'the current',
       ]),
     ),
   );
