@@ -114,7 +114,7 @@ interface Row {
 }
 
 const rows: Row[] = [];
-const receiptSigs = new Map<string, { node: number; signature: Uint8Array }[]>();
+const receiptSigs = new Map<string, { node: number; signature: Uint8Array; view: number | null }[]>();
 
 /** One run: a fresh file, every batch written, then reopened. Returns rates in batches/s. */
 function writeRun(size: number, plans: Planned[], mode: Synchronous, run: number) {
@@ -134,6 +134,7 @@ function writeRun(size: number, plans: Planned[], mode: Synchronous, run: number
       sigs = [0, 1, 2].map((node) => ({
         node,
         signature: signTagged(TAGS.receipt, groupId, body, keys[node]),
+        view: null,
       }));
       receiptSigs.set(key, sigs);
     }

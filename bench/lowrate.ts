@@ -2,11 +2,13 @@
  * npm run bench:lowrate — where a lightly loaded group's CPU goes. A 4-node group of real node processes
  * with the stand-in model (bench/parts/protocol.ts `withGroup`: group init's settings, no inference cost)
  * takes open-loop load at a low fixed rate (default 25 requests/s, about the e2e part's half-load rate)
- * after a warm-up, in four settings, interleaved round by round:
+ * after a warm-up, in five settings, interleaved round by round:
  *
  * - as configured (`group init`'s replica settings and durability: at this rate one request per consensus batch);
  * - with 200 ms batch timeouts (both `batchTimeoutMs` and `idleBatchTimeoutMs`): several requests per
  *   batch, so the difference to the first row is what a batch costs beyond its requests;
+ * - without prepared receipts (replica `preparedReceipts` false: every node signs the receipt after it
+ *   executed the batch, a fourth all-to-all round, instead of with its COMMIT; README, "Prepared receipts");
  * - with full durability (every signed record and execution fsynced; `group init` writes prepared since
  *   2026-12-03, full before);
  * - with relaxed durability (no fsync before a node signs; docs/ledger.md).
@@ -52,7 +54,7 @@ const WARM_MS = quick ? 3000 : 8000;
 interface Setting {
   label: string;
   durability: Durability;
-  replica?: Record<string, number>;
+  replica?: Record<string, number | boolean>;
 }
 const SETTINGS: Setting[] = [
   { label: 'as configured', durability: GROUP_DURABILITY },
@@ -60,6 +62,11 @@ const SETTINGS: Setting[] = [
     label: 'batch timeouts 200 ms',
     durability: GROUP_DURABILITY,
     replica: { batchTimeoutMs: 200, idleBatchTimeoutMs: 200 },
+  },
+  {
+    label: 'without prepared receipts',
+    durability: GROUP_DURABILITY,
+    replica: { preparedReceipts: false },
   },
   { label: 'full durability', durability: 'full' },
   { label: 'relaxed durability', durability: 'relaxed' },

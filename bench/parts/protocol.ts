@@ -281,7 +281,7 @@ export async function withGroup<T>(
     durability?: Durability;
     log: (l: string) => void;
     /** Replica settings over the bench's own (for probes). */
-    replica?: Record<string, number>;
+    replica?: Record<string, number | boolean>;
   },
   fn: (r: Running) => Promise<T>,
 ): Promise<T> {

@@ -7,6 +7,7 @@ import {
   CERTIFICATE_VERSION,
   type Certificate,
   Certificate as CertificateCodec,
+  CertificateV1,
   CodecError,
   Decision,
   decide,
@@ -27,16 +28,16 @@ import {
   type Receipt,
   Receipt as ReceiptCodec,
   receiptHashOf,
+  receiptQuorum,
   requestIdOf,
   type SignedRequest,
   sha256,
-  TAGS,
   TreeLru,
   toJson,
   validatePolicy,
   verifyPath,
   verifyPathKnown,
-  verifyTagged,
+  verifyReceiptSig,
 } from '../protocol/index.ts';
 
 export { CERTIFICATE_VERSION };
@@ -44,11 +45,14 @@ export { CERTIFICATE_VERSION };
 export interface ReceiptSig {
   node: number;
   signature: Uint8Array;
+  /** null: signed after executing the committed batch; v: prepared in view v (ReceiptSignature). */
+  view: number | null;
 }
 
 /**
- * Certificates for every outcome of a batch. Takes exactly q signatures (lowest node ids first), so a
- * certificate holds no spare signature: removing any one of them makes it invalid.
+ * Certificates for every outcome of a batch. Takes exactly q signatures (receiptQuorum: the plain ones and
+ * the prepared ones of one view, lowest node ids first), so a certificate holds no spare signature:
+ * removing any one of them makes it invalid.
  */
 export function buildCertificates(
   outcomes: Outcome[],
@@ -57,8 +61,8 @@ export function buildCertificates(
   signatures: ReceiptSig[],
   q: number,
 ): Certificate[] {
-  const sigs = [...signatures].sort((a, b) => a.node - b.node).slice(0, q);
-  if (sigs.length < q) throw new RangeError(`need ${q} receipt signatures, have ${sigs.length}`);
+  const sigs = receiptQuorum(signatures, q);
+  if (!sigs) throw new RangeError(`need ${q} receipt signatures of one kind, have ${signatures.length}`);
   return outcomes.map((outcome, i) => ({
     version: CERTIFICATE_VERSION,
     outcome,
@@ -86,6 +90,7 @@ export type VerifyFailure =
   | 'unknown-signer'
   | 'duplicate-signer'
   | 'bad-signature'
+  | 'mixed-views'
   | 'insufficient-signatures'
   | 'request-mismatch';
 
@@ -120,18 +125,23 @@ export class SignatureCache {
     if (learned.nodes.length === 0 && learned.siblings.length === 0) return;
     addLearned(this.trees.getOrAdd(root, size, knownNodes), learned);
   }
-  has(receiptHash: string, node: number, sig: Uint8Array): boolean {
-    return this.seen.get(receiptHash)?.get(node) === hex(sig);
+  /** `view`: the signature's kind (ReceiptSignature), part of what it signs. */
+  has(receiptHash: string, node: number, sig: Uint8Array, view: number | null = null): boolean {
+    return this.seen.get(receiptHash)?.get(node) === sigKey(sig, view);
   }
-  add(receiptHash: string, node: number, sig: Uint8Array): void {
+  add(receiptHash: string, node: number, sig: Uint8Array, view: number | null = null): void {
     let m = this.seen.get(receiptHash);
     if (!m) {
       if (this.seen.size >= this.maxReceipts) this.seen.delete(this.seen.keys().next().value as string);
       m = new Map();
       this.seen.set(receiptHash, m);
     }
-    m.set(node, hex(sig));
+    m.set(node, sigKey(sig, view));
   }
+}
+
+function sigKey(sig: Uint8Array, view: number | null): string {
+  return view === null ? hex(sig) : `${hex(sig)}@${view}`;
 }
 
 const groupIds = new WeakMap<Genesis, Uint8Array>();
@@ -168,12 +178,16 @@ export function verifyCertificate(
   opts: VerifyOptions = {},
 ): VerifyResult {
   let cert: Certificate;
+  const legacy = isVersion1(input);
   try {
     // Always go through the strict codec: it rejects unknown fields (JSON), duplicate or unsorted signers
     // and voters, oversize values and wrong types.
     if (isDecoded(input)) {
       encode(CertificateCodec, input); // validates types, sizes and the order of signers and voters
       cert = input;
+    } else if (legacy) {
+      const v1 = fromJson(CertificateV1, input);
+      cert = { ...v1, signatures: v1.signatures.map((x) => ({ ...x, view: null })) };
     } else cert = fromJson(CertificateCodec, input);
   } catch (e) {
     if (e instanceof CodecError) {
@@ -183,7 +197,9 @@ export function verifyCertificate(
     }
     return fail('malformed', String(e));
   }
-  if (cert.version !== CERTIFICATE_VERSION) return fail('unsupported-version', `version ${cert.version}`);
+  // Version 1 reads only as JSON (above): its layout has no `view` in its signatures.
+  if (cert.version !== CERTIFICATE_VERSION && !legacy)
+    return fail('unsupported-version', `version ${cert.version}`);
   const n = genesis.nodes.length;
   const f = genesis.f;
   const q = 2 * f + 1;
@@ -227,14 +243,22 @@ export function verifyCertificate(
     return fail('bad-proof', 'Merkle path does not lead to the receipt results root');
 
   const receiptBytes = encode(ReceiptCodec, receipt);
-  const rh = hex(sha256(receiptBytes));
+  const receiptHash = sha256(receiptBytes);
+  const rh = hex(receiptHash);
+  let preparedView: number | null = null;
+  for (const s of cert.signatures) {
+    if (s.view === null) continue;
+    if (preparedView !== null && s.view !== preparedView)
+      return fail('mixed-views', `prepared receipt signatures of views ${preparedView} and ${s.view}`);
+    preparedView = s.view;
+  }
   for (const s of cert.signatures) {
     const node = genesis.nodes[s.node];
     if (!node) return fail('unknown-signer', `signature from unknown node ${s.node}`);
-    if (opts.cache?.has(rh, s.node, s.signature)) continue;
-    if (!verifyTagged(TAGS.receipt, receipt.groupId, receiptBytes, s.signature, node.publicKey))
+    if (opts.cache?.has(rh, s.node, s.signature, s.view)) continue;
+    if (!verifyReceiptSig(receipt.groupId, receiptBytes, receiptHash, s, node.publicKey))
       return fail('bad-signature', `receipt signature of node ${s.node} is invalid`);
-    opts.cache?.add(rh, s.node, s.signature);
+    opts.cache?.add(rh, s.node, s.signature, s.view);
   }
   if (cert.signatures.length < q)
     return fail('insufficient-signatures', `${cert.signatures.length} signatures < ${q}`);
@@ -248,6 +272,17 @@ export function verifyCertificate(
       return fail('request-mismatch', 'input digest differs');
   }
   return { ok: true, certificate: cert };
+}
+
+/** A version-1 certificate's JSON: version 1 and no signature with a `view` (version 2 always has one). */
+function isVersion1(x: unknown): boolean {
+  if (isDecoded(x) || typeof x !== 'object' || x === null) return false;
+  const c = x as { version?: unknown; signatures?: unknown };
+  return (
+    c.version === 1 &&
+    Array.isArray(c.signatures) &&
+    c.signatures.every((s) => typeof s === 'object' && s !== null && !Object.hasOwn(s, 'view'))
+  );
 }
 
 function isDecoded(x: unknown): x is Certificate {

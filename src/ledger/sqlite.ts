@@ -98,12 +98,12 @@ import {
   NodeSignature,
   Outcome,
   Receipt,
+  receiptQuorum,
   SignedRequest,
   SignedResults,
   type StateBatch,
   StateBatch as StateBatchCodec,
-  TAGS,
-  verifyTagged,
+  verifyReceiptSig,
 } from '../protocol/index.ts';
 import { ResolvedEntries } from './codec.ts';
 import { type Execution, LedgerState, type ResolvedEntry } from './state.ts';
@@ -117,8 +117,11 @@ import { type Execution, LedgerState, type ResolvedEntry } from './state.ts';
  * index lives in memory (`SeqIndex`, protocol/idwindow.ts: typed arrays, 16–32 bytes a request),
  * rebuilt by the replay at open. `open` upgrades a version-2 file
  * in place (`migrate2to3`); a version-1 file cannot be read.
+ * 4: receipt signatures carry their kind (`receipt_sigs.view`: NULL for a signature made after executing,
+ * the view for a prepared receipt signature; protocol/messages.ts ReceiptSignature). `open` upgrades a
+ * version-3 file in place (`migrate3to4`: the column is added, every stored signature being plain).
  */
-export const LEDGER_SCHEMA_VERSION = 3;
+export const LEDGER_SCHEMA_VERSION = 4;
 
 export type Synchronous = 'FULL' | 'NORMAL';
 /**
@@ -159,9 +162,11 @@ export interface LogRecord {
   body?: Uint8Array;
 }
 
+/** A receipt signature: `view` null when plain, else the view it was prepared in (ReceiptSignature). */
 export interface ReceiptSig {
   node: number;
   signature: Uint8Array;
+  view: number | null;
 }
 
 export interface StoredBatch {
@@ -176,7 +181,7 @@ export interface StoredBatch {
 export interface BatchSources {
   requests: SignedRequest[];
   results: SignedResults[];
-  commitProof: { view: number; sigs: ReceiptSig[] } | null;
+  commitProof: { view: number; sigs: NodeSignature[] } | null;
 }
 
 const SourceRequests = array(SignedRequest, 1 << 20);
@@ -239,6 +244,7 @@ CREATE TABLE receipt_sigs (
   seq INTEGER NOT NULL,
   node INTEGER NOT NULL,
   signature BLOB NOT NULL,
+  view INTEGER,
   PRIMARY KEY (seq, node)
 ) WITHOUT ROWID;
 CREATE TABLE outcomes (
@@ -383,7 +389,7 @@ export class SqliteLedger {
       insBatch: p('INSERT INTO batches (seq, view, digest, batch, entries) VALUES (?, ?, ?, ?, ?)'),
       insReceipt: p('INSERT INTO receipts (seq, receipt, hash, prev_hash) VALUES (?, ?, ?, ?)'),
       insOutcomes: p('INSERT INTO outcomes (seq, outcomes) VALUES (?, ?)'),
-      insSig: p('INSERT OR IGNORE INTO receipt_sigs (seq, node, signature) VALUES (?, ?, ?)'),
+      insSig: p('INSERT OR IGNORE INTO receipt_sigs (seq, node, signature, view) VALUES (?, ?, ?, ?)'),
       insLog: p('INSERT INTO consensus_log (kind, view, seq, digest, body) VALUES (?, ?, ?, ?, ?)'),
       insCheckpoint: p('INSERT OR REPLACE INTO checkpoints (seq, state_digest, proof) VALUES (?, ?, ?)'),
       insEvidence: p('INSERT INTO evidence (node, kind, proof) VALUES (?, ?, ?)'),
@@ -392,7 +398,7 @@ export class SqliteLedger {
       ),
       getSources: p('SELECT requests, results, commit_view, commit_sigs FROM batch_sources WHERE seq = ?'),
       getReceipt: p('SELECT receipt, hash FROM receipts WHERE seq = ?'),
-      getSigs: p('SELECT node, signature FROM receipt_sigs WHERE seq = ? ORDER BY node'),
+      getSigs: p('SELECT node, signature, view FROM receipt_sigs WHERE seq = ? ORDER BY node'),
       countSigs: p('SELECT count(*) AS n FROM receipt_sigs WHERE seq = ?'),
       getOutcomesOf: p('SELECT outcomes FROM outcomes WHERE seq = ?'),
       getBatch: p('SELECT seq, view, digest, batch, entries FROM batches WHERE seq = ?'),
@@ -459,6 +465,12 @@ export class SqliteLedger {
       if (meta.schemaVersion === 2) {
         db.pragma('synchronous = FULL');
         migrate2to3(db, path);
+        db.pragma(`synchronous = ${sync}`);
+        meta = readMeta(db)!;
+      }
+      if (meta.schemaVersion === 3) {
+        db.pragma('synchronous = FULL');
+        migrate3to4(db);
         db.pragma(`synchronous = ${sync}`);
         meta = readMeta(db)!;
       }
@@ -764,7 +776,8 @@ export class SqliteLedger {
     const row = this.st.getReceipt.get(seq) as Row | undefined;
     if (!row) throw new DropbearError('LEDGER_UNKNOWN_SEQ', `batch ${seq} has not been executed`);
     const receiptBytes = u8(row.receipt as Buffer);
-    if (receiptHash && !equalBytes(receiptHash, u8(row.hash as Buffer)))
+    const storedHash = u8(row.hash as Buffer);
+    if (receiptHash && !equalBytes(receiptHash, storedHash))
       throw new DropbearError('LEDGER_RECEIPT_MISMATCH', `batch ${seq}: signatures are for another receipt`);
     for (const s of sigs) {
       const node = this.genesis.nodes[s.node];
@@ -773,14 +786,11 @@ export class SqliteLedger {
           'LEDGER_BAD_SIGNATURE',
           `batch ${seq}: signature from unknown node ${s.node}`,
         );
-      if (
-        this.verifySigs &&
-        !verifyTagged(TAGS.receipt, this.groupId, receiptBytes, s.signature, node.publicKey)
-      )
+      if (this.verifySigs && !verifyReceiptSig(this.groupId, receiptBytes, storedHash, s, node.publicKey))
         throw new DropbearError('LEDGER_BAD_SIGNATURE', `batch ${seq}: invalid signature of node ${s.node}`);
     }
     return this.inTx(() => {
-      for (const s of sigs) this.st.insSig.run(seq, s.node, s.signature);
+      for (const s of sigs) this.st.insSig.run(seq, s.node, s.signature, s.view);
       return (this.st.countSigs.get(seq) as Row).n as number;
     });
   }
@@ -791,7 +801,13 @@ export class SqliteLedger {
     return (this.st.getSigs.all(seq) as Row[]).map((r) => ({
       node: r.node as number,
       signature: u8(r.signature as Buffer),
+      view: r.view === null ? null : (r.view as number),
     }));
+  }
+
+  /** The q signatures that certify batch `seq` (receiptQuorum), or null while it has no quorum here. */
+  receiptQuorum(seq: number): ReceiptSig[] | null {
+    return receiptQuorum(this.receiptSignatures(seq), this.q);
   }
 
   /** The stored receipt of batch `seq` and its hash. */
@@ -814,8 +830,8 @@ export class SqliteLedger {
     const src = this.st.getSources.get(seq) as Row | undefined;
     const r = this.receipt(seq);
     if (!b || !src || !r) return null;
-    const receiptSigs = this.receiptSignatures(seq);
-    const certified = receiptSigs.length >= this.q;
+    const receiptSigs = this.receiptQuorum(seq);
+    const certified = receiptSigs !== null;
     const commitSigs = src.commit_sigs ? decode(CommitSigs, u8(src.commit_sigs as Buffer)) : [];
     if (!certified && commitSigs.length < this.q) return null;
     return {
@@ -825,7 +841,7 @@ export class SqliteLedger {
       requests: decode(SourceRequests, u8(src.requests as Buffer)),
       results: decode(SourceResults, u8(src.results as Buffer)),
       receipt: r.receipt,
-      receiptSigs: certified ? receiptSigs : [],
+      receiptSigs: receiptSigs ?? [],
       commitSigs: certified ? [] : commitSigs,
     };
   }
@@ -859,7 +875,7 @@ export class SqliteLedger {
   uncertifiedReceipts(q: number, window = 256): Receipt[] {
     const out: Receipt[] = [];
     for (let s = Math.max(1, this.lastSeq - window); s <= this.lastSeq; s++)
-      if (this.receiptSignatures(s).length < q) out.push(this.receipt(s)!.receipt);
+      if (!receiptQuorum(this.receiptSignatures(s), q)) out.push(this.receipt(s)!.receipt);
     return out;
   }
 
@@ -876,8 +892,8 @@ export class SqliteLedger {
       const b = this.outcomesOf(seq);
       const leafIndex = b.outcomes.findIndex((o) => equalBytes(o.requestId, id));
       if (leafIndex < 0) continue;
-      const sigs = this.receiptSignatures(seq);
-      if (sigs.length < this.q) return null;
+      const sigs = this.receiptQuorum(seq);
+      if (!sigs) return null;
       const r = this.st.getReceipt.get(seq) as Row;
       return {
         version: CERTIFICATE_VERSION,
@@ -885,7 +901,7 @@ export class SqliteLedger {
         leafIndex,
         path: b.tree.path(leafIndex),
         receipt: decode(Receipt, u8(r.receipt as Buffer)),
-        signatures: sigs.slice(0, this.q),
+        signatures: sigs,
       };
     }
     return null;
@@ -1099,6 +1115,17 @@ function migrate2to3(db: Database.Database, path: string): void {
     }
     db.exec('DROP TABLE outcomes_v2');
     db.prepare('UPDATE meta SET schema_version = 3 WHERE id = 0').run();
+  })();
+}
+
+/**
+ * Upgrades a schema-3 file in place, in one transaction: receipt signatures get their kind (`view`, NULL
+ * for every signature a schema-3 build stored: it made only plain ones).
+ */
+function migrate3to4(db: Database.Database): void {
+  db.transaction(() => {
+    db.exec('ALTER TABLE receipt_sigs ADD COLUMN view INTEGER');
+    db.prepare('UPDATE meta SET schema_version = 4 WHERE id = 0').run();
   })();
 }
 

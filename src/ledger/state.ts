@@ -62,6 +62,17 @@ export interface Execution {
   modelVersions: number[];
 }
 
+/** What a batch comes to before anything is applied (LedgerState.decideBatch). */
+interface Decided {
+  outcomes: Outcome[];
+  /** Each outcome's request timestamp (what the window keeps). */
+  timestamps: number[];
+  outcomeBytes: Uint8Array[];
+  tree: MerkleTree;
+  requeued: Uint8Array[];
+  skipped: Execution['skipped'];
+}
+
 export interface NodeStats {
   counted: number;
   agreed: number;
@@ -157,48 +168,68 @@ export class LedgerState {
     return t;
   }
 
-  private applyTx(tx: Tx): void {
+  /** Applies one ordered transaction to `models` and `modelVersions` (this state's own, or copies). */
+  private applyTx(tx: Tx, models = this.models, modelVersions = this.modelVersions): void {
     if (tx.kind === 'modelUpdate') {
       const u = tx.update;
       const node = this.genesis.nodes[u.node];
-      if (!node || u.version !== this.modelVersions[u.node] + 1) return; // stale or replayed: no effect
+      if (!node || u.version !== modelVersions[u.node] + 1) return; // stale or replayed: no effect
       if (!verifyTagged(TAGS.modelUpdate, this.groupId, encode(ModelUpdate, u), tx.signature, node.publicKey))
         return;
-      this.models[u.node] = u.newDigest;
-      this.modelVersions[u.node] = u.version;
+      models[u.node] = u.newDigest;
+      modelVersions[u.node] = u.version;
     }
   }
 
-  execute(seq: number, batchDigest: Uint8Array, batch: Batch, entries: ResolvedEntry[]): Execution {
+  /**
+   * The receipt `execute` would make for this batch, without changing anything: what a replica signs when
+   * it prepared the batch with every batch before it executed (a prepared receipt signature; README,
+   * "Prepared receipts"). The decisions, the outcomes' encodings and their tree are kept for `execute` of
+   * the same batch on the same state, which then only applies them: a replica previews nearly every batch
+   * it executes, under load too, and computing them twice cost as much again as the execution.
+   */
+  preview(seq: number, batchDigest: Uint8Array, batch: Batch, entries: ResolvedEntry[]): Receipt {
     if (seq !== this.seq + 1)
       throw new DropbearError('LEDGER_OUT_OF_ORDER', `expected batch ${this.seq + 1}, got ${seq}`);
-    const expiry = this.genesis.params.expiryMs;
-    // The group's clock never goes back (a null batch carries timestamp 0): expiry uses the highest so far.
-    this.clock = Math.max(this.clock, batch.timestamp);
-    // Forget ids that can no longer be replayed (their timestamps are expired at this batch).
-    const changes: Uint8Array[] = [this.recentChain, u64(seq)];
-    this.recent.expire(
-      (ts) => ts + expiry < this.clock,
-      (id) => changes.push(EXPIRED, id),
-    );
-    for (const tx of batch.txs) this.applyTx(tx);
+    const clock = Math.max(this.clock, batch.timestamp);
+    const models = [...this.models];
+    const versions = [...this.modelVersions];
+    for (const tx of batch.txs) this.applyTx(tx, models, versions);
+    const decided = this.decideBatch(entries, clock, models);
+    this.previewed = { seq, batchDigest, prevReceipt: this.lastReceipt, ...decided };
+    return this.receiptOf(seq, batchDigest, decided.tree.root, decided.outcomes.length);
+  }
 
+  /** The last preview (see preview): valid for `execute` of the same seq, batch and previous receipt. */
+  private previewed: ({ seq: number; batchDigest: Uint8Array; prevReceipt: Uint8Array } & Decided) | null =
+    null;
+
+  /**
+   * What a batch's entries come to at group clock `clock` under `models`, changing nothing: the outcomes
+   * (with their requests' timestamps, their encodings and tree), the requeued and the skipped entries. An
+   * id in the window whose timestamp is expired at `clock` counts as gone, as `execute` expires it first.
+   */
+  private decideBatch(entries: ResolvedEntry[], clock: number, models: Uint8Array[]): Decided {
+    const expiry = this.genesis.params.expiryMs;
     const outcomes: Outcome[] = [];
+    const timestamps: number[] = [];
     const requeued: Uint8Array[] = [];
     const skipped: Execution['skipped'] = [];
+    const added = new Set<string>();
+    const spent = new Map<string, number>();
     for (const e of entries) {
       const req = e.request;
-      if (this.recent.has(e.requestId)) {
+      const idHex = hex(e.requestId);
+      const inWindow = this.recent.get(e.requestId);
+      if ((inWindow !== undefined && !(inWindow + expiry < clock)) || added.has(idHex)) {
         skipped.push({ requestId: e.requestId, reason: 'duplicate' });
         continue;
       }
-      if (req.timestamp + expiry < this.clock) {
+      if (req.timestamp + expiry < clock) {
         skipped.push({ requestId: e.requestId, reason: 'expired' });
         continue;
       }
-      const counted = e.votes.filter(
-        (v) => v.node < this.n && equalBytes(v.modelDigest, this.models[v.node]),
-      );
+      const counted = e.votes.filter((v) => v.node < this.n && equalBytes(v.modelDigest, models[v.node]));
       if (counted.length < this.q) {
         requeued.push(e.requestId);
         continue;
@@ -216,29 +247,19 @@ export class LedgerState {
         skipped.push({ requestId: e.requestId, reason: 'over-max-fee' });
         continue;
       }
-      const account = this.balances.get(hex(req.client));
-      if (!account || account.amount < fee) {
+      const clientHex = hex(req.client);
+      const account = this.balances.get(clientHex);
+      const already = spent.get(clientHex) ?? 0;
+      if (!account || account.amount - already < fee) {
         skipped.push({ requestId: e.requestId, reason: 'insufficient-balance' });
         continue;
       }
+      spent.set(clientHex, already + fee);
+      added.add(idHex);
       const decision = decide(
         policy,
         counted.map((v) => v.result),
       );
-      account.amount -= fee;
-      for (const v of counted) {
-        const s = this.stats[v.node];
-        s.counted++;
-        s.earned += this.fees[v.node];
-        if (
-          decision.kind === 'label' &&
-          v.result.kind === 'class' &&
-          v.result.top[0]?.label === decision.label
-        )
-          s.agreed++;
-      }
-      this.recent.add(e.requestId, req.timestamp);
-      changes.push(ADDED, e.requestId, u64(req.timestamp));
       outcomes.push({
         requestId: e.requestId,
         client: req.client,
@@ -248,17 +269,65 @@ export class LedgerState {
         decision,
         fee,
       });
+      timestamps.push(req.timestamp);
     }
     const outcomeBytes = outcomes.map((o) => encode(OutcomeCodec, o));
     const tree = buildTree(outcomeBytes.map(leafHash));
-    const receipt: Receipt = {
+    return { outcomes, timestamps, outcomeBytes, tree, requeued, skipped };
+  }
+
+  private receiptOf(seq: number, batchDigest: Uint8Array, resultsRoot: Uint8Array, count: number): Receipt {
+    return {
       groupId: this.groupId,
       seq,
       batchDigest,
       prevReceipt: this.lastReceipt,
-      resultsRoot: tree.root,
-      resultsCount: outcomes.length,
+      resultsRoot,
+      resultsCount: count,
     };
+  }
+
+  execute(seq: number, batchDigest: Uint8Array, batch: Batch, entries: ResolvedEntry[]): Execution {
+    if (seq !== this.seq + 1)
+      throw new DropbearError('LEDGER_OUT_OF_ORDER', `expected batch ${this.seq + 1}, got ${seq}`);
+    const p = this.previewed;
+    this.previewed = null;
+    // The preview of this batch on this state (the receipt chain names every batch executed so far) decided
+    // exactly what the code below would decide again.
+    const memo =
+      p &&
+      p.seq === seq &&
+      equalBytes(p.batchDigest, batchDigest) &&
+      equalBytes(p.prevReceipt, this.lastReceipt)
+        ? p
+        : null;
+    const expiry = this.genesis.params.expiryMs;
+    // The group's clock never goes back (a null batch carries timestamp 0): expiry uses the highest so far.
+    this.clock = Math.max(this.clock, batch.timestamp);
+    // Forget ids that can no longer be replayed (their timestamps are expired at this batch).
+    const changes: Uint8Array[] = [this.recentChain, u64(seq)];
+    this.recent.expire(
+      (ts) => ts + expiry < this.clock,
+      (id) => changes.push(EXPIRED, id),
+    );
+    for (const tx of batch.txs) this.applyTx(tx);
+    const { outcomes, timestamps, outcomeBytes, tree, requeued, skipped } =
+      memo ?? this.decideBatch(entries, this.clock, this.models);
+    for (let i = 0; i < outcomes.length; i++) {
+      const o = outcomes[i];
+      (this.balances.get(hex(o.client)) as { amount: number }).amount -= o.fee;
+      this.recent.add(o.requestId, timestamps[i]);
+      changes.push(ADDED, o.requestId, u64(timestamps[i]));
+      const d = o.decision;
+      for (const v of o.votes) {
+        const st = this.stats[v.node];
+        st.counted++;
+        st.earned += this.fees[v.node];
+        if (d.kind === 'label' && v.result.kind === 'class' && v.result.top[0]?.label === d.label)
+          st.agreed++;
+      }
+    }
+    const receipt = this.receiptOf(seq, batchDigest, tree.root, outcomes.length);
     const receiptHash = receiptHashOf(receipt);
     if (changes.length > 2) this.recentChain = sha256Parts(...changes);
     this.seq = seq;

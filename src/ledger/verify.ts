@@ -26,9 +26,9 @@ import {
   leafHash,
   Outcome,
   Receipt,
+  receiptQuorum,
   sha256,
-  TAGS,
-  verifyTagged,
+  verifyReceiptSig,
 } from '../protocol/index.ts';
 import { ResolvedEntries } from './codec.ts';
 import { LEDGER_SCHEMA_VERSION, openDatabase, readMeta, StoredOutcomes } from './sqlite.ts';
@@ -93,7 +93,9 @@ function check(
   if (meta.schemaVersion !== LEDGER_SCHEMA_VERSION) {
     problems.push(
       `ledger schema ${meta.schemaVersion}; this build reads ${LEDGER_SCHEMA_VERSION}` +
-        (meta.schemaVersion === 2 ? ' (a node opening the file upgrades it; verification only reads)' : ''),
+        (meta.schemaVersion === 2 || meta.schemaVersion === 3
+          ? ' (a node opening the file upgrades it; verification only reads)'
+          : ''),
     );
     return 0;
   }
@@ -112,7 +114,7 @@ function check(
 
   const q = 2 * genesis.f + 1;
   const getReceipt = db.prepare('SELECT receipt, hash, prev_hash FROM receipts WHERE seq = ?');
-  const getSigs = db.prepare('SELECT node, signature FROM receipt_sigs WHERE seq = ? ORDER BY node');
+  const getSigs = db.prepare('SELECT node, signature, view FROM receipt_sigs WHERE seq = ? ORDER BY node');
   const getOutcomes = db.prepare('SELECT outcomes FROM outcomes WHERE seq = ?');
   const checkpoints = new Map<number, Uint8Array>();
   for (const r of db.prepare('SELECT seq, state_digest FROM checkpoints').all() as Row[])
@@ -193,16 +195,25 @@ function check(
     const sigs = getSigs.all(seq) as Row[];
     if (sigs.length > 0 && receiptBytes) {
       const signers = new Set<number>();
+      const valid: { node: number; view: number | null }[] = [];
+      const rh = sha256(receiptBytes);
       for (const s of sigs) {
         const node = s.node as number;
+        const view = s.view === null ? null : (s.view as number);
         const key = genesis.nodes[node]?.publicKey;
         if (!key) at(`signature from unknown node ${node}`);
         else if (signers.has(node)) at(`two signatures from node ${node}`);
-        else if (!verifyTagged(TAGS.receipt, groupId, receiptBytes, u8(s.signature), key))
+        else if (!verifyReceiptSig(groupId, receiptBytes, rh, { signature: u8(s.signature), view }, key))
           at(`receipt signature of node ${node} is invalid`);
-        else signers.add(node);
+        else {
+          signers.add(node);
+          valid.push({ node, view });
+        }
       }
+      // Prepared signatures count only with plain ones and those of the same view (receiptQuorum).
       if (signers.size < q) at(`${signers.size} valid receipt signatures < ${q} (2f+1)`);
+      else if (!receiptQuorum(valid, q))
+        at(`${signers.size} valid receipt signatures, no ${q} (2f+1) of them plain or prepared in one view`);
     }
 
     // Stored outcomes against the receipt's Merkle root.

@@ -57,7 +57,7 @@ export interface NodeConfig {
   extraModels: ModelConfig[];
   home: string | undefined;
   engine: Record<string, unknown>;
-  replica: Record<string, number>;
+  replica: Record<string, number | boolean>;
   apiLimits: { bodyLimitBytes?: number; maxPending?: number; maxQueueSeconds?: number; minPending?: number };
   custodial: { apiKeySha256: string; key: string; maxFee: number }[] | null;
   tls: { key: string; cert: string; ca?: string } | null;
@@ -81,24 +81,29 @@ const REPLICA_COUNTS: ReadonlySet<string> = new Set<keyof ReplicaConfig>([
   'maxExpiredHeld',
 ]);
 
+/** Replica settings that are switches: true or false. */
+const REPLICA_FLAGS: ReadonlySet<string> = new Set<keyof ReplicaConfig>(['preparedReceipts']);
+
 /**
  * The `replica` section: only the replica's own settings (DEFAULT_REPLICA_CONFIG); counts integers ≥ 1,
- * times finite numbers ≥ 0 (ms). A misspelt key used to be ignored without a word, a string (`"5"`)
+ * switches booleans, times finite numbers ≥ 0 (ms). A misspelt key used to be ignored without a word, a string (`"5"`)
  * reached the replica, where `oldest + "5"` concatenates and a batch was never cut, and a batchSize of 0
  * made the primary loop forever.
  */
-function replicaSettings(r: Record<string, unknown>, file: string): Record<string, number> {
+function replicaSettings(r: Record<string, unknown>, file: string): Record<string, number | boolean> {
   const known = Object.keys(DEFAULT_REPLICA_CONFIG);
   for (const [k, v] of Object.entries(r)) {
     if (!known.includes(k))
       throw bad(`replica.${k}`, `is not a replica setting (known: ${known.join(', ')})`, file);
-    if (REPLICA_COUNTS.has(k)) {
+    if (REPLICA_FLAGS.has(k)) {
+      if (typeof v !== 'boolean') throw bad(`replica.${k}`, 'must be true or false', file);
+    } else if (REPLICA_COUNTS.has(k)) {
       if (typeof v !== 'number' || !Number.isInteger(v) || v < 1)
         throw bad(`replica.${k}`, 'must be an integer ≥ 1', file);
     } else if (typeof v !== 'number' || !Number.isFinite(v) || v < 0)
       throw bad(`replica.${k}`, 'must be a finite number ≥ 0 (ms)', file);
   }
-  return r as Record<string, number>;
+  return r as Record<string, number | boolean>;
 }
 
 export function parseEndpoint(s: string, what = 'address'): Endpoint {

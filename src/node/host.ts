@@ -347,14 +347,14 @@ export class NodeHost {
         case 'send': {
           const to = a.to;
           const frames = this.frames(a.msg);
-          this.sendKind(a.msg.kind, () => {
+          this.sendKind(a.msg, () => {
             for (const bytes of frames) this.wire.send(to, bytes);
           });
           break;
         }
         case 'broadcast': {
           const frames = this.frames(a.msg);
-          this.sendKind(a.msg.kind, () => {
+          this.sendKind(a.msg, () => {
             for (const bytes of frames) this.wire.broadcast(bytes);
           });
           break;
@@ -365,6 +365,13 @@ export class NodeHost {
           break;
         case 'infer':
           this.infer(a.requests);
+          break;
+        case 'preview':
+          this.step({
+            type: 'previewed',
+            seq: a.seq,
+            receipt: this.db.state.preview(a.seq, a.digest, a.batch, a.entries),
+          });
           break;
         case 'execute':
           this.openWrites();
@@ -473,8 +480,9 @@ export class NodeHost {
   }
 
   /** A message of a GUARDED kind goes through `out`; any other leaves now. */
-  private sendKind(kind: string, send: () => void): void {
-    if (GUARDED.has(kind)) this.out(send);
+  private sendKind(msg: NodeMessage, send: () => void): void {
+    // A prepared receipt signature says this node prepared the batch, like its COMMIT: it waits with it.
+    if (GUARDED.has(msg.kind) || (msg.kind === 'receiptSig' && msg.view !== null)) this.out(send);
     else send();
   }
 

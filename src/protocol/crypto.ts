@@ -92,6 +92,8 @@ export const TAGS = {
   prepare: 'dropbear/v1/prepare',
   commit: 'dropbear/v1/commit',
   receipt: 'dropbear/v1/receipt',
+  /** A receipt signed before its batch committed, bound to the view the signer prepared it in. */
+  preparedReceipt: 'dropbear/v1/prepared-receipt',
   checkpoint: 'dropbear/v1/checkpoint',
   viewChange: 'dropbear/v1/view-change',
   newView: 'dropbear/v1/new-view',

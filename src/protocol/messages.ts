@@ -517,19 +517,107 @@ export const Outcome = struct({
 });
 export type Outcome = Infer<typeof Outcome>;
 
-/** The certificate format version this build writes and reads. */
-export const CERTIFICATE_VERSION = 1;
+/**
+ * The certificate format version this build writes. It reads version 1 too (JSON): version 1 has no
+ * `view` in its signatures, all of them plain receipt signatures.
+ */
+export const CERTIFICATE_VERSION = 2;
 
-export const ReceiptSignature = struct({ node: uint, signature: Signature });
+/**
+ * One node's signature over a receipt, of one of two kinds:
+ * - `view` null: over the Receipt under TAGS.receipt, made after the node executed the committed batch;
+ * - `view` v: over PreparedReceipt{view v, H(receipt)} under TAGS.preparedReceipt, made by a node that
+ *   prepared the batch in view v and had executed every batch before it (PROTOCOL.md, "prepared
+ *   receipts"). Such signatures count towards a quorum only together with plain ones and others of the
+ *   same view: q signers of which at most f lie then hold f+1 honest nodes that either executed the batch
+ *   after it committed or prepared it in one view, which is PBFT's committed predicate.
+ */
+export const ReceiptSignature = struct({ node: uint, signature: Signature, view: option(uint) });
+export type ReceiptSignature = Infer<typeof ReceiptSignature>;
+export const ReceiptSignatures = sortedArray(ReceiptSignature, LIMITS.nodes, (s) => s.node);
+/** What a prepared receipt signature covers (under TAGS.preparedReceipt and the group id). */
+export const PreparedReceipt = struct({ view: uint, receiptHash: Hash32 });
+
+/** Signs a receipt: plainly (`view` null, after executing it) or bound to the view it was prepared in. */
+export function signReceiptAs(
+  groupId: Uint8Array,
+  receipt: Receipt,
+  receiptHash: Uint8Array,
+  view: number | null,
+  key: KeyPair,
+): Uint8Array {
+  return view === null
+    ? signTagged(TAGS.receipt, groupId, encode(Receipt, receipt), key)
+    : signTagged(TAGS.preparedReceipt, groupId, encode(PreparedReceipt, { view, receiptHash }), key);
+}
+
+/** Checks one receipt signature of either kind (`receiptBytes`: the Receipt's canonical bytes). */
+export function verifyReceiptSig(
+  groupId: Uint8Array,
+  receiptBytes: Uint8Array,
+  receiptHash: Uint8Array,
+  sig: { signature: Uint8Array; view: number | null },
+  publicKey: Uint8Array,
+): boolean {
+  return sig.view === null
+    ? verifyTagged(TAGS.receipt, groupId, receiptBytes, sig.signature, publicKey)
+    : verifyTagged(
+        TAGS.preparedReceipt,
+        groupId,
+        encode(PreparedReceipt, { view: sig.view, receiptHash }),
+        sig.signature,
+        publicKey,
+      );
+}
+
+/**
+ * The q signatures that certify a receipt, from distinct nodes' signatures of both kinds: every plain one
+ * and the prepared ones of a single view (the highest view that completes a quorum), lowest node ids
+ * first; null when no quorum exists yet.
+ */
+export function receiptQuorum<T extends { node: number; view: number | null }>(
+  sigs: Iterable<T>,
+  q: number,
+): T[] | null {
+  const plain: T[] = [];
+  const byView = new Map<number, T[]>();
+  for (const s of sigs) {
+    if (s.view === null) plain.push(s);
+    else {
+      const l = byView.get(s.view);
+      if (l) l.push(s);
+      else byView.set(s.view, [s]);
+    }
+  }
+  let best: T[] = plain;
+  let bestView = -1;
+  for (const [v, l] of byView)
+    if (plain.length + l.length >= q && v > bestView) {
+      best = plain.concat(l);
+      bestView = v;
+    }
+  if (best.length < q) return null;
+  return best.sort((a, b) => a.node - b.node).slice(0, q);
+}
+
 export const Certificate = struct({
   version: uint,
   outcome: Outcome,
   leafIndex: uint,
   path: array(Hash32, LIMITS.path),
   receipt: Receipt,
-  signatures: sortedArray(ReceiptSignature, LIMITS.nodes, (s) => s.node),
+  signatures: ReceiptSignatures,
 });
 export type Certificate = Infer<typeof Certificate>;
+/** Version 1 (read only): signatures without `view`, all plain. */
+export const CertificateV1 = struct({
+  version: uint,
+  outcome: Outcome,
+  leafIndex: uint,
+  path: array(Hash32, LIMITS.path),
+  receipt: Receipt,
+  signatures: sortedArray(struct({ node: uint, signature: Signature }), LIMITS.nodes, (s) => s.node),
+});
 
 /** Most requests in one POST /v1/requests. */
 export const MAX_REQUESTS_PER_CALL = 1024;
@@ -617,7 +705,7 @@ export const StateBatch = struct({
   requests: array(SignedRequest, LIMITS.batchEntries),
   results: array(SignedResults, LIMITS.batchEntries),
   receipt: Receipt,
-  receiptSigs: NodeSignatures,
+  receiptSigs: ReceiptSignatures,
   /** When fewer than q receipt signatures exist yet: q COMMIT signatures for (view, seq, digest). */
   commitSigs: NodeSignatures,
 });
@@ -651,8 +739,17 @@ export const NodeMessage = union({
   prePrepare: struct({ pp: PrePrepare }),
   prepare: Phase,
   commit: Phase,
-  /** The signature is over the Receipt itself, so it can go straight into certificates. */
-  receiptSig: struct({ from: uint, seq: uint, receiptHash: Hash32, signature: Signature }),
+  /**
+   * A receipt signature (see ReceiptSignature: `view` null over the Receipt itself, else a prepared
+   * receipt of that view), so it can go straight into certificates.
+   */
+  receiptSig: struct({
+    from: uint,
+    seq: uint,
+    receiptHash: Hash32,
+    signature: Signature,
+    view: option(uint),
+  }),
   checkpoint: struct({ from: uint, seq: uint, stateDigest: Hash32, signature: Signature }),
   viewChange: struct({ vc: SignedViewChange }),
   /**

@@ -435,7 +435,7 @@ function garbageMessage(ctx: ScriptContext): NodeMessage | Uint8Array {
       return { kind: 'checkpoint', from: ctx.id, seq: cpSeq, stateDigest: digest, signature };
     }
     case 8: // a receipt signature naming another sender
-      return { kind: 'receiptSig', from: other, seq, receiptHash: digest, signature: sig };
+      return { kind: 'receiptSig', from: other, seq, receiptHash: digest, signature: sig, view: null };
     case 9: // a PRE-PREPARE signed by a non-primary (from the primary: a batch that does not match its digest)
       return {
         kind: 'prePrepare',

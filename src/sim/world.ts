@@ -27,6 +27,7 @@ import {
   type NodeSignature,
   type Policy,
   type Receipt,
+  type ReceiptSignature,
   type Request,
   type Result,
   requestIdOf,
@@ -182,7 +183,7 @@ export interface HistoryEntry {
   requests: SignedRequest[];
   results: SignedResults[];
   receipt: Receipt | null;
-  sigs: NodeSignature[] | null;
+  sigs: ReceiptSignature[] | null;
   /** The q COMMITs that committed the batch: proof for state transfer until the receipt is certified. */
   commitProof: { view: number; sigs: NodeSignature[] } | null;
 }
@@ -447,6 +448,13 @@ export class Simulation {
         case 'infer':
           node.inferQueue.push(...a.requests);
           this.startInference(node);
+          break;
+        case 'preview':
+          this.stepNode(node, {
+            type: 'previewed',
+            seq: a.seq,
+            receipt: node.ledger.preview(a.seq, a.digest, a.batch, a.entries),
+          });
           break;
         case 'execute': {
           const exec = node.db

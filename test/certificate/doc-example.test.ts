@@ -35,9 +35,11 @@ import {
   Receipt,
   Request as RequestCodec,
   type Result,
+  receiptHashOf,
   requestIdOf,
   resultsDigestOf,
   sha256,
+  signReceiptAs,
   signRequest,
   signResults,
   signTagged,
@@ -136,9 +138,10 @@ function buildExample() {
   const sigs = [0, 1, 2].map((node) => ({
     node,
     signature: signTagged(TAGS.receipt, groupId, receiptBytes, keys[node]),
+    view: null,
   }));
   const cert = buildCertificates(exec.outcomes, exec.tree, exec.receipt, sigs, 3)[1];
-  return { genesis, groupId, cert, requests };
+  return { genesis, groupId, cert, requests, keys, exec };
 }
 
 /** The fenced block of `lang` right after the first occurrence of `marker`. */
@@ -199,7 +202,7 @@ describe('docs/certificate.md §9.3', () => {
     const cases: [unknown, VerifyFailure][] = [
       [{ ...json, foo: 1 }, 'malformed'],
       [{ ...json, outcome: { ...json.outcome, client: `${json.outcome.client}=` } }, 'malformed'],
-      [{ ...json, version: 2 }, 'unsupported-version'],
+      [{ ...json, version: 3 }, 'unsupported-version'],
       [{ ...json, signatures: [json.signatures[0], ...json.signatures] }, 'duplicate-signer'],
       [
         { ...json, outcome: { ...json.outcome, votes: [json.outcome.votes[0], ...json.outcome.votes] } },
@@ -207,11 +210,75 @@ describe('docs/certificate.md §9.3', () => {
       ],
       [{ ...json, receipt: { ...json.receipt, resultsCount: 4 } }, 'bad-signature'],
       [
-        { ...json, signatures: [...json.signatures, { node: 9, signature: 'A'.repeat(86) }] },
+        { ...json, signatures: [...json.signatures, { node: 9, signature: 'A'.repeat(86), view: null }] },
         'unknown-signer',
       ],
       [{ ...json, signatures: json.signatures.slice(0, -1) }, 'insufficient-signatures'],
+      [
+        {
+          ...json,
+          signatures: json.signatures.map((x, i) => ({
+            ...(x as object),
+            view: i === 0 ? 0 : i === 1 ? 1 : null,
+          })),
+        },
+        'mixed-views',
+      ],
     ];
     for (const [j, want] of cases) expect(reason(j)).toBe(want);
+  });
+
+  it('reads version 1 (JSON, signatures without a view)', () => {
+    const json = certificateToJson(ex.cert) as Record<string, unknown> & {
+      signatures: Record<string, unknown>[];
+    };
+    const v1 = { ...json, version: 1, signatures: json.signatures.map(({ view: _, ...rest }) => rest) };
+    expect(verifyCertificate(v1, ex.genesis, { request: ex.requests[1] }).ok).toBe(true);
+    // With a `view` it is version 2's layout under the wrong number.
+    expect(verifyCertificate({ ...json, version: 1 }, ex.genesis)).toMatchObject({
+      reason: 'unsupported-version',
+    });
+    // A version-1 certificate with a changed receipt still fails on its signatures.
+    const bad = { ...v1, receipt: { ...(json.receipt as object), resultsCount: 4 } };
+    expect(verifyCertificate(bad, ex.genesis)).toMatchObject({ reason: 'bad-signature' });
+  });
+
+  it('prepared receipt signatures: one view, mixed with plain ones, never across views', () => {
+    const { keys, exec, genesis, groupId } = ex;
+    const rh = receiptHashOf(exec.receipt);
+    const sig = (node: number, view: number | null) => ({
+      node,
+      signature: signReceiptAs(groupId, exec.receipt, rh, view, keys[node]),
+      view,
+    });
+    const certWith = (sigs: ReturnType<typeof sig>[]) => ({ ...ex.cert, signatures: sigs });
+    const check = (sigs: ReturnType<typeof sig>[]) => {
+      const r = verifyCertificate(certificateToJson(certWith(sigs)), genesis, { request: ex.requests[1] });
+      return r.ok ? 'ok' : r.reason;
+    };
+    expect(check([sig(0, 5), sig(1, 5), sig(2, 5)])).toBe('ok');
+    expect(check([sig(0, null), sig(1, 5), sig(3, 5)])).toBe('ok');
+    expect(check([sig(0, 4), sig(1, 5), sig(2, 5)])).toBe('mixed-views');
+    // A prepared signature claimed for another view, or passed off as a plain one, does not verify.
+    expect(check([sig(0, 5), sig(1, 5), { ...sig(2, 5), view: 6 }])).toBe('mixed-views');
+    expect(check([sig(0, 5), sig(1, 5), { ...sig(2, 4), view: 5 }])).toBe('bad-signature');
+    expect(check([sig(0, null), sig(1, null), { ...sig(2, 5), view: null }])).toBe('bad-signature');
+    expect(check([sig(0, 5), sig(1, 5)])).toBe('insufficient-signatures');
+    // buildCertificates takes the plain ones and the prepared ones of one view, lowest ids first.
+    const built = buildCertificates(
+      exec.outcomes,
+      exec.tree,
+      exec.receipt,
+      [sig(0, 4), sig(1, 5), sig(2, null), sig(3, 5)],
+      3,
+    );
+    expect(built[1].signatures.map((x) => [x.node, x.view])).toEqual([
+      [1, 5],
+      [2, null],
+      [3, 5],
+    ]);
+    expect(() =>
+      buildCertificates(exec.outcomes, exec.tree, exec.receipt, [sig(0, 4), sig(1, 5), sig(2, null)], 3),
+    ).toThrow(RangeError);
   });
 });

@@ -220,7 +220,11 @@ const KINDS: Record<string, readonly string[]> = {
 
 const BIG = [2 ** 31, 2 ** 32, 2 ** 53 - 1, 2 ** 53, 2 ** 64, 1e21, -1, -(2 ** 53), 0.5, Number.NaN];
 
-function numberMutation(v: number): fc.Arbitrary<unknown> {
+/**
+ * `nullable`: an option(uint) leaf (a signature's view), where NaN would not stay NaN in the JSON text but
+ * become null, another valid value; every form would refuse it, though for different reasons.
+ */
+function numberMutation(v: number, nullable = false): fc.Arbitrary<unknown> {
   return fc
     .oneof(
       fc.constant(v + 1),
@@ -230,7 +234,7 @@ function numberMutation(v: number): fc.Arbitrary<unknown> {
       fc.nat(),
       fc.constant(String(v)), // a numeric string
     )
-    .filter((x) => x !== v);
+    .filter((x) => x !== v && !(nullable && Number.isNaN(x)));
 }
 
 function stringMutation(path: Seg[], v: string): fc.Arbitrary<unknown> {
@@ -252,10 +256,23 @@ function stringMutation(path: Seg[], v: string): fc.Arbitrary<unknown> {
   );
 }
 
+/** The null leaves are the signatures' `view`s (plain signatures): a view makes them claim another message. */
+function nullMutation(): fc.Arbitrary<unknown> {
+  return fc.oneof(
+    { weight: 4, arbitrary: fc.nat({ max: 1000 }) },
+    { weight: 1, arbitrary: fc.constantFrom(-1, 0.5, '0', false, 'null') },
+  );
+}
+
 function leafMutation(s: Sample): fc.Arbitrary<{ path: Seg[]; json: Json }> {
   const json = certificateToJson(s.cert);
   return fc.constantFrom(...leavesOf(json)).chain(({ path, value }) => {
-    const m = typeof value === 'number' ? numberMutation(value) : stringMutation(path, value as string);
+    const m =
+      value === null
+        ? nullMutation()
+        : typeof value === 'number'
+          ? numberMutation(value, path[path.length - 1] === 'view')
+          : stringMutation(path, value as string);
     return m.map((v) => ({ path, json: setAt(json, path, v) }));
   });
 }
@@ -363,7 +380,7 @@ const foreignSigner: Mutation = (s) =>
       const key = keyPairFromSeed(seed);
       const signature = signTagged(TAGS.receipt, c.receipt.groupId, receiptBytes(c.receipt), key);
       if (replace) c.signatures.pop();
-      c.signatures.push({ node, signature });
+      c.signatures.push({ node, signature, view: null });
       return { cert: c, what: `signer ${node} not in the genesis`, reasons: ['unknown-signer'] };
     });
 
@@ -382,7 +399,11 @@ const signatureOverOtherReceipt: Mutation = (s) => {
       else other[field] = flipBit(other[field], bit);
       const node = s.cert.signatures[i].node;
       const key = s.run.result.group.keys[node] ?? s.run.result.group.keys[0];
-      return { node, signature: signTagged(TAGS.receipt, other.groupId, receiptBytes(other), key) };
+      return {
+        node,
+        signature: signTagged(TAGS.receipt, other.groupId, receiptBytes(other), key),
+        view: null,
+      };
     });
   const arb =
     fromOtherBatch.length > 0
@@ -713,7 +734,8 @@ describe('any changed JSON leaf is refused', () => {
       const json = certificateToJson(run.certs[run.certs.length - 1]);
       for (const { path, value } of leavesOf(json)) {
         const changes: unknown[] = [];
-        if (typeof value === 'number')
+        if (value === null) changes.push(0, 1, -1, '0', false);
+        else if (typeof value === 'number')
           changes.push(value + 1, value === 0 ? 1 : 0, 2 ** 53, -1, String(value));
         else if (path[path.length - 1] === 'kind')
           changes.push(...KINDS[String(path[path.length - 2])].filter((k) => k !== value));
@@ -853,7 +875,7 @@ describe('specific reasons', () => {
     };
     expect(reason({ ...json, foo: 1 })).toBe('malformed');
     expect(reason(setAt(json, ['outcome', 'client'], `${json.outcome.client}=`))).toBe('malformed');
-    expect(reason({ ...json, version: 2 })).toBe('unsupported-version');
+    expect(reason({ ...json, version: 3 })).toBe('unsupported-version');
     expect(reason({ ...json, signatures: [json.signatures[0], ...json.signatures] })).toBe(
       'duplicate-signer',
     );
@@ -863,7 +885,7 @@ describe('specific reasons', () => {
     expect(['bad-proof', 'bad-signature']).toContain(
       reason(setAt(json, ['receipt', 'resultsCount'], json.receipt.resultsCount + 1)),
     );
-    const sig9 = { node: 9, signature: b64u(new Uint8Array(64).fill(1)) };
+    const sig9 = { node: 9, signature: b64u(new Uint8Array(64).fill(1)), view: null };
     expect(reason({ ...json, signatures: [...json.signatures, sig9] })).toBe('unknown-signer');
     expect(reason({ ...json, signatures: json.signatures.slice(0, -1) })).toBe('insufficient-signatures');
   });
@@ -897,7 +919,7 @@ describe('specific reasons', () => {
     expect(reason(m)).toBe('insufficient-signatures');
 
     m = clone(c);
-    m.signatures.push({ node: 9, signature: new Uint8Array(64) });
+    m.signatures.push({ node: 9, signature: new Uint8Array(64), view: null });
     expect(reason(m)).toBe('unknown-signer');
 
     m = clone(c);
@@ -915,7 +937,11 @@ describe('specific reasons', () => {
     }
 
     m = clone(c);
-    m.version = 2;
+    m.version = 3;
+    expect(reason(m)).toBe('unsupported-version');
+
+    m = clone(c);
+    m.version = 1; // a decoded certificate is read as version 2 only
     expect(reason(m)).toBe('unsupported-version');
 
     m = clone(c);
@@ -1218,6 +1244,7 @@ describe('checks that hold even against a quorum that signs anything', () => {
     const sigs = run.result.group.keys.map((k, node) => ({
       node,
       signature: signTagged(TAGS.receipt, receipt.groupId, body, k),
+      view: null,
     }));
     return buildCertificates(outcomes, tree, receipt, sigs, run.q);
   }

@@ -287,8 +287,8 @@ describe('DropbearClient over HTTP', () => {
       const memo = (client as unknown as { signatures: SignatureCache }).signatures;
       const has = memo.has.bind(memo);
       const seen = { misses: 0 };
-      memo.has = (receipt, node, sig) => {
-        const hit = has(receipt, node, sig);
+      memo.has = (receipt, node, sig, view) => {
+        const hit = has(receipt, node, sig, view);
         if (!hit) seen.misses++;
         return hit;
       };

@@ -41,12 +41,14 @@ import {
   type SignedRequest,
   type SignedResults,
   sha256,
+  signReceiptAs,
   signRequest,
   signRequestBatch,
   signResults,
   signTagged,
   TAGS,
   type Vote,
+  verifyReceiptSig,
   verifyTagged,
 } from '../../src/protocol/index.ts';
 import { standInResult } from '../../src/sim/standin.ts';
@@ -1473,6 +1475,8 @@ class Cluster {
   /** Per node: every value `stable` took. */
   readonly stableHistory: number[][];
   readonly prePrepares: { seq: number; stableAtPrimary: number }[] = [];
+  /** Every receipt signature broadcast, by sender: its seq and kind (null plain, else the view). */
+  readonly receiptSigs: { node: number; seq: number; view: number | null }[] = [];
   readonly queue: Delivery[] = [];
   now = T0;
   constructor(readonly cfg: Partial<ReplicaConfig>) {
@@ -1499,6 +1503,7 @@ class Cluster {
       case 'broadcast':
         if (a.msg.kind === 'prePrepare')
           this.prePrepares.push({ seq: a.msg.pp.seq, stableAtPrimary: this.replicas[i].stable });
+        if (a.msg.kind === 'receiptSig') this.receiptSigs.push({ node: i, seq: a.msg.seq, view: a.msg.view });
         for (let j = 0; j < N; j++)
           if (j !== i) this.queue.push({ to: j, event: { type: 'message', from: i, msg: wire(a.msg) } });
         break;
@@ -1530,6 +1535,13 @@ class Cluster {
         });
         break;
       }
+      case 'preview':
+        this.step(i, {
+          type: 'previewed',
+          seq: a.seq,
+          receipt: this.ledgers[i].preview(a.seq, a.digest, a.batch, a.entries),
+        });
+        break;
       case 'certified':
         this.certified.push({ node: i, action: a });
         break;
@@ -1538,10 +1550,14 @@ class Cluster {
     }
   }
 
+  /** Deliveries this returns true for are lost. */
+  drop: (d: Delivery) => boolean = () => false;
+
   drain(): void {
     for (let k = 0; this.queue.length > 0; k++) {
       if (k > 1_000_000) throw new Error('router: message storm');
       const d = this.queue.shift()!;
+      if (this.drop(d)) continue;
       this.step(d.to, d.event);
     }
   }
@@ -1641,7 +1657,7 @@ describe('5. three phases end to end (4 replicas, synchronous router)', () => {
       expect(new Set(action.signatures.map((s) => s.node)).size).toBe(action.signatures.length);
       const bytes = encode(ReceiptCodec, receipt);
       for (const s of action.signatures)
-        expect(verifyTagged(TAGS.receipt, GID, bytes, s.signature, G.keys[s.node].publicKey)).toBe(true);
+        expect(verifyReceiptSig(GID, bytes, receiptHashOf(receipt), s, G.keys[s.node].publicKey)).toBe(true);
       // And they make certificates a client accepts.
       const exec = c.executions[node][action.seq - 1];
       for (const cert of buildCertificates(exec.outcomes, exec.tree, exec.receipt, action.signatures, Q)) {
@@ -1692,6 +1708,119 @@ describe('5. three phases end to end (4 replicas, synchronous router)', () => {
       expect(fetchFor(s)).toEqual([s]);
       expect(fetchFor(s, false)).toEqual([]);
     }
+  });
+});
+
+describe('5a. prepared receipts (preparedReceipts)', () => {
+  const cfg: Partial<ReplicaConfig> = {
+    batchSize: 4,
+    batchTimeoutMs: 2,
+    idleBatchTimeoutMs: 0,
+    voteWaitMs: 1,
+    window: 8,
+    checkpointInterval: 4,
+    forwardDelayMs: 1,
+    retransmitMs: 5_000,
+  };
+  /** One request at a time, each certified on every node before the next: a lightly loaded group. */
+  function oneByOne(c: Cluster, count: number): SignedRequest[] {
+    return oneByOneUntil(c, count, (k) =>
+      c.replicas.every((_, i) => c.certified.filter((x) => x.node === i).length === k + 1),
+    );
+  }
+  function oneByOneUntil(c: Cluster, count: number, done: (k: number) => boolean): SignedRequest[] {
+    const reqs = Array.from({ length: count }, (_, i) => mkReq(5000 + i));
+    for (const [k, sr] of reqs.entries()) {
+      c.submit(k % N, sr);
+      c.runUntil(() => done(k));
+    }
+    return reqs;
+  }
+
+  it('with every batch before it executed, nodes sign the receipt when they prepare it: no plain signature is sent, and certificates verify', () => {
+    const c = new Cluster({ ...cfg, preparedReceipts: true });
+    const reqs = oneByOne(c, 6);
+    expect(c.receiptSigs.length).toBeGreaterThan(0);
+    // Every node signed every batch once, bound to view 0, and nothing else.
+    expect(c.receiptSigs.filter((x) => x.view !== 0)).toEqual([]);
+    expect(c.receiptSigs).toHaveLength(N * c.executions[0].length);
+    for (const { node, action } of c.certified) {
+      expect(action.signatures.map((x) => x.view)).toEqual([0, 0, 0]);
+      const exec = c.executions[node][action.seq - 1];
+      for (const cert of buildCertificates(exec.outcomes, exec.tree, exec.receipt, action.signatures, Q)) {
+        const sr = reqs.find((x) => equalBytes(requestIdOf(x), cert.outcome.requestId))!;
+        expect(verifyCertificate(cert, G.genesis, { request: sr }).ok).toBe(true);
+      }
+    }
+    // Same executions and receipts as without the switch (the preview is the execution, unchanged).
+    const plain = new Cluster({ ...cfg, preparedReceipts: false });
+    oneByOne(plain, 6);
+    expect(plain.receiptSigs.every((x) => x.view === null)).toBe(true);
+    expect(plain.executions[0].map((e) => hex(e.receiptHash))).toEqual(
+      c.executions[0].map((e) => hex(e.receiptHash)),
+    );
+    for (const r of c.replicas) expect(totalMisb(r)).toBe(0);
+  });
+
+  it('a batch prepared before the one ahead of it executed gets plain signatures; both kinds certify together', () => {
+    // A burst: batches prepare while earlier ones are still in flight.
+    const c = new Cluster({ ...cfg, batchSize: 1, preparedReceipts: true });
+    const reqs = Array.from({ length: 12 }, (_, i) => mkReq(6000 + i));
+    for (const [k, sr] of reqs.entries()) c.step(k % N, { type: 'request', request: sr });
+    c.drain();
+    c.runUntil(() => c.replicas.every((_, i) => c.certified.filter((x) => x.node === i).length === 12));
+    const kinds = new Set(c.receiptSigs.map((x) => x.view));
+    expect(kinds).toEqual(new Set([0, null]));
+    for (const { node, action } of c.certified) {
+      const exec = c.executions[node][action.seq - 1];
+      expect(
+        buildCertificates(exec.outcomes, exec.tree, exec.receipt, action.signatures, Q).every(
+          (x) => verifyCertificate(x, G.genesis).ok,
+        ),
+      ).toBe(true);
+    }
+  });
+
+  it('a prepared signature is checked against the view it names: another view does not verify, and is blamed', () => {
+    const c = new Cluster({ ...cfg, preparedReceipts: true });
+    // Node 0 hears no receipt signature, so it executes batch 1 with only its own.
+    c.drop = (d) => d.to === 0 && d.event.type === 'message' && d.event.msg.kind === 'receiptSig';
+    const [sr] = oneByOneUntil(c, 1, () => c.replicas.every((r) => r.lastExecuted === 1));
+    expect(sr).toBeDefined();
+    const r = c.replicas[0];
+    expect(c.certified.filter((x) => x.node === 0)).toEqual([]);
+    const receipt = c.receiptOf(0, 1);
+    const rh = receiptHashOf(receipt);
+    const msg = (from: number, view: number, signedView: number) => ({
+      type: 'message' as const,
+      from,
+      msg: {
+        kind: 'receiptSig' as const,
+        from,
+        seq: 1,
+        receiptHash: rh,
+        signature: signReceiptAs(GID, receipt, rh, signedView, G.keys[from]),
+        view,
+      },
+    });
+    const before = totalMisb(r);
+    expect(sent(r.step(msg(3, 1, 0), c.now), 'receiptSig')).toEqual([]);
+    expect(totalMisb(r)).toBe(before + 1);
+    // Signed for view 1 and sent as view 1: valid, but alone with node 0's view-0 signature no quorum.
+    const a = r.step(msg(3, 1, 1), c.now);
+    expect(a.filter((x) => x.type === 'certified')).toEqual([]);
+    // Node 1's view-0 signature makes two of view 0 and one of view 1: no quorum (prepared signatures of
+    // two views never mix); node 2's view-0 signature makes three of view 0, and certifies.
+    expect(r.step(msg(1, 0, 0), c.now).filter((x) => x.type === 'certified')).toEqual([]);
+    const done = r.step(msg(2, 0, 0), c.now).filter((x) => x.type === 'certified');
+    expect(done).toHaveLength(1);
+    const sigs = (done[0] as ActionOf<'certified'>).signatures;
+    expect(sigs.map((x) => [x.node, x.view])).toEqual([
+      [0, 0],
+      [1, 0],
+      [2, 0],
+    ]);
+    expect(totalMisb(r)).toBe(before + 1);
   });
 });
 

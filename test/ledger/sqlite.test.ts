@@ -129,7 +129,11 @@ function makePlans(): Planned[] {
 const plans = makePlans();
 
 function signReceipt(receipt: Receipt, node: number) {
-  return { node, signature: signTagged(TAGS.receipt, groupId, encode(Receipt, receipt), keys[node]) };
+  return {
+    node,
+    signature: signTagged(TAGS.receipt, groupId, encode(Receipt, receipt), keys[node]),
+    view: null,
+  };
 }
 
 /** Executes every plan, adds q (batch 4: all n) receipt signatures; returns the executions. */
@@ -181,8 +185,18 @@ function tamper(sql: string, ...params: unknown[]): string {
   return p;
 }
 
+/** Rewrites a ledger file as schema 3 stored it: receipt signatures without their kind (all plain). */
+function asSchema3(p: string): string {
+  const db = new Database(p);
+  db.exec('ALTER TABLE receipt_sigs DROP COLUMN view');
+  db.prepare('UPDATE meta SET schema_version = 3').run();
+  db.close();
+  return p;
+}
+
 /** Rewrites a ledger file as schema 2 stored it: one outcome row per request, keyed by request id. */
 function asSchema2(p: string): string {
+  asSchema3(p);
   const db = new Database(p);
   const rows = db.prepare('SELECT seq, outcomes FROM outcomes ORDER BY seq').all() as {
     seq: number;
@@ -280,9 +294,22 @@ describe('SqliteLedger', () => {
     l.close();
   });
 
+  it('upgrades a schema-3 file (receipt signatures without their kind) in place when it opens it', () => {
+    const p = asSchema3(copyOfGood());
+    expect(verifyLedgerFile(p).problems.join('\n')).toMatch(/ledger schema 3; this build reads 4 \(a node/);
+    const l = SqliteLedger.open(p, genesis);
+    const good = SqliteLedger.open(goodPath, genesis);
+    for (const ex of executions)
+      for (const o of ex.outcomes) expect(l.certificate(o.requestId)).toEqual(good.certificate(o.requestId));
+    expect(l.receiptSignatures(1).map((x) => x.view)).toEqual([null, null, null]);
+    good.close();
+    l.close();
+    expect(verifyLedgerFile(p)).toMatchObject({ ok: true, batches: 6 });
+  });
+
   it('upgrades a schema-2 file (one outcome row per request) in place when it opens it', () => {
     const p = asSchema2(copyOfGood());
-    expect(verifyLedgerFile(p).problems.join('\n')).toMatch(/ledger schema 2; this build reads 3 \(a node/);
+    expect(verifyLedgerFile(p).problems.join('\n')).toMatch(/ledger schema 2; this build reads 4 \(a node/);
     const l = SqliteLedger.open(p, genesis);
     const good = SqliteLedger.open(goodPath, genesis);
     let checked = 0;
@@ -351,11 +378,11 @@ describe('SqliteLedger', () => {
     const p = plans[0];
     const ex = l.execute(p.seq, p.view, p.digest, p.batch, p.entries);
     const good = signReceipt(ex.receipt, 0);
-    const forged = { node: 1, signature: signReceipt(ex.receipt, 2).signature };
+    const forged = { node: 1, signature: signReceipt(ex.receipt, 2).signature, view: null };
     expect(codeOf(() => l.addReceiptSignatures(1, [good, forged]))).toBe('LEDGER_BAD_SIGNATURE');
-    expect(codeOf(() => l.addReceiptSignatures(1, [{ node: 9, signature: good.signature }]))).toBe(
-      'LEDGER_BAD_SIGNATURE',
-    );
+    expect(
+      codeOf(() => l.addReceiptSignatures(1, [{ node: 9, signature: good.signature, view: null }])),
+    ).toBe('LEDGER_BAD_SIGNATURE');
     expect(codeOf(() => l.addReceiptSignatures(2, [good]))).toBe('LEDGER_UNKNOWN_SEQ');
     expect(codeOf(() => l.addReceiptSignatures(1, [good], new Uint8Array(32)))).toBe(
       'LEDGER_RECEIPT_MISMATCH',

@@ -1,4 +1,4 @@
-// The node config's `replica` section: only known settings, only finite numbers ≥ 0.
+// The node config's `replica` section: only known settings, finite numbers ≥ 0 or (switches) booleans.
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -75,6 +75,17 @@ describe('node config: replica settings', () => {
       expect(e.code).toBe('CONFIG_INVALID');
       expect(e.message).toContain(`"replica.${k}" must be an integer ≥ 1`);
     }
+  });
+
+  it('takes a switch (preparedReceipts) only as true or false', () => {
+    expect(load({ preparedReceipts: false }).replica).toEqual({ preparedReceipts: false });
+    for (const v of [0, 1, 'false', null]) {
+      const e = refusal({ preparedReceipts: v });
+      expect(e.code).toBe('CONFIG_INVALID');
+      expect(e.message).toContain('"replica.preparedReceipts" must be true or false');
+    }
+    // A switch is not a time: the time rule still refuses booleans for the others.
+    expect(refusal({ voteWaitMs: false }).message).toContain('must be a finite number');
   });
 
   it('refuses a replica section that is not an object', () => {

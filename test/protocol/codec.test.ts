@@ -195,7 +195,11 @@ const arbCertificate = fc.record({
   leafIndex: arbUint,
   path: fc.array(arbHash, { maxLength: 8 }),
   receipt: arbReceipt,
-  signatures: sortedBy(fc.record({ node: arbNode, signature: arbSig }), (s) => s.node, 6),
+  signatures: sortedBy(
+    fc.record({ node: arbNode, signature: arbSig, view: fc.option(arbUint, { nil: null }) }),
+    (s) => s.node,
+    6,
+  ),
 });
 const arbGenesisNode = fc.record({
   id: arbUint,
@@ -252,6 +256,7 @@ const arbNodeMessage = fc.oneof(
     seq: arbUint,
     receiptHash: arbHash,
     signature: arbSig,
+    view: fc.option(arbUint, { nil: null }),
   }),
   fc.record({
     kind: fc.constant('checkpoint' as const),
@@ -671,12 +676,12 @@ describe('decoding rejects', () => {
     // in real messages: a certificate whose signers repeat
     fc.assert(
       fc.property(arbCertificate, arbNode, (c, node) => {
-        const sig = { node, signature: new Uint8Array(64) };
+        const sig = { node, signature: new Uint8Array(64), view: null };
         const bad = { ...c, signatures: [sig, sig] };
-        const b = encode(array(struct({ node: uint, signature: fixed(64) }), 8), bad.signatures);
+        const sigList = array(struct({ node: uint, signature: fixed(64), view: option(uint) }), 8);
+        const b = encode(sigList, bad.signatures);
         const good1 = encode(Certificate, { ...c, signatures: [sig] });
-        const prefixLen =
-          good1.length - encode(array(struct({ node: uint, signature: fixed(64) }), 8), [sig]).length;
+        const prefixLen = good1.length - encode(sigList, [sig]).length;
         expectCodecError(
           () => decode(Certificate, cat(good1.subarray(0, prefixLen), b)),
           'CODEC_NON_CANONICAL',
