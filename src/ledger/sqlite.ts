@@ -389,7 +389,12 @@ export class SqliteLedger {
       insBatch: p('INSERT INTO batches (seq, view, digest, batch, entries) VALUES (?, ?, ?, ?, ?)'),
       insReceipt: p('INSERT INTO receipts (seq, receipt, hash, prev_hash) VALUES (?, ?, ?, ?)'),
       insOutcomes: p('INSERT INTO outcomes (seq, outcomes) VALUES (?, ?)'),
-      insSig: p('INSERT OR IGNORE INTO receipt_sigs (seq, node, signature, view) VALUES (?, ?, ?, ?)'),
+      // One signature per node; a plain one replaces a prepared one (it makes a quorum with any other).
+      insSig: p(
+        `INSERT INTO receipt_sigs (seq, node, signature, view) VALUES (?, ?, ?, ?)
+         ON CONFLICT (seq, node) DO UPDATE SET signature = excluded.signature, view = NULL
+         WHERE receipt_sigs.view IS NOT NULL AND excluded.view IS NULL`,
+      ),
       insLog: p('INSERT INTO consensus_log (kind, view, seq, digest, body) VALUES (?, ?, ?, ?, ?)'),
       insCheckpoint: p('INSERT OR REPLACE INTO checkpoints (seq, state_digest, proof) VALUES (?, ?, ?)'),
       insEvidence: p('INSERT INTO evidence (node, kind, proof) VALUES (?, ?, ?)'),
@@ -766,7 +771,8 @@ export class SqliteLedger {
   }
 
   /**
-   * Stores receipt signatures for executed batch `seq` (duplicates ignored). Each must come from a known
+   * Stores receipt signatures for executed batch `seq` (one per node: another from the same node is
+   * ignored, but a plain one replaces a prepared one). Each must come from a known
    * node and verify over the stored receipt (unless `verifySignatures: false`); otherwise nothing is
    * stored and `LEDGER_BAD_SIGNATURE` is thrown. With `receiptHash`, it must equal the stored receipt's
    * hash (`LEDGER_RECEIPT_MISMATCH`). Returns how many signatures the batch now has.

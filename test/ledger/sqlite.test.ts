@@ -24,8 +24,10 @@ import {
   Outcome,
   Receipt,
   type Request,
+  receiptHashOf,
   requestIdOf,
   sha256,
+  signReceiptAs,
   signRequest,
   signTagged,
   TAGS,
@@ -331,6 +333,51 @@ describe('SqliteLedger', () => {
     const again = new Database(bad, { readonly: true });
     expect(again.prepare('SELECT schema_version FROM meta').pluck().get()).toBe(2);
     again.close();
+  });
+
+  it('stores each signature with its kind; serves a certificate only from q plain or prepared in one view', () => {
+    const path = freshPath();
+    const l = SqliteLedger.open(path, genesis);
+    const p = plans[0];
+    const ex = l.execute(p.seq, p.view, p.digest, p.batch, p.entries);
+    const id = ex.outcomes[0].requestId;
+    const rh = receiptHashOf(ex.receipt);
+    const prepared = (node: number, view: number) => ({
+      node,
+      signature: signReceiptAs(groupId, ex.receipt, rh, view, keys[node]),
+      view,
+    });
+    // A prepared signature claimed for another view than it was signed for is refused, nothing stored.
+    expect(codeOf(() => l.addReceiptSignatures(1, [{ ...prepared(0, 0), view: 1 }]))).toBe(
+      'LEDGER_BAD_SIGNATURE',
+    );
+    // Three valid signatures, prepared in three views: no quorum, no certificate, and `ledger verify` says so.
+    expect(l.addReceiptSignatures(1, [prepared(0, 0), prepared(1, 1), prepared(2, 2)])).toBe(3);
+    expect(l.receiptSignatures(1).map((x) => x.view)).toEqual([0, 1, 2]);
+    expect(l.certificate(id)).toBeNull();
+    l.close();
+    expect(verifyLedgerFile(path).problems).toEqual([
+      'batch 1: 3 valid receipt signatures, no 3 (2f+1) of them plain or prepared in one view',
+    ]);
+    // A fourth, plain: still one plain and one of each view, no three of one kind.
+    const again = SqliteLedger.open(path, genesis);
+    expect(again.addReceiptSignatures(1, [signReceipt(ex.receipt, 3)])).toBe(4);
+    expect(again.certificate(id)).toBeNull();
+    // Node 0's plain signature replaces its prepared one (another prepared one would not): two plain
+    // ones make a quorum with either view's, the highest first.
+    again.addReceiptSignatures(1, [prepared(1, 5)]);
+    expect(again.receiptSignatures(1).map((x) => x.view)).toEqual([0, 1, 2, null]);
+    again.addReceiptSignatures(1, [signReceipt(ex.receipt, 0)]);
+    expect(again.receiptSignatures(1).map((x) => x.view)).toEqual([null, 1, 2, null]);
+    const cert = again.certificate(id)!;
+    expect(cert.signatures.map((x) => [x.node, x.view])).toEqual([
+      [0, null],
+      [2, 2],
+      [3, null],
+    ]);
+    expect(verifyCertificate(cert, genesis)).toMatchObject({ ok: true });
+    again.close();
+    expect(verifyLedgerFile(path)).toMatchObject({ ok: true });
   });
 
   it('serves no certificate while a batch has fewer than q receipt signatures', () => {
