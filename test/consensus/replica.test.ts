@@ -1781,6 +1781,24 @@ describe('5a. prepared receipts (preparedReceipts)', () => {
     }
   });
 
+  it('a node whose batch stays uncertified replaces its prepared signature by a plain one at the retransmission round', () => {
+    const c = new Cluster({ ...cfg, preparedReceipts: true, retransmitMs: 200 });
+    // Node 0 hears no receipt signature until the drop ends.
+    let deaf = true;
+    c.drop = (d) => deaf && d.to === 0 && d.event.type === 'message' && d.event.msg.kind === 'receiptSig';
+    oneByOneUntil(c, 1, () => c.replicas.every((r) => r.lastExecuted === 1));
+    expect(c.receiptSigs.filter((x) => x.node === 0)).toEqual([{ node: 0, seq: 1, view: 0 }]);
+    deaf = false;
+    c.runUntil(() => c.certified.some((x) => x.node === 0), 5_000);
+    // It sent a plain one (the others were certified long ago and ignore it), and is certified by the
+    // peers' signatures once they reach it again.
+    expect(c.receiptSigs.filter((x) => x.node === 0 && x.view === null)).not.toEqual([]);
+    const mine = c.certified.find((x) => x.node === 0)!;
+    const exec = c.executions[0][0];
+    for (const cert of buildCertificates(exec.outcomes, exec.tree, exec.receipt, mine.action.signatures, Q))
+      expect(verifyCertificate(cert, G.genesis).ok).toBe(true);
+  });
+
   it('a prepared signature is checked against the view it names: another view does not verify, and is blamed', () => {
     const c = new Cluster({ ...cfg, preparedReceipts: true });
     // Node 0 hears no receipt signature, so it executes batch 1 with only its own.
