@@ -151,7 +151,8 @@ export interface ReplicaConfig {
    * certify s as it commits, one message round sooner and with one broadcast fewer per node and batch.
    * Safe because certificates count such signatures only with plain ones and those of the same view:
    * f+1 honest signers then executed s after it committed or prepared it in one view, which is PBFT's
-   * committed predicate, and each computed the receipt over the same executed history (PROTOCOL.md).
+   * committed predicate, and each computed the receipt over the same executed history (README,
+   * "Prepared receipts"; docs/certificate.md §5).
    */
   preparedReceipts: boolean;
 }

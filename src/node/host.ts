@@ -117,8 +117,9 @@ const SETTLED_PER_EVENT = 4096;
  * "Durability and restarts"): its PRE-PREPARE, PREPARE, COMMIT, VIEW-CHANGE and NEW-VIEW, and the
  * answers that may carry them (FETCHED carries PRE-PREPAREs; a state response, sent through `out` by
  * serveState, a NEW-VIEW). The node host holds them until the fsync that covers their record has called
- * back. Everything else leaves at once: RECEIPT-SIG and CHECKPOINT sign what execution computes again
- * the same after a crash (it is deterministic, and the votes are fixed in the batch), RESULTS have no
+ * back, and a prepared receipt signature (a RECEIPT-SIG with a view: it says the node prepared the batch,
+ * as its COMMIT does; sendKind). Everything else leaves at once: a plain RECEIPT-SIG and CHECKPOINT sign
+ * what execution computes again the same after a crash (it is deterministic, and the votes are fixed in the batch), RESULTS have no
  * record to wait for (the replica persists none), and FORWARD, FETCH and transactions carry what clients
  * signed. Peers take messages in any order (as after a reconnect).
  */

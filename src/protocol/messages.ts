@@ -527,8 +527,8 @@ export const CERTIFICATE_VERSION = 2;
  * One node's signature over a receipt, of one of two kinds:
  * - `view` null: over the Receipt under TAGS.receipt, made after the node executed the committed batch;
  * - `view` v: over PreparedReceipt{view v, H(receipt)} under TAGS.preparedReceipt, made by a node that
- *   prepared the batch in view v and had executed every batch before it (PROTOCOL.md, "prepared
- *   receipts"). Such signatures count towards a quorum only together with plain ones and others of the
+ *   prepared the batch in view v and had executed every batch before it (README, "Prepared receipts";
+ *   docs/certificate.md §5). Such signatures count towards a quorum only together with plain ones and others of the
  *   same view: q signers of which at most f lie then hold f+1 honest nodes that either executed the batch
  *   after it committed or prepared it in one view, which is PBFT's committed predicate.
  */
