@@ -27,6 +27,7 @@ import {
   Outcome as OutcomeCodec,
   type Receipt,
   Receipt as ReceiptCodec,
+  type ReceiptSignature,
   receiptHashOf,
   receiptQuorum,
   requestIdOf,
@@ -42,12 +43,8 @@ import {
 
 export { CERTIFICATE_VERSION };
 
-export interface ReceiptSig {
-  node: number;
-  signature: Uint8Array;
-  /** null: signed after executing the committed batch; v: prepared in view v (ReceiptSignature). */
-  view: number | null;
-}
+/** null `view`: signed after executing the committed batch; v: prepared in view v (ReceiptSignature). */
+export type ReceiptSig = ReceiptSignature;
 
 /**
  * Certificates for every outcome of a batch. Takes exactly q signatures (receiptQuorum: the plain ones and

@@ -492,6 +492,8 @@ interface ReceiptSig {
 
 interface ReceiptSlot {
   receipt: Receipt | null;
+  /** The receipt's canonical bytes (what plain signatures cover) and its hash. */
+  bytes: Uint8Array | null;
   hash: Uint8Array | null;
   sigs: Map<number, ReceiptSig>;
   pending: { from: number; receiptHash: Uint8Array; signature: Uint8Array; view: number | null }[];
@@ -1902,7 +1904,11 @@ export class Replica {
     if (this.awaitingExecution !== 0) return;
     const slot = this.slots.get(this.lastExecuted + 1);
     if (!slot?.committed || !slot.batch || !slot.digest) return;
-    const { entries, requests, results } = this.resolveEntries(slot.batch);
+    // Resolved once when the batch was previewed (previewIfNext), else now.
+    const memo = this.previewedEntries;
+    this.previewedEntries = null;
+    const { entries, requests, results } =
+      memo && memo.batch === slot.batch ? memo.resolved : this.resolveEntries(slot.batch);
     const dHex = hex(slot.digest);
     const sigs = [...slot.commits]
       .filter(([node, d]) => d === dHex && slot.commitSigs.has(node))
@@ -1960,11 +1966,20 @@ export class Replica {
       !slot.digest
     )
       return;
-    const { entries } = this.resolveEntries(slot.batch);
+    const resolved = this.resolveEntries(slot.batch);
+    this.previewedEntries = { batch: slot.batch, resolved };
     this.awaitingPreview = slot.seq;
-    this.out.push({ type: 'preview', seq: slot.seq, digest: slot.digest, batch: slot.batch, entries });
+    this.out.push({
+      type: 'preview',
+      seq: slot.seq,
+      digest: slot.digest,
+      batch: slot.batch,
+      entries: resolved.entries,
+    });
   }
   private awaitingPreview = 0;
+  /** The last previewed batch's resolved entries, for its execution (executeReady). */
+  private previewedEntries: { batch: Batch; resolved: ReturnType<Replica['resolveEntries']> } | null = null;
 
   private onPreviewed(ev: Extract<Event, { type: 'previewed' }>): void {
     if (ev.seq !== this.awaitingPreview)
@@ -2161,8 +2176,8 @@ export class Replica {
     const seq = receipt.seq;
     const rs = this.receiptSlot(seq);
     rs.receipt = receipt;
-    const bytes = encode(ReceiptCodec, receipt);
-    rs.hash = sha256(bytes);
+    rs.bytes = encode(ReceiptCodec, receipt);
+    rs.hash = sha256(rs.bytes);
     const prepared = rs.prepared;
     rs.prepared = null;
     if (
@@ -2180,15 +2195,13 @@ export class Replica {
     ) {
       rs.mine = prepared.msg;
       rs.sigs.set(this.id, { signature: prepared.msg.signature, view: prepared.msg.view });
+      this.myReceiptSigs.set(seq, rs.mine);
     } else {
-      const signature = signTagged(TAGS.receipt, this.groupId, bytes, this.key);
-      rs.sigs.set(this.id, { signature, view: null });
-      rs.mine = { kind: 'receiptSig', from: this.id, seq, receiptHash: rs.hash, signature, view: null };
-      this.out.push({ type: 'broadcast', msg: rs.mine });
+      this.plainReceiptSig(seq, rs);
+      this.out.push({ type: 'broadcast', msg: rs.mine! });
     }
     rs.lastSent = this.now;
     // Kept past the checkpoint (bounded): a peer that missed our signature can still certify the batch.
-    this.myReceiptSigs.set(seq, rs.mine);
     if (this.myReceiptSigs.size > 4 * this.cfg.window + this.cfg.checkpointInterval)
       this.myReceiptSigs.delete(this.myReceiptSigs.keys().next().value as number);
     // Checked one at a time, only until they make a quorum (the rest would be checked for nothing).
@@ -2202,10 +2215,14 @@ export class Replica {
     return rs;
   }
 
-  /** Replaces this node's prepared receipt signature for an uncertified batch by a plain one (see signReceipt). */
+  /**
+   * Makes this node's plain receipt signature for an executed batch its own (kept for peers that missed
+   * it): when it signs after executing, and in place of a prepared one while the batch stays uncertified
+   * (see signReceipt). Nothing to do when its signature is plain already.
+   */
   private plainReceiptSig(seq: number, rs: ReceiptSlot): void {
-    if (!rs.receipt || !rs.hash || rs.mine?.view === null) return;
-    const signature = signTagged(TAGS.receipt, this.groupId, encode(ReceiptCodec, rs.receipt), this.key);
+    if (!rs.bytes || !rs.hash || rs.mine?.view === null) return;
+    const signature = signTagged(TAGS.receipt, this.groupId, rs.bytes, this.key);
     rs.sigs.set(this.id, { signature, view: null });
     rs.mine = { kind: 'receiptSig', from: this.id, seq, receiptHash: rs.hash, signature, view: null };
     this.myReceiptSigs.set(seq, rs.mine);
@@ -2216,6 +2233,7 @@ export class Replica {
     if (!r) {
       r = {
         receipt: null,
+        bytes: null,
         hash: null,
         sigs: new Map(),
         pending: [],
@@ -2236,14 +2254,19 @@ export class Replica {
     signature: Uint8Array,
     view: number | null,
   ): void {
-    if (!rs.receipt || !rs.hash) return;
+    if (!rs.bytes || !rs.hash) return;
     // One signature per node; a plain one replaces a prepared one (it combines with any quorum).
     const had = rs.sigs.get(from);
     if (had && (had.view === null || view !== null)) return;
     if (!equalBytes(receiptHash, rs.hash)) return; // a different receipt: not ours to count
-    const bytes = encode(ReceiptCodec, rs.receipt);
     if (
-      !verifyReceiptSig(this.groupId, bytes, rs.hash, { signature, view }, this.genesis.nodes[from].publicKey)
+      !verifyReceiptSig(
+        this.groupId,
+        rs.bytes,
+        rs.hash,
+        { signature, view },
+        this.genesis.nodes[from].publicKey,
+      )
     )
       return this.blame(from, 'bad-signature', 'receipt');
     rs.sigs.set(from, { signature, view });

@@ -98,6 +98,7 @@ import {
   NodeSignature,
   Outcome,
   Receipt,
+  type ReceiptSignature,
   receiptQuorum,
   SignedRequest,
   SignedResults,
@@ -162,12 +163,8 @@ export interface LogRecord {
   body?: Uint8Array;
 }
 
-/** A receipt signature: `view` null when plain, else the view it was prepared in (ReceiptSignature). */
-export interface ReceiptSig {
-  node: number;
-  signature: Uint8Array;
-  view: number | null;
-}
+/** A receipt signature: `view` null when plain, else the view it was prepared in. */
+export type ReceiptSig = ReceiptSignature;
 
 export interface StoredBatch {
   seq: number;

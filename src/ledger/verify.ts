@@ -196,14 +196,15 @@ function check(
     if (sigs.length > 0 && receiptBytes) {
       const signers = new Set<number>();
       const valid: { node: number; view: number | null }[] = [];
-      const rh = sha256(receiptBytes);
       for (const s of sigs) {
         const node = s.node as number;
         const view = s.view === null ? null : (s.view as number);
         const key = genesis.nodes[node]?.publicKey;
         if (!key) at(`signature from unknown node ${node}`);
         else if (signers.has(node)) at(`two signatures from node ${node}`);
-        else if (!verifyReceiptSig(groupId, receiptBytes, rh, { signature: u8(s.signature), view }, key))
+        else if (
+          !verifyReceiptSig(groupId, receiptBytes, receiptHash!, { signature: u8(s.signature), view }, key)
+        )
           at(`receipt signature of node ${node} is invalid`);
         else {
           signers.add(node);
