@@ -2,11 +2,14 @@
  * npm run bench:lowrate — where a lightly loaded group's CPU goes. A 4-node group of real node processes
  * with the stand-in model (bench/parts/protocol.ts `withGroup`: group init's settings, no inference cost)
  * takes open-loop load at a low fixed rate (default 25 requests/s, about the e2e part's half-load rate)
- * after a warm-up, in five settings, interleaved round by round:
+ * after a warm-up, in six settings, interleaved round by round:
  *
  * - as configured (`group init`'s replica settings and durability: at this rate one request per consensus batch);
  * - with 200 ms batch timeouts (both `batchTimeoutMs` and `idleBatchTimeoutMs`): several requests per
  *   batch, so the difference to the first row is what a batch costs beyond its requests;
+ * - without receipt commits (replica `receiptCommits` false: each node sends its COMMIT as well as its
+ *   prepared receipt signature, as before 2026-12-04 ~06:00 UTC, instead of letting the signature stand for
+ *   the COMMIT; README, "Prepared receipts");
  * - without prepared receipts (replica `preparedReceipts` false: every node signs the receipt after it
  *   executed the batch, a fourth all-to-all round, instead of with its COMMIT; README, "Prepared receipts");
  * - with full durability (every signed record and execution fsynced; `group init` writes prepared since
@@ -62,6 +65,11 @@ const SETTINGS: Setting[] = [
     label: 'batch timeouts 200 ms',
     durability: GROUP_DURABILITY,
     replica: { batchTimeoutMs: 200, idleBatchTimeoutMs: 200 },
+  },
+  {
+    label: 'without receipt commits',
+    durability: GROUP_DURABILITY,
+    replica: { receiptCommits: false },
   },
   {
     label: 'without prepared receipts',

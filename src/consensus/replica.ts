@@ -12,7 +12,9 @@ import {
   type BatchEntry,
   batchDigestOf,
   CheckpointBody,
+  type CommitProof,
   type CountedVote,
+  commitQuorum,
   DropbearError,
   decode,
   type Evidence,
@@ -32,6 +34,7 @@ import {
   PreparedCert as PreparedCertCodec,
   type Receipt,
   Receipt as ReceiptCodec,
+  type ReceiptSignature,
   type Request,
   RequestAuthCache,
   Request as RequestCodec,
@@ -155,6 +158,16 @@ export interface ReplicaConfig {
    * "Prepared receipts"; docs/certificate.md §5).
    */
   preparedReceipts: boolean;
+  /**
+   * Receipt commits (with preparedReceipts): a prepared receipt signature says what a COMMIT says (its
+   * sender prepared this batch in this view: the receipt names the seq and the batch digest, the
+   * signature the view), so a node that sends one sends no COMMIT, and a peer counts it as its sender's
+   * COMMIT once it matches the receipt the peer previewed itself. With every node previewing, a batch
+   * costs one signature and one broadcast fewer per node. A node that cannot match it (it has not
+   * previewed the batch, or computed another receipt) gets the COMMIT at the retransmission round, which
+   * sends every stuck slot's COMMIT, or by FETCH.
+   */
+  receiptCommits: boolean;
 }
 
 /** The execution rate the primary sizes its batches by (inFlightBudgetMs) is measured over this long. */
@@ -200,6 +213,7 @@ export const DEFAULT_REPLICA_CONFIG: ReplicaConfig = {
   progressPatience: 4,
   maxExpiredHeld: 1024,
   preparedReceipts: true,
+  receiptCommits: true,
 };
 
 export type Event =
@@ -278,7 +292,7 @@ export type Action =
       requests: SignedRequest[];
       results: SignedResults[];
       /** q COMMIT signatures that committed it (null for a batch received by state transfer on receipts). */
-      commitProof: { view: number; sigs: NodeSignature[] } | null;
+      commitProof: CommitProof | null;
     }
   | {
       /**
@@ -460,6 +474,8 @@ interface Slot {
   committed: boolean;
   myPrepare: NodeMessage | null;
   myCommit: NodeMessage | null;
+  /** myCommit not sent: this node's prepared receipt signature stands for it (receiptCommits). */
+  commitHeld?: boolean;
   lastSent: number;
   /** Gap before this slot's messages are re-sent again (doubles per re-send, up to 8 × retransmitMs). */
   resendGap?: number;
@@ -498,6 +514,11 @@ interface ReceiptSlot {
   sigs: Map<number, ReceiptSig>;
   pending: { from: number; receiptHash: Uint8Array; signature: Uint8Array; view: number | null }[];
   mine: Extract<NodeMessage, { kind: 'receiptSig' }> | null;
+  /**
+   * Prepared receipt signatures counted as their senders' COMMITs (receiptCommits) before the batch
+   * executed here: checked already, they join `sigs` at execution if the receipt executed is theirs.
+   */
+  early: Map<number, { hash: Uint8Array; signature: Uint8Array; view: number }>;
   /** This node's prepared receipt signature, sent with its COMMIT before the batch executed here. */
   prepared: {
     hash: Uint8Array;
@@ -555,7 +576,11 @@ export class Replica {
   private readonly archive = new Map<string, { sr: SignedRequest; seq: number }>();
   /** Requests we hold votes for but not the request itself, and when we last asked a voter for it. */
   private readonly orphans = new Map<string, number>();
-  private readonly myReceiptSigs = new Map<number, NodeMessage>();
+  /** This node's receipt signature per executed batch, with the receipt's bytes (resendOwn signs them). */
+  private readonly myReceiptSigs = new Map<
+    number,
+    { msg: Extract<NodeMessage, { kind: 'receiptSig' }>; bytes: Uint8Array }
+  >();
   private readonly results = new Map<string, StoredResults>();
   /** Hex keys of a batch's request ids and vote references, computed once per batch (see keysOf). */
   private readonly batchKeys = new WeakMap<Batch, BatchKeys>();
@@ -1890,8 +1915,10 @@ export class Replica {
         signature,
       };
       slot.commits.set(this.id, dHex);
-      this.out.push({ type: 'broadcast', msg: slot.myCommit });
-      this.previewIfNext(slot);
+      // Previewing, this node sends its prepared receipt signature instead (receiptCommits); the COMMIT
+      // is kept for the retransmission round and FETCH, and sent at once should the preview not sign.
+      if (this.previewIfNext(slot) && this.cfg.receiptCommits) slot.commitHeld = true;
+      else this.out.push({ type: 'broadcast', msg: slot.myCommit });
     }
     if (slot.prepared && !slot.committed && this.matching(slot.commits, dHex) >= this.q) {
       slot.committed = true;
@@ -1903,7 +1930,13 @@ export class Replica {
     // One batch at a time: the caller answers each execute action with an executed event first.
     if (this.awaitingExecution !== 0) return;
     const slot = this.slots.get(this.lastExecuted + 1);
-    if (!slot?.committed || !slot.batch || !slot.digest) return;
+    if (!slot?.committed || !slot.batch || !slot.digest) {
+      // Prepared before the batch ahead of it executed: previewed now, so that its receipt signature goes
+      // out before it commits here and peers' prepared receipt signatures count as their COMMITs.
+      if (slot?.prepared && !slot.committed && this.receipts.get(slot.seq)?.prepared?.msg.view !== slot.view)
+        this.previewIfNext(slot);
+      return;
+    }
     // Resolved once when the batch was previewed (previewIfNext), else now.
     const memo = this.previewedEntries;
     this.previewedEntries = null;
@@ -1914,9 +1947,28 @@ export class Replica {
       .filter(([node, d]) => d === dHex && slot.commitSigs.has(node))
       .map(([node]) => ({ node, signature: slot.commitSigs.get(node)! }))
       .sort((a, b) => a.node - b.node);
+    // Committed by prepared receipt signatures (receiptCommits), it has fewer than q COMMITs: they count
+    // with the COMMITs in its proof for state transfer (commitQuorum), as they did here.
+    const rs = this.receipts.get(slot.seq);
+    const receiptSigs: ReceiptSignature[] = [];
+    let receiptHash: Uint8Array | null = null;
+    if (
+      rs?.prepared &&
+      rs.prepared.msg.view === slot.view &&
+      equalBytes(rs.prepared.batchDigest, slot.digest)
+    ) {
+      receiptHash = rs.prepared.hash;
+      receiptSigs.push({ node: this.id, signature: rs.prepared.msg.signature, view: slot.view });
+      for (const [node, x] of rs.early)
+        if (x.view === slot.view && equalBytes(x.hash, receiptHash))
+          receiptSigs.push({ node, signature: x.signature, view: x.view });
+      receiptSigs.sort((a, b) => a.node - b.node);
+    }
     this.emitExecute(slot.seq, slot.view, slot.digest, slot.batch, entries, requests, results, null, {
       view: slot.view,
       sigs,
+      receiptSigs,
+      receiptHash,
     });
   }
 
@@ -1954,18 +2006,20 @@ export class Replica {
    * it is executed has its receipt fixed already, so this node asks for it now and signs it bound to the
    * view (onPreviewed), instead of after the batch commits and executes.
    */
-  private previewIfNext(slot: Slot): void {
+  private previewIfNext(slot: Slot): boolean {
     if (
       !this.cfg.preparedReceipts ||
       slot.seq !== this.lastExecuted + 1 ||
       this.awaitingExecution !== 0 ||
+      this.awaitingPreview !== 0 ||
       this.viewChanging ||
       slot.view !== this.view ||
       this.transferQueue.length > 0 ||
+      !slot.prepared ||
       !slot.batch ||
       !slot.digest
     )
-      return;
+      return false;
     const resolved = this.resolveEntries(slot.batch);
     this.previewedEntries = { batch: slot.batch, resolved };
     this.awaitingPreview = slot.seq;
@@ -1976,6 +2030,7 @@ export class Replica {
       batch: slot.batch,
       entries: resolved.entries,
     });
+    return true;
   }
   private awaitingPreview = 0;
   /** The last previewed batch's resolved entries, for its execution (executeReady). */
@@ -1987,7 +2042,13 @@ export class Replica {
     this.awaitingPreview = 0;
     const slot = this.slots.get(ev.seq);
     // Answered in the same step as the action, so nothing has changed; checked all the same.
-    if (!slot?.prepared || !slot.digest || slot.view !== this.view || this.viewChanging) return;
+    if (!slot?.prepared || !slot.digest || slot.view !== this.view || this.viewChanging) {
+      if (slot?.commitHeld && slot.myCommit) {
+        slot.commitHeld = false;
+        this.out.push({ type: 'broadcast', msg: slot.myCommit });
+      }
+      return;
+    }
     if (ev.receipt.seq !== ev.seq || !equalBytes(ev.receipt.batchDigest, slot.digest))
       throw new DropbearError('INTERNAL', `preview of batch ${ev.seq} gave a receipt for another batch`);
     const hash = receiptHashOf(ev.receipt);
@@ -2002,8 +2063,53 @@ export class Replica {
       view: slot.view,
     };
     rs.prepared = { hash, batchDigest: slot.digest, msg };
-    // The caller holds it behind the COMMIT (it says this node prepared the batch: PROTOCOL.md, durability).
+    // The caller holds it behind the COMMIT's record (it says this node prepared the batch: PROTOCOL.md,
+    // durability), whether or not the COMMIT itself is sent.
     this.out.push({ type: 'broadcast', msg });
+    // Peers' prepared receipt signatures that came first: those over this receipt count as COMMITs now.
+    if (rs.pending.length > 0) {
+      rs.pending = rs.pending.filter(
+        (p) => !(p.view !== null && this.commitByReceipt(ev.seq, p.from, p.receiptHash, p.signature, p.view)),
+      );
+      this.checkPrepared(slot);
+    }
+  }
+
+  /**
+   * A peer's prepared receipt signature as its COMMIT (receiptCommits): it counts when it is for the view
+   * of this node's prepared slot and over the receipt this node previewed for it (whose seq and batch
+   * digest are the slot's). Checked once here and kept (`early`) for the receipt's quorum. False when it
+   * does not count this way (it is then only a receipt signature, handled as before).
+   */
+  private commitByReceipt(
+    seq: number,
+    from: number,
+    receiptHash: Uint8Array,
+    signature: Uint8Array,
+    view: number,
+  ): boolean {
+    const slot = this.slots.get(seq);
+    const rs = this.receipts.get(seq);
+    if (!slot?.prepared || slot.committed || !slot.digest || slot.view !== view || this.viewChanging)
+      return false;
+    if (!rs?.prepared || rs.prepared.msg.view !== view || !equalBytes(rs.prepared.hash, receiptHash))
+      return false;
+    if (slot.commits.has(from) || rs.early.has(from)) return false;
+    if (
+      !verifyReceiptSig(
+        this.groupId,
+        new Uint8Array(0),
+        receiptHash,
+        { signature, view },
+        this.genesis.nodes[from].publicKey,
+      )
+    ) {
+      this.blame(from, 'bad-signature', 'receipt');
+      return true; // checked and refused: not kept for the receipt either
+    }
+    rs.early.set(from, { hash: receiptHash, signature, view });
+    slot.commits.set(from, hex(slot.digest));
+    return true;
   }
 
   private awaitingExecution = 0;
@@ -2024,7 +2130,7 @@ export class Replica {
     requests: SignedRequest[],
     results: SignedResults[],
     transfer: StateBatch | null,
-    commitProof: { view: number; sigs: NodeSignature[] } | null = null,
+    commitProof: CommitProof | null = null,
   ): void {
     this.lastExecuted = seq;
     this.executing = { seq, view, digest, batch, transfer };
@@ -2040,8 +2146,13 @@ export class Replica {
       results,
       commitProof:
         commitProof ??
-        (transfer && transfer.commitSigs.length > 0
-          ? { view: transfer.view, sigs: transfer.commitSigs }
+        (transfer && receiptQuorum(transfer.receiptSigs, this.q) === null
+          ? {
+              view: transfer.view,
+              sigs: transfer.commitSigs,
+              receiptSigs: transfer.receiptSigs,
+              receiptHash: receiptHashOf(transfer.receipt),
+            }
           : null),
     });
     // The caller answers with an `executed` event before anything else reaches this replica.
@@ -2186,6 +2297,12 @@ export class Replica {
       !equalBytes(prepared.hash, rs.hash)
     )
       throw new DropbearError('INTERNAL', `batch ${seq} executed to another receipt than its preview`);
+    // Prepared signatures checked as COMMITs: theirs if over the receipt executed (else the batch
+    // previewed was replaced in a view change, and they are for a receipt that never was).
+    for (const [node, x] of rs.early)
+      if (!rs.sigs.has(node) && equalBytes(x.hash, rs.hash))
+        rs.sigs.set(node, { signature: x.signature, view: x.view });
+    rs.early.clear();
     if (!rs.sigs.has(this.id)) this.uncertified++;
     if (
       prepared &&
@@ -2195,7 +2312,7 @@ export class Replica {
     ) {
       rs.mine = prepared.msg;
       rs.sigs.set(this.id, { signature: prepared.msg.signature, view: prepared.msg.view });
-      this.myReceiptSigs.set(seq, rs.mine);
+      this.myReceiptSigs.set(seq, { msg: rs.mine, bytes: rs.bytes });
     } else {
       this.plainReceiptSig(seq, rs);
       this.out.push({ type: 'broadcast', msg: rs.mine! });
@@ -2225,7 +2342,7 @@ export class Replica {
     const signature = signTagged(TAGS.receipt, this.groupId, rs.bytes, this.key);
     rs.sigs.set(this.id, { signature, view: null });
     rs.mine = { kind: 'receiptSig', from: this.id, seq, receiptHash: rs.hash, signature, view: null };
-    this.myReceiptSigs.set(seq, rs.mine);
+    this.myReceiptSigs.set(seq, { msg: rs.mine, bytes: rs.bytes });
   }
 
   private receiptSlot(seq: number): ReceiptSlot {
@@ -2238,6 +2355,7 @@ export class Replica {
         sigs: new Map(),
         pending: [],
         mine: null,
+        early: new Map(),
         prepared: null,
         certified: false,
         lastSent: this.now,
@@ -2282,6 +2400,11 @@ export class Replica {
     const rs = this.receiptSlot(m.seq);
     if (rs.certified) return;
     if (!rs.receipt) {
+      if (m.view !== null && this.commitByReceipt(m.seq, m.from, m.receiptHash, m.signature, m.view)) {
+        const slot = this.slots.get(m.seq);
+        if (slot) this.checkPrepared(slot);
+        return;
+      }
       if (rs.pending.length < 4 * this.n)
         rs.pending.push({ from: m.from, receiptHash: m.receiptHash, signature: m.signature, view: m.view });
       return;
@@ -2409,7 +2532,19 @@ export class Replica {
     if (slot?.myPrepare) this.out.push({ type: 'send', to: peer, msg: slot.myPrepare });
     if (slot?.myCommit) this.out.push({ type: 'send', to: peer, msg: slot.myCommit });
     const mine = this.myReceiptSigs.get(seq);
-    if (mine) this.out.push({ type: 'send', to: peer, msg: mine });
+    if (!mine) return;
+    // Plain: the peer may hold prepared signatures of two views that make no quorum together (a batch
+    // prepared again in a new view), and a plain one makes a quorum with either. Signed once per batch.
+    if (mine.msg.view !== null) {
+      const signature = signTagged(TAGS.receipt, this.groupId, mine.bytes, this.key);
+      mine.msg = { ...mine.msg, signature, view: null };
+      const rs = this.receipts.get(seq);
+      if (rs?.mine && rs.mine.view !== null && rs.sigs.has(this.id)) {
+        rs.mine = mine.msg;
+        rs.sigs.set(this.id, { signature, view: null });
+      }
+    }
+    this.out.push({ type: 'send', to: peer, msg: mine.msg });
   }
 
   /**
@@ -2486,6 +2621,10 @@ export class Replica {
       if (slot.myCommit) this.out.push({ type: 'broadcast', msg: slot.myCommit });
     }
     for (const [seq, rs] of this.receipts) {
+      if (process.env.DBG_STUCK && !rs.certified && rs.lastSent <= cutoff)
+        console.log(
+          `t=${this.now.toFixed(0)} node ${this.id} uncert ${seq} mine=${rs.mine?.view} sigs=${[...rs.sigs].map(([n, x]) => n + ':' + x.view)} pend=${rs.pending.map((p) => p.from + ':' + p.view)} early=${[...rs.early.keys()]}`,
+        );
       if (rs.certified || !rs.mine || rs.lastSent > cutoff) continue;
       rs.lastSent = this.now;
       stuck.push(seq);
@@ -2997,8 +3136,6 @@ export class Replica {
         return { problem: 'receipt for another slot or group' };
       if (!equalBytes(r.prevReceipt, prev)) return { problem: 'receipt does not extend our chain' };
       if (!equalBytes(r.batchDigest, digest)) return { problem: 'batch does not match its receipt' };
-      if (!receiptQuorum(sb.receiptSigs, this.q))
-        return { problem: `no quorum of ${this.q} receipt signatures of one kind` };
       const bytes = encode(ReceiptCodec, r);
       const rh = sha256(bytes);
       for (const x of sb.receiptSigs) {
@@ -3006,9 +3143,12 @@ export class Replica {
         if (!node || !verifyReceiptSig(this.groupId, bytes, rh, x, node.publicKey))
           return { problem: `bad receipt signature from ${x.node}` };
       }
-    } else {
-      // Not certified yet: q COMMITs prove the batch was committed at this seq (we compute the receipt).
-      if (sb.commitSigs.length < this.q) return { problem: 'neither q receipt nor q commit signatures' };
+    }
+    if (!receiptQuorum(sb.receiptSigs, this.q)) {
+      // Not certified yet: COMMITs and receipt signatures of q nodes prove the batch was committed at this
+      // seq (commitQuorum); we compute the receipt ourselves.
+      if (!commitQuorum(sb.view, sb.commitSigs, sb.receiptSigs, this.q))
+        return { problem: `no ${this.q} receipt or commit signatures of one view` };
       for (const x of sb.commitSigs) {
         const node = this.genesis.nodes[x.node];
         const body = encode(PhaseBody, { from: x.node, view: sb.view, seq: sb.seq, digest });
@@ -3044,7 +3184,7 @@ export class Replica {
     // another peer already said it had nothing newer.
     let next = this.lastExecuted + 1 + this.transferQueue.length;
     const last = this.transferQueue[this.transferQueue.length - 1];
-    if (last && last.sb.receiptSigs.length === 0) return; // see below: wait for our own receipt
+    if (last && !receiptQuorum(last.sb.receiptSigs, this.q)) return; // see below: wait for our own receipt
     let prev = last ? receiptHashOf(last.sb.receipt) : this.lastReceiptHash;
     let added = 0;
     for (const sb of m.batches) {
@@ -3059,9 +3199,10 @@ export class Replica {
       prev = receiptHashOf(sb.receipt);
       next++;
       added++;
-      // Proven by COMMITs, its receipt is not signed by anyone yet: the next batch must link to the receipt
-      // we compute ourselves, so stop here and ask again once it has executed.
-      if (sb.receiptSigs.length === 0) break;
+      // Proven by COMMITs (and receipt signatures short of a quorum), its receipt is not certified yet: the
+      // next batch must link to the receipt we compute ourselves, so stop here and ask again once it has
+      // executed.
+      if (!receiptQuorum(sb.receiptSigs, this.q)) break;
     }
     if (m.newView && m.view > this.view && m.newView.newView === m.view)
       this.pendingNewView = { kind: 'newView', ...m.newView };

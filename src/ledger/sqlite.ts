@@ -86,6 +86,8 @@ import {
   CERTIFICATE_VERSION,
   type Certificate,
   CodecError,
+  type CommitProof,
+  commitQuorum,
   DropbearError,
   decode,
   encode,
@@ -99,6 +101,7 @@ import {
   Outcome,
   Receipt,
   type ReceiptSignature,
+  ReceiptSignatures,
   receiptQuorum,
   SignedRequest,
   SignedResults,
@@ -121,8 +124,11 @@ import { type Execution, LedgerState, type ResolvedEntry } from './state.ts';
  * 4: receipt signatures carry their kind (`receipt_sigs.view`: NULL for a signature made after executing,
  * the view for a prepared receipt signature; protocol/messages.ts ReceiptSignature). `open` upgrades a
  * version-3 file in place (`migrate3to4`: the column is added, every stored signature being plain).
+ * 5: a batch's proof for state transfer keeps, besides its COMMIT signatures, the prepared receipt
+ * signatures that committed it (`batch_sources.commit_receipt_sigs`; ReplicaConfig.receiptCommits).
+ * `open` upgrades a version-4 file in place (`migrate4to5`: the column is added, empty).
  */
-export const LEDGER_SCHEMA_VERSION = 4;
+export const LEDGER_SCHEMA_VERSION = 5;
 
 export type Synchronous = 'FULL' | 'NORMAL';
 /**
@@ -178,7 +184,7 @@ export interface StoredBatch {
 export interface BatchSources {
   requests: SignedRequest[];
   results: SignedResults[];
-  commitProof: { view: number; sigs: NodeSignature[] } | null;
+  commitProof: CommitProof | null;
 }
 
 const SourceRequests = array(SignedRequest, 1 << 20);
@@ -266,7 +272,8 @@ CREATE TABLE batch_sources (
   requests BLOB NOT NULL,
   results BLOB NOT NULL,
   commit_view INTEGER,
-  commit_sigs BLOB
+  commit_sigs BLOB,
+  commit_receipt_sigs BLOB
 );
 CREATE TABLE evidence (
   id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -396,9 +403,11 @@ export class SqliteLedger {
       insCheckpoint: p('INSERT OR REPLACE INTO checkpoints (seq, state_digest, proof) VALUES (?, ?, ?)'),
       insEvidence: p('INSERT INTO evidence (node, kind, proof) VALUES (?, ?, ?)'),
       insSources: p(
-        'INSERT INTO batch_sources (seq, requests, results, commit_view, commit_sigs) VALUES (?, ?, ?, ?, ?)',
+        'INSERT INTO batch_sources (seq, requests, results, commit_view, commit_sigs, commit_receipt_sigs) VALUES (?, ?, ?, ?, ?, ?)',
       ),
-      getSources: p('SELECT requests, results, commit_view, commit_sigs FROM batch_sources WHERE seq = ?'),
+      getSources: p(
+        'SELECT requests, results, commit_view, commit_sigs, commit_receipt_sigs FROM batch_sources WHERE seq = ?',
+      ),
       getReceipt: p('SELECT receipt, hash FROM receipts WHERE seq = ?'),
       getSigs: p('SELECT node, signature, view FROM receipt_sigs WHERE seq = ? ORDER BY node'),
       countSigs: p('SELECT count(*) AS n FROM receipt_sigs WHERE seq = ?'),
@@ -473,6 +482,12 @@ export class SqliteLedger {
       if (meta.schemaVersion === 3) {
         db.pragma('synchronous = FULL');
         migrate3to4(db);
+        db.pragma(`synchronous = ${sync}`);
+        meta = readMeta(db)!;
+      }
+      if (meta.schemaVersion === 4) {
+        db.pragma('synchronous = FULL');
+        migrate4to5(db);
         db.pragma(`synchronous = ${sync}`);
         meta = readMeta(db)!;
       }
@@ -738,14 +753,24 @@ export class SqliteLedger {
         touched = true;
         const done = this.current.execute(seq, digest, batch, entries);
         this.st.insBatch.run(seq, view, digest, batchBytes, entryBytes);
-        if (sources)
+        if (sources) {
+          const proof = sources.commitProof;
+          // Receipt signatures in the proof count only over the receipt this execution made.
+          const receiptSigs =
+            proof?.receiptHash &&
+            proof.receiptSigs.length > 0 &&
+            equalBytes(proof.receiptHash, done.receiptHash)
+              ? encode(ReceiptSignatures, proof.receiptSigs)
+              : null;
           this.st.insSources.run(
             seq,
             encode(SourceRequests, sources.requests.map(withoutInput)),
             encode(SourceResults, sources.results),
-            sources.commitProof?.view ?? null,
-            sources.commitProof ? encode(CommitSigs, sources.commitProof.sigs) : null,
+            proof?.view ?? null,
+            proof ? encode(CommitSigs, proof.sigs) : null,
+            receiptSigs,
           );
+        }
         this.st.insReceipt.run(
           seq,
           encode(Receipt, done.receipt),
@@ -824,7 +849,8 @@ export class SqliteLedger {
   /** The stored batch `seq` with its view, digest and resolved entries (for state transfer). */
   /**
    * Executed batch `seq` as state transfer ships it: the batch, the signed requests and RESULTS it
-   * references, its receipt, and its proof (q receipt signatures, or the q COMMITs that committed it).
+   * references, its receipt, and its proof (q receipt signatures, or the COMMITs and prepared receipt
+   * signatures of q nodes that committed it: commitQuorum).
    * `null` when the batch is unknown here, its sources were not stored, or it has no proof yet.
    */
   stateBatch(seq: number): StateBatch | null {
@@ -833,18 +859,30 @@ export class SqliteLedger {
     const src = this.st.getSources.get(seq) as Row | undefined;
     const r = this.receipt(seq);
     if (!b || !src || !r) return null;
-    const receiptSigs = this.receiptQuorum(seq);
-    const certified = receiptSigs !== null;
+    const quorum = this.receiptQuorum(seq);
+    const certified = quorum !== null;
     const commitSigs = src.commit_sigs ? decode(CommitSigs, u8(src.commit_sigs as Buffer)) : [];
-    if (!certified && commitSigs.length < this.q) return null;
+    const view = src.commit_view as number | null;
+    let receiptSigs = quorum ?? [];
+    if (!certified) {
+      // The COMMITs and prepared receipt signatures it committed with, with any receipt signatures stored.
+      const bySigner = new Map<number, ReceiptSignature>();
+      if (src.commit_receipt_sigs)
+        for (const x of decode(ReceiptSignatures, u8(src.commit_receipt_sigs as Buffer)))
+          bySigner.set(x.node, x);
+      for (const x of this.receiptSignatures(seq))
+        if (x.view === null || !bySigner.has(x.node)) bySigner.set(x.node, x);
+      receiptSigs = [...bySigner.values()].sort((a, b) => a.node - b.node);
+      if (view === null || !commitQuorum(view, commitSigs, receiptSigs, this.q)) return null;
+    }
     return {
       seq,
-      view: certified ? b.view : (src.commit_view as number),
+      view: certified ? b.view : view!,
       batch: b.batch,
       requests: decode(SourceRequests, u8(src.requests as Buffer)),
       results: decode(SourceResults, u8(src.results as Buffer)),
       receipt: r.receipt,
-      receiptSigs: receiptSigs ?? [],
+      receiptSigs,
       commitSigs: certified ? [] : commitSigs,
     };
   }
@@ -1129,6 +1167,18 @@ function migrate3to4(db: Database.Database): void {
   db.transaction(() => {
     db.exec('ALTER TABLE receipt_sigs ADD COLUMN view INTEGER');
     db.prepare('UPDATE meta SET schema_version = 4 WHERE id = 0').run();
+  })();
+}
+
+/**
+ * Upgrades a schema-4 file in place, in one transaction: batch proofs get a column for the prepared
+ * receipt signatures a batch committed with (empty for what a schema-4 build stored: it committed
+ * batches with COMMITs only).
+ */
+function migrate4to5(db: Database.Database): void {
+  db.transaction(() => {
+    db.exec('ALTER TABLE batch_sources ADD COLUMN commit_receipt_sigs BLOB');
+    db.prepare('UPDATE meta SET schema_version = 5 WHERE id = 0').run();
   })();
 }
 

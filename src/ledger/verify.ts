@@ -93,7 +93,7 @@ function check(
   if (meta.schemaVersion !== LEDGER_SCHEMA_VERSION) {
     problems.push(
       `ledger schema ${meta.schemaVersion}; this build reads ${LEDGER_SCHEMA_VERSION}` +
-        (meta.schemaVersion === 2 || meta.schemaVersion === 3
+        (meta.schemaVersion >= 2 && meta.schemaVersion < LEDGER_SCHEMA_VERSION
           ? ' (a node opening the file upgrades it; verification only reads)'
           : ''),
     );

@@ -82,7 +82,10 @@ const REPLICA_COUNTS: ReadonlySet<string> = new Set<keyof ReplicaConfig>([
 ]);
 
 /** Replica settings that are switches: true or false. */
-const REPLICA_FLAGS: ReadonlySet<string> = new Set<keyof ReplicaConfig>(['preparedReceipts']);
+const REPLICA_FLAGS: ReadonlySet<string> = new Set<keyof ReplicaConfig>([
+  'preparedReceipts',
+  'receiptCommits',
+]);
 
 /**
  * The `replica` section: only the replica's own settings (DEFAULT_REPLICA_CONFIG); counts integers ≥ 1,

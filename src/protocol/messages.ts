@@ -706,10 +706,45 @@ export const StateBatch = struct({
   results: array(SignedResults, LIMITS.batchEntries),
   receipt: Receipt,
   receiptSigs: ReceiptSignatures,
-  /** When fewer than q receipt signatures exist yet: q COMMIT signatures for (view, seq, digest). */
+  /**
+   * When the receipt signatures make no quorum yet: COMMIT signatures for (view, seq, digest), which with
+   * them make q signers (commitQuorum).
+   */
   commitSigs: NodeSignatures,
 });
 export type StateBatch = Infer<typeof StateBatch>;
+
+/**
+ * What a batch committed with (ReplicaConfig.receiptCommits): COMMIT signatures of `view` and prepared
+ * receipt signatures of `view` over the batch's receipt; together they name q nodes.
+ */
+export interface CommitProof {
+  view: number;
+  sigs: NodeSignature[];
+  receiptSigs: ReceiptSignature[];
+  /** The receipt hash `receiptSigs` cover (a ledger keeps them only if it executed to this receipt). */
+  receiptHash: Uint8Array | null;
+}
+
+/**
+ * Whether signatures prove batch s with digest d committed before its receipt is certified (state
+ * transfer): q distinct signers, each with a COMMIT for (view, s, d), a prepared receipt signature of
+ * `view`, or a plain receipt signature, over a receipt naming s and d (the caller checks the signatures
+ * and the receipt). Sound as receiptQuorum is: of q signers at most f lie, so f+1 honest ones either
+ * executed the batch (a plain signature: it committed) or prepared it in one view (a COMMIT or a prepared
+ * receipt signature both say so), which is PBFT's committed predicate.
+ */
+export function commitQuorum(
+  view: number,
+  commitSigs: Iterable<{ node: number }>,
+  receiptSigs: Iterable<{ node: number; view: number | null }>,
+  q: number,
+): boolean {
+  const signers = new Set<number>();
+  for (const s of commitSigs) signers.add(s.node);
+  for (const s of receiptSigs) if (s.view === null || s.view === view) signers.add(s.node);
+  return signers.size >= q;
+}
 
 /**
  * Proof that one node signed two conflicting statements; anyone can check it against the genesis

@@ -15,21 +15,24 @@ import { type Execution, LedgerState } from '../ledger/state.ts';
 import {
   type Batch,
   type Certificate,
+  type CommitProof,
+  commitQuorum,
   decodeMessage,
   Evidence,
   encode,
   encodeMessage,
+  equalBytes,
   type Genesis,
   hex,
   type KeyPair,
   keyPairFromSeed,
   type NodeMessage,
-  type NodeSignature,
   type Policy,
   type Receipt,
   type ReceiptSignature,
   type Request,
   type Result,
+  receiptHashOf,
   requestIdOf,
   type SignedRequest,
   type SignedResults,
@@ -184,8 +187,11 @@ export interface HistoryEntry {
   results: SignedResults[];
   receipt: Receipt | null;
   sigs: ReceiptSignature[] | null;
-  /** The q COMMITs that committed the batch: proof for state transfer until the receipt is certified. */
-  commitProof: { view: number; sigs: NodeSignature[] } | null;
+  /**
+   * The COMMITs and prepared receipt signatures that committed the batch: proof for state transfer until
+   * the receipt is certified (commitQuorum).
+   */
+  commitProof: CommitProof | null;
 }
 
 export class SimNode {
@@ -604,9 +610,13 @@ export class Simulation {
     for (let s = a.fromSeq; !node.db && batches.length < 64; s++) {
       const h = node.history.get(s);
       if (!h?.receipt) break;
-      // Certified: q receipt signatures; else the q COMMITs that committed it.
+      // Certified: q receipt signatures; else the COMMITs and prepared receipt signatures that committed it
+      // (the latter only if over the receipt this node executed to).
       const commits = h.sigs ? null : h.commitProof;
-      if (!h.sigs && !commits) break;
+      const ownReceipt = commits?.receiptHash && equalBytes(commits.receiptHash, receiptHashOf(h.receipt));
+      const receiptSigs = h.sigs ?? (ownReceipt ? commits!.receiptSigs : []);
+      if (!h.sigs && (!commits || !commitQuorum(commits.view, commits.sigs, receiptSigs, node.replica.q)))
+        break;
       batches.push({
         seq: s,
         view: commits?.view ?? h.view,
@@ -614,7 +624,7 @@ export class Simulation {
         requests: h.requests,
         results: h.results,
         receipt: h.receipt,
-        receiptSigs: h.sigs ?? [],
+        receiptSigs,
         commitSigs: commits?.sigs ?? [],
       });
     }

@@ -31,6 +31,7 @@ import {
   PhaseBody,
   type Policy,
   type PrePrepare,
+  PreparedReceipt,
   type Receipt,
   Receipt as ReceiptCodec,
   type Result,
@@ -80,6 +81,9 @@ const BASE: Partial<ReplicaConfig> = {
   forwardDelayMs: 1,
   retransmitMs: NEVER,
   viewChangeTimeoutMs: NEVER,
+  // The hand-driven harness (One) answers no `preview` action, so a replica here sends its COMMIT as it
+  // does when it cannot preview; receipt commits are tested with clusters (5b).
+  receiptCommits: false,
 };
 
 // ---------------------------------------------------------------------------------------------------------
@@ -1477,10 +1481,16 @@ class Cluster {
   readonly prePrepares: { seq: number; stableAtPrimary: number }[] = [];
   /** Every receipt signature broadcast, by sender: its seq and kind (null plain, else the view). */
   readonly receiptSigs: { node: number; seq: number; view: number | null }[] = [];
+  /** Every COMMIT sent or broadcast, by sender and seq (first sends, retransmissions, answers to FETCH). */
+  readonly commits: { node: number; seq: number }[] = [];
   readonly queue: Delivery[] = [];
   now = T0;
-  constructor(readonly cfg: Partial<ReplicaConfig>) {
-    this.replicas = G.keys.map((k, i) => new Replica(G.genesis, i, k, cfg));
+  /** `perNode[i]`: settings of node i on top of `cfg`. */
+  constructor(
+    readonly cfg: Partial<ReplicaConfig>,
+    perNode: Partial<ReplicaConfig>[] = [],
+  ) {
+    this.replicas = G.keys.map((k, i) => new Replica(G.genesis, i, k, { ...cfg, ...perNode[i] }));
     this.ledgers = G.keys.map(() => new LedgerState(G.genesis));
     this.executions = G.keys.map(() => []);
     this.batchDigests = G.keys.map(() => []);
@@ -1498,12 +1508,14 @@ class Cluster {
   private apply(i: number, a: Action): void {
     switch (a.type) {
       case 'send':
+        if (a.msg.kind === 'commit') this.commits.push({ node: i, seq: a.msg.seq });
         this.queue.push({ to: a.to, event: { type: 'message', from: i, msg: wire(a.msg) } });
         break;
       case 'broadcast':
         if (a.msg.kind === 'prePrepare')
           this.prePrepares.push({ seq: a.msg.pp.seq, stableAtPrimary: this.replicas[i].stable });
         if (a.msg.kind === 'receiptSig') this.receiptSigs.push({ node: i, seq: a.msg.seq, view: a.msg.view });
+        if (a.msg.kind === 'commit') this.commits.push({ node: i, seq: a.msg.seq });
         for (let j = 0; j < N; j++)
           if (j !== i) this.queue.push({ to: j, event: { type: 'message', from: i, msg: wire(a.msg) } });
         break;
@@ -1552,11 +1564,13 @@ class Cluster {
 
   /** Deliveries this returns true for are lost. */
   drop: (d: Delivery) => boolean = () => false;
+  /** What a delivery becomes on the way (a lying sender, a tampered message). */
+  rewrite: (d: Delivery) => Delivery = (d) => d;
 
   drain(): void {
     for (let k = 0; this.queue.length > 0; k++) {
       if (k > 1_000_000) throw new Error('router: message storm');
-      const d = this.queue.shift()!;
+      const d = this.rewrite(this.queue.shift()!);
       if (this.drop(d)) continue;
       this.step(d.to, d.event);
     }
@@ -1752,6 +1766,8 @@ describe('5a. prepared receipts (preparedReceipts)', () => {
         expect(verifyCertificate(cert, G.genesis, { request: sr }).ok).toBe(true);
       }
     }
+    // The prepared receipt signatures stood for the COMMITs (receiptCommits): none was sent.
+    expect(c.commits).toEqual([]);
     // Same executions and receipts as without the switch (the preview is the execution, unchanged).
     const plain = new Cluster({ ...cfg, preparedReceipts: false });
     oneByOne(plain, 6);
@@ -1759,18 +1775,29 @@ describe('5a. prepared receipts (preparedReceipts)', () => {
     expect(plain.executions[0].map((e) => hex(e.receiptHash))).toEqual(
       c.executions[0].map((e) => hex(e.receiptHash)),
     );
-    for (const r of c.replicas) expect(totalMisb(r)).toBe(0);
+    expect(plain.commits).toHaveLength(N * plain.executions[0].length);
+    // And with prepared receipts but their COMMITs sent as well: one COMMIT per node and batch.
+    const both = new Cluster({ ...cfg, preparedReceipts: true, receiptCommits: false });
+    oneByOne(both, 6);
+    expect(both.commits).toHaveLength(N * both.executions[0].length);
+    expect(both.executions[0].map((e) => hex(e.receiptHash))).toEqual(
+      c.executions[0].map((e) => hex(e.receiptHash)),
+    );
+    for (const r of [...c.replicas, ...plain.replicas, ...both.replicas]) expect(totalMisb(r)).toBe(0);
   });
 
-  it('a batch prepared before the one ahead of it executed gets plain signatures; both kinds certify together', () => {
+  it('a batch prepared before the one ahead of it executed is previewed once that one has: a burst gets prepared signatures only', () => {
     // A burst: batches prepare while earlier ones are still in flight.
-    const c = new Cluster({ ...cfg, batchSize: 1, preparedReceipts: true });
-    const reqs = Array.from({ length: 12 }, (_, i) => mkReq(6000 + i));
-    for (const [k, sr] of reqs.entries()) c.step(k % N, { type: 'request', request: sr });
-    c.drain();
-    c.runUntil(() => c.replicas.every((_, i) => c.certified.filter((x) => x.node === i).length === 12));
-    const kinds = new Set(c.receiptSigs.map((x) => x.view));
-    expect(kinds).toEqual(new Set([0, null]));
+    const burst = (more: Partial<ReplicaConfig>) => {
+      const c = new Cluster({ ...cfg, batchSize: 1, preparedReceipts: true, ...more });
+      const reqs = Array.from({ length: 12 }, (_, i) => mkReq(6000 + i));
+      for (const [k, sr] of reqs.entries()) c.step(k % N, { type: 'request', request: sr });
+      c.drain();
+      c.runUntil(() => c.replicas.every((_, i) => c.certified.filter((x) => x.node === i).length === 12));
+      return c;
+    };
+    const c = burst({});
+    expect(new Set(c.receiptSigs.map((x) => x.view))).toEqual(new Set([0]));
     for (const { node, action } of c.certified) {
       const exec = c.executions[node][action.seq - 1];
       expect(
@@ -1779,6 +1806,72 @@ describe('5a. prepared receipts (preparedReceipts)', () => {
         ),
       ).toBe(true);
     }
+    // A node that prepared a batch before it could preview it sent its COMMIT; the others did not.
+    const batches = c.executions[0].length;
+    expect(c.commits.length).toBeGreaterThan(0);
+    expect(c.commits.length).toBeLessThan(N * batches);
+    // The same receipts when every node sends its COMMIT too.
+    const sent = burst({ receiptCommits: false });
+    expect(sent.commits).toHaveLength(N * sent.executions[0].length);
+    expect(sent.executions[0].map((e) => hex(e.receiptHash))).toEqual(
+      c.executions[0].map((e) => hex(e.receiptHash)),
+    );
+  });
+
+  it('a node that previews nothing commits by the COMMITs of the retransmission round', () => {
+    // Node 3 runs without prepared receipts: it cannot match the others' prepared signatures, which is all
+    // they send at first.
+    const c = new Cluster({ ...cfg, retransmitMs: 200 }, [{}, {}, {}, { preparedReceipts: false }]);
+    const reqs = oneByOne(c, 3);
+    expect(c.executions[3].map((e) => hex(e.receiptHash))).toEqual(
+      c.executions[0].map((e) => hex(e.receiptHash)),
+    );
+    // Nodes 0-2 committed with their prepared signatures and node 3's COMMIT; node 3 needed theirs.
+    expect(new Set(c.commits.filter((x) => x.node === 3).map((x) => x.seq)).size).toBe(
+      c.executions[0].length,
+    );
+    expect(c.commits.filter((x) => x.node !== 3).length).toBeGreaterThanOrEqual(2 * c.executions[0].length);
+    // Its plain receipt signature with the others' prepared ones of view 0: certificates that verify.
+    for (const { node, action } of c.certified) {
+      const exec = c.executions[node][action.seq - 1];
+      for (const cert of buildCertificates(exec.outcomes, exec.tree, exec.receipt, action.signatures, Q)) {
+        const sr = reqs.find((x) => equalBytes(requestIdOf(x), cert.outcome.requestId))!;
+        expect(verifyCertificate(cert, G.genesis, { request: sr }).ok).toBe(true);
+      }
+    }
+    for (const r of c.replicas) expect(totalMisb(r)).toBe(0);
+  });
+
+  it("a prepared signature over another receipt does not count as its sender's COMMIT", () => {
+    const c = new Cluster({ ...cfg, retransmitMs: 300 });
+    // Node 0 hears nothing from node 2, and node 3's receipt signature reaches it over another receipt
+    // (validly signed: node 3 computed a different receipt, or lies).
+    const other = sha256(new TextEncoder().encode('another receipt'));
+    c.drop = (d) => d.to === 0 && d.event.type === 'message' && d.event.from === 2;
+    const forge = (d: Delivery): Delivery => {
+      if (d.to !== 0 || d.event.type !== 'message' || d.event.msg.kind !== 'receiptSig') return d;
+      const m = d.event.msg;
+      if (m.from !== 3 || m.view === null) return d;
+      const signature = signTagged(
+        TAGS.preparedReceipt,
+        GID,
+        encode(PreparedReceipt, { view: m.view, receiptHash: other }),
+        G.keys[3],
+      );
+      return { ...d, event: { ...d.event, msg: { ...m, receiptHash: other, signature } } };
+    };
+    c.rewrite = forge;
+    c.submit(1, mkReq(7000));
+    c.runUntil(() => [1, 2, 3].every((i) => c.replicas[i].lastExecuted === 1), 200);
+    // Nodes 1-3 executed the batch; node 0 holds its own and node 1's: two of three.
+    expect([1, 2, 3].map((i) => c.replicas[i].lastExecuted)).toEqual([1, 1, 1]);
+    expect(c.replicas[0].lastExecuted).toBe(0);
+    // The retransmission round sends the COMMITs (and node 0's FETCH gets node 3's): its real one makes
+    // the quorum.
+    c.runUntil(() => c.replicas[0].lastExecuted === 1, 2_000);
+    expect(c.replicas[0].lastExecuted).toBe(1);
+    expect(hex(c.executions[0][0].receiptHash)).toBe(hex(c.executions[1][0].receiptHash));
+    expect(c.commits.some((x) => x.node === 3)).toBe(true);
   });
 
   it('a node whose batch stays uncertified replaces its prepared signature by a plain one at the retransmission round', () => {

@@ -22,6 +22,7 @@ import {
   hex,
   ModelUpdate,
   Outcome,
+  PhaseBody,
   Receipt,
   type Request,
   receiptHashOf,
@@ -188,7 +189,17 @@ function tamper(sql: string, ...params: unknown[]): string {
 }
 
 /** Rewrites a ledger file as schema 3 stored it: receipt signatures without their kind (all plain). */
+/** Rewrites a ledger file as schema 4 stored it: no prepared receipt signatures in a batch's proof. */
+function asSchema4(p: string): string {
+  const db = new Database(p);
+  db.exec('ALTER TABLE batch_sources DROP COLUMN commit_receipt_sigs');
+  db.prepare('UPDATE meta SET schema_version = 4').run();
+  db.close();
+  return p;
+}
+
 function asSchema3(p: string): string {
+  asSchema4(p);
   const db = new Database(p);
   db.exec('ALTER TABLE receipt_sigs DROP COLUMN view');
   db.prepare('UPDATE meta SET schema_version = 3').run();
@@ -296,9 +307,86 @@ describe('SqliteLedger', () => {
     l.close();
   });
 
+  it('upgrades a schema-4 file (batch proofs without receipt signatures) in place when it opens it', () => {
+    const p = asSchema4(copyOfGood());
+    expect(verifyLedgerFile(p).problems.join('\n')).toMatch(/ledger schema 4; this build reads 5 \(a node/);
+    const l = SqliteLedger.open(p, genesis);
+    const good = SqliteLedger.open(goodPath, genesis);
+    for (const ex of executions)
+      for (const o of ex.outcomes) expect(l.certificate(o.requestId)).toEqual(good.certificate(o.requestId));
+    good.close();
+    l.close();
+    expect(verifyLedgerFile(p)).toMatchObject({ ok: true, batches: 6 });
+    const db = new Database(p, { readonly: true });
+    expect(db.prepare('SELECT schema_version FROM meta').pluck().get()).toBe(5);
+    expect(
+      db.prepare('SELECT count(*) FROM batch_sources WHERE commit_receipt_sigs IS NOT NULL').pluck().get(),
+    ).toBe(0);
+    db.close();
+  });
+
+  it('serves a batch committed by prepared receipt signatures with them as its proof, before it is certified', () => {
+    const p = plans[0];
+    // The receipt the batch executes to, from a ledger of its own (execution is deterministic).
+    const twin = SqliteLedger.open(':memory:', genesis);
+    const receipt = twin.execute(p.seq, p.view, p.digest, p.batch, p.entries).receipt;
+    twin.close();
+    const rh = receiptHashOf(receipt);
+    const prepared = (node: number, view = 0) => ({
+      node,
+      signature: signReceiptAs(groupId, receipt, rh, view, keys[node]),
+      view,
+    });
+    const commit = (node: number) => ({
+      node,
+      signature: signTagged(
+        TAGS.commit,
+        groupId,
+        encode(PhaseBody, { from: node, view: 0, seq: 1, digest: p.digest }),
+        keys[node],
+      ),
+    });
+    const served = (proof: {
+      sigs: ReturnType<typeof commit>[];
+      receiptSigs: ReturnType<typeof prepared>[];
+      receiptHash: Uint8Array;
+    }) => {
+      const l = SqliteLedger.open(freshPath(), genesis);
+      l.execute(p.seq, p.view, p.digest, p.batch, p.entries, {
+        requests: [],
+        results: [],
+        commitProof: { view: 0, ...proof },
+      });
+      const sb = l.stateBatch(1);
+      l.close();
+      return (
+        sb && {
+          commits: sb.commitSigs.map((x) => x.node),
+          receipt: sb.receiptSigs.map((x) => [x.node, x.view]),
+        }
+      );
+    };
+    // Node 0's COMMIT and two prepared receipt signatures of view 0: three signers, q.
+    expect(served({ sigs: [commit(0)], receiptSigs: [prepared(1), prepared(2)], receiptHash: rh })).toEqual({
+      commits: [0],
+      receipt: [
+        [1, 0],
+        [2, 0],
+      ],
+    });
+    // Two signers only; prepared in another view than the COMMITs; over another receipt: no proof yet.
+    expect(served({ sigs: [commit(0)], receiptSigs: [prepared(1)], receiptHash: rh })).toBeNull();
+    expect(
+      served({ sigs: [commit(0)], receiptSigs: [prepared(1, 1), prepared(2, 1)], receiptHash: rh }),
+    ).toBeNull();
+    expect(
+      served({ sigs: [commit(0)], receiptSigs: [prepared(1), prepared(2)], receiptHash: new Uint8Array(32) }),
+    ).toBeNull();
+  });
+
   it('upgrades a schema-3 file (receipt signatures without their kind) in place when it opens it', () => {
     const p = asSchema3(copyOfGood());
-    expect(verifyLedgerFile(p).problems.join('\n')).toMatch(/ledger schema 3; this build reads 4 \(a node/);
+    expect(verifyLedgerFile(p).problems.join('\n')).toMatch(/ledger schema 3; this build reads 5 \(a node/);
     const l = SqliteLedger.open(p, genesis);
     const good = SqliteLedger.open(goodPath, genesis);
     for (const ex of executions)
@@ -311,7 +399,7 @@ describe('SqliteLedger', () => {
 
   it('upgrades a schema-2 file (one outcome row per request) in place when it opens it', () => {
     const p = asSchema2(copyOfGood());
-    expect(verifyLedgerFile(p).problems.join('\n')).toMatch(/ledger schema 2; this build reads 4 \(a node/);
+    expect(verifyLedgerFile(p).problems.join('\n')).toMatch(/ledger schema 2; this build reads 5 \(a node/);
     const l = SqliteLedger.open(p, genesis);
     const good = SqliteLedger.open(goodPath, genesis);
     let checked = 0;

@@ -77,12 +77,14 @@ describe('node config: replica settings', () => {
     }
   });
 
-  it('takes a switch (preparedReceipts) only as true or false', () => {
-    expect(load({ preparedReceipts: false }).replica).toEqual({ preparedReceipts: false });
-    for (const v of [0, 1, 'false', null]) {
-      const e = refusal({ preparedReceipts: v });
-      expect(e.code).toBe('CONFIG_INVALID');
-      expect(e.message).toContain('"replica.preparedReceipts" must be true or false');
+  it('takes a switch (preparedReceipts, receiptCommits) only as true or false', () => {
+    for (const key of ['preparedReceipts', 'receiptCommits']) {
+      expect(load({ [key]: false }).replica).toEqual({ [key]: false });
+      for (const v of [0, 1, 'false', null]) {
+        const e = refusal({ [key]: v });
+        expect(e.code).toBe('CONFIG_INVALID');
+        expect(e.message).toContain(`"replica.${key}" must be true or false`);
+      }
     }
     // A switch is not a time: the time rule still refuses booleans for the others.
     expect(refusal({ voteWaitMs: false }).message).toContain('must be a finite number');

@@ -132,7 +132,7 @@ function standInRequest(group: ReturnType<typeof makeGroup>, host: NodeHost, non
  * Four hosts on a recording wire whose ledgers log every write (persist, execute, receipt signatures),
  * every group commit, and every fsync of the WAL: when it starts and when it calls back.
  */
-function watchedGroup(seed: number, durability: 'full' | 'relaxed') {
+function watchedGroup(seed: number, durability: 'full' | 'relaxed', replica: Partial<ReplicaConfig> = {}) {
   const group = makeGroup(4, 1, seed);
   const log: Event[] = [];
   const handlers = new Map<number, (f: number, b: Uint8Array) => void>();
@@ -142,11 +142,11 @@ function watchedGroup(seed: number, durability: 'full' | 'relaxed') {
       id,
       genesis: group.genesis,
       key: group.keys[id],
-      ledgerPath: join(dir, `${durability}-node-${id}.sqlite`),
+      ledgerPath: join(dir, `${durability}-${seed}-node-${id}.sqlite`),
       durability,
       backends: [startStandIn(id)],
       wire: recordingWire(id, 4, log, handlers),
-      replica: { batchTimeoutMs: 1, voteWaitMs: 1 },
+      replica: { batchTimeoutMs: 1, voteWaitMs: 1, ...replica },
     });
     const db = h.db as unknown as Record<string, (...a: unknown[]) => unknown>;
     for (const m of ['persist', 'execute', 'addReceiptSignatures', 'commitGroupUnsynced'] as const) {
@@ -226,7 +226,7 @@ function afterCommit(log: Event[]): { node: number; kind: string; seq?: number; 
 }
 
 describe('NodeHost group commit', () => {
-  it('sends no PRE-PREPARE, PREPARE, COMMIT or prepared receipt signature before the write that records it is fsynced, and holds no plain RECEIPT-SIG', async () => {
+  it('sends no PRE-PREPARE, PREPARE, COMMIT or prepared receipt signature before the write that records it is fsynced', async () => {
     const w = watchedGroup(31, 'full');
     const { hosts, log } = w;
     try {
@@ -255,6 +255,29 @@ describe('NodeHost group commit', () => {
       // Prepared receipt signatures were among them (12 requests sent a few at a time: some batches
       // prepare with every batch before them executed).
       expect(sent.filter((m) => m.kind === 'preparedReceipt').length).toBeGreaterThan(0);
+      expect(checked).toBeGreaterThan(8);
+      // The writes of a turn share a commit: fewer commits than writes at every node.
+      for (let node = 0; node < 4; node++) {
+        const writes = log.filter((e) => e.node === node && e.ev === 'write').length;
+        const commits = log.filter((e) => e.node === node && e.ev === 'commit').length;
+        const synced = log.filter((e) => e.node === node && e.ev === 'synced').length;
+        expect(commits).toBeGreaterThan(0);
+        expect(commits).toBeLessThanOrEqual(writes);
+        expect(synced).toBeGreaterThan(0);
+        expect(synced).toBeLessThanOrEqual(commits);
+      }
+    } finally {
+      for (const h of hosts) h.close();
+    }
+  });
+
+  it('holds no plain RECEIPT-SIG behind a commit (without prepared receipts, where every node signs plainly)', async () => {
+    const w = watchedGroup(32, 'full', { preparedReceipts: false });
+    const { hosts, log } = w;
+    try {
+      await certifyTwelve(w);
+      // The phase messages are still held until durable.
+      expect(afterCommit(log).length).toBeGreaterThan(8);
       // A plain RECEIPT-SIG is not held: it leaves in the turn of its execution, before that group commits
       // (a crash before the commit re-executes the batch to the same receipt). Only the first one per seq: a
       // retransmission leaves later.
@@ -279,17 +302,6 @@ describe('NodeHost group commit', () => {
         });
       }
       expect(receipts).toBeGreaterThan(3);
-      expect(checked).toBeGreaterThan(8);
-      // The writes of a turn share a commit: fewer commits than writes at every node.
-      for (let node = 0; node < 4; node++) {
-        const writes = log.filter((e) => e.node === node && e.ev === 'write').length;
-        const commits = log.filter((e) => e.node === node && e.ev === 'commit').length;
-        const synced = log.filter((e) => e.node === node && e.ev === 'synced').length;
-        expect(commits).toBeGreaterThan(0);
-        expect(commits).toBeLessThanOrEqual(writes);
-        expect(synced).toBeGreaterThan(0);
-        expect(synced).toBeLessThanOrEqual(commits);
-      }
     } finally {
       for (const h of hosts) h.close();
     }
