@@ -291,7 +291,10 @@ export type Action =
       /** The signed requests and RESULTS the batch references: keep them to serve state transfer. */
       requests: SignedRequest[];
       results: SignedResults[];
-      /** q COMMIT signatures that committed it (null for a batch received by state transfer on receipts). */
+      /**
+       * What committed it: COMMITs and the prepared receipt signatures that stood for COMMITs, q nodes in all
+       * (commitQuorum); null for a batch received by state transfer with a receipt quorum.
+       */
       commitProof: CommitProof | null;
     }
   | {
@@ -519,7 +522,7 @@ interface ReceiptSlot {
    * executed here: checked already, they join `sigs` at execution if the receipt executed is theirs.
    */
   early: Map<number, { hash: Uint8Array; signature: Uint8Array; view: number }>;
-  /** This node's prepared receipt signature, sent with its COMMIT before the batch executed here. */
+  /** This node's prepared receipt signature, sent with (or for) its COMMIT before the batch executed here. */
   prepared: {
     hash: Uint8Array;
     batchDigest: Uint8Array;
@@ -2098,7 +2101,7 @@ export class Replica {
     if (
       !verifyReceiptSig(
         this.groupId,
-        new Uint8Array(0),
+        new Uint8Array(0), // a prepared signature covers the receipt's hash, not its bytes
         receiptHash,
         { signature, view },
         this.genesis.nodes[from].publicKey,
@@ -2621,10 +2624,6 @@ export class Replica {
       if (slot.myCommit) this.out.push({ type: 'broadcast', msg: slot.myCommit });
     }
     for (const [seq, rs] of this.receipts) {
-      if (process.env.DBG_STUCK && !rs.certified && rs.lastSent <= cutoff)
-        console.log(
-          `t=${this.now.toFixed(0)} node ${this.id} uncert ${seq} mine=${rs.mine?.view} sigs=${[...rs.sigs].map(([n, x]) => n + ':' + x.view)} pend=${rs.pending.map((p) => p.from + ':' + p.view)} early=${[...rs.early.keys()]}`,
-        );
       if (rs.certified || !rs.mine || rs.lastSent > cutoff) continue;
       rs.lastSent = this.now;
       stuck.push(seq);
