@@ -2316,10 +2316,7 @@ export class Replica {
       rs.mine = prepared.msg;
       rs.sigs.set(this.id, { signature: prepared.msg.signature, view: prepared.msg.view });
       this.myReceiptSigs.set(seq, { msg: rs.mine, bytes: rs.bytes });
-    } else {
-      this.plainReceiptSig(seq, rs);
-      this.out.push({ type: 'broadcast', msg: rs.mine! });
-    }
+    } else this.out.push({ type: 'broadcast', msg: this.plainReceiptSig(seq, rs.bytes, rs.hash) });
     rs.lastSent = this.now;
     // Kept past the checkpoint (bounded): a peer that missed our signature can still certify the batch.
     if (this.myReceiptSigs.size > 4 * this.cfg.window + this.cfg.checkpointInterval)
@@ -2336,16 +2333,27 @@ export class Replica {
   }
 
   /**
-   * Makes this node's plain receipt signature for an executed batch its own (kept for peers that missed
-   * it): when it signs after executing, and in place of a prepared one while the batch stays uncertified
-   * (see signReceipt). Nothing to do when its signature is plain already.
+   * Makes this node's plain receipt signature for executed batch `seq` its own, in the batch's receipt
+   * slot while that is held and among those kept for peers that missed it: when it signs after executing,
+   * in place of a prepared one while the batch stays uncertified (see signReceipt), and when a peer asks
+   * about the batch (resendOwn). Returns it; signs nothing when this node's signature is plain already.
    */
-  private plainReceiptSig(seq: number, rs: ReceiptSlot): void {
-    if (!rs.bytes || !rs.hash || rs.mine?.view === null) return;
-    const signature = signTagged(TAGS.receipt, this.groupId, rs.bytes, this.key);
-    rs.sigs.set(this.id, { signature, view: null });
-    rs.mine = { kind: 'receiptSig', from: this.id, seq, receiptHash: rs.hash, signature, view: null };
-    this.myReceiptSigs.set(seq, { msg: rs.mine, bytes: rs.bytes });
+  private plainReceiptSig(
+    seq: number,
+    bytes: Uint8Array,
+    receiptHash: Uint8Array,
+  ): Extract<NodeMessage, { kind: 'receiptSig' }> {
+    const rs = this.receipts.get(seq);
+    const current = rs ? rs.mine : this.myReceiptSigs.get(seq)?.msg;
+    if (current?.view === null) return current;
+    const signature = signTagged(TAGS.receipt, this.groupId, bytes, this.key);
+    const msg = { kind: 'receiptSig' as const, from: this.id, seq, receiptHash, signature, view: null };
+    if (rs) {
+      rs.sigs.set(this.id, { signature, view: null });
+      rs.mine = msg;
+    }
+    this.myReceiptSigs.set(seq, { msg, bytes });
+    return msg;
   }
 
   private receiptSlot(seq: number): ReceiptSlot {
@@ -2535,19 +2543,14 @@ export class Replica {
     if (slot?.myPrepare) this.out.push({ type: 'send', to: peer, msg: slot.myPrepare });
     if (slot?.myCommit) this.out.push({ type: 'send', to: peer, msg: slot.myCommit });
     const mine = this.myReceiptSigs.get(seq);
-    if (!mine) return;
     // Plain: the peer may hold prepared signatures of two views that make no quorum together (a batch
     // prepared again in a new view), and a plain one makes a quorum with either. Signed once per batch.
-    if (mine.msg.view !== null) {
-      const signature = signTagged(TAGS.receipt, this.groupId, mine.bytes, this.key);
-      mine.msg = { ...mine.msg, signature, view: null };
-      const rs = this.receipts.get(seq);
-      if (rs?.mine && rs.mine.view !== null && rs.sigs.has(this.id)) {
-        rs.mine = mine.msg;
-        rs.sigs.set(this.id, { signature, view: null });
-      }
-    }
-    this.out.push({ type: 'send', to: peer, msg: mine.msg });
+    if (mine)
+      this.out.push({
+        type: 'send',
+        to: peer,
+        msg: this.plainReceiptSig(seq, mine.bytes, mine.msg.receiptHash),
+      });
   }
 
   /**
@@ -2628,7 +2631,7 @@ export class Replica {
       rs.lastSent = this.now;
       stuck.push(seq);
       // Still uncertified: a plain signature combines with any quorum, a prepared one may not.
-      this.plainReceiptSig(seq, rs);
+      if (rs.bytes && rs.hash) this.plainReceiptSig(seq, rs.bytes, rs.hash);
       this.out.push({ type: 'broadcast', msg: rs.mine });
       this.checkCertified(seq, rs);
     }

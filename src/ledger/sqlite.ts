@@ -99,6 +99,7 @@ import {
   type MerkleTree,
   NodeSignature,
   Outcome,
+  proofReceiptSigs,
   Receipt,
   type ReceiptSignature,
   ReceiptSignatures,
@@ -756,19 +757,14 @@ export class SqliteLedger {
         if (sources) {
           const proof = sources.commitProof;
           // Receipt signatures in the proof count only over the receipt this execution made.
-          const receiptSigs =
-            proof?.receiptHash &&
-            proof.receiptSigs.length > 0 &&
-            equalBytes(proof.receiptHash, done.receiptHash)
-              ? encode(ReceiptSignatures, proof.receiptSigs)
-              : null;
+          const receiptSigs = proofReceiptSigs(proof, done.receiptHash);
           this.st.insSources.run(
             seq,
             encode(SourceRequests, sources.requests.map(withoutInput)),
             encode(SourceResults, sources.results),
             proof?.view ?? null,
             proof ? encode(CommitSigs, proof.sigs) : null,
-            receiptSigs,
+            receiptSigs.length > 0 ? encode(ReceiptSignatures, receiptSigs) : null,
           );
         }
         this.st.insReceipt.run(

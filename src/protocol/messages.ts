@@ -726,6 +726,11 @@ export interface CommitProof {
   receiptHash: Uint8Array | null;
 }
 
+/** A proof's receipt signatures if they cover the receipt `executedHash` (what a node executed to), else none. */
+export function proofReceiptSigs(proof: CommitProof | null, executedHash: Uint8Array): ReceiptSignature[] {
+  return proof?.receiptHash && equalBytes(proof.receiptHash, executedHash) ? proof.receiptSigs : [];
+}
+
 /**
  * Whether signatures prove batch s with digest d committed before its receipt is certified (state
  * transfer): q distinct signers, each with a COMMIT for (view, s, d), a prepared receipt signature of

@@ -21,13 +21,13 @@ import {
   Evidence,
   encode,
   encodeMessage,
-  equalBytes,
   type Genesis,
   hex,
   type KeyPair,
   keyPairFromSeed,
   type NodeMessage,
   type Policy,
+  proofReceiptSigs,
   type Receipt,
   type ReceiptSignature,
   type Request,
@@ -613,8 +613,7 @@ export class Simulation {
       // Certified: q receipt signatures; else the COMMITs and prepared receipt signatures that committed it
       // (the latter only if over the receipt this node executed to).
       const commits = h.sigs ? null : h.commitProof;
-      const ownReceipt = commits?.receiptHash && equalBytes(commits.receiptHash, receiptHashOf(h.receipt));
-      const receiptSigs = h.sigs ?? (ownReceipt ? commits!.receiptSigs : []);
+      const receiptSigs = h.sigs ?? proofReceiptSigs(commits, receiptHashOf(h.receipt));
       if (!h.sigs && (!commits || !commitQuorum(commits.view, commits.sigs, receiptSigs, node.replica.q)))
         break;
       batches.push({
