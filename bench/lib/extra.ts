@@ -251,6 +251,8 @@ export async function serveModel(o: {
   name: string;
   maxBatch: number;
   threads: number;
+  /** Its worker threads' nice value (serve-model's own default when not given). */
+  workerNice?: number;
   execArgv?: string[];
   log: (line: string) => void;
 }): Promise<ServedModel> {
@@ -270,6 +272,7 @@ export async function serveModel(o: {
       String(o.maxBatch),
       '--threads',
       String(o.threads),
+      ...(o.workerNice === undefined ? [] : ['--worker-nice', String(o.workerNice)]),
     ],
     { stdio: ['ignore', 'pipe', 'pipe'] },
   );

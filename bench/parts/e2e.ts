@@ -91,6 +91,7 @@ const ENGINE = {
   intraOpThreads: ENGINE_DEFAULTS.intraOpThreads,
   maxBatch: ENGINE_DEFAULTS.maxBatch,
   maxDelayMs: ENGINE_DEFAULTS.maxDelayMs,
+  workerNice: ENGINE_DEFAULTS.workerNice,
 };
 const TARGET_THROUGHPUT = 0.9;
 const TARGET_P99 = 1.5;
@@ -151,6 +152,11 @@ export const flags: FlagSpecs = {
     value: 'N',
     help: `the inference engine's maxBatch on both sides, nodes and servers (${ENGINE.maxBatch})`,
   },
+  'worker-nice': {
+    kind: 'number',
+    value: 'N',
+    help: `the inference worker threads' nice value on both sides, nodes and servers (${ENGINE.workerNice})`,
+  },
   client: {
     kind: 'choice',
     choices: ['coalesced', 'per-call'],
@@ -167,7 +173,11 @@ export async function run(o: PartOptions): Promise<PartResult> {
   const models = (flag(o.args, 'models') ?? E2E_MODELS.join(',')).split(',');
   const wantProfile = o.args.includes('--profile');
   const coalesce = (flag(o.args, 'client') ?? 'coalesced') === 'coalesced';
-  const engine = { ...ENGINE, maxBatch: Number(flag(o.args, 'max-batch') ?? ENGINE.maxBatch) };
+  const engine = {
+    ...ENGINE,
+    maxBatch: Number(flag(o.args, 'max-batch') ?? ENGINE.maxBatch),
+    workerNice: Number(flag(o.args, 'worker-nice') ?? ENGINE.workerNice),
+  };
   if (models.length !== 4) throw new Error('--models needs four models');
   const m = machine();
   const images = loadVal();
@@ -207,6 +217,7 @@ export async function run(o: PartOptions): Promise<PartResult> {
           name,
           maxBatch: engine.maxBatch,
           threads: engine.intraOpThreads,
+          workerNice: engine.workerNice,
           log: o.log,
         }),
       ),

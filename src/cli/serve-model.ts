@@ -44,6 +44,12 @@ function positiveInt(what: string) {
   };
 }
 
+function niceValue(v: string): number {
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 0 || n > 19) throw usageError(`--worker-nice must be 0..19, got ${v}`);
+  return n;
+}
+
 function port(v: string): number {
   const n = Number(v);
   if (!Number.isInteger(n) || n < 0 || n > 65535) throw usageError(`--port must be 0..65535, got ${v}`);
@@ -59,6 +65,7 @@ interface ServeOptions {
   maxItems: number;
   maxBatch: number;
   threads: number;
+  workerNice: number;
 }
 
 export function registerServeModel(program: Command): void {
@@ -97,6 +104,12 @@ export function registerServeModel(program: Command): void {
       positiveInt('--threads'),
       ENGINE_DEFAULTS.intraOpThreads,
     )
+    .option(
+      '--worker-nice <n>',
+      'nice value of the preprocessing and onnxruntime worker threads, 0..19 (Linux; as a node runs them)',
+      niceValue,
+      ENGINE_DEFAULTS.workerNice,
+    )
     .addHelpText(
       'after',
       '\nExample:\n  npx dropbear serve-model /work/shared/models/mobilenetv2-12-int8.onnx --port 8000\n' +
@@ -113,6 +126,7 @@ export function registerServeModel(program: Command): void {
         expectDigest: found.sha256,
         maxBatch: opts.maxBatch,
         intraOpThreads: opts.threads,
+        workerNice: opts.workerNice,
       });
       const app = createKServeServer({
         engine,

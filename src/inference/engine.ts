@@ -45,6 +45,15 @@ export const ENGINE_DEFAULTS = {
   prepWorkers: 1,
   sessionWorkers: 1,
   decoder: 'fast' as Decoder,
+  // The preprocessing and session worker threads run at this nice value (Linux only: elsewhere a nice
+  // value is the whole process's), below the thread that owns the engine. A node's main thread does many
+  // short steps (protocol messages, signatures, the ledger) on the path of every request, and its workers
+  // long ones (a JPEG decode, a model run): on a machine with few cores the short steps then take a core
+  // when they wake instead of waiting behind a model run. The work done is the same. Measured on
+  // 2026-12-04 (`npm run bench:groupab` at 25 images/s, BENCHMARKS.md "Two e2e groups side by side"): the
+  // pooled p99 with the workers at 10 was 0.78 and 0.71 of that at 0 (and 0.65 at 19), the CPU per image
+  // unchanged. `serve-model` runs its workers the same way, so the e2e part's two sides match.
+  workerNice: 10,
 };
 
 export interface EngineStats {
@@ -124,6 +133,11 @@ export class InferenceEngine implements ModelBackend {
     ] as const)
       if (!Number.isInteger(o[k]) || o[k] < 1)
         throw new DropbearError('CONFIG_INVALID', `${k} must be a positive integer, got ${o[k]}`);
+    if (!Number.isInteger(o.workerNice) || o.workerNice < 0 || o.workerNice > 19)
+      throw new DropbearError(
+        'CONFIG_INVALID',
+        `workerNice must be an integer from 0 to 19, got ${o.workerNice}`,
+      );
     // A model whose batch dimension is fixed at 1 takes one input per run, whatever maxBatch says: batching
     // its inputs saves nothing (its worker would run them one by one) and every input of a batch would wait
     // for the last one's run. Measured (BENCHMARKS.md, inference pipeline): at 30 images/s, ShuffleNet's p99
@@ -131,7 +145,7 @@ export class InferenceEngine implements ModelBackend {
     // certified p99 at half load 177-213 ms against 221-256 (the fan-out's servers get it too).
     const maxBatch = fixedBatchOne(opts.spec) ? 1 : o.maxBatch;
     const started = await Promise.allSettled([
-      PrepPool.start(opts.spec, o.decoder, o.prepWorkers),
+      PrepPool.start(opts.spec, o.decoder, o.prepWorkers, o.workerNice),
       ...Array.from({ length: o.sessionWorkers }, () => SessionRunner.start(opts.modelPath, opts.spec, o)),
     ]);
     const failed = started.find((x) => x.status === 'rejected');

@@ -128,6 +128,8 @@ export interface SessionOptions {
   interOpThreads: number;
   /** onnxruntime execution providers in order of preference, e.g. ['cuda', 'cpu']. */
   executionProviders: string[];
+  /** The worker thread's nice value, 0–19 (EngineOptions.workerNice; 0 when not given). */
+  workerNice?: number;
 }
 
 /** One onnxruntime session in its own worker thread. */
@@ -146,6 +148,7 @@ export class SessionRunner {
       intraOpThreads: opts.intraOpThreads,
       interOpThreads: opts.interOpThreads,
       executionProviders: opts.executionProviders,
+      nice: opts.workerNice ?? 0,
     });
     try {
       await handle.ready;
@@ -230,10 +233,11 @@ export class PrepPool {
     if (list && list.length < SPARE_OUTPUTS_PER_WORKER * this.handles.length) list.push(b);
   }
 
-  static async start(spec: ModelSpec, decoder: Decoder, size: number): Promise<PrepPool> {
+  /** `nice`: the worker threads' nice value, 0–19 (EngineOptions.workerNice). */
+  static async start(spec: ModelSpec, decoder: Decoder, size: number, nice = 0): Promise<PrepPool> {
     const handles = Array.from(
       { length: Math.max(1, size) },
-      () => new WorkerHandle({ role: 'prep', spec, decoder }),
+      () => new WorkerHandle({ role: 'prep', spec, decoder, nice }),
     );
     try {
       await Promise.all(handles.map((h) => h.ready));

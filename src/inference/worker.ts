@@ -3,6 +3,7 @@
  * batches on it (session.run blocks its thread, never the node's event loop); `prep` workers decode and
  * preprocess inputs. Errors go back as {code, message}.
  */
+import { setPriority } from 'node:os';
 import { parentPort, workerData } from 'node:worker_threads';
 import * as ort from 'onnxruntime-node';
 import { DropbearError } from '../protocol/errors.ts';
@@ -17,12 +18,16 @@ export interface SessionWorkerData {
   intraOpThreads: number;
   interOpThreads: number;
   executionProviders: string[];
+  /** This thread's nice value (EngineOptions.workerNice). */
+  nice: number;
 }
 
 export interface PrepWorkerData {
   role: 'prep';
   spec: ModelSpec;
   decoder: Decoder;
+  /** This thread's nice value (EngineOptions.workerNice). */
+  nice: number;
 }
 
 export type WorkerRequest =
@@ -41,6 +46,15 @@ export type WorkerReply =
 
 const port = parentPort!;
 const data = workerData as SessionWorkerData | PrepWorkerData;
+
+// Below the node's own threads (EngineOptions.workerNice): on Linux a nice value belongs to one thread,
+// and setPriority with no pid sets the calling thread's alone. Elsewhere it would set the whole process's,
+// so there the worker keeps the process's. Best effort: a failure leaves the thread as it was.
+if (data.nice > 0 && process.platform === 'linux') {
+  try {
+    setPriority(data.nice);
+  } catch {}
+}
 
 function fail(id: number, e: unknown): void {
   const code = e instanceof DropbearError ? e.code : 'INFERENCE_FAILED';

@@ -223,6 +223,11 @@ describe('usage errors exit 2 with a message naming the problem', () => {
       /2 Byzantine nodes exceed f = 1/,
     ],
     ['a missing genesis file', ['verify', '--genesis', 'missing.json', 'x'], /cannot read missing\.json/],
+    [
+      'a worker nice value out of range',
+      ['serve-model', `${MODELS_DIR}/mobilenet_v1_0.25_128_quant.onnx`, '--worker-nice', '20'],
+      /--worker-nice must be 0\.\.19, got 20/,
+    ],
   ];
   for (const [what, args, message] of cases)
     it(

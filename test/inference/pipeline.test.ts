@@ -1,5 +1,5 @@
 // The whole inference pipeline on the real models and images: decode, preprocess, batcher, worker sessions.
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { afterAll, describe, expect, it } from 'vitest';
 import { CATALOG, catalogByName } from '../../src/inference/catalog.ts';
 import { ENGINE_DEFAULTS, InferenceEngine } from '../../src/inference/engine.ts';
@@ -119,6 +119,46 @@ describe('engine behaviour', () => {
     } finally {
       await runner.close();
     }
+  });
+
+  /** The nice value of each thread of this process, by thread id (Linux: /proc/self/task/<tid>/stat). */
+  function threadNices(): Map<number, number> {
+    const out = new Map<number, number>();
+    for (const tid of readdirSync('/proc/self/task')) {
+      try {
+        const stat = readFileSync(`/proc/self/task/${tid}/stat`, 'utf8');
+        // Fields after the command name (which may hold spaces): state is the 3rd field, nice the 19th.
+        out.set(Number(tid), Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[16]));
+      } catch {} // a thread that ended while we read
+    }
+    return out;
+  }
+  const count = (m: Map<number, number>, nice: number) => [...m.values()].filter((n) => n === nice).length;
+
+  it.runIf(process.platform === 'linux')(
+    'the worker threads run at workerNice, the thread that started the engine keeps its own',
+    async () => {
+      // 7: no other engine of this file uses it (the default is 10).
+      expect(count(threadNices(), 7)).toBe(0);
+      const e = await engine('mobilenet_v1_0.25_128_quant', { workerNice: 7, prepWorkers: 2 });
+      const during = threadNices();
+      // Two preprocessing workers and one session worker (and whatever onnxruntime starts from it).
+      expect(count(during, 7)).toBeGreaterThanOrEqual(3);
+      expect(during.get(process.pid)).toBe(0);
+      // It still answers, and closing it ends those threads.
+      const r = await e.classify(valBytes.get(valFiles[0])!);
+      expect(r.kind).toBe('class');
+      await e.close();
+      expect(count(threadNices(), 7)).toBe(0);
+    },
+  );
+
+  it('refuses a workerNice outside 0-19 or not an integer', async () => {
+    const spec = catalogByName('mobilenet_v1_0.25_128_quant')!;
+    for (const workerNice of [-1, 20, 2.5, Number.NaN])
+      await expect(
+        InferenceEngine.start({ modelPath: `${MODELS}/${spec.name}.onnx`, spec, workerNice }),
+      ).rejects.toMatchObject({ code: 'CONFIG_INVALID', message: expect.stringContaining('workerNice') });
   });
 
   it('batched results are bit-identical to batch-1 results on a dynamic-batch model', async () => {
