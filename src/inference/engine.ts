@@ -46,14 +46,14 @@ export const ENGINE_DEFAULTS = {
   sessionWorkers: 1,
   decoder: 'fast' as Decoder,
   // The preprocessing and session worker threads run at this nice value (Linux only: elsewhere a nice
-  // value is the whole process's), below the thread that owns the engine. A node's main thread does many
-  // short steps (protocol messages, signatures, the ledger) on the path of every request, and its workers
-  // long ones (a JPEG decode, a model run): on a machine with few cores the short steps then take a core
-  // when they wake instead of waiting behind a model run. The work done is the same. Measured on
-  // 2026-12-04 (`npm run bench:groupab` at 25 images/s, BENCHMARKS.md "Two e2e groups side by side"): the
-  // pooled p99 with the workers at 10 was 0.78 and 0.71 of that at 0 (and 0.65 at 19), the CPU per image
-  // unchanged. `serve-model` runs its workers the same way, so the e2e part's two sides match.
-  workerNice: 10,
+  // value is the whole process's); above 0 they run below the thread that owns the engine, so a node's
+  // short protocol steps take a core when they wake instead of waiting behind a model run. Measured on
+  // 2026-12-04 (`npm run bench:groupab`, BENCHMARKS.md "Two e2e groups side by side"), 10 against 0: the
+  // pooled p99 0.78 and 0.71 at 25 images/s, 0.97 at 18/s; at 30/s, near the group's saturation, one
+  // round of the niced group fell 8 s behind (its models starved while its event loops caught up, the
+  // likely reading) where the other kept up. A lower tail at one load is not worth a collapse at a
+  // higher one: 0 (the process's own priority), the setting an operator may raise.
+  workerNice: 0,
 };
 
 export interface EngineStats {

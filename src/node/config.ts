@@ -17,7 +17,7 @@
  *   "extraModels": [ { "name": "…" } ],            // loaded beside it, for an ordered model update
  *   "home": "~/.dropbear",                         // model store (default $DROPBEAR_HOME)
  *   "engine": { "intraOpThreads": 1, "maxBatch": 8, "maxDelayMs": 2, "maxQueue": 512, "decoder": "fast",
- *               "workerNice": 10 },                // inference threads below the event loop (docs/inference.md)
+ *               "workerNice": 0 },                 // > 0: inference threads below the event loop (docs/inference.md)
  *   "replica": { "batchSize": 128, "batchTimeoutMs": 5 },
  *   "api_limits": { "bodyLimitBytes": 8388608, "maxPending": 8192, "maxQueueSeconds": 2, "minPending": 256 },
  *   "custodial": { "accounts": [ { "apiKeySha256": "<hex>", "key": "keys/client.json", "maxFee": 1000 } ] },

@@ -138,7 +138,7 @@ describe('engine behaviour', () => {
   it.runIf(process.platform === 'linux')(
     'the worker threads run at workerNice, the thread that started the engine keeps its own',
     async () => {
-      // 7: no other engine of this file uses it (the default is 10).
+      // 7: no other engine of this file uses it (the default is 0).
       expect(count(threadNices(), 7)).toBe(0);
       const e = await engine('mobilenet_v1_0.25_128_quant', { workerNice: 7, prepWorkers: 2 });
       const during = threadNices();
