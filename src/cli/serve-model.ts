@@ -2,7 +2,7 @@ import { stat } from 'node:fs/promises';
 import { basename, extname, resolve } from 'node:path';
 import type { Command } from 'commander';
 import { catalogByDigest } from '../inference/catalog.ts';
-import { ENGINE_DEFAULTS, InferenceEngine } from '../inference/engine.ts';
+import { ENGINE_DEFAULTS, InferenceEngine, isWorkerNice } from '../inference/engine.ts';
 import {
   createKServeServer,
   DEFAULT_BODY_LIMIT,
@@ -46,7 +46,7 @@ function positiveInt(what: string) {
 
 function niceValue(v: string): number {
   const n = Number(v);
-  if (!Number.isInteger(n) || n < 0 || n > 19) throw usageError(`--worker-nice must be 0..19, got ${v}`);
+  if (!isWorkerNice(n)) throw usageError(`--worker-nice must be 0..19, got ${v}`);
   return n;
 }
 

@@ -56,6 +56,11 @@ export const ENGINE_DEFAULTS = {
   workerNice: 0,
 };
 
+/** A nice value a worker thread may take (EngineOptions.workerNice): an integer from 0 (the process's) to 19. */
+export function isWorkerNice(n: unknown): n is number {
+  return Number.isInteger(n) && (n as number) >= 0 && (n as number) <= 19;
+}
+
 export interface EngineStats {
   queued: number;
   preprocessing: number;
@@ -133,7 +138,7 @@ export class InferenceEngine implements ModelBackend {
     ] as const)
       if (!Number.isInteger(o[k]) || o[k] < 1)
         throw new DropbearError('CONFIG_INVALID', `${k} must be a positive integer, got ${o[k]}`);
-    if (!Number.isInteger(o.workerNice) || o.workerNice < 0 || o.workerNice > 19)
+    if (!isWorkerNice(o.workerNice))
       throw new DropbearError(
         'CONFIG_INVALID',
         `workerNice must be an integer from 0 to 19, got ${o.workerNice}`,
