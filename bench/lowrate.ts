@@ -7,9 +7,9 @@
  * - as configured (`group init`'s replica settings and durability: at this rate one request per consensus batch);
  * - with 200 ms batch timeouts (both `batchTimeoutMs` and `idleBatchTimeoutMs`): several requests per
  *   batch, so the difference to the first row is what a batch costs beyond its requests;
- * - with receipt commits (replica `receiptCommits` true: a node's prepared receipt signature stands for
- *   its COMMIT, which it then does not send; README, "Receipt commits"; the default from 2026-12-04
- *   ~06:00 UTC until ~17:00 UTC the same day, when this row was "without receipt commits");
+ * - without receipt commits (replica `receiptCommits` false: each node sends its COMMIT as well as its
+ *   prepared receipt signature, as before 2026-12-04 ~06:00 UTC, instead of letting the signature stand for
+ *   the COMMIT; README, "Prepared receipts");
  * - without prepared receipts (replica `preparedReceipts` false: every node signs the receipt after it
  *   executed the batch, a fourth all-to-all round, instead of with its COMMIT; README, "Prepared receipts");
  * - with full durability (every signed record and execution fsynced; `group init` writes prepared since
@@ -67,9 +67,9 @@ const SETTINGS: Setting[] = [
     replica: { batchTimeoutMs: 200, idleBatchTimeoutMs: 200 },
   },
   {
-    label: 'with receipt commits',
+    label: 'without receipt commits',
     durability: GROUP_DURABILITY,
-    replica: { receiptCommits: true },
+    replica: { receiptCommits: false },
   },
   {
     label: 'without prepared receipts',

@@ -166,13 +166,6 @@ export interface ReplicaConfig {
    * costs one signature and one broadcast fewer per node. A node that cannot match it (it has not
    * previewed the batch, or computed another receipt) gets the COMMIT at the retransmission round, which
    * sends every stuck slot's COMMIT, or by FETCH.
-   *
-   * Off by default since 2026-12-04: a peer can count such a signature only once it has previewed the
-   * batch itself, that is executed the one before, so each batch's commit could wait for a message round after
-   * the previous batch's execution at q nodes, and ordering no longer overlapped execution. Under load
-   * that cost throughput (n = 10, stand-in model, closed loop at saturation, three interleaved rounds: 486,
-   * 589 and 486 certified/s against 614, 621 and 589 without; p99 1,071, 923 and 1,029 ms against 764, 695
-   * and 746), and at low load it saved nothing measurable (BENCHMARKS.md, "Low load").
    */
   receiptCommits: boolean;
 }
@@ -220,7 +213,7 @@ export const DEFAULT_REPLICA_CONFIG: ReplicaConfig = {
   progressPatience: 4,
   maxExpiredHeld: 1024,
   preparedReceipts: true,
-  receiptCommits: false,
+  receiptCommits: true,
 };
 
 export type Event =
