@@ -1,6 +1,7 @@
 /**
- * What sets one group apart from another in an A/B of two groups (bench/groupab.ts): a patch of its node
- * configs and variables added to its node processes' environment, both given on the command line.
+ * What sets one group apart from another in an A/B of two groups (bench/groupab.ts, bench/replicaab.ts): a
+ * patch of its node configs or replica settings and variables added to its node processes' environment,
+ * given on the command line.
  */
 import { BenchArgError } from './args.ts';
 
@@ -44,4 +45,23 @@ export function nodeConfigPatch(
     out[key] = { ...base, ...v[key] };
   }
   return out;
+}
+
+/**
+ * Replica settings as a JSON object whose values are numbers or true/false (the node's config check says
+ * which names and values it takes). Throws BenchArgError for anything else.
+ */
+export function replicaPatch(text: string): Record<string, number | boolean> {
+  let v: unknown;
+  try {
+    v = JSON.parse(text);
+  } catch (e) {
+    throw new BenchArgError(`is not JSON: ${(e as Error).message}`);
+  }
+  if (typeof v !== 'object' || v === null || Array.isArray(v))
+    throw new BenchArgError('must be a JSON object');
+  for (const [key, x] of Object.entries(v))
+    if (typeof x !== 'number' && typeof x !== 'boolean')
+      throw new BenchArgError(`"${key}": a replica setting is a number or true/false`);
+  return v as Record<string, number | boolean>;
 }

@@ -63,6 +63,10 @@ import { linePlot } from '../lib/svg.ts';
 type Site = 'A' | 'B' | 'C';
 const NODE_SITE: Site[] = ['A', 'A', 'B', 'C'];
 const CLIENT_SITE: Site = 'A';
+/** The nodes at the client's own site (the ones a client there sends to). */
+export function atClientSite<T extends { id: number }>(nodes: T[]): T[] {
+  return nodes.filter((n) => NODE_SITE[n.id] === CLIENT_SITE);
+}
 const ONE_WAY_MS: Record<string, number> = { 'A-B': 10, 'A-C': 30, 'B-C': 60 };
 /**
  * What `group init` writes, with a longer retransmission period. (Until 2026-11-30 this replaced the whole
@@ -105,7 +109,7 @@ export async function startWanGroup(o: {
   /** One-way delays per site pair (default ONE_WAY_MS). */
   oneWayMs?: Record<string, number>;
   /** Replica settings over this part's (for probes). */
-  replica?: Record<string, number>;
+  replica?: Record<string, number | boolean>;
   log: (l: string) => void;
 }): Promise<WanGroup> {
   const table = o.oneWayMs ?? ONE_WAY_MS;

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { BenchArgError } from '../../bench/lib/args.ts';
-import { nodeConfigPatch, parseEnvPairs } from '../../bench/lib/variant.ts';
+import { nodeConfigPatch, parseEnvPairs, replicaPatch } from '../../bench/lib/variant.ts';
 
 const message = (f: () => unknown): string => {
   try {
@@ -53,5 +53,20 @@ describe('what sets group B apart (bench:groupab)', () => {
     expect(message(() => nodeConfigPatch('{"replica":3}', defaults))).toContain(
       '"replica" must be a JSON object',
     );
+  });
+});
+
+describe('replica settings of group B (bench:replicaab)', () => {
+  it('takes a JSON object of numbers and switches', () => {
+    expect(replicaPatch('{"receiptCommits":true,"window":8}')).toEqual({ receiptCommits: true, window: 8 });
+    expect(replicaPatch('{}')).toEqual({});
+  });
+
+  it('refuses anything else, naming what is wrong', () => {
+    expect(message(() => replicaPatch('{receiptCommits:true}'))).toContain('not JSON');
+    expect(message(() => replicaPatch('[1]'))).toContain('JSON object');
+    expect(message(() => replicaPatch('null'))).toContain('JSON object');
+    expect(message(() => replicaPatch('{"window":"8"}'))).toContain('"window"');
+    expect(message(() => replicaPatch('{"replica":{"window":8}}'))).toContain('"replica"');
   });
 });

@@ -1,0 +1,213 @@
+/**
+ * npm run bench:replicaab — two stand-in groups that differ in replica settings, at saturation,
+ * interleaved. Group A runs the protocol part's settings (bench/parts/protocol.ts `withGroup`: `group
+ * init`'s replica settings and durability, the stand-in model); group B the same plus `--b-replica` (a
+ * JSON object of replica settings, e.g. `{"receiptCommits":true}`), and `--a-replica` likewise for A.
+ * Each round starts a fresh group of `--n` nodes for A, then for B (B first in every other round), warms
+ * it up for `--warm-ms` and measures `--ms` of closed loop at `--in-flight` requests with the protocol
+ * part's client (the SDK, client batch signing on 64 requests or what arrives within 2 ms, or one signature
+ * per request with `--single`; every certificate verified). With `--wan`, each group is the wan part's
+ * instead (bench/parts/wan.ts `startWanGroup`: 4 nodes over three emulated sites, 10, 30 and 60 ms one
+ * way, its replica settings), the client at site A sending to the nodes there.
+ *
+ * Per round and group: certified requests/s, p50 and p99, the nodes' and the generator's CPU. Then per
+ * group the median and range over rounds, and in how many rounds B certified more than A. Prints a
+ * markdown table and writes no results file: a reading goes into BENCHMARKS.md by hand.
+ */
+import type { LoadedGroup } from '../src/cli/group.ts';
+import { STANDIN_MODEL, standInInput } from '../src/node/standin-backend.ts';
+import { BenchArgError, type FlagSpecs, flagHelp, scriptFlags } from './lib/args.ts';
+import { Batcher, BenchClient, makeVerifier, sdkBatch, sdkSender } from './lib/dropbear-load.ts';
+import { tempDir } from './lib/extra.ts';
+import { lightFetch } from './lib/http.ts';
+import { atEnd, describeMachine, machine } from './lib/machine.ts';
+import { mdTable } from './lib/markdown.ts';
+import { flag } from './lib/part.ts';
+import { median } from './lib/stats.ts';
+import { replicaPatch } from './lib/variant.ts';
+import { counters, settleGroup, step, type Target, withGroup } from './parts/protocol.ts';
+import { atClientSite, startWanGroup } from './parts/wan.ts';
+
+const FLAGS: FlagSpecs = {
+  n: { kind: 'count', help: 'nodes per group (10)' },
+  rounds: { kind: 'count', help: 'rounds, each A and B in alternating order (3)' },
+  'in-flight': { kind: 'count', help: 'closed-loop requests in flight (256)' },
+  ms: { kind: 'ms', help: 'measured closed loop per group and round (10000)' },
+  'warm-ms': { kind: 'ms', help: 'closed-loop warm-up of each fresh group, discarded (15000)' },
+  'a-replica': { kind: 'text', value: 'JSON', help: "replica settings over group A's (none)" },
+  'b-replica': { kind: 'text', value: 'JSON', help: "replica settings over group B's (required)" },
+  single: { kind: 'switch', help: 'one client signature per request instead of batch signing' },
+  wan: { kind: 'switch', help: "the wan part's groups: 4 nodes over three emulated sites" },
+  quick: { kind: 'switch', help: 'a short run (n = 4, 1 round of 4 s, 4 s warm-up)' },
+};
+const COMMAND = 'npm run bench:replicaab';
+const given = scriptFlags(process.argv.slice(2), FLAGS, COMMAND);
+const quick = given.includes('--quick');
+const SINGLE = given.includes('--single');
+const WAN = given.includes('--wan');
+const num = (name: string, dflt: number): number => Number(flag(given, name) ?? dflt);
+if (WAN && flag(given, 'n') !== undefined && Number(flag(given, 'n')) !== 4) {
+  process.stderr.write("--wan runs the wan part's 4 nodes: leave out --n\n");
+  process.exit(2);
+}
+const N = WAN ? 4 : num('n', quick ? 4 : 10);
+const ROUNDS = num('rounds', quick ? 1 : 3);
+const IN_FLIGHT = num('in-flight', SINGLE ? 32 : 256);
+const MS = num('ms', quick ? 4000 : 10_000);
+const WARM_MS = num('warm-ms', quick ? 4000 : 15_000);
+
+function usage(message: string): never {
+  process.stderr.write(`${message}\nusage: ${COMMAND} -- [flags]\n${flagHelp(FLAGS).join('\n')}\n`);
+  process.exit(2);
+}
+
+function patch(name: string): Record<string, number | boolean> | undefined {
+  const text = flag(given, name);
+  if (text === undefined) return undefined;
+  try {
+    return replicaPatch(text);
+  } catch (e) {
+    if (!(e instanceof BenchArgError)) throw e;
+    usage(`--${name} ${e.message}`);
+  }
+}
+
+const A = patch('a-replica');
+const B = patch('b-replica');
+if (B === undefined) usage('--b-replica is required');
+
+interface Row {
+  round: number;
+  group: 'A' | 'B';
+  perSec: number;
+  p50: number;
+  p99: number;
+  failed: number;
+  nodesPct: number;
+  generatorPct: number;
+  viewChanges: number | null;
+}
+
+/** A fresh group of the kind asked for, stopped after `fn`. */
+async function inGroup<T>(
+  replica: Record<string, number | boolean> | undefined,
+  fn: (g: LoadedGroup, nodes: { id: number; api: string }[], pids: number[]) => Promise<T>,
+): Promise<T> {
+  if (!WAN) return withGroup(N, { log: () => {}, replica }, ({ g, pids }) => fn(g, g.file.nodes, pids));
+  const tmp = tempDir('replicaab');
+  try {
+    const w = await startWanGroup({
+      dir: tmp.dir,
+      models: Array(4).fill(STANDIN_MODEL),
+      replica,
+      log: () => {},
+    });
+    try {
+      return await fn(w.group.group, atClientSite(w.clientNodes), w.pids);
+    } finally {
+      await w.stop();
+    }
+  } finally {
+    tmp.remove();
+  }
+}
+
+async function measure(round: number, group: 'A' | 'B'): Promise<Row> {
+  const http = lightFetch({ maxSockets: 256 });
+  const inputs = Array.from({ length: 1024 }, (_, i) => standInInput(i));
+  try {
+    return await inGroup(group === 'A' ? A : B, async (g, nodes, pids) => {
+      const client = new BenchClient(
+        {
+          genesis: g.genesis,
+          nodes,
+          key: g.clientKey(),
+          sendTo: 1,
+          timeoutMs: Math.max(10_000, MS),
+          fetch: http.fetch,
+        },
+        makeVerifier(1),
+      );
+      const t: Target = {
+        label: group,
+        send: SINGLE ? sdkSender(client, inputs) : new Batcher(sdkBatch(client), inputs, 64, 2).send,
+        pids: () => pids,
+        settle: () => settleGroup(g, http.fetch),
+        counters: () => counters(g, http.fetch),
+      };
+      await step(t, { concurrency: IN_FLIGHT }, WARM_MS);
+      const r = await step(t, { concurrency: IN_FLIGHT }, MS);
+      return {
+        round,
+        group,
+        perSec: r.throughput,
+        p50: r.latency.p50,
+        p99: r.latency.p99,
+        failed: r.failed,
+        nodesPct: r.cpu.servers,
+        generatorPct: r.cpu.generator,
+        viewChanges: r.viewChanges,
+      };
+    });
+  } finally {
+    http.close();
+  }
+}
+
+const started = machine();
+console.log(
+  `Command: ${COMMAND} -- ${process.argv.slice(2).join(' ')}. ${N} nodes${WAN ? " over the wan part's three sites" : ''}, stand-in model, ${SINGLE ? 'one client signature per request' : 'client batch signing (64 requests or 2 ms)'}, closed loop at ${IN_FLIGHT} in flight, ${MS / 1000} s per group and round after ${WARM_MS / 1000} s of warm-up on a fresh group; A: ${JSON.stringify(A ?? {})}, B: ${JSON.stringify(B)}; ${ROUNDS} round(s), ABBA….`,
+);
+const rows: Row[] = [];
+for (let round = 1; round <= ROUNDS; round++)
+  for (const group of round % 2 === 1 ? (['A', 'B'] as const) : (['B', 'A'] as const)) {
+    const r = await measure(round, group);
+    rows.push(r);
+    console.error(
+      `round ${round} ${group}: ${r.perSec.toFixed(0)}/s, p50 ${r.p50.toFixed(1)} p99 ${r.p99.toFixed(1)} ms, nodes ${r.nodesPct.toFixed(0)} % generator ${r.generatorPct.toFixed(0)} %, failed ${r.failed}`,
+    );
+  }
+console.log(`Machine: ${describeMachine(atEnd(started))}.`);
+console.log('');
+console.log(
+  mdTable(
+    [
+      'round',
+      'group',
+      'certified/s',
+      'p50 ms',
+      'p99 ms',
+      'nodes CPU %',
+      'generator CPU %',
+      'failed',
+      'view changes',
+    ],
+    rows.map((r) => [
+      String(r.round),
+      r.group,
+      r.perSec.toFixed(0),
+      r.p50.toFixed(1),
+      r.p99.toFixed(1),
+      r.nodesPct.toFixed(0),
+      r.generatorPct.toFixed(0),
+      String(r.failed),
+      r.viewChanges === null ? '–' : String(r.viewChanges),
+    ]),
+  ),
+);
+const of = (g: 'A' | 'B', f: (r: Row) => number) => {
+  const xs = rows.filter((r) => r.group === g).map(f);
+  return `${median(xs).toFixed(0)} (${Math.min(...xs).toFixed(0)}–${Math.max(...xs).toFixed(0)})`;
+};
+const wins = rows.filter(
+  (b) =>
+    b.group === 'B' &&
+    b.perSec > (rows.find((a) => a.group === 'A' && a.round === b.round)?.perSec ?? Infinity),
+).length;
+console.log('');
+for (const g of ['A', 'B'] as const)
+  console.log(
+    `- ${g}: certified/s ${of(g, (r) => r.perSec)}, p99 ms ${of(g, (r) => r.p99)} (median and range over rounds)`,
+  );
+console.log(`- B certified more than A in ${wins} of ${ROUNDS} round(s).`);
+process.exit(0);
