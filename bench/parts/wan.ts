@@ -304,7 +304,7 @@ export async function run(o: PartOptions): Promise<PartResult> {
         sender = new BatchSender({
           genesis: g.genesis,
           key: g.clientKey(),
-          nodes: w.clientNodes.filter((n) => NODE_SITE[n.id] === CLIENT_SITE),
+          nodes: atClientSite(w.clientNodes),
           fetch: light.fetch,
           inputs,
           maxBatch: CLIENT_BATCH[sub],
@@ -446,7 +446,7 @@ export async function run(o: PartOptions): Promise<PartResult> {
       const sender = new BatchSender({
         genesis: g.genesis,
         key: g.clientKey(),
-        nodes: w.clientNodes.filter((n) => NODE_SITE[n.id] === CLIENT_SITE),
+        nodes: atClientSite(w.clientNodes),
         fetch: light.fetch,
         inputs: standinInputs,
         maxBatch: CLIENT_BATCH.standin,
