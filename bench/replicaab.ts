@@ -25,7 +25,15 @@ import { mdTable } from './lib/markdown.ts';
 import { flag } from './lib/part.ts';
 import { median } from './lib/stats.ts';
 import { replicaPatch } from './lib/variant.ts';
-import { counters, settleGroup, step, type Target, withGroup } from './parts/protocol.ts';
+import {
+  CLIENT_BATCH,
+  counters,
+  LINGER_MS,
+  settleGroup,
+  step,
+  type Target,
+  withGroup,
+} from './parts/protocol.ts';
 import { atClientSite, startWanGroup } from './parts/wan.ts';
 
 const FLAGS: FlagSpecs = {
@@ -130,7 +138,9 @@ async function measure(round: number, group: 'A' | 'B'): Promise<Row> {
       );
       const t: Target = {
         label: group,
-        send: SINGLE ? sdkSender(client, inputs) : new Batcher(sdkBatch(client), inputs, 64, 2).send,
+        send: SINGLE
+          ? sdkSender(client, inputs)
+          : new Batcher(sdkBatch(client), inputs, CLIENT_BATCH, LINGER_MS).send,
         pids: () => pids,
         settle: () => settleGroup(g, http.fetch),
         counters: () => counters(g, http.fetch),
@@ -156,7 +166,7 @@ async function measure(round: number, group: 'A' | 'B'): Promise<Row> {
 
 const started = machine();
 console.log(
-  `Command: ${COMMAND} -- ${process.argv.slice(2).join(' ')}. ${N} nodes${WAN ? " over the wan part's three sites" : ''}, stand-in model, ${SINGLE ? 'one client signature per request' : 'client batch signing (64 requests or 2 ms)'}, closed loop at ${IN_FLIGHT} in flight, ${MS / 1000} s per group and round after ${WARM_MS / 1000} s of warm-up on a fresh group; A: ${JSON.stringify(A ?? {})}, B: ${JSON.stringify(B)}; ${ROUNDS} round(s), ABBA….`,
+  `Command: ${COMMAND} -- ${process.argv.slice(2).join(' ')}. ${N} nodes${WAN ? " over the wan part's three sites" : ''}, stand-in model, ${SINGLE ? 'one client signature per request' : `client batch signing (${CLIENT_BATCH} requests or ${LINGER_MS} ms)`}, closed loop at ${IN_FLIGHT} in flight, ${MS / 1000} s per group and round after ${WARM_MS / 1000} s of warm-up on a fresh group; A: ${JSON.stringify(A ?? {})}, B: ${JSON.stringify(B)}; ${ROUNDS} round(s), ABBA….`,
 );
 const rows: Row[] = [];
 for (let round = 1; round <= ROUNDS; round++)

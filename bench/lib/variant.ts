@@ -29,15 +29,7 @@ export function nodeConfigPatch(
   text: string,
   defaults: Record<string, Record<string, unknown>>,
 ): Record<string, unknown> {
-  let v: unknown;
-  try {
-    v = JSON.parse(text);
-  } catch (e) {
-    throw new BenchArgError(`is not JSON: ${(e as Error).message}`);
-  }
-  const isObject = (x: unknown): x is Record<string, unknown> =>
-    typeof x === 'object' && x !== null && !Array.isArray(x);
-  if (!isObject(v)) throw new BenchArgError('must be a JSON object');
+  const v = jsonObject(text);
   const out: Record<string, unknown> = { ...v };
   for (const [key, base] of Object.entries(defaults)) {
     if (v[key] === undefined) continue;
@@ -52,16 +44,25 @@ export function nodeConfigPatch(
  * which names and values it takes). Throws BenchArgError for anything else.
  */
 export function replicaPatch(text: string): Record<string, number | boolean> {
+  const v = jsonObject(text);
+  for (const [key, x] of Object.entries(v))
+    if (typeof x !== 'number' && typeof x !== 'boolean')
+      throw new BenchArgError(`"${key}": a replica setting is a number or true/false`);
+  return v as Record<string, number | boolean>;
+}
+
+function isObject(x: unknown): x is Record<string, unknown> {
+  return typeof x === 'object' && x !== null && !Array.isArray(x);
+}
+
+/** `text` as a JSON object, or BenchArgError saying it is not JSON or not an object. */
+function jsonObject(text: string): Record<string, unknown> {
   let v: unknown;
   try {
     v = JSON.parse(text);
   } catch (e) {
     throw new BenchArgError(`is not JSON: ${(e as Error).message}`);
   }
-  if (typeof v !== 'object' || v === null || Array.isArray(v))
-    throw new BenchArgError('must be a JSON object');
-  for (const [key, x] of Object.entries(v))
-    if (typeof x !== 'number' && typeof x !== 'boolean')
-      throw new BenchArgError(`"${key}": a replica setting is a number or true/false`);
-  return v as Record<string, number | boolean>;
+  if (!isObject(v)) throw new BenchArgError('must be a JSON object');
+  return v;
 }

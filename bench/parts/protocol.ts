@@ -75,8 +75,8 @@ const DURABILITY_TEXT: Record<Durability, string> = {
     "prepared durability (`group init`'s: a node fsyncs its prepared certificate before COMMIT, view changes and a view's first vote; docs/ledger.md)",
   relaxed: 'relaxed durability (`--durability=relaxed`: no fsync before signing; docs/ledger.md)',
 };
-const CLIENT_BATCH = 64;
-const LINGER_MS = 2;
+export const CLIENT_BATCH = 64;
+export const LINGER_MS = 2;
 
 const RATES: Record<'group' | 'baseline', Record<Mode, number[]>> = {
   group: {
