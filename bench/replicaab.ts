@@ -29,6 +29,7 @@ import {
   CLIENT_BATCH,
   counters,
   LINGER_MS,
+  peerBytesPerRequest,
   settleGroup,
   step,
   type Target,
@@ -94,6 +95,8 @@ interface Row {
   nodesPct: number;
   generatorPct: number;
   viewChanges: number | null;
+  /** Encoded bytes the nodes sent each other per certified request (peerBytesPerRequest). */
+  peerBytes: number | null;
 }
 
 /** A fresh group of the kind asked for, stopped after `fn`. */
@@ -157,6 +160,7 @@ async function measure(round: number, group: 'A' | 'B'): Promise<Row> {
         nodesPct: r.cpu.servers,
         generatorPct: r.cpu.generator,
         viewChanges: r.viewChanges,
+        peerBytes: peerBytesPerRequest(r)?.total ?? null,
       };
     });
   } finally {
@@ -191,6 +195,7 @@ console.log(
       'generator CPU %',
       'failed',
       'view changes',
+      'bytes between nodes / request',
     ],
     rows.map((r) => [
       String(r.round),
@@ -202,6 +207,7 @@ console.log(
       r.generatorPct.toFixed(0),
       String(r.failed),
       r.viewChanges === null ? '–' : String(r.viewChanges),
+      r.peerBytes === null ? '–' : r.peerBytes.toFixed(0),
     ]),
   ),
 );

@@ -112,7 +112,15 @@ export interface Step extends StepResult {
   inferCalls: number | null;
   /** View changes node 0 saw during the step (a healthy step has none). */
   viewChanges: number | null;
+  /**
+   * Peer messages the nodes sent each other during the step, all nodes together, by message kind
+   * (dropbear_peer_messages_sent_total and dropbear_peer_bytes_sent_total); null for the baseline.
+   */
+  peerSent: PeerTraffic | null;
 }
+
+/** Peer messages and their encoded bytes, by message kind. */
+export type PeerTraffic = Record<string, { messages: number; bytes: number }>;
 
 export interface Curve {
   steps: Step[];
@@ -158,6 +166,8 @@ interface Counters {
   batches: number;
   inferCalls: number;
   viewChanges: number;
+  /** Every node's, summed. */
+  peerSent: PeerTraffic;
 }
 
 let nextIndex = 0;
@@ -208,7 +218,26 @@ export async function step(
     batches: c0 && c1 ? c1.batches - c0.batches : null,
     inferCalls: c0 && c1 ? c1.inferCalls - c0.inferCalls : null,
     viewChanges: c0 && c1 ? c1.viewChanges - c0.viewChanges : null,
+    peerSent: c0 && c1 ? trafficSince(c0.peerSent, c1.peerSent) : null,
   };
+}
+
+function trafficSince(before: PeerTraffic, after: PeerTraffic): PeerTraffic {
+  const out: PeerTraffic = {};
+  for (const [kind, a] of Object.entries(after)) {
+    const b = before[kind] ?? { messages: 0, bytes: 0 };
+    if (a.messages > b.messages) out[kind] = { messages: a.messages - b.messages, bytes: a.bytes - b.bytes };
+  }
+  return out;
+}
+
+/** Encoded bytes the nodes sent each other per certified request in `s`, in all and by message kind. */
+export function peerBytesPerRequest(s: Step): { total: number; byKind: [string, number][] } | null {
+  if (!s.peerSent || s.ok === 0) return null;
+  const byKind = Object.entries(s.peerSent)
+    .map(([kind, t]): [string, number] => [kind, t.bytes / s.ok])
+    .sort((a, b) => b[1] - a[1]);
+  return { total: byKind.reduce((x, [, b]) => x + b, 0), byKind };
 }
 
 export function stepLine(label: string, s: Step, why?: string | null): string {
@@ -361,13 +390,22 @@ export async function settleGroup(g: LoadedGroup, fetchImpl: typeof fetch): Prom
 }
 
 export async function counters(g: LoadedGroup, fetchImpl: typeof fetch): Promise<Counters> {
-  const text = await (await fetchImpl(`${g.file.nodes[0].api}/metrics`)).text();
+  const texts = await Promise.all(
+    g.file.nodes.map(async (n) => (await fetchImpl(`${n.api}/metrics`)).text()),
+  );
   const get = (name: string) =>
-    Number(new RegExp(`^${name}(?:\\{[^}]*\\})? (\\S+)$`, 'm').exec(text)?.[1] ?? Number.NaN);
+    Number(new RegExp(`^${name}(?:\\{[^}]*\\})? (\\S+)$`, 'm').exec(texts[0])?.[1] ?? Number.NaN);
+  const peerSent: PeerTraffic = {};
+  for (const text of texts)
+    for (const m of text.matchAll(/^dropbear_peer_(messages|bytes)_sent_total\{kind="(\w+)"\} (\S+)$/gm)) {
+      const t = (peerSent[m[2]] ??= { messages: 0, bytes: 0 });
+      t[m[1] as 'messages' | 'bytes'] += Number(m[3]);
+    }
   return {
     batches: get('dropbear_consensus_batch_size_count'),
     inferCalls: get('dropbear_inference_batch_size_count'),
     viewChanges: get('dropbear_view_changes_total'),
+    peerSent,
   };
 }
 
@@ -753,6 +791,38 @@ function report(
     stepRows,
   );
 
+  // What the nodes send each other per certified request, at saturation (the closed-loop step).
+  const trafficRows: (string | number)[][] = [];
+  for (const g of groups)
+    for (const mode of ['single', 'batch'] as Mode[]) {
+      const s = g.modes[mode]?.closed;
+      const t = s ? peerBytesPerRequest(s) : null;
+      if (!s || !t) continue;
+      trafficRows.push([
+        g.n,
+        mode,
+        s.throughput.toFixed(0),
+        t.total.toFixed(0),
+        t.byKind
+          .filter(([, b]) => b >= 0.01 * t.total)
+          .map(([kind, b]) => `${kind} ${((100 * b) / t.total).toFixed(0)} %`)
+          .join(', '),
+      ]);
+    }
+  const traffic =
+    trafficRows.length === 0
+      ? ''
+      : `Traffic between the nodes in the closed-loop step (the nodes' \`dropbear_peer_bytes_sent_total\`, all nodes together, encoded message bytes without frame headers or TCP/IP), per certified request:\n\n${mdTable(
+          [
+            'n',
+            '<signing',
+            'closed loop req/s',
+            'bytes sent between nodes / request',
+            '<by message kind (≥ 1 %)',
+          ],
+          trafficRows,
+        )}`;
+
   // Targets (n = 4).
   const g4 = groups.find((g) => g.n === 4);
   const verdicts: string[] = [];
@@ -864,6 +934,7 @@ function report(
     '',
     ...plots.map((p) => `{plot:${p.name}}`),
     '',
+    ...(traffic ? [traffic, ''] : []),
     '<details><summary>Every step</summary>',
     '',
     steps,

@@ -96,6 +96,11 @@ export interface HostObserver {
   viewChange(view: number): void;
   /** An fsync of the ledger's WAL called back after `ms` (from the call, queueing on the thread pool included). */
   walSynced?(ms: number): void;
+  /**
+   * Peer messages of `kind` handed to the transport: `messages` frames (a broadcast counts one per peer, a
+   * FORWARD too large for one frame one per frame) of `bytes` encoded bytes in all (frame headers not counted).
+   */
+  sent?(kind: NodeMessage['kind'], messages: number, bytes: number): void;
   /** Every replica step: the event and the actions it produced (a diagnostic trace, src/node/steptrace.ts). */
   step?(event: Event, actions: Action[]): void;
 }
@@ -350,6 +355,7 @@ export class NodeHost {
           const frames = this.frames(a.msg);
           this.sendKind(a.msg, () => {
             for (const bytes of frames) this.wire.send(to, bytes);
+            this.noteSent(a.msg.kind, frames, 1);
           });
           break;
         }
@@ -357,6 +363,7 @@ export class NodeHost {
           const frames = this.frames(a.msg);
           this.sendKind(a.msg, () => {
             for (const bytes of frames) this.wire.broadcast(bytes);
+            this.noteSent(a.msg.kind, frames, this.genesis.nodes.length - 1);
           });
           break;
         }
@@ -478,6 +485,14 @@ export class NodeHost {
     this.next = [];
     this.nextNeedsSync = false;
     for (const send of sends) send();
+  }
+
+  /** Tells the observer what left for `copies` peers (HostObserver.sent). */
+  private noteSent(kind: NodeMessage['kind'], frames: Uint8Array[], copies: number): void {
+    if (!this.obs.sent || frames.length === 0) return;
+    let bytes = 0;
+    for (const f of frames) bytes += f.length;
+    this.obs.sent(kind, frames.length * copies, bytes * copies);
   }
 
   /** A message of a GUARDED kind goes through `out`; any other leaves now. */
@@ -658,7 +673,10 @@ export class NodeHost {
       checkpoint: a.checkpoint,
     };
     const bytes = encodeMessage(msg);
-    this.out(() => this.wire.send(a.to, bytes));
+    this.out(() => {
+      this.wire.send(a.to, bytes);
+      this.noteSent(msg.kind, [bytes], 1);
+    });
   }
 
   // ---------------------------------------------------------------- what the API calls

@@ -20,6 +20,8 @@
  *   dropbear_view_changes_total                      view changes seen by this node
  *   dropbear_peer_connected{peer}                    1 when the transport reports the peer connected
  *   dropbear_bad_frames_total{peer}                  undecodable frames received, by peer
+ *   dropbear_peer_messages_sent_total{kind}          peer messages handed to the transport, by kind (a broadcast counts once per peer)
+ *   dropbear_peer_bytes_sent_total{kind}             their encoded bytes (frame headers and TCP not counted)
  *   dropbear_http_responses_total{method,route,status}
  */
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
@@ -62,6 +64,8 @@ export class NodeMetrics {
   private readonly ledgerSync: Histogram;
   private readonly viewChanges: Counter;
   private readonly badFrames: Counter<'peer'>;
+  private readonly peerMessages: Counter<'kind'>;
+  private readonly peerBytes: Counter<'kind'>;
   private readonly http: Counter<'method' | 'route' | 'status'>;
 
   constructor(opts: MetricsOptions = {}) {
@@ -185,6 +189,18 @@ export class NodeMetrics {
       labelNames: ['peer'],
       registers,
     });
+    this.peerMessages = new Counter({
+      name: 'dropbear_peer_messages_sent_total',
+      help: 'Peer messages handed to the transport, by message kind (a broadcast counts once per peer)',
+      labelNames: ['kind'],
+      registers,
+    });
+    this.peerBytes = new Counter({
+      name: 'dropbear_peer_bytes_sent_total',
+      help: 'Encoded bytes of the peer messages handed to the transport, by message kind (frame headers not counted)',
+      labelNames: ['kind'],
+      registers,
+    });
     this.http = new Counter({
       name: 'dropbear_http_responses_total',
       help: 'HTTP responses by method, route and status',
@@ -218,6 +234,10 @@ export class NodeMetrics {
       certified: (certs) => this.onCertified(certs),
       badFrame: (from) => this.badFrames.inc({ peer: String(from) }),
       viewChange: () => this.viewChanges.inc(),
+      sent: (kind, messages, bytes) => {
+        this.peerMessages.inc({ kind }, messages);
+        this.peerBytes.inc({ kind }, bytes);
+      },
     };
   }
 

@@ -712,6 +712,8 @@ describe('node HTTP API', () => {
       'dropbear_view_changes_total',
       'dropbear_peer_connected',
       'dropbear_bad_frames_total',
+      'dropbear_peer_messages_sent_total',
+      'dropbear_peer_bytes_sent_total',
       'dropbear_http_responses_total',
     ])
       expect(text, name).toContain(name);
@@ -724,6 +726,12 @@ describe('node HTTP API', () => {
       /dropbear_http_responses_total\{method="POST",route="\/v1\/requests",status="200"\} [1-9]/,
     );
     expect(Number(/^dropbear_accept_to_certificate_seconds_count (\d+)/m.exec(text)?.[1])).toBeGreaterThan(0);
+    // Node 0, the primary, proposed: each PRE-PREPARE went to its three peers, with the batch in it.
+    const ppSent = Number(/^dropbear_peer_messages_sent_total\{kind="prePrepare"\} (\d+)/m.exec(text)?.[1]);
+    const ppBytes = Number(/^dropbear_peer_bytes_sent_total\{kind="prePrepare"\} (\d+)/m.exec(text)?.[1]);
+    expect(ppSent).toBeGreaterThan(0);
+    expect(ppSent % 3).toBe(0);
+    expect(ppBytes / ppSent).toBeGreaterThan(100);
     // Node 0, the primary, persisted its PRE-PREPAREs and COMMITs: each left behind an fsync of its ledger.
     expect(Number(/^dropbear_ledger_sync_seconds_count (\d+)/m.exec(text)?.[1])).toBeGreaterThan(0);
 

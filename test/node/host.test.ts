@@ -578,3 +578,73 @@ describe('answers of inference calls that finish in the same turn', () => {
     }
   });
 });
+
+describe('what a node tells its observer it sent', () => {
+  it('counts every copy of every peer message by kind, with its bytes, as the wire carried them', async () => {
+    const group = makeGroup(4, 1, 35);
+    type Tally = Map<string, { messages: number; bytes: number }>;
+    const add = (t: Tally, kind: string, messages: number, bytes: number) => {
+      const x = t.get(kind) ?? { messages: 0, bytes: 0 };
+      x.messages += messages;
+      x.bytes += bytes;
+      t.set(kind, x);
+    };
+    // What each node put on the wire, one entry per frame and destination, and what it told its observer.
+    const carried: Tally[] = group.genesis.nodes.map(() => new Map());
+    const told: Tally[] = group.genesis.nodes.map(() => new Map());
+    const handlers = new Map<number, (f: number, b: Uint8Array) => void>();
+    const wire = (id: number): Wire => {
+      const deliver = (to: number, bytes: Uint8Array) => {
+        add(carried[id], (decodeMessage(bytes) as { kind: string }).kind, 1, bytes.length);
+        setImmediate(() => handlers.get(to)?.(id, bytes));
+      };
+      return {
+        send: deliver,
+        broadcast: (bytes) => {
+          for (let to = 0; to < 4; to++) if (to !== id) deliver(to, bytes);
+        },
+        onFrame: (h) => {
+          handlers.set(id, h);
+        },
+        reportBad: () => {},
+      };
+    };
+    const hosts = group.genesis.nodes.map((_, id) =>
+      NodeHost.open({
+        id,
+        genesis: group.genesis,
+        key: group.keys[id],
+        ledgerPath: join(dir, `sent-${id}.sqlite`),
+        backends: [startStandIn(id)],
+        wire: wire(id),
+        replica: { batchTimeoutMs: 1, voteWaitMs: 1 },
+        observe: { sent: (kind, messages, bytes) => add(told[id], kind, messages, bytes) },
+      }),
+    );
+    try {
+      for (const h of hosts) h.start();
+      // Requests at a backup (forwarded to the others) and at the primary, in several turns.
+      const ids: string[] = [];
+      for (let i = 0; i < 8; i++) {
+        const r = hosts[i % 2 === 0 ? 1 : 0].submit(standInRequest(group, hosts[0], 300 + i));
+        expect(r.ok).toBe(true);
+        if (r.ok) ids.push(hex(r.requestId));
+        if (i % 3 === 2) await new Promise((res) => setTimeout(res, 3));
+      }
+      const certs = await Promise.all(ids.map((id) => hosts[0].waitCertificate(id, 10_000)));
+      expect(certs.every((c) => c !== null)).toBe(true);
+      // Whatever is still held behind an fsync has left once the hosts settle.
+      await new Promise((res) => setTimeout(res, 50));
+      for (let id = 0; id < 4; id++)
+        expect(Object.fromEntries(told[id])).toEqual(Object.fromEntries(carried[id]));
+      // The primary proposed (a broadcast: three copies of each PRE-PREPARE) and node 1 forwarded.
+      const pp = told[0].get('prePrepare');
+      expect(pp?.messages).toBeGreaterThan(0);
+      expect((pp?.messages ?? 0) % 3).toBe(0);
+      expect(told[1].get('forward')?.messages).toBeGreaterThan(0);
+      for (const t of told) expect(t.get('results')?.bytes).toBeGreaterThan(0);
+    } finally {
+      for (const h of hosts) h.close();
+    }
+  });
+});
