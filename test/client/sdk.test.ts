@@ -66,6 +66,27 @@ function sdk(o: Partial<ClientOptions> = {}): DropbearClient {
   });
 }
 
+/** Each node's view, last executed batch and backlog, and where request `id` (hex) stands there. */
+function groupStateOf(id: string | undefined): string {
+  return group.hosts
+    .map((h, i) => {
+      const r = h.replica;
+      const where = !id
+        ? ''
+        : `, the request ${
+            r.wantsOwnVote(id)
+              ? 'waits for a proposal'
+              : r.awaitsExecution(id)
+                ? 'is in a batch'
+                : r.holdsRequest(id)
+                  ? 'executed'
+                  : 'unknown'
+          }, certificate ${h.certificate(id) ? 'held' : 'none'}`;
+      return `node ${i}: view ${r.view}, executed ${r.lastExecuted}, pending ${r.pendingRequests}${where}`;
+    })
+    .join('; ');
+}
+
 /** `fetch` that records every call (method, URL, body) and how many were in flight at most. */
 function recording() {
   const calls: {
@@ -101,7 +122,10 @@ function recording() {
 }
 
 function expectCertified(r: InferResult | Error, sr?: SignedRequest): InferResult {
-  if (r instanceof Error) throw r;
+  // A batch item that failed: say what each node knows of it, so that a failure on a loaded machine
+  // tells a slow group from a request lost on the way.
+  if (r instanceof Error)
+    throw new Error(`${r.message} (group: ${groupStateOf(/[0-9a-f]{64}/.exec(r.message)?.[0])})`);
   const v = verifyCertificate(r.certificate, group.genesis, sr ? { request: sr } : {});
   expect(v.ok, v.ok ? '' : `${v.reason}: ${v.message}`).toBe(true);
   expect(r.requestId).toBe(hex(r.certificate.outcome.requestId));
