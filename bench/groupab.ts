@@ -17,7 +17,7 @@
 import { GROUP_REPLICA } from '../src/cli/group.ts';
 import { DropbearClient } from '../src/client/index.ts';
 import { ENGINE_DEFAULTS } from '../src/inference/engine.ts';
-import { BenchArgError, type FlagSpecs, flagHelp, scriptFlags } from './lib/args.ts';
+import { type FlagSpecs, scriptFlagParsed, scriptFlags } from './lib/args.ts';
 import {
   E2E_MODELS,
   homeWithModels,
@@ -54,22 +54,9 @@ const MS = num('ms', quick ? 5000 : 30_000);
 const ROUNDS = num('rounds', quick ? 2 : 4);
 const WARM_MS = num('warm-ms', quick ? 5000 : 20_000);
 
-function usage(message: string): never {
-  process.stderr.write(`${message}\nusage: ${COMMAND} -- [flags]\n${flagHelp(FLAGS).join('\n')}\n`);
-  process.exit(2);
-}
-
-/** A flag's value through `parse`, or a clear error and exit status 2. */
-function parsed<T>(name: string, parse: (text: string) => T, dflt: T): T {
-  const text = flag(given, name);
-  if (text === undefined) return dflt;
-  try {
-    return parse(text);
-  } catch (e) {
-    if (!(e instanceof BenchArgError)) throw e;
-    usage(`--${name} ${e.message}`);
-  }
-}
+/** A flag's value through `parse` (a clear error and exit status 2 for a bad one), or `dflt`. */
+const parsed = <T>(name: string, parse: (text: string) => T, dflt: T): T =>
+  scriptFlagParsed(given, name, parse, FLAGS, COMMAND) ?? dflt;
 
 /** The engine settings the e2e part runs (as a node runs them by default). */
 const ENGINE = {

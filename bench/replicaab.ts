@@ -16,7 +16,7 @@
  */
 import type { LoadedGroup } from '../src/cli/group.ts';
 import { STANDIN_MODEL, standInInput } from '../src/node/standin-backend.ts';
-import { BenchArgError, type FlagSpecs, flagHelp, scriptFlags } from './lib/args.ts';
+import { type FlagSpecs, scriptFlagParsed, scriptFlags, scriptUsage } from './lib/args.ts';
 import { Batcher, BenchClient, makeVerifier, sdkBatch, sdkSender } from './lib/dropbear-load.ts';
 import { tempDir } from './lib/extra.ts';
 import { lightFetch } from './lib/http.ts';
@@ -65,25 +65,10 @@ const IN_FLIGHT = num('in-flight', SINGLE ? 32 : 256);
 const MS = num('ms', quick ? 4000 : 10_000);
 const WARM_MS = num('warm-ms', quick ? 4000 : 15_000);
 
-function usage(message: string): never {
-  process.stderr.write(`${message}\nusage: ${COMMAND} -- [flags]\n${flagHelp(FLAGS).join('\n')}\n`);
-  process.exit(2);
-}
-
-function patch(name: string): Record<string, number | boolean> | undefined {
-  const text = flag(given, name);
-  if (text === undefined) return undefined;
-  try {
-    return replicaPatch(text);
-  } catch (e) {
-    if (!(e instanceof BenchArgError)) throw e;
-    usage(`--${name} ${e.message}`);
-  }
-}
-
+const patch = (name: string) => scriptFlagParsed(given, name, replicaPatch, FLAGS, COMMAND);
 const A = patch('a-replica');
 const B = patch('b-replica');
-if (B === undefined) usage('--b-replica is required');
+if (B === undefined) scriptUsage('--b-replica is required', FLAGS, COMMAND);
 
 interface Row {
   round: number;

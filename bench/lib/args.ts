@@ -133,7 +133,34 @@ export function scriptFlags(argv: readonly string[], specs: FlagSpecs, command: 
     return flags;
   } catch (e) {
     if (!(e instanceof BenchArgError)) throw e;
-    process.stderr.write(`${e.message}\nusage: ${command} -- [flags]\n${flagHelp(specs).join('\n')}\n`);
-    process.exit(2);
+    scriptUsage(e.message, specs, command);
+  }
+}
+
+/** A standalone bench script's bad command line: `message` and a usage text on stderr, exit status 2. */
+export function scriptUsage(message: string, specs: FlagSpecs, command: string): never {
+  process.stderr.write(`${message}\nusage: ${command} -- [flags]\n${flagHelp(specs).join('\n')}\n`);
+  process.exit(2);
+}
+
+/**
+ * The value of `--name` among a standalone script's flags (what scriptFlags returned) read through `parse`,
+ * undefined when it is not given; a BenchArgError from `parse` ends the script as scriptUsage does.
+ */
+export function scriptFlagParsed<T>(
+  given: readonly string[],
+  name: string,
+  parse: (text: string) => T,
+  specs: FlagSpecs,
+  command: string,
+): T | undefined {
+  const p = `--${name}=`;
+  const text = given.find((a) => a.startsWith(p))?.slice(p.length);
+  if (text === undefined) return undefined;
+  try {
+    return parse(text);
+  } catch (e) {
+    if (!(e instanceof BenchArgError)) throw e;
+    scriptUsage(`--${name} ${e.message}`, specs, command);
   }
 }
