@@ -82,6 +82,11 @@ interface Row {
   viewChanges: number | null;
   /** Encoded bytes the nodes sent each other per certified request (peerBytesPerRequest). */
   peerBytes: number | null;
+  /**
+   * PRE-PREPAREs the nodes sent per batch executed and per peer: 1 when every proposal went once to each
+   * peer, more with re-sends (the primary re-sends a slot still unexecuted after retransmitMs).
+   */
+  proposalsPerBatch: number | null;
 }
 
 /** A fresh group of the kind asked for, stopped after `fn`. */
@@ -146,6 +151,8 @@ async function measure(round: number, group: 'A' | 'B'): Promise<Row> {
         generatorPct: r.cpu.generator,
         viewChanges: r.viewChanges,
         peerBytes: peerBytesPerRequest(r)?.total ?? null,
+        proposalsPerBatch:
+          r.peerSent && r.batches ? (r.peerSent.prePrepare?.messages ?? 0) / r.batches / (N - 1) : null,
       };
     });
   } finally {
@@ -181,6 +188,7 @@ console.log(
       'failed',
       'view changes',
       'bytes between nodes / request',
+      'proposals sent / batch and peer',
     ],
     rows.map((r) => [
       String(r.round),
@@ -193,6 +201,7 @@ console.log(
       String(r.failed),
       r.viewChanges === null ? '–' : String(r.viewChanges),
       r.peerBytes === null ? '–' : r.peerBytes.toFixed(0),
+      r.proposalsPerBatch === null ? '–' : r.proposalsPerBatch.toFixed(2),
     ]),
   ),
 );

@@ -86,6 +86,7 @@ const REPLICA_COUNTS: ReadonlySet<string> = new Set<keyof ReplicaConfig>([
 const REPLICA_FLAGS: ReadonlySet<string> = new Set<keyof ReplicaConfig>([
   'preparedReceipts',
   'receiptCommits',
+  'targetedResends',
 ]);
 
 /**

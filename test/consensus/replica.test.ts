@@ -804,6 +804,43 @@ describe('3. the primary proposes', () => {
     }
   }
 
+  it('re-sends a stuck proposal only to the peers not known to hold it, its COMMIT to those not known to have executed (targetedResends)', () => {
+    const resends = (targeted: boolean) => {
+      const { h, vote } = primaryWith(1, { retransmitMs: 100, targetedResends: targeted });
+      for (const v of [0, 1, 2]) vote(v, T0 + 1);
+      const [pp] = ppsIn([...h.tick(T0 + 5), ...h.tick(T0 + 15)]);
+      expect(pp.seq).toBe(1);
+      // Nodes 1 and 2 prepare it (the primary prepares and broadcasts its COMMIT); node 3 is silent.
+      h.msg(1, phase('prepare', 1, 1, pp.digest), T0 + 110);
+      const c = h.msg(2, phase('prepare', 2, 1, pp.digest), T0 + 111);
+      expect(sent(c, 'commit').map((x) => x.to)).toEqual(['all']);
+      // Nothing executes; the retransmission round comes.
+      const a = h.tick(T0 + 400);
+      return {
+        pp: sent(a, 'prePrepare').map((x) => x.to),
+        commit: sent(a, 'commit').map((x) => x.to),
+      };
+    };
+    // Nodes 1 and 2 hold the proposal (their PREPAREs say so): only node 3 gets it again. None of them is
+    // known to have executed it: the COMMIT goes to all.
+    expect(resends(true)).toEqual({ pp: [3], commit: ['all'] });
+    expect(resends(false)).toEqual({ pp: ['all'], commit: ['all'] });
+  });
+
+  it("a backup re-sends its PREPARE only to the peers not known to have prepared (a peer's COMMIT says it has)", () => {
+    const resends = (targeted: boolean) => {
+      const { h, entry } = backupWith(1, { retransmitMs: 100, targetedResends: targeted });
+      const p = makePP(1, [entry(0)], { timestamp: T0 + 1 });
+      const a = h.msg(0, { kind: 'prePrepare', pp: p }, T0 + 2);
+      expect(sent(a, 'prepare').map((x) => x.to)).toEqual(['all']);
+      // Node 2 has prepared (its COMMIT); node 3 and the primary are not known to have.
+      h.msg(2, phase('commit', 2, 1, p.digest), T0 + 3);
+      return sent(h.tick(T0 + 400), 'prepare').map((x) => x.to);
+    };
+    expect(resends(true)).toEqual([0, 3]);
+    expect(resends(false)).toEqual(['all']);
+  });
+
   it('proposes no request that expired while waiting, and forgets it two skew bounds and a view-change timeout later', () => {
     const cfg = { viewChangeTimeoutMs: 1000 };
     const h = new One(0, cfg);

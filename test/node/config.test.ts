@@ -77,8 +77,8 @@ describe('node config: replica settings', () => {
     }
   });
 
-  it('takes a switch (preparedReceipts, receiptCommits) only as true or false', () => {
-    for (const key of ['preparedReceipts', 'receiptCommits']) {
+  it('takes a switch (preparedReceipts, receiptCommits, targetedResends) only as true or false', () => {
+    for (const key of ['preparedReceipts', 'receiptCommits', 'targetedResends']) {
       expect(load({ [key]: false }).replica).toEqual({ [key]: false });
       for (const v of [0, 1, 'false', null]) {
         const e = refusal({ [key]: v });
