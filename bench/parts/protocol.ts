@@ -232,12 +232,15 @@ function trafficSince(before: PeerTraffic, after: PeerTraffic): PeerTraffic {
 }
 
 /** Encoded bytes the nodes sent each other per certified request in `s`, in all and by message kind. */
-export function peerBytesPerRequest(s: Step): { total: number; byKind: [string, number][] } | null {
+export function peerBytesPerRequest(
+  s: Step,
+): { total: number; byKind: [string, number][]; messages: number } | null {
   if (!s.peerSent || s.ok === 0) return null;
   const byKind = Object.entries(s.peerSent)
     .map(([kind, t]): [string, number] => [kind, t.bytes / s.ok])
     .sort((a, b) => b[1] - a[1]);
-  return { total: byKind.reduce((x, [, b]) => x + b, 0), byKind };
+  const messages = Object.values(s.peerSent).reduce((x, t) => x + t.messages, 0) / s.ok;
+  return { total: byKind.reduce((x, [, b]) => x + b, 0), byKind, messages };
 }
 
 export function stepLine(label: string, s: Step, why?: string | null): string {
@@ -802,6 +805,7 @@ function report(
         g.n,
         mode,
         s.throughput.toFixed(0),
+        t.messages.toFixed(2),
         t.total.toFixed(0),
         t.byKind
           .filter(([, b]) => b >= 0.01 * t.total)
@@ -812,11 +816,12 @@ function report(
   const traffic =
     trafficRows.length === 0
       ? ''
-      : `Traffic between the nodes in the closed-loop step (the nodes' \`dropbear_peer_bytes_sent_total\`, all nodes together, encoded message bytes without frame headers or TCP/IP), per certified request:\n\n${mdTable(
+      : `Traffic between the nodes in the closed-loop step (the nodes' \`dropbear_peer_bytes_sent_total\`, all nodes together, encoded message bytes without frame headers or TCP/IP, and \`dropbear_peer_messages_sent_total\`: a message to each peer counts once), per certified request:\n\n${mdTable(
           [
             'n',
             '<signing',
             'closed loop req/s',
+            'messages between nodes / request',
             'bytes sent between nodes / request',
             '<by message kind (≥ 1 %)',
           ],
