@@ -2838,6 +2838,13 @@ export class Replica {
    */
   private onViewTimer(): void {
     if (this.viewChanging) {
+      // Ask the others what they executed first, as the normal case does before suspecting a primary
+      // (below). A node left alone in its view change while the group went on in the old view, and then
+      // idle, learns of the last batches it missed no other way: a prepared receipt signature says its
+      // signer executed the batch before, and an idle group sends nothing newer (a random fault schedule,
+      // seed 554 of 1000, left one node a batch behind for good).
+      this.catchUpAt = Number.NEGATIVE_INFINITY;
+      this.startCatchUp();
       if (this.hearsQuorum()) this.startViewChange(this.view + 1);
       else this.vcDeadline = this.now + this.currentTimeout();
       return;
