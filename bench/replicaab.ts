@@ -29,7 +29,7 @@ import {
   CLIENT_BATCH,
   counters,
   LINGER_MS,
-  peerBytesPerRequest,
+  peerTrafficPerRequest,
   settleGroup,
   step,
   type Target,
@@ -80,7 +80,7 @@ interface Row {
   nodesPct: number;
   generatorPct: number;
   viewChanges: number | null;
-  /** Encoded bytes the nodes sent each other per certified request (peerBytesPerRequest). */
+  /** Encoded bytes the nodes sent each other per certified request (peerTrafficPerRequest). */
   peerBytes: number | null;
   /**
    * PRE-PREPAREs the nodes sent per batch executed and per peer: 1 when every proposal went once to each
@@ -150,7 +150,7 @@ async function measure(round: number, group: 'A' | 'B'): Promise<Row> {
         nodesPct: r.cpu.servers,
         generatorPct: r.cpu.generator,
         viewChanges: r.viewChanges,
-        peerBytes: peerBytesPerRequest(r)?.total ?? null,
+        peerBytes: peerTrafficPerRequest(r)?.total ?? null,
         proposalsPerBatch:
           r.peerSent && r.batches ? (r.peerSent.prePrepare?.messages ?? 0) / r.batches / (N - 1) : null,
       };

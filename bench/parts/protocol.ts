@@ -231,8 +231,8 @@ function trafficSince(before: PeerTraffic, after: PeerTraffic): PeerTraffic {
   return out;
 }
 
-/** Encoded bytes the nodes sent each other per certified request in `s`, in all and by message kind. */
-export function peerBytesPerRequest(
+/** What the nodes sent each other per certified request in `s`: encoded bytes in all and by message kind, and messages. */
+export function peerTrafficPerRequest(
   s: Step,
 ): { total: number; byKind: [string, number][]; messages: number } | null {
   if (!s.peerSent || s.ok === 0) return null;
@@ -799,7 +799,7 @@ function report(
   for (const g of groups)
     for (const mode of ['single', 'batch'] as Mode[]) {
       const s = g.modes[mode]?.closed;
-      const t = s ? peerBytesPerRequest(s) : null;
+      const t = s ? peerTrafficPerRequest(s) : null;
       if (!s || !t) continue;
       trafficRows.push([
         g.n,

@@ -2629,12 +2629,13 @@ export class Replica {
       }
       slot.lastSent = this.now;
       stuck.push(slot.seq);
+      const dHex = slot.digest === null ? null : hex(slot.digest);
       // Its proposal is asked for when missing, or when peers voted for another digest (an equivocating
       // primary: the other signed proposal is the evidence that convicts it).
       if (!slot.pp || this.votedOtherDigest(slot)) lacking.push(slot.seq);
       if (slot.pp && this.primaryOf(slot.view) === this.id)
-        this.resend({ kind: 'prePrepare', pp: slot.pp }, (p) => this.holdsProposal(slot, p));
-      if (slot.myPrepare) this.resend(slot.myPrepare, (p) => this.peerPrepared(slot, p));
+        this.resend({ kind: 'prePrepare', pp: slot.pp }, (p) => this.holdsProposal(slot, dHex, p));
+      if (slot.myPrepare) this.resend(slot.myPrepare, (p) => this.peerPrepared(slot, dHex, p));
       if (slot.myCommit) this.resend(slot.myCommit, (p) => (this.executedBy.get(p) ?? 0) >= slot.seq);
     }
     for (const [seq, rs] of this.receipts) {
@@ -2739,16 +2740,18 @@ export class Replica {
    * after this node prepared is dropped unrecorded (onPhase), so a peer may hold it unknown to us: it
    * then gets the re-send, as before.
    */
-  private holdsProposal(slot: Slot, peer: number): boolean {
-    if (slot.digest === null) return false;
-    const d = hex(slot.digest);
-    return slot.prepares.get(peer) === d || this.peerPrepared(slot, peer);
+  private holdsProposal(slot: Slot, dHex: string | null, peer: number): boolean {
+    if (dHex === null) return false;
+    return slot.prepares.get(peer) === dHex || this.peerPrepared(slot, dHex, peer);
   }
 
-  /** Whether `peer` is known to have prepared this slot (its COMMIT came in) or executed the batch. */
-  private peerPrepared(slot: Slot, peer: number): boolean {
+  /**
+   * Whether `peer` is known to have prepared this slot (its COMMIT came in) or executed the batch.
+   * `dHex`: hex of the slot's digest (null without a proposal).
+   */
+  private peerPrepared(slot: Slot, dHex: string | null, peer: number): boolean {
     if ((this.executedBy.get(peer) ?? 0) >= slot.seq) return true;
-    return slot.digest !== null && slot.commits.get(peer) === hex(slot.digest);
+    return dHex !== null && slot.commits.get(peer) === dHex;
   }
 
   /** The peers that may still need one of our results batches (see retransmit). */
