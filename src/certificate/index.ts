@@ -25,6 +25,7 @@ import {
   type MerkleTree,
   type Outcome,
   Outcome as OutcomeCodec,
+  quorumSize,
   type Receipt,
   Receipt as ReceiptCodec,
   type ReceiptSignature,
@@ -199,7 +200,7 @@ export function verifyCertificate(
     return fail('unsupported-version', `version ${cert.version}`);
   const n = genesis.nodes.length;
   const f = genesis.f;
-  const q = 2 * f + 1;
+  const q = quorumSize(n, f);
   const { outcome, receipt } = cert;
   if (!equalBytes(receipt.groupId, groupIdCached(genesis)))
     return fail('wrong-group', 'receipt is for another group');

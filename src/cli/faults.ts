@@ -12,16 +12,31 @@ export function parseSeeds(text: string): [number, number] {
   return [a, b];
 }
 
+/** `--sizes 5,6`: group sizes from 1 to 64 (LIMITS.nodes is higher; the simulator is not meant for more). */
+export function parseSizes(text: string): number[] {
+  const sizes = text.split(',').map((t) => t.trim());
+  if (sizes.length === 0 || sizes.some((t) => !/^\d+$/.test(t) || Number(t) < 1 || Number(t) > 64))
+    throw usageError(`--sizes must be a comma-separated list of group sizes from 1 to 64, got "${text}"`);
+  return sizes.map(Number);
+}
+
 /**
  * `sim --faults random --seeds A..B [--keep DIR]`: one line per seed; a failing seed is shrunk, written
  * as JSON and printed with the command that replays it. Returns the number of failing seeds.
  */
-export function runRandomFaults(seeds: string, keep: string | undefined, write: (s: string) => void): number {
+export function runRandomFaults(
+  seeds: string,
+  keep: string | undefined,
+  write: (s: string) => void,
+  sizesText?: string,
+): number {
   const [a, b] = parseSeeds(seeds);
+  const sizes = sizesText === undefined ? undefined : parseSizes(sizesText);
+  const sizesFlag = sizesText === undefined ? '' : ` --sizes ${sizes?.join(',')}`;
   let failed = 0;
   const started = Date.now();
   for (let seed = a; seed <= b; seed++) {
-    const schedule = randomSchedule(seed);
+    const schedule = randomSchedule(seed, sizes);
     const keepDir = keep ? join(keep, `seed-${seed}`) : undefined;
     if (keepDir) mkdirSync(keepDir, { recursive: true });
     const o = runSchedule(schedule, { keepDir });
@@ -39,7 +54,7 @@ export function runRandomFaults(seeds: string, keep: string | undefined, write: 
     writeFileSync(file, `${JSON.stringify(small, null, 2)}\n`);
     write(`     shrunk to: ${describe(small)}\n`);
     write(
-      `     replay: npx dropbear sim --faults random --seeds ${seed}..${seed}   (shrunk: npx dropbear sim --schedule ${file})\n`,
+      `     replay: npx dropbear sim --faults random --seeds ${seed}..${seed}${sizesFlag}   (shrunk: npx dropbear sim --schedule ${file})\n`,
     );
   }
   write(

@@ -135,6 +135,7 @@ export function registerSim(program: Command): void {
     .option('--duplicate <p>', 'message duplication probability', '0')
     .option('--faults <mode>', 'random: run random fault schedules (with --seeds) on real SQLite ledgers')
     .option('--seeds <A..B>', 'seed range for --faults random', '1..20')
+    .option('--sizes <n,n,…>', 'with --faults: group sizes a schedule picks from (default 4,4,4,7)')
     .option('--keep <dir>', "with --faults: keep each seed's SQLite ledgers (and failing schedules) here")
     .option('--schedule <file>', 'replay one fault schedule written by a failing --faults run')
     .addHelpText(
@@ -142,19 +143,29 @@ export function registerSim(program: Command): void {
       '\nExamples:\n  npx dropbear sim --nodes 4 --requests 1000 --seed 7 --out out --byzantine 2:wrong-results\n' +
         '  npx dropbear sim --faults random --seeds 1..200 --keep /tmp/ledgers\n',
     )
-    .action((o: SimCliOptions & { faults?: string; seeds: string; keep?: string; schedule?: string }) => {
-      const write = (s: string) => process.stdout.write(s);
-      if (o.schedule) {
-        if (!runScheduleFile(o.schedule, o.keep, write)) process.exitCode = 1;
-        return;
-      }
-      if (o.faults !== undefined) {
-        if (o.faults !== 'random') throw usageError(`--faults must be "random", got "${o.faults}"`);
-        if (runRandomFaults(o.seeds, o.keep, write) > 0) process.exitCode = 1;
-        return;
-      }
-      const { summary, ok } = runSimCommand(o);
-      process.stdout.write(`${summary}\n`);
-      if (!ok) process.exitCode = 1;
-    });
+    .action(
+      (
+        o: SimCliOptions & {
+          faults?: string;
+          seeds: string;
+          keep?: string;
+          schedule?: string;
+          sizes?: string;
+        },
+      ) => {
+        const write = (s: string) => process.stdout.write(s);
+        if (o.schedule) {
+          if (!runScheduleFile(o.schedule, o.keep, write)) process.exitCode = 1;
+          return;
+        }
+        if (o.faults !== undefined) {
+          if (o.faults !== 'random') throw usageError(`--faults must be "random", got "${o.faults}"`);
+          if (runRandomFaults(o.seeds, o.keep, write, o.sizes) > 0) process.exitCode = 1;
+          return;
+        }
+        const { summary, ok } = runSimCommand(o);
+        process.stdout.write(`${summary}\n`);
+        if (!ok) process.exitCode = 1;
+      },
+    );
 }

@@ -32,6 +32,7 @@ import {
   type PrePrepare,
   type PreparedCert,
   PreparedCert as PreparedCertCodec,
+  quorumSize,
   type Receipt,
   Receipt as ReceiptCodec,
   type ReceiptSignature,
@@ -670,7 +671,7 @@ export class Replica {
     this.key = key;
     this.n = genesis.nodes.length;
     this.f = genesis.f;
-    this.q = 2 * this.f + 1;
+    this.q = quorumSize(this.n, this.f);
     if (this.n < 3 * this.f + 1)
       throw new DropbearError('GENESIS_INVALID', `n=${this.n} < 3f+1 with f=${this.f}`);
     if (!equalBytes(genesis.nodes[id]?.publicKey ?? new Uint8Array(), key.publicKey))
@@ -1902,7 +1903,7 @@ export class Replica {
     const dHex = hex(slot.digest);
     if (
       !slot.prepared &&
-      this.matching(slot.prepares, dHex, this.primaryOf(slot.view)) >= 2 * this.f &&
+      this.matching(slot.prepares, dHex, this.primaryOf(slot.view)) >= this.q - 1 &&
       this.mayPhaseSign('commit', slot.view, slot.seq, slot.digest)
     ) {
       slot.prepared = true;
@@ -2826,12 +2827,12 @@ export class Replica {
     );
   }
 
-  /** Can this node hear a quorum? A node that hears fewer than 2f peers may be the one cut off. */
+  /** Can this node hear a quorum? A node that hears fewer than q − 1 peers may be the one cut off. */
   private hearsQuorum(): boolean {
     const since = this.now - this.currentTimeout();
     let c = 0;
     for (const [node, t] of this.lastHeard) if (node !== this.id && t >= since) c++;
-    return c >= 2 * this.f;
+    return c >= this.q - 1;
   }
 
   /**

@@ -11,6 +11,7 @@ import {
   type Genesis,
   NULL_BATCH,
   PhaseBody,
+  quorumSize,
   type SignedViewChange,
   TAGS,
   ViewChangeBody,
@@ -34,7 +35,7 @@ export function primaryOf(view: number, n: number): number {
 /** Why a VIEW-CHANGE is invalid, or null when it is valid. */
 export function viewChangeProblem(vc: SignedViewChange, ctx: ViewContext): string | null {
   const b = vc.body;
-  const q = 2 * ctx.f + 1;
+  const q = quorumSize(ctx.genesis.nodes.length, ctx.f);
   const sender = ctx.genesis.nodes[b.from];
   if (!sender) return 'unknown sender';
   if (b.newView < 1) return 'view change to view 0';
@@ -82,7 +83,7 @@ export function viewChangeProblem(vc: SignedViewChange, ctx: ViewContext): strin
         return 'bad prepare signature';
       count++;
     }
-    if (count < 2 * ctx.f) return 'prepared certificate below 2f prepares';
+    if (count < q - 1) return 'prepared certificate below q − 1 prepares';
   }
   return null;
 }

@@ -23,6 +23,7 @@ import {
   ModelUpdate,
   type Outcome,
   Outcome as OutcomeCodec,
+  quorumSize,
   type Receipt,
   type Request,
   receiptHashOf,
@@ -145,7 +146,7 @@ export class LedgerState {
     this.groupId = groupIdOf(genesis);
     this.n = genesis.nodes.length;
     this.f = genesis.f;
-    this.q = 2 * this.f + 1;
+    this.q = quorumSize(this.n, this.f);
     this.lastReceipt = this.groupId; // the receipt chain starts at the group id
     this.recentChain = this.groupId;
     for (const b of genesis.balances)

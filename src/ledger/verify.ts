@@ -25,6 +25,7 @@ import {
   hex,
   leafHash,
   Outcome,
+  quorumOf,
   Receipt,
   receiptQuorum,
   sha256,
@@ -112,7 +113,7 @@ function check(
       `ledger belongs to group ${hex(groupId)}, not the given genesis's ${hex(groupIdOf(expected))}`,
     );
 
-  const q = 2 * genesis.f + 1;
+  const q = quorumOf(genesis);
   const getReceipt = db.prepare('SELECT receipt, hash, prev_hash FROM receipts WHERE seq = ?');
   const getSigs = db.prepare('SELECT node, signature, view FROM receipt_sigs WHERE seq = ? ORDER BY node');
   const getOutcomes = db.prepare('SELECT outcomes FROM outcomes WHERE seq = ?');

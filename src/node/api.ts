@@ -56,6 +56,7 @@ import {
   MAX_REQUESTS_PER_CALL,
   type Policy,
   PublicKey,
+  quorumOf,
   REQUEST_ANSWERS_TYPE,
   REQUEST_LIST_TYPE,
   type Request,
@@ -442,7 +443,7 @@ export function buildApi(host: NodeHost, opts: ApiOptions = {}): FastifyInstance
   const genesis = host.genesis;
   const groupId = groupIdOf(genesis);
   const groupName = opts.groupName ?? genesis.name;
-  const q = 2 * genesis.f + 1;
+  const q = quorumOf(genesis);
   const metrics = opts.metrics ?? new NodeMetrics();
   if (!opts.metrics) metrics.attach(host, opts.peers);
   const accounts = new Map((opts.custodial?.accounts ?? []).map((a) => [a.apiKeySha256.toLowerCase(), a]));
@@ -488,7 +489,7 @@ export function buildApi(host: NodeHost, opts: ApiOptions = {}): FastifyInstance
   const modelSpec = (): ModelSpec => host.currentBackend.spec; // MODEL_MISMATCH (503) when not loaded
 
   const readiness = (): { ready: boolean; reason: string; connected: number | null; needed: number } => {
-    const needed = 2 * genesis.f;
+    const needed = q - 1;
     if (closing) return { ready: false, reason: 'the node is shutting down', connected: null, needed };
     try {
       void host.currentBackend;

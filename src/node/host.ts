@@ -32,6 +32,7 @@ import {
   hex,
   type KeyPair,
   type NodeMessage,
+  quorumOf,
   type Result,
   requestIdOf,
   type SignedRequest,
@@ -226,7 +227,7 @@ export class NodeHost {
               modelVersions: l.modelVersions,
               recent: l.recent.entries(),
               log: db.signedLog() as PersistRecord[],
-              uncertified: db.uncertifiedReceipts(2 * opts.genesis.f + 1),
+              uncertified: db.uncertifiedReceipts(quorumOf(opts.genesis)),
             });
       if (db.writesMayBeLost) {
         // Its last signed records may be gone with the machine's page cache: it may have signed in the

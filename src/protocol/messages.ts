@@ -121,6 +121,22 @@ export const Genesis = struct({
 });
 export type Genesis = Infer<typeof Genesis>;
 
+/**
+ * The quorum q of a group of n nodes of which at most f are faulty: the smallest size such that any two
+ * quorums share at least f + 1 nodes (2q − n > f), so at least one honest node is in both. It is 2f + 1
+ * when n = 3f + 1; in a larger group (n = 5 with f = 1, say) 2f + 1 signers would not do: two sets of
+ * three out of five may share only the faulty node. Needs n ≥ 3f + 1, so that q ≤ n − f (a quorum
+ * exists without the faulty nodes).
+ */
+export function quorumSize(n: number, f: number): number {
+  return Math.floor((n + f) / 2) + 1;
+}
+
+/** The genesis's quorum: see quorumSize. */
+export function quorumOf(genesis: Genesis): number {
+  return quorumSize(genesis.nodes.length, genesis.f);
+}
+
 export function groupIdOf(genesis: Genesis): Uint8Array {
   return taggedHash(TAGS.genesis, encode(Genesis, genesis));
 }

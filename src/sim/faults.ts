@@ -42,10 +42,16 @@ export function byzantineChoices(): string[] {
   return scriptNames();
 }
 
-/** A random schedule from a seed: the same seed always gives the same schedule. */
-export function randomSchedule(seed: number): Schedule {
+/** Group sizes a schedule picks from, uniformly: n = 4 three times in four, else 7 (f as large as n allows). */
+export const DEFAULT_SIZES: readonly number[] = [4, 4, 4, 7];
+
+/**
+ * A random schedule from a seed: the same seed (and sizes) always gives the same schedule. `sizes`: the
+ * group sizes to pick from (f is ⌊(n − 1)/3⌋); other sizes than the default give other schedules.
+ */
+export function randomSchedule(seed: number, sizes: readonly number[] = DEFAULT_SIZES): Schedule {
   const rng = new Rng(`faults:${seed}`);
-  const nodes = rng.next() < 0.75 ? 4 : 7;
+  const nodes = sizes[Math.min(sizes.length - 1, Math.floor(rng.next() * sizes.length))];
   const f = Math.floor((nodes - 1) / 3);
   const faulty = new Set<number>();
   while (faulty.size < f) faulty.add(rng.int(nodes));

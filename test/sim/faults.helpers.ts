@@ -5,14 +5,15 @@ import { describe as describeSchedule, randomSchedule, runSchedule } from '../..
  * Runs seeds [from, to] of random fault schedules (real SQLite ledgers, invariants checked after every
  * step) and expects every one to pass. DROPBEAR_SEEDS=N raises the total count on demand.
  */
-export function runSeeds(from: number, to: number): void {
+export function runSeeds(from: number, to: number, sizes?: readonly number[]): void {
   const failures: string[] = [];
+  const sizesFlag = sizes ? ` --sizes ${sizes.join(',')}` : '';
   for (let seed = from; seed <= to; seed++) {
-    const s = randomSchedule(seed);
+    const s = randomSchedule(seed, sizes);
     const o = runSchedule(s);
     if (!o.ok)
       failures.push(
-        `${describeSchedule(s)}\n    ${o.problems.join('\n    ')}\n    replay: npx dropbear sim --faults random --seeds ${seed}..${seed}`,
+        `${describeSchedule(s)}\n    ${o.problems.join('\n    ')}\n    replay: npx dropbear sim --faults random --seeds ${seed}..${seed}${sizesFlag}`,
       );
   }
   expect(failures).toEqual([]);

@@ -46,6 +46,40 @@ describe('simulated groups, normal case', () => {
     for (const c of r.certificates.values()) expect(c.signatures).toHaveLength(5);
   });
 
+  it('n=5 and n=6 (f=1): a quorum is 4, not 2f + 1 = 3 (two sets of three could share only the faulty node)', () => {
+    for (const [nodes, seed] of [
+      [5, 4],
+      [6, 5],
+    ]) {
+      const r = run({ nodes, requests: 100, seed });
+      expectHealthy(r, 100);
+      expect(r.group.genesis.f).toBe(1);
+      for (const [id, c] of r.certificates) {
+        expect(c.signatures).toHaveLength(4);
+        const three = { ...c, signatures: c.signatures.slice(0, 3) };
+        const v = verifyCertificate(three, r.group.genesis, { request: r.requests.get(id) });
+        expect(v.ok ? 'ok' : v.reason).toBe('insufficient-signatures');
+      }
+    }
+  });
+
+  it('n=5 (f=1) with one node silent throughout still certifies everything (q = 4 = n − f)', () => {
+    const r = simulate({
+      nodes: 5,
+      requests: 100,
+      seed: 6,
+      keepAllCertificates: true,
+      byzantine: new Map([[2, 'silent']]),
+    });
+    expect(r.done).toBe(true);
+    expect(checkRun(r)).toEqual({ ok: true, problems: [] });
+    expect(r.certificates.size).toBe(100);
+    for (const [id, c] of r.certificates) {
+      expect(c.signatures.map((s) => s.node)).not.toContain(2);
+      expect(verifyCertificate(c, r.group.genesis, { request: r.requests.get(id) }).ok).toBe(true);
+    }
+  });
+
   it('every honest node hands out the same certificate for a request', () => {
     const r = run({ nodes: 4, requests: 200, seed: 3 });
     expectHealthy(r, 200);
