@@ -1676,6 +1676,15 @@ export class Replica {
     if (missingRequests.length > 0 || missingResults.size > 0) {
       for (const d of missingResults.keys()) lacks.push(`v${d}`);
       this.park(slot, pp, fromNewView, lacks);
+      if (fromNewView) {
+        // The NEW-VIEW orders these at this seq whatever is missing: a new primary must not propose
+        // them again in a fresh batch meanwhile (the others would refuse it: "request already ordered").
+        for (const idHex of keys.ids) {
+          const p = this.pool.get(idHex);
+          if (p) p.state = 'proposed';
+        }
+        this.markTxsProposed(b);
+      }
       if (slot.fetchedAt + this.cfg.retransmitMs <= this.now) {
         slot.fetchedAt = this.now;
         const msg: NodeMessage = {
@@ -2428,8 +2437,15 @@ export class Replica {
         if (slot) this.checkPrepared(slot);
         return;
       }
-      if (rs.pending.length < 4 * this.n)
-        rs.pending.push({ from: m.from, receiptHash: m.receiptHash, signature: m.signature, view: m.view });
+      // Unchecked until the receipt is known: one per sender (a plain one, or the highest view's), so that
+      // a faulty peer's junk cannot crowd out the others' signatures.
+      const sig = { from: m.from, receiptHash: m.receiptHash, signature: m.signature, view: m.view };
+      const i = rs.pending.findIndex((p) => p.from === m.from);
+      if (i < 0) rs.pending.push(sig);
+      else {
+        const old = rs.pending[i].view;
+        if (old !== null && (m.view === null || m.view > old)) rs.pending[i] = sig;
+      }
       return;
     }
     this.addReceiptSig(rs, m.from, m.receiptHash, m.signature, m.view);
@@ -3038,12 +3054,20 @@ export class Replica {
   private maybeSendNewView(): void {
     const v = this.view;
     if (!this.viewChanging || this.primaryOf(v) !== this.id || this.newViewSent.has(v)) return;
+    // A node that may have lost its last signed records signs nothing in a view it may have taken part in
+    // (signFloorView): it may have sent a NEW-VIEW for this very view before, with other re-proposals.
+    if (v < this.signFloorView) return;
     const vcs = pickViewChanges(this.vcMessages.get(v)?.values() ?? [], v, this.q);
     if (!vcs) return;
     this.newViewSent.add(v);
     const derived = deriveNewView(vcs);
-    // A fresh view: nothing was signed in it before. Record and persist every re-proposal before the
-    // NEW-VIEW leaves, so that after a restart this node cannot propose anything else at those seqs.
+    // Nothing may have been signed in this view at these seqs before (checked, then recorded); every
+    // re-proposal is persisted before the NEW-VIEW leaves, so that after a restart this node cannot
+    // propose anything else at those seqs.
+    for (const p of derived.proposals) {
+      const before = this.signed.get(`prePrepare:${v}:${p.seq}`);
+      if (before !== undefined && before !== hex(p.digest)) return;
+    }
     for (const p of derived.proposals) {
       this.mayPhaseSign('prePrepare', v, p.seq, p.digest);
       this.out.push({

@@ -1,0 +1,281 @@
+/**
+ * Replica bugs found by a review against PROTOCOL.md (2026-12-04), one scenario each, driven by hand with
+ * properly signed messages and the real ledger state machine answering previews and executions.
+ */
+import { randomBytes } from 'node:crypto';
+import { describe, expect, it } from 'vitest';
+import { type Action, type Event, Replica, type ReplicaConfig } from '../../src/consensus/replica.ts';
+import { LedgerState } from '../../src/ledger/state.ts';
+import {
+  type Batch,
+  type BatchEntry,
+  batchDigestOf,
+  decodeMessage,
+  encode,
+  encodeMessage,
+  groupIdOf,
+  hex,
+  type NodeMessage,
+  PhaseBody,
+  type PrePrepare,
+  type Receipt,
+  receiptHashOf,
+  requestIdOf,
+  resultsDigestOf,
+  type SignedRequest,
+  type SignedResults,
+  type SignedViewChange,
+  sha256,
+  signReceiptAs,
+  signRequest,
+  signResults,
+  signTagged,
+  TAGS,
+  ViewChangeBody,
+  type Vote,
+} from '../../src/protocol/index.ts';
+import { makeGroup } from '../../src/sim/world.ts';
+
+const G = makeGroup(4, 1, 7);
+const GID = groupIdOf(G.genesis);
+const T0 = 1_000_000;
+const NEVER = 1e9;
+const ZERO = new Uint8Array(32);
+const QUIET: Partial<ReplicaConfig> = { retransmitMs: NEVER, viewChangeTimeoutMs: NEVER };
+
+const wire = (m: NodeMessage): NodeMessage => decodeMessage(encodeMessage(m));
+
+function mkReq(nonce: number): SignedRequest {
+  const input = new TextEncoder().encode(`input #${nonce}`);
+  const request = {
+    groupId: GID,
+    client: G.client.publicKey,
+    nonce,
+    timestamp: T0,
+    inputDigest: sha256(input),
+    policy: null,
+    maxFee: 1_000_000,
+  };
+  return signRequest(request, input, G.client);
+}
+
+function resultsOf(node: number, ids: Uint8Array[]): SignedResults {
+  const entries = ids.map((requestId) => ({
+    requestId,
+    result: { kind: 'class' as const, top: [{ label: 7, score: 900_000 }] },
+  }));
+  return signResults(GID, { node, modelDigest: G.genesis.nodes[node].modelDigest, entries }, G.keys[node]);
+}
+
+const voteOf = (r: SignedResults, index: number): Vote => ({
+  node: r.batch.node,
+  results: resultsDigestOf(r),
+  index,
+});
+
+function phaseSig(
+  tag: Parameters<typeof signTagged>[0],
+  from: number,
+  view: number,
+  seq: number,
+  digest: Uint8Array,
+): Uint8Array {
+  return signTagged(tag, GID, encode(PhaseBody, { from, view, seq, digest }), G.keys[from]);
+}
+
+function makePP(seq: number, entries: BatchEntry[], view = 0, timestamp = T0): PrePrepare {
+  const batch: Batch = { timestamp, entries, txs: [] };
+  const digest = batchDigestOf(batch);
+  return { view, seq, digest, signature: phaseSig(TAGS.prePrepare, view % 4, view, seq, digest), batch };
+}
+
+function prepare(from: number, seq: number, digest: Uint8Array, view = 0): NodeMessage {
+  return {
+    kind: 'prepare',
+    from,
+    view,
+    seq,
+    digest,
+    signature: phaseSig(TAGS.prepare, from, view, seq, digest),
+  };
+}
+
+/** One replica; its previews and executions answered at once by a real LedgerState. */
+class One {
+  readonly r: Replica;
+  readonly ledger = new LedgerState(G.genesis);
+  readonly log: Action[] = [];
+  constructor(
+    readonly id: number,
+    cfg: Partial<ReplicaConfig> = {},
+    r?: Replica,
+  ) {
+    this.r = r ?? new Replica(G.genesis, id, G.keys[id], { ...QUIET, ...cfg });
+  }
+  step(ev: Event, at: number): Action[] {
+    const acts = this.r.step(ev, at);
+    const all: Action[] = [];
+    for (const a of acts) {
+      all.push(a);
+      if (a.type === 'preview') {
+        const receipt = this.ledger.preview(a.seq, a.digest, a.batch, a.entries);
+        all.push(...this.step({ type: 'previewed', seq: a.seq, receipt }, at));
+      }
+      if (a.type === 'execute') {
+        const ex = this.ledger.execute(a.seq, a.digest, a.batch, a.entries);
+        const stateDigest = a.checkpoint ? this.ledger.stateDigest() : undefined;
+        const done: Event = {
+          type: 'executed',
+          seq: a.seq,
+          receipt: ex.receipt,
+          requeued: ex.requeued,
+          models: ex.models,
+          stateDigest,
+        };
+        all.push(...this.step(done, at));
+      }
+    }
+    this.log.push(...acts);
+    return all;
+  }
+  msg(from: number, m: NodeMessage, at: number): Action[] {
+    return this.step({ type: 'message', from, msg: wire(m) }, at);
+  }
+}
+
+const sent = (acts: Action[], kind: NodeMessage['kind']) =>
+  acts.flatMap((a) => ((a.type === 'broadcast' || a.type === 'send') && a.msg.kind === kind ? [a.msg] : []));
+
+/** A VIEW-CHANGE to view 1 from `from`, carrying a prepared certificate for `cert` when given. */
+function viewChange(from: number, batch?: Batch): SignedViewChange {
+  const prepared = batch
+    ? [
+        {
+          view: 0,
+          seq: 1,
+          digest: batchDigestOf(batch),
+          ppSignature: phaseSig(TAGS.prePrepare, 0, 0, 1, batchDigestOf(batch)),
+          batch,
+          prepares: [2, 3].map((node) => ({
+            node,
+            signature: phaseSig(TAGS.prepare, node, 0, 1, batchDigestOf(batch)),
+          })),
+        },
+      ]
+    : [];
+  const body = { from, newView: 1, stableSeq: 0, stableDigest: ZERO, checkpointProof: [], prepared };
+  return { body, signature: signTagged(TAGS.viewChange, GID, encode(ViewChangeBody, body), G.keys[from]) };
+}
+
+/** A replica restarted with its disk's last writes lost: it knows no floor for its signatures yet. */
+function forgetful(id: number): Replica {
+  return Replica.restore(G.genesis, id, G.keys[id], QUIET, {
+    lastExecuted: 0,
+    lastReceiptHash: GID,
+    lastTimestamp: 0,
+    models: G.genesis.nodes.map((n) => n.modelDigest),
+    recent: [],
+    log: [{ kind: 'forgotten' }],
+  });
+}
+
+describe('replica, review of 2026-12-04', () => {
+  it('a new primary that may have lost signed records sends no NEW-VIEW while its sign floor is unknown', () => {
+    const r = forgetful(1);
+    expect(r.signFloorView).toBe(Number.POSITIVE_INFINITY);
+    const batch: Batch = { timestamp: T0, entries: [], txs: [] };
+    const acts: Action[] = [];
+    for (const from of [0, 2, 3])
+      acts.push(
+        ...r.step({ type: 'message', from, msg: { kind: 'viewChange', vc: viewChange(from, batch) } }, T0),
+      );
+    expect(sent(acts, 'newView')).toEqual([]);
+    expect(acts.filter((a) => a.type === 'persist' && a.record.kind === 'prePrepare')).toEqual([]);
+  });
+
+  it('a new primary re-proposing a batch it must first complete (a RESULTS missing) does not propose its request again', () => {
+    const sr = mkReq(1);
+    const id = requestIdOf(sr);
+    const res = [0, 1, 2, 3].map((n) => resultsOf(n, [id]));
+    const batch: Batch = {
+      timestamp: T0,
+      entries: [{ requestId: id, votes: [0, 2, 3].map((n) => voteOf(res[n], 0)) }],
+      txs: [],
+    };
+    const p = new One(1, { voteWaitMs: 2, idleBatchTimeoutMs: 0 });
+    p.step({ type: 'request', request: sr }, T0);
+    const mine = res[1].batch.entries.map((e) => ({ requestId: e.requestId, result: e.result }));
+    p.step({ type: 'inferred', modelDigest: G.genesis.nodes[1].modelDigest, results: mine }, T0 + 1);
+    for (const n of [0, 3]) p.msg(n, { kind: 'results', signed: res[n] }, T0 + 2); // node 2's RESULTS lost
+    p.r.startViewChange(1);
+    const acts: Action[] = [];
+    acts.push(...p.msg(2, { kind: 'viewChange', vc: viewChange(2, batch) }, T0 + 3));
+    acts.push(...p.msg(3, { kind: 'viewChange', vc: viewChange(3) }, T0 + 3));
+    acts.push(...p.step({ type: 'tick' }, T0 + 10), ...p.step({ type: 'tick' }, T0 + 13));
+    expect(sent(acts, 'newView').map((m) => m.kind === 'newView' && m.proposals.map((x) => x.seq))).toEqual([
+      [1],
+    ]);
+    // The request is ordered at seq 1 by the NEW-VIEW: no fresh PRE-PREPARE may carry it.
+    expect(sent(acts, 'prePrepare')).toEqual([]);
+    // Once node 2's RESULTS come, seq 1 is accepted and still nothing is proposed twice.
+    const later = p.msg(0, { kind: 'fetched', requests: [], results: [res[2]], prePrepares: [] }, T0 + 20);
+    later.push(...p.step({ type: 'tick' }, T0 + 30));
+    expect(sent(later, 'prePrepare')).toEqual([]);
+  });
+
+  it("one peer's junk receipt signatures, sent before a batch is previewed, do not crowd out the others'", () => {
+    const cfg = { window: 8, checkpointInterval: 100 };
+    const setup = () => {
+      const h = new One(1, cfg);
+      const reqs = [mkReq(0)];
+      const ids = reqs.map(requestIdOf);
+      const res = [0, 1, 2, 3].map((node) => resultsOf(node, ids));
+      h.msg(0, { kind: 'forward', requests: reqs }, T0);
+      for (const v of [0, 2, 3]) h.msg(v, { kind: 'results', signed: res[v] }, T0);
+      const mine = res[1].batch.entries.map((e) => ({ requestId: e.requestId, result: e.result }));
+      h.step({ type: 'inferred', modelDigest: G.genesis.nodes[1].modelDigest, results: mine }, T0);
+      const pp = makePP(
+        1,
+        [{ requestId: ids[0], votes: [0, 1, 2, 3].map((v) => voteOf(res[v], 0)) }],
+        0,
+        T0 + 5,
+      );
+      return { h, pp };
+    };
+    // The receipt batch 1 previews to (deterministic), from a replica that prepares it.
+    const probe = setup();
+    probe.h.msg(0, { kind: 'prePrepare', pp: probe.pp }, T0 + 10);
+    probe.h.msg(2, prepare(2, 1, probe.pp.digest), T0 + 13);
+    const pv = probe.h.log.find((a) => a.type === 'preview');
+    if (pv?.type !== 'preview') throw new Error('no preview');
+    const receipt: Receipt = new LedgerState(G.genesis).preview(pv.seq, pv.digest, pv.batch, pv.entries);
+    const hash = receiptHashOf(receipt);
+
+    const run = (junk: number) => {
+      const { h, pp } = setup();
+      h.msg(0, { kind: 'prePrepare', pp }, T0 + 10);
+      for (let i = 0; i < junk; i++) {
+        const j = { kind: 'receiptSig' as const, from: 3, seq: 1, view: 0 };
+        h.msg(3, { ...j, receiptHash: randomBytes(32), signature: randomBytes(64) }, T0 + 11);
+      }
+      for (const from of [0, 2])
+        h.msg(
+          from,
+          {
+            kind: 'receiptSig',
+            from,
+            seq: 1,
+            receiptHash: hash,
+            signature: signReceiptAs(GID, receipt, hash, 0, G.keys[from]),
+            view: 0,
+          },
+          T0 + 12,
+        );
+      h.msg(2, prepare(2, 1, pp.digest), T0 + 13);
+      return h.log.some((a) => a.type === 'execute');
+    };
+    expect(run(0)).toBe(true);
+    expect(run(16)).toBe(true);
+    expect(hex(hash)).toHaveLength(64);
+  });
+});
