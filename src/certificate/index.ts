@@ -182,7 +182,11 @@ export function verifyCertificate(
     // and voters, oversize values and wrong types.
     if (isDecoded(input)) {
       encode(CertificateCodec, input); // validates types, sizes and the order of signers and voters
-      cert = input;
+      // The encoder reads a missing or undefined `view` as none (a plain signature); so does everything
+      // below, once it is null.
+      cert = input.signatures.every((s) => s.view !== undefined)
+        ? input
+        : { ...input, signatures: input.signatures.map((s) => ({ ...s, view: s.view ?? null })) };
     } else if (legacy) {
       const v1 = fromJson(CertificateV1, input);
       cert = { ...v1, signatures: v1.signatures.map((x) => ({ ...x, view: null })) };

@@ -264,6 +264,17 @@ describe('docs/certificate.md §9.3', () => {
     expect(check([sig(0, 5), sig(1, 5), { ...sig(2, 4), view: 5 }])).toBe('bad-signature');
     expect(check([sig(0, null), sig(1, null), { ...sig(2, 5), view: null }])).toBe('bad-signature');
     expect(check([sig(0, 5), sig(1, 5)])).toBe('insufficient-signatures');
+    // Decoded, a plain signature whose `view` is undefined (or absent) is a plain one, as when encoded.
+    const decoded = (sigs: object[]) => {
+      const r = verifyCertificate({ ...ex.cert, signatures: sigs }, genesis, { request: ex.requests[1] });
+      return r.ok ? 'ok' : r.reason;
+    };
+    const { view: _, ...noView } = sig(2, null);
+    expect(decoded([sig(0, null), sig(1, null), { ...sig(2, null), view: undefined }])).toBe('ok');
+    expect(decoded([sig(0, 5), sig(1, 5), noView])).toBe('ok');
+    expect(decoded([sig(0, null), sig(1, null), { ...sig(3, null), node: 2, view: undefined }])).toBe(
+      'bad-signature',
+    );
     // buildCertificates takes the plain ones and the prepared ones of one view, lowest ids first.
     const built = buildCertificates(
       exec.outcomes,
