@@ -1478,17 +1478,17 @@ export class Replica {
    * A forgetful replica hears a state responder's view. It may have signed in any view that q nodes
    * entered, itself possibly among them: at least f honest others are in it or beyond. Any 2f + 1 of the
    * 3f others include one of those, so the highest view that 2f + 1 responders report bounds every view it
-   * may have used (all others where there are fewer). The floor only rises after that.
+   * may have used (all others where there are fewer). Later responses do not move it: safety needs nothing
+   * more, and a faulty peer answering (or not even asked) with a made-up view could otherwise keep a node
+   * that once lost writes out of every view for good. (The reported views are not proven: a faulty peer
+   * among the first q can still set the floor too high once; see README, "Known gaps".)
    */
   private learnFloor(from: number, view: number): void {
-    if (this.signFloorView === Number.POSITIVE_INFINITY) {
-      this.floorViews.set(from, view);
-      if (this.floorViews.size < Math.min(this.q, this.n - 1)) return;
-      this.signFloorView = Math.max(this.view, ...this.floorViews.values()) + 1;
-      this.floorViews.clear();
-    } else if (this.signFloorView > 0 && view + 1 > this.signFloorView) {
-      this.signFloorView = view + 1;
-    } else return;
+    if (this.signFloorView !== Number.POSITIVE_INFINITY) return;
+    this.floorViews.set(from, view);
+    if (this.floorViews.size < Math.min(this.q, this.n - 1)) return;
+    this.signFloorView = Math.max(this.view, ...this.floorViews.values()) + 1;
+    this.floorViews.clear();
     // Kept across restarts: a node restarted before it reaches this view must still stay out of the ones
     // below it.
     this.out.push({ type: 'persist', record: { kind: 'signFloor', view: this.signFloorView } });
