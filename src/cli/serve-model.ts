@@ -3,6 +3,7 @@ import { basename, extname, resolve } from 'node:path';
 import type { Command } from 'commander';
 import { catalogByDigest } from '../inference/catalog.ts';
 import { ENGINE_DEFAULTS, InferenceEngine, isWorkerNice } from '../inference/engine.ts';
+import { DEFAULT_REQUEST_TIMEOUT_MS } from '../inference/http-body.ts';
 import {
   createKServeServer,
   DEFAULT_BODY_LIMIT,
@@ -50,6 +51,14 @@ function niceValue(v: string): number {
   return n;
 }
 
+function nonNegativeInt(what: string): (v: string) => number {
+  return (v: string): number => {
+    const n = Number(v);
+    if (!Number.isInteger(n) || n < 0) throw usageError(`${what} must be an integer ≥ 0, got ${v}`);
+    return n;
+  };
+}
+
 function port(v: string): number {
   const n = Number(v);
   if (!Number.isInteger(n) || n < 0 || n > 65535) throw usageError(`--port must be 0..65535, got ${v}`);
@@ -63,6 +72,7 @@ interface ServeOptions {
   name?: string;
   bodyLimitMib: number;
   maxItems: number;
+  requestTimeoutMs: number;
   maxBatch: number;
   threads: number;
   workerNice: number;
@@ -91,6 +101,12 @@ export function registerServeModel(program: Command): void {
       'most items in one infer request',
       positiveInt('--max-items'),
       DEFAULT_MAX_ITEMS,
+    )
+    .option(
+      '--request-timeout-ms <n>',
+      'a request (headers and body) not fully arrived by then gets 408 and is closed; 0: no limit',
+      nonNegativeInt('--request-timeout-ms'),
+      DEFAULT_REQUEST_TIMEOUT_MS,
     )
     .option(
       '--max-batch <n>',
@@ -133,6 +149,7 @@ export function registerServeModel(program: Command): void {
         modelName: opts.name,
         bodyLimit: opts.bodyLimitMib * 2 ** 20,
         maxItems: opts.maxItems,
+        requestTimeoutMs: opts.requestTimeoutMs,
       });
       try {
         await app.listen({ port: opts.port, host: opts.host });

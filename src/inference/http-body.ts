@@ -11,9 +11,100 @@
  * is counted as it arrives and refused once it passes the limit. A body that goes on past the drain cap
  * has its connection cut instead. Used by the node's API (src/node/api.ts) and by serve-model
  * (kserve-server.ts).
+ *
+ * Also here, for both servers: how long a request may take to arrive (`requestTimeoutOptions`), and the
+ * answer to a request that never became one (`clientErrorOf`, `answerClientError`): HTTP that does not
+ * parse, headers over Node's 16 KiB, a request that timed out. Node reports those on the socket
+ * ('clientError'), before any request object exists, and fastify's default answer has its own JSON shape.
  */
+import { STATUS_CODES } from 'node:http';
+import type { Socket } from 'node:net';
 import { PassThrough } from 'node:stream';
 import { errorCodes, type FastifyInstance } from 'fastify';
+
+/** How long a request (headers and body) may take to arrive, by default: 60 s. */
+export const DEFAULT_REQUEST_TIMEOUT_MS = 60_000;
+
+/**
+ * Fastify options that close a connection whose request has not fully arrived within `ms` (0: no limit on
+ * the whole request; its headers still have 60 s). Fastify turns Node's own limit (300 s) off, so that a
+ * body sent a byte every few seconds held its connection, and up to a body limit of memory, for ever.
+ * Set on Node's server at construction, with the headers' limit (at most the request's; Node swaps the
+ * two when the headers' is the longer, and the body then had 60 s whatever the limit). Node checks its
+ * connections every `connectionsCheckingInterval` (30 s by default, so a 500 ms limit acted after up to
+ * 30 s): a quarter of the limit here, so a request is cut at most 25 % late. The limit covers the request
+ * only: a long poll waiting for its answer is not cut.
+ */
+export function requestTimeoutOptions(ms: number): {
+  requestTimeout: number;
+  http: { requestTimeout: number; headersTimeout: number; connectionsCheckingInterval: number };
+} {
+  if (!Number.isInteger(ms) || ms < 0)
+    throw new RangeError(`requestTimeoutMs must be an integer ≥ 0 (ms), got ${ms}`);
+  const headers = ms > 0 ? Math.min(60_000, ms) : 60_000;
+  const interval = Math.min(30_000, Math.max(10, Math.floor(headers / 4)));
+  return {
+    requestTimeout: ms,
+    http: { requestTimeout: ms, headersTimeout: headers, connectionsCheckingInterval: interval },
+  };
+}
+
+/** Statuses of the codes `clientErrorOf` and fastify's framework errors answer with. */
+export const EDGE_STATUS = {
+  BAD_HTTP: 400,
+  BAD_URL: 400,
+  REQUEST_TIMEOUT: 408,
+  URI_TOO_LONG: 414,
+  HEADERS_TOO_LARGE: 431,
+} as const;
+
+export type EdgeCode = keyof typeof EDGE_STATUS;
+
+/** The code and message for an error Node raised on a connection before (or instead of) a request. */
+export function clientErrorOf(e: Error & { code?: string; reason?: string }): {
+  code: EdgeCode;
+  message: string;
+} {
+  switch (e.code) {
+    case 'ERR_HTTP_REQUEST_TIMEOUT':
+    case 'ERR_HTTP_HEADERS_TIMEOUT':
+      return { code: 'REQUEST_TIMEOUT', message: 'the request did not arrive in time; connection closed' };
+    case 'HPE_HEADER_OVERFLOW':
+      return { code: 'HEADERS_TOO_LARGE', message: 'the request line and headers are over 16 KiB' };
+    default:
+      return {
+        code: 'BAD_HTTP',
+        message: `the request is not valid HTTP/1.1 (${e.code ?? 'error'}: ${e.reason ?? e.message})`,
+      };
+  }
+}
+
+/**
+ * Answers a 'clientError' on its socket: a minimal HTTP response with `body` as JSON and
+ * `Connection: close`, then the socket is closed. Nothing is written when the socket is gone or a response
+ * on it has begun (it would corrupt that one); the socket is closed all the same.
+ */
+export function answerClientError(socket: Socket, status: number, body: unknown): void {
+  if (socket.destroyed) return;
+  const inFlight = (socket as Socket & { _httpMessage?: { headersSent?: boolean } })._httpMessage;
+  if (!socket.writable || inFlight?.headersSent) {
+    socket.destroy();
+    return;
+  }
+  const json = JSON.stringify(body);
+  const head =
+    `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'Error'}\r\n` +
+    'Content-Type: application/json; charset=utf-8\r\n' +
+    `Content-Length: ${Buffer.byteLength(json)}\r\n` +
+    'Connection: close\r\n\r\n';
+  // Closed once the answer is out, or after 1 s if the client does not take it.
+  const cut = setTimeout(() => socket.destroy(), 1000);
+  cut.unref();
+  socket.end(head + json, () => {
+    clearTimeout(cut);
+    socket.destroy();
+  });
+}
 
 /** Bytes of an over-limit body read and dropped before its connection is cut instead. */
 const DRAIN_CAP = 64 * 1024 * 1024;

@@ -22,13 +22,25 @@
  * (`parameters.binary_data_output` or the output's `parameters.binary_data`), as binary data after the JSON
  * with its length in the Inference-Header-Content-Length header (the binary tensor data extension).
  * Errors are JSON {"error": "..."}: 400 bad request, 404 unknown model, version or path, 413 body over the
- * limit, 503 overloaded or shutting down, 500 anything else.
+ * limit, 503 overloaded or shutting down, 500 anything else. Errors raised before a route runs read
+ * "CODE: message" with the node API's codes (http-body.ts): 400 BAD_URL (a URL that does not decode),
+ * 414 URI_TOO_LONG (a path parameter over 100 characters), and, answered on the socket with
+ * `Connection: close`, 400 BAD_HTTP (not HTTP/1.1), 431 HEADERS_TOO_LARGE, 408 REQUEST_TIMEOUT (a request
+ * not fully arrived within `requestTimeoutMs`, 60 s by default).
  */
 import { readFileSync } from 'node:fs';
+import type { Socket } from 'node:net';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { DropbearError } from '../protocol/errors.ts';
 import type { InferenceEngine } from './engine.ts';
-import { refuseOversizedBodies } from './http-body.ts';
+import {
+  answerClientError,
+  clientErrorOf,
+  DEFAULT_REQUEST_TIMEOUT_MS,
+  EDGE_STATUS,
+  refuseOversizedBodies,
+  requestTimeoutOptions,
+} from './http-body.ts';
 import {
   BINARY_EXTENSION,
   bytesFromFloats,
@@ -57,6 +69,8 @@ export interface KServeServerOptions {
   bodyLimit?: number;
   /** Most items (N) in one request (default 64). */
   maxItems?: number;
+  /** A request not fully arrived within this many ms gets 408 and its connection closed (default 60 s; 0: none). */
+  requestTimeoutMs?: number;
 }
 
 /** This package's version (from package.json), for server metadata. */
@@ -85,6 +99,17 @@ function statusOf(e: unknown): number {
 
 const badRequest = (msg: string) => new DropbearError('KSERVE_BAD_REQUEST', msg);
 
+/**
+ * Whether `s` is base64 as a BYTES element may carry it: the alphabet and line breaks, up to two `=`, then
+ * any whitespace. In linear time: the one regex this replaces, /^[A-Za-z0-9+/\r\n]*={0,2}\s*$/, tried
+ * every split between its line breaks and the trailing whitespace, so 80,000 newlines before a `!` held
+ * the server for 9 s. trimEnd strips what `\s*$` matched (the same characters); the rest cannot backtrack
+ * more than once over the input, `=` being outside the class before it.
+ */
+export function isBase64Element(s: string): boolean {
+  return /^[A-Za-z0-9+/\r\n]*={0,2}$/.test(s.trimEnd());
+}
+
 function isObject(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
@@ -108,7 +133,40 @@ export function createKServeServer(opts: KServeServerOptions): FastifyInstance {
   let closing = false;
 
   const bodyLimit = opts.bodyLimit ?? DEFAULT_BODY_LIMIT;
-  const app = Fastify({ logger: false, bodyLimit });
+  const app = Fastify({
+    logger: false,
+    bodyLimit,
+    ...requestTimeoutOptions(opts.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS),
+    // Fastify's own errors before a route runs, in this server's error body.
+    frameworkErrors: (e, _req, reply) => {
+      const code =
+        e.code === 'FST_ERR_BAD_URL'
+          ? 'BAD_URL'
+          : e.code === 'FST_ERR_MAX_PARAM_LENGTH'
+            ? 'URI_TOO_LONG'
+            : null;
+      const message =
+        code === 'BAD_URL'
+          ? 'BAD_URL: the URL does not decode (bad percent-encoding)'
+          : code === 'URI_TOO_LONG'
+            ? 'URI_TOO_LONG: a path parameter is over 100 characters'
+            : 'internal error';
+      (reply as FastifyReply)
+        .code(code ? EDGE_STATUS[code] : 500)
+        .type('application/json')
+        .send({ error: message });
+    },
+    // Errors before there is a request (HTTP that does not parse, headers over 16 KiB, a timed-out
+    // request): answered on the socket, which is then closed.
+    clientErrorHandler: (e, socket) => {
+      if ((e as { code?: string }).code === 'ECONNRESET') {
+        socket.destroy();
+        return;
+      }
+      const err = clientErrorOf(e);
+      answerClientError(socket as Socket, EDGE_STATUS[err.code], { error: `${err.code}: ${err.message}` });
+    },
+  });
   refuseOversizedBodies(app, bodyLimit);
   // The infer body is JSON or JSON plus binary data: take every body as bytes and parse it here.
   app.removeAllContentTypeParsers();
@@ -226,7 +284,7 @@ export function createKServeServer(opts: KServeServerOptions): FastifyInstance {
         if (!Array.isArray(flat) || flat.length !== n || !flat.every((s) => typeof s === 'string'))
           throw badRequest(`a BYTES input in JSON holds ${n} base64 strings`);
         for (const s of flat as string[]) {
-          if (!/^[A-Za-z0-9+/\r\n]*={0,2}\s*$/.test(s)) throw badRequest('a BYTES element is not base64');
+          if (!isBase64Element(s)) throw badRequest('a BYTES element is not base64');
           images.push(new Uint8Array(Buffer.from(s, 'base64')));
         }
       }

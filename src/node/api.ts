@@ -16,9 +16,12 @@
  *   the client (parameters dropbear_*) or, in custodial mode, by the node for the account of a bearer key.
  *
  * Every error is `{error: {code, message}}` (plus `requestId` when one is known), its status given by
- * `httpStatusOf(code)`; fastify's own errors are translated into the same codes.
+ * `httpStatusOf(code)`; fastify's own errors are translated into the same codes, and so are those Node
+ * raises on a connection before a request exists (HTTP that does not parse, oversized headers, a request
+ * not fully arrived within `requestTimeoutMs`), answered on the socket with `Connection: close`.
  */
 import { randomBytes } from 'node:crypto';
+import type { Socket } from 'node:net';
 import Fastify, {
   type FastifyBaseLogger,
   type FastifyError,
@@ -27,7 +30,13 @@ import Fastify, {
   type FastifyRequest,
   LogController,
 } from 'fastify';
-import { refuseOversizedBodies } from '../inference/http-body.ts';
+import {
+  answerClientError,
+  clientErrorOf,
+  DEFAULT_REQUEST_TIMEOUT_MS,
+  refuseOversizedBodies,
+  requestTimeoutOptions,
+} from '../inference/http-body.ts';
 import { packageVersion } from '../inference/kserve-server.ts';
 import { labelName } from '../inference/postprocess.ts';
 import {
@@ -89,6 +98,12 @@ export interface ApiOptions {
   groupName?: string;
   /** Largest request body (default 8 MiB). */
   bodyLimitBytes?: number;
+  /**
+   * A request (headers and body) that has not fully arrived within this many ms gets 408 REQUEST_TIMEOUT
+   * and its connection closed (default 60 s; 0: no limit). Only the request: a long poll (`?wait`) is not
+   * cut by it.
+   */
+  requestTimeoutMs?: number;
   /** How long POST /v1/requests waits for the certificate when `?wait` is absent (default 10 s). */
   defaultWaitMs?: number;
   /** Longest wait any route allows; v2 infer always waits this long before 504 (default 60 s). */
@@ -121,6 +136,7 @@ export interface ApiOptions {
 
 export const API_DEFAULTS = {
   bodyLimitBytes: 8 * 1024 * 1024,
+  requestTimeoutMs: DEFAULT_REQUEST_TIMEOUT_MS,
   defaultWaitMs: 10_000,
   maxWaitMs: 60_000,
   maxPending: 8192,
@@ -132,9 +148,11 @@ export const API_DEFAULTS = {
 
 export { MAX_REQUESTS_PER_CALL };
 
-/** Every error code the API answers with, and its HTTP status. */
+/** Every error code the API answers with, and its HTTP status (docs/api.md, "Codes", lists them all). */
 const STATUS: Record<string, number> = {
   BAD_REQUEST: 400,
+  BAD_HTTP: 400,
+  BAD_URL: 400,
   TX_MALFORMED: 400,
   TX_UNKNOWN_NODE: 400,
   TX_BAD_SIGNATURE: 401,
@@ -164,12 +182,15 @@ const STATUS: Record<string, number> = {
   NOT_FOUND: 404,
   CERTIFICATE_NOT_FOUND: 404,
   MODEL_NOT_FOUND: 404,
+  REQUEST_TIMEOUT: 408,
   REQUEST_DUPLICATE: 409,
   REQUEST_ALREADY_EXECUTED: 409,
   BODY_TOO_LARGE: 413,
   REQUEST_INPUT_TOO_LARGE: 413,
   INPUT_TOO_LARGE: 413,
+  URI_TOO_LONG: 414,
   UNSUPPORTED_MEDIA_TYPE: 415,
+  HEADERS_TOO_LARGE: 431,
   INTERNAL: 500,
   OVERLOADED: 503,
   NOT_READY: 503,
@@ -177,6 +198,9 @@ const STATUS: Record<string, number> = {
   MODEL_MISMATCH: 503,
   TIMEOUT: 504,
 };
+
+/** The codes the API answers with, each with its status. */
+export const API_ERROR_CODES: Readonly<Record<string, number>> = STATUS;
 
 /** The one place an error code becomes an HTTP status. */
 export function httpStatusOf(code: string): number {
@@ -212,6 +236,10 @@ function toApiError(e: unknown, bodyLimit: number): ApiError {
     case 'FST_ERR_CTP_INVALID_JSON_BODY':
     case 'FST_ERR_CTP_EMPTY_JSON_BODY':
       return { code: 'MALFORMED_JSON', message: fe.message ?? 'body is not valid JSON' };
+    case 'FST_ERR_BAD_URL':
+      return { code: 'BAD_URL', message: 'the URL does not decode (bad percent-encoding)' };
+    case 'FST_ERR_MAX_PARAM_LENGTH':
+      return { code: 'URI_TOO_LONG', message: `a path parameter is over ${MAX_PARAM_LENGTH} characters` };
   }
   const status = fe.statusCode;
   if (typeof status === 'number' && status >= 400 && status < 500)
@@ -221,6 +249,37 @@ function toApiError(e: unknown, bodyLimit: number): ApiError {
 
 function errorBody(e: ApiError) {
   return { error: e };
+}
+
+/** Longest path parameter fastify matches (its default); longer ones get 414 URI_TOO_LONG. */
+const MAX_PARAM_LENGTH = 100;
+
+/**
+ * Where in a parsed JSON value a key fastify's parser refuses sits (`__proto__` anywhere, or `constructor`
+ * holding a `prototype`), or null. Walked without recursion (the value came from JSON.parse: no cycles).
+ */
+function forbiddenKeyOf(value: unknown): string | null {
+  const stack: { v: unknown; path: string }[] = [{ v: value, path: '' }];
+  while (stack.length > 0) {
+    const { v, path } = stack.pop()!;
+    if (typeof v !== 'object' || v === null) continue;
+    const isArray = Array.isArray(v);
+    for (const k of Object.keys(v)) {
+      const child = (v as Record<string, unknown>)[k];
+      const at = isArray ? `${path}[${k}]` : path ? `${path}.${k}` : k;
+      if (!isArray && k === '__proto__') return at;
+      if (
+        !isArray &&
+        k === 'constructor' &&
+        typeof child === 'object' &&
+        child !== null &&
+        'prototype' in child
+      )
+        return at;
+      stack.push({ v: child, path: at });
+    }
+  }
+  return null;
 }
 
 /**
@@ -459,11 +518,57 @@ export function buildApi(host: NodeHost, opts: ApiOptions = {}): FastifyInstance
     // On close, drop idle keep-alive connections at once instead of waiting for their timeout.
     forceCloseConnections: 'idle',
     bodyLimit: o.bodyLimitBytes as number,
+    ...requestTimeoutOptions(o.requestTimeoutMs as number),
+    maxParamLength: MAX_PARAM_LENGTH,
     ajv: { customOptions: { removeAdditional: false } },
+    // Errors fastify raises before a route runs (a URL that does not decode, a parameter over the
+    // limit): the API's own codes and body, like every other error.
+    frameworkErrors: (e, _req, reply) => {
+      const err = toApiError(e, o.bodyLimitBytes as number);
+      (reply as FastifyReply).code(httpStatusOf(err.code)).type('application/json').send(errorBody(err));
+    },
+    // Errors before there is a request at all (HTTP that does not parse, headers over 16 KiB, a request
+    // that timed out): answered on the socket, which is then closed.
+    clientErrorHandler: (e, socket) => {
+      if ((e as { code?: string }).code === 'ECONNRESET') {
+        socket.destroy();
+        return;
+      }
+      const err = clientErrorOf(e);
+      answerClientError(socket as Socket, httpStatusOf(err.code), errorBody(err));
+    },
   }) as unknown as FastifyInstance;
   refuseOversizedBodies(app, o.bodyLimitBytes as number);
   // JSON everywhere (fastify's parser); no text bodies; octet-stream only where a route takes it (below).
   app.removeContentTypeParser('text/plain');
+  // Fastify's JSON parser refuses a `__proto__` key (or `constructor.prototype`) with the message of
+  // malformed JSON; the same parser, with a message that names the key when the JSON itself is valid.
+  const fastifyJson = app.getDefaultJsonParser('error', 'error');
+  app.removeContentTypeParser('application/json');
+  app.addContentTypeParser('application/json', { parseAs: 'string' }, (req, body, done) => {
+    fastifyJson(req, body as string, (e, value) => {
+      if ((e as FastifyError | null)?.code === 'FST_ERR_CTP_INVALID_JSON_BODY') {
+        let key: string | null = null;
+        try {
+          key = forbiddenKeyOf(JSON.parse(body as string));
+        } catch {
+          key = null; // not JSON: fastify's message stands
+        }
+        if (key !== null) {
+          done(
+            apiError(
+              'MALFORMED_JSON',
+              `the JSON body holds the key "${cutUtf8(key, 200)}", which is not allowed ` +
+                '("__proto__" and "constructor.prototype" are refused anywhere in the body)',
+            ),
+            undefined,
+          );
+          return;
+        }
+      }
+      done(e, value);
+    });
+  });
 
   app.setErrorHandler((e, req, reply) => {
     const err = toApiError(e, o.bodyLimitBytes as number);

@@ -19,7 +19,8 @@
  *   "engine": { "intraOpThreads": 1, "maxBatch": 8, "maxDelayMs": 2, "maxQueue": 512, "decoder": "fast",
  *               "workerNice": 0 },                 // > 0: inference threads below the event loop (docs/inference.md)
  *   "replica": { "batchSize": 128, "batchTimeoutMs": 5 },
- *   "api_limits": { "bodyLimitBytes": 8388608, "maxPending": 8192, "maxQueueSeconds": 2, "minPending": 256 },
+ *   "api_limits": { "bodyLimitBytes": 8388608, "maxPending": 8192, "maxQueueSeconds": 2, "minPending": 256,
+ *                   "requestTimeoutMs": 60000 },    // a request not fully arrived by then: 408, closed
  *   "custodial": { "accounts": [ { "apiKeySha256": "<hex>", "key": "keys/client.json", "maxFee": 1000 } ] },
  *   "tls": { "key": "…", "cert": "…", "ca": "…" },
  *   "log": { "level": "info" }
@@ -59,7 +60,13 @@ export interface NodeConfig {
   home: string | undefined;
   engine: Record<string, unknown>;
   replica: Record<string, number | boolean>;
-  apiLimits: { bodyLimitBytes?: number; maxPending?: number; maxQueueSeconds?: number; minPending?: number };
+  apiLimits: {
+    bodyLimitBytes?: number;
+    maxPending?: number;
+    maxQueueSeconds?: number;
+    minPending?: number;
+    requestTimeoutMs?: number;
+  };
   custodial: { apiKeySha256: string; key: string; maxFee: number }[] | null;
   tls: { key: string; cert: string; ca?: string } | null;
   log: { level: string };
@@ -109,6 +116,14 @@ function replicaSettings(r: Record<string, unknown>, file: string): Record<strin
       throw bad(`replica.${k}`, 'must be a finite number ≥ 0 (ms)', file);
   }
   return r as Record<string, number | boolean>;
+}
+
+/** The `api_limits` section, passed to the API as given; `requestTimeoutMs` is checked here. */
+function apiLimits(r: Record<string, unknown>, file: string): NodeConfig['apiLimits'] {
+  const t = r.requestTimeoutMs;
+  if (t !== undefined && (typeof t !== 'number' || !Number.isInteger(t) || t < 0))
+    throw bad('api_limits.requestTimeoutMs', 'must be an integer ≥ 0 (ms; 0: no limit)', file);
+  return r as NodeConfig['apiLimits'];
 }
 
 export function parseEndpoint(s: string, what = 'address'): Endpoint {
@@ -250,7 +265,7 @@ export function loadNodeConfig(path: string): NodeConfig {
     home: typeof raw.home === 'string' ? rel(raw.home) : undefined,
     engine: obj('engine'),
     replica: replicaSettings(obj('replica'), file),
-    apiLimits: obj('api_limits'),
+    apiLimits: apiLimits(obj('api_limits'), file),
     custodial,
     tls,
     byzantine: oneOf('byzantine', ['wrong-results'] as const, null, ' (test only)'),

@@ -180,6 +180,7 @@ export async function startNode(configPath: string): Promise<RunningNode> {
       maxPending: cfg.apiLimits.maxPending,
       maxQueueSeconds: cfg.apiLimits.maxQueueSeconds,
       minPending: cfg.apiLimits.minPending,
+      requestTimeoutMs: cfg.apiLimits.requestTimeoutMs,
       custodial: custodial ? { accounts: custodial } : undefined,
       peers: () => transport.stats().peers.map((p) => ({ id: p.id, state: p.state })),
       metrics,

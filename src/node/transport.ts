@@ -14,7 +14,12 @@
  *   sign, under TAGS.handshake and the group id, a transcript holding their role, both ids, both fresh
  *   nonces and (under TLS) the TLS exporter value; keys come from the genesis only. Frames are delivered
  *   only after it, tagged with the authenticated peer id. Before it, frames are limited to 128 bytes and
- *   the whole handshake (connect included) to `handshakeTimeoutMs`.
+ *   the whole handshake (connect included) to `handshakeTimeoutMs`; an inbound connection must send its
+ *   HELLO within `helloTimeoutMs` (2 s). At most `maxPendingHandshakes` (64) inbound connections may be
+ *   unauthenticated at once, all sources together: one more closes the OLDEST of them. Refusing the new
+ *   one instead let anyone who reaches the port hold every slot with idle sockets, re-opened as they time
+ *   out, and keep real peers out; evicting the oldest, a peer that completes its handshake in one round
+ *   trip gets in unless more than the cap of connections arrive during that round trip.
  * - Frames are delivered raw (the caller decodes); a frame the caller cannot use is reported with
  *   reportBad(from, reason), which closes that connection. An oversized length prefix, a frame cut
  *   by end of stream, or a bad handshake closes that connection too; all are logged and counted, and
@@ -110,7 +115,12 @@ export interface TransportOptions {
   backoff?: { minMs?: number; maxMs?: number };
   /** Connect + handshake must finish within this. Default 5 s. */
   handshakeTimeoutMs?: number;
-  /** Unauthenticated inbound connections held at once; more are closed at once. Default 64. */
+  /** An inbound connection must send its HELLO within this (at most handshakeTimeoutMs). Default 2 s. */
+  helloTimeoutMs?: number;
+  /**
+   * Unauthenticated inbound connections held at once; one more closes the oldest of them (counted as
+   * `inbound.evictedBusy`). Default 64.
+   */
   maxPendingHandshakes?: number;
   /** Initial delay of TCP keep-alive probes. Default 10 s. */
   keepAliveMs?: number;
@@ -170,8 +180,9 @@ export interface TransportStats {
     authenticated: number;
     /** Inbound connections closed before authenticating: bad or timed-out handshake, garbage, TLS failure. */
     handshakeFailures: number;
-    /** Inbound connections closed at once because too many handshakes were pending. */
-    refusedBusy: number;
+    /** Unauthenticated inbound connections closed, oldest first, to make room for a newer one (these count
+     *  as handshakeFailures too). */
+    evictedBusy: number;
   };
 }
 
@@ -207,6 +218,8 @@ interface Conn {
   /** Acceptor: the id claimed in HELLO (not trusted until AUTH verifies). */
   claimed: number;
   binding: Uint8Array;
+  /** Date.now() when the connection was made (accepted, or dial started). */
+  startedAt: number;
   timer: NodeJS.Timeout | null;
   waitingDrain: boolean;
   /** Date.now() of the last bytes read / written (for heartbeats and the idle timeout). */
@@ -288,6 +301,7 @@ export class Transport {
   private readonly backoffMin: number;
   private readonly backoffMax: number;
   private readonly handshakeTimeoutMs: number;
+  private readonly helloTimeoutMs: number;
   private readonly maxPending: number;
   private readonly keepAliveMs: number;
   private readonly heartbeatMs: number;
@@ -304,8 +318,9 @@ export class Transport {
   private server: net.Server | null = null;
   private port: number | null = null;
   private phase: 'new' | 'running' | 'stopped' = 'new';
-  private pending = 0;
-  private readonly inbound = { accepted: 0, authenticated: 0, handshakeFailures: 0, refusedBusy: 0 };
+  /** Inbound connections not yet authenticated, oldest first (a Set keeps insertion order). */
+  private readonly pending = new Set<Conn>();
+  private readonly inbound = { accepted: 0, authenticated: 0, handshakeFailures: 0, evictedBusy: 0 };
 
   constructor(opts: TransportOptions) {
     const me = opts.genesis.nodes.find((n) => n.id === opts.id);
@@ -338,7 +353,11 @@ export class Transport {
     if (!(this.backoffMin > 0 && this.backoffMax >= this.backoffMin))
       throw transportError('TRANSPORT_CONFIG', 'backoff needs 0 < minMs ≤ maxMs');
     this.handshakeTimeoutMs = opts.handshakeTimeoutMs ?? 5_000;
+    this.helloTimeoutMs = Math.min(opts.helloTimeoutMs ?? 2_000, this.handshakeTimeoutMs);
+    if (!(this.helloTimeoutMs > 0)) throw transportError('TRANSPORT_CONFIG', 'helloTimeoutMs must be > 0');
     this.maxPending = opts.maxPendingHandshakes ?? 64;
+    if (!Number.isInteger(this.maxPending) || this.maxPending < 1)
+      throw transportError('TRANSPORT_CONFIG', 'maxPendingHandshakes must be an integer ≥ 1');
     this.keepAliveMs = opts.keepAliveMs ?? 10_000;
     this.heartbeatMs = opts.heartbeatMs ?? 5_000;
     this.idleTimeoutMs = opts.idleTimeoutMs ?? 4 * this.heartbeatMs;
@@ -727,13 +746,17 @@ export class Transport {
       nonceA: null,
       claimed: -1,
       binding: new Uint8Array(0),
+      startedAt: Date.now(),
       // A connect that times out is not the peer's fault (down, unreachable); a stalled handshake is.
+      // An inbound connection has helloTimeoutMs for its HELLO, then the rest of handshakeTimeoutMs.
       timer: setTimeout(
         () =>
           c.phase === 'connecting'
             ? this.closeConn(c, 'connect timed out', false)
-            : this.closeConn(c, 'handshake timed out', true),
-        this.handshakeTimeoutMs,
+            : c.phase === 'hello'
+              ? this.closeConn(c, `handshake: no HELLO within ${this.helloTimeoutMs} ms`, true)
+              : this.closeConn(c, 'handshake timed out', true),
+        dialer ? this.handshakeTimeoutMs : this.helloTimeoutMs,
       ),
       waitingDrain: false,
       lastRx: Date.now(),
@@ -801,15 +824,16 @@ export class Transport {
       socket.destroy();
       return;
     }
-    if (this.pending >= this.maxPending) {
-      this.inbound.refusedBusy++;
-      this.log.warn({ remote, pending: this.pending }, 'transport: too many pending handshakes, refusing');
-      socket.destroy();
-      return;
+    // Full: the oldest unauthenticated connection makes room (never the new one: see the top of the file).
+    while (this.pending.size >= this.maxPending) {
+      const oldest = this.pending.values().next().value!;
+      this.inbound.evictedBusy++;
+      this.closeConn(oldest, `evicted: ${this.pending.size} handshakes pending, the most allowed`, true);
+      this.pending.delete(oldest);
     }
     this.inbound.accepted++;
-    this.pending++;
     const c = this.newConn(socket, false, null, remote);
+    this.pending.add(c);
     c.binding = this.bindingOf(socket);
   }
 
@@ -871,6 +895,12 @@ export class Transport {
             true,
           );
         c.claimed = h.from;
+        // The HELLO is in: the rest of the handshake has what is left of handshakeTimeoutMs.
+        if (c.timer) clearTimeout(c.timer);
+        c.timer = setTimeout(
+          () => this.closeConn(c, 'handshake timed out', true),
+          Math.max(0, c.startedAt + this.handshakeTimeoutMs - Date.now()),
+        );
         c.nonceD = new Uint8Array(h.nonce);
         c.nonceA = randomBytes(NONCE_BYTES);
         const sig = signTagged(
@@ -906,7 +936,7 @@ export class Transport {
         );
         if (!ok) return this.closeConn(c, `handshake: bad signature for node ${c.claimed}`, true);
         c.socket.write(encodeFrame(OK_MESSAGE));
-        this.pending--;
+        this.pending.delete(c);
         this.inbound.authenticated++;
         this.attach(p, c);
         return;
@@ -982,7 +1012,7 @@ export class Transport {
     c.timer = null;
     c.decoder.clear();
     c.socket.destroy();
-    if (wasAuthenticating) this.pending--;
+    if (wasAuthenticating) this.pending.delete(c);
     const stopping = this.phase !== 'running';
     const p = c.peer;
     if (wasOpen && p) {

@@ -123,3 +123,33 @@ describe('node config: durability', () => {
     }
   });
 });
+
+describe('node config: api_limits.requestTimeoutMs', () => {
+  const withLimits = (limits: unknown) => {
+    const file = join(dir, 'node-l.json');
+    writeFileSync(file, JSON.stringify({ ...BASE, api_limits: limits }));
+    return loadNodeConfig(file);
+  };
+
+  it('passes an integer ≥ 0 through (absent: the API default)', () => {
+    expect(withLimits({ requestTimeoutMs: 500 }).apiLimits.requestTimeoutMs).toBe(500);
+    expect(withLimits({ requestTimeoutMs: 0 }).apiLimits.requestTimeoutMs).toBe(0);
+    expect(withLimits({ maxPending: 10 }).apiLimits.requestTimeoutMs).toBeUndefined();
+  });
+
+  it('refuses anything else, naming the field', () => {
+    for (const t of [-1, 1.5, '60000', null, true]) {
+      let err: unknown;
+      try {
+        withLimits({ requestTimeoutMs: t });
+      } catch (e) {
+        err = e;
+      }
+      expect(err).toBeInstanceOf(DropbearError);
+      expect((err as DropbearError).code).toBe('CONFIG_INVALID');
+      expect((err as DropbearError).message).toContain(
+        '"api_limits.requestTimeoutMs" must be an integer ≥ 0',
+      );
+    }
+  });
+});

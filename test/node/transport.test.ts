@@ -763,7 +763,7 @@ describe('transport', () => {
     }
   });
 
-  it('limits unauthenticated connections: at most maxPendingHandshakes, each for handshakeTimeoutMs', async () => {
+  it('limits unauthenticated connections: at most maxPendingHandshakes, the oldest evicted for a new one', async () => {
     const g = makeGroup(2, 5);
     const t1 = new Transport({
       id: 1,
@@ -781,15 +781,104 @@ describe('transport', () => {
       await waitFor(() => t1.stats().inbound.accepted === 2, 'two pending');
       const third = new RawPeer(port1);
       await third.ready;
-      await third.waitClosed();
-      expect(t1.stats().inbound.refusedBusy).toBe(1);
-      expect(idle.some((r) => r.closed)).toBe(false);
-      await Promise.all(idle.map((r) => r.waitClosed(3_000))); // the handshake timeout
-      expect(t1.stats().inbound.handshakeFailures).toBe(2);
+      await idle[0].waitClosed(); // the oldest makes room
+      await waitFor(() => t1.stats().inbound.accepted === 3, 'the third taken in');
+      expect(t1.stats().inbound.evictedBusy).toBe(1);
+      expect(idle[1].closed || third.closed).toBe(false);
+      await Promise.all([idle[1], third].map((r) => r.waitClosed(3_000))); // the HELLO timeout
+      expect(t1.stats().inbound.handshakeFailures).toBe(3);
       // And a genuine peer still gets in.
       const ok = await rawHandshake(port1, g, { from: 0, to: 1, key: g.keys[0] });
       expect(ok.ok).toBe(true);
       ok.peer.destroy();
+    } finally {
+      await t1.stop();
+    }
+  });
+
+  it('a real peer connects while idle sockets hold every pending-handshake slot', async () => {
+    const g = makeGroup(2, 21);
+    const CAP = 8;
+    // Timeouts far beyond the test's window: only eviction can let the peer in.
+    const slow = { handshakeTimeoutMs: 30_000, helloTimeoutMs: 30_000, maxPendingHandshakes: CAP };
+    const t1 = new Transport({
+      id: 1,
+      genesis: g.genesis,
+      key: g.keys[1],
+      listen: { host: HOST, port: 0 },
+      ...FAST,
+      ...slow,
+    });
+    let t0: Transport | null = null;
+    const idle: RawPeer[] = [];
+    try {
+      const port1 = await t1.start();
+      for (let i = 0; i < CAP; i++) idle.push(new RawPeer(port1));
+      await Promise.all(idle.map((r) => r.ready));
+      await waitFor(() => t1.stats().inbound.accepted === CAP, 'every slot held');
+      t0 = new Transport({
+        id: 0,
+        genesis: g.genesis,
+        key: g.keys[0],
+        listen: { host: HOST, port: 0 },
+        peers: new Map([[1, { host: HOST, port: port1 }]]),
+        ...FAST,
+        ...slow,
+      });
+      await t0.start();
+      const t0c = t0;
+      await waitFor(() => connected(t0c) && connected(t1), 'the real peer to connect', 3_000);
+      expect(t1.stats().inbound.evictedBusy).toBe(1);
+      expect(idle[0].closed).toBe(true); // the oldest went
+      expect(idle.slice(1).every((r) => !r.closed)).toBe(true);
+      const got: number[] = [];
+      t1.onFrame((from, b) => got.push(from, b[0]));
+      t0.send(1, Buffer.from([42]));
+      await waitFor(() => got.length === 2, 'a frame over the new link');
+      expect(got).toEqual([0, 42]);
+    } finally {
+      for (const r of idle) r.destroy();
+      await t0?.stop();
+      await t1.stop();
+    }
+  });
+
+  it('an inbound connection must send its HELLO within helloTimeoutMs (default 2 s); then the handshake has the rest of handshakeTimeoutMs', async () => {
+    const g = makeGroup(2, 22);
+    const t1 = new Transport({
+      id: 1,
+      genesis: g.genesis,
+      key: g.keys[1],
+      listen: { host: HOST, port: 0 },
+      ...FAST,
+      handshakeTimeoutMs: 10_000,
+    });
+    try {
+      const port1 = await t1.start();
+      const start = Date.now();
+      const silent = new RawPeer(port1);
+      await silent.ready;
+      // One that sends its HELLO and then stalls before AUTH.
+      const stalled = new RawPeer(port1);
+      await stalled.ready;
+      stalled.write(
+        encodeFrame(
+          encodeHello({
+            version: HANDSHAKE_VERSION,
+            groupId: g.groupId,
+            from: 0,
+            to: 1,
+            nonce: randomBytes(32),
+          }),
+        ),
+      );
+      expect(await stalled.next()).not.toBeNull(); // the CHALLENGE
+      await silent.waitClosed(4_000);
+      const took = Date.now() - start;
+      expect(took).toBeGreaterThanOrEqual(1_900);
+      expect(took).toBeLessThan(4_000);
+      expect(stalled.closed).toBe(false);
+      stalled.destroy();
     } finally {
       await t1.stop();
     }

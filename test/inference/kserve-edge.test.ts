@@ -1,0 +1,182 @@
+/**
+ * serve-model's HTTP edge (src/inference/kserve-server.ts) over a real socket on 127.0.0.1, with a fake
+ * engine (no model): the BYTES base64 check in linear time, fastify's own errors and HTTP that does not
+ * parse in the server's error body (`{"error": "CODE: message"}`), and the request timeout.
+ */
+import fc from 'fast-check';
+import type { FastifyInstance } from 'fastify';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { catalogByName } from '../../src/inference/catalog.ts';
+import { createKServeServer, isBase64Element, type ServedEngine } from '../../src/inference/kserve-server.ts';
+import { RawConn, type RawResponse, rawExchange } from '../raw-http.ts';
+
+const SPEC = catalogByName('mnist-winml')!;
+const REQUEST_TIMEOUT = 500;
+const seen: number[] = [];
+
+const engine: ServedEngine = {
+  spec: SPEC,
+  digest: SPEC.sha256,
+  scores: async () => new Float32Array(10),
+  scoresFor: async (b: Uint8Array) => {
+    seen.push(b.length);
+    return new Float32Array(10).fill(b.length);
+  },
+};
+
+let app: FastifyInstance;
+let port: number;
+
+beforeAll(async () => {
+  app = createKServeServer({ engine, requestTimeoutMs: REQUEST_TIMEOUT });
+  await app.listen({ host: '127.0.0.1', port: 0 });
+  port = (app.server.address() as { port: number }).port;
+});
+afterAll(async () => {
+  await app.close();
+});
+
+const inferUrl = `/v2/models/${SPEC.name}/infer`;
+
+function bytesRequest(element: string): string {
+  return JSON.stringify({
+    inputs: [{ name: SPEC.input.name, datatype: 'BYTES', shape: [1], data: [element] }],
+  });
+}
+
+async function infer(element: string): Promise<{ status: number; body: { error?: string } }> {
+  const r = await fetch(`http://127.0.0.1:${port}${inferUrl}`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: bytesRequest(element),
+  });
+  return { status: r.status, body: (await r.json()) as { error?: string } };
+}
+
+/** The server's error body, `{"error": "CODE: ..."}`, at `status`. */
+function expectError(res: RawResponse | null, code: string, status: number): void {
+  expect(res).not.toBeNull();
+  expect(res!.status).toBe(status);
+  expect(res!.headers).toMatch(/content-type: application\/json/);
+  const body = JSON.parse(res!.body) as { error: string };
+  expect(Object.keys(body)).toEqual(['error']);
+  expect(body.error.startsWith(`${code}: `)).toBe(true);
+}
+
+async function stillServes(): Promise<void> {
+  const { res } = await rawExchange(
+    port,
+    'GET /v2/health/live HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n',
+  );
+  expect(res?.status).toBe(200);
+}
+
+describe('BYTES base64 check', () => {
+  it('accepts and refuses exactly what the old regex did', () => {
+    const old = (s: string) => /^[A-Za-z0-9+/\r\n]*={0,2}\s*$/.test(s);
+    const chars = fc.constantFrom(
+      'A',
+      'z',
+      '0',
+      '+',
+      '/',
+      '=',
+      '\r',
+      '\n',
+      ' ',
+      '\t',
+      '\u00a0',
+      '!',
+      '-',
+      '_',
+    );
+    fc.assert(
+      fc.property(fc.array(chars, { maxLength: 24 }), (cs) => {
+        const s = cs.join('');
+        expect(isBase64Element(s)).toBe(old(s));
+      }),
+      { numRuns: 5_000 },
+    );
+  });
+
+  it('60,000 and 200,000 newlines then "!": 400 at once (the old check took seconds, then minutes)', async () => {
+    for (const n of [60_000, 200_000]) {
+      const start = Date.now();
+      const r = await infer(`${'\n'.repeat(n)}!`);
+      expect(r.status).toBe(400);
+      expect(r.body.error).toBe('a BYTES element is not base64');
+      expect(Date.now() - start).toBeLessThan(2_000);
+    }
+    await stillServes();
+  });
+
+  it('base64 with line breaks and trailing whitespace still reaches the engine', async () => {
+    const bytes = Buffer.from('hello, engine: some bytes');
+    const b64 = bytes.toString('base64');
+    const wrapped = `${b64.slice(0, 8)}\r\n${b64.slice(8)}\n \t`;
+    seen.length = 0;
+    const r = await infer(wrapped);
+    expect(r.status).toBe(200);
+    expect(seen).toEqual([bytes.length]);
+  });
+});
+
+describe('errors before a route runs', () => {
+  const get = (path: string) => `GET ${path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n`;
+
+  it('a URL that does not decode: 400 BAD_URL; a path parameter over 100 characters: 414 URI_TOO_LONG', async () => {
+    expectError((await rawExchange(port, get('/v2/models/%zz'))).res, 'BAD_URL', 400);
+    expectError((await rawExchange(port, get(`/v2/models/${'m'.repeat(500)}`))).res, 'URI_TOO_LONG', 414);
+    await stillServes();
+  });
+
+  const cases: [string, string, string, number][] = [
+    [
+      'Content-Length: -1',
+      `POST ${inferUrl} HTTP/1.1\r\nhost: x\r\ncontent-length: -1\r\n\r\n{}`,
+      'BAD_HTTP',
+      400,
+    ],
+    [
+      'bad chunked encoding',
+      `POST ${inferUrl} HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n\r\nzz\r\n{}\r\n0\r\n\r\n`,
+      'BAD_HTTP',
+      400,
+    ],
+    ['an unknown method', 'FROB /v2 HTTP/1.1\r\nhost: x\r\n\r\n', 'BAD_HTTP', 400],
+    ['a garbage request line', 'hello there\r\n\r\n', 'BAD_HTTP', 400],
+    [
+      'headers over 16 KiB',
+      `GET /v2 HTTP/1.1\r\nhost: x\r\nx-big: ${'a'.repeat(20_000)}\r\n\r\n`,
+      'HEADERS_TOO_LARGE',
+      431,
+    ],
+  ];
+  for (const [what, text, code, status] of cases)
+    it(`${what}: ${status} ${code}, Connection: close`, async () => {
+      const { res, closed } = await rawExchange(port, text);
+      expectError(res, code, status);
+      expect(res!.headers).toMatch(/connection: close/);
+      expect(closed).toBe(true);
+      await stillServes();
+    });
+
+  it('a body sent a byte at a time: 408 REQUEST_TIMEOUT and closed after requestTimeoutMs', async () => {
+    const c = new RawConn(port);
+    await c.ready;
+    const start = Date.now();
+    c.write(
+      `POST ${inferUrl} HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 1000\r\n\r\n{`,
+    );
+    const timer = setInterval(() => c.write(' '), 100);
+    try {
+      expectError(await c.response(5_000), 'REQUEST_TIMEOUT', 408);
+      await c.waitClosed(2_000);
+      expect(Date.now() - start).toBeLessThan(3_000);
+    } finally {
+      clearInterval(timer);
+      c.destroy();
+    }
+    await stillServes();
+  });
+});

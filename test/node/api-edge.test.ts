@@ -1,0 +1,271 @@
+/**
+ * The API's edge over a real socket on 127.0.0.1: requests that fastify or Node's HTTP parser refuse
+ * before a route runs (a URL that does not decode, a parameter over the limit, HTTP that does not parse,
+ * oversized headers, a request that trickles in) get the API's `{error: {code, message}}` and a stable
+ * code like every other error, the request timeout closes slow requests, and the server keeps serving.
+ * One stand-in NodeHost, no peers.
+ */
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { FastifyInstance } from 'fastify';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { API_ERROR_CODES, buildApi, httpStatusOf } from '../../src/node/api.ts';
+import { NodeHost } from '../../src/node/host.ts';
+import { startStandIn } from '../../src/node/standin-backend.ts';
+import {
+  groupIdOf,
+  hex,
+  type Request,
+  requestIdOf,
+  SignedRequest,
+  sha256,
+  signRequest,
+  toJson,
+} from '../../src/protocol/index.ts';
+import { makeGroup } from '../../src/sim/world.ts';
+import { RawConn, type RawResponse, rawExchange } from '../raw-http.ts';
+
+const REQUEST_TIMEOUT = 500;
+
+let dir: string;
+let group: ReturnType<typeof makeGroup>;
+let host: NodeHost;
+let app: FastifyInstance;
+let port: number;
+
+beforeAll(async () => {
+  dir = mkdtempSync(join(tmpdir(), 'api-edge-'));
+  group = makeGroup(4, 1, 7);
+  host = NodeHost.open({
+    id: 0,
+    genesis: group.genesis,
+    key: group.keys[0],
+    ledgerPath: join(dir, 'n0.sqlite'),
+    backends: [startStandIn(0)],
+    wire: { send: () => {}, broadcast: () => {}, onFrame: () => {}, reportBad: () => {} },
+  });
+  host.start();
+  app = buildApi(host, { requestTimeoutMs: REQUEST_TIMEOUT });
+  await app.listen({ host: '127.0.0.1', port: 0 });
+  port = (app.server.address() as { port: number }).port;
+});
+
+afterAll(async () => {
+  await app.close();
+  host.stop();
+  host.close();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+/** The response is the API's error with `code`, at that code's status. */
+function expectApiError(res: RawResponse | null, code: string, status: number): void {
+  expect(res).not.toBeNull();
+  expect(res!.status).toBe(status);
+  expect(httpStatusOf(code)).toBe(status);
+  expect(res!.headers).toMatch(/content-type: application\/json/);
+  const body = JSON.parse(res!.body) as { error: { code: string; message: string } };
+  expect(Object.keys(body)).toEqual(['error']);
+  expect(body.error.code).toBe(code);
+  expect(body.error.message).toBeTypeOf('string');
+  expect(body.error.message.length).toBeGreaterThan(0);
+}
+
+async function stillServes(): Promise<void> {
+  const { res } = await rawExchange(port, 'GET /healthz HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n');
+  expect(res?.status).toBe(200);
+  expect(JSON.parse(res!.body)).toEqual({ ok: true });
+}
+
+const get = (path: string) => `GET ${path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n`;
+
+describe('fastify framework errors', () => {
+  it('a URL that does not decode: 400 BAD_URL', async () => {
+    const { res } = await rawExchange(port, get('/v1/certificates/%zz'));
+    expectApiError(res, 'BAD_URL', 400);
+    await stillServes();
+  });
+
+  it('a path parameter over 100 characters: 414 URI_TOO_LONG', async () => {
+    const { res } = await rawExchange(port, get(`/v1/certificates/${'a'.repeat(500)}`));
+    expectApiError(res, 'URI_TOO_LONG', 414);
+    // 64 hex characters, the longest id a route takes, are still matched (and not found).
+    const ok = await rawExchange(port, get(`/v1/certificates/${'a'.repeat(64)}`));
+    expectApiError(ok.res, 'CERTIFICATE_NOT_FOUND', 404);
+  });
+});
+
+describe('HTTP that does not parse', () => {
+  const cases: [string, string, string, number][] = [
+    [
+      'Content-Length: -1',
+      'POST /v1/requests HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: -1\r\n\r\n{}',
+      'BAD_HTTP',
+      400,
+    ],
+    [
+      'bad chunked encoding',
+      'POST /v1/requests HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\nzz\r\n{}\r\n0\r\n\r\n',
+      'BAD_HTTP',
+      400,
+    ],
+    ['an unknown method', 'FROB /healthz HTTP/1.1\r\nhost: x\r\n\r\n', 'BAD_HTTP', 400],
+    ['a garbage request line', '\x16\x03\x01 hello there\r\n\r\n', 'BAD_HTTP', 400],
+    [
+      'headers over 16 KiB',
+      `GET /healthz HTTP/1.1\r\nhost: x\r\nx-big: ${'a'.repeat(20_000)}\r\n\r\n`,
+      'HEADERS_TOO_LARGE',
+      431,
+    ],
+  ];
+  for (const [what, text, code, status] of cases)
+    it(`${what}: ${status} ${code} as the API's error, Connection: close`, async () => {
+      const { res, closed } = await rawExchange(port, text);
+      expectApiError(res, code, status);
+      expect(res!.headers).toMatch(/connection: close/);
+      expect(closed).toBe(true);
+      await stillServes();
+    });
+});
+
+describe('request timeout', () => {
+  it('headers that trickle in: 408 REQUEST_TIMEOUT, connection closed', async () => {
+    const c = new RawConn(port);
+    await c.ready;
+    const start = Date.now();
+    c.write('GET /healthz HTTP/1.1\r\nhost: x\r\n');
+    const timer = setInterval(() => c.write('x-slow: 1\r\n'), 100);
+    try {
+      const res = await c.response(5_000);
+      expectApiError(res, 'REQUEST_TIMEOUT', 408);
+      await c.waitClosed(2_000);
+      expect(Date.now() - start).toBeLessThan(3_000);
+    } finally {
+      clearInterval(timer);
+      c.destroy();
+    }
+    await stillServes();
+  });
+
+  it('a body sent a byte at a time: 408 REQUEST_TIMEOUT and closed after requestTimeoutMs; the server keeps serving', async () => {
+    const c = new RawConn(port);
+    await c.ready;
+    const start = Date.now();
+    c.write(
+      'POST /v1/requests HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 1000\r\n\r\n{',
+    );
+    const timer = setInterval(() => c.write(' '), 100);
+    try {
+      const res = await c.response(5_000);
+      expectApiError(res, 'REQUEST_TIMEOUT', 408);
+      await c.waitClosed(2_000);
+      const took = Date.now() - start;
+      expect(took).toBeGreaterThanOrEqual(REQUEST_TIMEOUT - 50);
+      expect(took).toBeLessThan(3_000);
+    } finally {
+      clearInterval(timer);
+      c.destroy();
+    }
+    await stillServes();
+  });
+
+  it('does not cut a long poll: the timeout covers the request, not the wait for its answer', async () => {
+    const id = 'ab'.repeat(32);
+    const start = Date.now();
+    const { res } = await rawExchange(port, get(`/v1/certificates/${id}?wait=${3 * REQUEST_TIMEOUT}`), 5_000);
+    expect(Date.now() - start).toBeGreaterThanOrEqual(3 * REQUEST_TIMEOUT - 50);
+    expectApiError(res, 'CERTIFICATE_NOT_FOUND', 404);
+  });
+
+  it('is 60 s by default, and 0 turns it off', async () => {
+    const dflt = buildApi(host);
+    const off = buildApi(host, { requestTimeoutMs: 0 });
+    try {
+      await Promise.all([dflt.ready(), off.ready()]);
+      expect(dflt.server.requestTimeout).toBe(60_000);
+      expect(dflt.server.headersTimeout).toBe(60_000);
+      expect(off.server.requestTimeout).toBe(0);
+      expect(off.server.headersTimeout).toBe(60_000); // Node's own limit on headers stays
+      expect(() => buildApi(host, { requestTimeoutMs: -1 })).toThrow(/requestTimeoutMs/);
+    } finally {
+      await Promise.all([dflt.close(), off.close()]);
+    }
+  });
+});
+
+describe('JSON bodies', () => {
+  const post = (body: string) =>
+    app.inject({
+      method: 'POST',
+      url: '/v1/requests',
+      headers: { 'content-type': 'application/json' },
+      payload: body,
+    });
+
+  it('a "__proto__" or "constructor.prototype" key: 400 MALFORMED_JSON naming the key', async () => {
+    for (const [body, key] of [
+      ['{"request": {"__proto__": {"x": 1}}}', 'request.__proto__'],
+      ['{"requests": [{"constructor": {"prototype": {}}}]}', 'requests[0].constructor'],
+      ['{"__proto__": 1}', '__proto__'],
+    ]) {
+      const res = await post(body);
+      expect(res.statusCode).toBe(400);
+      const e = res.json().error;
+      expect(e.code).toBe('MALFORMED_JSON');
+      expect(e.message).toContain(`"${key}"`);
+      expect(e.message).toMatch(/not allowed/);
+      expect(e.message).not.toMatch(/not valid JSON/);
+    }
+  });
+
+  it('a valid JSON request still parses and reaches its route', async () => {
+    const request: Request = {
+      groupId: groupIdOf(group.genesis),
+      client: group.client.publicKey,
+      nonce: 1,
+      timestamp: Date.now(),
+      inputDigest: new Uint8Array(32),
+      policy: null,
+      maxFee: 1000,
+    };
+    const input = new Uint8Array([1, 2, 3]);
+    const sr = signRequest({ ...request, inputDigest: sha256(input) }, input, group.client);
+    const res = await app.inject({
+      method: 'POST',
+      url: '/v1/requests?wait=0',
+      headers: { 'content-type': 'application/json; charset=utf-8' },
+      payload: JSON.stringify({ request: toJson(SignedRequest, sr) }),
+    });
+    const body = res.json() as { requestId?: string; error?: { code: string; requestId?: string } };
+    expect(body.error?.code).not.toBe('MALFORMED_JSON');
+    expect(body.requestId ?? body.error?.requestId).toBe(hex(requestIdOf(sr)));
+  });
+
+  it('JSON that does not parse keeps its message; a "constructor" key without "prototype" is let through', async () => {
+    const bad = await post('{not json');
+    expect(bad.statusCode).toBe(400);
+    expect(bad.json().error.code).toBe('MALFORMED_JSON');
+    expect(bad.json().error.message).toMatch(/not valid JSON/);
+    const empty = await post('');
+    expect(empty.json().error.code).toBe('MALFORMED_JSON');
+    // Parsed, then refused by the schema, as before.
+    const other = await post('{"constructor": 1}');
+    expect(other.statusCode).toBe(400);
+    expect(other.json().error.code).toBe('BAD_REQUEST');
+  });
+});
+
+describe('docs/api.md', () => {
+  it('its table of codes lists every code the API answers with, each at its status', () => {
+    const doc = readFileSync(new URL('../../docs/api.md', import.meta.url), 'utf8');
+    const section = doc.slice(doc.indexOf('## Codes'), doc.indexOf('\n## ', doc.indexOf('## Codes') + 1));
+    const listed = new Map<string, number>();
+    for (const row of section.split('\n').filter((l) => /^\| \d{3} /.test(l))) {
+      const status = Number(row.slice(2, 5));
+      for (const m of row.matchAll(/`([A-Z][A-Z0-9_]+)`/g)) listed.set(m[1], status);
+    }
+    for (const [code, status] of Object.entries(API_ERROR_CODES))
+      expect([code, listed.get(code)]).toEqual([code, status]);
+    for (const [code, status] of listed) expect([code, httpStatusOf(code)]).toEqual([code, status]);
+  });
+});

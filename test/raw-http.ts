@@ -1,0 +1,101 @@
+/**
+ * HTTP on a raw socket (node:net), for requests a real client will not send: malformed request lines,
+ * bad lengths, oversized headers, bodies that trickle in.
+ */
+import { connect, type Socket } from 'node:net';
+
+export interface RawResponse {
+  status: number;
+  /** Header lines, lower-cased. */
+  headers: string;
+  body: string;
+}
+
+/** One connection to 127.0.0.1:`port`; everything the server sends is kept. */
+export class RawConn {
+  readonly socket: Socket;
+  readonly ready: Promise<void>;
+  private buf = Buffer.alloc(0);
+  closed = false;
+  private wake: (() => void) | null = null;
+
+  constructor(port: number) {
+    this.socket = connect(port, '127.0.0.1');
+    this.ready = new Promise((resolve, reject) => {
+      this.socket.once('connect', () => resolve());
+      this.socket.once('error', reject);
+    });
+    this.socket.on('error', () => {});
+    this.socket.on('data', (d: Buffer) => {
+      this.buf = Buffer.concat([this.buf, d]);
+      this.wake?.();
+    });
+    this.socket.on('close', () => {
+      this.closed = true;
+      this.wake?.();
+    });
+  }
+
+  write(data: string | Buffer): void {
+    if (!this.closed) this.socket.write(data);
+  }
+
+  /** The next whole response (Content-Length bodies), or null if the connection closes first. */
+  async response(timeoutMs = 5_000): Promise<RawResponse | null> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const end = this.buf.indexOf('\r\n\r\n');
+      if (end >= 0) {
+        const head = this.buf.subarray(0, end).toString();
+        const len = Number(/content-length: *(\d+)/i.exec(head)?.[1] ?? 0);
+        if (this.buf.length >= end + 4 + len) {
+          const body = this.buf.subarray(end + 4, end + 4 + len).toString();
+          this.buf = this.buf.subarray(end + 4 + len);
+          return { status: Number(head.split(' ')[1]), headers: head.toLowerCase(), body };
+        }
+      }
+      if (this.closed) return null;
+      const left = deadline - Date.now();
+      if (left <= 0) throw new Error('raw HTTP: no response within the time allowed');
+      await new Promise<void>((r) => {
+        const t = setTimeout(r, left);
+        this.wake = () => {
+          clearTimeout(t);
+          r();
+        };
+      });
+      this.wake = null;
+    }
+  }
+
+  /** Resolves once the server closed the connection; throws after `timeoutMs`. */
+  async waitClosed(timeoutMs = 5_000): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    while (!this.closed) {
+      if (Date.now() > deadline) throw new Error('raw HTTP: the server did not close the connection');
+      await new Promise((r) => setTimeout(r, 10));
+    }
+  }
+
+  destroy(): void {
+    this.socket.destroy();
+  }
+}
+
+/** Sends `text` on a new connection; resolves with the first response and whether the server closed. */
+export async function rawExchange(
+  port: number,
+  text: string | Buffer,
+  timeoutMs = 5_000,
+): Promise<{ res: RawResponse | null; closed: boolean }> {
+  const c = new RawConn(port);
+  await c.ready;
+  c.write(text);
+  try {
+    const res = await c.response(timeoutMs);
+    await c.waitClosed(timeoutMs).catch(() => {});
+    return { res, closed: c.closed };
+  } finally {
+    c.destroy();
+  }
+}
