@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs';
-import { CodecError, DropbearError, fromJson, Genesis } from '../protocol/index.ts';
+import { CodecError, DropbearError, fromJson, Genesis, genesisProblem } from '../protocol/index.ts';
 
 export function readJsonFile(path: string): unknown {
   let text: string;
@@ -16,12 +16,16 @@ export function readJsonFile(path: string): unknown {
 }
 
 export function readGenesis(path: string): Genesis {
+  let genesis: Genesis;
   try {
-    return fromJson(Genesis, readJsonFile(path));
+    genesis = fromJson(Genesis, readJsonFile(path));
   } catch (e) {
     if (e instanceof CodecError) throw new DropbearError('GENESIS_INVALID', `${path}: ${e.message}`);
     throw e;
   }
+  const problem = genesisProblem(genesis);
+  if (problem) throw new DropbearError('GENESIS_INVALID', `${path}: ${problem}`);
+  return genesis;
 }
 
 export function stableJson(value: unknown): string {

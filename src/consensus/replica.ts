@@ -21,6 +21,7 @@ import {
   encode,
   equalBytes,
   type Genesis,
+  genesisProblem,
   groupIdOf,
   hex,
   type KeyPair,
@@ -672,8 +673,8 @@ export class Replica {
     this.n = genesis.nodes.length;
     this.f = genesis.f;
     this.q = quorumSize(this.n, this.f);
-    if (this.n < 3 * this.f + 1)
-      throw new DropbearError('GENESIS_INVALID', `n=${this.n} < 3f+1 with f=${this.f}`);
+    const problem = genesisProblem(genesis);
+    if (problem) throw new DropbearError('GENESIS_INVALID', problem);
     if (!equalBytes(genesis.nodes[id]?.publicKey ?? new Uint8Array(), key.publicKey))
       throw new DropbearError('KEY_MISMATCH', `key does not match node ${id} of the genesis`);
     this.groupId = groupIdOf(genesis);

@@ -11,7 +11,15 @@ import { catalogByDigest } from '../inference/catalog.ts';
 import { InferenceEngine } from '../inference/engine.ts';
 import { RemoteBackend } from '../inference/remote.ts';
 import { deriveSpec, resolveModel, sha256File } from '../inference/store.ts';
-import { DropbearError, equalBytes, fromJson, Genesis, groupIdOf, hex } from '../protocol/index.ts';
+import {
+  DropbearError,
+  equalBytes,
+  fromJson,
+  Genesis,
+  genesisProblem,
+  groupIdOf,
+  hex,
+} from '../protocol/index.ts';
 import { readKeyFile } from '../protocol/keyfile.ts';
 import { buildApi } from './api.ts';
 import { loadNodeConfig, type ModelConfig, type NodeConfig } from './config.ts';
@@ -116,6 +124,8 @@ export async function startNode(configPath: string): Promise<RunningNode> {
   } catch (e) {
     throw new DropbearError('GENESIS_INVALID', `${cfg.genesis}: ${(e as Error).message}`);
   }
+  const problem = genesisProblem(genesis);
+  if (problem) throw new DropbearError('GENESIS_INVALID', `${cfg.genesis}: ${problem}`);
   const me = genesis.nodes[cfg.id];
   if (!me) throw new DropbearError('CONFIG_INVALID', `node id ${cfg.id} is not in the genesis`);
   const key = readKeyFile(cfg.key);

@@ -132,6 +132,24 @@ export function quorumSize(n: number, f: number): number {
   return Math.floor((n + f) / 2) + 1;
 }
 
+/**
+ * Why a genesis cannot run a group, or null: no nodes, n < 3f + 1, node ids that are not their positions
+ * (0..n−1: everything indexes nodes by position), or one public key for two nodes (one party, two votes).
+ */
+export function genesisProblem(genesis: Genesis): string | null {
+  const n = genesis.nodes.length;
+  if (n === 0) return 'the genesis has no nodes';
+  if (n < 3 * genesis.f + 1) return `n=${n} < 3f+1 with f=${genesis.f}`;
+  const keys = new Set<string>();
+  for (const [i, node] of genesis.nodes.entries()) {
+    if (node.id !== i) return `node at position ${i} has id ${node.id} (ids must be 0..n−1 in order)`;
+    const k = Buffer.from(node.publicKey).toString('hex');
+    if (keys.has(k)) return `node ${i} has the public key of an earlier node`;
+    keys.add(k);
+  }
+  return null;
+}
+
 /** The genesis's quorum: see quorumSize. */
 export function quorumOf(genesis: Genesis): number {
   return quorumSize(genesis.nodes.length, genesis.f);

@@ -1,5 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import { quorumSize } from '../../src/protocol/index.ts';
+import { Replica } from '../../src/consensus/replica.ts';
+import { genesisProblem, quorumSize } from '../../src/protocol/index.ts';
+import { makeGroup } from '../../src/sim/world.ts';
 
 describe('quorumSize', () => {
   it('is 2f + 1 when n = 3f + 1', () => {
@@ -22,5 +24,26 @@ describe('quorumSize', () => {
         expect(2 * (q - 1) - n, `n=${n} f=${f}`).toBeLessThan(f + 1); // and q − 1 would not
         expect(q, `n=${n} f=${f}`).toBeLessThanOrEqual(n - f); // live with f nodes silent
       }
+  });
+});
+
+describe('genesisProblem', () => {
+  const { genesis } = makeGroup(4, 1, 3);
+  it('accepts a genesis that group init would write', () => {
+    expect(genesisProblem(genesis)).toBeNull();
+    expect(genesisProblem(makeGroup(5, 1, 3).genesis)).toBeNull();
+  });
+  it('refuses no nodes, n < 3f + 1, ids out of place, and one key for two nodes; so does a replica', () => {
+    const nodes = genesis.nodes;
+    expect(genesisProblem({ ...genesis, nodes: [] })).toMatch(/no nodes/);
+    expect(genesisProblem({ ...genesis, f: 2 })).toMatch(/n=4 < 3f\+1 with f=2/);
+    const swapped = [nodes[1], nodes[0], nodes[2], nodes[3]];
+    expect(genesisProblem({ ...genesis, nodes: swapped })).toMatch(/position 0 has id 1/);
+    const twice = [nodes[0], { ...nodes[1], publicKey: nodes[0].publicKey }, nodes[2], nodes[3]];
+    expect(genesisProblem({ ...genesis, nodes: twice })).toMatch(
+      /node 1 has the public key of an earlier node/,
+    );
+    const g = makeGroup(4, 1, 3);
+    expect(() => new Replica({ ...g.genesis, f: 2 }, 0, g.keys[0])).toThrow(/GENESIS_INVALID|3f\+1/);
   });
 });
