@@ -207,6 +207,8 @@ export function batchCap(
 
 /** The pool is swept for expired requests at most this often (sweepExpired). */
 const EXPIRY_SWEEP_MS = 100;
+/** Matches no batch digest (a stand-in where none is known). */
+const EMPTY_DIGEST = new Uint8Array(0);
 
 export const DEFAULT_REPLICA_CONFIG: ReplicaConfig = {
   batchSize: 1024,
@@ -1640,7 +1642,14 @@ export class Replica {
         return this.reject(slot, primary, 'batch timestamp not increasing');
     }
     const keys = this.keysOf(b);
-    for (let i = 0; i < b.entries.length; i++) {
+    // A NEW-VIEW re-proposing the very batch this node executed at that seq (above its stable checkpoint):
+    // checked when it was first accepted, and its requests and RESULTS may be collected by now (a stable
+    // checkpoint drops RESULTS no unexecuted batch uses), so it is prepared again without them.
+    const executedHere =
+      fromNewView &&
+      pp.seq <= this.lastExecuted &&
+      equalBytes(this.executedDigests.get(pp.seq) ?? EMPTY_DIGEST, pp.digest);
+    for (let i = 0; i < (executedHere ? 0 : b.entries.length); i++) {
       const e = b.entries[i];
       const idHex = keys.ids[i];
       if (seen.has(idHex)) return this.reject(slot, primary, 'request twice in one batch');

@@ -5,11 +5,13 @@
 import { randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { type Action, type Event, Replica, type ReplicaConfig } from '../../src/consensus/replica.ts';
+import { deriveNewView } from '../../src/consensus/viewchange.ts';
 import { LedgerState } from '../../src/ledger/state.ts';
 import {
   type Batch,
   type BatchEntry,
   batchDigestOf,
+  CheckpointBody,
   decodeMessage,
   encode,
   encodeMessage,
@@ -277,5 +279,94 @@ describe('replica, review of 2026-12-04', () => {
     expect(run(0)).toBe(true);
     expect(run(16)).toBe(true);
     expect(hex(hash)).toHaveLength(64);
+  });
+
+  it('after a checkpoint, a batch executed above it and re-proposed by a NEW-VIEW is prepared again at once (its RESULTS were collected)', () => {
+    const h = new One(2, { receiptCommits: false, checkpointInterval: 1, window: 4 });
+    const reqs = [mkReq(0), mkReq(1)];
+    const ids = reqs.map(requestIdOf);
+    const res = [0, 1, 2, 3].map((node) => resultsOf(node, ids));
+    h.msg(0, { kind: 'forward', requests: reqs }, T0);
+    for (const v of [0, 1, 3]) h.msg(v, { kind: 'results', signed: res[v] }, T0);
+    const mine = res[2].batch.entries.map((e) => ({ requestId: e.requestId, result: e.result }));
+    h.step({ type: 'inferred', modelDigest: G.genesis.nodes[2].modelDigest, results: mine }, T0);
+    const entry = (i: number): BatchEntry => ({
+      requestId: ids[i],
+      votes: [0, 1, 2, 3].map((v) => voteOf(res[v], i)),
+    });
+    const pps = [makePP(1, [entry(0)], 0, T0 + 5), makePP(2, [entry(1)], 0, T0 + 6)];
+    const phase = (kind: 'prepare' | 'commit', from: number, pp: PrePrepare): NodeMessage => {
+      const tag = kind === 'prepare' ? TAGS.prepare : TAGS.commit;
+      return {
+        kind,
+        from,
+        view: 0,
+        seq: pp.seq,
+        digest: pp.digest,
+        signature: phaseSig(tag, from, 0, pp.seq, pp.digest),
+      };
+    };
+    const checkpoints: NodeMessage[] = [];
+    for (const pp of pps) {
+      h.msg(0, { kind: 'prePrepare', pp }, T0 + 10);
+      h.msg(1, phase('prepare', 1, pp), T0 + 11);
+      h.msg(0, phase('commit', 0, pp), T0 + 12);
+      checkpoints.push(...sent(h.msg(1, phase('commit', 1, pp), T0 + 13), 'checkpoint'));
+    }
+    expect(h.r.lastExecuted).toBe(2);
+    // Checkpoint 1 becomes stable only now, with batch 2 executed above it.
+    const cp1 = checkpoints.find((m) => m.kind === 'checkpoint' && m.seq === 1);
+    if (cp1?.kind !== 'checkpoint') throw new Error('no checkpoint at seq 1');
+    const cpSig = (from: number) =>
+      signTagged(
+        TAGS.checkpoint,
+        GID,
+        encode(CheckpointBody, { from, seq: 1, stateDigest: cp1.stateDigest }),
+        G.keys[from],
+      );
+    for (const from of [0, 1])
+      h.msg(
+        from,
+        { kind: 'checkpoint', from, seq: 1, stateDigest: cp1.stateDigest, signature: cpSig(from) },
+        T0 + 20,
+      );
+    expect(h.r.stable).toBe(1);
+
+    // View 1 (primary: node 1) from the VIEW-CHANGEs of nodes 0, 1 and 3: stable at 1, batch 2 prepared.
+    const pp2 = pps[1];
+    const cert = {
+      view: 0,
+      seq: 2,
+      digest: pp2.digest,
+      ppSignature: pp2.signature,
+      batch: pp2.batch,
+      prepares: [1, 2].map((node) => ({ node, signature: phaseSig(TAGS.prepare, node, 0, 2, pp2.digest) })),
+    };
+    const vcs: SignedViewChange[] = [0, 1, 3].map((from) => {
+      const body = {
+        from,
+        newView: 1,
+        stableSeq: 1,
+        stableDigest: cp1.stateDigest,
+        checkpointProof: [0, 1, 2].map((node) => ({ node, signature: cpSig(node) })),
+        prepared: [cert],
+      };
+      return {
+        body,
+        signature: signTagged(TAGS.viewChange, GID, encode(ViewChangeBody, body), G.keys[from]),
+      };
+    });
+    const derived = deriveNewView(vcs);
+    expect(derived.proposals.map((p) => p.seq)).toEqual([2]);
+    const proposals = derived.proposals.map((p) => ({
+      seq: p.seq,
+      digest: p.digest,
+      signature: phaseSig(TAGS.prePrepare, 1, 1, p.seq, p.digest),
+    }));
+    const acts = h.msg(1, { kind: 'newView', from: 1, newView: 1, viewChanges: vcs, proposals }, T0 + 30);
+    expect(h.r.view).toBe(1);
+    // It executed exactly this batch: it prepares it in the new view, and fetches nothing.
+    expect(sent(acts, 'fetch')).toEqual([]);
+    expect(sent(acts, 'prepare').map((m) => m.kind === 'prepare' && [m.view, m.seq])).toEqual([[1, 2]]);
   });
 });
