@@ -44,9 +44,17 @@ export interface ClientOptions {
   genesis: Genesis;
   nodes: GroupNode[];
   key: KeyPair;
-  /** Which nodes get each request: 'all' (default), a count (f+1 is enough for liveness), or node ids. */
+  /**
+   * Which nodes get each request: 'all' (default), a count (an integer ≥ 1; f+1 is enough for liveness;
+   * more than there are nodes means all), or ids of nodes in `nodes` (at least one). Anything else is
+   * refused (CLIENT_CONFIG).
+   */
   sendTo?: 'all' | number | number[];
-  /** How long to wait for a certificate, in ms (default 30 s). */
+  /**
+   * How long to wait for a certificate, in ms (default 30 s): a number in (0, 2^31 − 1], about 24.8 days
+   * (the longest delay a timer takes). Anything else (0, negative, NaN, Infinity, more) is refused with
+   * CLIENT_CONFIG, here and per call (`InferOptions.timeoutMs`, `send`, `sendBatch`): there is no "no limit".
+   */
   timeoutMs?: number;
   /**
    * Hedging: a request the chosen nodes have not certified within this many ms is also sent to the nodes
@@ -80,6 +88,18 @@ export interface ClientOptions {
    */
   maxBodyBytes?: number;
   /**
+   * Largest answer body the SDK reads from a node, in bytes (default 32 MiB; an integer ≥ 1). Answers are
+   * read as they come and abandoned past it (the connection closed): the node counts as failing for what
+   * it answered, RESPONSE_TOO_LARGE in the call's per-node errors, so a faulty node that streams an endless
+   * body costs the client this much memory at most. The largest honest answer is a batch POST's: 1024
+   * certificates of ~1.1 KB each at n = 4 with top-5 votes (1.07 MiB measured; 1.45 MiB at n = 7, 2.2 MiB
+   * at n = 13), or 1024 errors of at most 4 KiB; a certificate polled as JSON is ~2.7 KB at n = 4. The
+   * default leaves room for certificates ~15 times that size (larger groups or results); a model with large
+   * vector outputs may need more. A `fetch` whose responses have no body stream (one of the caller's own)
+   * buffers each body itself; the SDK then checks the size after.
+   */
+  maxResponseBytes?: number;
+  /**
    * Coalescing (off by default): `infer` calls made in the same turn of the event loop with the same
    * options (a server answering concurrent users, a loop whose answers arrive together) are signed
    * together and sent as one batch, as `inferBatch` sends: one client signature, and one POST per node,
@@ -93,6 +113,7 @@ export interface ClientOptions {
 export interface InferOptions {
   policy?: Policy | null;
   maxFee?: number;
+  /** This call's time, as ClientOptions.timeoutMs (the same limits; CLIENT_CONFIG past them). */
   timeoutMs?: number;
 }
 
@@ -144,6 +165,18 @@ const MIN_RETRY_WINDOW_MS = 100;
  * (0.22–0.27 new connections per image per node in the e2e bench; over TLS, a handshake each).
  */
 const POST_GRACE_MS = 1000;
+/** See ClientOptions.maxResponseBytes. */
+const DEFAULT_MAX_RESPONSE_BYTES = 32 * 1024 * 1024;
+/** The longest timeoutMs: the longest delay setTimeout takes (a longer one fires at once). */
+const MAX_TIMEOUT_MS = 2 ** 31 - 1;
+/**
+ * The longest a batch POST asks a node to hold it open (`wait`), and at most half the call's time left. A
+ * node answers a POST once every request in it is certified or the wait is over: with the whole call's
+ * time as the wait, one request that never certifies held the answer past the client's deadline, and the
+ * other requests' certificates with it (every call coalesced with it failed). With this bound the answer
+ * comes in time with the certified requests and the others pending, which are then polled.
+ */
+const BATCH_WAIT_MS = 5000;
 
 /** One request of a `sendBatch` call: its result once known, and why nodes failed it so far. */
 interface BatchItem {
@@ -154,8 +187,8 @@ interface BatchItem {
   bytes: Uint8Array;
   out?: InferResult | Error;
   errors: string[];
-  /** Nodes that refused it with a final code: f+1 of them (one honest at least) settle it. */
-  refusedBy: Set<number>;
+  /** Each node's refusal of it with a final code (see refusalVerdict): the first it gave. */
+  refusals: Map<number, DropbearError>;
   /** Nodes that turned it away as OVERLOADED (503), each noted once in `errors`. */
   overloadedBy?: Set<number>;
   /** A node took it: it answered pending or with a certificate (valid or not). */
@@ -209,19 +242,100 @@ function submitQuery(waitMs: number, sentToAll: boolean): string {
   return `wait=${Math.max(0, Math.floor(waitMs))}${sentToAll ? '&sentTo=all' : ''}`;
 }
 
+/** Whether `x` is a web ReadableStream (the platform's fetch gives one; a light fetch may not). */
+function isStream(x: unknown): x is ReadableStream<Uint8Array> {
+  return typeof (x as ReadableStream | null)?.getReader === 'function';
+}
+
+/**
+ * The body of `res`, at most `max` bytes (ClientOptions.maxResponseBytes), else RESPONSE_TOO_LARGE: a body
+ * that declares a larger length is not read at all, one without a length is read as it comes and abandoned
+ * past `max` (cancelling the stream closes the connection), so a node that streams without end costs
+ * `max` bytes. One with its length declared and within `max` is read whole: the HTTP parser reads no more
+ * than that length. A response without a body stream (a caller's own `fetch`) is read whole and checked.
+ */
+async function bodyOf(res: Response, max: number): Promise<Uint8Array> {
+  const tooLarge = (size: string) =>
+    new DropbearError(
+      'RESPONSE_TOO_LARGE',
+      `answer of ${size} bytes, over the limit of ${max} (maxResponseBytes); not read further`,
+    );
+  const length = res.headers.get('content-length');
+  const declared = length === null ? Number.NaN : Number(length);
+  const body = (res as { body?: unknown }).body;
+  if (declared > max) {
+    if (isStream(body)) body.cancel().catch(() => {});
+    throw tooLarge(`${declared}`);
+  }
+  if (!isStream(body) || Number.isSafeInteger(declared)) {
+    const bytes = new Uint8Array(await res.arrayBuffer());
+    if (bytes.length > max) throw tooLarge(`${bytes.length}`);
+    return bytes;
+  }
+  const reader = body.getReader();
+  const parts: Uint8Array[] = [];
+  let size = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    size += value.length;
+    if (size > max) {
+      reader.cancel().catch(() => {});
+      throw tooLarge(`more than ${max}`);
+    }
+    parts.push(value);
+  }
+  if (parts.length === 1) return parts[0];
+  const out = new Uint8Array(size);
+  let at = 0;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.length;
+  }
+  return out;
+}
+
+const UTF8 = new TextDecoder();
+
+/**
+ * The JSON body of `res` (bodyOf's limit), or null when it is not JSON or could not be read: only
+ * RESPONSE_TOO_LARGE is thrown (what reading it did not end is the node's failure for the caller to note).
+ */
+async function jsonOf(res: Response, max: number): Promise<unknown> {
+  let bytes: Uint8Array;
+  try {
+    bytes = await bodyOf(res, max);
+  } catch (e) {
+    if (e instanceof DropbearError && e.code === 'RESPONSE_TOO_LARGE') throw e;
+    return null;
+  }
+  try {
+    return JSON.parse(UTF8.decode(bytes));
+  } catch {
+    return null;
+  }
+}
+
 /**
  * A node's binary answer (RequestAnswers, status 200 or 202) to a POST of `n` requests; null when it
- * answered otherwise (JSON: an error for the whole POST). BAD_ANSWER when it does not decode to n answers.
+ * answered otherwise (JSON: an error for the whole POST). BAD_ANSWER when it does not decode to n answers,
+ * RESPONSE_TOO_LARGE past `max` bytes.
  */
-async function answersOf(res: Response, node: GroupNode, n: number): Promise<RequestAnswer[] | null> {
+async function answersOf(
+  res: Response,
+  node: GroupNode,
+  n: number,
+  max: number,
+): Promise<RequestAnswer[] | null> {
   if (
     (res.status !== 200 && res.status !== 202) ||
     !res.headers.get('content-type')?.startsWith(REQUEST_ANSWERS_TYPE)
   )
     return null;
+  const bytes = await bodyOf(res, max);
   let answers: RequestAnswer[];
   try {
-    answers = decode(RequestAnswers, new Uint8Array(await res.arrayBuffer()));
+    answers = decode(RequestAnswers, bytes);
   } catch (e) {
     throw new DropbearError('BAD_ANSWER', `node ${node.id}: unreadable answer: ${(e as Error).message}`);
   }
@@ -233,12 +347,87 @@ async function answersOf(res: Response, node: GroupNode, n: number): Promise<Req
   return answers;
 }
 
+/**
+ * What the refusals of one request so far settle, if anything. A refusal with a final code ends a call
+ * (or settles a batch item) only once at least f+1 distinct nodes refused with the SAME code, so that at
+ * least one honest node said exactly that: the error then has that code, and its message names those nodes
+ * and what each said. Refusals with different codes prove nothing: an honest node's own refusal (its body
+ * limit, its model's input check, its ledger behind, its clock at the edge) and a Byzantine node's lie must
+ * not end a call the other nodes would certify. Once every node has refused, with no f+1 of them agreeing,
+ * nothing is left to wait for: NO_CERTIFICATE, listing each node's code and message; unless they all gave
+ * the same code, which only a client given fewer than f+1 nodes sees (one node, say: its word is all that
+ * client asked for), and then that code. Else null: the call goes on (a lone refusal at the deadline ends
+ * as NO_CERTIFICATE or OVERLOADED, among the per-node errors).
+ */
+function refusalVerdict(
+  refusals: ReadonlyMap<number, DropbearError>,
+  f: number,
+  nodes: number,
+  id: string,
+): DropbearError | null {
+  const byCode = new Map<string, number[]>();
+  for (const [node, e] of refusals) {
+    const ids = byCode.get(e.code);
+    if (ids) ids.push(node);
+    else byCode.set(e.code, [node]);
+  }
+  const said = (ids: Iterable<number>) =>
+    Array.from(ids, (node) => {
+      const e = refusals.get(node) as DropbearError;
+      return `node ${node}: ${e.code} ${e.message}`;
+    }).join('; ');
+  for (const [code, ids] of byCode)
+    if (ids.length > f)
+      return new DropbearError(
+        code,
+        `nodes ${ids.join(', ')} refused ${id} with ${code} (f + 1 = ${f + 1} agree): ${said(ids)}`,
+      );
+  if (refusals.size >= nodes && byCode.size === 1) {
+    const [[code, ids]] = byCode;
+    return new DropbearError(
+      code,
+      `every node asked (${ids.join(', ')}, fewer than f + 1 = ${f + 1}) refused ${id} with ${code}: ${said(ids)}`,
+    );
+  }
+  if (refusals.size >= nodes)
+    return new DropbearError(
+      'NO_CERTIFICATE',
+      `every node refused ${id}, no f + 1 = ${f + 1} of them with the same code: ${said(refusals.keys())}`,
+    );
+  return null;
+}
+
+/** CLIENT_CONFIG unless `ms` is a usable timeoutMs (ClientOptions.timeoutMs). */
+function checkTimeout(ms: unknown, what: string): void {
+  if (!(typeof ms === 'number' && ms > 0 && ms <= MAX_TIMEOUT_MS))
+    throw new DropbearError(
+      'CLIENT_CONFIG',
+      `${what} must be a number of ms in (0, ${MAX_TIMEOUT_MS}], not ${String(ms)}`,
+    );
+}
+
+/**
+ * REQUEST_INPUT_MISMATCH when the input of `sr` is not the one its request names (sha256 against
+ * `inputDigest`): the group would certify the named input, not the bytes sent. For requests the caller
+ * made (`send`, `sendBatch`); those `infer` signs name their input by construction.
+ */
+function inputMismatch(sr: SignedRequest): DropbearError | null {
+  const digest = sha256(sr.input);
+  if (equalBytes(digest, sr.request.inputDigest)) return null;
+  return new DropbearError(
+    'REQUEST_INPUT_MISMATCH',
+    `request ${hex(requestIdOf(sr))}: its input hashes to ${hex(digest)}, not to its inputDigest ${hex(sr.request.inputDigest)}; not sent`,
+  );
+}
+
 export class DropbearClient {
   readonly genesis: Genesis;
   readonly groupId: Uint8Array;
   private readonly nodes: GroupNode[];
   private readonly key: KeyPair;
   private readonly opts: Required<Pick<ClientOptions, 'timeoutMs' | 'maxFee' | 'hedgeMs'>> & ClientOptions;
+  /** ClientOptions.maxResponseBytes. */
+  private readonly maxResponse: number;
   private readonly fetchImpl: typeof fetch;
   private nonce: number;
   private rr = 0;
@@ -258,6 +447,27 @@ export class DropbearClient {
       throw new DropbearError('CLIENT_CONFIG', 'a client needs at least one node URL');
     if (opts.waitOn !== undefined && !(Number.isSafeInteger(opts.waitOn) && opts.waitOn >= 1))
       throw new DropbearError('CLIENT_CONFIG', `waitOn must be an integer ≥ 1, not ${String(opts.waitOn)}`);
+    if (opts.timeoutMs !== undefined) checkTimeout(opts.timeoutMs, 'timeoutMs');
+    const to = opts.sendTo;
+    if (Array.isArray(to)) {
+      const ids = new Set(opts.nodes.map((n) => n.id));
+      if (to.length === 0 || !to.every((id) => ids.has(id)))
+        throw new DropbearError(
+          'CLIENT_CONFIG',
+          `sendTo must list ids of nodes in \`nodes\` (${[...ids].join(', ')}), not [${to.map(String).join(', ')}]`,
+        );
+    } else if (to !== undefined && to !== 'all' && !(Number.isSafeInteger(to) && to >= 1))
+      throw new DropbearError(
+        'CLIENT_CONFIG',
+        `sendTo must be 'all', an integer ≥ 1 or a list of node ids, not ${String(to)}`,
+      );
+    const maxResponse = opts.maxResponseBytes ?? DEFAULT_MAX_RESPONSE_BYTES;
+    if (!(Number.isSafeInteger(maxResponse) && maxResponse >= 1))
+      throw new DropbearError(
+        'CLIENT_CONFIG',
+        `maxResponseBytes must be an integer ≥ 1, not ${String(opts.maxResponseBytes)}`,
+      );
+    this.maxResponse = maxResponse;
     this.genesis = opts.genesis;
     this.groupId = groupIdOf(opts.genesis);
     this.nodes = opts.nodes;
@@ -360,14 +570,14 @@ export class DropbearClient {
       body: bytes as Uint8Array<ArrayBuffer>,
       signal,
     });
-    const answers = await answersOf(res, node, 1);
+    const answers = await answersOf(res, node, 1, this.maxResponse);
     if (answers) {
       const [a] = answers;
       if (a.kind === 'certificate') return a.certificate;
       if (a.kind === 'pending') return null;
       throw new DropbearError(a.code, a.message || a.code);
     }
-    const body = (await res.json().catch(() => null)) as {
+    const body = (await jsonOf(res, this.maxResponse)) as {
       certificate?: unknown;
       error?: { code: string; message: string };
     } | null;
@@ -390,7 +600,7 @@ export class DropbearClient {
       { signal },
     );
     if (res.status === 404) return null;
-    const body = (await res.json().catch(() => null)) as {
+    const body = (await jsonOf(res, this.maxResponse)) as {
       certificate?: unknown;
       error?: { code: string; message: string };
     } | null;
@@ -404,9 +614,22 @@ export class DropbearClient {
   /**
    * Sends one signed request and resolves with the first certificate that verifies. A node that is down,
    * answers garbage or a certificate that does not verify is skipped; if every chosen node fails, the
-   * others are tried. Rejections the group would repeat (bad signature, expired, no funds) end the call.
+   * others are tried. A refusal (bad signature, expired, no funds, ...) ends the call only once f+1 nodes
+   * refused with the same code, with that code; with no certificate by the deadline, or every node failed
+   * or refused without f+1 agreeing, it rejects with NO_CERTIFICATE (OVERLOADED when nodes turned it away
+   * for load and none took it), whose message gives each node's code and message (see refusalVerdict).
+   * A request whose input does not hash to its `inputDigest` is refused before it is sent
+   * (REQUEST_INPUT_MISMATCH), and a `timeoutMs` out of range with CLIENT_CONFIG (ClientOptions.timeoutMs).
    */
   async send(sr: SignedRequest, timeoutMs = this.opts.timeoutMs): Promise<InferResult> {
+    checkTimeout(timeoutMs, 'timeoutMs');
+    const bad = inputMismatch(sr);
+    if (bad) throw bad;
+    return this.sendOne(sr, timeoutMs);
+  }
+
+  /** `send` for a request this client signed (`infer`): its input is the one named, no hash to check. */
+  private async sendOne(sr: SignedRequest, timeoutMs: number): Promise<InferResult> {
     const id = hex(requestIdOf(sr));
     const deadline = Date.now() + timeoutMs;
     const abort = fanOutController(this.nodes.length);
@@ -457,10 +680,11 @@ export class DropbearClient {
       if (!cert) throw new DropbearError('TIMEOUT', `node ${node.id}: no certificate within ${timeoutMs} ms`);
       return this.result(this.check(cert, sr, this.signatures), node.id);
     };
-    // A refusal every honest node would repeat (bad signature, expired, …) ends the call only once f+1
-    // distinct nodes gave one: a single Byzantine node must not be able to fail a good request.
-    const refusedBy = new Map<number, DropbearError>();
-    const enough = () => refusedBy.size > this.genesis.f || refusedBy.size >= this.nodes.length;
+    // A refusal with a final code (bad signature, expired, …) ends the call only once f+1 distinct nodes
+    // gave the same code, or every node refused (refusalVerdict): neither a single Byzantine node nor its
+    // lie beside an honest node's refusal of its own can fail a request the others would certify.
+    const refusals = new Map<number, DropbearError>();
+    let verdict: DropbearError | null = null;
     const race = (nodes: GroupNode[]) =>
       Promise.any(
         nodes.map((n) =>
@@ -472,15 +696,16 @@ export class DropbearClient {
             if (code === 'OVERLOADED') overloadedBy.add(n.id);
             // A waiting node failed: the quiet ones are asked now (the other waiters may be withholding).
             if (waiting.has(n)) wakeQuiet();
-            if (FINAL.has(code)) {
-              refusedBy.set(n.id, e as DropbearError);
-              if (enough()) abort.abort(DONE);
+            if (FINAL.has(code) && !verdict) {
+              if (!refusals.has(n.id)) refusals.set(n.id, e as DropbearError);
+              verdict = refusalVerdict(refusals, this.genesis.f, this.nodes.length, id);
+              if (verdict) abort.abort(DONE);
             }
             throw e;
           }),
         ),
       );
-    const finalErr = () => (enough() ? [...refusedBy.values()][0] : null);
+    const finalErr = () => verdict;
     // The other nodes are asked once the chosen ones failed, or hedgeMs passed without a certificate.
     let hedge: ReturnType<typeof setTimeout> | undefined;
     let restDecided = false;
@@ -523,8 +748,8 @@ export class DropbearClient {
     try {
       return await Promise.any([firstRun, restRun]);
     } catch {
-      if (finalErr()) throw finalErr();
-      if (refusedBy.size > 0) throw [...refusedBy.values()][0];
+      if (verdict) throw verdict;
+      // No f+1 agreeing refusals: a lone refusal is among the per-node errors, not the call's code.
       // Turned away for load by some node and taken by none: the caller should back off and retry.
       if (overloadedBy.size > 0 && !taken)
         throw new DropbearError('OVERLOADED', `no node took ${id}: ${errors.join('; ')}`);
@@ -545,8 +770,14 @@ export class DropbearClient {
     }
   }
 
-  infer(input: Uint8Array, opts: InferOptions = {}): Promise<InferResult> {
-    if (!this.opts.coalesce) return this.send(this.sign(input, opts), opts.timeoutMs);
+  /**
+   * Signs `input` and sends it (`send`; coalesced with the other calls of this turn with `coalesce`).
+   * Rejects, never throws: options that signing refuses, or a `timeoutMs` out of range (CLIENT_CONFIG).
+   */
+  async infer(input: Uint8Array, opts: InferOptions = {}): Promise<InferResult> {
+    const timeoutMs = opts.timeoutMs ?? this.opts.timeoutMs;
+    checkTimeout(timeoutMs, 'timeoutMs');
+    if (!this.opts.coalesce) return this.sendOne(this.sign(input, opts), timeoutMs);
     return new Promise<InferResult>((resolve, reject) => {
       const key = coalesceKey(opts);
       let calls = this.turnCalls.get(key);
@@ -574,7 +805,10 @@ export class DropbearClient {
       const opts = calls[0].opts;
       try {
         if (calls.length === 1) {
-          this.send(this.sign(calls[0].input, opts), opts.timeoutMs).then(calls[0].resolve, calls[0].reject);
+          this.sendOne(this.sign(calls[0].input, opts), opts.timeoutMs ?? this.opts.timeoutMs).then(
+            calls[0].resolve,
+            calls[0].reject,
+          );
           continue;
         }
         this.inferBatch(
@@ -601,13 +835,16 @@ export class DropbearClient {
   /**
    * Many inputs under ONE client signature (per 4096): signs them as a batch and sends them with
    * `sendBatch`. Resolves with one InferResult (certificate verified) or Error per input, in order.
+   * Rejects, never throws: options that signing refuses, or a `timeoutMs` out of range (CLIENT_CONFIG).
    */
-  inferBatch(
+  async inferBatch(
     inputs: Uint8Array[],
     opts: InferOptions & { onResult?: (i: number, r: InferResult | Error) => void } = {},
   ): Promise<(InferResult | Error)[]> {
-    if (inputs.length === 0) return Promise.resolve([]);
-    return this.sendBatch(this.signBatch(inputs, opts), opts);
+    const timeoutMs = opts.timeoutMs ?? this.opts.timeoutMs;
+    checkTimeout(timeoutMs, 'timeoutMs');
+    if (inputs.length === 0) return [];
+    return this.sendMany(this.signBatch(inputs, opts), timeoutMs, opts.onResult, null);
   }
 
   /**
@@ -616,15 +853,33 @@ export class DropbearClient {
    * per request, in order: the first certificate for it that verifies against the genesis and names this
    * request and input, or an Error. Like `send`: a node that is down or answers garbage or a certificate
    * that does not verify is skipped for the requests concerned, and the requests no chosen node certified
-   * go to the other nodes; an error every honest node would repeat (bad signature, expired, ...) settles
-   * that request at once; an overloaded node (503) is asked again after its Retry-After.
+   * go to the other nodes; a refusal settles a request once f+1 nodes refused it with the same code, or
+   * every node refused it (NO_CERTIFICATE, see refusalVerdict); an overloaded node (503) is asked again
+   * after its Retry-After. Each POST asks the node to hold it at most BATCH_WAIT_MS (5 s) or half the time
+   * left, and the requests still pending then are polled: one request that never certifies does not hold
+   * up the others. A request whose input does not hash to its `inputDigest` is not sent: its result is a
+   * REQUEST_INPUT_MISMATCH error. A `timeoutMs` out of range rejects with CLIENT_CONFIG.
    */
   async sendBatch(
     srs: SignedRequest[],
     opts: { timeoutMs?: number; onResult?: (i: number, r: InferResult | Error) => void } = {},
   ): Promise<(InferResult | Error)[]> {
-    if (srs.length === 0) return [];
     const timeoutMs = opts.timeoutMs ?? this.opts.timeoutMs;
+    checkTimeout(timeoutMs, 'timeoutMs');
+    if (srs.length === 0) return [];
+    return this.sendMany(srs, timeoutMs, opts.onResult, srs.map(inputMismatch));
+  }
+
+  /**
+   * `sendBatch`, `mismatched` its input check of each request (null for requests this client signed in
+   * `inferBatch`: their inputs are the ones named, and hashing them again would cost a SHA-256 each).
+   */
+  private async sendMany(
+    srs: SignedRequest[],
+    timeoutMs: number,
+    onResult: ((i: number, r: InferResult | Error) => void) | undefined,
+    mismatched: (DropbearError | null)[] | null,
+  ): Promise<(InferResult | Error)[]> {
     const deadline = Date.now() + timeoutMs;
     const abort = fanOutController(this.nodes.length);
     const items: BatchItem[] = srs.map((sr, index) => ({
@@ -633,7 +888,7 @@ export class DropbearClient {
       id: hex(requestIdOf(sr)),
       bytes: encode(SignedRequest, sr),
       errors: [],
-      refusedBy: new Set(),
+      refusals: new Map(),
     }));
     let left = items.length;
     let wake: () => void = () => {};
@@ -650,9 +905,13 @@ export class DropbearClient {
         it.out = r;
         it.abort?.abort(DONE);
         if (--left === 0) wake();
-        opts.onResult?.(it.index, r);
+        onResult?.(it.index, r);
       },
     };
+    if (mismatched)
+      mismatched.forEach((e, i) => {
+        if (e) ctx.settle(items[i], e);
+      });
     const timer = setTimeout(wake, timeoutMs);
     let hedge: ReturnType<typeof setTimeout> | undefined;
     try {
@@ -723,7 +982,9 @@ export class DropbearClient {
       }
       let answer: BatchPost;
       try {
-        answer = await this.postBatch(node, chunk, ctx.deadline - Date.now(), ctx.signal, ctx.sentToAll);
+        // A bounded wait (BATCH_WAIT_MS): what is not certified by then comes back pending and is polled.
+        const waitMs = Math.min((ctx.deadline - Date.now()) / 2, BATCH_WAIT_MS);
+        answer = await this.postBatch(node, chunk, waitMs, ctx.signal, ctx.sentToAll);
       } catch (e) {
         // Down, reset, aborted: this node is out for everything it has not answered yet.
         if (!ctx.signal.aborted) failAll(todo.slice(pos), node, e);
@@ -760,6 +1021,9 @@ export class DropbearClient {
           continue;
         }
         failAll(todo.slice(pos), node, answer.error);
+        // A final code for the whole POST is this node's refusal of each request in it (not of the ones
+        // it was not sent): like a refusal per item, it settles one once f+1 nodes agree (refused).
+        if (FINAL.has(code)) for (const it of chunk) this.refused(node, it, answer.error, ctx);
         break;
       }
       pos = end;
@@ -796,13 +1060,16 @@ export class DropbearClient {
   }
 
   /**
-   * A node refused an item with a code every honest node would repeat. One node's word is not enough (it
-   * may be the Byzantine one): the item settles with that error once f+1 distinct nodes said so, and until
-   * then the other nodes are asked as for any failure.
+   * A node refused an item with a final code. One node's word is not enough (it may be the Byzantine one,
+   * or an honest node refusing for a reason of its own): the item settles once f+1 distinct nodes gave the
+   * same code, or every node refused it (refusalVerdict); until then the other nodes are asked as for any
+   * failure.
    */
   private refused(node: GroupNode, it: BatchItem, err: DropbearError, ctx: BatchContext): void {
-    it.refusedBy.add(node.id);
-    if (it.refusedBy.size > this.genesis.f || it.refusedBy.size >= this.nodes.length) ctx.settle(it, err);
+    if (it.out) return;
+    if (!it.refusals.has(node.id)) it.refusals.set(node.id, err);
+    const verdict = refusalVerdict(it.refusals, this.genesis.f, this.nodes.length, it.id);
+    if (verdict) ctx.settle(it, verdict);
   }
 
   /** Settles `it` with `cert` if it verifies and answers this request; else notes why `node` failed it. */
@@ -873,12 +1140,12 @@ export class DropbearClient {
       signal,
     });
     try {
-      const results = await answersOf(res, node, chunk.length);
+      const results = await answersOf(res, node, chunk.length, this.maxResponse);
       if (results) return { results };
     } catch (e) {
       return { error: e as DropbearError, retryAfterMs: 1000 };
     }
-    const body = (await res.json().catch(() => null)) as {
+    const body = (await jsonOf(res, this.maxResponse)) as {
       error?: { code?: unknown; message?: unknown };
     } | null;
     const code = typeof body?.error?.code === 'string' ? body.error.code : `HTTP_${res.status}`;
@@ -946,7 +1213,12 @@ export class DropbearClient {
   }
 }
 
-/** Errors every honest node would give again: retrying elsewhere cannot help. */
+/**
+ * Refusals that may be the group's word on a request (an honest node refusing it says so for a reason in
+ * the request: bad signature, expired, no funds, an input it cannot take): f+1 nodes agreeing on one of
+ * these codes end a call (refusalVerdict). Some are a node's own as well (its body limit, its model, its
+ * ledger or clock), and any node may lie: one such refusal alone only takes that node out of the call.
+ */
 const FINAL = new Set([
   'REQUEST_BAD_SIGNATURE',
   'REQUEST_WRONG_GROUP',

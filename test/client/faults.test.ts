@@ -1,0 +1,575 @@
+/**
+ * The SDK against faulty nodes, over real HTTP on 127.0.0.1: fake nodes (node:http) that refuse, lie,
+ * stream endless answers, or certify with a valid certificate signed by the group's keys (makeGroup's), and
+ * the real HTTP API (src/node/api.ts) over a stub host that certifies what it is sent, except the requests
+ * it is told to hold for ever. No model runs here.
+ */
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { FastifyInstance } from 'fastify';
+import { afterAll, describe, expect, it } from 'vitest';
+import { buildCertificates } from '../../src/certificate/index.ts';
+import { type ClientOptions, DropbearClient, type InferResult } from '../../src/client/index.ts';
+import { encodeTensorInput } from '../../src/inference/preprocess.ts';
+import { buildApi } from '../../src/node/api.ts';
+import type { NodeHost } from '../../src/node/host.ts';
+import { NodeMetrics } from '../../src/node/metrics.ts';
+import {
+  buildTree,
+  type Certificate,
+  Certificate as CertificateCodec,
+  DropbearError,
+  decide,
+  decode,
+  encode,
+  groupIdOf,
+  hex,
+  leafHash,
+  type Outcome,
+  Outcome as OutcomeCodec,
+  quorumOf,
+  REQUEST_ANSWERS_TYPE,
+  type Receipt,
+  type RequestAnswer,
+  RequestAnswers,
+  RequestList,
+  receiptHashOf,
+  requestIdOf,
+  SignedRequest,
+  sha256,
+  signReceiptAs,
+  toJson,
+} from '../../src/protocol/index.ts';
+import { makeGroup } from '../../src/sim/world.ts';
+
+const G = makeGroup(4, 1, 7);
+
+/** A valid certificate for `sr` (signed by the first q node keys, every vote for label 5). */
+function certify(sr: SignedRequest): Certificate {
+  const q = quorumOf(G.genesis);
+  const policy = sr.request.policy ?? G.genesis.policy;
+  const votes = G.genesis.nodes.slice(0, q).map((n) => ({
+    node: n.id,
+    modelDigest: n.modelDigest,
+    result: { kind: 'class' as const, top: [{ label: 5, score: 900_000 }] },
+  }));
+  const outcome: Outcome = {
+    requestId: requestIdOf(sr),
+    client: sr.request.client,
+    inputDigest: sr.request.inputDigest,
+    policy,
+    votes,
+    decision: decide(
+      policy,
+      votes.map((v) => v.result),
+    ),
+    fee: 1,
+  };
+  const tree = buildTree([leafHash(encode(OutcomeCodec, outcome))]);
+  const receipt: Receipt = {
+    groupId: groupIdOf(G.genesis),
+    seq: 1,
+    batchDigest: sha256(requestIdOf(sr)),
+    prevReceipt: new Uint8Array(32),
+    resultsRoot: tree.root,
+    resultsCount: 1,
+  };
+  const rh = receiptHashOf(receipt);
+  const sigs = G.keys.slice(0, q).map((k, node) => ({
+    node,
+    signature: signReceiptAs(groupIdOf(G.genesis), receipt, rh, null, k),
+    view: null,
+  }));
+  return buildCertificates([outcome], tree, receipt, sigs, q)[0];
+}
+
+type Handler = (req: IncomingMessage, res: ServerResponse, body: Buffer) => void | Promise<void>;
+const servers: Server[] = [];
+const apps: FastifyInstance[] = [];
+
+afterAll(async () => {
+  for (const s of servers) {
+    s.closeAllConnections();
+    s.close();
+  }
+  for (const a of apps) await a.close();
+});
+
+async function fakeNode(h: Handler): Promise<string> {
+  const s = createServer((req, res) => {
+    const parts: Buffer[] = [];
+    req.on('data', (d: Buffer) => parts.push(d));
+    req.on('end', () => {
+      Promise.resolve(h(req, res, Buffer.concat(parts))).catch(() => res.destroy());
+    });
+  });
+  servers.push(s);
+  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
+  return `http://127.0.0.1:${(s.address() as AddressInfo).port}`;
+}
+
+/** A URL nothing listens on. */
+async function deadUrl(): Promise<string> {
+  const s = createServer();
+  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
+  const url = `http://127.0.0.1:${(s.address() as AddressInfo).port}`;
+  await new Promise<void>((r) => s.close(() => r()));
+  return url;
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+function requestsOf(req: IncomingMessage, body: Buffer): SignedRequest[] {
+  if ((req.headers['content-type'] ?? '').startsWith('application/octet-stream'))
+    return [decode(SignedRequest, body)];
+  return decode(RequestList, body);
+}
+
+function answers(res: ServerResponse, status: number, a: RequestAnswer[]): void {
+  res.writeHead(status, { 'content-type': REQUEST_ANSWERS_TYPE }).end(encode(RequestAnswers, a));
+}
+
+function jsonError(res: ServerResponse, status: number, code: string, message: string): void {
+  res
+    .writeHead(status, { 'content-type': 'application/json' })
+    .end(JSON.stringify({ error: { code, message } }));
+}
+
+/** An honest fake node: certifies what it is sent after `delayMs`, and serves GET /v1/certificates/:id. */
+function honest(delayMs = 0): Handler {
+  const certs = new Map<string, Certificate>();
+  return async (req, res, body) => {
+    if (req.method === 'POST') {
+      const srs = requestsOf(req, body);
+      await sleep(delayMs);
+      if (res.destroyed) return;
+      const out = srs.map((sr) => {
+        const c = certify(sr);
+        certs.set(hex(requestIdOf(sr)), c);
+        return { kind: 'certificate' as const, certificate: c };
+      });
+      return answers(res, 200, out);
+    }
+    const id = (req.url ?? '').split('/')[3]?.split('?')[0] ?? '';
+    const c = certs.get(id);
+    if (!c) return jsonError(res, 404, 'CERTIFICATE_NOT_FOUND', 'not here');
+    res
+      .writeHead(200, { 'content-type': 'application/json' })
+      .end(JSON.stringify({ requestId: id, certificate: toJson(CertificateCodec, c) }));
+  };
+}
+
+/** A node that refuses every POST whole (JSON, as the API refuses a single request) with `code`. */
+function refuser(status: number, code: string, delayMs = 0): Handler {
+  return async (_req, res) => {
+    await sleep(delayMs);
+    jsonError(res, status, code, `${code} from this node`);
+  };
+}
+
+/** A node that refuses each request of a POST with `code` (binary per-item errors). */
+function itemRefuser(code: string, delayMs = 0): Handler {
+  return async (req, res, body) => {
+    const srs = requestsOf(req, body);
+    await sleep(delayMs);
+    answers(
+      res,
+      200,
+      srs.map((sr) => ({
+        kind: 'error' as const,
+        requestId: requestIdOf(sr),
+        code,
+        message: `${code} (item)`,
+      })),
+    );
+  };
+}
+
+function client(nodes: string[], o: Partial<ClientOptions> = {}): DropbearClient {
+  return new DropbearClient({
+    genesis: G.genesis,
+    nodes: nodes.map((api, id) => ({ id, api })),
+    key: G.client,
+    timeoutMs: 5000,
+    hedgeMs: Number.POSITIVE_INFINITY,
+    ...o,
+  });
+}
+
+let n = 0;
+/** A fresh small input each call: an RGB image as a uint8 [2, 2, 3] tensor (what api.ts accepts). */
+function input(): Uint8Array {
+  const data = new Uint8Array(12);
+  data[0] = n & 0xff;
+  data[1] = (n >> 8) & 0xff;
+  data[2] = Math.floor(Math.random() * 256);
+  n++;
+  return encodeTensorInput({ dtype: 'uint8', dims: [2, 2, 3], data });
+}
+
+function codeOf(x: unknown): string | undefined {
+  return x instanceof DropbearError ? x.code : undefined;
+}
+
+function expectCertified(r: InferResult | Error): InferResult {
+  if (r instanceof Error) throw r;
+  expect(r.decision).toEqual({ kind: 'label', label: 5 });
+  return r;
+}
+
+describe('refusals: only f+1 nodes agreeing on one code end a call', () => {
+  it('one node refusing with a "final" code does not make the call fail with that code', async () => {
+    const liar = await fakeNode(refuser(402, 'INSUFFICIENT_FUNDS'));
+    // The others are down: nothing certifies, and the call ends once every node has failed.
+    const down = [await deadUrl(), await deadUrl(), await deadUrl()];
+    const e1 = await client([liar, ...down])
+      .infer(input())
+      .catch((e: unknown) => e);
+    expect(codeOf(e1)).toBe('NO_CERTIFICATE');
+    expect((e1 as Error).message).toContain('node 0: INSUFFICIENT_FUNDS');
+    expect((e1 as Error).message).toContain('node 1: NETWORK');
+    // The others are slow (certify after the call's deadline): the usual NO_CERTIFICATE at the deadline.
+    const slow = [await fakeNode(honest(3000)), await fakeNode(honest(3000)), await fakeNode(honest(3000))];
+    const t0 = Date.now();
+    const e2 = await client([liar, ...slow], { timeoutMs: 800 })
+      .infer(input())
+      .catch((e: unknown) => e);
+    expect(codeOf(e2)).toBe('NO_CERTIFICATE');
+    expect((e2 as Error).message).toContain('node 0: INSUFFICIENT_FUNDS');
+    expect(Date.now() - t0).toBeGreaterThanOrEqual(700);
+    const b = await client([liar, ...slow], { timeoutMs: 800 }).inferBatch([input(), input()]);
+    for (const x of b) {
+      expect(codeOf(x)).toBe('NO_CERTIFICATE');
+      expect((x as Error).message).toContain('node 0: INSUFFICIENT_FUNDS');
+    }
+  });
+
+  it('two nodes refusing with different codes (one honest node-specific refusal, one lie) do not end a call the others certify', async () => {
+    const smallLimit = await fakeNode(refuser(413, 'BODY_TOO_LARGE'));
+    const liar = await fakeNode(refuser(401, 'REQUEST_BAD_SIGNATURE'));
+    const nodes = [smallLimit, liar, await fakeNode(honest(300)), await fakeNode(honest(300))];
+    const r = expectCertified(await client(nodes).infer(input()));
+    expect([2, 3]).toContain(r.servedBy);
+    // The same with per-item refusals in a batch's binary answer.
+    const own = await fakeNode(itemRefuser('INPUT_UNSUPPORTED'));
+    const liarB = await fakeNode(itemRefuser('INPUT_UNDECODABLE'));
+    const nodesB = [own, liarB, await fakeNode(honest(300)), await fakeNode(honest(300))];
+    for (const x of await client(nodesB).inferBatch([input(), input()]))
+      expect([2, 3]).toContain(expectCertified(x).servedBy);
+  });
+
+  it('f+1 nodes refusing with the same code end the call with that code, naming them', async () => {
+    const liar = await fakeNode(refuser(402, 'INSUFFICIENT_FUNDS'));
+    const expired = () => fakeNode(refuser(400, 'REQUEST_EXPIRED', 50));
+    const nodes = [liar, await expired(), await expired(), await expired()];
+    const t0 = Date.now();
+    const e = await client(nodes)
+      .infer(input())
+      .catch((x: unknown) => x);
+    expect(codeOf(e)).toBe('REQUEST_EXPIRED');
+    expect((e as Error).message).toMatch(/nodes \d, \d/);
+    expect((e as Error).message).not.toContain('INSUFFICIENT_FUNDS');
+    expect(Date.now() - t0).toBeLessThan(2000);
+    const itemExpired = () => fakeNode(itemRefuser('REQUEST_EXPIRED', 50));
+    const nodesB = [
+      await fakeNode(itemRefuser('INSUFFICIENT_FUNDS')),
+      await itemExpired(),
+      await itemExpired(),
+      await itemExpired(),
+    ];
+    for (const x of await client(nodesB).inferBatch([input(), input()])) {
+      expect(codeOf(x)).toBe('REQUEST_EXPIRED');
+      expect((x as Error).message).toMatch(/nodes \d, \d/);
+    }
+    // A client of fewer than f+1 nodes: all of them refusing alike is all it can learn.
+    const alone = await client([nodes[1]])
+      .infer(input())
+      .catch((x: unknown) => x);
+    expect(codeOf(alone)).toBe('REQUEST_EXPIRED');
+    // Refusals of a whole batch POST (JSON) count as each item's, alike.
+    for (const x of await client(nodes).inferBatch([input(), input()])) {
+      expect(codeOf(x)).toBe('REQUEST_EXPIRED');
+      expect((x as Error).message).toMatch(/nodes \d, \d/);
+    }
+    expect(Date.now() - t0).toBeLessThan(3000);
+  });
+
+  it('every node refusing, with different codes: NO_CERTIFICATE at once, listing each node', async () => {
+    const codes = ['BODY_TOO_LARGE', 'REQUEST_BAD_SIGNATURE', 'INSUFFICIENT_FUNDS', 'REQUEST_EXPIRED'];
+    const nodes = await Promise.all(codes.map((c, i) => fakeNode(refuser(400, c, 20 * i))));
+    const t0 = Date.now();
+    const e = await client(nodes)
+      .infer(input())
+      .catch((x: unknown) => x);
+    expect(codeOf(e)).toBe('NO_CERTIFICATE');
+    codes.forEach((c, i) => {
+      expect((e as Error).message).toContain(`node ${i}: ${c}`);
+    });
+    const nodesB = await Promise.all(codes.map((c, i) => fakeNode(itemRefuser(c, 20 * i))));
+    for (const x of await client(nodesB).inferBatch([input(), input()])) {
+      expect(codeOf(x)).toBe('NO_CERTIFICATE');
+      codes.forEach((c, i) => {
+        expect((x as Error).message).toContain(`node ${i}: ${c}`);
+      });
+    }
+    expect(Date.now() - t0).toBeLessThan(2500);
+  });
+});
+
+describe('options: bad ones reject (promises) or throw CLIENT_CONFIG (constructor)', () => {
+  it('infer and inferBatch reject on options that signing refuses; they never throw synchronously', async () => {
+    const c = client([await fakeNode(honest())]);
+    const calls: (() => Promise<unknown>)[] = [
+      () => c.infer(input(), { maxFee: -1 }),
+      () => c.infer(input(), { maxFee: 1.5 }),
+      () => c.infer(input(), { policy: { kind: 'top1', minAgree: 2.5 } }),
+      () => c.inferBatch([input()], { maxFee: -1 }),
+      () => c.inferBatch([input()], { policy: { kind: 'top1', minAgree: 2.5 } }),
+    ];
+    for (const call of calls) {
+      let p: Promise<unknown> | undefined;
+      expect(() => {
+        p = call();
+      }).not.toThrow();
+      await expect(p).rejects.toBeInstanceOf(DropbearError);
+    }
+  });
+
+  it('the constructor refuses timeoutMs and sendTo that are not usable', async () => {
+    const url = await fakeNode(honest());
+    for (const timeoutMs of [Number.NaN, 0, -1, Number.POSITIVE_INFINITY, 2 ** 31, 1e12])
+      expect(() => client([url], { timeoutMs })).toThrow(expect.objectContaining({ code: 'CLIENT_CONFIG' }));
+    for (const sendTo of [0, -1, Number.NaN, 1.5, Number.POSITIVE_INFINITY, [], [9], [0, 1.5], [-1]])
+      expect(() => client([url], { sendTo: sendTo as number | number[] })).toThrow(
+        expect.objectContaining({ code: 'CLIENT_CONFIG' }),
+      );
+    expect(() => client([url], { maxResponseBytes: 0 })).toThrow(
+      expect.objectContaining({ code: 'CLIENT_CONFIG' }),
+    );
+    // What is usable still is.
+    for (const sendTo of ['all', 1, 5, [0]] as const)
+      expectCertified(await client([url], { sendTo: sendTo as 'all' | number | number[] }).infer(input()));
+    expectCertified(await client([url], { timeoutMs: 2 ** 31 - 1 }).infer(input()));
+  });
+
+  it('timeoutMs per call: Infinity, NaN, 0 or above 2^31 - 1 reject with CLIENT_CONFIG; the largest allowed works', async () => {
+    const slow = await fakeNode(honest(200));
+    const c = client([slow]);
+    for (const timeoutMs of [Number.POSITIVE_INFINITY, Number.NaN, 0, -5, 2 ** 31]) {
+      await expect(c.infer(input(), { timeoutMs })).rejects.toMatchObject({ code: 'CLIENT_CONFIG' });
+      await expect(c.inferBatch([input()], { timeoutMs })).rejects.toMatchObject({ code: 'CLIENT_CONFIG' });
+      await expect(c.send(c.sign(input()), timeoutMs)).rejects.toMatchObject({ code: 'CLIENT_CONFIG' });
+      await expect(c.sendBatch([c.sign(input())], { timeoutMs })).rejects.toMatchObject({
+        code: 'CLIENT_CONFIG',
+      });
+    }
+    const co = client([slow], { coalesce: true });
+    await expect(co.infer(input(), { timeoutMs: Number.POSITIVE_INFINITY })).rejects.toMatchObject({
+      code: 'CLIENT_CONFIG',
+    });
+    expectCertified(await c.infer(input(), { timeoutMs: 2 ** 31 - 1 }));
+    expectCertified((await c.inferBatch([input()], { timeoutMs: 2 ** 31 - 1 }))[0]);
+  });
+});
+
+/**
+ * The real API over a stub host: certifies each request it takes after `delayMs`, except those `stuck`
+ * picks (never certified, like a request that cannot gather a quorum).
+ */
+function stubHost(id: number, delayMs: number, stuck: (sr: SignedRequest) => boolean): NodeHost {
+  const certs = new Map<string, Certificate>();
+  const held = new Set<string>();
+  const waiters = new Map<string, ((c: Certificate) => void)[]>();
+  const host = {
+    id,
+    genesis: G.genesis,
+    waiting: 0,
+    certificate: (rid: string) => certs.get(rid) ?? null,
+    replica: { holdsRequest: (rid: string) => held.has(rid), pendingRequests: 0, view: 0 },
+    executedPerSecond: () => 0,
+    currentBackend: {
+      spec: {
+        name: 'stub',
+        preprocess: { kind: 'image' },
+        input: { shape: [1, 3, 224, 224] },
+        labels: 'imagenet1k',
+      },
+      stats: () => ({}),
+      digest: '',
+    },
+    db: { state: { fees: G.genesis.nodes.map((x) => x.fee), balanceOf: () => 1e12 } },
+    status: () => ({ models: [], modelVersions: [], view: 0, primary: 0 }),
+    submit(sr: SignedRequest) {
+      const rid = hex(requestIdOf(sr));
+      if (held.has(rid)) return { ok: false, code: 'REQUEST_DUPLICATE', message: 'held already' };
+      held.add(rid);
+      if (!stuck(sr))
+        setTimeout(() => {
+          const c = certify(sr);
+          certs.set(rid, c);
+          for (const w of waiters.get(rid) ?? []) w(c);
+          waiters.delete(rid);
+        }, delayMs);
+      return { ok: true, requestId: requestIdOf(sr) };
+    },
+    waitCertificate(rid: string, ms: number): Promise<Certificate | null> {
+      const have = certs.get(rid);
+      if (have || ms <= 0) return Promise.resolve(have ?? null);
+      return new Promise((resolve) => {
+        const t = setTimeout(() => resolve(certs.get(rid) ?? null), ms);
+        const l = waiters.get(rid) ?? [];
+        l.push((c) => {
+          clearTimeout(t);
+          resolve(c);
+        });
+        waiters.set(rid, l);
+      });
+    },
+  };
+  return host as unknown as NodeHost;
+}
+
+async function stubNode(id: number, delayMs: number, stuck: (sr: SignedRequest) => boolean): Promise<string> {
+  const app = buildApi(stubHost(id, delayMs, stuck), { metrics: new NodeMetrics() });
+  apps.push(app);
+  return app.listen({ port: 0, host: '127.0.0.1' });
+}
+
+describe('a batch with a request that never certifies', () => {
+  it('inferBatch and coalesced infer calls: the nine certified requests resolve, the stuck one fails alone', async () => {
+    const inputs = Array.from({ length: 10 }, input);
+    const stuckDigests = new Set([hex(sha256(inputs[3]))]);
+    const stuck = (sr: SignedRequest) => stuckDigests.has(hex(sr.request.inputDigest));
+    const nodes = await Promise.all([0, 1, 2, 3].map((i) => stubNode(i, 50, stuck)));
+    const t0 = Date.now();
+    const at: number[] = [];
+    const rs = await client(nodes, { timeoutMs: 3000 }).inferBatch(inputs, {
+      onResult: (i) => {
+        at[i] = Date.now() - t0;
+      },
+    });
+    rs.forEach((r, i) => {
+      if (i === 3) expect(codeOf(r)).toBe('NO_CERTIFICATE');
+      else expectCertified(r);
+    });
+    // The nine came with the POSTs' answers (the wait: half the 3 s), before the call's deadline.
+    expect(Math.max(...at.filter((_, i) => i !== 3))).toBeLessThan(2500);
+    expect(Date.now() - t0).toBeLessThan(5000);
+    // Ten infer calls of one turn, coalesced into one batch: one of them is stuck.
+    const inputs2 = Array.from({ length: 10 }, input);
+    stuckDigests.add(hex(sha256(inputs2[0])));
+    const c = client(nodes, { timeoutMs: 3000, coalesce: true });
+    const settled = await Promise.allSettled(inputs2.map((x) => c.infer(x)));
+    expect(codeOf((settled[0] as PromiseRejectedResult).reason)).toBe('NO_CERTIFICATE');
+    for (const s of settled.slice(1)) {
+      expect(s.status).toBe('fulfilled');
+      expectCertified((s as PromiseFulfilledResult<InferResult>).value);
+    }
+  });
+});
+
+/** A node that streams an answer without end (stopping itself at 512 MiB), counting what it wrote. */
+function streamer(mode: 'answers' | 'json' | 'poll'): { handler: Handler; stats: { bytes: number } } {
+  const chunk = Buffer.alloc(1 << 20, 0x41);
+  const stats = { bytes: 0 };
+  const handler: Handler = (req, res, body) => {
+    if (mode === 'poll' && req.method === 'POST') {
+      // Takes the request (pending), then streams when polled.
+      const srs = requestsOf(req, body);
+      return answers(
+        res,
+        202,
+        srs.map((sr) => ({ kind: 'pending' as const, requestId: requestIdOf(sr) })),
+      );
+    }
+    if (mode === 'answers') res.writeHead(200, { 'content-type': REQUEST_ANSWERS_TYPE });
+    else {
+      res.writeHead(mode === 'poll' ? 200 : 400, { 'content-type': 'application/json' });
+      res.write(mode === 'poll' ? '{"requestId":"' : '{"error":{"code":"X","message":"');
+    }
+    const pump = () => {
+      while (!res.destroyed) {
+        if (stats.bytes >= 512 * 2 ** 20) return void res.destroy();
+        stats.bytes += chunk.length;
+        if (!res.write(chunk)) return;
+      }
+    };
+    res.on('drain', pump);
+    pump();
+  };
+  return { handler, stats };
+}
+
+describe('answers over maxResponseBytes', () => {
+  it('a node streaming an endless answer is cut off at the cap; an honest certificate still wins', async () => {
+    const MiB = 2 ** 20;
+    const base = process.memoryUsage().rss;
+    let peak = base;
+    const iv = setInterval(() => {
+      peak = Math.max(peak, process.memoryUsage().rss);
+    }, 10);
+    try {
+      for (const mode of ['answers', 'json', 'poll'] as const) {
+        const s = streamer(mode);
+        const url = await fakeNode(s.handler);
+        // Honest nodes certify after 1 s: the streamer has all that time to push its answer.
+        const honestNodes = [
+          await fakeNode(honest(1000)),
+          await fakeNode(honest(1000)),
+          await fakeNode(honest(1000)),
+        ];
+        const nodes = [url, ...honestNodes];
+        const cap = mode === 'answers' ? undefined : MiB; // the default (32 MiB) once, a small cap otherwise
+        const r = expectCertified(await client(nodes, { maxResponseBytes: cap }).infer(input()));
+        expect(r.servedBy).not.toBe(0);
+        const b = await client(nodes, { maxResponseBytes: cap }).inferBatch([input(), input()]);
+        for (const x of b) expect(expectCertified(x).servedBy).not.toBe(0);
+        // What the streamer could write before the SDK closed the connection: the cap, the socket buffers.
+        expect(s.stats.bytes).toBeLessThan((cap ?? 32 * MiB) * 2 + 48 * MiB);
+      }
+      // Every node streaming: the error names RESPONSE_TOO_LARGE per node.
+      const all = await Promise.all([0, 1, 2, 3].map(() => fakeNode(streamer('json').handler)));
+      const e = await client(all, { maxResponseBytes: MiB })
+        .infer(input())
+        .catch((x: unknown) => x);
+      expect(codeOf(e)).toBe('NO_CERTIFICATE');
+      expect((e as Error).message).toContain('node 0: RESPONSE_TOO_LARGE');
+      expect((e as Error).message).toContain('node 3: RESPONSE_TOO_LARGE');
+    } finally {
+      clearInterval(iv);
+    }
+    expect(peak - base).toBeLessThan(400 * MiB);
+  });
+});
+
+describe('send and sendBatch check the input against the request', () => {
+  it('a request whose input was swapped is refused before anything is sent', async () => {
+    let posted = 0;
+    const h = honest();
+    const nodes = await Promise.all(
+      [0, 1, 2, 3].map(() =>
+        fakeNode((req, res, body) => {
+          if (req.method === 'POST') posted += requestsOf(req, body).length;
+          return h(req, res, body);
+        }),
+      ),
+    );
+    const c = client(nodes);
+    const sr = c.sign(input());
+    const swapped: SignedRequest = { ...sr, input: input() };
+    await expect(c.send(swapped)).rejects.toMatchObject({ code: 'REQUEST_INPUT_MISMATCH' });
+    expect(posted).toBe(0);
+    // In a batch, the swapped member alone fails; the others are sent and certified.
+    const srs = c.signBatch([input(), input(), input()]);
+    const batch = [srs[0], { ...srs[1], input: input() }, srs[2]];
+    const seen: number[] = [];
+    const out = await c.sendBatch(batch, { onResult: (i) => seen.push(i) });
+    expect(codeOf(out[1])).toBe('REQUEST_INPUT_MISMATCH');
+    expectCertified(out[0]);
+    expectCertified(out[2]);
+    expect(seen.sort()).toEqual([0, 1, 2]);
+    expect(posted).toBe(2 * nodes.length);
+    // The genuine request still goes through.
+    expectCertified(await c.send(sr));
+  });
+});
