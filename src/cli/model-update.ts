@@ -6,8 +6,39 @@ import { readKeyFile } from '../protocol/keyfile.ts';
 import { usageError } from './errors.ts';
 import { loadGroup } from './group.ts';
 
-interface GroupView {
+export interface GroupView {
   models: { node: number; digest: string; version: number }[];
+}
+
+/** `--node`: a node id in decimal (0, 1, …); anything else (empty, signs, exponents, hex) a usage error. */
+export function parseNodeId(s: string): number {
+  const id = /^(0|[1-9][0-9]*)$/.test(s) ? Number(s) : Number.NaN;
+  if (!Number.isSafeInteger(id))
+    throw usageError(`--node must be a node id (0, 1, …), not ${JSON.stringify(s)}`);
+  return id;
+}
+
+/**
+ * Where the update of `node` to `version` with model `digest` (hex) stands in a node's GET /v1/group:
+ * `waiting` while the node's version is below it, `ordered` once the node runs that model at that version
+ * or later. Another model at that version or later means another update took its place (one of the same
+ * version ordered first, or a later one): `TX_SUPERSEDED`, not success.
+ */
+export function updateStatus(
+  view: GroupView,
+  node: number,
+  version: number,
+  digest: string,
+): 'waiting' | 'ordered' {
+  const x = view.models.find((y) => y.node === node);
+  if (!x) throw new DropbearError('BAD_RESPONSE', `the group view lists no model for node ${node}`);
+  if (x.version < version) return 'waiting';
+  if (x.digest.toLowerCase() === digest.toLowerCase()) return 'ordered';
+  throw new DropbearError(
+    'TX_SUPERSEDED',
+    `node ${node} is at version ${x.version} with model ${x.digest}, not the submitted ${digest}: ` +
+      `another update ${x.version === version ? 'of the same version was ordered first' : 'was ordered after it'}`,
+  );
 }
 
 export function registerModelUpdate(program: Command): void {
@@ -30,14 +61,15 @@ export function registerModelUpdate(program: Command): void {
         'Load the new model beside the old one first: add {"name": "<model>"} to "extraModels" in the node\'s config and restart it.\n',
     )
     .action(async (o: { group: string; node: string; model: string; home?: string; wait: string }) => {
+      const id = parseNodeId(o.node);
       const g = loadGroup(o.group);
-      const id = Number(o.node);
       const node = g.file.nodes.find((n) => n.id === id);
       if (!node) throw usageError(`--node ${o.node} is not in this group`);
       const m = await resolveModel(o.model, o.home);
       const key = readKeyFile(join(g.dir, 'keys', `node-${id}.json`));
       const before = (await (await fetch(`${node.api}/v1/group`)).json()) as GroupView;
-      const current = before.models.find((x) => x.node === id)!;
+      const current = before.models.find((x) => x.node === id);
+      if (!current) throw new DropbearError('BAD_RESPONSE', `the group view lists no model for node ${id}`);
       if (current.digest === m.sha256) throw usageError(`node ${id} already runs ${o.model}`);
       const tx = signModelUpdate(
         groupIdOf(g.genesis),
@@ -58,8 +90,8 @@ export function registerModelUpdate(program: Command): void {
       const deadline = Date.now() + Number(o.wait);
       while (Date.now() < deadline) {
         const now = (await (await fetch(`${node.api}/v1/group`)).json()) as GroupView;
-        const x = now.models.find((y) => y.node === id)!;
-        if (x.version > current.version) {
+        if (updateStatus(now, id, current.version + 1, m.sha256) === 'ordered') {
+          const x = now.models.find((y) => y.node === id)!;
           process.stdout.write(
             `ordered: node ${id} now votes with ${x.digest.slice(0, 16)}… (version ${x.version})\n`,
           );

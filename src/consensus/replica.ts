@@ -1104,6 +1104,21 @@ export class Replica {
         message: `version ${u.version} is not above node ${u.node}'s current version ${this.modelVersions[u.node]}`,
         id,
       };
+    // The ledger applies a node's update only at the version after its current one. One that skips a
+    // version nobody here holds could only wait for it: proposed, it would have no effect and wait again
+    // (a stream of useless batches), and held here it would run the request timer against a primary that
+    // cannot order it. So a version is taken only right after the current one or one waiting here (its
+    // owner, or the node it was submitted to, spreads it again until it is taken).
+    let highest = this.modelVersions[u.node];
+    for (const t of this.txs.values())
+      if (t.tx.update.node === u.node && t.tx.update.version > highest) highest = t.tx.update.version;
+    if (u.version > highest + 1)
+      return {
+        ok: false,
+        code: 'TX_STALE_VERSION',
+        message: `version ${u.version} skips version ${highest + 1} of node ${u.node} (current ${this.modelVersions[u.node]}); updates apply one version at a time: submit ${highest + 1} first`,
+        id,
+      };
     if (!verifyTx(this.genesis, this.groupId, tx))
       return { ok: false, code: 'TX_BAD_SIGNATURE', message: `not signed by node ${u.node}'s key`, id };
     return { ok: true, id };
@@ -1156,12 +1171,25 @@ export class Replica {
   }
 
   /**
-   * A batch executed: its transactions are done, and so is every waiting one whose version is no longer
-   * above its node's (superseded or replayed).
+   * A batch executed: its transactions whose version is no longer above their node's (applied, or
+   * superseded by another of that version) are done, and so is every waiting one of such a version. One
+   * that the batch carried but execution did not apply, its version still ahead (ordered before the
+   * version it follows), is not done: it waits again, to be proposed after that version (taken here, if
+   * this node did not hold it, when it is still the next version or one after a waiting one: checkTx).
    */
   private settleTxs(batch: Batch): void {
     for (const tx of batch.txs) {
+      const u = tx.update;
       const k = hex(txIdOf(tx));
+      if (u.node < this.n && u.version > this.modelVersions[u.node]) {
+        const t = this.txs.get(k);
+        if (t) t.state = 'pending';
+        else {
+          const c = this.checkTx(tx);
+          if (c.ok) this.admitTx(tx, c.id, false);
+        }
+        continue;
+      }
       this.txs.delete(k);
       this.doneTxs.add(k);
     }
@@ -1417,14 +1445,25 @@ export class Replica {
       p.state = 'proposed';
       entries.push({ requestId: p.id, votes });
     }
-    // Every waiting transaction goes along (a batch may carry transactions and no entries). One that turns
-    // out stale by the time it executes has no effect there (the ledger's version rule).
+    // Every waiting transaction goes along (a batch may carry transactions and no entries), sorted by node,
+    // version and id, not in arrival order: the ledger applies a node's update only at the version after
+    // its current one, so versions 2 then 1 would apply 1 and leave 2 behind. One that turns out stale by
+    // the time it executes has no effect there (the ledger's version rule); one still ahead waits again
+    // (settleTxs).
     const txs: Tx[] = [];
-    for (const t of this.txs.values()) {
-      if (txs.length >= LIMITS.txs) break;
-      if (t.state !== 'pending') continue;
-      t.state = 'proposed';
-      txs.push(t.tx);
+    if (this.txs.size > 0) {
+      const waiting: PendingTx[] = [];
+      for (const t of this.txs.values()) if (t.state === 'pending') waiting.push(t);
+      waiting.sort(
+        (a, b) =>
+          a.tx.update.node - b.tx.update.node ||
+          a.tx.update.version - b.tx.update.version ||
+          Buffer.compare(a.id, b.id),
+      );
+      for (const t of waiting.slice(0, LIMITS.txs)) {
+        t.state = 'proposed';
+        txs.push(t.tx);
+      }
     }
     if (entries.length === 0 && txs.length === 0) return;
     const seq = this.lastProposed + 1;

@@ -4,12 +4,14 @@
  *
  * Storage: one SQLite database in WAL mode (better-sqlite3, synchronous API, one connection per node).
  * Tables (see docs/ledger.md for the columns): meta, batches, receipts, receipt_sigs, outcomes (the
- * certificates index), checkpoints, consensus_log, evidence. Every blob is canonical codec bytes.
+ * certificates index), checkpoints (unused: stable checkpoints are consensus_log records), consensus_log,
+ * evidence, batch_sources. Every blob is canonical codec bytes.
  *
  * Restart: `open` replays every stored batch, in order, through a fresh LedgerState from the genesis
- * (no state snapshots), and checks that each replayed receipt hash equals the stored one. Replay runs no
- * signature checks (model-update transactions aside), so it is cheap next to consensus; docs/ledger.md
- * gives the measured rate.
+ * (no state snapshots), and checks that each batch hashes to its stored digest, that its resolved
+ * entries match it and hash to its request ids, and that each replayed receipt hash equals the stored
+ * one. Replay runs no signature checks (model-update transactions aside), so it is cheap next to
+ * consensus; docs/ledger.md gives the measured rate.
  *
  * fsync policy (PROTOCOL.md "Durability and restarts"):
  * - Each `execute` is one transaction: the batch, its resolved entries, the receipt and the outcomes
@@ -103,7 +105,9 @@ import {
   Receipt,
   type ReceiptSignature,
   ReceiptSignatures,
+  Request,
   receiptQuorum,
+  requestIdOfBody,
   SignedRequest,
   SignedResults,
   type StateBatch,
@@ -188,7 +192,8 @@ export interface BatchSources {
   commitProof: CommitProof | null;
 }
 
-const SourceRequests = array(SignedRequest, 1 << 20);
+/** `batch_sources.requests`. */
+export const SourceRequests = array(SignedRequest, 1 << 20);
 const NO_INPUT = new Uint8Array(0);
 /**
  * A source request as stored and shipped by state transfer: the signed request and its authorisation,
@@ -199,8 +204,10 @@ const NO_INPUT = new Uint8Array(0);
 function withoutInput(sr: SignedRequest): SignedRequest {
   return sr.input.length === 0 ? sr : { request: sr.request, auth: sr.auth, input: NO_INPUT };
 }
-const SourceResults = array(SignedResults, 1 << 20);
-const CommitSigs = array(NodeSignature, 256);
+/** `batch_sources.results`. */
+export const SourceResults = array(SignedResults, 1 << 20);
+/** `batch_sources.commit_sigs`. */
+export const CommitSigs = array(NodeSignature, 256);
 /** A batch's outcomes as stored: each Outcome's canonical bytes (the Merkle leaves), in leaf order. */
 export const StoredOutcomes = array(bytes(1 << 24), 1 << 20);
 
@@ -417,7 +424,9 @@ export class SqliteLedger {
       allBatches: p('SELECT seq, view, digest, batch, entries FROM batches ORDER BY seq'),
       allReceiptHashes: p('SELECT seq, hash FROM receipts ORDER BY seq'),
       log: p('SELECT kind, view, seq, digest, body FROM consensus_log ORDER BY id'),
-      pruneLog: p('DELETE FROM consensus_log WHERE seq IS NOT NULL AND seq <= ?'),
+      pruneLog: p(
+        "DELETE FROM consensus_log WHERE seq IS NOT NULL AND seq <= ? AND NOT (kind = 'checkpoint' AND seq = ?)",
+      ),
       lastCheckpoint: p('SELECT seq, state_digest, proof FROM checkpoints ORDER BY seq DESC LIMIT 1'),
       evidence: p('SELECT id, node, kind, proof FROM evidence ORDER BY id'),
       markOpen: p('UPDATE meta SET clean_close = ? WHERE id = 0'),
@@ -561,6 +570,14 @@ export class SqliteLedger {
       for (const row of batches) {
         const b = this.decodeBatchRow(row);
         if (b.seq !== state.seq + 1) throw corrupt(`batch ${state.seq + 1} is missing`);
+        // What execution reads must be what the group ordered: the batch its digest names, and entries
+        // whose requests hash to the batch's ids. Fields that reach no outcome (a request's timestamp, nonce
+        // or maximum fee, a batch's timestamp or transactions) would otherwise replay to another state
+        // with the same receipts, and this node would drift from its peers unnoticed.
+        if (!equalBytes(batchDigestOfBytes(u8(row.batch as Buffer)), b.digest))
+          throw corrupt(`batch ${b.seq}: the stored digest is not the digest of the stored batch`);
+        const problem = entriesProblem(b.batch, b.entries, true);
+        if (problem) throw corrupt(`batch ${b.seq}: ${problem}`);
         const ex = state.execute(b.seq, b.digest, b.batch, b.entries);
         const r = hashes.next();
         const stored = r.done ? null : (r.value as Row);
@@ -1014,14 +1031,26 @@ export class SqliteLedger {
 
   /**
    * Drops signed-log records with a seq at or below a stable checkpoint (the node never signs for those
-   * again); records without a seq (view changes) stay. Returns how many were dropped.
+   * again); records without a seq (view changes) stay, and so does the `checkpoint` record of `stableSeq`
+   * itself: it is the proof the restored replica starts from (and what `ledger verify` checks the replay
+   * against). Returns how many were dropped.
+   *
+   * Unused: nothing calls it (the node keeps its whole signed log); kept, with its tests, for when the
+   * log is pruned.
    */
   pruneSignedLog(stableSeq: number): number {
     this.open_();
-    return this.durably(() => this.st.pruneLog.run(stableSeq).changes);
+    return this.durably(() => this.st.pruneLog.run(stableSeq, stableSeq).changes);
   }
 
-  /** Stores a checkpoint: the state digest after `seq` and its proof (opaque bytes, e.g. q signatures). */
+  /**
+   * Stores a checkpoint in the `checkpoints` table: the state digest after `seq` and its proof (opaque
+   * bytes, e.g. q signatures).
+   *
+   * Unused by the node: its stable checkpoints are the `checkpoint` records of the signed log (`persist`,
+   * with the q CHECKPOINT signatures as the body), which is what `ledger verify` checks; the table stays in
+   * the schema (a file may hold rows from a caller of this method, and verify checks those too).
+   */
   saveCheckpoint(seq: number, stateDigest: Uint8Array, proof: Uint8Array): void {
     this.open_();
     if (!isUint(seq) || seq < 1 || seq > this.current.seq)
@@ -1031,6 +1060,7 @@ export class SqliteLedger {
     this.inTx(() => this.st.insCheckpoint.run(seq, stateDigest, proof));
   }
 
+  /** The `checkpoints` table's latest row (see saveCheckpoint: unused by the node). */
   latestCheckpoint(): StoredCheckpoint | null {
     this.open_();
     const r = this.st.lastCheckpoint.get() as Row | undefined;
@@ -1178,16 +1208,30 @@ function migrate4to5(db: Database.Database): void {
   })();
 }
 
-/** The resolved entries must be the batch's entries, one for one, with votes from the same nodes. */
-function checkEntries(seq: number, batch: Batch, entries: ResolvedEntry[]): void {
-  const bad = (msg: string) => new DropbearError('LEDGER_ENTRIES_MISMATCH', `batch ${seq}: ${msg}`);
+/**
+ * Why resolved entries are not the batch's entries, or null: they must match one for one (same request
+ * ids, votes from the same nodes) and, with `requestIds`, each request must hash to its id (requestIdOf:
+ * SHA-256 of the canonical Request), so that no signed field can differ from what the group ordered.
+ * `execute` leaves the hashing out (its caller resolved the entries from requests it took by id); the
+ * replay at open and `ledger verify` do it, for entries read back from the file.
+ */
+export function entriesProblem(batch: Batch, entries: ResolvedEntry[], requestIds: boolean): string | null {
   if (entries.length !== batch.entries.length)
-    throw bad(`${entries.length} resolved entries for ${batch.entries.length} batch entries`);
+    return `${entries.length} resolved entries for ${batch.entries.length} batch entries`;
   for (let i = 0; i < entries.length; i++) {
     const e = entries[i];
     const b = batch.entries[i];
-    if (!equalBytes(e.requestId, b.requestId)) throw bad(`entry ${i} resolves another request`);
+    if (!equalBytes(e.requestId, b.requestId)) return `entry ${i} resolves another request`;
     if (e.votes.length !== b.votes.length || e.votes.some((v, k) => v.node !== b.votes[k].node))
-      throw bad(`entry ${i} resolves votes of other nodes`);
+      return `entry ${i} resolves votes of other nodes`;
+    if (requestIds && !equalBytes(requestIdOfBody(encode(Request, e.request)), e.requestId))
+      return `entry ${i}'s request does not hash to its id ${hex(e.requestId)}`;
   }
+  return null;
+}
+
+/** The resolved entries must be the batch's entries, one for one, with votes from the same nodes. */
+function checkEntries(seq: number, batch: Batch, entries: ResolvedEntry[]): void {
+  const problem = entriesProblem(batch, entries, false);
+  if (problem) throw new DropbearError('LEDGER_ENTRIES_MISMATCH', `batch ${seq}: ${problem}`);
 }

@@ -149,8 +149,19 @@ export class LedgerState {
     this.q = quorumSize(this.n, this.f);
     this.lastReceipt = this.groupId; // the receipt chain starts at the group id
     this.recentChain = this.groupId;
-    for (const b of genesis.balances)
+    let money = 0;
+    for (const b of genesis.balances) {
       this.balances.set(hex(b.client), { client: b.client, amount: b.amount });
+      money += b.amount;
+    }
+    // genesisProblem refuses such a genesis; checked here too, since this class is built from a genesis
+    // nothing else may have checked (a ledger file's own, a test's). Money is conserved, so with the total
+    // at most 2^53 − 1 every balance and every node's `earned` stays exact (see execute).
+    if (!Number.isSafeInteger(money))
+      throw new DropbearError(
+        'GENESIS_INVALID',
+        `the genesis balances add up to more than 2^53 − 1 (${Number.MAX_SAFE_INTEGER})`,
+      );
     this.fees = genesis.nodes.map((x) => x.fee);
     this.models = genesis.nodes.map((x) => x.modelDigest);
     this.modelVersions = genesis.nodes.map(() => 0);
@@ -322,9 +333,18 @@ export class LedgerState {
       const d = o.decision;
       for (const v of o.votes) {
         const st = this.stats[v.node];
-        st.counted++;
+        // Exact: what a node earns comes out of a balance, and all money together is at most 2^53 − 1
+        // (checked in the constructor), so `earned` cannot pass it. The two counts have no such bound
+        // (fees may be 0); they stop at 2^53 − 1 (~285 years of a million requests a second) instead of
+        // growing past what the state digest encodes, which would fail every honest node's checkpoint.
+        if (st.counted < Number.MAX_SAFE_INTEGER) st.counted++;
         st.earned += this.fees[v.node];
-        if (d.kind === 'label' && v.result.kind === 'class' && v.result.top[0]?.label === d.label)
+        if (
+          d.kind === 'label' &&
+          v.result.kind === 'class' &&
+          v.result.top[0]?.label === d.label &&
+          st.agreed < Number.MAX_SAFE_INTEGER
+        )
           st.agreed++;
       }
     }

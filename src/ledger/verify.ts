@@ -1,39 +1,73 @@
 /**
  * Offline audit of a ledger file (`dropbear ledger verify`). Needs only the file: the genesis is stored
  * in it. Checks, for every batch in sequence order:
- * - the batch is stored canonically, its digest is the stored digest and its resolved entries match it;
+ * - the batch is stored canonically, its digest is the stored digest and its resolved entries match it
+ *   (the same request ids, votes of the same nodes, and each request hashes to its id);
+ * - its sources, where stored (`batch_sources`): every request of the batch, signed by its client and the
+ *   same as the resolved one; every vote's RESULTS, hashing to the digest the vote names, signed by the
+ *   voting node and holding the resolved model digest and result; the COMMIT signatures of its proof;
  * - the receipt chain: receipt s names batch s, its group and the hash of receipt s−1 (the group id for
  *   s = 1), and the stored hash and prev-hash columns agree with the receipt bytes;
  * - receipt signatures: each from a known node and valid; a batch with any signatures has ≥ 2f+1;
  * - the stored outcomes: k of them, k = resultsCount (no row when k = 0), their Merkle root = resultsRoot;
  * - replay: a fresh LedgerState from the genesis, fed the stored batches, reproduces every receipt, every
- *   stored outcome and every stored checkpoint's state digest.
+ *   stored outcome and the state digest of every stable checkpoint the node recorded (the `checkpoint`
+ *   records of its signed log, each with ≥ q valid CHECKPOINT signatures of genesis nodes; and any row of
+ *   the `checkpoints` table, which the node does not write).
  * Reads the file read-only; writes nothing.
  */
 import { existsSync } from 'node:fs';
 import {
+  array,
   Batch,
   batchDigestOf,
   buildTree,
+  CheckpointBody,
   CodecError,
+  CountedVote,
   DropbearError,
   decode,
   encode,
   equalBytes,
   Genesis,
+  genesisProblem,
   groupIdOf,
   hex,
   leafHash,
+  NodeSignature,
   Outcome,
+  PhaseBody,
   quorumOf,
   Receipt,
+  ReceiptSignatures,
+  Request,
+  ResultBatch,
   receiptQuorum,
+  requestAuthProblem,
+  requestIdOf,
+  resultsDigestOf,
+  type SignedRequest,
+  type SignedResults,
   sha256,
+  TAGS,
   verifyReceiptSig,
+  verifyTagged,
 } from '../protocol/index.ts';
 import { ResolvedEntries } from './codec.ts';
-import { LEDGER_SCHEMA_VERSION, openDatabase, readMeta, StoredOutcomes } from './sqlite.ts';
-import { LedgerState } from './state.ts';
+import {
+  CommitSigs,
+  entriesProblem,
+  LEDGER_SCHEMA_VERSION,
+  openDatabase,
+  readMeta,
+  SourceRequests,
+  SourceResults,
+  StoredOutcomes,
+} from './sqlite.ts';
+import { LedgerState, type ResolvedEntry } from './state.ts';
+
+/** The body of a `checkpoint` record of the signed log: the q CHECKPOINT signatures that made it stable. */
+const CheckpointProof = array(NodeSignature, 256);
 
 export interface LedgerVerification {
   ok: boolean;
@@ -105,6 +139,11 @@ function check(
     (m) => problems.push(`stored genesis does not decode: ${m}`),
   );
   if (!genesis) return 0;
+  const invalid = genesisProblem(genesis);
+  if (invalid) {
+    problems.push(`stored genesis cannot run a group: ${invalid}`);
+    return 0;
+  }
   const groupId = groupIdOf(genesis);
   if (!equalBytes(groupId, meta.groupId))
     problems.push(`stored group id ${hex(meta.groupId)} is not the stored genesis's (${hex(groupId)})`);
@@ -117,9 +156,59 @@ function check(
   const getReceipt = db.prepare('SELECT receipt, hash, prev_hash FROM receipts WHERE seq = ?');
   const getSigs = db.prepare('SELECT node, signature, view FROM receipt_sigs WHERE seq = ? ORDER BY node');
   const getOutcomes = db.prepare('SELECT outcomes FROM outcomes WHERE seq = ?');
-  const checkpoints = new Map<number, Uint8Array>();
+  const getSources = db.prepare(
+    'SELECT requests, results, commit_view, commit_sigs, commit_receipt_sigs FROM batch_sources WHERE seq = ?',
+  );
+  // State digests the replay must reproduce: the node's stable checkpoints (signed-log records, checked
+  // against the genesis below) and any row of the `checkpoints` table (which the node does not write).
+  const checkpoints = new Map<number, { digest: Uint8Array; what: string }[]>();
+  const expectDigest = (seq: number, digest: Uint8Array, what: string) => {
+    const list = checkpoints.get(seq) ?? [];
+    list.push({ digest, what });
+    checkpoints.set(seq, list);
+  };
   for (const r of db.prepare('SELECT seq, state_digest FROM checkpoints').all() as Row[])
-    checkpoints.set(r.seq as number, u8(r.state_digest));
+    expectDigest(r.seq as number, u8(r.state_digest), 'the checkpoint state digest');
+  const cpRecords = db
+    .prepare("SELECT id, seq, digest, body FROM consensus_log WHERE kind = 'checkpoint' ORDER BY id")
+    .all() as Row[];
+  for (const r of cpRecords) {
+    const seq = r.seq;
+    const at = (msg: string) => problems.push(`checkpoint record ${r.id as number}: ${msg}`);
+    if (
+      typeof seq !== 'number' ||
+      !Number.isSafeInteger(seq) ||
+      seq < 1 ||
+      !(r.digest instanceof Uint8Array)
+    ) {
+      at('has no batch seq or no state digest');
+      continue;
+    }
+    const digest = u8(r.digest);
+    if (digest.length !== 32) {
+      at(`batch ${seq}: a state digest of ${digest.length} bytes`);
+      continue;
+    }
+    expectDigest(seq, digest, `the state digest of stable checkpoint ${seq} (signed log)`);
+    // Its proof (records from before proofs were kept have none): q valid CHECKPOINT signatures over it.
+    if (r.body === null) continue;
+    const proof = tryDecode(
+      () => decode(CheckpointProof, u8(r.body)),
+      (m) => at(`batch ${seq}: proof does not decode: ${m}`),
+    );
+    if (!proof) continue;
+    const signers = new Set<number>();
+    for (const x of proof) {
+      const key = genesis.nodes[x.node]?.publicKey;
+      const body = encode(CheckpointBody, { from: x.node, seq, stateDigest: digest });
+      if (!key) at(`batch ${seq}: CHECKPOINT signature from unknown node ${x.node}`);
+      else if (signers.has(x.node)) at(`batch ${seq}: two CHECKPOINT signatures from node ${x.node}`);
+      else if (!verifyTagged(TAGS.checkpoint, groupId, body, x.signature, key))
+        at(`batch ${seq}: CHECKPOINT signature of node ${x.node} is invalid`);
+      else signers.add(x.node);
+    }
+    if (signers.size < q) at(`batch ${seq}: ${signers.size} valid CHECKPOINT signatures < ${q}`);
+  }
 
   const state = new LedgerState(genesis);
   let replaying = true;
@@ -149,17 +238,11 @@ function check(
     );
     if (batch && !equalBytes(batchDigestOf(batch), digest))
       at('stored digest is not the digest of the batch');
+    let entriesMatch = false;
     if (batch && entries) {
-      if (
-        entries.length !== batch.entries.length ||
-        entries.some(
-          (e, i) =>
-            !equalBytes(e.requestId, batch.entries[i].requestId) ||
-            e.votes.length !== batch.entries[i].votes.length ||
-            e.votes.some((v, k) => v.node !== batch.entries[i].votes[k].node),
-        )
-      )
-        at("resolved entries do not match the batch's entries");
+      const problem = entriesProblem(batch, entries, true);
+      if (problem) at(`resolved entries do not match the batch's entries: ${problem}`);
+      entriesMatch = problem === null;
     }
 
     // The receipt and the chain.
@@ -218,6 +301,11 @@ function check(
         at(`${signers.size} valid receipt signatures, no ${q} (2f+1) of them plain or prepared in one view`);
     }
 
+    // What state transfer ships for the batch, where stored.
+    const src = getSources.get(seq) as Row | undefined;
+    if (src && batch && entries && entriesMatch)
+      checkSources(seq, digest, batch, entries, src, genesis, groupId, receiptBytes, at);
+
     // Stored outcomes against the receipt's Merkle root.
     const orow = getOutcomes.get(seq) as Row | undefined;
     const stored = orow
@@ -241,8 +329,8 @@ function check(
         at("stored outcomes' Merkle root is not the receipt's results root");
     }
 
-    // Replay.
-    if (replaying && batch && entries) {
+    // Replay (not of entries that are not the batch's: what it would reproduce proves nothing).
+    if (replaying && batch && entries && entriesMatch) {
       try {
         const ex = state.execute(seq, digest, batch, entries);
         let same = receiptHash !== null && equalBytes(ex.receiptHash, receiptHash);
@@ -252,10 +340,14 @@ function check(
           at('replay does not reproduce the stored outcomes');
           same = false;
         }
-        const cp = checkpoints.get(seq);
-        if (cp && !equalBytes(cp, state.stateDigest())) {
-          at('replay does not reproduce the checkpoint state digest');
-          same = false;
+        const cps = checkpoints.get(seq);
+        if (cps) {
+          const replayed = state.stateDigest();
+          for (const cp of cps)
+            if (!equalBytes(cp.digest, replayed)) {
+              at(`replay does not reproduce ${cp.what}`);
+              same = false;
+            }
         }
         if (!same) {
           replaying = false;
@@ -280,11 +372,126 @@ function check(
     ],
     ['outcomes', 'SELECT DISTINCT seq FROM outcomes WHERE seq NOT IN (SELECT seq FROM batches)'],
     ['checkpoints', 'SELECT seq FROM checkpoints WHERE seq NOT IN (SELECT seq FROM batches)'],
+    ['batch sources', 'SELECT seq FROM batch_sources WHERE seq NOT IN (SELECT seq FROM batches)'],
   ];
+  // (A stable checkpoint record above the last stored batch is no defect: with `synchronous = NORMAL` a
+  // power loss may take the last executions and leave the fsynced record; its signatures are checked.)
   for (const [what, sql] of orphans) {
     const seqs = (db.prepare(sql).all() as Row[]).map((r) => r.seq as number);
     if (seqs.length > 0)
       problems.push(`${what} for batches not in the ledger: ${seqs.slice(0, 10).join(', ')}`);
   }
   return count;
+}
+
+/**
+ * Checks batch `seq`'s stored sources against the batch and its (matching) resolved entries: every request
+ * of the batch, validly authorised by its client and equal to the resolved request; every vote's RESULTS,
+ * hashing to the digest the vote names, from the voting node, validly signed, and holding the resolved
+ * model digest and result at the vote's index; and each COMMIT and prepared receipt signature of the
+ * batch's proof valid for a genesis node. Sources beyond those are not reported: a node that caught up by
+ * state transfer stores what its peer shipped, and a peer may ship more than the batch names.
+ */
+function checkSources(
+  seq: number,
+  digest: Uint8Array,
+  batch: Batch,
+  entries: ResolvedEntry[],
+  src: Row,
+  genesis: Genesis,
+  groupId: Uint8Array,
+  receiptBytes: Uint8Array | null,
+  at: (msg: string) => void,
+): void {
+  const requests = tryDecode(
+    () => decode(SourceRequests, u8(src.requests)),
+    (m) => at(`stored source requests do not decode: ${m}`),
+  );
+  const results = tryDecode(
+    () => decode(SourceResults, u8(src.results)),
+    (m) => at(`stored source RESULTS do not decode: ${m}`),
+  );
+  if (requests) {
+    const byId = new Map<string, SignedRequest>();
+    for (const sr of requests) byId.set(hex(requestIdOf(sr)), sr);
+    for (let i = 0; i < entries.length; i++) {
+      const e = entries[i];
+      const sr = byId.get(hex(e.requestId));
+      if (!sr) at(`entry ${i}: its request is not among the stored sources`);
+      else if (!equalBytes(encode(Request, sr.request), encode(Request, e.request)))
+        at(`entry ${i}: the stored source request is not the resolved one`);
+      else {
+        const bad = requestAuthProblem(sr);
+        if (bad) at(`entry ${i}: stored source request: ${bad}`);
+      }
+    }
+  }
+  if (results) {
+    const byDigest = new Map<string, SignedResults>();
+    for (const r of results) byDigest.set(hex(resultsDigestOf(r)), r);
+    const checked = new Set<string>();
+    for (let i = 0; i < batch.entries.length; i++) {
+      const be = batch.entries[i];
+      for (let k = 0; k < be.votes.length; k++) {
+        const v = be.votes[k];
+        const d = hex(v.results);
+        const signed = byDigest.get(d);
+        if (!signed) {
+          at(`entry ${i}: the RESULTS of node ${v.node}'s vote are not among the stored sources`);
+          continue;
+        }
+        const r = signed.batch;
+        if (r.node !== v.node) {
+          at(`entry ${i}: the RESULTS of node ${v.node}'s vote are node ${r.node}'s`);
+          continue;
+        }
+        if (!checked.has(d)) {
+          checked.add(d);
+          const key = genesis.nodes[r.node]?.publicKey;
+          if (!key || !verifyTagged(TAGS.results, groupId, encode(ResultBatch, r), signed.signature, key))
+            at(`RESULTS ${d} of node ${r.node}: the signature is invalid`);
+        }
+        const item = r.entries[v.index];
+        if (!item || !equalBytes(item.requestId, be.requestId)) {
+          at(`entry ${i}: node ${v.node}'s vote points at another request's result`);
+          continue;
+        }
+        const stored = { node: v.node, modelDigest: r.modelDigest, result: item.result };
+        if (!equalBytes(encode(CountedVote, stored), encode(CountedVote, entries[i].votes[k])))
+          at(`entry ${i}: node ${v.node}'s resolved vote is not what its stored RESULTS say`);
+      }
+    }
+  }
+  // The proof it committed with (kept while the batch had no quorum of receipt signatures).
+  if (src.commit_sigs !== null && src.commit_sigs !== undefined) {
+    const view = src.commit_view;
+    const sigs = tryDecode(
+      () => decode(CommitSigs, u8(src.commit_sigs)),
+      (m) => at(`stored COMMIT signatures do not decode: ${m}`),
+    );
+    if (sigs && (typeof view !== 'number' || !Number.isSafeInteger(view) || view < 0))
+      at('stored COMMIT signatures without their view');
+    else if (sigs)
+      for (const x of sigs) {
+        const key = genesis.nodes[x.node]?.publicKey;
+        const body = encode(PhaseBody, { from: x.node, view: view as number, seq, digest });
+        if (!key || !verifyTagged(TAGS.commit, groupId, body, x.signature, key))
+          at(`stored COMMIT signature of node ${x.node} is invalid`);
+      }
+  }
+  if (src.commit_receipt_sigs !== null && src.commit_receipt_sigs !== undefined) {
+    const sigs = tryDecode(
+      () => decode(ReceiptSignatures, u8(src.commit_receipt_sigs)),
+      (m) => at(`stored prepared receipt signatures do not decode: ${m}`),
+    );
+    // Kept only over the receipt this node executed to (the stored one).
+    if (sigs && receiptBytes) {
+      const hash = sha256(receiptBytes);
+      for (const x of sigs) {
+        const key = genesis.nodes[x.node]?.publicKey;
+        if (!key || !verifyReceiptSig(groupId, receiptBytes, hash, x, key))
+          at(`stored prepared receipt signature of node ${x.node} in the batch's proof is invalid`);
+      }
+    }
+  }
 }

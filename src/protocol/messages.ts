@@ -134,7 +134,8 @@ export function quorumSize(n: number, f: number): number {
 
 /**
  * Why a genesis cannot run a group, or null: no nodes, n < 3f + 1, node ids that are not their positions
- * (0..n−1: everything indexes nodes by position), or one public key for two nodes (one party, two votes).
+ * (0..n−1: everything indexes nodes by position), one public key for two nodes (one party, two votes), or
+ * balances that add up to more than Number.MAX_SAFE_INTEGER (2^53 − 1: see below).
  */
 export function genesisProblem(genesis: Genesis): string | null {
   const n = genesis.nodes.length;
@@ -147,6 +148,14 @@ export function genesisProblem(genesis: Genesis): string | null {
     if (keys.has(k)) return `node ${i} has the public key of an earlier node`;
     keys.add(k);
   }
+  // Money is conserved (ledger/state.ts): balances plus what owners earned always add up to the genesis
+  // balances, so every amount and every node's `earned` stays at or below their sum. Past 2^53 − 1 the
+  // arithmetic is no longer exact and the state digest refuses the amounts: every honest node alike would
+  // fail at its next checkpoint, for good.
+  let money = 0n;
+  for (const b of genesis.balances) money += BigInt(b.amount);
+  if (money > BigInt(Number.MAX_SAFE_INTEGER))
+    return `the genesis balances add up to ${money}, more than 2^53 − 1 (${Number.MAX_SAFE_INTEGER})`;
   return null;
 }
 

@@ -1,0 +1,210 @@
+/**
+ * Model updates of one node arriving out of version order: the ledger applies an update only at the
+ * version after the node's current one, so the primary proposes waiting updates sorted by (node, version),
+ * a replica keeps an update that a batch carried but execution did not apply (its version still ahead)
+ * waiting instead of marking it done, and a version that skips one nobody holds is refused on arrival.
+ */
+import { describe, expect, it } from 'vitest';
+import { type Action, type Event, Replica, type ReplicaConfig } from '../../src/consensus/replica.ts';
+import { LedgerState } from '../../src/ledger/state.ts';
+import {
+  type Batch,
+  batchDigestOf,
+  decodeMessage,
+  encode,
+  encodeMessage,
+  groupIdOf,
+  hex,
+  type NodeMessage,
+  PhaseBody,
+  type PrePrepare,
+  sha256,
+  signModelUpdate,
+  signTagged,
+  TAGS,
+  type Tx,
+  txIdOf,
+} from '../../src/protocol/index.ts';
+import { makeGroup } from '../../src/sim/world.ts';
+
+const G = makeGroup(4, 1, 7);
+const GID = groupIdOf(G.genesis);
+const T0 = 1_000_000;
+const NEVER = 1e9;
+const CFG: Partial<ReplicaConfig> = {
+  batchSize: 8,
+  batchTimeoutMs: 10,
+  idleBatchTimeoutMs: 10,
+  voteWaitMs: 4,
+  window: 4,
+  checkpointInterval: 100,
+  forwardBatchSize: 8,
+  forwardDelayMs: 1,
+  retransmitMs: NEVER,
+  viewChangeTimeoutMs: NEVER,
+};
+const model = (node: number, version: number, variant = '') =>
+  sha256(new TextEncoder().encode(`model ${node} v${version}${variant}`));
+const update = (node: number, version: number, variant = ''): Tx =>
+  signModelUpdate(GID, { node, version, newDigest: model(node, version, variant) }, G.keys[node]);
+const tag = (t: Tx) => `${t.update.node}:v${t.update.version}`;
+
+const wire = (m: NodeMessage): NodeMessage => decodeMessage(encodeMessage(m));
+type ActionOf<T extends Action['type']> = Extract<Action, { type: T }>;
+const only = <T extends Action['type']>(as: Action[], type: T) =>
+  as.filter((a): a is ActionOf<T> => a.type === type);
+const prePrepares = (as: Action[]) =>
+  only(as, 'broadcast')
+    .map((a) => a.msg)
+    .filter((m): m is Extract<NodeMessage, { kind: 'prePrepare' }> => m.kind === 'prePrepare');
+
+function phase(kind: 'prepare' | 'commit', from: number, seq: number, digest: Uint8Array): NodeMessage {
+  const signature = signTagged(
+    TAGS[kind],
+    GID,
+    encode(PhaseBody, { from, view: 0, seq, digest }),
+    G.keys[from],
+  );
+  return { kind, from, view: 0, seq, digest, signature };
+}
+function makePP(seq: number, batch: Batch): PrePrepare {
+  const digest = batchDigestOf(batch);
+  const signature = signTagged(
+    TAGS.prePrepare,
+    GID,
+    encode(PhaseBody, { from: 0, view: 0, seq, digest }),
+    G.keys[0],
+  );
+  return { view: 0, seq, digest, signature, batch };
+}
+
+/** One replica and its ledger, driven by hand. */
+class One {
+  readonly r: Replica;
+  readonly ledger = new LedgerState(G.genesis);
+  now = T0;
+  constructor(readonly id: number) {
+    this.r = new Replica(G.genesis, id, G.keys[id], CFG);
+  }
+  step(ev: Event, at = this.now): Action[] {
+    this.now = at;
+    return this.r.step(ev, at);
+  }
+  msg(from: number, m: NodeMessage, at?: number): Action[] {
+    return this.step({ type: 'message', from, msg: wire(m) }, at);
+  }
+  /** The primary (node 0): cuts its next batch now and returns its PRE-PREPARE. */
+  propose(): PrePrepare {
+    const pps = prePrepares(this.step({ type: 'tick' }, this.now + 10));
+    expect(pps).toHaveLength(1);
+    return pps[0].pp;
+  }
+  /** Drives `pp` to execution here with PREPAREs and COMMITs of the other nodes (not 2, the owner). */
+  commit(pp: PrePrepare): Action[] {
+    const out: Action[] = [];
+    if (this.id !== 0) out.push(...this.msg(0, { kind: 'prePrepare', pp }));
+    const others = [0, 1, 3].filter((x) => x !== this.id);
+    for (const from of others.filter((x) => x !== 0))
+      out.push(...this.msg(from, phase('prepare', from, pp.seq, pp.digest)));
+    for (const from of others) out.push(...this.msg(from, phase('commit', from, pp.seq, pp.digest)));
+    const exec = only(out, 'execute');
+    expect(exec).toHaveLength(1);
+    const a = exec[0];
+    const ex = this.ledger.execute(a.seq, a.digest, a.batch, a.entries);
+    return this.step({
+      type: 'executed',
+      seq: a.seq,
+      receipt: ex.receipt,
+      requeued: ex.requeued,
+      models: ex.models,
+      modelVersions: ex.modelVersions,
+    });
+  }
+  get pending(): string[] {
+    return this.r.pendingTxs.map(tag);
+  }
+}
+
+describe('model updates out of version order', () => {
+  it('versions 2 then 1 at the primary: both end up applied, in order (version 2 is not lost)', () => {
+    const p = new One(0);
+    const [v1, v2] = [update(2, 1), update(2, 2)];
+    p.msg(2, { kind: 'tx', tx: v2 });
+    p.msg(2, { kind: 'tx', tx: v1 });
+    p.commit(p.propose());
+    expect(p.r.currentModelVersions[2]).toBe(1);
+    expect(hex(p.r.currentModels[2])).toBe(hex(model(2, 1)));
+    // The owner's node spreads version 2 again: taken now, ordered, applied.
+    p.msg(2, { kind: 'tx', tx: v2 });
+    expect(p.pending).toEqual(['2:v2']);
+    const pp = p.propose();
+    expect(pp.batch.txs.map(tag)).toEqual(['2:v2']);
+    p.commit(pp);
+    expect(p.r.currentModelVersions[2]).toBe(2);
+    expect(hex(p.r.currentModels[2])).toBe(hex(model(2, 2)));
+    expect(p.pending).toEqual([]);
+  });
+
+  it('the primary proposes waiting updates sorted by node, version and id, whatever their arrival order', () => {
+    const p = new One(0);
+    const arrivals = [update(3, 1), update(2, 1), update(1, 1), update(2, 2), update(2, 1, ' again')];
+    for (const tx of arrivals) p.msg(tx.update.node, { kind: 'tx', tx });
+    expect(p.pending).toEqual(['3:v1', '2:v1', '1:v1', '2:v2', '2:v1']);
+    const pp = p.propose();
+    const [a, b] = [update(2, 1), update(2, 1, ' again')].sort((x, y) =>
+      Buffer.compare(txIdOf(x), txIdOf(y)),
+    );
+    expect(pp.batch.txs.map((t) => hex(txIdOf(t)))).toEqual(
+      [update(1, 1), a, b, update(2, 2), update(3, 1)].map((t) => hex(txIdOf(t))),
+    );
+    p.commit(pp);
+    // Every node's update applied; node 2 at version 2, over the first of its two versions 1.
+    expect(p.r.currentModelVersions).toEqual([0, 1, 2, 1]);
+    expect(hex(p.r.currentModels[2])).toBe(hex(model(2, 2)));
+    expect(p.pending).toEqual([]);
+  });
+
+  it('a batch carrying [v2, v1] (another primary’s order): v1 applies and v2 waits again instead of being marked done', () => {
+    const [v1, v2] = [update(2, 1), update(2, 2)];
+    const batch: Batch = { timestamp: T0, entries: [], txs: [v2, v1] };
+    // Node 1 held both; node 3 held neither (it takes v2 from the batch, as the next version).
+    const held = new One(1);
+    held.msg(2, { kind: 'tx', tx: v1 });
+    held.msg(2, { kind: 'tx', tx: v2 });
+    const none = new One(3);
+    for (const h of [held, none]) {
+      h.commit(makePP(1, batch));
+      expect(h.r.currentModelVersions[2]).toBe(1);
+      expect(h.pending).toEqual(['2:v2']);
+      // A peer spreading it again finds it waiting (not refused as done).
+      h.msg(2, { kind: 'tx', tx: v2 });
+      expect(h.pending).toEqual(['2:v2']);
+      h.commit(makePP(2, { timestamp: T0 + 1, entries: [], txs: [v2] }));
+      expect(h.r.currentModelVersions[2]).toBe(2);
+      expect(h.pending).toEqual([]);
+    }
+  });
+
+  it('an update superseded by another of its version is dropped, not kept waiting', () => {
+    const h = new One(1);
+    const [a, b] = [update(2, 1), update(2, 1, ' other')];
+    h.msg(2, { kind: 'tx', tx: a });
+    h.msg(2, { kind: 'tx', tx: b });
+    h.commit(makePP(1, { timestamp: T0, entries: [], txs: [a, b] }));
+    expect(h.r.currentModelVersions[2]).toBe(1);
+    expect(hex(h.r.currentModels[2])).toBe(hex(model(2, 1)));
+    expect(h.pending).toEqual([]);
+  });
+
+  it('a version that skips one nobody here holds is refused; taken once the one before it waits', () => {
+    const h = new One(2);
+    const refused = only(h.step({ type: 'submitTx', tx: update(2, 2) }), 'txRejected');
+    expect(refused.map((a) => a.code)).toEqual(['TX_STALE_VERSION']);
+    expect(refused[0].message).toMatch(/skips version 1 of node 2/);
+    expect(h.pending).toEqual([]);
+    expect(only(h.step({ type: 'submitTx', tx: update(2, 1) }), 'txAccepted')).toHaveLength(1);
+    expect(only(h.step({ type: 'submitTx', tx: update(2, 2) }), 'txAccepted')).toHaveLength(1);
+    expect(only(h.step({ type: 'submitTx', tx: update(2, 4) }), 'txRejected')).toHaveLength(1);
+    expect(h.pending).toEqual(['2:v1', '2:v2']);
+  });
+});
