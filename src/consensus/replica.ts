@@ -3292,6 +3292,11 @@ export class Replica {
     for (const e of sb.batch.entries) {
       const sr = requests.get(hex(e.requestId));
       if (!sr) return { problem: 'a request of the batch is missing' };
+      // The id covers the request, not its authentication: a faulty peer could hand over a copy with a
+      // forged one, which this node would then keep in its ledger (and `ledger verify` would report).
+      const authProblem = requestAuthProblem(sr, this.authCache);
+      if (authProblem)
+        return { problem: `a request of the batch is not signed by its client: ${authProblem}` };
       const votes: CountedVote[] = [];
       for (const v of e.votes) {
         const signed = results.get(hex(v.results));

@@ -9,9 +9,28 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { verifyCertificate } from '../../src/certificate/index.ts';
 import { verifyLedgerFile } from '../../src/ledger/verify.ts';
-import { hex } from '../../src/protocol/index.ts';
+import { hex, type SignedRequest } from '../../src/protocol/index.ts';
+import { registerScript } from '../../src/sim/byzantine.ts';
 import { checkRun } from '../../src/sim/checks.ts';
 import { type SimOptions, type SimResult, Simulation } from '../../src/sim/world.ts';
+
+// A faulty node that answers state requests with every request's client signature replaced: the ids
+// (hashes of the requests alone) still match the batch.
+const forged = (sr: SignedRequest): SignedRequest => ({
+  ...sr,
+  auth: { ...sr.auth, signature: new Uint8Array(64).fill(7) },
+});
+registerScript('test:forged-state-auth', () => ({
+  outbound: (_ctx, to, msg) =>
+    msg.kind === 'stateResponse'
+      ? [
+          {
+            to,
+            msg: { ...msg, batches: msg.batches.map((b) => ({ ...b, requests: b.requests.map(forged) })) },
+          },
+        ]
+      : [{ to, msg }],
+}));
 
 const dirs: string[] = [];
 afterEach(() => {
@@ -172,5 +191,14 @@ describe('network faults', () => {
     });
     s.at(3000, () => s.links.clear());
     finish(s, dir);
+  });
+
+  it('a node catching up takes no request whose client signature a faulty peer forged (its ledger verifies)', () => {
+    const { sim: s, dir } = sim({ byzantine: new Map([[2, 'test:forged-state-auth']]) });
+    s.at(200, () => s.crash(1));
+    s.at(500, () => s.restart(1, true));
+    const r = finish(s, dir);
+    expect(r.nodes[1].replica.lastExecuted).toBe(r.batches);
+    expect(r.nodes[1].replica.misbehaviour.get(2)?.get('bad-state') ?? 0).toBeGreaterThan(0);
   });
 });
