@@ -1182,20 +1182,34 @@ export class DropbearClient {
     return out;
   }
 
-  /** A certificate by request id from any node (verified), or null when none has it. */
+  /**
+   * A certificate by request id (64 hex digits, either case) from any node, verified, or null when no node
+   * answers with one within timeoutMs. All nodes are asked at once: one that hangs does not hold the answer
+   * up (they were asked one after another, each with the whole timeout).
+   */
   async certificate(requestId: string): Promise<Certificate | null> {
-    for (const n of this.nodes) {
-      try {
-        const c = await this.poll(n, requestId, 0, AbortSignal.timeout(this.opts.timeoutMs));
-        if (
-          c &&
-          verifyCertificate(c, this.genesis, { cache: this.signatures }).ok &&
-          hex(c.outcome.requestId) === requestId
-        )
+    if (typeof requestId !== 'string' || !/^[0-9a-fA-F]{64}$/.test(requestId))
+      throw new DropbearError(
+        'REQUEST_ID_INVALID',
+        `a request id is 64 hex digits, not ${JSON.stringify(requestId)}`,
+      );
+    const id = requestId.toLowerCase();
+    const stop = new AbortController();
+    const signal = AbortSignal.any([stop.signal, AbortSignal.timeout(this.opts.timeoutMs)]);
+    try {
+      return await Promise.any(
+        this.nodes.map(async (n) => {
+          const c = await this.poll(n, id, 0, signal);
+          if (!c || hex(c.outcome.requestId) !== id) throw new Error('none');
+          if (!verifyCertificate(c, this.genesis, { cache: this.signatures }).ok) throw new Error('invalid');
           return c;
-      } catch {}
+        }),
+      );
+    } catch {
+      return null;
+    } finally {
+      stop.abort();
     }
-    return null;
   }
 
   private result(cert: Certificate, servedBy: number): InferResult {

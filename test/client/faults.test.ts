@@ -573,3 +573,23 @@ describe('send and sendBatch check the input against the request', () => {
     expectCertified(await c.send(sr));
   });
 });
+
+describe('certificate(id)', () => {
+  it('asks every node at once (one that hangs does not hold it up), takes either case, refuses a malformed id', async () => {
+    const honestNode = honest();
+    const hang: Handler = () => new Promise(() => {});
+    const nodes = [
+      await fakeNode(hang),
+      await fakeNode(honestNode),
+      await fakeNode(hang),
+      await fakeNode(hang),
+    ];
+    const c = client(nodes, { timeoutMs: 4000 });
+    const r = await c.infer(input());
+    const t0 = Date.now();
+    const got = await c.certificate(r.requestId.toUpperCase());
+    expect(Date.now() - t0).toBeLessThan(2000);
+    expect(got && hex(got.outcome.requestId)).toBe(r.requestId);
+    await expect(c.certificate('xyz')).rejects.toMatchObject({ code: 'REQUEST_ID_INVALID' });
+  });
+});
