@@ -24,13 +24,26 @@ export function topK(scores: ArrayLike<number>, k = TOP_K): number[] {
   return best;
 }
 
-/** Softmax probabilities of `idx` among all `logits`, computed stably. */
-function softmaxOf(logits: ArrayLike<number>, idx: number[]): number[] {
+/**
+ * Softmax probabilities of `idx` among all `logits`, computed stably. Defined for every input (a crafted
+ * input can drive a model's logits to ±Infinity or NaN, and Infinity − Infinity is NaN): NaN logits count
+ * as −Infinity; with +Infinity among them, those share the whole mass; with none finite, every probability
+ * is 0.
+ */
+export function softmaxOf(logits: ArrayLike<number>, idx: number[]): number[] {
   let max = Number.NEGATIVE_INFINITY;
-  for (let i = 0; i < logits.length; i++) if (logits[i] > max) max = logits[i];
+  let infinite = 0;
+  for (let i = 0; i < logits.length; i++) {
+    const x = logits[i];
+    if (x === Number.POSITIVE_INFINITY) infinite++;
+    else if (x > max) max = x;
+  }
+  if (infinite > 0) return idx.map((i) => (logits[i] === Number.POSITIVE_INFINITY ? 1 / infinite : 0));
+  if (max === Number.NEGATIVE_INFINITY) return idx.map(() => 0);
   let sum = 0;
-  for (let i = 0; i < logits.length; i++) sum += Math.exp(logits[i] - max);
-  return idx.map((i) => Math.exp(logits[i] - max) / sum);
+  for (let i = 0; i < logits.length; i++)
+    if (logits[i] > Number.NEGATIVE_INFINITY) sum += Math.exp(logits[i] - max);
+  return idx.map((i) => (logits[i] > Number.NEGATIVE_INFINITY ? Math.exp(logits[i] - max) / sum : 0));
 }
 
 /** One item's scores (logits or probabilities, per the spec) to a class Result. */
@@ -41,7 +54,9 @@ export function toResult(scores: ArrayLike<number>, meaning: ModelSpec['output']
     kind: 'class',
     top: idx.map((label, r) => ({
       label,
-      score: Math.max(0, Math.min(1_000_000, Math.round(probs[r] * 1e6))),
+      // NaN (never from softmaxOf; a "probabilities" output may hold anything) scores 0: a Result must
+      // encode, or signing it throws.
+      score: Number.isNaN(probs[r]) ? 0 : Math.max(0, Math.min(1_000_000, Math.round(probs[r] * 1e6))),
     })),
   };
 }

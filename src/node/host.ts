@@ -119,6 +119,20 @@ type InferredResult = { requestId: Uint8Array; result: Result };
 const SETTLED_PER_EVENT = 4096;
 
 /**
+ * Inference failures that are this node's own trouble (its queue full, a worker gone, its remote model
+ * server down or slow), not the input's: retried with backoff (100 ms doubling) up to INFER_RETRIES times
+ * before the node votes an empty answer.
+ */
+const TRANSIENT_INFERENCE = new Set([
+  'OVERLOADED',
+  'WORKER_EXITED',
+  'WORKER_FAILED',
+  'REMOTE_UNAVAILABLE',
+  'REMOTE_TIMEOUT',
+]);
+const INFER_RETRIES = 5;
+
+/**
  * The messages that must wait until what the node persisted before signing is on disk (PROTOCOL.md,
  * "Durability and restarts"): its PRE-PREPARE, PREPARE, COMMIT, VIEW-CHANGE and NEW-VIEW, and the
  * answers that may carry them (FETCHED carries PRE-PREPAREs; a state response, sent through `out` by
@@ -527,7 +541,7 @@ export class NodeHost {
     this.inferTurn.ask();
   }
 
-  private inferNow(requests: { requestId: Uint8Array; request: SignedRequest }[]): void {
+  private inferNow(requests: { requestId: Uint8Array; request: SignedRequest }[], attempt = 0): void {
     let backend: ModelBackend;
     try {
       backend = this.currentBackend;
@@ -539,6 +553,8 @@ export class NodeHost {
     this.inferring += requests.length;
     let failed = 0;
     const skipped: Uint8Array[] = [];
+    /** Failed for this node's own reasons (load, a dead worker, its remote server): asked again later. */
+    const retry: { requestId: Uint8Array; request: SignedRequest }[] = [];
     Promise.all(
       requests.map(async (r) => {
         // A request may be proposed, or even executed, while its input waits behind others (this node's
@@ -555,6 +571,13 @@ export class NodeHost {
             skipped.push(r.requestId);
             return null;
           }
+          // This node's trouble, not the input's: an empty vote here would make the node's answer depend
+          // on its load (600 images at once left 88 OVERLOADED, each signed as "no answer"). It is asked
+          // again with backoff, and votes empty only after INFER_RETRIES attempts.
+          if (e instanceof DropbearError && TRANSIENT_INFERENCE.has(e.code) && attempt < INFER_RETRIES) {
+            retry.push(r);
+            return null;
+          }
           // An input this model cannot read (or a failed run) gets an empty answer: the node still votes,
           // so the request is certified (as no-agreement if every model fails) instead of stalling.
           failed++;
@@ -566,10 +589,34 @@ export class NodeHost {
       }),
     ).then((all) => {
       this.inferring -= requests.length;
-      const results = skipped.length === 0 ? (all as InferredResult[]) : all.filter((x) => x !== null);
+      const results = all.every((x) => x !== null)
+        ? (all as InferredResult[])
+        : all.filter((x) => x !== null);
       this.obs.inferred?.(results.length, performance.now() - t0, failed, skipped.length);
       this.settled(backend.digest, results, skipped);
+      if (retry.length > 0) this.retryInference(retry, attempt + 1);
     });
+  }
+
+  private readonly retryTimers = new Set<NodeJS.Timeout>();
+
+  /** Infers `requests` again after a backoff (100 ms doubling), those the replica still wants a vote for. */
+  private retryInference(
+    requests: { requestId: Uint8Array; request: SignedRequest }[],
+    attempt: number,
+  ): void {
+    const t = setTimeout(
+      () => {
+        this.retryTimers.delete(t);
+        if (this.stopped) return;
+        const wanted = requests.filter((r) => this.replica.wantsOwnVote(hex(r.requestId)));
+        const dropped = requests.filter((r) => !wanted.includes(r)).map((r) => r.requestId);
+        if (dropped.length > 0) this.settled('', [], dropped);
+        if (wanted.length > 0) this.inferNow(wanted, attempt);
+      },
+      100 * 2 ** (attempt - 1),
+    );
+    this.retryTimers.add(t);
   }
 
   /**
@@ -792,6 +839,8 @@ export class NodeHost {
     this.stopped = true;
     if (this.timer) clearTimeout(this.timer);
     this.timer = null;
+    for (const t of this.retryTimers) clearTimeout(t);
+    this.retryTimers.clear();
     for (const ws of this.waiters.values())
       for (const w of ws) {
         clearTimeout(w.timer);

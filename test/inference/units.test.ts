@@ -16,6 +16,7 @@ import {
 } from '../../src/inference/preprocess.ts';
 import { resizeCrop } from '../../src/inference/resize.ts';
 import { DropbearError } from '../../src/protocol/errors.ts';
+import { encode, Result } from '../../src/protocol/index.ts';
 
 describe('float16', () => {
   it('round-trips every finite half exactly and rounds floats to nearest even', () => {
@@ -79,6 +80,35 @@ describe('topK and results', () => {
     });
     const p = toResult([0.1, 0.7, 0.2], 'probabilities');
     expect(p.kind === 'class' && p.top.map((t) => t.score)).toEqual([700_000, 200_000, 100_000]);
+  });
+  it('outputs driven to ±Infinity or NaN by a crafted input give a Result that encodes (signing one threw)', () => {
+    const inf = Number.POSITIVE_INFINITY;
+    const scores = (xs: number[], m: 'logits' | 'probabilities') => {
+      const r = toResult(xs, m);
+      expect(() => encode(Result, r)).not.toThrow();
+      return r.kind === 'class' ? r.top.map((t) => [t.label, t.score]) : null;
+    };
+    expect(scores([1, inf, 3, inf], 'logits')).toEqual([
+      [1, 500_000],
+      [3, 500_000],
+      [2, 0],
+      [0, 0],
+    ]);
+    expect(scores([-inf, -inf, -inf], 'logits')).toEqual([
+      [0, 0],
+      [1, 0],
+      [2, 0],
+    ]);
+    expect(scores([Number.NaN, 0, Math.log(3), -inf], 'logits')).toEqual([
+      [2, 750_000],
+      [1, 250_000],
+      [3, 0],
+    ]);
+    expect(scores([inf, 0.5, Number.NaN, -inf], 'probabilities')).toEqual([
+      [0, 1_000_000],
+      [1, 500_000],
+      [3, 0],
+    ]);
   });
 });
 

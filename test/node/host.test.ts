@@ -13,6 +13,7 @@ import { buildApi } from '../../src/node/api.ts';
 import { NodeHost, type Wire } from '../../src/node/host.ts';
 import { standInInput, startStandIn } from '../../src/node/standin-backend.ts';
 import {
+  DropbearError,
   decodeMessage,
   encodeMessage,
   hex,
@@ -573,6 +574,49 @@ describe('answers of inference calls that finish in the same turn', () => {
       for (const c of certs) expect(c?.outcome.votes.map((v) => v.node)).toEqual([0, 1, 2, 3]);
       const fromNode3 = log.filter((e) => e.node === 3 && e.ev === 'send' && e.kind === 'results');
       expect(fromNode3.map((e) => (e.ev === 'send' ? e.results : 0))).toEqual([3]);
+    } finally {
+      for (const h of hosts) h.close();
+    }
+  });
+});
+
+describe("inference failures that are the node's own trouble", () => {
+  it('OVERLOADED is retried, not voted as an empty answer (the vote must not depend on load)', async () => {
+    const group = makeGroup(4, 1, 36);
+    const log: Event[] = [];
+    const handlers = new Map<number, (f: number, b: Uint8Array) => void>();
+    // Node 3's model is overloaded for its first two calls, then answers.
+    let calls = 0;
+    const standIn = startStandIn(3);
+    const busy: ModelBackend = {
+      ...standIn,
+      async classify(input, opts) {
+        calls++;
+        if (calls <= 2) throw new DropbearError('OVERLOADED', 'inference queue full');
+        return standIn.classify(input, opts);
+      },
+    };
+    const hosts = group.genesis.nodes.map((_, id) =>
+      NodeHost.open({
+        id,
+        genesis: group.genesis,
+        key: group.keys[id],
+        ledgerPath: join(dir, `overloaded-${id}.sqlite`),
+        backends: [id === 3 ? busy : startStandIn(id)],
+        wire: recordingWire(id, 4, log, handlers),
+        replica: { retransmitMs: 60_000, voteWaitMs: 5000, batchTimeoutMs: 1 },
+      }),
+    );
+    try {
+      for (const h of hosts) h.start();
+      const r = hosts[3].submit(standInRequest(group, hosts[3], 300));
+      expect(r.ok).toBe(true);
+      if (!r.ok) return;
+      const cert = await hosts[3].waitCertificate(hex(r.requestId), 10_000);
+      expect(calls).toBe(3);
+      const vote3 = cert?.outcome.votes.find((v) => v.node === 3);
+      // Counted, and a real answer: an empty vote (top: []) is what a failure used to sign.
+      expect(vote3?.result.kind === 'class' && vote3.result.top.length).toBeGreaterThan(0);
     } finally {
       for (const h of hosts) h.close();
     }
