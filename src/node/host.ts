@@ -81,6 +81,12 @@ export interface HostOptions {
   observe?: Partial<HostObserver>;
   /** The transport's largest frame (default 16 MiB). */
   maxFrameBytes?: number;
+  /**
+   * A replica step failed (its ledger write, an execution): the node has stopped, sent nothing of that
+   * step, and must not go on. Default: the error is thrown at the next turn of the event loop, outside
+   * every handler, so that the process exits (the transport and the HTTP API catch what a step throws).
+   */
+  onFatal?: (e: unknown) => void;
 }
 
 export interface HostObserver {
@@ -205,8 +211,18 @@ export class NodeHost {
     this.log = opts.logger ?? silent;
     this.obs = opts.observe ?? {};
     this.maxFrameBytes = opts.maxFrameBytes ?? 16 << 20;
+    this.onFatal =
+      opts.onFatal ??
+      ((e) =>
+        setImmediate(() => {
+          throw e;
+        }));
     for (const b of opts.backends) this.backends.set(b.digest, b);
   }
+
+  private readonly onFatal: (e: unknown) => void;
+  /** Set when a step failed: the node stopped then (see HostOptions.onFatal). */
+  failed: unknown = null;
 
   /**
    * Opens (or creates) the ledger, restores the replica from it and checks that the model the ledger names
@@ -289,13 +305,39 @@ export class NodeHost {
   /** One event into the replica, then every action it asked for. Returns the actions (for callers). */
   step(event: Event): Action[] {
     if (this.stopped) return [];
-    const view = this.replica.view;
-    const actions = this.replica.step(event, Date.now());
-    this.obs.step?.(event, actions);
-    if (this.replica.view !== view) this.obs.viewChange?.(this.replica.view);
-    this.apply(actions);
-    this.schedule();
-    return actions;
+    try {
+      const view = this.replica.view;
+      const actions = this.replica.step(event, Date.now());
+      this.obs.step?.(event, actions);
+      if (this.replica.view !== view) this.obs.viewChange?.(this.replica.view);
+      this.apply(actions);
+      this.schedule();
+      return actions;
+    } catch (e) {
+      this.fail(e);
+      return [];
+    }
+  }
+
+  /**
+   * A step failed part way (a ledger write that threw: disk full, an I/O error; an execution): the
+   * replica's memory is ahead of its file, and what the step signed may not be recorded. Its sends are
+   * dropped, the node stops for good, and onFatal is told (by default the process exits). Before, the
+   * transport and the API caught the error and the node went on: its next retransmission sent a PREPARE
+   * that no record on disk vouched for, and a failed execution left it a batch behind its ledger for good.
+   */
+  private fail(e: unknown): void {
+    if (this.failed !== null) return;
+    this.failed = e;
+    this.log.error({ err: (e as Error)?.message ?? String(e) }, 'a replica step failed: stopping the node');
+    this.held = null;
+    this.next = [];
+    this.stopped = true;
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = null;
+    for (const t of this.retryTimers) clearTimeout(t);
+    this.retryTimers.clear();
+    this.onFatal(e);
   }
 
   /**

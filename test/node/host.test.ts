@@ -623,6 +623,51 @@ describe("inference failures that are the node's own trouble", () => {
   });
 });
 
+describe('a step whose ledger write fails', () => {
+  it('stops the node: nothing of that step is sent (a PREPARE left with no record on disk before), onFatal is told, the others go on', async () => {
+    const group = makeGroup(4, 1, 37);
+    const log: Event[] = [];
+    const handlers = new Map<number, (f: number, b: Uint8Array) => void>();
+    const fatal: unknown[] = [];
+    const hosts = group.genesis.nodes.map((_, id) =>
+      NodeHost.open({
+        id,
+        genesis: group.genesis,
+        key: group.keys[id],
+        ledgerPath: join(dir, `persistfail-${id}.sqlite`),
+        backends: [startStandIn(id)],
+        wire: recordingWire(id, 4, log, handlers),
+        replica: { retransmitMs: 200, batchTimeoutMs: 1 },
+        onFatal: (e) => fatal.push(e),
+      }),
+    );
+    // Node 1's disk fails on its first PREPARE record.
+    const db = (hosts[1] as unknown as { db: { persist(r: { kind: string }): void } }).db;
+    const persist = db.persist.bind(db);
+    db.persist = (r) => {
+      if (r.kind === 'prepare') throw new Error('disk full (test)');
+      persist(r);
+    };
+    try {
+      for (const h of hosts) h.start();
+      const ids: string[] = [];
+      for (let i = 0; i < 3; i++) {
+        const r = hosts[0].submit(standInRequest(group, hosts[0], 400 + i));
+        if (r.ok) ids.push(hex(r.requestId));
+      }
+      const certs = await Promise.all(ids.map((id) => hosts[0].waitCertificate(id, 10_000)));
+      expect(certs.every((c) => c !== null)).toBe(true);
+      await new Promise((res) => setTimeout(res, 500)); // past a retransmission round
+      expect(fatal).toHaveLength(1);
+      expect(String(fatal[0])).toMatch(/disk full/);
+      expect(hosts[1].failed).not.toBeNull();
+      expect(log.filter((e) => e.node === 1 && e.ev === 'send' && e.kind === 'prepare')).toEqual([]);
+    } finally {
+      for (const h of hosts) h.close();
+    }
+  });
+});
+
 describe('what a node tells its observer it sent', () => {
   it('counts every copy of every peer message by kind, with its bytes, as the wire carried them', async () => {
     const group = makeGroup(4, 1, 35);
