@@ -74,6 +74,28 @@ export interface NodeConfig {
   byzantine: 'wrong-results' | null;
 }
 
+/** Every field a node config may hold (docs/api.md, "Node config"). */
+const CONFIG_FIELDS = [
+  'id',
+  'genesis',
+  'key',
+  'data',
+  'durability',
+  'p2p',
+  'api',
+  'peers',
+  'model',
+  'extraModels',
+  'home',
+  'engine',
+  'replica',
+  'api_limits',
+  'custodial',
+  'tls',
+  'byzantine',
+  'log',
+];
+
 function bad(field: string, why: string, file: string): DropbearError {
   return new DropbearError('CONFIG_INVALID', `${file}: "${field}" ${why}`);
 }
@@ -189,6 +211,10 @@ export function loadNodeConfig(path: string): NodeConfig {
       file,
     );
   };
+  // An unknown field is refused, not dropped: a misspelt "tls" left the node on plain TCP without a word.
+  for (const k of Object.keys(raw))
+    if (!CONFIG_FIELDS.includes(k))
+      throw bad(k, `is not a node config field (the fields: ${CONFIG_FIELDS.join(', ')})`, file);
   const id = raw.id;
   if (!Number.isInteger(id) || (id as number) < 0) throw bad('id', 'must be a node id (integer ≥ 0)', file);
   let peers: Map<number, Endpoint> | null = null;
@@ -222,6 +248,16 @@ export function loadNodeConfig(path: string): NodeConfig {
     });
   }
   const tlsRaw = raw.tls as Record<string, unknown> | undefined;
+  if (tlsRaw !== undefined) {
+    if (typeof tlsRaw !== 'object' || tlsRaw === null || Array.isArray(tlsRaw))
+      throw bad('tls', 'must be {"key", "cert"[, "ca"]} (file paths)', file);
+    // A misspelt or mistyped "ca" was dropped, leaving TLS on without the peer certificate check asked for.
+    for (const k of Object.keys(tlsRaw))
+      if (!['key', 'cert', 'ca'].includes(k))
+        throw bad(`tls.${k}`, 'is not a tls field (key, cert, ca)', file);
+    if (tlsRaw.ca !== undefined && typeof tlsRaw.ca !== 'string')
+      throw bad('tls.ca', 'must be a file path (a string)', file);
+  }
   const tls =
     tlsRaw === undefined
       ? null

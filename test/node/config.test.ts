@@ -153,3 +153,35 @@ describe('node config: api_limits.requestTimeoutMs', () => {
     }
   });
 });
+
+describe('node config: unknown fields', () => {
+  const withFields = (extra: Record<string, unknown>) => {
+    const file = join(dir, 'node-u.json');
+    writeFileSync(file, JSON.stringify({ ...BASE, ...extra }));
+    return loadNodeConfig(file);
+  };
+  const refused = (extra: Record<string, unknown>) => {
+    try {
+      withFields(extra);
+    } catch (e) {
+      return e as DropbearError;
+    }
+    throw new Error('accepted');
+  };
+
+  it('refuses a misspelt top-level field (a "tlss" left the node on plain TCP), naming it', () => {
+    const e = refused({ tlss: { key: 'k.pem', cert: 'c.pem' } });
+    expect(e.code).toBe('CONFIG_INVALID');
+    expect(e.message).toMatch(/"tlss" is not a node config field/);
+  });
+
+  it('refuses an unknown or mistyped tls field (a "caFile" or a numeric "ca" turned the peer check off)', () => {
+    expect(refused({ tls: { key: 'k.pem', cert: 'c.pem', caFile: 'ca.pem' } }).message).toMatch(
+      /"tls.caFile"/,
+    );
+    expect(refused({ tls: { key: 'k.pem', cert: 'c.pem', ca: 7 } }).message).toMatch(
+      /"tls.ca" must be a file path/,
+    );
+    expect(withFields({ tls: { key: 'k.pem', cert: 'c.pem', ca: 'ca.pem' } }).tls?.ca).toMatch(/ca\.pem$/);
+  });
+});
