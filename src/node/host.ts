@@ -158,6 +158,28 @@ const GUARDED: ReadonlySet<string> = new Set([
   'fetched',
 ]);
 
+/**
+ * The replica's clock: wall-clock milliseconds that never go back. It runs on the monotonic clock from the
+ * last wall-clock reading it followed, and follows the wall clock forward whenever that is ahead. A step of
+ * the system clock backwards (an NTP correction, an operator) used to stop every replica timer
+ * (retransmission, catch-up, view change) until the wall clock caught up again: 6 s without a message
+ * after a 20 s step. Now the node keeps its pace, and its timestamps stay ahead of the corrected clock by
+ * the step until the wall clock catches up (peers refuse timestamps too far ahead of their own clock, as
+ * they did before the step).
+ */
+export class NodeClock {
+  private base = Date.now() - performance.now();
+  now(): number {
+    const mono = this.base + performance.now();
+    const wall = Date.now();
+    if (wall > mono) {
+      this.base += wall - mono;
+      return wall;
+    }
+    return mono;
+  }
+}
+
 /** Runs `fn` once at the next turn of the event loop (setImmediate), however often it is asked before. */
 class NextTurn {
   private due = false;
@@ -221,6 +243,7 @@ export class NodeHost {
   }
 
   private readonly onFatal: (e: unknown) => void;
+  private readonly clock = new NodeClock();
   /** Set when a step failed: the node stopped then (see HostOptions.onFatal). */
   failed: unknown = null;
 
@@ -307,7 +330,7 @@ export class NodeHost {
     if (this.stopped) return [];
     try {
       const view = this.replica.view;
-      const actions = this.replica.step(event, Date.now());
+      const actions = this.replica.step(event, this.clock.now());
       this.obs.step?.(event, actions);
       if (this.replica.view !== view) this.obs.viewChange?.(this.replica.view);
       this.apply(actions);
@@ -400,7 +423,7 @@ export class NodeHost {
         this.timerAt = Number.POSITIVE_INFINITY;
         this.step({ type: 'tick' });
       },
-      Math.max(0, at - Date.now()),
+      Math.max(0, at - this.clock.now()),
     );
   }
 

@@ -218,11 +218,11 @@ interface Conn {
   /** Acceptor: the id claimed in HELLO (not trusted until AUTH verifies). */
   claimed: number;
   binding: Uint8Array;
-  /** Date.now() when the connection was made (accepted, or dial started). */
+  /** performance.now() when the connection was made (accepted, or dial started). */
   startedAt: number;
   timer: NodeJS.Timeout | null;
   waitingDrain: boolean;
-  /** Date.now() of the last bytes read / written (for heartbeats and the idle timeout). */
+  /** performance.now() of the last bytes read / written (for heartbeats and the idle timeout). */
   lastRx: number;
   lastTx: number;
   closed: Promise<void>;
@@ -688,7 +688,7 @@ export class Transport {
       }
       writeSmall();
       s.uncork();
-      c.lastTx = Date.now();
+      c.lastTx = performance.now();
       if (!ok) {
         c.waitingDrain = true;
         s.once('drain', () => {
@@ -703,7 +703,7 @@ export class Transport {
 
   /** Heartbeats and the idle timeout, for every authenticated connection. */
   private tick(): void {
-    const now = Date.now();
+    const now = performance.now();
     for (const c of this.conns) {
       if (c.phase !== 'open') continue;
       if (now - c.lastRx > this.idleTimeoutMs) {
@@ -746,7 +746,7 @@ export class Transport {
       nonceA: null,
       claimed: -1,
       binding: new Uint8Array(0),
-      startedAt: Date.now(),
+      startedAt: performance.now(),
       // A connect that times out is not the peer's fault (down, unreachable); a stalled handshake is.
       // An inbound connection has helloTimeoutMs for its HELLO, then the rest of handshakeTimeoutMs.
       timer: setTimeout(
@@ -759,8 +759,8 @@ export class Transport {
         dialer ? this.handshakeTimeoutMs : this.helloTimeoutMs,
       ),
       waitingDrain: false,
-      lastRx: Date.now(),
-      lastTx: Date.now(),
+      lastRx: performance.now(),
+      lastTx: performance.now(),
       closed,
     };
     this.conns.add(c);
@@ -845,7 +845,7 @@ export class Transport {
 
   private onData(c: Conn, chunk: Buffer): void {
     if (c.phase === 'closed') return;
-    c.lastRx = Date.now();
+    c.lastRx = performance.now();
     c.decoder.push(chunk);
     for (;;) {
       let frame: Buffer | null;
@@ -899,7 +899,7 @@ export class Transport {
         if (c.timer) clearTimeout(c.timer);
         c.timer = setTimeout(
           () => this.closeConn(c, 'handshake timed out', true),
-          Math.max(0, c.startedAt + this.handshakeTimeoutMs - Date.now()),
+          Math.max(0, c.startedAt + this.handshakeTimeoutMs - performance.now()),
         );
         c.nonceD = new Uint8Array(h.nonce);
         c.nonceA = randomBytes(NONCE_BYTES);
@@ -985,7 +985,7 @@ export class Transport {
     c.peer = p;
     c.decoder.maxFrameBytes = this.maxFrameBytes;
     c.decoder.allowEmpty = true;
-    c.lastRx = Date.now();
+    c.lastRx = performance.now();
     const old = p.conn;
     p.conn = c;
     if (old && old !== c) this.closeConn(old, 'replaced by a newer authenticated connection', false);
