@@ -41,6 +41,100 @@ function checkSize(width: number, height: number): void {
     );
 }
 
+/**
+ * Bounds on the `reference` decoder (jpeg-js), checked from the JPEG's frame header before decoding, so that
+ * a small file declaring a huge frame is refused in microseconds rather than after seconds of allocation.
+ * jpeg-js keeps every 8×8 block of every component as its own Int32Array (256 bytes of data, about three
+ * times that in the heap), then a line buffer per component and the output: a 100 KB file declaring
+ * 60000×600 took 6.6–8 s and 1.2–1.3 GB before failing under its own 1024 MB cap.
+ * - REFERENCE_MAX_MEMORY_MB: what jpeg-js counts (blocks + lines + output) may not pass 256 MB. That is
+ *   40 MP of RGBA (160 MB) plus a margin; in jpeg-js's counting it lets through up to ~25 MP of 4:2:0
+ *   colour, ~14 MP of 4:4:4 colour, ~32 MP of grey: far above any classifier's input (the crop is
+ *   224–299 pixels a side). It is also passed to jpeg-js as its maxMemoryUsageInMB.
+ * - REFERENCE_PIXELS_PER_BYTE: a frame over REFERENCE_FREE_PIXELS (2 MP) must not declare more than 128
+ *   pixels per byte of file. Photos take 5–20 pixels a byte; even a flat baseline image needs ~3 bits per
+ *   64 pixels. A frame that dense is a declared size its data cannot hold.
+ * Both refusals are INPUT_TOO_LARGE, the code of the 40 MP limit. The `fast` decoder (libvips) streams and
+ * is bounded by MAX_IMAGE_PIXELS alone.
+ */
+export const REFERENCE_MAX_MEMORY_MB = 256;
+export const REFERENCE_PIXELS_PER_BYTE = 128;
+export const REFERENCE_FREE_PIXELS = 2_000_000;
+
+interface JpegFrame {
+  width: number;
+  height: number;
+  components: { h: number; v: number }[];
+}
+
+/** The first frame header (SOFn) of a JPEG, or null when none comes before the first scan or the end. */
+export function jpegFrame(b: Uint8Array): JpegFrame | null {
+  let i = 2;
+  while (i + 3 < b.length) {
+    if (b[i] !== 0xff) return null;
+    const m = b[i + 1];
+    if (m === 0xff) {
+      i++;
+      continue;
+    }
+    if (m === 0x01 || (m >= 0xd0 && m <= 0xd7)) {
+      i += 2;
+      continue;
+    }
+    if (m === 0xd9 || m === 0xda) return null;
+    const len = (b[i + 2] << 8) | b[i + 3];
+    if (m >= 0xc0 && m <= 0xcf && m !== 0xc4 && m !== 0xc8 && m !== 0xcc) {
+      if (i + 10 > b.length) return null;
+      const height = (b[i + 5] << 8) | b[i + 6];
+      const width = (b[i + 7] << 8) | b[i + 8];
+      const n = b[i + 9];
+      const components: { h: number; v: number }[] = [];
+      for (let c = 0; c < n && i + 12 + 3 * c < b.length; c++) {
+        const hv = b[i + 11 + 3 * c];
+        components.push({ h: Math.max(1, hv >> 4), v: Math.max(1, hv & 15) });
+      }
+      return { width, height, components };
+    }
+    i += 2 + len;
+  }
+  return null;
+}
+
+/** The bytes jpeg-js counts against its maxMemoryUsageInMB for this frame (its prepareComponents etc.). */
+export function referenceDecodeBytes(f: JpegFrame): number {
+  const maxH = Math.max(1, ...f.components.map((c) => c.h));
+  const maxV = Math.max(1, ...f.components.map((c) => c.v));
+  const mcusPerLine = Math.ceil(f.width / 8 / maxH);
+  const mcusPerColumn = Math.ceil(f.height / 8 / maxV);
+  let total = 0;
+  for (const c of f.components) {
+    total += mcusPerLine * c.h * mcusPerColumn * c.v * 256;
+    const blocksPerColumn = Math.ceil((Math.ceil(f.height / 8) * c.v) / maxV);
+    total += Math.ceil((f.width * c.h) / maxH) * blocksPerColumn * 8;
+  }
+  // getData's buffer, then the RGB output.
+  return total + f.width * f.height * (f.components.length + 3);
+}
+
+/** Refuses, before decoding, a JPEG the reference decoder should not try (see REFERENCE_MAX_MEMORY_MB). */
+function checkReferenceJpeg(bytes: Uint8Array): void {
+  const f = jpegFrame(bytes);
+  if (!f || f.width === 0 || f.height === 0) return; // jpeg-js reports what is wrong
+  checkSize(f.width, f.height);
+  const px = f.width * f.height;
+  if (px > REFERENCE_FREE_PIXELS && px > REFERENCE_PIXELS_PER_BYTE * bytes.length)
+    throw new DropbearError(
+      'INPUT_TOO_LARGE',
+      `JPEG declares ${f.width}×${f.height} pixels in ${bytes.length} bytes: more than ${REFERENCE_PIXELS_PER_BYTE} pixels a byte`,
+    );
+  const need = referenceDecodeBytes(f);
+  if (need > REFERENCE_MAX_MEMORY_MB * 1024 * 1024)
+    throw new DropbearError(
+      'INPUT_TOO_LARGE',
+      `JPEG of ${f.width}×${f.height} would need ${Math.ceil(need / 1024 / 1024)} MB to decode (limit ${REFERENCE_MAX_MEMORY_MB} MB)`,
+    );
+}
+
 export async function decodeImage(bytes: Uint8Array, decoder: Decoder): Promise<Pixels> {
   const kind = sniffInput(bytes);
   if (kind === 'tensor') {
@@ -54,12 +148,13 @@ export async function decodeImage(bytes: Uint8Array, decoder: Decoder): Promise<
     return { data: t.data, width: t.dims[1], height: t.dims[0], channels: 3 };
   }
   if (kind === 'jpeg' && decoder === 'reference') {
+    checkReferenceJpeg(bytes);
     try {
       const j = jpeg.decode(bytes, {
         formatAsRGBA: false,
         useTArray: true,
         maxResolutionInMP: MAX_IMAGE_PIXELS / 1e6,
-        maxMemoryUsageInMB: 1024,
+        maxMemoryUsageInMB: REFERENCE_MAX_MEMORY_MB,
       });
       return { data: j.data, width: j.width, height: j.height, channels: 3 };
     } catch (e) {

@@ -12,7 +12,13 @@ import { toResult } from './postprocess.ts';
 import { copyModelTensor, inputElements, sniffInput } from './preprocess.ts';
 import { fixedBatchOne, type ModelSpec } from './spec.ts';
 import { requireDigest } from './store.ts';
-import { type ModelInput, PrepPool, type SessionOptions, SessionRunner } from './threads.ts';
+import {
+  type ModelInput,
+  PrepPool,
+  REQUEST_TIMEOUT_MS,
+  type SessionOptions,
+  SessionRunner,
+} from './threads.ts';
 
 export interface EngineOptions extends Partial<SessionOptions>, Partial<BatcherOptions> {
   modelPath: string;
@@ -54,6 +60,9 @@ export const ENGINE_DEFAULTS = {
   // likely reading) where the other kept up. A lower tail at one load is not worth a collapse at a
   // higher one: 0 (the process's own priority), the setting an operator may raise.
   workerNice: 0,
+  // A call to a worker thread (a batch's run, an input's preprocessing) that takes longer fails with
+  // WORKER_TIMEOUT; 0 turns the bound off (threads.ts, REQUEST_TIMEOUT_MS).
+  requestTimeoutMs: REQUEST_TIMEOUT_MS,
 };
 
 /** A nice value a worker thread may take (EngineOptions.workerNice): an integer from 0 (the process's) to 19. */
@@ -138,6 +147,11 @@ export class InferenceEngine implements ModelBackend {
     ] as const)
       if (!Number.isInteger(o[k]) || o[k] < 1)
         throw new DropbearError('CONFIG_INVALID', `${k} must be a positive integer, got ${o[k]}`);
+    if (!Number.isInteger(o.requestTimeoutMs) || o.requestTimeoutMs < 0)
+      throw new DropbearError(
+        'CONFIG_INVALID',
+        `requestTimeoutMs must be a non-negative integer, got ${o.requestTimeoutMs}`,
+      );
     if (!isWorkerNice(o.workerNice))
       throw new DropbearError(
         'CONFIG_INVALID',
@@ -150,7 +164,7 @@ export class InferenceEngine implements ModelBackend {
     // certified p99 at half load 177-213 ms against 221-256 (the fan-out's servers get it too).
     const maxBatch = fixedBatchOne(opts.spec) ? 1 : o.maxBatch;
     const started = await Promise.allSettled([
-      PrepPool.start(opts.spec, o.decoder, o.prepWorkers, o.workerNice),
+      PrepPool.start(opts.spec, o.decoder, o.prepWorkers, o.workerNice, o.requestTimeoutMs),
       ...Array.from({ length: o.sessionWorkers }, () => SessionRunner.start(opts.modelPath, opts.spec, o)),
     ]);
     const failed = started.find((x) => x.status === 'rejected');
@@ -169,10 +183,19 @@ export class InferenceEngine implements ModelBackend {
     });
   }
 
+  /**
+   * The runner with the fewest calls. A dead runner counts as Infinity until its thread is replaced, so it
+   * is chosen only when every runner is dead or starting (its call then fails, or waits for the start).
+   */
   private leastLoaded(): SessionRunner {
     let best = this.runners[0];
     for (const r of this.runners) if (r.inFlight < best.inFlight) best = r;
     return best;
+  }
+
+  /** Worker threads started to replace dead ones (session and preprocessing). */
+  get replacedWorkers(): number {
+    return this.prepPool.replaced + this.runners.reduce((a, r) => a + r.replaced, 0);
   }
 
   private admit(): void {

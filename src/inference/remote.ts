@@ -151,6 +151,22 @@ export interface RemoteOptions {
   useBinary?: 'auto' | boolean;
   /** JPEG decoder for local preprocessing (default 'fast', as the engine). */
   decoder?: Decoder;
+  /**
+   * The largest inference response body read, in bytes; a longer one fails with REMOTE_BAD_RESPONSE, read
+   * no further. Default: what a valid answer for the request's n items can take (inferResponseCap).
+   */
+  maxResponseBytes?: number;
+}
+
+/** The largest metadata or readiness answer read (the server's and the model's metadata are a few KB). */
+export const METADATA_RESPONSE_CAP = 1 << 20;
+
+/**
+ * The largest valid inference answer for `n` items of `outSize` values: 32 bytes a value (JSON's longest
+ * float, "-1.2345678901234567e-123", and its comma; binary FP64 takes 8) plus 64 KiB for the JSON around it.
+ */
+export function inferResponseCap(n: number, outSize: number): number {
+  return 65_536 + n * outSize * 32;
 }
 
 export interface RemoteStats extends BackendStats {
@@ -233,6 +249,7 @@ export class RemoteBackend implements ModelBackend {
   readonly binary: boolean;
   private readonly base: string;
   private readonly timeoutMs: number;
+  private readonly maxResponseBytes: number | undefined;
   private readonly decoder: Decoder;
   private readonly itemSize: number;
   private readonly outSize: number;
@@ -272,6 +289,7 @@ export class RemoteBackend implements ModelBackend {
     this.model = opts.model;
     this.base = init.base;
     this.timeoutMs = opts.timeoutMs;
+    this.maxResponseBytes = opts.maxResponseBytes;
     this.decoder = opts.decoder;
     this.binary = init.binary;
     this.counters.binary = init.binary;
@@ -291,6 +309,14 @@ export class RemoteBackend implements ModelBackend {
       throw new DropbearError('CONFIG_INVALID', `digest must be a SHA-256 in hex, got ${opts.digest}`);
     if (!Number.isFinite(opts.timeoutMs) || opts.timeoutMs <= 0)
       throw new DropbearError('CONFIG_INVALID', `timeoutMs must be positive, got ${opts.timeoutMs}`);
+    if (
+      opts.maxResponseBytes !== undefined &&
+      (!Number.isInteger(opts.maxResponseBytes) || opts.maxResponseBytes <= 0)
+    )
+      throw new DropbearError(
+        'CONFIG_INVALID',
+        `maxResponseBytes must be a positive integer, got ${opts.maxResponseBytes}`,
+      );
     const digest = opts.digest.toLowerCase();
     const spec = opts.spec ?? catalogByDigest(digest);
     if (!spec)
@@ -317,7 +343,8 @@ export class RemoteBackend implements ModelBackend {
       (opts.version === undefined ? '' : `/versions/${encodeURIComponent(opts.version)}`);
 
     // Metadata requests map their failures to the same REMOTE_* codes as inference requests.
-    const probe = (url: string) => exchange(url, { method: 'GET' }, opts.timeoutMs, undefined, root);
+    const probe = (url: string) =>
+      exchange(url, { method: 'GET' }, opts.timeoutMs, undefined, root, METADATA_RESPONSE_CAP);
 
     const server = await probe(`${root}/v2`);
     if (server.status !== 200)
@@ -390,6 +417,7 @@ export class RemoteBackend implements ModelBackend {
         this.timeoutMs,
         this.closing.signal,
         this.url,
+        METADATA_RESPONSE_CAP,
       );
       return r.status === 200;
     } catch {
@@ -487,6 +515,7 @@ export class RemoteBackend implements ModelBackend {
         this.timeoutMs,
         this.closing.signal,
         this.url,
+        this.maxResponseBytes ?? inferResponseCap(n, this.outSize),
       );
       this.counters.bytesReceived += r.body.length;
       const out = this.readOutput(r, n, url);
@@ -616,21 +645,72 @@ function checkOutput(outputs: ModelTensorMeta[], spec: ModelSpec, where: string)
   return t.name;
 }
 
-/** One HTTP exchange with the whole body read, errors mapped to REMOTE_* codes. */
+/** A body read chunk by chunk, failing with REMOTE_BAD_RESPONSE once it passes `maxBytes`. */
+async function readCapped(res: Response, maxBytes: number, where: string): Promise<Uint8Array> {
+  const tooLong = (got: string) =>
+    new DropbearError(
+      'REMOTE_BAD_RESPONSE',
+      `${where} answered ${got} bytes; a valid answer takes at most ${maxBytes}`,
+    );
+  const declared = Number(res.headers.get('content-length') ?? Number.NaN);
+  if (declared > maxBytes) {
+    await res.body?.cancel().catch(() => {});
+    throw tooLong(String(declared));
+  }
+  if (!res.body) return new Uint8Array(0);
+  const reader = res.body.getReader();
+  const chunks: Uint8Array[] = [];
+  let total = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    total += value.byteLength;
+    if (total > maxBytes) {
+      await reader.cancel().catch(() => {});
+      throw tooLong(`over ${maxBytes}`);
+    }
+    chunks.push(value);
+  }
+  if (chunks.length === 1) return chunks[0];
+  const body = new Uint8Array(total);
+  let at = 0;
+  for (const c of chunks) {
+    body.set(c, at);
+    at += c.byteLength;
+  }
+  return body;
+}
+
+/**
+ * One HTTP exchange with the whole body read (at most `maxBytes` of it), errors mapped to REMOTE_* codes.
+ * Redirects are not followed: a 3xx fails with REMOTE_BAD_RESPONSE (a configured URL that moved is the
+ * operator's to change; following one would send a model's inputs where nobody configured).
+ */
 async function exchange(
   url: string,
   init: { method: string; headers?: Record<string, string>; body?: Uint8Array<ArrayBuffer> },
   timeoutMs: number,
   closing: AbortSignal | undefined,
   server: string,
+  maxBytes: number,
 ): Promise<Exchange> {
   const timer = AbortSignal.timeout(timeoutMs);
   const signal = closing ? AbortSignal.any([timer, closing]) : timer;
   try {
-    const res = await fetch(url, { ...init, signal });
-    const body = new Uint8Array(await res.arrayBuffer());
+    const res = await fetch(url, { ...init, signal, redirect: 'manual' });
+    if (res.status >= 300 && res.status < 400) {
+      await res.body?.cancel().catch(() => {});
+      const to = res.headers.get('location');
+      throw new DropbearError(
+        'REMOTE_BAD_RESPONSE',
+        `${init.method} ${url} answered a redirect (HTTP ${res.status}${to ? ` to ${to}` : ''}); redirects are not followed: configure the server's own URL`,
+        { status: res.status },
+      );
+    }
+    const body = await readCapped(res, maxBytes, `${init.method} ${url}`);
     return { status: res.status, headers: res.headers, body };
   } catch (e) {
+    if (e instanceof DropbearError) throw e;
     if (closing?.aborted) throw new DropbearError('ENGINE_CLOSED', 'the remote backend is closed');
     if (timer.aborted || (e as Error).name === 'TimeoutError')
       throw new DropbearError(

@@ -19,6 +19,18 @@ const BOOT = new URL('./worker-boot.mjs', import.meta.url);
 const CLOSE_DRAIN_MS = 5000;
 
 /**
+ * How long one call to a worker may take before it fails with WORKER_TIMEOUT (EngineOptions.requestTimeoutMs;
+ * 0 turns the bound off). Generous: a CPU batch of a large model takes seconds, not tens of them. The hung
+ * thread is not ended (ending it inside a native call aborts the process, see WorkerHandle.close): its
+ * timed-out calls keep counting as in flight until it answers, so the pool sends it nothing more meanwhile.
+ */
+export const REQUEST_TIMEOUT_MS = 30_000;
+
+/** The shortest wait before a dead worker is replaced; doubled per replacement that fails to start, to 30 s. */
+const RESPAWN_MIN_MS = 1000;
+const RESPAWN_MAX_MS = 30_000;
+
+/**
  * A worker's answer: the output, its run time and, for a model run, the batch buffer handed back. The
  * output is half bits only for a preprocessing call that asked for them (PrepPool.prep's `half`).
  */
@@ -33,6 +45,9 @@ export type ModelInput = Float32Array | Uint16Array;
 interface Pending {
   resolve: (r: WorkerAnswer) => void;
   reject: (e: Error) => void;
+  timer?: ReturnType<typeof setTimeout>;
+  /** Already failed with WORKER_TIMEOUT: a late answer only ends its count. */
+  timedOut?: boolean;
 }
 
 class WorkerHandle {
@@ -45,26 +60,41 @@ class WorkerHandle {
   /** The one shutdown (`close` is idempotent: every caller waits for the same drain). */
   private closing: Promise<void> | null = null;
   readonly ready: Promise<void>;
+  /** The worker said it was ready (a handle that never was is not replaced at once, see LiveWorker). */
+  wasReady = false;
+  /** Called once when the thread dies on its own (not through `close`), after its calls were failed. */
+  onDeath: (() => void) | null = null;
   inFlight = 0;
 
-  constructor(data: SessionWorkerData | PrepWorkerData) {
+  constructor(
+    data: SessionWorkerData | PrepWorkerData,
+    private readonly timeoutMs = REQUEST_TIMEOUT_MS,
+  ) {
     this.worker = new Worker(BOOT, { workerData: data });
     this.ready = new Promise((resolve, reject) => {
       this.worker.on('message', (m: WorkerReply) => {
-        if (m.type === 'ready') return resolve();
+        if (m.type === 'ready') {
+          this.wasReady = true;
+          return resolve();
+        }
         if (m.type === 'error' && m.id === -1) return reject(new DropbearError(m.code, m.message));
         const p = this.pending.get(m.id);
         if (!p) return;
         this.pending.delete(m.id);
         this.inFlight--;
-        if (m.type === 'ok') p.resolve({ data: m.data, ms: m.ms, input: m.input });
-        else p.reject(new DropbearError(m.code, m.message));
+        if (p.timer) clearTimeout(p.timer);
+        if (!p.timedOut) {
+          if (m.type === 'ok') p.resolve({ data: m.data, ms: m.ms, input: m.input });
+          else p.reject(new DropbearError(m.code, m.message));
+        }
         if (this.pending.size === 0) this.onDrained?.();
       });
       const die = (e: Error) => {
+        if (this.dead) return;
         this.dead = e;
         reject(e);
         this.rejectPending(e);
+        if (!this.closing) this.onDeath?.();
       };
       this.worker.on('error', (e) =>
         die(new DropbearError('WORKER_FAILED', `inference worker failed: ${e.message}`)),
@@ -78,18 +108,39 @@ class WorkerHandle {
     this.ready.catch(() => {});
   }
 
+  /** The error the thread died with (or ENGINE_CLOSED once closing), null while it lives. */
+  get deadWith(): Error | null {
+    return this.dead;
+  }
+
   request(msg: WithoutId<WorkerRequest>, transfer: ArrayBuffer[] = []): Promise<WorkerAnswer> {
     if (this.dead) return Promise.reject(this.dead);
     const id = this.nextId++;
     this.inFlight++;
     return new Promise((resolve, reject) => {
-      this.pending.set(id, { resolve, reject });
+      const p: Pending = { resolve, reject };
+      if (this.timeoutMs > 0) {
+        p.timer = setTimeout(() => {
+          p.timedOut = true;
+          reject(
+            new DropbearError(
+              'WORKER_TIMEOUT',
+              `inference worker did not answer within ${this.timeoutMs} ms (${msg.type})`,
+            ),
+          );
+        }, this.timeoutMs);
+        p.timer.unref?.();
+      }
+      this.pending.set(id, p);
       this.worker.postMessage({ ...msg, id }, transfer);
     });
   }
 
   private rejectPending(e: Error): void {
-    for (const p of this.pending.values()) p.reject(e);
+    for (const p of this.pending.values()) {
+      if (p.timer) clearTimeout(p.timer);
+      if (!p.timedOut) p.reject(e);
+    }
     this.pending.clear();
     this.inFlight = 0;
     this.onDrained?.();
@@ -123,6 +174,92 @@ class WorkerHandle {
   }
 }
 
+/**
+ * A worker thread that is replaced when it dies: a new thread with the same setup starts (at once if the
+ * dead one had started; after a wait doubling from 1 s to 30 s while replacements fail to start). Calls in
+ * flight on the dead thread fail with its error (WORKER_EXITED or WORKER_FAILED); a dead thread is never
+ * chosen (`inFlight` is Infinity until its replacement is there). Replies' order is the thread's own.
+ */
+class LiveWorker {
+  private handle: WorkerHandle;
+  private closed = false;
+  private delay = RESPAWN_MIN_MS;
+  private timer: ReturnType<typeof setTimeout> | null = null;
+  /** Threads started to replace dead ones. */
+  replaced = 0;
+
+  constructor(
+    private readonly data: SessionWorkerData | PrepWorkerData,
+    private readonly timeoutMs: number,
+    /** Told when a replacement is ready (the prep pool sends it the inputs that waited). */
+    private readonly onReplaced: () => void = () => {},
+  ) {
+    this.handle = this.spawn();
+  }
+
+  private spawn(): WorkerHandle {
+    const h = new WorkerHandle(this.data, this.timeoutMs);
+    h.onDeath = () => this.replaceLater(h);
+    h.ready.then(
+      () => {
+        this.delay = RESPAWN_MIN_MS;
+        this.onReplaced();
+      },
+      () => {},
+    );
+    return h;
+  }
+
+  private replaceLater(dead: WorkerHandle): void {
+    if (this.closed || this.timer || dead !== this.handle) return;
+    const wait = dead.wasReady ? 0 : this.delay;
+    if (!dead.wasReady) this.delay = Math.min(RESPAWN_MAX_MS, this.delay * 2);
+    const go = () => {
+      this.timer = null;
+      if (this.closed) return;
+      this.replaced++;
+      this.handle = this.spawn();
+    };
+    if (wait === 0) go();
+    else {
+      this.timer = setTimeout(go, wait);
+      this.timer.unref?.();
+    }
+  }
+
+  get ready(): Promise<void> {
+    return this.handle.ready;
+  }
+
+  get dead(): Error | null {
+    return this.handle.deadWith;
+  }
+
+  /** Calls waiting on the thread; Infinity while it is dead or its replacement starts (not to be chosen). */
+  get inFlight(): number {
+    const h = this.handle;
+    return h.deadWith || !h.wasReady ? Number.POSITIVE_INFINITY : h.inFlight;
+  }
+
+  request(msg: WithoutId<WorkerRequest>, transfer: ArrayBuffer[] = []): Promise<WorkerAnswer> {
+    const h = this.handle;
+    // A replacement still starting: send once it is ready (a failed start fails the call).
+    if (!h.wasReady && !h.deadWith)
+      return h.ready.then(
+        () => h.request(msg, transfer),
+        (e) => Promise.reject(e),
+      );
+    return h.request(msg, transfer);
+  }
+
+  close(drainMs?: number): Promise<void> {
+    this.closed = true;
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = null;
+    return this.handle.close(drainMs);
+  }
+}
+
 export interface SessionOptions {
   intraOpThreads: number;
   interOpThreads: number;
@@ -130,26 +267,31 @@ export interface SessionOptions {
   executionProviders: string[];
   /** The worker thread's nice value, 0–19 (EngineOptions.workerNice; 0 when not given). */
   workerNice?: number;
+  /** A call's bound in ms before it fails with WORKER_TIMEOUT; 0: none (REQUEST_TIMEOUT_MS when not given). */
+  requestTimeoutMs?: number;
 }
 
 /** One onnxruntime session in its own worker thread. */
 export class SessionRunner {
-  private readonly handle: WorkerHandle;
+  private readonly handle: LiveWorker;
 
-  private constructor(handle: WorkerHandle) {
+  private constructor(handle: LiveWorker) {
     this.handle = handle;
   }
 
   static async start(modelPath: string, spec: ModelSpec, opts: SessionOptions): Promise<SessionRunner> {
-    const handle = new WorkerHandle({
-      role: 'session',
-      modelPath,
-      spec,
-      intraOpThreads: opts.intraOpThreads,
-      interOpThreads: opts.interOpThreads,
-      executionProviders: opts.executionProviders,
-      nice: opts.workerNice ?? 0,
-    });
+    const handle = new LiveWorker(
+      {
+        role: 'session',
+        modelPath,
+        spec,
+        intraOpThreads: opts.intraOpThreads,
+        interOpThreads: opts.interOpThreads,
+        executionProviders: opts.executionProviders,
+        nice: opts.workerNice ?? 0,
+      },
+      opts.requestTimeoutMs ?? REQUEST_TIMEOUT_MS,
+    );
     try {
       await handle.ready;
     } catch (e) {
@@ -159,8 +301,14 @@ export class SessionRunner {
     return new SessionRunner(handle);
   }
 
+  /** Calls on the thread; Infinity while it is dead and not yet replaced. */
   get inFlight(): number {
     return this.handle.inFlight;
+  }
+
+  /** Threads started to replace dead ones. */
+  get replaced(): number {
+    return this.handle.replaced;
   }
 
   /**
@@ -196,7 +344,7 @@ const SPARE_OUTPUTS_PER_WORKER = 4;
 
 /** Decoding and preprocessing on worker threads, least-loaded first, in arrival order. */
 export class PrepPool {
-  private readonly handles: WorkerHandle[];
+  private readonly handles: LiveWorker[];
   private readonly waiting: WaitingPrep[] = [];
   private closed = false;
   /** Inputs refused with INFERENCE_SKIPPED at their turn, before a worker saw them. */
@@ -213,10 +361,15 @@ export class PrepPool {
   reusedOutputs = 0;
 
   private constructor(
-    handles: WorkerHandle[],
+    handles: LiveWorker[],
     private readonly outBytes: number,
   ) {
     this.handles = handles;
+  }
+
+  /** Threads started to replace dead ones. */
+  get replaced(): number {
+    return this.handles.reduce((a, h) => a + h.replaced, 0);
   }
 
   /**
@@ -234,10 +387,18 @@ export class PrepPool {
   }
 
   /** `nice`: the worker threads' nice value, 0–19 (EngineOptions.workerNice). */
-  static async start(spec: ModelSpec, decoder: Decoder, size: number, nice = 0): Promise<PrepPool> {
+  /** `timeoutMs`: a call's bound before WORKER_TIMEOUT (0: none). */
+  static async start(
+    spec: ModelSpec,
+    decoder: Decoder,
+    size: number,
+    nice = 0,
+    timeoutMs = REQUEST_TIMEOUT_MS,
+  ): Promise<PrepPool> {
+    let pool: PrepPool | undefined;
     const handles = Array.from(
       { length: Math.max(1, size) },
-      () => new WorkerHandle({ role: 'prep', spec, decoder, nice }),
+      () => new LiveWorker({ role: 'prep', spec, decoder, nice }, timeoutMs, () => pool?.pump()),
     );
     try {
       await Promise.all(handles.map((h) => h.ready));
@@ -245,7 +406,8 @@ export class PrepPool {
       await Promise.all(handles.map((h) => h.close()));
       throw e;
     }
-    return new PrepPool(handles, 4 * inputElements(spec));
+    pool = new PrepPool(handles, 4 * inputElements(spec));
+    return pool;
   }
 
   /**
@@ -257,20 +419,33 @@ export class PrepPool {
       return Promise.reject(new DropbearError('ENGINE_CLOSED', 'the inference engine is closed'));
     const h = this.waiting.length === 0 ? this.free() : undefined;
     if (h) return this.send(h, bytes, half);
+    // Every thread dead, their replacements not yet there: fail now rather than wait for them.
+    const dead = this.allDead();
+    if (dead) return Promise.reject(dead);
     return new Promise((resolve, reject) => {
       this.waiting.push({ bytes, wanted, half, resolve, reject });
     });
   }
 
   /** The least-loaded worker with room for another call, if any. */
-  private free(): WorkerHandle | undefined {
-    let best: WorkerHandle | undefined;
+  private free(): LiveWorker | undefined {
+    let best: LiveWorker | undefined;
     for (const x of this.handles)
       if (x.inFlight < PREP_PER_WORKER && (best === undefined || x.inFlight < best.inFlight)) best = x;
     return best;
   }
 
-  private send(h: WorkerHandle, bytes: Uint8Array, half: boolean): Promise<{ data: ModelInput; ms: number }> {
+  /** The error of a dead thread when every thread is dead, else null. */
+  private allDead(): Error | null {
+    let e: Error | null = null;
+    for (const x of this.handles) {
+      if (!x.dead) return null;
+      e = x.dead;
+    }
+    return e;
+  }
+
+  private send(h: LiveWorker, bytes: Uint8Array, half: boolean): Promise<{ data: ModelInput; ms: number }> {
     const out = (half ? this.spareHalf : this.spare).pop();
     if (out) this.reusedOutputs++;
     const p = h.request({ type: 'prep', bytes, out, half }, out ? [out] : []);
@@ -279,9 +454,14 @@ export class PrepPool {
   }
 
   private readonly pump = (): void => {
+    if (this.closed) return;
     while (this.waiting.length > 0) {
       const h = this.free();
-      if (!h) return;
+      if (!h) {
+        const dead = this.allDead();
+        if (dead) for (const w of this.waiting.splice(0)) w.reject(dead);
+        return;
+      }
       const w = this.waiting.shift()!;
       if (w.wanted !== undefined && !w.wanted()) {
         this.skipped++;

@@ -1,0 +1,71 @@
+// The `reference` JPEG decoder (jpeg-js) refuses, before decoding, a frame whose declared size its memory
+// bound or the file's size cannot hold: a 100 KB file declaring 60000×600 took 6.6–8 s and 1.2 GB before.
+import { readdirSync, readFileSync } from 'node:fs';
+import { describe, expect, it } from 'vitest';
+import { decodeImage, jpegFrame, REFERENCE_PIXELS_PER_BYTE } from '../../src/inference/decode.ts';
+import { DATA_DIR } from '../shared.ts';
+
+const jpg = readFileSync(`${DATA_DIR}/sample/n01440764_tench.JPEG`);
+
+/** The JPEG with its frame header's size rewritten, and `pad` bytes of comment segments after SOI. */
+function declare(width: number, height: number, pad = 0): Buffer {
+  const b = Buffer.from(jpg);
+  for (let i = 2; i < b.length - 9; i++)
+    if (b[i] === 0xff && (b[i + 1] === 0xc0 || b[i + 1] === 0xc2)) {
+      b.writeUInt16BE(height, i + 5);
+      b.writeUInt16BE(width, i + 7);
+      break;
+    }
+  const segs: Buffer[] = [];
+  for (let left = pad; left > 0; left -= 65533) {
+    const n = Math.min(65533, left);
+    const s = Buffer.alloc(n + 4);
+    s[0] = 0xff;
+    s[1] = 0xfe;
+    s.writeUInt16BE(n + 2, 2);
+    segs.push(s);
+  }
+  return Buffer.concat([b.subarray(0, 2), ...segs, b.subarray(2)]);
+}
+
+async function refusal(bytes: Uint8Array) {
+  const rss0 = process.memoryUsage().rss;
+  const t0 = performance.now();
+  const code = await decodeImage(bytes, 'reference').then(
+    () => 'decoded',
+    (e: { code?: string }) => e.code,
+  );
+  return { code, ms: performance.now() - t0, grewMB: (process.memoryUsage().rss - rss0) / 1e6 };
+}
+
+describe('reference JPEG decoder bounds', () => {
+  it('reads the frame header', () => {
+    const f = jpegFrame(declare(60000, 600))!;
+    expect([f.width, f.height]).toEqual([60000, 600]);
+  });
+
+  it('refuses a 100 KB JPEG declaring 60000×600 quickly, without allocating', async () => {
+    const r = await refusal(declare(60000, 600));
+    expect(r.code).toBe('INPUT_TOO_LARGE');
+    expect(r.ms).toBeLessThan(500);
+    expect(r.grewMB).toBeLessThan(100);
+  });
+
+  it('refuses the same frame padded to 5 MB (the memory bound, not the density rule)', async () => {
+    const r = await refusal(declare(60000, 600, 5_000_000));
+    expect(r.code).toBe('INPUT_TOO_LARGE');
+    expect(r.ms).toBeLessThan(500);
+    expect(r.grewMB).toBeLessThan(100);
+  });
+
+  it('still decodes the sample images, all far under the density bound', async () => {
+    const dir = `${DATA_DIR}/sample`;
+    for (const f of readdirSync(dir).filter((x) => /\.jpe?g$/i.test(x))) {
+      const b = readFileSync(`${dir}/${f}`);
+      const fr = jpegFrame(b)!;
+      expect(fr.width * fr.height).toBeLessThan((REFERENCE_PIXELS_PER_BYTE / 4) * b.length);
+      const px = await decodeImage(b, 'reference');
+      expect([px.width, px.height]).toEqual([fr.width, fr.height]);
+    }
+  }, 60_000);
+});

@@ -1,0 +1,119 @@
+// RemoteBackend reads at most what a valid answer can take, and does not follow redirects.
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { catalogByName } from '../../src/inference/catalog.ts';
+import { inferResponseCap, RemoteBackend } from '../../src/inference/remote.ts';
+
+const spec = catalogByName('mobilenet_v1_0.25_128_quant')!;
+let mode = 'ok';
+let sentBytes = 0;
+let srv: Server;
+let url = '';
+
+beforeAll(async () => {
+  srv = createServer((req, res) => {
+    const u = req.url ?? '';
+    if (u === '/v2') return res.end(JSON.stringify({ extensions: ['binary_tensor_data'] }));
+    if (u.endsWith('/infer')) {
+      req.resume();
+      req.on('end', () => {
+        if (mode === 'redirect') {
+          res.writeHead(307, { location: '/v2/models/m/elsewhere' });
+          return res.end();
+        }
+        if (mode === 'huge' || mode === 'huge-chunked') {
+          // 400 MB of spaces, with or without a content-length.
+          const total = 400 * 1024 * 1024;
+          const chunk = Buffer.alloc(1 << 20, 0x20);
+          sentBytes = 0;
+          res.writeHead(200, mode === 'huge' ? { 'content-length': total } : {});
+          const pump = (): void => {
+            while (sentBytes < total && !res.destroyed) {
+              sentBytes += chunk.length;
+              if (!res.write(chunk)) {
+                res.once('drain', pump);
+                return;
+              }
+            }
+            res.end();
+          };
+          res.on('close', () => {});
+          return pump();
+        }
+        const vals = new Float32Array(1000).fill(1);
+        const head = Buffer.from(
+          JSON.stringify({
+            outputs: [
+              { name: 'logits', datatype: 'FP32', shape: [1, 1000], parameters: { binary_data_size: 4000 } },
+            ],
+          }),
+        );
+        res.writeHead(200, { 'inference-header-content-length': String(head.length) });
+        res.end(Buffer.concat([head, Buffer.from(vals.buffer)]));
+      });
+      return;
+    }
+    if (u.startsWith('/v2/models/m'))
+      return res.end(
+        JSON.stringify({
+          inputs: [{ name: 'input', datatype: 'FP32', shape: [-1, 3, 128, 128] }],
+          outputs: [{ name: 'logits', datatype: 'FP32', shape: [-1, 1000] }],
+        }),
+      );
+    res.writeHead(404);
+    res.end('{}');
+  }).listen(0, '127.0.0.1');
+  await new Promise((r) => srv.once('listening', r));
+  url = `http://127.0.0.1:${(srv.address() as AddressInfo).port}`;
+});
+afterAll(() => {
+  srv.closeAllConnections();
+  srv.close();
+});
+
+async function infer(m: string, extra = {}) {
+  mode = m;
+  const rb = await RemoteBackend.connect({ url, model: 'm', digest: spec.sha256, timeoutMs: 5000, ...extra });
+  try {
+    const x = new Float32Array(3 * 128 * 128);
+    return await rb.scores(x).then(
+      (s) => ({ ok: s.length }),
+      (e: { code?: string; message: string }) => ({ code: e.code, message: e.message }),
+    );
+  } finally {
+    await rb.close();
+  }
+}
+
+describe('RemoteBackend response limits', () => {
+  it('answers a valid response under the cap', async () => {
+    expect(await infer('ok')).toEqual({ ok: 1000 });
+  });
+
+  it.each(['huge', 'huge-chunked'])(
+    '%s: a 400 MB body fails with REMOTE_BAD_RESPONSE, mostly unread',
+    async (m) => {
+      const rss0 = process.memoryUsage().rss;
+      const r = await infer(m);
+      expect(r).toMatchObject({ code: 'REMOTE_BAD_RESPONSE' });
+      expect((r as { message: string }).message).toMatch(/at most \d+/);
+      expect((process.memoryUsage().rss - rss0) / 1e6).toBeLessThan(60);
+    },
+    20_000,
+  );
+
+  it('maxResponseBytes lowers the cap', async () => {
+    expect(inferResponseCap(1, 1000)).toBeGreaterThan(4100);
+    const r = await infer('ok', { maxResponseBytes: 1000 });
+    expect(r).toMatchObject({ code: 'REMOTE_BAD_RESPONSE' });
+  });
+
+  it('a redirect fails with a clear REMOTE_BAD_RESPONSE, not followed', async () => {
+    const r = await infer('redirect');
+    expect(r).toMatchObject({ code: 'REMOTE_BAD_RESPONSE' });
+    expect((r as { message: string }).message).toMatch(
+      /redirect \(HTTP 307 to \/v2\/models\/m\/elsewhere\).*not followed/,
+    );
+  });
+});

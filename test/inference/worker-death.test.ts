@@ -1,0 +1,96 @@
+// A worker thread that dies is replaced (the same setup, a new thread) and never chosen while dead; calls
+// in flight on it fail with WORKER_EXITED. A call a worker does not answer in time fails with WORKER_TIMEOUT.
+import { readFileSync } from 'node:fs';
+import { afterAll, describe, expect, it } from 'vitest';
+import { catalogByName } from '../../src/inference/catalog.ts';
+import { InferenceEngine } from '../../src/inference/engine.ts';
+import { inputElements } from '../../src/inference/preprocess.ts';
+import { SessionRunner } from '../../src/inference/threads.ts';
+import { DATA_DIR, MODELS_DIR } from '../shared.ts';
+
+const NAME = 'mobilenet_v1_0.25_128_quant';
+const spec = catalogByName(NAME)!;
+const modelPath = `${MODELS_DIR}/${NAME}.onnx`;
+const img = readFileSync(`${DATA_DIR}/sample/n01440764_tench.JPEG`);
+
+// The thread under a runner or pool slot (reached through the handle's wrapper where there is one).
+// biome-ignore lint/suspicious/noExplicitAny: reaching into private fields to kill a thread
+const threadOf = (slot: any) => (slot.handle ?? slot).worker ?? slot.worker;
+
+const closers: { close(): Promise<void> }[] = [];
+afterAll(async () => {
+  await Promise.all(closers.map((c) => c.close()));
+});
+
+const code = (p: Promise<unknown>) =>
+  p.then(
+    () => 'ok',
+    (e: { code?: string }) => e.code ?? String(e),
+  );
+
+describe('dead worker threads', () => {
+  it('a session worker killed mid-call fails that call with WORKER_EXITED, and is replaced', async () => {
+    const r = await SessionRunner.start(modelPath, spec, {
+      intraOpThreads: 1,
+      interOpThreads: 1,
+      executionProviders: ['cpu'],
+    });
+    closers.push(r);
+    const n = inputElements(spec);
+    // biome-ignore lint/suspicious/noExplicitAny: private
+    const slot = (r as any).handle;
+    const inflight = code(r.run(new Float32Array(n), 1));
+    await threadOf(slot).terminate();
+    expect(await inflight).toBe('WORKER_EXITED');
+    // The next call goes to the replacement thread (it waits for its start).
+    const again = await r.run(new Float32Array(n), 1);
+    expect(again.data.length).toBeGreaterThan(0);
+    expect(r.replaced).toBe(1);
+  }, 60_000);
+
+  it.each(['prep', 'session'] as const)(
+    'an engine whose only %s worker died answers again',
+    async (kind) => {
+      const e = await InferenceEngine.start({ modelPath, spec, prepWorkers: 1, sessionWorkers: 1 });
+      closers.push(e);
+      expect((await e.classify(img)).kind).toBe('class');
+      // biome-ignore lint/suspicious/noExplicitAny: private
+      const any = e as any;
+      await threadOf(kind === 'session' ? any.runners[0].handle : any.prepPool.handles[0]).terminate();
+      await new Promise((r) => setTimeout(r, 50));
+      const out: string[] = [];
+      for (let i = 0; i < 3; i++) out.push(await code(e.classify(img)));
+      expect(out).toEqual(['ok', 'ok', 'ok']);
+      expect(e.replacedWorkers).toBe(1);
+    },
+    60_000,
+  );
+
+  it('with two workers, a killed one is never chosen while dead', async () => {
+    const e = await InferenceEngine.start({ modelPath, spec, prepWorkers: 2, sessionWorkers: 2 });
+    closers.push(e);
+    // biome-ignore lint/suspicious/noExplicitAny: private
+    const any = e as any;
+    await Promise.all([
+      threadOf(any.runners[0].handle).terminate(),
+      threadOf(any.prepPool.handles[0]).terminate(),
+    ]);
+    // Straight away (the replacements may still be starting): the healthy threads answer.
+    const out = await Promise.all(Array.from({ length: 4 }, () => code(e.classify(img))));
+    expect(out).toEqual(['ok', 'ok', 'ok', 'ok']);
+  }, 60_000);
+});
+
+describe('worker call timeout', () => {
+  it('a call not answered within requestTimeoutMs fails with WORKER_TIMEOUT', async () => {
+    const e = await InferenceEngine.start({ modelPath, spec, requestTimeoutMs: 1 });
+    closers.push(e);
+    expect(await code(e.classify(img))).toBe('WORKER_TIMEOUT');
+  }, 60_000);
+
+  it('refuses a negative requestTimeoutMs', async () => {
+    await expect(InferenceEngine.start({ modelPath, spec, requestTimeoutMs: -1 })).rejects.toThrow(
+      /requestTimeoutMs/,
+    );
+  });
+});
