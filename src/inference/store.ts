@@ -264,6 +264,21 @@ export async function deriveSpec(
     }
     const input = tensorOf(session.inputMetadata[0], 'input', displayPath);
     const output = tensorOf(session.outputMetadata[0], 'output', displayPath);
+    // Only the first (batch) dimension may be left open: a node sizes every input and output from the
+    // others, and with one open ([N, C]) took C as 1, cut every input to one value and always answered
+    // label 0.
+    for (const [what, t] of [
+      ['input', input],
+      ['output', output],
+    ] as const) {
+      const open = t.shape.findIndex((d, i) => i > 0 && d === null);
+      if (t.shape.length === 0 || open > 0)
+        throw new DropbearError(
+          'MODEL_UNSUPPORTED',
+          `${displayPath}: the ${what} ${t.name} has shape [${t.shape.map((d) => d ?? '?').join(', ')}]; ` +
+            'only its first (batch) dimension may be symbolic, every other one must be a fixed size',
+        );
+    }
     return {
       name,
       sha256,
@@ -381,6 +396,13 @@ export async function importModels(
         spec = cat;
       } else {
         const name = basename(file, extname(file));
+        // The name keys the store's index (a plain object): "__proto__" would set its prototype.
+        if (!/^[A-Za-z0-9][A-Za-z0-9._-]*$/.test(name))
+          throw new DropbearError(
+            'MODEL_NAME_INVALID',
+            `${file}: a model name is letters, digits, ".", "_" and "-", starting with a letter or digit, ` +
+              `not ${JSON.stringify(name)}; rename the file to import it`,
+          );
         const clash = catalog.find((m) => m.name === name);
         if (clash) {
           throw new DropbearError(
@@ -389,7 +411,7 @@ export async function importModels(
               `${clash.sha256}; it is not that model — rename the file to import it under another name`,
           );
         }
-        const taken = index.models[name];
+        const taken = Object.hasOwn(index.models, name) ? index.models[name] : undefined;
         if (taken && taken.sha256 !== sha256) {
           throw new DropbearError(
             'MODEL_NAME_CONFLICT',
@@ -464,7 +486,9 @@ export async function resolveModel(
   home: string = defaultHome(),
 ): Promise<ResolvedModel> {
   const index = await readIndex(home);
-  let entry: IndexEntry | undefined = index.models[nameOrDigest];
+  let entry: IndexEntry | undefined = Object.hasOwn(index.models, nameOrDigest)
+    ? index.models[nameOrDigest]
+    : undefined;
   if (!entry && /^[0-9a-fA-F]{8,64}$/.test(nameOrDigest)) {
     const q = nameOrDigest.toLowerCase();
     const hits = Object.values(index.models).filter((e) => e.sha256.startsWith(q));
@@ -525,7 +549,7 @@ export async function pullModel(
   }
   const final = storedPath(spec.sha256, home);
   const index = await readIndex(home);
-  const have = index.models[name];
+  const have = Object.hasOwn(index.models, name) ? index.models[name] : undefined;
   if (have && have.sha256 === spec.sha256 && (await exists(final))) {
     return { name, sha256: spec.sha256, bytes: have.bytes, path: final, downloaded: false };
   }

@@ -272,6 +272,64 @@ describe('import of models not in the catalog', () => {
     ]);
   });
 
+  it('refuses a model with a symbolic dimension past the batch one ([N, C]: inputs were cut to one value)', async () => {
+    // A minimal ONNX model (protobuf written by hand): y = Softmax(x), x and y of shape [N, C].
+    const varint = (n: number) => {
+      const o: number[] = [];
+      while (n > 127) {
+        o.push((n & 127) | 128);
+        n >>>= 7;
+      }
+      o.push(n);
+      return o;
+    };
+    const key = (f: number, wt: number) => varint((f << 3) | wt);
+    const ld = (f: number, b: number[]) => [...key(f, 2), ...varint(b.length), ...b];
+    const str = (f: number, t: string) => ld(f, [...Buffer.from(t)]);
+    const int = (f: number, v: number) => [...key(f, 0), ...varint(v)];
+    const dim = (p: string) => ld(1, str(2, p));
+    const valueInfo = (name: string) => [
+      ...str(1, name),
+      ...ld(2, ld(1, [...int(1, 1), ...ld(2, [...dim('N'), ...dim('C')])])),
+    ];
+    const axis = ld(5, [...str(1, 'axis'), ...key(3, 0), ...varint(1), ...int(20, 2)]);
+    const node = [...str(1, 'x'), ...str(2, 'y'), ...str(4, 'Softmax'), ...axis];
+    const graph = [...ld(1, node), ...str(2, 'g'), ...ld(11, valueInfo('x')), ...ld(12, valueInfo('y'))];
+    const model = [...int(1, 7), ...ld(8, [...str(1, ''), ...int(2, 13)]), ...ld(7, graph)];
+    const d = join(tmp, 'symbolic');
+    mkdirSync(d);
+    writeFileSync(join(d, 'symsoftmax.onnx'), Buffer.from(model));
+    const h = freshHome();
+    const e = await importModels(join(d, 'symsoftmax.onnx'), h).then(
+      () => null,
+      (err: unknown) => err as DropbearError,
+    );
+    expect(e?.code).toBe('MODEL_UNSUPPORTED');
+    expect(e?.message).toMatch(
+      /the input x has shape \[\?, \?\]; only its first \(batch\) dimension may be symbolic/,
+    );
+    expect(await listModels(h)).toEqual([]);
+  });
+
+  it('refuses a file name that is not a model name ("__proto__" keyed the index\'s prototype); an unknown name is MODEL_NOT_FOUND', async () => {
+    const d = join(tmp, 'badname');
+    mkdirSync(d);
+    unknownModel(join(d, '__proto__.onnx'));
+    const h = freshHome();
+    const e = await importModels(join(d, '__proto__.onnx'), h).then(
+      () => null,
+      (err: unknown) => err as DropbearError,
+    );
+    expect(e?.code).toBe('MODEL_NAME_INVALID');
+    for (const n of ['__proto__', 'toString'])
+      expect(
+        await resolveModel(n, h).then(
+          () => 'ok',
+          (err: DropbearError) => err.code,
+        ),
+      ).toBe('MODEL_NOT_FOUND');
+  });
+
   it('refuses a file that is not ONNX and leaves nothing behind', async () => {
     const p = join(tmp, 'junk.onnx');
     writeFileSync(p, 'this is not a protobuf at all');
