@@ -169,6 +169,59 @@ async function writeIndex(home: string, index: StoreIndex): Promise<void> {
   }
 }
 
+/** Index updates in flight in this process, by store folder: each waits for the one before. */
+const indexQueues = new Map<string, Promise<unknown>>();
+/** How long the index lock file may stand before it is taken as left behind by a dead process. */
+const STALE_LOCK_MS = 60_000;
+
+/**
+ * Reads the index, lets `change` modify it and writes it back, with no other update in between: queued
+ * behind this process's other updates, and holding `index.lock` (created exclusively) against other
+ * processes. Two imports that each read the index first and wrote it later both said "added" while the
+ * index kept only one of them.
+ */
+async function updateIndex(home: string, change: (index: StoreIndex) => void): Promise<void> {
+  const dir = modelsDir(home);
+  const run = async () => {
+    await mkdir(dir, { recursive: true });
+    const lock = join(dir, 'index.lock');
+    for (let waited = 0; ; waited += 50) {
+      try {
+        await (await open(lock, 'wx')).close();
+        break;
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+        const age = await stat(lock).then(
+          (s) => Date.now() - s.mtimeMs,
+          () => 0,
+        );
+        if (age > STALE_LOCK_MS) await unlinkQuiet(lock);
+        else if (waited > 2 * STALE_LOCK_MS)
+          throw new DropbearError(
+            'MODEL_STORE_BUSY',
+            `the model index ${lock} stays locked; remove it if no import runs`,
+          );
+        else await new Promise((r) => setTimeout(r, 50));
+      }
+    }
+    try {
+      const index = await readIndex(home);
+      change(index);
+      await writeIndex(home, index);
+    } finally {
+      await unlinkQuiet(lock);
+    }
+  };
+  const before = indexQueues.get(dir) ?? Promise.resolve();
+  const mine = before.then(run, run);
+  indexQueues.set(dir, mine);
+  try {
+    await mine;
+  } finally {
+    if (indexQueues.get(dir) === mine) indexQueues.delete(dir);
+  }
+}
+
 /** SHA-256 of a file, read as a stream. */
 export async function sha256File(path: string): Promise<{ sha256: string; bytes: number }> {
   const hash = createHash('sha256');
@@ -424,8 +477,11 @@ export async function importModels(
       if (await exists(final)) await unlinkQuiet(tmp);
       else await rename(tmp, final);
       const name = known ?? spec.name;
-      index.models[name] = { sha256, bytes, spec, importedAt: new Date().toISOString() };
-      await writeIndex(home, index);
+      const entry = { sha256, bytes, spec, importedAt: new Date().toISOString() };
+      await updateIndex(home, (fresh) => {
+        fresh.models[name] = entry;
+      });
+      index.models[name] = entry;
       out.push({ name, sha256, bytes, path: final, specFrom: cat ? 'catalog' : 'derived', added: true });
     } finally {
       await unlinkQuiet(tmp);
@@ -557,13 +613,10 @@ export async function pullModel(
     // The bytes are there (e.g. index lost): re-check them instead of downloading again.
     const got = await sha256File(final);
     if (got.sha256 === spec.sha256) {
-      index.models[name] = {
-        sha256: spec.sha256,
-        bytes: got.bytes,
-        spec,
-        importedAt: new Date().toISOString(),
-      };
-      await writeIndex(home, index);
+      const entry = { sha256: spec.sha256, bytes: got.bytes, spec, importedAt: new Date().toISOString() };
+      await updateIndex(home, (fresh) => {
+        fresh.models[name] = entry;
+      });
       return { name, sha256: spec.sha256, bytes: got.bytes, path: final, downloaded: false };
     }
     await unlinkQuiet(final);
@@ -656,9 +709,10 @@ export async function pullModel(
       );
     }
     await rename(tmp, final);
-    const fresh = await readIndex(home);
-    fresh.models[name] = { sha256, bytes: done, spec, importedAt: new Date().toISOString() };
-    await writeIndex(home, fresh);
+    const entry = { sha256, bytes: done, spec, importedAt: new Date().toISOString() };
+    await updateIndex(home, (fresh) => {
+      fresh.models[name] = entry;
+    });
     return { name, sha256, bytes: done, path: final, downloaded: true, url };
   } finally {
     clearTimeout(idle);

@@ -330,6 +330,20 @@ describe('import of models not in the catalog', () => {
       ).toBe('MODEL_NOT_FOUND');
   });
 
+  it('two imports at once both land in the index (each wrote back the index it had read first: one was lost)', async () => {
+    const h = freshHome();
+    const got = await Promise.all([
+      importModels(join(SHARED, 'mnist-winml.onnx'), h),
+      importModels(join(SHARED, 'mobilenet_v1_0.25_128_quant.onnx'), h),
+    ]);
+    expect(got.map((g) => g[0].added)).toEqual([true, true]);
+    expect(Object.keys((await readIndex(h)).models).sort()).toEqual([
+      'mnist-winml',
+      'mobilenet_v1_0.25_128_quant',
+    ]);
+    expect(existsSync(join(h, 'models', 'index.lock'))).toBe(false);
+  });
+
   it('refuses a file that is not ONNX and leaves nothing behind', async () => {
     const p = join(tmp, 'junk.onnx');
     writeFileSync(p, 'this is not a protobuf at all');
