@@ -519,7 +519,7 @@ export function buildApi(host: NodeHost, opts: ApiOptions = {}): FastifyInstance
     forceCloseConnections: 'idle',
     bodyLimit: o.bodyLimitBytes as number,
     ...requestTimeoutOptions(o.requestTimeoutMs as number),
-    maxParamLength: MAX_PARAM_LENGTH,
+    routerOptions: { maxParamLength: MAX_PARAM_LENGTH },
     ajv: { customOptions: { removeAdditional: false } },
     // Errors fastify raises before a route runs (a URL that does not decode, a parameter over the
     // limit): the API's own codes and body, like every other error.
