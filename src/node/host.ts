@@ -125,7 +125,7 @@ type InferredResult = { requestId: Uint8Array; result: Result };
 const SETTLED_PER_EVENT = 4096;
 
 /**
- * Inference failures that are this node's own trouble (its queue full, a worker gone, its remote model
+ * Inference failures that are this node's own trouble (its queue full, a worker gone or hung, its remote model
  * server down or slow), not the input's: retried with backoff (100 ms doubling) up to INFER_RETRIES times
  * before the node votes an empty answer.
  */
@@ -133,6 +133,7 @@ const TRANSIENT_INFERENCE = new Set([
   'OVERLOADED',
   'WORKER_EXITED',
   'WORKER_FAILED',
+  'WORKER_TIMEOUT',
   'REMOTE_UNAVAILABLE',
   'REMOTE_TIMEOUT',
 ]);
