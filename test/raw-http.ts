@@ -99,3 +99,35 @@ export async function rawExchange(
     c.destroy();
   }
 }
+
+/**
+ * Requests Node's HTTP parser refuses before any route runs, each with the code and status a server of
+ * ours answers: a POST to `postPath` (with `headers`, e.g. a content type) carrying a negative length or
+ * bad chunked encoding, an unknown method and oversized headers on `getPath`, and `garbage` as the whole
+ * request.
+ */
+export function unparsableHttpCases(
+  postPath: string,
+  getPath: string,
+  garbage: string,
+  headers = '',
+): [what: string, text: string, code: string, status: number][] {
+  const post = `POST ${postPath} HTTP/1.1\r\nhost: x\r\n${headers}`;
+  return [
+    ['Content-Length: -1', `${post}content-length: -1\r\n\r\n{}`, 'BAD_HTTP', 400],
+    [
+      'bad chunked encoding',
+      `${post}transfer-encoding: chunked\r\n\r\nzz\r\n{}\r\n0\r\n\r\n`,
+      'BAD_HTTP',
+      400,
+    ],
+    ['an unknown method', `FROB ${getPath} HTTP/1.1\r\nhost: x\r\n\r\n`, 'BAD_HTTP', 400],
+    ['a garbage request line', garbage, 'BAD_HTTP', 400],
+    [
+      'headers over 16 KiB',
+      `GET ${getPath} HTTP/1.1\r\nhost: x\r\nx-big: ${'a'.repeat(20_000)}\r\n\r\n`,
+      'HEADERS_TOO_LARGE',
+      431,
+    ],
+  ];
+}

@@ -8,7 +8,7 @@ import type { FastifyInstance } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { catalogByName } from '../../src/inference/catalog.ts';
 import { createKServeServer, isBase64Element, type ServedEngine } from '../../src/inference/kserve-server.ts';
-import { RawConn, type RawResponse, rawExchange } from '../raw-http.ts';
+import { RawConn, type RawResponse, rawExchange, unparsableHttpCases } from '../raw-http.ts';
 
 const SPEC = catalogByName('mnist-winml')!;
 const REQUEST_TIMEOUT = 500;
@@ -130,28 +130,7 @@ describe('errors before a route runs', () => {
     await stillServes();
   });
 
-  const cases: [string, string, string, number][] = [
-    [
-      'Content-Length: -1',
-      `POST ${inferUrl} HTTP/1.1\r\nhost: x\r\ncontent-length: -1\r\n\r\n{}`,
-      'BAD_HTTP',
-      400,
-    ],
-    [
-      'bad chunked encoding',
-      `POST ${inferUrl} HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n\r\nzz\r\n{}\r\n0\r\n\r\n`,
-      'BAD_HTTP',
-      400,
-    ],
-    ['an unknown method', 'FROB /v2 HTTP/1.1\r\nhost: x\r\n\r\n', 'BAD_HTTP', 400],
-    ['a garbage request line', 'hello there\r\n\r\n', 'BAD_HTTP', 400],
-    [
-      'headers over 16 KiB',
-      `GET /v2 HTTP/1.1\r\nhost: x\r\nx-big: ${'a'.repeat(20_000)}\r\n\r\n`,
-      'HEADERS_TOO_LARGE',
-      431,
-    ],
-  ];
+  const cases = unparsableHttpCases(inferUrl, '/v2', 'hello there\r\n\r\n');
   for (const [what, text, code, status] of cases)
     it(`${what}: ${status} ${code}, Connection: close`, async () => {
       const { res, closed } = await rawExchange(port, text);

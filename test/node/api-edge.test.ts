@@ -24,7 +24,7 @@ import {
   toJson,
 } from '../../src/protocol/index.ts';
 import { makeGroup } from '../../src/sim/world.ts';
-import { RawConn, type RawResponse, rawExchange } from '../raw-http.ts';
+import { RawConn, type RawResponse, rawExchange, unparsableHttpCases } from '../raw-http.ts';
 
 const REQUEST_TIMEOUT = 500;
 
@@ -96,28 +96,12 @@ describe('fastify framework errors', () => {
 });
 
 describe('HTTP that does not parse', () => {
-  const cases: [string, string, string, number][] = [
-    [
-      'Content-Length: -1',
-      'POST /v1/requests HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: -1\r\n\r\n{}',
-      'BAD_HTTP',
-      400,
-    ],
-    [
-      'bad chunked encoding',
-      'POST /v1/requests HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\nzz\r\n{}\r\n0\r\n\r\n',
-      'BAD_HTTP',
-      400,
-    ],
-    ['an unknown method', 'FROB /healthz HTTP/1.1\r\nhost: x\r\n\r\n', 'BAD_HTTP', 400],
-    ['a garbage request line', '\x16\x03\x01 hello there\r\n\r\n', 'BAD_HTTP', 400],
-    [
-      'headers over 16 KiB',
-      `GET /healthz HTTP/1.1\r\nhost: x\r\nx-big: ${'a'.repeat(20_000)}\r\n\r\n`,
-      'HEADERS_TOO_LARGE',
-      431,
-    ],
-  ];
+  const cases = unparsableHttpCases(
+    '/v1/requests',
+    '/healthz',
+    '\x16\x03\x01 hello there\r\n\r\n',
+    'content-type: application/json\r\n',
+  );
   for (const [what, text, code, status] of cases)
     it(`${what}: ${status} ${code} as the API's error, Connection: close`, async () => {
       const { res, closed } = await rawExchange(port, text);

@@ -10,7 +10,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import type { ReplicaConfig } from '../../src/consensus/replica.ts';
 import type { ModelBackend } from '../../src/inference/backend.ts';
 import { buildApi } from '../../src/node/api.ts';
-import { NodeHost, type Wire } from '../../src/node/host.ts';
+import { type HostOptions, NodeHost, type Wire } from '../../src/node/host.ts';
 import { standInInput, startStandIn } from '../../src/node/standin-backend.ts';
 import {
   DropbearError,
@@ -35,6 +35,31 @@ type Event =
 
 const dir = mkdtempSync(join(tmpdir(), 'dropbear-host-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+/**
+ * Four hosts of `group` on recording wires (recordingWire), ledgers named `<name>-<id>.sqlite`: stand-in
+ * models except where `backend` gives one.
+ */
+function recordedHosts(
+  group: ReturnType<typeof makeGroup>,
+  name: string,
+  log: Event[],
+  handlers: Map<number, (f: number, b: Uint8Array) => void>,
+  o: Pick<HostOptions, 'replica' | 'onFatal'> & { backend?: (id: number) => ModelBackend | undefined },
+): NodeHost[] {
+  return group.genesis.nodes.map((_, id) =>
+    NodeHost.open({
+      id,
+      genesis: group.genesis,
+      key: group.keys[id],
+      ledgerPath: join(dir, `${name}-${id}.sqlite`),
+      backends: [o.backend?.(id) ?? startStandIn(id)],
+      wire: recordingWire(id, 4, log, handlers),
+      replica: o.replica,
+      onFatal: o.onFatal,
+    }),
+  );
+}
 
 function recordingWire(
   id: number,
@@ -546,17 +571,10 @@ describe('answers of inference calls that finish in the same turn', () => {
         return standIn.classify(input, opts);
       },
     };
-    const hosts = group.genesis.nodes.map((_, id) =>
-      NodeHost.open({
-        id,
-        genesis: group.genesis,
-        key: group.keys[id],
-        ledgerPath: join(dir, `settled-${id}.sqlite`),
-        backends: [id === 3 ? gated : startStandIn(id)],
-        wire: recordingWire(id, 4, log, handlers),
-        replica: { retransmitMs: 60_000, voteWaitMs: 2000, batchTimeoutMs: 1 },
-      }),
-    );
+    const hosts = recordedHosts(group, 'settled', log, handlers, {
+      backend: (id) => (id === 3 ? gated : undefined),
+      replica: { retransmitMs: 60_000, voteWaitMs: 2000, batchTimeoutMs: 1 },
+    });
     try {
       for (const h of hosts) h.start();
       // Three requests in three turns of the event loop: three inference calls at node 3.
@@ -596,17 +614,10 @@ describe("inference failures that are the node's own trouble", () => {
         return standIn.classify(input, opts);
       },
     };
-    const hosts = group.genesis.nodes.map((_, id) =>
-      NodeHost.open({
-        id,
-        genesis: group.genesis,
-        key: group.keys[id],
-        ledgerPath: join(dir, `overloaded-${id}.sqlite`),
-        backends: [id === 3 ? busy : startStandIn(id)],
-        wire: recordingWire(id, 4, log, handlers),
-        replica: { retransmitMs: 60_000, voteWaitMs: 5000, batchTimeoutMs: 1 },
-      }),
-    );
+    const hosts = recordedHosts(group, 'overloaded', log, handlers, {
+      backend: (id) => (id === 3 ? busy : undefined),
+      replica: { retransmitMs: 60_000, voteWaitMs: 5000, batchTimeoutMs: 1 },
+    });
     try {
       for (const h of hosts) h.start();
       const r = hosts[3].submit(standInRequest(group, hosts[3], 300));
@@ -629,18 +640,10 @@ describe('a step whose ledger write fails', () => {
     const log: Event[] = [];
     const handlers = new Map<number, (f: number, b: Uint8Array) => void>();
     const fatal: unknown[] = [];
-    const hosts = group.genesis.nodes.map((_, id) =>
-      NodeHost.open({
-        id,
-        genesis: group.genesis,
-        key: group.keys[id],
-        ledgerPath: join(dir, `persistfail-${id}.sqlite`),
-        backends: [startStandIn(id)],
-        wire: recordingWire(id, 4, log, handlers),
-        replica: { retransmitMs: 200, batchTimeoutMs: 1 },
-        onFatal: (e) => fatal.push(e),
-      }),
-    );
+    const hosts = recordedHosts(group, 'persistfail', log, handlers, {
+      replica: { retransmitMs: 200, batchTimeoutMs: 1 },
+      onFatal: (e) => fatal.push(e),
+    });
     // Node 1's disk fails on its first PREPARE record.
     const db = (hosts[1] as unknown as { db: { persist(r: { kind: string }): void } }).db;
     const persist = db.persist.bind(db);
