@@ -367,6 +367,7 @@ export type TxRejectCode =
   | 'TX_BAD_SIGNATURE'
   /** Its version is not above the node's current model version (a replay, or superseded). */
   | 'TX_STALE_VERSION'
+  | 'TX_VERSION_GAP'
   /** The same transaction is already waiting to be ordered. */
   | 'TX_DUPLICATE'
   /** The same transaction was already ordered and executed. */
@@ -1115,7 +1116,7 @@ export class Replica {
     if (u.version > highest + 1)
       return {
         ok: false,
-        code: 'TX_STALE_VERSION',
+        code: 'TX_VERSION_GAP',
         message: `version ${u.version} skips version ${highest + 1} of node ${u.node} (current ${this.modelVersions[u.node]}); updates apply one version at a time: submit ${highest + 1} first`,
         id,
       };

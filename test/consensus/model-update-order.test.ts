@@ -199,7 +199,7 @@ describe('model updates out of version order', () => {
   it('a version that skips one nobody here holds is refused; taken once the one before it waits', () => {
     const h = new One(2);
     const refused = only(h.step({ type: 'submitTx', tx: update(2, 2) }), 'txRejected');
-    expect(refused.map((a) => a.code)).toEqual(['TX_STALE_VERSION']);
+    expect(refused.map((a) => a.code)).toEqual(['TX_VERSION_GAP']);
     expect(refused[0].message).toMatch(/skips version 1 of node 2/);
     expect(h.pending).toEqual([]);
     expect(only(h.step({ type: 'submitTx', tx: update(2, 1) }), 'txAccepted')).toHaveLength(1);

@@ -20,7 +20,9 @@ import {
   requestIdOf,
   SignedRequest,
   sha256,
+  signModelUpdate,
   signRequest,
+  Tx,
   toJson,
 } from '../../src/protocol/index.ts';
 import { makeGroup } from '../../src/sim/world.ts';
@@ -236,6 +238,40 @@ describe('JSON bodies', () => {
     const other = await post('{"constructor": 1}');
     expect(other.statusCode).toBe(400);
     expect(other.json().error.code).toBe('BAD_REQUEST');
+  });
+});
+
+describe('POST /v1/txs', () => {
+  const postTx = (version: number, digestByte: number) =>
+    app.inject({
+      method: 'POST',
+      url: '/v1/txs',
+      headers: { 'content-type': 'application/json' },
+      payload: JSON.stringify({
+        tx: toJson(
+          Tx,
+          signModelUpdate(
+            groupIdOf(group.genesis),
+            { node: 0, version, newDigest: new Uint8Array(32).fill(digestByte) },
+            group.keys[0],
+          ),
+        ),
+      }),
+    });
+
+  it('a version that skips one: 409 TX_VERSION_GAP; one not above the current: 409 TX_STALE_VERSION; the next: 202', async () => {
+    const gap = await postTx(2, 1);
+    expect(gap.statusCode).toBe(409);
+    expect(gap.json().error.code).toBe('TX_VERSION_GAP');
+    expect(gap.json().error.message).toMatch(/skips version 1 of node 0/);
+    const stale = await postTx(0, 2);
+    expect(stale.statusCode).toBe(409);
+    expect(stale.json().error.code).toBe('TX_STALE_VERSION');
+    const next = await postTx(1, 3);
+    expect(next.statusCode).toBe(202);
+    expect(next.json().status).toBe('pending');
+    // With version 1 waiting here, version 2 no longer skips one.
+    expect((await postTx(2, 4)).statusCode).toBe(202);
   });
 });
 
