@@ -5,78 +5,27 @@
  * waiting instead of marking it done, and a version that skips one nobody holds is refused on arrival.
  */
 import { describe, expect, it } from 'vitest';
-import { type Action, type Event, Replica, type ReplicaConfig } from '../../src/consensus/replica.ts';
+import { type Action, type Event, Replica } from '../../src/consensus/replica.ts';
 import { LedgerState } from '../../src/ledger/state.ts';
 import {
   type Batch,
-  batchDigestOf,
-  decodeMessage,
-  encode,
-  encodeMessage,
-  groupIdOf,
   hex,
   type NodeMessage,
-  PhaseBody,
   type PrePrepare,
   sha256,
   signModelUpdate,
-  signTagged,
-  TAGS,
   type Tx,
   txIdOf,
 } from '../../src/protocol/index.ts';
-import { makeGroup } from '../../src/sim/world.ts';
+import { broadcasts, SMALL_CFG as CFG, G, GID, makePP, only, phase, T0, wire } from './fixtures.ts';
 
-const G = makeGroup(4, 1, 7);
-const GID = groupIdOf(G.genesis);
-const T0 = 1_000_000;
-const NEVER = 1e9;
-const CFG: Partial<ReplicaConfig> = {
-  batchSize: 8,
-  batchTimeoutMs: 10,
-  idleBatchTimeoutMs: 10,
-  voteWaitMs: 4,
-  window: 4,
-  checkpointInterval: 100,
-  forwardBatchSize: 8,
-  forwardDelayMs: 1,
-  retransmitMs: NEVER,
-  viewChangeTimeoutMs: NEVER,
-};
 const model = (node: number, version: number, variant = '') =>
   sha256(new TextEncoder().encode(`model ${node} v${version}${variant}`));
 const update = (node: number, version: number, variant = ''): Tx =>
   signModelUpdate(GID, { node, version, newDigest: model(node, version, variant) }, G.keys[node]);
 const tag = (t: Tx) => `${t.update.node}:v${t.update.version}`;
 
-const wire = (m: NodeMessage): NodeMessage => decodeMessage(encodeMessage(m));
-type ActionOf<T extends Action['type']> = Extract<Action, { type: T }>;
-const only = <T extends Action['type']>(as: Action[], type: T) =>
-  as.filter((a): a is ActionOf<T> => a.type === type);
-const prePrepares = (as: Action[]) =>
-  only(as, 'broadcast')
-    .map((a) => a.msg)
-    .filter((m): m is Extract<NodeMessage, { kind: 'prePrepare' }> => m.kind === 'prePrepare');
-
-function phase(kind: 'prepare' | 'commit', from: number, seq: number, digest: Uint8Array): NodeMessage {
-  const signature = signTagged(
-    TAGS[kind],
-    GID,
-    encode(PhaseBody, { from, view: 0, seq, digest }),
-    G.keys[from],
-  );
-  return { kind, from, view: 0, seq, digest, signature };
-}
-function makePP(seq: number, batch: Batch): PrePrepare {
-  const digest = batchDigestOf(batch);
-  const signature = signTagged(
-    TAGS.prePrepare,
-    GID,
-    encode(PhaseBody, { from: 0, view: 0, seq, digest }),
-    G.keys[0],
-  );
-  return { view: 0, seq, digest, signature, batch };
-}
+const prePrepares = (as: Action[]) => broadcasts(as, 'prePrepare');
 
 /** One replica and its ledger, driven by hand. */
 class One {

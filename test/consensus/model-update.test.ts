@@ -8,98 +8,23 @@ import { type Action, type Event, Replica, type ReplicaConfig } from '../../src/
 import { LedgerState } from '../../src/ledger/state.ts';
 import {
   type Batch,
-  batchDigestOf,
-  decodeMessage,
-  encode,
-  encodeMessage,
-  groupIdOf,
   hex,
   type NodeMessage,
-  PhaseBody,
-  type PrePrepare,
   requestIdOf,
-  type SignedRequest,
   type SignedViewChange,
   sha256,
   signModelUpdate,
-  signRequest,
-  signTagged,
-  TAGS,
   type Tx,
   txIdOf,
 } from '../../src/protocol/index.ts';
-import { makeGroup } from '../../src/sim/world.ts';
+import { broadcasts, SMALL_CFG as CFG, G, GID, makePP, mkReq, only, phase, T0, wire } from './fixtures.ts';
 
-const G = makeGroup(4, 1, 7);
-const GID = groupIdOf(G.genesis);
-const T0 = 1_000_000;
-const NEVER = 1e9;
-const CFG: Partial<ReplicaConfig> = {
-  batchSize: 8,
-  batchTimeoutMs: 10,
-  // With nothing in flight the timeout is idleBatchTimeoutMs; the test of both sets them apart.
-  idleBatchTimeoutMs: 10,
-  voteWaitMs: 4,
-  window: 4,
-  checkpointInterval: 100,
-  forwardBatchSize: 8,
-  forwardDelayMs: 1,
-  retransmitMs: NEVER,
-  viewChangeTimeoutMs: NEVER,
-};
 const OLD2 = G.genesis.nodes[2].modelDigest;
 const NEW2 = sha256(new TextEncoder().encode('model 2, version 1'));
 
 const update = (node: number, version: number, newDigest: Uint8Array, signer = node): Tx =>
   signModelUpdate(GID, { node, version, newDigest }, G.keys[signer]);
 
-function mkReq(nonce: number): SignedRequest {
-  const input = new TextEncoder().encode(`input #${nonce}`);
-  return signRequest(
-    {
-      groupId: GID,
-      client: G.client.publicKey,
-      nonce,
-      timestamp: T0,
-      inputDigest: sha256(input),
-      policy: null,
-      maxFee: 1_000_000,
-    },
-    input,
-    G.client,
-  );
-}
-
-function makePP(seq: number, batch: Batch, view = 0): PrePrepare {
-  const digest = batchDigestOf(batch);
-  const signer = view % 4;
-  const signature = signTagged(
-    TAGS.prePrepare,
-    GID,
-    encode(PhaseBody, { from: signer, view, seq, digest }),
-    G.keys[signer],
-  );
-  return { view, seq, digest, signature, batch };
-}
-
-function phase(kind: 'prepare' | 'commit', from: number, seq: number, digest: Uint8Array): NodeMessage {
-  const signature = signTagged(
-    TAGS[kind],
-    GID,
-    encode(PhaseBody, { from, view: 0, seq, digest }),
-    G.keys[from],
-  );
-  return { kind, from, view: 0, seq, digest, signature };
-}
-
-const wire = (m: NodeMessage): NodeMessage => decodeMessage(encodeMessage(m));
-type ActionOf<T extends Action['type']> = Extract<Action, { type: T }>;
-const only = <T extends Action['type']>(as: Action[], type: T) =>
-  as.filter((a): a is ActionOf<T> => a.type === type);
-const broadcasts = <K extends NodeMessage['kind']>(as: Action[], kind: K) =>
-  only(as, 'broadcast')
-    .map((a) => a.msg)
-    .filter((m): m is Extract<NodeMessage, { kind: K }> => m.kind === kind);
 const inferredIds = (as: Action[]) =>
   only(as, 'infer').flatMap((a) => a.requests.map((r) => hex(r.requestId)));
 

@@ -12,54 +12,27 @@ import {
   type BatchEntry,
   batchDigestOf,
   CheckpointBody,
-  decodeMessage,
   encode,
-  encodeMessage,
-  groupIdOf,
   hex,
   type NodeMessage,
-  PhaseBody,
   type PrePrepare,
   type Receipt,
   receiptHashOf,
   requestIdOf,
   resultsDigestOf,
-  type SignedRequest,
   type SignedResults,
   type SignedViewChange,
-  sha256,
   signReceiptAs,
-  signRequest,
   signResults,
   signTagged,
   TAGS,
   ViewChangeBody,
   type Vote,
 } from '../../src/protocol/index.ts';
-import { makeGroup } from '../../src/sim/world.ts';
+import { G, GID, makePP, mkReq, NEVER, phase, phaseSig, T0, wire } from './fixtures.ts';
 
-const G = makeGroup(4, 1, 7);
-const GID = groupIdOf(G.genesis);
-const T0 = 1_000_000;
-const NEVER = 1e9;
 const ZERO = new Uint8Array(32);
 const QUIET: Partial<ReplicaConfig> = { retransmitMs: NEVER, viewChangeTimeoutMs: NEVER };
-
-const wire = (m: NodeMessage): NodeMessage => decodeMessage(encodeMessage(m));
-
-function mkReq(nonce: number): SignedRequest {
-  const input = new TextEncoder().encode(`input #${nonce}`);
-  const request = {
-    groupId: GID,
-    client: G.client.publicKey,
-    nonce,
-    timestamp: T0,
-    inputDigest: sha256(input),
-    policy: null,
-    maxFee: 1_000_000,
-  };
-  return signRequest(request, input, G.client);
-}
 
 function resultsOf(node: number, ids: Uint8Array[]): SignedResults {
   const entries = ids.map((requestId) => ({
@@ -75,32 +48,12 @@ const voteOf = (r: SignedResults, index: number): Vote => ({
   index,
 });
 
-function phaseSig(
-  tag: Parameters<typeof signTagged>[0],
-  from: number,
-  view: number,
-  seq: number,
-  digest: Uint8Array,
-): Uint8Array {
-  return signTagged(tag, GID, encode(PhaseBody, { from, view, seq, digest }), G.keys[from]);
-}
+/** The PRE-PREPARE of a batch of `entries` (no transactions). */
+const ppOf = (seq: number, entries: BatchEntry[], view = 0, timestamp = T0): PrePrepare =>
+  makePP(seq, { timestamp, entries, txs: [] }, view);
 
-function makePP(seq: number, entries: BatchEntry[], view = 0, timestamp = T0): PrePrepare {
-  const batch: Batch = { timestamp, entries, txs: [] };
-  const digest = batchDigestOf(batch);
-  return { view, seq, digest, signature: phaseSig(TAGS.prePrepare, view % 4, view, seq, digest), batch };
-}
-
-function prepare(from: number, seq: number, digest: Uint8Array, view = 0): NodeMessage {
-  return {
-    kind: 'prepare',
-    from,
-    view,
-    seq,
-    digest,
-    signature: phaseSig(TAGS.prepare, from, view, seq, digest),
-  };
-}
+const prepare = (from: number, seq: number, digest: Uint8Array, view = 0): NodeMessage =>
+  phase('prepare', from, seq, digest, view);
 
 /** One replica; its previews and executions answered at once by a real LedgerState. */
 class One {
@@ -236,7 +189,7 @@ describe('replica, review of 2026-12-04', () => {
       for (const v of [0, 2, 3]) h.msg(v, { kind: 'results', signed: res[v] }, T0);
       const mine = res[1].batch.entries.map((e) => ({ requestId: e.requestId, result: e.result }));
       h.step({ type: 'inferred', modelDigest: G.genesis.nodes[1].modelDigest, results: mine }, T0);
-      const pp = makePP(
+      const pp = ppOf(
         1,
         [{ requestId: ids[0], votes: [0, 1, 2, 3].map((v) => voteOf(res[v], 0)) }],
         0,
@@ -294,7 +247,7 @@ describe('replica, review of 2026-12-04', () => {
       requestId: ids[i],
       votes: [0, 1, 2, 3].map((v) => voteOf(res[v], i)),
     });
-    const pps = [makePP(1, [entry(0)], 0, T0 + 5), makePP(2, [entry(1)], 0, T0 + 6)];
+    const pps = [ppOf(1, [entry(0)], 0, T0 + 5), ppOf(2, [entry(1)], 0, T0 + 6)];
     const phase = (kind: 'prepare' | 'commit', from: number, pp: PrePrepare): NodeMessage => {
       const tag = kind === 'prepare' ? TAGS.prepare : TAGS.commit;
       return {

@@ -1,0 +1,103 @@
+/**
+ * What the replica tests that drive one replica by hand share: a four-node group, properly signed client
+ * requests and phase messages, the wire round trip, and filters over a step's actions.
+ */
+import type { Action, ReplicaConfig } from '../../src/consensus/replica.ts';
+import {
+  type Batch,
+  batchDigestOf,
+  decodeMessage,
+  encode,
+  encodeMessage,
+  groupIdOf,
+  type NodeMessage,
+  PhaseBody,
+  type PrePrepare,
+  type SignedRequest,
+  sha256,
+  signRequest,
+  signTagged,
+  TAGS,
+} from '../../src/protocol/index.ts';
+import { makeGroup } from '../../src/sim/world.ts';
+
+export const G = makeGroup(4, 1, 7);
+export const GID = groupIdOf(G.genesis);
+export const T0 = 1_000_000;
+export const NEVER = 1e9;
+
+/** Small batches, short timeouts, and no retransmission or view change unless a test asks for them. */
+export const SMALL_CFG: Partial<ReplicaConfig> = {
+  batchSize: 8,
+  batchTimeoutMs: 10,
+  // With nothing in flight the timeout is idleBatchTimeoutMs; a test of both sets them apart.
+  idleBatchTimeoutMs: 10,
+  voteWaitMs: 4,
+  window: 4,
+  checkpointInterval: 100,
+  forwardBatchSize: 8,
+  forwardDelayMs: 1,
+  retransmitMs: NEVER,
+  viewChangeTimeoutMs: NEVER,
+};
+
+/** The client's request number `nonce`, signed alone, timestamped T0 unless told. */
+export function mkReq(nonce: number, timestamp = T0): SignedRequest {
+  const input = new TextEncoder().encode(`input #${nonce}`);
+  const request = {
+    groupId: GID,
+    client: G.client.publicKey,
+    nonce,
+    timestamp,
+    inputDigest: sha256(input),
+    policy: null,
+    maxFee: 1_000_000,
+  };
+  return signRequest(request, input, G.client);
+}
+
+/** Node `from`'s signature of a phase message (PRE-PREPARE, PREPARE, COMMIT) for (view, seq, digest). */
+export function phaseSig(
+  tag: Parameters<typeof signTagged>[0],
+  from: number,
+  view: number,
+  seq: number,
+  digest: Uint8Array,
+): Uint8Array {
+  return signTagged(tag, GID, encode(PhaseBody, { from, view, seq, digest }), G.keys[from]);
+}
+
+/** The PRE-PREPARE of `batch` at `seq` by the primary of `view`. */
+export function makePP(seq: number, batch: Batch, view = 0): PrePrepare {
+  const digest = batchDigestOf(batch);
+  return { view, seq, digest, signature: phaseSig(TAGS.prePrepare, view % 4, view, seq, digest), batch };
+}
+
+/** Node `from`'s PREPARE or COMMIT for (view, seq, digest). */
+export function phase(
+  kind: 'prepare' | 'commit',
+  from: number,
+  seq: number,
+  digest: Uint8Array,
+  view = 0,
+): NodeMessage {
+  return { kind, from, view, seq, digest, signature: phaseSig(TAGS[kind], from, view, seq, digest) };
+}
+
+/** A message as a peer receives it: encoded and decoded again. */
+export const wire = (m: NodeMessage): NodeMessage => decodeMessage(encodeMessage(m));
+
+export type ActionOf<T extends Action['type']> = Extract<Action, { type: T }>;
+
+/** The actions of one type. */
+export const only = <T extends Action['type']>(as: Action[], type: T): ActionOf<T>[] =>
+  as.filter((a): a is ActionOf<T> => a.type === type);
+
+/** The messages of one kind among the broadcasts. */
+export const broadcasts = <K extends NodeMessage['kind']>(
+  as: Action[],
+  kind: K,
+): Extract<NodeMessage, { kind: K }>[] =>
+  only(as, 'broadcast')
+    .map((a) => a.msg)
+    .filter((m): m is Extract<NodeMessage, { kind: K }> => m.kind === kind);
