@@ -10,25 +10,30 @@
  *   `parameters.sha256` (as serve-model's does) that value must equal the declared digest, otherwise the
  *   digest is taken on the owner's word (`serverDigest` is then undefined).
  * - `classify` preprocesses on this node, with the same code and spec as the local engine (decode.ts), and
- *   sends the model's own tensor. The remote side then only runs the model, so a remote node feeds the model
- *   exactly the tensor a local node would, and any Open Inference Protocol server works (Triton does not
- *   decode images). serve-model's BYTES image input (kserve-server.ts) is for other clients.
+ *   sends the model's own tensor. Images are decoded and resized on preprocessing worker threads (the
+ *   engine's PrepPool, threads.ts), never on the caller's event loop: a 6000×6000 PNG held the node's
+ *   main thread for ~0.6 s when it was decoded there, and the node's consensus timers and sockets share
+ *   it. The remote side then only runs the model, so a remote node feeds the model exactly the tensor a
+ *   local node would, and any Open Inference Protocol server works (Triton does not decode images).
+ *   serve-model's BYTES image input (kserve-server.ts) is for other clients.
  * - Tensors go as JSON, or in the binary tensor data extension (`Inference-Header-Content-Length`) when the
  *   server lists it (`useBinary: 'auto'`), which is 5–10× smaller for image models.
  *
  * Errors: REMOTE_UNAVAILABLE (refused, reset, closed, or HTTP 503), REMOTE_TIMEOUT (no full answer within
  * `timeoutMs`), REMOTE_BAD_RESPONSE (other non-2xx, bad JSON, wrong datatype, shape or size),
  * REMOTE_MODEL_NOT_FOUND (the server does not serve the model or version), REMOTE_MODEL_MISMATCH (the
- * served model's tensors do not fit the spec), MODEL_DIGEST_MISMATCH (the server names another digest).
+ * served model's tensors do not fit the spec), MODEL_DIGEST_MISMATCH (the server names another digest);
+ * the input errors of decode.ts, and WORKER_* when a preprocessing thread fails (threads.ts).
  */
 import { DropbearError } from '../protocol/errors.ts';
 import type { Result } from '../protocol/index.ts';
 import { type BackendStats, type ClassifyOptions, INFERENCE_SKIPPED, type ModelBackend } from './backend.ts';
 import { catalogByDigest } from './catalog.ts';
-import { type Decoder, toModelInput } from './decode.ts';
+import type { Decoder } from './decode.ts';
 import { toResult } from './postprocess.ts';
-import { halfToFloat, inputElements, toHalf } from './preprocess.ts';
+import { copyModelTensor, halfToFloat, inputElements, sniffInput, toHalf } from './preprocess.ts';
 import type { ModelSpec } from './spec.ts';
+import { PrepPool } from './threads.ts';
 
 // ---------------------------------------------------------------- wire format shared with kserve-server.ts
 
@@ -151,6 +156,8 @@ export interface RemoteOptions {
   useBinary?: 'auto' | boolean;
   /** JPEG decoder for local preprocessing (default 'fast', as the engine). */
   decoder?: Decoder;
+  /** Worker threads that decode and preprocess inputs (default 1, as the engine's prepWorkers). */
+  prepWorkers?: number;
   /**
    * The largest inference response body read, in bytes; a longer one fails with REMOTE_BAD_RESPONSE, read
    * no further. Default: what a valid answer for the request's n items can take (inferResponseCap).
@@ -178,6 +185,10 @@ export interface RemoteStats extends BackendStats {
   /** Sum of request round-trip times, ms. */
   totalMs: number;
   binary: boolean;
+  /** Inputs decoded and preprocessed on the worker threads (model tensors are copied, not counted). */
+  decoded: number;
+  /** Sum of the workers' decode and preprocessing times, ms. */
+  prepMs: number;
 }
 
 interface ModelTensorMeta {
@@ -250,7 +261,7 @@ export class RemoteBackend implements ModelBackend {
   private readonly base: string;
   private readonly timeoutMs: number;
   private readonly maxResponseBytes: number | undefined;
-  private readonly decoder: Decoder;
+  private readonly prepPool: PrepPool;
   private readonly itemSize: number;
   private readonly outSize: number;
   private readonly inputName: string;
@@ -271,6 +282,8 @@ export class RemoteBackend implements ModelBackend {
     totalMs: 0,
     skipped: 0,
     binary: false,
+    decoded: 0,
+    prepMs: 0,
   };
 
   private constructor(init: {
@@ -281,6 +294,7 @@ export class RemoteBackend implements ModelBackend {
     serverDigest: string | undefined;
     input: ModelTensorMeta;
     outputName: string;
+    prepPool: PrepPool;
   }) {
     const { opts, spec } = init;
     this.digest = opts.digest.toLowerCase();
@@ -290,7 +304,7 @@ export class RemoteBackend implements ModelBackend {
     this.base = init.base;
     this.timeoutMs = opts.timeoutMs;
     this.maxResponseBytes = opts.maxResponseBytes;
-    this.decoder = opts.decoder;
+    this.prepPool = init.prepPool;
     this.binary = init.binary;
     this.counters.binary = init.binary;
     this.serverDigest = init.serverDigest;
@@ -304,11 +318,20 @@ export class RemoteBackend implements ModelBackend {
 
   /** Reads the server and model metadata and checks them against the spec; throws the errors above. */
   static async connect(options: RemoteOptions): Promise<RemoteBackend> {
-    const opts = { timeoutMs: 10_000, decoder: 'fast' as Decoder, ...options };
+    // Defaults by `??`: a node's configuration passes `timeoutMs: undefined` when it gives none, and a spread
+    // would keep that undefined (and refuse it below).
+    const opts = {
+      ...options,
+      timeoutMs: options.timeoutMs ?? 10_000,
+      decoder: options.decoder ?? ('fast' as Decoder),
+    };
+    const prepWorkers = options.prepWorkers ?? 1;
     if (!/^[0-9a-fA-F]{64}$/.test(opts.digest ?? ''))
       throw new DropbearError('CONFIG_INVALID', `digest must be a SHA-256 in hex, got ${opts.digest}`);
     if (!Number.isFinite(opts.timeoutMs) || opts.timeoutMs <= 0)
       throw new DropbearError('CONFIG_INVALID', `timeoutMs must be positive, got ${opts.timeoutMs}`);
+    if (!Number.isInteger(prepWorkers) || prepWorkers < 1)
+      throw new DropbearError('CONFIG_INVALID', `prepWorkers must be a positive integer, got ${prepWorkers}`);
     if (
       opts.maxResponseBytes !== undefined &&
       (!Number.isInteger(opts.maxResponseBytes) || opts.maxResponseBytes <= 0)
@@ -397,6 +420,8 @@ export class RemoteBackend implements ModelBackend {
     }
     const input = checkInput(inputs, spec, modelPath);
     const outputName = checkOutput(outputs, spec, modelPath);
+    // Started last: every check above that can refuse the server has passed, so no thread is left behind.
+    const prepPool = await PrepPool.start(spec, opts.decoder, prepWorkers);
     return new RemoteBackend({
       opts,
       spec,
@@ -405,6 +430,7 @@ export class RemoteBackend implements ModelBackend {
       serverDigest,
       input,
       outputName,
+      prepPool,
     });
   }
 
@@ -450,10 +476,32 @@ export class RemoteBackend implements ModelBackend {
     if (this.closed) throw new DropbearError('ENGINE_CLOSED', 'the remote backend is closed');
     const wanted = opts?.wanted;
     if (wanted !== undefined && !wanted()) return this.skip();
-    const x = new Float32Array(this.itemSize);
-    await toModelInput(input, this.spec, this.decoder, x, 0);
-    if (wanted !== undefined && !wanted()) return this.skip();
-    return toResult(await this.scores(x), this.spec.output.meaning);
+    const { x, pooled } = await this.prepare(input, wanted);
+    try {
+      if (wanted !== undefined && !wanted()) return this.skip();
+      return toResult(await this.scores(x), this.spec.output.meaning);
+    } finally {
+      // inferOnce copied x into the request before its first await: the worker may write into it again.
+      if (pooled) this.prepPool.giveBack(x.buffer as ArrayBuffer);
+    }
+  }
+
+  /**
+   * The model's input for `input`. Only the model's own tensor is copied here (a copy, no decoding); an
+   * image goes to a preprocessing worker, which also asks `wanted` when the input's turn comes.
+   */
+  private async prepare(
+    input: Uint8Array,
+    wanted: (() => boolean) | undefined,
+  ): Promise<{ x: Float32Array; pooled: boolean }> {
+    if (sniffInput(input) === 'tensor') {
+      const direct = new Float32Array(this.itemSize);
+      if (copyModelTensor(input, this.spec, direct, 0)) return { x: direct, pooled: false };
+    }
+    const r = await this.prepPool.prep(input, wanted);
+    this.counters.decoded++;
+    this.counters.prepMs += r.ms;
+    return { x: r.data as Float32Array, pooled: true };
   }
 
   private skip(): never {
@@ -462,13 +510,22 @@ export class RemoteBackend implements ModelBackend {
   }
 
   stats(): RemoteStats {
-    return { ...this.counters };
+    return { ...this.counters, skipped: (this.counters.skipped ?? 0) + this.prepPool.skipped };
   }
 
-  /** Aborts requests under way (they fail with ENGINE_CLOSED) and refuses new ones. */
+  /** Worker threads started to replace dead ones. */
+  get replacedWorkers(): number {
+    return this.prepPool.replaced;
+  }
+
+  /**
+   * Aborts requests under way (they fail with ENGINE_CLOSED), refuses new ones, and ends the preprocessing
+   * threads (after the inputs they are decoding, see WorkerHandle.close).
+   */
   async close(): Promise<void> {
     this.closed = true;
     this.closing.abort();
+    await this.prepPool.close();
   }
 
   private async inferOnce(items: readonly Float32Array[]): Promise<Float32Array[]> {

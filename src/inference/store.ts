@@ -3,10 +3,18 @@
  * (`<home>/models/index.json`) that maps a name to { sha256, bytes, spec, importedAt }. A model's identity is
  * its digest; the name is only a handle. Every file lands under its final name by rename from a temp file in
  * the same folder, so a crash never leaves a half-written model or index behind.
+ *
+ * A process killed while it writes leaves its temp file (`.download-….tmp`, `.import.….tmp`,
+ * `.index.json.….tmp`) behind; the first use of a store folder in a process removes those that nobody has
+ * written for STALE_TEMP_MS (removeStaleTemps says why an age and not a lock or a pid).
+ *
+ * A failure to write into the store (disk full, quota, read-only file system, permissions) is
+ * MODEL_STORE_WRITE_FAILED with the system's code in `details.errno`; MODEL_DOWNLOAD_FAILED is kept for
+ * the network side of a pull.
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { mkdir, open, readdir, readFile, rename, stat, unlink } from 'node:fs/promises';
+import { lstat, mkdir, open, readdir, readFile, rename, stat, unlink } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { basename, extname, join } from 'node:path';
 import './ort-env.ts';
@@ -100,8 +108,107 @@ export function storedPath(sha256: string, home: string = defaultHome()): string
   return join(modelsDir(home), `${sha256}.onnx`);
 }
 
+/**
+ * Temp files this process has created and not yet renamed or removed: a sweep of the store (removeStaleTemps)
+ * leaves them alone whatever their age.
+ */
+const liveTemps = new Set<string>();
+
+/** A fresh temp file name in `dir`, counted as live until it is renamed or unlinkQuiet removes it. */
 function tempName(dir: string, hint: string): string {
-  return join(dir, `.${hint}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`);
+  const path = join(dir, `.${hint}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`);
+  liveTemps.add(path);
+  return path;
+}
+
+/** The names tempName gives (`.<hint>.<pid>.<12 hex>.tmp`, hint one of the store's three). */
+const STORE_TEMP = /^\.(?:download-[0-9a-f]{12}|import|index\.json)\.\d+\.[0-9a-f]{12}\.tmp$/;
+
+/**
+ * A temp file untouched for this long is taken as left behind by a process that died. One hour: a pull
+ * writes its temp file with every chunk that arrives and gives up after `idleTimeoutMs` (60 s by default)
+ * without one, an import writes its copy and renames it within the time onnxruntime takes to open it, and an
+ * index write takes milliseconds; a leftover costs only disk space until the next sweep.
+ */
+export const STALE_TEMP_MS = 60 * 60_000;
+
+/**
+ * Removes the store's own temp files (by name, see STORE_TEMP) that were last modified STALE_TEMP_MS or more
+ * ago and that this process is not writing. Returns the names removed; failures are skipped (a file another
+ * process removed first, a folder that does not exist yet).
+ *
+ * Why an age: several processes (a node, a `models pull` in a shell, maybe on other hosts of a shared
+ * folder) can use one store at once. index.lock is held only while the index is rewritten, not while a
+ * model downloads, so it cannot tell a live download from a dead one; the pid in the name means nothing
+ * across hosts or containers (another pid namespace). A live writer keeps its file's mtime fresh, so an old
+ * mtime is the one sign every process can read.
+ */
+export async function removeStaleTemps(
+  home: string = defaultHome(),
+  olderThanMs: number = STALE_TEMP_MS,
+): Promise<string[]> {
+  const dir = modelsDir(home);
+  let names: string[];
+  try {
+    names = await readdir(dir);
+  } catch {
+    return [];
+  }
+  const removed: string[] = [];
+  for (const name of names) {
+    if (!STORE_TEMP.test(name)) continue;
+    const path = join(dir, name);
+    if (liveTemps.has(path)) continue;
+    try {
+      const st = await lstat(path);
+      if (!st.isFile() || Date.now() - st.mtimeMs < olderThanMs) continue;
+      await unlink(path);
+      removed.push(name);
+    } catch {
+      // removed meanwhile by another process's sweep, or not ours to remove
+    }
+  }
+  return removed;
+}
+
+/** Store folders this process has opened (swept once each). */
+const opened = new Map<string, Promise<unknown>>();
+
+/** The first use of a store folder in this process sweeps its stale temp files (removeStaleTemps). */
+function openStore(home: string): Promise<unknown> {
+  const dir = modelsDir(home);
+  let p = opened.get(dir);
+  if (!p) {
+    p = removeStaleTemps(home).catch(() => []);
+    opened.set(dir, p);
+  }
+  return p;
+}
+
+/** Local reasons a write fails, worded for the operator. */
+const WRITE_FAILURES: Record<string, string> = {
+  ENOSPC: 'the disk is full',
+  EDQUOT: 'the disk quota is used up',
+  EROFS: 'the file system is read-only',
+  EACCES: 'permission denied',
+  EPERM: 'operation not permitted',
+  EIO: 'an I/O error on the disk',
+};
+
+/**
+ * A failure to create, write, sync or rename a file in the store: MODEL_STORE_WRITE_FAILED, with the
+ * system's error code in `details.errno` (ENOSPC for a full disk) and the path. A DropbearError passes as is.
+ */
+function storeWriteFailed(path: string, e: unknown, doing: string): DropbearError {
+  if (e instanceof DropbearError) return e;
+  const errno = (e as NodeJS.ErrnoException).code;
+  const why = errno && Object.hasOwn(WRITE_FAILURES, errno) ? `${WRITE_FAILURES[errno]}: ` : '';
+  return new DropbearError(
+    'MODEL_STORE_WRITE_FAILED',
+    `cannot write the model store while ${doing}: ${why}${(e as Error).message ?? String(e)}; ` +
+      `make room or fix the store folder ${join(path, '..')} (DROPBEAR_HOME) and try again`,
+    { path, errno },
+  );
 }
 
 async function exists(path: string): Promise<boolean> {
@@ -119,6 +226,7 @@ async function unlinkQuiet(path: string): Promise<void> {
   } catch {
     // already gone
   }
+  liveTemps.delete(path);
 }
 
 export async function readIndex(home: string = defaultHome()): Promise<StoreIndex> {
@@ -152,20 +260,21 @@ export async function readIndex(home: string = defaultHome()): Promise<StoreInde
 /** Writes the index atomically: temp file in the same folder, fsync, rename. */
 async function writeIndex(home: string, index: StoreIndex): Promise<void> {
   const dir = modelsDir(home);
-  await mkdir(dir, { recursive: true });
   const tmp = tempName(dir, 'index.json');
-  const fh = await open(tmp, 'w');
   try {
-    await fh.writeFile(`${JSON.stringify(index, null, 2)}\n`, 'utf8');
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
-  try {
+    await mkdir(dir, { recursive: true });
+    const fh = await open(tmp, 'w');
+    try {
+      await fh.writeFile(`${JSON.stringify(index, null, 2)}\n`, 'utf8');
+      await fh.sync();
+    } finally {
+      await fh.close();
+    }
     await rename(tmp, indexPath(home));
+    liveTemps.delete(tmp);
   } catch (e) {
     await unlinkQuiet(tmp);
-    throw e;
+    throw storeWriteFailed(tmp, e, 'writing the model index');
   }
 }
 
@@ -190,7 +299,8 @@ async function updateIndex(home: string, change: (index: StoreIndex) => void): P
         await (await open(lock, 'wx')).close();
         break;
       } catch (e) {
-        if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+        if ((e as NodeJS.ErrnoException).code !== 'EEXIST')
+          throw storeWriteFailed(lock, e, 'locking the model index');
         const age = await stat(lock).then(
           (s) => Date.now() - s.mtimeMs,
           () => 0,
@@ -356,18 +466,31 @@ async function copyHashing(
   const tmp = tempName(dir, 'import');
   const hash = createHash('sha256');
   let bytes = 0;
-  const fh = await open(tmp, 'w');
+  const doing = `copying ${src} into it`;
+  let fh: Awaited<ReturnType<typeof open>>;
+  try {
+    fh = await open(tmp, 'w');
+  } catch (e) {
+    await unlinkQuiet(tmp);
+    throw storeWriteFailed(tmp, e, doing);
+  }
   try {
     for await (const chunk of createReadStream(src)) {
       const b = chunk as Buffer;
       hash.update(b);
       bytes += b.length;
-      await fh.write(b);
+      // A failed write is the store's (a full disk), not the source's: told apart from read errors here.
+      await fh.write(b).catch((e) => {
+        throw storeWriteFailed(tmp, e, doing);
+      });
     }
-    await fh.sync();
+    await fh.sync().catch((e) => {
+      throw storeWriteFailed(tmp, e, doing);
+    });
   } catch (e) {
     await fh.close();
     await unlinkQuiet(tmp);
+    if (e instanceof DropbearError) throw e;
     throw new DropbearError('MODEL_UNREADABLE', `cannot copy ${src} into the store: ${(e as Error).message}`);
   }
   await fh.close();
@@ -416,8 +539,11 @@ export async function importModels(
 ): Promise<ImportedModel[]> {
   const catalog = opts.catalog ?? CATALOG;
   const files = await onnxFilesOf(path);
+  await openStore(home);
   const dir = modelsDir(home);
-  await mkdir(dir, { recursive: true });
+  await mkdir(dir, { recursive: true }).catch((e) => {
+    throw storeWriteFailed(dir, e, 'creating its folder');
+  });
   const out: ImportedModel[] = [];
   for (const file of files) {
     const index = await readIndex(home);
@@ -475,7 +601,12 @@ export async function importModels(
         spec = await deriveSpec(tmp, name, sha256, bytes, file);
       }
       if (await exists(final)) await unlinkQuiet(tmp);
-      else await rename(tmp, final);
+      else {
+        await rename(tmp, final).catch((e) => {
+          throw storeWriteFailed(final, e, `storing ${file}`);
+        });
+        liveTemps.delete(tmp);
+      }
       const name = known ?? spec.name;
       const entry = { sha256, bytes, spec, importedAt: new Date().toISOString() };
       await updateIndex(home, (fresh) => {
@@ -518,6 +649,7 @@ export function formatPreprocess(p: Preprocess): string {
 }
 
 export async function listModels(home: string = defaultHome()): Promise<ModelRow[]> {
+  await openStore(home);
   const index = await readIndex(home);
   return Object.entries(index.models)
     .map(([name, e]) => ({
@@ -541,6 +673,7 @@ export async function resolveModel(
   nameOrDigest: string,
   home: string = defaultHome(),
 ): Promise<ResolvedModel> {
+  await openStore(home);
   const index = await readIndex(home);
   let entry: IndexEntry | undefined = Object.hasOwn(index.models, nameOrDigest)
     ? index.models[nameOrDigest]
@@ -603,6 +736,7 @@ export async function pullModel(
         'Other models can be added with `npx dropbear models import PATH`',
     );
   }
+  await openStore(home);
   const final = storedPath(spec.sha256, home);
   const index = await readIndex(home);
   const have = Object.hasOwn(index.models, name) ? index.models[name] : undefined;
@@ -650,8 +784,16 @@ export async function pullModel(
     );
 
   const dir = modelsDir(home);
-  await mkdir(dir, { recursive: true });
+  await mkdir(dir, { recursive: true }).catch((e) => {
+    throw storeWriteFailed(dir, e, 'creating its folder');
+  });
   const tmp = tempName(dir, `download-${spec.sha256.slice(0, 12)}`);
+  const doing = `downloading ${name} from ${url}`;
+  /** A local failure: the download is stopped (nothing more to read) and reported as the store's. */
+  const local = (e: unknown, path = tmp) => {
+    abort.abort();
+    return storeWriteFailed(path, e, doing);
+  };
   arm();
   try {
     let res: Response;
@@ -670,7 +812,9 @@ export async function pullModel(
     const total = Number.isFinite(lengthHeader) && lengthHeader > 0 ? lengthHeader : spec.bytes;
     const hash = createHash('sha256');
     let done = 0;
-    const fh = await open(tmp, 'w');
+    const fh = await open(tmp, 'w').catch((e) => {
+      throw local(e);
+    });
     try {
       opts.onProgress?.(0, total);
       try {
@@ -688,14 +832,19 @@ export async function pullModel(
             );
           }
           hash.update(b);
-          await fh.write(b);
+          // A write that fails (ENOSPC, EIO, ...) is this machine's problem, not the connection's.
+          await fh.write(b).catch((e) => {
+            throw local(e);
+          });
           opts.onProgress?.(done, total);
         }
       } catch (e) {
         if (e instanceof DropbearError) throw e;
         throw failed(timedOut ? `no data for ${idleMs} ms` : `the connection broke after ${done} bytes`);
       }
-      await fh.sync();
+      await fh.sync().catch((e) => {
+        throw local(e);
+      });
     } finally {
       await fh.close();
     }
@@ -708,7 +857,10 @@ export async function pullModel(
         { url, expected: spec.sha256, actual: sha256 },
       );
     }
-    await rename(tmp, final);
+    await rename(tmp, final).catch((e) => {
+      throw local(e, final);
+    });
+    liveTemps.delete(tmp);
     const entry = { sha256, bytes: done, spec, importedAt: new Date().toISOString() };
     await updateIndex(home, (fresh) => {
       fresh.models[name] = entry;

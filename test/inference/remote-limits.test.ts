@@ -1,9 +1,9 @@
 // RemoteBackend reads at most what a valid answer can take, and does not follow redirects.
-import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import type { Server } from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { catalogByName } from '../../src/inference/catalog.ts';
 import { inferResponseCap, RemoteBackend } from '../../src/inference/remote.ts';
+import { sendBinaryLogits, startFakeOip } from './fake-oip.ts';
 
 const spec = catalogByName('mobilenet_v1_0.25_128_quant')!;
 let mode = 'ok';
@@ -12,60 +12,35 @@ let srv: Server;
 let url = '';
 
 beforeAll(async () => {
-  srv = createServer((req, res) => {
-    const u = req.url ?? '';
-    if (u === '/v2') return res.end(JSON.stringify({ extensions: ['binary_tensor_data'] }));
-    if (u.endsWith('/infer')) {
-      req.resume();
-      req.on('end', () => {
-        if (mode === 'redirect') {
-          res.writeHead(307, { location: '/v2/models/m/elsewhere' });
-          return res.end();
-        }
-        if (mode === 'huge' || mode === 'huge-chunked') {
-          // 400 MB of spaces, with or without a content-length.
-          const total = 400 * 1024 * 1024;
-          const chunk = Buffer.alloc(1 << 20, 0x20);
-          sentBytes = 0;
-          res.writeHead(200, mode === 'huge' ? { 'content-length': total } : {});
-          const pump = (): void => {
-            while (sentBytes < total && !res.destroyed) {
-              sentBytes += chunk.length;
-              if (!res.write(chunk)) {
-                res.once('drain', pump);
-                return;
-              }
+  ({ server: srv, url } = await startFakeOip((req, res) => {
+    req.resume();
+    req.on('end', () => {
+      if (mode === 'redirect') {
+        res.writeHead(307, { location: '/v2/models/m/elsewhere' });
+        return res.end();
+      }
+      if (mode === 'huge' || mode === 'huge-chunked') {
+        // 400 MB of spaces, with or without a content-length.
+        const total = 400 * 1024 * 1024;
+        const chunk = Buffer.alloc(1 << 20, 0x20);
+        sentBytes = 0;
+        res.writeHead(200, mode === 'huge' ? { 'content-length': total } : {});
+        const pump = (): void => {
+          while (sentBytes < total && !res.destroyed) {
+            sentBytes += chunk.length;
+            if (!res.write(chunk)) {
+              res.once('drain', pump);
+              return;
             }
-            res.end();
-          };
-          res.on('close', () => {});
-          return pump();
-        }
-        const vals = new Float32Array(1000).fill(1);
-        const head = Buffer.from(
-          JSON.stringify({
-            outputs: [
-              { name: 'logits', datatype: 'FP32', shape: [1, 1000], parameters: { binary_data_size: 4000 } },
-            ],
-          }),
-        );
-        res.writeHead(200, { 'inference-header-content-length': String(head.length) });
-        res.end(Buffer.concat([head, Buffer.from(vals.buffer)]));
-      });
-      return;
-    }
-    if (u.startsWith('/v2/models/m'))
-      return res.end(
-        JSON.stringify({
-          inputs: [{ name: 'input', datatype: 'FP32', shape: [-1, 3, 128, 128] }],
-          outputs: [{ name: 'logits', datatype: 'FP32', shape: [-1, 1000] }],
-        }),
-      );
-    res.writeHead(404);
-    res.end('{}');
-  }).listen(0, '127.0.0.1');
-  await new Promise((r) => srv.once('listening', r));
-  url = `http://127.0.0.1:${(srv.address() as AddressInfo).port}`;
+          }
+          res.end();
+        };
+        res.on('close', () => {});
+        return pump();
+      }
+      sendBinaryLogits(res, new Float32Array(1000).fill(1));
+    });
+  }));
 });
 afterAll(() => {
   srv.closeAllConnections();
@@ -107,6 +82,23 @@ describe('RemoteBackend response limits', () => {
     expect(inferResponseCap(1, 1000)).toBeGreaterThan(4100);
     const r = await infer('ok', { maxResponseBytes: 1000 });
     expect(r).toMatchObject({ code: 'REMOTE_BAD_RESPONSE' });
+  });
+
+  it('options given as undefined take their defaults (a node config without timeoutMs passes undefined)', async () => {
+    mode = 'ok';
+    const rb = await RemoteBackend.connect({
+      url,
+      model: 'm',
+      digest: spec.sha256,
+      timeoutMs: undefined,
+      decoder: undefined,
+      prepWorkers: undefined,
+    });
+    try {
+      expect((await rb.scores(new Float32Array(3 * 128 * 128))).length).toBe(1000);
+    } finally {
+      await rb.close();
+    }
   });
 
   it('a redirect fails with a clear REMOTE_BAD_RESPONSE, not followed', async () => {

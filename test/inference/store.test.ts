@@ -14,8 +14,6 @@ import {
   rmSync,
   writeFileSync,
 } from 'node:fs';
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -33,8 +31,9 @@ import {
   storedPath,
   verifyStoredModel,
 } from '../../src/inference/store.ts';
-import { DropbearError } from '../../src/protocol/index.ts';
+import type { DropbearError } from '../../src/protocol/index.ts';
 import { MODELS_DIR } from '../shared.ts';
+import { failsWith, type Handler, serve, strays, type TestServer } from './store-fixtures.ts';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const SHARED = MODELS_DIR;
@@ -57,49 +56,6 @@ function unknownModel(path: string): Buffer {
   ]);
   writeFileSync(path, bytes);
   return bytes;
-}
-
-/** Rejects with a DropbearError whose code is `code`; returns it for further checks. */
-async function failsWith(p: Promise<unknown>, code: string): Promise<DropbearError> {
-  try {
-    await p;
-  } catch (e) {
-    expect(e).toBeInstanceOf(DropbearError);
-    expect((e as DropbearError).code, (e as Error).message).toBe(code);
-    return e as DropbearError;
-  }
-  throw new Error(`expected ${code}, but it succeeded`);
-}
-
-/** Files in the models folder other than model files named by digest and the index (temp files, leftovers). */
-function strays(home: string): string[] {
-  if (!existsSync(modelsDir(home))) return [];
-  return readdirSync(modelsDir(home)).filter((f) => f !== 'index.json' && !/^[0-9a-f]{64}\.onnx$/.test(f));
-}
-
-type Handler = (req: IncomingMessage, res: ServerResponse) => void;
-interface TestServer {
-  base: string;
-  hits: string[];
-  close: () => Promise<void>;
-}
-async function serve(handler: Handler): Promise<TestServer> {
-  const hits: string[] = [];
-  const server: Server = createServer((req, res) => {
-    hits.push(req.url ?? '');
-    handler(req, res);
-  });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  const { port } = server.address() as AddressInfo;
-  return {
-    base: `http://127.0.0.1:${port}/mirror/`,
-    hits,
-    close: () =>
-      new Promise<void>((r) => {
-        server.closeAllConnections();
-        server.close(() => r());
-      }),
-  };
 }
 
 /** Serves the real model files under /mirror/<catalog URL file name>. */
