@@ -62,6 +62,7 @@ import {
   TAGS,
   type Tx,
   txIdOf,
+  uint,
   ViewChangeBody,
   verifyReceiptSig,
   verifyTagged,
@@ -69,7 +70,13 @@ import {
 } from '../protocol/index.ts';
 import { validatePolicy } from '../protocol/policy.ts';
 import { RateWindow } from './rate.ts';
-import { deriveNewView, pickViewChanges, viewChangeProblem, ZERO_DIGEST } from './viewchange.ts';
+import {
+  deriveNewView,
+  isSignatureProblem,
+  pickViewChanges,
+  viewChangeProblem,
+  ZERO_DIGEST,
+} from './viewchange.ts';
 
 export interface ReplicaConfig {
   /** Most entries in one consensus batch. */
@@ -281,18 +288,42 @@ export type PersistRecord =
   | { kind: 'checkpoint'; seq: number; digest: Uint8Array; body?: Uint8Array }
   /**
    * Written by the ledger (durably) when a restart may have lost the last signed records: until a later
-   * `signFloor`, the restored replica signs in no view (`forgetful`).
+   * `signFloor`, the restored replica signs in no view (`forgetful`). `body`: a wall-clock time (a `uint`,
+   * ms) by which the session that may have lost them had ended (the start of the current boot, or the
+   * restart; absent in records written before 2026-12-05): the node's own RESULTS may have been lost with
+   * them, so it signs none for a request with a timestamp up to that time plus twice the clock skew bound,
+   * whatever later records say (see `resultsFloor`).
    */
-  | { kind: 'forgotten' }
+  | { kind: 'forgotten'; body?: Uint8Array }
   /** A forgetful replica learned the group's view: it signs in no view below `view` (`signFloorView`). */
   | { kind: 'signFloor'; view: number };
 
 const CheckpointProof = array(NodeSignatureCodec, 256);
 
+/** The time a `forgotten` record carries (ms), or NaN where it carries none that decodes. */
+function timeOf(body: Uint8Array | undefined): number {
+  if (!body) return Number.NaN;
+  try {
+    return decode(uint, body);
+  } catch {
+    return Number.NaN;
+  }
+}
+
 export type Action =
   | { type: 'send'; to: number; msg: NodeMessage }
   | { type: 'broadcast'; msg: NodeMessage }
   | { type: 'persist'; record: PersistRecord }
+  /**
+   * Store one of this node's own signed RESULTS (`digest` is its RESULTS digest; `newest`, the newest
+   * timestamp among its requests, or the clock when none is held) before the broadcast of it that follows
+   * leaves, as durably as the ledger's durability asks (docs/ledger.md, "Own results"). A restarted node
+   * reads them back (Replica.restore, `ownResults`): it re-sends them and never signs another result for a
+   * request it voted on with the same model (PROTOCOL.md, "Durability and restarts").
+   */
+  | { type: 'saveResults'; digest: Uint8Array; signed: SignedResults; newest: number }
+  /** Own RESULTS stored by `saveResults` that no vote holds any more (executed, expired or replaced): forget them. */
+  | { type: 'dropResults'; digests: Uint8Array[] }
   | { type: 'infer'; requests: { requestId: Uint8Array; request: SignedRequest }[] }
   | {
       type: 'execute';
@@ -347,7 +378,15 @@ export type Action =
   | { type: 'txRejected'; txId: Uint8Array; code: TxRejectCode; message: string }
   | { type: 'timer'; at: number }
   /** Proof that a node misbehaved: store it (the ledger's evidence table) and count it against the node. */
-  | { type: 'evidence'; node: number; proof: Evidence };
+  | { type: 'evidence'; node: number; proof: Evidence }
+  /**
+   * `peer` sent, itself, a signature made in its own name that does not verify (a PREPARE, a RESULTS
+   * batch...): no honest node does that, and each such message costs a signature check. The node layer
+   * drops that peer's connection and keeps it out for a while (transport.ts, quarantine). Never emitted
+   * for a signature the peer only relayed (someone else's, in a NEW-VIEW, a state transfer, a forwarded
+   * request...). At most once per peer per step.
+   */
+  | { type: 'peerMisbehaved'; peer: number; reason: string };
 
 export type RejectCode =
   | 'REQUEST_WRONG_GROUP'
@@ -477,6 +516,11 @@ interface StoredResults {
   sentAt: number;
   /** Own results only: the wait before the next resend; doubles each time (retransmission backoff). */
   backoff: number;
+  /**
+   * Own results read back at a restart only: the newest timestamp among their requests. Their votes for
+   * requests that never reach this node again are dropped once those expire (sweepExpired).
+   */
+  newest?: number;
 }
 
 interface Slot {
@@ -604,6 +648,17 @@ export class Replica {
   /** Hex keys of a batch's request ids and vote references, computed once per batch (see keysOf). */
   private readonly batchKeys = new WeakMap<Batch, BatchKeys>();
   private readonly ownResults: string[] = [];
+  /** Own results read back at a restart (Replica.restore) whose votes may name requests not held here. */
+  private restoredOwn: string[] = [];
+  /**
+   * This node signs no result for a request whose timestamp is at or below this (ms): it restarted after
+   * losing writes (a `forgotten` record, or its disk), so its own RESULTS of before may be gone. A request
+   * it voted on then had a timestamp at most the skew bound ahead of the clock of the honest node that
+   * first took it (nodes refuse requests further ahead, and take one that a proposal names only once q
+   * nodes voted on it), a clock within the skew bound of this node's: so at most twice the bound past the
+   * end of the lost session. 0: none. NaN: set at the next step, from its clock (forgetful).
+   */
+  resultsFloor = 0;
   /** Primary: requests with ≥ q votes, and when they got there. */
   private readonly quorum = new Map<string, number>();
   /** Primary: requests ready to propose, and since when. */
@@ -707,6 +762,11 @@ export class Replica {
       log: PersistRecord[];
       /** Executed batches whose receipt had not gathered q signatures yet. */
       uncertified?: Receipt[];
+      /**
+       * This node's own signed RESULTS that votes may still need (the `saveResults` actions not yet followed
+       * by `dropResults`), oldest first, each with the `newest` it was saved with.
+       */
+      ownResults?: { signed: SignedResults; newest: number }[];
     },
   ): Replica {
     const r = new Replica(genesis, id, key, cfg);
@@ -722,9 +782,12 @@ export class Replica {
     // The sign floor: a `forgotten` record makes it unknown until a later `signFloor` record.
     let forgot = false;
     let floor = 0;
+    // The latest restart that may have lost writes (0: none; NaN: one whose time the record lacks).
+    let lostAt = 0;
     for (const rec of disk.log) {
       if (rec.kind === 'forgotten') {
         forgot = true;
+        lostAt = Math.max(lostAt, timeOf(rec.body));
         continue;
       }
       if (rec.kind === 'signFloor') {
@@ -761,7 +824,20 @@ export class Replica {
     for (const s of r.preparedCerts.keys()) if (s <= r.stable) r.preparedCerts.delete(s);
     if (forgot) r.forgetful();
     else r.signFloorView = floor;
+    // Unlike the sign floor, no later record lifts this one: what was lost stays unknown (NaN: from the
+    // first step's clock, later than that restart, so on the safe side).
+    r.resultsFloor = lostAt === 0 ? 0 : lostAt + 2 * genesis.params.maxClockSkewMs;
     r.resumeReceipts = disk.uncertified ?? [];
+    // Its own votes of before the restart, as they were: a request that reaches it again is not inferred
+    // again (admit), and the RESULTS are re-sent as its retransmission round sends any of its own.
+    for (const o of disk.ownResults ?? []) {
+      if (o.signed.batch.node !== id) continue;
+      const d = r.storeResults(o.signed);
+      if (d === null) continue;
+      r.results.get(d)!.newest = o.newest;
+      r.ownResults.push(d);
+      r.restoredOwn.push(d);
+    }
     return r;
   }
 
@@ -871,6 +947,35 @@ export class Replica {
     const over = Math.max(0, held.length - this.cfg.maxExpiredHeld);
     for (let i = 0; i < over; i++) this.forgetExpired(held[i]);
     this.expiredHeld = held.length - over;
+    if (this.restoredOwn.length > 0) this.settleRestoredOwn(wait);
+  }
+
+  /**
+   * Own results read back at a restart: their votes for requests that never came back here (executed
+   * while this node was down, or never ordered) are dropped once the newest of them expired as long ago
+   * as a waiting request is kept (see sweepExpired), and results that hold no vote are forgotten at once
+   * (dropResults) rather than at the next stable checkpoint.
+   */
+  private settleRestoredOwn(wait: number): void {
+    const spent: Uint8Array[] = [];
+    this.restoredOwn = this.restoredOwn.filter((d) => {
+      const r = this.results.get(d);
+      if (!r) return false;
+      if (r.open > 0 && r.newest !== undefined && this.expired(r.newest, wait))
+        for (const e of r.signed.batch.entries) {
+          const idHex = hex(e.requestId);
+          if (this.pool.has(idHex)) continue;
+          const m = this.votes.get(idHex);
+          if (m?.get(this.id)?.digestHex !== d) continue;
+          this.dropVote(m, this.id);
+          if (m.size === 0) this.votes.delete(idHex);
+        }
+      if (r.open > 0) return true;
+      this.results.delete(d);
+      spent.push(r.digest);
+      return false;
+    });
+    if (spent.length > 0) this.out.push({ type: 'dropResults', digests: spent });
   }
   private lastExpirySweep = Number.NEGATIVE_INFINITY;
   private expiredHeld = 0;
@@ -915,7 +1020,10 @@ export class Replica {
 
   step(event: Event, now: number): Action[] {
     this.now = Math.max(this.now, now);
+    if (Number.isNaN(this.resultsFloor))
+      this.resultsFloor = this.now + 2 * this.genesis.params.maxClockSkewMs;
     this.out = [];
+    this.punished.clear();
     switch (event.type) {
       case 'request':
         this.onClientRequest(event.request, event.sentToAll === true);
@@ -1073,7 +1181,10 @@ export class Replica {
     const idHex = hex(id);
     this.pool.set(idHex, { sr, id, state: 'pending', acceptedAt: this.now });
     this.orphans.delete(idHex);
-    this.inferQueue.push({ requestId: id, request: sr });
+    // Not when this node signed a result for it with its current model already (before a restart: see
+    // restore), nor when it may have and cannot know (resultsFloor).
+    if (!this.hasCurrentVote(idHex, this.id) && sr.request.timestamp > this.resultsFloor)
+      this.inferQueue.push({ requestId: id, request: sr });
     this.updateReadiness(idHex);
     this.arrived(`r${idHex}`);
     this.retryParked();
@@ -1141,8 +1252,13 @@ export class Replica {
     const c = this.checkTx(tx);
     if (c.ok) {
       if (!this.doneTxs.has(hex(c.id))) this.admitTx(tx, c.id, false);
-    } else if (c.code === 'TX_BAD_SIGNATURE' || c.code === 'TX_UNKNOWN_NODE')
+    } else if (c.code === 'TX_BAD_SIGNATURE' || c.code === 'TX_UNKNOWN_NODE') {
+      // Signed with the sender's own key (and checked by it before it spread it): dropped. Another node's
+      // transaction it only passed on, as a forwarded client request.
+      if (c.code === 'TX_BAD_SIGNATURE' && tx.update.node === from)
+        this.punish(from, 'bad signature on its own transaction');
       this.blame(from, 'bad-tx', c.code);
+    }
   }
 
   private admitTx(tx: Tx, id: Uint8Array, origin: boolean): void {
@@ -1242,23 +1358,68 @@ export class Replica {
       }
       return;
     }
-    const batch: ResultBatch = { node: this.id, modelDigest, entries: results };
+    // Never a second result for a request this node has signed one for with this model: inference need not
+    // give the same bytes twice (another inference batch, a nondeterministic model), and the pair would be
+    // double-vote evidence against it. Nor one for a request it may have voted on before it lost writes
+    // (resultsFloor; a request no longer held has executed or expired: its vote is of no use).
+    let fresh: { requestId: Uint8Array; result: Result }[] | null = null;
+    let newest = 0;
+    for (let i = 0; i < results.length; i++) {
+      const idHex = hex(results[i].requestId);
+      const p = this.pool.get(idHex);
+      const ts = p ? p.sr.request.timestamp : Number.NEGATIVE_INFINITY;
+      const mine = this.votes.get(idHex)?.get(this.id);
+      const again =
+        (this.resultsFloor > 0 && ts <= this.resultsFloor) ||
+        (mine !== undefined &&
+          equalBytes(
+            this.results.get(mine.digestHex)?.signed.batch.modelDigest ?? EMPTY_DIGEST,
+            modelDigest,
+          ));
+      if (again) fresh ??= results.slice(0, i);
+      else {
+        if (ts > newest) newest = ts;
+        fresh?.push(results[i]);
+      }
+    }
+    const entries = fresh ?? results;
+    if (entries.length === 0) return;
+    const batch: ResultBatch = { node: this.id, modelDigest, entries };
     const signed = signResults(this.groupId, batch, this.key);
     const digest = this.storeResults(signed);
     if (digest) {
       this.ownResults.push(digest);
+      // On record before it leaves (the host holds the broadcast until the write is as durable as its
+      // durability asks).
+      const stored = this.results.get(digest)!;
+      // (The clock may run on fractions of a ms; what is stored is whole.)
+      this.out.push({
+        type: 'saveResults',
+        digest: stored.digest,
+        signed,
+        newest: newest || Math.ceil(this.now),
+      });
       this.out.push({ type: 'broadcast', msg: { kind: 'results', signed } });
     }
   }
 
-  private onResults(from: number, signed: SignedResults): void {
-    const node = this.genesis.nodes[signed.batch.node];
+  /**
+   * A RESULTS batch from `from`: its own in a RESULTS message (`relayed` false: a node sends only its own
+   * batches that way), or anyone's in a FETCHED answer (`relayed` true).
+   */
+  private onResults(from: number, signed: SignedResults, relayed = false): void {
+    const signer = signed.batch.node;
+    const node = this.genesis.nodes[signer];
     if (!node) return this.blame(from, 'bad-results', 'unknown node');
+    // Dropped unchecked: checking it would cost a signature check for a message no honest node sends.
+    if (!relayed && signer !== from) return this.blame(from, 'bad-sender', 'results of another node');
     const batchBytes = encode(ResultBatchCodec, signed.batch);
     const digest = resultsDigestOfParts(batchBytes, signed.signature);
     if (this.results.has(hex(digest))) return;
-    if (!verifyTagged(TAGS.results, this.groupId, batchBytes, signed.signature, node.publicKey))
+    if (!verifyTagged(TAGS.results, this.groupId, batchBytes, signed.signature, node.publicKey)) {
+      if (signer === from) this.punish(from, 'bad signature on its own results');
       return this.blame(from, 'bad-signature', 'results');
+    }
     this.storeResults(signed, digest);
   }
 
@@ -1312,7 +1473,8 @@ export class Replica {
       }
       m.set(node, { node, results: digest, index, digestHex: dHex });
       stored.open++;
-      if (!pooled && !this.orphans.has(idHex)) this.orphans.set(idHex, this.now);
+      // Its own vote (read back at a restart) makes no orphan: it cannot ask itself for the request.
+      if (!pooled && node !== this.id && !this.orphans.has(idHex)) this.orphans.set(idHex, this.now);
       this.updateReadiness(idHex);
     });
     this.arrived(`v${dHex}`);
@@ -1515,6 +1677,8 @@ export class Replica {
     // Alone in its group, nobody can tell it more than its own view.
     this.signFloorView = this.n === 1 ? this.view + 1 : Number.POSITIVE_INFINITY;
     this.floorViews.clear();
+    // Its own RESULTS may be gone with the rest: none for a request taken before now (resultsFloor).
+    this.resultsFloor = Number.NaN;
   }
 
   /**
@@ -1621,12 +1785,18 @@ export class Replica {
     return seq > this.stable && seq <= this.stable + this.cfg.window;
   }
 
-  private onPrePrepare(from: number, pp: PrePrepare): void {
+  /** `relayed`: from a FETCHED answer (any node may hand over the primary's PRE-PREPARE there). */
+  private onPrePrepare(from: number, pp: PrePrepare, relayed = false): void {
     const primary = this.primaryOf(pp.view);
     if (pp.view !== this.view || this.viewChanging || !this.inWindow(pp.seq) || pp.seq <= this.lastExecuted)
       return;
-    if (!this.verifyPhase(TAGS.prePrepare, primary, pp.view, pp.seq, pp.digest, pp.signature))
+    // Only the primary sends PRE-PREPARE messages (others hand them over in FETCHED answers): another
+    // sender's is dropped before its signature is checked.
+    if (!relayed && from !== primary) return this.blame(from, 'bad-sender', 'pre-prepare from a non-primary');
+    if (!this.verifyPhase(TAGS.prePrepare, primary, pp.view, pp.seq, pp.digest, pp.signature)) {
+      if (from === primary) this.punish(from, 'bad signature on its own pre-prepare');
       return this.blame(from, 'bad-signature', 'pre-prepare');
+    }
     if (primary === this.id) return;
     const slot = this.slot(pp.seq);
     if (slot.pp) {
@@ -1941,8 +2111,11 @@ export class Replica {
         m.digest,
         m.signature,
       )
-    )
+    ) {
+      // onMessage made sure the sender is the node the message names.
+      this.punish(m.from, `bad signature on its own ${kind}`);
       return this.blame(m.from, 'bad-signature', kind);
+    }
     const slot = this.slot(m.seq);
     const set = kind === 'prepare' ? slot.prepares : slot.commits;
     set.set(m.from, hex(m.digest));
@@ -2178,6 +2351,8 @@ export class Replica {
         this.genesis.nodes[from].publicKey,
       )
     ) {
+      // Its sender's own signature (from a RECEIPT-SIG it sent, checked now or held until now).
+      this.punish(from, 'bad signature on its own receipt signature');
       this.blame(from, 'bad-signature', 'receipt');
       return true; // checked and refused: not kept for the receipt either
     }
@@ -2321,7 +2496,7 @@ export class Replica {
           if (!rs.sigs.has(x.node)) rs.sigs.set(x.node, { signature: x.signature, view: x.view });
       } else
         for (const x of slot.transfer.receiptSigs)
-          this.addReceiptSig(rs, x.node, receiptHashOf(slot.transfer.receipt), x.signature, x.view);
+          this.addReceiptSig(rs, x.node, receiptHashOf(slot.transfer.receipt), x.signature, x.view, true);
     }
     this.checkCertified(ev.seq, rs);
     if (ev.seq % this.cfg.checkpointInterval === 0) {
@@ -2447,12 +2622,18 @@ export class Replica {
     return r;
   }
 
+  /**
+   * `from`'s signature over the receipt. `relayed`: handed over by another node (state transfer), where a
+   * bad one is only counted; otherwise `from` sent it itself (a RECEIPT-SIG, checked now or held until the
+   * receipt was known).
+   */
   private addReceiptSig(
     rs: ReceiptSlot,
     from: number,
     receiptHash: Uint8Array,
     signature: Uint8Array,
     view: number | null,
+    relayed = false,
   ): void {
     if (!rs.bytes || !rs.hash) return;
     // One signature per node; a plain one replaces a prepared one (it combines with any quorum).
@@ -2467,8 +2648,10 @@ export class Replica {
         { signature, view },
         this.genesis.nodes[from].publicKey,
       )
-    )
+    ) {
+      if (!relayed) this.punish(from, 'bad signature on its own receipt signature');
       return this.blame(from, 'bad-signature', 'receipt');
+    }
     rs.sigs.set(from, { signature, view });
   }
 
@@ -2523,14 +2706,19 @@ export class Replica {
     return c;
   }
 
-  private onCheckpoint(m: Extract<NodeMessage, { kind: 'checkpoint' }>): void {
+  /** `relayed`: one signature of a checkpoint proof another node handed over (takeCheckpointProof). */
+  private onCheckpoint(m: Extract<NodeMessage, { kind: 'checkpoint' }>, relayed = false): void {
     if (m.from >= this.n || m.seq <= this.stable || m.seq % this.cfg.checkpointInterval !== 0) return;
     if (m.seq > this.lastExecuted + 64 * this.cfg.checkpointInterval) return;
     const cp = this.checkpointSlot(m.seq);
     if (cp.votes.has(m.from)) return;
     const body = encode(CheckpointBody, { from: m.from, seq: m.seq, stateDigest: m.stateDigest });
-    if (!verifyTagged(TAGS.checkpoint, this.groupId, body, m.signature, this.genesis.nodes[m.from].publicKey))
+    if (
+      !verifyTagged(TAGS.checkpoint, this.groupId, body, m.signature, this.genesis.nodes[m.from].publicKey)
+    ) {
+      if (!relayed) this.punish(m.from, 'bad signature on its own checkpoint');
       return this.blame(m.from, 'bad-signature', 'checkpoint');
+    }
     cp.votes.set(m.from, hex(m.stateDigest));
     cp.sigs.set(m.from, m.signature);
     this.checkStable(m.seq);
@@ -2576,7 +2764,13 @@ export class Replica {
     for (const [s, r] of this.receipts) if (s <= seq && r.certified) this.receipts.delete(s);
     for (const s of this.checkpoints.keys()) if (s < seq) this.checkpoints.delete(s);
     for (const [id, a] of this.archive) if (a.seq <= seq) this.archive.delete(id);
-    for (const [d, r] of this.results) if (r.open <= 0) this.results.delete(d);
+    const spent: Uint8Array[] = [];
+    for (const [d, r] of this.results)
+      if (r.open <= 0) {
+        this.results.delete(d);
+        if (r.signed.batch.node === this.id) spent.push(r.digest);
+      }
+    if (spent.length > 0) this.out.push({ type: 'dropResults', digests: spent });
     while (this.ownResults.length > 0 && !this.results.has(this.ownResults[0])) this.ownResults.shift();
     this.maybePropose();
   }
@@ -2608,8 +2802,16 @@ export class Replica {
 
   private onFetched(from: number, m: Extract<NodeMessage, { kind: 'fetched' }>): void {
     for (const sr of m.requests) this.onPeerRequest(from, sr);
-    for (const r of m.results) this.onResults(from, r);
-    for (const pp of m.prePrepares) this.onPrePrepare(from, pp);
+    // Relayed (any node's RESULTS, the primary's PRE-PREPAREs): a bad signature drops the sender only where
+    // it is the sender's own. Once it has, the rest of the answer is not checked.
+    for (const r of m.results) {
+      if (this.punished.has(from)) return;
+      this.onResults(from, r, true);
+    }
+    for (const pp of m.prePrepares) {
+      if (this.punished.has(from)) return;
+      this.onPrePrepare(from, pp, true);
+    }
   }
 
   /**
@@ -3087,7 +3289,11 @@ export class Replica {
     }
     if (this.vcMessages.get(b.newView)?.has(from)) return;
     const problem = viewChangeProblem(vc, this.viewContext());
-    if (problem) return this.blame(from, 'bad-view-change', problem);
+    if (problem) {
+      // Its sender signed it (or claims to): what it carries it checked before it prepared or took it.
+      if (isSignatureProblem(problem)) this.punish(from, `view change: ${problem}`);
+      return this.blame(from, 'bad-view-change', problem);
+    }
     this.storeViewChange(vc);
     // f+1 nodes want a view above ours: at least one is honest, so join the smallest such view.
     const senders = new Set<number>();
@@ -3153,7 +3359,13 @@ export class Replica {
       if (vc.body.newView !== m.newView || senders.has(vc.body.from))
         return this.blame(relayer, 'bad-new-view', 'view changes for another view or repeated');
       const problem = viewChangeProblem(vc, ctx);
-      if (problem) return this.blame(relayer, 'bad-new-view', `carries an invalid view change: ${problem}`);
+      if (problem) {
+        // Only the relayer's own VIEW-CHANGE, signed by it, gets it dropped; the others' it may not have
+        // been able to judge (adoptOnly: the NEW-VIEW came in a state response, its relayer unknown here).
+        if (!adoptOnly && vc.body.from === relayer && isSignatureProblem(problem))
+          this.punish(relayer, `its own view change in a new view: ${problem}`);
+        return this.blame(relayer, 'bad-new-view', `carries an invalid view change: ${problem}`);
+      }
       senders.add(vc.body.from);
     }
     if (senders.size < this.q) return this.blame(relayer, 'bad-new-view', 'fewer than q view changes');
@@ -3167,8 +3379,11 @@ export class Replica {
       if (p.seq !== d.seq || !equalBytes(p.digest, d.digest))
         return this.blame(relayer, 'bad-new-view', 're-proposals differ from the view changes');
       const body = encode(PhaseBody, { from: m.from, view: m.newView, seq: p.seq, digest: p.digest });
-      if (!verifyTagged(TAGS.prePrepare, this.groupId, body, p.signature, primaryKey))
+      if (!verifyTagged(TAGS.prePrepare, this.groupId, body, p.signature, primaryKey)) {
+        // The re-proposals are the new primary's signatures: dropped only when it sent them itself.
+        if (!adoptOnly && relayer === m.from) this.punish(relayer, 'bad signature on its own re-proposal');
         return this.blame(relayer, 'bad-new-view', 'bad re-proposal signature');
+      }
     }
     this.lastNewView = m;
     this.enterView(m.newView, derived, m.proposals, adoptOnly);
@@ -3364,13 +3579,16 @@ export class Replica {
     if (cp.seq <= this.stable || cp.seq % this.cfg.checkpointInterval !== 0) return;
     for (const s of cp.proof) {
       if (s.node >= this.n) return this.blame(from, 'bad-state', 'checkpoint proof from an unknown node');
-      this.onCheckpoint({
-        kind: 'checkpoint',
-        from: s.node,
-        seq: cp.seq,
-        stateDigest: cp.stateDigest,
-        signature: s.signature,
-      });
+      this.onCheckpoint(
+        {
+          kind: 'checkpoint',
+          from: s.node,
+          seq: cp.seq,
+          stateDigest: cp.stateDigest,
+          signature: s.signature,
+        },
+        true,
+      );
     }
   }
 
@@ -3473,6 +3691,20 @@ export class Replica {
     }
     m.set(kind, (m.get(kind) ?? 0) + 1);
   }
+
+  /**
+   * `peer`, the transport-authenticated sender of the message in hand, sent a signature made in its own
+   * name that does not verify: the node layer drops the peer (the peerMisbehaved action). Callers check
+   * that the signer is that sender; a signature only relayed by it is counted (blame) and nothing more.
+   */
+  private punish(peer: number, reason: string): void {
+    if (peer === this.id || this.punished.has(peer)) return;
+    this.punished.add(peer);
+    this.out.push({ type: 'peerMisbehaved', peer, reason });
+  }
+
+  /** Peers already reported in this step (punish): the rest of their message is not worth checking. */
+  private readonly punished = new Set<number>();
 
   private recordEvidence(node: number, kind: Misbehaviour, detail: string, proof: Evidence): void {
     const key = `${node}:${detail}`;

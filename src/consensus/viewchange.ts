@@ -32,6 +32,29 @@ export function primaryOf(view: number, n: number): number {
   return view % n;
 }
 
+// What viewChangeProblem says of a signature that does not verify (isSignatureProblem).
+const BAD_SIGNATURE = 'bad signature';
+const BAD_CHECKPOINT_SIGNATURE = 'bad checkpoint signature';
+const BAD_PRE_PREPARE_SIGNATURE = 'bad pre-prepare signature in prepared certificate';
+const BAD_PREPARE_SIGNATURE = 'bad prepare signature';
+const SIGNATURE_PROBLEMS: ReadonlySet<string> = new Set([
+  BAD_SIGNATURE,
+  BAD_CHECKPOINT_SIGNATURE,
+  BAD_PRE_PREPARE_SIGNATURE,
+  BAD_PREPARE_SIGNATURE,
+]);
+
+/**
+ * Whether a problem viewChangeProblem reported is a signature that does not verify (or names a node the
+ * genesis lacks): the VIEW-CHANGE's own, or one in its checkpoint proof or prepared certificates. Unlike the
+ * other problems these depend on the genesis only, never on the checking node's view, window or config, and
+ * the signer of a VIEW-CHANGE puts in it only signatures it checked itself (what made its checkpoint stable,
+ * what made it prepare), so a VIEW-CHANGE with one of these problems was signed or sent by a faulty node.
+ */
+export function isSignatureProblem(problem: string): boolean {
+  return SIGNATURE_PROBLEMS.has(problem);
+}
+
 /** Why a VIEW-CHANGE is invalid, or null when it is valid. */
 export function viewChangeProblem(vc: SignedViewChange, ctx: ViewContext): string | null {
   const b = vc.body;
@@ -40,7 +63,7 @@ export function viewChangeProblem(vc: SignedViewChange, ctx: ViewContext): strin
   if (!sender) return 'unknown sender';
   if (b.newView < 1) return 'view change to view 0';
   if (!verifyTagged(TAGS.viewChange, ctx.groupId, encode(ViewChangeBody, b), vc.signature, sender.publicKey))
-    return 'bad signature';
+    return BAD_SIGNATURE;
   // The stable checkpoint: seq 0 needs no proof; anything else needs q CHECKPOINT signatures.
   if (b.stableSeq === 0) {
     if (!equalBytes(b.stableDigest, ZERO_DIGEST) || b.checkpointProof.length !== 0)
@@ -51,7 +74,7 @@ export function viewChangeProblem(vc: SignedViewChange, ctx: ViewContext): strin
       const node = ctx.genesis.nodes[s.node];
       const body = encode(CheckpointBody, { from: s.node, seq: b.stableSeq, stateDigest: b.stableDigest });
       if (!node || !verifyTagged(TAGS.checkpoint, ctx.groupId, body, s.signature, node.publicKey))
-        return 'bad checkpoint signature';
+        return BAD_CHECKPOINT_SIGNATURE;
     }
   }
   const seen = new Set<number>();
@@ -73,14 +96,14 @@ export function viewChangeProblem(vc: SignedViewChange, ctx: ViewContext): strin
         ctx.genesis.nodes[primary].publicKey,
       )
     )
-      return 'bad pre-prepare signature in prepared certificate';
+      return BAD_PRE_PREPARE_SIGNATURE;
     let count = 0;
     for (const p of pc.prepares) {
       const node = ctx.genesis.nodes[p.node];
       if (!node || p.node === primary) return 'prepare from unknown node or from the primary';
       const body = encode(PhaseBody, { from: p.node, view: pc.view, seq: pc.seq, digest: pc.digest });
       if (!verifyTagged(TAGS.prepare, ctx.groupId, body, p.signature, node.publicKey))
-        return 'bad prepare signature';
+        return BAD_PREPARE_SIGNATURE;
       count++;
     }
     if (count < q - 1) return 'prepared certificate below q − 1 prepares';

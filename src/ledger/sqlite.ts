@@ -5,7 +5,8 @@
  * Storage: one SQLite database in WAL mode (better-sqlite3, synchronous API, one connection per node).
  * Tables (see docs/ledger.md for the columns): meta, batches, receipts, receipt_sigs, outcomes (the
  * certificates index), checkpoints (unused: stable checkpoints are consensus_log records), consensus_log,
- * evidence, batch_sources. Every blob is canonical codec bytes.
+ * evidence, batch_sources, own_results (this node's own signed RESULTS while a vote in them may count).
+ * Every blob is canonical codec bytes.
  *
  * Restart: `open` replays every stored batch, in order, through a fresh LedgerState from the genesis
  * (no state snapshots), and checks that each batch hashes to its stored digest, that its resolved
@@ -76,6 +77,7 @@ import {
   renameSync,
   writeFileSync,
 } from 'node:fs';
+import { uptime } from 'node:os';
 import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
 import { SeqIndex } from '../protocol/idwindow.ts';
@@ -112,6 +114,7 @@ import {
   SignedResults,
   type StateBatch,
   StateBatch as StateBatchCodec,
+  uint,
   verifyReceiptSig,
 } from '../protocol/index.ts';
 import { ResolvedEntries } from './codec.ts';
@@ -132,8 +135,11 @@ import { type Execution, LedgerState, type ResolvedEntry } from './state.ts';
  * 5: a batch's proof for state transfer keeps, besides its COMMIT signatures, the prepared receipt
  * signatures that committed it (`batch_sources.commit_receipt_sigs`; ReplicaConfig.receiptCommits).
  * `open` upgrades a version-4 file in place (`migrate4to5`: the column is added, empty).
+ * 6: the node's own signed RESULTS that votes may still need (`own_results`), so that a restarted node
+ * never signs another result for a request it voted on. `open` upgrades a version-5 file in place
+ * (`migrate5to6`: the table is added, empty).
  */
-export const LEDGER_SCHEMA_VERSION = 5;
+export const LEDGER_SCHEMA_VERSION = 6;
 
 export type Synchronous = 'FULL' | 'NORMAL';
 /**
@@ -229,6 +235,16 @@ export interface StoredEvidence {
   proof: Uint8Array;
 }
 
+/**
+ * This node's own signed RESULTS while a vote in them may still count (schema 6): written before the
+ * RESULTS leaves, deleted once no vote holds it; `newest` is the newest timestamp among its requests.
+ */
+const OWN_RESULTS_TABLE = `CREATE TABLE own_results (
+  digest BLOB PRIMARY KEY,
+  signed BLOB NOT NULL,
+  newest INTEGER NOT NULL
+);`;
+
 /** The schema, created in one transaction on first open. */
 export const SCHEMA = `
 CREATE TABLE meta (
@@ -289,6 +305,7 @@ CREATE TABLE evidence (
   kind TEXT NOT NULL,
   proof BLOB NOT NULL
 );
+${OWN_RESULTS_TABLE}
 `;
 
 const u8 = (b: Buffer | Uint8Array): Uint8Array =>
@@ -428,6 +445,9 @@ export class SqliteLedger {
         "DELETE FROM consensus_log WHERE seq IS NOT NULL AND seq <= ? AND NOT (kind = 'checkpoint' AND seq = ?)",
       ),
       lastCheckpoint: p('SELECT seq, state_digest, proof FROM checkpoints ORDER BY seq DESC LIMIT 1'),
+      insOwn: p('INSERT OR IGNORE INTO own_results (digest, signed, newest) VALUES (?, ?, ?)'),
+      delOwn: p('DELETE FROM own_results WHERE digest = ?'),
+      allOwn: p('SELECT signed, newest FROM own_results ORDER BY rowid'),
       evidence: p('SELECT id, node, kind, proof FROM evidence ORDER BY id'),
       markOpen: p('UPDATE meta SET clean_close = ? WHERE id = 0'),
     };
@@ -501,6 +521,12 @@ export class SqliteLedger {
         db.pragma(`synchronous = ${sync}`);
         meta = readMeta(db)!;
       }
+      if (meta.schemaVersion === 5) {
+        db.pragma('synchronous = FULL');
+        migrate5to6(db);
+        db.pragma(`synchronous = ${sync}`);
+        meta = readMeta(db)!;
+      }
       if (meta.schemaVersion !== LEDGER_SCHEMA_VERSION)
         throw new DropbearError(
           'LEDGER_SCHEMA_VERSION',
@@ -535,7 +561,11 @@ export class SqliteLedger {
         ledger.st.markOpen.run(0);
         // Read by the replica's restore: it signs in no view until it has learned the group's (durably
         // here, so that a later crash cannot lose the fact with the records it stands for).
-        if (mayBeLost) ledger.st.insLog.run('forgotten', null, null, null, null);
+        // Its body is a time (ms) by which the lost session had ended: the replica signs no RESULTS for a
+        // request as old as that (its own RESULTS may be among what was lost). The start of this boot when
+        // the marker names another one (that session ran in an earlier boot), else now.
+        if (mayBeLost)
+          ledger.st.insLog.run('forgotten', null, null, null, encode(uint, lostBy(previous.bootId, boot)));
       });
       if (inFile) writeBootMarker(path, { bootId: boot, durability });
       return ledger;
@@ -1016,6 +1046,48 @@ export class SqliteLedger {
     if (view > this.durableView) this.durableView = view;
   }
 
+  /**
+   * Stores one of this node's own signed RESULTS (`digest`: its RESULTS digest; `newest`: the newest
+   * timestamp among its requests) before it is sent; a second copy of the same digest is ignored. With
+   * `full` durability it is fsynced like a signed-log record; with `prepared` and `relaxed` it is
+   * committed to the operating system only, like their unsynced votes: after a crash of the machine
+   * (`writesMayBeLost`) the replica votes on no request it may have voted on before (the `forgotten`
+   * record's time). See docs/ledger.md, "Own results".
+   */
+  saveOwnResults(digest: Uint8Array, signed: SignedResults, newest: number): void {
+    this.open_();
+    if (!isUint(newest)) throw new DropbearError('LEDGER_BAD_VALUE', 'newest must be a uint');
+    const write = () => this.st.insOwn.run(digest, encode(SignedResults, signed), newest);
+    if (this.durability === 'full') this.durably(write);
+    else this.inTx(write);
+  }
+
+  /**
+   * Forgets own RESULTS that no vote needs any more. Never fsynced: a deletion lost with the machine only
+   * brings the rows back, and the restored replica drops them again.
+   */
+  dropOwnResults(digests: Uint8Array[]): void {
+    this.open_();
+    if (digests.length === 0) return;
+    this.inTx(() => {
+      for (const d of digests) this.st.delOwn.run(d);
+    });
+  }
+
+  /** This node's own stored RESULTS, oldest first (what the restored replica reads back). */
+  ownResults(): { signed: SignedResults; newest: number }[] {
+    this.open_();
+    return (this.st.allOwn.all() as Row[]).map((r) => {
+      try {
+        return { signed: decode(SignedResults, u8(r.signed as Buffer)), newest: r.newest as number };
+      } catch (e) {
+        if (e instanceof CodecError)
+          throw new DropbearError('LEDGER_CORRUPT', `${this.path}: a stored own RESULTS: ${e.message}`);
+        throw e;
+      }
+    });
+  }
+
   /** Everything persisted, oldest first, each with only the fields it was given. */
   signedLog<T extends LogRecord = LogRecord>(): T[] {
     this.open_();
@@ -1110,6 +1182,17 @@ interface BootMarker {
 }
 
 /** This boot's id (Linux), or null where there is none. */
+/**
+ * A time (ms, wall clock) by which a session that may have lost writes had ended: the start of the current
+ * boot when that session ran in another one (both boot ids known and different; the start is the clock
+ * now less the time since boot), else now.
+ */
+function lostBy(previousBoot: string | null, boot: string | null): number {
+  const now = Date.now();
+  if (previousBoot === null || boot === null || previousBoot === boot) return now;
+  return Math.min(now, Math.ceil(now - uptime() * 1000));
+}
+
 function currentBootId(): string | null {
   try {
     const id = readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim();
@@ -1205,6 +1288,17 @@ function migrate4to5(db: Database.Database): void {
   db.transaction(() => {
     db.exec('ALTER TABLE batch_sources ADD COLUMN commit_receipt_sigs BLOB');
     db.prepare('UPDATE meta SET schema_version = 5 WHERE id = 0').run();
+  })();
+}
+
+/**
+ * Upgrades a schema-5 file in place, in one transaction: the table of the node's own RESULTS is added,
+ * empty (a schema-5 build kept none; see docs/ledger.md, "Own results").
+ */
+function migrate5to6(db: Database.Database): void {
+  db.transaction(() => {
+    db.exec(OWN_RESULTS_TABLE);
+    db.prepare('UPDATE meta SET schema_version = 6 WHERE id = 0').run();
   })();
 }
 

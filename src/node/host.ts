@@ -45,7 +45,10 @@ export interface Wire {
   send(to: number, bytes: Uint8Array): void;
   broadcast(bytes: Uint8Array): void;
   onFrame(handler: (from: number, bytes: Uint8Array) => void): void;
-  /** A frame from this peer could not be decoded: drop the connection. */
+  /**
+   * This peer sent a frame that could not be decoded, or a message signed in its own name whose signature
+   * does not verify: drop its connection and keep it out for a while (transport.ts, quarantine).
+   */
   reportBad(from: number, reason: string): void;
 }
 
@@ -145,10 +148,10 @@ const INFER_RETRIES = 5;
  * answers that may carry them (FETCHED carries PRE-PREPAREs; a state response, sent through `out` by
  * serveState, a NEW-VIEW). The node host holds them until the fsync that covers their record has called
  * back, and a prepared receipt signature (a RECEIPT-SIG with a view: it says the node prepared the batch,
- * as its COMMIT does; sendKind). Everything else leaves at once: a plain RECEIPT-SIG and CHECKPOINT sign
- * what execution computes again the same after a crash (it is deterministic, and the votes are fixed in the batch), RESULTS have no
- * record to wait for (the replica persists none), and FORWARD, FETCH and transactions carry what clients
- * signed. Peers take messages in any order (as after a reconnect).
+ * as its COMMIT does; sendKind). The node's own RESULTS wait for their record too, as resultsOut says.
+ * Everything else leaves at once: a plain RECEIPT-SIG and CHECKPOINT sign what execution computes again
+ * the same after a crash (it is deterministic, and the votes are fixed in the batch), and FORWARD, FETCH
+ * and transactions carry what clients signed. Peers take messages in any order (as after a reconnect).
  */
 const GUARDED: ReadonlySet<string> = new Set([
   'prePrepare',
@@ -270,8 +273,9 @@ export class NodeHost {
       }
       const cfg = { ...DEFAULT_REPLICA_CONFIG, ...opts.replica };
       const l = db.state;
+      const ownResults = db.ownResults();
       const replica =
-        l.seq === 0 && db.signedLog().length === 0
+        l.seq === 0 && db.signedLog().length === 0 && ownResults.length === 0
           ? new Replica(opts.genesis, opts.id, opts.key, cfg)
           : Replica.restore(opts.genesis, opts.id, opts.key, cfg, {
               lastExecuted: l.seq,
@@ -282,6 +286,7 @@ export class NodeHost {
               recent: l.recent.entries(),
               log: db.signedLog() as PersistRecord[],
               uncertified: db.uncertifiedReceipts(quorumOf(opts.genesis)),
+              ownResults,
             });
       if (db.writesMayBeLost) {
         // Its last signed records may be gone with the machine's page cache: it may have signed in the
@@ -355,6 +360,7 @@ export class NodeHost {
     this.failed = e;
     this.log.error({ err: (e as Error)?.message ?? String(e) }, 'a replica step failed: stopping the node');
     this.held = null;
+    this.heldForCommit = [];
     this.next = [];
     this.stopped = true;
     if (this.timer) clearTimeout(this.timer);
@@ -452,6 +458,14 @@ export class NodeHost {
           this.openWrites();
           this.db.persist(a.record);
           break;
+        case 'saveResults':
+          this.openWrites();
+          this.db.saveOwnResults(a.digest, a.signed, a.newest);
+          break;
+        case 'dropResults':
+          this.openWrites();
+          this.db.dropOwnResults(a.digests);
+          break;
         case 'infer':
           this.infer(a.requests);
           break;
@@ -477,6 +491,15 @@ export class NodeHost {
           this.openWrites();
           this.db.saveEvidence(a.node, a.proof.kind, encode(Evidence, a.proof));
           this.log.warn({ peer: a.node, kind: a.proof.kind }, 'misbehaviour evidence stored');
+          break;
+        case 'peerMisbehaved':
+          // A signature it made itself does not verify: drop it, the transport keeps it out for a while.
+          this.log.warn(
+            { peer: a.peer, reason: a.reason },
+            'peer sent a bad signature of its own; dropping its connection',
+          );
+          this.obs.badFrame?.(a.peer);
+          this.wire.reportBad(a.peer, a.reason);
           break;
         case 'timer':
           break; // schedule() reads nextWake after every step
@@ -504,6 +527,8 @@ export class NodeHost {
    * retransmission of a message whose record is not yet durable must not overtake it).
    */
   private held: (() => void)[] | null = null;
+  /** RESULTS held for the open group's commit only, not for a sync (resultsOut). */
+  private heldForCommit: (() => void)[] = [];
   /** Messages waiting for the sync now running; null when none runs. */
   private syncing: (() => void)[] | null = null;
   /** Messages behind them, and whether their groups need a sync of their own. */
@@ -523,6 +548,11 @@ export class NodeHost {
     this.held = null;
     // A failed commit (disk full, I/O error) leaves memory ahead of the file: crash rather than send.
     const needsSync = this.db.commitGroupUnsynced();
+    if (this.heldForCommit.length > 0) {
+      const sends = this.heldForCommit;
+      this.heldForCommit = [];
+      for (const send of sends) send();
+    }
     if (this.syncing) {
       for (const send of held) this.next.push(send);
       this.nextNeedsSync ||= needsSync;
@@ -576,10 +606,25 @@ export class NodeHost {
     this.obs.sent(kind, frames.length * copies, bytes * copies);
   }
 
-  /** A message of a GUARDED kind goes through `out`; any other leaves now. */
+  /** A message of a GUARDED kind goes through `out`; RESULTS as `resultsOut` says; any other leaves now. */
   private sendKind(msg: NodeMessage, send: () => void): void {
     // A prepared receipt signature says this node prepared the batch, like its COMMIT: it waits with it.
     if (GUARDED.has(msg.kind) || (msg.kind === 'receiptSig' && msg.view !== null)) this.out(send);
+    else if (msg.kind === 'results') this.resultsOut(send);
+    else send();
+  }
+
+  /**
+   * This node's RESULTS leave once the write that stores them (the replica's `saveResults`, just before)
+   * is as durable as the ledger's durability asks: with `full` they wait for the fsync like the GUARDED
+   * kinds (a restarted node knows everything it signed, power loss or not); with `prepared` and `relaxed`
+   * only for the group's commit, never behind a sync (a crash of the process loses no committed write,
+   * and a node whose machine crashed with writes unsynced votes on no request it may have voted on
+   * before: the replica's resultsFloor).
+   */
+  private resultsOut(send: () => void): void {
+    if (this.db.durability === 'full') this.out(send);
+    else if (this.held) this.heldForCommit.push(send);
     else send();
   }
 

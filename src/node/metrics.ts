@@ -19,7 +19,7 @@
  *   dropbear_view / dropbear_last_executed_seq       the replica's view and last executed sequence number
  *   dropbear_view_changes_total                      view changes seen by this node
  *   dropbear_peer_connected{peer}                    1 when the transport reports the peer connected
- *   dropbear_bad_frames_total{peer}                  undecodable frames received, by peer
+ *   dropbear_bad_frames_total{peer}                  frames a peer sent that could not be used (undecodable, or a bad signature of its own: each closes its connection and quarantines it), by peer
  *   dropbear_peer_messages_sent_total{kind}          peer messages handed to the transport, by kind (a broadcast counts once per peer)
  *   dropbear_peer_bytes_sent_total{kind}             their encoded bytes (frame headers and TCP not counted)
  *   dropbear_http_responses_total{method,route,status}
@@ -185,7 +185,7 @@ export class NodeMetrics {
     });
     this.badFrames = new Counter({
       name: 'dropbear_bad_frames_total',
-      help: 'Undecodable frames received, by peer',
+      help: 'Frames a peer sent that could not be used (undecodable, or a bad signature of its own; each closes the connection and quarantines the peer), by peer',
       labelNames: ['peer'],
       registers,
     });

@@ -19,11 +19,19 @@
  *   unauthenticated at once, all sources together: one more closes the OLDEST of them. Refusing the new
  *   one instead let anyone who reaches the port hold every slot with idle sockets, re-opened as they time
  *   out, and keep real peers out; evicting the oldest, a peer that completes its handshake in one round
- *   trip gets in unless more than the cap of connections arrive during that round trip.
- * - Frames are delivered raw (the caller decodes); a frame the caller cannot use is reported with
- *   reportBad(from, reason), which closes that connection. An oversized length prefix, a frame cut
- *   by end of stream, or a bad handshake closes that connection too; all are logged and counted, and
- *   no other connection is affected.
+ *   trip gets in unless more than the cap of connections arrive during that round trip. Under TLS the same
+ *   cap applies, separately, to connections still in their TLS handshake (before the HELLO): one more
+ *   closes the oldest of them, logged, and counted as evictedBusy.
+ * - Frames are delivered raw (the caller decodes); a frame the caller cannot use (undecodable, or a
+ *   message signed in the peer's own name with a bad signature) is reported with reportBad(from, reason),
+ *   which closes that connection and QUARANTINES the peer: until the quarantine ends this node neither
+ *   dials it nor accepts it (its HELLO is refused before anything is signed or checked, and an attempt
+ *   does not lengthen the quarantine). 1 s for a first report, doubled for each further one up to 60 s,
+ *   back to 1 s after 10 min without one (`quarantine`): a faulty peer cannot keep a node busy checking
+ *   its junk, and an honest one that restarts gets back in. An oversized length prefix, a frame cut by
+ *   end of stream, or a bad handshake closes that connection, without a quarantine (a crash mid-write or
+ *   a configuration mismatch looks the same); all are logged and counted, and no other connection is
+ *   affected.
  * - Liveness: a side that has written nothing for `heartbeatMs` sends an empty frame (length 0, only
  *   valid after the handshake, never delivered); a connection on which nothing arrived for
  *   `idleTimeoutMs` is closed (and redialled by its dialer), so a peer that died without a TCP reset
@@ -122,6 +130,14 @@ export interface TransportOptions {
    * `inbound.evictedBusy`). Default 64.
    */
   maxPendingHandshakes?: number;
+  /**
+   * Quarantine of a peer reported with reportBad (a frame its host could not use: undecodable, or a
+   * signature of its own that does not verify). Its connection is closed, and until the quarantine ends
+   * this node neither dials it nor accepts it (its HELLO is refused before any signature is made or
+   * checked). The first report costs `minMs`, each further one twice the one before, up to `maxMs`; a report
+   * more than `forgiveMs` after the last quarantine ended starts again from `minMs`. Default 1 s, 60 s, 10 min.
+   */
+  quarantine?: { minMs?: number; maxMs?: number; forgiveMs?: number };
   /** Initial delay of TCP keep-alive probes. Default 10 s. */
   keepAliveMs?: number;
   /**
@@ -157,6 +173,10 @@ export interface PeerStats {
   drops: number;
   /** Connections to this peer closed for garbage after authentication (bad length, truncated, reportBad). */
   badFrames: number;
+  /** Times this peer was quarantined (reportBad; see TransportOptions.quarantine). */
+  quarantines: number;
+  /** What is left of its quarantine, in ms (0: none). */
+  quarantinedMs: number;
   /** Dial side: dials that failed before authentication (refused, timed out, bad handshake). */
   dialFailures: number;
   /** Authenticated connections established. */
@@ -183,6 +203,9 @@ export interface TransportStats {
     /** Unauthenticated inbound connections closed, oldest first, to make room for a newer one (these count
      *  as handshakeFailures too). */
     evictedBusy: number;
+    /** Inbound connections refused at their HELLO because the node they claimed to be was quarantined (these
+     *  do not count as handshakeFailures). */
+    quarantined: number;
   };
 }
 
@@ -217,6 +240,8 @@ interface Conn {
   nonceA: Uint8Array | null;
   /** Acceptor: the id claimed in HELLO (not trusted until AUTH verifies). */
   claimed: number;
+  /** Acceptor: refused because the peer it claimed to be is quarantined (not a handshake failure). */
+  refused: boolean;
   binding: Uint8Array;
   /** performance.now() when the connection was made (accepted, or dial started). */
   startedAt: number;
@@ -242,7 +267,15 @@ interface Peer {
   /** Log suppression: the first failure of a streak is logged, the rest only counted. */
   failing: boolean;
   dropping: boolean;
-  stats: Omit<PeerStats, 'id' | 'role' | 'state' | 'address' | 'queuedFrames' | 'queuedBytes' | 'reconnects'>;
+  /** Quarantine: performance.now() until which the peer is kept out, and the reports behind it in a row. */
+  quarantinedUntil: number;
+  offences: number;
+  /** A refused HELLO of this quarantine was logged (the rest are only counted). */
+  refusalLogged: boolean;
+  stats: Omit<
+    PeerStats,
+    'id' | 'role' | 'state' | 'address' | 'queuedFrames' | 'queuedBytes' | 'reconnects' | 'quarantinedMs'
+  >;
 }
 
 /** FIFO of payloads with O(1) push/shift and running byte/frame counts (bytes include headers). */
@@ -303,6 +336,9 @@ export class Transport {
   private readonly handshakeTimeoutMs: number;
   private readonly helloTimeoutMs: number;
   private readonly maxPending: number;
+  private readonly quarantineMin: number;
+  private readonly quarantineMax: number;
+  private readonly forgiveMs: number;
   private readonly keepAliveMs: number;
   private readonly heartbeatMs: number;
   private readonly idleTimeoutMs: number;
@@ -320,7 +356,18 @@ export class Transport {
   private phase: 'new' | 'running' | 'stopped' = 'new';
   /** Inbound connections not yet authenticated, oldest first (a Set keeps insertion order). */
   private readonly pending = new Set<Conn>();
-  private readonly inbound = { accepted: 0, authenticated: 0, handshakeFailures: 0, evictedBusy: 0 };
+  /**
+   * Under TLS, inbound sockets still in their TLS handshake (before onInbound sees them), oldest first, by
+   * remote address and port (what the TLS socket reports too). At most maxPendingHandshakes.
+   */
+  private readonly tlsHandshaking = new Map<string, net.Socket>();
+  private readonly inbound = {
+    accepted: 0,
+    authenticated: 0,
+    handshakeFailures: 0,
+    evictedBusy: 0,
+    quarantined: 0,
+  };
 
   constructor(opts: TransportOptions) {
     const me = opts.genesis.nodes.find((n) => n.id === opts.id);
@@ -358,6 +405,11 @@ export class Transport {
     this.maxPending = opts.maxPendingHandshakes ?? 64;
     if (!Number.isInteger(this.maxPending) || this.maxPending < 1)
       throw transportError('TRANSPORT_CONFIG', 'maxPendingHandshakes must be an integer ≥ 1');
+    this.quarantineMin = opts.quarantine?.minMs ?? 1_000;
+    this.quarantineMax = opts.quarantine?.maxMs ?? 60_000;
+    this.forgiveMs = opts.quarantine?.forgiveMs ?? 600_000;
+    if (!(this.quarantineMin > 0 && this.quarantineMax >= this.quarantineMin && this.forgiveMs >= 0))
+      throw transportError('TRANSPORT_CONFIG', 'quarantine needs 0 < minMs ≤ maxMs and forgiveMs ≥ 0');
     this.keepAliveMs = opts.keepAliveMs ?? 10_000;
     this.heartbeatMs = opts.heartbeatMs ?? 5_000;
     this.idleTimeoutMs = opts.idleTimeoutMs ?? 4 * this.heartbeatMs;
@@ -395,6 +447,9 @@ export class Transport {
         flush: null,
         failing: false,
         dropping: false,
+        quarantinedUntil: 0,
+        offences: 0,
+        refusalLogged: false,
         stats: {
           framesIn: 0,
           bytesIn: 0,
@@ -402,6 +457,7 @@ export class Transport {
           bytesOut: 0,
           drops: 0,
           badFrames: 0,
+          quarantines: 0,
           dialFailures: 0,
           connects: 0,
           disconnects: 0,
@@ -454,6 +510,7 @@ export class Transport {
     server.on('connection', (s: net.Socket) => {
       this.accepted.add(s);
       s.once('close', () => this.accepted.delete(s));
+      if (this.tlsContext) this.trackTlsHandshake(s);
     });
     this.server = server;
     await new Promise<void>((resolve, reject) => {
@@ -557,10 +614,15 @@ export class Transport {
     };
   }
 
-  /** The caller could not use a frame from `from` (undecodable, bad signature…): close that connection. */
+  /**
+   * The caller could not use a frame from `from` (undecodable, a bad signature of its own…): close that
+   * connection and quarantine the peer (TransportOptions.quarantine). A report while the peer is still
+   * quarantined (a message that was checked late) changes nothing.
+   */
   reportBad(from: number, reason: string): void {
     const p = this.peers.get(from);
     if (!p) return;
+    this.quarantine(p, reason);
     const c = p.conn;
     if (c && c.phase === 'open') this.closeConn(c, `bad frame: ${reason}`, true);
     else {
@@ -589,6 +651,7 @@ export class Transport {
   }
 
   stats(): TransportStats {
+    const now = performance.now();
     return {
       id: this.id,
       port: this.port,
@@ -600,6 +663,7 @@ export class Transport {
         address: p.address ? formatAddress(p.address) : null,
         ...p.stats,
         reconnects: Math.max(0, p.stats.connects - 1),
+        quarantinedMs: Math.max(0, Math.ceil(p.quarantinedUntil - now)),
         queuedFrames: p.queue.count,
         queuedBytes: p.queue.bytes,
       })),
@@ -745,6 +809,7 @@ export class Transport {
       nonceD: null,
       nonceA: null,
       claimed: -1,
+      refused: false,
       binding: new Uint8Array(0),
       startedAt: performance.now(),
       // A connect that times out is not the peer's fault (down, unreachable); a stalled handshake is.
@@ -784,6 +849,12 @@ export class Transport {
   private dial(p: Peer): void {
     p.timer = null;
     if (this.phase !== 'running' || !p.address) return;
+    const wait = p.quarantinedUntil - performance.now();
+    if (wait > 0) {
+      this.setState(p, 'backoff');
+      p.timer = setTimeout(() => this.dial(p), wait);
+      return;
+    }
     this.setState(p, 'connecting');
     const { host, port } = p.address;
     const socket = this.tlsContext
@@ -818,8 +889,33 @@ export class Transport {
     });
   }
 
+  /**
+   * A TCP connection to the TLS server: held until its TLS handshake is done (onInbound) or it closes. One
+   * more than maxPendingHandshakes closes the oldest, as for our own handshake (onInbound): otherwise
+   * anyone who reaches the port could hold any number of sockets (and TLS states) for handshakeTimeoutMs.
+   */
+  private trackTlsHandshake(s: net.Socket): void {
+    if (s.remoteAddress === undefined) return; // closed already
+    const key = `${s.remoteAddress}:${s.remotePort}`;
+    while (this.tlsHandshaking.size >= this.maxPending) {
+      const [oldKey, oldest] = this.tlsHandshaking.entries().next().value!;
+      this.tlsHandshaking.delete(oldKey);
+      this.inbound.evictedBusy++;
+      this.log.warn(
+        { node: this.id, remote: oldKey, max: this.maxPending },
+        'transport: TLS handshakes in progress at the limit (maxPendingHandshakes): closing the oldest',
+      );
+      oldest.destroy(); // its TLS socket then fails: tlsClientError counts it as a handshake failure
+    }
+    this.tlsHandshaking.set(key, s);
+    s.once('close', () => {
+      if (this.tlsHandshaking.get(key) === s) this.tlsHandshaking.delete(key);
+    });
+  }
+
   private onInbound(socket: net.Socket): void {
     const remote = `${socket.remoteAddress}:${socket.remotePort}`;
+    this.tlsHandshaking.delete(remote);
     if (this.phase !== 'running') {
       socket.destroy();
       return;
@@ -894,6 +990,9 @@ export class Transport {
             `handshake: node ${h.from} may not dial node ${this.id} (lower id dials)`,
             true,
           );
+        // Refused before anything is signed or checked. The id is not proven yet, but whoever claims it
+        // gains nothing: that peer is kept out anyway, and a refusal does not lengthen its quarantine.
+        if (performance.now() < p.quarantinedUntil) return this.refuseQuarantined(c, p);
         c.claimed = h.from;
         // The HELLO is in: the rest of the handshake has what is left of handshakeTimeoutMs.
         if (c.timer) clearTimeout(c.timer);
@@ -927,6 +1026,8 @@ export class Transport {
         const sig = decodeAuth(frame);
         if (!sig) return this.closeConn(c, 'handshake: expected AUTH', true);
         const p = this.peers.get(c.claimed)!;
+        // Quarantined since its HELLO (a second connection opened ahead, to take over from the one closed).
+        if (performance.now() < p.quarantinedUntil) return this.refuseQuarantined(c, p);
         const ok = verifyTagged(
           TAGS.handshake,
           this.groupId,
@@ -979,6 +1080,9 @@ export class Transport {
   }
 
   private attach(p: Peer, c: Conn): void {
+    // A dial that started before the peer was quarantined: dial() waits for the end before the next one.
+    if (performance.now() < p.quarantinedUntil)
+      return this.closeConn(c, `peer ${p.id} is quarantined`, false);
     if (c.timer) clearTimeout(c.timer);
     c.timer = null;
     c.phase = 'open';
@@ -997,6 +1101,40 @@ export class Transport {
       'transport: peer connected',
     );
     if (p.queue.count > 0 && p.flush === null) p.flush = setImmediate(() => this.flush(p));
+  }
+
+  /**
+   * Starts a quarantine of `p` (reportBad), unless one is under way: minMs, doubled for each report after
+   * the first, forgiven (back to minMs) after forgiveMs without one once the last ended.
+   */
+  private quarantine(p: Peer, reason: string): void {
+    const now = performance.now();
+    if (now < p.quarantinedUntil) return;
+    if (p.offences > 0 && now - p.quarantinedUntil > this.forgiveMs) p.offences = 0;
+    const ms = Math.min(this.quarantineMax, this.quarantineMin * 2 ** Math.min(p.offences, 30));
+    p.offences++;
+    p.quarantinedUntil = now + ms;
+    p.refusalLogged = false;
+    p.stats.quarantines++;
+    this.log.warn(
+      { node: this.id, peer: p.id, reason, ms, offences: p.offences },
+      `transport: peer quarantined: connection closed, not dialled and not accepted for ${ms} ms`,
+    );
+  }
+
+  /** An inbound connection claiming a quarantined peer: closed, counted, the first of a quarantine logged. */
+  private refuseQuarantined(c: Conn, p: Peer): void {
+    const left = Math.ceil(p.quarantinedUntil - performance.now());
+    c.refused = true;
+    this.inbound.quarantined++;
+    if (!p.refusalLogged) {
+      p.refusalLogged = true;
+      this.log.info(
+        { node: this.id, peer: p.id, remote: c.remote, leftMs: left },
+        'transport: refused a connection from a quarantined peer (further refusals in this quarantine are only counted)',
+      );
+    }
+    this.closeConn(c, `node ${p.id} is quarantined for ${left} ms more`, false);
   }
 
   /**
@@ -1041,7 +1179,7 @@ export class Transport {
           else this.log.info(obj, 'transport: dial failed (further failures in a row are only counted)');
         }
       }
-    } else if (!c.dialer && !stopping) {
+    } else if (!c.dialer && !stopping && !c.refused) {
       this.inbound.handshakeFailures++;
       this.log.warn({ node: this.id, remote: c.remote, reason }, 'transport: inbound connection refused');
     }

@@ -28,5 +28,9 @@ export function checkRun(r: SimResult): CheckResult {
   }
   for (const id of r.duplicateCertificates)
     problems.push(`request ${id.slice(0, 16)} certified in two batches`);
+  // Only a bad signature of a peer's own gets it dropped (peerMisbehaved): an honest node never sends one.
+  for (const n of honest)
+    for (const d of n.dropped)
+      if (r.honest.includes(d.peer)) problems.push(`node ${n.id} dropped honest node ${d.peer}: ${d.reason}`);
   return { ok: problems.length === 0, problems };
 }

@@ -201,6 +201,8 @@ export class SimNode {
   db: SqliteLedger | null = null;
   /** The node's "disk": what it persisted before signing, and its executed history. */
   log: PersistRecord[] = [];
+  /** Its own signed RESULTS on that disk (saveResults until dropResults), by RESULTS digest (hex). */
+  ownResults = new Map<string, { signed: SignedResults; newest: number }>();
   history = new Map<number, HistoryEntry>();
   executed: Uint8Array[] = []; // batch digest by seq-1
   readonly certificates = new Map<string, Certificate>();
@@ -212,6 +214,11 @@ export class SimNode {
   inferSkipped = 0;
   tickAt = Number.POSITIVE_INFINITY;
   crashed = false;
+  /**
+   * The peers this node's replica asked to drop (peerMisbehaved), in order. The simulated network keeps
+   * delivering their messages: there is no connection to close.
+   */
+  readonly dropped: { peer: number; reason: string }[] = [];
   /**
    * Every change of the models in this node's ledger, by the seq that made it (the first entry is the
    * genesis at seq 0): `modelsAt` reads the models that counted when a given batch executed.
@@ -439,11 +446,22 @@ export class Simulation {
             return;
           }
           break;
+        case 'saveResults':
+          if (node.db) node.db.saveOwnResults(a.digest, a.signed, a.newest);
+          else node.ownResults.set(hex(a.digest), { signed: a.signed, newest: a.newest });
+          break;
+        case 'dropResults':
+          if (node.db) node.db.dropOwnResults(a.digests);
+          else for (const d of a.digests) node.ownResults.delete(hex(d));
+          break;
         case 'serveState':
           this.serveState(node, a);
           break;
         case 'evidence':
           node.db?.saveEvidence(a.node, a.proof.kind, encode(Evidence, a.proof));
+          break;
+        case 'peerMisbehaved':
+          node.dropped.push({ peer: a.peer, reason: a.reason });
           break;
         case 'accepted':
         case 'rejected':
@@ -675,6 +693,7 @@ export class Simulation {
     if (diskLost) {
       if (!node.db) node.ledger = new LedgerState(genesis);
       node.log = [];
+      node.ownResults.clear();
       node.history = new Map();
       node.executed = [];
       this.certifiedAt.set(id, 0);
@@ -690,6 +709,7 @@ export class Simulation {
         modelVersions: l.modelVersions,
         recent: l.recent.entries(),
         log: node.db ? (node.db.signedLog() as PersistRecord[]) : node.log,
+        ownResults: node.db ? node.db.ownResults() : [...node.ownResults.values()],
         uncertified: this.uncertifiedReceipts(node),
       });
     }

@@ -736,10 +736,11 @@ describe('2. results', () => {
     h.msg(2, { kind: 'results', signed: forged });
     expect(misb(r, 2, 'bad-signature')).toBe(1);
     expect(totalMisb(r)).toBe(1);
-    // Signed by another node's key (node 3 passing off a batch as node 2's): also refused.
+    // Node 3 passing off a batch as node 2's (signed with its own key): refused before any signature check,
+    // as a node sends only its own batches in a RESULTS message.
     const resigned = signResults(GID, good.batch, G.keys[3]);
     h.msg(3, { kind: 'results', signed: resigned });
-    expect(misb(r, 3, 'bad-signature')).toBe(1);
+    expect(misb(r, 3, 'bad-sender')).toBe(1);
     // The forged batches were not stored: a proposal that points at one has to be fetched first.
     const e: BatchEntry = {
       requestId: ids[0],
@@ -1124,7 +1125,7 @@ describe('4. a backup accepts or refuses a pre-prepare', () => {
     a: Action[],
     r: Replica,
     blamed: number,
-    kind: 'bad-proposal' | 'bad-signature' = 'bad-proposal',
+    kind: 'bad-proposal' | 'bad-signature' | 'bad-sender' = 'bad-proposal',
   ) {
     expect(sent(a, 'prepare')).toHaveLength(0);
     expect(only(a, 'persist')).toHaveLength(0);
@@ -1175,7 +1176,8 @@ describe('4. a backup accepts or refuses a pre-prepare', () => {
   it('refuses one signed by a node that is not the primary', () => {
     const { h, r, entry } = backupWith(1);
     const pp = makePP(1, [entry(0)], { signer: 2 });
-    expectRefused(h.msg(2, { kind: 'prePrepare', pp }), r, 2, 'bad-signature');
+    // From node 2 itself: only the primary sends PRE-PREPAREs, so it is refused before any signature check.
+    expectRefused(h.msg(2, { kind: 'prePrepare', pp }), r, 2, 'bad-sender');
     // Relayed by the primary itself, it is still not the primary's signature.
     expectRefused(h.msg(0, { kind: 'prePrepare', pp }), r, 0, 'bad-signature');
     // The genuine one is still accepted afterwards.

@@ -1,6 +1,6 @@
 import { spawnSync } from 'node:child_process';
 import { copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { tmpdir, uptime } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -27,13 +27,16 @@ import {
   type Request,
   receiptHashOf,
   requestIdOf,
+  resultsDigestOf,
   sha256,
   signReceiptAs,
   signRequest,
+  signResults,
   signTagged,
   TAGS,
   type Tx,
   toJson,
+  uint,
   verifyRequestAuth,
 } from '../../src/protocol/index.ts';
 import { standInResult } from '../../src/sim/standin.ts';
@@ -188,9 +191,19 @@ function tamper(sql: string, ...params: unknown[]): string {
   return p;
 }
 
+/** Rewrites a ledger file as schema 5 stored it: no table of the node's own RESULTS. */
+function asSchema5(p: string): string {
+  const db = new Database(p);
+  db.exec('DROP TABLE own_results');
+  db.prepare('UPDATE meta SET schema_version = 5').run();
+  db.close();
+  return p;
+}
+
 /** Rewrites a ledger file as schema 3 stored it: receipt signatures without their kind (all plain). */
 /** Rewrites a ledger file as schema 4 stored it: no prepared receipt signatures in a batch's proof. */
 function asSchema4(p: string): string {
+  asSchema5(p);
   const db = new Database(p);
   db.exec('ALTER TABLE batch_sources DROP COLUMN commit_receipt_sigs');
   db.prepare('UPDATE meta SET schema_version = 4').run();
@@ -313,7 +326,7 @@ describe('SqliteLedger', () => {
    */
   function openUpgraded(p: string, version: number): SqliteLedger {
     expect(verifyLedgerFile(p).problems.join('\n')).toMatch(
-      new RegExp(`ledger schema ${version}; this build reads 5 \\(a node`),
+      new RegExp(`ledger schema ${version}; this build reads 6 \\(a node`),
     );
     const l = SqliteLedger.open(p, genesis);
     const good = SqliteLedger.open(goodPath, genesis);
@@ -328,10 +341,22 @@ describe('SqliteLedger', () => {
     openUpgraded(p, 4).close();
     expect(verifyLedgerFile(p)).toMatchObject({ ok: true, batches: 6 });
     const db = new Database(p, { readonly: true });
-    expect(db.prepare('SELECT schema_version FROM meta').pluck().get()).toBe(5);
+    expect(db.prepare('SELECT schema_version FROM meta').pluck().get()).toBe(6);
     expect(
       db.prepare('SELECT count(*) FROM batch_sources WHERE commit_receipt_sigs IS NOT NULL').pluck().get(),
     ).toBe(0);
+    db.close();
+  });
+
+  it('upgrades a schema-5 file (no own RESULTS kept) in place when it opens it', () => {
+    const p = asSchema5(copyOfGood());
+    const l = openUpgraded(p, 5);
+    expect(l.ownResults()).toEqual([]);
+    l.close();
+    expect(verifyLedgerFile(p)).toMatchObject({ ok: true, batches: 6 });
+    const db = new Database(p, { readonly: true });
+    expect(db.prepare('SELECT schema_version FROM meta').pluck().get()).toBe(6);
+    expect(db.prepare('SELECT count(*) FROM own_results').pluck().get()).toBe(0);
     db.close();
   });
 
@@ -404,7 +429,7 @@ describe('SqliteLedger', () => {
 
   it('upgrades a schema-2 file (one outcome row per request) in place when it opens it', () => {
     const p = asSchema2(copyOfGood());
-    expect(verifyLedgerFile(p).problems.join('\n')).toMatch(/ledger schema 2; this build reads 5 \(a node/);
+    expect(verifyLedgerFile(p).problems.join('\n')).toMatch(/ledger schema 2; this build reads 6 \(a node/);
     const l = SqliteLedger.open(p, genesis);
     const good = SqliteLedger.open(goodPath, genesis);
     let checked = 0;
@@ -973,6 +998,81 @@ describe('SqliteLedger', () => {
     expect(() =>
       SqliteLedger.open(freshPath(), genesis, { durability: 'lazy' as unknown as 'full' }),
     ).toThrow(/full, prepared, relaxed/);
+  });
+
+  it("keeps the node's own RESULTS across restarts until dropped; fsynced only with full durability", () => {
+    const signed = (n: number) =>
+      signResults(
+        groupId,
+        {
+          node: 2,
+          modelDigest: genesis.nodes[2].modelDigest,
+          entries: [
+            {
+              requestId: sha256(new Uint8Array([n])),
+              result: standInResult(2, new Uint8Array([n]), { disagreement: 0 }),
+            },
+          ],
+        },
+        keys[2],
+      );
+    const [a, b, c] = [1, 2, 3].map(signed);
+    const path = freshPath();
+    const l = SqliteLedger.open(path, genesis);
+    l.beginGroup();
+    l.saveOwnResults(resultsDigestOf(a), a, EPOCH_MS + 1);
+    l.saveOwnResults(resultsDigestOf(b), b, EPOCH_MS + 2);
+    // With full durability they are on disk before the RESULTS leaves, like a signed-log record.
+    expect(l.commitGroupUnsynced()).toBe(true);
+    l.saveOwnResults(resultsDigestOf(a), a, EPOCH_MS + 1); // a second copy changes nothing
+    expect(codeOf(() => l.saveOwnResults(resultsDigestOf(c), c, -1))).toBe('LEDGER_BAD_VALUE');
+    // Dropping never needs a sync: a lost deletion only brings the row back.
+    l.beginGroup();
+    l.dropOwnResults([resultsDigestOf(a)]);
+    expect(l.commitGroupUnsynced()).toBe(false);
+    (l as unknown as { db: Database.Database }).db.close(); // a crash of the process
+    const again = SqliteLedger.open(path, genesis);
+    expect(again.ownResults()).toEqual([{ signed: b, newest: EPOCH_MS + 2 }]);
+    again.close();
+    const raw = new Database(path);
+    raw.prepare('UPDATE own_results SET signed = ?').run(Buffer.from([1, 2, 3]));
+    raw.close();
+    const broken = SqliteLedger.open(path, genesis);
+    expect(codeOf(() => broken.ownResults())).toBe('LEDGER_CORRUPT');
+    broken.close();
+    for (const durability of ['prepared', 'relaxed'] as const) {
+      const x = SqliteLedger.open(freshPath(), genesis, { durability });
+      x.beginGroup();
+      x.saveOwnResults(resultsDigestOf(c), c, EPOCH_MS + 3);
+      expect(x.commitGroupUnsynced()).toBe(false);
+      expect(x.ownResults()).toEqual([{ signed: c, newest: EPOCH_MS + 3 }]);
+      x.close();
+    }
+  });
+
+  it('a forgotten record carries a time by which the lost session had ended: the start of the boot, or now', () => {
+    const forgottenAt = (markerBoot: string | null): number => {
+      const path = freshPath();
+      const l = SqliteLedger.open(path, genesis, { durability: 'relaxed' });
+      (l as unknown as { db: Database.Database }).db.close();
+      const marker = JSON.parse(readFileSync(`${path}.boot`, 'utf8'));
+      writeFileSync(`${path}.boot`, JSON.stringify({ ...marker, bootId: markerBoot }));
+      const rebooted = SqliteLedger.open(path, genesis, { durability: 'relaxed' });
+      expect(rebooted.writesMayBeLost).toBe(true);
+      const rec = rebooted.signedLog().at(-1);
+      expect(rec?.kind).toBe('forgotten');
+      rebooted.close();
+      return decode(uint, rec!.body!);
+    };
+    // Another boot named: that session ended before this boot began (the clock now less the uptime).
+    const bootAt = Date.now() - uptime() * 1000;
+    const at = forgottenAt('another-boot');
+    expect(Math.abs(at - bootAt)).toBeLessThan(2000);
+    // No boot named: nothing tells when it ended but that it did before this open.
+    const before = Date.now();
+    const now = forgottenAt(null);
+    expect(now).toBeGreaterThanOrEqual(before);
+    expect(now).toBeLessThanOrEqual(Date.now());
   });
 
   it('group commit: an uncommitted group is lost whole on a crash, and the file replays cleanly', () => {

@@ -726,11 +726,12 @@ describe('node HTTP API', () => {
       /dropbear_http_responses_total\{method="POST",route="\/v1\/requests",status="200"\} [1-9]/,
     );
     expect(Number(/^dropbear_accept_to_certificate_seconds_count (\d+)/m.exec(text)?.[1])).toBeGreaterThan(0);
-    // Node 0, the primary, proposed: each PRE-PREPARE went to its three peers, with the batch in it.
+    // Node 0, the primary, proposed: each PRE-PREPARE went to its three peers, with the batch in it (and a
+    // re-send to one peer that was slow to prepare counts once more: not a multiple of 3 then).
     const ppSent = Number(/^dropbear_peer_messages_sent_total\{kind="prePrepare"\} (\d+)/m.exec(text)?.[1]);
     const ppBytes = Number(/^dropbear_peer_bytes_sent_total\{kind="prePrepare"\} (\d+)/m.exec(text)?.[1]);
-    expect(ppSent).toBeGreaterThan(0);
-    expect(ppSent % 3).toBe(0);
+    expect(hosts[0].replica.lastExecuted).toBeGreaterThan(0);
+    expect(ppSent).toBeGreaterThanOrEqual(3 * hosts[0].replica.lastExecuted);
     expect(ppBytes / ppSent).toBeGreaterThan(100);
     // Node 0, the primary, persisted its PRE-PREPAREs and COMMITs: each left behind an fsync of its ledger.
     expect(Number(/^dropbear_ledger_sync_seconds_count (\d+)/m.exec(text)?.[1])).toBeGreaterThan(0);

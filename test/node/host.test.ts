@@ -11,20 +11,19 @@ import type { ReplicaConfig } from '../../src/consensus/replica.ts';
 import type { ModelBackend } from '../../src/inference/backend.ts';
 import { buildApi } from '../../src/node/api.ts';
 import { type HostOptions, NodeHost, type Wire } from '../../src/node/host.ts';
-import { standInInput, startStandIn } from '../../src/node/standin-backend.ts';
+import { startStandIn } from '../../src/node/standin-backend.ts';
 import {
   DropbearError,
   decodeMessage,
   encodeMessage,
   hex,
-  type Request,
   requestIdOf,
   SignedRequest,
-  sha256,
   signRequest,
   toJson,
 } from '../../src/protocol/index.ts';
 import { makeGroup } from '../../src/sim/world.ts';
+import { standInRequest as standInRequestFor } from './standin-request.ts';
 
 type Event =
   | { node: number; ev: 'write'; what: string }
@@ -140,19 +139,8 @@ function loneHost(
 }
 
 /** A client request to the stand-in models, signed by the group's client. */
-function standInRequest(group: ReturnType<typeof makeGroup>, host: NodeHost, nonce: number): SignedRequest {
-  const input = standInInput(nonce);
-  const request: Request = {
-    groupId: host.replica.groupId,
-    client: group.client.publicKey,
-    nonce,
-    timestamp: Date.now(),
-    inputDigest: sha256(input),
-    policy: null,
-    maxFee: 1_000_000,
-  };
-  return signRequest(request, input, group.client);
-}
+const standInRequest = (group: ReturnType<typeof makeGroup>, host: NodeHost, nonce: number): SignedRequest =>
+  standInRequestFor(group, host.replica.groupId, nonce);
 
 /**
  * Four hosts on a recording wire whose ledgers log every write (persist, execute, receipt signatures),

@@ -286,6 +286,32 @@ async function rawHandshake(
 
 // ---------------------------------------------------------------------------------------------
 
+/** A self-signed P-256 certificate made with openssl in `dir`: `<name>.key` and `<name>.crt`, CN `name`. */
+function selfSignedCert(dir: string, name: string): { keyFile: string; certFile: string } {
+  execFileSync(
+    'openssl',
+    [
+      'req',
+      '-x509',
+      '-newkey',
+      'ec',
+      '-pkeyopt',
+      'ec_paramgen_curve:prime256v1',
+      '-nodes',
+      '-keyout',
+      join(dir, `${name}.key`),
+      '-out',
+      join(dir, `${name}.crt`),
+      '-days',
+      '1',
+      '-subj',
+      `/CN=${name}`,
+    ],
+    { stdio: 'ignore' },
+  );
+  return { keyFile: join(dir, `${name}.key`), certFile: join(dir, `${name}.crt`) };
+}
+
 describe('frames', () => {
   it('parses frames split at every byte and packed into one chunk', () => {
     const payloads = [Buffer.from('a'), randomBytes(300), Buffer.from('hello'), randomBytes(70_000)];
@@ -658,6 +684,74 @@ describe('transport', () => {
     }
   });
 
+  it('reportBad quarantines the peer: refused at its HELLO or not dialled until the end; doubled when it offends again; forgiven after a quiet while', async () => {
+    const g = makeGroup(3, 6);
+    const Q = { minMs: 300, maxMs: 1_000, forgiveMs: 1_000 };
+    const logs = collector();
+    const ts = await startMesh(
+      g,
+      (id) => ({ quarantine: Q, logger: id === 1 ? logs.logger : undefined }),
+      [1, 2],
+    );
+    try {
+      await waitMesh(ts);
+      const port1 = ts[1].boundPort!;
+      const peer = (id: number) => ts[1].stats().peers.find((p) => p.id === id)!;
+      // What was left of the quarantine right after each report (the handler runs in the frame's turn).
+      const left: number[] = [];
+      ts[1].onFrame((from, b) => {
+        if (from !== 0 || b.toString() !== 'BAD') return;
+        ts[1].reportBad(0, 'test: a bad signature of its own');
+        left.push(peer(0).quarantinedMs);
+      });
+      // Node 0 (it dials node 1), played by hand with its real key.
+      const offend = async () => {
+        const byz = await rawHandshake(port1, g, { from: 0, to: 1, key: g.keys[0] });
+        expect(byz.ok).toBe(true);
+        byz.peer.write(encodeFrame(Buffer.from('BAD')));
+        await byz.peer.waitClosed();
+      };
+      await offend();
+      expect(left[0]).toBeGreaterThan(Q.minMs - 50);
+      expect(left[0]).toBeLessThanOrEqual(Q.minMs);
+      // Refused at its HELLO: nothing signed or checked, not a handshake failure, the quarantine unchanged.
+      for (let i = 0; i < 3; i++) {
+        const again = await rawHandshake(port1, g, { from: 0, to: 1, key: g.keys[0] });
+        expect(again).toMatchObject({ ok: false, stage: 'hello' });
+      }
+      expect(ts[1].stats().inbound).toMatchObject({ quarantined: 3, handshakeFailures: 0 });
+      expect(peer(0).quarantinedMs).toBeLessThanOrEqual(left[0]);
+      await waitFor(() => peer(0).quarantinedMs === 0, 'the quarantine to end');
+      // Back in; offending again at once costs twice as long.
+      await offend();
+      expect(left[1]).toBeGreaterThan(2 * Q.minMs - 50);
+      expect(left[1]).toBeLessThanOrEqual(2 * Q.minMs);
+      await waitFor(() => peer(0).quarantinedMs === 0, 'the second quarantine to end');
+      // forgiveMs without a report once it ended: a fresh start.
+      await new Promise((r) => setTimeout(r, Q.forgiveMs + 50));
+      await offend();
+      expect(left[2]).toBeLessThanOrEqual(Q.minMs);
+      expect(peer(0).quarantines).toBe(3);
+      const warned = logs.lines.filter((l) => l.level === 'warn' && /peer quarantined/.test(l.msg));
+      expect(warned.length).toBe(3);
+      // One line per quarantine for the refusals, however many.
+      expect(
+        logs.lines.filter((l) => /refused a connection from a quarantined peer/.test(l.msg)).length,
+      ).toBe(1);
+
+      // The dial side: node 1 dials node 2; reported, it waits the quarantine out before dialling again.
+      const at = performance.now();
+      ts[1].reportBad(2, 'test: dial side');
+      expect(peer(2).state).toBe('backoff');
+      await waitFor(() => connected(ts[1], [2]), 'node 1 to dial node 2 again');
+      expect(performance.now() - at).toBeGreaterThanOrEqual(Q.minMs);
+      expect(peer(2).connects).toBe(2);
+      await exchange([ts[1], ts[2]], 10, 15);
+    } finally {
+      await Promise.all(ts.map((t) => t?.stop()));
+    }
+  });
+
   it('bounds the send queue to a dead peer by frames and bytes, dropping the oldest and counting', async () => {
     const g = makeGroup(2);
     const dead = net.createServer();
@@ -944,30 +1038,7 @@ describe('transport', () => {
       const g = makeGroup(2, 3);
       const ts: Transport[] = [];
       try {
-        const cert = (name: string) => {
-          execFileSync(
-            'openssl',
-            [
-              'req',
-              '-x509',
-              '-newkey',
-              'ec',
-              '-pkeyopt',
-              'ec_paramgen_curve:prime256v1',
-              '-nodes',
-              '-keyout',
-              join(dir, `${name}.key`),
-              '-out',
-              join(dir, `${name}.crt`),
-              '-days',
-              '1',
-              '-subj',
-              `/CN=${name}`,
-            ],
-            { stdio: 'ignore' },
-          );
-          return { keyFile: join(dir, `${name}.key`), certFile: join(dir, `${name}.crt`) };
-        };
+        const cert = (name: string) => selfSignedCert(dir, name);
         const group = cert('group');
         const rogue = cert('rogue');
         const logs = collector();
@@ -1031,8 +1102,62 @@ describe('transport', () => {
     },
   );
 
+  it.skipIf(!haveOpenssl)(
+    'under TLS, at most maxPendingHandshakes connections in their TLS handshake: the oldest closed for a new one',
+    async () => {
+      const dir = mkdtempSync(join(tmpdir(), 'dropbear-tls-cap-'));
+      const g = makeGroup(2, 7);
+      const ts: Transport[] = [];
+      const idle: RawPeer[] = [];
+      try {
+        const g0 = selfSignedCert(dir, 'g');
+        const tlsFiles = { ...g0, caFile: g0.certFile };
+        const logs = collector();
+        ts[1] = new Transport({
+          id: 1,
+          genesis: g.genesis,
+          key: g.keys[1],
+          listen: { host: HOST, port: 0 },
+          tls: tlsFiles,
+          ...FAST,
+          maxPendingHandshakes: 2,
+          logger: logs.logger,
+        });
+        const port1 = await ts[1].start();
+        // Plain TCP to the TLS port, never a ClientHello: each holds a TLS handshake open.
+        for (let i = 0; i < 3; i++) {
+          idle.push(new RawPeer(port1));
+          await idle[i].ready;
+          await waitFor(() => ts[1].stats().inbound.evictedBusy === Math.max(0, i - 1), `socket ${i} held`);
+        }
+        await idle[0].waitClosed(); // the oldest made room
+        expect(idle[1].closed || idle[2].closed).toBe(false);
+        expect(
+          logs.lines.some((l) => l.level === 'warn' && /TLS handshakes in progress at the limit/.test(l.msg)),
+        ).toBe(true);
+        // A real peer still gets in (its TLS handshake closes the oldest idle socket in turn).
+        ts[0] = new Transport({
+          id: 0,
+          genesis: g.genesis,
+          key: g.keys[0],
+          listen: { host: HOST, port: 0 },
+          peers: new Map([[1, { host: HOST, port: port1 }]]),
+          tls: tlsFiles,
+          ...FAST,
+        });
+        await ts[0].start();
+        await waitMesh(ts);
+        await exchange(ts, 10, 16);
+        expect(ts[1].stats().inbound.evictedBusy).toBe(2);
+      } finally {
+        for (const r of idle) r.destroy();
+        await Promise.all(ts.map((t) => t?.stop()));
+        rmSync(dir, { recursive: true, force: true });
+      }
+    },
+  );
+
   it('stop() leaves no sockets, servers or timers behind', async () => {
-    console.log('DEBUG', process.getActiveResourcesInfo());
     const before = {
       sockets: activeCount('TCPSocketWrap'),
       servers: activeCount('TCPServerWrap'),

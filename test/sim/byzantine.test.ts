@@ -272,6 +272,8 @@ describe('a Byzantine voter (n=4, f=1)', () => {
       expect(kinds).toEqual(
         expect.arrayContaining(['bad-sender', 'bad-signature', 'bad-results', 'bad-request']),
       );
+      // Its phase messages and checkpoints with bad signatures of its own: the node layer would drop it.
+      expect(n.dropped.some((d) => d.peer === noisy)).toBe(true);
     }
   });
 
