@@ -19,6 +19,7 @@
  *   dropbear_view / dropbear_last_executed_seq       the replica's view and last executed sequence number
  *   dropbear_view_changes_total                      view changes seen by this node
  *   dropbear_peer_connected{peer}                    1 when the transport reports the peer connected
+ *   dropbear_peer_quarantined_seconds{peer}          what is left of the peer's quarantine (0: none; transport.ts)
  *   dropbear_bad_frames_total{peer}                  frames a peer sent that could not be used (undecodable, or a bad signature of its own: each closes its connection and quarantines it), by peer
  *   dropbear_peer_messages_sent_total{kind}          peer messages handed to the transport, by kind (a broadcast counts once per peer)
  *   dropbear_peer_bytes_sent_total{kind}             their encoded bytes (frame headers and TCP not counted)
@@ -27,11 +28,26 @@
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
 import { type Certificate, hex } from '../protocol/index.ts';
 import type { HostObserver, NodeHost } from './host.ts';
+import type { Transport } from './transport.ts';
 
 /** A peer connection as the transport reports it; `state === 'connected'` counts as connected. */
 export interface PeerState {
   id: number;
   state: string;
+  /** What is left of the peer's quarantine (transport.ts: a bad frame or a bad signature of its own), ms; 0 or absent: none. */
+  quarantinedMs?: number;
+  /** Times the peer was quarantined since this node started. */
+  quarantines?: number;
+}
+
+/** The transport's peers as the API's status and the metrics show them. */
+export function peerStatesOf(transport: Pick<Transport, 'stats'>): PeerState[] {
+  return transport.stats().peers.map((p) => ({
+    id: p.id,
+    state: p.state,
+    quarantinedMs: p.quarantinedMs,
+    quarantines: p.quarantines,
+  }));
 }
 
 export interface MetricsOptions {
@@ -181,6 +197,16 @@ export class NodeMetrics {
       collect() {
         this.reset();
         for (const p of self.peers?.() ?? []) this.set({ peer: String(p.id) }, isConnected(p) ? 1 : 0);
+      },
+    });
+    new Gauge({
+      name: 'dropbear_peer_quarantined_seconds',
+      help: "What is left of each peer's quarantine in seconds (0: none): a peer that sent an undecodable frame or a bad signature of its own is kept out for a while",
+      labelNames: ['peer'],
+      registers,
+      collect() {
+        this.reset();
+        for (const p of self.peers?.() ?? []) this.set({ peer: String(p.id) }, (p.quarantinedMs ?? 0) / 1000);
       },
     });
     this.badFrames = new Counter({

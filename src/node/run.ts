@@ -24,7 +24,7 @@ import { readKeyFile } from '../protocol/keyfile.ts';
 import { buildApi } from './api.ts';
 import { loadNodeConfig, type ModelConfig, type NodeConfig } from './config.ts';
 import { NodeHost } from './host.ts';
-import { NodeMetrics } from './metrics.ts';
+import { NodeMetrics, peerStatesOf } from './metrics.ts';
 import { missingRuntimeFlags } from './runtime.ts';
 import { startStandIn } from './standin-backend.ts';
 import { StepTrace } from './steptrace.ts';
@@ -192,11 +192,11 @@ export async function startNode(configPath: string): Promise<RunningNode> {
       minPending: cfg.apiLimits.minPending,
       requestTimeoutMs: cfg.apiLimits.requestTimeoutMs,
       custodial: custodial ? { accounts: custodial } : undefined,
-      peers: () => transport.stats().peers.map((p) => ({ id: p.id, state: p.state })),
+      peers: () => peerStatesOf(transport),
       metrics,
       logger: withState,
     });
-    metrics.attach(host, () => transport.stats().peers.map((p) => ({ id: p.id, state: p.state })));
+    metrics.attach(host, () => peerStatesOf(transport));
     const p2pPort = await transport.start();
     host.start();
     await app.listen({ host: cfg.api.host, port: cfg.api.port });

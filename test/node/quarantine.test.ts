@@ -11,6 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { type Logger, NodeHost } from '../../src/node/host.ts';
+import { NodeMetrics, peerStatesOf } from '../../src/node/metrics.ts';
 import { startStandIn } from '../../src/node/standin-backend.ts';
 import { Transport, type TransportOptions } from '../../src/node/transport.ts';
 import { encodeMessage, hex, type NodeMessage, signResults } from '../../src/protocol/index.ts';
@@ -44,6 +45,7 @@ describe('a peer that sends bad signatures of its own is dropped and quarantined
     const ts: Transport[] = [];
     const hosts: NodeHost[] = [];
     const warned: { obj: object; msg?: string }[] = [];
+    const metrics2 = new NodeMetrics();
     const logger: Logger = { info() {}, error() {}, warn: (obj, msg) => warned.push({ obj, msg }) };
     try {
       // Highest id first, so that each knows the ports of the nodes it dials (the lower id dials).
@@ -71,6 +73,7 @@ describe('a peer that sends bad signatures of its own is dropped and quarantined
           wire: ts[id],
           replica: { batchTimeoutMs: 1, voteWaitMs: 1, retransmitMs: 50 },
           logger,
+          observe: id === 2 ? metrics2.observer() : undefined,
         });
         hosts[id].start();
       }
@@ -110,6 +113,17 @@ describe('a peer that sends bad signatures of its own is dropped and quarantined
       expect(link(2, FAULTY).quarantinedMs).toBeGreaterThan(0);
       expect(link(2, FAULTY).state).not.toBe('connected');
       expect(warned.some((w) => /bad signature of its own/.test(w.msg ?? ''))).toBe(true);
+      // What an operator sees: the peer's quarantine in /v1/status's peers and in the metrics.
+      const seen = peerStatesOf(ts[2]).find((p) => p.id === FAULTY)!;
+      expect(seen.quarantines).toBe(1);
+      expect(seen.quarantinedMs).toBeGreaterThan(0);
+      metrics2.attach(hosts[2], () => peerStatesOf(ts[2]));
+      const text = await metrics2.text();
+      const left = Number(/^dropbear_peer_quarantined_seconds\{peer="1"\} (\S+)/m.exec(text)?.[1]);
+      expect(left).toBeGreaterThan(0);
+      expect(left).toBeLessThanOrEqual(QUARANTINE_MS / 1000);
+      expect(text).toMatch(/^dropbear_peer_quarantined_seconds\{peer="3"\} 0$/m);
+      expect(text).toMatch(/^dropbear_bad_frames_total\{peer="1"\} 1$/m);
 
       // While quarantined, node 1 redials node 2 and is refused at its HELLO (not a handshake failure).
       await waitFor(() => ts[2].stats().inbound.quarantined >= 2, 'refused redials of node 1');
