@@ -13,11 +13,16 @@ import {
   type NodeMessage,
   PhaseBody,
   type PrePrepare,
+  type Result,
+  resultsDigestOf,
   type SignedRequest,
+  type SignedResults,
   sha256,
   signRequest,
+  signResults,
   signTagged,
   TAGS,
+  type Vote,
 } from '../../src/protocol/index.ts';
 import { makeGroup } from '../../src/sim/world.ts';
 
@@ -55,6 +60,29 @@ export function mkReq(nonce: number, timestamp = T0): SignedRequest {
   };
   return signRequest(request, input, G.client);
 }
+
+/** A class result whose top-1 label is `label`. */
+export const cls = (label: number, score = 900_000): Result => ({ kind: 'class', top: [{ label, score }] });
+
+/** Node `node`'s signed RESULTS voting `label` for each of `ids`, with its genesis model. */
+export function resultsOf(node: number, ids: Uint8Array[], label = 7): SignedResults {
+  return signResults(
+    GID,
+    {
+      node,
+      modelDigest: G.genesis.nodes[node].modelDigest,
+      entries: ids.map((requestId) => ({ requestId, result: cls(label) })),
+    },
+    G.keys[node],
+  );
+}
+
+/** The vote for entry `index` of `r`. */
+export const voteOf = (r: SignedResults, index: number): Vote => ({
+  node: r.batch.node,
+  results: resultsDigestOf(r),
+  index,
+});
 
 /** Node `from`'s signature of a phase message (PRE-PREPARE, PREPARE, COMMIT) for (view, seq, digest). */
 export function phaseSig(

@@ -18,12 +18,11 @@ import {
   sha256,
   uint,
 } from '../../src/protocol/index.ts';
-import { broadcasts, G, GID, mkReq, only, SMALL_CFG, T0 } from './fixtures.ts';
+import { broadcasts, cls, G, GID, mkReq, only, SMALL_CFG, T0 } from './fixtures.ts';
 
 const SKEW = G.genesis.params.maxClockSkewMs;
 const ME = 1;
 const MODEL = G.genesis.nodes[ME].modelDigest;
-const cls = (label: number, score = 900_000): Result => ({ kind: 'class', top: [{ label, score }] });
 
 function restored(
   o: {

@@ -19,34 +19,16 @@ import {
   type Receipt,
   receiptHashOf,
   requestIdOf,
-  resultsDigestOf,
-  type SignedResults,
   type SignedViewChange,
   signReceiptAs,
-  signResults,
   signTagged,
   TAGS,
   ViewChangeBody,
-  type Vote,
 } from '../../src/protocol/index.ts';
-import { G, GID, makePP, mkReq, NEVER, phase, phaseSig, T0, wire } from './fixtures.ts';
+import { G, GID, makePP, mkReq, NEVER, phase, phaseSig, resultsOf, T0, voteOf, wire } from './fixtures.ts';
 
 const ZERO = new Uint8Array(32);
 const QUIET: Partial<ReplicaConfig> = { retransmitMs: NEVER, viewChangeTimeoutMs: NEVER };
-
-function resultsOf(node: number, ids: Uint8Array[]): SignedResults {
-  const entries = ids.map((requestId) => ({
-    requestId,
-    result: { kind: 'class' as const, top: [{ label: 7, score: 900_000 }] },
-  }));
-  return signResults(GID, { node, modelDigest: G.genesis.nodes[node].modelDigest, entries }, G.keys[node]);
-}
-
-const voteOf = (r: SignedResults, index: number): Vote => ({
-  node: r.batch.node,
-  results: resultsDigestOf(r),
-  index,
-});
 
 /** The PRE-PREPARE of a batch of `entries` (no transactions). */
 const ppOf = (seq: number, entries: BatchEntry[], view = 0, timestamp = T0): PrePrepare =>

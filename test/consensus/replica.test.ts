@@ -21,11 +21,8 @@ import {
   batchDigestOf,
   CheckpointBody,
   cryptoStats,
-  decodeMessage,
   encode,
-  encodeMessage,
   equalBytes,
-  groupIdOf,
   hex,
   type NodeMessage,
   PhaseBody,
@@ -34,7 +31,6 @@ import {
   PreparedReceipt,
   type Receipt,
   Receipt as ReceiptCodec,
-  type Result,
   ResultBatch,
   receiptHashOf,
   requestIdOf,
@@ -48,25 +44,21 @@ import {
   signResults,
   signTagged,
   TAGS,
-  type Vote,
   verifyReceiptSig,
   verifyTagged,
 } from '../../src/protocol/index.ts';
 import { standInResult } from '../../src/sim/standin.ts';
-import { makeGroup } from '../../src/sim/world.ts';
+import { cls, G, GID, NEVER, phase, resultsOf, T0, voteOf, wire } from './fixtures.ts';
 
 // ---------------------------------------------------------------------------------------------------------
 // Fixture: n = 4, f = 1, q = 3; expiry 600 s, clock skew 5 s (makeGroup's defaults)
 
-const G = makeGroup(4, 1, 7);
-const GID = groupIdOf(G.genesis);
 const N = 4;
 const Q = 3;
 const EXPIRY = G.genesis.params.expiryMs;
 const SKEW = G.genesis.params.maxClockSkewMs;
-const T0 = 1_000_000;
-/** Far beyond every `now` used here, so the retransmission timer never fires and never hides another. */
-const NEVER = 1e9;
+// NEVER (fixtures.ts) is far beyond every `now` used here, so the retransmission timer never fires and
+// never hides another.
 
 const BASE: Partial<ReplicaConfig> = {
   batchSize: 2,
@@ -109,26 +101,6 @@ function mkReq(
   );
 }
 
-const cls = (label: number): Result => ({ kind: 'class', top: [{ label, score: 900_000 }] });
-
-function resultsOf(node: number, ids: Uint8Array[], label = 7): SignedResults {
-  return signResults(
-    GID,
-    {
-      node,
-      modelDigest: G.genesis.nodes[node].modelDigest,
-      entries: ids.map((requestId) => ({ requestId, result: cls(label) })),
-    },
-    G.keys[node],
-  );
-}
-
-const voteOf = (r: SignedResults, index: number): Vote => ({
-  node: r.batch.node,
-  results: resultsDigestOf(r),
-  index,
-});
-
 function makePP(
   seq: number,
   entries: BatchEntry[],
@@ -147,17 +119,6 @@ function makePP(
   return { view, seq, digest, signature, batch };
 }
 
-function phase(
-  kind: 'prepare' | 'commit',
-  from: number,
-  seq: number,
-  digest: Uint8Array,
-  view = 0,
-): NodeMessage {
-  const signature = signTagged(TAGS[kind], GID, encode(PhaseBody, { from, view, seq, digest }), G.keys[from]);
-  return { kind, from, view, seq, digest, signature };
-}
-
 function checkpointMsg(from: number, seq: number, stateDigest: Uint8Array): NodeMessage {
   const signature = signTagged(
     TAGS.checkpoint,
@@ -167,9 +128,6 @@ function checkpointMsg(from: number, seq: number, stateDigest: Uint8Array): Node
   );
   return { kind: 'checkpoint', from, seq, stateDigest, signature };
 }
-
-/** What crosses the network: canonical bytes, decoded on arrival (as the node layer does). */
-const wire = (m: NodeMessage): NodeMessage => decodeMessage(encodeMessage(m));
 
 // ---------------------------------------------------------------------------------------------------------
 // Looking at actions

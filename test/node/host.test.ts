@@ -105,18 +105,7 @@ function hostsOnWire(
   replica: Partial<ReplicaConfig>,
   log: Event[] = [],
 ): NodeHost[] {
-  const handlers = new Map<number, (f: number, b: Uint8Array) => void>();
-  return group.genesis.nodes.map((_, id) =>
-    NodeHost.open({
-      id,
-      genesis: group.genesis,
-      key: group.keys[id],
-      ledgerPath: join(dir, `${name}-${id}.sqlite`),
-      backends: [startStandIn(id)],
-      wire: recordingWire(id, 4, log, handlers),
-      replica,
-    }),
-  );
+  return recordedHosts(group, name, log, new Map(), { replica });
 }
 
 /** One host of `group` with the stand-in model on `wire` (default: one that carries nothing), ledger `name`. */
