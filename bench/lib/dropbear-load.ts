@@ -143,18 +143,28 @@ export class Batcher {
   }
 }
 
-/** The SDK's batch signing (`inferBatch`: one signature, `{requests}` POSTs, certificates verified). */
-export function sdkBatch(client: DropbearClient): SendBatch {
-  return async (inputs) => (await client.inferBatch(inputs)).map((r) => (r instanceof Error ? r : null));
+/**
+ * The SDK's `inferBatch` (`{requests}` POSTs, certificates verified): one signature for the batch, or with
+ * `signing` 'each' one per request, posted together all the same.
+ */
+export function sdkBatch(client: DropbearClient, signing: 'batch' | 'each' = 'batch'): SendBatch {
+  return async (inputs) =>
+    (await client.inferBatch(inputs, { signing })).map((r) => (r instanceof Error ? r : null));
 }
 
 /**
- * The same requests to the baseline server: signed like `inferBatch` signs (client.signBatch), posted as
- * the SDK posts them (a RequestList); each answer must carry its request's id.
+ * The same requests to the baseline server: signed like `inferBatch` signs (client.signBatch, or each on
+ * its own with `signing` 'each'), posted as the SDK posts them (a RequestList); each answer must carry its
+ * request's id.
  */
-export function baselineBatch(client: DropbearClient, url: string, fetchImpl: typeof fetch): SendBatch {
+export function baselineBatch(
+  client: DropbearClient,
+  url: string,
+  fetchImpl: typeof fetch,
+  signing: 'batch' | 'each' = 'batch',
+): SendBatch {
   return async (inputs) => {
-    const srs = client.signBatch(inputs);
+    const srs = signing === 'each' ? inputs.map((x) => client.sign(x)) : client.signBatch(inputs);
     const res = await fetchImpl(`${url}/v1/requests`, {
       method: 'POST',
       headers: { 'content-type': REQUEST_LIST_TYPE },

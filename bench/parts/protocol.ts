@@ -10,9 +10,13 @@
  *  - single: the SDK (`DropbearClient.infer`), one signature and one HTTP call per request, `sendTo: 1`
  *    round-robin (the node that takes a request forwards it to the others; a fair client does not make
  *    every node parse and answer every request);
+ *  - shared: one signature per request as well, but requests arriving within 2 ms, up to 64, are posted
+ *    together to one node (`inferBatch(…, { signing: 'each' })`, round-robin): what a client sending many
+ *    requests that must each stand alone does;
  *  - batch: client batch signing with the SDK's `inferBatch`: requests arriving within 2 ms, up to 64,
  *    are signed with one signature (a Merkle root over them) and posted together to one node
  *    (round-robin, `sendTo: 1`).
+ * (The three modes are the ones the target rows read: single and shared are "without batch signing".)
  * Every certificate is verified by the client (SignatureCache: receipt signatures once per consensus
  * batch). The SDK is given a node:http-based fetch (bench/lib/http.ts): the platform fetch alone would
  * saturate the generator first.
@@ -23,7 +27,7 @@
  * Before each curve (each mode of the baseline and of each group) a closed loop warms the processes up for
  * `--warmup-ms` (30 s; why: warmupMs in bench/lib/part.ts), discarded.
  *
- * --n=4,7,10 --modes=single,batch --step-ms=5000 --warmup-ms=30000 --verify-every=1 --profile (CPU profiles of the nodes
+ * --n=4,7,10 --modes=single,shared,batch --step-ms=5000 --warmup-ms=30000 --verify-every=1 --profile (CPU profiles of the nodes
  * and of the generator at saturation, n = 4, top frames in the results).
  */
 import { type ChildProcess, spawn } from 'node:child_process';
@@ -65,9 +69,12 @@ import { callersOf, categories, type Frame, profilesIn, topFrames } from '../lib
 import { fmt, median } from '../lib/stats.ts';
 import { linePlot, type Series } from '../lib/svg.ts';
 
-type Mode = 'single' | 'batch';
+/** How the client signs and sends (see the header): one call per request, signed alone; several signed alone, posted together; signed and posted together. */
+const MODES = ['single', 'shared', 'batch'] as const;
+type Mode = (typeof MODES)[number];
 
-const TARGETS = { batch: 10_000, single: 5_000, p99AtHalfPeakMs: 50 };
+/** The issue's targets at n = 4; `shared` is one signature per request too, so it has `single`'s. */
+const TARGETS = { batch: 10_000, single: 5_000, shared: 5_000, p99AtHalfPeakMs: 50 };
 /** The machine line's words for each durability (docs/ledger.md). */
 const DURABILITY_TEXT: Record<Durability, string> = {
   full: 'full durability (`--durability=full`: a node fsyncs what it signs before sending it, and its executions)',
@@ -81,24 +88,26 @@ export const LINGER_MS = 2;
 const RATES: Record<'group' | 'baseline', Record<Mode, number[]>> = {
   group: {
     single: [50, 100, 200, 400, 700, 1000, 1500, 2000, 2500, 3000, 4000, 5000, 6000, 8000, 10000],
+    shared: [100, 250, 500, 1000, 1500, 2000, 2500, 3000, 4000, 5000, 6000, 8000, 10000],
     batch: [100, 250, 500, 1000, 2000, 3000, 4000, 5000, 6000, 8000, 10000, 12000, 15000, 20000],
   },
   baseline: {
     single: [1000, 2000, 3000, 4000, 6000, 8000, 10000, 12000, 15000],
+    shared: [2000, 4000, 6000, 8000, 10000, 12000, 15000, 20000, 25000],
     batch: [2000, 4000, 6000, 8000, 10000, 15000, 20000, 25000, 30000, 40000],
   },
 };
 const QUICK_RATES: Record<'group' | 'baseline', Record<Mode, number[]>> = {
-  group: { single: [100, 400, 1500], batch: [200, 1000, 4000] },
-  baseline: { single: [1000, 4000], batch: [2000, 10000] },
+  group: { single: [100, 400, 1500], shared: [200, 1000, 3000], batch: [200, 1000, 4000] },
+  baseline: { single: [1000, 4000], shared: [2000, 8000], batch: [2000, 10000] },
 };
-const CLOSED_CONCURRENCY: Record<Mode, number> = { single: 128, batch: 1024 };
+const CLOSED_CONCURRENCY: Record<Mode, number> = { single: 128, shared: 1024, batch: 1024 };
 /**
  * In flight during the warm-up (warmupMs, bench/lib/part.ts): a closed loop never offers more than the
  * servers answer, and these stay within the client's timeout (the run at 7f43079: no failed request in any
  * warm-up, p99 at most 1.1 s, at n = 10 without batch signing; bench/results/protocol.json, `warmup`).
  */
-const WARMUP_CONCURRENCY: Record<Mode, number> = { single: 32, batch: 256 };
+const WARMUP_CONCURRENCY: Record<Mode, number> = { single: 32, shared: 256, batch: 256 };
 
 export interface Step extends StepResult {
   /**
@@ -150,6 +159,13 @@ function saturated(s: StepResult): string | null {
     return `throughput ${s.throughput.toFixed(0)} < 85 % of ${s.offered}`;
   if (s.latency.p99 > 1000) return `p99 ${s.latency.p99.toFixed(0)} ms`;
   return null;
+}
+
+/** How the generator sends to a group in `mode` (see the header). */
+function groupSender(client: BenchClient, mode: Mode, inputs: Uint8Array[]): Send {
+  if (mode === 'single') return sdkSender(client, inputs);
+  return new Batcher(sdkBatch(client, mode === 'shared' ? 'each' : 'batch'), inputs, CLIENT_BATCH, LINGER_MS)
+    .send;
 }
 
 export interface Target {
@@ -444,6 +460,7 @@ async function withBaseline<T>(
 
 async function profileGenerator<T>(
   fn: () => Promise<T>,
+  keepIn?: string,
 ): Promise<{ result: T; frames: Frame[]; totalMs: number }> {
   const s = new Session();
   s.connect();
@@ -452,14 +469,14 @@ async function profileGenerator<T>(
   const result = await fn();
   const { profile } = await s.post('Profiler.stop');
   s.disconnect();
-  const dir = mkdtempSync(join(tmpdir(), 'dropbear-genprof-'));
+  const dir = keepIn ?? mkdtempSync(join(tmpdir(), 'dropbear-genprof-'));
   try {
     const file = join(dir, 'generator.cpuprofile');
     writeFileSync(file, JSON.stringify(profile));
     const top = topFrames([file], 12);
     return { result, frames: top.frames, totalMs: top.totalMs };
   } finally {
-    rmSync(dir, { recursive: true, force: true });
+    if (!keepIn) rmSync(dir, { recursive: true, force: true });
   }
 }
 
@@ -482,7 +499,12 @@ interface GroupResult {
 /** The flags this part takes (checked by bench/run.ts before anything runs). */
 export const flags: FlagSpecs = {
   n: { kind: 'counts', help: 'group sizes (4,7,10)' },
-  modes: { kind: 'choice', choices: ['single', 'batch'], list: true, help: 'client signing (single,batch)' },
+  modes: {
+    kind: 'choice',
+    choices: [...MODES],
+    list: true,
+    help: 'how the client signs and sends (single,shared,batch)',
+  },
   'step-ms': { kind: 'number', value: 'MS', help: 'load step length (5000)' },
   'verify-every': { kind: 'count', help: 'the client verifies every k-th certificate (1)' },
   'data-dir': { kind: 'text', help: "where the nodes' ledgers live (the OS temp folder)" },
@@ -492,11 +514,15 @@ export const flags: FlagSpecs = {
     help: `the nodes' ledger durability (${GROUP_DURABILITY}, group init's)`,
   },
   profile: { kind: 'switch', help: 'CPU profiles of the nodes and the generator at saturation, n = 4' },
+  'profile-dir': {
+    kind: 'text',
+    help: 'with --profile: keep the .cpuprofile files in a folder made under DIR',
+  },
 };
 
 export async function run(o: PartOptions): Promise<PartResult> {
   const ns = (flag(o.args, 'n') ?? (o.quick ? '4' : '4,7,10')).split(',').map(Number);
-  const modes = (flag(o.args, 'modes') ?? 'single,batch').split(',') as Mode[];
+  const modes = (flag(o.args, 'modes') ?? MODES.join(',')).split(',') as Mode[];
   const ms = Number(flag(o.args, 'step-ms') ?? (o.quick ? 2000 : 5000));
   const warmMs = warmupMs(o);
   const verifyEvery = Number(flag(o.args, 'verify-every') ?? 1);
@@ -535,7 +561,12 @@ export async function run(o: PartOptions): Promise<PartResult> {
           const send =
             mode === 'single'
               ? baselineSingleSender(client, url, http.fetch, inputs)
-              : new Batcher(baselineBatch(client, url, http.fetch), inputs, CLIENT_BATCH, LINGER_MS).send;
+              : new Batcher(
+                  baselineBatch(client, url, http.fetch, mode === 'shared' ? 'each' : 'batch'),
+                  inputs,
+                  CLIENT_BATCH,
+                  LINGER_MS,
+                ).send;
           const t: Target = {
             label: `baseline ${mode}`,
             send,
@@ -567,10 +598,7 @@ export async function run(o: PartOptions): Promise<PartResult> {
             },
             verifier,
           );
-          const send =
-            mode === 'single'
-              ? sdkSender(client, inputs)
-              : new Batcher(sdkBatch(client), inputs, CLIENT_BATCH, LINGER_MS).send;
+          const send = groupSender(client, mode, inputs);
           const t: Target = {
             label: `n=${n} ${mode}`,
             send,
@@ -596,7 +624,9 @@ export async function run(o: PartOptions): Promise<PartResult> {
     > = {};
     if (profile)
       for (const mode of modes) {
-        const dir = mkdtempSync(join(tmpdir(), `dropbear-prof-${mode}-`));
+        const keepIn = flag(o.args, 'profile-dir');
+        if (keepIn) mkdirSync(keepIn, { recursive: true });
+        const dir = mkdtempSync(join(keepIn ?? tmpdir(), `dropbear-prof-${mode}-`));
         let throughput = 0;
         let gen: Awaited<ReturnType<typeof profileGenerator>> | null = null;
         await withGroup(4, { log: o.log, profileDir: dir, dataDir, durability }, async ({ g, pids }) => {
@@ -604,10 +634,7 @@ export async function run(o: PartOptions): Promise<PartResult> {
             { genesis: g.genesis, nodes: g.file.nodes, key: g.clientKey(), sendTo: 1, fetch: http.fetch },
             makeVerifier(verifyEvery),
           );
-          const send =
-            mode === 'single'
-              ? sdkSender(client, inputs)
-              : new Batcher(sdkBatch(client), inputs, CLIENT_BATCH, LINGER_MS).send;
+          const send = groupSender(client, mode, inputs);
           const t: Target = {
             label: `profile n=4 ${mode}`,
             send,
@@ -615,7 +642,10 @@ export async function run(o: PartOptions): Promise<PartResult> {
             settle: () => settleGroup(g, http.fetch),
           };
           await step(t, { concurrency: CLOSED_CONCURRENCY[mode] }, Math.max(1500, warmMs));
-          gen = await profileGenerator(() => step(t, { concurrency: CLOSED_CONCURRENCY[mode] }, ms));
+          gen = await profileGenerator(
+            () => step(t, { concurrency: CLOSED_CONCURRENCY[mode] }, ms),
+            keepIn ? dir : undefined,
+          );
           throughput = (gen.result as Step).throughput;
           o.log(stepLine(t.label, gen.result as Step));
         });
@@ -640,7 +670,8 @@ export async function run(o: PartOptions): Promise<PartResult> {
             .map((f) => `${f.frame} ${f.percent}%`)
             .join('; ')}`,
         );
-        rmSync(dir, { recursive: true, force: true });
+        if (keepIn) o.log(`profile ${mode}: the .cpuprofile files kept in ${dir}`);
+        else rmSync(dir, { recursive: true, force: true });
       }
 
     return report(
@@ -691,7 +722,7 @@ function report(
     const p = perRequest(peakStep(c));
     return [fmt(p.serversMs, 2), fmt(p.generatorUs)];
   };
-  for (const mode of ['single', 'batch'] as Mode[]) {
+  for (const mode of MODES) {
     const b = baseline[mode];
     if (b)
       summaryRows.push([
@@ -708,7 +739,7 @@ function report(
       ]);
   }
   for (const g of groups)
-    for (const mode of ['single', 'batch'] as Mode[]) {
+    for (const mode of MODES) {
       const c = g.modes[mode];
       if (!c) continue;
       const b = baseline[mode];
@@ -768,11 +799,9 @@ function report(
         fmt(perRequest(s).serversMs, 2),
       ]);
   };
-  for (const mode of ['single', 'batch'] as Mode[])
-    if (baseline[mode]) addSteps('baseline', '–', mode, baseline[mode]!);
+  for (const mode of MODES) if (baseline[mode]) addSteps('baseline', '–', mode, baseline[mode]!);
   for (const g of groups)
-    for (const mode of ['single', 'batch'] as Mode[])
-      if (g.modes[mode]) addSteps('group', g.n, mode, g.modes[mode]!);
+    for (const mode of MODES) if (g.modes[mode]) addSteps('group', g.n, mode, g.modes[mode]!);
   const steps = mdTable(
     [
       '<system',
@@ -797,7 +826,7 @@ function report(
   // What the nodes send each other per certified request, at saturation (the closed-loop step).
   const trafficRows: (string | number)[][] = [];
   for (const g of groups)
-    for (const mode of ['single', 'batch'] as Mode[]) {
+    for (const mode of MODES) {
       const s = g.modes[mode]?.closed;
       const t = s ? peerTrafficPerRequest(s) : null;
       if (!s || !t) continue;
@@ -831,7 +860,7 @@ function report(
   // Targets (n = 4).
   const g4 = groups.find((g) => g.n === 4);
   const verdicts: string[] = [];
-  for (const mode of ['batch', 'single'] as Mode[]) {
+  for (const mode of ['batch', 'shared', 'single'] as Mode[]) {
     const c = g4?.modes[mode];
     if (!c) continue;
     const target = TARGETS[mode];
@@ -840,7 +869,7 @@ function report(
         ? 'met'
         : `missed by ${(100 * (1 - c.peak / target)).toFixed(0)} % (${c.peak.toFixed(0)} of ${target})`;
     verdicts.push(
-      `- n = 4, ${mode === 'batch' ? 'with' : 'without'} client batch signing: ≥ ${target} certified req/s — **${miss}**.`,
+      `- n = 4, ${mode === 'batch' ? 'with client batch signing' : mode === 'shared' ? 'without client batch signing (one signature per request), posted together' : 'without client batch signing, one HTTP call per request'}: ≥ ${target} certified req/s — **${miss}**.`,
     );
     const p99 = c.halfPeak?.latency.p99;
     if (p99 !== undefined)
@@ -856,9 +885,9 @@ function report(
   ];
   for (const g of groups) {
     const series: Series[] = [];
-    const color = { single: '#1f77b4', batch: '#d62728' };
-    const baseColor = { single: '#7f7f7f', batch: '#8c564b' };
-    for (const mode of ['single', 'batch'] as Mode[]) {
+    const color = { single: '#1f77b4', shared: '#2ca02c', batch: '#d62728' };
+    const baseColor = { single: '#7f7f7f', shared: '#bcbd22', batch: '#8c564b' };
+    for (const mode of MODES) {
       const c = g.modes[mode];
       if (!c) continue;
       series.push({
@@ -873,7 +902,7 @@ function report(
         points: c.steps.map((s) => ({ x: s.throughput, y: s.latency.p50 })),
       });
     }
-    for (const mode of ['single', 'batch'] as Mode[]) {
+    for (const mode of MODES) {
       const b = baseline[mode];
       if (b)
         series.push({
@@ -928,10 +957,10 @@ function report(
   const body = [
     `${o.quick ? '**Quick (smoke) run: not a measurement** (short steps, few rates, n = 4 only by default). ' : ''}Machine: ${describeMachine(atEnd(m))}. Command: \`${o.command}\`.`,
     `One run per load step (${ms / 1000} s each; open loop at a fixed rate, latency from each request's scheduled send time;` +
-      `${warmMs > 0 ? ` before each curve, ${warmMs / 1000} s of closed loop (${WARMUP_CONCURRENCY.single} in flight without batch signing, ${WARMUP_CONCURRENCY.batch} with) warm the processes up, discarded: V8 compiles a node's functions over the first minutes under load (bench/lib/part.ts, warmupMs);` : ' no warm-up;'}` +
+      `${warmMs > 0 ? ` before each curve, ${warmMs / 1000} s of closed loop (${WARMUP_CONCURRENCY.single} in flight for single, ${WARMUP_CONCURRENCY.shared} for shared, ${WARMUP_CONCURRENCY.batch} for batch) warm the processes up, discarded: V8 compiles a node's functions over the first minutes under load (bench/lib/part.ts, warmupMs);` : ' no warm-up;'}` +
       ` the curve stops at the first step that falls 15 % short of its rate, fails > 1 % or has p99 > 1 s). Spread: the certified requests in each second of the peak step (min–max). A peak marked ≥ never saturated within the rates offered (a lower bound, and the ratio against it an upper bound). The servers and the single load-generator process share the machine's ${m.cores} cores; "CPU %" is per core (${m.cores * 100} % is the whole machine). ${verifyNote}`,
     `Ledgers (SQLite) in \`${dataDir}\`${dataDir.startsWith('/dev/shm') ? ' (tmpfs: fsync costs nothing)' : ''}, ${DURABILITY_TEXT[durability]}.`,
-    `single: the SDK, one signature and one HTTP call per request, sendTo 1 (round-robin; the node forwards to its peers). batch: the SDK's \`inferBatch\` on ${CLIENT_BATCH} requests (or what arrived within ${LINGER_MS} ms): one signature, posted together to one node.`,
+    `single: the SDK, one signature and one HTTP call per request, sendTo 1 (round-robin; the node forwards to its peers). shared: one signature per request too, but the SDK's \`inferBatch(…, { signing: 'each' })\` posts ${CLIENT_BATCH} of them (or what arrived within ${LINGER_MS} ms) together to one node. batch: the SDK's \`inferBatch\` on ${CLIENT_BATCH} requests (or what arrived within ${LINGER_MS} ms): one signature, posted together to one node. The baseline server gets the same three from the same client.`,
     '',
     summary,
     '',

@@ -835,16 +835,27 @@ export class DropbearClient {
   /**
    * Many inputs under ONE client signature (per 4096): signs them as a batch and sends them with
    * `sendBatch`. Resolves with one InferResult (certificate verified) or Error per input, in order.
+   * With `signing: 'each'`, every request gets a signature of its own (as `infer` signs it: a request that
+   * stands alone, shown to a third party without its batch's Merkle path, at one signature per request for
+   * the client and one check per request for every node) and they are still sent together: one POST per
+   * chosen node, not one per request.
    * Rejects, never throws: options that signing refuses, or a `timeoutMs` out of range (CLIENT_CONFIG).
    */
   async inferBatch(
     inputs: Uint8Array[],
-    opts: InferOptions & { onResult?: (i: number, r: InferResult | Error) => void } = {},
+    opts: InferOptions & {
+      onResult?: (i: number, r: InferResult | Error) => void;
+      signing?: 'batch' | 'each';
+    } = {},
   ): Promise<(InferResult | Error)[]> {
     const timeoutMs = opts.timeoutMs ?? this.opts.timeoutMs;
     checkTimeout(timeoutMs, 'timeoutMs');
+    const signing = opts.signing ?? 'batch';
+    if (signing !== 'batch' && signing !== 'each')
+      throw new DropbearError('CLIENT_CONFIG', `signing is 'batch' or 'each', not ${String(signing)}`);
     if (inputs.length === 0) return [];
-    return this.sendMany(this.signBatch(inputs, opts), timeoutMs, opts.onResult, null);
+    const srs = signing === 'each' ? inputs.map((x) => this.sign(x, opts)) : this.signBatch(inputs, opts);
+    return this.sendMany(srs, timeoutMs, opts.onResult, null);
   }
 
   /**

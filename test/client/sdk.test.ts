@@ -581,6 +581,28 @@ describe('DropbearClient over HTTP', () => {
     });
   });
 
+  it("inferBatch with signing 'each': one signature per request, still one POST per chosen node", async () => {
+    const rec = recording();
+    const c = sdk({ fetch: rec.fetch, sendTo: 2 });
+    const inputs = Array.from({ length: 6 }, nextImage);
+    const signs0 = cryptoStats.signs;
+    const pending = c.inferBatch(inputs, { signing: 'each' });
+    expect(cryptoStats.signs - signs0).toBe(6);
+    const results = await pending;
+    const posts = rec.stats.calls.filter((x) => x.method === 'POST');
+    expect(posts).toHaveLength(2);
+    expect(posts.every((x) => x.sent === REQUEST_LIST_TYPE)).toBe(true);
+    const sent = decode(RequestList, posts[0].body as Uint8Array);
+    expect(sent.map((s) => s.auth.kind)).toEqual(Array(6).fill('single'));
+    results.forEach((r, i) => {
+      expectCertified(r, sent[i]);
+      expect(hex((r as InferResult).certificate.outcome.inputDigest)).toBe(hex(sha256(inputs[i])));
+    });
+    await expect(c.inferBatch([nextImage()], { signing: 'both' as unknown as 'each' })).rejects.toMatchObject(
+      { code: 'CLIENT_CONFIG' },
+    );
+  });
+
   it('coalesce: infer calls of one turn share one signature and one POST per node; a call alone, or with other options, goes on its own', async () => {
     const rec = recording();
     const c = sdk({ fetch: rec.fetch, sendTo: 2, coalesce: true });
