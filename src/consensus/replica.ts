@@ -127,6 +127,15 @@ export interface ReplicaConfig {
   forwardBatchSize: number;
   forwardDelayMs: number;
   /**
+   * This node's RESULTS go out at most once per this many ms: inference answers that come back sooner after
+   * the last RESULTS wait for the next one and share it (one signature here, n-1 checks at the peers and
+   * one own-results write for all of them). 0: every `inferred` event signs its own. A host hands the
+   * answers of one turn of its event loop over together already; this spaces them further when answers
+   * trickle in one turn at a time (one client request per HTTP call, a stand-in model). Each answer waits
+   * at most this long, and none does while RESULTS are rarer than that (a real model's inference batches).
+   */
+  resultsDelayMs: number;
+  /**
    * A request whose client says it sent it to every node itself (Event `sentToAll`) is not forwarded once
    * this node has voted on it: its RESULTS names the request to every peer, and a peer that lacks the
    * request fetches it from a voter (votes for a request it never received, see `orphans`), so only a
@@ -228,6 +237,7 @@ export const DEFAULT_REPLICA_CONFIG: ReplicaConfig = {
   checkpointInterval: 32,
   forwardBatchSize: 256,
   forwardDelayMs: 1,
+  resultsDelayMs: 0,
   lateForwardMs: 250,
   retransmitMs: 100,
   viewChangeTimeoutMs: 1000,
@@ -708,6 +718,14 @@ export class Replica {
    */
   private readonly lateForward = new DueQueue();
   private forwardDeadline = Number.POSITIVE_INFINITY;
+  /** Inference answers waiting for this node's next RESULTS (resultsDelayMs), by model digest (hex). */
+  private pendingInferred = new Map<
+    string,
+    { modelDigest: Uint8Array; results: { requestId: Uint8Array; result: Result }[] }
+  >();
+  /** When the waiting answers go out (resultsDelayMs), and when this node last signed RESULTS. */
+  private resultsDeadline = Number.POSITIVE_INFINITY;
+  private lastResultsAt = Number.NEGATIVE_INFINITY;
   private lastRetransmit = 0;
   /** When our VIEW-CHANGE goes out again, and the current gap between copies. */
   private vcResendAt = 0;
@@ -1347,6 +1365,30 @@ export class Replica {
 
   private onInferred(modelDigest: Uint8Array, results: { requestId: Uint8Array; result: Result }[]): void {
     if (results.length === 0) return;
+    if (this.cfg.resultsDelayMs <= 0) {
+      this.signInferred(modelDigest, results);
+      return;
+    }
+    const key = hex(modelDigest);
+    const waiting = this.pendingInferred.get(key);
+    if (waiting) for (const r of results) waiting.results.push(r);
+    else this.pendingInferred.set(key, { modelDigest, results: results.slice() });
+    const due = this.lastResultsAt + this.cfg.resultsDelayMs;
+    if (due <= this.now) this.flushInferred();
+    else this.resultsDeadline = due;
+  }
+
+  /** Signs the answers waiting for this node's RESULTS (resultsDelayMs): one RESULTS per model. */
+  private flushInferred(): void {
+    this.resultsDeadline = Number.POSITIVE_INFINITY;
+    this.lastResultsAt = this.now;
+    const all = this.pendingInferred;
+    this.pendingInferred = new Map();
+    for (const w of all.values()) this.signInferred(w.modelDigest, w.results);
+  }
+
+  /** Signs, stores and broadcasts this node's RESULTS for `results` (see onInferred). */
+  private signInferred(modelDigest: Uint8Array, results: { requestId: Uint8Array; result: Result }[]): void {
     if (!equalBytes(modelDigest, this.models[this.id]) && this.retiredModels.has(hex(modelDigest))) {
       // Inferred with a model this node has replaced since (it was running when the update executed):
       // such votes no longer count. Infer again with the current model.
@@ -2859,6 +2901,7 @@ export class Replica {
     this.refreshRequestTimer();
     if (this.lateForward.nextAt <= this.now) this.lateForwards();
     if (this.forwardDeadline <= this.now) this.flushForward();
+    if (this.resultsDeadline <= this.now) this.flushInferred();
     if (this.viewTimerDeadline() <= this.now) this.onViewTimer();
     if (this.lastRetransmit + this.cfg.retransmitMs <= this.now) {
       this.lastRetransmit = this.now;
@@ -3724,7 +3767,12 @@ export class Replica {
     // A request that left the pool (executed, mostly, long before its late forward is due) needs none:
     // without this, every request sent to all nodes woke each node once more, ~1 s after it arrived.
     this.lateForward.dropWhile((idHex) => !this.pool.has(idHex));
-    let wake = Math.min(this.forwardDeadline, this.viewTimerDeadline(), this.lateForward.nextAt);
+    let wake = Math.min(
+      this.forwardDeadline,
+      this.resultsDeadline,
+      this.viewTimerDeadline(),
+      this.lateForward.nextAt,
+    );
     // Not while changing views: maybePropose does nothing then, so a due time would fire again and again
     // (requests keep turning ready, transactions keep waiting); the NEW-VIEW's step proposes.
     if (this.isPrimary && !this.viewChanging) {

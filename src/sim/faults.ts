@@ -13,6 +13,7 @@ import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { SignatureCache, verifyCertificate } from '../certificate/index.ts';
+import type { ReplicaConfig } from '../consensus/replica.ts';
 import { type Certificate, encode, equalBytes, hex, Outcome, Receipt } from '../protocol/index.ts';
 import { Rng } from './rng.ts';
 import { scriptNames } from './scripts.ts';
@@ -125,6 +126,8 @@ export interface RunOptions {
   livenessBoundMs?: number;
   /** The genesis's request expiry window (default: beyond any run). */
   expiryMs?: number;
+  /** Replica settings over the simulator's (a setting's own schedules, e.g. `resultsDelayMs`). */
+  replica?: Partial<ReplicaConfig>;
 }
 
 /** Runs one schedule with invariants checked after every step. */
@@ -147,6 +150,7 @@ export function runSchedule(s: Schedule, opts: RunOptions = {}): ScheduleOutcome
     maxTimeMs: s.healAt + bound,
     ledgerDir: dir,
     expiryMs: opts.expiryMs,
+    ...(opts.replica ? { replica: opts.replica } : {}),
   });
   const honest = new Set(sim.nodes.filter((n) => n.behaviour === null).map((n) => n.id));
   const executed = new Map<number, Uint8Array>();

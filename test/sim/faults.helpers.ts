@@ -1,16 +1,22 @@
 import { expect } from 'vitest';
+import type { ReplicaConfig } from '../../src/consensus/replica.ts';
 import { describe as describeSchedule, randomSchedule, runSchedule } from '../../src/sim/faults.ts';
 
 /**
  * Runs seeds [from, to] of random fault schedules (real SQLite ledgers, invariants checked after every
  * step) and expects every one to pass. DROPBEAR_SEEDS=N raises the total count on demand.
  */
-export function runSeeds(from: number, to: number, sizes?: readonly number[]): void {
+export function runSeeds(
+  from: number,
+  to: number,
+  sizes?: readonly number[],
+  replica?: Partial<ReplicaConfig>,
+): void {
   const failures: string[] = [];
   const sizesFlag = sizes ? ` --sizes ${sizes.join(',')}` : '';
   for (let seed = from; seed <= to; seed++) {
     const s = randomSchedule(seed, sizes);
-    const o = runSchedule(s);
+    const o = runSchedule(s, replica ? { replica } : {});
     if (!o.ok)
       failures.push(
         `${describeSchedule(s)}\n    ${o.problems.join('\n    ')}\n    replay: npx dropbear sim --faults random --seeds ${seed}..${seed}${sizesFlag}`,
