@@ -49,12 +49,13 @@ import { readGenesis, readJsonFile, stableJson } from './io.ts';
  * changed views (`npm run bench -- wan`, real model at 256 in flight, with a debug log of why; 2026-11-30).
  * A crashed primary is replaced after ~2.75 s instead of ~1.75 s (the timeout plus the pre-view-change
  * check); the e2e test that kills the primary sets 1 s itself.
- * RESULTS at most every 10 ms (`resultsDelayMs`; the replica's own default is 0): answers that come back
- * sooner share the node's next RESULTS, one signature and n-1 checks for all of them. In interleaved A/Bs
- * (2026-12-05, BENCHMARKS.md "Protocol capacity"): with one HTTP call per request, a 4-node stand-in
- * group certified more in 3 of 3 rounds (+13 to +26 %, p99 lower in all three), a 7-node one in 3 of 3
- * (+3 to +23 %); with client batch signing at n = 7, 2 of 3 (−7 to +22 %); the e2e group at 25 and 30
- * images/s kept its CPU per image, its pooled p99 0.38 and 0.47 of without (lower in 5 of 8 round pairs).
+ * RESULTS are not spaced (`resultsDelayMs` stays the replica's 0). 10 ms cut a stand-in group's CPU at low
+ * and middle rates and raised its throughput with one HTTP call per request (+13 to +26 % in interleaved
+ * A/Bs), but in a full run of the protocol part it raised the p50 two- to threefold below the peak and
+ * the p99 at half of the peak with batch signing (201.5 against 143.4 ms), with ~15 consensus batches a
+ * second at every rate: as if answers waiting for the next RESULTS kept requests "in transit" at the
+ * primary, so that each batch waited out its batchTimeoutMs (60 ms) (BENCHMARKS.md, "Protocol capacity",
+ * 2026-12-05; the cause not probed further).
  */
 export const GROUP_REPLICA = {
   voteWaitMs: 25,
@@ -64,7 +65,6 @@ export const GROUP_REPLICA = {
   idleBatchTimeoutMs: 0,
   checkpointInterval: 8,
   viewChangeTimeoutMs: 2000,
-  resultsDelayMs: 10,
 } as const;
 
 /**

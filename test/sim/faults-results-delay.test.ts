@@ -1,9 +1,9 @@
 import { describe, it } from 'vitest';
 import { runSeeds, TOTAL_SEEDS } from './faults.helpers.ts';
 
-// The same random fault schedules with RESULTS spaced 10 ms apart (replica `resultsDelayMs`, what
-// `group init` writes): answers wait for a node's next RESULTS through crashes, restarts, partitions and
-// view changes. A tenth as many seeds as the default files.
+// The same random fault schedules with RESULTS spaced 10 ms apart (replica `resultsDelayMs`, off by
+// default): answers wait for a node's next RESULTS through crashes, restarts, partitions and view
+// changes. A tenth as many seeds as the default files.
 const count = Math.ceil(TOTAL_SEEDS / 10);
 
 describe('random fault schedules with resultsDelayMs 10', () => {
