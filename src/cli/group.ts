@@ -51,11 +51,11 @@ import { readGenesis, readJsonFile, stableJson } from './io.ts';
  * check); the e2e test that kills the primary sets 1 s itself.
  * RESULTS are not spaced (`resultsDelayMs` stays the replica's 0). 10 ms cut a stand-in group's CPU at low
  * and middle rates and raised its throughput with one HTTP call per request (+13 to +26 % in interleaved
- * A/Bs), but in a full run of the protocol part it raised the p50 two- to threefold below the peak and
- * the p99 at half of the peak with batch signing (201.5 against 143.4 ms), with ~15 consensus batches a
- * second at every rate: as if answers waiting for the next RESULTS kept requests "in transit" at the
- * primary, so that each batch waited out its batchTimeoutMs (60 ms) (BENCHMARKS.md, "Protocol capacity",
- * 2026-12-05; the cause not probed further).
+ * A/Bs), but in a full run of the protocol part it raised the p50 two- to threefold below the peak, the
+ * group cutting ~15 consensus batches a second at every rate, as if answers waiting for the next RESULTS
+ * kept requests "in transit" at the primary so that each batch waited out its batchTimeoutMs (60 ms)
+ * (BENCHMARKS.md, "Protocol capacity", 2026-12-05; the runs before and after it, without it, kept their
+ * p50s and batch counts; the cause not probed further).
  */
 export const GROUP_REPLICA = {
   voteWaitMs: 25,

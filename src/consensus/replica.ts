@@ -133,6 +133,8 @@ export interface ReplicaConfig {
    * answers of one turn of its event loop over together already; this spaces them further when answers
    * trickle in one turn at a time (one client request per HTTP call, a stand-in model). Each answer waits
    * at most this long, and none does while RESULTS are rarer than that (a real model's inference batches).
+   * Not in `group init`'s settings: 10 ms cut a stand-in group's CPU but raised its latency two- to
+   * threefold, the primary's batches waiting out their timeout (BENCHMARKS.md, "Protocol capacity").
    */
   resultsDelayMs: number;
   /**
