@@ -19,7 +19,11 @@ export function runSeeds(
     const o = runSchedule(s, replica ? { replica } : {});
     if (!o.ok)
       failures.push(
-        `${describeSchedule(s)}\n    ${o.problems.join('\n    ')}\n    replay: npx dropbear sim --faults random --seeds ${seed}..${seed}${sizesFlag}`,
+        `${describeSchedule(s)}\n    ${o.problems.join('\n    ')}\n    replay: ${
+          replica
+            ? `runSchedule(randomSchedule(${seed}${sizes ? `, [${sizes.join(', ')}]` : ''}), { replica: ${JSON.stringify(replica)} }) (src/sim/faults.ts; the CLI takes no replica settings)`
+            : `npx dropbear sim --faults random --seeds ${seed}..${seed}${sizesFlag}`
+        }`,
       );
   }
   expect(failures).toEqual([]);
