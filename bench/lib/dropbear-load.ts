@@ -9,7 +9,12 @@
  * verification would make the single-process generator the bottleneck; results say which was used.
  */
 import { SignatureCache, verifyCertificate } from '../../src/certificate/index.ts';
-import { type ClientOptions, DropbearClient, type GroupNode } from '../../src/client/index.ts';
+import {
+  type BatchSigning,
+  type ClientOptions,
+  DropbearClient,
+  type GroupNode,
+} from '../../src/client/index.ts';
 import {
   type Certificate,
   DropbearError,
@@ -147,7 +152,7 @@ export class Batcher {
  * The SDK's `inferBatch` (`{requests}` POSTs, certificates verified): one signature for the batch, or with
  * `signing` 'each' one per request, posted together all the same.
  */
-export function sdkBatch(client: DropbearClient, signing: 'batch' | 'each' = 'batch'): SendBatch {
+export function sdkBatch(client: DropbearClient, signing: BatchSigning = 'batch'): SendBatch {
   return async (inputs) =>
     (await client.inferBatch(inputs, { signing })).map((r) => (r instanceof Error ? r : null));
 }
@@ -161,7 +166,7 @@ export function baselineBatch(
   client: DropbearClient,
   url: string,
   fetchImpl: typeof fetch,
-  signing: 'batch' | 'each' = 'batch',
+  signing: BatchSigning = 'batch',
 ): SendBatch {
   return async (inputs) => {
     const srs = signing === 'each' ? inputs.map((x) => client.sign(x)) : client.signBatch(inputs);

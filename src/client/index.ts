@@ -117,6 +117,9 @@ export interface InferOptions {
   timeoutMs?: number;
 }
 
+/** How `inferBatch` signs: one signature over the whole batch, or one per request (each request alone). */
+export type BatchSigning = 'batch' | 'each';
+
 export interface InferResult {
   requestId: string;
   certificate: Certificate;
@@ -845,7 +848,7 @@ export class DropbearClient {
     inputs: Uint8Array[],
     opts: InferOptions & {
       onResult?: (i: number, r: InferResult | Error) => void;
-      signing?: 'batch' | 'each';
+      signing?: BatchSigning;
     } = {},
   ): Promise<(InferResult | Error)[]> {
     const timeoutMs = opts.timeoutMs ?? this.opts.timeoutMs;
