@@ -134,7 +134,11 @@ describe('a peer that sends bad signatures of its own is dropped and quarantined
       await certified(2, [0, 2, 3]);
 
       // After the quarantine node 1 gets back in, and stays (nothing else it sent was checked).
-      await waitFor(() => link(2, FAULTY).state === 'connected', 'node 1 to reconnect to node 2');
+      // Both ends: node 2 may count the connection a moment before node 1 does.
+      await waitFor(
+        () => link(2, FAULTY).state === 'connected' && link(FAULTY, 2).state === 'connected',
+        'node 1 to reconnect to node 2',
+      );
       expect(performance.now() - floodAt).toBeGreaterThanOrEqual(QUARANTINE_MS);
       expect(link(FAULTY, 2).connects).toBe(2);
       expect(badSigs(2)).toBe(1);
