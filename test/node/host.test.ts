@@ -208,8 +208,10 @@ const isPreparedReceipt = (e: Event) =>
  * signature, its COMMIT's) came before it and a group commit after that persist; returns, per message, the
  * events between that commit and the send.
  */
-function afterCommit(log: Event[]): { node: number; kind: string; seq?: number; since: Event[] }[] {
-  const out: { node: number; kind: string; seq?: number; since: Event[] }[] = [];
+function afterCommit(
+  log: Event[],
+): { node: number; kind: string; seq?: number; since: Event[]; heldCommit: boolean }[] {
+  const out: { node: number; kind: string; seq?: number; since: Event[]; heldCommit: boolean }[] = [];
   for (let node = 0; node < 4; node++) {
     const mine = log.filter((e) => e.node === node);
     mine.forEach((e, i) => {
@@ -222,7 +224,17 @@ function afterCommit(log: Event[]): { node: number; kind: string; seq?: number; 
       expect(w, `node ${node} sent ${e.kind} without persisting it`).toBeGreaterThanOrEqual(0);
       const c = before.findIndex((b, j) => j > w && b.ev === 'commit');
       expect(c, `node ${node} sent ${e.kind} ${e.seq} before its write committed`).toBeGreaterThan(w);
-      out.push({ node, kind: prepared ? 'preparedReceipt' : e.kind, seq: e.seq, since: before.slice(c + 1) });
+      // A COMMIT that follows this node's prepared receipt signature for the batch was held for it (receipt
+      // commits: the signature stands for the COMMIT) and left at a retransmission round.
+      const heldCommit =
+        e.kind === 'commit' && before.some((b) => b.ev === 'send' && isPreparedReceipt(b) && b.seq === e.seq);
+      out.push({
+        node,
+        kind: prepared ? 'preparedReceipt' : e.kind,
+        seq: e.seq,
+        since: before.slice(c + 1),
+        heldCommit,
+      });
     });
   }
   return out;
@@ -313,7 +325,9 @@ describe('NodeHost group commit', () => {
 
 describe('NodeHost with relaxed durability', () => {
   it('sends each PRE-PREPARE, PREPARE and COMMIT once the write that records it has committed, with no fsync at all', async () => {
-    const w = watchedGroup(32, 'relaxed');
+    // Retransmission rounds every 2 ms: COMMITs held for receipt commits then leave at one, as they do on a
+    // loaded machine (CI failed this check on 2026-12-05 with such a COMMIT).
+    const w = watchedGroup(32, 'relaxed', { retransmitMs: 2 });
     try {
       await certifyTwelve(w);
       const sent = afterCommit(w.log);
@@ -322,18 +336,24 @@ describe('NodeHost with relaxed durability', () => {
       // Not held for anything else either: each left in the turn of its commit, before the node's next write
       // (the first time: a retransmission leaves later).
       const first = new Set<string>();
+      let checked = 0;
       for (const m of sent) {
         // A prepared receipt signature may be made turns after its COMMIT's record (a batch previewed once
         // the one ahead of it executed), so it is checked only for leaving after that record's commit.
         if (m.kind === 'preparedReceipt') continue;
+        // A COMMIT held for a prepared receipt signature (receipt commits) leaves at the retransmission
+        // round, turns after its record committed, when its slot is slow to execute (a loaded machine).
+        if (m.heldCommit) continue;
         const k = `${m.node}:${m.kind}:${m.seq}`;
         if (first.has(k)) continue;
         first.add(k);
+        checked++;
         expect(
           m.since.some((b) => b.ev === 'write'),
           `node ${m.node} held ${m.kind} ${m.seq} past a later write`,
         ).toBe(false);
       }
+      expect(checked).toBeGreaterThan(8);
       for (const h of w.hosts) expect(h.status()).toMatchObject({ durability: 'relaxed', signFloorView: 0 });
     } finally {
       for (const h of w.hosts) h.close();
