@@ -216,6 +216,13 @@ const DEFAULT_MIN_FRAME = 16 * 1024 * 1024;
 const WRITE_BATCH_BYTES = 256 * 1024;
 const LARGE_FRAME_BYTES = 64 * 1024;
 const TLS_EXPORTER_LABEL = 'EXPORTER-dropbear-handshake';
+/** The error a TCP socket still in its TLS handshake is destroyed with when evicted (trackTlsHandshake);
+ *  its TLS socket fails with it (tlsClientError). */
+class TlsEvicted extends Error {
+  constructor() {
+    super('evicted: TLS handshakes in progress at the limit (maxPendingHandshakes)');
+  }
+}
 /** An empty frame: sent when a connection has been quiet for heartbeatMs, dropped by the receiver. */
 const KEEPALIVE = Buffer.alloc(FRAME_HEADER_BYTES);
 
@@ -496,6 +503,8 @@ export class Transport {
       tlsServer.on('tlsClientError', (err, socket) => {
         if (this.phase !== 'running') return;
         this.inbound.handshakeFailures++;
+        // Closed by us to make room (trackTlsHandshake): counted, but logged there already.
+        if (err instanceof TlsEvicted) return;
         this.log.warn(
           { node: this.id, remote: `${socket.remoteAddress}:${socket.remotePort}`, err: errText(err) },
           'transport: inbound TLS handshake failed',
@@ -905,7 +914,9 @@ export class Transport {
         { node: this.id, remote: oldKey, max: this.maxPending },
         'transport: TLS handshakes in progress at the limit (maxPendingHandshakes): closing the oldest',
       );
-      oldest.destroy(); // its TLS socket then fails: tlsClientError counts it as a handshake failure
+      // Its TLS socket then fails with this error: tlsClientError counts it as a handshake failure, and does
+      // not log it a second time.
+      oldest.destroy(new TlsEvicted());
     }
     this.tlsHandshaking.set(key, s);
     s.once('close', () => {

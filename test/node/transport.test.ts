@@ -1125,9 +1125,11 @@ describe('transport', () => {
         });
         const port1 = await ts[1].start();
         // Plain TCP to the TLS port, never a ClientHello: each holds a TLS handshake open.
+        const idleAt: string[] = []; // each idle socket's address as ts[1] sees it (gone once it closes)
         for (let i = 0; i < 3; i++) {
           idle.push(new RawPeer(port1));
           await idle[i].ready;
+          idleAt.push(`${idle[i].socket.localAddress}:${idle[i].socket.localPort}`);
           await waitFor(() => ts[1].stats().inbound.evictedBusy === Math.max(0, i - 1), `socket ${i} held`);
         }
         await idle[0].waitClosed(); // the oldest made room
@@ -1149,6 +1151,19 @@ describe('transport', () => {
         await waitMesh(ts);
         await exchange(ts, 10, 16);
         expect(ts[1].stats().inbound.evictedBusy).toBe(2);
+        // Each eviction is logged once, at the limit, and not again when its TLS socket then fails; it still
+        // counts as a handshake failure (TransportStats.inbound.evictedBusy).
+        await waitFor(
+          () => ts[1].stats().inbound.handshakeFailures === 2,
+          'the evictions counted as failures',
+        );
+        for (const remote of idleAt.slice(0, 2)) {
+          const about = logs.lines.filter((l) => (l.obj as { remote?: string }).remote === remote);
+          expect(about.map((l) => l.msg)).toEqual([
+            'transport: TLS handshakes in progress at the limit (maxPendingHandshakes): closing the oldest',
+          ]);
+        }
+        expect(logs.lines.filter((l) => /inbound TLS handshake failed/.test(l.msg))).toEqual([]);
       } finally {
         for (const r of idle) r.destroy();
         await Promise.all(ts.map((t) => t?.stop()));
