@@ -23,6 +23,12 @@
  *                   "requestTimeoutMs": 60000 },    // a request not fully arrived by then: 408, closed
  *   "custodial": { "accounts": [ { "apiKeySha256": "<hex>", "key": "keys/client.json", "maxFee": 1000 } ] },
  *   "tls": { "key": "…", "cert": "…", "ca": "…" },
+ *   "transport": { "quarantine": { "minMs": 1000, "maxMs": 60000, "forgiveMs": 600000 } },
+ *                                                  // a peer that sent a bad frame or signature of its own is
+ *                                                  // kept out minMs, doubled per further offence up to
+ *                                                  // maxMs, back to minMs after forgiveMs without one
+ *                                                  // (integers, ms; 0 < minMs ≤ maxMs ≤ 2^31 - 1,
+ *                                                  // forgiveMs ≥ 0)
  *   "log": { "level": "info" }
  * }
  */
@@ -31,6 +37,7 @@ import { dirname, isAbsolute, resolve } from 'node:path';
 import { DEFAULT_REPLICA_CONFIG, type ReplicaConfig } from '../consensus/replica.ts';
 import { DURABILITIES, type Durability } from '../ledger/sqlite.ts';
 import { DropbearError } from '../protocol/index.ts';
+import { DEFAULT_QUARANTINE, type TransportOptions } from './transport.ts';
 
 export interface Endpoint {
   host: string;
@@ -69,6 +76,8 @@ export interface NodeConfig {
   };
   custodial: { apiKeySha256: string; key: string; maxFee: number }[] | null;
   tls: { key: string; cert: string; ca?: string } | null;
+  /** Peer transport settings passed to the Transport (src/node/transport.ts); absent ones take its defaults. */
+  transport: { quarantine?: TransportOptions['quarantine'] };
   log: { level: string };
   /** Test only: 'wrong-results' makes this node answer a wrong label for every input (a lying owner). */
   byzantine: 'wrong-results' | null;
@@ -92,6 +101,7 @@ const CONFIG_FIELDS = [
   'api_limits',
   'custodial',
   'tls',
+  'transport',
   'byzantine',
   'log',
 ];
@@ -146,6 +156,49 @@ function apiLimits(r: Record<string, unknown>, file: string): NodeConfig['apiLim
   if (t !== undefined && (typeof t !== 'number' || !Number.isInteger(t) || t < 0))
     throw bad('api_limits.requestTimeoutMs', 'must be an integer ≥ 0 (ms; 0: no limit)', file);
   return r as NodeConfig['apiLimits'];
+}
+
+/** The longest delay setTimeout takes (2^31 - 1 ms, about 24.8 days). */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+const QUARANTINE_FIELDS = Object.keys(DEFAULT_QUARANTINE) as (keyof typeof DEFAULT_QUARANTINE)[];
+
+/**
+ * The `transport` section: only `quarantine` ({minMs, maxMs, forgiveMs}: integers, ms, 0 < minMs ≤ maxMs
+ * ≤ 2^31 - 1 and forgiveMs ≥ 0, a field left out taking the transport's default). Checked here, so that a
+ * bad value is refused as CONFIG_INVALID naming the field rather than when the transport is made.
+ */
+function transportSettings(r: Record<string, unknown>, file: string): NodeConfig['transport'] {
+  for (const k of Object.keys(r))
+    if (k !== 'quarantine')
+      throw bad(`transport.${k}`, 'is not a transport setting (known: quarantine)', file);
+  const q = r.quarantine;
+  if (q === undefined) return {};
+  if (typeof q !== 'object' || q === null || Array.isArray(q))
+    throw bad('transport.quarantine', 'must be {"minMs", "maxMs", "forgiveMs"} (ms)', file);
+  const out: NonNullable<NodeConfig['transport']['quarantine']> = {};
+  for (const [k, v] of Object.entries(q)) {
+    if (!(QUARANTINE_FIELDS as string[]).includes(k))
+      throw bad(
+        `transport.quarantine.${k}`,
+        `is not a quarantine setting (known: ${QUARANTINE_FIELDS.join(', ')})`,
+        file,
+      );
+    // minMs and maxMs become timer delays (a redial waits out the quarantine): at most setTimeout's limit,
+    // past which Node fires the timer after 1 ms.
+    const [min, max] = k === 'forgiveMs' ? [0, Number.MAX_SAFE_INTEGER] : [1, MAX_TIMER_MS];
+    if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max)
+      throw bad(`transport.quarantine.${k}`, `must be an integer in ${min}..${max} (ms)`, file);
+    out[k as keyof typeof out] = v;
+  }
+  const minMs = out.minMs ?? DEFAULT_QUARANTINE.minMs;
+  const maxMs = out.maxMs ?? DEFAULT_QUARANTINE.maxMs;
+  if (minMs > maxMs)
+    throw bad(
+      'transport.quarantine',
+      `needs minMs ≤ maxMs (here ${minMs} > ${maxMs}; defaults ${DEFAULT_QUARANTINE.minMs}, ${DEFAULT_QUARANTINE.maxMs})`,
+      file,
+    );
+  return { quarantine: out };
 }
 
 export function parseEndpoint(s: string, what = 'address'): Endpoint {
@@ -304,6 +357,7 @@ export function loadNodeConfig(path: string): NodeConfig {
     apiLimits: apiLimits(obj('api_limits'), file),
     custodial,
     tls,
+    transport: transportSettings(obj('transport'), file),
     byzantine: oneOf('byzantine', ['wrong-results'] as const, null, ' (test only)'),
     log: {
       level:

@@ -152,6 +152,7 @@ export async function startNode(configPath: string): Promise<RunningNode> {
       listen: cfg.p2p,
       peers: cfg.peers ?? undefined,
       tls: cfg.tls ? { keyFile: cfg.tls.key, certFile: cfg.tls.cert, caFile: cfg.tls.ca } : undefined,
+      quarantine: cfg.transport.quarantine,
       logger: log,
     });
     const metrics = new NodeMetrics();

@@ -154,6 +154,13 @@ export interface TransportOptions {
   logger?: Logger;
 }
 
+/** TransportOptions.quarantine's defaults: 1 s, 60 s, 10 min. */
+export const DEFAULT_QUARANTINE: Readonly<Required<NonNullable<TransportOptions['quarantine']>>> = {
+  minMs: 1_000,
+  maxMs: 60_000,
+  forgiveMs: 600_000,
+};
+
 export type PeerState = 'idle' | 'connecting' | 'handshaking' | 'connected' | 'backoff' | 'waiting';
 
 export interface PeerStats {
@@ -412,9 +419,9 @@ export class Transport {
     this.maxPending = opts.maxPendingHandshakes ?? 64;
     if (!Number.isInteger(this.maxPending) || this.maxPending < 1)
       throw transportError('TRANSPORT_CONFIG', 'maxPendingHandshakes must be an integer ≥ 1');
-    this.quarantineMin = opts.quarantine?.minMs ?? 1_000;
-    this.quarantineMax = opts.quarantine?.maxMs ?? 60_000;
-    this.forgiveMs = opts.quarantine?.forgiveMs ?? 600_000;
+    this.quarantineMin = opts.quarantine?.minMs ?? DEFAULT_QUARANTINE.minMs;
+    this.quarantineMax = opts.quarantine?.maxMs ?? DEFAULT_QUARANTINE.maxMs;
+    this.forgiveMs = opts.quarantine?.forgiveMs ?? DEFAULT_QUARANTINE.forgiveMs;
     if (!(this.quarantineMin > 0 && this.quarantineMax >= this.quarantineMin && this.forgiveMs >= 0))
       throw transportError('TRANSPORT_CONFIG', 'quarantine needs 0 < minMs ≤ maxMs and forgiveMs ≥ 0');
     this.keepAliveMs = opts.keepAliveMs ?? 10_000;

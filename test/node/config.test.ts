@@ -1,9 +1,13 @@
-// The node config's `replica` section: only known settings, finite numbers ≥ 0 or (switches) booleans.
+// The node config's `replica` section: only known settings, finite numbers ≥ 0 or (switches) booleans;
+// durability, api_limits, unknown fields, and `transport.quarantine` (checked here, and reaching the transport).
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
+import { initGroup } from '../../src/cli/group.ts';
 import { loadNodeConfig } from '../../src/node/config.ts';
+import { startNode } from '../../src/node/run.ts';
+import { STANDIN_MODEL } from '../../src/node/standin-backend.ts';
 import { DropbearError } from '../../src/protocol/index.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'dropbear-config-'));
@@ -183,5 +187,75 @@ describe('node config: unknown fields', () => {
       /"tls.ca" must be a file path/,
     );
     expect(withFields({ tls: { key: 'k.pem', cert: 'c.pem', ca: 'ca.pem' } }).tls?.ca).toMatch(/ca\.pem$/);
+  });
+});
+
+describe('node config: transport.quarantine', () => {
+  const withTransport = (transport: unknown) => {
+    const file = join(dir, 'node-t.json');
+    writeFileSync(file, JSON.stringify({ ...BASE, transport }));
+    return loadNodeConfig(file);
+  };
+  const refused = (transport: unknown) => {
+    try {
+      withTransport(transport);
+    } catch (e) {
+      expect(e).toBeInstanceOf(DropbearError);
+      expect((e as DropbearError).code).toBe('CONFIG_INVALID');
+      return (e as DropbearError).message;
+    }
+    throw new Error('accepted');
+  };
+
+  it('passes integer settings through; absent ones are left to the transport', () => {
+    const q = { minMs: 250, maxMs: 5000, forgiveMs: 0 };
+    expect(withTransport({ quarantine: q }).transport.quarantine).toEqual(q);
+    expect(withTransport({ quarantine: { maxMs: 1000 } }).transport.quarantine).toEqual({ maxMs: 1000 });
+    expect(withTransport({}).transport.quarantine).toBeUndefined();
+    expect(withTransport(undefined).transport).toEqual({});
+  });
+
+  it('refuses a value that is not an integer in range, naming it', () => {
+    for (const [k, v] of [
+      ['minMs', 0],
+      ['minMs', -5],
+      ['maxMs', 1.5],
+      ['maxMs', '5000'],
+      ['maxMs', 2 ** 31], // past setTimeout's limit: Node would fire the redial after 1 ms
+      ['forgiveMs', -1],
+      ['forgiveMs', null],
+    ] as const)
+      expect(refused({ quarantine: { [k]: v } })).toContain(`"transport.quarantine.${k}" must be an integer`);
+    expect(refused({ quarantine: { minMs: 5000, maxMs: 1000 } })).toContain('needs minMs ≤ maxMs');
+    // The transport's default maxMs (60 s) is below this minMs.
+    expect(refused({ quarantine: { minMs: 120_000 } })).toContain('needs minMs ≤ maxMs');
+    expect(refused({ quarantine: 1000 })).toContain('"transport.quarantine" must be');
+  });
+
+  it('refuses unknown (misspelt) keys, naming them', () => {
+    expect(refused({ quarantine: { minMS: 100 } })).toMatch(
+      /"transport.quarantine.minMS" is not a quarantine/,
+    );
+    expect(refused({ quarantin: {} })).toMatch(/"transport.quarantin" is not a transport setting/);
+    expect(refused([])).toMatch(/"transport" must be an object/);
+  });
+
+  it("reaches the node's transport: a peer reported bad is kept out for the configured minMs", async () => {
+    const group = join(dir, 'group-q');
+    await initGroup({
+      dir: group,
+      nodes: 2,
+      models: Array(2).fill(STANDIN_MODEL),
+      nodeConfig: { log: { level: 'error' }, transport: { quarantine: { minMs: 45_000, maxMs: 50_000 } } },
+    });
+    const node = await startNode(join(group, 'node-0.json')); // node 1 stays down: node 0 only dials it
+    try {
+      node.transport.reportBad(1, 'test');
+      const left = node.transport.stats().peers.find((p) => p.id === 1)?.quarantinedMs ?? 0;
+      expect(left).toBeGreaterThan(40_000); // the default minMs is 1 s
+      expect(left).toBeLessThanOrEqual(45_000);
+    } finally {
+      await node.stop();
+    }
   });
 });
