@@ -7,8 +7,8 @@ export function registerLedger(program: Command): void {
   ledger
     .command('verify')
     .description(
-      're-check a ledger end to end: receipt hash chain, receipt signatures, Merkle roots, and a replay ' +
-        'of every batch from the genesis stored in the file',
+      're-check a ledger end to end: receipt hash chain, receipt signatures, Merkle roots, a replay ' +
+        "of every batch from the genesis stored in the file, and the node's own signed RESULTS",
     )
     .argument('<db>', 'the ledger file')
     .option('--genesis <file>', 'also require the ledger to belong to this group (JSON genesis)')
@@ -18,7 +18,7 @@ export function registerLedger(program: Command): void {
       const r = verifyLedgerFile(db, genesis);
       if (r.ok) {
         process.stdout.write(
-          `ok: ${r.batches} batches, chain, signatures, Merkle roots and replay verified\n`,
+          `ok: ${r.batches} batches, ${r.ownResults} own RESULTS, chain, signatures, Merkle roots and replay verified\n`,
         );
         return;
       }

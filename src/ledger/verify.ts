@@ -14,6 +14,9 @@
  *   stored outcome and the state digest of every stable checkpoint the node recorded (the `checkpoint`
  *   records of its signed log, each with ≥ q valid CHECKPOINT signatures of genesis nodes; and any row of
  *   the `checkpoints` table, which the node does not write).
+ * And every row of `own_results` (the node's own signed RESULTS): it decodes, its digest column is the
+ * digest of the signed RESULTS, it is validly signed by a genesis node, all rows by the same node (the file
+ * does not record which node it belongs to), and its `newest` is a non-negative integer.
  * Reads the file read-only; writes nothing.
  */
 import { existsSync } from 'node:fs';
@@ -47,7 +50,7 @@ import {
   requestIdOf,
   resultsDigestOf,
   type SignedRequest,
-  type SignedResults,
+  SignedResults,
   sha256,
   TAGS,
   verifyReceiptSig,
@@ -73,6 +76,8 @@ export interface LedgerVerification {
   ok: boolean;
   /** Batches found in the file. */
   batches: number;
+  /** Rows of the node's own signed RESULTS (`own_results`) checked. */
+  ownResults: number;
   problems: string[];
 }
 
@@ -102,28 +107,29 @@ function tryDecode<T>(fn: () => T, onError: (msg: string) => void): T | null {
 export function verifyLedgerFile(path: string, genesis?: Genesis): LedgerVerification {
   if (!existsSync(path)) throw new DropbearError('LEDGER_NOT_FOUND', `no ledger at ${path}`);
   const problems: string[] = [];
-  let batches = 0;
+  const counts = { batches: 0, ownResults: 0 };
   const db = openDatabase(path, { readonly: true, fileMustExist: true });
   try {
-    batches = check(db, genesis, problems);
+    check(db, genesis, problems, counts);
   } catch (e) {
     if (e instanceof DropbearError) throw e;
     problems.push(`cannot read ledger: ${(e as Error).message}`);
   } finally {
     db.close();
   }
-  return { ok: problems.length === 0, batches, problems };
+  return { ok: problems.length === 0, ...counts, problems };
 }
 
 function check(
   db: ReturnType<typeof openDatabase>,
   expected: Genesis | undefined,
   problems: string[],
-): number {
+  counts: { batches: number; ownResults: number },
+): void {
   const meta = readMeta(db);
   if (!meta) {
     problems.push('not a Dropbear ledger (no meta row)');
-    return 0;
+    return;
   }
   if (meta.schemaVersion !== LEDGER_SCHEMA_VERSION) {
     problems.push(
@@ -132,17 +138,17 @@ function check(
           ? ' (a node opening the file upgrades it; verification only reads)'
           : ''),
     );
-    return 0;
+    return;
   }
   const genesis = tryDecode(
     () => decode(Genesis, meta.genesis),
     (m) => problems.push(`stored genesis does not decode: ${m}`),
   );
-  if (!genesis) return 0;
+  if (!genesis) return;
   const invalid = genesisProblem(genesis);
   if (invalid) {
     problems.push(`stored genesis cannot run a group: ${invalid}`);
-    return 0;
+    return;
   }
   const groupId = groupIdOf(genesis);
   if (!equalBytes(groupId, meta.groupId))
@@ -381,7 +387,62 @@ function check(
     if (seqs.length > 0)
       problems.push(`${what} for batches not in the ledger: ${seqs.slice(0, 10).join(', ')}`);
   }
-  return count;
+  counts.batches = count;
+  counts.ownResults = checkOwnResults(db, genesis, groupId, problems);
+}
+
+/**
+ * Checks every row of `own_results` (this node's own signed RESULTS): the `signed` blob decodes; the
+ * `digest` column is the RESULTS digest of what it decodes to; the signer is a genesis node and the
+ * signature verifies against its key; `newest` is a non-negative integer. The file does not record which
+ * node it belongs to, so the signer cannot be compared with it; instead every validly signed row must come
+ * from one node. Returns the number of rows.
+ */
+function checkOwnResults(
+  db: ReturnType<typeof openDatabase>,
+  genesis: Genesis,
+  groupId: Uint8Array,
+  problems: string[],
+): number {
+  const table = db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'own_results'").get();
+  if (!table) {
+    problems.push('no own_results table');
+    return 0;
+  }
+  let rows = 0;
+  const signers = new Map<number, number>(); // node -> rows it validly signed
+  for (const r of db
+    .prepare('SELECT rowid AS id, digest, signed, newest FROM own_results ORDER BY rowid')
+    .iterate() as IterableIterator<Row>) {
+    rows++;
+    const at = (msg: string) => problems.push(`own RESULTS row ${r.id as number}: ${msg}`);
+    const newest = r.newest;
+    if (typeof newest !== 'number' || !Number.isSafeInteger(newest) || newest < 0)
+      at(`newest is not a non-negative integer (${String(newest)})`);
+    const digest = r.digest instanceof Uint8Array ? u8(r.digest) : null;
+    if (digest?.length !== 32) at('the digest column is not a 32-byte digest');
+    const signed = tryDecode(
+      () => decode(SignedResults, u8(r.signed)),
+      (m) => at(`signed RESULTS do not decode: ${m}`),
+    );
+    if (!signed) continue;
+    if (digest?.length === 32 && !equalBytes(resultsDigestOf(signed), digest))
+      at('stored digest is not the digest of the signed RESULTS');
+    const node = signed.batch.node;
+    const key = genesis.nodes[node]?.publicKey;
+    if (!key) at(`signed by unknown node ${node}`);
+    else if (!verifyTagged(TAGS.results, groupId, encode(ResultBatch, signed.batch), signed.signature, key))
+      at(`the signature of node ${node} is invalid`);
+    else signers.set(node, (signers.get(node) ?? 0) + 1);
+  }
+  if (signers.size > 1) {
+    const list = [...signers]
+      .sort((a, b) => a[0] - b[0])
+      .map(([node, n]) => `node ${node}: ${n} row${n === 1 ? '' : 's'}`)
+      .join(', ');
+    problems.push(`own RESULTS signed by more than one node (${list}); a ledger holds one node's`);
+  }
+  return rows;
 }
 
 /**

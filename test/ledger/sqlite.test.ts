@@ -28,6 +28,7 @@ import {
   receiptHashOf,
   requestIdOf,
   resultsDigestOf,
+  SignedResults,
   sha256,
   signReceiptAs,
   signRequest,
@@ -637,7 +638,7 @@ describe('SqliteLedger', () => {
   it('can be verified while a node has it open', () => {
     const l = SqliteLedger.open(freshPath(), genesis, { synchronous: 'NORMAL' });
     fill(l);
-    expect(verifyLedgerFile(l.path)).toEqual({ ok: true, batches: 6, problems: [] });
+    expect(verifyLedgerFile(l.path)).toEqual({ ok: true, batches: 6, ownResults: 0, problems: [] });
     l.close();
   });
 
@@ -1128,7 +1129,7 @@ describe('SqliteLedger', () => {
 describe('verifyLedgerFile', () => {
   it('verifies a good ledger from the file alone', () => {
     const r = verifyLedgerFile(goodPath);
-    expect(r).toEqual({ ok: true, batches: 6, problems: [] });
+    expect(r).toEqual({ ok: true, batches: 6, ownResults: 0, problems: [] });
     expect(verifyLedgerFile(goodPath, genesis).ok).toBe(true);
   });
 
@@ -1222,6 +1223,161 @@ describe('verifyLedgerFile', () => {
       expect(r.problems.join('\n')).toMatch(problem);
     });
   }
+
+  describe("the node's own RESULTS (own_results)", () => {
+    /** Node `node`'s signed RESULTS for one request (`n` tells them apart), signed with `key`. */
+    const own = (node: number, n: number, key = keys[node]) =>
+      signResults(
+        groupId,
+        {
+          node,
+          modelDigest: genesis.nodes[node]?.modelDigest ?? genesis.nodes[0].modelDigest,
+          entries: [
+            {
+              requestId: sha256(new Uint8Array([node, n])),
+              result: standInResult(node, new Uint8Array([n]), { disagreement: 0 }),
+            },
+          ],
+        },
+        key,
+      );
+    // The good ledger with three of node 2's own RESULTS (rows 1..3), written by the ledger itself.
+    let ownPath: string;
+    beforeAll(() => {
+      ownPath = copyOfGood();
+      const l = SqliteLedger.open(ownPath, genesis);
+      for (const n of [1, 2, 3]) {
+        const s = own(2, n);
+        l.saveOwnResults(resultsDigestOf(s), s, EPOCH_MS + n);
+      }
+      expect(l.ownResults()).toHaveLength(3);
+      l.close();
+    });
+    /** A copy of that ledger changed by `fn` through another connection. */
+    const changed = (fn: (db: Database.Database) => void): string => {
+      const p = freshPath();
+      copyFileSync(ownPath, p);
+      const db = new Database(p);
+      try {
+        fn(db);
+      } finally {
+        db.close();
+      }
+      return p;
+    };
+    const signedOf = (db: Database.Database, row: number): SignedResults =>
+      decode(
+        SignedResults,
+        new Uint8Array(
+          db.prepare('SELECT signed FROM own_results WHERE rowid = ?').pluck().get(row) as Buffer,
+        ),
+      );
+    const insert = (db: Database.Database, s: SignedResults, newest = EPOCH_MS) =>
+      db
+        .prepare('INSERT INTO own_results (digest, signed, newest) VALUES (?, ?, ?)')
+        .run(resultsDigestOf(s), encode(SignedResults, s), newest);
+
+    it('verifies and counts them', () => {
+      expect(verifyLedgerFile(ownPath)).toEqual({ ok: true, batches: 6, ownResults: 3, problems: [] });
+      const out = spawnSync(process.execPath, ['bin/dropbear.mjs', 'ledger', 'verify', ownPath], {
+        encoding: 'utf8',
+      });
+      expect(out.stdout).toBe(
+        'ok: 6 batches, 3 own RESULTS, chain, signatures, Merkle roots and replay verified\n',
+      );
+      expect(out.status).toBe(0);
+    });
+
+    it('reports signed bytes changed under their digest and signature', () => {
+      const p = changed((db) => {
+        const s = signedOf(db, 2);
+        const entries = s.batch.entries.map((e) => ({
+          ...e,
+          result: { kind: 'class' as const, top: [{ label: 12_345, score: 1 }] },
+        }));
+        const bytes = encode(SignedResults, { ...s, batch: { ...s.batch, entries } });
+        db.prepare('UPDATE own_results SET signed = ? WHERE rowid = 2').run(bytes);
+      });
+      expect(verifyLedgerFile(p)).toMatchObject({
+        ok: false,
+        ownResults: 3,
+        problems: [
+          'own RESULTS row 2: stored digest is not the digest of the signed RESULTS',
+          'own RESULTS row 2: the signature of node 2 is invalid',
+        ],
+      });
+    });
+
+    it('reports a bad signature (the digest column recomputed to match)', () => {
+      const p = changed((db) => {
+        const s = signedOf(db, 1);
+        const signature = new Uint8Array(s.signature);
+        signature[5] ^= 1;
+        const forged = { ...s, signature };
+        db.prepare('UPDATE own_results SET digest = ?, signed = ? WHERE rowid = 1').run(
+          resultsDigestOf(forged),
+          encode(SignedResults, forged),
+        );
+      });
+      expect(verifyLedgerFile(p).problems).toEqual(['own RESULTS row 1: the signature of node 2 is invalid']);
+    });
+
+    it('reports a digest column that is not the digest of the signed RESULTS', () => {
+      const p = changed((db) => {
+        db.prepare('UPDATE own_results SET digest = ? WHERE rowid = 3').run(sha256(new Uint8Array([7])));
+        db.prepare('UPDATE own_results SET digest = ? WHERE rowid = 1').run(new Uint8Array(5));
+      });
+      expect(verifyLedgerFile(p).problems).toEqual([
+        'own RESULTS row 1: the digest column is not a 32-byte digest',
+        'own RESULTS row 3: stored digest is not the digest of the signed RESULTS',
+      ]);
+    });
+
+    it('reports rows signed by another node, by an unknown node, or not by the node they name', () => {
+      const other = changed((db) => insert(db, own(1, 4)));
+      expect(verifyLedgerFile(other)).toMatchObject({
+        ok: false,
+        ownResults: 4,
+        problems: [
+          "own RESULTS signed by more than one node (node 1: 1 row, node 2: 3 rows); a ledger holds one node's",
+        ],
+      });
+      const unknown = changed((db) => insert(db, own(9, 4, keys[2])));
+      expect(verifyLedgerFile(unknown).problems).toEqual(['own RESULTS row 4: signed by unknown node 9']);
+      const misnamed = changed((db) => insert(db, own(1, 4, keys[2])));
+      expect(verifyLedgerFile(misnamed).problems).toEqual([
+        'own RESULTS row 4: the signature of node 1 is invalid',
+      ]);
+    });
+
+    it('reports a blob that does not decode, without stopping', () => {
+      const p = changed((db) => {
+        db.prepare('UPDATE own_results SET signed = ? WHERE rowid = 2').run(Buffer.from([1, 2, 3]));
+        db.prepare("UPDATE own_results SET signed = 'text' WHERE rowid = 3").run();
+      });
+      const r = verifyLedgerFile(p);
+      expect(r).toMatchObject({ ok: false, batches: 6, ownResults: 3 });
+      expect(r.problems).toHaveLength(2);
+      expect(r.problems[0]).toMatch(/^own RESULTS row 2: signed RESULTS do not decode: /);
+      expect(r.problems[1]).toBe(
+        'own RESULTS row 3: signed RESULTS do not decode: expected a blob, found string',
+      );
+    });
+
+    it('reports a newest that is not a non-negative integer', () => {
+      const p = changed((db) => {
+        const set = db.prepare('UPDATE own_results SET newest = ? WHERE rowid = ?');
+        set.run(-1, 1);
+        set.run(1.5, 2);
+        set.run('soon', 3);
+      });
+      expect(verifyLedgerFile(p).problems).toEqual([
+        'own RESULTS row 1: newest is not a non-negative integer (-1)',
+        'own RESULTS row 2: newest is not a non-negative integer (1.5)',
+        'own RESULTS row 3: newest is not a non-negative integer (soon)',
+      ]);
+    });
+  });
 });
 
 function swapBatchBytes(a: number, b: number): string {
@@ -1280,7 +1436,9 @@ describe('dropbear ledger verify', () => {
   it('exits 0 on a good ledger and 1, one line per problem, on a tampered one', () => {
     const good = run(goodPath);
     expect(good.stderr).toBe('');
-    expect(good.stdout).toBe('ok: 6 batches, chain, signatures, Merkle roots and replay verified\n');
+    expect(good.stdout).toBe(
+      'ok: 6 batches, 0 own RESULTS, chain, signatures, Merkle roots and replay verified\n',
+    );
     expect(good.status).toBe(0);
 
     const bad = run(tamper('DELETE FROM receipt_sigs WHERE seq = 2 AND node = 1'));

@@ -72,7 +72,8 @@ const firstFullBatch = (db: Database.Database): number =>
     .get() as number;
 
 describe('what verify checks on a real ledger', () => {
-  it('every node’s ledger verifies, with stable checkpoint records and batch sources in it', () => {
+  it('every node’s ledger verifies, with stable checkpoint records, batch sources and own RESULTS in it', () => {
+    let own = 0;
     for (const id of [0, 1, 2, 3]) {
       const path = join(dir, `node-${id}.sqlite`);
       const v = verifyLedgerFile(path);
@@ -83,8 +84,12 @@ describe('what verify checks on a real ledger', () => {
         expect(cps).toBeGreaterThanOrEqual(2);
         expect(db.prepare('SELECT count(*) FROM batch_sources').pluck().get()).toBe(v.batches);
         expect(db.prepare('SELECT count(*) FROM checkpoints').pluck().get()).toBe(0);
+        expect(db.prepare('SELECT count(*) FROM own_results').pluck().get()).toBe(v.ownResults);
       });
+      own += v.ownResults;
     }
+    // The nodes that kept their disks still hold own RESULTS at the end of the run: they were checked.
+    expect(own).toBeGreaterThan(0);
   });
 
   it('a stable checkpoint record whose state digest was altered is reported', () => {
