@@ -1,10 +1,11 @@
 /**
- * npm run bench:replicaab — two stand-in groups that differ in replica settings, at saturation,
- * interleaved. Group A runs the protocol part's settings (bench/parts/protocol.ts `withGroup`: `group
+ * npm run bench:replicaab — two stand-in groups that differ in replica settings, at saturation (or, with
+ * `--rate`, at a fixed open-loop rate), interleaved. Group A runs the protocol part's settings (bench/parts/protocol.ts `withGroup`: `group
  * init`'s replica settings and durability, the stand-in model); group B the same plus `--b-replica` (a
  * JSON object of replica settings, e.g. `{"receiptCommits":true}`), and `--a-replica` likewise for A.
  * Each round starts a fresh group of `--n` nodes for A, then for B (B first in every other round), warms
- * it up for `--warm-ms` and measures `--ms` of closed loop at `--in-flight` requests with the protocol
+ * it up for `--warm-ms` and measures `--ms` of closed loop at `--in-flight` requests (with `--rate R`, of
+ * open loop at R requests/s, after the same closed-loop warm-up) with the protocol
  * part's client (the SDK, client batch signing on 64 requests or what arrives within 2 ms, or one signature
  * per request with `--single`; every certificate verified). With `--wan`, each group is the wan part's
  * instead (bench/parts/wan.ts `startWanGroup`: 4 nodes over three emulated sites, 10, 30 and 60 ms one
@@ -41,6 +42,10 @@ const FLAGS: FlagSpecs = {
   n: { kind: 'count', help: 'nodes per group (10)' },
   rounds: { kind: 'count', help: 'rounds, each A and B in alternating order (3)' },
   'in-flight': { kind: 'count', help: 'closed-loop requests in flight (256)' },
+  rate: {
+    kind: 'count',
+    help: 'measure an open-loop step at this many requests/s instead of the closed loop (warm-up stays closed)',
+  },
   ms: { kind: 'ms', help: 'measured closed loop per group and round (10000)' },
   'warm-ms': { kind: 'ms', help: 'closed-loop warm-up of each fresh group, discarded (15000)' },
   'a-replica': { kind: 'text', value: 'JSON', help: "replica settings over group A's (none)" },
@@ -62,6 +67,8 @@ if (WAN && flag(given, 'n') !== undefined && Number(flag(given, 'n')) !== 4) {
 const N = WAN ? 4 : num('n', quick ? 4 : 10);
 const ROUNDS = num('rounds', quick ? 1 : 3);
 const IN_FLIGHT = num('in-flight', SINGLE ? 32 : 256);
+/** An open-loop rate for the measured step (--rate): latency below saturation instead of the peak. */
+const RATE = flag(given, 'rate') === undefined ? null : num('rate', 0);
 const MS = num('ms', quick ? 4000 : 10_000);
 const WARM_MS = num('warm-ms', quick ? 4000 : 15_000);
 
@@ -139,7 +146,7 @@ async function measure(round: number, group: 'A' | 'B'): Promise<Row> {
         counters: () => counters(g, http.fetch),
       };
       await step(t, { concurrency: IN_FLIGHT }, WARM_MS);
-      const r = await step(t, { concurrency: IN_FLIGHT }, MS);
+      const r = await step(t, RATE === null ? { concurrency: IN_FLIGHT } : { rate: RATE }, MS);
       return {
         round,
         group,
@@ -162,7 +169,7 @@ async function measure(round: number, group: 'A' | 'B'): Promise<Row> {
 
 const started = machine();
 console.log(
-  `Command: ${COMMAND} -- ${process.argv.slice(2).join(' ')}. ${N} nodes${WAN ? " over the wan part's three sites" : ''}, stand-in model, ${SINGLE ? 'one client signature per request' : `client batch signing (${CLIENT_BATCH} requests or ${LINGER_MS} ms)`}, closed loop at ${IN_FLIGHT} in flight, ${MS / 1000} s per group and round after ${WARM_MS / 1000} s of warm-up on a fresh group; A: ${JSON.stringify(A ?? {})}, B: ${JSON.stringify(B)}; ${ROUNDS} round(s), ABBA….`,
+  `Command: ${COMMAND} -- ${process.argv.slice(2).join(' ')}. ${N} nodes${WAN ? " over the wan part's three sites" : ''}, stand-in model, ${SINGLE ? 'one client signature per request' : `client batch signing (${CLIENT_BATCH} requests or ${LINGER_MS} ms)`}, ${RATE === null ? `closed loop at ${IN_FLIGHT} in flight` : `open loop at ${RATE}/s`}, ${MS / 1000} s per group and round after ${WARM_MS / 1000} s of closed-loop warm-up at ${IN_FLIGHT} in flight on a fresh group; A: ${JSON.stringify(A ?? {})}, B: ${JSON.stringify(B)}; ${ROUNDS} round(s), ABBA….`,
 );
 const rows: Row[] = [];
 for (let round = 1; round <= ROUNDS; round++)
