@@ -11,7 +11,7 @@ function replicaab(...args: string[]) {
 }
 
 describe('npm run bench:replicaab: the command line is checked before any group starts', () => {
-  it('refuses a missing or malformed --b-replica, a bad --a-replica and --n with --wan, with status 2', () => {
+  it('refuses a missing or malformed --b-replica, a bad --a-replica or --rate, an unknown flag and --n with --wan, with status 2', () => {
     const refused = (message: string, ...args: string[]) => {
       const r = replicaab(...args);
       expect(r.status, args.join(' ')).toBe(2);
@@ -25,6 +25,8 @@ describe('npm run bench:replicaab: the command line is checked before any group 
     );
     refused('--a-replica is not JSON', '--a-replica', '{window:8}', '--b-replica', '{}');
     refused("--wan runs the wan part's 4 nodes", '--wan', '--n', '7', '--b-replica', '{}');
-    refused('unknown flag --rate', '--rate', '25', '--b-replica', '{}');
+    refused('unknown flag --step-ms', '--step-ms', '25', '--b-replica', '{}');
+    refused('--rate takes a positive integer, not "fast"', '--rate', 'fast', '--b-replica', '{}');
+    refused('--rate takes a positive integer, not "0"', '--rate', '0', '--b-replica', '{}');
   });
 });
