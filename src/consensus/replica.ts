@@ -133,8 +133,7 @@ export interface ReplicaConfig {
    * answers of one turn of its event loop over together already; this spaces them further when answers
    * trickle in one turn at a time (one client request per HTTP call, a stand-in model). Each answer waits
    * at most this long, and none does while RESULTS are rarer than that (a real model's inference batches).
-   * Not in `group init`'s settings: 10 ms cut a stand-in group's CPU but raised its latency two- to
-   * threefold, the primary's batches waiting out their timeout (BENCHMARKS.md, "Protocol capacity").
+   * `group init` leaves it at 0 (src/cli/group.ts, GROUP_REPLICA, says why).
    */
   resultsDelayMs: number;
   /**

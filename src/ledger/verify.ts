@@ -49,6 +49,7 @@ import {
   requestAuthProblem,
   requestIdOf,
   resultsDigestOf,
+  resultsDigestOfParts,
   type SignedRequest,
   SignedResults,
   sha256,
@@ -426,12 +427,14 @@ function checkOwnResults(
       (m) => at(`signed RESULTS do not decode: ${m}`),
     );
     if (!signed) continue;
-    if (digest?.length === 32 && !equalBytes(resultsDigestOf(signed), digest))
+    // The batch's bytes once, for both the digest and the signature.
+    const batchBytes = encode(ResultBatch, signed.batch);
+    if (digest?.length === 32 && !equalBytes(resultsDigestOfParts(batchBytes, signed.signature), digest))
       at('stored digest is not the digest of the signed RESULTS');
     const node = signed.batch.node;
     const key = genesis.nodes[node]?.publicKey;
     if (!key) at(`signed by unknown node ${node}`);
-    else if (!verifyTagged(TAGS.results, groupId, encode(ResultBatch, signed.batch), signed.signature, key))
+    else if (!verifyTagged(TAGS.results, groupId, batchBytes, signed.signature, key))
       at(`the signature of node ${node} is invalid`);
     else signers.set(node, (signers.get(node) ?? 0) + 1);
   }
