@@ -1884,6 +1884,14 @@ export class Replica {
     // Timestamp rule: after every accepted earlier batch, before every accepted later one, not far ahead.
     if (!fromNewView && b.timestamp > this.now + this.genesis.params.maxClockSkewMs)
       return this.reject(slot, primary, 'batch timestamp ahead of clock');
+    // Nor far behind it (PROTOCOL.md rule 2), so a faulty primary cannot hold the batch clock back and run
+    // requests after their expiry has passed for everyone else. A stale proposal may also be this node's
+    // own lateness (it was cut off, or its event loop fell behind), so it is parked, not refused or blamed:
+    // it is accepted once 2f backups have prepared it, since then an honest one found it fresh.
+    if (!fromNewView && primary !== this.id && this.staleProposal(slot, pp)) {
+      this.park(slot, pp, false, [`p${pp.seq}`]);
+      return;
+    }
     // Later than every batch already executed, even those whose slots a checkpoint collected.
     if (!fromNewView && b.timestamp <= this.lastExecutedTimestamp)
       return this.reject(slot, primary, 'batch timestamp not after the last executed batch');
@@ -2009,6 +2017,15 @@ export class Replica {
     this.checkPrepared(slot);
   }
 
+  /**
+   * A proposal whose batch timestamp is more than expiryGuardMs behind this node's clock (the furthest an
+   * honest primary's clock and message may lag it), and that fewer than 2f backups have prepared yet.
+   */
+  private staleProposal(slot: Slot, pp: PrePrepare): boolean {
+    if (pp.batch.timestamp >= this.now - this.expiryGuardMs()) return false;
+    return this.matching(slot.prepares, hex(pp.digest), this.primaryOf(pp.view)) < this.q - 1;
+  }
+
   private keysOf(b: Batch): BatchKeys {
     let k = this.batchKeys.get(b);
     if (k) return k;
@@ -2069,7 +2086,8 @@ export class Replica {
   }
 
   /**
-   * Parked proposals by what they lack: `r` + request id or `v` + results digest (hex). A proposal is
+   * Parked proposals by what they lack: `r` + request id or `v` + results digest (hex), or `p` + seq for a
+   * stale one waiting for 2f PREPAREs (staleProposal). A proposal is
    * retried when the last thing it lacked arrives (and on the retransmission timer), not on every
    * arrival: a node behind under overload holds many parked proposals of hundreds of entries each, and
    * retrying them all for every request a forward brought once blocked its event loop for seconds.
@@ -2164,6 +2182,16 @@ export class Replica {
     set.set(m.from, hex(m.digest));
     if (kind === 'prepare') slot.prepareSigs.set(m.from, m.signature);
     else slot.commitSigs.set(m.from, m.signature);
+    // A stale proposal parked here (tryAccept) is taken once 2f backups vouch for it.
+    if (
+      kind === 'prepare' &&
+      slot.parked &&
+      slot.waitingFor?.has(`p${m.seq}`) &&
+      !this.staleProposal(slot, slot.parked)
+    ) {
+      this.arrived(`p${m.seq}`);
+      this.retryParked();
+    }
     this.checkPrepared(slot);
   }
 

@@ -278,6 +278,22 @@ export function slowPrimary(delayMs = 3000): () => ByzantineScript {
 }
 registerScript('slow-primary', slowPrimary());
 
+// ---------------------------------------------------------------- a primary holding the batch clock back
+
+/**
+ * Stamps every proposal `behindMs` (an hour by default) before the time it would have used, so that a
+ * request would run long after its expiry had passed by every honest clock (PROTOCOL.md rule 2 bounds a
+ * batch timestamp below as well as above). Still increasing from one batch to the next.
+ */
+export function staleClockPrimary(behindMs = 3_600_000): () => ByzantineScript {
+  return () => ({
+    outbound: proposalRewriter((ctx, pp) =>
+      signedPrePrepare(ctx, pp.view, pp.seq, { ...pp.batch, timestamp: pp.batch.timestamp - behindMs }),
+    ),
+  });
+}
+registerScript('stale-clock-primary', staleClockPrimary());
+
 // ---------------------------------------------------------------- double vote
 
 /** A different answer for the same input: labels 500 away (never an honest label), vectors shifted. */

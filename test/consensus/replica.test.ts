@@ -1386,6 +1386,58 @@ describe('4. a backup accepts or refuses a pre-prepare', () => {
   // BUG (see the report): the timestamp rule only compares with batches still held in slots, and the slots at
   // or below the stable checkpoint are garbage-collected; so right after a checkpoint, the next batch may
   // carry a timestamp below the batch just checkpointed. The batch at the checkpoint should still bound it.
+  describe('a batch timestamp far behind its clock (PROTOCOL.md rule 2: within a bound of the clock)', () => {
+    // The bound is the expiry guard: twice the clock skew plus a view-change timeout.
+    const VCT = 2000;
+    const GUARD = 2 * SKEW + VCT;
+    const stale = () => {
+      const { h, r, entry } = backupWith(1, { viewChangeTimeoutMs: VCT });
+      return { h, r, pp: makePP(1, [entry(0)], { timestamp: T0 }) };
+    };
+
+    it('is parked without blame while fewer than 2f backups have prepared it', () => {
+      const { h, r, pp } = stale();
+      const late = T0 + GUARD + 1;
+      expect(sent(h.msg(0, { kind: 'prePrepare', pp }, late), 'prepare')).toHaveLength(0);
+      // One backup, or a PREPARE for another digest, is not enough: either may be the faulty one.
+      expect(sent(h.msg(2, phase('prepare', 2, 1, pp.digest), late), 'prepare')).toHaveLength(0);
+      const other = makePP(1, [], { timestamp: T0 + 1 });
+      expect(sent(h.msg(3, phase('prepare', 3, 1, other.digest), late), 'prepare')).toHaveLength(0);
+      // A retransmitted copy is parked again.
+      expect(sent(h.msg(0, { kind: 'prePrepare', pp }, late + 1), 'prepare')).toHaveLength(0);
+      expect(only(h.tick(late + 2), 'persist')).toHaveLength(0);
+      expect(totalMisb(r)).toBe(0);
+    });
+
+    it('is prepared once 2f backups have prepared it: an honest one found it fresh', () => {
+      const { h, r, pp } = stale();
+      const late = T0 + GUARD + 1;
+      h.msg(0, { kind: 'prePrepare', pp }, late);
+      expect(sent(h.msg(2, phase('prepare', 2, 1, pp.digest), late), 'prepare')).toHaveLength(0);
+      const a = h.msg(3, phase('prepare', 3, 1, pp.digest), late);
+      expect(sent(a, 'prepare').map((x) => hex(x.msg.digest))).toEqual([hex(pp.digest)]);
+      // With its own PREPARE that makes 2f + 1: prepared, so it commits too.
+      expect(sent(a, 'commit')).toHaveLength(1);
+      expect(totalMisb(r)).toBe(0);
+    });
+
+    it('is prepared at once when 2f backups prepared it before it arrived (a node catching up)', () => {
+      const { h, pp } = stale();
+      const late = T0 + 10 * GUARD;
+      h.msg(2, phase('prepare', 2, 1, pp.digest), late);
+      h.msg(3, phase('prepare', 3, 1, pp.digest), late);
+      const a = h.msg(0, { kind: 'prePrepare', pp }, late);
+      expect(sent(a, 'prepare')).toHaveLength(1);
+      expect(sent(a, 'commit')).toHaveLength(1);
+    });
+
+    it('is taken at once up to the bound', () => {
+      const { h, r, pp } = stale();
+      expectPrepared(h.msg(0, { kind: 'prePrepare', pp }, T0 + GUARD), pp);
+      expect(totalMisb(r)).toBe(0);
+    });
+  });
+
   it('refuses a batch whose timestamp is below the previous batch after that batch was checkpointed', () => {
     const { h, r, entry } = backupWith(2, { checkpointInterval: 1 });
     const pp1 = makePP(1, [entry(0)], { timestamp: T0 + 100 });

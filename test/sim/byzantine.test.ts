@@ -21,6 +21,7 @@ import { scriptNames } from '../../src/sim/scripts.ts';
 import { standInResult } from '../../src/sim/standin.ts';
 import {
   type Behaviour,
+  EPOCH_MS,
   type SimNode,
   type SimOptions,
   type SimResult,
@@ -114,6 +115,7 @@ describe('Byzantine scripts are registered', () => {
       'censoring-primary',
       'silent-primary',
       'slow-primary',
+      'stale-clock-primary',
       'double-vote',
       'stale-version',
       'garbage',
@@ -216,6 +218,18 @@ describe('a Byzantine primary (n=4, f=1, node 0)', () => {
     const r = run([[0, 'slow-primary']], { seed: 107 });
     expectHealthy(r);
     expectViewChanged(r);
+  });
+
+  it('stale-clock-primary: proposals an hour behind every clock are not prepared; the view changes', () => {
+    const r = run([[0, 'stale-clock-primary']], { seed: 109 });
+    expectHealthy(r);
+    expectViewChanged(r);
+    for (const n of honestNodes(r)) {
+      // Every batch executed here carries a time after the run started, none of node 0's stale ones.
+      expect(n.replica.lastExecutedTimestamp).toBeGreaterThanOrEqual(EPOCH_MS);
+      // Parked, not blamed: the same check would fire on an honest node that is itself behind.
+      expect(blamed(r, 0, 'bad-proposal')).toEqual(honestNodes(r).map(() => 0));
+    }
   });
 });
 
