@@ -375,6 +375,8 @@ export class Transport {
    * remote address and port (what the TLS socket reports too). At most maxPendingHandshakes.
    */
   private readonly tlsHandshaking = new Map<string, net.Socket>();
+  /** Under TLS, each accepted TCP socket's remote address and port, read as it was accepted (tlsRemote). */
+  private readonly acceptedRemote = new WeakMap<net.Socket, string>();
   private readonly inbound = {
     accepted: 0,
     authenticated: 0,
@@ -513,7 +515,7 @@ export class Transport {
         // Closed by us to make room (trackTlsHandshake): counted, but logged there already.
         if (err instanceof TlsEvicted) return;
         this.log.warn(
-          { node: this.id, remote: `${socket.remoteAddress}:${socket.remotePort}`, err: errText(err) },
+          { node: this.id, remote: this.tlsRemote(socket), err: errText(err) },
           'transport: inbound TLS handshake failed',
         );
       });
@@ -913,6 +915,7 @@ export class Transport {
   private trackTlsHandshake(s: net.Socket): void {
     if (s.remoteAddress === undefined) return; // closed already
     const key = `${s.remoteAddress}:${s.remotePort}`;
+    this.acceptedRemote.set(s, key);
     while (this.tlsHandshaking.size >= this.maxPending) {
       const [oldKey, oldest] = this.tlsHandshaking.entries().next().value!;
       this.tlsHandshaking.delete(oldKey);
@@ -929,6 +932,18 @@ export class Transport {
     s.once('close', () => {
       if (this.tlsHandshaking.get(key) === s) this.tlsHandshaking.delete(key);
     });
+  }
+
+  /**
+   * The remote of a TLS socket whose handshake failed: read from its TCP socket when that was accepted
+   * (trackTlsHandshake), since a socket that failed by closing (a reset, say) has no address any more.
+   * Node keeps that TCP socket as the TLS socket's `_parent` (not in its typings); failing that, what
+   * the TLS socket still reports.
+   */
+  private tlsRemote(socket: tls.TLSSocket): string {
+    const raw = (socket as unknown as { _parent?: unknown })._parent;
+    const known = raw instanceof net.Socket ? this.acceptedRemote.get(raw) : undefined;
+    return known ?? `${socket.remoteAddress ?? 'unknown'}:${socket.remotePort ?? 'unknown'}`;
   }
 
   private onInbound(socket: net.Socket): void {

@@ -1103,6 +1103,49 @@ describe('transport', () => {
   );
 
   it.skipIf(!haveOpenssl)(
+    'a TLS handshake that fails because the client reset its socket is logged with the remote it came from',
+    async () => {
+      const dir = mkdtempSync(join(tmpdir(), 'dropbear-tls-reset-'));
+      const g = makeGroup(2, 8);
+      let t: Transport | null = null;
+      let c: net.Socket | null = null;
+      try {
+        const files = selfSignedCert(dir, 'g');
+        const logs = collector();
+        t = new Transport({
+          id: 1,
+          genesis: g.genesis,
+          key: g.keys[1],
+          listen: { host: HOST, port: 0 },
+          tls: { ...files, caFile: files.certFile },
+          ...FAST,
+          logger: logs.logger,
+        });
+        const port = await t.start();
+        const client = net.connect({ host: HOST, port });
+        c = client;
+        client.on('error', () => {});
+        await new Promise<void>((resolve) => client.once('connect', () => resolve()));
+        const remote = `${client.localAddress}:${client.localPort}`;
+        // The start of a ClientHello, then a reset: the server's TLS socket fails (ECONNRESET) closed, with
+        // no remote address left to read.
+        client.write(Buffer.from([0x16, 0x03, 0x01, 0x00, 0xc8, 0x01, 0x00, 0x00, 0xc4, 0x03, 0x03]));
+        await new Promise((r) => setTimeout(r, 50));
+        client.resetAndDestroy();
+        await waitFor(() => t!.stats().inbound.handshakeFailures === 1, 'the failed handshake');
+        const failed = logs.lines.filter((l) => l.msg === 'transport: inbound TLS handshake failed');
+        expect(failed).toHaveLength(1);
+        expect(remote).toMatch(/^127\.0\.0\.1:\d+$/);
+        expect(failed[0].obj).toMatchObject({ node: 1, remote });
+      } finally {
+        c?.destroy();
+        await t?.stop();
+        rmSync(dir, { recursive: true, force: true });
+      }
+    },
+  );
+
+  it.skipIf(!haveOpenssl)(
     'under TLS, at most maxPendingHandshakes connections in their TLS handshake: the oldest closed for a new one',
     async () => {
       const dir = mkdtempSync(join(tmpdir(), 'dropbear-tls-cap-'));
