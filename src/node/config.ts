@@ -37,7 +37,7 @@ import { dirname, isAbsolute, resolve } from 'node:path';
 import { DEFAULT_REPLICA_CONFIG, type ReplicaConfig } from '../consensus/replica.ts';
 import { DURABILITIES, type Durability } from '../ledger/sqlite.ts';
 import { DropbearError } from '../protocol/index.ts';
-import { DEFAULT_QUARANTINE, type TransportOptions } from './transport.ts';
+import { quarantineProblem, type TransportOptions } from './transport.ts';
 
 export interface Endpoint {
   host: string;
@@ -158,14 +158,11 @@ function apiLimits(r: Record<string, unknown>, file: string): NodeConfig['apiLim
   return r as NodeConfig['apiLimits'];
 }
 
-/** The longest delay setTimeout takes (2^31 - 1 ms, about 24.8 days). */
-const MAX_TIMER_MS = 2 ** 31 - 1;
-const QUARANTINE_FIELDS = Object.keys(DEFAULT_QUARANTINE) as (keyof typeof DEFAULT_QUARANTINE)[];
-
 /**
  * The `transport` section: only `quarantine` ({minMs, maxMs, forgiveMs}: integers, ms, 0 < minMs ≤ maxMs
- * ≤ 2^31 - 1 and forgiveMs ≥ 0, a field left out taking the transport's default). Checked here, so that a
- * bad value is refused as CONFIG_INVALID naming the field rather than when the transport is made.
+ * ≤ 2^31 - 1 and forgiveMs ≥ 0, a field left out taking the transport's default; the rule is the
+ * transport's, quarantineProblem). Checked here too, so that a bad value is refused as CONFIG_INVALID
+ * naming the field in the file rather than when the transport is made.
  */
 function transportSettings(r: Record<string, unknown>, file: string): NodeConfig['transport'] {
   for (const k of Object.keys(r))
@@ -175,30 +172,10 @@ function transportSettings(r: Record<string, unknown>, file: string): NodeConfig
   if (q === undefined) return {};
   if (typeof q !== 'object' || q === null || Array.isArray(q))
     throw bad('transport.quarantine', 'must be {"minMs", "maxMs", "forgiveMs"} (ms)', file);
-  const out: NonNullable<NodeConfig['transport']['quarantine']> = {};
-  for (const [k, v] of Object.entries(q)) {
-    if (!(QUARANTINE_FIELDS as string[]).includes(k))
-      throw bad(
-        `transport.quarantine.${k}`,
-        `is not a quarantine setting (known: ${QUARANTINE_FIELDS.join(', ')})`,
-        file,
-      );
-    // minMs and maxMs become timer delays (a redial waits out the quarantine): at most setTimeout's limit,
-    // past which Node fires the timer after 1 ms.
-    const [min, max] = k === 'forgiveMs' ? [0, Number.MAX_SAFE_INTEGER] : [1, MAX_TIMER_MS];
-    if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max)
-      throw bad(`transport.quarantine.${k}`, `must be an integer in ${min}..${max} (ms)`, file);
-    out[k as keyof typeof out] = v;
-  }
-  const minMs = out.minMs ?? DEFAULT_QUARANTINE.minMs;
-  const maxMs = out.maxMs ?? DEFAULT_QUARANTINE.maxMs;
-  if (minMs > maxMs)
-    throw bad(
-      'transport.quarantine',
-      `needs minMs ≤ maxMs (here ${minMs} > ${maxMs}; defaults ${DEFAULT_QUARANTINE.minMs}, ${DEFAULT_QUARANTINE.maxMs})`,
-      file,
-    );
-  return { quarantine: out };
+  const problem = quarantineProblem(q as Record<string, unknown>);
+  if (problem)
+    throw bad(`transport.quarantine${problem.field ? `.${problem.field}` : ''}`, problem.why, file);
+  return { quarantine: { ...(q as NonNullable<NodeConfig['transport']['quarantine']>) } };
 }
 
 export function parseEndpoint(s: string, what = 'address'): Endpoint {

@@ -136,6 +136,7 @@ export interface TransportOptions {
    * this node neither dials it nor accepts it (its HELLO is refused before any signature is made or
    * checked). The first report costs `minMs`, each further one twice the one before, up to `maxMs`; a report
    * more than `forgiveMs` after the last quarantine ended starts again from `minMs`. Default 1 s, 60 s, 10 min.
+   * Integers, 1 ≤ minMs ≤ maxMs ≤ 2^31 - 1 and forgiveMs ≥ 0 (quarantineProblem), else TRANSPORT_CONFIG.
    */
   quarantine?: { minMs?: number; maxMs?: number; forgiveMs?: number };
   /** Initial delay of TCP keep-alive probes. Default 10 s. */
@@ -160,6 +161,38 @@ export const DEFAULT_QUARANTINE: Readonly<Required<NonNullable<TransportOptions[
   maxMs: 60_000,
   forgiveMs: 600_000,
 };
+
+/** The longest delay setTimeout takes (2^31 - 1 ms, about 24.8 days); past it Node fires the timer after 1 ms. */
+export const MAX_TIMER_MS = 2 ** 31 - 1;
+
+/**
+ * What is wrong with quarantine settings (TransportOptions.quarantine), or null: `field` is the key at
+ * fault ('' for minMs and maxMs together), `why` follows its name in a message. Each key is one of
+ * DEFAULT_QUARANTINE's, left out (or undefined) for its default; minMs and maxMs are integers in
+ * 1..MAX_TIMER_MS (timer delays: a redial waits out the quarantine, and a longer one would fire at once),
+ * forgiveMs an integer in 0..2^53 - 1, and minMs ≤ maxMs, defaults included. The one rule for both the
+ * transport (TRANSPORT_CONFIG) and the node config file (config.ts, CONFIG_INVALID).
+ */
+export function quarantineProblem(
+  q: Readonly<Record<string, unknown>>,
+): { field: string; why: string } | null {
+  const known = Object.keys(DEFAULT_QUARANTINE);
+  for (const [k, v] of Object.entries(q)) {
+    if (!known.includes(k))
+      return { field: k, why: `is not a quarantine setting (known: ${known.join(', ')})` };
+    const [min, max] = k === 'forgiveMs' ? [0, Number.MAX_SAFE_INTEGER] : [1, MAX_TIMER_MS];
+    if (v !== undefined && (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max))
+      return { field: k, why: `must be an integer in ${min}..${max} (ms)` };
+  }
+  const minMs = (q.minMs as number | undefined) ?? DEFAULT_QUARANTINE.minMs;
+  const maxMs = (q.maxMs as number | undefined) ?? DEFAULT_QUARANTINE.maxMs;
+  if (minMs > maxMs)
+    return {
+      field: '',
+      why: `needs minMs ≤ maxMs (here ${minMs} > ${maxMs}; defaults ${DEFAULT_QUARANTINE.minMs}, ${DEFAULT_QUARANTINE.maxMs})`,
+    };
+  return null;
+}
 
 export type PeerState = 'idle' | 'connecting' | 'handshaking' | 'connected' | 'backoff' | 'waiting';
 
@@ -421,11 +454,14 @@ export class Transport {
     this.maxPending = opts.maxPendingHandshakes ?? 64;
     if (!Number.isInteger(this.maxPending) || this.maxPending < 1)
       throw transportError('TRANSPORT_CONFIG', 'maxPendingHandshakes must be an integer ≥ 1');
+    const badQuarantine = quarantineProblem(opts.quarantine ?? {});
+    if (badQuarantine) {
+      const field = badQuarantine.field ? `quarantine.${badQuarantine.field}` : 'quarantine';
+      throw transportError('TRANSPORT_CONFIG', `${field} ${badQuarantine.why}`, { field });
+    }
     this.quarantineMin = opts.quarantine?.minMs ?? DEFAULT_QUARANTINE.minMs;
     this.quarantineMax = opts.quarantine?.maxMs ?? DEFAULT_QUARANTINE.maxMs;
     this.forgiveMs = opts.quarantine?.forgiveMs ?? DEFAULT_QUARANTINE.forgiveMs;
-    if (!(this.quarantineMin > 0 && this.quarantineMax >= this.quarantineMin && this.forgiveMs >= 0))
-      throw transportError('TRANSPORT_CONFIG', 'quarantine needs 0 < minMs ≤ maxMs and forgiveMs ≥ 0');
     this.keepAliveMs = opts.keepAliveMs ?? 10_000;
     this.heartbeatMs = opts.heartbeatMs ?? 5_000;
     this.idleTimeoutMs = opts.idleTimeoutMs ?? 4 * this.heartbeatMs;

@@ -24,8 +24,15 @@ import {
   parseAddress,
   ROLE,
 } from '../../src/node/frames.ts';
-import { type Logger, type PeerState, Transport, type TransportOptions } from '../../src/node/transport.ts';
+import {
+  type Logger,
+  MAX_TIMER_MS,
+  type PeerState,
+  Transport,
+  type TransportOptions,
+} from '../../src/node/transport.ts';
 import { type KeyPair, keyPairFromSeed, signTagged, TAGS } from '../../src/protocol/crypto.ts';
+import { DropbearError } from '../../src/protocol/errors.ts';
 import { type Genesis, groupIdOf } from '../../src/protocol/messages.ts';
 
 const HOST = '127.0.0.1';
@@ -1020,6 +1027,59 @@ describe('transport', () => {
     expect(() => t.send(9, Buffer.from('x'))).toThrow(/not in the genesis/);
     expect(() => t.send(1, new Uint8Array(0))).toThrow(/empty/);
     expect(() => t.send(1, new Uint8Array(1001))).toThrow(/maxFrameBytes/);
+  });
+
+  it('refuses quarantine settings that are not integers in range, with TRANSPORT_CONFIG naming the field', () => {
+    const g = makeGroup(2);
+    const make = (quarantine: TransportOptions['quarantine']) =>
+      new Transport({
+        genesis: g.genesis,
+        listen: { host: HOST, port: 0 },
+        id: 0,
+        key: g.keys[0],
+        quarantine,
+      });
+    const refused = (quarantine: TransportOptions['quarantine']): DropbearError => {
+      try {
+        make(quarantine);
+      } catch (e) {
+        expect(e).toBeInstanceOf(DropbearError);
+        expect((e as DropbearError).code).toBe('TRANSPORT_CONFIG');
+        return e as DropbearError;
+      }
+      throw new Error(`accepted ${JSON.stringify(quarantine)}`);
+    };
+    // Each with maxMs at setTimeout's limit, so that only the value under test is wrong.
+    for (const [k, v] of [
+      ['minMs', 2 ** 31], // past setTimeout's limit: the redial after the quarantine would fire after 1 ms
+      ['maxMs', 2 ** 31],
+      ['minMs', 1.5],
+      ['maxMs', 1000.5],
+      ['forgiveMs', 0.5],
+      ['minMs', 0],
+      ['minMs', -1000],
+      ['maxMs', -1],
+      ['forgiveMs', -1],
+      ['maxMs', Number.NaN],
+      ['forgiveMs', Number.POSITIVE_INFINITY],
+    ] as const) {
+      const e = refused({ maxMs: MAX_TIMER_MS, [k]: v });
+      expect(e.message, `${k}: ${v}`).toContain(`quarantine.${k} must be an integer in`);
+      expect(e.details).toEqual({ field: `quarantine.${k}` });
+    }
+    expect(refused({ minMs: 5000, maxMs: 1000 }).message).toMatch(
+      /^quarantine needs minMs ≤ maxMs \(here 5000 > 1000/,
+    );
+    // The default maxMs (60 s) is below this minMs.
+    expect(refused({ minMs: 120_000 }).message).toContain('quarantine needs minMs ≤ maxMs');
+    expect(refused({ minMS: 100 } as TransportOptions['quarantine']).message).toContain(
+      'quarantine.minMS is not a quarantine setting',
+    );
+    // The bounds themselves, and settings left out (or undefined) for their defaults.
+    expect(() => make({ minMs: MAX_TIMER_MS, maxMs: MAX_TIMER_MS, forgiveMs: 0 })).not.toThrow();
+    expect(() => make({ minMs: 1, maxMs: 1, forgiveMs: Number.MAX_SAFE_INTEGER })).not.toThrow();
+    expect(() => make({ minMs: undefined, maxMs: 2_000 })).not.toThrow();
+    expect(() => make(undefined)).not.toThrow();
   });
 
   const haveOpenssl = (() => {
