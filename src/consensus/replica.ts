@@ -1201,8 +1201,15 @@ export class Replica {
     this.pool.set(idHex, { sr, id, state: 'pending', acceptedAt: this.now });
     this.orphans.delete(idHex);
     // Not when this node signed a result for it with its current model already (before a restart: see
-    // restore), nor when it may have and cannot know (resultsFloor).
-    if (!this.hasCurrentVote(idHex, this.id) && sr.request.timestamp > this.resultsFloor)
+    // restore), nor when it may have and cannot know: before a lost write (resultsFloor), or before the
+    // request expired here (taken only for a proposal that names it, which holds its q votes already; an
+    // expired request is forgotten with this node's vote, and a second, different answer would be
+    // double-vote evidence against it).
+    if (
+      !this.hasCurrentVote(idHex, this.id) &&
+      sr.request.timestamp > this.resultsFloor &&
+      !this.expired(sr.request.timestamp)
+    )
       this.inferQueue.push({ requestId: id, request: sr });
     this.updateReadiness(idHex);
     this.arrived(`r${idHex}`);

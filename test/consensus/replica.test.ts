@@ -1386,6 +1386,27 @@ describe('4. a backup accepts or refuses a pre-prepare', () => {
   // BUG (see the report): the timestamp rule only compares with batches still held in slots, and the slots at
   // or below the stable checkpoint are garbage-collected; so right after a checkpoint, the next batch may
   // carry a timestamp below the batch just checkpointed. The batch at the checkpoint should still bound it.
+  it('takes a request it holds as expired for a proposal that names it, but does not infer it', () => {
+    // Its vote could count only in a batch stamped before the expiry, and this node may have voted and
+    // forgotten (an expired request is forgotten with its votes): a second answer would be double-vote
+    // evidence against it if the model answered differently.
+    const h = new One(1);
+    const sr = mkReq(1, { timestamp: T0 - EXPIRY - 10 });
+    const id = requestIdOf(sr);
+    const res = [0, 2, 3].map((v) => resultsOf(v, [id]));
+    for (const [i, v] of [0, 2, 3].entries()) h.msg(v, { kind: 'results', signed: res[i] });
+    const pp = makePP(1, [{ requestId: id, votes: res.map((x) => voteOf(x, 0)) }], {
+      timestamp: T0 - EXPIRY - 5,
+    });
+    const a = h.msg(0, { kind: 'prePrepare', pp });
+    expect(sent(a, 'fetch')[0].msg.requests.map(hex)).toEqual([hex(id)]);
+    const b = h.msg(0, { kind: 'fetched', requests: [sr], results: [], prePrepares: [] });
+    expect(h.r.holdsRequest(hex(id))).toBe(true);
+    expect(sent(b, 'prepare')).toHaveLength(1);
+    expect(only(b, 'infer')).toEqual([]);
+    expect(totalMisb(h.r)).toBe(0);
+  });
+
   describe('a batch timestamp far behind its clock (PROTOCOL.md rule 2: within a bound of the clock)', () => {
     // The bound is the expiry guard: twice the clock skew plus a view-change timeout.
     const VCT = 2000;
