@@ -7,8 +7,8 @@ import {
   groupIdOf,
   PhaseBody,
   Result,
-  ResultBatch,
   TAGS,
+  verifyResults,
   verifyTagged,
 } from '../protocol/index.ts';
 
@@ -22,9 +22,7 @@ export function verifyEvidence(e: Evidence, genesis: Genesis, groupId = groupIdO
     const ra = a.batch.entries.find((x) => equalBytes(x.requestId, e.requestId));
     const rb = b.batch.entries.find((x) => equalBytes(x.requestId, e.requestId));
     if (!ra || !rb || equalBytes(encode(Result, ra.result), encode(Result, rb.result))) return null;
-    for (const s of [a, b])
-      if (!verifyTagged(TAGS.results, groupId, encode(ResultBatch, s.batch), s.signature, node.publicKey))
-        return null;
+    for (const s of [a, b]) if (!verifyResults(groupId, s, node.publicKey)) return null;
     return a.batch.node;
   }
   const node = genesis.nodes[e.node];

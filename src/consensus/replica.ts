@@ -65,6 +65,7 @@ import {
   uint,
   ViewChangeBody,
   verifyReceiptSig,
+  verifyResults,
   verifyTagged,
   verifyTx,
 } from '../protocol/index.ts';
@@ -1466,7 +1467,7 @@ export class Replica {
     const batchBytes = encode(ResultBatchCodec, signed.batch);
     const digest = resultsDigestOfParts(batchBytes, signed.signature);
     if (this.results.has(hex(digest))) return;
-    if (!verifyTagged(TAGS.results, this.groupId, batchBytes, signed.signature, node.publicKey)) {
+    if (!verifyResults(this.groupId, signed, node.publicKey, batchBytes)) {
       if (signer === from) this.punish(from, 'bad signature on its own results');
       return this.blame(from, 'bad-signature', 'results');
     }

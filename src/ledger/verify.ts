@@ -55,6 +55,7 @@ import {
   sha256,
   TAGS,
   verifyReceiptSig,
+  verifyResults,
   verifyTagged,
 } from '../protocol/index.ts';
 import { ResolvedEntries } from './codec.ts';
@@ -434,8 +435,7 @@ function checkOwnResults(
     const node = signed.batch.node;
     const key = genesis.nodes[node]?.publicKey;
     if (!key) at(`signed by unknown node ${node}`);
-    else if (!verifyTagged(TAGS.results, groupId, batchBytes, signed.signature, key))
-      at(`the signature of node ${node} is invalid`);
+    else if (!verifyResults(groupId, signed, key, batchBytes)) at(`the signature of node ${node} is invalid`);
     else signers.set(node, (signers.get(node) ?? 0) + 1);
   }
   if (signers.size > 1) {
@@ -512,7 +512,7 @@ function checkSources(
         if (!checked.has(d)) {
           checked.add(d);
           const key = genesis.nodes[r.node]?.publicKey;
-          if (!key || !verifyTagged(TAGS.results, groupId, encode(ResultBatch, r), signed.signature, key))
+          if (!key || !verifyResults(groupId, signed, key))
             at(`RESULTS ${d} of node ${r.node}: the signature is invalid`);
         }
         const item = r.entries[v.index];

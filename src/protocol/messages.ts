@@ -889,6 +889,18 @@ export function decodeMessage(b: Uint8Array): NodeMessage {
 export function signResults(groupId: Uint8Array, batch: ResultBatch, key: KeyPair): SignedResults {
   return { batch, signature: signTagged(TAGS.results, groupId, encode(ResultBatch, batch), key) };
 }
+/**
+ * Checks a RESULTS signature (what `signResults` made) against `publicKey`. `batchBytes`: the batch's
+ * canonical bytes where the caller already has them (encoded here otherwise).
+ */
+export function verifyResults(
+  groupId: Uint8Array,
+  signed: SignedResults,
+  publicKey: Uint8Array,
+  batchBytes: Uint8Array = encode(ResultBatch, signed.batch),
+): boolean {
+  return verifyTagged(TAGS.results, groupId, batchBytes, signed.signature, publicKey);
+}
 export function resultsDigestOf(s: SignedResults): Uint8Array {
   return sha256(encode(SignedResults, s));
 }
