@@ -17,6 +17,8 @@
  * And every row of `own_results` (the node's own signed RESULTS): it decodes, its digest column is the
  * digest of the signed RESULTS, it is validly signed by a genesis node, all rows by the same node (the file
  * does not record which node it belongs to), and its `newest` is a non-negative integer.
+ * A column holding something else than the node writes there (text or a number for bytes) is a problem of
+ * its row naming the table and column, and the rest of the file is still checked.
  * Reads the file read-only; writes nothing.
  */
 import { existsSync } from 'node:fs';
@@ -26,6 +28,7 @@ import {
   batchDigestOf,
   buildTree,
   CheckpointBody,
+  type Codec,
   CodecError,
   CountedVote,
   DropbearError,
@@ -84,11 +87,21 @@ export interface LedgerVerification {
 }
 
 type Row = Record<string, unknown>;
-const u8 = (b: unknown): Uint8Array => {
-  if (b instanceof Uint8Array)
-    return b instanceof Buffer ? new Uint8Array(b.buffer, b.byteOffset, b.length) : b;
-  throw new CodecError('CODEC_BAD_VALUE', `expected a blob, found ${typeof b}`);
-};
+const u8 = (b: Uint8Array): Uint8Array =>
+  b instanceof Buffer ? new Uint8Array(b.buffer, b.byteOffset, b.length) : b;
+
+/**
+ * A column's value as bytes, or null once `at` has been told that `column` (`table.column`, and which row
+ * where the caller's `at` does not say) holds no blob: SQLite stores any value in any column of a table
+ * that is not STRICT, so a rewritten file can hold text or a number where the node wrote bytes.
+ */
+function blob(value: unknown, column: string, at: (msg: string) => void): Uint8Array | null {
+  if (value instanceof Uint8Array) return u8(value);
+  const found =
+    value === null || value === undefined ? 'null' : typeof value === 'string' ? 'text' : 'a number';
+  at(`${column} is ${found}, not a blob`);
+  return null;
+}
 
 function tryDecode<T>(fn: () => T, onError: (msg: string) => void): T | null {
   try {
@@ -100,6 +113,27 @@ function tryDecode<T>(fn: () => T, onError: (msg: string) => void): T | null {
     }
     throw e;
   }
+}
+
+/**
+ * A blob column decoded with `codec`, or null once `at` has been told why not: the column holds no blob
+ * (`blob`), or `${what}: ` and the codec's message when its bytes do not decode.
+ */
+function decodeColumn<T>(
+  value: unknown,
+  column: string,
+  codec: Codec<T>,
+  what: string,
+  at: (msg: string) => void,
+): T | null {
+  const bytes = blob(value, column, at);
+  return (
+    bytes &&
+    tryDecode(
+      () => decode(codec, bytes),
+      (m) => at(`${what}: ${m}`),
+    )
+  );
 }
 
 /**
@@ -175,8 +209,11 @@ function check(
     list.push({ digest, what });
     checkpoints.set(seq, list);
   };
-  for (const r of db.prepare('SELECT seq, state_digest FROM checkpoints').all() as Row[])
-    expectDigest(r.seq as number, u8(r.state_digest), 'the checkpoint state digest');
+  for (const r of db.prepare('SELECT seq, state_digest FROM checkpoints').all() as Row[]) {
+    const seq = r.seq as number;
+    const d = blob(r.state_digest, 'checkpoints.state_digest', (m) => problems.push(`batch ${seq}: ${m}`));
+    if (d) expectDigest(seq, d, 'the checkpoint state digest');
+  }
   const cpRecords = db
     .prepare("SELECT id, seq, digest, body FROM consensus_log WHERE kind = 'checkpoint' ORDER BY id")
     .all() as Row[];
@@ -200,9 +237,8 @@ function check(
     expectDigest(seq, digest, `the state digest of stable checkpoint ${seq} (signed log)`);
     // Its proof (records from before proofs were kept have none): q valid CHECKPOINT signatures over it.
     if (r.body === null) continue;
-    const proof = tryDecode(
-      () => decode(CheckpointProof, u8(r.body)),
-      (m) => at(`batch ${seq}: proof does not decode: ${m}`),
+    const proof = decodeColumn(r.body, 'consensus_log.body', CheckpointProof, 'proof does not decode', (m) =>
+      at(`batch ${seq}: ${m}`),
     );
     if (!proof) continue;
     const signers = new Set<number>();
@@ -235,16 +271,16 @@ function check(
     expectSeq = seq + 1;
 
     // The batch and its resolved entries.
-    const digest = u8(row.digest);
-    const batch = tryDecode(
-      () => decode(Batch, u8(row.batch)),
-      (m) => at(`batch bytes do not decode: ${m}`),
+    const digest = blob(row.digest, 'batches.digest', at);
+    const batch = decodeColumn(row.batch, 'batches.batch', Batch, 'batch bytes do not decode', at);
+    const entries = decodeColumn(
+      row.entries,
+      'batches.entries',
+      ResolvedEntries,
+      'resolved entries do not decode',
+      at,
     );
-    const entries = tryDecode(
-      () => decode(ResolvedEntries, u8(row.entries)),
-      (m) => at(`resolved entries do not decode: ${m}`),
-    );
-    if (batch && !equalBytes(batchDigestOf(batch), digest))
+    if (batch && digest && !equalBytes(batchDigestOf(batch), digest))
       at('stored digest is not the digest of the batch');
     let entriesMatch = false;
     if (batch && entries) {
@@ -260,18 +296,24 @@ function check(
     let receiptHash: Uint8Array | null = null;
     if (!rrow) at('no receipt');
     else {
-      receiptBytes = u8(rrow.receipt);
-      receiptHash = sha256(receiptBytes);
-      receipt = tryDecode(
-        () => decode(Receipt, receiptBytes!),
-        (m) => at(`receipt does not decode: ${m}`),
-      );
-      if (!equalBytes(u8(rrow.hash), receiptHash)) at('stored receipt hash is not the hash of the receipt');
+      const bytes = blob(rrow.receipt, 'receipts.receipt', at);
+      const storedHash = blob(rrow.hash, 'receipts.hash', at);
+      const storedPrev = blob(rrow.prev_hash, 'receipts.prev_hash', at);
+      if (bytes) {
+        receiptBytes = bytes;
+        receiptHash = sha256(bytes);
+        receipt = tryDecode(
+          () => decode(Receipt, bytes),
+          (m) => at(`receipt does not decode: ${m}`),
+        );
+      }
+      if (storedHash && receiptHash && !equalBytes(storedHash, receiptHash))
+        at('stored receipt hash is not the hash of the receipt');
       if (receipt) {
         if (receipt.seq !== seq) at(`receipt names batch ${receipt.seq}`);
         if (!equalBytes(receipt.groupId, groupId)) at('receipt names another group');
-        if (!equalBytes(receipt.batchDigest, digest)) at('receipt names another batch digest');
-        if (!equalBytes(u8(rrow.prev_hash), receipt.prevReceipt))
+        if (digest && !equalBytes(receipt.batchDigest, digest)) at('receipt names another batch digest');
+        if (storedPrev && !equalBytes(storedPrev, receipt.prevReceipt))
           at("stored prev hash is not the receipt's previous-receipt hash");
         if (prevHash && !equalBytes(receipt.prevReceipt, prevHash))
           at(
@@ -290,13 +332,17 @@ function check(
       const valid: { node: number; view: number | null }[] = [];
       for (const s of sigs) {
         const node = s.node as number;
-        const view = s.view === null ? null : (s.view as number);
+        const view = s.view;
         const key = genesis.nodes[node]?.publicKey;
+        const signature = blob(s.signature, `receipt_sigs.signature of node ${node}`, at);
         if (!key) at(`signature from unknown node ${node}`);
         else if (signers.has(node)) at(`two signatures from node ${node}`);
-        else if (
-          !verifyReceiptSig(groupId, receiptBytes, receiptHash!, { signature: u8(s.signature), view }, key)
-        )
+        else if (!signature) continue;
+        else if (view !== null && (typeof view !== 'number' || !Number.isSafeInteger(view) || view < 0))
+          at(
+            `receipt_sigs.view of node ${node} is neither null nor a non-negative integer (${String(view)})`,
+          );
+        else if (!verifyReceiptSig(groupId, receiptBytes, receiptHash!, { signature, view }, key))
           at(`receipt signature of node ${node} is invalid`);
         else {
           signers.add(node);
@@ -311,16 +357,13 @@ function check(
 
     // What state transfer ships for the batch, where stored.
     const src = getSources.get(seq) as Row | undefined;
-    if (src && batch && entries && entriesMatch)
+    if (src && digest && batch && entries && entriesMatch)
       checkSources(seq, digest, batch, entries, src, genesis, groupId, receiptBytes, at);
 
     // Stored outcomes against the receipt's Merkle root.
     const orow = getOutcomes.get(seq) as Row | undefined;
     const stored = orow
-      ? tryDecode(
-          () => decode(StoredOutcomes, u8(orow.outcomes)),
-          (m) => at(`stored outcomes do not decode: ${m}`),
-        )
+      ? decodeColumn(orow.outcomes, 'outcomes.outcomes', StoredOutcomes, 'stored outcomes do not decode', at)
       : [];
     if (stored?.length === 0 && orow) at('an empty outcomes row');
     const outcomeBytes = stored ?? [];
@@ -338,7 +381,7 @@ function check(
     }
 
     // Replay (not of entries that are not the batch's: what it would reproduce proves nothing).
-    if (replaying && batch && entries && entriesMatch) {
+    if (replaying && digest && batch && entries && entriesMatch) {
       try {
         const ex = state.execute(seq, digest, batch, entries);
         let same = receiptHash !== null && equalBytes(ex.receiptHash, receiptHash);
@@ -421,11 +464,14 @@ function checkOwnResults(
     const newest = r.newest;
     if (typeof newest !== 'number' || !Number.isSafeInteger(newest) || newest < 0)
       at(`newest is not a non-negative integer (${String(newest)})`);
-    const digest = r.digest instanceof Uint8Array ? u8(r.digest) : null;
-    if (digest?.length !== 32) at('the digest column is not a 32-byte digest');
-    const signed = tryDecode(
-      () => decode(SignedResults, u8(r.signed)),
-      (m) => at(`signed RESULTS do not decode: ${m}`),
+    const digest = blob(r.digest, 'own_results.digest', at);
+    if (digest && digest.length !== 32) at('the digest column is not a 32-byte digest');
+    const signed = decodeColumn(
+      r.signed,
+      'own_results.signed',
+      SignedResults,
+      'signed RESULTS do not decode',
+      at,
     );
     if (!signed) continue;
     // The batch's bytes once, for both the digest and the signature.
@@ -467,13 +513,19 @@ function checkSources(
   receiptBytes: Uint8Array | null,
   at: (msg: string) => void,
 ): void {
-  const requests = tryDecode(
-    () => decode(SourceRequests, u8(src.requests)),
-    (m) => at(`stored source requests do not decode: ${m}`),
+  const requests = decodeColumn(
+    src.requests,
+    'batch_sources.requests',
+    SourceRequests,
+    'stored source requests do not decode',
+    at,
   );
-  const results = tryDecode(
-    () => decode(SourceResults, u8(src.results)),
-    (m) => at(`stored source RESULTS do not decode: ${m}`),
+  const results = decodeColumn(
+    src.results,
+    'batch_sources.results',
+    SourceResults,
+    'stored source RESULTS do not decode',
+    at,
   );
   if (requests) {
     const byId = new Map<string, SignedRequest>();
@@ -529,9 +581,12 @@ function checkSources(
   // The proof it committed with (kept while the batch had no quorum of receipt signatures).
   if (src.commit_sigs !== null && src.commit_sigs !== undefined) {
     const view = src.commit_view;
-    const sigs = tryDecode(
-      () => decode(CommitSigs, u8(src.commit_sigs)),
-      (m) => at(`stored COMMIT signatures do not decode: ${m}`),
+    const sigs = decodeColumn(
+      src.commit_sigs,
+      'batch_sources.commit_sigs',
+      CommitSigs,
+      'stored COMMIT signatures do not decode',
+      at,
     );
     if (sigs && (typeof view !== 'number' || !Number.isSafeInteger(view) || view < 0))
       at('stored COMMIT signatures without their view');
@@ -544,9 +599,12 @@ function checkSources(
       }
   }
   if (src.commit_receipt_sigs !== null && src.commit_receipt_sigs !== undefined) {
-    const sigs = tryDecode(
-      () => decode(ReceiptSignatures, u8(src.commit_receipt_sigs)),
-      (m) => at(`stored prepared receipt signatures do not decode: ${m}`),
+    const sigs = decodeColumn(
+      src.commit_receipt_sigs,
+      'batch_sources.commit_receipt_sigs',
+      ReceiptSignatures,
+      'stored prepared receipt signatures do not decode',
+      at,
     );
     // Kept only over the receipt this node executed to (the stored one).
     if (sigs && receiptBytes) {

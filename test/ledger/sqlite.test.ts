@@ -1224,6 +1224,87 @@ describe('verifyLedgerFile', () => {
     });
   }
 
+  describe('a value that is not a blob where the node wrote bytes', () => {
+    // SQLite keeps whatever type was written into a column of a table that is not STRICT. Each is a problem
+    // of its row, naming the table and column, and the rest of the file is still checked: the deleted
+    // receipt signature of batch 5 is reported too, and every batch is counted.
+    const cases: [string, string, unknown, string[]][] = [
+      [
+        'batches.digest',
+        'UPDATE batches SET digest = ? WHERE seq = 2',
+        'text',
+        ['batch 2: batches.digest is text, not a blob', 'replay stopped at batch 2'],
+      ],
+      [
+        'batches.batch',
+        'UPDATE batches SET batch = ? WHERE seq = 2',
+        7,
+        ['batch 2: batches.batch is a number, not a blob', 'replay stopped at batch 2'],
+      ],
+      [
+        'batches.entries',
+        'UPDATE batches SET entries = ? WHERE seq = 3',
+        1.5,
+        ['batch 3: batches.entries is a number, not a blob', 'replay stopped at batch 3'],
+      ],
+      [
+        'receipts.receipt',
+        'UPDATE receipts SET receipt = ? WHERE seq = 2',
+        'text',
+        [
+          'batch 2: receipts.receipt is text, not a blob',
+          'batch 2: replay does not reproduce the stored receipt',
+          'replay stopped at batch 2: the state diverges from the stored ledger',
+        ],
+      ],
+      [
+        'receipts.hash',
+        'UPDATE receipts SET hash = ? WHERE seq = 3',
+        3,
+        ['batch 3: receipts.hash is a number, not a blob'],
+      ],
+      [
+        'receipts.prev_hash',
+        'UPDATE receipts SET prev_hash = ? WHERE seq = 3',
+        'text',
+        ['batch 3: receipts.prev_hash is text, not a blob'],
+      ],
+      [
+        'receipt_sigs.signature',
+        'UPDATE receipt_sigs SET signature = ? WHERE seq = 4 AND node = 2',
+        'text',
+        ['batch 4: receipt_sigs.signature of node 2 is text, not a blob'],
+      ],
+      [
+        'outcomes.outcomes',
+        'UPDATE outcomes SET outcomes = ? WHERE seq = 1',
+        'text',
+        [
+          'batch 1: outcomes.outcomes is text, not a blob',
+          'batch 1: 0 stored outcomes, receipt says 5',
+          'batch 1: replay does not reproduce the stored outcomes',
+          'replay stopped at batch 1: the state diverges from the stored ledger',
+        ],
+      ],
+      [
+        'checkpoints.state_digest',
+        'UPDATE checkpoints SET state_digest = ? WHERE seq = 4',
+        9,
+        ['batch 4: checkpoints.state_digest is a number, not a blob'],
+      ],
+    ];
+    for (const [column, sql, value, problems] of cases)
+      it(`in ${column}`, () => {
+        const p = tamper(sql, value);
+        const db = new Database(p);
+        db.prepare('DELETE FROM receipt_sigs WHERE seq = 5 AND node = 1').run();
+        db.close();
+        const r = verifyLedgerFile(p);
+        expect(r).toMatchObject({ ok: false, batches: 6, ownResults: 0 });
+        expect(r.problems).toEqual([...problems, 'batch 5: 2 valid receipt signatures < 3 (2f+1)']);
+      });
+  });
+
   describe("the node's own RESULTS (own_results)", () => {
     /** Node `node`'s signed RESULTS for one request (`n` tells them apart), signed with `key`. */
     const own = (node: number, n: number, key = keys[node]) =>
@@ -1350,18 +1431,18 @@ describe('verifyLedgerFile', () => {
       ]);
     });
 
-    it('reports a blob that does not decode, without stopping', () => {
+    it('reports a blob that does not decode, or a value that is not a blob, without stopping', () => {
       const p = changed((db) => {
+        db.prepare('UPDATE own_results SET digest = 5 WHERE rowid = 1').run();
         db.prepare('UPDATE own_results SET signed = ? WHERE rowid = 2').run(Buffer.from([1, 2, 3]));
         db.prepare("UPDATE own_results SET signed = 'text' WHERE rowid = 3").run();
       });
       const r = verifyLedgerFile(p);
       expect(r).toMatchObject({ ok: false, batches: 6, ownResults: 3 });
-      expect(r.problems).toHaveLength(2);
-      expect(r.problems[0]).toMatch(/^own RESULTS row 2: signed RESULTS do not decode: /);
-      expect(r.problems[1]).toBe(
-        'own RESULTS row 3: signed RESULTS do not decode: expected a blob, found string',
-      );
+      expect(r.problems).toHaveLength(3);
+      expect(r.problems[0]).toBe('own RESULTS row 1: own_results.digest is a number, not a blob');
+      expect(r.problems[1]).toMatch(/^own RESULTS row 2: signed RESULTS do not decode: /);
+      expect(r.problems[2]).toBe('own RESULTS row 3: own_results.signed is text, not a blob');
     });
 
     it('reports a newest that is not a non-negative integer', () => {
@@ -1444,6 +1525,13 @@ describe('dropbear ledger verify', () => {
     const bad = run(tamper('DELETE FROM receipt_sigs WHERE seq = 2 AND node = 1'));
     expect(bad.status).toBe(1);
     expect(bad.stdout.trim().split('\n')).toEqual(['batch 2: 2 valid receipt signatures < 3 (2f+1)']);
+  });
+
+  it('reports a value that is not a blob as a line of problems (exit 1), not as an unreadable ledger', () => {
+    const bad = run(tamper("UPDATE receipts SET hash = 'text' WHERE seq = 3"));
+    expect(bad.stderr).toBe('');
+    expect(bad.stdout).toBe('batch 3: receipts.hash is text, not a blob\n');
+    expect(bad.status).toBe(1);
   });
 
   it('checks the group against --genesis and exits 2 for a missing file', () => {

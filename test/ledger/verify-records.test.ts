@@ -246,6 +246,33 @@ describe('what verify checks on a real ledger', () => {
       ),
     );
   });
+
+  it('a value that is not a blob in a batch’s sources, or a receipt signature view that is not a view, is a problem of its row', () => {
+    const p = copyOf();
+    const [a, b, c] = withDb(p, (db) => {
+      const seqs = db
+        .prepare('SELECT seq FROM batches WHERE length(entries) > 8 ORDER BY seq LIMIT 3')
+        .pluck()
+        .all() as number[];
+      db.prepare("UPDATE batch_sources SET requests = 'text' WHERE seq = ?").run(seqs[0]);
+      db.prepare('UPDATE batch_sources SET results = 12 WHERE seq = ?').run(seqs[1]);
+      db.prepare(
+        "UPDATE receipt_sigs SET view = 'text' WHERE seq = ? AND node = (SELECT min(node) FROM receipt_sigs WHERE seq = ?)",
+      ).run(seqs[2], seqs[2]);
+      return seqs;
+    });
+    const node = withDb(p, (db) =>
+      db.prepare('SELECT min(node) FROM receipt_sigs WHERE seq = ?').pluck().get(c),
+    );
+    const v = verifyLedgerFile(p);
+    expect(v.batches).toBe(verifyLedgerFile(good).batches);
+    expect(v.problems).toEqual([
+      `batch ${a}: batch_sources.requests is text, not a blob`,
+      `batch ${b}: batch_sources.results is a number, not a blob`,
+      `batch ${c}: receipt_sigs.view of node ${node} is neither null nor a non-negative integer (text)`,
+      `batch ${c}: 2 valid receipt signatures < 3 (2f+1)`,
+    ]);
+  });
 });
 
 describe('pruneSignedLog (unused by the node)', () => {
