@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import { verifyLedgerFile } from '../ledger/verify.ts';
 import { readGenesis } from './io.ts';
+import { parseNodeId } from './model-update.ts';
 
 export function registerLedger(program: Command): void {
   const ledger = program.command('ledger').description("inspect a node's durable ledger (SQLite file)");
@@ -12,13 +13,24 @@ export function registerLedger(program: Command): void {
     )
     .argument('<db>', 'the ledger file')
     .option('--genesis <file>', 'also require the ledger to belong to this group (JSON genesis)')
-    .addHelpText('after', '\nExit status: 0 verified, 1 problems found (one line each), 2 unreadable.\n')
-    .action((db: string, opts: { genesis?: string }) => {
+    .option(
+      '--node <id>',
+      "the node whose ledger this is: every own RESULTS row must be signed by it (the file does not say; without it the rows need only all be one node's)",
+    )
+    .addHelpText(
+      'after',
+      '\nExample:\n  npx dropbear ledger verify out/group/data/node-2/ledger.sqlite --node 2\n\n' +
+        'Exit status: 0 verified, 1 problems found (one line each), 2 unreadable or a bad option\n' +
+        "(--node not a node id: CLI_USAGE; not a node of the ledger's group: LEDGER_BAD_NODE).\n",
+    )
+    .action((db: string, opts: { genesis?: string; node?: string }) => {
+      const node = opts.node === undefined ? undefined : parseNodeId(opts.node);
       const genesis = opts.genesis ? readGenesis(opts.genesis) : undefined;
-      const r = verifyLedgerFile(db, genesis);
+      const r = verifyLedgerFile(db, genesis, { node });
       if (r.ok) {
+        const own = node === undefined ? '' : ` of node ${node}`;
         process.stdout.write(
-          `ok: ${r.batches} batches, ${r.ownResults} own RESULTS, chain, signatures, Merkle roots and replay verified\n`,
+          `ok: ${r.batches} batches, ${r.ownResults} own RESULTS${own}, chain, signatures, Merkle roots and replay verified\n`,
         );
         return;
       }

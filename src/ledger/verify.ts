@@ -15,8 +15,9 @@
  *   records of its signed log, each with ≥ q valid CHECKPOINT signatures of genesis nodes; and any row of
  *   the `checkpoints` table, which the node does not write).
  * And every row of `own_results` (the node's own signed RESULTS): it decodes, its digest column is the
- * digest of the signed RESULTS, it is validly signed by a genesis node, all rows by the same node (the file
- * does not record which node it belongs to), and its `newest` is a non-negative integer.
+ * digest of the signed RESULTS, it is validly signed by a genesis node, and its `newest` is a
+ * non-negative integer; the file does not record which node it belongs to, so with `node` (the CLI's
+ * `--node`) every row must be that node's, and without it all rows must be one node's.
  * A column holding something else than the node writes there (text or a number for bytes) is a problem of
  * its row naming the table and column, and the rest of the file is still checked.
  * Reads the file read-only; writes nothing.
@@ -136,17 +137,34 @@ function decodeColumn<T>(
   );
 }
 
+export interface VerifyOptions {
+  /**
+   * The node whose ledger the file is: every own RESULTS row must be validly signed by it. Without it the
+   * rows need only all be one genesis node's.
+   */
+  node?: number;
+}
+
 /**
  * Re-checks the ledger at `path` end to end. With `genesis`, the file must belong to that group.
- * Throws `LEDGER_NOT_FOUND` for a missing file; every other defect is a line in `problems`.
+ * Throws `LEDGER_NOT_FOUND` for a missing file and `LEDGER_BAD_NODE` for an `options.node` that is not a
+ * non-negative integer or not a node of the genesis stored in the file; every other defect is a line in
+ * `problems`.
  */
-export function verifyLedgerFile(path: string, genesis?: Genesis): LedgerVerification {
+export function verifyLedgerFile(
+  path: string,
+  genesis?: Genesis,
+  options: VerifyOptions = {},
+): LedgerVerification {
+  const { node } = options;
+  if (node !== undefined && !(Number.isSafeInteger(node) && node >= 0))
+    throw new DropbearError('LEDGER_BAD_NODE', `node must be a non-negative integer, not ${String(node)}`);
   if (!existsSync(path)) throw new DropbearError('LEDGER_NOT_FOUND', `no ledger at ${path}`);
   const problems: string[] = [];
   const counts = { batches: 0, ownResults: 0 };
   const db = openDatabase(path, { readonly: true, fileMustExist: true });
   try {
-    check(db, genesis, problems, counts);
+    check(db, genesis, node, problems, counts);
   } catch (e) {
     if (e instanceof DropbearError) throw e;
     problems.push(`cannot read ledger: ${(e as Error).message}`);
@@ -159,6 +177,7 @@ export function verifyLedgerFile(path: string, genesis?: Genesis): LedgerVerific
 function check(
   db: ReturnType<typeof openDatabase>,
   expected: Genesis | undefined,
+  node: number | undefined,
   problems: string[],
   counts: { batches: number; ownResults: number },
 ): void {
@@ -186,6 +205,11 @@ function check(
     problems.push(`stored genesis cannot run a group: ${invalid}`);
     return;
   }
+  if (node !== undefined && node >= genesis.nodes.length)
+    throw new DropbearError(
+      'LEDGER_BAD_NODE',
+      `node ${node} is not a node of the ledger's group (nodes 0..${genesis.nodes.length - 1})`,
+    );
   const groupId = groupIdOf(genesis);
   if (!equalBytes(groupId, meta.groupId))
     problems.push(`stored group id ${hex(meta.groupId)} is not the stored genesis's (${hex(groupId)})`);
@@ -433,20 +457,21 @@ function check(
       problems.push(`${what} for batches not in the ledger: ${seqs.slice(0, 10).join(', ')}`);
   }
   counts.batches = count;
-  counts.ownResults = checkOwnResults(db, genesis, groupId, problems);
+  counts.ownResults = checkOwnResults(db, genesis, groupId, node, problems);
 }
 
 /**
  * Checks every row of `own_results` (this node's own signed RESULTS): the `signed` blob decodes; the
  * `digest` column is the RESULTS digest of what it decodes to; the signer is a genesis node and the
  * signature verifies against its key; `newest` is a non-negative integer. The file does not record which
- * node it belongs to, so the signer cannot be compared with it; instead every validly signed row must come
- * from one node. Returns the number of rows.
+ * node it belongs to: with `node` (the caller says), a row validly signed by another node is a problem;
+ * without, every validly signed row must come from one node. Returns the number of rows.
  */
 function checkOwnResults(
   db: ReturnType<typeof openDatabase>,
   genesis: Genesis,
   groupId: Uint8Array,
+  node: number | undefined,
   problems: string[],
 ): number {
   const table = db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'own_results'").get();
@@ -478,11 +503,14 @@ function checkOwnResults(
     const batchBytes = encode(ResultBatch, signed.batch);
     if (digest?.length === 32 && !equalBytes(resultsDigestOfParts(batchBytes, signed.signature), digest))
       at('stored digest is not the digest of the signed RESULTS');
-    const node = signed.batch.node;
-    const key = genesis.nodes[node]?.publicKey;
-    if (!key) at(`signed by unknown node ${node}`);
-    else if (!verifyResults(groupId, signed, key, batchBytes)) at(`the signature of node ${node} is invalid`);
-    else signers.set(node, (signers.get(node) ?? 0) + 1);
+    const signer = signed.batch.node;
+    const key = genesis.nodes[signer]?.publicKey;
+    if (!key) at(`signed by unknown node ${signer}`);
+    else if (!verifyResults(groupId, signed, key, batchBytes))
+      at(`the signature of node ${signer} is invalid`);
+    else if (node !== undefined && signer !== node)
+      at(`signed by node ${signer}, not by node ${node} whose ledger this is`);
+    else signers.set(signer, (signers.get(signer) ?? 0) + 1);
   }
   if (signers.size > 1) {
     const list = [...signers]

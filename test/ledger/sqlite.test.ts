@@ -1369,6 +1369,74 @@ describe('verifyLedgerFile', () => {
       expect(out.status).toBe(0);
     });
 
+    it('with node: every row must be that node’s; a row of another node is a problem naming both', () => {
+      expect(verifyLedgerFile(ownPath, undefined, { node: 2 })).toEqual({
+        ok: true,
+        batches: 6,
+        ownResults: 3,
+        problems: [],
+      });
+      expect(verifyLedgerFile(ownPath, undefined, { node: 1 })).toEqual({
+        ok: false,
+        batches: 6,
+        ownResults: 3,
+        problems: [1, 2, 3].map(
+          (row) => `own RESULTS row ${row}: signed by node 2, not by node 1 whose ledger this is`,
+        ),
+      });
+      // One row of node 1 among node 2's: only that row, not the "more than one node" summary.
+      const other = changed((db) => insert(db, own(1, 4)));
+      expect(verifyLedgerFile(other, undefined, { node: 2 }).problems).toEqual([
+        'own RESULTS row 4: signed by node 1, not by node 2 whose ledger this is',
+      ]);
+      // Rows that are no one's are reported as without it.
+      const misnamed = changed((db) => insert(db, own(1, 4, keys[2])));
+      expect(verifyLedgerFile(misnamed, undefined, { node: 2 }).problems).toEqual([
+        'own RESULTS row 4: the signature of node 1 is invalid',
+      ]);
+    });
+
+    it('with node: refuses one that is not a non-negative integer or not a node of the ledger’s group, typed', () => {
+      for (const node of [-1, 1.5, Number.NaN, 2 ** 53])
+        expect(
+          codeOf(() => verifyLedgerFile(ownPath, undefined, { node })),
+          String(node),
+        ).toBe('LEDGER_BAD_NODE');
+      const outside = () => verifyLedgerFile(ownPath, undefined, { node: 4 });
+      expect(codeOf(outside)).toBe('LEDGER_BAD_NODE');
+      expect(outside).toThrow(/^node 4 is not a node of the ledger's group \(nodes 0\.\.3\)$/);
+    });
+
+    it('dropbear ledger verify --node: exit 0 for the ledger’s node, 1 for another, 2 for a bad or unknown id', () => {
+      const run = (...args: string[]) =>
+        spawnSync(process.execPath, ['bin/dropbear.mjs', 'ledger', 'verify', ownPath, ...args], {
+          encoding: 'utf8',
+        });
+      const mine = run('--node', '2');
+      expect(mine.stdout).toBe(
+        'ok: 6 batches, 3 own RESULTS of node 2, chain, signatures, Merkle roots and replay verified\n',
+      );
+      expect(mine.status).toBe(0);
+      const another = run('--node', '0');
+      expect(another.stdout.trim().split('\n')).toEqual(
+        [1, 2, 3].map(
+          (row) => `own RESULTS row ${row}: signed by node 2, not by node 0 whose ledger this is`,
+        ),
+      );
+      expect(another.status).toBe(1);
+      for (const [arg, message] of [
+        ['x', /^error \[CLI_USAGE\]: --node must be a node id \(0, 1, …\), not "x"$/],
+        ['-1', /^error \[CLI_USAGE\]: --node must be a node id \(0, 1, …\), not "-1"$/],
+        ['1.5', /^error \[CLI_USAGE\]: --node must be a node id \(0, 1, …\), not "1.5"$/],
+        ['4', /^error \[LEDGER_BAD_NODE\]: node 4 is not a node of the ledger's group \(nodes 0\.\.3\)$/],
+      ] as const) {
+        const bad = run(`--node=${arg}`);
+        expect(bad.stdout, arg).toBe('');
+        expect(bad.stderr.trim(), arg).toMatch(message);
+        expect(bad.status, arg).toBe(2);
+      }
+    });
+
     it('reports signed bytes changed under their digest and signature', () => {
       const p = changed((db) => {
         const s = signedOf(db, 2);

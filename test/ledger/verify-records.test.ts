@@ -87,6 +87,17 @@ describe('what verify checks on a real ledger', () => {
         expect(db.prepare('SELECT count(*) FROM own_results').pluck().get()).toBe(v.ownResults);
       });
       own += v.ownResults;
+      // Every own RESULTS row is the node's own: verified as node id's ledger, and as no other node's.
+      expect(verifyLedgerFile(path, undefined, { node: id }).problems).toEqual([]);
+      const other = (id + 1) % 4;
+      const as = verifyLedgerFile(path, undefined, { node: other });
+      expect(as.problems).toHaveLength(v.ownResults);
+      for (const p of as.problems)
+        expect(p).toMatch(
+          new RegExp(
+            `^own RESULTS row \\d+: signed by node ${id}, not by node ${other} whose ledger this is$`,
+          ),
+        );
     }
     // The nodes that kept their disks still hold own RESULTS at the end of the run: they were checked.
     expect(own).toBeGreaterThan(0);
