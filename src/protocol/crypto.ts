@@ -29,9 +29,12 @@ function loadSodium(): Sodium | null {
  * Ed25519 (and SHA-256 of short inputs) through libsodium when sodium-native is installed, else node:crypto
  * (DROPBEAR_CRYPTO=node forces it). Ed25519 is about twice as fast here through libsodium: ~50 µs against
  * ~105 µs per verification, ~17 against ~36 µs per signature. Ed25519 signing is deterministic, so both
- * give the same bytes; on well-formed keys and signatures they verify alike. libsodium also refuses
- * small-order public keys and R values, which only a forger produces: a signature the two disagree on
- * never came from a real key.
+ * give the same bytes. libsodium also refuses a non-canonical public key and a public key or R of small
+ * order, which OpenSSL accepts: the holder of any key can sign with R = identity and S = k·a (its secret
+ * scalar times the challenge), which OpenSSL takes and libsodium refuses. Nodes of one group may run
+ * either (sodium-native is optional), and a model update is checked again at execution, so the two must
+ * agree on every signature or honest nodes execute to different states: node:crypto's path applies
+ * libsodium's extra rules first (ed25519Refused).
  */
 const sodium = loadSodium();
 export const cryptoBackend: 'libsodium' | 'node:crypto' = sodium ? 'libsodium' : 'node:crypto';
@@ -195,10 +198,106 @@ export function verifyTagged(
   try {
     const msg = signedBytes(tag, groupId, body);
     if (sodium) return sodium.crypto_sign_verify_detached(signature, msg, publicKey);
-    return verify(null, msg, publicKeyObject(publicKey), signature);
+    return verifyNodeCrypto(msg, signature, publicKey);
   } catch {
     return false; // a point that is not on the curve, for instance
   }
+}
+
+/**
+ * The node:crypto backend's check of an Ed25519 signature over `msg`: libsodium's extra rules
+ * (ed25519Refused), then OpenSSL's RFC 8032 check. Throws for a key that is not a point of the curve.
+ */
+export function verifyNodeCrypto(msg: Uint8Array, signature: Uint8Array, publicKey: Uint8Array): boolean {
+  if (ed25519Refused(signature, publicKey)) return false;
+  return verify(null, msg, publicKeyObject(publicKey), signature);
+}
+
+// ---------------------------------------------------------------- libsodium's rules beyond RFC 8032
+
+/** The field prime of Curve25519 and Ed25519's group order. */
+const P25519 = 2n ** 255n - 19n;
+const L25519 = 2n ** 252n + 27742317777372353535851937790883648493n;
+
+function le32(x: bigint): Uint8Array {
+  const out = new Uint8Array(32);
+  for (let i = 0; i < 32; i++, x >>= 8n) out[i] = Number(x & 0xffn);
+  return out;
+}
+
+/**
+ * The y coordinates, as 32 little-endian bytes, of the curve's eight points of small order (order 1, 2, 4
+ * and 8: y = 1, p − 1, 0 and the two roots below), plus p and p + 1, the non-canonical encodings of 0 and
+ * 1: the encodings libsodium refuses as a key or as R, whatever the sign bit. An order-8 point doubles to
+ * one of order 4, (±√−1, 0), so x² = −y², which on −x² + y² = 1 + d·x²·y² gives d·y⁴ + 2y² − 1 = 0.
+ */
+const SMALL_ORDER_Y: readonly Uint8Array[] = (() => {
+  const p = P25519;
+  const mod = (a: bigint) => ((a % p) + p) % p;
+  const pow = (b: bigint, e: bigint) => {
+    let r = 1n;
+    for (b = mod(b); e > 0n; e >>= 1n, b = (b * b) % p) if (e & 1n) r = (r * b) % p;
+    return r;
+  };
+  const inv = (a: bigint) => pow(a, p - 2n);
+  const sqrtM1 = pow(2n, (p - 1n) / 4n);
+  // Square roots mod p (p ≡ 5 mod 8), or null for a non-square.
+  const sqrt = (a: bigint): bigint | null => {
+    const c = pow(a, (p + 3n) / 8n);
+    if ((c * c) % p === mod(a)) return c;
+    const c2 = (c * sqrtM1) % p;
+    return (c2 * c2) % p === mod(a) ? c2 : null;
+  };
+  const d = mod(-121665n * inv(121666n));
+  const ys = new Set<bigint>([0n, 1n, p - 1n, p, p + 1n]);
+  const s = sqrt(1n + d) ?? 0n;
+  for (const sign of [s, p - s]) {
+    const y = sqrt(mod((sign - 1n) * inv(d)));
+    if (y !== null) ys.add(y).add(p - y);
+  }
+  return [...ys].map(le32);
+})();
+
+/** Whether a 32-byte point encoding, sign bit aside, is one of SMALL_ORDER_Y. */
+function smallOrder(point: Uint8Array, at = 0): boolean {
+  outer: for (const y of SMALL_ORDER_Y) {
+    for (let i = 0; i < 31; i++) if (point[at + i] !== y[i]) continue outer;
+    if ((point[at + 31] & 0x7f) === y[31]) return true;
+  }
+  return false;
+}
+
+/** Whether 32 little-endian bytes at `at` (with `mask` on the last) read as a number below `bound`. */
+function below(bytes: Uint8Array, at: number, bound: Uint8Array, mask = 0xff): boolean {
+  for (let i = 31; i >= 0; i--) {
+    const b = i === 31 ? bytes[at + i] & mask : bytes[at + i];
+    if (b !== bound[i]) return b < bound[i];
+  }
+  return false;
+}
+const P_BYTES = le32(P25519);
+const L_BYTES = le32(L25519);
+
+/**
+ * Whether libsodium refuses this signature and key before it checks the equation, where RFC 8032 (and
+ * OpenSSL) may not: S is not below the group order, R or the key has small order, or the key's y is not
+ * below p. node:crypto's verification applies it first, so that both backends agree on every signature.
+ */
+export function ed25519Refused(signature: Uint8Array, publicKey: Uint8Array): boolean {
+  return (
+    !below(signature, 32, L_BYTES) ||
+    smallOrder(signature, 0) ||
+    !below(publicKey, 0, P_BYTES, 0x7f) ||
+    smallOrder(publicKey, 0)
+  );
+}
+
+/** Why `publicKey` can never verify a signature under either backend (ed25519Refused), or null. */
+export function ed25519KeyProblem(publicKey: Uint8Array): string | null {
+  if (publicKey.length !== 32) return 'not 32 bytes';
+  if (!below(publicKey, 0, P_BYTES, 0x7f)) return 'a non-canonical point encoding';
+  if (smallOrder(publicKey, 0)) return 'a point of small order';
+  return null;
 }
 
 export function equalBytes(a: Uint8Array, b: Uint8Array): boolean {

@@ -20,6 +20,7 @@ import {
   union,
 } from './codec.ts';
 import {
+  ed25519KeyProblem,
   equalBytes,
   hex,
   type KeyPair,
@@ -134,7 +135,8 @@ export function quorumSize(n: number, f: number): number {
 
 /**
  * Why a genesis cannot run a group, or null: no nodes, n < 3f + 1, node ids that are not their positions
- * (0..n−1: everything indexes nodes by position), one public key for two nodes (one party, two votes), or
+ * (0..n−1: everything indexes nodes by position), a public key no signature verifies under (small order or
+ * not canonical: ed25519KeyProblem), one public key for two nodes (one party, two votes), or
  * balances that add up to more than Number.MAX_SAFE_INTEGER (2^53 − 1: see below).
  */
 export function genesisProblem(genesis: Genesis): string | null {
@@ -144,6 +146,8 @@ export function genesisProblem(genesis: Genesis): string | null {
   const keys = new Set<string>();
   for (const [i, node] of genesis.nodes.entries()) {
     if (node.id !== i) return `node at position ${i} has id ${node.id} (ids must be 0..n−1 in order)`;
+    const bad = ed25519KeyProblem(node.publicKey);
+    if (bad) return `node ${i}'s public key is ${bad}: no signature verifies under it`;
     const k = Buffer.from(node.publicKey).toString('hex');
     if (keys.has(k)) return `node ${i} has the public key of an earlier node`;
     keys.add(k);

@@ -1,8 +1,11 @@
 import { createHash, createPublicKey, sign as nodeSign, verify as nodeVerify } from 'node:crypto';
+import { createRequire } from 'node:module';
 import { describe, expect, it } from 'vitest';
 import {
   cryptoBackend,
   DropbearError,
+  ed25519KeyProblem,
+  ed25519Refused,
   hex,
   keyPairFromSeed,
   sha256,
@@ -11,6 +14,7 @@ import {
   signTagged,
   TAGS,
   taggedHash,
+  verifyNodeCrypto,
   verifyTagged,
 } from '../../src/protocol/index.ts';
 
@@ -230,6 +234,155 @@ describe('the Ed25519 backend', () => {
     expect(openssl).toBe(true);
     if (cryptoBackend === 'libsodium')
       expect(verifyTagged(TAGS.request, groupA, body, forged, identity)).toBe(false);
+  });
+});
+
+// ---------------------------------------------------------------------------------------------------------
+// The node:crypto path must refuse what libsodium refuses: nodes of one group may run either backend.
+
+const sodium = createRequire(import.meta.url)('sodium-native') as {
+  crypto_sign_verify_detached(sig: Uint8Array, msg: Uint8Array, pk: Uint8Array): boolean;
+};
+const L = 2n ** 252n + 27742317777372353535851937790883648493n;
+const P = 2n ** 255n - 19n;
+const leInt = (b: Uint8Array) => b.reduceRight((x, v) => (x << 8n) | BigInt(v), 0n);
+const le32 = (x: bigint) => {
+  const out = new Uint8Array(32);
+  for (let i = 0; i < 32; i++, x >>= 8n) out[i] = Number(x & 0xffn);
+  return out;
+};
+const sha512 = (...parts: Uint8Array[]) => {
+  const h = createHash('sha512');
+  for (const x of parts) h.update(x);
+  return new Uint8Array(h.digest());
+};
+const concat = (a: Uint8Array, b: Uint8Array) => {
+  const out = new Uint8Array(a.length + b.length);
+  out.set(a);
+  out.set(b, a.length);
+  return out;
+};
+/** OpenSSL's plain RFC 8032 check (what node:crypto's path ran before), false for a key it cannot load. */
+const opensslVerifies = (msg: Uint8Array, sig: Uint8Array, pk: Uint8Array) => {
+  try {
+    const spki = Buffer.concat([Buffer.from('302a300506032b6570032100', 'hex'), pk]);
+    return nodeVerify(null, msg, createPublicKey({ key: spki, format: 'der', type: 'spki' }), sig);
+  } catch {
+    return false;
+  }
+};
+const nodePathVerifies = (msg: Uint8Array, sig: Uint8Array, pk: Uint8Array) => {
+  try {
+    return verifyNodeCrypto(msg, sig, pk);
+  } catch {
+    return false;
+  }
+};
+/** The identity point as R (y = 1). */
+const IDENTITY = le32(1n);
+/**
+ * The y encodings of the points of small order (RFC 8032's curve: orders 1, 2, 4, 8, 8) and the
+ * non-canonical p and p + 1, written out here rather than taken from the code under test.
+ */
+const SMALL_ORDER = [
+  1n,
+  P - 1n,
+  0n,
+  leInt(Buffer.from('26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc05', 'hex')),
+  leInt(Buffer.from('c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac037a', 'hex')),
+  P,
+  P + 1n,
+].map(le32);
+const withSignBit = (e: Uint8Array) => {
+  const x = new Uint8Array(e);
+  x[31] |= 0x80;
+  return x;
+};
+
+describe("libsodium's rules on the node:crypto path", () => {
+  it('refuses R = identity with S = k·a, which the holder of any key can make and OpenSSL accepts', () => {
+    for (let i = 0; i < 8; i++) {
+      const kp = keyPairFromSeed(seed(60 + i));
+      const msg = signedBytes(TAGS.modelUpdate, groupA, new Uint8Array([i, 1, 2, 3]));
+      // The secret scalar (RFC 8032 5.1.5) and the challenge k = H(R ‖ A ‖ M) mod L.
+      const h = sha512(kp.seed).subarray(0, 32);
+      h[0] &= 248;
+      h[31] &= 127;
+      h[31] |= 64;
+      const a = leInt(h);
+      const k = leInt(sha512(IDENTITY, kp.publicKey, msg)) % L;
+      const forged = concat(IDENTITY, le32((k * a) % L));
+      expect(opensslVerifies(msg, forged, kp.publicKey)).toBe(true);
+      expect(sodium.crypto_sign_verify_detached(forged, msg, kp.publicKey)).toBe(false);
+      expect(nodePathVerifies(msg, forged, kp.publicKey)).toBe(false);
+      expect(ed25519Refused(forged, kp.publicKey)).toBe(true);
+      expect(verifyTagged(TAGS.modelUpdate, groupA, new Uint8Array([i, 1, 2, 3]), forged, kp.publicKey)).toBe(
+        false,
+      );
+    }
+  });
+
+  it('refuses every key of small order, under which OpenSSL accepts R = identity, S = 0 for some message', () => {
+    const zeroS = concat(IDENTITY, new Uint8Array(32));
+    let opensslTook = 0;
+    for (const base of SMALL_ORDER)
+      for (const pk of [base, withSignBit(base)]) {
+        expect(ed25519KeyProblem(pk)).not.toBeNull();
+        // With S = 0 the equation reads k·A = identity: true for one challenge in ord(A).
+        for (let m = 0; m < 64; m++) {
+          const msg = new Uint8Array([m, 7]);
+          expect(sodium.crypto_sign_verify_detached(zeroS, msg, pk)).toBe(false);
+          expect(nodePathVerifies(msg, zeroS, pk)).toBe(false);
+          if (opensslVerifies(msg, zeroS, pk)) {
+            opensslTook++;
+            break;
+          }
+        }
+      }
+    // At least the five canonical encodings (sign bit clear) are points OpenSSL loads and accepts.
+    expect(opensslTook).toBeGreaterThanOrEqual(5);
+  });
+
+  it('refuses R of small order and S at or above the group order, as libsodium does', () => {
+    const kp = keyPairFromSeed(seed(90));
+    const msg = signedBytes(TAGS.prepare, groupA, body);
+    const good = nodeSign(null, msg, kp.privateKey);
+    expect(nodePathVerifies(msg, good, kp.publicKey)).toBe(true);
+    for (const base of SMALL_ORDER)
+      for (const r of [base, withSignBit(base)]) {
+        const sig = concat(r, good.subarray(32));
+        expect(ed25519Refused(sig, kp.publicKey)).toBe(true);
+        expect(nodePathVerifies(msg, sig, kp.publicKey)).toBe(false);
+      }
+    const highS = concat(good.subarray(0, 32), le32(leInt(good.subarray(32)) + L));
+    expect(sodium.crypto_sign_verify_detached(highS, msg, kp.publicKey)).toBe(false);
+    expect(nodePathVerifies(msg, highS, kp.publicKey)).toBe(false);
+  });
+
+  it('agrees with libsodium on real keys: good, flipped and cross-key signatures, and non-canonical keys', () => {
+    for (let k = 0; k < 40; k++) {
+      const kp = keyPairFromSeed(seed(120 + k));
+      const other = keyPairFromSeed(seed(180 + k));
+      const msg = new Uint8Array(k * 11 + 1).map((_, i) => (i * 5 + k) & 0xff);
+      const sig = new Uint8Array(nodeSign(null, msg, kp.privateKey));
+      const flipped = new Uint8Array(sig);
+      flipped[(k * 3) % 64] ^= 1 << (k % 8);
+      // y + p where that still fits in 255 bits: the same point, encoded non-canonically.
+      const y = leInt(kp.publicKey) & ((1n << 255n) - 1n);
+      const nonCanonical = y + P < 1n << 255n ? le32(y + P) : null;
+      for (const [s, pk] of [
+        [sig, kp.publicKey],
+        [flipped, kp.publicKey],
+        [sig, other.publicKey],
+        ...(nonCanonical ? [[sig, nonCanonical] as const] : []),
+      ] as const)
+        expect(nodePathVerifies(msg, s, pk)).toBe(sodium.crypto_sign_verify_detached(s, msg, pk));
+      expect(nodePathVerifies(msg, sig, kp.publicKey)).toBe(true);
+      expect(ed25519KeyProblem(kp.publicKey)).toBeNull();
+    }
+    // Every y below 19 has a non-canonical twin y + p: those that are points are refused as keys.
+    for (let y = 2n; y < 19n; y++)
+      expect(ed25519KeyProblem(le32(y + P))).toBe('a non-canonical point encoding');
   });
 });
 

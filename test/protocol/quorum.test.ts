@@ -46,4 +46,16 @@ describe('genesisProblem', () => {
     const g = makeGroup(4, 1, 3);
     expect(() => new Replica({ ...g.genesis, f: 2 }, 0, g.keys[0])).toThrow(/GENESIS_INVALID|3f\+1/);
   });
+  it('refuses a node key no signature verifies under: the identity point, or a non-canonical encoding', () => {
+    const nodes = genesis.nodes;
+    const identity = new Uint8Array(32);
+    identity[0] = 1;
+    const withKey = (publicKey: Uint8Array) => ({
+      ...genesis,
+      nodes: [nodes[0], nodes[1], { ...nodes[2], publicKey }, nodes[3]],
+    });
+    expect(genesisProblem(withKey(identity))).toMatch(/node 2's public key is a point of small order/);
+    const nonCanonical = new Uint8Array(32).fill(0xff); // y = 2^255 − 1 ≥ p
+    expect(genesisProblem(withKey(nonCanonical))).toMatch(/node 2's public key is a non-canonical point/);
+  });
 });
