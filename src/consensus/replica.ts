@@ -1193,8 +1193,12 @@ export class Replica {
       c.code === 'REQUEST_BAD_SIGNATURE' ||
       c.code === 'REQUEST_INPUT_MISMATCH' ||
       c.code === 'REQUEST_WRONG_GROUP'
-    )
+    ) {
+      // A node forwards and hands over only requests that passed these same checks (admit), and they
+      // depend on nothing but the request: one that fails them is the sender's own junk.
+      this.punish(from, `relayed a request that fails its checks (${c.code})`);
       this.blame(from, 'bad-request', c.code);
+    }
   }
 
   private admit(sr: SignedRequest, id: Uint8Array): void {
@@ -1280,10 +1284,14 @@ export class Replica {
     if (c.ok) {
       if (!this.doneTxs.has(hex(c.id))) this.admitTx(tx, c.id, false);
     } else if (c.code === 'TX_BAD_SIGNATURE' || c.code === 'TX_UNKNOWN_NODE') {
-      // Signed with the sender's own key (and checked by it before it spread it): dropped. Another node's
-      // transaction it only passed on, as a forwarded client request.
-      if (c.code === 'TX_BAD_SIGNATURE' && tx.update.node === from)
-        this.punish(from, 'bad signature on its own transaction');
+      // A node spreads only transactions submitted to it that passed these same checks (onSubmitTx), never
+      // one it received: the sender made this one, under its own name or another's.
+      this.punish(
+        from,
+        tx.update.node === from
+          ? 'bad signature on its own transaction'
+          : `spread a bad transaction (${c.code})`,
+      );
       this.blame(from, 'bad-tx', c.code);
     }
   }
@@ -1461,14 +1469,22 @@ export class Replica {
   private onResults(from: number, signed: SignedResults, relayed = false): void {
     const signer = signed.batch.node;
     const node = this.genesis.nodes[signer];
-    if (!node) return this.blame(from, 'bad-results', 'unknown node');
+    if (!node) {
+      // No honest node holds, so none relays, RESULTS of a node outside the genesis.
+      this.punish(from, 'results of an unknown node');
+      return this.blame(from, 'bad-results', 'unknown node');
+    }
     // Dropped unchecked: checking it would cost a signature check for a message no honest node sends.
     if (!relayed && signer !== from) return this.blame(from, 'bad-sender', 'results of another node');
     const batchBytes = encode(ResultBatchCodec, signed.batch);
     const digest = resultsDigestOfParts(batchBytes, signed.signature);
     if (this.results.has(hex(digest))) return;
     if (!verifyResults(this.groupId, signed, node.publicKey, batchBytes)) {
-      if (signer === from) this.punish(from, 'bad signature on its own results');
+      // Its own, or relayed in a FETCHED answer: a node keeps (so relays) only RESULTS it checked or made.
+      this.punish(
+        from,
+        signer === from ? 'bad signature on its own results' : 'relayed results with a bad signature',
+      );
       return this.blame(from, 'bad-signature', 'results');
     }
     this.storeResults(signed, digest);
@@ -1845,7 +1861,13 @@ export class Replica {
     // sender's is dropped before its signature is checked.
     if (!relayed && from !== primary) return this.blame(from, 'bad-sender', 'pre-prepare from a non-primary');
     if (!this.verifyPhase(TAGS.prePrepare, primary, pp.view, pp.seq, pp.digest, pp.signature)) {
-      if (from === primary) this.punish(from, 'bad signature on its own pre-prepare');
+      // The primary's own, or relayed in a FETCHED answer: a node relays only a PRE-PREPARE it accepted.
+      this.punish(
+        from,
+        from === primary
+          ? 'bad signature on its own pre-prepare'
+          : 'relayed pre-prepare with a bad signature',
+      );
       return this.blame(from, 'bad-signature', 'pre-prepare');
     }
     if (primary === this.id) return;
@@ -1869,8 +1891,12 @@ export class Replica {
         );
       return;
     }
-    if (!equalBytes(batchDigestOf(pp.batch), pp.digest))
-      return this.blame(primary, 'bad-proposal', 'batch digest mismatch');
+    if (!equalBytes(batchDigestOf(pp.batch), pp.digest)) {
+      // The signature covers the digest, not the batch beside it: whoever sent this pairing made it (a
+      // node relays only proposals whose batch it checked against the digest).
+      this.punish(from, 'a pre-prepare whose batch does not match its signed digest');
+      return this.blame(from, 'bad-proposal', 'batch digest mismatch');
+    }
     // Every transaction must be signed by the node it names (ones we hold were checked when taken).
     for (const tx of pp.batch.txs)
       if (!this.txs.has(hex(txIdOf(tx))) && !verifyTx(this.genesis, this.groupId, tx)) {
@@ -2785,8 +2811,11 @@ export class Replica {
     return c;
   }
 
-  /** `relayed`: one signature of a checkpoint proof another node handed over (takeCheckpointProof). */
-  private onCheckpoint(m: Extract<NodeMessage, { kind: 'checkpoint' }>, relayed = false): void {
+  /**
+   * `relayer`: the peer that handed over this signature in its checkpoint proof (takeCheckpointProof); a
+   * node hands over only a proof whose signatures it checked (checkStable) or read back from its own disk.
+   */
+  private onCheckpoint(m: Extract<NodeMessage, { kind: 'checkpoint' }>, relayer?: number): void {
     if (m.from >= this.n || m.seq <= this.stable || m.seq % this.cfg.checkpointInterval !== 0) return;
     if (m.seq > this.lastExecuted + 64 * this.cfg.checkpointInterval) return;
     const cp = this.checkpointSlot(m.seq);
@@ -2795,8 +2824,9 @@ export class Replica {
     if (
       !verifyTagged(TAGS.checkpoint, this.groupId, body, m.signature, this.genesis.nodes[m.from].publicKey)
     ) {
-      if (!relayed) this.punish(m.from, 'bad signature on its own checkpoint');
-      return this.blame(m.from, 'bad-signature', 'checkpoint');
+      if (relayer === undefined) this.punish(m.from, 'bad signature on its own checkpoint');
+      else this.punish(relayer, 'a checkpoint proof with a bad signature');
+      return this.blame(relayer ?? m.from, 'bad-signature', 'checkpoint');
     }
     cp.votes.set(m.from, hex(m.stateDigest));
     cp.sigs.set(m.from, m.signature);
@@ -2880,9 +2910,12 @@ export class Replica {
   }
 
   private onFetched(from: number, m: Extract<NodeMessage, { kind: 'fetched' }>): void {
-    for (const sr of m.requests) this.onPeerRequest(from, sr);
-    // Relayed (any node's RESULTS, the primary's PRE-PREPAREs): a bad signature drops the sender only where
-    // it is the sender's own. Once it has, the rest of the answer is not checked.
+    // Relayed (client requests, any node's RESULTS, the primary's PRE-PREPAREs): a node answers only with
+    // what it checked or made, so a bad signature drops the sender. Once it has, the rest is not checked.
+    for (const sr of m.requests) {
+      if (this.punished.has(from)) return;
+      this.onPeerRequest(from, sr);
+    }
     for (const r of m.results) {
       if (this.punished.has(from)) return;
       this.onResults(from, r, true);
@@ -3440,10 +3473,16 @@ export class Replica {
         return this.blame(relayer, 'bad-new-view', 'view changes for another view or repeated');
       const problem = viewChangeProblem(vc, ctx);
       if (problem) {
-        // Only the relayer's own VIEW-CHANGE, signed by it, gets it dropped; the others' it may not have
-        // been able to judge (adoptOnly: the NEW-VIEW came in a state response, its relayer unknown here).
-        if (!adoptOnly && vc.body.from === relayer && isSignatureProblem(problem))
-          this.punish(relayer, `its own view change in a new view: ${problem}`);
+        // A NEW-VIEW is built, and kept to send again, only from VIEW-CHANGEs whose signatures were checked:
+        // a bad one is the relayer's doing (other problems depend on this node's window and state). Not
+        // when it came in a state response (adoptOnly): its relayer is unknown here.
+        if (!adoptOnly && isSignatureProblem(problem))
+          this.punish(
+            relayer,
+            vc.body.from === relayer
+              ? `its own view change in a new view: ${problem}`
+              : `a new view carrying a forged view change: ${problem}`,
+          );
         return this.blame(relayer, 'bad-new-view', `carries an invalid view change: ${problem}`);
       }
       senders.add(vc.body.from);
@@ -3460,8 +3499,14 @@ export class Replica {
         return this.blame(relayer, 'bad-new-view', 're-proposals differ from the view changes');
       const body = encode(PhaseBody, { from: m.from, view: m.newView, seq: p.seq, digest: p.digest });
       if (!verifyTagged(TAGS.prePrepare, this.groupId, body, p.signature, primaryKey)) {
-        // The re-proposals are the new primary's signatures: dropped only when it sent them itself.
-        if (!adoptOnly && relayer === m.from) this.punish(relayer, 'bad signature on its own re-proposal');
+        // The new primary's signatures, checked by any node that sends the NEW-VIEW on (lastNewView).
+        if (!adoptOnly)
+          this.punish(
+            relayer,
+            relayer === m.from
+              ? 'bad signature on its own re-proposal'
+              : 'relayed a re-proposal with a bad signature',
+          );
         return this.blame(relayer, 'bad-new-view', 'bad re-proposal signature');
       }
     }
@@ -3554,7 +3599,7 @@ export class Replica {
   private checkStateBatch(
     sb: StateBatch,
     prev: Uint8Array,
-  ): { problem: string } | { entries: ResolvedEntryOut[] } {
+  ): { problem: string; forged?: true } | { entries: ResolvedEntryOut[] } {
     const r = sb.receipt;
     const digest = batchDigestOf(sb.batch);
     if (sb.receiptSigs.length > 0) {
@@ -3567,7 +3612,7 @@ export class Replica {
       for (const x of sb.receiptSigs) {
         const node = this.genesis.nodes[x.node];
         if (!node || !verifyReceiptSig(this.groupId, bytes, rh, x, node.publicKey))
-          return { problem: `bad receipt signature from ${x.node}` };
+          return { problem: `bad receipt signature from ${x.node}`, forged: true };
       }
     }
     if (!receiptQuorum(sb.receiptSigs, this.q)) {
@@ -3579,7 +3624,7 @@ export class Replica {
         const node = this.genesis.nodes[x.node];
         const body = encode(PhaseBody, { from: x.node, view: sb.view, seq: sb.seq, digest });
         if (!node || !verifyTagged(TAGS.commit, this.groupId, body, x.signature, node.publicKey))
-          return { problem: `bad commit signature from ${x.node}` };
+          return { problem: `bad commit signature from ${x.node}`, forged: true };
       }
     }
     const requests = new Map(sb.requests.map((sr) => [hex(requestIdOf(sr)), sr]));
@@ -3623,6 +3668,9 @@ export class Replica {
       if (sb.seq > next) break;
       const c = this.checkStateBatch(sb, prev);
       if ('problem' in c) {
+        // A node serves only receipt and COMMIT signatures it checked (or made): a bad one is the sender's.
+        // Not a request's client signature: ledgers written before 2026-12-04 may hold unchecked ones.
+        if (c.forged) this.punish(from, `state transfer: ${c.problem}`);
         this.blame(from, 'bad-state', c.problem);
         return;
       }
@@ -3658,7 +3706,11 @@ export class Replica {
   ): void {
     if (cp.seq <= this.stable || cp.seq % this.cfg.checkpointInterval !== 0) return;
     for (const s of cp.proof) {
-      if (s.node >= this.n) return this.blame(from, 'bad-state', 'checkpoint proof from an unknown node');
+      if (this.punished.has(from)) return;
+      if (s.node >= this.n) {
+        this.punish(from, 'a checkpoint proof signed by an unknown node');
+        return this.blame(from, 'bad-state', 'checkpoint proof from an unknown node');
+      }
       this.onCheckpoint(
         {
           kind: 'checkpoint',
@@ -3667,7 +3719,7 @@ export class Replica {
           stateDigest: cp.stateDigest,
           signature: s.signature,
         },
-        true,
+        from,
       );
     }
   }
@@ -3699,7 +3751,10 @@ export class Replica {
     switch (msg.kind) {
       case 'forward':
         // checkRequest turns away requests already held or executed before any signature check.
-        for (const sr of msg.requests) this.onPeerRequest(from, sr);
+        for (const sr of msg.requests) {
+          if (this.punished.has(from)) break;
+          this.onPeerRequest(from, sr);
+        }
         break;
       case 'results':
         this.onResults(from, msg.signed);

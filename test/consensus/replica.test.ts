@@ -609,11 +609,16 @@ describe('1b. requests signed as a client batch', () => {
     const fw = sent(h.tick(T0 + 1), 'forward');
     expect(fw[0].msg.requests.map(requestIdOf).map(hex)).toEqual(hexes(batch.map(requestIdOf)));
 
-    // From a peer, mixed into one FORWARD with the honest members: the forged ones are counted against it.
+    // From a peer, mixed into one FORWARD with the honest members: a node forwards only members that pass
+    // (above), so the first forged one gets the peer dropped, and the rest of its message goes unchecked.
     const peer = new One(2);
     const a = peer.msg(0, { kind: 'forward', requests: [...forged.map(([, sr]) => sr), ...batch] });
-    expect(misb(peer.r, 0, 'bad-request')).toBe(forged.length);
-    expect(only(a, 'infer').flatMap((x) => x.requests.map((r) => hex(r.requestId)))).toEqual(
+    expect(only(a, 'peerMisbehaved').map((x) => x.peer)).toEqual([0]);
+    expect(misb(peer.r, 0, 'bad-request')).toBe(1);
+    expect(peer.r.pendingRequests).toBe(0);
+    // The honest members, forwarded by an honest peer: taken.
+    const b = peer.msg(1, { kind: 'forward', requests: batch });
+    expect(only(b, 'infer').flatMap((x) => x.requests.map((r) => hex(r.requestId)))).toEqual(
       hexes(batch.map(requestIdOf)),
     );
     expect(peer.r.pendingRequests).toBe(6);
