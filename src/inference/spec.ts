@@ -61,13 +61,13 @@ export function fixedBatchOne(spec: Pick<ModelSpec, 'input'>): boolean {
 }
 
 /**
- * Session config entries every onnxruntime session of ours sets (worker.ts, and the inference bench's bare
- * loop, so that it times the same kernels). `session.x64quantprecision`: on x86 CPUs without VNNI (AVX2
- * only, or AVX-512 without VNNI) onnxruntime's fast u8 x s8 matrix kernels saturate 16-bit intermediate
- * sums, so a quantized model gives other answers there than on a VNNI CPU (measured on such a machine,
- * 2026-11-30: top-1 agreement with models/reference-predictions.json 0.82-0.90 instead of >= 0.99 for the
- * int8/QDQ models). A group must agree across its owners' machines, so this is a correctness setting, not
- * a speed trade-off: onnxruntime then uses its exact (slower) u8 x u8 kernels there (docs/inference.md:
- * +12 % for MobileNetV2 int8 on that machine; VNNI CPUs were exact already).
+ * Session config entries every onnxruntime session of ours sets (session-worker.ts, and the inference bench's
+ * bare loop, so that it times the same kernels). `session.x64quantprecision`: on x86 CPUs without VNNI (AVX2
+ * only, or AVX-512 without VNNI) onnxruntime's fast u8 x s8 matrix kernels saturate 16-bit intermediate sums,
+ * so a quantized model gives other answers there than on a VNNI CPU (measured on such a machine, 2026-11-30:
+ * top-1 agreement with models/reference-predictions.json 0.82-0.90 instead of >= 0.99 for the int8/QDQ
+ * models). A group must agree across its owners' machines, so this is a correctness setting, not a speed
+ * trade-off: onnxruntime then uses its exact (slower) u8 x u8 kernels there (docs/inference.md: +12 % for
+ * MobileNetV2 int8 on that machine; VNNI CPUs were exact already).
  */
 export const ORT_SESSION_CONFIG = { session: { x64quantprecision: '1' } } as const;
