@@ -5,10 +5,13 @@
  *   shared/models/reference-predictions.json (libjpeg's "fancy" chroma upsampling in libvips moves a few
  *   borderline images: 91–99 % top-1 agreement with the reference instead of 100 %, at equal accuracy).
  * PNG always goes through libvips (lossless: both give the same pixels). The resize is ours (resize.ts).
+ * Either way a JPEG's structure and declared size are checked first (jpeg-check.ts, checkJpegInput), so that
+ * both decoders refuse the same malformed files with the same code.
  */
 import jpeg from 'jpeg-js';
 import sharp from 'sharp';
 import { DropbearError } from '../protocol/errors.ts';
+import { checkJpeg, type JpegFrame } from './jpeg-check.ts';
 import {
   centreCrop,
   copyModelTensor,
@@ -42,62 +45,35 @@ function checkSize(width: number, height: number): void {
 }
 
 /**
- * Bounds on the `reference` decoder (jpeg-js), checked from the JPEG's frame header before decoding, so that
- * a small file declaring a huge frame is refused in microseconds rather than after seconds of allocation.
- * jpeg-js keeps every 8×8 block of every component as its own Int32Array (256 bytes of data, about three
+ * Bounds on JPEG frames, checked from the frame header before decoding, so that a small file declaring a
+ * huge frame is refused in microseconds rather than after seconds of allocation. The `reference` decoder
+ * (jpeg-js) keeps every 8×8 block of every component as its own Int32Array (256 bytes of data, about three
  * times that in the heap), then a line buffer per component and the output: a 100 KB file declaring
  * 60000×600 took 6.6–8 s and 1.2–1.3 GB before failing under its own 1024 MB cap.
- * - REFERENCE_MAX_MEMORY_MB: what jpeg-js counts (blocks + lines + output) may not pass 256 MB. That is
- *   40 MP of RGBA (160 MB) plus a margin; in jpeg-js's counting it lets through up to ~25 MP of 4:2:0
- *   colour, ~14 MP of 4:4:4 colour, ~32 MP of grey: far above any classifier's input (the crop is
- *   224–299 pixels a side). It is also passed to jpeg-js as its maxMemoryUsageInMB.
- * - REFERENCE_PIXELS_PER_BYTE: a frame over REFERENCE_FREE_PIXELS (2 MP) must not declare more than 128
- *   pixels per byte of file. Photos take 5–20 pixels a byte; even a flat baseline image needs ~3 bits per
- *   64 pixels. A frame that dense is a declared size its data cannot hold.
- * Both refusals are INPUT_TOO_LARGE, the code of the 40 MP limit. The `fast` decoder (libvips) streams and
- * is bounded by MAX_IMAGE_PIXELS alone.
+ * - REFERENCE_PIXELS_PER_BYTE (both decoders): a frame over REFERENCE_FREE_PIXELS (2 MP) must not declare
+ *   more than 128 pixels per byte of file. Photos take 5–20 pixels a byte; even a flat baseline image needs
+ *   ~3 bits per 64 pixels. A frame that dense is a declared size its data cannot hold, so both decoders
+ *   refuse it before decoding, with one code (libvips spent 0.8 s on the 100 KB file, docs/inference.md).
+ * - REFERENCE_MAX_MEMORY_MB (`reference` only): what jpeg-js counts (blocks + lines + output) may not pass
+ *   256 MB. That is 40 MP of RGBA (160 MB) plus a margin; in jpeg-js's counting it lets through up to ~25 MP
+ *   of 4:2:0 colour, ~14 MP of 4:4:4 colour, ~32 MP of grey: far above any classifier's input (the crop is
+ *   224–299 pixels a side). It is also passed to jpeg-js as its maxMemoryUsageInMB. libvips streams and is
+ *   bounded by MAX_IMAGE_PIXELS alone.
+ * - JPEG_MAX_SIDE (both): libjpeg's largest side; jpeg-js would decode a longer one.
+ * All these refusals are INPUT_TOO_LARGE, the code of the 40 MP limit.
  */
 export const REFERENCE_MAX_MEMORY_MB = 256;
 export const REFERENCE_PIXELS_PER_BYTE = 128;
 export const REFERENCE_FREE_PIXELS = 2_000_000;
+const JPEG_MAX_SIDE = 65500;
 
-interface JpegFrame {
-  width: number;
-  height: number;
-  components: { h: number; v: number }[];
-}
-
-/** The first frame header (SOFn) of a JPEG, or null when none comes before the first scan or the end. */
+/** The frame header of a JPEG that passes `checkJpeg`, or null for any other input. */
 export function jpegFrame(b: Uint8Array): JpegFrame | null {
-  let i = 2;
-  while (i + 3 < b.length) {
-    if (b[i] !== 0xff) return null;
-    const m = b[i + 1];
-    if (m === 0xff) {
-      i++;
-      continue;
-    }
-    if (m === 0x01 || (m >= 0xd0 && m <= 0xd7)) {
-      i += 2;
-      continue;
-    }
-    if (m === 0xd9 || m === 0xda) return null;
-    const len = (b[i + 2] << 8) | b[i + 3];
-    if (m >= 0xc0 && m <= 0xcf && m !== 0xc4 && m !== 0xc8 && m !== 0xcc) {
-      if (i + 10 > b.length) return null;
-      const height = (b[i + 5] << 8) | b[i + 6];
-      const width = (b[i + 7] << 8) | b[i + 8];
-      const n = b[i + 9];
-      const components: { h: number; v: number }[] = [];
-      for (let c = 0; c < n && i + 12 + 3 * c < b.length; c++) {
-        const hv = b[i + 11 + 3 * c];
-        components.push({ h: Math.max(1, hv >> 4), v: Math.max(1, hv & 15) });
-      }
-      return { width, height, components };
-    }
-    i += 2 + len;
+  try {
+    return checkJpeg(b);
+  } catch {
+    return null;
   }
-  return null;
 }
 
 /** The bytes jpeg-js counts against its maxMemoryUsageInMB for this frame (its prepareComponents etc.). */
@@ -116,10 +92,18 @@ export function referenceDecodeBytes(f: JpegFrame): number {
   return total + f.width * f.height * (f.components.length + 3);
 }
 
-/** Refuses, before decoding, a JPEG the reference decoder should not try (see REFERENCE_MAX_MEMORY_MB). */
-function checkReferenceJpeg(bytes: Uint8Array): void {
-  const f = jpegFrame(bytes);
-  if (!f || f.width === 0 || f.height === 0) return; // jpeg-js reports what is wrong
+/**
+ * Refuses, before decoding, a JPEG either decoder should not try: malformed (`checkJpeg`,
+ * INPUT_UNDECODABLE) or too large for `decoder` (above, INPUT_TOO_LARGE). The structure comes first, so
+ * that a malformed file gets the same code from both decoders whatever size it declares.
+ */
+function checkJpegInput(bytes: Uint8Array, decoder: Decoder): void {
+  const f = checkJpeg(bytes);
+  if (f.width > JPEG_MAX_SIDE || f.height > JPEG_MAX_SIDE)
+    throw new DropbearError(
+      'INPUT_TOO_LARGE',
+      `JPEG of ${f.width}×${f.height} pixels: a side is over the limit of ${JPEG_MAX_SIDE}`,
+    );
   checkSize(f.width, f.height);
   const px = f.width * f.height;
   if (px > REFERENCE_FREE_PIXELS && px > REFERENCE_PIXELS_PER_BYTE * bytes.length)
@@ -127,6 +111,7 @@ function checkReferenceJpeg(bytes: Uint8Array): void {
       'INPUT_TOO_LARGE',
       `JPEG declares ${f.width}×${f.height} pixels in ${bytes.length} bytes: more than ${REFERENCE_PIXELS_PER_BYTE} pixels a byte`,
     );
+  if (decoder !== 'reference') return;
   const need = referenceDecodeBytes(f);
   if (need > REFERENCE_MAX_MEMORY_MB * 1024 * 1024)
     throw new DropbearError(
@@ -147,8 +132,8 @@ export async function decodeImage(bytes: Uint8Array, decoder: Decoder): Promise<
     checkSize(t.dims[1], t.dims[0]);
     return { data: t.data, width: t.dims[1], height: t.dims[0], channels: 3 };
   }
+  if (kind === 'jpeg') checkJpegInput(bytes, decoder);
   if (kind === 'jpeg' && decoder === 'reference') {
-    checkReferenceJpeg(bytes);
     try {
       const j = jpeg.decode(bytes, {
         formatAsRGBA: false,
@@ -168,7 +153,11 @@ export async function decodeImage(bytes: Uint8Array, decoder: Decoder): Promise<
     throw new DropbearError('INPUT_UNSUPPORTED', 'input is neither a JPEG, a PNG nor a DBT1 tensor');
   try {
     const { data, info } = await sharp(bytes, {
-      failOn: 'error',
+      // JPEG: libjpeg's warnings are where it reads on through corrupt data (a marker or an invalid
+      // Huffman code before a scan's last block) and fills in what is lost, where jpeg-js refuses; and
+      // jpeg-check.ts refuses the files whose other warnings jpeg-js would pass over. PNG has one decoder,
+      // nothing to agree with: it keeps what it accepted.
+      failOn: kind === 'jpeg' ? 'warning' : 'error',
       limitInputPixels: MAX_IMAGE_PIXELS,
       autoOrient: false,
     })
