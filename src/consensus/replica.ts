@@ -1010,6 +1010,7 @@ export class Replica {
 
   /** Drops every vote held for a request that will not execute here, and stops asking for it. */
   private forgetVotes(idHex: string): void {
+    this.ownPast.delete(idHex);
     const m = this.votes.get(idHex);
     if (m) {
       for (const v of m.values()) {
@@ -1421,6 +1422,13 @@ export class Replica {
     // give the same bytes twice (another inference batch, a nondeterministic model), and the pair would be
     // double-vote evidence against it. Nor one for a request it may have voted on before it lost writes
     // (resultsFloor; a request no longer held has executed or expired: its vote is of no use).
+    if (this.ownPast.size > 0) {
+      const mHex = hex(modelDigest);
+      results = results.map((x) => {
+        const past = this.ownPast.get(hex(x.requestId))?.get(mHex);
+        return past ? { requestId: x.requestId, result: past } : x;
+      });
+    }
     let fresh: { requestId: Uint8Array; result: Result }[] | null = null;
     let newest = 0;
     for (let i = 0; i < results.length; i++) {
@@ -1536,6 +1544,7 @@ export class Replica {
         )
           return;
         // The replaced vote (from a model no longer current) stops holding its results batch.
+        if (node === this.id) this.rememberOwn(idHex, prev);
         if (prevResults) prevResults.open--;
       }
       m.set(node, { node, results: digest, index, digestHex: dHex });
@@ -1556,9 +1565,32 @@ export class Replica {
   }
 
   /** Forgets one node's vote for a request; its results batch is no longer held for it. */
-  private dropVote(m: Map<number, VoteRef>, node: number): void {
+  /**
+   * This node's answers to requests still held whose own votes were dropped or replaced (its model changed),
+   * by model digest (hex). Should its model change back to one it answered with (A, B, then A again) it
+   * signs that answer again, not a new one: inference is not bit-exact, and a peer still holding the first
+   * vote would take a different second one as double-vote evidence. Gone with the request (forgetVotes,
+   * execution).
+   */
+  private readonly ownPast = new Map<string, Map<string, Result>>();
+
+  private rememberOwn(idHex: string, v: VoteRef): void {
+    const r = this.results.get(v.digestHex);
+    const e = r?.signed.batch.entries[v.index];
+    if (!r || !e) return;
+    let m = this.ownPast.get(idHex);
+    if (!m) {
+      m = new Map();
+      this.ownPast.set(idHex, m);
+    }
+    m.set(hex(r.signed.batch.modelDigest), e.result);
+  }
+
+  /** Drops `node`'s vote from `m`; this node's own, for request `idHex` still held, is remembered (ownPast). */
+  private dropVote(m: Map<number, VoteRef>, node: number, idHex?: string): void {
     const v = m.get(node);
     if (!v) return;
+    if (node === this.id && idHex !== undefined) this.rememberOwn(idHex, v);
     m.delete(node);
     const r = this.results.get(v.digestHex);
     if (r) r.open--;
@@ -1573,7 +1605,7 @@ export class Replica {
       if (p.state !== 'pending') continue;
       const m = this.votes.get(idHex);
       if (!m?.has(this.id) || this.hasCurrentVote(idHex, this.id)) continue;
-      this.dropVote(m, this.id);
+      this.dropVote(m, this.id, idHex);
       this.inferQueue.push({ requestId: p.id, request: p.sr });
     }
   }
@@ -2564,7 +2596,7 @@ export class Replica {
         if (m)
           for (const [node, v] of m)
             if (!equalBytes(this.results.get(v.digestHex)!.signed.batch.modelDigest, this.models[node]))
-              this.dropVote(m, node);
+              this.dropVote(m, node, idHex);
         if (p && !m?.has(this.id)) this.inferQueue.push({ requestId: p.id, request: p.sr });
         this.updateReadiness(idHex);
         continue;
@@ -2578,6 +2610,7 @@ export class Replica {
       votesToDrop.push(idHex);
     }
     for (const idHex of votesToDrop) {
+      this.ownPast.delete(idHex);
       const m = this.votes.get(idHex);
       if (!m) continue;
       for (const v of m.values()) {

@@ -243,5 +243,31 @@ describe('re-inference when the own model changes', () => {
     expect(res).toHaveLength(1);
     expect(hex(res[0].signed.batch.modelDigest)).toBe(hex(NEW2));
     expect(inferredIds(fresh)).toEqual([]);
+
+    // Back to the old model (A, B, A): all three are inferred again. For a and b this node signed an answer
+    // with it already, and a peer may still hold those votes: it signs the same answers, not the new ones
+    // (inference is not bit-exact; a different one would be double-vote evidence). c has none: its new one.
+    const back = h.order(2, { timestamp: T0 + 1, entries: [], txs: [update(2, 2, OLD2)] });
+    expect(hex(h.r.currentModels[2])).toBe(hex(OLD2));
+    expect(inferredIds(back).sort()).toEqual([ia, ib, ic].map(hex).sort());
+    const again = h.step({
+      type: 'inferred',
+      modelDigest: OLD2,
+      results: [ia, ib, ic].map((requestId) => ({
+        requestId,
+        result: { kind: 'class', top: [{ label: 9, score: 1 }] },
+      })),
+    });
+    const resent = broadcasts(again, 'results');
+    expect(resent).toHaveLength(1);
+    const labels = resent[0].signed.batch.entries.map((e) => [
+      hex(e.requestId),
+      e.result.kind === 'class' ? e.result.top[0].label : -1,
+    ]);
+    expect(labels).toEqual([
+      [hex(ia), 1],
+      [hex(ib), 1],
+      [hex(ic), 9],
+    ]);
   });
 });
