@@ -1892,6 +1892,15 @@ export class Replica {
     // Only the primary sends PRE-PREPARE messages (others hand them over in FETCHED answers): another
     // sender's is dropped before its signature is checked.
     if (!relayed && from !== primary) return this.blame(from, 'bad-sender', 'pre-prepare from a non-primary');
+    // The very proposal this node accepted already (a retransmission): nothing to do, not even a check.
+    const held = this.slots.get(pp.seq)?.pp;
+    if (
+      held &&
+      held.view === pp.view &&
+      equalBytes(held.digest, pp.digest) &&
+      equalBytes(held.signature, pp.signature)
+    )
+      return;
     if (!this.verifyPhase(TAGS.prePrepare, primary, pp.view, pp.seq, pp.digest, pp.signature)) {
       // The primary's own, or relayed in a FETCHED answer: a node relays only a PRE-PREPARE it accepted.
       this.punish(
@@ -3632,7 +3641,9 @@ export class Replica {
   private checkStateBatch(
     sb: StateBatch,
     prev: Uint8Array,
-  ): { problem: string; forged?: true } | { entries: ResolvedEntryOut[] } {
+  ):
+    | { problem: string; forged?: true }
+    | { entries: ResolvedEntryOut[]; requests: SignedRequest[]; results: SignedResults[] } {
     const r = sb.receipt;
     const digest = batchDigestOf(sb.batch);
     if (sb.receiptSigs.length > 0) {
@@ -3663,9 +3674,14 @@ export class Replica {
     const requests = new Map(sb.requests.map((sr) => [hex(requestIdOf(sr)), sr]));
     const results = new Map(sb.results.map((x) => [hex(resultsDigestOf(x)), x]));
     const entries: ResolvedEntryOut[] = [];
+    // Only what the batch references is kept (and so stored and served again): a faulty peer's extra
+    // requests and RESULTS would otherwise go into this node's ledger for good.
+    const used = new Set<SignedResults>();
+    const usedRequests: SignedRequest[] = [];
     for (const e of sb.batch.entries) {
       const sr = requests.get(hex(e.requestId));
       if (!sr) return { problem: 'a request of the batch is missing' };
+      usedRequests.push(sr);
       // The id covers the request, not its authentication: a faulty peer could hand over a copy with a
       // forged one, which this node would then keep in its ledger (and `ledger verify` would report).
       const authProblem = requestAuthProblem(sr, this.authCache);
@@ -3677,11 +3693,12 @@ export class Replica {
         const entry = signed?.batch.entries[v.index];
         if (!signed || signed.batch.node !== v.node || !entry || !equalBytes(entry.requestId, e.requestId))
           return { problem: 'a vote of the batch is missing or does not match' };
+        used.add(signed);
         votes.push({ node: v.node, modelDigest: signed.batch.modelDigest, result: entry.result });
       }
       entries.push({ requestId: e.requestId, request: sr.request, votes });
     }
-    return { entries };
+    return { entries, requests: usedRequests, results: [...used] };
   }
 
   private pendingNewView: Extract<NodeMessage, { kind: 'newView' }> | null = null;
@@ -3707,7 +3724,11 @@ export class Replica {
         this.blame(from, 'bad-state', c.problem);
         return;
       }
-      this.transferQueue.push({ sb, digest: batchDigestOf(sb.batch), entries: c.entries });
+      this.transferQueue.push({
+        sb: { ...sb, requests: c.requests, results: c.results },
+        digest: batchDigestOf(sb.batch),
+        entries: c.entries,
+      });
       prev = receiptHashOf(sb.receipt);
       next++;
       added++;

@@ -2110,6 +2110,76 @@ function expectPreparedOnce(a: Action[]) {
   expect(sent(a, 'prepare')).toHaveLength(1);
 }
 
+describe('6b. state transfer and retransmissions', () => {
+  it('a transferred batch keeps only the requests and RESULTS it references, not a peer’s extras', () => {
+    const h = new One(1);
+    const [R, X] = [mkReq(1), mkReq(2)];
+    const [rid, xid] = [R, X].map(requestIdOf);
+    const res = [0, 2, 3].map((v) => resultsOf(v, [rid]));
+    const extra = resultsOf(0, [xid], 9);
+    const batch: Batch = {
+      timestamp: T0,
+      entries: [{ requestId: rid, votes: res.map((x) => voteOf(x, 0)) }],
+      txs: [],
+    };
+    // The receipt q nodes signed: what executing the batch gives.
+    const exec = new LedgerState(G.genesis).execute(1, batchDigestOf(batch), batch, [
+      {
+        requestId: rid,
+        request: R.request,
+        votes: res.map((x) => ({
+          node: x.batch.node,
+          modelDigest: x.batch.modelDigest,
+          result: x.batch.entries[0].result,
+        })),
+      },
+    ]);
+    const receiptSigs = [0, 2, 3].map((node) => ({
+      node,
+      signature: signReceiptAs(GID, exec.receipt, receiptHashOf(exec.receipt), null, G.keys[node]),
+      view: null,
+    }));
+    const a = h.msg(2, {
+      kind: 'stateResponse',
+      from: 2,
+      batches: [
+        {
+          seq: 1,
+          view: 0,
+          batch,
+          requests: [X, R],
+          results: [extra, ...res],
+          receipt: exec.receipt,
+          receiptSigs,
+          commitSigs: [],
+        },
+      ],
+      view: 0,
+      newView: null,
+      checkpoint: null,
+    });
+    const ex = only(a, 'execute');
+    expect(ex).toHaveLength(1);
+    expect(ex[0].requests.map((x) => hex(requestIdOf(x)))).toEqual([hex(rid)]);
+    expect(ex[0].results.map((x) => hex(resultsDigestOf(x))).sort()).toEqual(
+      res.map((x) => hex(resultsDigestOf(x))).sort(),
+    );
+  });
+
+  it('a PRE-PREPARE it accepted already, sent again, costs no signature check', () => {
+    const { h, entry } = backupWith(1);
+    const pp = makePP(1, [entry(0)]);
+    expect(sent(h.msg(0, { kind: 'prePrepare', pp }), 'prepare')).toHaveLength(1);
+    const before = cryptoStats.verifies;
+    expect(h.msg(0, { kind: 'prePrepare', pp })).toEqual([]);
+    expect(cryptoStats.verifies).toBe(before);
+    // Another signature on the same digest is still checked (and a forged one still refused).
+    const forged = { ...pp, signature: new Uint8Array(64).fill(3) };
+    h.msg(0, { kind: 'prePrepare', pp: forged });
+    expect(cryptoStats.verifies).toBe(before + 1);
+  });
+});
+
 // ---------------------------------------------------------------------------------------------------------
 // 7. A replica that may have forgotten what it signed (lost disk, or relaxed durability and a reboot)
 
