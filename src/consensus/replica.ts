@@ -392,11 +392,11 @@ export type Action =
   /** Proof that a node misbehaved: store it (the ledger's evidence table) and count it against the node. */
   | { type: 'evidence'; node: number; proof: Evidence }
   /**
-   * `peer` sent, itself, a signature made in its own name that does not verify (a PREPARE, a RESULTS
-   * batch...): no honest node does that, and each such message costs a signature check. The node layer
-   * drops that peer's connection and keeps it out for a while (transport.ts, quarantine). Never emitted
-   * for a signature the peer only relayed (someone else's, in a NEW-VIEW, a state transfer, a forwarded
-   * request...). At most once per peer per step.
+   * `peer` sent a signature that does not verify: one made in its own name (a PREPARE, a RESULTS batch...),
+   * or one it relayed where a node relays only what it checked or made (another node's RESULTS, a client
+   * request, a checkpoint proof, the VIEW-CHANGEs of a NEW-VIEW it sent: see punish's callers). No honest
+   * node does that, and each such message costs a signature check. The node layer drops that peer's
+   * connection and keeps it out for a while (transport.ts, quarantine). At most once per peer per step.
    */
   | { type: 'peerMisbehaved'; peer: number; reason: string };
 
@@ -3882,9 +3882,11 @@ export class Replica {
   }
 
   /**
-   * `peer`, the transport-authenticated sender of the message in hand, sent a signature made in its own
-   * name that does not verify: the node layer drops the peer (the peerMisbehaved action). Callers check
-   * that the signer is that sender; a signature only relayed by it is counted (blame) and nothing more.
+   * `peer`, the transport-authenticated sender of the message in hand, sent a signature that does not
+   * verify, of its own or relayed where an honest node relays only what it checked or made: the node layer
+   * drops the peer (the peerMisbehaved action). Where the relayer may not have checked (a NEW-VIEW in a
+   * state response, a transferred request's client signature, transactions in a batch) callers only count
+   * it (blame).
    */
   private punish(peer: number, reason: string): void {
     if (peer === this.id || this.punished.has(peer)) return;

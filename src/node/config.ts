@@ -24,7 +24,7 @@
  *   "custodial": { "accounts": [ { "apiKeySha256": "<hex>", "key": "keys/client.json", "maxFee": 1000 } ] },
  *   "tls": { "key": "…", "cert": "…", "ca": "…" },
  *   "transport": { "quarantine": { "minMs": 1000, "maxMs": 60000, "forgiveMs": 600000 } },
- *                                                  // a peer that sent a bad frame or signature of its own is
+ *                                                  // a peer that sent a bad frame or signature is
  *                                                  // kept out minMs, doubled per further offence up to
  *                                                  // maxMs, back to minMs after forgiveMs without one
  *                                                  // (integers, ms; 0 < minMs ≤ maxMs ≤ 2^31 - 1,

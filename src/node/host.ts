@@ -46,8 +46,9 @@ export interface Wire {
   broadcast(bytes: Uint8Array): void;
   onFrame(handler: (from: number, bytes: Uint8Array) => void): void;
   /**
-   * This peer sent a frame that could not be decoded, or a message signed in its own name whose signature
-   * does not verify: drop its connection and keep it out for a while (transport.ts, quarantine).
+   * This peer sent a frame that could not be decoded, or a signature that does not verify (its own, or one
+   * it relayed that an honest node would have checked): drop its connection and keep it out for a while
+   * (transport.ts, quarantine).
    */
   reportBad(from: number, reason: string): void;
 }
@@ -496,7 +497,7 @@ export class NodeHost {
           // A signature it made itself does not verify: drop it, the transport keeps it out for a while.
           this.log.warn(
             { peer: a.peer, reason: a.reason },
-            'peer sent a bad signature of its own; dropping its connection',
+            'peer sent a bad signature (its own or relayed); dropping its connection',
           );
           this.obs.badFrame?.(a.peer);
           this.wire.reportBad(a.peer, a.reason);

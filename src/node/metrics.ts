@@ -20,7 +20,7 @@
  *   dropbear_view_changes_total                      view changes seen by this node
  *   dropbear_peer_connected{peer}                    1 when the transport reports the peer connected
  *   dropbear_peer_quarantined_seconds{peer}          what is left of the peer's quarantine (0: none; transport.ts)
- *   dropbear_bad_frames_total{peer}                  frames a peer sent that could not be used (undecodable, or a bad signature of its own: each closes its connection and quarantines it), by peer
+ *   dropbear_bad_frames_total{peer}                  frames a peer sent that could not be used (undecodable, or a bad signature, its own or relayed: each closes its connection and quarantines it), by peer
  *   dropbear_peer_messages_sent_total{kind}          peer messages handed to the transport, by kind (a broadcast counts once per peer)
  *   dropbear_peer_bytes_sent_total{kind}             their encoded bytes (frame headers and TCP not counted)
  *   dropbear_http_responses_total{method,route,status}
@@ -34,7 +34,7 @@ import type { Transport } from './transport.ts';
 export interface PeerState {
   id: number;
   state: string;
-  /** What is left of the peer's quarantine (transport.ts: a bad frame or a bad signature of its own), ms; 0 or absent: none. */
+  /** What is left of the peer's quarantine (transport.ts: a bad frame or a bad signature), ms; 0 or absent: none. */
   quarantinedMs?: number;
   /** Times the peer was quarantined since this node started. */
   quarantines?: number;
@@ -201,7 +201,7 @@ export class NodeMetrics {
     });
     new Gauge({
       name: 'dropbear_peer_quarantined_seconds',
-      help: "What is left of each peer's quarantine in seconds (0: none): a peer that sent an undecodable frame or a bad signature of its own is kept out for a while",
+      help: "What is left of each peer's quarantine in seconds (0: none): a peer that sent an undecodable frame or a bad signature is kept out for a while",
       labelNames: ['peer'],
       registers,
       collect() {
@@ -211,7 +211,7 @@ export class NodeMetrics {
     });
     this.badFrames = new Counter({
       name: 'dropbear_bad_frames_total',
-      help: 'Frames a peer sent that could not be used (undecodable, or a bad signature of its own; each closes the connection and quarantines the peer), by peer',
+      help: 'Frames a peer sent that could not be used (undecodable, or a bad signature, its own or relayed; each closes the connection and quarantines the peer), by peer',
       labelNames: ['peer'],
       registers,
     });

@@ -23,7 +23,7 @@
  *   cap applies, separately, to connections still in their TLS handshake (before the HELLO): one more
  *   closes the oldest of them, logged, and counted as evictedBusy.
  * - Frames are delivered raw (the caller decodes); a frame the caller cannot use (undecodable, or a
- *   message signed in the peer's own name with a bad signature) is reported with reportBad(from, reason),
+ *   message with a bad signature, the peer's own or relayed) is reported with reportBad(from, reason),
  *   which closes that connection and QUARANTINES the peer: until the quarantine ends this node neither
  *   dials it nor accepts it (its HELLO is refused before anything is signed or checked, and an attempt
  *   does not lengthen the quarantine). 1 s for a first report, doubled for each further one up to 60 s,
@@ -132,7 +132,7 @@ export interface TransportOptions {
   maxPendingHandshakes?: number;
   /**
    * Quarantine of a peer reported with reportBad (a frame its host could not use: undecodable, or a
-   * signature of its own that does not verify). Its connection is closed, and until the quarantine ends
+   * signature that does not verify). Its connection is closed, and until the quarantine ends
    * this node neither dials it nor accepts it (its HELLO is refused before any signature is made or
    * checked). The first report costs `minMs`, each further one twice the one before, up to `maxMs`; a report
    * more than `forgiveMs` after the last quarantine ended starts again from `minMs`. Default 1 s, 60 s, 10 min.
@@ -669,7 +669,7 @@ export class Transport {
   }
 
   /**
-   * The caller could not use a frame from `from` (undecodable, a bad signature of its own…): close that
+   * The caller could not use a frame from `from` (undecodable, a bad signature…): close that
    * connection and quarantine the peer (TransportOptions.quarantine). A report while the peer is still
    * quarantined (a message that was checked late) changes nothing.
    */

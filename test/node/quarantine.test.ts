@@ -112,7 +112,7 @@ describe('a peer that sends bad signatures of its own is dropped and quarantined
       expect(badSigs(2)).toBe(1); // the rest of the flood went with the connection, unchecked
       expect(link(2, FAULTY).quarantinedMs).toBeGreaterThan(0);
       expect(link(2, FAULTY).state).not.toBe('connected');
-      expect(warned.some((w) => /bad signature of its own/.test(w.msg ?? ''))).toBe(true);
+      expect(warned.some((w) => /peer sent a bad signature/.test(w.msg ?? ''))).toBe(true);
       // What an operator sees: the peer's quarantine in /v1/status's peers and in the metrics.
       const seen = peerStatesOf(ts[2]).find((p) => p.id === FAULTY)!;
       expect(seen.quarantines).toBe(1);
