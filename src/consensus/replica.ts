@@ -3515,10 +3515,10 @@ export class Replica {
         return this.blame(relayer, 'bad-new-view', 'view changes for another view or repeated');
       const problem = viewChangeProblem(vc, ctx);
       if (problem) {
-        // A NEW-VIEW is built, and kept to send again, only from VIEW-CHANGEs whose signatures were checked:
-        // a bad one is the relayer's doing (other problems depend on this node's window and state). Not
-        // when it came in a state response (adoptOnly): its relayer is unknown here.
-        if (!adoptOnly && isSignatureProblem(problem))
+        // A NEW-VIEW is built, and kept to send again (directly or in a state response), only from
+        // VIEW-CHANGEs whose signatures were checked: a bad one is the relayer's doing (other problems
+        // depend on this node's window and state).
+        if (isSignatureProblem(problem))
           this.punish(
             relayer,
             vc.body.from === relayer
@@ -3542,13 +3542,12 @@ export class Replica {
       const body = encode(PhaseBody, { from: m.from, view: m.newView, seq: p.seq, digest: p.digest });
       if (!verifyTagged(TAGS.prePrepare, this.groupId, body, p.signature, primaryKey)) {
         // The new primary's signatures, checked by any node that sends the NEW-VIEW on (lastNewView).
-        if (!adoptOnly)
-          this.punish(
-            relayer,
-            relayer === m.from
-              ? 'bad signature on its own re-proposal'
-              : 'relayed a re-proposal with a bad signature',
-          );
+        this.punish(
+          relayer,
+          relayer === m.from
+            ? 'bad signature on its own re-proposal'
+            : 'relayed a re-proposal with a bad signature',
+        );
         return this.blame(relayer, 'bad-new-view', 'bad re-proposal signature');
       }
     }
@@ -3701,7 +3700,8 @@ export class Replica {
     return { entries, requests: usedRequests, results: [...used] };
   }
 
-  private pendingNewView: Extract<NodeMessage, { kind: 'newView' }> | null = null;
+  /** A NEW-VIEW a state response carried, taken once the transfer is done, and the peer that sent it. */
+  private pendingNewView: { nv: Extract<NodeMessage, { kind: 'newView' }>; from: number } | null = null;
 
   private onStateResponse(from: number, m: Extract<NodeMessage, { kind: 'stateResponse' }>): void {
     this.learnFloor(from, m.view);
@@ -3738,7 +3738,7 @@ export class Replica {
       if (!receiptQuorum(sb.receiptSigs, this.q)) break;
     }
     if (m.newView && m.view > this.view && m.newView.newView === m.view)
-      this.pendingNewView = { kind: 'newView', ...m.newView };
+      this.pendingNewView = { nv: { kind: 'newView', ...m.newView }, from };
     if (added > 0) {
       this.executeTransferred();
       this.catchUpAt = Number.NEGATIVE_INFINITY; // ask for the next part at once
@@ -3791,9 +3791,10 @@ export class Replica {
     // A fresh request timer after catching up on something (not after learning we were up to date).
     if (this.transferred > 0) this.viewEnteredAt = this.now;
     this.transferred = 0;
-    const nv = this.pendingNewView;
+    const pending = this.pendingNewView;
     this.pendingNewView = null;
-    if (nv && nv.newView > this.view) this.onNewView(nv, true);
+    // A fault in it is counted against the peer that handed it over, not the primary that signed it.
+    if (pending && pending.nv.newView > this.view) this.onNewView(pending.nv, true, pending.from);
     if (this.lastProposed < this.lastExecuted) this.lastProposed = this.lastExecuted;
   }
 
@@ -3884,9 +3885,8 @@ export class Replica {
   /**
    * `peer`, the transport-authenticated sender of the message in hand, sent a signature that does not
    * verify, of its own or relayed where an honest node relays only what it checked or made: the node layer
-   * drops the peer (the peerMisbehaved action). Where the relayer may not have checked (a NEW-VIEW in a
-   * state response, a transferred request's client signature, transactions in a batch) callers only count
-   * it (blame).
+   * drops the peer (the peerMisbehaved action). Where the relayer may not have checked (a transferred
+   * request's client signature, transactions in a batch) callers only count it (blame).
    */
   private punish(peer: number, reason: string): void {
     if (peer === this.id || this.punished.has(peer)) return;
