@@ -88,6 +88,9 @@ export interface LedgerVerification {
 }
 
 type Row = Record<string, unknown>;
+
+/** Whether a column's value is a non-negative safe integer (a view, a timestamp). */
+const isCount = (v: unknown): v is number => typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
 const u8 = (b: Uint8Array): Uint8Array =>
   b instanceof Buffer ? new Uint8Array(b.buffer, b.byteOffset, b.length) : b;
 
@@ -362,7 +365,7 @@ function check(
         if (!key) at(`signature from unknown node ${node}`);
         else if (signers.has(node)) at(`two signatures from node ${node}`);
         else if (!signature) continue;
-        else if (view !== null && (typeof view !== 'number' || !Number.isSafeInteger(view) || view < 0))
+        else if (view !== null && !isCount(view))
           at(
             `receipt_sigs.view of node ${node} is neither null nor a non-negative integer (${String(view)})`,
           );
@@ -487,8 +490,7 @@ function checkOwnResults(
     rows++;
     const at = (msg: string) => problems.push(`own RESULTS row ${r.id as number}: ${msg}`);
     const newest = r.newest;
-    if (typeof newest !== 'number' || !Number.isSafeInteger(newest) || newest < 0)
-      at(`newest is not a non-negative integer (${String(newest)})`);
+    if (!isCount(newest)) at(`newest is not a non-negative integer (${String(newest)})`);
     const digest = blob(r.digest, 'own_results.digest', at);
     if (digest && digest.length !== 32) at('the digest column is not a 32-byte digest');
     const signed = decodeColumn(
@@ -616,8 +618,7 @@ function checkSources(
       'stored COMMIT signatures do not decode',
       at,
     );
-    if (sigs && (typeof view !== 'number' || !Number.isSafeInteger(view) || view < 0))
-      at('stored COMMIT signatures without their view');
+    if (sigs && !isCount(view)) at('stored COMMIT signatures without their view');
     else if (sigs)
       for (const x of sigs) {
         const key = genesis.nodes[x.node]?.publicKey;

@@ -258,11 +258,11 @@ const SMALL_ORDER_Y: readonly Uint8Array[] = (() => {
   return [...ys].map(le32);
 })();
 
-/** Whether a 32-byte point encoding, sign bit aside, is one of SMALL_ORDER_Y. */
-function smallOrder(point: Uint8Array, at = 0): boolean {
+/** Whether a point encoding (its first 32 bytes), sign bit aside, is one of SMALL_ORDER_Y. */
+function smallOrder(point: Uint8Array): boolean {
   outer: for (const y of SMALL_ORDER_Y) {
-    for (let i = 0; i < 31; i++) if (point[at + i] !== y[i]) continue outer;
-    if ((point[at + 31] & 0x7f) === y[31]) return true;
+    for (let i = 0; i < 31; i++) if (point[i] !== y[i]) continue outer;
+    if ((point[31] & 0x7f) === y[31]) return true;
   }
   return false;
 }
@@ -284,19 +284,14 @@ const L_BYTES = le32(L25519);
  * below p. node:crypto's verification applies it first, so that both backends agree on every signature.
  */
 export function ed25519Refused(signature: Uint8Array, publicKey: Uint8Array): boolean {
-  return (
-    !below(signature, 32, L_BYTES) ||
-    smallOrder(signature, 0) ||
-    !below(publicKey, 0, P_BYTES, 0x7f) ||
-    smallOrder(publicKey, 0)
-  );
+  return !below(signature, 32, L_BYTES) || smallOrder(signature) || ed25519KeyProblem(publicKey) !== null;
 }
 
 /** Why `publicKey` can never verify a signature under either backend (ed25519Refused), or null. */
 export function ed25519KeyProblem(publicKey: Uint8Array): string | null {
   if (publicKey.length !== 32) return 'not 32 bytes';
   if (!below(publicKey, 0, P_BYTES, 0x7f)) return 'a non-canonical point encoding';
-  if (smallOrder(publicKey, 0)) return 'a point of small order';
+  if (smallOrder(publicKey)) return 'a point of small order';
   return null;
 }
 
