@@ -726,10 +726,10 @@ describe('what a node tells its observer it sent', () => {
       await new Promise((res) => setTimeout(res, 50));
       for (let id = 0; id < 4; id++)
         expect(Object.fromEntries(told[id])).toEqual(Object.fromEntries(carried[id]));
-      // The primary proposed (a broadcast: three copies of each PRE-PREPARE) and node 1 forwarded.
-      const pp = told[0].get('prePrepare');
-      expect(pp?.messages).toBeGreaterThan(0);
-      expect((pp?.messages ?? 0) % 3).toBe(0);
+      // The primary proposed (a broadcast: three copies of each PRE-PREPARE, counted per destination by the
+      // equality above) and node 1 forwarded. Not a multiple of three: on a slow machine the retransmit timer
+      // may re-send a PRE-PREPARE to the one peer that had not voted yet (CI failed on that once).
+      expect(told[0].get('prePrepare')?.messages).toBeGreaterThanOrEqual(3);
       expect(told[1].get('forward')?.messages).toBeGreaterThan(0);
       for (const t of told) expect(t.get('results')?.bytes).toBeGreaterThan(0);
     } finally {
