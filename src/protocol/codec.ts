@@ -327,14 +327,46 @@ function compiledStruct(
     '} catch (e) { throw wrap(e, i); }',
   ].join('\n');
   const decSrc = `return {${keys.map((k, i) => `${JSON.stringify(k)}: c${i}.dec(r)`).join(', ')}};`;
-  const make = new Function(
-    ...args,
-    'wrap',
-    'badValue',
-    `return [function enc(w, v) {\n${encSrc}\n}, function dec(r) {\n${decSrc}\n}];`,
-  );
+  let make: (...a: unknown[]) => [(w: Writer, v: unknown) => void, (r: Reader) => unknown];
+  try {
+    make = new Function(
+      ...args,
+      'wrap',
+      'badValue',
+      `return [function enc(w, v) {\n${encSrc}\n}, function dec(r) {\n${decSrc}\n}];`,
+    ) as typeof make;
+  } catch {
+    // Where code may not be made from strings (a browser page whose content security policy has no
+    // 'unsafe-eval': the dashboard, src/web): the same, field by field.
+    return loopStruct(keys, codecs, wrap);
+  }
   const [enc, dec] = make(...codecs, wrap, badValue);
   return { enc, dec };
+}
+
+/** compiledStruct's enc and dec as loops over the fields: the same bytes, values and errors, slower. */
+function loopStruct(
+  keys: string[],
+  codecs: Codec<unknown>[],
+  wrap: (e: unknown, i: number) => unknown,
+): { enc: (w: Writer, v: unknown) => void; dec: (r: Reader) => unknown } {
+  return {
+    enc(w, v) {
+      if (typeof v !== 'object' || v === null) throw badValue('', 'expected an object');
+      const rec = v as Record<string, unknown>;
+      let i = 0;
+      try {
+        for (; i < keys.length; i++) codecs[i].enc(w, rec[keys[i]]);
+      } catch (e) {
+        throw wrap(e, i);
+      }
+    },
+    dec(r) {
+      const out: Record<string, unknown> = {};
+      for (let i = 0; i < keys.length; i++) out[keys[i]] = codecs[i].dec(r);
+      return out;
+    },
+  };
 }
 
 export function struct<F extends Fields>(fields: F): Codec<StructOf<F>> {

@@ -925,3 +925,61 @@ describe('remembered codecs', () => {
     );
   });
 });
+
+describe('struct codecs where code may not be made from strings (a browser page without unsafe-eval)', () => {
+  it('fall back to field-by-field code with the same bytes, values and errors', async () => {
+    const { struct, option, bytes, uint, str, encode, decode } = await import('../../src/protocol/codec.ts');
+    const fields = () => ({ a: uint, b: bytes(4), c: option(uint), d: str(8) });
+    const compiled = struct(fields());
+    const real = globalThis.Function;
+    let refused = 0;
+    // As a content security policy without 'unsafe-eval' does: `new Function(…)` throws an EvalError.
+    globalThis.Function = new Proxy(real, {
+      construct() {
+        refused++;
+        throw new EvalError('code generation from strings disallowed');
+      },
+    });
+    let loop: typeof compiled;
+    try {
+      loop = struct(fields());
+    } finally {
+      globalThis.Function = real;
+    }
+    expect(refused).toBe(1);
+    const values = [
+      { a: 0, b: new Uint8Array(0), c: null, d: '' },
+      { a: 2 ** 40, b: new Uint8Array([1, 2, 3, 4]), c: 7, d: 'dropbear' },
+    ];
+    for (const v of values) {
+      const e = encode(compiled, v);
+      expect(encode(loop, v)).toEqual(e);
+      expect(decode(loop, e)).toEqual(decode(compiled, e));
+    }
+    const errorOf = (f: () => unknown) => {
+      try {
+        f();
+      } catch (e) {
+        return `${(e as { code?: string }).code} ${(e as Error).message}`;
+      }
+      return 'no error';
+    };
+    const bad = [
+      { a: 1, b: new Uint8Array(5), c: null, d: '' },
+      { a: -1, b: new Uint8Array(1), c: null, d: '' },
+      { a: 1, b: new Uint8Array(1), c: 1.5, d: '' },
+      null,
+    ];
+    for (const v of bad) {
+      const expected = errorOf(() => encode(compiled, v as never));
+      expect(expected).not.toBe('no error');
+      expect(errorOf(() => encode(loop, v as never))).toBe(expected);
+    }
+    const good = encode(compiled, values[1]);
+    for (let cut = 0; cut < good.length; cut++) {
+      const expected = errorOf(() => decode(compiled, good.subarray(0, cut)));
+      expect(expected).not.toBe('no error');
+      expect(errorOf(() => decode(loop, good.subarray(0, cut)))).toBe(expected);
+    }
+  });
+});

@@ -1,0 +1,188 @@
+/**
+ * The dashboard's browser code (bundled by web/bundle.ts): the group the node serves, its live status, and
+ * certificates verified here, in the browser, with the same verifier as `dropbear verify`
+ * (certificate/index.ts) against the genesis. The genesis comes from the node, so the page computes the
+ * group id from it and shows it; with `?group=<id>` in the address it refuses a genesis that hashes to
+ * another id, and then trusts the node for nothing: a certificate that verifies was signed by a quorum of
+ * that group's keys whatever the node serving the page does.
+ */
+import { SignatureCache, verifyCertificate } from '../certificate/index.ts';
+import { Decision, fromJson, Genesis, genesisProblem, groupIdOf, hex, toJson } from '../protocol/index.ts';
+
+const $ = <T extends HTMLElement = HTMLElement>(id: string): T => {
+  const e = document.getElementById(id);
+  if (!e) throw new Error(`#${id} missing from the page`);
+  return e as T;
+};
+
+function text(id: string, value: string | number | null | undefined): void {
+  $(id).textContent = value === null || value === undefined ? '–' : String(value);
+}
+
+async function getJson(path: string): Promise<unknown> {
+  const r = await fetch(path, { headers: { accept: 'application/json' } });
+  const body = (await r.json().catch(() => null)) as { error?: { code?: string; message?: string } } | null;
+  if (!r.ok) {
+    const code = body?.error?.code ?? `HTTP_${r.status}`;
+    throw new Error(`${code}: ${body?.error?.message ?? r.statusText}`);
+  }
+  return body;
+}
+
+let genesis: Genesis | null = null;
+/** Why certificates cannot be verified here (no genesis, or not the pinned group), or null. */
+let refusal: string | null = 'the group has not loaded yet';
+const cache = new SignatureCache();
+
+async function loadGroup(): Promise<void> {
+  const g = (await getJson('/v1/group')) as {
+    name: string;
+    groupId: string;
+    genesis: unknown;
+    f: number;
+    models: { node: number; genesisModelName: string; digest: string; version: number }[];
+  };
+  let parsed: Genesis;
+  try {
+    parsed = fromJson(Genesis, g.genesis);
+  } catch (e) {
+    refusal = `the node served a genesis that does not decode (${(e as Error).message})`;
+    throw new Error(refusal);
+  }
+  const problem = genesisProblem(parsed);
+  const id = hex(groupIdOf(parsed));
+  text('group-name', parsed.name);
+  text('group-id', id);
+  text('group-size', `n = ${parsed.nodes.length}, f = ${parsed.f}`);
+  const pinned = new URLSearchParams(location.search).get('group')?.toLowerCase() ?? null;
+  const warn = $('pin');
+  if (problem) refusal = `the genesis is invalid: ${problem}`;
+  else if (pinned && pinned !== id)
+    refusal = `the node serves group ${id}, not the pinned ${pinned}: no certificate is checked against it`;
+  else refusal = null;
+  if (pinned && !refusal) {
+    warn.className = 'ok';
+    warn.textContent = 'the genesis matches the pinned group id';
+  } else if (refusal) {
+    warn.className = 'bad';
+    warn.textContent = refusal;
+  } else {
+    warn.className = 'note';
+    warn.textContent =
+      'not pinned: add ?group=<group id> to the address to check that this node serves the group you expect';
+  }
+  genesis = refusal ? null : parsed;
+  const rows = $('models');
+  rows.replaceChildren(
+    ...g.models.map((m) => {
+      const tr = document.createElement('tr');
+      for (const v of [
+        String(m.node),
+        parsed.nodes[m.node]?.modelName ?? m.genesisModelName,
+        m.digest,
+        String(m.version),
+      ]) {
+        const td = document.createElement('td');
+        td.textContent = v;
+        tr.append(td);
+      }
+      return tr;
+    }),
+  );
+}
+
+async function loadStatus(): Promise<void> {
+  try {
+    const s = (await getJson('/v1/status')) as Record<string, unknown>;
+    text('node-id', s.id as number);
+    text('view', `${s.view}${s.viewChanging ? ' (changing view)' : ''}`);
+    text('primary', s.primary as number);
+    text('executed', s.lastExecuted as number);
+    text('rate', s.executedPerSecond as number);
+    text('pending', s.pendingRequests as number);
+    text('waiting', s.waitingForCertificates as number);
+    text('durability', s.durability as string);
+    text('status-error', '');
+  } catch (e) {
+    text('status-error', `status: ${(e as Error).message}`);
+  }
+}
+
+interface Shown {
+  ok: boolean;
+  title: string;
+  detail: string;
+}
+
+function show(r: Shown): void {
+  const v = $('verdict');
+  v.className = r.ok ? 'ok' : 'bad';
+  v.textContent = r.title;
+  text('verdict-detail', r.detail);
+}
+
+/** Verifies a certificate (the JSON of `dropbear verify`'s files or of GET /v1/certificates/:id). */
+export function verifyHere(json: unknown): Shown {
+  if (!genesis) return { ok: false, title: 'not checked', detail: refusal ?? '' };
+  const cert =
+    json && typeof json === 'object' && 'certificate' in json && 'requestId' in json
+      ? (json as { certificate: unknown }).certificate
+      : json;
+  const r = verifyCertificate(cert, genesis, { cache });
+  if (!r.ok) return { ok: false, title: `INVALID: ${r.reason}`, detail: r.message };
+  const c = r.certificate;
+  return {
+    ok: true,
+    title: 'VALID',
+    detail: JSON.stringify(
+      {
+        requestId: hex(c.outcome.requestId),
+        batch: c.receipt.seq,
+        decision: toJson(Decision, c.outcome.decision),
+        votes: c.outcome.votes.length,
+        signers: c.signatures.map((s) => s.node),
+      },
+      null,
+      2,
+    ),
+  };
+}
+
+async function fetchAndVerify(): Promise<void> {
+  const id = ($('request-id') as HTMLInputElement).value.trim().toLowerCase();
+  if (!/^[0-9a-f]{64}$/.test(id)) {
+    show({ ok: false, title: 'not checked', detail: 'a request id is 64 hex characters' });
+    return;
+  }
+  try {
+    const body = await getJson(`/v1/certificates/${id}`);
+    ($('cert-json') as HTMLTextAreaElement).value = JSON.stringify(body, null, 2);
+    show(verifyHere(body));
+  } catch (e) {
+    show({ ok: false, title: 'not checked', detail: (e as Error).message });
+  }
+}
+
+function verifyPasted(): void {
+  let json: unknown;
+  try {
+    json = JSON.parse(($('cert-json') as HTMLTextAreaElement).value);
+  } catch (e) {
+    show({ ok: false, title: 'INVALID: malformed', detail: `not JSON: ${(e as Error).message}` });
+    return;
+  }
+  show(verifyHere(json));
+}
+
+$('fetch-btn').addEventListener('click', () => void fetchAndVerify());
+$('verify-btn').addEventListener('click', verifyPasted);
+loadGroup()
+  .then(() => {
+    document.body.dataset.ready = 'true';
+  })
+  .catch((e: Error) => {
+    text('status-error', `group: ${e.message}`);
+    document.body.dataset.ready = 'error';
+  });
+void loadStatus();
+setInterval(() => void loadStatus(), 2000);

@@ -1,0 +1,170 @@
+/**
+ * The dashboard (src/web) in real Chromium, served by a real 4-node group (stand-in model, four processes,
+ * TCP between them): it shows the group and the node's status, and verifies certificates in the browser
+ * with the bundled verifier, giving the same verdict and reason as `verifyCertificate` in Node for real and
+ * tampered certificates. Chromium: /usr/bin/chromium (`.ci/run` installs it) or DROPBEAR_CHROMIUM. Where
+ * there is none the test is skipped with a warning, unless CI or DROPBEAR_REQUIRE_CHROMIUM is set: then it
+ * fails.
+ */
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { type Browser, chromium, type Page } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { verifyCertificate } from '../../src/certificate/index.ts';
+import {
+  type GroupProcesses,
+  initGroup,
+  type LoadedGroup,
+  loadGroup,
+  startGroup,
+} from '../../src/cli/group.ts';
+import { DropbearClient, type InferResult } from '../../src/client/index.ts';
+import { STANDIN_MODEL, standInInput } from '../../src/node/standin-backend.ts';
+import { Certificate, groupIdOf, hex, toJson } from '../../src/protocol/index.ts';
+
+const CHROMIUM = process.env.DROPBEAR_CHROMIUM ?? '/usr/bin/chromium';
+const required = Boolean(process.env.CI || process.env.DROPBEAR_REQUIRE_CHROMIUM);
+const haveChromium = existsSync(CHROMIUM);
+if (!haveChromium && !required)
+  console.warn(
+    `dashboard test skipped: no Chromium at ${CHROMIUM} (apt-get install chromium, or DROPBEAR_CHROMIUM)`,
+  );
+
+describe.skipIf(!haveChromium && !required)('dashboard in Chromium', () => {
+  const root = mkdtempSync(join(tmpdir(), 'dropbear-dashboard-'));
+  let g: LoadedGroup;
+  let procs: GroupProcesses;
+  let browser: Browser;
+  let results: InferResult[];
+  let groupId: string;
+  const pageErrors: string[] = [];
+
+  beforeAll(async () => {
+    await initGroup({
+      dir: join(root, 'group'),
+      nodes: 4,
+      models: Array(4).fill(STANDIN_MODEL),
+      name: 'dash',
+    });
+    g = loadGroup(join(root, 'group'));
+    groupId = hex(groupIdOf(g.genesis));
+    procs = startGroup(g, () => {});
+    await procs.ready(60_000);
+    const client = new DropbearClient({ genesis: g.genesis, nodes: g.file.nodes, key: g.clientKey() });
+    results = await Promise.all([0, 1, 2].map((i) => client.infer(standInInput(i))));
+    browser = await chromium.launch({
+      executablePath: CHROMIUM,
+      headless: true,
+      args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking'],
+    });
+  }, 120_000);
+
+  afterAll(async () => {
+    await browser?.close();
+    await procs?.stop();
+    rmSync(root, { recursive: true, force: true });
+  });
+
+  async function open(query: string): Promise<Page> {
+    const page = await browser.newPage();
+    page.on('pageerror', (e) => pageErrors.push(e.message));
+    page.on('console', (m) => {
+      if (m.type() === 'error') pageErrors.push(m.text());
+    });
+    await page.goto(`${g.file.nodes[1].api}/dashboard${query}`);
+    await page.waitForSelector('body[data-ready]');
+    return page;
+  }
+
+  async function verdictOf(page: Page, json: string): Promise<[string, string]> {
+    await page.evaluate(() => {
+      const v = document.getElementById('verdict');
+      if (v) v.textContent = '';
+    });
+    await page.fill('#cert-json', json);
+    await page.click('#verify-btn');
+    await page.waitForFunction(() => document.getElementById('verdict')?.textContent !== '');
+    return [(await page.textContent('#verdict')) ?? '', (await page.textContent('#verdict-detail')) ?? ''];
+  }
+
+  it('serves the page and its script with a content security policy; the script is one module', async () => {
+    const api = g.file.nodes[0].api;
+    const page = await fetch(`${api}/dashboard`);
+    expect(page.status).toBe(200);
+    expect(page.headers.get('content-type')).toMatch(/^text\/html/);
+    expect(page.headers.get('content-security-policy')).toContain("script-src 'self'");
+    const js = await fetch(`${api}/dashboard/app.js`);
+    expect(js.status).toBe(200);
+    expect(js.headers.get('content-type')).toMatch(/^text\/javascript/);
+    expect((await js.text()).length).toBeGreaterThan(10_000);
+  });
+
+  it('shows the group, pinned, with its models, and the node status', async () => {
+    const page = await open(`?group=${groupId}`);
+    expect(await page.getAttribute('body', 'data-ready')).toBe('true');
+    expect(await page.textContent('#group-id')).toBe(groupId);
+    expect(await page.textContent('#group-name')).toBe('dash');
+    expect(await page.getAttribute('#pin', 'class')).toBe('ok');
+    expect(await page.locator('#models tr').count()).toBe(4);
+    await page.waitForFunction(() => Number(document.getElementById('executed')?.textContent) >= 1);
+    expect(await page.textContent('#node-id')).toBe('1');
+    expect(pageErrors).toEqual([]);
+    await page.close();
+  });
+
+  it("fetches a certificate from the node and verifies it in the browser; tampered ones get Node's reason", async () => {
+    const page = await open(`?group=${groupId}`);
+    await page.fill('#request-id', results[0].requestId);
+    await page.click('#fetch-btn');
+    await page.waitForFunction(
+      () => document.getElementById('verdict')?.textContent !== 'nothing checked yet',
+    );
+    expect(await page.textContent('#verdict')).toBe('VALID');
+    expect(await page.textContent('#verdict-detail')).toContain(results[0].requestId);
+
+    const good = toJson(Certificate, results[1].certificate) as Record<string, unknown>;
+    const [v, detail] = await verdictOf(page, JSON.stringify(good));
+    expect(v).toBe('VALID');
+    expect(detail).toContain(results[1].requestId);
+
+    const flip = (s: string, at: number) => s.slice(0, at) + (s[at] === 'A' ? 'B' : 'A') + s.slice(at + 1);
+    const variants: Record<string, unknown> = {
+      'receipt signature': {
+        ...good,
+        signatures: (good.signatures as { signature: string }[]).map((s, i) =>
+          i === 0 ? { ...s, signature: flip(s.signature, 20) } : s,
+        ),
+      },
+      'receipt batch number': { ...good, receipt: { ...(good.receipt as object), seq: 999 } },
+      'leaf index': { ...good, leafIndex: (good.leafIndex as number) + 1 },
+      'outcome fee': { ...good, outcome: { ...(good.outcome as object), fee: 12345 } },
+      'an unknown field': { ...good, extra: 1 },
+      'another request of the batch': toJson(Certificate, { ...results[2].certificate, path: [] }),
+    };
+    for (const [what, json] of Object.entries(variants)) {
+      const node = verifyCertificate(json, g.genesis);
+      expect(node.ok, what).toBe(false);
+      if (node.ok) continue;
+      const [verdict] = await verdictOf(page, JSON.stringify(json));
+      expect(verdict, what).toBe(`INVALID: ${node.reason}`);
+    }
+    const [bad] = await verdictOf(page, '{"version": 2,');
+    expect(bad).toBe('INVALID: malformed');
+    expect(pageErrors).toEqual([]);
+    await page.close();
+  });
+
+  it('refuses to check anything against a genesis that is not the pinned group', async () => {
+    const page = await open(`?group=${'00'.repeat(32)}`);
+    expect(await page.getAttribute('#pin', 'class')).toBe('bad');
+    expect(await page.textContent('#pin')).toContain('not the pinned');
+    const [verdict, detail] = await verdictOf(
+      page,
+      JSON.stringify(toJson(Certificate, results[0].certificate)),
+    );
+    expect(verdict).toBe('not checked');
+    expect(detail).toContain('not the pinned');
+    await page.close();
+  });
+});
