@@ -10,7 +10,7 @@ import { verifyCertificate } from '../certificate/index.ts';
 import { DropbearClient, type InferResult } from '../client/index.ts';
 import { catalogByName } from '../inference/catalog.ts';
 import { defaultHome, pullModel, resolveModel } from '../inference/store.ts';
-import type { DropbearError } from '../protocol/index.ts';
+import { type DropbearError, groupIdOf, hex } from '../protocol/index.ts';
 import { loadLabels } from '../sim/eval.ts';
 import { usageError } from './errors.ts';
 import { countProgress } from './eval.ts';
@@ -172,8 +172,14 @@ export function registerDemo(program: Command): void {
         process.stdout.write(
           `\n${results.length} images: ${verified} certificates verified offline against the genesis, ${right} certified labels match the true label, ${failures} failed.\n`,
         );
-        process.stdout.write('\nNodes (HTTP API, metrics at /metrics, Open Inference Protocol at /v2):\n');
+        process.stdout.write(
+          '\nNodes (HTTP API, metrics at /metrics, Open Inference Protocol at /v2, dashboard at /dashboard):\n',
+        );
         for (const n of g.file.nodes) process.stdout.write(`  node ${n.id}: ${n.api}\n`);
+        const pin = hex(groupIdOf(g.genesis));
+        process.stdout.write(
+          `Dashboard, pinned to this group: ${g.file.nodes[0].api}/dashboard?group=${pin}\n`,
+        );
         process.stdout.write(`Group folder: ${out}  (npx dropbear status --group ${o.out})\n`);
         if (failures > 0) process.exitCode = 1;
         if (o.once) {

@@ -1,5 +1,7 @@
 import type { Command } from 'commander';
 import { startNode } from '../node/run.ts';
+import { dashboardScript } from '../web/bundle.ts';
+import { DASHBOARD_HTML } from '../web/page.ts';
 import { reportAndExit } from './errors.ts';
 
 export function registerNode(program: Command): void {
@@ -31,8 +33,12 @@ export function registerNode(program: Command): void {
         process.channel?.unref();
         process.on('disconnect', () => onParentGone());
       }
-      const node = await startNode(o.config);
-      process.stdout.write(`node ${node.config.id} serving ${node.apiUrl} (peers on port ${node.p2pPort})\n`);
+      const node = await startNode(o.config, {
+        dashboard: { html: DASHBOARD_HTML, script: dashboardScript },
+      });
+      process.stdout.write(
+        `node ${node.config.id} serving ${node.apiUrl} (dashboard ${node.apiUrl}/dashboard; peers on port ${node.p2pPort})\n`,
+      );
       let signalled = false;
       const stop = (sig: string) => {
         if (signalled) return;

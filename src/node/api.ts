@@ -93,7 +93,15 @@ export interface CustodialAccount {
   maxFee: number;
 }
 
+/** A page served at GET /dashboard and its script at GET /dashboard/app.js (the `web` part; cli wires it). */
+export interface DashboardAssets {
+  html: string;
+  script: () => Promise<string>;
+}
+
 export interface ApiOptions {
+  /** The dashboard (none: GET /dashboard is 404 NOT_FOUND like any unknown route). */
+  dashboard?: DashboardAssets;
   /** The model name of the group in the v2 routes (default: the genesis name). */
   groupName?: string;
   /** Largest request body (default 8 MiB). */
@@ -195,6 +203,7 @@ const STATUS: Record<string, number> = {
   INTERNAL: 500,
   OVERLOADED: 503,
   NOT_READY: 503,
+  DASHBOARD_UNAVAILABLE: 503,
   NODE_STOPPED: 503,
   MODEL_MISMATCH: 503,
   TIMEOUT: 504,
@@ -907,6 +916,30 @@ export function buildApi(host: NodeHost, opts: ApiOptions = {}): FastifyInstance
       backend,
     };
   });
+
+  const dashboard = opts.dashboard;
+  if (dashboard) {
+    // Everything the page loads comes from this node; no inline script, no framing by another origin.
+    const csp =
+      "default-src 'none'; script-src 'self'; connect-src 'self'; style-src 'unsafe-inline'; frame-ancestors 'none'";
+    app.get('/dashboard', { schema: { querystring: { type: 'object' } } }, async (_req, reply) => {
+      reply.header('content-security-policy', csp).type('text/html; charset=utf-8');
+      return dashboard.html;
+    });
+    app.get('/dashboard/app.js', { schema: { querystring: noQuery } }, async (_req, reply) => {
+      let js: string;
+      try {
+        js = await dashboard.script();
+      } catch (e) {
+        throw apiError(
+          'DASHBOARD_UNAVAILABLE',
+          `the dashboard script did not build: ${(e as Error).message}`,
+        );
+      }
+      reply.header('content-security-policy', csp).type('text/javascript; charset=utf-8');
+      return js;
+    });
+  }
 
   app.get(
     '/healthz',

@@ -21,7 +21,7 @@ import {
   hex,
 } from '../protocol/index.ts';
 import { readKeyFile } from '../protocol/keyfile.ts';
-import { buildApi } from './api.ts';
+import { buildApi, type DashboardAssets } from './api.ts';
 import { loadNodeConfig, type ModelConfig, type NodeConfig } from './config.ts';
 import { NodeHost } from './host.ts';
 import { NodeMetrics, peerStatesOf } from './metrics.ts';
@@ -100,7 +100,10 @@ async function cpuProfile(id: number): Promise<() => Promise<void>> {
   };
 }
 
-export async function startNode(configPath: string): Promise<RunningNode> {
+export async function startNode(
+  configPath: string,
+  extras: { dashboard?: DashboardAssets } = {},
+): Promise<RunningNode> {
   const cfg = loadNodeConfig(configPath);
   const stopProfile = await cpuProfile(cfg.id);
   // Every log line carries the node id and, once the replica runs, its view and last executed seq.
@@ -186,6 +189,7 @@ export async function startNode(configPath: string): Promise<RunningNode> {
       maxFee: a.maxFee,
     }));
     const app = buildApi(host, {
+      dashboard: extras.dashboard,
       groupName: genesis.name,
       bodyLimitBytes: cfg.apiLimits.bodyLimitBytes,
       maxPending: cfg.apiLimits.maxPending,
