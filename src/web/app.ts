@@ -122,7 +122,7 @@ function show(r: Shown): void {
 }
 
 /** Verifies a certificate (the JSON of `dropbear verify`'s files or of GET /v1/certificates/:id). */
-export function verifyHere(json: unknown): Shown {
+function verifyHere(json: unknown): Shown {
   if (!genesis) return { ok: false, title: 'not checked', detail: refusal ?? '' };
   const cert =
     json && typeof json === 'object' && 'certificate' in json && 'requestId' in json
@@ -148,14 +148,20 @@ export function verifyHere(json: unknown): Shown {
   };
 }
 
+/** How long GET /v1/certificates/:id may wait for a certificate this node has not assembled yet. */
+const FETCH_WAIT_MS = 3000;
+
 async function fetchAndVerify(): Promise<void> {
   const id = ($('request-id') as HTMLInputElement).value.trim().toLowerCase();
   if (!/^[0-9a-f]{64}$/.test(id)) {
     show({ ok: false, title: 'not checked', detail: 'a request id is 64 hex characters' });
     return;
   }
+  show({ ok: false, title: 'fetching…', detail: '' });
+  $('verdict').className = 'note';
   try {
-    const body = await getJson(`/v1/certificates/${id}`);
+    // A certificate still forming at this node (its receipt signatures arriving) is waited for a while.
+    const body = await getJson(`/v1/certificates/${id}?wait=${FETCH_WAIT_MS}`);
     ($('cert-json') as HTMLTextAreaElement).value = JSON.stringify(body, null, 2);
     show(verifyHere(body));
   } catch (e) {

@@ -36,7 +36,7 @@ export const DASHBOARD_HTML = `<!doctype html>
   <dt>node</dt><dd id="node-id">…</dd>
   <dt>view (primary)</dt><dd><span id="view">…</span> (<span id="primary">…</span>)</dd>
   <dt>last executed batch</dt><dd id="executed">…</dd>
-  <dt>batches per second</dt><dd id="rate">…</dd>
+  <dt>requests executed per second</dt><dd id="rate">…</dd>
   <dt>requests pending</dt><dd id="pending">…</dd>
   <dt>waiting for certificates</dt><dd id="waiting">…</dd>
   <dt>durability</dt><dd id="durability">…</dd>
