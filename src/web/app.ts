@@ -3,8 +3,9 @@
  * certificates verified here, in the browser, with the same verifier as `dropbear verify`
  * (certificate/index.ts) against the genesis. The genesis comes from the node, so the page computes the
  * group id from it and shows it; with `?group=<id>` in the address it refuses a genesis that hashes to
- * another id, and then trusts the node for nothing: a certificate that verifies was signed by a quorum of
- * that group's keys whatever the node serving the page does.
+ * another id. That guards against a node serving the wrong group, not against a faulty node: the node also
+ * serves this script, and a faulty one can serve a script that says anything. For a verdict that trusts no
+ * node, run `dropbear verify` (or a verifier of your own, docs/certificate.md) on the certificate.
  */
 import { SignatureCache, verifyCertificate } from '../certificate/index.ts';
 import { Decision, fromJson, Genesis, genesisProblem, groupIdOf, hex, toJson } from '../protocol/index.ts';

@@ -49,7 +49,8 @@ export const DASHBOARD_HTML = `<!doctype html>
 </table>
 <h2>Verify a certificate here, in the browser</h2>
 <p class="note">Checked against the genesis above with the verifier of <code>dropbear verify</code>: a valid
-certificate carries the receipt signatures of a quorum of the group's nodes.</p>
+certificate carries the receipt signatures of a quorum of the group's nodes. This page and its script come
+from the node you opened it on; to trust no node, run <code>dropbear verify</code> on the certificate.</p>
 <label>request id <input id="request-id" placeholder="64 hex characters"></label>
 <button id="fetch-btn" type="button">Fetch from this node and verify</button>
 <p><label>or paste a certificate (JSON)<br><textarea id="cert-json" spellcheck="false"></textarea></label></p>
