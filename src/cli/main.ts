@@ -13,6 +13,7 @@ import { registerServeModel } from './serve-model.ts';
 import { registerSim } from './sim.ts';
 import { registerStatus } from './status.ts';
 import { registerVerify } from './verify.ts';
+import { registerVerifyPage } from './verify-page.ts';
 
 const program = new Command();
 program
@@ -21,6 +22,7 @@ program
   .showHelpAfterError('(run with --help for usage)');
 registerSim(program);
 registerVerify(program);
+registerVerifyPage(program);
 registerDemo(program);
 registerLedger(program);
 registerModels(program);

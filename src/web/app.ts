@@ -35,19 +35,20 @@ let genesis: Genesis | null = null;
 let refusal: string | null = 'the group has not loaded yet';
 const cache = new SignatureCache();
 
-async function loadGroup(): Promise<void> {
-  const g = (await getJson('/v1/group')) as {
-    name: string;
-    groupId: string;
-    genesis: unknown;
-    f: number;
-    models: { node: number; genesisModelName: string; digest: string; version: number }[];
-  };
+interface ModelRow {
+  node: number;
+  modelName: string;
+  digest: string;
+  version: number;
+}
+
+/** Takes a genesis (its JSON form) as the one certificates are checked against, unless it fails the pin. */
+function useGenesis(json: unknown, models: ModelRow[] | null, source: string): void {
   let parsed: Genesis;
   try {
-    parsed = fromJson(Genesis, g.genesis);
+    parsed = fromJson(Genesis, json);
   } catch (e) {
-    refusal = `the node served a genesis that does not decode (${(e as Error).message})`;
+    refusal = `${source} a genesis that does not decode (${(e as Error).message})`;
     throw new Error(refusal);
   }
   const problem = genesisProblem(parsed);
@@ -59,7 +60,7 @@ async function loadGroup(): Promise<void> {
   const warn = $('pin');
   if (problem) refusal = `the genesis is invalid: ${problem}`;
   else if (pinned && pinned !== id)
-    refusal = `the node serves group ${id}, not the pinned ${pinned}: no certificate is checked against it`;
+    refusal = `${source} group ${id}, not the pinned ${pinned}: no certificate is checked against it`;
   else refusal = null;
   if (pinned && !refusal) {
     warn.className = 'ok';
@@ -70,25 +71,39 @@ async function loadGroup(): Promise<void> {
   } else {
     warn.className = 'note';
     warn.textContent =
-      'not pinned: add ?group=<group id> to the address to check that this node serves the group you expect';
+      'not pinned: add ?group=<group id> to the address to check that this is the group you expect';
   }
   genesis = refusal ? null : parsed;
-  const rows = $('models');
-  rows.replaceChildren(
-    ...g.models.map((m) => {
+  const rows =
+    models ??
+    parsed.nodes.map((n) => ({ node: n.id, modelName: n.modelName, digest: hex(n.modelDigest), version: 0 }));
+  $('models').replaceChildren(
+    ...rows.map((m) => {
       const tr = document.createElement('tr');
-      for (const v of [
-        String(m.node),
-        parsed.nodes[m.node]?.modelName ?? m.genesisModelName,
-        m.digest,
-        String(m.version),
-      ]) {
+      for (const v of [String(m.node), m.modelName, m.digest, String(m.version)]) {
         const td = document.createElement('td');
         td.textContent = v;
         tr.append(td);
       }
       return tr;
     }),
+  );
+}
+
+async function loadGroup(): Promise<void> {
+  const g = (await getJson('/v1/group')) as {
+    genesis: unknown;
+    models: { node: number; genesisModelName: string; digest: string; version: number }[];
+  };
+  useGenesis(
+    g.genesis,
+    g.models.map((m) => ({
+      node: m.node,
+      modelName: m.genesisModelName,
+      digest: m.digest,
+      version: m.version,
+    })),
+    'the node serves',
   );
 }
 
@@ -181,15 +196,31 @@ function verifyPasted(): void {
   show(verifyHere(json));
 }
 
-$('fetch-btn').addEventListener('click', () => void fetchAndVerify());
 $('verify-btn').addEventListener('click', verifyPasted);
-loadGroup()
-  .then(() => {
-    document.body.dataset.ready = 'true';
-  })
-  .catch((e: Error) => {
-    text('status-error', `group: ${e.message}`);
-    document.body.dataset.ready = 'error';
-  });
-void loadStatus();
-setInterval(() => void loadStatus(), 2000);
+const ready = (ok: boolean) => {
+  document.body.dataset.ready = ok ? 'true' : 'error';
+};
+const embedded = document.getElementById('genesis-json');
+if (embedded) {
+  // The offline page (`dropbear verify-page`): its genesis is in the file, and it asks no node anything.
+  try {
+    useGenesis(JSON.parse(embedded.textContent ?? ''), null, 'this page holds');
+    ready(true);
+  } catch (e) {
+    const warn = $('pin');
+    warn.className = 'bad';
+    warn.textContent = refusal ?? `the genesis in this page: ${(e as Error).message}`;
+    ready(false);
+  }
+} else {
+  $('fetch-btn').addEventListener('click', () => void fetchAndVerify());
+  loadGroup().then(
+    () => ready(true),
+    (e: Error) => {
+      text('status-error', `group: ${e.message}`);
+      ready(false);
+    },
+  );
+  void loadStatus();
+  setInterval(() => void loadStatus(), 2000);
+}

@@ -1,11 +1,10 @@
-/** The dashboard's page: static markup; web/app.ts (served at /dashboard/app.js) fills it in. */
-export const DASHBOARD_HTML = `<!doctype html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>Dropbear dashboard</title>
-<style>
+/**
+ * The dashboard's pages: static markup that web/app.ts fills in. `DASHBOARD_HTML` is what a node serves
+ * at /dashboard (its script at /dashboard/app.js); `offlinePage` is one self-contained file with the script
+ * and a genesis inside, for checking certificates in a browser without asking any node (`dropbear
+ * verify-page`).
+ */
+const STYLE = `<style>
   body { font: 14px/1.45 system-ui, sans-serif; margin: 1.5rem auto; max-width: 60rem; padding: 0 1rem; color: #1d232a; }
   h1 { font-size: 1.4rem; margin-bottom: .2rem; }
   h2 { font-size: 1.05rem; margin: 1.6rem 0 .4rem; }
@@ -22,16 +21,16 @@ export const DASHBOARD_HTML = `<!doctype html>
   .bad { color: #a4161a; font-weight: 600; }
   .note { color: #56606b; }
   pre { background: #f4f6f8; padding: .6rem; white-space: pre-wrap; word-break: break-all; }
-</style>
-</head>
-<body>
-<h1>Dropbear group <span id="group-name">…</span></h1>
+</style>`;
+
+const GROUP = `<h1>Dropbear group <span id="group-name">…</span></h1>
 <p id="pin" class="note">loading the group…</p>
 <dl>
   <dt>group id</dt><dd id="group-id">…</dd>
   <dt>size</dt><dd id="group-size">…</dd>
-</dl>
-<h2>This node</h2>
+</dl>`;
+
+const NODE = `<h2>This node</h2>
 <dl>
   <dt>node</dt><dd id="node-id">…</dd>
   <dt>view (primary)</dt><dd><span id="view">…</span> (<span id="primary">…</span>)</dd>
@@ -41,23 +40,81 @@ export const DASHBOARD_HTML = `<!doctype html>
   <dt>waiting for certificates</dt><dd id="waiting">…</dd>
   <dt>durability</dt><dd id="durability">…</dd>
 </dl>
-<p id="status-error" class="bad"></p>
-<h2>Models</h2>
+<p id="status-error" class="bad"></p>`;
+
+function models(title: string): string {
+  return `<h2>${title}</h2>
 <table>
-  <thead><tr><th>node</th><th>model (genesis)</th><th>digest now</th><th>version</th></tr></thead>
+  <thead><tr><th>node</th><th>model (genesis)</th><th>digest</th><th>version</th></tr></thead>
   <tbody id="models"></tbody>
-</table>
-<h2>Verify a certificate here, in the browser</h2>
-<p class="note">Checked against the genesis above with the verifier of <code>dropbear verify</code>: a valid
+</table>`;
+}
+
+function verify(online: boolean): string {
+  const intro = online
+    ? `Checked against the genesis above with the verifier of <code>dropbear verify</code>: a valid
 certificate carries the receipt signatures of a quorum of the group's nodes. This page and its script come
-from the node you opened it on; to trust no node, run <code>dropbear verify</code> on the certificate.</p>
-<label>request id <input id="request-id" placeholder="64 hex characters"></label>
+from the node you opened it on; to trust no node, run <code>dropbear verify</code> on the certificate, or
+check it in the file <code>dropbear verify-page</code> writes (it asks no node anything).`
+    : `Checked against the genesis inside this file with the verifier of <code>dropbear verify</code>, in this
+browser: no node is asked anything. A valid certificate carries the receipt signatures of a quorum of the
+group's nodes.`;
+  const fetchRow = online
+    ? `<label>request id <input id="request-id" placeholder="64 hex characters"></label>
 <button id="fetch-btn" type="button">Fetch from this node and verify</button>
-<p><label>or paste a certificate (JSON)<br><textarea id="cert-json" spellcheck="false"></textarea></label></p>
+<p><label>or paste a certificate (JSON)<br>`
+    : '<p><label>paste a certificate (JSON)<br>';
+  return `<h2>Verify a certificate here, in the browser</h2>
+<p class="note">${intro}</p>
+${fetchRow}<textarea id="cert-json" spellcheck="false"></textarea></label></p>
 <button id="verify-btn" type="button">Verify</button>
 <p id="verdict" class="note">nothing checked yet</p>
-<pre id="verdict-detail"></pre>
-<script type="module" src="/dashboard/app.js"></script>
+<pre id="verdict-detail"></pre>`;
+}
+
+function page(title: string, body: string): string {
+  return `<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>${title}</title>
+${STYLE}
+</head>
+<body>
+${body}
 </body>
 </html>
 `;
+}
+
+export const DASHBOARD_HTML = page(
+  'Dropbear dashboard',
+  `${GROUP}
+${NODE}
+${models('Models')}
+${verify(true)}
+<script type="module" src="/dashboard/app.js"></script>`,
+);
+
+/**
+ * Script text that cannot end its <script> element early: `</script` written as `<\/script` (the same in a
+ * JavaScript string, template or regular expression). A `<!--` (which, followed by `<script`, would
+ * change how the browser reads the rest) is refused rather than rewritten.
+ */
+function scriptSafe(js: string): string {
+  if (js.includes('<!--')) throw new Error('the dashboard script holds "<!--"; it cannot be inlined as is');
+  return js.replace(/<\/(script)/gi, '<\\/$1');
+}
+
+/** One HTML file that checks certificates of the group `genesisJson` describes, offline. */
+export function offlinePage(script: string, genesisJson: unknown): string {
+  return page(
+    'Dropbear certificate check (offline)',
+    `${GROUP}
+${models('Models at genesis')}
+${verify(false)}
+<script type="application/json" id="genesis-json">${JSON.stringify(genesisJson).replace(/</g, '\\u003c')}</script>
+<script type="module">${scriptSafe(script)}</script>`,
+  );
+}

@@ -6,9 +6,11 @@
  * there is none the test is skipped with a warning, unless CI or DROPBEAR_REQUIRE_CHROMIUM is set: then it
  * fails.
  */
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { type Browser, chromium, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { verifyCertificate } from '../../src/certificate/index.ts';
@@ -172,6 +174,61 @@ describe.skipIf(!haveChromium && !required)('dashboard in Chromium', () => {
     expect(bad).toBe('INVALID: malformed');
     expect(pageErrors).toEqual([]);
     await page.close();
+  });
+
+  it('`dropbear verify-page` writes one file that checks certificates in the browser without any node', async () => {
+    const out = join(root, 'verify.html');
+    const said = execFileSync(process.execPath, [
+      'bin/dropbear.mjs',
+      'verify-page',
+      '--genesis',
+      join(g.dir, 'genesis.json'),
+      '--out',
+      out,
+    ]).toString();
+    expect(said).toContain(`for group ${groupId}`);
+    const page = await browser.newPage();
+    const asked: string[] = [];
+    page.on('request', (r) => asked.push(r.url()));
+    page.on('pageerror', (e) => pageErrors.push(e.message));
+    await page.goto(`${pathToFileURL(out).href}?group=${groupId}`);
+    await page.waitForSelector('body[data-ready]');
+    expect(await page.getAttribute('body', 'data-ready')).toBe('true');
+    expect(await page.textContent('#group-id')).toBe(groupId);
+    expect(await page.getAttribute('#pin', 'class')).toBe('ok');
+    expect(await page.locator('#models tr').count()).toBe(4);
+    expect(await page.locator('#fetch-btn').count()).toBe(0);
+    const good = toJson(Certificate, results[2].certificate) as Record<string, unknown>;
+    expect((await verdictOf(page, JSON.stringify(good)))[0]).toBe('VALID');
+    const forged = { ...good, outcome: { ...(good.outcome as object), fee: 1 } };
+    const node = verifyCertificate(forged, g.genesis);
+    expect(node.ok).toBe(false);
+    if (!node.ok) expect((await verdictOf(page, JSON.stringify(forged)))[0]).toBe(`INVALID: ${node.reason}`);
+    // Nothing but the file itself: the genesis and the verifier are inside it.
+    expect(asked.every((u) => u.startsWith('file:'))).toBe(true);
+    expect(pageErrors).toEqual([]);
+    await page.close();
+  });
+
+  it('`dropbear verify-page` refuses a missing or invalid genesis with a code', () => {
+    const run = (genesis: string) =>
+      spawnSync(process.execPath, [
+        'bin/dropbear.mjs',
+        'verify-page',
+        '--genesis',
+        genesis,
+        '--out',
+        join(root, 'x.html'),
+      ]);
+    const missing = run(join(root, 'none.json'));
+    expect(missing.status).toBe(2);
+    expect(String(missing.stderr)).toContain('FILE_UNREADABLE');
+    const bad = join(root, 'bad-genesis.json');
+    writeFileSync(bad, JSON.stringify({ version: 1, name: 'x' }));
+    const invalid = run(bad);
+    expect(invalid.status).toBe(2);
+    expect(String(invalid.stderr)).toContain('GENESIS_INVALID');
+    expect(existsSync(join(root, 'x.html'))).toBe(false);
   });
 
   it('refuses to check anything against a genesis that is not the pinned group', async () => {

@@ -1,0 +1,39 @@
+import { writeFileSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import type { Command } from 'commander';
+import { DropbearError, Genesis, groupIdOf, hex, toJson } from '../protocol/index.ts';
+import { dashboardScript } from '../web/bundle.ts';
+import { offlinePage } from '../web/page.ts';
+import { readGenesis } from './io.ts';
+
+/** Writes the offline certificate page for a genesis; returns the group id. */
+export async function writeVerifyPage(genesisPath: string, out: string): Promise<string> {
+  const genesis = readGenesis(genesisPath);
+  const html = offlinePage(await dashboardScript(), toJson(Genesis, genesis));
+  try {
+    writeFileSync(out, html);
+  } catch (e) {
+    throw new DropbearError('FILE_UNWRITABLE', `cannot write ${out}: ${(e as Error).message}`);
+  }
+  return hex(groupIdOf(genesis));
+}
+
+export function registerVerifyPage(program: Command): void {
+  program
+    .command('verify-page')
+    .description(
+      "write one HTML file that checks a group's certificates in a browser, offline (the genesis and the verifier inside)",
+    )
+    .requiredOption('--genesis <file>', 'the group genesis (JSON)')
+    .requiredOption('--out <file>', 'the HTML file to write')
+    .addHelpText(
+      'after',
+      '\nExample:\n  npx dropbear verify-page --genesis out/genesis.json --out verify.html\n\nOpen the file in a browser (no server needed) and paste a certificate.\n',
+    )
+    .action(async (o: { genesis: string; out: string }) => {
+      const id = await writeVerifyPage(o.genesis, o.out);
+      const url = `${pathToFileURL(resolve(o.out)).href}?group=${id}`;
+      process.stdout.write(`wrote ${o.out} for group ${id}\nopen ${url}\n`);
+    });
+}
