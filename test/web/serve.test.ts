@@ -1,0 +1,77 @@
+/**
+ * How the API serves the dashboard (src/web through ApiOptions.dashboard): absent unless wired, its page
+ * and script with their types and content security policy, and a script that fails to build answered with
+ * a code (and built again on the next call). One stand-in NodeHost, no peers; fastify's inject.
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { buildApi } from '../../src/node/api.ts';
+import { NodeHost } from '../../src/node/host.ts';
+import { startStandIn } from '../../src/node/standin-backend.ts';
+import { makeGroup } from '../../src/sim/world.ts';
+import { DASHBOARD_HTML } from '../../src/web/page.ts';
+
+let dir: string;
+let host: NodeHost;
+
+beforeAll(() => {
+  dir = mkdtempSync(join(tmpdir(), 'web-serve-'));
+  const group = makeGroup(4, 1, 7);
+  host = NodeHost.open({
+    id: 0,
+    genesis: group.genesis,
+    key: group.keys[0],
+    ledgerPath: join(dir, 'n0.sqlite'),
+    backends: [startStandIn(0)],
+    wire: { send: () => {}, broadcast: () => {}, onFrame: () => {}, reportBad: () => {} },
+  });
+  host.start();
+});
+
+afterAll(() => {
+  host.stop();
+  host.close();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+describe('GET /dashboard', () => {
+  it('is not there unless the dashboard is wired in', async () => {
+    const app = buildApi(host);
+    const r = await app.inject({ method: 'GET', url: '/dashboard' });
+    expect(r.statusCode).toBe(404);
+    expect(r.json().error.code).toBe('NOT_FOUND');
+    await app.close();
+  });
+
+  it('serves the page and the script with their types and policy; a failed build is 503 and retried', async () => {
+    let calls = 0;
+    const app = buildApi(host, {
+      dashboard: {
+        html: DASHBOARD_HTML,
+        script: async () => {
+          calls++;
+          if (calls === 1) throw new Error('esbuild exploded');
+          return 'console.log(1)';
+        },
+      },
+    });
+    const page = await app.inject({ method: 'GET', url: '/dashboard?group=ab' });
+    expect(page.statusCode).toBe(200);
+    expect(page.headers['content-type']).toBe('text/html; charset=utf-8');
+    expect(page.headers['content-security-policy']).toMatch(/default-src 'none'.*script-src 'self'/);
+    expect(page.body).toContain('<script type="module" src="/dashboard/app.js"></script>');
+    const failed = await app.inject({ method: 'GET', url: '/dashboard/app.js' });
+    expect(failed.statusCode).toBe(503);
+    expect(failed.json().error).toEqual({
+      code: 'DASHBOARD_UNAVAILABLE',
+      message: 'the dashboard script did not build: esbuild exploded',
+    });
+    const js = await app.inject({ method: 'GET', url: '/dashboard/app.js' });
+    expect(js.statusCode).toBe(200);
+    expect(js.headers['content-type']).toBe('text/javascript; charset=utf-8');
+    expect(js.body).toBe('console.log(1)');
+    await app.close();
+  });
+});
