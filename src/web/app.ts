@@ -137,15 +137,27 @@ function show(r: Shown): void {
   text('verdict-detail', r.detail);
 }
 
-/** Verifies a certificate (the JSON of `dropbear verify`'s files or of GET /v1/certificates/:id). */
-function verifyHere(json: unknown): Shown {
+/**
+ * Verifies a certificate (the JSON of `dropbear verify`'s files, or `{requestId, certificate}` as
+ * GET /v1/certificates/:id answers). A valid certificate for another request than the one asked for
+ * (`expected`, or the `requestId` beside it) is refused: a node could answer a request id with some other
+ * request's genuine certificate.
+ */
+function verifyHere(json: unknown, expected?: string): Shown {
   if (!genesis) return { ok: false, title: 'not checked', detail: refusal ?? '' };
-  const cert =
-    json && typeof json === 'object' && 'certificate' in json && 'requestId' in json
-      ? (json as { certificate: unknown }).certificate
-      : json;
+  const wrapped = json !== null && typeof json === 'object' && 'certificate' in json && 'requestId' in json;
+  const cert = wrapped ? (json as { certificate: unknown }).certificate : json;
+  const beside = wrapped ? (json as { requestId: unknown }).requestId : undefined;
+  const claimed = expected ?? (typeof beside === 'string' ? beside.toLowerCase() : undefined);
   const r = verifyCertificate(cert, genesis, { cache });
   if (!r.ok) return { ok: false, title: `INVALID: ${r.reason}`, detail: r.message };
+  const got = hex(r.certificate.outcome.requestId);
+  if (claimed !== undefined && got !== claimed)
+    return {
+      ok: false,
+      title: 'INVALID: wrong-request',
+      detail: `a valid certificate, but for request ${got}, not ${claimed}`,
+    };
   const c = r.certificate;
   return {
     ok: true,
@@ -179,7 +191,7 @@ async function fetchAndVerify(): Promise<void> {
     // A certificate still forming at this node (its receipt signatures arriving) is waited for a while.
     const body = await getJson(`/v1/certificates/${id}?wait=${FETCH_WAIT_MS}`);
     ($('cert-json') as HTMLTextAreaElement).value = JSON.stringify(body, null, 2);
-    show(verifyHere(body));
+    show(verifyHere(body, id));
   } catch (e) {
     show({ ok: false, title: 'not checked', detail: (e as Error).message });
   }

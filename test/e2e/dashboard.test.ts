@@ -170,9 +170,40 @@ describe.skipIf(!haveChromium && !required)('dashboard in Chromium', () => {
       const [verdict] = await verdictOf(page, JSON.stringify(json));
       expect(verdict, what).toBe(`INVALID: ${node.reason}`);
     }
+    // A genuine certificate, but for another request than the one it is offered for.
+    const [other, why] = await verdictOf(
+      page,
+      JSON.stringify({ requestId: results[0].requestId, certificate: good }),
+    );
+    expect(other).toBe('INVALID: wrong-request');
+    expect(why).toContain(`for request ${results[1].requestId}, not ${results[0].requestId}`);
+    const [wrapped] = await verdictOf(
+      page,
+      JSON.stringify({ requestId: results[1].requestId, certificate: good }),
+    );
+    expect(wrapped).toBe('VALID');
+
     const [bad] = await verdictOf(page, '{"version": 2,');
     expect(bad).toBe('INVALID: malformed');
     expect(pageErrors).toEqual([]);
+    await page.close();
+  });
+
+  it('refuses a node that answers a request id with the certificate of another request', async () => {
+    const page = await open(`?group=${groupId}`);
+    // The node as a faulty one would answer: a genuine certificate, of request 1, for request 0.
+    const swapped = {
+      requestId: results[0].requestId,
+      certificate: toJson(Certificate, results[1].certificate),
+    };
+    await page.route('**/v1/certificates/**', (route) => route.fulfill({ json: swapped }));
+    await page.fill('#request-id', results[0].requestId);
+    await page.click('#fetch-btn');
+    await page.waitForFunction(
+      () => !/^(nothing checked yet|fetching…)$/.test(document.getElementById('verdict')?.textContent ?? ''),
+    );
+    expect(await page.textContent('#verdict')).toBe('INVALID: wrong-request');
+    expect(await page.textContent('#verdict-detail')).toContain(`not ${results[0].requestId}`);
     await page.close();
   });
 
