@@ -9,9 +9,21 @@
  * a fresh cache per run. The rate is per CPU-second of the verifying thread (the machine is shared; wall
  * time is reported too).
  */
+import { existsSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { chromium } from 'playwright-core';
 import { SignatureCache, verifyCertificate } from '../../src/certificate/index.ts';
-import { Certificate, cryptoStats, hex, type Json, receiptHashOf, toJson } from '../../src/protocol/index.ts';
+import {
+  Certificate,
+  cryptoStats,
+  Genesis,
+  hex,
+  type Json,
+  receiptHashOf,
+  toJson,
+} from '../../src/protocol/index.ts';
 import { simulate } from '../../src/sim/world.ts';
+import { bundleForBrowser } from '../../src/web/bundle.ts';
 import { atEnd, describeMachine, machine } from '../lib/machine.ts';
 import { mdTable } from '../lib/markdown.ts';
 import type { PartOptions, PartResult } from '../lib/part.ts';
@@ -21,6 +33,79 @@ import { fmtSpread, type Spread, spread } from '../lib/stats.ts';
 const N = 4;
 const BATCH = 128;
 const TARGET = 5000;
+/** Chromium for the browser rows (the dashboard's verifier): as test/e2e/dashboard.test.ts finds it. */
+const CHROMIUM = process.env.DROPBEAR_CHROMIUM ?? '/usr/bin/chromium';
+
+interface BrowserRow {
+  cached: boolean;
+  perWallSecond: Spread;
+}
+
+type BenchVerify = (g: unknown, c: unknown[], cached: boolean, reps: number) => { ms: number; count: number };
+
+/**
+ * The same JSON certificates verified inside Chromium by the dashboard's bundle (pure-JavaScript SHA-256
+ * and Ed25519: src/web/shims), timed by the page itself: `runs` runs per row after a warm-up run. Null
+ * where there is no Chromium.
+ */
+async function browserRows(
+  genesis: Json,
+  jsons: Json[],
+  runs: number,
+  log: (l: string) => void,
+): Promise<BrowserRow[] | null> {
+  if (!existsSync(CHROMIUM)) {
+    log(`browser rows skipped: no Chromium at ${CHROMIUM} (DROPBEAR_CHROMIUM names another)`);
+    return null;
+  }
+  const js = await bundleForBrowser(fileURLToPath(new URL('../lib/browser-verify.ts', import.meta.url)));
+  const browser = await chromium.launch({
+    executablePath: CHROMIUM,
+    headless: true,
+    args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking'],
+  });
+  try {
+    const page = await browser.newPage();
+    await page.setContent('<!doctype html><html><body></body></html>');
+    await page.addScriptTag({ content: js, type: 'module' });
+    await page.waitForFunction(
+      () => typeof (globalThis as Record<string, unknown>).benchVerify === 'function',
+    );
+    // Handed over once; the page keeps them.
+    await page.evaluate(
+      ([g, c]) => {
+        Object.assign(globalThis, { benchGenesis: g, benchCerts: c });
+      },
+      [genesis, jsons] as [unknown, unknown],
+    );
+    const time = (cached: boolean, reps: number) =>
+      page.evaluate(
+        ([k, n]) => {
+          const w = globalThis as unknown as {
+            benchVerify: BenchVerify;
+            benchGenesis: unknown;
+            benchCerts: unknown[];
+          };
+          return w.benchVerify(w.benchGenesis, w.benchCerts, k, n);
+        },
+        [cached, reps] as const,
+      );
+    const rows: BrowserRow[] = [];
+    for (const cached of [false, true]) {
+      const reps = Math.max(1, Math.ceil(250 / Math.max(1, (await time(cached, 1)).ms)));
+      const rates: number[] = [];
+      for (let i = 0; i < runs; i++) {
+        const r = await time(cached, reps);
+        rates.push(r.count / (r.ms / 1000));
+      }
+      rows.push({ cached, perWallSecond: spread(rates) });
+      log(`Chromium ${cached ? 'cached' : 'uncached'}: ${fmtSpread(spread(rates))} per s`);
+    }
+    return rows;
+  } finally {
+    await browser.close();
+  }
+}
 
 interface Row {
   form: 'decoded' | 'json';
@@ -103,6 +188,8 @@ export async function run(o: PartOptions): Promise<PartResult> {
       o.log(`${form} ${cached ? 'cached' : 'uncached'}: ${fmtSpread(spread(cpu))} per CPU-s`);
     }
 
+  const inBrowser = await browserRows(toJson(Genesis, genesis), jsons, runs, o.log);
+
   const m = machine();
   const cachedDecoded = rows.find((r) => r.form === 'decoded' && r.cached)!;
   const cachedJson = rows.find((r) => r.form === 'json' && r.cached)!;
@@ -126,6 +213,20 @@ export async function run(o: PartOptions): Promise<PartResult> {
   const verdict = met
     ? `Target (≥ ${TARGET} per core, cached): **met** (${cachedDecoded.perCpuSecond.median.toFixed(0)} decoded, ${cachedJson.perCpuSecond.median.toFixed(0)} from JSON).`
     : `Target (≥ ${TARGET} per core, cached): **missed** by ${(100 * (1 - cachedDecoded.perCpuSecond.median / TARGET)).toFixed(0)} % (${cachedDecoded.perCpuSecond.median.toFixed(0)}).`;
+  const browserTable = inBrowser
+    ? mdTable(
+        [
+          '<certificate form',
+          '<receipt signatures',
+          "certificates / s of the page's thread (median, min–max)",
+        ],
+        inBrowser.map((r) => [
+          'JSON, in Chromium (the dashboard, src/web)',
+          r.cached ? 'cached per batch (SignatureCache)' : 'uncached (every signature)',
+          fmtSpread(r.perWallSecond),
+        ]),
+      )
+    : `In a browser: not measured (no Chromium at ${CHROMIUM}).`;
   const body = [
     `${o.quick ? '**Quick (smoke) run: not a measurement.** ' : ''}Machine: ${describeMachine(atEnd(m))}. Command: \`${o.command}\`. ${runs} runs per row after one warm-up run, each verifying all ${certs.length} certificates (repeated to last ≥ 250 ms, with a fresh cache each time); spread is min–max over the runs.`,
     `Certificates from a simulated n = ${N} run (seed 7, consensus batches up to ${BATCH}): ${receipts.size} receipts, ${perReceipt.toFixed(1)} certificates per receipt, q = ${q} receipt signatures each.`,
@@ -133,6 +234,10 @@ export async function run(o: PartOptions): Promise<PartResult> {
     table,
     '',
     verdict,
+    '',
+    `The same JSON certificates verified in Chromium by the dashboard's own bundle (src/web: pure-JavaScript SHA-256 and Ed25519 instead of libsodium and OpenSSL), timed inside the page on its one JavaScript thread; ${runs} runs per row after a warm-up run:`,
+    '',
+    browserTable,
   ].join('\n');
   return {
     json: {
@@ -146,6 +251,7 @@ export async function run(o: PartOptions): Promise<PartResult> {
       target: TARGET,
       targetMet: met,
       rows,
+      browser: inBrowser,
     },
     table: `${table}\n${verdict}`,
     section: {

@@ -22,12 +22,13 @@ const shims: Plugin = {
   },
 };
 
-let bundled: Promise<string> | null = null;
-
-/** The dashboard's script (built once per process; a failed build is retried on the next call). */
-export function dashboardScript(): Promise<string> {
-  bundled ??= build({
-    entryPoints: [here('./app.ts')],
+/**
+ * One ES module for the browser from `entry` (a file path) and what it imports, with the stand-ins above.
+ * The benches bundle their own entries with it too (bench/lib/browser-verify.ts).
+ */
+export async function bundleForBrowser(entry: string): Promise<string> {
+  const r = await build({
+    entryPoints: [entry],
     bundle: true,
     write: false,
     format: 'esm',
@@ -40,12 +41,17 @@ export function dashboardScript(): Promise<string> {
     inject: [here('./shims/buffer.ts')],
     // protocol/crypto.ts reads this to choose its backend: node:crypto's path, here the shims.
     define: { 'process.env.DROPBEAR_CRYPTO': '"node"' },
-  }).then(
-    (r) => r.outputFiles[0].text,
-    (e) => {
-      bundled = null;
-      throw e;
-    },
-  );
+  });
+  return r.outputFiles[0].text;
+}
+
+let bundled: Promise<string> | null = null;
+
+/** The dashboard's script (built once per process; a failed build is retried on the next call). */
+export function dashboardScript(): Promise<string> {
+  bundled ??= bundleForBrowser(here('./app.ts')).catch((e) => {
+    bundled = null;
+    throw e;
+  });
   return bundled;
 }
