@@ -55,9 +55,10 @@ function from(
       const n = value.length >> 1;
       const out = new Bytes(n);
       for (let i = 0; i < n; i++) {
-        const v = Number.parseInt(value.slice(2 * i, 2 * i + 2), 16);
-        if (Number.isNaN(v)) return out.subarray(0, i) as Bytes; // Node stops at the first pair that is not hex
-        out[i] = v;
+        const pair = value.slice(2 * i, 2 * i + 2);
+        // Node stops at the first pair that is not hex (parseInt alone would take the "0" of "0g").
+        if (!/^[0-9a-fA-F]{2}$/.test(pair)) return out.subarray(0, i) as Bytes;
+        out[i] = Number.parseInt(pair, 16);
       }
       return out;
     }
