@@ -125,14 +125,15 @@ async function loadStatus(): Promise<void> {
 }
 
 interface Shown {
-  ok: boolean;
+  /** How the verdict line looks: valid, refused or not checked, or in progress. */
+  kind: 'ok' | 'bad' | 'note';
   title: string;
   detail: string;
 }
 
 function show(r: Shown): void {
   const v = $('verdict');
-  v.className = r.ok ? 'ok' : 'bad';
+  v.className = r.kind;
   v.textContent = r.title;
   text('verdict-detail', r.detail);
 }
@@ -144,23 +145,23 @@ function show(r: Shown): void {
  * request's genuine certificate.
  */
 function verifyHere(json: unknown, expected?: string): Shown {
-  if (!genesis) return { ok: false, title: 'not checked', detail: refusal ?? '' };
+  if (!genesis) return { kind: 'bad', title: 'not checked', detail: refusal ?? '' };
   const wrapped = json !== null && typeof json === 'object' && 'certificate' in json && 'requestId' in json;
   const cert = wrapped ? (json as { certificate: unknown }).certificate : json;
   const beside = wrapped ? (json as { requestId: unknown }).requestId : undefined;
   const claimed = expected ?? (typeof beside === 'string' ? beside.toLowerCase() : undefined);
   const r = verifyCertificate(cert, genesis, { cache });
-  if (!r.ok) return { ok: false, title: `INVALID: ${r.reason}`, detail: r.message };
+  if (!r.ok) return { kind: 'bad', title: `INVALID: ${r.reason}`, detail: r.message };
   const got = hex(r.certificate.outcome.requestId);
   if (claimed !== undefined && got !== claimed)
     return {
-      ok: false,
+      kind: 'bad',
       title: 'INVALID: wrong-request',
       detail: `a valid certificate, but for request ${got}, not ${claimed}`,
     };
   const c = r.certificate;
   return {
-    ok: true,
+    kind: 'ok',
     title: 'VALID',
     detail: JSON.stringify(
       {
@@ -182,18 +183,17 @@ const FETCH_WAIT_MS = 3000;
 async function fetchAndVerify(): Promise<void> {
   const id = ($('request-id') as HTMLInputElement).value.trim().toLowerCase();
   if (!/^[0-9a-f]{64}$/.test(id)) {
-    show({ ok: false, title: 'not checked', detail: 'a request id is 64 hex characters' });
+    show({ kind: 'bad', title: 'not checked', detail: 'a request id is 64 hex characters' });
     return;
   }
-  show({ ok: false, title: 'fetching…', detail: '' });
-  $('verdict').className = 'note';
+  show({ kind: 'note', title: 'fetching…', detail: '' });
   try {
     // A certificate still forming at this node (its receipt signatures arriving) is waited for a while.
     const body = await getJson(`/v1/certificates/${id}?wait=${FETCH_WAIT_MS}`);
     ($('cert-json') as HTMLTextAreaElement).value = JSON.stringify(body, null, 2);
     show(verifyHere(body, id));
   } catch (e) {
-    show({ ok: false, title: 'not checked', detail: (e as Error).message });
+    show({ kind: 'bad', title: 'not checked', detail: (e as Error).message });
   }
 }
 
@@ -202,7 +202,7 @@ function verifyPasted(): void {
   try {
     json = JSON.parse(($('cert-json') as HTMLTextAreaElement).value);
   } catch (e) {
-    show({ ok: false, title: 'INVALID: malformed', detail: `not JSON: ${(e as Error).message}` });
+    show({ kind: 'bad', title: 'INVALID: malformed', detail: `not JSON: ${(e as Error).message}` });
     return;
   }
   show(verifyHere(json));

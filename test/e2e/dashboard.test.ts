@@ -80,11 +80,16 @@ describe.skipIf(!haveChromium && !required)('dashboard in Chromium', () => {
     return page;
   }
 
-  async function verdictOf(page: Page, json: string): Promise<[string, string]> {
-    await page.evaluate(() => {
+  /** Empties the verdict line, so that the next verdict can be waited for. */
+  function clearVerdict(page: Page): Promise<void> {
+    return page.evaluate(() => {
       const v = document.getElementById('verdict');
       if (v) v.textContent = '';
     });
+  }
+
+  async function verdictOf(page: Page, json: string): Promise<[string, string]> {
+    await clearVerdict(page);
     await page.fill('#cert-json', json);
     await page.click('#verify-btn');
     await page.waitForFunction(() => document.getElementById('verdict')?.textContent !== '');
@@ -131,10 +136,7 @@ describe.skipIf(!haveChromium && !required)('dashboard in Chromium', () => {
       ['00'.repeat(32), 'CERTIFICATE_NOT_FOUND'],
       ['xyz', 'a request id is 64 hex characters'],
     ]) {
-      await page.evaluate(() => {
-        const v = document.getElementById('verdict');
-        if (v) v.textContent = '';
-      });
+      await clearVerdict(page);
       await page.fill('#request-id', id);
       await page.click('#fetch-btn');
       await page.waitForFunction(

@@ -5,14 +5,11 @@
  * code like every other error, the request timeout closes slow requests, and the server keeps serving.
  * One stand-in NodeHost, no peers.
  */
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { readFileSync } from 'node:fs';
 import type { FastifyInstance } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { API_ERROR_CODES, buildApi, httpStatusOf } from '../../src/node/api.ts';
-import { NodeHost } from '../../src/node/host.ts';
-import { startStandIn } from '../../src/node/standin-backend.ts';
+import type { NodeHost } from '../../src/node/host.ts';
 import {
   groupIdOf,
   hex,
@@ -25,29 +22,20 @@ import {
   Tx,
   toJson,
 } from '../../src/protocol/index.ts';
-import { makeGroup } from '../../src/sim/world.ts';
 import { RawConn, type RawResponse, rawExchange, unparsableHttpCases } from '../raw-http.ts';
+import { type LoneHost, openLoneHost } from './lone-host.ts';
 
 const REQUEST_TIMEOUT = 500;
 
-let dir: string;
-let group: ReturnType<typeof makeGroup>;
+let lone: LoneHost;
+let group: LoneHost['group'];
 let host: NodeHost;
 let app: FastifyInstance;
 let port: number;
 
 beforeAll(async () => {
-  dir = mkdtempSync(join(tmpdir(), 'api-edge-'));
-  group = makeGroup(4, 1, 7);
-  host = NodeHost.open({
-    id: 0,
-    genesis: group.genesis,
-    key: group.keys[0],
-    ledgerPath: join(dir, 'n0.sqlite'),
-    backends: [startStandIn(0)],
-    wire: { send: () => {}, broadcast: () => {}, onFrame: () => {}, reportBad: () => {} },
-  });
-  host.start();
+  lone = openLoneHost('api-edge-', 7);
+  ({ group, host } = lone);
   app = buildApi(host, { requestTimeoutMs: REQUEST_TIMEOUT });
   await app.listen({ host: '127.0.0.1', port: 0 });
   port = (app.server.address() as { port: number }).port;
@@ -55,9 +43,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await app.close();
-  host.stop();
-  host.close();
-  rmSync(dir, { recursive: true, force: true });
+  lone.close();
 });
 
 /** The response is the API's error with `code`, at that code's status. */

@@ -3,38 +3,21 @@
  * thousands a second) and no deprecation warning; errors the API answers are still logged when they are
  * internal. One stand-in NodeHost, no peers, driven with `inject`.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildApi } from '../../src/node/api.ts';
-import { NodeHost } from '../../src/node/host.ts';
-import { startStandIn } from '../../src/node/standin-backend.ts';
-import { makeGroup } from '../../src/sim/world.ts';
+import type { NodeHost } from '../../src/node/host.ts';
+import { type LoneHost, openLoneHost } from './lone-host.ts';
 
-let dir: string;
+let lone: LoneHost;
 let host: NodeHost;
 
 beforeAll(() => {
-  dir = mkdtempSync(join(tmpdir(), 'api-log-'));
-  const group = makeGroup(4, 1, 5);
-  host = NodeHost.open({
-    id: 0,
-    genesis: group.genesis,
-    key: group.keys[0],
-    ledgerPath: join(dir, 'n0.sqlite'),
-    backends: [startStandIn(0)],
-    wire: { send: () => {}, broadcast: () => {}, onFrame: () => {}, reportBad: () => {} },
-  });
-  host.start();
+  lone = openLoneHost('api-log-', 5);
+  host = lone.host;
 });
 
-afterAll(() => {
-  host.stop();
-  host.close();
-  rmSync(dir, { recursive: true, force: true });
-});
+afterAll(() => lone.close());
 
 describe('request logging', () => {
   it('writes no line per request and emits no deprecation warning', async () => {

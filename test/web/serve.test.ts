@@ -3,38 +3,21 @@
  * and script with their types and content security policy, and a script that fails to build answered with
  * a code (and built again on the next call). One stand-in NodeHost, no peers; fastify's inject.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildApi } from '../../src/node/api.ts';
-import { NodeHost } from '../../src/node/host.ts';
-import { startStandIn } from '../../src/node/standin-backend.ts';
-import { makeGroup } from '../../src/sim/world.ts';
+import type { NodeHost } from '../../src/node/host.ts';
 import { DASHBOARD_HTML } from '../../src/web/page.ts';
+import { type LoneHost, openLoneHost } from '../node/lone-host.ts';
 
-let dir: string;
+let lone: LoneHost;
 let host: NodeHost;
 
 beforeAll(() => {
-  dir = mkdtempSync(join(tmpdir(), 'web-serve-'));
-  const group = makeGroup(4, 1, 7);
-  host = NodeHost.open({
-    id: 0,
-    genesis: group.genesis,
-    key: group.keys[0],
-    ledgerPath: join(dir, 'n0.sqlite'),
-    backends: [startStandIn(0)],
-    wire: { send: () => {}, broadcast: () => {}, onFrame: () => {}, reportBad: () => {} },
-  });
-  host.start();
+  lone = openLoneHost('web-serve-', 7);
+  host = lone.host;
 });
 
-afterAll(() => {
-  host.stop();
-  host.close();
-  rmSync(dir, { recursive: true, force: true });
-});
+afterAll(() => lone.close());
 
 describe('GET /dashboard', () => {
   it('is not there unless the dashboard is wired in', async () => {

@@ -6,7 +6,7 @@
  */
 const HEX = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, '0'));
 
-type Encoding = 'hex' | 'utf8' | 'utf-8' | 'base64' | 'base64url';
+type Encoding = 'hex' | 'utf8' | 'base64' | 'base64url';
 
 function fromBase64(s: string, url: boolean): Uint8Array {
   let t = url ? s.replace(/-/g, '+').replace(/_/g, '/') : s;
@@ -35,7 +35,7 @@ class Bytes extends Uint8Array {
       return s;
     }
     if (enc === 'base64' || enc === 'base64url') return toBase64(this, enc === 'base64url');
-    if (enc === 'utf8' || enc === 'utf-8') return new TextDecoder().decode(this);
+    if (enc === 'utf8') return new TextDecoder().decode(this);
     throw new TypeError(`unsupported encoding ${String(enc)}`);
   }
 }
@@ -63,7 +63,7 @@ function from(
       return out;
     }
     if (enc === 'base64' || enc === 'base64url') return view(fromBase64(value, enc === 'base64url'));
-    if (enc === 'utf8' || enc === 'utf-8') return view(new TextEncoder().encode(value));
+    if (enc === 'utf8') return view(new TextEncoder().encode(value));
     throw new TypeError(`unsupported encoding ${String(enc)}`);
   }
   if (value instanceof ArrayBuffer) {
@@ -98,6 +98,6 @@ export const Buffer = {
   concat,
   compare,
   allocUnsafe: (n: number): Bytes => new Bytes(n),
-  isBuffer: (b: unknown): b is Bytes => b instanceof Bytes,
+  /** Read by protocol/crypto.ts for Node's `hexSlice` (absent here: it hexes through `toString`). */
   prototype: Bytes.prototype,
 };

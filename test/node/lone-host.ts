@@ -1,0 +1,40 @@
+/**
+ * One started stand-in NodeHost (node 0 of a simulated 4-node group) with no peers and its own SQLite
+ * ledger in a fresh temporary folder: what the API tests put behind buildApi.
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { NodeHost } from '../../src/node/host.ts';
+import { startStandIn } from '../../src/node/standin-backend.ts';
+import { makeGroup } from '../../src/sim/world.ts';
+
+export interface LoneHost {
+  host: NodeHost;
+  group: ReturnType<typeof makeGroup>;
+  /** Stops and closes the host and removes its folder. */
+  close(): void;
+}
+
+export function openLoneHost(prefix: string, seed: number): LoneHost {
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  const group = makeGroup(4, 1, seed);
+  const host = NodeHost.open({
+    id: 0,
+    genesis: group.genesis,
+    key: group.keys[0],
+    ledgerPath: join(dir, 'n0.sqlite'),
+    backends: [startStandIn(0)],
+    wire: { send: () => {}, broadcast: () => {}, onFrame: () => {}, reportBad: () => {} },
+  });
+  host.start();
+  return {
+    host,
+    group,
+    close() {
+      host.stop();
+      host.close();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
