@@ -161,6 +161,7 @@ const STATUS: Record<string, number> = {
   BAD_REQUEST: 400,
   BAD_HTTP: 400,
   BAD_URL: 400,
+  UNKNOWN_QUERY_PARAMETER: 400,
   TX_MALFORMED: 400,
   TX_UNKNOWN_NODE: 400,
   TX_BAD_SIGNATURE: 401,
@@ -237,7 +238,16 @@ function toApiError(e: unknown, bodyLimit: number): ApiError {
     return { code: e.code, message: e.message, ...(requestId ? { requestId } : {}) };
   }
   const fe = e as Partial<FastifyError>;
-  if (fe.validation) return { code: 'BAD_REQUEST', message: fe.message ?? 'invalid request' };
+  if (fe.validation) {
+    const first = fe.validation[0];
+    const name = (first?.params as { additionalProperty?: unknown } | undefined)?.additionalProperty;
+    if (fe.validationContext === 'querystring' && first?.keyword === 'additionalProperties')
+      return {
+        code: 'UNKNOWN_QUERY_PARAMETER',
+        message: `unknown query parameter "${cutUtf8(String(name), 100)}" for this route`,
+      };
+    return { code: 'BAD_REQUEST', message: fe.message ?? 'invalid request' };
+  }
   switch (fe.code) {
     case 'FST_ERR_CTP_BODY_TOO_LARGE':
       return { code: 'BODY_TOO_LARGE', message: `request body over the limit of ${bodyLimit} bytes` };
@@ -362,12 +372,14 @@ type ItemOutcome =
 const waitQuery = {
   type: 'object',
   properties: { wait: { type: 'integer', minimum: 0, maximum: Number.MAX_SAFE_INTEGER } },
+  additionalProperties: false,
 };
 
 /** POST /v1/requests: `wait`, and `sentTo=all` when the client sent the request(s) to every node itself. */
 const submitQuery = {
   type: 'object',
   properties: { ...waitQuery.properties, sentTo: { type: 'string', enum: ['all'] } },
+  additionalProperties: false,
 };
 
 const requestsBody = {
@@ -418,7 +430,8 @@ const groupParams = {
   properties: { group: { type: 'string', minLength: 1 } },
 };
 
-const noQuery = { type: 'object', properties: {} };
+/** Routes that take no query parameters (the default for a route that names none: see `onRoute`). */
+const noQuery = { type: 'object', properties: {}, additionalProperties: false };
 
 const SAFE = { type: 'integer', minimum: 0, maximum: Number.MAX_SAFE_INTEGER };
 
@@ -549,6 +562,11 @@ export function buildApi(host: NodeHost, opts: ApiOptions = {}): FastifyInstance
     },
   }) as unknown as FastifyInstance;
   refuseOversizedBodies(app, o.bodyLimitBytes as number);
+  // A route that declares no query parameters takes none: a misspelt `?wiat=` is an error, not ignored.
+  app.addHook('onRoute', (route) => {
+    const schema = (route.schema ??= {}) as { querystring?: unknown };
+    schema.querystring ??= noQuery;
+  });
   // JSON everywhere (fastify's parser); no text bodies; octet-stream only where a route takes it (below).
   app.removeContentTypeParser('text/plain');
   // Fastify's JSON parser refuses a `__proto__` key (or `constructor.prototype`) with the message of

@@ -261,6 +261,37 @@ describe('POST /v1/txs', () => {
   });
 });
 
+describe('query parameters', () => {
+  it('one a route does not take: 400 UNKNOWN_QUERY_PARAMETER naming it, on every route; the known ones still work', async () => {
+    const id = '0'.repeat(64);
+    for (const path of [
+      '/v1/status?x=1',
+      '/healthz?verbose',
+      '/v2/health/ready?a=b',
+      `/v1/certificates/${id}?wiat=10`,
+      '/v1/group?wait=5',
+    ]) {
+      const { res } = await rawExchange(port, get(path));
+      expectApiError(res, 'UNKNOWN_QUERY_PARAMETER', 400);
+      const name = path.slice(path.indexOf('?') + 1).split('=')[0];
+      expect(JSON.parse(res!.body).error.message).toContain(`"${name}"`);
+    }
+    const posted = await app.inject({
+      method: 'POST',
+      url: '/v1/requests?wait=0&sentto=all',
+      payload: { request: {} },
+    });
+    expect(posted.statusCode).toBe(400);
+    expect(posted.json().error.code).toBe('UNKNOWN_QUERY_PARAMETER');
+    // A parameter the route takes is still read and checked as before.
+    const known = await rawExchange(port, get(`/v1/certificates/${id}?wait=0`));
+    expectApiError(known.res, 'CERTIFICATE_NOT_FOUND', 404);
+    const bad = await rawExchange(port, get(`/v1/certificates/${id}?wait=soon`));
+    expectApiError(bad.res, 'BAD_REQUEST', 400);
+    await stillServes();
+  });
+});
+
 describe('docs/api.md', () => {
   it('its table of codes lists every code the API answers with, each at its status', () => {
     const doc = readFileSync(new URL('../../docs/api.md', import.meta.url), 'utf8');
