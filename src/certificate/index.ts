@@ -15,6 +15,7 @@ import {
   equalBytes,
   fromJson,
   type Genesis,
+  genesisProblem,
   groupIdOf,
   hex,
   type Json,
@@ -76,6 +77,7 @@ export function certificateToJson(c: Certificate): Json {
 }
 
 export type VerifyFailure =
+  | 'bad-genesis'
   | 'malformed'
   | 'unsupported-version'
   | 'wrong-group'
@@ -152,6 +154,17 @@ function groupIdCached(g: Genesis): Uint8Array {
   return id;
 }
 
+/** genesisProblem, once per genesis object (like its group id, the object is taken as never changed). */
+const genesisProblems = new WeakMap<Genesis, string | null>();
+function genesisProblemCached(g: Genesis): string | null {
+  let p = genesisProblems.get(g);
+  if (p === undefined) {
+    p = genesisProblem(g);
+    genesisProblems.set(g, p);
+  }
+  return p;
+}
+
 export interface VerifyOptions {
   cache?: SignatureCache;
   /**
@@ -175,6 +188,10 @@ export function verifyCertificate(
   genesis: Genesis,
   opts: VerifyOptions = {},
 ): VerifyResult {
+  // A genesis that cannot run a group proves nothing: one key listed for two nodes (or one secret behind
+  // several keys) would let one party supply several of the q signatures.
+  const badGenesis = genesisProblemCached(genesis);
+  if (badGenesis !== null) return fail('bad-genesis', badGenesis);
   let cert: Certificate;
   const legacy = isVersion1(input);
   try {

@@ -15,6 +15,7 @@ import {
   equalBytes,
   fromJson,
   type Genesis,
+  genesisProblem,
   groupIdOf,
   hex,
   type KeyPair,
@@ -471,6 +472,11 @@ export class DropbearClient {
         `maxResponseBytes must be an integer ≥ 1, not ${String(opts.maxResponseBytes)}`,
       );
     this.maxResponse = maxResponse;
+    // Every certificate is checked against this genesis: one that cannot run a group (one key for two
+    // nodes, say) would take certificates a single party signed.
+    const badGenesis = genesisProblem(opts.genesis);
+    if (badGenesis !== null)
+      throw new DropbearError('CLIENT_CONFIG', `the genesis cannot run a group: ${badGenesis}`);
     this.genesis = opts.genesis;
     this.groupId = groupIdOf(opts.genesis);
     this.nodes = opts.nodes;

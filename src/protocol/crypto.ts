@@ -5,6 +5,7 @@
  */
 import { createPrivateKey, createPublicKey, hash, type KeyObject, sign, verify } from 'node:crypto';
 import { createRequire } from 'node:module';
+import { Point } from '@noble/ed25519';
 import { DropbearError } from './errors.ts';
 
 export type Hash = Uint8Array;
@@ -294,6 +295,27 @@ export function ed25519KeyProblem(publicKey: Uint8Array): string | null {
   if (smallOrder(publicKey)) return 'a point of small order';
   return null;
 }
+
+/**
+ * Whether a public key (one ed25519KeyProblem passes) has a component of small order: A = a·B + T with T a
+ * torsion point other than the identity. Both backends check signatures without the cofactor, and the
+ * holder of a can still sign under a·B + T (by retrying the nonce until the challenge is a multiple of
+ * T's order), so a·B, a·B + T₂ and a·B + T₄ are three different keys one party can sign under. Keys made
+ * from a secret (a·B) never have one. Pure JavaScript, a few ms per key (remembered): for the genesis's
+ * keys (genesisProblem), not per signature.
+ */
+export function ed25519HasTorsion(publicKey: Uint8Array): boolean {
+  const key = hex(publicKey);
+  let has = torsionChecked.get(key);
+  if (has === undefined) {
+    has = !Point.fromBytes(publicKey).isTorsionFree();
+    if (torsionChecked.size >= 4096) torsionChecked.clear();
+    torsionChecked.set(key, has);
+  }
+  return has;
+}
+/** Keys already checked by ed25519HasTorsion (a process checks the same genesis many times: replicas, tools). */
+const torsionChecked = new Map<string, boolean>();
 
 export function equalBytes(a: Uint8Array, b: Uint8Array): boolean {
   if (a.length !== b.length) return false;

@@ -20,6 +20,7 @@ import {
   union,
 } from './codec.ts';
 import {
+  ed25519HasTorsion,
   ed25519KeyProblem,
   equalBytes,
   hex,
@@ -136,7 +137,8 @@ export function quorumSize(n: number, f: number): number {
 /**
  * Why a genesis cannot run a group, or null: no nodes, n < 3f + 1, node ids that are not their positions
  * (0..n−1: everything indexes nodes by position), a public key no signature verifies under (small order or
- * not canonical: ed25519KeyProblem), one public key for two nodes (one party, two votes), or
+ * not canonical: ed25519KeyProblem), a public key with a small-order component (ed25519HasTorsion: its
+ * secret also signs under other keys), one public key for two nodes (one party, two votes), or
  * balances that add up to more than Number.MAX_SAFE_INTEGER (2^53 − 1: see below).
  */
 export function genesisProblem(genesis: Genesis): string | null {
@@ -148,6 +150,11 @@ export function genesisProblem(genesis: Genesis): string | null {
     if (node.id !== i) return `node at position ${i} has id ${node.id} (ids must be 0..n−1 in order)`;
     const bad = ed25519KeyProblem(node.publicKey);
     if (bad) return `node ${i}'s public key is ${bad}: no signature verifies under it`;
+    if (ed25519HasTorsion(node.publicKey))
+      return (
+        `node ${i}'s public key has a component of small order: one secret signs under several such keys, ` +
+        'so it could hold several votes (a key made from a secret has none)'
+      );
     const k = Buffer.from(node.publicKey).toString('hex');
     if (keys.has(k)) return `node ${i} has the public key of an earlier node`;
     keys.add(k);
