@@ -1,5 +1,12 @@
 import { readFileSync } from 'node:fs';
-import { CodecError, DropbearError, fromJson, Genesis, genesisProblem } from '../protocol/index.ts';
+import {
+  CodecError,
+  DropbearError,
+  duplicateJsonKey,
+  fromJson,
+  Genesis,
+  genesisProblem,
+} from '../protocol/index.ts';
 
 export function readJsonFile(path: string): unknown {
   let text: string;
@@ -8,11 +15,16 @@ export function readJsonFile(path: string): unknown {
   } catch (e) {
     throw new DropbearError('FILE_UNREADABLE', `cannot read ${path}: ${(e as Error).message}`);
   }
+  let value: unknown;
   try {
-    return JSON.parse(text);
+    value = JSON.parse(text);
   } catch (e) {
     throw new DropbearError('FILE_BAD_JSON', `${path} is not JSON: ${(e as Error).message}`);
   }
+  // JSON.parse keeps the last of two equal keys, other readers the first: such a file reads two ways.
+  const dup = duplicateJsonKey(text);
+  if (dup) throw new DropbearError('FILE_BAD_JSON', `${path} repeats a key (${dup}), so it reads two ways`);
+  return value;
 }
 
 export function readGenesis(path: string): Genesis {

@@ -8,7 +8,16 @@
  * node, run `dropbear verify` (or a verifier of your own, docs/certificate.md) on the certificate.
  */
 import { SignatureCache, verifyCertificate } from '../certificate/index.ts';
-import { Decision, fromJson, Genesis, genesisProblem, groupIdOf, hex, toJson } from '../protocol/index.ts';
+import {
+  Decision,
+  duplicateJsonKey,
+  fromJson,
+  Genesis,
+  genesisProblem,
+  groupIdOf,
+  hex,
+  toJson,
+} from '../protocol/index.ts';
 
 const $ = <T extends HTMLElement = HTMLElement>(id: string): T => {
   const e = document.getElementById(id);
@@ -199,10 +208,17 @@ async function fetchAndVerify(): Promise<void> {
 
 function verifyPasted(): void {
   let json: unknown;
+  const text = ($('cert-json') as HTMLTextAreaElement).value;
   try {
-    json = JSON.parse(($('cert-json') as HTMLTextAreaElement).value);
+    json = JSON.parse(text);
   } catch (e) {
     show({ kind: 'bad', title: 'INVALID: malformed', detail: `not JSON: ${(e as Error).message}` });
+    return;
+  }
+  // JSON.parse keeps the last of two equal keys; a reader that keeps the first would see another certificate.
+  const dup = duplicateJsonKey(text);
+  if (dup) {
+    show({ kind: 'bad', title: 'INVALID: malformed', detail: `a key repeats: ${dup}` });
     return;
   }
   show(verifyHere(json));

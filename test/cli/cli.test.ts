@@ -189,6 +189,31 @@ describe('dropbear verify', () => {
     TIMEOUT,
   );
 
+  it(
+    'refuses a file that repeats a key: JSON.parse would read the last, another reader the first',
+    async () => {
+      const d = dir('corrupt-duplicate');
+      cpSync(dir('d1'), d, { recursive: true });
+      const certDir = join(d, 'certificates');
+      const file = join(certDir, readdirSync(certDir).sort()[5]);
+      const text = JSON.stringify(JSON.parse(readFileSync(file, 'utf8')), null, 2);
+      // A made-up decision first, the genuine one after it: JSON.parse alone reads a valid certificate.
+      const twice = text.replace(
+        '"outcome": {',
+        '"outcome": {\n    "decision": { "kind": "label", "label": 999 },',
+      );
+      expect(twice).not.toBe(text);
+      writeFileSync(file, twice);
+      const v = await cli('verify', '--genesis', join(d, 'genesis.json'), certDir);
+      expect(v.code).toBe(1);
+      expect(lines(v.stdout)).toEqual([
+        expect.stringMatching(/^INVALID .*FILE_BAD_JSON: .*"decision" twice in outcome/),
+        '29 valid, 1 invalid',
+      ]);
+    },
+    TIMEOUT,
+  );
+
   // The JSON.parse message quotes the file's text, newlines included: still one line per file.
   it(
     'keeps one line per invalid file even when the bad file has line breaks',

@@ -187,6 +187,13 @@ describe.skipIf(!haveChromium && !required)('dashboard in Chromium', () => {
 
     const [bad] = await verdictOf(page, '{"version": 2,');
     expect(bad).toBe('INVALID: malformed');
+    // A made-up decision, then the genuine one: JSON.parse keeps the last, a person reads the first.
+    const text = JSON.stringify(good);
+    const twice = text.replace('"outcome":{', '"outcome":{"decision":{"kind":"label","label":999},');
+    expect(twice).not.toBe(text);
+    const [dup, dupWhy] = await verdictOf(page, twice);
+    expect(dup).toBe('INVALID: malformed');
+    expect(dupWhy).toContain('"decision" twice in outcome');
     expect(pageErrors).toEqual([]);
     await page.close();
   });

@@ -1,0 +1,58 @@
+/**
+ * Duplicate keys in JSON text. JSON.parse keeps the last of two equal keys in one object and says nothing,
+ * while other readers keep the first or refuse: a certificate or genesis file holding `"decision"` twice
+ * would read one way here and another way in a verifier of another language (or to a person). Files that
+ * are evidence are refused instead (cli/io.ts, the web page's paste box).
+ */
+
+/**
+ * Where `text` (JSON that JSON.parse accepts) repeats a key within one object: `"key" twice in <path>`,
+ * or null. Keys are compared decoded (`"a"` and `"\u0061"` are one key).
+ */
+export function duplicateJsonKey(text: string): string | null {
+  // One frame per open object or array: an object's keys so far and the path to it.
+  const stack: { keys: Set<string> | null; path: string; next: string }[] = [];
+  let i = 0;
+  const n = text.length;
+  while (i < n) {
+    const c = text[i];
+    if (c === '"') {
+      const end = stringEnd(text, i);
+      const top = stack[stack.length - 1];
+      // A string right before a colon (whitespace aside) is a key.
+      let j = end;
+      while (j < n && (text[j] === ' ' || text[j] === '\t' || text[j] === '\n' || text[j] === '\r')) j++;
+      if (top?.keys && text[j] === ':') {
+        const key = JSON.parse(text.slice(i, end)) as string;
+        if (top.keys.has(key)) return `${JSON.stringify(key)} twice in ${top.path || 'the top-level object'}`;
+        top.keys.add(key);
+        top.next = key;
+      }
+      i = end;
+      continue;
+    }
+    if (c === '{' || c === '[') {
+      const top = stack[stack.length - 1];
+      const path = top ? (top.keys ? join(top.path, top.next) : `${top.path}[]`) : '';
+      stack.push({ keys: c === '{' ? new Set() : null, path, next: '' });
+    } else if (c === '}' || c === ']') stack.pop();
+    i++;
+  }
+  return null;
+}
+
+/** The index just past the JSON string starting at `start` (its opening quote). */
+function stringEnd(text: string, start: number): number {
+  let i = start + 1;
+  while (i < text.length) {
+    const c = text[i];
+    if (c === '\\') i += 2;
+    else if (c === '"') return i + 1;
+    else i++;
+  }
+  return i;
+}
+
+function join(path: string, key: string): string {
+  return path ? `${path}.${key}` : key;
+}
