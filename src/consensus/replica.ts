@@ -554,6 +554,13 @@ interface Slot {
   lastSent: number;
   /** Gap before this slot's messages are re-sent again (doubles per re-send, up to 8 × retransmitMs). */
   resendGap?: number;
+  /**
+   * The NEW-VIEW's re-proposal at this seq, in the view it entered (enterView): in that view this seq takes
+   * no other digest, whether or not the re-proposal could be accepted yet (PROTOCOL.md: the new view
+   * prepares O). A parked or refused re-proposal leaves `pp` empty, and a fresh PRE-PREPARE of the new
+   * primary must not fill it.
+   */
+  pinned?: PrePrepare;
   /** A proposal waiting for requests or results it fetched. */
   parked: PrePrepare | null;
   parkedFromNewView: boolean;
@@ -1808,6 +1815,9 @@ export class Replica {
     digest: Uint8Array,
   ): boolean {
     if (view < this.signFloorView) return false;
+    // In the view a NEW-VIEW entered, a re-proposed seq is prepared only with the re-proposed digest.
+    const pin = this.slots.get(seq)?.pinned;
+    if (kind === 'prepare' && pin && pin.view === view && !equalBytes(pin.digest, digest)) return false;
     const k = `${kind}:${view}:${seq}`;
     const prev = this.signed.get(k);
     if (prev !== undefined && prev !== hex(digest)) return false;
@@ -1913,6 +1923,30 @@ export class Replica {
     }
     if (primary === this.id) return;
     const slot = this.slot(pp.seq);
+    const pin = slot.pinned;
+    if (pin && pin.view === pp.view) {
+      // The NEW-VIEW fixed this seq in this view. Another digest is the new primary contradicting its own
+      // re-proposal; the same one (sent again, or relayed in a FETCHED answer) is taken under the
+      // NEW-VIEW's rules only, as enterView did: under the normal ones its requests read as "already
+      // ordered", and a refusal would unpark the re-proposal and blame an honest primary.
+      if (!equalBytes(pin.digest, pp.digest))
+        this.recordEvidence(
+          primary,
+          'conflicting-proposal',
+          `a pre-prepare for view ${pp.view} seq ${pp.seq} against its own NEW-VIEW re-proposal`,
+          {
+            kind: 'equivocation',
+            node: primary,
+            view: pp.view,
+            seq: pp.seq,
+            digestA: pin.digest,
+            signatureA: pin.signature,
+            digestB: pp.digest,
+            signatureB: pp.signature,
+          },
+        );
+      return;
+    }
     if (slot.pp) {
       if (!equalBytes(slot.pp.digest, pp.digest) && slot.view === pp.view)
         this.recordEvidence(
@@ -2041,8 +2075,14 @@ export class Replica {
           seqs: [],
           prePrepares: [],
         };
-        // A new primary re-proposing someone else's prepared batch asks everyone for what it lacks.
-        this.out.push(primary === this.id ? { type: 'broadcast', msg } : { type: 'send', to: primary, msg });
+        // A new primary re-proposing someone else's prepared batch asks everyone for what it lacks, and so
+        // does a backup for a re-proposal: the honest nodes that prepared it hold what it references, and
+        // a faulty new primary need not answer.
+        this.out.push(
+          primary === this.id || fromNewView
+            ? { type: 'broadcast', msg }
+            : { type: 'send', to: primary, msg },
+        );
       }
       return;
     }
@@ -3618,6 +3658,7 @@ export class Replica {
       }
       const slot = this.slot(d.seq);
       slot.view = view;
+      slot.pinned = pp;
       this.tryAccept(slot, pp, true);
       if (d.batch.timestamp > this.lastBatchTimestamp) this.lastBatchTimestamp = d.batch.timestamp;
     });

@@ -104,6 +104,17 @@ function viewChange(from: number, batch?: Batch): SignedViewChange {
   return { body, signature: signTagged(TAGS.viewChange, GID, encode(ViewChangeBody, body), G.keys[from]) };
 }
 
+/** Node 1's NEW-VIEW for view 1 from `vcs` (its re-proposals signed), delivered to `h`. */
+function newView1(h: One, vcs: SignedViewChange[], at: number) {
+  const proposals = deriveNewView(vcs).proposals.map((p) => ({
+    seq: p.seq,
+    digest: p.digest,
+    signature: phaseSig(TAGS.prePrepare, 1, 1, p.seq, p.digest),
+  }));
+  const acts = h.msg(1, { kind: 'newView', from: 1, newView: 1, viewChanges: vcs, proposals }, at);
+  return { acts, proposals };
+}
+
 /** A replica restarted with its disk's last writes lost: it knows no floor for its signatures yet. */
 function forgetful(id: number): Replica {
   return Replica.restore(G.genesis, id, G.keys[id], QUIET, {
@@ -291,17 +302,77 @@ describe('replica, review of 2026-12-04', () => {
         signature: signTagged(TAGS.viewChange, GID, encode(ViewChangeBody, body), G.keys[from]),
       };
     });
-    const derived = deriveNewView(vcs);
-    expect(derived.proposals.map((p) => p.seq)).toEqual([2]);
-    const proposals = derived.proposals.map((p) => ({
-      seq: p.seq,
-      digest: p.digest,
-      signature: phaseSig(TAGS.prePrepare, 1, 1, p.seq, p.digest),
-    }));
-    const acts = h.msg(1, { kind: 'newView', from: 1, newView: 1, viewChanges: vcs, proposals }, T0 + 30);
+    const { acts, proposals } = newView1(h, vcs, T0 + 30);
+    expect(proposals.map((p) => p.seq)).toEqual([2]);
     expect(h.r.view).toBe(1);
     // It executed exactly this batch: it prepares it in the new view, and fetches nothing.
     expect(sent(acts, 'fetch')).toEqual([]);
     expect(sent(acts, 'prepare').map((m) => m.kind === 'prepare' && [m.view, m.seq])).toEqual([[1, 2]]);
+  });
+});
+
+describe('replica, review of 2026-12-05: a NEW-VIEW re-proposal a backup could not take yet', () => {
+  // Batch B at seq 1 (one request, votes of nodes 0, 1, 2) was prepared in view 0 by nodes 0 and 2, and node
+  // 2 executed it. Node 3 holds neither the request nor the RESULTS. View 1's primary, node 1 (faulty),
+  // sends a valid NEW-VIEW re-proposing B: node 3 parks it and asks for what it lacks.
+  const sr = mkReq(1);
+  const id = requestIdOf(sr);
+  const res = [0, 1, 2].map((n) => resultsOf(n, [id]));
+  const B: Batch = {
+    timestamp: T0,
+    entries: [{ requestId: id, votes: res.map((r) => voteOf(r, 0)) }],
+    txs: [],
+  };
+  const dB = batchDigestOf(B);
+  const enterView1 = (holdsRequest = false) => {
+    const h = new One(3);
+    if (holdsRequest) h.msg(0, { kind: 'forward', requests: [sr] }, T0 + 1);
+    const { acts, proposals } = newView1(h, [viewChange(0, B), viewChange(1), viewChange(2, B)], T0 + 30);
+    expect(h.r.view).toBe(1);
+    expect(proposals.map((p) => [p.seq, hex(p.digest)])).toEqual([[1, hex(dB)]]);
+    return {
+      h,
+      acts,
+      reproposal: { view: 1, seq: 1, digest: dB, signature: proposals[0].signature, batch: B },
+    };
+  };
+
+  it('asks every node for what the re-proposal lacks, not only the new primary', () => {
+    const { acts } = enterView1();
+    const fetches = acts.filter(
+      (a) => (a.type === 'broadcast' || a.type === 'send') && a.msg.kind === 'fetch',
+    );
+    expect(fetches.map((a) => a.type)).toEqual(['broadcast']);
+    expect(sent(acts, 'prepare')).toEqual([]);
+  });
+
+  it('refuses a fresh PRE-PREPARE of the new primary for that seq, records the equivocation, and prepares the re-proposal once complete', () => {
+    const { h } = enterView1();
+    // Another batch at (1, 1): empty, fresh timestamp, nothing to fetch, so the normal rules would take it.
+    const other = makePP(1, { timestamp: T0 + 31, entries: [], txs: [] }, 1);
+    const acts = h.msg(1, { kind: 'prePrepare', pp: other }, T0 + 31);
+    expect(sent(acts, 'prepare')).toEqual([]);
+    expect(h.r.evidence.map((e) => e.detail)).toEqual([
+      'a pre-prepare for view 1 seq 1 against its own NEW-VIEW re-proposal',
+    ]);
+    // Honest node 2 answers the fetch: the re-proposal is prepared, with its own digest.
+    const later = h.msg(2, { kind: 'fetched', requests: [sr], results: res, prePrepares: [] }, T0 + 32);
+    expect(sent(later, 'prepare').map((m) => m.kind === 'prepare' && [m.view, m.seq, hex(m.digest)])).toEqual(
+      [[1, 1, hex(dB)]],
+    );
+  });
+
+  it('takes the re-proposal relayed again (a FETCHED answer) under the NEW-VIEW rules: no blame, still parked', () => {
+    // Node 3 holds the request (parking the re-proposal marked it proposed) and lacks the RESULTS.
+    const { h, reproposal } = enterView1(true);
+    const acts = h.msg(2, { kind: 'fetched', requests: [], results: [], prePrepares: [reproposal] }, T0 + 31);
+    expect(sent(acts, 'prepare')).toEqual([]);
+    expect(h.r.evidence).toEqual([]);
+    expect(h.r.misbehaviour.get(1)).toBeUndefined();
+    expect(acts.filter((a) => a.type === 'peerMisbehaved')).toEqual([]);
+    const later = h.msg(2, { kind: 'fetched', requests: [sr], results: res, prePrepares: [] }, T0 + 32);
+    expect(sent(later, 'prepare').map((m) => m.kind === 'prepare' && [m.view, m.seq, hex(m.digest)])).toEqual(
+      [[1, 1, hex(dB)]],
+    );
   });
 });
