@@ -705,6 +705,8 @@ export class Replica {
   /** When this node last executed a batch (see viewTimerDeadline). */
   private lastProgressAt = Number.NEGATIVE_INFINITY;
   private readonly vcMessages = new Map<number, Map<number, SignedViewChange>>();
+  /** The view of each sender's VIEW-CHANGE in vcMessages (one per sender: storeViewChange). */
+  private readonly vcLatest = new Map<number, number>();
   private readonly newViewSent = new Set<number>();
   private readonly executedDigests = new Map<number, Uint8Array>();
   /** The highest-view prepared certificate per seq above the stable checkpoint (goes into VIEW-CHANGE). */
@@ -3464,6 +3466,17 @@ export class Replica {
   }
 
   private storeViewChange(vc: SignedViewChange): void {
+    // One VIEW-CHANGE per sender, its latest: a node that asks for a higher view has left the lower one,
+    // and a faulty node must not make this one store a view change (up to a window of prepared
+    // certificates) for every view number it cares to sign.
+    const from = vc.body.from;
+    const before = this.vcLatest.get(from);
+    if (before !== undefined && before !== vc.body.newView) {
+      const old = this.vcMessages.get(before);
+      old?.delete(from);
+      if (old?.size === 0) this.vcMessages.delete(before);
+    }
+    this.vcLatest.set(from, vc.body.newView);
     let m = this.vcMessages.get(vc.body.newView);
     if (!m) {
       m = new Map();
@@ -3483,6 +3496,8 @@ export class Replica {
       return;
     }
     if (this.vcMessages.get(b.newView)?.has(from)) return;
+    // An older view change than the one this sender sent last (reordered, or sent again): superseded.
+    if ((this.vcLatest.get(from) ?? -1) > b.newView) return;
     const problem = viewChangeProblem(vc, this.viewContext());
     if (problem) {
       // Its sender signed it (or claims to): what it carries it checked before it prepared or took it.

@@ -376,3 +376,28 @@ describe('replica, review of 2026-12-05: a NEW-VIEW re-proposal a backup could n
     );
   });
 });
+
+describe('replica, review of 2026-12-05: view changes held per sender', () => {
+  const signedVc = (from: number, newView: number): SignedViewChange => {
+    const body = { from, newView, stableSeq: 0, stableDigest: ZERO, checkpointProof: [], prepared: [] };
+    return { body, signature: signTagged(TAGS.viewChange, GID, encode(ViewChangeBody, body), G.keys[from]) };
+  };
+  const held = (r: Replica) => {
+    const m = (r as unknown as { vcMessages: Map<number, Map<number, SignedViewChange>> }).vcMessages;
+    return [...m].flatMap(([v, byNode]) => [...byNode.keys()].map((node) => [node, v]));
+  };
+
+  it("keeps only a sender's latest VIEW-CHANGE: a faulty node signing one per view number fills nothing", () => {
+    const h = new One(0);
+    for (let v = 1; v <= 300; v++) h.msg(2, { kind: 'viewChange', vc: signedVc(2, v) }, T0 + v);
+    expect(held(h.r)).toEqual([[2, 300]]);
+    // An older one arriving late is superseded; one node alone moves nobody (f + 1 are needed).
+    h.msg(2, { kind: 'viewChange', vc: signedVc(2, 5) }, T0 + 400);
+    expect(held(h.r)).toEqual([[2, 300]]);
+    expect(h.r.view).toBe(0);
+    // With an honest node asking for view 1, f + 1 want a higher view: it joins the smallest, as before.
+    h.msg(3, { kind: 'viewChange', vc: signedVc(3, 1) }, T0 + 401);
+    expect(h.r.view).toBe(1);
+    expect(h.r.viewChanging).toBe(true);
+  });
+});
