@@ -535,6 +535,12 @@ interface StoredResults {
   newest?: number;
 }
 
+/**
+ * The most one FETCHED answer holds, estimated from its parts' sizes (requests by their input): at least
+ * one item, however large (a frame holds the largest input the genesis allows).
+ */
+const FETCH_ANSWER_BYTES = 8 << 20;
+
 interface Slot {
   seq: number;
   view: number;
@@ -2972,25 +2978,47 @@ export class Replica {
 
   private onFetch(m: Extract<NodeMessage, { kind: 'fetch' }>): void {
     if (m.from >= this.n || m.from === this.id) return;
+    // Each thing once, and no more than FETCH_ANSWER_BYTES in all (estimated): one FETCH naming a large
+    // request 65,536 times asked for a 64 GiB answer, whose encoding stopped the node. What is left out
+    // the peer asks for again at its next retransmission.
+    let budget = FETCH_ANSWER_BYTES;
     const requests: SignedRequest[] = [];
+    const seen = new Set<string>();
     for (const id of m.requests) {
+      if (budget <= 0) break;
       const idHex = hex(id);
+      if (seen.has(idHex)) continue;
+      seen.add(idHex);
       const sr = this.pool.get(idHex)?.sr ?? this.archive.get(idHex)?.sr;
-      if (sr) requests.push(sr);
+      if (!sr) continue;
+      requests.push(sr);
+      budget -= sr.input.length + 512;
     }
     const results: SignedResults[] = [];
     for (const d of m.results) {
-      const r = this.results.get(hex(d));
-      if (r) results.push(r.signed);
+      if (budget <= 0) break;
+      const dHex = hex(d);
+      if (seen.has(dHex)) continue;
+      seen.add(dHex);
+      const r = this.results.get(dHex);
+      if (!r) continue;
+      results.push(r.signed);
+      budget -= r.signed.batch.entries.length * 128 + 256;
     }
     const prePrepares: PrePrepare[] = [];
+    const seqs = new Set<number>();
     for (const s of m.prePrepares) {
+      if (budget <= 0) break;
+      if (seqs.has(s)) continue;
+      seqs.add(s);
       const slot = this.slots.get(s);
-      if (slot?.pp) prePrepares.push(slot.pp);
+      if (!slot?.pp) continue;
+      prePrepares.push(slot.pp);
+      for (const e of slot.pp.batch.entries) budget -= 48 + 48 * e.votes.length;
     }
     if (requests.length + results.length + prePrepares.length > 0)
       this.out.push({ type: 'send', to: m.from, msg: { kind: 'fetched', requests, results, prePrepares } });
-    for (const seq of m.seqs) this.resendOwn(m.from, seq);
+    for (const seq of new Set(m.seqs)) this.resendOwn(m.from, seq);
   }
 
   private onFetched(from: number, m: Extract<NodeMessage, { kind: 'fetched' }>): void {

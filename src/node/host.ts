@@ -400,13 +400,35 @@ export class NodeHost {
   private readonly encoded = new WeakMap<object, Uint8Array[]>();
 
   private framesOf(msg: NodeMessage): Uint8Array[] {
-    const bytes = encodeMessage(msg);
+    let bytes: Uint8Array;
+    try {
+      bytes = encodeMessage(msg);
+    } catch (e) {
+      // A message this node cannot encode (over the codec's limits, or too large for memory) is its own
+      // fault or a peer's trick, never a reason to stop: it is dropped, loudly.
+      this.log.error({ kind: msg.kind, err: String(e) }, 'message does not encode; dropped');
+      return [];
+    }
     if (bytes.length <= this.maxFrameBytes) return [bytes];
     if (msg.kind === 'forward' && msg.requests.length > 1) {
       const half = Math.ceil(msg.requests.length / 2);
       return [
         ...this.framesOf({ kind: 'forward', requests: msg.requests.slice(0, half) }),
         ...this.framesOf({ kind: 'forward', requests: msg.requests.slice(half) }),
+      ];
+    }
+    if (msg.kind === 'fetched' && msg.requests.length + msg.results.length + msg.prePrepares.length > 1) {
+      // Each part split in two halves: every frame stays a valid answer of its own.
+      const cut = <T>(xs: T[]): [T[], T[]] => [
+        xs.slice(0, Math.ceil(xs.length / 2)),
+        xs.slice(Math.ceil(xs.length / 2)),
+      ];
+      const [r1, r2] = cut(msg.requests);
+      const [v1, v2] = cut(msg.results);
+      const [p1, p2] = cut(msg.prePrepares);
+      return [
+        ...this.framesOf({ kind: 'fetched', requests: r1, results: v1, prePrepares: p1 }),
+        ...this.framesOf({ kind: 'fetched', requests: r2, results: v2, prePrepares: p2 }),
       ];
     }
     this.log.error({ kind: msg.kind, bytes: bytes.length }, 'message larger than a frame; dropped');

@@ -1,0 +1,131 @@
+/**
+ * A peer's FETCH is answered with each thing once and within a size budget, and a FETCHED answer over a
+ * frame goes out in several frames (from a review, 2026-12-05: one FETCH naming a 1 MiB request 65,536
+ * times made the host encode a 64 GiB answer, and the failed encoding stopped the node). One real host
+ * (SQLite ledger, stand-in model) whose wire records what it sends.
+ */
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { NodeHost } from '../../src/node/host.ts';
+import { startStandIn } from '../../src/node/standin-backend.ts';
+import {
+  decodeMessage,
+  encodeMessage,
+  groupIdOf,
+  hex,
+  keyPairFromSeed,
+  type NodeMessage,
+  requestIdOf,
+  type SignedRequest,
+  sha256,
+  signRequest,
+} from '../../src/protocol/index.ts';
+import { makeGroup } from '../../src/sim/world.ts';
+
+const dir = mkdtempSync(join(tmpdir(), 'dropbear-fetch-'));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+const group = makeGroup(4, 1, 7);
+const groupId = groupIdOf(group.genesis);
+const MiB = 1 << 20;
+
+/** A host (node 0) whose sends to peers are recorded; `deliver` hands it a frame from a peer. */
+function openHost(name: string, maxFrameBytes?: number) {
+  const sent: { to: number; msg: NodeMessage; bytes: number }[] = [];
+  let deliver: (from: number, bytes: Uint8Array) => void = () => {};
+  let fatal: unknown = null;
+  const host = NodeHost.open({
+    id: 0,
+    genesis: group.genesis,
+    key: group.keys[0],
+    ledgerPath: join(dir, `${name}.sqlite`),
+    backends: [startStandIn(0)],
+    wire: {
+      send: (to, bytes) => sent.push({ to, msg: decodeMessage(bytes), bytes: bytes.length }),
+      broadcast: () => {},
+      onFrame: (h) => {
+        deliver = h;
+      },
+      reportBad: () => {},
+    },
+    onFatal: (e) => {
+      fatal = e;
+    },
+    ...(maxFrameBytes ? { maxFrameBytes } : {}),
+  });
+  host.start();
+  return {
+    host,
+    sent,
+    deliver: (from: number, m: NodeMessage) => deliver(from, encodeMessage(m)),
+    fatal: () => fatal,
+  };
+}
+
+/** `count` requests with inputs of `bytes` bytes each (random, so every id differs). */
+function bigRequests(count: number, bytes: number): SignedRequest[] {
+  const key = keyPairFromSeed(new Uint8Array(32).fill(5));
+  return Array.from({ length: count }, (_, nonce) => {
+    const input = randomBytes(bytes);
+    const request = {
+      groupId,
+      client: key.publicKey,
+      nonce,
+      timestamp: Date.now(),
+      inputDigest: sha256(input),
+      policy: null,
+      maxFee: 1,
+    };
+    return signRequest(request, input, key);
+  });
+}
+
+const fetchOf = (requests: Uint8Array[]): NodeMessage => ({
+  kind: 'fetch',
+  from: 1,
+  requests,
+  results: [],
+  seqs: [],
+  prePrepares: [],
+});
+const answered = (sent: { msg: NodeMessage }[]) =>
+  sent.flatMap((s) => (s.msg.kind === 'fetched' ? s.msg.requests.map((r) => hex(requestIdOf(r))) : []));
+
+describe('a FETCH from a peer', () => {
+  it('naming one large request 65,536 times: answered with one copy, and the node keeps running', () => {
+    const h = openHost('dup');
+    const [sr] = bigRequests(1, MiB - 1024);
+    h.deliver(1, { kind: 'forward', requests: [sr] });
+    h.deliver(1, fetchOf(Array(65_536).fill(requestIdOf(sr))));
+    expect(h.fatal()).toBeNull();
+    expect(h.host.failed).toBeNull();
+    expect(answered(h.sent)).toEqual([hex(requestIdOf(sr))]);
+    h.host.close();
+  });
+
+  it('naming more than the answer budget (8 MiB): the first ones up to it, each once', () => {
+    const h = openHost('budget');
+    const reqs = bigRequests(12, MiB - 1024);
+    h.deliver(1, { kind: 'forward', requests: reqs });
+    const ids = reqs.map(requestIdOf);
+    h.deliver(1, fetchOf([...ids, ...ids]));
+    // Each counts its input plus 512 bytes, MiB − 512 in all: after 8 of them 4 KiB of the budget is left,
+    // so a 9th goes in and nothing after it.
+    expect(answered(h.sent)).toEqual(ids.slice(0, 9).map(hex));
+    h.host.close();
+  });
+
+  it('an answer over a frame goes out as several valid FETCHED frames, each within the frame limit', () => {
+    const h = openHost('split', 2 * MiB + 4096);
+    const reqs = bigRequests(5, MiB - 1024);
+    h.deliver(1, { kind: 'forward', requests: reqs });
+    h.deliver(1, fetchOf(reqs.map(requestIdOf)));
+    const frames = h.sent.filter((s) => s.msg.kind === 'fetched');
+    expect(frames.length).toBeGreaterThan(1);
+    for (const f of frames) expect(f.bytes).toBeLessThanOrEqual(2 * MiB + 4096);
+    expect(answered(h.sent).sort()).toEqual(reqs.map((r) => hex(requestIdOf(r))).sort());
+    h.host.close();
+  });
+});
