@@ -168,6 +168,14 @@ export interface ReplicaConfig {
    */
   maxExpiredHeld: number;
   /**
+   * Most votes of one peer this node holds for requests it has not received (orphans). An honest peer's
+   * are bounded by the requests in flight; beyond it a peer's further ones are not stored, so that a
+   * faulty peer's signed RESULTS naming made-up request ids cannot grow memory without bound. Orphan votes
+   * are also dropped once the request they name must have expired (expiryMs plus expiryGuardMs after the
+   * first of them came).
+   */
+  maxOrphanVotesPerNode: number;
+  /**
    * Prepared receipts: a node that prepares batch s while every batch before it is executed here computes
    * s's receipt at once (the caller answers a `preview` action) and sends its receipt signature bound to
    * the view with its COMMIT, instead of signing the receipt after executing s. Nodes that all do so
@@ -245,6 +253,7 @@ export const DEFAULT_REPLICA_CONFIG: ReplicaConfig = {
   viewChangeTimeoutMs: 1000,
   progressPatience: 4,
   maxExpiredHeld: 1024,
+  maxOrphanVotesPerNode: 65_536,
   preparedReceipts: true,
   receiptCommits: true,
   targetedResends: true,
@@ -664,6 +673,10 @@ export class Replica {
   private readonly archive = new Map<string, { sr: SignedRequest; seq: number }>();
   /** Requests we hold votes for but not the request itself, and when we last asked a voter for it. */
   private readonly orphans = new Map<string, number>();
+  /** When the first vote for each orphan came (orphan votes go once the request must have expired). */
+  private readonly orphanSince = new Map<string, number>();
+  /** Per peer, the orphans it holds a vote for here (maxOrphanVotesPerNode). */
+  private readonly orphanVotes = new Map<number, Set<string>>();
   /** This node's receipt signature per executed batch, with the receipt's bytes (resendOwn signs them). */
   private readonly myReceiptSigs = new Map<
     number,
@@ -1030,11 +1043,22 @@ export class Replica {
     if (m) {
       for (const v of m.values()) {
         const r = this.results.get(v.digestHex);
-        if (r) r.open--;
+        if (!r) continue;
+        r.open--;
+        // A peer's RESULTS left holding nothing goes now, not at the next stable checkpoint (storeResults).
+        if (r.open <= 0 && r.signed.batch.node !== this.id && !this.parkedOn.has(`v${v.digestHex}`))
+          this.results.delete(v.digestHex);
       }
       this.votes.delete(idHex);
     }
-    this.orphans.delete(idHex);
+    this.settleOrphan(idHex);
+  }
+
+  /** `idHex` is no orphan any more (it arrived, or its votes went): its voters' orphan counts drop. */
+  private settleOrphan(idHex: string): void {
+    if (!this.orphans.delete(idHex)) return;
+    this.orphanSince.delete(idHex);
+    for (const set of this.orphanVotes.values()) set.delete(idHex);
   }
 
   /** Whether `done` holds the id written as lowercase hex (false for anything else). */
@@ -1220,7 +1244,7 @@ export class Replica {
   private admit(sr: SignedRequest, id: Uint8Array): void {
     const idHex = hex(id);
     this.pool.set(idHex, { sr, id, state: 'pending', acceptedAt: this.now });
-    this.orphans.delete(idHex);
+    this.settleOrphan(idHex);
     // Not when this node signed a result for it with its current model already (before a restart: see
     // restore), nor when it may have and cannot know: before a lost write (resultsFloor), or before the
     // request expired here (taken only for a proposal that names it, which holds its q votes already; an
@@ -1531,6 +1555,18 @@ export class Replica {
       // Most votes are for requests in the pool, which is never in `done` (see checkRequest).
       const pooled = this.pool.has(idHex);
       if (!pooled && this.done.has(e.requestId)) return;
+      if (!pooled && node !== this.id) {
+        // A vote for a request not received (yet): at most maxOrphanVotesPerNode of them per peer.
+        let mine = this.orphanVotes.get(node);
+        if (!mine) {
+          mine = new Set();
+          this.orphanVotes.set(node, mine);
+        }
+        if (!mine.has(idHex)) {
+          if (mine.size >= this.cfg.maxOrphanVotesPerNode) return;
+          mine.add(idHex);
+        }
+      }
       let m = this.votes.get(idHex);
       if (!m) {
         m = new Map();
@@ -1565,9 +1601,19 @@ export class Replica {
       m.set(node, { node, results: digest, index, digestHex: dHex });
       stored.open++;
       // Its own vote (read back at a restart) makes no orphan: it cannot ask itself for the request.
-      if (!pooled && node !== this.id && !this.orphans.has(idHex)) this.orphans.set(idHex, this.now);
+      if (!pooled && node !== this.id && !this.orphans.has(idHex)) {
+        this.orphans.set(idHex, this.now);
+        this.orphanSince.set(idHex, this.now);
+      }
       this.updateReadiness(idHex);
     });
+    // A peer's RESULTS that holds no vote here (every request executed, or over its orphan allowance) and
+    // that no parked proposal waits for is not kept: until the next stable checkpoint collected it, a
+    // faulty peer could have filled memory with them. A proposal that names it later fetches it again.
+    if (stored.open === 0 && node !== this.id && !this.parkedOn.has(`v${dHex}`)) {
+      this.results.delete(dHex);
+      return null;
+    }
     this.arrived(`v${dHex}`);
     this.retryParked();
     return dHex;
@@ -3143,11 +3189,18 @@ export class Replica {
     }
     // Votes for requests we never received (their forward was lost): ask one of the voters.
     const ask = new Map<number, Uint8Array[]>();
+    const orphanTtl = this.genesis.params.expiryMs + this.expiryGuardMs();
     for (const [idHex, since] of this.orphans) {
       if (since > cutoff) continue;
       const voters = this.votes.get(idHex);
       if (this.pool.has(idHex) || !voters || voters.size === 0 || this.doneHex(idHex)) {
-        this.orphans.delete(idHex);
+        this.settleOrphan(idHex);
+        continue;
+      }
+      // Never came, and must have expired by now (a voter saw it within the skew bound of its timestamp):
+      // it can no longer execute, so its votes go.
+      if ((this.orphanSince.get(idHex) ?? this.now) + orphanTtl < this.now) {
+        this.forgetVotes(idHex);
         continue;
       }
       this.orphans.set(idHex, this.now);

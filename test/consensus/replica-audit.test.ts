@@ -401,3 +401,51 @@ describe('replica, review of 2026-12-05: view changes held per sender', () => {
     expect(h.r.viewChanging).toBe(true);
   });
 });
+
+describe('replica, review of 2026-12-05: votes for requests never received are bounded', () => {
+  const inner = (r: Replica) =>
+    r as unknown as {
+      votes: Map<string, Map<number, unknown>>;
+      results: Map<string, unknown>;
+    };
+  /** How many request ids `node` holds a vote for here. */
+  const votesOf = (r: Replica, node: number) =>
+    [...inner(r).votes.values()].filter((m) => m.has(node)).length;
+  const madeUp = (count: number) => Array.from({ length: count }, () => new Uint8Array(randomBytes(32)));
+
+  it("at most maxOrphanVotesPerNode per peer; a RESULTS holding none is not kept; another peer's are unaffected", () => {
+    const h = new One(0, { maxOrphanVotesPerNode: 8 });
+    h.msg(2, { kind: 'results', signed: resultsOf(2, madeUp(20)) }, T0);
+    expect(votesOf(h.r, 2)).toBe(8);
+    const kept = inner(h.r).results.size;
+    h.msg(2, { kind: 'results', signed: resultsOf(2, madeUp(20)) }, T0 + 1);
+    expect(votesOf(h.r, 2)).toBe(8);
+    expect(inner(h.r).results.size).toBe(kept);
+    h.msg(3, { kind: 'results', signed: resultsOf(3, madeUp(5)) }, T0 + 2);
+    expect(votesOf(h.r, 3)).toBe(5);
+  });
+
+  it("a request that arrives is no orphan any more: the peer's allowance has room again", () => {
+    const h = new One(0, { maxOrphanVotesPerNode: 8 });
+    const sr = mkReq(1);
+    h.msg(2, { kind: 'results', signed: resultsOf(2, [requestIdOf(sr), ...madeUp(7)]) }, T0);
+    h.msg(2, { kind: 'results', signed: resultsOf(2, madeUp(3)) }, T0 + 1);
+    expect(votesOf(h.r, 2)).toBe(8);
+    h.msg(1, { kind: 'forward', requests: [sr] }, T0 + 2);
+    h.msg(2, { kind: 'results', signed: resultsOf(2, madeUp(3)) }, T0 + 3);
+    expect(votesOf(h.r, 2)).toBe(9);
+  });
+
+  it('drops them, and the RESULTS that held them, once the requests they name must have expired', () => {
+    const h = new One(0, { retransmitMs: 100, viewChangeTimeoutMs: 1000 });
+    h.msg(2, { kind: 'results', signed: resultsOf(2, madeUp(20)) }, T0);
+    expect(votesOf(h.r, 2)).toBe(20);
+    const before = inner(h.r).results.size;
+    const p = G.genesis.params;
+    const past = T0 + p.expiryMs + 2 * p.maxClockSkewMs + 1000 + 1000; // + the view-change timeout
+    for (let t = T0 + 200; t <= past; t += 5000) h.step({ type: 'tick' }, t);
+    h.step({ type: 'tick' }, past + 200);
+    expect(votesOf(h.r, 2)).toBe(0);
+    expect(inner(h.r).results.size).toBe(before - 1);
+  });
+});
