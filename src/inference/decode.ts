@@ -6,7 +6,7 @@
  *   borderline images: 91–99 % top-1 agreement with the reference instead of 100 %, at equal accuracy).
  * PNG always goes through libvips (lossless: both give the same pixels). The resize is ours (resize.ts).
  * Either way a JPEG's structure and declared size are checked first (jpeg-check.ts, checkJpegInput), so that
- * both decoders refuse the same malformed files with the same code.
+ * both decoders refuse the same malformed files with the same code; a PNG's declared size too (checkPngInput).
  */
 import jpeg from 'jpeg-js';
 import sharp from 'sharp';
@@ -14,8 +14,10 @@ import { DropbearError } from '../protocol/errors.ts';
 import { checkJpeg, type JpegFrame } from './jpeg-check.ts';
 import {
   centreCrop,
+  checkDeclaredSize,
   copyModelTensor,
   decodeTensorInput,
+  imageSize,
   MAX_IMAGE_PIXELS,
   normalise,
   resizedDims,
@@ -50,22 +52,20 @@ function checkSize(width: number, height: number): void {
  * (jpeg-js) keeps every 8×8 block of every component as its own Int32Array (256 bytes of data, about three
  * times that in the heap), then a line buffer per component and the output: a 100 KB file declaring
  * 60000×600 took 6.6–8 s and 1.2–1.3 GB before failing under its own 1024 MB cap.
- * - REFERENCE_PIXELS_PER_BYTE (both decoders): a frame over REFERENCE_FREE_PIXELS (2 MP) must not declare
- *   more than 128 pixels per byte of file. Photos take 5–20 pixels a byte; even a flat baseline image needs
- *   ~3 bits per 64 pixels. A frame that dense is a declared size its data cannot hold, so both decoders
- *   refuse it before decoding, with one code (libvips spent 0.8 s on the 100 KB file, docs/inference.md).
+ * - The bounds of every JPEG and PNG (both decoders; preprocess.ts, `checkDeclaredSize`): a side over
+ *   MAX_IMAGE_SIDE (libjpeg's largest; jpeg-js would decode a longer one), over 40 MP, or, over
+ *   DENSITY_FREE_PIXELS (2 MP), more than MAX_PIXELS_PER_BYTE (128) pixels per byte of file. Photos take
+ *   5–20 pixels a byte; even a flat baseline image needs ~3 bits per 64 pixels. A frame that dense is a
+ *   declared size its data cannot hold, so both decoders refuse it before decoding, with one code (libvips
+ *   spent 0.8 s on the 100 KB file, docs/inference.md).
  * - REFERENCE_MAX_MEMORY_MB (`reference` only): what jpeg-js counts (blocks + lines + output) may not pass
  *   256 MB. That is 40 MP of RGBA (160 MB) plus a margin; in jpeg-js's counting it lets through up to ~25 MP
  *   of 4:2:0 colour, ~14 MP of 4:4:4 colour, ~32 MP of grey: far above any classifier's input (the crop is
  *   224–299 pixels a side). It is also passed to jpeg-js as its maxMemoryUsageInMB. libvips streams and is
  *   bounded by MAX_IMAGE_PIXELS alone.
- * - JPEG_MAX_SIDE (both): libjpeg's largest side; jpeg-js would decode a longer one.
  * All these refusals are INPUT_TOO_LARGE, the code of the 40 MP limit.
  */
 export const REFERENCE_MAX_MEMORY_MB = 256;
-export const REFERENCE_PIXELS_PER_BYTE = 128;
-export const REFERENCE_FREE_PIXELS = 2_000_000;
-const JPEG_MAX_SIDE = 65500;
 
 /** The frame header of a JPEG that passes `checkJpeg`, or null for any other input. */
 export function jpegFrame(b: Uint8Array): JpegFrame | null {
@@ -99,18 +99,7 @@ export function referenceDecodeBytes(f: JpegFrame): number {
  */
 function checkJpegInput(bytes: Uint8Array, decoder: Decoder): void {
   const f = checkJpeg(bytes);
-  if (f.width > JPEG_MAX_SIDE || f.height > JPEG_MAX_SIDE)
-    throw new DropbearError(
-      'INPUT_TOO_LARGE',
-      `JPEG of ${f.width}×${f.height} pixels: a side is over the limit of ${JPEG_MAX_SIDE}`,
-    );
-  checkSize(f.width, f.height);
-  const px = f.width * f.height;
-  if (px > REFERENCE_FREE_PIXELS && px > REFERENCE_PIXELS_PER_BYTE * bytes.length)
-    throw new DropbearError(
-      'INPUT_TOO_LARGE',
-      `JPEG declares ${f.width}×${f.height} pixels in ${bytes.length} bytes: more than ${REFERENCE_PIXELS_PER_BYTE} pixels a byte`,
-    );
+  checkDeclaredSize('jpeg', f.width, f.height, bytes.length);
   if (decoder !== 'reference') return;
   const need = referenceDecodeBytes(f);
   if (need > REFERENCE_MAX_MEMORY_MB * 1024 * 1024)
@@ -118,6 +107,21 @@ function checkJpegInput(bytes: Uint8Array, decoder: Decoder): void {
       'INPUT_TOO_LARGE',
       `JPEG of ${f.width}×${f.height} would need ${Math.ceil(need / 1024 / 1024)} MB to decode (limit ${REFERENCE_MAX_MEMORY_MB} MB)`,
     );
+}
+
+/**
+ * Refuses, before libvips decodes it, a PNG whose IHDR is unreadable (INPUT_UNDECODABLE, as libvips would)
+ * or declares a size over the bounds of `checkDeclaredSize` (INPUT_TOO_LARGE): libvips' own pixel limit
+ * (40 MP) let a 156 KB PNG of 1×40,000,000 pixels through, which then took 33–50 s to decode.
+ */
+function checkPngInput(bytes: Uint8Array): void {
+  const size = imageSize(bytes);
+  if (!size)
+    throw new DropbearError(
+      'INPUT_UNDECODABLE',
+      'cannot decode the PNG: its IHDR is malformed or declares no size',
+    );
+  checkDeclaredSize('png', size.width, size.height, bytes.length);
 }
 
 export async function decodeImage(bytes: Uint8Array, decoder: Decoder): Promise<Pixels> {
@@ -133,6 +137,7 @@ export async function decodeImage(bytes: Uint8Array, decoder: Decoder): Promise<
     return { data: t.data, width: t.dims[1], height: t.dims[0], channels: 3 };
   }
   if (kind === 'jpeg') checkJpegInput(bytes, decoder);
+  if (kind === 'png') checkPngInput(bytes);
   if (kind === 'jpeg' && decoder === 'reference') {
     try {
       const j = jpeg.decode(bytes, {

@@ -8,6 +8,52 @@ import type { ImagePreprocess, ModelSpec } from './spec.ts';
 
 export const MAX_IMAGE_PIXELS = 40_000_000;
 
+/**
+ * Bounds on the size a JPEG or PNG declares, checked from its header before any decoder runs (the node's
+ * input check, api.ts checkInput, and decode.ts before decoding; `checkDeclaredSize`), all refused with
+ * INPUT_TOO_LARGE, the code of the 40 MP limit:
+ * - MAX_IMAGE_SIDE: libjpeg's largest side (JPEG_MAX_DIMENSION), for PNG too. libvips decodes a PNG a row
+ *   at a time with a fixed cost per row (~1 µs): a 156 KB PNG of 1×40,000,000 pixels held a
+ *   preprocessing worker for 33–50 s (past the 30 s worker timeout); 1×65,500 takes ~75 ms.
+ * - MAX_PIXELS_PER_BYTE: an image over DENSITY_FREE_PIXELS (2 MP) must not declare more than 128 pixels
+ *   per byte of file, so that decoding costs in proportion to the bytes sent. Photos take 5–20 pixels a
+ *   byte as JPEG, 0.3–1 as PNG; a flat baseline JPEG needs ~3 bits per 64 pixels. Deflate compresses at
+ *   most ~1032:1, so a PNG of one flat colour reaches ~340 pixels a byte in 8-bit RGB and thousands at 1
+ *   bit: a 117 KB 6324×6324 PNG took ~640 ms to decode (docs/inference.md, "Input bounds").
+ */
+export const MAX_IMAGE_SIDE = 65500;
+export const MAX_PIXELS_PER_BYTE = 128;
+export const DENSITY_FREE_PIXELS = 2_000_000;
+
+/**
+ * Refuses (INPUT_TOO_LARGE) a JPEG or PNG of `byteLength` bytes whose header declares `width`×`height`
+ * over the bounds above or MAX_IMAGE_PIXELS.
+ */
+export function checkDeclaredSize(
+  kind: 'jpeg' | 'png',
+  width: number,
+  height: number,
+  byteLength: number,
+): void {
+  const name = kind.toUpperCase();
+  if (width > MAX_IMAGE_SIDE || height > MAX_IMAGE_SIDE)
+    throw new DropbearError(
+      'INPUT_TOO_LARGE',
+      `${name} of ${width}×${height} pixels: a side is over the limit of ${MAX_IMAGE_SIDE}`,
+    );
+  const px = width * height;
+  if (px > MAX_IMAGE_PIXELS)
+    throw new DropbearError(
+      'INPUT_TOO_LARGE',
+      `image of ${width}×${height} pixels is over the limit of ${MAX_IMAGE_PIXELS}`,
+    );
+  if (px > DENSITY_FREE_PIXELS && px > MAX_PIXELS_PER_BYTE * byteLength)
+    throw new DropbearError(
+      'INPUT_TOO_LARGE',
+      `${name} declares ${width}×${height} pixels in ${byteLength} bytes: more than ${MAX_PIXELS_PER_BYTE} pixels a byte`,
+    );
+}
+
 /** Raw tensor inputs start with this magic; see `encodeTensorInput`. */
 const TENSOR_MAGIC = [0x44, 0x42, 0x54, 0x31]; // "DBT1"
 const DTYPES = ['uint8', 'float32', 'float16'] as const;

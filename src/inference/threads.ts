@@ -23,6 +23,9 @@ const CLOSE_DRAIN_MS = 5000;
  * 0 turns the bound off). Generous: a CPU batch of a large model takes seconds, not tens of them. The hung
  * thread is not ended (ending it inside a native call aborts the process, see WorkerHandle.close): its
  * timed-out calls keep counting as in flight until it answers, so the pool sends it nothing more meanwhile.
+ * The error's details name the call (`{ call: 'prep' | 'run' }`): a preprocessing call decodes one input,
+ * whose cost the input bounds keep to seconds (preprocess.ts, checkDeclaredSize), so the node host takes
+ * its timeout as the input's and does not retry it (host.ts, isTransientInference).
  */
 export const REQUEST_TIMEOUT_MS = 30_000;
 
@@ -126,6 +129,7 @@ class WorkerHandle {
             new DropbearError(
               'WORKER_TIMEOUT',
               `inference worker did not answer within ${this.timeoutMs} ms (${msg.type})`,
+              { call: msg.type },
             ),
           );
         }, this.timeoutMs);

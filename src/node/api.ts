@@ -40,6 +40,7 @@ import {
 import { packageVersion } from '../inference/kserve-server.ts';
 import { labelName } from '../inference/postprocess.ts';
 import {
+  checkDeclaredSize,
   decodeTensorInput,
   imageSize,
   isModelTensor,
@@ -303,8 +304,9 @@ function forbiddenKeyOf(value: unknown): string | null {
 }
 
 /**
- * Cheap check that this node's model can use the input: JPEG/PNG headers (size read from the header bytes),
- * DBT1 tensors (header, length, and shape: a uint8 [H, W, 3] image or the model's own input).
+ * Cheap check that this node's model can use the input: JPEG/PNG headers (the size read from the header
+ * bytes, within the bounds decoding applies: preprocess.ts, checkDeclaredSize), DBT1 tensors (header,
+ * length, and shape: a uint8 [H, W, 3] image or the model's own input).
  */
 export async function checkInput(bytes: Uint8Array, spec: ModelSpec): Promise<void> {
   const kind = sniffInput(bytes);
@@ -344,12 +346,9 @@ export async function checkInput(bytes: Uint8Array, spec: ModelSpec): Promise<vo
       'INPUT_UNDECODABLE',
       `cannot read the ${kind.toUpperCase()}: its header is malformed or declares no size`,
     );
-  const { width, height } = size;
-  if (width * height > MAX_IMAGE_PIXELS)
-    throw new DropbearError(
-      'INPUT_TOO_LARGE',
-      `image of ${width}×${height} pixels is over the limit of ${MAX_IMAGE_PIXELS}`,
-    );
+  // The bounds decoding applies before it starts (a side, 40 MP, pixels per byte of file): an input every
+  // node would refuse is not ordered.
+  checkDeclaredSize(kind, size.width, size.height, bytes.length);
 }
 
 /** A client-signed request as it travels, from its parts (one signature over this one request). */

@@ -144,6 +144,20 @@ const TRANSIENT_INFERENCE = new Set([
 const INFER_RETRIES = 5;
 
 /**
+ * Whether the node retries this inference failure: TRANSIENT_INFERENCE, but not a preprocessing worker's
+ * WORKER_TIMEOUT (its details say `call: 'prep'`, threads.ts). That call decodes one input; the pool posts
+ * at most two to a worker at once, and the input bounds keep a decode to seconds (preprocess.ts,
+ * checkDeclaredSize; ~3 s at worst measured) against the 30 s timeout, so an input whose call timed out
+ * will time out again: retried, a 1×40,000,000 PNG held the worker for 5 more decodes of 33–50 s each, on
+ * every node. It is voted empty at once, as an input the model cannot read. A model run's WORKER_TIMEOUT
+ * (a batch of several requests' inputs) is still the node's own trouble and retried.
+ */
+export function isTransientInference(e: unknown): boolean {
+  if (!(e instanceof DropbearError) || !TRANSIENT_INFERENCE.has(e.code)) return false;
+  return !(e.code === 'WORKER_TIMEOUT' && e.details?.call === 'prep');
+}
+
+/**
  * The messages that must wait until what the node persisted before signing is on disk (PROTOCOL.md,
  * "Durability and restarts"): its PRE-PREPARE, PREPARE, COMMIT, VIEW-CHANGE and NEW-VIEW, and the
  * answers that may carry them (FETCHED carries PRE-PREPAREs; a state response, sent through `out` by
@@ -708,7 +722,7 @@ export class NodeHost {
           // This node's trouble, not the input's: an empty vote here would make the node's answer depend
           // on its load (600 images at once left 88 OVERLOADED, each signed as "no answer"). It is asked
           // again with backoff, and votes empty only after INFER_RETRIES attempts.
-          if (e instanceof DropbearError && TRANSIENT_INFERENCE.has(e.code) && attempt < INFER_RETRIES) {
+          if (isTransientInference(e) && attempt < INFER_RETRIES) {
             retry.push(r);
             return null;
           }

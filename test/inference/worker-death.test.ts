@@ -88,6 +88,19 @@ describe('worker call timeout', () => {
     expect(await code(e.classify(img))).toBe('WORKER_TIMEOUT');
   }, 60_000);
 
+  it("names the call that timed out: one input's preprocessing (not retried by the host) or a model run", async () => {
+    const e = await InferenceEngine.start({ modelPath, spec, requestTimeoutMs: 1 });
+    closers.push(e);
+    await expect(e.classify(img)).rejects.toMatchObject({
+      code: 'WORKER_TIMEOUT',
+      details: { call: 'prep' },
+    });
+    await expect(e.scores(new Float32Array(inputElements(spec)))).rejects.toMatchObject({
+      code: 'WORKER_TIMEOUT',
+      details: { call: 'run' },
+    });
+  }, 60_000);
+
   it('refuses a negative requestTimeoutMs', async () => {
     await expect(InferenceEngine.start({ modelPath, spec, requestTimeoutMs: -1 })).rejects.toThrow(
       /requestTimeoutMs/,

@@ -631,6 +631,58 @@ describe("inference failures that are the node's own trouble", () => {
   });
 });
 
+describe("a preprocessing worker's timeout is the input's", () => {
+  /** Node 3's model fails its first call with `first`, then answers; returns its calls and its vote. */
+  async function voteAfter(first: DropbearError, seed: number) {
+    const group = makeGroup(4, 1, seed);
+    const log: Event[] = [];
+    const handlers = new Map<number, (f: number, b: Uint8Array) => void>();
+    let calls = 0;
+    const standIn = startStandIn(3);
+    const backend: ModelBackend = {
+      ...standIn,
+      async classify(input, opts) {
+        calls++;
+        if (calls === 1) throw first;
+        return standIn.classify(input, opts);
+      },
+    };
+    const hosts = recordedHosts(group, `timeout-${seed}`, log, handlers, {
+      backend: (id) => (id === 3 ? backend : undefined),
+      replica: { retransmitMs: 60_000, voteWaitMs: 5000, batchTimeoutMs: 1 },
+    });
+    try {
+      for (const h of hosts) h.start();
+      const r = hosts[3].submit(standInRequest(group, hosts[3], 310 + seed));
+      expect(r.ok).toBe(true);
+      if (!r.ok) return null;
+      const cert = await hosts[3].waitCertificate(hex(r.requestId), 10_000);
+      // Past the first retry's backoff (100 ms).
+      await new Promise((res) => setTimeout(res, 400));
+      const vote = cert?.outcome.votes.find((v) => v.node === 3);
+      return { calls, top: vote?.result.kind === 'class' ? vote.result.top.length : null };
+    } finally {
+      for (const h of hosts) h.close();
+    }
+  }
+
+  it('voted empty at once, not retried (a deterministic input that timed out will time out again)', async () => {
+    const prep = new DropbearError('WORKER_TIMEOUT', 'inference worker did not answer (prep)', {
+      call: 'prep',
+    });
+    const r = await voteAfter(prep, 38);
+    expect(r?.calls).toBe(1);
+    expect(r?.top).toBe(0);
+  });
+
+  it("a model run's timeout is still retried (a batch of several inputs: the node's trouble)", async () => {
+    const run = new DropbearError('WORKER_TIMEOUT', 'inference worker did not answer (run)', { call: 'run' });
+    const r = await voteAfter(run, 39);
+    expect(r?.calls).toBe(2);
+    expect(r?.top).toBeGreaterThan(0);
+  });
+});
+
 describe('a step whose ledger write fails', () => {
   it('stops the node: nothing of that step is sent (a PREPARE left with no record on disk before), onFatal is told, the others go on', async () => {
     const group = makeGroup(4, 1, 37);
