@@ -1225,6 +1225,16 @@ export class Replica {
     // while the primary's, within the skew bound, did not. Refused, the proposal waited here for good.
     const badTime = !c.ok && (c.code === 'REQUEST_EXPIRED' || c.code === 'REQUEST_FROM_FUTURE');
     if (badTime && c.id !== null && this.parkedOn.has(`r${hex(c.id)}`)) c = this.checkRequest(sr, true);
+    if (
+      c.ok &&
+      this.fundsOf !== null &&
+      this.fundsOf(sr.request.client) < sr.request.maxFee &&
+      !this.parkedOn.has(`r${hex(c.id)}`)
+    ) {
+      // Not blamed: the client's balance may have fallen here since the peer took it.
+      this.unfundedForwards++;
+      return;
+    }
     if (c.ok) this.admit(sr, c.id);
     else if (c.code === 'REQUEST_EXPIRED' && c.id !== null && this.orphans.has(hex(c.id)))
       // We asked for it (we hold votes for it): it can no longer execute, so stop asking.
@@ -1240,6 +1250,18 @@ export class Replica {
       this.blame(from, 'bad-request', c.code);
     }
   }
+
+  /**
+   * The client's balance as this node's executed state has it, when the caller (the node host) can tell.
+   * A request a peer forwards is taken only from a client whose balance covers its maxFee, the check a
+   * node's API applies to a client's own request: else a faulty peer could have every node infer requests
+   * of an unfunded key for nothing (the ledger skips them at execution, uncharged) and fill the pools
+   * that funded clients need. Balances only fall, so a node behind the group never refuses what the group
+   * would take. A request a proposal waits for is taken whatever the balance (execution decides).
+   */
+  fundsOf: ((client: Uint8Array) => number) | null = null;
+  /** Requests from peers refused because the client's balance did not cover their maxFee (fundsOf). */
+  unfundedForwards = 0;
 
   private admit(sr: SignedRequest, id: Uint8Array): void {
     const idHex = hex(id);

@@ -248,6 +248,8 @@ export class NodeHost {
     this.genesis = opts.genesis;
     this.db = db;
     this.replica = replica;
+    // Forwarded requests are held to the client's balance, as the API holds a client's own (fundsOf).
+    replica.fundsOf = (client) => db.state.balanceOf(client);
     this.wire = opts.wire;
     this.log = opts.logger ?? silent;
     this.obs = opts.observe ?? {};
@@ -961,6 +963,8 @@ export class NodeHost {
       expiredHeld: r.expiredHeldRequests,
       /** Requests accepted here that expired unordered, counted as they are forgotten (since the start). */
       expiredUnordered: r.forgottenExpired,
+      /** Requests peers forwarded whose client's balance here did not cover their maxFee (not taken). */
+      unfundedForwards: r.unfundedForwards,
       inferring: this.inferring,
       models: r.currentModels.map((d) => hex(d)),
       modelVersions: [...r.currentModelVersions],

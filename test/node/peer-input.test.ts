@@ -1,8 +1,12 @@
 /**
- * A peer's FETCH is answered with each thing once and within a size budget, and a FETCHED answer over a
- * frame goes out in several frames (from a review, 2026-12-05: one FETCH naming a 1 MiB request 65,536
- * times made the host encode a 64 GiB answer, and the failed encoding stopped the node). One real host
- * (SQLite ledger, stand-in model) whose wire records what it sends.
+ * What one faulty peer can ask of a node (from a review, 2026-12-05), on one real host (SQLite ledger,
+ * stand-in model) whose wire records what it sends:
+ * - a FETCH is answered with each thing once and within a size budget, and a FETCHED answer over a frame
+ *   goes out in several frames (one FETCH naming a 1 MiB request 65,536 times made the host encode a 64 GiB
+ *   answer, and the failed encoding stopped the node);
+ * - a forwarded request is taken only if its client's balance covers its maxFee, as the API requires of a
+ *   client's own (a peer forwarding an unfunded key's requests had every node infer them for nothing and
+ *   filled the pool funded clients need).
  */
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -36,6 +40,7 @@ function openHost(name: string, maxFrameBytes?: number) {
   const sent: { to: number; msg: NodeMessage; bytes: number }[] = [];
   let deliver: (from: number, bytes: Uint8Array) => void = () => {};
   let fatal: unknown = null;
+  const bad: { from: number; reason: string }[] = [];
   const host = NodeHost.open({
     id: 0,
     genesis: group.genesis,
@@ -48,7 +53,7 @@ function openHost(name: string, maxFrameBytes?: number) {
       onFrame: (h) => {
         deliver = h;
       },
-      reportBad: () => {},
+      reportBad: (from, reason) => bad.push({ from, reason }),
     },
     onFatal: (e) => {
       fatal = e;
@@ -59,14 +64,14 @@ function openHost(name: string, maxFrameBytes?: number) {
   return {
     host,
     sent,
+    bad,
     deliver: (from: number, m: NodeMessage) => deliver(from, encodeMessage(m)),
     fatal: () => fatal,
   };
 }
 
-/** `count` requests with inputs of `bytes` bytes each (random, so every id differs). */
-function bigRequests(count: number, bytes: number): SignedRequest[] {
-  const key = keyPairFromSeed(new Uint8Array(32).fill(5));
+/** `count` requests with inputs of `bytes` bytes each (random, so every id differs), by `key` (funded). */
+function bigRequests(count: number, bytes: number, key = group.client): SignedRequest[] {
   return Array.from({ length: count }, (_, nonce) => {
     const input = randomBytes(bytes);
     const request = {
@@ -126,6 +131,21 @@ describe('a FETCH from a peer', () => {
     expect(frames.length).toBeGreaterThan(1);
     for (const f of frames) expect(f.bytes).toBeLessThanOrEqual(2 * MiB + 4096);
     expect(answered(h.sent).sort()).toEqual(reqs.map((r) => hex(requestIdOf(r))).sort());
+    h.host.close();
+  });
+});
+
+describe('a request a peer forwards', () => {
+  it("is not taken when its client's balance is below its maxFee; a funded client's is", () => {
+    const h = openHost('unfunded');
+    const stranger = keyPairFromSeed(new Uint8Array(32).fill(6));
+    expect(h.host.db.state.balanceOf(stranger.publicKey)).toBe(0);
+    h.deliver(1, { kind: 'forward', requests: bigRequests(50, 64, stranger) });
+    expect(h.host.status()).toMatchObject({ pendingRequests: 0, unfundedForwards: 50 });
+    expect(h.bad).toEqual([]); // not held against the peer: the balance may have fallen since it took them
+    const funded = bigRequests(3, 64);
+    h.deliver(1, { kind: 'forward', requests: funded });
+    expect(h.host.status()).toMatchObject({ pendingRequests: 3, unfundedForwards: 50 });
     h.host.close();
   });
 });
