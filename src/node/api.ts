@@ -21,6 +21,7 @@
  * not fully arrived within `requestTimeoutMs`), answered on the socket with `Connection: close`.
  */
 import { randomBytes } from 'node:crypto';
+import { setMaxListeners } from 'node:events';
 import type { Socket } from 'node:net';
 import Fastify, {
   type FastifyBaseLogger,
@@ -139,6 +140,14 @@ export interface ApiOptions {
   maxInferenceQueue?: number;
   /** Retry-After seconds sent with 503 OVERLOADED (default 1). */
   retryAfterSeconds?: number;
+  /**
+   * Long polls held at once: HTTP requests waiting for certificates (`?wait` > 0 on GET /v1/certificates
+   * and POST /v1/requests, and v2 infer), whatever number of requests each waits for. One more is answered
+   * at once with 503 OVERLOADED (and Retry-After), before a POST submits anything (default 8192).
+   */
+  maxLongPolls?: number;
+  /** The same cap per connection: HTTP/1.1 pipelining starts every request it sends at once (default 64). */
+  maxLongPollsPerConnection?: number;
   /** A pino (or compatible) logger for fastify's request log (default: none). */
   logger?: FastifyBaseLogger;
 }
@@ -153,6 +162,8 @@ export const API_DEFAULTS = {
   minPending: 256,
   maxInferenceQueue: 256,
   retryAfterSeconds: 1,
+  maxLongPolls: 8192,
+  maxLongPollsPerConnection: 64,
 } as const;
 
 export { MAX_REQUESTS_PER_CALL };
@@ -531,7 +542,14 @@ export function buildApi(host: NodeHost, opts: ApiOptions = {}): FastifyInstance
   const custodial = opts.custodial !== undefined;
   const version = packageVersion();
   const maxWaitMs = o.maxWaitMs as number;
+  for (const k of ['maxLongPolls', 'maxLongPollsPerConnection'] as const) {
+    const v = o[k] as number;
+    if (!Number.isInteger(v) || v < 0) throw new RangeError(`${k} must be an integer ≥ 0, got ${v}`);
+  }
   let closing = false;
+  /** Long polls held now (holdPoll), in all and by connection. */
+  let longPolls = 0;
+  const pollsOn = new WeakMap<Socket, Set<AbortController>>();
 
   const app = Fastify({
     ...(opts.logger ? { loggerInstance: opts.logger } : { logger: false }),
@@ -612,11 +630,76 @@ export function buildApi(host: NodeHost, opts: ApiOptions = {}): FastifyInstance
   app.addHook('onResponse', async (req, reply) => {
     metrics.httpResponse(req.method, req.routeOptions.url ?? 'unmatched', reply.statusCode);
   });
+  // HTTP/1.1 answers a connection's requests in order: an answer ready while the connection still owes
+  // an earlier one (pipelining) is queued behind it, and once 16 KiB of answers are queued Node stops
+  // reading the connection, so a client that then hangs up is not seen to go. The long polls it holds
+  // end now instead (answered as when their wait is over: 404, 202 pending), so that answers flow and
+  // their waiters are never left behind a closed connection.
+  app.addHook('onSend', (req, reply, payload, done) => {
+    if (reply.raw.socket === null) {
+      const held = pollsOn.get(req.raw.socket);
+      if (held) for (const c of held) c.abort();
+    }
+    done(null, payload);
+  });
   app.addHook('preClose', async () => {
     closing = true;
   });
 
   const waitOf = (wait: number | undefined, dflt: number) => Math.min(wait ?? dflt, maxWaitMs);
+
+  /**
+   * A place for `req` as a long poll, under the caps (maxLongPolls, maxLongPollsPerConnection; over them
+   * OVERLOADED, thrown). Its signal aborts when the request's connection closes, which cancels its waits
+   * in the host (a client that goes away, or that pipelined many long polls and hung up, holds nothing);
+   * `release` gives the place back once the wait is over. The connection, not the request: Node's request
+   * object closes once its body is read, and a pipelined request's response never closes when the
+   * connection does. The signal also aborts when an answer is ready behind it on the connection (onSend).
+   */
+  const holdPoll = (
+    req: FastifyRequest,
+    requestId?: string,
+  ): { signal: AbortSignal; release: () => void } => {
+    const socket = req.raw.socket;
+    let mine = pollsOn.get(socket);
+    if (longPolls >= (o.maxLongPolls as number))
+      throw apiError(
+        'OVERLOADED',
+        `the node holds ${longPolls} long polls (limit ${o.maxLongPolls}); retry later, or ask without ?wait`,
+        requestId,
+      );
+    if (mine && mine.size >= (o.maxLongPollsPerConnection as number))
+      throw apiError(
+        'OVERLOADED',
+        `this connection holds ${mine.size} long polls (limit ${o.maxLongPollsPerConnection}); ` +
+          'send fewer at a time, or use more connections',
+        requestId,
+      );
+    const ac = new AbortController();
+    // One listener per request waited for (a POST waits for up to MAX_REQUESTS_PER_CALL).
+    setMaxListeners(MAX_REQUESTS_PER_CALL + 1, ac.signal);
+    if (socket.destroyed) {
+      ac.abort();
+      return { signal: ac.signal, release: () => {} };
+    }
+    if (!mine) {
+      const polls = new Set<AbortController>();
+      pollsOn.set(socket, polls);
+      socket.once('close', () => {
+        for (const c of polls) c.abort();
+      });
+      mine = polls;
+    }
+    const polls = mine;
+    polls.add(ac);
+    longPolls++;
+    return {
+      signal: ac.signal,
+      release: () => {
+        if (polls.delete(ac)) longPolls--;
+      },
+    };
+  };
 
   const modelSpec = (): ModelSpec => host.currentBackend.spec; // MODEL_MISMATCH (503) when not loaded
 
@@ -706,6 +789,7 @@ export function buildApi(host: NodeHost, opts: ApiOptions = {}): FastifyInstance
    * here answers with its certificate without being submitted again.
    */
   const submitAll = async (
+    req: FastifyRequest,
     srs: (SignedRequest | ApiError)[],
     waitMs: number,
     sentToAll = false,
@@ -735,46 +819,62 @@ export function buildApi(host: NodeHost, opts: ApiOptions = {}): FastifyInstance
         throw apiError('OVERLOADED', why, todo.length === 1 ? ids[todo[0]]! : undefined);
       }
     }
-    const checked = await Promise.all(
-      todo.map(async (i) => {
-        // A request held here passed these checks when it was accepted. Its id hashes the request, which
-        // names the input's digest but not the signature: a copy with another input or signature gets the
-        // accepted one's answer, whose certificate names the accepted input (the client checks that).
-        if (held.has(i)) return null;
-        try {
-          await precheck(srs[i] as SignedRequest, ids[i]!);
-          return null;
-        } catch (e) {
-          const err = toApiError(e, o.bodyLimitBytes as number);
-          metrics.requestRejected(err.code);
-          return err;
-        }
-      }),
-    );
-    const waits: Promise<void>[] = [];
-    todo.forEach((i, k) => {
-      const id = ids[i]!;
-      const bad = checked[k];
-      if (bad) {
-        out[i] = { requestId: id, error: bad };
-        return;
+    // A call that will wait takes its place as a long poll before anything is submitted: over the caps it
+    // is turned away whole, like admission above.
+    let poll: ReturnType<typeof holdPoll> | null = null;
+    if (waitMs > 0 && todo.length > 0) {
+      try {
+        poll = holdPoll(req, todo.length === 1 ? ids[todo[0]]! : undefined);
+      } catch (e) {
+        for (const _ of todo) metrics.requestRejected('OVERLOADED');
+        throw e;
       }
-      const res = host.submit(srs[i] as SignedRequest, { sentToAll });
-      // Submitting is idempotent: a request this node already holds (a peer forwarded it first, or the
-      // client sent it twice) or already executed is answered like a fresh one, with its certificate.
-      const known = !res.ok && (res.code === 'REQUEST_DUPLICATE' || res.code === 'REQUEST_ALREADY_EXECUTED');
-      if (!res.ok && !known) {
-        out[i] = { requestId: id, error: { code: res.code, message: res.message, requestId: id } };
-        return;
-      }
-      out[i] = { requestId: id, pending: true };
-      waits.push(
-        host.waitCertificate(id, waitMs).then((c) => {
-          if (c) out[i] = { requestId: id, certificate: c };
+    }
+    try {
+      const checked = await Promise.all(
+        todo.map(async (i) => {
+          // A request held here passed these checks when it was accepted. Its id hashes the request, which
+          // names the input's digest but not the signature: a copy with another input or signature gets the
+          // accepted one's answer, whose certificate names the accepted input (the client checks that).
+          if (held.has(i)) return null;
+          try {
+            await precheck(srs[i] as SignedRequest, ids[i]!);
+            return null;
+          } catch (e) {
+            const err = toApiError(e, o.bodyLimitBytes as number);
+            metrics.requestRejected(err.code);
+            return err;
+          }
         }),
       );
-    });
-    await Promise.all(waits);
+      const waits: Promise<void>[] = [];
+      todo.forEach((i, k) => {
+        const id = ids[i]!;
+        const bad = checked[k];
+        if (bad) {
+          out[i] = { requestId: id, error: bad };
+          return;
+        }
+        const res = host.submit(srs[i] as SignedRequest, { sentToAll });
+        // Submitting is idempotent: a request this node already holds (a peer forwarded it first, or the
+        // client sent it twice) or already executed is answered like a fresh one, with its certificate.
+        const known =
+          !res.ok && (res.code === 'REQUEST_DUPLICATE' || res.code === 'REQUEST_ALREADY_EXECUTED');
+        if (!res.ok && !known) {
+          out[i] = { requestId: id, error: { code: res.code, message: res.message, requestId: id } };
+          return;
+        }
+        out[i] = { requestId: id, pending: true };
+        waits.push(
+          host.waitCertificate(id, waitMs, poll?.signal).then((c) => {
+            if (c) out[i] = { requestId: id, certificate: c };
+          }),
+        );
+      });
+      await Promise.all(waits);
+    } finally {
+      poll?.release();
+    }
     return out as ItemOutcome[];
   };
 
@@ -838,7 +938,7 @@ export function buildApi(host: NodeHost, opts: ApiOptions = {}): FastifyInstance
           throw apiError('REQUEST_MALFORMED', `body (${REQUEST_LIST_TYPE}): ${(e as Error).message}`);
         }
         if (list.length === 0) throw apiError('BAD_REQUEST', 'the request list is empty');
-        const results = await submitAll(list, waitMs, sentToAll);
+        const results = await submitAll(req, list, waitMs, sentToAll);
         if (results.some((r) => 'pending' in r)) reply.code(202);
         return sendAnswers(reply, results);
       }
@@ -856,7 +956,7 @@ export function buildApi(host: NodeHost, opts: ApiOptions = {}): FastifyInstance
         single = true;
         list = [parseSigned(body.request)];
       }
-      const results = await submitAll(list, waitMs, sentToAll);
+      const results = await submitAll(req, list, waitMs, sentToAll);
       if (single) {
         const r = results[0];
         if ('error' in r) throw apiError(r.error.code, r.error.message, r.requestId);
@@ -875,7 +975,16 @@ export function buildApi(host: NodeHost, opts: ApiOptions = {}): FastifyInstance
     { schema: { params: certificateParams, querystring: waitQuery } },
     async (req) => {
       const id = req.params.requestId.toLowerCase();
-      const cert = await host.waitCertificate(id, waitOf(req.query.wait, 0));
+      const waitMs = waitOf(req.query.wait, 0);
+      let cert = host.certificate(id);
+      if (!cert && waitMs > 0) {
+        const poll = holdPoll(req, id);
+        try {
+          cert = await host.waitCertificate(id, waitMs, poll.signal);
+        } finally {
+          poll.release();
+        }
+      }
       if (!cert) throw apiError('CERTIFICATE_NOT_FOUND', `no certificate for request ${id} at this node`, id);
       return { requestId: id, certificate: toJson(CertificateCodec, cert) };
     },
@@ -929,6 +1038,8 @@ export function buildApi(host: NodeHost, opts: ApiOptions = {}): FastifyInstance
     return {
       ...host.status(),
       waitingForCertificates: host.waiting,
+      /** HTTP requests waiting for certificates now (api_limits.maxLongPolls). */
+      longPolls,
       peers: opts.peers?.() ?? null,
       backend,
     };
@@ -1165,7 +1276,7 @@ export function buildApi(host: NodeHost, opts: ApiOptions = {}): FastifyInstance
           );
       const input = imageOf(body);
       const sr = inferRequest(body, req.headers.authorization, input);
-      const [r] = await submitAll([sr], maxWaitMs);
+      const [r] = await submitAll(req, [sr], maxWaitMs);
       if ('error' in r) throw apiError(r.error.code, r.error.message, r.requestId);
       if ('pending' in r)
         throw apiError(

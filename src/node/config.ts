@@ -20,7 +20,9 @@
  *               "workerNice": 0 },                 // > 0: inference threads below the event loop (docs/inference.md)
  *   "replica": { "batchSize": 128, "batchTimeoutMs": 5 },
  *   "api_limits": { "bodyLimitBytes": 8388608, "maxPending": 8192, "maxQueueSeconds": 2, "minPending": 256,
- *                   "requestTimeoutMs": 60000 },    // a request not fully arrived by then: 408, closed
+ *                   "requestTimeoutMs": 60000,      // a request not fully arrived by then: 408, closed
+ *                   "maxLongPolls": 8192, "maxLongPollsPerConnection": 64 },
+ *                                                  // HTTP requests waiting (?wait) at once; more: 503
  *   "custodial": { "accounts": [ { "apiKeySha256": "<hex>", "key": "keys/client.json", "maxFee": 1000 } ] },
  *   "tls": { "key": "…", "cert": "…", "ca": "…" },
  *   "transport": { "quarantine": { "minMs": 1000, "maxMs": 60000, "forgiveMs": 600000 } },
@@ -73,6 +75,8 @@ export interface NodeConfig {
     maxQueueSeconds?: number;
     minPending?: number;
     requestTimeoutMs?: number;
+    maxLongPolls?: number;
+    maxLongPollsPerConnection?: number;
   };
   custodial: { apiKeySha256: string; key: string; maxFee: number }[] | null;
   tls: { key: string; cert: string; ca?: string } | null;
@@ -150,11 +154,19 @@ function replicaSettings(r: Record<string, unknown>, file: string): Record<strin
   return r as Record<string, number | boolean>;
 }
 
-/** The `api_limits` section, passed to the API as given; `requestTimeoutMs` is checked here. */
+/**
+ * The `api_limits` section, passed to the API as given; `requestTimeoutMs` and the long-poll caps are
+ * checked here.
+ */
 function apiLimits(r: Record<string, unknown>, file: string): NodeConfig['apiLimits'] {
   const t = r.requestTimeoutMs;
   if (t !== undefined && (typeof t !== 'number' || !Number.isInteger(t) || t < 0))
     throw bad('api_limits.requestTimeoutMs', 'must be an integer ≥ 0 (ms; 0: no limit)', file);
+  for (const k of ['maxLongPolls', 'maxLongPollsPerConnection']) {
+    const v = r[k];
+    if (v !== undefined && (typeof v !== 'number' || !Number.isInteger(v) || v < 0))
+      throw bad(`api_limits.${k}`, 'must be an integer ≥ 0 (long polls held at once)', file);
+  }
   return r as NodeConfig['apiLimits'];
 }
 

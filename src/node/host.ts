@@ -912,23 +912,39 @@ export class NodeHost {
     return this.db.certificate(requestId);
   }
 
-  /** Resolves with the certificate when this node has it, or null after `timeoutMs`. */
-  waitCertificate(requestId: string, timeoutMs: number): Promise<Certificate | null> {
+  /**
+   * Resolves with the certificate when this node has it, or null after `timeoutMs`. `signal` cancels the
+   * wait: once it aborts (the API aborts it when the HTTP request's connection closes), the waiter's timer
+   * is cleared, it leaves `waiting`, and the promise resolves with null at once. A signal shared by many
+   * waits (a POST of many requests) takes one listener per wait: raise its limit (events.setMaxListeners).
+   */
+  waitCertificate(requestId: string, timeoutMs: number, signal?: AbortSignal): Promise<Certificate | null> {
     const have = this.certificate(requestId);
-    if (have || timeoutMs <= 0) return Promise.resolve(have);
+    if (have || timeoutMs <= 0 || signal?.aborted) return Promise.resolve(have);
     return new Promise((resolve) => {
+      const drop = () => {
+        const ws = this.waiters.get(requestId);
+        if (!ws) return;
+        const i = ws.indexOf(w);
+        if (i >= 0) ws.splice(i, 1);
+        if (ws.length === 0) this.waiters.delete(requestId);
+      };
+      const onAbort = () => {
+        clearTimeout(w.timer);
+        drop();
+        resolve(null);
+      };
       const w: Waiter = {
-        resolve,
+        resolve: (c) => {
+          signal?.removeEventListener('abort', onAbort);
+          resolve(c);
+        },
         timer: setTimeout(() => {
-          const ws = this.waiters.get(requestId);
-          if (ws) {
-            const i = ws.indexOf(w);
-            if (i >= 0) ws.splice(i, 1);
-            if (ws.length === 0) this.waiters.delete(requestId);
-          }
-          resolve(this.certificate(requestId));
+          drop();
+          w.resolve(this.certificate(requestId));
         }, timeoutMs),
       };
+      signal?.addEventListener('abort', onAbort, { once: true });
       const ws = this.waiters.get(requestId);
       if (ws) ws.push(w);
       else this.waiters.set(requestId, [w]);

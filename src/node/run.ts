@@ -196,6 +196,8 @@ export async function startNode(
       maxQueueSeconds: cfg.apiLimits.maxQueueSeconds,
       minPending: cfg.apiLimits.minPending,
       requestTimeoutMs: cfg.apiLimits.requestTimeoutMs,
+      maxLongPolls: cfg.apiLimits.maxLongPolls,
+      maxLongPollsPerConnection: cfg.apiLimits.maxLongPollsPerConnection,
       custodial: custodial ? { accounts: custodial } : undefined,
       peers: () => peerStatesOf(transport),
       metrics,

@@ -158,6 +158,31 @@ describe('node config: api_limits.requestTimeoutMs', () => {
   });
 });
 
+describe('node config: api_limits long-poll caps', () => {
+  const withLimits = (limits: unknown) => {
+    const file = join(dir, 'node-p.json');
+    writeFileSync(file, JSON.stringify({ ...BASE, api_limits: limits }));
+    return loadNodeConfig(file);
+  };
+
+  it('passes integers ≥ 0 through and refuses anything else, naming the field', () => {
+    const l = withLimits({ maxLongPolls: 100, maxLongPollsPerConnection: 0 }).apiLimits;
+    expect([l.maxLongPolls, l.maxLongPollsPerConnection]).toEqual([100, 0]);
+    for (const k of ['maxLongPolls', 'maxLongPollsPerConnection'])
+      for (const v of [-1, 1.5, '64', null]) {
+        let err: unknown;
+        try {
+          withLimits({ [k]: v });
+        } catch (e) {
+          err = e;
+        }
+        expect(err).toBeInstanceOf(DropbearError);
+        expect((err as DropbearError).code).toBe('CONFIG_INVALID');
+        expect((err as DropbearError).message).toContain(`"api_limits.${k}" must be an integer ≥ 0`);
+      }
+  });
+});
+
 describe('node config: unknown fields', () => {
   const withFields = (extra: Record<string, unknown>) => {
     const file = join(dir, 'node-u.json');
