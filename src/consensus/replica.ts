@@ -1498,6 +1498,10 @@ export class Replica {
       const ts = p ? p.sr.request.timestamp : Number.NEGATIVE_INFINITY;
       const mine = this.votes.get(idHex)?.get(this.id);
       const again =
+        // No longer held (executed, or expired and forgotten): a vote now is of no use, and if this node
+        // voted on it before (inferred twice after a view change put it back) a second answer that differs
+        // would be double-vote evidence against it at a peer still holding the first.
+        p === undefined ||
         (this.resultsFloor > 0 && ts <= this.resultsFloor) ||
         (mine !== undefined &&
           equalBytes(

@@ -449,3 +449,29 @@ describe('replica, review of 2026-12-05: votes for requests never received are b
     expect(inner(h.r).results.size).toBe(before - 1);
   });
 });
+
+describe('replica, review of 2026-12-05: an answer for a request no longer held', () => {
+  it('is not signed: a request forgotten while its inference ran gets no RESULTS', () => {
+    const h = new One(0, { viewChangeTimeoutMs: 1000 });
+    const sr = mkReq(1);
+    const acts = h.msg(1, { kind: 'forward', requests: [sr] }, T0);
+    acts.push(...h.step({ type: 'tick' }, T0 + 2));
+    const asked = acts.filter((a) => a.type === 'infer');
+    expect(asked).toHaveLength(1);
+    // Long past its expiry and the guard after it: swept from the pool while the model still ran.
+    const p = G.genesis.params;
+    const later = T0 + p.expiryMs + 2 * p.maxClockSkewMs + 1000 + 10_000;
+    h.step({ type: 'tick' }, later);
+    expect(h.r.pendingRequests).toBe(0);
+    const result = {
+      requestId: requestIdOf(sr),
+      result: { kind: 'class' as const, top: [{ label: 7, score: 900_000 }] },
+    };
+    const out = h.step(
+      { type: 'inferred', modelDigest: G.genesis.nodes[0].modelDigest, results: [result] },
+      later + 1,
+    );
+    expect(sent(out, 'results')).toEqual([]);
+    expect(out.filter((a) => a.type === 'saveResults')).toEqual([]);
+  });
+});

@@ -631,7 +631,9 @@ describe('1b. requests signed as a client batch', () => {
 describe('2. results', () => {
   it('an inferred event becomes one broadcast results message signed by the node', () => {
     const h = new One(2);
-    const ids = [requestIdOf(mkReq(1)), requestIdOf(mkReq(2))];
+    const reqs = [mkReq(1), mkReq(2)];
+    h.msg(0, { kind: 'forward', requests: reqs });
+    const ids = reqs.map(requestIdOf);
     const a = h.inferred(ids, 42);
     const rs = sent(a, 'results');
     expect(rs).toHaveLength(1);
@@ -1283,9 +1285,9 @@ describe('4. a backup accepts or refuses a pre-prepare', () => {
     const sr = mkReq(9);
     const id = requestIdOf(sr);
     const res = [0, 1, 2, 3].map((v) => resultsOf(v, [id]));
-    h.inferred([id]);
+    // (It has not inferred a request it does not hold: its own vote is not in the proposal.)
     for (const v of [0, 2, 3]) h.msg(v, { kind: 'results', signed: res[v] });
-    const pp = makePP(1, [{ requestId: id, votes: res.map((x) => voteOf(x, 0)) }]);
+    const pp = makePP(1, [{ requestId: id, votes: [0, 2, 3].map((v) => voteOf(res[v], 0)) }]);
     const a = h.msg(0, { kind: 'prePrepare', pp });
     expect(sent(a, 'prepare')).toHaveLength(0);
     const fetch = sent(a, 'fetch');
