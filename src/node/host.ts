@@ -162,16 +162,22 @@ export function isTransientInference(e: unknown): boolean {
  * "Durability and restarts"): its PRE-PREPARE, PREPARE, COMMIT, VIEW-CHANGE and NEW-VIEW, and the
  * answers that may carry them (FETCHED carries PRE-PREPAREs; a state response, sent through `out` by
  * serveState, a NEW-VIEW). The node host holds them until the fsync that covers their record has called
- * back, and a prepared receipt signature (a RECEIPT-SIG with a view: it says the node prepared the batch,
- * as its COMMIT does; sendKind). The node's own RESULTS wait for their record too, as resultsOut says.
- * Everything else leaves at once: a plain RECEIPT-SIG and CHECKPOINT sign what execution computes again
- * the same after a crash (it is deterministic, and the votes are fixed in the batch), and FORWARD, FETCH
- * and transactions carry what clients signed. Peers take messages in any order (as after a reconnect).
+ * back, and every RECEIPT-SIG and CHECKPOINT. A prepared receipt signature says the node prepared the
+ * batch, as its COMMIT does. A plain one (and a CHECKPOINT) says the batch committed and executed here,
+ * and this node's own COMMIT counted towards that: its prepared certificate (the `commit` record) must be
+ * on disk first, or a crash leaves only f honest nodes holding it, and a NEW-VIEW built with f faulty
+ * nodes' VIEW-CHANGEs can drop a batch a valid certificate names. Until 2026-12-05 these left in the turn
+ * of their execution, which a review showed unsafe under pipelining (batch s executes in the turn that
+ * records s + 1's prepared certificate, or while its fsync runs). The node's own RESULTS wait for their
+ * record too, as resultsOut says. FORWARD, FETCH and transactions carry what clients signed and leave at
+ * once. Peers take messages in any order (as after a reconnect).
  */
 const GUARDED: ReadonlySet<string> = new Set([
   'prePrepare',
   'prepare',
   'commit',
+  'receiptSig',
+  'checkpoint',
   'viewChange',
   'newView',
   'fetched',
@@ -647,8 +653,7 @@ export class NodeHost {
 
   /** A message of a GUARDED kind goes through `out`; RESULTS as `resultsOut` says; any other leaves now. */
   private sendKind(msg: NodeMessage, send: () => void): void {
-    // A prepared receipt signature says this node prepared the batch, like its COMMIT: it waits with it.
-    if (GUARDED.has(msg.kind) || (msg.kind === 'receiptSig' && msg.view !== null)) this.out(send);
+    if (GUARDED.has(msg.kind)) this.out(send);
     else if (msg.kind === 'results') this.resultsOut(send);
     else send();
   }
