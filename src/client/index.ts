@@ -22,6 +22,7 @@ import {
   LIMITS,
   MAX_REQUESTS_PER_CALL,
   type Policy,
+  quorumOf,
   REQUEST_ANSWERS_TYPE,
   REQUEST_LIST_TYPE,
   type Request,
@@ -353,9 +354,11 @@ async function answersOf(
 
 /**
  * What the refusals of one request so far settle, if anything. A refusal with a final code ends a call
- * (or settles a batch item) only once at least f+1 distinct nodes refused with the SAME code, so that at
- * least one honest node said exactly that: the error then has that code, and its message names those nodes
- * and what each said. Refusals with different codes prove nothing: an honest node's own refusal (its body
+ * (or settles a batch item) only once enough distinct nodes refused with the SAME code: f+1 for a code
+ * every honest node derives from the request alone (REQUEST_INTRINSIC), so that at least one honest node
+ * said exactly that; q for one that may be a node's own, so that f faulty nodes echoing one honest node's
+ * own refusal cannot end a call the rest certify (from a review, 2026-12-05). The error then has that code,
+ * and its message names those nodes and what each said. Refusals with different codes prove nothing: an honest node's own refusal (its body
  * limit, its model's input check, its ledger behind, its clock at the edge) and a Byzantine node's lie must
  * not end a call the other nodes would certify. Once every node has refused, with no f+1 of them agreeing,
  * nothing is left to wait for: NO_CERTIFICATE, listing each node's code and message; unless they all gave
@@ -366,6 +369,7 @@ async function answersOf(
 function refusalVerdict(
   refusals: ReadonlyMap<number, DropbearError>,
   f: number,
+  q: number,
   nodes: number,
   id: string,
 ): DropbearError | null {
@@ -380,12 +384,17 @@ function refusalVerdict(
       const e = refusals.get(node) as DropbearError;
       return `node ${node}: ${e.code} ${e.message}`;
     }).join('; ');
-  for (const [code, ids] of byCode)
-    if (ids.length > f)
+  for (const [code, ids] of byCode) {
+    // A code every honest node derives from the request alone: f + 1 agreeing include an honest one. A
+    // code that may be a node's own (its clock, ledger, body limit or model) needs q: f faulty nodes
+    // echoing one honest node's own refusal must not end a call the other nodes certify (and charge).
+    const need = REQUEST_INTRINSIC.has(code) ? f + 1 : q;
+    if (ids.length >= need)
       return new DropbearError(
         code,
-        `nodes ${ids.join(', ')} refused ${id} with ${code} (f + 1 = ${f + 1} agree): ${said(ids)}`,
+        `nodes ${ids.join(', ')} refused ${id} with ${code} (${need === f + 1 ? `f + 1 = ${need}` : `q = ${need}`} agree): ${said(ids)}`,
       );
+  }
   if (refusals.size >= nodes && byCode.size === 1) {
     const [[code, ids]] = byCode;
     return new DropbearError(
@@ -707,7 +716,13 @@ export class DropbearClient {
             if (waiting.has(n)) wakeQuiet();
             if (FINAL.has(code) && !verdict) {
               if (!refusals.has(n.id)) refusals.set(n.id, e as DropbearError);
-              verdict = refusalVerdict(refusals, this.genesis.f, this.nodes.length, id);
+              verdict = refusalVerdict(
+                refusals,
+                this.genesis.f,
+                quorumOf(this.genesis),
+                this.nodes.length,
+                id,
+              );
               if (verdict) abort.abort(DONE);
             }
             throw e;
@@ -1092,7 +1107,13 @@ export class DropbearClient {
   private refused(node: GroupNode, it: BatchItem, err: DropbearError, ctx: BatchContext): void {
     if (it.out) return;
     if (!it.refusals.has(node.id)) it.refusals.set(node.id, err);
-    const verdict = refusalVerdict(it.refusals, this.genesis.f, this.nodes.length, it.id);
+    const verdict = refusalVerdict(
+      it.refusals,
+      this.genesis.f,
+      quorumOf(this.genesis),
+      this.nodes.length,
+      it.id,
+    );
     if (verdict) ctx.settle(it, verdict);
   }
 
@@ -1268,6 +1289,18 @@ const FINAL = new Set([
   'INPUT_UNSUPPORTED',
   'INPUT_UNDECODABLE',
   'BODY_TOO_LARGE',
+]);
+
+/**
+ * The final codes every honest node gives alike, from the request alone (its signature, group, policy and
+ * input size against the genesis): f + 1 agreeing end a call. The other final codes may come from a node's
+ * own state (its clock, ledger, body limit or model's input check): q must agree (refusalVerdict).
+ */
+const REQUEST_INTRINSIC = new Set([
+  'REQUEST_BAD_SIGNATURE',
+  'REQUEST_WRONG_GROUP',
+  'REQUEST_BAD_POLICY',
+  'REQUEST_INPUT_TOO_LARGE',
 ]);
 
 /** Records on each unsettled item why `node` could not serve it. */

@@ -258,6 +258,40 @@ describe('refusals: only f+1 nodes agreeing on one code end a call', () => {
       expect([2, 3]).toContain(expectCertified(x).servedBy);
   });
 
+  it("a faulty node echoing an honest node's own refusal (f + 1 alike, a code that may be a node's own) does not end a call the others certify", async () => {
+    // Node 0 is honest with a small body limit; node 1 lies with the same code; 2 and 3 certify. Before
+    // 2026-12-05 the two alike (f + 1) ended the call while the group certified the request and charged it.
+    const nodes = [
+      await fakeNode(refuser(413, 'BODY_TOO_LARGE')),
+      await fakeNode(refuser(413, 'BODY_TOO_LARGE')),
+      await fakeNode(honest(300)),
+      await fakeNode(honest(300)),
+    ];
+    expect([2, 3]).toContain(expectCertified(await client(nodes).infer(input())).servedBy);
+    const nodesB = [
+      await fakeNode(itemRefuser('INSUFFICIENT_FUNDS')),
+      await fakeNode(itemRefuser('INSUFFICIENT_FUNDS')),
+      await fakeNode(honest(300)),
+      await fakeNode(honest(300)),
+    ];
+    for (const x of await client(nodesB).inferBatch([input(), input()]))
+      expect([2, 3]).toContain(expectCertified(x).servedBy);
+    // A code every honest node derives from the request alone still ends it with f + 1.
+    const bad = [
+      await fakeNode(refuser(401, 'REQUEST_BAD_SIGNATURE')),
+      await fakeNode(refuser(401, 'REQUEST_BAD_SIGNATURE')),
+      await fakeNode(honest(3000)),
+      await fakeNode(honest(3000)),
+    ];
+    const t0 = Date.now();
+    const e = await client(bad)
+      .infer(input())
+      .catch((x: unknown) => x);
+    expect(codeOf(e)).toBe('REQUEST_BAD_SIGNATURE');
+    expect((e as Error).message).toContain('f + 1 = 2 agree');
+    expect(Date.now() - t0).toBeLessThan(2000);
+  });
+
   it('f+1 nodes refusing with the same code end the call with that code, naming them', async () => {
     const liar = await fakeNode(refuser(402, 'INSUFFICIENT_FUNDS'));
     const expired = () => fakeNode(refuser(400, 'REQUEST_EXPIRED', 50));
