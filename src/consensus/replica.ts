@@ -1775,6 +1775,28 @@ export class Replica {
     return batchCap(this.executedPerSecond(), this.cfg);
   }
 
+  /**
+   * The votes to propose for a request: every one held, unless their fees add up to more than the client's
+   * maxFee, which the ledger would skip ('over-max-fee') although q of them may fit. Then the dearest go
+   * (the higher node id first among equal fees) while more than q remain and the sum is over. A client that
+   * signs the API's least maxFee (the q lowest fees) is then served whenever the cheapest q voted; before
+   * 2026-12-05 it was skipped whenever all n voted (from a review).
+   */
+  private withinMaxFee<V extends { node: number }>(votes: V[], maxFee: number): V[] {
+    const fee = (v: V) => this.genesis.nodes[v.node]?.fee ?? 0;
+    let total = 0;
+    for (const v of votes) total += fee(v);
+    if (total <= maxFee || votes.length <= this.q) return votes;
+    const dearest = [...votes].sort((a, b) => fee(b) - fee(a) || b.node - a.node);
+    const dropped = new Set<V>();
+    for (const v of dearest) {
+      if (total <= maxFee || votes.length - dropped.size <= this.q) break;
+      dropped.add(v);
+      total -= fee(v);
+    }
+    return votes.filter((v) => !dropped.has(v));
+  }
+
   private propose(): void {
     const entries: BatchEntry[] = [];
     const limit = this.batchLimit();
@@ -1792,7 +1814,7 @@ export class Replica {
         .map((v) => ({ node: v.node, results: v.results, index: v.index }));
       if (votes.length < this.q) continue;
       p.state = 'proposed';
-      entries.push({ requestId: p.id, votes });
+      entries.push({ requestId: p.id, votes: this.withinMaxFee(votes, p.sr.request.maxFee) });
     }
     // Every waiting transaction goes along (a batch may carry transactions and no entries), sorted by node,
     // version and id, not in arrival order: the ledger applies a node's update only at the version after

@@ -19,8 +19,11 @@ import {
   type Receipt,
   receiptHashOf,
   requestIdOf,
+  type SignedRequest,
   type SignedViewChange,
+  sha256,
   signReceiptAs,
+  signRequest,
   signTagged,
   TAGS,
   ViewChangeBody,
@@ -473,5 +476,44 @@ describe('replica, review of 2026-12-05: an answer for a request no longer held'
     );
     expect(sent(out, 'results')).toEqual([]);
     expect(out.filter((a) => a.type === 'saveResults')).toEqual([]);
+  });
+});
+
+describe('replica, review of 2026-12-05: a proposal within the client maxFee', () => {
+  /** A request of the group's client with this maxFee. */
+  const withMaxFee = (nonce: number, maxFee: number) => {
+    const input = new TextEncoder().encode(`fee #${nonce}`);
+    const request = {
+      groupId: GID,
+      client: G.client.publicKey,
+      nonce,
+      timestamp: T0,
+      inputDigest: sha256(input),
+      policy: null,
+      maxFee,
+    };
+    return signRequest(request, input, G.client);
+  };
+  /** The nodes whose votes node 0, the primary, proposes for `sr` once all four voted. */
+  const proposedVoters = (sr: SignedRequest) => {
+    const h = new One(0, { voteWaitMs: 1, batchTimeoutMs: 1, idleBatchTimeoutMs: 0 });
+    const id = requestIdOf(sr);
+    h.step({ type: 'request', request: sr }, T0);
+    const mine = resultsOf(0, [id]).batch.entries.map((e) => ({ requestId: e.requestId, result: e.result }));
+    h.step({ type: 'inferred', modelDigest: G.genesis.nodes[0].modelDigest, results: mine }, T0 + 1);
+    for (const n of [1, 2, 3]) h.msg(n, { kind: 'results', signed: resultsOf(n, [id]) }, T0 + 2);
+    for (let t = T0 + 3; t < T0 + 20; t++) h.step({ type: 'tick' }, t);
+    const pps = sent(h.log, 'prePrepare');
+    expect(pps).toHaveLength(1);
+    return pps[0].kind === 'prePrepare' ? pps[0].pp.batch.entries[0].votes.map((v) => v.node) : [];
+  };
+
+  it('drops the dearest votes while more than q remain and their fees are over it', () => {
+    // Fees are 1, 2, 3, 4 (node id + 1); q = 3. The API's least maxFee is the three lowest: 6.
+    expect(G.genesis.nodes.map((n) => n.fee)).toEqual([1, 2, 3, 4]);
+    expect(proposedVoters(withMaxFee(1, 6))).toEqual([0, 1, 2]);
+    expect(proposedVoters(withMaxFee(2, 10))).toEqual([0, 1, 2, 3]);
+    // Over it even with q votes: q of them go, and the ledger skips it (over-max-fee) as before.
+    expect(proposedVoters(withMaxFee(3, 5))).toEqual([0, 1, 2]);
   });
 });
