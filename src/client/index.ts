@@ -199,6 +199,13 @@ interface BatchItem {
   /** A node took it: it answered pending or with a certificate (valid or not). */
   taken?: boolean;
   /**
+   * Nodes it was POSTed to, and those of them that turned it away for sure (OVERLOADED, or a final
+   * refusal): OVERLOADED is the item's answer only when every node asked did, since a POST still open or
+   * cut off may have been taken (see sendOne).
+   */
+  asked?: Set<number>;
+  declined?: Set<number>;
+  /**
    * Ends this item's own calls (a lone POST, polls) once it is settled or the call ends. Made only when
    * such a call starts (`itemSignal`): most items settle from their batch's answer and never need one,
    * and an abort costs an event even with nothing listening.
@@ -662,6 +669,10 @@ export class DropbearClient {
     // Nodes that turned the request away as OVERLOADED, and whether any node took it (see the end).
     const overloadedBy = new Set<number>();
     let taken = false;
+    // POSTs started, and those that turned the request away for sure (OVERLOADED or a final refusal): a
+    // POST still open at the deadline, or cut off, may have been taken (see the end).
+    let asked = 0;
+    const declined = new Set<number>();
     const first = this.targets();
     const rest = this.nodes.filter((n) => !first.includes(n));
     const toAll = this.coversGroup(first);
@@ -679,11 +690,14 @@ export class DropbearClient {
       const chosen = first.includes(node);
       const quiet = chosen && !waiting.has(node);
       const posted = this.post(node, body, quiet ? 0 : deadline - Date.now(), posts.signal, toAll && chosen);
+      asked++;
       posted.then(
         () => {
           taken = true;
         },
-        () => {},
+        (e: unknown) => {
+          if (surelyNotTaken(e)) declined.add(node.id);
+        },
       );
       let cert = await Promise.race([posted, ended]);
       if (!cert && quiet) {
@@ -774,12 +788,17 @@ export class DropbearClient {
     } catch {
       if (verdict) throw verdict;
       // No f+1 agreeing refusals: a lone refusal is among the per-node errors, not the call's code.
-      // Turned away for load by some node and taken by none: the caller should back off and retry.
-      if (overloadedBy.size > 0 && !taken)
+      // Turned away for load by some node, and for sure by every node asked: the caller should back off
+      // and retry. A POST still open at the deadline (a node that holds it while the group is slow) or cut
+      // off may have been taken: then NO_CERTIFICATE, and a retry must send the same signed request
+      // (send), not a new one, or the client may pay twice (from a review, 2026-12-05).
+      if (overloadedBy.size > 0 && !taken && declined.size >= asked)
         throw new DropbearError('OVERLOADED', `no node took ${id}: ${errors.join('; ')}`);
       throw new DropbearError(
         'NO_CERTIFICATE',
-        `no node returned a valid certificate for ${id}: ${errors.join('; ')}`,
+        `no node returned a valid certificate for ${id}` +
+          `${overloadedBy.size > 0 && !taken ? ' (a node may hold it: to retry, send the same signed request again)' : ''}: ` +
+          errors.join('; '),
       );
     } finally {
       clearTimeout(hedge);
@@ -981,7 +1000,8 @@ export class DropbearClient {
         const why = it.errors.length > 0 ? it.errors.join('; ') : `no answer within ${timeoutMs} ms`;
         // Turned away for load and taken by no node: the group never saw it, and the caller should back
         // off and send it again, which OVERLOADED says (NO_CERTIFICATE would hide it).
-        const code = it.overloadedBy && !it.taken ? 'OVERLOADED' : 'NO_CERTIFICATE';
+        const allDeclined = [...(it.asked ?? [])].every((n) => it.declined?.has(n));
+        const code = it.overloadedBy && !it.taken && allDeclined ? 'OVERLOADED' : 'NO_CERTIFICATE';
         const what = code === 'OVERLOADED' ? 'no node took' : 'no node returned a valid certificate for';
         ctx.settle(it, new DropbearError(code, `${what} ${it.id} within ${timeoutMs} ms: ${why}`));
       }
@@ -1023,6 +1043,7 @@ export class DropbearClient {
         // (a long poll each), which cost the protocol bench's open-loop peak ~15 %.
         const left = ctx.deadline - Date.now();
         const waitMs = Math.min(left - Math.min(1000, left / 4), BATCH_WAIT_MS);
+        for (const it of chunk) (it.asked ??= new Set()).add(node.id);
         answer = await this.postBatch(node, chunk, waitMs, ctx.signal, ctx.sentToAll);
       } catch (e) {
         // Down, reset, aborted: this node is out for everything it has not answered yet.
@@ -1035,6 +1056,7 @@ export class DropbearClient {
           // Noted once per node and item; asked again after Retry-After while the call has time left.
           for (const it of chunk) {
             it.overloadedBy ??= new Set();
+            (it.declined ??= new Set()).add(node.id);
             if (it.overloadedBy.has(node.id)) continue;
             it.overloadedBy.add(node.id);
             it.errors.push(
@@ -1094,6 +1116,7 @@ export class DropbearClient {
     }
     const err = new DropbearError(answer.code, answer.message || answer.code);
     if (err.code === 'OVERLOADED') (it.overloadedBy ??= new Set()).add(node.id);
+    if (err.code === 'OVERLOADED' || FINAL.has(err.code)) (it.declined ??= new Set()).add(node.id);
     why(`${err.code} ${err.message}`);
     if (FINAL.has(err.code)) this.refused(node, it, err, ctx);
   }
@@ -1105,6 +1128,7 @@ export class DropbearClient {
    * failure.
    */
   private refused(node: GroupNode, it: BatchItem, err: DropbearError, ctx: BatchContext): void {
+    (it.declined ??= new Set()).add(node.id);
     if (it.out) return;
     if (!it.refusals.has(node.id)) it.refusals.set(node.id, err);
     const verdict = refusalVerdict(
@@ -1135,6 +1159,7 @@ export class DropbearClient {
     ctx: BatchContext,
     pollLater: (it: BatchItem) => void,
   ): Promise<void> {
+    (it.asked ??= new Set()).add(node.id);
     try {
       const cert = await this.post(
         node,
@@ -1303,11 +1328,25 @@ const REQUEST_INTRINSIC = new Set([
   'REQUEST_INPUT_TOO_LARGE',
 ]);
 
-/** Records on each unsettled item why `node` could not serve it. */
+/**
+ * Whether a POST that failed with `e` surely left its requests untaken by that node: it turned them away
+ * (OVERLOADED, a final refusal), or the connection was never made. A reset, a timeout or an abort may come
+ * after the node took them.
+ */
+function surelyNotTaken(e: unknown): boolean {
+  if (e instanceof DropbearError) return e.code === 'OVERLOADED' || FINAL.has(e.code);
+  const cause = (e as { cause?: { code?: unknown } } | null)?.cause?.code;
+  return typeof cause === 'string' && NEVER_CONNECTED.has(cause);
+}
+const NEVER_CONNECTED = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH']);
+
+/** Records on each unsettled item why `node` could not serve it (and whether it surely did not take it). */
 function failAll(items: BatchItem[], node: GroupNode, e: unknown): void {
   const code = e instanceof DropbearError ? e.code : 'NETWORK';
+  const declined = surelyNotTaken(e);
   for (const it of items)
     if (!it.out) {
+      if (declined) (it.declined ??= new Set()).add(node.id);
       if (code === 'OVERLOADED') (it.overloadedBy ??= new Set()).add(node.id);
       it.errors.push(`node ${node.id}: ${code} ${(e as Error).message}`);
     }

@@ -292,6 +292,25 @@ describe('refusals: only f+1 nodes agreeing on one code end a call', () => {
     expect(Date.now() - t0).toBeLessThan(2000);
   });
 
+  it('OVERLOADED only when every node asked surely did not take it: a POST still open at the deadline may have been taken', async () => {
+    // Node 0 is busy; node 1 holds the POST (the group is slower than the call): before 2026-12-05 the call
+    // said OVERLOADED ("no node took it"), and a client that signed a new request paid twice.
+    const busy = await fakeNode(refuser(503, 'OVERLOADED'));
+    const slow = await fakeNode(honest(3000));
+    const e = await client([busy, slow], { timeoutMs: 800 })
+      .infer(input())
+      .catch((x: unknown) => x);
+    expect(codeOf(e)).toBe('NO_CERTIFICATE');
+    expect((e as Error).message).toContain('send the same signed request again');
+    const b = await client([busy, slow], { timeoutMs: 800 }).inferBatch([input()]);
+    expect(codeOf(b[0])).toBe('NO_CERTIFICATE');
+    // Every node asked turned it away: OVERLOADED, as before.
+    const e2 = await client([busy, await fakeNode(refuser(503, 'OVERLOADED'))], { timeoutMs: 800 })
+      .infer(input())
+      .catch((x: unknown) => x);
+    expect(codeOf(e2)).toBe('OVERLOADED');
+  });
+
   it('f+1 nodes refusing with the same code end the call with that code, naming them', async () => {
     const liar = await fakeNode(refuser(402, 'INSUFFICIENT_FUNDS'));
     const expired = () => fakeNode(refuser(400, 'REQUEST_EXPIRED', 50));
