@@ -61,14 +61,23 @@ const code = (p: Promise<unknown>) =>
     (e: { code?: string }) => e.code ?? String(e),
   );
 
-/** decodeImage's outcome and time, given up on (not ended: libvips runs on) after `limitMs`. */
-async function decodeOutcome(bytes: Uint8Array, limitMs = 5000) {
-  const t0 = performance.now();
+/**
+ * decodeImage's outcome: its error code and message, or 'ok'; given up on (not ended: libvips runs on)
+ * after `limitMs`, far above a refusal (milliseconds) and far below what decoding the 1×40,000,000 PNG
+ * took (33–50 s). No test here times anything: that a refusal came before decoding is shown by its
+ * message, which names the declared-size rule (checkDeclaredSize), not by how fast it came.
+ */
+async function decodeOutcome(bytes: Uint8Array, limitMs = 15_000) {
   const outcome = await Promise.race([
-    code(decodeImage(bytes, 'fast')),
-    new Promise<string>((r) => setTimeout(() => r(`still decoding after ${limitMs} ms`), limitMs).unref()),
+    decodeImage(bytes, 'fast').then(
+      () => ({ code: 'ok', message: '' }),
+      (e: { code?: string; message?: string }) => ({ code: e.code ?? String(e), message: e.message ?? '' }),
+    ),
+    new Promise<{ code: string; message: string }>((r) =>
+      setTimeout(() => r({ code: `still decoding after ${limitMs} ms`, message: '' }), limitMs).unref(),
+    ),
   ]);
-  return { outcome, ms: performance.now() - t0 };
+  return outcome;
 }
 
 const engines: InferenceEngine[] = [];
@@ -86,8 +95,8 @@ describe('PNG bounds, before decoding', () => {
     expect(await code(checkInput(png, spec))).toBe('INPUT_TOO_LARGE');
     await expect(checkInput(png, spec)).rejects.toThrow(/65500/);
     const r = await decodeOutcome(png);
-    expect(r.outcome).toBe('INPUT_TOO_LARGE');
-    expect(r.ms).toBeLessThan(200);
+    expect(r.code).toBe('INPUT_TOO_LARGE');
+    expect(r.message).toMatch(/65500/);
   });
 
   it('refuses a PNG of 40,000,000×1 pixels, and 1×65501, for their side', async () => {
@@ -98,8 +107,8 @@ describe('PNG bounds, before decoding', () => {
       const png = await blackPng(w, h);
       expect(await code(checkInput(png, spec)), `${w}×${h}`).toBe('INPUT_TOO_LARGE');
       const r = await decodeOutcome(png);
-      expect(r.outcome, `${w}×${h}`).toBe('INPUT_TOO_LARGE');
-      expect(r.ms).toBeLessThan(200);
+      expect(r.code, `${w}×${h}`).toBe('INPUT_TOO_LARGE');
+      expect(r.message, `${w}×${h}`).toMatch(/65500/);
     }
   });
 
@@ -109,8 +118,8 @@ describe('PNG bounds, before decoding', () => {
     expect(await code(checkInput(png, spec))).toBe('INPUT_TOO_LARGE');
     await expect(checkInput(png, spec)).rejects.toThrow(/128 pixels a byte/);
     const r = await decodeOutcome(png);
-    expect(r.outcome).toBe('INPUT_TOO_LARGE');
-    expect(r.ms).toBeLessThan(100);
+    expect(r.code).toBe('INPUT_TOO_LARGE');
+    expect(r.message).toMatch(/128 pixels a byte/);
   });
 
   it('an engine refuses both at once, and a JPEG sent after them is answered without waiting', async () => {
@@ -119,11 +128,12 @@ describe('PNG bounds, before decoding', () => {
     const jpg = readFileSync(`${DATA_DIR}/sample/n01440764_tench.JPEG`);
     const tall = await blackPng(1, 40_000_000);
     const dense = await blackPng(6324, 6324);
-    const t0 = performance.now();
+    // Without the bounds the tall PNG held a preprocessing worker 33–50 s (and was retried); 15 s is far
+    // above an answer on a loaded machine, far below that: an outcome, not a timing.
     const limit = (p: Promise<unknown>) =>
       Promise.race([
         code(p),
-        new Promise<string>((r) => setTimeout(() => r('unanswered after 5 s'), 5000).unref()),
+        new Promise<string>((r) => setTimeout(() => r('unanswered after 15 s'), 15_000).unref()),
       ]);
     const all = await Promise.all([
       limit(e.classify(tall)),
@@ -131,7 +141,6 @@ describe('PNG bounds, before decoding', () => {
       limit(e.classify(jpg)),
     ]);
     expect(all).toEqual(['INPUT_TOO_LARGE', 'INPUT_TOO_LARGE', 'ok']);
-    expect(performance.now() - t0).toBeLessThan(2000);
   }, 60_000);
 
   it('still takes the bounds themselves: 1×65500, and a flat PNG of 2 MP (the density rule starts above)', async () => {
