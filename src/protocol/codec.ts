@@ -316,7 +316,7 @@ function compiledStruct(
   keys: string[],
   codecs: Codec<unknown>[],
   wrap: (e: unknown, i: number) => unknown,
-): { enc: (w: Writer, v: unknown) => void; dec: (r: Reader) => unknown } {
+): StructCode {
   const args = codecs.map((_, i) => `c${i}`);
   const prop = (i: number) => `v[${JSON.stringify(keys[i])}]`;
   const encSrc = [
@@ -326,22 +326,35 @@ function compiledStruct(
     ...keys.map((_, i) => `  c${i}.enc(w, ${prop(i)}); i = ${i + 1};`),
     '} catch (e) { throw wrap(e, i); }',
   ].join('\n');
-  const decSrc = `return {${keys.map((k, i) => `${JSON.stringify(k)}: c${i}.dec(r)`).join(', ')}};`;
-  let make: (...a: unknown[]) => [(w: Writer, v: unknown) => void, (r: Reader) => unknown];
+  const fieldsSrc = keys.map((k, i) => `${JSON.stringify(k)}: c${i}.dec(r)`).join(', ');
+  const decSrc = `return {${fieldsSrc}};`;
+  const decKindSrc = `return {kind: kind, ${fieldsSrc}};`;
+  let make: (...a: unknown[]) => [StructCode['enc'], StructCode['dec'], StructCode['decKind']];
   try {
     make = new Function(
       ...args,
       'wrap',
       'badValue',
-      `return [function enc(w, v) {\n${encSrc}\n}, function dec(r) {\n${decSrc}\n}];`,
+      `return [function enc(w, v) {\n${encSrc}\n}, function dec(r) {\n${decSrc}\n}, function decKind(r, kind) {\n${decKindSrc}\n}];`,
     ) as typeof make;
   } catch {
     // Where code may not be made from strings (a browser page whose content security policy has no
     // 'unsafe-eval': the dashboard, src/web): the same, field by field.
     return loopStruct(keys, codecs, wrap);
   }
-  const [enc, dec] = make(...codecs, wrap, badValue);
-  return { enc, dec };
+  const [enc, dec, decKind] = make(...codecs, wrap, badValue);
+  return { enc, dec, decKind };
+}
+
+/**
+ * A struct's compiled code. `decKind`: dec with `kind` as the first property, for a union whose variant
+ * this struct is: one object per decoded value instead of the variant's and then a copy with the kind
+ * spread in (a decoded request made three such pairs, a RESULTS entry one).
+ */
+interface StructCode {
+  enc: (w: Writer, v: unknown) => void;
+  dec: (r: Reader) => unknown;
+  decKind: (r: Reader, kind: string) => unknown;
 }
 
 /** compiledStruct's enc and dec as loops over the fields: the same bytes, values and errors, slower. */
@@ -349,7 +362,7 @@ function loopStruct(
   keys: string[],
   codecs: Codec<unknown>[],
   wrap: (e: unknown, i: number) => unknown,
-): { enc: (w: Writer, v: unknown) => void; dec: (r: Reader) => unknown } {
+): StructCode {
   return {
     enc(w, v) {
       if (typeof v !== 'object' || v === null) throw badValue('', 'expected an object');
@@ -366,6 +379,11 @@ function loopStruct(
       for (let i = 0; i < keys.length; i++) out[keys[i]] = codecs[i].dec(r);
       return out;
     },
+    decKind(r, kind) {
+      const out: Record<string, unknown> = { kind };
+      for (let i = 0; i < keys.length; i++) out[keys[i]] = codecs[i].dec(r);
+      return out;
+    },
   };
 }
 
@@ -379,11 +397,12 @@ export function struct<F extends Fields>(fields: F): Codec<StructOf<F>> {
           `${keys[i]}${/^[\w.[\]]+: /.test(e.message) ? '.' : ': '}${e.message}`,
         )
       : e;
-  const { enc, dec } = compiledStruct(keys, codecs, wrap);
-  return {
+  const { enc, dec, decKind } = compiledStruct(keys, codecs, wrap);
+  const codec: Codec<StructOf<F>> & { decKind: StructCode['decKind'] } = {
     name: `struct{${keys.join(',')}}`,
     enc,
     dec: dec as (r: Reader) => StructOf<F>,
+    decKind,
     toJson(v) {
       const out: Record<string, Json> = {};
       const rec = v as Record<string, unknown>;
@@ -403,6 +422,7 @@ export function struct<F extends Fields>(fields: F): Codec<StructOf<F>> {
       return out as StructOf<F>;
     },
   };
+  return codec;
 }
 
 export function option<T>(inner: Codec<T>): Codec<T | null> {
@@ -433,6 +453,15 @@ export type UnionOf<V extends Variants> = { [K in keyof V]: { kind: K } & Infer<
 export function union<V extends Variants>(variants: V): Codec<UnionOf<V>> {
   const kinds = Object.keys(variants);
   const index = new Map(kinds.map((k, i) => [k, i]));
+  // Each variant's decoder with the kind put in: a struct's own (decKind), else the variant's value
+  // copied after the kind.
+  const decoders = kinds.map((kind) => {
+    const v = variants[kind] as Codec<Record<string, unknown>> & { decKind?: StructCode['decKind'] };
+    const decKind = v.decKind;
+    return decKind
+      ? (r: Reader) => decKind(r, kind)
+      : (r: Reader) => ({ kind, ...v.dec(r) });
+  });
   return {
     name: `union{${kinds.join('|')}}`,
     enc(w, v) {
@@ -444,8 +473,7 @@ export function union<V extends Variants>(variants: V): Codec<UnionOf<V>> {
     dec(r) {
       const i = r.uint();
       if (i >= kinds.length) throw new CodecError('CODEC_BAD_TAG', `unknown variant ${i}`);
-      const body = variants[kinds[i]].dec(r);
-      return { kind: kinds[i], ...body } as UnionOf<V>;
+      return decoders[i](r) as UnionOf<V>;
     },
     toJson(v) {
       const k = (v as { kind: string }).kind;

@@ -982,4 +982,39 @@ describe('struct codecs where code may not be made from strings (a browser page 
       expect(errorOf(() => decode(loop, good.subarray(0, cut)))).toBe(expected);
     }
   });
+
+  it('as union variants: the same values, with the kind first, as the compiled ones and a non-struct variant', async () => {
+    const { struct, union, remembered, uint, bytes, encode, decode } = await import(
+      '../../src/protocol/codec.ts'
+    );
+    const fields = () => ({ a: uint, b: bytes(4) });
+    const real = globalThis.Function;
+    globalThis.Function = new Proxy(real, {
+      construct() {
+        throw new EvalError('code generation from strings disallowed');
+      },
+    });
+    let loopUnion: ReturnType<typeof union>;
+    try {
+      loopUnion = union({ x: struct(fields()), y: remembered(struct({ c: uint })) });
+    } finally {
+      globalThis.Function = real;
+    }
+    // A compiled struct, and a variant that is no plain struct (remembered wraps it): its value is copied
+    // after the kind.
+    const compiledUnion = union({ x: struct(fields()), y: remembered(struct({ c: uint })) });
+    for (const v of [
+      { kind: 'x', a: 5, b: new Uint8Array([9, 8]) },
+      { kind: 'y', c: 300 },
+    ]) {
+      const e = encode(compiledUnion, v as never);
+      expect(encode(loopUnion, v as never)).toEqual(e);
+      for (const u of [compiledUnion, loopUnion]) {
+        const d = decode(u, e) as Record<string, unknown>;
+        expect(d).toEqual(v);
+        expect(Object.keys(d)[0]).toBe('kind');
+      }
+    }
+    expect(() => decode(compiledUnion, new Uint8Array([2]))).toThrow(/unknown variant 2/);
+  });
 });
