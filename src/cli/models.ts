@@ -97,7 +97,11 @@ export function registerModels(program: Command): void {
       const home = opts.home ?? defaultHome();
       const done = await importModels(path, home);
       for (const m of done) {
-        const what = m.added ? 'imported' : 'already present';
+        const what = m.added
+          ? 'imported'
+          : m.repaired
+            ? 'repaired (the stored copy did not hash to its digest)'
+            : 'already present';
         const from = m.specFrom === 'catalog' ? 'catalog' : 'spec read from the model';
         process.stdout.write(`${what}: ${m.name}  sha256 ${m.sha256}  ${m.bytes} bytes  (${from})\n`);
       }

@@ -42,8 +42,10 @@ export interface ImportedModel {
   path: string;
   /** 'catalog' when the digest is in the catalog, 'derived' when the spec was read from the model itself. */
   specFrom: 'catalog' | 'derived';
-  /** False when the model was already in the store (nothing changed). */
+  /** False when the model was already in the store (nothing changed but a repaired copy). */
   added: boolean;
+  /** True when the store held this digest's file with other bytes, now replaced by the imported ones. */
+  repaired?: true;
 }
 
 export interface ModelRow {
@@ -215,6 +217,19 @@ async function exists(path: string): Promise<boolean> {
   try {
     await stat(path);
     return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Whether the file at `path` exists and hashes to `sha256`. A stored model is named by its digest, but its
+ * bytes can still change (a bad disk, a hand edit); an import or pull of the right bytes replaces such a copy
+ * instead of taking its name for its content.
+ */
+async function holds(path: string, sha256: string): Promise<boolean> {
+  try {
+    return (await sha256File(path)).sha256 === sha256;
   } catch {
     return false;
   }
@@ -552,6 +567,15 @@ export async function importModels(
       const final = storedPath(sha256, home);
       const known = entryNameForDigest(index, sha256);
       if (known !== undefined && (await exists(final))) {
+        // The stored copy must be these bytes: one that changed on disk is replaced by them (the node
+        // refuses it with MODEL_DIGEST_MISMATCH and says to import the right file again).
+        const repaired = !(await holds(final, sha256));
+        if (repaired) {
+          await rename(tmp, final).catch((e) => {
+            throw storeWriteFailed(final, e, `storing ${file}`);
+          });
+          liveTemps.delete(tmp);
+        }
         out.push({
           name: known,
           sha256,
@@ -559,6 +583,7 @@ export async function importModels(
           path: final,
           specFrom: catalog.some((m) => m.sha256 === sha256) ? 'catalog' : 'derived',
           added: false,
+          ...(repaired ? { repaired: true as const } : {}),
         });
         continue;
       }
@@ -600,7 +625,7 @@ export async function importModels(
         }
         spec = await deriveSpec(tmp, name, sha256, bytes, file);
       }
-      if (await exists(final)) await unlinkQuiet(tmp);
+      if (await holds(final, sha256)) await unlinkQuiet(tmp);
       else {
         await rename(tmp, final).catch((e) => {
           throw storeWriteFailed(final, e, `storing ${file}`);
@@ -740,7 +765,8 @@ export async function pullModel(
   const final = storedPath(spec.sha256, home);
   const index = await readIndex(home);
   const have = Object.hasOwn(index.models, name) ? index.models[name] : undefined;
-  if (have && have.sha256 === spec.sha256 && (await exists(final))) {
+  // Re-hashed: a stored copy that changed on disk is downloaded again (below), not reported as present.
+  if (have && have.sha256 === spec.sha256 && (await holds(final, spec.sha256))) {
     return { name, sha256: spec.sha256, bytes: have.bytes, path: final, downloaded: false };
   }
   if (await exists(final)) {
