@@ -635,6 +635,15 @@ export async function importModels(
       const name = known ?? spec.name;
       const entry = { sha256, bytes, spec, importedAt: new Date().toISOString() };
       await updateIndex(home, (fresh) => {
+        // Checked again under the lock: another import may have taken the name since `index` was read
+        // (two imports at once of different files named alike both said "added", the index kept the last).
+        const holder = Object.hasOwn(fresh.models, name) ? fresh.models[name] : undefined;
+        if (holder && holder.sha256 !== sha256)
+          throw new DropbearError(
+            'MODEL_NAME_CONFLICT',
+            `the store already has a different model named ${name} (sha256 ${holder.sha256}); ` +
+              `rename ${file} to import it under another name`,
+          );
         fresh.models[name] = entry;
       });
       index.models[name] = entry;

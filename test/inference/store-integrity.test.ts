@@ -9,7 +9,15 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { catalogByName } from '../../src/inference/catalog.ts';
-import { importModels, pullModel, storedPath, verifyStoredModel } from '../../src/inference/store.ts';
+import {
+  type ImportedModel,
+  importModels,
+  pullModel,
+  readIndex,
+  storedPath,
+  verifyStoredModel,
+} from '../../src/inference/store.ts';
+import { DropbearError } from '../../src/protocol/errors.ts';
 import { MODELS_DIR } from '../shared.ts';
 import { serve } from './store-fixtures.ts';
 
@@ -20,6 +28,14 @@ const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 let tmp: string;
 let n = 0;
 const freshHome = () => join(tmp, `home${n++}`);
+
+/** A valid ONNX model outside the catalog: MNIST plus a ModelProto doc_string (field 6) of `doc`. */
+function privateModel(path: string, doc: string): Buffer {
+  const d = Buffer.from(doc);
+  const bytes = Buffer.concat([MNIST_BYTES, Buffer.from([0x32, d.length]), d]);
+  writeFileSync(path, bytes);
+  return bytes;
+}
 
 /** Flips one bit of the stored copy of `digest`, as a bad disk or a hand edit would. */
 function corrupt(home: string, digest: string): void {
@@ -34,6 +50,30 @@ beforeAll(() => {
 });
 afterAll(() => {
   rmSync(tmp, { recursive: true, force: true });
+});
+
+describe('two imports at once under one name', () => {
+  it('one lands, the other is MODEL_NAME_CONFLICT (both said "added" and the index kept only the last)', async () => {
+    const a = join(tmp, 'a');
+    const b = join(tmp, 'b');
+    mkdirSync(a);
+    mkdirSync(b);
+    const bytesA = privateModel(join(a, 'digits.onnx'), 'owner A');
+    const bytesB = privateModel(join(b, 'digits.onnx'), 'owner B');
+    const h = freshHome();
+    const got = await Promise.allSettled([importModels(a, h), importModels(b, h)]);
+    const ok = got.filter((g) => g.status === 'fulfilled') as PromiseFulfilledResult<ImportedModel[]>[];
+    const failed = got.filter((g) => g.status === 'rejected') as PromiseRejectedResult[];
+    expect(ok).toHaveLength(1);
+    expect(failed).toHaveLength(1);
+    expect(failed[0].reason).toBeInstanceOf(DropbearError);
+    expect((failed[0].reason as DropbearError).code).toBe('MODEL_NAME_CONFLICT');
+    const [m] = ok[0].value;
+    expect(m.added).toBe(true);
+    expect([sha(bytesA), sha(bytesB)]).toContain(m.sha256);
+    // The index names the model that was reported as imported.
+    expect((await readIndex(h)).models.digits.sha256).toBe(m.sha256);
+  });
 });
 
 describe('a stored model whose bytes changed', () => {
