@@ -15,6 +15,18 @@ interface Taps {
 }
 
 const tapCache = new Map<string, Taps>();
+/** Weights the cache holds in all. */
+let cachedWeights = 0;
+
+/**
+ * Most weights the tap cache holds (8 MiB of doubles), and the most scratch floats kept between calls
+ * (8 MiB). A photo's taps are a few thousand weights, but a tall, thin input for a model that resizes the
+ * whole image (the grey 28×28 path: a uint8 DBT1 tensor [2,000,000, 1, 3], 6 MB) needs ~4 million (32 MB),
+ * its scratch rows ~56 million floats; kept (up to 257 cache entries, the scratch at its largest), every
+ * such input of another height left ~30 MB more in the worker for good.
+ */
+export const MAX_CACHED_WEIGHTS = 1 << 20;
+export const MAX_KEPT_SCRATCH = 1 << 21;
 
 function taps(inSize: number, outSize: number, start: number, n: number): Taps {
   const key = `${inSize}:${outSize}:${start}:${n}`;
@@ -43,14 +55,24 @@ function taps(inSize: number, outSize: number, start: number, n: number): Taps {
     count[k] = hi - lo;
   }
   const t = { first, count, weights, stride };
-  if (tapCache.size > 256) tapCache.clear();
+  if (weights.length > MAX_CACHED_WEIGHTS) return t;
+  if (tapCache.size > 256 || cachedWeights + weights.length > MAX_CACHED_WEIGHTS) {
+    tapCache.clear();
+    cachedWeights = 0;
+  }
   tapCache.set(key, t);
+  cachedWeights += weights.length;
   return t;
 }
 
-// Scratch buffers reused across calls (a worker resizes one image at a time).
+// Scratch buffers reused across calls (a worker resizes one image at a time), kept up to MAX_KEPT_SCRATCH.
 let midBuf = new Float32Array(0);
 let accBuf = new Float64Array(0);
+
+/** Bytes the resizer keeps between calls: the tap cache and the scratch buffers. */
+export function resizeRetainedBytes(): number {
+  return cachedWeights * 8 + midBuf.byteLength + accBuf.byteLength;
+}
 
 /**
  * Resizes interleaved `channels`-channel pixels from w×h to tw×th and returns the s×s crop at (left, top),
@@ -158,5 +180,7 @@ export function resizeCrop(
       }
     }
   }
+  if (midBuf.length > MAX_KEPT_SCRATCH) midBuf = new Float32Array(0);
+  if (accBuf.length > MAX_KEPT_SCRATCH) accBuf = new Float64Array(0);
   return out;
 }
