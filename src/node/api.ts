@@ -1305,9 +1305,11 @@ export function buildApi(host: NodeHost, opts: ApiOptions = {}): FastifyInstance
       }
       return {
         model_name: groupName,
-        id: r.requestId,
+        // OIP: an id the request gives comes back as the response's; without one, the request id.
+        id: body.id ?? r.requestId,
         outputs: wanted.map((w) => all[w as (typeof OUTPUTS)[number]]),
         parameters: {
+          request_id: r.requestId,
           certificate: toJson(CertificateCodec, cert),
           decision: toJson(Decision, decision),
           ...(label >= 0 && spec ? { label_name: labelName(spec.labels, label) } : {}),

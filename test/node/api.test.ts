@@ -384,6 +384,24 @@ describe('node HTTP API', () => {
     expectValid(body.parameters.certificate);
   });
 
+  it("OIP v2: the request's id comes back as the response's id; the request id is in the parameters", async () => {
+    const res = await apps[2].inject({
+      method: 'POST',
+      url: '/v2/models/api-test/infer',
+      payload: { id: 'client-correlation-7', ...inferBody(images[20], { key: client }) },
+    });
+    expect(res.statusCode, res.body).toBe(200);
+    const body = res.json() as {
+      id: string;
+      parameters: { request_id: string; certificate: { outcome: { requestId: string } } };
+    };
+    expect(body.id).toBe('client-correlation-7');
+    expect(body.parameters.request_id).toMatch(/^[0-9a-f]{64}$/);
+    expect(body.parameters.certificate.outcome.requestId).toBe(
+      Buffer.from(body.parameters.request_id, 'hex').toString('base64url'),
+    );
+  });
+
   it('OIP v2: custodial infer with a bearer API key; an unknown key is 401', async () => {
     const res = await apps[1].inject({
       method: 'POST',
