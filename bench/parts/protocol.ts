@@ -297,6 +297,9 @@ async function curve(
   }
   const best = steps.reduce((a, b) => (b.throughput > a.throughput ? b : a), steps[0]);
   const peak = best.throughput;
+  // The spread of the seconds the peak counts: the first second of an open-loop step is its ramp (answers
+  // only from a latency after the first send; openRampMs, bench/lib/load.ts), not a slow second.
+  const steady = best.perSecond.length > 1 ? best.perSecond.slice(1) : best.perSecond;
   const halfRate = Math.max(50, Math.round(peak / 2 / 50) * 50);
   const halfPeak = await step(t, { rate: halfRate }, ms);
   log(stepLine(`${t.label} (half of peak)`, halfPeak));
@@ -305,7 +308,7 @@ async function curve(
   return {
     steps,
     peak,
-    peakSpread: { min: Math.min(...best.perSecond), max: Math.max(...best.perSecond) },
+    peakSpread: { min: Math.min(...steady), max: Math.max(...steady) },
     sustained,
     halfPeak,
     closed,
@@ -960,7 +963,7 @@ function report(
     `${o.quick ? '**Quick (smoke) run: not a measurement** (short steps, few rates, n = 4 only by default). ' : ''}Machine: ${describeMachine(atEnd(m))}. Command: \`${o.command}\`.`,
     `One run per load step (${ms / 1000} s each; open loop at a fixed rate, latency from each request's scheduled send time;` +
       `${warmMs > 0 ? ` before each curve, ${warmMs / 1000} s of closed loop (${WARMUP_CONCURRENCY.single} in flight for single, ${WARMUP_CONCURRENCY.shared} for shared, ${WARMUP_CONCURRENCY.batch} for batch) warm the processes up, discarded: V8 compiles a node's functions over the first minutes under load (bench/lib/part.ts, warmupMs);` : ' no warm-up;'}` +
-      ` the curve stops at the first step that falls 15 % short of its rate, fails > 1 % or has p99 > 1 s). Spread: the certified requests in each second of the peak step (min–max). A peak marked ≥ never saturated within the rates offered (a lower bound, and the ratio against it an upper bound). The servers and the single load-generator process share the machine's ${m.cores} cores; "CPU %" is per core (${m.cores * 100} % is the whole machine). ${verifyNote}`,
+      ` the curve stops at the first step that falls 15 % short of its rate, fails > 1 % or has p99 > 1 s; an open-loop step's rate counts the answers after its first second, which is the ramp: none comes before its request's latency). Spread: the certified requests in each second of the peak step after its first (min–max). A peak marked ≥ never saturated within the rates offered (a lower bound, and the ratio against it an upper bound). The servers and the single load-generator process share the machine's ${m.cores} cores; "CPU %" is per core (${m.cores * 100} % is the whole machine). ${verifyNote}`,
     `Ledgers (SQLite) in \`${dataDir}\`${dataDir.startsWith('/dev/shm') ? ' (tmpfs: fsync costs nothing)' : ''}, ${DURABILITY_TEXT[durability]}.`,
     `single: the SDK, one signature and one HTTP call per request, sendTo 1 (round-robin; the node forwards to its peers). shared: one signature per request too, but the SDK's \`inferBatch(…, { signing: 'each' })\` posts ${CLIENT_BATCH} of them (or what arrived within ${LINGER_MS} ms) together to one node. batch: the SDK's \`inferBatch\` on ${CLIENT_BATCH} requests (or what arrived within ${LINGER_MS} ms): one signature, posted together to one node. The baseline server gets the same three from the same client.`,
     '',
