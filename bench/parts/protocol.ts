@@ -146,6 +146,27 @@ export interface Curve {
   warmup: Step | null;
 }
 
+/** The curve never saturated: its peak is only a lower bound (the highest rate offered). */
+export function unsaturated(c: Pick<Curve, 'steps' | 'sustained'>): boolean {
+  return c.steps.length > 0 && c.sustained === c.steps[c.steps.length - 1].offered;
+}
+
+/**
+ * A group's peak over the baseline's (same signing), marked as the bound it is where a curve never
+ * saturated: the group's peak a lower bound makes the ratio one (≥), the baseline's an upper bound (≤), and
+ * both together leave it unknown.
+ */
+export function peakRatio(
+  group: Pick<Curve, 'steps' | 'sustained' | 'peak'>,
+  base: Pick<Curve, 'steps' | 'sustained' | 'peak'>,
+): string {
+  const r = (group.peak / base.peak).toFixed(2);
+  const g = unsaturated(group);
+  const b = unsaturated(base);
+  if (g && b) return `? (${r}, neither saturated)`;
+  return `${g ? '≥ ' : b ? '≤ ' : ''}${r}`;
+}
+
 /** CPU per successful request in the step: the servers' (all processes, ms) and the generator's (µs). */
 function perRequest(s: Step): { serversMs: number; generatorUs: number } {
   if (s.throughput < 1) return { serversMs: Number.NaN, generatorUs: Number.NaN };
@@ -729,8 +750,6 @@ function report(
   const warmMs = warmupMs(o);
   const summaryRows: (string | number)[][] = [];
   const spreadOf = (c: Curve) => `${c.peakSpread.min}–${c.peakSpread.max}`;
-  /** The curve never saturated: its peak is only a lower bound (the highest rate offered). */
-  const unsaturated = (c: Curve) => c.steps.length > 0 && c.sustained === c.steps[c.steps.length - 1].offered;
   const peakStep = (c: Curve) => c.steps.reduce((a, b) => (b.throughput > a.throughput ? b : a), c.steps[0]);
   const cpuOf = (c: Curve) => {
     const p = perRequest(peakStep(c));
@@ -761,13 +780,13 @@ function report(
         'Dropbear group (processes)',
         g.n,
         mode,
-        c.peak.toFixed(0),
+        `${unsaturated(c) ? '≥ ' : ''}${c.peak.toFixed(0)}`,
         spreadOf(c),
         fmt(c.sustained),
         `${fmt(c.halfPeak?.latency.p50, 1)} / ${fmt(c.halfPeak?.latency.p90, 1)} / ${fmt(c.halfPeak?.latency.p99, 1)}`,
         fmt(c.closed?.throughput),
         ...cpuOf(c),
-        b ? `${unsaturated(b) ? '≤ ' : ''}${(c.peak / b.peak).toFixed(2)}` : '–',
+        b ? peakRatio(c, b) : '–',
       ]);
     }
   const summary = mdTable(
@@ -881,7 +900,9 @@ function report(
     const miss =
       c.peak >= target
         ? 'met'
-        : `missed by ${(100 * (1 - c.peak / target)).toFixed(0)} % (${c.peak.toFixed(0)} of ${target})`;
+        : unsaturated(c)
+          ? `not settled: the curve never saturated up to the highest rate offered (≥ ${c.peak.toFixed(0)} of ${target})`
+          : `missed by ${(100 * (1 - c.peak / target)).toFixed(0)} % (${c.peak.toFixed(0)} of ${target})`;
     verdicts.push(
       `- n = 4, ${mode === 'batch' ? 'with client batch signing' : mode === 'shared' ? 'without client batch signing (one signature per request), posted together' : 'without client batch signing, one HTTP call per request'}: ≥ ${target} certified req/s — **${miss}**.`,
     );
@@ -972,7 +993,7 @@ function report(
     `${o.quick ? '**Quick (smoke) run: not a measurement** (short steps, few rates, n = 4 only by default). ' : ''}Machine: ${describeMachine(atEnd(m))}. Command: \`${o.command}\`.`,
     `One run per load step (${ms / 1000} s each; open loop at a fixed rate, latency from each request's scheduled send time;` +
       `${warmMs > 0 ? ` before each curve, ${warmMs / 1000} s of closed loop (${WARMUP_CONCURRENCY.single} in flight for single, ${WARMUP_CONCURRENCY.shared} for shared, ${WARMUP_CONCURRENCY.batch} for batch) warm the processes up, discarded: V8 compiles a node's functions over the first minutes under load (bench/lib/part.ts, warmupMs);` : ' no warm-up;'}` +
-      ` the curve stops at the first step that falls 15 % short of its rate, fails > 1 % or has p99 > 1 s; an open-loop step's rate counts the answers after its first second, which is the ramp: none comes before its request's latency). Spread: the certified requests in each second of the peak step after its first (min–max). A peak marked ≥ never saturated within the rates offered (a lower bound, and the ratio against it an upper bound). The servers and the single load-generator process share the machine's ${m.cores} cores; "CPU %" is per core (${m.cores * 100} % is the whole machine). ${verifyNote}`,
+      ` the curve stops at the first step that falls 15 % short of its rate, fails > 1 % or has p99 > 1 s; an open-loop step's rate counts the answers after its first second, which is the ramp: none comes before its request's latency). Spread: the certified requests in each second of the peak step after its first (min–max). A peak marked ≥ never saturated within the rates offered (a lower bound: a ratio with it above the line is a lower bound too, below it an upper bound). The servers and the single load-generator process share the machine's ${m.cores} cores; "CPU %" is per core (${m.cores * 100} % is the whole machine). ${verifyNote}`,
     `Ledgers (SQLite) in \`${dataDir}\`${dataDir.startsWith('/dev/shm') ? ' (tmpfs: fsync costs nothing)' : ''}, ${DURABILITY_TEXT[durability]}.`,
     `single: the SDK, one signature and one HTTP call per request, sendTo 1 (round-robin; the node forwards to its peers). shared: one signature per request too, but the SDK's \`inferBatch(…, { signing: 'each' })\` posts ${CLIENT_BATCH} of them (or what arrived within ${LINGER_MS} ms) together to one node. batch: the SDK's \`inferBatch\` on ${CLIENT_BATCH} requests (or what arrived within ${LINGER_MS} ms): one signature, posted together to one node. The baseline server gets the same three from the same client.`,
     '',
