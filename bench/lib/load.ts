@@ -78,9 +78,11 @@ export interface StepResult {
 /**
  * The start of an open-loop step that its throughput leaves out: answers arrive from a request's latency
  * after the first send, so the answers counted over the whole window fall short of a rate the servers keep
- * up with by the latency. Counted from here on, a step whose latencies stay under this reads its offered
- * rate, and one past the servers' capacity still reads the rate at which they answered under load (the
- * answers of the drain, when the generator has stopped, are not counted either way).
+ * up with by the requests still in flight at its end. Counted from here on, the figure is the rate the
+ * answers came at over the rest of the window: the offered rate for a step whose latencies stay steady and
+ * under this, more where the servers catch up on a backlog from a slow first second (offered + the fall
+ * in requests in flight over the rest of the window), and past the servers' capacity the rate at which
+ * they answered under load (the answers of the drain, when the generator has stopped, are not counted).
  */
 export function openRampMs(durationMs: number): number {
   return Math.min(1000, durationMs / 2);
