@@ -458,9 +458,7 @@ export function union<V extends Variants>(variants: V): Codec<UnionOf<V>> {
   const decoders = kinds.map((kind) => {
     const v = variants[kind] as Codec<Record<string, unknown>> & { decKind?: StructCode['decKind'] };
     const decKind = v.decKind;
-    return decKind
-      ? (r: Reader) => decKind(r, kind)
-      : (r: Reader) => ({ kind, ...v.dec(r) });
+    return decKind ? (r: Reader) => decKind(r, kind) : (r: Reader) => ({ kind, ...v.dec(r) });
   });
   return {
     name: `union{${kinds.join('|')}}`,
