@@ -626,6 +626,13 @@ export class SqliteLedger {
   }
 
   private decodeBatchRow(row: Row): StoredBatch {
+    // SQLite keeps any value in a column of a table that is not STRICT: a view that is not a uint would
+    // reach peers in state transfer (and fail its encoding there).
+    if (!isUint(row.view))
+      throw new DropbearError(
+        'LEDGER_CORRUPT',
+        `${this.path}: batch ${String(row.seq)}: its view is not a non-negative integer (${String(row.view)})`,
+      );
     try {
       return {
         seq: row.seq as number,

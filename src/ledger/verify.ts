@@ -298,6 +298,7 @@ function check(
     expectSeq = seq + 1;
 
     // The batch and its resolved entries.
+    if (!isCount(row.view)) at(`batches.view is not a non-negative integer (${String(row.view)})`);
     const digest = blob(row.digest, 'batches.digest', at);
     const batch = decodeColumn(row.batch, 'batches.batch', Batch, 'batch bytes do not decode', at);
     const entries = decodeColumn(

@@ -1305,6 +1305,22 @@ describe('verifyLedgerFile', () => {
       });
   });
 
+  it('reports a stored batch view that is not a non-negative integer; the ledger refuses to open it', () => {
+    // The view is no input of execution, but state transfer ships it: verify said ok and the node served it.
+    for (const [value, shown] of [
+      ['x', 'x'],
+      [-1, '-1'],
+      [1.5, '1.5'],
+      [2n ** 60n, '1152921504606847000'],
+    ] as const) {
+      const p = tamper('UPDATE batches SET view = ? WHERE seq = 2', value);
+      const r = verifyLedgerFile(p);
+      expect(r).toMatchObject({ ok: false, batches: 6 });
+      expect(r.problems).toEqual([`batch 2: batches.view is not a non-negative integer (${shown})`]);
+      expect(codeOf(() => SqliteLedger.open(p, genesis).close())).toBe('LEDGER_CORRUPT');
+    }
+  });
+
   describe("the node's own RESULTS (own_results)", () => {
     /** Node `node`'s signed RESULTS for one request (`n` tells them apart), signed with `key`. */
     const own = (node: number, n: number, key = keys[node]) =>
