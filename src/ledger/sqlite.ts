@@ -1085,6 +1085,13 @@ export class SqliteLedger {
   ownResults(): { signed: SignedResults; newest: number }[] {
     this.open_();
     return (this.st.allOwn.all() as Row[]).map((r) => {
+      // What saveOwnResults refuses to write is refused when read back: the restored replica drops the
+      // votes by it.
+      if (!isUint(r.newest))
+        throw new DropbearError(
+          'LEDGER_CORRUPT',
+          `${this.path}: a stored own RESULTS: newest is not a non-negative integer (${String(r.newest)})`,
+        );
       try {
         return { signed: decode(SignedResults, u8(r.signed as Buffer)), newest: r.newest as number };
       } catch (e) {

@@ -1041,6 +1041,21 @@ describe('SqliteLedger', () => {
     const broken = SqliteLedger.open(path, genesis);
     expect(codeOf(() => broken.ownResults())).toBe('LEDGER_CORRUPT');
     broken.close();
+    // A `newest` that is not a uint (what saveOwnResults refuses to write) is refused when read back too:
+    // the restored replica drops a vote by it (-1: at once, so it could sign another RESULTS for a request
+    // it voted on; text: never).
+    for (const bad of [-1, 1.5, 'soon']) {
+      const q = freshPath();
+      const w = SqliteLedger.open(q, genesis);
+      w.saveOwnResults(resultsDigestOf(b), b, EPOCH_MS + 2);
+      w.close();
+      const db = new Database(q);
+      db.prepare('UPDATE own_results SET newest = ?').run(bad);
+      db.close();
+      const r = SqliteLedger.open(q, genesis);
+      expect(codeOf(() => r.ownResults())).toBe('LEDGER_CORRUPT');
+      r.close();
+    }
     for (const durability of ['prepared', 'relaxed'] as const) {
       const x = SqliteLedger.open(freshPath(), genesis, { durability });
       x.beginGroup();
