@@ -40,11 +40,22 @@ export function encodeFrame(payload: Uint8Array): Buffer {
  * Copes with frames split over any number of chunks and with many frames in one chunk.
  * A frame that lies inside one chunk is returned as a view of that chunk (no copy); a frame split
  * over chunks is copied once, when complete (a 5 MiB frame in 64 KiB chunks costs one copy, not 80).
+ * Chunks under 1 KiB are first copied into a buffer the decoder shares between them (SMALL_CHUNK_BYTES), so
+ * that what it holds stays about the bytes pending however the peer splits them; a frame may then be a
+ * view of that buffer.
  * A length of 0 (unless allowEmpty) or above `maxFrameBytes` throws FrameError as soon as the 4 header bytes are in,
  * before any of the payload is buffered. `maxFrameBytes` may change between frames (the transport
  * uses a small limit during the handshake).
  */
 const EMPTY = Buffer.alloc(0);
+/**
+ * A chunk shorter than this is copied into a shared tail buffer of TAIL_BYTES instead of being kept as is:
+ * a peer that trickles a frame a few bytes per TCP segment would otherwise make the decoder hold one
+ * Buffer object per read (about 200 bytes of memory for each byte or two of payload), so that a frame
+ * within maxFrameBytes could cost the receiver a hundred times that.
+ */
+const SMALL_CHUNK_BYTES = 1024;
+const TAIL_BYTES = 16 * 1024;
 
 export class FrameDecoder {
   /** Unconsumed chunks are chunks[head..]; consumed slots are released and compacted now and then. */
@@ -53,6 +64,9 @@ export class FrameDecoder {
   private buffered = 0;
   /** Payload length of the frame whose header has been read, or -1. */
   private need = -1;
+  /** Where small chunks are copied (SMALL_CHUNK_BYTES); bytes before tailUsed are never written again. */
+  private tail: Buffer | null = null;
+  private tailUsed = 0;
 
   /**
    * @param maxFrameBytes largest payload accepted
@@ -69,10 +83,31 @@ export class FrameDecoder {
     return this.buffered + (this.need >= 0 ? FRAME_HEADER_BYTES : 0);
   }
 
+  /** Buffers held for the bytes pending: at most about one per SMALL_CHUNK_BYTES, however small the pushes. */
+  get heldBuffers(): number {
+    return this.chunks.length - this.head;
+  }
+
   push(chunk: Buffer): void {
     if (chunk.length === 0) return;
-    this.chunks.push(chunk);
     this.buffered += chunk.length;
+    if (chunk.length >= SMALL_CHUNK_BYTES) {
+      this.chunks.push(chunk);
+      return;
+    }
+    if (this.tail === null || this.tailUsed + chunk.length > this.tail.length) {
+      this.tail = Buffer.allocUnsafe(TAIL_BYTES);
+      this.tailUsed = 0;
+    }
+    const tail = this.tail;
+    const start = this.tailUsed;
+    chunk.copy(tail, start);
+    this.tailUsed += chunk.length;
+    // The last held chunk ends where these bytes start (the tail's previous bytes): extend it.
+    const last = this.chunks.length > this.head ? this.chunks[this.chunks.length - 1] : undefined;
+    if (last && last.buffer === tail.buffer && last.byteOffset + last.length === tail.byteOffset + start)
+      this.chunks[this.chunks.length - 1] = tail.subarray(last.byteOffset - tail.byteOffset, this.tailUsed);
+    else this.chunks.push(tail.subarray(start, this.tailUsed));
   }
 
   /** The next complete payload, or null when more bytes are needed. */
@@ -104,6 +139,8 @@ export class FrameDecoder {
     this.head = 0;
     this.buffered = 0;
     this.need = -1;
+    this.tail = null;
+    this.tailUsed = 0;
   }
 
   /** Consume n ≤ buffered bytes: a view when they lie in one chunk, else one copy. O(chunks spanned). */

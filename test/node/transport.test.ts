@@ -335,6 +335,36 @@ describe('frames', () => {
     }
   });
 
+  it('holds a frame trickled a byte per chunk in a few buffers, not one per chunk; frames kept as views stay intact', () => {
+    // A peer may send a frame within the limit one byte per TCP segment: the decoder kept every read as its
+    // own Buffer, some 200 bytes of memory per byte or two of payload (a 16 MiB frame: gigabytes).
+    const payload = randomBytes(100_000);
+    const d = new FrameDecoder(1 << 20);
+    const wire = encodeFrame(payload);
+    let early = 0;
+    for (let i = 0; i < wire.length - 1; i++) {
+      d.push(wire.subarray(i, i + 1));
+      if (d.next() !== null) early++;
+    }
+    expect(early).toBe(0);
+    expect(d.heldBuffers).toBeLessThanOrEqual(Math.ceil(wire.length / 16_384) + 1);
+    expect(d.pendingBytes).toBe(wire.length - 1);
+    d.push(wire.subarray(wire.length - 1));
+    expect(Buffer.compare(d.next()!, payload)).toBe(0);
+    expect(d.heldBuffers).toBe(0);
+    // Small and large chunks mixed, each frame kept as returned (a view) until the end.
+    const frames = Array.from({ length: 200 }, (_, i) => randomBytes(1 + ((i * 7919) % 3000)));
+    const all = Buffer.concat(frames.map((f) => encodeFrame(f)));
+    const kept: Buffer[] = [];
+    for (let i = 0, k = 0; i < all.length; k++) {
+      const step = [1, 3, 1500, 17, 4096, 900][k % 6];
+      d.push(all.subarray(i, i + step));
+      i += step;
+      for (let f = d.next(); f; f = d.next()) kept.push(f);
+    }
+    expect(kept.map((b) => b.toString('hex'))).toEqual(frames.map((b) => b.toString('hex')));
+  });
+
   it('refuses a zero or oversized length as soon as the header is in', () => {
     const d = new FrameDecoder(100);
     d.push(Buffer.from([0, 0, 0, 101]));
