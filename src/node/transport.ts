@@ -678,11 +678,14 @@ export class Transport {
     if (!p) return;
     this.quarantine(p, reason);
     const c = p.conn;
-    if (c && c.phase === 'open') this.closeConn(c, `bad frame: ${reason}`, true);
+    if (c && c.phase === 'open') this.closeConn(c, `bad frame: ${reason}`, 'PEER_BAD_FRAME');
     else {
       p.stats.badFrames++;
       p.stats.lastError = `bad frame: ${reason}`;
-      this.log.warn({ peer: from, reason }, 'transport: bad frame reported (no open connection)');
+      this.log.warn(
+        { peer: from, code: 'PEER_BAD_FRAME', reason },
+        'transport: bad frame reported (no open connection)',
+      );
     }
   }
 
@@ -873,8 +876,8 @@ export class Transport {
           c.phase === 'connecting'
             ? this.closeConn(c, 'connect timed out', false)
             : c.phase === 'hello'
-              ? this.closeConn(c, `handshake: no HELLO within ${this.helloTimeoutMs} ms`, true)
-              : this.closeConn(c, 'handshake timed out', true),
+              ? this.closeConn(c, `handshake: no HELLO within ${this.helloTimeoutMs} ms`, 'HANDSHAKE_TIMEOUT')
+              : this.closeConn(c, 'handshake timed out', 'HANDSHAKE_TIMEOUT'),
         dialer ? this.handshakeTimeoutMs : this.helloTimeoutMs,
       ),
       waitingDrain: false,
@@ -888,10 +891,16 @@ export class Transport {
     socket.on('data', (chunk: Buffer) => this.onData(c, chunk));
     socket.on('end', () => {
       if (c.phase !== 'closed' && c.decoder.pendingBytes > 0)
-        this.closeConn(c, `stream ended inside a frame (${c.decoder.pendingBytes} bytes pending)`, true);
-      else this.closeConn(c, 'closed by peer', c.phase !== 'open');
+        this.closeConn(
+          c,
+          `stream ended inside a frame (${c.decoder.pendingBytes} bytes pending)`,
+          'FRAME_TRUNCATED',
+        );
+      else this.closeConn(c, 'closed by peer', c.phase !== 'open' && 'HANDSHAKE_CLOSED');
     });
-    socket.on('error', (e) => this.closeConn(c, errText(e), c.phase !== 'open' && !c.dialer));
+    socket.on('error', (e) =>
+      this.closeConn(c, errText(e), c.phase !== 'open' && !c.dialer && 'SOCKET_ERROR'),
+    );
     socket.on('close', () => {
       this.closeConn(c, 'socket closed', false);
       this.conns.delete(c);
@@ -993,7 +1002,11 @@ export class Transport {
     while (this.pending.size >= this.maxPending) {
       const oldest = this.pending.values().next().value!;
       this.inbound.evictedBusy++;
-      this.closeConn(oldest, `evicted: ${this.pending.size} handshakes pending, the most allowed`, true);
+      this.closeConn(
+        oldest,
+        `evicted: ${this.pending.size} handshakes pending, the most allowed`,
+        'HANDSHAKE_EVICTED',
+      );
       this.pending.delete(oldest);
     }
     this.inbound.accepted++;
@@ -1017,7 +1030,7 @@ export class Transport {
       try {
         frame = c.decoder.next();
       } catch (e) {
-        this.closeConn(c, e instanceof FrameError ? e.message : errText(e), true);
+        this.closeConn(c, errText(e), e instanceof FrameError ? e.code : 'FRAME_ERROR');
         return;
       }
       if (frame === null) return;
@@ -1046,18 +1059,20 @@ export class Transport {
     switch (c.phase) {
       case 'hello': {
         const h = decodeHello(frame);
-        if (!h) return this.closeConn(c, 'handshake: expected HELLO', true);
+        if (!h) return this.closeConn(c, 'handshake: expected HELLO', 'HANDSHAKE_BAD');
         if (h.version !== HANDSHAKE_VERSION)
-          return this.closeConn(c, `handshake: version ${h.version} not supported`, true);
-        if (!equalBytes(h.groupId, this.groupId)) return this.closeConn(c, 'handshake: another group', true);
-        if (h.to !== this.id) return this.closeConn(c, `handshake: HELLO meant for node ${h.to}`, true);
+          return this.closeConn(c, `handshake: version ${h.version} not supported`, 'HANDSHAKE_BAD');
+        if (!equalBytes(h.groupId, this.groupId))
+          return this.closeConn(c, 'handshake: another group', 'HANDSHAKE_BAD');
+        if (h.to !== this.id)
+          return this.closeConn(c, `handshake: HELLO meant for node ${h.to}`, 'HANDSHAKE_BAD');
         const p = this.peers.get(h.from);
-        if (!p) return this.closeConn(c, `handshake: node ${h.from} is not in the genesis`, true);
+        if (!p) return this.closeConn(c, `handshake: node ${h.from} is not in the genesis`, 'HANDSHAKE_BAD');
         if (p.dial)
           return this.closeConn(
             c,
             `handshake: node ${h.from} may not dial node ${this.id} (lower id dials)`,
-            true,
+            'HANDSHAKE_BAD',
           );
         // Refused before anything is signed or checked. The id is not proven yet, but whoever claims it
         // gains nothing: that peer is kept out anyway, and a refusal does not lengthen its quarantine.
@@ -1066,7 +1081,7 @@ export class Transport {
         // The HELLO is in: the rest of the handshake has what is left of handshakeTimeoutMs.
         if (c.timer) clearTimeout(c.timer);
         c.timer = setTimeout(
-          () => this.closeConn(c, 'handshake timed out', true),
+          () => this.closeConn(c, 'handshake timed out', 'HANDSHAKE_TIMEOUT'),
           Math.max(0, c.startedAt + this.handshakeTimeoutMs - performance.now()),
         );
         c.nonceD = new Uint8Array(h.nonce);
@@ -1093,7 +1108,7 @@ export class Transport {
       }
       case 'auth': {
         const sig = decodeAuth(frame);
-        if (!sig) return this.closeConn(c, 'handshake: expected AUTH', true);
+        if (!sig) return this.closeConn(c, 'handshake: expected AUTH', 'HANDSHAKE_BAD');
         const p = this.peers.get(c.claimed)!;
         // Quarantined since its HELLO (a second connection opened ahead, to take over from the one closed).
         if (performance.now() < p.quarantinedUntil) return this.refuseQuarantined(c, p);
@@ -1104,7 +1119,7 @@ export class Transport {
           sig,
           p.publicKey,
         );
-        if (!ok) return this.closeConn(c, `handshake: bad signature for node ${c.claimed}`, true);
+        if (!ok) return this.closeConn(c, `handshake: bad signature for node ${c.claimed}`, 'HANDSHAKE_BAD');
         c.socket.write(encodeFrame(OK_MESSAGE));
         this.pending.delete(c);
         this.inbound.authenticated++;
@@ -1114,11 +1129,15 @@ export class Transport {
       case 'challenge': {
         const p = c.peer!;
         const ch = decodeChallenge(frame);
-        if (!ch) return this.closeConn(c, 'handshake: expected CHALLENGE', true);
+        if (!ch) return this.closeConn(c, 'handshake: expected CHALLENGE', 'HANDSHAKE_BAD');
         if (ch.version !== HANDSHAKE_VERSION)
-          return this.closeConn(c, `handshake: version ${ch.version} not supported`, true);
+          return this.closeConn(c, `handshake: version ${ch.version} not supported`, 'HANDSHAKE_BAD');
         if (ch.from !== p.id || ch.to !== this.id)
-          return this.closeConn(c, `handshake: answered as node ${ch.from} to node ${ch.to}`, true);
+          return this.closeConn(
+            c,
+            `handshake: answered as node ${ch.from} to node ${ch.to}`,
+            'HANDSHAKE_BAD',
+          );
         c.nonceA = new Uint8Array(ch.nonce);
         const ok = verifyTagged(
           TAGS.handshake,
@@ -1127,7 +1146,7 @@ export class Transport {
           ch.signature,
           p.publicKey,
         );
-        if (!ok) return this.closeConn(c, `handshake: bad signature for node ${p.id}`, true);
+        if (!ok) return this.closeConn(c, `handshake: bad signature for node ${p.id}`, 'HANDSHAKE_BAD');
         const sig = signTagged(
           TAGS.handshake,
           this.groupId,
@@ -1139,7 +1158,7 @@ export class Transport {
         return;
       }
       case 'ok': {
-        if (!isOk(frame)) return this.closeConn(c, 'handshake: expected OK', true);
+        if (!isOk(frame)) return this.closeConn(c, 'handshake: expected OK', 'HANDSHAKE_BAD');
         this.attach(c.peer!, c);
         return;
       }
@@ -1208,9 +1227,10 @@ export class Transport {
 
   /**
    * Close a connection once (later calls do nothing). `fault`: the peer (or whoever is on the other
-   * end) misbehaved, which is counted and logged as a warning.
+   * end) misbehaved, which is counted and logged as a warning; it is the stable code logged with the
+   * reason (FRAME_OVERSIZE, FRAME_EMPTY, FRAME_TRUNCATED, HANDSHAKE_BAD, HANDSHAKE_TIMEOUT, PEER_BAD_FRAME…).
    */
-  private closeConn(c: Conn, reason: string, fault: boolean): void {
+  private closeConn(c: Conn, reason: string, fault: string | false): void {
     if (c.phase === 'closed') return;
     const wasOpen = c.phase === 'open';
     const wasAuthenticating = !c.dialer && c.phase !== 'open';
@@ -1228,7 +1248,7 @@ export class Transport {
       if (fault) {
         p.stats.badFrames++;
         this.log.warn(
-          { node: this.id, peer: p.id, remote: c.remote, reason },
+          { node: this.id, peer: p.id, remote: c.remote, code: fault, reason },
           'transport: bad frame, connection closed',
         );
       } else if (!stopping) {
@@ -1244,13 +1264,16 @@ export class Transport {
         if (!p.failing || fault) {
           p.failing = true;
           const obj = { node: this.id, peer: p.id, remote: c.remote, reason, attempts: p.attempts };
-          if (fault) this.log.warn(obj, 'transport: handshake with peer failed');
+          if (fault) this.log.warn({ ...obj, code: fault }, 'transport: handshake with peer failed');
           else this.log.info(obj, 'transport: dial failed (further failures in a row are only counted)');
         }
       }
     } else if (!c.dialer && !stopping && !c.refused) {
       this.inbound.handshakeFailures++;
-      this.log.warn({ node: this.id, remote: c.remote, reason }, 'transport: inbound connection refused');
+      this.log.warn(
+        { node: this.id, remote: c.remote, code: fault || 'HANDSHAKE_CLOSED', reason },
+        'transport: inbound connection refused',
+      );
     }
     if (!p || p.conn !== c) return;
     p.conn = null;

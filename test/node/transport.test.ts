@@ -716,6 +716,19 @@ describe('transport', () => {
       expect(warned.filter((m) => /inbound connection refused/.test(m)).length).toBeGreaterThanOrEqual(4);
       expect(warned.filter((m) => /bad frame/.test(m)).length).toBe(3);
       expect(ts[3].stats().inbound.handshakeFailures).toBe(4);
+      // Each logged with a stable code besides its reason, in the order they happened.
+      const codes = logs.lines
+        .filter((l) => l.level === 'warn' && /inbound connection refused|bad frame/.test(l.msg))
+        .map((l) => (l.obj as { code?: string }).code);
+      expect(codes).toEqual([
+        'FRAME_OVERSIZE', // HTTP: 'GET ' read as a length
+        'FRAME_OVERSIZE',
+        'FRAME_EMPTY',
+        'FRAME_TRUNCATED',
+        'FRAME_OVERSIZE', // after authentication
+        'FRAME_TRUNCATED',
+        'PEER_BAD_FRAME',
+      ]);
     } finally {
       await Promise.all(ts.map((t) => t.stop()));
     }
