@@ -46,6 +46,25 @@ export function spread(runs: readonly number[]): Spread {
   return { median: median(runs), min: Math.min(...runs), max: Math.max(...runs), runs: [...runs] };
 }
 
+/**
+ * The closed-loop ladder step a peak is read from (the e2e part's cells, the wan part's points): the
+ * highest median throughput among the steps measured in every run without failed requests or view changes
+ * (among all of them only if none was). The step at which a ladder stops for a collapse (view changes,
+ * failures) is kept in the tables, but its answered rate is not one the group sustained, and the runs there
+ * stop at the collapse, so the step may hold fewer runs than the rest (a median of one run, not of
+ * `--runs`). The earlier step wins a tie.
+ */
+export function peakCell<C extends { throughput: Spread; failed: number; viewChanges: number }>(
+  cells: readonly C[],
+): C {
+  const runs = Math.max(...cells.map((c) => c.throughput.runs.length));
+  const clean = cells.filter(
+    (c) => c.failed === 0 && c.viewChanges === 0 && c.throughput.runs.length === runs,
+  );
+  const pool = clean.length > 0 ? clean : cells;
+  return pool.reduce((a, c) => (c.throughput.median > a.throughput.median ? c : a));
+}
+
 /** "1234 (1180–1290)" with `digits` decimals. */
 export function fmtSpread(s: Spread, digits = 0): string {
   if (s.runs.length <= 1) return s.median.toFixed(digits);

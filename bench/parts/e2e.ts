@@ -79,6 +79,7 @@ import {
   median,
   missPercent,
   type Percentiles,
+  peakCell,
   percentiles,
   ratioAgainst,
   type Spread,
@@ -148,24 +149,6 @@ interface Cell {
  */
 export function p99TargetMet(ratio: number, target: number, certifiedFailed: number): boolean {
   return certifiedFailed === 0 && ratio <= target;
-}
-
-/**
- * The closed-loop cell a side's peak is read from: the highest median throughput among the cells measured
- * in every run without failed requests or view changes (among all of them only if none was). The step at
- * which the ladder stops for a collapse (view changes, failures) is kept in the table, but its answered
- * rate is not one the certified side sustained, and the runs there stop at the collapse, so both sides'
- * cells at that step may hold fewer runs than the rest (a median of one run, not of `--runs`).
- */
-export function peakCell<C extends { throughput: Spread; failed: number; viewChanges: number }>(
-  cells: readonly C[],
-): C {
-  const runs = Math.max(...cells.map((c) => c.throughput.runs.length));
-  const clean = cells.filter(
-    (c) => c.failed === 0 && c.viewChanges === 0 && c.throughput.runs.length === runs,
-  );
-  const pool = clean.length > 0 ? clean : cells;
-  return pool.reduce((a, c) => (c.throughput.median > a.throughput.median ? c : a));
 }
 
 /** The flags this part takes (checked by bench/run.ts before anything runs). */

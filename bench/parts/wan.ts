@@ -57,7 +57,7 @@ import { mdTable } from '../lib/markdown.ts';
 import { flag, type PartOptions, type PartResult, warmupMs } from '../lib/part.ts';
 import { cpuMeter } from '../lib/procs.ts';
 import { RelayProcess, type RelaySpec } from '../lib/relay.ts';
-import { fmtSpread, median, type Spread, spread } from '../lib/stats.ts';
+import { fmtSpread, median, peakCell, type Spread, spread } from '../lib/stats.ts';
 import { linePlot } from '../lib/svg.ts';
 
 type Site = 'A' | 'B' | 'C';
@@ -205,6 +205,20 @@ interface Workload {
   points: Point[];
   peak: Point;
   half: Point;
+}
+
+/**
+ * The closed-loop ladder point a workload's peak (and its half-peak rate) is read from: the highest point
+ * measured in every run without failed requests or view changes (peakCell, as the e2e part reads its
+ * peaks). Until 2026-12-05 it was the highest of all points, the one where the ladder stopped for a
+ * collapse included (its runs stop at the first overloaded one, so it may be a single run's rate at which
+ * the group changed views or failed requests). A point whose p99 passed the view-change timeout stays a
+ * candidate: it stops the ladder as a risk, but a view change it caused is counted in `viewChanges`.
+ */
+export function ladderPeak<P extends { throughput: Spread; failed: number; viewChanges: number }>(
+  points: readonly P[],
+): P {
+  return peakCell(points);
 }
 
 /** The flags this part takes (checked by bench/run.ts before anything runs). */
@@ -406,7 +420,7 @@ export async function run(o: PartOptions): Promise<PartResult> {
         wan = null;
         await open();
       }
-      const peak = points.reduce((a, p) => (p.throughput.median > a.throughput.median ? p : a));
+      const peak = ladderPeak(points);
       const rate = peak.throughput.median / 2;
       const hs: Measured[] = [];
       for (let r = 0; r < runs; r++) {

@@ -1,6 +1,6 @@
 /** The e2e part's peak: read from a step the side sustained. */
 import { describe, expect, it } from 'vitest';
-import { peakCell } from '../../bench/parts/e2e.ts';
+import { peakCell } from '../../bench/lib/stats.ts';
 
 describe('e2e: the peak', () => {
   const cell = (median: number, failed = 0, viewChanges = 0) => ({
