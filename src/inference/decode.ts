@@ -15,6 +15,7 @@ import { checkJpeg, type JpegFrame } from './jpeg-check.ts';
 import {
   centreCrop,
   checkDeclaredSize,
+  checkTensorImageSize,
   copyModelTensor,
   decodeTensorInput,
   imageSize,
@@ -36,14 +37,6 @@ export interface Pixels {
   width: number;
   height: number;
   channels: 3;
-}
-
-function checkSize(width: number, height: number): void {
-  if (width * height > MAX_IMAGE_PIXELS)
-    throw new DropbearError(
-      'INPUT_TOO_LARGE',
-      `image of ${width}×${height} pixels is over the limit of ${MAX_IMAGE_PIXELS}`,
-    );
 }
 
 /**
@@ -133,7 +126,7 @@ export async function decodeImage(bytes: Uint8Array, decoder: Decoder): Promise<
         'INPUT_SHAPE',
         `a raw image tensor must be uint8 [H, W, 3]; got ${t.dtype} [${t.dims.join(', ')}]`,
       );
-    checkSize(t.dims[1], t.dims[0]);
+    checkTensorImageSize(t.dims[1], t.dims[0]);
     return { data: t.data, width: t.dims[1], height: t.dims[0], channels: 3 };
   }
   if (kind === 'jpeg') checkJpegInput(bytes, decoder);

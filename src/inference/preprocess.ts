@@ -54,6 +54,28 @@ export function checkDeclaredSize(
     );
 }
 
+/**
+ * Refuses (INPUT_TOO_LARGE) a uint8 [H, W, 3] DBT1 tensor (an already-decoded image) with a side over
+ * MAX_IMAGE_SIDE or over MAX_IMAGE_PIXELS: the node's input check (api.ts, checkInput) and decoding
+ * (decode.ts). It is not decoded, so the density bound does not apply, but the resize's scratch grows with
+ * a side: the grey 28×28 path (MNIST) resizes the whole image through H × 28 floats, and a [2,000,000, 1, 3]
+ * tensor (6 MB) took 224 MB of scratch and 32 MB of taps for one call, ~1.2 s of CPU on every node (~2.4 GB
+ * for the 64 MiB of a serve-model body). At 65,500 rows that is 7.3 MB; the 224-pixel colour path needs
+ * rows of the shorter side only (at most √40 MP).
+ */
+export function checkTensorImageSize(width: number, height: number): void {
+  if (width > MAX_IMAGE_SIDE || height > MAX_IMAGE_SIDE)
+    throw new DropbearError(
+      'INPUT_TOO_LARGE',
+      `image tensor of ${width}×${height} pixels: a side is over the limit of ${MAX_IMAGE_SIDE}`,
+    );
+  if (width * height > MAX_IMAGE_PIXELS)
+    throw new DropbearError(
+      'INPUT_TOO_LARGE',
+      `image of ${width}×${height} pixels is over the limit of ${MAX_IMAGE_PIXELS}`,
+    );
+}
+
 /** Raw tensor inputs start with this magic; see `encodeTensorInput`. */
 const TENSOR_MAGIC = [0x44, 0x42, 0x54, 0x31]; // "DBT1"
 const DTYPES = ['uint8', 'float32', 'float16'] as const;

@@ -42,10 +42,10 @@ import { packageVersion } from '../inference/kserve-server.ts';
 import { labelName } from '../inference/postprocess.ts';
 import {
   checkDeclaredSize,
+  checkTensorImageSize,
   decodeTensorInput,
   imageSize,
   isModelTensor,
-  MAX_IMAGE_PIXELS,
   sniffInput,
 } from '../inference/preprocess.ts';
 import type { ModelSpec } from '../inference/spec.ts';
@@ -329,11 +329,7 @@ export async function checkInput(bytes: Uint8Array, spec: ModelSpec): Promise<vo
     if (t.dtype === 'uint8' && t.dims.length === 3 && t.dims[2] === 3) {
       if (tensorOnly)
         throw new DropbearError('INPUT_UNSUPPORTED', `model ${spec.name} takes only its own input tensor`);
-      if (t.dims[0] * t.dims[1] > MAX_IMAGE_PIXELS)
-        throw new DropbearError(
-          'INPUT_TOO_LARGE',
-          `image of ${t.dims[1]}×${t.dims[0]} pixels is over the limit`,
-        );
+      checkTensorImageSize(t.dims[1], t.dims[0]);
       return;
     }
     if (!isModelTensor(t, spec))
