@@ -224,6 +224,8 @@ interface Waiter {
   timer: NodeJS.Timeout;
 }
 
+type StateResponse = Extract<NodeMessage, { kind: 'stateResponse' }>;
+
 /** The window over which the host measures its execution rate. */
 const RATE_WINDOW_MS = 5000;
 /** A replica wake-up this much later than the timer already set leaves the timer as it is (schedule). */
@@ -860,26 +862,103 @@ export class NodeHost {
     for (const s of this.pendingExec.keys()) if (s < a.seq - 1024) this.pendingExec.delete(s);
   }
 
+  /**
+   * Answers a peer's state request with one frame at most `maxFrameBytes` long. The batches get the room
+   * the rest of the answer leaves (its NEW-VIEW, of q VIEW-CHANGEs with their prepared certificates, can
+   * be megabytes), and never more than half a frame, as before; the peer asks again from where the
+   * answer ends. Before, they got half a frame whatever the rest took, and an answer
+   * over a frame made `wire.send` throw: in this step (the node stopped) or in the fsync callback that
+   * released it (an uncaught exception), at the request of any peer.
+   *
+   * An answer with no batches tells the peer this node has nothing newer (it stops catching up until it
+   * sees itself behind again, and asks again then): when the NEW-VIEW leaves no room for the next batch,
+   * the answer goes without it (as during a view change) and carries the batch. The NEW-VIEW comes with
+   * the answer that has no batch left to give. A next batch that fits in no frame, or an answer that
+   * fits in none even empty, is not sent at all (a warning with a code says so): the peer asks again, and
+   * may get it from another node.
+   */
   private serveState(a: Extract<Action, { type: 'serveState' }>): void {
-    // At most 64 batches, and at most half a frame of them (batches carry their requests' inputs); the peer
-    // asks again from where this answer ends.
-    const batches = this.db.stateBatches(a.fromSeq, 64, this.maxFrameBytes / 2);
-    const nv = a.newView;
-    const msg: NodeMessage = {
+    try {
+      const nv = a.newView;
+      const newView = nv
+        ? { from: nv.from, newView: nv.newView, viewChanges: nv.viewChanges, proposals: nv.proposals }
+        : null;
+      let answer = this.stateAnswer(a, newView);
+      if (newView && (answer === null || (answer.msg.batches.length === 0 && answer.had > 0))) {
+        const bare = this.stateAnswer(a, null);
+        if (bare && bare.msg.batches.length > 0) {
+          this.log.info(
+            { peer: a.to, fromSeq: a.fromSeq, code: 'STATE_NEWVIEW_LEFT_OUT', limit: this.maxFrameBytes },
+            'state response: no room for the NEW-VIEW beside the next batch; sent without it',
+          );
+          answer = bare;
+        } else if (answer === null) answer = bare;
+      }
+      if (answer === null) {
+        this.log.warn(
+          { peer: a.to, fromSeq: a.fromSeq, code: 'STATE_RESPONSE_TOO_LARGE', limit: this.maxFrameBytes },
+          'state response larger than a frame even without batches; not sent',
+        );
+        return;
+      }
+      if (answer.msg.batches.length === 0 && answer.had > 0) {
+        this.log.warn(
+          { peer: a.to, seq: a.fromSeq, code: 'STATE_BATCH_TOO_LARGE', limit: this.maxFrameBytes },
+          'state response: the next batch does not fit in a frame; not sent',
+        );
+        return;
+      }
+      const { msg, bytes } = answer;
+      this.out(() => {
+        try {
+          this.wire.send(a.to, bytes);
+          this.noteSent(msg.kind, [bytes], 1);
+        } catch (e) {
+          this.log.error(
+            { peer: a.to, code: 'STATE_RESPONSE_FAILED', err: String(e) },
+            'state response not sent',
+          );
+        }
+      });
+    } catch (e) {
+      // Reading or encoding what was asked for failed: the peer goes without an answer, the node goes on.
+      this.log.error(
+        { peer: a.to, fromSeq: a.fromSeq, code: 'STATE_RESPONSE_FAILED', err: String(e) },
+        'state response not sent',
+      );
+    }
+  }
+
+  /**
+   * The state response with `newView` and as many batches from `a.fromSeq` on as fit in a frame beside it
+   * (at most 64, at most half a frame of them), encoded; `had`: how many the ledger offered before any were
+   * taken out to fit. Null when even the answer without batches is over a frame.
+   */
+  private stateAnswer(
+    a: Extract<Action, { type: 'serveState' }>,
+    newView: StateResponse['newView'],
+  ): { msg: StateResponse; bytes: Uint8Array; had: number } | null {
+    const max = this.maxFrameBytes;
+    const of = (batches: StateResponse['batches']): StateResponse => ({
       kind: 'stateResponse',
       from: this.id,
       batches,
       view: a.view,
-      newView: nv
-        ? { from: nv.from, newView: nv.newView, viewChanges: nv.viewChanges, proposals: nv.proposals }
-        : null,
+      newView,
       checkpoint: a.checkpoint,
-    };
-    const bytes = encodeMessage(msg);
-    this.out(() => {
-      this.wire.send(a.to, bytes);
-      this.noteSent(msg.kind, [bytes], 1);
     });
+    const empty = encodeMessage(of([]));
+    if (empty.length > max) return null;
+    // stateBatches gives the first batch even over the budget: it is taken out below if it does not fit.
+    const batches = this.db.stateBatches(a.fromSeq, 64, Math.min(max / 2, max - empty.length));
+    const had = batches.length;
+    while (batches.length > 0) {
+      const msg = of(batches);
+      const bytes = encodeMessage(msg);
+      if (bytes.length <= max) return { msg, bytes, had };
+      batches.pop();
+    }
+    return { msg: of([]), bytes: empty, had };
   }
 
   // ---------------------------------------------------------------- what the API calls
