@@ -349,7 +349,12 @@ export class NodeHost {
       msg = decodeMessage(bytes);
     } catch (e) {
       this.obs.badFrame?.(from);
-      this.log.warn({ peer: from, err: (e as Error).message }, 'undecodable frame; dropping the connection');
+      // The codec's own code (CODEC_TRUNCATED, CODEC_BAD_TAG, …) says what was wrong with the bytes.
+      const code = (e as { code?: unknown }).code;
+      this.log.warn(
+        { peer: from, code: typeof code === 'string' ? code : 'PEER_BAD_MESSAGE', err: (e as Error).message },
+        'undecodable frame; dropping the connection',
+      );
       this.wire.reportBad(from, 'undecodable message');
       return;
     }

@@ -38,6 +38,8 @@ const MiB = 1 << 20;
 /** A host (node 0) whose sends to peers are recorded; `deliver` hands it a frame from a peer. */
 function openHost(name: string, maxFrameBytes?: number) {
   const sent: { to: number; msg: NodeMessage; bytes: number }[] = [];
+  const warnings: { obj: Record<string, unknown>; msg?: string }[] = [];
+  let deliverRaw: (from: number, bytes: Uint8Array) => void = () => {};
   let deliver: (from: number, bytes: Uint8Array) => void = () => {};
   let fatal: unknown = null;
   const bad: { from: number; reason: string }[] = [];
@@ -52,6 +54,7 @@ function openHost(name: string, maxFrameBytes?: number) {
       broadcast: () => {},
       onFrame: (h) => {
         deliver = h;
+        deliverRaw = h;
       },
       reportBad: (from, reason) => bad.push({ from, reason }),
     },
@@ -59,12 +62,19 @@ function openHost(name: string, maxFrameBytes?: number) {
       fatal = e;
     },
     ...(maxFrameBytes ? { maxFrameBytes } : {}),
+    logger: {
+      info() {},
+      warn: (obj, msg) => warnings.push({ obj: obj as Record<string, unknown>, msg }),
+      error() {},
+    },
   });
   host.start();
   return {
     host,
     sent,
     bad,
+    warnings,
+    deliverRaw: (from: number, bytes: Uint8Array) => deliverRaw(from, bytes),
     deliver: (from: number, m: NodeMessage) => deliver(from, encodeMessage(m)),
     fatal: () => fatal,
   };
@@ -146,6 +156,25 @@ describe('a request a peer forwards', () => {
     const funded = bigRequests(3, 64);
     h.deliver(1, { kind: 'forward', requests: funded });
     expect(h.host.status()).toMatchObject({ pendingRequests: 3, unfundedForwards: 50 });
+    h.host.close();
+  });
+});
+
+describe('bytes from a peer that do not decode', () => {
+  it("are dropped with the peer's connection, logged with the codec's code, and the node keeps running", () => {
+    const h = openHost('garbage');
+    const good = encodeMessage({ kind: 'stateRequest', from: 1, fromSeq: 1 });
+    for (const bytes of [new Uint8Array([0x7f]), good.subarray(0, good.length - 1)]) h.deliverRaw(1, bytes);
+    expect(h.bad).toEqual([
+      { from: 1, reason: 'undecodable message' },
+      { from: 1, reason: 'undecodable message' },
+    ]);
+    const logged = h.warnings.filter((w) => /undecodable/.test(w.msg ?? '')).map((w) => w.obj.code);
+    expect(logged).toEqual(['CODEC_BAD_TAG', 'CODEC_TRUNCATED']);
+    expect(h.fatal()).toBeNull();
+    // Still serving: a valid message from the same peer is taken.
+    h.deliver(1, { kind: 'forward', requests: bigRequests(2, 64) });
+    expect(h.host.status()).toMatchObject({ pendingRequests: 2 });
     h.host.close();
   });
 });
