@@ -189,7 +189,14 @@ function verifyHere(json: unknown, expected?: string): Shown {
 /** How long GET /v1/certificates/:id may wait for a certificate this node has not assembled yet. */
 const FETCH_WAIT_MS = 3000;
 
+/**
+ * Counts the checks asked for (a fetch, or a pasted certificate): an answer that comes after a later check
+ * was asked for is dropped, so the verdict shown is never that of an earlier request id.
+ */
+let asked = 0;
+
 async function fetchAndVerify(): Promise<void> {
+  const mine = ++asked;
   const id = ($('request-id') as HTMLInputElement).value.trim().toLowerCase();
   if (!/^[0-9a-f]{64}$/.test(id)) {
     show({ kind: 'bad', title: 'not checked', detail: 'a request id is 64 hex characters' });
@@ -199,14 +206,17 @@ async function fetchAndVerify(): Promise<void> {
   try {
     // A certificate still forming at this node (its receipt signatures arriving) is waited for a while.
     const body = await getJson(`/v1/certificates/${id}?wait=${FETCH_WAIT_MS}`);
+    if (mine !== asked) return;
     ($('cert-json') as HTMLTextAreaElement).value = JSON.stringify(body, null, 2);
     show(verifyHere(body, id));
   } catch (e) {
+    if (mine !== asked) return;
     show({ kind: 'bad', title: 'not checked', detail: (e as Error).message });
   }
 }
 
 function verifyPasted(): void {
+  asked++;
   let json: unknown;
   const text = ($('cert-json') as HTMLTextAreaElement).value;
   try {

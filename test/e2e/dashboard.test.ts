@@ -216,6 +216,51 @@ describe.skipIf(!haveChromium && !required)('dashboard in Chromium', () => {
     await page.close();
   });
 
+  it('shows the verdict for the request id asked for last, not for an earlier fetch that answers later', async () => {
+    const page = await browser.newPage();
+    page.on('pageerror', (e) => pageErrors.push(e.message));
+    const slow = results[0].requestId;
+    // Marks when the page has read the slow answer's body: a task queued then runs after what awaited it.
+    await page.addInitScript((id: string) => {
+      const json = Response.prototype.json;
+      Response.prototype.json = function (this: Response) {
+        return json.call(this).then((v: unknown) => {
+          if (this.url.includes(id))
+            setTimeout(() => {
+              document.body.dataset.slowRead = 'true';
+            });
+          return v;
+        });
+      };
+    }, slow);
+    await page.goto(`${g.file.nodes[1].api}/dashboard?group=${groupId}`);
+    await page.waitForSelector('body[data-ready]');
+    let release = () => {};
+    const held = new Promise<void>((r) => {
+      release = r;
+    });
+    // The node answers the first request id only after the second has been asked for and answered.
+    await page.route(`**/v1/certificates/${slow}*`, async (route) => {
+      await held;
+      await route.continue();
+    });
+    await page.fill('#request-id', slow);
+    await page.click('#fetch-btn');
+    await page.waitForFunction(() => document.getElementById('verdict')?.textContent === 'fetching…');
+    const other = '00'.repeat(32);
+    await page.fill('#request-id', other);
+    await page.click('#fetch-btn');
+    await page.waitForFunction(() => document.getElementById('verdict')?.textContent === 'not checked');
+    release();
+    await page.waitForSelector('body[data-slow-read]');
+    expect(await page.inputValue('#request-id')).toBe(other);
+    expect(await page.textContent('#verdict')).toBe('not checked');
+    expect(await page.textContent('#verdict-detail')).toContain('CERTIFICATE_NOT_FOUND');
+    expect(await page.inputValue('#cert-json')).not.toContain(slow);
+    expect(pageErrors).toEqual([]);
+    await page.close();
+  });
+
   it('`dropbear verify-page` writes one file that checks certificates in the browser without any node', async () => {
     const out = join(root, 'verify.html');
     const said = execFileSync(process.execPath, [
