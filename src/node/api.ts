@@ -1043,11 +1043,17 @@ export function buildApi(host: NodeHost, opts: ApiOptions = {}): FastifyInstance
 
   const dashboard = opts.dashboard;
   if (dashboard) {
-    // Everything the page loads comes from this node; no inline script, no framing by another origin.
+    // Everything the page loads comes from this node; no inline script, no framing by another origin, no
+    // <base> or form target elsewhere; no type sniffing, no referrer (the page's URL may carry a group id).
     const csp =
-      "default-src 'none'; script-src 'self'; connect-src 'self'; style-src 'unsafe-inline'; frame-ancestors 'none'";
+      "default-src 'none'; script-src 'self'; connect-src 'self'; style-src 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'";
+    const pageHeaders = {
+      'content-security-policy': csp,
+      'x-content-type-options': 'nosniff',
+      'referrer-policy': 'no-referrer',
+    };
     app.get('/dashboard', { schema: { querystring: { type: 'object' } } }, async (_req, reply) => {
-      reply.header('content-security-policy', csp).type('text/html; charset=utf-8');
+      reply.headers(pageHeaders).type('text/html; charset=utf-8');
       return dashboard.html;
     });
     app.get('/dashboard/app.js', { schema: { querystring: noQuery } }, async (_req, reply) => {
@@ -1060,7 +1066,7 @@ export function buildApi(host: NodeHost, opts: ApiOptions = {}): FastifyInstance
           `the dashboard script did not build: ${(e as Error).message}`,
         );
       }
-      reply.header('content-security-policy', csp).type('text/javascript; charset=utf-8');
+      reply.headers(pageHeaders).type('text/javascript; charset=utf-8');
       return js;
     });
   }

@@ -44,6 +44,9 @@ describe('GET /dashboard', () => {
     expect(page.statusCode).toBe(200);
     expect(page.headers['content-type']).toBe('text/html; charset=utf-8');
     expect(page.headers['content-security-policy']).toMatch(/default-src 'none'.*script-src 'self'/);
+    expect(page.headers['content-security-policy']).toMatch(/base-uri 'none'; form-action 'none'/);
+    expect(page.headers['x-content-type-options']).toBe('nosniff');
+    expect(page.headers['referrer-policy']).toBe('no-referrer');
     expect(page.body).toContain('<script type="module" src="/dashboard/app.js"></script>');
     const failed = await app.inject({ method: 'GET', url: '/dashboard/app.js' });
     expect(failed.statusCode).toBe(503);
@@ -54,6 +57,7 @@ describe('GET /dashboard', () => {
     const js = await app.inject({ method: 'GET', url: '/dashboard/app.js' });
     expect(js.statusCode).toBe(200);
     expect(js.headers['content-type']).toBe('text/javascript; charset=utf-8');
+    expect(js.headers['x-content-type-options']).toBe('nosniff');
     expect(js.body).toBe('console.log(1)');
     await app.close();
   });
