@@ -148,6 +148,17 @@ export async function initGroup(o: InitOptions): Promise<GroupFile> {
   const dir = resolve(o.dir);
   if (existsSync(join(dir, 'genesis.json')))
     throw usageError(`${dir} already holds a group; choose an empty folder`);
+  // Checked before anything is written: a folder with some of these files (another group's keys, a run
+  // stopped half-way) had its keys replaced, and a replaced file kept its old, perhaps world-readable, mode.
+  const targets = [
+    'group.json',
+    ...models.flatMap((_, i) => [`node-${i}.json`, join('keys', `node-${i}.json`)]),
+    join('keys', 'client.json'),
+    join('keys', 'treasury.json'),
+  ];
+  const present = targets.filter((t) => existsSync(join(dir, t)));
+  if (present.length > 0)
+    throw usageError(`${dir} already holds ${present.join(', ')}; choose an empty folder`);
   // The stand-in (`standin`, no model file: src/node/standin-backend.ts) is not in the store.
   const stored = models.filter((m) => m !== STANDIN_MODEL);
   await ensureModels([...new Set(stored)], o.home);

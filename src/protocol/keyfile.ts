@@ -11,8 +11,19 @@ export function keyFileJson(k: KeyPair): string {
   return `${JSON.stringify({ kind: 'ed25519', publicKey: toB64u(k.publicKey), seed: Buffer.from(k.seed).toString('hex') }, null, 2)}\n`;
 }
 
+/**
+ * Creates the file; never replaces one. (`mode` applies only to a file being created: writing over an
+ * existing world-readable file kept its mode, and destroyed the key that was there.)
+ */
 export function writeKeyFile(path: string, k: KeyPair): void {
-  writeFileSync(path, keyFileJson(k), { mode: 0o600 });
+  try {
+    writeFileSync(path, keyFileJson(k), { mode: 0o600, flag: 'wx' });
+  } catch (e) {
+    const err = e as NodeJS.ErrnoException;
+    if (err.code === 'EEXIST')
+      throw new DropbearError('KEY_FILE_EXISTS', `${path} exists; keys are never overwritten`);
+    throw new DropbearError('KEY_FILE_UNWRITABLE', `cannot write key file ${path}: ${err.message}`);
+  }
 }
 
 export function readKeyFile(path: string): KeyPair {
