@@ -110,6 +110,9 @@ const CONFIG_FIELDS = [
   'log',
 ];
 
+/** The levels the node's logger (pino) knows. */
+const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
+
 function bad(field: string, why: string, file: string): DropbearError {
   return new DropbearError('CONFIG_INVALID', `${file}: "${field}" ${why}`);
 }
@@ -159,6 +162,32 @@ function replicaSettings(r: Record<string, unknown>, file: string): Record<strin
  * checked here.
  */
 function apiLimits(r: Record<string, unknown>, file: string): NodeConfig['apiLimits'] {
+  // The rest were passed on unchecked: a misspelt key was dropped, a string maxPending ("x") turned the
+  // admission limit off without a word (`pending > "x"` is false), a negative bodyLimitBytes stopped the
+  // node with Fastify's own message.
+  const known = [
+    'bodyLimitBytes',
+    'maxPending',
+    'maxQueueSeconds',
+    'minPending',
+    'requestTimeoutMs',
+    'maxLongPolls',
+    'maxLongPollsPerConnection',
+  ];
+  for (const k of Object.keys(r))
+    if (!known.includes(k))
+      throw bad(`api_limits.${k}`, `is not an api limit (known: ${known.join(', ')})`, file);
+  const b = r.bodyLimitBytes;
+  if (b !== undefined && (typeof b !== 'number' || !Number.isInteger(b) || b < 1))
+    throw bad('api_limits.bodyLimitBytes', 'must be an integer ≥ 1 (bytes)', file);
+  for (const k of ['maxPending', 'minPending']) {
+    const v = r[k];
+    if (v !== undefined && (typeof v !== 'number' || !Number.isInteger(v) || v < 0))
+      throw bad(`api_limits.${k}`, 'must be an integer ≥ 0 (requests)', file);
+  }
+  const q = r.maxQueueSeconds;
+  if (q !== undefined && (typeof q !== 'number' || !Number.isFinite(q) || q < 0))
+    throw bad('api_limits.maxQueueSeconds', 'must be a finite number ≥ 0 (seconds)', file);
   const t = r.requestTimeoutMs;
   if (t !== undefined && (typeof t !== 'number' || !Number.isInteger(t) || t < 0))
     throw bad('api_limits.requestTimeoutMs', 'must be an integer ≥ 0 (ms; 0: no limit)', file);
@@ -326,6 +355,22 @@ export function loadNodeConfig(path: string): NodeConfig {
     if (typeof v !== 'object' || v === null || Array.isArray(v)) throw bad(k, 'must be an object', file);
     return v as Record<string, never>;
   };
+  if (raw.extraModels !== undefined && !Array.isArray(raw.extraModels))
+    throw bad('extraModels', 'must be an array of models', file);
+  if (raw.home !== undefined && (typeof raw.home !== 'string' || raw.home === ''))
+    throw bad('home', 'must be a folder (a non-empty string)', file);
+  // A level pino does not know stopped the node with pino's own message; a misspelt or mistyped "log" or
+  // "level" was dropped (info).
+  const logRaw = raw.log;
+  if (logRaw !== undefined) {
+    if (typeof logRaw !== 'object' || logRaw === null || Array.isArray(logRaw))
+      throw bad('log', 'must be {"level": …}', file);
+    for (const k of Object.keys(logRaw))
+      if (k !== 'level') throw bad(`log.${k}`, 'is not a log field (level)', file);
+    const level = (logRaw as { level?: unknown }).level;
+    if (level !== undefined && (typeof level !== 'string' || !LOG_LEVELS.includes(level)))
+      throw bad('log.level', `must be one of ${LOG_LEVELS.join(', ')}`, file);
+  }
   return {
     file,
     id: id as number,

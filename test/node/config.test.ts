@@ -284,3 +284,54 @@ describe('node config: transport.quarantine', () => {
     }
   });
 });
+
+describe('node config: the rest of api_limits, log, extraModels, home', () => {
+  const refusedWith = (extra: Record<string, unknown>): string => {
+    const file = join(dir, 'node-r.json');
+    writeFileSync(file, JSON.stringify({ ...BASE, ...extra }));
+    try {
+      loadNodeConfig(file);
+    } catch (e) {
+      expect(e).toBeInstanceOf(DropbearError);
+      expect((e as DropbearError).code).toBe('CONFIG_INVALID');
+      return (e as DropbearError).message;
+    }
+    throw new Error(`accepted ${JSON.stringify(extra)}`);
+  };
+
+  it('passes valid values through', () => {
+    const file = join(dir, 'node-r.json');
+    const limits = { bodyLimitBytes: 1024, maxPending: 0, minPending: 10, maxQueueSeconds: 0.5 };
+    writeFileSync(
+      file,
+      JSON.stringify({ ...BASE, api_limits: limits, log: { level: 'warn' }, extraModels: [], home: 'h' }),
+    );
+    const c = loadNodeConfig(file);
+    expect(c.apiLimits).toEqual(limits);
+    expect(c.log.level).toBe('warn');
+  });
+
+  it('refuses ill-typed or misspelt values, naming the field', () => {
+    expect(refusedWith({ api_limits: { maxPending: 'x' } })).toContain(
+      '"api_limits.maxPending" must be an integer ≥ 0',
+    );
+    expect(refusedWith({ api_limits: { minPending: -1 } })).toContain(
+      '"api_limits.minPending" must be an integer ≥ 0',
+    );
+    expect(refusedWith({ api_limits: { bodyLimitBytes: -1 } })).toContain(
+      '"api_limits.bodyLimitBytes" must be an integer ≥ 1',
+    );
+    expect(refusedWith({ api_limits: { bodyLimitBytes: 0 } })).toContain('"api_limits.bodyLimitBytes"');
+    expect(refusedWith({ api_limits: { maxQueueSeconds: '2' } })).toContain(
+      '"api_limits.maxQueueSeconds" must be a finite number',
+    );
+    expect(refusedWith({ api_limits: { maxPendng: 10 } })).toContain(
+      '"api_limits.maxPendng" is not an api limit',
+    );
+    expect(refusedWith({ log: { level: 'verbose' } })).toContain('"log.level" must be one of');
+    expect(refusedWith({ log: { levle: 'debug' } })).toContain('"log.levle" is not a log field');
+    expect(refusedWith({ log: 'debug' })).toContain('"log" must be {"level": …}');
+    expect(refusedWith({ extraModels: { name: 'x' } })).toContain('"extraModels" must be an array');
+    expect(refusedWith({ home: 5 })).toContain('"home" must be a folder');
+  });
+});
