@@ -37,6 +37,7 @@
 import { readFileSync } from 'node:fs';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { DEFAULT_REPLICA_CONFIG, type ReplicaConfig } from '../consensus/replica.ts';
+import { ENGINE_DEFAULTS } from '../inference/engine.ts';
 import { DURABILITIES, type Durability } from '../ledger/sqlite.ts';
 import { DropbearError } from '../protocol/index.ts';
 import { quarantineProblem, type TransportOptions } from './transport.ts';
@@ -155,6 +156,18 @@ function replicaSettings(r: Record<string, unknown>, file: string): Record<strin
       throw bad(`replica.${k}`, 'must be a finite number ≥ 0 (ms)', file);
   }
   return r as Record<string, number | boolean>;
+}
+
+/**
+ * The `engine` section: only the engine's own settings (values checked when the engine starts). A misspelt
+ * key ("maxBtch") was dropped and the node ran on the default without a word.
+ */
+function engineSettings(r: Record<string, unknown>, file: string): Record<string, unknown> {
+  const known = [...Object.keys(ENGINE_DEFAULTS), 'half'];
+  for (const k of Object.keys(r))
+    if (!known.includes(k))
+      throw bad(`engine.${k}`, `is not an engine setting (known: ${known.join(', ')})`, file);
+  return r;
 }
 
 /**
@@ -386,7 +399,7 @@ export function loadNodeConfig(path: string): NodeConfig {
       ? raw.extraModels.map((m, i) => model(m, `extraModels[${i}]`))
       : [],
     home: typeof raw.home === 'string' ? rel(raw.home) : undefined,
-    engine: obj('engine'),
+    engine: engineSettings(obj('engine'), file),
     replica: replicaSettings(obj('replica'), file),
     apiLimits: apiLimits(obj('api_limits'), file),
     custodial,

@@ -335,3 +335,18 @@ describe('node config: the rest of api_limits, log, extraModels, home', () => {
     expect(refusedWith({ home: 5 })).toContain('"home" must be a folder');
   });
 });
+
+describe('node config: engine', () => {
+  it("takes the engine's own settings and refuses a misspelt one, naming it", () => {
+    const file = join(dir, 'node-e.json');
+    writeFileSync(file, JSON.stringify({ ...BASE, engine: { maxBatch: 4, decoder: 'fast' } }));
+    expect(loadNodeConfig(file).engine).toEqual({ maxBatch: 4, decoder: 'fast' });
+    writeFileSync(file, JSON.stringify({ ...BASE, engine: { maxBtch: 1 } }));
+    expect(() => loadNodeConfig(file)).toThrow(
+      expect.objectContaining({
+        code: 'CONFIG_INVALID',
+        message: expect.stringContaining('"engine.maxBtch" is not an engine setting'),
+      }),
+    );
+  });
+});
