@@ -1344,10 +1344,18 @@ export class Replica {
   private onPeerTx(from: number, tx: Tx): void {
     const c = this.checkTx(tx);
     if (c.ok) {
-      if (!this.doneTxs.has(hex(c.id))) this.admitTx(tx, c.id, false);
+      if (this.doneTxs.has(hex(c.id))) return;
+      this.admitTx(tx, c.id, false);
+      // Relayed to the primary (Castro–Liskov: a backup passes a request on to the primary), as its timer
+      // now runs for it: a faulty owner that spread its update to the backups only made them suspect an
+      // honest primary that never saw it, a view change at will. Sent again while it waits (retransmit).
+      const primary = this.primaryOf(this.view);
+      if (primary !== this.id && primary !== from)
+        this.out.push({ type: 'send', to: primary, msg: { kind: 'tx', tx } });
     } else if (c.code === 'TX_BAD_SIGNATURE' || c.code === 'TX_UNKNOWN_NODE') {
-      // A node spreads only transactions submitted to it that passed these same checks (onSubmitTx), never
-      // one it received: the sender made this one, under its own name or another's.
+      // A node spreads or relays only transactions that passed these same checks (onSubmitTx, and above),
+      // and they depend on nothing but the transaction: the sender made this one, under its own name or
+      // another's.
       this.punish(
         from,
         tx.update.node === from
@@ -3284,12 +3292,17 @@ export class Replica {
           prePrepares: lacking.slice(0, 1024),
         },
       });
+    const primary = this.primaryOf(this.view);
     // Transactions submitted here and not yet in an accepted batch: spread again (a copy may have been lost).
+    // Those taken from a peer: to the primary again (its copy may have been lost, or a view change made
+    // another node primary), as their timer runs here (onPeerTx).
     for (const t of this.txs.values()) {
-      if (!t.origin || t.state !== 'pending' || t.sentAt + t.backoff > this.now) continue;
+      if (t.state !== 'pending' || t.sentAt + t.backoff > this.now) continue;
+      if (!t.origin && primary === this.id) continue;
       t.sentAt = this.now;
       t.backoff = Math.min(t.backoff * 2, 64 * this.cfg.retransmitMs);
-      this.out.push({ type: 'broadcast', msg: { kind: 'tx', tx: t.tx } });
+      const msg: NodeMessage = { kind: 'tx', tx: t.tx };
+      this.out.push(t.origin ? { type: 'broadcast', msg } : { type: 'send', to: primary, msg });
     }
     // Our own results batches again, with backoff, while they hold votes: during a view change to every
     // peer; otherwise only to the nodes that may still need them, for requests still waiting for a
@@ -3299,7 +3312,6 @@ export class Replica {
     // the primary. (Sent to every peer until execution, these were ~a third of the RESULTS messages a node
     // received in the e2e probe at 32 images in flight, nearly all dropped as duplicates.) A new view
     // resets the backoff (enterView), so the new primary gets our pending votes at once.
-    const primary = this.primaryOf(this.view);
     for (const d of this.ownResults) {
       const r = this.results.get(d);
       if (!r || r.open <= 0 || r.sentAt + r.backoff > this.now) continue;
@@ -3379,7 +3391,7 @@ export class Replica {
       return true;
     for (const slot of this.slots.values()) if (slot.seq > this.lastExecuted) return true;
     if (this.uncertified > 0 || this.orphans.size > 0) return true;
-    for (const t of this.txs.values()) if (t.origin && t.state === 'pending') return true;
+    for (const t of this.txs.values()) if (t.state === 'pending') return true;
     // A request waiting here keeps the ticks coming, so that it is forgotten if it expires (sweepExpired).
     if (this.expiredHeld > 0 || this.pool.values().next().value?.state === 'pending') return true;
     while (this.ownResults.length > 0 && (this.results.get(this.ownResults[0])?.open ?? 0) <= 0)
