@@ -431,7 +431,12 @@ export type TxRejectCode =
   /** The same transaction is already waiting to be ordered. */
   | 'TX_DUPLICATE'
   /** The same transaction was already ordered and executed. */
-  | 'TX_ALREADY_EXECUTED';
+  | 'TX_ALREADY_EXECUTED'
+  /**
+   * An update of the node it was submitted to, for a model that node has not loaded (the node host checks
+   * this; the replica cannot know what is loaded).
+   */
+  | 'TX_MODEL_NOT_LOADED';
 
 /** Why a peer's message was dropped; counted per peer (the node layer exports the counts). */
 export type Misbehaviour =

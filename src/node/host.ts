@@ -989,6 +989,20 @@ export class NodeHost {
   }
 
   submitTx(tx: Tx): TxOutcome {
+    // An update of this very node to a model it has not loaded: once ordered, this node would have no model
+    // to infer with (it would vote on nothing), and it could not start again without that model. Refused
+    // here, after the checks any node applies (a forged or stale one gets their answer).
+    const u = tx.update;
+    if (u.node === this.id && !this.backends.has(hex(u.newDigest))) {
+      const c = this.replica.checkTx(tx);
+      if (!c.ok) return { ok: false, txId: c.id, code: c.code, message: c.message };
+      return {
+        ok: false,
+        txId: c.id,
+        code: 'TX_MODEL_NOT_LOADED',
+        message: `node ${this.id} has not loaded the model ${hex(u.newDigest)}: load it beside the current one first (extraModels in its config) and restart the node`,
+      };
+    }
     const actions = this.step({ type: 'submitTx', tx });
     for (const a of actions) {
       if (a.type === 'txAccepted') return { ok: true, txId: a.txId };

@@ -238,8 +238,8 @@ describe('POST /v1/txs', () => {
           Tx,
           signModelUpdate(
             groupIdOf(group.genesis),
-            { node: 0, version, newDigest: new Uint8Array(32).fill(digestByte) },
-            group.keys[0],
+            { node: 1, version, newDigest: new Uint8Array(32).fill(digestByte) },
+            group.keys[1],
           ),
         ),
       }),
@@ -249,7 +249,7 @@ describe('POST /v1/txs', () => {
     const gap = await postTx(2, 1);
     expect(gap.statusCode).toBe(409);
     expect(gap.json().error.code).toBe('TX_VERSION_GAP');
-    expect(gap.json().error.message).toMatch(/skips version 1 of node 0/);
+    expect(gap.json().error.message).toMatch(/skips version 1 of node 1/);
     const stale = await postTx(0, 2);
     expect(stale.statusCode).toBe(409);
     expect(stale.json().error.code).toBe('TX_STALE_VERSION');
@@ -258,6 +258,26 @@ describe('POST /v1/txs', () => {
     expect(next.json().status).toBe('pending');
     // With version 1 waiting here, version 2 no longer skips one.
     expect((await postTx(2, 4)).statusCode).toBe(202);
+  });
+
+  it('an update of this node to a model it has not loaded: 409 TX_MODEL_NOT_LOADED', async () => {
+    const res = await app.inject({
+      method: 'POST',
+      url: '/v1/txs',
+      headers: { 'content-type': 'application/json' },
+      payload: JSON.stringify({
+        tx: toJson(
+          Tx,
+          signModelUpdate(
+            groupIdOf(group.genesis),
+            { node: 0, version: 1, newDigest: new Uint8Array(32).fill(9) },
+            group.keys[0],
+          ),
+        ),
+      }),
+    });
+    expect(res.statusCode).toBe(409);
+    expect(res.json().error.code).toBe('TX_MODEL_NOT_LOADED');
   });
 });
 

@@ -1,0 +1,88 @@
+/**
+ * A model update submitted to the node it names, on real hosts (real SQLite ledgers, stand-in models, an
+ * in-memory wire): the node checks that it has the new model loaded before it takes the update. Before, it
+ * took one for a model it had not loaded; once ordered, the node had no model to infer with and voted on
+ * nothing, and it could not be started again without that model (MODEL_MISMATCH).
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { NodeHost } from '../../src/node/host.ts';
+import { startStandIn } from '../../src/node/standin-backend.ts';
+import { groupIdOf, sha256, signModelUpdate } from '../../src/protocol/index.ts';
+import { makeGroup } from '../../src/sim/world.ts';
+import { Loopback } from './harness.ts';
+
+const cleanups: (() => void)[] = [];
+afterEach(() => {
+  for (const c of cleanups.splice(0).reverse()) c();
+});
+
+/** Four hosts; node 2 has a second stand-in model loaded beside its own (that of a node 5). */
+function hosts(seed: number): { group: ReturnType<typeof makeGroup>; hosts: NodeHost[] } {
+  const dir = mkdtempSync(join(tmpdir(), 'dropbear-mu-host-'));
+  const group = makeGroup(4, 1, seed);
+  const net = new Loopback(4);
+  const hs = group.genesis.nodes.map((_, id) =>
+    NodeHost.open({
+      id,
+      genesis: group.genesis,
+      key: group.keys[id],
+      ledgerPath: join(dir, `n${id}.sqlite`),
+      backends: id === 2 ? [startStandIn(2), startStandIn(5)] : [startStandIn(id)],
+      wire: net.wire(id),
+    }),
+  );
+  for (const h of hs) h.start();
+  cleanups.push(() => {
+    for (const h of hs) {
+      h.stop();
+      h.close();
+    }
+    net.stop();
+    rmSync(dir, { recursive: true, force: true });
+  });
+  return { group, hosts: hs };
+}
+
+describe('a model update submitted to the node it names', () => {
+  it('for a model the node has not loaded: refused with TX_MODEL_NOT_LOADED, and the node keeps its model', async () => {
+    const { group, hosts: hs } = hosts(41);
+    const missing = sha256(new TextEncoder().encode('a model node 2 has not loaded'));
+    const tx = signModelUpdate(
+      groupIdOf(group.genesis),
+      { node: 2, version: 1, newDigest: missing },
+      group.keys[2],
+    );
+    const r = hs[2].submitTx(tx);
+    expect(r).toMatchObject({ ok: false, code: 'TX_MODEL_NOT_LOADED' });
+    // Given the time to be ordered, had it been taken: node 2 still runs its loaded model.
+    await new Promise((res) => setTimeout(res, 300));
+    expect(hs[0].replica.currentModelVersions[2]).toBe(0);
+    expect(hs[2].currentBackend.digest).toBe(startStandIn(2).digest);
+  });
+
+  it('for a model it has loaded: taken, ordered, and the node switches to it', async () => {
+    const { group, hosts: hs } = hosts(42);
+    const loaded = startStandIn(5).digest;
+    const newDigest = Uint8Array.from(Buffer.from(loaded, 'hex'));
+    const tx = signModelUpdate(groupIdOf(group.genesis), { node: 2, version: 1, newDigest }, group.keys[2]);
+    expect(hs[2].submitTx(tx).ok).toBe(true);
+    for (let i = 0; i < 100 && hs[2].replica.currentModelVersions[2] === 0; i++)
+      await new Promise((res) => setTimeout(res, 20));
+    expect(hs[2].replica.currentModelVersions[2]).toBe(1);
+    expect(hs[2].currentBackend.digest).toBe(loaded);
+  });
+
+  it('naming another node: not checked here (this node cannot know what that one loaded)', () => {
+    const { group, hosts: hs } = hosts(43);
+    const other = sha256(new TextEncoder().encode('some model of node 1'));
+    const tx = signModelUpdate(
+      groupIdOf(group.genesis),
+      { node: 1, version: 1, newDigest: other },
+      group.keys[1],
+    );
+    expect(hs[2].submitTx(tx).ok).toBe(true);
+  });
+});
