@@ -63,10 +63,17 @@ class WorkerHandle {
   /** The one shutdown (`close` is idempotent: every caller waits for the same drain). */
   private closing: Promise<void> | null = null;
   readonly ready: Promise<void>;
+  /** Fails `ready` (a no-op once it settled): `close` during the start, when no exit event reports it. */
+  private rejectReady: (e: Error) => void = () => {};
   /** The worker said it was ready (a handle that never was is not replaced at once, see LiveWorker). */
   wasReady = false;
   /** Called once when the thread dies on its own (not through `close`), after its calls were failed. */
   onDeath: (() => void) | null = null;
+  /**
+   * Called when a call that failed with WORKER_TIMEOUT is answered late: the thread has room again, and no
+   * caller hears of it otherwise (the call's promise settled at its timeout).
+   */
+  onLateAnswer: (() => void) | null = null;
   inFlight = 0;
 
   constructor(
@@ -75,6 +82,7 @@ class WorkerHandle {
   ) {
     this.worker = new Worker(BOOT, { workerData: data });
     this.ready = new Promise((resolve, reject) => {
+      this.rejectReady = reject;
       this.worker.on('message', (m: WorkerReply) => {
         if (m.type === 'ready') {
           this.wasReady = true;
@@ -91,6 +99,7 @@ class WorkerHandle {
           else p.reject(new DropbearError(m.code, m.message));
         }
         if (this.pending.size === 0) this.onDrained?.();
+        if (p.timedOut) this.onLateAnswer?.();
       });
       const die = (e: Error) => {
         if (this.dead) return;
@@ -173,8 +182,10 @@ class WorkerHandle {
       });
     this.onDrained = null;
     await this.worker.terminate();
-    // Calls still unanswered after the wait (a hung worker) fail instead of never settling.
+    // Calls still unanswered after the wait (a hung worker) fail instead of never settling, and so do those
+    // waiting for a start that will not come (LiveWorker.request): `die` ignores the exit of a closed thread.
     this.rejectPending(this.dead);
+    this.rejectReady(this.dead);
   }
 }
 
@@ -195,8 +206,11 @@ class LiveWorker {
   constructor(
     private readonly data: SessionWorkerData | PrepWorkerData,
     private readonly timeoutMs: number,
-    /** Told when a replacement is ready (the prep pool sends it the inputs that waited). */
-    private readonly onReplaced: () => void = () => {},
+    /**
+     * Told when the thread can take more calls without a call of its own settling: a replacement is ready,
+     * or a call that timed out was answered late (the prep pool sends it the inputs that waited).
+     */
+    private readonly onFree: () => void = () => {},
   ) {
     this.handle = this.spawn();
   }
@@ -204,10 +218,13 @@ class LiveWorker {
   private spawn(): WorkerHandle {
     const h = new WorkerHandle(this.data, this.timeoutMs);
     h.onDeath = () => this.replaceLater(h);
+    h.onLateAnswer = () => {
+      if (h === this.handle && !this.closed) this.onFree();
+    };
     h.ready.then(
       () => {
         this.delay = RESPAWN_MIN_MS;
-        this.onReplaced();
+        this.onFree();
       },
       () => {},
     );

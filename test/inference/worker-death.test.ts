@@ -66,6 +66,19 @@ describe('dead worker threads', () => {
     60_000,
   );
 
+  it('a batch waiting for a replacement session thread to start fails with ENGINE_CLOSED when the engine closes', async () => {
+    const e = await InferenceEngine.start({ modelPath, spec, prepWorkers: 1, sessionWorkers: 1 });
+    // biome-ignore lint/suspicious/noExplicitAny: private
+    const any = e as any;
+    await threadOf(any.runners[0].handle).terminate();
+    // The replacement is starting (it loads the model): the batch is handed to it and waits for its start.
+    const waiting = code(e.scores(new Float32Array(inputElements(spec))));
+    while (e.stats().inFlight === 0) await new Promise((r) => setImmediate(r));
+    expect(any.runners[0].handle.handle.wasReady).toBe(false);
+    await e.close();
+    expect(await waiting).toBe('ENGINE_CLOSED');
+  }, 20_000);
+
   it('with two workers, a killed one is never chosen while dead', async () => {
     const e = await InferenceEngine.start({ modelPath, spec, prepWorkers: 2, sessionWorkers: 2 });
     closers.push(e);
@@ -99,6 +112,17 @@ describe('worker call timeout', () => {
     // out here because a lone run of a small model can finish within any bound a test can set (CI saw
     // one answer within 1 ms). host.test.ts checks that the host retries a 'run' timeout.
   }, 60_000);
+
+  it('inputs queued behind calls that timed out are sent once the worker answers those late, not left waiting', async () => {
+    const e = await InferenceEngine.start({ modelPath, spec, prepWorkers: 1, requestTimeoutMs: 1 });
+    closers.push(e);
+    // The one preprocessing worker is posted two inputs; the pool keeps the other two. The two posted time
+    // out while the worker still decodes them, and its late answers are the only event that frees it: the
+    // kept inputs must go then (they time out in turn here), never wait for good.
+    const out = await Promise.all(Array.from({ length: 4 }, () => code(e.classify(img))));
+    expect(out).toEqual(['WORKER_TIMEOUT', 'WORKER_TIMEOUT', 'WORKER_TIMEOUT', 'WORKER_TIMEOUT']);
+    expect(e.stats().preprocessing).toBe(0);
+  }, 20_000);
 
   it('refuses a negative requestTimeoutMs', async () => {
     await expect(InferenceEngine.start({ modelPath, spec, requestTimeoutMs: -1 })).rejects.toThrow(
