@@ -1,0 +1,296 @@
+/**
+ * Safety rules that a mutation-testing pass (2026-12-05) found no direct test for: a one-line bug in each of
+ * these places left test/consensus and test/sim/{protocol-rules,byzantine,crash,restart} passing (the
+ * checkpoint quorum excepted: that bug failed only liveness checks in the simulator). Each scenario is
+ * driven by hand with properly signed messages.
+ */
+import { describe, expect, it } from 'vitest';
+import { type Action, type Event, Replica, type ReplicaConfig } from '../../src/consensus/replica.ts';
+import { deriveNewView } from '../../src/consensus/viewchange.ts';
+import { LedgerState } from '../../src/ledger/state.ts';
+import {
+  type Batch,
+  batchDigestOf,
+  CheckpointBody,
+  encode,
+  hex,
+  type NodeMessage,
+  NULL_BATCH,
+  type SignedViewChange,
+  signTagged,
+  TAGS,
+  ViewChangeBody,
+} from '../../src/protocol/index.ts';
+import { G, GID, makePP, NEVER, phase, phaseSig, T0, wire } from './fixtures.ts';
+
+const ZERO = new Uint8Array(32);
+// COMMITs go out as soon as a node prepares (no prepared receipt signature stands in for them).
+const QUIET: Partial<ReplicaConfig> = {
+  retransmitMs: NEVER,
+  viewChangeTimeoutMs: NEVER,
+  receiptCommits: false,
+};
+
+function deliver(r: Replica, from: number, m: NodeMessage, at: number, ledger?: LedgerState): Action[] {
+  return stepAll(r, { type: 'message', from, msg: wire(m) }, at, ledger);
+}
+
+/** One step; with a ledger, its previews and executions are answered at once, as the node layer does. */
+function stepAll(r: Replica, ev: Event, at: number, ledger?: LedgerState): Action[] {
+  const all: Action[] = [];
+  for (const a of r.step(ev, at)) {
+    all.push(a);
+    if (!ledger) continue;
+    if (a.type === 'preview') {
+      const receipt = ledger.preview(a.seq, a.digest, a.batch, a.entries);
+      all.push(...stepAll(r, { type: 'previewed', seq: a.seq, receipt }, at, ledger));
+    }
+    if (a.type === 'execute') {
+      const ex = ledger.execute(a.seq, a.digest, a.batch, a.entries);
+      const done: Event = {
+        type: 'executed',
+        seq: a.seq,
+        receipt: ex.receipt,
+        requeued: ex.requeued,
+        models: ex.models,
+        stateDigest: a.checkpoint ? ledger.stateDigest() : undefined,
+      };
+      all.push(...stepAll(r, done, at, ledger));
+    }
+  }
+  return all;
+}
+
+function checkpointMsg(from: number, seq: number, stateDigest: Uint8Array): NodeMessage {
+  const body = encode(CheckpointBody, { from, seq, stateDigest });
+  return {
+    kind: 'checkpoint',
+    from,
+    seq,
+    stateDigest,
+    signature: signTagged(TAGS.checkpoint, GID, body, G.keys[from]),
+  };
+}
+
+/** Node `from`'s VIEW-CHANGE to `newView` from the genesis checkpoint, with prepared certificates. */
+function viewChange(
+  from: number,
+  newView: number,
+  prepared: ViewChangeBody['prepared'] = [],
+): SignedViewChange {
+  const body = { from, newView, stableSeq: 0, stableDigest: ZERO, checkpointProof: [], prepared };
+  return { body, signature: signTagged(TAGS.viewChange, GID, encode(ViewChangeBody, body), G.keys[from]) };
+}
+
+/** A prepared certificate of `view` for `batch` at `seq`: its primary's PRE-PREPARE, PREPAREs of `backups`. */
+function certOf(seq: number, batch: Batch, backups: number[], view = 0): ViewChangeBody['prepared'][number] {
+  const digest = batchDigestOf(batch);
+  return {
+    view,
+    seq,
+    digest,
+    ppSignature: phaseSig(TAGS.prePrepare, view % 4, view, seq, digest),
+    batch,
+    prepares: backups.map((node) => ({ node, signature: phaseSig(TAGS.prepare, node, view, seq, digest) })),
+  };
+}
+
+describe('safety rules a mutation left uncovered', () => {
+  it('a VIEW-CHANGE carries, for each seq, the prepared certificate of the highest view it prepared in', () => {
+    // Node 3 prepares batch A at seq 1 in view 0 (its own PREPARE and node 2's) but it never commits.
+    const r = new Replica(G.genesis, 3, G.keys[3], QUIET);
+    r.step({ type: 'tick' }, T0);
+    const a: Batch = { timestamp: T0, entries: [], txs: [] };
+    const ppA = makePP(1, a);
+    deliver(r, 0, { kind: 'prePrepare', pp: ppA }, T0 + 1);
+    const prepared0 = deliver(r, 2, phase('prepare', 2, 1, ppA.digest), T0 + 2);
+    expect(prepared0.some((x) => x.type === 'broadcast' && x.msg.kind === 'commit')).toBe(true);
+
+    // View 1: the NEW-VIEW is built from the VIEW-CHANGEs of nodes 0, 1 and 2 (none carries A); node 0's
+    // certificate for seq 2 makes seq 1 a null batch.
+    const c: Batch = { timestamp: T0 + 10, entries: [], txs: [] };
+    const vcs = [viewChange(0, 1, [certOf(2, c, [1, 2])]), viewChange(1, 1), viewChange(2, 1)];
+    const derived = deriveNewView(vcs);
+    expect(derived.proposals.map((p) => hex(p.digest))).toEqual([
+      hex(batchDigestOf(NULL_BATCH)),
+      hex(batchDigestOf(c)),
+    ]);
+    const proposals = derived.proposals.map((p) => ({
+      seq: p.seq,
+      digest: p.digest,
+      signature: phaseSig(TAGS.prePrepare, 1, 1, p.seq, p.digest),
+    }));
+    deliver(r, 1, { kind: 'newView', from: 1, newView: 1, viewChanges: vcs, proposals }, T0 + 20);
+    expect(r.view).toBe(1);
+    // In view 1 node 3 prepares the null batch at seq 1 (its PREPARE and node 2's).
+    const nullDigest = batchDigestOf(NULL_BATCH);
+    const prepared1 = deliver(r, 2, phase('prepare', 2, 1, nullDigest, 1), T0 + 21);
+    expect(prepared1.some((x) => x.type === 'broadcast' && x.msg.kind === 'commit' && x.msg.seq === 1)).toBe(
+      true,
+    );
+
+    // Its VIEW-CHANGE to view 2 must report the null batch of view 1 at seq 1, not A of view 0: the null
+    // batch may have committed in view 1 at nodes whose VIEW-CHANGEs the next primary does not hear.
+    r.startViewChange(2);
+    const mine = (r as unknown as { myViewChange: SignedViewChange }).myViewChange;
+    expect(mine.body.newView).toBe(2);
+    const at1 = mine.body.prepared.find((pc) => pc.seq === 1);
+    expect(at1 && { view: at1.view, digest: hex(at1.digest) }).toEqual({ view: 1, digest: hex(nullDigest) });
+    // What goes wrong otherwise: with two VIEW-CHANGEs carrying nothing, view 2 re-proposes A at seq 1.
+    const next = deriveNewView([mine, viewChange(0, 2), viewChange(1, 2)]);
+    expect(hex(next.proposals[0].digest)).toBe(hex(nullDigest));
+  });
+
+  it('a checkpoint becomes stable at q matching CHECKPOINTs (its own included), not at q − 1', () => {
+    const r = new Replica(G.genesis, 1, G.keys[1], { ...QUIET, checkpointInterval: 1 });
+    const ledger = new LedgerState(G.genesis);
+    r.step({ type: 'tick' }, T0);
+    const pp = makePP(1, { timestamp: T0, entries: [], txs: [] });
+    deliver(r, 0, { kind: 'prePrepare', pp }, T0 + 1, ledger);
+    deliver(r, 2, phase('prepare', 2, 1, pp.digest), T0 + 2, ledger);
+    deliver(r, 0, phase('commit', 0, 1, pp.digest), T0 + 3, ledger);
+    const acts = deliver(r, 2, phase('commit', 2, 1, pp.digest), T0 + 4, ledger);
+    expect(r.lastExecuted).toBe(1);
+    const mine = acts.flatMap((a) => (a.type === 'broadcast' && a.msg.kind === 'checkpoint' ? [a.msg] : []));
+    expect(mine).toHaveLength(1);
+    const digest = mine[0].stateDigest;
+    // Its own and node 2's: two of q = 3.
+    deliver(r, 2, checkpointMsg(2, 1, digest), T0 + 5, ledger);
+    expect(r.stable).toBe(0);
+    // A third, for another state, does not count either.
+    deliver(r, 3, checkpointMsg(3, 1, new Uint8Array(32).fill(0xee)), T0 + 6, ledger);
+    expect(r.stable).toBe(0);
+    deliver(r, 0, checkpointMsg(0, 1, digest), T0 + 7, ledger);
+    expect(r.stable).toBe(1);
+  });
+
+  it('PREPAREs and COMMITs for another digest of the same (view, seq) count towards nothing', () => {
+    // Node 1 accepts batch A at seq 1 from the primary; node 2 was sent batch B (an equivocating primary).
+    const r = new Replica(G.genesis, 1, G.keys[1], QUIET);
+    const ledger = new LedgerState(G.genesis);
+    r.step({ type: 'tick' }, T0);
+    const ppA = makePP(1, { timestamp: T0, entries: [], txs: [] });
+    const ppB = makePP(1, { timestamp: T0 + 1, entries: [], txs: [] });
+    const sends = (acts: Action[], kind: NodeMessage['kind']) =>
+      acts.filter((a) => a.type === 'broadcast' && a.msg.kind === kind);
+    deliver(r, 0, { kind: 'prePrepare', pp: ppA }, T0 + 1, ledger);
+    // Node 2's PREPARE for B: with its own for A that would be 2f PREPAREs, but not for one digest.
+    expect(sends(deliver(r, 2, phase('prepare', 2, 1, ppB.digest), T0 + 2, ledger), 'commit')).toEqual([]);
+    // Node 3's for A prepares it.
+    expect(sends(deliver(r, 3, phase('prepare', 3, 1, ppA.digest), T0 + 3, ledger), 'commit')).toHaveLength(
+      1,
+    );
+    // COMMITs for B from nodes 0 and 2: with its own that would be q, but not for A.
+    deliver(r, 0, phase('commit', 0, 1, ppB.digest), T0 + 4, ledger);
+    const b = deliver(r, 2, phase('commit', 2, 1, ppB.digest), T0 + 5, ledger);
+    expect(b.filter((a) => a.type === 'execute')).toEqual([]);
+    expect(r.lastExecuted).toBe(0);
+    // Node 3's COMMIT for A makes two for A (its own and node 3's): still short of q.
+    const a = deliver(r, 3, phase('commit', 3, 1, ppA.digest), T0 + 6, ledger);
+    expect(a.filter((x) => x.type === 'execute')).toEqual([]);
+    expect(r.lastExecuted).toBe(0);
+  });
+
+  it('a restarted backup whose log holds its PREPARE for A never prepares another digest at that (view, seq)', () => {
+    const ppA = makePP(1, { timestamp: T0, entries: [], txs: [] });
+    const ppB = makePP(1, { timestamp: T0 + 1, entries: [], txs: [] });
+    // It persisted its PREPARE for A and stopped before anything else (PROTOCOL.md: durability).
+    const r = Replica.restore(G.genesis, 1, G.keys[1], QUIET, {
+      lastExecuted: 0,
+      lastReceiptHash: GID,
+      lastTimestamp: 0,
+      models: G.genesis.nodes.map((n) => n.modelDigest),
+      recent: [],
+      log: [{ kind: 'prepare', view: 0, seq: 1, digest: ppA.digest }],
+    });
+    r.step({ type: 'tick' }, T0);
+    // The primary now sends it B for the same (view, seq): signing a PREPARE for B would be equivocation.
+    const acts = deliver(r, 0, { kind: 'prePrepare', pp: ppB }, T0 + 2);
+    expect(acts.filter((a) => a.type === 'broadcast' && a.msg.kind === 'prepare')).toEqual([]);
+    expect(acts.filter((a) => a.type === 'persist' && a.record.kind === 'prepare')).toEqual([]);
+  });
+
+  it('a NEW-VIEW carrying fewer than q VIEW-CHANGEs is refused', () => {
+    const r = new Replica(G.genesis, 3, G.keys[3], QUIET);
+    r.step({ type: 'tick' }, T0);
+    const nv = (vcs: SignedViewChange[]): NodeMessage => ({
+      kind: 'newView',
+      from: 1,
+      newView: 1,
+      viewChanges: vcs,
+      proposals: [],
+    });
+    // Two of q = 3: a faulty new primary with one accomplice could otherwise move the view alone.
+    deliver(r, 1, nv([viewChange(1, 1), viewChange(2, 1)]), T0 + 1);
+    expect(r.view).toBe(0);
+    expect(r.misbehaviour.get(1)?.get('bad-new-view') ?? 0).toBeGreaterThan(0);
+    deliver(r, 1, nv([viewChange(0, 1), viewChange(1, 1), viewChange(2, 1)]), T0 + 2);
+    expect(r.view).toBe(1);
+  });
+
+  it('O re-proposes, for each seq, the batch of the prepared certificate of the highest view', () => {
+    // A prepared at seq 1 in view 0 (and maybe committed nowhere); B prepared at seq 1 in view 1, so B may
+    // have committed in view 1. Whatever the order of the VIEW-CHANGEs, view 2 must re-propose B.
+    const a: Batch = { timestamp: T0, entries: [], txs: [] };
+    const b: Batch = { timestamp: T0 + 1, entries: [], txs: [] };
+    const low = viewChange(0, 2, [certOf(1, a, [2, 3], 0)]);
+    const high = viewChange(3, 2, [certOf(1, b, [0, 2], 1)]);
+    for (const vcs of [
+      [low, high, viewChange(1, 2)],
+      [high, low, viewChange(1, 2)],
+    ]) {
+      const o = deriveNewView(vcs);
+      expect(o.proposals.map((p) => [p.seq, hex(p.digest)])).toEqual([[1, hex(batchDigestOf(b))]]);
+    }
+  });
+
+  it('state transfer takes a batch on q valid COMMIT signatures of one view, not q − 1 nor a forged one', () => {
+    const batch: Batch = { timestamp: T0, entries: [], txs: [] };
+    const digest = batchDigestOf(batch);
+    const receipt = {
+      groupId: GID,
+      seq: 1,
+      batchDigest: digest,
+      prevReceipt: GID,
+      resultsRoot: ZERO,
+      resultsCount: 0,
+    };
+    const respond = (signers: number[], forged = -1): NodeMessage => ({
+      kind: 'stateResponse',
+      from: 3,
+      batches: [
+        {
+          seq: 1,
+          view: 0,
+          batch,
+          requests: [],
+          results: [],
+          receipt,
+          receiptSigs: [],
+          commitSigs: signers.map((node) => ({
+            node,
+            signature: phaseSig(TAGS.commit, node === forged ? 0 : node, 0, 1, digest),
+          })),
+        },
+      ],
+      view: 0,
+      newView: null,
+      checkpoint: null,
+    });
+    const executes = (acts: Action[]) => acts.filter((a) => a.type === 'execute');
+    // Two genuine COMMITs (nodes 0 and 3): a faulty node and one honest one that merely prepared it.
+    let r = new Replica(G.genesis, 2, G.keys[2], QUIET);
+    r.step({ type: 'tick' }, T0);
+    expect(executes(deliver(r, 3, respond([0, 3]), T0 + 1))).toEqual([]);
+    expect(r.misbehaviour.get(3)?.get('bad-state') ?? 0).toBe(1);
+    // Three, one of them not node 1's (node 0's signature under node 1's name): not a quorum either.
+    r = new Replica(G.genesis, 2, G.keys[2], QUIET);
+    r.step({ type: 'tick' }, T0);
+    expect(executes(deliver(r, 3, respond([0, 1, 3], 1), T0 + 1))).toEqual([]);
+    expect(r.misbehaviour.get(3)?.get('bad-state') ?? 0).toBe(1);
+    // Three genuine ones: committed, it executes.
+    r = new Replica(G.genesis, 2, G.keys[2], QUIET);
+    r.step({ type: 'tick' }, T0);
+    expect(executes(deliver(r, 3, respond([0, 1, 3]), T0 + 1)).map((a) => a.seq)).toEqual([1]);
+  });
+});
