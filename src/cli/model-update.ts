@@ -19,6 +19,17 @@ export function parseNodeId(s: string): number {
 }
 
 /**
+ * `--wait`: milliseconds, a positive decimal integer; anything else a usage error. (It was `Number()`: a
+ * non-number gave NaN, the wait loop never ran and the command reported TIMEOUT right after submitting.)
+ */
+export function parseWaitMs(s: string): number {
+  const ms = /^[1-9][0-9]*$/.test(s) ? Number(s) : Number.NaN;
+  if (!Number.isSafeInteger(ms))
+    throw usageError(`--wait must be a positive whole number of milliseconds, not ${JSON.stringify(s)}`);
+  return ms;
+}
+
+/**
  * Where the update of `node` to `version` with model `digest` (hex) stands in a node's GET /v1/group:
  * `waiting` while the node's version is below it, `ordered` once the node runs that model at that version
  * or later. Another model at that version or later means another update took its place (one of the same
@@ -61,6 +72,7 @@ export function registerModelUpdate(program: Command): void {
         'Load the new model beside the old one first: add {"name": "<model>"} to "extraModels" in the node\'s config and restart it.\n',
     )
     .action(async (o: { group: string; node: string; model: string; home?: string; wait: string }) => {
+      const waitMs = parseWaitMs(o.wait);
       const id = parseNodeId(o.node);
       const g = loadGroup(o.group);
       const node = g.file.nodes.find((n) => n.id === id);
@@ -87,7 +99,7 @@ export function registerModelUpdate(program: Command): void {
       process.stdout.write(
         `submitted ${body.txId} (node ${id}: version ${current.version} → ${current.version + 1})\n`,
       );
-      const deadline = Date.now() + Number(o.wait);
+      const deadline = Date.now() + waitMs;
       while (Date.now() < deadline) {
         const now = (await (await fetch(`${node.api}/v1/group`)).json()) as GroupView;
         if (updateStatus(now, id, current.version + 1, m.sha256) === 'ordered') {
@@ -101,7 +113,7 @@ export function registerModelUpdate(program: Command): void {
       }
       throw new DropbearError(
         'TIMEOUT',
-        `the update was not ordered within ${o.wait} ms; check \`npx dropbear status --group ${o.group}\``,
+        `the update was not ordered within ${waitMs} ms; check \`npx dropbear status --group ${o.group}\``,
       );
     });
 }

@@ -7,6 +7,7 @@ import { describe, expect, it } from 'vitest';
 import {
   type GroupView,
   parseNodeId,
+  parseWaitMs,
   registerModelUpdate,
   updateStatus,
 } from '../../src/cli/model-update.ts';
@@ -64,6 +65,33 @@ describe('model-update --node', () => {
       code: 'CLI_USAGE',
       message: expect.stringMatching(/--node must be a node id/),
     });
+  });
+});
+
+describe('model-update --wait', () => {
+  it('takes a positive decimal number of milliseconds and refuses anything else with the usage error', () => {
+    expect(parseWaitMs('1')).toBe(1);
+    expect(parseWaitMs('30000')).toBe(30000);
+    for (const bad of ['', 'abc', '-5', '0', '1.5', '1e3', '0x10', ' 5', '99999999999999999'])
+      expect(
+        codeOf(() => parseWaitMs(bad)),
+        JSON.stringify(bad),
+      ).toBe('CLI_USAGE');
+  });
+
+  it('a bad --wait is a usage error before anything else is read or sent (it reported TIMEOUT after submitting)', async () => {
+    for (const bad of ['abc', '-5', '1.5']) {
+      const program = new Command().exitOverride();
+      registerModelUpdate(program);
+      const run = program.parseAsync(
+        ['model-update', '--group', '/nonexistent/group', '--node', '1', '--model', 'm', '--wait', bad],
+        { from: 'user' },
+      );
+      await expect(run, bad).rejects.toMatchObject({
+        code: 'CLI_USAGE',
+        message: expect.stringMatching(/--wait must be/),
+      });
+    }
   });
 });
 
