@@ -19,7 +19,7 @@
  * - Tensors go as JSON, or in the binary tensor data extension (`Inference-Header-Content-Length`) when the
  *   server lists it (`useBinary: 'auto'`), which is 5–10× smaller for image models.
  *
- * Errors: REMOTE_UNAVAILABLE (refused, reset, closed, or HTTP 503), REMOTE_TIMEOUT (no full answer within
+ * Errors: REMOTE_UNAVAILABLE (refused, reset, closed, or HTTP 502, 503 or 504), REMOTE_TIMEOUT (no full answer within
  * `timeoutMs`), REMOTE_BAD_RESPONSE (other non-2xx, bad JSON, wrong datatype, shape or size),
  * REMOTE_MODEL_NOT_FOUND (the server does not serve the model or version), REMOTE_MODEL_MISMATCH (the
  * served model's tensors do not fit the spec), MODEL_DIGEST_MISMATCH (the server names another digest);
@@ -372,7 +372,7 @@ export class RemoteBackend implements ModelBackend {
     const server = await probe(`${root}/v2`);
     if (server.status !== 200)
       throw new DropbearError(
-        server.status === 503 ? 'REMOTE_UNAVAILABLE' : 'REMOTE_BAD_RESPONSE',
+        unavailableStatus(server.status) ? 'REMOTE_UNAVAILABLE' : 'REMOTE_BAD_RESPONSE',
         `${root}/v2 answered HTTP ${server.status}: ${errorText(server.body)}`,
       );
     const serverMeta = parseJson(server.body, `${root}/v2`);
@@ -391,7 +391,7 @@ export class RemoteBackend implements ModelBackend {
       throw new DropbearError(
         missing
           ? 'REMOTE_MODEL_NOT_FOUND'
-          : model.status === 503
+          : unavailableStatus(model.status)
             ? 'REMOTE_UNAVAILABLE'
             : 'REMOTE_BAD_RESPONSE',
         missing
@@ -594,7 +594,7 @@ export class RemoteBackend implements ModelBackend {
       const code =
         r.status === 404
           ? 'REMOTE_MODEL_NOT_FOUND'
-          : r.status === 503
+          : unavailableStatus(r.status)
             ? 'REMOTE_UNAVAILABLE'
             : 'REMOTE_BAD_RESPONSE';
       throw new DropbearError(code, `${url} answered HTTP ${r.status}: ${why}`, { status: r.status });
@@ -700,6 +700,14 @@ function checkOutput(outputs: ModelTensorMeta[], spec: ModelSpec, where: string)
       `${where}: output ${t.name} has shape [${t.shape.join(', ')}]; ${want} values per item expected`,
     );
   return t.name;
+}
+
+/**
+ * The HTTP statuses that say the server is unavailable, not that the request was bad: 503, and the 502 and
+ * 504 of a proxy or gateway in front of it (REMOTE_UNAVAILABLE, which the node host retries with backoff).
+ */
+function unavailableStatus(status: number): boolean {
+  return status === 502 || status === 503 || status === 504;
 }
 
 /** A body read chunk by chunk, failing with REMOTE_BAD_RESPONSE once it passes `maxBytes`. */
