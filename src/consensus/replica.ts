@@ -430,7 +430,10 @@ export type TxRejectCode =
   | 'TX_VERSION_GAP'
   /** The same transaction is already waiting to be ordered. */
   | 'TX_DUPLICATE'
-  /** The same transaction was already ordered and executed. */
+  /**
+   * The same transaction was already ordered and executed (as far as this node remembers: its last 1024,
+   * since it started; an older replay is TX_STALE_VERSION).
+   */
   | 'TX_ALREADY_EXECUTED'
   /**
    * An update of the node it was submitted to, for a model that node has not loaded (the node host checks
@@ -774,7 +777,7 @@ export class Replica {
   private readonly retiredModels = new Set<string>();
   /** Transactions waiting to be ordered, by id (hex), oldest first. */
   private readonly txs = new Map<string, PendingTx>();
-  /** Ids of transactions already executed (bounded): a late copy from a peer is not taken again. */
+  /** Ids of transactions already executed (bounded): a late copy is not taken again (checkTx: TX_ALREADY_EXECUTED). */
   private readonly doneTxs = new Set<string>();
 
   constructor(genesis: Genesis, id: number, key: KeyPair, cfg: Partial<ReplicaConfig> = {}) {
@@ -1304,6 +1307,15 @@ export class Replica {
     const id = txIdOf(tx);
     if (this.txs.has(hex(id)))
       return { ok: false, code: 'TX_DUPLICATE', message: 'transaction already waiting to be ordered', id };
+    // The very same transaction (its id covers the signature) ordered and executed here. doneTxs is bounded
+    // and in memory: one executed longer ago, or before a restart, is TX_STALE_VERSION below.
+    if (this.doneTxs.has(hex(id)))
+      return {
+        ok: false,
+        code: 'TX_ALREADY_EXECUTED',
+        message: 'transaction already ordered and executed',
+        id,
+      };
     const u = tx.update;
     if (!this.genesis.nodes[u.node])
       return { ok: false, code: 'TX_UNKNOWN_NODE', message: `no node ${u.node} in the genesis`, id };
@@ -1349,7 +1361,6 @@ export class Replica {
   private onPeerTx(from: number, tx: Tx): void {
     const c = this.checkTx(tx);
     if (c.ok) {
-      if (this.doneTxs.has(hex(c.id))) return;
       this.admitTx(tx, c.id, false);
       // Relayed to the primary (Castro–Liskov: a backup passes a request on to the primary), as its timer
       // now runs for it: a faulty owner that spread its update to the backups only made them suspect an

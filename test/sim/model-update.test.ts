@@ -194,9 +194,11 @@ describe('model updates', () => {
       expect(s.submitModelUpdate(UPDATED, OTHER, { via: 1, version: 1 })?.accepted).toBe(true);
     });
     s.at(200, () => {
-      // Long executed: the same transaction, and another version 1, are replays.
-      expect(s.submitTx(UPDATED, first!.tx)?.code).toBe('TX_STALE_VERSION');
-      expect(s.submitModelUpdate(UPDATED, OTHER, { via: 3, version: 1 })?.code).toBe('TX_STALE_VERSION');
+      // Long executed: the same transaction, and the other version 1 (the same bytes: ordered too, and
+      // superseded), are already executed (the node remembers their ids); a version not above the current
+      // one that was never ordered is stale.
+      expect(s.submitTx(UPDATED, first!.tx)?.code).toBe('TX_ALREADY_EXECUTED');
+      expect(s.submitModelUpdate(UPDATED, OTHER, { via: 3, version: 1 })?.code).toBe('TX_ALREADY_EXECUTED');
       expect(s.submitModelUpdate(UPDATED, OTHER, { via: 3, version: 0 })?.code).toBe('TX_STALE_VERSION');
     });
     const r = s.run();
