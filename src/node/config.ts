@@ -118,6 +118,34 @@ function bad(field: string, why: string, file: string): DropbearError {
   return new DropbearError('CONFIG_INVALID', `${file}: "${field}" ${why}`);
 }
 
+/** Refuses a key of section `section` that is not in `known` (`what`: "a replica setting", …). */
+function onlyKeys(
+  r: Record<string, unknown>,
+  section: string,
+  known: readonly string[],
+  what: string,
+  file: string,
+): void {
+  for (const k of Object.keys(r))
+    if (!known.includes(k)) throw bad(`${section}.${k}`, `is not ${what} (known: ${known.join(', ')})`, file);
+}
+
+/** Each of `keys` in `r` that is given must be an integer ≥ `min` (`unit` says what it counts). */
+function integersAtLeast(
+  r: Record<string, unknown>,
+  section: string,
+  keys: readonly string[],
+  min: number,
+  unit: string,
+  file: string,
+): void {
+  for (const k of keys) {
+    const v = r[k];
+    if (v !== undefined && (typeof v !== 'number' || !Number.isInteger(v) || v < min))
+      throw bad(`${section}.${k}`, `must be an integer ≥ ${min} (${unit})`, file);
+  }
+}
+
 /** Replica settings that count things: an integer ≥ 1 (0 stalls the replica: no batch, no checkpoint). */
 const REPLICA_COUNTS: ReadonlySet<string> = new Set<keyof ReplicaConfig>([
   'batchSize',
@@ -143,10 +171,8 @@ const REPLICA_FLAGS: ReadonlySet<string> = new Set<keyof ReplicaConfig>([
  * made the primary loop forever.
  */
 function replicaSettings(r: Record<string, unknown>, file: string): Record<string, number | boolean> {
-  const known = Object.keys(DEFAULT_REPLICA_CONFIG);
+  onlyKeys(r, 'replica', Object.keys(DEFAULT_REPLICA_CONFIG), 'a replica setting', file);
   for (const [k, v] of Object.entries(r)) {
-    if (!known.includes(k))
-      throw bad(`replica.${k}`, `is not a replica setting (known: ${known.join(', ')})`, file);
     if (REPLICA_FLAGS.has(k)) {
       if (typeof v !== 'boolean') throw bad(`replica.${k}`, 'must be true or false', file);
     } else if (REPLICA_COUNTS.has(k)) {
@@ -163,10 +189,7 @@ function replicaSettings(r: Record<string, unknown>, file: string): Record<strin
  * key ("maxBtch") was dropped and the node ran on the default without a word.
  */
 function engineSettings(r: Record<string, unknown>, file: string): Record<string, unknown> {
-  const known = [...Object.keys(ENGINE_DEFAULTS), 'half'];
-  for (const k of Object.keys(r))
-    if (!known.includes(k))
-      throw bad(`engine.${k}`, `is not an engine setting (known: ${known.join(', ')})`, file);
+  onlyKeys(r, 'engine', [...Object.keys(ENGINE_DEFAULTS), 'half'], 'an engine setting', file);
   return r;
 }
 
@@ -178,37 +201,36 @@ function apiLimits(r: Record<string, unknown>, file: string): NodeConfig['apiLim
   // The rest were passed on unchecked: a misspelt key was dropped, a string maxPending ("x") turned the
   // admission limit off without a word (`pending > "x"` is false), a negative bodyLimitBytes stopped the
   // node with Fastify's own message.
-  const known = [
-    'bodyLimitBytes',
-    'maxPending',
-    'maxQueueSeconds',
-    'minPending',
-    'requestTimeoutMs',
-    'maxLongPolls',
-    'maxLongPollsPerConnection',
-  ];
-  for (const k of Object.keys(r))
-    if (!known.includes(k))
-      throw bad(`api_limits.${k}`, `is not an api limit (known: ${known.join(', ')})`, file);
-  const b = r.bodyLimitBytes;
-  if (b !== undefined && (typeof b !== 'number' || !Number.isInteger(b) || b < 1))
-    throw bad('api_limits.bodyLimitBytes', 'must be an integer ≥ 1 (bytes)', file);
-  for (const k of ['maxPending', 'minPending']) {
-    const v = r[k];
-    if (v !== undefined && (typeof v !== 'number' || !Number.isInteger(v) || v < 0))
-      throw bad(`api_limits.${k}`, 'must be an integer ≥ 0 (requests)', file);
-  }
+  const section = 'api_limits';
+  onlyKeys(
+    r,
+    section,
+    [
+      'bodyLimitBytes',
+      'maxPending',
+      'maxQueueSeconds',
+      'minPending',
+      'requestTimeoutMs',
+      'maxLongPolls',
+      'maxLongPollsPerConnection',
+    ],
+    'an api limit',
+    file,
+  );
+  integersAtLeast(r, section, ['bodyLimitBytes'], 1, 'bytes', file);
+  integersAtLeast(r, section, ['maxPending', 'minPending'], 0, 'requests', file);
   const q = r.maxQueueSeconds;
   if (q !== undefined && (typeof q !== 'number' || !Number.isFinite(q) || q < 0))
     throw bad('api_limits.maxQueueSeconds', 'must be a finite number ≥ 0 (seconds)', file);
-  const t = r.requestTimeoutMs;
-  if (t !== undefined && (typeof t !== 'number' || !Number.isInteger(t) || t < 0))
-    throw bad('api_limits.requestTimeoutMs', 'must be an integer ≥ 0 (ms; 0: no limit)', file);
-  for (const k of ['maxLongPolls', 'maxLongPollsPerConnection']) {
-    const v = r[k];
-    if (v !== undefined && (typeof v !== 'number' || !Number.isInteger(v) || v < 0))
-      throw bad(`api_limits.${k}`, 'must be an integer ≥ 0 (long polls held at once)', file);
-  }
+  integersAtLeast(r, section, ['requestTimeoutMs'], 0, 'ms; 0: no limit', file);
+  integersAtLeast(
+    r,
+    section,
+    ['maxLongPolls', 'maxLongPollsPerConnection'],
+    0,
+    'long polls held at once',
+    file,
+  );
   return r as NodeConfig['apiLimits'];
 }
 
@@ -219,9 +241,7 @@ function apiLimits(r: Record<string, unknown>, file: string): NodeConfig['apiLim
  * naming the field in the file rather than when the transport is made.
  */
 function transportSettings(r: Record<string, unknown>, file: string): NodeConfig['transport'] {
-  for (const k of Object.keys(r))
-    if (k !== 'quarantine')
-      throw bad(`transport.${k}`, 'is not a transport setting (known: quarantine)', file);
+  onlyKeys(r, 'transport', ['quarantine'], 'a transport setting', file);
   const q = r.quarantine;
   if (q === undefined) return {};
   if (typeof q !== 'object' || q === null || Array.isArray(q))
