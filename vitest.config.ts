@@ -11,5 +11,8 @@ export default defineConfig({
     hookTimeout: 300_000,
     // Both cores: the simulated fault seeds are split over two files so that they run side by side.
     maxWorkers: 2,
+    // The default output, then the files that did not pass by name (a file whose process died is otherwise
+    // reported without its name: test/support/unfinished-reporter.ts).
+    reporters: ['default', './test/support/unfinished-reporter.ts'],
   },
 });

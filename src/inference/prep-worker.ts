@@ -5,9 +5,9 @@
 import type { MessagePort } from 'node:worker_threads';
 import { toModelInput } from './decode.ts';
 import { fillsInput, inputElements, toHalf } from './preprocess.ts';
-import type { Fail, PrepWorkerData, WorkerReply, WorkerRequest } from './worker.ts';
+import type { Fail, PrepWorkerData, Track, WorkerReply, WorkerRequest } from './worker.ts';
 
-export function servePrep(data: PrepWorkerData, port: MessagePort, fail: Fail): void {
+export function servePrep(data: PrepWorkerData, port: MessagePort, fail: Fail, track: Track): void {
   const { spec, decoder } = data;
   const item = inputElements(spec);
   const fills = fillsInput(spec);
@@ -15,8 +15,10 @@ export function servePrep(data: PrepWorkerData, port: MessagePort, fail: Fail): 
   // in this worker at once and each takes its own (every value is written before it is read where
   // `fills`; zeroed first otherwise).
   const staging: Float32Array[] = [];
-  port.on('message', async (m: WorkerRequest) => {
-    if (m.type !== 'prep') return;
+  port.on('message', (m: WorkerRequest) => {
+    if (m.type === 'prep') void track(() => prep(m));
+  });
+  const prep = async (m: Extract<WorkerRequest, { type: 'prep' }>): Promise<void> => {
     const t0 = performance.now();
     try {
       let out: Float32Array | Uint16Array;
@@ -44,6 +46,6 @@ export function servePrep(data: PrepWorkerData, port: MessagePort, fail: Fail): 
     } catch (e) {
       fail(m.id, e);
     }
-  });
+  };
   port.postMessage({ type: 'ready' } satisfies WorkerReply);
 }

@@ -7,9 +7,14 @@ import * as ort from 'onnxruntime-node';
 import { DropbearError } from '../protocol/errors.ts';
 import { halfToFloat, inputElements, toHalf } from './preprocess.ts';
 import { fixedBatchOne, ORT_SESSION_CONFIG } from './spec.ts';
-import type { Fail, SessionWorkerData, WorkerReply, WorkerRequest } from './worker.ts';
+import type { Fail, SessionWorkerData, Track, WorkerReply, WorkerRequest } from './worker.ts';
 
-export async function serveSession(data: SessionWorkerData, port: MessagePort, fail: Fail): Promise<void> {
+export async function serveSession(
+  data: SessionWorkerData,
+  port: MessagePort,
+  fail: Fail,
+  track: Track,
+): Promise<void> {
   const { spec } = data;
   let session: ort.InferenceSession;
   try {
@@ -51,8 +56,10 @@ export async function serveSession(data: SessionWorkerData, port: MessagePort, f
       throw new DropbearError('MODEL_OUTPUT', `unsupported output type ${out.type}`);
     return od as Float32Array;
   };
-  port.on('message', async (m: WorkerRequest) => {
-    if (m.type !== 'run') return;
+  port.on('message', (m: WorkerRequest) => {
+    if (m.type === 'run') void track(() => run(m));
+  });
+  const run = async (m: Extract<WorkerRequest, { type: 'run' }>): Promise<void> => {
     const t0 = performance.now();
     try {
       if (m.data.length !== m.n * item)
@@ -75,6 +82,6 @@ export async function serveSession(data: SessionWorkerData, port: MessagePort, f
     } catch (e) {
       fail(m.id, e);
     }
-  });
+  };
   port.postMessage({ type: 'ready' } satisfies WorkerReply);
 }

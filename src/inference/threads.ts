@@ -15,7 +15,7 @@ type WithoutId<T> = T extends unknown ? Omit<T, 'id'> : never;
 
 const BOOT = new URL('./worker-boot.mjs', import.meta.url);
 
-/** How long `close` waits for a worker's outstanding calls before it ends the thread anyway. */
+/** How long `close` waits for a worker to answer its calls and exit by itself before it ends the thread anyway. */
 const CLOSE_DRAIN_MS = 5000;
 
 /**
@@ -58,8 +58,10 @@ class WorkerHandle {
   private readonly pending = new Map<number, Pending>();
   private nextId = 1;
   private dead: Error | null = null;
-  /** Set while `close` waits for the outstanding calls; called when the last one is answered. */
-  private onDrained: (() => void) | null = null;
+  /** The thread has exited (by itself, when told to close, or dead). */
+  private exited = false;
+  /** Set while `close` waits for the thread to exit. */
+  private onExit: (() => void) | null = null;
   /** The one shutdown (`close` is idempotent: every caller waits for the same drain). */
   private closing: Promise<void> | null = null;
   readonly ready: Promise<void>;
@@ -98,7 +100,6 @@ class WorkerHandle {
           if (m.type === 'ok') p.resolve({ data: m.data, ms: m.ms, input: m.input });
           else p.reject(new DropbearError(m.code, m.message));
         }
-        if (this.pending.size === 0) this.onDrained?.();
         if (p.timedOut) this.onLateAnswer?.();
       });
       const die = (e: Error) => {
@@ -112,6 +113,8 @@ class WorkerHandle {
         die(new DropbearError('WORKER_FAILED', `inference worker failed: ${e.message}`)),
       );
       this.worker.on('exit', (code) => {
+        this.exited = true;
+        this.onExit?.();
         if (!this.dead)
           die(new DropbearError('WORKER_EXITED', `inference worker exited with status ${code}`));
       });
@@ -156,14 +159,16 @@ class WorkerHandle {
     }
     this.pending.clear();
     this.inFlight = 0;
-    this.onDrained?.();
   }
 
   /**
-   * Refuses new calls, waits (at most `drainMs`) for the answers to those already sent, then ends the
-   * thread. Ending it while onnxruntime (or libvips) still runs one of its calls aborts the whole process:
-   * the native call completes into a torn-down thread (`terminate called after throwing an instance of
-   * 'Napi::Error'`, exit status 134; a node stopped under load did, test/inference/close.test.ts).
+   * Refuses new calls and asks the thread to end: it answers the calls it was sent, then exits by itself
+   * (worker.ts, `Track`). Only a thread that has not exited within `drainMs` (hung in a native call) is
+   * ended from outside. Ending a thread while onnxruntime (or libvips) still runs one of its calls aborts
+   * the whole process: the native call completes into a torn-down thread (`terminate called after throwing
+   * an instance of 'Napi::Error'`, exit status 134; a node stopped under load did,
+   * test/inference/close.test.ts; so did ending a thread racing a batch, scratch runs 2026-12-05). Before,
+   * `close` waited for the answers and then ended the thread from outside; now only a hung one is.
    */
   close(drainMs = CLOSE_DRAIN_MS): Promise<void> {
     this.closing ??= this.shutDown(drainMs);
@@ -172,16 +177,18 @@ class WorkerHandle {
 
   private async shutDown(drainMs: number): Promise<void> {
     this.dead ??= new DropbearError('ENGINE_CLOSED', 'the inference engine is closed');
-    if (this.pending.size > 0)
+    if (!this.exited) {
+      this.worker.postMessage({ type: 'close' } satisfies WorkerRequest);
       await new Promise<void>((resolve) => {
         const timer = setTimeout(resolve, drainMs);
-        this.onDrained = () => {
+        this.onExit = () => {
           clearTimeout(timer);
           resolve();
         };
       });
-    this.onDrained = null;
-    await this.worker.terminate();
+      this.onExit = null;
+      if (!this.exited) await this.worker.terminate();
+    }
     // Calls still unanswered after the wait (a hung worker) fail instead of never settling, and so do those
     // waiting for a start that will not come (LiveWorker.request): `die` ignores the exit of a closed thread.
     this.rejectPending(this.dead);

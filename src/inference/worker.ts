@@ -34,7 +34,12 @@ export type WorkerRequest =
    * `out`: a buffer of one input's size to write the result into (handed back by the pool), if any.
    * `half`: answer with the input as IEEE half bits (a Uint16Array), for a float16 model's batches.
    */
-  | { type: 'prep'; id: number; bytes: Uint8Array; out?: ArrayBuffer; half?: boolean };
+  | { type: 'prep'; id: number; bytes: Uint8Array; out?: ArrayBuffer; half?: boolean }
+  /**
+   * End the thread once it has answered every call it began (WorkerHandle.close): it exits by itself,
+   * between calls, never inside onnxruntime's or libvips' native code (see `Track`).
+   */
+  | { type: 'close' };
 
 export type WorkerReply =
   | { type: 'ready' }
@@ -67,9 +72,42 @@ const fail: Fail = (id, e) => {
   } satisfies WorkerReply);
 };
 
+/**
+ * Runs one call's work and counts it while it runs. A thread asked to close exits when the last call it
+ * began has been answered (at once when none is running). Ending a thread from outside (`Worker.terminate`)
+ * while onnxruntime runs a batch, or while libvips decodes on the thread pool, aborts the whole process when
+ * the native call returns into the torn-down thread (`terminate called after throwing an instance of
+ * 'Napi::Error'`, status 134: a terminate racing a batch did within the first few tries here, 2026-12-05).
+ * A thread that exits by itself does so from its own event loop, where no native call is running.
+ */
+export type Track = (work: () => Promise<void>) => Promise<void>;
+
+let busy = 0;
+let closing = false;
+const exitIfDone = () => {
+  if (closing && busy === 0) process.exit(0);
+};
+const track: Track = async (work) => {
+  busy++;
+  try {
+    await work();
+  } finally {
+    busy--;
+    exitIfDone();
+  }
+};
+// Registered before the role's code loads: a close that comes while a session loads its model ends the
+// thread after the load (the load is one native call; this runs between event-loop turns).
+port.on('message', (m: WorkerRequest) => {
+  if (m.type !== 'close') return;
+  closing = true;
+  exitIfDone();
+});
+
 // Each role's code is its own module, loaded for that role alone: a prep worker does not load onnxruntime
 // (its import took ~40 ms of CPU per thread here, 2026-12-05), nor a session worker sharp and jpeg-js.
 // Imported after this module's own setup, and taking what they need from it as arguments: a role module
 // that imported this one back would wait on this module's top-level await, which waits on it.
-if (data.role === 'session') await (await import('./session-worker.ts')).serveSession(data, port, fail);
-else (await import('./prep-worker.ts')).servePrep(data, port, fail);
+if (data.role === 'session')
+  await (await import('./session-worker.ts')).serveSession(data, port, fail, track);
+else (await import('./prep-worker.ts')).servePrep(data, port, fail, track);

@@ -4,6 +4,7 @@ import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 
 const FIXTURE = fileURLToPath(new URL('./fixtures/close-under-load.ts', import.meta.url));
+const BUSY = fileURLToPath(new URL('./fixtures/close-busy.ts', import.meta.url));
 
 describe('InferenceEngine.close under load', () => {
   // In a process of its own: the failure this guards against aborts the whole process (a native
@@ -27,4 +28,17 @@ describe('InferenceEngine.close under load', () => {
     },
     90_000,
   );
+
+  // Close asks the thread to end and it exits by itself after its calls; before, close waited for the calls
+  // it counted and then ended the thread from outside, which aborted the process whenever the thread was
+  // still in a native call (here: a batch sent behind the runner's back, as a fault-injecting test did).
+  it('a thread still inside a batch when closed finishes it and exits; the process is not aborted', () => {
+    const r = spawnSync(process.execPath, ['--import', 'tsx', BUSY, 'mobilenet_v1_0.5_160_quant', '10'], {
+      encoding: 'utf8',
+      timeout: 60_000,
+    });
+    expect(r.stderr).not.toContain('terminate called');
+    expect(r.status, r.stderr).toBe(0);
+    expect(JSON.parse(r.stdout.trim().split('\n').at(-1) ?? '{}')).toEqual({ closed: 10 });
+  }, 90_000);
 });

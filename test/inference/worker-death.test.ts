@@ -1,6 +1,8 @@
 // A worker thread that dies is replaced (the same setup, a new thread) and never chosen while dead; calls
 // in flight on it fail with WORKER_EXITED. A call a worker does not answer in time fails with WORKER_TIMEOUT.
+import { once } from 'node:events';
 import { readFileSync } from 'node:fs';
+import type { Worker } from 'node:worker_threads';
 import { afterAll, describe, expect, it } from 'vitest';
 import { catalogByName } from '../../src/inference/catalog.ts';
 import { InferenceEngine } from '../../src/inference/engine.ts';
@@ -15,7 +17,17 @@ const img = readFileSync(`${DATA_DIR}/sample/n01440764_tench.JPEG`);
 
 // The thread under a runner or pool slot (reached through the handle's wrapper where there is one).
 // biome-ignore lint/suspicious/noExplicitAny: reaching into private fields to kill a thread
-const threadOf = (slot: any) => (slot.handle ?? slot).worker ?? slot.worker;
+const threadOf = (slot: any): Worker => (slot.handle ?? slot).worker ?? slot.worker;
+
+// Kills a thread as if it died: it is told to close behind the engine's back and exits by itself before
+// it takes any later call, so calls sent after this fail as in flight on a dead thread. Never
+// `Worker.terminate()`: ending a thread while onnxruntime runs a batch aborts this whole process (status
+// 134; it did under load when the first test below posted a batch and terminated the thread at once).
+const kill = (w: Worker): Promise<void> => {
+  const exited = once(w, 'exit').then(() => {});
+  w.postMessage({ type: 'close' });
+  return exited;
+};
 
 const closers: { close(): Promise<void> }[] = [];
 afterAll(async () => {
@@ -39,8 +51,9 @@ describe('dead worker threads', () => {
     const n = inputElements(spec);
     // biome-ignore lint/suspicious/noExplicitAny: private
     const slot = (r as any).handle;
+    const dying = kill(threadOf(slot));
     const inflight = code(r.run(new Float32Array(n), 1));
-    await threadOf(slot).terminate();
+    await dying;
     expect(await inflight).toBe('WORKER_EXITED');
     // The next call goes to the replacement thread (it waits for its start).
     const again = await r.run(new Float32Array(n), 1);
@@ -56,7 +69,7 @@ describe('dead worker threads', () => {
       expect((await e.classify(img)).kind).toBe('class');
       // biome-ignore lint/suspicious/noExplicitAny: private
       const any = e as any;
-      await threadOf(kind === 'session' ? any.runners[0].handle : any.prepPool.handles[0]).terminate();
+      await kill(threadOf(kind === 'session' ? any.runners[0].handle : any.prepPool.handles[0]));
       await new Promise((r) => setTimeout(r, 50));
       const out: string[] = [];
       for (let i = 0; i < 3; i++) out.push(await code(e.classify(img)));
@@ -70,7 +83,7 @@ describe('dead worker threads', () => {
     const e = await InferenceEngine.start({ modelPath, spec, prepWorkers: 1, sessionWorkers: 1 });
     // biome-ignore lint/suspicious/noExplicitAny: private
     const any = e as any;
-    await threadOf(any.runners[0].handle).terminate();
+    await kill(threadOf(any.runners[0].handle));
     // The replacement is starting (it loads the model): the batch is handed to it and waits for its start.
     const waiting = code(e.scores(new Float32Array(inputElements(spec))));
     while (e.stats().inFlight === 0) await new Promise((r) => setImmediate(r));
@@ -84,10 +97,7 @@ describe('dead worker threads', () => {
     closers.push(e);
     // biome-ignore lint/suspicious/noExplicitAny: private
     const any = e as any;
-    await Promise.all([
-      threadOf(any.runners[0].handle).terminate(),
-      threadOf(any.prepPool.handles[0]).terminate(),
-    ]);
+    await Promise.all([kill(threadOf(any.runners[0].handle)), kill(threadOf(any.prepPool.handles[0]))]);
     // Straight away (the replacements may still be starting): the healthy threads answer.
     const out = await Promise.all(Array.from({ length: 4 }, () => code(e.classify(img))));
     expect(out).toEqual(['ok', 'ok', 'ok', 'ok']);
