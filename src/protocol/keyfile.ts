@@ -1,8 +1,17 @@
 /**
  * Key files: JSON `{kind: "ed25519", publicKey: <base64url>, seed: <hex>}`, written with mode 0600. Not
  * exported from the protocol index (it touches the file system; the browser bundle never needs it).
+ *
+ * The seed is the secret, so reading one refuses a file that group or others may read or write
+ * (`KEY_FILE_PERMISSIONS`, naming the file, its mode and `chmod 600`), the way ssh refuses an
+ * unprotected private key: a seed left 0644 by a copy, an archive or a umask was loaded silently until
+ * 2026-12-05. The mode checked is that of the file actually opened (fstat on its descriptor, before a byte
+ * is read), so a file swapped for another between a check and the read cannot slip through. A symbolic
+ * link is followed: the mode checked is its target's (a link's own mode means nothing on Linux), so a
+ * link never loosens the rule, and keys mounted through links (a Kubernetes secret volume) still load
+ * when the target is 0600 or 0400. Not checked on Windows, whose POSIX mode bits do not describe its ACLs.
  */
-import { readFileSync, writeFileSync } from 'node:fs';
+import { closeSync, fstatSync, openSync, readFileSync, writeFileSync } from 'node:fs';
 import { toB64u } from './codec.ts';
 import { type KeyPair, keyPairFromSeed } from './crypto.ts';
 import { DropbearError } from './errors.ts';
@@ -26,12 +35,42 @@ export function writeKeyFile(path: string, k: KeyPair): void {
   }
 }
 
+/** Bits that let group or others read or write a file (execute alone exposes nothing). */
+const GROUP_OTHER_RW = 0o066;
+
+/** The path as one shell word, so the `chmod` the message suggests can be pasted as it is. */
+function shellWord(path: string): string {
+  return /^[\w./@%+=:,-]+$/.test(path) ? path : `'${path.replace(/'/g, `'\\''`)}'`;
+}
+
 export function readKeyFile(path: string): KeyPair {
   let json: { kind?: unknown; seed?: unknown; publicKey?: unknown };
+  let fd: number;
   try {
-    json = JSON.parse(readFileSync(path, 'utf8'));
+    fd = openSync(path, 'r');
   } catch (e) {
     throw new DropbearError('KEY_FILE_UNREADABLE', `cannot read key file ${path}: ${(e as Error).message}`);
+  }
+  try {
+    if (process.platform !== 'win32') {
+      const mode = fstatSync(fd).mode & 0o7777;
+      if ((mode & GROUP_OTHER_RW) !== 0) {
+        const octal = mode.toString(8).padStart(4, '0');
+        throw new DropbearError(
+          'KEY_FILE_PERMISSIONS',
+          `${path} has mode ${octal}: group or others can read or write this secret key, so it is refused; ` +
+            `make it the owner's alone with \`chmod 600 ${shellWord(path)}\``,
+          { file: path, mode: octal },
+        );
+      }
+    }
+    try {
+      json = JSON.parse(readFileSync(fd, 'utf8'));
+    } catch (e) {
+      throw new DropbearError('KEY_FILE_UNREADABLE', `cannot read key file ${path}: ${(e as Error).message}`);
+    }
+  } finally {
+    closeSync(fd);
   }
   if (json.kind !== 'ed25519' || typeof json.seed !== 'string' || !/^[0-9a-f]{64}$/.test(json.seed))
     throw new DropbearError(

@@ -1,11 +1,25 @@
 // Secret key files are created, never replaced: `group init` into a folder that already holds some of
-// its files refuses before writing anything, and writeKeyFile refuses an existing file.
+// its files refuses before writing anything, and writeKeyFile refuses an existing file. They are read only
+// when their owner alone may read and write them: a seed that group or others can read is refused
+// (KEY_FILE_PERMISSIONS) before a byte of it is read, and a node started on one exits saying so.
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
+import { initGroup } from '../../src/cli/group.ts';
+import { STANDIN_MODEL } from '../../src/node/standin-backend.ts';
 import { keyPairFromSeed } from '../../src/protocol/index.ts';
 import { readKeyFile, writeKeyFile } from '../../src/protocol/keyfile.ts';
 
@@ -45,5 +59,113 @@ describe('key files are never replaced', () => {
     expect(() => writeKeyFile(join(tmp, 'no-such-dir', 'k.json'), a)).toThrow(
       expect.objectContaining({ code: 'KEY_FILE_UNWRITABLE' }),
     );
+  });
+});
+
+// Windows' mode bits do not describe its ACLs: the rule is POSIX only.
+describe.skipIf(process.platform === 'win32')('secret key files others can read are refused', () => {
+  const seed = new Uint8Array(32).fill(3);
+  const k = keyPairFromSeed(seed);
+
+  // A key file with exactly `mode` (chmod, so the umask does not decide).
+  function keyFileWithMode(name: string, mode: number, text?: string): string {
+    const file = join(tmp, name);
+    if (text === undefined) writeKeyFile(file, k);
+    else writeFileSync(file, text);
+    chmodSync(file, mode);
+    return file;
+  }
+
+  it.each(['0644', '0640', '0604', '0620'])(
+    'mode %s: KEY_FILE_PERMISSIONS naming the file, its mode and the fix',
+    (octal) => {
+      const file = keyFileWithMode(`open-${octal}.json`, Number.parseInt(octal, 8));
+      let err: unknown;
+      try {
+        readKeyFile(file);
+      } catch (e) {
+        err = e;
+      }
+      expect(err).toMatchObject({ code: 'KEY_FILE_PERMISSIONS', details: { file, mode: octal } });
+      const message = (err as Error).message;
+      expect(message).toContain(`${file} has mode ${octal}`);
+      expect(message).toContain(`chmod 600 ${file}`);
+      expect(message).not.toContain(Buffer.from(seed).toString('hex'));
+    },
+  );
+
+  it('refuses before reading: an open file that is not even JSON is refused for its mode, not its content', () => {
+    const file = keyFileWithMode('open-garbage.json', 0o644, 'not a key file at all');
+    expect(() => readKeyFile(file)).toThrow(expect.objectContaining({ code: 'KEY_FILE_PERMISSIONS' }));
+    chmodSync(file, 0o600);
+    expect(() => readKeyFile(file)).toThrow(expect.objectContaining({ code: 'KEY_FILE_UNREADABLE' }));
+  });
+
+  it('loads a key only its owner can read (0600, 0400; execute bits alone expose nothing)', () => {
+    for (const mode of [0o600, 0o400, 0o700, 0o711]) {
+      const file = keyFileWithMode(`closed-${mode.toString(8)}.json`, mode);
+      expect(readKeyFile(file).publicKey).toEqual(k.publicKey);
+    }
+  });
+
+  it('follows a symbolic link and checks the file it points to', () => {
+    const closed = keyFileWithMode('link-target-closed.json', 0o600);
+    const open = keyFileWithMode('link-target-open.json', 0o644);
+    symlinkSync(closed, join(tmp, 'link-closed.json'));
+    symlinkSync(open, join(tmp, 'link-open.json'));
+    expect(readKeyFile(join(tmp, 'link-closed.json')).publicKey).toEqual(k.publicKey);
+    expect(() => readKeyFile(join(tmp, 'link-open.json'))).toThrow(
+      expect.objectContaining({ code: 'KEY_FILE_PERMISSIONS' }),
+    );
+  });
+
+  it('puts a path with spaces or quotes in the suggested chmod as one shell word', () => {
+    const file = keyFileWithMode("it's my key.json", 0o644);
+    expect(() => readKeyFile(file)).toThrow(`chmod 600 '${file.replace("it's", "it'\\''s")}'`);
+  });
+
+  it('group init writes every key 0600 (so they load), even under a permissive umask', async () => {
+    const dir = join(tmp, 'group-modes');
+    const before = process.umask(0o000);
+    try {
+      await initGroup({ dir, nodes: 4, models: Array(4).fill(STANDIN_MODEL) });
+    } finally {
+      process.umask(before);
+    }
+    const keys = readdirSync(join(dir, 'keys')).sort();
+    expect(keys).toEqual([
+      'client.json',
+      'node-0.json',
+      'node-1.json',
+      'node-2.json',
+      'node-3.json',
+      'treasury.json',
+    ]);
+    for (const f of keys) {
+      expect(statSync(join(dir, 'keys', f)).mode & 0o777).toBe(0o600);
+      expect(() => readKeyFile(join(dir, 'keys', f))).not.toThrow();
+    }
+  });
+
+  it('a node started on a key file others can read exits 2 with the code, the file and the fix', async () => {
+    const dir = join(tmp, 'group-open-key');
+    await initGroup({ dir, nodes: 4, models: Array(4).fill(STANDIN_MODEL) });
+    const key = join(dir, 'keys', 'node-0.json');
+    chmodSync(key, 0o644);
+    const r = spawnSync(
+      process.execPath,
+      ['bin/dropbear.mjs', 'node', '--config', join(dir, 'node-0.json')],
+      {
+        cwd: ROOT,
+        encoding: 'utf8',
+        timeout: 60_000,
+      },
+    );
+    expect(r.status).toBe(2);
+    expect(r.stderr).toBe(
+      `error [KEY_FILE_PERMISSIONS]: ${key} has mode 0644: group or others can read or write this secret key, so it is refused; make it the owner's alone with \`chmod 600 ${key}\`\n`,
+    );
+    // Nothing was started: no ledger.
+    expect(readdirSync(dir)).not.toContain('data');
   });
 });
