@@ -494,20 +494,22 @@ describe('a batch with a request that never certifies', () => {
     const stuckDigests = new Set([hex(sha256(inputs[3]))]);
     const stuck = (sr: SignedRequest) => stuckDigests.has(hex(sr.request.inputDigest));
     const nodes = await Promise.all([0, 1, 2, 3].map((i) => stubNode(i, 50, stuck)));
-    const t0 = Date.now();
-    const at: number[] = [];
+    const order: number[] = [];
     const rs = await client(nodes, { timeoutMs: 3000 }).inferBatch(inputs, {
       onResult: (i) => {
-        at[i] = Date.now() - t0;
+        order.push(i);
       },
     });
     rs.forEach((r, i) => {
       if (i === 3) expect(codeOf(r)).toBe('NO_CERTIFICATE');
       else expectCertified(r);
     });
-    // The nine came with the POSTs' answers (the wait: half the 3 s), before the call's deadline.
-    expect(Math.max(...at.filter((_, i) => i !== 3))).toBeLessThan(2500);
-    expect(Date.now() - t0).toBeLessThan(5000);
+    // The nine came with the POSTs' answers (the wait: half the 3 s), each reported as it came, before the
+    // stuck one's deadline: the stuck one is reported last, once. (Compared by order, not by clock: a
+    // bound of 2.5 s failed under load, 2026-12-05.)
+    expect(order).toHaveLength(10);
+    expect(order.at(-1)).toBe(3);
+    expect(new Set(order).size).toBe(10);
     // Ten infer calls of one turn, coalesced into one batch: one of them is stuck.
     const inputs2 = Array.from({ length: 10 }, input);
     stuckDigests.add(hex(sha256(inputs2[0])));
