@@ -28,6 +28,13 @@ export interface BackendStats {
   inFlight: number;
   /** Inputs refused with INFERENCE_SKIPPED before any work on them began (0 for an instant backend). */
   skipped?: number;
+  /**
+   * Inputs admitted and waiting on this node: `queued` for their model run or call, `preprocessing` being
+   * decoded. The node API answers 503 OVERLOADED while their sum passes its maxInferenceQueue (api.ts); a
+   * backend that leaves them out is never bounded there (until 2026-12-05 the remote backend did).
+   */
+  queued?: number;
+  preprocessing?: number;
 }
 
 export interface ModelBackend {

@@ -18,12 +18,18 @@
  *   serve-model's BYTES image input (kserve-server.ts) is for other clients.
  * - Tensors go as JSON, or in the binary tensor data extension (`Inference-Header-Content-Length`) when the
  *   server lists it (`useBinary: 'auto'`), which is 5–10× smaller for image models.
+ * - The backlog is bounded as the local engine's: at most `maxInFlight` calls (default 8) are under way to
+ *   the server at once, the rest wait here in arrival order, and past `maxQueue` inputs waiting (default
+ *   512, preprocessing included) `classify` refuses at once with OVERLOADED, which the node host retries
+ *   with backoff. The waiting inputs are in `stats()` as `queued` and `preprocessing`, which the node API
+ *   reads for its maxInferenceQueue (503 OVERLOADED with Retry-After). REMOTE_DEFAULTS says why these.
  *
- * Errors: REMOTE_UNAVAILABLE (refused, reset, closed, or HTTP 502, 503 or 504), REMOTE_TIMEOUT (no full answer within
- * `timeoutMs`), REMOTE_BAD_RESPONSE (other non-2xx, bad JSON, wrong datatype, shape or size),
- * REMOTE_MODEL_NOT_FOUND (the server does not serve the model or version), REMOTE_MODEL_MISMATCH (the
- * served model's tensors do not fit the spec), MODEL_DIGEST_MISMATCH (the server names another digest);
- * the input errors of decode.ts, and WORKER_* when a preprocessing thread fails (threads.ts).
+ * Errors: OVERLOADED (maxQueue inputs waiting), REMOTE_UNAVAILABLE (refused, reset, closed, or HTTP 502, 503
+ * or 504), REMOTE_TIMEOUT (no full answer within `timeoutMs`, counted from the call's turn),
+ * REMOTE_BAD_RESPONSE (other non-2xx, bad JSON, wrong datatype, shape or size), REMOTE_MODEL_NOT_FOUND
+ * (the server does not serve the model or version), REMOTE_MODEL_MISMATCH (the served model's tensors do
+ * not fit the spec), MODEL_DIGEST_MISMATCH (the server names another digest); the input errors of
+ * decode.ts, and WORKER_* when a preprocessing thread fails (threads.ts).
  */
 import { DropbearError } from '../protocol/errors.ts';
 import type { Result } from '../protocol/index.ts';
@@ -163,7 +169,29 @@ export interface RemoteOptions {
    * no further. Default: what a valid answer for the request's n items can take (inferResponseCap).
    */
   maxResponseBytes?: number;
+  /** Inference calls to the server under way at once; the others wait their turn here (default 8). */
+  maxInFlight?: number;
+  /**
+   * Inputs waiting here (being preprocessed, or for a call to the server) past which `classify` refuses at
+   * once with OVERLOADED, as the engine's maxQueue does (default 512).
+   */
+  maxQueue?: number;
 }
+
+/**
+ * The bounds on a remote model's backlog. Until 2026-12-05 there were none: every input went to the server
+ * at once, on a connection of its own, and a stalled server held them all. A burst of 1000 model tensors
+ * (128×128) at a server that did not answer opened 1000 connections to it and took ~1 GB more of the
+ * node's memory (measured that day on the 2-core test machine; stats().inFlight said 1000), and the node
+ * API never answered 503, since the waiting inputs were not in the stats it reads (maxInferenceQueue).
+ * test/inference/remote-overload.test.ts and test/node/api-remote-overload.test.ts hold the bounds.
+ * - maxInFlight 8: each call carries one input, so 8 at once let the server's dynamic batcher form a batch
+ *   of the engine's default size (maxBatch 8, serve-model's too); more calls only wait on the server.
+ * - maxQueue 512: the engine's (ENGINE_DEFAULTS.maxQueue). The node API refuses new requests first, past
+ *   its maxInferenceQueue (256); this bound is for everything else that calls the backend (the host's
+ *   retries, peers' requests).
+ */
+export const REMOTE_DEFAULTS = { maxInFlight: 8, maxQueue: 512 };
 
 /** The largest metadata or readiness answer read (the server's and the model's metadata are a few KB). */
 export const METADATA_RESPONSE_CAP = 1 << 20;
@@ -177,6 +205,12 @@ export function inferResponseCap(n: number, outSize: number): number {
 }
 
 export interface RemoteStats extends BackendStats {
+  /** Inputs admitted and waiting for a call to the server (preprocessed, or a model tensor copied). */
+  queued: number;
+  /** Inputs admitted and being decoded and preprocessed on the worker threads. */
+  preprocessing: number;
+  /** Inputs refused with OVERLOADED: maxQueue were waiting. */
+  rejected: number;
   requests: number;
   failures: number;
   timeouts: number;
@@ -269,11 +303,22 @@ export class RemoteBackend implements ModelBackend {
   private readonly outputName: string;
   /** Items a single request may carry (1 for a server whose batch dimension is fixed at 1). */
   private readonly perRequest: number;
+  private readonly maxInFlight: number;
+  private readonly maxQueue: number;
+  /** Calls to the server holding a turn (at most maxInFlight). */
+  private active = 0;
+  /** Calls waiting for a turn, first come first served. */
+  private readonly turns: { resolve: () => void; reject: (e: Error) => void }[] = [];
+  /** Inputs admitted and not yet sent (preprocessing included): what maxQueue bounds. */
+  private waiting = 0;
+  /** Of `waiting`, those on the preprocessing workers. */
+  private preparing = 0;
   private readonly closing = new AbortController();
   private closed = false;
-  private readonly counters: RemoteStats = {
+  private readonly counters: Omit<RemoteStats, 'queued' | 'preprocessing'> = {
     items: 0,
     inFlight: 0,
+    rejected: 0,
     requests: 0,
     failures: 0,
     timeouts: 0,
@@ -287,7 +332,7 @@ export class RemoteBackend implements ModelBackend {
   };
 
   private constructor(init: {
-    opts: Required<Pick<RemoteOptions, 'timeoutMs' | 'decoder'>> & RemoteOptions;
+    opts: Required<Pick<RemoteOptions, 'timeoutMs' | 'decoder' | 'maxInFlight' | 'maxQueue'>> & RemoteOptions;
     spec: ModelSpec;
     base: string;
     binary: boolean;
@@ -314,6 +359,8 @@ export class RemoteBackend implements ModelBackend {
     this.inputDatatype = init.input.datatype as 'FP32' | 'FP16';
     this.outputName = init.outputName;
     this.perRequest = init.input.shape[0] === 1 ? 1 : Number.POSITIVE_INFINITY;
+    this.maxInFlight = opts.maxInFlight;
+    this.maxQueue = opts.maxQueue;
   }
 
   /** Reads the server and model metadata and checks them against the spec; throws the errors above. */
@@ -324,6 +371,8 @@ export class RemoteBackend implements ModelBackend {
       ...options,
       timeoutMs: options.timeoutMs ?? 10_000,
       decoder: options.decoder ?? ('fast' as Decoder),
+      maxInFlight: options.maxInFlight ?? REMOTE_DEFAULTS.maxInFlight,
+      maxQueue: options.maxQueue ?? REMOTE_DEFAULTS.maxQueue,
     };
     const prepWorkers = options.prepWorkers ?? 1;
     if (!/^[0-9a-fA-F]{64}$/.test(opts.digest ?? ''))
@@ -332,6 +381,9 @@ export class RemoteBackend implements ModelBackend {
       throw new DropbearError('CONFIG_INVALID', `timeoutMs must be positive, got ${opts.timeoutMs}`);
     if (!Number.isInteger(prepWorkers) || prepWorkers < 1)
       throw new DropbearError('CONFIG_INVALID', `prepWorkers must be a positive integer, got ${prepWorkers}`);
+    for (const k of ['maxInFlight', 'maxQueue'] as const)
+      if (!Number.isInteger(opts[k]) || opts[k] < 1)
+        throw new DropbearError('CONFIG_INVALID', `${k} must be a positive integer, got ${opts[k]}`);
     if (
       opts.maxResponseBytes !== undefined &&
       (!Number.isInteger(opts.maxResponseBytes) || opts.maxResponseBytes <= 0)
@@ -456,34 +508,111 @@ export class RemoteBackend implements ModelBackend {
     return (await this.scoresBatch([x]))[0];
   }
 
-  /** Raw model outputs for preprocessed inputs, in one request (one per item for a fixed-batch-1 server). */
+  /**
+   * Raw model outputs for preprocessed inputs, in one request (one per item for a fixed-batch-1 server).
+   * Admitted as `classify` is (OVERLOADED past maxQueue waiting inputs); the items then wait their turn.
+   */
   async scoresBatch(items: readonly Float32Array[]): Promise<Float32Array[]> {
     if (this.closed) throw new DropbearError('ENGINE_CLOSED', 'the remote backend is closed');
     for (const x of items)
       if (x.length !== this.itemSize)
         throw new DropbearError('INPUT_SHAPE', `an input needs ${this.itemSize} values, got ${x.length}`);
     if (items.length === 0) return [];
-    if (items.length > this.perRequest)
-      return Promise.all(items.map((x) => this.inferOnce([x]).then((r) => r[0])));
-    return this.inferOnce(items);
+    this.admit();
+    const parts = items.length > this.perRequest ? items.map((x) => [x]) : [items];
+    const out = await Promise.all(parts.map((p) => this.call(p, undefined, this.enter(p.length))));
+    return out.flat();
   }
 
   /**
-   * One input (JPEG, PNG or DBT1 tensor), preprocessed here, to its Result. `opts.wanted` is asked before
-   * decoding and before the call to the server (a call already sent runs to its end).
+   * One input (JPEG, PNG or DBT1 tensor), preprocessed here, to its Result. Refused at once with OVERLOADED
+   * when maxQueue inputs are waiting. `opts.wanted` is asked before decoding and when the input's turn for
+   * the server comes (a call already sent runs to its end).
    */
   async classify(input: Uint8Array, opts?: ClassifyOptions): Promise<Result> {
     if (this.closed) throw new DropbearError('ENGINE_CLOSED', 'the remote backend is closed');
     const wanted = opts?.wanted;
     if (wanted !== undefined && !wanted()) return this.skip();
-    const { x, pooled } = await this.prepare(input, wanted);
+    this.admit();
+    const leave = this.enter(1);
     try {
-      if (wanted !== undefined && !wanted()) return this.skip();
-      return toResult(await this.scores(x), this.spec.output.meaning);
+      const { x, pooled } = await this.prepare(input, wanted);
+      try {
+        const [scores] = await this.call([x], wanted, leave);
+        return toResult(scores, this.spec.output.meaning);
+      } finally {
+        // The call has ended, and copied x into its request before: the worker may write into it again.
+        if (pooled) this.prepPool.giveBack(x.buffer as ArrayBuffer);
+      }
     } finally {
-      // inferOnce copied x into the request before its first await: the worker may write into it again.
-      if (pooled) this.prepPool.giveBack(x.buffer as ArrayBuffer);
+      leave();
     }
+  }
+
+  /** Refuses a new input with OVERLOADED when maxQueue inputs are waiting (as the engine's admit). */
+  private admit(): void {
+    if (this.waiting >= this.maxQueue) {
+      this.counters.rejected++;
+      throw new DropbearError(
+        'OVERLOADED',
+        `remote model queue full (${this.waiting} inputs waiting for ${this.url}); retry later`,
+      );
+    }
+  }
+
+  /**
+   * Counts `n` inputs as waiting from their admission, before they are preprocessed: a burst admitted in
+   * one turn of the event loop is counted before any of it reaches a queue. Returns the function (safe to
+   * call more than once) that stops counting them, once they are sent or have failed.
+   */
+  private enter(n: number): () => void {
+    this.waiting += n;
+    let left = false;
+    return () => {
+      if (left) return;
+      left = true;
+      this.waiting -= n;
+    };
+  }
+
+  /**
+   * One inference call once a turn is free (at most maxInFlight under way; the others wait in arrival
+   * order). `leave` is called when the turn comes; `wanted` is asked then.
+   */
+  private async call(
+    items: readonly Float32Array[],
+    wanted: (() => boolean) | undefined,
+    leave: () => void,
+  ): Promise<Float32Array[]> {
+    try {
+      await this.turn();
+    } finally {
+      leave();
+    }
+    try {
+      if (this.closed) throw new DropbearError('ENGINE_CLOSED', 'the remote backend is closed');
+      if (wanted !== undefined && !wanted()) return this.skip();
+      return await this.inferOnce(items);
+    } finally {
+      this.release();
+    }
+  }
+
+  private turn(): Promise<void> {
+    if (this.closed)
+      return Promise.reject(new DropbearError('ENGINE_CLOSED', 'the remote backend is closed'));
+    if (this.active < this.maxInFlight) {
+      this.active++;
+      return Promise.resolve();
+    }
+    return new Promise((resolve, reject) => this.turns.push({ resolve, reject }));
+  }
+
+  /** Hands the turn to the next call waiting, if any. */
+  private release(): void {
+    const next = this.turns.shift();
+    if (next) next.resolve();
+    else this.active--;
   }
 
   /**
@@ -498,10 +627,15 @@ export class RemoteBackend implements ModelBackend {
       const direct = new Float32Array(this.itemSize);
       if (copyModelTensor(input, this.spec, direct, 0)) return { x: direct, pooled: false };
     }
-    const r = await this.prepPool.prep(input, wanted);
-    this.counters.decoded++;
-    this.counters.prepMs += r.ms;
-    return { x: r.data as Float32Array, pooled: true };
+    this.preparing++;
+    try {
+      const r = await this.prepPool.prep(input, wanted);
+      this.counters.decoded++;
+      this.counters.prepMs += r.ms;
+      return { x: r.data as Float32Array, pooled: true };
+    } finally {
+      this.preparing--;
+    }
   }
 
   private skip(): never {
@@ -510,7 +644,12 @@ export class RemoteBackend implements ModelBackend {
   }
 
   stats(): RemoteStats {
-    return { ...this.counters, skipped: (this.counters.skipped ?? 0) + this.prepPool.skipped };
+    return {
+      ...this.counters,
+      queued: this.waiting - this.preparing,
+      preprocessing: this.preparing,
+      skipped: (this.counters.skipped ?? 0) + this.prepPool.skipped,
+    };
   }
 
   /** Worker threads started to replace dead ones. */
@@ -519,12 +658,14 @@ export class RemoteBackend implements ModelBackend {
   }
 
   /**
-   * Aborts requests under way (they fail with ENGINE_CLOSED), refuses new ones, and ends the preprocessing
-   * threads (after the inputs they are decoding, see WorkerHandle.close).
+   * Aborts requests under way and those waiting for their turn (they fail with ENGINE_CLOSED), refuses new
+   * ones, and ends the preprocessing threads (after the inputs they are decoding, see WorkerHandle.close).
    */
   async close(): Promise<void> {
     this.closed = true;
     this.closing.abort();
+    const e = new DropbearError('ENGINE_CLOSED', 'the remote backend is closed');
+    for (const t of this.turns.splice(0)) t.reject(e);
     await this.prepPool.close();
   }
 

@@ -731,8 +731,8 @@ export function buildApi(host: NodeHost, opts: ApiOptions = {}): FastifyInstance
       return `the node holds ${pending} requests, over ${o.maxQueueSeconds} s of work at the group's recent rate (${rate.toFixed(0)}/s); retry later`;
     let queued = 0;
     try {
-      const s = host.currentBackend.stats() as unknown as Record<string, unknown>;
-      for (const k of ['queued', 'preprocessing']) if (typeof s[k] === 'number') queued += s[k] as number;
+      const s = host.currentBackend.stats();
+      queued = (s.queued ?? 0) + (s.preprocessing ?? 0);
     } catch {
       return null; // no model: the input check says so
     }

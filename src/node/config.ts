@@ -14,6 +14,9 @@
  *   "peers": { "1": "tcp://127.0.0.1:7101" },      // optional: default is each node's genesis address
  *   "model": { "name": "mobilenetv2-12-int8" }     // or { "path": "m.onnx" } or
  *                                                  // { "remote": { "url", "model", "digest" } } or
+ *                                                  //   (optional: "timeoutMs", "maxInFlight" (8) calls
+ *                                                  //   to the server at once, "maxQueue" (512) inputs
+ *                                                  //   waiting before OVERLOADED: integers ≥ 1, remote.ts)
  *                                                  // { "standin": true } (no inference: benchmarks)
  *   "extraModels": [ { "name": "…" } ],            // loaded beside it, for an ordered model update
  *   "home": "~/.dropbear",                         // model store (default $DROPBEAR_HOME)
@@ -51,7 +54,16 @@ export interface Endpoint {
 export type ModelConfig =
   | { name: string }
   | { path: string }
-  | { remote: { url: string; model: string; digest: string; timeoutMs?: number } }
+  | {
+      remote: {
+        url: string;
+        model: string;
+        digest: string;
+        timeoutMs?: number;
+        maxInFlight?: number;
+        maxQueue?: number;
+      };
+    }
   /** The stand-in model (src/node/standin-backend.ts): no inference cost, for benchmarks and tests. */
   | { standin: { disagreement?: number } };
 
@@ -301,15 +313,21 @@ export function loadNodeConfig(path: string): NodeConfig {
       return { standin: { disagreement: d as number | undefined } };
     }
     const r = m?.remote as Record<string, unknown> | undefined;
-    if (r && typeof r.url === 'string' && typeof r.model === 'string' && typeof r.digest === 'string')
+    if (r && typeof r.url === 'string' && typeof r.model === 'string' && typeof r.digest === 'string') {
+      // The backlog bounds (remote.ts, REMOTE_DEFAULTS): a string or 0 here would reach the backend as
+      // its refusal at start, without the field's place in this file.
+      integersAtLeast(r, `${field}.remote`, ['maxInFlight', 'maxQueue'], 1, 'remote model backlog', file);
       return {
         remote: {
           url: r.url,
           model: r.model,
           digest: r.digest,
           timeoutMs: typeof r.timeoutMs === 'number' ? r.timeoutMs : undefined,
+          maxInFlight: r.maxInFlight as number | undefined,
+          maxQueue: r.maxQueue as number | undefined,
         },
       };
+    }
     throw bad(
       field,
       'must be {"name"}, {"path"}, {"remote": {"url", "model", "digest"}} or {"standin": true}',

@@ -47,6 +47,8 @@ async function startBackend(m: ModelConfig, cfg: NodeConfig): Promise<ModelBacke
       model: m.remote.model,
       digest: m.remote.digest,
       timeoutMs: m.remote.timeoutMs,
+      maxInFlight: m.remote.maxInFlight,
+      maxQueue: m.remote.maxQueue,
     });
   let path: string;
   let spec: Awaited<ReturnType<typeof resolveModel>>['spec'];

@@ -350,3 +350,37 @@ describe('node config: engine', () => {
     );
   });
 });
+
+describe('node config: a remote model', () => {
+  const remote = (extra: Record<string, unknown>) => ({
+    remote: { url: 'http://127.0.0.1:8000', model: 'm', digest: 'ab'.repeat(32), ...extra },
+  });
+  const loadModel = (model: unknown) => {
+    const file = join(dir, 'node-m.json');
+    writeFileSync(file, JSON.stringify({ ...BASE, model }));
+    return loadNodeConfig(file).model;
+  };
+
+  it('passes the backlog bounds (maxInFlight, maxQueue) through; absent ones are left to the backend', () => {
+    expect(loadModel(remote({ maxInFlight: 2, maxQueue: 64 }))).toMatchObject(
+      remote({ maxInFlight: 2, maxQueue: 64 }),
+    );
+    const m = loadModel(remote({})) as { remote: Record<string, unknown> };
+    expect(m.remote.maxInFlight).toBeUndefined();
+    expect(m.remote.maxQueue).toBeUndefined();
+  });
+
+  it('refuses a bound that is not an integer ≥ 1, naming it', () => {
+    for (const [k, v] of [
+      ['maxInFlight', 0],
+      ['maxQueue', '512'],
+      ['maxQueue', 1.5],
+    ] as const)
+      expect(() => loadModel(remote({ [k]: v }))).toThrow(
+        expect.objectContaining({
+          code: 'CONFIG_INVALID',
+          message: expect.stringContaining(`"model.remote.${k}" must be an integer ≥ 1`),
+        }),
+      );
+  });
+});
