@@ -98,6 +98,10 @@ export interface CustodialAccount {
 /** A page served at GET /dashboard and its script at GET /dashboard/app.js (the `web` part; cli wires it). */
 export interface DashboardAssets {
   html: string;
+  /**
+   * The script, built once and kept (a failed build tried again on the next call). A node calls it when
+   * it starts serving (node/run.ts), so the build is done before anyone asks.
+   */
   script: () => Promise<string>;
 }
 

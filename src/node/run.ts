@@ -221,6 +221,27 @@ export async function startNode(
       },
       'node started',
     );
+    if (extras.dashboard) {
+      // The dashboard's script is built now, in the background, not on the first GET /dashboard/app.js:
+      // that request waited for the build (104 to 158 ms on a 2-core machine, 2026-12-05, against 2 to 7 ms
+      // after), the node's CPU spiked at whatever moment someone first opened the page, and a script that
+      // does not build went unnoticed until then. Readiness does not wait for it; a request that comes
+      // before it ends waits for the same build (the script is kept, web/bundle.ts). A failure is logged
+      // here with the code requests get; the next request builds again.
+      const began = performance.now();
+      extras.dashboard.script().then(
+        (js) =>
+          withState.info(
+            { bytes: js.length, ms: Math.round(performance.now() - began) },
+            'dashboard script built',
+          ),
+        (e) =>
+          withState.error(
+            { code: 'DASHBOARD_UNAVAILABLE', err: (e as Error).message },
+            'the dashboard script did not build: GET /dashboard/app.js answers 503 and tries again',
+          ),
+      );
+    }
     let stopping: Promise<void> | null = null;
     return {
       config: cfg,

@@ -1,9 +1,10 @@
 /**
- * The dashboard (web/app.ts) as one script for the browser, bundled with esbuild on first use and kept:
- * the protocol and certificate code as the nodes run it, with node:crypto, node:module and Buffer
- * replaced by browser versions (web/shims). Hashing and Ed25519 then run in pure JavaScript (@noble),
- * with protocol/crypto.ts's node:crypto path (libsodium's extra rules first), so the page takes exactly
- * the certificates `dropbear verify` takes.
+ * The dashboard (web/app.ts) as one script for the browser, bundled with esbuild on first use and kept (a
+ * node asks for it as it starts serving, node/run.ts, not on the page's first request): the protocol and
+ * certificate code as the nodes run it, with node:crypto, node:module and Buffer replaced by browser
+ * versions (web/shims). Hashing and Ed25519 then run in pure JavaScript (@noble), with protocol/crypto.ts's
+ * node:crypto path (libsodium's extra rules first), so the page takes exactly the certificates
+ * `dropbear verify` takes.
  */
 import { fileURLToPath } from 'node:url';
 import { build, type Plugin } from 'esbuild';
