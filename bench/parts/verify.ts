@@ -9,9 +9,7 @@
  * a fresh cache per run. The rate is per CPU-second of the verifying thread (the machine is shared; wall
  * time is reported too).
  */
-import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { chromium } from 'playwright-core';
 import { SignatureCache, verifyCertificate } from '../../src/certificate/index.ts';
 import {
   Certificate,
@@ -24,6 +22,7 @@ import {
 } from '../../src/protocol/index.ts';
 import { simulate } from '../../src/sim/world.ts';
 import { bundleForBrowser } from '../../src/web/bundle.ts';
+import { CHROMIUM, chromiumMissing, launchChromium } from '../lib/chromium.ts';
 import { atEnd, describeMachine, machine } from '../lib/machine.ts';
 import { mdTable } from '../lib/markdown.ts';
 import type { PartOptions, PartResult } from '../lib/part.ts';
@@ -33,8 +32,6 @@ import { fmtSpread, type Spread, spread } from '../lib/stats.ts';
 const N = 4;
 const BATCH = 128;
 const TARGET = 5000;
-/** Chromium for the browser rows (the dashboard's verifier): as test/e2e/dashboard.test.ts finds it. */
-const CHROMIUM = process.env.DROPBEAR_CHROMIUM ?? '/usr/bin/chromium';
 
 interface BrowserRow {
   cached: boolean;
@@ -54,16 +51,14 @@ async function browserRows(
   runs: number,
   log: (l: string) => void,
 ): Promise<BrowserRow[] | null> {
-  if (!existsSync(CHROMIUM)) {
-    log(`browser rows skipped: no Chromium at ${CHROMIUM} (DROPBEAR_CHROMIUM names another)`);
+  // (Chromium as test/e2e/dashboard.test.ts launches it: bench/lib/chromium.ts.)
+  const missing = chromiumMissing();
+  if (missing) {
+    log(`browser rows skipped: ${missing}`);
     return null;
   }
   const js = await bundleForBrowser(fileURLToPath(new URL('../lib/browser-verify.ts', import.meta.url)));
-  const browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    headless: true,
-    args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking'],
-  });
+  const browser = await launchChromium();
   try {
     const page = await browser.newPage();
     await page.setContent('<!doctype html><html><body></body></html>');

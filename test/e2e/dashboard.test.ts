@@ -2,17 +2,18 @@
  * The dashboard (src/web) in real Chromium, served by a real 4-node group (stand-in model, four processes,
  * TCP between them): it shows the group and the node's status, and verifies certificates in the browser
  * with the bundled verifier, giving the same verdict and reason as `verifyCertificate` in Node for real and
- * tampered certificates. Chromium: /usr/bin/chromium (`.ci/run` installs it) or DROPBEAR_CHROMIUM. Where
- * there is none the test is skipped with a warning, unless CI or DROPBEAR_REQUIRE_CHROMIUM is set: then it
- * fails.
+ * tampered certificates. Chromium: /usr/bin/chromium (`.ci/run` installs it) or DROPBEAR_CHROMIUM, launched
+ * as the benches launch it (bench/lib/chromium.ts). Where there is none the test is skipped with a warning,
+ * unless CI or DROPBEAR_REQUIRE_CHROMIUM is set: then it fails.
  */
 import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { type Browser, chromium, type Page } from 'playwright-core';
+import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { chromiumMissing, launchChromium } from '../../bench/lib/chromium.ts';
 import { verifyCertificate } from '../../src/certificate/index.ts';
 import {
   type GroupProcesses,
@@ -25,13 +26,10 @@ import { DropbearClient, type InferResult } from '../../src/client/index.ts';
 import { STANDIN_MODEL, standInInput } from '../../src/node/standin-backend.ts';
 import { Certificate, groupIdOf, hex, toJson } from '../../src/protocol/index.ts';
 
-const CHROMIUM = process.env.DROPBEAR_CHROMIUM ?? '/usr/bin/chromium';
 const required = Boolean(process.env.CI || process.env.DROPBEAR_REQUIRE_CHROMIUM);
-const haveChromium = existsSync(CHROMIUM);
-if (!haveChromium && !required)
-  console.warn(
-    `dashboard test skipped: no Chromium at ${CHROMIUM} (apt-get install chromium, or DROPBEAR_CHROMIUM)`,
-  );
+const missing = chromiumMissing();
+const haveChromium = missing === null;
+if (!haveChromium && !required) console.warn(`dashboard test skipped: ${missing}`);
 
 describe.skipIf(!haveChromium && !required)('dashboard in Chromium', () => {
   const root = mkdtempSync(join(tmpdir(), 'dropbear-dashboard-'));
@@ -55,11 +53,7 @@ describe.skipIf(!haveChromium && !required)('dashboard in Chromium', () => {
     await procs.ready(60_000);
     const client = new DropbearClient({ genesis: g.genesis, nodes: g.file.nodes, key: g.clientKey() });
     results = await Promise.all([0, 1, 2].map((i) => client.infer(standInInput(i))));
-    browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      headless: true,
-      args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking'],
-    });
+    browser = await launchChromium();
   }, 120_000);
 
   afterAll(async () => {
