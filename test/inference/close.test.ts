@@ -1,7 +1,12 @@
 // Closing an engine while its worker threads still run calls (a node stopped under load, a retired model).
 import { spawnSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
+import { catalogByName } from '../../src/inference/catalog.ts';
+import { inputElements } from '../../src/inference/preprocess.ts';
+import { PrepPool, SessionRunner } from '../../src/inference/threads.ts';
+import { DATA_DIR, MODELS_DIR } from '../shared.ts';
 
 const FIXTURE = fileURLToPath(new URL('./fixtures/close-under-load.ts', import.meta.url));
 const BUSY = fileURLToPath(new URL('./fixtures/close-busy.ts', import.meta.url));
@@ -41,4 +46,38 @@ describe('InferenceEngine.close under load', () => {
     expect(r.status, r.stderr).toBe(0);
     expect(JSON.parse(r.stdout.trim().split('\n').at(-1) ?? '{}')).toEqual({ closed: 10 });
   }, 90_000);
+});
+
+// A closed thread answers every call it was sent, then exits by itself (worker.ts, `Track`): its last answers
+// are posted just before its process.exit and must reach the caller as answers, not as ENGINE_CLOSED (which
+// is what the exit would fail them with were they lost: WorkerHandle.shutDown).
+describe('close answers the calls already sent to the threads', () => {
+  const NAME = 'mobilenet_v1_0.5_160_quant';
+  const spec = catalogByName(NAME)!;
+  const img = readFileSync(`${DATA_DIR}/sample/n01440764_tench.JPEG`);
+  const outcome = (p: Promise<{ data: ArrayLike<number> }>) =>
+    p.then(
+      (a) => `ok:${a.data.length}`,
+      (e: { code?: string }) => e.code ?? String(e),
+    );
+
+  it('a session runner closed with batches sent: every batch is answered', async () => {
+    const r = await SessionRunner.start(`${MODELS_DIR}/${NAME}.onnx`, spec, {
+      intraOpThreads: 1,
+      interOpThreads: 1,
+      executionProviders: ['cpu'],
+    });
+    const n = inputElements(spec);
+    const runs = Array.from({ length: 6 }, () => outcome(r.run(new Float32Array(2 * n), 2)));
+    await r.close();
+    expect(await Promise.all(runs)).toEqual(Array(6).fill(`ok:${2 * 1000}`));
+  }, 60_000);
+
+  it('a preprocessing pool closed with inputs sent: every input sent to a thread is answered', async () => {
+    const pool = await PrepPool.start(spec, 'fast', 2);
+    // Two per thread are sent to the threads (PREP_PER_WORKER); floats and half bits (the staging path).
+    const preps = [false, true, false, true].map((half) => outcome(pool.prep(img, undefined, half)));
+    await pool.close();
+    expect(await Promise.all(preps)).toEqual(Array(4).fill(`ok:${inputElements(spec)}`));
+  }, 60_000);
 });
