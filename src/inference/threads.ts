@@ -19,6 +19,14 @@ const BOOT = new URL('./worker-boot.mjs', import.meta.url);
 const CLOSE_DRAIN_MS = 5000;
 
 /**
+ * The same wait for a thread still starting: it acts on the close only once its start (module loading, the
+ * model's load: native, blocking the thread) is over. Ending a session thread from outside during its start
+ * aborted the process too (status 134, twice in a few dozen tries, 2026-12-05), and under load a start took
+ * up to 4.9 s, near the drain bound. So a starting thread gets this long; only a start hung past it is ended.
+ */
+const CLOSE_START_MS = 60_000;
+
+/**
  * How long one call to a worker may take before it fails with WORKER_TIMEOUT (EngineOptions.requestTimeoutMs;
  * 0 turns the bound off). Generous: a CPU batch of a large model takes seconds, not tens of them. The hung
  * thread is not ended (ending it inside a native call aborts the process, see WorkerHandle.close): its
@@ -163,8 +171,8 @@ class WorkerHandle {
 
   /**
    * Refuses new calls and asks the thread to end: it answers the calls it was sent, then exits by itself
-   * (worker.ts, `Track`). Only a thread that has not exited within `drainMs` (hung in a native call) is
-   * ended from outside. Ending a thread while onnxruntime (or libvips) still runs one of its calls aborts
+   * (worker.ts, `Track`). Only a thread that has not exited within `drainMs` (hung in a native call), or
+   * within CLOSE_START_MS when it had not finished starting, is ended from outside. Ending a thread while onnxruntime (or libvips) still runs one of its calls aborts
    * the whole process: the native call completes into a torn-down thread (`terminate called after throwing
    * an instance of 'Napi::Error'`, exit status 134; a node stopped under load did,
    * test/inference/close.test.ts; so did ending a thread racing a batch, scratch runs 2026-12-05). Before,
@@ -179,8 +187,9 @@ class WorkerHandle {
     this.dead ??= new DropbearError('ENGINE_CLOSED', 'the inference engine is closed');
     if (!this.exited) {
       this.worker.postMessage({ type: 'close' } satisfies WorkerRequest);
+      const bound = this.wasReady ? drainMs : Math.max(drainMs, CLOSE_START_MS);
       await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, drainMs);
+        const timer = setTimeout(resolve, bound);
         this.onExit = () => {
           clearTimeout(timer);
           resolve();
