@@ -1050,8 +1050,10 @@ export function buildApi(host: NodeHost, opts: ApiOptions = {}): FastifyInstance
   if (dashboard) {
     // Everything the page loads comes from this node; no inline script, no framing by another origin, no
     // <base> or form target elsewhere; no type sniffing, no referrer (the page's URL may carry a group id).
+    // The page verifies certificates in a worker running its own script (web/verifier.ts): from this node
+    // too, not from a blob or data URL (script-src would allow it anyway; worker-src says so).
     const csp =
-      "default-src 'none'; script-src 'self'; connect-src 'self'; style-src 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'";
+      "default-src 'none'; script-src 'self'; worker-src 'self'; connect-src 'self'; style-src 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'";
     const pageHeaders = {
       'content-security-policy': csp,
       'x-content-type-options': 'nosniff',

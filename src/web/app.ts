@@ -7,17 +7,14 @@
  * serves this script, and a faulty one can serve a script that says anything. For a verdict that trusts no
  * node, run `dropbear verify` (or a verifier of your own, docs/certificate.md) on the certificate.
  */
-import { SignatureCache, verifyCertificate } from '../certificate/index.ts';
+import { fromJson, Genesis, genesisProblem, groupIdOf, hex } from '../protocol/index.ts';
 import {
-  Decision,
-  duplicateJsonKey,
-  fromJson,
-  Genesis,
-  genesisProblem,
-  groupIdOf,
-  hex,
-  toJson,
-} from '../protocol/index.ts';
+  type Shown,
+  serveVerifier,
+  type VerifierAnswer,
+  type VerifierJob,
+  type VerifierSetup,
+} from './verifier.ts';
 
 const $ = <T extends HTMLElement = HTMLElement>(id: string): T => {
   const e = document.getElementById(id);
@@ -39,10 +36,10 @@ async function getJson(path: string): Promise<unknown> {
   return body;
 }
 
-let genesis: Genesis | null = null;
+/** The genesis certificates are checked against, as JSON (the verifier worker decodes it again), or null. */
+let genesisJson: unknown = null;
 /** Why certificates cannot be verified here (no genesis, or not the pinned group), or null. */
 let refusal: string | null = 'the group has not loaded yet';
-const cache = new SignatureCache();
 
 interface ModelRow {
   node: number;
@@ -82,7 +79,9 @@ function useGenesis(json: unknown, models: ModelRow[] | null, source: string): v
     warn.textContent =
       'not pinned: add ?group=<group id> to the address to check that this is the group you expect';
   }
-  genesis = refusal ? null : parsed;
+  genesisJson = refusal ? null : json;
+  // A worker started before holds the genesis (or refusal) it was started with.
+  retireVerifier();
   const rows =
     models ??
     parsed.nodes.map((n) => ({ node: n.id, modelName: n.modelName, digest: hex(n.modelDigest), version: 0 }));
@@ -133,57 +132,11 @@ async function loadStatus(): Promise<void> {
   }
 }
 
-interface Shown {
-  /** How the verdict line looks: valid, refused or not checked, or in progress. */
-  kind: 'ok' | 'bad' | 'note';
-  title: string;
-  detail: string;
-}
-
 function show(r: Shown): void {
   const v = $('verdict');
   v.className = r.kind;
   v.textContent = r.title;
   text('verdict-detail', r.detail);
-}
-
-/**
- * Verifies a certificate (the JSON of `dropbear verify`'s files, or `{requestId, certificate}` as
- * GET /v1/certificates/:id answers). A valid certificate for another request than the one asked for
- * (`expected`, or the `requestId` beside it) is refused: a node could answer a request id with some other
- * request's genuine certificate.
- */
-function verifyHere(json: unknown, expected?: string): Shown {
-  if (!genesis) return { kind: 'bad', title: 'not checked', detail: refusal ?? '' };
-  const wrapped = json !== null && typeof json === 'object' && 'certificate' in json && 'requestId' in json;
-  const cert = wrapped ? (json as { certificate: unknown }).certificate : json;
-  const beside = wrapped ? (json as { requestId: unknown }).requestId : undefined;
-  const claimed = expected ?? (typeof beside === 'string' ? beside.toLowerCase() : undefined);
-  const r = verifyCertificate(cert, genesis, { cache });
-  if (!r.ok) return { kind: 'bad', title: `INVALID: ${r.reason}`, detail: r.message };
-  const got = hex(r.certificate.outcome.requestId);
-  if (claimed !== undefined && got !== claimed)
-    return {
-      kind: 'bad',
-      title: 'INVALID: wrong-request',
-      detail: `a valid certificate, but for request ${got}, not ${claimed}`,
-    };
-  const c = r.certificate;
-  return {
-    kind: 'ok',
-    title: 'VALID',
-    detail: JSON.stringify(
-      {
-        requestId: hex(c.outcome.requestId),
-        batch: c.receipt.seq,
-        decision: toJson(Decision, c.outcome.decision),
-        votes: c.outcome.votes.length,
-        signers: c.signatures.map((s) => s.node),
-      },
-      null,
-      2,
-    ),
-  };
 }
 
 /** How long GET /v1/certificates/:id may wait for a certificate this node has not assembled yet. */
@@ -195,51 +148,151 @@ const FETCH_WAIT_MS = 3000;
  */
 let asked = 0;
 
+/**
+ * The most text the paste box is checked for: no certificate comes near it. The largest the codec takes (a
+ * 256-node group's, every vote a 4096-value vector) is 18.5 million characters as compact JSON and 34.3
+ * million as this page writes a fetched one (indented by 2); more than that is not a certificate, and would
+ * only hold the verifier (and memory) for nothing.
+ */
+const MAX_PASTE_CHARS = 64 * 1024 * 1024;
+
+/**
+ * The worker that checks certificates (web/verifier.ts), off the page's thread, and the check it is on.
+ * verifyCertificate runs to its end once started, so a check that is no longer wanted is stopped with its
+ * worker; the next check starts another (the signature cache goes with the old one).
+ */
+let verifier: Worker | null = null;
+let running: { id: number; worker: Worker; done: (r: Shown | null) => void } | null = null;
+/** The offline page's script as a blob (kept: one for every worker it starts). */
+let inlineVerifierUrl: string | null = null;
+
+/**
+ * A verifier worker: this same script. The page at /dashboard starts it as a module worker from its URL
+ * (/dashboard/app.js: worker-src 'self'). The offline page's script is inline and the page a file:, whose
+ * origin is opaque: Chromium starts no module worker from a blob URL there (it does a classic one), so it
+ * runs the script's text as a classic worker, inside a function in strict mode, as a module would be
+ * scoped. (So nothing here uses import.meta, which a classic script cannot parse.)
+ */
+function newVerifierWorker(): Worker {
+  const own = document.querySelector<HTMLScriptElement>('script[type="module"]');
+  if (own?.src) return new Worker(own.src, { type: 'module' });
+  inlineVerifierUrl ??= URL.createObjectURL(
+    new Blob([`(() => {\n'use strict';\n${own?.textContent ?? ''}\n})();\n`], { type: 'text/javascript' }),
+  );
+  return new Worker(inlineVerifierUrl);
+}
+
+/** Stops the check in progress, with its worker; its caller gets null. */
+function stopCheck(): void {
+  const r = running;
+  if (!r) return;
+  running = null;
+  r.worker.terminate();
+  if (r.worker === verifier) verifier = null;
+  r.done(null);
+}
+
+/** The next check starts a fresh worker; one still checking answers first (what it was asked), then ends. */
+function retireVerifier(): void {
+  if (verifier && running?.worker !== verifier) verifier.terminate();
+  verifier = null;
+}
+
+function startVerifier(): Worker {
+  const w = newVerifierWorker();
+  w.onmessage = (e: MessageEvent<VerifierAnswer>) => {
+    const r = running;
+    if (r?.worker !== w || r.id !== e.data.id) return;
+    running = null;
+    if (w !== verifier) w.terminate();
+    r.done(e.data.shown);
+  };
+  // The worker did not load, or threw: said as the verdict, and the next check starts a fresh one.
+  w.onerror = (e: ErrorEvent) => {
+    e.preventDefault();
+    w.terminate();
+    if (w === verifier) verifier = null;
+    const r = running;
+    if (r?.worker !== w) return;
+    running = null;
+    r.done({
+      kind: 'bad',
+      title: 'not checked',
+      detail: `the verifier stopped: ${e.message || 'no reason given'}`,
+    });
+  };
+  w.postMessage({ genesis: genesisJson, refusal } satisfies VerifierSetup);
+  return w;
+}
+
+/** The verdict on certificate JSON text, from the worker; null if a later check stopped this one. */
+function checkInWorker(id: number, text: string, expected?: string): Promise<Shown | null> {
+  const w = (verifier ??= startVerifier());
+  return new Promise((resolve) => {
+    running = { id, worker: w, done: resolve };
+    w.postMessage({ id, text, expected } satisfies VerifierJob);
+  });
+}
+
+/** Starts a new check (its number): an earlier one still in the worker is stopped, its answer unwanted. */
+function ask(): number {
+  stopCheck();
+  return ++asked;
+}
+
+async function verifyText(mine: number, text: string, expected?: string): Promise<void> {
+  show({ kind: 'note', title: 'verifying…', detail: '' });
+  const shown = await checkInWorker(mine, text, expected);
+  if (shown && mine === asked) show(shown);
+}
+
 async function fetchAndVerify(): Promise<void> {
-  const mine = ++asked;
+  const mine = ask();
   const id = ($('request-id') as HTMLInputElement).value.trim().toLowerCase();
   if (!/^[0-9a-f]{64}$/.test(id)) {
     show({ kind: 'bad', title: 'not checked', detail: 'a request id is 64 hex characters' });
     return;
   }
   show({ kind: 'note', title: 'fetching…', detail: '' });
+  let body: unknown;
   try {
     // A certificate still forming at this node (its receipt signatures arriving) is waited for a while.
-    const body = await getJson(`/v1/certificates/${id}?wait=${FETCH_WAIT_MS}`);
-    if (mine !== asked) return;
-    ($('cert-json') as HTMLTextAreaElement).value = JSON.stringify(body, null, 2);
-    show(verifyHere(body, id));
+    body = await getJson(`/v1/certificates/${id}?wait=${FETCH_WAIT_MS}`);
   } catch (e) {
     if (mine !== asked) return;
     show({ kind: 'bad', title: 'not checked', detail: (e as Error).message });
+    return;
   }
+  if (mine !== asked) return;
+  const json = JSON.stringify(body, null, 2);
+  ($('cert-json') as HTMLTextAreaElement).value = json;
+  await verifyText(mine, json, id);
 }
 
 function verifyPasted(): void {
-  asked++;
-  let json: unknown;
-  const text = ($('cert-json') as HTMLTextAreaElement).value;
-  try {
-    json = JSON.parse(text);
-  } catch (e) {
-    show({ kind: 'bad', title: 'INVALID: malformed', detail: `not JSON: ${(e as Error).message}` });
+  const mine = ask();
+  const json = ($('cert-json') as HTMLTextAreaElement).value;
+  if (json.length > MAX_PASTE_CHARS) {
+    show({
+      kind: 'bad',
+      title: 'not checked',
+      detail:
+        `the pasted text is ${json.length.toLocaleString('en')} characters; this page checks up to ` +
+        `${MAX_PASTE_CHARS.toLocaleString('en')} (the largest certificate is about 18.5 million as compact JSON)`,
+    });
     return;
   }
-  // JSON.parse keeps the last of two equal keys; a reader that keeps the first would see another certificate.
-  const dup = duplicateJsonKey(text);
-  if (dup) {
-    show({ kind: 'bad', title: 'INVALID: malformed', detail: `a key repeats: ${dup}` });
-    return;
-  }
-  show(verifyHere(json));
+  void verifyText(mine, json);
 }
 
-$('verify-btn').addEventListener('click', verifyPasted);
 const ready = (ok: boolean) => {
   document.body.dataset.ready = ok ? 'true' : 'error';
 };
-const embedded = document.getElementById('genesis-json');
-if (embedded) {
+// In a worker (no document) this script is the verifier; in the page, the page.
+const embedded = typeof document === 'undefined' ? null : document.getElementById('genesis-json');
+if (typeof document === 'undefined') serveVerifier();
+else if (embedded) {
+  $('verify-btn').addEventListener('click', verifyPasted);
   // The offline page (`dropbear verify-page`): its genesis is in the file, and it asks no node anything.
   try {
     useGenesis(JSON.parse(embedded.textContent ?? ''), null, 'this page holds');
@@ -251,6 +304,7 @@ if (embedded) {
     ready(false);
   }
 } else {
+  $('verify-btn').addEventListener('click', verifyPasted);
   $('fetch-btn').addEventListener('click', () => void fetchAndVerify());
   loadGroup().then(
     () => ready(true),

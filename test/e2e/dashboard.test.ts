@@ -14,7 +14,8 @@ import { pathToFileURL } from 'node:url';
 import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { chromiumMissing, launchChromium } from '../../bench/lib/chromium.ts';
-import { verifyCertificate } from '../../src/certificate/index.ts';
+import { decide } from '../../src/agreement/index.ts';
+import { buildCertificates, verifyCertificate } from '../../src/certificate/index.ts';
 import {
   type GroupProcesses,
   initGroup,
@@ -22,9 +23,29 @@ import {
   loadGroup,
   startGroup,
 } from '../../src/cli/group.ts';
+import { writeVerifyPage } from '../../src/cli/verify-page.ts';
 import { DropbearClient, type InferResult } from '../../src/client/index.ts';
 import { STANDIN_MODEL, standInInput } from '../../src/node/standin-backend.ts';
-import { Certificate, groupIdOf, hex, toJson } from '../../src/protocol/index.ts';
+import {
+  buildTree,
+  Certificate,
+  type CountedVote,
+  Decision,
+  encode,
+  Genesis,
+  groupIdOf,
+  hex,
+  type Json,
+  leafHash,
+  Outcome,
+  type Policy,
+  quorumSize,
+  receiptHashOf,
+  sha256,
+  signReceiptAs,
+  toJson,
+} from '../../src/protocol/index.ts';
+import { makeGroup } from '../../src/sim/world.ts';
 
 const required = Boolean(process.env.CI || process.env.DROPBEAR_REQUIRE_CHROMIUM);
 const missing = chromiumMissing();
@@ -86,7 +107,9 @@ describe.skipIf(!haveChromium && !required)('dashboard in Chromium', () => {
     await clearVerdict(page);
     await page.fill('#cert-json', json);
     await page.click('#verify-btn');
-    await page.waitForFunction(() => document.getElementById('verdict')?.textContent !== '');
+    await page.waitForFunction(
+      () => !/^(|verifying…)$/.test(document.getElementById('verdict')?.textContent ?? ''),
+    );
     return [(await page.textContent('#verdict')) ?? '', (await page.textContent('#verdict-detail')) ?? ''];
   }
 
@@ -96,6 +119,8 @@ describe.skipIf(!haveChromium && !required)('dashboard in Chromium', () => {
     expect(page.status).toBe(200);
     expect(page.headers.get('content-type')).toMatch(/^text\/html/);
     expect(page.headers.get('content-security-policy')).toContain("script-src 'self'");
+    // The page's verifier worker runs the same script, from this node only.
+    expect(page.headers.get('content-security-policy')).toContain("worker-src 'self';");
     const js = await fetch(`${api}/dashboard/app.js`);
     expect(js.status).toBe(200);
     expect(js.headers.get('content-type')).toMatch(/^text\/javascript/);
@@ -120,7 +145,10 @@ describe.skipIf(!haveChromium && !required)('dashboard in Chromium', () => {
     await page.fill('#request-id', results[0].requestId);
     await page.click('#fetch-btn');
     await page.waitForFunction(
-      () => !/^(nothing checked yet|fetching…)$/.test(document.getElementById('verdict')?.textContent ?? ''),
+      () =>
+        !/^(nothing checked yet|fetching…|verifying…)$/.test(
+          document.getElementById('verdict')?.textContent ?? '',
+        ),
     );
     expect(await page.textContent('#verdict')).toBe('VALID');
     expect(await page.textContent('#verdict-detail')).toContain(results[0].requestId);
@@ -203,7 +231,10 @@ describe.skipIf(!haveChromium && !required)('dashboard in Chromium', () => {
     await page.fill('#request-id', results[0].requestId);
     await page.click('#fetch-btn');
     await page.waitForFunction(
-      () => !/^(nothing checked yet|fetching…)$/.test(document.getElementById('verdict')?.textContent ?? ''),
+      () =>
+        !/^(nothing checked yet|fetching…|verifying…)$/.test(
+          document.getElementById('verdict')?.textContent ?? '',
+        ),
     );
     expect(await page.textContent('#verdict')).toBe('INVALID: wrong-request');
     expect(await page.textContent('#verdict-detail')).toContain(`not ${results[0].requestId}`);
@@ -283,8 +314,10 @@ describe.skipIf(!haveChromium && !required)('dashboard in Chromium', () => {
     const node = verifyCertificate(forged, g.genesis);
     expect(node.ok).toBe(false);
     if (!node.ok) expect((await verdictOf(page, JSON.stringify(forged)))[0]).toBe(`INVALID: ${node.reason}`);
-    // Nothing but the file itself: the genesis and the verifier are inside it.
-    expect(asked.every((u) => u.startsWith('file:'))).toBe(true);
+    // Nothing but the file itself: the genesis and the verifier are inside it (the verifier's worker runs
+    // the page's own script, from a blob: the page made).
+    expect(asked.every((u) => u.startsWith('file:') || u.startsWith('blob:null/'))).toBe(true);
+    expect(asked.some((u) => u.startsWith('blob:'))).toBe(true);
     expect(pageErrors).toEqual([]);
     await page.close();
   });
@@ -321,5 +354,189 @@ describe.skipIf(!haveChromium && !required)('dashboard in Chromium', () => {
     expect(verdict).toBe('not checked');
     expect(detail).toContain('not the pinned');
     await page.close();
+  });
+
+  describe('a large certificate', () => {
+    // A 256-node group (the most a genesis holds): its certificates carry 171 receipt signatures. Every vote
+    // here is a 1024-value vector, so one certificate is 4.7 MB of JSON: the page's thread was held 1.3 s
+    // by the verifier in the click handler (the largest the codec takes, 4096-value vectors, 18.5 MB: 7.3 s),
+    // measured in this Chromium on the 2-core review machine, 2026-12-05.
+    const policy: Policy = { kind: 'tolerance', minAgree: 86, epsilon: 0 };
+    const big = makeGroup(256, 85, 11, policy);
+    const bigId = groupIdOf(big.genesis);
+
+    /** A certificate of request `tag` signed by the big group's first q nodes; `width` values a vote. */
+    function bigCertificate(tag: number, width: number): { json: Json; requestId: string; detail: string } {
+      const values = Array.from({ length: width }, (_, i) => (i % 2 ? -1 : 1) * (2 ** 52 - 1 - i));
+      const votes: CountedVote[] = big.genesis.nodes.map((n) => ({
+        node: n.id,
+        modelDigest: n.modelDigest,
+        result: { kind: 'vector', values },
+      }));
+      const outcome: Outcome = {
+        requestId: sha256(new Uint8Array([tag])),
+        client: big.client.publicKey,
+        inputDigest: sha256(new Uint8Array([tag, 1])),
+        policy,
+        votes,
+        decision: decide(
+          policy,
+          votes.map((v) => v.result),
+        ),
+        fee: 1,
+      };
+      const tree = buildTree([leafHash(encode(Outcome, outcome))]);
+      const receipt = {
+        groupId: bigId,
+        seq: tag,
+        batchDigest: sha256(new Uint8Array([tag, 2])),
+        prevReceipt: new Uint8Array(32),
+        resultsRoot: tree.root,
+        resultsCount: 1,
+      };
+      const q = quorumSize(256, 85);
+      const sigs = big.keys.slice(0, q).map((k, node) => ({
+        node,
+        signature: signReceiptAs(bigId, receipt, receiptHashOf(receipt), null, k),
+        view: null,
+      }));
+      const [cert] = buildCertificates([outcome], tree, receipt, sigs, q);
+      // The detail the page shows for a valid certificate, worked out here.
+      const detail = JSON.stringify(
+        {
+          requestId: hex(outcome.requestId),
+          batch: tag,
+          decision: toJson(Decision, outcome.decision),
+          votes: 256,
+          signers: sigs.map((s) => s.node),
+        },
+        null,
+        2,
+      );
+      return { json: toJson(Certificate, cert), requestId: hex(outcome.requestId), detail };
+    }
+
+    const large = bigCertificate(1, 1024);
+    let file = '';
+
+    beforeAll(async () => {
+      writeFileSync(join(root, 'big-genesis.json'), JSON.stringify(toJson(Genesis, big.genesis)));
+      file = join(root, 'big.html');
+      await writeVerifyPage(join(root, 'big-genesis.json'), file);
+    });
+
+    async function openBig(): Promise<Page> {
+      const page = await browser.newPage();
+      page.on('pageerror', (e) => pageErrors.push(e.message));
+      await page.goto(pathToFileURL(file).href);
+      await page.waitForSelector('body[data-ready]');
+      expect(await page.getAttribute('body', 'data-ready')).toBe('true');
+      // Every verdict the page shows, in order, and whether the page's thread ran while it was verifying.
+      await page.evaluate(() => {
+        const w = window as unknown as { shown: string[]; ticksWhileVerifying: number };
+        w.shown = [];
+        w.ticksWhileVerifying = 0;
+        const verdict = document.getElementById('verdict') as HTMLElement;
+        new MutationObserver(() => {
+          w.shown.push(`${verdict.textContent}|${document.getElementById('verdict-detail')?.textContent}`);
+        }).observe(verdict, { childList: true, characterData: true, subtree: true });
+        setInterval(() => {
+          if (verdict.textContent === 'verifying…') w.ticksWhileVerifying++;
+        }, 10);
+      });
+      return page;
+    }
+
+    const shown = (page: Page) => page.evaluate(() => (window as unknown as { shown: string[] }).shown);
+
+    it('is verified off the page thread: the page shows that it is verifying and handles input meanwhile; the verdict is unchanged', async () => {
+      expect(verifyCertificate(large.json, big.genesis).ok).toBe(true);
+      const page = await openBig();
+      await page.fill('#cert-json', JSON.stringify(large.json));
+      await page.click('#verify-btn');
+      await page.waitForFunction(() => document.getElementById('verdict')?.textContent === 'verifying…');
+      // A click while the certificate verifies is handled before its verdict comes (on the page's thread,
+      // the verifier held it until the verdict was shown: the click came after it).
+      await page.evaluate(() => {
+        document.getElementById('group-id')?.addEventListener('click', () => {
+          document.body.dataset.clickedDuring = document.getElementById('verdict')?.textContent ?? '';
+        });
+      });
+      await page.click('#group-id');
+      expect(await page.getAttribute('body', 'data-clicked-during')).toBe('verifying…');
+      await page.waitForFunction(
+        () => !/^(|verifying…)$/.test(document.getElementById('verdict')?.textContent ?? ''),
+        null,
+        { timeout: 120_000 },
+      );
+      expect(await page.textContent('#verdict')).toBe('VALID');
+      expect(await page.textContent('#verdict-detail')).toBe(large.detail);
+      expect(
+        await page.evaluate(() => (window as unknown as { ticksWhileVerifying: number }).ticksWhileVerifying),
+      ).toBeGreaterThan(0);
+      expect(await shown(page)).toEqual(['verifying…|', `VALID|${large.detail}`]);
+      expect(pageErrors).toEqual([]);
+      await page.close();
+    }, 180_000);
+
+    it('a newer paste supersedes a large certificate still verifying: its verdict is never shown', async () => {
+      const small = bigCertificate(2, 1);
+      const forged = structuredClone(small.json) as { outcome: { fee: number } };
+      forged.outcome.fee = 2;
+      const node = verifyCertificate(forged, big.genesis);
+      expect(node.ok).toBe(false);
+      if (node.ok) return;
+      const page = await openBig();
+      await page.fill('#cert-json', JSON.stringify(large.json));
+      await page.click('#verify-btn');
+      await page.waitForFunction(() => document.getElementById('verdict')?.textContent === 'verifying…');
+      await page.fill('#cert-json', JSON.stringify(small.json));
+      await page.click('#verify-btn');
+      await page.waitForFunction(() => document.getElementById('verdict')?.textContent === 'VALID', null, {
+        timeout: 120_000,
+      });
+      expect(await page.textContent('#verdict-detail')).toBe(small.detail);
+      // A third check, after the second: it answers only after the large one would have (were that one
+      // still running, in the same worker or another), and the large one's VALID never shows.
+      await page.fill('#cert-json', JSON.stringify(forged));
+      await page.click('#verify-btn');
+      await page.waitForFunction(
+        () => document.getElementById('verdict')?.textContent?.startsWith('INVALID'),
+        null,
+        {
+          timeout: 120_000,
+        },
+      );
+      expect(await page.textContent('#verdict')).toBe(`INVALID: ${node.reason}`);
+      expect(await shown(page)).toEqual([
+        'verifying…|',
+        'verifying…|',
+        `VALID|${small.detail}`,
+        'verifying…|',
+        `INVALID: ${node.reason}|${node.message}`,
+      ]);
+      expect(pageErrors).toEqual([]);
+      await page.close();
+    }, 180_000);
+
+    it('refuses pasted text longer than any certificate, saying so, without parsing it', async () => {
+      const page = await openBig();
+      // Hidden, the box is not laid out with 64 million characters in it (that alone takes the page long).
+      const said = await page.evaluate(() => {
+        const box = document.getElementById('cert-json') as HTMLTextAreaElement;
+        box.style.display = 'none';
+        box.value = `{"a":"${'x'.repeat(64 * 1024 * 1024)}"}`;
+        document.getElementById('verify-btn')?.click();
+        return [
+          document.getElementById('verdict')?.textContent,
+          document.getElementById('verdict-detail')?.textContent,
+        ];
+      });
+      expect(said[0]).toBe('not checked');
+      expect(said[1]).toContain(
+        'the pasted text is 67,108,872 characters; this page checks up to 67,108,864',
+      );
+      await page.close();
+    });
   });
 });
