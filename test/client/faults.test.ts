@@ -196,6 +196,9 @@ function client(nodes: string[], o: Partial<ClientOptions> = {}): DropbearClient
   });
 }
 
+/** A client whose calls have 60 s: one that ends well within that ended on what the nodes answered. */
+const patient = (nodes: string[]) => client(nodes, { timeoutMs: 60_000 });
+
 let n = 0;
 /** A fresh small input each call: an RGB image as a uint8 [2, 2, 3] tensor (what api.ts accepts). */
 function input(): Uint8Array {
@@ -283,13 +286,13 @@ describe('refusals: only f+1 nodes agreeing on one code end a call', () => {
       await fakeNode(honest(3000)),
       await fakeNode(honest(3000)),
     ];
-    const t0 = Date.now();
+    // The honest two would certify it after 3 s: an error, not a certificate, is the call ending on the
+    // refusals before that.
     const e = await client(bad)
       .infer(input())
       .catch((x: unknown) => x);
     expect(codeOf(e)).toBe('REQUEST_BAD_SIGNATURE');
     expect((e as Error).message).toContain('f + 1 = 2 agree');
-    expect(Date.now() - t0).toBeLessThan(2000);
   });
 
   it('OVERLOADED only when every node asked surely did not take it: a POST still open at the deadline may have been taken', async () => {
@@ -316,7 +319,7 @@ describe('refusals: only f+1 nodes agreeing on one code end a call', () => {
     const expired = () => fakeNode(refuser(400, 'REQUEST_EXPIRED', 50));
     const nodes = [liar, await expired(), await expired(), await expired()];
     const t0 = Date.now();
-    const e = await client(nodes)
+    const e = await patient(nodes)
       .infer(input())
       .catch((x: unknown) => x);
     expect(codeOf(e)).toBe('REQUEST_EXPIRED');
@@ -330,28 +333,28 @@ describe('refusals: only f+1 nodes agreeing on one code end a call', () => {
       await itemExpired(),
       await itemExpired(),
     ];
-    for (const x of await client(nodesB).inferBatch([input(), input()])) {
+    for (const x of await patient(nodesB).inferBatch([input(), input()])) {
       expect(codeOf(x)).toBe('REQUEST_EXPIRED');
       expect((x as Error).message).toMatch(/nodes \d, \d/);
     }
     // A client of fewer than f+1 nodes: all of them refusing alike is all it can learn.
-    const alone = await client([nodes[1]])
+    const alone = await patient([nodes[1]])
       .infer(input())
       .catch((x: unknown) => x);
     expect(codeOf(alone)).toBe('REQUEST_EXPIRED');
     // Refusals of a whole batch POST (JSON) count as each item's, alike.
-    for (const x of await client(nodes).inferBatch([input(), input()])) {
+    for (const x of await patient(nodes).inferBatch([input(), input()])) {
       expect(codeOf(x)).toBe('REQUEST_EXPIRED');
       expect((x as Error).message).toMatch(/nodes \d, \d/);
     }
-    expect(Date.now() - t0).toBeLessThan(3000);
+    expect(Date.now() - t0).toBeLessThan(30_000);
   });
 
   it('every node refusing, with different codes: NO_CERTIFICATE at once, listing each node', async () => {
     const codes = ['BODY_TOO_LARGE', 'REQUEST_BAD_SIGNATURE', 'INSUFFICIENT_FUNDS', 'REQUEST_EXPIRED'];
     const nodes = await Promise.all(codes.map((c, i) => fakeNode(refuser(400, c, 20 * i))));
     const t0 = Date.now();
-    const e = await client(nodes)
+    const e = await patient(nodes)
       .infer(input())
       .catch((x: unknown) => x);
     expect(codeOf(e)).toBe('NO_CERTIFICATE');
@@ -359,13 +362,13 @@ describe('refusals: only f+1 nodes agreeing on one code end a call', () => {
       expect((e as Error).message).toContain(`node ${i}: ${c}`);
     });
     const nodesB = await Promise.all(codes.map((c, i) => fakeNode(itemRefuser(c, 20 * i))));
-    for (const x of await client(nodesB).inferBatch([input(), input()])) {
+    for (const x of await patient(nodesB).inferBatch([input(), input()])) {
       expect(codeOf(x)).toBe('NO_CERTIFICATE');
       codes.forEach((c, i) => {
         expect((x as Error).message).toContain(`node ${i}: ${c}`);
       });
     }
-    expect(Date.now() - t0).toBeLessThan(2500);
+    expect(Date.now() - t0).toBeLessThan(30_000);
   });
 });
 
@@ -639,11 +642,12 @@ describe('certificate(id)', () => {
       await fakeNode(hang),
       await fakeNode(hang),
     ];
-    const c = client(nodes, { timeoutMs: 4000 });
+    // 60 s calls: asked one after another, the first hanging node would hold it up that long.
+    const c = client(nodes, { timeoutMs: 60_000 });
     const r = await c.infer(input());
     const t0 = Date.now();
     const got = await c.certificate(r.requestId.toUpperCase());
-    expect(Date.now() - t0).toBeLessThan(2000);
+    expect(Date.now() - t0).toBeLessThan(30_000);
     expect(got && hex(got.outcome.requestId)).toBe(r.requestId);
     await expect(c.certificate('xyz')).rejects.toMatchObject({ code: 'REQUEST_ID_INVALID' });
   });

@@ -374,15 +374,16 @@ describe('DropbearClient over HTTP', () => {
 
   it('waitOn: a waiting node that fails wakes the quiet ones at once; waiters that stall are passed over after hedgeMs, or at half the call', async () => {
     // The first call of a fresh client waits on nodes 0 and 1 (round robin from 0). hedgeMs Infinity and
-    // 20 s calls: the quiet nodes' timer fires after 10 s, so an answer sooner means a failure woke them.
+    // 60 s calls: the quiet nodes' timer fires after 30 s, so an answer within 20 s means a failure woke
+    // them (a margin for a machine that stalls for seconds).
     const dead = await deadUrl();
     const { url: staller, held } = await stallingNode();
     try {
       for (const other of [dead, staller]) {
         const nodes = withNode(0, dead).map((n) => (n.id === 1 ? { id: 1, api: other } : n));
         const t0 = Date.now();
-        const r = expectCertified(await sdk({ nodes, timeoutMs: 20_000 }).infer(nextImage()));
-        expect(Date.now() - t0).toBeLessThan(10_000);
+        const r = expectCertified(await sdk({ nodes, timeoutMs: 60_000 }).infer(nextImage()));
+        expect(Date.now() - t0).toBeLessThan(20_000);
         expect([2, 3]).toContain(r.servedBy);
       }
       // Both waiters take the request and never answer.
@@ -524,7 +525,8 @@ describe('DropbearClient over HTTP', () => {
 
   it('rejects what f+1 nodes refuse (bad signature, expired), quickly, without asking every node twice', async () => {
     const rec = recording();
-    const c = sdk({ fetch: rec.fetch, sendTo: 1 });
+    // 60 s calls: ending both within 30 s is ending on the refusals, not at the deadline.
+    const c = sdk({ fetch: rec.fetch, sendTo: 1, timeoutMs: 60_000 });
     const forged = c.sign(nextImage());
     if (forged.auth.kind !== 'single') throw new Error('expected a single signature');
     forged.auth.signature[0] ^= 1;
@@ -544,7 +546,7 @@ describe('DropbearClient over HTTP', () => {
     await expect(c.send(signRequest(old, input, clientKey))).rejects.toMatchObject({
       code: 'REQUEST_EXPIRED',
     });
-    expect(Date.now() - t0).toBeLessThan(3000);
+    expect(Date.now() - t0).toBeLessThan(30_000);
     // One node's refusal is not trusted (it could be the Byzantine one): the others are asked, and the call
     // ends once f+1 = 2 distinct nodes refused. Each node is asked at most once per request.
     const posts = rec.stats.calls.filter((x) => x.method === 'POST');

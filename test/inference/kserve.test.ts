@@ -490,18 +490,15 @@ describe('RemoteBackend errors', () => {
     });
     await new Promise<void>((r) => silent.listen(0, '127.0.0.1', r));
     const { port } = silent.address() as AddressInfo;
-    const t0 = performance.now();
-    expect(
-      await errorCode(
-        RemoteBackend.connect({
-          url: `http://127.0.0.1:${port}`,
-          model: 'm',
-          digest: MNV2.sha256,
-          timeoutMs: 300,
-        }),
-      ),
-    ).toBe('REMOTE_TIMEOUT');
-    expect(performance.now() - t0).toBeLessThan(5_000);
+    // By its own 300 ms timer (the message says so), not the 10 s default or undici's 300 s headers timeout.
+    await expect(
+      RemoteBackend.connect({
+        url: `http://127.0.0.1:${port}`,
+        model: 'm',
+        digest: MNV2.sha256,
+        timeoutMs: 300,
+      }),
+    ).rejects.toMatchObject({ code: 'REMOTE_TIMEOUT', message: expect.stringContaining('within 300 ms') });
     for (const s of sockets) s.destroy();
     await new Promise((r) => silent.close(r));
   });

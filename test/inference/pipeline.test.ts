@@ -282,19 +282,18 @@ describe('engine behaviour', () => {
   it('inference runs off the event loop: timers keep firing during a 64-image batch', async () => {
     const e = await engine('mobilenetv2-12-int8', { maxBatch: 64, maxDelayMs: 200 });
     const xs = await Promise.all(valFiles.slice(0, 64).map((f) => e.preprocess(valBytes.get(f)!)));
-    let last = performance.now();
-    let worst = 0;
+    // Timer turns that saw the batch in flight (handed to the session, not answered yet). A run on this
+    // thread would block the loop from its start to its end: no turn (or one, just before it starts) could
+    // see it. Counted, not timed: a gap measured against the run's time failed when the machine stalled the
+    // process during the run.
+    let during = 0;
     const timer = setInterval(() => {
-      const now = performance.now();
-      worst = Math.max(worst, now - last);
-      last = now;
+      if (e.stats().inFlight > 0) during++;
     }, 5);
-    const t0 = performance.now();
     await Promise.all(xs.map((x) => e.scores(x)));
-    const took = performance.now() - t0;
     clearInterval(timer);
-    // One session.run over 64 images takes well over 100 ms; a blocked loop would show a gap that long.
+    // One session.run over 64 images takes well over 100 ms.
     expect(e.stats().batchSizes[64]).toBe(1);
-    expect(worst).toBeLessThan(Math.max(60, took / 2));
+    expect(during).toBeGreaterThanOrEqual(3);
   });
 });

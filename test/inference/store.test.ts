@@ -430,7 +430,7 @@ describe('pull', () => {
         'MODEL_DOWNLOAD_FAILED',
       );
       expect(e.message).toContain('no data for 300 ms');
-      expect(Date.now() - t0).toBeLessThan(5_000);
+      expect(Date.now() - t0).toBeLessThan(30_000); // not the 60 s default
       expect(strays(h)).toEqual([]);
     } finally {
       await stall.close();
