@@ -64,11 +64,33 @@ function shortDigest(s: Sodium, data: Uint8Array): Hash {
 
 export function sha256(data: Uint8Array): Hash {
   if (sodium && data.length <= SODIUM_HASH_MAX_INPUT) return shortDigest(sodium, data);
-  return new Uint8Array(hash('sha256', data, 'buffer'));
+  return opensslDigest(data);
+}
+
+/**
+ * node:crypto's one-shot SHA-256, as a plain Uint8Array over the 32-byte ArrayBuffer `hash` made for it
+ * (not a copy of it: a second ArrayBuffer per digest for V8 to allocate, track and sweep).
+ */
+function opensslDigest(data: Uint8Array): Hash {
+  const d = hash('sha256', data, 'buffer');
+  return new Uint8Array(d.buffer, d.byteOffset, d.length);
 }
 
 /** Reused concatenation buffer of sha256Parts for short inputs (hashing is synchronous). */
 const partsScratch = new Uint8Array(SODIUM_HASH_MAX_INPUT);
+/** partsScratch's first n bytes, one view per length made once (not a subarray per hash). */
+const scratchViews: Uint8Array[] = [];
+function scratchView(n: number): Uint8Array {
+  let v = scratchViews[n];
+  if (v === undefined) {
+    v = partsScratch.subarray(0, n);
+    scratchViews[n] = v;
+  }
+  return v;
+}
+/** Reused concatenation buffer for the longer inputs (up to its size) that node:crypto hashes. */
+const LONG_SCRATCH_BYTES = 1 << 16;
+const longScratch = new Uint8Array(LONG_SCRATCH_BYTES);
 
 export function sha256Parts(...parts: Uint8Array[]): Hash {
   // One copy into a single buffer and a one-shot hash: cheaper than an incremental hash for the small
@@ -76,14 +98,38 @@ export function sha256Parts(...parts: Uint8Array[]): Hash {
   let n = 0;
   for (const p of parts) n += p.length;
   const short = sodium !== null && n <= SODIUM_HASH_MAX_INPUT;
-  const all = short ? partsScratch : Buffer.allocUnsafe(n);
+  const all = short ? partsScratch : n <= LONG_SCRATCH_BYTES ? longScratch : new Uint8Array(n);
   let o = 0;
   for (const p of parts) {
     all.set(p, o);
     o += p.length;
   }
-  if (short) return shortDigest(sodium, all.subarray(0, n));
-  return new Uint8Array(hash('sha256', all, 'buffer'));
+  if (short) return shortDigest(sodium, scratchView(n));
+  return opensslDigest(all.length === n ? all : all.subarray(0, n));
+}
+
+/** sha256Parts(a, b) without the rest parameter's array (leaf hashes, tagged hashes: once per request). */
+export function sha256Of2(a: Uint8Array, b: Uint8Array): Hash {
+  const n = a.length + b.length;
+  if (sodium !== null && n <= SODIUM_HASH_MAX_INPUT) {
+    partsScratch.set(a, 0);
+    partsScratch.set(b, a.length);
+    return shortDigest(sodium, scratchView(n));
+  }
+  if (n > LONG_SCRATCH_BYTES) return sha256Parts(a, b);
+  longScratch.set(a, 0);
+  longScratch.set(b, a.length);
+  return opensslDigest(longScratch.subarray(0, n));
+}
+
+/** sha256Parts(a, b, c) without the rest parameter's array (Merkle interior nodes). */
+export function sha256Of3(a: Uint8Array, b: Uint8Array, c: Uint8Array): Hash {
+  const n = a.length + b.length + c.length;
+  if (sodium === null || n > SODIUM_HASH_MAX_INPUT) return sha256Parts(a, b, c);
+  partsScratch.set(a, 0);
+  partsScratch.set(b, a.length);
+  partsScratch.set(c, a.length + b.length);
+  return shortDigest(sodium, scratchView(n));
 }
 
 export const TAGS = {
@@ -131,7 +177,7 @@ export function signedBytes(tag: Tag, groupId: Uint8Array, body: Uint8Array): Ui
 
 /** SHA-256 over a domain-separated payload (no group id: used for the genesis itself). */
 export function taggedHash(tag: Tag, body: Uint8Array): Hash {
-  return sha256Parts(prefixOf(tag), body);
+  return sha256Of2(prefixOf(tag), body);
 }
 
 const PKCS8_ED25519 = Buffer.from('302e020100300506032b657004220420', 'hex');

@@ -4,21 +4,21 @@
  * the largest power of two below n. The size is not part of a proof: the verifier takes it from the
  * signed receipt, because an audit path alone does not pin down the tree size.
  */
-import { equalBytes, hex, sha256, sha256Parts } from './crypto.ts';
+import { equalBytes, hex, sha256, sha256Of2, sha256Of3 } from './crypto.ts';
 
 const LEAF = new Uint8Array([0]);
 const NODE = new Uint8Array([1]);
 const EMPTY_ROOT = sha256(new Uint8Array(0));
 
 export function leafHash(data: Uint8Array): Uint8Array {
-  return sha256Parts(LEAF, data);
+  return sha256Of2(LEAF, data);
 }
 /** Interior-node hashes computed so far in this process (for tests and profiles). */
 export const merkleStats = { nodeHashes: 0 };
 
 export function nodeHash(l: Uint8Array, r: Uint8Array): Uint8Array {
   merkleStats.nodeHashes++;
-  return sha256Parts(NODE, l, r);
+  return sha256Of3(NODE, l, r);
 }
 
 export interface MerkleTree {

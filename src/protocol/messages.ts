@@ -26,7 +26,7 @@ import {
   hex,
   type KeyPair,
   sha256,
-  sha256Parts,
+  sha256Of2,
   signTagged,
   TAGS,
   taggedHash,
@@ -918,7 +918,7 @@ export function resultsDigestOf(s: SignedResults): Uint8Array {
 
 /** resultsDigestOf from the batch's canonical bytes (SignedResults is the batch, then the signature). */
 export function resultsDigestOfParts(batchBytes: Uint8Array, signature: Uint8Array): Uint8Array {
-  return sha256Parts(batchBytes, signature);
+  return sha256Of2(batchBytes, signature);
 }
 
 export type { Codec };
