@@ -23,6 +23,7 @@ import {
   knownNodes,
   type LearnedNodes,
   leafHash,
+  learnedNodes,
   type MerkleTree,
   type Outcome,
   Outcome as OutcomeCodec,
@@ -245,7 +246,7 @@ export function verifyCertificate(
   const leaf = leafHash(encode(OutcomeCodec, outcome));
   // With a cache: the nodes proven so far in this tree spare most of the hashing, and what this path
   // proves is kept only once the whole certificate has verified (below).
-  const learned: LearnedNodes | undefined = opts.cache ? { nodes: [], siblings: [] } : undefined;
+  const learned: LearnedNodes | undefined = opts.cache ? learnedNodes() : undefined;
   if (
     !(learned
       ? verifyPathKnown(

@@ -170,23 +170,51 @@ export class TreeLru<T> {
   }
 }
 
-/** Nodes and siblings a path proved, not yet added to a KnownNodes (see verifyPathKnown's `learned`). */
+/**
+ * Nodes and siblings a path proved, not yet added to a KnownNodes (see verifyPathKnown's `learned`): the
+ * positions (keys) and hashes as parallel arrays, not a [key, hash] pair per entry.
+ */
 export interface LearnedNodes {
-  nodes: [number, Uint8Array][];
-  siblings: [number, Uint8Array][];
+  nodeKeys: number[];
+  nodes: Uint8Array[];
+  siblingKeys: number[];
+  siblings: Uint8Array[];
+}
+
+export function learnedNodes(): LearnedNodes {
+  return { nodeKeys: [], nodes: [], siblingKeys: [], siblings: [] };
 }
 
 /** Adds what a path proved (verifyPathKnown with `learned`) to `known`. */
 export function addLearned(known: KnownNodes, learned: LearnedNodes): void {
-  for (const [k, v] of learned.nodes) known.nodes.set(k, v);
-  for (const [k, v] of learned.siblings) known.siblings.set(k, v);
+  for (let i = 0; i < learned.nodes.length; i++) known.nodes.set(learned.nodeKeys[i], learned.nodes[i]);
+  for (let i = 0; i < learned.siblings.length; i++)
+    known.siblings.set(learned.siblingKeys[i], learned.siblings[i]);
+}
+
+// The sibling copies verifyPathKnown keeps are 32-byte views into shared 8 KiB slabs (as the codec's
+// decoded fields and the digests are), not an ArrayBuffer each for V8 to allocate, track and sweep. A kept
+// copy keeps its slab (at most 8 KiB) alive; the trees that keep them are bounded (TreeLru).
+const KEPT_SLAB_BYTES = 8192;
+let keptSlab = new ArrayBuffer(KEPT_SLAB_BYTES);
+let keptSlabUsed = 0;
+function keptCopy(p: Uint8Array): Uint8Array {
+  if (keptSlabUsed + p.length > KEPT_SLAB_BYTES) {
+    keptSlab = new ArrayBuffer(KEPT_SLAB_BYTES);
+    keptSlabUsed = 0;
+  }
+  const out = new Uint8Array(keptSlab, keptSlabUsed, p.length);
+  out.set(p);
+  keptSlabUsed += p.length;
+  return out;
 }
 
 /**
  * verifyPath with the same answer for every input, sharing work across the leaves of one tree: once a
  * climb reaches a proven node, each further path element is compared with the proven sibling instead of
  * hashed, and hashing resumes at the first one that differs. A path that reaches the root teaches `known`
- * its nodes and siblings (copies: a caller may change its path afterwards), or, with `learned`, appends
+ * its nodes and siblings (copies of the path's elements, in compact storage: a caller may change its path
+ * afterwards), or, with `learned`, appends
  * them there for the caller to add later (addLearned), for instance once a signature over the root checked.
  * Reaching a proven node along a different chain, or a wrong sibling leading to the root, would take a
  * SHA-256 collision.
@@ -203,14 +231,22 @@ export function verifyPathKnown(
   if (path.length !== pathLength(index, size)) return false;
   if (size > KNOWN_MAX_SIZE) return verifyPath(leaf, index, size, path, root);
   const { nodes, siblings } = known;
+  // What this path proves goes straight into `learned` (its additions taken back if the path fails), or,
+  // without it, into one of our own, added to `known` only once the path reached the root.
+  const into = learned ?? learnedNodes();
+  const nodes0 = into.nodes.length;
+  const siblings0 = into.siblings.length;
   let fn = index;
   let sn = size - 1;
   let r = leaf;
   let proven = false; // r is a proven node
-  const learnedNodes: [number, Uint8Array][] = [];
-  const learnedSiblings: [number, Uint8Array][] = [];
-  for (const p of path) {
-    if (p.length !== 32 || sn === 0) return false;
+  let ok = true;
+  for (let i = 0; i < path.length; i++) {
+    const p = path[i];
+    if (p.length !== 32 || sn === 0) {
+      ok = false;
+      break;
+    }
     const here = fn * 65536 + sn;
     const left = fn % 2 === 1 || fn === sn;
     // The next position: fn, sn halved, after climbing past a last node that has no sibling.
@@ -235,18 +271,25 @@ export function verifyPathKnown(
       }
       proven = false;
     }
-    learnedSiblings.push([here, Uint8Array.from(p)]);
+    into.siblingKeys.push(here);
+    into.siblings.push(keptCopy(p));
     r = left ? nodeHash(p, r) : nodeHash(r, p);
     fn = nf;
     sn = ns;
     const have = nodes.get(there);
     if (have !== undefined && equalBytes(have, r)) proven = true;
-    else learnedNodes.push([there, r]);
+    else {
+      into.nodeKeys.push(there);
+      into.nodes.push(r);
+    }
   }
-  if (sn !== 0 || !equalBytes(r, root)) return false;
-  if (learned) {
-    for (const x of learnedNodes) learned.nodes.push(x);
-    for (const x of learnedSiblings) learned.siblings.push(x);
-  } else addLearned(known, { nodes: learnedNodes, siblings: learnedSiblings });
+  if (!ok || sn !== 0 || !equalBytes(r, root)) {
+    into.nodeKeys.length = nodes0;
+    into.nodes.length = nodes0;
+    into.siblingKeys.length = siblings0;
+    into.siblings.length = siblings0;
+    return false;
+  }
+  if (!learned) addLearned(known, into);
   return true;
 }

@@ -40,6 +40,7 @@ import {
   knownNodes,
   type LearnedNodes,
   leafHash,
+  learnedNodes,
   pathLength,
   TreeLru,
   verifyPath,
@@ -376,6 +377,19 @@ export class RequestAuthCache {
   }
 }
 
+/** requestAuthProblem's scratch for what a path proves (see there). */
+const authLearned: LearnedNodes = learnedNodes();
+
+function batchSignatureValid(r: Request, a: Extract<RequestAuth, { kind: 'batch' }>): boolean {
+  return verifyTagged(
+    TAGS.requestBatch,
+    r.groupId,
+    encode(RequestBatchRoot, { root: a.root, size: a.size }),
+    a.signature,
+    r.client,
+  );
+}
+
 /**
  * Why a request's authentication is invalid, or null when it is valid. `body`: the request's canonical
  * bytes when the caller already has them. `cache` memoises batch signature checks (see RequestAuthCache).
@@ -403,7 +417,15 @@ export function requestAuthProblem(
   // kept (and a tree entry made) only once the batch signature is known good: members with made-up roots
   // neither fill the cache nor push genuine trees out of it.
   const seen = cache?.peekTree(a.root, a.size);
-  const learned: LearnedNodes | undefined = cache ? { nodes: [], siblings: [] } : undefined;
+  let learned: LearnedNodes | undefined;
+  if (cache) {
+    // One scratch for every call (this runs synchronously and addLearned copies out of it), emptied first.
+    learned = authLearned;
+    learned.nodeKeys.length = 0;
+    learned.nodes.length = 0;
+    learned.siblingKeys.length = 0;
+    learned.siblings.length = 0;
+  }
   if (
     !(learned
       ? verifyPathKnown(leaf, a.index, a.size, a.path, a.root, seen?.known ?? knownNodes(), learned)
@@ -413,12 +435,18 @@ export function requestAuthProblem(
   // The members of one batch share their signer: a bytewise match with one verified before answers
   // without building the cache key, as long as the cache still remembers that check.
   if (seen && learned) {
-    const i = seen.signers.findIndex(
-      (t) =>
+    let i = -1;
+    for (let k = 0; k < seen.signers.length; k++) {
+      const t = seen.signers[k];
+      if (
         equalBytes(t.signature, a.signature) &&
         equalBytes(t.client, r.client) &&
-        equalBytes(t.groupId, r.groupId),
-    );
+        equalBytes(t.groupId, r.groupId)
+      ) {
+        i = k;
+        break;
+      }
+    }
     if (i >= 0) {
       if (cache?.stillGood(seen.signers[i].key)) {
         addLearned(seen.known, learned);
@@ -427,20 +455,12 @@ export function requestAuthProblem(
       seen.signers.splice(i, 1);
     }
   }
-  const check = () =>
-    verifyTagged(
-      TAGS.requestBatch,
-      r.groupId,
-      encode(RequestBatchRoot, { root: a.root, size: a.size }),
-      a.signature,
-      r.client,
-    );
   let ok: boolean | undefined;
   if (cache) {
     const key = RequestAuthCache.keyOf(r.groupId, r.client, a.root, a.size, a.signature);
     ok = cache.lookup(key);
     if (ok === undefined) {
-      ok = check();
+      ok = batchSignatureValid(r, a);
       cache.store(key, ok);
     }
     if (ok && learned) {
@@ -449,7 +469,7 @@ export function requestAuthProblem(
       if (tree.signers.length < 4)
         tree.signers.push({ groupId: r.groupId, client: r.client, signature: a.signature, key });
     }
-  } else ok = check();
+  } else ok = batchSignatureValid(r, a);
   return ok ? null : 'client batch signature invalid';
 }
 
