@@ -13,6 +13,7 @@ import {
   type CountedVote,
   DropbearError,
   encode,
+  encodeEach,
   equalBytes,
   fixed,
   type Genesis,
@@ -229,6 +230,9 @@ export class LedgerState {
     const skipped: Execution['skipped'] = [];
     const added = new Set<string>();
     const spent = new Map<string, number>();
+    // Consecutive entries are mostly one client's: its hex key is made again only when the client changes.
+    let lastClient: Uint8Array | null = null;
+    let lastClientHex = '';
     for (const e of entries) {
       const req = e.request;
       const idHex = hex(e.requestId);
@@ -241,7 +245,9 @@ export class LedgerState {
         skipped.push({ requestId: e.requestId, reason: 'expired' });
         continue;
       }
-      const counted = e.votes.filter((v) => v.node < this.n && equalBytes(v.modelDigest, models[v.node]));
+      const counted: CountedVote[] = [];
+      for (const v of e.votes)
+        if (v.node < this.n && equalBytes(v.modelDigest, models[v.node])) counted.push(v);
       if (counted.length < this.q) {
         requeued.push(e.requestId);
         continue;
@@ -259,7 +265,11 @@ export class LedgerState {
         skipped.push({ requestId: e.requestId, reason: 'over-max-fee' });
         continue;
       }
-      const clientHex = hex(req.client);
+      if (lastClient === null || !equalBytes(lastClient, req.client)) {
+        lastClient = req.client;
+        lastClientHex = hex(req.client);
+      }
+      const clientHex = lastClientHex;
       const account = this.balances.get(clientHex);
       const already = spent.get(clientHex) ?? 0;
       if (!account || account.amount - already < fee) {
@@ -283,7 +293,8 @@ export class LedgerState {
       });
       timestamps.push(req.timestamp);
     }
-    const outcomeBytes = outcomes.map((o) => encode(OutcomeCodec, o));
+    // One buffer for the batch's outcome encodings (they are kept and dropped together), not one each.
+    const outcomeBytes = encodeEach(OutcomeCodec, outcomes);
     const tree = buildTree(outcomeBytes.map(leafHash));
     return { outcomes, timestamps, outcomeBytes, tree, requeued, skipped };
   }

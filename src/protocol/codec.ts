@@ -554,6 +554,29 @@ export function encode<T>(codec: Codec<T>, value: T): Uint8Array {
   return shared.finish();
 }
 
+/**
+ * Canonical bytes of each value, as views of one buffer of exactly their total length: one ArrayBuffer
+ * for all of them instead of one each (encode copies any over 256 bytes into its own), for values whose
+ * encodings are kept and dropped together (a batch's outcomes). A view kept alone keeps the whole buffer.
+ */
+export function encodeEach<T>(codec: Codec<T>, values: readonly T[]): Uint8Array[] {
+  shared.pos = 0;
+  const ends = new Array<number>(values.length);
+  for (let i = 0; i < values.length; i++) {
+    codec.enc(shared, values[i]);
+    ends[i] = shared.pos;
+  }
+  const all = new Uint8Array(shared.pos);
+  all.set(shared.buf.subarray(0, shared.pos));
+  const out = new Array<Uint8Array>(values.length);
+  let start = 0;
+  for (let i = 0; i < values.length; i++) {
+    out[i] = all.subarray(start, ends[i]);
+    start = ends[i];
+  }
+  return out;
+}
+
 /** Decode exactly one value; anything left over is an error. */
 export function decode<T>(codec: Codec<T>, bytes: Uint8Array): T {
   const r = new Reader(bytes);
