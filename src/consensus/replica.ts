@@ -56,6 +56,7 @@ import {
   type SignedViewChange,
   type StateBatch,
   sha256,
+  sha256Matches,
   signReceiptAs,
   signResults,
   signTagged,
@@ -1176,7 +1177,7 @@ export class Replica {
         return { ok: false, code: 'REQUEST_BAD_POLICY', message: (e as Error).message, id };
       }
     }
-    if (!equalBytes(sha256(sr.input), r.inputDigest))
+    if (!sha256Matches(sr.input, r.inputDigest))
       return { ok: false, code: 'REQUEST_INPUT_MISMATCH', message: 'input does not match inputDigest', id };
     // A bad batch member (forged path, index or size, or a batch signature by another key) takes the same
     // path as a bad single signature: rejected here, and blamed on the peer that forwarded it.

@@ -76,6 +76,19 @@ function opensslDigest(data: Uint8Array): Hash {
   return new Uint8Array(d.buffer, d.byteOffset, d.length);
 }
 
+const matchScratch = new Uint8Array(32);
+/**
+ * Whether SHA-256(data) is `digest`: sha256 and equalBytes, without keeping the digest (no slab space, no
+ * view, for a digest only compared).
+ */
+export function sha256Matches(data: Uint8Array, digest: Uint8Array): boolean {
+  if (sodium && data.length <= SODIUM_HASH_MAX_INPUT) {
+    sodium.crypto_hash_sha256(matchScratch, data);
+    return equalBytes(matchScratch, digest);
+  }
+  return equalBytes(hash('sha256', data, 'buffer'), digest);
+}
+
 /** Reused concatenation buffer of sha256Parts for short inputs (hashing is synchronous). */
 const partsScratch = new Uint8Array(SODIUM_HASH_MAX_INPUT);
 /** partsScratch's first n bytes, one view per length made once (not a subarray per hash). */
