@@ -714,7 +714,7 @@ export class NodeHost {
     const t0 = performance.now();
     this.inferring += requests.length;
     let failed = 0;
-    let skipped = 0;
+    const skipped: Uint8Array[] = [];
     /** Failed for this node's own reasons (load, a dead worker, its remote server): asked again later. */
     const retry: { requestId: Uint8Array; request: SignedRequest }[] = [];
     Promise.all(
@@ -726,24 +726,19 @@ export class NodeHost {
         // request back without its batch, it asks for the inference again.
         const idHex = hex(r.requestId);
         const wanted = () => this.replica.wantsOwnVote(idHex);
-        // Each answer is handed on as soon as it is there (settled gathers those of one turn into one
-        // message): waiting for the whole call held every vote of a turn behind its slowest input.
         try {
-          const result = await backend.classify(r.request.input, { wanted });
-          this.settled(backend.digest, [{ requestId: r.requestId, result }], []);
-          return true;
+          return { requestId: r.requestId, result: await backend.classify(r.request.input, { wanted }) };
         } catch (e) {
           if (e === INFERENCE_SKIPPED) {
-            skipped++;
-            this.settled(backend.digest, [], [r.requestId]);
-            return false;
+            skipped.push(r.requestId);
+            return null;
           }
           // This node's trouble, not the input's: an empty vote here would make the node's answer depend
           // on its load (600 images at once left 88 OVERLOADED, each signed as "no answer"). It is asked
           // again with backoff, and votes empty only after INFER_RETRIES attempts.
           if (isTransientInference(e) && attempt < INFER_RETRIES) {
             retry.push(r);
-            return false;
+            return null;
           }
           // An input this model cannot read (or a failed run) gets an empty answer: the node still votes,
           // so the request is certified (as no-agreement if every model fails) instead of stalling.
@@ -751,14 +746,16 @@ export class NodeHost {
           if (!(e instanceof DropbearError && e.code.startsWith('INPUT_')))
             this.log.warn({ err: (e as Error).message, requestId: hex(r.requestId) }, 'inference failed');
           const empty: Result = { kind: 'class', top: [] };
-          this.settled(backend.digest, [{ requestId: r.requestId, result: empty }], []);
-          return true;
+          return { requestId: r.requestId, result: empty };
         }
       }),
     ).then((all) => {
       this.inferring -= requests.length;
-      const answered = all.reduce((a, x) => a + (x ? 1 : 0), 0);
-      this.obs.inferred?.(answered, performance.now() - t0, failed, skipped);
+      const results = all.every((x) => x !== null)
+        ? (all as InferredResult[])
+        : all.filter((x) => x !== null);
+      this.obs.inferred?.(results.length, performance.now() - t0, failed, skipped.length);
+      this.settled(backend.digest, results, skipped);
       if (retry.length > 0) this.retryInference(retry, attempt + 1);
     });
   }

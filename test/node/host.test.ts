@@ -614,47 +614,6 @@ describe('answers of inference calls that finish in the same turn', () => {
   });
 });
 
-describe('inference calls asked for in the same turn', () => {
-  it("each is voted when it finishes: a slow input does not hold back the others' votes", async () => {
-    const group = makeGroup(4, 1, 35);
-    const log: Event[] = [];
-    const handlers = new Map<number, (f: number, b: Uint8Array) => void>();
-    // Node 3's model answers every input at once except the slow one, which it holds until the end.
-    let slowInput: Uint8Array = new Uint8Array(0);
-    let release: () => void = () => {};
-    const held = new Promise<void>((res) => {
-      release = res;
-    });
-    const standIn = startStandIn(3);
-    const oneSlow: ModelBackend = {
-      ...standIn,
-      async classify(input, opts) {
-        if (Buffer.from(input).equals(Buffer.from(slowInput))) await held;
-        return standIn.classify(input, opts);
-      },
-    };
-    const hosts = recordedHosts(group, 'one-slow', log, handlers, {
-      backend: (id) => (id === 3 ? oneSlow : undefined),
-      replica: { retransmitMs: 60_000, voteWaitMs: 5000, batchTimeoutMs: 1 },
-    });
-    try {
-      for (const h of hosts) h.start();
-      // Both in one turn of the event loop: one inference call of two requests at node 3.
-      const slowRequest = standInRequest(group, hosts[3], 400);
-      slowInput = slowRequest.input;
-      const slow = hosts[3].submit(slowRequest);
-      const fast = hosts[3].submit(standInRequest(group, hosts[3], 401));
-      expect(slow.ok && fast.ok).toBe(true);
-      if (!fast.ok) return;
-      const cert = await hosts[3].waitCertificate(hex(fast.requestId), 10_000);
-      expect(cert?.outcome.votes.map((v) => v.node)).toEqual([0, 1, 2, 3]);
-    } finally {
-      release();
-      for (const h of hosts) h.close();
-    }
-  });
-});
-
 describe("inference failures that are the node's own trouble", () => {
   it('OVERLOADED is retried, not voted as an empty answer (the vote must not depend on load)', async () => {
     const group = makeGroup(4, 1, 36);
