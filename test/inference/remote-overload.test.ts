@@ -50,6 +50,16 @@ beforeEach(() => {
   stalled = true;
 });
 
+/** A backend for the fake server's model 'm', with a timeout no test reaches and the bounds given. */
+const connectTo = (bounds: { maxInFlight?: number; maxQueue?: number }) =>
+  RemoteBackend.connect({ url, model: 'm', digest: spec.sha256, timeoutMs: 60_000, ...bounds });
+
+/** The server answers the calls it held, and every later one at once. */
+function unstall(): void {
+  stalled = false;
+  for (const r of held.splice(0)) answer(r);
+}
+
 async function until(cond: () => boolean, what: string): Promise<void> {
   for (let i = 0; i < 500 && !cond(); i++) await new Promise((r) => setTimeout(r, 10));
   if (!cond()) throw new Error(`never: ${what}`);
@@ -76,14 +86,7 @@ function track<T>(p: Promise<T>): { settled: boolean; code?: string; value?: T; 
 
 describe('RemoteBackend backlog bound', () => {
   it('a burst at a stalled server: the excess refused at once, maxInFlight calls at a time, the rest answered later', async () => {
-    const rb = await RemoteBackend.connect({
-      url,
-      model: 'm',
-      digest: spec.sha256,
-      timeoutMs: 60_000,
-      maxInFlight: 3,
-      maxQueue: 10,
-    });
+    const rb = await connectTo({ maxInFlight: 3, maxQueue: 10 });
     try {
       const calls = Array.from({ length: 40 }, () => track(rb.classify(tensor)));
       // The server holds the calls it was let have; nothing has been answered yet.
@@ -103,8 +106,7 @@ describe('RemoteBackend backlog bound', () => {
       expect(received).toBe(3);
 
       // The server answers: every input admitted completes, never more than 3 calls at once.
-      stalled = false;
-      for (const r of held.splice(0)) answer(r);
+      unstall();
       await Promise.all(calls.map((c) => c.done));
       const admitted = calls.filter((c) => c.code === undefined);
       expect(admitted.length).toBe(13);
@@ -120,14 +122,7 @@ describe('RemoteBackend backlog bound', () => {
   });
 
   it('counts images on the preprocessing workers as waiting too', async () => {
-    const rb = await RemoteBackend.connect({
-      url,
-      model: 'm',
-      digest: spec.sha256,
-      timeoutMs: 60_000,
-      maxInFlight: 1,
-      maxQueue: 4,
-    });
+    const rb = await connectTo({ maxInFlight: 1, maxQueue: 4 });
     // An already-decoded 64×64 RGB image (uint8 [H, W, 3]): it goes to a preprocessing worker.
     const image = encodeTensorInput({ dtype: 'uint8', dims: [64, 64, 3], data: new Uint8Array(64 * 64 * 3) });
     try {
@@ -138,8 +133,7 @@ describe('RemoteBackend backlog bound', () => {
       expect(calls.filter((c) => c.code === 'OVERLOADED').length).toBe(2);
       await until(() => rb.stats().preprocessing === 0, 'the images preprocessed');
       expect(rb.stats()).toMatchObject({ inFlight: 1, queued: 3 });
-      stalled = false;
-      for (const r of held.splice(0)) answer(r);
+      unstall();
       await Promise.all(calls.map((c) => c.done));
       expect(calls.filter((c) => c.code === undefined).length).toBe(4);
       expect(maxOpen).toBe(1);
@@ -149,21 +143,14 @@ describe('RemoteBackend backlog bound', () => {
   });
 
   it('an input whose caller stopped wanting it while it waited is skipped at its turn, never sent', async () => {
-    const rb = await RemoteBackend.connect({
-      url,
-      model: 'm',
-      digest: spec.sha256,
-      timeoutMs: 60_000,
-      maxInFlight: 1,
-    });
+    const rb = await connectTo({ maxInFlight: 1 });
     try {
       let wanted = true;
       const first = track(rb.classify(tensor));
       const second = track(rb.classify(tensor, { wanted: () => wanted }));
       await until(() => held.length === 1, 'the server holds 1 call');
       wanted = false;
-      stalled = false;
-      for (const r of held.splice(0)) answer(r);
+      unstall();
       await Promise.all([first.done, second.done]);
       expect(first.code).toBeUndefined();
       expect(second.code).toBe('INFERENCE_SKIPPED');
@@ -175,13 +162,7 @@ describe('RemoteBackend backlog bound', () => {
   });
 
   it('close fails the calls waiting for their turn with ENGINE_CLOSED', async () => {
-    const rb = await RemoteBackend.connect({
-      url,
-      model: 'm',
-      digest: spec.sha256,
-      timeoutMs: 60_000,
-      maxInFlight: 1,
-    });
+    const rb = await connectTo({ maxInFlight: 1 });
     const calls = Array.from({ length: 3 }, () => track(rb.classify(tensor)));
     await until(() => held.length === 1, 'the server holds 1 call');
     await rb.close();
