@@ -156,7 +156,9 @@ export interface RemoteOptions {
   digest: string;
   /** The model's spec; default: the catalog entry for `digest` (required when the digest is not in it). */
   spec?: ModelSpec;
-  /** Limit for each HTTP exchange, body included (default 10 000 ms). */
+  /**
+   * Limit for each HTTP exchange, body included (default 10 000 ms): an integer, 1 to REMOTE_MAX_TIMEOUT_MS.
+   */
   timeoutMs?: number;
   /** Binary tensor data: 'auto' (default) uses it when the server lists the extension. */
   useBinary?: 'auto' | boolean;
@@ -192,6 +194,14 @@ export interface RemoteOptions {
  *   retries, peers' requests).
  */
 export const REMOTE_DEFAULTS = { maxInFlight: 8, maxQueue: 512 };
+
+/**
+ * The longest `timeoutMs`: 2^31 - 1 ms, the longest timer Node keeps. Each exchange's limit is an
+ * AbortSignal.timeout, which throws ERR_OUT_OF_RANGE for a fraction of a ms (or past 2^32 - 1) and fires
+ * after 1 ms past 2^31 - 1; until 2026-12-06 connect took any positive number, so 0.5 failed every exchange
+ * with a RangeError and 2^31 made every call REMOTE_TIMEOUT at once.
+ */
+export const REMOTE_MAX_TIMEOUT_MS = 2 ** 31 - 1;
 
 /** The largest metadata or readiness answer read (the server's and the model's metadata are a few KB). */
 export const METADATA_RESPONSE_CAP = 1 << 20;
@@ -377,8 +387,11 @@ export class RemoteBackend implements ModelBackend {
     const prepWorkers = options.prepWorkers ?? 1;
     if (!/^[0-9a-fA-F]{64}$/.test(opts.digest ?? ''))
       throw new DropbearError('CONFIG_INVALID', `digest must be a SHA-256 in hex, got ${opts.digest}`);
-    if (!Number.isFinite(opts.timeoutMs) || opts.timeoutMs <= 0)
-      throw new DropbearError('CONFIG_INVALID', `timeoutMs must be positive, got ${opts.timeoutMs}`);
+    if (!Number.isInteger(opts.timeoutMs) || opts.timeoutMs < 1 || opts.timeoutMs > REMOTE_MAX_TIMEOUT_MS)
+      throw new DropbearError(
+        'CONFIG_INVALID',
+        `timeoutMs must be an integer from 1 to ${REMOTE_MAX_TIMEOUT_MS} (ms), got ${opts.timeoutMs}`,
+      );
     if (!Number.isInteger(prepWorkers) || prepWorkers < 1)
       throw new DropbearError('CONFIG_INVALID', `prepWorkers must be a positive integer, got ${prepWorkers}`);
     for (const k of ['maxInFlight', 'maxQueue'] as const)

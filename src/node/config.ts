@@ -14,9 +14,11 @@
  *   "peers": { "1": "tcp://127.0.0.1:7101" },      // optional: default is each node's genesis address
  *   "model": { "name": "mobilenetv2-12-int8" }     // or { "path": "m.onnx" } or
  *                                                  // { "remote": { "url", "model", "digest" } } or
- *                                                  //   (optional: "timeoutMs", "maxInFlight" (8) calls
- *                                                  //   to the server at once, "maxQueue" (512) inputs
- *                                                  //   waiting before OVERLOADED: integers ≥ 1, remote.ts)
+ *                                                  //   (optional: "timeoutMs" (10000) per exchange,
+ *                                                  //   at most 2^31 - 1, "maxInFlight" (8) calls to the
+ *                                                  //   server at once, "maxQueue" (512) inputs waiting
+ *                                                  //   before OVERLOADED: integers ≥ 1, remote.ts; no
+ *                                                  //   other key, in extraModels too)
  *                                                  // { "standin": true } (no inference: benchmarks)
  *   "extraModels": [ { "name": "…" } ],            // loaded beside it, for an ordered model update
  *   "home": "~/.dropbear",                         // model store (default $DROPBEAR_HOME)
@@ -42,6 +44,7 @@ import { readFileSync } from 'node:fs';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { DEFAULT_REPLICA_CONFIG, type ReplicaConfig } from '../consensus/replica.ts';
 import { ENGINE_DEFAULTS } from '../inference/engine.ts';
+import { REMOTE_MAX_TIMEOUT_MS, type RemoteOptions } from '../inference/remote.ts';
 import { DURABILITIES, type Durability } from '../ledger/sqlite.ts';
 import { DropbearError } from '../protocol/index.ts';
 import { quarantineProblem, type TransportOptions } from './transport.ts';
@@ -122,6 +125,16 @@ const CONFIG_FIELDS = [
   'transport',
   'byzantine',
   'log',
+];
+
+/** The settings of a remote model (`model.remote`, an `extraModels` entry's `remote`): RemoteOptions'. */
+const REMOTE_FIELDS: readonly (keyof RemoteOptions)[] = [
+  'url',
+  'model',
+  'digest',
+  'timeoutMs',
+  'maxInFlight',
+  'maxQueue',
 ];
 
 /** The levels the node's logger (pino) knows. */
@@ -313,16 +326,31 @@ export function loadNodeConfig(path: string): NodeConfig {
       return { standin: { disagreement: d as number | undefined } };
     }
     const r = m?.remote as Record<string, unknown> | undefined;
+    if (r && typeof r === 'object' && !Array.isArray(r))
+      // A misspelt key ("maxInflight") was dropped and the default applied without a word.
+      onlyKeys(r, `${field}.remote`, REMOTE_FIELDS, 'a remote model setting', file);
     if (r && typeof r.url === 'string' && typeof r.model === 'string' && typeof r.digest === 'string') {
       // The backlog bounds (remote.ts, REMOTE_DEFAULTS): a string or 0 here would reach the backend as
       // its refusal at start, without the field's place in this file.
       integersAtLeast(r, `${field}.remote`, ['maxInFlight', 'maxQueue'], 1, 'remote model backlog', file);
+      // The backend's own rule (remote.ts, REMOTE_MAX_TIMEOUT_MS). A timeoutMs that was not a number
+      // ("5000") was dropped and the default (10 s) applied without a word.
+      const t = r.timeoutMs;
+      if (
+        t !== undefined &&
+        (typeof t !== 'number' || !Number.isInteger(t) || t < 1 || t > REMOTE_MAX_TIMEOUT_MS)
+      )
+        throw bad(
+          `${field}.remote.timeoutMs`,
+          `must be an integer from 1 to ${REMOTE_MAX_TIMEOUT_MS} (ms)`,
+          file,
+        );
       return {
         remote: {
           url: r.url,
           model: r.model,
           digest: r.digest,
-          timeoutMs: typeof r.timeoutMs === 'number' ? r.timeoutMs : undefined,
+          timeoutMs: t as number | undefined,
           maxInFlight: r.maxInFlight as number | undefined,
           maxQueue: r.maxQueue as number | undefined,
         },

@@ -101,6 +101,25 @@ describe('RemoteBackend response limits', () => {
     }
   });
 
+  it('refuses a timeoutMs that is not an integer from 1 to 2^31 - 1 (the longest timer Node keeps)', async () => {
+    // 0.5 made every exchange throw ERR_OUT_OF_RANGE (AbortSignal.timeout takes integers), and 2^31 made
+    // every call time out after 1 ms; connect took both.
+    for (const timeoutMs of [0, 0.5, -1, 2 ** 31, Number.NaN])
+      await expect(
+        RemoteBackend.connect({ url, model: 'm', digest: spec.sha256, timeoutMs }),
+      ).rejects.toMatchObject({
+        code: 'CONFIG_INVALID',
+        message: expect.stringContaining('timeoutMs must be an integer from 1 to 2147483647'),
+      });
+    mode = 'ok';
+    const rb = await RemoteBackend.connect({ url, model: 'm', digest: spec.sha256, timeoutMs: 2 ** 31 - 1 });
+    try {
+      expect((await rb.scores(new Float32Array(3 * 128 * 128))).length).toBe(1000);
+    } finally {
+      await rb.close();
+    }
+  });
+
   it('a redirect fails with a clear REMOTE_BAD_RESPONSE, not followed', async () => {
     const r = await infer('redirect');
     expect(r).toMatchObject({ code: 'REMOTE_BAD_RESPONSE' });

@@ -383,4 +383,38 @@ describe('node config: a remote model', () => {
         }),
       );
   });
+
+  it('refuses an unknown (misspelt) remote setting, naming it, in model and in extraModels', () => {
+    const refusal = (says: string) =>
+      expect.objectContaining({ code: 'CONFIG_INVALID', message: expect.stringContaining(says) });
+    // "maxInflight" was dropped and the default (8) applied without a word.
+    expect(() => loadModel(remote({ maxInflight: 2 }))).toThrow(
+      refusal('"model.remote.maxInflight" is not a remote model setting'),
+    );
+    const file = join(dir, 'node-x.json');
+    writeFileSync(
+      file,
+      JSON.stringify({ ...BASE, extraModels: [{ standin: true }, remote({ timeout: 5 })] }),
+    );
+    expect(() => loadNodeConfig(file)).toThrow(
+      refusal('"extraModels[1].remote.timeout" is not a remote model setting'),
+    );
+  });
+
+  it('passes an integer timeoutMs through and refuses anything else (a "5000" was dropped), naming it', () => {
+    expect(loadModel(remote({ timeoutMs: 5000 }))).toMatchObject(remote({ timeoutMs: 5000 }));
+    expect((loadModel(remote({})) as { remote: { timeoutMs?: number } }).remote.timeoutMs).toBeUndefined();
+    for (const v of ['5000', 0, -1, 0.5, 2 ** 31, null, true])
+      expect(() => loadModel(remote({ timeoutMs: v }))).toThrow(
+        expect.objectContaining({
+          code: 'CONFIG_INVALID',
+          message: expect.stringContaining(
+            '"model.remote.timeoutMs" must be an integer from 1 to 2147483647',
+          ),
+        }),
+      );
+    const file = join(dir, 'node-x.json');
+    writeFileSync(file, JSON.stringify({ ...BASE, extraModels: [remote({ timeoutMs: '5000' })] }));
+    expect(() => loadNodeConfig(file)).toThrow('"extraModels[0].remote.timeoutMs" must be an integer');
+  });
 });
