@@ -27,8 +27,10 @@
  *   "replica": { "batchSize": 128, "batchTimeoutMs": 5 },
  *   "api_limits": { "bodyLimitBytes": 8388608, "maxPending": 8192, "maxQueueSeconds": 2, "minPending": 256,
  *                   "requestTimeoutMs": 60000,      // a request not fully arrived by then: 408, closed
- *                   "maxLongPolls": 8192, "maxLongPollsPerConnection": 64 },
+ *                   "maxLongPolls": 8192, "maxLongPollsPerConnection": 64,
  *                                                  // HTTP requests waiting (?wait) at once; more: 503
+ *                   "maxInferenceQueue": 256,      // model inputs waiting; more: 503 (integer ≥ 0)
+ *                   "retryAfterSeconds": 1 },      // Retry-After sent with a 503 (integer ≥ 0)
  *   "custodial": { "accounts": [ { "apiKeySha256": "<hex>", "key": "keys/client.json", "maxFee": 1000 } ] },
  *   "tls": { "key": "…", "cert": "…", "ca": "…" },
  *   "transport": { "quarantine": { "minMs": 1000, "maxMs": 60000, "forgiveMs": 600000 } },
@@ -47,6 +49,7 @@ import { ENGINE_DEFAULTS } from '../inference/engine.ts';
 import { REMOTE_MAX_TIMEOUT_MS, type RemoteOptions } from '../inference/remote.ts';
 import { DURABILITIES, type Durability } from '../ledger/sqlite.ts';
 import { DropbearError } from '../protocol/index.ts';
+import type { ApiOptions } from './api.ts';
 import { quarantineProblem, type TransportOptions } from './transport.ts';
 
 export interface Endpoint {
@@ -86,15 +89,8 @@ export interface NodeConfig {
   home: string | undefined;
   engine: Record<string, unknown>;
   replica: Record<string, number | boolean>;
-  apiLimits: {
-    bodyLimitBytes?: number;
-    maxPending?: number;
-    maxQueueSeconds?: number;
-    minPending?: number;
-    requestTimeoutMs?: number;
-    maxLongPolls?: number;
-    maxLongPollsPerConnection?: number;
-  };
+  /** The API's limits (`api_limits`), each as given: run.ts passes them all to buildApi. */
+  apiLimits: Pick<ApiOptions, ApiLimit>;
   custodial: { apiKeySha256: string; key: string; maxFee: number }[] | null;
   tls: { key: string; cert: string; ca?: string } | null;
   /** Peer transport settings passed to the Transport (src/node/transport.ts); absent ones take its defaults. */
@@ -136,6 +132,20 @@ const REMOTE_FIELDS: readonly (keyof RemoteOptions)[] = [
   'maxInFlight',
   'maxQueue',
 ];
+
+/** The ApiOptions (src/node/api.ts) that `api_limits` may set; each is checked in apiLimits below. */
+const API_LIMITS = [
+  'bodyLimitBytes',
+  'maxPending',
+  'maxQueueSeconds',
+  'minPending',
+  'requestTimeoutMs',
+  'maxLongPolls',
+  'maxLongPollsPerConnection',
+  'maxInferenceQueue',
+  'retryAfterSeconds',
+] as const satisfies readonly (keyof ApiOptions)[];
+type ApiLimit = (typeof API_LIMITS)[number];
 
 /** The levels the node's logger (pino) knows. */
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
@@ -219,30 +229,13 @@ function engineSettings(r: Record<string, unknown>, file: string): Record<string
   return r;
 }
 
-/**
- * The `api_limits` section, passed to the API as given; `requestTimeoutMs` and the long-poll caps are
- * checked here.
- */
+/** The `api_limits` section (API_LIMITS only), each checked here and passed to the API as given. */
 function apiLimits(r: Record<string, unknown>, file: string): NodeConfig['apiLimits'] {
-  // The rest were passed on unchecked: a misspelt key was dropped, a string maxPending ("x") turned the
+  // They were passed on unchecked: a misspelt key was dropped, a string maxPending ("x") turned the
   // admission limit off without a word (`pending > "x"` is false), a negative bodyLimitBytes stopped the
   // node with Fastify's own message.
   const section = 'api_limits';
-  onlyKeys(
-    r,
-    section,
-    [
-      'bodyLimitBytes',
-      'maxPending',
-      'maxQueueSeconds',
-      'minPending',
-      'requestTimeoutMs',
-      'maxLongPolls',
-      'maxLongPollsPerConnection',
-    ],
-    'an api limit',
-    file,
-  );
+  onlyKeys(r, section, API_LIMITS, 'an api limit', file);
   integersAtLeast(r, section, ['bodyLimitBytes'], 1, 'bytes', file);
   integersAtLeast(r, section, ['maxPending', 'minPending'], 0, 'requests', file);
   const q = r.maxQueueSeconds;
@@ -257,6 +250,10 @@ function apiLimits(r: Record<string, unknown>, file: string): NodeConfig['apiLim
     'long polls held at once',
     file,
   );
+  // Could not be set from the file until 2026-12-06 (refused as unknown). The API refuses once more
+  // than maxInferenceQueue inputs wait (0: once any does); Retry-After takes whole seconds (RFC 9110).
+  integersAtLeast(r, section, ['maxInferenceQueue'], 0, 'model inputs waiting', file);
+  integersAtLeast(r, section, ['retryAfterSeconds'], 0, 'seconds, sent as Retry-After', file);
   return r as NodeConfig['apiLimits'];
 }
 

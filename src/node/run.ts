@@ -193,13 +193,9 @@ export async function startNode(
     const app = buildApi(host, {
       dashboard: extras.dashboard,
       groupName: genesis.name,
-      bodyLimitBytes: cfg.apiLimits.bodyLimitBytes,
-      maxPending: cfg.apiLimits.maxPending,
-      maxQueueSeconds: cfg.apiLimits.maxQueueSeconds,
-      minPending: cfg.apiLimits.minPending,
-      requestTimeoutMs: cfg.apiLimits.requestTimeoutMs,
-      maxLongPolls: cfg.apiLimits.maxLongPolls,
-      maxLongPollsPerConnection: cfg.apiLimits.maxLongPollsPerConnection,
+      // Every limit the file may set (config.ts, API_LIMITS, all checked there), none picked out by name:
+      // maxInferenceQueue and retryAfterSeconds could not be set from the file until 2026-12-06.
+      ...cfg.apiLimits,
       custodial: custodial ? { accounts: custodial } : undefined,
       peers: () => peerStatesOf(transport),
       metrics,

@@ -7,8 +7,16 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { initGroup } from '../../src/cli/group.ts';
 import { loadNodeConfig } from '../../src/node/config.ts';
 import { startNode } from '../../src/node/run.ts';
-import { STANDIN_MODEL } from '../../src/node/standin-backend.ts';
-import { DropbearError } from '../../src/protocol/index.ts';
+import { STANDIN_MODEL, standInInput } from '../../src/node/standin-backend.ts';
+import {
+  DropbearError,
+  groupIdOf,
+  SignedRequest,
+  sha256,
+  signRequest,
+  toJson,
+} from '../../src/protocol/index.ts';
+import { readKeyFile } from '../../src/protocol/keyfile.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'dropbear-config-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -180,6 +188,76 @@ describe('node config: api_limits long-poll caps', () => {
         expect((err as DropbearError).code).toBe('CONFIG_INVALID');
         expect((err as DropbearError).message).toContain(`"api_limits.${k}" must be an integer ≥ 0`);
       }
+  });
+});
+
+describe('node config: api_limits maxInferenceQueue and retryAfterSeconds', () => {
+  const withLimits = (limits: unknown) => {
+    const file = join(dir, 'node-q.json');
+    writeFileSync(file, JSON.stringify({ ...BASE, api_limits: limits }));
+    return loadNodeConfig(file);
+  };
+
+  it('passes integers ≥ 0 through and refuses anything else, naming the field', () => {
+    const l = withLimits({ maxInferenceQueue: 0, retryAfterSeconds: 30 }).apiLimits;
+    expect([l.maxInferenceQueue, l.retryAfterSeconds]).toEqual([0, 30]);
+    for (const k of ['maxInferenceQueue', 'retryAfterSeconds'])
+      for (const v of [-1, 1.5, '5', null, true])
+        expect(() => withLimits({ [k]: v })).toThrow(
+          expect.objectContaining({
+            code: 'CONFIG_INVALID',
+            message: expect.stringContaining(`"api_limits.${k}" must be an integer ≥ 0`),
+          }),
+        );
+  });
+
+  it("reach the node's API: past the configured queue, 503 OVERLOADED with the configured Retry-After", async () => {
+    const group = join(dir, 'group-limits');
+    await initGroup({
+      dir: group,
+      nodes: 2,
+      models: Array(2).fill(STANDIN_MODEL),
+      nodeConfig: {
+        log: { level: 'error' },
+        p2p: { host: '127.0.0.1', port: 0 },
+        api: { host: '127.0.0.1', port: 0 },
+        api_limits: { maxInferenceQueue: 2, retryAfterSeconds: 7 },
+      },
+    });
+    const node = await startNode(join(group, 'node-0.json')); // node 1 stays down: nothing is certified
+    try {
+      // The stand-in has no queue: say 3 inputs wait, past the configured 2 (the default, 256, lets it in).
+      const backend = node.host.currentBackend;
+      const stats = backend.stats.bind(backend);
+      backend.stats = () => ({ ...stats(), queued: 3 });
+      const client = readKeyFile(join(group, 'keys', 'client.json'));
+      const input = standInInput(1);
+      const sr = signRequest(
+        {
+          groupId: groupIdOf(node.host.genesis),
+          client: client.publicKey,
+          nonce: 1,
+          timestamp: Date.now(),
+          inputDigest: sha256(input),
+          policy: null,
+          maxFee: 1_000_000,
+        },
+        input,
+        client,
+      );
+      const res = await fetch(`${node.apiUrl}/v1/requests?wait=0`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ request: toJson(SignedRequest, sr) }),
+      });
+      const body = (await res.json()) as { error: { code: string; message: string } };
+      expect(res.status).toBe(503);
+      expect(body.error.code).toBe('OVERLOADED');
+      expect(body.error.message).toContain('the model has 3 inputs waiting (limit 2)');
+      expect(res.headers.get('retry-after')).toBe('7');
+    } finally {
+      await node.stop();
+    }
   });
 });
 
