@@ -1,7 +1,8 @@
 /**
  * A node's configuration file (JSON). Paths inside it are relative to the file's folder. Every field is
  * checked with a message that names the field; `npx dropbear group init` writes valid ones. The key files
- * it names (`key`, custodial `key`) must be readable by their owner alone (0600): see protocol/keyfile.ts.
+ * it names (`key`, custodial `key`, and the TLS private key `tls.key`) must be readable by their owner alone
+ * (0600): see protocol/keyfile.ts. The TLS certificates (`tls.cert`, `tls.ca`) are public.
  *
  * {
  *   "id": 0,

@@ -140,6 +140,19 @@ export async function startNode(
       `${cfg.key} is not the key the genesis names for node ${cfg.id}`,
     );
 
+  // Made first (it holds nothing until started): it reads the TLS files, and a TLS key that group or
+  // others can read is refused (KEY_FILE_PERMISSIONS) before a model is loaded or the ledger opened.
+  const transport = new Transport({
+    id: cfg.id,
+    genesis,
+    key,
+    listen: cfg.p2p,
+    peers: cfg.peers ?? undefined,
+    tls: cfg.tls ? { keyFile: cfg.tls.key, certFile: cfg.tls.cert, caFile: cfg.tls.ca } : undefined,
+    quarantine: cfg.transport.quarantine,
+    logger: log,
+  });
+
   const backends: ModelBackend[] = [];
   const closeBackends = () => Promise.all(backends.map((b) => b.close().catch(() => {})));
   let host: NodeHost;
@@ -150,16 +163,6 @@ export async function startNode(
       for (let i = 0; i < backends.length; i++) backends[i] = lying(backends[i]);
     }
     mkdirSync(cfg.data, { recursive: true });
-    const transport = new Transport({
-      id: cfg.id,
-      genesis,
-      key,
-      listen: cfg.p2p,
-      peers: cfg.peers ?? undefined,
-      tls: cfg.tls ? { keyFile: cfg.tls.key, certFile: cfg.tls.cert, caFile: cfg.tls.ca } : undefined,
-      quarantine: cfg.transport.quarantine,
-      logger: log,
-    });
     const metrics = new NodeMetrics();
     // A diagnostic, off unless asked for: one line per replica step (src/node/steptrace.ts).
     const tracePrefix = process.env.DROPBEAR_TRACE_STEPS;

@@ -54,6 +54,7 @@ import net from 'node:net';
 import tls from 'node:tls';
 import { equalBytes, type KeyPair, signTagged, TAGS, verifyTagged } from '../protocol/crypto.ts';
 import { DropbearError } from '../protocol/errors.ts';
+import { readSecretFile } from '../protocol/keyfile.ts';
 import { type Genesis, groupIdOf } from '../protocol/messages.ts';
 import {
   decodeAuth,
@@ -89,9 +90,17 @@ export interface Logger {
 }
 export const noopLogger: Logger = { info() {}, warn() {}, error() {} };
 
+/**
+ * The files are read when the transport is made (a node makes it before it loads its models or opens its
+ * ledger), so a missing or unprotected one stops the node before anything starts.
+ */
 export interface TlsConfig {
-  /** PEM private key and certificate of this node. */
+  /**
+   * PEM private key of this node: a secret, read under the key files' rule (protocol/keyfile.ts,
+   * readSecretFile): KEY_FILE_PERMISSIONS when group or others may read or write it (`chmod 600`).
+   */
   keyFile: string;
+  /** PEM certificate of this node (public: any mode). */
   certFile: string;
   /**
    * PEM CA bundle. When given, both sides require and verify a certificate chaining to it (host names
@@ -390,8 +399,7 @@ export class Transport {
   private readonly heartbeatMs: number;
   private readonly idleTimeoutMs: number;
   private ticker: NodeJS.Timeout | null = null;
-  private readonly tlsConfig: TlsConfig | undefined;
-  private tlsContext: { key: Buffer; cert: Buffer; ca?: Buffer } | null = null;
+  private readonly tlsContext: { key: Buffer; cert: Buffer; ca?: Buffer } | null = null;
 
   private readonly peers = new Map<number, Peer>();
   private readonly conns = new Set<Conn>();
@@ -467,7 +475,12 @@ export class Transport {
     this.idleTimeoutMs = opts.idleTimeoutMs ?? 4 * this.heartbeatMs;
     if (this.heartbeatMs > 0 && !(this.idleTimeoutMs > this.heartbeatMs))
       throw transportError('TRANSPORT_CONFIG', 'idleTimeoutMs must exceed heartbeatMs');
-    this.tlsConfig = opts.tls;
+    if (opts.tls)
+      this.tlsContext = {
+        key: readSecretFile(opts.tls.keyFile, 'TLS key file'),
+        cert: readFileSync(opts.tls.certFile),
+        ca: opts.tls.caFile ? readFileSync(opts.tls.caFile) : undefined,
+      };
 
     for (const n of opts.genesis.nodes) {
       if (n.id === this.id) continue;
@@ -526,13 +539,6 @@ export class Transport {
   async start(): Promise<number> {
     if (this.phase !== 'new') throw transportError('TRANSPORT_STATE', 'a transport starts once');
     this.phase = 'running';
-    if (this.tlsConfig) {
-      this.tlsContext = {
-        key: readFileSync(this.tlsConfig.keyFile),
-        cert: readFileSync(this.tlsConfig.certFile),
-        ca: this.tlsConfig.caFile ? readFileSync(this.tlsConfig.caFile) : undefined,
-      };
-    }
     let server: net.Server;
     if (this.tlsContext) {
       const tlsServer = tls.createServer(

@@ -10,6 +10,8 @@
  * link is followed: the mode checked is its target's (a link's own mode means nothing on Linux), so a
  * link never loosens the rule, and keys mounted through links (a Kubernetes secret volume) still load
  * when the target is 0600 or 0400. Not checked on Windows, whose POSIX mode bits do not describe its ACLs.
+ * The node's TLS private key (`tls.key` in its config) is read under the same rule (readSecretFile); until
+ * 2026-12-06 it was read whatever its mode.
  */
 import { closeSync, fstatSync, openSync, readFileSync, writeFileSync } from 'node:fs';
 import { toB64u } from './codec.ts';
@@ -43,13 +45,17 @@ function shellWord(path: string): string {
   return /^[\w./@%+=:,-]+$/.test(path) ? path : `'${path.replace(/'/g, `'\\''`)}'`;
 }
 
-export function readKeyFile(path: string): KeyPair {
-  let json: { kind?: unknown; seed?: unknown; publicKey?: unknown };
+/**
+ * Reads a secret file (a key file here, the node's TLS private key in node/transport.ts) under the rule
+ * above: refused with KEY_FILE_PERMISSIONS, before a byte is read, when group or others may read or write
+ * it; KEY_FILE_UNREADABLE (`cannot read <what> <path>`) when it cannot be opened or read.
+ */
+export function readSecretFile(path: string, what: string): Buffer {
   let fd: number;
   try {
     fd = openSync(path, 'r');
   } catch (e) {
-    throw new DropbearError('KEY_FILE_UNREADABLE', `cannot read key file ${path}: ${(e as Error).message}`);
+    throw new DropbearError('KEY_FILE_UNREADABLE', `cannot read ${what} ${path}: ${(e as Error).message}`);
   }
   try {
     if (process.platform !== 'win32') {
@@ -65,12 +71,22 @@ export function readKeyFile(path: string): KeyPair {
       }
     }
     try {
-      json = JSON.parse(readFileSync(fd, 'utf8'));
+      return readFileSync(fd);
     } catch (e) {
-      throw new DropbearError('KEY_FILE_UNREADABLE', `cannot read key file ${path}: ${(e as Error).message}`);
+      throw new DropbearError('KEY_FILE_UNREADABLE', `cannot read ${what} ${path}: ${(e as Error).message}`);
     }
   } finally {
     closeSync(fd);
+  }
+}
+
+export function readKeyFile(path: string): KeyPair {
+  let json: { kind?: unknown; seed?: unknown; publicKey?: unknown };
+  const text = readSecretFile(path, 'key file').toString('utf8');
+  try {
+    json = JSON.parse(text);
+  } catch (e) {
+    throw new DropbearError('KEY_FILE_UNREADABLE', `cannot read key file ${path}: ${(e as Error).message}`);
   }
   if (json.kind !== 'ed25519' || typeof json.seed !== 'string' || !/^[0-9a-f]{64}$/.test(json.seed))
     throw new DropbearError(

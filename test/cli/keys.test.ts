@@ -1,8 +1,9 @@
 // Secret key files are created, never replaced: `group init` into a folder that already holds some of
 // its files refuses before writing anything, and writeKeyFile refuses an existing file. They are read only
 // when their owner alone may read and write them: a seed that group or others can read is refused
-// (KEY_FILE_PERMISSIONS) before a byte of it is read, and a node started on one exits saying so.
-import { spawnSync } from 'node:child_process';
+// (KEY_FILE_PERMISSIONS) before a byte of it is read, and a node started on one exits saying so. The
+// node's TLS private key is held to the same rule.
+import { execFileSync, spawnSync } from 'node:child_process';
 import {
   chmodSync,
   mkdirSync,
@@ -19,6 +20,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
 import { initGroup } from '../../src/cli/group.ts';
+import { startNode } from '../../src/node/run.ts';
 import { STANDIN_MODEL } from '../../src/node/standin-backend.ts';
 import { keyPairFromSeed } from '../../src/protocol/index.ts';
 import { readKeyFile, writeKeyFile } from '../../src/protocol/keyfile.ts';
@@ -168,4 +170,90 @@ describe.skipIf(process.platform === 'win32')('secret key files others can read 
     // Nothing was started: no ledger.
     expect(readdirSync(dir)).not.toContain('data');
   });
+});
+
+// The node's TLS private key (`tls.key`) is a secret too, read under the same rule; until 2026-12-06 it was
+// read whatever its mode. Certificates (`cert`, `ca`) are public. Nothing in the CLI writes TLS files:
+// openssl (3.x) writes a private key 0600, and such files are taken.
+describe.skipIf(process.platform === 'win32')('the TLS private key follows the key files rule', () => {
+  const haveOpenssl = (() => {
+    try {
+      execFileSync('openssl', ['version'], { stdio: 'ignore' });
+      return true;
+    } catch {
+      return false;
+    }
+  })();
+
+  /** A group of 2 stand-in nodes whose configs name tls/node.key and tls/node.crt (ports 0). */
+  async function groupWithTls(name: string): Promise<{ dir: string; key: string; cert: string }> {
+    const dir = join(tmp, name);
+    await initGroup({
+      dir,
+      nodes: 2,
+      models: Array(2).fill(STANDIN_MODEL),
+      nodeConfig: {
+        log: { level: 'error' },
+        p2p: { host: '127.0.0.1', port: 0 },
+        api: { host: '127.0.0.1', port: 0 },
+        tls: { key: 'tls/node.key', cert: 'tls/node.crt', ca: 'tls/node.crt' },
+      },
+    });
+    mkdirSync(join(dir, 'tls'));
+    return { dir, key: join(dir, 'tls', 'node.key'), cert: join(dir, 'tls', 'node.crt') };
+  }
+
+  it('a node whose TLS key group can read exits 2 with the code, the file and the fix, before a ledger', async () => {
+    const { dir, key, cert } = await groupWithTls('group-open-tls-key');
+    // Refused before a byte is read: the content does not matter here.
+    writeFileSync(key, 'not even PEM');
+    chmodSync(key, 0o640);
+    writeFileSync(cert, 'not even PEM', { mode: 0o644 });
+    const r = spawnSync(
+      process.execPath,
+      ['bin/dropbear.mjs', 'node', '--config', join(dir, 'node-0.json')],
+      { cwd: ROOT, encoding: 'utf8', timeout: 60_000 },
+    );
+    expect(r.status).toBe(2);
+    expect(r.stderr).toBe(
+      `error [KEY_FILE_PERMISSIONS]: ${key} has mode 0640: group or others can read or write this secret key, so it is refused; make it the owner's alone with \`chmod 600 ${key}\`\n`,
+    );
+    expect(readdirSync(dir)).not.toContain('data');
+  });
+
+  it.skipIf(!haveOpenssl)(
+    'a TLS key as openssl writes it (0600) is taken, with a certificate anyone can read (0644)',
+    async () => {
+      const { dir, key, cert } = await groupWithTls('group-closed-tls-key');
+      execFileSync(
+        'openssl',
+        [
+          'req',
+          '-x509',
+          '-newkey',
+          'ec',
+          '-pkeyopt',
+          'ec_paramgen_curve:prime256v1',
+          '-nodes',
+          '-keyout',
+          key,
+          '-out',
+          cert,
+          '-days',
+          '1',
+          '-subj',
+          '/CN=node',
+        ],
+        { stdio: 'ignore' },
+      );
+      expect(statSync(key).mode & 0o777).toBe(0o600);
+      chmodSync(cert, 0o644);
+      const node = await startNode(join(dir, 'node-0.json'));
+      try {
+        expect(node.p2pPort).toBeGreaterThan(0);
+      } finally {
+        await node.stop();
+      }
+    },
+  );
 });
