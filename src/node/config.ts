@@ -21,6 +21,7 @@
  *                                                  //   before OVERLOADED: integers ≥ 1, remote.ts; no
  *                                                  //   other key, in extraModels too)
  *                                                  // { "standin": true } (no inference: benchmarks)
+ *                                                  // (exactly one of these four, nothing beside it)
  *   "extraModels": [ { "name": "…" } ],            // loaded beside it, for an ordered model update
  *   "home": "~/.dropbear",                         // model store (default $DROPBEAR_HOME)
  *   "engine": { "intraOpThreads": 1, "maxBatch": 8, "maxDelayMs": 2, "maxQueue": 512, "decoder": "fast",
@@ -123,6 +124,9 @@ const CONFIG_FIELDS = [
   'byzantine',
   'log',
 ];
+
+/** A model entry (`model`, each of `extraModels`) holds exactly one of these. */
+const MODEL_KINDS = ['name', 'path', 'remote', 'standin'];
 
 /** The settings of a remote model (`model.remote`, an `extraModels` entry's `remote`): RemoteOptions'. */
 const REMOTE_FIELDS: readonly (keyof RemoteOptions)[] = [
@@ -314,6 +318,23 @@ export function loadNodeConfig(path: string): NodeConfig {
   };
   const model = (v: unknown, field: string): ModelConfig => {
     const m = v as Record<string, unknown> | undefined;
+    if (m && typeof m === 'object' && !Array.isArray(m)) {
+      // Each was dropped without a word: a second kind ({"name", "path"} ran the name), a key beside
+      // the kind ({"name", "timeoutMs"}), a misspelt stand-in setting.
+      for (const k of Object.keys(m))
+        if (!MODEL_KINDS.includes(k))
+          throw bad(`${field}.${k}`, `is not a model field (one of ${MODEL_KINDS.join(', ')})`, file);
+      if (Object.keys(m).length > 1)
+        throw bad(field, `names one model, not ${Object.keys(m).join(' and ')}`, file);
+      if (typeof m.standin === 'object' && m.standin !== null && !Array.isArray(m.standin))
+        onlyKeys(
+          m.standin as Record<string, unknown>,
+          `${field}.standin`,
+          ['disagreement'],
+          'a stand-in setting',
+          file,
+        );
+    }
     if (m && typeof m.name === 'string') return { name: m.name };
     if (m && typeof m.path === 'string') return { path: rel(m.path) };
     if (m && m.standin === true) return { standin: {} };

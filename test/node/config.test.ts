@@ -479,6 +479,22 @@ describe('node config: a remote model', () => {
     );
   });
 
+  it('refuses a second model kind or a key beside the kind, in model and in extraModels, naming it', () => {
+    const refused = (model: unknown, says: string) =>
+      expect(() => loadModel(model)).toThrow(
+        expect.objectContaining({ code: 'CONFIG_INVALID', message: expect.stringContaining(says) }),
+      );
+    // Each was taken, the rest dropped: the name ran, the path and the timeout were ignored.
+    refused({ name: 'a', path: 'm.onnx' }, '"model" names one model, not name and path');
+    refused({ name: 'a', timeoutMs: 5 }, '"model.timeoutMs" is not a model field');
+    refused({ standin: { disagreemnt: 0.5 } }, '"model.standin.disagreemnt" is not a stand-in setting');
+    expect(loadModel({ standin: { disagreement: 0.5 } })).toEqual({ standin: { disagreement: 0.5 } });
+    expect(loadModel({ name: 'a' })).toEqual({ name: 'a' });
+    const file = join(dir, 'node-x.json');
+    writeFileSync(file, JSON.stringify({ ...BASE, extraModels: [{ name: 'a', url: 'x' }] }));
+    expect(() => loadNodeConfig(file)).toThrow('"extraModels[0].url" is not a model field');
+  });
+
   it('passes an integer timeoutMs through and refuses anything else (a "5000" was dropped), naming it', () => {
     expect(loadModel(remote({ timeoutMs: 5000 }))).toMatchObject(remote({ timeoutMs: 5000 }));
     expect((loadModel(remote({})) as { remote: { timeoutMs?: number } }).remote.timeoutMs).toBeUndefined();
