@@ -374,6 +374,15 @@ function transportError(code: string, message: string, details?: Record<string, 
   return new DropbearError(code, message, details);
 }
 
+/** A public TLS file (certificate, CA bundle): TLS_FILE_UNREADABLE naming it when it cannot be read. */
+function readTlsFile(path: string, what: string): Buffer {
+  try {
+    return readFileSync(path);
+  } catch (e) {
+    throw transportError('TLS_FILE_UNREADABLE', `cannot read ${what} ${path}: ${errText(e)}`, { file: path });
+  }
+}
+
 function errText(e: unknown): string {
   return e instanceof Error ? e.message : String(e);
 }
@@ -478,8 +487,8 @@ export class Transport {
     if (opts.tls)
       this.tlsContext = {
         key: readSecretFile(opts.tls.keyFile, 'TLS key file'),
-        cert: readFileSync(opts.tls.certFile),
-        ca: opts.tls.caFile ? readFileSync(opts.tls.caFile) : undefined,
+        cert: readTlsFile(opts.tls.certFile, 'TLS certificate file'),
+        ca: opts.tls.caFile ? readTlsFile(opts.tls.caFile, 'TLS CA file') : undefined,
       };
 
     for (const n of opts.genesis.nodes) {

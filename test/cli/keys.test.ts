@@ -221,6 +221,23 @@ describe.skipIf(process.platform === 'win32')('the TLS private key follows the k
     expect(readdirSync(dir)).not.toContain('data');
   });
 
+  it('a node whose TLS certificate file is missing exits 2 with TLS_FILE_UNREADABLE naming it, before a ledger', async () => {
+    const { dir, key, cert } = await groupWithTls('group-missing-tls-cert');
+    writeFileSync(key, 'not even PEM', { mode: 0o600 });
+    const r = spawnSync(
+      process.execPath,
+      ['bin/dropbear.mjs', 'node', '--config', join(dir, 'node-0.json')],
+      { cwd: ROOT, encoding: 'utf8', timeout: 60_000 },
+    );
+    expect(r.status).toBe(2);
+    expect(r.stderr).toMatch(
+      new RegExp(
+        `^error \\[TLS_FILE_UNREADABLE\\]: cannot read TLS certificate file ${cert.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}: ENOENT`,
+      ),
+    );
+    expect(readdirSync(dir)).not.toContain('data');
+  });
+
   it.skipIf(!haveOpenssl)(
     'a TLS key as openssl writes it (0600) is taken, with a certificate anyone can read (0644)',
     async () => {
