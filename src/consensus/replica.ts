@@ -3004,6 +3004,11 @@ export class Replica {
         const old = rs.pending[i].view;
         if (old !== null && (m.view === null || m.view > old)) rs.pending[i] = sig;
       }
+      if (this.viewChanging && m.view !== null && m.seq > this.committedElsewhere) {
+        let sameView = 0;
+        for (const p of rs.pending) if (p.view === m.view) sameView++;
+        if (sameView >= this.q) this.committedElsewhere = m.seq;
+      }
       return;
     }
     this.addReceiptSig(rs, m.from, m.receiptHash, m.signature, m.view);
@@ -3454,12 +3459,26 @@ export class Replica {
    * retransmission round. Then we catch up rather than blame the primary.
    */
   private isBehind(): boolean {
-    // While changing view nothing executes here by the normal case: any executed batch we lack counts.
+    // While changing view nothing executes here by the normal case: any executed batch we lack counts, and
+    // so does one q peers prepared in one view (committedElsewhere).
     const lag = this.viewChanging ? 1 : 2;
-    return (
-      this.groupExecuted() >= this.lastExecuted + lag && this.lastExecuted === this.executedAtLastRetransmit
-    );
+    const ahead = this.viewChanging
+      ? Math.max(this.groupExecuted(), this.committedElsewhere)
+      : this.groupExecuted();
+    return ahead >= this.lastExecuted + lag && this.lastExecuted === this.executedAtLastRetransmit;
   }
+
+  /**
+   * The highest seq for which q distinct peers sent prepared receipt signatures of one view while this node
+   * was changing view (their signatures unchecked, the receipt unknown here: a hint, never a proof; state transfer checks
+   * what it fetches). q nodes that prepared a batch in one view committed it, so the group executes it
+   * without a view change. A prepared signature names only the batch before as executed (executedBy), so
+   * without this a node left alone in a higher view (README, "Known limit") learned of the group's last
+   * batch only from a later batch or when its view-change timer fired, 1 s · 2^attempts after it started
+   * its view change: a request only it got (a client's sendTo 1) waited that long for its certificate
+   * (test/sim/lone-view.test.ts). A hint that is wrong costs a state request per retransmission round.
+   */
+  private committedElsewhere = 0;
 
   /** Can this node hear a quorum? A node that hears fewer than q − 1 peers may be the one cut off. */
   private hearsQuorum(): boolean {
