@@ -212,12 +212,20 @@ describe('serve-model endpoints', () => {
 
 describe('RemoteBackend against serve-model', () => {
   it('gives the local top-1 on 20 validation images, in JSON and in binary', async () => {
+    // The JSON calls one at a time. Each carries a ~2.9 MB body of 150,528 numbers, encoded here and parsed by
+    // serve-model, each on a main thread (0.3-0.9 s a call alone on a loaded 2-core machine, 30-80 ms binary),
+    // and a call's timeout runs from its turn, through the server's parsing of every body ahead of it. With
+    // the default 8 in flight beside the binary backend's 8, the slowest call took 2.5 s (3.2 s for a binary
+    // one behind them) at load average 7-10 and 10.9 s at 12-15, and once past the 20 s timeout in CI; one
+    // at a time, 0.63 s (0.76 s) and 1.8 s (2.3 s), while the 60 calls took as long in all (7.6 s against
+    // 7.2 s, 24.5 against 24.1).
     const json = await RemoteBackend.connect({
       url: mnv2.url,
       model: 'mobilenetv2-12-int8',
       digest: MNV2.sha256,
       useBinary: false,
       timeoutMs: 20_000,
+      maxInFlight: 1,
     });
     const bin = await RemoteBackend.connect({
       url: mnv2.url,
