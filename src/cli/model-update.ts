@@ -5,6 +5,7 @@ import { DropbearError, groupIdOf, signModelUpdate, Tx, toJson } from '../protoc
 import { readKeyFile } from '../protocol/keyfile.ts';
 import { usageError } from './errors.ts';
 import { loadGroup } from './group.ts';
+import { expectObject, fetchNodeJson } from './http.ts';
 
 export interface GroupView {
   models: { node: number; digest: string; version: number }[];
@@ -52,6 +53,37 @@ export function updateStatus(
   );
 }
 
+/**
+ * Each request to the node gives up after this long (NODE_TIMEOUT); those of the wait for the update, when
+ * the wait ends. Before 2026-12-06 they had no limit: a node that took the connection and never answered
+ * held the command forever, whatever --wait said; and a body that was not the group view ended it with a
+ * parser's message (`Unexpected token 'h'`, `Cannot read properties of undefined`) and no code.
+ */
+const REQUEST_TIMEOUT_MS = 10_000;
+
+/** GET /v1/group: the models part of the group view; NODE_UNREACHABLE, NODE_TIMEOUT or BAD_RESPONSE. */
+async function groupView(api: string, timeoutMs: number): Promise<GroupView> {
+  const url = `${api}/v1/group`;
+  const body = expectObject(url, await fetchNodeJson(url, Math.min(timeoutMs, REQUEST_TIMEOUT_MS)));
+  const models = body.models;
+  const ok =
+    Array.isArray(models) &&
+    models.every(
+      (m) =>
+        typeof m === 'object' &&
+        m !== null &&
+        Number.isSafeInteger(m.node) &&
+        typeof m.digest === 'string' &&
+        Number.isSafeInteger(m.version),
+    );
+  if (!ok)
+    throw new DropbearError(
+      'BAD_RESPONSE',
+      `${url} answered without a list of models (node, digest, version); is this a Dropbear node?`,
+    );
+  return { models } as GroupView;
+}
+
 export function registerModelUpdate(program: Command): void {
   program
     .command('model-update')
@@ -79,7 +111,7 @@ export function registerModelUpdate(program: Command): void {
       if (!node) throw usageError(`--node ${o.node} is not in this group`);
       const m = await resolveModel(o.model, o.home);
       const key = readKeyFile(join(g.dir, 'keys', `node-${id}.json`));
-      const before = (await (await fetch(`${node.api}/v1/group`)).json()) as GroupView;
+      const before = await groupView(node.api, REQUEST_TIMEOUT_MS);
       const current = before.models.find((x) => x.node === id);
       if (!current) throw new DropbearError('BAD_RESPONSE', `the group view lists no model for node ${id}`);
       if (current.digest === m.sha256) throw usageError(`node ${id} already runs ${o.model}`);
@@ -88,20 +120,32 @@ export function registerModelUpdate(program: Command): void {
         { node: id, version: current.version + 1, newDigest: Uint8Array.from(Buffer.from(m.sha256, 'hex')) },
         key,
       );
-      const res = await fetch(`${node.api}/v1/txs`, {
+      const txUrl = `${node.api}/v1/txs`;
+      const posted = await fetchNodeJson(txUrl, REQUEST_TIMEOUT_MS, {
         method: 'POST',
         headers: { 'content-type': 'application/json' },
         body: JSON.stringify({ tx: toJson(Tx, tx) }),
       });
-      const body = (await res.json()) as { txId?: string; error?: { code: string; message: string } };
-      if (res.status !== 202)
-        throw new DropbearError(body.error?.code ?? `HTTP_${res.status}`, body.error?.message ?? '');
+      const body = expectObject(txUrl, posted, 202);
+      if (typeof body.txId !== 'string')
+        throw new DropbearError(
+          'BAD_RESPONSE',
+          `${txUrl} answered 202 without a txId; is this a Dropbear node?`,
+        );
       process.stdout.write(
         `submitted ${body.txId} (node ${id}: version ${current.version} → ${current.version + 1})\n`,
       );
       const deadline = Date.now() + waitMs;
       while (Date.now() < deadline) {
-        const now = (await (await fetch(`${node.api}/v1/group`)).json()) as GroupView;
+        const left = deadline - Date.now();
+        let now: GroupView;
+        try {
+          now = await groupView(node.api, left);
+        } catch (e) {
+          // The wait ran out during the request: TIMEOUT below, as when it runs out between two.
+          if (e instanceof DropbearError && e.code === 'NODE_TIMEOUT' && left <= REQUEST_TIMEOUT_MS) break;
+          throw e;
+        }
         if (updateStatus(now, id, current.version + 1, m.sha256) === 'ordered') {
           const x = now.models.find((y) => y.node === id)!;
           process.stdout.write(

@@ -1,5 +1,10 @@
 import type { Command } from 'commander';
+import { DropbearError } from '../protocol/index.ts';
 import { loadGroup } from './group.ts';
+import { expectObject, fetchNodeJson, fetchNodeStatus } from './http.ts';
+
+/** Each request to a node gives up after this long (the node is reported with NODE_TIMEOUT). */
+const TIMEOUT_MS = 3000;
 
 export interface NodeStatus {
   id: number;
@@ -26,25 +31,31 @@ export async function groupStatus(dir: string): Promise<NodeStatus[]> {
         lastExecuted: null,
       };
       try {
-        const health = await fetch(`${n.api}/healthz`, { signal: AbortSignal.timeout(3000) });
-        const ready = await fetch(`${n.api}/readyz`, { signal: AbortSignal.timeout(3000) });
-        const s = (await (
-          await fetch(`${n.api}/v1/status`, { signal: AbortSignal.timeout(3000) })
-        ).json()) as {
-          view: number;
-          primary: number;
-          lastExecuted: number;
-        };
+        const healthy = (await fetchNodeStatus(`${n.api}/healthz`, TIMEOUT_MS)) === 200;
+        const ready = (await fetchNodeStatus(`${n.api}/readyz`, TIMEOUT_MS)) === 200;
+        const url = `${n.api}/v1/status`;
+        const s = expectObject(url, await fetchNodeJson(url, TIMEOUT_MS));
+        // A body without these (another server answering 200 `{}`) printed "undefined" in the table,
+        // dropped the fields from --json and counted as healthy.
+        const missing = ['view', 'primary', 'lastExecuted'].filter(
+          (k) => !(Number.isSafeInteger(s[k]) && (s[k] as number) >= 0),
+        );
+        if (missing.length > 0)
+          throw new DropbearError(
+            'BAD_RESPONSE',
+            `${url} answered without ${missing.join(', ')} as whole numbers; is this a Dropbear node?`,
+          );
         return {
           ...base,
-          healthy: health.status === 200,
-          ready: ready.status === 200,
-          view: s.view,
-          primary: s.primary,
-          lastExecuted: s.lastExecuted,
+          healthy,
+          ready,
+          view: s.view as number,
+          primary: s.primary as number,
+          lastExecuted: s.lastExecuted as number,
         };
       } catch (e) {
-        return { ...base, error: (e as Error).message };
+        const code = e instanceof DropbearError ? e.code : 'ERROR';
+        return { ...base, error: `${code}: ${(e as Error).message}` };
       }
     }),
   );
@@ -69,6 +80,6 @@ export function registerStatus(program: Command): void {
             `${String(r.id).padEnd(6)}${r.api.padEnd(28)}${(r.healthy ? 'yes' : 'NO').padEnd(9)}${(r.ready ? 'yes' : 'no').padEnd(7)}${show(r.view).padEnd(6)}${show(r.primary).padEnd(9)}${show(r.lastExecuted)}${r.error ? `  (${r.error})` : ''}\n`,
           );
       }
-      if (rows.some((r) => !r.healthy)) process.exitCode = 1;
+      if (rows.some((r) => !r.healthy || r.error !== undefined)) process.exitCode = 1;
     });
 }

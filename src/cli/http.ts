@@ -1,0 +1,98 @@
+/**
+ * The CLI's requests to a node's HTTP API (`status`, `model-update`): every one with a time limit, and every
+ * answer that is not what a Dropbear node sends a typed error naming the URL and what came back, instead of
+ * a parser's message ("Unexpected token 'h'") or a command that waits forever on a node that never answers.
+ *
+ * - NODE_UNREACHABLE: nothing answered (refused, reset, unknown host); the message gives the cause's code.
+ * - NODE_TIMEOUT: no answer within the limit.
+ * - BAD_RESPONSE: an answer that is not JSON, or JSON of another shape (`expectObject` below).
+ */
+import { DropbearError } from '../protocol/index.ts';
+
+/** A node's answer: its HTTP status and its body parsed as JSON. */
+export interface NodeAnswer {
+  status: number;
+  body: unknown;
+}
+
+function networkError(url: string, e: unknown, timeoutMs: number): DropbearError {
+  if (e instanceof DropbearError) return e;
+  const err = e as { name?: string; message?: string; cause?: { code?: unknown; message?: unknown } };
+  if (err?.name === 'TimeoutError' || err?.name === 'AbortError')
+    return new DropbearError('NODE_TIMEOUT', `${url} did not answer within ${timeoutMs} ms`);
+  const cause =
+    typeof err?.cause?.code === 'string'
+      ? err.cause.code
+      : typeof err?.cause?.message === 'string'
+        ? err.cause.message
+        : (err?.message ?? String(e));
+  return new DropbearError('NODE_UNREACHABLE', `nothing answered at ${url} (${cause}); is the node running?`);
+}
+
+/** Text of a body for a message: one line, at most 60 characters. */
+function snippet(text: string): string {
+  const one = text.replace(/\s+/g, ' ').trim();
+  return one.length > 60 ? `${one.slice(0, 60)}…` : one;
+}
+
+/**
+ * Fetches `url` and parses the body as JSON, all within `timeoutMs`. Any status comes back (the caller
+ * decides what it means); a body that is not JSON is BAD_RESPONSE.
+ */
+export async function fetchNodeJson(
+  url: string,
+  timeoutMs: number,
+  init: RequestInit = {},
+): Promise<NodeAnswer> {
+  const signal = AbortSignal.timeout(Math.max(1, Math.ceil(timeoutMs)));
+  let res: Response;
+  let text: string;
+  try {
+    res = await fetch(url, { ...init, signal });
+    text = await res.text();
+  } catch (e) {
+    throw networkError(url, e, timeoutMs);
+  }
+  try {
+    return { status: res.status, body: JSON.parse(text) };
+  } catch {
+    throw new DropbearError(
+      'BAD_RESPONSE',
+      `${url} answered HTTP ${res.status} with a body that is not JSON` +
+        (text.length > 0 ? ` ("${snippet(text)}")` : ' (empty)') +
+        '; is this a Dropbear node?',
+    );
+  }
+}
+
+/** The status of a fetch with no body wanted (/healthz, /readyz); network errors as fetchNodeJson's. */
+export async function fetchNodeStatus(url: string, timeoutMs: number): Promise<number> {
+  try {
+    const res = await fetch(url, { signal: AbortSignal.timeout(Math.max(1, Math.ceil(timeoutMs))) });
+    await res.arrayBuffer();
+    return res.status;
+  } catch (e) {
+    throw networkError(url, e, timeoutMs);
+  }
+}
+
+/**
+ * The answer's body when its status is `ok` and it is a JSON object; else the node's own error when it sent
+ * one (`{"error": {"code", "message"}}`, as the API does), else BAD_RESPONSE naming the status.
+ */
+export function expectObject(url: string, a: NodeAnswer, ok = 200): Record<string, unknown> {
+  const body = a.body as { error?: { code?: unknown; message?: unknown } } | null;
+  const isObject = typeof body === 'object' && body !== null && !Array.isArray(body);
+  if (a.status === ok && isObject) return body as Record<string, unknown>;
+  if (isObject && typeof body.error?.code === 'string')
+    throw new DropbearError(
+      body.error.code,
+      `${url} answered HTTP ${a.status}: ${typeof body.error.message === 'string' ? body.error.message : body.error.code}`,
+    );
+  throw new DropbearError(
+    'BAD_RESPONSE',
+    a.status === ok
+      ? `${url} answered JSON that is not an object; is this a Dropbear node?`
+      : `${url} answered HTTP ${a.status}; is this a Dropbear node?`,
+  );
+}

@@ -1,0 +1,181 @@
+/**
+ * `dropbear status` and `dropbear model-update` against "nodes" that are not Dropbear nodes: HTTP servers in
+ * this process at the group's API addresses that answer 200 with text, 500, 200 with `{}`, or take the
+ * connection and never answer. The real CLI runs as a child process. Each command must end on its own with
+ * one line per problem naming a stable code (BAD_RESPONSE, NODE_TIMEOUT, NODE_UNREACHABLE), never a parser's
+ * message, a row of "undefined", or a wait without end.
+ */
+import { spawn } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { initGroup } from '../../src/cli/group.ts';
+import { importModels } from '../../src/inference/store.ts';
+import { STANDIN_MODEL } from '../../src/node/standin-backend.ts';
+import { MODELS_DIR } from '../shared.ts';
+
+const ROOT = fileURLToPath(new URL('../..', import.meta.url));
+const MODEL = 'mobilenet_v1_0.25_128_quant';
+/** A child still running after this long is killed and the test fails (code null): it would never end. */
+const KILL_AFTER_MS = 60_000;
+
+interface Ran {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+function cli(...args: string[]): Promise<Ran> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, ['bin/dropbear.mjs', ...args], {
+      cwd: ROOT,
+      env: { ...process.env, NO_COLOR: '1', FORCE_COLOR: '0' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
+    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+    const timer = setTimeout(() => child.kill('SIGKILL'), KILL_AFTER_MS);
+    child.on('error', reject);
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      resolve({ code, stdout, stderr });
+    });
+  });
+}
+
+type Mode = 'text' | 'http500' | 'emptyObject' | 'silent';
+const MODES: Mode[] = ['text', 'http500', 'emptyObject', 'silent'];
+
+function server(mode: Mode): Promise<Server> {
+  const s = createServer((_req, res) => {
+    if (mode === 'text') res.writeHead(200, { 'content-type': 'text/plain' }).end('hello, not json');
+    else if (mode === 'http500') res.writeHead(500, { 'content-type': 'text/plain' }).end('boom');
+    else if (mode === 'emptyObject') res.writeHead(200, { 'content-type': 'application/json' }).end('{}');
+    // 'silent': takes the request and never answers
+  });
+  return new Promise((r) => s.listen(0, '127.0.0.1', () => r(s)));
+}
+
+let tmp: string;
+let groupDir: string;
+let home: string;
+const servers: Server[] = [];
+
+beforeAll(async () => {
+  tmp = mkdtempSync(join(tmpdir(), 'dropbear-node-answers-'));
+  groupDir = join(tmp, 'group');
+  home = join(tmp, 'home');
+  await initGroup({ dir: groupDir, nodes: 4, models: Array(4).fill(STANDIN_MODEL) });
+  await importModels(join(MODELS_DIR, `${MODEL}.onnx`), home);
+  // Node i's API is now a server answering as MODES[i].
+  for (const m of MODES) servers.push(await server(m));
+  const file = join(groupDir, 'group.json');
+  const g = JSON.parse(readFileSync(file, 'utf8')) as { nodes: { api: string }[] };
+  g.nodes.forEach((n, i) => {
+    n.api = `http://127.0.0.1:${(servers[i].address() as AddressInfo).port}`;
+  });
+  writeFileSync(file, JSON.stringify(g, null, 2));
+}, 60_000);
+
+afterAll(async () => {
+  for (const s of servers) {
+    s.closeAllConnections();
+    await new Promise((r) => s.close(r));
+  }
+  rmSync(tmp, { recursive: true, force: true });
+});
+
+describe('dropbear status against servers that are not Dropbear nodes', () => {
+  it('reports each with a code, prints no "undefined", counts none as healthy and exits 1', async () => {
+    const r = await cli('status', '--group', groupDir);
+    expect(r.code, r.stderr).toBe(1);
+    expect(r.stdout).not.toMatch(/undefined|Unexpected token/);
+    const rows = r.stdout.split('\n').slice(1, 5);
+    expect(rows[0]).toMatch(
+      /NO .*BAD_RESPONSE: .*answered HTTP 200 with a body that is not JSON \("hello, not json"\)/,
+    );
+    expect(rows[1]).toMatch(/NO .*BAD_RESPONSE: .*answered HTTP 500 with a body that is not JSON \("boom"\)/);
+    expect(rows[2]).toMatch(/NO .*BAD_RESPONSE: .*answered without view, primary, lastExecuted/);
+    expect(rows[3]).toMatch(/NO .*NODE_TIMEOUT: .*did not answer within 3000 ms/);
+  }, 90_000);
+
+  it('--json gives every row its numbers as null and an error', async () => {
+    const r = await cli('status', '--group', groupDir, '--json');
+    expect(r.code, r.stderr).toBe(1);
+    const rows = JSON.parse(r.stdout) as Record<string, unknown>[];
+    expect(rows).toHaveLength(4);
+    for (const row of rows) {
+      expect(row).toMatchObject({
+        healthy: false,
+        ready: false,
+        view: null,
+        primary: null,
+        lastExecuted: null,
+      });
+      expect(row.error).toMatch(/^(BAD_RESPONSE|NODE_TIMEOUT): /);
+    }
+  }, 90_000);
+});
+
+describe('dropbear model-update against servers that are not Dropbear nodes', () => {
+  const update = (node: number) =>
+    cli(
+      'model-update',
+      '--group',
+      groupDir,
+      '--node',
+      String(node),
+      '--model',
+      MODEL,
+      '--home',
+      home,
+      '--wait',
+      '1000',
+    );
+
+  const cases: [string, number, RegExp][] = [
+    [
+      '200 with text',
+      0,
+      /^error \[BAD_RESPONSE\]: .*\/v1\/group answered HTTP 200 with a body that is not JSON/,
+    ],
+    ['500 with text', 1, /^error \[BAD_RESPONSE\]: .*\/v1\/group answered HTTP 500/],
+    ['200 with {}', 2, /^error \[BAD_RESPONSE\]: .*\/v1\/group answered without a list of models/],
+    // It waited forever, whatever --wait said.
+    ['no answer at all', 3, /^error \[NODE_TIMEOUT\]: .*\/v1\/group did not answer within 10000 ms/],
+  ];
+  for (const [what, node, message] of cases)
+    it(`${what}: one line with the code, exit 2`, async () => {
+      const r = await update(node);
+      expect(r.code, r.stderr).toBe(2);
+      expect(r.stdout).toBe('');
+      expect(r.stderr).toMatch(message);
+      expect(r.stderr.trim().split('\n')).toHaveLength(1);
+    }, 90_000);
+
+  it('nothing listening: NODE_UNREACHABLE naming the refusal', async () => {
+    const dead = await server('text');
+    const port = (dead.address() as AddressInfo).port;
+    await new Promise((r) => dead.close(r));
+    const file = join(groupDir, 'group.json');
+    const before = readFileSync(file, 'utf8');
+    const g = JSON.parse(before) as { nodes: { api: string }[] };
+    g.nodes[0].api = `http://127.0.0.1:${port}`;
+    writeFileSync(file, JSON.stringify(g, null, 2));
+    try {
+      const r = await update(0);
+      expect(r.code, r.stderr).toBe(2);
+      expect(r.stderr).toMatch(
+        /^error \[NODE_UNREACHABLE\]: nothing answered at .*\/v1\/group \(ECONNREFUSED\)/,
+      );
+    } finally {
+      writeFileSync(file, before);
+    }
+  }, 90_000);
+});
