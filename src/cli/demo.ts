@@ -3,14 +3,14 @@
  * certifies the val images sent through the SDK; prints a table and the URLs, then serves until Ctrl-C
  * (`--once`: exit after the table).
  */
-import { existsSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { Command } from 'commander';
 import { verifyCertificate } from '../certificate/index.ts';
 import { DropbearClient, type InferResult } from '../client/index.ts';
 import { catalogByName } from '../inference/catalog.ts';
 import { defaultHome, pullModel, resolveModel } from '../inference/store.ts';
-import { type DropbearError, groupIdOf, hex } from '../protocol/index.ts';
+import { DropbearError, groupIdOf, hex } from '../protocol/index.ts';
 import { loadLabels } from '../sim/eval.ts';
 import { usageError } from './errors.ts';
 import { countProgress } from './eval.ts';
@@ -31,7 +31,16 @@ async function prepareModels(models: string[], home: string): Promise<string[]> 
       await resolveModel(m, home);
       out.push(m);
       continue;
-    } catch {}
+    } catch (e) {
+      if (!(e instanceof DropbearError && e.code === 'MODEL_NOT_FOUND')) throw e;
+    }
+    // A name neither in the store nor in the catalog is a mistake (a typo): it was run as "no public
+    // download" and replaced by another model, so the demo certified with a model nobody asked for.
+    if (!catalogByName(m))
+      throw new DropbearError(
+        'MODEL_NOT_FOUND',
+        `--models: ${m} is neither in the store nor in the catalog; see \`npx dropbear models list\` (or import it with \`npx dropbear models import DIR\`)`,
+      );
     if (!catalogByName(m)?.url) {
       // No public download (the TFLite-derived models): run a downloadable one in its place.
       const alt =
@@ -75,12 +84,16 @@ export function registerDemo(program: Command): void {
       const count = o.count === undefined ? undefined : Number(o.count);
       if (count !== undefined && !(Number.isInteger(count) && count > 0))
         throw usageError('--count is a positive integer');
-      if (!existsSync(o.images)) throw usageError(`no image folder at ${o.images} (use --images DIR)`);
+      if (!existsSync(o.images) || !statSync(o.images).isDirectory())
+        throw usageError(`no image folder at ${o.images} (use --images DIR)`);
       let files = readdirSync(o.images)
         .filter((f) => /\.(jpe?g|png)$/i.test(f))
         .sort();
+      if (files.length === 0) throw usageError(`no .jpg/.jpeg/.png images in ${o.images} (use --images DIR)`);
       if (count) files = files.slice(0, count);
-      const models = await prepareModels(o.models.split(','), home);
+      const asked = o.models.split(',').filter(Boolean);
+      if (asked.length !== 4) throw usageError(`--models names ${asked.length} models; the demo runs 4`);
+      const models = await prepareModels(asked, home);
       const out = resolve(o.out);
       if (existsSync(join(out, 'group.json'))) rmSync(out, { recursive: true, force: true });
       else if (existsSync(out) && readdirSync(out).length > 0)

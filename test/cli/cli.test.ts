@@ -3,7 +3,16 @@
  * repository root. Output folders live under the OS temp folder and are removed afterwards.
  */
 import { spawn } from 'node:child_process';
-import { cpSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import {
+  cpSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -269,6 +278,56 @@ describe('usage errors exit 2 with a message naming the problem', () => {
 });
 
 describe('dropbear demo', () => {
+  /** Runs the demo with the shared models and a home and group folder of its own under `name`. */
+  async function demo(name: string, ...args: string[]): Promise<Ran> {
+    const d = dir(name);
+    process.env.DROPBEAR_HOME = join(d, 'home');
+    process.env.DROPBEAR_MODELS = MODELS_DIR;
+    try {
+      return await cli('demo', '--once', '--count', '1', '--out', join(d, 'group'), ...args);
+    } finally {
+      delete process.env.DROPBEAR_HOME;
+      delete process.env.DROPBEAR_MODELS;
+    }
+  }
+
+  // It was taken for a model without a public download and replaced by another (a warning on stderr),
+  // so the demo certified, exit 0, with a model nobody asked for.
+  it(
+    'refuses a misspelt model name (MODEL_NOT_FOUND) before starting any node',
+    async () => {
+      const r = await demo(
+        'demo-typo',
+        '--images',
+        VAL_DIR,
+        '--models',
+        'mobilenetv2-12-int9,shufflenet-v2-12-qdq,squeezenet1.1-fp16-winml,mobilenet_v1_0.5_160_quant',
+      );
+      expect(r.code, r.stderr).toBe(2);
+      expect(r.stdout).toBe('');
+      expect(r.stderr).toMatch(
+        /^error \[MODEL_NOT_FOUND\]: --models: mobilenetv2-12-int9 is neither in the store nor in the catalog/m,
+      );
+      expect(r.stderr).not.toMatch(/starting 4 nodes|in its place/);
+    },
+    TIMEOUT,
+  );
+
+  // It started four nodes, certified nothing and exited 0.
+  it(
+    'refuses an image folder without images',
+    async () => {
+      const empty = dir('demo-no-images');
+      mkdirSync(empty);
+      writeFileSync(join(empty, 'notes.txt'), 'no images here\n');
+      const r = await demo('demo-empty', '--images', empty);
+      expect(r.code, r.stderr).toBe(2);
+      expect(r.stdout).toBe('');
+      expect(r.stderr).toMatch(/^error \[CLI_USAGE\]: no \.jpg\/\.jpeg\/\.png images in /);
+    },
+    TIMEOUT,
+  );
+
   it(
     'starts four node processes with four models, prints a table of 5 certified, verified images and exits with --once',
     async () => {
