@@ -17,6 +17,7 @@ import { countProgress } from './eval.ts';
 import { DEFAULT_MODELS, GROUP_REPLICA, initGroup, loadGroup, startGroup } from './group.ts';
 import { decisionText, label } from './infer.ts';
 import { progressReporter } from './models.ts';
+import { parseWhole } from './numbers.ts';
 
 /** Gets each model into the store: already there, imported from $DROPBEAR_MODELS, or pulled (with a bar). */
 async function prepareModels(models: string[], home: string): Promise<string[]> {
@@ -81,9 +82,7 @@ export function registerDemo(program: Command): void {
     )
     .action(async (o: { once?: boolean; out: string; images: string; count?: string; models: string }) => {
       const home = process.env.DROPBEAR_HOME ?? defaultHome();
-      const count = o.count === undefined ? undefined : Number(o.count);
-      if (count !== undefined && !(Number.isInteger(count) && count > 0))
-        throw usageError('--count is a positive integer');
+      const count = o.count === undefined ? undefined : parseWhole('--count', o.count, 1);
       if (!existsSync(o.images) || !statSync(o.images).isDirectory())
         throw usageError(`no image folder at ${o.images} (use --images DIR)`);
       let files = readdirSync(o.images)

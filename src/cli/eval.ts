@@ -6,6 +6,7 @@ import { DropbearError } from '../protocol/index.ts';
 import { formatEval, runEval } from '../sim/eval.ts';
 import { usageError } from './errors.ts';
 import { stableJson } from './io.ts';
+import { parseWhole } from './numbers.ts';
 
 /**
  * Models missing from the store are imported from $DROPBEAR_MODELS when it is set (CI and offline machines
@@ -95,9 +96,8 @@ export function registerEval(program: Command): void {
         const models = o.models.split(',').filter(Boolean);
         if (o.decoder !== 'fast' && o.decoder !== 'reference')
           throw usageError('--decoder is fast or reference');
-        const limit = o.limit === undefined ? undefined : Number(o.limit);
-        if (limit !== undefined && !(Number.isInteger(limit) && limit > 0))
-          throw usageError('--limit is a positive integer');
+        const limit = o.limit === undefined ? undefined : parseWhole('--limit', o.limit, 1);
+        const seed = parseWhole('--seed', o.seed, 0);
         await ensureModels(models, o.home);
         const report = await runEval({
           models,
@@ -105,7 +105,7 @@ export function registerEval(program: Command): void {
           home: o.home,
           decoder: o.decoder as Decoder,
           limit,
-          seed: Number(o.seed),
+          seed,
           onProgress: countProgress(),
         });
         process.stdout.write(`${formatEval(report)}\n`);

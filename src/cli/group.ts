@@ -17,6 +17,7 @@ import { readKeyFile, writeKeyFile } from '../protocol/keyfile.ts';
 import { usageError } from './errors.ts';
 import { ensureModels } from './eval.ts';
 import { readGenesis, readJsonFile, stableJson } from './io.ts';
+import { parseWhole } from './numbers.ts';
 
 /**
  * The replica settings `group init` writes into every node config. Real models answer in a few ms each, at
@@ -350,8 +351,8 @@ export function registerGroup(program: Command): void {
       }) => {
         const g = await initGroup({
           dir: o.dir,
-          nodes: Number(o.nodes),
-          f: o.f === undefined ? undefined : Number(o.f),
+          nodes: parseWhole('--nodes', o.nodes, 1),
+          f: o.f === undefined ? undefined : parseWhole('--f', o.f, 0),
           models: o.models?.split(',').filter(Boolean),
           home: o.home,
           name: o.name,

@@ -7,15 +7,16 @@ import { Certificate, DropbearError, toJson } from '../protocol/index.ts';
 import { usageError } from './errors.ts';
 import { loadGroup } from './group.ts';
 import { stableJson } from './io.ts';
+import { wholeOrNaN } from './numbers.ts';
 
 export function clientFor(dir: string, sendTo?: string): DropbearClient {
-  const g = loadGroup(dir);
   let to: 'all' | number | undefined;
   if (sendTo !== undefined) {
-    to = sendTo === 'all' ? 'all' : Number(sendTo);
-    if (to !== 'all' && !(Number.isInteger(to) && to > 0))
-      throw usageError('--send-to is "all" or a node count');
+    to = sendTo === 'all' ? 'all' : wholeOrNaN(sendTo);
+    if (to !== 'all' && !(Number.isSafeInteger(to) && to > 0))
+      throw usageError(`--send-to is "all" or a node count, not ${JSON.stringify(sendTo)}`);
   }
+  const g = loadGroup(dir);
   return new DropbearClient({
     genesis: g.genesis,
     nodes: g.file.nodes.map((n) => ({ id: n.id, api: n.api })),

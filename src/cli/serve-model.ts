@@ -13,6 +13,7 @@ import {
 import { defaultHome, deriveSpec, type ResolvedModel, resolveModel, sha256File } from '../inference/store.ts';
 import { DropbearError } from '../protocol/index.ts';
 import { usageError } from './errors.ts';
+import { wholeOrNaN } from './numbers.ts';
 
 /**
  * MODEL is a path to an .onnx file (its spec comes from the catalog by digest, else from the model itself)
@@ -39,28 +40,28 @@ export async function locateModel(model: string, home: string): Promise<Resolved
 
 function positiveInt(what: string) {
   return (v: string): number => {
-    const n = Number(v);
+    const n = wholeOrNaN(v);
     if (!Number.isInteger(n) || n < 1) throw usageError(`${what} must be a positive integer, got ${v}`);
     return n;
   };
 }
 
 function niceValue(v: string): number {
-  const n = Number(v);
+  const n = wholeOrNaN(v);
   if (!isWorkerNice(n)) throw usageError(`--worker-nice must be 0..19, got ${v}`);
   return n;
 }
 
 function nonNegativeInt(what: string): (v: string) => number {
   return (v: string): number => {
-    const n = Number(v);
+    const n = wholeOrNaN(v);
     if (!Number.isInteger(n) || n < 0) throw usageError(`${what} must be an integer ≥ 0, got ${v}`);
     return n;
   };
 }
 
 function port(v: string): number {
-  const n = Number(v);
+  const n = wholeOrNaN(v);
   if (!Number.isInteger(n) || n < 0 || n > 65535) throw usageError(`--port must be 0..65535, got ${v}`);
   return n;
 }

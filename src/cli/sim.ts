@@ -9,6 +9,7 @@ import { type Behaviour, type SimResult, simulate } from '../sim/world.ts';
 import { usageError } from './errors.ts';
 import { runRandomFaults, runScheduleFile } from './faults.ts';
 import { stableJson } from './io.ts';
+import { parseDecimal } from './numbers.ts';
 
 export interface SimCliOptions {
   nodes: string;
@@ -34,10 +35,7 @@ function int(name: string, v: string, min: number): number {
   return x;
 }
 function frac(name: string, v: string, max = 1): number {
-  const x = Number(v);
-  if (!Number.isFinite(x) || x < 0 || x > max)
-    throw usageError(`--${name} must be a number in [0, ${max}], got "${v}"`);
-  return x;
+  return parseDecimal(`--${name}`, v, 0, max);
 }
 
 export function parseByzantine(specs: string[], n: number): Map<number, Behaviour> {

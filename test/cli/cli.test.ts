@@ -244,7 +244,7 @@ describe('dropbear verify', () => {
 });
 
 describe('usage errors exit 2 with a message naming the problem', () => {
-  const cases: [string, string[], RegExp][] = [
+  const cases: [string, string[] | (() => string[]), RegExp][] = [
     [
       'a Byzantine node out of range',
       ['sim', '--byzantine', '9:wrong-results'],
@@ -262,11 +262,67 @@ describe('usage errors exit 2 with a message naming the problem', () => {
       ['serve-model', `${MODELS_DIR}/mobilenet_v1_0.25_128_quant.onnx`, '--worker-nice', '20'],
       /--worker-nice must be 0\.\.19, got 20/,
     ],
+    // Number("") is 0, Number("0x4") 4, Number("abc") NaN: each was taken (src/cli/numbers.ts).
+    [
+      'an empty --disagreement (it ran with 0)',
+      ['sim', '--disagreement', ''],
+      /--disagreement must be a number in \[0, 1\], got ""/,
+    ],
+    ['a --loss in hex', ['sim', '--loss', '0x0'], /--loss must be a number in \[0, 0\.9\], got "0x0"/],
+    [
+      'an --f that is not a number (it said n = 4 tolerates at most f = 1)',
+      () => [
+        'group',
+        'init',
+        '--dir',
+        dir('never-f'),
+        '--models',
+        'standin,standin,standin,standin',
+        '--f',
+        'x',
+      ],
+      /--f must be a whole number ≥ 0, got "x"/,
+    ],
+    [
+      '--nodes in hex (it made a group of 4)',
+      () => [
+        'group',
+        'init',
+        '--dir',
+        dir('never-nodes'),
+        '--models',
+        'standin,standin,standin,standin',
+        '--nodes',
+        '0x4',
+      ],
+      /--nodes must be a whole number ≥ 1, got "0x4"/,
+    ],
+    [
+      'an eval --seed that is not a number (it ran with seed NaN)',
+      ['eval', '--models', 'a,b,c,d', '--seed', 'abc'],
+      /--seed must be a whole number ≥ 0, got "abc"/,
+    ],
+    [
+      'an eval --limit in hex',
+      ['eval', '--models', 'a,b,c,d', '--limit', '0x2'],
+      /--limit must be a whole number ≥ 1, got "0x2"/,
+    ],
+    [
+      'a demo --count with an exponent',
+      ['demo', '--count', '1e1', '--images', 'no-such-folder'],
+      /--count must be a whole number ≥ 1, got "1e1"/,
+    ],
+    [
+      'an infer --send-to in hex, before the group is read',
+      ['infer', '--group', 'no-such-group', '--send-to', '0x2', 'x.jpg'],
+      /--send-to is "all" or a node count, not "0x2"/,
+    ],
   ];
-  for (const [what, args, message] of cases)
+  for (const [what, argv, message] of cases)
     it(
       what,
       async () => {
+        const args = typeof argv === 'function' ? argv() : argv;
         const r = await cli(...args);
         expect(r.code).toBe(2);
         expect(r.stdout).toBe('');
