@@ -1,11 +1,10 @@
-import { writeFileSync } from 'node:fs';
 import type { Command } from 'commander';
 import type { Decoder } from '../inference/decode.ts';
 import { importModels, resolveModel } from '../inference/store.ts';
 import { DropbearError } from '../protocol/index.ts';
 import { formatEval, runEval } from '../sim/eval.ts';
 import { usageError } from './errors.ts';
-import { stableJson } from './io.ts';
+import { checkOutputFile, stableJson, writeOutputFile } from './io.ts';
 import { parseWhole } from './numbers.ts';
 
 /**
@@ -98,6 +97,7 @@ export function registerEval(program: Command): void {
           throw usageError('--decoder is fast or reference');
         const limit = o.limit === undefined ? undefined : parseWhole('--limit', o.limit, 1);
         const seed = parseWhole('--seed', o.seed, 0);
+        if (o.json) checkOutputFile('--json', o.json);
         await ensureModels(models, o.home);
         const report = await runEval({
           models,
@@ -110,7 +110,7 @@ export function registerEval(program: Command): void {
         });
         process.stdout.write(`${formatEval(report)}\n`);
         if (o.json) {
-          writeFileSync(o.json, stableJson(report));
+          writeOutputFile(o.json, stableJson(report));
           process.stdout.write(`wrote ${o.json}\n`);
         }
       },

@@ -4,7 +4,7 @@
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join, resolve } from 'node:path';
 import type { Command } from 'commander';
@@ -16,7 +16,7 @@ import { DropbearError, Genesis, groupIdOf, hex, keyPairFromSeed, toJson } from 
 import { readKeyFile, writeKeyFile } from '../protocol/keyfile.ts';
 import { usageError } from './errors.ts';
 import { ensureModels } from './eval.ts';
-import { readGenesis, readJsonFile, stableJson } from './io.ts';
+import { makeOutputDir, readGenesis, readJsonFile, stableJson } from './io.ts';
 import { parseWhole } from './numbers.ts';
 
 /**
@@ -166,7 +166,7 @@ export async function initGroup(o: InitOptions): Promise<GroupFile> {
   const resolved = await Promise.all(
     models.map((m, i) => (m === STANDIN_MODEL ? { sha256: standInDigest(i) } : resolveModel(m, o.home))),
   );
-  mkdirSync(join(dir, 'keys'), { recursive: true });
+  makeOutputDir('--dir', join(dir, 'keys'));
   const keys = models.map((_, i) => {
     const k = keyPairFromSeed(randomBytes(32));
     writeKeyFile(join(dir, 'keys', `node-${i}.json`), k);

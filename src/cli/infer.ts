@@ -1,4 +1,4 @@
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import type { Command } from 'commander';
 import { DropbearClient, type InferResult } from '../client/index.ts';
@@ -6,7 +6,7 @@ import { labelName } from '../inference/postprocess.ts';
 import { Certificate, DropbearError, toJson } from '../protocol/index.ts';
 import { usageError } from './errors.ts';
 import { loadGroup } from './group.ts';
-import { stableJson } from './io.ts';
+import { makeOutputDir, stableJson } from './io.ts';
 import { wholeOrNaN } from './numbers.ts';
 
 export function clientFor(dir: string, sendTo?: string): DropbearClient {
@@ -46,7 +46,7 @@ export function registerInfer(program: Command): void {
     )
     .action(async (images: string[], o: { group: string; out?: string; sendTo?: string }) => {
       const client = clientFor(o.group, o.sendTo);
-      if (o.out) mkdirSync(o.out, { recursive: true });
+      if (o.out) makeOutputDir('--out', o.out);
       let failed = 0;
       for (const file of images) {
         let bytes: Buffer;

@@ -1,4 +1,5 @@
-import { readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
 import {
   CodecError,
   DropbearError,
@@ -38,6 +39,59 @@ export function readGenesis(path: string): Genesis {
   const problem = genesisProblem(genesis);
   if (problem) throw new DropbearError('GENESIS_INVALID', `${path}: ${problem}`);
   return genesis;
+}
+
+/**
+ * Output paths, checked before the work that fills them: a folder given where a file goes, a file where a
+ * folder goes, or a folder that does not exist ended `sim --out`, `eval --json`, `group init --dir` and
+ * `infer --out` with a bare `ENOTDIR`/`ENOENT` and no code, `sim` and `eval` after the whole run.
+ */
+
+/** Makes `dir` and its parents for output; FILE_UNWRITABLE naming the option when it cannot. */
+export function makeOutputDir(option: string, dir: string): void {
+  try {
+    mkdirSync(dir, { recursive: true });
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    const why =
+      code === 'EEXIST'
+        ? 'is a file, not a folder'
+        : code === 'ENOTDIR'
+          ? 'cannot be made: a folder above it is a file'
+          : `cannot be made (${(e as Error).message})`;
+    throw new DropbearError('FILE_UNWRITABLE', `${option} ${dir} ${why}; name a folder, or a new path`);
+  }
+}
+
+/** That `file` can be written later: its folder exists and it is not itself a folder; else FILE_UNWRITABLE. */
+export function checkOutputFile(option: string, file: string): void {
+  const parent = dirname(resolve(file));
+  let isDir = false;
+  try {
+    isDir = statSync(parent).isDirectory();
+  } catch {}
+  if (!isDir)
+    throw new DropbearError(
+      'FILE_UNWRITABLE',
+      `${option} ${file}: ${parent} is not a folder; create it first, or name a file in an existing folder`,
+    );
+  if (existsSync(file) && statSync(file).isDirectory())
+    throw new DropbearError('FILE_UNWRITABLE', `${option} ${file} is a folder; name a file`);
+}
+
+/**
+ * Writes `file` whole or not at all: a temporary file beside it, renamed over it, so a full disk or a
+ * Ctrl-C leaves the old file or none, never half of the new one. FILE_UNWRITABLE when it cannot.
+ */
+export function writeOutputFile(file: string, data: string): void {
+  const tmp = `${file}.${process.pid}.tmp`;
+  try {
+    writeFileSync(tmp, data);
+    renameSync(tmp, file);
+  } catch (e) {
+    rmSync(tmp, { force: true });
+    throw new DropbearError('FILE_UNWRITABLE', `cannot write ${file}: ${(e as Error).message}`);
+  }
 }
 
 export function stableJson(value: unknown): string {

@@ -8,7 +8,7 @@ import { scriptNames } from '../sim/scripts.ts';
 import { type Behaviour, type SimResult, simulate } from '../sim/world.ts';
 import { usageError } from './errors.ts';
 import { runRandomFaults, runScheduleFile } from './faults.ts';
-import { stableJson } from './io.ts';
+import { makeOutputDir, stableJson } from './io.ts';
 import { parseDecimal } from './numbers.ts';
 
 export interface SimCliOptions {
@@ -68,6 +68,7 @@ export function runSimCommand(o: SimCliOptions): { result: SimResult; summary: s
   if (nodes < 3 * f + 1) throw usageError(`--nodes ${nodes} is below 3f+1 = ${3 * f + 1}`);
   const byzantine = parseByzantine(o.byzantine, nodes);
   if (byzantine.size > f) throw usageError(`${byzantine.size} Byzantine nodes exceed f = ${f}`);
+  if (o.out) makeOutputDir('--out', o.out);
   const result = simulate({
     nodes,
     f,

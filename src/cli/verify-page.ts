@@ -1,21 +1,16 @@
-import { writeFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import type { Command } from 'commander';
-import { DropbearError, Genesis, groupIdOf, hex, toJson } from '../protocol/index.ts';
+import { Genesis, groupIdOf, hex, toJson } from '../protocol/index.ts';
 import { dashboardScript } from '../web/bundle.ts';
 import { offlinePage } from '../web/page.ts';
-import { readGenesis } from './io.ts';
+import { readGenesis, writeOutputFile } from './io.ts';
 
 /** Writes the offline certificate page for a genesis; returns the group id. */
 export async function writeVerifyPage(genesisPath: string, out: string): Promise<string> {
   const genesis = readGenesis(genesisPath);
   const html = offlinePage(await dashboardScript(), toJson(Genesis, genesis));
-  try {
-    writeFileSync(out, html);
-  } catch (e) {
-    throw new DropbearError('FILE_UNWRITABLE', `cannot write ${out}: ${(e as Error).message}`);
-  }
+  writeOutputFile(out, html);
   return hex(groupIdOf(genesis));
 }
 

@@ -244,6 +244,12 @@ describe('dropbear verify', () => {
 });
 
 describe('usage errors exit 2 with a message naming the problem', () => {
+  /** A plain file, for options that want a folder. */
+  const aFile = () => {
+    const f = dir('a-file');
+    writeFileSync(f, 'not a folder\n');
+    return f;
+  };
   const cases: [string, string[] | (() => string[]), RegExp][] = [
     [
       'a Byzantine node out of range',
@@ -316,6 +322,51 @@ describe('usage errors exit 2 with a message naming the problem', () => {
       'an infer --send-to in hex, before the group is read',
       ['infer', '--group', 'no-such-group', '--send-to', '0x2', 'x.jpg'],
       /--send-to is "all" or a node count, not "0x2"/,
+    ],
+    // Output paths: a bare ENOTDIR/ENOENT without a code, sim's and eval's after the whole run.
+    [
+      'sim --out naming a file',
+      () => ['sim', '--requests', '3', '--out', aFile()],
+      /^error \[FILE_UNWRITABLE\]: --out .*a-file is a file, not a folder/,
+    ],
+    [
+      'sim --out below a file',
+      () => ['sim', '--requests', '3', '--out', join(aFile(), 'sub')],
+      /^error \[FILE_UNWRITABLE\]: --out .*a-file[/\\]sub cannot be made: a folder above it is a file/,
+    ],
+    [
+      'group init --dir below a file',
+      () => ['group', 'init', '--dir', join(aFile(), 'g'), '--models', 'standin,standin,standin,standin'],
+      /^error \[FILE_UNWRITABLE\]: --dir .*a folder above it is a file/,
+    ],
+    [
+      'eval --json in a folder that does not exist, before any model is read',
+      () => ['eval', '--models', 'a,b,c,d', '--json', join(dir('no-such-folder'), 'eval.json')],
+      /^error \[FILE_UNWRITABLE\]: --json .*no-such-folder is not a folder; create it first/,
+    ],
+    [
+      'sim --faults --keep naming a file',
+      () => ['sim', '--faults', 'random', '--seeds', '1', '--keep', aFile()],
+      /^error \[FILE_UNWRITABLE\]: --keep .*a-file is a file, not a folder/,
+    ],
+    // Any JSON was run: `{}` ended with "Cannot read properties of undefined (reading 'length')".
+    [
+      'sim --schedule with JSON that is not a schedule',
+      () => {
+        const f = dir('not-a-schedule.json');
+        writeFileSync(f, '{"a": 1}\n');
+        return ['sim', '--schedule', f];
+      },
+      /^error \[SCHEDULE_INVALID\]: .*not-a-schedule\.json is not a fault schedule: "seed" must be a whole number/,
+    ],
+    [
+      'sim --schedule with a genesis',
+      () => {
+        const f = dir('genesis-as-schedule.json');
+        writeFileSync(f, JSON.stringify({ version: 1, name: 'g', f: 0, nodes: [] }));
+        return ['sim', '--schedule', f];
+      },
+      /^error \[SCHEDULE_INVALID\]: .* is not a fault schedule/,
     ],
   ];
   for (const [what, argv, message] of cases)
