@@ -90,7 +90,12 @@ export function writeOutputFile(file: string, data: string): void {
     renameSync(tmp, file);
   } catch (e) {
     rmSync(tmp, { force: true });
-    throw new DropbearError('FILE_UNWRITABLE', `cannot write ${file}: ${(e as Error).message}`);
+    // The error names the temporary file: say the file asked for, and why.
+    const code = (e as NodeJS.ErrnoException).code;
+    throw new DropbearError(
+      'FILE_UNWRITABLE',
+      `cannot write ${file}${code ? ` (${code})` : `: ${(e as Error).message}`}`,
+    );
   }
 }
 

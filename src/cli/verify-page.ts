@@ -4,10 +4,11 @@ import type { Command } from 'commander';
 import { Genesis, groupIdOf, hex, toJson } from '../protocol/index.ts';
 import { dashboardScript } from '../web/bundle.ts';
 import { offlinePage } from '../web/page.ts';
-import { readGenesis, writeOutputFile } from './io.ts';
+import { checkOutputFile, readGenesis, writeOutputFile } from './io.ts';
 
 /** Writes the offline certificate page for a genesis; returns the group id. */
 export async function writeVerifyPage(genesisPath: string, out: string): Promise<string> {
+  checkOutputFile('--out', out);
   const genesis = readGenesis(genesisPath);
   const html = offlinePage(await dashboardScript(), toJson(Genesis, genesis));
   writeOutputFile(out, html);

@@ -349,6 +349,11 @@ describe('usage errors exit 2 with a message naming the problem', () => {
       () => ['sim', '--faults', 'random', '--seeds', '1', '--keep', aFile()],
       /^error \[FILE_UNWRITABLE\]: --keep .*a-file is a file, not a folder/,
     ],
+    [
+      'verify-page --out in a folder that does not exist, before the genesis is read',
+      () => ['verify-page', '--genesis', 'missing.json', '--out', join(dir('no-such-folder'), 'v.html')],
+      /^error \[FILE_UNWRITABLE\]: --out .*no-such-folder is not a folder; create it first/,
+    ],
     // Any JSON was run: `{}` ended with "Cannot read properties of undefined (reading 'length')".
     [
       'sim --schedule with JSON that is not a schedule',
