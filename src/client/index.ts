@@ -313,6 +313,11 @@ const UTF8 = new TextDecoder();
  * The JSON body of `res` (bodyOf's limit), or null when it is not JSON or could not be read: only
  * RESPONSE_TOO_LARGE is thrown (what reading it did not end is the node's failure for the caller to note).
  */
+/** Why an answer is neither a certificate, "pending" nor the API's error ("node 0 answered 200" said none). */
+function unexpectedAnswer(node: GroupNode, status: number, body: unknown): string {
+  return `node ${node.id} answered ${status} ${body === null ? 'with a body that is not JSON' : 'without a certificate or an error'}`;
+}
+
 async function jsonOf(res: Response, max: number): Promise<unknown> {
   let bytes: Uint8Array;
   try {
@@ -610,7 +615,7 @@ export class DropbearClient {
     if (res.status === 202) return null;
     throw new DropbearError(
       body?.error?.code ?? `HTTP_${res.status}`,
-      body?.error?.message ?? `node ${node.id} answered ${res.status}`,
+      body?.error?.message ?? unexpectedAnswer(node, res.status, body),
     );
   }
 
@@ -632,7 +637,7 @@ export class DropbearClient {
     if (res.status === 200 && body?.certificate) return fromJson(Certificate, body.certificate);
     throw new DropbearError(
       body?.error?.code ?? `HTTP_${res.status}`,
-      body?.error?.message ?? `node ${node.id} answered ${res.status}`,
+      body?.error?.message ?? unexpectedAnswer(node, res.status, body),
     );
   }
 
@@ -724,7 +729,7 @@ export class DropbearClient {
             const code = e instanceof DropbearError ? e.code : 'NETWORK';
             // Cut off: the call is over (quiet nodes are woken before its time is up, see quietTimer).
             if (e === DONE) throw e;
-            errors.push(`node ${n.id}: ${code} ${(e as Error).message}`);
+            errors.push(`node ${n.id}: ${code} ${whyFailed(e)}`);
             if (code === 'OVERLOADED') overloadedBy.add(n.id);
             // A waiting node failed: the quiet ones are asked now (the other waiters may be withholding).
             if (waiting.has(n)) wakeQuiet();
@@ -1340,6 +1345,19 @@ function surelyNotTaken(e: unknown): boolean {
 }
 const NEVER_CONNECTED = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH']);
 
+/**
+ * An error's message for the per-node list, with the network cause when there is one: fetch says only
+ * "fetch failed" and keeps the reason (ECONNREFUSED, ENOTFOUND, …) in `cause`, so a group that was not
+ * running read "node 0: NETWORK fetch failed" (2026-12-06).
+ */
+function whyFailed(e: unknown): string {
+  const message = e instanceof Error ? e.message : String(e);
+  const cause = (e as { cause?: { code?: unknown; message?: unknown } } | null)?.cause;
+  const detail =
+    typeof cause?.code === 'string' ? cause.code : typeof cause?.message === 'string' ? cause.message : '';
+  return detail && !message.includes(detail) ? `${message} (${detail})` : message;
+}
+
 /** Records on each unsettled item why `node` could not serve it (and whether it surely did not take it). */
 function failAll(items: BatchItem[], node: GroupNode, e: unknown): void {
   const code = e instanceof DropbearError ? e.code : 'NETWORK';
@@ -1348,7 +1366,7 @@ function failAll(items: BatchItem[], node: GroupNode, e: unknown): void {
     if (!it.out) {
       if (declined) (it.declined ??= new Set()).add(node.id);
       if (code === 'OVERLOADED') (it.overloadedBy ??= new Set()).add(node.id);
-      it.errors.push(`node ${node.id}: ${code} ${(e as Error).message}`);
+      it.errors.push(`node ${node.id}: ${code} ${whyFailed(e)}`);
     }
 }
 

@@ -179,3 +179,30 @@ describe('dropbear model-update against servers that are not Dropbear nodes', ()
     }
   }, 90_000);
 });
+
+describe('dropbear infer against servers that are not Dropbear nodes', () => {
+  // Each node's line read "NETWORK fetch failed" (nothing listening) or "HTTP_200 node 0 answered 200".
+  it('says for each node what came back, and the network cause', async () => {
+    const dead = await server('text');
+    const port = (dead.address() as AddressInfo).port;
+    await new Promise((r) => dead.close(r));
+    const file = join(groupDir, 'group.json');
+    const before = readFileSync(file, 'utf8');
+    const g = JSON.parse(before) as { nodes: { api: string }[] };
+    g.nodes[3].api = `http://127.0.0.1:${port}`;
+    writeFileSync(file, JSON.stringify(g, null, 2));
+    const image = join(tmp, 'input.jpg');
+    writeFileSync(image, 'not really an image');
+    try {
+      const r = await cli('infer', '--group', groupDir, image);
+      expect(r.code, r.stderr).toBe(2);
+      expect(r.stderr).toMatch(/^input\.jpg: error \[NO_CERTIFICATE\]: /);
+      expect(r.stderr).toMatch(/node 0: HTTP_200 node 0 answered 200 with a body that is not JSON/);
+      expect(r.stderr).toMatch(/node 1: HTTP_500 node 1 answered 500 with a body that is not JSON/);
+      expect(r.stderr).toMatch(/node 2: HTTP_200 node 2 answered 200 without a certificate or an error/);
+      expect(r.stderr).toMatch(/node 3: NETWORK fetch failed \(ECONNREFUSED\)/);
+    } finally {
+      writeFileSync(file, before);
+    }
+  }, 90_000);
+});
