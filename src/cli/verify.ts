@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import type { Command } from 'commander';
 import { SignatureCache, verifyCertificate } from '../certificate/index.ts';
 import { DropbearError } from '../protocol/index.ts';
-import { readGenesis, readJsonFile } from './io.ts';
+import { kindHint, readGenesis, readJsonFile } from './io.ts';
 
 function expand(paths: string[]): string[] {
   const out: string[] = [];
@@ -38,7 +38,10 @@ export function verifyFiles(genesisPath: string, certPaths: string[]): { valid: 
     }
     const r = verifyCertificate(json, genesis, { cache });
     if (r.ok) valid++;
-    else failures.push(`${file}: ${r.reason}: ${r.message}`);
+    else
+      failures.push(
+        `${file}: ${r.reason}: ${r.message}${r.reason === 'malformed' ? kindHint(json, 'a certificate') : ''}`,
+      );
   }
   return { valid, failures };
 }

@@ -223,6 +223,22 @@ describe('dropbear verify', () => {
     TIMEOUT,
   );
 
+  it(
+    'says which kind of file was given in place of a certificate (it said only "unknown field")',
+    async () => {
+      const genesis = join(dir('d1'), 'genesis.json');
+      const v = await cli('verify', '--genesis', genesis, genesis);
+      expect(v.code).toBe(1);
+      expect(lines(v.stdout)).toEqual([
+        expect.stringMatching(
+          /^INVALID .*genesis\.json: malformed: .*\(the file looks like a group genesis, not a certificate\)$/,
+        ),
+        '0 valid, 1 invalid',
+      ]);
+    },
+    TIMEOUT,
+  );
+
   // The JSON.parse message quotes the file's text, newlines included: still one line per file.
   it(
     'keeps one line per invalid file even when the bad file has line breaks',
@@ -353,6 +369,28 @@ describe('usage errors exit 2 with a message naming the problem', () => {
       'verify-page --out in a folder that does not exist, before the genesis is read',
       () => ['verify-page', '--genesis', 'missing.json', '--out', join(dir('no-such-folder'), 'v.html')],
       /^error \[FILE_UNWRITABLE\]: --out .*no-such-folder is not a folder; create it first/,
+    ],
+    // A file of another kind read only `unknown field "outcome"`.
+    [
+      'verify --genesis given a certificate',
+      () => {
+        const f = dir('cert-as-genesis.json');
+        writeFileSync(
+          f,
+          JSON.stringify({ version: 2, outcome: {}, leafIndex: 0, path: [], receipt: {}, signatures: [] }),
+        );
+        return ['verify', '--genesis', f, 'x.json'];
+      },
+      /^error \[GENESIS_INVALID\]: .*unknown field "outcome" \(the file looks like a certificate, not a group genesis\)/,
+    ],
+    [
+      'verify-page --genesis given a key file',
+      () => {
+        const f = dir('key-as-genesis.json');
+        writeFileSync(f, JSON.stringify({ kind: 'ed25519', publicKey: 'x', seed: '00' }));
+        return ['verify-page', '--genesis', f, '--out', dir('v.html')];
+      },
+      /^error \[GENESIS_INVALID\]: .*\(the file looks like a key file, not a group genesis\)/,
     ],
     // Any JSON was run: `{}` ended with "Cannot read properties of undefined (reading 'length')".
     [
