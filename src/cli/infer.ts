@@ -1,4 +1,4 @@
-import { readFileSync, writeFileSync } from 'node:fs';
+import { accessSync, constants, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import type { Command } from 'commander';
 import { DropbearClient, type InferResult } from '../client/index.ts';
@@ -47,6 +47,21 @@ export function registerInfer(program: Command): void {
     .action(async (images: string[], o: { group: string; out?: string; sendTo?: string }) => {
       const client = clientFor(o.group, o.sendTo);
       if (o.out) makeOutputDir('--out', o.out);
+      // Every image is checked before the first is sent: a misspelt fifth name ended the command after
+      // four requests had been certified (and paid for), so a rerun paid for them again.
+      for (const file of images) {
+        let isFile = false;
+        try {
+          isFile = statSync(file).isFile();
+          accessSync(file, constants.R_OK);
+        } catch (e) {
+          throw new DropbearError(
+            'FILE_UNREADABLE',
+            `cannot read ${file}: ${(e as Error).message}; nothing was sent`,
+          );
+        }
+        if (!isFile) throw new DropbearError('FILE_UNREADABLE', `${file} is not a file; nothing was sent`);
+      }
       let failed = 0;
       for (const file of images) {
         let bytes: Buffer;

@@ -205,4 +205,30 @@ describe('dropbear infer against servers that are not Dropbear nodes', () => {
       writeFileSync(file, before);
     }
   }, 90_000);
+
+  // A misspelt second name ended the command after the first request had been sent (and paid for).
+  it('checks every image is readable before sending any', async () => {
+    const dead = await server('text');
+    const port = (dead.address() as AddressInfo).port;
+    await new Promise((r) => dead.close(r));
+    const file = join(groupDir, 'group.json');
+    const before = readFileSync(file, 'utf8');
+    const g = JSON.parse(before) as { nodes: { api: string }[] };
+    g.nodes[3].api = `http://127.0.0.1:${port}`;
+    writeFileSync(file, JSON.stringify(g, null, 2));
+    const image = join(tmp, 'first.jpg');
+    writeFileSync(image, 'not really an image');
+    try {
+      for (const second of [join(tmp, 'no-such-image.jpg'), tmp]) {
+        const r = await cli('infer', '--group', groupDir, image, second);
+        expect(r.code, r.stderr).toBe(2);
+        expect(r.stdout).toBe('');
+        expect(r.stderr.trim().split('\n')).toEqual([
+          expect.stringMatching(/^error \[FILE_UNREADABLE\]: .*; nothing was sent$/),
+        ]);
+      }
+    } finally {
+      writeFileSync(file, before);
+    }
+  }, 90_000);
 });
