@@ -309,15 +309,15 @@ async function bodyOf(res: Response, max: number): Promise<Uint8Array> {
 
 const UTF8 = new TextDecoder();
 
-/**
- * The JSON body of `res` (bodyOf's limit), or null when it is not JSON or could not be read: only
- * RESPONSE_TOO_LARGE is thrown (what reading it did not end is the node's failure for the caller to note).
- */
 /** Why an answer is neither a certificate, "pending" nor the API's error ("node 0 answered 200" said none). */
 function unexpectedAnswer(node: GroupNode, status: number, body: unknown): string {
   return `node ${node.id} answered ${status} ${body === null ? 'with a body that is not JSON' : 'without a certificate or an error'}`;
 }
 
+/**
+ * The JSON body of `res` (bodyOf's limit), or null when it is not JSON or could not be read: only
+ * RESPONSE_TOO_LARGE is thrown (what reading it did not end is the node's failure for the caller to note).
+ */
 async function jsonOf(res: Response, max: number): Promise<unknown> {
   let bytes: Uint8Array;
   try {
