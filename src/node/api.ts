@@ -18,7 +18,8 @@
  * Every error is `{error: {code, message}}` (plus `requestId` when one is known), its status given by
  * `httpStatusOf(code)`; fastify's own errors are translated into the same codes, and so are those Node
  * raises on a connection before a request exists (HTTP that does not parse, oversized headers, a request
- * not fully arrived within `requestTimeoutMs`), answered on the socket with `Connection: close`.
+ * not fully arrived within `requestTimeoutMs`), answered on the socket with `Connection: close`. A JSON body
+ * nested over MAX_JSON_DEPTH or holding over MAX_JSON_CONTAINERS arrays and objects is MALFORMED_JSON, unparsed.
  */
 import { randomBytes } from 'node:crypto';
 import { setMaxListeners } from 'node:events';
@@ -290,6 +291,47 @@ function errorBody(e: ApiError) {
 
 /** Longest path parameter fastify matches (its default); longer ones get 414 URI_TOO_LONG. */
 const MAX_PARAM_LENGTH = 100;
+
+/**
+ * The deepest nesting of arrays and objects a JSON body may have (a valid request has 5; a v2 call's
+ * `parameters` a few more), and how many it may hold in all (a JSON POST of 1024 requests holds ~5 each).
+ * JSON.parse builds every value before a schema can refuse any: an 8 MiB body of `[[[[…]]]]` held a node's
+ * event loop ~8 s, and one of `[],[],…` ~2.5 s, where 8 MiB of base64 took under 1 s (2026-12-06, a
+ * stand-in group of 4 processes on 2 loaded cores). The count costs ~1.5 ms for a JSON POST of 1024
+ * batch-signed requests (1 MiB; JSON.parse: ~10 ms) and ~0.1 ms for 8 MiB of base64.
+ */
+export const MAX_JSON_DEPTH = 64;
+export const MAX_JSON_CONTAINERS = 16 * MAX_REQUESTS_PER_CALL;
+
+/**
+ * What is wrong with the shape of JSON text (nested over `maxDepth`, or over `maxContainers` arrays and
+ * objects), or null. Counted before parsing, in one pass: a string is skipped to its closing quote with
+ * indexOf (base64 costs next to nothing), so brackets inside strings do not count. Text that is not JSON
+ * may pass: JSON.parse says what is wrong with it.
+ */
+function jsonShapeProblem(text: string, maxDepth: number, maxContainers: number): string | null {
+  let depth = 0;
+  let containers = 0;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c === 0x22) {
+      // The closing quote: the next one not escaped, i.e. after an even run of backslashes.
+      let j = i;
+      for (;;) {
+        j = text.indexOf('"', j + 1);
+        if (j < 0) return null;
+        let k = j - 1;
+        while (text.charCodeAt(k) === 0x5c) k--;
+        if ((j - 1 - k) % 2 === 0) break;
+      }
+      i = j;
+    } else if (c === 0x5b || c === 0x7b) {
+      if (++depth > maxDepth) return `nests arrays and objects over ${maxDepth} deep`;
+      if (++containers > maxContainers) return `holds over ${maxContainers} arrays and objects`;
+    } else if (c === 0x5d || c === 0x7d) depth--;
+  }
+  return null;
+}
 
 /**
  * Where in a parsed JSON value a key fastify's parser refuses sits (`__proto__` anywhere, or `constructor`
@@ -592,6 +634,12 @@ export function buildApi(host: NodeHost, opts: ApiOptions = {}): FastifyInstance
   const fastifyJson = app.getDefaultJsonParser('error', 'error');
   app.removeContentTypeParser('application/json');
   app.addContentTypeParser('application/json', { parseAs: 'string' }, (req, body, done) => {
+    // Refused before JSON.parse builds it (MAX_JSON_DEPTH).
+    const shape = jsonShapeProblem(body as string, MAX_JSON_DEPTH, MAX_JSON_CONTAINERS);
+    if (shape !== null) {
+      done(apiError('MALFORMED_JSON', `the JSON body ${shape}, more than any valid request`), undefined);
+      return;
+    }
     fastifyJson(req, body as string, (e, value) => {
       if ((e as FastifyError | null)?.code === 'FST_ERR_CTP_INVALID_JSON_BODY') {
         let key: string | null = null;
