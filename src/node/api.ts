@@ -890,6 +890,9 @@ export function buildApi(host: NodeHost, opts: ApiOptions = {}): FastifyInstance
             await precheck(srs[i] as SignedRequest, ids[i]!);
             return null;
           } catch (e) {
+            // Not a refusal but a bug: the whole call fails (500 INTERNAL), logged with this error by the
+            // error handler. As one item's INTERNAL it went unlogged.
+            if (!(e instanceof DropbearError)) throw e;
             const err = toApiError(e, o.bodyLimitBytes as number);
             metrics.requestRejected(err.code);
             return err;

@@ -7,7 +7,9 @@ import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildApi } from '../../src/node/api.ts';
 import type { NodeHost } from '../../src/node/host.ts';
+import { groupIdOf, SignedRequest, toJson } from '../../src/protocol/index.ts';
 import { type LoneHost, openLoneHost } from './lone-host.ts';
+import { standInRequest } from './standin-request.ts';
 
 let lone: LoneHost;
 let host: NodeHost;
@@ -53,5 +55,42 @@ describe('request logging', () => {
     const perRequest = lines.filter((l) => l.msg === 'incoming request' || l.msg === 'request completed');
     expect(perRequest).toEqual([]);
     expect(warnings.map((w) => (w as { code?: string }).code ?? w.message)).not.toContain('FSTDEP023');
+  });
+});
+
+describe('internal errors', () => {
+  // A bug in the checks a request passes before the replica sees it (here: the ledger's balance lookup
+  // throws a TypeError). Before 2026-12-06 a POST of a list answered 200 with that item's error INTERNAL
+  // and logged nothing, so the bug went unseen; a single request logged only a wrapper, not the error.
+  it('a bug while checking a request in a list or alone is logged with its own error, and answered 500 INTERNAL', async () => {
+    const lines: { msg?: string; level?: number; err?: { message?: string; stack?: string } }[] = [];
+    const logger = pino({ level: 'info' }, { write: (s: string) => lines.push(JSON.parse(s)) });
+    const app = buildApi(host, { logger });
+    await app.ready();
+    const state = host.db.state;
+    const bug = new TypeError('balance lookup bug (injected)');
+    state.balanceOf = () => {
+      throw bug;
+    };
+    try {
+      const gid = groupIdOf(lone.group.genesis);
+      for (const [k, payload] of [
+        [1, (sr: SignedRequest) => ({ requests: [toJson(SignedRequest, sr)] })],
+        [2, (sr: SignedRequest) => ({ request: toJson(SignedRequest, sr) })],
+      ] as const) {
+        lines.length = 0;
+        const sr = standInRequest(lone.group, gid, 9_000 + k);
+        const res = await app.inject({ method: 'POST', url: '/v1/requests?wait=0', payload: payload(sr) });
+        expect(res.statusCode).toBe(500);
+        expect(res.json().error.code).toBe('INTERNAL');
+        const logged = lines.filter((l) => l.level === 50);
+        expect(logged.map((l) => l.err?.message)).toEqual([bug.message]);
+        expect(logged[0].err?.stack).toContain('TypeError');
+      }
+    } finally {
+      delete (state as { balanceOf?: unknown }).balanceOf;
+      await app.close();
+    }
+    expect(host.db.state.balanceOf(lone.group.client.publicKey)).toBeGreaterThan(0);
   });
 });
