@@ -774,8 +774,12 @@ export function buildApi(host: NodeHost, opts: ApiOptions = {}): FastifyInstance
 
   const overloaded = (incoming: number): string | null => {
     const pending = host.replica.pendingRequests;
-    if (pending + incoming > (o.maxPending as number))
-      return `the node holds ${pending} requests (limit ${o.maxPending}); retry later`;
+    const maxPending = o.maxPending as number;
+    if (pending + incoming > maxPending)
+      return (
+        `the node holds ${pending} requests and this call brings ${incoming} new ${incoming === 1 ? 'one' : 'ones'} ` +
+        `(limit ${maxPending}); ${incoming > maxPending ? `send at most ${maxPending} at a time` : 'retry later'}`
+      );
     // One POST into an empty queue always gets in (up to MAX_BATCH requests), whatever the rate.
     const rate = host.executedPerSecond();
     const byRate = Math.max(o.minPending as number, Math.round(rate * (o.maxQueueSeconds as number)));
