@@ -142,7 +142,8 @@ export function refuseOversizedBodies(app: FastifyInstance, limit: number, drain
       }
       if (seen > limit) {
         over = true;
-        reply.send(new errorCodes.FST_ERR_CTP_BODY_TOO_LARGE());
+        // Unless the request was answered already (a later preParsing hook refused it, e.g. its coding).
+        if (!reply.sent) reply.send(new errorCodes.FST_ERR_CTP_BODY_TOO_LARGE());
         return;
       }
       counted.write(chunk);

@@ -622,6 +622,23 @@ export function buildApi(host: NodeHost, opts: ApiOptions = {}): FastifyInstance
     },
   }) as unknown as FastifyInstance;
   refuseOversizedBodies(app, o.bodyLimitBytes as number);
+  // No route reads a compressed body: one in a coding other than identity is refused as such, rather than
+  // parsed as it is (gzipped JSON was "not valid JSON"). Its bytes are read and dropped, as for any answer
+  // given before the body (the size limits above still hold).
+  app.addHook('preParsing', (req, _reply, payload, done) => {
+    const coding = req.headers['content-encoding'];
+    if (coding === undefined || coding.trim().toLowerCase() === 'identity') {
+      done(null, payload);
+      return;
+    }
+    done(
+      apiError(
+        'UNSUPPORTED_MEDIA_TYPE',
+        `content-encoding "${cutUtf8(coding, 100)}" is not taken: send the body uncompressed`,
+      ),
+      payload,
+    );
+  });
   // A route that declares no query parameters takes none: a misspelt `?wiat=` is an error, not ignored.
   app.addHook('onRoute', (route) => {
     const schema = (route.schema ??= {}) as { querystring?: unknown };

@@ -6,6 +6,7 @@
  * One stand-in NodeHost, no peers.
  */
 import { readFileSync } from 'node:fs';
+import { gzipSync } from 'node:zlib';
 import type { FastifyInstance } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
@@ -279,6 +280,52 @@ describe('JSON bodies', () => {
       expect(res.json().error.code).not.toBe('MALFORMED_JSON');
     }
     await stillServes();
+  });
+});
+
+describe('Content-Encoding', () => {
+  // Before 2026-12-06 the coding was ignored: gzipped JSON was "Body is not valid JSON" (MALFORMED_JSON),
+  // a gzipped SignedRequest REQUEST_MALFORMED, which sent the client looking at its JSON or its codec.
+  it('a body in a coding other than identity: 415 UNSUPPORTED_MEDIA_TYPE naming it; the connection serves on', async () => {
+    const gz = gzipSync(Buffer.from('{"request": {}}'));
+    const c = new RawConn(port);
+    await c.ready;
+    try {
+      for (const [ct, coding, body] of [
+        ['application/json', 'gzip', gz],
+        ['application/octet-stream', 'br', Buffer.from([1, 2, 3])],
+      ] as const) {
+        c.write(
+          `POST /v1/requests HTTP/1.1\r\nhost: x\r\ncontent-type: ${ct}\r\ncontent-encoding: ${coding}\r\n` +
+            `content-length: ${body.length}\r\n\r\n`,
+        );
+        c.write(body);
+        const res = await c.response();
+        expectApiError(res, 'UNSUPPORTED_MEDIA_TYPE', 415);
+        expect(JSON.parse(res!.body).error.message).toContain(`"${coding}"`);
+      }
+      // The same body chunked, on v2 too.
+      c.write(
+        `POST /v2/models/${group.genesis.name}/infer HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n` +
+          `content-encoding: gzip\r\ntransfer-encoding: chunked\r\n\r\n${gz.length.toString(16)}\r\n`,
+      );
+      c.write(Buffer.concat([gz, Buffer.from('\r\n0\r\n\r\n')]));
+      expectApiError(await c.response(), 'UNSUPPORTED_MEDIA_TYPE', 415);
+      // identity is no coding at all: the body is read as it is.
+      c.write(
+        'POST /v1/requests HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-encoding: identity\r\n' +
+          'content-length: 15\r\n\r\n{"request": {}}',
+      );
+      const plain = await c.response();
+      expect(plain?.status).toBe(400);
+      expect(JSON.parse(plain!.body).error.code).toBe('REQUEST_MALFORMED');
+      // Still the same connection, still serving.
+      c.write('GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n');
+      expect((await c.response())?.status).toBe(200);
+      expect(c.closed).toBe(false);
+    } finally {
+      c.socket.destroy();
+    }
   });
 });
 

@@ -8,6 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildApi } from '../../src/node/api.ts';
 import type { NodeHost } from '../../src/node/host.ts';
 import { groupIdOf, SignedRequest, toJson } from '../../src/protocol/index.ts';
+import { RawConn } from '../raw-http.ts';
 import { type LoneHost, openLoneHost } from './lone-host.ts';
 import { standInRequest } from './standin-request.ts';
 
@@ -92,5 +93,33 @@ describe('internal errors', () => {
       await app.close();
     }
     expect(host.db.state.balanceOf(lone.group.client.publicKey)).toBeGreaterThan(0);
+  });
+});
+
+describe('a body refused twice over', () => {
+  // Chunked, compressed and over the limit: refused for its coding (415), after which the size check used to
+  // answer too and fastify logged "Reply was already sent" at warn, once per such request.
+  it('chunked, over the size limit and compressed: one answer (415), no warning', async () => {
+    const lines: { msg?: string; level?: number }[] = [];
+    const logger = pino({ level: 'info' }, { write: (s: string) => lines.push(JSON.parse(s)) });
+    const app = buildApi(host, { logger, bodyLimitBytes: 1000 });
+    await app.listen({ host: '127.0.0.1', port: 0 });
+    const c = new RawConn((app.server.address() as { port: number }).port);
+    try {
+      await c.ready;
+      c.write(
+        'POST /v1/requests HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-encoding: gzip\r\n' +
+          'transfer-encoding: chunked\r\n\r\n',
+      );
+      for (let i = 0; i < 5; i++) c.write(`3e8\r\n${'x'.repeat(1000)}\r\n`);
+      c.write('0\r\n\r\n');
+      expect((await c.response())?.status).toBe(415);
+      c.write('GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n');
+      expect((await c.response())?.status).toBe(200);
+    } finally {
+      c.socket.destroy();
+      await app.close();
+    }
+    expect(lines.filter((l) => (l.level ?? 0) >= 40).map((l) => l.msg)).toEqual([]);
   });
 });
