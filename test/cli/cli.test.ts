@@ -2,7 +2,6 @@
  * The real `dropbear` command, spawned as a child process (node bin/dropbear.mjs, through tsx), in the
  * repository root. Output folders live under the OS temp folder and are removed afterwards.
  */
-import { spawn } from 'node:child_process';
 import {
   cpSync,
   mkdirSync,
@@ -15,37 +14,14 @@ import {
 } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { MODELS_DIR, VAL_DIR } from '../shared.ts';
+import { type Ran, runCli } from './run-cli.ts';
 
-const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const TIMEOUT = 120_000;
 
-interface Ran {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
 function cli(...args: string[]): Promise<Ran> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['bin/dropbear.mjs', ...args], {
-      cwd: ROOT,
-      env: { ...process.env, NO_COLOR: '1', FORCE_COLOR: '0' },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
-    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
-    const timer = setTimeout(() => child.kill('SIGKILL'), TIMEOUT - 5_000);
-    child.on('error', reject);
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
-  });
+  return runCli(args, TIMEOUT - 5_000);
 }
 
 const lines = (s: string) => s.split('\n').filter((l) => l.length > 0);

@@ -5,48 +5,24 @@
  * one line per problem naming a stable code (BAD_RESPONSE, NODE_TIMEOUT, NODE_UNREACHABLE), never a parser's
  * message, a row of "undefined", or a wait without end.
  */
-import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { initGroup } from '../../src/cli/group.ts';
 import { importModels } from '../../src/inference/store.ts';
 import { STANDIN_MODEL } from '../../src/node/standin-backend.ts';
 import { MODELS_DIR } from '../shared.ts';
+import { type Ran, runCli } from './run-cli.ts';
 
-const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const MODEL = 'mobilenet_v1_0.25_128_quant';
 /** A child still running after this long is killed and the test fails (code null): it would never end. */
 const KILL_AFTER_MS = 60_000;
 
-interface Ran {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
 function cli(...args: string[]): Promise<Ran> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['bin/dropbear.mjs', ...args], {
-      cwd: ROOT,
-      env: { ...process.env, NO_COLOR: '1', FORCE_COLOR: '0' },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
-    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
-    const timer = setTimeout(() => child.kill('SIGKILL'), KILL_AFTER_MS);
-    child.on('error', reject);
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
-  });
+  return runCli(args, KILL_AFTER_MS);
 }
 
 type Mode = 'text' | 'http500' | 'emptyObject' | 'silent';
