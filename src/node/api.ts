@@ -173,6 +173,9 @@ export const API_DEFAULTS = {
 
 export { MAX_REQUESTS_PER_CALL };
 
+/** How long the API's close() lets requests still in flight finish before it cuts their connections. */
+export const CLOSE_GRACE_MS = 1000;
+
 /** Every error code the API answers with, and its HTTP status (docs/api.md, "Codes", lists them all). */
 const STATUS: Record<string, number> = {
   BAD_REQUEST: 400,
@@ -701,15 +704,28 @@ export function buildApi(host: NodeHost, opts: ApiOptions = {}): FastifyInstance
   // reading the connection, so a client that then hangs up is not seen to go. The long polls it holds
   // end now instead (answered as when their wait is over: 404, 202 pending), so that answers flow and
   // their waiters are never left behind a closed connection.
+  //
+  // While the node stops, every answer closes its connection (`Connection: close`): close() drops the
+  // connections idle when it begins and then waits for the others to end, and a connection whose request
+  // was in flight then (a long poll the host ends on stop, say) turned idle and stayed open for the
+  // client's keep-alive (72 s, fastify's hint), past a supervisor's 10 s before SIGKILL (the crash soak,
+  // bench/soak.ts, 2026-12-06: 2 of its first 3 runs).
   app.addHook('onSend', (req, reply, payload, done) => {
     if (reply.raw.socket === null) {
       const held = pollsOn.get(req.raw.socket);
       if (held) for (const c of held) c.abort();
     }
+    if (closing) reply.header('connection', 'close');
     done(null, payload);
   });
   app.addHook('preClose', async () => {
     closing = true;
+    // close() drops the connections idle now and waits for the rest. A connection with no request on it
+    // (a client's call cut off while it connected, a browser's preconnect) or half a request is not idle
+    // to Node: close() waited for it until the headers' timeout (60 s), past a supervisor's 10 s before
+    // SIGKILL (the crash soak, bench/soak.ts). What is still open after CLOSE_GRACE_MS is cut; answers in
+    // flight have that long to go out (the host ends its long polls before the API closes, node/run.ts).
+    setTimeout(() => app.server.closeAllConnections(), CLOSE_GRACE_MS).unref();
   });
 
   const waitOf = (wait: number | undefined, dflt: number) => Math.min(wait ?? dflt, maxWaitMs);

@@ -235,4 +235,44 @@ describe('the caps on long polls held at once', () => {
     await until(() => waiting() === 0, 30_000, 'and hanging up cancels them');
     await stillServes(port);
   });
+
+  it('closing: a long poll held at close is answered with Connection: close, so close() does not wait out its keep-alive', async () => {
+    // Found by the crash soak (bench/soak.ts): a node asked to stop while a request was in flight on a
+    // kept-alive connection answered it and then kept the connection, idle, open: close() closes idle
+    // connections once, when it begins, and then waits for the others to end (the client's keep-alive,
+    // 72 s by fastify's hint), past the supervisor's 10 s, so the node was SIGKILLed.
+    const { app, port } = await serve();
+    const c = await open(port);
+    c.write(longPoll(300));
+    await until(() => waiting() === 1, 30_000, 'the long poll is held');
+    let closed = false;
+    const closing = app.close().then(() => {
+      closed = true;
+    });
+    const res = await c.response(30_000);
+    expect(res?.status).toBe(404);
+    expect(res?.headers).toContain('connection: close');
+    // The client does not hang up: the node does, once the answer is out, and close() resolves.
+    await until(() => c.closed && closed, 30_000, 'the connection closed and close() resolved');
+    await closing;
+  });
+
+  it('closing: a connection that sent no request, or half of one, does not hold close() up', async () => {
+    // Also found by the crash soak: a client connection open with no request on it (one whose call was
+    // cut off while connecting, a browser's preconnect) is not idle to Node, so close() waited for it until
+    // the headers' timeout (60 s) and the node was SIGKILLed. Cut after a grace now.
+    const { app, port } = await serve();
+    const silent = await open(port);
+    const half = await open(port);
+    half.write(
+      'POST /v1/requests HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{"req',
+    );
+    await new Promise((r) => setTimeout(r, 100));
+    let closed = false;
+    const closing = app.close().then(() => {
+      closed = true;
+    });
+    await until(() => closed && silent.closed && half.closed, 30_000, 'close() resolved and cut both');
+    await closing;
+  });
 });
