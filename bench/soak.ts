@@ -1,0 +1,842 @@
+/**
+ * npm run bench:soak — a crash soak of a real group, then a check of the BFT invariants.
+ *
+ * A 4-node group (f = 1) of real node processes with the stand-in model (no inference cost) and `group
+ * init`'s settings (durability `prepared`, GROUP_REPLICA), each node's output in its own log file. Load:
+ * the SDK, open loop at `--rate` requests/s (default 50), each request sent to one or to two nodes (chosen
+ * at random), the SDK's defaults otherwise (hedging after 2 s, 30 s timeout). Faults, one at a time so at
+ * most f nodes are ever down: every 10–30 s a kill -9 of a random node (about a third of them the primary
+ * of the moment), down 1–10 s, restarted with the same config and data; or (a quarter of the faults) a stall:
+ * SIGSTOP for 2–6 s, then SIGCONT. A restarted node is waited for (ready, and caught up with the others)
+ * before the next gap starts. The fault schedule comes from `--seed` and is printed first: a run replays
+ * with the same seed (which node is "the primary" depends on the run).
+ *
+ * While it runs it samples each node's /v1/status every second (view, view change, last executed, requests
+ * held: `timeline.txt` in the run folder) and prints, at the end, the longest time the group executed
+ * nothing with the samples around it, and how long each node spent alone in a view change (a higher view
+ * than the others', which went on without it: PBFT keeps such a node out of the ordering until the group's
+ * next view change, so one more fault then stalls the group).
+ *
+ * After `--minutes` the load stops, the group settles (every node at the same last executed batch), the
+ * nodes are stopped (SIGTERM) and it checks, printing each:
+ *  0. nothing is left open (no SDK call unanswered, no long poll or certificate waiter at any node), and
+ *     every node exits on SIGTERM within 5 s (a node still running after 15 s is SIGKILLed; the sockets it
+ *     held after 5 s are printed);
+ *  1. every certificate the client received verifies offline against the genesis;
+ *  2. no request id was certified twice with different outcomes: across the four ledgers, each request id
+ *     is at one sequence number with one outcome, the same as its certificate's;
+ *  3. the ledgers agree: for every sequence number two nodes both executed, the same batch digest and the
+ *     same receipt; and each ledger passes `dropbear ledger verify` (chain, signatures, replay);
+ *     nothing certified is lost: every certificate's request is in every ledger, at its receipt's seq;
+ *  4. no node stored misbehaviour evidence (the evidence table, the "misbehaviour evidence stored" and
+ *     "bad signature" log lines);
+ *  5. the client's balance on each node (its ledger replayed) is the genesis balance minus the fees of
+ *     what the node executed, and that is the fees of the certificates received plus those of requests
+ *     certified whose certificate the client did not get (listed);
+ *  6. no node log has an uncaught exception, a fatal line or an error-level line;
+ *  7. requests that failed at the client, by code, and how requests sent only to a node that was down
+ *     fared (the SDK hedges to the others after 2 s); only OVERLOADED failures pass (every node asked turned
+ *     the request away while the group executed nothing, and the SDK leaves the retry to its caller).
+ * Exit status 1 if a check fails (the run folder is then kept and printed), 2 for a bad command line.
+ *
+ * --minutes M (5), --seed S (time-based when absent; printed), --rate R (50), --keep (keep the run folder).
+ */
+import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import {
+  closeSync,
+  copyFileSync,
+  existsSync,
+  mkdtempSync,
+  openSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import Database from 'better-sqlite3';
+import { SignatureCache, verifyCertificate } from '../src/certificate/index.ts';
+import { GROUP_REPLICA, initGroup, loadGroup, NODE_EXEC_ARGV, stopChild } from '../src/cli/group.ts';
+import { DropbearClient } from '../src/client/index.ts';
+import { SqliteLedger, StoredOutcomes } from '../src/ledger/sqlite.ts';
+import { verifyLedgerFile } from '../src/ledger/verify.ts';
+import { STANDIN_MODEL, standInInput } from '../src/node/standin-backend.ts';
+import {
+  Certificate,
+  DropbearError,
+  decode,
+  encode,
+  hex,
+  Outcome,
+  receiptHashOf,
+  requestIdOf,
+} from '../src/protocol/index.ts';
+import { type FlagSpecs, scriptFlags } from './lib/args.ts';
+import { flag } from './lib/part.ts';
+
+const FLAGS: FlagSpecs = {
+  minutes: { kind: 'number', help: 'how long the load and the faults run (5)' },
+  seed: { kind: 'count', help: 'the seed of the fault schedule and of the load (time-based when absent)' },
+  rate: { kind: 'number', help: 'requests per second, open loop (50)' },
+  keep: { kind: 'switch', help: 'keep the run folder (logs, ledgers) even when every check passes' },
+};
+const given = scriptFlags(process.argv.slice(2), FLAGS, 'npm run bench:soak');
+const MINUTES = Number(flag(given, 'minutes') ?? 5);
+const SEED = Number(flag(given, 'seed') ?? (Date.now() % 1_000_000) + 1);
+const RATE = Number(flag(given, 'rate') ?? 50);
+const KEEP = given.includes('--keep');
+const N = 4;
+const BIN = new URL('../bin/dropbear.mjs', import.meta.url).pathname;
+
+/** mulberry32: a small seeded generator, so that a seed replays the schedule. */
+function rng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+const uniform = (r: () => number, lo: number, hi: number) => lo + (hi - lo) * r();
+const log = (l: string) => process.stdout.write(`[${new Date().toISOString().slice(11, 23)}] ${l}\n`);
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+// ---- the fault schedule, from the seed ----
+interface Fault {
+  gapS: number;
+  kind: 'crash' | 'stall';
+  /** A node id, or 'primary' (the primary of the moment). */
+  target: number | 'primary';
+  /** Down (crash) or stopped (stall), seconds. */
+  forS: number;
+}
+function schedule(seed: number, totalS: number): Fault[] {
+  const r = rng(seed);
+  const out: Fault[] = [];
+  // Each fault takes its gap, its time down and ~5 s to come back: stop planning where they no longer fit.
+  let t = 0;
+  for (;;) {
+    const gapS = Math.round(uniform(r, 10, 30) * 10) / 10;
+    const kind = r() < 0.25 ? 'stall' : 'crash';
+    const target = kind === 'crash' && r() < 0.35 ? 'primary' : Math.floor(r() * N);
+    const forS = Math.round((kind === 'crash' ? uniform(r, 1, 10) : uniform(r, 2, 6)) * 10) / 10;
+    t += gapS + forS + 5;
+    if (t > totalS - 10) return out;
+    out.push({ gapS, kind, target, forS });
+  }
+}
+
+// ---- the group ----
+const root = mkdtempSync(join(tmpdir(), 'dropbear-soak-'));
+const groupDir = join(root, 'group');
+await initGroup({
+  dir: groupDir,
+  nodes: N,
+  models: Array.from({ length: N }, () => STANDIN_MODEL),
+  name: 'soak',
+  nodeConfig: { log: { level: 'info' }, replica: { ...GROUP_REPLICA } },
+});
+const g = loadGroup(groupDir);
+const procs = new Map<number, ChildProcess>();
+const logFile = (id: number) => join(root, `node-${id}.log`);
+const startCount = new Map<number, number>();
+
+function startNode(id: number): ChildProcess {
+  const fd = openSync(logFile(id), 'a');
+  const child = spawn(
+    process.execPath,
+    [...NODE_EXEC_ARGV, BIN, 'node', '--config', join(groupDir, `node-${id}.json`)],
+    {
+      stdio: ['ignore', fd, fd, 'ipc'],
+    },
+  );
+  closeSync(fd);
+  procs.set(id, child);
+  startCount.set(id, (startCount.get(id) ?? 0) + 1);
+  return child;
+}
+function kill9(id: number): Promise<void> {
+  const c = procs.get(id)!;
+  return new Promise((res) => {
+    if (c.exitCode !== null || c.signalCode !== null) return res();
+    c.once('exit', () => res());
+    c.kill('SIGKILL');
+  });
+}
+/** Each node's time to exit after SIGTERM (ms), and whether it needed SIGKILL after 15 s. */
+const stopTimes: { node: number; ms: number; killed: boolean; sockets: string }[] = [];
+async function stopAll(): Promise<void> {
+  for (const c of procs.values()) if (c.exitCode === null && c.signalCode === null) c.kill('SIGCONT');
+  await Promise.all(
+    [...procs].map(async ([node, c]) => {
+      if (c.exitCode !== null || c.signalCode !== null) return;
+      const t0 = Date.now();
+      let sockets = '';
+      // A node still running after 5 s: what it holds open then (for the report), before the SIGKILL.
+      const look = setTimeout(() => {
+        try {
+          sockets = execFileSync('ss', ['-tanp'], { encoding: 'utf8' })
+            .split('\n')
+            .filter((l) => l.includes(`pid=${c.pid},`))
+            .join('\n');
+        } catch (e) {
+          sockets = `ss: ${(e as Error).message}`;
+        }
+      }, 5000);
+      await stopChild(c, 15_000);
+      clearTimeout(look);
+      stopTimes.push({ node, ms: Date.now() - t0, killed: c.signalCode === 'SIGKILL', sockets });
+    }),
+  );
+}
+let stopping = false;
+const onSignal = () => {
+  if (stopping) return;
+  stopping = true;
+  log(`interrupted; stopping the nodes (run folder ${root})`);
+  void stopAll().then(() => process.exit(130));
+};
+process.on('SIGINT', onSignal);
+process.on('SIGTERM', onSignal);
+
+interface Status {
+  view: number;
+  primary: number;
+  lastExecuted: number;
+  viewChanging?: boolean;
+  pendingRequests?: number;
+  longPolls?: number;
+  waitingForCertificates?: number;
+}
+async function status(id: number, timeoutMs = 1000): Promise<Status | null> {
+  try {
+    const r = await fetch(`${g.file.nodes[id].api}/v1/status`, { signal: AbortSignal.timeout(timeoutMs) });
+    return r.status === 200 ? ((await r.json()) as Status) : null;
+  } catch {
+    return null;
+  }
+}
+async function readyz(id: number): Promise<boolean> {
+  try {
+    const r = await fetch(`${g.file.nodes[id].api}/readyz`, { signal: AbortSignal.timeout(1000) });
+    return r.status === 200;
+  } catch {
+    return false;
+  }
+}
+async function waitReady(ids: number[], timeoutMs: number): Promise<boolean> {
+  const deadline = Date.now() + timeoutMs;
+  for (const id of ids)
+    while (!(await readyz(id)))
+      if (Date.now() > deadline) return false;
+      else await sleep(200);
+  return true;
+}
+/** Waits until `id` has executed what the others had when it came up (a catch-up); ms taken or null. */
+async function waitCaughtUp(id: number, timeoutMs: number): Promise<number | null> {
+  const t0 = Date.now();
+  const others = await Promise.all([0, 1, 2, 3].filter((i) => i !== id).map((i) => status(i)));
+  const target = Math.max(0, ...others.map((s) => s?.lastExecuted ?? 0));
+  while (Date.now() - t0 < timeoutMs) {
+    const s = await status(id);
+    if (s && s.lastExecuted >= target) return Date.now() - t0;
+    await sleep(200);
+  }
+  return null;
+}
+
+// ---- the load ----
+interface Sent {
+  id: string;
+  sentTo: number[];
+  t0: number;
+  t1?: number;
+  cert?: Uint8Array;
+  servedBy?: number;
+  error?: { code: string; message: string };
+}
+const sent: Sent[] = [];
+/** Down intervals per node (crash or stall), for check 7. */
+const down: { node: number; kind: 'crash' | 'stall'; from: number; to: number }[] = [];
+
+/** The SDK's HTTP calls still open (check 0: none should be left once every call has settled). */
+const openCalls = new Map<number, { url: string; method: string; since: number; status?: number }>();
+let callNo = 0;
+const trackedFetch: typeof fetch = async (input, init) => {
+  const k = callNo++;
+  openCalls.set(k, { url: String(input), method: init?.method ?? 'GET', since: Date.now() });
+  try {
+    const res = await fetch(input, init);
+    const open = openCalls.get(k);
+    if (open) open.status = res.status;
+    // Open until its body is read (or the read fails or is cancelled).
+    if (!res.body) return res;
+    const reader = res.body.getReader();
+    const body = new ReadableStream<Uint8Array>({
+      async pull(c) {
+        try {
+          const r = await reader.read();
+          if (r.done) {
+            openCalls.delete(k);
+            c.close();
+          } else c.enqueue(r.value);
+        } catch (e) {
+          openCalls.delete(k);
+          c.error(e);
+        }
+      },
+      cancel(why) {
+        openCalls.delete(k);
+        return reader.cancel(why);
+      },
+    });
+    return new Response(body, { status: res.status, statusText: res.statusText, headers: res.headers });
+  } catch (e) {
+    openCalls.delete(k);
+    throw e;
+  }
+};
+const signer = new DropbearClient({ genesis: g.genesis, nodes: g.file.nodes, key: g.clientKey() });
+const senders = new Map<string, DropbearClient>();
+function senderFor(to: number[]): DropbearClient {
+  const k = to.join(',');
+  let c = senders.get(k);
+  if (!c) {
+    c = new DropbearClient({
+      genesis: g.genesis,
+      nodes: g.file.nodes,
+      key: g.clientKey(),
+      sendTo: to,
+      fetch: trackedFetch,
+    });
+    senders.set(k, c);
+  }
+  return c;
+}
+const inputs = Array.from({ length: 64 }, (_, i) => standInInput(i));
+
+function runLoad(ms: number, rate: number, seed: number): Promise<void> {
+  const r = rng(seed ^ 0x5bd1e995);
+  const t0 = Date.now();
+  const total = Math.floor((ms / 1000) * rate);
+  const pending = new Set<Promise<void>>();
+  let issued = 0;
+  return new Promise((resolve) => {
+    const tick = () => {
+      const due = Math.min(total, Math.floor(((Date.now() - t0) / 1000) * rate));
+      while (issued < due) {
+        const i = issued++;
+        const first = Math.floor(r() * N);
+        const to = r() < 0.5 ? [first] : [first, (first + 1 + Math.floor(r() * (N - 1))) % N].sort();
+        const sr = signer.sign(inputs[i % inputs.length]);
+        const s: Sent = { id: hex(requestIdOf(sr)), sentTo: to, t0: Date.now() };
+        sent.push(s);
+        const p = senderFor(to)
+          .send(sr)
+          .then(
+            (res) => {
+              s.cert = encode(Certificate, res.certificate);
+              s.servedBy = res.servedBy;
+            },
+            (e: unknown) => {
+              s.error = {
+                code: e instanceof DropbearError ? e.code : 'UNTYPED',
+                message: String((e as Error)?.message ?? e),
+              };
+            },
+          )
+          .finally(() => {
+            s.t1 = Date.now();
+            pending.delete(p);
+          });
+        pending.add(p);
+      }
+      if (issued < total) setTimeout(tick, 10);
+      else void Promise.allSettled([...pending]).then(() => resolve());
+    };
+    tick();
+  });
+}
+
+// ---- the faults ----
+interface FaultDone {
+  kind: 'crash' | 'stall';
+  node: number;
+  primary: boolean;
+  forS: number;
+  readyMs: number | null;
+  caughtUpMs: number | null;
+}
+const faultsDone: FaultDone[] = [];
+async function runFaults(plan: Fault[], until: number): Promise<void> {
+  for (const f of plan) {
+    await sleep(f.gapS * 1000);
+    if (Date.now() + f.forS * 1000 > until || stopping) return;
+    let node = typeof f.target === 'number' ? f.target : -1;
+    let primary = -1;
+    for (let i = 0; i < N && primary < 0; i++) primary = (await status(i))?.primary ?? -1;
+    if (node < 0) node = Math.max(primary, 0);
+    const from = Date.now();
+    if (f.kind === 'crash') {
+      log(`fault: kill -9 node ${node}${node === primary ? ' (the primary)' : ''}, down ${f.forS} s`);
+      await kill9(node);
+      await sleep(f.forS * 1000);
+      startNode(node);
+      const ok = await waitReady([node], 60_000);
+      const readyMs = ok ? Date.now() - from - f.forS * 1000 : null;
+      const caughtUpMs = ok ? await waitCaughtUp(node, 60_000) : null;
+      down.push({ node, kind: 'crash', from, to: Date.now() });
+      log(
+        `  node ${node} restarted: ready after ${readyMs ?? 'NOT READY'} ms, caught up after ${caughtUpMs ?? 'NOT CAUGHT UP'} ms`,
+      );
+      faultsDone.push({ kind: 'crash', node, primary: node === primary, forS: f.forS, readyMs, caughtUpMs });
+    } else {
+      log(`fault: SIGSTOP node ${node}${node === primary ? ' (the primary)' : ''} for ${f.forS} s`);
+      procs.get(node)!.kill('SIGSTOP');
+      await sleep(f.forS * 1000);
+      procs.get(node)!.kill('SIGCONT');
+      const caughtUpMs = await waitCaughtUp(node, 60_000);
+      down.push({ node, kind: 'stall', from, to: Date.now() });
+      log(`  node ${node} continued: caught up after ${caughtUpMs ?? 'NOT CAUGHT UP'} ms`);
+      faultsDone.push({
+        kind: 'stall',
+        node,
+        primary: node === primary,
+        forS: f.forS,
+        readyMs: 0,
+        caughtUpMs,
+      });
+    }
+  }
+}
+
+// ---- the run ----
+const checks: { name: string; ok: boolean; detail: string }[] = [];
+function check(name: string, ok: boolean, detail: string): void {
+  checks.push({ name, ok, detail });
+  log(`${ok ? 'PASS' : 'FAIL'} ${name}: ${detail}`);
+}
+
+const runMs = MINUTES * 60_000;
+const plan = schedule(SEED, runMs / 1000);
+log(`soak: seed ${SEED}, ${MINUTES} min at ${RATE} requests/s, n = ${N}, run folder ${root}`);
+log(
+  `fault plan (${plan.length}): ${plan.map((f) => `+${f.gapS}s ${f.kind} ${f.target} ${f.forS}s`).join('; ')}`,
+);
+for (let i = 0; i < N; i++) startNode(i);
+if (!(await waitReady([0, 1, 2, 3], 60_000))) throw new Error(`group not ready; logs in ${root}`);
+log('group ready; load and faults start');
+// Each node's view and progress every second, for the longest stall and the timeline file.
+const timeline: { t: number; s: (Status | null)[] }[] = [];
+/** The longest time the group executed nothing (from the timeline). */
+let best = { from: 0, to: 0 };
+let sampling = true;
+const sampler = (async () => {
+  while (sampling) {
+    const t = Date.now();
+    timeline.push({ t, s: await Promise.all([0, 1, 2, 3].map((i) => status(i, 900))) });
+    await sleep(1000 - (Date.now() - t));
+  }
+})();
+const until = Date.now() + runMs;
+await Promise.all([runLoad(runMs, RATE, SEED), runFaults(plan, until)]);
+sampling = false;
+await sampler;
+log(`load stopped: ${sent.length} requests issued`);
+
+// Every node up (a fault cut short by the end of the load would have restarted it already), then settle.
+for (const [id, c] of procs)
+  if (c.exitCode !== null || c.signalCode !== null) {
+    log(`node ${id} is not running (${c.signalCode ?? c.exitCode}); restarting it`);
+    startNode(id);
+  }
+await waitReady([0, 1, 2, 3], 60_000);
+let settled: Status[] | null = null;
+{
+  const deadline = Date.now() + 120_000;
+  let prev = '';
+  let sameSince = Date.now();
+  while (Date.now() < deadline) {
+    const ss = await Promise.all([0, 1, 2, 3].map((i) => status(i, 3000)));
+    const key = ss.map((s) => (s ? `${s.view}/${s.lastExecuted}` : 'down')).join(' ');
+    if (key !== prev) {
+      prev = key;
+      sameSince = Date.now();
+    }
+    if (ss.every((s) => s && s.lastExecuted === ss[0]!.lastExecuted) && Date.now() - sameSince > 3000) {
+      settled = ss as Status[];
+      break;
+    }
+    await sleep(500);
+  }
+  log(`settle: ${prev}`);
+}
+check(
+  'settled',
+  settled !== null,
+  settled
+    ? `all at seq ${settled[0].lastExecuted}, view ${settled[0].view}`
+    : 'the nodes did not agree on their last executed batch within 120 s',
+);
+{
+  const t0 = timeline[0]?.t ?? 0;
+  const line = (e: (typeof timeline)[number]) =>
+    `+${((e.t - t0) / 1000).toFixed(0)}s ${e.s.map((x) => (x ? `${x.view}${x.viewChanging ? '*' : ''}/${x.lastExecuted}/${x.pendingRequests}` : '-')).join(' ')}`;
+  writeFileSync(
+    join(root, 'timeline.txt'),
+    `# view(*: changing)/lastExecuted/pending per node\n${timeline.map(line).join('\n')}\n`,
+  );
+  // The longest time the group executed nothing while it held requests (no node's lastExecuted grew).
+  best = { from: 0, to: 0 };
+  let since = 0;
+  let top = -1;
+  timeline.forEach((e, i) => {
+    const m = Math.max(-1, ...e.s.map((x) => x?.lastExecuted ?? -1));
+    // Only while some node holds requests: an idle group (after the load) executes nothing either.
+    const busy = e.s.some((x) => (x?.pendingRequests ?? 0) > 0);
+    if (m > top || !busy) {
+      top = Math.max(top, m);
+      since = i;
+    } else if (e.t - timeline[since].t > best.to - best.from) best = { from: timeline[since].t, to: e.t };
+  });
+  // Seconds each node spent alone in a view change (a higher view than every other node answering, while
+  // they went on in theirs): the group then orders with the other three only, and one more fault stalls it.
+  const alone = [0, 1, 2, 3].map(
+    (i) =>
+      timeline.filter((e) => {
+        const me = e.s[i];
+        const others = e.s.filter((x, j) => j !== i && x) as Status[];
+        return (
+          me?.viewChanging && others.length >= 2 && others.every((x) => x.view < me.view && !x.viewChanging)
+        );
+      }).length,
+  );
+  log(`seconds each node spent alone in a view change (sampled): ${alone.join(', ')}`);
+  const around = timeline.filter((e) => e.t >= best.from - 3000 && e.t <= best.to + 3000);
+  log(
+    `longest time the group executed nothing: ${((best.to - best.from) / 1000).toFixed(0)} s${best.to > best.from ? ` (from +${((best.from - t0) / 1000).toFixed(0)} s):\n    ${around.map(line).join('\n    ')}` : ''}`,
+  );
+  const ss = await Promise.all([0, 1, 2, 3].map((i) => status(i, 3000)));
+  const inFlight = [...openCalls.values()];
+  check(
+    '0 nothing left open',
+    inFlight.filter((c) => c.status === undefined).length === 0 &&
+      ss.every((x) => !x?.longPolls && !x?.waitingForCertificates),
+    `SDK calls without an answer: ${
+      inFlight
+        .filter((c) => c.status === undefined)
+        .map(
+          (c) => `${c.method} ${c.url.replace(/^http:\/\/127\.0\.0\.1:/, ':')} (${Date.now() - c.since} ms)`,
+        )
+        .join(', ') || 'none'
+    }; answered, body not read: ${inFlight.filter((c) => c.status !== undefined).length}; nodes' long polls ${ss.map((x) => x?.longPolls ?? '?').join(', ')}, certificate waiters ${ss.map((x) => x?.waitingForCertificates ?? '?').join(', ')}`,
+  );
+}
+await stopAll();
+log('nodes stopped');
+{
+  const slow = stopTimes.filter((t) => t.killed || t.ms > 5000);
+  check(
+    '0 nodes stop on SIGTERM',
+    slow.length === 0,
+    `${stopTimes.map((t) => `node ${t.node} ${t.ms} ms${t.killed ? ' (SIGKILLed)' : ''}`).join(', ')}${slow.map((t) => `\n    node ${t.node} sockets after 5 s:\n${t.sockets}`).join('')}`,
+  );
+}
+
+// 1. certificates verify offline.
+const certified = sent.filter((s) => s.cert);
+{
+  const cache = new SignatureCache();
+  let bad = 0;
+  const examples: string[] = [];
+  for (const s of certified) {
+    const cert = decode(Certificate, s.cert!);
+    const v = verifyCertificate(cert, g.genesis, { cache });
+    if (!v.ok || hex(cert.outcome.requestId) !== s.id) {
+      bad++;
+      if (examples.length < 3)
+        examples.push(`${s.id.slice(0, 12)}: ${v.ok ? 'another request id' : v.message}`);
+    }
+  }
+  check(
+    '1 certificates verify',
+    bad === 0,
+    `${certified.length - bad} of ${certified.length} verify offline against the genesis${bad ? `; ${examples.join('; ')}` : ''}`,
+  );
+}
+
+// Read the ledgers (read-only).
+interface LedgerView {
+  batches: Map<number, string>;
+  receipts: Map<number, string>;
+  /** request id → [seq, outcome bytes hex, fee] */
+  outcomes: Map<string, { seq: number; outcome: string; fee: number }[]>;
+  evidence: { node: number; kind: string }[];
+  lastSeq: number;
+}
+const ledgerPath = (id: number) => join(groupDir, 'data', `node-${id}`, 'ledger.sqlite');
+const ledgers: LedgerView[] = [];
+for (let id = 0; id < N; id++) {
+  const db = new Database(ledgerPath(id), { readonly: true });
+  try {
+    const v: LedgerView = {
+      batches: new Map(),
+      receipts: new Map(),
+      outcomes: new Map(),
+      evidence: [],
+      lastSeq: 0,
+    };
+    for (const r of db.prepare('SELECT seq, digest FROM batches').all() as {
+      seq: number;
+      digest: Buffer;
+    }[]) {
+      v.batches.set(r.seq, hex(r.digest));
+      v.lastSeq = Math.max(v.lastSeq, r.seq);
+    }
+    for (const r of db.prepare('SELECT seq, hash FROM receipts').all() as { seq: number; hash: Buffer }[])
+      v.receipts.set(r.seq, hex(r.hash));
+    for (const r of db.prepare('SELECT seq, outcomes FROM outcomes').all() as {
+      seq: number;
+      outcomes: Buffer;
+    }[]) {
+      for (const b of decode(StoredOutcomes, new Uint8Array(r.outcomes))) {
+        const o = decode(Outcome, b);
+        const id = hex(o.requestId);
+        const list = v.outcomes.get(id) ?? [];
+        list.push({ seq: r.seq, outcome: hex(b), fee: o.fee });
+        v.outcomes.set(id, list);
+      }
+    }
+    v.evidence = db.prepare('SELECT node, kind FROM evidence').all() as { node: number; kind: string }[];
+    ledgers.push(v);
+  } finally {
+    db.close();
+  }
+}
+
+// 2. one outcome per request id, everywhere.
+{
+  const seen = new Map<string, Set<string>>();
+  let twice = 0;
+  for (const v of ledgers) {
+    for (const [id, list] of v.outcomes) {
+      if (list.length > 1) twice++;
+      const set = seen.get(id) ?? new Set();
+      for (const o of list) set.add(`${o.seq}:${o.outcome}`);
+      seen.set(id, set);
+    }
+  }
+  const conflicting = [...seen].filter(([, s]) => s.size > 1);
+  let certMismatch = 0;
+  for (const s of certified) {
+    const cert = decode(Certificate, s.cert!);
+    const mine = `${cert.receipt.seq}:${hex(encode(Outcome, cert.outcome))}`;
+    const there = seen.get(s.id);
+    if (there && !there.has(mine)) certMismatch++;
+  }
+  check(
+    '2 one outcome per request',
+    conflicting.length === 0 && twice === 0 && certMismatch === 0,
+    `${seen.size} request ids across the 4 ledgers: ${conflicting.length} with differing (seq, outcome), ${twice} executed twice in one ledger, ${certMismatch} certificates whose (seq, outcome) differs from the ledgers'`,
+  );
+}
+
+// 3. the ledgers agree, each verifies, nothing certified is lost.
+{
+  let pairs = 0;
+  const problems: string[] = [];
+  for (let a = 0; a < N; a++)
+    for (let b = a + 1; b < N; b++)
+      for (const [seq, d] of ledgers[a].batches) {
+        const e = ledgers[b].batches.get(seq);
+        if (e === undefined) continue;
+        pairs++;
+        if (e !== d) problems.push(`seq ${seq}: batch digest differs between nodes ${a} and ${b}`);
+        const ra = ledgers[a].receipts.get(seq);
+        const rb = ledgers[b].receipts.get(seq);
+        if (ra !== rb) problems.push(`seq ${seq}: receipt differs between nodes ${a} and ${b}`);
+      }
+  const held = ledgers.map((v) => `node ${ledgers.indexOf(v)}: ${v.batches.size} batches up to ${v.lastSeq}`);
+  check(
+    '3a ledgers agree',
+    problems.length === 0,
+    `${pairs} (seq, node pair) compared (${held.join(', ')})${problems.length ? `; ${problems.slice(0, 5).join('; ')}` : ''}`,
+  );
+  for (let id = 0; id < N; id++) {
+    const t = Date.now();
+    const r = verifyLedgerFile(ledgerPath(id), g.genesis, { node: id });
+    check(
+      `3b ledger ${id} verifies`,
+      r.ok,
+      r.ok ? `${r.batches} batches (${Date.now() - t} ms)` : r.problems.slice(0, 5).join('; '),
+    );
+  }
+  let lost = 0;
+  const lostEx: string[] = [];
+  for (const s of certified) {
+    const seq = decode(Certificate, s.cert!).receipt.seq;
+    for (let id = 0; id < N; id++) {
+      const there = ledgers[id].outcomes.get(s.id);
+      if (!there?.some((o) => o.seq === seq)) {
+        lost++;
+        if (lostEx.length < 5) lostEx.push(`${s.id.slice(0, 12)} (seq ${seq}) not in node ${id}'s ledger`);
+      }
+    }
+  }
+  check(
+    '3c nothing certified lost',
+    lost === 0,
+    `${certified.length} certified requests looked up in 4 ledgers: ${lost} missing${lost ? `; ${lostEx.join('; ')}` : ''}`,
+  );
+  // The receipt a certificate carries is the one each ledger holds at its seq.
+  let receiptMismatch = 0;
+  for (const s of certified) {
+    const c = decode(Certificate, s.cert!);
+    const h = hex(receiptHashOf(c.receipt));
+    for (const v of ledgers)
+      if (v.receipts.has(c.receipt.seq) && v.receipts.get(c.receipt.seq) !== h) receiptMismatch++;
+  }
+  check('3d certificate receipts match the ledgers', receiptMismatch === 0, `${receiptMismatch} mismatches`);
+}
+
+// 4. no misbehaviour evidence.
+const logs = Array.from({ length: N }, (_, i) =>
+  existsSync(logFile(i)) ? readFileSync(logFile(i), 'utf8').split('\n') : [],
+);
+{
+  const stored = ledgers.map((v, i) => `node ${i}: ${v.evidence.length}`);
+  const lines = logs.flatMap((ls, i) =>
+    ls
+      .filter((l) => /misbehaviour evidence stored|bad signature/.test(l))
+      .map((l) => `node ${i}: ${l.slice(0, 200)}`),
+  );
+  const total = ledgers.reduce((a, v) => a + v.evidence.length, 0);
+  check(
+    '4 no evidence',
+    total === 0 && lines.length === 0,
+    `evidence rows ${stored.join(', ')}; log lines ${lines.length}${lines.length ? `: ${lines.slice(0, 3).join(' | ')}` : ''}`,
+  );
+}
+
+// 5. balances.
+{
+  const client = g.clientKey().publicKey;
+  const clientHex = hex(client);
+  const genesisBalance = g.genesis.balances.find((b) => hex(b.client) === clientHex)!.amount;
+  const certFees = certified.reduce((a, s) => a + decode(Certificate, s.cert!).outcome.fee, 0);
+  const receivedIds = new Set(certified.map((s) => s.id));
+  const lines: string[] = [];
+  let ok = true;
+  for (let id = 0; id < N; id++) {
+    // The node's state: its ledger replayed (SqliteLedger.open), on a copy so the file stays as it was.
+    const copyDir = mkdtempSync(join(root, `replay-${id}-`));
+    for (const suffix of ['', '-wal', '-shm', '.boot'])
+      if (existsSync(ledgerPath(id) + suffix))
+        copyFileSync(ledgerPath(id) + suffix, join(copyDir, `ledger.sqlite${suffix}`));
+    const l = SqliteLedger.open(join(copyDir, 'ledger.sqlite'), g.genesis, { durability: 'prepared' });
+    const balance = l.state.balanceOf(client);
+    l.close();
+    let ledgerFees = 0;
+    let notReceived = 0;
+    let notReceivedFees = 0;
+    for (const [rid, list] of ledgers[id].outcomes) {
+      ledgerFees += list[0].fee;
+      if (!receivedIds.has(rid)) {
+        notReceived++;
+        notReceivedFees += list[0].fee;
+      }
+    }
+    const good = balance === genesisBalance - ledgerFees && ledgerFees === certFees + notReceivedFees;
+    ok &&= good;
+    lines.push(
+      `node ${id}: balance ${balance} = ${genesisBalance} − ${ledgerFees} (fees executed) ${balance === genesisBalance - ledgerFees ? 'yes' : 'NO'}; = certificates received ${certFees} + ${notReceived} certified requests without a certificate at the client ${notReceivedFees}: ${ledgerFees === certFees + notReceivedFees ? 'yes' : 'NO'}`,
+    );
+  }
+  check('5 balances', ok, lines.join('\n    '));
+}
+
+// 6. node logs.
+{
+  const found: string[] = [];
+  let errors = 0;
+  const warnCounts = new Map<string, number>();
+  logs.forEach((ls, i) => {
+    for (const l of ls) {
+      if (l.trim() === '') continue;
+      let level = 0;
+      let msg = l;
+      try {
+        const j = JSON.parse(l) as {
+          level?: number;
+          msg?: string;
+          code?: string;
+          err?: { message?: string };
+        };
+        level = j.level ?? 0;
+        msg = `${j.msg ?? ''}${j.code ? ` [${j.code}]` : ''}${j.err?.message ? `: ${j.err.message}` : ''}`;
+      } catch {
+        if (/uncaught|unhandled|^\s+at |Error:/i.test(l)) {
+          errors++;
+          if (found.length < 10) found.push(`node ${i}: ${l.slice(0, 240)}`);
+        }
+        continue;
+      }
+      if (level >= 50) {
+        errors++;
+        if (found.length < 10) found.push(`node ${i}: level ${level} ${msg.slice(0, 240)}`);
+      } else if (level === 40)
+        warnCounts.set(msg.slice(0, 120), (warnCounts.get(msg.slice(0, 120)) ?? 0) + 1);
+    }
+  });
+  const warns = [...warnCounts].sort((a, b) => b[1] - a[1]).map(([m, c]) => `${c}× ${m}`);
+  check(
+    '6 node logs',
+    errors === 0,
+    `${errors} error/fatal/uncaught lines${found.length ? `:\n    ${found.join('\n    ')}` : ''}\n    warnings: ${warns.slice(0, 12).join('\n              ') || 'none'}`,
+  );
+}
+
+// 7. client failures.
+{
+  const failed = sent.filter((s) => s.error);
+  const byCode = new Map<string, number>();
+  for (const s of failed) byCode.set(s.error!.code, (byCode.get(s.error!.code) ?? 0) + 1);
+  const downAt = (node: number, t: number) => down.some((d) => d.node === node && d.from <= t && t <= d.to);
+  const onlyDown = sent.filter((s) => s.sentTo.every((n) => downAt(n, s.t0)));
+  const onlyDownOk = onlyDown.filter((s) => s.cert);
+  const lat = certified.map((s) => s.t1! - s.t0).sort((a, b) => a - b);
+  const pct = (p: number) => lat[Math.min(lat.length - 1, Math.floor(p * lat.length))] ?? 0;
+  const inLedgers = failed.filter((s) => ledgers.some((v) => v.outcomes.has(s.id))).length;
+  check(
+    '7 client failures',
+    // The SDK hedges past a dead node: a failure is a finding, reported with its cause. OVERLOADED is the
+    // one expected kind: every node asked turned the request away because the group executed nothing
+    // for a while (the longest such time is printed above), and the SDK leaves the retry to the caller.
+    failed.every((s) => s.error!.code === 'OVERLOADED'),
+    `${sent.length} requests, ${certified.length} certified, ${failed.length} failed (only OVERLOADED passes; the longest time the group executed nothing: ${((best.to - best.from) / 1000).toFixed(0)} s; ${[...byCode].map(([c, n]) => `${c} ${n}`).join(', ') || 'none'}; ${inLedgers} of them executed anyway)${
+      failed.length
+        ? `\n    e.g. ${failed
+            .slice(0, 3)
+            .map(
+              (s) =>
+                `to [${s.sentTo}] at +${((s.t0 - sent[0].t0) / 1000).toFixed(1)} s: ${s.error!.message.slice(0, 300)}`,
+            )
+            .join('\n    e.g. ')}`
+        : ''
+    }\n    sent only to nodes down at the time: ${onlyDown.length}, certified ${onlyDownOk.length} (served by ${[...new Set(onlyDownOk.map((s) => s.servedBy))].join(', ') || '-'})\n    latency of certified requests: p50 ${pct(0.5)} ms, p99 ${pct(0.99)} ms, max ${lat.at(-1) ?? 0} ms`,
+  );
+}
+
+const crashes = faultsDone.filter((f) => f.kind === 'crash');
+log(
+  `faults done: ${crashes.length} crashes (${crashes.filter((f) => f.primary).length} of the primary), ${faultsDone.length - crashes.length} stalls; restarts caught up in ${crashes.map((f) => f.caughtUpMs ?? 'never').join(', ')} ms`,
+);
+const failedChecks = checks.filter((c) => !c.ok);
+log(
+  `seed ${SEED}: ${checks.length - failedChecks.length} of ${checks.length} checks passed${failedChecks.length ? `; FAILED: ${failedChecks.map((c) => c.name).join(', ')}` : ''}`,
+);
+if (failedChecks.length > 0 || KEEP) log(`run folder kept: ${root}`);
+else rmSync(root, { recursive: true, force: true });
+process.exit(failedChecks.length > 0 ? 1 : 0);
