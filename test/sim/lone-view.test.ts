@@ -62,10 +62,12 @@ describe('a node alone in a higher view', () => {
     const views: string[] = [];
     s.run({ until: () => s.now >= EPOCH_MS + 70_000 });
     views.push(...s.nodes.map((n) => `${n.replica.view}${n.replica.viewChanging ? '*' : ''}`));
-    // The scenario: the group stayed in view 0, the lone node well above it, still changing view.
+    // The scenario: the group stayed in view 0, the lone node above it, still changing view (since
+    // 2026-12-06 it waits in view 1, the view it asked for, instead of climbing further alone:
+    // test/sim/lone-view-change.test.ts; before, it reached view 3 or more here).
     expect(views.slice(0, 3)).toEqual(['0', '0', '0']);
     expect(lone.replica.viewChanging).toBe(true);
-    expect(lone.replica.view).toBeGreaterThanOrEqual(3);
+    expect(lone.replica.view).toBeGreaterThanOrEqual(1);
     // Every request certified by the group and by the lone node, within a few retransmission rounds of
     // the group's own certificate (virtual time: the simulator runs no faster or slower under load).
     for (const id of ids) {
