@@ -361,14 +361,36 @@ export class NodeHost {
     this.step({ type: 'message', from, msg });
   }
 
+  /**
+   * Logs a view change as it happens: VIEW_CHANGE_STARTED (warn: this node suspects the primary, or
+   * joins others that do) when it asks for a view, VIEW_STARTED (info) when a view begins here. Until
+   * 2026-12-06 view changes were logged at no level, and the crash soak's stalls (bench/soak.ts) could be
+   * read only from a timeline of `/v1/status`.
+   */
+  private logView(before: number): void {
+    const view = this.replica.view;
+    if (this.replica.viewChanging)
+      this.log.warn(
+        { code: 'VIEW_CHANGE_STARTED', view, from: before },
+        `view change: asking for view ${view} (was in view ${before})`,
+      );
+    else
+      this.log.info(
+        { code: 'VIEW_STARTED', view, primary: this.replica.primaryOf(view) },
+        `view ${view} started; its primary is node ${this.replica.primaryOf(view)}`,
+      );
+  }
+
   /** One event into the replica, then every action it asked for. Returns the actions (for callers). */
   step(event: Event): Action[] {
     if (this.stopped) return [];
     try {
       const view = this.replica.view;
+      const changing = this.replica.viewChanging;
       const actions = this.replica.step(event, this.clock.now());
       this.obs.step?.(event, actions);
       if (this.replica.view !== view) this.obs.viewChange?.(this.replica.view);
+      if (this.replica.view !== view || this.replica.viewChanging !== changing) this.logView(view);
       this.apply(actions);
       this.schedule();
       return actions;

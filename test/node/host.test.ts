@@ -44,7 +44,10 @@ function recordedHosts(
   name: string,
   log: Event[],
   handlers: Map<number, (f: number, b: Uint8Array) => void>,
-  o: Pick<HostOptions, 'replica' | 'onFatal'> & { backend?: (id: number) => ModelBackend | undefined },
+  o: Pick<HostOptions, 'replica' | 'onFatal'> & {
+    backend?: (id: number) => ModelBackend | undefined;
+    logger?: (id: number) => HostOptions['logger'];
+  },
 ): NodeHost[] {
   return group.genesis.nodes.map((_, id) =>
     NodeHost.open({
@@ -56,6 +59,7 @@ function recordedHosts(
       wire: recordingWire(id, 4, log, handlers),
       replica: o.replica,
       onFatal: o.onFatal,
+      logger: o.logger?.(id),
     }),
   );
 }
@@ -483,6 +487,42 @@ describe('requests the client sent to every node', () => {
       expect(sends.filter((e) => e.kind === 'forward')).toEqual([]);
       const fetchers = new Set(sends.filter((e) => e.kind === 'fetch').map((e) => e.node));
       expect([...fetchers].sort()).toEqual([0, 3]);
+    } finally {
+      for (const h of hosts) h.close();
+    }
+  });
+});
+
+describe('view changes in the log', () => {
+  it('a node logs VIEW_CHANGE_STARTED when it asks for a view and VIEW_STARTED when the view begins', async () => {
+    const group = makeGroup(4, 1, 37);
+    const lines: { node: number; level: string; code?: unknown; view?: unknown; primary?: unknown }[] = [];
+    const logger = (node: number) => ({
+      info: (o: object) => lines.push({ node, level: 'info', ...(o as object) }),
+      warn: (o: object) => lines.push({ node, level: 'warn', ...(o as object) }),
+      error: (o: object) => lines.push({ node, level: 'error', ...(o as object) }),
+    });
+    const hosts = recordedHosts(group, 'viewlog', [], new Map(), {
+      replica: { viewChangeTimeoutMs: 300, retransmitMs: 50, voteWaitMs: 5 },
+      logger,
+    });
+    try {
+      // Node 0, the primary of view 0, never starts: its peers' messages to it go nowhere, and a request
+      // the other three hold is not ordered until they move to view 1 (primary: node 1).
+      for (const h of hosts.slice(1)) h.start();
+      const sr = standInRequest(group, hosts[1], 700);
+      for (const h of hosts.slice(1)) expect(h.submit(sr, { sentToAll: true }).ok).toBe(true);
+      const id = hex(requestIdOf(sr));
+      for (const h of hosts.slice(1)) expect(await h.waitCertificate(id, 15_000)).not.toBeNull();
+      for (const node of [1, 2, 3]) {
+        const mine = lines.filter(
+          (l) => l.node === node && typeof l.code === 'string' && String(l.code).startsWith('VIEW_'),
+        );
+        expect(mine[0]).toMatchObject({ level: 'warn', code: 'VIEW_CHANGE_STARTED', view: 1 });
+        expect(mine).toContainEqual(
+          expect.objectContaining({ level: 'info', code: 'VIEW_STARTED', view: 1, primary: 1 }),
+        );
+      }
     } finally {
       for (const h of hosts) h.close();
     }
