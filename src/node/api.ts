@@ -588,7 +588,14 @@ export function buildApi(host: NodeHost, opts: ApiOptions = {}): FastifyInstance
   const custodial = opts.custodial !== undefined;
   const version = packageVersion();
   const maxWaitMs = o.maxWaitMs as number;
-  for (const k of ['maxLongPolls', 'maxLongPollsPerConnection'] as const) {
+  // maxInferenceQueue and retryAfterSeconds too (checked by the node config since 2026-12-06, but not when
+  // given here directly: 1.5 would have gone out as `Retry-After: 1.5`, which RFC 9110 does not allow).
+  for (const k of [
+    'maxLongPolls',
+    'maxLongPollsPerConnection',
+    'maxInferenceQueue',
+    'retryAfterSeconds',
+  ] as const) {
     const v = o[k] as number;
     if (!Number.isInteger(v) || v < 0) throw new RangeError(`${k} must be an integer ≥ 0, got ${v}`);
   }

@@ -63,3 +63,14 @@ describe('maxPending', () => {
     }
   });
 });
+
+describe('admission limits given to buildApi directly', () => {
+  it.each([
+    ['retryAfterSeconds', 1.5],
+    ['retryAfterSeconds', -1],
+    ['maxInferenceQueue', 2.5],
+    ['maxInferenceQueue', Number.NaN],
+  ] as const)('%s %s is refused (the node config checks them, a direct caller did not)', (k, v) => {
+    expect(() => buildApi(lone.host, { [k]: v })).toThrow(`${k} must be an integer ≥ 0, got ${v}`);
+  });
+});
