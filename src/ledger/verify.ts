@@ -170,6 +170,11 @@ export function verifyLedgerFile(
     check(db, genesis, node, problems, counts);
   } catch (e) {
     if (e instanceof DropbearError) throw e;
+    // A file that is not an SQLite database at all (or a folder) is unreadable (the CLI's exit 2), not a
+    // ledger with problems: until 2026-12-06 it read "cannot read ledger: file is not a database", exit 1.
+    const code = (e as { code?: unknown }).code;
+    if (code === 'SQLITE_NOTADB' || code === 'SQLITE_CANTOPEN')
+      throw new DropbearError('LEDGER_UNREADABLE', `${path} is not a ledger: ${(e as Error).message}`);
     problems.push(`cannot read ledger: ${(e as Error).message}`);
   } finally {
     db.close();

@@ -1644,4 +1644,15 @@ describe('dropbear ledger verify', () => {
     expect(missing.status).toBe(2);
     expect(missing.stderr).toMatch(/LEDGER_NOT_FOUND/);
   });
+
+  it('exits 2 with LEDGER_UNREADABLE for a file that is not a database (the help: 2 for unreadable)', () => {
+    const junk = join(dir, 'junk.sqlite');
+    writeFileSync(junk, 'this is not a database, only text long enough to have a header'.repeat(20));
+    const r = run(junk);
+    expect(r.stdout).toBe('');
+    expect(r.stderr).toMatch(
+      /^error \[LEDGER_UNREADABLE\]: .*junk\.sqlite is not a ledger: file is not a database/,
+    );
+    expect(r.status).toBe(2);
+  });
 });
