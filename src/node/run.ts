@@ -156,6 +156,10 @@ export async function startNode(
   const backends: ModelBackend[] = [];
   const closeBackends = () => Promise.all(backends.map((b) => b.close().catch(() => {})));
   let host: NodeHost;
+  // What a start that fails half-way must undo besides the backends (until 2026-12-06 only they were
+  // closed: a port already in use left the ledger open and the host's timers running until exit).
+  let opened: NodeHost | undefined;
+  let api: { close(): Promise<unknown> } | undefined;
   try {
     for (const m of [cfg.model, ...cfg.extraModels]) backends.push(await startBackend(m, cfg));
     if (cfg.byzantine === 'wrong-results') {
@@ -186,6 +190,7 @@ export async function startNode(
       observe: trace ? { ...metrics.observer(), step: (e, a) => trace.step(e, a) } : metrics.observer(),
     });
     const h = host;
+    opened = h;
     state = () => ({ view: h.replica.view, seq: h.replica.lastExecuted });
     const withState = log;
     const custodial = cfg.custodial?.map((a) => ({
@@ -204,10 +209,15 @@ export async function startNode(
       metrics,
       logger: withState,
     });
+    api = app;
     metrics.attach(host, () => peerStatesOf(transport));
-    const p2pPort = await transport.start();
+    const p2pPort = await transport.start().catch((e: unknown) => {
+      throw listenError(e, 'peers', cfg.p2p, 'p2p', configPath);
+    });
     host.start();
-    await app.listen({ host: cfg.api.host, port: cfg.api.port });
+    await app.listen({ host: cfg.api.host, port: cfg.api.port }).catch((e: unknown) => {
+      throw listenError(e, 'the HTTP API', cfg.api, 'api', configPath);
+    });
     const addr = app.server.address();
     const apiPort = typeof addr === 'object' && addr ? addr.port : cfg.api.port;
     const apiUrl = `http://${cfg.api.host}:${apiPort}`;
@@ -267,7 +277,34 @@ export async function startNode(
       },
     };
   } catch (e) {
+    opened?.stop();
+    await api?.close().catch(() => {});
+    await transport.stop().catch(() => {});
     await closeBackends();
+    opened?.close();
     throw e;
   }
+}
+
+/** Why a listen failed, as LISTEN_FAILED naming the address and the config field, for the causes a user fixes. */
+const LISTEN_CAUSES: Record<string, string> = {
+  EADDRINUSE: 'the port is in use (another node, or another program)',
+  EACCES: 'not allowed (a port below 1024 needs privileges)',
+  EADDRNOTAVAIL: 'no such address on this machine',
+};
+
+function listenError(
+  e: unknown,
+  what: string,
+  at: { host: string; port: number },
+  field: string,
+  configPath: string,
+): unknown {
+  const code = (e as { code?: unknown })?.code;
+  if (typeof code !== 'string' || !(code in LISTEN_CAUSES)) return e;
+  return new DropbearError(
+    'LISTEN_FAILED',
+    `cannot listen for ${what} on ${at.host}:${at.port}: ${LISTEN_CAUSES[code]} (${code}); change "${field}" in ${configPath}`,
+    { host: at.host, port: at.port, cause: code },
+  );
 }
