@@ -335,6 +335,9 @@ export function loadNodeConfig(path: string): NodeConfig {
           file,
         );
     }
+    // An empty one named nothing: "" went on to the store as a model name, "" as a path to the folder.
+    if (m && (m.name === '' || m.path === ''))
+      throw bad(`${field}.${m.name === '' ? 'name' : 'path'}`, 'must not be empty', file);
     if (m && typeof m.name === 'string') return { name: m.name };
     if (m && typeof m.path === 'string') return { path: rel(m.path) };
     if (m && m.standin === true) return { standin: {} };

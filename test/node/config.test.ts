@@ -488,6 +488,8 @@ describe('node config: a remote model', () => {
     refused({ name: 'a', path: 'm.onnx' }, '"model" names one model, not name and path');
     refused({ name: 'a', timeoutMs: 5 }, '"model.timeoutMs" is not a model field');
     refused({ standin: { disagreemnt: 0.5 } }, '"model.standin.disagreemnt" is not a stand-in setting');
+    refused({ name: '' }, '"model.name" must not be empty');
+    refused({ path: '' }, '"model.path" must not be empty');
     expect(loadModel({ standin: { disagreement: 0.5 } })).toEqual({ standin: { disagreement: 0.5 } });
     expect(loadModel({ name: 'a' })).toEqual({ name: 'a' });
     const file = join(dir, 'node-x.json');
