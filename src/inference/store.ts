@@ -426,7 +426,8 @@ export async function deriveSpec(
   } catch (e) {
     throw new DropbearError(
       'MODEL_INVALID',
-      `${displayPath} does not load as an ONNX model in onnxruntime-node: ${(e as Error).message}`,
+      // onnxruntime's message names the file it opened: an import's temp file in the store, not the user's.
+      `${displayPath} does not load as an ONNX model in onnxruntime-node: ${(e as Error).message.split(path).join(displayPath)}`,
     );
   }
   try {
