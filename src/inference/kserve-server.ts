@@ -22,7 +22,8 @@
  * (`parameters.binary_data_output` or the output's `parameters.binary_data`), as binary data after the JSON
  * with its length in the Inference-Header-Content-Length header (the binary tensor data extension).
  * Errors are JSON {"error": "..."}: 400 bad request, 404 unknown model, version or path, 413 body over the
- * limit, 503 overloaded or shutting down, 500 anything else. Errors raised before a route runs read
+ * limit, 415 a compressed body (a Content-Encoding other than identity), 503 overloaded or shutting down,
+ * 500 anything else. Errors raised before a route runs read
  * "CODE: message" with the node API's codes (http-body.ts): 400 BAD_URL (a URL that does not decode),
  * 414 URI_TOO_LONG (a path parameter over 100 characters), and, answered on the socket with
  * `Connection: close`, 400 BAD_HTTP (not HTTP/1.1), 431 HEADERS_TOO_LARGE, 408 REQUEST_TIMEOUT (a request
@@ -91,6 +92,7 @@ function statusOf(e: unknown): number {
     if (e.code === 'KSERVE_NOT_FOUND') return 404;
     if (e.code === 'OVERLOADED' || e.code === 'ENGINE_CLOSED') return 503;
     if (e.code.startsWith('INPUT_') || e.code === 'KSERVE_BAD_REQUEST') return 400;
+    if (e.code === 'KSERVE_UNSUPPORTED_MEDIA_TYPE') return 415;
     return 500;
   }
   const s = (e as { statusCode?: number }).statusCode;
@@ -193,6 +195,19 @@ export function createKServeServer(opts: KServeServerOptions): FastifyInstance {
   // The infer body is JSON or JSON plus binary data: take every body as bytes and parse it here.
   app.removeAllContentTypeParsers();
   app.addContentTypeParser('*', { parseAs: 'buffer' }, (_req, body, done) => done(null, body));
+  // Nothing here decodes a compressed body: one in a coding other than identity is refused as such (415)
+  // rather than parsed as it is (gzipped JSON read "does not parse"), as the node's API does.
+  app.addHook('preParsing', (req, _reply, payload, done) => {
+    const coding = req.headers['content-encoding'];
+    if (coding === undefined || coding.trim().toLowerCase() === 'identity') return done(null, payload);
+    done(
+      new DropbearError(
+        'KSERVE_UNSUPPORTED_MEDIA_TYPE',
+        `content-encoding ${JSON.stringify(coding.slice(0, 100))} is not taken: send the body uncompressed`,
+      ),
+      payload,
+    );
+  });
   app.addHook('preClose', async () => {
     closing = true;
   });

@@ -3,6 +3,8 @@
  * engine (no model): the BYTES base64 check in linear time, fastify's own errors and HTTP that does not
  * parse in the server's error body (`{"error": "CODE: message"}`), and the request timeout.
  */
+
+import { gzipSync } from 'node:zlib';
 import fc from 'fast-check';
 import type { FastifyInstance } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -164,6 +166,30 @@ describe('JSON bodies are bounded by what a valid request holds, before they are
     expect(r.status).toBe(200);
     const body = (await r.json()) as { outputs: { shape: number[] }[] };
     expect(body.outputs[0].shape).toEqual([64, 10]);
+  });
+});
+
+describe('a compressed body', () => {
+  it('gzip or br: 415 naming the coding, before the body is read as JSON; identity is served', async () => {
+    const body = bytesRequest(Buffer.from([0xff, 0xd8, 0xff]).toString('base64'));
+    for (const coding of ['gzip', 'br']) {
+      const r = await fetch(`http://127.0.0.1:${port}${inferUrl}`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', 'content-encoding': coding },
+        body: gzipSync(body),
+      });
+      expect(r.status).toBe(415);
+      expect(((await r.json()) as { error: string }).error).toContain(
+        `content-encoding "${coding}" is not taken`,
+      );
+    }
+    const plain = await fetch(`http://127.0.0.1:${port}${inferUrl}`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'content-encoding': 'identity' },
+      body,
+    });
+    expect(plain.status).toBe(200);
+    await stillServes();
   });
 });
 
