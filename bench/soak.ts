@@ -73,6 +73,7 @@ import {
 } from '../src/protocol/index.ts';
 import { type FlagSpecs, scriptFlags } from './lib/args.ts';
 import { flag } from './lib/part.ts';
+import { seededRandom } from './lib/stats.ts';
 
 const FLAGS: FlagSpecs = {
   minutes: { kind: 'number', help: 'how long the load and the faults run (5)' },
@@ -88,17 +89,6 @@ const KEEP = given.includes('--keep');
 const N = 4;
 const BIN = new URL('../bin/dropbear.mjs', import.meta.url).pathname;
 
-/** mulberry32: a small seeded generator, so that a seed replays the schedule. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 const uniform = (r: () => number, lo: number, hi: number) => lo + (hi - lo) * r();
 const log = (l: string) => process.stdout.write(`[${new Date().toISOString().slice(11, 23)}] ${l}\n`);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -113,7 +103,7 @@ interface Fault {
   forS: number;
 }
 function schedule(seed: number, totalS: number): Fault[] {
-  const r = rng(seed);
+  const r = seededRandom(seed);
   const out: Fault[] = [];
   // Each fault takes its gap, its time down and ~5 s to come back: stop planning where they no longer fit.
   let t = 0;
@@ -318,7 +308,7 @@ function senderFor(to: number[]): DropbearClient {
 const inputs = Array.from({ length: 64 }, (_, i) => standInInput(i));
 
 function runLoad(ms: number, rate: number, seed: number): Promise<void> {
-  const r = rng(seed ^ 0x5bd1e995);
+  const r = seededRandom(seed ^ 0x5bd1e995);
   const t0 = Date.now();
   const total = Math.floor((ms / 1000) * rate);
   const pending = new Set<Promise<void>>();
