@@ -16,7 +16,7 @@ import {
   writeFileSync,
 } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
 import { initGroup } from '../../src/cli/group.ts';
@@ -24,6 +24,7 @@ import { startNode } from '../../src/node/run.ts';
 import { STANDIN_MODEL } from '../../src/node/standin-backend.ts';
 import { keyPairFromSeed } from '../../src/protocol/index.ts';
 import { readKeyFile, writeKeyFile } from '../../src/protocol/keyfile.ts';
+import { selfSignedCert } from '../support/tls.ts';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const tmp = mkdtempSync(join(tmpdir(), 'dropbear-keys-'));
@@ -242,27 +243,8 @@ describe.skipIf(process.platform === 'win32')('the TLS private key follows the k
     'a TLS key as openssl writes it (0600) is taken, with a certificate anyone can read (0644)',
     async () => {
       const { dir, key, cert } = await groupWithTls('group-closed-tls-key');
-      execFileSync(
-        'openssl',
-        [
-          'req',
-          '-x509',
-          '-newkey',
-          'ec',
-          '-pkeyopt',
-          'ec_paramgen_curve:prime256v1',
-          '-nodes',
-          '-keyout',
-          key,
-          '-out',
-          cert,
-          '-days',
-          '1',
-          '-subj',
-          '/CN=node',
-        ],
-        { stdio: 'ignore' },
-      );
+      // Written where the config names them: tls/node.key and tls/node.crt.
+      selfSignedCert(dirname(key), 'node');
       expect(statSync(key).mode & 0o777).toBe(0o600);
       chmodSync(cert, 0o644);
       const node = await startNode(join(dir, 'node-0.json'));

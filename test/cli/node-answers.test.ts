@@ -156,20 +156,29 @@ describe('dropbear model-update against servers that are not Dropbear nodes', ()
   }, 90_000);
 });
 
+/** Runs `fn` with node 3 of the group pointed at a port nothing listens on; group.json is restored after. */
+async function withNode3Dead(fn: () => Promise<void>): Promise<void> {
+  const dead = await server('text');
+  const port = (dead.address() as AddressInfo).port;
+  await new Promise((r) => dead.close(r));
+  const file = join(groupDir, 'group.json');
+  const before = readFileSync(file, 'utf8');
+  const g = JSON.parse(before) as { nodes: { api: string }[] };
+  g.nodes[3].api = `http://127.0.0.1:${port}`;
+  writeFileSync(file, JSON.stringify(g, null, 2));
+  try {
+    await fn();
+  } finally {
+    writeFileSync(file, before);
+  }
+}
+
 describe('dropbear infer against servers that are not Dropbear nodes', () => {
   // Each node's line read "NETWORK fetch failed" (nothing listening) or "HTTP_200 node 0 answered 200".
   it('says for each node what came back, and the network cause', async () => {
-    const dead = await server('text');
-    const port = (dead.address() as AddressInfo).port;
-    await new Promise((r) => dead.close(r));
-    const file = join(groupDir, 'group.json');
-    const before = readFileSync(file, 'utf8');
-    const g = JSON.parse(before) as { nodes: { api: string }[] };
-    g.nodes[3].api = `http://127.0.0.1:${port}`;
-    writeFileSync(file, JSON.stringify(g, null, 2));
     const image = join(tmp, 'input.jpg');
     writeFileSync(image, 'not really an image');
-    try {
+    await withNode3Dead(async () => {
       const r = await cli('infer', '--group', groupDir, image);
       expect(r.code, r.stderr).toBe(2);
       expect(r.stderr).toMatch(/^input\.jpg: error \[NO_CERTIFICATE\]: /);
@@ -177,24 +186,14 @@ describe('dropbear infer against servers that are not Dropbear nodes', () => {
       expect(r.stderr).toMatch(/node 1: HTTP_500 node 1 answered 500 with a body that is not JSON/);
       expect(r.stderr).toMatch(/node 2: HTTP_200 node 2 answered 200 without a certificate or an error/);
       expect(r.stderr).toMatch(/node 3: NETWORK fetch failed \(ECONNREFUSED\)/);
-    } finally {
-      writeFileSync(file, before);
-    }
+    });
   }, 90_000);
 
   // A misspelt second name ended the command after the first request had been sent (and paid for).
   it('checks every image is readable before sending any', async () => {
-    const dead = await server('text');
-    const port = (dead.address() as AddressInfo).port;
-    await new Promise((r) => dead.close(r));
-    const file = join(groupDir, 'group.json');
-    const before = readFileSync(file, 'utf8');
-    const g = JSON.parse(before) as { nodes: { api: string }[] };
-    g.nodes[3].api = `http://127.0.0.1:${port}`;
-    writeFileSync(file, JSON.stringify(g, null, 2));
     const image = join(tmp, 'first.jpg');
     writeFileSync(image, 'not really an image');
-    try {
+    await withNode3Dead(async () => {
       for (const second of [join(tmp, 'no-such-image.jpg'), tmp]) {
         const r = await cli('infer', '--group', groupDir, image, second);
         expect(r.code, r.stderr).toBe(2);
@@ -203,8 +202,6 @@ describe('dropbear infer against servers that are not Dropbear nodes', () => {
           expect.stringMatching(/^error \[FILE_UNREADABLE\]: .*; nothing was sent$/),
         ]);
       }
-    } finally {
-      writeFileSync(file, before);
-    }
+    });
   }, 90_000);
 });

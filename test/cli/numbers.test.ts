@@ -7,16 +7,7 @@ import { Command } from 'commander';
 import { describe, expect, it } from 'vitest';
 import { parseDecimal, parseWhole } from '../../src/cli/numbers.ts';
 import { registerServeModel } from '../../src/cli/serve-model.ts';
-import { DropbearError } from '../../src/protocol/index.ts';
-
-const codeOf = (fn: () => unknown): string | undefined => {
-  try {
-    fn();
-  } catch (e) {
-    return e instanceof DropbearError ? e.code : `untyped: ${String(e)}`;
-  }
-  return undefined;
-};
+import { codeOf } from '../support/errors.ts';
 
 describe('parseWhole and parseDecimal', () => {
   it('take decimal text in range', () => {

@@ -11,7 +11,7 @@ import {
   registerModelUpdate,
   updateStatus,
 } from '../../src/cli/model-update.ts';
-import { DropbearError } from '../../src/protocol/index.ts';
+import { codeOf } from '../support/errors.ts';
 
 const OURS = 'ab'.repeat(32);
 const OTHER = 'cd'.repeat(32);
@@ -21,14 +21,6 @@ const view = (version: number, digest: string): GroupView => ({
     { node: 1, digest, version },
   ],
 });
-const codeOf = (fn: () => unknown): string | undefined => {
-  try {
-    fn();
-  } catch (e) {
-    return e instanceof DropbearError ? e.code : `untyped: ${String(e)}`;
-  }
-  return undefined;
-};
 
 describe('model-update --node', () => {
   it('takes a decimal node id and refuses anything else with the usage error', () => {

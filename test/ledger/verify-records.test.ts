@@ -14,6 +14,7 @@ import { verifyLedgerFile } from '../../src/ledger/verify.ts';
 import { Batch, DropbearError, decode, encode, hex } from '../../src/protocol/index.ts';
 import { checkRun } from '../../src/sim/checks.ts';
 import { Simulation } from '../../src/sim/world.ts';
+import { codeOf } from '../support/errors.ts';
 
 let dir: string;
 let genesis: Simulation['group']['genesis'];
@@ -56,14 +57,6 @@ function withDb<T>(path: string, fn: (db: Database.Database) => T): T {
     db.close();
   }
 }
-const codeOf = (fn: () => unknown): string | undefined => {
-  try {
-    fn();
-  } catch (e) {
-    return e instanceof DropbearError ? e.code : `untyped: ${String(e)}`;
-  }
-  return undefined;
-};
 /** A batch with at least one entry (the first), and its seq. */
 const firstFullBatch = (db: Database.Database): number =>
   db

@@ -34,6 +34,7 @@ import {
 import { type KeyPair, keyPairFromSeed, signTagged, TAGS } from '../../src/protocol/crypto.ts';
 import { DropbearError } from '../../src/protocol/errors.ts';
 import { type Genesis, groupIdOf } from '../../src/protocol/messages.ts';
+import { selfSignedCert } from '../support/tls.ts';
 
 const HOST = '127.0.0.1';
 
@@ -292,32 +293,6 @@ async function rawHandshake(
 }
 
 // ---------------------------------------------------------------------------------------------
-
-/** A self-signed P-256 certificate made with openssl in `dir`: `<name>.key` and `<name>.crt`, CN `name`. */
-function selfSignedCert(dir: string, name: string): { keyFile: string; certFile: string } {
-  execFileSync(
-    'openssl',
-    [
-      'req',
-      '-x509',
-      '-newkey',
-      'ec',
-      '-pkeyopt',
-      'ec_paramgen_curve:prime256v1',
-      '-nodes',
-      '-keyout',
-      join(dir, `${name}.key`),
-      '-out',
-      join(dir, `${name}.crt`),
-      '-days',
-      '1',
-      '-subj',
-      `/CN=${name}`,
-    ],
-    { stdio: 'ignore' },
-  );
-  return { keyFile: join(dir, `${name}.key`), certFile: join(dir, `${name}.crt`) };
-}
 
 describe('frames', () => {
   it('parses frames split at every byte and packed into one chunk', () => {
