@@ -225,24 +225,44 @@ export function formatAddress(a: HostPort): string {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Handshake
+// Handshake (wire version 2)
 //
 // dialer → acceptor  HELLO     type 1 ‖ version ‖ groupId(32) ‖ from u32 ‖ to u32 ‖ nonceD(32)
-// acceptor → dialer  CHALLENGE type 2 ‖ version ‖ from u32 ‖ to u32 ‖ nonceA(32) ‖ sigA(64)
+// acceptor → dialer  CHALLENGE type 2 ‖ version ‖ from u32 ‖ to u32 ‖ nonceA(32)
 // dialer → acceptor  AUTH      type 3 ‖ sigD(64)
-// acceptor → dialer  OK        type 4
-// sigX = signTagged(TAGS.handshake, groupId, transcript(role X, dialer, acceptor, nonceD, nonceA, binding))
-// Each side signs over the other's fresh nonce, so a captured handshake replays to nobody; the role
-// byte keeps one side's signature from being reflected as the other's; the ids bind who talks to whom;
-// `binding` is the TLS exporter value when TLS is on (a relay cannot splice two TLS sessions).
+// acceptor → dialer  OK        type 4 ‖ sigA(64)
+// acceptor → dialer  VERSION   type 5 ‖ version       (instead of CHALLENGE, to a HELLO of another version)
+// sigX = signTagged(TAGS.handshake, groupId, transcript(version, role X, dialer, acceptor, nonceD, nonceA, binding))
+//
+// The dialer proves its key first: the acceptor signs (OK) only after AUTH verified, so whoever can reach
+// the port gets at most one signature check out of it per connection, never a signature. Each side signs
+// over the other's fresh nonce, so a captured handshake replays to nobody; the role byte keeps one side's
+// signature from being reflected as the other's; the ids bind who talks to whom; the version byte keeps a
+// handshake from being taken for another version's; `binding` is the TLS exporter value when TLS is on (a
+// relay cannot splice two TLS sessions). The dialer signs for whoever answers at the peer's address, but
+// over its own fresh nonceD: that signature completes only the handshake the answerer relayed to the real
+// acceptor, which a relay on the path can do anyway without TLS and cannot under it.
+//
+// Version 1 (until 2026-12-06) had the acceptor sign first: CHALLENGE carried sigA, made for any HELLO (an
+// Ed25519 signature per connection for anyone reaching the port), and OK was the type byte alone.
+//
+// In every version a HELLO starts with type 1 ‖ version, and an acceptor answers a HELLO of another version
+// with VERSION (from version 2 on; version 1 closes the connection), so that nodes of two releases refuse
+// each other at the handshake, each naming both versions (PEER_VERSION_MISMATCH), instead of connecting and
+// then quarantining each other over frames they cannot decode.
 
-export const HANDSHAKE_VERSION = 1;
+/**
+ * The version of the node-to-node protocol: the handshake below and the encoding of every message sent
+ * after it (protocol/messages.ts). Bump it with any change to either: nodes refuse a peer of another version
+ * at the handshake.
+ */
+export const WIRE_VERSION = 2;
 export const NONCE_BYTES = 32;
 export const SIG_BYTES = 64;
 /** Largest handshake frame (the limit while a connection is unauthenticated). */
 export const HANDSHAKE_MAX_FRAME = 128;
 
-export const HS = { hello: 1, challenge: 2, auth: 3, ok: 4 } as const;
+export const HS = { hello: 1, challenge: 2, auth: 3, ok: 4, version: 5 } as const;
 
 export interface Hello {
   version: number;
@@ -256,12 +276,12 @@ export interface Challenge {
   from: number;
   to: number;
   nonce: Uint8Array;
-  signature: Uint8Array;
 }
 
 const HELLO_BYTES = 2 + 32 + 4 + 4 + NONCE_BYTES;
-const CHALLENGE_BYTES = 2 + 4 + 4 + NONCE_BYTES + SIG_BYTES;
+const CHALLENGE_BYTES = 2 + 4 + 4 + NONCE_BYTES;
 const AUTH_BYTES = 1 + SIG_BYTES;
+const OK_BYTES = 1 + SIG_BYTES;
 
 export function encodeHello(h: Hello): Buffer {
   const b = Buffer.alloc(HELLO_BYTES);
@@ -273,6 +293,14 @@ export function encodeHello(h: Hello): Buffer {
   b.set(h.nonce, 42);
   return b;
 }
+/**
+ * The version a HELLO announces, whatever the rest of it (the part every version keeps): null when the
+ * frame is not a HELLO at all.
+ */
+export function helloVersion(b: Uint8Array): number | null {
+  return b.length >= 2 && b[0] === HS.hello ? b[1] : null;
+}
+/** A HELLO of this layout (check helloVersion first: another version may lay the rest out otherwise). */
 export function decodeHello(b: Uint8Array): Hello | null {
   if (b.length !== HELLO_BYTES || b[0] !== HS.hello) return null;
   const v = Buffer.from(b.buffer, b.byteOffset, b.length);
@@ -292,7 +320,6 @@ export function encodeChallenge(c: Challenge): Buffer {
   b.writeUInt32BE(c.from, 2);
   b.writeUInt32BE(c.to, 6);
   b.set(c.nonce, 10);
-  b.set(c.signature, 10 + NONCE_BYTES);
   return b;
 }
 export function decodeChallenge(b: Uint8Array): Challenge | null {
@@ -303,7 +330,6 @@ export function decodeChallenge(b: Uint8Array): Challenge | null {
     from: v.readUInt32BE(2),
     to: v.readUInt32BE(6),
     nonce: v.subarray(10, 10 + NONCE_BYTES),
-    signature: v.subarray(10 + NONCE_BYTES, 10 + NONCE_BYTES + SIG_BYTES),
   };
 }
 
@@ -318,15 +344,31 @@ export function decodeAuth(b: Uint8Array): Uint8Array | null {
   return b.subarray(1);
 }
 
-export const OK_MESSAGE: Buffer = Buffer.from([HS.ok]);
-export function isOk(b: Uint8Array): boolean {
-  return b.length === 1 && b[0] === HS.ok;
+export function encodeOk(signature: Uint8Array): Buffer {
+  const b = Buffer.alloc(OK_BYTES);
+  b[0] = HS.ok;
+  b.set(signature, 1);
+  return b;
+}
+/** The acceptor's signature in an OK, or null when the frame is not one. */
+export function decodeOk(b: Uint8Array): Uint8Array | null {
+  if (b.length !== OK_BYTES || b[0] !== HS.ok) return null;
+  return b.subarray(1);
+}
+
+/** An acceptor's answer to a HELLO of another version: the version it speaks. */
+export function encodeVersion(version: number): Buffer {
+  return Buffer.from([HS.version, version]);
+}
+export function decodeVersion(b: Uint8Array): number | null {
+  return b.length === 2 && b[0] === HS.version ? b[1] : null;
 }
 
 export const ROLE = { dialer: 0x44 /* 'D' */, acceptor: 0x41 /* 'A' */ } as const;
 
 /** The bytes each side signs (under TAGS.handshake and the group id). */
 export function handshakeTranscript(
+  version: number,
   role: number,
   dialer: number,
   acceptor: number,
@@ -335,7 +377,7 @@ export function handshakeTranscript(
   binding: Uint8Array,
 ): Uint8Array {
   const b = Buffer.alloc(2 + 8 + NONCE_BYTES * 2 + 1 + binding.length);
-  b[0] = HANDSHAKE_VERSION;
+  b[0] = version;
   b[1] = role;
   b.writeUInt32BE(dialer, 2);
   b.writeUInt32BE(acceptor, 6);

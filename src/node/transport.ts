@@ -10,10 +10,19 @@
  *   that was authenticated and closed without a fault on our side; it keeps growing across failed
  *   dials, failed handshakes and connections we closed for garbage (so a misbehaving peer is redialled
  *   ever more slowly).
- * - Handshake (see frames.ts): HELLO(nonceD) → CHALLENGE(nonceA, sigA) → AUTH(sigD) → OK. Both sides
- *   sign, under TAGS.handshake and the group id, a transcript holding their role, both ids, both fresh
- *   nonces and (under TLS) the TLS exporter value; keys come from the genesis only. Frames are delivered
- *   only after it, tagged with the authenticated peer id. Before it, frames are limited to 128 bytes and
+ * - Handshake (see frames.ts), wire version 2: HELLO(version, nonceD) → CHALLENGE(nonceA) → AUTH(sigD) →
+ *   OK(sigA). Both sides sign, under TAGS.handshake and the group id, a transcript holding the version,
+ *   their role, both ids, both fresh nonces and (under TLS) the TLS exporter value; keys come from the
+ *   genesis only. The dialer proves its key first and the acceptor signs only once that proof verified, so
+ *   a connection that has not proven a genesis key costs the acceptor no signature and at most one check
+ *   (its AUTH). Version 1 (until 2026-12-06) was HELLO(nonceD) → CHALLENGE(nonceA, sigA) → AUTH(sigD) → OK:
+ *   the acceptor signed for any HELLO, a signature per connection (over a nonceD of the caller's choosing)
+ *   for anyone who reached the port. Frames are delivered only after the handshake, tagged with the
+ *   authenticated peer id. A HELLO of another wire version (a node of another release, whose messages
+ *   would not decode here) is answered with VERSION(ours) and refused; the dialer so answered gives up that
+ *   dial (and backs off as after any failed handshake). Both log PEER_VERSION_MISMATCH naming both versions,
+ *   and neither quarantines the other: they never connect, so no frame of the other version reaches the
+ *   host (reportBad). Before the handshake ends, frames are limited to 128 bytes and
  *   the whole handshake (connect included) to `handshakeTimeoutMs`; an inbound connection must send its
  *   HELLO within `helloTimeoutMs` (2 s). At most `maxPendingHandshakes` (64) inbound connections may be
  *   unauthenticated at once, all sources together: one more closes the OLDEST of them. Refusing the new
@@ -60,24 +69,28 @@ import {
   decodeAuth,
   decodeChallenge,
   decodeHello,
+  decodeOk,
+  decodeVersion,
   encodeAuth,
   encodeChallenge,
   encodeFrame,
   encodeHello,
+  encodeOk,
+  encodeVersion,
   FRAME_HEADER_BYTES,
   FrameDecoder,
   FrameError,
   formatAddress,
   HANDSHAKE_MAX_FRAME,
-  HANDSHAKE_VERSION,
   type HostPort,
+  HS,
   handshakeTranscript,
-  isOk,
+  helloVersion,
   MAX_FRAME_LIMIT,
   NONCE_BYTES,
-  OK_MESSAGE,
   parseAddress,
   ROLE,
+  WIRE_VERSION,
 } from './frames.ts';
 
 export { formatAddress, type HostPort, parseAddress } from './frames.ts';
@@ -162,6 +175,11 @@ export interface TransportOptions {
   idleTimeoutMs?: number;
   tls?: TlsConfig;
   logger?: Logger;
+  /**
+   * The wire version this node announces and accepts (an integer in 1..255). Default WIRE_VERSION, the only
+   * one this code's messages are in: another value is for tests, to play a node of another release.
+   */
+  wireVersion?: number;
 }
 
 /** TransportOptions.quarantine's defaults: 1 s, 60 s, 10 min. */
@@ -277,10 +295,10 @@ const KEEPALIVE = Buffer.alloc(FRAME_HEADER_BYTES);
 
 type Phase =
   | 'connecting' // dialer: TCP/TLS connect in progress
-  | 'challenge' // dialer: HELLO sent, waiting for CHALLENGE
-  | 'ok' // dialer: AUTH sent, waiting for OK
+  | 'challenge' // dialer: HELLO sent, waiting for CHALLENGE (or VERSION)
+  | 'ok' // dialer: AUTH sent, waiting for OK (the acceptor's signature)
   | 'hello' // acceptor: waiting for HELLO
-  | 'auth' // acceptor: CHALLENGE sent, waiting for AUTH
+  | 'auth' // acceptor: CHALLENGE sent (nothing signed), waiting for AUTH
   | 'open'
   | 'closed';
 
@@ -391,6 +409,8 @@ export class Transport {
   readonly id: number;
   readonly groupId: Uint8Array;
   readonly maxFrameBytes: number;
+  /** The wire version spoken (TransportOptions.wireVersion). */
+  readonly wireVersion: number;
   private readonly key: KeyPair;
   private readonly listenAt: HostPort;
   private readonly log: Logger;
@@ -443,6 +463,9 @@ export class Transport {
     this.id = opts.id;
     this.key = opts.key;
     this.groupId = opts.groupId ?? groupIdOf(opts.genesis);
+    this.wireVersion = opts.wireVersion ?? WIRE_VERSION;
+    if (!Number.isInteger(this.wireVersion) || this.wireVersion < 1 || this.wireVersion > 255)
+      throw transportError('TRANSPORT_CONFIG', 'wireVersion must be an integer in 1..255');
     this.listenAt = opts.listen;
     this.log = opts.logger ?? noopLogger;
     this.maxFrameBytes =
@@ -956,7 +979,7 @@ export class Transport {
       socket.write(
         encodeFrame(
           encodeHello({
-            version: HANDSHAKE_VERSION,
+            version: this.wireVersion,
             groupId: this.groupId,
             from: this.id,
             to: p.id,
@@ -1073,10 +1096,18 @@ export class Transport {
   private onHandshakeFrame(c: Conn, frame: Buffer): void {
     switch (c.phase) {
       case 'hello': {
+        // The version first: the rest of a HELLO of another version may be laid out otherwise.
+        const version = helloVersion(frame);
+        if (version === null) return this.closeConn(c, 'handshake: expected HELLO', 'HANDSHAKE_BAD');
+        if (version !== this.wireVersion)
+          return this.closeConn(
+            c,
+            `handshake: the peer speaks wire version ${version}, this node ${this.wireVersion}`,
+            'PEER_VERSION_MISMATCH',
+            encodeFrame(encodeVersion(this.wireVersion)),
+          );
         const h = decodeHello(frame);
         if (!h) return this.closeConn(c, 'handshake: expected HELLO', 'HANDSHAKE_BAD');
-        if (h.version !== HANDSHAKE_VERSION)
-          return this.closeConn(c, `handshake: version ${h.version} not supported`, 'HANDSHAKE_BAD');
         if (!equalBytes(h.groupId, this.groupId))
           return this.closeConn(c, 'handshake: another group', 'HANDSHAKE_BAD');
         if (h.to !== this.id)
@@ -1101,41 +1132,37 @@ export class Transport {
         );
         c.nonceD = new Uint8Array(h.nonce);
         c.nonceA = randomBytes(NONCE_BYTES);
-        const sig = signTagged(
-          TAGS.handshake,
-          this.groupId,
-          handshakeTranscript(ROLE.acceptor, h.from, this.id, c.nonceD, c.nonceA, c.binding),
-          this.key,
-        );
         c.phase = 'auth';
+        // Nothing signed yet: the dialer proves its key first (AUTH), over this fresh nonce.
         c.socket.write(
           encodeFrame(
-            encodeChallenge({
-              version: HANDSHAKE_VERSION,
-              from: this.id,
-              to: h.from,
-              nonce: c.nonceA,
-              signature: sig,
-            }),
+            encodeChallenge({ version: this.wireVersion, from: this.id, to: h.from, nonce: c.nonceA }),
           ),
         );
         return;
       }
       case 'auth': {
-        const sig = decodeAuth(frame);
-        if (!sig) return this.closeConn(c, 'handshake: expected AUTH', 'HANDSHAKE_BAD');
+        const sigD = decodeAuth(frame);
+        if (!sigD) return this.closeConn(c, 'handshake: expected AUTH', 'HANDSHAKE_BAD');
         const p = this.peers.get(c.claimed)!;
         // Quarantined since its HELLO (a second connection opened ahead, to take over from the one closed).
         if (performance.now() < p.quarantinedUntil) return this.refuseQuarantined(c, p);
         const ok = verifyTagged(
           TAGS.handshake,
           this.groupId,
-          handshakeTranscript(ROLE.dialer, c.claimed, this.id, c.nonceD!, c.nonceA!, c.binding),
-          sig,
+          this.transcript(ROLE.dialer, c.claimed, this.id, c),
+          sigD,
           p.publicKey,
         );
         if (!ok) return this.closeConn(c, `handshake: bad signature for node ${c.claimed}`, 'HANDSHAKE_BAD');
-        c.socket.write(encodeFrame(OK_MESSAGE));
+        // Proven: only now does this node sign, over the dialer's nonce as well as its own.
+        const sigA = signTagged(
+          TAGS.handshake,
+          this.groupId,
+          this.transcript(ROLE.acceptor, c.claimed, this.id, c),
+          this.key,
+        );
+        c.socket.write(encodeFrame(encodeOk(sigA)));
         this.pending.delete(c);
         this.inbound.authenticated++;
         this.attach(p, c);
@@ -1143,10 +1170,15 @@ export class Transport {
       }
       case 'challenge': {
         const p = c.peer!;
+        const theirs = decodeVersion(frame) ?? (frame[0] === HS.challenge ? frame[1] : undefined);
+        if (theirs !== undefined && theirs !== this.wireVersion)
+          return this.closeConn(
+            c,
+            `handshake: node ${p.id} speaks wire version ${theirs}, this node ${this.wireVersion}`,
+            'PEER_VERSION_MISMATCH',
+          );
         const ch = decodeChallenge(frame);
         if (!ch) return this.closeConn(c, 'handshake: expected CHALLENGE', 'HANDSHAKE_BAD');
-        if (ch.version !== HANDSHAKE_VERSION)
-          return this.closeConn(c, `handshake: version ${ch.version} not supported`, 'HANDSHAKE_BAD');
         if (ch.from !== p.id || ch.to !== this.id)
           return this.closeConn(
             c,
@@ -1154,32 +1186,42 @@ export class Transport {
             'HANDSHAKE_BAD',
           );
         c.nonceA = new Uint8Array(ch.nonce);
-        const ok = verifyTagged(
+        // Signed before the acceptor proved anything, which costs little: this node dials only the peer's
+        // address, at its backoff's pace, and the signature covers its own fresh nonceD and this session's
+        // TLS binding, so it completes no handshake but the one whoever answered relays to that peer.
+        const sigD = signTagged(
           TAGS.handshake,
           this.groupId,
-          handshakeTranscript(ROLE.acceptor, this.id, p.id, c.nonceD!, c.nonceA, c.binding),
-          ch.signature,
-          p.publicKey,
-        );
-        if (!ok) return this.closeConn(c, `handshake: bad signature for node ${p.id}`, 'HANDSHAKE_BAD');
-        const sig = signTagged(
-          TAGS.handshake,
-          this.groupId,
-          handshakeTranscript(ROLE.dialer, this.id, p.id, c.nonceD!, c.nonceA, c.binding),
+          this.transcript(ROLE.dialer, this.id, p.id, c),
           this.key,
         );
         c.phase = 'ok';
-        c.socket.write(encodeFrame(encodeAuth(sig)));
+        c.socket.write(encodeFrame(encodeAuth(sigD)));
         return;
       }
       case 'ok': {
-        if (!isOk(frame)) return this.closeConn(c, 'handshake: expected OK', 'HANDSHAKE_BAD');
-        this.attach(c.peer!, c);
+        const p = c.peer!;
+        const sigA = decodeOk(frame);
+        if (!sigA) return this.closeConn(c, 'handshake: expected OK', 'HANDSHAKE_BAD');
+        const ok = verifyTagged(
+          TAGS.handshake,
+          this.groupId,
+          this.transcript(ROLE.acceptor, this.id, p.id, c),
+          sigA,
+          p.publicKey,
+        );
+        if (!ok) return this.closeConn(c, `handshake: bad signature for node ${p.id}`, 'HANDSHAKE_BAD');
+        this.attach(p, c);
         return;
       }
       default:
         return;
     }
+  }
+
+  /** What `role` signs on connection `c` between `dialer` and `acceptor` (both nonces known). */
+  private transcript(role: number, dialer: number, acceptor: number, c: Conn): Uint8Array {
+    return handshakeTranscript(this.wireVersion, role, dialer, acceptor, c.nonceD!, c.nonceA!, c.binding);
   }
 
   private attach(p: Peer, c: Conn): void {
@@ -1243,9 +1285,10 @@ export class Transport {
   /**
    * Close a connection once (later calls do nothing). `fault`: the peer (or whoever is on the other
    * end) misbehaved, which is counted and logged as a warning; it is the stable code logged with the
-   * reason (FRAME_OVERSIZE, FRAME_EMPTY, FRAME_TRUNCATED, HANDSHAKE_BAD, HANDSHAKE_TIMEOUT, PEER_BAD_FRAME…).
+   * reason (FRAME_OVERSIZE, FRAME_EMPTY, FRAME_TRUNCATED, HANDSHAKE_BAD, HANDSHAKE_TIMEOUT, PEER_BAD_FRAME,
+   * PEER_VERSION_MISMATCH…). `farewell`: a frame sent before the connection closes (VERSION).
    */
-  private closeConn(c: Conn, reason: string, fault: string | false): void {
+  private closeConn(c: Conn, reason: string, fault: string | false, farewell?: Uint8Array): void {
     if (c.phase === 'closed') return;
     const wasOpen = c.phase === 'open';
     const wasAuthenticating = !c.dialer && c.phase !== 'open';
@@ -1253,7 +1296,10 @@ export class Transport {
     if (c.timer) clearTimeout(c.timer);
     c.timer = null;
     c.decoder.clear();
-    c.socket.destroy();
+    // A last frame goes out before the socket does: destroy() would drop a write still queued (one the
+    // kernel did not take at once). stop() destroys the socket if it is still there.
+    if (farewell && !c.socket.destroyed) c.socket.end(farewell, () => c.socket.destroy());
+    else c.socket.destroy();
     if (wasAuthenticating) this.pending.delete(c);
     const stopping = this.phase !== 'running';
     const p = c.peer;

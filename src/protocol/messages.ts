@@ -1,6 +1,8 @@
 /**
  * Every type that is hashed, signed or sent, as canonical codec schemas. Field order is wire order.
- * docs/certificate.md documents the ones a certificate verifier needs.
+ * docs/certificate.md documents the ones a certificate verifier needs. A change to the encoding of what
+ * nodes send each other needs WIRE_VERSION (src/node/frames.ts) bumped: nodes of two versions then refuse
+ * each other at the handshake instead of quarantining each other over frames they cannot decode.
  */
 import {
   array,

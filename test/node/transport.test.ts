@@ -11,18 +11,19 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import {
   decodeChallenge,
+  decodeOk,
   encodeAuth,
   encodeChallenge,
   encodeFrame,
   encodeHello,
+  encodeOk,
   FrameDecoder,
   FrameError,
   formatAddress,
-  HANDSHAKE_VERSION,
   handshakeTranscript,
-  isOk,
   parseAddress,
   ROLE,
+  WIRE_VERSION,
 } from '../../src/node/frames.ts';
 import {
   type Logger,
@@ -31,7 +32,14 @@ import {
   Transport,
   type TransportOptions,
 } from '../../src/node/transport.ts';
-import { type KeyPair, keyPairFromSeed, signTagged, TAGS } from '../../src/protocol/crypto.ts';
+import {
+  cryptoStats,
+  type KeyPair,
+  keyPairFromSeed,
+  signTagged,
+  TAGS,
+  verifyTagged,
+} from '../../src/protocol/crypto.ts';
 import { DropbearError } from '../../src/protocol/errors.ts';
 import { type Genesis, groupIdOf } from '../../src/protocol/messages.ts';
 import { selfSignedCert } from '../support/tls.ts';
@@ -254,7 +262,8 @@ class RawPeer {
 
 /**
  * Dial `port` as node `from` towards node `to`, signing with `key`. Resolves with whether the
- * transport answered OK (the peer then is authenticated and may send frames).
+ * transport answered OK (the peer then is authenticated and may send frames); an OK must carry node
+ * `to`'s signature over this handshake.
  */
 async function rawHandshake(
   port: number,
@@ -267,7 +276,7 @@ async function rawHandshake(
   peer.write(
     encodeFrame(
       encodeHello({
-        version: HANDSHAKE_VERSION,
+        version: WIRE_VERSION,
         groupId: o.groupId ?? g.groupId,
         from: o.from,
         to: o.to,
@@ -279,16 +288,15 @@ async function rawHandshake(
   if (!chFrame) return { ok: false, peer, stage: 'hello' };
   const ch = decodeChallenge(chFrame);
   if (!ch) throw new Error('expected a CHALLENGE');
-  const sig = signTagged(
-    TAGS.handshake,
-    g.groupId,
-    handshakeTranscript(ROLE.dialer, o.from, o.to, nonceD, ch.nonce, new Uint8Array(0)),
-    o.key,
-  );
-  peer.write(encodeFrame(encodeAuth(sig)));
+  const transcript = (role: number) =>
+    handshakeTranscript(WIRE_VERSION, role, o.from, o.to, nonceD, ch.nonce, new Uint8Array(0));
+  peer.write(encodeFrame(encodeAuth(signTagged(TAGS.handshake, g.groupId, transcript(ROLE.dialer), o.key))));
   const ok = await peer.next();
   if (!ok) return { ok: false, peer, stage: 'auth' };
-  expect(isOk(ok)).toBe(true);
+  const sigA = decodeOk(ok);
+  if (!sigA) throw new Error('expected an OK');
+  const acceptorKey = g.genesis.nodes.find((n) => n.id === o.to)!.publicKey;
+  expect(verifyTagged(TAGS.handshake, g.groupId, transcript(ROLE.acceptor), sigA, acceptorKey)).toBe(true);
   return { ok: true, peer, stage: 'done' };
 }
 
@@ -568,22 +576,25 @@ describe('transport', () => {
       // A fake acceptor: node 0 dials "node 2" but finds someone answering with a wrong key.
       const fake = net.createServer((s) => {
         const d = new FrameDecoder(1024);
+        const nonceA = randomBytes(32);
+        let nonceD: Buffer | null = null;
         s.on('error', () => {});
         s.on('data', (c: Buffer) => {
           d.push(c);
-          const hello = d.next();
-          if (!hello) return;
-          const nonceD = hello.subarray(42, 74);
-          const nonceA = randomBytes(32);
-          const sig = signTagged(
-            TAGS.handshake,
-            g.groupId,
-            handshakeTranscript(ROLE.acceptor, 0, 2, nonceD, nonceA, new Uint8Array(0)),
-            stranger,
-          );
-          s.write(
-            encodeFrame(encodeChallenge({ version: 1, from: 2, to: 0, nonce: nonceA, signature: sig })),
-          );
+          for (let f = d.next(); f; f = d.next()) {
+            if (!nonceD) {
+              nonceD = Buffer.from(f.subarray(42, 74));
+              s.write(encodeFrame(encodeChallenge({ version: WIRE_VERSION, from: 2, to: 0, nonce: nonceA })));
+              continue;
+            }
+            const sig = signTagged(
+              TAGS.handshake,
+              g.groupId,
+              handshakeTranscript(WIRE_VERSION, ROLE.acceptor, 0, 2, nonceD, nonceA, new Uint8Array(0)),
+              stranger,
+            );
+            s.write(encodeFrame(encodeOk(sig)));
+          }
         });
       });
       await new Promise<void>((r) => fake.listen(0, HOST, r));
@@ -621,6 +632,257 @@ describe('transport', () => {
       // The real node 0 (displaced by the genuine raw handshake, then by the victim) and everyone else still talk.
       await waitMesh(ts);
       await exchange(ts, 20, 11);
+    } finally {
+      await Promise.all(ts.map((t) => t.stop()));
+    }
+  });
+
+  it('signs nothing for a dialer that has not proven a genesis key, and checks no more than its one AUTH', async () => {
+    // Version 1 signed a CHALLENGE for any HELLO: whoever reached the port got an Ed25519 signature per
+    // connection (and a signature over a nonceD of its choosing) without holding a key.
+    const g = makeGroup(2, 23);
+    const t1 = new Transport({
+      id: 1,
+      genesis: g.genesis,
+      key: g.keys[1],
+      listen: { host: HOST, port: 0 },
+      ...FAST,
+    });
+    const stranger = keyPairFromSeed(seed(77, 1));
+    try {
+      const port1 = await t1.start();
+      const signs0 = cryptoStats.signs;
+      const verifies0 = cryptoStats.verifies;
+      let ourSigns = 0; // what this test signs itself, as the impostors (the counts are process-wide)
+      let auths = 0;
+      /** Everything the acceptor sent on one connection, until it closed it. */
+      const attempt = async (
+        then: 'garbage' | 'hello' | 'random auth' | "a stranger's auth" | 'auth for another handshake',
+      ): Promise<Buffer[]> => {
+        const r = new RawPeer(port1);
+        await r.ready;
+        if (then === 'garbage') r.write(encodeFrame(Buffer.concat([Buffer.from([0xee]), randomBytes(59)])));
+        else {
+          const nonceD = randomBytes(32);
+          r.write(
+            encodeFrame(
+              encodeHello({ version: WIRE_VERSION, groupId: g.groupId, from: 0, to: 1, nonce: nonceD }),
+            ),
+          );
+          const ch = await r.next();
+          const c = ch && decodeChallenge(ch);
+          if (!c) throw new Error('expected a CHALLENGE');
+          if (then === 'hello') {
+            r.destroy();
+            return [ch, ...r.frames];
+          }
+          const body = (nonceA: Uint8Array) =>
+            handshakeTranscript(WIRE_VERSION, ROLE.dialer, 0, 1, nonceD, nonceA, new Uint8Array(0));
+          let sig: Uint8Array = randomBytes(64);
+          if (then === "a stranger's auth")
+            sig = signTagged(TAGS.handshake, g.groupId, body(c.nonce), stranger);
+          // Node 0's real key, but over another challenge: what a captured AUTH brings.
+          if (then === 'auth for another handshake')
+            sig = signTagged(TAGS.handshake, g.groupId, body(randomBytes(32)), g.keys[0]);
+          if (then !== 'random auth') ourSigns++;
+          auths++;
+          r.write(encodeFrame(encodeAuth(sig)));
+          await r.waitClosed();
+          return [ch, ...r.frames];
+        }
+        await r.waitClosed();
+        return r.frames;
+      };
+      for (let i = 0; i < 5; i++) {
+        expect(await attempt('garbage')).toEqual([]);
+        for (const then of [
+          'hello',
+          'random auth',
+          "a stranger's auth",
+          'auth for another handshake',
+        ] as const) {
+          // Before the dialer's proof the acceptor sends one frame, its CHALLENGE: 42 bytes, no signature.
+          const got = await attempt(then);
+          expect(
+            got.map((f) => f.length),
+            then,
+          ).toEqual([42]);
+          expect(decodeChallenge(got[0]), then).toMatchObject({ version: WIRE_VERSION, from: 1, to: 0 });
+        }
+      }
+      await waitFor(() => t1.stats().inbound.handshakeFailures === 5 * 5, 'every attempt to be refused');
+      expect(cryptoStats.signs - signs0).toBe(ourSigns); // not one of them by the acceptor
+      expect(cryptoStats.verifies - verifies0).toBe(auths); // one check per AUTH, none before
+      expect(t1.stats().inbound.authenticated).toBe(0);
+
+      // Node 0 itself: its AUTH checked, then the acceptor signs its OK (rawHandshake checks that signature).
+      const honest = await rawHandshake(port1, g, { from: 0, to: 1, key: g.keys[0] });
+      expect(honest.ok).toBe(true);
+      expect(cryptoStats.signs - signs0).toBe(ourSigns + 2);
+      expect(t1.stats().inbound.authenticated).toBe(1);
+      honest.peer.destroy();
+    } finally {
+      await t1.stop();
+    }
+  });
+
+  it('honest nodes connect when all start at once, each dialling and accepting, and when two handshakes of one pair overlap', async () => {
+    const g = makeGroup(4, 25);
+    // Ports known before any node starts, so that all four start (listen and dial) in the same turn.
+    const ports: number[] = [];
+    for (let i = 0; i < 4; i++) {
+      const s = net.createServer();
+      await new Promise<void>((r) => s.listen(0, HOST, r));
+      ports.push((s.address() as net.AddressInfo).port);
+      await new Promise<void>((r) => s.close(() => r()));
+    }
+    const ts = g.keys.map(
+      (key, id) =>
+        new Transport({
+          id,
+          genesis: g.genesis,
+          key,
+          listen: { host: HOST, port: ports[id] },
+          peers: new Map(ports.map((port, pid) => [pid, { host: HOST, port }])),
+          ...FAST,
+        }),
+    );
+    try {
+      await Promise.all(ts.map((t) => t.start()));
+      await waitMesh(ts);
+      await exchange(ts, 20, 16);
+
+      // Two handshakes as node 0 towards node 3 in flight together, their steps interleaved: each is
+      // answered over its own nonces, and the one authenticated last replaces the other.
+      const port3 = ts[3].boundPort!;
+      const a = new RawPeer(port3);
+      const b = new RawPeer(port3);
+      await Promise.all([a.ready, b.ready]);
+      const nonces = [randomBytes(32), randomBytes(32)];
+      const hello = (nonce: Uint8Array) =>
+        encodeFrame(encodeHello({ version: WIRE_VERSION, groupId: g.groupId, from: 0, to: 3, nonce }));
+      a.write(hello(nonces[0]));
+      b.write(hello(nonces[1]));
+      const chs = [decodeChallenge((await a.next())!)!, decodeChallenge((await b.next())!)!];
+      const body = (i: number, role: number) =>
+        handshakeTranscript(WIRE_VERSION, role, 0, 3, nonces[i], chs[i].nonce, new Uint8Array(0));
+      const auth = (i: number) =>
+        encodeFrame(encodeAuth(signTagged(TAGS.handshake, g.groupId, body(i, ROLE.dialer), g.keys[0])));
+      b.write(auth(1));
+      const okB = decodeOk((await b.next())!);
+      a.write(auth(0));
+      const okA = decodeOk((await a.next())!);
+      const key3 = g.genesis.nodes[3].publicKey;
+      expect(verifyTagged(TAGS.handshake, g.groupId, body(0, ROLE.acceptor), okA!, key3)).toBe(true);
+      expect(verifyTagged(TAGS.handshake, g.groupId, body(1, ROLE.acceptor), okB!, key3)).toBe(true);
+      await b.waitClosed(); // replaced by a, authenticated after it
+      expect(a.closed).toBe(false);
+      const got: string[] = [];
+      ts[3].onFrame((from, f) => from === 0 && got.push(f.toString()));
+      a.write(encodeFrame(Buffer.from('over a')));
+      await waitFor(() => got.includes('over a'), 'a frame over the newest connection');
+      a.destroy();
+      // The real node 0 (displaced) dials again.
+      await waitMesh(ts);
+      await exchange(ts, 20, 17);
+    } finally {
+      await Promise.all(ts.map((t) => t.stop()));
+    }
+  });
+
+  it('refuses a peer of another wire version at the handshake, both sides logging PEER_VERSION_MISMATCH with both versions; no quarantine', async () => {
+    const g = makeGroup(2, 26);
+    const other = WIRE_VERSION + 1;
+    const pair = async (dialerVersion: number, acceptorVersion: number) => {
+      const logs = [collector(), collector()];
+      const t1 = new Transport({
+        id: 1,
+        genesis: g.genesis,
+        key: g.keys[1],
+        listen: { host: HOST, port: 0 },
+        ...FAST,
+        wireVersion: acceptorVersion,
+        logger: logs[1].logger,
+      });
+      const port1 = await t1.start();
+      const t0 = new Transport({
+        id: 0,
+        genesis: g.genesis,
+        key: g.keys[0],
+        listen: { host: HOST, port: 0 },
+        peers: new Map([[1, { host: HOST, port: port1 }]]),
+        ...FAST,
+        wireVersion: dialerVersion,
+        logger: logs[0].logger,
+      });
+      await t0.start();
+      return { ts: [t0, t1], logs, port1 };
+    };
+    const codes = (lines: LogLine[]) =>
+      lines
+        .filter((l) => l.level === 'warn')
+        .map((l) => [(l.obj as { code?: string }).code, (l.obj as { reason?: string }).reason]);
+
+    for (const [dv, av] of [
+      [other, WIRE_VERSION],
+      [WIRE_VERSION, other],
+    ]) {
+      const { ts, logs } = await pair(dv, av);
+      try {
+        await waitFor(() => ts[0].stats().peers[0].dialFailures >= 3, 'dials to be refused');
+        await waitFor(() => ts[1].stats().inbound.handshakeFailures >= 3, 'the refusals to be counted');
+        for (const t of ts)
+          expect(t.stats().peers[0], `dialer ${dv}, acceptor ${av}`).toMatchObject({
+            connects: 0,
+            quarantines: 0,
+            quarantinedMs: 0,
+            badFrames: 0,
+          });
+        const refused = codes(logs[1].lines);
+        expect(refused.length).toBeGreaterThanOrEqual(3);
+        for (const line of refused)
+          expect(line).toEqual([
+            'PEER_VERSION_MISMATCH',
+            `handshake: the peer speaks wire version ${dv}, this node ${av}`,
+          ]);
+        // The dialer hears why (a VERSION answer), where it used to see the connection closed.
+        expect(codes(logs[0].lines)[0]).toEqual([
+          'PEER_VERSION_MISMATCH',
+          `handshake: node 1 speaks wire version ${av}, this node ${dv}`,
+        ]);
+        expect(ts[0].stats().peers[0].lastError).toMatch(/wire version/);
+      } finally {
+        await Promise.all(ts.map((t) => t.stop()));
+      }
+    }
+
+    // A node of version 1 (its HELLO laid out as this one's), and a HELLO this version cannot parse (a later
+    // layout): each answered with VERSION(ours) and refused naming its version.
+    const { ts, logs, port1 } = await pair(WIRE_VERSION, WIRE_VERSION);
+    try {
+      await waitMesh(ts); // same version: connected at once
+      for (const [v, hello] of [
+        [1, encodeHello({ version: 1, groupId: g.groupId, from: 0, to: 1, nonce: randomBytes(32) })],
+        [200, Buffer.concat([Buffer.from([1, 200]), randomBytes(100)])],
+      ] as const) {
+        const r = new RawPeer(port1);
+        await r.ready;
+        r.write(encodeFrame(hello));
+        expect([...((await r.next()) ?? [])]).toEqual([5, WIRE_VERSION]);
+        await r.waitClosed();
+        await waitFor(
+          () =>
+            codes(logs[1].lines).some(
+              ([code, reason]) =>
+                code === 'PEER_VERSION_MISMATCH' &&
+                reason === `handshake: the peer speaks wire version ${v}, this node ${WIRE_VERSION}`,
+            ),
+          `the version ${v} HELLO to be logged`,
+        );
+      }
+      expect(connected(ts[1])).toBe(true); // the real node 0 is not affected
+      expect(ts[1].stats().peers[0].quarantines).toBe(0);
+      await exchange(ts, 10, 18);
     } finally {
       await Promise.all(ts.map((t) => t.stop()));
     }
@@ -987,7 +1249,7 @@ describe('transport', () => {
       stalled.write(
         encodeFrame(
           encodeHello({
-            version: HANDSHAKE_VERSION,
+            version: WIRE_VERSION,
             groupId: g.groupId,
             from: 0,
             to: 1,
@@ -1047,6 +1309,10 @@ describe('transport', () => {
     expect(
       () => new Transport({ ...base, id: 0, key: g.keys[0], maxFrameBytes: 1000, queue: { maxBytes: 500 } }),
     ).toThrow(/must hold one frame/);
+    for (const wireVersion of [0, 256, 1.5])
+      expect(() => new Transport({ ...base, id: 0, key: g.keys[0], wireVersion })).toThrow(
+        /wireVersion must be an integer in 1..255/,
+      );
     const t = new Transport({ ...base, id: 0, key: g.keys[0], maxFrameBytes: 1000 });
     expect(() => t.send(0, Buffer.from('x'))).toThrow(/does not send to itself/);
     expect(() => t.send(9, Buffer.from('x'))).toThrow(/not in the genesis/);
@@ -1172,6 +1438,32 @@ describe('transport', () => {
         expect(rogueT.stats().peers[0].connects).toBe(0);
         await rogueT.stop();
         expect(logs.lines.some((l) => /TLS handshake failed/.test(l.msg))).toBe(true);
+        // A node of another wire version: its VERSION answer gets through TLS before the connection closes.
+        const versionLogs = collector();
+        const otherVersion = new Transport({
+          id: 0,
+          genesis: g.genesis,
+          key: g.keys[0],
+          listen: { host: HOST, port: 0 },
+          peers: new Map([[1, { host: HOST, port: port1 }]]),
+          tls: { ...group, caFile: group.certFile },
+          ...FAST,
+          wireVersion: WIRE_VERSION + 1,
+          logger: versionLogs.logger,
+        });
+        await otherVersion.start();
+        await waitFor(
+          () =>
+            versionLogs.lines.some(
+              (l) =>
+                (l.obj as { code?: string }).code === 'PEER_VERSION_MISMATCH' &&
+                (l.obj as { reason?: string }).reason ===
+                  `handshake: node 1 speaks wire version ${WIRE_VERSION}, this node ${WIRE_VERSION + 1}`,
+            ),
+          'the other version to hear ours',
+        );
+        expect(otherVersion.stats().peers[0].connects).toBe(0);
+        await otherVersion.stop();
         await waitMesh(ts);
         await exchange(ts, 10, 14);
 
