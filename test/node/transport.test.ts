@@ -736,24 +736,25 @@ describe('transport', () => {
       ports.push((s.address() as net.AddressInfo).port);
       await new Promise<void>((r) => s.close(() => r()));
     }
-    const ts = g.keys.map(
-      (key, id) =>
-        new Transport({
-          id,
-          genesis: g.genesis,
-          key,
-          listen: { host: HOST, port: ports[id] },
-          peers: new Map(ports.map((port, pid) => [pid, { host: HOST, port }])),
-          ...FAST,
-        }),
-    );
+    const make = (id: number) =>
+      new Transport({
+        id,
+        genesis: g.genesis,
+        key: g.keys[id],
+        listen: { host: HOST, port: ports[id] },
+        peers: new Map(ports.map((port, pid) => [pid, { host: HOST, port }])),
+        ...FAST,
+      });
+    const ts = g.keys.map((_, id) => make(id));
     try {
       await Promise.all(ts.map((t) => t.start()));
       await waitMesh(ts);
       await exchange(ts, 20, 16);
 
       // Two handshakes as node 0 towards node 3 in flight together, their steps interleaved: each is
-      // answered over its own nonces, and the one authenticated last replaces the other.
+      // answered over its own nonces, and the one authenticated last replaces the other. (The real node 0
+      // is stopped meanwhile: it would dial again as soon as it was displaced, and displace these.)
+      await ts[0].stop();
       const port3 = ts[3].boundPort!;
       const a = new RawPeer(port3);
       const b = new RawPeer(port3);
@@ -782,7 +783,8 @@ describe('transport', () => {
       a.write(encodeFrame(Buffer.from('over a')));
       await waitFor(() => got.includes('over a'), 'a frame over the newest connection');
       a.destroy();
-      // The real node 0 (displaced) dials again.
+      ts[0] = make(0);
+      await ts[0].start();
       await waitMesh(ts);
       await exchange(ts, 20, 17);
     } finally {
