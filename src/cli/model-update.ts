@@ -5,7 +5,7 @@ import { DropbearError, groupIdOf, signModelUpdate, Tx, toJson } from '../protoc
 import { readKeyFile } from '../protocol/keyfile.ts';
 import { usageError } from './errors.ts';
 import { loadGroup } from './group.ts';
-import { expectObject, fetchNodeJson } from './http.ts';
+import { expectObject, fetchNodeJson, type NodeAnswer } from './http.ts';
 
 export interface GroupView {
   models: { node: number; digest: string; version: number }[];
@@ -54,17 +54,54 @@ export function updateStatus(
 }
 
 /**
- * Each request to the node gives up after this long (NODE_TIMEOUT); those of the wait for the update, when
- * the wait ends. Before 2026-12-06 they had no limit: a node that took the connection and never answered
- * held the command forever, whatever --wait said; and a body that was not the group view ended it with a
- * parser's message (`Unexpected token 'h'`, `Cannot read properties of undefined`) and no code.
+ * Each request to the node gives up after this long (NODE_TIMEOUT), or when the command's --wait runs out if
+ * that comes first (TIMEOUT). Before 2026-12-06 they had no limit: a node that took the connection and never
+ * answered held the command forever, whatever --wait said; and a body that was not the group view ended it
+ * with a parser's message (`Unexpected token 'h'`, `Cannot read properties of undefined`) and no code.
  */
 const REQUEST_TIMEOUT_MS = 10_000;
 
-/** GET /v1/group: the models part of the group view; NODE_UNREACHABLE, NODE_TIMEOUT or BAD_RESPONSE. */
-async function groupView(api: string, timeoutMs: number): Promise<GroupView> {
+/**
+ * The command's time: --wait bounds all of it, the requests before the update is submitted included (the
+ * first GET /v1/group waited its own 10 s whatever --wait said, so `--wait 1000` against a silent node took
+ * 10 s and named 10000 ms).
+ */
+interface Budget {
+  node: number;
+  waitMs: number;
+  deadline: number;
+}
+
+/**
+ * `fetchNodeJson` within what is left of the budget, and at most REQUEST_TIMEOUT_MS. When the budget is what
+ * ran out, TIMEOUT naming the node, the URL and the wait, and `when` (what it means for the update); a
+ * request that hit its own limit inside a longer wait stays NODE_TIMEOUT. Nothing is sent once the budget is
+ * spent (a POST aborted after 1 ms could still reach the node).
+ */
+async function fetchWithin(b: Budget, url: string, when: string, init?: RequestInit): Promise<NodeAnswer> {
+  const left = b.deadline - Date.now();
+  if (left <= 0)
+    throw new DropbearError(
+      'TIMEOUT',
+      `--wait ${b.waitMs} ms ran out before node ${b.node} was asked (${init?.method ?? 'GET'} ${url}); ` +
+        'nothing was submitted',
+    );
+  try {
+    return await fetchNodeJson(url, Math.min(left, REQUEST_TIMEOUT_MS), init);
+  } catch (e) {
+    if (e instanceof DropbearError && e.code === 'NODE_TIMEOUT' && left <= REQUEST_TIMEOUT_MS)
+      throw new DropbearError(
+        'TIMEOUT',
+        `node ${b.node} (${url}) did not answer within --wait ${b.waitMs} ms; ${when}`,
+      );
+    throw e;
+  }
+}
+
+/** GET /v1/group: the models part of the group view; NODE_UNREACHABLE, NODE_TIMEOUT, TIMEOUT or BAD_RESPONSE. */
+async function groupView(api: string, b: Budget, when: string): Promise<GroupView> {
   const url = `${api}/v1/group`;
-  const body = expectObject(url, await fetchNodeJson(url, Math.min(timeoutMs, REQUEST_TIMEOUT_MS)));
+  const body = expectObject(url, await fetchWithin(b, url, when));
   const models = body.models;
   const ok =
     Array.isArray(models) &&
@@ -97,7 +134,11 @@ export function registerModelUpdate(program: Command): void {
       'the new model (in the store); the node must already have it loaded (extraModels in its config)',
     )
     .option('--home <dir>', 'the Dropbear home folder (default: $DROPBEAR_HOME, else ~/.dropbear)')
-    .option('--wait <ms>', 'wait this long for the update to be ordered', '30000')
+    .option(
+      '--wait <ms>',
+      'give up after this long (the whole command: reading the group view, submitting, waiting for the update to be ordered)',
+      '30000',
+    )
     .addHelpText(
       'after',
       '\nExample:\n  npx dropbear model-update --group out/g --node 1 --model squeezenet1.1-fp16-winml\n\n' +
@@ -105,13 +146,15 @@ export function registerModelUpdate(program: Command): void {
     )
     .action(async (o: { group: string; node: string; model: string; home?: string; wait: string }) => {
       const waitMs = parseWaitMs(o.wait);
+      const deadline = Date.now() + waitMs;
       const id = parseNodeId(o.node);
       const g = loadGroup(o.group);
       const node = g.file.nodes.find((n) => n.id === id);
       if (!node) throw usageError(`--node ${o.node} is not in this group`);
       const m = await resolveModel(o.model, o.home);
       const key = readKeyFile(join(g.dir, 'keys', `node-${id}.json`));
-      const before = await groupView(node.api, REQUEST_TIMEOUT_MS);
+      const budget: Budget = { node: id, waitMs, deadline };
+      const before = await groupView(node.api, budget, 'nothing was submitted');
       const current = before.models.find((x) => x.node === id);
       if (!current) throw new DropbearError('BAD_RESPONSE', `the group view lists no model for node ${id}`);
       if (current.digest === m.sha256) throw usageError(`node ${id} already runs ${o.model}`);
@@ -121,11 +164,16 @@ export function registerModelUpdate(program: Command): void {
         key,
       );
       const txUrl = `${node.api}/v1/txs`;
-      const posted = await fetchNodeJson(txUrl, REQUEST_TIMEOUT_MS, {
-        method: 'POST',
-        headers: { 'content-type': 'application/json' },
-        body: JSON.stringify({ tx: toJson(Tx, tx) }),
-      });
+      const posted = await fetchWithin(
+        budget,
+        txUrl,
+        `the update may have been submitted; check \`npx dropbear status --group ${o.group}\``,
+        {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify({ tx: toJson(Tx, tx) }),
+        },
+      );
       const body = expectObject(txUrl, posted, 202);
       if (typeof body.txId !== 'string')
         throw new DropbearError(
@@ -135,15 +183,13 @@ export function registerModelUpdate(program: Command): void {
       process.stdout.write(
         `submitted ${body.txId} (node ${id}: version ${current.version} → ${current.version + 1})\n`,
       );
-      const deadline = Date.now() + waitMs;
       while (Date.now() < deadline) {
-        const left = deadline - Date.now();
         let now: GroupView;
         try {
-          now = await groupView(node.api, left);
+          now = await groupView(node.api, budget, 'the update was submitted');
         } catch (e) {
           // The wait ran out during the request: TIMEOUT below, as when it runs out between two.
-          if (e instanceof DropbearError && e.code === 'NODE_TIMEOUT' && left <= REQUEST_TIMEOUT_MS) break;
+          if (e instanceof DropbearError && e.code === 'TIMEOUT') break;
           throw e;
         }
         if (updateStatus(now, id, current.version + 1, m.sha256) === 'ordered') {

@@ -123,8 +123,12 @@ describe('dropbear model-update against servers that are not Dropbear nodes', ()
     ],
     ['500 with text', 1, /^error \[BAD_RESPONSE\]: .*\/v1\/group answered HTTP 500/],
     ['200 with {}', 2, /^error \[BAD_RESPONSE\]: .*\/v1\/group answered without a list of models/],
-    // It waited forever, whatever --wait said.
-    ['no answer at all', 3, /^error \[NODE_TIMEOUT\]: .*\/v1\/group did not answer within 10000 ms/],
+    // It waited forever, whatever --wait said; then 10 s, whatever --wait said: --wait bounds the command.
+    [
+      'no answer at all',
+      3,
+      /^error \[TIMEOUT\]: node 3 \(http:\/\/127\.0\.0\.1:\d+\/v1\/group\) did not answer within --wait 1000 ms; nothing was submitted$/m,
+    ],
   ];
   for (const [what, node, message] of cases)
     it(`${what}: one line with the code, exit 2`, async () => {
@@ -134,6 +138,38 @@ describe('dropbear model-update against servers that are not Dropbear nodes', ()
       expect(r.stderr).toMatch(message);
       expect(r.stderr.trim().split('\n')).toHaveLength(1);
     }, 90_000);
+
+  // The group view comes back at once; the POST of the update is taken and never answered. It waited 10 s
+  // whatever --wait said, and then said NODE_TIMEOUT without a word on whether the update went in.
+  it('a node silent on the POST: TIMEOUT naming the node and the wait, and that the update may be in', async () => {
+    const s = createServer((req, res) => {
+      if (req.method === 'GET' && req.url === '/v1/group')
+        res.writeHead(200, { 'content-type': 'application/json' }).end(
+          JSON.stringify({
+            models: [0, 1, 2, 3].map((node) => ({ node, digest: '00'.repeat(32), version: 0 })),
+          }),
+        );
+      // POST /v1/txs: taken, never answered
+    });
+    await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
+    const file = join(groupDir, 'group.json');
+    const before = readFileSync(file, 'utf8');
+    const g = JSON.parse(before) as { nodes: { api: string }[] };
+    g.nodes[1].api = `http://127.0.0.1:${(s.address() as AddressInfo).port}`;
+    writeFileSync(file, JSON.stringify(g, null, 2));
+    try {
+      const r = await update(1);
+      expect(r.code, r.stderr).toBe(2);
+      expect(r.stdout).toBe('');
+      expect(r.stderr).toMatch(
+        /^error \[TIMEOUT\]: node 1 \(http:\/\/127\.0\.0\.1:\d+\/v1\/txs\) did not answer within --wait 1000 ms; the update may have been submitted; check `npx dropbear status --group .*`$/m,
+      );
+    } finally {
+      writeFileSync(file, before);
+      s.closeAllConnections();
+      await new Promise((r) => s.close(r));
+    }
+  }, 90_000);
 
   it('nothing listening: NODE_UNREACHABLE naming the refusal', async () => {
     const dead = await server('text');
