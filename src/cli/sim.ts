@@ -1,4 +1,6 @@
-import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, renameSync, rmdirSync, rmSync } from 'node:fs';
+import { mkdir, writeFile } from 'node:fs/promises';
+import { constants } from 'node:os';
 import { join } from 'node:path';
 import type { Command } from 'commander';
 import { certificateToJson, verifyCertificate } from '../certificate/index.ts';
@@ -54,15 +56,63 @@ export function parseByzantine(specs: string[], n: number): Map<number, Behaviou
   return m;
 }
 
-export function writeOutputs(dir: string, r: SimResult): void {
-  rmSync(join(dir, 'certificates'), { recursive: true, force: true });
-  mkdirSync(join(dir, 'certificates'), { recursive: true });
-  writeFileSync(join(dir, 'genesis.json'), stableJson(toJson(Genesis, r.group.genesis)));
-  for (const [id, c] of r.certificates)
-    writeFileSync(join(dir, 'certificates', `${id}.json`), stableJson(certificateToJson(c)));
+/**
+ * Writes genesis.json and certificates/ into `dir` all or nothing. They are written into a hidden folder
+ * inside `dir` (`.sim-partial-*`: the same file system, so the last step is a rename), then moved into place;
+ * until then a previous run's output there stays as it was. Before 2026-12-06 they were written straight
+ * into `dir`: a Ctrl-C, a SIGTERM or a failed write half-way left genesis.json and some certificates, which
+ * looked like a complete output of fewer requests.
+ *
+ * Staging in `dir` rather than renaming a whole new folder over it: `dir` may hold other files (`--out out`
+ * or `--out .`), which the command never touched and must not remove. The writes are asynchronous so that a
+ * SIGINT or SIGTERM is seen between two of them: the writing stops, the hidden folder is removed and the
+ * signal raised again (the process ends as it would have). The handler only takes note; removing the folder
+ * from it could race a write in flight. A failed write removes the folder too. The move is synchronous (a
+ * signal during it is taken after, the output then complete) and renames genesis.json last: a folder with
+ * genesis.json has every certificate of its run. Only a SIGKILL or a crash can leave the hidden folder
+ * behind, never a partial output.
+ */
+export async function writeOutputs(dir: string, r: SimResult): Promise<void> {
+  const stage = mkdtempSync(join(dir, '.sim-partial-'));
+  let signalled: NodeJS.Signals | undefined;
+  const onSignal = (sig: NodeJS.Signals) => {
+    signalled = sig;
+  };
+  const signals = ['SIGINT', 'SIGTERM'] as const;
+  for (const s of signals) process.on(s, onSignal);
+  let moved = false;
+  try {
+    await mkdir(join(stage, 'certificates'));
+    await writeFile(join(stage, 'genesis.json'), stableJson(toJson(Genesis, r.group.genesis)));
+    for (const [id, c] of r.certificates) {
+      if (signalled) break;
+      await writeFile(join(stage, 'certificates', `${id}.json`), stableJson(certificateToJson(c)));
+    }
+    if (!signalled) {
+      rmSync(join(dir, 'genesis.json'), { force: true });
+      rmSync(join(dir, 'certificates'), { recursive: true, force: true });
+      renameSync(join(stage, 'certificates'), join(dir, 'certificates'));
+      renameSync(join(stage, 'genesis.json'), join(dir, 'genesis.json'));
+      moved = true;
+      rmdirSync(stage);
+      // A signal that came during the move is delivered on the next turn of the event loop: take it here
+      // (with its listener gone it would be lost, and the command would go on as if never interrupted).
+      await new Promise((r) => setImmediate(r));
+    }
+  } finally {
+    if (!moved) rmSync(stage, { recursive: true, force: true });
+    for (const s of signals) process.off(s, onSignal);
+  }
+  if (signalled) {
+    // No listener now: the default action, as if the signal had come when no output was being written.
+    process.kill(process.pid, signalled);
+    process.exit(128 + constants.signals[signalled]);
+  }
 }
 
-export function runSimCommand(o: SimCliOptions): { result: SimResult; summary: string; ok: boolean } {
+export async function runSimCommand(
+  o: SimCliOptions,
+): Promise<{ result: SimResult; summary: string; ok: boolean }> {
   const nodes = int('nodes', o.nodes, 1);
   const f = o.f === undefined ? Math.floor((nodes - 1) / 3) : int('f', o.f, 0);
   if (nodes < 3 * f + 1) throw usageError(`--nodes ${nodes} is below 3f+1 = ${3 * f + 1}`);
@@ -91,7 +141,7 @@ export function runSimCommand(o: SimCliOptions): { result: SimResult; summary: s
   const check = checkRun(result);
   let invalid = 0;
   for (const c of result.certificates.values()) if (!verifyCertificate(c, result.group.genesis).ok) invalid++;
-  if (o.out) writeOutputs(o.out, result);
+  if (o.out) await writeOutputs(o.out, result);
   const decided = [...result.certificates.values()].filter(
     (c) => c.outcome.decision.kind !== 'noAgreement',
   ).length;
@@ -143,7 +193,7 @@ export function registerSim(program: Command): void {
         '  npx dropbear sim --faults random --seeds 1..200 --keep /tmp/ledgers\n',
     )
     .action(
-      (
+      async (
         o: SimCliOptions & {
           faults?: string;
           seeds: string;
@@ -162,7 +212,7 @@ export function registerSim(program: Command): void {
           if (runRandomFaults(o.seeds, o.keep, write, o.sizes) > 0) process.exitCode = 1;
           return;
         }
-        const { summary, ok } = runSimCommand(o);
+        const { summary, ok } = await runSimCommand(o);
         process.stdout.write(`${summary}\n`);
         if (!ok) process.exitCode = 1;
       },

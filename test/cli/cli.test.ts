@@ -15,6 +15,9 @@ import {
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { writeOutputs } from '../../src/cli/sim.ts';
+import type { Certificate } from '../../src/protocol/index.ts';
+import { simulate } from '../../src/sim/world.ts';
 import { MODELS_DIR, VAL_DIR } from '../shared.ts';
 import { type Ran, runCli } from './run-cli.ts';
 
@@ -125,6 +128,69 @@ describe('dropbear sim', () => {
     },
     TIMEOUT,
   );
+});
+
+/** The .json files anywhere under `dir` (a folder may vanish while it is read: then none). */
+function jsonFilesUnder(dir: string): string[] {
+  try {
+    return readdirSync(dir, { recursive: true })
+      .map(String)
+      .filter((f) => f.endsWith('.json'));
+  } catch {
+    return [];
+  }
+}
+
+// sim --out wrote straight into the folder: interrupted half-way, genesis.json and some certificates stayed,
+// which looked like the complete output of a shorter run (and a previous run's certificates were gone).
+describe('dropbear sim --out is all or nothing', () => {
+  for (const sig of ['SIGTERM', 'SIGINT'] as const)
+    it(
+      `${sig} once the first certificate is written: --out as it was before the run, and the signal ends it`,
+      async () => {
+        const d = dir(`interrupted-${sig}`);
+        // A previous run's output and a file of the user's: both must stay as they were.
+        mkdirSync(join(d, 'certificates'), { recursive: true });
+        writeFileSync(join(d, 'genesis.json'), '{"previous": "run"}');
+        writeFileSync(join(d, 'certificates', `${'a'.repeat(64)}.json`), '{"previous": "certificate"}');
+        writeFileSync(join(d, 'notes.txt'), 'mine');
+        const before = tree(d);
+        const r = await runCli(
+          ['sim', '--requests', '1000', '--seed', '3', '--out', d],
+          TIMEOUT - 5_000,
+          (child) => {
+            const known = new Set(jsonFilesUnder(d));
+            const poll = setInterval(() => {
+              if (jsonFilesUnder(d).some((f) => !known.has(f) && /certificates[/\\]/.test(f))) {
+                clearInterval(poll);
+                child.kill(sig);
+              }
+            }, 2);
+            child.on('close', () => clearInterval(poll));
+          },
+        );
+        // Ended by the signal, not finished before it came.
+        expect(r.signal, `${r.stdout}${r.stderr}`).toBe(sig);
+        const after = tree(d);
+        expect([...after.keys()]).toEqual([...before.keys()]);
+        for (const [path, bytes] of before) expect(after.get(path)?.equals(bytes), path).toBe(true);
+      },
+      TIMEOUT,
+    );
+
+  it('a write that fails half-way leaves nothing behind', async () => {
+    const d = dir('failed-write');
+    mkdirSync(d);
+    const r = simulate({ nodes: 4, requests: 10, seed: 4 });
+    const certs = [...r.certificates];
+    // The sixth certificate cannot be encoded: the write fails after genesis.json and five certificates.
+    const broken = new Map([...certs.slice(0, 5), ['f'.repeat(64), {} as Certificate], ...certs.slice(5)]);
+    await expect(async () => writeOutputs(d, { ...r, certificates: broken })).rejects.toThrow();
+    expect(readdirSync(d)).toEqual([]);
+    await writeOutputs(d, r);
+    expect(readdirSync(join(d, 'certificates'))).toHaveLength(10);
+    expect(readdirSync(d).sort()).toEqual(['certificates', 'genesis.json']);
+  });
 });
 
 describe('dropbear verify', () => {
