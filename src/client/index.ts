@@ -150,7 +150,10 @@ const DONE = new Error('settled');
 const NO_OTHER = new Error('no other node to ask');
 
 const REQUEST_TYPE = 'application/octet-stream';
-/** The node's default body limit (API_DEFAULTS.bodyLimitBytes in src/node/api.ts). */
+/**
+ * The node's default body limit at its smallest (API_DEFAULTS.bodyLimitBytes in src/node/api.ts; more for a
+ * genesis whose maxInputBytes is over ~6 MiB, bodyLimitFor there).
+ */
 const DEFAULT_MAX_BODY_BYTES = 8 * 1024 * 1024;
 /** The count in front of the requests of a binary batch POST (a varint: 2 bytes up to 16383). */
 const BATCH_BODY_OVERHEAD = 2;

@@ -111,7 +111,7 @@ export interface ApiOptions {
   dashboard?: DashboardAssets;
   /** The model name of the group in the v2 routes (default: the genesis name). */
   groupName?: string;
-  /** Largest request body (default 8 MiB). */
+  /** Largest request body (default `bodyLimitFor(genesis)`: at least 8 MiB). */
   bodyLimitBytes?: number;
   /**
    * A request (headers and body) that has not fully arrived within this many ms gets 408 REQUEST_TIMEOUT
@@ -172,6 +172,25 @@ export const API_DEFAULTS = {
 } as const;
 
 export { MAX_REQUESTS_PER_CALL };
+
+/**
+ * What a body holds beside the one input, at most: the request's fields, its signature (or a batch
+ * signature's audit path, 10 hashes at 1024 requests), JSON keys and v2's parameters, ~2 KiB in all; the
+ * rest is room to spare.
+ */
+const ENVELOPE_BYTES = 64 * 1024;
+
+/**
+ * The default body limit: one request with an input of the genesis `maxInputBytes` fits in any form the
+ * API takes (base64 in JSON, the larger, plus its envelope), and never less than API_DEFAULTS'. Until
+ * 2026-12-06 it was 8 MiB whatever the genesis, which `group init` writes as maxInputBytes: an input just
+ * over the limit was refused as a body over it (BODY_TOO_LARGE, "request body over the limit of 8388608
+ * bytes"), REQUEST_INPUT_TOO_LARGE never came, and an input over about 6 MiB could not go as JSON at all.
+ */
+export function bodyLimitFor(genesis: Genesis): number {
+  const base64 = 4 * Math.ceil(genesis.params.maxInputBytes / 3);
+  return Math.max(API_DEFAULTS.bodyLimitBytes, base64 + ENVELOPE_BYTES);
+}
 
 /** How long the API's close() lets requests still in flight finish before it cuts their connections. */
 export const CLOSE_GRACE_MS = 1000;
@@ -574,11 +593,12 @@ const OUTPUTS = ['label', 'top5_labels', 'top5_scores'] as const;
 
 /** Builds the node's API over `host` (not listening: the caller listens, or injects in tests). */
 export function buildApi(host: NodeHost, opts: ApiOptions = {}): FastifyInstance {
+  const genesis = host.genesis;
   const o = {
     ...API_DEFAULTS,
+    bodyLimitBytes: bodyLimitFor(genesis),
     ...Object.fromEntries(Object.entries(opts).filter(([, v]) => v !== undefined)),
   };
-  const genesis = host.genesis;
   const groupId = groupIdOf(genesis);
   const groupName = opts.groupName ?? genesis.name;
   const q = quorumOf(genesis);
