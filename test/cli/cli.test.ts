@@ -155,8 +155,9 @@ describe('dropbear sim --out is all or nothing', () => {
         writeFileSync(join(d, 'certificates', `${'a'.repeat(64)}.json`), '{"previous": "certificate"}');
         writeFileSync(join(d, 'notes.txt'), 'mine');
         const before = tree(d);
+        // 2000 certificates: writing them takes long enough for the signal to come before the end.
         const r = await runCli(
-          ['sim', '--requests', '1000', '--seed', '3', '--out', d],
+          ['sim', '--requests', '2000', '--seed', '3', '--out', d],
           TIMEOUT - 5_000,
           (child) => {
             const known = new Set(jsonFilesUnder(d));
