@@ -14,6 +14,7 @@
  *   Open Inference Protocol v2: GET /v2/health/live, /v2/health/ready, /v2, /v2/models/{group},
  *   /v2/models/{group}/ready; POST /v2/models/{group}/infer (one BYTES input "image", shape [1]) signed by
  *   the client (parameters dropbear_*) or, in custodial mode, by the node for the account of a bearer key.
+ *   The model routes also answer under /v2/models/{group}/versions/1/... (the one version).
  *
  * Every error is `{error: {code, message}}` (plus `requestId` when one is known), its status given by
  * `httpStatusOf(code)`; fastify's own errors are translated into the same codes, and so are those Node
@@ -39,7 +40,7 @@ import {
   refuseOversizedBodies,
   requestTimeoutOptions,
 } from '../inference/http-body.ts';
-import { packageVersion } from '../inference/kserve-server.ts';
+import { MODEL_VERSION, packageVersion } from '../inference/kserve-server.ts';
 import { labelName } from '../inference/postprocess.ts';
 import {
   checkDeclaredSize,
@@ -502,7 +503,7 @@ const certificateParams = {
 const groupParams = {
   type: 'object',
   required: ['group'],
-  properties: { group: { type: 'string', minLength: 1 } },
+  properties: { group: { type: 'string', minLength: 1 }, version: { type: 'string' } },
 };
 
 /** Routes that take no query parameters (the default for a route that names none: see `onRoute`). */
@@ -1217,10 +1218,18 @@ export function buildApi(host: NodeHost, opts: ApiOptions = {}): FastifyInstance
 
   // ------------------------------------------------------------ Open Inference Protocol v2
 
+  // Every model route also answers under /versions/{v} (the protocol's versioned routes, which a client
+  // given a model version calls); the group's service has the one version MODEL_VERSION, whatever model
+  // each node runs behind it, as serve-model's model has.
   const checkGroup = async (req: FastifyRequest) => {
-    const g = (req.params as { group?: string }).group;
+    const { group: g, version: v } = req.params as { group?: string; version?: string };
     if (g !== groupName)
       throw apiError('MODEL_NOT_FOUND', `unknown model ${g}; this node serves ${groupName}`);
+    if (v !== undefined && v !== MODEL_VERSION)
+      throw apiError(
+        'MODEL_NOT_FOUND',
+        `model ${groupName} has no version ${cutUtf8(v, 100)}; its one version is ${MODEL_VERSION}`,
+      );
   };
 
   app.get(
@@ -1263,41 +1272,45 @@ export function buildApi(host: NodeHost, opts: ApiOptions = {}): FastifyInstance
       ],
     }),
   );
-  app.get(
-    '/v2/models/:group',
-    {
-      schema: {
-        params: groupParams,
-        response: {
-          200: {
-            type: 'object',
-            properties: {
-              name: { type: 'string' },
-              platform: { type: 'string' },
-              inputs: { type: 'array', items: tensorMeta },
-              outputs: { type: 'array', items: tensorMeta },
-            },
+  const metadataRoute = {
+    schema: {
+      params: groupParams,
+      response: {
+        200: {
+          type: 'object',
+          properties: {
+            name: { type: 'string' },
+            versions: { type: 'array', items: { type: 'string' } },
+            platform: { type: 'string' },
+            inputs: { type: 'array', items: tensorMeta },
+            outputs: { type: 'array', items: tensorMeta },
           },
         },
       },
-      onRequest: checkGroup,
     },
-    async () => ({
-      name: groupName,
-      platform: 'dropbear',
-      inputs: [{ name: 'image', datatype: 'BYTES', shape: [1] }],
-      outputs: [
-        { name: 'label', datatype: 'INT64', shape: [1] },
-        { name: 'top5_labels', datatype: 'INT64', shape: [5] },
-        { name: 'top5_scores', datatype: 'FP32', shape: [5] },
-      ],
-    }),
-  );
-  app.get('/v2/models/:group/ready', { schema: { params: groupParams }, onRequest: checkGroup }, async () => {
+    onRequest: checkGroup,
+  };
+  const metadata = async () => ({
+    name: groupName,
+    versions: [MODEL_VERSION],
+    platform: 'dropbear',
+    inputs: [{ name: 'image', datatype: 'BYTES', shape: [1] }],
+    outputs: [
+      { name: 'label', datatype: 'INT64', shape: [1] },
+      { name: 'top5_labels', datatype: 'INT64', shape: [5] },
+      { name: 'top5_scores', datatype: 'FP32', shape: [5] },
+    ],
+  });
+  app.get('/v2/models/:group', metadataRoute, metadata);
+  app.get('/v2/models/:group/versions/:version', metadataRoute, metadata);
+  const modelReady = async () => {
     const r = readiness();
     if (!r.ready) throw apiError('NOT_READY', r.reason);
     return { name: groupName, ready: true };
-  });
+  };
+  const readyRoute = { schema: { params: groupParams }, onRequest: checkGroup };
+  app.get('/v2/models/:group/ready', readyRoute, modelReady);
+  app.get('/v2/models/:group/versions/:version/ready', readyRoute, modelReady);
 
   /** The request's image bytes from its one input. */
   const imageOf = (body: InferBody): Uint8Array => {
@@ -1384,64 +1397,65 @@ export function buildApi(host: NodeHost, opts: ApiOptions = {}): FastifyInstance
     return signRequest(request, input, account.key);
   };
 
-  app.post<{ Params: { group: string }; Body: InferBody }>(
-    '/v2/models/:group/infer',
-    { schema: { params: groupParams, body: inferBody }, onRequest: checkGroup },
-    async (req) => {
-      const body = req.body;
-      if (!body || typeof body !== 'object' || !Array.isArray(body.inputs))
-        throw apiError('BAD_REQUEST', 'the request has no JSON body with "inputs"');
-      const wanted = body.outputs?.map((x) => x.name) ?? [...OUTPUTS];
-      for (const w of wanted)
-        if (!(OUTPUTS as readonly string[]).includes(w))
-          throw apiError(
-            'INFER_BAD_OUTPUT',
-            `unknown output ${JSON.stringify(w)}; outputs are ${OUTPUTS.join(', ')}`,
-          );
-      const input = imageOf(body);
-      const sr = inferRequest(body, req.headers.authorization, input);
-      const [r] = await submitAll(req, [sr], maxWaitMs);
-      if ('error' in r) throw apiError(r.error.code, r.error.message, r.requestId);
-      if ('pending' in r)
+  const inferRoute = { schema: { params: groupParams, body: inferBody }, onRequest: checkGroup };
+  const infer = async (req: FastifyRequest<InferCall>) => {
+    const body = req.body;
+    if (!body || typeof body !== 'object' || !Array.isArray(body.inputs))
+      throw apiError('BAD_REQUEST', 'the request has no JSON body with "inputs"');
+    const wanted = body.outputs?.map((x) => x.name) ?? [...OUTPUTS];
+    for (const w of wanted)
+      if (!(OUTPUTS as readonly string[]).includes(w))
         throw apiError(
-          'TIMEOUT',
-          `no certificate for request ${r.requestId} within ${maxWaitMs} ms; fetch it later from ` +
-            `GET /v1/certificates/${r.requestId}`,
-          r.requestId,
+          'INFER_BAD_OUTPUT',
+          `unknown output ${JSON.stringify(w)}; outputs are ${OUTPUTS.join(', ')}`,
         );
-      const cert = r.certificate;
-      const decision = cert.outcome.decision;
-      const label = decision.kind === 'label' ? decision.label : -1;
-      const vote = voteToShow(cert.outcome.votes, host.id);
-      const top = vote?.result.kind === 'class' ? vote.result.top.slice(0, 5) : [];
-      const labels = [...top.map((t) => t.label), ...Array(5 - top.length).fill(-1)];
-      const scores = [...top.map((t) => t.score / 1e6), ...Array(5 - top.length).fill(0)];
-      const all = {
-        label: { name: 'label', datatype: 'INT64', shape: [1], data: [label] },
-        top5_labels: { name: 'top5_labels', datatype: 'INT64', shape: [5], data: labels },
-        top5_scores: { name: 'top5_scores', datatype: 'FP32', shape: [5], data: scores },
-      };
-      let spec: ModelSpec | null = null;
-      try {
-        spec = modelSpec();
-      } catch {
-        spec = null;
-      }
-      return {
-        model_name: groupName,
-        // OIP: an id the request gives comes back as the response's; without one, the request id.
-        id: body.id ?? r.requestId,
-        outputs: wanted.map((w) => all[w as (typeof OUTPUTS)[number]]),
-        parameters: {
-          request_id: r.requestId,
-          certificate: toJson(CertificateCodec, cert),
-          decision: toJson(Decision, decision),
-          ...(label >= 0 && spec ? { label_name: labelName(spec.labels, label) } : {}),
-          ...(vote ? { vote_node: vote.node } : {}),
-        },
-      };
-    },
-  );
+    const input = imageOf(body);
+    const sr = inferRequest(body, req.headers.authorization, input);
+    const [r] = await submitAll(req, [sr], maxWaitMs);
+    if ('error' in r) throw apiError(r.error.code, r.error.message, r.requestId);
+    if ('pending' in r)
+      throw apiError(
+        'TIMEOUT',
+        `no certificate for request ${r.requestId} within ${maxWaitMs} ms; fetch it later from ` +
+          `GET /v1/certificates/${r.requestId}`,
+        r.requestId,
+      );
+    const cert = r.certificate;
+    const decision = cert.outcome.decision;
+    const label = decision.kind === 'label' ? decision.label : -1;
+    const vote = voteToShow(cert.outcome.votes, host.id);
+    const top = vote?.result.kind === 'class' ? vote.result.top.slice(0, 5) : [];
+    const labels = [...top.map((t) => t.label), ...Array(5 - top.length).fill(-1)];
+    const scores = [...top.map((t) => t.score / 1e6), ...Array(5 - top.length).fill(0)];
+    const all = {
+      label: { name: 'label', datatype: 'INT64', shape: [1], data: [label] },
+      top5_labels: { name: 'top5_labels', datatype: 'INT64', shape: [5], data: labels },
+      top5_scores: { name: 'top5_scores', datatype: 'FP32', shape: [5], data: scores },
+    };
+    let spec: ModelSpec | null = null;
+    try {
+      spec = modelSpec();
+    } catch {
+      spec = null;
+    }
+    return {
+      model_name: groupName,
+      model_version: MODEL_VERSION,
+      // OIP: an id the request gives comes back as the response's; without one, the request id.
+      id: body.id ?? r.requestId,
+      outputs: wanted.map((w) => all[w as (typeof OUTPUTS)[number]]),
+      parameters: {
+        request_id: r.requestId,
+        certificate: toJson(CertificateCodec, cert),
+        decision: toJson(Decision, decision),
+        ...(label >= 0 && spec ? { label_name: labelName(spec.labels, label) } : {}),
+        ...(vote ? { vote_node: vote.node } : {}),
+      },
+    };
+  };
+  type InferCall = { Params: { group: string }; Body: InferBody };
+  app.post<InferCall>('/v2/models/:group/infer', inferRoute, infer);
+  app.post<InferCall>('/v2/models/:group/versions/:version/infer', inferRoute, infer);
 
   return app;
 }

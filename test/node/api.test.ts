@@ -348,6 +348,7 @@ describe('node HTTP API', () => {
     expect(meta.statusCode).toBe(200);
     expect(meta.json()).toEqual({
       name: 'api-test',
+      versions: ['1'],
       platform: 'dropbear',
       inputs: [{ name: 'image', datatype: 'BYTES', shape: [1] }],
       outputs: [

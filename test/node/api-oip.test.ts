@@ -1,0 +1,137 @@
+/**
+ * The node's Open Inference Protocol v2 routes as a standard OIP client (KServe, Triton) calls them: a
+ * group of four stand-in NodeHosts (no model files) on an in-memory loopback wire, node 0's API driven
+ * with `inject`. The versioned routes (/v2/models/{m}/versions/{v}/...) answer like the plain ones.
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { FastifyInstance } from 'fastify';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { buildApi } from '../../src/node/api.ts';
+import { NodeHost } from '../../src/node/host.ts';
+import { standInInput, startStandIn } from '../../src/node/standin-backend.ts';
+import { groupIdOf, type Request, sha256, signRequest, toB64u } from '../../src/protocol/index.ts';
+import { makeGroup } from '../../src/sim/world.ts';
+import { closeApp, Loopback } from './harness.ts';
+
+const group = makeGroup(4, 1, 31);
+const groupId = groupIdOf(group.genesis);
+const name = group.genesis.name;
+let dir: string;
+let net: Loopback;
+const hosts: NodeHost[] = [];
+let app: FastifyInstance;
+let nonce = 1;
+
+beforeAll(async () => {
+  dir = mkdtempSync(join(tmpdir(), 'dropbear-api-oip-'));
+  net = new Loopback(4);
+  for (let id = 0; id < 4; id++)
+    hosts.push(
+      NodeHost.open({
+        id,
+        genesis: group.genesis,
+        key: group.keys[id],
+        ledgerPath: join(dir, `n${id}.sqlite`),
+        backends: [startStandIn(id)],
+        wire: net.wire(id),
+      }),
+    );
+  for (const h of hosts) h.start();
+  app = buildApi(hosts[0], {
+    peers: () => [1, 2, 3].map((id) => ({ id, state: 'connected' as const })),
+  });
+  await app.ready();
+});
+
+afterAll(async () => {
+  await closeApp(app);
+  for (const h of hosts) h.stop();
+  net.stop();
+  for (const h of hosts) h.close();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+/** A client-signed infer body for a fresh stand-in input, as JSON with the image in base64. */
+function signedBody(extra: Record<string, unknown> = {}) {
+  const input = standInInput(nonce);
+  const request: Request = {
+    groupId,
+    client: group.client.publicKey,
+    nonce: nonce++,
+    timestamp: Date.now(),
+    inputDigest: sha256(input),
+    policy: null,
+    maxFee: 1_000_000,
+  };
+  const sr = signRequest(request, input, group.client);
+  if (sr.auth.kind !== 'single') throw new Error('signRequest made a batch signature');
+  return {
+    input,
+    body: {
+      ...extra,
+      inputs: [
+        { name: 'image', datatype: 'BYTES', shape: [1], data: [Buffer.from(input).toString('base64')] },
+      ],
+      parameters: {
+        dropbear_client: toB64u(request.client),
+        dropbear_nonce: request.nonce,
+        dropbear_timestamp: request.timestamp,
+        dropbear_max_fee: request.maxFee,
+        dropbear_signature: toB64u(sr.auth.signature),
+      },
+    },
+  };
+}
+
+describe('OIP v2 on the node API', () => {
+  it('answers the versioned model routes for version 1, and 404 MODEL_NOT_FOUND for any other', async () => {
+    const meta = await app.inject({ method: 'GET', url: `/v2/models/${name}/versions/1` });
+    expect(meta.statusCode, meta.body).toBe(200);
+    expect(meta.json()).toMatchObject({ name, versions: ['1'], platform: 'dropbear' });
+    expect((await app.inject({ method: 'GET', url: `/v2/models/${name}` })).json()).toEqual(meta.json());
+    const ready = await app.inject({ method: 'GET', url: `/v2/models/${name}/versions/1/ready` });
+    expect(ready.statusCode, ready.body).toBe(200);
+    expect(ready.json()).toEqual({ name, ready: true });
+
+    const res = await app.inject({
+      method: 'POST',
+      url: `/v2/models/${name}/versions/1/infer`,
+      payload: signedBody({ id: 'versioned-1' }).body,
+    });
+    expect(res.statusCode, res.body).toBe(200);
+    expect(res.json()).toMatchObject({ model_name: name, model_version: '1', id: 'versioned-1' });
+
+    for (const url of [
+      `/v2/models/${name}/versions/2`,
+      `/v2/models/${name}/versions/2/ready`,
+      `/v2/models/other/versions/1`,
+    ]) {
+      const r = await app.inject({ method: 'GET', url });
+      expect([r.statusCode, (r.json() as { error: { code: string } }).error.code]).toEqual([
+        404,
+        'MODEL_NOT_FOUND',
+      ]);
+    }
+    const wrong = await app.inject({
+      method: 'POST',
+      url: `/v2/models/${name}/versions/2/infer`,
+      payload: signedBody().body,
+    });
+    expect([wrong.statusCode, (wrong.json() as { error: { code: string } }).error.code]).toEqual([
+      404,
+      'MODEL_NOT_FOUND',
+    ]);
+  });
+
+  it('names the model version in every infer answer', async () => {
+    const res = await app.inject({
+      method: 'POST',
+      url: `/v2/models/${name}/infer`,
+      payload: signedBody().body,
+    });
+    expect(res.statusCode, res.body).toBe(200);
+    expect((res.json() as { model_version?: string }).model_version).toBe('1');
+  });
+});
