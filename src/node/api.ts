@@ -14,7 +14,8 @@
  *   Open Inference Protocol v2: GET /v2/health/live, /v2/health/ready, /v2, /v2/models/{group},
  *   /v2/models/{group}/ready; POST /v2/models/{group}/infer (one BYTES input "image", shape [1]) signed by
  *   the client (parameters dropbear_*) or, in custodial mode, by the node for the account of a bearer key.
- *   The model routes also answer under /v2/models/{group}/versions/1/... (the one version).
+ *   The model routes also answer under /v2/models/{group}/versions/1/... (the one version). Infer takes
+ *   JSON, typed or not, or JSON plus the image as binary tensor data (Inference-Header-Content-Length).
  *
  * Every error is `{error: {code, message}}` (plus `requestId` when one is known), its status given by
  * `httpStatusOf(code)`; fastify's own errors are translated into the same codes, and so are those Node
@@ -50,6 +51,7 @@ import {
   isModelTensor,
   sniffInput,
 } from '../inference/preprocess.ts';
+import { INFER_HEADER_LENGTH, splitBody } from '../inference/remote.ts';
 import type { ModelSpec } from '../inference/spec.ts';
 import {
   type Certificate,
@@ -681,7 +683,11 @@ export function buildApi(host: NodeHost, opts: ApiOptions = {}): FastifyInstance
   // malformed JSON; the same parser, with a message that names the key when the JSON itself is valid.
   const fastifyJson = app.getDefaultJsonParser('error', 'error');
   app.removeContentTypeParser('application/json');
-  app.addContentTypeParser('application/json', { parseAs: 'string' }, (req, body, done) => {
+  const parseJson = (
+    req: FastifyRequest,
+    body: string | Buffer,
+    done: (e: Error | null, v?: unknown) => void,
+  ) => {
     // Refused before JSON.parse builds it (MAX_JSON_DEPTH).
     const shape = jsonShapeProblem(body as string, MAX_JSON_DEPTH, MAX_JSON_CONTAINERS);
     if (shape !== null) {
@@ -710,7 +716,8 @@ export function buildApi(host: NodeHost, opts: ApiOptions = {}): FastifyInstance
       }
       done(e, value);
     });
-  });
+  };
+  app.addContentTypeParser('application/json', { parseAs: 'string' }, parseJson);
 
   app.setErrorHandler((e, req, reply) => {
     const err = toApiError(e, o.bodyLimitBytes as number);
@@ -1312,8 +1319,11 @@ export function buildApi(host: NodeHost, opts: ApiOptions = {}): FastifyInstance
   app.get('/v2/models/:group/ready', readyRoute, modelReady);
   app.get('/v2/models/:group/versions/:version/ready', readyRoute, modelReady);
 
-  /** The request's image bytes from its one input. */
-  const imageOf = (body: InferBody): Uint8Array => {
+  /** An infer request's bytes after its JSON (binary tensor data; empty without). */
+  const binaryOf = new WeakMap<FastifyRequest, Uint8Array>();
+
+  /** The request's image bytes from its one input, in base64 in `data` or as binary tensor data. */
+  const imageOf = (body: InferBody, binary: Uint8Array): Uint8Array => {
     if (body.inputs.length !== 1)
       throw apiError('INFER_BAD_INPUT', `expected one input ("image"), got ${body.inputs.length}`);
     const input = body.inputs[0];
@@ -1326,8 +1336,13 @@ export function buildApi(host: NodeHost, opts: ApiOptions = {}): FastifyInstance
       );
     if (input.shape.length !== 1 || input.shape[0] !== 1)
       throw apiError('INFER_BAD_SHAPE', `input "image" has shape [${input.shape.join(', ')}]; it is [1]`);
-    if (input.parameters && 'binary_data_size' in input.parameters)
-      throw apiError('INFER_BAD_INPUT', 'binary tensor data is not supported here; send base64 in "data"');
+    const size = input.parameters?.binary_data_size;
+    if (size !== undefined) return binaryImage(input, size, binary);
+    if (binary.length > 0)
+      throw apiError(
+        'INFER_BAD_INPUT',
+        `the body carries ${binary.length} bytes of binary data that no input claims (binary_data_size)`,
+      );
     const data = input.data;
     const flat = Array.isArray(data) && data.length === 1 && Array.isArray(data[0]) ? data[0] : data;
     if (!Array.isArray(flat) || flat.length !== 1 || typeof flat[0] !== 'string')
@@ -1335,6 +1350,30 @@ export function buildApi(host: NodeHost, opts: ApiOptions = {}): FastifyInstance
     const s = flat[0] as string;
     if (!/^[A-Za-z0-9+/_-]*={0,2}$/.test(s)) throw apiError('INFER_BAD_INPUT', 'input "image" is not base64');
     return new Uint8Array(Buffer.from(s, 'base64'));
+  };
+
+  /**
+   * The image of an input sent as binary tensor data: `size` bytes, all the binary data there is, holding
+   * the one BYTES element as its 4-byte little-endian length and its bytes.
+   */
+  const binaryImage = (input: InferInput, size: unknown, binary: Uint8Array): Uint8Array => {
+    if (!Number.isSafeInteger(size) || (size as number) < 0)
+      throw apiError('INFER_BAD_INPUT', 'input "image": binary_data_size must be a non-negative integer');
+    if (input.data !== undefined)
+      throw apiError('INFER_BAD_INPUT', 'input "image" has both "data" and binary_data_size');
+    if (size !== binary.length)
+      throw apiError(
+        'INFER_BAD_INPUT',
+        `input "image" claims ${size} bytes of binary data; the body carries ${binary.length} after its JSON`,
+      );
+    const len = binary.length >= 4 ? Buffer.from(binary.buffer, binary.byteOffset, 4).readUInt32LE(0) : -1;
+    if (len !== binary.length - 4)
+      throw apiError(
+        'INFER_BAD_INPUT',
+        `input "image" in binary is one BYTES element, a 4-byte little-endian length (${len}) and that ` +
+          `many bytes; its ${binary.length} bytes do not add up`,
+      );
+    return binary.subarray(4);
   };
 
   /** The SignedRequest for an infer call: the client's own signature, or the node's for a custodial account. */
@@ -1409,7 +1448,7 @@ export function buildApi(host: NodeHost, opts: ApiOptions = {}): FastifyInstance
           'INFER_BAD_OUTPUT',
           `unknown output ${JSON.stringify(w)}; outputs are ${OUTPUTS.join(', ')}`,
         );
-    const input = imageOf(body);
+    const input = imageOf(body, binaryOf.get(req) ?? new Uint8Array(0));
     const sr = inferRequest(body, req.headers.authorization, input);
     const [r] = await submitAll(req, [sr], maxWaitMs);
     if ('error' in r) throw apiError(r.error.code, r.error.message, r.requestId);
@@ -1454,8 +1493,42 @@ export function buildApi(host: NodeHost, opts: ApiOptions = {}): FastifyInstance
     };
   };
   type InferCall = { Params: { group: string }; Body: InferBody };
-  app.post<InferCall>('/v2/models/:group/infer', inferRoute, infer);
-  app.post<InferCall>('/v2/models/:group/versions/:version/infer', inferRoute, infer);
+  // The infer body as OIP clients send it: JSON, or (the binary tensor data extension) JSON followed by
+  // tensor bytes, the JSON's length in Inference-Header-Content-Length. tritonclient sends either with no
+  // Content-Type at all (it was 415), and the bytes after JSON typed application/json or octet-stream.
+  app.register(async (v2) => {
+    v2.removeAllContentTypeParsers();
+    v2.addContentTypeParser('*', { parseAs: 'buffer' }, (req, body, done) => {
+      const type = req.headers['content-type']?.split(';')[0].trim().toLowerCase();
+      const header = req.headers[INFER_HEADER_LENGTH];
+      if (
+        (type !== undefined && type !== 'application/json' && type !== 'application/octet-stream') ||
+        (type === 'application/octet-stream' && header === undefined)
+      ) {
+        done(
+          apiError(
+            'UNSUPPORTED_MEDIA_TYPE',
+            `content type ${JSON.stringify(cutUtf8(type ?? '', 100))} is not taken here: send JSON, or JSON ` +
+              `followed by binary tensor data with its length in ${INFER_HEADER_LENGTH}`,
+          ),
+          undefined,
+        );
+        return;
+      }
+      let parts: { json: Uint8Array; binary: Uint8Array };
+      try {
+        parts = splitBody(body as Buffer, header, 'INFER_BAD_INPUT');
+      } catch (e) {
+        done(e as Error, undefined);
+        return;
+      }
+      binaryOf.set(req, parts.binary);
+      const json = parts.json;
+      parseJson(req, Buffer.from(json.buffer, json.byteOffset, json.byteLength).toString('utf8'), done);
+    });
+    v2.post<InferCall>('/v2/models/:group/infer', inferRoute, infer);
+    v2.post<InferCall>('/v2/models/:group/versions/:version/infer', inferRoute, infer);
+  });
 
   return app;
 }

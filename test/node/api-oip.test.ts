@@ -134,4 +134,96 @@ describe('OIP v2 on the node API', () => {
     expect(res.statusCode, res.body).toBe(200);
     expect((res.json() as { model_version?: string }).model_version).toBe('1');
   });
+
+  // tritonclient.http posts its body with no Content-Type at all, JSON alone or (its default,
+  // set_data_from_numpy(binary_data=True)) the JSON followed by the tensor's bytes, the JSON's length in
+  // Inference-Header-Content-Length; a BYTES element in binary is a 4-byte little-endian length and the bytes.
+  const tritonBody = (body: { inputs: Record<string, unknown>[] }, input: Uint8Array) => {
+    const { data: _data, ...rest } = body.inputs[0];
+    const element = Buffer.alloc(4 + input.length);
+    element.writeUInt32LE(input.length, 0);
+    element.set(input, 4);
+    const json = Buffer.from(
+      JSON.stringify({ ...body, inputs: [{ ...rest, parameters: { binary_data_size: element.length } }] }),
+    );
+    return { json, payload: Buffer.concat([json, element]) };
+  };
+
+  it('takes a JSON body sent with no Content-Type, as tritonclient sends it', async () => {
+    const { body } = signedBody({ id: 'no-type' });
+    const res = await app.inject({
+      method: 'POST',
+      url: `/v2/models/${name}/infer`,
+      payload: Buffer.from(JSON.stringify(body)),
+    });
+    expect(res.statusCode, res.body).toBe(200);
+    expect(res.json()).toMatchObject({ model_name: name, id: 'no-type' });
+  });
+
+  it('takes the image as binary tensor data (Inference-Header-Content-Length), with or without a type', async () => {
+    for (const type of [undefined, 'application/octet-stream', 'application/json']) {
+      const { body, input } = signedBody({ id: `binary-${type}` });
+      const { json, payload } = tritonBody(body, input);
+      const res = await app.inject({
+        method: 'POST',
+        url: `/v2/models/${name}/versions/1/infer`,
+        headers: {
+          'inference-header-content-length': String(json.length),
+          ...(type ? { 'content-type': type } : {}),
+        },
+        payload,
+      });
+      expect(res.statusCode, `${type}: ${res.body}`).toBe(200);
+      const answer = res.json() as {
+        id: string;
+        parameters: { certificate: { outcome: { inputDigest: string } } };
+      };
+      expect(answer.id).toBe(`binary-${type}`);
+      // the certified input is the image's bytes, not the length before them
+      expect(answer.parameters.certificate.outcome.inputDigest).toBe(toB64u(sha256(input)));
+    }
+  });
+
+  it('refuses binary tensor data that does not add up, naming what is wrong', async () => {
+    const { body, input } = signedBody();
+    const { json, payload } = tritonBody(body, input);
+    const cases: [string, Buffer, string | undefined][] = [
+      ['header past the body', payload, String(payload.length + 1)],
+      ['size past the data', payload.subarray(0, payload.length - 1), String(json.length)],
+      ['bytes no input claims', Buffer.concat([payload, Buffer.from([0])]), String(json.length)],
+      [
+        'element length wrong',
+        (() => {
+          const p = Buffer.from(payload);
+          p.writeUInt32LE(input.length + 1, json.length);
+          return p;
+        })(),
+        String(json.length),
+      ],
+    ];
+    for (const [what, p, header] of cases) {
+      const res = await app.inject({
+        method: 'POST',
+        url: `/v2/models/${name}/infer`,
+        headers: header === undefined ? {} : { 'inference-header-content-length': header },
+        payload: p,
+      });
+      expect([what, res.statusCode, (res.json() as { error: { code: string } }).error.code]).toEqual([
+        what,
+        400,
+        'INFER_BAD_INPUT',
+      ]);
+    }
+    // a body of bytes alone (no JSON before them) is still not an infer request
+    const raw = await app.inject({
+      method: 'POST',
+      url: `/v2/models/${name}/infer`,
+      headers: { 'content-type': 'application/octet-stream' },
+      payload: Buffer.from(input),
+    });
+    expect([raw.statusCode, (raw.json() as { error: { code: string } }).error.code]).toEqual([
+      415,
+      'UNSUPPORTED_MEDIA_TYPE',
+    ]);
+  });
 });
