@@ -19,8 +19,9 @@
  * `engine.scoresFor`, the path `classify` takes), so N > 1 works for a
  * model whose batch dimension is fixed at 1 too; the input's batch dimension is reported as -1. The output
  * is FP32 [N, ...output dims] (an fp16 model's output is widened), as JSON numbers or, when the request asks
- * (`parameters.binary_data_output` or the output's `parameters.binary_data`), as binary data after the JSON
- * with its length in the Inference-Header-Content-Length header (the binary tensor data extension).
+ * (the output's `parameters.binary_data`, else the request's `parameters.binary_data_output`), as binary
+ * data after the JSON with its length in the Inference-Header-Content-Length header (the binary tensor
+ * data extension).
  * Errors are JSON {"error": "..."}: 400 bad request, 404 unknown model, version or path, 413 body over the
  * limit, 415 a compressed body (a Content-Encoding other than identity), 503 overloaded or shutting down,
  * 500 anything else. Errors raised before a route runs read
@@ -381,15 +382,20 @@ export function createKServeServer(opts: KServeServerOptions): FastifyInstance {
     if (!Array.isArray(request.inputs) || request.inputs.length !== 1 || !isObject(request.inputs[0]))
       throw badRequest(`"inputs" must hold exactly one input (${spec.input.name})`);
     const reqParams = isObject(request.parameters) ? request.parameters : {};
-    let binaryOut = reqParams.binary_data_output === true;
+    // binary_data_output is every output's default; an output's own binary_data overrides it, either way
+    // (the extension's rule: binary_data false on the output answered in binary all the same before).
+    const binaryByDefault = reqParams.binary_data_output === true;
+    let binaryOut = binaryByDefault;
     if (request.outputs !== undefined) {
       if (!Array.isArray(request.outputs)) throw badRequest('"outputs" must be an array');
+      if (request.outputs.length > 0) binaryOut = false;
       for (const o of request.outputs) {
         if (!isObject(o) || o.name !== spec.output.name)
           throw badRequest(
             `unknown output ${JSON.stringify(isObject(o) ? o.name : o)}; the model's output is ${spec.output.name}`,
           );
-        if (isObject(o.parameters) && o.parameters.binary_data === true) binaryOut = true;
+        const own = isObject(o.parameters) ? o.parameters.binary_data : undefined;
+        if (typeof own === 'boolean' ? own : binaryByDefault) binaryOut = true;
       }
     }
 

@@ -231,3 +231,38 @@ describe('errors before a route runs', () => {
     await stillServes();
   });
 });
+
+describe('binary tensor data for outputs', () => {
+  /** An infer call for one MNIST image with the given request and output parameters. */
+  async function inferWith(
+    params: Record<string, unknown> | undefined,
+    output: Record<string, unknown> | null,
+  ) {
+    const r = await fetch(`http://127.0.0.1:${port}${inferUrl}`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({
+        ...(params ? { parameters: params } : {}),
+        inputs: [
+          { name: SPEC.input.name, datatype: 'FP32', shape: [1, 1, 28, 28], data: Array(784).fill(0) },
+        ],
+        ...(output ? { outputs: [{ name: SPEC.output.name, ...output }] } : {}),
+      }),
+    });
+    return { binary: r.headers.get('inference-header-content-length') !== null, status: r.status };
+  }
+
+  // The extension: binary_data_output asks for every output in binary "unless overridden by binary_data
+  // on a specific output"; an output's binary_data alone asks for that output.
+  it.each([
+    [undefined, null, false],
+    [{ binary_data_output: true }, null, true],
+    [{ binary_data_output: true }, {}, true],
+    [{ binary_data_output: true }, { parameters: { binary_data: false } }, false],
+    [{ binary_data_output: false }, { parameters: { binary_data: true } }, true],
+    [undefined, { parameters: { binary_data: true } }, true],
+    [undefined, { parameters: { binary_data: false } }, false],
+  ])('request %j, output %j: binary %s', async (params, output, binary) => {
+    expect(await inferWith(params, output)).toEqual({ binary, status: 200 });
+  });
+});
