@@ -17,10 +17,11 @@
  *   The model routes also answer under /v2/models/{group}/versions/1/... (the one version). Infer takes
  *   JSON, typed or not, or JSON plus the image as binary tensor data (Inference-Header-Content-Length).
  *
- * Every error is `{error: {code, message}}` (plus `requestId` when one is known), its status given by
- * `httpStatusOf(code)`; fastify's own errors are translated into the same codes, and so are those Node
- * raises on a connection before a request exists (HTTP that does not parse, oversized headers, a request
- * not fully arrived within `requestTimeoutMs`), answered on the socket with `Connection: close`. A JSON body
+ * Every error is `{error: {code, message}}` (plus `requestId` when one is known; on the /v2 routes the
+ * protocol's `{error: "CODE: message", code}`, `errorBodyFor`), its status given by `httpStatusOf(code)`;
+ * fastify's own errors are translated into the same codes, and so are those Node raises on a connection
+ * before a request exists (HTTP that does not parse, oversized headers, a request not fully arrived
+ * within `requestTimeoutMs`), answered on the socket with `Connection: close`. A JSON body
  * nested over MAX_JSON_DEPTH or holding over MAX_JSON_CONTAINERS arrays and objects is MALFORMED_JSON, unparsed.
  */
 import { randomBytes } from 'node:crypto';
@@ -312,6 +313,27 @@ function toApiError(e: unknown, bodyLimit: number): ApiError {
 
 function errorBody(e: ApiError) {
   return { error: e };
+}
+
+/** Whether `url` is one of the Open Inference Protocol's routes (/v2 and below). */
+function isOipUrl(url: string): boolean {
+  const path = url.split('?')[0];
+  return path === '/v2' || path.startsWith('/v2/');
+}
+
+/**
+ * The error body for a request to `url`. On the Open Inference Protocol's routes it is the protocol's,
+ * `{"error": "<message>"}`, the message led by the code, which also stands beside it (with the request id
+ * when there is one): OIP clients read `error` as a string, and tritonclient, given this API's object
+ * there, raised a TypeError making its exception's text. Every other route has `{error: {code, message}}`.
+ */
+function errorBodyFor(url: string, e: ApiError) {
+  if (!isOipUrl(url)) return errorBody(e);
+  return {
+    error: `${e.code}: ${e.message}`,
+    code: e.code,
+    ...(e.requestId ? { requestId: e.requestId } : {}),
+  };
 }
 
 /** Longest path parameter fastify matches (its default); longer ones get 414 URI_TOO_LONG. */
@@ -639,9 +661,12 @@ export function buildApi(host: NodeHost, opts: ApiOptions = {}): FastifyInstance
     ajv: { customOptions: { removeAdditional: false } },
     // Errors fastify raises before a route runs (a URL that does not decode, a parameter over the
     // limit): the API's own codes and body, like every other error.
-    frameworkErrors: (e, _req, reply) => {
+    frameworkErrors: (e, req, reply) => {
       const err = toApiError(e, o.bodyLimitBytes as number);
-      (reply as FastifyReply).code(httpStatusOf(err.code)).type('application/json').send(errorBody(err));
+      (reply as FastifyReply)
+        .code(httpStatusOf(err.code))
+        .type('application/json')
+        .send(errorBodyFor(req.url, err));
     },
     // Errors before there is a request at all (HTTP that does not parse, headers over 16 KiB, a request
     // that timed out): answered on the socket, which is then closed.
@@ -724,12 +749,15 @@ export function buildApi(host: NodeHost, opts: ApiOptions = {}): FastifyInstance
     const status = httpStatusOf(err.code);
     if (err.code === 'INTERNAL') req.log.error({ err: e }, 'internal error');
     if (err.code === 'OVERLOADED') reply.header('retry-after', String(o.retryAfterSeconds));
-    return reply.code(status).type('application/json').send(errorBody(err));
+    return reply.code(status).type('application/json').send(errorBodyFor(req.url, err));
   });
   app.setNotFoundHandler((req, reply) =>
-    reply
-      .code(httpStatusOf('NOT_FOUND'))
-      .send(errorBody({ code: 'NOT_FOUND', message: `no route ${req.method} ${req.url.split('?')[0]}` })),
+    reply.code(httpStatusOf('NOT_FOUND')).send(
+      errorBodyFor(req.url, {
+        code: 'NOT_FOUND',
+        message: `no route ${req.method} ${req.url.split('?')[0]}`,
+      }),
+    ),
   );
   app.addHook('onResponse', async (req, reply) => {
     metrics.httpResponse(req.method, req.routeOptions.url ?? 'unmatched', reply.statusCode);

@@ -277,10 +277,11 @@ describe('a real 4-node group', () => {
     const api = g.file.nodes[2].api;
     const post = (path: string, body: string | Uint8Array, type = 'application/json') =>
       fetch(`${api}${path}`, { method: 'POST', headers: { 'content-type': type }, body: body as BodyInit });
-    const codeOf = async (r: Response) => [
-      r.status,
-      ((await r.json()) as { error: { code: string } }).error.code,
-    ];
+    // v1 answers {error: {code, message}}; v2 the protocol's {error: "CODE: message", code}
+    const codeOf = async (r: Response) => {
+      const body = (await r.json()) as { error: { code: string } | string; code?: string };
+      return [r.status, typeof body.error === 'string' ? body.code : body.error.code];
+    };
     expect(await codeOf(await post('/v1/requests', '{"request":'))).toEqual([400, 'MALFORMED_JSON']);
     expect(await codeOf(await post('/v1/requests', 'hello', 'text/plain'))).toEqual([
       415,

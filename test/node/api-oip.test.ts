@@ -85,6 +85,18 @@ function signedBody(extra: Record<string, unknown> = {}) {
   };
 }
 
+/**
+ * The code of an error answer on a v2 route, checking its body is the protocol's: `error` a string (led
+ * by the code), the code beside it.
+ */
+function oipCode(res: { json(): unknown }): string {
+  const body = res.json() as { error: unknown; code: string; requestId?: string };
+  expect(Object.keys(body).filter((k) => k !== 'requestId')).toEqual(['error', 'code']);
+  expect(typeof body.error).toBe('string');
+  expect(body.error as string).toMatch(new RegExp(`^${body.code}: .`));
+  return body.code;
+}
+
 describe('OIP v2 on the node API', () => {
   it('answers the versioned model routes for version 1, and 404 MODEL_NOT_FOUND for any other', async () => {
     const meta = await app.inject({ method: 'GET', url: `/v2/models/${name}/versions/1` });
@@ -109,20 +121,14 @@ describe('OIP v2 on the node API', () => {
       `/v2/models/other/versions/1`,
     ]) {
       const r = await app.inject({ method: 'GET', url });
-      expect([r.statusCode, (r.json() as { error: { code: string } }).error.code]).toEqual([
-        404,
-        'MODEL_NOT_FOUND',
-      ]);
+      expect([r.statusCode, oipCode(r)]).toEqual([404, 'MODEL_NOT_FOUND']);
     }
     const wrong = await app.inject({
       method: 'POST',
       url: `/v2/models/${name}/versions/2/infer`,
       payload: signedBody().body,
     });
-    expect([wrong.statusCode, (wrong.json() as { error: { code: string } }).error.code]).toEqual([
-      404,
-      'MODEL_NOT_FOUND',
-    ]);
+    expect([wrong.statusCode, oipCode(wrong)]).toEqual([404, 'MODEL_NOT_FOUND']);
   });
 
   it('names the model version in every infer answer', async () => {
@@ -208,11 +214,7 @@ describe('OIP v2 on the node API', () => {
         headers: header === undefined ? {} : { 'inference-header-content-length': header },
         payload: p,
       });
-      expect([what, res.statusCode, (res.json() as { error: { code: string } }).error.code]).toEqual([
-        what,
-        400,
-        'INFER_BAD_INPUT',
-      ]);
+      expect([what, res.statusCode, oipCode(res)]).toEqual([what, 400, 'INFER_BAD_INPUT']);
     }
     // a body of bytes alone (no JSON before them) is still not an infer request
     const raw = await app.inject({
@@ -221,9 +223,62 @@ describe('OIP v2 on the node API', () => {
       headers: { 'content-type': 'application/octet-stream' },
       payload: Buffer.from(input),
     });
-    expect([raw.statusCode, (raw.json() as { error: { code: string } }).error.code]).toEqual([
-      415,
-      'UNSUPPORTED_MEDIA_TYPE',
-    ]);
+    expect([raw.statusCode, oipCode(raw)]).toEqual([415, 'UNSUPPORTED_MEDIA_TYPE']);
+  });
+
+  // tritonclient raises InferenceServerException(msg=body["error"], status=...), whose text is
+  // "[status] " + msg: with this API's {code, message} object there, making the text raised a TypeError.
+  it('answers errors on every v2 route as {"error": "<message>"} with the code beside it; v1 keeps its body', async () => {
+    const cases: [
+      string,
+      { method: 'GET' | 'POST'; url: string; headers?: Record<string, string>; payload?: string },
+      number,
+      string,
+    ][] = [
+      ['unknown model', { method: 'GET', url: '/v2/models/other' }, 404, 'MODEL_NOT_FOUND'],
+      [
+        'unknown version',
+        { method: 'GET', url: `/v2/models/${name}/versions/9/ready` },
+        404,
+        'MODEL_NOT_FOUND',
+      ],
+      ['no such v2 route', { method: 'GET', url: '/v2/repository/index' }, 404, 'NOT_FOUND'],
+      [
+        'unknown query parameter',
+        { method: 'GET', url: '/v2/health/live?x=1' },
+        400,
+        'UNKNOWN_QUERY_PARAMETER',
+      ],
+      ['no body', { method: 'POST', url: `/v2/models/${name}/infer` }, 400, 'BAD_REQUEST'],
+      [
+        'malformed JSON',
+        {
+          method: 'POST',
+          url: `/v2/models/${name}/infer`,
+          headers: { 'content-type': 'application/json' },
+          payload: '{"inputs":',
+        },
+        400,
+        'MALFORMED_JSON',
+      ],
+      [
+        'unsigned',
+        {
+          method: 'POST',
+          url: `/v2/models/${name}/infer`,
+          headers: { 'content-type': 'application/json' },
+          payload: JSON.stringify({ inputs: signedBody().body.inputs }),
+        },
+        401,
+        'UNAUTHORIZED',
+      ],
+    ];
+    for (const [what, req, status, code] of cases) {
+      const res = await app.inject(req);
+      expect([what, res.statusCode, oipCode(res)]).toEqual([what, status, code]);
+    }
+    const v1 = await app.inject({ method: 'GET', url: '/v1/certificates/xyz' });
+    expect(v1.statusCode).toBe(400);
+    expect((v1.json() as { error: { code: string } }).error.code).toBe('BAD_REQUEST');
   });
 });
