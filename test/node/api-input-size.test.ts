@@ -70,7 +70,10 @@ async function post(path: string, body: string | Uint8Array, type: string) {
     headers: { 'content-type': type },
     body: body as BodyInit,
   });
-  const json = (await res.json()) as { error?: { code: string; message: string } };
+  // The v1 routes answer {error: {code, message}}; the v2 ones the protocol's {error: "CODE: message", code}.
+  const json = (await res.json()) as { error?: string | { code: string; message: string }; code?: string };
+  if (typeof json.error === 'string')
+    return { status: res.status, code: json.code, message: json.error.replace(`${json.code}: `, '') };
   return { status: res.status, code: json.error?.code, message: json.error?.message ?? '' };
 }
 
