@@ -60,6 +60,7 @@ import {
   signReceiptAs,
   signResults,
   signTagged,
+  stateBatchReferences,
   TAGS,
   type Tx,
   txIdOf,
@@ -386,6 +387,19 @@ export type Action =
       newView: Extract<NodeMessage, { kind: 'newView' }> | null;
       /** This node's stable checkpoint and its proof, for the peer's window. */
       checkpoint: { seq: number; stateDigest: Uint8Array; proof: NodeSignature[] } | null;
+    }
+  | {
+      /**
+       * A peer asked for the requests and RESULTS of executed batch `seq` from positions `requests` and
+       * `results` of its references on (stateBatchReferences): answer with a statePart message, if this
+       * node's batch `seq` has digest `digest`.
+       */
+      type: 'serveStatePart';
+      to: number;
+      seq: number;
+      digest: Uint8Array;
+      requests: number;
+      results: number;
     }
   | {
       type: 'certified';
@@ -748,6 +762,20 @@ export class Replica {
   catchingUp = false;
   private catchUpAt = Number.NEGATIVE_INFINITY;
   private readonly transferQueue: { sb: StateBatch; digest: Uint8Array; entries: ResolvedEntryOut[] }[] = [];
+  /**
+   * The next batch to transfer, shipped in parts because it fits in no frame: its batch and proof (checked),
+   * the requests and RESULTS it references gathered so far (only those), and the peer that last sent some.
+   */
+  private assembly: {
+    sb: StateBatch;
+    digest: Uint8Array;
+    /** Positions in stateBatchReferences, by request id and by RESULTS digest (hex). */
+    requestAt: Map<string, number>;
+    resultAt: Map<string, number>;
+    requests: (SignedRequest | undefined)[];
+    results: (SignedResults | undefined)[];
+    from: number;
+  } | null = null;
   /** What this node has signed per (kind, view, seq): it never signs another digest for the same slot. */
   private readonly signed = new Map<string, string>();
   private readonly inferQueue: { requestId: Uint8Array; request: SignedRequest }[] = [];
@@ -3897,7 +3925,44 @@ export class Replica {
     if (this.catchUpAt + this.cfg.retransmitMs > this.now) return;
     this.catchUpAt = this.now;
     const fromSeq = this.lastExecuted + 1 + this.transferQueue.length;
+    const a = this.currentAssembly();
+    if (a) {
+      // Every peer that executed the batch can serve its parts: a silent one is not waited for.
+      this.out.push({ type: 'broadcast', msg: this.statePartRequest(a) });
+      return;
+    }
     this.out.push({ type: 'broadcast', msg: { kind: 'stateRequest', from: this.id, fromSeq } });
+  }
+
+  /** The batch being assembled from parts, while it is still the next one to transfer. */
+  private currentAssembly(): NonNullable<typeof this.assembly> | null {
+    const a = this.assembly;
+    if (!a) return null;
+    const last = this.transferQueue[this.transferQueue.length - 1];
+    if (
+      a.sb.seq !== this.lastExecuted + 1 + this.transferQueue.length ||
+      (last && !receiptQuorum(last.sb.receiptSigs, this.q))
+    ) {
+      this.assembly = null;
+      return null;
+    }
+    return a;
+  }
+
+  /** Asks for the parts of the assembly from the first request and RESULTS it lacks on. */
+  private statePartRequest(a: NonNullable<typeof this.assembly>): NodeMessage {
+    const firstGap = (xs: unknown[]) => {
+      const i = xs.indexOf(undefined);
+      return i < 0 ? xs.length : i;
+    };
+    return {
+      kind: 'statePartRequest',
+      from: this.id,
+      seq: a.sb.seq,
+      digest: a.digest,
+      requests: firstGap(a.requests),
+      results: firstGap(a.results),
+    };
   }
 
   /** Checks one transferred batch against the chain head and q receipt signatures; resolves its votes. */
@@ -3907,8 +3972,21 @@ export class Replica {
   ):
     | { problem: string; forged?: true }
     | { entries: ResolvedEntryOut[]; requests: SignedRequest[]; results: SignedResults[] } {
+    const proof = this.checkStateProof(sb, prev, batchDigestOf(sb.batch));
+    if (proof) return proof;
+    return this.checkStateContents(sb);
+  }
+
+  /**
+   * Checks that a transferred batch is the one the group committed at its seq: its receipt extends our
+   * chain and q receipt signatures cover it, or q COMMITs (with receipt signatures) name its digest.
+   */
+  private checkStateProof(
+    sb: StateBatch,
+    prev: Uint8Array,
+    digest: Uint8Array,
+  ): { problem: string; forged?: true } | null {
     const r = sb.receipt;
-    const digest = batchDigestOf(sb.batch);
     if (sb.receiptSigs.length > 0) {
       if (r.seq !== sb.seq || !equalBytes(r.groupId, this.groupId))
         return { problem: 'receipt for another slot or group' };
@@ -3934,6 +4012,15 @@ export class Replica {
           return { problem: `bad commit signature from ${x.node}`, forged: true };
       }
     }
+    return null;
+  }
+
+  /** Checks a transferred batch's requests and RESULTS against it (its proof checked) and resolves its votes. */
+  private checkStateContents(
+    sb: StateBatch,
+  ):
+    | { problem: string; forged?: true }
+    | { entries: ResolvedEntryOut[]; requests: SignedRequest[]; results: SignedResults[] } {
     const requests = new Map(sb.requests.map((sr) => [hex(requestIdOf(sr)), sr]));
     const results = new Map(sb.results.map((x) => [hex(resultsDigestOf(x)), x]));
     const entries: ResolvedEntryOut[] = [];
@@ -3977,9 +4064,17 @@ export class Replica {
     if (last && !receiptQuorum(last.sb.receiptSigs, this.q)) return; // see below: wait for our own receipt
     let prev = last ? receiptHashOf(last.sb.receipt) : this.lastReceiptHash;
     let added = 0;
+    let parts = false;
     for (const sb of m.batches) {
       if (sb.seq < next) continue;
       if (sb.seq > next) break;
+      if (!this.carriesAll(sb)) {
+        // Too large for a frame, the batch came with its proof alone: its requests and RESULTS come in parts.
+        const took = this.takeStateHeader(from, sb, prev);
+        if (took < 0) return;
+        parts = took > 0;
+        break;
+      }
       const c = this.checkStateBatch(sb, prev);
       if ('problem' in c) {
         // A node serves only receipt and COMMIT signatures it checked (or made): a bad one is the sender's.
@@ -3988,11 +4083,7 @@ export class Replica {
         this.blame(from, 'bad-state', c.problem);
         return;
       }
-      this.transferQueue.push({
-        sb: { ...sb, requests: c.requests, results: c.results },
-        digest: batchDigestOf(sb.batch),
-        entries: c.entries,
-      });
+      this.queueTransferred(sb, c);
       prev = receiptHashOf(sb.receipt);
       next++;
       added++;
@@ -4003,19 +4094,153 @@ export class Replica {
     }
     if (m.newView && m.view > this.view && m.newView.newView === m.view)
       this.pendingNewView = { nv: { kind: 'newView', ...m.newView }, from };
-    if (added > 0) {
+    if (parts) this.assemble(from);
+    else if (added > 0) {
       this.executeTransferred();
       this.catchUpAt = Number.NEGATIVE_INFINITY; // ask for the next part at once
       this.startCatchUp();
-    } else if (m.batches.every((b) => b.seq < next)) {
+    } else if (m.batches.every((b) => b.seq < next) && !this.currentAssembly()) {
       // This peer has nothing newer: caught up with it (a later lag starts another round). A forgetful
-      // replica asks again (retransmitMs) until 2f + 1 peers have told it their views.
+      // replica asks again (retransmitMs) until 2f + 1 peers have told it their views. Not while a batch
+      // is being assembled from parts: a peer that is behind too would stop the retransmissions that
+      // bypass a silent one.
       if (this.signFloorView !== Number.POSITIVE_INFINITY) this.catchingUp = false;
       this.finishCatchUp();
     }
   }
 
   private transferred = 0;
+
+  private queueTransferred(
+    sb: StateBatch,
+    c: { entries: ResolvedEntryOut[]; requests: SignedRequest[]; results: SignedResults[] },
+  ): void {
+    this.transferQueue.push({
+      sb: { ...sb, requests: c.requests, results: c.results },
+      digest: batchDigestOf(sb.batch),
+      entries: c.entries,
+    });
+  }
+
+  /** Does a transferred batch carry every request and RESULTS its entries name? */
+  private carriesAll(sb: StateBatch): boolean {
+    const refs = stateBatchReferences(sb.batch);
+    const requests = new Set(sb.requests.map((sr) => hex(requestIdOf(sr))));
+    const results = new Set(sb.results.map((x) => hex(resultsDigestOf(x))));
+    return (
+      refs.requests.every((id) => requests.has(hex(id))) && refs.results.every((d) => results.has(hex(d)))
+    );
+  }
+
+  /**
+   * A transferred batch without (all of) its requests and RESULTS, the next one to execute: once its proof
+   * checks, it is assembled from parts (what it carries is kept). Returns 1 when the assembly is new or
+   * gained something (the sender is asked for the rest), 0 when it is one this node is already assembling
+   * and brought nothing new (the peer asked first is answering already: every peer answers a broadcast
+   * request, and asking each for the same parts would ship them n − 1 times), −1 when it was refused
+   * (the sender is blamed).
+   */
+  private takeStateHeader(from: number, sb: StateBatch, prev: Uint8Array): number {
+    const digest = batchDigestOf(sb.batch);
+    const have = this.currentAssembly();
+    if (have && have.sb.seq === sb.seq && equalBytes(have.digest, digest)) {
+      const took = this.takeStateItems(from, have, sb.requests, sb.results);
+      if (took > 0) have.from = from;
+      return took < 0 ? -1 : took > 0 ? 1 : 0;
+    }
+    const problem = this.checkStateProof(sb, prev, digest);
+    if (problem) {
+      if (problem.forged) this.punish(from, `state transfer: ${problem.problem}`);
+      this.blame(from, 'bad-state', problem.problem);
+      return -1;
+    }
+    const refs = stateBatchReferences(sb.batch);
+    const a: NonNullable<typeof this.assembly> = {
+      sb: { ...sb, requests: [], results: [] },
+      digest,
+      requestAt: new Map(refs.requests.map((id, i) => [hex(id), i])),
+      resultAt: new Map(refs.results.map((d, i) => [hex(d), i])),
+      requests: new Array(refs.requests.length).fill(undefined),
+      results: new Array(refs.results.length).fill(undefined),
+      from,
+    };
+    this.assembly = a;
+    return this.takeStateItems(from, a, sb.requests, sb.results) < 0 ? -1 : 1;
+  }
+
+  /**
+   * Keeps the requests and RESULTS of a part that the batch being assembled names and lacks. Each is bound
+   * to the batch by its hash (its request id, its RESULTS digest), as in a whole StateBatch; a request's
+   * client signature is checked here, so a peer that hands over a forged one is blamed for it and its copy
+   * is not kept (the id covers the request, not its authentication). Returns how many were new, or −1
+   * when the part was refused.
+   */
+  private takeStateItems(
+    from: number,
+    a: NonNullable<typeof this.assembly>,
+    requests: SignedRequest[],
+    results: SignedResults[],
+  ): number {
+    let took = 0;
+    for (const sr of requests) {
+      const i = a.requestAt.get(hex(requestIdOf(sr)));
+      if (i === undefined || a.requests[i]) continue;
+      const authProblem = requestAuthProblem(sr, this.authCache);
+      if (authProblem) {
+        this.blame(from, 'bad-state', `a request of the batch is not signed by its client: ${authProblem}`);
+        return -1;
+      }
+      a.requests[i] = sr;
+      took++;
+    }
+    for (const x of results) {
+      const i = a.resultAt.get(hex(resultsDigestOf(x)));
+      if (i === undefined || a.results[i]) continue;
+      a.results[i] = x;
+      took++;
+    }
+    return took;
+  }
+
+  /** Queues the assembled batch once every part is in (it is checked as a whole StateBatch), else asks for more. */
+  private assemble(from: number): void {
+    const a = this.currentAssembly();
+    if (!a) return;
+    if (a.requests.includes(undefined) || a.results.includes(undefined)) {
+      this.out.push({ type: 'send', to: a.from, msg: this.statePartRequest(a) });
+      this.catchUpAt = this.now; // a silent peer: every peer is asked at the next retransmission
+      return;
+    }
+    this.assembly = null;
+    const sb: StateBatch = {
+      ...a.sb,
+      requests: a.requests as SignedRequest[],
+      results: a.results as SignedResults[],
+    };
+    // Checked as a whole StateBatch is, against the chain head now (its proof again too: cheap, and the
+    // head cannot have moved while this was the next batch, but nothing rests on that).
+    const last = this.transferQueue[this.transferQueue.length - 1];
+    const c = this.checkStateBatch(sb, last ? receiptHashOf(last.sb.receipt) : this.lastReceiptHash);
+    if ('problem' in c) {
+      // Parts are bound by hash to a batch whose proof checked: they disagree with it only if the group
+      // committed a batch that does not check. Started over, from whichever peer answers.
+      this.blame(from, 'bad-state', c.problem);
+      return;
+    }
+    this.queueTransferred(sb, c);
+    this.executeTransferred();
+    this.catchUpAt = Number.NEGATIVE_INFINITY; // ask for the next batch at once
+    this.startCatchUp();
+  }
+
+  private onStatePart(from: number, m: Extract<NodeMessage, { kind: 'statePart' }>): void {
+    const a = this.currentAssembly();
+    if (!a || m.seq !== a.sb.seq || !equalBytes(m.digest, a.digest)) return;
+    // A copy of a part already in (a second peer answering a broadcast request) asks for nothing more.
+    if (this.takeStateItems(from, a, m.requests, m.results) <= 0) return;
+    a.from = from;
+    this.assemble(from);
+  }
 
   /** A peer's stable checkpoint proof: its q signatures count as checkpoint votes (each one checked). */
   private takeCheckpointProof(
@@ -4123,6 +4348,21 @@ export class Replica {
       case 'stateResponse':
         if (msg.from !== from) return;
         this.onStateResponse(from, msg);
+        break;
+      case 'statePartRequest':
+        if (msg.from !== from) return;
+        this.out.push({
+          type: 'serveStatePart',
+          to: from,
+          seq: msg.seq,
+          digest: msg.digest,
+          requests: msg.requests,
+          results: msg.results,
+        });
+        break;
+      case 'statePart':
+        if (msg.from !== from) return;
+        this.onStatePart(from, msg);
         break;
       case 'newView':
         // Self-authenticating (signed view changes and re-proposals): a relayed copy is as good.

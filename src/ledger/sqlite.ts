@@ -929,7 +929,9 @@ export class SqliteLedger {
       seq,
       view: certified ? b.view : view!,
       batch: b.batch,
-      requests: decode(SourceRequests, u8(src.requests as Buffer)),
+      // Without inputs, also from a ledger written before its sources were stored without them: the
+      // receiver needs none, and they made a batch of many images too large for a frame.
+      requests: decode(SourceRequests, u8(src.requests as Buffer)).map(withoutInput),
       results: decode(SourceResults, u8(src.results as Buffer)),
       receipt: r.receipt,
       receiptSigs,

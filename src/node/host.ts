@@ -22,20 +22,27 @@ import { INFERENCE_SKIPPED, type ModelBackend } from '../inference/backend.ts';
 import { type Durability, SqliteLedger } from '../ledger/sqlite.ts';
 import type { Execution } from '../ledger/state.ts';
 import {
+  batchDigestOf,
   type Certificate,
+  type Codec,
   DropbearError,
   decodeMessage,
   Evidence,
   encode,
   encodeMessage,
+  equalBytes,
   type Genesis,
   hex,
   type KeyPair,
+  LIMITS,
   type NodeMessage,
   quorumOf,
   type Result,
   requestIdOf,
-  type SignedRequest,
+  resultsDigestOf,
+  SignedRequest,
+  SignedResults,
+  stateBatchReferences,
   type Tx,
   txIdOf,
 } from '../protocol/index.ts';
@@ -561,6 +568,9 @@ export class NodeHost {
         case 'serveState':
           this.serveState(a);
           break;
+        case 'serveStatePart':
+          this.serveStatePart(a);
+          break;
         case 'evidence':
           this.openWrites();
           this.db.saveEvidence(a.node, a.proof.kind, encode(Evidence, a.proof));
@@ -900,9 +910,12 @@ export class NodeHost {
    * An answer with no batches tells the peer this node has nothing newer (it stops catching up until it
    * sees itself behind again, and asks again then): when the NEW-VIEW leaves no room for the next batch,
    * the answer goes without it (as during a view change) and carries the batch. The NEW-VIEW comes with
-   * the answer that has no batch left to give. A next batch that fits in no frame, or an answer that
-   * fits in none even empty, is not sent at all (a warning with a code says so): the peer asks again, and
-   * may get it from another node.
+   * the answer that has no batch left to give. A next batch that fits in no frame goes without its
+   * requests and RESULTS (STATE_BATCH_IN_PARTS): the peer checks its proof and asks for them in parts
+   * (serveStatePart). Until 2026-12-06 it was not sent at all, and a node behind such a batch (a burst of
+   * requests in one batch, a large group) asked again forever and never caught up. Only when even the batch
+   * and its proof fit in no frame, or an answer fits in none even empty, is nothing sent (a warning with a
+   * code says so).
    */
   private serveState(a: Extract<Action, { type: 'serveState' }>): void {
     try {
@@ -911,9 +924,11 @@ export class NodeHost {
         ? { from: nv.from, newView: nv.newView, viewChanges: nv.viewChanges, proposals: nv.proposals }
         : null;
       let answer = this.stateAnswer(a, newView);
-      if (newView && (answer === null || (answer.msg.batches.length === 0 && answer.had > 0))) {
+      const noBatch = (x: typeof answer) => x === null || (x.msg.batches.length === 0 && x.had > 0);
+      // A next batch whole without the NEW-VIEW beats its proof alone beside it (parts cost round trips).
+      if (newView && (noBatch(answer) || answer?.inParts)) {
         const bare = this.stateAnswer(a, null);
-        if (bare && bare.msg.batches.length > 0) {
+        if (bare && !noBatch(bare) && (noBatch(answer) || !bare.inParts)) {
           this.log.info(
             { peer: a.to, fromSeq: a.fromSeq, code: 'STATE_NEWVIEW_LEFT_OUT', limit: this.maxFrameBytes },
             'state response: no room for the NEW-VIEW beside the next batch; sent without it',
@@ -931,10 +946,15 @@ export class NodeHost {
       if (answer.msg.batches.length === 0 && answer.had > 0) {
         this.log.warn(
           { peer: a.to, seq: a.fromSeq, code: 'STATE_BATCH_TOO_LARGE', limit: this.maxFrameBytes },
-          'state response: the next batch does not fit in a frame; not sent',
+          'state response: not even the next batch and its proof fit in a frame; not sent',
         );
         return;
       }
+      if (answer.inParts)
+        this.log.info(
+          { peer: a.to, seq: a.fromSeq, code: 'STATE_BATCH_IN_PARTS', limit: this.maxFrameBytes },
+          'state response: the next batch does not fit in a frame; sent without its requests and RESULTS',
+        );
       const { msg, bytes } = answer;
       this.out(() => {
         try {
@@ -959,12 +979,13 @@ export class NodeHost {
   /**
    * The state response with `newView` and as many batches from `a.fromSeq` on as fit in a frame beside it
    * (at most 64, at most half a frame of them), encoded; `had`: how many the ledger offered before any were
-   * taken out to fit. Null when even the answer without batches is over a frame.
+   * taken out to fit. When not even the first fits, it goes without its requests and RESULTS if that fits
+   * (`inParts`). Null when even the answer without batches is over a frame.
    */
   private stateAnswer(
     a: Extract<Action, { type: 'serveState' }>,
     newView: StateResponse['newView'],
-  ): { msg: StateResponse; bytes: Uint8Array; had: number } | null {
+  ): { msg: StateResponse; bytes: Uint8Array; had: number; inParts?: true } | null {
     const max = this.maxFrameBytes;
     const of = (batches: StateResponse['batches']): StateResponse => ({
       kind: 'stateResponse',
@@ -979,13 +1000,95 @@ export class NodeHost {
     // stateBatches gives the first batch even over the budget: it is taken out below if it does not fit.
     const batches = this.db.stateBatches(a.fromSeq, 64, Math.min(max / 2, max - empty.length));
     const had = batches.length;
+    const first = batches[0];
     while (batches.length > 0) {
       const msg = of(batches);
       const bytes = encodeMessage(msg);
       if (bytes.length <= max) return { msg, bytes, had };
       batches.pop();
     }
+    if (first) {
+      const msg = of([{ ...first, requests: [], results: [] }]);
+      const bytes = encodeMessage(msg);
+      if (bytes.length <= max) return { msg, bytes, had, inParts: true };
+    }
     return { msg: of([]), bytes: empty, had };
+  }
+
+  /**
+   * Answers a peer assembling executed batch `a.seq` from parts (it has the batch and its proof): the
+   * requests and RESULTS the batch names (stateBatchReferences) from positions `a.requests` and
+   * `a.results` on, in that order, as many as fit in one frame; requests first, RESULTS once the requests
+   * are all in. Nothing when this node's batch `a.seq` is another (or none), or nothing is left to send; a
+   * single request or RESULTS too large for a frame is not sent (STATE_PART_TOO_LARGE): no peer can
+   * send it either.
+   */
+  private serveStatePart(a: Extract<Action, { type: 'serveStatePart' }>): void {
+    try {
+      const sb = this.db.stateBatch(a.seq);
+      if (!sb || !equalBytes(batchDigestOf(sb.batch), a.digest)) return;
+      const refs = stateBatchReferences(sb.batch);
+      const requestsById = new Map(sb.requests.map((sr) => [hex(requestIdOf(sr)), sr]));
+      const resultsByDigest = new Map(sb.results.map((x) => [hex(resultsDigestOf(x)), x]));
+      const of = (requests: SignedRequest[], results: SignedResults[]): NodeMessage => ({
+        kind: 'statePart',
+        from: this.id,
+        seq: a.seq,
+        digest: a.digest,
+        requests,
+        results,
+      });
+      // Each array's length prefix grows by at most 3 bytes over the empty message's.
+      let size = encodeMessage(of([], [])).length + 6;
+      let tooLarge = false;
+      /** Adds items from position `from` on while they fit; false once the part is full (or at a gap). */
+      const take = <T>(ids: Uint8Array[], from: number, by: Map<string, T>, codec: Codec<T>, out: T[]) => {
+        for (let i = from; i < ids.length; i++) {
+          const x = by.get(hex(ids[i]));
+          // Not held (a ledger that kept only part of it): the peer counts positions from the start of
+          // each list, so the part ends here and it gets the rest elsewhere.
+          if (x === undefined || out.length >= LIMITS.batchEntries) return false;
+          const len = encode(codec, x).length;
+          if (size + len > this.maxFrameBytes) {
+            tooLarge = true;
+            return false;
+          }
+          size += len;
+          out.push(x);
+        }
+        return true;
+      };
+      const requests: SignedRequest[] = [];
+      const results: SignedResults[] = [];
+      if (take(refs.requests, a.requests, requestsById, SignedRequest, requests))
+        take(refs.results, a.results, resultsByDigest, SignedResults, results);
+      if (requests.length + results.length === 0) {
+        if (tooLarge)
+          this.log.warn(
+            { peer: a.to, seq: a.seq, code: 'STATE_PART_TOO_LARGE', limit: this.maxFrameBytes },
+            'state part: the next request or RESULTS of the batch does not fit in a frame; not sent',
+          );
+        return;
+      }
+      const msg = of(requests, results);
+      const bytes = encodeMessage(msg);
+      this.out(() => {
+        try {
+          this.wire.send(a.to, bytes);
+          this.noteSent(msg.kind, [bytes], 1);
+        } catch (e) {
+          this.log.error(
+            { peer: a.to, code: 'STATE_RESPONSE_FAILED', err: String(e) },
+            'state part not sent',
+          );
+        }
+      });
+    } catch (e) {
+      this.log.error(
+        { peer: a.to, seq: a.seq, code: 'STATE_RESPONSE_FAILED', err: String(e) },
+        'state part not sent',
+      );
+    }
   }
 
   // ---------------------------------------------------------------- what the API calls

@@ -791,6 +791,28 @@ export const StateBatch = struct({
 export type StateBatch = Infer<typeof StateBatch>;
 
 /**
+ * What a StateBatch must carry besides the batch, in the order a batch too large for one frame is shipped
+ * in parts (statePartRequest): the ids of the requests its entries name, in entry order, and the digests
+ * of the RESULTS its votes name, in the order of their first vote. A function of the batch alone, so a
+ * node catching up and any peer it asks count the same positions.
+ */
+export function stateBatchReferences(batch: Batch): { requests: Uint8Array[]; results: Uint8Array[] } {
+  const requests: Uint8Array[] = [];
+  const results: Uint8Array[] = [];
+  const seen = new Set<string>();
+  for (const e of batch.entries) {
+    requests.push(e.requestId);
+    for (const v of e.votes) {
+      const d = hex(v.results);
+      if (seen.has(d)) continue;
+      seen.add(d);
+      results.push(v.results);
+    }
+  }
+  return { requests, results };
+}
+
+/**
  * What a batch committed with (ReplicaConfig.receiptCommits): COMMIT signatures of `view` and prepared
  * receipt signatures of `view` over the batch's receipt; together they name q nodes.
  */
@@ -909,6 +931,24 @@ export const NodeMessage = union({
    * primary comes next can order it. Self-authenticating: signed by the key of the node it names.
    */
   tx: struct({ tx: Tx }),
+  /**
+   * State transfer of one executed batch too large for a frame: the peer answered a stateRequest with the
+   * batch and its proof alone (a StateBatch without requests and RESULTS), and the node asks for the rest
+   * in parts. `requests` and `results`: how many of the batch's references (stateBatchReferences) the
+   * sender holds from the start of each list; the peer answers with a statePart from there on.
+   */
+  statePartRequest: struct({ from: uint, seq: uint, digest: Hash32, requests: uint, results: uint }),
+  /**
+   * Requests and RESULTS of executed batch `seq` (digest `digest`), as many as fit in a frame. Checked by
+   * hash against the batch the receiver already checked against its proof, as a whole StateBatch is.
+   */
+  statePart: struct({
+    from: uint,
+    seq: uint,
+    digest: Hash32,
+    requests: array(SignedRequest, LIMITS.batchEntries),
+    results: array(SignedResults, LIMITS.batchEntries),
+  }),
 });
 export type NodeMessage = Infer<typeof NodeMessage>;
 

@@ -457,6 +457,10 @@ export class Simulation {
         case 'serveState':
           this.serveState(node, a);
           break;
+        case 'serveStatePart':
+          // The simulated network has no frame limit: serveState ships every batch whole, so no simulated
+          // node assembles one from parts, and a request for parts has nothing to answer.
+          break;
         case 'evidence':
           node.db?.saveEvidence(a.node, a.proof.kind, encode(Evidence, a.proof));
           break;
