@@ -6,7 +6,7 @@ import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildCertificates, verifyCertificate } from '../../src/certificate/index.ts';
 import { ResolvedEntries as ResolvedEntriesCodec } from '../../src/ledger/codec.ts';
-import { SqliteLedger, StoredOutcomes } from '../../src/ledger/sqlite.ts';
+import { SourceRequests, SqliteLedger, StoredOutcomes } from '../../src/ledger/sqlite.ts';
 import type { Execution, ResolvedEntry } from '../../src/ledger/state.ts';
 import { verifyLedgerFile } from '../../src/ledger/verify.ts';
 import {
@@ -537,6 +537,36 @@ describe('SqliteLedger', () => {
     });
     expect(signed[0].input.length).toBeGreaterThan(1000); // the caller's requests are left as they were
     l.close();
+  });
+
+  it('serves the requests of a ledger written before inputs were dropped without their inputs', () => {
+    // Until 2026-11-29 batch_sources kept each request's input: a batch of many images served from such a
+    // ledger was over a frame, and the node catching up needs none of them.
+    const path = freshPath();
+    const l = SqliteLedger.open(path, genesis);
+    const p = plans[0];
+    const signed = p.entries.map((e, i) =>
+      signRequest(e.request, new TextEncoder().encode(`input ${i} `.repeat(1000)), client),
+    );
+    const ex = l.execute(p.seq, p.view, p.digest, p.batch, p.entries, {
+      requests: signed,
+      results: [],
+      commitProof: null,
+    });
+    l.addReceiptSignatures(
+      1,
+      [0, 1, 2].map((n) => signReceipt(ex.receipt, n)),
+    );
+    l.close();
+    const db = new Database(path);
+    db.prepare('UPDATE batch_sources SET requests = ? WHERE seq = 1').run(encode(SourceRequests, signed));
+    db.close();
+    const old = SqliteLedger.open(path, genesis);
+    const sb = old.stateBatch(1);
+    expect(sb?.requests.map((sr) => sr.input.length)).toEqual(signed.map(() => 0));
+    expect(sb?.requests.map((sr) => sr.request)).toEqual(signed.map((sr) => sr.request));
+    expect(sb?.requests.every((sr) => verifyRequestAuth(sr))).toBe(true);
+    old.close();
   });
 
   it('refuses bad receipt signatures, storing none of the call', () => {
