@@ -4208,7 +4208,10 @@ export class Replica {
     if (!a) return;
     if (a.requests.includes(undefined) || a.results.includes(undefined)) {
       this.out.push({ type: 'send', to: a.from, msg: this.statePartRequest(a) });
-      this.catchUpAt = this.now; // a silent peer: every peer is asked at the next retransmission
+      // A silent peer: every peer is asked at the next retransmission, which runs while catching up (a
+      // peer behind too may have said it had nothing newer before this header came).
+      this.catchingUp = true;
+      this.catchUpAt = this.now;
       return;
     }
     this.assembly = null;

@@ -241,4 +241,24 @@ describe('a node behind an executed batch too large for one frame', () => {
     expect(run.blamed.get(2)).toBeUndefined();
     // Every part node 3 kept came from node 2: what it executed is what the group did (same receipts).
   });
+
+  it('gets the parts from other peers when the one it asked goes silent, and a peer with nothing newer stops nothing', async () => {
+    // Node 0 alone sends the batch's proof and never a part; node 1's state responses are lost; node 2
+    // answers as a peer behind too would, with no batch. Whichever of 0 and 2 answers first, node 3 must
+    // keep catching up, and at its next retransmission ask every peer for the parts node 0 withholds.
+    let withheld = 0;
+    const run = await lagBehindABurst(53, (from, msg) => {
+      if (from === 0 && msg.kind === 'statePart') {
+        withheld++;
+        return null;
+      }
+      if (from === 1 && msg.kind === 'stateResponse') return null;
+      if (from === 2 && msg.kind === 'stateResponse') return { ...msg, batches: [] };
+      return msg;
+    });
+    expect(run.caughtUp).toBe(true);
+    expect(withheld).toBeGreaterThan(0);
+    expect(run.toLagging.some((r) => r.msg.kind === 'statePart' && r.from !== 0)).toBe(true);
+    expect(run.blamed.size).toBe(0);
+  });
 });
