@@ -1020,8 +1020,8 @@ export class NodeHost {
    * requests and RESULTS the batch names (stateBatchReferences) from positions `a.requests` and
    * `a.results` on, in that order, as many as fit in one frame; requests first, RESULTS once the requests
    * are all in. Nothing when this node's batch `a.seq` is another (or none), or nothing is left to send; a
-   * single request or RESULTS too large for a frame is not sent (STATE_PART_TOO_LARGE): no peer can
-   * send it either.
+   * single request or RESULTS too large for a frame is not sent (STATE_PART_TOO_LARGE): only a peer with
+   * larger frames can send it.
    */
   private serveStatePart(a: Extract<Action, { type: 'serveStatePart' }>): void {
     try {

@@ -45,6 +45,8 @@ interface Run {
   toLagging: { from: number; bytes: number; msg: NodeMessage }[];
   oversize: { from: number; kind: string; bytes: number }[];
   blamed: Map<number, number>;
+  /** Peers node 3 dropped for a bad signature (Wire.reportBad). */
+  dropped: number[];
 }
 
 /**
@@ -54,8 +56,9 @@ interface Run {
  */
 async function lagBehindABurst(
   seed: number,
-  tamper?: (from: number, msg: NodeMessage) => NodeMessage | null,
+  tamper?: (from: number, msg: NodeMessage, dropped: number[]) => NodeMessage | null,
 ): Promise<Run> {
+  const dropped: number[] = [];
   const group = makeGroup(4, 1, seed);
   const handlers = new Map<number, (from: number, bytes: Uint8Array) => void>();
   const cut = new Set<number>();
@@ -73,7 +76,7 @@ async function lagBehindABurst(
       }
       if (cut.has(id) || cut.has(to)) return;
       if (to === 3 && tamper) {
-        const changed = tamper(id, msg);
+        const changed = tamper(id, msg, dropped);
         if (changed === null) return;
         msg = changed;
         bytes = encodeMessage(msg);
@@ -90,7 +93,9 @@ async function lagBehindABurst(
       onFrame: (h) => {
         handlers.set(id, h);
       },
-      reportBad: () => {},
+      reportBad: (peer) => {
+        if (id === 3) dropped.push(peer);
+      },
     };
   };
   const loggerOf = (node: number): Logger => {
@@ -187,6 +192,7 @@ async function lagBehindABurst(
       toLagging,
       oversize,
       blamed,
+      dropped,
     };
   } finally {
     for (const h of hosts) h.close();
@@ -260,5 +266,32 @@ describe('a node behind an executed batch too large for one frame', () => {
     expect(withheld).toBeGreaterThan(0);
     expect(run.toLagging.some((r) => r.msg.kind === 'statePart' && r.from !== 0)).toBe(true);
     expect(run.blamed.size).toBe(0);
+  });
+
+  it('refuses a batch sent in parts whose proof a peer forged, drops that peer, and catches up from others', async () => {
+    // Node 1 flips a bit of the receipt signatures in the batches it sends without their requests; node 3
+    // hears state responses from node 1 alone until it has dropped node 1 for that.
+    const run = await lagBehindABurst(54, (from, msg, dropped) => {
+      if (msg.kind !== 'stateResponse') return msg;
+      if (from !== 1) return dropped.includes(1) ? msg : null;
+      return {
+        ...msg,
+        batches: msg.batches.map((b) =>
+          b.requests.length > 0
+            ? b
+            : {
+                ...b,
+                receiptSigs: b.receiptSigs.map((x) => {
+                  const signature = Uint8Array.from(x.signature);
+                  signature[0] ^= 1;
+                  return { ...x, signature };
+                }),
+              },
+        ),
+      };
+    });
+    expect(run.dropped).toContain(1);
+    expect(run.caughtUp).toBe(true);
+    expect([...run.dropped, ...run.blamed.keys()].filter((n) => n !== 1)).toEqual([]);
   });
 });
