@@ -955,18 +955,7 @@ export class NodeHost {
           { peer: a.to, seq: a.fromSeq, code: 'STATE_BATCH_IN_PARTS', limit: this.maxFrameBytes },
           'state response: the next batch does not fit in a frame; sent without its requests and RESULTS',
         );
-      const { msg, bytes } = answer;
-      this.out(() => {
-        try {
-          this.wire.send(a.to, bytes);
-          this.noteSent(msg.kind, [bytes], 1);
-        } catch (e) {
-          this.log.error(
-            { peer: a.to, code: 'STATE_RESPONSE_FAILED', err: String(e) },
-            'state response not sent',
-          );
-        }
-      });
+      this.sendState(a.to, answer.msg.kind, answer.bytes, 'state response not sent');
     } catch (e) {
       // Reading or encoding what was asked for failed: the peer goes without an answer, the node goes on.
       this.log.error(
@@ -1071,24 +1060,25 @@ export class NodeHost {
         return;
       }
       const msg = of(requests, results);
-      const bytes = encodeMessage(msg);
-      this.out(() => {
-        try {
-          this.wire.send(a.to, bytes);
-          this.noteSent(msg.kind, [bytes], 1);
-        } catch (e) {
-          this.log.error(
-            { peer: a.to, code: 'STATE_RESPONSE_FAILED', err: String(e) },
-            'state part not sent',
-          );
-        }
-      });
+      this.sendState(a.to, msg.kind, encodeMessage(msg), 'state part not sent');
     } catch (e) {
       this.log.error(
         { peer: a.to, seq: a.seq, code: 'STATE_RESPONSE_FAILED', err: String(e) },
         'state part not sent',
       );
     }
+  }
+
+  /** Sends a state answer (a response or a part) to one peer in the output phase; a failed send is logged. */
+  private sendState(to: number, kind: NodeMessage['kind'], bytes: Uint8Array, failed: string): void {
+    this.out(() => {
+      try {
+        this.wire.send(to, bytes);
+        this.noteSent(kind, [bytes], 1);
+      } catch (e) {
+        this.log.error({ peer: to, code: 'STATE_RESPONSE_FAILED', err: String(e) }, failed);
+      }
+    });
   }
 
   // ---------------------------------------------------------------- what the API calls
