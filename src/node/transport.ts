@@ -10,6 +10,13 @@
  *   that was authenticated and closed without a fault on our side; it keeps growing across failed
  *   dials, failed handshakes and connections we closed for garbage (so a misbehaving peer is redialled
  *   ever more slowly).
+ * - Wake-up: once listening, a node sends each lower id (those that dial it) a HELLO of its own on a
+ *   throw-away connection, and a node that gets a HELLO from a peer it dials redials that peer at once if
+ *   it is backing off (nothing else: the connection is closed, nothing signed or checked). Without it a
+ *   restarted node waited out its dialers' backoff, which grew while it was down: 1.5–4 s after it
+ *   listened, up to 10 s (maxMs), before 2f peers were connected and it was ready (a 4-node group,
+ *   2026-12-06). The HELLO is not authenticated, and need not be: whoever sends one can make this node
+ *   dial a genesis address once more early, which is what a connection to that peer would cost anyway.
  * - Handshake (see frames.ts), wire version 2: HELLO(version, nonceD) → CHALLENGE(nonceA) → AUTH(sigD) →
  *   OK(sigA). Both sides sign, under TAGS.handshake and the group id, a transcript holding the version,
  *   their role, both ids, both fresh nonces and (under TLS) the TLS exporter value; keys come from the
@@ -133,8 +140,9 @@ export interface TransportOptions {
   key: KeyPair;
   listen: HostPort;
   /**
-   * Addresses of peers (only those this node dials, i.e. higher ids, are used). Default: the genesis
-   * `address` of each (`tcp://host:port`). A string is parsed as such an address.
+   * Addresses of peers: those this node dials (higher ids) and, for the wake-up HELLO only, those that
+   * dial it. Default: the genesis `address` of each (`tcp://host:port`). A string is parsed as such an
+   * address.
    */
   peers?: Map<number, HostPort | string>;
   /** Largest frame payload sent or accepted. Default max(16 MiB, genesis maxInputBytes + 1 MiB). */
@@ -273,6 +281,9 @@ export interface TransportStats {
     /** Inbound connections refused at their HELLO because the node they claimed to be was quarantined (these
      *  do not count as handshakeFailures). */
     quarantined: number;
+    /** HELLOs from a peer this node dials: a wake-up (it listens again), closed without a handshake and not
+     *  counted as handshakeFailures; the peer is redialled at once if it was being backed off. */
+    wakeUps: number;
   };
 }
 
@@ -314,7 +325,7 @@ interface Conn {
   nonceA: Uint8Array | null;
   /** Acceptor: the id claimed in HELLO (not trusted until AUTH verifies). */
   claimed: number;
-  /** Acceptor: refused because the peer it claimed to be is quarantined (not a handshake failure). */
+  /** Acceptor: refused because the peer it claimed to be is quarantined, or a wake-up (not a handshake failure). */
   refused: boolean;
   binding: Uint8Array;
   /** performance.now() when the connection was made (accepted, or dial started). */
@@ -332,6 +343,8 @@ interface Peer {
   publicKey: Uint8Array;
   dial: boolean;
   address: HostPort | null;
+  /** A peer that dials this node: where its wake-up HELLO goes (null: no usable address, no wake-up). */
+  wakeAt: HostPort | null;
   conn: Conn | null;
   state: PeerState;
   queue: FrameQueue;
@@ -453,7 +466,10 @@ export class Transport {
     handshakeFailures: 0,
     evictedBusy: 0,
     quarantined: 0,
+    wakeUps: 0,
   };
+  /** Wake-up connections still open (start): closed by stop(). */
+  private readonly wakeSockets = new Set<net.Socket>();
 
   constructor(opts: TransportOptions) {
     const me = opts.genesis.nodes.find((n) => n.id === opts.id);
@@ -520,22 +536,26 @@ export class Transport {
         throw transportError('TRANSPORT_CONFIG', `node id ${n.id} does not fit the handshake (u32)`);
       const dial = this.id < n.id;
       let address: HostPort | null = null;
-      if (dial) {
-        const given = opts.peers?.get(n.id);
-        try {
-          address = typeof given === 'string' ? parseAddress(given) : (given ?? parseAddress(n.address));
-        } catch (e) {
+      let wakeAt: HostPort | null = null;
+      const given = opts.peers?.get(n.id);
+      try {
+        const at = typeof given === 'string' ? parseAddress(given) : (given ?? parseAddress(n.address));
+        if (dial) address = at;
+        else wakeAt = at;
+      } catch (e) {
+        // A peer that dials this node is woken up only as a courtesy: without an address it is not.
+        if (dial)
           throw transportError(
             'TRANSPORT_CONFIG',
             `no usable address for node ${n.id} (this node dials it): ${errText(e)}`,
           );
-        }
       }
       this.peers.set(n.id, {
         id: n.id,
         publicKey: n.publicKey,
         dial,
         address,
+        wakeAt,
         conn: null,
         state: 'idle',
         queue: new FrameQueue(),
@@ -623,7 +643,10 @@ export class Transport {
       this.ticker = setInterval(() => this.tick(), Math.max(5, Math.floor(this.heartbeatMs / 2)));
     for (const p of this.peers.values()) {
       if (p.dial) this.dial(p);
-      else this.setState(p, 'waiting');
+      else {
+        this.setState(p, 'waiting');
+        this.wake(p);
+      }
     }
     return this.port;
   }
@@ -648,6 +671,10 @@ export class Transport {
       this.closeConn(c, 'transport stopped', false);
     }
     for (const s of this.accepted) s.destroy();
+    for (const s of this.wakeSockets) {
+      closing.push(new Promise<void>((resolve) => s.once('close', () => resolve())));
+      s.destroy();
+    }
     if (this.server) {
       const s = this.server;
       closing.push(new Promise<void>((resolve) => s.close(() => resolve())));
@@ -991,6 +1018,62 @@ export class Transport {
   }
 
   /**
+   * Tells `p`, which dials this node, that this node listens (start): a HELLO from this node to it, on a
+   * connection closed right after, which `p` takes as a call to redial now (woken). No answer is awaited
+   * and a failure is not retried: a peer that is down dials this node itself when it starts.
+   */
+  private wake(p: Peer): void {
+    if (!p.wakeAt) return;
+    const { host, port } = p.wakeAt;
+    const socket = this.tlsContext
+      ? tls.connect({
+          host,
+          port,
+          ...this.tlsContext,
+          minVersion: 'TLSv1.3',
+          rejectUnauthorized: !!this.tlsContext.ca,
+          checkServerIdentity: () => undefined,
+        })
+      : net.connect({ host, port });
+    this.wakeSockets.add(socket);
+    socket.once('close', () => this.wakeSockets.delete(socket));
+    socket.on('error', () => {}); // down, or not listening yet: it dials this node once it starts
+    socket.setTimeout(this.handshakeTimeoutMs, () => socket.destroy());
+    socket.once(this.tlsContext ? 'secureConnect' : 'connect', () => {
+      socket.end(
+        encodeFrame(
+          encodeHello({
+            version: this.wireVersion,
+            groupId: this.groupId,
+            from: this.id,
+            to: p.id,
+            nonce: randomBytes(NONCE_BYTES),
+          }),
+        ),
+      );
+    });
+  }
+
+  /**
+   * A HELLO from `p`, a peer this node dials (the lower id dials): its wake-up (wake). The connection is
+   * closed, not counted as a failed handshake; a dial that waits out its backoff is made now. A dial under
+   * way or a connection open is left alone, and a quarantine still holds (dial waits for its end).
+   */
+  private woken(c: Conn, p: Peer): void {
+    c.refused = true;
+    this.inbound.wakeUps++;
+    this.closeConn(c, `HELLO from node ${p.id}, which this node dials: a wake-up`, false);
+    if (p.state !== 'backoff' || performance.now() < p.quarantinedUntil) return;
+    if (p.timer) clearTimeout(p.timer);
+    p.timer = null;
+    this.log.info(
+      { node: this.id, peer: p.id },
+      'transport: woken up by a peer this node dials: redialling it now',
+    );
+    this.dial(p);
+  }
+
+  /**
    * A TCP connection to the TLS server: held until its TLS handshake is done (onInbound) or it closes. One
    * more than maxPendingHandshakes closes the oldest, as for our own handshake (onInbound): otherwise
    * anyone who reaches the port could hold any number of sockets (and TLS states) for handshakeTimeoutMs.
@@ -1114,12 +1197,7 @@ export class Transport {
           return this.closeConn(c, `handshake: HELLO meant for node ${h.to}`, 'HANDSHAKE_BAD');
         const p = this.peers.get(h.from);
         if (!p) return this.closeConn(c, `handshake: node ${h.from} is not in the genesis`, 'HANDSHAKE_BAD');
-        if (p.dial)
-          return this.closeConn(
-            c,
-            `handshake: node ${h.from} may not dial node ${this.id} (lower id dials)`,
-            'HANDSHAKE_BAD',
-          );
+        if (p.dial) return this.woken(c, p);
         // Refused before anything is signed or checked. The id is not proven yet, but whoever claims it
         // gains nothing: that peer is kept out anyway, and a refusal does not lengthen its quarantine.
         if (performance.now() < p.quarantinedUntil) return this.refuseQuarantined(c, p);

@@ -546,7 +546,7 @@ describe('transport', () => {
         ["node 3's key claiming to be node 0", { from: 0, to: 1, key: g.keys[3] }, 'auth'],
         ['another group', { from: 0, to: 1, key: g.keys[0], groupId: new Uint8Array(32) }, 'hello'],
         ['a HELLO meant for node 2', { from: 0, to: 2, key: g.keys[0] }, 'hello'],
-        ['node 2 dialing node 1 (the lower id dials)', { from: 2, to: 1, key: g.keys[2] }, 'hello'],
+        // (A HELLO from node 2, which node 1 dials, is a wake-up: closed too, not counted. See below.)
       ];
       for (const [what, o, stage] of attempts) {
         const before = failures();
@@ -1274,6 +1274,91 @@ describe('transport', () => {
     }
   });
 
+  it('a node that starts listening wakes the lower ids that dial it: they redial at once, not after their backoff', async () => {
+    const g = makeGroup(3, 8);
+    // A backoff of days: a dial that failed is made again before the test ends only if woken up.
+    const slow = { backoff: { minMs: MAX_TIMER_MS, maxMs: MAX_TIMER_MS }, handshakeTimeoutMs: 2_000 };
+    // Node 2's port, free for now: nodes 0 and 1 dial it before node 2 listens there.
+    const probe = net.createServer();
+    await new Promise<void>((r) => probe.listen(0, HOST, r));
+    const port2 = (probe.address() as net.AddressInfo).port;
+    await new Promise<void>((r) => probe.close(() => r()));
+    const logs = [collector(), collector(), collector()];
+    const ts: Transport[] = [];
+    try {
+      ts[1] = new Transport({
+        id: 1,
+        genesis: g.genesis,
+        key: g.keys[1],
+        listen: { host: HOST, port: 0 },
+        peers: new Map([[2, { host: HOST, port: port2 }]]),
+        ...slow,
+        logger: logs[1].logger,
+      });
+      const port1 = await ts[1].start();
+      ts[0] = new Transport({
+        id: 0,
+        genesis: g.genesis,
+        key: g.keys[0],
+        listen: { host: HOST, port: 0 },
+        peers: new Map([
+          [1, { host: HOST, port: port1 }],
+          [2, { host: HOST, port: port2 }],
+        ]),
+        ...slow,
+        logger: logs[0].logger,
+      });
+      const port0 = await ts[0].start();
+      await waitMesh(ts);
+      for (const t of ts)
+        await waitFor(
+          () => t.stats().peers.find((p) => p.id === 2)!.state === 'backoff',
+          `node ${t.id} to back off from node 2`,
+        );
+      expect(ts.map((t) => t.stats().peers.find((p) => p.id === 2)!.dialFailures)).toEqual([1, 1]);
+
+      ts[2] = new Transport({
+        id: 2,
+        genesis: g.genesis,
+        key: g.keys[2],
+        listen: { host: HOST, port: port2 },
+        // Where its wake-ups go (the genesis addresses of this test group are not the real ports).
+        peers: new Map([
+          [0, { host: HOST, port: port0 }],
+          [1, { host: HOST, port: port1 }],
+        ]),
+        ...slow,
+        logger: logs[2].logger,
+      });
+      await ts[2].start();
+      await waitMesh(ts);
+      await exchange(ts, 10, 16);
+      for (const id of [0, 1]) {
+        const p2 = ts[id].stats().peers.find((p) => p.id === 2)!;
+        expect(p2).toMatchObject({ connects: 1, dialFailures: 1 });
+        expect(ts[id].stats().inbound).toMatchObject({ wakeUps: 1, handshakeFailures: 0 });
+        expect(logs[id].lines.some((l) => /woken up by a peer this node dials/.test(l.msg))).toBe(true);
+      }
+      // Node 0 was woken by node 2 only: node 1, started before it, woke nobody (its wake-up went to node
+      // 0's genesis address) and is not tried again.
+      expect(ts[0].stats().inbound.wakeUps).toBe(1);
+
+      // A HELLO from node 2 while node 1 is connected to it (a replay, anyone's) is closed and counted as
+      // a wake-up, nothing else: the connection stays, nothing is signed, no failure, no warning.
+      const warnings = logs[1].lines.filter((l) => l.level !== 'info').length;
+      const r = await rawHandshake(port1, g, { from: 2, to: 1, key: g.keys[2] });
+      expect(r).toMatchObject({ ok: false, stage: 'hello' });
+      await r.peer.waitClosed();
+      await waitFor(() => ts[1].stats().inbound.wakeUps === 2, 'the second wake-up to be counted');
+      expect(ts[1].stats().inbound.handshakeFailures).toBe(0);
+      expect(ts[1].stats().peers.find((p) => p.id === 2)).toMatchObject({ state: 'connected', connects: 1 });
+      expect(logs[1].lines.filter((l) => l.level !== 'info').length).toBe(warnings);
+      await exchange(ts, 10, 17);
+    } finally {
+      await Promise.all(ts.map((t) => t?.stop()));
+    }
+  });
+
   it('heartbeats keep an idle link up; a peer that goes silent is dropped after idleTimeoutMs', async () => {
     const g = makeGroup(3, 6);
     const live = { heartbeatMs: 50, idleTimeoutMs: 500 };
@@ -1480,6 +1565,49 @@ describe('transport', () => {
       }
     },
   );
+
+  it.skipIf(!haveOpenssl)('the wake-up works over TLS too', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'dropbear-tls-wake-'));
+    const g = makeGroup(2, 9);
+    const ts: Transport[] = [];
+    try {
+      const files = selfSignedCert(dir, 'g');
+      const tlsOpts = { ...files, caFile: files.certFile };
+      const slow = { backoff: { minMs: MAX_TIMER_MS, maxMs: MAX_TIMER_MS }, handshakeTimeoutMs: 5_000 };
+      const probe = net.createServer();
+      await new Promise<void>((r) => probe.listen(0, HOST, r));
+      const port1 = (probe.address() as net.AddressInfo).port;
+      await new Promise<void>((r) => probe.close(() => r()));
+      ts[0] = new Transport({
+        id: 0,
+        genesis: g.genesis,
+        key: g.keys[0],
+        listen: { host: HOST, port: 0 },
+        peers: new Map([[1, { host: HOST, port: port1 }]]),
+        tls: tlsOpts,
+        ...slow,
+      });
+      const port0 = await ts[0].start();
+      await waitFor(() => ts[0].stats().peers[0].state === 'backoff', 'node 0 to back off from node 1');
+      ts[1] = new Transport({
+        id: 1,
+        genesis: g.genesis,
+        key: g.keys[1],
+        listen: { host: HOST, port: port1 },
+        peers: new Map([[0, { host: HOST, port: port0 }]]),
+        tls: tlsOpts,
+        ...slow,
+      });
+      await ts[1].start();
+      await waitMesh(ts);
+      await exchange(ts, 10, 18);
+      expect(ts[0].stats().inbound).toMatchObject({ wakeUps: 1, handshakeFailures: 0 });
+      expect(ts[0].stats().peers[0]).toMatchObject({ connects: 1, dialFailures: 1 });
+    } finally {
+      await Promise.all(ts.map((t) => t?.stop()));
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
 
   it.skipIf(!haveOpenssl)(
     'a TLS handshake that fails because the client reset its socket is logged with the remote it came from',
