@@ -345,6 +345,8 @@ interface Peer {
   address: HostPort | null;
   /** A peer that dials this node: where its wake-up HELLO goes (null: no usable address, no wake-up). */
   wakeAt: HostPort | null;
+  /** A peer this node dials: it sent a wake-up while a dial was under way (woken). */
+  wokenWhileDialling: boolean;
   conn: Conn | null;
   state: PeerState;
   queue: FrameQueue;
@@ -556,6 +558,7 @@ export class Transport {
         dial,
         address,
         wakeAt,
+        wokenWhileDialling: false,
         conn: null,
         state: 'idle',
         queue: new FrameQueue(),
@@ -1056,13 +1059,17 @@ export class Transport {
 
   /**
    * A HELLO from `p`, a peer this node dials (the lower id dials): its wake-up (wake). The connection is
-   * closed, not counted as a failed handshake; a dial that waits out its backoff is made now. A dial under
-   * way or a connection open is left alone, and a quarantine still holds (dial waits for its end).
+   * closed, not counted as a failed handshake; a dial that waits out its backoff is made now. A connection
+   * open is left alone, and a quarantine still holds (dial waits for its end). A dial under way is left to
+   * finish, but should it fail it is made again at once (closeConn): it may have been made before the peer
+   * listened, its refusal still on the way (seen in a loaded 4-node group: the restarted node 2 waited for
+   * node 0's backoff all the same).
    */
   private woken(c: Conn, p: Peer): void {
     c.refused = true;
     this.inbound.wakeUps++;
     this.closeConn(c, `HELLO from node ${p.id}, which this node dials: a wake-up`, false);
+    if (p.state === 'connecting' || p.state === 'handshaking') p.wokenWhileDialling = true;
     if (p.state !== 'backoff' || performance.now() < p.quarantinedUntil) return;
     if (p.timer) clearTimeout(p.timer);
     p.timer = null;
@@ -1318,6 +1325,7 @@ export class Transport {
     if (old && old !== c) this.closeConn(old, 'replaced by a newer authenticated connection', false);
     p.stats.connects++;
     p.failing = false;
+    p.wokenWhileDialling = false;
     this.setState(p, 'connected');
     this.log.info(
       { node: this.id, peer: p.id, remote: c.remote, connects: p.stats.connects },
@@ -1423,7 +1431,9 @@ export class Transport {
     }
     p.attempts = wasOpen && !fault ? 0 : p.attempts + 1;
     const base = Math.min(this.backoffMax, this.backoffMin * 2 ** Math.min(p.attempts, 30));
-    const delay = base / 2 + (Math.random() * base) / 2;
+    // Woken up while this dial was under way (woken): the peer listens now, whatever this dial found.
+    const delay = p.wokenWhileDialling ? 0 : base / 2 + (Math.random() * base) / 2;
+    p.wokenWhileDialling = false;
     this.setState(p, 'backoff');
     p.timer = setTimeout(() => this.dial(p), delay);
   }

@@ -1359,6 +1359,59 @@ describe('transport', () => {
     }
   });
 
+  it('a wake-up that comes while the dial is under way has the dial made again at once should it fail', async () => {
+    const g = makeGroup(2, 10);
+    const slow = { backoff: { minMs: MAX_TIMER_MS, maxMs: MAX_TIMER_MS }, handshakeTimeoutMs: 60_000 };
+    // Where node 1 will listen, held first by a stand-in that takes node 0's dial and never answers it:
+    // the dial is under way (handshaking) when the real node 1 starts there and wakes node 0 up.
+    const held: net.Socket[] = [];
+    const standIn = net.createServer((s) => {
+      s.on('error', () => {});
+      held.push(s);
+    });
+    await new Promise<void>((r) => standIn.listen(0, HOST, r));
+    const port1 = (standIn.address() as net.AddressInfo).port;
+    const ts: Transport[] = [];
+    try {
+      ts[0] = new Transport({
+        id: 0,
+        genesis: g.genesis,
+        key: g.keys[0],
+        listen: { host: HOST, port: 0 },
+        peers: new Map([[1, { host: HOST, port: port1 }]]),
+        ...slow,
+      });
+      const port0 = await ts[0].start();
+      await waitFor(
+        () => ts[0].stats().peers[0].state === 'handshaking' && held.length === 1,
+        'the held dial',
+      );
+      // The port is free at once; the callback would wait for the held connection.
+      const standInClosed = new Promise<void>((r) => standIn.close(() => r()));
+      ts[1] = new Transport({
+        id: 1,
+        genesis: g.genesis,
+        key: g.keys[1],
+        listen: { host: HOST, port: port1 },
+        peers: new Map([[0, { host: HOST, port: port0 }]]),
+        ...slow,
+      });
+      await ts[1].start();
+      await waitFor(() => ts[0].stats().inbound.wakeUps === 1, 'the wake-up');
+      expect(ts[0].stats().peers[0].state).toBe('handshaking');
+      // The dial made before node 1 listened fails now; the next one is not put off by the backoff.
+      held[0].destroy();
+      await waitMesh(ts);
+      await exchange(ts, 10, 19);
+      expect(ts[0].stats().peers[0]).toMatchObject({ connects: 1, dialFailures: 1 });
+      await standInClosed;
+    } finally {
+      if (standIn.listening) standIn.close();
+      for (const s of held) s.destroy();
+      await Promise.all(ts.map((t) => t?.stop()));
+    }
+  });
+
   it('heartbeats keep an idle link up; a peer that goes silent is dropped after idleTimeoutMs', async () => {
     const g = makeGroup(3, 6);
     const live = { heartbeatMs: 50, idleTimeoutMs: 500 };
