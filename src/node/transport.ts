@@ -13,7 +13,7 @@
  * - Wake-up: once listening, a node sends each lower id (those that dial it) a HELLO of its own on a
  *   throw-away connection, and a node that gets a HELLO from a peer it dials redials that peer at once if
  *   it is backing off (nothing else: the connection is closed, nothing signed or checked). Without it a
- *   restarted node waited out its dialers' backoff, which grew while it was down: 1.5–4 s after it
+ *   restarted node waited out its dialers' backoff, which grew while it was down: 1–8 s after it
  *   listened, up to 10 s (maxMs), before 2f peers were connected and it was ready (a 4-node group,
  *   2026-12-06). The HELLO is not authenticated, and need not be: whoever sends one can make this node
  *   dial a genesis address once more early, which is what a connection to that peer would cost anyway.
