@@ -69,6 +69,14 @@ export interface Logger {
 
 const silent: Logger = { info() {}, warn() {}, error() {} };
 
+/**
+ * HostOptions.stateServeBytesPerSec's default: 16 MiB/s per peer. A node catching up gets executed batches at
+ * that pace from each peer it asks (a 1,024-request stand-in batch is ~0.5–1 MiB as state transfer ships it, so over ten batches a
+ * second, ahead of any rate this group certifies); a faulty peer gets no more of this node's reading and
+ * encoding than that.
+ */
+export const STATE_SERVE_BYTES_PER_SEC = 16 << 20;
+
 export interface HostOptions {
   id: number;
   genesis: Genesis;
@@ -92,6 +100,12 @@ export interface HostOptions {
   observe?: Partial<HostObserver>;
   /** The transport's largest frame (default 16 MiB). */
   maxFrameBytes?: number;
+  /**
+   * Bytes of state-transfer answers (state responses and parts) this node sends one peer per second at
+   * most, after a burst of one frame (default STATE_SERVE_BYTES_PER_SEC). A request over the budget waits
+   * (the peer's latest one is kept) rather than being dropped.
+   */
+  stateServeBytesPerSec?: number;
   /**
    * A replica step failed (its ledger write, an execution): the node has stopped, sent nothing of that
    * step, and must not go on. Default: the error is thrown at the next turn of the event loop, outside
@@ -269,6 +283,8 @@ export class NodeHost {
     this.log = opts.logger ?? silent;
     this.obs = opts.observe ?? {};
     this.maxFrameBytes = opts.maxFrameBytes ?? 16 << 20;
+    this.stateServeRate = opts.stateServeBytesPerSec ?? STATE_SERVE_BYTES_PER_SEC;
+    if (!(this.stateServeRate > 0)) throw new Error('stateServeBytesPerSec must be positive');
     this.onFatal =
       opts.onFatal ??
       ((e) =>
@@ -426,6 +442,7 @@ export class NodeHost {
     this.timer = null;
     for (const t of this.retryTimers) clearTimeout(t);
     this.retryTimers.clear();
+    this.clearStateBudgets();
     this.onFatal(e);
   }
 
@@ -566,10 +583,8 @@ export class NodeHost {
           this.certified(a);
           break;
         case 'serveState':
-          this.serveState(a);
-          break;
         case 'serveStatePart':
-          this.serveStatePart(a);
+          this.serveStateWithin(a);
           break;
         case 'evidence':
           this.openWrites();
@@ -917,7 +932,7 @@ export class NodeHost {
    * and its proof fit in no frame, or an answer fits in none even empty, is nothing sent (a warning with a
    * code says so).
    */
-  private serveState(a: Extract<Action, { type: 'serveState' }>): void {
+  private serveState(a: Extract<Action, { type: 'serveState' }>): number {
     try {
       const nv = a.newView;
       const newView = nv
@@ -941,27 +956,28 @@ export class NodeHost {
           { peer: a.to, fromSeq: a.fromSeq, code: 'STATE_RESPONSE_TOO_LARGE', limit: this.maxFrameBytes },
           'state response larger than a frame even without batches; not sent',
         );
-        return;
+        return 0;
       }
       if (answer.msg.batches.length === 0 && answer.had > 0) {
         this.log.warn(
           { peer: a.to, seq: a.fromSeq, code: 'STATE_BATCH_TOO_LARGE', limit: this.maxFrameBytes },
           'state response: not even the next batch and its proof fit in a frame; not sent',
         );
-        return;
+        return 0;
       }
       if (answer.inParts)
         this.log.info(
           { peer: a.to, seq: a.fromSeq, code: 'STATE_BATCH_IN_PARTS', limit: this.maxFrameBytes },
           'state response: the next batch does not fit in a frame; sent without its requests and RESULTS',
         );
-      this.sendState(a.to, answer.msg.kind, answer.bytes, 'state response not sent');
+      return this.sendState(a.to, answer.msg.kind, answer.bytes, 'state response not sent');
     } catch (e) {
       // Reading or encoding what was asked for failed: the peer goes without an answer, the node goes on.
       this.log.error(
         { peer: a.to, fromSeq: a.fromSeq, code: 'STATE_RESPONSE_FAILED', err: String(e) },
         'state response not sent',
       );
+      return 0;
     }
   }
 
@@ -1012,10 +1028,10 @@ export class NodeHost {
    * single request or RESULTS too large for a frame is not sent (STATE_PART_TOO_LARGE): only a peer with
    * larger frames can send it.
    */
-  private serveStatePart(a: Extract<Action, { type: 'serveStatePart' }>): void {
+  private serveStatePart(a: Extract<Action, { type: 'serveStatePart' }>): number {
     try {
       const sb = this.db.stateBatch(a.seq);
-      if (!sb || !equalBytes(batchDigestOf(sb.batch), a.digest)) return;
+      if (!sb || !equalBytes(batchDigestOf(sb.batch), a.digest)) return 0;
       const refs = stateBatchReferences(sb.batch);
       const requestsById = new Map(sb.requests.map((sr) => [hex(requestIdOf(sr)), sr]));
       const resultsByDigest = new Map(sb.results.map((x) => [hex(resultsDigestOf(x)), x]));
@@ -1057,20 +1073,82 @@ export class NodeHost {
             { peer: a.to, seq: a.seq, code: 'STATE_PART_TOO_LARGE', limit: this.maxFrameBytes },
             'state part: the next request or RESULTS of the batch does not fit in a frame; not sent',
           );
-        return;
+        return 0;
       }
       const msg = of(requests, results);
-      this.sendState(a.to, msg.kind, encodeMessage(msg), 'state part not sent');
+      return this.sendState(a.to, msg.kind, encodeMessage(msg), 'state part not sent');
     } catch (e) {
       this.log.error(
         { peer: a.to, seq: a.seq, code: 'STATE_RESPONSE_FAILED', err: String(e) },
         'state part not sent',
       );
+      return 0;
     }
   }
 
-  /** Sends a state answer (a response or a part) to one peer in the output phase; a failed send is logged. */
-  private sendState(to: number, kind: NodeMessage['kind'], bytes: Uint8Array, failed: string): void {
+  /**
+   * Serves a peer's state request or part request within its byte budget (stateServeBytesPerSec, a token
+   * bucket of one frame): a peer's request costs this node a read of the ledger and an answer of up to a
+   * frame, 16 MiB, for a message of ~20 bytes, and a faulty peer could ask without end, keeping this node's
+   * thread busy reading and encoding (the honest peers' work waits behind it) and its link full. Over the
+   * budget, the peer's latest request waits for it (an earlier one waiting is replaced: a peer catching up
+   * asks again from where it is), so an honest node catching up is slowed to the budget's pace, never
+   * stalled. Until 2026-12-06 every request was served at once.
+   */
+  private serveStateWithin(a: Extract<Action, { type: 'serveState' | 'serveStatePart' }>): void {
+    if (this.stopped) return;
+    const now = performance.now();
+    let b = this.stateBudgets.get(a.to);
+    if (!b) {
+      b = { tokens: this.maxFrameBytes, at: now, waiting: null, timer: null };
+      this.stateBudgets.set(a.to, b);
+    }
+    b.tokens = Math.min(this.maxFrameBytes, b.tokens + ((now - b.at) * this.stateServeRate) / 1000);
+    b.at = now;
+    if (b.tokens <= 0) {
+      if (b.waiting === null) this.stateDeferred++;
+      b.waiting = a;
+      if (b.timer === null) {
+        const budget = b;
+        budget.timer = setTimeout(
+          () => {
+            budget.timer = null;
+            const next = budget.waiting;
+            budget.waiting = null;
+            if (next) this.serveStateWithin(next);
+          },
+          Math.ceil((-b.tokens * 1000) / this.stateServeRate) + 1,
+        );
+      }
+      return;
+    }
+    b.tokens -= a.type === 'serveState' ? this.serveState(a) : this.serveStatePart(a);
+  }
+
+  /** Per peer: its state-answer budget (serveStateWithin). */
+  private readonly stateBudgets = new Map<
+    number,
+    {
+      tokens: number;
+      at: number;
+      waiting: Extract<Action, { type: 'serveState' | 'serveStatePart' }> | null;
+      timer: NodeJS.Timeout | null;
+    }
+  >();
+  private readonly stateServeRate: number;
+  /** State requests that had to wait for their peer's budget (serveStateWithin). */
+  stateDeferred = 0;
+
+  private clearStateBudgets(): void {
+    for (const b of this.stateBudgets.values()) if (b.timer) clearTimeout(b.timer);
+    this.stateBudgets.clear();
+  }
+
+  /**
+   * Sends a state answer (a response or a part) to one peer in the output phase; a failed send is logged.
+   * Returns its size.
+   */
+  private sendState(to: number, kind: NodeMessage['kind'], bytes: Uint8Array, failed: string): number {
     this.out(() => {
       try {
         this.wire.send(to, bytes);
@@ -1079,6 +1157,7 @@ export class NodeHost {
         this.log.error({ peer: to, code: 'STATE_RESPONSE_FAILED', err: String(e) }, failed);
       }
     });
+    return bytes.length;
   }
 
   // ---------------------------------------------------------------- what the API calls
@@ -1227,6 +1306,7 @@ export class NodeHost {
     this.timer = null;
     for (const t of this.retryTimers) clearTimeout(t);
     this.retryTimers.clear();
+    this.clearStateBudgets();
     for (const ws of this.waiters.values())
       for (const w of ws) {
         clearTimeout(w.timer);

@@ -1,0 +1,166 @@
+/**
+ * A node serves each peer's state requests within a byte budget (src/node/host.ts serveStateWithin,
+ * HostOptions.stateServeBytesPerSec). A state request is ~20 bytes and its answer up to a frame read from
+ * the ledger and encoded; until 2026-12-06 every one was served at once, so a faulty peer asking without
+ * end kept a node reading and encoding for it. Four real hosts (SQLite ledgers, stand-in models) on an
+ * in-memory wire; node 3 is cut off while the others order a burst, then either floods node 0 with state
+ * requests (faulty) or catches up (honest) under a tight budget.
+ */
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { NodeHost, type Wire } from '../../src/node/host.ts';
+import { startStandIn } from '../../src/node/standin-backend.ts';
+import {
+  decodeMessage,
+  encodeMessage,
+  hex,
+  receiptHashOf,
+  type SignedRequest,
+  sha256,
+  signRequest,
+} from '../../src/protocol/index.ts';
+import { makeGroup } from '../../src/sim/world.ts';
+
+const dir = mkdtempSync(join(tmpdir(), 'dropbear-state-budget-'));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+/** Every host's frame limit, and its state budget per peer: two frames a second. */
+const LIMIT = 16 * 1024;
+const RATE = 2 * LIMIT;
+
+const until = async (ok: () => boolean, what: string) => {
+  for (let i = 0; i < 6000 && !ok(); i++) await new Promise((res) => setTimeout(res, 10));
+  if (!ok()) throw new Error(`timed out waiting for ${what}`);
+};
+
+/** Four hosts with node 3 cut off while 60 requests are ordered; `fn` gets them once nodes 0–2 agree. */
+async function withLaggingNode3(
+  seed: number,
+  fn: (g: {
+    hosts: NodeHost[];
+    last: number;
+    /** Delivers a frame to `to` as if `from` sent it. */
+    inject: (from: number, to: number, bytes: Uint8Array) => void;
+    /** Bytes of state answers (responses and parts) each node sent node 3, and when. */
+    toNode3: { from: number; bytes: number; at: number }[];
+    reconnect: () => void;
+  }) => Promise<void>,
+): Promise<void> {
+  const group = makeGroup(4, 1, seed);
+  const handlers = new Map<number, (from: number, bytes: Uint8Array) => void>();
+  const cut = new Set<number>([3]);
+  const toNode3: { from: number; bytes: number; at: number }[] = [];
+  const fatal: unknown[] = [];
+  const wireOf = (id: number): Wire => {
+    const deliver = (to: number, bytes: Uint8Array) => {
+      const kind = decodeMessage(bytes).kind;
+      if (to === 3 && (kind === 'stateResponse' || kind === 'statePart'))
+        toNode3.push({ from: id, bytes: bytes.length, at: performance.now() });
+      if (cut.has(id) || cut.has(to)) return;
+      setImmediate(() => handlers.get(to)?.(id, bytes));
+    };
+    return {
+      send: deliver,
+      broadcast: (bytes) => {
+        for (let to = 0; to < 4; to++) if (to !== id) deliver(to, bytes);
+      },
+      onFrame: (h) => {
+        handlers.set(id, h);
+      },
+      reportBad: () => {},
+    };
+  };
+  const hosts = group.genesis.nodes.map((_, id) =>
+    NodeHost.open({
+      id,
+      genesis: group.genesis,
+      key: group.keys[id],
+      ledgerPath: join(dir, `seed-${seed}-${id}.sqlite`),
+      backends: [startStandIn(id)],
+      wire: wireOf(id),
+      maxFrameBytes: LIMIT,
+      stateServeBytesPerSec: RATE,
+      replica: { retransmitMs: 100 },
+      onFatal: (e) => fatal.push(e),
+    }),
+  );
+  let nonce = 0;
+  const request = (): SignedRequest => {
+    const input = randomBytes(64);
+    const r = {
+      groupId: hosts[0].replica.groupId,
+      client: group.client.publicKey,
+      nonce: nonce++,
+      timestamp: Date.now(),
+      inputDigest: sha256(input),
+      policy: null,
+      maxFee: 1_000_000,
+    };
+    return signRequest(r, input, group.client);
+  };
+  try {
+    for (const h of hosts) h.start();
+    const ids: string[] = [];
+    for (let i = 0; i < 60; i++) {
+      const r = hosts[0].submit(request());
+      expect(r.ok).toBe(true);
+      if (r.ok) ids.push(hex(r.requestId));
+    }
+    const certs = await Promise.all(ids.map((id) => hosts[0].waitCertificate(id, 30_000)));
+    expect(certs.every((c) => c !== null)).toBe(true);
+    const last = hosts[0].replica.lastExecuted;
+    await until(() => [1, 2].every((i) => hosts[i].replica.lastExecuted === last), 'nodes 1 and 2');
+    expect(hosts[3].replica.lastExecuted).toBe(0);
+    await fn({
+      hosts,
+      last,
+      inject: (from, to, bytes) => handlers.get(to)?.(from, bytes),
+      toNode3,
+      reconnect: () => cut.delete(3),
+    });
+    expect(fatal).toEqual([]);
+  } finally {
+    for (const h of hosts) h.close();
+  }
+}
+
+describe("state requests are served within each peer's byte budget", () => {
+  it('a peer that floods state requests gets a frame and then the budget, not an answer per request', async () => {
+    await withLaggingNode3(71, async ({ hosts, inject, toNode3 }) => {
+      const ask = encodeMessage({ kind: 'stateRequest', from: 3, fromSeq: 1 });
+      const t0 = performance.now();
+      for (let i = 0; i < 200; i++) inject(3, 0, ask);
+      await new Promise((res) => setTimeout(res, 500));
+      const sent = toNode3.filter((x) => x.from === 0);
+      const elapsed = (Math.max(...sent.map((x) => x.at)) - t0) / 1000;
+      const bytes = sent.reduce((a, x) => a + x.bytes, 0);
+      // A frame at once, the budget's pace since, and one answer more (the bucket may go below zero by
+      // one). Before, an answer per request: 200 answers of this size are far over that.
+      const bound = LIMIT + RATE * elapsed + LIMIT;
+      expect(bytes).toBeLessThanOrEqual(bound);
+      expect((200 * bytes) / sent.length).toBeGreaterThan(4 * bound);
+      expect(sent.length).toBeLessThan(20);
+      // The requests over the budget wait (the latest one per peer) rather than being dropped: the one that
+      // waited was served once the budget allowed.
+      expect(hosts[0].stateDeferred).toBeGreaterThan(0);
+      expect(sent.length).toBeGreaterThan(1);
+    });
+  });
+
+  it('an honest node behind still catches up, at the pace of the budget', async () => {
+    await withLaggingNode3(72, async ({ hosts, last, toNode3, reconnect }) => {
+      reconnect();
+      hosts[3].step({ type: 'catchUp' });
+      await until(() => hosts[3].replica.lastExecuted === last, 'node 3 to catch up');
+      const receipts = (h: NodeHost) =>
+        Array.from({ length: last }, (_, i) => hex(receiptHashOf(h.db.receipt(i + 1)!.receipt)));
+      expect(receipts(hosts[3])).toEqual(receipts(hosts[0]));
+      // The budget was what paced it: some peer held a request back for it.
+      expect(toNode3.length).toBeGreaterThan(0);
+      expect(hosts.slice(0, 3).some((h) => h.stateDeferred > 0)).toBe(true);
+    });
+  });
+});
