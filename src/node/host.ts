@@ -71,9 +71,9 @@ const silent: Logger = { info() {}, warn() {}, error() {} };
 
 /**
  * HostOptions.stateServeBytesPerSec's default: 16 MiB/s per peer. A node catching up gets executed batches at
- * that pace from each peer it asks (a 1,024-request stand-in batch is ~0.5–1 MiB as state transfer ships it, so over ten batches a
- * second, ahead of any rate this group certifies); a faulty peer gets no more of this node's reading and
- * encoding than that.
+ * that pace from each peer it asks (a 1,024-request stand-in batch is ~0.5–1 MiB as state transfer ships
+ * it: over ten batches a second, ahead of any rate this group certifies); a faulty peer gets no more of
+ * this node's reading and encoding than that.
  */
 export const STATE_SERVE_BYTES_PER_SEC = 16 << 20;
 
