@@ -20,7 +20,7 @@ import { basename, extname, join } from 'node:path';
 import './ort-env.ts';
 import { DropbearError } from '../protocol/index.ts';
 import { CATALOG } from './catalog.ts';
-import type { ModelSpec, Preprocess, TensorDtype, TensorSpec } from './spec.ts';
+import type { ImagePreprocess, ModelSpec, Preprocess, TensorDtype, TensorSpec } from './spec.ts';
 
 export interface IndexEntry {
   sha256: string;
@@ -266,10 +266,76 @@ export async function readIndex(home: string = defaultHome()): Promise<StoreInde
     );
   }
   const p = parsed as Partial<StoreIndex> | null;
-  if (p?.version !== 1 || typeof p.models !== 'object' || p.models === null) {
+  if (p?.version !== 1 || typeof p.models !== 'object' || p.models === null || Array.isArray(p.models)) {
     throw new DropbearError('MODEL_STORE_UNREADABLE', `the model index ${path} has an unknown format`);
   }
+  for (const [name, entry] of Object.entries(p.models)) {
+    const problem = entryProblem(name, entry);
+    if (problem)
+      throw new DropbearError(
+        'MODEL_STORE_UNREADABLE',
+        `the model index ${path} is damaged: its entry ${JSON.stringify(name)} ${problem}; move the index ` +
+          'away and import or pull the models again',
+        { path, name },
+      );
+  }
   return p as StoreIndex;
+}
+
+const MODEL_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]*$/;
+const SHA256_HEX = /^[0-9a-f]{64}$/;
+
+function tensorProblem(t: unknown): string | undefined {
+  const x = t as Partial<TensorSpec> | null;
+  if (typeof x !== 'object' || x === null || typeof x.name !== 'string') return 'is not a tensor';
+  if (x.dtype !== 'float32' && x.dtype !== 'float16') return `has dtype ${JSON.stringify(x.dtype)}`;
+  if (
+    !Array.isArray(x.shape) ||
+    x.shape.length === 0 ||
+    !x.shape.every((d) => d === null || (Number.isInteger(d) && d >= 0))
+  )
+    return 'has no valid shape';
+  return undefined;
+}
+
+/**
+ * What is wrong with one entry of an index read from disk, if anything. The index is a file anyone can edit
+ * or a failing disk can damage: an entry without a spec crashed `models list` with "Cannot read properties
+ * of undefined", and a `sha256` such as `../../x` made storedPath point outside the store.
+ */
+function entryProblem(name: string, entry: unknown): string | undefined {
+  if (!MODEL_NAME.test(name)) return 'is not a model name';
+  const e = entry as Partial<IndexEntry> | null;
+  if (typeof e !== 'object' || e === null) return 'is not an object';
+  if (typeof e.sha256 !== 'string' || !SHA256_HEX.test(e.sha256)) return 'has no valid sha256';
+  if (!Number.isSafeInteger(e.bytes) || (e.bytes as number) < 0) return 'has no valid size';
+  if (typeof e.importedAt !== 'string') return 'has no import time';
+  const spec = e.spec as Partial<ModelSpec> | null | undefined;
+  if (typeof spec !== 'object' || spec === null) return 'has no spec';
+  for (const what of ['input', 'output'] as const) {
+    const problem = tensorProblem(spec[what]);
+    if (problem) return `has a spec whose ${what} ${problem}`;
+  }
+  const pre = spec.preprocess as Record<keyof ImagePreprocess, unknown> | null | undefined;
+  const kind = typeof pre === 'object' && pre !== null ? pre.kind : undefined;
+  const numbers = (xs: unknown) => Array.isArray(xs) && xs.length === 3 && xs.every(Number.isFinite);
+  if (
+    !(
+      kind === 'tensor' ||
+      (kind === 'grey' && Number.isInteger(pre?.size)) ||
+      (kind === 'image' &&
+        Number.isInteger(pre?.size) &&
+        Number.isInteger(pre?.resize) &&
+        (pre?.channels === 'RGB' || pre?.channels === 'BGR') &&
+        Number.isFinite(pre?.scale) &&
+        numbers(pre?.mean) &&
+        numbers(pre?.std))
+    )
+  )
+    return 'has a spec without a valid preprocess';
+  if (spec.labels !== 'imagenet1k' && spec.labels !== 'mnist10' && spec.labels !== 'none')
+    return 'has a spec without valid labels';
+  return undefined;
 }
 
 /** Writes the index atomically: temp file in the same folder, fsync, rename. */
@@ -602,7 +668,7 @@ export async function importModels(
       } else {
         const name = basename(file, extname(file));
         // The name keys the store's index (a plain object): "__proto__" would set its prototype.
-        if (!/^[A-Za-z0-9][A-Za-z0-9._-]*$/.test(name))
+        if (!MODEL_NAME.test(name))
           throw new DropbearError(
             'MODEL_NAME_INVALID',
             `${file}: a model name is letters, digits, ".", "_" and "-", starting with a letter or digit, ` +

@@ -1,0 +1,80 @@
+/**
+ * The model store as an operator meets it: a hand-edited or damaged index, a folder of symlinked model files,
+ * a download that ends early. Real model files from shared/models, a real HTTP server on 127.0.0.1, homes
+ * under the OS temp folder.
+ */
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { catalogByName } from '../../src/inference/catalog.ts';
+import { importModels, indexPath, listModels, resolveModel } from '../../src/inference/store.ts';
+import { runCli } from '../cli/run-cli.ts';
+import { MODELS_DIR } from '../shared.ts';
+import { failsWith } from './store-fixtures.ts';
+
+const MNIST = catalogByName('mnist-winml')!;
+
+let tmp: string;
+let n = 0;
+const freshHome = () => join(tmp, `home${n++}`);
+
+beforeAll(() => {
+  tmp = mkdtempSync(join(tmpdir(), 'dropbear-store-operator-'));
+});
+afterAll(() => {
+  rmSync(tmp, { recursive: true, force: true });
+});
+
+describe('a damaged index', () => {
+  /** A home whose index holds `models` as written, beside a valid MNIST entry. */
+  function homeWith(models: Record<string, unknown> | unknown[]): string {
+    const h = freshHome();
+    mkdirSync(join(h, 'models'), { recursive: true });
+    writeFileSync(indexPath(h), JSON.stringify({ version: 1, models }));
+    return h;
+  }
+  const good = {
+    sha256: MNIST.sha256,
+    bytes: MNIST.bytes,
+    spec: MNIST,
+    importedAt: '2026-12-06T00:00:00.000Z',
+  };
+
+  it('an entry without a spec, a null entry or a sha256 that is a path is MODEL_STORE_UNREADABLE naming it', async () => {
+    const cases: [string, unknown][] = [
+      ['no-spec', { sha256: MNIST.sha256, bytes: MNIST.bytes, importedAt: good.importedAt }],
+      ['null', null],
+      ['escape', { ...good, sha256: '../../../etc/passwd' }],
+      ['bad-input', { ...good, spec: { ...MNIST, input: { name: 'x', dtype: 'int8', shape: [1] } } }],
+      ['bad-pre', { ...good, spec: { ...MNIST, preprocess: { kind: 'image' } } }],
+    ];
+    for (const [name, entry] of cases) {
+      const h = homeWith({ 'mnist-winml': good, [name]: entry });
+      const e = await failsWith(listModels(h), 'MODEL_STORE_UNREADABLE');
+      expect(e.message).toContain(`"${name}"`);
+      expect(e.message).toContain(indexPath(h));
+      // The node reads models through the same index: it gets the same code, never a path outside the store.
+      await failsWith(resolveModel(name, h), 'MODEL_STORE_UNREADABLE');
+    }
+    // `models` as an array is no index either (it listed "no models").
+    await failsWith(listModels(homeWith([good])), 'MODEL_STORE_UNREADABLE');
+    // A valid index still reads.
+    expect((await listModels(homeWith({ 'mnist-winml': good }))).map((r) => r.name)).toEqual(['mnist-winml']);
+  });
+
+  it('`models list` prints the code and exits 2, not a TypeError', async () => {
+    const h = homeWith({ a: {} });
+    const r = await runCli(['models', 'list', '--home', h], 60_000);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain('MODEL_STORE_UNREADABLE');
+    expect(r.stderr).not.toMatch(/Cannot read properties/);
+  });
+
+  it('an import into a store with a damaged index refuses and leaves the index as it was', async () => {
+    const h = homeWith({ a: {} });
+    const before = readFileSync(indexPath(h), 'utf8');
+    await failsWith(importModels(join(MODELS_DIR, 'mnist-winml.onnx'), h), 'MODEL_STORE_UNREADABLE');
+    expect(readFileSync(indexPath(h), 'utf8')).toBe(before);
+  });
+});
