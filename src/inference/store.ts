@@ -592,10 +592,25 @@ async function onnxFilesOf(path: string): Promise<string[]> {
   if (st.isFile()) return [path];
   if (!st.isDirectory())
     throw new DropbearError('MODEL_PATH_NOT_FOUND', `${path} is neither a file nor a folder`);
-  const files = (await readdir(path, { withFileTypes: true }))
-    .filter((d) => d.isFile() && d.name.toLowerCase().endsWith('.onnx'))
-    .map((d) => join(path, d.name))
-    .sort();
+  const files: string[] = [];
+  for (const d of await readdir(path, { withFileTypes: true })) {
+    if (!d.name.toLowerCase().endsWith('.onnx')) continue;
+    const file = join(path, d.name);
+    if (d.isFile()) files.push(file);
+    else if (d.isSymbolicLink()) {
+      // A folder of links to the files (a shared cache, a checkout with the models elsewhere) is a folder of
+      // models too: it said "holds no .onnx files" while a link given by itself imported. The copy is
+      // of the bytes the link points at; a broken link is an error, not a model silently left out.
+      const target = await stat(file).catch(() => undefined);
+      if (!target)
+        throw new DropbearError(
+          'MODEL_PATH_NOT_FOUND',
+          `${file} is a symbolic link to nothing; fix or remove it and import the folder again`,
+        );
+      if (target.isFile()) files.push(file);
+    }
+  }
+  files.sort();
   if (files.length === 0) {
     throw new DropbearError(
       'MODEL_NONE_FOUND',

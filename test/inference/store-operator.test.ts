@@ -3,9 +3,9 @@
  * a download that ends early. Real model files from shared/models, a real HTTP server on 127.0.0.1, homes
  * under the OS temp folder.
  */
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { lstatSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { catalogByName } from '../../src/inference/catalog.ts';
 import { importModels, indexPath, listModels, resolveModel } from '../../src/inference/store.ts';
@@ -76,5 +76,28 @@ describe('a damaged index', () => {
     const before = readFileSync(indexPath(h), 'utf8');
     await failsWith(importModels(join(MODELS_DIR, 'mnist-winml.onnx'), h), 'MODEL_STORE_UNREADABLE');
     expect(readFileSync(indexPath(h), 'utf8')).toBe(before);
+  });
+});
+
+describe('a folder of symbolic links to model files', () => {
+  it('imports the files the links point at (it said "holds no .onnx files"); a broken link is named', async () => {
+    const dir = join(tmp, 'links');
+    mkdirSync(dir);
+    symlinkSync(resolve(MODELS_DIR, 'mnist-winml.onnx'), join(dir, 'mnist-winml.onnx'));
+    symlinkSync(resolve(MODELS_DIR, 'squeezenet1.1-fp16-winml.onnx'), join(dir, 'squeeze.onnx'));
+    writeFileSync(join(dir, 'README.txt'), 'not a model');
+    const h = freshHome();
+    const got = await importModels(dir, h);
+    expect(got.map((m) => [m.name, m.added])).toEqual([
+      ['mnist-winml', true],
+      ['squeezenet1.1-fp16-winml', true],
+    ]);
+    // The store holds a copy, not a link: it stays when the source goes.
+    const { path } = await resolveModel('mnist-winml', h);
+    expect(lstatSync(path).isFile()).toBe(true);
+
+    symlinkSync(join(tmp, 'no-such-model.onnx'), join(dir, 'broken.onnx'));
+    const e = await failsWith(importModels(dir, freshHome()), 'MODEL_PATH_NOT_FOUND');
+    expect(e.message).toContain(join(dir, 'broken.onnx'));
   });
 });
