@@ -965,6 +965,17 @@ export async function pullModel(
     } finally {
       await fh.close();
     }
+    // A body that ends short without a declared length is a cut connection as often as another file: a
+    // server that closes after half (HTTP/1.0, `Connection: close`) ends it cleanly. It was refused as
+    // MODEL_DIGEST_MISMATCH, which tells the operator the mirror serves wrong bytes instead of to try again.
+    // A server that declared this length and sent all of it does serve another file (below).
+    const encoding = res.headers.get('content-encoding');
+    const lengthText = res.headers.get('content-length');
+    const declared =
+      lengthText !== null && (!encoding || encoding === 'identity') ? Number(lengthText) : Number.NaN;
+    if (done < spec.bytes && declared !== done) {
+      throw failed(`the download ended after ${done} of the catalog's ${spec.bytes} bytes`);
+    }
     const sha256 = hash.digest('hex');
     if (sha256 !== spec.sha256) {
       throw new DropbearError(

@@ -8,10 +8,17 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { catalogByName } from '../../src/inference/catalog.ts';
-import { importModels, indexPath, listModels, resolveModel } from '../../src/inference/store.ts';
+import {
+  importModels,
+  indexPath,
+  listModels,
+  pullModel,
+  readIndex,
+  resolveModel,
+} from '../../src/inference/store.ts';
 import { runCli } from '../cli/run-cli.ts';
 import { MODELS_DIR } from '../shared.ts';
-import { failsWith } from './store-fixtures.ts';
+import { failsWith, serve, strays } from './store-fixtures.ts';
 
 const MNIST = catalogByName('mnist-winml')!;
 
@@ -99,5 +106,42 @@ describe('a folder of symbolic links to model files', () => {
     symlinkSync(join(tmp, 'no-such-model.onnx'), join(dir, 'broken.onnx'));
     const e = await failsWith(importModels(dir, freshHome()), 'MODEL_PATH_NOT_FOUND');
     expect(e.message).toContain(join(dir, 'broken.onnx'));
+  });
+});
+
+describe('a download that ends early', () => {
+  const bytes = readFileSync(join(MODELS_DIR, 'mnist-winml.onnx'));
+
+  it('a body cut short without a declared length is MODEL_DOWNLOAD_FAILED, not a digest mismatch', async () => {
+    // HTTP/1.0 without Content-Length: the body ends where the server closes, so a cut looks like an end.
+    const server = await serve((_req, res) => {
+      res.socket?.end(Buffer.concat([Buffer.from('HTTP/1.0 200 OK\r\n\r\n'), bytes.subarray(0, 10_000)]));
+    });
+    try {
+      const h = freshHome();
+      const e = await failsWith(
+        pullModel('mnist-winml', h, { baseUrl: server.base }),
+        'MODEL_DOWNLOAD_FAILED',
+      );
+      expect(e.message).toContain(`ended after 10000 of the catalog's ${MNIST.bytes} bytes`);
+      expect(e.message).toMatch(/run the pull again/);
+      expect(strays(h)).toEqual([]);
+      expect((await readIndex(h)).models).toEqual({});
+    } finally {
+      await server.close();
+    }
+  });
+
+  it('a server that declares a shorter length and sends all of it serves another file: MODEL_DIGEST_MISMATCH', async () => {
+    const server = await serve((_req, res) => {
+      res.writeHead(200, { 'content-length': 10_000 }).end(bytes.subarray(0, 10_000));
+    });
+    try {
+      const h = freshHome();
+      await failsWith(pullModel('mnist-winml', h, { baseUrl: server.base }), 'MODEL_DIGEST_MISMATCH');
+      expect(strays(h)).toEqual([]);
+    } finally {
+      await server.close();
+    }
   });
 });
