@@ -68,7 +68,7 @@ export interface ResolvedModel {
 
 export interface PullOptions {
   fetchImpl?: typeof fetch;
-  /** Called as bytes arrive; `total` is the Content-Length, else the catalog size. */
+  /** Called as bytes arrive; `total` is the catalog's size of the file (the only size it can have). */
   onProgress?: (done: number, total: number) => void;
   /** The full URL to download from instead of the catalog's. */
   urlOverride?: string;
@@ -925,8 +925,24 @@ export async function pullModel(
     if (!res.ok || !res.body) {
       throw failed(`HTTP ${res.status}${res.statusText ? ` ${res.statusText}` : ''}`);
     }
-    const lengthHeader = Number(res.headers.get('content-length'));
-    const total = Number.isFinite(lengthHeader) && lengthHeader > 0 ? lengthHeader : spec.bytes;
+    // The length the server declares for the bytes as sent: not the file's size when they come compressed.
+    const encoding = res.headers.get('content-encoding');
+    const lengthText = res.headers.get('content-length');
+    const declared =
+      lengthText !== null && (!encoding || encoding === 'identity') ? Number(lengthText) : Number.NaN;
+    // A server that announces another size than the catalog's serves another file: refused before any of it
+    // is read (a 10x Content-Length was read up to the catalog size, its progress bar showing 10x).
+    if (Number.isFinite(declared) && declared !== spec.bytes) {
+      abort.abort();
+      throw new DropbearError(
+        'MODEL_DIGEST_MISMATCH',
+        `refused ${name} from ${url}: the server announces ${declared} bytes, the catalog's file (sha256 ` +
+          `${spec.sha256}) has ${spec.bytes}; nothing was downloaded`,
+        { url, expected: spec.sha256 },
+      );
+    }
+    // Progress counts against the catalog's size: only a body of exactly that size can be accepted.
+    const total = spec.bytes;
     const hash = createHash('sha256');
     let done = 0;
     const fh = await open(tmp, 'w').catch((e) => {
@@ -968,12 +984,8 @@ export async function pullModel(
     // A body that ends short without a declared length is a cut connection as often as another file: a
     // server that closes after half (HTTP/1.0, `Connection: close`) ends it cleanly. It was refused as
     // MODEL_DIGEST_MISMATCH, which tells the operator the mirror serves wrong bytes instead of to try again.
-    // A server that declared this length and sent all of it does serve another file (below).
-    const encoding = res.headers.get('content-encoding');
-    const lengthText = res.headers.get('content-length');
-    const declared =
-      lengthText !== null && (!encoding || encoding === 'identity') ? Number(lengthText) : Number.NaN;
-    if (done < spec.bytes && declared !== done) {
+    // (A declared length is the catalog's here, and a body shorter than it breaks the connection above.)
+    if (done < spec.bytes) {
       throw failed(`the download ended after ${done} of the catalog's ${spec.bytes} bytes`);
     }
     const sha256 = hash.digest('hex');

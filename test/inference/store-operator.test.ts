@@ -145,3 +145,45 @@ describe('a download that ends early', () => {
     }
   });
 });
+
+describe('a server that announces another size than the catalog', () => {
+  it('is refused before the body is read; progress counts against the catalog size', async () => {
+    const big = Buffer.alloc(MNIST.bytes * 10, 7);
+    const server = await serve((_req, res) => {
+      res.writeHead(200, { 'content-length': big.length }).end(big);
+    });
+    try {
+      const h = freshHome();
+      const seen: [number, number][] = [];
+      const e = await failsWith(
+        pullModel('mnist-winml', h, { baseUrl: server.base, onProgress: (d, t) => seen.push([d, t]) }),
+        'MODEL_DIGEST_MISMATCH',
+      );
+      expect(e.message).toContain(`announces ${big.length} bytes`);
+      // Nothing of it was read (the bar showed 0/260 KiB and was cut at 26 KiB).
+      expect(seen.filter(([d]) => d > 0)).toEqual([]);
+      expect(strays(h)).toEqual([]);
+    } finally {
+      await server.close();
+    }
+  });
+
+  it('a pull that succeeds reports progress up to the catalog size', async () => {
+    const bytes = readFileSync(join(MODELS_DIR, 'mnist-winml.onnx'));
+    const server = await serve((_req, res) => {
+      res.writeHead(200, { 'content-length': bytes.length }).end(bytes);
+    });
+    try {
+      const seen: [number, number][] = [];
+      const r = await pullModel('mnist-winml', freshHome(), {
+        baseUrl: server.base,
+        onProgress: (d, t) => seen.push([d, t]),
+      });
+      expect(r.downloaded).toBe(true);
+      expect(seen.at(-1)).toEqual([MNIST.bytes, MNIST.bytes]);
+      expect(new Set(seen.map(([, t]) => t))).toEqual(new Set([MNIST.bytes]));
+    } finally {
+      await server.close();
+    }
+  });
+});
