@@ -557,6 +557,7 @@ async function copyHashing(
     throw storeWriteFailed(tmp, e, doing);
   }
   try {
+    const before = await stat(src);
     for await (const chunk of createReadStream(src)) {
       const b = chunk as Buffer;
       hash.update(b);
@@ -566,6 +567,17 @@ async function copyHashing(
         throw storeWriteFailed(tmp, e, doing);
       });
     }
+    // A file still being written (a copy or a download into the folder that has not finished) was taken as
+    // it stood: a prefix that is no model (MODEL_INVALID), or that loads and was stored under the file's
+    // name as a model the finished file is not. A size or a time that moved during the copy says so.
+    const after = await stat(src);
+    if (bytes !== before.size || after.size !== before.size || after.mtimeMs !== before.mtimeMs)
+      throw new DropbearError(
+        'MODEL_SOURCE_CHANGED',
+        `${src} changed while it was copied into the store (${before.size} bytes before, ${after.size} after): ` +
+          'is it still being written? Import it again once it is complete',
+        { path: src },
+      );
     await fh.sync().catch((e) => {
       throw storeWriteFailed(tmp, e, doing);
     });

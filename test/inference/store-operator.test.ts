@@ -1,9 +1,18 @@
 /**
  * The model store as an operator meets it: a hand-edited or damaged index, a folder of symlinked model files,
- * a download that ends early. Real model files from shared/models, a real HTTP server on 127.0.0.1, homes
+ * a download that ends early or announces another size, a file imported while it is still being written. Real model files from shared/models, a real HTTP server on 127.0.0.1, homes
  * under the OS temp folder.
  */
-import { lstatSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import {
+  appendFileSync,
+  lstatSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -185,5 +194,35 @@ describe('a server that announces another size than the catalog', () => {
     } finally {
       await server.close();
     }
+  });
+});
+
+describe('importing a file that is still being written', () => {
+  it("is MODEL_SOURCE_CHANGED, nothing stored (it stored the moment's prefix, or called it no model)", async () => {
+    // A valid model outside the catalog that keeps growing while it is imported: each append is one more
+    // ModelProto doc_string (field 6), so every prefix that ends between appends still loads.
+    const dir = join(tmp, 'growing');
+    mkdirSync(dir);
+    const file = join(dir, 'growing.onnx');
+    writeFileSync(file, readFileSync(join(MODELS_DIR, 'squeezenet1.1-fp16-winml.onnx')));
+    const doc = Buffer.from([0x32, 4, 0x61, 0x62, 0x63, 0x64]);
+    const h = freshHome();
+    let settled = false;
+    const writer = (async () => {
+      while (!settled) {
+        appendFileSync(file, doc);
+        await new Promise((r) => setImmediate(r));
+      }
+    })();
+    const result = importModels(file, h).finally(() => {
+      settled = true;
+    });
+    const e = await failsWith(result, 'MODEL_SOURCE_CHANGED');
+    await writer;
+    expect(e.message).toContain(file);
+    expect(strays(h)).toEqual([]);
+    expect((await readIndex(h)).models).toEqual({});
+    // Once the file is complete it imports.
+    expect((await importModels(file, h)).map((m) => [m.name, m.added])).toEqual([['growing', true]]);
   });
 });
