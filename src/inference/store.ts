@@ -1,8 +1,9 @@
 /**
  * The model store: model files kept by SHA-256 under `<home>/models/<sha256>.onnx`, plus an index
  * (`<home>/models/index.json`) that maps a name to { sha256, bytes, spec, importedAt }. A model's identity is
- * its digest; the name is only a handle. Every file lands under its final name by rename from a temp file in
- * the same folder, so a crash never leaves a half-written model or index behind.
+ * its digest; the name is only a handle. Every file lands under its final name by rename from a synced temp
+ * file in the same folder, and the folder is synced after (renameDurably), so a crash never leaves a
+ * half-written model or index behind, nor, after a power cut, an index naming a model whose rename was lost.
  *
  * A process killed while it writes leaves its temp file (`.download-….tmp`, `.import.….tmp`,
  * `.index.json.….tmp`) behind; the first use of a store folder in a process removes those that nobody has
@@ -338,7 +339,30 @@ function entryProblem(name: string, entry: unknown): string | undefined {
   return undefined;
 }
 
-/** Writes the index atomically: temp file in the same folder, fsync, rename. */
+/** Errors from syncing a folder that say the file system cannot, not that it failed (Windows, some network file systems). */
+const NO_DIR_SYNC = new Set(['EINVAL', 'ENOTSUP', 'EISDIR', 'EPERM', 'EBADF']);
+
+/**
+ * Renames a synced temp file to its final name in the same folder, then syncs the folder. The fsync of the
+ * file makes its bytes durable, the rename makes it appear whole or not at all, but the rename itself is
+ * only durable once the folder is synced: without it a power cut after a pull could lose the model's name
+ * while keeping the index that names it (or bring back the index from before an import).
+ */
+async function renameDurably(tmp: string, final: string): Promise<void> {
+  await rename(tmp, final);
+  liveTemps.delete(tmp);
+  let fh: Awaited<ReturnType<typeof open>> | undefined;
+  try {
+    fh = await open(join(final, '..'), 'r');
+    await fh.sync();
+  } catch (e) {
+    if (!NO_DIR_SYNC.has((e as NodeJS.ErrnoException).code ?? '')) throw e;
+  } finally {
+    await fh?.close();
+  }
+}
+
+/** Writes the index atomically: temp file in the same folder, fsync, rename, fsync of the folder. */
 async function writeIndex(home: string, index: StoreIndex): Promise<void> {
   const dir = modelsDir(home);
   const tmp = tempName(dir, 'index.json');
@@ -351,8 +375,7 @@ async function writeIndex(home: string, index: StoreIndex): Promise<void> {
     } finally {
       await fh.close();
     }
-    await rename(tmp, indexPath(home));
-    liveTemps.delete(tmp);
+    await renameDurably(tmp, indexPath(home));
   } catch (e) {
     await unlinkQuiet(tmp);
     throw storeWriteFailed(tmp, e, 'writing the model index');
@@ -665,10 +688,9 @@ export async function importModels(
         // refuses it with MODEL_DIGEST_MISMATCH and says to import the right file again).
         const repaired = !(await holds(final, sha256));
         if (repaired) {
-          await rename(tmp, final).catch((e) => {
+          await renameDurably(tmp, final).catch((e) => {
             throw storeWriteFailed(final, e, `storing ${file}`);
           });
-          liveTemps.delete(tmp);
         }
         out.push({
           name: known,
@@ -721,10 +743,9 @@ export async function importModels(
       }
       if (await holds(final, sha256)) await unlinkQuiet(tmp);
       else {
-        await rename(tmp, final).catch((e) => {
+        await renameDurably(tmp, final).catch((e) => {
           throw storeWriteFailed(final, e, `storing ${file}`);
         });
-        liveTemps.delete(tmp);
       }
       const name = known ?? spec.name;
       const entry = { sha256, bytes, spec, importedAt: new Date().toISOString() };
@@ -1009,10 +1030,9 @@ export async function pullModel(
         { url, expected: spec.sha256, actual: sha256 },
       );
     }
-    await rename(tmp, final).catch((e) => {
+    await renameDurably(tmp, final).catch((e) => {
       throw local(e, final);
     });
-    liveTemps.delete(tmp);
     const entry = { sha256, bytes: done, spec, importedAt: new Date().toISOString() };
     await updateIndex(home, (fresh) => {
       fresh.models[name] = entry;
