@@ -6,9 +6,11 @@
  * another id. That guards against a node serving the wrong group, not against a faulty node: the node also
  * serves this script, and a faulty one can serve a script that says anything. For a verdict that trusts no
  * node, run `dropbear verify` (or a verifier of your own, docs/certificate.md) on the certificate.
+ * The genesis is parsed, decoded and checked in the verifier's worker (web/verifier.ts), like certificates:
+ * the page's thread only shows what it found, the work in progress, and a button that cancels it.
  */
-import { fromJson, Genesis, genesisProblem, groupIdOf, hex } from '../protocol/index.ts';
 import {
+  type GroupSummary,
   type Shown,
   serveVerifier,
   type VerifierAnswer,
@@ -26,48 +28,38 @@ function text(id: string, value: string | number | null | undefined): void {
   $(id).textContent = value === null || value === undefined ? '–' : String(value);
 }
 
-async function getJson(path: string): Promise<unknown> {
-  const r = await fetch(path, { headers: { accept: 'application/json' } });
-  const body = (await r.json().catch(() => null)) as { error?: { code?: string; message?: string } } | null;
-  if (!r.ok) {
-    const code = body?.error?.code ?? `HTTP_${r.status}`;
-    throw new Error(`${code}: ${body?.error?.message ?? r.statusText}`);
-  }
-  return body;
+/** An error answer's code and message (the body read only if small: a faulty node may send anything). */
+async function failure(r: Response): Promise<Error> {
+  const t = await r.text().catch(() => '');
+  let body: { error?: { code?: string; message?: string } } | null = null;
+  try {
+    body = t.length <= 65_536 ? JSON.parse(t) : null;
+  } catch {}
+  const code = body?.error?.code ?? `HTTP_${r.status}`;
+  return new Error(`${code}: ${body?.error?.message ?? r.statusText}`);
 }
 
-/** The genesis certificates are checked against, as JSON (the verifier worker decodes it again), or null. */
-let genesisJson: unknown = null;
+async function getJson(path: string): Promise<unknown> {
+  const r = await fetch(path, { headers: { accept: 'application/json' } });
+  if (!r.ok) throw await failure(r);
+  return r.json().catch(() => null);
+}
+
+/**
+ * What every verifier worker is started with: the genesis text (checked in the worker, not here), or null
+ * where there is none to check against (`refusal` says why).
+ */
+let setup: VerifierSetup | null = null;
 /** Why certificates cannot be verified here (no genesis, or not the pinned group), or null. */
 let refusal: string | null = 'the group has not loaded yet';
 
-interface ModelRow {
-  node: number;
-  modelName: string;
-  digest: string;
-  version: number;
-}
-
-/** Takes a genesis (its JSON form) as the one certificates are checked against, unless it fails the pin. */
-function useGenesis(json: unknown, models: ModelRow[] | null, source: string): void {
-  let parsed: Genesis;
-  try {
-    parsed = fromJson(Genesis, json);
-  } catch (e) {
-    refusal = `${source} a genesis that does not decode (${(e as Error).message})`;
-    throw new Error(refusal);
-  }
-  const problem = genesisProblem(parsed);
-  const id = hex(groupIdOf(parsed));
-  text('group-name', parsed.name);
-  text('group-id', id);
-  text('group-size', `n = ${parsed.nodes.length}, f = ${parsed.f}`);
-  const pinned = new URLSearchParams(location.search).get('group')?.toLowerCase() ?? null;
+/** Shows what the worker found in the genesis. */
+function showGroup(g: GroupSummary, pinned: string | null): void {
+  text('group-name', g.name);
+  text('group-id', g.groupId);
+  text('group-size', g.size);
+  refusal = g.refusal;
   const warn = $('pin');
-  if (problem) refusal = `the genesis is invalid: ${problem}`;
-  else if (pinned && pinned !== id)
-    refusal = `${source} group ${id}, not the pinned ${pinned}: no certificate is checked against it`;
-  else refusal = null;
   if (pinned && !refusal) {
     warn.className = 'ok';
     warn.textContent = 'the genesis matches the pinned group id';
@@ -79,16 +71,10 @@ function useGenesis(json: unknown, models: ModelRow[] | null, source: string): v
     warn.textContent =
       'not pinned: add ?group=<group id> to the address to check that this is the group you expect';
   }
-  genesisJson = refusal ? null : json;
-  // A worker started before holds the genesis (or refusal) it was started with.
-  retireVerifier();
-  const rows =
-    models ??
-    parsed.nodes.map((n) => ({ node: n.id, modelName: n.modelName, digest: hex(n.modelDigest), version: 0 }));
   $('models').replaceChildren(
-    ...rows.map((m) => {
+    ...g.models.map((m) => {
       const tr = document.createElement('tr');
-      for (const v of [String(m.node), m.modelName, m.digest, String(m.version)]) {
+      for (const v of [m.node, m.modelName, m.digest, m.version]) {
         const td = document.createElement('td');
         td.textContent = v;
         tr.append(td);
@@ -98,21 +84,60 @@ function useGenesis(json: unknown, models: ModelRow[] | null, source: string): v
   );
 }
 
-async function loadGroup(): Promise<void> {
-  const g = (await getJson('/v1/group')) as {
-    genesis: unknown;
-    models: { node: number; genesisModelName: string; digest: string; version: number }[];
-  };
-  useGenesis(
-    g.genesis,
-    g.models.map((m) => ({
-      node: m.node,
-      modelName: m.genesisModelName,
-      digest: m.digest,
-      version: m.version,
-    })),
-    'the node serves',
-  );
+/** The worker checking the genesis, until it answers (or is cancelled), and what to do with its answer. */
+let checkingGroup: { worker: Worker; done: (g: GroupSummary | null) => void } | null = null;
+
+/**
+ * Takes a genesis (as text) to check certificates against: a fresh worker parses, decodes and checks it
+ * off the page's thread. Resolves with what it found; null where the check was cancelled or the worker
+ * stopped (the page then says why and checks nothing).
+ */
+function useGenesis(s: VerifierSetup): Promise<GroupSummary | null> {
+  setup = s;
+  refusal = 'the genesis is still being checked';
+  const warn = $('pin');
+  warn.className = 'note';
+  warn.textContent = `checking the genesis ${s.source}…`;
+  retireVerifier();
+  verifier = startVerifier(s);
+  const worker = verifier;
+  return new Promise((resolve) => {
+    checkingGroup = {
+      worker,
+      done: (g) => {
+        checkingGroup = null;
+        busy();
+        if (g) showGroup(g, s.pinned);
+        resolve(g);
+      },
+    };
+    busy();
+  });
+}
+
+/** Stops the genesis check (and any certificate check waiting on it): nothing is checked after that. */
+function stopGenesis(why: string): void {
+  const c = checkingGroup;
+  if (!c) return;
+  setup = null;
+  refusal = why;
+  c.worker.terminate();
+  if (verifier === c.worker) verifier = null;
+  const r = running;
+  if (r?.worker === c.worker) {
+    running = null;
+    r.done({ kind: 'bad', title: 'not checked', detail: why });
+  }
+  const warn = $('pin');
+  warn.className = 'bad';
+  warn.textContent = why;
+  c.done(null);
+}
+
+async function loadGroup(pinned: string | null): Promise<GroupSummary | null> {
+  const r = await fetch('/v1/group', { headers: { accept: 'application/json' } });
+  if (!r.ok) throw await failure(r);
+  return useGenesis({ text: await r.text(), served: true, pinned, source: 'the node serves' });
 }
 
 async function loadStatus(): Promise<void> {
@@ -182,14 +207,61 @@ function newVerifierWorker(): Worker {
   return new Worker(inlineVerifierUrl);
 }
 
-/** Stops the check in progress, with its worker; its caller gets null. */
+/**
+ * Stops the check in progress, with its worker, unless that worker is still checking the genesis (its
+ * answer to this check, after the genesis, is then dropped); its caller gets null.
+ */
 function stopCheck(): void {
   const r = running;
   if (!r) return;
   running = null;
-  r.worker.terminate();
-  if (r.worker === verifier) verifier = null;
+  if (r.worker !== checkingGroup?.worker) {
+    r.worker.terminate();
+    if (r.worker === verifier) verifier = null;
+  }
   r.done(null);
+  busy();
+}
+
+/** When the work now shown in progress began (the genesis check, a certificate check), and its timer. */
+let busySince = 0;
+let busyTimer: ReturnType<typeof setInterval> | null = null;
+
+/**
+ * Shows what the worker is doing and for how long, with a button to cancel it, or hides that where it is
+ * idle. Called whenever a check starts or ends.
+ */
+function busy(): void {
+  const what = checkingGroup ? 'checking the genesis' : running ? 'verifying the certificate' : null;
+  const box = $('progress');
+  if (!what) {
+    box.hidden = true;
+    if (busyTimer !== null) clearInterval(busyTimer);
+    busyTimer = null;
+    return;
+  }
+  const tick = () => {
+    text('progress-text', `${what}… ${Math.floor((Date.now() - busySince) / 1000)} s`);
+  };
+  if (busyTimer === null) {
+    busySince = Date.now();
+    busyTimer = setInterval(tick, 1000);
+  }
+  tick();
+  box.hidden = false;
+}
+
+/** The cancel button: stops the genesis check (nothing is checked after that) or the certificate check. */
+function cancel(): void {
+  if (checkingGroup) {
+    stopGenesis(
+      'the genesis check was cancelled: no certificate is checked against it (reload the page to check it again)',
+    );
+    ready(false);
+  } else if (running) {
+    ask();
+    show({ kind: 'bad', title: 'not checked', detail: 'cancelled' });
+  }
 }
 
 /** The next check starts a fresh worker; one still checking answers first (what it was asked), then ends. */
@@ -198,39 +270,52 @@ function retireVerifier(): void {
   verifier = null;
 }
 
-function startVerifier(): Worker {
+function startVerifier(s: VerifierSetup): Worker {
   const w = newVerifierWorker();
   w.onmessage = (e: MessageEvent<VerifierAnswer>) => {
+    const a = e.data;
+    if (a.kind === 'group') {
+      // (A worker started later, after a check was stopped, checks the same genesis again: its answer is known.)
+      if (checkingGroup?.worker === w) checkingGroup.done(a.group);
+      return;
+    }
     const r = running;
-    if (r?.worker !== w || r.id !== e.data.id) return;
+    if (r?.worker !== w || r.id !== a.id) return;
     running = null;
     if (w !== verifier) w.terminate();
-    r.done(e.data.shown);
+    r.done(a.shown);
+    busy();
   };
   // The worker did not load, or threw: said as the verdict, and the next check starts a fresh one.
   w.onerror = (e: ErrorEvent) => {
     e.preventDefault();
+    const why = `the verifier stopped: ${e.message || 'no reason given'}`;
+    if (checkingGroup?.worker === w) {
+      stopGenesis(why);
+      ready(false);
+      return;
+    }
     w.terminate();
     if (w === verifier) verifier = null;
     const r = running;
     if (r?.worker !== w) return;
     running = null;
-    r.done({
-      kind: 'bad',
-      title: 'not checked',
-      detail: `the verifier stopped: ${e.message || 'no reason given'}`,
-    });
+    r.done({ kind: 'bad', title: 'not checked', detail: why });
+    busy();
   };
-  w.postMessage({ genesis: genesisJson, refusal } satisfies VerifierSetup);
+  w.postMessage(s);
   return w;
 }
 
 /** The verdict on certificate JSON text, from the worker; null if a later check stopped this one. */
 function checkInWorker(id: number, text: string, expected?: string): Promise<Shown | null> {
-  const w = (verifier ??= startVerifier());
+  const s = setup;
+  if (!s) return Promise.resolve({ kind: 'bad', title: 'not checked', detail: refusal ?? '' });
+  const w = (verifier ??= startVerifier(s));
   return new Promise((resolve) => {
     running = { id, worker: w, done: resolve };
     w.postMessage({ id, text, expected } satisfies VerifierJob);
+    busy();
   });
 }
 
@@ -285,29 +370,32 @@ function verifyPasted(): void {
   void verifyText(mine, json);
 }
 
-const ready = (ok: boolean) => {
+function ready(ok: boolean): void {
   document.body.dataset.ready = ok ? 'true' : 'error';
-};
+}
 // In a worker (no document) this script is the verifier; in the page, the page.
 const embedded = typeof document === 'undefined' ? null : document.getElementById('genesis-json');
+const pinned =
+  typeof location === 'undefined'
+    ? null
+    : (new URLSearchParams(location.search).get('group')?.toLowerCase() ?? null);
 if (typeof document === 'undefined') serveVerifier();
 else if (embedded) {
   $('verify-btn').addEventListener('click', verifyPasted);
+  $('cancel-btn').addEventListener('click', cancel);
   // The offline page (`dropbear verify-page`): its genesis is in the file, and it asks no node anything.
-  try {
-    useGenesis(JSON.parse(embedded.textContent ?? ''), null, 'this page holds');
-    ready(true);
-  } catch (e) {
-    const warn = $('pin');
-    warn.className = 'bad';
-    warn.textContent = refusal ?? `the genesis in this page: ${(e as Error).message}`;
-    ready(false);
-  }
+  void useGenesis({
+    text: embedded.textContent ?? '',
+    served: false,
+    pinned,
+    source: 'this page holds',
+  }).then((g) => ready(g?.groupId != null));
 } else {
   $('verify-btn').addEventListener('click', verifyPasted);
   $('fetch-btn').addEventListener('click', () => void fetchAndVerify());
-  loadGroup().then(
-    () => ready(true),
+  $('cancel-btn').addEventListener('click', cancel);
+  loadGroup(pinned).then(
+    (g) => ready(g?.groupId != null),
     (e: Error) => {
       text('status-error', `group: ${e.message}`);
       ready(false);

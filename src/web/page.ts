@@ -68,6 +68,7 @@ group's nodes.`;
 <p class="note">${intro}</p>
 ${fetchRow}<textarea id="cert-json" spellcheck="false"></textarea></label></p>
 <button id="verify-btn" type="button">Verify</button>
+<p id="progress" class="note" hidden><span id="progress-text"></span> <button id="cancel-btn" type="button">Cancel</button></p>
 <p id="verdict" class="note">nothing checked yet</p>
 <pre id="verdict-detail"></pre>`;
 }

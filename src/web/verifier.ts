@@ -1,5 +1,5 @@
 /**
- * The dashboard's certificate check, run in a module worker so that the page stays responsive while it
+ * The dashboard's genesis and certificate checks, run in a module worker so that the page stays responsive while it
  * runs. The worker is the dashboard's own script (web/app.ts started where there is no document): the
  * page at /dashboard starts it from /dashboard/app.js, the offline page from the text of its inline
  * script. On the page's thread, a large certificate held it for seconds with nothing repainted: the largest
@@ -8,7 +8,16 @@
  * machine, 2026-12-05.
  */
 import { SignatureCache, verifyCertificate } from '../certificate/index.ts';
-import { Decision, duplicateJsonKey, fromJson, Genesis, hex, toJson } from '../protocol/index.ts';
+import {
+  Decision,
+  duplicateJsonKey,
+  fromJson,
+  Genesis,
+  genesisProblem,
+  groupIdOf,
+  hex,
+  toJson,
+} from '../protocol/index.ts';
 
 /** A verdict as the page shows it. */
 export interface Shown {
@@ -18,9 +27,37 @@ export interface Shown {
   detail: string;
 }
 
-/** What the page tells a new worker: the genesis (its JSON) certificates are checked against, or why none. */
+/**
+ * What the page tells a new worker: the genesis certificates are checked against, as text (the worker
+ * parses, decodes and checks it: a genesis may hold a million balances, 68 MB of JSON, and the page's
+ * thread was held 2.5 s by one of 100,000 in headless Chromium on the 2-core review machine, 2026-12-06).
+ */
 export interface VerifierSetup {
-  genesis: unknown;
+  /** The genesis JSON, or when `served` the body of GET /v1/group (`{genesis, models}`). */
+  text: string;
+  served: boolean;
+  /** The group id the address pins (`?group=`, lower case), or null. */
+  pinned: string | null;
+  /** Where the genesis came from, as the page words it ("this node serves", "this page holds"). */
+  source: string;
+}
+
+/** One row of the models table, as text. */
+export interface ModelRow {
+  node: string;
+  modelName: string;
+  digest: string;
+  version: string;
+}
+
+/** What the worker found in the genesis: what the page shows of the group, and why nothing is checked. */
+export interface GroupSummary {
+  /** Null where the genesis did not decode. */
+  name: string | null;
+  groupId: string | null;
+  size: string | null;
+  models: ModelRow[];
+  /** Why no certificate is checked against it (invalid, not the pinned group, did not decode), or null. */
   refusal: string | null;
 }
 
@@ -31,9 +68,78 @@ export interface VerifierJob {
   expected?: string;
 }
 
-export interface VerifierAnswer {
-  id: number;
-  shown: Shown;
+/** The worker's answers: to the setup (first), then to each job. */
+export type VerifierAnswer =
+  | { kind: 'group'; group: GroupSummary }
+  | { kind: 'verdict'; id: number; shown: Shown };
+
+/** The node's models table in GET /v1/group, as text; null where it is not one. */
+function servedModels(models: unknown): ModelRow[] | null {
+  if (!Array.isArray(models)) return null;
+  const rows: ModelRow[] = [];
+  for (const m of models) {
+    if (m === null || typeof m !== 'object') return null;
+    const r = m as Record<string, unknown>;
+    rows.push({
+      node: String(r.node),
+      modelName: String(r.genesisModelName),
+      digest: String(r.digest),
+      version: String(r.version),
+    });
+  }
+  return rows;
+}
+
+/** Parses, decodes and checks the genesis of a setup: the genesis to check against (null: none) and what to show. */
+export function checkGenesis(s: VerifierSetup): { genesis: Genesis | null; group: GroupSummary } {
+  const refuse = (why: string) => ({
+    genesis: null,
+    group: { name: null, groupId: null, size: null, models: [], refusal: why },
+  });
+  let json: unknown;
+  try {
+    json = JSON.parse(s.text);
+  } catch (e) {
+    return refuse(`${s.source} a genesis that is not JSON (${(e as Error).message})`);
+  }
+  // As for certificates: JSON.parse keeps the last of two equal keys, another reader the first.
+  const dup = duplicateJsonKey(s.text);
+  if (dup) return refuse(`${s.source} a genesis in which a key repeats (${dup})`);
+  let models: ModelRow[] | null = null;
+  if (s.served) {
+    const body = (json ?? {}) as { genesis?: unknown; models?: unknown };
+    json = body.genesis;
+    models = servedModels(body.models);
+  }
+  let genesis: Genesis;
+  try {
+    genesis = fromJson(Genesis, json);
+  } catch (e) {
+    return refuse(`${s.source} a genesis that does not decode (${(e as Error).message})`);
+  }
+  const problem = genesisProblem(genesis);
+  const id = hex(groupIdOf(genesis));
+  let refusal: string | null = null;
+  if (problem) refusal = `the genesis is invalid: ${problem}`;
+  else if (s.pinned && s.pinned !== id)
+    refusal = `${s.source} group ${id}, not the pinned ${s.pinned}: no certificate is checked against it`;
+  return {
+    genesis: refusal ? null : genesis,
+    group: {
+      name: genesis.name,
+      groupId: id,
+      size: `n = ${genesis.nodes.length}, f = ${genesis.f}`,
+      models:
+        models ??
+        genesis.nodes.map((n) => ({
+          node: String(n.id),
+          modelName: n.modelName,
+          digest: hex(n.modelDigest),
+          version: '0',
+        })),
+      refusal,
+    },
+  };
 }
 
 /**
@@ -108,8 +214,8 @@ interface WorkerScope {
 }
 
 /**
- * Runs this script as the verifier worker: the first message is the setup, every later one a job, each
- * answered in turn. The page stops a worker whose answer it no longer wants (verifyCertificate, once
+ * Runs this script as the verifier worker: the first message is the setup (answered with what the genesis
+ * is), every later one a job, each answered in turn. The page stops a worker whose answer it no longer wants (verifyCertificate, once
  * started, runs to its end) and starts another.
  */
 export function serveVerifier(): void {
@@ -118,13 +224,14 @@ export function serveVerifier(): void {
   let setup: { genesis: Genesis | null; refusal: string | null } | null = null;
   scope.onmessage = (e) => {
     if (!setup) {
-      const s = e.data as VerifierSetup;
-      // The page decoded this genesis and found nothing wrong with it before sending it (app.ts, useGenesis).
-      setup = { genesis: s.refusal === null ? fromJson(Genesis, s.genesis) : null, refusal: s.refusal };
+      const { genesis, group } = checkGenesis(e.data as VerifierSetup);
+      setup = { genesis, refusal: group.refusal };
+      scope.postMessage({ kind: 'group', group });
       return;
     }
     const job = e.data as VerifierJob;
     scope.postMessage({
+      kind: 'verdict',
       id: job.id,
       shown: checkText(job.text, setup.genesis, setup.refusal, cache, job.expected),
     });

@@ -1,0 +1,209 @@
+/**
+ * The dashboard's verifier (src/web) in real Chromium, on offline pages (`dropbear verify-page`'s file, no
+ * node): how it takes large or hostile input. Chromium as in dashboard.test.ts (skipped with a warning
+ * where there is none, unless CI or DROPBEAR_REQUIRE_CHROMIUM is set).
+ */
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import type { Browser, Page } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { chromiumMissing, launchChromium } from '../../bench/lib/chromium.ts';
+import { decide } from '../../src/agreement/index.ts';
+import { buildCertificates, verifyCertificate } from '../../src/certificate/index.ts';
+import { writeVerifyPage } from '../../src/cli/verify-page.ts';
+import {
+  buildTree,
+  Certificate,
+  type CountedVote,
+  encode,
+  Genesis,
+  groupIdOf,
+  hex,
+  type Json,
+  leafHash,
+  Outcome,
+  type Policy,
+  quorumSize,
+  receiptHashOf,
+  sha256,
+  signReceiptAs,
+  toJson,
+} from '../../src/protocol/index.ts';
+import { makeGroup } from '../../src/sim/world.ts';
+
+const required = Boolean(process.env.CI || process.env.DROPBEAR_REQUIRE_CHROMIUM);
+const missing = chromiumMissing();
+const haveChromium = missing === null;
+if (!haveChromium && !required) console.warn(`offline dashboard test skipped: ${missing}`);
+
+const policy: Policy = { kind: 'tolerance', minAgree: 3, epsilon: 0 };
+const group = makeGroup(4, 1, 7, policy);
+
+/**
+ * A genesis that takes long to check: the group's, with `count` client balances (the codec takes up to a
+ * million). 100,000 of them are 6.9 MB of JSON; on the page's thread, decoding and hashing them held it
+ * 2.5 s (headless Chromium, 2-core review machine, 2026-12-06).
+ */
+function genesisWithBalances(count: number): Genesis {
+  const balances = Array.from({ length: count }, () => ({ client: randomBytes(32), amount: 1 })).sort(
+    (a, b) => Buffer.compare(a.client, b.client),
+  );
+  return { ...group.genesis, balances };
+}
+
+/** A certificate of request `tag` under `genesis` (the group's keys), signed by a quorum. */
+function certificateFor(genesis: Genesis, tag: number): Json {
+  const gid = groupIdOf(genesis);
+  const votes: CountedVote[] = genesis.nodes.map((n) => ({
+    node: n.id,
+    modelDigest: n.modelDigest,
+    result: { kind: 'vector', values: [7, -7] },
+  }));
+  const outcome: Outcome = {
+    requestId: sha256(new Uint8Array([tag])),
+    client: group.client.publicKey,
+    inputDigest: sha256(new Uint8Array([tag, 1])),
+    policy,
+    votes,
+    decision: decide(
+      policy,
+      votes.map((v) => v.result),
+    ),
+    fee: 1,
+  };
+  const tree = buildTree([leafHash(encode(Outcome, outcome))]);
+  const receipt = {
+    groupId: gid,
+    seq: tag,
+    batchDigest: sha256(new Uint8Array([tag, 2])),
+    prevReceipt: new Uint8Array(32),
+    resultsRoot: tree.root,
+    resultsCount: 1,
+  };
+  const q = quorumSize(genesis.nodes.length, genesis.f);
+  const sigs = group.keys.slice(0, q).map((k, node) => ({
+    node,
+    signature: signReceiptAs(gid, receipt, receiptHashOf(receipt), null, k),
+    view: null,
+  }));
+  const [cert] = buildCertificates([outcome], tree, receipt, sigs, q);
+  return toJson(Certificate, cert);
+}
+
+describe.skipIf(!haveChromium && !required)('the offline dashboard in Chromium', () => {
+  const root = mkdtempSync(join(tmpdir(), 'dropbear-dashboard-offline-'));
+  let browser: Browser;
+  const pageErrors: string[] = [];
+
+  beforeAll(async () => {
+    browser = await launchChromium();
+  }, 60_000);
+
+  afterAll(async () => {
+    await browser?.close();
+    rmSync(root, { recursive: true, force: true });
+  });
+
+  /** Writes the offline page for `genesis`; returns its file name. */
+  async function pageFor(genesis: Genesis, name: string): Promise<string> {
+    const g = join(root, `${name}-genesis.json`);
+    writeFileSync(g, JSON.stringify(toJson(Genesis, genesis)));
+    const file = join(root, `${name}.html`);
+    await writeVerifyPage(g, file);
+    return file;
+  }
+
+  async function newPage(): Promise<Page> {
+    const page = await browser.newPage();
+    page.on('pageerror', (e) => pageErrors.push(e.message));
+    return page;
+  }
+
+  async function verdictOf(page: Page, json: string): Promise<[string, string]> {
+    await page.evaluate(() => {
+      const v = document.getElementById('verdict');
+      if (v) v.textContent = '';
+    });
+    await page.fill('#cert-json', json);
+    await page.click('#verify-btn');
+    await page.waitForFunction(
+      () => !/^(|verifying…)$/.test(document.getElementById('verdict')?.textContent ?? ''),
+      null,
+      { timeout: 120_000 },
+    );
+    return [(await page.textContent('#verdict')) ?? '', (await page.textContent('#verdict-detail')) ?? ''];
+  }
+
+  describe('a genesis that takes long to check', () => {
+    const genesis = genesisWithBalances(100_000);
+    const id = hex(groupIdOf(genesis));
+    let file = '';
+    beforeAll(async () => {
+      file = await pageFor(genesis, 'balances');
+    }, 60_000);
+
+    it("is checked off the page's thread, saying so, and then certificates are checked against it", async () => {
+      const page = await newPage();
+      // Counts the page's timer turns while it says the genesis is being checked: on the page's thread
+      // the check held it from the script's start to the end (no turn, no "checking" shown at all).
+      await page.addInitScript(() => {
+        const w = window as unknown as { ticksWhileChecking: number };
+        w.ticksWhileChecking = 0;
+        setInterval(() => {
+          const pin = document.getElementById('pin')?.textContent ?? '';
+          const progress = document.getElementById('progress');
+          if (pin.startsWith('checking the genesis') && progress && !progress.hidden) w.ticksWhileChecking++;
+        }, 10);
+      });
+      await page.goto(`${pathToFileURL(file).href}?group=${id}`);
+      await page.waitForSelector('body[data-ready]', { timeout: 120_000 });
+      expect(await page.getAttribute('body', 'data-ready')).toBe('true');
+      expect(
+        await page.evaluate(() => (window as unknown as { ticksWhileChecking: number }).ticksWhileChecking),
+      ).toBeGreaterThan(0);
+      expect(await page.textContent('#group-id')).toBe(id);
+      expect(await page.getAttribute('#pin', 'class')).toBe('ok');
+      expect(await page.isHidden('#progress')).toBe(true);
+      const cert = certificateFor(genesis, 1);
+      expect(verifyCertificate(cert, genesis).ok).toBe(true);
+      expect((await verdictOf(page, JSON.stringify(cert)))[0]).toBe('VALID');
+      // Another group's certificate (the same keys, no balances): refused with the verifier's reason.
+      const other = certificateFor(group.genesis, 2);
+      const node = verifyCertificate(other, genesis);
+      expect(node.ok).toBe(false);
+      if (!node.ok) expect((await verdictOf(page, JSON.stringify(other)))[0]).toBe(`INVALID: ${node.reason}`);
+      expect(pageErrors).toEqual([]);
+      await page.close();
+    }, 180_000);
+
+    it('can be cancelled: then nothing is checked, and the page says why', async () => {
+      const page = await newPage();
+      // Cancelled as soon as the page's script has run (it has started the check in its worker).
+      await page.addInitScript(() => {
+        document.addEventListener('DOMContentLoaded', () => {
+          (window as unknown as { progressShown: boolean }).progressShown = !(
+            document.getElementById('progress') as HTMLElement
+          ).hidden;
+          document.getElementById('cancel-btn')?.click();
+        });
+      });
+      await page.goto(pathToFileURL(file).href);
+      await page.waitForSelector('body[data-ready]');
+      expect(await page.evaluate(() => (window as unknown as { progressShown: boolean }).progressShown)).toBe(
+        true,
+      );
+      expect(await page.getAttribute('body', 'data-ready')).toBe('error');
+      expect(await page.getAttribute('#pin', 'class')).toBe('bad');
+      expect(await page.textContent('#pin')).toContain('the genesis check was cancelled');
+      expect(await page.isHidden('#progress')).toBe(true);
+      const [verdict, detail] = await verdictOf(page, JSON.stringify(certificateFor(genesis, 1)));
+      expect(verdict).toBe('not checked');
+      expect(detail).toContain('the genesis check was cancelled');
+      expect(pageErrors).toEqual([]);
+      await page.close();
+    }, 120_000);
+  });
+});
