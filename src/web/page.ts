@@ -67,6 +67,8 @@ group's nodes.`;
   return `<h2>Verify a certificate here, in the browser</h2>
 <p class="note">${intro}</p>
 ${fetchRow}<textarea id="cert-json" spellcheck="false"></textarea></label></p>
+<p class="note"><label>or drop a certificate file on this page, or choose one <input id="cert-file" type="file" accept=".json,application/json"></label></p>
+<p id="held" class="note" hidden></p>
 <button id="verify-btn" type="button">Verify</button>
 <p id="progress" class="note" hidden><span id="progress-text"></span> <button id="cancel-btn" type="button">Cancel</button></p>
 <p id="verdict" class="note">nothing checked yet</p>

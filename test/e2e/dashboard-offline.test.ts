@@ -206,4 +206,115 @@ describe.skipIf(!haveChromium && !required)('the offline dashboard in Chromium',
       await page.close();
     }, 120_000);
   });
+
+  describe('long input, pasted, dropped or chosen as a file', () => {
+    let file = '';
+    beforeAll(async () => {
+      file = await pageFor(group.genesis, 'small');
+    }, 60_000);
+
+    // A valid certificate made 3 million characters long by white space (JSON.parse skips it): Chromium
+    // laid a box of 4.7 MB pasted out for 5 s, one of 18.5 MB for 8.5 s, before the page could do anything.
+    const cert = certificateFor(group.genesis, 3);
+    const long = `${' '.repeat(3_000_000)}${JSON.stringify(cert)}`;
+
+    async function openSmall(): Promise<Page> {
+      const page = await newPage();
+      await page.goto(pathToFileURL(file).href);
+      await page.waitForSelector('body[data-ready]');
+      expect(await page.getAttribute('body', 'data-ready')).toBe('true');
+      return page;
+    }
+
+    async function verifyNow(page: Page): Promise<string> {
+      await page.evaluate(() => {
+        const v = document.getElementById('verdict');
+        if (v) v.textContent = '';
+      });
+      await page.click('#verify-btn');
+      await page.waitForFunction(
+        () => !/^(|verifying…)$/.test(document.getElementById('verdict')?.textContent ?? ''),
+        null,
+        { timeout: 120_000 },
+      );
+      return (await page.textContent('#verdict')) ?? '';
+    }
+
+    it('long pasted text is held beside the box, not put in it, and verified; typing in the box replaces it', async () => {
+      expect(verifyCertificate(JSON.parse(long), group.genesis).ok).toBe(true);
+      const page = await openSmall();
+      // A paste as the browser delivers it (the page's handler reads the clipboard's text from the event).
+      await page.evaluate((text) => {
+        const data = new DataTransfer();
+        data.setData('text/plain', text);
+        const box = document.getElementById('cert-json') as HTMLTextAreaElement;
+        box.focus();
+        box.dispatchEvent(
+          new ClipboardEvent('paste', { clipboardData: data, bubbles: true, cancelable: true }),
+        );
+      }, long);
+      expect(await page.inputValue('#cert-json')).toBe('');
+      expect(await page.isVisible('#held')).toBe(true);
+      expect(await page.textContent('#held')).toContain(
+        `pasted text: ${long.length.toLocaleString('en')} characters`,
+      );
+      expect(await verifyNow(page)).toBe('VALID');
+      // Typed (filled) text replaces what was held.
+      const forged = { ...(cert as Record<string, unknown>), leafIndex: 1 };
+      const node = verifyCertificate(forged, group.genesis);
+      expect(node.ok).toBe(false);
+      await page.fill('#cert-json', JSON.stringify(forged));
+      expect(await page.isHidden('#held')).toBe(true);
+      if (!node.ok) expect(await verifyNow(page)).toBe(`INVALID: ${node.reason}`);
+      expect(pageErrors).toEqual([]);
+      await page.close();
+    }, 120_000);
+
+    it('a file dropped on the page, or chosen, is read as the certificate; the page stays where it is', async () => {
+      const page = await openSmall();
+      const url = page.url();
+      // Dropped on the page's heading (not the box), as a person drops a file (Chromium's own drag events,
+      // through the DevTools protocol): a long one held, a short one put in the box.
+      const cdp = await page.context().newCDPSession(page);
+      const at = await page.locator('h1').boundingBox();
+      if (!at) throw new Error('no heading');
+      for (const [name, text, inBox] of [
+        ['long.json', long, false],
+        ['short.json', JSON.stringify(cert), true],
+      ] as const) {
+        writeFileSync(join(root, name), text);
+        const data = { items: [], files: [join(root, name)], dragOperationsMask: 1 };
+        for (const type of ['dragEnter', 'dragOver', 'drop'] as const)
+          await cdp.send('Input.dispatchDragEvent', { type, x: at.x + 5, y: at.y + 5, data });
+        if (inBox)
+          await page.waitForFunction(
+            () => (document.getElementById('cert-json') as HTMLTextAreaElement).value !== '',
+          );
+        else await page.waitForSelector('#held:not([hidden])');
+        expect(await page.inputValue('#cert-json')).toBe(inBox ? text : '');
+        if (!inBox)
+          expect(await page.textContent('#held')).toContain(
+            `${name}: ${long.length.toLocaleString('en')} characters`,
+          );
+        expect(await verifyNow(page)).toBe('VALID');
+      }
+      // Chosen with the file button: another group's certificate, refused with the verifier's reason.
+      const other = certificateFor(genesisWithBalances(1), 4);
+      const node = verifyCertificate(other, group.genesis);
+      expect(node.ok).toBe(false);
+      await page.fill('#cert-json', '');
+      await page.setInputFiles('#cert-file', {
+        name: 'other.json',
+        mimeType: 'application/json',
+        buffer: Buffer.from(JSON.stringify(other)),
+      });
+      await page.waitForFunction(
+        () => (document.getElementById('cert-json') as HTMLTextAreaElement).value !== '',
+      );
+      if (!node.ok) expect(await verifyNow(page)).toBe(`INVALID: ${node.reason}`);
+      expect(page.url()).toBe(url);
+      expect(pageErrors).toEqual([]);
+      await page.close();
+    }, 120_000);
+  });
 });
