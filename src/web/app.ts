@@ -53,8 +53,8 @@ let setup: VerifierSetup | null = null;
 /** Why certificates cannot be verified here (no genesis, or not the pinned group), or null. */
 let refusal: string | null = 'the group has not loaded yet';
 
-/** Shows what the worker found in the genesis. */
-function showGroup(g: GroupSummary, pinned: string | null): void {
+/** Shows what the worker found in the genesis (`own`: a genesis file the person chose). */
+function showGroup(g: GroupSummary, pinned: string | null, own: boolean): void {
   text('group-name', g.name);
   text('group-id', g.groupId);
   text('group-size', g.size);
@@ -66,6 +66,9 @@ function showGroup(g: GroupSummary, pinned: string | null): void {
   } else if (refusal) {
     warn.className = 'bad';
     warn.textContent = refusal;
+  } else if (own) {
+    warn.className = 'note';
+    warn.textContent = 'certificates are checked against the genesis file you chose';
   } else {
     warn.className = 'note';
     warn.textContent =
@@ -88,12 +91,30 @@ function showGroup(g: GroupSummary, pinned: string | null): void {
 let checkingGroup: { worker: Worker; done: (g: GroupSummary | null) => void } | null = null;
 
 /**
- * Takes a genesis (as text) to check certificates against: a fresh worker parses, decodes and checks it
- * off the page's thread. Resolves with what it found; null where the check was cancelled or the worker
- * stopped (the page then says why and checks nothing).
+ * What verdicts rest on, shown under each: the group id and where its genesis came from. A node's genesis
+ * that is not pinned is said to be only the node's word: a faulty node can serve a genesis of keys it
+ * holds, and the certificates it makes then verify against it.
  */
-function useGenesis(s: VerifierSetup): Promise<GroupSummary | null> {
+let basis = '';
+
+/**
+ * Takes a genesis (as text) to check certificates against: a fresh worker parses, decodes and checks it
+ * off the page's thread. Resolves with what it found; null where the check was cancelled, the worker
+ * stopped (the page then says why and checks nothing) or another genesis was taken meanwhile. `from`
+ * says where it came from, under every verdict.
+ */
+function useGenesis(s: VerifierSetup, from: string, own = false): Promise<GroupSummary | null> {
+  // A check against the genesis used until now is stopped: its verdict would be shown over this one's basis.
+  ask();
+  show({ kind: 'note', title: 'nothing checked yet', detail: '' });
+  const prev = checkingGroup;
+  if (prev) {
+    prev.worker.terminate();
+    if (verifier === prev.worker) verifier = null;
+    prev.done(null);
+  }
   setup = s;
+  basis = '';
   refusal = 'the genesis is still being checked';
   const warn = $('pin');
   warn.className = 'note';
@@ -107,7 +128,10 @@ function useGenesis(s: VerifierSetup): Promise<GroupSummary | null> {
       done: (g) => {
         checkingGroup = null;
         busy();
-        if (g) showGroup(g, s.pinned);
+        if (g) {
+          showGroup(g, s.pinned, own);
+          basis = `group ${g.groupId}, ${from}${s.pinned ? ' (the pinned group)' : ''}`;
+        }
         resolve(g);
       },
     };
@@ -137,7 +161,32 @@ function stopGenesis(why: string): void {
 async function loadGroup(pinned: string | null): Promise<GroupSummary | null> {
   const r = await fetch('/v1/group', { headers: { accept: 'application/json' } });
   if (!r.ok) throw await failure(r);
-  return useGenesis({ text: await r.text(), served: true, pinned, source: 'the node serves' });
+  return useGenesis(
+    { text: await r.text(), served: true, pinned, source: 'the node serves' },
+    pinned
+      ? 'the genesis this node serves'
+      : 'the genesis this node serves, NOT pinned: a faulty node can serve a genesis of keys it holds, ' +
+          'and its own certificates then verify; pin the group (?group=<id>) or choose your genesis file',
+  );
+}
+
+/** A genesis larger than the largest the codec takes (a million balances, about 100 MB) is not read. */
+const MAX_GENESIS_BYTES = 128 * 1024 * 1024;
+
+/** A genesis file the person chose: certificates are checked against it from now on, not the node's. */
+async function chooseGenesis(file: File): Promise<void> {
+  if (file.size > MAX_GENESIS_BYTES) {
+    const warn = $('pin');
+    warn.className = 'bad';
+    warn.textContent = `${file.name} is ${file.size.toLocaleString('en')} bytes, more than any genesis: not used`;
+    return;
+  }
+  const g = await useGenesis(
+    { text: await file.text(), served: false, pinned, source: `the file ${file.name} holds` },
+    `the genesis file you chose (${file.name})`,
+    true,
+  );
+  if (g) ready(g.groupId !== null);
 }
 
 async function loadStatus(): Promise<void> {
@@ -162,6 +211,9 @@ function show(r: Shown): void {
   v.className = r.kind;
   v.textContent = r.title;
   text('verdict-detail', r.detail);
+  // A verdict the verifier gave names the genesis it was checked against; "not checked" and progress none.
+  $('verdict-basis').textContent =
+    r.kind === 'ok' || r.title.startsWith('INVALID') ? `checked against ${basis}` : '';
 }
 
 /** How long GET /v1/certificates/:id may wait for a certificate this node has not assembled yet. */
@@ -462,15 +514,19 @@ else if (embedded) {
   $('cancel-btn').addEventListener('click', cancel);
   wireInput();
   // The offline page (`dropbear verify-page`): its genesis is in the file, and it asks no node anything.
-  void useGenesis({
-    text: embedded.textContent ?? '',
-    served: false,
-    pinned,
-    source: 'this page holds',
-  }).then((g) => ready(g?.groupId != null));
+  void useGenesis(
+    { text: embedded.textContent ?? '', served: false, pinned, source: 'this page holds' },
+    'the genesis this page holds',
+  ).then((g) => ready(g?.groupId != null));
 } else {
   $('verify-btn').addEventListener('click', verifyPasted);
   $('fetch-btn').addEventListener('click', () => void fetchAndVerify());
+  const chooser = $('genesis-file') as HTMLInputElement;
+  chooser.addEventListener('change', () => {
+    const file = chooser.files?.[0];
+    chooser.value = '';
+    if (file) void chooseGenesis(file);
+  });
   $('cancel-btn').addEventListener('click', cancel);
   wireInput();
   loadGroup(pinned).then(

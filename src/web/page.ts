@@ -72,6 +72,7 @@ ${fetchRow}<textarea id="cert-json" spellcheck="false"></textarea></label></p>
 <button id="verify-btn" type="button">Verify</button>
 <p id="progress" class="note" hidden><span id="progress-text"></span> <button id="cancel-btn" type="button">Cancel</button></p>
 <p id="verdict" class="note">nothing checked yet</p>
+<p id="verdict-basis" class="note"></p>
 <pre id="verdict-detail"></pre>`;
 }
 
@@ -94,6 +95,8 @@ ${body}
 export const DASHBOARD_HTML = page(
   'Dropbear dashboard',
   `${GROUP}
+<p class="note"><label>check certificates against a genesis file of your own instead of this node's
+<input id="genesis-file" type="file" accept=".json,application/json"></label></p>
 ${NODE}
 ${models('Models')}
 ${verify(true)}

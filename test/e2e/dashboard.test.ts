@@ -356,6 +356,40 @@ describe.skipIf(!haveChromium && !required)('dashboard in Chromium', () => {
     await page.close();
   });
 
+  it("says under each verdict which genesis it rests on; a genesis file the person chooses replaces the node's", async () => {
+    const page = await open('');
+    const good = toJson(Certificate, results[0].certificate);
+    expect((await verdictOf(page, JSON.stringify(good)))[0]).toBe('VALID');
+    expect(await page.textContent('#verdict-basis')).toContain(
+      `checked against group ${groupId}, the genesis this node serves, NOT pinned`,
+    );
+    // Another group's genesis, chosen as a file: the group's certificate is refused, with Node's reason.
+    const other = makeGroup(4, 1, 5, { kind: 'top1', minAgree: 3 }).genesis;
+    const otherId = hex(groupIdOf(other));
+    await page.setInputFiles('#genesis-file', {
+      name: 'other.json',
+      mimeType: 'application/json',
+      buffer: Buffer.from(JSON.stringify(toJson(Genesis, other))),
+    });
+    await page.waitForFunction((id) => document.getElementById('group-id')?.textContent === id, otherId);
+    expect(await page.textContent('#pin')).toContain('the genesis file you chose');
+    const node = verifyCertificate(good, other);
+    expect(node.ok).toBe(false);
+    if (!node.ok) expect((await verdictOf(page, JSON.stringify(good)))[0]).toBe(`INVALID: ${node.reason}`);
+    expect(await page.textContent('#verdict-basis')).toBe(
+      `checked against group ${otherId}, the genesis file you chose (other.json)`,
+    );
+    // The group's own genesis file: VALID, resting on that file.
+    await page.setInputFiles('#genesis-file', join(g.dir, 'genesis.json'));
+    await page.waitForFunction((id) => document.getElementById('group-id')?.textContent === id, groupId);
+    expect((await verdictOf(page, JSON.stringify(good)))[0]).toBe('VALID');
+    expect(await page.textContent('#verdict-basis')).toBe(
+      `checked against group ${groupId}, the genesis file you chose (genesis.json)`,
+    );
+    expect(pageErrors).toEqual([]);
+    await page.close();
+  });
+
   describe('a large certificate', () => {
     // A 256-node group (the most a genesis holds): its certificates carry 171 receipt signatures. Every vote
     // here is a 1024-value vector, so one certificate is 4.7 MB of JSON: the page's thread was held 1.3 s
