@@ -7,6 +7,7 @@ import {
   fromJson,
   Genesis,
   genesisProblem,
+  kindHint,
 } from '../protocol/index.ts';
 
 export function readJsonFile(path: string): unknown {
@@ -26,28 +27,6 @@ export function readJsonFile(path: string): unknown {
   const dup = duplicateJsonKey(text);
   if (dup) throw new DropbearError('FILE_BAD_JSON', `${path} repeats a key (${dup}), so it reads two ways`);
   return value;
-}
-
-/**
- * Which of Dropbear's files a JSON value looks like, by the fields only that file has at its top level; null
- * when none. For a hint beside a decoder's message: a certificate given as `--genesis` read only
- * `unknown field "outcome"`.
- */
-export function jsonKind(v: unknown): string | null {
-  if (typeof v !== 'object' || v === null || Array.isArray(v)) return null;
-  const has = (...keys: string[]) => keys.every((k) => Object.hasOwn(v, k));
-  if (has('outcome', 'receipt', 'signatures')) return 'a certificate';
-  if (has('policy', 'treasury', 'nodes')) return 'a group genesis';
-  if (has('kind', 'publicKey', 'seed')) return 'a key file';
-  if (has('groupId', 'genesis', 'client', 'nodes')) return "a group's group.json";
-  if (has('id', 'genesis', 'key')) return 'a node config';
-  return null;
-}
-
-/** ` (the file looks like X, not WANTED)` when it looks like another of Dropbear's files; else ''. */
-export function kindHint(value: unknown, wanted: string): string {
-  const kind = jsonKind(value);
-  return kind && kind !== wanted ? ` (the file looks like ${kind}, not ${wanted})` : '';
 }
 
 export function readGenesis(path: string): Genesis {

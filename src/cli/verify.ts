@@ -2,8 +2,8 @@ import { readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Command } from 'commander';
 import { SignatureCache, verifyCertificate } from '../certificate/index.ts';
-import { DropbearError } from '../protocol/index.ts';
-import { kindHint, readGenesis, readJsonFile } from './io.ts';
+import { DropbearError, kindHint } from '../protocol/index.ts';
+import { readGenesis, readJsonFile } from './io.ts';
 
 function expand(paths: string[]): string[] {
   const out: string[] = [];

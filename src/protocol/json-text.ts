@@ -56,3 +56,28 @@ function stringEnd(text: string, start: number): number {
 function join(path: string, key: string): string {
   return path ? `${path}.${key}` : key;
 }
+
+/**
+ * Which of Dropbear's files a JSON value looks like, by the fields only that file has at its top level; null
+ * when none. For a hint beside a decoder's message: a certificate given as `--genesis` read only
+ * `unknown field "outcome"`.
+ */
+export function jsonKind(v: unknown): string | null {
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) return null;
+  const has = (...keys: string[]) => keys.every((k) => Object.hasOwn(v, k));
+  if (has('outcome', 'receipt', 'signatures')) return 'a certificate';
+  if (has('policy', 'treasury', 'nodes')) return 'a group genesis';
+  if (has('kind', 'publicKey', 'seed')) return 'a key file';
+  if (has('groupId', 'genesis', 'client', 'nodes')) return "a group's group.json";
+  if (has('id', 'genesis', 'key')) return 'a node config';
+  return null;
+}
+
+/**
+ * ` (the file looks like X, not WANTED)` when it looks like another of Dropbear's files; else ''. `what`
+ * names what was given (the dashboard's: "text").
+ */
+export function kindHint(value: unknown, wanted: string, what = 'file'): string {
+  const kind = jsonKind(value);
+  return kind && kind !== wanted ? ` (the ${what} looks like ${kind}, not ${wanted})` : '';
+}

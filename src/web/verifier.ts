@@ -16,6 +16,7 @@ import {
   genesisProblem,
   groupIdOf,
   hex,
+  kindHint,
   toJson,
 } from '../protocol/index.ts';
 
@@ -115,7 +116,9 @@ export function checkGenesis(s: VerifierSetup): { genesis: Genesis | null; group
   try {
     genesis = fromJson(Genesis, json);
   } catch (e) {
-    return refuse(`${s.source} a genesis that does not decode (${(e as Error).message})`);
+    return refuse(
+      `${s.source} a genesis that does not decode (${(e as Error).message}${kindHint(json, 'a group genesis', 'text')})`,
+    );
   }
   const problem = genesisProblem(genesis);
   const id = hex(groupIdOf(genesis));
@@ -161,7 +164,13 @@ function verifyHere(
   const beside = wrapped ? (json as { requestId: unknown }).requestId : undefined;
   const claimed = expected ?? (typeof beside === 'string' ? beside.toLowerCase() : undefined);
   const r = verifyCertificate(cert, genesis, { cache });
-  if (!r.ok) return { kind: 'bad', title: `INVALID: ${r.reason}`, detail: r.message };
+  // A file of another kind (a genesis, a key, a node config) pasted here is said to be one, as the CLI does.
+  if (!r.ok)
+    return {
+      kind: 'bad',
+      title: `INVALID: ${r.reason}`,
+      detail: `${r.message}${r.reason === 'malformed' ? kindHint(cert, 'a certificate', 'text') : ''}`,
+    };
   const got = hex(r.certificate.outcome.requestId);
   if (claimed !== undefined && got !== claimed)
     return {

@@ -317,4 +317,31 @@ describe.skipIf(!haveChromium && !required)('the offline dashboard in Chromium',
       await page.close();
     }, 120_000);
   });
+
+  it('says what pasted JSON of another kind is (a genesis, a key file, a node config), as `dropbear verify` does', async () => {
+    const page = await newPage();
+    await page.goto(pathToFileURL(await pageFor(group.genesis, 'kinds')).href);
+    await page.waitForSelector('body[data-ready]');
+    const cases: [unknown, string][] = [
+      [toJson(Genesis, group.genesis), '(the text looks like a group genesis, not a certificate)'],
+      [
+        { kind: 'ed25519', publicKey: '00', seed: '00' },
+        '(the text looks like a key file, not a certificate)',
+      ],
+      [
+        { id: 0, genesis: 'genesis.json', key: 'node-0.key.json' },
+        '(the text looks like a node config, not a certificate)',
+      ],
+    ];
+    for (const [json, hint] of cases) {
+      const node = verifyCertificate(json, group.genesis);
+      expect(node.ok).toBe(false);
+      if (node.ok) continue;
+      const [verdict, detail] = await verdictOf(page, JSON.stringify(json));
+      expect(verdict).toBe(`INVALID: ${node.reason}`);
+      expect(detail).toBe(`${node.message} ${hint}`);
+    }
+    expect(pageErrors).toEqual([]);
+    await page.close();
+  }, 60_000);
 });
