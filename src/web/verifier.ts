@@ -159,10 +159,29 @@ function verifyHere(
   expected?: string,
 ): Shown {
   if (!genesis) return { kind: 'bad', title: 'not checked', detail: refusal ?? '' };
-  const wrapped = json !== null && typeof json === 'object' && 'certificate' in json && 'requestId' in json;
+  const wrapped = json !== null && typeof json === 'object' && Object.hasOwn(json, 'certificate');
+  // The wrapper is exactly the API's answer: anything else beside the certificate (an "outcome" or a
+  // "decision" of someone's making, a request id that is not one) would read as part of what is VALID
+  // without being checked, so it is refused as malformed, as verifyCertificate refuses unknown fields.
+  if (wrapped) {
+    const extra = Object.keys(json).find((k) => k !== 'certificate' && k !== 'requestId');
+    const beside = (json as { requestId?: unknown }).requestId;
+    const why =
+      extra !== undefined
+        ? `unknown field "${extra}" beside the certificate`
+        : typeof beside !== 'string' || !/^[0-9a-fA-F]{64}$/.test(beside)
+          ? 'the requestId beside the certificate is not 64 hex characters'
+          : null;
+    if (why)
+      return {
+        kind: 'bad',
+        title: 'INVALID: malformed',
+        detail: `${why} (GET /v1/certificates/:id answers {requestId, certificate} and nothing else)`,
+      };
+  }
   const cert = wrapped ? (json as { certificate: unknown }).certificate : json;
-  const beside = wrapped ? (json as { requestId: unknown }).requestId : undefined;
-  const claimed = expected ?? (typeof beside === 'string' ? beside.toLowerCase() : undefined);
+  const beside = wrapped ? (json as { requestId: string }).requestId : undefined;
+  const claimed = expected ?? beside?.toLowerCase();
   const r = verifyCertificate(cert, genesis, { cache });
   // A file of another kind (a genesis, a key, a node config) pasted here is said to be one, as the CLI does.
   if (!r.ok)

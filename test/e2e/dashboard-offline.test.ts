@@ -344,4 +344,28 @@ describe.skipIf(!haveChromium && !required)('the offline dashboard in Chromium',
     expect(pageErrors).toEqual([]);
     await page.close();
   }, 60_000);
+
+  it('takes a certificate wrapped as the API answers it, and nothing else beside it', async () => {
+    const page = await newPage();
+    await page.goto(pathToFileURL(await pageFor(group.genesis, 'wrapped')).href);
+    await page.waitForSelector('body[data-ready]');
+    const certificate = certificateFor(group.genesis, 5);
+    const requestId = hex(sha256(new Uint8Array([5])));
+    expect((await verdictOf(page, JSON.stringify({ requestId, certificate })))[0]).toBe('VALID');
+    // A made-up answer beside the genuine certificate: it read as part of what was VALID.
+    for (const [json, says] of [
+      [
+        { requestId, certificate, decision: { kind: 'label', label: 999 } },
+        'unknown field "decision" beside the certificate',
+      ],
+      [{ requestId: 5, certificate }, 'the requestId beside the certificate is not 64 hex characters'],
+      [{ certificate }, 'the requestId beside the certificate is not 64 hex characters'],
+    ] as const) {
+      const [verdict, detail] = await verdictOf(page, JSON.stringify(json));
+      expect(verdict).toBe('INVALID: malformed');
+      expect(detail).toContain(says);
+    }
+    expect(pageErrors).toEqual([]);
+    await page.close();
+  }, 60_000);
 });
