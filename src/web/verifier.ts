@@ -207,6 +207,13 @@ function verifyHere(
         batch: c.receipt.seq,
         decision: toJson(Decision, c.outcome.decision),
         votes: c.outcome.votes.length,
+        // Which model each counted vote came from: a node's model changes with model updates, so the
+        // digest is told against the genesis's (the certificate holds digests, not versions).
+        models: c.outcome.votes.map((v) => {
+          const at = genesis.nodes[v.node];
+          const same = at !== undefined && hex(at.modelDigest) === hex(v.modelDigest);
+          return `node ${v.node}: ${hex(v.modelDigest)} (${same ? `its genesis model, ${at.modelName}` : 'not its genesis model'})`;
+        }),
         signers: c.signatures.map((s) => s.node),
       },
       null,

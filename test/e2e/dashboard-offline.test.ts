@@ -55,11 +55,12 @@ function genesisWithBalances(count: number): Genesis {
 }
 
 /** A certificate of request `tag` under `genesis` (the group's keys), signed by a quorum. */
-function certificateFor(genesis: Genesis, tag: number): Json {
+function certificateFor(genesis: Genesis, tag: number, updated = -1): Json {
   const gid = groupIdOf(genesis);
   const votes: CountedVote[] = genesis.nodes.map((n) => ({
     node: n.id,
-    modelDigest: n.modelDigest,
+    // Node `updated` votes with a model other than its genesis one (as after a model update).
+    modelDigest: n.id === updated ? sha256(new Uint8Array([tag, 3])) : n.modelDigest,
     result: { kind: 'vector', values: [7, -7] },
   }));
   const outcome: Outcome = {
@@ -349,9 +350,15 @@ describe.skipIf(!haveChromium && !required)('the offline dashboard in Chromium',
     const page = await newPage();
     await page.goto(pathToFileURL(await pageFor(group.genesis, 'wrapped')).href);
     await page.waitForSelector('body[data-ready]');
-    const certificate = certificateFor(group.genesis, 5);
+    const certificate = certificateFor(group.genesis, 5, 2);
     const requestId = hex(sha256(new Uint8Array([5])));
-    expect((await verdictOf(page, JSON.stringify({ requestId, certificate })))[0]).toBe('VALID');
+    expect(verifyCertificate(certificate, group.genesis).ok).toBe(true);
+    const [valid, detail] = await verdictOf(page, JSON.stringify({ requestId, certificate }));
+    expect(valid).toBe('VALID');
+    // Which model gave each counted vote: node 2's is not the one the genesis names.
+    const n0 = group.genesis.nodes[0];
+    expect(detail).toContain(`node 0: ${hex(n0.modelDigest)} (its genesis model, ${n0.modelName})`);
+    expect(detail).toContain(`node 2: ${hex(sha256(new Uint8Array([5, 3])))} (not its genesis model)`);
     // A made-up answer beside the genuine certificate: it read as part of what was VALID.
     for (const [json, says] of [
       [

@@ -152,6 +152,11 @@ describe.skipIf(!haveChromium && !required)('dashboard in Chromium', () => {
     );
     expect(await page.textContent('#verdict')).toBe('VALID');
     expect(await page.textContent('#verdict-detail')).toContain(results[0].requestId);
+    // What the quorum agreed on: the answer, and which model gave each counted vote.
+    const n0 = g.genesis.nodes[0];
+    expect(await page.textContent('#verdict-detail')).toContain(
+      `node 0: ${hex(n0.modelDigest)} (its genesis model, ${n0.modelName})`,
+    );
 
     // An id the node holds no certificate for, and one that is not an id: said so, nothing checked.
     for (const [id, says] of [
@@ -442,6 +447,9 @@ describe.skipIf(!haveChromium && !required)('dashboard in Chromium', () => {
           batch: tag,
           decision: toJson(Decision, outcome.decision),
           votes: 256,
+          models: big.genesis.nodes.map(
+            (n) => `node ${n.id}: ${hex(n.modelDigest)} (its genesis model, ${n.modelName})`,
+          ),
           signers: sigs.map((s) => s.node),
         },
         null,
