@@ -375,4 +375,31 @@ describe.skipIf(!haveChromium && !required)('the offline dashboard in Chromium',
     expect(pageErrors).toEqual([]);
     await page.close();
   }, 60_000);
+
+  it('a certificate check can be cancelled: its verdict never shows, and the next check runs', async () => {
+    const page = await newPage();
+    await page.goto(pathToFileURL(await pageFor(group.genesis, 'cancel')).href);
+    await page.waitForSelector('body[data-ready]');
+    const cert = JSON.stringify(certificateFor(group.genesis, 6));
+    // Asked and cancelled in one turn of the page's thread: the worker cannot have answered in between.
+    const said = await page.evaluate((text) => {
+      (document.getElementById('cert-json') as HTMLTextAreaElement).value = text;
+      document.getElementById('verify-btn')?.click();
+      const during = [
+        document.getElementById('verdict')?.textContent,
+        (document.getElementById('progress') as HTMLElement).hidden,
+        document.getElementById('progress-text')?.textContent,
+      ];
+      document.getElementById('cancel-btn')?.click();
+      return [...during, document.getElementById('verdict')?.textContent];
+    }, cert);
+    expect(said).toEqual(['verifying…', false, 'verifying the certificate… 0 s', 'not checked']);
+    expect(await page.textContent('#verdict-detail')).toBe('cancelled');
+    expect(await page.isHidden('#progress')).toBe(true);
+    // The cancelled check's worker is gone; had its VALID come, it would show here first.
+    expect((await verdictOf(page, '{')).at(0)).toBe('INVALID: malformed');
+    expect((await verdictOf(page, cert)).at(0)).toBe('VALID');
+    expect(pageErrors).toEqual([]);
+    await page.close();
+  }, 60_000);
 });
