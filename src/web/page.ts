@@ -4,6 +4,8 @@
  * and a genesis inside, for checking certificates in a browser without asking any node (`dropbear
  * verify-page`).
  */
+import { createHash } from 'node:crypto';
+
 const STYLE = `<style>
   body { font: 14px/1.45 system-ui, sans-serif; margin: 1.5rem auto; max-width: 60rem; padding: 0 1rem; color: #1d232a; }
   h1 { font-size: 1.4rem; margin-bottom: .2rem; }
@@ -76,11 +78,11 @@ ${fetchRow}<textarea id="cert-json" spellcheck="false"></textarea></label></p>
 <pre id="verdict-detail"></pre>`;
 }
 
-function page(title: string, body: string): string {
+function page(title: string, body: string, head = ''): string {
   return `<!doctype html>
 <html lang="en">
 <head>
-<meta charset="utf-8">
+<meta charset="utf-8">${head}
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>${title}</title>
 ${STYLE}
@@ -115,12 +117,21 @@ function scriptSafe(js: string): string {
 
 /** One HTML file that checks certificates of the group `genesisJson` describes, offline. */
 export function offlinePage(script: string, genesisJson: unknown): string {
+  const inline = scriptSafe(script);
+  // A file has no headers, so its content security policy is a <meta>: its own script only (by hash),
+  // its verifier worker from the blob it makes, and no fetch, image or frame at all. "Asks no node
+  // anything" is then the browser's rule, whatever text it is given, not only this script's habit.
+  const hash = createHash('sha256').update(inline).digest('base64');
+  const csp =
+    `default-src 'none'; script-src 'sha256-${hash}'; worker-src blob:; style-src 'unsafe-inline'; ` +
+    "base-uri 'none'; form-action 'none'";
   return page(
     'Dropbear certificate check (offline)',
     `${GROUP}
 ${models('Models at genesis')}
 ${verify(false)}
 <script type="application/json" id="genesis-json">${JSON.stringify(genesisJson).replace(/</g, '\\u003c')}</script>
-<script type="module">${scriptSafe(script)}</script>`,
+<script type="module">${inline}</script>`,
+    `\n<meta http-equiv="Content-Security-Policy" content="${csp}">`,
   );
 }

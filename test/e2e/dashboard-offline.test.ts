@@ -402,4 +402,23 @@ describe.skipIf(!haveChromium && !required)('the offline dashboard in Chromium',
     expect(pageErrors).toEqual([]);
     await page.close();
   }, 60_000);
+
+  it("carries its own content security policy: the page's script and worker run, and nothing can be fetched", async () => {
+    const page = await newPage();
+    await page.goto(pathToFileURL(await pageFor(group.genesis, 'csp')).href);
+    await page.waitForSelector('body[data-ready]');
+    expect(await page.getAttribute('body', 'data-ready')).toBe('true');
+    // Its worker still verifies.
+    expect((await verdictOf(page, JSON.stringify(certificateFor(group.genesis, 7))))[0]).toBe('VALID');
+    // A request from the page (to a local port nothing listens on) is refused by the policy, not tried.
+    const violated = await page.evaluate(async () => {
+      const seen: string[] = [];
+      document.addEventListener('securitypolicyviolation', (e) => seen.push(e.effectiveDirective));
+      await fetch('http://127.0.0.1:9/').catch(() => {});
+      await new Promise((r) => setTimeout(r, 100));
+      return seen;
+    });
+    expect(violated).toEqual(['connect-src']);
+    await page.close();
+  }, 60_000);
 });
