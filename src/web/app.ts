@@ -158,11 +158,17 @@ function stopGenesis(why: string): void {
   c.done(null);
 }
 
+/** Whether the person chose a genesis file: the node's genesis, if it comes after, is not taken. */
+let chosenGenesis = false;
+
 async function loadGroup(pinned: string | null): Promise<GroupSummary | null> {
   const r = await fetch('/v1/group', { headers: { accept: 'application/json' } });
   if (!r.ok) throw await failure(r);
+  const body = await r.text();
+  // A genesis file chosen while the node's was on its way is the one the person wants (it was replaced).
+  if (chosenGenesis) return null;
   return useGenesis(
-    { text: await r.text(), served: true, pinned, source: 'the node serves' },
+    { text: body, served: true, pinned, source: 'the node serves' },
     pinned
       ? 'the genesis this node serves'
       : 'the genesis this node serves, NOT pinned: a faulty node can serve a genesis of keys it holds, ' +
@@ -181,6 +187,7 @@ async function chooseGenesis(file: File): Promise<void> {
     warn.textContent = `${file.name} is ${file.size.toLocaleString('en')} bytes, more than any genesis: not used`;
     return;
   }
+  chosenGenesis = true;
   const g = await useGenesis(
     { text: await file.text(), served: false, pinned, source: `the file ${file.name} holds` },
     `the genesis file you chose (${file.name})`,
@@ -530,10 +537,12 @@ else if (embedded) {
   $('cancel-btn').addEventListener('click', cancel);
   wireInput();
   loadGroup(pinned).then(
-    (g) => ready(g?.groupId != null),
+    (g) => {
+      if (!chosenGenesis) ready(g?.groupId != null);
+    },
     (e: Error) => {
       text('status-error', `group: ${e.message}`);
-      ready(false);
+      if (!chosenGenesis) ready(false);
     },
   );
   void loadStatus();

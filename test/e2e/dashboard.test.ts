@@ -395,6 +395,53 @@ describe.skipIf(!haveChromium && !required)('dashboard in Chromium', () => {
     await page.close();
   });
 
+  it("keeps a genesis file chosen while the node's genesis was still on its way", async () => {
+    const page = await browser.newPage();
+    page.on('pageerror', (e) => pageErrors.push(e.message));
+    let release = () => {};
+    const held = new Promise<void>((r) => {
+      release = r;
+    });
+    // Marks when the page has read the node's genesis: a task queued then runs after what awaited it.
+    await page.addInitScript(() => {
+      const read = Response.prototype.text;
+      Response.prototype.text = function (this: Response) {
+        return read.call(this).then((v: string) => {
+          if (this.url.endsWith('/v1/group'))
+            setTimeout(() => {
+              document.body.dataset.groupRead = 'true';
+            });
+          return v;
+        });
+      };
+    });
+    await page.route('**/v1/group', async (route) => {
+      await held;
+      await route.continue();
+    });
+    await page.goto(`${g.file.nodes[1].api}/dashboard`);
+    const other = makeGroup(4, 1, 6, { kind: 'top1', minAgree: 3 }).genesis;
+    const otherId = hex(groupIdOf(other));
+    await page.setInputFiles('#genesis-file', {
+      name: 'mine.json',
+      mimeType: 'application/json',
+      buffer: Buffer.from(JSON.stringify(toJson(Genesis, other))),
+    });
+    await page.waitForFunction((id) => document.getElementById('group-id')?.textContent === id, otherId);
+    release();
+    await page.waitForSelector('body[data-group-read]');
+    expect(await page.textContent('#pin')).toBe(
+      'certificates are checked against the genesis file you chose',
+    );
+    const good = toJson(Certificate, results[0].certificate);
+    const node = verifyCertificate(good, other);
+    expect(node.ok).toBe(false);
+    if (!node.ok) expect((await verdictOf(page, JSON.stringify(good)))[0]).toBe(`INVALID: ${node.reason}`);
+    expect(await page.textContent('#verdict-basis')).toContain('the genesis file you chose (mine.json)');
+    expect(pageErrors).toEqual([]);
+    await page.close();
+  });
+
   describe('a large certificate', () => {
     // A 256-node group (the most a genesis holds): its certificates carry 171 receipt signatures. Every vote
     // here is a 1024-value vector, so one certificate is 4.7 MB of JSON: the page's thread was held 1.3 s
