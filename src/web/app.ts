@@ -359,6 +359,9 @@ function stopCheck(): void {
   busy();
 }
 
+/** How far the check of a list of certificates is ("120 of 500"), from its worker; null before that. */
+let listProgress: string | null = null;
+
 /** When the work now shown in progress began (the genesis check, a certificate check), and its timer. */
 let busySince = 0;
 let busyTimer: ReturnType<typeof setInterval> | null = null;
@@ -368,9 +371,16 @@ let busyTimer: ReturnType<typeof setInterval> | null = null;
  * idle. Called whenever a check starts or ends.
  */
 function busy(): void {
-  const what = checkingGroup ? 'checking the genesis' : running ? 'verifying the certificate' : null;
+  const what = checkingGroup
+    ? 'checking the genesis'
+    : running
+      ? listProgress === null
+        ? 'verifying the certificate'
+        : `verifying the certificates (${listProgress})`
+      : null;
   const box = $('progress');
   if (!what) {
+    listProgress = null;
     box.hidden = true;
     if (busyTimer !== null) clearInterval(busyTimer);
     busyTimer = null;
@@ -410,6 +420,13 @@ function startVerifier(s: VerifierSetup): Worker {
   const w = newVerifierWorker();
   w.onmessage = (e: MessageEvent<VerifierAnswer>) => {
     const a = e.data;
+    if (a.kind === 'progress') {
+      if (running?.worker === w && running.id === a.id) {
+        listProgress = `${a.done.toLocaleString('en')} of ${a.total.toLocaleString('en')}`;
+        busy();
+      }
+      return;
+    }
     if (a.kind === 'group') {
       // (A worker started later, after a check was stopped, checks the same genesis again: its answer is known.)
       if (checkingGroup?.worker === w) checkingGroup.done(a.group);

@@ -69,8 +69,9 @@ export interface VerifierJob {
   expected?: string;
 }
 
-/** The worker's answers: to the setup (first), then to each job. */
+/** The worker's answers: to the setup (first), then to each job (how far a list is, then its verdict). */
 export type VerifierAnswer =
+  | { kind: 'progress'; id: number; done: number; total: number }
   | { kind: 'group'; group: GroupSummary }
   | { kind: 'verdict'; id: number; shown: Shown };
 
@@ -222,13 +223,65 @@ function verifyHere(
   };
 }
 
-/** The verdict on certificate JSON text: parsed, refused if a key repeats, then verified. */
+/** How often a list's check says how far it is. */
+const PROGRESS_MS = 100;
+
+/**
+ * The verdict on a list of certificates (a JSON array of what verifyHere takes), as `dropbear verify` on
+ * several files: VALID only if every one is, else INVALID with the first one's reason and every invalid
+ * one listed. `progress` is told how many are done, every PROGRESS_MS.
+ */
+function verifyList(
+  list: unknown[],
+  genesis: Genesis | null,
+  refusal: string | null,
+  cache: SignatureCache,
+  progress: (done: number, total: number) => void,
+): Shown {
+  if (!genesis) return { kind: 'bad', title: 'not checked', detail: refusal ?? '' };
+  if (list.length === 0) return { kind: 'bad', title: 'INVALID: malformed', detail: 'an empty list' };
+  const valid: string[] = [];
+  const invalid: string[] = [];
+  let first: string | null = null;
+  let told = Date.now();
+  for (const [i, item] of list.entries()) {
+    const r = verifyHere(item, genesis, refusal, cache);
+    if (r.kind === 'ok') {
+      const d = JSON.parse(r.detail) as { requestId: string; decision: unknown };
+      valid.push(`#${i}: request ${d.requestId}, decision ${JSON.stringify(d.decision)}`);
+    } else {
+      first ??= r.title;
+      invalid.push(`#${i}: ${r.title.replace(/^INVALID: /, '')}: ${r.detail}`);
+    }
+    if (Date.now() - told >= PROGRESS_MS) {
+      progress(i + 1, list.length);
+      told = Date.now();
+    }
+  }
+  if (first !== null)
+    return {
+      kind: 'bad',
+      title: first,
+      detail: `${invalid.length} of the ${list.length} certificates are invalid (the list is not valid as a whole):\n${invalid.join('\n')}`,
+    };
+  return {
+    kind: 'ok',
+    title: 'VALID',
+    detail: `all ${list.length} certificates are valid:\n${valid.join('\n')}`,
+  };
+}
+
+/**
+ * The verdict on certificate JSON text (one certificate, or a list of them): parsed, refused if a key
+ * repeats, then verified.
+ */
 export function checkText(
   text: string,
   genesis: Genesis | null,
   refusal: string | null,
   cache: SignatureCache,
   expected?: string,
+  progress: (done: number, total: number) => void = () => {},
 ): Shown {
   let json: unknown;
   try {
@@ -239,6 +292,9 @@ export function checkText(
   // JSON.parse keeps the last of two equal keys; a reader that keeps the first would see another certificate.
   const dup = duplicateJsonKey(text);
   if (dup) return { kind: 'bad', title: 'INVALID: malformed', detail: `a key repeats: ${dup}` };
+  // (A list is pasted, not fetched: a fetch is for one request id.)
+  if (Array.isArray(json) && expected === undefined)
+    return verifyList(json, genesis, refusal, cache, progress);
   return verifyHere(json, genesis, refusal, cache, expected);
 }
 
@@ -268,7 +324,9 @@ export function serveVerifier(): void {
     scope.postMessage({
       kind: 'verdict',
       id: job.id,
-      shown: checkText(job.text, setup.genesis, setup.refusal, cache, job.expected),
+      shown: checkText(job.text, setup.genesis, setup.refusal, cache, job.expected, (done, total) =>
+        scope.postMessage({ kind: 'progress', id: job.id, done, total }),
+      ),
     });
   };
 }

@@ -421,4 +421,42 @@ describe.skipIf(!haveChromium && !required)('the offline dashboard in Chromium',
     expect(violated).toEqual(['connect-src']);
     await page.close();
   }, 60_000);
+
+  it('checks a list of certificates, saying how far it is: VALID only when every one is', async () => {
+    const page = await newPage();
+    await page.goto(pathToFileURL(await pageFor(group.genesis, 'list')).href);
+    await page.waitForSelector('body[data-ready]');
+    // 400 certificates of as many batches: ~1,200 receipt signatures, seconds of pure-JavaScript Ed25519.
+    const list = Array.from({ length: 400 }, (_, i) => certificateFor(group.genesis, 1000 + i));
+    await page.evaluate(() => {
+      const w = window as unknown as { progressSeen: string[] };
+      w.progressSeen = [];
+      const text = document.getElementById('progress-text') as HTMLElement;
+      new MutationObserver(() => w.progressSeen.push(text.textContent ?? '')).observe(text, {
+        childList: true,
+        characterData: true,
+        subtree: true,
+      });
+    });
+    const [verdict, detail] = await verdictOf(page, JSON.stringify(list));
+    expect(verdict).toBe('VALID');
+    expect(detail.split('\n')[0]).toBe('all 400 certificates are valid:');
+    expect(detail).toContain(`#399: request ${hex(sha256(new Uint8Array([1399 & 255])))}`);
+    const seen = await page.evaluate(() => (window as unknown as { progressSeen: string[] }).progressSeen);
+    expect(seen.some((t) => / of 400\)/.test(t))).toBe(true);
+    // One altered certificate in the list: the list is INVALID, with that one's reason, and it is named.
+    const forged = { ...(list[2] as Record<string, unknown>), leafIndex: 1 };
+    const node = verifyCertificate(forged, group.genesis);
+    expect(node.ok).toBe(false);
+    const [bad, why] = await verdictOf(page, JSON.stringify([list[0], list[1], forged]));
+    if (!node.ok) {
+      expect(bad).toBe(`INVALID: ${node.reason}`);
+      expect(why).toBe(
+        `1 of the 3 certificates are invalid (the list is not valid as a whole):\n#2: ${node.reason}: ${node.message}`,
+      );
+    }
+    expect((await verdictOf(page, '[]'))[0]).toBe('INVALID: malformed');
+    expect(pageErrors).toEqual([]);
+    await page.close();
+  }, 180_000);
 });
