@@ -1,9 +1,9 @@
 /**
  * The dashboard's browser code (bundled by web/bundle.ts): the group the node serves, its live status, and
  * certificates verified here, in the browser, with the same verifier as `dropbear verify`
- * (certificate/index.ts) against the genesis. The genesis comes from the node, so the page computes the
- * group id from it and shows it; with `?group=<id>` in the address it refuses a genesis that hashes to
- * another id. That guards against a node serving the wrong group, not against a faulty node: the node also
+ * (certificate/index.ts) against the genesis. The genesis comes from the node unless the person chooses a
+ * genesis file, so the page computes the group id from it and shows it, and names it under every verdict;
+ * with `?group=<id>` in the address it refuses a genesis that hashes to another id. That guards against a node serving the wrong group, not against a faulty node: the node also
  * serves this script, and a faulty one can serve a script that says anything. For a verdict that trusts no
  * node, run `dropbear verify` (or a verifier of your own, docs/certificate.md) on the certificate.
  * The genesis is parsed, decoded and checked in the verifier's worker (web/verifier.ts), like certificates:
