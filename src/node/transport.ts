@@ -987,17 +987,7 @@ export class Transport {
       return;
     }
     this.setState(p, 'connecting');
-    const { host, port } = p.address;
-    const socket = this.tlsContext
-      ? tls.connect({
-          host,
-          port,
-          ...this.tlsContext,
-          minVersion: 'TLSv1.3',
-          rejectUnauthorized: !!this.tlsContext.ca,
-          checkServerIdentity: () => undefined, // peers are identified by the genesis handshake
-        })
-      : net.connect({ host, port });
+    const socket = this.connectTo(p.address);
     const c = this.newConn(socket, true, p, formatAddress(p.address));
     p.conn = c;
     socket.once(this.tlsContext ? 'secureConnect' : 'connect', () => {
@@ -1020,6 +1010,20 @@ export class Transport {
     });
   }
 
+  /** A TCP connection to a peer's address, under TLS when this node uses it ('secureConnect' then). */
+  private connectTo({ host, port }: HostPort): net.Socket {
+    return this.tlsContext
+      ? tls.connect({
+          host,
+          port,
+          ...this.tlsContext,
+          minVersion: 'TLSv1.3',
+          rejectUnauthorized: !!this.tlsContext.ca,
+          checkServerIdentity: () => undefined, // peers are identified by the genesis handshake
+        })
+      : net.connect({ host, port });
+  }
+
   /**
    * Tells `p`, which dials this node, that this node listens (start): a HELLO from this node to it, on a
    * connection closed right after, which `p` takes as a call to redial now (woken). No answer is awaited
@@ -1027,17 +1031,7 @@ export class Transport {
    */
   private wake(p: Peer): void {
     if (!p.wakeAt) return;
-    const { host, port } = p.wakeAt;
-    const socket = this.tlsContext
-      ? tls.connect({
-          host,
-          port,
-          ...this.tlsContext,
-          minVersion: 'TLSv1.3',
-          rejectUnauthorized: !!this.tlsContext.ca,
-          checkServerIdentity: () => undefined,
-        })
-      : net.connect({ host, port });
+    const socket = this.connectTo(p.wakeAt);
     this.wakeSockets.add(socket);
     socket.once('close', () => this.wakeSockets.delete(socket));
     socket.on('error', () => {}); // down, or not listening yet: it dials this node once it starts
