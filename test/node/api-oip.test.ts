@@ -10,10 +10,11 @@ import type { FastifyInstance } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildApi } from '../../src/node/api.ts';
 import { NodeHost } from '../../src/node/host.ts';
-import { standInInput, startStandIn } from '../../src/node/standin-backend.ts';
-import { groupIdOf, type Request, sha256, signRequest, toB64u } from '../../src/protocol/index.ts';
+import { startStandIn } from '../../src/node/standin-backend.ts';
+import { groupIdOf, sha256, toB64u } from '../../src/protocol/index.ts';
 import { makeGroup } from '../../src/sim/world.ts';
 import { closeApp, Loopback } from './harness.ts';
+import { standInRequest } from './standin-request.ts';
 
 const group = makeGroup(4, 1, 31);
 const groupId = groupIdOf(group.genesis);
@@ -55,17 +56,8 @@ afterAll(async () => {
 
 /** A client-signed infer body for a fresh stand-in input, as JSON with the image in base64. */
 function signedBody(extra: Record<string, unknown> = {}) {
-  const input = standInInput(nonce);
-  const request: Request = {
-    groupId,
-    client: group.client.publicKey,
-    nonce: nonce++,
-    timestamp: Date.now(),
-    inputDigest: sha256(input),
-    policy: null,
-    maxFee: 1_000_000,
-  };
-  const sr = signRequest(request, input, group.client);
+  const sr = standInRequest(group, groupId, nonce++);
+  const { request, input } = sr;
   if (sr.auth.kind !== 'single') throw new Error('signRequest made a batch signature');
   return {
     input,

@@ -6,23 +6,15 @@
  * in-memory wire; node 3 is cut off while the others order a burst, then either floods node 0 with state
  * requests (faulty) or catches up (honest) under a tight budget.
  */
-import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { NodeHost, type Wire } from '../../src/node/host.ts';
 import { startStandIn } from '../../src/node/standin-backend.ts';
-import {
-  decodeMessage,
-  encodeMessage,
-  hex,
-  receiptHashOf,
-  type SignedRequest,
-  sha256,
-  signRequest,
-} from '../../src/protocol/index.ts';
+import { decodeMessage, encodeMessage, hex, receiptHashOf } from '../../src/protocol/index.ts';
 import { makeGroup } from '../../src/sim/world.ts';
+import { standInRequest } from './standin-request.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'dropbear-state-budget-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -88,19 +80,7 @@ async function withLaggingNode3(
     }),
   );
   let nonce = 0;
-  const request = (): SignedRequest => {
-    const input = randomBytes(64);
-    const r = {
-      groupId: hosts[0].replica.groupId,
-      client: group.client.publicKey,
-      nonce: nonce++,
-      timestamp: Date.now(),
-      inputDigest: sha256(input),
-      policy: null,
-      maxFee: 1_000_000,
-    };
-    return signRequest(r, input, group.client);
-  };
+  const request = () => standInRequest(group, hosts[0].replica.groupId, nonce++);
   try {
     for (const h of hosts) h.start();
     const ids: string[] = [];
