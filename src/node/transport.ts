@@ -10,13 +10,14 @@
  *   that was authenticated and closed without a fault on our side; it keeps growing across failed
  *   dials, failed handshakes and connections we closed for garbage (so a misbehaving peer is redialled
  *   ever more slowly).
- * - Wake-up: once listening, a node sends each lower id (those that dial it) a HELLO of its own on a
- *   throw-away connection, and a node that gets a HELLO from a peer it dials redials that peer at once if
- *   it is backing off (nothing else: the connection is closed, nothing signed or checked). Without it a
- *   restarted node waited out its dialers' backoff, which grew while it was down: 1–8 s after it
- *   listened, up to 10 s (maxMs), before 2f peers were connected and it was ready (a 4-node group,
- *   2026-12-06). The HELLO is not authenticated, and need not be: whoever sends one can make this node
- *   dial a genesis address once more early, which is what a connection to that peer would cost anyway.
+ * - Wake-up: once listening, and again when the connection from one of them closes, a node sends each
+ *   lower id (those that dial it) a HELLO of its own on a throw-away connection, and a node that gets a
+ *   HELLO from a peer it dials redials that peer at once if it is backing off (nothing else: the
+ *   connection is closed, nothing signed or checked). Without it a restarted node waited out its dialers'
+ *   backoff, which grew while it was down: 1–8 s after it listened, up to 10 s (maxMs), before 2f peers
+ *   were connected and it was ready (a 4-node group, 2026-12-06); so did a node resumed from SIGSTOP. The
+ *   HELLO is not authenticated, and need not be: whoever sends one can make this node dial a genesis
+ *   address once more early, which is what a connection to that peer would cost anyway.
  * - Handshake (see frames.ts), wire version 2: HELLO(version, nonceD) → CHALLENGE(nonceA) → AUTH(sigD) →
  *   OK(sigA). Both sides sign, under TAGS.handshake and the group id, a transcript holding the version,
  *   their role, both ids, both fresh nonces and (under TLS) the TLS exporter value; keys come from the
@@ -1025,9 +1026,10 @@ export class Transport {
   }
 
   /**
-   * Tells `p`, which dials this node, that this node listens (start): a HELLO from this node to it, on a
-   * connection closed right after, which `p` takes as a call to redial now (woken). No answer is awaited
-   * and a failure is not retried: a peer that is down dials this node itself when it starts.
+   * Tells `p`, which dials this node, that this node listens (start, and when p's connection closes): a
+   * HELLO from this node to it, on a connection closed right after, which `p` takes as a call to redial
+   * now (woken). No answer is awaited and a failure is not retried: a peer that is down dials this node
+   * itself when it starts.
    */
   private wake(p: Peer): void {
     if (!p.wakeAt) return;
@@ -1421,6 +1423,12 @@ export class Transport {
     if (stopping) return;
     if (!p.dial) {
       this.setState(p, 'waiting');
+      // The peer dials this node: tell it at once that this node still listens (wake). Where this node
+      // learns of the loss late, the peer has been backing off meanwhile: a node resumed from SIGSTOP
+      // (or starved of CPU) sees its peers' connections close only when it runs again, by when their
+      // redials into its silence had failed and their backoff had grown towards maxMs (10 s). Not after
+      // a fault of the peer's, nor while it is quarantined here: it would only be refused again.
+      if (wasOpen && !fault && performance.now() >= p.quarantinedUntil) this.wake(p);
       return;
     }
     p.attempts = wasOpen && !fault ? 0 : p.attempts + 1;

@@ -1412,6 +1412,55 @@ describe('transport', () => {
     }
   });
 
+  it('a node whose connection from a lower id closes wakes it: the dialer redials at once, not after its backoff', async () => {
+    const g = makeGroup(2, 11);
+    // A backoff of days: a dial that failed or closed is made again before the test ends only if woken.
+    const slow = { backoff: { minMs: MAX_TIMER_MS, maxMs: MAX_TIMER_MS }, handshakeTimeoutMs: 2_000 };
+    // Node 1's port, reserved so that node 0 can be told it before node 1 knows node 0's.
+    const probe = net.createServer();
+    await new Promise<void>((r) => probe.listen(0, HOST, r));
+    const port1 = (probe.address() as net.AddressInfo).port;
+    await new Promise<void>((r) => probe.close(() => r()));
+    const ts: Transport[] = [];
+    try {
+      ts[0] = new Transport({
+        id: 0,
+        genesis: g.genesis,
+        key: g.keys[0],
+        listen: { host: HOST, port: 0 },
+        peers: new Map([[1, { host: HOST, port: port1 }]]),
+        ...slow,
+      });
+      const port0 = await ts[0].start();
+      ts[1] = new Transport({
+        id: 1,
+        genesis: g.genesis,
+        key: g.keys[1],
+        listen: { host: HOST, port: port1 },
+        peers: new Map([[0, { host: HOST, port: port0 }]]),
+        ...slow,
+      });
+      await ts[1].start();
+      await waitMesh(ts);
+      await exchange(ts, 5, 21);
+      // The link breaks where node 0 sees it first (its socket goes, as on a network fault or a timeout of
+      // its own): node 0 backs off for days; node 1, still listening, sees the connection close.
+      const conn = (
+        ts[0] as unknown as { peers: Map<number, { conn: { socket: net.Socket } | null }> }
+      ).peers.get(1)!.conn!;
+      conn.socket.destroy();
+      await waitFor(
+        () => ts[0].stats().peers.find((p) => p.id === 1)!.connects === 2,
+        'node 0 to connect to node 1 again',
+      );
+      await waitMesh(ts);
+      await exchange(ts, 5, 22);
+      expect(ts[0].stats().inbound.wakeUps).toBe(2); // at node 1's start, and when the connection closed
+    } finally {
+      await Promise.all(ts.map((t) => t?.stop()));
+    }
+  });
+
   it('heartbeats keep an idle link up; a peer that goes silent is dropped after idleTimeoutMs', async () => {
     const g = makeGroup(3, 6);
     const live = { heartbeatMs: 50, idleTimeoutMs: 500 };
