@@ -110,6 +110,11 @@ async function waitFor(cond: () => boolean, what: string, timeoutMs = 10_000): P
 
 const FAST: Partial<TransportOptions> = { backoff: { minMs: 20, maxMs: 200 }, handshakeTimeoutMs: 2_000 };
 
+/** Node `id`'s transport in group `g`, listening on a free loopback port unless `o` says otherwise. */
+function transportFor(g: Group, id: number, o: Partial<TransportOptions> = {}): Transport {
+  return new Transport({ id, genesis: g.genesis, key: g.keys[id], listen: { host: HOST, port: 0 }, ...o });
+}
+
 /** Start n transports in descending id order, so that each knows the ports of the nodes it dials. */
 async function startMesh(
   g: Group,
@@ -504,10 +509,7 @@ describe('transport', () => {
       await waitFor(() => ts[0].stats().peers[1].dialFailures > 1, 'failed redials');
 
       const queued: number[] = [];
-      ts[2] = new Transport({
-        id: 2,
-        genesis: g.genesis,
-        key: g.keys[2],
+      ts[2] = transportFor(g, 2, {
         listen: { host: HOST, port: port2 },
         peers: new Map([[3, { host: HOST, port: ts[3].boundPort! }]]),
         ...FAST,
@@ -600,11 +602,7 @@ describe('transport', () => {
       await new Promise<void>((r) => fake.listen(0, HOST, r));
       const fakePort = (fake.address() as net.AddressInfo).port;
       const fakeLogs = collector();
-      const victim = new Transport({
-        id: 0,
-        genesis: g.genesis,
-        key: g.keys[0],
-        listen: { host: HOST, port: 0 },
+      const victim = transportFor(g, 0, {
         // All to the fake (a second genuine node 0 would displace the real one at nodes 1 and 3).
         peers: new Map([
           [1, { host: HOST, port: fakePort }],
@@ -641,11 +639,7 @@ describe('transport', () => {
     // Version 1 signed a CHALLENGE for any HELLO: whoever reached the port got an Ed25519 signature per
     // connection (and a signature over a nonceD of its choosing) without holding a key.
     const g = makeGroup(2, 23);
-    const t1 = new Transport({
-      id: 1,
-      genesis: g.genesis,
-      key: g.keys[1],
-      listen: { host: HOST, port: 0 },
+    const t1 = transportFor(g, 1, {
       ...FAST,
     });
     const stranger = keyPairFromSeed(seed(77, 1));
@@ -797,21 +791,13 @@ describe('transport', () => {
     const other = WIRE_VERSION + 1;
     const pair = async (dialerVersion: number, acceptorVersion: number) => {
       const logs = [collector(), collector()];
-      const t1 = new Transport({
-        id: 1,
-        genesis: g.genesis,
-        key: g.keys[1],
-        listen: { host: HOST, port: 0 },
+      const t1 = transportFor(g, 1, {
         ...FAST,
         wireVersion: acceptorVersion,
         logger: logs[1].logger,
       });
       const port1 = await t1.start();
-      const t0 = new Transport({
-        id: 0,
-        genesis: g.genesis,
-        key: g.keys[0],
-        listen: { host: HOST, port: 0 },
+      const t0 = transportFor(g, 0, {
         peers: new Map([[1, { host: HOST, port: port1 }]]),
         ...FAST,
         wireVersion: dialerVersion,
@@ -1051,11 +1037,7 @@ describe('transport', () => {
     await new Promise<void>((r) => dead.close(() => r()));
 
     const logs = collector();
-    const t0 = new Transport({
-      id: 0,
-      genesis: g.genesis,
-      key: g.keys[0],
-      listen: { host: HOST, port: 0 },
+    const t0 = transportFor(g, 0, {
       peers: new Map([[1, `tcp://${HOST}:${deadPort}`]]),
       maxFrameBytes: 4096,
       queue: { maxFrames: 100, maxBytes: 6400 },
@@ -1085,11 +1067,7 @@ describe('transport', () => {
       await waitFor(() => t0.stats().peers[0].dialFailures > 1, 'failed redials');
 
       // The peer comes up: it gets the newest frames, in order.
-      t1 = new Transport({
-        id: 1,
-        genesis: g.genesis,
-        key: g.keys[1],
-        listen: { host: HOST, port: 0 },
+      t1 = transportFor(g, 1, {
         ...FAST,
       });
       const got: number[] = [];
@@ -1105,11 +1083,7 @@ describe('transport', () => {
 
   it('respects backpressure: a peer that stops reading fills the queue, which drops and counts', async () => {
     const g = makeGroup(2, 4);
-    const t1 = new Transport({
-      id: 1,
-      genesis: g.genesis,
-      key: g.keys[1],
-      listen: { host: HOST, port: 0 },
+    const t1 = transportFor(g, 1, {
       maxFrameBytes: 64 * 1024,
       queue: { maxFrames: 1000, maxBytes: 1 << 20 },
       ...FAST,
@@ -1150,11 +1124,7 @@ describe('transport', () => {
 
   it('limits unauthenticated connections: at most maxPendingHandshakes, the oldest evicted for a new one', async () => {
     const g = makeGroup(2, 5);
-    const t1 = new Transport({
-      id: 1,
-      genesis: g.genesis,
-      key: g.keys[1],
-      listen: { host: HOST, port: 0 },
+    const t1 = transportFor(g, 1, {
       ...FAST,
       handshakeTimeoutMs: 1_000,
       maxPendingHandshakes: 2,
@@ -1186,11 +1156,7 @@ describe('transport', () => {
     const CAP = 8;
     // Timeouts far beyond the test's window: only eviction can let the peer in.
     const slow = { handshakeTimeoutMs: 30_000, helloTimeoutMs: 30_000, maxPendingHandshakes: CAP };
-    const t1 = new Transport({
-      id: 1,
-      genesis: g.genesis,
-      key: g.keys[1],
-      listen: { host: HOST, port: 0 },
+    const t1 = transportFor(g, 1, {
       ...FAST,
       ...slow,
     });
@@ -1201,11 +1167,7 @@ describe('transport', () => {
       for (let i = 0; i < CAP; i++) idle.push(new RawPeer(port1));
       await Promise.all(idle.map((r) => r.ready));
       await waitFor(() => t1.stats().inbound.accepted === CAP, 'every slot held');
-      t0 = new Transport({
-        id: 0,
-        genesis: g.genesis,
-        key: g.keys[0],
-        listen: { host: HOST, port: 0 },
+      t0 = transportFor(g, 0, {
         peers: new Map([[1, { host: HOST, port: port1 }]]),
         ...FAST,
         ...slow,
@@ -1231,11 +1193,7 @@ describe('transport', () => {
   it('an inbound connection must send its HELLO within helloTimeoutMs (default 2 s); then the handshake has the rest of handshakeTimeoutMs', async () => {
     const g = makeGroup(2, 22);
     const logs = collector();
-    const t1 = new Transport({
-      id: 1,
-      genesis: g.genesis,
-      key: g.keys[1],
-      listen: { host: HOST, port: 0 },
+    const t1 = transportFor(g, 1, {
       ...FAST,
       handshakeTimeoutMs: 60_000,
       logger: logs.logger,
@@ -1286,21 +1244,13 @@ describe('transport', () => {
     const logs = [collector(), collector(), collector()];
     const ts: Transport[] = [];
     try {
-      ts[1] = new Transport({
-        id: 1,
-        genesis: g.genesis,
-        key: g.keys[1],
-        listen: { host: HOST, port: 0 },
+      ts[1] = transportFor(g, 1, {
         peers: new Map([[2, { host: HOST, port: port2 }]]),
         ...slow,
         logger: logs[1].logger,
       });
       const port1 = await ts[1].start();
-      ts[0] = new Transport({
-        id: 0,
-        genesis: g.genesis,
-        key: g.keys[0],
-        listen: { host: HOST, port: 0 },
+      ts[0] = transportFor(g, 0, {
         peers: new Map([
           [1, { host: HOST, port: port1 }],
           [2, { host: HOST, port: port2 }],
@@ -1317,10 +1267,7 @@ describe('transport', () => {
         );
       expect(ts.map((t) => t.stats().peers.find((p) => p.id === 2)!.dialFailures)).toEqual([1, 1]);
 
-      ts[2] = new Transport({
-        id: 2,
-        genesis: g.genesis,
-        key: g.keys[2],
+      ts[2] = transportFor(g, 2, {
         listen: { host: HOST, port: port2 },
         // Where its wake-ups go (the genesis addresses of this test group are not the real ports).
         peers: new Map([
@@ -1373,11 +1320,7 @@ describe('transport', () => {
     const port1 = (standIn.address() as net.AddressInfo).port;
     const ts: Transport[] = [];
     try {
-      ts[0] = new Transport({
-        id: 0,
-        genesis: g.genesis,
-        key: g.keys[0],
-        listen: { host: HOST, port: 0 },
+      ts[0] = transportFor(g, 0, {
         peers: new Map([[1, { host: HOST, port: port1 }]]),
         ...slow,
       });
@@ -1388,10 +1331,7 @@ describe('transport', () => {
       );
       // The port is free at once; the callback would wait for the held connection.
       const standInClosed = new Promise<void>((r) => standIn.close(() => r()));
-      ts[1] = new Transport({
-        id: 1,
-        genesis: g.genesis,
-        key: g.keys[1],
+      ts[1] = transportFor(g, 1, {
         listen: { host: HOST, port: port1 },
         peers: new Map([[0, { host: HOST, port: port0 }]]),
         ...slow,
@@ -1423,19 +1363,12 @@ describe('transport', () => {
     await new Promise<void>((r) => probe.close(() => r()));
     const ts: Transport[] = [];
     try {
-      ts[0] = new Transport({
-        id: 0,
-        genesis: g.genesis,
-        key: g.keys[0],
-        listen: { host: HOST, port: 0 },
+      ts[0] = transportFor(g, 0, {
         peers: new Map([[1, { host: HOST, port: port1 }]]),
         ...slow,
       });
       const port0 = await ts[0].start();
-      ts[1] = new Transport({
-        id: 1,
-        genesis: g.genesis,
-        key: g.keys[1],
+      ts[1] = transportFor(g, 1, {
         listen: { host: HOST, port: port1 },
         peers: new Map([[0, { host: HOST, port: port0 }]]),
         ...slow,
@@ -1582,22 +1515,14 @@ describe('transport', () => {
         const group = cert('group');
         const rogue = cert('rogue');
         const logs = collector();
-        ts[1] = new Transport({
-          id: 1,
-          genesis: g.genesis,
-          key: g.keys[1],
-          listen: { host: HOST, port: 0 },
+        ts[1] = transportFor(g, 1, {
           tls: { ...group, caFile: group.certFile },
           ...FAST,
           handshakeTimeoutMs: 5_000,
           logger: logs.logger,
         });
         const port1 = await ts[1].start();
-        ts[0] = new Transport({
-          id: 0,
-          genesis: g.genesis,
-          key: g.keys[0],
-          listen: { host: HOST, port: 0 },
+        ts[0] = transportFor(g, 0, {
           peers: new Map([[1, { host: HOST, port: port1 }]]),
           tls: { ...group, caFile: group.certFile },
           ...FAST,
@@ -1613,11 +1538,7 @@ describe('transport', () => {
         // Plain TCP to the TLS port, and a TLS client whose certificate the group CA did not sign.
         const plain = await rawHandshake(port1, g, { from: 0, to: 1, key: g.keys[0] });
         expect(plain.ok).toBe(false);
-        const rogueT = new Transport({
-          id: 0,
-          genesis: g.genesis,
-          key: g.keys[0],
-          listen: { host: HOST, port: 0 },
+        const rogueT = transportFor(g, 0, {
           peers: new Map([[1, { host: HOST, port: port1 }]]),
           tls: { ...rogue, caFile: group.certFile },
           ...FAST,
@@ -1629,11 +1550,7 @@ describe('transport', () => {
         expect(logs.lines.some((l) => /TLS handshake failed/.test(l.msg))).toBe(true);
         // A node of another wire version: its VERSION answer gets through TLS before the connection closes.
         const versionLogs = collector();
-        const otherVersion = new Transport({
-          id: 0,
-          genesis: g.genesis,
-          key: g.keys[0],
-          listen: { host: HOST, port: 0 },
+        const otherVersion = transportFor(g, 0, {
           peers: new Map([[1, { host: HOST, port: port1 }]]),
           tls: { ...group, caFile: group.certFile },
           ...FAST,
@@ -1680,21 +1597,14 @@ describe('transport', () => {
       await new Promise<void>((r) => probe.listen(0, HOST, r));
       const port1 = (probe.address() as net.AddressInfo).port;
       await new Promise<void>((r) => probe.close(() => r()));
-      ts[0] = new Transport({
-        id: 0,
-        genesis: g.genesis,
-        key: g.keys[0],
-        listen: { host: HOST, port: 0 },
+      ts[0] = transportFor(g, 0, {
         peers: new Map([[1, { host: HOST, port: port1 }]]),
         tls: tlsOpts,
         ...slow,
       });
       const port0 = await ts[0].start();
       await waitFor(() => ts[0].stats().peers[0].state === 'backoff', 'node 0 to back off from node 1');
-      ts[1] = new Transport({
-        id: 1,
-        genesis: g.genesis,
-        key: g.keys[1],
+      ts[1] = transportFor(g, 1, {
         listen: { host: HOST, port: port1 },
         peers: new Map([[0, { host: HOST, port: port0 }]]),
         tls: tlsOpts,
@@ -1721,11 +1631,7 @@ describe('transport', () => {
       try {
         const files = selfSignedCert(dir, 'g');
         const logs = collector();
-        t = new Transport({
-          id: 1,
-          genesis: g.genesis,
-          key: g.keys[1],
-          listen: { host: HOST, port: 0 },
+        t = transportFor(g, 1, {
           tls: { ...files, caFile: files.certFile },
           ...FAST,
           logger: logs.logger,
@@ -1765,11 +1671,7 @@ describe('transport', () => {
         const g0 = selfSignedCert(dir, 'g');
         const tlsFiles = { ...g0, caFile: g0.certFile };
         const logs = collector();
-        ts[1] = new Transport({
-          id: 1,
-          genesis: g.genesis,
-          key: g.keys[1],
-          listen: { host: HOST, port: 0 },
+        ts[1] = transportFor(g, 1, {
           tls: tlsFiles,
           ...FAST,
           maxPendingHandshakes: 2,
@@ -1790,11 +1692,7 @@ describe('transport', () => {
           logs.lines.some((l) => l.level === 'warn' && /TLS handshakes in progress at the limit/.test(l.msg)),
         ).toBe(true);
         // A real peer still gets in (its TLS handshake closes the oldest idle socket in turn).
-        ts[0] = new Transport({
-          id: 0,
-          genesis: g.genesis,
-          key: g.keys[0],
-          listen: { host: HOST, port: 0 },
+        ts[0] = transportFor(g, 0, {
           peers: new Map([[1, { host: HOST, port: port1 }]]),
           tls: tlsFiles,
           ...FAST,
@@ -1834,11 +1732,7 @@ describe('transport', () => {
     const g = makeGroup(4);
     // Node 0 also dials a dead address (a backoff timer pending at stop).
     const ts = await startMesh(g, () => ({}), [1, 2, 3]);
-    const t0 = new Transport({
-      id: 0,
-      genesis: g.genesis,
-      key: g.keys[0],
-      listen: { host: HOST, port: 0 },
+    const t0 = transportFor(g, 0, {
       peers: new Map([
         [1, { host: HOST, port: ts[1].boundPort! }],
         [2, { host: HOST, port: ts[2].boundPort! }],
