@@ -11,28 +11,20 @@ import { pathToFileURL } from 'node:url';
 import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { chromiumMissing, launchChromium } from '../../bench/lib/chromium.ts';
-import { decide } from '../../src/agreement/index.ts';
-import { buildCertificates, verifyCertificate } from '../../src/certificate/index.ts';
+import { verifyCertificate } from '../../src/certificate/index.ts';
 import { writeVerifyPage } from '../../src/cli/verify-page.ts';
 import {
-  buildTree,
   Certificate,
-  type CountedVote,
-  encode,
   Genesis,
   groupIdOf,
   hex,
   type Json,
-  leafHash,
-  Outcome,
   type Policy,
-  quorumSize,
-  receiptHashOf,
   sha256,
-  signReceiptAs,
   toJson,
 } from '../../src/protocol/index.ts';
 import { makeGroup } from '../../src/sim/world.ts';
+import { certificateOfOne } from '../support/certificates.ts';
 
 const required = Boolean(process.env.CI || process.env.DROPBEAR_REQUIRE_CHROMIUM);
 const missing = chromiumMissing();
@@ -56,41 +48,12 @@ function genesisWithBalances(count: number): Genesis {
 
 /** A certificate of request `tag` under `genesis` (the group's keys), signed by a quorum. */
 function certificateFor(genesis: Genesis, tag: number, updated = -1): Json {
-  const gid = groupIdOf(genesis);
-  const votes: CountedVote[] = genesis.nodes.map((n) => ({
-    node: n.id,
-    // Node `updated` votes with a model other than its genesis one (as after a model update).
-    modelDigest: n.id === updated ? sha256(new Uint8Array([tag, 3])) : n.modelDigest,
-    result: { kind: 'vector', values: [7, -7] },
-  }));
-  const outcome: Outcome = {
-    requestId: sha256(new Uint8Array([tag])),
-    client: group.client.publicKey,
-    inputDigest: sha256(new Uint8Array([tag, 1])),
+  const { cert } = certificateOfOne(genesis, group.keys, group.client, tag, {
     policy,
-    votes,
-    decision: decide(
-      policy,
-      votes.map((v) => v.result),
-    ),
-    fee: 1,
-  };
-  const tree = buildTree([leafHash(encode(Outcome, outcome))]);
-  const receipt = {
-    groupId: gid,
-    seq: tag,
-    batchDigest: sha256(new Uint8Array([tag, 2])),
-    prevReceipt: new Uint8Array(32),
-    resultsRoot: tree.root,
-    resultsCount: 1,
-  };
-  const q = quorumSize(genesis.nodes.length, genesis.f);
-  const sigs = group.keys.slice(0, q).map((k, node) => ({
-    node,
-    signature: signReceiptAs(gid, receipt, receiptHashOf(receipt), null, k),
-    view: null,
-  }));
-  const [cert] = buildCertificates([outcome], tree, receipt, sigs, q);
+    values: [7, -7],
+    // Node `updated` votes with a model other than its genesis one (as after a model update).
+    modelDigest: (n) => (n.id === updated ? sha256(new Uint8Array([tag, 3])) : n.modelDigest),
+  });
   return toJson(Certificate, cert);
 }
 

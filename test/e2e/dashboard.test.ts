@@ -14,8 +14,7 @@ import { pathToFileURL } from 'node:url';
 import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { chromiumMissing, launchChromium } from '../../bench/lib/chromium.ts';
-import { decide } from '../../src/agreement/index.ts';
-import { buildCertificates, verifyCertificate } from '../../src/certificate/index.ts';
+import { verifyCertificate } from '../../src/certificate/index.ts';
 import {
   type GroupProcesses,
   initGroup,
@@ -27,25 +26,17 @@ import { writeVerifyPage } from '../../src/cli/verify-page.ts';
 import { DropbearClient, type InferResult } from '../../src/client/index.ts';
 import { STANDIN_MODEL, standInInput } from '../../src/node/standin-backend.ts';
 import {
-  buildTree,
   Certificate,
-  type CountedVote,
   Decision,
-  encode,
   Genesis,
   groupIdOf,
   hex,
   type Json,
-  leafHash,
-  Outcome,
   type Policy,
-  quorumSize,
-  receiptHashOf,
-  sha256,
-  signReceiptAs,
   toJson,
 } from '../../src/protocol/index.ts';
 import { makeGroup } from '../../src/sim/world.ts';
+import { certificateOfOne } from '../support/certificates.ts';
 
 const required = Boolean(process.env.CI || process.env.DROPBEAR_REQUIRE_CHROMIUM);
 const missing = chromiumMissing();
@@ -449,44 +440,14 @@ describe.skipIf(!haveChromium && !required)('dashboard in Chromium', () => {
     // measured in this Chromium on the 2-core review machine, 2026-12-05.
     const policy: Policy = { kind: 'tolerance', minAgree: 86, epsilon: 0 };
     const big = makeGroup(256, 85, 11, policy);
-    const bigId = groupIdOf(big.genesis);
 
     /** A certificate of request `tag` signed by the big group's first q nodes; `width` values a vote. */
     function bigCertificate(tag: number, width: number): { json: Json; requestId: string; detail: string } {
       const values = Array.from({ length: width }, (_, i) => (i % 2 ? -1 : 1) * (2 ** 52 - 1 - i));
-      const votes: CountedVote[] = big.genesis.nodes.map((n) => ({
-        node: n.id,
-        modelDigest: n.modelDigest,
-        result: { kind: 'vector', values },
-      }));
-      const outcome: Outcome = {
-        requestId: sha256(new Uint8Array([tag])),
-        client: big.client.publicKey,
-        inputDigest: sha256(new Uint8Array([tag, 1])),
+      const { cert, outcome, signers } = certificateOfOne(big.genesis, big.keys, big.client, tag, {
         policy,
-        votes,
-        decision: decide(
-          policy,
-          votes.map((v) => v.result),
-        ),
-        fee: 1,
-      };
-      const tree = buildTree([leafHash(encode(Outcome, outcome))]);
-      const receipt = {
-        groupId: bigId,
-        seq: tag,
-        batchDigest: sha256(new Uint8Array([tag, 2])),
-        prevReceipt: new Uint8Array(32),
-        resultsRoot: tree.root,
-        resultsCount: 1,
-      };
-      const q = quorumSize(256, 85);
-      const sigs = big.keys.slice(0, q).map((k, node) => ({
-        node,
-        signature: signReceiptAs(bigId, receipt, receiptHashOf(receipt), null, k),
-        view: null,
-      }));
-      const [cert] = buildCertificates([outcome], tree, receipt, sigs, q);
+        values,
+      });
       // The detail the page shows for a valid certificate, worked out here.
       const detail = JSON.stringify(
         {
@@ -497,7 +458,7 @@ describe.skipIf(!haveChromium && !required)('dashboard in Chromium', () => {
           models: big.genesis.nodes.map(
             (n) => `node ${n.id}: ${hex(n.modelDigest)} (its genesis model, ${n.modelName})`,
           ),
-          signers: sigs.map((s) => s.node),
+          signers,
         },
         null,
         2,
