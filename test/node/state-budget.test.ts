@@ -10,10 +10,11 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { NodeHost, type Wire } from '../../src/node/host.ts';
+import { NodeHost } from '../../src/node/host.ts';
 import { startStandIn } from '../../src/node/standin-backend.ts';
 import { decodeMessage, encodeMessage, hex, receiptHashOf } from '../../src/protocol/index.ts';
 import { makeGroup } from '../../src/sim/world.ts';
+import { memoryWires, until } from './memory-wire.ts';
 import { standInRequest } from './standin-request.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'dropbear-state-budget-'));
@@ -22,11 +23,6 @@ afterAll(() => rmSync(dir, { recursive: true, force: true }));
 /** Every host's frame limit, and its state budget per peer: two frames a second. */
 const LIMIT = 16 * 1024;
 const RATE = 2 * LIMIT;
-
-const until = async (ok: () => boolean, what: string) => {
-  for (let i = 0; i < 6000 && !ok(); i++) await new Promise((res) => setTimeout(res, 10));
-  if (!ok()) throw new Error(`timed out waiting for ${what}`);
-};
 
 /** Four hosts with node 3 cut off while 60 requests are ordered; `fn` gets them once nodes 0–2 agree. */
 async function withLaggingNode3(
@@ -42,29 +38,16 @@ async function withLaggingNode3(
   }) => Promise<void>,
 ): Promise<void> {
   const group = makeGroup(4, 1, seed);
-  const handlers = new Map<number, (from: number, bytes: Uint8Array) => void>();
-  const cut = new Set<number>([3]);
   const toNode3: { from: number; bytes: number; at: number }[] = [];
   const fatal: unknown[] = [];
-  const wireOf = (id: number): Wire => {
-    const deliver = (to: number, bytes: Uint8Array) => {
+  const { wireOf, cut, inject } = memoryWires(4, {
+    sent: (from, to, bytes) => {
       const kind = decodeMessage(bytes).kind;
       if (to === 3 && (kind === 'stateResponse' || kind === 'statePart'))
-        toNode3.push({ from: id, bytes: bytes.length, at: performance.now() });
-      if (cut.has(id) || cut.has(to)) return;
-      setImmediate(() => handlers.get(to)?.(id, bytes));
-    };
-    return {
-      send: deliver,
-      broadcast: (bytes) => {
-        for (let to = 0; to < 4; to++) if (to !== id) deliver(to, bytes);
-      },
-      onFrame: (h) => {
-        handlers.set(id, h);
-      },
-      reportBad: () => {},
-    };
-  };
+        toNode3.push({ from, bytes: bytes.length, at: performance.now() });
+    },
+  });
+  cut.add(3);
   const hosts = group.genesis.nodes.map((_, id) =>
     NodeHost.open({
       id,
@@ -97,7 +80,7 @@ async function withLaggingNode3(
     await fn({
       hosts,
       last,
-      inject: (from, to, bytes) => handlers.get(to)?.(from, bytes),
+      inject,
       toNode3,
       reconnect: () => cut.delete(3),
     });

@@ -12,7 +12,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { type Logger, NodeHost, type Wire } from '../../src/node/host.ts';
+import { type Logger, NodeHost } from '../../src/node/host.ts';
 import { startStandIn } from '../../src/node/standin-backend.ts';
 import {
   decodeMessage,
@@ -25,17 +25,13 @@ import {
   signRequest,
 } from '../../src/protocol/index.ts';
 import { makeGroup } from '../../src/sim/world.ts';
+import { memoryWires, until } from './memory-wire.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'dropbear-state-parts-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 /** The frame limit of every host and of the wire: a proposal of 60 requests fits, its state batch not. */
 const LIMIT = 16 * 1024;
-
-const until = async (ok: () => boolean, what: string) => {
-  for (let i = 0; i < 6000 && !ok(); i++) await new Promise((res) => setTimeout(res, 10));
-  if (!ok()) throw new Error(`timed out waiting for ${what}`);
-};
 
 interface Run {
   /** Node 3 caught up with the others (every batch, the same receipts). */
@@ -60,44 +56,33 @@ async function lagBehindABurst(
 ): Promise<Run> {
   const dropped: number[] = [];
   const group = makeGroup(4, 1, seed);
-  const handlers = new Map<number, (from: number, bytes: Uint8Array) => void>();
-  const cut = new Set<number>();
   const oversize: Run['oversize'] = [];
   const toLagging: Run['toLagging'] = [];
   const fatal: unknown[] = [];
   const codes: Run['codes'] = [];
-  const wireOf = (id: number): Wire => {
-    const deliver = (to: number, sent: Uint8Array) => {
+  const { wireOf, cut } = memoryWires(4, {
+    limit: LIMIT,
+    sent: (from, _to, bytes) => {
+      if (bytes.length > LIMIT) oversize.push({ from, kind: decodeMessage(bytes).kind, bytes: bytes.length });
+    },
+    tamper: (from, to, sent) => {
+      if (to !== 3) return sent;
+      let msg = decodeMessage(sent);
       let bytes = sent;
-      let msg = decodeMessage(bytes);
-      if (bytes.length > LIMIT) {
-        oversize.push({ from: id, kind: msg.kind, bytes: bytes.length });
-        throw new Error(`frame of ${bytes.length} bytes > maxFrameBytes ${LIMIT}`); // as Transport.send
-      }
-      if (cut.has(id) || cut.has(to)) return;
-      if (to === 3 && tamper) {
-        const changed = tamper(id, msg, dropped);
-        if (changed === null) return;
+      if (tamper) {
+        const changed = tamper(from, msg, dropped);
+        if (changed === null) return null;
         msg = changed;
         bytes = encodeMessage(msg);
       }
-      if (to === 3 && (msg.kind === 'stateResponse' || msg.kind === 'statePart'))
-        toLagging.push({ from: id, bytes: bytes.length, msg });
-      setImmediate(() => handlers.get(to)?.(id, bytes));
-    };
-    return {
-      send: deliver,
-      broadcast: (bytes) => {
-        for (let to = 0; to < 4; to++) if (to !== id) deliver(to, bytes);
-      },
-      onFrame: (h) => {
-        handlers.set(id, h);
-      },
-      reportBad: (peer) => {
-        if (id === 3) dropped.push(peer);
-      },
-    };
-  };
+      if (msg.kind === 'stateResponse' || msg.kind === 'statePart')
+        toLagging.push({ from, bytes: bytes.length, msg });
+      return bytes;
+    },
+    reportBad: (id, peer) => {
+      if (id === 3) dropped.push(peer);
+    },
+  });
   const loggerOf = (node: number): Logger => {
     const note = (o: object) => {
       const code = (o as { code?: unknown }).code;

@@ -11,7 +11,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { type Logger, NodeHost, type Wire } from '../../src/node/host.ts';
+import { type Logger, NodeHost } from '../../src/node/host.ts';
 import { startStandIn } from '../../src/node/standin-backend.ts';
 import {
   decodeMessage,
@@ -23,6 +23,7 @@ import {
   signRequest,
 } from '../../src/protocol/index.ts';
 import { makeGroup } from '../../src/sim/world.ts';
+import { memoryWires, until } from './memory-wire.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'dropbear-state-response-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -30,44 +31,23 @@ afterAll(() => rmSync(dir, { recursive: true, force: true }));
 /** The frame limit of every host and of the wire: a NEW-VIEW and a batch each fit, not both together. */
 const LIMIT = 40 * 1024;
 
-const until = async (ok: () => boolean, what: string) => {
-  for (let i = 0; i < 1500 && !ok(); i++) await new Promise((res) => setTimeout(res, 10));
-  if (!ok()) throw new Error(`timed out waiting for ${what}`);
-};
-
 describe('a state response whose NEW-VIEW leaves little room for batches', () => {
   it('never goes over a frame, the serving node keeps running, and the peer catches up and takes the view', async () => {
     const group = makeGroup(4, 1, 43);
-    const handlers = new Map<number, (from: number, bytes: Uint8Array) => void>();
-    const cut = new Set<number>();
     const oversize: { from: number; kind: string; bytes: number }[] = [];
     const responses: { from: number; to: number; bytes: number; msg: NodeMessage }[] = [];
     const newViews: number[] = [];
     const fatal: unknown[] = [];
     const codes: { node: number; code: string }[] = [];
-    const wireOf = (id: number): Wire => {
-      const deliver = (to: number, bytes: Uint8Array) => {
+    const { wireOf, cut } = memoryWires(4, {
+      limit: LIMIT,
+      sent: (from, to, bytes) => {
         const msg = decodeMessage(bytes);
-        if (bytes.length > LIMIT) {
-          oversize.push({ from: id, kind: msg.kind, bytes: bytes.length });
-          throw new Error(`frame of ${bytes.length} bytes > maxFrameBytes ${LIMIT}`); // as Transport.send
-        }
-        if (msg.kind === 'stateResponse') responses.push({ from: id, to, bytes: bytes.length, msg });
-        if (msg.kind === 'newView') newViews.push(bytes.length);
-        if (cut.has(id) || cut.has(to)) return;
-        setImmediate(() => handlers.get(to)?.(id, bytes));
-      };
-      return {
-        send: deliver,
-        broadcast: (bytes) => {
-          for (let to = 0; to < 4; to++) if (to !== id) deliver(to, bytes);
-        },
-        onFrame: (h) => {
-          handlers.set(id, h);
-        },
-        reportBad: () => {},
-      };
-    };
+        if (bytes.length > LIMIT) oversize.push({ from, kind: msg.kind, bytes: bytes.length });
+        else if (msg.kind === 'stateResponse') responses.push({ from, to, bytes: bytes.length, msg });
+        else if (msg.kind === 'newView') newViews.push(bytes.length);
+      },
+    });
     const loggerOf = (node: number): Logger => {
       const note = (o: object) => {
         const code = (o as { code?: unknown }).code;
@@ -122,6 +102,7 @@ describe('a state response whose NEW-VIEW leaves little room for batches', () =>
       await until(
         () => hosts.every((h) => h.replica.lastExecuted === hosts[0].replica.lastExecuted),
         'view 0',
+        1500,
       );
       // Node 0, the primary, is cut off: the others change view without it, and order 60 more requests in
       // one batch (about 36 KB as state transfer ships it), which node 0 misses.
@@ -131,7 +112,7 @@ describe('a state response whose NEW-VIEW leaves little room for batches', () =>
       expect(hosts[1].replica.view).toBeGreaterThan(0);
       await certify(hosts[1], many());
       const last = hosts[1].replica.lastExecuted;
-      await until(() => [1, 2, 3].every((i) => hosts[i].replica.lastExecuted === last), 'the new view');
+      await until(() => [1, 2, 3].every((i) => hosts[i].replica.lastExecuted === last), 'the new view', 1500);
       const view = hosts[1].replica.view;
       // What makes the answer tight: the NEW-VIEW and the large batch each fit in a frame, not together.
       const nv = newViews[newViews.length - 1];
@@ -154,7 +135,7 @@ describe('a state response whose NEW-VIEW leaves little room for batches', () =>
       cut.delete(0);
       hosts[0].step({ type: 'catchUp' });
       const caughtUp = () => hosts[0].replica.lastExecuted === last && hosts[0].replica.view === view;
-      await until(() => caughtUp() || oversize.length > 0 || fatal.length > 0, 'node 0 to catch up');
+      await until(() => caughtUp() || oversize.length > 0 || fatal.length > 0, 'node 0 to catch up', 1500);
       expect(oversize).toEqual([]);
       expect(fatal).toEqual([]);
       for (const h of hosts) expect(h.failed).toBeNull();
