@@ -650,6 +650,19 @@ interface ReceiptSlot {
   lastSent: number;
 }
 
+/** A transferred batch's requests by id and RESULTS by digest (hex): each hashed once per batch. */
+interface StateItems {
+  requests: Map<string, SignedRequest>;
+  results: Map<string, SignedResults>;
+}
+
+function stateItemsOf(sb: StateBatch): StateItems {
+  return {
+    requests: new Map(sb.requests.map((sr) => [hex(requestIdOf(sr)), sr])),
+    results: new Map(sb.results.map((x) => [hex(resultsDigestOf(x)), x])),
+  };
+}
+
 export class Replica {
   readonly id: number;
   readonly n: number;
@@ -3969,12 +3982,13 @@ export class Replica {
   private checkStateBatch(
     sb: StateBatch,
     prev: Uint8Array,
+    items: StateItems = stateItemsOf(sb),
   ):
     | { problem: string; forged?: true }
     | { entries: ResolvedEntryOut[]; requests: SignedRequest[]; results: SignedResults[] } {
     const proof = this.checkStateProof(sb, prev, batchDigestOf(sb.batch));
     if (proof) return proof;
-    return this.checkStateContents(sb);
+    return this.checkStateContents(sb, items);
   }
 
   /**
@@ -4018,11 +4032,10 @@ export class Replica {
   /** Checks a transferred batch's requests and RESULTS against it (its proof checked) and resolves its votes. */
   private checkStateContents(
     sb: StateBatch,
+    { requests, results }: StateItems,
   ):
     | { problem: string; forged?: true }
     | { entries: ResolvedEntryOut[]; requests: SignedRequest[]; results: SignedResults[] } {
-    const requests = new Map(sb.requests.map((sr) => [hex(requestIdOf(sr)), sr]));
-    const results = new Map(sb.results.map((x) => [hex(resultsDigestOf(x)), x]));
     const entries: ResolvedEntryOut[] = [];
     // Only what the batch references is kept (and so stored and served again): a faulty peer's extra
     // requests and RESULTS would otherwise go into this node's ledger for good.
@@ -4068,14 +4081,15 @@ export class Replica {
     for (const sb of m.batches) {
       if (sb.seq < next) continue;
       if (sb.seq > next) break;
-      if (!this.carriesAll(sb)) {
+      const items = stateItemsOf(sb);
+      if (!this.carriesAll(sb, items)) {
         // Too large for a frame, the batch came with its proof alone: its requests and RESULTS come in parts.
         const took = this.takeStateHeader(from, sb, prev);
         if (took < 0) return;
         parts = took > 0;
         break;
       }
-      const c = this.checkStateBatch(sb, prev);
+      const c = this.checkStateBatch(sb, prev, items);
       if ('problem' in c) {
         // A node serves only receipt and COMMIT signatures it checked (or made): a bad one is the sender's.
         // Not a request's client signature: ledgers written before 2026-12-04 may hold unchecked ones.
@@ -4123,12 +4137,11 @@ export class Replica {
   }
 
   /** Does a transferred batch carry every request and RESULTS its entries name? */
-  private carriesAll(sb: StateBatch): boolean {
+  private carriesAll(sb: StateBatch, items: StateItems): boolean {
     const refs = stateBatchReferences(sb.batch);
-    const requests = new Set(sb.requests.map((sr) => hex(requestIdOf(sr))));
-    const results = new Set(sb.results.map((x) => hex(resultsDigestOf(x))));
     return (
-      refs.requests.every((id) => requests.has(hex(id))) && refs.results.every((d) => results.has(hex(d)))
+      refs.requests.every((id) => items.requests.has(hex(id))) &&
+      refs.results.every((d) => items.results.has(hex(d)))
     );
   }
 
