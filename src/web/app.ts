@@ -9,6 +9,8 @@
  * The genesis is parsed, decoded and checked in the verifier's worker (web/verifier.ts), like certificates:
  * the page's thread only shows what it found, the work in progress, and a button that cancels it.
  */
+
+import { readLimited } from './limited.ts';
 import {
   type GroupSummary,
   type Shown,
@@ -30,20 +32,29 @@ function text(id: string, value: string | number | null | undefined): void {
 
 /** An error answer's code and message (the body read only if small: a faulty node may send anything). */
 async function failure(r: Response): Promise<Error> {
-  const t = await r.text().catch(() => '');
+  const t = await readLimited(r, 65_536, 'the error answer').catch(() => '');
   let body: { error?: { code?: string; message?: string } } | null = null;
   try {
-    body = t.length <= 65_536 ? JSON.parse(t) : null;
+    body = JSON.parse(t);
   } catch {}
   const code = body?.error?.code ?? `HTTP_${r.status}`;
   return new Error(`${code}: ${body?.error?.message ?? r.statusText}`);
 }
 
-async function getJson(path: string): Promise<unknown> {
+/** GET `path` as JSON (null if it is not JSON), read only up to `max` bytes (see readLimited). */
+async function getJson(path: string, max: number): Promise<unknown> {
   const r = await fetch(path, { headers: { accept: 'application/json' } });
   if (!r.ok) throw await failure(r);
-  return r.json().catch(() => null);
+  const t = await readLimited(r, max, `the answer to ${path.split('?')[0]}`);
+  try {
+    return JSON.parse(t);
+  } catch {
+    return null;
+  }
 }
+
+/** The most a node's /v1/status answer is read for (an honest one is under a kilobyte). */
+const MAX_STATUS_BYTES = 1 << 20;
 
 /**
  * What every verifier worker is started with: the genesis text (checked in the worker, not here), or null
@@ -164,7 +175,7 @@ let chosenGenesis = false;
 async function loadGroup(pinned: string | null): Promise<GroupSummary | null> {
   const r = await fetch('/v1/group', { headers: { accept: 'application/json' } });
   if (!r.ok) throw await failure(r);
-  const body = await r.text();
+  const body = await readLimited(r, MAX_GENESIS_BYTES, 'the genesis the node serves (/v1/group)');
   // A genesis file chosen while the node's was on its way is the one the person wants (it was replaced).
   if (chosenGenesis) return null;
   return useGenesis(
@@ -196,9 +207,18 @@ async function chooseGenesis(file: File): Promise<void> {
   if (g) ready(g.groupId !== null);
 }
 
+/**
+ * What went wrong loading the group and, at the last poll, the status: shown together, so that the status
+ * poll (every 2 s) clearing its own error does not wipe the group's.
+ */
+const errors = { group: '', status: '' };
+function showErrors(): void {
+  text('status-error', [errors.group, errors.status].filter((e) => e !== '').join(' · '));
+}
+
 async function loadStatus(): Promise<void> {
   try {
-    const s = (await getJson('/v1/status')) as Record<string, unknown>;
+    const s = (await getJson('/v1/status', MAX_STATUS_BYTES)) as Record<string, unknown>;
     text('node-id', s.id as number);
     text('view', `${s.view}${s.viewChanging ? ' (changing view)' : ''}`);
     text('primary', s.primary as number);
@@ -207,10 +227,11 @@ async function loadStatus(): Promise<void> {
     text('pending', s.pendingRequests as number);
     text('waiting', s.waitingForCertificates as number);
     text('durability', s.durability as string);
-    text('status-error', '');
+    errors.status = '';
   } catch (e) {
-    text('status-error', `status: ${(e as Error).message}`);
+    errors.status = `status: ${(e as Error).message}`;
   }
+  showErrors();
 }
 
 function show(r: Shown): void {
@@ -495,7 +516,7 @@ async function fetchAndVerify(): Promise<void> {
   let body: unknown;
   try {
     // A certificate still forming at this node (its receipt signatures arriving) is waited for a while.
-    body = await getJson(`/v1/certificates/${id}?wait=${FETCH_WAIT_MS}`);
+    body = await getJson(`/v1/certificates/${id}?wait=${FETCH_WAIT_MS}`, MAX_PASTE_CHARS);
   } catch (e) {
     if (mine !== asked) return;
     show({ kind: 'bad', title: 'not checked', detail: (e as Error).message });
@@ -558,7 +579,8 @@ else if (embedded) {
       if (!chosenGenesis) ready(g?.groupId != null);
     },
     (e: Error) => {
-      text('status-error', `group: ${e.message}`);
+      errors.group = `group: ${e.message}`;
+      showErrors();
       if (!chosenGenesis) ready(false);
     },
   );
