@@ -110,6 +110,35 @@ export interface ClientOptions {
    * is the batch's behaviour (every chosen node holds its POST open; the batch shares one deadline).
    */
   coalesce?: boolean;
+  /**
+   * Sending again a request that no node took: every node asked turned it away as OVERLOADED (503) or
+   * surely did not take it (a final refusal, a connection never made), so the group never saw it and the
+   * same signed request (same id, nothing charged twice: a node that holds or executed it answers with its
+   * certificate) is sent again after a backoff, within the call's `timeoutMs`. On by default (see
+   * OverloadRetry); `false` (or `maxRetries: 0`) ends the call with OVERLOADED at the first such round, as
+   * before. `infer`, `send` and coalesced calls resend the whole round; `inferBatch` and `sendBatch`
+   * resend each node's POST that it turned away, with the same backoff and limit per node.
+   */
+  overloadRetry?: OverloadRetry | false;
+}
+
+/** How requests no node took are sent again (ClientOptions.overloadRetry). */
+export interface OverloadRetry {
+  /**
+   * Times a request is sent again after the first (default 6; an integer ≥ 0, 0 is off). The call ends
+   * with OVERLOADED once they are used up, or sooner when the next wait would leave under 100 ms of the
+   * call's time: `details.attempts` then says how many times it was sent.
+   */
+  maxRetries?: number;
+  /**
+   * Jittered exponential backoff: retry k waits a random time in [d/2, d), d = min(maxDelayMs,
+   * baseDelayMs · 2^(k−1)) (defaults 250 ms and 8000 ms; numbers ≥ 0), and never less than the
+   * Retry-After the nodes sent (the least of them; at most 30 s each): the node says when it expects room.
+   */
+  baseDelayMs?: number;
+  maxDelayMs?: number;
+  /** The jitter's source of numbers in [0, 1) (default Math.random; for tests). */
+  random?: () => number;
 }
 
 export interface InferOptions {
@@ -166,6 +195,10 @@ const MIN_POLL_INTERVAL_MS = 100;
  * left then: less is no time for the group to order and certify what it takes.
  */
 const MIN_RETRY_WINDOW_MS = 100;
+/** OverloadRetry's defaults. */
+const RETRY_DEFAULTS = { maxRetries: 6, baseDelayMs: 250, maxDelayMs: 8000 } as const;
+/** The longest Retry-After honoured (a node asking for more is asked again after this). */
+const MAX_RETRY_AFTER_MS = 30_000;
 /**
  * How long `send` lets its other POSTs finish once it has its answer (at most until its deadline). Aborting
  * an HTTP call closes its connection: the other node holding the POST open usually certifies within
@@ -202,11 +235,11 @@ interface BatchItem {
   /** A node took it: it answered pending or with a certificate (valid or not). */
   taken?: boolean;
   /**
-   * Nodes it was POSTed to, and those of them that turned it away for sure (OVERLOADED, or a final
-   * refusal): OVERLOADED is the item's answer only when every node asked did, since a POST still open or
-   * cut off may have been taken (see sendOne).
+   * Nodes it was POSTed to (with how many times), and those of them that turned it away for sure
+   * (OVERLOADED, or a final refusal): OVERLOADED is the item's answer only when every node asked did,
+   * since a POST still open or cut off may have been taken (see sendRound).
    */
-  asked?: Set<number>;
+  asked?: Map<number, number>;
   declined?: Set<number>;
   /**
    * Ends this item's own calls (a lone POST, polls) once it is settled or the call ends. Made only when
@@ -236,7 +269,8 @@ interface BatchContext {
   settle(it: BatchItem, r: InferResult | Error): void;
 }
 
-type BatchPost = { results: RequestAnswer[] } | { error: DropbearError; retryAfterMs: number };
+/** A batch POST's answers, or the error for the whole POST and the node's Retry-After (ms) if it sent one. */
+type BatchPost = { results: RequestAnswer[] } | { error: DropbearError; retryAfterMs: number | null };
 
 /** An `infer` call waiting for the end of its turn (ClientOptions.coalesce). */
 interface TurnCall {
@@ -434,6 +468,59 @@ function checkTimeout(ms: unknown, what: string): void {
     );
 }
 
+/** ClientOptions.overloadRetry, checked (CLIENT_CONFIG) and with its defaults. */
+function retryPolicy(r: OverloadRetry | false | undefined): Required<OverloadRetry> {
+  if (r === false) return { ...RETRY_DEFAULTS, maxRetries: 0, random: Math.random };
+  if (r !== undefined && (typeof r !== 'object' || r === null))
+    throw new DropbearError('CLIENT_CONFIG', `overloadRetry is false or an object, not ${String(r)}`);
+  const p = { ...RETRY_DEFAULTS, random: Math.random, ...r };
+  if (!(Number.isSafeInteger(p.maxRetries) && p.maxRetries >= 0))
+    throw new DropbearError(
+      'CLIENT_CONFIG',
+      `overloadRetry.maxRetries must be an integer ≥ 0, not ${String(p.maxRetries)}`,
+    );
+  for (const k of ['baseDelayMs', 'maxDelayMs'] as const)
+    if (!(typeof p[k] === 'number' && p[k] >= 0 && p[k] <= MAX_TIMEOUT_MS))
+      throw new DropbearError(
+        'CLIENT_CONFIG',
+        `overloadRetry.${k} must be a number of ms in [0, ${MAX_TIMEOUT_MS}], not ${String(p[k])}`,
+      );
+  if (typeof p.random !== 'function')
+    throw new DropbearError('CLIENT_CONFIG', 'overloadRetry.random must be a function');
+  return p;
+}
+
+/**
+ * The wait before retry `k` (1, 2, …) of a request no node took: a random time in [d/2, d) with
+ * d = min(maxDelayMs, baseDelayMs · 2^(k−1)) ("equal jitter": clients turned away together do not come
+ * back together, and none comes back at once), and at least `retryAfterMs` (the nodes' Retry-After).
+ */
+function backoffMs(p: Required<OverloadRetry>, k: number, retryAfterMs: number | null): number {
+  const d = Math.min(p.maxDelayMs, p.baseDelayMs * 2 ** Math.min(k - 1, 52));
+  const jittered = d / 2 + Math.min(Math.max(p.random(), 0), 1) * (d / 2);
+  return Math.max(jittered, retryAfterMs ?? 0);
+}
+
+/**
+ * A Retry-After header in ms (delay-seconds, or an HTTP date), at most MAX_RETRY_AFTER_MS; null when
+ * there is none, or it is not a time in the future.
+ */
+function retryAfterMsOf(header: string | null): number | null {
+  if (header === null || header.trim() === '') return null;
+  const secs = Number(header);
+  const ms = Number.isFinite(secs) ? secs * 1000 : Date.parse(header) - Date.now();
+  return Number.isFinite(ms) && ms > 0 ? Math.min(ms, MAX_RETRY_AFTER_MS) : null;
+}
+
+/** The error a call ends with when no node took its request (OverloadRetry): each node's answer, and tries. */
+function overloadedError(what: string, attempts: number, errors: string[]): DropbearError {
+  return new DropbearError(
+    'OVERLOADED',
+    `${what} (${attempts} attempt${attempts === 1 ? '' : 's'}): ${errors.join('; ')}`,
+    { attempts, errors },
+  );
+}
+
 /**
  * REQUEST_INPUT_MISMATCH when the input of `sr` is not the one its request names (sha256 against
  * `inputDigest`): the group would certify the named input, not the bytes sent. For requests the caller
@@ -456,6 +543,8 @@ export class DropbearClient {
   private readonly opts: Required<Pick<ClientOptions, 'timeoutMs' | 'maxFee' | 'hedgeMs'>> & ClientOptions;
   /** ClientOptions.maxResponseBytes. */
   private readonly maxResponse: number;
+  /** ClientOptions.overloadRetry. */
+  private readonly retry: Required<OverloadRetry>;
   private readonly fetchImpl: typeof fetch;
   private nonce: number;
   private rr = 0;
@@ -496,6 +585,7 @@ export class DropbearClient {
         `maxResponseBytes must be an integer ≥ 1, not ${String(opts.maxResponseBytes)}`,
       );
     this.maxResponse = maxResponse;
+    this.retry = retryPolicy(opts.overloadRetry);
     // Every certificate is checked against this genesis: one that cannot run a group (one key for two
     // nodes, say) would take certificates a single party signed.
     const badGenesis = genesisProblem(opts.genesis);
@@ -616,9 +706,13 @@ export class DropbearClient {
     } | null;
     if (res.status === 200 && body?.certificate) return fromJson(Certificate, body.certificate);
     if (res.status === 202) return null;
+    const code = body?.error?.code ?? `HTTP_${res.status}`;
+    // An overloaded node's Retry-After goes with its error to sendOne (the least wait before a retry).
+    const retryAfterMs = code === 'OVERLOADED' ? retryAfterMsOf(res.headers.get('retry-after')) : null;
     throw new DropbearError(
-      body?.error?.code ?? `HTTP_${res.status}`,
+      code,
       body?.error?.message ?? unexpectedAnswer(node, res.status, body),
+      retryAfterMs === null ? undefined : { retryAfterMs },
     );
   }
 
@@ -649,8 +743,10 @@ export class DropbearClient {
    * answers garbage or a certificate that does not verify is skipped; if every chosen node fails, the
    * others are tried. A refusal (bad signature, expired, no funds, ...) ends the call only once f+1 nodes
    * refused with the same code, with that code; with no certificate by the deadline, or every node failed
-   * or refused without f+1 agreeing, it rejects with NO_CERTIFICATE (OVERLOADED when nodes turned it away
-   * for load and none took it), whose message gives each node's code and message (see refusalVerdict).
+   * or refused without f+1 agreeing, it rejects with NO_CERTIFICATE, whose message gives each node's code
+   * and message (see refusalVerdict). When nodes turned it away for load and none took it, the same signed
+   * request is sent again after a backoff (ClientOptions.overloadRetry) while the call has time; if that
+   * still fails, OVERLOADED, with each node's last answer and the attempts (`details.attempts`).
    * A request whose input does not hash to its `inputDigest` is refused before it is sent
    * (REQUEST_INPUT_MISMATCH), and a `timeoutMs` out of range with CLIENT_CONFIG (ClientOptions.timeoutMs).
    */
@@ -661,10 +757,48 @@ export class DropbearClient {
     return this.sendOne(sr, timeoutMs);
   }
 
-  /** `send` for a request this client signed (`infer`): its input is the one named, no hash to check. */
+  /**
+   * `send` for a request this client signed (`infer`): its input is the one named, no hash to check.
+   * Rounds of sendRound: one that ends with no node having taken the request (OVERLOADED) is followed by
+   * another, of the same signed request, after a backoff (ClientOptions.overloadRetry), while retries are
+   * left and the wait leaves the call MIN_RETRY_WINDOW_MS. Resending it is safe: a node that holds it, or
+   * executed it, answers with its certificate (or pending), not a second charge (api.ts, submitAll).
+   */
   private async sendOne(sr: SignedRequest, timeoutMs: number): Promise<InferResult> {
-    const id = hex(requestIdOf(sr));
     const deadline = Date.now() + timeoutMs;
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await this.sendRound(sr, Math.max(1, deadline - Date.now()), deadline);
+      } catch (e) {
+        if (!(e instanceof DropbearError)) throw e;
+        if (e.code !== 'OVERLOADED') {
+          if (attempt === 1) throw e;
+          throw new DropbearError(
+            e.code,
+            `${e.message} (attempt ${attempt}; every node asked turned the earlier ones away as OVERLOADED)`,
+            { ...e.details, attempts: attempt },
+          );
+        }
+        const d = e.details as { errors?: string[]; retryAfterMs: number | null; what: string } | undefined;
+        if (!d?.errors) throw e;
+        const wait =
+          attempt > this.retry.maxRetries
+            ? Number.POSITIVE_INFINITY
+            : backoffMs(this.retry, attempt, d.retryAfterMs);
+        if (wait + MIN_RETRY_WINDOW_MS > deadline - Date.now())
+          throw overloadedError(d.what, attempt, d.errors);
+        await new Promise((r) => setTimeout(r, wait));
+      }
+    }
+  }
+
+  /**
+   * One round of `send`: the request to the chosen nodes, then the others (hedging), until a certificate,
+   * a verdict or `deadline` (`timeoutMs` from now). OVERLOADED when no node took it (see the end), with
+   * the per-node errors and the least Retry-After in its details, for sendOne to retry.
+   */
+  private async sendRound(sr: SignedRequest, timeoutMs: number, deadline: number): Promise<InferResult> {
+    const id = hex(requestIdOf(sr));
     const abort = fanOutController(this.nodes.length);
     // The POSTs listen to their own signal: once the call is settled they may finish (POST_GRACE_MS), while
     // the attempts waiting on them end at once (`ended`).
@@ -674,8 +808,10 @@ export class DropbearClient {
     );
     ended.catch(() => {});
     const errors: string[] = [];
-    // Nodes that turned the request away as OVERLOADED, and whether any node took it (see the end).
+    // Nodes that turned the request away as OVERLOADED (and the least Retry-After they sent), and whether
+    // any node took it (see the end).
     const overloadedBy = new Set<number>();
+    let retryAfterMs: number | null = null;
     let taken = false;
     // POSTs started, and those that turned the request away for sure (OVERLOADED or a final refusal): a
     // POST still open at the deadline, or cut off, may have been taken (see the end).
@@ -733,7 +869,11 @@ export class DropbearClient {
             // Cut off: the call is over (quiet nodes are woken before its time is up, see quietTimer).
             if (e === DONE) throw e;
             errors.push(`node ${n.id}: ${code} ${whyFailed(e)}`);
-            if (code === 'OVERLOADED') overloadedBy.add(n.id);
+            if (code === 'OVERLOADED') {
+              overloadedBy.add(n.id);
+              const ra = (e as DropbearError).details?.retryAfterMs;
+              if (typeof ra === 'number') retryAfterMs = Math.min(retryAfterMs ?? ra, ra);
+            }
             // A waiting node failed: the quiet ones are asked now (the other waiters may be withholding).
             if (waiting.has(n)) wakeQuiet();
             if (FINAL.has(code) && !verdict) {
@@ -796,12 +936,17 @@ export class DropbearClient {
     } catch {
       if (verdict) throw verdict;
       // No f+1 agreeing refusals: a lone refusal is among the per-node errors, not the call's code.
-      // Turned away for load by some node, and for sure by every node asked: the caller should back off
-      // and retry. A POST still open at the deadline (a node that holds it while the group is slow) or cut
-      // off may have been taken: then NO_CERTIFICATE, and a retry must send the same signed request
-      // (send), not a new one, or the client may pay twice (from a review, 2026-12-05).
+      // Turned away for load by some node, and for sure by every node asked: sendOne backs off and sends
+      // it again (or the caller, once retries are over). A POST still open at the deadline (a node that
+      // holds it while the group is slow) or cut off may have been taken: then NO_CERTIFICATE, and a retry
+      // must send the same signed request (send), not a new one, or the client may pay twice (from a
+      // review, 2026-12-05).
       if (overloadedBy.size > 0 && !taken && declined.size >= asked)
-        throw new DropbearError('OVERLOADED', `no node took ${id}: ${errors.join('; ')}`);
+        throw new DropbearError('OVERLOADED', `no node took ${id}: ${errors.join('; ')}`, {
+          what: `no node took ${id}`,
+          errors,
+          retryAfterMs,
+        });
       throw new DropbearError(
         'NO_CERTIFICATE',
         `no node returned a valid certificate for ${id}` +
@@ -916,8 +1061,10 @@ export class DropbearClient {
    * request and input, or an Error. Like `send`: a node that is down or answers garbage or a certificate
    * that does not verify is skipped for the requests concerned, and the requests no chosen node certified
    * go to the other nodes; a refusal settles a request once f+1 nodes refused it with the same code, or
-   * every node refused it (NO_CERTIFICATE, see refusalVerdict); an overloaded node (503) is asked again
-   * after its Retry-After. Each POST asks the node to hold it at most BATCH_WAIT_MS (5 s) or half the time
+   * every node refused it (NO_CERTIFICATE, see refusalVerdict); an overloaded node (503) is sent the POST
+   * again after a backoff (ClientOptions.overloadRetry; at least its Retry-After), up to maxRetries times
+   * while the call has time, and a request no node took then ends as OVERLOADED with the attempts
+   * (`details.attempts`: the most times one node was sent it). Each POST asks the node to hold it at most BATCH_WAIT_MS (5 s) or half the time
    * left, and the requests still pending then are polled: one request that never certifies does not hold
    * up the others. A request whose input does not hash to its `inputDigest` is not sent: its result is a
    * REQUEST_INPUT_MISMATCH error. A `timeoutMs` out of range rejects with CLIENT_CONFIG.
@@ -1006,12 +1153,23 @@ export class DropbearClient {
     for (const it of items)
       if (!it.out) {
         const why = it.errors.length > 0 ? it.errors.join('; ') : `no answer within ${timeoutMs} ms`;
-        // Turned away for load and taken by no node: the group never saw it, and the caller should back
-        // off and send it again, which OVERLOADED says (NO_CERTIFICATE would hide it).
-        const allDeclined = [...(it.asked ?? [])].every((n) => it.declined?.has(n));
-        const code = it.overloadedBy && !it.taken && allDeclined ? 'OVERLOADED' : 'NO_CERTIFICATE';
-        const what = code === 'OVERLOADED' ? 'no node took' : 'no node returned a valid certificate for';
-        ctx.settle(it, new DropbearError(code, `${what} ${it.id} within ${timeoutMs} ms: ${why}`));
+        // Turned away for load and taken by no node, retries over: the group never saw it, and the caller
+        // may back off and send it again, which OVERLOADED says (NO_CERTIFICATE would hide it).
+        const allDeclined = [...(it.asked?.keys() ?? [])].every((n) => it.declined?.has(n));
+        if (it.overloadedBy && !it.taken && allDeclined) {
+          const attempts = Math.max(1, ...(it.asked?.values() ?? []));
+          ctx.settle(
+            it,
+            overloadedError(`no node took ${it.id} within ${timeoutMs} ms`, attempts, it.errors),
+          );
+        } else
+          ctx.settle(
+            it,
+            new DropbearError(
+              'NO_CERTIFICATE',
+              `no node returned a valid certificate for ${it.id} within ${timeoutMs} ms: ${why}`,
+            ),
+          );
       }
     return items.map((it) => it.out as InferResult | Error);
   }
@@ -1022,6 +1180,8 @@ export class DropbearClient {
     const slots = semaphore(POLLS_PER_NODE);
     const pollLater = (it: BatchItem) => polls.push(slots(() => this.pollItem(node, it, ctx)));
     let maxBytes = this.opts.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES;
+    // POSTs this node turned away as OVERLOADED in this call: its retries (ClientOptions.overloadRetry).
+    let overloads = 0;
     let pos = 0;
     while (Date.now() < ctx.deadline && !ctx.signal.aborted) {
       while (pos < todo.length && todo[pos].out) pos++;
@@ -1051,7 +1211,7 @@ export class DropbearClient {
         // (a long poll each), which cost the protocol bench's open-loop peak ~15 %.
         const left = ctx.deadline - Date.now();
         const waitMs = Math.min(left - Math.min(1000, left / 4), BATCH_WAIT_MS);
-        for (const it of chunk) (it.asked ??= new Set()).add(node.id);
+        for (const it of chunk) (it.asked ??= new Map()).set(node.id, (it.asked.get(node.id) ?? 0) + 1);
         answer = await this.postBatch(node, chunk, waitMs, ctx.signal, ctx.sentToAll);
       } catch (e) {
         // Down, reset, aborted: this node is out for everything it has not answered yet.
@@ -1061,24 +1221,27 @@ export class DropbearClient {
       if ('error' in answer) {
         const code = answer.error.code;
         if (code === 'OVERLOADED') {
-          // Noted once per node and item; asked again after Retry-After while the call has time left.
+          // Noted once per node and item; sent again after a backoff while retries and time are left.
+          overloads++;
           for (const it of chunk) {
             it.overloadedBy ??= new Set();
             (it.declined ??= new Set()).add(node.id);
             if (it.overloadedBy.has(node.id)) continue;
             it.overloadedBy.add(node.id);
-            it.errors.push(
-              `node ${node.id}: OVERLOADED ${answer.error.message} (asked again while the call has time left)`,
-            );
+            it.errors.push(`node ${node.id}: OVERLOADED ${answer.error.message}`);
           }
           // Asked again only if, after the wait, the call has time left for the node to take them: a POST
           // sent right at the deadline (a sleep cut short by it) cannot come back with a certificate.
           // The items this node was not yet sent are turned away with them: the node said it is overloaded.
-          if (answer.retryAfterMs + MIN_RETRY_WINDOW_MS > ctx.deadline - Date.now()) {
+          const wait =
+            overloads > this.retry.maxRetries
+              ? Number.POSITIVE_INFINITY
+              : backoffMs(this.retry, overloads, answer.retryAfterMs);
+          if (wait + MIN_RETRY_WINDOW_MS > ctx.deadline - Date.now()) {
             failAll(todo.slice(end), node, answer.error);
             break;
           }
-          await sleep(answer.retryAfterMs, ctx.signal);
+          await sleep(wait, ctx.signal);
           continue;
         }
         if (code === 'BODY_TOO_LARGE') {
@@ -1167,7 +1330,7 @@ export class DropbearClient {
     ctx: BatchContext,
     pollLater: (it: BatchItem) => void,
   ): Promise<void> {
-    (it.asked ??= new Set()).add(node.id);
+    (it.asked ??= new Map()).set(node.id, (it.asked.get(node.id) ?? 0) + 1);
     try {
       const cert = await this.post(
         node,
@@ -1221,7 +1384,7 @@ export class DropbearClient {
       const results = await answersOf(res, node, chunk.length, this.maxResponse);
       if (results) return { results };
     } catch (e) {
-      return { error: e as DropbearError, retryAfterMs: 1000 };
+      return { error: e as DropbearError, retryAfterMs: null };
     }
     const body = (await jsonOf(res, this.maxResponse)) as {
       error?: { code?: unknown; message?: unknown };
@@ -1231,10 +1394,9 @@ export class DropbearClient {
       typeof body?.error?.message === 'string'
         ? body.error.message
         : `node ${node.id} answered ${res.status} without ${chunk.length} results`;
-    const retryAfter = Number(res.headers.get('retry-after'));
     return {
       error: new DropbearError(code, message),
-      retryAfterMs: Number.isFinite(retryAfter) && retryAfter > 0 ? Math.min(retryAfter, 30) * 1000 : 1000,
+      retryAfterMs: retryAfterMsOf(res.headers.get('retry-after')),
     };
   }
 

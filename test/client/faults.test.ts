@@ -11,7 +11,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { buildCertificates } from '../../src/certificate/index.ts';
 import { type ClientOptions, DropbearClient, type InferResult } from '../../src/client/index.ts';
 import { encodeTensorInput } from '../../src/inference/preprocess.ts';
-import { buildApi } from '../../src/node/api.ts';
+import { type ApiOptions, buildApi } from '../../src/node/api.ts';
 import type { NodeHost } from '../../src/node/host.ts';
 import { NodeMetrics } from '../../src/node/metrics.ts';
 import {
@@ -402,6 +402,19 @@ describe('options: bad ones reject (promises) or throw CLIENT_CONFIG (constructo
     expect(() => client([url], { maxResponseBytes: 0 })).toThrow(
       expect.objectContaining({ code: 'CLIENT_CONFIG' }),
     );
+    for (const overloadRetry of [
+      true,
+      null,
+      { maxRetries: -1 },
+      { maxRetries: 1.5 },
+      { baseDelayMs: Number.NaN },
+      { maxDelayMs: -1 },
+      { maxDelayMs: Number.POSITIVE_INFINITY },
+      { random: 1 },
+    ])
+      expect(() => client([url], { overloadRetry: overloadRetry as ClientOptions['overloadRetry'] })).toThrow(
+        expect.objectContaining({ code: 'CLIENT_CONFIG' }),
+      );
     // What is usable still is.
     for (const sendTo of ['all', 1, 5, [0]] as const)
       expectCertified(await client([url], { sendTo: sendTo as 'all' | number | number[] }).infer(input()));
@@ -428,11 +441,27 @@ describe('options: bad ones reject (promises) or throw CLIENT_CONFIG (constructo
   });
 });
 
+/** What a stub node saw: the POSTs its API's admission control looked at, and the requests it took. */
+interface StubLoad {
+  /** Answers 503 OVERLOADED to this many POSTs that bring new requests (its backlog reads as full). */
+  busyFor: number;
+  /** POSTs that reached admission control (turned away or not). */
+  admissions: number;
+  /** Ids (hex) of the requests it took, in order, once each. */
+  taken: string[];
+}
+
 /**
  * The real API over a stub host: certifies each request it takes after `delayMs`, except those `stuck`
- * picks (never certified, like a request that cannot gather a quorum).
+ * picks (never certified, like a request that cannot gather a quorum). With `load`, its backlog reads as
+ * full (the API's maxPending, 503 OVERLOADED with Retry-After) for the first `load.busyFor` POSTs.
  */
-function stubHost(id: number, delayMs: number, stuck: (sr: SignedRequest) => boolean): NodeHost {
+function stubHost(
+  id: number,
+  delayMs: number,
+  stuck: (sr: SignedRequest) => boolean,
+  load?: StubLoad,
+): NodeHost {
   const certs = new Map<string, Certificate>();
   const held = new Set<string>();
   const waiters = new Map<string, ((c: Certificate) => void)[]>();
@@ -441,7 +470,16 @@ function stubHost(id: number, delayMs: number, stuck: (sr: SignedRequest) => boo
     genesis: G.genesis,
     waiting: 0,
     certificate: (rid: string) => certs.get(rid) ?? null,
-    replica: { holdsRequest: (rid: string) => held.has(rid), pendingRequests: 0, view: 0 },
+    replica: {
+      holdsRequest: (rid: string) => held.has(rid),
+      // Read by the API once per POST that brings requests new to this node (admission control).
+      get pendingRequests() {
+        if (!load) return 0;
+        load.admissions++;
+        return load.busyFor-- > 0 ? 1_000_000 : 0;
+      },
+      view: 0,
+    },
     executedPerSecond: () => 0,
     currentBackend: {
       spec: {
@@ -459,6 +497,7 @@ function stubHost(id: number, delayMs: number, stuck: (sr: SignedRequest) => boo
       const rid = hex(requestIdOf(sr));
       if (held.has(rid)) return { ok: false, code: 'REQUEST_DUPLICATE', message: 'held already' };
       held.add(rid);
+      load?.taken.push(rid);
       if (!stuck(sr))
         setTimeout(() => {
           const c = certify(sr);
@@ -485,8 +524,14 @@ function stubHost(id: number, delayMs: number, stuck: (sr: SignedRequest) => boo
   return host as unknown as NodeHost;
 }
 
-async function stubNode(id: number, delayMs: number, stuck: (sr: SignedRequest) => boolean): Promise<string> {
-  const app = buildApi(stubHost(id, delayMs, stuck), { metrics: new NodeMetrics() });
+async function stubNode(
+  id: number,
+  delayMs: number,
+  stuck: (sr: SignedRequest) => boolean,
+  load?: StubLoad,
+  api: ApiOptions = {},
+): Promise<string> {
+  const app = buildApi(stubHost(id, delayMs, stuck, load), { metrics: new NodeMetrics(), ...api });
   apps.push(app);
   return app.listen({ port: 0, host: '127.0.0.1' });
 }
@@ -650,5 +695,100 @@ describe('certificate(id)', () => {
     expect(Date.now() - t0).toBeLessThan(30_000);
     expect(got && hex(got.outcome.requestId)).toBe(r.requestId);
     await expect(c.certificate('xyz')).rejects.toMatchObject({ code: 'REQUEST_ID_INVALID' });
+  });
+});
+
+describe('a request no node took (every node asked answered 503 OVERLOADED) is sent again', () => {
+  /** Four stub nodes behind the real API, each turning away its first `busyFor` POSTs. */
+  async function busyGroup(busyFor: number, retryAfterSeconds = 0) {
+    const loads: StubLoad[] = [0, 1, 2, 3].map(() => ({ busyFor, admissions: 0, taken: [] }));
+    const nodes = await Promise.all(
+      loads.map((load, i) => stubNode(i, 20, () => false, load, { retryAfterSeconds })),
+    );
+    return { nodes, loads };
+  }
+  /** Backoff for tests: 10 ms at first, no jitter below half (random 0). */
+  const quick = { baseDelayMs: 10, maxDelayMs: 40, random: () => 0 };
+
+  it('infer and send: backs off and resends the same signed request until a node takes it', async () => {
+    const { nodes, loads } = await busyGroup(2);
+    const c = client(nodes, { overloadRetry: quick });
+    const r = expectCertified(await c.infer(input()));
+    // Every node turned the first two rounds away, then took the third: one request id throughout.
+    for (const l of loads) {
+      expect(l.admissions).toBe(3);
+      expect(l.taken).toEqual([r.requestId]);
+    }
+    // send: the caller's own signed request, resent as it is.
+    for (const l of loads) l.busyFor = 1;
+    const sr = c.sign(input());
+    const s = expectCertified(await c.send(sr));
+    expect(s.requestId).toBe(hex(requestIdOf(sr)));
+    for (const l of loads) expect(l.taken.at(-1)).toBe(s.requestId);
+  });
+
+  it("honours the nodes' Retry-After as the least wait", async () => {
+    const { nodes } = await busyGroup(1, 1);
+    const c = client(nodes, { overloadRetry: quick });
+    const t0 = Date.now();
+    expectCertified(await c.infer(input()));
+    expect(Date.now() - t0).toBeGreaterThanOrEqual(950);
+  });
+
+  it('still OVERLOADED after maxRetries, or when the deadline leaves no time: per-node errors and attempts', async () => {
+    const { nodes, loads } = await busyGroup(1_000_000);
+    const e = await client(nodes, { overloadRetry: { ...quick, maxRetries: 2 } })
+      .infer(input())
+      .catch((x: unknown) => x);
+    expect(codeOf(e)).toBe('OVERLOADED');
+    expect((e as Error).message).toContain('3 attempts');
+    for (const id of [0, 1, 2, 3]) expect((e as Error).message).toContain(`node ${id}: OVERLOADED`);
+    expect((e as DropbearError).details).toMatchObject({ attempts: 3 });
+    for (const l of loads) expect(l.admissions).toBe(3);
+    // Off: one attempt, as before.
+    for (const l of loads) l.admissions = 0;
+    const off = await client(nodes, { overloadRetry: false })
+      .infer(input())
+      .catch((x: unknown) => x);
+    expect(codeOf(off)).toBe('OVERLOADED');
+    expect((off as DropbearError).details).toMatchObject({ attempts: 1 });
+    for (const l of loads) expect(l.admissions).toBe(1);
+    // The call's deadline bounds the retries (default maxRetries, a wait that grows past what is left).
+    const t0 = Date.now();
+    const late = await client(nodes, { timeoutMs: 600, overloadRetry: { baseDelayMs: 100 } })
+      .infer(input())
+      .catch((x: unknown) => x);
+    expect(codeOf(late)).toBe('OVERLOADED');
+    expect(Date.now() - t0).toBeLessThan(600 + 500);
+    expect(((late as DropbearError).details?.attempts as number) >= 2).toBe(true);
+  });
+
+  it('inferBatch, sendBatch and coalesced infer calls retry alike, under the same limits', async () => {
+    const { nodes, loads } = await busyGroup(2);
+    const c = client(nodes, { overloadRetry: quick });
+    for (const r of await c.inferBatch([input(), input(), input()])) expectCertified(r);
+    for (const l of loads) expect(l.admissions).toBe(3);
+    for (const l of loads) l.busyFor = 1;
+    const co = client(nodes, { overloadRetry: quick, coalesce: true });
+    for (const r of await Promise.all([co.infer(input()), co.infer(input())])) expectCertified(r);
+    // Still turned away after maxRetries: OVERLOADED per item, with the attempts.
+    for (const l of loads) {
+      l.busyFor = 1_000_000;
+      l.admissions = 0;
+    }
+    const out = await client(nodes, { overloadRetry: { ...quick, maxRetries: 1 } }).sendBatch(
+      c.signBatch([input(), input()]),
+    );
+    for (const x of out) {
+      expect(codeOf(x)).toBe('OVERLOADED');
+      expect((x as DropbearError).details).toMatchObject({ attempts: 2 });
+      for (const id of [0, 1, 2, 3]) expect((x as Error).message).toContain(`node ${id}: OVERLOADED`);
+    }
+    for (const l of loads) expect(l.admissions).toBe(2);
+    // Off: one POST per node.
+    for (const l of loads) l.admissions = 0;
+    const off = await client(nodes, { overloadRetry: false }).inferBatch([input()]);
+    expect(codeOf(off[0])).toBe('OVERLOADED');
+    for (const l of loads) expect(l.admissions).toBe(1);
   });
 });

@@ -424,7 +424,8 @@ describe('DropbearClient over HTTP', () => {
       });
     });
     const dead = await deadUrl();
-    // Three nodes overloaded, one down: nobody took it.
+    // Three nodes overloaded, one down: nobody took it. Sent again after Retry-After (1 s, overloadRetry)
+    // while the call has time, then OVERLOADED.
     const nodes = [busy, busy, busy, dead].map((api, id) => ({ id, api }));
     const one = sdk({ nodes, timeoutMs: 1500, hedgeMs: 0 });
     const e = await one.infer(nextImage()).catch((x: unknown) => x);
