@@ -8,6 +8,12 @@
  * a reset or error on either side tears both down at once. Flow control: when a direction holds more than
  * `maxBufferedBytes` (held plus not yet written), its source is paused until it falls below half.
  *
+ * A relay can also play a network partition (`cut()`, then `heal()`): while cut, nothing crosses it, as if
+ * every packet were lost, and TCP's retransmissions deliver what was held once it heals: each relayed
+ * connection's bytes and half-closes are held, a side that closes or fails meanwhile tears the pair down
+ * only at the heal (its peer learns of it then, as from a reset), and a new connection is reset at once
+ * (the peer is unreachable). The transport tests cut links between real transports this way.
+ *
  * The relays of a benchmark can run in their own process (`RelayProcess`, `bench/lib/relay.ts --serve`)
  * so that their work does not stall the load generator's event loop; everything is closed by `close()`
  * (in-process) or by killing that process's PID.
@@ -46,6 +52,8 @@ export interface RelayStats {
   bytesBack: number;
   /** Times a source was paused because a direction held too much. */
   pauses: number;
+  /** Connections reset on arrival because the relay was cut. */
+  refused: number;
 }
 
 export interface Relay {
@@ -56,6 +64,10 @@ export interface Relay {
   stats(): RelayStats;
   /** Stops listening and destroys every relayed connection. */
   close(): Promise<void>;
+  /** Partitions the link (see the top of the file): nothing crosses until heal(). */
+  cut(): void;
+  /** Ends the partition: what was held is forwarded, pairs a side closed meanwhile are torn down. */
+  heal(): void;
 }
 
 interface Held {
@@ -64,9 +76,14 @@ interface Held {
   chunk: Buffer | null;
 }
 
+/** Shared by a relay's pipes: while `cut`, a pipe holds everything it reads (Relay.cut). */
+interface Gate {
+  cut: boolean;
+}
+
 /**
- * Forwards `from` → `to`, each chunk `delayMs` after it was read. Returns a function that clears the
- * timer (used on teardown).
+ * Forwards `from` → `to`, each chunk `delayMs` after it was read (and not before `gate` is open). Returns
+ * `clear`, which clears the timer (used on teardown), and `kick`, which releases what is due (at a heal).
  */
 function delayedPipe(
   from: Socket,
@@ -75,7 +92,8 @@ function delayedPipe(
   maxBuffered: number,
   count: (n: number) => void,
   paused: () => void,
-): () => void {
+  gate: Gate,
+): { clear: () => void; kick: () => void } {
   let queue: Held[] = [];
   let head = 0;
   let held = 0;
@@ -86,6 +104,7 @@ function delayedPipe(
   };
   const flush = () => {
     timer = null;
+    if (gate.cut) return; // kick() at the heal
     const now = performance.now();
     // Never early: a chunk goes once its delay has fully passed (timers make it up to ~1 ms late).
     while (head < queue.length && queue[head].due <= now) {
@@ -106,14 +125,14 @@ function delayedPipe(
     arm();
   };
   const arm = () => {
-    if (timer || head >= queue.length) return;
+    if (timer || head >= queue.length || gate.cut) return;
     const wait = queue[head].due - performance.now();
     // Due already (or within the timer's resolution): release on the next turn of the loop, not
     // synchronously inside a 'data' handler.
     timer = setTimeout(flush, wait <= 0 ? 0 : Math.ceil(wait));
   };
   const push = (chunk: Buffer | null) => {
-    if (delayMs <= 0 && head >= queue.length) {
+    if (delayMs <= 0 && head >= queue.length && !gate.cut) {
       // No delay and nothing held: forward at once, keeping order.
       if (to.destroyed) return;
       if (chunk === null) to.end();
@@ -138,11 +157,14 @@ function delayedPipe(
   from.on('data', (c: Buffer) => push(c));
   from.on('end', () => push(null));
   to.on('drain', maybeResume);
-  return () => {
-    if (timer) clearTimeout(timer);
-    timer = null;
-    queue = [];
-    head = 0;
+  return {
+    clear: () => {
+      if (timer) clearTimeout(timer);
+      timer = null;
+      queue = [];
+      head = 0;
+    },
+    kick: arm,
   };
 }
 
@@ -151,8 +173,26 @@ export function startRelay(o: RelayOptions): Promise<Relay> {
   const maxBuffered = o.maxBufferedBytes ?? 64 * 1024 * 1024;
   const name = o.name ?? `relay→${o.target.host}:${o.target.port} +${delayMs}ms`;
   const sockets = new Set<Socket>();
-  const s: RelayStats = { name, delayMs, accepted: 0, open: 0, bytesOut: 0, bytesBack: 0, pauses: 0 };
+  const s: RelayStats = {
+    name,
+    delayMs,
+    accepted: 0,
+    open: 0,
+    bytesOut: 0,
+    bytesBack: 0,
+    pauses: 0,
+    refused: 0,
+  };
+  const gate: Gate = { cut: false };
+  /** Each open pair's heal(): releases what its pipes hold, or tears it down if a side went meanwhile. */
+  const pairs = new Set<() => void>();
   const server: Server = createServer({ allowHalfOpen: true, noDelay: true }, (client) => {
+    if (gate.cut) {
+      s.refused++;
+      client.on('error', () => {});
+      client.resetAndDestroy();
+      return;
+    }
     s.accepted++;
     s.open++;
     const upstream = connect({
@@ -164,16 +204,31 @@ export function startRelay(o: RelayOptions): Promise<Relay> {
     client.setNoDelay(true);
     sockets.add(client);
     sockets.add(upstream);
-    const clears: (() => void)[] = [];
+    const pipes: { clear: () => void; kick: () => void }[] = [];
     let closed = 0;
+    let doomed = false;
+    const heal = () => {
+      if (doomed) teardown();
+      else for (const p of pipes) p.kick();
+    };
+    pairs.add(heal);
     const teardown = () => {
-      for (const c of clears) c();
+      // Cut: the other side learns of it only at the heal.
+      if (gate.cut) {
+        doomed = true;
+        return;
+      }
+      pairs.delete(heal);
+      for (const p of pipes) p.clear();
       client.destroy();
       upstream.destroy();
     };
     const onClose = (sock: Socket) => () => {
       sockets.delete(sock);
-      if (++closed === 2) s.open--;
+      if (++closed === 2) {
+        s.open--;
+        pairs.delete(heal);
+      }
     };
     client.on('close', onClose(client));
     upstream.on('close', onClose(upstream));
@@ -190,9 +245,9 @@ export function startRelay(o: RelayOptions): Promise<Relay> {
     const paused = () => {
       s.pauses++;
     };
-    clears.push(
-      delayedPipe(client, upstream, delayMs, maxBuffered, (n) => (s.bytesOut += n), paused),
-      delayedPipe(upstream, client, delayMs, maxBuffered, (n) => (s.bytesBack += n), paused),
+    pipes.push(
+      delayedPipe(client, upstream, delayMs, maxBuffered, (n) => (s.bytesOut += n), paused, gate),
+      delayedPipe(upstream, client, delayMs, maxBuffered, (n) => (s.bytesBack += n), paused, gate),
     );
   });
   const avoid: ReadonlySet<number> = o.port
@@ -224,6 +279,13 @@ export function startRelay(o: RelayOptions): Promise<Relay> {
             sockets.clear();
             server.close(() => res());
           }),
+        cut: () => {
+          gate.cut = true;
+        },
+        heal: () => {
+          gate.cut = false;
+          for (const h of [...pairs]) h();
+        },
       });
     };
     server.listen(o.port ?? 0, o.host ?? '127.0.0.1', listening);
