@@ -15,9 +15,15 @@
  *   HELLO from a peer it dials redials that peer at once if it is backing off (nothing else: the
  *   connection is closed, nothing signed or checked). Without it a restarted node waited out its dialers'
  *   backoff, which grew while it was down: 1–8 s after it listened, up to 10 s (maxMs), before 2f peers
- *   were connected and it was ready (a 4-node group, 2026-12-06); so did a node resumed from SIGSTOP. The
- *   HELLO is not authenticated, and need not be: whoever sends one can make this node dial a genesis
- *   address once more early, which is what a connection to that peer would cost anyway.
+ *   were connected and it was ready (a 4-node group, 2026-12-06); so did a node resumed from SIGSTOP.
+ *   The wake-up is sent again every `wakeIntervalMs` (1 s) for as long as that peer has no connection to
+ *   this node: after a network partition, the one sent when the connection closed was lost in it, and
+ *   the dialer's backoff had grown to maxMs, so the pair stayed apart up to 10 s after the network
+ *   healed (four transports on loopback, 2026-12-06: 0.4–9.4 s, now 0.04–0.95 s; bench/heal.ts). It
+ *   costs a peer that is down one connection attempt per wakeIntervalMs, and one that is connected
+ *   nothing. The HELLO is not authenticated, and need not be: whoever sends one can make this node dial
+ *   a genesis address early, which is what a connection to that peer would cost anyway, and at most
+ *   once per wakeIntervalMs however many come.
  * - Handshake (see frames.ts), wire version 2: HELLO(version, nonceD) → CHALLENGE(nonceA) → AUTH(sigD) →
  *   OK(sigA). Both sides sign, under TAGS.handshake and the group id, a transcript holding the version,
  *   their role, both ids, both fresh nonces and (under TLS) the TLS exporter value; keys come from the
@@ -152,6 +158,12 @@ export interface TransportOptions {
   queue?: { maxBytes?: number; maxFrames?: number };
   /** Redial backoff. Default 100 ms … 10 s. */
   backoff?: { minMs?: number; maxMs?: number };
+  /**
+   * Wake-ups (see the top of the file): a node sends a peer that dials it one at most every this often,
+   * and again this often while that peer has no connection to it; a node redials a peer on its wake-ups
+   * at most once this often. Default 1 s.
+   */
+  wakeIntervalMs?: number;
   /** Connect + handshake must finish within this. Default 5 s. */
   handshakeTimeoutMs?: number;
   /** An inbound connection must send its HELLO within this (at most handshakeTimeoutMs). Default 2 s. */
@@ -348,6 +360,18 @@ interface Peer {
   wakeAt: HostPort | null;
   /** A peer this node dials: it sent a wake-up while a dial was under way (woken). */
   wokenWhileDialling: boolean;
+  /** A peer this node dials: performance.now() of the last dial made on a wake-up (-Infinity: none). */
+  lastWokenDialAt: number;
+  /** A peer this node dials: a redial on a wake-up was logged since it last connected (the rest are not). */
+  wokenLogged: boolean;
+  /** A peer this node dials: performance.now() when `timer` (the next dial) fires, while it is set. */
+  dueAt: number;
+  /** A peer that dials this node: the next wake-up while it has no connection here (wakeDue). */
+  wakeTimer: NodeJS.Timeout | null;
+  /** A peer that dials this node: performance.now() of the last wake-up sent (-Infinity: none). */
+  lastWakeAt: number;
+  /** A peer that dials this node: the last wake-up's connection, while open (one at a time). */
+  wakeSocket: net.Socket | null;
   conn: Conn | null;
   state: PeerState;
   queue: FrameQueue;
@@ -434,6 +458,7 @@ export class Transport {
   private readonly queueMaxFrames: number;
   private readonly backoffMin: number;
   private readonly backoffMax: number;
+  private readonly wakeIntervalMs: number;
   private readonly handshakeTimeoutMs: number;
   private readonly helloTimeoutMs: number;
   private readonly maxPending: number;
@@ -507,6 +532,9 @@ export class Transport {
     this.backoffMax = opts.backoff?.maxMs ?? 10_000;
     if (!(this.backoffMin > 0 && this.backoffMax >= this.backoffMin))
       throw transportError('TRANSPORT_CONFIG', 'backoff needs 0 < minMs ≤ maxMs');
+    this.wakeIntervalMs = opts.wakeIntervalMs ?? 1_000;
+    if (!(this.wakeIntervalMs >= 1 && this.wakeIntervalMs <= MAX_TIMER_MS))
+      throw transportError('TRANSPORT_CONFIG', `wakeIntervalMs must be in 1..${MAX_TIMER_MS}`);
     this.handshakeTimeoutMs = opts.handshakeTimeoutMs ?? 5_000;
     this.helloTimeoutMs = Math.min(opts.helloTimeoutMs ?? 2_000, this.handshakeTimeoutMs);
     if (!(this.helloTimeoutMs > 0)) throw transportError('TRANSPORT_CONFIG', 'helloTimeoutMs must be > 0');
@@ -560,6 +588,12 @@ export class Transport {
         address,
         wakeAt,
         wokenWhileDialling: false,
+        lastWokenDialAt: Number.NEGATIVE_INFINITY,
+        wokenLogged: false,
+        dueAt: 0,
+        wakeTimer: null,
+        lastWakeAt: Number.NEGATIVE_INFINITY,
+        wakeSocket: null,
         conn: null,
         state: 'idle',
         queue: new FrameQueue(),
@@ -649,7 +683,7 @@ export class Transport {
       if (p.dial) this.dial(p);
       else {
         this.setState(p, 'waiting');
-        this.wake(p);
+        this.wakeLater(p, performance.now());
       }
     }
     return this.port;
@@ -664,8 +698,10 @@ export class Transport {
     this.ticker = null;
     for (const p of this.peers.values()) {
       if (p.timer) clearTimeout(p.timer);
+      if (p.wakeTimer) clearTimeout(p.wakeTimer);
       if (p.flush) clearImmediate(p.flush);
       p.timer = null;
+      p.wakeTimer = null;
       p.flush = null;
       p.queue.clear();
     }
@@ -984,7 +1020,7 @@ export class Transport {
     const wait = p.quarantinedUntil - performance.now();
     if (wait > 0) {
       this.setState(p, 'backoff');
-      p.timer = setTimeout(() => this.dial(p), wait);
+      this.dialLater(p, wait, false);
       return;
     }
     this.setState(p, 'connecting');
@@ -1026,16 +1062,49 @@ export class Transport {
   }
 
   /**
-   * Tells `p`, which dials this node, that this node listens (start, and when p's connection closes): a
-   * HELLO from this node to it, on a connection closed right after, which `p` takes as a call to redial
-   * now (woken). No answer is awaited and a failure is not retried: a peer that is down dials this node
-   * itself when it starts.
+   * Arms the wake-ups of `p`, a peer that dials this node (at start, and when its connection closes): the
+   * first at `at` (a performance.now() time) or later, then one every wakeIntervalMs until it connects.
+   * Never two within wakeIntervalMs, nor during a quarantine of `p` (its dial would only be refused).
+   */
+  private wakeLater(p: Peer, at: number): void {
+    if (!p.wakeAt || this.phase !== 'running') return;
+    if (p.wakeTimer) clearTimeout(p.wakeTimer);
+    const due = Math.max(at, p.lastWakeAt + this.wakeIntervalMs, p.quarantinedUntil);
+    p.wakeTimer = setTimeout(() => this.wakeDue(p), Math.max(0, due - performance.now()));
+  }
+
+  /**
+   * A wake-up of `p` is due: sent, and the next one armed, unless `p` is connected (attach ends the
+   * round; closeConn starts another). The retries are what bring a link back soon after a network
+   * partition heals: the wake-up sent when the connection closed was lost in it, and the dialer's backoff
+   * had grown towards maxMs (10 s) meanwhile. A peer that is down costs one connection attempt per
+   * wakeIntervalMs; one that is up and reachable is connected, and gets none.
+   */
+  private wakeDue(p: Peer): void {
+    p.wakeTimer = null;
+    if (this.phase !== 'running' || p.conn) return;
+    const now = performance.now();
+    if (now < p.quarantinedUntil) return this.wakeLater(p, now);
+    this.wake(p);
+    this.wakeLater(p, now + this.wakeIntervalMs);
+  }
+
+  /**
+   * Tells `p`, which dials this node, that this node listens (wakeDue): a HELLO from this node to it, on
+   * a connection closed right after, which `p` takes as a call to redial now (woken). No answer is
+   * awaited; one still connecting when the next goes is given up (one at a time per peer).
    */
   private wake(p: Peer): void {
     if (!p.wakeAt) return;
+    p.lastWakeAt = performance.now();
+    p.wakeSocket?.destroy();
     const socket = this.connectTo(p.wakeAt);
+    p.wakeSocket = socket;
     this.wakeSockets.add(socket);
-    socket.once('close', () => this.wakeSockets.delete(socket));
+    socket.once('close', () => {
+      this.wakeSockets.delete(socket);
+      if (p.wakeSocket === socket) p.wakeSocket = null;
+    });
     socket.on('error', () => {}); // down, or not listening yet: it dials this node once it starts
     socket.setTimeout(this.handshakeTimeoutMs, () => socket.destroy());
     socket.once(this.tlsContext ? 'secureConnect' : 'connect', () => {
@@ -1059,21 +1128,44 @@ export class Transport {
    * open is left alone, and a quarantine still holds (dial waits for its end). A dial under way is left to
    * finish, but should it fail it is made again at once (closeConn): it may have been made before the peer
    * listened, its refusal still on the way (seen in a loaded 4-node group: the restarted node 2 waited for
-   * node 0's backoff all the same).
+   * node 0's backoff all the same). Wake-ups are not authenticated, so whoever sends them decides when
+   * they come: a dial made on one is made at most once per wakeIntervalMs (a later wake-up moves the next
+   * dial to that point, not sooner), so that they cannot make this node dial (and sign, for whoever
+   * answers at the peer's address) in a loop.
    */
   private woken(c: Conn, p: Peer): void {
     c.refused = true;
     this.inbound.wakeUps++;
     this.closeConn(c, `HELLO from node ${p.id}, which this node dials: a wake-up`, false);
     if (p.state === 'connecting' || p.state === 'handshaking') p.wokenWhileDialling = true;
-    if (p.state !== 'backoff' || performance.now() < p.quarantinedUntil) return;
+    const now = performance.now();
+    if (p.state !== 'backoff' || now < p.quarantinedUntil) return;
+    const wait = p.lastWokenDialAt + this.wakeIntervalMs - now;
+    if (wait > 0) {
+      if (!p.timer || p.dueAt > now + wait) this.dialLater(p, wait, true);
+      return;
+    }
     if (p.timer) clearTimeout(p.timer);
     p.timer = null;
-    this.log.info(
-      { node: this.id, peer: p.id },
-      'transport: woken up by a peer this node dials: redialling it now',
-    );
+    if (!p.wokenLogged) {
+      p.wokenLogged = true;
+      this.log.info(
+        { node: this.id, peer: p.id },
+        'transport: woken up by a peer this node dials: redialling it now (further ones until it connects are only counted)',
+      );
+    }
+    p.lastWokenDialAt = now;
     this.dial(p);
+  }
+
+  /** The next dial of `p` in `ms`, replacing any set; `woken`: one made on a wake-up (woken's rate bound). */
+  private dialLater(p: Peer, ms: number, woken: boolean): void {
+    if (p.timer) clearTimeout(p.timer);
+    p.dueAt = performance.now() + ms;
+    p.timer = setTimeout(() => {
+      if (woken) p.lastWokenDialAt = performance.now();
+      this.dial(p);
+    }, ms);
   }
 
   /**
@@ -1322,6 +1414,9 @@ export class Transport {
     p.stats.connects++;
     p.failing = false;
     p.wokenWhileDialling = false;
+    p.wokenLogged = false;
+    if (p.wakeTimer) clearTimeout(p.wakeTimer);
+    p.wakeTimer = null;
     this.setState(p, 'connected');
     this.log.info(
       { node: this.id, peer: p.id, remote: c.remote, connects: p.stats.connects },
@@ -1423,20 +1518,26 @@ export class Transport {
     if (stopping) return;
     if (!p.dial) {
       this.setState(p, 'waiting');
-      // The peer dials this node: tell it at once that this node still listens (wake). Where this node
-      // learns of the loss late, the peer has been backing off meanwhile: a node resumed from SIGSTOP
-      // (or starved of CPU) sees its peers' connections close only when it runs again, by when their
-      // redials into its silence had failed and their backoff had grown towards maxMs (10 s). Not after
-      // a fault of the peer's, nor while it is quarantined here: it would only be refused again.
-      if (wasOpen && !fault && performance.now() >= p.quarantinedUntil) this.wake(p);
+      // The peer dials this node: tell it at once that this node still listens (wake), then keep telling
+      // it until it is back (wakeDue). Where this node learns of the loss late, the peer has been backing
+      // off meanwhile: a node resumed from SIGSTOP (or starved of CPU) sees its peers' connections close
+      // only when it runs again, by when their redials into its silence had failed and their backoff had
+      // grown towards maxMs (10 s). After a fault of the peer's, only from the next round on, and never
+      // while it is quarantined here (its dial would only be refused).
+      const now = performance.now();
+      this.wakeLater(p, wasOpen && !fault ? now : now + this.wakeIntervalMs);
       return;
     }
     p.attempts = wasOpen && !fault ? 0 : p.attempts + 1;
     const base = Math.min(this.backoffMax, this.backoffMin * 2 ** Math.min(p.attempts, 30));
-    // Woken up while this dial was under way (woken): the peer listens now, whatever this dial found.
-    const delay = p.wokenWhileDialling ? 0 : base / 2 + (Math.random() * base) / 2;
+    const delay = base / 2 + (Math.random() * base) / 2;
+    // Woken up while this dial was under way (woken): the peer listens now, whatever this dial found; made
+    // again at once, or once woken's rate bound allows, unless the backoff's comes first.
+    const woken = p.wokenWhileDialling
+      ? Math.max(0, p.lastWokenDialAt + this.wakeIntervalMs - performance.now())
+      : Number.POSITIVE_INFINITY;
     p.wokenWhileDialling = false;
     this.setState(p, 'backoff');
-    p.timer = setTimeout(() => this.dial(p), delay);
+    this.dialLater(p, Math.min(delay, woken), woken < delay);
   }
 }

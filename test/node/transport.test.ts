@@ -9,6 +9,7 @@ import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { type Relay, startRelay } from '../../bench/lib/relay.ts';
 import {
   decodeChallenge,
   decodeOk,
@@ -1391,6 +1392,156 @@ describe('transport', () => {
       expect(ts[0].stats().inbound.wakeUps).toBe(2); // at node 1's start, and when the connection closed
     } finally {
       await Promise.all(ts.map((t) => t?.stop()));
+    }
+  });
+
+  it('after a network partition heals, the higher id wakes the dialer again: the link is back within a wake interval, not after the backoff', async () => {
+    const g = makeGroup(2, 12);
+    // A backoff of days: node 0 redials before the test ends only if woken up. Both notice a silent link
+    // in 400 ms; node 1 retries its wake-up every 200 ms while node 0 has no connection to it.
+    const o = {
+      backoff: { minMs: MAX_TIMER_MS, maxMs: MAX_TIMER_MS },
+      handshakeTimeoutMs: 2_000,
+      heartbeatMs: 50,
+      idleTimeoutMs: 400,
+      wakeIntervalMs: 200,
+    };
+    const probe = net.createServer();
+    await new Promise<void>((r) => probe.listen(0, HOST, r));
+    const port1 = (probe.address() as net.AddressInfo).port;
+    await new Promise<void>((r) => probe.close(() => r()));
+    // Both ways across the network go through a relay that can be cut: node 0's dials, node 1's wake-ups.
+    const dials = await startRelay({ target: { host: HOST, port: port1 }, delayMs: 0 });
+    let wakes: Relay | null = null;
+    const ts: Transport[] = [];
+    try {
+      ts[0] = transportFor(g, 0, { peers: new Map([[1, { host: HOST, port: dials.port }]]), ...o });
+      const port0 = await ts[0].start();
+      wakes = await startRelay({ target: { host: HOST, port: port0 }, delayMs: 0 });
+      ts[1] = transportFor(g, 1, {
+        listen: { host: HOST, port: port1 },
+        peers: new Map([[0, { host: HOST, port: wakes.port }]]),
+        ...o,
+      });
+      await ts[1].start();
+      await waitMesh(ts);
+      await exchange(ts, 5, 23);
+
+      const cut = performance.now();
+      dials.cut();
+      wakes.cut();
+      // Both sides time the silent link out: node 0 backs off for days, node 1's wake-ups are lost.
+      await waitFor(
+        () => ts[0].stats().peers[0].state === 'backoff' && ts[1].stats().peers[0].state === 'waiting',
+        'both sides to give the link up',
+      );
+      await new Promise((r) => setTimeout(r, 700));
+      const lost = wakes.stats().refused;
+      expect(lost).toBeGreaterThanOrEqual(2);
+      // Bounded: at most one per wakeIntervalMs (the first when the connection closed).
+      expect(lost).toBeLessThanOrEqual(Math.floor((performance.now() - cut) / 200) + 1);
+      expect(ts[0].stats().inbound.wakeUps).toBe(1); // node 1's at its start: none crossed the cut
+
+      dials.heal();
+      wakes.heal();
+      const healed = performance.now();
+      await waitFor(() => connected(ts[0]) && connected(ts[1]), 'the link to come back', 3_000);
+      expect(performance.now() - healed).toBeLessThan(1_500);
+      await exchange(ts, 5, 24);
+      // One connection, no flapping: nothing more once it is back, and no wake-up goes to a connected peer.
+      await new Promise((r) => setTimeout(r, 600));
+      const accepted = wakes.stats().accepted;
+      await new Promise((r) => setTimeout(r, 600));
+      expect(wakes.stats().accepted).toBe(accepted);
+      expect(ts[0].stats().peers[0]).toMatchObject({ state: 'connected', connects: 2 });
+      expect(ts[1].stats().peers[0]).toMatchObject({ state: 'connected', connects: 2 });
+      expect(ts[1].stats().inbound).toMatchObject({ authenticated: 2, handshakeFailures: 0 });
+    } finally {
+      await Promise.all(ts.map((t) => t?.stop()));
+      await Promise.all([dials.close(), wakes?.close()]);
+    }
+  });
+
+  it('a node with no connection from a lower id keeps waking it, one connection at most per wakeIntervalMs', async () => {
+    const g = makeGroup(2, 13);
+    // Where node 0 would listen: a server that only notes when each wake-up arrives (node 0 never dials).
+    const at: number[] = [];
+    const stub = net.createServer((s) => {
+      at.push(performance.now());
+      s.on('error', () => {});
+      s.destroy();
+    });
+    await new Promise<void>((r) => stub.listen(0, HOST, r));
+    const t1 = transportFor(g, 1, {
+      peers: new Map([[0, { host: HOST, port: (stub.address() as net.AddressInfo).port }]]),
+      wakeIntervalMs: 100,
+    });
+    try {
+      const started = performance.now();
+      await t1.start();
+      await new Promise((r) => setTimeout(r, 1_000));
+      const elapsed = performance.now() - started;
+      expect(at.length).toBeGreaterThanOrEqual(4);
+      expect(at.length).toBeLessThanOrEqual(Math.floor(elapsed / 100) + 1);
+      // The i-th goes wakeIntervalMs after the one before at the earliest (a timer may run 1 ms early).
+      for (let i = 1; i < at.length; i++) expect(at[i] - started).toBeGreaterThan(i * 98);
+    } finally {
+      await t1.stop();
+      await new Promise<void>((r) => stub.close(() => r()));
+    }
+    // Stopped: no more.
+    const n = at.length;
+    await new Promise((r) => setTimeout(r, 300));
+    expect(at.length).toBe(n);
+  });
+
+  it('wake-ups, which anyone can send, make a node redial at most once per wakeIntervalMs', async () => {
+    const g = makeGroup(2, 14);
+    // Node 1 is down: its port refuses. Node 0 backs off for days, so it dials only when woken.
+    const probe = net.createServer();
+    await new Promise<void>((r) => probe.listen(0, HOST, r));
+    const port1 = (probe.address() as net.AddressInfo).port;
+    await new Promise<void>((r) => probe.close(() => r()));
+    const t0 = transportFor(g, 0, {
+      peers: new Map([[1, { host: HOST, port: port1 }]]),
+      backoff: { minMs: MAX_TIMER_MS, maxMs: MAX_TIMER_MS },
+      wakeIntervalMs: 200,
+    });
+    const raws: RawPeer[] = [];
+    try {
+      const port0 = await t0.start();
+      await waitFor(() => t0.stats().peers[0].state === 'backoff', 'the first dial to fail');
+      expect(t0.stats().peers[0].dialFailures).toBe(1);
+      // 30 wake-ups in 600 ms, as node 1 (a HELLO is not authenticated: anyone can send one).
+      const started = performance.now();
+      for (let i = 0; i < 30; i++) {
+        const r = new RawPeer(port0);
+        raws.push(r);
+        await r.ready;
+        r.write(
+          encodeFrame(
+            encodeHello({
+              version: WIRE_VERSION,
+              groupId: g.groupId,
+              from: 1,
+              to: 0,
+              nonce: randomBytes(32),
+            }),
+          ),
+        );
+        await new Promise((res) => setTimeout(res, 20));
+      }
+      await waitFor(() => t0.stats().inbound.wakeUps === 30, 'the wake-ups to be counted');
+      await new Promise((r) => setTimeout(r, 250));
+      const elapsed = performance.now() - started;
+      const dials = t0.stats().peers[0].dialFailures - 1;
+      // The first at once, then one per 200 ms however many come.
+      expect(dials).toBeGreaterThanOrEqual(2);
+      expect(dials).toBeLessThanOrEqual(Math.floor(elapsed / 200) + 1);
+      expect(t0.stats().inbound.handshakeFailures).toBe(0);
+    } finally {
+      for (const r of raws) r.socket.destroy();
+      await t0.stop();
     }
   });
 
