@@ -8,12 +8,14 @@
  * function's own allocations) and inclusive (with everything it calls). Garbage collection is about a
  * quarter of the simulator's CPU (BENCHMARKS.md, "Core"); this names what it collects.
  *
- * Flags: --requests N (16000), --client-batch N (64), --batch N (1024), --top N (30), --out FILE (also
- * write the raw profile, loadable in Chrome DevTools' Memory tab as a .heapprofile).
+ * Flags (`--name=value`): --requests (16000), --client-batch (64), --batch (1024), --top (30), --out FILE
+ * (also write the raw profile, loadable in Chrome DevTools' Memory tab as a .heapprofile).
  */
 import { writeFileSync } from 'node:fs';
 import { Session } from 'node:inspector/promises';
 import { simulate } from '../src/sim/world.ts';
+import { type FlagSpecs, scriptFlags } from './lib/args.ts';
+import { flag } from './lib/part.ts';
 
 interface CallFrame {
   functionName: string;
@@ -25,19 +27,19 @@ interface ProfileNode {
   children: ProfileNode[];
 }
 
-function flag(name: string, fallback: number): number {
-  const i = process.argv.indexOf(name);
-  if (i < 0) return fallback;
-  const v = Number(process.argv[i + 1]);
-  if (!Number.isSafeInteger(v) || v < 1) throw new Error(`${name} takes a positive integer`);
-  return v;
-}
-const requests = flag('--requests', 16_000);
-const clientBatch = flag('--client-batch', 64);
-const batchSize = flag('--batch', 1024);
-const top = flag('--top', 30);
-const outAt = process.argv.indexOf('--out');
-const out = outAt >= 0 ? process.argv[outAt + 1] : undefined;
+const FLAGS: FlagSpecs = {
+  requests: { kind: 'count', help: 'requests in the measured run (16000)' },
+  'client-batch': { kind: 'count', help: 'requests a client signs together (64)' },
+  batch: { kind: 'count', help: 'consensus batch size (1024)' },
+  top: { kind: 'count', help: 'functions listed in each table (30)' },
+  out: { kind: 'text', help: 'also write the raw profile here (a .heapprofile, for DevTools)' },
+};
+const given = scriptFlags(process.argv.slice(2), FLAGS, 'npm run bench:alloc');
+const requests = Number(flag(given, 'requests') ?? 16_000);
+const clientBatch = Number(flag(given, 'client-batch') ?? 64);
+const batchSize = Number(flag(given, 'batch') ?? 1024);
+const top = Number(flag(given, 'top') ?? 30);
+const out = flag(given, 'out');
 
 const run = (seed: number) => {
   const r = simulate({
