@@ -2,7 +2,9 @@
  * Wires between hosts of one process, as the node tests use them in place of the TCP transport: a frame
  * reaches its peer on a later turn of the event loop (setImmediate).
  */
-import type { Wire } from '../../src/node/host.ts';
+import { expect } from 'vitest';
+import type { NodeHost, Wire } from '../../src/node/host.ts';
+import { hex, type SignedRequest } from '../../src/protocol/index.ts';
 
 export interface MemoryWires {
   wireOf(id: number): Wire;
@@ -55,4 +57,28 @@ export function memoryWires(
 export async function until(ok: () => boolean, what: string, tries = 6000): Promise<void> {
   for (let i = 0; i < tries && !ok(); i++) await new Promise((res) => setTimeout(res, 10));
   if (!ok()) throw new Error(`timed out waiting for ${what}`);
+}
+
+/**
+ * What the catch-up tests start from: `count` requests submitted to hosts[0] and certified while node 3
+ * is cut off (the caller cut it). Returns the last executed seq, once nodes 1 and 2 executed it too and
+ * node 3 executed nothing.
+ */
+export async function certifiedWithoutNode3(
+  hosts: NodeHost[],
+  count: number,
+  request: () => SignedRequest,
+): Promise<number> {
+  const ids: string[] = [];
+  for (let i = 0; i < count; i++) {
+    const r = hosts[0].submit(request());
+    expect(r.ok).toBe(true);
+    if (r.ok) ids.push(hex(r.requestId));
+  }
+  const certs = await Promise.all(ids.map((id) => hosts[0].waitCertificate(id, 30_000)));
+  expect(certs.every((c) => c !== null)).toBe(true);
+  const last = hosts[0].replica.lastExecuted;
+  await until(() => [1, 2].every((i) => hosts[i].replica.lastExecuted === last), 'nodes 1 and 2');
+  expect(hosts[3].replica.lastExecuted).toBe(0);
+  return last;
 }

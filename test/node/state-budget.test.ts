@@ -14,7 +14,7 @@ import { NodeHost } from '../../src/node/host.ts';
 import { startStandIn } from '../../src/node/standin-backend.ts';
 import { decodeMessage, encodeMessage, hex, receiptHashOf } from '../../src/protocol/index.ts';
 import { makeGroup } from '../../src/sim/world.ts';
-import { memoryWires, until } from './memory-wire.ts';
+import { certifiedWithoutNode3, memoryWires, until } from './memory-wire.ts';
 import { standInRequest } from './standin-request.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'dropbear-state-budget-'));
@@ -66,17 +66,7 @@ async function withLaggingNode3(
   const request = () => standInRequest(group, hosts[0].replica.groupId, nonce++);
   try {
     for (const h of hosts) h.start();
-    const ids: string[] = [];
-    for (let i = 0; i < 60; i++) {
-      const r = hosts[0].submit(request());
-      expect(r.ok).toBe(true);
-      if (r.ok) ids.push(hex(r.requestId));
-    }
-    const certs = await Promise.all(ids.map((id) => hosts[0].waitCertificate(id, 30_000)));
-    expect(certs.every((c) => c !== null)).toBe(true);
-    const last = hosts[0].replica.lastExecuted;
-    await until(() => [1, 2].every((i) => hosts[i].replica.lastExecuted === last), 'nodes 1 and 2');
-    expect(hosts[3].replica.lastExecuted).toBe(0);
+    const last = await certifiedWithoutNode3(hosts, 60, request);
     await fn({
       hosts,
       last,
