@@ -334,6 +334,44 @@ export function openDatabase(
   }
 }
 
+/**
+ * Makes `db` the only open ledger on `path`, across processes and within this one, until it closes: it
+ * attaches `<path>.lock` (a small SQLite file, made on first use and left in place) in exclusive locking
+ * mode and writes to it, which takes SQLite's exclusive lock on that file (a POSIX advisory lock the
+ * kernel drops when the process ends, kill -9 included) and keeps it for the life of the connection. A
+ * second open, another node started on the same data folder, gets `LEDGER_LOCKED` before it reads or
+ * writes the ledger. Readers (`ledger verify`) do not take the lock: they read a live ledger's snapshot.
+ * Until 2026-12-06 there was no lock: two nodes ran on one file, and a second start refused its port had
+ * already marked the file open and, closing it, cleanly closed under the running node.
+ */
+function lockLedger(db: Database.Database, path: string): void {
+  const lockPath = `${path}.lock`;
+  // Refused at once: the holder runs until stopped, so waiting (the 5 s default) helps nobody.
+  db.pragma('busy_timeout = 0');
+  try {
+    db.prepare('ATTACH DATABASE ? AS dropbear_lock').run(lockPath);
+    db.pragma('dropbear_lock.locking_mode = EXCLUSIVE');
+    db.pragma('dropbear_lock.journal_mode = MEMORY');
+    // A write: the exclusive lock, then kept (exclusive locking mode never releases it).
+    db.pragma(`dropbear_lock.user_version = ${process.pid}`);
+  } catch (e) {
+    const code = (e as { code?: unknown }).code;
+    if (code === 'SQLITE_BUSY' || code === 'SQLITE_LOCKED')
+      throw new DropbearError(
+        'LEDGER_LOCKED',
+        `${path} is in use by another open ledger (its lock ${lockPath} is held): is a node already running ` +
+          'on this data folder? Stop it first; two nodes on one ledger would sign for one node twice',
+        { lock: lockPath },
+      );
+    throw new DropbearError(
+      'LEDGER_UNREADABLE',
+      `cannot lock ledger ${path} (${lockPath}): ${(e as Error).message}`,
+    );
+  } finally {
+    db.pragma('busy_timeout = 5000');
+  }
+}
+
 /** Reads the meta row; `null` when the file has no Dropbear schema. */
 export function readMeta(
   db: Database.Database,
@@ -470,11 +508,28 @@ export class SqliteLedger {
     if (durability === 'relaxed' && sync === 'FULL')
       throw new DropbearError('LEDGER_BAD_OPTION', 'relaxed durability runs at synchronous NORMAL, not FULL');
     const groupId = groupIdOf(genesis);
+    const inFile = path !== ':memory:' && path !== '';
     const db = openDatabase(path);
     try {
+      // Before anything reads or writes the file: one open ledger per file (see lockLedger).
+      if (inFile) lockLedger(db, path);
+      // The marker is written only once a ledger was created and opened: beside a file holding none
+      // (deleted, emptied), it says a node's records were lost, and a new ledger would hide that. Checked
+      // before the switch to WAL below, which writes a header into an empty file.
+      const tables = () =>
+        (db.prepare("SELECT count(*) AS n FROM sqlite_master WHERE type = 'table'").get() as Row).n as number;
+      if (inFile && existsSync(`${path}.boot`) && tables() === 0)
+        throw new DropbearError(
+          'LEDGER_LOST',
+          `${path} holds no ledger, but ${path}.boot says a node opened one here before: what it executed and ` +
+            'signed is lost. Restore the file (with its -wal, if any) from a backup; a new ledger here would ' +
+            `make the node a new one that may contradict what it signed. To start it over anyway, delete ${path}.boot`,
+          { marker: `${path}.boot` },
+        );
       // Takes effect only on a new, empty file (before the switch to WAL writes its header).
       db.pragma(`page_size = ${PAGE_SIZE}`);
-      const mode = db.pragma('journal_mode = WAL', { simple: true });
+      // `main.`: without a schema name the mode would also be set on the attached lock file.
+      const mode = db.pragma('main.journal_mode = WAL', { simple: true });
       if (String(mode).toLowerCase() !== 'wal' && path !== ':memory:')
         throw new DropbearError('LEDGER_UNREADABLE', `cannot switch ${path} to WAL mode (got ${mode})`);
       db.pragma(`synchronous = ${sync}`);
@@ -484,10 +539,7 @@ export class SqliteLedger {
       let meta = readMeta(db);
       let created = false;
       if (!meta) {
-        const tables = db
-          .prepare("SELECT count(*) AS n FROM sqlite_master WHERE type = 'table'")
-          .get() as Row;
-        if ((tables.n as number) > 0)
+        if (tables() > 0)
           throw new DropbearError(
             'LEDGER_NOT_A_LEDGER',
             `${path} is a SQLite file but not a Dropbear ledger`,
@@ -538,7 +590,6 @@ export class SqliteLedger {
           `${path} belongs to group ${hex(meta.groupId)}, not ${hex(groupId)}`,
           { stored: hex(meta.groupId), expected: hex(groupId) },
         );
-      const inFile = path !== ':memory:' && path !== '';
       const previous = inFile ? readBootMarker(path) : null;
       const boot = currentBootId();
       const mayBeLost =

@@ -669,7 +669,8 @@ export class Simulation {
   /** Opens (or reopens) the node's SQLite ledger; its state is what the file replays to. */
   private openLedger(node: SimNode, wipe: boolean): void {
     const path = this.ledgerPath(node);
-    if (wipe) for (const suffix of ['', '-wal', '-shm']) rmSync(path + suffix, { force: true });
+    // A lost disk loses the boot marker too (a marker beside no ledger is LEDGER_LOST).
+    if (wipe) for (const suffix of ['', '-wal', '-shm', '.boot']) rmSync(path + suffix, { force: true });
     node.db = SqliteLedger.open(path, this.group.genesis);
     node.ledger = node.db.state;
   }

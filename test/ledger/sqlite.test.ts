@@ -1150,19 +1150,20 @@ describe('SqliteLedger', () => {
     );
     l.saveCheckpoint(4, l.state.stateDigest(), new Uint8Array([9, 9]));
     l.saveEvidence(2, 'equivocation', new Uint8Array([7]));
-    // A second session while the first never closed: as after a crash.
+    const digest = l.state.stateDigest();
+    // The first session ends without close(), as in a crash (a second open while it runs is LEDGER_LOCKED).
+    (l as unknown as { db: Database.Database }).db.close();
     const crashed = SqliteLedger.open(path, genesis);
     expect(crashed.uncleanShutdown).toBe(true);
     expect(crashed.latestCheckpoint()).toEqual({
       seq: 4,
-      stateDigest: l.state.stateDigest(),
+      stateDigest: digest,
       proof: new Uint8Array([9, 9]),
     });
     expect(crashed.evidence()).toEqual([
       { id: 1, node: 2, kind: 'equivocation', proof: new Uint8Array([7]) },
     ]);
     crashed.close();
-    l.close();
     const clean = SqliteLedger.open(path, genesis);
     expect(clean.uncleanShutdown).toBe(false);
     clean.close();
