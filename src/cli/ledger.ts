@@ -3,6 +3,9 @@ import { verifyLedgerFile } from '../ledger/verify.ts';
 import { readGenesis } from './io.ts';
 import { parseNodeId } from './model-update.ts';
 
+/** How often a running `ledger verify` reports its progress (stderr). */
+const PROGRESS_MS = 5000;
+
 export function registerLedger(program: Command): void {
   const ledger = program.command('ledger').description("inspect a node's durable ledger (SQLite file)");
   ledger
@@ -20,13 +23,27 @@ export function registerLedger(program: Command): void {
     .addHelpText(
       'after',
       '\nExample:\n  npx dropbear ledger verify out/group/data/node-2/ledger.sqlite --node 2\n\n' +
-        'Exit status: 0 verified, 1 problems found (one line each), 2 unreadable or a bad option\n' +
+        'Progress goes to stderr every 5 s. Exit status: 0 verified, 1 problems found (one line each),\n' +
+        '2 unreadable (LEDGER_CORRUPT: SQLite finds the file damaged; LEDGER_READ_ONLY: its folder\n' +
+        'cannot be written) or a bad option\n' +
         "(--node not a node id: CLI_USAGE; not a node of the ledger's group: LEDGER_BAD_NODE).\n",
     )
     .action((db: string, opts: { genesis?: string; node?: string }) => {
       const node = opts.node === undefined ? undefined : parseNodeId(opts.node);
       const genesis = opts.genesis ? readGenesis(opts.genesis) : undefined;
-      const r = verifyLedgerFile(db, genesis, { node });
+      // A long run (~30 s per million requests) says how far it is, on stderr, every few seconds.
+      const started = Date.now();
+      let shown = started;
+      const onProgress = (done: number, total: number) => {
+        const now = Date.now();
+        if (now - shown < PROGRESS_MS) return;
+        shown = now;
+        const pct = total > 0 ? Math.floor((100 * done) / total) : 100;
+        process.stderr.write(
+          `verifying: ${done} of ${total} batches (${pct} %), ${Math.round((now - started) / 1000)} s\n`,
+        );
+      };
+      const r = verifyLedgerFile(db, genesis, { node, onProgress });
       if (r.ok) {
         const own = node === undefined ? '' : ` of node ${node}`;
         process.stdout.write(

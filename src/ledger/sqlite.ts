@@ -363,10 +363,9 @@ function lockLedger(db: Database.Database, path: string): void {
           'on this data folder? Stop it first; two nodes on one ledger would sign for one node twice',
         { lock: lockPath },
       );
-    throw new DropbearError(
-      'LEDGER_UNREADABLE',
-      `cannot lock ledger ${path} (${lockPath}): ${(e as Error).message}`,
-    );
+    // Anything else (a damaged ledger, which ATTACH reads the schema of; a folder it may not write) is
+    // told apart by open's catch.
+    throw e;
   } finally {
     db.pragma('busy_timeout = 5000');
   }
@@ -623,6 +622,18 @@ export class SqliteLedger {
     } catch (e) {
       db.close();
       if (e instanceof DropbearError) throw e;
+      const code = String((e as { code?: unknown }).code);
+      // A truncated or garbled file (LEDGER_UNREADABLE until 2026-12-06).
+      if (code.startsWith('SQLITE_CORRUPT'))
+        throw new DropbearError(
+          'LEDGER_CORRUPT',
+          `${path}: SQLite finds the file damaged: ${(e as Error).message}`,
+        );
+      if (code.startsWith('SQLITE_READONLY'))
+        throw new DropbearError(
+          'LEDGER_READ_ONLY',
+          `cannot write ledger ${path} (${(e as Error).message}): a node needs to write the file and its folder (the -wal, -shm and .boot files beside it)`,
+        );
       throw new DropbearError('LEDGER_UNREADABLE', `cannot open ledger ${path}: ${(e as Error).message}`);
     }
   }

@@ -146,6 +146,8 @@ export interface VerifyOptions {
    * rows need only all be one genesis node's.
    */
   node?: number;
+  /** Called after each batch: how many were checked, of how many the file holds (a long run's progress). */
+  onProgress?: (done: number, total: number) => void;
 }
 
 /**
@@ -167,14 +169,38 @@ export function verifyLedgerFile(
   const counts = { batches: 0, ownResults: 0 };
   const db = openDatabase(path, { readonly: true, fileMustExist: true });
   try {
-    check(db, genesis, node, problems, counts);
+    // One read transaction: a snapshot, also of a ledger a running node writes meanwhile.
+    db.exec('BEGIN');
+    // SQLite's own check of its pages first (~1 ms per MB): a damaged page that no row read below touches
+    // (an index) passed as "ok" until 2026-12-06, and the node would have met it at some later write.
+    const damage = (db.pragma('quick_check(5)') as { quick_check: string }[]).map((r) => r.quick_check);
+    if (damage.length !== 1 || damage[0] !== 'ok')
+      throw new DropbearError(
+        'LEDGER_CORRUPT',
+        `${path}: SQLite finds the file damaged (quick_check): ${damage.join('; ')}`,
+      );
+    check(db, genesis, node, problems, counts, options.onProgress);
   } catch (e) {
     if (e instanceof DropbearError) throw e;
     // A file that is not an SQLite database at all (or a folder) is unreadable (the CLI's exit 2), not a
     // ledger with problems: until 2026-12-06 it read "cannot read ledger: file is not a database", exit 1.
-    const code = (e as { code?: unknown }).code;
+    const code = String((e as { code?: unknown }).code);
     if (code === 'SQLITE_NOTADB' || code === 'SQLITE_CANTOPEN')
       throw new DropbearError('LEDGER_UNREADABLE', `${path} is not a ledger: ${(e as Error).message}`);
+    // A truncated or garbled file (before 2026-12-06: a line "database disk image is malformed", exit 1).
+    if (code.startsWith('SQLITE_CORRUPT'))
+      throw new DropbearError(
+        'LEDGER_CORRUPT',
+        `${path}: SQLite finds the file damaged: ${(e as Error).message}`,
+      );
+    // SQLite reads a WAL-mode file only by writing its -shm beside it (before 2026-12-06: a line "attempt
+    // to write a readonly database", exit 1).
+    if (code.startsWith('SQLITE_READONLY'))
+      throw new DropbearError(
+        'LEDGER_READ_ONLY',
+        `cannot read ${path} without writing ${path}-shm beside it (${(e as Error).message}): run as a user who ` +
+          'may write its folder, or copy the file (with its -wal, if any) to a folder you may write',
+      );
     problems.push(`cannot read ledger: ${(e as Error).message}`);
   } finally {
     db.close();
@@ -188,6 +214,7 @@ function check(
   node: number | undefined,
   problems: string[],
   counts: { batches: number; ownResults: number },
+  onProgress?: (done: number, total: number) => void,
 ): void {
   const meta = readMeta(db);
   if (!meta) {
@@ -291,7 +318,9 @@ function check(
   let prevHash: Uint8Array | null = groupId; // the chain starts at the group id
   let count = 0;
   let expectSeq = 1;
+  const total = onProgress ? ((db.prepare('SELECT count(*) AS n FROM batches').get() as Row).n as number) : 0;
   for (const row of db.prepare('SELECT * FROM batches ORDER BY seq').iterate() as IterableIterator<Row>) {
+    if (count > 0) onProgress?.(count, total);
     count++;
     const seq = row.seq as number;
     const at = (msg: string) => problems.push(`batch ${seq}: ${msg}`);
@@ -465,6 +494,7 @@ function check(
     if (seqs.length > 0)
       problems.push(`${what} for batches not in the ledger: ${seqs.slice(0, 10).join(', ')}`);
   }
+  if (count > 0) onProgress?.(count, total);
   counts.batches = count;
   counts.ownResults = checkOwnResults(db, genesis, groupId, node, problems);
 }

@@ -1,14 +1,28 @@
 // The ledger file as an operator meets it: one process at a time, a file that lost its contents, a file
 // SQLite finds damaged, a ledger the auditor may only read, and progress on a long verification.
-import { spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { spawn, spawnSync } from 'node:child_process';
+import {
+  chmodSync,
+  closeSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  openSync,
+  readFileSync,
+  rmSync,
+  truncateSync,
+  writeFileSync,
+  writeSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { afterAll, describe, expect, it } from 'vitest';
 import { SqliteLedger } from '../../src/ledger/sqlite.ts';
-import { DropbearError } from '../../src/protocol/index.ts';
-import { makeGroup } from '../../src/sim/world.ts';
+import { verifyLedgerFile } from '../../src/ledger/verify.ts';
+import { type Batch, batchDigestOf, DropbearError } from '../../src/protocol/index.ts';
+import { EPOCH_MS, makeGroup } from '../../src/sim/world.ts';
+import { ROOT } from '../cli/run-cli.ts';
 
 const { genesis } = makeGroup(4, 1, 11);
 const dir = mkdtempSync(join(tmpdir(), 'dropbear-ledger-files-'));
@@ -128,4 +142,105 @@ describe('a ledger that lost its contents is not started over silently', () => {
     l.close();
     expect(existsSync(`${path}.boot`)).toBe(true);
   });
+});
+
+/** A ledger of `count` empty batches, closed (its WAL checkpointed into the file). */
+function ledgerOf(count: number, path = freshPath()): string {
+  const l = SqliteLedger.open(path, genesis);
+  for (let seq = 1; seq <= count; seq++) {
+    const batch: Batch = { timestamp: EPOCH_MS + seq, entries: [], txs: [] };
+    l.execute(seq, 0, batchDigestOf(batch), batch, []);
+  }
+  l.close();
+  return path;
+}
+
+const PAGE = 16 * 1024;
+
+describe('a damaged file', () => {
+  it("verify runs SQLite's own check: a garbled page no row read touches is LEDGER_CORRUPT (exit 2)", () => {
+    const path = ledgerOf(3);
+    // The root page of an index that verify never reads (own_results is empty and read by rowid).
+    const db = new Database(path, { readonly: true });
+    const { rootpage } = db
+      .prepare("SELECT rootpage FROM sqlite_master WHERE type = 'index' AND tbl_name = 'own_results'")
+      .get() as { rootpage: number };
+    db.close();
+    const fd = openSync(path, 'r+');
+    writeSync(fd, Buffer.alloc(PAGE, 0xa5), 0, PAGE, (rootpage - 1) * PAGE);
+    closeSync(fd);
+    // Before 2026-12-06: "ok: 3 batches ...".
+    let err: unknown;
+    try {
+      verifyLedgerFile(path);
+    } catch (e) {
+      err = e;
+    }
+    expect((err as DropbearError).code).toBe('LEDGER_CORRUPT');
+    expect((err as DropbearError).message).toMatch(/SQLite finds the file damaged/);
+    const r = spawnSync(process.execPath, ['bin/dropbear.mjs', 'ledger', 'verify', path], {
+      cwd: ROOT,
+      encoding: 'utf8',
+      timeout: 30_000,
+    });
+    expect(r.status).toBe(2);
+    expect(r.stderr).toMatch(/^error \[LEDGER_CORRUPT\]: .* SQLite finds the file damaged/);
+  }, 30_000);
+
+  it('a truncated file is LEDGER_CORRUPT for verify and for a node, not a line of problems', () => {
+    const path = ledgerOf(3);
+    truncateSync(path, PAGE + 100);
+    // Before: "cannot read ledger: database disk image is malformed" (exit 1) and LEDGER_UNREADABLE.
+    expect(codeOf(() => verifyLedgerFile(path))).toBe('LEDGER_CORRUPT');
+    expect(codeOf(() => SqliteLedger.open(path, genesis))).toBe('LEDGER_CORRUPT');
+  });
+});
+
+describe('verify on a long ledger', () => {
+  it('reports its progress, batch by batch, against the number of batches', () => {
+    const path = ledgerOf(5);
+    const seen: [number, number][] = [];
+    const r = verifyLedgerFile(path, undefined, { onProgress: (done, total) => seen.push([done, total]) });
+    expect(r.ok).toBe(true);
+    expect(seen).toEqual([
+      [1, 5],
+      [2, 5],
+      [3, 5],
+      [4, 5],
+      [5, 5],
+    ]);
+  });
+});
+
+// Root reads any file: the check runs the CLI as nobody where this runs as root.
+const asRoot = process.getuid?.() === 0;
+describe.skipIf(process.platform === 'win32')('a ledger the auditor may only read', () => {
+  it('verify of a ledger in a folder it may not write is LEDGER_READ_ONLY (SQLite must write the -shm)', () => {
+    const folder = join(dir, 'read-only');
+    mkdirSync(folder);
+    const path = ledgerOf(2, join(folder, 'ledger.sqlite'));
+    chmodSync(dir, 0o755);
+    chmodSync(folder, 0o555);
+    try {
+      const r = spawnSync(
+        asRoot ? 'setpriv' : process.execPath,
+        [
+          ...(asRoot ? ['--reuid=65534', '--regid=65534', '--clear-groups', process.execPath] : []),
+          'bin/dropbear.mjs',
+          'ledger',
+          'verify',
+          path,
+        ],
+        { cwd: ROOT, encoding: 'utf8', timeout: 30_000 },
+      );
+      // Before 2026-12-06: "cannot read ledger: attempt to write a readonly database", exit 1 (problems).
+      expect(r.stdout).toBe('');
+      expect(r.stderr).toMatch(
+        /^error \[LEDGER_READ_ONLY\]: cannot read .*ledger\.sqlite without writing .*ledger\.sqlite-shm beside it .*copy the file/,
+      );
+      expect(r.status).toBe(2);
+    } finally {
+      chmodSync(folder, 0o755);
+    }
+  }, 30_000);
 });
