@@ -9,11 +9,17 @@ export function registerNode(program: Command): void {
     .command('node')
     .description('run one node of a group (one process): consensus, ledger, model, peer transport, HTTP API')
     .requiredOption('--config <file>', 'the node config (JSON; `dropbear group init` writes them)')
+    .option(
+      '--rejoin',
+      'this node lost its ledger (a new disk, a deleted file): start with a new one, signing in no view the group may have used until 2f+1 peers have told it theirs',
+    )
     .addHelpText(
       'after',
-      '\nExample:\n  npx dropbear node --config out/group/node-0.json\n\nStops cleanly on SIGTERM or Ctrl-C (finishes the current write, closes the ledger).\n',
+      '\nExample:\n  npx dropbear node --config out/group/node-0.json\n\nStops cleanly on SIGTERM or Ctrl-C (finishes the current write, closes the ledger).\n' +
+        'A node whose ledger is gone (LEDGER_LOST) is started again with --rejoin, never with a plain new ledger:\n' +
+        'it may have signed in the current view before, and must not sign there again.\n',
     )
-    .action(async (o: { config: string }) => {
+    .action(async (o: { config: string; rejoin?: boolean }) => {
       // A log reader that went away (a closed pipe) must neither stop nor hang the node: lines written
       // after that are lost, the node keeps serving and still stops cleanly on a signal.
       for (const s of [process.stdout, process.stderr])
@@ -35,10 +41,8 @@ export function registerNode(program: Command): void {
       }
       const node = await startNode(o.config, {
         dashboard: { html: DASHBOARD_HTML, script: dashboardScript },
+        rejoin: o.rejoin === true,
       });
-      process.stdout.write(
-        `node ${node.config.id} serving ${node.apiUrl} (dashboard ${node.apiUrl}/dashboard; peers on port ${node.p2pPort})\n`,
-      );
       let signalled = false;
       const stop = (sig: string) => {
         if (signalled) return;
@@ -53,6 +57,11 @@ export function registerNode(program: Command): void {
       };
       process.on('SIGTERM', () => stop('SIGTERM'));
       process.on('SIGINT', () => stop('SIGINT'));
+      // Said only now that a signal stops it cleanly: a supervisor that sends SIGTERM as soon as it reads
+      // this line killed the node uncleanly (the default action) when it came before the handlers.
+      process.stdout.write(
+        `node ${node.config.id} serving ${node.apiUrl} (dashboard ${node.apiUrl}/dashboard; peers on port ${node.p2pPort})\n`,
+      );
       onParentGone = () => stop('its parent process ended');
       if (parentGone || (viaIpc && !process.connected)) onParentGone();
       process.on('uncaughtException', (e) => reportAndExit(e));

@@ -165,6 +165,13 @@ export interface SqliteLedgerOptions {
   durability?: Durability;
   /** Receipt-signature checks in `addReceiptSignatures` (default true). */
   verifySignatures?: boolean;
+  /**
+   * This node's ledger is lost (a new disk, a deleted or emptied file): make a new one that starts as
+   * after lost writes (`writesMayBeLost`, a `forgotten` record), so that the replica signs in no view the
+   * group may have used before it has learned the group's from 2f + 1 peers. Only for a file holding no
+   * ledger: one that holds a ledger is LEDGER_BAD_OPTION (`dropbear node --rejoin`).
+   */
+  rejoin?: boolean;
 }
 
 /**
@@ -517,13 +524,22 @@ export class SqliteLedger {
       // before the switch to WAL below, which writes a header into an empty file.
       const tables = () =>
         (db.prepare("SELECT count(*) AS n FROM sqlite_master WHERE type = 'table'").get() as Row).n as number;
-      if (inFile && existsSync(`${path}.boot`) && tables() === 0)
+      if (inFile && !opts.rejoin && existsSync(`${path}.boot`) && tables() === 0)
         throw new DropbearError(
           'LEDGER_LOST',
           `${path} holds no ledger, but ${path}.boot says a node opened one here before: what it executed and ` +
-            'signed is lost. Restore the file (with its -wal, if any) from a backup; a new ledger here would ' +
-            `make the node a new one that may contradict what it signed. To start it over anyway, delete ${path}.boot`,
+            'signed is lost. Restore the file (with its -wal, if any) from a backup, or start the node with ' +
+            '--rejoin: a new ledger, and the node signs in no view the group may have used until it has ' +
+            'learned the current one from its peers (a plain new ledger would make it a new node that may ' +
+            'contradict what it signed)',
           { marker: `${path}.boot` },
+        );
+      if (opts.rejoin && (!inFile || tables() > 0))
+        throw new DropbearError(
+          'LEDGER_BAD_OPTION',
+          inFile
+            ? `${path} holds a ledger: --rejoin is for a node whose ledger is lost (it makes a new one); start without it`
+            : 'rejoin needs a ledger file',
         );
       // Takes effect only on a new, empty file (before the switch to WAL writes its header).
       db.pragma(`page_size = ${PAGE_SIZE}`);
@@ -591,11 +607,13 @@ export class SqliteLedger {
         );
       const previous = inFile ? readBootMarker(path) : null;
       const boot = currentBootId();
+      // With `rejoin` everything this node signed before is lost, whatever the marker says.
       const mayBeLost =
-        !meta.cleanClose &&
-        previous !== null &&
-        previous.durability !== 'full' &&
-        (previous.bootId === null || previous.bootId !== boot);
+        opts.rejoin === true ||
+        (!meta.cleanClose &&
+          previous !== null &&
+          previous.durability !== 'full' &&
+          (previous.bootId === null || previous.bootId !== boot));
       const ledger = new SqliteLedger(path, db, genesis, created, !meta.cleanClose, mayBeLost, {
         ...opts,
         durability,
@@ -614,8 +632,11 @@ export class SqliteLedger {
         // Its body is a time (ms) by which the lost session had ended: the replica signs no RESULTS for a
         // request as old as that (its own RESULTS may be among what was lost). The start of this boot when
         // the marker names another one (that session ran in an earlier boot), else now.
-        if (mayBeLost)
-          ledger.st.insLog.run('forgotten', null, null, null, encode(uint, lostBy(previous.bootId, boot)));
+        if (mayBeLost) {
+          // (Rejoining, the lost session ended by now.)
+          const by = previous === null ? Date.now() : lostBy(previous.bootId, boot);
+          ledger.st.insLog.run('forgotten', null, null, null, encode(uint, by));
+        }
       });
       if (inFile) writeBootMarker(path, { bootId: boot, durability });
       return ledger;

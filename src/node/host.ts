@@ -91,6 +91,11 @@ export interface HostOptions {
    * for the other PRE-PREPARE and PREPARE records (docs/ledger.md).
    */
   durability?: Durability;
+  /**
+   * This node's ledger is lost: start it with a new one as a node that may have signed in any view the
+   * group used (SqliteLedgerOptions.rejoin; `dropbear node --rejoin`).
+   */
+  rejoin?: boolean;
   /** The loaded models, by digest; the one the ledger says is current for this node must be among them. */
   backends: ModelBackend[];
   wire: Wire;
@@ -309,6 +314,7 @@ export class NodeHost {
     const db = SqliteLedger.open(opts.ledgerPath, opts.genesis, {
       verifySignatures: false,
       durability: opts.durability,
+      rejoin: opts.rejoin,
     });
     try {
       const current = hex(db.state.models[opts.id]);
@@ -337,12 +343,15 @@ export class NodeHost {
               ownResults,
             });
       if (db.writesMayBeLost) {
-        // Its last signed records may be gone with the machine's page cache: it may have signed in the
-        // group's current view already, so it signs in none up to the highest view 2f + 1 peers report in
-        // their state responses. The ledger logged a `forgotten` record: the restored replica is forgetful.
+        // Its last signed records may be gone with the machine's page cache (or, rejoining, all of them):
+        // it may have signed in the group's current view already, so it signs in none up to the highest
+        // view 2f + 1 peers report in their state responses. The ledger logged a `forgotten` record: the
+        // restored replica is forgetful.
         opts.logger?.warn(
           { ledger: opts.ledgerPath },
-          'the previous session ended uncleanly with prepared or relaxed durability and the machine has rebooted since: ' +
+          (opts.rejoin
+            ? 'rejoining with a new ledger (--rejoin): '
+            : 'the previous session ended uncleanly with prepared or relaxed durability and the machine has rebooted since: ') +
             'this node signs no phase message or VIEW-CHANGE until 2f+1 peers have told it their views by state transfer, and then only in later views',
         );
       }

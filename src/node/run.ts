@@ -104,7 +104,11 @@ async function cpuProfile(id: number): Promise<() => Promise<void>> {
 
 export async function startNode(
   configPath: string,
-  extras: { dashboard?: DashboardAssets } = {},
+  extras: {
+    dashboard?: DashboardAssets;
+    /** The node's ledger is lost: start with a new one, signing in no view the group may have used. */
+    rejoin?: boolean;
+  } = {},
 ): Promise<RunningNode> {
   const cfg = loadNodeConfig(configPath);
   const stopProfile = await cpuProfile(cfg.id);
@@ -182,6 +186,7 @@ export async function startNode(
       key,
       ledgerPath: join(cfg.data, 'ledger.sqlite'),
       durability: cfg.durability,
+      rejoin: extras.rejoin,
       backends,
       wire: transport,
       maxFrameBytes: transport.maxFrameBytes,

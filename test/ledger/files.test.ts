@@ -20,7 +20,7 @@ import Database from 'better-sqlite3';
 import { afterAll, describe, expect, it } from 'vitest';
 import { SqliteLedger } from '../../src/ledger/sqlite.ts';
 import { verifyLedgerFile } from '../../src/ledger/verify.ts';
-import { type Batch, batchDigestOf, DropbearError } from '../../src/protocol/index.ts';
+import { type Batch, batchDigestOf, DropbearError, decode, uint } from '../../src/protocol/index.ts';
 import { EPOCH_MS, makeGroup } from '../../src/sim/world.ts';
 import { ROOT } from '../cli/run-cli.ts';
 
@@ -132,6 +132,27 @@ describe('a ledger that lost its contents is not started over silently', () => {
     const fresh = SqliteLedger.open(path, genesis);
     expect(fresh.created).toBe(true);
     fresh.close();
+  });
+
+  it('rejoin (`dropbear node --rejoin`) makes the new ledger, logged as forgotten; a ledger that holds one is refused it', () => {
+    const path = freshPath();
+    SqliteLedger.open(path, genesis).close();
+    rmSync(path);
+    const before = Date.now();
+    const l = SqliteLedger.open(path, genesis, { rejoin: true });
+    expect(l.created).toBe(true);
+    // The replica restored from it is forgetful (test/node/restart-results.test.ts): it signs in no view
+    // before 2f + 1 peers have told it theirs, and votes on no request as old as the loss.
+    expect(l.writesMayBeLost).toBe(true);
+    const forgotten = l.signedLog().filter((r) => r.kind === 'forgotten');
+    expect(forgotten).toHaveLength(1);
+    expect(decode(uint, forgotten[0].body!)).toBeGreaterThanOrEqual(before);
+    l.close();
+    // Reopened plainly it is this node's ledger again (the record stays until the group's view is learned).
+    const again = SqliteLedger.open(path, genesis);
+    expect(again.created).toBe(false);
+    again.close();
+    expect(codeOf(() => SqliteLedger.open(path, genesis, { rejoin: true }))).toBe('LEDGER_BAD_OPTION');
   });
 
   it('a zero-byte file without a marker (a create that never finished) becomes a new ledger', () => {

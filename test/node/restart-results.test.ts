@@ -103,6 +103,8 @@ async function restartWhilePending(
   crash: boolean,
   /** Run on node 3's ledger file while the node is down (a power loss: what it may have lost). */
   whileDown?: (path: string) => void,
+  /** Node 3 comes back with `rejoin` (`dropbear node --rejoin`: its ledger was lost). */
+  rejoin = false,
 ) {
   const group = makeGroup(4, 1, 7);
   const handlers = new Map<number, (f: number, b: Uint8Array) => void>();
@@ -113,13 +115,14 @@ async function restartWhilePending(
     retransmitMs: 20,
     checkpointInterval: 1,
   };
-  const open = (id: number, session: number) =>
+  const open = (id: number, session: number, rejoin = false) =>
     NodeHost.open({
       id,
       genesis: group.genesis,
       key: group.keys[id],
       ledgerPath: join(dir, `${name}-${id}.sqlite`),
       durability,
+      rejoin,
       backends: [id === 3 ? drifting(3, session) : startStandIn(id)],
       wire: wireOf(id, handlers, sent),
       replica,
@@ -144,7 +147,7 @@ async function restartWhilePending(
   } else hosts[3].close();
   whileDown?.(join(dir, `${name}-3.sqlite`));
   await sleep(10);
-  hosts[3] = open(3, 2);
+  hosts[3] = open(3, 2, rejoin);
   hosts[3].start();
   for (const sr of reqs) expect(hosts[3].submit(sr).ok).toBe(true);
   await sleep(300);
@@ -194,6 +197,48 @@ describe('a node whose machine crashed with its own RESULTS unsynced (prepared d
       hosts[0].step({ type: 'tick' });
       const certs = await Promise.all(ids.map((id) => hosts[0].waitCertificate(id, 5000)));
       expectFirstVotes(certs, sent);
+    } finally {
+      for (const h of hosts) h.close();
+    }
+  });
+});
+
+describe('a node whose ledger was lost, started again with rejoin (`dropbear node --rejoin`)', () => {
+  it('signs in no view the group used, votes on none of the requests it may have voted on, and the group certifies them', async () => {
+    const t0 = Date.now();
+    const { group, hosts, ids, sent } = await restartWhilePending(
+      'rejoin',
+      'full',
+      false,
+      (path) => {
+        // The disk is replaced: the ledger and its sidecars are gone (the boot marker stays; without
+        // rejoin that is LEDGER_LOST, test/ledger/files.test.ts).
+        for (const s of ['', '-wal', '-shm']) rmSync(`${path}${s}`, { force: true });
+      },
+      true,
+    );
+    try {
+      expect(hosts[3].db.created).toBe(true);
+      // Before 2026-12-06 a node with a new ledger was a new node: it signed in view 0 again at once.
+      // (Infinity until 2f + 1 peers have told it their views; then above the highest, the group's 0.)
+      await until('node 3 to learn the group view', () => Number.isFinite(hosts[3].replica.signFloorView));
+      expect(hosts[3].replica.signFloorView).toBe(1);
+      expect(hosts[3].status()).toMatchObject({ signFloorView: 1 });
+      expect(signedTwice(sent, ids)).toEqual([]);
+      expect(doubleVotes(hosts)).toEqual([]);
+      for (const id of ids) expect(holdsVote(hosts[3], id, 3)).toBe(false);
+      const floor = hosts[3].replica.resultsFloor - 2 * group.genesis.params.maxClockSkewMs;
+      expect(floor).toBeGreaterThanOrEqual(t0);
+      expect(floor).toBeLessThanOrEqual(Date.now());
+      (hosts[0].replica.cfg as ReplicaConfig).maxInFlightBatches = 64;
+      hosts[0].step({ type: 'tick' });
+      const certs = await Promise.all(ids.map((id) => hosts[0].waitCertificate(id, 5000)));
+      expectFirstVotes(certs, sent);
+      // It catches up on what the group executed meanwhile, by state transfer.
+      await until(
+        'node 3 to execute them',
+        () => hosts[3].replica.lastExecuted === hosts[0].replica.lastExecuted,
+      );
     } finally {
       for (const h of hosts) h.close();
     }
