@@ -6,8 +6,10 @@
  * half-written model or index behind, nor, after a power cut, an index naming a model whose rename was lost.
  *
  * A process killed while it writes leaves its temp file (`.download-….tmp`, `.import.….tmp`,
- * `.index.json.….tmp`) behind; the first use of a store folder in a process removes those that nobody has
- * written for STALE_TEMP_MS (removeStaleTemps says why an age and not a lock or a pid).
+ * `.index.json.….tmp`, `.index.lock.….tmp`) behind; the first use of a store folder in a process removes
+ * those that nobody has written for STALE_TEMP_MS (removeStaleTemps says why an age and not a lock or a pid).
+ * A process killed while it holds `index.lock` leaves it too: lockIndex breaks it at once when that process
+ * was on this machine, after STALE_LOCK_MS otherwise.
  *
  * A failure to write into the store (disk full, quota, read-only file system, permissions) is
  * MODEL_STORE_WRITE_FAILED with the system's code in `details.errno`; MODEL_DOWNLOAD_FAILED is kept for
@@ -15,8 +17,20 @@
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { lstat, mkdir, open, readdir, readFile, rename, stat, unlink } from 'node:fs/promises';
-import { homedir } from 'node:os';
+import {
+  link,
+  lstat,
+  mkdir,
+  open,
+  readdir,
+  readFile,
+  readlink,
+  rename,
+  stat,
+  unlink,
+  writeFile,
+} from 'node:fs/promises';
+import { homedir, hostname } from 'node:os';
 import { basename, extname, join } from 'node:path';
 import './ort-env.ts';
 import { DropbearError } from '../protocol/index.ts';
@@ -67,7 +81,7 @@ export interface ResolvedModel {
   sha256: string;
 }
 
-export interface PullOptions {
+export interface PullOptions extends IndexLockOptions {
   fetchImpl?: typeof fetch;
   /** Called as bytes arrive; `total` is the catalog's size of the file (the only size it can have). */
   onProgress?: (done: number, total: number) => void;
@@ -124,8 +138,12 @@ function tempName(dir: string, hint: string): string {
   return path;
 }
 
-/** The names tempName gives (`.<hint>.<pid>.<12 hex>.tmp`, hint one of the store's three). */
-const STORE_TEMP = /^\.(?:download-[0-9a-f]{12}|import|index\.json)\.\d+\.[0-9a-f]{12}\.tmp$/;
+/**
+ * The names tempName gives (`.<hint>.<pid>.<12 hex>.tmp`, hint one of the store's four), and the name a
+ * stale index lock is moved to while it is broken (`index.lock.<12 hex>.breaking`, breakLock).
+ */
+const STORE_TEMP =
+  /^(?:\.(?:download-[0-9a-f]{12}|import|index\.json|index\.lock)\.\d+\.[0-9a-f]{12}\.tmp|index\.lock\.[0-9a-f]{12}\.breaking)$/;
 
 /**
  * A temp file untouched for this long is taken as left behind by a process that died. One hour: a pull
@@ -362,8 +380,15 @@ async function renameDurably(tmp: string, final: string): Promise<void> {
   }
 }
 
-/** Writes the index atomically: temp file in the same folder, fsync, rename, fsync of the folder. */
-async function writeIndex(home: string, index: StoreIndex): Promise<void> {
+/**
+ * Writes the index atomically: temp file in the same folder, fsync, rename, fsync of the folder. When
+ * `stillMine` says false just before the rename, nothing is written and the answer is false.
+ */
+async function writeIndex(
+  home: string,
+  index: StoreIndex,
+  stillMine?: () => Promise<boolean>,
+): Promise<boolean> {
   const dir = modelsDir(home);
   const tmp = tempName(dir, 'index.json');
   try {
@@ -375,7 +400,12 @@ async function writeIndex(home: string, index: StoreIndex): Promise<void> {
     } finally {
       await fh.close();
     }
+    if (stillMine && !(await stillMine())) {
+      await unlinkQuiet(tmp);
+      return false;
+    }
     await renameDurably(tmp, indexPath(home));
+    return true;
   } catch (e) {
     await unlinkQuiet(tmp);
     throw storeWriteFailed(tmp, e, 'writing the model index');
@@ -384,46 +414,277 @@ async function writeIndex(home: string, index: StoreIndex): Promise<void> {
 
 /** Index updates in flight in this process, by store folder: each waits for the one before. */
 const indexQueues = new Map<string, Promise<unknown>>();
-/** How long the index lock file may stand before it is taken as left behind by a dead process. */
-const STALE_LOCK_MS = 60_000;
+/**
+ * How long the index lock file may stand before it is taken as left behind by a dead process, when its
+ * owner cannot be checked directly (another host, an old empty lock). The lock is held for the milliseconds
+ * an index rewrite takes.
+ */
+export const STALE_LOCK_MS = 60_000;
+
+export interface IndexLockOptions {
+  /** A lock whose owner cannot be shown dead is broken once its file is this old (default STALE_LOCK_MS). */
+  staleLockMs?: number;
+  /** Waiting longer than this for a lock that is neither dead nor stale is MODEL_STORE_BUSY (default 2 × staleLockMs). */
+  lockWaitMs?: number;
+}
+
+/** What a holder writes into `index.lock`: who it is, where, and a token that is its alone. */
+interface LockOwner {
+  pid: number;
+  host: string;
+  /** 32 hex digits, new for every acquisition: the lock's identity. */
+  token: string;
+  /** ISO-8601 time of the acquisition (for the operator; ages are taken from the file's mtime). */
+  at: string;
+  /** `/proc/self/ns/pid` (Linux): a pid means something only inside its pid namespace (a container). */
+  pidns?: string;
+  /** `/proc/sys/kernel/random/boot_id` (Linux): a pid of an earlier boot means nothing. */
+  boot?: string;
+}
+
+/** This process's host, pid namespace and boot, read once. */
+let machine: Promise<Pick<LockOwner, 'host' | 'pidns' | 'boot'>> | undefined;
+function thisMachine(): Promise<Pick<LockOwner, 'host' | 'pidns' | 'boot'>> {
+  machine ??= (async () => ({
+    host: hostname(),
+    pidns: await readlink('/proc/self/ns/pid').catch(() => undefined),
+    boot: await readFile('/proc/sys/kernel/random/boot_id', 'utf8').then(
+      (t) => t.trim(),
+      () => undefined,
+    ),
+  }))();
+  return machine;
+}
+
+/** A lock file as read: its owner record (none for an empty lock of the old format, or one half written) and identity. */
+interface LockSeen {
+  owner?: LockOwner;
+  ino: number;
+  mtimeMs: number;
+  size: number;
+}
+
+/** Reads a lock file (content and stat from one open handle: one inode); undefined when there is none. */
+async function readLock(path: string): Promise<LockSeen | undefined> {
+  let fh: Awaited<ReturnType<typeof open>> | undefined;
+  try {
+    fh = await open(path, 'r');
+    const st = await fh.stat();
+    const text = await fh.readFile('utf8');
+    let owner: LockOwner | undefined;
+    try {
+      const o = JSON.parse(text) as Partial<LockOwner> | null;
+      if (
+        typeof o === 'object' &&
+        o !== null &&
+        Number.isSafeInteger(o.pid) &&
+        typeof o.host === 'string' &&
+        typeof o.token === 'string' &&
+        o.token.length > 0
+      )
+        owner = o as LockOwner;
+    } catch {
+      // empty (the old format, or a holder between creating and writing it) or not ours: judged by age
+    }
+    return { owner, ino: st.ino, mtimeMs: st.mtimeMs, size: st.size };
+  } catch {
+    return undefined;
+  } finally {
+    await fh?.close().catch(() => {});
+  }
+}
+
+/** Whether two readings are of the same lock: the same token, or for a lock without one the same file unchanged. */
+function sameLock(a: LockSeen, b: LockSeen): boolean {
+  if (a.owner || b.owner) return a.owner?.token === b.owner?.token;
+  return a.ino === b.ino && a.mtimeMs === b.mtimeMs && a.size === b.size;
+}
+
+/** Whether `pid` is a live process here (EPERM: alive, not ours to signal). */
+function alive(pid: number): boolean {
+  if (pid === process.pid) return true;
+  if (!(pid > 0)) return false;
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code !== 'ESRCH';
+  }
+}
+
+/**
+ * Why a lock seen may be broken now, if it may: its owner is on this machine (same host, pid namespace and
+ * boot) and its pid is not alive, or its file is older than `staleMs` (an owner elsewhere, an old empty lock,
+ * or a pid reused by another process).
+ */
+async function breakable(seen: LockSeen, staleMs: number): Promise<string | undefined> {
+  const o = seen.owner;
+  if (o) {
+    const me = await thisMachine();
+    if (o.host === me.host && o.pidns === me.pidns && o.boot === me.boot && !alive(o.pid))
+      return `its owner, pid ${o.pid} on this host, is gone`;
+  }
+  const age = Date.now() - seen.mtimeMs;
+  return age > staleMs ? `it is ${Math.round(age)} ms old` : undefined;
+}
+
+/**
+ * Removes the lock at `path` if it is still the one `judged` (breakable) was about, and only then.
+ *
+ * Unlinking the path would remove whatever lock stands there by then: two waiters that both judged a dead
+ * lock breakable both unlinked it, the second removing the lock the first had just created, and two
+ * updates ran at once (one lost). Instead the lock is renamed to a name of this waiter's own (a rename moves
+ * one file, atomically: two waiters cannot both get it) and read again there. If it holds the token that
+ * was judged (for an old empty lock: the same inode, mtime and size) it is deleted. If not, this waiter
+ * took a live holder's fresh lock: it is linked back under `index.lock` (link, unlike rename, fails instead
+ * of replacing a lock a third process created in between). Should that third process have come in between
+ * (the path stood empty for the microseconds between the rename and the link), the displaced holder finds
+ * that `index.lock` no longer holds its token just before it renames its new index into place
+ * (IndexLock.held) and tries its update again; it never removes a lock that is not its own (release).
+ */
+async function breakLock(path: string, judged: LockSeen): Promise<void> {
+  const aside = `${path}.${randomBytes(6).toString('hex')}.breaking`;
+  try {
+    await rename(path, aside);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return; // released or broken by another meanwhile
+    throw storeWriteFailed(path, e, 'breaking a stale lock of the model index');
+  }
+  const now = await readLock(aside);
+  if (now && !sameLock(now, judged)) {
+    try {
+      await link(aside, path);
+    } catch {
+      // EEXIST: another process holds index.lock now (see above); or no hard links on this file system
+    }
+  }
+  await unlinkQuiet(aside);
+}
+
+export interface IndexLock {
+  /** Whether `index.lock` still holds this acquisition's token (false once another broke it as stale). */
+  held(): Promise<boolean>;
+  /** Removes `index.lock` if, and only if, it still holds this acquisition's token. */
+  release(): Promise<void>;
+}
+
+/**
+ * Takes `<home>/models/index.lock` (created exclusively, holding a LockOwner record) against other processes,
+ * waiting while another holds it. A lock is broken at once when its owner is on this machine and its pid is
+ * gone (a process killed with SIGKILL), otherwise once it is `staleLockMs` old; waiting longer than
+ * `lockWaitMs` for a lock that is neither is MODEL_STORE_BUSY. Exported for tests; updateIndex uses it.
+ */
+export async function lockIndex(home: string, opts: IndexLockOptions = {}): Promise<IndexLock> {
+  const dir = modelsDir(home);
+  const path = join(dir, 'index.lock');
+  const staleMs = opts.staleLockMs ?? STALE_LOCK_MS;
+  const waitMs = opts.lockWaitMs ?? 2 * staleMs;
+  const token = randomBytes(16).toString('hex');
+  const owner: LockOwner = {
+    pid: process.pid,
+    ...(await thisMachine()),
+    token,
+    at: new Date().toISOString(),
+  };
+  const body = `${JSON.stringify(owner)}\n`;
+  // The record is written to a temp file first and linked to `index.lock` (link fails with EEXIST like an
+  // exclusive create): the lock appears with its owner in it. Created empty and written after, a holder
+  // killed in between left an empty lock, which only its age could break.
+  const tmp = tempName(dir, 'index.lock');
+  try {
+    await writeFile(tmp, body, { encoding: 'utf8', flag: 'wx' });
+  } catch (e) {
+    await unlinkQuiet(tmp);
+    throw storeWriteFailed(tmp, e, 'locking the model index');
+  }
+  try {
+    const start = Date.now();
+    while (!(await createLock(path, tmp, body))) {
+      const seen = await readLock(path);
+      if (seen && (await breakable(seen, staleMs))) {
+        await breakLock(path, seen);
+        if (Date.now() - start <= waitMs) continue;
+      }
+      if (Date.now() - start > waitMs) {
+        const o = seen?.owner;
+        throw new DropbearError(
+          'MODEL_STORE_BUSY',
+          `the model index lock ${path} stays held${
+            o ? ` by pid ${o.pid} on ${o.host} since ${o.at}` : ' (an empty lock, from an older version)'
+          }${seen ? `, ${Math.round(Date.now() - seen.mtimeMs)} ms old` : ''}; it is broken at once when its owner is a ` +
+            `process of this host that is gone, otherwise after ${staleMs} ms. Remove it if no import or pull runs`,
+          { path, ...(o ? { pid: o.pid, host: o.host } : {}) },
+        );
+      }
+      // A lock gone meanwhile is tried again at once (almost: one that cannot be read is not spun on).
+      await new Promise((r) => setTimeout(r, seen ? 25 + Math.random() * 50 : 1));
+    }
+  } finally {
+    await unlinkQuiet(tmp);
+  }
+  const held = async () => (await readLock(path))?.owner?.token === token;
+  return {
+    held,
+    release: async () => {
+      if (await held()) await unlink(path).catch(() => {});
+    },
+  };
+}
+
+/** Errors of `link` that say the file system has no hard links (then the lock is created exclusively and written). */
+const NO_LINK = new Set(['EPERM', 'ENOTSUP', 'EOPNOTSUPP', 'ENOSYS', 'EINVAL']);
+
+/** Creates `path` holding `body` (`tmp` already does) unless it exists: true when created, false on EEXIST. */
+async function createLock(path: string, tmp: string, body: string): Promise<boolean> {
+  try {
+    await link(tmp, path);
+    return true;
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code ?? '';
+    if (code === 'EEXIST') return false;
+    if (!NO_LINK.has(code)) throw storeWriteFailed(path, e, 'locking the model index');
+  }
+  try {
+    await writeFile(path, body, { encoding: 'utf8', flag: 'wx' });
+    return true;
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'EEXIST') return false;
+    await unlink(path).catch(() => {});
+    throw storeWriteFailed(path, e, 'locking the model index');
+  }
+}
 
 /**
  * Reads the index, lets `change` modify it and writes it back, with no other update in between: queued
- * behind this process's other updates, and holding `index.lock` (created exclusively) against other
- * processes. Two imports that each read the index first and wrote it later both said "added" while the
- * index kept only one of them.
+ * behind this process's other updates, and holding `index.lock` (lockIndex) against other processes. Two
+ * imports that each read the index first and wrote it later both said "added" while the index kept only
+ * one of them. Should the lock have been broken meanwhile (its holder taken for dead), the new index is not
+ * put in place and the update runs again under a new lock.
  */
-async function updateIndex(home: string, change: (index: StoreIndex) => void): Promise<void> {
+async function updateIndex(
+  home: string,
+  change: (index: StoreIndex) => void,
+  opts: IndexLockOptions = {},
+): Promise<void> {
   const dir = modelsDir(home);
   const run = async () => {
     await mkdir(dir, { recursive: true });
-    const lock = join(dir, 'index.lock');
-    for (let waited = 0; ; waited += 50) {
+    for (let attempt = 1; ; attempt++) {
+      const lock = await lockIndex(home, opts);
       try {
-        await (await open(lock, 'wx')).close();
-        break;
-      } catch (e) {
-        if ((e as NodeJS.ErrnoException).code !== 'EEXIST')
-          throw storeWriteFailed(lock, e, 'locking the model index');
-        const age = await stat(lock).then(
-          (s) => Date.now() - s.mtimeMs,
-          () => 0,
-        );
-        if (age > STALE_LOCK_MS) await unlinkQuiet(lock);
-        else if (waited > 2 * STALE_LOCK_MS)
-          throw new DropbearError(
-            'MODEL_STORE_BUSY',
-            `the model index ${lock} stays locked; remove it if no import runs`,
-          );
-        else await new Promise((r) => setTimeout(r, 50));
+        const index = await readIndex(home);
+        change(index);
+        if (await writeIndex(home, index, lock.held)) return;
+      } finally {
+        await lock.release();
       }
-    }
-    try {
-      const index = await readIndex(home);
-      change(index);
-      await writeIndex(home, index);
-    } finally {
-      await unlinkQuiet(lock);
+      if (attempt >= 3)
+        throw new DropbearError(
+          'MODEL_STORE_BUSY',
+          `the model index lock ${join(dir, 'index.lock')} was taken from this process ${attempt} times ` +
+            'while it updated the index (another process took it for stale); nothing was written',
+          { path: join(dir, 'index.lock') },
+        );
     }
   };
   const before = indexQueues.get(dir) ?? Promise.resolve();
@@ -667,7 +928,7 @@ function entryNameForDigest(index: StoreIndex, sha256: string): string | undefin
 export async function importModels(
   path: string,
   home: string = defaultHome(),
-  opts: { catalog?: readonly ModelSpec[] } = {},
+  opts: { catalog?: readonly ModelSpec[] } & IndexLockOptions = {},
 ): Promise<ImportedModel[]> {
   const catalog = opts.catalog ?? CATALOG;
   const files = await onnxFilesOf(path);
@@ -749,18 +1010,22 @@ export async function importModels(
       }
       const name = known ?? spec.name;
       const entry = { sha256, bytes, spec, importedAt: new Date().toISOString() };
-      await updateIndex(home, (fresh) => {
-        // Checked again under the lock: another import may have taken the name since `index` was read
-        // (two imports at once of different files named alike both said "added", the index kept the last).
-        const holder = Object.hasOwn(fresh.models, name) ? fresh.models[name] : undefined;
-        if (holder && holder.sha256 !== sha256)
-          throw new DropbearError(
-            'MODEL_NAME_CONFLICT',
-            `the store already has a different model named ${name} (sha256 ${holder.sha256}); ` +
-              `rename ${file} to import it under another name`,
-          );
-        fresh.models[name] = entry;
-      });
+      await updateIndex(
+        home,
+        (fresh) => {
+          // Checked again under the lock: another import may have taken the name since `index` was read
+          // (two imports at once of different files named alike both said "added", the index kept the last).
+          const holder = Object.hasOwn(fresh.models, name) ? fresh.models[name] : undefined;
+          if (holder && holder.sha256 !== sha256)
+            throw new DropbearError(
+              'MODEL_NAME_CONFLICT',
+              `the store already has a different model named ${name} (sha256 ${holder.sha256}); ` +
+                `rename ${file} to import it under another name`,
+            );
+          fresh.models[name] = entry;
+        },
+        opts,
+      );
       index.models[name] = entry;
       out.push({ name, sha256, bytes, path: final, specFrom: cat ? 'catalog' : 'derived', added: true });
     } finally {
@@ -898,9 +1163,13 @@ export async function pullModel(
     const got = await sha256File(final);
     if (got.sha256 === spec.sha256) {
       const entry = { sha256: spec.sha256, bytes: got.bytes, spec, importedAt: new Date().toISOString() };
-      await updateIndex(home, (fresh) => {
-        fresh.models[name] = entry;
-      });
+      await updateIndex(
+        home,
+        (fresh) => {
+          fresh.models[name] = entry;
+        },
+        opts,
+      );
       return { name, sha256: spec.sha256, bytes: got.bytes, path: final, downloaded: false };
     }
     await unlinkQuiet(final);
@@ -1034,9 +1303,13 @@ export async function pullModel(
       throw local(e, final);
     });
     const entry = { sha256, bytes: done, spec, importedAt: new Date().toISOString() };
-    await updateIndex(home, (fresh) => {
-      fresh.models[name] = entry;
-    });
+    await updateIndex(
+      home,
+      (fresh) => {
+        fresh.models[name] = entry;
+      },
+      opts,
+    );
     return { name, sha256, bytes: done, path: final, downloaded: true, url };
   } finally {
     clearTimeout(idle);
