@@ -94,6 +94,11 @@ export interface PullOptions extends IndexLockOptions {
   baseUrl?: string;
   /** Give up when no bytes arrive for this long (default 60 s). */
   idleTimeoutMs?: number;
+  /**
+   * Give up when the whole download (from the request to the last byte) takes longer than this: a server
+   * that trickles a byte inside every idle timeout is never idle. Default: downloadDeadlineMs of the size.
+   */
+  deadlineMs?: number;
   catalog?: readonly ModelSpec[];
 }
 
@@ -105,6 +110,16 @@ export interface PullResult {
   /** False when the model was already in the store. */
   downloaded: boolean;
   url?: string;
+}
+
+/** The slowest mean rate a pull's default deadline allows (bytes per second). */
+export const MIN_DOWNLOAD_RATE = 50_000;
+/** The shortest default deadline of a pull, whatever the size. */
+export const DOWNLOAD_DEADLINE_FLOOR_MS = 10 * 60_000;
+
+/** A pull's default deadline for a file of `bytes`: the time at MIN_DOWNLOAD_RATE, at least 10 minutes. */
+export function downloadDeadlineMs(bytes: number): number {
+  return Math.max(DOWNLOAD_DEADLINE_FLOOR_MS, Math.ceil((bytes / MIN_DOWNLOAD_RATE) * 1000));
 }
 
 /** `$DROPBEAR_HOME`, or `~/.dropbear`. */
@@ -1184,23 +1199,34 @@ export async function pullModel(
   const url = downloadUrl(spec, opts);
   const fetchImpl = opts.fetchImpl ?? fetch;
   const idleMs = opts.idleTimeoutMs ?? 60_000;
+  const deadlineMs = opts.deadlineMs ?? downloadDeadlineMs(spec.bytes);
   const abort = new AbortController();
   let idle: NodeJS.Timeout | undefined;
-  let timedOut = false;
+  let deadline: NodeJS.Timeout | undefined;
+  /** Which limit stopped the download, if one did: no byte for idleMs, or the whole of it past deadlineMs. */
+  let timedOut: 'idle' | 'deadline' | undefined;
+  const stop = (why: 'idle' | 'deadline') => {
+    timedOut ??= why;
+    abort.abort();
+  };
   const arm = () => {
     clearTimeout(idle);
-    idle = setTimeout(() => {
-      timedOut = true;
-      abort.abort();
-    }, idleMs);
+    idle = setTimeout(() => stop('idle'), idleMs);
+    deadline ??= setTimeout(() => stop('deadline'), deadlineMs);
   };
   const failed = (why: string) =>
     new DropbearError(
       'MODEL_DOWNLOAD_FAILED',
       `downloading ${name} from ${url} failed: ${why}; check the network (or DROPBEAR_CATALOG_BASE_URL) and run ` +
         'the pull again, or import the file from a folder with `npx dropbear models import DIR`',
-      { url },
+      {
+        url,
+        ...(timedOut === 'idle' ? { reason: 'idle', idleTimeoutMs: idleMs } : {}),
+        ...(timedOut === 'deadline' ? { reason: 'deadline', deadlineMs } : {}),
+      },
     );
+  const tooLong = (done: number) =>
+    `it did not finish within ${deadlineMs} ms (${done} of ${spec.bytes} bytes had arrived)`;
 
   const dir = modelsDir(home);
   await mkdir(dir, { recursive: true }).catch((e) => {
@@ -1221,7 +1247,11 @@ export async function pullModel(
     } catch (e) {
       const cause = (e as { cause?: { code?: string; message?: string } }).cause;
       throw failed(
-        timedOut ? `no answer for ${idleMs} ms` : (cause?.code ?? cause?.message ?? (e as Error).message),
+        timedOut === 'idle'
+          ? `no answer for ${idleMs} ms`
+          : timedOut === 'deadline'
+            ? tooLong(0)
+            : (cause?.code ?? cause?.message ?? (e as Error).message),
       );
     }
     if (!res.ok || !res.body) {
@@ -1275,8 +1305,17 @@ export async function pullModel(
         }
       } catch (e) {
         if (e instanceof DropbearError) throw e;
-        throw failed(timedOut ? `no data for ${idleMs} ms` : `the connection broke after ${done} bytes`);
+        throw failed(
+          timedOut === 'idle'
+            ? `no data for ${idleMs} ms`
+            : timedOut === 'deadline'
+              ? tooLong(done)
+              : `the connection broke after ${done} bytes`,
+        );
       }
+      // The body is all here: neither limit applies to syncing, renaming and indexing it.
+      clearTimeout(idle);
+      clearTimeout(deadline);
       await fh.sync().catch((e) => {
         throw local(e);
       });
@@ -1313,6 +1352,7 @@ export async function pullModel(
     return { name, sha256, bytes: done, path: final, downloaded: true, url };
   } finally {
     clearTimeout(idle);
+    clearTimeout(deadline);
     await unlinkQuiet(tmp);
   }
 }
