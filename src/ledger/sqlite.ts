@@ -378,6 +378,14 @@ function lockLedger(db: Database.Database, path: string): void {
   }
 }
 
+/** LEDGER_CORRUPT for SQLite's SQLITE_CORRUPT* error `e` on `path` (a truncated or garbled file). */
+export function ledgerCorrupt(path: string, e: unknown): DropbearError {
+  return new DropbearError(
+    'LEDGER_CORRUPT',
+    `${path}: SQLite finds the file damaged: ${(e as Error).message}`,
+  );
+}
+
 /** Reads the meta row; `null` when the file has no Dropbear schema. */
 export function readMeta(
   db: Database.Database,
@@ -645,11 +653,7 @@ export class SqliteLedger {
       if (e instanceof DropbearError) throw e;
       const code = String((e as { code?: unknown }).code);
       // A truncated or garbled file (LEDGER_UNREADABLE until 2026-12-06).
-      if (code.startsWith('SQLITE_CORRUPT'))
-        throw new DropbearError(
-          'LEDGER_CORRUPT',
-          `${path}: SQLite finds the file damaged: ${(e as Error).message}`,
-        );
+      if (code.startsWith('SQLITE_CORRUPT')) throw ledgerCorrupt(path, e);
       if (code.startsWith('SQLITE_READONLY'))
         throw new DropbearError(
           'LEDGER_READ_ONLY',

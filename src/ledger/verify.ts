@@ -67,6 +67,7 @@ import {
   CommitSigs,
   entriesProblem,
   LEDGER_SCHEMA_VERSION,
+  ledgerCorrupt,
   openDatabase,
   readMeta,
   SourceRequests,
@@ -188,11 +189,7 @@ export function verifyLedgerFile(
     if (code === 'SQLITE_NOTADB' || code === 'SQLITE_CANTOPEN')
       throw new DropbearError('LEDGER_UNREADABLE', `${path} is not a ledger: ${(e as Error).message}`);
     // A truncated or garbled file (before 2026-12-06: a line "database disk image is malformed", exit 1).
-    if (code.startsWith('SQLITE_CORRUPT'))
-      throw new DropbearError(
-        'LEDGER_CORRUPT',
-        `${path}: SQLite finds the file damaged: ${(e as Error).message}`,
-      );
+    if (code.startsWith('SQLITE_CORRUPT')) throw ledgerCorrupt(path, e);
     // SQLite reads a WAL-mode file only by writing its -shm beside it (before 2026-12-06: a line "attempt
     // to write a readonly database", exit 1).
     if (code.startsWith('SQLITE_READONLY'))

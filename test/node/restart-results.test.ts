@@ -184,19 +184,7 @@ describe('a node whose machine crashed with its own RESULTS unsynced (prepared d
     });
     try {
       expect(hosts[3].replica.signFloorView).not.toBe(0);
-      expect(signedTwice(sent, ids)).toEqual([]);
-      expect(doubleVotes(hosts)).toEqual([]);
-      for (const id of ids) expect(holdsVote(hosts[3], id, 3)).toBe(false);
-      // Requests timestamped past that time plus twice the clock skew bound get its vote again
-      // (test/consensus/own-results.test.ts).
-      const floor = hosts[3].replica.resultsFloor - 2 * group.genesis.params.maxClockSkewMs;
-      expect(floor).toBeGreaterThanOrEqual(t0);
-      expect(floor).toBeLessThanOrEqual(Date.now());
-      // The group certifies them, with the vote node 3 sent before the power loss where a peer holds it.
-      (hosts[0].replica.cfg as ReplicaConfig).maxInFlightBatches = 64;
-      hosts[0].step({ type: 'tick' });
-      const certs = await Promise.all(ids.map((id) => hosts[0].waitCertificate(id, 5000)));
-      expectFirstVotes(certs, sent);
+      await expectForgetfulVotes({ group, hosts, ids, sent }, t0);
     } finally {
       for (const h of hosts) h.close();
     }
@@ -224,16 +212,7 @@ describe('a node whose ledger was lost, started again with rejoin (`dropbear nod
       await until('node 3 to learn the group view', () => Number.isFinite(hosts[3].replica.signFloorView));
       expect(hosts[3].replica.signFloorView).toBe(1);
       expect(hosts[3].status()).toMatchObject({ signFloorView: 1 });
-      expect(signedTwice(sent, ids)).toEqual([]);
-      expect(doubleVotes(hosts)).toEqual([]);
-      for (const id of ids) expect(holdsVote(hosts[3], id, 3)).toBe(false);
-      const floor = hosts[3].replica.resultsFloor - 2 * group.genesis.params.maxClockSkewMs;
-      expect(floor).toBeGreaterThanOrEqual(t0);
-      expect(floor).toBeLessThanOrEqual(Date.now());
-      (hosts[0].replica.cfg as ReplicaConfig).maxInFlightBatches = 64;
-      hosts[0].step({ type: 'tick' });
-      const certs = await Promise.all(ids.map((id) => hosts[0].waitCertificate(id, 5000)));
-      expectFirstVotes(certs, sent);
+      await expectForgetfulVotes({ group, hosts, ids, sent }, t0);
       // It catches up on what the group executed meanwhile, by state transfer.
       await until(
         'node 3 to execute them',
@@ -244,6 +223,29 @@ describe('a node whose ledger was lost, started again with rejoin (`dropbear nod
     }
   });
 });
+
+/**
+ * Node 3 came back forgetful (its own RESULTS lost, as of `t0` or later): it signed no second result,
+ * nobody holds double-vote evidence against it, it holds no vote of its own for the requests, and it
+ * votes again only on requests timestamped past the loss plus twice the clock skew bound
+ * (test/consensus/own-results.test.ts). The group certifies them, with the vote node 3 sent before the
+ * loss where a peer holds it.
+ */
+async function expectForgetfulVotes(
+  { group, hosts, ids, sent }: Awaited<ReturnType<typeof restartWhilePending>>,
+  t0: number,
+): Promise<void> {
+  expect(signedTwice(sent, ids)).toEqual([]);
+  expect(doubleVotes(hosts)).toEqual([]);
+  for (const id of ids) expect(holdsVote(hosts[3], id, 3)).toBe(false);
+  const floor = hosts[3].replica.resultsFloor - 2 * group.genesis.params.maxClockSkewMs;
+  expect(floor).toBeGreaterThanOrEqual(t0);
+  expect(floor).toBeLessThanOrEqual(Date.now());
+  (hosts[0].replica.cfg as ReplicaConfig).maxInFlightBatches = 64;
+  hosts[0].step({ type: 'tick' });
+  const certs = await Promise.all(ids.map((id) => hosts[0].waitCertificate(id, 5000)));
+  expectFirstVotes(certs, sent);
+}
 
 /** Every certificate is there, and node 3's vote in it is the first result it sent for the request. */
 function expectFirstVotes(certs: (Certificate | null)[], sent: Sent): void {
