@@ -165,7 +165,9 @@ export class InferenceEngine implements ModelBackend {
     const maxBatch = fixedBatchOne(opts.spec) ? 1 : o.maxBatch;
     const started = await Promise.allSettled([
       PrepPool.start(opts.spec, o.decoder, o.prepWorkers, o.workerNice, o.requestTimeoutMs),
-      ...Array.from({ length: o.sessionWorkers }, () => SessionRunner.start(opts.modelPath, opts.spec, o)),
+      ...Array.from({ length: o.sessionWorkers }, () =>
+        SessionRunner.start(opts.modelPath, opts.spec, { ...o, modelSha256: digest }),
+      ),
     ]);
     const failed = started.find((x) => x.status === 'rejected');
     if (failed) {
@@ -193,9 +195,14 @@ export class InferenceEngine implements ModelBackend {
     return best;
   }
 
-  /** Worker threads started to replace dead ones (session and preprocessing). */
+  /** Worker threads started to replace dead or hung ones (session and preprocessing). */
   get replacedWorkers(): number {
     return this.prepPool.replaced + this.runners.reduce((a, r) => a + r.replaced, 0);
+  }
+
+  /** Worker threads set aside because a call on them timed out (threads.ts, LiveWorker). */
+  get hungWorkers(): number {
+    return this.prepPool.hung + this.runners.reduce((a, r) => a + r.hung, 0);
   }
 
   private admit(): void {

@@ -2,6 +2,8 @@
  * A session worker's code (worker.ts imports it in session workers only): one onnxruntime session, batches
  * run on it. session.run blocks this thread, never the node's event loop.
  */
+import { createHash } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
 import type { MessagePort } from 'node:worker_threads';
 import * as ort from 'onnxruntime-node';
 import { DropbearError } from '../protocol/errors.ts';
@@ -17,15 +19,47 @@ export async function serveSession(
 ): Promise<void> {
   const { spec } = data;
   let session: ort.InferenceSession;
+  // The bytes loaded are the bytes hashed: a replacement thread (after a death or a hang) loads the file
+  // again, and until 2026-12-06 it loaded whatever the path held then, unchecked, so a model file changed
+  // on disk after the engine's start (a bad disk, a hand edit, another model copied over it) was run and
+  // voted under the old digest. Hashing a 4 MB model costs ~10 ms per start.
+  let model: Uint8Array | string = data.modelPath;
+  if (data.sha256 !== undefined) {
+    try {
+      model = await readFile(data.modelPath);
+    } catch (e) {
+      fail(
+        -1,
+        new DropbearError('MODEL_LOAD_FAILED', `cannot read ${data.modelPath}: ${(e as Error).message}`),
+      );
+      process.exit(1);
+    }
+    const actual = createHash('sha256').update(model).digest('hex');
+    if (actual !== data.sha256.toLowerCase()) {
+      fail(
+        -1,
+        new DropbearError(
+          'MODEL_DIGEST_MISMATCH',
+          `${data.modelPath} has sha256 ${actual}, but ${data.sha256} is required (the file changed since the engine started); refusing to load it`,
+          { path: data.modelPath, expected: data.sha256, actual },
+        ),
+      );
+      process.exit(1);
+    }
+  }
   try {
-    session = await ort.InferenceSession.create(data.modelPath, {
+    const options: ort.InferenceSession.SessionOptions = {
       intraOpNumThreads: data.intraOpThreads,
       interOpNumThreads: data.interOpThreads,
       graphOptimizationLevel: 'all',
       executionProviders: data.executionProviders,
       // Exact int8 kernels on CPUs without VNNI: see ORT_SESSION_CONFIG.
       extra: ORT_SESSION_CONFIG,
-    });
+    };
+    session =
+      typeof model === 'string'
+        ? await ort.InferenceSession.create(model, options)
+        : await ort.InferenceSession.create(model, options);
   } catch (e) {
     fail(
       -1,

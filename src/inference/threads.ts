@@ -42,6 +42,14 @@ const RESPAWN_MIN_MS = 1000;
 const RESPAWN_MAX_MS = 30_000;
 
 /**
+ * Threads one worker slot sets aside because a call on them timed out (hung) and that have not exited yet.
+ * A set-aside thread is told to close (it exits once its calls are answered) and a replacement takes the
+ * slot's calls; past this many still running, a hung thread is kept and its calls time out as before, so
+ * that an input that hangs every thread it reaches cannot make the node start threads without bound.
+ */
+const MAX_SET_ASIDE = 2;
+
+/**
  * A worker's answer: the output, its run time and, for a model run, the batch buffer handed back. The
  * output is half bits only for a preprocessing call that asked for them (PrepPool.prep's `half`).
  */
@@ -84,6 +92,13 @@ class WorkerHandle {
    * caller hears of it otherwise (the call's promise settled at its timeout).
    */
   onLateAnswer: (() => void) | null = null;
+  /** Called when a call fails with WORKER_TIMEOUT (the thread may be hung: LiveWorker sets it aside). */
+  onTimeout: (() => void) | null = null;
+  /** Settles when the thread has exited, whatever the reason. */
+  readonly gone: Promise<void>;
+  private markGone: () => void = () => {};
+  /** The error the thread reported for its start (a model it could not load), kept as its death's. */
+  private startError: Error | null = null;
   inFlight = 0;
 
   constructor(
@@ -91,6 +106,9 @@ class WorkerHandle {
     private readonly timeoutMs = REQUEST_TIMEOUT_MS,
   ) {
     this.worker = new Worker(BOOT, { workerData: data });
+    this.gone = new Promise((resolve) => {
+      this.markGone = resolve;
+    });
     this.ready = new Promise((resolve, reject) => {
       this.rejectReady = reject;
       this.worker.on('message', (m: WorkerReply) => {
@@ -98,7 +116,10 @@ class WorkerHandle {
           this.wasReady = true;
           return resolve();
         }
-        if (m.type === 'error' && m.id === -1) return reject(new DropbearError(m.code, m.message));
+        if (m.type === 'error' && m.id === -1) {
+          this.startError = new DropbearError(m.code, m.message);
+          return reject(this.startError);
+        }
         const p = this.pending.get(m.id);
         if (!p) return;
         this.pending.delete(m.id);
@@ -122,9 +143,15 @@ class WorkerHandle {
       );
       this.worker.on('exit', (code) => {
         this.exited = true;
+        this.markGone();
         this.onExit?.();
+        // A thread that could not start (its model failed to load or to match its digest) exits after
+        // saying why: calls that reach it while it is dead fail with that, not a bare exit status.
         if (!this.dead)
-          die(new DropbearError('WORKER_EXITED', `inference worker exited with status ${code}`));
+          die(
+            this.startError ??
+              new DropbearError('WORKER_EXITED', `inference worker exited with status ${code}`),
+          );
       });
     });
     // A failed start is reported through `ready`; keep it from also being an unhandled rejection.
@@ -145,6 +172,7 @@ class WorkerHandle {
       if (this.timeoutMs > 0) {
         p.timer = setTimeout(() => {
           p.timedOut = true;
+          this.onTimeout?.();
           reject(
             new DropbearError(
               'WORKER_TIMEOUT',
@@ -183,6 +211,14 @@ class WorkerHandle {
     return this.closing;
   }
 
+  /**
+   * Asks a thread set aside as hung to exit once it has answered what it began (worker.ts, `Track`), without
+   * ever ending it from outside (that aborts the process inside a native call). `close` may still follow.
+   */
+  retire(): void {
+    if (!this.exited) this.worker.postMessage({ type: 'close' } satisfies WorkerRequest);
+  }
+
   private async shutDown(drainMs: number): Promise<void> {
     this.dead ??= new DropbearError('ENGINE_CLOSED', 'the inference engine is closed');
     if (!this.exited) {
@@ -216,8 +252,12 @@ class LiveWorker {
   private closed = false;
   private delay = RESPAWN_MIN_MS;
   private timer: ReturnType<typeof setTimeout> | null = null;
-  /** Threads started to replace dead ones. */
+  /** Threads started to replace dead or hung ones. */
   replaced = 0;
+  /** Threads set aside as hung (a call on them timed out) that have not exited yet. */
+  private readonly setAside = new Set<WorkerHandle>();
+  /** Threads ever set aside as hung. */
+  hung = 0;
 
   constructor(
     private readonly data: SessionWorkerData | PrepWorkerData,
@@ -234,6 +274,7 @@ class LiveWorker {
   private spawn(): WorkerHandle {
     const h = new WorkerHandle(this.data, this.timeoutMs);
     h.onDeath = () => this.replaceLater(h);
+    h.onTimeout = () => this.setAsideHung(h);
     h.onLateAnswer = () => {
       if (h === this.handle && !this.closed) this.onFree();
     };
@@ -245,6 +286,25 @@ class LiveWorker {
       () => {},
     );
     return h;
+  }
+
+  /**
+   * A call on the slot's thread timed out: the thread may be hung in a native call that never returns, and
+   * until 2026-12-06 it kept the slot for good (its timed-out calls count as in flight, so a preprocessing
+   * worker took nothing more and the inputs behind it waited for ever; a session worker was sent every
+   * later batch, each failing after the timeout). It is set aside now: told to exit once it answers, and a
+   * replacement starts at once and takes the slot's calls. At most MAX_SET_ASIDE set-aside threads of a
+   * slot may still be running; past that the hung thread keeps the slot as before.
+   */
+  private setAsideHung(h: WorkerHandle): void {
+    if (this.closed || h !== this.handle || h.deadWith || this.timer) return;
+    if (this.setAside.size >= MAX_SET_ASIDE) return;
+    this.setAside.add(h);
+    this.hung++;
+    h.gone.then(() => this.setAside.delete(h));
+    h.retire();
+    this.replaced++;
+    this.handle = this.spawn();
   }
 
   private replaceLater(dead: WorkerHandle): void {
@@ -293,7 +353,7 @@ class LiveWorker {
     this.closed = true;
     if (this.timer) clearTimeout(this.timer);
     this.timer = null;
-    return this.handle.close(drainMs);
+    return Promise.all([this.handle, ...this.setAside].map((h) => h.close(drainMs))).then(() => {});
   }
 }
 
@@ -306,6 +366,11 @@ export interface SessionOptions {
   workerNice?: number;
   /** A call's bound in ms before it fails with WORKER_TIMEOUT; 0: none (REQUEST_TIMEOUT_MS when not given). */
   requestTimeoutMs?: number;
+  /**
+   * SHA-256 (hex) the model file must have each time a thread loads it (its first start and every
+   * replacement's): the engine passes the digest it checked at start, the one the node votes with.
+   */
+  modelSha256?: string;
 }
 
 /** One onnxruntime session in its own worker thread. */
@@ -326,6 +391,7 @@ export class SessionRunner {
         interOpThreads: opts.interOpThreads,
         executionProviders: opts.executionProviders,
         nice: opts.workerNice ?? 0,
+        sha256: opts.modelSha256,
       },
       opts.requestTimeoutMs ?? REQUEST_TIMEOUT_MS,
     );
@@ -343,9 +409,14 @@ export class SessionRunner {
     return this.handle.inFlight;
   }
 
-  /** Threads started to replace dead ones. */
+  /** Threads started to replace dead or hung ones. */
   get replaced(): number {
     return this.handle.replaced;
+  }
+
+  /** Threads set aside because a call on them timed out. */
+  get hung(): number {
+    return this.handle.hung;
   }
 
   /**
@@ -404,9 +475,14 @@ export class PrepPool {
     this.handles = handles;
   }
 
-  /** Threads started to replace dead ones. */
+  /** Threads started to replace dead or hung ones. */
   get replaced(): number {
     return this.handles.reduce((a, h) => a + h.replaced, 0);
+  }
+
+  /** Threads set aside because a call on them timed out. */
+  get hung(): number {
+    return this.handles.reduce((a, h) => a + h.hung, 0);
   }
 
   /**

@@ -18,6 +18,8 @@ export interface SessionWorkerData {
   executionProviders: string[];
   /** This thread's nice value (EngineOptions.workerNice). */
   nice: number;
+  /** When given, the bytes loaded must hash to this SHA-256 (hex), or the thread refuses to start. */
+  sha256?: string;
 }
 
 export interface PrepWorkerData {

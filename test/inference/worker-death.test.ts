@@ -1,7 +1,9 @@
 // A worker thread that dies is replaced (the same setup, a new thread) and never chosen while dead; calls
 // in flight on it fail with WORKER_EXITED. A call a worker does not answer in time fails with WORKER_TIMEOUT.
 import { once } from 'node:events';
-import { readFileSync } from 'node:fs';
+import { copyFileSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import type { Worker } from 'node:worker_threads';
 import { afterAll, describe, expect, it } from 'vitest';
 import { catalogByName } from '../../src/inference/catalog.ts';
@@ -101,6 +103,30 @@ describe('dead worker threads', () => {
     // Straight away (the replacements may still be starting): the healthy threads answer.
     const out = await Promise.all(Array.from({ length: 4 }, () => code(e.classify(img))));
     expect(out).toEqual(['ok', 'ok', 'ok', 'ok']);
+  }, 60_000);
+});
+
+describe('a replacement thread loads the model the engine started with', () => {
+  it('refuses a model file changed on disk since the start (MODEL_DIGEST_MISMATCH), never runs it', async () => {
+    // Two models of one input and output shape: before, the replacement loaded the other one and the engine
+    // answered with it under the first one's digest.
+    const a = 'mobilenet_v2_1.0_224_quant';
+    const b = 'tf2_mobilenet_v2_1.0_224_ptq';
+    const dir = mkdtempSync(join(tmpdir(), 'dropbear-swap-'));
+    try {
+      const path = join(dir, 'model.onnx');
+      copyFileSync(`${MODELS_DIR}/${a}.onnx`, path);
+      const e = await InferenceEngine.start({ modelPath: path, spec: catalogByName(a)!, prepWorkers: 1 });
+      closers.push(e);
+      expect((await e.classify(img)).kind).toBe('class');
+      copyFileSync(`${MODELS_DIR}/${b}.onnx`, path);
+      // biome-ignore lint/suspicious/noExplicitAny: private
+      await kill(threadOf((e as any).runners[0].handle));
+      expect(await code(e.classify(img))).toBe('MODEL_DIGEST_MISMATCH');
+      expect(e.digest).toBe(catalogByName(a)!.sha256);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   }, 60_000);
 });
 
