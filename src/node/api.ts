@@ -196,6 +196,13 @@ export function bodyLimitFor(genesis: Genesis): number {
   return Math.max(API_DEFAULTS.bodyLimitBytes, base64 + ENVELOPE_BYTES);
 }
 
+/** The routes that submit client requests: a call to one refused whole counts as one refused request. */
+const SUBMIT_ROUTES = new Set([
+  '/v1/requests',
+  '/v2/models/:group/infer',
+  '/v2/models/:group/versions/:version/infer',
+]);
+
 /** How long the API's close() lets requests still in flight finish before it cuts their connections. */
 export const CLOSE_GRACE_MS = 1000;
 
@@ -645,6 +652,8 @@ export function buildApi(host: NodeHost, opts: ApiOptions = {}): FastifyInstance
     if (!Number.isInteger(v) || v < 0) throw new RangeError(`${k} must be an integer ≥ 0, got ${v}`);
   }
   let closing = false;
+  /** Calls whose requests submitAll has counted (accepted, refused by code, or known already). */
+  const counted = new WeakSet<FastifyRequest>();
   /** Long polls held now (holdPoll), in all and by connection. */
   let longPolls = 0;
   const pollsOn = new WeakMap<Socket, Set<AbortController>>();
@@ -747,6 +756,10 @@ export function buildApi(host: NodeHost, opts: ApiOptions = {}): FastifyInstance
   app.setErrorHandler((e, req, reply) => {
     const err = toApiError(e, o.bodyLimitBytes as number);
     const status = httpStatusOf(err.code);
+    // A call to a route that submits requests refused before its requests were counted (submitAll counts
+    // each it sees): one refusal, by its code (a body over the limit, not JSON, failing the schema).
+    if (req.method === 'POST' && SUBMIT_ROUTES.has(req.routeOptions.url ?? '') && !counted.has(req))
+      metrics.requestRejected(err.code);
     if (err.code === 'INTERNAL') req.log.error({ err: e }, 'internal error');
     if (err.code === 'OVERLOADED') reply.header('retry-after', String(o.retryAfterSeconds));
     return reply.code(status).type('application/json').send(errorBodyFor(req.url, err));
@@ -943,6 +956,7 @@ export function buildApi(host: NodeHost, opts: ApiOptions = {}): FastifyInstance
     waitMs: number,
     sentToAll = false,
   ): Promise<ItemOutcome[]> => {
+    counted.add(req);
     const out: (ItemOutcome | null)[] = srs.map(() => null);
     const ids: (string | null)[] = srs.map((sr) => ('code' in sr ? null : hex(requestIdOf(sr))));
     const todo: number[] = [];

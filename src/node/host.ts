@@ -273,7 +273,8 @@ export class NodeHost {
   private readonly waiters = new Map<string, Waiter[]>();
   private stopped = false;
   private inferring = 0;
-  /** Accept-time per request id, for the accept-to-certificate histogram. */
+  /** Accept time per request id (performance.now(): a wall clock stepped back made it negative), for the
+   *  accept-to-certificate histogram. */
   readonly acceptedAt = new Map<string, number>();
   readonly startedAt = Date.now();
 
@@ -1178,12 +1179,16 @@ export class NodeHost {
     const actions = this.step({ type: 'request', request: sr, sentToAll: opts.sentToAll === true });
     for (const a of actions) {
       if (a.type === 'accepted') {
-        this.acceptedAt.set(hex(a.requestId), Date.now());
+        this.acceptedAt.set(hex(a.requestId), performance.now());
         this.obs.accepted?.(a.requestId);
         return { ok: true, requestId: a.requestId };
       }
       if (a.type === 'rejected') {
-        this.obs.rejected?.(a.code);
+        // A request this node holds or executed already is no refusal: the API answers it as the first
+        // copy (202 or its certificate). Counted as REQUEST_DUPLICATE, every client retry and every copy a
+        // peer forwarded first showed as a refusal in dropbear_requests_rejected_total.
+        if (a.code !== 'REQUEST_DUPLICATE' && a.code !== 'REQUEST_ALREADY_EXECUTED')
+          this.obs.rejected?.(a.code);
         return { ok: false, requestId: a.requestId, code: a.code, message: a.message };
       }
     }

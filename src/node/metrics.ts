@@ -4,7 +4,9 @@
  * and by the HTTP API; gauges are read from the host, its backend and the transport when scraped (`attach`).
  *
  *   dropbear_requests_accepted_total                 requests this node accepted from clients
- *   dropbear_requests_rejected_total{reason}         client requests refused, by error code
+ *   dropbear_requests_rejected_total{reason}         client requests refused, by error code (a submitting call refused
+ *                                                    whole counts once; a request resent while held or once executed
+ *                                                    is answered like the first copy: neither accepted nor refused)
  *   dropbear_certificates_total                      certificates formed at this node
  *   dropbear_inference_queue_depth                   inputs waiting in the backend (queued + preprocessing)
  *   dropbear_inference_in_flight                     backend batches or calls under way
@@ -23,8 +25,10 @@
  *   dropbear_bad_frames_total{peer}                  frames a peer sent that could not be used (undecodable, or a bad signature, its own or relayed: each closes its connection and quarantines it), by peer
  *   dropbear_peer_messages_sent_total{kind}          peer messages handed to the transport, by kind (a broadcast counts once per peer)
  *   dropbear_peer_bytes_sent_total{kind}             their encoded bytes (frame headers and TCP not counted)
- *   dropbear_http_responses_total{method,route,status}
+ *   dropbear_http_responses_total{method,route,status}  (routes not found: route="unmatched")
+ *   dropbear_process_*, dropbear_nodejs_*            with MetricsOptions.processMetrics (the node process sets it)
  */
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
 import { type Certificate, hex } from '../protocol/index.ts';
 import type { HostObserver, NodeHost } from './host.ts';
@@ -233,7 +237,10 @@ export class NodeMetrics {
       labelNames: ['method', 'route', 'status'],
       registers,
     });
-    if (opts.processMetrics) collectDefaultMetrics({ register: this.registry, prefix: 'dropbear_' });
+    if (opts.processMetrics) {
+      collectDefaultMetrics({ register: this.registry, prefix: 'dropbear_' });
+      eventLoopDelayStats(this.registry);
+    }
   }
 
   /** The gauges read this host (and, when given, the transport's peer states) at scrape time. */
@@ -297,7 +304,8 @@ export class NodeMetrics {
     this.certificates.inc(certs.length);
     const host = this.host;
     if (!host) return;
-    const now = Date.now();
+    // Monotonic, as host.acceptedAt is: on the wall clock a step back (NTP) gave negative durations.
+    const now = performance.now();
     for (const c of certs) {
       const id = hex(c.outcome.requestId);
       const at = host.acceptedAt.get(id);
@@ -312,6 +320,45 @@ export class NodeMetrics {
       for (const [id, at] of host.acceptedAt) if (at < cutoff) host.acceptedAt.delete(id);
     }
   }
+}
+
+/**
+ * The event loop delay's statistics (dropbear_nodejs_eventloop_lag_{min,max,mean,stddev,p50,p90,p99}_seconds)
+ * in place of prom-client's. Those are of the delays since the previous scrape, and a scrape that found none
+ * recorded since (two scrapers, or one scrape soon after another: under the 10 ms resolution) read an empty
+ * histogram: mean and stddev NaN, written `Nan` (not the format's `NaN`), min 9223372036854.776 s, max and
+ * percentiles 0 (2026-12-06). Here such a scrape shows the last window that recorded any.
+ */
+function eventLoopDelayStats(registry: Registry): void {
+  const h = monitorEventLoopDelay();
+  h.enable();
+  const stats: [string, string, () => number][] = [
+    ['min', 'The minimum', () => h.min],
+    ['max', 'The maximum', () => h.max],
+    ['mean', 'The mean', () => h.mean],
+    ['stddev', 'The standard deviation', () => h.stddev],
+    ['p50', 'The 50th percentile', () => h.percentile(50)],
+    ['p90', 'The 90th percentile', () => h.percentile(90)],
+    ['p99', 'The 99th percentile', () => h.percentile(99)],
+  ];
+  const gauges = stats.map(([key, what], i) => {
+    const name = `dropbear_nodejs_eventloop_lag_${key}_seconds`;
+    registry.removeSingleMetric(name);
+    return new Gauge({
+      name,
+      help: `${what} of the event loop delays recorded since the previous scrape (when none was recorded since, of the last window that recorded any)`,
+      registers: [registry],
+      // The first gauge's collect (the registry collects in order) sets them all.
+      collect:
+        i > 0
+          ? undefined
+          : () => {
+              if (h.count === 0) return;
+              for (const [j, [, , read]] of stats.entries()) gauges[j].set(read() / 1e9);
+              h.reset();
+            },
+    });
+  });
 }
 
 function num(v: unknown): number | undefined {

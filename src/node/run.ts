@@ -171,7 +171,10 @@ export async function startNode(
       for (let i = 0; i < backends.length; i++) backends[i] = lying(backends[i]);
     }
     mkdirSync(cfg.data, { recursive: true });
-    const metrics = new NodeMetrics();
+    // With the process metrics (CPU, memory, file descriptors, event loop lag, GC, and
+    // dropbear_process_start_time_seconds, which tells a restart from a counter's reset): off until
+    // 2026-12-06, when a node exported none of them.
+    const metrics = new NodeMetrics({ processMetrics: true });
     // A diagnostic, off unless asked for: one line per replica step (src/node/steptrace.ts).
     const tracePrefix = process.env.DROPBEAR_TRACE_STEPS;
     const trace = tracePrefix

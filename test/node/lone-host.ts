@@ -5,7 +5,7 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { NodeHost } from '../../src/node/host.ts';
+import { type HostObserver, NodeHost } from '../../src/node/host.ts';
 import { startStandIn } from '../../src/node/standin-backend.ts';
 import { makeGroup } from '../../src/sim/world.ts';
 
@@ -16,7 +16,8 @@ export interface LoneHost {
   close(): void;
 }
 
-export function openLoneHost(prefix: string, seed: number): LoneHost {
+/** `observe`: the host's observer hooks (HostOptions.observe), e.g. a NodeMetrics' `observer()`. */
+export function openLoneHost(prefix: string, seed: number, observe?: Partial<HostObserver>): LoneHost {
   const dir = mkdtempSync(join(tmpdir(), prefix));
   const group = makeGroup(4, 1, seed);
   const host = NodeHost.open({
@@ -26,6 +27,7 @@ export function openLoneHost(prefix: string, seed: number): LoneHost {
     ledgerPath: join(dir, 'n0.sqlite'),
     backends: [startStandIn(0)],
     wire: { send: () => {}, broadcast: () => {}, onFrame: () => {}, reportBad: () => {} },
+    observe,
   });
   host.start();
   return {
