@@ -277,6 +277,8 @@ export class NodeHost {
    *  accept-to-certificate histogram. */
   readonly acceptedAt = new Map<string, number>();
   readonly startedAt = Date.now();
+  /** performance.now() at the start: uptimeMs on the wall clock went negative after a step back. */
+  private readonly startedMono = performance.now();
 
   private constructor(opts: HostOptions, db: SqliteLedger, replica: Replica) {
     this.id = opts.id;
@@ -1265,12 +1267,14 @@ export class NodeHost {
   /** Requests executed per second over the last RATE_WINDOW_MS (what admission control sizes the queue by). */
   private readonly executedRate = new RateWindow(RATE_WINDOW_MS);
 
+  // On the monotonic clock: on the wall clock, a step back kept the rate from before the step for as long
+  // as the step (and admission control sized the queue by it), a step forward dropped it to 0.
   private noteExecuted(n: number): void {
-    this.executedRate.add(Date.now(), n);
+    this.executedRate.add(performance.now(), n);
   }
 
   executedPerSecond(): number {
-    return this.executedRate.perSecond(Date.now());
+    return this.executedRate.perSecond(performance.now());
   }
 
   status() {
@@ -1295,7 +1299,7 @@ export class NodeHost {
       inferring: this.inferring,
       models: r.currentModels.map((d) => hex(d)),
       modelVersions: [...r.currentModelVersions],
-      uptimeMs: Date.now() - this.startedAt,
+      uptimeMs: Math.round(performance.now() - this.startedMono),
       durability: this.db.durability,
       /**
        * The lowest view this node signs phase messages or a VIEW-CHANGE in: 0 normally; after a restart

@@ -181,3 +181,27 @@ describe('process metrics', () => {
     }
   });
 });
+
+describe('a wall clock stepped back', () => {
+  // Before 2026-12-06 both were on the wall clock: after a step back of an hour (NTP, an operator) uptimeMs
+  // was negative for an hour, and executedPerSecond (and the admission limit sized by it) kept the rate of
+  // the last 5 s before the step for that hour, whatever the node did since.
+  it('leaves uptimeMs and executedPerSecond to the time that really passed', async () => {
+    vi.useFakeTimers({ toFake: ['Date', 'performance'] });
+    try {
+      const status = async () => (await app.inject({ method: 'GET', url: '/v1/status' })).json();
+      const t0 = Date.now();
+      const uptime0 = (await status()).uptimeMs as number;
+      (lone.host as unknown as { noteExecuted(n: number): void }).noteExecuted(50);
+      expect((await status()).executedPerSecond).toBe(10);
+      vi.setSystemTime(t0 - 3_600_000);
+      vi.advanceTimersByTime(6000);
+      const s = await status();
+      expect(s.uptimeMs - uptime0).toBeGreaterThanOrEqual(6000);
+      expect(s.uptimeMs - uptime0).toBeLessThan(7000);
+      expect(s.executedPerSecond).toBe(0);
+    } finally {
+      vi.useRealTimers();
+    }
+  });
+});
