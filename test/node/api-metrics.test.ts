@@ -109,6 +109,34 @@ describe('requests accepted and refused', () => {
     });
   });
 
+  it('a call turned away by admission counts each of its requests once; an infer call refused whole, once', async () => {
+    const before = await rejected();
+    const small = buildApi(lone.host, { metrics, maxPending: 1 });
+    try {
+      const res = await small.inject({
+        method: 'POST',
+        url: '/v1/requests?wait=0',
+        payload: { requests: [fresh(), fresh(), fresh()].map((r) => toJson(SignedRequest, r)) },
+      });
+      expect(res.json().error.code).toBe('OVERLOADED');
+      const one = await small.inject({
+        method: 'POST',
+        url: '/v1/requests?wait=0',
+        payload: { request: toJson(SignedRequest, fresh()) },
+      });
+      expect(one.json().error.code).toBe('OVERLOADED');
+    } finally {
+      await small.close();
+    }
+    const oip = await app.inject({ method: 'POST', url: '/v2/models/other/infer', payload: { inputs: [] } });
+    expect(oip.json().code).toBe('MODEL_NOT_FOUND');
+    expect(await rejected()).toEqual({
+      ...before,
+      OVERLOADED: (before.OVERLOADED ?? 0) + 4,
+      MODEL_NOT_FOUND: (before.MODEL_NOT_FOUND ?? 0) + 1,
+    });
+  });
+
   it('a call to another route is not a refused request', async () => {
     const before = await rejected();
     expect((await app.inject({ method: 'GET', url: '/v1/certificates/zz' })).statusCode).toBe(400);
