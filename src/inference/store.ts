@@ -579,7 +579,10 @@ async function breakLock(path: string, judged: LockSeen): Promise<void> {
 export interface IndexLock {
   /** Whether `index.lock` still holds this acquisition's token (false once another broke it as stale). */
   held(): Promise<boolean>;
-  /** Removes `index.lock` if, and only if, it still holds this acquisition's token. */
+  /**
+   * Removes `index.lock` if, and only if, it still holds this acquisition's token; found missing, first
+   * waits (at most TRANSIT_WAIT_MS) while a breaker holds it aside (breakLock) and may link it back.
+   */
   release(): Promise<void>;
 }
 
@@ -641,9 +644,35 @@ export async function lockIndex(home: string, opts: IndexLockOptions = {}): Prom
   return {
     held,
     release: async () => {
-      if (await held()) await unlink(path).catch(() => {});
+      // A waiter breaking a lock it judged stale may have this live one aside for a moment (breakLock), and
+      // links it back: seen missing, it is looked for there and waited for, else it came back held by
+      // nobody and kept every update out until it was staleLockMs old (its owner's pid being alive).
+      const until = Date.now() + TRANSIT_WAIT_MS;
+      for (;;) {
+        const seen = await readLock(path);
+        if (seen || !(await asideWith(dir, token)) || Date.now() > until) {
+          if (seen ? seen.owner?.token === token : await held()) await unlink(path).catch(() => {});
+          return;
+        }
+        await new Promise((r) => setTimeout(r, 2));
+      }
     },
   };
+}
+
+/** How long a release waits for its lock to come back from a breaker's aside name (breakLock: a few file operations). */
+const TRANSIT_WAIT_MS = 2_000;
+
+/** Whether a breaker holds the lock with `token` aside (`index.lock.<12 hex>.breaking`, breakLock). */
+async function asideWith(dir: string, token: string): Promise<boolean> {
+  const names = await readdir(dir).catch(() => [] as string[]);
+  for (const name of names)
+    if (
+      /^index\.lock\.[0-9a-f]{12}\.breaking$/.test(name) &&
+      (await readLock(join(dir, name)))?.owner?.token === token
+    )
+      return true;
+  return false;
 }
 
 /** Errors of `link` that say the file system has no hard links (then the lock is created exclusively and written). */
