@@ -116,8 +116,9 @@ export interface ClientOptions {
    * same signed request (same id, nothing charged twice: a node that holds or executed it answers with its
    * certificate) is sent again after a backoff, within the call's `timeoutMs`. On by default (see
    * OverloadRetry); `false` (or `maxRetries: 0`) ends the call with OVERLOADED at the first such round, as
-   * before. `infer`, `send` and coalesced calls resend the whole round; `inferBatch` and `sendBatch`
-   * resend each node's POST that it turned away, with the same backoff and limit per node.
+   * before. `infer`, `send` (and a coalesced `infer` alone in its turn) resend the whole round;
+   * `inferBatch`, `sendBatch` (and coalesced `infer` calls sent together, as one `inferBatch`) resend each
+   * node's POST that it turned away, with the same backoff and limit per node.
    */
   overloadRetry?: OverloadRetry | false;
 }
