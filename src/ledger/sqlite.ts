@@ -641,8 +641,10 @@ export class SqliteLedger {
         // request as old as that (its own RESULTS may be among what was lost). The start of this boot when
         // the marker names another one (that session ran in an earlier boot), else now.
         if (mayBeLost) {
-          // (Rejoining, the lost session ended by now.)
-          const by = previous === null ? Date.now() : lostBy(previous.bootId, boot);
+          // Rejoining, the lost session ended by now, and by no earlier time known: a marker of another boot
+          // may be another machine's (a data folder moved without its ledger), whose session ran on after
+          // this machine booted, so this boot's start would let the node vote again where it had voted.
+          const by = opts.rejoin === true || previous === null ? Date.now() : lostBy(previous.bootId, boot);
           ledger.st.insLog.run('forgotten', null, null, null, encode(uint, by));
         }
       });

@@ -155,6 +155,26 @@ describe('a ledger that lost its contents is not started over silently', () => {
     expect(codeOf(() => SqliteLedger.open(path, genesis, { rejoin: true }))).toBe('LEDGER_BAD_OPTION');
   });
 
+  it('rejoin beside a marker of another boot (or another machine: a folder moved) still forgets up to now', () => {
+    const path = freshPath();
+    SqliteLedger.open(path, genesis).close();
+    rmSync(path);
+    // A boot id this machine never had: the marker came with the folder from another machine, whose lost
+    // session may have ended long after this machine booted. Before, the record carried this boot's start,
+    // and the node voted again on requests its lost session may have voted on.
+    const marker = JSON.parse(readFileSync(`${path}.boot`, 'utf8'));
+    writeFileSync(
+      `${path}.boot`,
+      JSON.stringify({ ...marker, bootId: '00000000-0000-4000-8000-000000000000' }),
+    );
+    const before = Date.now();
+    const l = SqliteLedger.open(path, genesis, { rejoin: true });
+    const forgotten = l.signedLog().filter((r) => r.kind === 'forgotten');
+    expect(forgotten).toHaveLength(1);
+    expect(decode(uint, forgotten[0].body!)).toBeGreaterThanOrEqual(before);
+    l.close();
+  });
+
   it('a zero-byte file without a marker (a create that never finished) becomes a new ledger', () => {
     const path = freshPath();
     writeFileSync(path, '');
