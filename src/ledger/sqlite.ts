@@ -74,6 +74,7 @@ import {
   fsyncSync,
   openSync,
   readFileSync,
+  realpathSync,
   renameSync,
   writeFileSync,
 } from 'node:fs';
@@ -343,8 +344,9 @@ export function openDatabase(
 
 /**
  * Makes `db` the only open ledger on `path`, across processes and within this one, until it closes: it
- * attaches `<path>.lock` (a small SQLite file, made on first use and left in place) in exclusive locking
- * mode and writes to it, which takes SQLite's exclusive lock on that file (a POSIX advisory lock the
+ * attaches `<path>.lock` (a small SQLite file beside the file itself, symbolic links followed, made on
+ * first use and left in place) in exclusive locking mode and writes to it, which takes SQLite's
+ * exclusive lock on that file (a POSIX advisory lock the
  * kernel drops when the process ends, kill -9 included) and keeps it for the life of the connection. A
  * second open, another node started on the same data folder, gets `LEDGER_LOCKED` before it reads or
  * writes the ledger. Readers (`ledger verify`) do not take the lock: they read a live ledger's snapshot.
@@ -352,7 +354,9 @@ export function openDatabase(
  * already marked the file open and, closing it, cleanly closed under the running node.
  */
 function lockLedger(db: Database.Database, path: string): void {
-  const lockPath = `${path}.lock`;
+  // Beside the file itself, as SQLite's -wal and -shm are (it follows symbolic links): `<path>.lock` of a
+  // link was a lock of its own, and a second node whose ledger path linked to a ledger in use ran on it.
+  const lockPath = `${realLedgerPath(path)}.lock`;
   // Refused at once: the holder runs until stopped, so waiting (the 5 s default) helps nobody.
   db.pragma('busy_timeout = 0');
   try {
@@ -375,6 +379,15 @@ function lockLedger(db: Database.Database, path: string): void {
     throw e;
   } finally {
     db.pragma('busy_timeout = 5000');
+  }
+}
+
+/** The file `path` names, symbolic links followed (the path itself if that fails: SQLite reports why). */
+function realLedgerPath(path: string): string {
+  try {
+    return realpathSync(path);
+  } catch {
+    return path;
   }
 }
 

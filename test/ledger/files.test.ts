@@ -10,6 +10,7 @@ import {
   openSync,
   readFileSync,
   rmSync,
+  symlinkSync,
   truncateSync,
   writeFileSync,
   writeSync,
@@ -107,6 +108,21 @@ describe('one process at a time', () => {
     expect(l.uncleanShutdown).toBe(true);
     l.close();
   }, 20_000);
+
+  it('one lock per file, whatever path reaches it: a symbolic link to a ledger in use is LEDGER_LOCKED', () => {
+    const path = freshPath();
+    const first = SqliteLedger.open(path, genesis);
+    const other = join(dir, `elsewhere-${fileNo}`);
+    mkdirSync(other);
+    const link = join(other, 'ledger.sqlite');
+    symlinkSync(path, link);
+    // SQLite follows the link (its -wal and -shm are the file's own); the lock was `<the link>.lock`, a
+    // file of its own: a second node on a data folder whose ledger links to the first's ran on it.
+    expect(codeOf(() => SqliteLedger.open(link, genesis).close())).toBe('LEDGER_LOCKED');
+    expect(cleanClose(path)).toBe(0);
+    first.close();
+    SqliteLedger.open(link, genesis).close();
+  });
 });
 
 describe('a ledger that lost its contents is not started over silently', () => {
