@@ -617,8 +617,11 @@ export async function lockIndex(home: string, opts: IndexLockOptions = {}): Prom
   }
   try {
     const start = Date.now();
+    /** Lock files in a row that could not be read (gone meanwhile, or unreadable). */
+    let unread = 0;
     while (!(await createLock(path, tmp, body))) {
       const seen = await readLock(path);
+      unread = seen ? 0 : unread + 1;
       if (seen && (await breakable(seen, staleMs))) {
         await breakLock(path, seen);
         if (Date.now() - start <= waitMs) continue;
@@ -628,14 +631,20 @@ export async function lockIndex(home: string, opts: IndexLockOptions = {}): Prom
         throw new DropbearError(
           'MODEL_STORE_BUSY',
           `the model index lock ${path} stays held${
-            o ? ` by pid ${o.pid} on ${o.host} since ${o.at}` : ' (an empty lock, from an older version)'
+            o
+              ? ` by pid ${o.pid} on ${o.host} since ${o.at}`
+              : seen
+                ? ' (an empty lock, from an older version)'
+                : ' (it cannot be read as a lock file)'
           }${seen ? `, ${Math.round(Date.now() - seen.mtimeMs)} ms old` : ''}; it is broken at once when its owner is a ` +
             `process of this host that is gone, otherwise after ${staleMs} ms. Remove it if no import or pull runs`,
           { path, ...(o ? { pid: o.pid, host: o.host } : {}) },
         );
       }
-      // A lock gone meanwhile is tried again at once (almost: one that cannot be read is not spun on).
-      await new Promise((r) => setTimeout(r, seen ? 25 + Math.random() * 50 : 1));
+      // A lock gone meanwhile is tried again at once (almost); one that still cannot be read the next time
+      // (not a file, no permission) is waited on like a held one, not polled every millisecond until
+      // lockWaitMs (120 s by default).
+      await new Promise((r) => setTimeout(r, unread === 1 ? 1 : 25 + Math.random() * 50));
     }
   } finally {
     await unlinkQuiet(tmp);

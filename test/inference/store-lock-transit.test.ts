@@ -109,3 +109,25 @@ describe('a holder releasing while a breaker has its lock aside', () => {
     expect(existsSync(lock)).toBe(false);
   });
 });
+
+describe('a lock path that cannot be read as a lock', () => {
+  it('is waited on like a held lock, not polled every millisecond, and MODEL_STORE_BUSY says it cannot be read', async () => {
+    const home = join(tmp, 'unreadable');
+    mkdirSync(modelsDir(home), { recursive: true });
+    // A folder where the lock file goes: every exclusive create fails, and it reads as no lock at all.
+    mkdirSync(join(modelsDir(home), 'index.lock'));
+    let tries = 0;
+    hooks.link = async (_from, to) => {
+      if (to.endsWith('index.lock')) tries++;
+    };
+    try {
+      const e = await lockIndex(home, { lockWaitMs: 500 }).catch((x: unknown) => x);
+      expect((e as { code?: string }).code).toBe('MODEL_STORE_BUSY');
+      expect((e as Error).message).toContain('cannot be read as a lock file');
+      // At 25–75 ms between tries: ~10 in 500 ms. Polled every millisecond it was well over a hundred.
+      expect(tries).toBeLessThan(40);
+    } finally {
+      hooks.link = null;
+    }
+  });
+});
