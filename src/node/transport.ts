@@ -71,13 +71,13 @@
  * path could inject into the TCP stream afterwards (consensus messages carry their own signatures).
  * With TLS, the handshake signs the TLS exporter value, which binds it to that TLS session.
  */
-import { randomBytes } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { createPrivateKey, type KeyObject, randomBytes, X509Certificate } from 'node:crypto';
+import { closeSync, openSync } from 'node:fs';
 import net from 'node:net';
 import tls from 'node:tls';
 import { equalBytes, type KeyPair, signTagged, TAGS, verifyTagged } from '../protocol/crypto.ts';
 import { DropbearError } from '../protocol/errors.ts';
-import { readSecretFile } from '../protocol/keyfile.ts';
+import { readAtMost, readSecretFile } from '../protocol/keyfile.ts';
 import { type Genesis, groupIdOf } from '../protocol/messages.ts';
 import {
   decodeAuth,
@@ -118,8 +118,11 @@ export interface Logger {
 export const noopLogger: Logger = { info() {}, warn() {}, error() {} };
 
 /**
- * The files are read when the transport is made (a node makes it before it loads its models or opens its
- * ledger), so a missing or unprotected one stops the node before anything starts.
+ * The files are read and checked when the transport is made (loadTls; a node makes it before it loads its
+ * models or opens its ledger), so a missing, unprotected, oversized or unusable one, a certificate that is not
+ * the key's, is expired or not yet valid, or does not chain to `ca`, stops the node before anything starts.
+ * They are read once: a new certificate or CA takes effect when the node restarts (restart nodes one at a
+ * time, at most f at once).
  */
 export interface TlsConfig {
   /**
@@ -131,7 +134,11 @@ export interface TlsConfig {
   certFile: string;
   /**
    * PEM CA bundle. When given, both sides require and verify a certificate chaining to it (host names
-   * are not checked: peers are identified by the genesis handshake). When absent, TLS only encrypts,
+   * are not checked, deliberately: peers are identified by the genesis handshake, whose signatures cover
+   * this TLS session's exporter value, so a man in the middle holding a certificate of the same CA, but no
+   * genesis key, completes no handshake: it cannot sign for its own session, nor relay a signature made
+   * for another). The CA only keeps those without a certificate of it from reaching the genesis handshake.
+   * When absent, TLS only encrypts (this node checks no certificate; peers with a `ca` still check its),
    * and authentication rests on the handshake, which is bound to the TLS session either way.
    */
   caFile?: string;
@@ -307,6 +314,18 @@ const DEFAULT_MIN_FRAME = 16 * 1024 * 1024;
 const WRITE_BATCH_BYTES = 256 * 1024;
 const LARGE_FRAME_BYTES = 64 * 1024;
 const TLS_EXPORTER_LABEL = 'EXPORTER-dropbear-handshake';
+/** Inbound TLS failures are logged at most once per this, per code (Transport.logTls). */
+export const TLS_LOG_INTERVAL_MS = 10_000;
+/** OpenSSL's errors for bytes that are not TLS records (a plain Dropbear HELLO, an HTTP request). */
+const NOT_TLS_ERRORS = new Set([
+  'ERR_SSL_WRONG_VERSION_NUMBER',
+  'ERR_SSL_HTTP_REQUEST',
+  'ERR_SSL_PACKET_LENGTH_TOO_LONG',
+  'ERR_SSL_RECORD_LENGTH_MISMATCH',
+  'ERR_SSL_UNKNOWN_PROTOCOL',
+]);
+/** Node's codes for a certificate that failed verification (CERT_HAS_EXPIRED, DEPTH_ZERO_SELF_SIGNED_CERT…). */
+const TLS_CERT_ERRORS = /^(CERT_|DEPTH_ZERO_|SELF_SIGNED_|UNABLE_TO_|INVALID_CA|PATH_LENGTH|INVALID_PURPOSE)/;
 /** The error a TCP socket still in its TLS handshake is destroyed with when evicted (trackTlsHandshake);
  *  its TLS socket fails with it (tlsClientError). */
 class TlsEvicted extends Error {
@@ -380,6 +399,8 @@ interface Peer {
   flush: NodeJS.Immediate | null;
   /** Log suppression: the first failure of a streak is logged, the rest only counted. */
   failing: boolean;
+  /** The fault code of the last failed dial logged while failing (the same one again is only counted). */
+  lastFault: string | null;
   dropping: boolean;
   /** Quarantine: performance.now() until which the peer is kept out, and the reports behind it in a row. */
   quarantinedUntil: number;
@@ -432,13 +453,142 @@ function transportError(code: string, message: string, details?: Record<string, 
   return new DropbearError(code, message, details);
 }
 
-/** A public TLS file (certificate, CA bundle): TLS_FILE_UNREADABLE naming it when it cannot be read. */
+/** The most a TLS file (key, certificate, CA bundle) may hold: a public CA bundle is about 220 KB. */
+export const TLS_FILE_MAX_BYTES = 1 << 20;
+
+/**
+ * A public TLS file (certificate, CA bundle): TLS_FILE_UNREADABLE naming it when it cannot be read,
+ * TLS_FILE_TOO_LARGE past TLS_FILE_MAX_BYTES (read no further).
+ */
 function readTlsFile(path: string, what: string): Buffer {
+  let fd: number;
   try {
-    return readFileSync(path);
+    fd = openSync(path, 'r');
   } catch (e) {
     throw transportError('TLS_FILE_UNREADABLE', `cannot read ${what} ${path}: ${errText(e)}`, { file: path });
   }
+  try {
+    const b = readAtMost(fd, TLS_FILE_MAX_BYTES);
+    if (b === null)
+      throw transportError(
+        'TLS_FILE_TOO_LARGE',
+        `${what} ${path} is larger than ${TLS_FILE_MAX_BYTES} bytes: not read`,
+        { file: path, maxBytes: TLS_FILE_MAX_BYTES },
+      );
+    return b;
+  } catch (e) {
+    if (e instanceof DropbearError) throw e;
+    throw transportError('TLS_FILE_UNREADABLE', `cannot read ${what} ${path}: ${errText(e)}`, { file: path });
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** The PEM certificates in `pem`, parsed; TLS_FILE_INVALID when there is none, or one does not parse. */
+function pemCertificates(pem: Buffer, what: string, path: string): X509Certificate[] {
+  const blocks = pem
+    .toString('latin1')
+    .match(/-----BEGIN CERTIFICATE-----[\s\S]*?-----END CERTIFICATE-----/g);
+  if (!blocks)
+    throw transportError(
+      'TLS_FILE_INVALID',
+      `${what} ${path} holds no PEM certificate (-----BEGIN CERTIFICATE-----); a DER file converts with \`openssl x509 -inform DER -in ${path} -out <file>.pem\``,
+      { file: path },
+    );
+  return blocks.map((b) => {
+    try {
+      return new X509Certificate(b);
+    } catch (e) {
+      throw transportError(
+        'TLS_FILE_INVALID',
+        `${what} ${path}: a certificate does not parse: ${errText(e)}`,
+        {
+          file: path,
+        },
+      );
+    }
+  });
+}
+
+/**
+ * Reads and checks the TLS files (TransportOptions.tls) so that what would fail every connection stops the
+ * node at start, with a code: TLS_FILE_UNREADABLE, TLS_FILE_TOO_LARGE, KEY_FILE_PERMISSIONS, TLS_FILE_INVALID
+ * (not PEM, or not a key or certificate OpenSSL takes), TLS_KEY_MISMATCH (the certificate is not the key's),
+ * TLS_CERT_EXPIRED / TLS_CERT_NOT_YET_VALID (the node's own certificate, by this machine's clock: any peer
+ * with a `ca` would refuse it), TLS_CERT_UNTRUSTED (with `ca`: the certificate does not chain to it, so
+ * peers with the same `ca` would refuse it).
+ */
+export function loadTls(opts: TlsConfig, now = Date.now()): { key: Buffer; cert: Buffer; ca?: Buffer } {
+  const key = readSecretFile(opts.keyFile, 'TLS key file', {
+    maxBytes: TLS_FILE_MAX_BYTES,
+    code: 'TLS_FILE_TOO_LARGE',
+  });
+  const cert = readTlsFile(opts.certFile, 'TLS certificate file');
+  const ca = opts.caFile ? readTlsFile(opts.caFile, 'TLS CA file') : undefined;
+  let privateKey: KeyObject;
+  try {
+    if (!/-----BEGIN [A-Z ]*PRIVATE KEY-----/.test(key.toString('latin1')))
+      throw new Error('no PEM private key');
+    privateKey = createPrivateKey({ key, format: 'pem', passphrase: '' });
+  } catch (e) {
+    throw transportError(
+      'TLS_FILE_INVALID',
+      `TLS key file ${opts.keyFile} is not an unencrypted PEM private key: ${errText(e)}`,
+      { file: opts.keyFile },
+    );
+  }
+  const [leaf, ...chain] = pemCertificates(cert, 'TLS certificate file', opts.certFile);
+  const anchors = ca ? pemCertificates(ca, 'TLS CA file', opts.caFile!) : [];
+  if (!leaf.checkPrivateKey(privateKey))
+    throw transportError(
+      'TLS_KEY_MISMATCH',
+      `TLS certificate ${opts.certFile} (${leaf.subject.replace(/\n/g, ', ')}) is not the certificate of key ${opts.keyFile}`,
+      { certFile: opts.certFile, keyFile: opts.keyFile },
+    );
+  const from = Date.parse(leaf.validFrom);
+  const to = Date.parse(leaf.validTo);
+  if (now < from)
+    throw transportError(
+      'TLS_CERT_NOT_YET_VALID',
+      `TLS certificate ${opts.certFile} is valid only from ${leaf.validFrom} (this machine's clock: ${new Date(now).toISOString()})`,
+      { file: opts.certFile, validFrom: leaf.validFrom },
+    );
+  if (now > to)
+    throw transportError(
+      'TLS_CERT_EXPIRED',
+      `TLS certificate ${opts.certFile} expired ${leaf.validTo}: peers refuse it; install a new one and restart the node`,
+      { file: opts.certFile, validTo: leaf.validTo },
+    );
+  if (ca) {
+    // Up the chain the certificate file holds, to a certificate of the CA file (or the CA itself).
+    let cur = leaf;
+    let trusted = false;
+    for (let depth = 0; depth <= chain.length && !trusted; depth++) {
+      const issuedBy = (c: X509Certificate) => cur.checkIssued(c) && cur.verify(c.publicKey);
+      if (anchors.some((a) => a.fingerprint256 === cur.fingerprint256 || issuedBy(a))) trusted = true;
+      else {
+        const next = chain.find(issuedBy);
+        if (!next) break;
+        cur = next;
+      }
+    }
+    if (!trusted)
+      throw transportError(
+        'TLS_CERT_UNTRUSTED',
+        `TLS certificate ${opts.certFile} (issuer ${leaf.issuer.replace(/\n/g, ', ')}) does not chain to the CA file ${opts.caFile}: peers with that CA refuse it`,
+        { certFile: opts.certFile, caFile: opts.caFile },
+      );
+  }
+  try {
+    tls.createSecureContext({ key, cert, ca, minVersion: 'TLSv1.3' });
+  } catch (e) {
+    throw transportError('TLS_FILE_INVALID', `TLS files not usable: ${errText(e)}`, {
+      keyFile: opts.keyFile,
+      certFile: opts.certFile,
+      caFile: opts.caFile,
+    });
+  }
+  return { key, cert, ca };
 }
 
 function errText(e: unknown): string {
@@ -488,6 +638,8 @@ export class Transport {
   private readonly tlsHandshaking = new Map<string, net.Socket>();
   /** Under TLS, each accepted TCP socket's remote address and port, read as it was accepted (tlsRemote). */
   private readonly acceptedRemote = new WeakMap<net.Socket, string>();
+  /** Per code, when the next TLS failure of inbound connections may be logged, and how many were not (logTls). */
+  private readonly tlsLogs = new Map<string, { next: number; suppressed: number }>();
   private readonly inbound = {
     accepted: 0,
     authenticated: 0,
@@ -554,12 +706,7 @@ export class Transport {
     this.idleTimeoutMs = opts.idleTimeoutMs ?? 4 * this.heartbeatMs;
     if (this.heartbeatMs > 0 && !(this.idleTimeoutMs > this.heartbeatMs))
       throw transportError('TRANSPORT_CONFIG', 'idleTimeoutMs must exceed heartbeatMs');
-    if (opts.tls)
-      this.tlsContext = {
-        key: readSecretFile(opts.tls.keyFile, 'TLS key file'),
-        cert: readTlsFile(opts.tls.certFile, 'TLS certificate file'),
-        ca: opts.tls.caFile ? readTlsFile(opts.tls.caFile, 'TLS CA file') : undefined,
-      };
+    if (opts.tls) this.tlsContext = loadTls(opts.tls);
 
     for (const n of opts.genesis.nodes) {
       if (n.id === this.id) continue;
@@ -601,6 +748,7 @@ export class Transport {
         timer: null,
         flush: null,
         failing: false,
+        lastFault: null,
         dropping: false,
         quarantinedUntil: 0,
         offences: 0,
@@ -646,9 +794,18 @@ export class Transport {
         this.inbound.handshakeFailures++;
         // Closed by us to make room (trackTlsHandshake): counted, but logged there already.
         if (err instanceof TlsEvicted) return;
-        this.log.warn(
-          { node: this.id, remote: this.tlsRemote(socket), err: errText(err) },
-          'transport: inbound TLS handshake failed',
+        const notTls = NOT_TLS_ERRORS.has((err as NodeJS.ErrnoException).code ?? '');
+        this.logTls(
+          notTls ? 'TLS_MISMATCH' : 'TLS_HANDSHAKE_FAILED',
+          {
+            node: this.id,
+            remote: this.tlsRemote(socket),
+            err: errText(err),
+            tlsCode: (err as NodeJS.ErrnoException).code,
+          },
+          notTls
+            ? 'transport: inbound TLS handshake failed: the peer does not speak TLS (no tls in its node config?)'
+            : 'transport: inbound TLS handshake failed',
         );
       });
       server = tlsServer;
@@ -1001,10 +1158,26 @@ export class Transport {
           `stream ended inside a frame (${c.decoder.pendingBytes} bytes pending)`,
           'FRAME_TRUNCATED',
         );
+      else if (c.dialer && c.phase === 'connecting' && this.tlsContext)
+        this.closeConn(
+          c,
+          'closed by peer in the TLS handshake (does it use TLS? does its CA accept this certificate?)',
+          'TLS_HANDSHAKE_FAILED',
+        );
+      else if (c.dialer && c.phase === 'challenge' && !this.tlsContext)
+        this.closeConn(
+          c,
+          'closed by peer after this HELLO (quarantined here, or it uses TLS and this node does not?)',
+          'HANDSHAKE_CLOSED',
+        );
       else this.closeConn(c, 'closed by peer', c.phase !== 'open' && 'HANDSHAKE_CLOSED');
     });
     socket.on('error', (e) =>
-      this.closeConn(c, errText(e), c.phase !== 'open' && !c.dialer && 'SOCKET_ERROR'),
+      this.closeConn(
+        c,
+        errText(e),
+        c.phase === 'open' ? false : c.dialer ? this.tlsFault(e) : 'SOCKET_ERROR',
+      ),
     );
     socket.on('close', () => {
       this.closeConn(c, 'socket closed', false);
@@ -1231,6 +1404,37 @@ export class Transport {
     c.binding = this.bindingOf(socket);
   }
 
+  /**
+   * A dial's socket error that is a TLS failure (a certificate refused either way, a TLS alert, the peer
+   * closing in the TLS handshake): TLS_HANDSHAKE_FAILED, logged as a fault (once in a row); false otherwise
+   * (refused, unreachable: not the peer's doing).
+   */
+  private tlsFault(e: Error): string | false {
+    if (!this.tlsContext) return false;
+    const code = (e as NodeJS.ErrnoException).code ?? '';
+    if (code.startsWith('ERR_SSL_') || TLS_CERT_ERRORS.test(code) || /secure TLS connection/.test(e.message))
+      return 'TLS_HANDSHAKE_FAILED';
+    return false;
+  }
+
+  /**
+   * Logs a TLS failure of an inbound connection (TLS_HANDSHAKE_FAILED, TLS_MISMATCH) at most once per
+   * TLS_LOG_INTERVAL_MS per code (`quietMs`), with how many were only counted since (`suppressed`): anyone who reaches
+   * the port can make them, and a peer with mismatched settings makes one per dial and wake-up.
+   */
+  private logTls(code: string, obj: object, msg: string): void {
+    const now = performance.now();
+    const s = this.tlsLogs.get(code) ?? { next: 0, suppressed: 0 };
+    this.tlsLogs.set(code, s);
+    if (now < s.next) {
+      s.suppressed++;
+      return;
+    }
+    this.log.warn({ ...obj, code, suppressed: s.suppressed, quietMs: TLS_LOG_INTERVAL_MS }, msg);
+    s.next = now + TLS_LOG_INTERVAL_MS;
+    s.suppressed = 0;
+  }
+
   private bindingOf(socket: net.Socket): Uint8Array {
     if (socket instanceof tls.TLSSocket)
       return socket.exportKeyingMaterial(32, TLS_EXPORTER_LABEL, Buffer.alloc(0));
@@ -1240,6 +1444,20 @@ export class Transport {
   private onData(c: Conn, chunk: Buffer): void {
     if (c.phase === 'closed') return;
     c.lastRx = performance.now();
+    // A TLS record (handshake 0x16, alert 0x15; version 3.x) where a plain frame's length should start:
+    // this node has no TLS and the peer has (mixed node configs). As a length it would be FRAME_OVERSIZE.
+    if (
+      !this.tlsContext &&
+      (c.phase === 'hello' || c.phase === 'challenge') &&
+      c.decoder.pendingBytes === 0 &&
+      (chunk[0] === 0x16 || chunk[0] === 0x15) &&
+      chunk[1] === 0x03
+    )
+      return this.closeConn(
+        c,
+        'the peer speaks TLS and this node does not (tls in one node config and not in the other?)',
+        'TLS_MISMATCH',
+      );
     c.decoder.push(chunk);
     for (;;) {
       let frame: Buffer | null;
@@ -1413,6 +1631,7 @@ export class Transport {
     if (old && old !== c) this.closeConn(old, 'replaced by a newer authenticated connection', false);
     p.stats.connects++;
     p.failing = false;
+    p.lastFault = null;
     p.wokenWhileDialling = false;
     p.wokenLogged = false;
     if (p.wakeTimer) clearTimeout(p.wakeTimer);
@@ -1499,8 +1718,9 @@ export class Transport {
       if (!stopping) {
         p.stats.dialFailures++;
         p.stats.lastError = reason;
-        if (!p.failing || fault) {
+        if (!p.failing || (fault && fault !== p.lastFault)) {
           p.failing = true;
+          p.lastFault = fault || null;
           const obj = { node: this.id, peer: p.id, remote: c.remote, reason, attempts: p.attempts };
           if (fault) this.log.warn({ ...obj, code: fault }, 'transport: handshake with peer failed');
           else this.log.info(obj, 'transport: dial failed (further failures in a row are only counted)');
@@ -1508,10 +1728,10 @@ export class Transport {
       }
     } else if (!c.dialer && !stopping && !c.refused) {
       this.inbound.handshakeFailures++;
-      this.log.warn(
-        { node: this.id, remote: c.remote, code: fault || 'HANDSHAKE_CLOSED', reason },
-        'transport: inbound connection refused',
-      );
+      const obj = { node: this.id, remote: c.remote, code: fault || 'HANDSHAKE_CLOSED', reason };
+      if (fault && /^TLS_/.test(fault))
+        this.logTls(fault, obj, `transport: inbound connection refused: ${reason}`);
+      else this.log.warn(obj, 'transport: inbound connection refused');
     }
     if (!p || p.conn !== c) return;
     p.conn = null;

@@ -13,7 +13,7 @@
  * The node's TLS private key (`tls.key` in its config) is read under the same rule (readSecretFile); until
  * 2026-12-06 it was read whatever its mode.
  */
-import { closeSync, fstatSync, openSync, readFileSync, writeFileSync } from 'node:fs';
+import { closeSync, fstatSync, openSync, readFileSync, readSync, writeFileSync } from 'node:fs';
 import { toB64u } from './codec.ts';
 import { type KeyPair, keyPairFromSeed } from './crypto.ts';
 import { DropbearError } from './errors.ts';
@@ -46,11 +46,31 @@ function shellWord(path: string): string {
 }
 
 /**
+ * The contents of open file `fd`, or null once it holds more than `maxBytes` (read no further: a huge file,
+ * or a device such as /dev/zero that never ends, costs at most maxBytes + 1 bytes).
+ */
+export function readAtMost(fd: number, maxBytes: number): Buffer | null {
+  const buf = Buffer.alloc(maxBytes + 1);
+  let n = 0;
+  while (n < buf.length) {
+    const got = readSync(fd, buf, n, buf.length - n, null);
+    if (got === 0) break;
+    n += got;
+  }
+  return n > maxBytes ? null : buf.subarray(0, n);
+}
+
+/**
  * Reads a secret file (a key file here, the node's TLS private key in node/transport.ts) under the rule
  * above: refused with KEY_FILE_PERMISSIONS, before a byte is read, when group or others may read or write
- * it; KEY_FILE_UNREADABLE (`cannot read <what> <path>`) when it cannot be opened or read.
+ * it; KEY_FILE_UNREADABLE (`cannot read <what> <path>`) when it cannot be opened or read; with `limit`,
+ * `limit.code` when it holds more than `limit.maxBytes` (readAtMost).
  */
-export function readSecretFile(path: string, what: string): Buffer {
+export function readSecretFile(
+  path: string,
+  what: string,
+  limit?: { maxBytes: number; code: string },
+): Buffer {
   let fd: number;
   try {
     fd = openSync(path, 'r');
@@ -71,8 +91,17 @@ export function readSecretFile(path: string, what: string): Buffer {
       }
     }
     try {
-      return readFileSync(fd);
+      if (!limit) return readFileSync(fd);
+      const b = readAtMost(fd, limit.maxBytes);
+      if (b === null)
+        throw new DropbearError(
+          limit.code,
+          `${what} ${path} is larger than ${limit.maxBytes} bytes: not read`,
+          { file: path, maxBytes: limit.maxBytes },
+        );
+      return b;
     } catch (e) {
+      if (e instanceof DropbearError) throw e;
       throw new DropbearError('KEY_FILE_UNREADABLE', `cannot read ${what} ${path}: ${(e as Error).message}`);
     }
   } finally {

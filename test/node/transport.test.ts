@@ -4,10 +4,11 @@
  */
 import { execFileSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import tls from 'node:tls';
 import { describe, expect, it } from 'vitest';
 import { type Relay, startRelay } from '../../bench/lib/relay.ts';
 import {
@@ -43,7 +44,7 @@ import {
 } from '../../src/protocol/crypto.ts';
 import { DropbearError } from '../../src/protocol/errors.ts';
 import { type Genesis, groupIdOf } from '../../src/protocol/messages.ts';
-import { selfSignedCert } from '../support/tls.ts';
+import { issuedCert, selfSignedCert } from '../support/tls.ts';
 
 const HOST = '127.0.0.1';
 
@@ -1691,7 +1692,7 @@ describe('transport', () => {
         expect(plain.ok).toBe(false);
         const rogueT = transportFor(g, 0, {
           peers: new Map([[1, { host: HOST, port: port1 }]]),
-          tls: { ...rogue, caFile: group.certFile },
+          tls: { ...rogue, caFile: rogue.certFile }, // its own CA: a rogue node's config is consistent
           ...FAST,
         });
         await rogueT.start();
@@ -1908,4 +1909,262 @@ describe('transport', () => {
     expect(t0.stats().running).toBe(false);
     expect(t0.stats().peers.every((p) => p.state === 'idle')).toBe(true);
   });
+});
+
+describe('transport over TLS: bad files, mismatches and impostors', () => {
+  const haveOpenssl = (() => {
+    try {
+      execFileSync('openssl', ['version'], { stdio: 'ignore' });
+      return true;
+    } catch {
+      return false;
+    }
+  })();
+  const codeOf = (f: () => unknown): string | null => {
+    try {
+      f();
+    } catch (e) {
+      return e instanceof DropbearError ? e.code : `untyped: ${String(e)}`;
+    }
+    return null;
+  };
+  const codes = (lines: LogLine[], code: string) =>
+    lines.filter((l) => (l.obj as { code?: string }).code === code);
+
+  it.skipIf(!haveOpenssl)('refuses bad TLS files when the transport is made, each with its own code', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'dropbear-tls-files-'));
+    try {
+      const g = makeGroup(2, 31);
+      const make = (tls: TransportOptions['tls']) => () => transportFor(g, 0, { tls });
+      const ca = selfSignedCert(dir, 'ca');
+      const other = selfSignedCert(dir, 'other');
+      const good = issuedCert(dir, 'good', ca);
+      // Fine: a certificate of the CA, with and without `ca`; a self-signed one that is its own `ca`, or alone.
+      expect(codeOf(make({ ...good, caFile: ca.certFile }))).toBe(null);
+      expect(codeOf(make(good))).toBe(null);
+      expect(codeOf(make({ ...other, caFile: other.certFile }))).toBe(null);
+      expect(codeOf(make(other))).toBe(null);
+      // The certificate of another key.
+      expect(codeOf(make({ keyFile: other.keyFile, certFile: good.certFile, caFile: ca.certFile }))).toBe(
+        'TLS_KEY_MISMATCH',
+      );
+      // Expired, not yet valid.
+      const old = issuedCert(dir, 'old', ca, { startDate: '20200101000000Z', endDate: '20200102000000Z' });
+      expect(codeOf(make({ ...old, caFile: ca.certFile }))).toBe('TLS_CERT_EXPIRED');
+      expect(codeOf(make(old))).toBe('TLS_CERT_EXPIRED');
+      const early = issuedCert(dir, 'early', ca, {
+        startDate: '20990101000000Z',
+        endDate: '20990102000000Z',
+      });
+      expect(codeOf(make({ ...early, caFile: ca.certFile }))).toBe('TLS_CERT_NOT_YET_VALID');
+      // Signed by another CA than `ca`, or self-signed beside a `ca`: the peers would refuse it.
+      const foreign = issuedCert(dir, 'foreign', other);
+      expect(codeOf(make({ ...foreign, caFile: ca.certFile }))).toBe('TLS_CERT_UNTRUSTED');
+      expect(codeOf(make({ ...other, caFile: ca.certFile }))).toBe('TLS_CERT_UNTRUSTED');
+      // Not PEM: text, and a DER certificate.
+      const junk = join(dir, 'junk.pem');
+      writeFileSync(junk, 'not a certificate\n', { mode: 0o600 });
+      expect(codeOf(make({ ...good, certFile: junk }))).toBe('TLS_FILE_INVALID');
+      expect(codeOf(make({ ...good, keyFile: junk }))).toBe('TLS_FILE_INVALID');
+      expect(codeOf(make({ ...good, caFile: junk }))).toBe('TLS_FILE_INVALID');
+      const der = join(dir, 'good.der');
+      execFileSync('openssl', ['x509', '-in', good.certFile, '-outform', 'DER', '-out', der]);
+      expect(codeOf(make({ ...good, certFile: der }))).toBe('TLS_FILE_INVALID');
+      // Huge: refused before it is read in whole (a /dev/zero would never end).
+      const huge = join(dir, 'huge.pem');
+      writeFileSync(huge, Buffer.alloc(2 << 20, 0x41), { mode: 0o600 });
+      expect(codeOf(make({ ...good, certFile: huge }))).toBe('TLS_FILE_TOO_LARGE');
+      expect(codeOf(make({ ...good, keyFile: huge }))).toBe('TLS_FILE_TOO_LARGE');
+      expect(codeOf(make({ ...good, caFile: '/dev/zero' }))).toBe('TLS_FILE_TOO_LARGE');
+      // A key that group or others can read (the rule of key files, unchanged).
+      chmodSync(good.keyFile, 0o644);
+      expect(codeOf(make(good))).toBe('KEY_FILE_PERMISSIONS');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it.skipIf(!haveOpenssl)(
+    'a node with TLS and one without (a mixed group) log TLS_MISMATCH on both sides, rate-limited, and serve their other peers',
+    async () => {
+      const dir = mkdtempSync(join(tmpdir(), 'dropbear-tls-mixed-'));
+      const g = makeGroup(3, 32);
+      const ts: Transport[] = [];
+      let plain0: Transport | null = null;
+      try {
+        const ca = selfSignedCert(dir, 'ca');
+        const tlsOf = (n: string) => ({ ...issuedCert(dir, n, ca), caFile: ca.certFile });
+        const logs = [collector(), collector(), collector()];
+        ts[2] = transportFor(g, 2, { ...FAST, logger: logs[2].logger }); // no TLS
+        const port2 = await ts[2].start();
+        ts[1] = transportFor(g, 1, {
+          peers: new Map([[2, { host: HOST, port: port2 }]]),
+          tls: tlsOf('n1'),
+          ...FAST,
+          logger: logs[1].logger,
+        });
+        const port1 = await ts[1].start();
+        ts[0] = transportFor(g, 0, {
+          peers: new Map([
+            [1, { host: HOST, port: port1 }],
+            [2, { host: HOST, port: port2 }],
+          ]),
+          tls: tlsOf('n0'),
+          ...FAST,
+          logger: logs[0].logger,
+        });
+        await ts[0].start();
+        // TLS dialers, plain acceptor.
+        await waitFor(() => ts[2].stats().inbound.handshakeFailures >= 8, 'TLS dials refused by node 2');
+        // A plain dialer, TLS acceptor.
+        const plainLogs = collector();
+        plain0 = transportFor(g, 0, {
+          peers: new Map([[1, { host: HOST, port: port1 }]]),
+          ...FAST,
+          logger: plainLogs.logger,
+        });
+        await plain0.start();
+        await waitFor(() => plain0!.stats().peers[0].dialFailures >= 5, 'plain dials to node 1');
+        await waitFor(() => ts[1].stats().inbound.handshakeFailures >= 5, 'node 1 to refuse them');
+        // Node 0 and node 1 still talk over TLS.
+        await waitFor(() => connected(ts[0], [1]) && connected(ts[1], [0]), 'nodes 0 and 1 over TLS');
+        await exchange([ts[0], ts[1]], 10, 33);
+        // Each side names the mismatch, with a code, once (not once per attempt).
+        const mismatch2 = codes(logs[2].lines, 'TLS_MISMATCH');
+        expect(mismatch2.length).toBeGreaterThanOrEqual(1);
+        expect(mismatch2.length).toBeLessThanOrEqual(2);
+        expect(mismatch2[0].msg).toMatch(/TLS/);
+        const mismatch1 = codes(logs[1].lines, 'TLS_MISMATCH');
+        expect(mismatch1.length).toBeGreaterThanOrEqual(1);
+        expect(mismatch1.length).toBeLessThanOrEqual(2);
+        // The TLS dialers of node 2 (which closes on their ClientHello) and the plain dialer of node 1 (which
+        // closes on its HELLO) cannot tell a mismatch for sure: their line says what to check, once in a row.
+        for (const [lines, code, hint] of [
+          [logs[0].lines, 'TLS_HANDSHAKE_FAILED', /does it use TLS/],
+          [logs[1].lines, 'TLS_HANDSHAKE_FAILED', /does it use TLS/],
+          [plainLogs.lines, 'HANDSHAKE_CLOSED', /it uses TLS and this node does not/],
+        ] as const) {
+          const dial = codes(lines, code);
+          expect(dial).toHaveLength(1);
+          expect((dial[0].obj as { reason: string }).reason).toMatch(hint);
+        }
+      } finally {
+        await plain0?.stop();
+        await Promise.all(ts.map((t) => t?.stop()));
+        rmSync(dir, { recursive: true, force: true });
+      }
+    },
+  );
+
+  it.skipIf(!haveOpenssl)(
+    'failed TLS handshakes (no certificate, an untrusted or expired one) are logged with a code, rate-limited',
+    async () => {
+      const dir = mkdtempSync(join(tmpdir(), 'dropbear-tls-fail-'));
+      const g = makeGroup(2, 34);
+      const ts: Transport[] = [];
+      try {
+        const ca = selfSignedCert(dir, 'ca');
+        const otherCa = selfSignedCert(dir, 'otherca');
+        const logs = [collector(), collector()];
+        ts[1] = transportFor(g, 1, {
+          tls: { ...issuedCert(dir, 'n1', ca), caFile: ca.certFile },
+          ...FAST,
+          logger: logs[1].logger,
+        });
+        const port1 = await ts[1].start();
+        // Clients that are not Dropbear nodes: no certificate (openssl s_client's default), an expired one.
+        const old = issuedCert(dir, 'old', ca, { startDate: '20200101000000Z', endDate: '20200102000000Z' });
+        const tryTls = (o: tls.ConnectionOptions) =>
+          new Promise<void>((resolve) => {
+            const s = tls.connect({ host: HOST, port: port1, rejectUnauthorized: false, ...o });
+            s.on('error', () => resolve());
+            s.on('close', () => resolve());
+            s.on('data', () => {});
+          });
+        for (let i = 0; i < 6; i++) await tryTls({});
+        const oldTls = { key: readFileSync(old.keyFile), cert: readFileSync(old.certFile) };
+        for (let i = 0; i < 6; i++) await tryTls(oldTls);
+        await waitFor(() => ts[1].stats().inbound.handshakeFailures >= 12, 'the failures counted');
+        const failed = codes(logs[1].lines, 'TLS_HANDSHAKE_FAILED');
+        expect(failed.length).toBeGreaterThanOrEqual(1);
+        expect(failed.length).toBeLessThanOrEqual(2);
+        expect(failed[0].obj).toMatchObject({ node: 1, remote: expect.stringMatching(/^127\.0\.0\.1:/) });
+        // A node whose CA did not sign its peer's certificate: its dial fails with a code, once in a row.
+        ts[0] = transportFor(g, 0, {
+          peers: new Map([[1, { host: HOST, port: port1 }]]),
+          tls: { ...issuedCert(dir, 'n0', otherCa), caFile: otherCa.certFile },
+          ...FAST,
+          logger: logs[0].logger,
+        });
+        await ts[0].start();
+        await waitFor(() => ts[0].stats().peers[0].dialFailures >= 5, 'dials of node 1');
+        const dialFailed = codes(logs[0].lines, 'TLS_HANDSHAKE_FAILED');
+        expect(dialFailed).toHaveLength(1);
+        expect((dialFailed[0].obj as { reason: string }).reason).toMatch(/certificate/);
+        expect(ts[0].stats().peers[0].connects).toBe(0);
+      } finally {
+        await Promise.all(ts.map((t) => t?.stop()));
+        rmSync(dir, { recursive: true, force: true });
+      }
+    },
+  );
+
+  it.skipIf(!haveOpenssl)(
+    'a man in the middle with a valid certificate of the group CA but no genesis key gets no connection',
+    async () => {
+      const dir = mkdtempSync(join(tmpdir(), 'dropbear-tls-mitm-'));
+      const g = makeGroup(2, 35);
+      const ts: Transport[] = [];
+      let mitm: tls.Server | null = null;
+      const sockets = new Set<net.Socket>();
+      try {
+        const ca = selfSignedCert(dir, 'ca');
+        const tlsOf = (n: string) => ({ ...issuedCert(dir, n, ca), caFile: ca.certFile });
+        const logs = collector();
+        ts[1] = transportFor(g, 1, { tls: tlsOf('n1'), ...FAST, logger: logs.logger });
+        const port1 = await ts[1].start();
+        // It ends node 0's TLS and opens its own to node 1, both with its CA-signed certificate, and relays
+        // the plaintext both ways: the handshake signatures cover each side's own TLS session.
+        const m = tlsOf('mitm');
+        const mtls = {
+          key: readFileSync(m.keyFile),
+          cert: readFileSync(m.certFile),
+          ca: readFileSync(m.caFile),
+        };
+        let relayed = 0;
+        mitm = tls.createServer({ ...mtls, requestCert: true, minVersion: 'TLSv1.3' }, (down) => {
+          const up = tls.connect({ host: HOST, port: port1, ...mtls, checkServerIdentity: () => undefined });
+          for (const s of [down, up]) {
+            sockets.add(s);
+            s.on('error', () => {});
+            s.on('close', () => (s === down ? up : down).destroy());
+          }
+          up.on('secureConnect', () => relayed++);
+          down.pipe(up);
+          up.pipe(down);
+        });
+        await new Promise<void>((r) => mitm!.listen(0, HOST, r));
+        const mitmPort = (mitm.address() as net.AddressInfo).port;
+        ts[0] = transportFor(g, 0, {
+          peers: new Map([[1, { host: HOST, port: mitmPort }]]),
+          tls: tlsOf('n0'),
+          ...FAST,
+        });
+        await ts[0].start();
+        await waitFor(() => relayed >= 3 && ts[1].stats().inbound.handshakeFailures >= 3, 'relayed dials');
+        expect(ts[0].stats().peers[0].connects).toBe(0);
+        expect(ts[1].stats().peers[0].connects).toBe(0);
+        expect(
+          codes(logs.lines, 'HANDSHAKE_BAD').some((l) =>
+            /bad signature for node 0/.test((l.obj as { reason: string }).reason),
+          ),
+        ).toBe(true);
+      } finally {
+        for (const s of sockets) s.destroy();
+        await new Promise<void>((r) => (mitm ? mitm.close(() => r()) : r()));
+        await Promise.all(ts.map((t) => t?.stop()));
+        rmSync(dir, { recursive: true, force: true });
+      }
+    },
+  );
 });

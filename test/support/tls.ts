@@ -1,5 +1,7 @@
 /** Test TLS material made with openssl (tests that need it skip where openssl is missing). */
 import { execFileSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
 /** A self-signed P-256 certificate made with openssl in `dir`: `<name>.key` and `<name>.crt`, CN `name`. */
@@ -27,5 +29,61 @@ export function selfSignedCert(dir: string, name: string): { keyFile: string; ce
     ],
     { stdio: 'ignore' },
   );
+  return { keyFile, certFile };
+}
+
+/**
+ * A P-256 certificate `<name>.crt` (key `<name>.key`, CN `name`) made with `openssl ca` in `dir`: signed by
+ * `issuer` (a certificate and its key, e.g. from selfSignedCert), or by its own key when `issuer` is null,
+ * valid from `startDate` to `endDate` (openssl's YYYYMMDDHHMMSSZ; default: from a day ago for two days).
+ */
+export function issuedCert(
+  dir: string,
+  name: string,
+  issuer: { keyFile: string; certFile: string } | null,
+  dates: { startDate?: string; endDate?: string } = {},
+): { keyFile: string; certFile: string } {
+  const keyFile = join(dir, `${name}.key`);
+  const certFile = join(dir, `${name}.crt`);
+  const csr = join(dir, `${name}.csr`);
+  const db = join(dir, `${name}-ca`);
+  mkdirSync(db);
+  writeFileSync(join(db, 'index.txt'), '');
+  writeFileSync(join(db, 'serial'), `${randomBytes(8).toString('hex')}\n`);
+  const cnf = join(db, 'ca.cnf');
+  writeFileSync(
+    cnf,
+    `[ca]\ndefault_ca = d\n[d]\ndatabase = ${db}/index.txt\nnew_certs_dir = ${db}\nserial = ${db}/serial\n` +
+      'default_md = sha256\npolicy = p\nunique_subject = no\n[p]\ncommonName = supplied\n',
+  );
+  const run = (args: string[]) => execFileSync('openssl', args, { stdio: 'ignore' });
+  run(
+    ['req', '-new', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes'].concat([
+      '-keyout',
+      keyFile,
+      '-out',
+      csr,
+      '-subj',
+      `/CN=${name}`,
+    ]),
+  );
+  const stamp = (d: Date) => `${d.toISOString().replace(/[-:T]/g, '').slice(0, 14)}Z`;
+  const day = 86_400_000;
+  run([
+    'ca',
+    '-batch',
+    '-notext',
+    '-config',
+    cnf,
+    '-in',
+    csr,
+    '-out',
+    certFile,
+    '-startdate',
+    dates.startDate ?? stamp(new Date(Date.now() - day)),
+    '-enddate',
+    dates.endDate ?? stamp(new Date(Date.now() + day)),
+    ...(issuer ? ['-cert', issuer.certFile, '-keyfile', issuer.keyFile] : ['-selfsign', '-keyfile', keyFile]),
+  ]);
   return { keyFile, certFile };
 }
