@@ -201,6 +201,9 @@ export function registerDemo(program: Command): void {
         process.stdout.write('Serving until Ctrl-C.\n');
         await new Promise(() => {});
       } catch (e) {
+        // Stopped by a signal while starting (ready() rejects with GROUP_STOPPED): the signal's handler exits
+        // 0 once every node has stopped; throwing here exited 2 before they had.
+        if (stopped) await new Promise(() => {});
         await stop();
         throw e;
       }

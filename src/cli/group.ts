@@ -12,9 +12,17 @@ import { resolveModel } from '../inference/store.ts';
 import type { Durability } from '../ledger/sqlite.ts';
 import { NODE_EXEC_ARGV } from '../node/runtime.ts';
 import { STANDIN_MODEL, standInDigest } from '../node/standin-backend.ts';
-import { DropbearError, Genesis, groupIdOf, hex, keyPairFromSeed, toJson } from '../protocol/index.ts';
+import {
+  DropbearError,
+  Genesis,
+  groupIdOf,
+  hex,
+  keyPairFromSeed,
+  quorumOf,
+  toJson,
+} from '../protocol/index.ts';
 import { readKeyFile, writeKeyFile } from '../protocol/keyfile.ts';
-import { usageError } from './errors.ts';
+import { reportAndExit, usageError } from './errors.ts';
 import { ensureModels } from './eval.ts';
 import { makeOutputDir, readGenesis, readJsonFile, stableJson } from './io.ts';
 import { parseWhole } from './numbers.ts';
@@ -256,73 +264,255 @@ export function loadGroup(dir: string): LoadedGroup {
 }
 
 export interface GroupProcesses {
+  /** Each node's current process (a restarted node's new one replaces it). */
   children: Map<number, ChildProcess>;
   stop(): Promise<void>;
-  /** Resolves when every node answers /readyz (or rejects after `timeoutMs`). */
+  /**
+   * Resolves when every node's own process has said it serves and answers /readyz; rejects at once with
+   * NODE_EXITED (naming the node's own error code, e.g. LISTEN_FAILED or LEDGER_LOCKED) when one exits
+   * first, or with GROUP_NOT_READY after `timeoutMs`, or GROUP_STOPPED once `stop()` was called.
+   */
   ready(timeoutMs?: number): Promise<void>;
+  /** Starts node `id`'s process again, now, after it exited (a test or bench that killed it on purpose). */
+  restart(id: number): ChildProcess;
+  /**
+   * Resolves (never rejects) with the reason supervision gave up, every node stopped by then: a node that
+   * exited after the group was ready more often in a row than `restart.max` allows (NODE_FAILED), or no
+   * node left running (GROUP_STOPPED). Never resolves without a `restart` policy or after `stop()`.
+   */
+  failure: Promise<DropbearError>;
 }
+
+/**
+ * What `startGroup` does with a node that exits after `ready()` resolved (not stopped by `stop()`): a crash
+ * (a signal, a non-zero status) is restarted after `firstDelayMs`, doubling up to `maxDelayMs`; after `max`
+ * restarts in a row (a node that runs `resetAfterMs` starts a new row) the whole group is stopped and
+ * `failure` resolves. A node that stops by itself with status 0 (someone sent it SIGTERM) is not restarted.
+ */
+export interface RestartPolicy {
+  max: number;
+  firstDelayMs?: number;
+  maxDelayMs?: number;
+  resetAfterMs?: number;
+}
+
+/** The restarts `group start` allows a node in a row (`--restarts`). */
+export const DEFAULT_RESTARTS = 5;
 
 // The flags every node process starts with live beside the node (src/node/runtime.ts); re-exported here
 // for `startGroup` below and for the benches, which start nodes and model servers the same way.
 export { NODE_EXEC_ARGV } from '../node/runtime.ts';
 
-/** Starts every node of the group as its own process; their output goes to `log` with a prefix. */
+interface NodeState {
+  child: ChildProcess;
+  /** The API URL this process said it serves on (its "node N serving URL" line), once it said so. */
+  serving: string | null;
+  /** Its last `error [CODE]: message` line. */
+  lastError: { code: string; line: string } | null;
+  startedAt: number;
+  /** Exits in a row after the group was ready (reset by a run of resetAfterMs). */
+  crashes: number;
+  restartTimer: NodeJS.Timeout | null;
+}
+
+const ERROR_LINE = /^error \[([A-Z0-9_]+)\]: /;
+const SERVING_LINE = /^node \d+ serving (\S+)/;
+
+function exitText(code: number | null, sig: NodeJS.Signals | null): string {
+  return sig ? `killed by ${sig}` : `status ${code}`;
+}
+
+/**
+ * Starts every node of the group as its own process; their output goes to `log` with a prefix. With
+ * `restart`, a node that exits after `ready()` is restarted (see RestartPolicy); without it, it is only
+ * reported (the benches and tests that kill nodes on purpose).
+ */
 export function startGroup(
   g: LoadedGroup,
   log: (line: string) => void = (l) => process.stderr.write(`${l}\n`),
+  opts: { restart?: RestartPolicy } = {},
 ): GroupProcesses {
   const bin = new URL('../../bin/dropbear.mjs', import.meta.url).pathname;
   const children = new Map<number, ChildProcess>();
+  const states = new Map<number, NodeState>();
+  const n = g.file.nodes.length;
+  const quorum = quorumOf(g.genesis);
   let stopping = false;
-  for (const n of g.file.nodes) {
+  let supervised = false; // ready() resolved: exits from now on are crashes to restart
+  let giveUp: (e: DropbearError) => void = () => {};
+  const failure = new Promise<DropbearError>((res) => {
+    giveUp = res;
+  });
+  let failed = false;
+  // Wakes ready() when a node exits, instead of waiting out its poll.
+  let wake: () => void = () => {};
+  const running = () =>
+    [...states.values()].filter((s) => s.child.exitCode === null && s.child.signalCode === null).length;
+
+  const fail = (e: DropbearError) => {
+    if (failed || stopping) return;
+    failed = true;
+    log(`group start: ${e.message}; stopping every node`);
+    api.stop().then(() => giveUp(e));
+  };
+
+  const spawnNode = (node: GroupFile['nodes'][number]) => {
     const child = spawn(
       process.execPath,
-      [...NODE_EXEC_ARGV, bin, 'node', '--config', join(g.dir, n.config)],
+      [...NODE_EXEC_ARGV, bin, 'node', '--config', join(g.dir, node.config)],
       // The IPC channel is how a node learns that this process ended, however it ended (even SIGKILL):
       // the channel closes and the node stops cleanly instead of running on unattended.
       { stdio: ['ignore', 'pipe', 'pipe', 'ipc'] },
     );
-    children.set(n.id, child);
+    const prev = states.get(node.id);
+    const s: NodeState = {
+      child,
+      serving: null,
+      lastError: null,
+      startedAt: Date.now(),
+      crashes: prev?.crashes ?? 0,
+      restartTimer: null,
+    };
+    states.set(node.id, s);
+    children.set(node.id, child);
     for (const stream of [child.stdout, child.stderr]) {
       let buf = '';
       stream?.on('data', (d: Buffer) => {
         buf += d.toString('utf8');
         let i = buf.indexOf('\n');
         while (i >= 0) {
-          log(`[node ${n.id}] ${buf.slice(0, i)}`);
+          const line = buf.slice(0, i);
+          const err = ERROR_LINE.exec(line);
+          if (err) s.lastError = { code: err[1], line };
+          const serving = SERVING_LINE.exec(line);
+          if (serving && stream === child.stdout) s.serving = serving[1];
+          log(`[node ${node.id}] ${line}`);
           buf = buf.slice(i + 1);
           i = buf.indexOf('\n');
         }
       });
     }
-    child.on('exit', (code, sig) => {
-      if (!stopping) log(`[node ${n.id}] exited (${sig ?? `status ${code}`})`);
+    // 'close', not 'exit': the node's last lines (its error) have been read by then.
+    child.on('close', (code, sig) => {
+      wake();
+      if (stopping || failed) return;
+      const how = exitText(code, sig);
+      const why = s.lastError ? `: ${s.lastError.line}` : '';
+      const left = running();
+      const count = `${left} of ${n} nodes run${left < quorum ? `, fewer than the ${quorum} the group needs to certify anything` : ''}`;
+      const policy = opts.restart;
+      if (!supervised || !policy) {
+        // Before ready(), ready() rejects with this exit; without a policy it is only reported.
+        log(`[node ${node.id}] exited (${how})${supervised ? `; ${count}` : ''}`);
+        return;
+      }
+      const ranMs = Date.now() - s.startedAt;
+      if (ranMs >= (policy.resetAfterMs ?? 60_000)) s.crashes = 0;
+      if (code === 0 && !sig) {
+        log(
+          `[node ${node.id}] stopped with status 0 (a SIGTERM, SIGINT or SIGHUP not from group start): not restarted; ${count}`,
+        );
+        if (left === 0) fail(new DropbearError('GROUP_STOPPED', 'no node is left running'));
+        return;
+      }
+      s.crashes++;
+      if (s.crashes > policy.max) {
+        fail(
+          new DropbearError(
+            'NODE_FAILED',
+            `node ${node.id} exited (${how}${why}) ${policy.max === 0 ? 'and restarts are off (--restarts 0)' : `after ${policy.max} restarts in a row`}`,
+            { node: node.id, status: code, signal: sig, cause: s.lastError?.code },
+          ),
+        );
+        return;
+      }
+      const delay = Math.min(
+        policy.maxDelayMs ?? 30_000,
+        (policy.firstDelayMs ?? 1000) * 2 ** (s.crashes - 1),
+      );
+      log(
+        `[node ${node.id}] exited (${how}${why}) after ${(ranMs / 1000).toFixed(1)} s; restarting it in ${(delay / 1000).toFixed(1)} s (restart ${s.crashes} of ${policy.max} in a row); ${count}`,
+      );
+      s.restartTimer = setTimeout(() => {
+        s.restartTimer = null;
+        if (stopping || failed) return;
+        const next = spawnNode(node);
+        log(`[node ${node.id}] restarted (pid ${next.child.pid})`);
+      }, delay);
     });
-  }
-  return {
+    return s;
+  };
+
+  for (const node of g.file.nodes) spawnNode(node);
+
+  const api: GroupProcesses = {
     children,
+    failure,
     async stop() {
       stopping = true;
+      wake();
+      for (const s of states.values()) if (s.restartTimer) clearTimeout(s.restartTimer);
       await Promise.all([...children.values()].map((c) => stopChild(c)));
+    },
+    restart(id) {
+      const s = states.get(id);
+      const node = g.file.nodes.find((x) => x.id === id);
+      if (!s || !node) throw new DropbearError('NODE_UNKNOWN', `the group has no node ${id}`);
+      if (s.child.exitCode === null && s.child.signalCode === null)
+        throw new DropbearError('NODE_RUNNING', `node ${id} is still running (pid ${s.child.pid})`);
+      if (s.restartTimer) clearTimeout(s.restartTimer);
+      s.restartTimer = null;
+      return spawnNode(node).child;
     },
     async ready(timeoutMs = 120_000) {
       const deadline = Date.now() + timeoutMs;
-      for (const n of g.file.nodes) {
+      for (const node of g.file.nodes) {
+        let reason = 'it has not said it serves yet';
         for (;;) {
-          const c = children.get(n.id)!;
-          if (c.exitCode !== null)
-            throw new DropbearError('NODE_EXITED', `node ${n.id} exited with status ${c.exitCode}`);
-          try {
-            const r = await fetch(`${n.api}/readyz`, { signal: AbortSignal.timeout(2000) });
-            if (r.status === 200) break;
-          } catch {}
+          if (stopping) throw new DropbearError('GROUP_STOPPED', 'the group was stopped before it was ready');
+          // Any node's exit ends the wait, not only the one waited for: it will not become ready.
+          for (const [id, s] of states) {
+            const c = s.child;
+            if (c.exitCode === null && c.signalCode === null) continue;
+            throw new DropbearError(
+              'NODE_EXITED',
+              `node ${id} exited (${exitText(c.exitCode, c.signalCode)}) before the group was ready${s.lastError ? `: ${s.lastError.line}` : ''}`,
+              { node: id, status: c.exitCode, signal: c.signalCode, cause: s.lastError?.code },
+            );
+          }
+          const s = states.get(node.id)!;
+          // Asked only once this node's own process said where it serves: another process on the port
+          // (another `group start` on this folder) must not make this group look ready.
+          if (s.serving) {
+            try {
+              const r = await fetch(`${s.serving}/readyz`, { signal: AbortSignal.timeout(2000) });
+              if (r.status === 200 && s.child.exitCode === null && s.child.signalCode === null) break;
+              const body = (await r.json().catch(() => null)) as { error?: { message?: string } } | null;
+              reason = body?.error?.message ?? `/readyz answered ${r.status}`;
+            } catch (e) {
+              reason = `/readyz: ${(e as Error).message}`;
+            }
+          }
           if (Date.now() > deadline)
-            throw new DropbearError('GROUP_NOT_READY', `node ${n.id} not ready after ${timeoutMs} ms`);
-          await new Promise((r) => setTimeout(r, 200));
+            throw new DropbearError(
+              'GROUP_NOT_READY',
+              `node ${node.id} not ready after ${timeoutMs} ms (${reason})`,
+              { node: node.id },
+            );
+          await new Promise<void>((r) => {
+            const t = setTimeout(r, 200);
+            wake = () => {
+              clearTimeout(t);
+              r();
+            };
+          });
         }
       }
+      if (stopping) throw new DropbearError('GROUP_STOPPED', 'the group was stopped before it was ready');
+      supervised = true;
     },
   };
+  return api;
 }
 
 export function registerGroup(program: Command): void {
@@ -367,16 +557,51 @@ export function registerGroup(program: Command): void {
     .command('start')
     .description('start every node of a local group as its own process; Ctrl-C stops them all')
     .argument('<dir>', 'the group folder')
-    .addHelpText('after', '\nExample:\n  npx dropbear group start out/group\n')
-    .action(async (dir: string) => {
+    .option(
+      '--restarts <n>',
+      'restarts in a row a node that crashes after the group was ready gets (1 s, doubling up to 30 s, apart) before the whole group is stopped; 0: stop the group at the first crash',
+      String(DEFAULT_RESTARTS),
+    )
+    .addHelpText(
+      'after',
+      '\nExample:\n  npx dropbear group start out/group\n\n' +
+        'A node that exits before the group is ready stops the group (exit status 2, its error code shown).\n' +
+        'A node that crashes later is restarted; one that stops with status 0 is not. SIGINT, SIGTERM and\n' +
+        'SIGHUP stop every node (SIGKILL after 10 s) and exit 0.\n',
+    )
+    .action(async (dir: string, o: { restarts: string }) => {
+      const max = parseWhole('--restarts', o.restarts, 0);
       const g = loadGroup(dir);
-      const procs = startGroup(g);
-      const stop = () => procs.stop().then(() => process.exit(0));
-      process.on('SIGINT', stop);
-      process.on('SIGTERM', stop);
-      await procs.ready();
+      // A log reader that went away (`| head`, a dead log shipper) must not take the group down with it:
+      // the nodes keep serving and a signal still stops them (as a node itself does, src/cli/node.ts).
+      for (const s of [process.stdout, process.stderr])
+        s.on('error', (e: NodeJS.ErrnoException) => {
+          if (e.code !== 'EPIPE' && e.code !== 'ERR_STREAM_DESTROYED') reportAndExit(e);
+        });
+      const procs = startGroup(g, undefined, { restart: { max } });
+      let stopping = false;
+      const stop = (sig: NodeJS.Signals) => {
+        if (stopping) return;
+        stopping = true;
+        process.stderr.write(`group start: ${sig}: stopping every node\n`);
+        procs.stop().then(() => process.exit(0));
+      };
+      for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.on(sig, () => stop(sig));
+      // Stopping by a signal ends with status 0 from stop(), whatever ready() or failure say meanwhile.
+      const never = new Promise<never>(() => {});
+      try {
+        await procs.ready();
+      } catch (e) {
+        if (stopping) return never;
+        // The others are stopped here, before the error is shown, not left to notice that this process ended.
+        await procs.stop();
+        throw e;
+      }
       process.stdout.write(`group ${g.file.name} ready:\n`);
       for (const n of g.file.nodes) process.stdout.write(`  node ${n.id}: ${n.api}\n`);
       process.stdout.write('Ctrl-C stops every node.\n');
+      const e = await procs.failure;
+      if (stopping) return never;
+      throw e;
     });
 }

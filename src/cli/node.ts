@@ -15,7 +15,7 @@ export function registerNode(program: Command): void {
     )
     .addHelpText(
       'after',
-      '\nExample:\n  npx dropbear node --config out/group/node-0.json\n\nStops cleanly on SIGTERM or Ctrl-C (finishes the current write, closes the ledger).\n' +
+      '\nExample:\n  npx dropbear node --config out/group/node-0.json\n\nStops cleanly on SIGTERM, SIGHUP or Ctrl-C (finishes the current write, closes the ledger).\n' +
         'A node whose ledger is gone (LEDGER_LOST) is started again with --rejoin, never with a plain new ledger:\n' +
         'it may have signed in the current view before, and must not sign there again.\n',
     )
@@ -57,6 +57,9 @@ export function registerNode(program: Command): void {
       };
       process.on('SIGTERM', () => stop('SIGTERM'));
       process.on('SIGINT', () => stop('SIGINT'));
+      // A closed terminal sends SIGHUP to every process of its group, the nodes of `group start` too: its
+      // default action killed them uncleanly (unwritten log lines lost, the ledger left to crash recovery).
+      process.on('SIGHUP', () => stop('SIGHUP'));
       // Said only now that a signal stops it cleanly: a supervisor that sends SIGTERM as soon as it reads
       // this line killed the node uncleanly (the default action) when it came before the handlers.
       process.stdout.write(

@@ -1,0 +1,186 @@
+/**
+ * `dropbear group start` as a supervisor, with real node processes (stand-in models): a node that crashes
+ * after the group is ready is reported at once and restarted (or, with `--restarts 0`, the group is
+ * stopped with a non-zero status); a node that fails at start stops the group with its own error code;
+ * a second `group start` on the same folder fails instead of calling the first one's nodes ready; SIGHUP
+ * stops the group like SIGTERM; a closed stdout and stderr do not take the group down.
+ */
+import type { ChildProcess } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { initGroup } from '../../src/cli/group.ts';
+import { STANDIN_MODEL } from '../../src/node/standin-backend.ts';
+import { type Ran, runCli } from './run-cli.ts';
+
+const root = mkdtempSync(join(tmpdir(), 'dropbear-supervise-'));
+const started: ChildProcess[] = [];
+const nodePids: number[] = [];
+
+// Running (a process that exited but is not yet reaped by whoever adopted it counts as gone).
+const alive = (pid: number) => {
+  try {
+    return readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.[0] !== 'Z';
+  } catch {
+    return false;
+  }
+};
+
+/** The node processes `group start` (pid) runs now. */
+function nodesOf(pid: number): number[] {
+  let kids: number[];
+  try {
+    kids = readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8')
+      .trim()
+      .split(/\s+/)
+      .filter(Boolean)
+      .map(Number);
+  } catch {
+    return [];
+  }
+  const nodes = kids.filter((k) => {
+    try {
+      return readFileSync(`/proc/${k}/cmdline`, 'utf8').includes('--config');
+    } catch {
+      return false;
+    }
+  });
+  nodePids.push(...nodes);
+  return nodes;
+}
+
+afterAll(() => {
+  for (const c of started) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
+  for (const pid of nodePids) if (alive(pid)) process.kill(pid, 'SIGKILL');
+  rmSync(root, { recursive: true, force: true });
+});
+
+async function group(name: string): Promise<string> {
+  const dir = join(root, name);
+  await initGroup({ dir, nodes: 4, models: Array(4).fill(STANDIN_MODEL) });
+  return dir;
+}
+
+/** `group start dir ...args`; `child` resolves once it is running, `done` when it ended. */
+function start(dir: string, ...args: string[]): { child: Promise<ChildProcess>; done: Promise<Ran> } {
+  let got: (c: ChildProcess) => void = () => {};
+  const child = new Promise<ChildProcess>((r) => {
+    got = r;
+  });
+  const done = runCli(['group', 'start', dir, ...args], 28_000, (c) => {
+    started.push(c);
+    got(c);
+  });
+  return { child, done };
+}
+
+/** Waits until `test` holds for the child's output so far (stdout + stderr), or fails after `ms`. */
+async function until(c: ChildProcess, test: (out: string) => boolean, what: string, ms = 20_000) {
+  let out = '';
+  const on = (d: Buffer | string) => {
+    out += d.toString();
+  };
+  c.stdout?.on('data', on);
+  c.stderr?.on('data', on);
+  const deadline = Date.now() + ms;
+  try {
+    while (!test(out)) {
+      if (c.exitCode !== null || c.signalCode !== null)
+        throw new Error(`group start ended before ${what}:\n${out}`);
+      if (Date.now() > deadline) throw new Error(`no ${what} after ${ms} ms:\n${out}`);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  } finally {
+    c.stdout?.off('data', on);
+    c.stderr?.off('data', on);
+  }
+  return out;
+}
+
+const READY = (o: string) => o.includes('ready:\n');
+
+describe('group start supervises its nodes', () => {
+  it('reports a node killed with SIGKILL at once and restarts it; SIGTERM then stops all, status 0', async () => {
+    const dir = await group('crash');
+    const { child, done } = start(dir);
+    const c = await child;
+    await until(c, READY, 'ready');
+    const nodes = nodesOf(c.pid!);
+    expect(nodes).toHaveLength(4);
+    process.kill(nodes[1], 'SIGKILL');
+    const out = await until(
+      c,
+      (o) => /restarted \(pid \d+\)/.test(o) && /serving/.test(o.split('restarted')[1] ?? ''),
+      'restart',
+    );
+    expect(out).toMatch(
+      /exited \(killed by SIGKILL\) after [\d.]+ s; restarting it in 1\.0 s \(restart 1 of 5 in a row\); 3 of 4 nodes run/,
+    );
+    const now = nodesOf(c.pid!);
+    expect(now).toHaveLength(4);
+    // A node sent SIGHUP (a closed terminal) stops cleanly, status 0, and is not restarted: it was stopped.
+    process.kill(now.find((p) => !nodes.includes(p))!, 'SIGHUP');
+    const after = await until(c, (o) => /stopped with status 0/.test(o), 'the SIGHUP node stopped');
+    expect(after).toMatch(/\[node 1\] stopped with status 0 \(.*\): not restarted; 3 of 4 nodes run\n/);
+    c.kill('SIGTERM');
+    const r = await done;
+    expect(r.code, r.stderr.slice(-2000)).toBe(0);
+    expect([...nodes, ...now].filter(alive)).toEqual([]);
+  }, 30_000);
+
+  it('with --restarts 0, stops the group at the first crash with status 2 and NODE_FAILED', async () => {
+    const dir = await group('no-restart');
+    const { child, done } = start(dir, '--restarts', '0');
+    const c = await child;
+    await until(c, READY, 'ready');
+    const nodes = nodesOf(c.pid!);
+    expect(nodes).toHaveLength(4);
+    process.kill(nodes[2], 'SIGKILL');
+    const r = await done;
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(
+      /error \[NODE_FAILED\]: node \d exited \(killed by SIGKILL\) and restarts are off/,
+    );
+    expect(nodes.filter(alive)).toEqual([]);
+  }, 30_000);
+
+  it('a second group start on the same folder fails with the nodes’ LEDGER_LOCKED, not "ready"; SIGHUP stops the first, status 0', async () => {
+    const dir = await group('twice');
+    const first = start(dir);
+    const c = await first.child;
+    await until(c, READY, 'ready');
+    const nodes = nodesOf(c.pid!);
+    const second = await runCli(['group', 'start', dir], 25_000, (k) => started.push(k));
+    expect(second.stdout).not.toContain('ready');
+    expect(second.code).toBe(2);
+    expect(second.stderr).toMatch(
+      /error \[NODE_EXITED\]: node \d exited \(status 2\) before the group was ready: error \[LEDGER_LOCKED\]/,
+    );
+    expect(nodes.every(alive)).toBe(true);
+    c.kill('SIGHUP');
+    const r = await first.done;
+    expect(r.code, r.stderr.slice(-2000)).toBe(0);
+    expect(r.stderr).not.toMatch(/\[node \d\] (exited|error)/);
+    expect(nodes.filter(alive)).toEqual([]);
+  }, 30_000);
+
+  it('keeps its nodes running when its stdout and stderr close, and still exits 0 on SIGINT', async () => {
+    const dir = await group('closed');
+    const { child, done } = start(dir);
+    const c = await child;
+    await until(c, READY, 'ready');
+    const nodes = nodesOf(c.pid!);
+    c.stdout?.destroy();
+    c.stderr?.destroy();
+    // Every line after this meets a closed pipe: a node's restart lines, then the stop's.
+    process.kill(nodes[0], 'SIGKILL');
+    await new Promise((r) => setTimeout(r, 3000));
+    expect(c.exitCode).toBeNull();
+    expect(nodesOf(c.pid!)).toHaveLength(4);
+    c.kill('SIGINT');
+    const r = await done;
+    expect(r.code).toBe(0);
+    expect(nodePids.filter(alive)).toEqual([]);
+  }, 30_000);
+});
