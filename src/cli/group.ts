@@ -420,7 +420,7 @@ export function startGroup(
         fail(
           new DropbearError(
             'NODE_FAILED',
-            `node ${node.id} exited (${how}${why}) ${policy.max === 0 ? 'and restarts are off (--restarts 0)' : `after ${policy.max} restarts in a row`}`,
+            `node ${node.id} exited (${how}${why}) ${policy.max === 0 ? 'and restarts are off (--restarts 0)' : `after ${policy.max} restart${policy.max === 1 ? '' : 's'} in a row`}`,
             { node: node.id, status: code, signal: sig, cause: s.lastError?.code },
           ),
         );

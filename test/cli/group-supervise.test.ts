@@ -7,6 +7,7 @@
  */
 import type { ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -141,6 +142,47 @@ describe('group start supervises its nodes', () => {
     expect(r.code).toBe(2);
     expect(r.stderr).toMatch(
       /error \[NODE_FAILED\]: node \d exited \(killed by SIGKILL\) and restarts are off/,
+    );
+    expect(nodes.filter(alive)).toEqual([]);
+  }, 30_000);
+
+  it('gives up after --restarts failed restarts in a row: the group stopped, status 2, the last error shown', async () => {
+    const dir = await group('give-up');
+    const { child, done } = start(dir, '--restarts', '1');
+    const c = await child;
+    await until(c, READY, 'ready');
+    const nodes = nodesOf(c.pid!);
+    process.kill(nodes[1], 'SIGKILL');
+    await until(c, (o) => o.includes('restarting it in 1.0 s'), 'the restart announced');
+    // Its API port taken before the restart: the restarted node fails at start (LISTEN_FAILED).
+    const port = Number(new URL(JSON.parse(readFileSync(join(dir, 'group.json'), 'utf8')).nodes[1].api).port);
+    const blocker = createServer();
+    await new Promise<void>((r) => blocker.listen(port, '127.0.0.1', r));
+    try {
+      const r = await done;
+      expect(r.code).toBe(2);
+      expect(r.stderr).toMatch(
+        /error \[NODE_FAILED\]: node 1 exited \(status 2: error \[LISTEN_FAILED\]: .*\) after 1 restart in a row/,
+      );
+      expect(nodePids.filter(alive)).toEqual([]);
+    } finally {
+      blocker.close();
+    }
+  }, 30_000);
+
+  it('a node killed while the group starts ends group start at once (it waited 120 s for it), status 2', async () => {
+    const dir = await group('start-kill');
+    const { child, done } = start(dir);
+    const c = await child;
+    await until(c, (o) => o.includes('serving'), 'a node serving');
+    const nodes = nodesOf(c.pid!);
+    expect(nodes).toHaveLength(4);
+    process.kill(nodes[3], 'SIGKILL');
+    const r = await done;
+    expect(r.code).toBe(2);
+    expect(r.stdout).not.toContain('ready');
+    expect(r.stderr).toMatch(
+      /error \[NODE_EXITED\]: node 3 exited \(killed by SIGKILL\) before the group was ready/,
     );
     expect(nodes.filter(alive)).toEqual([]);
   }, 30_000);
