@@ -3,7 +3,7 @@
 // when their owner alone may read and write them: a seed that group or others can read is refused
 // (KEY_FILE_PERMISSIONS) before a byte of it is read, and a node started on one exits saying so. The
 // node's TLS private key is held to the same rule.
-import { execFileSync, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import {
   chmodSync,
   mkdirSync,
@@ -24,7 +24,7 @@ import { startNode } from '../../src/node/run.ts';
 import { STANDIN_MODEL } from '../../src/node/standin-backend.ts';
 import { keyPairFromSeed } from '../../src/protocol/index.ts';
 import { readKeyFile, writeKeyFile } from '../../src/protocol/keyfile.ts';
-import { selfSignedCert } from '../support/tls.ts';
+import { haveOpenssl, selfSignedCert } from '../support/tls.ts';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const tmp = mkdtempSync(join(tmpdir(), 'dropbear-keys-'));
@@ -177,15 +177,6 @@ describe.skipIf(process.platform === 'win32')('secret key files others can read 
 // read whatever its mode. Certificates (`cert`, `ca`) are public. Nothing in the CLI writes TLS files:
 // openssl (3.x) writes a private key 0600, and such files are taken.
 describe.skipIf(process.platform === 'win32')('the TLS private key follows the key files rule', () => {
-  const haveOpenssl = (() => {
-    try {
-      execFileSync('openssl', ['version'], { stdio: 'ignore' });
-      return true;
-    } catch {
-      return false;
-    }
-  })();
-
   /** A group of 2 stand-in nodes whose configs name tls/node.key and tls/node.crt (ports 0). */
   async function groupWithTls(name: string): Promise<{ dir: string; key: string; cert: string }> {
     const dir = join(tmp, name);

@@ -44,7 +44,7 @@ import {
 } from '../../src/protocol/crypto.ts';
 import { DropbearError } from '../../src/protocol/errors.ts';
 import { type Genesis, groupIdOf } from '../../src/protocol/messages.ts';
-import { issuedCert, selfSignedCert } from '../support/tls.ts';
+import { haveOpenssl, issuedCert, selfSignedCert } from '../support/tls.ts';
 
 const HOST = '127.0.0.1';
 
@@ -1647,15 +1647,6 @@ describe('transport', () => {
     expect(() => make(undefined)).not.toThrow();
   });
 
-  const haveOpenssl = (() => {
-    try {
-      execFileSync('openssl', ['version'], { stdio: 'ignore' });
-      return true;
-    } catch {
-      return false;
-    }
-  })();
-
   it.skipIf(!haveOpenssl)(
     'runs over TLS (self-signed CA made with openssl) with the genesis handshake on top',
     async () => {
@@ -1912,14 +1903,6 @@ describe('transport', () => {
 });
 
 describe('transport over TLS: bad files, mismatches and impostors', () => {
-  const haveOpenssl = (() => {
-    try {
-      execFileSync('openssl', ['version'], { stdio: 'ignore' });
-      return true;
-    } catch {
-      return false;
-    }
-  })();
   const codeOf = (f: () => unknown): string | null => {
     try {
       f();

@@ -1,8 +1,24 @@
-/** Test TLS material made with openssl (tests that need it skip where openssl is missing). */
+/**
+ * Test TLS material made with openssl. Tests that need it skip where openssl is missing (with a warning),
+ * except under CI or DROPBEAR_REQUIRE_OPENSSL (`.ci/run` installs it): there they run, and fail without it.
+ */
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+
+const opensslFound = (() => {
+  try {
+    execFileSync('openssl', ['version'], { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  }
+})();
+const opensslRequired = Boolean(process.env.CI || process.env.DROPBEAR_REQUIRE_OPENSSL);
+if (!opensslFound && !opensslRequired) console.warn('TLS tests skipped: no openssl on the PATH');
+/** Whether the tests that make TLS material with openssl run here (see the top of the file). */
+export const haveOpenssl = opensslFound || opensslRequired;
 
 /** A self-signed P-256 certificate made with openssl in `dir`: `<name>.key` and `<name>.crt`, CN `name`. */
 export function selfSignedCert(dir: string, name: string): { keyFile: string; certFile: string } {
