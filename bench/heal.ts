@@ -3,7 +3,8 @@
  * (src/node/transport.ts) on loopback; every link of node 3 (the highest id: the others dial it, it wakes
  * them up) goes through a relay that can be cut (bench/lib/relay.ts: nothing crosses, new connections are
  * reset). Each trial cuts node 3 off, waits until both ends of each of its links have given it up (the idle
- * timeout) and then `--partition-ms`, heals, and times each link until both ends are connected again.
+ * timeout) and then `--partition-ms` plus a random part of a wake-up interval, heals, and times each link
+ * until both ends are connected again.
  *
  * Heartbeats are sped up (200 ms, idle timeout 1 s) so that a trial is short; the redial backoff is the
  * default (100 ms … 10 s). `--wake-ms` is the transport's wakeIntervalMs (default: its own, 1 s); a huge
@@ -109,7 +110,11 @@ async function main(): Promise<void> {
       await until(() =>
         [0, 1, 2].every((i) => stateOf(i, 3) !== 'connected' && stateOf(3, i) !== 'connected'),
       );
-      await sleep(PARTITION_MS);
+      // Plus up to one wake-up interval, at random: node 3's wake-ups run on a timer armed when it gave
+      // its links up (just above), so a partition of a whole number of intervals healed just before or
+      // just after one of them, every trial alike (0.03 s or 1.00 s), instead of at a random phase as a
+      // real partition does.
+      await sleep(PARTITION_MS + Math.random() * Math.min(WAKE_MS ?? 1000, 10_000));
       for (const r of relays) r.heal();
       const healed = performance.now();
       const got = await Promise.all(
