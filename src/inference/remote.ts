@@ -31,6 +31,7 @@
  * not fit the spec), MODEL_DIGEST_MISMATCH (the server names another digest); the input errors of
  * decode.ts, and WORKER_* when a preprocessing thread fails (threads.ts).
  */
+import { readCapped } from '../protocol/capped-body.ts';
 import { DropbearError } from '../protocol/errors.ts';
 import type { Result } from '../protocol/index.ts';
 import { type BackendStats, type ClassifyOptions, INFERENCE_SKIPPED, type ModelBackend } from './backend.ts';
@@ -864,40 +865,17 @@ function unavailableStatus(status: number): boolean {
   return status === 502 || status === 503 || status === 504;
 }
 
-/** A body read chunk by chunk, failing with REMOTE_BAD_RESPONSE once it passes `maxBytes`. */
-async function readCapped(res: Response, maxBytes: number, where: string): Promise<Uint8Array> {
-  const tooLong = (got: string) =>
-    new DropbearError(
-      'REMOTE_BAD_RESPONSE',
-      `${where} answered ${got} bytes; a valid answer takes at most ${maxBytes}`,
-    );
-  const declared = Number(res.headers.get('content-length') ?? Number.NaN);
-  if (declared > maxBytes) {
-    await res.body?.cancel().catch(() => {});
-    throw tooLong(String(declared));
-  }
-  if (!res.body) return new Uint8Array(0);
-  const reader = res.body.getReader();
-  const chunks: Uint8Array[] = [];
-  let total = 0;
-  for (;;) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    total += value.byteLength;
-    if (total > maxBytes) {
-      await reader.cancel().catch(() => {});
-      throw tooLong(`over ${maxBytes}`);
-    }
-    chunks.push(value);
-  }
-  if (chunks.length === 1) return chunks[0];
-  const body = new Uint8Array(total);
-  let at = 0;
-  for (const c of chunks) {
-    body.set(c, at);
-    at += c.byteLength;
-  }
-  return body;
+/** A body read chunk by chunk (readCapped), failing with REMOTE_BAD_RESPONSE once it passes `maxBytes`. */
+function readBody(res: Response, maxBytes: number, where: string): Promise<Uint8Array> {
+  return readCapped(
+    res,
+    maxBytes,
+    (bytes, declared) =>
+      new DropbearError(
+        'REMOTE_BAD_RESPONSE',
+        `${where} answered ${declared ? bytes : `over ${maxBytes}`} bytes; a valid answer takes at most ${maxBytes}`,
+      ),
+  );
 }
 
 /**
@@ -926,7 +904,7 @@ async function exchange(
         { status: res.status },
       );
     }
-    const body = await readCapped(res, maxBytes, `${init.method} ${url}`);
+    const body = await readBody(res, maxBytes, `${init.method} ${url}`);
     return { status: res.status, headers: res.headers, body };
   } catch (e) {
     if (e instanceof DropbearError) throw e;

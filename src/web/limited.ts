@@ -5,6 +5,8 @@
  * largest honest answers (the callers name them); past one the read stops and the rest is not downloaded.
  */
 
+import { readCapped } from '../protocol/capped-body.ts';
+
 /** Thrown for an answer over its bound; the message starts with its stable code, as the page shows it. */
 export class AnswerTooLarge extends Error {
   readonly code = 'ANSWER_TOO_LARGE';
@@ -23,32 +25,6 @@ export class AnswerTooLarge extends Error {
  * or compressed) is cancelled there. `what` names the answer in the error.
  */
 export async function readLimited(r: Response, max: number, what: string): Promise<string> {
-  const length = r.headers.get('content-length');
-  // Of a compressed answer this is the compressed size: a lower bound, so only a refusal is certain.
-  const declared = length === null ? Number.NaN : Number(length);
-  if (declared > max) {
-    await r.body?.cancel().catch(() => {});
-    throw new AnswerTooLarge(what, declared, max, true);
-  }
-  if (r.body === null) return '';
-  const reader = r.body.getReader();
-  const parts: Uint8Array[] = [];
-  let total = 0;
-  for (;;) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    total += value.length;
-    if (total > max) {
-      await reader.cancel().catch(() => {});
-      throw new AnswerTooLarge(what, total, max, false);
-    }
-    parts.push(value);
-  }
-  const all = new Uint8Array(total);
-  let at = 0;
-  for (const p of parts) {
-    all.set(p, at);
-    at += p.length;
-  }
-  return new TextDecoder().decode(all);
+  const bytes = await readCapped(r, max, (n, declared) => new AnswerTooLarge(what, n, max, declared));
+  return new TextDecoder().decode(bytes);
 }
