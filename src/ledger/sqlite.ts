@@ -173,6 +173,26 @@ export interface SqliteLedgerOptions {
    * ledger: one that holds a ledger is LEDGER_BAD_OPTION (`dropbear node --rejoin`).
    */
   rejoin?: boolean;
+  /**
+   * Called while `open` (or the rebuild after a failed write) replays the stored batches: at most once per
+   * `replayProgressMs` and once at the end, when the replay has taken that long or more. A ledger of many
+   * million requests takes minutes to replay, and a node that says nothing for that long looks hung.
+   */
+  onReplayProgress?: (p: ReplayProgress) => void;
+  /** How often `onReplayProgress` is called during a replay, in ms (default 2000; 0: after every batch). */
+  replayProgressMs?: number;
+}
+
+/** How far a replay has come (SqliteLedgerOptions.onReplayProgress). */
+export interface ReplayProgress {
+  /** Batches replayed so far, and the highest stored batch seq (batches are stored 1..total). */
+  batches: number;
+  total: number;
+  /** Requests with an outcome replayed so far. */
+  requests: number;
+  /** Since the replay started (monotonic clock). */
+  elapsedMs: number;
+  done: boolean;
 }
 
 /**
@@ -432,6 +452,8 @@ export class SqliteLedger {
   readonly synchronous: Synchronous;
   private readonly db: Database.Database;
   private readonly verifySigs: boolean;
+  private readonly onReplayProgress: ((p: ReplayProgress) => void) | undefined;
+  private readonly replayProgressMs: number;
   private current: LedgerState;
   private closed = false;
   private grouped = false;
@@ -477,6 +499,13 @@ export class SqliteLedger {
     this.durability = opts.durability ?? 'full';
     this.synchronous = opts.synchronous ?? 'FULL';
     this.verifySigs = opts.verifySignatures ?? true;
+    this.onReplayProgress = opts.onReplayProgress;
+    this.replayProgressMs = opts.replayProgressMs ?? 2_000;
+    if (!(this.replayProgressMs >= 0))
+      throw new DropbearError(
+        'LEDGER_BAD_OPTION',
+        `replayProgressMs must be >= 0, got ${opts.replayProgressMs}`,
+      );
     this.current = new LedgerState(genesis);
     const p = (sql: string) => db.prepare(sql);
     this.st = {
@@ -505,6 +534,7 @@ export class SqliteLedger {
       getBatch: p('SELECT seq, view, digest, batch, entries FROM batches WHERE seq = ?'),
       allBatches: p('SELECT seq, view, digest, batch, entries FROM batches ORDER BY seq'),
       allReceiptHashes: p('SELECT seq, hash FROM receipts ORDER BY seq'),
+      maxBatchSeq: p('SELECT max(seq) AS n FROM batches'),
       log: p('SELECT kind, view, seq, digest, body FROM consensus_log ORDER BY id'),
       pruneLog: p(
         "DELETE FROM consensus_log WHERE seq IS NOT NULL AND seq <= ? AND NOT (kind = 'checkpoint' AND seq = ?)",
@@ -698,6 +728,15 @@ export class SqliteLedger {
     const batches = this.st.allBatches.iterate() as IterableIterator<Row>;
     const hashes = this.st.allReceiptHashes.iterate() as IterableIterator<Row>;
     const corrupt = (msg: string) => new DropbearError('LEDGER_CORRUPT', `${this.path}: ${msg}`);
+    const report = this.onReplayProgress;
+    const started = performance.now();
+    let total = 0;
+    let requests = 0;
+    let nextReport = started + this.replayProgressMs;
+    if (report) {
+      const n = (this.st.maxBatchSeq.get() as Row).n;
+      total = typeof n === 'number' ? n : 0;
+    }
     try {
       for (const row of batches) {
         const b = this.decodeBatchRow(row);
@@ -716,8 +755,21 @@ export class SqliteLedger {
         if (!stored || stored.seq !== b.seq || !equalBytes(u8(stored.hash as Buffer), ex.receiptHash))
           throw corrupt(`replaying batch ${b.seq} does not reproduce its stored receipt`);
         for (const o of ex.outcomes) index.add(o.requestId, b.seq);
+        requests += ex.outcomes.length;
+        if (report) {
+          const now = performance.now();
+          if (now >= nextReport) {
+            report({ batches: b.seq, total, requests, elapsedMs: now - started, done: false });
+            nextReport = now + this.replayProgressMs;
+          }
+        }
       }
       if (!hashes.next().done) throw corrupt('a receipt without its batch');
+      if (report) {
+        const elapsedMs = performance.now() - started;
+        if (elapsedMs >= this.replayProgressMs)
+          report({ batches: state.seq, total: Math.max(total, state.seq), requests, elapsedMs, done: true });
+      }
       this.index = index;
       this.recentOutcomes.clear();
       return state;

@@ -318,6 +318,19 @@ export class NodeHost {
       verifySignatures: false,
       durability: opts.durability,
       rejoin: opts.rejoin,
+      onReplayProgress: (p) =>
+        opts.logger?.info(
+          {
+            batches: p.batches,
+            of: p.total,
+            requests: p.requests,
+            seconds: Math.round(p.elapsedMs / 100) / 10,
+            requestsPerSecond: p.elapsedMs > 0 ? Math.round((p.requests * 1000) / p.elapsedMs) : 0,
+          },
+          p.done
+            ? 'ledger replayed'
+            : `replaying the ledger: ${Math.floor((100 * p.batches) / Math.max(1, p.total))} %`,
+        ),
     });
     try {
       const current = hex(db.state.models[opts.id]);

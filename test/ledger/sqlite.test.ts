@@ -6,7 +6,12 @@ import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildCertificates, verifyCertificate } from '../../src/certificate/index.ts';
 import { ResolvedEntries as ResolvedEntriesCodec } from '../../src/ledger/codec.ts';
-import { SourceRequests, SqliteLedger, StoredOutcomes } from '../../src/ledger/sqlite.ts';
+import {
+  type ReplayProgress,
+  SourceRequests,
+  SqliteLedger,
+  StoredOutcomes,
+} from '../../src/ledger/sqlite.ts';
 import type { Execution, ResolvedEntry } from '../../src/ledger/state.ts';
 import { verifyLedgerFile } from '../../src/ledger/verify.ts';
 import {
@@ -287,6 +292,46 @@ describe('SqliteLedger', () => {
     expect(ex.receipt.prevReceipt).toEqual(executions[5].receiptHash);
     expect(again.batch(7)?.entries).toEqual(next.entries);
     again.close();
+  });
+
+  it('reports the progress of a replay when asked: batches in order up to the highest, requests counted, then done', () => {
+    const fresh = SqliteLedger.open(freshPath(), genesis);
+    const written = fill(fresh);
+    const path = fresh.path;
+    fresh.close();
+    const requests = written.reduce((n, ex) => n + ex.outcomes.length, 0);
+    expect(requests).toBeGreaterThan(0);
+
+    const seen: ReplayProgress[] = [];
+    const again = SqliteLedger.open(path, genesis, {
+      replayProgressMs: 0,
+      onReplayProgress: (p) => seen.push(p),
+    });
+    expect(seen.map((p) => p.batches)).toEqual([1, 2, 3, 4, 5, 6, 6]);
+    expect(seen.every((p) => p.total === 6)).toBe(true);
+    expect(seen.map((p) => p.done)).toEqual([false, false, false, false, false, false, true]);
+    expect(seen.at(-1)?.requests).toBe(requests);
+    for (let i = 1; i < seen.length; i++)
+      expect(seen[i].elapsedMs).toBeGreaterThanOrEqual(seen[i - 1].elapsedMs);
+    again.close();
+
+    // A replay shorter than the interval says nothing; a bad interval is refused.
+    const quiet: ReplayProgress[] = [];
+    SqliteLedger.open(path, genesis, {
+      replayProgressMs: 60_000,
+      onReplayProgress: (p) => quiet.push(p),
+    }).close();
+    expect(quiet).toEqual([]);
+    expect(codeOf(() => SqliteLedger.open(path, genesis, { replayProgressMs: -1 }))).toBe(
+      'LEDGER_BAD_OPTION',
+    );
+    // A fresh file has nothing to replay.
+    const none: ReplayProgress[] = [];
+    SqliteLedger.open(freshPath(), genesis, {
+      replayProgressMs: 0,
+      onReplayProgress: (p) => none.push(p),
+    }).close();
+    expect(none).toEqual([{ batches: 0, total: 0, requests: 0, elapsedMs: expect.any(Number), done: true }]);
   });
 
   it('serves certificates after a restart that verify and equal buildCertificates', () => {
