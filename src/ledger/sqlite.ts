@@ -419,6 +419,32 @@ export function ledgerCorrupt(path: string, e: unknown): DropbearError {
   );
 }
 
+/**
+ * A ledger write that failed because the disk is full (SQLite's SQLITE_FULL, the file system's ENOSPC or
+ * EDQUOT) or the disk failed (SQLITE_IOERR…, EIO), as a coded error naming the file; null for any other
+ * error (and for one already coded). Until 2026-12-06 a node whose disk filled stopped with SQLite's bare
+ * "database or disk is full", and at its next start with LEDGER_UNREADABLE (the boot marker's write failed),
+ * which sent an operator looking for a damaged file.
+ */
+export function ledgerWriteFailure(path: string, e: unknown): DropbearError | null {
+  if (e instanceof DropbearError || e === null || typeof e !== 'object') return null;
+  const code = String((e as { code?: unknown }).code);
+  const msg = (e as Error).message ?? String(e);
+  if (code === 'SQLITE_FULL' || code === 'ENOSPC' || code === 'EDQUOT')
+    return new DropbearError(
+      'LEDGER_DISK_FULL',
+      `the disk holding ledger ${path} is full (${msg}): the node stops rather than act on a write it could not make (what it recorded before is intact); free space there and start it again`,
+      { path },
+    );
+  if (code.startsWith('SQLITE_IOERR') || code === 'EIO')
+    return new DropbearError(
+      'LEDGER_IO_ERROR',
+      `the disk holding ledger ${path} failed a read or write (${msg}): the node stops rather than act on a write it could not make; check the disk (and \`dropbear ledger verify\` the file) before starting it again`,
+      { path },
+    );
+  return null;
+}
+
 /** Reads the meta row; `null` when the file has no Dropbear schema. */
 export function readMeta(
   db: Database.Database,
@@ -697,6 +723,8 @@ export class SqliteLedger {
       db.close();
       if (e instanceof DropbearError) throw e;
       const code = String((e as { code?: unknown }).code);
+      const write = ledgerWriteFailure(path, e);
+      if (write) throw write;
       // A truncated or garbled file (LEDGER_UNREADABLE until 2026-12-06).
       if (code.startsWith('SQLITE_CORRUPT')) throw ledgerCorrupt(path, e);
       if (code.startsWith('SQLITE_READONLY'))
@@ -855,6 +883,38 @@ export class SqliteLedger {
       if (this.synchronous === 'FULL') this.db.pragma('synchronous = FULL');
     }
     return this.groupNeedsSync;
+  }
+
+  /**
+   * Drops the open group's writes (no-op without one): for a caller whose write in the group failed, so
+   * that nothing of it is committed later (SQLite rolls a transaction back by itself on some failures, a
+   * full disk among them, and a COMMIT then fails with "no transaction is active"). The caller must not
+   * act on any of the group's writes.
+   */
+  abandonGroup(): void {
+    if (!this.grouped) return;
+    this.grouped = false;
+    try {
+      if (this.db.inTransaction) this.db.exec('ROLLBACK');
+    } finally {
+      if (this.synchronous === 'FULL') this.db.pragma('synchronous = FULL');
+    }
+  }
+
+  /**
+   * Closes the file after a failed write, without committing an open group or marking a clean shutdown
+   * (the next open reports `uncleanShutdown`). Idempotent; never throws for the write that cannot be made.
+   */
+  abort(): void {
+    if (this.closed) return;
+    try {
+      this.abandonGroup();
+    } catch {
+      // The connection is closed next: SQLite rolls back whatever is left.
+    }
+    this.closed = true;
+    this.db.close();
+    if (this.asyncSyncs === 0) this.closeWalFile();
   }
 
   /** fdatasyncs the WAL file (kept open: SQLite keeps it while the connection is open in WAL mode). */

@@ -19,7 +19,7 @@ import {
   type TxRejectCode,
 } from '../consensus/replica.ts';
 import { INFERENCE_SKIPPED, type ModelBackend } from '../inference/backend.ts';
-import { type Durability, SqliteLedger } from '../ledger/sqlite.ts';
+import { type Durability, ledgerWriteFailure, SqliteLedger } from '../ledger/sqlite.ts';
 import type { Execution } from '../ledger/state.ts';
 import {
   batchDigestOf,
@@ -455,13 +455,25 @@ export class NodeHost {
    * transport and the API caught the error and the node went on: its next retransmission sent a PREPARE
    * that no record on disk vouched for, and a failed execution left it a batch behind its ledger for good.
    */
-  private fail(e: unknown): void {
+  private fail(cause: unknown): void {
     if (this.failed !== null) return;
+    // A full or failing disk gets its own code (LEDGER_DISK_FULL, LEDGER_IO_ERROR), not SQLite's bare text.
+    const e = ledgerWriteFailure(this.db.path, cause) ?? cause;
     this.failed = e;
-    this.log.error({ err: (e as Error)?.message ?? String(e) }, 'a replica step failed: stopping the node');
+    this.log.error(
+      { err: (e as Error)?.message ?? String(e), code: (e as { code?: unknown })?.code },
+      'a replica step or ledger write failed: stopping the node',
+    );
     this.held = null;
     this.heldForCommit = [];
     this.next = [];
+    this.syncing = null;
+    // Nothing of the failed turn may be committed later (by stop's flush or close): its sends are dropped.
+    try {
+      this.db.abandonGroup();
+    } catch {
+      // The group is lost either way; close() then closes without committing.
+    }
     this.stopped = true;
     if (this.timer) clearTimeout(this.timer);
     this.timer = null;
@@ -670,8 +682,14 @@ export class NodeHost {
     const held = this.held;
     if (!held) return;
     this.held = null;
-    // A failed commit (disk full, I/O error) leaves memory ahead of the file: crash rather than send.
-    const needsSync = this.db.commitGroupUnsynced();
+    // A failed commit (disk full, I/O error) leaves memory ahead of the file: stop rather than send.
+    let needsSync: boolean;
+    try {
+      needsSync = this.db.commitGroupUnsynced();
+    } catch (e) {
+      this.fail(e);
+      return;
+    }
     if (this.heldForCommit.length > 0) {
       const sends = this.heldForCommit;
       this.heldForCommit = [];
@@ -696,8 +714,11 @@ export class NodeHost {
     const t0 = performance.now();
     this.db.syncWalAsync((err) => {
       if (this.syncing !== sends) return; // stop() synced and sent them already
-      // The file may not hold what these messages vouch for: crash rather than send.
-      if (err) throw err;
+      // The file may not hold what these messages vouch for: stop rather than send.
+      if (err) {
+        this.fail(err);
+        return;
+      }
       this.obs.walSynced?.(performance.now() - t0);
       this.syncing = null;
       for (const send of sends) send();
@@ -1331,7 +1352,8 @@ export class NodeHost {
 
   /** Stops timers and answers waiters; the caller closes the wire and then `close()`s the ledger. */
   stop(): void {
-    this.flushWrites();
+    // After a failed write nothing held may leave, and the open group was dropped (fail).
+    if (this.failed === null) this.flushWrites();
     this.stopped = true;
     if (this.timer) clearTimeout(this.timer);
     this.timer = null;
@@ -1348,6 +1370,7 @@ export class NodeHost {
 
   close(): void {
     this.stop();
-    this.db.close();
+    if (this.failed === null) this.db.close();
+    else this.db.abort();
   }
 }

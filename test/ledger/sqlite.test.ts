@@ -7,6 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildCertificates, verifyCertificate } from '../../src/certificate/index.ts';
 import { ResolvedEntries as ResolvedEntriesCodec } from '../../src/ledger/codec.ts';
 import {
+  ledgerWriteFailure,
   type ReplayProgress,
   SourceRequests,
   SqliteLedger,
@@ -708,6 +709,51 @@ describe('SqliteLedger', () => {
     expect(verifyCertificate(c, genesis)).toMatchObject({ ok: true });
     expect(c?.leafIndex).toBe(0);
     l.close();
+  });
+
+  it('names a full or failing disk (LEDGER_DISK_FULL, LEDGER_IO_ERROR); a group whose write failed is dropped whole, and abort() closes without a clean mark', () => {
+    const path = freshPath();
+    const l = SqliteLedger.open(path, genesis);
+    fill(l, 2);
+    const digest = hex(l.state.stateDigest());
+    // The file may not grow by one more page: SQLite's own SQLITE_FULL, as on a full disk.
+    const sqlite = (l as unknown as { db: Database.Database }).db;
+    sqlite.pragma(`max_page_count = ${sqlite.pragma('page_count', { simple: true })}`);
+    l.beginGroup();
+    l.persist({ kind: 'prepare', view: 0, seq: 3, digest: plans[2].digest });
+    let thrown: unknown;
+    try {
+      // A record larger than the free room in the file's pages.
+      l.persist({ kind: 'viewChange', view: 1, body: new Uint8Array(256 * 1024) });
+      l.commitGroupUnsynced();
+    } catch (e) {
+      thrown = e;
+    }
+    expect((thrown as { code?: string }).code).toBe('SQLITE_FULL');
+    const named = ledgerWriteFailure(path, thrown);
+    expect(named?.code).toBe('LEDGER_DISK_FULL');
+    expect(named?.message).toContain(path);
+    expect(l.lastSeq).toBe(2);
+    expect(hex(l.state.stateDigest())).toBe(digest);
+    l.abandonGroup();
+    expect(l.inGroup).toBe(false);
+    l.abort();
+    l.abort(); // idempotent
+    const again = SqliteLedger.open(path, genesis);
+    expect(again.uncleanShutdown).toBe(true);
+    expect(again.lastSeq).toBe(2);
+    // Nothing of the dropped group: not the PREPARE record written before the failing execution.
+    expect(again.signedLog().filter((r) => r.kind === 'prepare' && r.seq === 3)).toEqual([]);
+    again.close();
+
+    const coded = (code: string) => Object.assign(new Error(`${code}: test`), { code });
+    expect(ledgerWriteFailure(path, coded('ENOSPC'))?.code).toBe('LEDGER_DISK_FULL');
+    expect(ledgerWriteFailure(path, coded('EDQUOT'))?.code).toBe('LEDGER_DISK_FULL');
+    expect(ledgerWriteFailure(path, coded('SQLITE_IOERR_WRITE'))?.code).toBe('LEDGER_IO_ERROR');
+    expect(ledgerWriteFailure(path, coded('EIO'))?.code).toBe('LEDGER_IO_ERROR');
+    expect(ledgerWriteFailure(path, coded('SQLITE_CONSTRAINT'))).toBeNull();
+    expect(ledgerWriteFailure(path, new DropbearError('LEDGER_CLOSED', 'x'))).toBeNull();
+    expect(ledgerWriteFailure(path, 'not an error')).toBeNull();
   });
 
   it('can be verified while a node has it open', () => {

@@ -162,7 +162,17 @@ function watchedGroup(
       replica: { batchTimeoutMs: 1, voteWaitMs: 1, ...replica },
     });
     const db = h.db as unknown as Record<string, (...a: unknown[]) => unknown>;
-    for (const m of ['persist', 'execute', 'addReceiptSignatures', 'commitGroupUnsynced'] as const) {
+    // Every ledger write the host makes in a group (a group of own RESULTS alone is a commit too: with only
+    // the first three counted, "commits <= writes" failed when such a group fell alone into a turn).
+    for (const m of [
+      'persist',
+      'execute',
+      'addReceiptSignatures',
+      'saveOwnResults',
+      'dropOwnResults',
+      'saveEvidence',
+      'commitGroupUnsynced',
+    ] as const) {
       const orig = db[m].bind(h.db);
       db[m] = (...a: unknown[]) => {
         if (m === 'commitGroupUnsynced') {
@@ -773,6 +783,57 @@ describe('a step whose ledger write fails', () => {
       expect(String(fatal[0])).toMatch(/disk full/);
       expect(hosts[1].failed).not.toBeNull();
       expect(log.filter((e) => e.node === 1 && e.ev === 'send' && e.kind === 'prepare')).toEqual([]);
+    } finally {
+      for (const h of hosts) h.close();
+    }
+  });
+});
+
+describe('a node whose disk fills', () => {
+  it("stops with LEDGER_DISK_FULL (not SQLite's bare text, not an uncaught throw from the group commit), sends nothing after, and the others go on", async () => {
+    const group = makeGroup(4, 1, 38);
+    const log: Event[] = [];
+    const handlers = new Map<number, (f: number, b: Uint8Array) => void>();
+    const fatal: unknown[] = [];
+    const hosts = recordedHosts(group, 'diskfull', log, handlers, {
+      replica: { retransmitMs: 200, batchTimeoutMs: 1 },
+      onFatal: (e) => fatal.push(e),
+    });
+    try {
+      for (const h of hosts) h.start();
+      const certify = async (from: number, nonces: number[]) => {
+        const ids: string[] = [];
+        for (const n of nonces) {
+          const r = hosts[0].submit(standInRequest(group, hosts[0], n));
+          if (r.ok) ids.push(hex(r.requestId));
+        }
+        expect(ids).toHaveLength(nonces.length);
+        const certs = await Promise.all(ids.map((id) => hosts[from].waitCertificate(id, 10_000)));
+        expect(certs.every((c) => c !== null)).toBe(true);
+      };
+      await certify(0, [500, 501]);
+      // Node 1's file may not grow by one more page: SQLite's own SQLITE_FULL, as on a full disk.
+      const sqlite = (hosts[1].db as unknown as { db: { pragma(s: string, o?: object): unknown } }).db;
+      const pages = sqlite.pragma('page_count', { simple: true }) as number;
+      sqlite.pragma(`max_page_count = ${pages}`);
+      const sentBefore = log.filter((e) => e.node === 1 && e.ev === 'send').length;
+      await certify(
+        0,
+        Array.from({ length: 40 }, (_, i) => 510 + i),
+      );
+      await new Promise((res) => setTimeout(res, 300)); // past a retransmission round
+      expect(fatal).toHaveLength(1);
+      expect(fatal[0]).toBeInstanceOf(DropbearError);
+      expect((fatal[0] as DropbearError).code).toBe('LEDGER_DISK_FULL');
+      expect((fatal[0] as DropbearError).message).toMatch(
+        /diskfull-1\.sqlite is full .*free space there and start it again/,
+      );
+      expect(hosts[1].failed).toBe(fatal[0]);
+      // Once stopped it sent nothing more (what it sent in the failing turn before the write is allowed).
+      const after = log.filter((e) => e.node === 1 && e.ev === 'send').length;
+      await new Promise((res) => setTimeout(res, 300));
+      expect(log.filter((e) => e.node === 1 && e.ev === 'send').length).toBe(after);
+      expect(after).toBeGreaterThanOrEqual(sentBefore);
     } finally {
       for (const h of hosts) h.close();
     }
