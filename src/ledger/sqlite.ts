@@ -480,7 +480,24 @@ export class SqliteLedger {
   private readonly verifySigs: boolean;
   private readonly onReplayProgress: ((p: ReplayProgress) => void) | undefined;
   private readonly replayProgressMs: number;
-  private current: LedgerState;
+  private cur: LedgerState;
+  /**
+   * A failed write left `cur` ahead of the file: it is rebuilt from the file (replayed) when next read.
+   * Not at once: the node host stops after a failed write and never reads it again, and on a long ledger
+   * the replay took minutes before the node could even report the failure (a full disk).
+   */
+  private stale = false;
+  private get current(): LedgerState {
+    if (this.stale) {
+      this.cur = this.replay();
+      this.stale = false;
+    }
+    return this.cur;
+  }
+  private set current(state: LedgerState) {
+    this.cur = state;
+    this.stale = false;
+  }
   private closed = false;
   private grouped = false;
   private groupNeedsSync = false;
@@ -532,7 +549,7 @@ export class SqliteLedger {
         'LEDGER_BAD_OPTION',
         `replayProgressMs must be >= 0, got ${opts.replayProgressMs}`,
       );
-    this.current = new LedgerState(genesis);
+    this.cur = new LedgerState(genesis);
     const p = (sql: string) => db.prepare(sql);
     this.st = {
       insBatch: p('INSERT INTO batches (seq, view, digest, batch, entries) VALUES (?, ?, ?, ?, ?)'),
@@ -1048,8 +1065,8 @@ export class SqliteLedger {
       if (ex.outcomes.length > 0) this.remember(seq, { outcomes: ex.outcomes, tree: ex.tree });
       return ex;
     } catch (e) {
-      // The in-memory state may have moved past what the file holds: rebuild it from the file.
-      if (touched) this.current = this.replay();
+      // The in-memory state may have moved past what the file holds: rebuilt from the file when next read.
+      if (touched) this.stale = true;
       if (e instanceof Error && (e as { code?: string }).code === 'SQLITE_CONSTRAINT_PRIMARYKEY')
         throw new DropbearError('LEDGER_DUPLICATE', `batch ${seq}: ${e.message}`);
       throw e;
