@@ -53,8 +53,10 @@
  *   back to 1 s after 10 min without one (`quarantine`): a faulty peer cannot keep a node busy checking
  *   its junk, and an honest one that restarts gets back in. An oversized length prefix, a frame cut by
  *   end of stream, or a bad handshake closes that connection, without a quarantine (a crash mid-write or
- *   a configuration mismatch looks the same); all are logged and counted, and no other connection is
- *   affected.
+ *   a configuration mismatch looks the same); all are counted, and no other connection is affected.
+ *   Such closes, like TLS failures and evictions, are logged at most once per 10 s per code (per peer and
+ *   code after authentication), with how many were not (`suppressed`): anyone who reaches the port could
+ *   otherwise write a log line per connection they open.
  * - Liveness: a side that has written nothing for `heartbeatMs` sends an empty frame (length 0, only
  *   valid after the handshake, never delivered); a connection on which nothing arrived for
  *   `idleTimeoutMs` is closed (and redialled by its dialer), so a peer that died without a TCP reset
@@ -314,8 +316,11 @@ const DEFAULT_MIN_FRAME = 16 * 1024 * 1024;
 const WRITE_BATCH_BYTES = 256 * 1024;
 const LARGE_FRAME_BYTES = 64 * 1024;
 const TLS_EXPORTER_LABEL = 'EXPORTER-dropbear-handshake';
-/** Inbound TLS failures are logged at most once per this, per code (Transport.logTls). */
-export const TLS_LOG_INTERVAL_MS = 10_000;
+/**
+ * Connections refused or closed for a fault of the other end (TLS failures, garbage, bad handshakes,
+ * evictions; after authentication, per peer) are logged at most once per this, per code (Transport.logLimited).
+ */
+export const FAULT_LOG_INTERVAL_MS = 10_000;
 /** OpenSSL's errors for bytes that are not TLS records (a plain Dropbear HELLO, an HTTP request). */
 const NOT_TLS_ERRORS = new Set([
   'ERR_SSL_WRONG_VERSION_NUMBER',
@@ -638,8 +643,8 @@ export class Transport {
   private readonly tlsHandshaking = new Map<string, net.Socket>();
   /** Under TLS, each accepted TCP socket's remote address and port, read as it was accepted (tlsRemote). */
   private readonly acceptedRemote = new WeakMap<net.Socket, string>();
-  /** Per code, when the next TLS failure of inbound connections may be logged, and how many were not (logTls). */
-  private readonly tlsLogs = new Map<string, { next: number; suppressed: number }>();
+  /** Per code (and peer), when the next fault may be logged, and how many were not since (logLimited). */
+  private readonly faultLogs = new Map<string, { next: number; suppressed: number }>();
   private readonly inbound = {
     accepted: 0,
     authenticated: 0,
@@ -795,7 +800,7 @@ export class Transport {
         // Closed by us to make room (trackTlsHandshake): counted, but logged there already.
         if (err instanceof TlsEvicted) return;
         const notTls = NOT_TLS_ERRORS.has((err as NodeJS.ErrnoException).code ?? '');
-        this.logTls(
+        this.logLimited(
           notTls ? 'TLS_MISMATCH' : 'TLS_HANDSHAKE_FAILED',
           {
             node: this.id,
@@ -1354,7 +1359,8 @@ export class Transport {
       const [oldKey, oldest] = this.tlsHandshaking.entries().next().value!;
       this.tlsHandshaking.delete(oldKey);
       this.inbound.evictedBusy++;
-      this.log.warn(
+      this.logLimited(
+        'HANDSHAKE_EVICTED',
         { node: this.id, remote: oldKey, max: this.maxPending },
         'transport: TLS handshakes in progress at the limit (maxPendingHandshakes): closing the oldest',
       );
@@ -1418,20 +1424,22 @@ export class Transport {
   }
 
   /**
-   * Logs a TLS failure of an inbound connection (TLS_HANDSHAKE_FAILED, TLS_MISMATCH) at most once per
-   * TLS_LOG_INTERVAL_MS per code (`quietMs`), with how many were only counted since (`suppressed`): anyone who reaches
-   * the port can make them, and a peer with mismatched settings makes one per dial and wake-up.
+   * Logs a fault of a connection (a TLS failure, garbage, a bad or timed-out handshake, an eviction) at most
+   * once per FAULT_LOG_INTERVAL_MS per `key` (`quietMs`; the code, or the peer and code after authentication),
+   * with how many were only counted since (`suppressed`): anyone who reaches the port can make them at the
+   * rate they open connections (a line each filled the disk at that rate), and a peer with mismatched
+   * settings makes one per dial and wake-up. The counters (stats()) count every one.
    */
-  private logTls(code: string, obj: object, msg: string): void {
+  private logLimited(code: string, obj: object, msg: string, key = code): void {
     const now = performance.now();
-    const s = this.tlsLogs.get(code) ?? { next: 0, suppressed: 0 };
-    this.tlsLogs.set(code, s);
+    const s = this.faultLogs.get(key) ?? { next: 0, suppressed: 0 };
+    this.faultLogs.set(key, s);
     if (now < s.next) {
       s.suppressed++;
       return;
     }
-    this.log.warn({ ...obj, code, suppressed: s.suppressed, quietMs: TLS_LOG_INTERVAL_MS }, msg);
-    s.next = now + TLS_LOG_INTERVAL_MS;
+    this.log.warn({ ...obj, code, suppressed: s.suppressed, quietMs: FAULT_LOG_INTERVAL_MS }, msg);
+    s.next = now + FAULT_LOG_INTERVAL_MS;
     s.suppressed = 0;
   }
 
@@ -1704,9 +1712,12 @@ export class Transport {
       p.stats.lastError = reason;
       if (fault) {
         p.stats.badFrames++;
-        this.log.warn(
-          { node: this.id, peer: p.id, remote: c.remote, code: fault, reason },
+        // Per peer: a flood from one peer (or from anyone, before authentication) hides no other's.
+        this.logLimited(
+          fault,
+          { node: this.id, peer: p.id, remote: c.remote, reason },
           'transport: bad frame, connection closed',
+          `peer ${p.id} ${fault}`,
         );
       } else if (!stopping) {
         this.log.info(
@@ -1728,10 +1739,15 @@ export class Transport {
       }
     } else if (!c.dialer && !stopping && !c.refused) {
       this.inbound.handshakeFailures++;
-      const obj = { node: this.id, remote: c.remote, code: fault || 'HANDSHAKE_CLOSED', reason };
-      if (fault && /^TLS_/.test(fault))
-        this.logTls(fault, obj, `transport: inbound connection refused: ${reason}`);
-      else this.log.warn(obj, 'transport: inbound connection refused');
+      const code = fault || 'HANDSHAKE_CLOSED';
+      const obj = { node: this.id, remote: c.remote, reason };
+      this.logLimited(
+        code,
+        obj,
+        /^TLS_/.test(code)
+          ? `transport: inbound connection refused: ${reason}`
+          : 'transport: inbound connection refused',
+      );
     }
     if (!p || p.conn !== c) return;
     p.conn = null;

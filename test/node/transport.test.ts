@@ -9,7 +9,7 @@ import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import tls from 'node:tls';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { type Relay, startRelay } from '../../bench/lib/relay.ts';
 import {
   decodeChallenge,
@@ -28,6 +28,7 @@ import {
   WIRE_VERSION,
 } from '../../src/node/frames.ts';
 import {
+  FAULT_LOG_INTERVAL_MS,
   type Logger,
   MAX_TIMER_MS,
   type PeerState,
@@ -99,6 +100,31 @@ function collector(): { lines: LogLine[]; logger: Logger } {
       warn: (obj, msg) => lines.push({ level: 'warn', obj, msg }),
       error: (obj, msg) => lines.push({ level: 'error', obj, msg }),
     },
+  };
+}
+
+/**
+ * The transports' clock (performance.now) under the test's hand: `freeze()` holds it still, `advance(ms)` moves
+ * it on (held or not), `thaw()` lets it run again from where it is, `restore()` gives back the real one.
+ */
+function handClock() {
+  const real = performance.now.bind(performance);
+  let frozen: number | null = null;
+  let shift = 0;
+  const spy = vi.spyOn(performance, 'now').mockImplementation(() => frozen ?? real() + shift);
+  return {
+    freeze: () => {
+      frozen = real() + shift;
+    },
+    advance: (ms: number) => {
+      if (frozen !== null) frozen += ms;
+      else shift += ms;
+    },
+    thaw: () => {
+      if (frozen !== null) shift = frozen - real();
+      frozen = null;
+    },
+    restore: () => spy.mockRestore(),
   };
 }
 
@@ -628,7 +654,11 @@ describe('transport', () => {
       await new Promise<void>((r) => fake.close(() => r()));
 
       expect(leaked).toEqual([]);
-      expect(logs.lines.filter((l) => l.level === 'warn').length).toBeGreaterThanOrEqual(attempts.length + 1);
+      // The first impostor is logged; the others, of the same code within 10 s, only counted (above).
+      const bad = logs.lines.filter(
+        (l) => l.level === 'warn' && (l.obj as { code?: string }).code === 'HANDSHAKE_BAD',
+      );
+      expect((bad[0].obj as { reason: string }).reason).toBe('handshake: bad signature for node 0');
       // The real node 0 (displaced by the genuine raw handshake, then by the victim) and everyone else still talk.
       await waitMesh(ts);
       await exchange(ts, 20, 11);
@@ -828,8 +858,9 @@ describe('transport', () => {
             quarantinedMs: 0,
             badFrames: 0,
           });
+        // Logged once (anyone can send one; the others within 10 s are only counted).
         const refused = codes(logs[1].lines);
-        expect(refused.length).toBeGreaterThanOrEqual(3);
+        expect(refused.length).toBe(1);
         for (const line of refused)
           expect(line).toEqual([
             'PEER_VERSION_MISMATCH',
@@ -849,12 +880,16 @@ describe('transport', () => {
     // A node of version 1 (its HELLO laid out as this one's), and a HELLO this version cannot parse (a later
     // layout): each answered with VERSION(ours) and refused naming its version.
     const { ts, logs, port1 } = await pair(WIRE_VERSION, WIRE_VERSION);
+    const clock = handClock();
     try {
       await waitMesh(ts); // same version: connected at once
       for (const [v, hello] of [
         [1, encodeHello({ version: 1, groupId: g.groupId, from: 0, to: 1, nonce: randomBytes(32) })],
         [200, Buffer.concat([Buffer.from([1, 200]), randomBytes(100)])],
       ] as const) {
+        // Past the one logged for version 1: within 10 s it would only be counted. (Once: twice would pass the
+        // 20 s idle timeout of the connection from node 0.)
+        if (v === 200) clock.advance(FAULT_LOG_INTERVAL_MS);
         const r = new RawPeer(port1);
         await r.ready;
         r.write(encodeFrame(hello));
@@ -874,6 +909,7 @@ describe('transport', () => {
       expect(ts[1].stats().peers[0].quarantines).toBe(0);
       await exchange(ts, 10, 18);
     } finally {
+      clock.restore();
       await Promise.all(ts.map((t) => t.stop()));
     }
   });
@@ -940,16 +976,16 @@ describe('transport', () => {
       await waitMesh(ts);
       await exchange(ts, 100, 12);
       const warned = logs.lines.filter((l) => l.level === 'warn').map((l) => l.msg);
-      expect(warned.filter((m) => /inbound connection refused/.test(m)).length).toBeGreaterThanOrEqual(4);
+      expect(warned.filter((m) => /inbound connection refused/.test(m)).length).toBeGreaterThanOrEqual(3);
       expect(warned.filter((m) => /bad frame/.test(m)).length).toBe(3);
       expect(ts[3].stats().inbound.handshakeFailures).toBe(4);
-      // Each logged with a stable code besides its reason, in the order they happened.
+      // Each logged with a stable code besides its reason, in the order they happened; a code already
+      // logged in the last 10 s is only counted (the second FRAME_OVERSIZE before authentication).
       const codes = logs.lines
         .filter((l) => l.level === 'warn' && /inbound connection refused|bad frame/.test(l.msg))
         .map((l) => (l.obj as { code?: string }).code);
       expect(codes).toEqual([
         'FRAME_OVERSIZE', // HTTP: 'GET ' read as a length
-        'FRAME_OVERSIZE',
         'FRAME_EMPTY',
         'FRAME_TRUNCATED',
         'FRAME_OVERSIZE', // after authentication
@@ -958,6 +994,77 @@ describe('transport', () => {
       ]);
     } finally {
       await Promise.all(ts.map((t) => t.stop()));
+    }
+  });
+
+  it('a flood of garbage connections, before and after authentication, logs a line per code per 10 s (then with how many were suppressed) and counts every one; a real peer still gets in', async () => {
+    const g = makeGroup(2, 23);
+    const logs = collector();
+    // Held still during the flood (however long it takes, all of it falls in one 10 s window), then moved on.
+    const clock = handClock();
+    // No heartbeats: the idle timeout would see the clock's jump as silence.
+    const t1 = transportFor(g, 1, { ...FAST, heartbeatMs: 0, logger: logs.logger });
+    let t0: Transport | null = null;
+    try {
+      const port1 = await t1.start();
+      const hello = (groupId: Uint8Array) =>
+        encodeFrame(encodeHello({ version: WIRE_VERSION, groupId, from: 0, to: 1, nonce: randomBytes(32) }));
+      const kinds: [string, Buffer | null][] = [
+        ['FRAME_OVERSIZE', Buffer.from('GET / HTTP/1.1\r\nHost: x\r\n\r\n')],
+        ['FRAME_EMPTY', Buffer.from([0, 0, 0, 0])],
+        ['HANDSHAKE_BAD', hello(new Uint8Array(32))], // another group
+        ['HANDSHAKE_CLOSED', null], // connects, sends nothing, closes
+      ];
+      const garbage = async (bytes: Buffer | null) => {
+        const r = new RawPeer(port1);
+        await r.ready;
+        if (bytes) r.write(bytes);
+        else r.socket.end();
+        await r.waitClosed();
+      };
+      const refused = () => logs.lines.filter((l) => l.msg === 'transport: inbound connection refused');
+      const failures = () => t1.stats().inbound.handshakeFailures;
+
+      clock.freeze();
+      const EACH = 40;
+      for (let i = 0; i < EACH; i++) await Promise.all(kinds.map(([, b]) => garbage(b)));
+      await waitFor(() => failures() === EACH * kinds.length, 'every garbage connection to be counted');
+      // One line per code, however many connections.
+      const first = refused();
+      expect(first.map((l) => (l.obj as { code: string }).code).sort()).toEqual(kinds.map(([k]) => k).sort());
+      expect(first.every((l) => (l.obj as { suppressed: number }).suppressed === 0)).toBe(true);
+
+      // Authenticated garbage, as the genuine node 0: a line per peer and code, each close counted.
+      const badFrames = () => t1.stats().peers[0].badFrames;
+      for (let i = 0; i < 5; i++) {
+        const byz = await rawHandshake(port1, g, { from: 0, to: 1, key: g.keys[0] });
+        expect(byz.ok).toBe(true);
+        byz.peer.write(Buffer.from([0xff, 0xff, 0xff, 0xff])); // oversized length prefix
+        await byz.peer.waitClosed();
+        await waitFor(() => badFrames() === i + 1, 'the bad frame to be counted');
+      }
+      const bad = logs.lines.filter((l) => l.msg === 'transport: bad frame, connection closed');
+      expect(bad.map((l) => l.obj)).toMatchObject([{ peer: 0, code: 'FRAME_OVERSIZE', suppressed: 0 }]);
+
+      // 10 s later, the next of each code is logged with how many were not.
+      clock.advance(FAULT_LOG_INTERVAL_MS);
+      for (const [, b] of kinds) await garbage(b);
+      await waitFor(() => refused().length === 2 * kinds.length, 'the next line of each code');
+      for (const l of refused().slice(kinds.length))
+        expect(l.obj, (l.obj as { code: string }).code).toMatchObject({ suppressed: EACH - 1 });
+      expect(failures()).toBe((EACH + 1) * kinds.length);
+
+      // A real node 0 still connects and talks.
+      clock.thaw();
+      t0 = transportFor(g, 0, { peers: new Map([[1, { host: HOST, port: port1 }]]), ...FAST });
+      await t0.start();
+      await waitMesh([t0, t1]);
+      await exchange([t0, t1], 10, 24);
+      expect(t1.stats().inbound.authenticated).toBe(6);
+    } finally {
+      await t0?.stop();
+      await t1.stop();
+      clock.restore();
     }
   });
 
@@ -1844,18 +1951,19 @@ describe('transport', () => {
         await waitMesh(ts);
         await exchange(ts, 10, 16);
         expect(ts[1].stats().inbound.evictedBusy).toBe(2);
-        // Each eviction is logged once, at the limit, and not again when its TLS socket then fails; it still
-        // counts as a handshake failure (TransportStats.inbound.evictedBusy).
+        // An eviction is logged at the limit (the first; the second, within 10 s, only counted: anyone can make
+        // them), and not again when its TLS socket then fails; each counts as a handshake failure
+        // (TransportStats.inbound.evictedBusy).
         await waitFor(
           () => ts[1].stats().inbound.handshakeFailures === 2,
           'the evictions counted as failures',
         );
-        for (const remote of idleAt.slice(0, 2)) {
-          const about = logs.lines.filter((l) => (l.obj as { remote?: string }).remote === remote);
-          expect(about.map((l) => l.msg)).toEqual([
-            'transport: TLS handshakes in progress at the limit (maxPendingHandshakes): closing the oldest',
-          ]);
-        }
+        const about = (remote: string) =>
+          logs.lines.filter((l) => (l.obj as { remote?: string }).remote === remote).map((l) => l.msg);
+        expect(about(idleAt[0])).toEqual([
+          'transport: TLS handshakes in progress at the limit (maxPendingHandshakes): closing the oldest',
+        ]);
+        expect(about(idleAt[1])).toEqual([]);
         expect(logs.lines.filter((l) => /inbound TLS handshake failed/.test(l.msg))).toEqual([]);
       } finally {
         for (const r of idle) r.destroy();
