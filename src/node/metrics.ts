@@ -26,6 +26,8 @@
  *   dropbear_peer_messages_sent_total{kind}          peer messages handed to the transport, by kind (a broadcast counts once per peer)
  *   dropbear_peer_bytes_sent_total{kind}             their encoded bytes (frame headers and TCP not counted)
  *   dropbear_http_responses_total{method,route,status}  (routes not found: route="unmatched")
+ *   dropbear_tls_certificate_expires_in_seconds      until this node's own TLS certificate expires (negative once it has;
+ *                                                    only with TLS, certificateExpiry; transport.ts warns at 14 days and 1 day)
  *   dropbear_process_*, dropbear_nodejs_*            with MetricsOptions.processMetrics (the node process sets it)
  */
 import { monitorEventLoopDelay } from 'node:perf_hooks';
@@ -247,6 +249,22 @@ export class NodeMetrics {
   attach(host: NodeHost, peers?: () => PeerState[]): void {
     this.host = host;
     if (peers) this.peers = peers;
+  }
+
+  /**
+   * Under TLS: dropbear_tls_certificate_expires_in_seconds, read from `msLeft` (Transport.certExpiresInMs) when
+   * scraped. Not called without TLS, so that a node without a certificate exports no such gauge.
+   */
+  certificateExpiry(msLeft: () => number | null): void {
+    new Gauge({
+      name: 'dropbear_tls_certificate_expires_in_seconds',
+      help: "Seconds until this node's own TLS certificate expires (negative once it has: peers with a CA then refuse new connections from it)",
+      registers: [this.registry],
+      collect() {
+        const ms = msLeft();
+        if (ms !== null) this.set(ms / 1000);
+      },
+    });
   }
 
   /** The hooks to pass as HostOptions.observe. */

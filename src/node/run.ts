@@ -219,6 +219,7 @@ export async function startNode(
     });
     api = app;
     metrics.attach(host, () => peerStatesOf(transport));
+    if (transport.certExpiresInMs() !== null) metrics.certificateExpiry(() => transport.certExpiresInMs());
     const p2pPort = await transport.start().catch((e: unknown) => {
       throw listenError(e, 'peers', cfg.p2p, 'p2p', configPath);
     });

@@ -204,6 +204,11 @@ export interface TransportOptions {
    */
   idleTimeoutMs?: number;
   tls?: TlsConfig;
+  /**
+   * The wall clock (ms since the epoch) this node's own TLS certificate is judged by, at start (loadTls) and
+   * while running (TLS_CERT_EXPIRING). Default Date.now; tests move it.
+   */
+  now?: () => number;
   logger?: Logger;
   /**
    * The wire version this node announces and accepts (an integer in 1..255). Default WIRE_VERSION, the only
@@ -521,9 +526,13 @@ function pemCertificates(pem: Buffer, what: string, path: string): X509Certifica
  * (not PEM, or not a key or certificate OpenSSL takes), TLS_KEY_MISMATCH (the certificate is not the key's),
  * TLS_CERT_EXPIRED / TLS_CERT_NOT_YET_VALID (the node's own certificate, by this machine's clock: any peer
  * with a `ca` would refuse it), TLS_CERT_UNTRUSTED (with `ca`: the certificate does not chain to it, so
- * peers with the same `ca` would refuse it).
+ * peers with the same `ca` would refuse it). Returns the files' bytes and when the certificate expires
+ * (`notAfter`, ms since the epoch: the node warns as that nears, Transport.watchCert).
  */
-export function loadTls(opts: TlsConfig, now = Date.now()): { key: Buffer; cert: Buffer; ca?: Buffer } {
+export function loadTls(
+  opts: TlsConfig,
+  now = Date.now(),
+): { key: Buffer; cert: Buffer; ca?: Buffer; notAfter: number } {
   const key = readSecretFile(opts.keyFile, 'TLS key file', {
     maxBytes: TLS_FILE_MAX_BYTES,
     code: 'TLS_FILE_TOO_LARGE',
@@ -593,7 +602,29 @@ export function loadTls(opts: TlsConfig, now = Date.now()): { key: Buffer; cert:
       caFile: opts.caFile,
     });
   }
-  return { key, cert, ca };
+  return { key, cert, ca, notAfter: to };
+}
+
+const DAY_MS = 86_400_000;
+/**
+ * How long before its own certificate expires a node warns (TLS_CERT_EXPIRING): at start when less is left,
+ * and again while running as each is reached; then once more (TLS_CERT_EXPIRED) when it has expired.
+ */
+export const CERT_EXPIRY_WARNINGS_MS: readonly number[] = [14 * DAY_MS, DAY_MS];
+
+/**
+ * Where a certificate valid until `notAfter` stands at `now` (ms since the epoch): `stage`, how many of
+ * CERT_EXPIRY_WARNINGS_MS have been reached, or CERT_EXPIRY_WARNINGS_MS.length + 1 once it has expired (after
+ * `notAfter`, as loadTls judges it); `checkInMs`, when the next stage is reached (clamped to 1..MAX_TIMER_MS:
+ * a longer delay would fire at once), or null once expired (there is none).
+ */
+export function certExpiryStage(notAfter: number, now: number): { stage: number; checkInMs: number | null } {
+  if (now > notAfter) return { stage: CERT_EXPIRY_WARNINGS_MS.length + 1, checkInMs: null };
+  const left = notAfter - now;
+  const stage = CERT_EXPIRY_WARNINGS_MS.filter((ms) => left <= ms).length;
+  // The next warning's point, or the first ms past notAfter.
+  const next = stage < CERT_EXPIRY_WARNINGS_MS.length ? left - CERT_EXPIRY_WARNINGS_MS[stage] : left + 1;
+  return { stage, checkInMs: Math.min(MAX_TIMER_MS, Math.max(1, next)) };
 }
 
 function errText(e: unknown): string {
@@ -625,6 +656,12 @@ export class Transport {
   private readonly idleTimeoutMs: number;
   private ticker: NodeJS.Timeout | null = null;
   private readonly tlsContext: { key: Buffer; cert: Buffer; ca?: Buffer } | null = null;
+  private readonly now: () => number;
+  /** Under TLS, this node's own certificate: its file and end of validity (ms since the epoch). */
+  private readonly ownCert: { file: string; notAfter: number } | null = null;
+  /** The expiry warnings given so far (certExpiryStage's stage), and the one timer for the next (watchCert). */
+  private certStage = 0;
+  private certTimer: NodeJS.Timeout | null = null;
 
   private readonly peers = new Map<number, Peer>();
   private readonly conns = new Set<Conn>();
@@ -711,7 +748,12 @@ export class Transport {
     this.idleTimeoutMs = opts.idleTimeoutMs ?? 4 * this.heartbeatMs;
     if (this.heartbeatMs > 0 && !(this.idleTimeoutMs > this.heartbeatMs))
       throw transportError('TRANSPORT_CONFIG', 'idleTimeoutMs must exceed heartbeatMs');
-    if (opts.tls) this.tlsContext = loadTls(opts.tls);
+    this.now = opts.now ?? Date.now;
+    if (opts.tls) {
+      const { notAfter, ...context } = loadTls(opts.tls, this.now());
+      this.tlsContext = context;
+      this.ownCert = { file: opts.tls.certFile, notAfter };
+    }
 
     for (const n of opts.genesis.nodes) {
       if (n.id === this.id) continue;
@@ -839,6 +881,7 @@ export class Transport {
     server.on('error', (e) => this.log.error({ err: errText(e) }, 'transport: server error'));
     this.port = (server.address() as net.AddressInfo).port;
     this.log.info({ node: this.id, port: this.port, tls: !!this.tlsContext }, 'transport: listening');
+    this.watchCert();
     if (this.heartbeatMs > 0)
       this.ticker = setInterval(() => this.tick(), Math.max(5, Math.floor(this.heartbeatMs / 2)));
     for (const p of this.peers.values()) {
@@ -858,6 +901,8 @@ export class Transport {
     this.phase = 'stopped';
     if (this.ticker) clearInterval(this.ticker);
     this.ticker = null;
+    if (this.certTimer) clearTimeout(this.certTimer);
+    this.certTimer = null;
     for (const p of this.peers.values()) {
       if (p.timer) clearTimeout(p.timer);
       if (p.wakeTimer) clearTimeout(p.wakeTimer);
@@ -967,6 +1012,14 @@ export class Transport {
       p.timer = null;
       this.dial(p);
     }
+  }
+
+  /**
+   * Under TLS, how long until this node's own certificate expires, in ms by the transport's clock (negative
+   * once it has); null without TLS. For the metrics (dropbear_tls_certificate_expires_in_seconds).
+   */
+  certExpiresInMs(): number | null {
+    return this.ownCert ? this.ownCert.notAfter - this.now() : null;
   }
 
   /** The bound port, once started. */
@@ -1103,6 +1156,46 @@ export class Transport {
         c.lastTx = now;
       }
     }
+  }
+
+  /**
+   * Under TLS, warns of this node's own certificate as it nears its end (CERT_EXPIRY_WARNINGS_MS: 14 days,
+   * 1 day; TLS_CERT_EXPIRING) and when it has expired (TLS_CERT_EXPIRED): once each, the first at start. A node
+   * runs for months, and the certificate checked at its start expired unnoticed: peers with a `ca` then refuse
+   * every new connection from it (a restart, a network blip), and those without see nothing wrong. One
+   * timer at a time, unref'd (it keeps no process alive), set for the next stage, or MAX_TIMER_MS when that
+   * is further off (it then looks again); the wall clock is read anew each time, so a clock step costs at most
+   * a late warning.
+   */
+  private watchCert(): void {
+    this.certTimer = null;
+    const cert = this.ownCert;
+    if (!cert || this.phase !== 'running') return;
+    const { stage, checkInMs } = certExpiryStage(cert.notAfter, this.now());
+    if (stage > this.certStage) {
+      this.certStage = stage;
+      const validTo = new Date(cert.notAfter).toISOString();
+      const left = cert.notAfter - this.now();
+      if (stage > CERT_EXPIRY_WARNINGS_MS.length)
+        this.log.error(
+          { node: this.id, code: 'TLS_CERT_EXPIRED', file: cert.file, validTo },
+          `transport: this node's TLS certificate ${cert.file} expired ${validTo}: peers with a ca refuse new connections from it; install a new one and restart the node`,
+        );
+      else
+        this.log.warn(
+          {
+            node: this.id,
+            code: 'TLS_CERT_EXPIRING',
+            file: cert.file,
+            validTo,
+            daysLeft: Math.floor((left / DAY_MS) * 10) / 10,
+          },
+          `transport: this node's TLS certificate ${cert.file} expires ${validTo}: install a new one and restart the node before then`,
+        );
+    }
+    if (checkInMs === null) return;
+    this.certTimer = setTimeout(() => this.watchCert(), checkInMs);
+    this.certTimer.unref();
   }
 
   // -------------------------------------------------------------------------------------------

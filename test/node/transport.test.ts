@@ -3,7 +3,7 @@
  * restart, impostors, garbage, bounded queues, TLS (when openssl is installed), no leaked handles.
  */
 import { execFileSync } from 'node:child_process';
-import { createHash, randomBytes } from 'node:crypto';
+import { createHash, randomBytes, X509Certificate } from 'node:crypto';
 import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
@@ -28,6 +28,8 @@ import {
   WIRE_VERSION,
 } from '../../src/node/frames.ts';
 import {
+  CERT_EXPIRY_WARNINGS_MS,
+  certExpiryStage,
   FAULT_LOG_INTERVAL_MS,
   type Logger,
   MAX_TIMER_MS,
@@ -2195,6 +2197,106 @@ describe('transport over TLS: bad files, mismatches and impostors', () => {
         expect(ts[0].stats().peers[0].connects).toBe(0);
       } finally {
         await Promise.all(ts.map((t) => t?.stop()));
+        rmSync(dir, { recursive: true, force: true });
+      }
+    },
+  );
+
+  it('judges the expiry of its own certificate in stages (14 days, 1 day, expired), the next check at most MAX_TIMER_MS away', () => {
+    const day = 86_400_000;
+    const end = Date.UTC(2030, 0, 1);
+    expect(CERT_EXPIRY_WARNINGS_MS).toEqual([14 * day, day]);
+    // Far off: no warning, and the next look clamped to the longest timer (a longer delay fires at once).
+    expect(certExpiryStage(end, end - 100 * day)).toEqual({ stage: 0, checkInMs: MAX_TIMER_MS });
+    expect(certExpiryStage(end, end - 14 * day - 5)).toEqual({ stage: 0, checkInMs: 5 });
+    expect(certExpiryStage(end, end - 14 * day)).toEqual({ stage: 1, checkInMs: 13 * day });
+    expect(certExpiryStage(end, end - day - 1)).toEqual({ stage: 1, checkInMs: 1 });
+    expect(certExpiryStage(end, end - day)).toEqual({ stage: 2, checkInMs: day + 1 });
+    // Valid through notAfter itself (as loadTls judges it), expired the ms after.
+    expect(certExpiryStage(end, end)).toEqual({ stage: 2, checkInMs: 1 });
+    expect(certExpiryStage(end, end + 1)).toEqual({ stage: 3, checkInMs: null });
+  });
+
+  it.skipIf(!haveOpenssl)(
+    'warns at start when its own certificate expires within 14 days, again at 1 day left and once it has expired (TLS_CERT_EXPIRING, TLS_CERT_EXPIRED)',
+    async () => {
+      const dir = mkdtempSync(join(tmpdir(), 'dropbear-tls-expiry-'));
+      const g = makeGroup(2, 32);
+      const ts: Transport[] = [];
+      try {
+        const day = 86_400_000;
+        const stamp = (ms: number) => `${new Date(ms).toISOString().replace(/[-:T]/g, '').slice(0, 14)}Z`;
+        const files = issuedCert(dir, 'n1', null, { endDate: stamp(Date.now() + 20 * day) });
+        const notAfter = Date.parse(new X509Certificate(readFileSync(files.certFile)).validTo);
+        const validTo = new Date(notAfter).toISOString();
+        // A transport whose wall clock reads `at` as it starts (and runs on from there).
+        const startAt = async (at: number) => {
+          const logs = collector();
+          const offset = at - Date.now();
+          const t = transportFor(g, 1, {
+            tls: files,
+            ...FAST,
+            now: () => Date.now() + offset,
+            logger: logs.logger,
+          });
+          ts.push(t);
+          await t.start();
+          const expiry = (): Record<string, unknown>[] =>
+            logs.lines
+              .filter((l) => /^TLS_CERT_EXPIR/.test((l.obj as { code?: string }).code ?? ''))
+              .map((l) => ({ level: l.level, ...(l.obj as Record<string, unknown>) }));
+          return { t, expiry };
+        };
+
+        // 1 day and 200 ms left: a warning at start, another when 1 day is left.
+        const a = await startAt(notAfter - day - 200);
+        expect(a.expiry()).toEqual([
+          { level: 'warn', node: 1, code: 'TLS_CERT_EXPIRING', file: files.certFile, validTo, daysLeft: 1 },
+        ]);
+        expect(a.t.certExpiresInMs()).toBeGreaterThan(day);
+        await waitFor(() => a.expiry().length === 2, 'the 1-day warning');
+        expect(a.expiry()[1]).toMatchObject({
+          level: 'warn',
+          code: 'TLS_CERT_EXPIRING',
+          file: files.certFile,
+        });
+        expect(a.expiry()[1].daysLeft as number).toBeLessThanOrEqual(1);
+        await a.t.stop();
+
+        // 200 ms left: one warning at start (not one per stage passed), then the expiry, then nothing more.
+        const b = await startAt(notAfter - 200);
+        expect(b.expiry()).toMatchObject([{ code: 'TLS_CERT_EXPIRING', daysLeft: 0 }]);
+        await waitFor(() => b.expiry().length === 2, 'the expiry');
+        expect(b.expiry()[1]).toEqual({
+          level: 'error',
+          node: 1,
+          code: 'TLS_CERT_EXPIRED',
+          file: files.certFile,
+          validTo,
+        });
+        expect(b.t.certExpiresInMs()).toBeLessThan(0);
+        await new Promise((r) => setTimeout(r, 300));
+        expect(b.expiry()).toHaveLength(2);
+        await b.t.stop();
+
+        // More than 14 days left: nothing said; and without TLS there is no certificate to count down.
+        // One timer, unref'd, for when 14 days are left (a minute on), not a poll.
+        const timers = vi.spyOn(globalThis, 'setTimeout');
+        const c = await startAt(notAfter - 14 * day - 60_000);
+        const watch = timers.mock.calls.flatMap(([, ms], i) =>
+          (ms as number) > 50_000
+            ? [{ ms, ref: (timers.mock.results[i].value as NodeJS.Timeout).hasRef() }]
+            : [],
+        );
+        timers.mockRestore();
+        expect(watch).toHaveLength(1);
+        expect(watch[0].ms).toBeLessThanOrEqual(60_000);
+        expect(watch[0].ref).toBe(false);
+        expect(c.expiry()).toEqual([]);
+        expect(c.t.certExpiresInMs()).toBeGreaterThan(14 * day);
+        expect(transportFor(g, 0).certExpiresInMs()).toBe(null);
+      } finally {
+        await Promise.all(ts.map((t) => t.stop()));
         rmSync(dir, { recursive: true, force: true });
       }
     },
