@@ -1592,7 +1592,8 @@ describe('transport', () => {
       await new Promise((r) => setTimeout(r, 1_000));
       const elapsed = performance.now() - started;
       expect(at.length).toBeGreaterThanOrEqual(4);
-      expect(at.length).toBeLessThanOrEqual(Math.floor(elapsed / 100) + 1);
+      // With the same 2 ms allowance as below: a timer that ran 1 ms early once read 11 against 10 here.
+      expect(at.length).toBeLessThanOrEqual(Math.floor(elapsed / 98) + 1);
       // The i-th goes wakeIntervalMs after the one before at the earliest (a timer may run 1 ms early).
       for (let i = 1; i < at.length; i++) expect(at[i] - started).toBeGreaterThan(i * 98);
     } finally {
