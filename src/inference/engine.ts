@@ -88,6 +88,13 @@ export interface EngineStats {
   reusedBuffers: number;
   /** Inputs handed the buffer of an earlier input (once that one was in a batch) to be preprocessed into. */
   reusedInputBuffers: number;
+  /**
+   * Session worker slots that gave up starting a thread (threads.ts, SESSION_START_ATTEMPTS): their calls fail
+   * with WORKER_START_FAILED, and with every slot failed the node votes empty answers until it restarts.
+   */
+  failedWorkers: number;
+  /** The first failed slot's error message, null while none failed. */
+  workerFailure: string | null;
 }
 
 export class InferenceEngine implements ModelBackend {
@@ -164,9 +171,14 @@ export class InferenceEngine implements ModelBackend {
     // certified p99 at half load 177-213 ms against 221-256 (the fan-out's servers get it too).
     const maxBatch = fixedBatchOne(opts.spec) ? 1 : o.maxBatch;
     const started = await Promise.allSettled([
-      PrepPool.start(opts.spec, o.decoder, o.prepWorkers, o.workerNice, o.requestTimeoutMs),
+      PrepPool.start(opts.spec, o.decoder, o.prepWorkers, o.workerNice, o.requestTimeoutMs, opts.log),
       ...Array.from({ length: o.sessionWorkers }, () =>
-        SessionRunner.start(opts.modelPath, opts.spec, { ...o, modelSha256: digest }),
+        SessionRunner.start(opts.modelPath, opts.spec, {
+          ...o,
+          modelSha256: digest,
+          log: opts.log,
+          startRetryMs: opts.startRetryMs,
+        }),
       ),
     ]);
     const failed = started.find((x) => x.status === 'rejected');
@@ -292,6 +304,8 @@ export class InferenceEngine implements ModelBackend {
       decoded: this.decoded,
       reusedBuffers: this.batcher.reusedBuffers,
       reusedInputBuffers: this.prepPool.reusedOutputs,
+      failedWorkers: this.runners.filter((r) => r.failed).length,
+      workerFailure: this.runners.find((r) => r.failed)?.failed?.message ?? null,
     };
   }
 

@@ -42,6 +42,38 @@ const RESPAWN_MIN_MS = 1000;
 const RESPAWN_MAX_MS = 30_000;
 
 /**
+ * Starts in a row that a session slot tries before it gives up (WORKER_START_FAILED): a replacement thread
+ * that cannot load the model (MODEL_LOAD_FAILED: the file briefly unreadable; MODEL_DIGEST_MISMATCH: read
+ * while being copied over) is tried again after 1, 2, 4 and 8 s, ~15 s in all, while the slot's calls wait
+ * for it. Until 2026-12-06 every call that came meanwhile failed at once with the load's error (voted empty,
+ * not retried by the host) and the slot tried again every 30 s for ever, telling nobody.
+ */
+export const SESSION_START_ATTEMPTS = 5;
+
+/** Where a worker slot reports its failed starts (a node passes its pino logger). */
+export interface WorkerLog {
+  info(fields: object, msg: string): void;
+  warn(fields: object, msg: string): void;
+  error(fields: object, msg: string): void;
+}
+
+/** Without a logger: one line on stderr per event (serve-model, scripts). */
+const STDERR_LOG: WorkerLog = {
+  info: () => {},
+  warn: (f, m) => process.stderr.write(`dropbear: ${m} ${JSON.stringify(f)}\n`),
+  error: (f, m) => process.stderr.write(`dropbear: ${m} ${JSON.stringify(f)}\n`),
+};
+
+/** How a LiveWorker retries a thread that fails to start, and where it says so. */
+interface RestartPolicy {
+  /** Failed starts in a row after which the slot gives up (Infinity: never, the preprocessing slots). */
+  attempts: number;
+  /** The first wait before a failed start is tried again; doubled per failure, to RESPAWN_MAX_MS. */
+  retryMs: number;
+  log: WorkerLog;
+}
+
+/**
  * Threads one worker slot sets aside because a call on them timed out (hung) and that have not exited yet.
  * A set-aside thread is told to close (it exits once its calls are answered) and a replacement takes the
  * slot's calls; past this many still running, a hung thread is kept and its calls time out as before, so
@@ -250,8 +282,16 @@ class WorkerHandle {
 class LiveWorker {
   private handle: WorkerHandle;
   private closed = false;
-  private delay = RESPAWN_MIN_MS;
+  private delay: number;
   private timer: ReturnType<typeof setTimeout> | null = null;
+  /** A thread of this slot was ready once: a later failed start is retried for its calls (not the engine's start). */
+  private started = false;
+  /** Starts that failed in a row (since the last thread that was ready). */
+  private startFailures = 0;
+  /** The slot gave up starting a thread (WORKER_START_FAILED): every call fails with this. */
+  failed: DropbearError | null = null;
+  /** Calls waiting for the next start after a failed one; woken when it begins, the slot gives up, or closes. */
+  private waiters: (() => void)[] = [];
   /** Threads started to replace dead or hung ones. */
   replaced = 0;
   /** Threads set aside as hung (a call on them timed out) that have not exited yet. */
@@ -267,7 +307,13 @@ class LiveWorker {
      * or a call that timed out was answered late (the prep pool sends it the inputs that waited).
      */
     private readonly onFree: () => void = () => {},
+    private readonly policy: RestartPolicy = {
+      attempts: Number.POSITIVE_INFINITY,
+      retryMs: RESPAWN_MIN_MS,
+      log: STDERR_LOG,
+    },
   ) {
+    this.delay = policy.retryMs;
     this.handle = this.spawn();
   }
 
@@ -280,7 +326,14 @@ class LiveWorker {
     };
     h.ready.then(
       () => {
-        this.delay = RESPAWN_MIN_MS;
+        if (this.startFailures > 0)
+          this.policy.log.info(
+            { attempts: this.startFailures + 1 },
+            'inference worker thread started again after failed starts',
+          );
+        this.delay = this.policy.retryMs;
+        this.startFailures = 0;
+        this.started = true;
         this.onFree();
       },
       () => {},
@@ -308,20 +361,60 @@ class LiveWorker {
   }
 
   private replaceLater(dead: WorkerHandle): void {
-    if (this.closed || this.timer || dead !== this.handle) return;
+    if (this.closed || this.timer || this.failed || dead !== this.handle) return;
     const wait = dead.wasReady ? 0 : this.delay;
-    if (!dead.wasReady) this.delay = Math.min(RESPAWN_MAX_MS, this.delay * 2);
+    if (!dead.wasReady) {
+      this.delay = Math.min(RESPAWN_MAX_MS, this.delay * 2);
+      this.startFailures++;
+      const cause = dead.deadWith;
+      const fields = {
+        attempt: this.startFailures,
+        code: cause instanceof DropbearError ? cause.code : undefined,
+        err: cause?.message,
+      };
+      if (this.started && this.startFailures >= this.policy.attempts) return this.giveUp(cause);
+      if (this.started)
+        this.policy.log.warn(
+          { ...fields, retryInMs: wait },
+          'inference worker thread failed to start; trying again',
+        );
+    }
     const go = () => {
       this.timer = null;
       if (this.closed) return;
       this.replaced++;
       this.handle = this.spawn();
+      this.wake();
     };
     if (wait === 0) go();
     else {
       this.timer = setTimeout(go, wait);
       this.timer.unref?.();
     }
+  }
+
+  /**
+   * A thread of this slot failed to start `policy.attempts` times in a row: the slot stops trying, and its
+   * calls (those waiting and every later one) fail with WORKER_START_FAILED, which the node host does not
+   * retry (it votes empty) and the engine's stats show (`failedWorkers`). Only a thread that was ready once
+   * gives up this way; the engine's own start fails with the load's error instead.
+   */
+  private giveUp(cause: Error | null): void {
+    const code = cause instanceof DropbearError ? cause.code : 'WORKER_FAILED';
+    this.failed = new DropbearError(
+      'WORKER_START_FAILED',
+      `inference worker thread failed to start ${this.startFailures} times in a row; gave up: ${code}: ${cause?.message ?? 'unknown'}`,
+      { attempts: this.startFailures, cause: code },
+    );
+    this.policy.log.error(
+      { attempts: this.startFailures, code, err: cause?.message },
+      'inference worker thread failed to start; gave up (the node votes empty answers for this model until restarted)',
+    );
+    this.wake();
+  }
+
+  private wake(): void {
+    for (const w of this.waiters.splice(0)) w();
   }
 
   get ready(): Promise<void> {
@@ -338,13 +431,27 @@ class LiveWorker {
     return h.deadWith || !h.wasReady ? Number.POSITIVE_INFINITY : h.inFlight;
   }
 
+  /** Whether a call waits through failed starts (a slot with a bound on them, whose thread was ready once). */
+  private get retries(): boolean {
+    return this.started && Number.isFinite(this.policy.attempts) && !this.closed && !this.failed;
+  }
+
   request(msg: WithoutId<WorkerRequest>, transfer: ArrayBuffer[] = []): Promise<WorkerAnswer> {
+    if (this.closed)
+      return Promise.reject(new DropbearError('ENGINE_CLOSED', 'the inference engine is closed'));
+    if (this.failed) return Promise.reject(this.failed);
     const h = this.handle;
-    // A replacement still starting: send once it is ready (a failed start fails the call).
+    // A failed start, the next one due: wait for it rather than fail (the host would vote the call empty).
+    if (this.timer && this.retries)
+      return new Promise<void>((resolve) => this.waiters.push(resolve)).then(() =>
+        this.request(msg, transfer),
+      );
+    // A replacement still starting: send once it is ready. Should its start fail, a slot that retries sends
+    // the call on once the thread has exited (the retry is scheduled by then); otherwise the call fails.
     if (!h.wasReady && !h.deadWith)
       return h.ready.then(
         () => h.request(msg, transfer),
-        (e) => Promise.reject(e),
+        (e) => (this.retries ? h.gone.then(() => this.request(msg, transfer)) : Promise.reject(e)),
       );
     return h.request(msg, transfer);
   }
@@ -353,7 +460,10 @@ class LiveWorker {
     this.closed = true;
     if (this.timer) clearTimeout(this.timer);
     this.timer = null;
-    return Promise.all([this.handle, ...this.setAside].map((h) => h.close(drainMs))).then(() => {});
+    // Calls waiting for a start that will not come now fail with ENGINE_CLOSED (request).
+    const closing = Promise.all([this.handle, ...this.setAside].map((h) => h.close(drainMs))).then(() => {});
+    this.wake();
+    return closing;
   }
 }
 
@@ -371,6 +481,13 @@ export interface SessionOptions {
    * replacement's): the engine passes the digest it checked at start, the one the node votes with.
    */
   modelSha256?: string;
+  /** Where a replacement thread's failed starts are reported (a node passes its logger; stderr otherwise). */
+  log?: WorkerLog;
+  /**
+   * The first wait before a replacement thread that failed to start is tried again, doubled per failure,
+   * SESSION_START_ATTEMPTS starts in all (RESPAWN_MIN_MS, 1 s, when not given; tests shorten it).
+   */
+  startRetryMs?: number;
 }
 
 /** One onnxruntime session in its own worker thread. */
@@ -394,6 +511,12 @@ export class SessionRunner {
         sha256: opts.modelSha256,
       },
       opts.requestTimeoutMs ?? REQUEST_TIMEOUT_MS,
+      undefined,
+      {
+        attempts: SESSION_START_ATTEMPTS,
+        retryMs: opts.startRetryMs ?? RESPAWN_MIN_MS,
+        log: opts.log ?? STDERR_LOG,
+      },
     );
     try {
       await handle.ready;
@@ -417,6 +540,11 @@ export class SessionRunner {
   /** Threads set aside because a call on them timed out. */
   get hung(): number {
     return this.handle.hung;
+  }
+
+  /** WORKER_START_FAILED once the slot gave up starting a thread (its calls all fail with it); else null. */
+  get failed(): DropbearError | null {
+    return this.handle.failed;
   }
 
   /**
@@ -500,18 +628,22 @@ export class PrepPool {
   }
 
   /** `nice`: the worker threads' nice value, 0–19 (EngineOptions.workerNice). */
-  /** `timeoutMs`: a call's bound before WORKER_TIMEOUT (0: none). */
+  /** `timeoutMs`: a call's bound before WORKER_TIMEOUT (0: none). `log`: where failed starts are reported. */
   static async start(
     spec: ModelSpec,
     decoder: Decoder,
     size: number,
     nice = 0,
     timeoutMs = REQUEST_TIMEOUT_MS,
+    log: WorkerLog = STDERR_LOG,
   ): Promise<PrepPool> {
     let pool: PrepPool | undefined;
+    // A preprocessing thread loads no model: one that fails to start is tried again for as long as it takes
+    // (its calls fail meanwhile, PrepPool.prep), as before 2026-12-06; its failures are logged.
+    const policy = { attempts: Number.POSITIVE_INFINITY, retryMs: RESPAWN_MIN_MS, log };
     const handles = Array.from(
       { length: Math.max(1, size) },
-      () => new LiveWorker({ role: 'prep', spec, decoder, nice }, timeoutMs, () => pool?.pump()),
+      () => new LiveWorker({ role: 'prep', spec, decoder, nice }, timeoutMs, () => pool?.pump(), policy),
     );
     try {
       await Promise.all(handles.map((h) => h.ready));

@@ -11,6 +11,7 @@ import { catalogByDigest } from '../inference/catalog.ts';
 import { InferenceEngine } from '../inference/engine.ts';
 import { RemoteBackend } from '../inference/remote.ts';
 import { deriveSpec, resolveModel, sha256File } from '../inference/store.ts';
+import type { WorkerLog } from '../inference/threads.ts';
 import {
   DropbearError,
   equalBytes,
@@ -39,7 +40,7 @@ export interface RunningNode {
   stop(): Promise<void>;
 }
 
-async function startBackend(m: ModelConfig, cfg: NodeConfig): Promise<ModelBackend> {
+async function startBackend(m: ModelConfig, cfg: NodeConfig, log: WorkerLog): Promise<ModelBackend> {
   if ('standin' in m) return startStandIn(cfg.id, m.standin);
   if ('remote' in m)
     return RemoteBackend.connect({
@@ -64,7 +65,8 @@ async function startBackend(m: ModelConfig, cfg: NodeConfig): Promise<ModelBacke
     digest = file.sha256;
     spec = catalogByDigest(digest) ?? (await deriveSpec(path, basename(path, '.onnx'), digest, file.bytes));
   }
-  return InferenceEngine.start({ ...cfg.engine, modelPath: path, spec, expectDigest: digest });
+  // The log: a worker thread that cannot load the model again after a death or a hang is reported there.
+  return InferenceEngine.start({ ...cfg.engine, modelPath: path, spec, expectDigest: digest, log });
 }
 
 /** A backend that answers a label 500 away from its model's (test only: a lying owner). */
@@ -165,7 +167,7 @@ export async function startNode(
   let opened: NodeHost | undefined;
   let api: { close(): Promise<unknown> } | undefined;
   try {
-    for (const m of [cfg.model, ...cfg.extraModels]) backends.push(await startBackend(m, cfg));
+    for (const m of [cfg.model, ...cfg.extraModels]) backends.push(await startBackend(m, cfg, log));
     if (cfg.byzantine === 'wrong-results') {
       log.warn({}, 'configured to lie: every answer is a wrong label (test only)');
       for (let i = 0; i < backends.length; i++) backends[i] = lying(backends[i]);
