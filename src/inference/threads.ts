@@ -27,6 +27,16 @@ const CLOSE_DRAIN_MS = 5000;
 const CLOSE_START_MS = 60_000;
 
 /**
+ * How long `close` waits in all for a thread still inside a call it was sent (a model run, a decode: native
+ * code) to answer and exit by itself: past the drain, such a thread (one set aside as hung, most often) is not
+ * ended from outside. Ending it does not stop the call (a thread's termination only stops JavaScript) and
+ * aborts the process when the call returns into the torn-down thread (status 134: a set-aside thread in a
+ * 64-image batch when a runner closed, 2 of 3 tries on 2026-12-06, test/inference/close.test.ts). Past this
+ * bound `close` returns and the thread, told to close, exits by itself once its call returns.
+ */
+const CLOSE_BUSY_MS = 60_000;
+
+/**
  * How long one call to a worker may take before it fails with WORKER_TIMEOUT (EngineOptions.requestTimeoutMs;
  * 0 turns the bound off). Generous: a CPU batch of a large model takes seconds, not tens of them. The hung
  * thread is not ended (ending it inside a native call aborts the process, see WorkerHandle.close): its
@@ -231,17 +241,22 @@ class WorkerHandle {
 
   /**
    * Refuses new calls and asks the thread to end: it answers the calls it was sent, then exits by itself
-   * (worker.ts, `Track`). Only a thread that has not exited within `drainMs` (hung in a native call), or
-   * within CLOSE_START_MS when it had not finished starting, is ended from outside. Ending a thread while onnxruntime (or libvips) still runs one of its calls aborts
-   * the whole process: the native call completes into a torn-down thread (`terminate called after throwing
-   * an instance of 'Napi::Error'`, exit status 134; a node stopped under load did,
-   * test/inference/close.test.ts; so did ending a thread racing a batch, scratch runs 2026-12-05). Before,
-   * `close` waited for the answers and then ended the thread from outside; now only a hung one is.
+   * (worker.ts, `Track`). A thread that has not exited within `drainMs` (or CLOSE_START_MS when it had not
+   * finished starting) is ended from outside only when none of its calls is under way; one still inside a
+   * call is waited for up to `busyMs` in all and otherwise left to exit by itself (`leftRunning`). Ending a
+   * thread while onnxruntime (or libvips) still runs one of its calls aborts the whole process: the native
+   * call completes into a torn-down thread (`terminate called after throwing an instance of 'Napi::Error'`,
+   * exit status 134; a node stopped under load did, test/inference/close.test.ts; so did ending a thread
+   * racing a batch, scratch runs 2026-12-05, and, until 2026-12-06, one set aside as hung). Before, `close`
+   * waited for the answers and then ended the thread from outside.
    */
-  close(drainMs = CLOSE_DRAIN_MS): Promise<void> {
-    this.closing ??= this.shutDown(drainMs);
+  close(drainMs = CLOSE_DRAIN_MS, busyMs = CLOSE_BUSY_MS): Promise<void> {
+    this.closing ??= this.shutDown(drainMs, busyMs);
     return this.closing;
   }
+
+  /** `close` returned with the thread still inside a call (past `busyMs`): it exits once the call returns. */
+  leftRunning = false;
 
   /**
    * Asks a thread set aside as hung to exit once it has answered what it began (worker.ts, `Track`), without
@@ -251,20 +266,32 @@ class WorkerHandle {
     if (!this.exited) this.worker.postMessage({ type: 'close' } satisfies WorkerRequest);
   }
 
-  private async shutDown(drainMs: number): Promise<void> {
+  /** Settles when the thread has exited or `ms` have passed. */
+  private exitWithin(ms: number): Promise<void> {
+    if (this.exited || ms <= 0) return Promise.resolve();
+    return new Promise<void>((resolve) => {
+      const timer = setTimeout(resolve, ms);
+      this.onExit = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+    }).finally(() => {
+      this.onExit = null;
+    });
+  }
+
+  private async shutDown(drainMs: number, busyMs: number): Promise<void> {
     this.dead ??= new DropbearError('ENGINE_CLOSED', 'the inference engine is closed');
     if (!this.exited) {
       this.worker.postMessage({ type: 'close' } satisfies WorkerRequest);
       const bound = this.wasReady ? drainMs : Math.max(drainMs, CLOSE_START_MS);
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, bound);
-        this.onExit = () => {
-          clearTimeout(timer);
-          resolve();
-        };
-      });
-      this.onExit = null;
-      if (!this.exited) await this.worker.terminate();
+      await this.exitWithin(bound);
+      // Still inside a call it was sent (timed-out calls count until answered): never ended from outside.
+      if (!this.exited && this.inFlight > 0) await this.exitWithin(busyMs - bound);
+      if (!this.exited) {
+        if (this.inFlight > 0) this.leftRunning = true;
+        else await this.worker.terminate();
+      }
     }
     // Calls still unanswered after the wait (a hung worker) fail instead of never settling, and so do those
     // waiting for a start that will not come (LiveWorker.request): `die` ignores the exit of a closed thread.
@@ -456,12 +483,22 @@ class LiveWorker {
     return h.request(msg, transfer);
   }
 
-  close(drainMs?: number): Promise<void> {
+  close(drainMs?: number, busyMs?: number): Promise<void> {
     this.closed = true;
     if (this.timer) clearTimeout(this.timer);
     this.timer = null;
+    const handles = [this.handle, ...this.setAside];
+    const closing = Promise.all(handles.map((h) => h.close(drainMs, busyMs))).then(() => {
+      const left = handles.filter((h) => h.leftRunning).length;
+      // A process that exits now cannot do so cleanly: Node ends its worker threads at exit and waits for the
+      // native call, and onnxruntime aborts the process when it returns (or the exit waits for ever).
+      if (left > 0)
+        this.policy.log.error(
+          { threads: left },
+          'inference worker thread still inside a call at close; left to exit by itself when the call returns (a process exit before then aborts or waits for it)',
+        );
+    });
     // Calls waiting for a start that will not come now fail with ENGINE_CLOSED (request).
-    const closing = Promise.all([this.handle, ...this.setAside].map((h) => h.close(drainMs))).then(() => {});
     this.wake();
     return closing;
   }

@@ -10,6 +10,7 @@ import { DATA_DIR, MODELS_DIR } from '../shared.ts';
 
 const FIXTURE = fileURLToPath(new URL('./fixtures/close-under-load.ts', import.meta.url));
 const BUSY = fileURLToPath(new URL('./fixtures/close-busy.ts', import.meta.url));
+const HUNG = fileURLToPath(new URL('./fixtures/close-hung.ts', import.meta.url));
 
 describe('InferenceEngine.close under load', () => {
   // In a process of its own: the failure this guards against aborts the whole process (a native
@@ -45,6 +46,33 @@ describe('InferenceEngine.close under load', () => {
     expect(r.stderr).not.toContain('terminate called');
     expect(r.status, r.stderr).toBe(0);
     expect(JSON.parse(r.stdout.trim().split('\n').at(-1) ?? '{}')).toEqual({ closed: 10 });
+  }, 90_000);
+});
+
+// A thread set aside as hung (a call on it timed out) is still inside that call when the engine closes. Until
+// 2026-12-06 close ended it from outside after the drain, and the run returned into the torn-down thread:
+// status 134 (2 of 3 tries with a 200-image batch and the 5 s drain). Now close waits for it to exit by itself,
+// or past its bound returns and leaves it to do so.
+describe('close with a thread set aside as hung, still inside its run', () => {
+  const run = (...args: string[]) => {
+    const r = spawnSync(process.execPath, ['--import', 'tsx', HUNG, ...args], {
+      encoding: 'utf8',
+      timeout: 60_000,
+    });
+    expect(r.stderr).not.toContain('terminate called');
+    expect(r.status, r.stderr).toBe(0);
+    return { out: JSON.parse(r.stdout.trim().split('\n').at(-1) ?? '{}'), stderr: r.stderr };
+  };
+
+  it('close waits for the run to end and the thread to exit; the process exits cleanly', () => {
+    const { out } = run();
+    expect(out).toEqual({ timedOut: 'WORKER_TIMEOUT', hung: 1, exitedAtClose: true });
+  }, 90_000);
+
+  it('past its bound close returns without ending the thread, says so, and the thread exits by itself', () => {
+    const { out, stderr } = run('100');
+    expect(out).toEqual({ timedOut: 'WORKER_TIMEOUT', hung: 1, exitedAtClose: false });
+    expect(stderr).toMatch(/still inside a call at close/);
   }, 90_000);
 });
 
