@@ -35,6 +35,14 @@ export interface BackendStats {
    */
   queued?: number;
   preprocessing?: number;
+  /**
+   * Model threads (session slots) the backend runs, and how many gave up starting one (WORKER_START_FAILED,
+   * threads.ts): with every one failed the backend answers nothing, so the node is not ready (api.ts).
+   */
+  sessionWorkers?: number;
+  failedWorkers?: number;
+  /** The first failed slot's error, null while none failed. */
+  workerFailure?: string | null;
 }
 
 export interface ModelBackend {

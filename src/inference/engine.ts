@@ -95,6 +95,8 @@ export interface EngineStats {
   failedWorkers: number;
   /** The first failed slot's error message, null while none failed. */
   workerFailure: string | null;
+  /** Session worker slots (EngineOptions.sessionWorkers). */
+  sessionWorkers: number;
 }
 
 export class InferenceEngine implements ModelBackend {
@@ -304,6 +306,7 @@ export class InferenceEngine implements ModelBackend {
       decoded: this.decoded,
       reusedBuffers: this.batcher.reusedBuffers,
       reusedInputBuffers: this.prepPool.reusedOutputs,
+      sessionWorkers: this.runners.length,
       failedWorkers: this.runners.filter((r) => r.failed).length,
       workerFailure: this.runners.find((r) => r.failed)?.failed?.message ?? null,
     };

@@ -865,7 +865,16 @@ export function buildApi(host: NodeHost, opts: ApiOptions = {}): FastifyInstance
     const needed = q - 1;
     if (closing) return { ready: false, reason: 'the node is shutting down', connected: null, needed };
     try {
-      void host.currentBackend;
+      // A backend whose every model thread gave up starting (WORKER_START_FAILED) answers nothing: the node
+      // votes empty answers until restarted, so it says it is not ready rather than take requests.
+      const s = host.currentBackend.stats();
+      if (s.failedWorkers !== undefined && s.failedWorkers > 0 && s.failedWorkers >= (s.sessionWorkers ?? 1))
+        return {
+          ready: false,
+          reason: `the model's inference threads failed to start (WORKER_START_FAILED: ${s.workerFailure ?? 'unknown'}); restart the node once the model file is readable`,
+          connected: null,
+          needed,
+        };
     } catch (e) {
       return { ready: false, reason: (e as Error).message, connected: null, needed };
     }

@@ -25,6 +25,7 @@
  *   dropbear_bad_frames_total{peer}                  frames a peer sent that could not be used (undecodable, or a bad signature, its own or relayed: each closes its connection and quarantines it), by peer
  *   dropbear_peer_messages_sent_total{kind}          peer messages handed to the transport, by kind (a broadcast counts once per peer)
  *   dropbear_peer_bytes_sent_total{kind}             their encoded bytes (frame headers and TCP not counted)
+ *   dropbear_inference_failed_workers                model threads that gave up starting (WORKER_START_FAILED; /readyz then 503)
  *   dropbear_http_responses_total{method,route,status}  (routes not found: route="unmatched")
  *   dropbear_tls_certificate_expires_in_seconds      until this node's own TLS certificate expires (negative once it has;
  *                                                    only with TLS, certificateExpiry; transport.ts warns at 14 days and 1 day)
@@ -122,6 +123,14 @@ export class NodeMetrics {
       collect() {
         const s = self.backendStats();
         this.set(s ? (num(s.queued) ?? 0) + (num(s.preprocessing) ?? 0) : 0);
+      },
+    });
+    new Gauge({
+      name: 'dropbear_inference_failed_workers',
+      help: 'Model threads that gave up starting (WORKER_START_FAILED): their calls fail, with all failed the node votes empty answers',
+      registers,
+      collect() {
+        this.set(num(self.backendStats()?.failedWorkers) ?? 0);
       },
     });
     new Gauge({
