@@ -80,11 +80,16 @@ export function clientErrorOf(e: Error & { code?: string; reason?: string }): {
 }
 
 /**
- * Answers a 'clientError' on its socket: a minimal HTTP response with `body` as JSON and
+ * Answers a 'clientError' on its socket: a minimal HTTP response with `body` as JSON, `headers` and
  * `Connection: close`, then the socket is closed. Nothing is written when the socket is gone or a response
  * on it has begun (it would corrupt that one); the socket is closed all the same.
  */
-export function answerClientError(socket: Socket, status: number, body: unknown): void {
+export function answerClientError(
+  socket: Socket,
+  status: number,
+  body: unknown,
+  headers: Record<string, string> = {},
+): void {
   if (socket.destroyed) return;
   const inFlight = (socket as Socket & { _httpMessage?: { headersSent?: boolean } })._httpMessage;
   if (!socket.writable || inFlight?.headersSent) {
@@ -96,6 +101,9 @@ export function answerClientError(socket: Socket, status: number, body: unknown)
     `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'Error'}\r\n` +
     'Content-Type: application/json; charset=utf-8\r\n' +
     `Content-Length: ${Buffer.byteLength(json)}\r\n` +
+    Object.entries(headers)
+      .map(([k, v]) => `${k}: ${v}\r\n`)
+      .join('') +
     'Connection: close\r\n\r\n';
   // Closed once the answer is out, or after 1 s if the client does not take it.
   const cut = setTimeout(() => socket.destroy(), 1000);

@@ -157,6 +157,14 @@ export interface ApiOptions {
   maxLongPolls?: number;
   /** The same cap per connection: HTTP/1.1 pipelining starts every request it sends at once (default 64). */
   maxLongPollsPerConnection?: number;
+  /**
+   * HTTP connections open at once (default 1024). One more is answered at once with 503 OVERLOADED (and
+   * Retry-After, `Connection: close`) and closed, before any request on it is read. Without a bound, a
+   * client that opened connections up to the process's open-file limit (`ulimit -n`) left the node no
+   * descriptor to reconnect to a peer that restarted (`connect EMFILE`): it was cut off from the group
+   * for as long as the connections were held. The node lowers it below that limit (node/run.ts).
+   */
+  maxConnections?: number;
   /** A pino (or compatible) logger for fastify's request log (default: none). */
   logger?: FastifyBaseLogger;
 }
@@ -173,6 +181,7 @@ export const API_DEFAULTS = {
   retryAfterSeconds: 1,
   maxLongPolls: 8192,
   maxLongPollsPerConnection: 64,
+  maxConnections: 1024,
 } as const;
 
 export { MAX_REQUESTS_PER_CALL };
@@ -320,6 +329,48 @@ function toApiError(e: unknown, bodyLimit: number): ApiError {
 
 function errorBody(e: ApiError) {
   return { error: e };
+}
+
+/** Refusals of connections over maxConnections being written at once; beyond, one is closed unanswered. */
+const MAX_REFUSING = 64;
+
+/**
+ * At most `max` HTTP connections open at once (ApiOptions.maxConnections). One more is answered on its
+ * socket (answerClientError: 503 OVERLOADED, Retry-After, `Connection: close`) and closed, before any
+ * request on it is read (a request that arrived all the same is not served). A flood of new connections
+ * costs no more than MAX_REFUSING sockets beyond `max` being answered, each for at most 1 s: the rest are
+ * closed unanswered.
+ */
+function limitConnections(app: FastifyInstance, max: number, retryAfterSeconds: number): void {
+  let open = 0;
+  let refusing = 0;
+  const refused = new WeakSet<Socket>();
+  app.server.on('connection', (socket: Socket) => {
+    if (open < max) {
+      open++;
+      socket.once('close', () => open--);
+      return;
+    }
+    refused.add(socket);
+    if (refusing >= MAX_REFUSING) {
+      socket.destroy();
+      return;
+    }
+    refusing++;
+    socket.once('close', () => refusing--);
+    const err = {
+      code: 'OVERLOADED',
+      message: `over ${max} connections open to this node (api_limits.maxConnections): try again later`,
+    };
+    answerClientError(socket, httpStatusOf(err.code), errorBody(err), {
+      'Retry-After': String(retryAfterSeconds),
+    });
+  });
+  // Node's HTTP parser is already on the socket: a request sent before it closed would reach the routes.
+  app.addHook('onRequest', (req, _reply, done) => {
+    if (refused.has(req.raw.socket)) req.raw.socket.destroy();
+    else done();
+  });
 }
 
 /** Whether `url` is one of the Open Inference Protocol's routes (/v2 and below). */
@@ -651,6 +702,9 @@ export function buildApi(host: NodeHost, opts: ApiOptions = {}): FastifyInstance
     const v = o[k] as number;
     if (!Number.isInteger(v) || v < 0) throw new RangeError(`${k} must be an integer ≥ 0, got ${v}`);
   }
+  const maxConnections = o.maxConnections as number;
+  if (!Number.isInteger(maxConnections) || maxConnections < 1)
+    throw new RangeError(`maxConnections must be an integer ≥ 1, got ${maxConnections}`);
   let closing = false;
   /** Calls whose requests submitAll has counted (accepted, refused by code, or known already). */
   const counted = new WeakSet<FastifyRequest>();
@@ -689,6 +743,7 @@ export function buildApi(host: NodeHost, opts: ApiOptions = {}): FastifyInstance
     },
   }) as unknown as FastifyInstance;
   refuseOversizedBodies(app, o.bodyLimitBytes as number);
+  limitConnections(app, maxConnections, o.retryAfterSeconds as number);
   // No route reads a compressed body: one in a coding other than identity is refused as such, rather than
   // parsed as it is (gzipped JSON was "not valid JSON"). Its bytes are read and dropped, as for any answer
   // given before the body (the size limits above still hold).

@@ -32,7 +32,9 @@
  *                   "maxLongPolls": 8192, "maxLongPollsPerConnection": 64,
  *                                                  // HTTP requests waiting (?wait) at once; more: 503
  *                   "maxInferenceQueue": 256,      // model inputs waiting; more: 503 (integer ≥ 0)
- *                   "retryAfterSeconds": 1 },      // Retry-After sent with a 503 (integer ≥ 0)
+ *                   "retryAfterSeconds": 1,        // Retry-After sent with a 503 (integer ≥ 0)
+ *                   "maxConnections": 1024 },      // HTTP connections open at once; more: 503, closed
+ *                                                  // (lowered to fit `ulimit -n`: node/run.ts)
  *   "custodial": { "accounts": [ { "apiKeySha256": "<hex>", "key": "keys/client.json", "maxFee": 1000 } ] },
  *   "tls": { "key": "…", "cert": "…", "ca": "…" },
  *   "transport": { "quarantine": { "minMs": 1000, "maxMs": 60000, "forgiveMs": 600000 } },
@@ -149,6 +151,7 @@ const API_LIMITS = [
   'maxLongPollsPerConnection',
   'maxInferenceQueue',
   'retryAfterSeconds',
+  'maxConnections',
 ] as const satisfies readonly (keyof ApiOptions)[];
 type ApiLimit = (typeof API_LIMITS)[number];
 
@@ -259,6 +262,7 @@ function apiLimits(r: Record<string, unknown>, file: string): NodeConfig['apiLim
   // than maxInferenceQueue inputs wait (0: once any does); Retry-After takes whole seconds (RFC 9110).
   integersAtLeast(r, section, ['maxInferenceQueue'], 0, 'model inputs waiting', file);
   integersAtLeast(r, section, ['retryAfterSeconds'], 0, 'seconds, sent as Retry-After', file);
+  integersAtLeast(r, section, ['maxConnections'], 1, 'HTTP connections open at once', file);
   return r as NodeConfig['apiLimits'];
 }
 

@@ -22,11 +22,11 @@ import {
   hex,
 } from '../protocol/index.ts';
 import { readKeyFile } from '../protocol/keyfile.ts';
-import { buildApi, type DashboardAssets } from './api.ts';
+import { API_DEFAULTS, buildApi, type DashboardAssets } from './api.ts';
 import { loadNodeConfig, type ModelConfig, type NodeConfig } from './config.ts';
 import { NodeHost } from './host.ts';
 import { NodeMetrics, peerStatesOf } from './metrics.ts';
-import { missingRuntimeFlags } from './runtime.ts';
+import { connectionLimit, missingRuntimeFlags, openFileLimit } from './runtime.ts';
 import { startStandIn } from './standin-backend.ts';
 import { StepTrace } from './steptrace.ts';
 import { Transport } from './transport.ts';
@@ -208,12 +208,24 @@ export async function startNode(
       key: readKeyFile(a.key),
       maxFee: a.maxFee,
     }));
+    const fdLimit = openFileLimit();
+    const connections = connectionLimit(
+      cfg.apiLimits.maxConnections ?? API_DEFAULTS.maxConnections,
+      fdLimit,
+      genesis.nodes.length,
+    );
+    if (connections.lowered)
+      log.warn(
+        { maxConnections: connections.max, openFileLimit: fdLimit },
+        'api_limits.maxConnections lowered to fit the open-file limit (ulimit -n), which keeps room for peers, ledger and model: raise the limit to allow more',
+      );
     const app = buildApi(host, {
       dashboard: extras.dashboard,
       groupName: genesis.name,
       // Every limit the file may set (config.ts, API_LIMITS, all checked there), none picked out by name:
       // maxInferenceQueue and retryAfterSeconds could not be set from the file until 2026-12-06.
       ...cfg.apiLimits,
+      maxConnections: connections.max,
       custodial: custodial ? { accounts: custodial } : undefined,
       peers: () => peerStatesOf(transport),
       metrics,

@@ -1,8 +1,9 @@
 /**
  * The Node.js runtime flags a node wants, and a check of the running process for them. The `scratch/`
  * probes named below are uncommitted; `npm run bench -- e2e` and `-- protocol` measure the same effects
- * (BENCHMARKS.md).
+ * (BENCHMARKS.md). Also: the HTTP connections the process's open-file limit leaves room for.
  */
+import { readFileSync } from 'node:fs';
 
 /**
  * Node.js flags every node process is started with (`startGroup` in src/cli/group.ts, the demo and the
@@ -38,4 +39,45 @@ export function missingRuntimeFlags(
     [...execArgv, ...nodeOptions.split(/\s+/)].filter((a) => a.startsWith('--')).map(name),
   );
   return NODE_EXEC_ARGV.filter((f) => !given.has(name(f)));
+}
+
+/**
+ * The process's open-file limit (the soft RLIMIT_NOFILE, `ulimit -n`) from the text of /proc/self/limits;
+ * null where it is not known (not Linux, unreadable, unlimited).
+ */
+export function openFileLimit(limitsText?: string): number | null {
+  let text = limitsText;
+  if (text === undefined) {
+    try {
+      text = readFileSync('/proc/self/limits', 'utf8');
+    } catch {
+      return null;
+    }
+  }
+  const m = /^Max open files\s+(\d+)\s/m.exec(text);
+  return m ? Number(m[1]) : null;
+}
+
+/**
+ * File descriptors a node keeps for everything but its HTTP clients: stdio, the ledger (SQLite and its
+ * WAL), the model, the peer listener and `maxPendingHandshakes` (64) unauthenticated peer connections,
+ * and up to 4 sockets per peer (its connection, a dial, a wake-up). A node idles at about 40.
+ */
+export function reservedFds(nodes: number): number {
+  return 128 + 4 * nodes;
+}
+
+/**
+ * The HTTP connections a node allows (api_limits.maxConnections), lowered where the open-file limit
+ * would run out first: past it every `accept`, `connect` and file open fails with EMFILE, a peer that
+ * restarted could not be reached again, and the client that held the connections is not told why.
+ */
+export function connectionLimit(
+  configured: number,
+  fdLimit: number | null,
+  nodes: number,
+): { max: number; lowered: boolean } {
+  if (fdLimit === null) return { max: configured, lowered: false };
+  const room = Math.max(1, fdLimit - reservedFds(nodes));
+  return room < configured ? { max: room, lowered: true } : { max: configured, lowered: false };
 }

@@ -135,6 +135,16 @@ describe('request timeout', () => {
     await stillServes();
   });
 
+  it('a connection that sends nothing (slowloris) is closed once its headers are late', async () => {
+    const silent = new RawConn(port);
+    await silent.ready;
+    try {
+      await silent.waitClosed(30_000);
+    } finally {
+      silent.destroy();
+    }
+  });
+
   it('a body sent a byte at a time: 408 REQUEST_TIMEOUT and closed after requestTimeoutMs; the server keeps serving', async () => {
     const c = new RawConn(port);
     await c.ready;
@@ -436,5 +446,39 @@ describe('docs/api.md', () => {
     for (const [code, status] of Object.entries(API_ERROR_CODES))
       expect([code, listed.get(code)]).toEqual([code, status]);
     for (const [code, status] of listed) expect([code, httpStatusOf(code)]).toEqual([code, status]);
+  });
+});
+
+describe('maxConnections', () => {
+  it('one connection over the limit: 503 OVERLOADED with Retry-After, closed, its request never served; room again once one closes', async () => {
+    const small = buildApi(host, { maxConnections: 2, retryAfterSeconds: 3 });
+    await small.listen({ host: '127.0.0.1', port: 0 });
+    const p = (small.server.address() as { port: number }).port;
+    const held = [new RawConn(p), new RawConn(p)];
+    try {
+      await Promise.all(held.map((c) => c.ready));
+      // A request sent at once on the refused connection: answered with the refusal, not by the route.
+      const over = await rawExchange(p, 'GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n');
+      expectApiError(over.res, 'OVERLOADED', 503);
+      expect(over.res!.headers).toMatch(/retry-after: 3/);
+      expect(over.res!.headers).toMatch(/connection: close/);
+      expect(over.closed).toBe(true);
+      // The held ones are served as usual.
+      held[0].write('GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n');
+      expect((await held[0].response())?.status).toBe(200);
+      held[1].destroy();
+      await held[1].waitClosed();
+      let res = null;
+      for (let i = 0; i < 50 && res?.status !== 200; i++)
+        res = (await rawExchange(p, 'GET /healthz HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n')).res;
+      expect(res?.status).toBe(200);
+    } finally {
+      for (const c of held) c.destroy();
+      await small.close();
+    }
+  });
+
+  it('is an integer ≥ 1', () => {
+    for (const v of [0, -1, 1.5]) expect(() => buildApi(host, { maxConnections: v })).toThrow(RangeError);
   });
 });
