@@ -421,7 +421,8 @@ export function ledgerCorrupt(path: string, e: unknown): DropbearError {
 
 /**
  * A ledger write that failed because the disk is full (SQLite's SQLITE_FULL, the file system's ENOSPC or
- * EDQUOT) or the disk failed (SQLITE_IOERR…, EIO), as a coded error naming the file; null for any other
+ * EDQUOT), the disk failed (SQLITE_IOERR…, EIO) or the process had no file descriptor left to open the
+ * WAL file with (EMFILE, ENFILE: LEDGER_TOO_MANY_FILES), as a coded error naming the file; null for any other
  * error (and for one already coded). Until 2026-12-06 a node whose disk filled stopped with SQLite's bare
  * "database or disk is full", and at its next start with LEDGER_UNREADABLE (the boot marker's write failed),
  * which sent an operator looking for a damaged file.
@@ -434,6 +435,12 @@ export function ledgerWriteFailure(path: string, e: unknown): DropbearError | nu
     return new DropbearError(
       'LEDGER_DISK_FULL',
       `the disk holding ledger ${path} is full (${msg}): the node stops rather than act on a write it could not make (what it recorded before is intact); free space there and start it again`,
+      { path },
+    );
+  if (code === 'EMFILE' || code === 'ENFILE')
+    return new DropbearError(
+      'LEDGER_TOO_MANY_FILES',
+      `the node could not open a file of ledger ${path}: every file descriptor is taken (${msg}); it stops rather than act on a write it could not make (what it recorded before is intact). Raise its open-file limit (ulimit -n) or lower api_limits.maxConnections, then start it again`,
       { path },
     );
   if (code.startsWith('SQLITE_IOERR') || code === 'EIO')
@@ -949,7 +956,17 @@ export class SqliteLedger {
    * around `close()` (the file descriptor is closed only once the last of them has called back).
    */
   syncWalAsync(done: (err: Error | null) => void): void {
-    const fd = this.walFile();
+    let fd: number | null;
+    try {
+      fd = this.walFile();
+    } catch (e) {
+      if (e instanceof DropbearError) throw e; // LEDGER_CLOSED: the caller's mistake
+      // The WAL file could not be opened (EMFILE: every descriptor taken): a failed sync, reported as one.
+      // Thrown, it left the host's group commit as an uncaught exception, its messages neither sent nor
+      // dropped, and the node exited with Node's bare text instead of stopping with a code.
+      queueMicrotask(() => done(e as Error));
+      return;
+    }
     if (fd === null) {
       queueMicrotask(() => done(null));
       return;

@@ -457,7 +457,8 @@ export class NodeHost {
    */
   private fail(cause: unknown): void {
     if (this.failed !== null) return;
-    // A full or failing disk gets its own code (LEDGER_DISK_FULL, LEDGER_IO_ERROR), not SQLite's bare text.
+    // A full or failing disk, or no descriptor left, gets its own code (LEDGER_DISK_FULL, LEDGER_IO_ERROR,
+    // LEDGER_TOO_MANY_FILES), not SQLite's or Node's bare text.
     const e = ledgerWriteFailure(this.db.path, cause) ?? cause;
     this.failed = e;
     this.log.error(

@@ -1,5 +1,5 @@
 import { spawnSync } from 'node:child_process';
-import { copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, copyFileSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir, uptime } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
@@ -977,6 +977,38 @@ describe('SqliteLedger', () => {
       'prepare:3',
     ]);
     again.close();
+  });
+
+  it("out of file descriptors at the first sync (EMFILE opening the WAL): syncWalAsync calls back with it, named LEDGER_TOO_MANY_FILES, instead of throwing into the caller's turn", async () => {
+    const path = freshPath();
+    const l = SqliteLedger.open(path, genesis);
+    l.beginGroup();
+    l.persist({ kind: 'prepare', view: 0, seq: 1, digest: sha256(new Uint8Array([9])) });
+    expect(l.commitGroupUnsynced()).toBe(true);
+    // Every descriptor this process may have taken (synchronously: nothing else runs meanwhile), then the
+    // sync, which opens the WAL file for the first time; all given back before anything else runs.
+    const held: number[] = [];
+    let result: Promise<Error | null> | undefined;
+    let thrown: unknown = null;
+    try {
+      for (;;) held.push(openSync('/dev/null', 'r'));
+    } catch (e) {
+      expect((e as { code?: string }).code).toBe('EMFILE');
+      try {
+        result = new Promise<Error | null>((res) => l.syncWalAsync(res));
+      } catch (t) {
+        thrown = t;
+      }
+    } finally {
+      for (const fd of held) closeSync(fd);
+    }
+    expect(thrown).toBeNull();
+    const err = await result;
+    expect((err as { code?: string } | null)?.code).toBe('EMFILE');
+    expect(ledgerWriteFailure(path, err)?.code).toBe('LEDGER_TOO_MANY_FILES');
+    // With descriptors free again, the next sync opens it.
+    expect(await new Promise<Error | null>((res) => l.syncWalAsync(res))).toBeNull();
+    l.close();
   });
 
   it('relaxed durability: no fsync for the signed log or executions; a crash of the process loses nothing', () => {
