@@ -331,6 +331,36 @@ function errorBody(e: ApiError) {
   return { error: e };
 }
 
+/** At most one line per this many ms about failed accepts (logAcceptErrors). */
+const ACCEPT_LOG_INTERVAL_MS = 10_000;
+
+/**
+ * Errors of the listening server once it listens: Node's net.Server emits one when accept(2) fails (EMFILE
+ * or ENFILE where libuv's reserve descriptor is gone, ENOMEM, ...), and fastify listens for none after
+ * `listen`: the event was thrown, and the node exited on a connection it could not take. Logged instead,
+ * ACCEPT_FAILED, at most once per ACCEPT_LOG_INTERVAL_MS with how many were not (the peer transport does
+ * the same for its port).
+ */
+function logAcceptErrors(app: FastifyInstance): void {
+  let next = 0;
+  let suppressed = 0;
+  app.server.once('listening', () =>
+    app.server.on('error', (e: NodeJS.ErrnoException) => {
+      const now = performance.now();
+      if (now < next) {
+        suppressed++;
+        return;
+      }
+      app.log.warn(
+        { code: 'ACCEPT_FAILED', err: e.message, suppressed, quietMs: ACCEPT_LOG_INTERVAL_MS },
+        'HTTP API: a connection could not be accepted (see api_limits.maxConnections and ulimit -n)',
+      );
+      next = now + ACCEPT_LOG_INTERVAL_MS;
+      suppressed = 0;
+    }),
+  );
+}
+
 /** Refusals of connections over maxConnections being written at once; beyond, one is closed unanswered. */
 const MAX_REFUSING = 64;
 
@@ -744,6 +774,7 @@ export function buildApi(host: NodeHost, opts: ApiOptions = {}): FastifyInstance
   }) as unknown as FastifyInstance;
   refuseOversizedBodies(app, o.bodyLimitBytes as number);
   limitConnections(app, maxConnections, o.retryAfterSeconds as number);
+  logAcceptErrors(app);
   // No route reads a compressed body: one in a coding other than identity is refused as such, rather than
   // parsed as it is (gzipped JSON was "not valid JSON"). Its bytes are read and dropped, as for any answer
   // given before the body (the size limits above still hold).

@@ -878,7 +878,15 @@ export class Transport {
         resolve();
       });
     });
-    server.on('error', (e) => this.log.error({ err: errText(e) }, 'transport: server error'));
+    // A failed accept (EMFILE where libuv's reserve descriptor is gone, ENFILE, ENOMEM) comes once per
+    // connection tried: at most a line per 10 s, like the faults of connections (it was a line each).
+    server.on('error', (e) =>
+      this.logLimited(
+        'ACCEPT_FAILED',
+        { node: this.id, err: errText(e) },
+        'transport: a connection could not be accepted (too many open files? see ulimit -n)',
+      ),
+    );
     this.port = (server.address() as net.AddressInfo).port;
     this.log.info({ node: this.id, port: this.port, tls: !!this.tlsContext }, 'transport: listening');
     this.watchCert();

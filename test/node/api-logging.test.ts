@@ -123,3 +123,28 @@ describe('a body refused twice over', () => {
     expect(lines.filter((l) => (l.level ?? 0) >= 40).map((l) => l.msg)).toEqual([]);
   });
 });
+
+describe('accept errors', () => {
+  it('an error on the listening server (a failed accept: EMFILE, ENFILE) neither stops the node nor logs a line per connection', async () => {
+    const lines: { msg?: string; code?: string; suppressed?: number }[] = [];
+    const logger = pino({ level: 'info' }, { write: (s: string) => lines.push(JSON.parse(s)) });
+    const app = buildApi(host, { logger });
+    await app.listen({ host: '127.0.0.1', port: 0 });
+    try {
+      const port = (app.server.address() as { port: number }).port;
+      // What Node's net.Server emits when accept(2) fails (net.js onconnection), with no listener: thrown.
+      const acceptError = () =>
+        Object.assign(new Error('accept EMFILE'), { code: 'EMFILE', errno: -24, syscall: 'accept' });
+      for (let i = 0; i < 100; i++) app.server.emit('error', acceptError());
+      const failed = lines.filter((l) => l.code === 'ACCEPT_FAILED');
+      expect(failed).toHaveLength(1);
+      const c = new RawConn(port);
+      await c.ready;
+      c.write('GET /healthz HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n');
+      expect((await c.response())?.status).toBe(200);
+      c.destroy();
+    } finally {
+      await app.close();
+    }
+  });
+});

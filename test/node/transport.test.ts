@@ -999,6 +999,26 @@ describe('transport', () => {
     }
   });
 
+  it('errors of the listening server (a failed accept: EMFILE) are logged at most once per 10 s, not one per connection', async () => {
+    const g = makeGroup(2, 29);
+    const logs = collector();
+    const t1 = transportFor(g, 1, { ...FAST, logger: logs.logger });
+    try {
+      await t1.start();
+      const server = (t1 as unknown as { server: import('node:net').Server }).server;
+      for (let i = 0; i < 100; i++)
+        server.emit(
+          'error',
+          Object.assign(new Error('accept EMFILE'), { code: 'EMFILE', syscall: 'accept' }),
+        );
+      const failed = logs.lines.filter((l) => (l.obj as { code?: string }).code === 'ACCEPT_FAILED');
+      expect(failed).toHaveLength(1);
+      expect(logs.lines.filter((l) => l.msg.includes('server error'))).toEqual([]);
+    } finally {
+      await t1.stop();
+    }
+  });
+
   it('a flood of garbage connections, before and after authentication, logs a line per code per 10 s (then with how many were suppressed) and counts every one; a real peer still gets in', async () => {
     const g = makeGroup(2, 23);
     const logs = collector();
