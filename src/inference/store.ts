@@ -877,6 +877,20 @@ export async function deriveSpec(
   }
 }
 
+/**
+ * Writes all of `b` at the file's position. A disk that fills part-way through a buffer makes the write
+ * short, not an error (only the next one fails with ENOSPC): taken as whole, the last chunk of an import or
+ * a pull lost its tail, and the file, hashed from the bytes read rather than those written, was renamed
+ * under the digest of the whole model.
+ */
+async function writeAll(fh: Awaited<ReturnType<typeof open>>, b: Uint8Array): Promise<void> {
+  for (let at = 0; at < b.length; ) {
+    const { bytesWritten } = await fh.write(b, at, b.length - at);
+    if (bytesWritten <= 0) throw Object.assign(new Error('a write stored no bytes'), { code: 'EIO' });
+    at += bytesWritten;
+  }
+}
+
 /** Copies `src` into the store folder under a temp name while hashing it. */
 async function copyHashing(
   src: string,
@@ -900,7 +914,7 @@ async function copyHashing(
       hash.update(b);
       bytes += b.length;
       // A failed write is the store's (a full disk), not the source's: told apart from read errors here.
-      await fh.write(b).catch((e) => {
+      await writeAll(fh, b).catch((e) => {
         throw storeWriteFailed(tmp, e, doing);
       });
     }
@@ -1336,7 +1350,7 @@ export async function pullModel(
           }
           hash.update(b);
           // A write that fails (ENOSPC, EIO, ...) is this machine's problem, not the connection's.
-          await fh.write(b).catch((e) => {
+          await writeAll(fh, b).catch((e) => {
             throw local(e);
           });
           opts.onProgress?.(done, total);
