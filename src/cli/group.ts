@@ -4,7 +4,7 @@
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, writeFileSync } from 'node:fs';
+import { existsSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join, resolve } from 'node:path';
 import type { Command } from 'commander';
@@ -24,7 +24,7 @@ import {
 import { readKeyFile, writeKeyFile } from '../protocol/keyfile.ts';
 import { reportAndExit, usageError } from './errors.ts';
 import { ensureModels } from './eval.ts';
-import { makeOutputDir, readGenesis, readJsonFile, stableJson } from './io.ts';
+import { makeOutputDir, readGenesis, readJsonFile, stableJson, writeOutputFile } from './io.ts';
 import { parseWhole } from './numbers.ts';
 
 /**
@@ -174,74 +174,92 @@ export async function initGroup(o: InitOptions): Promise<GroupFile> {
   const resolved = await Promise.all(
     models.map((m, i) => (m === STANDIN_MODEL ? { sha256: standInDigest(i) } : resolveModel(m, o.home))),
   );
-  makeOutputDir('--dir', join(dir, 'keys'));
-  const keys = models.map((_, i) => {
-    const k = keyPairFromSeed(randomBytes(32));
-    writeKeyFile(join(dir, 'keys', `node-${i}.json`), k);
-    return k;
-  });
-  const client = keyPairFromSeed(randomBytes(32));
-  writeKeyFile(join(dir, 'keys', 'client.json'), client);
-  const treasury = keyPairFromSeed(randomBytes(32));
-  writeKeyFile(join(dir, 'keys', 'treasury.json'), treasury);
-  const ports = await freePorts(2 * n);
-  const genesis: Genesis = {
-    version: 1,
-    name: o.name ?? `local-${n}`,
-    f,
-    nodes: keys.map((k, i) => ({
-      id: i,
-      publicKey: k.publicKey,
-      address: `tcp://127.0.0.1:${ports[2 * i]}`,
-      owner: `owner-${i}`,
-      modelName: models[i],
-      modelDigest: Uint8Array.from(Buffer.from(resolved[i].sha256, 'hex')),
-      fee: 1,
-    })),
-    policy: { kind: 'top1', minAgree: f + 1 },
-    treasury: treasury.publicKey,
-    balances: [{ client: client.publicKey, amount: o.clientFunds ?? 1_000_000_000 }],
-    params: {
-      expiryMs: 600_000,
-      maxClockSkewMs: 30_000,
-      maxInputBytes: 8 << 20,
-      inputType: 'image/jpeg, image/png, application/x-dropbear-tensor',
-    },
+  // Each file is written whole or not at all (writeOutputFile; a key file is removed if its write fails),
+  // and a failure part-way (a full disk) removes what this init wrote: the folder is left as it was, so the
+  // same command works once there is room. Six keys and an empty genesis.json were left, and the next init
+  // said the folder already held a group.
+  const written: string[] = [];
+  const key = (rel: string, k: ReturnType<typeof keyPairFromSeed>) => {
+    writeKeyFile(join(dir, rel), k);
+    written.push(rel);
   };
-  writeFileSync(join(dir, 'genesis.json'), stableJson(toJson(Genesis, genesis)));
-  const group: GroupFile = {
-    name: genesis.name,
-    groupId: hex(groupIdOf(genesis)),
-    genesis: 'genesis.json',
-    client: 'keys/client.json',
-    nodes: [],
+  const put = (rel: string, text: string) => {
+    writeOutputFile(join(dir, rel), text);
+    written.push(rel);
   };
-  for (let i = 0; i < n; i++) {
-    const config = {
-      id: i,
-      genesis: 'genesis.json',
-      key: `keys/node-${i}.json`,
-      data: `data/node-${i}`,
-      p2p: { host: '127.0.0.1', port: ports[2 * i] },
-      api: { host: '127.0.0.1', port: ports[2 * i + 1] },
-      model: models[i] === STANDIN_MODEL ? { standin: true } : { name: models[i] },
-      ...(o.home ? { home: resolve(o.home) } : {}),
-      log: { level: 'info' },
-      durability: GROUP_DURABILITY,
-      replica: { ...GROUP_REPLICA },
-      ...o.nodeConfig,
-    };
-    writeFileSync(join(dir, `node-${i}.json`), stableJson(config));
-    group.nodes.push({
-      id: i,
-      api: `http://127.0.0.1:${ports[2 * i + 1]}`,
-      p2p: `tcp://127.0.0.1:${ports[2 * i]}`,
-      config: `node-${i}.json`,
-      model: models[i],
+  try {
+    makeOutputDir('--dir', join(dir, 'keys'));
+    const keys = models.map((_, i) => {
+      const k = keyPairFromSeed(randomBytes(32));
+      key(join('keys', `node-${i}.json`), k);
+      return k;
     });
+    const client = keyPairFromSeed(randomBytes(32));
+    key(join('keys', 'client.json'), client);
+    const treasury = keyPairFromSeed(randomBytes(32));
+    key(join('keys', 'treasury.json'), treasury);
+    const ports = await freePorts(2 * n);
+    const genesis: Genesis = {
+      version: 1,
+      name: o.name ?? `local-${n}`,
+      f,
+      nodes: keys.map((k, i) => ({
+        id: i,
+        publicKey: k.publicKey,
+        address: `tcp://127.0.0.1:${ports[2 * i]}`,
+        owner: `owner-${i}`,
+        modelName: models[i],
+        modelDigest: Uint8Array.from(Buffer.from(resolved[i].sha256, 'hex')),
+        fee: 1,
+      })),
+      policy: { kind: 'top1', minAgree: f + 1 },
+      treasury: treasury.publicKey,
+      balances: [{ client: client.publicKey, amount: o.clientFunds ?? 1_000_000_000 }],
+      params: {
+        expiryMs: 600_000,
+        maxClockSkewMs: 30_000,
+        maxInputBytes: 8 << 20,
+        inputType: 'image/jpeg, image/png, application/x-dropbear-tensor',
+      },
+    };
+    put('genesis.json', stableJson(toJson(Genesis, genesis)));
+    const group: GroupFile = {
+      name: genesis.name,
+      groupId: hex(groupIdOf(genesis)),
+      genesis: 'genesis.json',
+      client: 'keys/client.json',
+      nodes: [],
+    };
+    for (let i = 0; i < n; i++) {
+      const config = {
+        id: i,
+        genesis: 'genesis.json',
+        key: `keys/node-${i}.json`,
+        data: `data/node-${i}`,
+        p2p: { host: '127.0.0.1', port: ports[2 * i] },
+        api: { host: '127.0.0.1', port: ports[2 * i + 1] },
+        model: models[i] === STANDIN_MODEL ? { standin: true } : { name: models[i] },
+        ...(o.home ? { home: resolve(o.home) } : {}),
+        log: { level: 'info' },
+        durability: GROUP_DURABILITY,
+        replica: { ...GROUP_REPLICA },
+        ...o.nodeConfig,
+      };
+      put(`node-${i}.json`, stableJson(config));
+      group.nodes.push({
+        id: i,
+        api: `http://127.0.0.1:${ports[2 * i + 1]}`,
+        p2p: `tcp://127.0.0.1:${ports[2 * i]}`,
+        config: `node-${i}.json`,
+        model: models[i],
+      });
+    }
+    put('group.json', stableJson(group));
+    return group;
+  } catch (e) {
+    for (const rel of written) rmSync(join(dir, rel), { force: true });
+    throw e;
   }
-  writeFileSync(join(dir, 'group.json'), stableJson(group));
-  return group;
 }
 
 export interface LoadedGroup {

@@ -1,4 +1,15 @@
-import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import {
+  closeSync,
+  existsSync,
+  fsyncSync,
+  mkdirSync,
+  openSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import {
   CodecError,
@@ -8,6 +19,7 @@ import {
   Genesis,
   genesisProblem,
   kindHint,
+  writeFailure,
 } from '../protocol/index.ts';
 
 export function readJsonFile(path: string): unknown {
@@ -86,23 +98,41 @@ export function checkOutputFile(option: string, file: string): void {
 }
 
 /**
- * Writes `file` whole or not at all: a temporary file beside it, renamed over it, so a full disk or a
- * Ctrl-C leaves the old file or none, never half of the new one. FILE_UNWRITABLE when it cannot.
+ * Writes `file` whole or not at all: a temporary file beside it, synced and renamed over it, then the
+ * folder synced, so a full disk, a Ctrl-C or a power cut leaves the old file or none, never half of the new
+ * one. FILE_UNWRITABLE when it cannot, saying why (ENOSPC: "the disk is full") with the system's code in
+ * `details.errno`.
  */
 export function writeOutputFile(file: string, data: string): void {
   const tmp = `${file}.${process.pid}.tmp`;
   try {
-    writeFileSync(tmp, data);
+    const fd = openSync(tmp, 'w');
+    try {
+      writeFileSync(fd, data);
+      fsyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
     renameSync(tmp, file);
   } catch (e) {
     rmSync(tmp, { force: true });
     // The error names the temporary file: say the file asked for, and why.
-    const code = (e as NodeJS.ErrnoException).code;
-    throw new DropbearError(
-      'FILE_UNWRITABLE',
-      `cannot write ${file}${code ? ` (${code})` : `: ${(e as Error).message}`}`,
-    );
+    const { errno, why } = writeFailure(e);
+    throw new DropbearError('FILE_UNWRITABLE', `cannot write ${file}: ${why.split(tmp).join(file)}`, {
+      path: file,
+      errno,
+    });
   }
+  // The rename is durable once the folder is synced; best effort (some file systems cannot sync a folder),
+  // the file being whole under its name either way.
+  try {
+    const dir = openSync(dirname(resolve(file)), 'r');
+    try {
+      fsyncSync(dir);
+    } finally {
+      closeSync(dir);
+    }
+  } catch {}
 }
 
 export function stableJson(value: unknown): string {

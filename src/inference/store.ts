@@ -33,7 +33,7 @@ import {
 import { homedir, hostname } from 'node:os';
 import { basename, extname, join } from 'node:path';
 import './ort-env.ts';
-import { DropbearError } from '../protocol/index.ts';
+import { DropbearError, writeFailure } from '../protocol/index.ts';
 import { CATALOG } from './catalog.ts';
 import type { ImagePreprocess, ModelSpec, Preprocess, TensorDtype, TensorSpec } from './spec.ts';
 
@@ -221,27 +221,16 @@ function openStore(home: string): Promise<unknown> {
   return p;
 }
 
-/** Local reasons a write fails, worded for the operator. */
-const WRITE_FAILURES: Record<string, string> = {
-  ENOSPC: 'the disk is full',
-  EDQUOT: 'the disk quota is used up',
-  EROFS: 'the file system is read-only',
-  EACCES: 'permission denied',
-  EPERM: 'operation not permitted',
-  EIO: 'an I/O error on the disk',
-};
-
 /**
  * A failure to create, write, sync or rename a file in the store: MODEL_STORE_WRITE_FAILED, with the
  * system's error code in `details.errno` (ENOSPC for a full disk) and the path. A DropbearError passes as is.
  */
 function storeWriteFailed(path: string, e: unknown, doing: string): DropbearError {
   if (e instanceof DropbearError) return e;
-  const errno = (e as NodeJS.ErrnoException).code;
-  const why = errno && Object.hasOwn(WRITE_FAILURES, errno) ? `${WRITE_FAILURES[errno]}: ` : '';
+  const { errno, why } = writeFailure(e);
   return new DropbearError(
     'MODEL_STORE_WRITE_FAILED',
-    `cannot write the model store while ${doing}: ${why}${(e as Error).message ?? String(e)}; ` +
+    `cannot write the model store while ${doing}: ${why}; ` +
       `make room or fix the store folder ${join(path, '..')} (DROPBEAR_HOME) and try again`,
     { path, errno },
   );

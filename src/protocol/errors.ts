@@ -13,6 +13,28 @@ export class DropbearError extends Error {
   }
 }
 
+/** Local reasons a write fails, worded for the operator, by the system's error code. */
+const WRITE_FAILURES: Record<string, string> = {
+  ENOSPC: 'the disk is full',
+  EDQUOT: 'the disk quota is used up',
+  EROFS: 'the file system is read-only',
+  EACCES: 'permission denied',
+  EPERM: 'operation not permitted',
+  EIO: 'an I/O error on the disk',
+};
+
+/**
+ * Why a write failed, for a message: the operator's words for the system's code (ENOSPC: "the disk is
+ * full: ENOSPC: no space left on device, write") and the code itself. The model store and the CLI's output
+ * files (keys, genesis, certificates, pages) say it alike.
+ */
+export function writeFailure(e: unknown): { errno?: string; why: string } {
+  const code = (e as { code?: unknown } | null)?.code;
+  const errno = typeof code === 'string' ? code : undefined;
+  const words = errno && Object.hasOwn(WRITE_FAILURES, errno) ? `${WRITE_FAILURES[errno]}: ` : '';
+  return { errno, why: `${words}${(e as Error | null)?.message ?? String(e)}` };
+}
+
 /** Raised by the canonical codec for any byte string or value it refuses. */
 export class CodecError extends DropbearError {
   constructor(code: CodecErrorCode, message: string) {

@@ -13,10 +13,19 @@
  * The node's TLS private key (`tls.key` in its config) is read under the same rule (readSecretFile); until
  * 2026-12-06 it was read whatever its mode.
  */
-import { closeSync, fstatSync, openSync, readFileSync, readSync, writeFileSync } from 'node:fs';
+import {
+  closeSync,
+  fstatSync,
+  fsyncSync,
+  openSync,
+  readFileSync,
+  readSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { toB64u } from './codec.ts';
 import { type KeyPair, keyPairFromSeed } from './crypto.ts';
-import { DropbearError } from './errors.ts';
+import { DropbearError, writeFailure } from './errors.ts';
 
 export function keyFileJson(k: KeyPair): string {
   return `${JSON.stringify({ kind: 'ed25519', publicKey: toB64u(k.publicKey), seed: Buffer.from(k.seed).toString('hex') }, null, 2)}\n`;
@@ -24,17 +33,37 @@ export function keyFileJson(k: KeyPair): string {
 
 /**
  * Creates the file; never replaces one. (`mode` applies only to a file being created: writing over an
- * existing world-readable file kept its mode, and destroyed the key that was there.)
+ * existing world-readable file kept its mode, and destroyed the key that was there.) A write that fails
+ * (a full disk) removes the file it created: an empty or cut key file was left, which the next `keygen`
+ * or `group init` refused as existing, and a reader as not JSON.
  */
 export function writeKeyFile(path: string, k: KeyPair): void {
+  let fd: number;
   try {
-    writeFileSync(path, keyFileJson(k), { mode: 0o600, flag: 'wx' });
+    fd = openSync(path, 'wx', 0o600);
   } catch (e) {
     const err = e as NodeJS.ErrnoException;
     if (err.code === 'EEXIST')
       throw new DropbearError('KEY_FILE_EXISTS', `${path} exists; keys are never overwritten`);
-    throw new DropbearError('KEY_FILE_UNWRITABLE', `cannot write key file ${path}: ${err.message}`);
+    throw keyFileUnwritable(path, e);
   }
+  try {
+    try {
+      writeFileSync(fd, keyFileJson(k));
+      fsyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
+  } catch (e) {
+    // Created above ('wx'), so ours to remove.
+    rmSync(path, { force: true });
+    throw keyFileUnwritable(path, e);
+  }
+}
+
+function keyFileUnwritable(path: string, e: unknown): DropbearError {
+  const { errno, why } = writeFailure(e);
+  return new DropbearError('KEY_FILE_UNWRITABLE', `cannot write key file ${path}: ${why}`, { path, errno });
 }
 
 /** Bits that let group or others read or write a file (execute alone exposes nothing). */

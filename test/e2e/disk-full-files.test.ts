@@ -20,11 +20,13 @@ import {
   readFileSync,
   rmSync,
   unlinkSync,
+  writeFileSync,
   writeSync,
 } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, describe, expect, it } from 'vitest';
+import { initGroup } from '../../src/cli/group.ts';
 import { catalogByName } from '../../src/inference/catalog.ts';
 import {
   importModels,
@@ -34,6 +36,8 @@ import {
   storedPath,
   verifyStoredModel,
 } from '../../src/inference/store.ts';
+import { STANDIN_MODEL } from '../../src/node/standin-backend.ts';
+import { runCli } from '../cli/run-cli.ts';
 import { failsWith, serve, strays } from '../inference/store-fixtures.ts';
 import { MODELS_DIR } from '../shared.ts';
 
@@ -50,6 +54,8 @@ if (!mounted && !required)
   );
 const onTmpfs = it.skipIf(!mounted && !required);
 
+// A test that failed with the disk full must not leave it full for the next.
+afterEach(() => rmSync(join(full, 'filler'), { force: true }));
 afterAll(() => {
   if (mounted) spawnSync('umount', [full]);
   rmSync(root, { recursive: true, force: true });
@@ -156,6 +162,85 @@ describe('the model store on a full disk', () => {
       unlinkSync(filler);
       expect((await importModels(MODEL_FILE, home))[0].added).toBe(true);
       rmSync(home, { recursive: true });
+    },
+  );
+});
+
+/** Every file under `dir` (paths relative to it), folders left out. */
+function filesUnder(dir: string): string[] {
+  return readdirSync(dir, { recursive: true, withFileTypes: true })
+    .filter((d) => !d.isDirectory())
+    .map((d) => join(d.parentPath, d.name).slice(dir.length + 1))
+    .sort();
+}
+
+const cli = (...args: string[]) => runCli(args, 60_000);
+
+/** A coded error on stderr and exit code 2: no stack trace, no bare system error. */
+function codedFailure(r: { code: number | null; stderr: string }, code: string): void {
+  expect(r.code, r.stderr).toBe(2);
+  expect(r.stderr).toMatch(new RegExp(`^error \\[${code}\\]: .*the disk is full`));
+  expect(r.stderr).not.toMatch(/^\s+at /m);
+}
+
+describe('the CLI on a full disk', () => {
+  onTmpfs(
+    'keygen: KEY_FILE_UNWRITABLE and no empty key file left; a second try works once there is room',
+    async () => {
+      const d = folder();
+      const key = join(d, 'key.json');
+      const filler = fillUp(full);
+      codedFailure(await cli('keygen', '--out', key), 'KEY_FILE_UNWRITABLE');
+      // Before: an empty key file stayed, and the next keygen said it exists (keys are never overwritten).
+      expect(filesUnder(d)).toEqual([]);
+      unlinkSync(filler);
+      const r = await cli('keygen', '--out', key);
+      expect(r.code, r.stderr).toBe(0);
+      expect(JSON.parse(readFileSync(key, 'utf8')).kind).toBe('ed25519');
+    },
+  );
+
+  onTmpfs(
+    'group init: the disk fills after the keys, and the folder is left as it was; once there is room it works',
+    async () => {
+      const d = folder();
+      const group = join(d, 'group');
+      const args = ['group', 'init', '--dir', group, '--models', Array(4).fill(STANDIN_MODEL).join(',')];
+      // Room for the six key files (a page each), not for the genesis.
+      const filler = fillUp(full, 6 * 4096);
+      const r = await cli(...args);
+      expect(r.code, r.stderr).toBe(2);
+      expect(r.stderr).toMatch(/^error \[FILE_UNWRITABLE\]: cannot write .*genesis\.json: the disk is full/);
+      expect(r.stderr).not.toMatch(/^\s+at /m);
+      // Before: six keys and an empty genesis.json stayed; the next init said the folder holds a group.
+      expect(filesUnder(group)).toEqual([]);
+      unlinkSync(filler);
+      const again = await cli(...args);
+      expect(again.code, again.stderr).toBe(0);
+      expect(filesUnder(group)).toContain('genesis.json');
+      expect(filesUnder(group)).toContain('group.json');
+    },
+  );
+
+  onTmpfs(
+    'verify-page --out: FILE_UNWRITABLE, the page there before is kept whole, no temp file left',
+    async () => {
+      const g = join(root, 'vp-group');
+      await initGroup({ dir: g, nodes: 4, models: Array(4).fill(STANDIN_MODEL), name: 'vp' });
+      const d = folder();
+      const page = join(d, 'verify.html');
+      writeFileSync(page, 'the page from before\n');
+      const filler = fillUp(full);
+      codedFailure(
+        await cli('verify-page', '--genesis', join(g, 'genesis.json'), '--out', page),
+        'FILE_UNWRITABLE',
+      );
+      expect(readFileSync(page, 'utf8')).toBe('the page from before\n');
+      expect(filesUnder(d)).toEqual(['verify.html']);
+      unlinkSync(filler);
+      const r = await cli('verify-page', '--genesis', join(g, 'genesis.json'), '--out', page);
+      expect(r.code, r.stderr).toBe(0);
+      expect(readFileSync(page, 'utf8')).toMatch(/<html/i);
     },
   );
 });
