@@ -1,4 +1,4 @@
-import { accessSync, constants, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { accessSync, constants, readFileSync, statSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import type { Command } from 'commander';
 import { DropbearClient, type InferResult } from '../client/index.ts';
@@ -6,7 +6,7 @@ import { labelName } from '../inference/postprocess.ts';
 import { Certificate, DropbearError, toJson } from '../protocol/index.ts';
 import { usageError } from './errors.ts';
 import { loadGroup } from './group.ts';
-import { makeOutputDir, stableJson } from './io.ts';
+import { makeOutputDir, stableJson, writeOutputFile } from './io.ts';
 import { wholeOrNaN } from './numbers.ts';
 
 export function clientFor(dir: string, sendTo?: string): DropbearClient {
@@ -63,25 +63,42 @@ export function registerInfer(program: Command): void {
         if (!isFile) throw new DropbearError('FILE_UNREADABLE', `${file} is not a file; nothing was sent`);
       }
       let failed = 0;
-      for (const file of images) {
+      for (const [n, file] of images.entries()) {
         let bytes: Buffer;
         try {
           bytes = readFileSync(file);
         } catch (e) {
           throw new DropbearError('FILE_UNREADABLE', `cannot read ${file}: ${(e as Error).message}`);
         }
+        let r: InferResult;
         try {
-          const r = await client.infer(bytes);
-          process.stdout.write(`${basename(file)}  request ${r.requestId.slice(0, 16)}…\n`);
-          for (const v of r.votes)
-            process.stdout.write(`  node ${v.node} (${v.modelDigest.slice(0, 8)}): ${label(v.label)}\n`);
-          process.stdout.write(`  certified: ${decisionText(r)}  (verified against the genesis)\n`);
-          if (o.out)
-            writeFileSync(join(o.out, `${r.requestId}.json`), stableJson(toJson(Certificate, r.certificate)));
+          r = await client.infer(bytes);
         } catch (e) {
           failed++;
           const code = e instanceof DropbearError ? e.code : 'ERROR';
           process.stderr.write(`${basename(file)}: error [${code}]: ${(e as Error).message}\n`);
+          continue;
+        }
+        process.stdout.write(`${basename(file)}  request ${r.requestId.slice(0, 16)}…\n`);
+        for (const v of r.votes)
+          process.stdout.write(`  node ${v.node} (${v.modelDigest.slice(0, 8)}): ${label(v.label)}\n`);
+        process.stdout.write(`  certified: ${decisionText(r)}  (verified against the genesis)\n`);
+        if (!o.out) continue;
+        // Whole or not at all (a cut certificate would read as a damaged one). A certificate that cannot be
+        // saved (a full disk) ends the command: each request is paid for, and the next certificate would be
+        // lost the same way. It was reported per image as `error [ERROR]: ENOSPC…`, the rest sent on, and
+        // an empty or cut <requestId>.json left behind.
+        try {
+          writeOutputFile(join(o.out, `${r.requestId}.json`), stableJson(toJson(Certificate, r.certificate)));
+        } catch (e) {
+          const left = images.length - n - 1;
+          const err = e as DropbearError;
+          throw new DropbearError(
+            err.code,
+            `${err.message}: the certificate of ${basename(file)} (request ${r.requestId}) is not saved` +
+              (left > 0 ? `, and the ${left} image(s) after it were not sent` : ''),
+            err.details,
+          );
         }
       }
       if (failed) process.exitCode = 2;

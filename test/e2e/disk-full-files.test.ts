@@ -1,8 +1,9 @@
 /**
  * Every file Dropbear writes besides the ledger (test/e2e/disk-full.test.ts), on a really full file system:
  * a small tmpfs that a filler file fills. The model store (`models import|pull`) and the CLI's outputs
- * (`keygen`, `group init`, `verify-page --out`) must fail with a coded error and exit code, leave no
- * half-written file that a later command would take for a whole one, and succeed once there is room.
+ * (`keygen`, `group init`, `verify-page --out`, `infer --out`) must fail with a coded error and exit code,
+ * leave no half-written file that a later command would take for a whole one, and succeed once there is
+ * room.
  *
  * Mounting a tmpfs needs root (CAP_SYS_ADMIN); elsewhere the tests are skipped with a warning, unless
  * DROPBEAR_REQUIRE_TMPFS is set, where they fail instead.
@@ -26,7 +27,7 @@ import {
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
-import { initGroup } from '../../src/cli/group.ts';
+import { type GroupProcesses, initGroup, loadGroup, startGroup } from '../../src/cli/group.ts';
 import { catalogByName } from '../../src/inference/catalog.ts';
 import {
   importModels,
@@ -36,7 +37,7 @@ import {
   storedPath,
   verifyStoredModel,
 } from '../../src/inference/store.ts';
-import { STANDIN_MODEL } from '../../src/node/standin-backend.ts';
+import { STANDIN_MODEL, standInInput } from '../../src/node/standin-backend.ts';
 import { runCli } from '../cli/run-cli.ts';
 import { failsWith, serve, strays } from '../inference/store-fixtures.ts';
 import { MODELS_DIR } from '../shared.ts';
@@ -56,7 +57,9 @@ const onTmpfs = it.skipIf(!mounted && !required);
 
 // A test that failed with the disk full must not leave it full for the next.
 afterEach(() => rmSync(join(full, 'filler'), { force: true }));
-afterAll(() => {
+let procs: GroupProcesses | undefined;
+afterAll(async () => {
+  await procs?.stop();
   if (mounted) spawnSync('umount', [full]);
   rmSync(root, { recursive: true, force: true });
 });
@@ -242,5 +245,40 @@ describe('the CLI on a full disk', () => {
       expect(r.code, r.stderr).toBe(0);
       expect(readFileSync(page, 'utf8')).toMatch(/<html/i);
     },
+  );
+
+  onTmpfs(
+    'infer --out: FILE_UNWRITABLE, no certificate file, and no request sent after the one it could not save',
+    async () => {
+      const g = join(root, 'infer-group');
+      await initGroup({ dir: g, nodes: 4, models: Array(4).fill(STANDIN_MODEL), name: 'inferfull' });
+      const log: string[] = [];
+      procs = startGroup(loadGroup(g), (l) => log.push(l));
+      await procs.ready(60_000);
+      const inputs = [0, 1].map((i) => {
+        const f = join(root, `input-${i}.bin`);
+        writeFileSync(f, standInInput(i));
+        return f;
+      });
+      const certs = join(folder(), 'certs');
+      mkdirSync(certs);
+      const filler = fillUp(full);
+      const r = await cli('infer', '--group', g, '--out', certs, ...inputs);
+      codedFailure(r, 'FILE_UNWRITABLE');
+      expect(r.stderr).toMatch(
+        /input-0\.bin \(request [0-9a-f]+\) is not saved, and the 1 image\(s\) after it were not sent/,
+      );
+      // Before: an empty certificate file for each image, each reported as `error [ERROR]: ENOSPC`.
+      expect(r.stdout.match(/ request /g)).toHaveLength(1);
+      expect(filesUnder(certs)).toEqual([]);
+      unlinkSync(filler);
+      const again = await cli('infer', '--group', g, '--out', certs, ...inputs);
+      expect(again.code, again.stderr).toBe(0);
+      const saved = filesUnder(certs);
+      expect(saved).toHaveLength(2);
+      for (const f of saved)
+        expect(JSON.parse(readFileSync(join(certs, f), 'utf8'))).toHaveProperty('receipt');
+    },
+    120_000,
   );
 });
