@@ -4,7 +4,7 @@ import { constants } from 'node:os';
 import { join } from 'node:path';
 import type { Command } from 'commander';
 import { certificateToJson, verifyCertificate } from '../certificate/index.ts';
-import { Genesis, hex, toJson } from '../protocol/index.ts';
+import { DropbearError, Genesis, hex, toJson, writeFailure } from '../protocol/index.ts';
 import { checkRun } from '../sim/checks.ts';
 import { scriptNames } from '../sim/scripts.ts';
 import { type Behaviour, type SimResult, simulate } from '../sim/world.ts';
@@ -67,13 +67,32 @@ export function parseByzantine(specs: string[], n: number): Map<number, Behaviou
  * or `--out .`), which the command never touched and must not remove. The writes are asynchronous so that a
  * SIGINT or SIGTERM is seen between two of them: the writing stops, the hidden folder is removed and the
  * signal raised again (the process ends as it would have). The handler only takes note; removing the folder
- * from it could race a write in flight. A failed write removes the folder too. The move is synchronous (a
+ * from it could race a write in flight. A failed write removes the folder too, and is FILE_UNWRITABLE saying
+ * why (a full disk; until 2026-12-06 the system's bare `ENOSPC`). The move is synchronous (a
  * signal during it is taken after, the output then complete) and renames genesis.json last: a folder with
  * genesis.json has every certificate of its run. Only a SIGKILL or a crash can leave the hidden folder
  * behind, never a partial output.
  */
 export async function writeOutputs(dir: string, r: SimResult): Promise<void> {
-  const stage = mkdtempSync(join(dir, '.sim-partial-'));
+  // A write that fails (a full disk) is FILE_UNWRITABLE saying why; it was the system's bare "ENOSPC".
+  const unwritable = (e: unknown) => {
+    if (e instanceof DropbearError) return e;
+    const { errno, why } = writeFailure(e);
+    return new DropbearError(
+      'FILE_UNWRITABLE',
+      `cannot write the output to ${dir}: ${why}; nothing was written there`,
+      {
+        path: dir,
+        errno,
+      },
+    );
+  };
+  let stage: string;
+  try {
+    stage = mkdtempSync(join(dir, '.sim-partial-'));
+  } catch (e) {
+    throw unwritable(e);
+  }
   let signalled: NodeJS.Signals | undefined;
   const onSignal = (sig: NodeJS.Signals) => {
     signalled = sig;
@@ -99,6 +118,8 @@ export async function writeOutputs(dir: string, r: SimResult): Promise<void> {
       // (with its listener gone it would be lost, and the command would go on as if never interrupted).
       await new Promise((r) => setImmediate(r));
     }
+  } catch (e) {
+    throw unwritable(e);
   } finally {
     if (!moved) rmSync(stage, { recursive: true, force: true });
     for (const s of signals) process.off(s, onSignal);

@@ -281,4 +281,17 @@ describe('the CLI on a full disk', () => {
     },
     120_000,
   );
+
+  onTmpfs('sim --out: FILE_UNWRITABLE and nothing written there', async () => {
+    const out = join(folder(), 'sim');
+    mkdirSync(out);
+    const filler = fillUp(full);
+    codedFailure(await cli('sim', '--requests', '3', '--out', out), 'FILE_UNWRITABLE');
+    expect(filesUnder(out)).toEqual([]);
+    expect(readdirSync(out)).toEqual([]); // nor the staging folder
+    unlinkSync(filler);
+    const r = await cli('sim', '--requests', '3', '--out', out);
+    expect(r.code, r.stderr).toBe(0);
+    expect(filesUnder(out)).toContain('genesis.json');
+  });
 });
