@@ -104,7 +104,8 @@ export async function rawExchange(
  * Requests Node's HTTP parser refuses before any route runs, each with the code and status a server of
  * ours answers: a POST to `postPath` (with `headers`, e.g. a content type) carrying a negative length or
  * bad chunked encoding, an unknown method and oversized headers on `getPath`, and `garbage` as the whole
- * request.
+ * request. Also those Node answered itself with no body (so no code) or not at all: HTTP/1.1 without Host,
+ * an `Expect` other than 100-continue, and CONNECT.
  */
 export function unparsableHttpCases(
   postPath: string,
@@ -129,5 +130,13 @@ export function unparsableHttpCases(
       'HEADERS_TOO_LARGE',
       431,
     ],
+    ['HTTP/1.1 without Host', `GET ${getPath} HTTP/1.1\r\n\r\n`, 'BAD_HTTP', 400],
+    [
+      'an Expect other than 100-continue',
+      `${post}expect: 200-ok\r\ncontent-length: 2\r\n\r\n{}`,
+      'EXPECTATION_FAILED',
+      417,
+    ],
+    ['CONNECT', 'CONNECT example.com:443 HTTP/1.1\r\nhost: example.com:443\r\n\r\n', 'BAD_HTTP', 400],
   ];
 }

@@ -37,7 +37,12 @@ export const DEFAULT_REQUEST_TIMEOUT_MS = 60_000;
  */
 export function requestTimeoutOptions(ms: number): {
   requestTimeout: number;
-  http: { requestTimeout: number; headersTimeout: number; connectionsCheckingInterval: number };
+  http: {
+    requestTimeout: number;
+    headersTimeout: number;
+    connectionsCheckingInterval: number;
+    requireHostHeader: false;
+  };
 } {
   if (!Number.isInteger(ms) || ms < 0)
     throw new RangeError(`requestTimeoutMs must be an integer ≥ 0 (ms), got ${ms}`);
@@ -45,7 +50,14 @@ export function requestTimeoutOptions(ms: number): {
   const interval = Math.min(30_000, Math.max(10, Math.floor(headers / 4)));
   return {
     requestTimeout: ms,
-    http: { requestTimeout: ms, headersTimeout: headers, connectionsCheckingInterval: interval },
+    // requireHostHeader: Node's own answer to an HTTP/1.1 request without Host is a bare 400 with no
+    // body; `answerNodeRefusals` answers it with a code instead.
+    http: {
+      requestTimeout: ms,
+      headersTimeout: headers,
+      connectionsCheckingInterval: interval,
+      requireHostHeader: false,
+    },
   };
 }
 
@@ -54,6 +66,7 @@ export const EDGE_STATUS = {
   BAD_HTTP: 400,
   BAD_URL: 400,
   REQUEST_TIMEOUT: 408,
+  EXPECTATION_FAILED: 417,
   URI_TOO_LONG: 414,
   HEADERS_TOO_LARGE: 431,
 } as const;
@@ -112,6 +125,51 @@ export function answerClientError(
     clearTimeout(cut);
     socket.destroy();
   });
+}
+
+/**
+ * Answers, in the server's error body (`body`, given the error and the request's URL), the requests Node
+ * answers itself before any route or 'clientError', with no body and so no code: an HTTP/1.1 request
+ * without Host (a bare 400; with `requestTimeoutOptions`, which turns Node's check off, it reaches the
+ * server and is refused here, 400 BAD_HTTP), an `Expect` other than `100-continue` (a bare 417: 417
+ * EXPECTATION_FAILED) and CONNECT (the connection closed without a word: 400 BAD_HTTP). Each answer closes
+ * its connection, as for HTTP that does not parse.
+ */
+export function answerNodeRefusals(
+  app: FastifyInstance,
+  body: (e: { code: EdgeCode; message: string }, url: string) => unknown,
+): void {
+  app.addHook('onRequest', (req, reply, done) => {
+    if (req.raw.httpVersion !== '1.1' || req.headers.host !== undefined) {
+      done();
+      return;
+    }
+    const e = { code: 'BAD_HTTP' as const, message: 'an HTTP/1.1 request needs a Host header' };
+    reply.code(EDGE_STATUS[e.code]).header('connection', 'close').type('application/json');
+    reply.send(body(e, req.url));
+  });
+  app.server.on('checkExpectation', (req, res) => {
+    const e = {
+      code: 'EXPECTATION_FAILED' as const,
+      message: `Expect: ${cutText(String(req.headers.expect), 100)} is not met here (only 100-continue is)`,
+    };
+    const json = JSON.stringify(body(e, req.url ?? ''));
+    res.writeHead(EDGE_STATUS[e.code], {
+      'content-type': 'application/json; charset=utf-8',
+      'content-length': Buffer.byteLength(json),
+      connection: 'close',
+    });
+    res.end(json);
+  });
+  app.server.on('connect', (req, socket: Socket) => {
+    const e = { code: 'BAD_HTTP' as const, message: 'CONNECT is not served here: this is no proxy' };
+    answerClientError(socket, EDGE_STATUS[e.code], body(e, req.url ?? ''));
+  });
+}
+
+/** `s` cut to at most `max` characters. */
+function cutText(s: string, max: number): string {
+  return s.length <= max ? s : `${s.slice(0, max)}…`;
 }
 
 /** Bytes of an over-limit body read and dropped before its connection is cut instead. */

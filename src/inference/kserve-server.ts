@@ -27,8 +27,9 @@
  * 500 anything else. Errors raised before a route runs read
  * "CODE: message" with the node API's codes (http-body.ts): 400 BAD_URL (a URL that does not decode),
  * 414 URI_TOO_LONG (a path parameter over 100 characters), and, answered on the socket with
- * `Connection: close`, 400 BAD_HTTP (not HTTP/1.1), 431 HEADERS_TOO_LARGE, 408 REQUEST_TIMEOUT (a request
- * not fully arrived within `requestTimeoutMs`, 60 s by default).
+ * `Connection: close`, 400 BAD_HTTP (not HTTP/1.1; also HTTP/1.1 without Host, and CONNECT), 431
+ * HEADERS_TOO_LARGE, 408 REQUEST_TIMEOUT (a request not fully arrived within `requestTimeoutMs`, 60 s by
+ * default), 417 EXPECTATION_FAILED (an `Expect` other than 100-continue).
  */
 import { readFileSync } from 'node:fs';
 import type { Socket } from 'node:net';
@@ -37,6 +38,7 @@ import { DropbearError } from '../protocol/errors.ts';
 import type { InferenceEngine } from './engine.ts';
 import {
   answerClientError,
+  answerNodeRefusals,
   clientErrorOf,
   DEFAULT_REQUEST_TIMEOUT_MS,
   EDGE_STATUS,
@@ -193,6 +195,7 @@ export function createKServeServer(opts: KServeServerOptions): FastifyInstance {
     },
   });
   refuseOversizedBodies(app, bodyLimit);
+  answerNodeRefusals(app, (e) => ({ error: `${e.code}: ${e.message}` }));
   // The infer body is JSON or JSON plus binary data: take every body as bytes and parse it here.
   app.removeAllContentTypeParsers();
   app.addContentTypeParser('*', { parseAs: 'buffer' }, (_req, body, done) => done(null, body));

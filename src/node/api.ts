@@ -37,6 +37,7 @@ import Fastify, {
 } from 'fastify';
 import {
   answerClientError,
+  answerNodeRefusals,
   clientErrorOf,
   DEFAULT_REQUEST_TIMEOUT_MS,
   refuseOversizedBodies,
@@ -260,6 +261,7 @@ const STATUS: Record<string, number> = {
   INPUT_TOO_LARGE: 413,
   URI_TOO_LONG: 414,
   UNSUPPORTED_MEDIA_TYPE: 415,
+  EXPECTATION_FAILED: 417,
   HEADERS_TOO_LARGE: 431,
   INTERNAL: 500,
   OVERLOADED: 503,
@@ -775,6 +777,7 @@ export function buildApi(host: NodeHost, opts: ApiOptions = {}): FastifyInstance
   refuseOversizedBodies(app, o.bodyLimitBytes as number);
   limitConnections(app, maxConnections, o.retryAfterSeconds as number);
   logAcceptErrors(app);
+  answerNodeRefusals(app, (e, url) => errorBodyFor(url, e));
   // No route reads a compressed body: one in a coding other than identity is refused as such, rather than
   // parsed as it is (gzipped JSON was "not valid JSON"). Its bytes are read and dropped, as for any answer
   // given before the body (the size limits above still hold).
