@@ -33,6 +33,7 @@ import Fastify, {
   type FastifyInstance,
   type FastifyReply,
   type FastifyRequest,
+  type FastifyServerOptions,
   LogController,
 } from 'fastify';
 import {
@@ -91,6 +92,13 @@ import {
 } from '../protocol/index.ts';
 import type { NodeHost } from './host.ts';
 import { isConnected, NodeMetrics, type PeerState } from './metrics.ts';
+
+/** A plugin of fastify's ajv (`ajv.plugins`), and the ajv it is given. */
+type AjvPlugin = Extract<
+  NonNullable<NonNullable<FastifyServerOptions['ajv']>['plugins']>[number],
+  (...args: never) => unknown
+>;
+type Ajv = Parameters<AjvPlugin>[0];
 
 export interface CustodialAccount {
   /** SHA-256 (hex) of the account's API key (the key itself is never stored). */
@@ -559,9 +567,33 @@ type ItemOutcome =
 
 // ---------------------------------------------------------------- schemas
 
+/**
+ * An integer in [0, 2^53 − 1]. Also `safeInteger` (the keyword `safeIntegers` adds) because ajv takes the
+ * string "Infinity", "-Infinity" or "1e400" (a query parameter, or a number sent as a string) for
+ * ±Infinity, an integer to it, and checks minimum and maximum on finite numbers only: `?wait=-Infinity`
+ * was no wait and `?wait=1e400` the longest, and the v2 signing parameters reached the codec.
+ */
+const SAFE = { type: 'integer', minimum: 0, maximum: Number.MAX_SAFE_INTEGER, safeInteger: true };
+
+/**
+ * The ajv keyword `safeInteger: true`: the value, once coerced, is a safe integer (so finite). Declared
+ * for every type, not `number`: ajv skips a number keyword on a number that is not finite.
+ */
+const safeIntegers = ((ajv: Ajv) => {
+  const validate = (on: boolean, data: unknown): boolean => {
+    const ok = !on || Number.isSafeInteger(data);
+    validate.errors = ok
+      ? undefined
+      : [{ keyword: 'safeInteger', params: {}, message: 'must be an integer in [0, 2^53-1]' }];
+    return ok;
+  };
+  validate.errors = undefined as { keyword: string; params: object; message: string }[] | undefined;
+  return ajv.addKeyword({ keyword: 'safeInteger', schemaType: 'boolean', errors: true, validate });
+}) satisfies AjvPlugin;
+
 const waitQuery = {
   type: 'object',
-  properties: { wait: { type: 'integer', minimum: 0, maximum: Number.MAX_SAFE_INTEGER } },
+  properties: { wait: SAFE },
   additionalProperties: false,
 };
 
@@ -622,8 +654,6 @@ const groupParams = {
 
 /** Routes that take no query parameters (the default for a route that names none: see `onRoute`). */
 const noQuery = { type: 'object', properties: {}, additionalProperties: false };
-
-const SAFE = { type: 'integer', minimum: 0, maximum: Number.MAX_SAFE_INTEGER };
 
 const inferBody = {
   type: 'object',
@@ -753,7 +783,7 @@ export function buildApi(host: NodeHost, opts: ApiOptions = {}): FastifyInstance
     bodyLimit: o.bodyLimitBytes as number,
     ...requestTimeoutOptions(o.requestTimeoutMs as number),
     routerOptions: { maxParamLength: MAX_PARAM_LENGTH },
-    ajv: { customOptions: { removeAdditional: false } },
+    ajv: { customOptions: { removeAdditional: false }, plugins: [safeIntegers] },
     // Errors fastify raises before a route runs (a URL that does not decode, a parameter over the
     // limit): the API's own codes and body, like every other error.
     frameworkErrors: (e, req, reply) => {

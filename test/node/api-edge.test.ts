@@ -432,6 +432,37 @@ describe('query parameters', () => {
     expectApiError(bad.res, 'BAD_REQUEST', 400);
     await stillServes();
   });
+
+  it('a number that is not a safe integer ("Infinity", "-Infinity", "1e400"): 400 BAD_REQUEST, in the query and in a v2 body', async () => {
+    // ajv turns such a string into ±Infinity, takes it for an integer and skips minimum and maximum for a
+    // number that is not finite: ?wait=-Infinity was no wait, ?wait=1e400 the longest.
+    const id = '0'.repeat(64);
+    for (const v of ['Infinity', '-Infinity', '1e400']) {
+      const { res } = await rawExchange(port, get(`/v1/certificates/${id}?wait=${v}`));
+      expectApiError(res, 'BAD_REQUEST', 400);
+      expect(JSON.parse(res!.body).error.message).toContain('querystring/wait');
+      const posted = await app.inject({
+        method: 'POST',
+        url: `/v1/requests?wait=${v}`,
+        payload: { request: {} },
+      });
+      expect([posted.statusCode, posted.json().error.code]).toEqual([400, 'BAD_REQUEST']);
+      const inferred = await app.inject({
+        method: 'POST',
+        url: `/v2/models/${group.genesis.name}/infer`,
+        payload: {
+          parameters: { dropbear_nonce: v },
+          inputs: [{ name: 'image', datatype: 'BYTES', shape: [1], data: ['AAAA'] }],
+        },
+      });
+      expect([inferred.statusCode, inferred.json().code]).toEqual([400, 'BAD_REQUEST']);
+      expect(inferred.json().error).toContain('dropbear_nonce');
+    }
+    // Integers as before, an exponent included.
+    const ok = await rawExchange(port, get(`/v1/certificates/${id}?wait=1e1`));
+    expectApiError(ok.res, 'CERTIFICATE_NOT_FOUND', 404);
+    await stillServes();
+  });
 });
 
 describe('docs/api.md', () => {
