@@ -1142,6 +1142,10 @@ export function buildApi(host: NodeHost, opts: ApiOptions = {}): FastifyInstance
         }),
       );
       const waits: Promise<void>[] = [];
+      // One wait per request, however many copies of it the call holds: a held request is let in however
+      // busy the node is, and 1024 copies of one signed request in a POST held 1024 waiters and timers
+      // (~1.9 KiB each) for each of up to maxLongPolls long polls.
+      const waitFor = new Map<string, Promise<Certificate | null>>();
       todo.forEach((i, k) => {
         const id = ids[i]!;
         const bad = checked[k];
@@ -1159,8 +1163,13 @@ export function buildApi(host: NodeHost, opts: ApiOptions = {}): FastifyInstance
           return;
         }
         out[i] = { requestId: id, pending: true };
+        let wait = waitFor.get(id);
+        if (!wait) {
+          wait = host.waitCertificate(id, waitMs, poll?.signal);
+          waitFor.set(id, wait);
+        }
         waits.push(
-          host.waitCertificate(id, waitMs, poll?.signal).then((c) => {
+          wait.then((c) => {
             if (c) out[i] = { requestId: id, certificate: c };
           }),
         );
