@@ -337,8 +337,19 @@ function toApiError(e: unknown, bodyLimit: number): ApiError {
   return { code: 'INTERNAL', message: 'internal error' };
 }
 
+/**
+ * The error as sent: its message cut to LIMITS.message (4 KiB), as a binary answer cuts it. Messages quote
+ * what the request held (an unknown field, kind, input or output name, a shape), and a 4 MB name came back
+ * whole; the SDK counts on an error of at most 4 KiB (docs/api.md, `maxResponseBytes`).
+ */
+function sentError(e: ApiError): ApiError {
+  return Buffer.byteLength(e.message) <= LIMITS.message
+    ? e
+    : { ...e, message: cutUtf8(e.message, LIMITS.message) };
+}
+
 function errorBody(e: ApiError) {
-  return { error: e };
+  return { error: sentError(e) };
 }
 
 /** At most one line per this many ms about failed accepts (logAcceptErrors). */
@@ -425,8 +436,9 @@ function isOipUrl(url: string): boolean {
  * when there is one): OIP clients read `error` as a string, and tritonclient, given this API's object
  * there, raised a TypeError making its exception's text. Every other route has `{error: {code, message}}`.
  */
-function errorBodyFor(url: string, e: ApiError) {
-  if (!isOipUrl(url)) return errorBody(e);
+function errorBodyFor(url: string, error: ApiError) {
+  if (!isOipUrl(url)) return errorBody(error);
+  const e = sentError(error);
   return {
     error: `${e.code}: ${e.message}`,
     code: e.code,
@@ -632,12 +644,16 @@ class BinaryList {
   constructor(readonly bytes: Uint8Array) {}
 }
 
-/** `s` cut to at most `max` UTF-8 bytes, on a character boundary. */
+/**
+ * `s` cut to at most `max` UTF-8 bytes with its ellipsis (3 bytes: until 2026-12-06 it was counted as one,
+ * and a message cut to LIMITS.message came out 2 bytes over), on a character boundary.
+ */
 function cutUtf8(s: string, max: number): string {
   if (Buffer.byteLength(s) <= max) return s;
-  let out = s.slice(0, max);
-  while (Buffer.byteLength(out) > max - 1) out = out.slice(0, -1);
-  return `${out}…`;
+  const b = Buffer.from(s.slice(0, max));
+  let end = Math.max(0, max - 3);
+  while (end > 0 && (b[end] & 0xc0) === 0x80) end--; // back to the first byte of a character
+  return `${b.subarray(0, end).toString()}…`;
 }
 
 const certificateParams = {
@@ -1194,7 +1210,8 @@ export function buildApi(host: NodeHost, opts: ApiOptions = {}): FastifyInstance
     if ('certificate' in r)
       return { requestId: r.requestId, certificate: toJson(CertificateCodec, r.certificate) };
     if ('pending' in r) return { requestId: r.requestId, status: 'pending' };
-    return r.requestId ? { requestId: r.requestId, error: r.error } : { error: r.error };
+    const error = sentError(r.error);
+    return r.requestId ? { requestId: r.requestId, error } : { error };
   };
 
   const itemBinary = (r: ItemOutcome): RequestAnswer => {

@@ -20,6 +20,7 @@ import type { NodeHost } from '../../src/node/host.ts';
 import {
   groupIdOf,
   hex,
+  LIMITS,
   type Request,
   requestIdOf,
   SignedRequest,
@@ -31,6 +32,7 @@ import {
 } from '../../src/protocol/index.ts';
 import { RawConn, type RawResponse, rawExchange, unparsableHttpCases } from '../raw-http.ts';
 import { type LoneHost, openLoneHost } from './lone-host.ts';
+import { standInRequest } from './standin-request.ts';
 
 const REQUEST_TIMEOUT = 500;
 
@@ -299,6 +301,49 @@ describe('JSON bodies', () => {
       expect(res.json().error.code).not.toBe('MALFORMED_JSON');
     }
     await stillServes();
+  });
+});
+
+describe('error messages', () => {
+  it('are cut to 4 KiB (LIMITS.message, as in a binary answer) where they quote the request', async () => {
+    const junk = 'x'.repeat(200_000);
+    const sr = toJson(SignedRequest, standInRequest(group, groupIdOf(group.genesis), 1)) as object;
+    const image = { name: 'image', datatype: 'BYTES', shape: [1], data: ['AAAA'] };
+    const infer = `/v2/models/${group.genesis.name}/infer`;
+    const calls: [url: string, body: unknown, code: string][] = [
+      ['/v1/requests', { request: { ...sr, [junk]: 1 } }, 'REQUEST_MALFORMED'],
+      ['/v1/txs', { tx: { kind: junk } }, 'TX_MALFORMED'],
+      [infer, { inputs: [{ ...image, name: junk }] }, 'INFER_BAD_INPUT'],
+      [infer, { inputs: [{ ...image, datatype: junk }] }, 'INFER_BAD_DATATYPE'],
+      [infer, { inputs: [{ ...image, shape: Array(100_000).fill(1) }] }, 'INFER_BAD_SHAPE'],
+      [infer, { outputs: [{ name: junk }], inputs: [image] }, 'INFER_BAD_OUTPUT'],
+    ];
+    for (const [url, payload, code] of calls) {
+      const res = await app.inject({ method: 'POST', url, payload: payload as object });
+      expect([url, res.statusCode]).toEqual([url, 400]);
+      const body = res.json();
+      // v2: the protocol's `error`, "CODE: message"
+      const message: string =
+        typeof body.error === 'string' ? body.error.slice(`${code}: `.length) : body.error.message;
+      expect(typeof body.error === 'string' ? body.code : body.error.code).toBe(code);
+      expect(Buffer.byteLength(message)).toBeLessThanOrEqual(LIMITS.message);
+      expect(message.endsWith('…')).toBe(true);
+    }
+    // An item of a list: its own error, cut the same way.
+    const list = await app.inject({
+      method: 'POST',
+      url: '/v1/requests?wait=0',
+      payload: { requests: [{ ...sr, [junk]: 1 }] },
+    });
+    const item = list.json().results[0].error;
+    expect(item.code).toBe('REQUEST_MALFORMED');
+    expect(Buffer.byteLength(item.message)).toBeLessThanOrEqual(LIMITS.message);
+    // A 404 quotes the path (up to Node's 16 KiB of headers).
+    const missing = await rawExchange(port, get(`/${'n'.repeat(15_000)}`));
+    expectApiError(missing.res, 'NOT_FOUND', 404);
+    expect(Buffer.byteLength(JSON.parse(missing.res!.body).error.message)).toBeLessThanOrEqual(
+      LIMITS.message,
+    );
   });
 });
 
