@@ -198,6 +198,11 @@ export function refuseOversizedBodies(app: FastifyInstance, limit: number, drain
       return;
     }
     const counted = new PassThrough();
+    // The copy may have no reader: a GET's or HEAD's body is never parsed, and a later hook may refuse the
+    // request first. The request's error when its client goes (an 'aborted' ECONNRESET, passed on below)
+    // was then an 'error' with no listener on the copy, an uncaught exception: a GET long poll with half a
+    // chunked body, its client gone, ended the process. A reader still gets the error through its own.
+    counted.on('error', () => {});
     let seen = 0;
     let over = false;
     payload.on('data', (chunk: Buffer) => {

@@ -304,6 +304,32 @@ describe('JSON bodies', () => {
   });
 });
 
+describe('a chunked body no route reads', () => {
+  it('a GET long poll with half a chunked body, its client gone: the node keeps serving (it crashed)', async () => {
+    // A GET's body is never parsed, so the counting copy of a chunked body (http-body.ts) had no reader
+    // and no 'error' listener: the client's hang-up, an 'aborted' error on the request passed on to it,
+    // was an uncaught exception that ended the process.
+    const uncaught: unknown[] = [];
+    const onUncaught = (e: unknown) => uncaught.push(e);
+    process.on('uncaughtException', onUncaught);
+    const before = host.waiting;
+    const c = new RawConn(port);
+    await c.ready;
+    c.write(
+      `GET /v1/certificates/${'cd'.repeat(32)}?wait=60000 HTTP/1.1\r\nhost: x\r\n` +
+        'transfer-encoding: chunked\r\n\r\n5\r\nhello\r\n',
+    );
+    for (let i = 0; i < 500 && host.waiting === before; i++) await new Promise((r) => setTimeout(r, 10));
+    expect(host.waiting).toBe(before + 1);
+    c.destroy();
+    for (let i = 0; i < 500 && host.waiting > before; i++) await new Promise((r) => setTimeout(r, 10));
+    await new Promise((r) => setTimeout(r, 100));
+    process.off('uncaughtException', onUncaught);
+    expect(uncaught).toEqual([]);
+    await stillServes();
+  });
+});
+
 describe('error messages', () => {
   it('are cut to 4 KiB (LIMITS.message, as in a binary answer) where they quote the request', async () => {
     const junk = 'x'.repeat(200_000);
