@@ -162,6 +162,9 @@ export function answerNodeRefusals(
     res.end(json);
   });
   app.server.on('connect', (req, socket: Socket) => {
+    // Node takes its own 'error' listener off a CONNECT's socket: without one, writing to a socket its
+    // client has reset is an uncaught EPIPE or ECONNRESET.
+    socket.on('error', () => {});
     const e = { code: 'BAD_HTTP' as const, message: 'CONNECT is not served here: this is no proxy' };
     answerClientError(socket, EDGE_STATUS[e.code], body(e, req.url ?? ''));
   });

@@ -330,6 +330,26 @@ describe('a chunked body no route reads', () => {
   });
 });
 
+describe('CONNECT', () => {
+  it('from clients that reset at once: answered or dropped, the node keeps serving', async () => {
+    // Node takes its own 'error' listener off a CONNECT's socket: the answer written to a socket its
+    // client had reset was an uncaught EPIPE or ECONNRESET.
+    const uncaught: unknown[] = [];
+    const onUncaught = (e: unknown) => uncaught.push(e);
+    process.on('uncaughtException', onUncaught);
+    for (let i = 0; i < 100; i++) {
+      const c = new RawConn(port);
+      await c.ready;
+      c.write('CONNECT example.com:443 HTTP/1.1\r\nhost: example.com:443\r\n\r\n');
+      c.socket.resetAndDestroy();
+    }
+    await new Promise((r) => setTimeout(r, 300));
+    process.off('uncaughtException', onUncaught);
+    expect(uncaught).toEqual([]);
+    await stillServes();
+  });
+});
+
 describe('error messages', () => {
   it('are cut to 4 KiB (LIMITS.message, as in a binary answer) where they quote the request', async () => {
     const junk = 'x'.repeat(200_000);
