@@ -151,7 +151,7 @@ export function answerNodeRefusals(
   app.server.on('checkExpectation', (req, res) => {
     const e = {
       code: 'EXPECTATION_FAILED' as const,
-      message: `Expect: ${cutText(String(req.headers.expect), 100)} is not met here (only 100-continue is)`,
+      message: `Expect: ${cutUtf8(String(req.headers.expect), 100)} is not met here (only 100-continue is)`,
     };
     const json = JSON.stringify(body(e, req.url ?? ''));
     res.writeHead(EDGE_STATUS[e.code], {
@@ -170,9 +170,16 @@ export function answerNodeRefusals(
   });
 }
 
-/** `s` cut to at most `max` characters. */
-function cutText(s: string, max: number): string {
-  return s.length <= max ? s : `${s.slice(0, max)}…`;
+/**
+ * `s` cut to at most `max` UTF-8 bytes with its ellipsis (3 bytes: until 2026-12-06 it was counted as one,
+ * and a message cut to LIMITS.message came out 2 bytes over), on a character boundary.
+ */
+export function cutUtf8(s: string, max: number): string {
+  if (Buffer.byteLength(s) <= max) return s;
+  const b = Buffer.from(s.slice(0, max));
+  let end = Math.max(0, max - 3);
+  while (end > 0 && (b[end] & 0xc0) === 0x80) end--; // back to the first byte of a character
+  return `${b.subarray(0, end).toString()}…`;
 }
 
 /** Bytes of an over-limit body read and dropped before its connection is cut instead. */

@@ -22,7 +22,7 @@
  * (the output's `parameters.binary_data`, else the request's `parameters.binary_data_output`), as binary
  * data after the JSON with its length in the Inference-Header-Content-Length header (the binary tensor
  * data extension).
- * Errors are JSON {"error": "..."}: 400 bad request, 404 unknown model, version or path, 413 body over the
+ * Errors are JSON {"error": "..."} (at most 4 KiB, cut with "…"): 400 bad request, 404 unknown model, version or path, 413 body over the
  * limit, 415 a compressed body (a Content-Encoding other than identity), 503 overloaded or shutting down,
  * 500 anything else. Errors raised before a route runs read
  * "CODE: message" with the node API's codes (http-body.ts): 400 BAD_URL (a URL that does not decode),
@@ -40,6 +40,7 @@ import {
   answerClientError,
   answerNodeRefusals,
   clientErrorOf,
+  cutUtf8,
   DEFAULT_REQUEST_TIMEOUT_MS,
   EDGE_STATUS,
   refuseOversizedBodies,
@@ -101,6 +102,9 @@ function statusOf(e: unknown): number {
   const s = (e as { statusCode?: number }).statusCode;
   return typeof s === 'number' && s >= 400 && s < 600 ? s : 500;
 }
+
+/** The longest error message sent, in UTF-8 bytes (the node API's LIMITS.message). */
+const MAX_ERROR_BYTES = 4096;
 
 const badRequest = (msg: string) => new DropbearError('KSERVE_BAD_REQUEST', msg);
 
@@ -223,7 +227,12 @@ export function createKServeServer(opts: KServeServerOptions): FastifyInstance {
       e instanceof DropbearError && !e.code.startsWith('KSERVE_')
         ? `${e.code}: ${e.message}`
         : (e as Error).message;
-    reply.code(status).type('application/json').send({ error: message });
+    // Cut to 4 KiB: messages quote the request (an unknown input or output name, a datatype), and a 4 MB
+    // name came back whole.
+    reply
+      .code(status)
+      .type('application/json')
+      .send({ error: cutUtf8(message, MAX_ERROR_BYTES) });
   });
   app.setNotFoundHandler((req, reply) => {
     reply.code(404).send({ error: `no such endpoint: ${req.method} ${req.url}` });

@@ -40,6 +40,7 @@ import {
   answerClientError,
   answerNodeRefusals,
   clientErrorOf,
+  cutUtf8,
   DEFAULT_REQUEST_TIMEOUT_MS,
   refuseOversizedBodies,
   requestTimeoutOptions,
@@ -642,18 +643,6 @@ const requestsBody = {
 /** A binary batch body (REQUEST_LIST_TYPE), kept apart from the single request's octet-stream Buffer. */
 class BinaryList {
   constructor(readonly bytes: Uint8Array) {}
-}
-
-/**
- * `s` cut to at most `max` UTF-8 bytes with its ellipsis (3 bytes: until 2026-12-06 it was counted as one,
- * and a message cut to LIMITS.message came out 2 bytes over), on a character boundary.
- */
-function cutUtf8(s: string, max: number): string {
-  if (Buffer.byteLength(s) <= max) return s;
-  const b = Buffer.from(s.slice(0, max));
-  let end = Math.max(0, max - 3);
-  while (end > 0 && (b[end] & 0xc0) === 0x80) end--; // back to the first byte of a character
-  return `${b.subarray(0, end).toString()}…`;
 }
 
 const certificateParams = {

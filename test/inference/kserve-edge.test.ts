@@ -126,6 +126,28 @@ describe('BYTES base64 check', () => {
   });
 });
 
+describe('error messages', () => {
+  it('are cut to 4 KiB where they quote the request (a 200 KB input, datatype or output name)', async () => {
+    const junk = 'x'.repeat(200_000);
+    const input = { name: SPEC.input.name, datatype: 'BYTES', shape: [1], data: ['AAAA'] };
+    for (const body of [
+      { inputs: [{ ...input, name: junk }] },
+      { inputs: [{ ...input, datatype: junk }] },
+      { outputs: [{ name: junk }], inputs: [input] },
+    ]) {
+      const r = await fetch(`http://127.0.0.1:${port}${inferUrl}`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify(body),
+      });
+      expect(r.status).toBe(400);
+      const { error } = (await r.json()) as { error: string };
+      expect(Buffer.byteLength(error)).toBeLessThanOrEqual(4096);
+      expect(error.endsWith('…')).toBe(true);
+    }
+  });
+});
+
 describe('JSON bodies are bounded by what a valid request holds, before they are parsed', () => {
   // MNIST, 64 items: at most 64 × 784 + 4096 commas and 2 × 64 × 28 + 4096 arrays or objects. JSON.parse
   // built every value first: 64 MiB of `0,` took 4.7 s of the server's thread, of `[],` 17 s.
