@@ -5,13 +5,16 @@
  * In memory; the durable SQLite ledger (issue 3) persists what this computes.
  */
 import { decide, validatePolicy } from '../agreement/index.ts';
-import { IdWindow } from '../protocol/idwindow.ts';
+import { IdWindow, RECORD } from '../protocol/idwindow.ts';
 import {
   array,
   type Batch,
   buildTree,
+  bytes,
+  CodecError,
   type CountedVote,
   DropbearError,
+  decode,
   encode,
   encodeEach,
   equalBytes,
@@ -35,6 +38,7 @@ import {
   type Tx,
   uint,
   verifyTagged,
+  Writer,
 } from '../protocol/index.ts';
 
 /** A batch entry with its votes resolved to the results they point at. */
@@ -81,24 +85,50 @@ export interface NodeStats {
   earned: number;
 }
 
+const BalancesCodec = array(struct({ client: fixed(32), amount: uint }), 1 << 24);
+const NodesCodec = array(
+  struct({
+    fee: uint,
+    modelDigest: fixed(32),
+    modelVersion: uint,
+    counted: uint,
+    agreed: uint,
+    earned: uint,
+  }),
+  256,
+);
+
 const StateCodec = struct({
   seq: uint,
   clock: uint,
   lastReceipt: fixed(32),
-  balances: array(struct({ client: fixed(32), amount: uint }), 1 << 24),
-  nodes: array(
-    struct({
-      fee: uint,
-      modelDigest: fixed(32),
-      modelVersion: uint,
-      counted: uint,
-      agreed: uint,
-      earned: uint,
-    }),
-    256,
-  ),
+  balances: BalancesCodec,
+  nodes: NodesCodec,
   recentCount: uint,
   recentChain: fixed(32),
+});
+
+/**
+ * The largest window a snapshot holds: SQLite stores a blob of at most 10^9 bytes (SQLITE_MAX_LENGTH), and
+ * 20 M ids of 40 bytes leave room for a million balances. A ledger whose window is larger takes no
+ * snapshot (SqliteLedger.execute).
+ */
+export const MAX_SNAPSHOT_WINDOW = 20_000_000;
+
+/**
+ * A whole LedgerState (LedgerState.snapshot), for a ledger to restart from instead of replaying every
+ * batch (docs/ledger.md, "Snapshots"): what the state digest hashes, with the recent-id window itself
+ * (IdWindow.records: 40-byte records of timestamp and id, strictly ascending) in place of its count.
+ * Balances in client order, nodes by id. Local to a node's file: never sent, never signed.
+ */
+export const StateSnapshot = struct({
+  seq: uint,
+  clock: uint,
+  lastReceipt: fixed(32),
+  balances: BalancesCodec,
+  nodes: NodesCodec,
+  recentChain: fixed(32),
+  recent: bytes(MAX_SNAPSHOT_WINDOW * RECORD),
 });
 
 const ADDED = new Uint8Array([0x61]);
@@ -133,7 +163,7 @@ export class LedgerState {
    * (request timestamp, then id: a total order, so every node expires ids alike). Typed arrays, not a
    * Map of hex strings: see protocol/idwindow.ts.
    */
-  readonly recent = new IdWindow();
+  readonly recent: IdWindow;
   /**
    * A hash chain over every change to `recent`: per batch, its seq, the ids it added (in execution order,
    * with their timestamps) and the ids that expired (in timestamp, id order). Honest nodes execute the
@@ -142,8 +172,10 @@ export class LedgerState {
    */
   private recentChain: Uint8Array;
 
-  constructor(genesis: Genesis) {
+  /** `recent`: the window to start with (LedgerState.restore), else an empty one. */
+  constructor(genesis: Genesis, recent = new IdWindow()) {
     this.genesis = genesis;
+    this.recent = recent;
     this.groupId = groupIdOf(genesis);
     this.n = genesis.nodes.length;
     this.f = genesis.f;
@@ -378,17 +410,92 @@ export class LedgerState {
     };
   }
 
-  /** Digest of the canonical state (for checkpoints): equal on every honest node after the same batches. */
-  stateDigest(): Uint8Array {
-    const balances = [...this.balances.values()]
+  /**
+   * The whole state as canonical bytes (StateSnapshot): equal states give equal bytes, and
+   * `LedgerState.restore` of them gives a state that executes every later batch as this one would. Its own
+   * buffer (a window of 600,000 ids is 24 MB), not the codec's shared writer, which would keep that size.
+   */
+  snapshot(): Uint8Array {
+    const w = new Writer(this.recent.size * RECORD + 64 * (this.balances.size + this.n) + 256);
+    StateSnapshot.enc(w, {
+      seq: this.seq,
+      clock: this.clock,
+      lastReceipt: this.lastReceipt,
+      balances: this.sortedBalances(),
+      nodes: this.nodeRows(),
+      recentChain: this.recentChain,
+      recent: this.recent.records(),
+    });
+    return w.buf.subarray(0, w.pos);
+  }
+
+  /**
+   * The state `snapshot` wrote, for `genesis`. Refuses (SNAPSHOT_INVALID) bytes that do not decode, or
+   * that no execution from this genesis can reach in ways cheap to see: other nodes or fees (they never
+   * change), other clients than the genesis's (no batch adds one), money not conserved, window records
+   * out of order. The caller checks that it is the state of its ledger (SqliteLedger: hash, receipt).
+   */
+  static restore(genesis: Genesis, snapshot: Uint8Array): LedgerState {
+    const bad = (msg: string) => new DropbearError('SNAPSHOT_INVALID', `state snapshot: ${msg}`);
+    let v: ReturnType<typeof StateSnapshot.dec>;
+    try {
+      v = decode(StateSnapshot, snapshot);
+    } catch (e) {
+      if (e instanceof CodecError) throw bad(e.message);
+      throw e;
+    }
+    let recent: IdWindow;
+    try {
+      recent = IdWindow.fromRecords(v.recent);
+    } catch (e) {
+      if (e instanceof DropbearError && e.code === 'SNAPSHOT_INVALID') throw bad(e.message);
+      throw e;
+    }
+    const state = new LedgerState(genesis, recent);
+    if (v.nodes.length !== state.n) throw bad(`${v.nodes.length} nodes, the genesis has ${state.n}`);
+    const clients = new Map(v.balances.map((b) => [hex(b.client), b.amount]));
+    if (clients.size !== v.balances.length || clients.size !== state.balances.size)
+      throw bad('its clients are not the genesis clients');
+    const money = state.totalMoney();
+    // In the genesis's order, as a replay holds them.
+    for (const [key, account] of state.balances) {
+      const amount = clients.get(key);
+      if (amount === undefined) throw bad('its clients are not the genesis clients');
+      account.amount = amount;
+    }
+    v.nodes.forEach((x, i) => {
+      if (x.fee !== state.fees[i]) throw bad(`node ${i}'s fee is not the genesis's`);
+      state.models[i] = x.modelDigest;
+      state.modelVersions[i] = x.modelVersion;
+      state.stats[i] = { counted: x.counted, agreed: x.agreed, earned: x.earned };
+    });
+    if (state.totalMoney() !== money) throw bad('money is not conserved');
+    state.seq = v.seq;
+    state.clock = v.clock;
+    state.lastReceipt = v.lastReceipt;
+    state.recentChain = v.recentChain;
+    return state;
+  }
+
+  private sortedBalances(): { client: Uint8Array; amount: number }[] {
+    return [...this.balances.values()]
       .sort((a, b) => Buffer.compare(a.client, b.client))
       .map((b) => ({ client: b.client, amount: b.amount }));
-    const nodes = this.fees.map((fee, i) => ({
+  }
+
+  private nodeRows() {
+    return this.fees.map((fee, i) => ({
       fee,
       modelDigest: this.models[i],
       modelVersion: this.modelVersions[i],
       ...this.stats[i],
     }));
+  }
+
+  /** Digest of the canonical state (for checkpoints): equal on every honest node after the same batches. */
+  stateDigest(): Uint8Array {
+    const balances = this.sortedBalances();
+    const nodes = this.nodeRows();
     return sha256(
       encode(StateCodec, {
         seq: this.seq,

@@ -20,6 +20,8 @@
  * `--node`) every row must be that node's, and without it all rows must be one node's.
  * A column holding something else than the node writes there (text or a number for bytes) is a problem of
  * its row naming the table and column, and the rest of the file is still checked.
+ * And every stored state snapshot (`snapshots`) hashes to its stored hash and equals, byte for byte, the
+ * state the replay reaches at its batch.
  * Reads the file read-only; writes nothing.
  */
 import { existsSync } from 'node:fs';
@@ -310,6 +312,20 @@ function check(
     if (signers.size < q) at(`batch ${seq}: ${signers.size} valid CHECKPOINT signatures < ${q}`);
   }
 
+  // Local state snapshots (what an open restores instead of replaying): each must be the state the replay
+  // reaches at its batch, byte for byte, and hash to its stored hash. The open checks only what it can
+  // without a replay (the hash, the last receipt), so one written wrong would go unnoticed there.
+  const snapshots = new Map<number, Uint8Array>();
+  for (const r of db.prepare('SELECT seq, state, hash FROM snapshots ORDER BY seq').all() as Row[]) {
+    const at = (msg: string) => problems.push(`snapshot of batch ${String(r.seq)}: ${msg}`);
+    const bytes = blob(r.state, 'snapshots.state', at);
+    const hash = blob(r.hash, 'snapshots.hash', at);
+    if (!bytes || !hash) continue;
+    if (!equalBytes(sha256(bytes), hash)) at('its state does not hash to its stored hash');
+    if (isCount(r.seq)) snapshots.set(r.seq, bytes);
+    else at('its seq is not a non-negative integer');
+  }
+
   const state = new LedgerState(genesis);
   let replaying = true;
   let prevHash: Uint8Array | null = groupId; // the chain starts at the group id
@@ -459,6 +475,11 @@ function check(
               same = false;
             }
         }
+        const snapshot = snapshots.get(seq);
+        // Not a divergence of the ledger (the batches still replay to their receipts): a node opening the
+        // file would restore another state than its batches make, so it is reported, and the replay goes on.
+        if (same && snapshot && !equalBytes(state.snapshot(), snapshot))
+          at('the stored snapshot is not the state the replay reaches');
         if (!same) {
           replaying = false;
           problems.push(`replay stopped at batch ${seq}: the state diverges from the stored ledger`);
@@ -483,6 +504,7 @@ function check(
     ['outcomes', 'SELECT DISTINCT seq FROM outcomes WHERE seq NOT IN (SELECT seq FROM batches)'],
     ['checkpoints', 'SELECT seq FROM checkpoints WHERE seq NOT IN (SELECT seq FROM batches)'],
     ['batch sources', 'SELECT seq FROM batch_sources WHERE seq NOT IN (SELECT seq FROM batches)'],
+    ['snapshots', 'SELECT seq FROM snapshots WHERE seq NOT IN (SELECT seq FROM batches)'],
   ];
   // (A stable checkpoint record above the last stored batch is no defect: with `synchronous = NORMAL` a
   // power loss may take the last executions and leave the fsynced record; its signatures are checked.)

@@ -326,11 +326,14 @@ export class NodeHost {
             requests: p.requests,
             seconds: Math.round(p.elapsedMs / 100) / 10,
             requestsPerSecond: p.elapsedMs > 0 ? Math.round((p.requests * 1000) / p.elapsedMs) : 0,
+            fromSnapshot: p.snapshot,
           },
           p.done
             ? 'ledger replayed'
             : `replaying the ledger: ${Math.floor((100 * p.batches) / Math.max(1, p.total))} %`,
         ),
+      // The open goes on from an older snapshot or the genesis (slower), but a damaged row is worth a look.
+      onSnapshotIgnored: (problem) => opts.logger?.warn({ problem }, 'ledger snapshot ignored'),
     });
     try {
       const current = hex(db.state.models[opts.id]);

@@ -20,6 +20,8 @@ import { randomBytes } from 'node:crypto';
 import { DropbearError } from './errors.ts';
 
 const ID = 32;
+/** A record of `IdWindow.records`: 8 bytes of timestamp, then the id. */
+export const RECORD = 8 + ID;
 
 /** Mixes a 32-bit word with a secret (a bijection of 32-bit words, so distinct words stay distinct). */
 function mix(x: number, key: number): number {
@@ -183,6 +185,99 @@ export class IdWindow {
   /** Bytes held by the typed arrays. */
   get bytes(): number {
     return this.ids.byteLength + this.ts.byteLength + this.heap.byteLength + this.table.byteLength;
+  }
+
+  /**
+   * Every entry in expiry order (timestamp, then id bytes) as one buffer of 40-byte records: the timestamp
+   * as 8 big-endian bytes, then the id. So the records ascend strictly as byte strings, and equal windows
+   * give equal bytes whatever their layout (hash key, insertion order, reused entries): what a ledger
+   * snapshot stores (LedgerState.snapshot); `fromRecords` builds the window back.
+   */
+  records(): Uint8Array {
+    const n = this.count;
+    const live = this.heap.slice(0, n);
+    // A counting sort by timestamp (a native sort of the timestamps gives each its first place), then a
+    // comparison sort by id within each run of equal timestamps (short: one millisecond's requests). A
+    // comparison sort of them all took ~1 s for 600,000 ids here, this ~0.1 s.
+    const tsOf = new Float64Array(n);
+    for (let i = 0; i < n; i++) tsOf[i] = this.ts[live[i]];
+    const sorted = tsOf.slice().sort();
+    const filled = new Int32Array(n);
+    const order = new Int32Array(n);
+    for (let i = 0; i < n; i++) {
+      const t = tsOf[i];
+      let lo = 0;
+      let hi = n;
+      while (lo < hi) {
+        const mid = (lo + hi) >>> 1;
+        if (sorted[mid] < t) lo = mid + 1;
+        else hi = mid;
+      }
+      order[lo + filled[lo]++] = live[i];
+    }
+    for (let i = 0; i < n; ) {
+      let j = i + 1;
+      while (j < n && sorted[j] === sorted[i]) j++;
+      if (j - i > 1) {
+        const run = Array.from(order.subarray(i, j)).sort((a, b) => (this.before(a, b) ? -1 : 1));
+        order.set(run, i);
+      }
+      i = j;
+    }
+    const out = new Uint8Array(n * RECORD);
+    const view = new DataView(out.buffer);
+    for (let i = 0; i < n; i++) {
+      const e = order[i];
+      const ts = this.ts[e];
+      const off = i * RECORD;
+      view.setUint32(off, Math.floor(ts / 0x100000000));
+      view.setUint32(off + 4, ts >>> 0);
+      out.set(this.ids.subarray(e * ID, e * ID + ID), off + 8);
+    }
+    return out;
+  }
+
+  /**
+   * The window `records` wrote. Records must ascend strictly, hold distinct ids and timestamps of at most
+   * 2^53 − 1 (SNAPSHOT_INVALID otherwise). Built directly, not by `add`: ascending records are already a
+   * heap in expiry order, so it only copies them and fills the hash table (600,000 ids by `add`, growing
+   * and rehashing, took ~1 s here).
+   */
+  static fromRecords(records: Uint8Array, hashKey?: number): IdWindow {
+    const bad = (msg: string) => new DropbearError('SNAPSHOT_INVALID', `window records: ${msg}`);
+    if (records.length % RECORD !== 0)
+      throw bad(`${records.length} bytes are not whole ${RECORD}-byte records`);
+    const n = records.length / RECORD;
+    const w = new IdWindow(1024, hashKey);
+    if (n > w.cap) {
+      if (tableSizeFor(n) > MAX_TABLE) tooBig('IdWindow');
+      w.cap = n;
+      w.ids = new Uint8Array(n * ID);
+      w.ts = new Float64Array(n);
+      w.heap = new Int32Array(n);
+      w.table = new Int32Array(tableSizeFor(n));
+      w.mask = w.table.length - 1;
+    }
+    for (let e = 0; e < n; e++) {
+      const off = e * RECORD;
+      if (e > 0) {
+        let d = 0;
+        for (let k = 0; k < RECORD && d === 0; k++) d = records[off - RECORD + k] - records[off + k];
+        if (d >= 0) throw bad('not strictly ascending');
+      }
+      const hi = (records[off] << 24) | (records[off + 1] << 16) | (records[off + 2] << 8) | records[off + 3];
+      if (hi >>> 0 > 0x1fffff) throw bad('a timestamp above 2^53 − 1');
+      const lo =
+        (records[off + 4] << 24) | (records[off + 5] << 16) | (records[off + 6] << 8) | records[off + 7];
+      const id = records.subarray(off + 8, off + RECORD);
+      if (w.find(id) >= 0) throw bad(`id ${Buffer.from(id).toString('hex')} twice`);
+      w.ids.set(id, e * ID);
+      w.ts[e] = (hi >>> 0) * 0x100000000 + (lo >>> 0);
+      w.heap[e] = e;
+      w.place(e + 1);
+      w.used = w.count = e + 1;
+    }
+    return w;
   }
 
   // ------------------------------------------------------------------ internals

@@ -198,8 +198,18 @@ function tamper(sql: string, ...params: unknown[]): string {
   return p;
 }
 
+/** Rewrites a ledger file as schema 6 stored it: no state snapshots. */
+function asSchema6(p: string): string {
+  const db = new Database(p);
+  db.exec('DROP TABLE snapshots');
+  db.prepare('UPDATE meta SET schema_version = 6').run();
+  db.close();
+  return p;
+}
+
 /** Rewrites a ledger file as schema 5 stored it: no table of the node's own RESULTS. */
 function asSchema5(p: string): string {
+  asSchema6(p);
   const db = new Database(p);
   db.exec('DROP TABLE own_results');
   db.prepare('UPDATE meta SET schema_version = 5').run();
@@ -332,7 +342,9 @@ describe('SqliteLedger', () => {
       replayProgressMs: 0,
       onReplayProgress: (p) => none.push(p),
     }).close();
-    expect(none).toEqual([{ batches: 0, total: 0, requests: 0, elapsedMs: expect.any(Number), done: true }]);
+    expect(none).toEqual([
+      { batches: 0, total: 0, requests: 0, elapsedMs: expect.any(Number), done: true, snapshot: 0 },
+    ]);
   });
 
   it('serves certificates after a restart that verify and equal buildCertificates', () => {
@@ -373,7 +385,7 @@ describe('SqliteLedger', () => {
    */
   function openUpgraded(p: string, version: number): SqliteLedger {
     expect(verifyLedgerFile(p).problems.join('\n')).toMatch(
-      new RegExp(`ledger schema ${version}; this build reads 6 \\(a node`),
+      new RegExp(`ledger schema ${version}; this build reads 7 \\(a node`),
     );
     const l = SqliteLedger.open(p, genesis);
     const good = SqliteLedger.open(goodPath, genesis);
@@ -388,7 +400,7 @@ describe('SqliteLedger', () => {
     openUpgraded(p, 4).close();
     expect(verifyLedgerFile(p)).toMatchObject({ ok: true, batches: 6 });
     const db = new Database(p, { readonly: true });
-    expect(db.prepare('SELECT schema_version FROM meta').pluck().get()).toBe(6);
+    expect(db.prepare('SELECT schema_version FROM meta').pluck().get()).toBe(7);
     expect(
       db.prepare('SELECT count(*) FROM batch_sources WHERE commit_receipt_sigs IS NOT NULL').pluck().get(),
     ).toBe(0);
@@ -402,7 +414,7 @@ describe('SqliteLedger', () => {
     l.close();
     expect(verifyLedgerFile(p)).toMatchObject({ ok: true, batches: 6 });
     const db = new Database(p, { readonly: true });
-    expect(db.prepare('SELECT schema_version FROM meta').pluck().get()).toBe(6);
+    expect(db.prepare('SELECT schema_version FROM meta').pluck().get()).toBe(7);
     expect(db.prepare('SELECT count(*) FROM own_results').pluck().get()).toBe(0);
     db.close();
   });
@@ -476,7 +488,7 @@ describe('SqliteLedger', () => {
 
   it('upgrades a schema-2 file (one outcome row per request) in place when it opens it', () => {
     const p = asSchema2(copyOfGood());
-    expect(verifyLedgerFile(p).problems.join('\n')).toMatch(/ledger schema 2; this build reads 6 \(a node/);
+    expect(verifyLedgerFile(p).problems.join('\n')).toMatch(/ledger schema 2; this build reads 7 \(a node/);
     const l = SqliteLedger.open(p, genesis);
     const good = SqliteLedger.open(goodPath, genesis);
     let checked = 0;

@@ -1,0 +1,733 @@
+import { copyFileSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import Database from 'better-sqlite3';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  type ReplayProgress,
+  SqliteLedger,
+  StoredOutcomes,
+  storedOutcomeIds,
+} from '../../src/ledger/sqlite.ts';
+import { type Execution, LedgerState, type ResolvedEntry } from '../../src/ledger/state.ts';
+import { verifyLedgerFile } from '../../src/ledger/verify.ts';
+import { IdWindow, RECORD } from '../../src/protocol/idwindow.ts';
+import {
+  type Batch,
+  batchDigestOf,
+  Certificate,
+  type CountedVote,
+  type DropbearError,
+  decode,
+  encode,
+  type Genesis,
+  groupIdOf,
+  hex,
+  type KeyPair,
+  keyPairFromSeed,
+  ModelUpdate,
+  Receipt,
+  type Request,
+  requestIdOf,
+  sha256,
+  signRequest,
+  signTagged,
+  TAGS,
+  type Tx,
+} from '../../src/protocol/index.ts';
+import { EPOCH_MS, makeGroup } from '../../src/sim/world.ts';
+
+// ---------------------------------------------------------------------------------------------------------
+// Fixture: n = 4, f = 1, q = 3; three clients (one rich, two that run out of money), a 20 s expiry window,
+// and random histories: duplicates (in the window, in one batch, and after it: expired), requests older
+// than the window, model updates (votes of an old model stop counting: requeues), too few votes, fees over
+// a request's maximum, null batches, timestamps out of order.
+
+const group = makeGroup(4, 1, 11, undefined, 1e9, undefined, 20_000);
+const { keys } = group;
+const poor = [1, 2].map((i) => {
+  const s = new Uint8Array(32);
+  s[0] = 0xc1;
+  s[1] = i;
+  return keyPairFromSeed(s);
+});
+const clients: KeyPair[] = [group.client, ...poor];
+const genesis: Genesis = {
+  ...group.genesis,
+  balances: [
+    { client: group.client.publicKey, amount: 1e9 },
+    { client: poor[0].publicKey, amount: 40 },
+    { client: poor[1].publicKey, amount: 25 },
+  ].sort((a, b) => Buffer.compare(a.client, b.client)),
+};
+const groupId = groupIdOf(genesis);
+const EXPIRY = genesis.params.expiryMs;
+
+let dir: string;
+beforeAll(() => {
+  dir = mkdtempSync(join(tmpdir(), 'dropbear-snap-'));
+});
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+let fileNo = 0;
+const freshPath = () => join(dir, `ledger-${++fileNo}.db`);
+
+interface Planned {
+  seq: number;
+  view: number;
+  digest: Uint8Array;
+  batch: Batch;
+  entries: ResolvedEntry[];
+}
+
+/** A deterministic generator (an LCG, as state.test.ts uses). */
+function rng(seed: number) {
+  let x = seed >>> 0 || 1;
+  return (n: number) => {
+    x = (Math.imul(x, 1103515245) + 12345) >>> 0;
+    return (x >>> 8) % n;
+  };
+}
+
+/** A random history of `count` batches (see the fixture). */
+function history(seed: number, count: number): Planned[] {
+  const r = rng(seed);
+  const models = genesis.nodes.map((x) => x.modelDigest);
+  const versions = genesis.nodes.map(() => 0);
+  const earlier: ResolvedEntry[] = [];
+  const out: Planned[] = [];
+  let clock = EPOCH_MS;
+  let nonce = seed * 1_000_000;
+  for (let seq = 1; seq <= count; seq++) {
+    if (r(12) === 0) {
+      // A null batch (timestamp 0: the clock does not move).
+      const batch: Batch = { timestamp: 0, entries: [], txs: [] };
+      out.push({ seq, view: r(3), digest: batchDigestOf(batch), batch, entries: [] });
+      continue;
+    }
+    clock += r(4_000);
+    const txs: Tx[] = [];
+    if (r(8) === 0) {
+      const node = r(4);
+      // Now and then a stale version (no effect) instead of the next.
+      const version = r(5) === 0 ? versions[node] : versions[node] + 1;
+      const update = { node, version, newDigest: sha256(new TextEncoder().encode(`m${node} v${version}`)) };
+      txs.push({
+        kind: 'modelUpdate',
+        update,
+        signature: signTagged(TAGS.modelUpdate, groupId, encode(ModelUpdate, update), keys[node]),
+      });
+    }
+    // Votes are cast with the models before this batch's update: the update makes some of them stale.
+    const voteModels = [...models];
+    for (const tx of txs)
+      if (tx.kind === 'modelUpdate' && tx.update.version === versions[tx.update.node] + 1) {
+        models[tx.update.node] = tx.update.newDigest;
+        versions[tx.update.node] = tx.update.version;
+      }
+    const entries: ResolvedEntry[] = [];
+    const size = r(7);
+    for (let i = 0; i < size; i++) {
+      const pick = r(10);
+      if (pick === 0 && earlier.length > 0) {
+        entries.push(earlier[r(earlier.length)]); // a replay: duplicate, or expired after the window
+        continue;
+      }
+      if (pick === 1 && entries.length > 0) {
+        entries.push(entries[r(entries.length)]); // twice in one batch
+        continue;
+      }
+      const client = clients[r(5) < 3 ? 0 : 1 + r(2)];
+      const input = new TextEncoder().encode(`input ${nonce}`);
+      const request: Request = {
+        groupId,
+        client: client.publicKey,
+        nonce: nonce++,
+        // Mostly recent, some far in the past (expired), some ahead of the batch.
+        timestamp: clock - (r(10) === 0 ? EXPIRY + 1 + r(5_000) : r(8_000)) + r(500),
+        inputDigest: sha256(input),
+        policy: null,
+        maxFee: r(6) === 0 ? 5 : 1_000,
+      };
+      const requestId = requestIdOf(signRequest(request, input, client));
+      const nodes = [0, 1, 2, 3].filter(() => r(6) !== 0);
+      const votes: CountedVote[] = nodes.map((node) => ({
+        node,
+        modelDigest: r(4) === 0 ? models[node] : voteModels[node],
+        result: { kind: 'class', top: [{ label: r(3), score: 500_000 }] },
+      }));
+      const e = { requestId, request, votes };
+      entries.push(e);
+      earlier.push(e);
+    }
+    const batch: Batch = {
+      timestamp: clock,
+      entries: entries.map((e, i) => ({
+        requestId: e.requestId,
+        votes: e.votes.map((v) => ({ node: v.node, results: sha256(new Uint8Array([v.node, i])), index: i })),
+      })),
+      txs,
+    };
+    out.push({ seq, view: r(3), digest: batchDigestOf(batch), batch, entries });
+  }
+  return out;
+}
+
+function signReceipt(receipt: Receipt, node: number) {
+  return {
+    node,
+    signature: signTagged(TAGS.receipt, groupId, encode(Receipt, receipt), keys[node]),
+    view: null,
+  };
+}
+
+/** Executes `plans` on `l`, each batch certified by q receipt signatures; returns the executions. */
+function feed(l: SqliteLedger, plans: Planned[]): Execution[] {
+  return plans.map((p) => {
+    const ex = l.execute(p.seq, p.view, p.digest, p.batch, p.entries);
+    l.addReceiptSignatures(
+      p.seq,
+      [0, 1, 2].map((i) => signReceipt(ex.receipt, i)),
+      ex.receiptHash,
+    );
+    return ex;
+  });
+}
+
+/** The state after `upTo` batches of `plans`, by a plain in-memory replay. */
+function stateAfter(plans: Planned[], upTo: number): LedgerState {
+  const s = new LedgerState(genesis);
+  for (const p of plans.slice(0, upTo)) s.execute(p.seq, p.digest, p.batch, p.entries);
+  return s;
+}
+
+function windowOf(s: LedgerState): Map<string, number> {
+  return new Map([...s.recent.entries()].map(([id, t]) => [hex(id), t]));
+}
+
+/** Everything a restored state must share with a replayed one. */
+function expectSameState(a: LedgerState, b: LedgerState): void {
+  expect(hex(a.stateDigest())).toBe(hex(b.stateDigest()));
+  expect(hex(a.snapshot())).toBe(hex(b.snapshot()));
+  expect(windowOf(a)).toEqual(windowOf(b));
+  expect([...a.balances.entries()]).toEqual([...b.balances.entries()]);
+  expect(a.models).toEqual(b.models);
+  expect(a.modelVersions).toEqual(b.modelVersions);
+  expect(a.stats).toEqual(b.stats);
+  expect(a.fees).toEqual(b.fees);
+  expect([a.seq, a.clock, hex(a.lastReceipt)]).toEqual([b.seq, b.clock, hex(b.lastReceipt)]);
+}
+
+/** Every certificate of `executions`, as canonical bytes (hex), from `l`. */
+function certificates(l: SqliteLedger, executions: Execution[]): string[] {
+  const out: string[] = [];
+  for (const ex of executions)
+    for (const o of ex.outcomes) {
+      const c = l.certificate(o.requestId);
+      out.push(c ? hex(encode(Certificate, c)) : 'none');
+    }
+  return out;
+}
+
+/** Stores the snapshot of `state` in the file at `path`, as `execute` does. */
+function putSnapshot(path: string, state: LedgerState, seq = state.seq, bytes = state.snapshot()): void {
+  const db = new Database(path);
+  db.prepare('INSERT OR REPLACE INTO snapshots (seq, state, hash) VALUES (?, ?, ?)').run(
+    seq,
+    bytes,
+    sha256(bytes),
+  );
+  db.close();
+}
+
+function snapshotSeqs(path: string): number[] {
+  const db = new Database(path, { readonly: true });
+  const seqs = db.prepare('SELECT seq FROM snapshots ORDER BY seq').pluck().all() as number[];
+  db.close();
+  return seqs;
+}
+
+/** A ledger of `plans` without snapshots, closed; its path. */
+function written(plans: Planned[]): { path: string; executions: Execution[] } {
+  const l = SqliteLedger.open(freshPath(), genesis, { snapshotEvery: 0 });
+  const executions = feed(l, plans);
+  const path = l.path;
+  l.close();
+  return { path, executions };
+}
+
+// ---------------------------------------------------------------------------------------------------------
+
+describe('IdWindow records', () => {
+  it('are in expiry order, equal for equal windows whatever their layout, and build the same window back', () => {
+    const r = rng(5);
+    const a = new IdWindow(16, 1);
+    const b = new IdWindow(16, 2);
+    const ids: Uint8Array[] = [];
+    for (let i = 0; i < 3000; i++) {
+      const id = sha256(new Uint8Array([i & 255, i >> 8]));
+      ids.push(id);
+      // Few distinct timestamps: many runs of equal ones, ordered by id.
+      a.add(id, 1000 + r(40));
+      if (r(3) === 0) a.shift(); // entries freed and reused, the heap reshaped
+    }
+    // b gets the same live entries, in another order.
+    const live = [...a.entries()].reverse();
+    for (const [id, t] of live) b.add(id, t);
+    const rec = a.records();
+    expect(hex(b.records())).toBe(hex(rec));
+    expect(rec.length).toBe(a.size * RECORD);
+    const back = IdWindow.fromRecords(rec, 3);
+    expect(hex(back.records())).toBe(hex(rec));
+    // It expires in the same order as the original and goes on growing and shrinking like one.
+    const more = sha256(new Uint8Array([1, 2, 3]));
+    a.add(more, 1010);
+    back.add(more, 1010);
+    const drained = (w: IdWindow) => {
+      const out: string[] = [];
+      const id = new Uint8Array(32);
+      while (w.shift(id) !== undefined) out.push(hex(id));
+      return out;
+    };
+    expect(drained(back)).toEqual(drained(a));
+    expect(ids.length).toBe(3000);
+  });
+
+  it('refuse records that are not whole, not ascending, repeat an id, or hold a timestamp over 2^53 − 1', () => {
+    const w = new IdWindow();
+    w.add(sha256(new Uint8Array([1])), 5);
+    w.add(sha256(new Uint8Array([2])), 7);
+    const rec = w.records();
+    const code = (bytes: Uint8Array) => {
+      try {
+        IdWindow.fromRecords(bytes);
+        return 'ok';
+      } catch (e) {
+        return (e as DropbearError).code;
+      }
+    };
+    expect(code(rec)).toBe('ok');
+    expect(code(rec.subarray(0, rec.length - 1))).toBe('SNAPSHOT_INVALID');
+    const swapped = new Uint8Array([...rec.subarray(RECORD), ...rec.subarray(0, RECORD)]);
+    expect(code(swapped)).toBe('SNAPSHOT_INVALID');
+    const sameId = new Uint8Array(rec);
+    sameId.set(rec.subarray(8, RECORD), RECORD + 8); // the second record's id := the first's (later ts)
+    expect(code(sameId)).toBe('SNAPSHOT_INVALID');
+    const huge = new Uint8Array(rec);
+    huge[RECORD] = 0xff;
+    expect(code(huge)).toBe('SNAPSHOT_INVALID');
+  });
+});
+
+describe('LedgerState snapshots', () => {
+  it('restore a state indistinguishable from the replayed one at every batch of random histories', () => {
+    for (const seed of [1, 2, 3]) {
+      const plans = history(seed, 90);
+      const replayed = new LedgerState(genesis);
+      let restored = new LedgerState(genesis);
+      for (const p of plans) {
+        const a = replayed.execute(p.seq, p.digest, p.batch, p.entries);
+        const b = restored.execute(p.seq, p.digest, p.batch, p.entries);
+        expect(hex(b.receiptHash)).toBe(hex(a.receiptHash));
+        expect(b.skipped).toEqual(a.skipped);
+        expect(b.requeued).toEqual(a.requeued);
+        // Restored from its own snapshot after every batch: a snapshot of a restored state too.
+        restored = LedgerState.restore(genesis, restored.snapshot());
+        expectSameState(restored, replayed);
+      }
+    }
+  });
+
+  it('the random histories exercise every way a request can go', () => {
+    const seen = new Map<string, number>();
+    let requeued = 0;
+    let expiredIds = 0;
+    let updates = 0;
+    for (const seed of [1, 2, 3]) {
+      const s = new LedgerState(genesis);
+      for (const p of history(seed, 90)) {
+        const before = s.recent.size;
+        const versions = [...s.modelVersions];
+        const ex = s.execute(p.seq, p.digest, p.batch, p.entries);
+        for (const k of ex.skipped) seen.set(k.reason, (seen.get(k.reason) ?? 0) + 1);
+        requeued += ex.requeued.length;
+        expiredIds += before + ex.outcomes.length - s.recent.size;
+        if (s.modelVersions.some((v, i) => v !== versions[i])) updates++;
+      }
+      // The poor clients ran out.
+      expect(s.balanceOf(poor[0].publicKey)).toBeLessThan(10);
+    }
+    for (const reason of ['duplicate', 'expired', 'over-max-fee', 'insufficient-balance'])
+      expect(seen.get(reason) ?? 0, reason).toBeGreaterThan(0);
+    expect(requeued).toBeGreaterThan(0);
+    expect(expiredIds).toBeGreaterThan(10);
+    expect(updates).toBeGreaterThan(1);
+  });
+
+  it('restore refuses a snapshot of another group shape or that conserves no money (SNAPSHOT_INVALID)', () => {
+    const plans = history(4, 20);
+    const s = stateAfter(plans, 20);
+    const other = new LedgerState({ ...genesis, nodes: genesis.nodes.slice(0, 3) } as Genesis);
+    expect(() => LedgerState.restore(other.genesis, s.snapshot())).toThrow(
+      expect.objectContaining({ code: 'SNAPSHOT_INVALID' }),
+    );
+    const rich = [...s.balances.values()].find((b) => b.amount > 1000)!;
+    rich.amount += 1;
+    expect(() => LedgerState.restore(genesis, s.snapshot())).toThrow(
+      expect.objectContaining({ code: 'SNAPSHOT_INVALID' }),
+    );
+    expect(() => LedgerState.restore(genesis, new Uint8Array([1, 2, 3]))).toThrow(
+      expect.objectContaining({ code: 'SNAPSHOT_INVALID' }),
+    );
+  });
+});
+
+describe('SqliteLedger snapshots', () => {
+  it('an open from a snapshot at any batch equals one by full replay: state, window, certificates, next receipts', () => {
+    for (const seed of [7, 8]) {
+      const plans = history(seed, 70);
+      const head = plans.slice(0, 60);
+      const tail = plans.slice(60);
+      const { path, executions } = written(head);
+      const refPath = freshPath();
+      copyFileSync(path, refPath);
+      const reference = SqliteLedger.open(refPath, genesis, { snapshotEvery: 0 });
+      const certs = certificates(reference, executions);
+      expect(certs.filter((c) => c !== 'none').length).toBeGreaterThan(30);
+      const refState = stateAfter(plans, 60);
+      expectSameState(reference.state, refState);
+      const refNext = feed(reference, tail);
+      reference.close();
+      for (let cut = 1; cut <= 60; cut += seed === 7 ? 3 : 5) {
+        const p = freshPath();
+        copyFileSync(path, p);
+        putSnapshot(p, stateAfter(plans, cut));
+        const ignored: string[] = [];
+        const seen: ReplayProgress[] = [];
+        const l = SqliteLedger.open(p, genesis, {
+          snapshotEvery: 0,
+          onSnapshotIgnored: (m) => ignored.push(m),
+          replayProgressMs: 0,
+          onReplayProgress: (x) => seen.push(x),
+        });
+        expect(ignored).toEqual([]);
+        // Batches after the snapshot only were replayed.
+        const replayedSeqs = seen.filter((x) => !x.done && x.batches > cut).map((x) => x.batches);
+        expect(replayedSeqs).toEqual(head.slice(cut).map((x) => x.seq));
+        expect(seen.at(-1)).toMatchObject({ batches: 60, total: 60, done: true, snapshot: cut });
+        expectSameState(l.state, refState);
+        expect(certificates(l, executions)).toEqual(certs);
+        const next = feed(l, tail);
+        expect(next.map((x) => hex(x.receiptHash))).toEqual(refNext.map((x) => hex(x.receiptHash)));
+        expect(certificates(l, next)).toEqual(certificates(l, refNext));
+        l.close();
+      }
+    }
+  });
+
+  it('execute writes a snapshot every snapshotEvery requests, keeps the latest two, and a reopen restores the latest', () => {
+    const plans = history(9, 80);
+    const full = written(plans);
+    const l = SqliteLedger.open(freshPath(), genesis, { snapshotEvery: 10 });
+    const path = l.path;
+    // Where snapshots must come: once the requests since the last one (a batch counts its entries, at
+    // least one) reach 10.
+    const expected: number[] = [];
+    let since = 0;
+    for (const p of plans) {
+      since += Math.max(1, p.entries.length);
+      if (since >= 10) {
+        expected.push(p.seq);
+        since = 0;
+      }
+      feed(l, [p]);
+      expect(snapshotSeqs(path)).toEqual(expected.slice(-2));
+    }
+    expect(expected.length).toBeGreaterThan(10);
+    l.close();
+    expect(verifyLedgerFile(path)).toMatchObject({ ok: true, batches: 80 });
+    const seen: ReplayProgress[] = [];
+    const again = SqliteLedger.open(path, genesis, {
+      snapshotEvery: 10,
+      replayProgressMs: 0,
+      onReplayProgress: (x) => seen.push(x),
+    });
+    const reference = SqliteLedger.open(full.path, genesis);
+    expectSameState(again.state, reference.state);
+    expect(certificates(again, full.executions)).toEqual(certificates(reference, full.executions));
+    const last = expected.at(-1)!;
+    expect(seen.filter((x) => !x.done && x.batches > last).map((x) => x.batches)).toEqual(
+      plans.slice(last).map((x) => x.seq),
+    );
+    expect(seen.at(-1)?.snapshot).toBe(last);
+    // The count goes on from the batches replayed after the snapshot: snapshots keep their spacing.
+    const more = history(9, 100).slice(80);
+    feed(again, more);
+    feed(reference, more);
+    expectSameState(again.state, reference.state);
+    again.close();
+    reference.close();
+    expect(snapshotSeqs(path).at(-1)).toBeGreaterThan(80);
+    expect(verifyLedgerFile(path)).toMatchObject({ ok: true, batches: 100 });
+  });
+
+  it('ignores a corrupted snapshot (flipped byte, wrong seq, ahead of the batches, another receipt) and opens right', () => {
+    const plans = history(10, 50);
+    const { path, executions } = written(plans);
+    const refPath = freshPath();
+    copyFileSync(path, refPath);
+    const reference = SqliteLedger.open(refPath, genesis, { snapshotEvery: 0 });
+    const certs = certificates(reference, executions);
+    const refState = reference.state;
+    reference.close();
+    const at40 = stateAfter(plans, 40);
+    const at30 = stateAfter(plans, 30);
+    const cases: [string, (p: string) => void, RegExp][] = [
+      [
+        'a flipped byte (hash column kept)',
+        (p) => {
+          putSnapshot(p, at40);
+          const db = new Database(p);
+          const row = db.prepare('SELECT state FROM snapshots WHERE seq = 40').pluck().get() as Buffer;
+          row[row.length >> 1] ^= 1;
+          db.prepare('UPDATE snapshots SET state = ? WHERE seq = 40').run(row);
+          db.close();
+        },
+        /batch 40: its state does not hash to its stored hash/,
+      ],
+      [
+        'a flipped byte with its hash recomputed',
+        (p) => {
+          const bytes = new Uint8Array(at40.snapshot());
+          bytes[0] ^= 1; // the seq (a one-byte uint at 40)
+          putSnapshot(p, at40, 40, bytes);
+        },
+        /batch 40: it holds the state after batch 41/,
+      ],
+      ['a wrong seq', (p) => putSnapshot(p, at30, 40), /batch 40: it holds the state after batch 30/],
+      [
+        'ahead of the batches',
+        (p) => {
+          const ahead = stateAfter(history(10, 55), 55);
+          putSnapshot(p, ahead);
+        },
+        /batch 55: batch 55 is not in the ledger/,
+      ],
+      [
+        'the state of another history at that seq',
+        (p) => putSnapshot(p, stateAfter(history(11, 45), 45)),
+        /batch 45: its last receipt is not the stored receipt of batch 45/,
+      ],
+      [
+        'not a blob',
+        (p) => {
+          const db = new Database(p);
+          db.prepare("INSERT INTO snapshots (seq, state, hash) VALUES (45, 'text', 'text')").run();
+          db.close();
+        },
+        /batch 45: its state or hash is not a blob/,
+      ],
+    ];
+    for (const [what, damage, message] of cases) {
+      for (const withOlder of [false, true]) {
+        const p = freshPath();
+        copyFileSync(path, p);
+        if (withOlder) putSnapshot(p, stateAfter(plans, 20));
+        damage(p);
+        const ignored: string[] = [];
+        const seen: ReplayProgress[] = [];
+        const l = SqliteLedger.open(p, genesis, {
+          snapshotEvery: 0,
+          onSnapshotIgnored: (m) => ignored.push(m),
+          replayProgressMs: 0,
+          onReplayProgress: (x) => seen.push(x),
+        });
+        expect(ignored, what).toHaveLength(1);
+        expect(ignored[0], what).toMatch(message);
+        // From the older snapshot when there is one, else from the genesis.
+        expect(seen.at(-1)?.snapshot, what).toBe(withOlder ? 20 : 0);
+        expectSameState(l.state, refState);
+        expect(certificates(l, executions), what).toEqual(certs);
+        l.close();
+        // Verify reports the damaged row (the flipped byte with its hash recomputed decodes to another state).
+        expect(verifyLedgerFile(p).ok, what).toBe(false);
+      }
+    }
+  });
+
+  it('an open that restores a snapshot checks and replays the batches after it as before', () => {
+    const plans = history(12, 30);
+    const { path } = written(plans);
+    putSnapshot(path, stateAfter(plans, 20));
+    const db = new Database(path);
+    db.prepare('UPDATE receipts SET hash = ? WHERE seq = 25').run(new Uint8Array(32));
+    db.close();
+    // The batches after the snapshot do not replay: the snapshot is set aside, and the replay from the
+    // genesis fails at the same batch.
+    const ignored: string[] = [];
+    expect(() => SqliteLedger.open(path, genesis, { onSnapshotIgnored: (m) => ignored.push(m) })).toThrow(
+      expect.objectContaining({
+        code: 'LEDGER_CORRUPT',
+        message: expect.stringMatching(/batch 25 does not/),
+      }),
+    );
+    expect(ignored).toEqual([expect.stringMatching(/batch 20: the batches after it do not replay from it/)]);
+  });
+
+  it('a snapshot the later batches do not replay from is set aside: the open replays from the genesis', () => {
+    // Hash, seq and last receipt are right, but a balance moved from one client to another: a later
+    // request is decided otherwise, and its batch's receipt is not reproduced.
+    const plans = history(12, 60);
+    const { path, executions } = written(plans);
+    const refPath = freshPath();
+    copyFileSync(path, refPath);
+    const reference = SqliteLedger.open(refPath, genesis);
+    const moved = stateAfter(plans, 10);
+    const accounts = [...moved.balances.values()].sort((x, y) => y.amount - x.amount);
+    for (const b of accounts.slice(1)) {
+      accounts[0].amount += b.amount;
+      b.amount = 0;
+    }
+    putSnapshot(path, moved);
+    const ignored: string[] = [];
+    const seen: ReplayProgress[] = [];
+    const l = SqliteLedger.open(path, genesis, {
+      onSnapshotIgnored: (m) => ignored.push(m),
+      replayProgressMs: 0,
+      onReplayProgress: (x) => seen.push(x),
+    });
+    expect(ignored).toEqual([expect.stringMatching(/batch 10: the batches after it do not replay from it/)]);
+    expect(seen.at(-1)?.snapshot).toBe(0);
+    expectSameState(l.state, reference.state);
+    expect(certificates(l, executions)).toEqual(certificates(reference, executions));
+    l.close();
+    reference.close();
+  });
+
+  it('upgrades a schema-6 file (no snapshots) in place: the first open replays all, the next execution snapshots', () => {
+    const plans = history(13, 40);
+    const { path, executions } = written(plans.slice(0, 30));
+    const db = new Database(path);
+    db.exec('DROP TABLE snapshots');
+    db.prepare('UPDATE meta SET schema_version = 6').run();
+    db.close();
+    expect(verifyLedgerFile(path).problems).toEqual([
+      'ledger schema 6; this build reads 7 (a node opening the file upgrades it; verification only reads)',
+    ]);
+    const l = SqliteLedger.open(path, genesis, { snapshotEvery: 5 });
+    expect(snapshotSeqs(path)).toEqual([]);
+    const reference = SqliteLedger.open(':memory:', genesis, { snapshotEvery: 0 });
+    feed(reference, plans.slice(0, 30));
+    expectSameState(l.state, reference.state);
+    expect(certificates(l, executions)).toEqual(certificates(reference, executions));
+    // It replayed more than 5 requests: the next execution writes the first snapshot.
+    feed(l, [plans[30]]);
+    expect(snapshotSeqs(path)).toEqual([31]);
+    l.close();
+    reference.close();
+    const check = new Database(path, { readonly: true });
+    expect(check.prepare('SELECT schema_version FROM meta').pluck().get()).toBe(7);
+    check.close();
+    expect(verifyLedgerFile(path)).toMatchObject({ ok: true, batches: 31 });
+  });
+
+  it('verify reports a snapshot that differs from the state the replay reaches, one whose hash does not match, and one ahead of the batches', () => {
+    const plans = history(14, 30);
+    const { path } = written(plans);
+    expect(verifyLedgerFile(path)).toMatchObject({ ok: true });
+    const good = freshPath();
+    copyFileSync(path, good);
+    putSnapshot(good, stateAfter(plans, 20));
+    expect(verifyLedgerFile(good)).toMatchObject({ ok: true });
+
+    // A snapshot that passes every check of the open (hash, seq, last receipt) but holds another state
+    // that executes the later batches alike: one more agreeing vote counted for node 2.
+    const off = stateAfter(plans, 20);
+    off.stats[2].agreed++;
+    const p1 = freshPath();
+    copyFileSync(path, p1);
+    putSnapshot(p1, off);
+    expect(verifyLedgerFile(p1).problems).toEqual([
+      'batch 20: the stored snapshot is not the state the replay reaches',
+    ]);
+    // The open cannot see it (this is what verify is for).
+    const opened = SqliteLedger.open(p1, genesis, { onSnapshotIgnored: () => expect.fail('not ignored') });
+    expect(opened.state.stats[2].agreed).toBe(stateAfter(plans, 30).stats[2].agreed + 1);
+    opened.close();
+
+    const p2 = freshPath();
+    copyFileSync(path, p2);
+    putSnapshot(p2, stateAfter(plans, 20));
+    const db = new Database(p2);
+    db.prepare('UPDATE snapshots SET hash = ? WHERE seq = 20').run(new Uint8Array(32));
+    db.close();
+    expect(verifyLedgerFile(p2).problems).toEqual([
+      'snapshot of batch 20: its state does not hash to its stored hash',
+    ]);
+
+    const p3 = freshPath();
+    copyFileSync(path, p3);
+    putSnapshot(p3, stateAfter(history(14, 33), 33));
+    expect(verifyLedgerFile(p3).problems).toEqual(['snapshots for batches not in the ledger: 33']);
+  });
+
+  it('rebuilds the certificate index from stored outcomes as decoding them would, and refuses what decoding refuses', () => {
+    const plans = history(15, 40);
+    const { path, executions } = written(plans);
+    const db = new Database(path);
+    const rows = db.prepare('SELECT seq, outcomes FROM outcomes ORDER BY seq').all() as {
+      seq: number;
+      outcomes: Buffer;
+    }[];
+    expect(rows.length).toBeGreaterThan(10);
+    const codes = (b: Uint8Array) => {
+      const code = (fn: () => unknown) => {
+        try {
+          fn();
+          return 'ok';
+        } catch (e) {
+          return (e as DropbearError).code;
+        }
+      };
+      return [code(() => storedOutcomeIds(b, () => {})), code(() => decode(StoredOutcomes, b))];
+    };
+    for (const r of rows) {
+      const bytes = new Uint8Array(r.outcomes);
+      const ids: string[] = [];
+      expect(storedOutcomeIds(bytes, (id) => ids.push(hex(id)))).toBe(ids.length);
+      expect(ids).toEqual(executions[r.seq - 1].outcomes.map((o) => hex(o.requestId)));
+      expect(codes(bytes.subarray(0, bytes.length - 1))).toEqual(['CODEC_TRUNCATED', 'CODEC_TRUNCATED']);
+      expect(codes(new Uint8Array([...bytes, 0]))).toEqual(['CODEC_TRAILING_BYTES', 'CODEC_TRAILING_BYTES']);
+      // The count written with a needless continuation byte.
+      const padded = new Uint8Array([0x80 | bytes[0], 0, ...bytes.subarray(1)]);
+      expect(codes(padded)).toEqual(['CODEC_NON_CANONICAL', 'CODEC_NON_CANONICAL']);
+    }
+    // A snapshot whose batches' outcomes do not read: the open replays from the genesis, and is right.
+    putSnapshot(path, stateAfter(plans, 30));
+    const damaged = rows[3];
+    db.prepare('UPDATE outcomes SET outcomes = ? WHERE seq = ?').run(
+      damaged.outcomes.subarray(0, damaged.outcomes.length - 2),
+      damaged.seq,
+    );
+    db.close();
+    const ignored: string[] = [];
+    const seen: ReplayProgress[] = [];
+    const l = SqliteLedger.open(path, genesis, {
+      onSnapshotIgnored: (m) => ignored.push(m),
+      replayProgressMs: 0,
+      onReplayProgress: (x) => seen.push(x),
+    });
+    expect(ignored).toEqual([
+      expect.stringMatching(new RegExp(`batch 30: batch ${damaged.seq}'s stored outcomes do not decode`)),
+    ]);
+    expect(seen.at(-1)).toMatchObject({ snapshot: 0, done: true });
+    expectSameState(l.state, stateAfter(plans, 40));
+    l.close();
+  });
+
+  it('refuses a snapshotEvery that is not a non-negative integer', () => {
+    for (const bad of [-1, 1.5, Number.NaN])
+      expect(() => SqliteLedger.open(':memory:', genesis, { snapshotEvery: bad })).toThrow(
+        expect.objectContaining({ code: 'LEDGER_BAD_OPTION' }),
+      );
+  });
+});
