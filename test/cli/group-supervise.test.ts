@@ -77,7 +77,9 @@ function start(dir: string, ...args: string[]): { child: Promise<ChildProcess>; 
 }
 
 /** Waits until `test` holds for the child's output so far (stdout + stderr), or fails after `ms`. */
-async function until(c: ChildProcess, test: (out: string) => boolean, what: string, ms = 20_000) {
+// Generous bounds: four node processes start in ~3 s on a quiet machine, but took over 20 s in a CI run on a
+// machine at load ~19 (2 cores), where two of these tests timed out (2026-12-06).
+async function until(c: ChildProcess, test: (out: string) => boolean, what: string, ms = 60_000) {
   let out = '';
   const on = (d: Buffer | string) => {
     out += d.toString();
@@ -128,7 +130,7 @@ describe('group start supervises its nodes', () => {
     const r = await done;
     expect(r.code, r.stderr.slice(-2000)).toBe(0);
     expect([...nodes, ...now].filter(alive)).toEqual([]);
-  }, 30_000);
+  }, 120_000);
 
   it('with --restarts 0, stops the group at the first crash with status 2 and NODE_FAILED', async () => {
     const dir = await group('no-restart');
@@ -144,7 +146,7 @@ describe('group start supervises its nodes', () => {
       /error \[NODE_FAILED\]: node \d exited \(killed by SIGKILL\) and restarts are off/,
     );
     expect(nodes.filter(alive)).toEqual([]);
-  }, 30_000);
+  }, 120_000);
 
   it('gives up after --restarts failed restarts in a row: the group stopped, status 2, the last error shown', async () => {
     const dir = await group('give-up');
@@ -168,7 +170,7 @@ describe('group start supervises its nodes', () => {
     } finally {
       blocker.close();
     }
-  }, 30_000);
+  }, 120_000);
 
   it('a node killed while the group starts ends group start at once (it waited 120 s for it), status 2', async () => {
     const dir = await group('start-kill');
@@ -185,7 +187,7 @@ describe('group start supervises its nodes', () => {
       /error \[NODE_EXITED\]: node 3 exited \(killed by SIGKILL\) before the group was ready/,
     );
     expect(nodes.filter(alive)).toEqual([]);
-  }, 30_000);
+  }, 120_000);
 
   it('a second group start on the same folder fails with the nodes’ LEDGER_LOCKED, not "ready"; SIGHUP stops the first, status 0', async () => {
     const dir = await group('twice');
@@ -205,7 +207,7 @@ describe('group start supervises its nodes', () => {
     expect(r.code, r.stderr.slice(-2000)).toBe(0);
     expect(r.stderr).not.toMatch(/\[node \d\] (exited|error)/);
     expect(nodes.filter(alive)).toEqual([]);
-  }, 30_000);
+  }, 120_000);
 
   it('keeps its nodes running when its stdout and stderr close, and still exits 0 on SIGINT', async () => {
     const dir = await group('closed');
@@ -224,5 +226,5 @@ describe('group start supervises its nodes', () => {
     const r = await done;
     expect(r.code).toBe(0);
     expect(nodePids.filter(alive)).toEqual([]);
-  }, 30_000);
+  }, 120_000);
 });

@@ -165,8 +165,13 @@ describe('a replacement session thread that cannot load the model', () => {
     const after = code(r.run(new Float32Array(n), 1));
     await rec.failures(1);
     mend();
-    expect(await after).toBe('ok');
-    expect(r.hung).toBe(1);
+    // Before: MODEL_LOAD_FAILED at once. The call waits for the replacement and is run there; on a machine
+    // loaded far beyond its cores (a CI run at load ~19) the replacement's first 1-image run itself once
+    // passed the 300 ms bound: then that thread is set aside too and the next call is served.
+    const first = await after;
+    expect(['ok', 'WORKER_TIMEOUT']).toContain(first);
+    if (first !== 'ok') expect(await code(r.run(new Float32Array(n), 1))).toBe('ok');
+    expect(r.hung).toBe(first === 'ok' ? 1 : 2);
     expect(r.failed).toBe(null);
     expect(rec.count('warn')).toBeGreaterThanOrEqual(1);
   }, 60_000);
