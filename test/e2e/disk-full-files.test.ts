@@ -8,25 +8,9 @@
  * Mounting a tmpfs needs root (CAP_SYS_ADMIN); elsewhere the tests are skipped with a warning, unless
  * DROPBEAR_REQUIRE_TMPFS is set, where they fail instead.
  */
-import { spawnSync } from 'node:child_process';
-import {
-  closeSync,
-  existsSync,
-  fstatSync,
-  ftruncateSync,
-  mkdirSync,
-  mkdtempSync,
-  openSync,
-  readdirSync,
-  readFileSync,
-  rmSync,
-  unlinkSync,
-  writeFileSync,
-  writeSync,
-} from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, afterEach, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, describe, expect } from 'vitest';
 import { type GroupProcesses, initGroup, loadGroup, startGroup } from '../../src/cli/group.ts';
 import { catalogByName } from '../../src/inference/catalog.ts';
 import {
@@ -41,48 +25,19 @@ import { STANDIN_MODEL, standInInput } from '../../src/node/standin-backend.ts';
 import { runCli } from '../cli/run-cli.ts';
 import { failsWith, serve, strays } from '../inference/store-fixtures.ts';
 import { MODELS_DIR } from '../shared.ts';
+import { smallDisk } from '../support/tmpfs.ts';
 
-const root = mkdtempSync(join(tmpdir(), 'dropbear-diskfull-files-'));
-const full = join(root, 'full');
-mkdirSync(full);
-const mounted =
-  process.getuid?.() === 0 &&
-  spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=2m', 'tmpfs', full]).status === 0;
-const required = process.env.DROPBEAR_REQUIRE_TMPFS !== undefined;
-if (!mounted && !required)
-  console.warn(
-    'disk-full-files.test.ts: cannot mount a tmpfs here (needs root): the real-disk tests are skipped',
-  );
-const onTmpfs = it.skipIf(!mounted && !required);
+const disk = smallDisk('disk-full-files.test.ts', '2m');
+const { root, full, onTmpfs } = disk;
+const fillUp = (_dir: string, leave = 0) => disk.fillUp(leave);
 
 // A test that failed with the disk full must not leave it full for the next.
 afterEach(() => rmSync(join(full, 'filler'), { force: true }));
 let procs: GroupProcesses | undefined;
 afterAll(async () => {
   await procs?.stop();
-  if (mounted) spawnSync('umount', [full]);
-  rmSync(root, { recursive: true, force: true });
+  disk.remove();
 });
-
-/**
- * Fills the file system at `dir` with one file up to its last free byte, then gives back `leave` bytes (a
- * multiple of the 4 KiB page tmpfs counts in); returns the file.
- */
-function fillUp(dir: string, leave = 0): string {
-  expect(mounted, 'DROPBEAR_REQUIRE_TMPFS is set but no tmpfs could be mounted (run as root)').toBe(true);
-  const file = join(dir, 'filler');
-  const fd = openSync(file, 'w');
-  const chunk = Buffer.alloc(4096, 0xaa);
-  try {
-    for (;;) writeSync(fd, chunk);
-  } catch (e) {
-    if ((e as { code?: string }).code !== 'ENOSPC') throw e;
-    ftruncateSync(fd, fstatSync(fd).size - leave);
-  } finally {
-    closeSync(fd);
-  }
-  return file;
-}
 
 /** A folder of its own on the small file system. */
 let folders = 0;

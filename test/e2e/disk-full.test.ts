@@ -10,55 +10,22 @@
  * DROPBEAR_REQUIRE_TMPFS is set, where it fails instead. The host and ledger tests cover the same path with
  * SQLite's page limit (test/node/host.test.ts, test/ledger/sqlite.test.ts).
  */
-import { spawnSync } from 'node:child_process';
-import {
-  closeSync,
-  mkdirSync,
-  mkdtempSync,
-  openSync,
-  rmSync,
-  symlinkSync,
-  unlinkSync,
-  writeSync,
-} from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdirSync, symlinkSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect } from 'vitest';
 import { type GroupProcesses, initGroup, loadGroup, startGroup } from '../../src/cli/group.ts';
 import { DropbearClient } from '../../src/client/index.ts';
 import { STANDIN_MODEL, standInInput } from '../../src/node/standin-backend.ts';
+import { smallDisk } from '../support/tmpfs.ts';
 
-const root = mkdtempSync(join(tmpdir(), 'dropbear-diskfull-'));
-const full = join(root, 'full');
-mkdirSync(full);
-const mounted =
-  process.getuid?.() === 0 &&
-  spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=3m', 'tmpfs', full]).status === 0;
-const required = process.env.DROPBEAR_REQUIRE_TMPFS !== undefined;
-if (!mounted && !required)
-  console.warn('disk-full.test.ts: cannot mount a tmpfs here (needs root): the real-disk test is skipped');
+const disk = smallDisk('disk-full.test.ts', '3m');
+const { root, full, onTmpfs } = disk;
 
 let procs: GroupProcesses | undefined;
 afterAll(async () => {
   await procs?.stop();
-  if (mounted) spawnSync('umount', [full]);
-  rmSync(root, { recursive: true, force: true });
+  disk.remove();
 });
-
-/** Fills the file system at `dir` with one file, up to its last free byte; returns the file. */
-function fillUp(dir: string): string {
-  const file = join(dir, 'filler');
-  const fd = openSync(file, 'w');
-  const chunk = Buffer.alloc(4096, 0xaa);
-  try {
-    for (;;) writeSync(fd, chunk);
-  } catch (e) {
-    if ((e as { code?: string }).code !== 'ENOSPC') throw e;
-  } finally {
-    closeSync(fd);
-  }
-  return file;
-}
 
 async function until(what: string, ok: () => Promise<boolean> | boolean, log: string[], ms = 30_000) {
   const deadline = Date.now() + ms;
@@ -69,10 +36,9 @@ async function until(what: string, ok: () => Promise<boolean> | boolean, log: st
 }
 
 describe('a node whose disk fills', () => {
-  it.skipIf(!mounted && !required)(
+  onTmpfs(
     'stops with LEDGER_DISK_FULL while the others go on, refuses to start until there is room, then catches up',
     async () => {
-      expect(mounted, 'DROPBEAR_REQUIRE_TMPFS is set but no tmpfs could be mounted (run as root)').toBe(true);
       const dir = join(root, 'group');
       await initGroup({ dir, nodes: 4, models: Array(4).fill(STANDIN_MODEL), name: 'diskfull' });
       // Node 3's data folder (data/node-3, as `group init` writes its config) on the small file system.
@@ -96,7 +62,7 @@ describe('a node whose disk fills', () => {
       await infer(3);
       await until('node 3 executed the first requests', async () => (await status(3)).lastExecuted > 0, log);
 
-      const filler = fillUp(full);
+      const filler = disk.fillUp();
       const node3 = procs.children.get(3);
       // The group goes on certifying with three nodes while node 3 meets the full disk and stops.
       for (let round = 0; round < 200 && node3?.exitCode === null; round++) await infer(2);
