@@ -115,7 +115,10 @@ export function registerDemo(program: Command): void {
       });
       const g = loadGroup(out);
       process.stderr.write(`starting 4 nodes (${models.join(', ')})\n`);
-      const procs = startGroup(g);
+      // Supervised as `group start` does: a node that crashes while the demo certifies or serves is started
+      // again (up to 5 times in a row); before 2026-12-06 it was one line, and the group served on with
+      // three nodes, or none.
+      const procs = startGroup(g, undefined, { restart: { max: 5 } });
       let stopped = false;
       const stop = async () => {
         if (stopped) return;
@@ -199,7 +202,10 @@ export function registerDemo(program: Command): void {
           return;
         }
         process.stdout.write('Serving until Ctrl-C.\n');
-        await new Promise(() => {});
+        // Until a signal stops it, or supervision gives up on a node (NODE_FAILED: every node is stopped).
+        const failed = await procs.failure;
+        if (stopped) await new Promise(() => {});
+        throw failed;
       } catch (e) {
         // Stopped by a signal while starting (ready() rejects with GROUP_STOPPED): the signal's handler exits
         // 0 once every node has stopped; throwing here exited 2 before they had.

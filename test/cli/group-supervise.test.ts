@@ -13,6 +13,7 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { initGroup } from '../../src/cli/group.ts';
 import { STANDIN_MODEL } from '../../src/node/standin-backend.ts';
+import { MODELS_DIR, VAL_DIR } from '../shared.ts';
 import { type Ran, runCli } from './run-cli.ts';
 
 const root = mkdtempSync(join(tmpdir(), 'dropbear-supervise-'));
@@ -227,4 +228,54 @@ describe('group start supervises its nodes', () => {
     expect(r.code).toBe(0);
     expect(nodePids.filter(alive)).toEqual([]);
   }, 120_000);
+});
+
+describe('the demo supervises its nodes too', () => {
+  it('a node killed while the demo serves is started again; Ctrl-C then stops every node, status 0', async () => {
+    const d = join(root, 'demo');
+    let c: ChildProcess | undefined;
+    process.env.DROPBEAR_HOME = join(d, 'home');
+    process.env.DROPBEAR_MODELS = MODELS_DIR;
+    let done: Promise<Ran>;
+    try {
+      done = runCli(
+        ['demo', '--count', '2', '--images', VAL_DIR, '--out', join(d, 'group')],
+        280_000,
+        (child) => {
+          c = child;
+          started.push(child);
+        },
+      );
+    } finally {
+      delete process.env.DROPBEAR_HOME;
+      delete process.env.DROPBEAR_MODELS;
+    }
+    if (!c) throw new Error('the demo did not start');
+    await until(c, (o) => o.includes('Serving until Ctrl-C.'), 'serving', 200_000);
+    const nodes = nodesOf(c.pid as number);
+    expect(nodes).toHaveLength(4);
+    // Before 2026-12-06 the demo started its group without supervision: this was one line, and the group
+    // served on with three nodes.
+    const restarted = until(c, (o) => /\[node \d\] restarted \(pid \d+\)/.test(o), 'the restart');
+    process.kill(nodes[1], 'SIGKILL');
+    await restarted;
+    const group = JSON.parse(readFileSync(join(d, 'group', 'group.json'), 'utf8')) as {
+      nodes: { api: string }[];
+    };
+    const deadline = Date.now() + 60_000;
+    for (const n of group.nodes)
+      for (;;) {
+        const ok = await fetch(`${n.api}/healthz`).then(
+          (r) => r.ok,
+          () => false,
+        );
+        if (ok) break;
+        if (Date.now() > deadline) throw new Error(`${n.api} did not come back`);
+        await new Promise((r) => setTimeout(r, 200));
+      }
+    c.kill('SIGINT');
+    const r = await done;
+    expect(r.code, r.stderr).toBe(0);
+    expect(nodePids.filter(alive)).toEqual([]);
+  }, 300_000);
 });
