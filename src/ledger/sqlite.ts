@@ -105,6 +105,7 @@ import {
   NodeSignature,
   Outcome,
   proofReceiptSigs,
+  Reader,
   Receipt,
   type ReceiptSignature,
   ReceiptSignatures,
@@ -1785,34 +1786,20 @@ function migrate5to6(db: Database.Database): void {
  * (a truncated or oversized blob, a non-minimal length, trailing bytes) and for a leaf under 32 bytes.
  */
 export function storedOutcomeIds(bytes: Uint8Array, each: (id: Uint8Array) => void): number {
-  let pos = 0;
-  const uintAt = (): number => {
-    let v = 0;
-    let mul = 1;
-    for (let i = 0; ; i++) {
-      if (pos >= bytes.length) throw new CodecError('CODEC_TRUNCATED', 'stored outcomes end early');
-      const b = bytes[pos++];
-      if (i === 7 && b > 0x0f) throw new CodecError('CODEC_OVERSIZE', 'integer above 2^53-1');
-      v += (b & 0x7f) * mul;
-      if ((b & 0x80) === 0) {
-        if (b === 0 && i > 0) throw new CodecError('CODEC_NON_CANONICAL', 'integer is not minimally encoded');
-        return v;
-      }
-      mul *= 0x80;
-    }
-  };
-  const n = uintAt();
+  // The codec's own reader for the lengths (canonical, at most 2^53 − 1); the leaves are only stepped over.
+  const r = new Reader(bytes);
+  const n = r.uint();
   if (n > 1 << 20) throw new CodecError('CODEC_OVERSIZE', `array longer than ${1 << 20}`);
   for (let i = 0; i < n; i++) {
-    const len = uintAt();
+    const len = r.uint();
     if (len > 1 << 24) throw new CodecError('CODEC_OVERSIZE', `bytes: ${len} > ${1 << 24}`);
-    if (pos + len > bytes.length) throw new CodecError('CODEC_TRUNCATED', 'stored outcomes end early');
+    if (r.pos + len > bytes.length) throw new CodecError('CODEC_TRUNCATED', 'stored outcomes end early');
     if (len < 32) throw new CodecError('CODEC_TRUNCATED', 'an outcome shorter than its request id');
-    each(bytes.subarray(pos, pos + 32));
-    pos += len;
+    each(bytes.subarray(r.pos, r.pos + 32));
+    r.pos += len;
   }
-  if (pos !== bytes.length)
-    throw new CodecError('CODEC_TRAILING_BYTES', `${bytes.length - pos} trailing bytes`);
+  if (r.pos !== bytes.length)
+    throw new CodecError('CODEC_TRAILING_BYTES', `${bytes.length - r.pos} trailing bytes`);
   return n;
 }
 
