@@ -11,6 +11,7 @@ import type { FastifyInstance } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   API_ERROR_CODES,
+  bodyLimitFor,
   buildApi,
   httpStatusOf,
   MAX_JSON_CONTAINERS,
@@ -114,6 +115,46 @@ describe('HTTP that does not parse', () => {
       expect(closed).toBe(true);
       await stillServes();
     });
+});
+
+describe('Expect: 100-continue', () => {
+  const post = (length: number) =>
+    'POST /v1/requests HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n' +
+    `expect: 100-continue\r\ncontent-length: ${length}\r\n\r\n`;
+
+  it('a declared length over the body limit: 413 BODY_TOO_LARGE at once, no 100 Continue, so the body is never sent', async () => {
+    const limit = bodyLimitFor(group.genesis);
+    const c = new RawConn(port);
+    await c.ready;
+    // Only the head: a client that waits for 100 Continue sends nothing more. Until 2026-12-06 it got
+    // 100 Continue, then sent (up to 64 MiB of) a body that was read and thrown away before the 413.
+    c.write(post(limit + 1));
+    try {
+      const res = await c.response();
+      expectApiError(res, 'BODY_TOO_LARGE', 413);
+      expect(JSON.parse(res!.body).error.message).toBe(`request body over the limit of ${limit} bytes`);
+      // The body the head announced never comes: the connection is not kept waiting for it.
+      expect(res!.headers).toMatch(/connection: close/);
+      await c.waitClosed();
+    } finally {
+      c.destroy();
+    }
+    await stillServes();
+  });
+
+  it('a declared length within the limit still gets 100 Continue, then its answer', async () => {
+    const body = '{}';
+    const c = new RawConn(port);
+    await c.ready;
+    c.write(post(body.length));
+    try {
+      expect((await c.response())?.status).toBe(100);
+      c.write(body);
+      expectApiError(await c.response(), 'BAD_REQUEST', 400);
+    } finally {
+      c.destroy();
+    }
+  });
 });
 
 describe('request timeout', () => {
