@@ -168,6 +168,12 @@ export interface ApiOptions {
   /** The same cap per connection: HTTP/1.1 pipelining starts every request it sends at once (default 64). */
   maxLongPollsPerConnection?: number;
   /**
+   * Certificate waiters held at once by the long polls: one per distinct request each waits for (a POST
+   * waits for up to 1024). A long poll that would pass it is answered at once with 503 OVERLOADED, like one
+   * over maxLongPolls (default 65,536: ~120 MiB at ~1.9 KiB each, where maxLongPolls × 1024 was ~16 GiB).
+   */
+  maxCertificateWaiters?: number;
+  /**
    * HTTP connections open at once (default 1024). One more is answered at once with 503 OVERLOADED (and
    * Retry-After, `Connection: close`) and closed, before any request on it is read. Without a bound, a
    * client that opened connections up to the process's open-file limit (`ulimit -n`) left the node no
@@ -191,6 +197,7 @@ export const API_DEFAULTS = {
   retryAfterSeconds: 1,
   maxLongPolls: 8192,
   maxLongPollsPerConnection: 64,
+  maxCertificateWaiters: 65_536,
   maxConnections: 1024,
 } as const;
 
@@ -763,6 +770,7 @@ export function buildApi(host: NodeHost, opts: ApiOptions = {}): FastifyInstance
   for (const k of [
     'maxLongPolls',
     'maxLongPollsPerConnection',
+    'maxCertificateWaiters',
     'maxInferenceQueue',
     'retryAfterSeconds',
   ] as const) {
@@ -777,6 +785,8 @@ export function buildApi(host: NodeHost, opts: ApiOptions = {}): FastifyInstance
   const counted = new WeakSet<FastifyRequest>();
   /** Long polls held now (holdPoll), in all and by connection. */
   let longPolls = 0;
+  /** Certificate waiters the long polls hold now (at most maxCertificateWaiters). */
+  let certWaiters = 0;
   const pollsOn = new WeakMap<Socket, Set<AbortController>>();
 
   const app = Fastify({
@@ -931,8 +941,8 @@ export function buildApi(host: NodeHost, opts: ApiOptions = {}): FastifyInstance
   const waitOf = (wait: number | undefined, dflt: number) => Math.min(wait ?? dflt, maxWaitMs);
 
   /**
-   * A place for `req` as a long poll, under the caps (maxLongPolls, maxLongPollsPerConnection; over them
-   * OVERLOADED, thrown). Its signal aborts when the request's connection closes, which cancels its waits
+   * A place for `req` as a long poll that waits for `waiters` distinct requests, under the caps
+   * (maxLongPolls, maxLongPollsPerConnection, maxCertificateWaiters; over them OVERLOADED, thrown). Its signal aborts when the request's connection closes, which cancels its waits
    * in the host (a client that goes away, or that pipelined many long polls and hung up, holds nothing);
    * `release` gives the place back once the wait is over. The connection, not the request: Node's request
    * object closes once its body is read, and a pipelined request's response never closes when the
@@ -941,6 +951,7 @@ export function buildApi(host: NodeHost, opts: ApiOptions = {}): FastifyInstance
   const holdPoll = (
     req: FastifyRequest,
     requestId?: string,
+    waiters = 1,
   ): { signal: AbortSignal; release: () => void } => {
     const socket = req.raw.socket;
     let mine = pollsOn.get(socket);
@@ -955,6 +966,15 @@ export function buildApi(host: NodeHost, opts: ApiOptions = {}): FastifyInstance
         'OVERLOADED',
         `this connection holds ${mine.size} long polls (limit ${o.maxLongPollsPerConnection}); ` +
           'send fewer at a time, or use more connections',
+        requestId,
+      );
+    // Counted before any wait begins (and before a POST submits): an upper bound, as a request refused by
+    // its checks then holds no waiter.
+    if (certWaiters + waiters > (o.maxCertificateWaiters as number))
+      throw apiError(
+        'OVERLOADED',
+        `the node holds ${certWaiters} certificate waiters (limit ${o.maxCertificateWaiters}) and this call ` +
+          `would add ${waiters}; retry later, or ask without ?wait`,
         requestId,
       );
     const ac = new AbortController();
@@ -975,10 +995,13 @@ export function buildApi(host: NodeHost, opts: ApiOptions = {}): FastifyInstance
     const polls = mine;
     polls.add(ac);
     longPolls++;
+    certWaiters += waiters;
     return {
       signal: ac.signal,
       release: () => {
-        if (polls.delete(ac)) longPolls--;
+        if (!polls.delete(ac)) return;
+        longPolls--;
+        certWaiters -= waiters;
       },
     };
   };
@@ -1120,7 +1143,9 @@ export function buildApi(host: NodeHost, opts: ApiOptions = {}): FastifyInstance
     let poll: ReturnType<typeof holdPoll> | null = null;
     if (waitMs > 0 && todo.length > 0) {
       try {
-        poll = holdPoll(req, todo.length === 1 ? ids[todo[0]]! : undefined);
+        // One waiter per distinct request (copies share one, below).
+        const distinct = new Set(todo.map((i) => ids[i]!)).size;
+        poll = holdPoll(req, todo.length === 1 ? ids[todo[0]]! : undefined, distinct);
       } catch (e) {
         for (const _ of todo) metrics.requestRejected('OVERLOADED');
         throw e;

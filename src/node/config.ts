@@ -31,6 +31,7 @@
  *                   "requestTimeoutMs": 60000,      // a request not fully arrived by then: 408, closed
  *                   "maxLongPolls": 8192, "maxLongPollsPerConnection": 64,
  *                                                  // HTTP requests waiting (?wait) at once; more: 503
+ *                   "maxCertificateWaiters": 65536, // requests they wait for at once; more: 503
  *                   "maxInferenceQueue": 256,      // model inputs waiting; more: 503 (integer ≥ 0)
  *                   "retryAfterSeconds": 1,        // Retry-After sent with a 503 (integer ≥ 0)
  *                   "maxConnections": 1024 },      // HTTP connections open at once; more: 503, closed
@@ -149,6 +150,7 @@ const API_LIMITS = [
   'requestTimeoutMs',
   'maxLongPolls',
   'maxLongPollsPerConnection',
+  'maxCertificateWaiters',
   'maxInferenceQueue',
   'retryAfterSeconds',
   'maxConnections',
@@ -258,6 +260,7 @@ function apiLimits(r: Record<string, unknown>, file: string): NodeConfig['apiLim
     'long polls held at once',
     file,
   );
+  integersAtLeast(r, section, ['maxCertificateWaiters'], 0, 'certificate waiters held at once', file);
   // Could not be set from the file until 2026-12-06 (refused as unknown). The API refuses once more
   // than maxInferenceQueue inputs wait (0: once any does); Retry-After takes whole seconds (RFC 9110).
   integersAtLeast(r, section, ['maxInferenceQueue'], 0, 'model inputs waiting', file);

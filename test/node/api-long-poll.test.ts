@@ -98,6 +98,20 @@ function postRequest(wait = 60_000): { text: string; id: string } {
   };
 }
 
+/** POST /v1/requests?wait= of `n` fresh signed requests in one call; their ids. */
+function postRequests(n: number, wait = 60_000): { text: string; ids: string[] } {
+  const ps = Array.from({ length: n }, () => postRequest(wait));
+  const body = JSON.stringify({
+    requests: ps.map((p) => JSON.parse(p.text.slice(p.text.indexOf('\r\n\r\n') + 4)).request),
+  });
+  return {
+    ids: ps.map((p) => p.id),
+    text:
+      `POST /v1/requests?wait=${wait} HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n` +
+      `content-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
+  };
+}
+
 /** Resolves once `cond` holds; throws after `ms`. */
 async function until(cond: () => boolean, ms: number, what: string): Promise<void> {
   const deadline = Date.now() + ms;
@@ -232,6 +246,48 @@ describe('the caps on long polls held at once', () => {
     c.write(longPoll());
     await until(() => waiting() === 3, 30_000, 'a new long poll is held');
     expect((await status(app)).longPolls).toBe(3);
+  });
+
+  it('certificate waiters in all: a call that would hold more gets 503 OVERLOADED at once (a POST submits nothing)', async () => {
+    // maxLongPolls × 1024 distinct requests a POST may wait for, ~1.9 KiB each, was ~16 GiB at the defaults.
+    expect(API_DEFAULTS.maxCertificateWaiters).toBe(65_536);
+    expect(() => buildApi(host, { maxCertificateWaiters: -1 })).toThrow(/maxCertificateWaiters/);
+    const { app, port } = await serve({ maxCertificateWaiters: 5 });
+    const a = await open(port);
+    const first = postRequests(3);
+    a.write(first.text);
+    await until(() => waiting() === 3, 30_000, 'a POST of three waits for three');
+    const b = await open(port);
+    b.write(longPoll());
+    await until(() => waiting() === 4, 30_000, 'a GET long poll waits for one');
+
+    // Two more would make six: the POST is turned away whole, none of its requests submitted.
+    const c = await open(port);
+    const over = postRequests(2);
+    c.write(over.text);
+    const res = await c.response(30_000);
+    expectOverloaded(res);
+    expect(JSON.parse(res!.body).error.message).toMatch(/4 certificate waiters \(limit 5\)/);
+    for (const id of over.ids) expect(host.replica.holdsRequest(id)).toBe(false);
+    // One more fits; then a GET long poll is over it too.
+    c.write(longPoll());
+    await until(() => waiting() === 5, 30_000, 'a fifth waiter is held');
+    const d = await open(port);
+    d.write(longPoll());
+    expectOverloaded(await d.response(30_000));
+    expect(waiting()).toBe(5);
+    expect((await status(app)).longPolls).toBe(3);
+    // What does not wait is served as usual.
+    const now = postRequests(2, 0);
+    d.write(now.text);
+    expect((await d.response(30_000))?.status).toBe(202);
+    await stillServes(port);
+
+    // Hanging up gives the places back.
+    a.destroy();
+    await until(() => waiting() === 2, 30_000, "the POST's waiters are cancelled");
+    d.write(postRequests(3).text);
+    await until(() => waiting() === 5, 30_000, 'a POST of three is held again');
   });
 
   it('per connection: pipelined long polls over the cap get 503 OVERLOADED at once, and those held end', async () => {

@@ -174,9 +174,13 @@ describe('node config: api_limits long-poll caps', () => {
   };
 
   it('passes integers ≥ 0 through and refuses anything else, naming the field', () => {
-    const l = withLimits({ maxLongPolls: 100, maxLongPollsPerConnection: 0 }).apiLimits;
-    expect([l.maxLongPolls, l.maxLongPollsPerConnection]).toEqual([100, 0]);
-    for (const k of ['maxLongPolls', 'maxLongPollsPerConnection'])
+    const l = withLimits({
+      maxLongPolls: 100,
+      maxLongPollsPerConnection: 0,
+      maxCertificateWaiters: 7,
+    }).apiLimits;
+    expect([l.maxLongPolls, l.maxLongPollsPerConnection, l.maxCertificateWaiters]).toEqual([100, 0, 7]);
+    for (const k of ['maxLongPolls', 'maxLongPollsPerConnection', 'maxCertificateWaiters'])
       for (const v of [-1, 1.5, '64', null]) {
         let err: unknown;
         try {
