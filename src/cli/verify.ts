@@ -5,8 +5,9 @@ import { SignatureCache, verifyCertificate } from '../certificate/index.ts';
 import { DropbearError, kindHint } from '../protocol/index.ts';
 import { readGenesis, readJsonFile } from './io.ts';
 
-function expand(paths: string[]): string[] {
-  const out: string[] = [];
+/** The files `paths` name, folders listed; a folder that cannot be listed stands as its error. */
+function expand(paths: string[]): (string | { path: string; error: DropbearError })[] {
+  const out: (string | { path: string; error: DropbearError })[] = [];
   for (const p of paths) {
     let st: ReturnType<typeof statSync>;
     try {
@@ -16,7 +17,17 @@ function expand(paths: string[]): string[] {
       continue;
     }
     if (st.isDirectory()) {
-      for (const f of readdirSync(p).sort()) if (f.endsWith('.json')) out.push(join(p, f));
+      // It may go between the stat and the listing (removed during the run): one failure line, like an
+      // unreadable file, and the other paths are still verified. It was an uncaught error with no code.
+      let names: string[];
+      try {
+        names = readdirSync(p);
+      } catch (e) {
+        const error = new DropbearError('FILE_UNREADABLE', `cannot list ${p}: ${(e as Error).message}`);
+        out.push({ path: p, error });
+        continue;
+      }
+      for (const f of names.sort()) if (f.endsWith('.json')) out.push(join(p, f));
     } else out.push(p);
   }
   return out;
@@ -29,6 +40,10 @@ export function verifyFiles(genesisPath: string, certPaths: string[]): { valid: 
   const failures: string[] = [];
   let valid = 0;
   for (const file of expand(certPaths)) {
+    if (typeof file !== 'string') {
+      failures.push(`${file.path}: ${file.error.code}: ${file.error.message}`);
+      continue;
+    }
     let json: unknown;
     try {
       json = readJsonFile(file);
