@@ -76,6 +76,7 @@ import {
   readFileSync,
   realpathSync,
   renameSync,
+  rmSync,
   writeFileSync,
 } from 'node:fs';
 import { uptime } from 'node:os';
@@ -1701,12 +1702,18 @@ function writeBootMarker(path: string, m: BootMarker): void {
   const tmp = `${file}.tmp`;
   const fd = openSync(tmp, 'w');
   try {
-    writeFileSync(fd, `${JSON.stringify(m)}\n`);
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
+    try {
+      writeFileSync(fd, `${JSON.stringify(m)}\n`);
+      fsyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
+    renameSync(tmp, file);
+  } catch (e) {
+    // A write that failed (a full disk) left the temporary file beside the ledger, for good.
+    rmSync(tmp, { force: true });
+    throw e;
   }
-  renameSync(tmp, file);
   const dir = openSync(dirname(file), 'r');
   try {
     fsyncSync(dir);

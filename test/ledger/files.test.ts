@@ -201,6 +201,26 @@ describe('a ledger that lost its contents is not started over silently', () => {
   });
 });
 
+describe('the boot marker', () => {
+  it('a marker write that fails leaves no `<ledger>.boot.tmp` behind', () => {
+    // The write's failure made real without a full disk: the marker's place is taken by a folder that is
+    // not empty, so the rename over it fails once the temporary file is written. A full disk fails the
+    // write before it; both left the temporary file until 2026-12-06.
+    const path = freshPath();
+    SqliteLedger.open(path, genesis).close();
+    rmSync(`${path}.boot`);
+    mkdirSync(`${path}.boot`);
+    writeFileSync(join(`${path}.boot`, 'x'), 'x');
+    expect(codeOf(() => SqliteLedger.open(path, genesis).close())).toBeDefined();
+    expect(existsSync(`${path}.boot.tmp`)).toBe(false);
+    // With the marker's place free again the ledger opens, writing its marker.
+    rmSync(`${path}.boot`, { recursive: true });
+    SqliteLedger.open(path, genesis).close();
+    expect(existsSync(`${path}.boot`)).toBe(true);
+    expect(existsSync(`${path}.boot.tmp`)).toBe(false);
+  });
+});
+
 /** A ledger of `count` empty batches, closed (its WAL checkpointed into the file). */
 function ledgerOf(count: number, path = freshPath()): string {
   const l = SqliteLedger.open(path, genesis);
