@@ -122,6 +122,26 @@ describe('over-limit bodies', () => {
     });
   }
 
+  it('Expect: 100-continue with a declared length over the limit: the 413 at once, no 100 Continue, the body never sent', {
+    timeout: 10_000,
+  }, async () => {
+    const c = new Conn();
+    c.head(`content-length: ${LIMIT + 1}\r\nexpect: 100-continue\r\n`);
+    const r = await c.response();
+    expect(r?.status).toBe(413);
+    expect(JSON.parse(r?.body ?? '{}')).toEqual({ error: { code: 'BODY_TOO_LARGE' } });
+    // The announced body never comes, so the connection is closed rather than kept waiting for it.
+    expect(r?.headers).toMatch(/connection: close/);
+    await new Promise<void>((done) => (c.closed ? done() : c.s.once('close', () => done())));
+    // Within the limit: 100 Continue, then the answer.
+    const d = new Conn();
+    d.head('content-length: 10\r\nexpect: 100-continue\r\n');
+    expect((await d.response())?.status).toBe(100);
+    await d.body(10, 10, false);
+    expect(JSON.parse((await d.response())?.body ?? '{}')).toEqual({ bytes: 10 });
+    d.s.destroy();
+  });
+
   it('a chunked body within the limit is parsed as before', { timeout: 10_000 }, async () => {
     const c = new Conn();
     c.head('transfer-encoding: chunked\r\n');
