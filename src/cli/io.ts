@@ -1,16 +1,6 @@
-import {
-  closeSync,
-  existsSync,
-  fsyncSync,
-  mkdirSync,
-  openSync,
-  readFileSync,
-  renameSync,
-  rmSync,
-  statSync,
-  writeFileSync,
-} from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, statSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
+import { replaceFile } from '../protocol/files.ts';
 import {
   CodecError,
   DropbearError,
@@ -106,16 +96,8 @@ export function checkOutputFile(option: string, file: string): void {
 export function writeOutputFile(file: string, data: string): void {
   const tmp = `${file}.${process.pid}.tmp`;
   try {
-    const fd = openSync(tmp, 'w');
-    try {
-      writeFileSync(fd, data);
-      fsyncSync(fd);
-    } finally {
-      closeSync(fd);
-    }
-    renameSync(tmp, file);
+    replaceFile(file, data, tmp, 'best-effort');
   } catch (e) {
-    rmSync(tmp, { force: true });
     // The error names the temporary file: say the file asked for, and why.
     const { errno, why } = writeFailure(e);
     throw new DropbearError('FILE_UNWRITABLE', `cannot write ${file}: ${why.split(tmp).join(file)}`, {
@@ -123,16 +105,6 @@ export function writeOutputFile(file: string, data: string): void {
       errno,
     });
   }
-  // The rename is durable once the folder is synced; best effort (some file systems cannot sync a folder),
-  // the file being whole under its name either way.
-  try {
-    const dir = openSync(dirname(resolve(file)), 'r');
-    try {
-      fsyncSync(dir);
-    } finally {
-      closeSync(dir);
-    }
-  } catch {}
 }
 
 export function stableJson(value: unknown): string {

@@ -71,17 +71,13 @@ import {
   existsSync,
   fdatasync,
   fdatasyncSync,
-  fsyncSync,
   openSync,
   readFileSync,
   realpathSync,
-  renameSync,
-  rmSync,
-  writeFileSync,
 } from 'node:fs';
 import { uptime } from 'node:os';
-import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
+import { replaceFile } from '../protocol/files.ts';
 import { SeqIndex } from '../protocol/idwindow.ts';
 import {
   array,
@@ -1699,27 +1695,8 @@ function readBootMarker(path: string): BootMarker | null {
 /** Replaces the marker atomically and durably (written, fsynced, renamed, the folder fsynced). */
 function writeBootMarker(path: string, m: BootMarker): void {
   const file = `${path}.boot`;
-  const tmp = `${file}.tmp`;
-  const fd = openSync(tmp, 'w');
-  try {
-    try {
-      writeFileSync(fd, `${JSON.stringify(m)}\n`);
-      fsyncSync(fd);
-    } finally {
-      closeSync(fd);
-    }
-    renameSync(tmp, file);
-  } catch (e) {
-    // A write that failed (a full disk) left the temporary file beside the ledger, for good.
-    rmSync(tmp, { force: true });
-    throw e;
-  }
-  const dir = openSync(dirname(file), 'r');
-  try {
-    fsyncSync(dir);
-  } finally {
-    closeSync(dir);
-  }
+  // A write that fails (a full disk) leaves no temporary file beside the ledger.
+  replaceFile(file, `${JSON.stringify(m)}\n`, `${file}.tmp`, 'required');
 }
 
 /**
