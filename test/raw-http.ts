@@ -11,7 +11,10 @@ export interface RawResponse {
   body: string;
 }
 
-/** One connection to 127.0.0.1:`port`; everything the server sends is kept. */
+/**
+ * One connection to 127.0.0.1:`port` (from `localAddress`, another loopback address such as 127.0.0.2,
+ * when given); everything the server sends is kept.
+ */
 export class RawConn {
   readonly socket: Socket;
   readonly ready: Promise<void>;
@@ -19,8 +22,8 @@ export class RawConn {
   closed = false;
   private wake: (() => void) | null = null;
 
-  constructor(port: number) {
-    this.socket = connect(port, '127.0.0.1');
+  constructor(port: number, localAddress?: string) {
+    this.socket = connect({ port, host: '127.0.0.1', ...(localAddress ? { localAddress } : {}) });
     this.ready = new Promise((resolve, reject) => {
       this.socket.once('connect', () => resolve());
       this.socket.once('error', reject);
@@ -87,8 +90,9 @@ export async function rawExchange(
   port: number,
   text: string | Buffer,
   timeoutMs = 5_000,
+  localAddress?: string,
 ): Promise<{ res: RawResponse | null; closed: boolean }> {
-  const c = new RawConn(port);
+  const c = new RawConn(port, localAddress);
   await c.ready;
   c.write(text);
   try {

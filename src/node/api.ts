@@ -181,6 +181,13 @@ export interface ApiOptions {
    * for as long as the connections were held. The node lowers it below that limit (node/run.ts).
    */
   maxConnections?: number;
+  /**
+   * HTTP connections open at once from one client address (default 256; at most maxConnections counts).
+   * IPv4 addresses count one by one, IPv6 ones by their /64 prefix (one host commonly holds a whole /64).
+   * One more is refused as one over maxConnections is. Without it one client could hold every connection
+   * the node allows (each for up to the idle and request timeouts) and shut every other client out.
+   */
+  maxConnectionsPerAddress?: number;
   /** A pino (or compatible) logger for fastify's request log (default: none). */
   logger?: FastifyBaseLogger;
 }
@@ -199,6 +206,7 @@ export const API_DEFAULTS = {
   maxLongPollsPerConnection: 64,
   maxCertificateWaiters: 65_536,
   maxConnections: 1024,
+  maxConnectionsPerAddress: 256,
 } as const;
 
 export { MAX_REQUESTS_PER_CALL };
@@ -394,20 +402,57 @@ function logAcceptErrors(app: FastifyInstance): void {
 const MAX_REFUSING = 64;
 
 /**
- * At most `max` HTTP connections open at once (ApiOptions.maxConnections). One more is answered on its
- * socket (answerClientError: 503 OVERLOADED, Retry-After, `Connection: close`) and closed, before any
- * request on it is read (a request that arrived all the same is not served). A flood of new connections
- * costs no more than MAX_REFUSING sockets beyond `max` being answered, each for at most 1 s: the rest are
- * closed unanswered.
+ * The key a client's connections are counted under (ApiOptions.maxConnectionsPerAddress): an IPv4 address
+ * as it is (also when written IPv4-mapped, `::ffff:a.b.c.d`), an IPv6 address by its first 64 bits.
  */
-function limitConnections(app: FastifyInstance, max: number, retryAfterSeconds: number): void {
+export function addressKey(address: string | undefined): string {
+  if (address === undefined || address === '') return '';
+  if (!address.includes(':')) return address;
+  const lower = address.toLowerCase().split('%')[0];
+  if (lower.startsWith('::ffff:') && lower.includes('.')) return lower.slice(7);
+  const [head, tail] = lower.includes('::') ? lower.split('::') : [lower, null];
+  const left = head === '' ? [] : head.split(':');
+  const right = tail === null || tail === '' ? [] : tail.split(':');
+  const groups =
+    tail === null
+      ? left
+      : [...left, ...Array(Math.max(0, 8 - left.length - right.length)).fill('0'), ...right];
+  return `${groups
+    .slice(0, 4)
+    .map((g) => (Number.parseInt(g, 16) || 0).toString(16))
+    .join(':')}::/64`;
+}
+
+/**
+ * At most `max` HTTP connections open at once (ApiOptions.maxConnections), and `perAddress` from one client
+ * address (maxConnectionsPerAddress, addressKey). One more is answered on its socket (answerClientError:
+ * 503 OVERLOADED, Retry-After, `Connection: close`) and closed, before any request on it is read (a
+ * request that arrived all the same is not served). A flood of new connections costs no more than
+ * MAX_REFUSING sockets beyond the limits being answered, each for at most 1 s: the rest are closed
+ * unanswered.
+ */
+function limitConnections(
+  app: FastifyInstance,
+  max: number,
+  perAddress: number,
+  retryAfterSeconds: number,
+): void {
   let open = 0;
   let refusing = 0;
+  const byAddress = new Map<string, number>();
   const refused = new WeakSet<Socket>();
   app.server.on('connection', (socket: Socket) => {
-    if (open < max) {
+    const key = addressKey(socket.remoteAddress);
+    const mine = byAddress.get(key) ?? 0;
+    if (open < max && mine < perAddress) {
       open++;
-      socket.once('close', () => open--);
+      byAddress.set(key, mine + 1);
+      socket.once('close', () => {
+        open--;
+        const left = (byAddress.get(key) ?? 1) - 1;
+        if (left > 0) byAddress.set(key, left);
+        else byAddress.delete(key);
+      });
       return;
     }
     refused.add(socket);
@@ -419,7 +464,10 @@ function limitConnections(app: FastifyInstance, max: number, retryAfterSeconds: 
     socket.once('close', () => refusing--);
     const err = {
       code: 'OVERLOADED',
-      message: `over ${max} connections open to this node (api_limits.maxConnections): try again later`,
+      message:
+        open >= max
+          ? `over ${max} connections open to this node (api_limits.maxConnections): try again later`
+          : `over ${perAddress} connections open to this node from your address (api_limits.maxConnectionsPerAddress): close some or try again later`,
     };
     answerClientError(socket, httpStatusOf(err.code), errorBody(err), {
       'Retry-After': String(retryAfterSeconds),
@@ -780,6 +828,9 @@ export function buildApi(host: NodeHost, opts: ApiOptions = {}): FastifyInstance
   const maxConnections = o.maxConnections as number;
   if (!Number.isInteger(maxConnections) || maxConnections < 1)
     throw new RangeError(`maxConnections must be an integer ≥ 1, got ${maxConnections}`);
+  const maxPerAddress = o.maxConnectionsPerAddress as number;
+  if (!Number.isInteger(maxPerAddress) || maxPerAddress < 1)
+    throw new RangeError(`maxConnectionsPerAddress must be an integer ≥ 1, got ${maxPerAddress}`);
   let closing = false;
   /** Calls whose requests submitAll has counted (accepted, refused by code, or known already). */
   const counted = new WeakSet<FastifyRequest>();
@@ -820,7 +871,7 @@ export function buildApi(host: NodeHost, opts: ApiOptions = {}): FastifyInstance
     },
   }) as unknown as FastifyInstance;
   refuseOversizedBodies(app, o.bodyLimitBytes as number);
-  limitConnections(app, maxConnections, o.retryAfterSeconds as number);
+  limitConnections(app, maxConnections, maxPerAddress, o.retryAfterSeconds as number);
   logAcceptErrors(app);
   answerNodeRefusals(app, (e, url) => errorBodyFor(url, e));
   // No route reads a compressed body: one in a coding other than identity is refused as such, rather than

@@ -34,8 +34,9 @@
  *                   "maxCertificateWaiters": 65536, // requests they wait for at once; more: 503
  *                   "maxInferenceQueue": 256,      // model inputs waiting; more: 503 (integer ≥ 0)
  *                   "retryAfterSeconds": 1,        // Retry-After sent with a 503 (integer ≥ 0)
- *                   "maxConnections": 1024 },      // HTTP connections open at once; more: 503, closed
+ *                   "maxConnections": 1024,        // HTTP connections open at once; more: 503, closed
  *                                                  // (lowered to fit `ulimit -n`: node/run.ts)
+ *                   "maxConnectionsPerAddress": 256 }, // the same from one client address (IPv6: a /64)
  *   "custodial": { "accounts": [ { "apiKeySha256": "<hex>", "key": "keys/client.json", "maxFee": 1000 } ] },
  *   "tls": { "key": "…", "cert": "…", "ca": "…" },
  *   "transport": { "quarantine": { "minMs": 1000, "maxMs": 60000, "forgiveMs": 600000 } },
@@ -154,6 +155,7 @@ const API_LIMITS = [
   'maxInferenceQueue',
   'retryAfterSeconds',
   'maxConnections',
+  'maxConnectionsPerAddress',
 ] as const satisfies readonly (keyof ApiOptions)[];
 type ApiLimit = (typeof API_LIMITS)[number];
 
@@ -266,6 +268,14 @@ function apiLimits(r: Record<string, unknown>, file: string): NodeConfig['apiLim
   integersAtLeast(r, section, ['maxInferenceQueue'], 0, 'model inputs waiting', file);
   integersAtLeast(r, section, ['retryAfterSeconds'], 0, 'seconds, sent as Retry-After', file);
   integersAtLeast(r, section, ['maxConnections'], 1, 'HTTP connections open at once', file);
+  integersAtLeast(
+    r,
+    section,
+    ['maxConnectionsPerAddress'],
+    1,
+    'HTTP connections open at once from one address',
+    file,
+  );
   return r as NodeConfig['apiLimits'];
 }
 

@@ -11,6 +11,7 @@ import type { FastifyInstance } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   API_ERROR_CODES,
+  addressKey,
   bodyLimitFor,
   buildApi,
   httpStatusOf,
@@ -613,6 +614,16 @@ describe('docs/api.md', () => {
 });
 
 describe('maxConnections', () => {
+  /** Closes `conn` and expects a new connection to port `p` to be served (at once, or within 50 tries). */
+  async function expectRoomOnceClosed(conn: RawConn, p: number): Promise<void> {
+    conn.destroy();
+    await conn.waitClosed();
+    let res = null;
+    for (let i = 0; i < 50 && res?.status !== 200; i++)
+      res = (await rawExchange(p, 'GET /healthz HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n')).res;
+    expect(res?.status).toBe(200);
+  }
+
   it('one connection over the limit: 503 OVERLOADED with Retry-After, closed, its request never served; room again once one closes', async () => {
     const small = buildApi(host, { maxConnections: 2, retryAfterSeconds: 3 });
     await small.listen({ host: '127.0.0.1', port: 0 });
@@ -629,12 +640,7 @@ describe('maxConnections', () => {
       // The held ones are served as usual.
       held[0].write('GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n');
       expect((await held[0].response())?.status).toBe(200);
-      held[1].destroy();
-      await held[1].waitClosed();
-      let res = null;
-      for (let i = 0; i < 50 && res?.status !== 200; i++)
-        res = (await rawExchange(p, 'GET /healthz HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n')).res;
-      expect(res?.status).toBe(200);
+      await expectRoomOnceClosed(held[1], p);
     } finally {
       for (const c of held) c.destroy();
       await small.close();
@@ -643,5 +649,50 @@ describe('maxConnections', () => {
 
   it('is an integer ≥ 1', () => {
     for (const v of [0, -1, 1.5]) expect(() => buildApi(host, { maxConnections: v })).toThrow(RangeError);
+    for (const v of [0, -1, 1.5])
+      expect(() => buildApi(host, { maxConnectionsPerAddress: v })).toThrow(RangeError);
+  });
+
+  it('maxConnectionsPerAddress: one address over its share is refused while another is served; room again once one closes', async () => {
+    const small = buildApi(host, { maxConnections: 10, maxConnectionsPerAddress: 2, retryAfterSeconds: 2 });
+    await small.listen({ host: '127.0.0.1', port: 0 });
+    const p = (small.server.address() as { port: number }).port;
+    const held = [new RawConn(p), new RawConn(p)];
+    try {
+      await Promise.all(held.map((c) => c.ready));
+      const over = await rawExchange(p, 'GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n');
+      expectApiError(over.res, 'OVERLOADED', 503);
+      expect(over.res!.body).toMatch(/maxConnectionsPerAddress/);
+      expect(over.res!.headers).toMatch(/retry-after: 2/);
+      expect(over.closed).toBe(true);
+      // Another client (127.0.0.2 is loopback too on Linux) still gets in.
+      const other = await rawExchange(
+        p,
+        'GET /healthz HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n',
+        5_000,
+        '127.0.0.2',
+      );
+      expect(other.res?.status).toBe(200);
+      held[0].write('GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n');
+      expect((await held[0].response())?.status).toBe(200);
+      await expectRoomOnceClosed(held[1], p);
+    } finally {
+      for (const c of held) c.destroy();
+      await small.close();
+    }
+  });
+
+  it('counts IPv4 addresses one by one and IPv6 ones by their /64', () => {
+    expect(addressKey('127.0.0.1')).toBe('127.0.0.1');
+    expect(addressKey('::ffff:10.1.2.3')).toBe('10.1.2.3');
+    expect(addressKey('::FFFF:10.1.2.3')).toBe('10.1.2.3');
+    expect(addressKey('2001:db8:1:2:aaaa::1')).toBe('2001:db8:1:2::/64');
+    expect(addressKey('2001:0db8:0001:0002:ffff:ffff:ffff:ffff')).toBe('2001:db8:1:2::/64');
+    expect(addressKey('2001:db8::1')).toBe('2001:db8:0:0::/64');
+    expect(addressKey('2001:db8:0:0:1::')).toBe('2001:db8:0:0::/64');
+    expect(addressKey('::1')).toBe('0:0:0:0::/64');
+    expect(addressKey('fe80::1%eth0')).toBe('fe80:0:0:0::/64');
+    expect(addressKey(undefined)).toBe('');
+    expect(addressKey('2001:db8:1:2:3:4:5:6')).not.toBe(addressKey('2001:db8:1:3:3:4:5:6'));
   });
 });

@@ -215,15 +215,17 @@ describe('node config: api_limits maxInferenceQueue and retryAfterSeconds', () =
         );
   });
 
-  it('maxConnections: an integer ≥ 1, passed through', () => {
-    expect(withLimits({ maxConnections: 16 }).apiLimits.maxConnections).toBe(16);
-    for (const v of [0, -1, 1.5, '5', null])
-      expect(() => withLimits({ maxConnections: v })).toThrow(
-        expect.objectContaining({
-          code: 'CONFIG_INVALID',
-          message: expect.stringContaining('"api_limits.maxConnections" must be an integer ≥ 1'),
-        }),
-      );
+  it('maxConnections and maxConnectionsPerAddress: integers ≥ 1, passed through', () => {
+    for (const k of ['maxConnections', 'maxConnectionsPerAddress'] as const) {
+      expect(withLimits({ [k]: 16 }).apiLimits[k]).toBe(16);
+      for (const v of [0, -1, 1.5, '5', null])
+        expect(() => withLimits({ [k]: v })).toThrow(
+          expect.objectContaining({
+            code: 'CONFIG_INVALID',
+            message: expect.stringContaining(`"api_limits.${k}" must be an integer ≥ 1`),
+          }),
+        );
+    }
   });
 
   it("reach the node's API: past the configured queue, 503 OVERLOADED with the configured Retry-After", async () => {
