@@ -24,7 +24,7 @@ export function parseSizes(text: string): number[] {
 }
 
 /**
- * `sim --faults random --seeds A..B [--keep DIR]`: one line per seed; a failing seed is shrunk, written
+ * `sim --faults random --seeds A..B [--keep DIR] [--clock-steps]`: one line per seed; a failing seed is shrunk, written
  * as JSON and printed with the command that replays it. Returns the number of failing seeds.
  */
 export function runRandomFaults(
@@ -32,15 +32,17 @@ export function runRandomFaults(
   keep: string | undefined,
   write: (s: string) => void,
   sizesText?: string,
+  clockSteps = false,
 ): number {
   const [a, b] = parseSeeds(seeds);
   const sizes = sizesText === undefined ? undefined : parseSizes(sizesText);
   if (keep) makeOutputDir('--keep', keep);
-  const sizesFlag = sizesText === undefined ? '' : ` --sizes ${sizes?.join(',')}`;
+  const sizesFlag =
+    (sizesText === undefined ? '' : ` --sizes ${sizes?.join(',')}`) + (clockSteps ? ' --clock-steps' : '');
   let failed = 0;
   const started = Date.now();
   for (let seed = a; seed <= b; seed++) {
-    const schedule = randomSchedule(seed, sizes);
+    const schedule = randomSchedule(seed, sizes, { clockSteps });
     const keepDir = keep ? join(keep, `seed-${seed}`) : undefined;
     if (keepDir) mkdirSync(keepDir, { recursive: true });
     const o = runSchedule(schedule, { keepDir });
@@ -101,9 +103,10 @@ export function scheduleProblem(v: unknown): string | null {
           node(f.from) &&
           node(f.to) &&
           typeof f.delayMs === 'number' &&
-          typeof f.loss === 'number'));
+          typeof f.loss === 'number') ||
+        (f.kind === 'clock' && node(f.node) && Number.isSafeInteger(f.offsetMs)));
     if (!ok)
-      return `"faults" holds ${JSON.stringify(f)}; each has "at" and a "kind" (crash, restart, partition, heal, link) with its fields`;
+      return `"faults" holds ${JSON.stringify(f)}; each has "at" and a "kind" (crash, restart, partition, heal, link, clock) with its fields`;
   }
   return null;
 }

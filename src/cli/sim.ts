@@ -206,6 +206,10 @@ export function registerSim(program: Command): void {
     .option('--faults <mode>', 'random: run random fault schedules (with --seeds) on real SQLite ledgers')
     .option('--seeds <A..B>', 'seed range for --faults random', '1..20')
     .option('--sizes <n,n,…>', 'with --faults: group sizes a schedule picks from (default 4,4,4,7)')
+    .option(
+      '--clock-steps',
+      "with --faults random: also step nodes' system clocks (honest ones within the skew bound, faulty ones by up to 2 h)",
+    )
     .option('--keep <dir>', "with --faults: keep each seed's SQLite ledgers (and failing schedules) here")
     .option('--schedule <file>', 'replay one fault schedule written by a failing --faults run')
     .addHelpText(
@@ -221,6 +225,7 @@ export function registerSim(program: Command): void {
           keep?: string;
           schedule?: string;
           sizes?: string;
+          clockSteps?: boolean;
         },
       ) => {
         const write = (s: string) => process.stdout.write(s);
@@ -230,7 +235,8 @@ export function registerSim(program: Command): void {
         }
         if (o.faults !== undefined) {
           if (o.faults !== 'random') throw usageError(`--faults must be "random", got "${o.faults}"`);
-          if (runRandomFaults(o.seeds, o.keep, write, o.sizes) > 0) process.exitCode = 1;
+          if (runRandomFaults(o.seeds, o.keep, write, o.sizes, o.clockSteps === true) > 0)
+            process.exitCode = 1;
           return;
         }
         const { summary, ok } = await runSimCommand(o);

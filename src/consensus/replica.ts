@@ -1,7 +1,7 @@
 /**
  * A PBFT replica (Castro–Liskov normal case, PROTOCOL.md) as a pure, deterministic state machine.
- * Events go in through step(event, now); actions come out. No sockets, clocks, randomness or disk:
- * the caller owns time (it passes `now`), the network (it delivers messages and carries out send and
+ * Events go in through step(event, now, wall); actions come out. No sockets, clocks, randomness or disk:
+ * the caller owns time (it passes `now` for timers and `wall` for timestamps), the network (it delivers messages and carries out send and
  * broadcast), storage (persist) and execution (execute, answered by an `executed` event).
  */
 
@@ -697,7 +697,14 @@ export class Replica {
 
   private readonly genesis: Genesis;
   private readonly key: KeyPair;
+  /** The timer clock (ms): never goes back; every timeout, retransmission and rate runs on it. */
   private now = 0;
+  /**
+   * The wall clock (ms) of the last step: what timestamps are judged by (request expiry and skew, batch
+   * timestamps, stale proposals). Unlike `now` it may go back: after a wrong step of the system clock is
+   * corrected, the node's timestamps follow the correction at once (see `step`).
+   */
+  private wall = 0;
   private out: Action[] = [];
   private readonly pool = new Map<string, PoolEntry>();
   /**
@@ -1003,7 +1010,7 @@ export class Replica {
    * at least `agoMs` ago.
    */
   private expired(timestamp: number, agoMs = 0): boolean {
-    return timestamp + this.genesis.params.expiryMs + agoMs < Math.max(this.now, this.lastExecutedTimestamp);
+    return timestamp + this.genesis.params.expiryMs + agoMs < Math.max(this.wall, this.lastExecutedTimestamp);
   }
 
   /**
@@ -1129,10 +1136,21 @@ export class Replica {
     return this.modelVersions;
   }
 
-  step(event: Event, now: number): Action[] {
+  /**
+   * One event. `now`: the timer clock, which must not go back (a value below an earlier one counts as that
+   * one). `wall`: the wall clock, for timestamps; it may go back (the same as `now` unless told, as in the
+   * simulator). A node passes a monotonic clock and the system clock: before 2026-12-06 one clock did
+   * both and never went back, so a node whose system clock was stepped forward and then corrected kept
+   * the wrong time until restarted (clients' requests looked expired there, and as primary its batch
+   * timestamps were refused as ahead of every peer's clock); and a clock that followed the wall clock's
+   * forward steps fired every timer due in the step at once.
+   */
+  step(event: Event, now: number, wall = now): Action[] {
     this.now = Math.max(this.now, now);
+    this.wall = wall;
+    // The floor is a timestamp, and on the safe side the higher it is: the later of the two clocks.
     if (Number.isNaN(this.resultsFloor))
-      this.resultsFloor = this.now + 2 * this.genesis.params.maxClockSkewMs;
+      this.resultsFloor = Math.max(this.now, this.wall) + 2 * this.genesis.params.maxClockSkewMs;
     this.out = [];
     this.punished.clear();
     switch (event.type) {
@@ -1210,7 +1228,7 @@ export class Replica {
     // the executed batches have expired can never execute again (the ledger skips it), so it is refused.
     if (!anyTime && this.expired(r.timestamp))
       return { ok: false, code: 'REQUEST_EXPIRED', message: 'request timestamp expired', id };
-    if (!anyTime && r.timestamp > this.now + params.maxClockSkewMs)
+    if (!anyTime && r.timestamp > this.wall + params.maxClockSkewMs)
       return { ok: false, code: 'REQUEST_FROM_FUTURE', message: 'request timestamp is in the future', id };
     if (r.policy) {
       try {
@@ -1596,7 +1614,7 @@ export class Replica {
         type: 'saveResults',
         digest: stored.digest,
         signed,
-        newest: newest || Math.ceil(this.now),
+        newest: newest || Math.ceil(this.wall),
       });
       this.out.push({ type: 'broadcast', msg: { kind: 'results', signed } });
     }
@@ -1915,7 +1933,7 @@ export class Replica {
     }
     if (entries.length === 0 && txs.length === 0) return;
     const seq = this.lastProposed + 1;
-    const timestamp = Math.max(Math.floor(this.now), this.lastBatchTimestamp + 1);
+    const timestamp = Math.max(Math.floor(this.wall), this.lastBatchTimestamp + 1);
     const batch: Batch = { timestamp, entries, txs };
     const digest = batchDigestOf(batch);
     if (!this.mayPhaseSign('prePrepare', this.view, seq, digest)) {
@@ -2170,7 +2188,7 @@ export class Replica {
     const missingResults = new Map<string, Uint8Array>();
     const seen = new Set<string>();
     // Timestamp rule: after every accepted earlier batch, before every accepted later one, not far ahead.
-    if (!fromNewView && b.timestamp > this.now + this.genesis.params.maxClockSkewMs)
+    if (!fromNewView && b.timestamp > this.wall + this.genesis.params.maxClockSkewMs)
       return this.reject(slot, primary, 'batch timestamp ahead of clock');
     // Nor far behind it (PROTOCOL.md rule 2), so a faulty primary cannot hold the batch clock back and run
     // requests after their expiry has passed for everyone else. A stale proposal may also be this node's
@@ -2316,7 +2334,7 @@ export class Replica {
    * honest primary's clock and message may lag it), and that fewer than 2f backups have prepared yet.
    */
   private staleProposal(slot: Slot, pp: PrePrepare): boolean {
-    if (pp.batch.timestamp >= this.now - this.expiryGuardMs()) return false;
+    if (pp.batch.timestamp >= this.wall - this.expiryGuardMs()) return false;
     return this.matching(slot.prepares, hex(pp.digest), this.primaryOf(pp.view)) < this.q - 1;
   }
 

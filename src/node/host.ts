@@ -210,24 +210,22 @@ const GUARDED: ReadonlySet<string> = new Set([
 ]);
 
 /**
- * The replica's clock: wall-clock milliseconds that never go back. It runs on the monotonic clock from the
- * last wall-clock reading it followed, and follows the wall clock forward whenever that is ahead. A step of
- * the system clock backwards (an NTP correction, an operator) used to stop every replica timer
- * (retransmission, catch-up, view change) until the wall clock caught up again: 6 s without a message
- * after a 20 s step. Now the node keeps its pace, and its timestamps stay ahead of the corrected clock by
- * the step until the wall clock catches up (peers refuse timestamps too far ahead of their own clock, as
- * they did before the step).
+ * The replica's two clocks (Replica.step). `timer()`: milliseconds on the monotonic clock, from the wall
+ * clock's reading when the node started; it never goes back and never jumps, so no step of the system
+ * clock stops the replica's timers (retransmission, catch-up, view change: 6 s without a message after a
+ * 20 s step back, before 2026-12-02) or fires all those due in a step forward at once. `wall()`: the system
+ * clock as it is, for timestamps. Until 2026-12-06 one clock did both: it ran on the monotonic clock and
+ * followed the wall clock forward, never back, so after a wrong forward step and its correction the node
+ * stayed ahead until restarted (clients' requests looked expired there, and as primary its batch
+ * timestamps were refused by every peer).
  */
 export class NodeClock {
-  private base = Date.now() - performance.now();
-  now(): number {
-    const mono = this.base + performance.now();
-    const wall = Date.now();
-    if (wall > mono) {
-      this.base += wall - mono;
-      return wall;
-    }
-    return mono;
+  private readonly base = Date.now() - performance.now();
+  timer(): number {
+    return this.base + performance.now();
+  }
+  wall(): number {
+    return Date.now();
   }
 }
 
@@ -438,7 +436,7 @@ export class NodeHost {
     try {
       const view = this.replica.view;
       const changing = this.replica.viewChanging;
-      const actions = this.replica.step(event, this.clock.now());
+      const actions = this.replica.step(event, this.clock.timer(), this.clock.wall());
       this.obs.step?.(event, actions);
       if (this.replica.view !== view) this.obs.viewChange?.(this.replica.view);
       if (this.replica.view !== view || this.replica.viewChanging !== changing) this.logView(view);
@@ -569,7 +567,7 @@ export class NodeHost {
         this.timerAt = Number.POSITIVE_INFINITY;
         this.step({ type: 'tick' });
       },
-      Math.max(0, at - this.clock.now()),
+      Math.max(0, at - this.clock.timer()),
     );
   }
 

@@ -1,6 +1,6 @@
 /**
  * Random fault schedules: Byzantine nodes, crashes (disk kept or lost), partitions that heal, slow and
- * asymmetric links, delays above the timeouts. Every schedule keeps at most f nodes faulty (Byzantine
+ * asymmetric links, delays above the timeouts, and (`clockSteps`) steps of nodes' system clocks. Every schedule keeps at most f nodes faulty (Byzantine
  * or crashed) at once and heals everything by `healAt`. Invariants are checked as the run goes:
  * - safety: no two honest nodes execute different batches at one sequence number;
  * - every certificate an honest node hands out verifies, and all honest nodes hand out the same one;
@@ -24,7 +24,9 @@ export type Fault =
   | { at: number; kind: 'restart'; node: number; diskLost: boolean }
   | { at: number; kind: 'partition'; side: number[] }
   | { at: number; kind: 'heal' }
-  | { at: number; kind: 'link'; from: number; to: number; delayMs: number; loss: number };
+  | { at: number; kind: 'link'; from: number; to: number; delayMs: number; loss: number }
+  /** Node `node`'s system clock is from now on `offsetMs` off the true time (0: corrected). */
+  | { at: number; kind: 'clock'; node: number; offsetMs: number };
 
 export interface Schedule {
   seed: number;
@@ -47,10 +49,32 @@ export function byzantineChoices(): string[] {
 export const DEFAULT_SIZES: readonly number[] = [4, 4, 4, 7];
 
 /**
+ * The furthest a clock step puts an honest node's clock off the true time: under half the simulated
+ * group's clock skew bound (maxClockSkewMs, 5 s), so two honest clocks stay within it as the protocol
+ * assumes. A faulty node's steps go up to WILD_CLOCK_STEP_MS either way.
+ */
+export const HONEST_CLOCK_STEP_MS = 2000;
+export const WILD_CLOCK_STEP_MS = 2 * 3_600_000;
+
+export interface ScheduleOptions {
+  /**
+   * Also step nodes' system clocks (and often correct them again) during the faulty period: honest nodes
+   * by up to HONEST_CLOCK_STEP_MS, the faulty ones (the f picked for Byzantine behaviour or crashes) by
+   * up to WILD_CLOCK_STEP_MS. Drawn from a generator of their own, so the rest of the schedule is that
+   * of the same seed without them; every clock is right again at the heal.
+   */
+  clockSteps?: boolean;
+}
+
+/**
  * A random schedule from a seed: the same seed (and sizes) always gives the same schedule. `sizes`: the
  * group sizes to pick from (f is ⌊(n − 1)/3⌋); other sizes than the default give other schedules.
  */
-export function randomSchedule(seed: number, sizes: readonly number[] = DEFAULT_SIZES): Schedule {
+export function randomSchedule(
+  seed: number,
+  sizes: readonly number[] = DEFAULT_SIZES,
+  opts: ScheduleOptions = {},
+): Schedule {
   const rng = new Rng(`faults:${seed}`);
   const nodes = sizes[Math.min(sizes.length - 1, Math.floor(rng.next() * sizes.length))];
   const f = Math.floor((nodes - 1) / 3);
@@ -89,6 +113,17 @@ export function randomSchedule(seed: number, sizes: readonly number[] = DEFAULT_
     // Sometimes longer than the view change timeout (1 s): a "delay above the timeouts".
     const delayMs = rng.next() < 0.3 ? 1200 + rng.int(800) : rng.int(50);
     faults.push({ at, kind: 'link', from, to, delayMs, loss: rng.next() < 0.3 ? 0.3 : 0 });
+  }
+  if (opts.clockSteps) {
+    const c = new Rng(`clocks:${seed}`);
+    for (let k = 1 + c.int(3); k > 0; k--) {
+      // Half the steps go to the faulty nodes (if any), where they may be wild.
+      const node = ids.length > 0 && c.next() < 0.5 ? ids[c.int(ids.length)] : c.int(nodes);
+      const at = c.int(healAt);
+      const limit = faulty.has(node) && c.next() < 0.7 ? WILD_CLOCK_STEP_MS : HONEST_CLOCK_STEP_MS;
+      faults.push({ at, kind: 'clock', node, offsetMs: (c.next() < 0.5 ? -1 : 1) * (1 + c.int(limit)) });
+      if (c.next() < 0.5) faults.push({ at: at + c.int(healAt - at), kind: 'clock', node, offsetMs: 0 });
+    }
   }
   faults.push({ at: healAt, kind: 'heal' });
   faults.sort((a, b) => a.at - b.at);
@@ -210,9 +245,16 @@ export function runSchedule(s: Schedule, opts: RunOptions = {}): ScheduleOutcome
         case 'link':
           sim.links.set(`${f.from}->${f.to}`, { delayMs: f.delayMs, loss: f.loss });
           break;
+        case 'clock':
+          sim.nodes[f.node].clockOffsetMs = f.offsetMs;
+          break;
         case 'heal':
           sim.links.clear();
-          if (f.at >= s.healAt) for (const n of sim.nodes) if (n.crashed) sim.restart(n.id, false);
+          if (f.at >= s.healAt)
+            for (const n of sim.nodes) {
+              n.clockOffsetMs = 0;
+              if (n.crashed) sim.restart(n.id, false);
+            }
           break;
       }
     });
@@ -307,6 +349,8 @@ export function describe(s: Schedule): string {
       parts.push(`@${f.at} restart ${f.node}${f.diskLost ? ' (disk lost)' : ''}`);
     else if (f.kind === 'partition') parts.push(`@${f.at} isolate ${f.side.join(',')}`);
     else if (f.kind === 'link') parts.push(`@${f.at} link ${f.from}->${f.to} +${f.delayMs}ms loss ${f.loss}`);
+    else if (f.kind === 'clock')
+      parts.push(`@${f.at} clock ${f.node} ${f.offsetMs >= 0 ? '+' : ''}${f.offsetMs}ms`);
     else parts.push(`@${f.at} heal`);
   }
   return parts.join(' · ');

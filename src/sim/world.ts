@@ -215,6 +215,11 @@ export class SimNode {
   tickAt = Number.POSITIVE_INFINITY;
   crashed = false;
   /**
+   * How far this node's wall clock is off the simulation's (ms; a stepped system clock): its replica's
+   * timestamps are judged by the simulation's clock plus this, its timers run on the simulation's clock.
+   */
+  clockOffsetMs = 0;
+  /**
    * The peers this node's replica asked to drop (peerMisbehaved), in order. The simulated network keeps
    * delivering their messages: there is no connection to close.
    */
@@ -415,7 +420,7 @@ export class Simulation {
   stepNode(node: SimNode, event: Parameters<Replica['step']>[0]): Action[] {
     const before = node.replica.viewChanging;
     const viewBefore = node.replica.view;
-    const actions = node.replica.step(event, this.now);
+    const actions = node.replica.step(event, this.now, this.now + node.clockOffsetMs);
     const r = node.replica;
     if (r.viewChanging && (!before || r.view !== viewBefore))
       this.viewLog.push({ node: node.id, view: r.view, started: this.now, entered: null });

@@ -11,17 +11,18 @@ export function runSeeds(
   to: number,
   sizes?: readonly number[],
   replica?: Partial<ReplicaConfig>,
+  clockSteps = false,
 ): void {
   const failures: string[] = [];
-  const sizesFlag = sizes ? ` --sizes ${sizes.join(',')}` : '';
+  const sizesFlag = (sizes ? ` --sizes ${sizes.join(',')}` : '') + (clockSteps ? ' --clock-steps' : '');
   for (let seed = from; seed <= to; seed++) {
-    const s = randomSchedule(seed, sizes);
+    const s = randomSchedule(seed, sizes, { clockSteps });
     const o = runSchedule(s, replica ? { replica } : {});
     if (!o.ok)
       failures.push(
         `${describeSchedule(s)}\n    ${o.problems.join('\n    ')}\n    replay: ${
           replica
-            ? `runSchedule(randomSchedule(${seed}${sizes ? `, [${sizes.join(', ')}]` : ''}), { replica: ${JSON.stringify(replica)} }) (src/sim/faults.ts; the CLI takes no replica settings)`
+            ? `runSchedule(randomSchedule(${seed}, ${sizes ? `[${sizes.join(', ')}]` : 'undefined'}, { clockSteps: ${clockSteps} }), { replica: ${JSON.stringify(replica)} }) (src/sim/faults.ts; the CLI takes no replica settings)`
             : `npx dropbear sim --faults random --seeds ${seed}..${seed}${sizesFlag}`
         }`,
       );
