@@ -78,7 +78,7 @@ import {
 import { uptime } from 'node:os';
 import Database from 'better-sqlite3';
 import { replaceFile } from '../protocol/files.ts';
-import { SeqIndex } from '../protocol/idwindow.ts';
+import { RecentSeqIndex } from '../protocol/idwindow.ts';
 import {
   array,
   Batch,
@@ -194,7 +194,21 @@ export interface SqliteLedgerOptions {
    * checks, with why; it then restores an older one or replays from the genesis.
    */
   onSnapshotIgnored?: (problem: string) => void;
+  /**
+   * `certificate(id)` finds the certificates of at least this many latest executed requests, and at most
+   * twice as many (RecentSeqIndex: 16–32 bytes of memory a request); an older one is `null`, like an
+   * unknown one. An open reads the stored outcomes of about this many requests to rebuild the index, not
+   * of the node's whole history. Default DEFAULT_CERTIFICATE_INDEX_REQUESTS.
+   */
+  certificateIndexRequests?: number;
 }
+
+/**
+ * Requests whose certificates a node finds by default: ~160–320 MB of index at most twice as many, and
+ * about 80 minutes at the protocol part's peak rate (~2,000 requests/s), four days at the end-to-end part's
+ * (~30 images/s). Clients take their certificates within seconds; an older one is still in the ledger file.
+ */
+export const DEFAULT_CERTIFICATE_INDEX_REQUESTS = 10_000_000;
 
 /**
  * Requests between snapshots by default. A snapshot of a window of 600,000 ids (10 minutes at 1,000
@@ -568,7 +582,9 @@ export class SqliteLedger {
   private walSyncCount = 0;
   /** Outcomes and trees of the last few batches used, least recently used first. */
   private readonly recentOutcomes = new Map<number, BatchOutcomes>();
-  private index = new SeqIndex();
+  private index: RecentSeqIndex;
+  /** SqliteLedgerOptions.certificateIndexRequests. */
+  readonly certificateIndexRequests: number;
   private readonly st: Record<string, Database.Statement>;
   /**
    * Runs a function in a transaction (a savepoint inside an open group). One wrapper made once:
@@ -611,6 +627,13 @@ export class SqliteLedger {
         `snapshotEvery must be a non-negative integer, got ${opts.snapshotEvery}`,
       );
     this.onSnapshotIgnored = opts.onSnapshotIgnored;
+    this.certificateIndexRequests = opts.certificateIndexRequests ?? DEFAULT_CERTIFICATE_INDEX_REQUESTS;
+    if (!Number.isSafeInteger(this.certificateIndexRequests) || this.certificateIndexRequests < 1)
+      throw new DropbearError(
+        'LEDGER_BAD_OPTION',
+        `certificateIndexRequests must be an integer ≥ 1, got ${opts.certificateIndexRequests}`,
+      );
+    this.index = new RecentSeqIndex(this.certificateIndexRequests);
     this.cur = new LedgerState(genesis);
     const p = (sql: string) => db.prepare(sql);
     this.st = {
@@ -639,7 +662,8 @@ export class SqliteLedger {
       getBatch: p('SELECT seq, view, digest, batch, entries FROM batches WHERE seq = ?'),
       batchesAfter: p('SELECT seq, view, digest, batch, entries FROM batches WHERE seq > ? ORDER BY seq'),
       receiptHashesAfter: p('SELECT seq, hash FROM receipts WHERE seq > ? ORDER BY seq'),
-      outcomesUpTo: p('SELECT seq, outcomes FROM outcomes WHERE seq <= ? ORDER BY seq'),
+      outcomesBetween: p('SELECT seq, outcomes FROM outcomes WHERE seq >= ? AND seq <= ? ORDER BY seq'),
+      outcomesDownFrom: p('SELECT seq, outcomes FROM outcomes WHERE seq <= ? ORDER BY seq DESC'),
       latestSnapshots: p(`SELECT seq, state, hash FROM snapshots ORDER BY seq DESC LIMIT ${SNAPSHOTS_KEPT}`),
       insSnapshot: p('INSERT OR REPLACE INTO snapshots (seq, state, hash) VALUES (?, ?, ?)'),
       pruneSnapshots: p(
@@ -896,7 +920,7 @@ export class SqliteLedger {
       : null;
     if (!restored) requests = 0; // counted for a snapshot that was then ignored
     const state = restored?.state ?? new LedgerState(this.genesis);
-    const index = restored?.index ?? new SeqIndex();
+    const index = restored?.index ?? new RecentSeqIndex(this.certificateIndexRequests);
     // Requests replayed: what the next snapshot counts from (a ledger upgraded from schema 6, or one whose
     // snapshots were all ignored, writes one at its next execution once it has replayed that many).
     let since = 0;
@@ -962,7 +986,7 @@ export class SqliteLedger {
    */
   private restoreSnapshot(
     counted: (seq: number, n: number, snapshot: number) => void,
-  ): { state: LedgerState; index: SeqIndex } | null {
+  ): { state: LedgerState; index: RecentSeqIndex } | null {
     for (const row of this.st.latestSnapshots.all() as Row[]) {
       const seq = row.seq as number;
       const problem = (msg: string) => {
@@ -1002,10 +1026,22 @@ export class SqliteLedger {
         problem(`its last receipt is not the stored receipt of batch ${seq}`);
         continue;
       }
-      const index = new SeqIndex();
+      const index = new RecentSeqIndex(this.certificateIndexRequests);
       let at = 0;
       try {
-        for (const r of this.st.outcomesUpTo.iterate(seq) as IterableIterator<Row>) {
+        // Only the batches of the latest certificateIndexRequests requests up to the snapshot: found from the
+        // end by their outcome counts (the first number of each blob), then indexed in order.
+        let first = 1;
+        let ids = 0;
+        for (const r of this.st.outcomesDownFrom.iterate(seq) as IterableIterator<Row>) {
+          at = r.seq as number;
+          if (!(r.outcomes instanceof Uint8Array))
+            throw new CodecError('CODEC_BAD_VALUE', 'outcomes.outcomes is not a blob');
+          ids += new Reader(u8(r.outcomes)).uint();
+          first = at;
+          if (ids >= this.certificateIndexRequests) break;
+        }
+        for (const r of this.st.outcomesBetween.iterate(first, seq) as IterableIterator<Row>) {
           at = r.seq as number;
           if (!(r.outcomes instanceof Uint8Array))
             throw new CodecError('CODEC_BAD_VALUE', 'outcomes.outcomes is not a blob');

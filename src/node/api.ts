@@ -1370,7 +1370,12 @@ export function buildApi(host: NodeHost, opts: ApiOptions = {}): FastifyInstance
           poll.release();
         }
       }
-      if (!cert) throw apiError('CERTIFICATE_NOT_FOUND', `no certificate for request ${id} at this node`, id);
+      if (!cert)
+        throw apiError(
+          'CERTIFICATE_NOT_FOUND',
+          `no certificate for request ${id} at this node (not executed here, not yet certified, or older than the latest ${host.db.certificateIndexRequests} requests whose certificates it serves)`,
+          id,
+        );
       return { requestId: id, certificate: toJson(CertificateCodec, cert) };
     },
   );

@@ -10,6 +10,8 @@
  *   "key": "keys/node-0.json",
  *   "data": "data/node-0",                         // the ledger lives in <data>/ledger.sqlite
  *   "durability": "full",                          // or "prepared" / "relaxed": fewer fsyncs (docs/ledger.md)
+ *   "certificateIndexRequests": 10000000,          // certificates of at least this many latest requests
+ *                                                  // are served (16–32 bytes each, up to twice as many)
  *   "p2p": { "host": "127.0.0.1", "port": 7100 },
  *   "api": { "host": "127.0.0.1", "port": 8100 },
  *   "peers": { "1": "tcp://127.0.0.1:7101" },      // optional: default is each node's genesis address
@@ -87,6 +89,8 @@ export interface NodeConfig {
   data: string;
   /** The ledger's durability (src/ledger/sqlite.ts): `full` (default), `prepared` or `relaxed`. */
   durability: Durability;
+  /** Certificates of at least this many latest requests are served (SqliteLedgerOptions); absent: its default. */
+  certificateIndexRequests: number | undefined;
   p2p: Endpoint;
   api: Endpoint;
   peers: Map<number, Endpoint> | null;
@@ -113,6 +117,7 @@ const CONFIG_FIELDS = [
   'key',
   'data',
   'durability',
+  'certificateIndexRequests',
   'p2p',
   'api',
   'peers',
@@ -158,6 +163,18 @@ const API_LIMITS = [
   'maxConnectionsPerAddress',
 ] as const satisfies readonly (keyof ApiOptions)[];
 type ApiLimit = (typeof API_LIMITS)[number];
+
+/** `certificateIndexRequests`: absent, or an integer ≥ 1. */
+function certificateIndexRequests(v: unknown, file: string): number | undefined {
+  if (v === undefined) return undefined;
+  if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 1)
+    throw bad(
+      'certificateIndexRequests',
+      'must be an integer ≥ 1 (requests whose certificates are served)',
+      file,
+    );
+  return v;
+}
 
 /** The levels the node's logger (pino) knows. */
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
@@ -497,6 +514,7 @@ export function loadNodeConfig(path: string): NodeConfig {
     key: rel(str('key')),
     data: rel(str('data')),
     durability: oneOf('durability', DURABILITIES, 'full'),
+    certificateIndexRequests: certificateIndexRequests(raw.certificateIndexRequests, file),
     p2p: endpoint('p2p'),
     api: endpoint('api'),
     peers,

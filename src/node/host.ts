@@ -96,6 +96,8 @@ export interface HostOptions {
    * group used (SqliteLedgerOptions.rejoin; `dropbear node --rejoin`).
    */
   rejoin?: boolean;
+  /** The certificates of at least this many latest requests are found (SqliteLedgerOptions). */
+  certificateIndexRequests?: number;
   /** The loaded models, by digest; the one the ledger says is current for this node must be among them. */
   backends: ModelBackend[];
   wire: Wire;
@@ -316,6 +318,7 @@ export class NodeHost {
       verifySignatures: false,
       durability: opts.durability,
       rejoin: opts.rejoin,
+      certificateIndexRequests: opts.certificateIndexRequests,
       onReplayProgress: (p) =>
         opts.logger?.info(
           {

@@ -191,6 +191,7 @@ export async function startNode(
       key,
       ledgerPath: join(cfg.data, 'ledger.sqlite'),
       durability: cfg.durability,
+      certificateIndexRequests: cfg.certificateIndexRequests,
       rejoin: extras.rejoin,
       backends,
       wire: transport,

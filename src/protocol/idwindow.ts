@@ -520,3 +520,48 @@ function firstEmpty(seqs: Float64Array): number {
   for (let i = 0; i < seqs.length; i++) if (seqs[i] === 0) return i;
   throw new DropbearError('INTERNAL', 'a full index table');
 }
+
+/**
+ * A SeqIndex of the latest `retain` ids or more: two generations of at most `retain` ids each. When the
+ * newer one is full it becomes the older one and the older one is dropped whole, so memory stays at most
+ * two generations (16–32 bytes an id, as SeqIndex) and no entry is ever deleted one by one from the
+ * open-addressing tables. The latest min(added, retain) ids are always present; older ones go a generation
+ * at a time. A SeqIndex alone grew for the node's life: ~1.6 G ids (24 GiB) at most, a node at the
+ * protocol part's peak rate (~2,000 requests/s) out of memory on this machine within days.
+ */
+export class RecentSeqIndex {
+  private newer = new SeqIndex();
+  private older: SeqIndex | null = null;
+  /** Ids added in all (including those dropped since). */
+  added = 0;
+
+  constructor(readonly retain: number) {
+    if (!Number.isSafeInteger(retain) || retain < 1)
+      throw new DropbearError('INTERNAL', `an index retains at least one id, got ${retain}`);
+  }
+
+  get size(): number {
+    return this.newer.size + (this.older?.size ?? 0);
+  }
+
+  get bytes(): number {
+    return this.newer.bytes + (this.older?.bytes ?? 0);
+  }
+
+  add(id: Uint8Array, seq: number): void {
+    if (this.newer.size >= this.retain) {
+      this.older = this.newer;
+      this.newer = new SeqIndex();
+    }
+    this.newer.add(id, seq);
+    this.added++;
+  }
+
+  /** As SeqIndex.candidates: in the order they were added (the older generation's first). */
+  candidates(id: Uint8Array): number[] {
+    const n = this.newer.candidates(id);
+    if (this.older === null) return n;
+    const o = this.older.candidates(id);
+    return o.length === 0 ? n : n.length === 0 ? o : [...o, ...n];
+  }
+}

@@ -731,3 +731,51 @@ describe('SqliteLedger snapshots', () => {
       );
   });
 });
+
+describe('certificateIndexRequests', () => {
+  it('serves the certificates of at least the latest N requests and forgets older ones, before and after a reopen; an open from a snapshot reads about N', () => {
+    const plans = history(81, 300);
+    const N = 40;
+    const full = written(plans);
+    const ref = SqliteLedger.open(full.path, genesis, { snapshotEvery: 0 });
+    const reference = certificates(ref, full.executions);
+    ref.close();
+    const ids = full.executions.flatMap((ex) => ex.outcomes.map((o) => hex(o.requestId)));
+    expect(ids.length).toBeGreaterThan(4 * N);
+    const lastAt = new Map(ids.map((id, i) => [id, i]));
+    const check = (got: string[]) => {
+      ids.forEach((id, i) => {
+        // The latest N are all served, as the full index serves them.
+        if (i >= ids.length - N) expect(got[i], `outcome ${i}`).toBe(reference[i]);
+        // What was last seen over 2N requests ago is not.
+        if ((lastAt.get(id) as number) < ids.length - 2 * N) expect(got[i], `outcome ${i}`).toBe('none');
+      });
+    };
+    for (const snapshotEvery of [0, 30]) {
+      const l = SqliteLedger.open(freshPath(), genesis, { snapshotEvery, certificateIndexRequests: N });
+      const executions = feed(l, plans);
+      check(certificates(l, executions));
+      const path = l.path;
+      l.close();
+      const reports: ReplayProgress[] = [];
+      const again = SqliteLedger.open(path, genesis, {
+        snapshotEvery,
+        certificateIndexRequests: N,
+        replayProgressMs: 0,
+        onReplayProgress: (p) => reports.push(p),
+      });
+      check(certificates(again, executions));
+      const last = reports[reports.length - 1];
+      expect(last.done).toBe(true);
+      if (snapshotEvery > 0) {
+        // The index rebuilt from about N stored requests (and the replay after the snapshot), not all.
+        expect(last.snapshot).toBeGreaterThan(0);
+        expect(last.requests).toBeLessThan(ids.length / 2);
+      } else expect(last.requests).toBe(ids.length);
+      again.close();
+    }
+    expect(() => SqliteLedger.open(freshPath(), genesis, { certificateIndexRequests: 0 })).toThrow(
+      /certificateIndexRequests must be an integer ≥ 1/,
+    );
+  });
+});

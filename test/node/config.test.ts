@@ -107,6 +107,26 @@ describe('node config: replica settings', () => {
   });
 });
 
+describe('node config: certificateIndexRequests', () => {
+  const withIndex = (v: unknown) => {
+    const file = join(dir, 'node-ci.json');
+    writeFileSync(file, JSON.stringify({ ...BASE, certificateIndexRequests: v }));
+    return loadNodeConfig(file);
+  };
+
+  it('passes an integer ≥ 1 through (absent: the ledger default) and refuses anything else, naming the field', () => {
+    expect(load(undefined).certificateIndexRequests).toBeUndefined();
+    expect(withIndex(5000).certificateIndexRequests).toBe(5000);
+    for (const v of [0, -1, 1.5, '5', null, true])
+      expect(() => withIndex(v)).toThrow(
+        expect.objectContaining({
+          code: 'CONFIG_INVALID',
+          message: expect.stringContaining('"certificateIndexRequests" must be an integer ≥ 1'),
+        }),
+      );
+  });
+});
+
 describe('node config: durability', () => {
   const withDurability = (d: unknown) => {
     const file = join(dir, 'node-d.json');

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { IdWindow, SeqIndex } from '../../src/protocol/idwindow.ts';
+import { IdWindow, RecentSeqIndex, SeqIndex } from '../../src/protocol/idwindow.ts';
 import { hex } from '../../src/protocol/index.ts';
 
 /** A small deterministic generator (the tests must not depend on Math.random). */
@@ -257,5 +257,46 @@ describe('SeqIndex', () => {
     expect(idx.candidates(id)).toEqual([1 + ((n - 1) >> 7)]);
     dv.setUint32(0, 12345, true);
     expect(idx.candidates(id)).toEqual([1 + (12345 >> 7)]);
+  });
+});
+
+describe('RecentSeqIndex', () => {
+  const idAt = (i: number) => {
+    const id = new Uint8Array(32);
+    new DataView(id.buffer).setUint32(0, i, true);
+    id[31] = 1;
+    return id;
+  };
+
+  it('always finds the latest `retain` ids, holds at most twice as many, and drops older ones a generation at a time', () => {
+    const retain = 100;
+    const idx = new RecentSeqIndex(retain);
+    for (let i = 0; i < 1_000; i++) {
+      idx.add(idAt(i), 1 + i);
+      expect(idx.size).toBeLessThanOrEqual(2 * retain);
+      for (const back of [0, 1, retain - 1]) {
+        const j = i - back;
+        if (j >= 0) expect(idx.candidates(idAt(j))).toEqual([1 + j]);
+      }
+      // What is beyond two generations is gone.
+      if (i >= 2 * retain) expect(idx.candidates(idAt(i - 2 * retain))).toEqual([]);
+    }
+    expect(idx.added).toBe(1_000);
+    // 1,000 ids in generations of 100: the last two whole ones.
+    expect(idx.size).toBe(200);
+    expect(idx.candidates(idAt(799))).toEqual([]);
+    expect(idx.candidates(idAt(800))).toEqual([801]);
+  });
+
+  it('gives the candidates of a shared first word oldest first across its generations', () => {
+    const idx = new RecentSeqIndex(2);
+    const a = idAt(5);
+    const b = idAt(5);
+    b[30] = 9; // the same key as a
+    idx.add(a, 1);
+    idx.add(idAt(6), 2);
+    idx.add(b, 3); // a new generation
+    expect(idx.candidates(a)).toEqual([1, 3]);
+    expect(() => new RecentSeqIndex(0)).toThrow(/at least one/);
   });
 });
