@@ -1,6 +1,9 @@
 import type { Command } from 'commander';
+import { certificateFromFile } from '../ledger/extract.ts';
 import { verifyLedgerFile } from '../ledger/verify.ts';
-import { readGenesis } from './io.ts';
+import { Certificate, toJson } from '../protocol/index.ts';
+import { usageError } from './errors.ts';
+import { checkOutputFile, readGenesis, stableJson, writeOutputFile } from './io.ts';
 import { parseNodeId } from './model-update.ts';
 
 /** How often a running `ledger verify` reports its progress (stderr). */
@@ -53,5 +56,47 @@ export function registerLedger(program: Command): void {
       }
       for (const p of r.problems) process.stdout.write(`${p}\n`);
       process.exitCode = 1;
+    });
+  ledger
+    .command('certificate')
+    .description(
+      "a request's certificate read from a ledger file, as the node serves it: also one older than the " +
+        'certificates a running node serves (node config certificateIndexRequests), or from a copy of the file',
+    )
+    .argument('<db>', 'the ledger file (a running node may be writing it)')
+    .argument('<requestId>', 'the request id, 64 hex digits')
+    .option('--out <file>', 'write the certificate JSON there (whole or not at all) instead of to stdout')
+    .addHelpText(
+      'after',
+      '\nExample:\n  npx dropbear ledger certificate out/group/data/node-0/ledger.sqlite 3f2a…e9 --out cert.json\n' +
+        '  npx dropbear verify cert.json --genesis out/group/genesis.json\n\n' +
+        'Reads the batches from the newest back. Exit status: 0 found, 1 none (CERTIFICATE_NOT_FOUND: no outcome\n' +
+        'in this ledger; CERTIFICATE_NOT_CERTIFIED: its batch has fewer than q receipt signatures here), 2 a bad\n' +
+        'argument (CLI_USAGE) or an unreadable ledger (LEDGER_NOT_FOUND, LEDGER_UNREADABLE, LEDGER_CORRUPT, …).\n',
+    )
+    .action((db: string, id: string, opts: { out?: string }) => {
+      if (!/^[0-9a-fA-F]{64}$/.test(id))
+        throw usageError(`a request id is 64 hex digits, got "${id.slice(0, 80)}"`);
+      if (opts.out) checkOutputFile('--out', opts.out);
+      const started = Date.now();
+      const r = certificateFromFile(db, Buffer.from(id, 'hex'), (batches) =>
+        process.stderr.write(
+          `searching: ${batches} batches read, ${Math.round((Date.now() - started) / 1000)} s\n`,
+        ),
+      );
+      if (!r.found) {
+        process.stderr.write(
+          r.executed
+            ? `error [CERTIFICATE_NOT_CERTIFIED]: request ${id} executed in batch ${r.seq}, whose receipt has fewer than q signatures in this ledger\n`
+            : `error [CERTIFICATE_NOT_FOUND]: request ${id} has no outcome in ${db}\n`,
+        );
+        process.exitCode = 1;
+        return;
+      }
+      const text = stableJson(toJson(Certificate, r.certificate));
+      if (opts.out) {
+        writeOutputFile(opts.out, text);
+        process.stderr.write(`certificate of request ${id} (batch ${r.seq}) written to ${opts.out}\n`);
+      } else process.stdout.write(text.endsWith('\n') ? text : `${text}\n`);
     });
 }

@@ -293,9 +293,32 @@ export const CommitSigs = array(NodeSignature, 256);
 export const StoredOutcomes = array(bytes(1 << 24), 1 << 20);
 
 /** A recently executed or read batch's outcomes and Merkle tree (what certificates are cut from). */
-interface BatchOutcomes {
+export interface BatchOutcomes {
   outcomes: Outcome[];
   tree: MerkleTree;
+}
+
+/** A batch's stored outcomes (`StoredOutcomes` bytes) decoded, with their Merkle tree. */
+export function batchOutcomesOf(stored: Uint8Array): BatchOutcomes {
+  const leaves = decode(StoredOutcomes, stored);
+  return { outcomes: leaves.map((l) => decode(Outcome, l)), tree: buildTree(leaves.map(leafHash)) };
+}
+
+/** The certificate of outcome `leafIndex` of a batch, from its receipt's bytes and q signatures. */
+export function assembleCertificate(
+  b: BatchOutcomes,
+  leafIndex: number,
+  receiptBytes: Uint8Array,
+  signatures: ReceiptSig[],
+): Certificate {
+  return {
+    version: CERTIFICATE_VERSION,
+    outcome: b.outcomes[leafIndex],
+    leafIndex,
+    path: b.tree.path(leafIndex),
+    receipt: decode(Receipt, receiptBytes),
+    signatures,
+  };
 }
 export interface StoredCheckpoint {
   seq: number;
@@ -1481,14 +1504,7 @@ export class SqliteLedger {
       const sigs = this.receiptQuorum(seq);
       if (!sigs) return null;
       const r = this.st.getReceipt.get(seq) as Row;
-      return {
-        version: CERTIFICATE_VERSION,
-        outcome: b.outcomes[leafIndex],
-        leafIndex,
-        path: b.tree.path(leafIndex),
-        receipt: decode(Receipt, u8(r.receipt as Buffer)),
-        signatures: sigs,
-      };
+      return assembleCertificate(b, leafIndex, u8(r.receipt as Buffer), sigs);
     }
     return null;
   }
@@ -1499,8 +1515,7 @@ export class SqliteLedger {
     if (!b) {
       const row = this.st.getOutcomesOf.get(seq) as Row | undefined;
       if (!row) throw new DropbearError('LEDGER_CORRUPT', `${this.path}: batch ${seq}: outcomes are missing`);
-      const leaves = decode(StoredOutcomes, u8(row.outcomes as Buffer));
-      b = { outcomes: leaves.map((l) => decode(Outcome, l)), tree: buildTree(leaves.map(leafHash)) };
+      b = batchOutcomesOf(u8(row.outcomes as Buffer));
     }
     this.remember(seq, b);
     return b;

@@ -185,26 +185,36 @@ export function verifyLedgerFile(
     check(db, genesis, node, problems, counts, options.onProgress);
   } catch (e) {
     if (e instanceof DropbearError) throw e;
-    // A file that is not an SQLite database at all (or a folder) is unreadable (the CLI's exit 2), not a
-    // ledger with problems: until 2026-12-06 it read "cannot read ledger: file is not a database", exit 1.
-    const code = String((e as { code?: unknown }).code);
-    if (code === 'SQLITE_NOTADB' || code === 'SQLITE_CANTOPEN')
-      throw new DropbearError('LEDGER_UNREADABLE', `${path} is not a ledger: ${(e as Error).message}`);
-    // A truncated or garbled file (before 2026-12-06: a line "database disk image is malformed", exit 1).
-    if (code.startsWith('SQLITE_CORRUPT')) throw ledgerCorrupt(path, e);
-    // SQLite reads a WAL-mode file only by writing its -shm beside it (before 2026-12-06: a line "attempt
-    // to write a readonly database", exit 1).
-    if (code.startsWith('SQLITE_READONLY'))
-      throw new DropbearError(
-        'LEDGER_READ_ONLY',
-        `cannot read ${path} without writing ${path}-shm beside it (${(e as Error).message}): run as a user who ` +
-          'may write its folder, or copy the file (with its -wal, if any) to a folder you may write',
-      );
+    const coded = readFailure(path, e);
+    if (coded) throw coded;
     problems.push(`cannot read ledger: ${(e as Error).message}`);
   } finally {
     db.close();
   }
   return { ok: problems.length === 0, ...counts, problems };
+}
+
+/**
+ * The coded error for SQLite's failure `e` to read the ledger file at `path` read-only, or null for another
+ * failure (verifyLedgerFile reports it as a problem; a reader that must not go on throws it).
+ */
+export function readFailure(path: string, e: unknown): DropbearError | null {
+  // A file that is not an SQLite database at all (or a folder) is unreadable (the CLI's exit 2), not a
+  // ledger with problems: until 2026-12-06 it read "cannot read ledger: file is not a database", exit 1.
+  const code = String((e as { code?: unknown }).code);
+  if (code === 'SQLITE_NOTADB' || code === 'SQLITE_CANTOPEN')
+    return new DropbearError('LEDGER_UNREADABLE', `${path} is not a ledger: ${(e as Error).message}`);
+  // A truncated or garbled file (before 2026-12-06: a line "database disk image is malformed", exit 1).
+  if (code.startsWith('SQLITE_CORRUPT')) return ledgerCorrupt(path, e);
+  // SQLite reads a WAL-mode file only by writing its -shm beside it (before 2026-12-06: a line "attempt
+  // to write a readonly database", exit 1).
+  if (code.startsWith('SQLITE_READONLY'))
+    return new DropbearError(
+      'LEDGER_READ_ONLY',
+      `cannot read ${path} without writing ${path}-shm beside it (${(e as Error).message}): run as a user who ` +
+        'may write its folder, or copy the file (with its -wal, if any) to a folder you may write',
+    );
+  return null;
 }
 
 function check(
