@@ -23,10 +23,13 @@
  * before a request exists (HTTP that does not parse, oversized headers, a request not fully arrived
  * within `requestTimeoutMs`), answered on the socket with `Connection: close`. A JSON body
  * nested over MAX_JSON_DEPTH or holding over MAX_JSON_CONTAINERS arrays and objects is MALFORMED_JSON, unparsed.
+ * JSON bodies are checked as sent, without type coercion (`validatorsByPart`): a value of the wrong type is
+ * 400 BAD_REQUEST naming the field; query strings and path parameters are coerced from their strings.
  */
 import { randomBytes } from 'node:crypto';
 import { setMaxListeners } from 'node:events';
 import type { Socket } from 'node:net';
+import AjvCompiler from '@fastify/ajv-compiler';
 import Fastify, {
   type FastifyBaseLogger,
   type FastifyError,
@@ -637,9 +640,10 @@ type ItemOutcome =
 
 /**
  * An integer in [0, 2^53 − 1]. Also `safeInteger` (the keyword `safeIntegers` adds) because ajv takes the
- * string "Infinity", "-Infinity" or "1e400" (a query parameter, or a number sent as a string) for
- * ±Infinity, an integer to it, and checks minimum and maximum on finite numbers only: `?wait=-Infinity`
- * was no wait and `?wait=1e400` the longest, and the v2 signing parameters reached the codec.
+ * string "Infinity", "-Infinity" or "1e400" (a query parameter: bodies are not coerced) for ±Infinity, an
+ * integer to it, and checks minimum and maximum on finite numbers only: `?wait=-Infinity` was no wait and
+ * `?wait=1e400` the longest (and, before bodies were checked without coercion, the v2 signing parameters
+ * sent as such strings reached the codec). JSON.parse also reads 1e400 in a body as Infinity.
  */
 const SAFE = { type: 'integer', minimum: 0, maximum: Number.MAX_SAFE_INTEGER, safeInteger: true };
 
@@ -658,6 +662,34 @@ const safeIntegers = ((ajv: Ajv) => {
   validate.errors = undefined as { keyword: string; params: object; message: string }[] | undefined;
   return ajv.addKeyword({ keyword: 'safeInteger', schemaType: 'boolean', errors: true, validate });
 }) satisfies AjvPlugin;
+
+/**
+ * The validator compilers (fastify's `schemaController.compilersFactory.buildValidator`): fastify's own
+ * ajv compiler, with the server's `ajv` options (plugins, `removeAdditional: false`), in two settings by
+ * HTTP part. Query strings, path parameters and headers arrive as strings and are coerced as fastify does
+ * by default (`coerceTypes: 'array'`: `?wait=5000` is the integer 5000). A JSON body is checked as sent
+ * (`coerceTypes: false`): with coercion `"shape": 1` was taken as `[1]`, `["1"]` as `[1]`, `"name": 5` or
+ * `["image"]` as a name, `null` as "", and the signing parameters as numbers in strings, where Triton and
+ * KServe refuse such bodies; now each is BAD_REQUEST naming the field (toApiError).
+ *
+ * One pool of ajv instances per server, as fastify's own factory has. With a custom factory fastify passes
+ * a `headers` schema as written (it lowercases the header names for its own compiler): no route here has
+ * one; name the headers in lowercase in one.
+ */
+function validatorsByPart(): NonNullable<
+  NonNullable<FastifyServerOptions['schemaController']>['compilersFactory']
+>['buildValidator'] {
+  const pool = AjvCompiler();
+  return (externalSchemas, ajvOptions) => {
+    const options = ajvOptions ?? {};
+    const coercing = pool(externalSchemas, options);
+    const exact = pool(externalSchemas, {
+      ...options,
+      customOptions: { ...options.customOptions, coerceTypes: false },
+    } as typeof options);
+    return (route) => (route.httpPart === 'body' ? exact : coercing)(route);
+  };
+}
 
 const waitQuery = {
   type: 'object',
@@ -850,6 +882,8 @@ export function buildApi(host: NodeHost, opts: ApiOptions = {}): FastifyInstance
     ...requestTimeoutOptions(o.requestTimeoutMs as number),
     routerOptions: { maxParamLength: MAX_PARAM_LENGTH },
     ajv: { customOptions: { removeAdditional: false }, plugins: [safeIntegers] },
+    // Bodies without type coercion, the rest with it (validatorsByPart).
+    schemaController: { compilersFactory: { buildValidator: validatorsByPart() } },
     // Errors fastify raises before a route runs (a URL that does not decode, a parameter over the
     // limit): the API's own codes and body, like every other error.
     frameworkErrors: (e, req, reply) => {

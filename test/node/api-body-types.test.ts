@@ -1,0 +1,225 @@
+/**
+ * JSON bodies are checked as sent, without type coercion: a value of the wrong type is 400 BAD_REQUEST
+ * naming the field, as Triton and KServe refuse it, where fastify's default ajv (`coerceTypes: 'array'`)
+ * made `"shape": 1` into `[1]`, `"shape": ["1"]` into `[1]`, `"name": 5` into `"5"` and took numbers in
+ * strings for the signing parameters. Query strings and path parameters arrive as strings and are still
+ * coerced (`?wait=5000` is the integer 5000). One stand-in NodeHost, no peers, driven with `inject`.
+ */
+import type { FastifyInstance } from 'fastify';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { buildApi } from '../../src/node/api.ts';
+import { hex, sha256, toB64u } from '../../src/protocol/index.ts';
+import { type LoneHost, openLoneHost } from './lone-host.ts';
+
+const API_KEY = 'body-types-key';
+
+let lone: LoneHost;
+let app: FastifyInstance;
+let infer: string;
+
+beforeAll(async () => {
+  lone = openLoneHost('api-body-types-', 11);
+  app = buildApi(lone.host, {
+    maxWaitMs: 100,
+    custodial: {
+      accounts: [
+        {
+          apiKeySha256: hex(sha256(new TextEncoder().encode(API_KEY))),
+          key: lone.group.client,
+          maxFee: 1_000_000,
+        },
+      ],
+    },
+  });
+  await app.ready();
+  infer = `/v2/models/${lone.group.genesis.name}/infer`;
+});
+
+afterAll(async () => {
+  await app.close();
+  lone.close();
+});
+
+const IMAGE = Buffer.from('not an image').toString('base64');
+
+/** An infer body with one input (fields of `input` replace the good ones) and the top-level `extra`. */
+function inferBody(input: Record<string, unknown> = {}, extra: Record<string, unknown> = {}) {
+  return { inputs: [{ name: 'image', datatype: 'BYTES', shape: [1], data: [IMAGE], ...input }], ...extra };
+}
+
+/** Client-signing parameters of the right types (made up: the schema refuses the body before they are read). */
+function signing(): Record<string, unknown> {
+  return {
+    dropbear_client: toB64u(new Uint8Array(32).fill(7)),
+    dropbear_nonce: 5,
+    dropbear_timestamp: 1_700_000_000_000,
+    dropbear_max_fee: 1_000_000,
+    dropbear_signature: toB64u(new Uint8Array(64)),
+  };
+}
+
+/** [status, code, message] of a v2 answer (the protocol's body: the message led by the code). */
+function oip(res: { statusCode: number; json(): unknown }): [number, string, string] {
+  const body = res.json() as { error: string; code: string };
+  return [res.statusCode, body.code, body.error];
+}
+
+describe('JSON bodies are not coerced', () => {
+  it('a well-typed infer body passes the schema (no signature, no key: 401 UNAUTHORIZED)', async () => {
+    const res = await app.inject({ method: 'POST', url: infer, payload: inferBody() });
+    expect(oip(res).slice(0, 2)).toEqual([401, 'UNAUTHORIZED']);
+  });
+
+  it.each([
+    ['"shape": 1', inferBody({ shape: 1 }), 'body/inputs/0/shape must be array'],
+    ['"shape": ["1"]', inferBody({ shape: ['1'] }), 'body/inputs/0/shape/0 must be integer'],
+    ['"shape": [true]', inferBody({ shape: [true] }), 'body/inputs/0/shape/0 must be integer'],
+    ['"name": 5', inferBody({ name: 5 }), 'body/inputs/0/name must be string'],
+    ['"name": null', inferBody({ name: null }), 'body/inputs/0/name must be string'],
+    ['"name": ["image"]', inferBody({ name: ['image'] }), 'body/inputs/0/name must be string'],
+    ['"datatype": false', inferBody({ datatype: false }), 'body/inputs/0/datatype must be string'],
+    ['"id": 5', inferBody({}, { id: 5 }), 'body/id must be string'],
+    [
+      '"outputs": [{"name": 7}]',
+      inferBody({}, { outputs: [{ name: 7 }] }),
+      'body/outputs/0/name must be string',
+    ],
+    [
+      '"dropbear_nonce": "5"',
+      inferBody({}, { parameters: { ...signing(), dropbear_nonce: '5' } }),
+      'body/parameters/dropbear_nonce must be integer',
+    ],
+    [
+      '"dropbear_timestamp": "1700000000000"',
+      inferBody({}, { parameters: { ...signing(), dropbear_timestamp: '1700000000000' } }),
+      'body/parameters/dropbear_timestamp must be integer',
+    ],
+    [
+      '"dropbear_min_agree": "2"',
+      inferBody({}, { parameters: { dropbear_min_agree: '2' } }),
+      'body/parameters/dropbear_min_agree must be integer',
+    ],
+    [
+      '"dropbear_client": 5',
+      inferBody({}, { parameters: { ...signing(), dropbear_client: 5 } }),
+      'body/parameters/dropbear_client must be string',
+    ],
+  ])('infer with %s is 400 BAD_REQUEST naming the field', async (_what, payload, message) => {
+    const res = await app.inject({ method: 'POST', url: infer, payload });
+    expect(oip(res)).toEqual([400, 'BAD_REQUEST', `BAD_REQUEST: ${message}`]);
+  });
+
+  it('the same on the versioned route and for a custodial call (bearer API key)', async () => {
+    const res = await app.inject({
+      method: 'POST',
+      url: `/v2/models/${lone.group.genesis.name}/versions/1/infer`,
+      headers: { authorization: `Bearer ${API_KEY}` },
+      payload: inferBody({ shape: '1' }),
+    });
+    expect(oip(res)).toEqual([400, 'BAD_REQUEST', 'BAD_REQUEST: body/inputs/0/shape must be array']);
+  });
+
+  it('the same for infer JSON followed by binary tensor data', async () => {
+    const json = Buffer.from(
+      JSON.stringify(inferBody({ data: undefined, parameters: { binary_data_size: 5 }, shape: 1 })),
+    );
+    const res = await app.inject({
+      method: 'POST',
+      url: infer,
+      headers: {
+        'content-type': 'application/octet-stream',
+        'inference-header-content-length': String(json.length),
+      },
+      payload: Buffer.concat([json, Buffer.from([1, 0, 0, 0, 42])]),
+    });
+    expect(oip(res)).toEqual([400, 'BAD_REQUEST', 'BAD_REQUEST: body/inputs/0/shape must be array']);
+  });
+
+  it('safeInteger still refuses a number JSON reads as Infinity (1e400) in a body', async () => {
+    const body = JSON.stringify(inferBody({}, { parameters: signing() })).replace(
+      /"dropbear_nonce":5/,
+      '"dropbear_nonce":1e400',
+    );
+    expect(body).toContain('1e400');
+    const res = await app.inject({
+      method: 'POST',
+      url: infer,
+      headers: { 'content-type': 'application/json' },
+      payload: body,
+    });
+    const [status, code, message] = oip(res);
+    expect([status, code]).toEqual([400, 'BAD_REQUEST']);
+    expect(message).toMatch(/^BAD_REQUEST: body\/parameters\/dropbear_nonce /);
+  });
+
+  it('POST /v1/requests: "requests" not an array is named as such (not wrapped into one)', async () => {
+    for (const requests of [5, 'x', null]) {
+      const res = await app.inject({ method: 'POST', url: '/v1/requests', payload: { requests } });
+      expect([res.statusCode, res.json()]).toEqual([
+        400,
+        { error: { code: 'BAD_REQUEST', message: 'body/requests must be array' } },
+      ]);
+    }
+  });
+
+  it('POST /v1/requests: an unknown field is refused, not removed (removeAdditional: false)', async () => {
+    const res = await app.inject({
+      method: 'POST',
+      url: '/v1/requests',
+      payload: { request: {}, extra: 1 },
+    });
+    expect(res.statusCode).toBe(400);
+    expect(res.json()).toEqual({
+      error: { code: 'BAD_REQUEST', message: 'body must NOT have additional properties' },
+    });
+  });
+
+  it('POST /v1/txs: a body that is not an object is refused', async () => {
+    for (const payload of [[{ tx: {} }], 'x']) {
+      const res = await app.inject({
+        method: 'POST',
+        url: '/v1/txs',
+        headers: { 'content-type': 'application/json' },
+        payload: JSON.stringify(payload),
+      });
+      expect([res.statusCode, res.json()]).toEqual([
+        400,
+        { error: { code: 'BAD_REQUEST', message: 'body must be object' } },
+      ]);
+    }
+  });
+});
+
+describe('query strings and path parameters are still coerced', () => {
+  const cert = `/v1/certificates/${'ab'.repeat(32)}`;
+
+  it('?wait=5 is the integer 5 (the route runs: 404 CERTIFICATE_NOT_FOUND)', async () => {
+    const res = await app.inject({ method: 'GET', url: `${cert}?wait=5` });
+    expect(res.statusCode, res.body).toBe(404);
+    expect(res.json().error.code).toBe('CERTIFICATE_NOT_FOUND');
+  });
+
+  it('?wait=x, ?wait=1e400 and ?wait=-1 are 400 BAD_REQUEST naming the parameter', async () => {
+    for (const wait of ['x', '1e400', '-1', 'Infinity']) {
+      const res = await app.inject({ method: 'GET', url: `${cert}?wait=${wait}` });
+      expect(res.statusCode, wait).toBe(400);
+      expect(res.json().error.code).toBe('BAD_REQUEST');
+      expect(res.json().error.message).toMatch(/^querystring\/wait /);
+    }
+  });
+
+  it('an unknown query parameter is still UNKNOWN_QUERY_PARAMETER', async () => {
+    const res = await app.inject({ method: 'GET', url: `${cert}?wiat=5` });
+    expect(res.statusCode).toBe(400);
+    expect(res.json().error.code).toBe('UNKNOWN_QUERY_PARAMETER');
+  });
+
+  it('POST /v1/requests?wait=0&sentTo=all still takes its query (the body is what is refused)', async () => {
+    const res = await app.inject({
+      method: 'POST',
+      url: '/v1/requests?wait=0&sentTo=all',
+      payload: { requests: 5 },
+    });
+    expect(res.json()).toEqual({ error: { code: 'BAD_REQUEST', message: 'body/requests must be array' } });
+  });
+});
