@@ -148,6 +148,33 @@ describe('error messages', () => {
   });
 });
 
+describe('a body of the wrong type', () => {
+  // No ajv here (the body is parsed and checked by hand): nothing is coerced, unlike the node API's bodies
+  // before 2026-12-06 (test/node/api-body-types.test.ts).
+  const good = { name: SPEC.input.name, datatype: 'BYTES', shape: [1], data: ['AAAA'] };
+  it.each([
+    ['"shape": 1', { shape: 1 }, /"shape" must be an array of non-negative integers/],
+    ['"shape": ["1"]', { shape: ['1'] }, /"shape" must be an array of non-negative integers/],
+    ['"shape": [true]', { shape: [true] }, /"shape" must be an array of non-negative integers/],
+    ['"name": ["<input>"]', { name: [SPEC.input.name] }, /unknown input \["/],
+    ['"datatype": ["BYTES"]', { datatype: ['BYTES'] }, /has datatype \["BYTES"\]/],
+    [
+      '"binary_data_size": "4"',
+      { data: undefined, parameters: { binary_data_size: '4' } },
+      /binary_data_size must be/,
+    ],
+  ])('%s: 400 naming it, not coerced', async (_what, change, message) => {
+    const r = await app.inject({
+      method: 'POST',
+      url: inferUrl,
+      headers: { 'content-type': 'application/json' },
+      payload: JSON.stringify({ inputs: [{ ...good, ...change }] }),
+    });
+    expect(r.statusCode, r.body).toBe(400);
+    expect((r.json() as { error: string }).error).toMatch(message);
+  });
+});
+
 describe('JSON bodies are bounded by what a valid request holds, before they are parsed', () => {
   // MNIST, 64 items: at most 64 × 784 + 4096 commas and 2 × 64 × 28 + 4096 arrays or objects. JSON.parse
   // built every value first: 64 MiB of `0,` took 4.7 s of the server's thread, of `[],` 17 s.
