@@ -308,8 +308,12 @@ export type PersistRecord =
   | { kind: 'commit'; view: number; seq: number; digest: Uint8Array; body?: Uint8Array }
   | { kind: 'viewChange'; view: number }
   | { kind: 'newView'; view: number }
-  /** A checkpoint became stable; `body` is its proof (q CHECKPOINT signatures). */
-  | { kind: 'checkpoint'; seq: number; digest: Uint8Array; body?: Uint8Array }
+  /**
+   * A checkpoint became stable; `body` is its proof (q CHECKPOINT signatures), `view` the view the replica
+   * was in then (absent while it was changing view, and in records before 2026-12-06). The ledger drops
+   * the records of seqs up to it.
+   */
+  | { kind: 'checkpoint'; view?: number; seq: number; digest: Uint8Array; body?: Uint8Array }
   /**
    * Written by the ledger (durably) when a restart may have lost the last signed records: until a later
    * `signFloor`, the restored replica signs in no view (`forgetful`). `body`: a wall-clock time (a `uint`,
@@ -914,8 +918,16 @@ export class Replica {
       } else if (rec.kind === 'viewChange' || rec.kind === 'newView') {
         if (rec.view >= r.view) lastViewRecord = rec;
         r.view = Math.max(r.view, rec.view);
-      } else if (rec.kind === 'checkpoint' && rec.body && rec.seq > r.stableProof.seq) {
-        r.stableProof = { seq: rec.seq, digest: rec.digest, sigs: decode(CheckpointProof, rec.body) };
+      } else if (rec.kind === 'checkpoint') {
+        // The view it was in (not changing view) when this became stable (none before 2026-12-06, or while
+        // changing view): at least that of every record of the batches up to it, which the ledger no
+        // longer keeps, and like a vote of that view it says the node had entered it.
+        if (rec.view !== undefined) {
+          if (rec.view >= r.view) lastViewRecord = rec;
+          r.view = Math.max(r.view, rec.view);
+        }
+        if (rec.body && rec.seq > r.stableProof.seq)
+          r.stableProof = { seq: rec.seq, digest: rec.digest, sigs: decode(CheckpointProof, rec.body) };
       }
     }
     for (const rec of disk.log)
@@ -3141,6 +3153,10 @@ export class Replica {
       type: 'persist',
       record: {
         kind: 'checkpoint',
+        // The view this node is in, unless it is changing view (then its VIEW-CHANGE record, kept, says
+        // where it stands): the ledger drops the records of the batches up to this checkpoint (SqliteLedger
+        // persist), and with them the views they named; restore takes the view from this record instead.
+        ...(this.viewChanging ? {} : { view: this.view }),
         seq,
         digest: cp.mine,
         body: encode(CheckpointProof, this.stableProof.sigs),

@@ -444,7 +444,20 @@ export class Simulation {
           break;
         case 'persist':
           if (node.db) node.db.persist(a.record);
-          else node.log.push(a.record);
+          else {
+            node.log.push(a.record);
+            // As the SQLite ledger's persist prunes (pruneSignedLog): a stable checkpoint drops the
+            // records of the seqs up to it, all but itself.
+            const r = a.record;
+            if (r.kind === 'checkpoint' && r.body)
+              node.log = node.log.filter(
+                (x) =>
+                  !('seq' in x) ||
+                  x.seq === undefined ||
+                  x.seq > r.seq ||
+                  (x.kind === 'checkpoint' && x.seq === r.seq),
+              );
+          }
           // Fail point: the node dies right after this write, before sending what it just persisted.
           if (this.crashAfterPersist?.(node, a.record)) {
             this.crash(node.id);

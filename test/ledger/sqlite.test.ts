@@ -810,6 +810,36 @@ describe('SqliteLedger', () => {
     again.close();
   });
 
+  it('a stable checkpoint record drops the records of the seqs up to it, in every durability; an unstable one drops none', () => {
+    for (const durability of ['full', 'prepared', 'relaxed'] as const) {
+      const l = SqliteLedger.open(freshPath(), genesis, { durability });
+      const d = sha256(new Uint8Array([2]));
+      for (let seq = 1; seq <= 6; seq++) {
+        l.persist({ kind: 'prepare', view: 1, seq, digest: d });
+        l.persist({ kind: 'commit', view: 1, seq, digest: d, body: new Uint8Array([seq]) });
+      }
+      l.persist({ kind: 'viewChange', view: 2 });
+      l.persist({ kind: 'checkpoint', seq: 2, digest: d }); // own vote, not stable: nothing goes
+      expect(l.signedLog()).toHaveLength(14);
+      const cp4 = { kind: 'checkpoint', view: 2, seq: 4, digest: d, body: new Uint8Array([9]) };
+      l.persist(cp4);
+      expect(l.signedLog().map((r) => `${r.kind}:${r.seq ?? '-'}`)).toEqual([
+        'prepare:5',
+        'commit:5',
+        'prepare:6',
+        'commit:6',
+        'viewChange:-',
+        'checkpoint:4',
+      ]);
+      l.persist({ kind: 'checkpoint', view: 2, seq: 6, digest: d, body: new Uint8Array([9]) });
+      expect(
+        l.signedLog().map((r) => `${r.kind}:${r.seq ?? '-'}`),
+        durability,
+      ).toEqual(['viewChange:-', 'checkpoint:6']);
+      l.close();
+    }
+  });
+
   it('group commit: writes between beginGroup and commitGroup land together, or not at all', () => {
     const path = freshPath();
     const l = SqliteLedger.open(path, genesis);
