@@ -681,6 +681,15 @@ export class Replica {
   /** Highest sequence number this node has proposed (primary) or accepted. */
   lastProposed = 0;
   lastBatchTimestamp = 0;
+  /**
+   * The highest timestamp of a batch this node took from elsewhere (executed, restored, accepted from
+   * another primary or carried by a NEW-VIEW): lastBatchTimestamp without this node's own proposals.
+   * A new view starts its lastBatchTimestamp from here (enterView): an own proposal that no NEW-VIEW
+   * carries was never executed, and one stamped by a clock stepped ahead and then corrected would
+   * otherwise hold every later batch of this primary ahead of its peers' clocks, refused, for as long as
+   * the step.
+   */
+  private takenBatchTimestamp = 0;
   /** Highest timestamp among executed batches: every new proposal must be later. */
   lastExecutedTimestamp = 0;
   /**
@@ -885,6 +894,7 @@ export class Replica {
     r.lastReceiptHash = disk.lastReceiptHash;
     r.lastExecutedTimestamp = disk.lastTimestamp;
     r.lastBatchTimestamp = disk.lastTimestamp;
+    r.takenBatchTimestamp = disk.lastTimestamp;
     r.models = [...disk.models];
     if (disk.modelVersions) r.modelVersions = [...disk.modelVersions];
     for (const [id, ts] of disk.recent) r.done.add(id, ts);
@@ -2322,6 +2332,7 @@ export class Replica {
     this.holdRefs(slot);
     this.lastProposed = Math.max(this.lastProposed, pp.seq);
     this.lastBatchTimestamp = Math.max(this.lastBatchTimestamp, b.timestamp);
+    if (primary !== this.id) this.takenBatchTimestamp = Math.max(this.takenBatchTimestamp, b.timestamp);
     this.out.push({
       type: 'persist',
       record: { kind: 'prepare', view: pp.view, seq: pp.seq, digest: pp.digest },
@@ -2837,6 +2848,7 @@ export class Replica {
     this.executedDigests.set(ev.seq, slot.digest!);
     this.lastExecutedTimestamp = Math.max(this.lastExecutedTimestamp, slot.batch!.timestamp);
     this.lastBatchTimestamp = Math.max(this.lastBatchTimestamp, slot.batch!.timestamp);
+    this.takenBatchTimestamp = Math.max(this.takenBatchTimestamp, slot.batch!.timestamp);
     if (slot.view === this.view && !this.viewChanging) this.vcAttempts = 0;
     const requeued = new Set(ev.requeued.map(hex));
     const votesToDrop: string[] = [];
@@ -3908,7 +3920,10 @@ export class Replica {
       this.startCatchUp();
     }
     // Everything above the checkpoint is decided afresh by the re-proposals; nothing else stays proposed.
-    // Every unexecuted slot from an older view goes: its prepares and commits belong to that view.
+    // Every unexecuted slot from an older view goes: its prepares and commits belong to that view. Its own
+    // proposals that no re-proposal carries go with them, and no longer hold its batch clock up (see
+    // takenBatchTimestamp; the re-proposals below raise it again).
+    this.lastBatchTimestamp = Math.max(this.takenBatchTimestamp, this.lastExecutedTimestamp);
     for (const [s, slot] of this.slots)
       if (s > this.lastExecuted) {
         this.releaseRefs(slot);
@@ -3959,6 +3974,7 @@ export class Replica {
       slot.pinned = pp;
       this.tryAccept(slot, pp, true);
       if (d.batch.timestamp > this.lastBatchTimestamp) this.lastBatchTimestamp = d.batch.timestamp;
+      if (d.batch.timestamp > this.takenBatchTimestamp) this.takenBatchTimestamp = d.batch.timestamp;
     });
     this.lastProposed = Math.max(maxSeq, this.lastExecuted, derived.minSeq);
     if (this.retiredModels.size > 0) this.reinferStale();
