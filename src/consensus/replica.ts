@@ -236,6 +236,8 @@ export function batchCap(
 
 /** The pool is swept for expired requests at most this often (sweepExpired). */
 const EXPIRY_SWEEP_MS = 100;
+/** At most this many answers to requests forgotten as expired are kept (Replica.expiredOwn). */
+const MAX_EXPIRED_OWN = 65_536;
 /** Matches no batch digest (a stand-in where none is known). */
 const EMPTY_DIGEST = new Uint8Array(0);
 
@@ -1076,6 +1078,7 @@ export class Replica {
     for (let i = 0; i < over; i++) this.forgetExpired(held[i]);
     this.expiredHeld = held.length - over;
     if (this.restoredOwn.length > 0) this.settleRestoredOwn(wait);
+    if (this.expiredOwn.size > 0) this.pruneExpiredOwn();
   }
 
   /**
@@ -1095,6 +1098,8 @@ export class Replica {
           if (this.pool.has(idHex)) continue;
           const m = this.votes.get(idHex);
           if (m?.get(this.id)?.digestHex !== d) continue;
+          // (The request's own timestamp is not held here: `newest` is at least it.)
+          this.keepExpiredOwn(idHex, r.newest);
           this.dropVote(m, this.id);
           if (m.size === 0) this.votes.delete(idHex);
         }
@@ -1109,6 +1114,8 @@ export class Replica {
   private expiredHeld = 0;
 
   private forgetExpired(idHex: string): void {
+    const p = this.pool.get(idHex);
+    if (p) this.keepExpiredOwn(idHex, p.sr.request.timestamp);
     this.pool.delete(idHex);
     this.ready.delete(idHex);
     this.quorum.delete(idHex);
@@ -1327,10 +1334,12 @@ export class Replica {
       return;
     }
     if (c.ok) this.admit(sr, c.id);
-    else if (c.code === 'REQUEST_EXPIRED' && c.id !== null && this.orphans.has(hex(c.id)))
-      // We asked for it (we hold votes for it): it can no longer execute, so stop asking.
+    else if (c.code === 'REQUEST_EXPIRED' && c.id !== null && this.orphans.has(hex(c.id))) {
+      // We asked for it (we hold votes for it): it can no longer execute, so stop asking. (Our own vote
+      // among them, read back at a restart, is kept in expiredOwn: our clock may be reading ahead.)
+      this.keepExpiredOwn(hex(c.id), sr.request.timestamp);
       this.forgetVotes(hex(c.id));
-    else if (
+    } else if (
       c.code === 'REQUEST_BAD_SIGNATURE' ||
       c.code === 'REQUEST_INPUT_MISMATCH' ||
       c.code === 'REQUEST_WRONG_GROUP'
@@ -1357,6 +1366,15 @@ export class Replica {
   private admit(sr: SignedRequest, id: Uint8Array): void {
     const idHex = hex(id);
     this.pool.set(idHex, { sr, id, state: 'pending', acceptedAt: this.now });
+    // Forgotten as expired while this node's clock read ahead, and taken again: what it answered then is
+    // what it answers (expiredOwn).
+    const back = this.expiredOwn.get(idHex);
+    if (back) {
+      this.expiredOwn.delete(idHex);
+      const m = this.ownPast.get(idHex);
+      if (m) for (const [k, x] of back.past) m.set(k, x);
+      else this.ownPast.set(idHex, back.past);
+    }
     this.settleOrphan(idHex);
     // Not when this node signed a result for it with its current model already (before a restart: see
     // restore), nor when it may have and cannot know: before a lost write (resultsFloor), or before the
@@ -1767,6 +1785,43 @@ export class Replica {
    * execution).
    */
   private readonly ownPast = new Map<string, Map<string, Result>>();
+
+  /**
+   * This node's answers to requests whose votes it forgot as expired by its clock (sweepExpired,
+   * settleRestoredOwn), by request id (hex): the request's timestamp (or a later one) and the answers by
+   * model digest (hex). The wall clock may go back (Replica.step): a request forgotten while the clock read
+   * ahead (a wrong step forward) is valid again once the clock is put right, and may come back (a peer's
+   * FORWARD, a proposal it fetches). Taken again (admit), its answers go back to ownPast, so this node
+   * signs the answer it signed before, not a second one from another inference that may differ
+   * (double-vote evidence against it at every peer still holding the first): before 2026-12-06 one clock
+   * that never went back kept such a request expired here. Kept until the executed batches expire the
+   * request (no batch can carry it then, and this node infers it no more: admit), at most MAX_EXPIRED_OWN
+   * of them, the oldest forgotten first.
+   */
+  private readonly expiredOwn = new Map<string, { timestamp: number; past: Map<string, Result> }>();
+
+  private keepExpiredOwn(idHex: string, timestamp: number): void {
+    const past = new Map(this.ownPast.get(idHex) ?? []);
+    const v = this.votes.get(idHex)?.get(this.id);
+    const r = v && this.results.get(v.digestHex);
+    const e = v && r?.signed.batch.entries[v.index];
+    if (r && e) past.set(hex(r.signed.batch.modelDigest), e.result);
+    if (past.size === 0) return;
+    this.expiredOwn.delete(idHex);
+    this.expiredOwn.set(idHex, { timestamp, past });
+    if (this.expiredOwn.size > MAX_EXPIRED_OWN)
+      for (const k of this.expiredOwn.keys()) {
+        this.expiredOwn.delete(k);
+        break;
+      }
+  }
+
+  /** Forgets the answers of expiredOwn whose requests the executed batches have expired. */
+  private pruneExpiredOwn(): void {
+    for (const [idHex, o] of this.expiredOwn)
+      if (o.timestamp + this.genesis.params.expiryMs < this.lastExecutedTimestamp)
+        this.expiredOwn.delete(idHex);
+  }
 
   private rememberOwn(idHex: string, v: VoteRef): void {
     const r = this.results.get(v.digestHex);

@@ -5,7 +5,7 @@
 import { describe, expect, it } from 'vitest';
 import { type Action, type Event, Replica } from '../../src/consensus/replica.ts';
 import { requestIdOf } from '../../src/protocol/index.ts';
-import { broadcasts, G, mkReq, only, resultsOf, SMALL_CFG, T0, wire } from './fixtures.ts';
+import { broadcasts, G, GID, mkReq, only, resultsOf, SMALL_CFG, T0, wire } from './fixtures.ts';
 
 const SKEW = G.genesis.params.maxClockSkewMs;
 
@@ -82,5 +82,143 @@ describe('the replica clocks', () => {
     expect(only(ok, 'accepted')).toHaveLength(1);
     const ahead = step({ type: 'request', request: mkReq(3, T0 + 30 + hour) }, T0 + 30, T0 + 30);
     expect(only(ahead, 'rejected').map((x) => x.code)).toEqual(['REQUEST_FROM_FUTURE']);
+  });
+
+  it('never signs a second, different answer for a request it forgot as expired while its clock was ahead', () => {
+    // A step forward past the expiry window makes the sweep forget a waiting request with this node's
+    // vote; once the clock is put right the request is valid again, and a peer may send it back (a FORWARD,
+    // a proposal it fetches). Inference need not give the same bytes twice: a different second answer
+    // is double-vote evidence against this honest node at every peer still holding the first.
+    const { r, step } = driver(1, { ...SMALL_CFG, viewChangeTimeoutMs: 1000 });
+    const sr = mkReq(1);
+    const id = requestIdOf(sr);
+    const model = G.genesis.nodes[1].modelDigest;
+    const answer = (label: number): Event => ({
+      type: 'inferred',
+      modelDigest: model,
+      results: [{ requestId: id, result: { kind: 'class', top: [{ label, score: 900_000 }] } }],
+    });
+    const answers = (a: Action[]) =>
+      broadcasts(a, 'results').flatMap((m) =>
+        m.signed.batch.entries.map((e) => (e.result.kind === 'class' ? e.result.top[0].label : -1)),
+      );
+    expect(only(step({ type: 'request', request: sr }, T0, T0), 'infer')).toHaveLength(1);
+    expect(answers(step(answer(7), T0 + 1, T0 + 1))).toEqual([7]);
+    // An hour ahead for a while: the request has expired by this clock, long enough to be forgotten.
+    const hour = 3_600_000;
+    for (let t = 10; t <= 1000; t += 10) step({ type: 'tick' }, T0 + t, T0 + t + hour);
+    expect(r.forgottenExpired).toBe(1);
+    // Put right; a peer forwards the request again.
+    const again = step(
+      { type: 'message', from: 2, msg: wire({ kind: 'forward', requests: [sr] }) },
+      T0 + 1100,
+      T0 + 1100,
+    );
+    const inferAgain = only(again, 'infer').flatMap((a) => a.requests);
+    // Inferred again or not, whatever it signs for the request is the answer it signed before.
+    if (inferAgain.length > 0) {
+      const signed = answers(step(answer(8), T0 + 1200, T0 + 1200));
+      for (const label of signed) expect(label).toBe(7);
+    }
+    expect(r.evidence).toEqual([]);
+  });
+
+  it('nor for a request whose vote, read back at a restart, it dropped as expired while its clock was ahead', () => {
+    const sr = mkReq(1);
+    const id = requestIdOf(sr);
+    const cfg = { ...SMALL_CFG, viewChangeTimeoutMs: 1000 };
+    // Before the restart it answered 7 (resultsOf: label 7) to a request that has not come back yet.
+    const r = Replica.restore(G.genesis, 1, G.keys[1], cfg, {
+      lastExecuted: 0,
+      lastReceiptHash: GID,
+      lastTimestamp: 0,
+      models: G.genesis.nodes.map((n) => n.modelDigest),
+      recent: [],
+      log: [],
+      ownResults: [{ signed: resultsOf(1, [id]), newest: T0 }],
+    });
+    const labels = (a: Action[]) =>
+      broadcasts(a, 'results').flatMap((m) =>
+        m.signed.batch.entries.map((e) => (e.result.kind === 'class' ? e.result.top[0].label : -1)),
+      );
+    const hour = 3_600_000;
+    // Its clock an hour ahead: the vote is dropped (dropResults), the request having expired by it.
+    let dropped = 0;
+    for (let t = 10; t <= 1000; t += 10)
+      dropped += only(r.step({ type: 'tick' }, T0 + t, T0 + t + hour), 'dropResults').length;
+    expect(dropped).toBe(1);
+    // Put right, the request comes back from a peer: it is valid again.
+    const again = r.step(
+      { type: 'message', from: 2, msg: wire({ kind: 'forward', requests: [sr] }) },
+      T0 + 1100,
+      T0 + 1100,
+    );
+    if (only(again, 'infer').length > 0) {
+      const signed = labels(
+        r.step(
+          {
+            type: 'inferred',
+            modelDigest: G.genesis.nodes[1].modelDigest,
+            results: [{ requestId: id, result: { kind: 'class', top: [{ label: 8, score: 900_000 }] } }],
+          },
+          T0 + 1200,
+          T0 + 1200,
+        ),
+      );
+      for (const label of signed) expect(label).toBe(7);
+    }
+  });
+
+  it('nor for one whose votes it forgot when a peer sent it while its clock was ahead', () => {
+    const sr = mkReq(1);
+    const id = requestIdOf(sr);
+    const r = Replica.restore(
+      G.genesis,
+      1,
+      G.keys[1],
+      { ...SMALL_CFG, viewChangeTimeoutMs: 1000 },
+      {
+        lastExecuted: 0,
+        lastReceiptHash: GID,
+        lastTimestamp: 0,
+        models: G.genesis.nodes.map((n) => n.modelDigest),
+        recent: [],
+        log: [],
+        ownResults: [{ signed: resultsOf(1, [id]), newest: T0 }],
+      },
+    );
+    const hour = 3_600_000;
+    // A peer's vote for the request, which has not arrived here: asked for (an orphan).
+    r.step({ type: 'message', from: 2, msg: wire({ kind: 'results', signed: resultsOf(2, [id]) }) }, T0, T0);
+    // It arrives while this clock reads an hour ahead: expired, so its votes are forgotten.
+    const late = r.step(
+      { type: 'message', from: 2, msg: wire({ kind: 'forward', requests: [sr] }) },
+      T0 + 10,
+      T0 + 10 + hour,
+    );
+    expect(only(late, 'infer')).toEqual([]);
+    // Put right, it comes again: valid now.
+    const again = r.step(
+      { type: 'message', from: 3, msg: wire({ kind: 'forward', requests: [sr] }) },
+      T0 + 20,
+      T0 + 20,
+    );
+    expect(only(again, 'infer').flatMap((a) => a.requests)).toHaveLength(1);
+    const signed = broadcasts(
+      r.step(
+        {
+          type: 'inferred',
+          modelDigest: G.genesis.nodes[1].modelDigest,
+          results: [{ requestId: id, result: { kind: 'class', top: [{ label: 8, score: 900_000 }] } }],
+        },
+        T0 + 30,
+        T0 + 30,
+      ),
+      'results',
+    ).flatMap((m) =>
+      m.signed.batch.entries.map((e) => (e.result.kind === 'class' ? e.result.top[0].label : -1)),
+    );
+    // (Signed the same as before, the RESULTS may be the very one it sent then: nothing new to send.)
+    expect(signed.filter((l) => l !== 7)).toEqual([]);
   });
 });
