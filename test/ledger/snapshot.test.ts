@@ -779,3 +779,34 @@ describe('certificateIndexRequests', () => {
     );
   });
 });
+
+describe('certificateIndexRequests, edge cases', () => {
+  it('N = 1 and a few: the latest N are served after execute and after reopens from snapshots taken every batch or every few (null and empty batches among them)', () => {
+    const plans = history(82, 120);
+    const full = written(plans);
+    const ref = SqliteLedger.open(full.path, genesis, { snapshotEvery: 0 });
+    const reference = certificates(ref, full.executions);
+    ref.close();
+    expect(plans.some((p) => p.batch.entries.length === 0)).toBe(true);
+    for (const N of [1, 2, 5])
+      for (const snapshotEvery of [1, 4, 0]) {
+        const l = SqliteLedger.open(freshPath(), genesis, { snapshotEvery, certificateIndexRequests: N });
+        const executions = feed(l, plans);
+        const latest = (got: string[]) =>
+          expect(got.slice(got.length - N), `N ${N} snapshotEvery ${snapshotEvery}`).toEqual(
+            reference.slice(reference.length - N),
+          );
+        latest(certificates(l, executions));
+        const path = l.path;
+        l.close();
+        const again = SqliteLedger.open(path, genesis, { snapshotEvery, certificateIndexRequests: N });
+        latest(certificates(again, executions));
+        again.close();
+        // Reopened with a larger N than it ran with: the snapshot's rows still give the latest N.
+        const wider = SqliteLedger.open(path, genesis, { snapshotEvery, certificateIndexRequests: 4 * N });
+        const got = certificates(wider, executions);
+        expect(got.slice(got.length - 4 * N)).toEqual(reference.slice(reference.length - 4 * N));
+        wider.close();
+      }
+  });
+});
