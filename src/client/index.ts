@@ -162,6 +162,14 @@ export interface InferResult {
   servedBy: number;
 }
 
+/**
+ * The clock every deadline and wait of a call runs on: the monotonic one. On the system clock (before
+ * 2026-12-06) a step back during a call stretched it by the step (an hour's step: the call waited an hour
+ * past its timeoutMs), and a step forward could end its poll loops and retries early. Request timestamps
+ * stay on the system clock.
+ */
+const monoNow = (): number => performance.now();
+
 /** See ClientOptions.hedgeMs. */
 const DEFAULT_HEDGE_MS = 2000;
 /**
@@ -766,10 +774,10 @@ export class DropbearClient {
    * executed it, answers with its certificate (or pending), not a second charge (api.ts, submitAll).
    */
   private async sendOne(sr: SignedRequest, timeoutMs: number): Promise<InferResult> {
-    const deadline = Date.now() + timeoutMs;
+    const deadline = monoNow() + timeoutMs;
     for (let attempt = 1; ; attempt++) {
       try {
-        return await this.sendRound(sr, Math.max(1, deadline - Date.now()), deadline);
+        return await this.sendRound(sr, Math.max(1, deadline - monoNow()), deadline);
       } catch (e) {
         if (!(e instanceof DropbearError)) throw e;
         if (e.code !== 'OVERLOADED') {
@@ -786,7 +794,7 @@ export class DropbearClient {
           attempt > this.retry.maxRetries
             ? Number.POSITIVE_INFINITY
             : backoffMs(this.retry, attempt, d.retryAfterMs);
-        if (wait + MIN_RETRY_WINDOW_MS > deadline - Date.now())
+        if (wait + MIN_RETRY_WINDOW_MS > deadline - monoNow())
           throw overloadedError(d.what, attempt, d.errors);
         await new Promise((r) => setTimeout(r, wait));
       }
@@ -834,7 +842,7 @@ export class DropbearClient {
     const attempt = async (node: GroupNode): Promise<InferResult> => {
       const chosen = first.includes(node);
       const quiet = chosen && !waiting.has(node);
-      const posted = this.post(node, body, quiet ? 0 : deadline - Date.now(), posts.signal, toAll && chosen);
+      const posted = this.post(node, body, quiet ? 0 : deadline - monoNow(), posts.signal, toAll && chosen);
       asked++;
       posted.then(
         () => {
@@ -849,10 +857,10 @@ export class DropbearClient {
         await quietGate;
         if (abort.signal.aborted) throw DONE;
       }
-      while (!cert && Date.now() < deadline) {
-        const t0 = Date.now();
+      while (!cert && monoNow() < deadline) {
+        const t0 = monoNow();
         cert = await this.poll(node, id, deadline - t0, abort.signal);
-        if (!cert) await sleep(MIN_POLL_INTERVAL_MS - (Date.now() - t0), abort.signal);
+        if (!cert) await sleep(MIN_POLL_INTERVAL_MS - (monoNow() - t0), abort.signal);
       }
       if (!cert) throw new DropbearError('TIMEOUT', `node ${node.id}: no certificate within ${timeoutMs} ms`);
       return this.result(this.check(cert, sr, this.signatures), node.id);
@@ -915,7 +923,7 @@ export class DropbearClient {
     restRun.catch(() => {});
     const firstRun = race(first);
     firstRun.catch((e: unknown) => {
-      if (finalErr() || rest.length === 0 || Date.now() >= deadline) stopRest(finalErr() ?? e);
+      if (finalErr() || rest.length === 0 || monoNow() >= deadline) stopRest(finalErr() ?? e);
       else startRest();
     });
     const hedgeMs = this.opts.hedgeMs;
@@ -961,7 +969,7 @@ export class DropbearClient {
       abort.abort(DONE);
       // POSTs still out may finish, so that their connections stay open for the next call; past the
       // grace, or the call's deadline, they are cut off. (An abort after they finished does nothing.)
-      const grace = Math.min(POST_GRACE_MS, deadline - Date.now());
+      const grace = Math.min(POST_GRACE_MS, deadline - monoNow());
       if (grace <= 0) posts.abort(DONE);
       else setTimeout(() => posts.abort(DONE), grace).unref?.();
     }
@@ -1090,7 +1098,7 @@ export class DropbearClient {
     onResult: ((i: number, r: InferResult | Error) => void) | undefined,
     mismatched: (DropbearError | null)[] | null,
   ): Promise<(InferResult | Error)[]> {
-    const deadline = Date.now() + timeoutMs;
+    const deadline = monoNow() + timeoutMs;
     const abort = fanOutController(this.nodes.length);
     const items: BatchItem[] = srs.map((sr, index) => ({
       index,
@@ -1136,8 +1144,7 @@ export class DropbearClient {
       let restRound: Promise<unknown> | null = null;
       const startRest = () => {
         clearTimeout(hedge);
-        if (!restRound && left > 0 && rest.length > 0 && Date.now() < deadline)
-          restRound = round(rest, false);
+        if (!restRound && left > 0 && rest.length > 0 && monoNow() < deadline) restRound = round(rest, false);
         return restRound;
       };
       const hedgeMs = this.opts.hedgeMs;
@@ -1184,7 +1191,7 @@ export class DropbearClient {
     // POSTs this node turned away as OVERLOADED in this call: its retries (ClientOptions.overloadRetry).
     let overloads = 0;
     let pos = 0;
-    while (Date.now() < ctx.deadline && !ctx.signal.aborted) {
+    while (monoNow() < ctx.deadline && !ctx.signal.aborted) {
       while (pos < todo.length && todo[pos].out) pos++;
       if (pos >= todo.length) break;
       const chunk: BatchItem[] = [];
@@ -1210,7 +1217,7 @@ export class DropbearClient {
         // It leaves a quarter of the time left (at most 1 s) for the answer and those polls: with half of it,
         // a saturated group's slower batches came back pending and were polled one request at a time
         // (a long poll each), which cost the protocol bench's open-loop peak ~15 %.
-        const left = ctx.deadline - Date.now();
+        const left = ctx.deadline - monoNow();
         const waitMs = Math.min(left - Math.min(1000, left / 4), BATCH_WAIT_MS);
         for (const it of chunk) (it.asked ??= new Map()).set(node.id, (it.asked.get(node.id) ?? 0) + 1);
         answer = await this.postBatch(node, chunk, waitMs, ctx.signal, ctx.sentToAll);
@@ -1238,7 +1245,7 @@ export class DropbearClient {
             overloads > this.retry.maxRetries
               ? Number.POSITIVE_INFINITY
               : backoffMs(this.retry, overloads, answer.retryAfterMs);
-          if (wait + MIN_RETRY_WINDOW_MS > ctx.deadline - Date.now()) {
+          if (wait + MIN_RETRY_WINDOW_MS > ctx.deadline - monoNow()) {
             failAll(todo.slice(end), node, answer.error);
             break;
           }
@@ -1336,7 +1343,7 @@ export class DropbearClient {
       const cert = await this.post(
         node,
         it.bytes,
-        ctx.deadline - Date.now(),
+        ctx.deadline - monoNow(),
         this.itemSignal(it),
         ctx.sentToAll,
       );
@@ -1353,8 +1360,8 @@ export class DropbearClient {
 
   /** Polls one node for one item's certificate until it has one that verifies, the item settles or time is up. */
   private async pollItem(node: GroupNode, it: BatchItem, ctx: BatchContext): Promise<void> {
-    while (!it.out && Date.now() < ctx.deadline) {
-      const t0 = Date.now();
+    while (!it.out && monoNow() < ctx.deadline) {
+      const t0 = monoNow();
       let cert: Certificate | null;
       try {
         cert = await this.poll(node, it.id, ctx.deadline - t0, this.itemSignal(it));
@@ -1363,7 +1370,7 @@ export class DropbearClient {
         return;
       }
       if (cert) return this.takeCertificate(node, it, cert, ctx);
-      await sleep(MIN_POLL_INTERVAL_MS - (Date.now() - t0), this.itemSignal(it));
+      await sleep(MIN_POLL_INTERVAL_MS - (monoNow() - t0), this.itemSignal(it));
     }
   }
 
