@@ -327,6 +327,7 @@ interface NodeState {
   serving: string | null;
   /** Its last `error [CODE]: message` line. */
   lastError: { code: string; line: string } | null;
+  /** performance.now() at its start (a step of the system clock no longer makes its run look long or short). */
   startedAt: number;
   /** Exits in a row after the group was ready (reset by a run of resetAfterMs). */
   crashes: number;
@@ -387,7 +388,7 @@ export function startGroup(
       child,
       serving: null,
       lastError: null,
-      startedAt: Date.now(),
+      startedAt: performance.now(),
       crashes: prev?.crashes ?? 0,
       restartTimer: null,
     };
@@ -424,7 +425,7 @@ export function startGroup(
         log(`[node ${node.id}] exited (${how})${supervised ? `; ${count}` : ''}`);
         return;
       }
-      const ranMs = Date.now() - s.startedAt;
+      const ranMs = performance.now() - s.startedAt;
       if (ranMs >= (policy.resetAfterMs ?? 60_000)) s.crashes = 0;
       if (code === 0 && !sig) {
         log(
@@ -483,7 +484,7 @@ export function startGroup(
       return spawnNode(node).child;
     },
     async ready(timeoutMs = 120_000) {
-      const deadline = Date.now() + timeoutMs;
+      const deadline = performance.now() + timeoutMs;
       for (const node of g.file.nodes) {
         let reason = 'it has not said it serves yet';
         for (;;) {
@@ -511,7 +512,7 @@ export function startGroup(
               reason = `/readyz: ${(e as Error).message}`;
             }
           }
-          if (Date.now() > deadline)
+          if (performance.now() > deadline)
             throw new DropbearError(
               'GROUP_NOT_READY',
               `node ${node.id} not ready after ${timeoutMs} ms (${reason})`,

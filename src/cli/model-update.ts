@@ -69,6 +69,8 @@ const REQUEST_TIMEOUT_MS = 10_000;
 interface Budget {
   node: number;
   waitMs: number;
+  /** performance.now() by which the command gives up (the monotonic clock: a step of the system clock
+   *  moved it before 2026-12-06). */
   deadline: number;
 }
 
@@ -79,7 +81,7 @@ interface Budget {
  * spent (a POST aborted after 1 ms could still reach the node).
  */
 async function fetchWithin(b: Budget, url: string, when: string, init?: RequestInit): Promise<NodeAnswer> {
-  const left = b.deadline - Date.now();
+  const left = b.deadline - performance.now();
   if (left <= 0)
     throw new DropbearError(
       'TIMEOUT',
@@ -146,7 +148,7 @@ export function registerModelUpdate(program: Command): void {
     )
     .action(async (o: { group: string; node: string; model: string; home?: string; wait: string }) => {
       const waitMs = parseWaitMs(o.wait);
-      const deadline = Date.now() + waitMs;
+      const deadline = performance.now() + waitMs;
       const id = parseNodeId(o.node);
       const g = loadGroup(o.group);
       const node = g.file.nodes.find((n) => n.id === id);
@@ -183,7 +185,7 @@ export function registerModelUpdate(program: Command): void {
       process.stdout.write(
         `submitted ${body.txId} (node ${id}: version ${current.version} → ${current.version + 1})\n`,
       );
-      while (Date.now() < deadline) {
+      while (performance.now() < deadline) {
         let now: GroupView;
         try {
           now = await groupView(node.api, budget, 'the update was submitted');

@@ -605,7 +605,7 @@ export async function lockIndex(home: string, opts: IndexLockOptions = {}): Prom
     throw storeWriteFailed(tmp, e, 'locking the model index');
   }
   try {
-    const start = Date.now();
+    const start = performance.now();
     /** Lock files in a row that could not be read (gone meanwhile, or unreadable). */
     let unread = 0;
     while (!(await createLock(path, tmp, body))) {
@@ -613,9 +613,9 @@ export async function lockIndex(home: string, opts: IndexLockOptions = {}): Prom
       unread = seen ? 0 : unread + 1;
       if (seen && (await breakable(seen, staleMs))) {
         await breakLock(path, seen);
-        if (Date.now() - start <= waitMs) continue;
+        if (performance.now() - start <= waitMs) continue;
       }
-      if (Date.now() - start > waitMs) {
+      if (performance.now() - start > waitMs) {
         const o = seen?.owner;
         throw new DropbearError(
           'MODEL_STORE_BUSY',
@@ -645,10 +645,10 @@ export async function lockIndex(home: string, opts: IndexLockOptions = {}): Prom
       // A waiter breaking a lock it judged stale may have this live one aside for a moment (breakLock), and
       // links it back: seen missing, it is looked for there and waited for, else it came back held by
       // nobody and kept every update out until it was staleLockMs old (its owner's pid being alive).
-      const until = Date.now() + TRANSIT_WAIT_MS;
+      const until = performance.now() + TRANSIT_WAIT_MS;
       for (;;) {
         const seen = await readLock(path);
-        if (seen || !(await asideWith(dir, token)) || Date.now() > until) {
+        if (seen || !(await asideWith(dir, token)) || performance.now() > until) {
           if (seen ? seen.owner?.token === token : await held()) await unlink(path).catch(() => {});
           return;
         }
