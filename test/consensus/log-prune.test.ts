@@ -5,7 +5,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { type PersistRecord, Replica } from '../../src/consensus/replica.ts';
-import { array, encode, NodeSignature, sha256 } from '../../src/protocol/index.ts';
+import { array, encode, NodeSignature, sha256, uint } from '../../src/protocol/index.ts';
 import { G, GID, SMALL_CFG } from './fixtures.ts';
 
 const proof = encode(
@@ -59,5 +59,39 @@ describe('restore from a pruned signed log', () => {
         { kind: 'checkpoint', seq: 6, digest, body: proof },
       ]),
     ).toEqual({ view: 2, changing: true, stable: 6 });
+  });
+});
+
+describe('restore from a pruned signed log, a node that lost writes (forgotten, signFloor)', () => {
+  // Changing view below its sign floor, it signs no VIEW-CHANGE and persists none: a checkpoint stable then
+  // names no view, and pruning drops its votes, the only records of view 3. The restored view is lower
+  // than from the whole log; what it may sign is not: the floor (above every view it signed in) is kept.
+  function restored(log: PersistRecord[]) {
+    const r = Replica.restore(G.genesis, 1, G.keys[1], SMALL_CFG, {
+      lastExecuted: 6,
+      lastReceiptHash: GID,
+      lastTimestamp: 0,
+      models: G.genesis.nodes.map((n) => n.modelDigest),
+      recent: [],
+      log,
+    });
+    return { view: r.view, floor: r.signFloorView, stable: r.stable };
+  }
+  const votes: PersistRecord[] = [
+    { kind: 'prepare', view: 3, seq: 5, digest },
+    { kind: 'commit', view: 3, seq: 5, digest },
+  ];
+  const forgotten: PersistRecord = { kind: 'forgotten', body: encode(uint, 1_000) };
+  const cp: PersistRecord = { kind: 'checkpoint', seq: 6, digest, body: proof };
+
+  it('with its floor learned: the floor stands, whatever view the pruned log gives', () => {
+    const floor: PersistRecord = { kind: 'signFloor', view: 5 };
+    expect(restored([...votes, forgotten, floor, cp])).toEqual({ view: 3, floor: 5, stable: 6 });
+    expect(restored([forgotten, floor, cp])).toEqual({ view: 0, floor: 5, stable: 6 });
+  });
+
+  it('before its floor is learned: it signs in no view either way', () => {
+    expect(restored([...votes, forgotten, cp])).toEqual({ view: 3, floor: Infinity, stable: 6 });
+    expect(restored([forgotten, cp])).toEqual({ view: 0, floor: Infinity, stable: 6 });
   });
 });
