@@ -141,8 +141,14 @@ import { type Execution, LedgerState, MAX_SNAPSHOT_WINDOW, type ResolvedEntry } 
  * 7: local state snapshots (`snapshots`), so that an open restores the state after the latest one instead
  * of replaying every batch from the genesis. `open` upgrades a version-6 file in place (`migrate6to7`: the
  * table is added, empty; the first snapshot comes after `snapshotEvery` more requests).
+ * 8: the signed log is pruned at every stable checkpoint (`persist`), and a stable checkpoint record
+ * carries the view its node was in (none while changing view): a restore takes the view from it where the
+ * votes that named it are gone. Nothing in the tables changes; the version is there so that a build that
+ * reads 7 refuses the file: it ignores that view, and from a pruned log would restore the node into a
+ * view it had left and sign there (test/sim/log-prune-downgrade.test.ts). `open` upgrades a version-7
+ * file in place (`migrate7to8`: the version alone; its log is pruned at its next stable checkpoint).
  */
-export const LEDGER_SCHEMA_VERSION = 7;
+export const LEDGER_SCHEMA_VERSION = 8;
 
 export type Synchronous = 'FULL' | 'NORMAL';
 /**
@@ -806,6 +812,12 @@ export class SqliteLedger {
       if (meta.schemaVersion === 6) {
         db.pragma('synchronous = FULL');
         migrate6to7(db);
+        db.pragma(`synchronous = ${sync}`);
+        meta = readMeta(db)!;
+      }
+      if (meta.schemaVersion === 7) {
+        db.pragma('synchronous = FULL');
+        migrate7to8(db);
         db.pragma(`synchronous = ${sync}`);
         meta = readMeta(db)!;
       }
@@ -1858,6 +1870,14 @@ function migrate6to7(db: Database.Database): void {
     db.exec(SNAPSHOTS_TABLE);
     db.prepare('UPDATE meta SET schema_version = 7 WHERE id = 0').run();
   })();
+}
+
+/**
+ * Upgrades a schema-7 file in place: the version alone (see LEDGER_SCHEMA_VERSION, 8). Its whole signed
+ * log stays as it is, read by the restore as before, until the next stable checkpoint record prunes it.
+ */
+function migrate7to8(db: Database.Database): void {
+  db.prepare('UPDATE meta SET schema_version = 8 WHERE id = 0').run();
 }
 
 /**

@@ -611,7 +611,7 @@ describe('SqliteLedger snapshots', () => {
     db.prepare('UPDATE meta SET schema_version = 6').run();
     db.close();
     expect(verifyLedgerFile(path).problems).toEqual([
-      'ledger schema 6; this build reads 7 (a node opening the file upgrades it; verification only reads)',
+      'ledger schema 6; this build reads 8 (a node opening the file upgrades it; verification only reads)',
     ]);
     const l = SqliteLedger.open(path, genesis, { snapshotEvery: 5 });
     expect(snapshotSeqs(path)).toEqual([]);
@@ -625,7 +625,7 @@ describe('SqliteLedger snapshots', () => {
     l.close();
     reference.close();
     const check = new Database(path, { readonly: true });
-    expect(check.prepare('SELECT schema_version FROM meta').pluck().get()).toBe(7);
+    expect(check.prepare('SELECT schema_version FROM meta').pluck().get()).toBe(8);
     check.close();
     expect(verifyLedgerFile(path)).toMatchObject({ ok: true, batches: 31 });
   });

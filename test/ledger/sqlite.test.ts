@@ -385,7 +385,7 @@ describe('SqliteLedger', () => {
    */
   function openUpgraded(p: string, version: number): SqliteLedger {
     expect(verifyLedgerFile(p).problems.join('\n')).toMatch(
-      new RegExp(`ledger schema ${version}; this build reads 7 \\(a node`),
+      new RegExp(`ledger schema ${version}; this build reads 8 \\(a node`),
     );
     const l = SqliteLedger.open(p, genesis);
     const good = SqliteLedger.open(goodPath, genesis);
@@ -400,11 +400,44 @@ describe('SqliteLedger', () => {
     openUpgraded(p, 4).close();
     expect(verifyLedgerFile(p)).toMatchObject({ ok: true, batches: 6 });
     const db = new Database(p, { readonly: true });
-    expect(db.prepare('SELECT schema_version FROM meta').pluck().get()).toBe(7);
+    expect(db.prepare('SELECT schema_version FROM meta').pluck().get()).toBe(8);
     expect(
       db.prepare('SELECT count(*) FROM batch_sources WHERE commit_receipt_sigs IS NOT NULL').pluck().get(),
     ).toBe(0);
     db.close();
+  });
+
+  it('upgrades a schema-7 file (whole signed log, checkpoint records without a view) in place: the version alone, and the log is pruned at its next stable checkpoint', () => {
+    const path = freshPath();
+    const l = SqliteLedger.open(path, genesis);
+    const d = sha256(new Uint8Array([2]));
+    for (let seq = 1; seq <= 6; seq++) {
+      l.persist({ kind: 'prepare', view: 1, seq, digest: d });
+      l.persist({ kind: 'commit', view: 1, seq, digest: d, body: new Uint8Array([seq]) });
+    }
+    const before = l.signedLog();
+    l.close();
+    const db = new Database(path);
+    db.prepare('UPDATE meta SET schema_version = 7').run();
+    db.close();
+    expect(verifyLedgerFile(path).problems.join('\n')).toMatch(
+      /ledger schema 7; this build reads 8 \(a node/,
+    );
+    const again = SqliteLedger.open(path, genesis);
+    // The log as it was (the restore reads it as the earlier release did), then pruned with a stable checkpoint.
+    expect(again.signedLog()).toEqual(before);
+    again.persist({ kind: 'checkpoint', view: 1, seq: 4, digest: d, body: new Uint8Array([9]) });
+    expect(again.signedLog().map((r) => `${r.kind}:${r.seq}`)).toEqual([
+      'prepare:5',
+      'commit:5',
+      'prepare:6',
+      'commit:6',
+      'checkpoint:4',
+    ]);
+    again.close();
+    const check = new Database(path, { readonly: true });
+    expect(check.prepare('SELECT schema_version FROM meta').pluck().get()).toBe(8);
+    check.close();
   });
 
   it('upgrades a schema-5 file (no own RESULTS kept) in place when it opens it', () => {
@@ -414,7 +447,7 @@ describe('SqliteLedger', () => {
     l.close();
     expect(verifyLedgerFile(p)).toMatchObject({ ok: true, batches: 6 });
     const db = new Database(p, { readonly: true });
-    expect(db.prepare('SELECT schema_version FROM meta').pluck().get()).toBe(7);
+    expect(db.prepare('SELECT schema_version FROM meta').pluck().get()).toBe(8);
     expect(db.prepare('SELECT count(*) FROM own_results').pluck().get()).toBe(0);
     db.close();
   });
@@ -488,7 +521,7 @@ describe('SqliteLedger', () => {
 
   it('upgrades a schema-2 file (one outcome row per request) in place when it opens it', () => {
     const p = asSchema2(copyOfGood());
-    expect(verifyLedgerFile(p).problems.join('\n')).toMatch(/ledger schema 2; this build reads 7 \(a node/);
+    expect(verifyLedgerFile(p).problems.join('\n')).toMatch(/ledger schema 2; this build reads 8 \(a node/);
     const l = SqliteLedger.open(p, genesis);
     const good = SqliteLedger.open(goodPath, genesis);
     let checked = 0;

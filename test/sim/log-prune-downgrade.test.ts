@@ -1,0 +1,72 @@
+/**
+ * A pruned signed log is unsafe for a release that predates pruning: it reads no view from checkpoint
+ * records, and the votes that named the node's view are gone, so it would restore the node into a view it
+ * had left and sign there. Since the log is pruned the ledger schema is 8: a build that reads 7 refuses the
+ * file (LEDGER_SCHEMA_VERSION) instead of opening it.
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import Database from 'better-sqlite3';
+import { afterAll, describe, expect, it } from 'vitest';
+import { type PersistRecord, Replica } from '../../src/consensus/replica.ts';
+import { LEDGER_SCHEMA_VERSION } from '../../src/ledger/sqlite.ts';
+import { checkRun } from '../../src/sim/checks.ts';
+import { Simulation } from '../../src/sim/world.ts';
+
+const dirs: string[] = [];
+afterAll(() => {
+  for (const d of dirs) rmSync(d, { recursive: true, force: true });
+});
+
+describe('a pruned signed log and a release that predates pruning', () => {
+  it('that release would restore the node into a view it left; the file says schema 8, which it refuses', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'dropbear-downgrade-'));
+    dirs.push(dir);
+    const s = new Simulation({
+      nodes: 4,
+      requests: 600,
+      seed: 5,
+      rate: 0.2,
+      keepAllCertificates: false,
+      maxTimeMs: 120_000,
+      ledgerDir: dir,
+    });
+    // The primary of view 0 goes early and comes back (disk kept) once the others are in view 1: it joins
+    // view 1 by state transfer (the NEW-VIEW a state response carries), writing no VIEW-CHANGE of its own.
+    s.at(100, () => s.crash(0));
+    s.at(3_000, () => s.restart(0, false));
+    const r = s.run();
+    const n0 = s.nodes[0];
+    const log = n0.db!.signedLog() as PersistRecord[];
+    const now = { view: n0.replica.view, changing: n0.replica.viewChanging };
+    const l = n0.db!.state;
+    s.close();
+    expect(r.done).toBe(true);
+    expect(checkRun(r)).toEqual({ ok: true, problems: [] });
+    expect(now).toEqual({ view: 1, changing: false });
+    // Read as the earlier release reads it (a checkpoint record's view means nothing to it), the log
+    // holds nothing of view 1 any more: it restores node 0 into view 0, the view it left, as its primary.
+    const restore = (records: PersistRecord[]) => {
+      const x = Replica.restore(s.group.genesis, 0, n0.key, n0.cfg, {
+        lastExecuted: l.seq,
+        lastReceiptHash: l.lastReceipt,
+        lastTimestamp: l.clock,
+        models: l.models,
+        recent: [],
+        log: records,
+      });
+      return { view: x.view, changing: x.viewChanging };
+    };
+    const asBefore = log.map((x) =>
+      x.kind === 'checkpoint' ? { ...x, view: undefined } : x,
+    ) as PersistRecord[];
+    expect(restore(log)).toEqual({ view: 1, changing: false });
+    expect(restore(asBefore)).toEqual({ view: 0, changing: false });
+    // So the file must not open there: its schema is above the 7 that release reads.
+    expect(LEDGER_SCHEMA_VERSION).toBe(8);
+    const db = new Database(join(dir, 'node-0.sqlite'), { readonly: true });
+    expect(db.prepare('SELECT schema_version FROM meta').pluck().get()).toBe(8);
+    db.close();
+  }, 120_000);
+});
