@@ -873,6 +873,34 @@ describe('SqliteLedger', () => {
     }
   });
 
+  it('a stable checkpoint record and the pruning it does are one transaction: a failed delete leaves neither, in every durability', () => {
+    for (const durability of ['full', 'prepared', 'relaxed'] as const) {
+      const l = SqliteLedger.open(freshPath(), genesis, { durability });
+      const d = sha256(new Uint8Array([2]));
+      for (let seq = 1; seq <= 6; seq++) l.persist({ kind: 'prepare', view: 1, seq, digest: d });
+      const before = l.signedLog();
+      // biome-ignore lint/suspicious/noExplicitAny: the prepared statement, made to fail
+      const st = (l as any).st;
+      const prune = st.pruneLog;
+      st.pruneLog = {
+        run: () => {
+          throw new Error('injected: the delete fails');
+        },
+      };
+      expect(() =>
+        l.persist({ kind: 'checkpoint', view: 1, seq: 4, digest: d, body: new Uint8Array([9]) }),
+      ).toThrow(/injected/);
+      expect(l.signedLog(), durability).toEqual(before);
+      st.pruneLog = prune;
+      l.persist({ kind: 'checkpoint', view: 1, seq: 4, digest: d, body: new Uint8Array([9]) });
+      expect(
+        l.signedLog().map((r) => `${r.kind}:${r.seq}`),
+        durability,
+      ).toEqual(['prepare:5', 'prepare:6', 'checkpoint:4']);
+      l.close();
+    }
+  });
+
   it('group commit: writes between beginGroup and commitGroup land together, or not at all', () => {
     const path = freshPath();
     const l = SqliteLedger.open(path, genesis);
