@@ -225,6 +225,48 @@ export function runSchedule(s: Schedule, opts: RunOptions = {}): ScheduleOutcome
       }
     },
   };
+  scheduleFaults(sim, s);
+  let r: ReturnType<Simulation['run']>;
+  try {
+    r = sim.run();
+  } catch (e) {
+    sim.close();
+    if (dir && !opts.keepDir) rmSync(dir, { recursive: true, force: true });
+    return {
+      ok: false,
+      problems: [`crashed: ${(e as Error).stack ?? e}`],
+      certified: certified.size,
+      virtualMs: sim.now,
+      views: 0,
+      forgottenExpired: 0,
+    };
+  }
+  sim.close();
+  if (!r.done)
+    problem(
+      `liveness: ${certified.size}/${s.requests} certified by ${(r.virtualMs / 1000).toFixed(1)} s (healed at ${s.healAt} ms; nodes at ${sim.nodes.map((n) => `${n.id}:${n.replica.lastExecuted}/v${n.replica.view}`).join(' ')})`,
+    );
+  if (r.duplicateCertificates.length > 0)
+    problem(`${r.duplicateCertificates.length} requests certified twice`);
+  if (dir && !opts.keepDir) rmSync(dir, { recursive: true, force: true });
+  return {
+    ok: problems.length === 0,
+    problems,
+    certified: certified.size,
+    virtualMs: r.virtualMs,
+    views: Math.max(...sim.nodes.map((n) => n.replica.view)),
+    forgottenExpired: sim.nodes
+      .filter((n) => honest.has(n.id))
+      .reduce((a, n) => a + n.replica.forgottenExpired, 0),
+  };
+}
+
+/**
+ * Puts a schedule's faults on the simulation's timeline: crashes and restarts (a node already in that state
+ * is left alone), partitions and slow or lossy links (`heal` clears them; the last heal also restarts every
+ * crashed node and puts every clock right), and clock steps.
+ */
+export function scheduleFaults(sim: Simulation, s: Schedule): void {
   for (const f of s.faults) {
     sim.at(f.at, () => {
       switch (f.kind) {
@@ -259,39 +301,6 @@ export function runSchedule(s: Schedule, opts: RunOptions = {}): ScheduleOutcome
       }
     });
   }
-  let r: ReturnType<Simulation['run']>;
-  try {
-    r = sim.run();
-  } catch (e) {
-    sim.close();
-    if (dir && !opts.keepDir) rmSync(dir, { recursive: true, force: true });
-    return {
-      ok: false,
-      problems: [`crashed: ${(e as Error).stack ?? e}`],
-      certified: certified.size,
-      virtualMs: sim.now,
-      views: 0,
-      forgottenExpired: 0,
-    };
-  }
-  sim.close();
-  if (!r.done)
-    problem(
-      `liveness: ${certified.size}/${s.requests} certified by ${(r.virtualMs / 1000).toFixed(1)} s (healed at ${s.healAt} ms; nodes at ${sim.nodes.map((n) => `${n.id}:${n.replica.lastExecuted}/v${n.replica.view}`).join(' ')})`,
-    );
-  if (r.duplicateCertificates.length > 0)
-    problem(`${r.duplicateCertificates.length} requests certified twice`);
-  if (dir && !opts.keepDir) rmSync(dir, { recursive: true, force: true });
-  return {
-    ok: problems.length === 0,
-    problems,
-    certified: certified.size,
-    virtualMs: r.virtualMs,
-    views: Math.max(...sim.nodes.map((n) => n.replica.view)),
-    forgottenExpired: sim.nodes
-      .filter((n) => honest.has(n.id))
-      .reduce((a, n) => a + n.replica.forgottenExpired, 0),
-  };
 }
 
 /** Ledgers of a simulated run go to memory-backed /dev/shm where there is one: same SQLite, no disk wait. */
