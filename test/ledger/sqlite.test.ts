@@ -1,5 +1,14 @@
 import { spawnSync } from 'node:child_process';
-import { closeSync, copyFileSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  closeSync,
+  copyFileSync,
+  mkdtempSync,
+  openSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir, uptime } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
@@ -12,6 +21,7 @@ import {
   SourceRequests,
   SqliteLedger,
   StoredOutcomes,
+  WAL_SIZE_LIMIT,
 } from '../../src/ledger/sqlite.ts';
 import type { Execution, ResolvedEntry } from '../../src/ledger/state.ts';
 import { verifyLedgerFile } from '../../src/ledger/verify.ts';
@@ -899,6 +909,19 @@ describe('SqliteLedger', () => {
       ).toEqual(['prepare:5', 'prepare:6', 'checkpoint:4']);
       l.close();
     }
+  });
+
+  it('the WAL file is cut back to WAL_SIZE_LIMIT after a transaction larger than that', () => {
+    const l = SqliteLedger.open(freshPath(), genesis);
+    const d = sha256(new Uint8Array([3]));
+    // One record as large as a big snapshot or the first pruning of an old log, then ordinary writes.
+    l.persist({ kind: 'viewChange', view: 1, body: new Uint8Array(WAL_SIZE_LIMIT + (16 << 20)).fill(7) });
+    const wal = `${l.path}-wal`;
+    expect(statSync(wal).size).toBeGreaterThan(WAL_SIZE_LIMIT);
+    for (let seq = 1; seq <= 50; seq++) l.persist({ kind: 'prepare', view: 1, seq, digest: d });
+    // SQLite's automatic checkpoint ran after the large commit; the WAL restarted and was truncated.
+    expect(statSync(wal).size).toBeLessThanOrEqual(WAL_SIZE_LIMIT);
+    l.close();
   });
 
   it('group commit: writes between beginGroup and commitGroup land together, or not at all', () => {
