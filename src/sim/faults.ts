@@ -17,7 +17,7 @@ import type { ReplicaConfig } from '../consensus/replica.ts';
 import { type Certificate, encode, equalBytes, hex, Outcome, Receipt } from '../protocol/index.ts';
 import { Rng } from './rng.ts';
 import { scriptNames } from './scripts.ts';
-import { type LinkConfig, Simulation } from './world.ts';
+import { type LinkConfig, type SimOptions, Simulation } from './world.ts';
 
 export type Fault =
   | { at: number; kind: 'crash'; node: number }
@@ -173,15 +173,7 @@ export function runSchedule(s: Schedule, opts: RunOptions = {}): ScheduleOutcome
     ? (opts.keepDir ?? mkdtempSync(join(existsShm() ? '/dev/shm' : tmpdir(), 'dropbear-sim-')))
     : undefined;
   const bound = opts.livenessBoundMs ?? 60_000;
-  const sim = new Simulation({
-    nodes: s.nodes,
-    requests: s.requests,
-    seed: s.seed,
-    // Requests keep arriving through the faulty period and a little after the heal.
-    rate: s.requests / (s.healAt + 200),
-    byzantine: new Map(s.byzantine),
-    link: s.link,
-    keepAllCertificates: false,
+  const sim = scheduleSimulation(s, {
     maxTimeMs: s.healAt + bound,
     ledgerDir: dir,
     expiryMs: opts.expiryMs,
@@ -259,6 +251,24 @@ export function runSchedule(s: Schedule, opts: RunOptions = {}): ScheduleOutcome
       .filter((n) => honest.has(n.id))
       .reduce((a, n) => a + n.replica.forgottenExpired, 0),
   };
+}
+
+/**
+ * The simulation a schedule runs in: its group size, Byzantine nodes, links and seed, and its requests
+ * arriving through the faulty period and a little after the heal; `more` adds the rest (its time limit,
+ * ledgers, expiry window, replica settings).
+ */
+export function scheduleSimulation(s: Schedule, more: Partial<SimOptions> = {}): Simulation {
+  return new Simulation({
+    nodes: s.nodes,
+    requests: s.requests,
+    seed: s.seed,
+    rate: s.requests / (s.healAt + 200),
+    byzantine: new Map(s.byzantine),
+    link: s.link,
+    keepAllCertificates: false,
+    ...more,
+  });
 }
 
 /**

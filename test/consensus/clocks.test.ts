@@ -9,6 +9,19 @@ import { broadcasts, G, GID, mkReq, only, resultsOf, SMALL_CFG, T0, wire } from 
 
 const SKEW = G.genesis.params.maxClockSkewMs;
 
+/** Node `node`'s model (node 1's unless told) answering `label` for request `id` (an `inferred` event). */
+const answer = (id: Uint8Array, label: number, node = 1): Event => ({
+  type: 'inferred',
+  modelDigest: G.genesis.nodes[node].modelDigest,
+  results: [{ requestId: id, result: { kind: 'class', top: [{ label, score: 900_000 }] } }],
+});
+
+/** The labels of the RESULTS a step broadcast. */
+const signedLabels = (a: Action[]): number[] =>
+  broadcasts(a, 'results').flatMap((m) =>
+    m.signed.batch.entries.map((e) => (e.result.kind === 'class' ? e.result.top[0].label : -1)),
+  );
+
 function driver(id: number, cfg = SMALL_CFG) {
   const r = new Replica(G.genesis, id, G.keys[id], { ...SMALL_CFG, ...cfg });
   return {
@@ -44,15 +57,7 @@ describe('the replica clocks', () => {
       const sr = mkReq(nonce, wall);
       const id = requestIdOf(sr);
       step({ type: 'message', from: 1, msg: wire({ kind: 'forward', requests: [sr] }) }, now, wall);
-      step(
-        {
-          type: 'inferred',
-          modelDigest: G.genesis.nodes[0].modelDigest,
-          results: [{ requestId: id, result: { kind: 'class', top: [{ label: 7, score: 900_000 }] } }],
-        },
-        now,
-        wall,
-      );
+      step(answer(id, 7, 0), now, wall);
       for (const v of [1, 2, 3])
         step(
           { type: 'message', from: v, msg: wire({ kind: 'results', signed: resultsOf(v, [id]) }) },
@@ -92,18 +97,8 @@ describe('the replica clocks', () => {
     const { r, step } = driver(1, { ...SMALL_CFG, viewChangeTimeoutMs: 1000 });
     const sr = mkReq(1);
     const id = requestIdOf(sr);
-    const model = G.genesis.nodes[1].modelDigest;
-    const answer = (label: number): Event => ({
-      type: 'inferred',
-      modelDigest: model,
-      results: [{ requestId: id, result: { kind: 'class', top: [{ label, score: 900_000 }] } }],
-    });
-    const answers = (a: Action[]) =>
-      broadcasts(a, 'results').flatMap((m) =>
-        m.signed.batch.entries.map((e) => (e.result.kind === 'class' ? e.result.top[0].label : -1)),
-      );
     expect(only(step({ type: 'request', request: sr }, T0, T0), 'infer')).toHaveLength(1);
-    expect(answers(step(answer(7), T0 + 1, T0 + 1))).toEqual([7]);
+    expect(signedLabels(step(answer(id, 7), T0 + 1, T0 + 1))).toEqual([7]);
     // An hour ahead for a while: the request has expired by this clock, long enough to be forgotten.
     const hour = 3_600_000;
     for (let t = 10; t <= 1000; t += 10) step({ type: 'tick' }, T0 + t, T0 + t + hour);
@@ -117,7 +112,7 @@ describe('the replica clocks', () => {
     const inferAgain = only(again, 'infer').flatMap((a) => a.requests);
     // Inferred again or not, whatever it signs for the request is the answer it signed before.
     if (inferAgain.length > 0) {
-      const signed = answers(step(answer(8), T0 + 1200, T0 + 1200));
+      const signed = signedLabels(step(answer(id, 8), T0 + 1200, T0 + 1200));
       for (const label of signed) expect(label).toBe(7);
     }
     expect(r.evidence).toEqual([]);
@@ -137,10 +132,6 @@ describe('the replica clocks', () => {
       log: [],
       ownResults: [{ signed: resultsOf(1, [id]), newest: T0 }],
     });
-    const labels = (a: Action[]) =>
-      broadcasts(a, 'results').flatMap((m) =>
-        m.signed.batch.entries.map((e) => (e.result.kind === 'class' ? e.result.top[0].label : -1)),
-      );
     const hour = 3_600_000;
     // Its clock an hour ahead: the vote is dropped (dropResults), the request having expired by it.
     let dropped = 0;
@@ -154,17 +145,7 @@ describe('the replica clocks', () => {
       T0 + 1100,
     );
     if (only(again, 'infer').length > 0) {
-      const signed = labels(
-        r.step(
-          {
-            type: 'inferred',
-            modelDigest: G.genesis.nodes[1].modelDigest,
-            results: [{ requestId: id, result: { kind: 'class', top: [{ label: 8, score: 900_000 }] } }],
-          },
-          T0 + 1200,
-          T0 + 1200,
-        ),
-      );
+      const signed = signedLabels(r.step(answer(id, 8), T0 + 1200, T0 + 1200));
       for (const label of signed) expect(label).toBe(7);
     }
   });
@@ -204,20 +185,7 @@ describe('the replica clocks', () => {
       T0 + 20,
     );
     expect(only(again, 'infer').flatMap((a) => a.requests)).toHaveLength(1);
-    const signed = broadcasts(
-      r.step(
-        {
-          type: 'inferred',
-          modelDigest: G.genesis.nodes[1].modelDigest,
-          results: [{ requestId: id, result: { kind: 'class', top: [{ label: 8, score: 900_000 }] } }],
-        },
-        T0 + 30,
-        T0 + 30,
-      ),
-      'results',
-    ).flatMap((m) =>
-      m.signed.batch.entries.map((e) => (e.result.kind === 'class' ? e.result.top[0].label : -1)),
-    );
+    const signed = signedLabels(r.step(answer(id, 8), T0 + 30, T0 + 30));
     // (Signed the same as before, the RESULTS may be the very one it sent then: nothing new to send.)
     expect(signed.filter((l) => l !== 7)).toEqual([]);
   });

@@ -14,8 +14,9 @@ const proof = encode(
 );
 const digest = sha256(new Uint8Array([6]));
 
-function restore(log: PersistRecord[]) {
-  const r = Replica.restore(G.genesis, 1, G.keys[1], SMALL_CFG, {
+/** Node 1 restored from `log`, 6 batches executed. */
+function restoreFrom(log: PersistRecord[]): Replica {
+  return Replica.restore(G.genesis, 1, G.keys[1], SMALL_CFG, {
     lastExecuted: 6,
     lastReceiptHash: GID,
     lastTimestamp: 0,
@@ -23,6 +24,10 @@ function restore(log: PersistRecord[]) {
     recent: [],
     log,
   });
+}
+
+function restore(log: PersistRecord[]) {
+  const r = restoreFrom(log);
   return { view: r.view, changing: r.viewChanging, stable: r.stable };
 }
 
@@ -67,14 +72,7 @@ describe('restore from a pruned signed log, a node that lost writes (forgotten, 
   // names no view, and pruning drops its votes, the only records of view 3. The restored view is lower
   // than from the whole log; what it may sign is not: the floor (above every view it signed in) is kept.
   function restored(log: PersistRecord[]) {
-    const r = Replica.restore(G.genesis, 1, G.keys[1], SMALL_CFG, {
-      lastExecuted: 6,
-      lastReceiptHash: GID,
-      lastTimestamp: 0,
-      models: G.genesis.nodes.map((n) => n.modelDigest),
-      recent: [],
-      log,
-    });
+    const r = restoreFrom(log);
     return { view: r.view, floor: r.signFloorView, stable: r.stable };
   }
   const votes: PersistRecord[] = [

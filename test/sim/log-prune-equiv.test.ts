@@ -8,8 +8,14 @@
 import { describe, expect, it } from 'vitest';
 import { type PersistRecord, Replica } from '../../src/consensus/replica.ts';
 import type { Genesis } from '../../src/protocol/index.ts';
-import { type Fault, randomSchedule, type Schedule, scheduleFaults } from '../../src/sim/faults.ts';
-import { type SimNode, Simulation } from '../../src/sim/world.ts';
+import {
+  type Fault,
+  randomSchedule,
+  type Schedule,
+  scheduleFaults,
+  scheduleSimulation,
+} from '../../src/sim/faults.ts';
+import type { SimNode, Simulation } from '../../src/sim/world.ts';
 
 interface Restored {
   view: number;
@@ -73,16 +79,7 @@ function compareRun(
   stableWhileChanging: number;
 } {
   const seed = s.seed;
-  const sim = new Simulation({
-    nodes: s.nodes,
-    requests: s.requests,
-    seed: s.seed,
-    rate: s.requests / (s.healAt + 200),
-    byzantine: new Map(s.byzantine),
-    link: s.link,
-    keepAllCertificates: false,
-    maxTimeMs: s.healAt + 30_000,
-  });
+  const sim = scheduleSimulation(s, { maxTimeMs: s.healAt + 30_000 });
   const full = sim.nodes.map(() => [] as PersistRecord[]);
   const diffs: string[] = [];
   let compared = 0;
