@@ -281,6 +281,20 @@ export function createKServeServer(opts: KServeServerOptions): FastifyInstance {
   app.get('/v2/models/:name/ready', ready);
   app.get('/v2/models/:name/versions/:version/ready', ready);
 
+  /** A `parameters` object (absent: none); anything else is refused rather than ignored. */
+  const parametersOf = (v: unknown, where: string): Record<string, unknown> => {
+    if (v === undefined) return {};
+    if (!isObject(v)) throw badRequest(`${where}: "parameters" must be an object`);
+    return v;
+  };
+  /** A boolean parameter (absent: undefined); another type is refused. */
+  const flagOf = (params: Record<string, unknown>, name: string, where: string): boolean | undefined => {
+    const v = params[name];
+    if (v !== undefined && typeof v !== 'boolean')
+      throw badRequest(`${where}: ${name} must be true or false`);
+    return v as boolean | undefined;
+  };
+
   /** The request's one input as preprocessed items, or as encoded images. */
   const readInput = (
     input: Record<string, unknown>,
@@ -293,7 +307,7 @@ export function createKServeServer(opts: KServeServerOptions): FastifyInstance {
     const shape = input.shape;
     if (!Array.isArray(shape) || !shape.every((d) => Number.isSafeInteger(d) && d >= 0))
       throw badRequest(`input ${spec.input.name}: "shape" must be an array of non-negative integers`);
-    const params = isObject(input.parameters) ? input.parameters : {};
+    const params = parametersOf(input.parameters, `input ${spec.input.name}`);
     const size = params.binary_data_size;
     if (size !== undefined && (!Number.isSafeInteger(size) || (size as number) < 0))
       throw badRequest(`input ${spec.input.name}: binary_data_size must be a non-negative integer`);
@@ -393,10 +407,11 @@ export function createKServeServer(opts: KServeServerOptions): FastifyInstance {
     if (!isObject(request)) throw badRequest('the request must be a JSON object');
     if (!Array.isArray(request.inputs) || request.inputs.length !== 1 || !isObject(request.inputs[0]))
       throw badRequest(`"inputs" must hold exactly one input (${spec.input.name})`);
-    const reqParams = isObject(request.parameters) ? request.parameters : {};
+    if (request.id !== undefined && typeof request.id !== 'string') throw badRequest('"id" must be a string');
+    const reqParams = parametersOf(request.parameters, 'the request');
     // binary_data_output is every output's default; an output's own binary_data overrides it, either way
     // (the extension's rule: binary_data false on the output answered in binary all the same before).
-    const binaryByDefault = reqParams.binary_data_output === true;
+    const binaryByDefault = flagOf(reqParams, 'binary_data_output', 'the request') === true;
     let binaryOut = binaryByDefault;
     if (request.outputs !== undefined) {
       if (!Array.isArray(request.outputs)) throw badRequest('"outputs" must be an array');
@@ -406,8 +421,8 @@ export function createKServeServer(opts: KServeServerOptions): FastifyInstance {
           throw badRequest(
             `unknown output ${JSON.stringify(isObject(o) ? o.name : o)}; the model's output is ${spec.output.name}`,
           );
-        const own = isObject(o.parameters) ? o.parameters.binary_data : undefined;
-        if (typeof own === 'boolean' ? own : binaryByDefault) binaryOut = true;
+        const own = flagOf(parametersOf(o.parameters, `output ${o.name}`), 'binary_data', `output ${o.name}`);
+        if (own ?? binaryByDefault) binaryOut = true;
       }
     }
 

@@ -173,6 +173,58 @@ describe('a body of the wrong type', () => {
     expect(r.statusCode, r.body).toBe(400);
     expect((r.json() as { error: string }).error).toMatch(message);
   });
+
+  // Fields beside the input: before 2026-12-06 (evening) these were ignored when of the wrong type (a
+  // numeric id left out of the answer, a parameters string read as none, "true" as false).
+  it.each([
+    ['"id": 5', { id: 5 }, /"id" must be a string/],
+    ['"parameters": "x"', { parameters: 'x' }, /the request: "parameters" must be an object/],
+    [
+      '"binary_data_output": "true"',
+      { parameters: { binary_data_output: 'true' } },
+      /binary_data_output must be true or false/,
+    ],
+    [
+      'an input\'s "parameters": []',
+      { inputs: [{ ...good, parameters: [] }] },
+      /input .*"parameters" must be an object/,
+    ],
+    [
+      'an output\'s "parameters": 1',
+      { outputs: [{ name: SPEC.output.name, parameters: 1 }] },
+      /output .*"parameters" must be an object/,
+    ],
+    [
+      '"binary_data": 1',
+      { outputs: [{ name: SPEC.output.name, parameters: { binary_data: 1 } }] },
+      /binary_data must be true or false/,
+    ],
+  ])('%s: 400 naming it', async (_what, change, message) => {
+    const r = await app.inject({
+      method: 'POST',
+      url: inferUrl,
+      headers: { 'content-type': 'application/json' },
+      payload: JSON.stringify({ inputs: [good], ...change }),
+    });
+    expect(r.statusCode, r.body).toBe(400);
+    expect((r.json() as { error: string }).error).toMatch(message);
+  });
+
+  it('the same fields of the right type are served (a string id is echoed)', async () => {
+    const r = await app.inject({
+      method: 'POST',
+      url: inferUrl,
+      headers: { 'content-type': 'application/json' },
+      payload: JSON.stringify({
+        id: 'r-1',
+        parameters: { binary_data_output: false },
+        inputs: [{ ...good, parameters: {} }],
+        outputs: [{ name: SPEC.output.name, parameters: { binary_data: false } }],
+      }),
+    });
+    expect(r.statusCode, r.body).toBe(200);
+    expect((r.json() as { id: string }).id).toBe('r-1');
+  });
 });
 
 describe('JSON bodies are bounded by what a valid request holds, before they are parsed', () => {
