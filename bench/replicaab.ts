@@ -49,7 +49,21 @@ const FLAGS: FlagSpecs = {
   ms: { kind: 'ms', help: 'measured closed loop per group and round (10000)' },
   'warm-ms': { kind: 'ms', help: 'closed-loop warm-up of each fresh group, discarded (15000)' },
   'a-replica': { kind: 'text', value: 'JSON', help: "replica settings over group A's (none)" },
-  'b-replica': { kind: 'text', value: 'JSON', help: "replica settings over group B's (required)" },
+  'b-replica': {
+    kind: 'text',
+    value: 'JSON',
+    help: "replica settings over group B's (required unless --b-node-args)",
+  },
+  'a-node-args': {
+    kind: 'text',
+    value: 'FLAGS',
+    help: "Node.js flags for group A's nodes, space-separated (none)",
+  },
+  'b-node-args': {
+    kind: 'text',
+    value: 'FLAGS',
+    help: "Node.js flags for group B's nodes after the usual ones, e.g. '--max-semi-space-size=8' (none)",
+  },
   single: { kind: 'switch', help: 'one client signature per request instead of batch signing' },
   wan: { kind: 'switch', help: "the wan part's groups: 4 nodes over three emulated sites" },
   quick: { kind: 'switch', help: 'a short run (n = 4, 1 round of 4 s, 4 s warm-up)' },
@@ -75,7 +89,22 @@ const WARM_MS = num('warm-ms', quick ? 4000 : 15_000);
 const patch = (name: string) => scriptFlagParsed(given, name, replicaPatch, FLAGS, COMMAND);
 const A = patch('a-replica');
 const B = patch('b-replica');
-if (B === undefined) scriptUsage('--b-replica is required', FLAGS, COMMAND);
+/** Node.js flags per group (--a-node-args, --b-node-args): each must look like a flag. */
+const nodeArgs = (name: string): string[] => {
+  const words = (flag(given, name) ?? '').split(/\s+/).filter(Boolean);
+  const bad = words.find((w) => !/^--[a-z0-9-_]+(=\S+)?$/i.test(w));
+  if (bad !== undefined)
+    scriptUsage(
+      `--${name}: ${JSON.stringify(bad)} is not a Node.js flag (--name or --name=value)`,
+      FLAGS,
+      COMMAND,
+    );
+  return words;
+};
+const A_ARGS = nodeArgs('a-node-args');
+const B_ARGS = nodeArgs('b-node-args');
+if (B === undefined && B_ARGS.length === 0)
+  scriptUsage('--b-replica or --b-node-args is required', FLAGS, COMMAND);
 
 interface Row {
   round: number;
@@ -99,15 +128,18 @@ interface Row {
 /** A fresh group of the kind asked for, stopped after `fn`. */
 async function inGroup<T>(
   replica: Record<string, number | boolean> | undefined,
+  execArgv: string[],
   fn: (g: LoadedGroup, nodes: { id: number; api: string }[], pids: number[]) => Promise<T>,
 ): Promise<T> {
-  if (!WAN) return withGroup(N, { log: () => {}, replica }, ({ g, pids }) => fn(g, g.file.nodes, pids));
+  if (!WAN)
+    return withGroup(N, { log: () => {}, replica, execArgv }, ({ g, pids }) => fn(g, g.file.nodes, pids));
   const tmp = tempDir('replicaab');
   try {
     const w = await startWanGroup({
       dir: tmp.dir,
       models: Array(4).fill(STANDIN_MODEL),
       replica,
+      execArgv,
       log: () => {},
     });
     try {
@@ -124,7 +156,7 @@ async function measure(round: number, group: 'A' | 'B'): Promise<Row> {
   const http = lightFetch({ maxSockets: 256 });
   const inputs = Array.from({ length: 1024 }, (_, i) => standInInput(i));
   try {
-    return await inGroup(group === 'A' ? A : B, async (g, nodes, pids) => {
+    return await inGroup(group === 'A' ? A : B, group === 'A' ? A_ARGS : B_ARGS, async (g, nodes, pids) => {
       const client = new BenchClient(
         {
           genesis: g.genesis,
@@ -169,7 +201,7 @@ async function measure(round: number, group: 'A' | 'B'): Promise<Row> {
 
 const started = machine();
 console.log(
-  `Command: ${COMMAND} -- ${process.argv.slice(2).join(' ')}. ${N} nodes${WAN ? " over the wan part's three sites" : ''}, stand-in model, ${SINGLE ? 'one client signature per request' : `client batch signing (${CLIENT_BATCH} requests or ${LINGER_MS} ms)`}, ${RATE === null ? `closed loop at ${IN_FLIGHT} in flight` : `open loop at ${RATE}/s`}, ${MS / 1000} s per group and round after ${WARM_MS / 1000} s of closed-loop warm-up at ${IN_FLIGHT} in flight on a fresh group; A: ${JSON.stringify(A ?? {})}, B: ${JSON.stringify(B)}; ${ROUNDS} round(s), ABBA….`,
+  `Command: ${COMMAND} -- ${process.argv.slice(2).join(' ')}. ${N} nodes${WAN ? " over the wan part's three sites" : ''}, stand-in model, ${SINGLE ? 'one client signature per request' : `client batch signing (${CLIENT_BATCH} requests or ${LINGER_MS} ms)`}, ${RATE === null ? `closed loop at ${IN_FLIGHT} in flight` : `open loop at ${RATE}/s`}, ${MS / 1000} s per group and round after ${WARM_MS / 1000} s of closed-loop warm-up at ${IN_FLIGHT} in flight on a fresh group; A: ${JSON.stringify(A ?? {})}${A_ARGS.length ? ` ${A_ARGS.join(' ')}` : ''}, B: ${JSON.stringify(B ?? {})}${B_ARGS.length ? ` ${B_ARGS.join(' ')}` : ''}; ${ROUNDS} round(s), ABBA….`,
 );
 const rows: Row[] = [];
 for (let round = 1; round <= ROUNDS; round++)

@@ -365,6 +365,8 @@ export async function withGroup<T>(
     log: (l: string) => void;
     /** Replica settings over the bench's own (for probes). */
     replica?: Record<string, number | boolean>;
+    /** Node.js flags for the nodes after NODE_EXEC_ARGV (for probes: a later flag wins). */
+    execArgv?: readonly string[];
   },
   fn: (r: Running) => Promise<T>,
 ): Promise<T> {
@@ -402,7 +404,7 @@ export async function withGroup<T>(
     }
     let procs: GroupProcesses;
     try {
-      procs = startGroup(g, sink);
+      procs = startGroup(g, sink, { execArgv: opts.execArgv });
     } finally {
       if (saved === undefined) delete process.env.DROPBEAR_CPU_PROF;
       else process.env.DROPBEAR_CPU_PROF = saved;

@@ -349,7 +349,11 @@ function exitText(code: number | null, sig: NodeJS.Signals | null): string {
 export function startGroup(
   g: LoadedGroup,
   log: (line: string) => void = (l) => process.stderr.write(`${l}\n`),
-  opts: { restart?: RestartPolicy } = {},
+  opts: {
+    restart?: RestartPolicy;
+    /** Node.js flags after NODE_EXEC_ARGV on each node's command line (a later flag wins; benches' probes). */
+    execArgv?: readonly string[];
+  } = {},
 ): GroupProcesses {
   const bin = new URL('../../bin/dropbear.mjs', import.meta.url).pathname;
   const children = new Map<number, ChildProcess>();
@@ -378,7 +382,7 @@ export function startGroup(
   const spawnNode = (node: GroupFile['nodes'][number]) => {
     const child = spawn(
       process.execPath,
-      [...NODE_EXEC_ARGV, bin, 'node', '--config', join(g.dir, node.config)],
+      [...NODE_EXEC_ARGV, ...(opts.execArgv ?? []), bin, 'node', '--config', join(g.dir, node.config)],
       // The IPC channel is how a node learns that this process ended, however it ended (even SIGKILL):
       // the channel closes and the node stops cleanly instead of running on unattended.
       { stdio: ['ignore', 'pipe', 'pipe', 'ipc'] },
