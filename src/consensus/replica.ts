@@ -26,6 +26,7 @@ import {
   hex,
   type KeyPair,
   LIMITS,
+  NewView,
   type NodeMessage,
   type NodeSignature,
   NodeSignature as NodeSignatureCodec,
@@ -304,12 +305,23 @@ export interface ResolvedEntryOut {
   votes: CountedVote[];
 }
 
+/** The log record of a NEW-VIEW the node sent or accepted: its view, and the message in full. */
+function newViewRecord(m: Extract<NodeMessage, { kind: 'newView' }>): PersistRecord {
+  const { kind: _, ...body } = m;
+  return { kind: 'newView', view: m.newView, body: encode(NewView, body) };
+}
+
 export type PersistRecord =
   | { kind: 'prePrepare' | 'prepare'; view: number; seq: number; digest: Uint8Array }
   /** Written before COMMIT is signed; `body` is the canonical prepared certificate (kept for VIEW-CHANGE). */
   | { kind: 'commit'; view: number; seq: number; digest: Uint8Array; body?: Uint8Array }
   | { kind: 'viewChange'; view: number }
-  | { kind: 'newView'; view: number }
+  /**
+   * The node entered `view` by a NEW-VIEW (its own as primary, or one it accepted), written before it signs
+   * anything in that view; `body` is the NEW-VIEW (`NewView` codec; absent in records before 2026-12-06,
+   * and then only primaries wrote one). The ledger keeps the body of the latest only.
+   */
+  | { kind: 'newView'; view: number; body?: Uint8Array }
   /**
    * A checkpoint became stable; `body` is its proof (q CHECKPOINT signatures), `view` the view the replica
    * was in then (absent while it was changing view, and in records before 2026-12-06). The ledger drops
@@ -901,6 +913,8 @@ export class Replica {
     if (disk.modelVersions) r.modelVersions = [...disk.modelVersions];
     for (const [id, ts] of disk.recent) r.done.add(id, ts);
     let lastViewRecord: PersistRecord | null = null;
+    // The latest NEW-VIEW kept in full: its re-proposals pin their seqs if the node is still in its view.
+    let lastNewView: Extract<PersistRecord, { kind: 'newView' }> | null = null;
     // The sign floor: a `forgotten` record makes it unknown until a later `signFloor` record.
     let forgot = false;
     let floor = 0;
@@ -928,6 +942,7 @@ export class Replica {
           if (!prev || prev.view < cert.view) r.preparedCerts.set(cert.seq, cert);
         }
       } else if (rec.kind === 'viewChange' || rec.kind === 'newView') {
+        if (rec.kind === 'newView' && rec.body && rec.view >= (lastNewView?.view ?? 0)) lastNewView = rec;
         if (rec.view >= r.view) lastViewRecord = rec;
         r.view = Math.max(r.view, rec.view);
       } else if (rec.kind === 'checkpoint') {
@@ -952,6 +967,7 @@ export class Replica {
     }
     r.stable = r.stableProof.seq;
     for (const s of r.preparedCerts.keys()) if (s <= r.stable) r.preparedCerts.delete(s);
+    if (lastNewView?.body && lastNewView.view === r.view && !r.viewChanging) r.restorePins(lastNewView.body);
     if (forgot) r.forgetful();
     else r.signFloorView = floor;
     // Unlike the sign floor, no later record lifts this one: what was lost stays unknown (NaN: from the
@@ -969,6 +985,34 @@ export class Replica {
       r.restoredOwn.push(d);
     }
     return r;
+  }
+
+  /**
+   * Back in the view a persisted NEW-VIEW started (restore): its re-proposals pin their seqs again, as
+   * enterView did, so that a faulty primary cannot get another batch prepared there by this node once it
+   * has restarted (before 2026-12-06 the pins were lost with the process: README, "Closed gap"); and the
+   * NEW-VIEW is again what the node sends a peer in a state response. Nothing is signed here: the first
+   * `catchUp` step accepts the pinned re-proposals (a PRE-PREPARE sent again for a pinned seq is not taken
+   * on its own, see onPrePrepare).
+   */
+  private restorePins(body: Uint8Array): void {
+    const nv = decode(NewView, body);
+    const derived = deriveNewView(nv.viewChanges);
+    derived.proposals.forEach((d, i) => {
+      if (d.seq <= this.lastExecuted) return;
+      const slot = this.slot(d.seq);
+      slot.view = nv.newView;
+      this.restoredPins.push(d.seq);
+      slot.pinned = {
+        view: nv.newView,
+        seq: d.seq,
+        digest: d.digest,
+        signature: nv.proposals[i].signature,
+        batch: d.batch,
+      };
+    });
+    this.lastNewView = { kind: 'newView', ...nv };
+    this.lastProposed = Math.max(this.lastProposed, derived.minSeq + derived.proposals.length);
   }
 
   primaryOf(view: number): number {
@@ -1197,6 +1241,20 @@ export class Replica {
         break;
       case 'catchUp':
         for (const receipt of this.resumeReceipts.splice(0)) this.signReceipt(receipt);
+        // Re-proposals pinned by the persisted NEW-VIEW (restorePins) are taken as enterView took them.
+        for (const seq of this.restoredPins.splice(0)) {
+          const slot = this.slots.get(seq);
+          const pin = slot?.pinned;
+          if (
+            slot &&
+            pin &&
+            !slot.pp &&
+            pin.view === this.view &&
+            !this.viewChanging &&
+            seq > this.lastExecuted
+          )
+            this.tryAccept(slot, pin, true);
+        }
         if (this.viewChanging && !this.myViewChange) {
           // Restarted in the middle of a view change: say so again (same view, same prepared set).
           this.vcDeadline = this.now + this.currentTimeout();
@@ -2988,6 +3046,8 @@ export class Replica {
   }
 
   private resumeReceipts: Receipt[] = [];
+  /** Seqs restorePins pinned, accepted at the first `catchUp` step. */
+  private restoredPins: number[] = [];
 
   /**
    * Receipt: sign, broadcast, and match the signatures that arrived early. A prepared receipt signature
@@ -3904,7 +3964,7 @@ export class Replica {
       proposals,
     };
     this.lastNewView = msg;
-    this.out.push({ type: 'persist', record: { kind: 'newView', view: v } });
+    this.out.push({ type: 'persist', record: newViewRecord(msg) });
     this.out.push({ type: 'broadcast', msg });
     this.enterView(v, derived, proposals);
   }
@@ -3957,6 +4017,9 @@ export class Replica {
       }
     }
     this.lastNewView = m;
+    // Persisted before anything is signed in the new view: a restart in it restores its pins (restore), so
+    // no other batch is prepared at a re-proposed seq, and it can still send the NEW-VIEW on.
+    this.out.push({ type: 'persist', record: newViewRecord(m) });
     this.enterView(m.newView, derived, m.proposals, adoptOnly);
   }
 

@@ -147,8 +147,14 @@ import { type Execution, LedgerState, MAX_SNAPSHOT_WINDOW, type ResolvedEntry } 
  * reads 7 refuses the file: it ignores that view, and from a pruned log would restore the node into a
  * view it had left and sign there (test/sim/log-prune-downgrade.test.ts). `open` upgrades a version-7
  * file in place (`migrate7to8`: the version alone; its log is pruned at its next stable checkpoint).
+ * 9: every node writes a `newView` record with the NEW-VIEW message when it enters a view by one (before,
+ * only the primary wrote one, without the message), and a restore in that view pins the re-proposals again.
+ * Nothing in the tables changes; a build that reads 8 must refuse the file: it would read a backup's
+ * `newView` record as "in that view" without the pins, where its own log (the VIEW-CHANGE alone) had it
+ * restored as changing view and asking for the NEW-VIEW again. `open` upgrades a version-8 file in place
+ * (`migrate8to9`: the version alone; its nodes keep no NEW-VIEW until their next view change).
  */
-export const LEDGER_SCHEMA_VERSION = 8;
+export const LEDGER_SCHEMA_VERSION = 9;
 
 export type Synchronous = 'FULL' | 'NORMAL';
 /**
@@ -703,6 +709,10 @@ export class SqliteLedger {
       ),
       maxBatchSeq: p('SELECT max(seq) AS n FROM batches'),
       log: p('SELECT kind, view, seq, digest, body FROM consensus_log ORDER BY id'),
+      // A NEW-VIEW record keeps its message only while it is the latest (the restored replica reads that one).
+      dropOldNewViews: p(
+        "UPDATE consensus_log SET body = NULL WHERE kind = 'newView' AND view < ? AND body IS NOT NULL",
+      ),
       pruneLog: p(
         "DELETE FROM consensus_log WHERE seq IS NOT NULL AND seq <= ? AND NOT (kind = 'checkpoint' AND seq = ?)",
       ),
@@ -826,6 +836,12 @@ export class SqliteLedger {
       if (meta.schemaVersion === 7) {
         db.pragma('synchronous = FULL');
         migrate7to8(db);
+        db.pragma(`synchronous = ${sync}`);
+        meta = readMeta(db)!;
+      }
+      if (meta.schemaVersion === 8) {
+        db.pragma('synchronous = FULL');
+        migrate8to9(db);
         db.pragma(`synchronous = ${sync}`);
         meta = readMeta(db)!;
       }
@@ -1553,7 +1569,9 @@ export class SqliteLedger {
    * mode) when it returns: only then may the caller send the message. Not fsynced with relaxed
    * durability, nor with `prepared` durability for a PRE-PREPARE or PREPARE record of a view that a
    * durable record already names (see the header). A stable checkpoint record (`checkpoint` with a body)
-   * drops the records of the seqs up to it in the same transaction (pruneSignedLog).
+   * drops the records of the seqs up to it in the same transaction (pruneSignedLog), and a `newView` record
+   * with a body (the NEW-VIEW message) the bodies of those of lower views (a NEW-VIEW carries q VIEW-CHANGEs
+   * with their prepared certificates: only the latest is read back).
    */
   persist(record: LogRecord): void {
     this.open_();
@@ -1584,6 +1602,8 @@ export class SqliteLedger {
     const writeAndPrune = () => {
       write();
       if (stable !== null) this.st.pruneLog.run(stable, stable);
+      if (record.kind === 'newView' && record.body !== undefined && record.view !== undefined)
+        this.st.dropOldNewViews.run(record.view);
     };
     if (unsynced) {
       // Committed like any other write: to the operating system only (relaxed runs at NORMAL).
@@ -1886,6 +1906,11 @@ function migrate6to7(db: Database.Database): void {
  */
 function migrate7to8(db: Database.Database): void {
   db.prepare('UPDATE meta SET schema_version = 8 WHERE id = 0').run();
+}
+
+/** Upgrades a schema-8 file in place: the version alone (see LEDGER_SCHEMA_VERSION, 9). */
+function migrate8to9(db: Database.Database): void {
+  db.prepare('UPDATE meta SET schema_version = 9 WHERE id = 0').run();
 }
 
 /**

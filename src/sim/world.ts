@@ -457,6 +457,11 @@ export class Simulation {
                   x.seq > r.seq ||
                   (x.kind === 'checkpoint' && x.seq === r.seq),
               );
+            // And a NEW-VIEW's message is kept for the latest only.
+            if (r.kind === 'newView' && r.body)
+              node.log = node.log.map((x) =>
+                x.kind === 'newView' && x.view < r.view && x.body ? { kind: 'newView', view: x.view } : x,
+              );
           }
           // Fail point: the node dies right after this write, before sending what it just persisted.
           if (this.crashAfterPersist?.(node, a.record)) {

@@ -5,16 +5,24 @@
  * driven by hand with properly signed messages.
  */
 import { describe, expect, it } from 'vitest';
-import { type Action, type Event, Replica, type ReplicaConfig } from '../../src/consensus/replica.ts';
+import {
+  type Action,
+  type Event,
+  type PersistRecord,
+  Replica,
+  type ReplicaConfig,
+} from '../../src/consensus/replica.ts';
 import { deriveNewView } from '../../src/consensus/viewchange.ts';
 import { LedgerState } from '../../src/ledger/state.ts';
 import {
+  array,
   type Batch,
   batchDigestOf,
   CheckpointBody,
   encode,
   hex,
   type NodeMessage,
+  NodeSignature,
   NULL_BATCH,
   type SignedViewChange,
   signTagged,
@@ -292,5 +300,92 @@ describe('safety rules a mutation left uncovered', () => {
     r = new Replica(G.genesis, 2, G.keys[2], QUIET);
     r.step({ type: 'tick' }, T0);
     expect(executes(deliver(r, 3, respond([0, 1, 3]), T0 + 1)).map((a) => a.seq)).toEqual([1]);
+  });
+});
+
+describe('a NEW-VIEW survives a restart (persisted with its message)', () => {
+  // View 1 re-proposes batch A at seq 1 and batch C at seq 2 (both prepared in view 0, by node 0's
+  // VIEW-CHANGE). Backup 3 enters view 1, seq 1 executes and checkpoint 1 becomes stable in view 1, which
+  // prunes the records of seq 1; node 3 never voted on seq 2 (say it lacked a request), then restarted.
+  const a: Batch = { timestamp: T0, entries: [], txs: [] };
+  const c: Batch = { timestamp: T0 + 10, entries: [], txs: [] };
+  const d: Batch = { timestamp: T0 + 11, entries: [], txs: [] };
+  const vcs = [
+    viewChange(0, 1, [certOf(1, a, [1, 2]), certOf(2, c, [1, 2])]),
+    viewChange(1, 1),
+    viewChange(2, 1),
+  ];
+  const proposals = deriveNewView(vcs).proposals.map((p) => ({
+    seq: p.seq,
+    digest: p.digest,
+    signature: phaseSig(TAGS.prePrepare, 1, 1, p.seq, p.digest),
+  }));
+
+  /** What node 3 persisted up to entering view 1, but its votes (none kept: see above). */
+  function viewRecords(): PersistRecord[] {
+    const r = new Replica(G.genesis, 3, G.keys[3], QUIET);
+    r.step({ type: 'tick' }, T0);
+    r.startViewChange(1);
+    const acts = [
+      ...r.step({ type: 'tick' }, T0 + 1),
+      ...deliver(r, 1, { kind: 'newView', from: 1, newView: 1, viewChanges: vcs, proposals }, T0 + 2),
+    ];
+    expect(r.view).toBe(1);
+    return acts.flatMap((x) =>
+      x.type === 'persist' && (x.record.kind === 'viewChange' || x.record.kind === 'newView')
+        ? [x.record]
+        : [],
+    );
+  }
+
+  function restored(log: PersistRecord[]): Replica {
+    const proof = encode(
+      array(NodeSignature, 256),
+      [0, 1, 2].map((node) => ({ node, signature: new Uint8Array(64).fill(node + 1) })),
+    );
+    const r = Replica.restore(G.genesis, 3, G.keys[3], QUIET, {
+      lastExecuted: 1,
+      lastReceiptHash: GID,
+      lastTimestamp: T0,
+      models: G.genesis.nodes.map((n) => n.modelDigest),
+      recent: [],
+      log: [...log, { kind: 'checkpoint', view: 1, seq: 1, digest: ZERO, body: proof }],
+    });
+    return r;
+  }
+
+  const prepares = (acts: Action[], seq: number) =>
+    acts.flatMap((x) =>
+      (x.type === 'broadcast' && x.msg.kind === 'prepare' && x.msg.seq === seq) ||
+      (x.type === 'persist' && x.record.kind === 'prepare' && x.record.seq === seq)
+        ? [hex(((x.type === 'broadcast' ? x.msg : x.record) as { digest: Uint8Array }).digest)]
+        : [],
+    );
+
+  it('the restored backup still prepares only the re-proposed batch at a re-proposed seq', () => {
+    const log = viewRecords();
+    const nv = log.find((x) => x.kind === 'newView');
+    expect(nv?.body).toBeDefined();
+    const r = restored(log);
+    expect({ view: r.view, changing: r.viewChanging }).toEqual({ view: 1, changing: false });
+    // Its first step after a restart takes the re-proposal as entering the view did: C is prepared.
+    const first = r.step({ type: 'catchUp' }, T0 + 100);
+    expect(prepares(first, 2)).toEqual([hex(batchDigestOf(c)), hex(batchDigestOf(c))]);
+    // The faulty primary of view 1 sends D at seq 2: signing a PREPARE for it would let f faulty nodes and
+    // f + 1 restarted honest ones prepare D where C may have committed in view 0.
+    expect(prepares(deliver(r, 1, { kind: 'prePrepare', pp: makePP(2, d, 1) }, T0 + 101), 2)).toEqual([]);
+    expect(r.misbehaviour.get(1)?.get('conflicting-proposal')).toBe(1);
+  });
+
+  it('without the message in the record (a log written before 2026-12-06) the pin is gone', () => {
+    // What the fix is for: the same restore from a record without the NEW-VIEW prepares D.
+    const log = viewRecords().map(
+      (x): PersistRecord => (x.kind === 'newView' ? { kind: 'newView', view: x.view } : x),
+    );
+    const r = restored(log);
+    r.step({ type: 'catchUp' }, T0 + 100);
+    expect(prepares(deliver(r, 1, { kind: 'prePrepare', pp: makePP(2, d, 1) }, T0 + 101), 2)).toContain(
+      hex(batchDigestOf(d)),
+    );
   });
 });

@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
+  LEDGER_SCHEMA_VERSION,
   type ReplayProgress,
   SqliteLedger,
   StoredOutcomes,
@@ -611,7 +612,7 @@ describe('SqliteLedger snapshots', () => {
     db.prepare('UPDATE meta SET schema_version = 6').run();
     db.close();
     expect(verifyLedgerFile(path).problems).toEqual([
-      'ledger schema 6; this build reads 8 (a node opening the file upgrades it; verification only reads)',
+      `ledger schema 6; this build reads ${LEDGER_SCHEMA_VERSION} (a node opening the file upgrades it; verification only reads)`,
     ]);
     const l = SqliteLedger.open(path, genesis, { snapshotEvery: 5 });
     expect(snapshotSeqs(path)).toEqual([]);
@@ -625,7 +626,7 @@ describe('SqliteLedger snapshots', () => {
     l.close();
     reference.close();
     const check = new Database(path, { readonly: true });
-    expect(check.prepare('SELECT schema_version FROM meta').pluck().get()).toBe(8);
+    expect(check.prepare('SELECT schema_version FROM meta').pluck().get()).toBe(LEDGER_SCHEMA_VERSION);
     check.close();
     expect(verifyLedgerFile(path)).toMatchObject({ ok: true, batches: 31 });
   });

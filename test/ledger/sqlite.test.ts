@@ -16,6 +16,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildCertificates, verifyCertificate } from '../../src/certificate/index.ts';
 import { ResolvedEntries as ResolvedEntriesCodec } from '../../src/ledger/codec.ts';
 import {
+  LEDGER_SCHEMA_VERSION,
   ledgerWriteFailure,
   type ReplayProgress,
   SourceRequests,
@@ -395,7 +396,7 @@ describe('SqliteLedger', () => {
    */
   function openUpgraded(p: string, version: number): SqliteLedger {
     expect(verifyLedgerFile(p).problems.join('\n')).toMatch(
-      new RegExp(`ledger schema ${version}; this build reads 8 \\(a node`),
+      new RegExp(`ledger schema ${version}; this build reads ${LEDGER_SCHEMA_VERSION} \\(a node`),
     );
     const l = SqliteLedger.open(p, genesis);
     const good = SqliteLedger.open(goodPath, genesis);
@@ -410,11 +411,32 @@ describe('SqliteLedger', () => {
     openUpgraded(p, 4).close();
     expect(verifyLedgerFile(p)).toMatchObject({ ok: true, batches: 6 });
     const db = new Database(p, { readonly: true });
-    expect(db.prepare('SELECT schema_version FROM meta').pluck().get()).toBe(8);
+    expect(db.prepare('SELECT schema_version FROM meta').pluck().get()).toBe(LEDGER_SCHEMA_VERSION);
     expect(
       db.prepare('SELECT count(*) FROM batch_sources WHERE commit_receipt_sigs IS NOT NULL').pluck().get(),
     ).toBe(0);
     db.close();
+  });
+
+  it('upgrades a schema-8 file in place: the version alone (its NEW-VIEW records have no message)', () => {
+    const path = freshPath();
+    const l = SqliteLedger.open(path, genesis);
+    l.persist({ kind: 'viewChange', view: 1 });
+    l.persist({ kind: 'newView', view: 1 });
+    const before = l.signedLog();
+    l.close();
+    const db = new Database(path);
+    db.prepare('UPDATE meta SET schema_version = 8').run();
+    db.close();
+    expect(verifyLedgerFile(path).problems.join('\n')).toMatch(
+      /ledger schema 8; this build reads 9 \(a node/,
+    );
+    const again = SqliteLedger.open(path, genesis);
+    expect(again.signedLog()).toEqual(before);
+    again.close();
+    const check = new Database(path, { readonly: true });
+    expect(check.prepare('SELECT schema_version FROM meta').pluck().get()).toBe(9);
+    check.close();
   });
 
   it('upgrades a schema-7 file (whole signed log, checkpoint records without a view) in place: the version alone, and the log is pruned at its next stable checkpoint', () => {
@@ -431,7 +453,7 @@ describe('SqliteLedger', () => {
     db.prepare('UPDATE meta SET schema_version = 7').run();
     db.close();
     expect(verifyLedgerFile(path).problems.join('\n')).toMatch(
-      /ledger schema 7; this build reads 8 \(a node/,
+      new RegExp(`ledger schema 7; this build reads ${LEDGER_SCHEMA_VERSION} \\(a node`),
     );
     const again = SqliteLedger.open(path, genesis);
     // The log as it was (the restore reads it as the earlier release did), then pruned with a stable checkpoint.
@@ -446,7 +468,7 @@ describe('SqliteLedger', () => {
     ]);
     again.close();
     const check = new Database(path, { readonly: true });
-    expect(check.prepare('SELECT schema_version FROM meta').pluck().get()).toBe(8);
+    expect(check.prepare('SELECT schema_version FROM meta').pluck().get()).toBe(LEDGER_SCHEMA_VERSION);
     check.close();
   });
 
@@ -457,7 +479,7 @@ describe('SqliteLedger', () => {
     l.close();
     expect(verifyLedgerFile(p)).toMatchObject({ ok: true, batches: 6 });
     const db = new Database(p, { readonly: true });
-    expect(db.prepare('SELECT schema_version FROM meta').pluck().get()).toBe(8);
+    expect(db.prepare('SELECT schema_version FROM meta').pluck().get()).toBe(LEDGER_SCHEMA_VERSION);
     expect(db.prepare('SELECT count(*) FROM own_results').pluck().get()).toBe(0);
     db.close();
   });
@@ -531,7 +553,9 @@ describe('SqliteLedger', () => {
 
   it('upgrades a schema-2 file (one outcome row per request) in place when it opens it', () => {
     const p = asSchema2(copyOfGood());
-    expect(verifyLedgerFile(p).problems.join('\n')).toMatch(/ledger schema 2; this build reads 8 \(a node/);
+    expect(verifyLedgerFile(p).problems.join('\n')).toMatch(
+      new RegExp(`ledger schema 2; this build reads ${LEDGER_SCHEMA_VERSION} \\(a node`),
+    );
     const l = SqliteLedger.open(p, genesis);
     const good = SqliteLedger.open(goodPath, genesis);
     let checked = 0;
@@ -881,6 +905,24 @@ describe('SqliteLedger', () => {
       ).toEqual(['viewChange:-', 'checkpoint:6']);
       l.close();
     }
+  });
+
+  it('a NEW-VIEW record keeps its message only while it is the latest; older ones keep their view', () => {
+    const l = SqliteLedger.open(freshPath(), genesis);
+    l.persist({ kind: 'newView', view: 1, body: new Uint8Array([1]) });
+    l.persist({ kind: 'viewChange', view: 2 });
+    l.persist({ kind: 'newView', view: 2, body: new Uint8Array([2]) });
+    expect(l.signedLog()).toEqual([
+      { kind: 'newView', view: 1 },
+      { kind: 'viewChange', view: 2 },
+      { kind: 'newView', view: 2, body: new Uint8Array([2]) },
+    ]);
+    // One without a message (as written before 2026-12-06) drops nothing.
+    l.persist({ kind: 'newView', view: 3 });
+    expect(l.signedLog().filter((r) => r.body !== undefined)).toEqual([
+      { kind: 'newView', view: 2, body: new Uint8Array([2]) },
+    ]);
+    l.close();
   });
 
   it('a stable checkpoint record and the pruning it does are one transaction: a failed delete leaves neither, in every durability', () => {
