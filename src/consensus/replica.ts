@@ -1010,6 +1010,10 @@ export class Replica {
         signature: nv.proposals[i].signature,
         batch: d.batch,
       };
+      // Its batch clock after them, as enterView set it: a primary's next batch (restored at the timestamp
+      // of the last executed one) must come after every re-proposal, or backups holding them refuse it.
+      this.lastBatchTimestamp = Math.max(this.lastBatchTimestamp, d.batch.timestamp);
+      this.takenBatchTimestamp = Math.max(this.takenBatchTimestamp, d.batch.timestamp);
     });
     this.lastNewView = { kind: 'newView', ...nv };
     this.lastProposed = Math.max(this.lastProposed, derived.minSeq + derived.proposals.length);

@@ -24,12 +24,26 @@ import {
   type NodeMessage,
   NodeSignature,
   NULL_BATCH,
+  requestIdOf,
   type SignedViewChange,
   signTagged,
   TAGS,
   ViewChangeBody,
 } from '../../src/protocol/index.ts';
-import { G, GID, makePP, NEVER, phase, phaseSig, T0, wire } from './fixtures.ts';
+import {
+  cls,
+  G,
+  GID,
+  makePP,
+  mkReq,
+  NEVER,
+  phase,
+  phaseSig,
+  resultsOf,
+  T0,
+  voteOf,
+  wire,
+} from './fixtures.ts';
 
 const ZERO = new Uint8Array(32);
 // COMMITs go out as soon as a node prepares (no prepared receipt signature stands in for them).
@@ -387,5 +401,105 @@ describe('a NEW-VIEW survives a restart (persisted with its message)', () => {
     expect(prepares(deliver(r, 1, { kind: 'prePrepare', pp: makePP(2, d, 1) }, T0 + 101), 2)).toContain(
       hex(batchDigestOf(d)),
     );
+  });
+
+  it('restored in a higher view than its NEW-VIEW record, it pins nothing and prepares nothing at its first step', () => {
+    // Votes of view 2 after the NEW-VIEW of view 1 (as a log from before the records carried the message).
+    const r = restored([
+      ...viewRecords(),
+      { kind: 'viewChange', view: 2 },
+      { kind: 'prepare', view: 2, seq: 3, digest: batchDigestOf(d) },
+    ]);
+    expect({ view: r.view, changing: r.viewChanging }).toEqual({ view: 2, changing: false });
+    const slots = (r as unknown as { slots: Map<number, { pinned?: unknown }> }).slots;
+    expect([...slots.values()].filter((s) => s.pinned)).toEqual([]);
+    expect(prepares(r.step({ type: 'catchUp' }, T0 + 100), 2)).toEqual([]);
+  });
+
+  it('restored forgetful (a `forgotten` record), it signs nothing in that view at its first step', () => {
+    const r = restored([...viewRecords(), { kind: 'forgotten' }]);
+    expect({ view: r.view, changing: r.viewChanging }).toEqual({ view: 1, changing: false });
+    expect(prepares(r.step({ type: 'catchUp' }, T0 + 100), 2)).toEqual([]);
+    expect(prepares(deliver(r, 1, { kind: 'prePrepare', pp: makePP(2, c, 1) }, T0 + 101), 2)).toEqual([]);
+  });
+});
+
+describe('a restored primary after its pinned re-proposals', () => {
+  // View 1 (primary: node 1) re-proposes C at seq 1, prepared in view 0 with a timestamp (T0 + 900) ahead
+  // of node 1's clock (up to maxClockSkewMs is allowed). Node 1 persists its NEW-VIEW and restarts before
+  // C executes; its next batch must come after C's timestamp, or every backup holding C refuses it
+  // ("batch timestamp not increasing") and blames an honest primary.
+  const sr = mkReq(1, T0);
+  const id = requestIdOf(sr);
+  const res = [0, 1, 2, 3].map((node) => resultsOf(node, [id]));
+  const early = mkReq(2, T0);
+  const earlyRes = [0, 1, 2, 3].map((node) => resultsOf(node, [requestIdOf(early)]));
+  const c: Batch = {
+    timestamp: T0 + 900,
+    entries: [{ requestId: requestIdOf(early), votes: [0, 1, 2].map((v) => voteOf(earlyRes[v], 0)) }],
+    txs: [],
+  };
+  const CFG: Partial<ReplicaConfig> = { ...QUIET, voteWaitMs: 0, batchTimeoutMs: 1, idleBatchTimeoutMs: 1 };
+
+  /** Node 1 enters view 1 as its primary; what it persisted, and its batch clock then. */
+  function enterAsPrimary(): { log: PersistRecord[]; r: Replica } {
+    const r = new Replica(G.genesis, 1, G.keys[1], CFG);
+    r.step({ type: 'tick' }, T0);
+    r.startViewChange(1);
+    const acts = [
+      ...r.step({ type: 'tick' }, T0 + 1),
+      ...deliver(r, 0, { kind: 'viewChange', vc: viewChange(0, 1, [certOf(1, c, [2, 3])]) }, T0 + 2),
+      ...deliver(r, 2, { kind: 'viewChange', vc: viewChange(2, 1) }, T0 + 3),
+    ];
+    expect({ view: r.view, changing: r.viewChanging }).toEqual({ view: 1, changing: false });
+    return { log: acts.flatMap((x) => (x.type === 'persist' ? [x.record] : [])), r };
+  }
+
+  /** Its proposal once the request has q votes (its own among them), at `at`. */
+  function nextProposal(r: Replica, at: number) {
+    const acts = [
+      ...r.step({ type: 'request', request: sr, sentToAll: true }, at),
+      ...r.step(
+        {
+          type: 'inferred',
+          modelDigest: G.genesis.nodes[1].modelDigest,
+          results: [{ requestId: id, result: cls(7) }],
+        },
+        at,
+      ),
+      ...deliver(r, 0, { kind: 'results', signed: res[0] }, at),
+      ...deliver(r, 2, { kind: 'results', signed: res[2] }, at),
+      ...r.step({ type: 'tick' }, at + 10),
+    ];
+    return acts.flatMap((x) =>
+      x.type === 'broadcast' && x.msg.kind === 'prePrepare'
+        ? [{ seq: x.msg.pp.seq, ts: x.msg.pp.batch.timestamp }]
+        : [],
+    );
+  }
+
+  it('without a restart, its next batch is timestamped after the re-proposal (enterView)', () => {
+    const { r } = enterAsPrimary();
+    const [pp] = nextProposal(r, T0 + 100);
+    expect(pp.seq).toBe(2);
+    expect(pp.ts).toBeGreaterThan(c.timestamp);
+  });
+
+  it('restored from its log, its next batch is still timestamped after the pinned re-proposal', () => {
+    const { log } = enterAsPrimary();
+    expect(log.find((x) => x.kind === 'newView')?.body).toBeDefined();
+    const r = Replica.restore(G.genesis, 1, G.keys[1], CFG, {
+      lastExecuted: 0,
+      lastReceiptHash: GID,
+      lastTimestamp: 0,
+      models: G.genesis.nodes.map((n) => n.modelDigest),
+      recent: [],
+      log,
+    });
+    expect({ view: r.view, changing: r.viewChanging }).toEqual({ view: 1, changing: false });
+    r.step({ type: 'catchUp' }, T0 + 100);
+    const [pp] = nextProposal(r, T0 + 100);
+    expect(pp.seq).toBe(2);
+    expect(pp.ts).toBeGreaterThan(c.timestamp);
   });
 });
