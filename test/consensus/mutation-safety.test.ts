@@ -317,6 +317,15 @@ describe('safety rules a mutation left uncovered', () => {
   });
 });
 
+/** The digests of the PREPAREs for `seq` among `acts` (broadcast and persisted). */
+const prepares = (acts: Action[], seq: number) =>
+  acts.flatMap((x) =>
+    (x.type === 'broadcast' && x.msg.kind === 'prepare' && x.msg.seq === seq) ||
+    (x.type === 'persist' && x.record.kind === 'prepare' && x.record.seq === seq)
+      ? [hex(((x.type === 'broadcast' ? x.msg : x.record) as { digest: Uint8Array }).digest)]
+      : [],
+  );
+
 describe('a NEW-VIEW survives a restart (persisted with its message)', () => {
   // View 1 re-proposes batch A at seq 1 and batch C at seq 2 (both prepared in view 0, by node 0's
   // VIEW-CHANGE). Backup 3 enters view 1, seq 1 executes and checkpoint 1 becomes stable in view 1, which
@@ -367,14 +376,6 @@ describe('a NEW-VIEW survives a restart (persisted with its message)', () => {
     });
     return r;
   }
-
-  const prepares = (acts: Action[], seq: number) =>
-    acts.flatMap((x) =>
-      (x.type === 'broadcast' && x.msg.kind === 'prepare' && x.msg.seq === seq) ||
-      (x.type === 'persist' && x.record.kind === 'prepare' && x.record.seq === seq)
-        ? [hex(((x.type === 'broadcast' ? x.msg : x.record) as { digest: Uint8Array }).digest)]
-        : [],
-    );
 
   it('the restored backup still prepares only the re-proposed batch at a re-proposed seq', () => {
     const log = viewRecords();
@@ -441,8 +442,10 @@ describe('a restored primary after its pinned re-proposals', () => {
   };
   const CFG: Partial<ReplicaConfig> = { ...QUIET, voteWaitMs: 0, batchTimeoutMs: 1, idleBatchTimeoutMs: 1 };
 
-  /** Node 1 enters view 1 as its primary; what it persisted, and its batch clock then. */
-  function enterAsPrimary(): { log: PersistRecord[]; r: Replica } {
+  type NewViewMsg = Extract<NodeMessage, { kind: 'newView' }>;
+
+  /** Node 1 enters view 1 as its primary; what it persisted, and the NEW-VIEW it sent. */
+  function enterAsPrimary(): { log: PersistRecord[]; r: Replica; nv: NewViewMsg } {
     const r = new Replica(G.genesis, 1, G.keys[1], CFG);
     r.step({ type: 'tick' }, T0);
     r.startViewChange(1);
@@ -452,7 +455,8 @@ describe('a restored primary after its pinned re-proposals', () => {
       ...deliver(r, 2, { kind: 'viewChange', vc: viewChange(2, 1) }, T0 + 3),
     ];
     expect({ view: r.view, changing: r.viewChanging }).toEqual({ view: 1, changing: false });
-    return { log: acts.flatMap((x) => (x.type === 'persist' ? [x.record] : [])), r };
+    const nv = acts.flatMap((x) => (x.type === 'broadcast' && x.msg.kind === 'newView' ? [x.msg] : []))[0];
+    return { log: acts.flatMap((x) => (x.type === 'persist' ? [x.record] : [])), r, nv };
   }
 
   /** Its proposal once the request has q votes (its own among them), at `at`. */
@@ -471,22 +475,38 @@ describe('a restored primary after its pinned re-proposals', () => {
       ...deliver(r, 2, { kind: 'results', signed: res[2] }, at),
       ...r.step({ type: 'tick' }, at + 10),
     ];
-    return acts.flatMap((x) =>
-      x.type === 'broadcast' && x.msg.kind === 'prePrepare'
-        ? [{ seq: x.msg.pp.seq, ts: x.msg.pp.batch.timestamp }]
-        : [],
-    );
+    return acts.flatMap((x) => (x.type === 'broadcast' && x.msg.kind === 'prePrepare' ? [x.msg.pp] : []));
+  }
+
+  /** Backup 3 in view 1 by that NEW-VIEW, holding C at seq 1; whether it prepares `pp` (and blames node 1). */
+  function backupTakes(nv: NewViewMsg, pp: ReturnType<typeof nextProposal>[number], at: number) {
+    const b = new Replica(G.genesis, 3, G.keys[3], CFG);
+    b.step({ type: 'tick' }, T0);
+    b.step({ type: 'request', request: early, sentToAll: true }, T0);
+    for (const v of [0, 1, 2]) deliver(b, v, { kind: 'results', signed: earlyRes[v] }, T0);
+    b.startViewChange(1);
+    b.step({ type: 'tick' }, T0 + 1);
+    const entered = deliver(b, 1, nv, T0 + 4);
+    expect(prepares(entered, 1)).toContain(hex(batchDigestOf(c)));
+    b.step({ type: 'request', request: sr, sentToAll: true }, at);
+    for (const v of [0, 1, 2]) deliver(b, v, { kind: 'results', signed: res[v] }, at);
+    const acts = deliver(b, 1, { kind: 'prePrepare', pp }, at);
+    return {
+      prepared: prepares(acts, pp.seq).length > 0,
+      blamed: b.misbehaviour.get(1)?.get('bad-proposal') ?? 0,
+    };
   }
 
   it('without a restart, its next batch is timestamped after the re-proposal (enterView)', () => {
-    const { r } = enterAsPrimary();
+    const { r, nv } = enterAsPrimary();
     const [pp] = nextProposal(r, T0 + 100);
     expect(pp.seq).toBe(2);
-    expect(pp.ts).toBeGreaterThan(c.timestamp);
+    expect(pp.batch.timestamp).toBeGreaterThan(c.timestamp);
+    expect(backupTakes(nv, pp, T0 + 111)).toEqual({ prepared: true, blamed: 0 });
   });
 
   it('restored from its log, its next batch is still timestamped after the pinned re-proposal', () => {
-    const { log } = enterAsPrimary();
+    const { log, nv } = enterAsPrimary();
     expect(log.find((x) => x.kind === 'newView')?.body).toBeDefined();
     const r = Replica.restore(G.genesis, 1, G.keys[1], CFG, {
       lastExecuted: 0,
@@ -500,6 +520,8 @@ describe('a restored primary after its pinned re-proposals', () => {
     r.step({ type: 'catchUp' }, T0 + 100);
     const [pp] = nextProposal(r, T0 + 100);
     expect(pp.seq).toBe(2);
-    expect(pp.ts).toBeGreaterThan(c.timestamp);
+    // Before the fix: T0 + 110, which backups holding C refused ("batch timestamp not increasing").
+    expect(pp.batch.timestamp).toBeGreaterThan(c.timestamp);
+    expect(backupTakes(nv, pp, T0 + 111)).toEqual({ prepared: true, blamed: 0 });
   });
 });
