@@ -1254,6 +1254,29 @@ describe('SqliteLedger', () => {
     f.close();
   });
 
+  it('prepared durability: a NEW-VIEW record is fsynced even where a durable record names its view already', () => {
+    // Its pins are what a restored backup relies on: it must be on disk before any PREPARE of the view leaves.
+    const l = SqliteLedger.open(freshPath(), genesis, { durability: 'prepared' });
+    const needsSync = (write: () => void): boolean => {
+      l.beginGroup();
+      write();
+      return l.commitGroupUnsynced();
+    };
+    expect(needsSync(() => l.persist({ kind: 'viewChange', view: 1 }))).toBe(true);
+    expect(needsSync(() => l.persist({ kind: 'newView', view: 1, body: new Uint8Array([1]) }))).toBe(true);
+    // The votes after it in the same group share its fsync; later ones of that view need none.
+    expect(
+      needsSync(() => {
+        l.persist({ kind: 'newView', view: 2, body: new Uint8Array([2]) });
+        l.persist({ kind: 'prepare', view: 2, seq: 1, digest: sha256(new Uint8Array([9])) });
+      }),
+    ).toBe(true);
+    expect(
+      needsSync(() => l.persist({ kind: 'prepare', view: 2, seq: 2, digest: sha256(new Uint8Array([9])) })),
+    ).toBe(false);
+    l.close();
+  });
+
   it('prepared durability: fsyncs the prepared certificate, view changes, checkpoints and each view’s first vote, not the other votes', () => {
     const path = freshPath();
     const l = SqliteLedger.open(path, genesis, { durability: 'prepared' });
