@@ -5,7 +5,7 @@
 import { describe, expect, it } from 'vitest';
 import { type Action, type Event, Replica } from '../../src/consensus/replica.ts';
 import { requestIdOf } from '../../src/protocol/index.ts';
-import { broadcasts, G, GID, mkReq, only, resultsOf, SMALL_CFG, T0, wire } from './fixtures.ts';
+import { broadcasts, G, GID, mkReq, only, restoreNode, resultsOf, SMALL_CFG, T0, wire } from './fixtures.ts';
 
 const SKEW = G.genesis.params.maxClockSkewMs;
 
@@ -123,15 +123,7 @@ describe('the replica clocks', () => {
     const id = requestIdOf(sr);
     const cfg = { ...SMALL_CFG, viewChangeTimeoutMs: 1000 };
     // Before the restart it answered 7 (resultsOf: label 7) to a request that has not come back yet.
-    const r = Replica.restore(G.genesis, 1, G.keys[1], cfg, {
-      lastExecuted: 0,
-      lastReceiptHash: GID,
-      lastTimestamp: 0,
-      models: G.genesis.nodes.map((n) => n.modelDigest),
-      recent: [],
-      log: [],
-      ownResults: [{ signed: resultsOf(1, [id]), newest: T0 }],
-    });
+    const r = restoreNode(1, cfg, [], { ownResults: [{ signed: resultsOf(1, [id]), newest: T0 }] });
     const hour = 3_600_000;
     // Its clock an hour ahead: the vote is dropped (dropResults), the request having expired by it.
     let dropped = 0;

@@ -2,8 +2,9 @@
  * What the replica tests that drive one replica by hand share: a four-node group, properly signed client
  * requests and phase messages, the wire round trip, and filters over a step's actions.
  */
-import type { Action, ReplicaConfig } from '../../src/consensus/replica.ts';
+import { type Action, type PersistRecord, Replica, type ReplicaConfig } from '../../src/consensus/replica.ts';
 import {
+  array,
   type Batch,
   batchDigestOf,
   decodeMessage,
@@ -11,6 +12,7 @@ import {
   encodeMessage,
   groupIdOf,
   type NodeMessage,
+  NodeSignature,
   PhaseBody,
   type PrePrepare,
   type Result,
@@ -129,3 +131,30 @@ export const broadcasts = <K extends NodeMessage['kind']>(
   only(as, 'broadcast')
     .map((a) => a.msg)
     .filter((m): m is Extract<NodeMessage, { kind: K }> => m.kind === kind);
+
+/** A stable checkpoint's proof as a `checkpoint` record stores it: three made-up signatures (restore does not check them). */
+export const CHECKPOINT_PROOF = encode(
+  array(NodeSignature, 256),
+  [0, 1, 2].map((node) => ({ node, signature: new Uint8Array(64).fill(node + 1) })),
+);
+
+/**
+ * Node `id` restarted from a disk holding `log` (and what `disk` overrides): by default nothing executed,
+ * the genesis models, no recent request ids.
+ */
+export function restoreNode(
+  id: number,
+  cfg: Partial<ReplicaConfig>,
+  log: PersistRecord[],
+  disk: Partial<Parameters<typeof Replica.restore>[4]> = {},
+): Replica {
+  return Replica.restore(G.genesis, id, G.keys[id], cfg, {
+    lastExecuted: 0,
+    lastReceiptHash: GID,
+    lastTimestamp: 0,
+    models: G.genesis.nodes.map((n) => n.modelDigest),
+    recent: [],
+    log,
+    ...disk,
+  });
+}

@@ -4,26 +4,16 @@
  * unless the node was changing view) and the VIEW-CHANGE records, which are kept.
  */
 import { describe, expect, it } from 'vitest';
-import { type PersistRecord, Replica } from '../../src/consensus/replica.ts';
-import { array, encode, NodeSignature, sha256, uint } from '../../src/protocol/index.ts';
-import { G, GID, SMALL_CFG } from './fixtures.ts';
+import type { PersistRecord, Replica } from '../../src/consensus/replica.ts';
+import { encode, sha256, uint } from '../../src/protocol/index.ts';
+import { CHECKPOINT_PROOF, restoreNode, SMALL_CFG } from './fixtures.ts';
 
-const proof = encode(
-  array(NodeSignature, 256),
-  [0, 1, 2].map((node) => ({ node, signature: new Uint8Array(64).fill(node + 1) })),
-);
+const proof = CHECKPOINT_PROOF;
 const digest = sha256(new Uint8Array([6]));
 
 /** Node 1 restored from `log`, 6 batches executed. */
 function restoreFrom(log: PersistRecord[]): Replica {
-  return Replica.restore(G.genesis, 1, G.keys[1], SMALL_CFG, {
-    lastExecuted: 6,
-    lastReceiptHash: GID,
-    lastTimestamp: 0,
-    models: G.genesis.nodes.map((n) => n.modelDigest),
-    recent: [],
-    log,
-  });
+  return restoreNode(1, SMALL_CFG, log, { lastExecuted: 6 });
 }
 
 function restore(log: PersistRecord[]) {

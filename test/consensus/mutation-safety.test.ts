@@ -15,14 +15,12 @@ import {
 import { deriveNewView } from '../../src/consensus/viewchange.ts';
 import { LedgerState } from '../../src/ledger/state.ts';
 import {
-  array,
   type Batch,
   batchDigestOf,
   CheckpointBody,
   encode,
   hex,
   type NodeMessage,
-  NodeSignature,
   NULL_BATCH,
   requestIdOf,
   type SignedViewChange,
@@ -31,6 +29,7 @@ import {
   ViewChangeBody,
 } from '../../src/protocol/index.ts';
 import {
+  CHECKPOINT_PROOF,
   cls,
   G,
   GID,
@@ -39,6 +38,7 @@ import {
   NEVER,
   phase,
   phaseSig,
+  restoreNode,
   resultsOf,
   T0,
   voteOf,
@@ -217,14 +217,7 @@ describe('safety rules a mutation left uncovered', () => {
     const ppA = makePP(1, { timestamp: T0, entries: [], txs: [] });
     const ppB = makePP(1, { timestamp: T0 + 1, entries: [], txs: [] });
     // It persisted its PREPARE for A and stopped before anything else (PROTOCOL.md: durability).
-    const r = Replica.restore(G.genesis, 1, G.keys[1], QUIET, {
-      lastExecuted: 0,
-      lastReceiptHash: GID,
-      lastTimestamp: 0,
-      models: G.genesis.nodes.map((n) => n.modelDigest),
-      recent: [],
-      log: [{ kind: 'prepare', view: 0, seq: 1, digest: ppA.digest }],
-    });
+    const r = restoreNode(1, QUIET, [{ kind: 'prepare', view: 0, seq: 1, digest: ppA.digest }]);
     r.step({ type: 'tick' }, T0);
     // The primary now sends it B for the same (view, seq): signing a PREPARE for B would be equivocation.
     const acts = deliver(r, 0, { kind: 'prePrepare', pp: ppB }, T0 + 2);
@@ -362,19 +355,12 @@ describe('a NEW-VIEW survives a restart (persisted with its message)', () => {
   }
 
   function restored(log: PersistRecord[]): Replica {
-    const proof = encode(
-      array(NodeSignature, 256),
-      [0, 1, 2].map((node) => ({ node, signature: new Uint8Array(64).fill(node + 1) })),
+    return restoreNode(
+      3,
+      QUIET,
+      [...log, { kind: 'checkpoint', view: 1, seq: 1, digest: ZERO, body: CHECKPOINT_PROOF }],
+      { lastExecuted: 1, lastTimestamp: T0 },
     );
-    const r = Replica.restore(G.genesis, 3, G.keys[3], QUIET, {
-      lastExecuted: 1,
-      lastReceiptHash: GID,
-      lastTimestamp: T0,
-      models: G.genesis.nodes.map((n) => n.modelDigest),
-      recent: [],
-      log: [...log, { kind: 'checkpoint', view: 1, seq: 1, digest: ZERO, body: proof }],
-    });
-    return r;
   }
 
   it('the restored backup still prepares only the re-proposed batch at a re-proposed seq', () => {
@@ -508,14 +494,7 @@ describe('a restored primary after its pinned re-proposals', () => {
   it('restored from its log, its next batch is still timestamped after the pinned re-proposal', () => {
     const { log, nv } = enterAsPrimary();
     expect(log.find((x) => x.kind === 'newView')?.body).toBeDefined();
-    const r = Replica.restore(G.genesis, 1, G.keys[1], CFG, {
-      lastExecuted: 0,
-      lastReceiptHash: GID,
-      lastTimestamp: 0,
-      models: G.genesis.nodes.map((n) => n.modelDigest),
-      recent: [],
-      log,
-    });
+    const r = restoreNode(1, CFG, log);
     expect({ view: r.view, changing: r.viewChanging }).toEqual({ view: 1, changing: false });
     r.step({ type: 'catchUp' }, T0 + 100);
     const [pp] = nextProposal(r, T0 + 100);

@@ -28,7 +28,20 @@ import {
   TAGS,
   ViewChangeBody,
 } from '../../src/protocol/index.ts';
-import { G, GID, makePP, mkReq, NEVER, phase, phaseSig, resultsOf, T0, voteOf, wire } from './fixtures.ts';
+import {
+  G,
+  GID,
+  makePP,
+  mkReq,
+  NEVER,
+  phase,
+  phaseSig,
+  restoreNode,
+  resultsOf,
+  T0,
+  voteOf,
+  wire,
+} from './fixtures.ts';
 
 const ZERO = new Uint8Array(32);
 const QUIET: Partial<ReplicaConfig> = { retransmitMs: NEVER, viewChangeTimeoutMs: NEVER };
@@ -120,14 +133,7 @@ function newView1(h: One, vcs: SignedViewChange[], at: number) {
 
 /** A replica restarted with its disk's last writes lost: it knows no floor for its signatures yet. */
 function forgetful(id: number): Replica {
-  return Replica.restore(G.genesis, id, G.keys[id], QUIET, {
-    lastExecuted: 0,
-    lastReceiptHash: GID,
-    lastTimestamp: 0,
-    models: G.genesis.nodes.map((n) => n.modelDigest),
-    recent: [],
-    log: [{ kind: 'forgotten' }],
-  });
+  return restoreNode(id, QUIET, [{ kind: 'forgotten' }]);
 }
 
 describe('replica, review of 2026-12-04', () => {

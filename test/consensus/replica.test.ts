@@ -11,6 +11,7 @@ import {
   type Event,
   MIN_CAPPED_BATCH,
   type Misbehaviour,
+  type PersistRecord,
   Replica,
   type ReplicaConfig,
 } from '../../src/consensus/replica.ts';
@@ -48,7 +49,7 @@ import {
   verifyTagged,
 } from '../../src/protocol/index.ts';
 import { standInResult } from '../../src/sim/standin.ts';
-import { cls, G, GID, NEVER, phase, resultsOf, T0, voteOf, wire } from './fixtures.ts';
+import { cls, G, GID, NEVER, phase, restoreNode, resultsOf, T0, voteOf, wire } from './fixtures.ts';
 
 // ---------------------------------------------------------------------------------------------------------
 // Fixture: n = 4, f = 1, q = 3; expiry 600 s, clock skew 5 s (makeGroup's defaults)
@@ -2226,14 +2227,7 @@ describe('7. a forgetful replica', () => {
 
   it('restores the floor from its signed log: unknown after `forgotten`, set by a later `signFloor`', () => {
     const restore = (log: { kind: string; view?: number }[]) =>
-      Replica.restore(G.genesis, 1, G.keys[1], BASE, {
-        lastExecuted: 0,
-        lastReceiptHash: GID,
-        lastTimestamp: 0,
-        models: G.genesis.nodes.map((n) => n.modelDigest),
-        recent: [],
-        log: log as Parameters<typeof Replica.restore>[4]['log'],
-      }).signFloorView;
+      restoreNode(1, BASE, log as PersistRecord[]).signFloorView;
     expect(restore([])).toBe(0);
     expect(restore([{ kind: 'forgotten' }])).toBe(Number.POSITIVE_INFINITY);
     expect(restore([{ kind: 'forgotten' }, { kind: 'signFloor', view: 3 }])).toBe(3);
