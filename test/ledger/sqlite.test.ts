@@ -281,6 +281,24 @@ function codeOf(fn: () => unknown): string | undefined {
 
 // ---------------------------------------------------------------------------------------------------------
 
+/** Node 2's signed RESULTS for one stand-in request (n names it), as it stores its own. */
+function ownSigned(n: number) {
+  return signResults(
+    groupId,
+    {
+      node: 2,
+      modelDigest: genesis.nodes[2].modelDigest,
+      entries: [
+        {
+          requestId: sha256(new Uint8Array([n])),
+          result: standInResult(2, new Uint8Array([n]), { disagreement: 0 }),
+        },
+      ],
+    },
+    keys[2],
+  );
+}
+
 describe('SqliteLedger', () => {
   it('the fixture exercises requeue, duplicates, model updates and a null batch', () => {
     expect(executions.map((e) => e.outcomes.length)).toEqual([5, 2, 1, 2, 0, 7]);
@@ -1358,22 +1376,7 @@ describe('SqliteLedger', () => {
   });
 
   it("keeps the node's own RESULTS across restarts until dropped; fsynced only with full durability", () => {
-    const signed = (n: number) =>
-      signResults(
-        groupId,
-        {
-          node: 2,
-          modelDigest: genesis.nodes[2].modelDigest,
-          entries: [
-            {
-              requestId: sha256(new Uint8Array([n])),
-              result: standInResult(2, new Uint8Array([n]), { disagreement: 0 }),
-            },
-          ],
-        },
-        keys[2],
-      );
-    const [a, b, c] = [1, 2, 3].map(signed);
+    const [a, b, c] = [1, 2, 3].map(ownSigned);
     const path = freshPath();
     const l = SqliteLedger.open(path, genesis);
     l.beginGroup();
@@ -1445,6 +1448,22 @@ describe('SqliteLedger', () => {
     const now = forgottenAt(null);
     expect(now).toBeGreaterThanOrEqual(before);
     expect(now).toBeLessThanOrEqual(Date.now());
+  });
+
+  it('a forgotten record is never earlier than the newest time the file shows: a clock set back across the reboot', () => {
+    const path = freshPath();
+    const l = SqliteLedger.open(path, genesis, { durability: 'relaxed' });
+    // The session voted on a request an hour ahead of the clock as it reads after the reboot.
+    const ahead = Date.now() + 3_600_000;
+    l.saveOwnResults(new Uint8Array(32).fill(5), ownSigned(5), ahead);
+    (l as unknown as { db: Database.Database }).db.close();
+    const marker = JSON.parse(readFileSync(`${path}.boot`, 'utf8'));
+    writeFileSync(`${path}.boot`, JSON.stringify({ ...marker, bootId: 'another-boot' }));
+    const rebooted = SqliteLedger.open(path, genesis, { durability: 'relaxed' });
+    const rec = rebooted.signedLog().at(-1);
+    rebooted.close();
+    expect(rec?.kind).toBe('forgotten');
+    expect(decode(uint, rec!.body!)).toBe(ahead);
   });
 
   it('group commit: an uncommitted group is lost whole on a crash, and the file replays cleanly', () => {
