@@ -11,13 +11,14 @@ function replicaab(...args: string[]) {
 }
 
 describe('npm run bench:replicaab: the command line is checked before any group starts', () => {
-  it('refuses a missing or malformed --b-replica, a bad --a-replica or --rate, an unknown flag and --n with --wan, with status 2', () => {
+  it('refuses a missing or malformed --b-replica, a bad --a-replica, --b-node-args or --rate, an unknown flag and --n with --wan, with status 2', () => {
     const refused = (message: string, ...args: string[]) => {
       const r = replicaab(...args);
       expect(r.status, args.join(' ')).toBe(2);
       expect(r.err).toContain(message);
     };
-    refused('--b-replica is required', '--n', '4');
+    refused('--b-replica or --b-node-args is required', '--n', '4');
+    refused('--b-node-args: "semi=8" is not a Node.js flag', '--b-node-args=--trace-gc semi=8');
     refused(
       '--b-replica "window": a replica setting is a number or true/false',
       '--b-replica',
