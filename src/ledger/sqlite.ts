@@ -887,15 +887,7 @@ export class SqliteLedger {
           // Rejoining, the lost session ended by now, and by no earlier time known: a marker of another boot
           // may be another machine's (a data folder moved without its ledger), whose session ran on after
           // this machine booted, so this boot's start would let the node vote again where it had voted.
-          const byClock =
-            opts.rejoin === true || previous === null ? Date.now() : lostBy(previous.bootId, boot);
-          // Nor earlier than the newest time the file itself shows the session had reached (its last
-          // batch's timestamp, its newest stored own RESULTS): a clock set back across the reboot (a reset
-          // real-time clock) read "ended" too early, and the replica could vote again on requests it voted
-          // on then. (Votes lost with the session on requests newer than all of these stay covered by the
-          // clock alone.)
-          const ownNewest = (db.prepare('SELECT max(newest) AS n FROM own_results').get() as Row).n;
-          const by = Math.max(byClock, ledger.state.clock, typeof ownNewest === 'number' ? ownNewest : 0);
+          const by = opts.rejoin === true || previous === null ? Date.now() : lostBy(previous.bootId, boot);
           ledger.st.insLog.run('forgotten', null, null, null, encode(uint, by));
         }
       });

@@ -1450,22 +1450,6 @@ describe('SqliteLedger', () => {
     expect(now).toBeLessThanOrEqual(Date.now());
   });
 
-  it('a forgotten record is never earlier than the newest time the file shows: a clock set back across the reboot', () => {
-    const path = freshPath();
-    const l = SqliteLedger.open(path, genesis, { durability: 'relaxed' });
-    // The session voted on a request an hour ahead of the clock as it reads after the reboot.
-    const ahead = Date.now() + 3_600_000;
-    l.saveOwnResults(new Uint8Array(32).fill(5), ownSigned(5), ahead);
-    (l as unknown as { db: Database.Database }).db.close();
-    const marker = JSON.parse(readFileSync(`${path}.boot`, 'utf8'));
-    writeFileSync(`${path}.boot`, JSON.stringify({ ...marker, bootId: 'another-boot' }));
-    const rebooted = SqliteLedger.open(path, genesis, { durability: 'relaxed' });
-    const rec = rebooted.signedLog().at(-1);
-    rebooted.close();
-    expect(rec?.kind).toBe('forgotten');
-    expect(decode(uint, rec!.body!)).toBe(ahead);
-  });
-
   it('group commit: an uncommitted group is lost whole on a crash, and the file replays cleanly', () => {
     const path = freshPath();
     const l = SqliteLedger.open(path, genesis);
