@@ -803,45 +803,11 @@ export class SqliteLedger {
         meta = readMeta(db)!;
         created = true;
       }
-      if (meta.schemaVersion === 2) {
+      // Each older schema is upgraded in place, one version at a time, each step one FULL transaction.
+      for (const [from, migrate] of MIGRATIONS) {
+        if (meta.schemaVersion !== from) continue;
         db.pragma('synchronous = FULL');
-        migrate2to3(db, path);
-        db.pragma(`synchronous = ${sync}`);
-        meta = readMeta(db)!;
-      }
-      if (meta.schemaVersion === 3) {
-        db.pragma('synchronous = FULL');
-        migrate3to4(db);
-        db.pragma(`synchronous = ${sync}`);
-        meta = readMeta(db)!;
-      }
-      if (meta.schemaVersion === 4) {
-        db.pragma('synchronous = FULL');
-        migrate4to5(db);
-        db.pragma(`synchronous = ${sync}`);
-        meta = readMeta(db)!;
-      }
-      if (meta.schemaVersion === 5) {
-        db.pragma('synchronous = FULL');
-        migrate5to6(db);
-        db.pragma(`synchronous = ${sync}`);
-        meta = readMeta(db)!;
-      }
-      if (meta.schemaVersion === 6) {
-        db.pragma('synchronous = FULL');
-        migrate6to7(db);
-        db.pragma(`synchronous = ${sync}`);
-        meta = readMeta(db)!;
-      }
-      if (meta.schemaVersion === 7) {
-        db.pragma('synchronous = FULL');
-        migrate7to8(db);
-        db.pragma(`synchronous = ${sync}`);
-        meta = readMeta(db)!;
-      }
-      if (meta.schemaVersion === 8) {
-        db.pragma('synchronous = FULL');
-        migrate8to9(db);
+        migrate(db, path);
         db.pragma(`synchronous = ${sync}`);
         meta = readMeta(db)!;
       }
@@ -1912,6 +1878,17 @@ function migrate7to8(db: Database.Database): void {
 function migrate8to9(db: Database.Database): void {
   db.prepare('UPDATE meta SET schema_version = 9 WHERE id = 0').run();
 }
+
+/** The upgrade from each older schema to the next, in order (open runs those the file needs). */
+const MIGRATIONS: readonly [number, (db: Database.Database, path: string) => void][] = [
+  [2, migrate2to3],
+  [3, migrate3to4],
+  [4, migrate4to5],
+  [5, migrate5to6],
+  [6, migrate6to7],
+  [7, migrate7to8],
+  [8, migrate8to9],
+];
 
 /**
  * Why resolved entries are not the batch's entries, or null: they must match one for one (same request

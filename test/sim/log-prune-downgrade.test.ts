@@ -1,37 +1,16 @@
-/**
- * A pruned signed log is unsafe for a release that predates pruning: it reads no view from checkpoint
- * records, and the votes that named the node's view are gone, so it would restore the node into a view it
- * had left and sign there. Since the log is pruned the ledger schema is 8 (9 since 2026-12-06, evening): a
- * build that reads 7 refuses the file (LEDGER_SCHEMA_VERSION) instead of opening it.
- */
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { afterAll, describe, expect, it } from 'vitest';
 import { type PersistRecord, Replica } from '../../src/consensus/replica.ts';
 import { LEDGER_SCHEMA_VERSION } from '../../src/ledger/sqlite.ts';
 import { checkRun } from '../../src/sim/checks.ts';
-import { Simulation } from '../../src/sim/world.ts';
+import { removeSimDirs, simOnDisk } from './on-disk.helpers.ts';
 
-const dirs: string[] = [];
-afterAll(() => {
-  for (const d of dirs) rmSync(d, { recursive: true, force: true });
-});
+afterAll(removeSimDirs);
 
 describe('a pruned signed log and a release that predates pruning', () => {
   it('that release would restore the node into a view it left; the file says a later schema, which it refuses', () => {
-    const dir = mkdtempSync(join(tmpdir(), 'dropbear-downgrade-'));
-    dirs.push(dir);
-    const s = new Simulation({
-      nodes: 4,
-      requests: 600,
-      seed: 5,
-      rate: 0.2,
-      keepAllCertificates: false,
-      maxTimeMs: 120_000,
-      ledgerDir: dir,
-    });
+    const { s, dir } = simOnDisk('dropbear-downgrade-', 600);
     // The primary of view 0 goes early and comes back (disk kept) once the others are in view 1: it joins
     // view 1 by state transfer (the NEW-VIEW a state response carries), writing no VIEW-CHANGE of its own.
     s.at(100, () => s.crash(0));

@@ -125,18 +125,27 @@ function compareRun(
   return { diffs, compared, pruned, prunedInLaterView, stableWhileChanging };
 }
 
+/** Fresh totals over runs, and `add` that counts one run's result in. */
+function totals() {
+  const diffs: string[] = [];
+  const n = { compared: 0, pruned: 0, prunedInLaterView: 0, stableWhileChanging: 0 };
+  const add = (o: ReturnType<typeof compareRun>) => {
+    diffs.push(...o.diffs);
+    n.compared += o.compared;
+    n.pruned += o.pruned;
+    n.prunedInLaterView += o.prunedInLaterView;
+    n.stableWhileChanging += o.stableWhileChanging;
+  };
+  return { diffs, n, add };
+}
+
 describe('restore from the pruned signed log matches restore from the whole log', () => {
   it('random fault schedules, n = 4 and 7', () => {
-    const diffs: string[] = [];
-    const n = { compared: 0, pruned: 0, prunedInLaterView: 0, stableWhileChanging: 0 };
+    const { diffs, n, add } = totals();
     const sizes = process.env.EQ_SIZES?.split(',').map(Number);
     for (let seed = Number(process.env.EQ_FROM ?? 1); seed <= Number(process.env.EQ_TO ?? 6); seed++) {
       const o = compareRun(randomSchedule(seed, sizes));
-      diffs.push(...o.diffs);
-      n.compared += o.compared;
-      n.pruned += o.pruned;
-      n.prunedInLaterView += o.prunedInLaterView;
-      n.stableWhileChanging += o.stableWhileChanging;
+      add(o);
     }
     if (process.env.EQ_FROM) console.log(n);
     // The comparison means something: logs were pruned, also after view changes.
@@ -146,8 +155,7 @@ describe('restore from the pruned signed log matches restore from the whole log'
   }, 600_000);
 
   it('primaries crash in turn (disks kept and lost) and a backup is cut off, so views change while checkpoints become stable', () => {
-    const diffs: string[] = [];
-    const n = { compared: 0, pruned: 0, prunedInLaterView: 0, stableWhileChanging: 0 };
+    const { diffs, n, add } = totals();
     for (let seed = 1; seed <= Number(process.env.EQ_SCRIPTED ?? 1); seed++) {
       const faults: Fault[] = [];
       // The primary of each view goes down in turn (views 0, 1, 2, 3), one at a time; every other one
@@ -166,11 +174,7 @@ describe('restore from the pruned signed log matches restore from the whole log'
         healAt: 6500,
         link: { delayMs: 1, jitterMs: 1 },
       });
-      diffs.push(...o.diffs);
-      n.compared += o.compared;
-      n.pruned += o.pruned;
-      n.prunedInLaterView += o.prunedInLaterView;
-      n.stableWhileChanging += o.stableWhileChanging;
+      add(o);
     }
     if (process.env.EQ_SCRIPTED) console.log(n);
     expect(n.prunedInLaterView).toBeGreaterThan(100);

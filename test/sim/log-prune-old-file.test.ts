@@ -1,21 +1,11 @@
-/**
- * Ledgers written before 2026-12-06 (a whole signed log, checkpoint records without a view) still open,
- * restore the view their node was in, and are pruned at their next stable checkpoint: real SQLite ledgers,
- * written first as the earlier release wrote them, then reopened by this one.
- */
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import type { LogRecord, SqliteLedger } from '../../src/ledger/sqlite.ts';
 import { verifyLedgerFile } from '../../src/ledger/verify.ts';
 import { checkRun } from '../../src/sim/checks.ts';
-import { Simulation } from '../../src/sim/world.ts';
+import { removeSimDirs, simOnDisk } from './on-disk.helpers.ts';
 
-const dirs: string[] = [];
-afterAll(() => {
-  for (const d of dirs) rmSync(d, { recursive: true, force: true });
-});
+afterAll(removeSimDirs);
 
 /** Makes this open ledger write as releases before 2026-12-06 did: no view on checkpoints, no pruning. */
 function writeAsBefore(db: SqliteLedger): void {
@@ -31,17 +21,7 @@ function writeAsBefore(db: SqliteLedger): void {
 
 describe('a ledger written before the signed log was pruned', () => {
   it('opens with its whole log, restores its view, and is pruned at its next stable checkpoint', () => {
-    const dir = mkdtempSync(join(tmpdir(), 'dropbear-oldlog-'));
-    dirs.push(dir);
-    const s = new Simulation({
-      nodes: 4,
-      requests: 1200,
-      seed: 5,
-      rate: 0.2, // requests arrive for 6 virtual s
-      keepAllCertificates: false,
-      maxTimeMs: 120_000,
-      ledgerDir: dir,
-    });
+    const { s, dir } = simOnDisk('dropbear-oldlog-', 1200);
     const cfg = s.nodes[0].replica.cfg;
     for (const n of s.nodes) writeAsBefore(n.db!);
     // The primary of view 0 goes early (the others go on in view 1) and comes back late.

@@ -1,34 +1,14 @@
-/**
- * The signed log stays bounded (the ledger drops the records of the seqs up to each stable checkpoint), and a
- * node restarted from a pruned log is back in its view: real SQLite ledgers, a primary crash (view 1), a
- * backup killed and restarted long after.
- */
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { verifyLedgerFile } from '../../src/ledger/verify.ts';
 import { checkRun } from '../../src/sim/checks.ts';
-import { Simulation } from '../../src/sim/world.ts';
+import { removeSimDirs, simOnDisk } from './on-disk.helpers.ts';
 
-const dirs: string[] = [];
-afterAll(() => {
-  for (const d of dirs) rmSync(d, { recursive: true, force: true });
-});
+afterAll(removeSimDirs);
 
 describe('the signed log', () => {
   it('holds the records since the last stable checkpoint, not the node’s life; a backup restarted from it is back in view 1', () => {
-    const dir = mkdtempSync(join(tmpdir(), 'dropbear-logprune-'));
-    dirs.push(dir);
-    const s = new Simulation({
-      nodes: 4,
-      requests: 1200,
-      seed: 5,
-      rate: 0.2, // requests arrive for 6 virtual s
-      keepAllCertificates: false,
-      maxTimeMs: 120_000,
-      ledgerDir: dir,
-    });
+    const { s, dir } = simOnDisk('dropbear-logprune-', 1200);
     const cfg = s.nodes[0].replica.cfg;
     // The primary of view 0 crashes early and comes back late: the group goes on in view 1.
     s.at(100, () => s.crash(0));
