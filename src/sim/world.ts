@@ -43,6 +43,7 @@ import {
   signRequestBatch,
   type Tx,
   txIdOf,
+  withSharedChecks,
 } from '../protocol/index.ts';
 import type { ByzantineScript, Outgoing, ScriptContext } from './byzantine.ts';
 import { EventQueue } from './heap.ts';
@@ -63,6 +64,11 @@ export interface LinkConfig {
 
 export interface SimOptions {
   nodes: number;
+  /**
+   * Whether a signature the nodes check is checked once for all of them (withSharedChecks, default true):
+   * false for a benchmark that counts what every node's checks cost.
+   */
+  sharedChecks?: boolean;
   f?: number;
   requests: number;
   seed: number;
@@ -323,6 +329,7 @@ export class Simulation {
       maxTimeMs: 600_000,
       keepAllCertificates: false,
       inputBytes: 48,
+      sharedChecks: true,
       ...options,
     };
     this.link = { delayMs: 1, jitterMs: 0.5, loss: 0, duplicate: 0, ...options.link };
@@ -877,6 +884,14 @@ export class Simulation {
    * queue empties, or time runs out. May be called again to go on.
    */
   run(opts: { until?: () => boolean } = {}): SimResult {
+    // The nodes share this process, and each checks every signature its peers send: checked once instead
+    // (withSharedChecks; the same decisions, less CPU), unless a benchmark counts the nodes' CPU.
+    return this.opts.sharedChecks === false
+      ? this.runSteps(opts)
+      : withSharedChecks(() => this.runSteps(opts));
+  }
+
+  private runSteps(opts: { until?: () => boolean }): SimResult {
     if (!this.clientScheduled) this.scheduleClient();
     this.clientScheduled = true;
     const total = this.opts.requests;
