@@ -10,7 +10,8 @@
  *
  * The one version is "1". Infer takes one input:
  * - the model's own tensor: datatype FP32 or FP16 (metadata gives the model's own; the engine converts),
- *   shape [N, ...item dims], data row-major, flat or nested, in JSON or as binary data;
+ *   shape [N, ...item dims], data row-major, flat or nested, in JSON or as binary data (a JSON number
+ *   beyond the datatype's range, which would be ±Infinity, is refused);
  * - or, as an extension of this server (listed as `dropbear_image_bytes`), datatype BYTES with shape [N]:
  *   N encoded images (JPEG, PNG or DBT1 tensors), base64 strings in JSON, or in binary data each element as
  *   a 4-byte little-endian length followed by its bytes. The server decodes and preprocesses them with the
@@ -102,6 +103,9 @@ function statusOf(e: unknown): number {
   const s = (e as { statusCode?: number }).statusCode;
   return typeof s === 'number' && s >= 400 && s < 600 ? s : 500;
 }
+
+/** The least magnitude that rounds to infinity in FP16 (halfway above its largest value, 65504). */
+const FP16_OVERFLOW = 65520;
 
 /** The longest error message sent, in UTF-8 bytes (the node API's LIMITS.message). */
 const MAX_ERROR_BYTES = 4096;
@@ -234,8 +238,9 @@ export function createKServeServer(opts: KServeServerOptions): FastifyInstance {
       .type('application/json')
       .send({ error: cutUtf8(message, MAX_ERROR_BYTES) });
   });
+  // Cut to 4 KiB like every other error: the URL it quotes may be up to Node's 16 KiB of headers.
   app.setNotFoundHandler((req, reply) => {
-    reply.code(404).send({ error: `no such endpoint: ${req.method} ${req.url}` });
+    reply.code(404).send({ error: cutUtf8(`no such endpoint: ${req.method} ${req.url}`, MAX_ERROR_BYTES) });
   });
 
   const checkModel = (p: Params) => {
@@ -378,6 +383,17 @@ export function createKServeServer(opts: KServeServerOptions): FastifyInstance {
     } else {
       const v = floatsFromJson(input.data, count);
       if (typeof v === 'string') throw badRequest(`input ${spec.input.name}: ${v}`);
+      // JSON has no Infinity or NaN, but a number beyond the datatype's range turns into ±Infinity here
+      // (or in the FP16 model's conversion), and the model then answered 200 with every output value
+      // non-finite, `null` in JSON.
+      const out = v.findIndex(
+        (x) => !Number.isFinite(x) || (datatype === 'FP16' && Math.abs(x) >= FP16_OVERFLOW),
+      );
+      if (out >= 0)
+        throw badRequest(
+          `input ${spec.input.name}: "data" element ${out} is outside the range of ${datatype} ` +
+            `(${datatype === 'FP16' ? '±65504' : '±3.4028235e38'})`,
+        );
       flat = v;
     }
     const tensors = Array.from({ length: n }, (_, i) => flat.slice(i * itemSize, (i + 1) * itemSize));

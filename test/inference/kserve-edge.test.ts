@@ -146,6 +146,45 @@ describe('error messages', () => {
       expect(error.endsWith('…')).toBe(true);
     }
   });
+
+  it('the 404 of an unknown path, which quotes the URL, is cut to 4 KiB too (a 12 KB path)', async () => {
+    const r = await fetch(`http://127.0.0.1:${port}/v2/${'x'.repeat(12_000)}`);
+    expect(r.status).toBe(404);
+    const { error } = (await r.json()) as { error: string };
+    expect(error.startsWith('no such endpoint: GET /v2/xxx')).toBe(true);
+    expect(Buffer.byteLength(error)).toBeLessThanOrEqual(4096);
+    expect(error.endsWith('…')).toBe(true);
+  });
+});
+
+describe('JSON numbers the datatype cannot hold', () => {
+  // JSON has no Infinity: a number beyond FP32's range (or FP16's, 65504) became ±Infinity on the way in,
+  // and the model answered 200 with `null` for every output value (mnist-winml, 1e39 in one pixel).
+  const post = async (datatype: string, first: string) => {
+    const r = await fetch(`http://127.0.0.1:${port}${inferUrl}`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: `{"inputs":[{"name":"${SPEC.input.name}","datatype":"${datatype}","shape":[1,1,28,28],"data":[${first}${',0'.repeat(783)}]}]}`,
+    });
+    return { status: r.status, body: (await r.json()) as { error?: string } };
+  };
+
+  it.each([
+    ['FP32', '1e39'],
+    ['FP32', '-1e400'],
+    ['FP16', '65520'],
+    ['FP16', '-1e6'],
+  ])('%s %s: 400 naming the element', async (datatype, first) => {
+    const r = await post(datatype, first);
+    expect(r.status).toBe(400);
+    expect(r.body.error).toMatch(new RegExp(`"data" element 0 is outside the range of ${datatype}`));
+  });
+
+  it('the largest finite values are still served', async () => {
+    expect((await post('FP32', '3.4028234663852886e38')).status).toBe(200);
+    expect((await post('FP16', '-65504')).status).toBe(200);
+    await stillServes();
+  });
 });
 
 describe('a body of the wrong type', () => {
