@@ -432,11 +432,13 @@ export function createKServeServer(opts: KServeServerOptions): FastifyInstance {
     if (request.outputs !== undefined) {
       if (!Array.isArray(request.outputs)) throw badRequest('"outputs" must be an array');
       if (request.outputs.length > 0) binaryOut = false;
-      for (const o of request.outputs) {
+      for (const [i, o] of request.outputs.entries()) {
         if (!isObject(o) || o.name !== spec.output.name)
           throw badRequest(
             `unknown output ${JSON.stringify(isObject(o) ? o.name : o)}; the model's output is ${spec.output.name}`,
           );
+        // The model has one output: a second entry can only name it again (answered once, until 2026-12-06).
+        if (i > 0) throw badRequest(`output ${JSON.stringify(o.name)} is named twice`);
         const own = flagOf(parametersOf(o.parameters, `output ${o.name}`), 'binary_data', `output ${o.name}`);
         if (own ?? binaryByDefault) binaryOut = true;
       }

@@ -1741,13 +1741,18 @@ export function buildApi(host: NodeHost, opts: ApiOptions = {}): FastifyInstance
     const body = req.body;
     if (!body || typeof body !== 'object' || !Array.isArray(body.inputs))
       throw apiError('BAD_REQUEST', 'the request has no JSON body with "inputs"');
-    const wanted = body.outputs?.map((x) => x.name) ?? [...OUTPUTS];
-    for (const w of wanted)
+    // None named (no list, or an empty one, as Triton and serve-model read it): all of them. Until
+    // 2026-12-06 an empty list was answered with no outputs, and a name given twice came back twice.
+    const wanted = body.outputs?.length ? body.outputs.map((x) => x.name) : [...OUTPUTS];
+    for (const [i, w] of wanted.entries()) {
       if (!(OUTPUTS as readonly string[]).includes(w))
         throw apiError(
           'INFER_BAD_OUTPUT',
           `unknown output ${JSON.stringify(w)}; outputs are ${OUTPUTS.join(', ')}`,
         );
+      if (wanted.indexOf(w) !== i)
+        throw apiError('INFER_BAD_OUTPUT', `output ${JSON.stringify(w)} is named twice`);
+    }
     const input = imageOf(body, binaryOf.get(req) ?? new Uint8Array(0));
     const sr = inferRequest(body, req.headers.authorization, input);
     const [r] = await submitAll(req, [sr], maxWaitMs);

@@ -249,6 +249,20 @@ describe('a body of the wrong type', () => {
     expect((r.json() as { error: string }).error).toMatch(message);
   });
 
+  it('an output named twice: 400 naming it (it was answered once, one output for two asked)', async () => {
+    const r = await app.inject({
+      method: 'POST',
+      url: inferUrl,
+      headers: { 'content-type': 'application/json' },
+      payload: JSON.stringify({
+        inputs: [good],
+        outputs: [{ name: SPEC.output.name }, { name: SPEC.output.name }],
+      }),
+    });
+    expect(r.statusCode, r.body).toBe(400);
+    expect((r.json() as { error: string }).error).toBe(`output "${SPEC.output.name}" is named twice`);
+  });
+
   it('the same fields of the right type are served (a string id is echoed)', async () => {
     const r = await app.inject({
       method: 'POST',

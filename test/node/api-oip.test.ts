@@ -218,6 +218,30 @@ describe('OIP v2 on the node API', () => {
     expect([raw.statusCode, oipCode(raw)]).toEqual([415, 'UNSUPPORTED_MEDIA_TYPE']);
   });
 
+  // The protocol's outputs list names the outputs wanted: none named (absent, or an empty list, as Triton and
+  // serve-model read it) is all of them. Until 2026-12-06 `"outputs": []` was answered 200 with no outputs at
+  // all, and a name given twice came back twice (Triton refuses a duplicate requested output).
+  it('an empty "outputs" list is all three outputs; an output named twice is 400 INFER_BAD_OUTPUT', async () => {
+    const all = await app.inject({
+      method: 'POST',
+      url: `/v2/models/${name}/infer`,
+      payload: signedBody({ outputs: [] }).body,
+    });
+    expect(all.statusCode, all.body).toBe(200);
+    expect((all.json() as { outputs: { name: string }[] }).outputs.map((o) => o.name)).toEqual([
+      'label',
+      'top5_labels',
+      'top5_scores',
+    ]);
+    const twice = await app.inject({
+      method: 'POST',
+      url: `/v2/models/${name}/infer`,
+      payload: signedBody({ outputs: [{ name: 'label' }, { name: 'top5_scores' }, { name: 'label' }] }).body,
+    });
+    expect([twice.statusCode, oipCode(twice)]).toEqual([400, 'INFER_BAD_OUTPUT']);
+    expect((twice.json() as { error: string }).error).toMatch(/output "label" is named twice/);
+  });
+
   // tritonclient raises InferenceServerException(msg=body["error"], status=...), whose text is
   // "[status] " + msg: with this API's {code, message} object there, making the text raised a TypeError.
   it('answers errors on every v2 route as {"error": "<message>"} with the code beside it; v1 keeps its body', async () => {
