@@ -1436,7 +1436,12 @@ export function buildApi(host: NodeHost, opts: ApiOptions = {}): FastifyInstance
   // An owner's signed transaction (a ModelUpdate): spread to every node and ordered like a request.
   app.post<{ Body: { tx?: unknown } }>(
     '/v1/txs',
-    { schema: { body: { type: 'object', required: ['tx'], properties: { tx: {} } } } },
+    // Nothing beside `tx` (as POST /v1/requests refuses an unknown field): one was ignored until 2026-12-06.
+    {
+      schema: {
+        body: { type: 'object', required: ['tx'], properties: { tx: {} }, additionalProperties: false },
+      },
+    },
     async (req, reply) => {
       let tx: Tx;
       try {

@@ -8,7 +8,7 @@
 import type { FastifyInstance } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildApi } from '../../src/node/api.ts';
-import { hex, sha256, toB64u } from '../../src/protocol/index.ts';
+import { groupIdOf, hex, sha256, signModelUpdate, Tx, toB64u, toJson } from '../../src/protocol/index.ts';
 import { type LoneHost, openLoneHost } from './lone-host.ts';
 
 const API_KEY = 'body-types-key';
@@ -187,6 +187,23 @@ describe('JSON bodies are not coerced', () => {
         { error: { code: 'BAD_REQUEST', message: 'body must be object' } },
       ]);
     }
+  });
+  // As POST /v1/requests: a field beside "tx" (a second transaction under another name, a misspelt one) was
+  // ignored until 2026-12-06, and the one tx answered 202 as if the call had done all it asked.
+  it('POST /v1/txs: an unknown field beside "tx" is refused, the tx not submitted', async () => {
+    const tx = toJson(
+      Tx,
+      signModelUpdate(
+        groupIdOf(lone.group.genesis),
+        { node: 1, version: 1, newDigest: new Uint8Array(32).fill(5) },
+        lone.group.keys[1],
+      ),
+    );
+    const res = await app.inject({ method: 'POST', url: '/v1/txs', payload: { tx, txs: [tx] } });
+    expect([res.statusCode, res.json()]).toEqual([
+      400,
+      { error: { code: 'BAD_REQUEST', message: 'body must NOT have additional properties' } },
+    ]);
   });
 });
 
