@@ -824,6 +824,9 @@ const SIGNING_PARAMS = [
   'dropbear_signature',
 ] as const;
 
+/** Every `dropbear_` parameter an infer call may carry. */
+const DROPBEAR_PARAMS: ReadonlySet<string> = new Set([...SIGNING_PARAMS, 'dropbear_min_agree']);
+
 const OUTPUTS = ['label', 'top5_labels', 'top5_scores'] as const;
 
 // ---------------------------------------------------------------- the app
@@ -1688,6 +1691,14 @@ export function buildApi(host: NodeHost, opts: ApiOptions = {}): FastifyInstance
     input: Uint8Array,
   ): SignedRequest => {
     const p = body.parameters ?? {};
+    // The client's other parameters pass (OIP allows any), but one named dropbear_ that is none of these is
+    // a misspelling: a custodial "dropbear_min_agre" was signed under the default policy until 2026-12-06.
+    const unknown = Object.keys(p).find((k) => k.startsWith('dropbear_') && !DROPBEAR_PARAMS.has(k));
+    if (unknown !== undefined)
+      throw apiError(
+        'INFER_BAD_PARAMETERS',
+        `unknown parameter ${JSON.stringify(cutUtf8(unknown, 100))}; Dropbear's are ${[...DROPBEAR_PARAMS].join(', ')}`,
+      );
     const given = SIGNING_PARAMS.filter((k) => p[k] !== undefined);
     const policy: Policy | null =
       p.dropbear_min_agree !== undefined ? { kind: 'top1', minAgree: p.dropbear_min_agree } : null;

@@ -8,6 +8,7 @@
 import type { FastifyInstance } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildApi } from '../../src/node/api.ts';
+import { standInInput } from '../../src/node/standin-backend.ts';
 import { groupIdOf, hex, sha256, signModelUpdate, Tx, toB64u, toJson } from '../../src/protocol/index.ts';
 import { type LoneHost, openLoneHost } from './lone-host.ts';
 
@@ -133,6 +134,28 @@ describe('JSON bodies are not coerced', () => {
       payload: Buffer.concat([json, Buffer.from([1, 0, 0, 0, 42])]),
     });
     expect(oip(res)).toEqual([400, 'BAD_REQUEST', 'BAD_REQUEST: body/inputs/0/shape must be array']);
+  });
+
+  // Other parameters are the client's own (OIP lets any through), but one named dropbear_ that is none of
+  // Dropbear's is a misspelling: until 2026-12-06 a custodial call with "dropbear_min_agre": 4 was signed
+  // and submitted under the group's default policy, weaker than the one asked for.
+  it('an unknown dropbear_ parameter is 400 INFER_BAD_PARAMETERS naming it, custodial or client-signed', async () => {
+    const image = Buffer.from(standInInput(1)).toString('base64');
+    const custodial = await app.inject({
+      method: 'POST',
+      url: infer,
+      headers: { authorization: `Bearer ${API_KEY}` },
+      payload: inferBody({ data: [image] }, { parameters: { dropbear_min_agre: 4, user_tag: 'kept' } }),
+    });
+    const [status, code, message] = oip(custodial);
+    expect([status, code]).toEqual([400, 'INFER_BAD_PARAMETERS']);
+    expect(message).toMatch(/unknown parameter "dropbear_min_agre"/);
+    const signed = await app.inject({
+      method: 'POST',
+      url: infer,
+      payload: inferBody({ data: [image] }, { parameters: { ...signing(), dropbear_maxfee: 5 } }),
+    });
+    expect(oip(signed).slice(0, 2)).toEqual([400, 'INFER_BAD_PARAMETERS']);
   });
 
   it('safeInteger still refuses a number JSON reads as Infinity (1e400) in a body', async () => {
