@@ -171,6 +171,42 @@ export function answerNodeRefusals(
 }
 
 /**
+ * The methods a path takes, for the 405 of a method it does not take (both servers; RFC 9110 §15.5.6: with
+ * an Allow header). Collects the routes as they are added: call it before adding any. The function it
+ * returns gives, for a request URL (its query ignored), the methods of every route whose pattern the path
+ * matches (a `:param` segment matches any one segment), sorted, HEAD with GET; none when no route has the
+ * path (a 404). Until 2026-12-06 a method a path does not take was 404, as if the path did not exist.
+ */
+export function methodsByPath(app: FastifyInstance): (url: string) => string[] {
+  const routes = new Map<string, { re: RegExp; methods: Set<string> }>();
+  app.addHook('onRoute', (route) => {
+    let entry = routes.get(route.url);
+    if (!entry) {
+      const segments = route.url
+        .split('/')
+        .map((seg) => (seg.startsWith(':') ? '[^/]+' : seg.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')));
+      entry = { re: new RegExp(`^${segments.join('/')}$`), methods: new Set() };
+      routes.set(route.url, entry);
+    }
+    for (const m of [route.method].flat()) {
+      entry.methods.add(m.toUpperCase());
+      if (m.toUpperCase() === 'GET') entry.methods.add('HEAD');
+    }
+  });
+  return (url) => {
+    let path = url.split('?')[0].split('#')[0];
+    try {
+      path = decodeURI(path);
+    } catch {
+      // matched as sent
+    }
+    const out = new Set<string>();
+    for (const r of routes.values()) if (r.re.test(path)) for (const m of r.methods) out.add(m);
+    return [...out].sort();
+  };
+}
+
+/**
  * `s` cut to at most `max` UTF-8 bytes with its ellipsis (3 bytes: until 2026-12-06 it was counted as one,
  * and a message cut to LIMITS.message came out 2 bytes over), on a character boundary.
  */

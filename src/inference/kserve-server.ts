@@ -23,7 +23,8 @@
  * (the output's `parameters.binary_data`, else the request's `parameters.binary_data_output`), as binary
  * data after the JSON with its length in the Inference-Header-Content-Length header (the binary tensor
  * data extension).
- * Errors are JSON {"error": "..."} (at most 4 KiB, cut with "…"): 400 bad request, 404 unknown model, version or path, 413 body over the
+ * Errors are JSON {"error": "..."} (at most 4 KiB, cut with "…"): 400 bad request, 404 unknown model, version or path,
+ * 405 METHOD_NOT_ALLOWED a method the path does not take (with an Allow header), 413 body over the
  * limit, 415 a compressed body (a Content-Encoding other than identity), 503 overloaded or shutting down,
  * 500 anything else. Errors raised before a route runs read
  * "CODE: message" with the node API's codes (http-body.ts): 400 BAD_URL (a URL that does not decode),
@@ -44,6 +45,7 @@ import {
   cutUtf8,
   DEFAULT_REQUEST_TIMEOUT_MS,
   EDGE_STATUS,
+  methodsByPath,
   refuseOversizedBodies,
   requestTimeoutOptions,
 } from './http-body.ts';
@@ -204,6 +206,7 @@ export function createKServeServer(opts: KServeServerOptions): FastifyInstance {
   });
   refuseOversizedBodies(app, bodyLimit);
   answerNodeRefusals(app, (e) => ({ error: `${e.code}: ${e.message}` }));
+  const methodsOf = methodsByPath(app);
   // The infer body is JSON or JSON plus binary data: take every body as bytes and parse it here.
   app.removeAllContentTypeParsers();
   app.addContentTypeParser('*', { parseAs: 'buffer' }, (_req, body, done) => done(null, body));
@@ -238,8 +241,19 @@ export function createKServeServer(opts: KServeServerOptions): FastifyInstance {
       .type('application/json')
       .send({ error: cutUtf8(message, MAX_ERROR_BYTES) });
   });
-  // Cut to 4 KiB like every other error: the URL it quotes may be up to Node's 16 KiB of headers.
+  // Cut to 4 KiB like every other error: the URL it quotes may be up to Node's 16 KiB of headers. A path
+  // that a route has, asked with another method: 405 with Allow.
   app.setNotFoundHandler((req, reply) => {
+    const allow = methodsOf(req.url);
+    if (allow.length > 0) {
+      const path = req.url.split('?')[0];
+      const message = `METHOD_NOT_ALLOWED: ${req.method} is not taken by ${path}; it takes ${allow.join(', ')}`;
+      reply
+        .code(405)
+        .header('allow', allow.join(', '))
+        .send({ error: cutUtf8(message, MAX_ERROR_BYTES) });
+      return;
+    }
     reply.code(404).send({ error: cutUtf8(`no such endpoint: ${req.method} ${req.url}`, MAX_ERROR_BYTES) });
   });
 

@@ -45,6 +45,7 @@ import {
   clientErrorOf,
   cutUtf8,
   DEFAULT_REQUEST_TIMEOUT_MS,
+  methodsByPath,
   refuseOversizedBodies,
   requestTimeoutOptions,
 } from '../inference/http-body.ts';
@@ -280,6 +281,7 @@ const STATUS: Record<string, number> = {
   NOT_FOUND: 404,
   CERTIFICATE_NOT_FOUND: 404,
   MODEL_NOT_FOUND: 404,
+  METHOD_NOT_ALLOWED: 405,
   REQUEST_TIMEOUT: 408,
   REQUEST_DUPLICATE: 409,
   REQUEST_ALREADY_EXECUTED: 409,
@@ -928,6 +930,8 @@ export function buildApi(host: NodeHost, opts: ApiOptions = {}): FastifyInstance
       payload,
     );
   });
+  // The methods each path takes: a method it does not take is 405 METHOD_NOT_ALLOWED (not found handler).
+  const methodsOf = methodsByPath(app);
   // A route that declares no query parameters takes none: a misspelt `?wiat=` is an error, not ignored.
   app.addHook('onRoute', (route) => {
     const schema = (route.schema ??= {}) as { querystring?: unknown };
@@ -986,14 +990,23 @@ export function buildApi(host: NodeHost, opts: ApiOptions = {}): FastifyInstance
     if (err.code === 'OVERLOADED') reply.header('retry-after', String(o.retryAfterSeconds));
     return reply.code(status).type('application/json').send(errorBodyFor(req.url, err));
   });
-  app.setNotFoundHandler((req, reply) =>
-    reply.code(httpStatusOf('NOT_FOUND')).send(
-      errorBodyFor(req.url, {
-        code: 'NOT_FOUND',
-        message: `no route ${req.method} ${req.url.split('?')[0]}`,
-      }),
-    ),
-  );
+  app.setNotFoundHandler((req, reply) => {
+    const path = req.url.split('?')[0];
+    const allow = methodsOf(req.url);
+    if (allow.length > 0)
+      return reply
+        .code(httpStatusOf('METHOD_NOT_ALLOWED'))
+        .header('allow', allow.join(', '))
+        .send(
+          errorBodyFor(req.url, {
+            code: 'METHOD_NOT_ALLOWED',
+            message: `${req.method} is not taken by ${path}; it takes ${allow.join(', ')}`,
+          }),
+        );
+    return reply
+      .code(httpStatusOf('NOT_FOUND'))
+      .send(errorBodyFor(req.url, { code: 'NOT_FOUND', message: `no route ${req.method} ${path}` }));
+  });
   app.addHook('onResponse', async (req, reply) => {
     metrics.httpResponse(req.method, req.routeOptions.url ?? 'unmatched', reply.statusCode);
   });

@@ -386,6 +386,32 @@ describe('errors before a route runs', () => {
   });
 });
 
+describe('a method the path does not take', () => {
+  it('405 with Allow, where it was 404 "no such endpoint"; an unknown path is still 404', async () => {
+    for (const [method, path, allow] of [
+      ['GET', inferUrl, 'POST'],
+      ['DELETE', `/v2/models/${SPEC.name}`, 'GET, HEAD'],
+      ['POST', '/v2/health/ready', 'GET, HEAD'],
+    ]) {
+      const { res } = await rawExchange(
+        port,
+        `${method} ${path} HTTP/1.1\r\nhost: x\r\ncontent-length: 0\r\nconnection: close\r\n\r\n`,
+      );
+      expect([method, path, res?.status]).toEqual([method, path, 405]);
+      expect(res!.headers).toContain(`allow: ${allow.toLowerCase()}\r\n`);
+      expect(JSON.parse(res!.body)).toEqual({
+        error: `METHOD_NOT_ALLOWED: ${method} is not taken by ${path}; it takes ${allow}`,
+      });
+    }
+    const { res } = await rawExchange(
+      port,
+      'DELETE /v2/nothing HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n',
+    );
+    expect(res?.status).toBe(404);
+    await stillServes();
+  });
+});
+
 describe('binary tensor data for outputs', () => {
   /** An infer call for one MNIST image with the given request and output parameters. */
   async function inferWith(

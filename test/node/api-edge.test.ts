@@ -101,6 +101,37 @@ describe('fastify framework errors', () => {
   });
 });
 
+describe('a method the path does not take', () => {
+  // Until 2026-12-06 these were 404 NOT_FOUND ("no route DELETE /v1/requests"), as if the path did not exist.
+  it.each([
+    ['DELETE', '/v1/requests', 'POST'],
+    ['GET', '/v1/txs', 'POST'],
+    ['POST', '/v1/status', 'GET, HEAD'],
+    ['PUT', `/v1/certificates/${'a'.repeat(64)}`, 'GET, HEAD'],
+    ['OPTIONS', '/v1/group', 'GET, HEAD'],
+    ['GET', '/v2/models/any-name/infer', 'POST'],
+    ['DELETE', '/v2/models/any-name/versions/1', 'GET, HEAD'],
+  ])('%s %s: 405 METHOD_NOT_ALLOWED with Allow: %s', async (method, path, allow) => {
+    const { res } = await rawExchange(
+      port,
+      `${method} ${path} HTTP/1.1\r\nhost: x\r\ncontent-length: 0\r\nconnection: close\r\n\r\n`,
+    );
+    expectApiError(res, 'METHOD_NOT_ALLOWED', 405);
+    expect(res!.headers).toContain(`allow: ${allow.toLowerCase()}\r\n`);
+  });
+
+  it('a path no route has is still 404 NOT_FOUND, whatever the method; the server keeps serving', async () => {
+    for (const method of ['GET', 'DELETE']) {
+      const { res } = await rawExchange(
+        port,
+        `${method} /v1/requests/x HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n`,
+      );
+      expectApiError(res, 'NOT_FOUND', 404);
+    }
+    await stillServes();
+  });
+});
+
 describe('HTTP that does not parse', () => {
   const cases = unparsableHttpCases(
     '/v1/requests',
