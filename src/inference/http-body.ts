@@ -206,6 +206,34 @@ export function methodsByPath(app: FastifyInstance): (url: string) => string[] {
   };
 }
 
+/** The 6-bit value of a base64 character, either alphabet (the caller has checked it is one). */
+function base64Value(c: number): number {
+  if (c >= 0x41 && c <= 0x5a) return c - 0x41; // A-Z
+  if (c >= 0x61 && c <= 0x7a) return c - 0x61 + 26; // a-z
+  if (c >= 0x30 && c <= 0x39) return c - 0x30 + 52; // 0-9
+  return c === 0x2b || c === 0x2d ? 62 : 63; // + or -, / or _
+}
+
+/**
+ * Whether base64 text (standard or URL alphabet, padded or not; its characters already checked) is whole:
+ * not 4k+1 characters, which no bytes encode to; padding only where it belongs, to a multiple of 4; and no
+ * bits set past the last byte. Buffer.from(s, 'base64') takes any text and drops what does not fit, so
+ * "AAAAA" was 3 bytes and "AB==" 1 (until 2026-12-06 the v2 routes of the node and serve-model took them).
+ * In constant time: only the end of the text is read.
+ */
+export function isWholeBase64(s: string): boolean {
+  let end = s.length;
+  while (end > 0 && s.charCodeAt(end - 1) === 0x3d) end--; // '='
+  const pad = s.length - end;
+  const rest = end % 4;
+  if (rest === 1 || pad > 2) return false;
+  if (pad > 0 && (end + pad) % 4 !== 0) return false;
+  if (rest === 0) return true;
+  // 2 characters left hold one byte and 4 spare bits, 3 hold two bytes and 2 spare bits: all zero.
+  const last = base64Value(s.charCodeAt(end - 1));
+  return (last & (rest === 2 ? 0x0f : 0x03)) === 0;
+}
+
 /**
  * `s` cut to at most `max` UTF-8 bytes with its ellipsis (3 bytes: until 2026-12-06 it was counted as one,
  * and a message cut to LIMITS.message came out 2 bytes over), on a character boundary.

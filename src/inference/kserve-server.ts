@@ -45,6 +45,7 @@ import {
   cutUtf8,
   DEFAULT_REQUEST_TIMEOUT_MS,
   EDGE_STATUS,
+  isWholeBase64,
   methodsByPath,
   refuseOversizedBodies,
   requestTimeoutOptions,
@@ -368,6 +369,9 @@ export function createKServeServer(opts: KServeServerOptions): FastifyInstance {
           throw badRequest(`a BYTES input in JSON holds ${n} base64 strings`);
         for (const s of flat as string[]) {
           if (!isBase64Element(s)) throw badRequest('a BYTES element is not base64');
+          // Whole, once its line breaks and trailing whitespace are set aside (copied only when it has any).
+          const text = /[\r\n]/.test(s) ? s.replace(/[\r\n]/g, '') : s;
+          if (!isWholeBase64(text.trimEnd())) throw badRequest('a BYTES element is not base64');
           images.push(new Uint8Array(Buffer.from(s, 'base64')));
         }
       }

@@ -45,6 +45,7 @@ import {
   clientErrorOf,
   cutUtf8,
   DEFAULT_REQUEST_TIMEOUT_MS,
+  isWholeBase64,
   methodsByPath,
   refuseOversizedBodies,
   requestTimeoutOptions,
@@ -1669,7 +1670,8 @@ export function buildApi(host: NodeHost, opts: ApiOptions = {}): FastifyInstance
     if (!Array.isArray(flat) || flat.length !== 1 || typeof flat[0] !== 'string')
       throw apiError('INFER_BAD_INPUT', 'input "image" holds its bytes as one base64 string in "data"');
     const s = flat[0] as string;
-    if (!/^[A-Za-z0-9+/_-]*={0,2}$/.test(s)) throw apiError('INFER_BAD_INPUT', 'input "image" is not base64');
+    if (!/^[A-Za-z0-9+/_-]*={0,2}$/.test(s) || !isWholeBase64(s))
+      throw apiError('INFER_BAD_INPUT', 'input "image" is not base64');
     return new Uint8Array(Buffer.from(s, 'base64'));
   };
 

@@ -115,6 +115,17 @@ describe('BYTES base64 check', () => {
     await stillServes();
   });
 
+  it('a length or padding no encoding gives, or bits set past the last byte: 400 (they were decoded as far as they went)', async () => {
+    seen.length = 0;
+    for (const element of ['AAAAA', 'AAAA=', 'AA=', 'AB==', 'AAB=', 'AAAAB']) {
+      const r = await infer(element);
+      expect([element, r.status, r.body.error]).toEqual([element, 400, 'a BYTES element is not base64']);
+    }
+    expect(seen).toEqual([]);
+    for (const element of ['AA==', 'AAE=', 'AQ', ''])
+      expect((await infer(element)).status, element).toBe(200);
+  });
+
   it('base64 with line breaks and trailing whitespace still reaches the engine', async () => {
     const bytes = Buffer.from('hello, engine: some bytes');
     const b64 = bytes.toString('base64');
