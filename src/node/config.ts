@@ -56,7 +56,7 @@ import { DEFAULT_REPLICA_CONFIG, type ReplicaConfig } from '../consensus/replica
 import { ENGINE_DEFAULTS } from '../inference/engine.ts';
 import { REMOTE_MAX_TIMEOUT_MS, type RemoteOptions } from '../inference/remote.ts';
 import { DURABILITIES, type Durability } from '../ledger/sqlite.ts';
-import { DropbearError } from '../protocol/index.ts';
+import { DropbearError, duplicateJsonKey } from '../protocol/index.ts';
 import type { ApiOptions } from './api.ts';
 import { quarantineProblem, type TransportOptions } from './transport.ts';
 
@@ -324,11 +324,17 @@ export function parseEndpoint(s: string, what = 'address'): Endpoint {
 export function loadNodeConfig(path: string): NodeConfig {
   const file = resolve(path);
   let raw: Record<string, unknown>;
+  let text: string;
   try {
-    raw = JSON.parse(readFileSync(file, 'utf8'));
+    text = readFileSync(file, 'utf8');
+    raw = JSON.parse(text);
   } catch (e) {
     throw new DropbearError('CONFIG_UNREADABLE', `cannot read node config ${file}: ${(e as Error).message}`);
   }
+  // JSON.parse keeps the last of two equal keys (a second "data" ran the node on that folder), other readers
+  // the first: such a file reads two ways, and is refused as the genesis and certificates are.
+  const dup = duplicateJsonKey(text);
+  if (dup) throw new DropbearError('CONFIG_INVALID', `${file} repeats a key (${dup}), so it reads two ways`);
   if (typeof raw !== 'object' || raw === null || Array.isArray(raw))
     throw new DropbearError('CONFIG_INVALID', `${file}: expected a JSON object`);
   const dir = dirname(file);
@@ -435,20 +441,30 @@ export function loadNodeConfig(path: string): NodeConfig {
       peers.set(Number(k), parseEndpoint(v, `peer ${k}`));
     }
   }
-  const custodialRaw = (raw.custodial as { accounts?: unknown } | undefined)?.accounts;
+  // Read as `custodial?.accounts` alone, a misspelt "acounts", a section that was not an object, or a
+  // misspelt account field was dropped: the node started without those accounts, without a word.
   let custodial: NodeConfig['custodial'] = null;
-  if (custodialRaw !== undefined) {
+  if (raw.custodial !== undefined) {
+    const c = raw.custodial;
+    if (typeof c !== 'object' || c === null || Array.isArray(c))
+      throw bad('custodial', 'must be {"accounts": [...]}', file);
+    onlyKeys(c as Record<string, unknown>, 'custodial', ['accounts'], 'a custodial field', file);
+    const custodialRaw = (c as { accounts?: unknown }).accounts;
     if (!Array.isArray(custodialRaw)) throw bad('custodial.accounts', 'must be an array', file);
     custodial = custodialRaw.map((a, i) => {
+      if (typeof a === 'object' && a !== null && !Array.isArray(a))
+        onlyKeys(a, `custodial.accounts[${i}]`, ['apiKeySha256', 'key', 'maxFee'], 'an account field', file);
       if (
         typeof a?.apiKeySha256 !== 'string' ||
         !/^[0-9a-f]{64}$/.test(a.apiKeySha256) ||
         typeof a.key !== 'string' ||
-        !Number.isInteger(a.maxFee)
+        a.key === '' ||
+        !Number.isSafeInteger(a.maxFee) ||
+        a.maxFee < 0
       )
         throw bad(
           `custodial.accounts[${i}]`,
-          'needs apiKeySha256 (hex), key (file) and maxFee (integer)',
+          'needs apiKeySha256 (64 lowercase hex digits), key (a file) and maxFee (an integer ≥ 0)',
           file,
         );
       return { apiKeySha256: a.apiKeySha256, key: rel(a.key), maxFee: a.maxFee };

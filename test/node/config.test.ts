@@ -328,6 +328,46 @@ describe('node config: unknown fields', () => {
     );
     expect(withFields({ tls: { key: 'k.pem', cert: 'c.pem', ca: 'ca.pem' } }).tls?.ca).toMatch(/ca\.pem$/);
   });
+
+  // JSON.parse keeps the last of two equal keys: `"data"` given twice ran the node on the second folder,
+  // which a reader of the file's top may not see. The genesis, certificates and group.json refuse it.
+  it('refuses a key given twice (the file reads two ways), naming it, also inside a section', () => {
+    const file = join(dir, 'node-dup.json');
+    const text = JSON.stringify(BASE);
+    for (const [twice, key] of [
+      [`{"data":"elsewhere",${text.slice(1)}`, '"data" twice in the top-level object'],
+      [text.replace('"port":7100', '"port":7100,"port":7101'), '"port" twice'],
+    ]) {
+      writeFileSync(file, twice);
+      try {
+        loadNodeConfig(file);
+        throw new Error(`accepted ${twice}`);
+      } catch (e) {
+        expect((e as DropbearError).code).toBe('CONFIG_INVALID');
+        expect((e as DropbearError).message).toContain(key);
+      }
+    }
+  });
+
+  // The section was read as `custodial?.accounts` and nothing else: a misspelt "acounts", a string or an
+  // array for the section, or a misspelt account field ("maxfee" beside "maxFee") started the node
+  // without those accounts (or with the field dropped) and without a word.
+  it('refuses a custodial section that is not {"accounts": [...]}, and unknown account fields, naming them', () => {
+    const account = { apiKeySha256: 'a'.repeat(64), key: 'keys/client.json', maxFee: 1000 };
+    expect(refused({ custodial: { acounts: [account] } }).message).toMatch(
+      /"custodial.acounts" is not a custodial field/,
+    );
+    expect(refused({ custodial: 'accounts' }).message).toMatch(/"custodial" must be \{"accounts"/);
+    expect(refused({ custodial: [account] }).message).toMatch(/"custodial" must be \{"accounts"/);
+    expect(refused({ custodial: {} }).message).toMatch(/"custodial.accounts" must be an array/);
+    expect(refused({ custodial: { accounts: [{ ...account, maxfee: 5 }] } }).message).toMatch(
+      /"custodial.accounts\[0\].maxfee" is not an account field/,
+    );
+    expect(refused({ custodial: { accounts: [{ ...account, maxFee: -1 }] } }).message).toMatch(
+      /"custodial.accounts\[0\]" needs/,
+    );
+    expect(withFields({ custodial: { accounts: [account] } }).custodial?.[0].maxFee).toBe(1000);
+  });
 });
 
 describe('node config: transport.quarantine', () => {
