@@ -1,3 +1,4 @@
+import { Command } from 'commander';
 import { DropbearError } from '../protocol/index.ts';
 
 /** The CLI's one place that turns an error into a message and an exit status. */
@@ -12,4 +13,36 @@ export function reportAndExit(e: unknown): never {
 
 export function usageError(message: string): DropbearError {
   return new DropbearError('CLI_USAGE', message);
+}
+
+/**
+ * The program and every command under it: commander's own refusals (a missing argument or option value, an
+ * unknown option or command, a missing required option) are CLI_USAGE on one line, exit 2, as every other
+ * usage error. They exited 1 with no code and the hint on a second line: 1 is `verify`'s "some certificates
+ * are invalid" and `ledger verify`'s "problems found", so `verify --genesis g.json` with no certificate read
+ * as a failed verification. A command with subcommands run without one (`dropbear ledger`) prints its help
+ * to stderr and exits 2 too; `--help` and `help` still exit 0.
+ */
+export class DropbearCommand extends Command {
+  constructor(name?: string) {
+    super(name);
+    this.exitOverride((e) => process.exit(e.exitCode === 0 ? 0 : 2));
+  }
+
+  override createCommand(name?: string): Command {
+    return new DropbearCommand(name);
+  }
+
+  override error(message: string): never {
+    const path: string[] = [];
+    for (let c: Command | null = this; c; c = c.parent) path.unshift(c.name());
+    // One line: commander puts a suggestion ("(Did you mean --nodes?)") on a line of its own.
+    const what = message
+      .replace(/^error: /, '')
+      .trim()
+      .replace(/\s*\n\s*/g, ' ')
+      .replace(/\.$/, '');
+    process.stderr.write(`error [CLI_USAGE]: ${what}; run \`${path.join(' ')} --help\` for usage\n`);
+    process.exit(2);
+  }
 }

@@ -18,6 +18,7 @@ import {
   groupIdOf,
   hex,
   keyPairFromSeed,
+  kindHint,
   quorumOf,
   toJson,
 } from '../protocol/index.ts';
@@ -269,6 +270,50 @@ export interface LoadedGroup {
   clientKey: () => ReturnType<typeof readKeyFile>;
 }
 
+const GROUP_FIELDS = ['name', 'groupId', 'genesis', 'client', 'nodes'];
+const GROUP_NODE_FIELDS = ['id', 'api', 'p2p', 'config', 'model'];
+
+/**
+ * group.json as `group init` writes it, else GROUP_INVALID naming the field. Read as given, a hand-edited
+ * one without "genesis" or "nodes", or with a node entry short of a field, ended status, infer, model-update,
+ * group start and demo with Node's own `The "path" argument must be of type string` or `Cannot read
+ * properties of undefined (reading 'map')`, and no code.
+ */
+function groupFile(path: string, v: unknown): GroupFile {
+  const hint = kindHint(v, "a group's group.json");
+  const bad = (field: string, why: string) =>
+    new DropbearError(
+      'GROUP_INVALID',
+      `${path}: "${field}" ${why}${hint}; \`npx dropbear group init\` writes a valid one`,
+    );
+  if (typeof v !== 'object' || v === null || Array.isArray(v))
+    throw new DropbearError('GROUP_INVALID', `${path} must hold a JSON object (a group's group.json)`);
+  const g = v as Record<string, unknown>;
+  for (const k of Object.keys(g))
+    if (!GROUP_FIELDS.includes(k))
+      throw bad(k, `is not a group.json field (the fields: ${GROUP_FIELDS.join(', ')})`);
+  for (const k of ['name', 'groupId']) if (typeof g[k] !== 'string') throw bad(k, 'must be a string');
+  for (const k of ['genesis', 'client'])
+    if (typeof g[k] !== 'string' || g[k] === '')
+      throw bad(k, 'must be a file name (a non-empty string, relative to the group folder)');
+  if (!Array.isArray(g.nodes) || g.nodes.length === 0)
+    throw bad('nodes', "must be a list of the group's nodes (at least one)");
+  for (const [i, n] of (g.nodes as unknown[]).entries()) {
+    if (typeof n !== 'object' || n === null || Array.isArray(n))
+      throw bad(`nodes[${i}]`, 'must be an object {id, api, p2p, config, model}');
+    const node = n as Record<string, unknown>;
+    for (const k of Object.keys(node))
+      if (!GROUP_NODE_FIELDS.includes(k))
+        throw bad(`nodes[${i}].${k}`, `is not a node field (the fields: ${GROUP_NODE_FIELDS.join(', ')})`);
+    if (!Number.isSafeInteger(node.id) || (node.id as number) < 0)
+      throw bad(`nodes[${i}].id`, 'must be a node id (an integer ≥ 0)');
+    for (const k of ['api', 'p2p', 'config', 'model'])
+      if (typeof node[k] !== 'string' || node[k] === '')
+        throw bad(`nodes[${i}].${k}`, 'must be a non-empty string');
+  }
+  return g as unknown as GroupFile;
+}
+
 export function loadGroup(dir: string): LoadedGroup {
   const d = resolve(dir);
   if (!existsSync(join(d, 'group.json')))
@@ -276,7 +321,7 @@ export function loadGroup(dir: string): LoadedGroup {
       'GROUP_NOT_FOUND',
       `${d} has no group.json; create one with \`npx dropbear group init --dir ${dir}\``,
     );
-  const file = readJsonFile(join(d, 'group.json')) as GroupFile;
+  const file = groupFile(join(d, 'group.json'), readJsonFile(join(d, 'group.json')));
   const genesis = readGenesis(join(d, file.genesis));
   return { dir: d, file, genesis, clientKey: () => readKeyFile(join(d, file.client)) };
 }

@@ -1,6 +1,5 @@
-import { Command } from 'commander';
 import { registerDemo } from './demo.ts';
-import { reportAndExit } from './errors.ts';
+import { DropbearCommand, reportAndExit } from './errors.ts';
 import { registerEval } from './eval.ts';
 import { registerGroup } from './group.ts';
 import { registerInfer } from './infer.ts';
@@ -15,11 +14,10 @@ import { registerStatus } from './status.ts';
 import { registerVerify } from './verify.ts';
 import { registerVerifyPage } from './verify-page.ts';
 
-const program = new Command();
+const program = new DropbearCommand();
 program
   .name('dropbear')
-  .description('BFT-certified ML inference: a group of model owners agrees on every answer')
-  .showHelpAfterError('(run with --help for usage)');
+  .description('BFT-certified ML inference: a group of model owners agrees on every answer');
 registerSim(program);
 registerVerify(program);
 registerVerifyPage(program);

@@ -143,7 +143,8 @@ export async function runSimCommand(
   const result = simulate({
     nodes,
     f,
-    requests: int('requests', o.requests, 0),
+    // No request ended the run at once, nothing certified: FAILED, exit 1, as a broken safety check.
+    requests: int('requests', o.requests, 1),
     seed: int('seed', o.seed, 0),
     byzantine,
     disagreement: frac('disagreement', o.disagreement),
@@ -175,6 +176,52 @@ export async function runSimCommand(
     (byzantine.size ? ` byzantine=${o.byzantine.join(',')}` : '') +
     (check.ok ? '' : ` problems=${JSON.stringify(check.problems)}`);
   return { result, summary, ok };
+}
+
+/** The options each kind of `sim` run reads (commander's names), its selecting option first. */
+const SIM_RUN_OPTIONS = {
+  schedule: ['schedule', 'keep'],
+  faults: ['faults', 'seeds', 'keep', 'sizes', 'clockSteps'],
+  plain: [
+    'nodes',
+    'f',
+    'requests',
+    'seed',
+    'out',
+    'byzantine',
+    'disagreement',
+    'batchSize',
+    'batchTimeout',
+    'clientBatch',
+    'delay',
+    'jitter',
+    'loss',
+    'duplicate',
+  ],
+} as const;
+
+const flag = (name: string) => `--${name.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`;
+
+/**
+ * What is wrong with the options given on the command line (`given`, commander's names) for the kind of run
+ * they select (`--schedule`, else `--faults`, else a plain simulation), or null. An option of another kind
+ * was ignored without a word: `sim --clock-steps` ran a plain simulation with no clock stepped, `sim --keep
+ * DIR` kept nothing, `sim --faults random --nodes 7` ran the schedules' own sizes.
+ */
+export function simOptionsProblem(given: readonly string[]): string | null {
+  const run = given.includes('schedule') ? 'schedule' : given.includes('faults') ? 'faults' : 'plain';
+  const fits: readonly string[] = SIM_RUN_OPTIONS[run];
+  const stray = given.filter((k) => !fits.includes(k));
+  if (stray.length === 0) return null;
+  const names = stray.map(flag).join(', ');
+  if (run === 'plain') {
+    // Only options of the other two kinds get here: --seeds, --sizes, --clock-steps and --keep.
+    const also = stray.every((k) => k === 'keep') ? ' and `sim --schedule`' : '';
+    return `${names} ${stray.length > 1 ? 'apply' : 'applies'} to \`sim --faults random\`${also} only, not to a plain simulation`;
+  }
+  const takes = fits.slice(1).map(flag).join(', ');
+  const what = run === 'schedule' ? '`sim --schedule`' : '`sim --faults random`';
+  return `${names} ${stray.length > 1 ? 'do' : 'does'} not apply to ${what} (it takes ${takes})`;
 }
 
 export function registerSim(program: Command): void {
@@ -227,7 +274,11 @@ export function registerSim(program: Command): void {
           sizes?: string;
           clockSteps?: boolean;
         },
+        cmd: Command,
       ) => {
+        const given = Object.keys(cmd.opts()).filter((k) => cmd.getOptionValueSource(k) === 'cli');
+        const problem = simOptionsProblem(given);
+        if (problem) throw usageError(problem);
         const write = (s: string) => process.stdout.write(s);
         if (o.schedule) {
           if (!runScheduleFile(o.schedule, o.keep, write)) process.exitCode = 1;

@@ -15,8 +15,9 @@ import {
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { writeOutputs } from '../../src/cli/sim.ts';
-import type { Certificate } from '../../src/protocol/index.ts';
+import { initGroup, loadGroup } from '../../src/cli/group.ts';
+import { runSimCommand, type SimCliOptions, simOptionsProblem, writeOutputs } from '../../src/cli/sim.ts';
+import { type Certificate, DropbearError } from '../../src/protocol/index.ts';
 import { simulate } from '../../src/sim/world.ts';
 import { MODELS_DIR, VAL_DIR } from '../shared.ts';
 import { type Ran, runCli } from './run-cli.ts';
@@ -322,6 +323,18 @@ describe('usage errors exit 2 with a message naming the problem', () => {
       /2 Byzantine nodes exceed f = 1/,
     ],
     ['a missing genesis file', ['verify', '--genesis', 'missing.json', 'x'], /cannot read missing\.json/],
+    // Commander's own refusals exited 1, which is `verify`'s "some certificates are invalid" and `ledger
+    // verify`'s "problems found", with no code and the hint on a second line.
+    [
+      'verify without a certificate (commander: a missing argument)',
+      ['verify', '--genesis', 'g.json'],
+      /^error \[CLI_USAGE\]: missing required argument 'cert'; run `dropbear verify --help` for usage\n$/,
+    ],
+    [
+      'ledger verify with --node missing its value (commander: a missing option value)',
+      ['ledger', 'verify', 'x.sqlite', '--node'],
+      /^error \[CLI_USAGE\]: option '--node <id>' argument missing; run `dropbear ledger verify --help` for usage\n$/,
+    ],
     [
       'a worker nice value out of range',
       ['serve-model', `${MODELS_DIR}/mobilenet_v1_0.25_128_quant.onnx`, '--worker-nice', '20'],
@@ -468,6 +481,92 @@ describe('usage errors exit 2 with a message naming the problem', () => {
       },
       TIMEOUT,
     );
+});
+
+describe('sim options that do not fit the run', () => {
+  const defaults: SimCliOptions = {
+    nodes: '4',
+    requests: '100',
+    seed: '1',
+    byzantine: [],
+    disagreement: '0.1',
+    delay: '1',
+    jitter: '0.5',
+    loss: '0',
+    duplicate: '0',
+  };
+
+  // No request ends the run at once with nothing certified: it printed FAILED and exited 1, the status
+  // of a simulated group that broke a safety or liveness check.
+  it('--requests 0 is CLI_USAGE, not a FAILED run', async () => {
+    await expect(runSimCommand({ ...defaults, requests: '0' })).rejects.toMatchObject({
+      code: 'CLI_USAGE',
+      message: '--requests must be a decimal integer ≥ 1, got "0"',
+    });
+  });
+
+  // Each was ignored without a word: `sim --clock-steps` ran a plain simulation with no clock stepped,
+  // `sim --keep DIR` kept nothing, `sim --faults random --nodes 7` ran the schedules' own sizes, and
+  // `sim --schedule F --faults random --seeds 1..200` replayed F alone.
+  it('refuses an option of another kind of run (the option and the run named), and passes fitting ones', () => {
+    expect(simOptionsProblem(['clockSteps'])).toBe(
+      '--clock-steps applies to `sim --faults random` only, not to a plain simulation',
+    );
+    expect(simOptionsProblem(['keep', 'seeds'])).toBe(
+      '--keep, --seeds apply to `sim --faults random` only, not to a plain simulation',
+    );
+    expect(simOptionsProblem(['faults', 'seeds', 'nodes', 'requests'])).toBe(
+      '--nodes, --requests do not apply to `sim --faults random` (it takes --seeds, --keep, --sizes, --clock-steps)',
+    );
+    expect(simOptionsProblem(['schedule', 'faults', 'seeds'])).toBe(
+      '--faults, --seeds do not apply to `sim --schedule` (it takes --keep)',
+    );
+    expect(
+      simOptionsProblem(['nodes', 'f', 'requests', 'seed', 'out', 'byzantine', 'batchTimeout']),
+    ).toBeNull();
+    expect(simOptionsProblem(['faults', 'seeds', 'keep', 'sizes', 'clockSteps'])).toBeNull();
+    expect(simOptionsProblem(['schedule', 'keep'])).toBeNull();
+  });
+});
+
+// status, infer, model-update, group start and demo read group.json through loadGroup: a hand-edited one
+// without "genesis" or "nodes", or with a node entry short of a field, ended them with Node's own
+// `The "path" argument must be of type string` or `Cannot read properties of undefined (reading 'map')`, no code.
+describe('loadGroup: a group.json that is not one', () => {
+  it('GROUP_INVALID naming the field, for each way it can be wrong', async () => {
+    const d = dir('group-file');
+    const written = await initGroup({ dir: d, nodes: 4, models: Array(4).fill('standin') });
+    const file = join(d, 'group.json');
+    const refusal = (value: unknown): string => {
+      writeFileSync(file, JSON.stringify(value));
+      try {
+        loadGroup(d);
+      } catch (e) {
+        expect(e).toBeInstanceOf(DropbearError);
+        expect((e as DropbearError).code).toBe('GROUP_INVALID');
+        return (e as DropbearError).message;
+      }
+      throw new Error(`accepted ${JSON.stringify(value)}`);
+    };
+    const node0 = written.nodes[0];
+    expect(refusal([])).toMatch(/group\.json.*a JSON object/);
+    expect(refusal({ ...written, genesis: undefined })).toMatch(/"genesis" must be a file name/);
+    expect(refusal({ ...written, genesis: 5 })).toMatch(/"genesis" must be a file name/);
+    expect(refusal({ ...written, client: '' })).toMatch(/"client" must be a file name/);
+    expect(refusal({ ...written, nodes: undefined })).toMatch(/"nodes" must be a list/);
+    expect(refusal({ ...written, nodes: 5 })).toMatch(/"nodes" must be a list/);
+    expect(refusal({ ...written, nodes: [] })).toMatch(/"nodes" must be a list/);
+    expect(refusal({ ...written, nodes: [{ id: 0 }] })).toMatch(/"nodes\[0\]\.api" must be/);
+    expect(refusal({ ...written, nodes: [null] })).toMatch(/"nodes\[0\]" must be/);
+    expect(refusal({ ...written, nodes: [{ ...node0, id: '0' }] })).toMatch(/"nodes\[0\]\.id" must be/);
+    expect(refusal({ ...written, nodes: [{ ...node0, apii: 'x' }] })).toMatch(/"nodes\[0\]\.apii" is not/);
+    expect(refusal({ ...written, genesiss: 'genesis.json' })).toMatch(
+      /"genesiss" is not a group\.json field/,
+    );
+    // And the file as group init wrote it still loads.
+    writeFileSync(file, JSON.stringify(written));
+    expect(loadGroup(d).file.nodes).toHaveLength(4);
+  });
 });
 
 describe('dropbear demo', () => {
