@@ -26,6 +26,7 @@ import {
 import { toB64u } from './codec.ts';
 import { type KeyPair, keyPairFromSeed } from './crypto.ts';
 import { DropbearError, writeFailure } from './errors.ts';
+import { duplicateJsonKey } from './json-text.ts';
 
 export function keyFileJson(k: KeyPair): string {
   return `${JSON.stringify({ kind: 'ed25519', publicKey: toB64u(k.publicKey), seed: Buffer.from(k.seed).toString('hex') }, null, 2)}\n`;
@@ -146,7 +147,18 @@ export function readKeyFile(path: string): KeyPair {
   } catch (e) {
     throw new DropbearError('KEY_FILE_UNREADABLE', `cannot read key file ${path}: ${(e as Error).message}`);
   }
-  if (json.kind !== 'ed25519' || typeof json.seed !== 'string' || !/^[0-9a-f]{64}$/.test(json.seed))
+  // A seed given twice read as the last one here, the first in other readers: another party's key.
+  const dup = duplicateJsonKey(text);
+  if (dup)
+    throw new DropbearError('KEY_FILE_INVALID', `${path} repeats a key (${dup}), so it reads two ways`);
+  // `null` (or any non-object) has no fields: it read `.kind` of null, Node's TypeError with no code.
+  if (
+    typeof json !== 'object' ||
+    json === null ||
+    json.kind !== 'ed25519' ||
+    typeof json.seed !== 'string' ||
+    !/^[0-9a-f]{64}$/.test(json.seed)
+  )
     throw new DropbearError(
       'KEY_FILE_INVALID',
       `${path} is not an ed25519 key file (kind, 64-hex-digit seed)`,

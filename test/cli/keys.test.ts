@@ -104,6 +104,26 @@ describe.skipIf(process.platform === 'win32')('secret key files others can read 
     expect(() => readKeyFile(file)).toThrow(expect.objectContaining({ code: 'KEY_FILE_UNREADABLE' }));
   });
 
+  // `null` read `.kind` of null: Node's "Cannot read properties of null", no code. A seed given twice read
+  // as the last one here and as the first in other readers (a key that signs as another party).
+  it('refuses JSON that is not a key file object (null) and a key given twice, KEY_FILE_INVALID naming the file', () => {
+    const hexSeed = Buffer.from(seed).toString('hex');
+    const other = '04'.repeat(32);
+    for (const [name, text, why] of [
+      ['null.json', 'null', /is not an ed25519 key file/],
+      [
+        'twice.json',
+        `{"kind":"ed25519","seed":"${other}","seed":"${hexSeed}"}`,
+        /repeats a key \("seed" twice/,
+      ],
+    ] as const) {
+      const file = keyFileWithMode(name, 0o600, text);
+      expect(() => readKeyFile(file)).toThrow(expect.objectContaining({ code: 'KEY_FILE_INVALID' }));
+      expect(() => readKeyFile(file)).toThrow(why);
+      expect(() => readKeyFile(file)).toThrow(file);
+    }
+  });
+
   it('loads a key only its owner can read (0600, 0400; execute bits alone expose nothing)', () => {
     for (const mode of [0o600, 0o400, 0o700, 0o711]) {
       const file = keyFileWithMode(`closed-${mode.toString(8)}.json`, mode);
