@@ -155,7 +155,8 @@ export interface VerifyOptions {
 
 /**
  * Re-checks the ledger at `path` end to end. With `genesis`, the file must belong to that group.
- * Throws `LEDGER_NOT_FOUND` for a missing file and `LEDGER_BAD_NODE` for an `options.node` that is not a
+ * Throws `LEDGER_NOT_FOUND` for a missing file, `LEDGER_UNREADABLE` for one that is not a ledger (not SQLite,
+ * empty, or without the ledger's meta row), and `LEDGER_BAD_NODE` for an `options.node` that is not a
  * non-negative integer or not a node of the genesis stored in the file; every other defect is a line in
  * `problems`.
  */
@@ -182,7 +183,7 @@ export function verifyLedgerFile(
         'LEDGER_CORRUPT',
         `${path}: SQLite finds the file damaged (quick_check): ${damage.join('; ')}`,
       );
-    check(db, genesis, node, problems, counts, options.onProgress);
+    check(path, db, genesis, node, problems, counts, options.onProgress);
   } catch (e) {
     if (e instanceof DropbearError) throw e;
     const coded = readFailure(path, e);
@@ -218,6 +219,7 @@ export function readFailure(path: string, e: unknown): DropbearError | null {
 }
 
 function check(
+  path: string,
   db: ReturnType<typeof openDatabase>,
   expected: Genesis | undefined,
   node: number | undefined,
@@ -226,10 +228,9 @@ function check(
   onProgress?: (done: number, total: number) => void,
 ): void {
   const meta = readMeta(db);
-  if (!meta) {
-    problems.push('not a Dropbear ledger (no meta row)');
-    return;
-  }
+  // An empty file (a lost disk's zero-length copy) or another program's SQLite database is unreadable as a
+  // ledger (exit 2), as a file that is not SQLite is; until 2026-12-06 it was a line of problems (exit 1).
+  if (!meta) throw new DropbearError('LEDGER_UNREADABLE', `${path} is not a Dropbear ledger (no meta row)`);
   if (meta.schemaVersion !== LEDGER_SCHEMA_VERSION) {
     problems.push(
       `ledger schema ${meta.schemaVersion}; this build reads ${LEDGER_SCHEMA_VERSION}` +

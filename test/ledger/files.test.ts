@@ -264,6 +264,28 @@ describe('a damaged file', () => {
     expect(r.stderr).toMatch(/^error \[LEDGER_CORRUPT\]: .* SQLite finds the file damaged/);
   }, 30_000);
 
+  // An empty file (a lost disk's zero-length copy) or another program's SQLite database was a line of
+  // problems, "not a Dropbear ledger (no meta row)", exit 1: the status of a tampered ledger. A file that is
+  // not SQLite at all was already LEDGER_UNREADABLE (exit 2), as `ledger certificate` says of both.
+  it('an empty file or a SQLite database without a ledger is LEDGER_UNREADABLE for verify, not a line of problems', () => {
+    const empty = join(dir, 'empty.sqlite');
+    writeFileSync(empty, '');
+    const other = join(dir, 'other-app.sqlite');
+    const db = new Database(other);
+    db.exec('CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT)');
+    db.close();
+    for (const path of [empty, other]) {
+      let err: unknown;
+      try {
+        verifyLedgerFile(path);
+      } catch (e) {
+        err = e;
+      }
+      expect((err as DropbearError)?.code).toBe('LEDGER_UNREADABLE');
+      expect((err as DropbearError).message).toBe(`${path} is not a Dropbear ledger (no meta row)`);
+    }
+  });
+
   it('a truncated file is LEDGER_CORRUPT for verify and for a node, not a line of problems', () => {
     const path = ledgerOf(3);
     truncateSync(path, PAGE + 100);
