@@ -14,7 +14,8 @@ import {
 } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { reportAndExit } from '../../src/cli/errors.ts';
 import { initGroup, loadGroup } from '../../src/cli/group.ts';
 import { runSimCommand, type SimCliOptions, simOptionsProblem, writeOutputs } from '../../src/cli/sim.ts';
 import { type Certificate, DropbearError } from '../../src/protocol/index.ts';
@@ -481,6 +482,39 @@ describe('usage errors exit 2 with a message naming the problem', () => {
       },
       TIMEOUT,
     );
+});
+
+// A parser quotes the text it failed on, line breaks included (`Unexpected token 'h', "hello\nworld" is
+// not valid JSON` for a --genesis, --schedule or node config), and onnxruntime ends its messages with one:
+// the error came out over several lines, the later ones without the code.
+describe('reportAndExit', () => {
+  it('writes one line whatever line breaks the message holds, with the code, and exits 2', () => {
+    const written: string[] = [];
+    const write = vi.spyOn(process.stderr, 'write').mockImplementation((s) => {
+      written.push(String(s));
+      return true;
+    });
+    const exit = vi.spyOn(process, 'exit').mockImplementation((code) => {
+      throw new Error(`exit ${code}`);
+    });
+    try {
+      for (const e of [
+        new DropbearError(
+          'FILE_BAD_JSON',
+          'g.json is not JSON: Unexpected token \'h\', "hello\nworld\r\n  again" is not valid JSON',
+        ),
+        new Error('ModelProto does not have a graph.\n'),
+      ])
+        expect(() => reportAndExit(e)).toThrow('exit 2');
+    } finally {
+      write.mockRestore();
+      exit.mockRestore();
+    }
+    expect(written).toEqual([
+      'error [FILE_BAD_JSON]: g.json is not JSON: Unexpected token \'h\', "hello world again" is not valid JSON\n',
+      'error: ModelProto does not have a graph.\n',
+    ]);
+  });
 });
 
 describe('sim options that do not fit the run', () => {
