@@ -344,16 +344,21 @@ export function loadNodeConfig(path: string): NodeConfig {
     if (typeof v !== 'string' || v === '') throw bad(k, 'must be a non-empty string', file);
     return v;
   };
+  // An empty host listened on every interface (Node's default), not the address meant; a misspelt key
+  // beside host and port was dropped.
   const endpoint = (k: string): Endpoint => {
     const v = raw[k] as { host?: unknown; port?: unknown } | undefined;
+    if (typeof v === 'object' && v !== null && !Array.isArray(v))
+      onlyKeys(v as Record<string, unknown>, k, ['host', 'port'], 'an address field', file);
     if (
       !v ||
       typeof v.host !== 'string' ||
+      v.host === '' ||
       !Number.isInteger(v.port) ||
       (v.port as number) < 0 ||
       (v.port as number) > 65535
     )
-      throw bad(k, 'must be {"host": string, "port": 0..65535}', file);
+      throw bad(k, 'must be {"host": a non-empty string, "port": 0..65535}', file);
     return { host: v.host, port: v.port as number };
   };
   const model = (v: unknown, field: string): ModelConfig => {
@@ -432,7 +437,8 @@ export function loadNodeConfig(path: string): NodeConfig {
   if (!Number.isInteger(id) || (id as number) < 0) throw bad('id', 'must be a node id (integer ≥ 0)', file);
   let peers: Map<number, Endpoint> | null = null;
   if (raw.peers !== undefined) {
-    if (typeof raw.peers !== 'object' || raw.peers === null)
+    // A list was read by position: ["tcp://…"] made that node 0's address.
+    if (typeof raw.peers !== 'object' || raw.peers === null || Array.isArray(raw.peers))
       throw bad('peers', 'must be an object id → address', file);
     peers = new Map();
     for (const [k, v] of Object.entries(raw.peers as Record<string, unknown>)) {

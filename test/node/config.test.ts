@@ -349,6 +349,25 @@ describe('node config: unknown fields', () => {
     }
   });
 
+  // `{"host": ""}` listened on every interface (Node's default for an empty host), not the loopback or
+  // address meant; a misspelt key beside host and port ("prot") was dropped; `peers` given as a list was
+  // read by position (["tcp://…"] made that node 0's address).
+  it('refuses an empty host, an unknown key in p2p or api, and peers that is not an object, naming them', () => {
+    expect(refused({ p2p: { host: '', port: 7100 } }).message).toMatch(
+      /"p2p" must be \{"host": a non-empty string/,
+    );
+    expect(refused({ api: { host: '127.0.0.1', port: 8100, prot: 8101 } }).message).toMatch(
+      /"api.prot" is not an address field \(known: host, port\)/,
+    );
+    expect(refused({ peers: ['tcp://127.0.0.1:7101'] }).message).toMatch(
+      /"peers" must be an object id → address/,
+    );
+    expect(withFields({ peers: { 1: 'tcp://127.0.0.1:7101' } }).peers?.get(1)).toEqual({
+      host: '127.0.0.1',
+      port: 7101,
+    });
+  });
+
   // The section was read as `custodial?.accounts` and nothing else: a misspelt "acounts", a string or an
   // array for the section, or a misspelt account field ("maxfee" beside "maxFee") started the node
   // without those accounts (or with the field dropped) and without a word.
