@@ -1185,7 +1185,17 @@ function downloadUrl(spec: ModelSpec, opts: PullOptions): string {
   const base = opts.baseUrl ?? process.env.DROPBEAR_CATALOG_BASE_URL;
   if (!base) return url;
   const file = new URL(url).pathname.split('/').pop()!;
-  return new URL(file, base.endsWith('/') ? base : `${base}/`).toString();
+  // A base that is not a URL threw the parser's bare TypeError ("Invalid URL"), with no code and no word of
+  // where it came from, and `models pull` stopped before the other names.
+  try {
+    return new URL(file, base.endsWith('/') ? base : `${base}/`).toString();
+  } catch {
+    throw new DropbearError(
+      'CATALOG_URL_INVALID',
+      `DROPBEAR_CATALOG_BASE_URL ${JSON.stringify(base)} is not a URL; give the mirror's address, e.g. ` +
+        'https://example.org/models/ (each file is fetched from <base>/<file name>), or unset it',
+    );
+  }
 }
 
 /**

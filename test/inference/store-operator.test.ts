@@ -226,3 +226,17 @@ describe('importing a file that is still being written', () => {
     expect((await importModels(file, h)).map((m) => [m.name, m.added])).toEqual([['growing', true]]);
   });
 });
+
+// DROPBEAR_CATALOG_BASE_URL (or `baseUrl`) that is not a URL threw the URL parser's TypeError: `models pull`
+// printed "error: Invalid URL" with no code and no word of the variable, and stopped before the other names.
+describe('a mirror base that is not a URL', () => {
+  it('is CATALOG_URL_INVALID naming the variable and the value, nothing written', async () => {
+    const h = freshHome();
+    for (const base of ['notaurl', 'http://']) {
+      const e = await failsWith(pullModel('mnist-winml', h, { baseUrl: base }), 'CATALOG_URL_INVALID');
+      expect(e.message).toContain('DROPBEAR_CATALOG_BASE_URL');
+      expect(e.message).toContain(JSON.stringify(base));
+    }
+    expect(strays(h)).toEqual([]);
+  });
+});
