@@ -4,7 +4,7 @@ import { importModels, resolveModel } from '../inference/store.ts';
 import { DropbearError } from '../protocol/index.ts';
 import { formatEval, runEval } from '../sim/eval.ts';
 import { usageError } from './errors.ts';
-import { checkOutputFile, stableJson, writeOutputFile } from './io.ts';
+import { checkOutputFile, parseHome, stableJson, writeOutputFile } from './io.ts';
 import { parseWhole } from './numbers.ts';
 
 /**
@@ -74,7 +74,7 @@ export function registerEval(program: Command): void {
       `${process.env.DROPBEAR_SHARED ?? '../shared'}/datasets/imagenet-sample/val`,
     )
     .option('--json <file>', 'also write every figure and each image’s answers as JSON')
-    .option('--home <dir>', 'the Dropbear home folder (default: $DROPBEAR_HOME, else ~/.dropbear)')
+    .option('--home <dir>', 'the Dropbear home folder (default: $DROPBEAR_HOME, else ~/.dropbear)', parseHome)
     .option('--decoder <fast|reference>', 'JPEG decoder: libvips (fast) or jpeg-js (reference)', 'fast')
     .option('--limit <n>', 'only the first n images')
     .option('--seed <n>', 'simulator seed', '1')

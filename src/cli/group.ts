@@ -25,7 +25,7 @@ import {
 import { readKeyFile, writeKeyFile } from '../protocol/keyfile.ts';
 import { reportAndExit, usageError } from './errors.ts';
 import { ensureModels } from './eval.ts';
-import { makeOutputDir, readGenesis, readJsonFile, stableJson, writeOutputFile } from './io.ts';
+import { makeOutputDir, parseHome, readGenesis, readJsonFile, stableJson, writeOutputFile } from './io.ts';
 import { parseWhole } from './numbers.ts';
 
 /**
@@ -592,7 +592,7 @@ export function registerGroup(program: Command): void {
     .option('--nodes <n>', 'number of nodes', '4')
     .option('--f <f>', 'faults tolerated (default: the most n allows)')
     .option('--models <a,b,c,d>', `one model per node from the store (default: ${DEFAULT_MODELS.join(',')})`)
-    .option('--home <dir>', 'the Dropbear home folder (default: $DROPBEAR_HOME, else ~/.dropbear)')
+    .option('--home <dir>', 'the Dropbear home folder (default: $DROPBEAR_HOME, else ~/.dropbear)', parseHome)
     .option('--name <name>', 'group name')
     .addHelpText(
       'after',

@@ -11,6 +11,7 @@ import {
   kindHint,
   writeFailure,
 } from '../protocol/index.ts';
+import { usageError } from './errors.ts';
 
 export function readJsonFile(path: string): unknown {
   let text: string;
@@ -109,4 +110,16 @@ export function writeOutputFile(file: string, data: string): void {
 
 export function stableJson(value: unknown): string {
   return `${JSON.stringify(value, null, 2)}\n`;
+}
+
+/**
+ * `--home`: a folder. An empty one (`--home "$UNSET"`) was the current folder: `models pull` wrote a store
+ * into ./models, where the node config's `"home": ""` is refused.
+ */
+export function parseHome(text: string): string {
+  if (text.trim() === '')
+    throw usageError(
+      `--home must name a folder, got ${JSON.stringify(text)}; leave it out for $DROPBEAR_HOME (else ~/.dropbear)`,
+    );
+  return text;
 }

@@ -6,6 +6,7 @@ import { readKeyFile } from '../protocol/keyfile.ts';
 import { usageError } from './errors.ts';
 import { loadGroup } from './group.ts';
 import { expectObject, fetchNodeJson, type NodeAnswer } from './http.ts';
+import { parseHome } from './io.ts';
 
 export interface GroupView {
   models: { node: number; digest: string; version: number }[];
@@ -135,7 +136,7 @@ export function registerModelUpdate(program: Command): void {
       '--model <name|digest>',
       'the new model (in the store); the node must already have it loaded (extraModels in its config)',
     )
-    .option('--home <dir>', 'the Dropbear home folder (default: $DROPBEAR_HOME, else ~/.dropbear)')
+    .option('--home <dir>', 'the Dropbear home folder (default: $DROPBEAR_HOME, else ~/.dropbear)', parseHome)
     .option(
       '--wait <ms>',
       'give up after this long (the whole command: reading the group view, submitting, waiting for the update to be ordered)',

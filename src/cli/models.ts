@@ -8,7 +8,7 @@ import {
   pullModel,
 } from '../inference/store.ts';
 import { DropbearError } from '../protocol/index.ts';
-import { stableJson } from './io.ts';
+import { parseHome, stableJson } from './io.ts';
 
 const HOME_HELP = 'the Dropbear home folder (default: $DROPBEAR_HOME, else ~/.dropbear)';
 
@@ -87,7 +87,7 @@ export function registerModels(program: Command): void {
         'catalog name and preprocessing, others are named after the file and take a raw input tensor',
     )
     .argument('<path>', 'an .onnx file or a folder of them')
-    .option('--home <dir>', HOME_HELP)
+    .option('--home <dir>', HOME_HELP, parseHome)
     .addHelpText(
       'after',
       '\nExample:\n  npx dropbear models import /work/shared/models\n\n' +
@@ -114,7 +114,7 @@ export function registerModels(program: Command): void {
   models
     .command('list')
     .description('list the models in the store: name, digest, input, size and preprocessing')
-    .option('--home <dir>', HOME_HELP)
+    .option('--home <dir>', HOME_HELP, parseHome)
     .option('--json', 'print JSON (full digests and paths) instead of a table')
     .addHelpText('after', '\nExample:\n  npx dropbear models list --json\n')
     .action(async (opts: { home?: string; json?: boolean }) => {
@@ -143,7 +143,7 @@ export function registerModels(program: Command): void {
         'refused. Models without a public download must be imported from a folder instead',
     )
     .argument('<name...>', 'catalog model names (see the catalog in src/inference/catalog.ts)')
-    .option('--home <dir>', HOME_HELP)
+    .option('--home <dir>', HOME_HELP, parseHome)
     .addHelpText(
       'after',
       '\nExample:\n  npx dropbear models pull mobilenetv2-12-int8 squeezenet1.1-fp16-winml\n\n' +

@@ -13,6 +13,7 @@ import {
 import { defaultHome, deriveSpec, type ResolvedModel, resolveModel, sha256File } from '../inference/store.ts';
 import { DropbearError } from '../protocol/index.ts';
 import { usageError } from './errors.ts';
+import { parseHome } from './io.ts';
 import { wholeOrNaN } from './numbers.ts';
 
 /**
@@ -89,7 +90,7 @@ export function registerServeModel(program: Command): void {
     .argument('<model>', 'a path to an .onnx file, or a model name or digest in the store')
     .option('--port <n>', 'TCP port; 0 picks a free one', port, 8000)
     .option('--host <addr>', 'address to bind', '127.0.0.1')
-    .option('--home <dir>', 'the Dropbear home folder (default: $DROPBEAR_HOME, else ~/.dropbear)')
+    .option('--home <dir>', 'the Dropbear home folder (default: $DROPBEAR_HOME, else ~/.dropbear)', parseHome)
     .option('--name <name>', "the model's name in URLs (default: its catalog or store name)")
     .option(
       '--body-limit-mib <n>',

@@ -14,9 +14,14 @@ import {
 } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
+import { Command } from 'commander';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { reportAndExit } from '../../src/cli/errors.ts';
-import { initGroup, loadGroup } from '../../src/cli/group.ts';
+import { registerEval } from '../../src/cli/eval.ts';
+import { initGroup, loadGroup, registerGroup } from '../../src/cli/group.ts';
+import { registerModelUpdate } from '../../src/cli/model-update.ts';
+import { registerModels } from '../../src/cli/models.ts';
+import { registerServeModel } from '../../src/cli/serve-model.ts';
 import { runSimCommand, type SimCliOptions, simOptionsProblem, writeOutputs } from '../../src/cli/sim.ts';
 import { type Certificate, DropbearError } from '../../src/protocol/index.ts';
 import { simulate } from '../../src/sim/world.ts';
@@ -515,6 +520,36 @@ describe('reportAndExit', () => {
       'error: ModelProto does not have a graph.\n',
     ]);
   });
+});
+
+// An empty --home (`--home "$UNSET"`) was the current folder: `models pull` wrote a store into ./models and
+// `models list` listed it, where the config file's "home": "" is refused.
+describe('--home given empty', () => {
+  const commands: string[][] = [
+    ['models', 'list'],
+    ['models', 'import', 'x.onnx'],
+    ['models', 'pull', 'mnist-winml'],
+    ['group', 'init', '--dir', 'never-made'],
+    ['serve-model', 'm'],
+    ['eval', '--models', 'a,b,c,d'],
+    ['model-update', '--group', 'g', '--node', '0', '--model', 'm'],
+  ];
+  for (const argv of commands)
+    it(`${argv.slice(0, 2).join(' ')} --home "" is CLI_USAGE before anything runs`, async () => {
+      const program = new Command().exitOverride();
+      for (const register of [
+        registerModels,
+        registerGroup,
+        registerServeModel,
+        registerEval,
+        registerModelUpdate,
+      ])
+        register(program);
+      await expect(program.parseAsync([...argv, '--home', ' '], { from: 'user' })).rejects.toMatchObject({
+        code: 'CLI_USAGE',
+        message: '--home must name a folder, got " "; leave it out for $DROPBEAR_HOME (else ~/.dropbear)',
+      });
+    });
 });
 
 describe('sim options that do not fit the run', () => {
