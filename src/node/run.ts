@@ -14,12 +14,14 @@ import { deriveSpec, resolveModel, sha256File } from '../inference/store.ts';
 import type { WorkerLog } from '../inference/threads.ts';
 import {
   DropbearError,
+  duplicateJsonKey,
   equalBytes,
   fromJson,
   Genesis,
   genesisProblem,
   groupIdOf,
   hex,
+  writeFailure,
 } from '../protocol/index.ts';
 import { readKeyFile } from '../protocol/keyfile.ts';
 import { API_DEFAULTS, buildApi, type DashboardAssets } from './api.ts';
@@ -130,11 +132,18 @@ export async function startNode(
       'started without the Node.js flags a node wants (docs/api.md): more garbage collection per request',
     );
   let genesis: Genesis;
+  let genesisText: string;
   try {
-    genesis = fromJson(Genesis, JSON.parse(readFileSync(cfg.genesis, 'utf8')));
+    genesisText = readFileSync(cfg.genesis, 'utf8');
+    genesis = fromJson(Genesis, JSON.parse(genesisText));
   } catch (e) {
     throw new DropbearError('GENESIS_INVALID', `${cfg.genesis}: ${(e as Error).message}`);
   }
+  // JSON.parse keeps the last of two equal keys, `dropbear verify` and the dashboard refuse such a file: the
+  // node ran on a genesis its own certificates could not be checked against.
+  const dup = duplicateJsonKey(genesisText);
+  if (dup)
+    throw new DropbearError('GENESIS_INVALID', `${cfg.genesis} repeats a key (${dup}), so it reads two ways`);
   const problem = genesisProblem(genesis);
   if (problem) throw new DropbearError('GENESIS_INVALID', `${cfg.genesis}: ${problem}`);
   const me = genesis.nodes[cfg.id];
@@ -172,7 +181,22 @@ export async function startNode(
       log.warn({}, 'configured to lie: every answer is a wrong label (test only)');
       for (let i = 0; i < backends.length; i++) backends[i] = lying(backends[i]);
     }
-    mkdirSync(cfg.data, { recursive: true });
+    // A file there ended the start with Node's bare "EEXIST: file already exists", no code.
+    try {
+      mkdirSync(cfg.data, { recursive: true });
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      if (code === 'EEXIST' || code === 'ENOTDIR')
+        throw new DropbearError(
+          'CONFIG_INVALID',
+          `${cfg.file}: "data" ${cfg.data} ${code === 'EEXIST' ? 'is a file, not a folder' : 'is below a file'}; name a folder for the ledger`,
+        );
+      const { errno, why } = writeFailure(e);
+      throw new DropbearError('FILE_UNWRITABLE', `cannot make the data folder ${cfg.data}: ${why}`, {
+        path: cfg.data,
+        errno,
+      });
+    }
     // With the process metrics (CPU, memory, file descriptors, event loop lag, GC, and
     // dropbear_process_start_time_seconds, which tells a restart from a counter's reset): off until
     // 2026-12-06, when a node exported none of them.

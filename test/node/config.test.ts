@@ -1,6 +1,6 @@
 // The node config's `replica` section: only known settings, finite numbers ≥ 0 or (switches) booleans;
 // durability, api_limits, unknown fields, and `transport.quarantine` (checked here, and reaching the transport).
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -608,5 +608,51 @@ describe('node config: a remote model', () => {
     const file = join(dir, 'node-x.json');
     writeFileSync(file, JSON.stringify({ ...BASE, extraModels: [remote({ timeoutMs: '5000' })] }));
     expect(() => loadNodeConfig(file)).toThrow('"extraModels[0].remote.timeoutMs" must be an integer');
+  });
+});
+
+describe('node start: the files the config names', () => {
+  let group: string;
+  const configWith = (extra: Record<string, unknown>): string => {
+    const cfg = JSON.parse(readFileSync(join(group, 'node-0.json'), 'utf8'));
+    const file = join(group, 'node-x.json');
+    writeFileSync(file, JSON.stringify({ ...cfg, ...extra }));
+    return file;
+  };
+  const refusal = async (file: string): Promise<DropbearError> => {
+    try {
+      const node = await startNode(file);
+      await node.stop();
+    } catch (e) {
+      return e as DropbearError;
+    }
+    throw new Error('started');
+  };
+
+  it('a genesis repeating a key is GENESIS_INVALID (the node read the last, `dropbear verify` refuses it)', async () => {
+    group = join(dir, 'start-files');
+    await initGroup({
+      dir: group,
+      nodes: 1,
+      models: [STANDIN_MODEL],
+      nodeConfig: {
+        log: { level: 'silent' },
+        p2p: { host: '127.0.0.1', port: 0 },
+        api: { host: '127.0.0.1', port: 0 },
+      },
+    });
+    const text = readFileSync(join(group, 'genesis.json'), 'utf8');
+    writeFileSync(join(group, 'twice.json'), text.replace('{', '{"name": "another",'));
+    const e = await refusal(configWith({ genesis: 'twice.json' }));
+    expect(e.code).toBe('GENESIS_INVALID');
+    expect(e.message).toMatch(/twice\.json repeats a key \("name" twice in the top-level object\)/);
+  });
+
+  // mkdir of a data folder that is a file ended the start with Node's bare "EEXIST: file already exists".
+  it('a data folder that is a file is CONFIG_INVALID naming "data"', async () => {
+    writeFileSync(join(group, 'a-file'), 'x');
+    const e = await refusal(configWith({ data: 'a-file' }));
+    expect(e.code).toBe('CONFIG_INVALID');
+    expect(e.message).toMatch(/"data" .*a-file is a file, not a folder/);
   });
 });
