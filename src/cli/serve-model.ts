@@ -67,6 +67,17 @@ function port(v: string): number {
   return n;
 }
 
+/**
+ * A text option that must say something: `--host ""` served on every interface (Node's default for an empty
+ * host), `--name ""` under an empty name (`/v2/models//infer`).
+ */
+function nonEmpty(option: string, what: string): (v: string) => string {
+  return (v) => {
+    if (v.trim() === '') throw usageError(`${option} must not be empty (${what}), got ${JSON.stringify(v)}`);
+    return v;
+  };
+}
+
 interface ServeOptions {
   port: number;
   host: string;
@@ -89,9 +100,18 @@ export function registerServeModel(program: Command): void {
     )
     .argument('<model>', 'a path to an .onnx file, or a model name or digest in the store')
     .option('--port <n>', 'TCP port; 0 picks a free one', port, 8000)
-    .option('--host <addr>', 'address to bind', '127.0.0.1')
+    .option(
+      '--host <addr>',
+      'address to bind',
+      nonEmpty('--host', 'an address; 0.0.0.0 or :: for every interface'),
+      '127.0.0.1',
+    )
     .option('--home <dir>', 'the Dropbear home folder (default: $DROPBEAR_HOME, else ~/.dropbear)', parseHome)
-    .option('--name <name>', "the model's name in URLs (default: its catalog or store name)")
+    .option(
+      '--name <name>',
+      "the model's name in URLs (default: its catalog or store name)",
+      nonEmpty('--name', "the model's name in URLs; leave it out for its own"),
+    )
     .option(
       '--body-limit-mib <n>',
       'largest request body, MiB',

@@ -80,3 +80,27 @@ describe('serve-model numeric options', () => {
       });
     });
 });
+
+describe('serve-model text options', () => {
+  // `--host ""` served on every interface (Node's default for an empty host: `[::]`), not the loopback
+  // default; `--name ""` served the model under an empty name (`/v2/models//infer`).
+  for (const [option, value] of [
+    ['--host', ''],
+    ['--host', ' '],
+    ['--name', ''],
+  ])
+    it(`${option} ${JSON.stringify(value)} is a usage error before the model is looked for`, async () => {
+      const program = new Command().exitOverride();
+      registerServeModel(program);
+      const run = program.parseAsync(
+        ['serve-model', 'no-such-model', option, value, '--home', '/nonexistent/home'],
+        {
+          from: 'user',
+        },
+      );
+      await expect(run).rejects.toMatchObject({
+        code: 'CLI_USAGE',
+        message: expect.stringContaining(`${option} must not be empty`),
+      });
+    });
+});
