@@ -36,6 +36,11 @@ export class DropbearCommand extends Command {
   constructor(name?: string) {
     super(name);
     this.exitOverride((e) => process.exit(e.exitCode === 0 ? 0 : 2));
+    // An empty value (`--out "$UNSET"`) was taken as no option (`sim --out ""` wrote nothing, status 0) or
+    // as the current folder (`group init --dir ""` made a group there): no option or argument takes one.
+    this.hook('preAction', (self, action) => {
+      if (self === action) emptyValueCheck(action);
+    });
   }
 
   override createCommand(name?: string): Command {
@@ -54,4 +59,20 @@ export class DropbearCommand extends Command {
     process.stderr.write(`error [CLI_USAGE]: ${what}; run \`${path.join(' ')} --help\` for usage\n`);
     process.exit(2);
   }
+}
+
+/** CLI_USAGE for the first option or argument given on the command line as empty (or blanks). */
+function emptyValueCheck(c: Command): void {
+  const empty = (v: unknown) =>
+    (typeof v === 'string' && v.trim() === '') ||
+    (Array.isArray(v) && v.some((x) => typeof x === 'string' && x.trim() === ''));
+  for (const o of c.options) {
+    const key = o.attributeName();
+    if (c.getOptionValueSource(key) === 'cli' && empty(c.getOptionValue(key)))
+      throw usageError(`${o.long ?? o.flags} must not be empty; give a value, or leave the option out`);
+  }
+  c.registeredArguments.forEach((a, i) => {
+    if (empty(c.processedArgs[i]))
+      throw usageError(`<${a.name()}${a.variadic ? '...' : ''}> must not be empty`);
+  });
 }

@@ -16,13 +16,22 @@ import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { Command } from 'commander';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { reportAndExit } from '../../src/cli/errors.ts';
+import { DropbearCommand, reportAndExit } from '../../src/cli/errors.ts';
 import { registerEval } from '../../src/cli/eval.ts';
 import { initGroup, loadGroup, registerGroup } from '../../src/cli/group.ts';
+import { registerInfer } from '../../src/cli/infer.ts';
 import { registerModelUpdate } from '../../src/cli/model-update.ts';
 import { registerModels } from '../../src/cli/models.ts';
 import { registerServeModel } from '../../src/cli/serve-model.ts';
-import { runSimCommand, type SimCliOptions, simOptionsProblem, writeOutputs } from '../../src/cli/sim.ts';
+import {
+  registerSim,
+  runSimCommand,
+  type SimCliOptions,
+  simOptionsProblem,
+  writeOutputs,
+} from '../../src/cli/sim.ts';
+import { registerStatus } from '../../src/cli/status.ts';
+import { registerVerify } from '../../src/cli/verify.ts';
 import { type Certificate, DropbearError } from '../../src/protocol/index.ts';
 import { simulate } from '../../src/sim/world.ts';
 import { MODELS_DIR, VAL_DIR } from '../shared.ts';
@@ -350,7 +359,7 @@ describe('usage errors exit 2 with a message naming the problem', () => {
     [
       'an empty --disagreement (it ran with 0)',
       ['sim', '--disagreement', ''],
-      /--disagreement must be a number in \[0, 1\], got ""/,
+      /--disagreement must not be empty/,
     ],
     ['a --loss in hex', ['sim', '--loss', '0x0'], /--loss must be a number in \[0, 0\.9\], got "0x0"/],
     [
@@ -548,6 +557,37 @@ describe('--home given empty', () => {
       await expect(program.parseAsync([...argv, '--home', ' '], { from: 'user' })).rejects.toMatchObject({
         code: 'CLI_USAGE',
         message: '--home must name a folder, got " "; leave it out for $DROPBEAR_HOME (else ~/.dropbear)',
+      });
+    });
+});
+
+// An empty value (`--out "$UNSET"`) was taken as no option (`sim --out ""` and `infer --out ""` wrote
+// nothing, `eval --json ""` no JSON, all with status 0) or as the current folder (`group init --dir ""` made
+// a group there, `status --group ""` read it).
+describe('an option or argument given empty', () => {
+  const cases: [string[], string][] = [
+    [['sim', '--requests', '1', '--out', ''], '--out'],
+    [['infer', '--group', 'g', '--out', ' ', 'a.jpg'], '--out'],
+    [['group', 'init', '--dir', '', '--models', 'a'], '--dir'],
+    [['status', '--group', ''], '--group'],
+    [['eval', '--models', 'a,b,c,d', '--json', ''], '--json'],
+    [['verify', '--genesis', 'g.json', ''], '<cert...>'],
+  ];
+  for (const [argv, what] of cases)
+    it(`${argv.join(' ')}: CLI_USAGE naming ${what}, before the command runs`, async () => {
+      const program = new DropbearCommand();
+      for (const register of [
+        registerSim,
+        registerInfer,
+        registerGroup,
+        registerStatus,
+        registerEval,
+        registerVerify,
+      ])
+        register(program);
+      await expect(program.parseAsync(argv, { from: 'user' })).rejects.toMatchObject({
+        code: 'CLI_USAGE',
+        message: expect.stringMatching(new RegExp(`^${what.replace(/[.[\]]/g, '\\$&')} must not be empty`)),
       });
     });
 });
