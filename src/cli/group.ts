@@ -19,6 +19,7 @@ import {
   hex,
   keyPairFromSeed,
   kindHint,
+  LIMITS,
   quorumOf,
   toJson,
 } from '../protocol/index.ts';
@@ -151,6 +152,9 @@ export async function initGroup(o: InitOptions): Promise<GroupFile> {
   const n = o.nodes;
   const f = o.f ?? Math.floor((n - 1) / 3);
   if (!Number.isInteger(n) || n < 1) throw usageError('--nodes must be a positive integer');
+  // Past it the genesis codec refused the group (CODEC_OVERSIZE) after the keys/ folder was made.
+  if (n > LIMITS.nodes)
+    throw usageError(`--nodes must be at most ${LIMITS.nodes} (the nodes a genesis holds), got ${n}`);
   if (!Number.isInteger(f) || f < 0 || n < 3 * f + 1)
     throw usageError(`n = ${n} nodes tolerate at most f = ${Math.floor((n - 1) / 3)}`);
   const models = o.models ?? Array.from({ length: n }, (_, i) => DEFAULT_MODELS[i % DEFAULT_MODELS.length]);

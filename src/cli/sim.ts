@@ -4,7 +4,7 @@ import { constants } from 'node:os';
 import { join } from 'node:path';
 import type { Command } from 'commander';
 import { certificateToJson, verifyCertificate } from '../certificate/index.ts';
-import { DropbearError, Genesis, hex, toJson, writeFailure } from '../protocol/index.ts';
+import { DropbearError, Genesis, hex, LIMITS, toJson, writeFailure } from '../protocol/index.ts';
 import { checkRun } from '../sim/checks.ts';
 import { scriptNames } from '../sim/scripts.ts';
 import { type Behaviour, type SimResult, simulate } from '../sim/world.ts';
@@ -135,6 +135,9 @@ export async function runSimCommand(
   o: SimCliOptions,
 ): Promise<{ result: SimResult; summary: string; ok: boolean }> {
   const nodes = int('nodes', o.nodes, 1);
+  // A million made a million keys before the genesis (at most 256 nodes) refused them: a hang.
+  if (nodes > LIMITS.nodes)
+    throw usageError(`--nodes must be at most ${LIMITS.nodes} (the nodes a genesis holds), got ${nodes}`);
   const f = o.f === undefined ? Math.floor((nodes - 1) / 3) : int('f', o.f, 0);
   if (nodes < 3 * f + 1) throw usageError(`--nodes ${nodes} is below 3f+1 = ${3 * f + 1}`);
   const byzantine = parseByzantine(o.byzantine, nodes);

@@ -605,6 +605,23 @@ describe('sim options that do not fit the run', () => {
     duplicate: '0',
   };
 
+  // A genesis holds at most 256 nodes (LIMITS.nodes): --nodes 1000000 made a million keys first (a hang),
+  // 257 ended in the codec's CODEC_OVERSIZE, and group init left an empty keys/ folder behind.
+  it('--nodes above the 256 a genesis holds is CLI_USAGE, for sim and group init, nothing written', async () => {
+    await expect(runSimCommand({ ...defaults, nodes: '257' })).rejects.toMatchObject({
+      code: 'CLI_USAGE',
+      message: '--nodes must be at most 256 (the nodes a genesis holds), got 257',
+    });
+    const d = dir('too-many-nodes');
+    await expect(initGroup({ dir: d, nodes: 257, models: Array(257).fill('standin') })).rejects.toMatchObject(
+      {
+        code: 'CLI_USAGE',
+        message: '--nodes must be at most 256 (the nodes a genesis holds), got 257',
+      },
+    );
+    expect(() => statSync(d)).toThrow();
+  });
+
   // No request ends the run at once with nothing certified: it printed FAILED and exited 1, the status
   // of a simulated group that broke a safety or liveness check.
   it('--requests 0 is CLI_USAGE, not a FAILED run', async () => {
