@@ -486,6 +486,9 @@ export function loadNodeConfig(path: string): NodeConfig {
         throw bad(`tls.${k}`, 'is not a tls field (key, cert, ca)', file);
     if (tlsRaw.ca !== undefined && typeof tlsRaw.ca !== 'string')
       throw bad('tls.ca', 'must be a file path (a string)', file);
+    // "" resolved to this file's folder, which the node then refused as a key file (KEY_FILE_PERMISSIONS).
+    for (const k of ['key', 'cert', 'ca'])
+      if (tlsRaw[k] === '') throw bad(`tls.${k}`, 'must be a file path (a non-empty string)', file);
   }
   const tls =
     tlsRaw === undefined

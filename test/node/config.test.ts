@@ -329,6 +329,14 @@ describe('node config: unknown fields', () => {
     expect(withFields({ tls: { key: 'k.pem', cert: 'c.pem', ca: 'ca.pem' } }).tls?.ca).toMatch(/ca\.pem$/);
   });
 
+  // "" resolved to the config's own folder: the node said KEY_FILE_PERMISSIONS of that folder (mode 0755).
+  it('refuses an empty tls file path, naming the field', () => {
+    for (const k of ['key', 'cert', 'ca'])
+      expect(refused({ tls: { key: 'k.pem', cert: 'c.pem', [k]: '' } }).message).toMatch(
+        new RegExp(`"tls.${k}" must be a file path \\(a non-empty string\\)`),
+      );
+  });
+
   // JSON.parse keeps the last of two equal keys: `"data"` given twice ran the node on the second folder,
   // which a reader of the file's top may not see. The genesis, certificates and group.json refuse it.
   it('refuses a key given twice (the file reads two ways), naming it, also inside a section', () => {
