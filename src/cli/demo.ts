@@ -78,7 +78,9 @@ export function registerDemo(program: Command): void {
     .option('--models <a,b,c,d>', 'the four models', DEFAULT_MODELS.join(','))
     .addHelpText(
       'after',
-      '\nExample:\n  DROPBEAR_MODELS=../shared/models npm run demo -- --once --count 20\n',
+      '\nExample:\n  DROPBEAR_MODELS=../shared/models npm run demo -- --once --count 20\n\n' +
+        'Exit status: 0 every image certified (with --once) or stopped by Ctrl-C or SIGTERM, 1 an image not\n' +
+        'certified (with --once), 2 an error (one line on stderr: error [CODE]: message; CLI_USAGE for a bad option or argument).\n',
     )
     .action(async (o: { once?: boolean; out: string; images: string; count?: string; models: string }) => {
       const home = process.env.DROPBEAR_HOME ?? defaultHome();

@@ -80,7 +80,8 @@ export function registerEval(program: Command): void {
     .option('--seed <n>', 'simulator seed', '1')
     .addHelpText(
       'after',
-      '\nExample:\n  npm run eval -- --models mobilenetv2-12-int8,shufflenet-v2-12-qdq,squeezenet1.1-fp16-winml,mobilenet_v1_0.5_160_quant --json out/eval.json\n',
+      '\nExample:\n  npm run eval -- --models mobilenetv2-12-int8,shufflenet-v2-12-qdq,squeezenet1.1-fp16-winml,mobilenet_v1_0.5_160_quant --json out/eval.json\n\n' +
+        'Exit status: 0 evaluated, 2 an error (one line on stderr: error [CODE]: message; CLI_USAGE for a bad option or argument).\n',
     )
     .action(
       async (o: {

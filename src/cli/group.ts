@@ -600,7 +600,8 @@ export function registerGroup(program: Command): void {
     .option('--name <name>', 'group name')
     .addHelpText(
       'after',
-      '\nExample:\n  DROPBEAR_MODELS=../shared/models npx dropbear group init --dir out/group --nodes 4\n  npx dropbear group start out/group\n',
+      '\nExample:\n  DROPBEAR_MODELS=../shared/models npx dropbear group init --dir out/group --nodes 4\n  npx dropbear group start out/group\n\n' +
+        'Exit status: 0 written, 2 an error (one line on stderr: error [CODE]: message; CLI_USAGE for a bad option or argument; nothing is left written).\n',
     )
     .action(
       async (o: {
@@ -639,7 +640,9 @@ export function registerGroup(program: Command): void {
       '\nExample:\n  npx dropbear group start out/group\n\n' +
         'A node that exits before the group is ready stops the group (exit status 2, its error code shown).\n' +
         'A node that crashes later is restarted; one that stops with status 0 is not. SIGINT, SIGTERM and\n' +
-        'SIGHUP stop every node (SIGKILL after 10 s) and exit 0.\n',
+        'SIGHUP stop every node (SIGKILL after 10 s) and exit 0.\n' +
+        'Exit status: 0 stopped by a signal, 2 an error (NODE_EXITED before ready, NODE_FAILED after too many\n' +
+        'restarts, CLI_USAGE for a bad option or argument; one line on stderr: error [CODE]: message).\n',
     )
     .action(async (dir: string, o: { restarts: string }) => {
       const max = parseWhole('--restarts', o.restarts, 0);

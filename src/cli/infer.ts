@@ -42,7 +42,9 @@ export function registerInfer(program: Command): void {
     .option('--send-to <all|k>', 'send to every node (default) or to k of them')
     .addHelpText(
       'after',
-      '\nExample:\n  npx dropbear infer --group out/group --out out/certs cat.jpg dog.png\n',
+      '\nExample:\n  npx dropbear infer --group out/group --out out/certs cat.jpg dog.png\n\n' +
+        'Exit status: 0 every image certified, 2 an image not certified (its line: error [CODE]) or an error\n' +
+        '(one line on stderr: error [CODE]: message; CLI_USAGE for a bad option or argument).\n',
     )
     .action(async (images: string[], o: { group: string; out?: string; sendTo?: string }) => {
       const client = clientFor(o.group, o.sendTo);

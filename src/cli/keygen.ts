@@ -10,7 +10,11 @@ export function registerKeygen(program: Command): void {
     .command('keygen')
     .description('make a new Ed25519 key (a client account or a node) and print its public key')
     .requiredOption('--out <file>', 'where to write the key (JSON, mode 0600); refuses to overwrite')
-    .addHelpText('after', '\nExample:\n  npx dropbear keygen --out my-client.json\n')
+    .addHelpText(
+      'after',
+      '\nExample:\n  npx dropbear keygen --out my-client.json\n\n' +
+        'Exit status: 0 written, 2 an error (one line on stderr: error [CODE]: message; CLI_USAGE for a bad option or argument; an existing --out is CLI_USAGE).\n',
+    )
     .action((o: { out: string }) => {
       if (existsSync(o.out))
         throw usageError(`${o.out} exists; choose another file (keys are never overwritten)`);

@@ -116,7 +116,10 @@ export function registerModels(program: Command): void {
     .description('list the models in the store: name, digest, input, size and preprocessing')
     .option('--home <dir>', HOME_HELP, parseHome)
     .option('--json', 'print JSON (full digests and paths) instead of a table')
-    .addHelpText('after', '\nExample:\n  npx dropbear models list --json\n')
+    .addHelpText(
+      'after',
+      '\nExample:\n  npx dropbear models list --json\n\nExit status: 0 listed (also an empty store), 2 an error (one line on stderr: error [CODE]: message; CLI_USAGE for a bad option or argument).\n',
+    )
     .action(async (opts: { home?: string; json?: boolean }) => {
       const home = opts.home ?? defaultHome();
       const rows = await listModels(home);

@@ -17,7 +17,9 @@ export function registerNode(program: Command): void {
       'after',
       '\nExample:\n  npx dropbear node --config out/group/node-0.json\n\nStops cleanly on SIGTERM, SIGHUP or Ctrl-C (finishes the current write, closes the ledger).\n' +
         'A node whose ledger is gone (LEDGER_LOST) is started again with --rejoin, never with a plain new ledger:\n' +
-        'it may have signed in the current view before, and must not sign there again.\n',
+        'it may have signed in the current view before, and must not sign there again.\n\n' +
+        'Exit status: 0 stopped by a signal (or its parent process ended), 1 a failure while stopping,\n' +
+        '2 an error (one line on stderr: error [CODE]: message; CLI_USAGE for a bad option or argument).\n',
     )
     .action(async (o: { config: string; rejoin?: boolean }) => {
       // A log reader that went away (a closed pipe) must neither stop nor hang the node: lines written

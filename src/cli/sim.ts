@@ -267,6 +267,11 @@ export function registerSim(program: Command): void {
       '\nExamples:\n  npx dropbear sim --nodes 4 --requests 1000 --seed 7 --out out --byzantine 2:wrong-results\n' +
         '  npx dropbear sim --faults random --seeds 1..200 --keep /tmp/ledgers\n',
     )
+    .addHelpText(
+      'after',
+      '\nExit status: 0 the run passed its checks, 1 it did not (FAILED; with --faults or --schedule: a failing\n' +
+        'seed or schedule), 2 an error (one line on stderr: error [CODE]: message; CLI_USAGE for a bad option or argument).\n',
+    )
     .action(
       async (
         o: SimCliOptions & {

@@ -67,7 +67,11 @@ export function registerStatus(program: Command): void {
     .description("each node's health, view, primary and last executed sequence number")
     .requiredOption('--group <dir>', 'the group folder')
     .option('--json', 'print a JSON array (id, api, healthy, ready, view, primary, lastExecuted)')
-    .addHelpText('after', '\nExample:\n  npx dropbear status --group out/group --json\n')
+    .addHelpText(
+      'after',
+      '\nExample:\n  npx dropbear status --group out/group --json\n\n' +
+        'Exit status: 0 every node healthy, 1 any node not (its row says why), 2 an error (one line on stderr: error [CODE]: message; CLI_USAGE for a bad option or argument).\n',
+    )
     .action(async (o: { group: string; json?: boolean }) => {
       const rows = await groupStatus(o.group);
       if (o.json) {

@@ -25,7 +25,8 @@ export function registerVerifyPage(program: Command): void {
     .requiredOption('--out <file>', 'the HTML file to write')
     .addHelpText(
       'after',
-      '\nExample:\n  npx dropbear verify-page --genesis out/genesis.json --out verify.html\n\nOpen the file in a browser (no server needed) and paste a certificate.\n',
+      '\nExample:\n  npx dropbear verify-page --genesis out/genesis.json --out verify.html\n\nOpen the file in a browser (no server needed) and paste a certificate.\n\n' +
+        'Exit status: 0 written, 2 an error (one line on stderr: error [CODE]: message; CLI_USAGE for a bad option or argument).\n',
     )
     .action(async (o: { genesis: string; out: string }) => {
       const id = await writeVerifyPage(o.genesis, o.out);

@@ -67,7 +67,12 @@ export function registerVerify(program: Command): void {
     .description('verify inference certificates offline against a group genesis')
     .requiredOption('--genesis <file>', 'the group genesis (JSON)')
     .argument('<cert...>', 'certificate files or folders of them')
-    .addHelpText('after', '\nExample:\n  npx dropbear verify --genesis out/genesis.json out/certificates/\n')
+    .addHelpText(
+      'after',
+      '\nExample:\n  npx dropbear verify --genesis out/genesis.json out/certificates/\n\n' +
+        'Exit status: 0 every certificate valid, 1 any invalid or unreadable (one INVALID line each),\n' +
+        '2 an error (one line on stderr: error [CODE]: message; CLI_USAGE for a bad option or argument; no certificate files found is CLI_USAGE).\n',
+    )
     .action((certs: string[], opts: { genesis: string }) => {
       const { valid, failures } = verifyFiles(opts.genesis, certs);
       // One line per file, whatever the reason's text holds (a parser may quote the file, newlines included).

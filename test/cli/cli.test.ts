@@ -592,6 +592,51 @@ describe('an option or argument given empty', () => {
     });
 });
 
+// Most commands' help said nothing of their exit status: a script could not tell `verify`'s invalid
+// certificates (1) from an unreadable genesis (2), or `status`'s unhealthy node (1) from a bad folder (2).
+describe('every command documents its exit status in --help', () => {
+  it('says "Exit status:" with 0 and 2 (the error with a code), and 1 where a check can fail', async () => {
+    const { registerDemo } = await import('../../src/cli/demo.ts');
+    const { registerKeygen } = await import('../../src/cli/keygen.ts');
+    const { registerLedger } = await import('../../src/cli/ledger.ts');
+    const { registerNode } = await import('../../src/cli/node.ts');
+    const { registerVerifyPage } = await import('../../src/cli/verify-page.ts');
+    let out = '';
+    const program = new DropbearCommand('dropbear').configureOutput({ writeOut: (t) => (out += t) });
+    for (const register of [
+      registerSim,
+      registerVerify,
+      registerVerifyPage,
+      registerDemo,
+      registerLedger,
+      registerModels,
+      registerEval,
+      registerKeygen,
+      registerGroup,
+      registerNode,
+      registerInfer,
+      registerStatus,
+      registerModelUpdate,
+      registerServeModel,
+    ])
+      register(program);
+    const leaves = (c: Command): Command[] =>
+      c.commands.length === 0 ? [c] : c.commands.flatMap((x) => leaves(x));
+    const undocumented: string[] = [];
+    const oneStatus = new Set(['sim', 'verify', 'status', 'ledger verify', 'ledger certificate', 'demo']);
+    for (const c of leaves(program)) {
+      out = '';
+      c.outputHelp();
+      const name = `${c.parent?.name() === 'dropbear' ? '' : `${c.parent?.name()} `}${c.name()}`;
+      const ok =
+        /Exit status: 0 [\s\S]*\b2\b/.test(out) &&
+        (!oneStatus.has(name) || /Exit status:[\s\S]*\b1\b/.test(out));
+      if (!ok) undocumented.push(name);
+    }
+    expect(undocumented).toEqual([]);
+  });
+});
+
 describe('sim options that do not fit the run', () => {
   const defaults: SimCliOptions = {
     nodes: '4',
