@@ -25,6 +25,31 @@ export function clientFor(dir: string, sendTo?: string): DropbearClient {
   });
 }
 
+/**
+ * Every image is checked before the first is sent (FILE_UNREADABLE, FILE_EMPTY): a misspelt fifth name ended
+ * the command after four requests had been certified (and paid for), so a rerun paid for them again.
+ */
+export function checkImages(images: string[]): void {
+  for (const file of images) {
+    let isFile = false;
+    let size = 0;
+    try {
+      const st = statSync(file);
+      isFile = st.isFile();
+      size = st.size;
+      accessSync(file, constants.R_OK);
+    } catch (e) {
+      throw new DropbearError(
+        'FILE_UNREADABLE',
+        `cannot read ${file}: ${(e as Error).message}; nothing was sent`,
+      );
+    }
+    if (!isFile) throw new DropbearError('FILE_UNREADABLE', `${file} is not a file; nothing was sent`);
+    // A 0-byte file was signed and sent: a request the nodes can only fail to decode, paid for all the same.
+    if (size === 0) throw new DropbearError('FILE_EMPTY', `${file} is empty; nothing was sent`);
+  }
+}
+
 export const label = (l: number | null) => (l === null ? '-' : `${l} ${labelName('imagenet1k', l)}`);
 
 export function decisionText(r: InferResult): string {
@@ -49,21 +74,7 @@ export function registerInfer(program: Command): void {
     .action(async (images: string[], o: { group: string; out?: string; sendTo?: string }) => {
       const client = clientFor(o.group, o.sendTo);
       if (o.out) makeOutputDir('--out', o.out);
-      // Every image is checked before the first is sent: a misspelt fifth name ended the command after
-      // four requests had been certified (and paid for), so a rerun paid for them again.
-      for (const file of images) {
-        let isFile = false;
-        try {
-          isFile = statSync(file).isFile();
-          accessSync(file, constants.R_OK);
-        } catch (e) {
-          throw new DropbearError(
-            'FILE_UNREADABLE',
-            `cannot read ${file}: ${(e as Error).message}; nothing was sent`,
-          );
-        }
-        if (!isFile) throw new DropbearError('FILE_UNREADABLE', `${file} is not a file; nothing was sent`);
-      }
+      checkImages(images);
       let failed = 0;
       for (const [n, file] of images.entries()) {
         let bytes: Buffer;

@@ -12,6 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { initGroup } from '../../src/cli/group.ts';
+import { checkImages } from '../../src/cli/infer.ts';
 import { importModels } from '../../src/inference/store.ts';
 import { STANDIN_MODEL } from '../../src/node/standin-backend.ts';
 import { MODELS_DIR } from '../shared.ts';
@@ -240,4 +241,17 @@ describe('dropbear infer against servers that are not Dropbear nodes', () => {
       }
     });
   }, 90_000);
+
+  // A 0-byte file passed the check and was signed and sent: a request the nodes can only fail to decode,
+  // paid for all the same.
+  it('refuses an empty image before sending any, FILE_EMPTY naming it', () => {
+    const image = join(tmp, 'real.jpg');
+    writeFileSync(image, 'not really an image');
+    const empty = join(tmp, 'empty.jpg');
+    writeFileSync(empty, '');
+    expect(() => checkImages([image])).not.toThrow();
+    expect(() => checkImages([image, empty])).toThrow(
+      expect.objectContaining({ code: 'FILE_EMPTY', message: `${empty} is empty; nothing was sent` }),
+    );
+  });
 });
