@@ -1,4 +1,4 @@
-import { Command } from 'commander';
+import { Command, type Option } from 'commander';
 import { DropbearError } from '../protocol/index.ts';
 
 /**
@@ -39,8 +39,31 @@ export class DropbearCommand extends Command {
     // An empty value (`--out "$UNSET"`) was taken as no option (`sim --out ""` wrote nothing, status 0) or
     // as the current folder (`group init --dir ""` made a group there): no option or argument takes one.
     this.hook('preAction', (self, action) => {
-      if (self === action) emptyValueCheck(action);
+      if (self !== action) return;
+      this.repeatCheck();
+      emptyValueCheck(action);
     });
+  }
+
+  /** How often each option that takes one value was given on the command line. */
+  private readonly given = new Map<string, number>();
+
+  // The last of two values was taken without a word (`verify --genesis a.json --genesis b.json` checked
+  // against b alone): an option that takes one value may be given once. Repeatable ones (a list default,
+  // like sim --byzantine) and switches are not counted.
+  override addOption(option: Option): this {
+    super.addOption(option);
+    if (!option.isBoolean() && !option.variadic && !Array.isArray(option.defaultValue)) {
+      const name = option.long ?? option.flags;
+      this.on(`option:${option.name()}`, () => this.given.set(name, (this.given.get(name) ?? 0) + 1));
+    }
+    return this;
+  }
+
+  /** CLI_USAGE for an option that takes one value given more than once. */
+  repeatCheck(): void {
+    for (const [name, count] of this.given)
+      if (count > 1) throw usageError(`${name} is given ${count} times; give it once`);
   }
 
   override createCommand(name?: string): Command {

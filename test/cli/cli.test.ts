@@ -637,6 +637,30 @@ describe('every command documents its exit status in --help', () => {
   });
 });
 
+// The last of two values was taken without a word: `verify --genesis a.json --genesis b.json` checked the
+// certificates against b alone, `infer --out a --out b` wrote to b.
+describe('an option given twice', () => {
+  const program = () => {
+    const p = new DropbearCommand();
+    for (const register of [registerSim, registerVerify, registerInfer]) register(p);
+    return p;
+  };
+  it('is CLI_USAGE naming it, before the command runs; a repeatable one (sim --byzantine) is not', async () => {
+    await expect(
+      program().parseAsync(['verify', '--genesis', 'a.json', '--genesis', 'b.json', 'c.json'], {
+        from: 'user',
+      }),
+    ).rejects.toMatchObject({ code: 'CLI_USAGE', message: '--genesis is given 2 times; give it once' });
+    await expect(
+      program().parseAsync(['infer', '--group', 'g', '--out', 'a', '--out', 'b', 'x.jpg'], { from: 'user' }),
+    ).rejects.toMatchObject({ code: 'CLI_USAGE', message: '--out is given 2 times; give it once' });
+    // Past the option checks: the run itself refuses 2 Byzantine nodes with f = 1.
+    await expect(
+      program().parseAsync(['sim', '--byzantine', '1:silent', '--byzantine', '2:silent'], { from: 'user' }),
+    ).rejects.toMatchObject({ code: 'CLI_USAGE', message: '2 Byzantine nodes exceed f = 1' });
+  });
+});
+
 describe('sim options that do not fit the run', () => {
   const defaults: SimCliOptions = {
     nodes: '4',
