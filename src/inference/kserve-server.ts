@@ -23,6 +23,7 @@
  * (the output's `parameters.binary_data`, else the request's `parameters.binary_data_output`), as binary
  * data after the JSON with its length in the Inference-Header-Content-Length header (the binary tensor
  * data extension).
+ * Fields beyond the protocol's (at the top, in the input, in an output) are a 400 naming them.
  * Errors are JSON {"error": "..."} (at most 4 KiB, cut with "…"): 400 bad request, 404 unknown model, version or path,
  * 405 METHOD_NOT_ALLOWED a method the path does not take (with an Allow header), 413 body over the
  * limit, 415 a compressed body (a Content-Encoding other than identity), 503 overloaded or shutting down,
@@ -315,11 +316,29 @@ export function createKServeServer(opts: KServeServerOptions): FastifyInstance {
     return v as boolean | undefined;
   };
 
+  /**
+   * Refuses a field the protocol does not have in `o` (`where`: "the request", "input x", "output y"): a
+   * misspelt one ("ouputs", "paramters") was ignored until 2026-12-06, and the call answered as if it had not
+   * been given.
+   */
+  const onlyFields = (o: Record<string, unknown>, fields: readonly string[], where: string): void => {
+    const unknown = Object.keys(o).find((k) => !fields.includes(k));
+    if (unknown !== undefined)
+      throw badRequest(
+        `${where}: unknown field ${JSON.stringify(cutUtf8(unknown, 100))}; the protocol's are ${fields.join(', ')}`,
+      );
+  };
+
   /** The request's one input as preprocessed items, or as encoded images. */
   const readInput = (
     input: Record<string, unknown>,
     binary: Uint8Array,
   ): { used: number; tensors?: Float32Array[]; images?: Uint8Array[] } => {
+    onlyFields(
+      input,
+      ['name', 'shape', 'datatype', 'parameters', 'data'],
+      `input ${JSON.stringify(input.name)}`,
+    );
     if (input.name !== spec.input.name)
       throw badRequest(
         `unknown input ${JSON.stringify(input.name)}; the model's input is ${spec.input.name}`,
@@ -439,6 +458,7 @@ export function createKServeServer(opts: KServeServerOptions): FastifyInstance {
       throw badRequest(`the request's JSON does not parse: ${(e as Error).message}`);
     }
     if (!isObject(request)) throw badRequest('the request must be a JSON object');
+    onlyFields(request, ['id', 'parameters', 'inputs', 'outputs'], 'the request');
     if (!Array.isArray(request.inputs) || request.inputs.length !== 1 || !isObject(request.inputs[0]))
       throw badRequest(`"inputs" must hold exactly one input (${spec.input.name})`);
     if (request.id !== undefined && typeof request.id !== 'string') throw badRequest('"id" must be a string');
@@ -451,6 +471,7 @@ export function createKServeServer(opts: KServeServerOptions): FastifyInstance {
       if (!Array.isArray(request.outputs)) throw badRequest('"outputs" must be an array');
       if (request.outputs.length > 0) binaryOut = false;
       for (const [i, o] of request.outputs.entries()) {
+        if (isObject(o)) onlyFields(o, ['name', 'parameters'], `output ${JSON.stringify(o.name)}`);
         if (!isObject(o) || o.name !== spec.output.name)
           throw badRequest(
             `unknown output ${JSON.stringify(isObject(o) ? o.name : o)}; the model's output is ${spec.output.name}`,

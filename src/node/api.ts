@@ -338,6 +338,12 @@ function toApiError(e: unknown, bodyLimit: number): ApiError {
         code: 'UNKNOWN_QUERY_PARAMETER',
         message: `unknown query parameter "${cutUtf8(String(name), 100)}" for this route`,
       };
+    // A field the body may not hold, named with where it is (ajv's message named neither).
+    if (fe.validationContext === 'body' && first?.keyword === 'additionalProperties')
+      return {
+        code: 'BAD_REQUEST',
+        message: `body${first.instancePath ?? ''} has an unknown field ${JSON.stringify(cutUtf8(String(name), 100))}`,
+      };
     return { code: 'BAD_REQUEST', message: fe.message ?? 'invalid request' };
   }
   switch (fe.code) {
@@ -750,9 +756,12 @@ const groupParams = {
 /** Routes that take no query parameters (the default for a route that names none: see `onRoute`). */
 const noQuery = { type: 'object', properties: {}, additionalProperties: false };
 
+// No field beyond the protocol's, at the top, in an input or in an output: a misspelt one ("ouputs",
+// "paramters") was ignored until 2026-12-06, and the call answered as if it had not been given.
 const inferBody = {
   type: 'object',
   required: ['inputs'],
+  additionalProperties: false,
   properties: {
     id: { type: 'string' },
     parameters: {
@@ -772,6 +781,7 @@ const inferBody = {
       items: {
         type: 'object',
         required: ['name', 'datatype', 'shape'],
+        additionalProperties: false,
         properties: {
           name: { type: 'string' },
           datatype: { type: 'string' },
@@ -783,7 +793,12 @@ const inferBody = {
     },
     outputs: {
       type: 'array',
-      items: { type: 'object', required: ['name'], properties: { name: { type: 'string' } } },
+      items: {
+        type: 'object',
+        required: ['name'],
+        additionalProperties: false,
+        properties: { name: { type: 'string' }, parameters: { type: 'object' } },
+      },
     },
   },
 };

@@ -274,6 +274,27 @@ describe('a body of the wrong type', () => {
     expect((r.json() as { error: string }).error).toBe(`output "${SPEC.output.name}" is named twice`);
   });
 
+  it.each([
+    ['the request', { inputs: [good], ouputs: [] }, 'the request: unknown field "ouputs"'],
+    ['an input', { inputs: [{ ...good, paramters: {} }] }, `input "${good.name}": unknown field "paramters"`],
+    [
+      'an output',
+      { inputs: [good], outputs: [{ name: SPEC.output.name, binary: true }] },
+      `output "${SPEC.output.name}": unknown field "binary"`,
+    ],
+  ])('a field the protocol does not have in %s: 400 naming it (it was ignored)', async (_, body, message) => {
+    const r = await app.inject({
+      method: 'POST',
+      url: inferUrl,
+      headers: { 'content-type': 'application/json' },
+      payload: JSON.stringify(body),
+    });
+    expect(r.statusCode, r.body).toBe(400);
+    expect((r.json() as { error: string }).error).toMatch(
+      new RegExp(`^${message.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}; `),
+    );
+  });
+
   it('the same fields of the right type are served (a string id is echoed)', async () => {
     const r = await app.inject({
       method: 'POST',

@@ -242,6 +242,33 @@ describe('OIP v2 on the node API', () => {
     expect((twice.json() as { error: string }).error).toMatch(/output "label" is named twice/);
   });
 
+  it('a field the protocol does not have, at the top, in an input or in an output, is 400 naming it', async () => {
+    const base = signedBody().body;
+    const cases: [Record<string, unknown>, string][] = [
+      [{ ...base, ouputs: [{ name: 'label' }] }, 'body has an unknown field "ouputs"'],
+      [
+        { ...base, inputs: [{ ...base.inputs[0], paramters: { binary_data_size: 1 } }] },
+        'body/inputs/0 has an unknown field "paramters"',
+      ],
+      [
+        { ...base, outputs: [{ name: 'label', binary: true }] },
+        'body/outputs/0 has an unknown field "binary"',
+      ],
+    ];
+    for (const [payload, message] of cases) {
+      const res = await app.inject({ method: 'POST', url: `/v2/models/${name}/infer`, payload });
+      expect([res.statusCode, oipCode(res)], res.body).toEqual([400, 'BAD_REQUEST']);
+      expect((res.json() as { error: string }).error).toBe(`BAD_REQUEST: ${message}`);
+    }
+    // An output's parameters (binary_data) are the protocol's: taken.
+    const ok = await app.inject({
+      method: 'POST',
+      url: `/v2/models/${name}/infer`,
+      payload: signedBody({ outputs: [{ name: 'label', parameters: { binary_data: false } }] }).body,
+    });
+    expect(ok.statusCode, ok.body).toBe(200);
+  });
+
   // tritonclient raises InferenceServerException(msg=body["error"], status=...), whose text is
   // "[status] " + msg: with this API's {code, message} object there, making the text raised a TypeError.
   it('answers errors on every v2 route as {"error": "<message>"} with the code beside it; v1 keeps its body', async () => {
