@@ -417,6 +417,13 @@ export function createKServeServer(opts: KServeServerOptions): FastifyInstance {
             `needs ${count * ELEMENT_SIZE[datatype]}`,
         );
       flat = floatsFromBytes(bytes, datatype, count);
+      // As in JSON (below), where no number can be NaN and one beyond the range is refused: a NaN or an
+      // infinity sent as bits was run, and the model answered 200 with non-finite outputs.
+      const bad = flat.findIndex((x) => !Number.isFinite(x));
+      if (bad >= 0)
+        throw badRequest(
+          `input ${spec.input.name}: binary element ${bad} is ${flat[bad]}, not a finite number`,
+        );
     } else {
       const v = floatsFromJson(input.data, count);
       if (typeof v === 'string') throw badRequest(`input ${spec.input.name}: ${v}`);

@@ -191,6 +191,40 @@ describe('JSON numbers the datatype cannot hold', () => {
     expect(r.body.error).toMatch(new RegExp(`"data" element 0 is outside the range of ${datatype}`));
   });
 
+  // Sent as bits, a NaN or an infinity has no JSON to be refused by: it was run, non-finite outputs out.
+  it.each([
+    ['FP32', 3, (b: Buffer) => b.writeFloatLE(Number.NaN, 3 * 4), 'NaN'],
+    ['FP32', 0, (b: Buffer) => b.writeFloatLE(Number.NEGATIVE_INFINITY, 0), '-Infinity'],
+    ['FP16', 5, (b: Buffer) => b.writeUInt16LE(0x7c00, 5 * 2), 'Infinity'],
+  ] as const)('%s binary data with element %i not finite: 400 naming it', async (datatype, at, set, what) => {
+    const bin = Buffer.alloc(784 * (datatype === 'FP32' ? 4 : 2));
+    set(bin);
+    const json = Buffer.from(
+      JSON.stringify({
+        inputs: [
+          {
+            name: SPEC.input.name,
+            datatype,
+            shape: [1, 1, 28, 28],
+            parameters: { binary_data_size: bin.length },
+          },
+        ],
+      }),
+    );
+    const r = await fetch(`http://127.0.0.1:${port}${inferUrl}`, {
+      method: 'POST',
+      headers: {
+        'content-type': 'application/octet-stream',
+        'inference-header-content-length': String(json.length),
+      },
+      body: Buffer.concat([json, bin]),
+    });
+    expect(r.status).toBe(400);
+    expect(((await r.json()) as { error: string }).error).toBe(
+      `input ${SPEC.input.name}: binary element ${at} is ${what}, not a finite number`,
+    );
+  });
+
   it('the largest finite values are still served', async () => {
     expect((await post('FP32', '3.4028234663852886e38')).status).toBe(200);
     expect((await post('FP16', '-65504')).status).toBe(200);
