@@ -9,6 +9,17 @@ import { parseDecimal, parseWhole } from '../../src/cli/numbers.ts';
 import { registerServeModel } from '../../src/cli/serve-model.ts';
 import { codeOf } from '../support/errors.ts';
 
+/** `serve-model no-such-model OPTION VALUE` fails with CLI_USAGE, its message holding `message`. */
+async function expectServeModelUsageError(option: string, value: string, message: string): Promise<void> {
+  const program = new Command().exitOverride();
+  registerServeModel(program);
+  const run = program.parseAsync(
+    ['serve-model', 'no-such-model', option, value, '--home', '/nonexistent/home'],
+    { from: 'user' },
+  );
+  await expect(run).rejects.toMatchObject({ code: 'CLI_USAGE', message: expect.stringContaining(message) });
+}
+
 describe('parseWhole and parseDecimal', () => {
   it('take decimal text in range', () => {
     expect(parseWhole('--n', '0')).toBe(0);
@@ -65,20 +76,8 @@ describe('serve-model numeric options', () => {
     ['--request-timeout-ms', ''],
   ];
   for (const [option, value] of cases)
-    it(`${option} ${JSON.stringify(value)} is a usage error before the model is looked for`, async () => {
-      const program = new Command().exitOverride();
-      registerServeModel(program);
-      const run = program.parseAsync(
-        ['serve-model', 'no-such-model', option, value, '--home', '/nonexistent/home'],
-        {
-          from: 'user',
-        },
-      );
-      await expect(run).rejects.toMatchObject({
-        code: 'CLI_USAGE',
-        message: expect.stringContaining(option),
-      });
-    });
+    it(`${option} ${JSON.stringify(value)} is a usage error before the model is looked for`, () =>
+      expectServeModelUsageError(option, value, option));
 });
 
 describe('serve-model text options', () => {
@@ -89,18 +88,6 @@ describe('serve-model text options', () => {
     ['--host', ' '],
     ['--name', ''],
   ])
-    it(`${option} ${JSON.stringify(value)} is a usage error before the model is looked for`, async () => {
-      const program = new Command().exitOverride();
-      registerServeModel(program);
-      const run = program.parseAsync(
-        ['serve-model', 'no-such-model', option, value, '--home', '/nonexistent/home'],
-        {
-          from: 'user',
-        },
-      );
-      await expect(run).rejects.toMatchObject({
-        code: 'CLI_USAGE',
-        message: expect.stringContaining(`${option} must not be empty`),
-      });
-    });
+    it(`${option} ${JSON.stringify(value)} is a usage error before the model is looked for`, () =>
+      expectServeModelUsageError(option, value, `${option} must not be empty`));
 });
