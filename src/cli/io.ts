@@ -9,6 +9,7 @@ import {
   Genesis,
   genesisProblem,
   kindHint,
+  withoutBom,
   writeFailure,
 } from '../protocol/index.ts';
 import { usageError } from './errors.ts';
@@ -16,7 +17,7 @@ import { usageError } from './errors.ts';
 export function readJsonFile(path: string): unknown {
   let text: string;
   try {
-    text = readFileSync(path, 'utf8');
+    text = withoutBom(readFileSync(path, 'utf8'));
   } catch (e) {
     throw new DropbearError('FILE_UNREADABLE', `cannot read ${path}: ${(e as Error).message}`);
   }

@@ -56,7 +56,7 @@ import { DEFAULT_REPLICA_CONFIG, type ReplicaConfig } from '../consensus/replica
 import { ENGINE_DEFAULTS } from '../inference/engine.ts';
 import { REMOTE_MAX_TIMEOUT_MS, type RemoteOptions } from '../inference/remote.ts';
 import { DURABILITIES, type Durability } from '../ledger/sqlite.ts';
-import { DropbearError, duplicateJsonKey } from '../protocol/index.ts';
+import { DropbearError, duplicateJsonKey, withoutBom } from '../protocol/index.ts';
 import type { ApiOptions } from './api.ts';
 import { quarantineProblem, type TransportOptions } from './transport.ts';
 
@@ -326,7 +326,7 @@ export function loadNodeConfig(path: string): NodeConfig {
   let raw: Record<string, unknown>;
   let text: string;
   try {
-    text = readFileSync(file, 'utf8');
+    text = withoutBom(readFileSync(file, 'utf8'));
     raw = JSON.parse(text);
   } catch (e) {
     throw new DropbearError('CONFIG_UNREADABLE', `cannot read node config ${file}: ${(e as Error).message}`);

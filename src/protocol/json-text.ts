@@ -6,6 +6,15 @@
  */
 
 /**
+ * JSON text as read from a file, without the byte-order mark some editors put first (U+FEFF, as Notepad
+ * saves UTF-8): RFC 8259 lets a reader ignore one, and JSON.parse refused the file with "Unexpected token
+ * '﻿'", a character the message does not show. Only a leading one: anywhere else it is not whitespace.
+ */
+export function withoutBom(text: string): string {
+  return text.charCodeAt(0) === 0xfeff ? text.slice(1) : text;
+}
+
+/**
  * Where `text` (JSON that JSON.parse accepts) repeats a key within one object: `"key" twice in <path>`,
  * or null. Keys are compared decoded (`"a"` and `"\u0061"` are one key).
  */

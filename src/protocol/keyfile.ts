@@ -26,7 +26,7 @@ import {
 import { toB64u } from './codec.ts';
 import { type KeyPair, keyPairFromSeed } from './crypto.ts';
 import { DropbearError, writeFailure } from './errors.ts';
-import { duplicateJsonKey } from './json-text.ts';
+import { duplicateJsonKey, withoutBom } from './json-text.ts';
 
 export function keyFileJson(k: KeyPair): string {
   return `${JSON.stringify({ kind: 'ed25519', publicKey: toB64u(k.publicKey), seed: Buffer.from(k.seed).toString('hex') }, null, 2)}\n`;
@@ -141,7 +141,7 @@ export function readSecretFile(
 
 export function readKeyFile(path: string): KeyPair {
   let json: { kind?: unknown; seed?: unknown; publicKey?: unknown };
-  const text = readSecretFile(path, 'key file').toString('utf8');
+  const text = withoutBom(readSecretFile(path, 'key file').toString('utf8'));
   try {
     json = JSON.parse(text);
   } catch (e) {
