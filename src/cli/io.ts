@@ -4,12 +4,11 @@ import { replaceFile } from '../protocol/files.ts';
 import {
   CodecError,
   DropbearError,
-  duplicateJsonKey,
   fromJson,
   Genesis,
   genesisProblem,
   kindHint,
-  withoutBom,
+  parseJsonFile,
   writeFailure,
 } from '../protocol/index.ts';
 import { usageError } from './errors.ts';
@@ -17,20 +16,23 @@ import { usageError } from './errors.ts';
 export function readJsonFile(path: string): unknown {
   let text: string;
   try {
-    text = withoutBom(readFileSync(path, 'utf8'));
+    text = readFileSync(path, 'utf8');
   } catch (e) {
     throw new DropbearError('FILE_UNREADABLE', `cannot read ${path}: ${(e as Error).message}`);
   }
-  let value: unknown;
+  let parsed: ReturnType<typeof parseJsonFile>;
   try {
-    value = JSON.parse(text);
+    parsed = parseJsonFile(text);
   } catch (e) {
     throw new DropbearError('FILE_BAD_JSON', `${path} is not JSON: ${(e as Error).message}`);
   }
   // JSON.parse keeps the last of two equal keys, other readers the first: such a file reads two ways.
-  const dup = duplicateJsonKey(text);
-  if (dup) throw new DropbearError('FILE_BAD_JSON', `${path} repeats a key (${dup}), so it reads two ways`);
-  return value;
+  if (parsed.repeated)
+    throw new DropbearError(
+      'FILE_BAD_JSON',
+      `${path} repeats a key (${parsed.repeated}), so it reads two ways`,
+    );
+  return parsed.value;
 }
 
 export function readGenesis(path: string): Genesis {

@@ -56,7 +56,7 @@ import { DEFAULT_REPLICA_CONFIG, type ReplicaConfig } from '../consensus/replica
 import { ENGINE_DEFAULTS } from '../inference/engine.ts';
 import { REMOTE_MAX_TIMEOUT_MS, type RemoteOptions } from '../inference/remote.ts';
 import { DURABILITIES, type Durability } from '../ledger/sqlite.ts';
-import { DropbearError, duplicateJsonKey, withoutBom } from '../protocol/index.ts';
+import { DropbearError, parseJsonFile } from '../protocol/index.ts';
 import type { ApiOptions } from './api.ts';
 import { quarantineProblem, type TransportOptions } from './transport.ts';
 
@@ -324,17 +324,19 @@ export function parseEndpoint(s: string, what = 'address'): Endpoint {
 export function loadNodeConfig(path: string): NodeConfig {
   const file = resolve(path);
   let raw: Record<string, unknown>;
-  let text: string;
+  let repeated: string | null;
   try {
-    text = withoutBom(readFileSync(file, 'utf8'));
-    raw = JSON.parse(text);
+    ({ value: raw, repeated } = parseJsonFile(readFileSync(file, 'utf8')) as {
+      value: Record<string, unknown>;
+      repeated: string | null;
+    });
   } catch (e) {
     throw new DropbearError('CONFIG_UNREADABLE', `cannot read node config ${file}: ${(e as Error).message}`);
   }
   // JSON.parse keeps the last of two equal keys (a second "data" ran the node on that folder), other readers
   // the first: such a file reads two ways, and is refused as the genesis and certificates are.
-  const dup = duplicateJsonKey(text);
-  if (dup) throw new DropbearError('CONFIG_INVALID', `${file} repeats a key (${dup}), so it reads two ways`);
+  if (repeated)
+    throw new DropbearError('CONFIG_INVALID', `${file} repeats a key (${repeated}), so it reads two ways`);
   if (typeof raw !== 'object' || raw === null || Array.isArray(raw))
     throw new DropbearError('CONFIG_INVALID', `${file}: expected a JSON object`);
   const dir = dirname(file);

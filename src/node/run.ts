@@ -14,13 +14,13 @@ import { deriveSpec, resolveModel, sha256File } from '../inference/store.ts';
 import type { WorkerLog } from '../inference/threads.ts';
 import {
   DropbearError,
-  duplicateJsonKey,
   equalBytes,
   fromJson,
   Genesis,
   genesisProblem,
   groupIdOf,
   hex,
+  parseJsonFile,
   writeFailure,
 } from '../protocol/index.ts';
 import { readKeyFile } from '../protocol/keyfile.ts';
@@ -132,18 +132,21 @@ export async function startNode(
       'started without the Node.js flags a node wants (docs/api.md): more garbage collection per request',
     );
   let genesis: Genesis;
-  let genesisText: string;
+  let repeated: string | null;
   try {
-    genesisText = readFileSync(cfg.genesis, 'utf8');
-    genesis = fromJson(Genesis, JSON.parse(genesisText));
+    const parsed = parseJsonFile(readFileSync(cfg.genesis, 'utf8'));
+    repeated = parsed.repeated;
+    genesis = fromJson(Genesis, parsed.value);
   } catch (e) {
     throw new DropbearError('GENESIS_INVALID', `${cfg.genesis}: ${(e as Error).message}`);
   }
   // JSON.parse keeps the last of two equal keys, `dropbear verify` and the dashboard refuse such a file: the
   // node ran on a genesis its own certificates could not be checked against.
-  const dup = duplicateJsonKey(genesisText);
-  if (dup)
-    throw new DropbearError('GENESIS_INVALID', `${cfg.genesis} repeats a key (${dup}), so it reads two ways`);
+  if (repeated)
+    throw new DropbearError(
+      'GENESIS_INVALID',
+      `${cfg.genesis} repeats a key (${repeated}), so it reads two ways`,
+    );
   const problem = genesisProblem(genesis);
   if (problem) throw new DropbearError('GENESIS_INVALID', `${cfg.genesis}: ${problem}`);
   const me = genesis.nodes[cfg.id];

@@ -15,6 +15,17 @@ export function withoutBom(text: string): string {
 }
 
 /**
+ * A JSON file's text parsed the one way Dropbear reads its files (CLI files, node configs, genesis files, key
+ * files): past a leading byte-order mark (withoutBom), by JSON.parse (its SyntaxError thrown as is), with the
+ * key it repeats, if any (duplicateJsonKey: such a file reads two ways). Each caller names its own error.
+ */
+export function parseJsonFile(text: string): { value: unknown; repeated: string | null } {
+  const json = withoutBom(text);
+  const value: unknown = JSON.parse(json);
+  return { value, repeated: duplicateJsonKey(json) };
+}
+
+/**
  * Where `text` (JSON that JSON.parse accepts) repeats a key within one object: `"key" twice in <path>`,
  * or null. Keys are compared decoded (`"a"` and `"\u0061"` are one key).
  */

@@ -26,7 +26,7 @@ import {
 import { toB64u } from './codec.ts';
 import { type KeyPair, keyPairFromSeed } from './crypto.ts';
 import { DropbearError, writeFailure } from './errors.ts';
-import { duplicateJsonKey, withoutBom } from './json-text.ts';
+import { parseJsonFile } from './json-text.ts';
 
 export function keyFileJson(k: KeyPair): string {
   return `${JSON.stringify({ kind: 'ed25519', publicKey: toB64u(k.publicKey), seed: Buffer.from(k.seed).toString('hex') }, null, 2)}\n`;
@@ -140,17 +140,20 @@ export function readSecretFile(
 }
 
 export function readKeyFile(path: string): KeyPair {
-  let json: { kind?: unknown; seed?: unknown; publicKey?: unknown };
-  const text = withoutBom(readSecretFile(path, 'key file').toString('utf8'));
+  const text = readSecretFile(path, 'key file').toString('utf8');
+  let parsed: ReturnType<typeof parseJsonFile>;
   try {
-    json = JSON.parse(text);
+    parsed = parseJsonFile(text);
   } catch (e) {
     throw new DropbearError('KEY_FILE_UNREADABLE', `cannot read key file ${path}: ${(e as Error).message}`);
   }
   // A seed given twice read as the last one here, the first in other readers: another party's key.
-  const dup = duplicateJsonKey(text);
-  if (dup)
-    throw new DropbearError('KEY_FILE_INVALID', `${path} repeats a key (${dup}), so it reads two ways`);
+  if (parsed.repeated)
+    throw new DropbearError(
+      'KEY_FILE_INVALID',
+      `${path} repeats a key (${parsed.repeated}), so it reads two ways`,
+    );
+  const json = parsed.value as { kind?: unknown; seed?: unknown; publicKey?: unknown } | null;
   // `null` (or any non-object) has no fields: it read `.kind` of null, Node's TypeError with no code.
   if (
     typeof json !== 'object' ||

@@ -17,19 +17,12 @@ import {
   toJson,
 } from '../../src/protocol/index.ts';
 import { readKeyFile } from '../../src/protocol/keyfile.ts';
+import { MINIMAL_NODE_CONFIG } from './config.fixtures.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'dropbear-config-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
-const BASE = {
-  id: 0,
-  genesis: 'genesis.json',
-  key: 'keys/node-0.json',
-  data: 'data/node-0',
-  p2p: { host: '127.0.0.1', port: 7100 },
-  api: { host: '127.0.0.1', port: 8100 },
-  model: { standin: true },
-};
+const BASE = MINIMAL_NODE_CONFIG;
 
 /** `replica` as a value, or as raw JSON text (to write what JSON.stringify cannot, e.g. 1e999). */
 function load(replica: unknown, rawReplica?: string): ReturnType<typeof loadNodeConfig> {

@@ -9,6 +9,7 @@ import { readJsonFile } from '../../src/cli/io.ts';
 import { loadNodeConfig } from '../../src/node/config.ts';
 import { keyPairFromSeed, withoutBom } from '../../src/protocol/index.ts';
 import { readKeyFile, writeKeyFile } from '../../src/protocol/keyfile.ts';
+import { MINIMAL_NODE_CONFIG } from '../node/config.fixtures.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'dropbear-bom-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -30,16 +31,7 @@ describe('a leading byte-order mark', () => {
     expect(() => readJsonFile(json)).toThrow(expect.objectContaining({ code: 'FILE_BAD_JSON' }));
 
     const config = join(dir, 'node-0.json');
-    const base = {
-      id: 0,
-      genesis: 'genesis.json',
-      key: 'keys/node-0.json',
-      data: 'data/node-0',
-      p2p: { host: '127.0.0.1', port: 7100 },
-      api: { host: '127.0.0.1', port: 8100 },
-      model: { standin: true },
-    };
-    writeFileSync(config, `${BOM}${JSON.stringify(base)}`);
+    writeFileSync(config, `${BOM}${JSON.stringify(MINIMAL_NODE_CONFIG)}`);
     expect(loadNodeConfig(config).id).toBe(0);
 
     const key = join(dir, 'k.json');
