@@ -1,4 +1,4 @@
-import { Command, type Option } from 'commander';
+import { Command, type HelpContext, type Option } from 'commander';
 import { DropbearError } from '../protocol/index.ts';
 
 /**
@@ -30,7 +30,7 @@ export function usageError(message: string): DropbearError {
  * usage error. They exited 1 with no code and the hint on a second line: 1 is `verify`'s "some certificates
  * are invalid" and `ledger verify`'s "problems found", so `verify --genesis g.json` with no certificate read
  * as a failed verification. A command with subcommands run without one (`dropbear ledger`) prints its help
- * to stderr and exits 2 too; `--help` and `help` still exit 0.
+ * to stderr, then a CLI_USAGE line naming its subcommands, and exits 2 too; `--help` and `help` still exit 0.
  */
 export class DropbearCommand extends Command {
   constructor(name?: string) {
@@ -60,10 +60,32 @@ export class DropbearCommand extends Command {
     return this;
   }
 
+  /** The command's words from the program down (`dropbear ledger verify`). */
+  private path(): string[] {
+    const path: string[] = [];
+    for (let c: Command | null = this; c; c = c.parent) path.unshift(c.name());
+    return path;
+  }
+
   /** CLI_USAGE for an option that takes one value given more than once. */
   repeatCheck(): void {
     for (const [name, count] of this.given)
       if (count > 1) throw usageError(`${name} is given ${count} times; give it once`);
+  }
+
+  // A command with subcommands run without one (`dropbear ledger`): commander prints the help to stderr
+  // and exits without saying what was wrong. The help stays; a usage line like every other refusal's
+  // follows it.
+  override help(context?: HelpContext | ((text: string) => string)): never {
+    if (typeof context === 'function') return super.help(context);
+    if (!context?.error) return super.help(context);
+    this.outputHelp({ error: true });
+    const subs = this.commands.map((c) => c.name()).filter((n) => n !== 'help');
+    const path = this.path().join(' ');
+    process.stderr.write(
+      `error [CLI_USAGE]: \`${path}\` needs a command (${subs.join(', ')}); run \`${path} --help\` for usage\n`,
+    );
+    process.exit(2);
   }
 
   override createCommand(name?: string): Command {
@@ -71,8 +93,7 @@ export class DropbearCommand extends Command {
   }
 
   override error(message: string): never {
-    const path: string[] = [];
-    for (let c: Command | null = this; c; c = c.parent) path.unshift(c.name());
+    const path = this.path();
     // One line: commander puts a suggestion ("(Did you mean --nodes?)") on a line of its own.
     const what = message
       .replace(/^error: /, '')

@@ -483,6 +483,20 @@ describe('usage errors exit 2 with a message naming the problem', () => {
       /^error \[SCHEDULE_INVALID\]: .* is not a fault schedule/,
     ],
   ];
+  // It printed the help and exited 2 without a word of what was wrong.
+  it(
+    'a command with subcommands run without one prints its help, then a usage line naming them',
+    async () => {
+      const r = await cli('ledger');
+      expect(r.code).toBe(2);
+      expect(r.stdout).toBe('');
+      expect(r.stderr).toMatch(/^Usage: dropbear ledger /);
+      expect(r.stderr).toMatch(
+        /\nerror \[CLI_USAGE\]: `dropbear ledger` needs a command \(verify, certificate\); run `dropbear ledger --help` for usage\n$/,
+      );
+    },
+    TIMEOUT,
+  );
   for (const [what, argv, message] of cases)
     it(
       what,
