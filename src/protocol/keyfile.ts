@@ -108,8 +108,16 @@ export function readSecretFile(
     throw new DropbearError('KEY_FILE_UNREADABLE', `cannot read ${what} ${path}: ${(e as Error).message}`);
   }
   try {
+    const st = fstatSync(fd);
+    // A folder opens for reading on Linux; its mode (0755) was then reported as the problem. (A pipe stays
+    // readable: `--key <(…)` hands a secret over without a file.)
+    if (st.isDirectory())
+      throw new DropbearError(
+        'KEY_FILE_UNREADABLE',
+        `cannot read ${what} ${path}: it is a folder, not a file`,
+      );
     if (process.platform !== 'win32') {
-      const mode = fstatSync(fd).mode & 0o7777;
+      const mode = st.mode & 0o7777;
       if ((mode & GROUP_OTHER_RW) !== 0) {
         const octal = mode.toString(8).padStart(4, '0');
         throw new DropbearError(

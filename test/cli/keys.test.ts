@@ -104,6 +104,18 @@ describe.skipIf(process.platform === 'win32')('secret key files others can read 
     expect(() => readKeyFile(file)).toThrow(expect.objectContaining({ code: 'KEY_FILE_UNREADABLE' }));
   });
 
+  // A folder opened for reading, and its mode 0755 was reported as the problem.
+  it('refuses a folder as KEY_FILE_UNREADABLE saying it is a folder, not for its mode', () => {
+    const folder = join(tmp, 'a-folder');
+    mkdirSync(folder, { mode: 0o755 });
+    expect(() => readKeyFile(folder)).toThrow(
+      expect.objectContaining({
+        code: 'KEY_FILE_UNREADABLE',
+        message: `cannot read key file ${folder}: it is a folder, not a file`,
+      }),
+    );
+  });
+
   // `null` read `.kind` of null: Node's "Cannot read properties of null", no code. A seed given twice read
   // as the last one here and as the first in other readers (a key that signs as another party).
   it('refuses JSON that is not a key file object (null) and a key given twice, KEY_FILE_INVALID naming the file', () => {
