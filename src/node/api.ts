@@ -946,6 +946,22 @@ export function buildApi(host: NodeHost, opts: ApiOptions = {}): FastifyInstance
       payload,
     );
   });
+  // `?wait` is coerced by ajv as JavaScript's Number() reads a string: `0x10` was 16, `0b1` 1, ` 5` 5 and
+  // an empty `?wait=` 0. Only decimal digits are taken (an exponent included: `1e3` is 1000, as before).
+  app.addHook('preValidation', (req, _reply, done) => {
+    const wait = (req.query as Record<string, unknown> | undefined)?.wait;
+    const bad = (Array.isArray(wait) ? wait : [wait]).find(
+      (w) => typeof w === 'string' && !/^[0-9]+(\.[0-9]+)?([eE]\+?[0-9]+)?$/.test(w),
+    );
+    if (bad === undefined) done();
+    else
+      done(
+        apiError(
+          'BAD_REQUEST',
+          `querystring/wait must be milliseconds in decimal digits, got ${JSON.stringify(cutUtf8(String(bad), 100))}`,
+        ),
+      );
+  });
   // The methods each path takes: a method it does not take is 405 METHOD_NOT_ALLOWED (not found handler).
   const methodsOf = methodsByPath(app);
   // A route that declares no query parameters takes none: a misspelt `?wiat=` is an error, not ignored.

@@ -270,6 +270,29 @@ describe('query strings and path parameters are still coerced', () => {
     }
   });
 
+  // ajv coerces as Number() reads a string: ?wait=0x10 was a 16 ms wait, ?wait= none at all.
+  it('?wait in another notation than decimal digits (hex, binary, octal, blanks, empty) is 400 naming it', async () => {
+    for (const wait of ['0x10', '0b1', '0o7', '%205', '', '+5', '1_000']) {
+      const res = await app.inject({ method: 'GET', url: `${cert}?wait=${wait}` });
+      expect(res.statusCode, wait).toBe(400);
+      expect(res.json().error.code).toBe('BAD_REQUEST');
+      expect(res.json().error.message).toMatch(
+        /^querystring\/wait must be milliseconds in decimal digits, got /,
+      );
+      const posted = await app.inject({
+        method: 'POST',
+        url: `/v1/requests?wait=${wait}`,
+        payload: { requests: [] },
+      });
+      expect(posted.statusCode, wait).toBe(400);
+      expect(posted.json().error.message).toMatch(/^querystring\/wait /);
+    }
+    for (const wait of ['0', '5', '1e1', '2.0']) {
+      const res = await app.inject({ method: 'GET', url: `${cert}?wait=${wait}` });
+      expect(res.json().error.code, wait).toBe('CERTIFICATE_NOT_FOUND');
+    }
+  });
+
   it('an unknown query parameter is still UNKNOWN_QUERY_PARAMETER', async () => {
     const res = await app.inject({ method: 'GET', url: `${cert}?wiat=5` });
     expect(res.statusCode).toBe(400);
