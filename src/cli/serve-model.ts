@@ -78,6 +78,20 @@ function nonEmpty(option: string, what: string): (v: string) => string {
   };
 }
 
+/**
+ * `--name`: one path segment of the URLs (`/v2/models/<name>/infer`). A `/` made the model unreachable (no
+ * route matched), and `?`, `#`, `%`, `\\`, blanks, `.` and `..` are read or rewritten by clients and
+ * proxies before the server sees them.
+ */
+function modelName(v: string): string {
+  nonEmpty('--name', "the model's name in URLs; leave it out for its own")(v);
+  if (/[/?#%\\\s\p{Cc}]/u.test(v) || v === '.' || v === '..')
+    throw usageError(
+      `--name must be one URL path segment (it is <name> in /v2/models/<name>/infer): no "/", "?", "#", "%", "\\", blanks or control characters, and not "." or "..", got ${JSON.stringify(v)}`,
+    );
+  return v;
+}
+
 interface ServeOptions {
   port: number;
   host: string;
@@ -107,11 +121,7 @@ export function registerServeModel(program: Command): void {
       '127.0.0.1',
     )
     .option('--home <dir>', 'the Dropbear home folder (default: $DROPBEAR_HOME, else ~/.dropbear)', parseHome)
-    .option(
-      '--name <name>',
-      "the model's name in URLs (default: its catalog or store name)",
-      nonEmpty('--name', "the model's name in URLs; leave it out for its own"),
-    )
+    .option('--name <name>', "the model's name in URLs (default: its catalog or store name)", modelName)
     .option(
       '--body-limit-mib <n>',
       'largest request body, MiB',

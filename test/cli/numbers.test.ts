@@ -91,3 +91,20 @@ describe('serve-model text options', () => {
     it(`${option} ${JSON.stringify(value)} is a usage error before the model is looked for`, () =>
       expectServeModelUsageError(option, value, `${option} must not be empty`));
 });
+
+describe('serve-model --name', () => {
+  // `--name a/b` served under a name no route matches: every call was 404.
+  for (const value of ['a/b', 'a?b', 'a#b', 'a%20b', 'a b', '..', 'a\\b'])
+    it(`${JSON.stringify(value)} is a usage error: not one URL path segment`, () =>
+      expectServeModelUsageError('--name', value, '--name must be one URL path segment'));
+
+  it('a name of letters, digits, ".", "-", "_" and "@" passes: the model is looked for', async () => {
+    const program = new Command().exitOverride();
+    registerServeModel(program);
+    const run = program.parseAsync(
+      ['serve-model', 'no-such-model', '--name', 'My-model_v1.2@x', '--home', '/nonexistent/home'],
+      { from: 'user' },
+    );
+    await expect(run).rejects.toMatchObject({ code: 'MODEL_NOT_FOUND' });
+  });
+});
