@@ -231,15 +231,18 @@ function check(
   // An empty file (a lost disk's zero-length copy) or another program's SQLite database is unreadable as a
   // ledger (exit 2), as a file that is not SQLite is; until 2026-12-06 it was a line of problems (exit 1).
   if (!meta) throw new DropbearError('LEDGER_UNREADABLE', `${path} is not a Dropbear ledger (no meta row)`);
-  if (meta.schemaVersion !== LEDGER_SCHEMA_VERSION) {
-    problems.push(
-      `ledger schema ${meta.schemaVersion}; this build reads ${LEDGER_SCHEMA_VERSION}` +
+  // A file of another schema is one this build cannot check, not one with problems: until 2026-12-06 it was
+  // a problem line (exit 1, read as a damaged ledger), where `ledger certificate` said LEDGER_SCHEMA_VERSION.
+  if (meta.schemaVersion !== LEDGER_SCHEMA_VERSION)
+    throw new DropbearError(
+      'LEDGER_SCHEMA_VERSION',
+      `${path}: ledger schema ${meta.schemaVersion}; this build reads ${LEDGER_SCHEMA_VERSION}` +
         (meta.schemaVersion >= 2 && meta.schemaVersion < LEDGER_SCHEMA_VERSION
           ? ' (a node opening the file upgrades it; verification only reads)'
-          : ''),
+          : meta.schemaVersion > LEDGER_SCHEMA_VERSION
+            ? ' (written by a newer build: verify it with that one)'
+            : ''),
     );
-    return;
-  }
   const genesis = tryDecode(
     () => decode(Genesis, meta.genesis),
     (m) => problems.push(`stored genesis does not decode: ${m}`),

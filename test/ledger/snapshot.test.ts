@@ -611,9 +611,12 @@ describe('SqliteLedger snapshots', () => {
     db.exec('DROP TABLE snapshots');
     db.prepare('UPDATE meta SET schema_version = 6').run();
     db.close();
-    expect(verifyLedgerFile(path).problems).toEqual([
-      `ledger schema 6; this build reads ${LEDGER_SCHEMA_VERSION} (a node opening the file upgrades it; verification only reads)`,
-    ]);
+    expect(() => verifyLedgerFile(path)).toThrow(
+      expect.objectContaining({
+        code: 'LEDGER_SCHEMA_VERSION',
+        message: `${path}: ledger schema 6; this build reads ${LEDGER_SCHEMA_VERSION} (a node opening the file upgrades it; verification only reads)`,
+      }),
+    );
     const l = SqliteLedger.open(path, genesis, { snapshotEvery: 5 });
     expect(snapshotSeqs(path)).toEqual([]);
     const reference = SqliteLedger.open(':memory:', genesis, { snapshotEvery: 0 });
