@@ -15,7 +15,7 @@ import { loadLabels } from '../sim/eval.ts';
 import { usageError } from './errors.ts';
 import { countProgress } from './eval.ts';
 import { DEFAULT_MODELS, GROUP_REPLICA, initGroup, loadGroup, startGroup } from './group.ts';
-import { decisionText, label } from './infer.ts';
+import { checkImages, decisionText, label } from './infer.ts';
 import { progressReporter } from './models.ts';
 import { parseWhole } from './numbers.ts';
 
@@ -94,6 +94,8 @@ export function registerDemo(program: Command): void {
       if (count) files = files.slice(0, count);
       const asked = o.models.split(',').filter(Boolean);
       if (asked.length !== 4) throw usageError(`--models names ${asked.length} models; the demo runs 4`);
+      // As `infer` does: a 0-byte or unreadable image was signed and sent (a request no node can decode).
+      checkImages(files.map((f) => join(o.images, f)));
       const models = await prepareModels(asked, home);
       const out = resolve(o.out);
       if (existsSync(join(out, 'group.json'))) rmSync(out, { recursive: true, force: true });

@@ -474,6 +474,17 @@ describe('usage errors exit 2 with a message naming the problem', () => {
       /^error \[SCHEDULE_INVALID\]: .*not-a-schedule\.json is not a fault schedule: "seed" must be a whole number/,
     ],
     [
+      // It started a group and sent it: a request no node can decode, paid for.
+      'demo with a 0-byte image in its folder (FILE_EMPTY before any group starts)',
+      () => {
+        const d = dir('demo-empty-image');
+        mkdirSync(d, { recursive: true });
+        writeFileSync(join(d, 'a.jpg'), '');
+        return ['demo', '--images', d, '--out', dir('demo-empty-out'), '--once'];
+      },
+      /^error \[FILE_EMPTY\]: .*a\.jpg is empty; nothing was sent\n$/,
+    ],
+    [
       'sim --schedule with a genesis',
       () => {
         const f = dir('genesis-as-schedule.json');
