@@ -511,6 +511,15 @@ export function createKServeServer(opts: KServeServerOptions): FastifyInstance {
     if (typeof request.id === 'string') response.id = request.id;
     response.outputs = [output];
     if (!binaryOut) {
+      // JSON has no NaN or infinity: JSON.stringify wrote null, an answer a client reads as missing or 0.
+      // (Inputs are refused when not finite; a model can still reach one from finite inputs.) Binary data
+      // carries the bits as they are.
+      const bad = values.findIndex((x) => !Number.isFinite(x));
+      if (bad >= 0)
+        throw new DropbearError(
+          'OUTPUT_NOT_FINITE',
+          `output ${spec.output.name} element ${bad} is ${values[bad]}, which JSON cannot carry; ask for the output as binary data (parameters "binary_data_output": true)`,
+        );
       output.data = Array.from(values);
       return reply.type('application/json').send(JSON.stringify(response));
     }

@@ -19,7 +19,8 @@ const seen: number[] = [];
 const engine: ServedEngine = {
   spec: SPEC,
   digest: SPEC.sha256,
-  scores: async () => new Float32Array(10),
+  // A finite input that drives the (fake) model's output to NaN: the first element 7777.
+  scores: async (x: Float32Array) => new Float32Array(10).fill(x[0] === 7777 ? Number.NaN : 0),
   scoresFor: async (b: Uint8Array) => {
     seen.push(b.length);
     return new Float32Array(10).fill(b.length);
@@ -223,6 +224,38 @@ describe('JSON numbers the datatype cannot hold', () => {
     expect(((await r.json()) as { error: string }).error).toBe(
       `input ${SPEC.input.name}: binary element ${at} is ${what}, not a finite number`,
     );
+  });
+
+  // JSON.stringify wrote null for each NaN: a 200 whose scores a client reads as missing or 0.
+  it('an output the model made NaN from finite input: 500 OUTPUT_NOT_FINITE in JSON, the bits in binary data', async () => {
+    const body = (binary: boolean) =>
+      JSON.stringify({
+        inputs: [
+          {
+            name: SPEC.input.name,
+            datatype: 'FP32',
+            shape: [1, 1, 28, 28],
+            data: [7777, ...new Array(783).fill(0)],
+          },
+        ],
+        ...(binary ? { parameters: { binary_data_output: true } } : {}),
+      });
+    const url = `http://127.0.0.1:${port}${inferUrl}`;
+    const headers = { 'content-type': 'application/json' };
+    const json = await fetch(url, { method: 'POST', headers, body: body(false) });
+    expect(json.status).toBe(500);
+    expect(((await json.json()) as { error: string }).error).toBe(
+      `OUTPUT_NOT_FINITE: output ${SPEC.output.name} element 0 is NaN, which JSON cannot carry; ask for the output as binary data (parameters "binary_data_output": true)`,
+    );
+    const bin = await fetch(url, { method: 'POST', headers, body: body(true) });
+    expect(bin.status).toBe(200);
+    const all = Buffer.from(await bin.arrayBuffer());
+    const data = all.subarray(Number(bin.headers.get('inference-header-content-length')));
+    expect(data.length).toBe(40);
+    expect(Number.isNaN(data.readFloatLE(36))).toBe(true);
+    // A finite output is served in JSON as before.
+    const ok = await fetch(url, { method: 'POST', headers, body: body(false).replace('7777', '1') });
+    expect(ok.status).toBe(200);
   });
 
   it('the largest finite values are still served', async () => {
