@@ -949,7 +949,9 @@ export function buildApi(host: NodeHost, opts: ApiOptions = {}): FastifyInstance
   // `?wait` is coerced by ajv as JavaScript's Number() reads a string: `0x10` was 16, `0b1` 1, ` 5` 5 and
   // an empty `?wait=` 0. Only decimal digits are taken (an exponent included: `1e3` is 1000, as before).
   app.addHook('preValidation', (req, _reply, done) => {
-    const wait = (req.query as Record<string, unknown> | undefined)?.wait;
+    // Only where the route takes `wait` (elsewhere it is UNKNOWN_QUERY_PARAMETER, from the schema).
+    const takes = (req.routeOptions.schema?.querystring as { properties?: object } | undefined)?.properties;
+    const wait = takes && 'wait' in takes ? (req.query as Record<string, unknown>).wait : undefined;
     const bad = (Array.isArray(wait) ? wait : [wait]).find(
       (w) => typeof w === 'string' && !/^[0-9]+(\.[0-9]+)?([eE]\+?[0-9]+)?$/.test(w),
     );

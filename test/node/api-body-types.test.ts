@@ -293,6 +293,12 @@ describe('query strings and path parameters are still coerced', () => {
     }
   });
 
+  it('?wait=0x10 on a route without ?wait is UNKNOWN_QUERY_PARAMETER, not a notation error', async () => {
+    const res = await app.inject({ method: 'GET', url: '/v1/status?wait=0x10' });
+    expect(res.statusCode).toBe(400);
+    expect(res.json().error.code).toBe('UNKNOWN_QUERY_PARAMETER');
+  });
+
   it('an unknown query parameter is still UNKNOWN_QUERY_PARAMETER', async () => {
     const res = await app.inject({ method: 'GET', url: `${cert}?wiat=5` });
     expect(res.statusCode).toBe(400);
