@@ -239,6 +239,13 @@ export function batchCap(
 const EXPIRY_SWEEP_MS = 100;
 /** At most this many answers to requests forgotten as expired are kept (Replica.expiredOwn). */
 const MAX_EXPIRED_OWN = 65_536;
+/**
+ * Misbehaviour proofs kept (and stored, Action 'evidence') per node and kind. One convicts; more add nothing,
+ * and a double-vote proof holds both whole RESULTS batches: without a cap, two batches over the same k
+ * requests made k proofs of both (k up to 65,536, ~5 MiB each), all kept in memory and written to the
+ * ledger. Every offence is still counted (misbehaviour).
+ */
+export const EVIDENCE_PER_NODE_KIND = 4;
 /** Matches no batch digest (a stand-in where none is known). */
 const EMPTY_DIGEST = new Uint8Array(0);
 
@@ -715,6 +722,8 @@ export class Replica {
   /** Verifiable proofs of misbehaviour, one per offence (also emitted as 'evidence' actions). */
   readonly evidence: { node: number; kind: Misbehaviour; detail: string; proof: Evidence }[] = [];
   private readonly evidenceKeys = new Set<string>();
+  /** Proofs kept per `${node}:${kind}` (at most EVIDENCE_PER_NODE_KIND). */
+  private readonly evidenceCounts = new Map<string, number>();
 
   /**
    * Client batch signatures already checked: the requests of one client batch cost one signature check
@@ -4592,10 +4601,16 @@ export class Replica {
   private recordEvidence(node: number, kind: Misbehaviour, detail: string, proof: Evidence): void {
     const key = `${node}:${detail}`;
     if (this.evidenceKeys.has(key)) return;
+    this.blame(node, kind, detail);
+    // Beyond EVIDENCE_PER_NODE_KIND proofs of this kind against this node, the offence is only counted
+    // (blame, above), and not remembered either: evidenceKeys stays as bounded as the proofs.
+    const held = `${node}:${kind}`;
+    const count = this.evidenceCounts.get(held) ?? 0;
+    if (count >= EVIDENCE_PER_NODE_KIND) return;
+    this.evidenceCounts.set(held, count + 1);
     this.evidenceKeys.add(key);
     this.evidence.push({ node, kind, detail, proof });
     this.out.push({ type: 'evidence', node, proof });
-    this.blame(node, kind, detail);
   }
 
   private flush(): void {

@@ -1,7 +1,10 @@
+import { randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { verifyEvidence } from '../../src/consensus/evidence.ts';
+import { EVIDENCE_PER_NODE_KIND, Replica } from '../../src/consensus/replica.ts';
 import { decode, Evidence, encode } from '../../src/protocol/index.ts';
 import { simulate } from '../../src/sim/world.ts';
+import { G, NEVER, resultsOf, T0, wire } from './fixtures.ts';
 
 describe('misbehaviour evidence', () => {
   it('a double vote is stored as a proof anyone can check against the genesis', () => {
@@ -55,5 +58,27 @@ describe('misbehaviour evidence', () => {
       signatureB: new Uint8Array(64),
     };
     expect(verifyEvidence(eqv, r.group.genesis)).toBeNull();
+  });
+
+  it('a peer double-voting on many requests at once costs a bounded number of proofs, not one per request', () => {
+    // Two RESULTS of node 2 over the same 300 request ids (none held here: orphan votes), every answer
+    // different. Each double-vote proof holds both whole batches: one proof per request made the node
+    // store (and log) 300 proofs of both batches, quadratic in what the peer sent (65,536 entries a batch
+    // fit a frame: ~5 MiB a proof, 65,536 proofs), and keep them in memory for good.
+    const r = new Replica(G.genesis, 0, G.keys[0], { retransmitMs: NEVER, viewChangeTimeoutMs: NEVER });
+    const ids = Array.from({ length: 300 }, () => new Uint8Array(randomBytes(32)));
+    const acts = [7, 8].flatMap((label, i) =>
+      r.step(
+        { type: 'message', from: 2, msg: wire({ kind: 'results', signed: resultsOf(2, ids, label) }) },
+        T0 + i,
+      ),
+    );
+    const stored = acts.filter((a) => a.type === 'evidence');
+    expect(stored.length).toBeGreaterThan(0);
+    expect(stored.length).toBeLessThanOrEqual(EVIDENCE_PER_NODE_KIND);
+    expect(r.evidence.length).toBe(stored.length);
+    for (const e of r.evidence) expect(verifyEvidence(e.proof, G.genesis)).toBe(2);
+    // Still counted, every one of them.
+    expect(r.misbehaviour.get(2)?.get('double-vote')).toBe(300);
   });
 });
