@@ -598,6 +598,15 @@ interface StoredResults {
  * one item, however large (a frame holds the largest input the genesis allows).
  */
 const FETCH_ANSWER_BYTES = 8 << 20;
+/**
+ * FETCH answers (FETCHED, and the own messages resent for `seqs`) a peer gets from this node, in estimated
+ * bytes per second, after a burst of FETCH_SERVE_BURST_BYTES: a FETCH of ~50 bytes may ask for a
+ * FETCH_ANSWER_BYTES answer, read, encoded and sent each time. A FETCH over the budget is not answered; an
+ * honest peer asks again at its next retransmission. The pace of state serving (host.ts,
+ * STATE_SERVE_BYTES_PER_SEC).
+ */
+export const FETCH_SERVE_BYTES_PER_SEC = 16 << 20;
+export const FETCH_SERVE_BURST_BYTES = 2 * FETCH_ANSWER_BYTES;
 
 interface Slot {
   seq: number;
@@ -3328,6 +3337,15 @@ export class Replica {
 
   private onFetch(m: Extract<NodeMessage, { kind: 'fetch' }>): void {
     if (m.from >= this.n || m.from === this.id) return;
+    // Within the peer's budget (FETCH_SERVE_BYTES_PER_SEC): over it, nothing is answered.
+    const bucket = this.fetchBudgets.get(m.from) ?? { tokens: FETCH_SERVE_BURST_BYTES, at: this.now };
+    this.fetchBudgets.set(m.from, bucket);
+    bucket.tokens = Math.min(
+      FETCH_SERVE_BURST_BYTES,
+      bucket.tokens + ((this.now - bucket.at) * FETCH_SERVE_BYTES_PER_SEC) / 1000,
+    );
+    bucket.at = this.now;
+    if (bucket.tokens <= 0) return;
     // Each thing once, and no more than FETCH_ANSWER_BYTES in all (estimated): one FETCH naming a large
     // request 65,536 times asked for a 64 GiB answer, whose encoding stopped the node. What is left out
     // the peer asks for again at its next retransmission.
@@ -3368,8 +3386,15 @@ export class Replica {
     }
     if (requests.length + results.length + prePrepares.length > 0)
       this.out.push({ type: 'send', to: m.from, msg: { kind: 'fetched', requests, results, prePrepares } });
-    for (const seq of new Set(m.seqs)) this.resendOwn(m.from, seq);
+    const resend = new Set(m.seqs);
+    for (const seq of resend) this.resendOwn(m.from, seq);
+    // What the answer was estimated at (the bucket may go below zero by one answer), and ~256 bytes for each
+    // of the (up to three) own messages sent again per seq.
+    bucket.tokens -= FETCH_ANSWER_BYTES - budget + 768 * resend.size;
   }
+
+  /** Per peer, its FETCH budget (onFetch): estimated bytes left, and when last refilled (timer clock). */
+  private readonly fetchBudgets = new Map<number, { tokens: number; at: number }>();
 
   private onFetched(from: number, m: Extract<NodeMessage, { kind: 'fetched' }>): void {
     // Relayed (client requests, any node's RESULTS, the primary's PRE-PREPAREs): a node answers only with

@@ -4,7 +4,14 @@
  */
 import { randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { type Action, type Event, Replica, type ReplicaConfig } from '../../src/consensus/replica.ts';
+import {
+  type Action,
+  type Event,
+  FETCH_SERVE_BURST_BYTES,
+  FETCH_SERVE_BYTES_PER_SEC,
+  Replica,
+  type ReplicaConfig,
+} from '../../src/consensus/replica.ts';
 import { deriveNewView } from '../../src/consensus/viewchange.ts';
 import { LedgerState } from '../../src/ledger/state.ts';
 import {
@@ -521,5 +528,44 @@ describe('replica, review of 2026-12-05: a proposal within the client maxFee', (
     expect(proposedVoters(withMaxFee(2, 10))).toEqual([0, 1, 2, 3]);
     // Over it even with q votes: q of them go, and the ledger skips it (over-max-fee) as before.
     expect(proposedVoters(withMaxFee(3, 5))).toEqual([0, 1, 2]);
+  });
+});
+
+describe('replica, review of 2026-12-06: FETCH answers within a byte budget per peer', () => {
+  // A FETCH of ~50 bytes naming one request of ~1 MB asked for ~1 MB of answer, encoded and sent each
+  // time: a faulty peer asking in a loop kept this node encoding and its link full, without limit.
+  const input = new Uint8Array(randomBytes(1_000_000));
+  const sr = signRequest(
+    {
+      groupId: GID,
+      client: G.client.publicKey,
+      nonce: 1,
+      timestamp: T0,
+      inputDigest: sha256(input),
+      policy: null,
+      maxFee: 1_000_000,
+    },
+    input,
+    G.client,
+  );
+  const id = requestIdOf(sr);
+  const ask: NodeMessage = { kind: 'fetch', from: 1, requests: [id], results: [], seqs: [], prePrepares: [] };
+  const answers = (acts: Action[]) => sent(acts, 'fetched').length;
+
+  it('a peer asking again and again gets a burst, then answers at the pace of the budget', () => {
+    const h = new One(0);
+    expect(h.step({ type: 'request', request: sr }, T0).some((a) => a.type === 'accepted')).toBe(true);
+    let n = 0;
+    for (let i = 0; i < 100; i++) n += answers(h.msg(1, ask, T0 + 1));
+    // The burst (FETCH_SERVE_BURST_BYTES) and one answer more, not one per FETCH.
+    expect(n).toBeGreaterThan(0);
+    expect(n).toBeLessThanOrEqual(FETCH_SERVE_BURST_BYTES / 1_000_000 + 1);
+    // A second later, a second's worth of budget: as many answers again as it buys, no more.
+    let m = 0;
+    for (let i = 0; i < 100; i++) m += answers(h.msg(1, ask, T0 + 1001));
+    expect(m).toBeGreaterThan(0);
+    expect(m).toBeLessThanOrEqual(FETCH_SERVE_BYTES_PER_SEC / 1_000_000 + 1);
+    // Another peer has a budget of its own.
+    expect(answers(h.msg(2, { ...ask, from: 2 }, T0 + 1001))).toBe(1);
   });
 });
