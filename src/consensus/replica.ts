@@ -3913,6 +3913,9 @@ export class Replica {
     this.maybeSendNewView();
   }
 
+  /** Per peer, when the NEW-VIEW of which view was last sent it again (onViewChange). */
+  private readonly newViewResent = new Map<number, { view: number; at: number }>();
+
   private storeViewChange(vc: SignedViewChange): void {
     // One VIEW-CHANGE per sender, its latest: a node that asks for a higher view has left the lower one,
     // and a faulty node must not make this one store a view change (up to a window of prepared
@@ -3938,9 +3941,18 @@ export class Replica {
     if (b.from !== from) return this.blame(from, 'bad-sender', 'view change names another sender');
     if (b.newView < this.view) return;
     if (b.newView === this.view && !this.viewChanging) {
-      // The sender missed the NEW-VIEW of the view we are in: send it again.
-      if (this.lastNewView?.newView === this.view)
+      // The sender missed the NEW-VIEW of the view we are in: send it again, at most once per retransmitMs
+      // to each peer (nothing of this VIEW-CHANGE is checked, and a NEW-VIEW may be large: a faulty peer
+      // repeating a small one got it each time, as fast as it asked). An honest peer that still lacks it
+      // asks again at its own retransmission.
+      const last = this.newViewResent.get(from);
+      if (
+        this.lastNewView?.newView === this.view &&
+        (last === undefined || last.view !== this.view || this.now - last.at >= this.cfg.retransmitMs)
+      ) {
+        this.newViewResent.set(from, { view: this.view, at: this.now });
         this.out.push({ type: 'send', to: from, msg: this.lastNewView });
+      }
       return;
     }
     if (this.vcMessages.get(b.newView)?.has(from)) return;

@@ -569,3 +569,27 @@ describe('replica, review of 2026-12-06: FETCH answers within a byte budget per 
     expect(answers(h.msg(2, { ...ask, from: 2 }, T0 + 1001))).toBe(1);
   });
 });
+
+describe('replica, review of 2026-12-06: a VIEW-CHANGE for the current view', () => {
+  // A peer's VIEW-CHANGE for the view this node is in says it missed the NEW-VIEW: the node sends it again.
+  // That was done for every such message, before any check, so a faulty peer repeating one small VIEW-CHANGE
+  // (replaying its own, or an unsigned one) got the whole NEW-VIEW (q VIEW-CHANGEs and their certificates)
+  // each time, as fast as it could ask.
+  it('is answered with the NEW-VIEW at most once per retransmission interval per peer', () => {
+    const h = new One(3, { retransmitMs: 100 });
+    newView1(h, [viewChange(0), viewChange(1), viewChange(2)], T0 + 30);
+    expect(h.r.view).toBe(1);
+    expect(h.r.viewChanging).toBe(false);
+    const again = (from: number, at: number) => {
+      let n = 0;
+      for (let i = 0; i < 20; i++)
+        n += sent(h.msg(from, { kind: 'viewChange', vc: viewChange(from) }, at), 'newView').length;
+      return n;
+    };
+    expect(again(2, T0 + 31)).toBe(1);
+    expect(again(2, T0 + 90)).toBe(0);
+    // Another peer that missed it is answered; the first again once the interval is over.
+    expect(again(0, T0 + 90)).toBe(1);
+    expect(again(2, T0 + 131)).toBe(1);
+  });
+});
