@@ -246,6 +246,8 @@ const MAX_EXPIRED_OWN = 65_536;
  * ledger. Every offence is still counted (misbehaviour).
  */
 export const EVIDENCE_PER_NODE_KIND = 4;
+/** Model-update transactions held (waiting or proposed) per node they update (checkTx, TX_TOO_MANY). */
+export const MAX_TXS_PER_NODE = 16;
 /** Matches no batch digest (a stand-in where none is known). */
 const EMPTY_DIGEST = new Uint8Array(0);
 
@@ -480,7 +482,9 @@ export type TxRejectCode =
    * An update of the node it was submitted to, for a model that node has not loaded (the node host checks
    * this; the replica cannot know what is loaded).
    */
-  | 'TX_MODEL_NOT_LOADED';
+  | 'TX_MODEL_NOT_LOADED'
+  /** MAX_TXS_PER_NODE updates of the node it names are held (waiting or proposed) already. */
+  | 'TX_TOO_MANY';
 
 /** Why a peer's message was dropped; counted per peer (the node layer exports the counts). */
 export type Misbehaviour =
@@ -1513,8 +1517,21 @@ export class Replica {
     // cannot order it. So a version is taken only right after the current one or one waiting here (its
     // owner, or the node it was submitted to, spreads it again until it is taken).
     let highest = this.modelVersions[u.node];
+    let held = 0;
     for (const t of this.txs.values())
-      if (t.tx.update.node === u.node && t.tx.update.version > highest) highest = t.tx.update.version;
+      if (t.tx.update.node === u.node) {
+        held++;
+        if (t.tx.update.version > highest) highest = t.tx.update.version;
+      }
+    // Only the node's own key signs its updates, and it could sign them without end (another digest each
+    // time, all of one version): each was held, relayed and proposed, and each check went through all held.
+    if (held >= MAX_TXS_PER_NODE)
+      return {
+        ok: false,
+        code: 'TX_TOO_MANY',
+        message: `${held} updates of node ${u.node} are waiting to be ordered already, the most held per node: submit this one once they are ordered`,
+        id,
+      };
     if (u.version > highest + 1)
       return {
         ok: false,

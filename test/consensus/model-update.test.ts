@@ -4,7 +4,13 @@
  * model changes at execution.
  */
 import { describe, expect, it } from 'vitest';
-import { type Action, type Event, Replica, type ReplicaConfig } from '../../src/consensus/replica.ts';
+import {
+  type Action,
+  type Event,
+  MAX_TXS_PER_NODE,
+  Replica,
+  type ReplicaConfig,
+} from '../../src/consensus/replica.ts';
 import { LedgerState } from '../../src/ledger/state.ts';
 import {
   type Batch,
@@ -275,5 +281,26 @@ describe('re-inference when the own model changes', () => {
       [hex(ib), 1],
       [hex(ic), 9],
     ]);
+  });
+});
+
+describe('model updates a faulty owner signs without end', () => {
+  // Node 2, faulty, signs update after update of its own model to version 1, each to another digest: each
+  // was a new transaction, taken and relayed to the primary, and the checks of the next one went through all
+  // held (a Map without bound, and work quadratic in it).
+  it('are held at most MAX_TXS_PER_NODE per node; the rest are turned away, by peers and by the API', () => {
+    const h = new One(3);
+    let relayed = 0;
+    for (let i = 0; i < 3 * MAX_TXS_PER_NODE; i++) {
+      const tx = update(2, 1, sha256(new TextEncoder().encode(`model 2, try ${i}`)));
+      relayed += h.msg(2, { kind: 'tx', tx }).filter((a) => a.type === 'send' && a.msg.kind === 'tx').length;
+    }
+    expect(h.r.pendingTxs.length).toBe(MAX_TXS_PER_NODE);
+    expect(relayed).toBe(MAX_TXS_PER_NODE);
+    const more = h.submit(update(2, 1, sha256(new TextEncoder().encode('one more'))));
+    expect(only(more, 'txRejected').map((a) => a.code)).toEqual(['TX_TOO_MANY']);
+    // Another node's update is not held back by node 2's.
+    const other = h.submit(update(1, 1, sha256(new TextEncoder().encode('model 1, version 1'))));
+    expect(only(other, 'txAccepted')).toHaveLength(1);
   });
 });
