@@ -1544,6 +1544,25 @@ export class Transport {
     s.suppressed = 0;
   }
 
+  /**
+   * An authenticated peer's connect or close (`key`: the peer and which), logged at info at most once per
+   * FAULT_LOG_INTERVAL_MS, with how many were not (`suppressed`): a faulty node holds its genesis key, and each
+   * handshake it completes replaces its connection, two lines a connection as fast as it dials (the stats
+   * count every one: connects, disconnects).
+   */
+  private infoLimited(key: string, obj: object, msg: string): void {
+    const now = performance.now();
+    const s = this.faultLogs.get(key) ?? { next: 0, suppressed: 0 };
+    this.faultLogs.set(key, s);
+    if (now < s.next) {
+      s.suppressed++;
+      return;
+    }
+    this.log.info({ ...obj, suppressed: s.suppressed }, msg);
+    s.next = now + FAULT_LOG_INTERVAL_MS;
+    s.suppressed = 0;
+  }
+
   private bindingOf(socket: net.Socket): Uint8Array {
     if (socket instanceof tls.TLSSocket)
       return socket.exportKeyingMaterial(32, TLS_EXPORTER_LABEL, Buffer.alloc(0));
@@ -1746,7 +1765,8 @@ export class Transport {
     if (p.wakeTimer) clearTimeout(p.wakeTimer);
     p.wakeTimer = null;
     this.setState(p, 'connected');
-    this.log.info(
+    this.infoLimited(
+      `peer ${p.id} connected`,
       { node: this.id, peer: p.id, remote: c.remote, connects: p.stats.connects },
       'transport: peer connected',
     );
@@ -1821,7 +1841,8 @@ export class Transport {
           `peer ${p.id} ${fault}`,
         );
       } else if (!stopping) {
-        this.log.info(
+        this.infoLimited(
+          `peer ${p.id} closed`,
           { node: this.id, peer: p.id, remote: c.remote, reason },
           'transport: connection closed',
         );

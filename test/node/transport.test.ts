@@ -1090,6 +1090,41 @@ describe('transport', () => {
     }
   });
 
+  it('a peer that reconnects again and again logs its connects and closes once per 10 s (then with how many were not), not a line each; every one counted', async () => {
+    // A faulty node holds its genesis key: each handshake it completes replaces its connection, and each
+    // was an info line 'peer connected' and one 'connection closed' (the replaced one), as fast as it dials.
+    const g = makeGroup(2, 25);
+    const logs = collector();
+    const clock = handClock();
+    const t1 = transportFor(g, 1, { ...FAST, heartbeatMs: 0, logger: logs.logger });
+    try {
+      const port1 = await t1.start();
+      const lines = (msg: string) =>
+        logs.lines.filter((l) => l.msg === msg && (l.obj as { peer?: number }).peer === 0);
+      clock.freeze();
+      const N = 12;
+      for (let i = 0; i < N; i++)
+        expect((await rawHandshake(port1, g, { from: 0, to: 1, key: g.keys[0] })).ok).toBe(true);
+      await waitFor(() => t1.stats().peers[0].disconnects === N - 1, 'every replaced connection to close');
+      expect(t1.stats().peers[0].connects).toBe(N);
+      expect(lines('transport: peer connected')).toHaveLength(1);
+      expect(lines('transport: connection closed')).toHaveLength(1);
+      // 10 s later, the next of each is logged with how many were not.
+      clock.advance(FAULT_LOG_INTERVAL_MS);
+      expect((await rawHandshake(port1, g, { from: 0, to: 1, key: g.keys[0] })).ok).toBe(true);
+      await waitFor(() => t1.stats().peers[0].disconnects === N, 'the replaced connection to close');
+      expect(
+        lines('transport: peer connected').map((l) => (l.obj as { suppressed?: number }).suppressed),
+      ).toEqual([0, N - 1]);
+      expect(
+        lines('transport: connection closed').map((l) => (l.obj as { suppressed?: number }).suppressed),
+      ).toEqual([0, N - 2]);
+    } finally {
+      await t1.stop();
+      clock.restore();
+    }
+  });
+
   it('reportBad quarantines the peer: refused at its HELLO or not dialled until the end; doubled when it offends again; forgiven after a quiet while', async () => {
     const g = makeGroup(3, 6);
     // Long enough that three handshakes fit in the first quarantine and the second offence comes within
