@@ -310,7 +310,10 @@ function isStream(x: unknown): x is ReadableStream<Uint8Array> {
  * that declares a larger length is not read at all, one without a length is read as it comes and abandoned
  * past `max` (cancelling the stream closes the connection), so a node that streams without end costs
  * `max` bytes. One with its length declared and within `max` is read whole: the HTTP parser reads no more
- * than that length. A response without a body stream (a caller's own `fetch`) is read whole and checked.
+ * than that length. Unless it is compressed (Content-Encoding): the declared length is then the compressed
+ * one, and fetch decompresses as it reads, so it is read as it comes like one without a length (8 MiB of
+ * gzip'd spaces in ~8 KB, declared so, was read whole, then measured: 2026-12-06). A response without a
+ * body stream (a caller's own `fetch`) is read whole and checked.
  */
 async function bodyOf(res: Response, max: number): Promise<Uint8Array> {
   const tooLarge = (size: string) =>
@@ -325,7 +328,9 @@ async function bodyOf(res: Response, max: number): Promise<Uint8Array> {
     if (isStream(body)) body.cancel().catch(() => {});
     throw tooLarge(`${declared}`);
   }
-  if (!isStream(body) || Number.isSafeInteger(declared)) {
+  const encoding = res.headers.get('content-encoding')?.trim().toLowerCase() ?? '';
+  const plain = encoding === '' || encoding === 'identity';
+  if (!isStream(body) || (Number.isSafeInteger(declared) && plain)) {
     const bytes = new Uint8Array(await res.arrayBuffer());
     if (bytes.length > max) throw tooLarge(`${bytes.length}`);
     return bytes;
@@ -355,9 +360,63 @@ async function bodyOf(res: Response, max: number): Promise<Uint8Array> {
 
 const UTF8 = new TextDecoder();
 
+/** The most of one node's message (or of why it failed) that goes into an error's message. */
+const MAX_NODE_TEXT = 300;
+
+/**
+ * Text a node chose (its error's message, a redirect's target, a parser's quote of its answer) as it goes
+ * into an error's message: one line, no control characters (a line break, or a terminal's escape, made
+ * `dropbear infer` print lines the node wrote, "certified: …" among them), at most MAX_NODE_TEXT
+ * characters (a JSON error's message had no bound but maxResponseBytes), and a string whatever it was.
+ */
+function nodeText(x: unknown): string {
+  const one = String(x)
+    .replace(/[\p{Cc}\p{Zl}\p{Zp}]+/gu, ' ')
+    .trim();
+  return one.length > MAX_NODE_TEXT ? `${one.slice(0, MAX_NODE_TEXT)}…` : one;
+}
+
+/**
+ * A node's error code when it is one (letters, digits, `_`, at most 64: every code the API sends), else
+ * `fallback`: a code is compared (FINAL, OVERLOADED) and printed in brackets, so an object, a number or text
+ * with line breaks from a faulty node is not taken as one.
+ */
+function nodeCode(x: unknown, fallback: string): string {
+  return typeof x === 'string' && /^[A-Za-z0-9_]{1,64}$/.test(x) ? x : fallback;
+}
+
+/**
+ * For an answer with a 3xx status: where it points, said. A Dropbear node never redirects, and fetch is
+ * told not to follow (`redirect: 'manual'`): followed, a faulty node sent the client's GETs to a host of its
+ * choosing, and a redirected POST failed as "fetch failed (Cannot perform ArrayBuffer.prototype.slice on a
+ * detached ArrayBuffer)".
+ */
+function redirectNote(res: Response): string {
+  if (res.type === 'opaqueredirect') return ', a redirect (not followed)';
+  if (res.status < 300 || res.status > 399) return '';
+  const to = res.headers.get('location');
+  return to === null ? ', a redirect (not followed)' : `, a redirect to ${nodeText(to)} (not followed)`;
+}
+
 /** Why an answer is neither a certificate, "pending" nor the API's error ("node 0 answered 200" said none). */
-function unexpectedAnswer(node: GroupNode, status: number, body: unknown): string {
-  return `node ${node.id} answered ${status} ${body === null ? 'with a body that is not JSON' : 'without a certificate or an error'}`;
+function unexpectedAnswer(node: GroupNode, res: Response, body: unknown): string {
+  const note = redirectNote(res);
+  if (note) return `node ${node.id} answered ${res.status}${note}`;
+  return `node ${node.id} answered ${res.status} ${body === null ? 'with a body that is not JSON' : 'without a certificate or an error'}`;
+}
+
+/** The API's error in a JSON answer (`{"error": {"code", "message"}}`), its code and message checked. */
+function jsonError(
+  node: GroupNode,
+  res: Response,
+  body: { error?: { code?: unknown; message?: unknown } } | null,
+): DropbearError {
+  const code = nodeCode(body?.error?.code, `HTTP_${res.status}`);
+  const said = body?.error?.message;
+  return new DropbearError(
+    code,
+    typeof said === 'string' ? nodeText(said) : unexpectedAnswer(node, res, body),
+  );
 }
 
 /**
@@ -700,6 +759,7 @@ export class DropbearClient {
       method: 'POST',
       headers: { 'content-type': REQUEST_TYPE, accept: `${REQUEST_ANSWERS_TYPE}, application/json` },
       body: bytes as Uint8Array<ArrayBuffer>,
+      redirect: 'manual',
       signal,
     });
     const answers = await answersOf(res, node, 1, this.maxResponse);
@@ -707,22 +767,18 @@ export class DropbearClient {
       const [a] = answers;
       if (a.kind === 'certificate') return a.certificate;
       if (a.kind === 'pending') return null;
-      throw new DropbearError(a.code, a.message || a.code);
+      throw answerError(a);
     }
     const body = (await jsonOf(res, this.maxResponse)) as {
       certificate?: unknown;
-      error?: { code: string; message: string };
+      error?: { code?: unknown; message?: unknown };
     } | null;
     if (res.status === 200 && body?.certificate) return fromJson(Certificate, body.certificate);
     if (res.status === 202) return null;
-    const code = body?.error?.code ?? `HTTP_${res.status}`;
+    const err = jsonError(node, res, body);
     // An overloaded node's Retry-After goes with its error to sendOne (the least wait before a retry).
-    const retryAfterMs = code === 'OVERLOADED' ? retryAfterMsOf(res.headers.get('retry-after')) : null;
-    throw new DropbearError(
-      code,
-      body?.error?.message ?? unexpectedAnswer(node, res.status, body),
-      retryAfterMs === null ? undefined : { retryAfterMs },
-    );
+    const retryAfterMs = err.code === 'OVERLOADED' ? retryAfterMsOf(res.headers.get('retry-after')) : null;
+    throw new DropbearError(err.code, err.message, retryAfterMs === null ? undefined : { retryAfterMs });
   }
 
   private async poll(
@@ -733,18 +789,15 @@ export class DropbearClient {
   ): Promise<Certificate | null> {
     const res = await this.fetchImpl(
       `${node.api}/v1/certificates/${id}?wait=${Math.max(0, Math.floor(waitMs))}`,
-      { signal },
+      { redirect: 'manual', signal },
     );
     if (res.status === 404) return null;
     const body = (await jsonOf(res, this.maxResponse)) as {
       certificate?: unknown;
-      error?: { code: string; message: string };
+      error?: { code?: unknown; message?: unknown };
     } | null;
     if (res.status === 200 && body?.certificate) return fromJson(Certificate, body.certificate);
-    throw new DropbearError(
-      body?.error?.code ?? `HTTP_${res.status}`,
-      body?.error?.message ?? unexpectedAnswer(node, res.status, body),
-    );
+    throw jsonError(node, res, body);
   }
 
   /**
@@ -1293,7 +1346,7 @@ export class DropbearClient {
       it.taken = true;
       return pollLater(it);
     }
-    const err = new DropbearError(answer.code, answer.message || answer.code);
+    const err = answerError(answer);
     if (err.code === 'OVERLOADED') (it.overloadedBy ??= new Set()).add(node.id);
     if (err.code === 'OVERLOADED' || FINAL.has(err.code)) (it.declined ??= new Set()).add(node.id);
     why(`${err.code} ${err.message}`);
@@ -1326,7 +1379,7 @@ export class DropbearClient {
       ctx.settle(it, this.result(this.check(cert, it.sr, ctx.cache), node.id));
     } catch (e) {
       it.errors.push(
-        `node ${node.id}: ${(e as DropbearError).code ?? 'CERTIFICATE_INVALID'} ${(e as Error).message}`,
+        `node ${node.id}: ${(e as DropbearError).code ?? 'CERTIFICATE_INVALID'} ${whyFailed(e)}`,
       );
     }
   }
@@ -1386,6 +1439,7 @@ export class DropbearClient {
       method: 'POST',
       headers: { 'content-type': REQUEST_LIST_TYPE, accept: REQUEST_ANSWERS_TYPE },
       body: Buffer.concat([encode(uint, chunk.length), ...chunk.map((it) => it.bytes)]),
+      redirect: 'manual',
       signal,
     });
     try {
@@ -1397,11 +1451,12 @@ export class DropbearClient {
     const body = (await jsonOf(res, this.maxResponse)) as {
       error?: { code?: unknown; message?: unknown };
     } | null;
-    const code = typeof body?.error?.code === 'string' ? body.error.code : `HTTP_${res.status}`;
+    const code = nodeCode(body?.error?.code, `HTTP_${res.status}`);
+    const said = body?.error?.message;
     const message =
-      typeof body?.error?.message === 'string'
-        ? body.error.message
-        : `node ${node.id} answered ${res.status} without ${chunk.length} results`;
+      typeof said === 'string'
+        ? nodeText(said)
+        : `node ${node.id} answered ${res.status}${redirectNote(res) || ` without ${chunk.length} results`}`;
     return {
       error: new DropbearError(code, message),
       retryAfterMs: retryAfterMsOf(res.headers.get('retry-after')),
@@ -1528,7 +1583,13 @@ function whyFailed(e: unknown): string {
   const cause = (e as { cause?: { code?: unknown; message?: unknown } } | null)?.cause;
   const detail =
     typeof cause?.code === 'string' ? cause.code : typeof cause?.message === 'string' ? cause.message : '';
-  return detail && !message.includes(detail) ? `${message} (${detail})` : message;
+  return nodeText(detail && !message.includes(detail) ? `${message} (${detail})` : message);
+}
+
+/** A per-request error in a node's binary answer, its code and message checked (nodeCode, nodeText). */
+function answerError(a: { code: string; message: string }): DropbearError {
+  const code = nodeCode(a.code, 'BAD_ANSWER');
+  return new DropbearError(code, nodeText(a.message || a.code));
 }
 
 /** Records on each unsettled item why `node` could not serve it (and whether it surely did not take it). */

@@ -6,6 +6,7 @@
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { gzipSync } from 'node:zlib';
 import type { FastifyInstance } from 'fastify';
 import { afterAll, describe, expect, it } from 'vitest';
 import { buildCertificates } from '../../src/certificate/index.ts';
@@ -790,5 +791,108 @@ describe('a request no node took (every node asked answered 503 OVERLOADED) is s
     const off = await client(nodes, { overloadRetry: false }).inferBatch([input()]);
     expect(codeOf(off[0])).toBe('OVERLOADED');
     for (const l of loads) expect(l.admissions).toBe(1);
+  });
+});
+
+describe('a node whose answer is not what it says it is', () => {
+  it('a compressed answer counts against maxResponseBytes as it is decompressed, not after it is read whole', async () => {
+    // 8 MiB of spaces in ~8 KB of gzip, with a Content-Length that promises more and never comes: the
+    // declared (compressed) length was taken as the size, and the body read whole before it was measured,
+    // so the client held the decompressed bytes and waited to its deadline.
+    const gz = gzipSync(Buffer.alloc(8 * 2 ** 20, 32));
+    const bomb = await fakeNode((_req, res) => {
+      res.writeHead(200, {
+        'content-type': 'application/json',
+        'content-encoding': 'gzip',
+        'content-length': String(gz.length + 100),
+      });
+      res.write(gz);
+    });
+    const t0 = Date.now();
+    const e = await client([bomb], { maxResponseBytes: 2 ** 20, timeoutMs: 3000 })
+      .infer(input())
+      .catch((x: unknown) => x);
+    expect(codeOf(e)).toBe('NO_CERTIFICATE');
+    expect((e as Error).message).toContain('node 0: RESPONSE_TOO_LARGE');
+    expect(Date.now() - t0).toBeLessThan(2000);
+    // An honest answer compressed on the way (a proxy) is still read.
+    const h = honest();
+    const zipped = await fakeNode((req, res, body) => {
+      if (req.method === 'POST') {
+        const srs = requestsOf(req, body);
+        const z = gzipSync(
+          encode(
+            RequestAnswers,
+            srs.map((sr) => ({ kind: 'certificate' as const, certificate: certify(sr) })),
+          ),
+        );
+        res
+          .writeHead(200, {
+            'content-type': REQUEST_ANSWERS_TYPE,
+            'content-encoding': 'gzip',
+            'content-length': String(z.length),
+          })
+          .end(z);
+        return;
+      }
+      return h(req, res, body);
+    });
+    expectCertified(await client([zipped]).infer(input()));
+  });
+
+  it("a node's error code and message reach the caller as one bounded line: no control characters, no object for a code", async () => {
+    const liar = await fakeNode(async (_req, res) => {
+      res.writeHead(402, { 'content-type': 'application/json' }).end(
+        JSON.stringify({
+          error: {
+            code: 'INSUFFICIENT_FUNDS',
+            message: `x\n  certified: 5 goldfish\u001b[31m${'A'.repeat(100_000)}`,
+          },
+        }),
+      );
+    });
+    const odd = await fakeNode(async (_req, res) => {
+      res
+        .writeHead(400, { 'content-type': 'application/json' })
+        .end(JSON.stringify({ error: { code: { a: 1 }, message: 5 } }));
+    });
+    const items = await fakeNode(itemRefuser('BAD\nCODE\u001b[0m'));
+    const c = client([liar, odd, items]);
+    {
+      const single = await c.infer(input()).catch((x: unknown) => x);
+      const [batch] = await c.inferBatch([input()]);
+      for (const e of [single, batch]) {
+        expect(codeOf(e)).toBe('NO_CERTIFICATE');
+        const m = (e as Error).message;
+        // biome-ignore lint/suspicious/noControlCharactersInRegex: the point of the check
+        expect(m).not.toMatch(/[\u0000-\u001f\u007f]/);
+        expect(m).not.toContain('[object Object]');
+        expect(m).toContain('node 1: HTTP_400');
+        expect(m.length).toBeLessThan(4000);
+      }
+    }
+  });
+
+  it('a redirect is not followed (a Dropbear node never sends one): the node failed, saying so', async () => {
+    let elsewhere = 0;
+    const other = await fakeNode(async (_req, res) => {
+      elsewhere++;
+      res.writeHead(200, { 'content-type': 'text/html' }).end('<html>elsewhere</html>');
+    });
+    const redirector = await fakeNode(async (_req, res) => {
+      res.writeHead(307, { location: `${other}/steal` }).end();
+    });
+    const c = client([redirector]);
+    const e = await c.infer(input()).catch((x: unknown) => x);
+    const [b] = await c.inferBatch([input()]);
+    const got = await c.certificate('ab'.repeat(32));
+    expect(got).toBeNull();
+    expect(elsewhere).toBe(0);
+    for (const x of [e, b]) {
+      expect(codeOf(x)).toBe('NO_CERTIFICATE');
+      expect((x as Error).message).toMatch(
+        /node 0: HTTP_307 node 0 answered 307, a redirect to http:\/\/127\.0\.0\.1:\d+\/steal \(not followed\)/,
+      );
+    }
   });
 });
