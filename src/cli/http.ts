@@ -5,9 +5,18 @@
  *
  * - NODE_UNREACHABLE: nothing answered (refused, reset, unknown host); the message gives the cause's code.
  * - NODE_TIMEOUT: no answer within the limit.
- * - BAD_RESPONSE: an answer that is not JSON, or JSON of another shape (`expectObject` below).
+ * - BAD_RESPONSE: an answer that is not JSON, or JSON of another shape (`expectObject` below), or a redirect
+ *   (a Dropbear node never sends one; it is not followed: followed, a node sent `status` to another host,
+ *   whose answer was taken as the node's).
+ * - RESPONSE_TOO_LARGE: an answer past MAX_ANSWER_BYTES (not read further).
  */
 import { DropbearError } from '../protocol/index.ts';
+
+/**
+ * The largest answer read from a node: a status or a group view is a few KB (the view of a 256-node group
+ * ~100 KB). The body was read whole within the time limit: ~430 MB in 1.5 s from one local server.
+ */
+const MAX_ANSWER_BYTES = 4 * 1024 * 1024;
 
 /** A node's answer: its HTTP status and its body parsed as JSON. */
 export interface NodeAnswer {
@@ -35,9 +44,42 @@ function snippet(text: string): string {
   return one.length > 60 ? `${one.slice(0, 60)}…` : one;
 }
 
+/** The body as text, read as it comes (decompressed, if it is) and abandoned past MAX_ANSWER_BYTES. */
+async function boundedText(url: string, res: Response): Promise<string> {
+  if (!res.body) return '';
+  const reader = res.body.getReader();
+  const parts: Uint8Array[] = [];
+  let size = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    size += value.length;
+    if (size > MAX_ANSWER_BYTES) {
+      reader.cancel().catch(() => {});
+      throw new DropbearError(
+        'RESPONSE_TOO_LARGE',
+        `${url} answered more than ${MAX_ANSWER_BYTES} bytes; not read further. Is this a Dropbear node?`,
+      );
+    }
+    parts.push(value);
+  }
+  return Buffer.concat(parts).toString('utf8');
+}
+
+/** BAD_RESPONSE for an answer that redirects (not followed), else null. */
+function redirected(url: string, res: Response): DropbearError | null {
+  if (res.status < 300 || res.status > 399) return null;
+  const to = res.headers.get('location');
+  return new DropbearError(
+    'BAD_RESPONSE',
+    `${url} answered HTTP ${res.status}, a redirect${to === null ? '' : ` to ${snippet(to)}`} (not followed); is this a Dropbear node?`,
+  );
+}
+
 /**
  * Fetches `url` and parses the body as JSON, all within `timeoutMs`. Any status comes back (the caller
- * decides what it means); a body that is not JSON is BAD_RESPONSE.
+ * decides what it means) but a redirect's; a body that is not JSON is BAD_RESPONSE, one past
+ * MAX_ANSWER_BYTES RESPONSE_TOO_LARGE.
  */
 export async function fetchNodeJson(
   url: string,
@@ -48,8 +90,13 @@ export async function fetchNodeJson(
   let res: Response;
   let text: string;
   try {
-    res = await fetch(url, { ...init, signal });
-    text = await res.text();
+    res = await fetch(url, { ...init, redirect: 'manual', signal });
+    const moved = redirected(url, res);
+    if (moved) {
+      res.body?.cancel().catch(() => {});
+      throw moved;
+    }
+    text = await boundedText(url, res);
   } catch (e) {
     throw networkError(url, e, timeoutMs);
   }
@@ -65,11 +112,17 @@ export async function fetchNodeJson(
   }
 }
 
-/** The status of a fetch with no body wanted (/healthz, /readyz); network errors as fetchNodeJson's. */
+/**
+ * The status of a fetch with no body wanted (/healthz, /readyz): the body is not read (it was, whole,
+ * whatever its size), nor a redirect followed; network errors as fetchNodeJson's.
+ */
 export async function fetchNodeStatus(url: string, timeoutMs: number): Promise<number> {
   try {
-    const res = await fetch(url, { signal: AbortSignal.timeout(Math.max(1, Math.ceil(timeoutMs))) });
-    await res.arrayBuffer();
+    const res = await fetch(url, {
+      redirect: 'manual',
+      signal: AbortSignal.timeout(Math.max(1, Math.ceil(timeoutMs))),
+    });
+    res.body?.cancel().catch(() => {});
     return res.status;
   } catch (e) {
     throw networkError(url, e, timeoutMs);

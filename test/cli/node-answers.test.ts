@@ -12,6 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { initGroup } from '../../src/cli/group.ts';
+import { fetchNodeJson, fetchNodeStatus } from '../../src/cli/http.ts';
 import { checkImages } from '../../src/cli/infer.ts';
 import { importModels } from '../../src/inference/store.ts';
 import { STANDIN_MODEL } from '../../src/node/standin-backend.ts';
@@ -253,5 +254,76 @@ describe('dropbear infer against servers that are not Dropbear nodes', () => {
     expect(() => checkImages([image, empty])).toThrow(
       expect.objectContaining({ code: 'FILE_EMPTY', message: `${empty} is empty; nothing was sent` }),
     );
+  });
+});
+
+describe("the CLI's requests to a node (src/cli/http.ts) against a node that misbehaves", () => {
+  const MiB = 2 ** 20;
+  /** A server at 127.0.0.1 answering with `h`; closed when `fn` is done. */
+  async function withServer(h: Parameters<typeof createServer>[1], fn: (url: string) => Promise<void>) {
+    const s = createServer(h);
+    await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
+    try {
+      await fn(`http://127.0.0.1:${(s.address() as AddressInfo).port}`);
+    } finally {
+      s.closeAllConnections();
+      await new Promise((r) => s.close(r));
+    }
+  }
+  /** Writes spaces as fast as the client reads them, for ever. */
+  const endless =
+    (headers: Record<string, string>): Parameters<typeof createServer>[1] =>
+    (_req, res) => {
+      res.writeHead(200, headers);
+      const chunk = Buffer.alloc(MiB, 32);
+      const pump = () => {
+        while (!res.destroyed && res.write(chunk));
+      };
+      res.on('drain', pump);
+      pump();
+    };
+
+  // The body was read whole until the time limit (NODE_TIMEOUT then): ~430 MB held after 1.5 s from one
+  // local server, and `status` gives each node 3 s.
+  it('an answer past 4 MiB (a 2 GB Content-Length, or no length and no end) is RESPONSE_TOO_LARGE at once', async () => {
+    for (const headers of [{ 'content-length': String(2 ** 31) }, {}] as Record<string, string>[])
+      await withServer(endless({ 'content-type': 'application/json', ...headers }), async (url) => {
+        const t0 = Date.now();
+        await expect(fetchNodeJson(`${url}/v1/status`, 3000)).rejects.toMatchObject({
+          code: 'RESPONSE_TOO_LARGE',
+          message: expect.stringContaining(`${url}/v1/status answered more than 4194304 bytes`),
+        });
+        expect(Date.now() - t0).toBeLessThan(1500);
+      });
+    // /healthz and /readyz: the status is all that is wanted, the body is not read.
+    await withServer(endless({ 'content-type': 'text/plain' }), async (url) => {
+      const t0 = Date.now();
+      expect(await fetchNodeStatus(`${url}/healthz`, 3000)).toBe(200);
+      expect(Date.now() - t0).toBeLessThan(1500);
+    });
+  });
+
+  it('a redirect is not followed: BAD_RESPONSE naming where it pointed', async () => {
+    let elsewhere = 0;
+    await withServer(
+      (_req, res) => {
+        elsewhere++;
+        res
+          .writeHead(200, { 'content-type': 'application/json' })
+          .end('{"view":0,"primary":0,"lastExecuted":9}');
+      },
+      (other) =>
+        withServer(
+          (_req, res) => res.writeHead(302, { location: `${other}/v1/status` }).end(),
+          async (url) => {
+            await expect(fetchNodeJson(`${url}/v1/status`, 3000)).rejects.toMatchObject({
+              code: 'BAD_RESPONSE',
+              message: `${url}/v1/status answered HTTP 302, a redirect to ${other}/v1/status (not followed); is this a Dropbear node?`,
+            });
+            expect(await fetchNodeStatus(`${url}/healthz`, 3000)).toBe(302);
+          },
+        ),
+    );
+    expect(elsewhere).toBe(0);
   });
 });
