@@ -33,7 +33,16 @@ function expand(paths: string[]): (string | { path: string; error: DropbearError
   return out;
 }
 
-/** Verifies certificate files; returns the lines to print for invalid ones. */
+/**
+ * A failure as one printable line: a certificate's reason may quote text from the file (an unknown field's
+ * name), and a certificate comes from whoever hands it over. Line breaks and a terminal's escapes (move
+ * up, erase the line: enough to hide the INVALID line and print "certificates valid") went out as they were.
+ */
+function printable(line: string): string {
+  return line.replace(/[\s\p{Cc}\p{Zl}\p{Zp}]+/gu, ' ').trim();
+}
+
+/** Verifies certificate files; returns the lines to print for invalid ones (one line each, printable). */
 export function verifyFiles(genesisPath: string, certPaths: string[]): { valid: number; failures: string[] } {
   const genesis = readGenesis(genesisPath);
   const cache = new SignatureCache();
@@ -58,7 +67,7 @@ export function verifyFiles(genesisPath: string, certPaths: string[]): { valid: 
         `${file}: ${r.reason}: ${r.message}${r.reason === 'malformed' ? kindHint(json, 'a certificate') : ''}`,
       );
   }
-  return { valid, failures };
+  return { valid, failures: failures.map(printable) };
 }
 
 export function registerVerify(program: Command): void {

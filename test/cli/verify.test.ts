@@ -4,7 +4,15 @@
  * stat but could not be listed (removed during the run) was an uncaught error with no code, and nothing
  * was verified. Called in-process (test/cli/cli.test.ts spawns the real command for the rest).
  */
-import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
@@ -58,5 +66,23 @@ describe('dropbear verify: a folder it cannot list', () => {
       expect.stringMatching(/a-file\/certificates: FILE_UNREADABLE: .*ENOTDIR/),
       expect.stringMatching(/missing: FILE_UNREADABLE: .*ENOENT/),
     ]);
+  });
+});
+
+describe('dropbear verify: a certificate that quotes text of its own in the failure', () => {
+  // A certificate comes from whoever hands it over: a field name with a terminal's escapes (move up, erase
+  // the line) went into the INVALID line as it was, and could rewrite what the terminal showed.
+  it('its failure line holds no control characters', () => {
+    const [first] = readdirSync(certs).filter((f) => f.endsWith('.json'));
+    const c = JSON.parse(readFileSync(join(certs, first), 'utf8')) as Record<string, unknown>;
+    c['x\u001b[1A\u001b[2K3 certificates valid\r\n\u0007'] = 1;
+    const forged = join(tmp, 'forged.json');
+    writeFileSync(forged, JSON.stringify(c));
+    const r = verifyFiles(genesis, [forged]);
+    expect(r.valid).toBe(0);
+    expect(r.failures).toHaveLength(1);
+    expect(r.failures[0]).toMatch(/forged\.json: malformed: .*unknown field/);
+    // biome-ignore lint/suspicious/noControlCharactersInRegex: the point of the check
+    expect(r.failures[0]).not.toMatch(/[\u0000-\u001f\u007f-\u009f]/);
   });
 });
