@@ -38,10 +38,13 @@ function networkError(url: string, e: unknown, timeoutMs: number): DropbearError
   return new DropbearError('NODE_UNREACHABLE', `nothing answered at ${url} (${cause}); is the node running?`);
 }
 
-/** Text of a body for a message: one line, at most 60 characters. */
-function snippet(text: string): string {
-  const one = text.replace(/\s+/g, ' ').trim();
-  return one.length > 60 ? `${one.slice(0, 60)}…` : one;
+/**
+ * Text a node sent, for a message: one line without control characters (a line break printed rows of the
+ * node's making in `status`, and a terminal's escapes went out as they were), at most `max` characters.
+ */
+function snippet(text: string, max = 60): string {
+  const one = text.replace(/[\s\p{Cc}\p{Zl}\p{Zp}]+/gu, ' ').trim();
+  return one.length > max ? `${one.slice(0, max)}…` : one;
 }
 
 /** The body as text, read as it comes (decompressed, if it is) and abandoned past MAX_ANSWER_BYTES. */
@@ -137,11 +140,16 @@ export function expectObject(url: string, a: NodeAnswer, ok = 200): Record<strin
   const body = a.body as { error?: { code?: unknown; message?: unknown } } | null;
   const isObject = typeof body === 'object' && body !== null && !Array.isArray(body);
   if (a.status === ok && isObject) return body as Record<string, unknown>;
-  if (isObject && typeof body.error?.code === 'string')
-    throw new DropbearError(
-      body.error.code,
-      `${url} answered HTTP ${a.status}: ${typeof body.error.message === 'string' ? body.error.message : body.error.code}`,
-    );
+  const error = isObject ? body.error : undefined;
+  if (typeof error?.code === 'string' || typeof error?.message === 'string') {
+    // The node's code if it is one (every code the API sends is letters, digits and `_`).
+    const code =
+      typeof error?.code === 'string' && /^[A-Za-z0-9_]{1,64}$/.test(error.code)
+        ? error.code
+        : 'BAD_RESPONSE';
+    const said = typeof error?.message === 'string' ? error.message : code;
+    throw new DropbearError(code, `${url} answered HTTP ${a.status}: ${snippet(said, 200)}`);
+  }
   throw new DropbearError(
     'BAD_RESPONSE',
     a.status === ok

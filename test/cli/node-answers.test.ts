@@ -12,10 +12,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { initGroup } from '../../src/cli/group.ts';
-import { fetchNodeJson, fetchNodeStatus } from '../../src/cli/http.ts';
+import { expectObject, fetchNodeJson, fetchNodeStatus } from '../../src/cli/http.ts';
 import { checkImages } from '../../src/cli/infer.ts';
 import { importModels } from '../../src/inference/store.ts';
 import { STANDIN_MODEL } from '../../src/node/standin-backend.ts';
+import type { DropbearError } from '../../src/protocol/index.ts';
 import { MODELS_DIR } from '../shared.ts';
 import { type Ran, runCli } from './run-cli.ts';
 
@@ -301,6 +302,28 @@ describe("the CLI's requests to a node (src/cli/http.ts) against a node that mis
       expect(await fetchNodeStatus(`${url}/healthz`, 3000)).toBe(200);
       expect(Date.now() - t0).toBeLessThan(1500);
     });
+  });
+
+  // `status` prints a node's error in its row as it came: a line break in the message printed rows the
+  // node wrote, a terminal's escapes went out as they were, and a code could be anything (an object).
+  it("a node's own error: its code only if it is one, its message one printable line of bounded length", () => {
+    const url = 'http://127.0.0.1:1/v1/status';
+    const said = (code: unknown, message: unknown) => {
+      try {
+        expectObject(url, { status: 500, body: { error: { code, message } } });
+      } catch (e) {
+        return e as DropbearError;
+      }
+      throw new Error('expectObject took an error as an answer');
+    };
+    const e = said('NOT_READY', `a\n1     http://x  yes  yes\u001b[2J${'A'.repeat(10_000)}`);
+    expect(e.code).toBe('NOT_READY');
+    // biome-ignore lint/suspicious/noControlCharactersInRegex: the point of the check
+    expect(e.message).not.toMatch(/[\u0000-\u001f\u007f-\u009f]/);
+    expect(e.message.startsWith(`${url} answered HTTP 500: a 1 http://x yes yes`)).toBe(true);
+    expect(e.message.length).toBeLessThan(500);
+    for (const code of [{ a: 1 }, 'TWO\nLINES', ''])
+      expect(said(code, 'm')).toMatchObject({ code: 'BAD_RESPONSE', message: `${url} answered HTTP 500: m` });
   });
 
   it('a redirect is not followed: BAD_RESPONSE naming where it pointed', async () => {
