@@ -66,7 +66,7 @@ async function boundedText(url: string, res: Response): Promise<string> {
     }
     parts.push(value);
   }
-  return Buffer.concat(parts).toString('utf8');
+  return new TextDecoder().decode(Buffer.concat(parts)); // as res.text() did (a byte-order mark skipped)
 }
 
 /** BAD_RESPONSE for an answer that redirects (not followed), else null. */
