@@ -1,22 +1,19 @@
 import { Command, type HelpContext, type Option } from 'commander';
-import { DropbearError } from '../protocol/index.ts';
+import { DropbearError, printableLine } from '../protocol/index.ts';
 
 /**
- * A message on one line: a parser quotes the text it failed on, line breaks included (`Unexpected token 'h',
- * "hello\nworld" is not valid JSON`), and onnxruntime ends its messages with one; such an error came out over
- * several lines, the later ones without the code (and a supervisor reading `error [CODE]:` lines saw a part).
+ * The CLI's one place that turns an error into a message and an exit status. The message is one printable
+ * line: a parser quotes the text it failed on, line breaks included (`Unexpected token 'h', "hello\nworld" is
+ * not valid JSON`), and onnxruntime ends its messages with one; such an error came out over several lines,
+ * the later ones without the code (and a supervisor reading `error [CODE]:` lines saw a part). A terminal's
+ * escapes in it (a file name, a node's words) are spaces too.
  */
-function oneLine(message: string): string {
-  return message.replace(/\s*[\r\n]+\s*/g, ' ').trim();
-}
-
-/** The CLI's one place that turns an error into a message and an exit status. */
 export function reportAndExit(e: unknown): never {
   if (e instanceof DropbearError) {
-    process.stderr.write(`error [${e.code}]: ${oneLine(e.message)}\n`);
+    process.stderr.write(`error [${e.code}]: ${printableLine(e.message)}\n`);
     process.exit(2);
   }
-  process.stderr.write(`error: ${oneLine(e instanceof Error ? e.message : String(e))}\n`);
+  process.stderr.write(`error: ${printableLine(e instanceof Error ? e.message : String(e))}\n`);
   process.exit(2);
 }
 

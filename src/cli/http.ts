@@ -10,7 +10,7 @@
  *   whose answer was taken as the node's).
  * - RESPONSE_TOO_LARGE: an answer past MAX_ANSWER_BYTES (not read further).
  */
-import { DropbearError } from '../protocol/index.ts';
+import { DropbearError, printableLine } from '../protocol/index.ts';
 
 /**
  * The largest answer read from a node: a status or a group view is a few KB (the view of a 256-node group
@@ -43,8 +43,7 @@ function networkError(url: string, e: unknown, timeoutMs: number): DropbearError
  * node's making in `status`, and a terminal's escapes went out as they were), at most `max` characters.
  */
 function snippet(text: string, max = 60): string {
-  const one = text.replace(/[\s\p{Cc}\p{Zl}\p{Zp}]+/gu, ' ').trim();
-  return one.length > max ? `${one.slice(0, max)}…` : one;
+  return printableLine(text, max);
 }
 
 /** The body as text, read as it comes (decompressed, if it is) and abandoned past MAX_ANSWER_BYTES. */

@@ -2,7 +2,7 @@ import { readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Command } from 'commander';
 import { SignatureCache, verifyCertificate } from '../certificate/index.ts';
-import { DropbearError, kindHint } from '../protocol/index.ts';
+import { DropbearError, kindHint, printableLine } from '../protocol/index.ts';
 import { readGenesis, readJsonFile } from './io.ts';
 
 /** The files `paths` name, folders listed; a folder that cannot be listed stands as its error. */
@@ -33,15 +33,6 @@ function expand(paths: string[]): (string | { path: string; error: DropbearError
   return out;
 }
 
-/**
- * A failure as one printable line: a certificate's reason may quote text from the file (an unknown field's
- * name), and a certificate comes from whoever hands it over. Line breaks and a terminal's escapes (move
- * up, erase the line: enough to hide the INVALID line and print "certificates valid") went out as they were.
- */
-function printable(line: string): string {
-  return line.replace(/[\s\p{Cc}\p{Zl}\p{Zp}]+/gu, ' ').trim();
-}
-
 /** Verifies certificate files; returns the lines to print for invalid ones (one line each, printable). */
 export function verifyFiles(genesisPath: string, certPaths: string[]): { valid: number; failures: string[] } {
   const genesis = readGenesis(genesisPath);
@@ -67,7 +58,10 @@ export function verifyFiles(genesisPath: string, certPaths: string[]): { valid: 
         `${file}: ${r.reason}: ${r.message}${r.reason === 'malformed' ? kindHint(json, 'a certificate') : ''}`,
       );
   }
-  return { valid, failures: failures.map(printable) };
+  // One printable line each: a certificate's reason may quote text from the file (an unknown field's
+  // name), and a certificate comes from whoever hands it over. Line breaks and a terminal's escapes (move
+  // up, erase the line: enough to hide the INVALID line and print "certificates valid") went out as they were.
+  return { valid, failures: failures.map((f) => printableLine(f)) };
 }
 
 export function registerVerify(program: Command): void {

@@ -22,6 +22,7 @@ import {
   LIMITS,
   MAX_REQUESTS_PER_CALL,
   type Policy,
+  printableLine,
   quorumOf,
   REQUEST_ANSWERS_TYPE,
   REQUEST_LIST_TYPE,
@@ -370,10 +371,7 @@ const MAX_NODE_TEXT = 300;
  * characters (a JSON error's message had no bound but maxResponseBytes), and a string whatever it was.
  */
 function nodeText(x: unknown): string {
-  const one = String(x)
-    .replace(/[\p{Cc}\p{Zl}\p{Zp}]+/gu, ' ')
-    .trim();
-  return one.length > MAX_NODE_TEXT ? `${one.slice(0, MAX_NODE_TEXT)}…` : one;
+  return printableLine(String(x), MAX_NODE_TEXT);
 }
 
 /**

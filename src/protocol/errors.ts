@@ -52,3 +52,14 @@ export type CodecErrorCode =
   | 'CODEC_BAD_VALUE'
   | 'CODEC_BAD_UTF8'
   | 'CODEC_BAD_JSON';
+
+/**
+ * Text for one line of a message or of a terminal, whoever wrote it (a node's answer, a file's field, an
+ * error's cause): blanks, line breaks and control characters (a terminal's escapes: move up, erase the
+ * line) as one space, trimmed, and cut to `max` characters with "…". A line break printed lines of the
+ * writer's making, and an escape could hide the line before.
+ */
+export function printableLine(text: string, max = Number.POSITIVE_INFINITY): string {
+  const one = text.replace(/[\s\p{Cc}\p{Zl}\p{Zp}]+/gu, ' ').trim();
+  return one.length > max ? `${one.slice(0, max)}…` : one;
+}

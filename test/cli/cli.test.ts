@@ -338,6 +338,12 @@ describe('usage errors exit 2 with a message naming the problem', () => {
       /2 Byzantine nodes exceed f = 1/,
     ],
     ['a missing genesis file', ['verify', '--genesis', 'missing.json', 'x'], /cannot read missing\.json/],
+    // The error line printed it as it was: a terminal's escape (here "move up") acted on the screen.
+    [
+      'a file name holding a terminal escape (a space in the error line)',
+      ['verify', '--genesis', 'no\u001b[1Ahere.json', 'x'],
+      /^error \[[A-Z_]+\]: cannot read no \[1Ahere\.json/,
+    ],
     // Commander's own refusals exited 1, which is `verify`'s "some certificates are invalid" and `ledger
     // verify`'s "problems found", with no code and the hint on a second line.
     [
