@@ -11,7 +11,8 @@
  * The one version is "1". Infer takes one input:
  * - the model's own tensor: datatype FP32 or FP16 (metadata gives the model's own; the engine converts),
  *   shape [N, ...item dims], data row-major, flat or nested, in JSON or as binary data (a JSON number
- *   beyond the datatype's range, which would be ±Infinity, is refused);
+ *   beyond the datatype's range, which would be ±Infinity, is refused, as is a NaN or an infinity in binary
+ *   data and, for an FP16 model, an FP32 value beyond FP16's range);
  * - or, as an extension of this server (listed as `dropbear_image_bytes`), datatype BYTES with shape [N]:
  *   N encoded images (JPEG, PNG or DBT1 tensors), base64 strings in JSON, or in binary data each element as
  *   a 4-byte little-endian length followed by its bytes. The server decodes and preprocesses them with the
@@ -165,6 +166,8 @@ export function createKServeServer(opts: KServeServerOptions): FastifyInstance {
   const outDims = spec.output.shape.slice(1).map((d) => d ?? 1);
   const outSize = elementCount(outDims);
   const inputDatatype = protocolDatatype(spec.input.dtype);
+  /** The model takes FP16: FP32 data is converted, and must be within FP16's range too. */
+  const halfModel = spec.input.dtype === 'float16';
   // What a valid request's JSON can hold (jsonStructure): a comma per number of maxItems items, an array
   // per innermost row (nested data), and room for the rest of the request.
   const maxJsonCommas = maxItems * itemSize + 4096;
@@ -424,19 +427,29 @@ export function createKServeServer(opts: KServeServerOptions): FastifyInstance {
         throw badRequest(
           `input ${spec.input.name}: binary element ${bad} is ${flat[bad]}, not a finite number`,
         );
+      const over = halfModel ? flat.findIndex((x) => Math.abs(x) >= FP16_OVERFLOW) : -1;
+      if (over >= 0)
+        throw badRequest(
+          `input ${spec.input.name}: binary element ${over} is ${flat[over]}, outside the range of FP16 ` +
+            "(±65504), the model's input datatype",
+        );
     } else {
       const v = floatsFromJson(input.data, count);
       if (typeof v === 'string') throw badRequest(`input ${spec.input.name}: ${v}`);
       // JSON has no Infinity or NaN, but a number beyond the datatype's range turns into ±Infinity here
       // (or in the FP16 model's conversion), and the model then answered 200 with every output value
       // non-finite, `null` in JSON.
-      const out = v.findIndex(
-        (x) => !Number.isFinite(x) || (datatype === 'FP16' && Math.abs(x) >= FP16_OVERFLOW),
-      );
+      // An FP16 model's FP32 data is converted to FP16 (the engine's batcher): beyond ±65504 it became
+      // ±Infinity there and was run (until 2026-12-06), as an FP16 number beyond the range would have.
+      const half = datatype === 'FP16' || halfModel;
+      const out = v.findIndex((x) => !Number.isFinite(x) || (half && Math.abs(x) >= FP16_OVERFLOW));
       if (out >= 0)
         throw badRequest(
-          `input ${spec.input.name}: "data" element ${out} is outside the range of ${datatype} ` +
-            `(${datatype === 'FP16' ? '±65504' : '±3.4028235e38'})`,
+          Number.isFinite(v[out]) && datatype !== 'FP16'
+            ? `input ${spec.input.name}: "data" element ${out} is outside the range of FP16 (±65504), the ` +
+                "model's input datatype"
+            : `input ${spec.input.name}: "data" element ${out} is outside the range of ${datatype} ` +
+                `(${datatype === 'FP16' ? '±65504' : '±3.4028235e38'})`,
         );
       flat = v;
     }

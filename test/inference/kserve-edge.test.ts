@@ -263,6 +263,63 @@ describe('JSON numbers the datatype cannot hold', () => {
     expect((await post('FP16', '-65504')).status).toBe(200);
     await stillServes();
   });
+
+  // An FP16 model takes FP32 data too (the engine converts it): a finite FP32 number beyond FP16's range
+  // became ±Infinity in that conversion and was run (squeezenet1.1-fp16-winml, 70000 in one value).
+  it('FP32 data beyond FP16 for an FP16 model, in JSON or binary: 400 naming the element', async () => {
+    const half = catalogByName('squeezenet1.1-fp16-winml')!;
+    const ran: number[] = [];
+    const server = createKServeServer({
+      engine: {
+        spec: half,
+        digest: half.sha256,
+        scores: async () => {
+          ran.push(1);
+          return new Float32Array(1000);
+        },
+        scoresFor: async () => new Float32Array(1000),
+      },
+    });
+    const size = 3 * 224 * 224;
+    const url = `/v2/models/${half.name}/infer`;
+    const input = { name: half.input.name, datatype: 'FP32', shape: [1, 3, 224, 224] };
+    const json = (first: string) =>
+      server.inject({
+        method: 'POST',
+        url,
+        headers: { 'content-type': 'application/json' },
+        payload: `{"inputs":[{"name":"${half.input.name}","datatype":"FP32","shape":[1,3,224,224],"data":[${first}${',0'.repeat(size - 1)}]}]}`,
+      });
+    const binary = (at: number, v: number) => {
+      const bin = Buffer.alloc(size * 4);
+      bin.writeFloatLE(v, at * 4);
+      const head = Buffer.from(
+        JSON.stringify({ inputs: [{ ...input, parameters: { binary_data_size: bin.length } }] }),
+      );
+      return server.inject({
+        method: 'POST',
+        url,
+        headers: {
+          'content-type': 'application/octet-stream',
+          'inference-header-content-length': String(head.length),
+        },
+        payload: Buffer.concat([head, bin]),
+      });
+    };
+    try {
+      const j = await json('70000');
+      expect(j.statusCode).toBe(400);
+      expect(j.json().error).toMatch(/"data" element 0 is outside the range of FP16/);
+      const b = await binary(7, -1e5);
+      expect(b.statusCode).toBe(400);
+      expect(b.json().error).toMatch(/binary element 7 is -100000, outside the range of FP16/);
+      expect(ran).toEqual([]);
+      expect((await json('65504')).statusCode).toBe(200);
+      expect((await binary(7, -65504)).statusCode).toBe(200);
+    } finally {
+      await server.close();
+    }
+  });
 });
 
 describe('a body of the wrong type', () => {
