@@ -1166,7 +1166,8 @@ export function buildApi(host: NodeHost, opts: ApiOptions = {}): FastifyInstance
     if (connected < needed)
       return {
         ready: false,
-        reason: `${connected} peers connected; ${needed} (2f) needed to certify`,
+        // q − 1: 2f at n = 3f + 1, more in a larger group (3 at n = 5), where this said "(2f)".
+        reason: `${connected} peers connected; ${needed} needed to certify (a quorum of ${q} nodes with this one)`,
         connected,
         needed,
       };

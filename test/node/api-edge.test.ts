@@ -644,6 +644,29 @@ describe('docs/api.md', () => {
   });
 });
 
+describe('readiness', () => {
+  it('a group of 5 (f = 1, q = 4) needs 3 peers, and its message says so (it called the 3 "2f")', async () => {
+    const five = openLoneHost('api-edge-five-', 7, undefined, 5);
+    const connected = new Set([1, 2]);
+    const api = buildApi(five.host, {
+      peers: () => [1, 2, 3, 4].map((id) => ({ id, state: connected.has(id) ? 'connected' : 'connecting' })),
+    });
+    try {
+      const r = await api.inject({ method: 'GET', url: '/readyz' });
+      expect(r.statusCode).toBe(503);
+      expect(r.json().error.message).toBe(
+        '2 peers connected; 3 needed to certify (a quorum of 4 nodes with this one)',
+      );
+      connected.add(3);
+      const ok = await api.inject({ method: 'GET', url: '/readyz' });
+      expect(ok.json()).toEqual({ ready: true, peersConnected: 3, peersNeeded: 3 });
+    } finally {
+      await api.close();
+      five.close();
+    }
+  });
+});
+
 describe('maxConnections', () => {
   /** Closes `conn` and expects a new connection to port `p` to be served (at once, or within 50 tries). */
   async function expectRoomOnceClosed(conn: RawConn, p: number): Promise<void> {

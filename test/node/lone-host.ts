@@ -1,5 +1,5 @@
 /**
- * One started stand-in NodeHost (node 0 of a simulated 4-node group) with no peers and its own SQLite
+ * One started stand-in NodeHost (node 0 of a simulated group, 4 nodes unless told) with no peers and its own SQLite
  * ledger in a fresh temporary folder: what the API tests put behind buildApi.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -16,10 +16,13 @@ export interface LoneHost {
   close(): void;
 }
 
-/** `observe`: the host's observer hooks (HostOptions.observe), e.g. a NodeMetrics' `observer()`. */
-export function openLoneHost(prefix: string, seed: number, observe?: Partial<HostObserver>): LoneHost {
+/**
+ * `observe`: the host's observer hooks (HostOptions.observe), e.g. a NodeMetrics' `observer()`; `n`: the
+ * group's size (f = 1).
+ */
+export function openLoneHost(prefix: string, seed: number, observe?: Partial<HostObserver>, n = 4): LoneHost {
   const dir = mkdtempSync(join(tmpdir(), prefix));
-  const group = makeGroup(4, 1, seed);
+  const group = makeGroup(n, 1, seed);
   const host = NodeHost.open({
     id: 0,
     genesis: group.genesis,
