@@ -1461,11 +1461,21 @@ export class DropbearClient {
     };
   }
 
-  /** Several inputs at once (each signed on its own; `concurrency` in flight). */
+  /**
+   * Several inputs at once (each signed on its own; `concurrency` in flight, default 16: an integer ≥ 1 or
+   * Infinity, else CLIENT_CONFIG: until 2026-12-06, 0 or NaN resolved at once, nothing sent and every
+   * result undefined).
+   */
   async inferMany(
     inputs: Uint8Array[],
     opts: { concurrency?: number; onResult?: (i: number, r: InferResult | Error) => void } = {},
   ): Promise<(InferResult | Error)[]> {
+    const c = opts.concurrency;
+    if (c !== undefined && !((Number.isSafeInteger(c) && c >= 1) || c === Number.POSITIVE_INFINITY))
+      throw new DropbearError(
+        'CLIENT_CONFIG',
+        `concurrency must be an integer ≥ 1 (or Infinity), not ${String(c)}`,
+      );
     const out: (InferResult | Error)[] = new Array(inputs.length);
     let next = 0;
     const worker = async () => {

@@ -440,6 +440,16 @@ describe('options: bad ones reject (promises) or throw CLIENT_CONFIG (constructo
     expectCertified(await c.infer(input(), { timeoutMs: 2 ** 31 - 1 }));
     expectCertified((await c.inferBatch([input()], { timeoutMs: 2 ** 31 - 1 }))[0]);
   });
+
+  it('inferMany: a concurrency that is not an integer ≥ 1 rejects with CLIENT_CONFIG (0 resolved at once, every result undefined)', async () => {
+    const c = client([await fakeNode(honest())]);
+    for (const concurrency of [0, -1, Number.NaN, 1.5])
+      await expect(c.inferMany([input(), input()], { concurrency })).rejects.toMatchObject({
+        code: 'CLIENT_CONFIG',
+      });
+    const ok = await c.inferMany([input(), input()], { concurrency: Number.POSITIVE_INFINITY });
+    for (const r of ok) expectCertified(r);
+  });
 });
 
 /** What a stub node saw: the POSTs its API's admission control looked at, and the requests it took. */
