@@ -644,6 +644,21 @@ export class DropbearClient {
         'CLIENT_CONFIG',
         `sendTo must be 'all', an integer ≥ 1 or a list of node ids, not ${String(to)}`,
       );
+    // Taken as they came until 2026-12-06: a NaN hedgeMs never hedged but woke every quiet node at once, a
+    // negative one hedged at once, and a NaN maxBodyBytes bounded no POST's bytes.
+    if (opts.hedgeMs !== undefined && !(typeof opts.hedgeMs === 'number' && opts.hedgeMs >= 0))
+      throw new DropbearError(
+        'CLIENT_CONFIG',
+        `hedgeMs must be a number of ms ≥ 0 (or Infinity), not ${String(opts.hedgeMs)}`,
+      );
+    if (
+      opts.maxBodyBytes !== undefined &&
+      !(Number.isSafeInteger(opts.maxBodyBytes) && opts.maxBodyBytes >= 1)
+    )
+      throw new DropbearError(
+        'CLIENT_CONFIG',
+        `maxBodyBytes must be an integer ≥ 1, not ${String(opts.maxBodyBytes)}`,
+      );
     const maxResponse = opts.maxResponseBytes ?? DEFAULT_MAX_RESPONSE_BYTES;
     if (!(Number.isSafeInteger(maxResponse) && maxResponse >= 1))
       throw new DropbearError(

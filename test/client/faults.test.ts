@@ -403,6 +403,14 @@ describe('options: bad ones reject (promises) or throw CLIENT_CONFIG (constructo
     expect(() => client([url], { maxResponseBytes: 0 })).toThrow(
       expect.objectContaining({ code: 'CLIENT_CONFIG' }),
     );
+    // Taken before: a NaN hedgeMs woke every quiet node at once but never hedged; a maxBodyBytes of NaN
+    // was no byte bound at all.
+    for (const hedgeMs of [Number.NaN, -1, Number.NEGATIVE_INFINITY])
+      expect(() => client([url], { hedgeMs })).toThrow(expect.objectContaining({ code: 'CLIENT_CONFIG' }));
+    for (const maxBodyBytes of [Number.NaN, 0, -1, 1.5, Number.POSITIVE_INFINITY])
+      expect(() => client([url], { maxBodyBytes })).toThrow(
+        expect.objectContaining({ code: 'CLIENT_CONFIG' }),
+      );
     for (const overloadRetry of [
       true,
       null,
@@ -420,6 +428,8 @@ describe('options: bad ones reject (promises) or throw CLIENT_CONFIG (constructo
     for (const sendTo of ['all', 1, 5, [0]] as const)
       expectCertified(await client([url], { sendTo: sendTo as 'all' | number | number[] }).infer(input()));
     expectCertified(await client([url], { timeoutMs: 2 ** 31 - 1 }).infer(input()));
+    for (const hedgeMs of [0, 50, Number.POSITIVE_INFINITY])
+      expectCertified(await client([url], { hedgeMs, sendTo: 1 }).infer(input()));
   });
 
   it('timeoutMs per call: Infinity, NaN, 0 or above 2^31 - 1 reject with CLIENT_CONFIG; the largest allowed works', async () => {
