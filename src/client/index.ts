@@ -1569,6 +1569,13 @@ const FINAL = new Set([
   'INSUFFICIENT_FUNDS',
   'INPUT_UNSUPPORTED',
   'INPUT_UNDECODABLE',
+  // Until 2026-12-06 these four, which a node also answers before taking a request, were not here: every
+  // node refusing an image over the input bounds (or a maxFee below the cheapest certificate) failed the
+  // call with NO_CERTIFICATE, its code only in the message.
+  'INPUT_TOO_LARGE',
+  'INPUT_SHAPE',
+  'INPUT_TENSOR_MALFORMED',
+  'MAX_FEE_TOO_LOW',
   'BODY_TOO_LARGE',
 ]);
 

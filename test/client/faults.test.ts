@@ -351,6 +351,25 @@ describe('refusals: only f+1 nodes agreeing on one code end a call', () => {
     expect(Date.now() - t0).toBeLessThan(30_000);
   });
 
+  it('q nodes refusing an input or a fee alike end the call with that code (it was NO_CERTIFICATE)', async () => {
+    // An image over the input bounds, a tensor of another shape, a maxFee below the cheapest certificate:
+    // every node says so before taking the request, as for INPUT_UNDECODABLE.
+    for (const [status, code] of [
+      [413, 'INPUT_TOO_LARGE'],
+      [400, 'INPUT_SHAPE'],
+      [400, 'INPUT_TENSOR_MALFORMED'],
+      [400, 'MAX_FEE_TOO_LOW'],
+    ] as const) {
+      const nodes = await Promise.all([0, 1, 2, 3].map(() => fakeNode(refuser(status, code))));
+      const e = await patient(nodes)
+        .infer(input())
+        .catch((x: unknown) => x);
+      expect([code, codeOf(e)]).toEqual([code, code]);
+      const nodesB = await Promise.all([0, 1, 2, 3].map(() => fakeNode(itemRefuser(code))));
+      for (const x of await patient(nodesB).inferBatch([input(), input()])) expect(codeOf(x)).toBe(code);
+    }
+  });
+
   it('every node refusing, with different codes: NO_CERTIFICATE at once, listing each node', async () => {
     const codes = ['BODY_TOO_LARGE', 'REQUEST_BAD_SIGNATURE', 'INSUFFICIENT_FUNDS', 'REQUEST_EXPIRED'];
     const nodes = await Promise.all(codes.map((c, i) => fakeNode(refuser(400, c, 20 * i))));
