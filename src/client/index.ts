@@ -1135,12 +1135,12 @@ export class DropbearClient {
    * per request, in order: the first certificate for it that verifies against the genesis and names this
    * request and input, or an Error. Like `send`: a node that is down or answers garbage or a certificate
    * that does not verify is skipped for the requests concerned, and the requests no chosen node certified
-   * go to the other nodes; a refusal settles a request once f+1 nodes refused it with the same code, or
-   * every node refused it (NO_CERTIFICATE, see refusalVerdict); an overloaded node (503) is sent the POST
+   * go to the other nodes; a refusal settles a request once f+1 nodes (q for a code that may be a node's
+   * own) refused it with the same code, or every node refused it (NO_CERTIFICATE, see refusalVerdict); an overloaded node (503) is sent the POST
    * again after a backoff (ClientOptions.overloadRetry; at least its Retry-After), up to maxRetries times
    * while the call has time, and a request no node took then ends as OVERLOADED with the attempts
-   * (`details.attempts`: the most times one node was sent it). Each POST asks the node to hold it at most BATCH_WAIT_MS (5 s) or half the time
-   * left, and the requests still pending then are polled: one request that never certifies does not hold
+   * (`details.attempts`: the most times one node was sent it). Each POST asks the node to hold it at most BATCH_WAIT_MS (5 s), leaving a quarter of
+   * the time left (at most 1 s), and the requests still pending then are polled: one request that never certifies does not hold
    * up the others. A request whose input does not hash to its `inputDigest` is not sent: its result is a
    * REQUEST_INPUT_MISMATCH error. A `timeoutMs` out of range rejects with CLIENT_CONFIG.
    */
