@@ -1539,7 +1539,14 @@ export function buildApi(host: NodeHost, opts: ApiOptions = {}): FastifyInstance
       'x-content-type-options': 'nosniff',
       'referrer-policy': 'no-referrer',
     };
-    app.get('/dashboard', { schema: { querystring: { type: 'object' } } }, async (_req, reply) => {
+    // `?group=` pins the page to a group id; any other parameter is refused like on every route (until
+    // 2026-12-06 every one was taken, so a misspelt "?grop=" opened a page pinned to no group, silently).
+    const dashboardQuery = {
+      type: 'object',
+      properties: { group: { type: 'string' } },
+      additionalProperties: false,
+    };
+    app.get('/dashboard', { schema: { querystring: dashboardQuery } }, async (_req, reply) => {
       reply.headers(pageHeaders).type('text/html; charset=utf-8');
       return dashboard.html;
     });

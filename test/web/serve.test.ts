@@ -61,4 +61,20 @@ describe('GET /dashboard', () => {
     expect(js.body).toBe('console.log(1)');
     await app.close();
   });
+
+  it('takes ?group= and no other query parameter: a misspelt pin ("?grop=", "?Group=") is 400, not a page that checks against no group', async () => {
+    const app = buildApi(host, { dashboard: { html: DASHBOARD_HTML, script: async () => '' } });
+    for (const url of ['/dashboard', '/dashboard?group=ab'])
+      expect((await app.inject({ method: 'GET', url })).statusCode).toBe(200);
+    for (const [url, name] of [
+      ['/dashboard?grop=ab', 'grop'],
+      ['/dashboard?Group=ab', 'Group'],
+    ]) {
+      const r = await app.inject({ method: 'GET', url });
+      expect(r.statusCode).toBe(400);
+      expect(r.json().error.code).toBe('UNKNOWN_QUERY_PARAMETER');
+      expect(r.json().error.message).toContain(`"${name}"`);
+    }
+    await app.close();
+  });
 });
