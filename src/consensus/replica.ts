@@ -461,7 +461,9 @@ export type RejectCode =
   | 'REQUEST_EXPIRED'
   | 'REQUEST_FROM_FUTURE'
   | 'REQUEST_DUPLICATE'
-  | 'REQUEST_ALREADY_EXECUTED';
+  | 'REQUEST_ALREADY_EXECUTED'
+  /** The client's balance, less the maxFee its requests waiting here hold, is below the request's maxFee. */
+  | 'INSUFFICIENT_FUNDS';
 
 export type TxRejectCode =
   /** The update names a node that is not in the genesis. */
@@ -1185,7 +1187,10 @@ export class Replica {
 
   private forgetExpired(idHex: string): void {
     const p = this.pool.get(idHex);
-    if (p) this.keepExpiredOwn(idHex, p.sr.request.timestamp);
+    if (p) {
+      this.keepExpiredOwn(idHex, p.sr.request.timestamp);
+      this.holdFee(p.sr, -1);
+    }
     this.pool.delete(idHex);
     this.ready.delete(idHex);
     this.quorum.delete(idHex);
@@ -1384,6 +1389,16 @@ export class Replica {
       });
       return;
     }
+    const short = this.fundsShortBy(sr);
+    if (short > 0) {
+      this.out.push({
+        type: 'rejected',
+        requestId: c.id,
+        code: 'INSUFFICIENT_FUNDS',
+        message: `balance ${this.fundsOf!(sr.request.client)}, less the maxFee of ${this.feesHeldFor(sr.request.client)} held by this client's requests waiting to be ordered here, is ${short} below the request's maxFee ${sr.request.maxFee}`,
+      });
+      return;
+    }
     this.admit(sr, c.id);
     this.out.push({ type: 'accepted', requestId: c.id });
     if (sentToAll) {
@@ -1407,12 +1422,7 @@ export class Replica {
     // while the primary's, within the skew bound, did not. Refused, the proposal waited here for good.
     const badTime = !c.ok && (c.code === 'REQUEST_EXPIRED' || c.code === 'REQUEST_FROM_FUTURE');
     if (badTime && c.id !== null && this.parkedOn.has(`r${hex(c.id)}`)) c = this.checkRequest(sr, true);
-    if (
-      c.ok &&
-      this.fundsOf !== null &&
-      this.fundsOf(sr.request.client) < sr.request.maxFee &&
-      !this.parkedOn.has(`r${hex(c.id)}`)
-    ) {
+    if (c.ok && this.fundsShortBy(sr) > 0 && !this.parkedOn.has(`r${hex(c.id)}`)) {
       // Not blamed: the client's balance may have fallen here since the peer took it.
       this.unfundedForwards++;
       return;
@@ -1444,12 +1454,41 @@ export class Replica {
    * would take. A request a proposal waits for is taken whatever the balance (execution decides).
    */
   fundsOf: ((client: Uint8Array) => number) | null = null;
+
+  /**
+   * Per client (hex key), the sum of maxFee over its requests in the pool: what their execution may still
+   * charge. A request is taken (from the client or a peer) only while the balance covers it as well:
+   * otherwise a funded client could have far more requests inferred than its balance pays for, those
+   * beyond it skipped at execution uncharged, and a faulty peer forwarding them bypassed every admission
+   * limit (the pool grew without bound).
+   */
+  private readonly heldFees = new Map<string, number>();
+
+  /** The maxFee this client's requests in the pool hold (heldFees). */
+  feesHeldFor(client: Uint8Array): number {
+    return this.heldFees.get(hex(client)) ?? 0;
+  }
+
+  /** By how much the client's balance, less what its pooled requests hold, falls short of sr's maxFee (≤ 0: covered). */
+  private fundsShortBy(sr: SignedRequest): number {
+    if (this.fundsOf === null) return 0;
+    const r = sr.request;
+    return r.maxFee - (this.fundsOf(r.client) - this.feesHeldFor(r.client));
+  }
+
+  private holdFee(sr: SignedRequest, sign: 1 | -1): void {
+    const k = hex(sr.request.client);
+    const held = (this.heldFees.get(k) ?? 0) + sign * sr.request.maxFee;
+    if (held > 0) this.heldFees.set(k, held);
+    else this.heldFees.delete(k);
+  }
   /** Requests from peers refused because the client's balance did not cover their maxFee (fundsOf). */
   unfundedForwards = 0;
 
   private admit(sr: SignedRequest, id: Uint8Array): void {
     const idHex = hex(id);
     this.pool.set(idHex, { sr, id, state: 'pending', acceptedAt: this.now });
+    this.holdFee(sr, 1);
     // Forgotten as expired while this node's clock read ahead, and taken again: what it answered then is
     // what it answers (expiredOwn).
     const back = this.expiredOwn.get(idHex);
@@ -3026,7 +3065,10 @@ export class Replica {
       // An id already in (a NEW-VIEW batch repeating an executed request) keeps its first timestamp.
       this.done.add(slot.batch!.entries[i].requestId, p?.sr.request.timestamp ?? slot.batch!.timestamp);
       this.pool.delete(idHex);
-      if (p) this.archive.set(idHex, { sr: p.sr, seq: ev.seq });
+      if (p) {
+        this.archive.set(idHex, { sr: p.sr, seq: ev.seq });
+        this.holdFee(p.sr, -1);
+      }
       this.quorum.delete(idHex);
       this.ready.delete(idHex);
       votesToDrop.push(idHex);

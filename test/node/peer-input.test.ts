@@ -27,7 +27,7 @@ import {
   sha256,
   signRequest,
 } from '../../src/protocol/index.ts';
-import { makeGroup } from '../../src/sim/world.ts';
+import { makeGroup, Simulation } from '../../src/sim/world.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'dropbear-fetch-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -81,7 +81,7 @@ function openHost(name: string, maxFrameBytes?: number) {
 }
 
 /** `count` requests with inputs of `bytes` bytes each (random, so every id differs), by `key` (funded). */
-function bigRequests(count: number, bytes: number, key = group.client): SignedRequest[] {
+function bigRequests(count: number, bytes: number, key = group.client, maxFee = 1): SignedRequest[] {
   return Array.from({ length: count }, (_, nonce) => {
     const input = randomBytes(bytes);
     const request = {
@@ -91,7 +91,7 @@ function bigRequests(count: number, bytes: number, key = group.client): SignedRe
       timestamp: Date.now(),
       inputDigest: sha256(input),
       policy: null,
-      maxFee: 1,
+      maxFee,
     };
     return signRequest(request, input, key);
   });
@@ -157,6 +157,47 @@ describe('a request a peer forwards', () => {
     h.deliver(1, { kind: 'forward', requests: funded });
     expect(h.host.status()).toMatchObject({ pendingRequests: 3, unfundedForwards: 50 });
     h.host.close();
+  });
+});
+
+// The balance was compared with each request's maxFee alone: a client (or a faulty peer forwarding for it)
+// could have any number of requests held and inferred by every node, those beyond its balance skipped at
+// execution uncharged, the pool past every admission limit.
+describe("a client's requests waiting to be ordered hold their maxFee against its balance", () => {
+  const fee = 3e11; // the client holds 1e12: three such requests fit, a fourth does not
+
+  it('from a peer: those beyond the balance are not taken (unfundedForwards, not blamed)', () => {
+    const h = openHost('held-forwards');
+    h.deliver(1, { kind: 'forward', requests: bigRequests(5, 64, group.client, fee) });
+    expect(h.host.status()).toMatchObject({ pendingRequests: 3, unfundedForwards: 2 });
+    expect(h.bad).toEqual([]);
+    h.host.close();
+  });
+
+  it('from the client: INSUFFICIENT_FUNDS saying what is held; a resend of one held is still a duplicate', () => {
+    const h = openHost('held-own');
+    const reqs = bigRequests(4, 64, group.client, fee);
+    expect(reqs.slice(0, 3).map((r) => h.host.submit(r).ok)).toEqual([true, true, true]);
+    expect(h.host.submit(reqs[3])).toMatchObject({
+      ok: false,
+      code: 'INSUFFICIENT_FUNDS',
+      message:
+        "balance 1000000000000, less the maxFee of 900000000000 held by this client's requests waiting to be ordered here, is 200000000000 below the request's maxFee 300000000000",
+    });
+    expect(h.host.submit(reqs[0])).toMatchObject({ ok: false, code: 'REQUEST_DUPLICATE' });
+    // A request of another client is not held to this one's.
+    const other = keyPairFromSeed(new Uint8Array(32).fill(9));
+    expect(h.host.submit(bigRequests(1, 64, other, 0)[0]).ok).toBe(true);
+    h.host.close();
+  });
+
+  it('release what they hold once executed: 300 requests certified on a balance that covers 40 at a time', () => {
+    const sim = new Simulation({ nodes: 4, requests: 300, seed: 5, rate: 0.1 });
+    const maxFee = 1_000_000; // what the simulator's client signs with
+    for (const node of sim.nodes) node.replica.fundsOf = () => 40 * maxFee;
+    const r = sim.run();
+    expect(r.certificates.size).toBe(300);
+    for (const node of sim.nodes) expect(node.replica.feesHeldFor(sim.group.client.publicKey)).toBe(0);
   });
 });
 
