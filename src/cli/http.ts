@@ -10,6 +10,7 @@
  *   whose answer was taken as the node's).
  * - RESPONSE_TOO_LARGE: an answer past MAX_ANSWER_BYTES (not read further).
  */
+import { readCapped } from '../protocol/capped-body.ts';
 import { DropbearError, printableLine } from '../protocol/index.ts';
 
 /**
@@ -48,24 +49,16 @@ function snippet(text: string, max = 60): string {
 
 /** The body as text, read as it comes (decompressed, if it is) and abandoned past MAX_ANSWER_BYTES. */
 async function boundedText(url: string, res: Response): Promise<string> {
-  if (!res.body) return '';
-  const reader = res.body.getReader();
-  const parts: Uint8Array[] = [];
-  let size = 0;
-  for (;;) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    size += value.length;
-    if (size > MAX_ANSWER_BYTES) {
-      reader.cancel().catch(() => {});
-      throw new DropbearError(
+  const bytes = await readCapped(
+    res,
+    MAX_ANSWER_BYTES,
+    () =>
+      new DropbearError(
         'RESPONSE_TOO_LARGE',
         `${url} answered more than ${MAX_ANSWER_BYTES} bytes; not read further. Is this a Dropbear node?`,
-      );
-    }
-    parts.push(value);
-  }
-  return new TextDecoder().decode(Buffer.concat(parts)); // as res.text() did (a byte-order mark skipped)
+      ),
+  );
+  return new TextDecoder().decode(bytes); // as res.text() did (a byte-order mark skipped)
 }
 
 /** BAD_RESPONSE for an answer that redirects (not followed), else null. */

@@ -6,6 +6,7 @@
  */
 import { setMaxListeners } from 'node:events';
 import { SignatureCache, verifyCertificate } from '../certificate/index.ts';
+import { readCapped } from '../protocol/capped-body.ts';
 import {
   Certificate,
   type Decision,
@@ -336,27 +337,7 @@ async function bodyOf(res: Response, max: number): Promise<Uint8Array> {
     if (bytes.length > max) throw tooLarge(`${bytes.length}`);
     return bytes;
   }
-  const reader = body.getReader();
-  const parts: Uint8Array[] = [];
-  let size = 0;
-  for (;;) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    size += value.length;
-    if (size > max) {
-      reader.cancel().catch(() => {});
-      throw tooLarge(`more than ${max}`);
-    }
-    parts.push(value);
-  }
-  if (parts.length === 1) return parts[0];
-  const out = new Uint8Array(size);
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
+  return readCapped(res, max, (size, declared) => tooLarge(declared ? `${size}` : `more than ${max}`));
 }
 
 const UTF8 = new TextDecoder();
