@@ -863,7 +863,15 @@ export function buildApi(host: NodeHost, opts: ApiOptions = {}): FastifyInstance
   const q = quorumOf(genesis);
   const metrics = opts.metrics ?? new NodeMetrics();
   if (!opts.metrics) metrics.attach(host, opts.peers);
-  const accounts = new Map((opts.custodial?.accounts ?? []).map((a) => [a.apiKeySha256.toLowerCase(), a]));
+  // One account per API key: kept in a map by key hash, a key listed twice left the first of its accounts
+  // unreachable and its holder spending the other's funds (until 2026-12-06; config.ts refuses it too).
+  const accounts = new Map<string, CustodialAccount>();
+  for (const [i, a] of (opts.custodial?.accounts ?? []).entries()) {
+    const h = a.apiKeySha256.toLowerCase();
+    const first = [...accounts.keys()].indexOf(h);
+    if (first >= 0) throw new RangeError(`custodial accounts ${first} and ${i} have the same apiKeySha256`);
+    accounts.set(h, a);
+  }
   const custodial = opts.custodial !== undefined;
   const version = packageVersion();
   const maxWaitMs = o.maxWaitMs as number;
@@ -1742,11 +1750,7 @@ export function buildApi(host: NodeHost, opts: ApiOptions = {}): FastifyInstance
   };
 
   /** The SignedRequest for an infer call: the client's own signature, or the node's for a custodial account. */
-  const inferRequest = (
-    body: InferBody,
-    authorization: string | undefined,
-    input: Uint8Array,
-  ): SignedRequest => {
+  const inferRequest = (body: InferBody, rawHeaders: string[], input: Uint8Array): SignedRequest => {
     const p = body.parameters ?? {};
     // The client's other parameters pass (OIP allows any), but one named dropbear_ that is none of these is
     // a misspelling: a custodial "dropbear_min_agre" was signed under the default policy until 2026-12-06.
@@ -1786,6 +1790,14 @@ export function buildApi(host: NodeHost, opts: ApiOptions = {}): FastifyInstance
       };
       return signedRequestOf(request, signature, input);
     }
+    // Node keeps the first Authorization header of several and drops the others without a word, where a
+    // proxy in front may act on the last: until 2026-12-06 such a call was signed for the first key.
+    const authorizations: string[] = [];
+    for (let i = 0; i + 1 < rawHeaders.length; i += 2)
+      if (rawHeaders[i].toLowerCase() === 'authorization') authorizations.push(rawHeaders[i + 1]);
+    if (authorizations.length > 1)
+      throw apiError('BAD_REQUEST', `the call has ${authorizations.length} Authorization headers; send one`);
+    const authorization = authorizations[0];
     const m = authorization ? /^Bearer\s+(\S+)\s*$/i.exec(authorization) : null;
     if (!m)
       throw apiError(
@@ -1827,7 +1839,7 @@ export function buildApi(host: NodeHost, opts: ApiOptions = {}): FastifyInstance
         throw apiError('INFER_BAD_OUTPUT', `output ${JSON.stringify(w)} is named twice`);
     }
     const input = imageOf(body, binaryOf.get(req) ?? new Uint8Array(0));
-    const sr = inferRequest(body, req.headers.authorization, input);
+    const sr = inferRequest(body, req.raw.rawHeaders, input);
     const [r] = await submitAll(req, [sr], maxWaitMs);
     if ('error' in r) throw apiError(r.error.code, r.error.message, r.requestId);
     if ('pending' in r)

@@ -477,6 +477,17 @@ export function loadNodeConfig(path: string): NodeConfig {
         );
       return { apiKeySha256: a.apiKeySha256, key: rel(a.key), maxFee: a.maxFee };
     });
+    // The node keeps one account per API key: a key listed twice (a copied entry whose hash was left)
+    // made one account unreachable and its key holder spend the other's funds, until 2026-12-06.
+    for (const [i, a] of custodial.entries()) {
+      const first = custodial.findIndex((b) => b.apiKeySha256 === a.apiKeySha256);
+      if (first < i)
+        throw bad(
+          `custodial.accounts[${i}]`,
+          `has the apiKeySha256 of custodial.accounts[${first}]; give each account its own API key`,
+          file,
+        );
+    }
   }
   const tlsRaw = raw.tls as Record<string, unknown> | undefined;
   if (tlsRaw !== undefined) {

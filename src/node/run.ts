@@ -157,6 +157,13 @@ export async function startNode(
       'CONFIG_KEY_MISMATCH',
       `${cfg.key} is not the key the genesis names for node ${cfg.id}`,
     );
+  // The custodial accounts' keys are secrets too (KEY_FILE_PERMISSIONS): read with the node's, before a
+  // model is loaded or the ledger made (until 2026-12-06 they were read after both).
+  const custodial = cfg.custodial?.map((a) => ({
+    apiKeySha256: a.apiKeySha256,
+    key: readKeyFile(a.key),
+    maxFee: a.maxFee,
+  }));
 
   // Made first (it holds nothing until started): it reads the TLS files, and a TLS key that group or
   // others can read is refused (KEY_FILE_PERMISSIONS) before a model is loaded or the ledger opened.
@@ -231,11 +238,6 @@ export async function startNode(
     opened = h;
     state = () => ({ view: h.replica.view, seq: h.replica.lastExecuted });
     const withState = log;
-    const custodial = cfg.custodial?.map((a) => ({
-      apiKeySha256: a.apiKeySha256,
-      key: readKeyFile(a.key),
-      maxFee: a.maxFee,
-    }));
     const fdLimit = openFileLimit();
     const connections = connectionLimit(
       cfg.apiLimits.maxConnections ?? API_DEFAULTS.maxConnections,

@@ -205,6 +205,33 @@ describe.skipIf(process.platform === 'win32')('secret key files others can read 
   });
 });
 
+// A custodial account's key (`custodial.accounts[].key`) is a client's secret seed, read under the same
+// rule; until 2026-12-06 it was read after the models were loaded and the ledger made, so a node refusing
+// it had first created its data folder and ledger.
+describe.skipIf(process.platform === 'win32')('a custodial account key follows the key files rule', () => {
+  it('a node whose custodial key others can read fails with the code and the file, before a ledger', async () => {
+    const dir = join(tmp, 'group-open-custodial-key');
+    await initGroup({
+      dir,
+      nodes: 4,
+      models: Array(4).fill(STANDIN_MODEL),
+      nodeConfig: {
+        log: { level: 'error' },
+        p2p: { host: '127.0.0.1', port: 0 },
+        api: { host: '127.0.0.1', port: 0 },
+        custodial: { accounts: [{ apiKeySha256: 'a'.repeat(64), key: 'keys/client.json', maxFee: 10 }] },
+      },
+    });
+    const key = join(dir, 'keys', 'client.json');
+    chmodSync(key, 0o644);
+    await expect(startNode(join(dir, 'node-0.json'))).rejects.toMatchObject({
+      code: 'KEY_FILE_PERMISSIONS',
+      details: { file: key, mode: '0644' },
+    });
+    expect(readdirSync(dir)).not.toContain('data');
+  });
+});
+
 // The node's TLS private key (`tls.key`) is a secret too, read under the same rule; until 2026-12-06 it was
 // read whatever its mode. Certificates (`cert`, `ca`) are public. Nothing in the CLI writes TLS files:
 // openssl (3.x) writes a private key 0600, and such files are taken.

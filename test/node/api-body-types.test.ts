@@ -10,6 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildApi } from '../../src/node/api.ts';
 import { standInInput } from '../../src/node/standin-backend.ts';
 import { groupIdOf, hex, sha256, signModelUpdate, Tx, toB64u, toJson } from '../../src/protocol/index.ts';
+import { rawExchange } from '../raw-http.ts';
 import { type LoneHost, openLoneHost } from './lone-host.ts';
 
 const API_KEY = 'body-types-key';
@@ -32,7 +33,7 @@ beforeAll(async () => {
       ],
     },
   });
-  await app.ready();
+  await app.listen({ host: '127.0.0.1', port: 0 });
   infer = `/v2/models/${lone.group.genesis.name}/infer`;
 });
 
@@ -312,5 +313,41 @@ describe('query strings and path parameters are still coerced', () => {
       payload: { requests: 5 },
     });
     expect(res.json()).toEqual({ error: { code: 'BAD_REQUEST', message: 'body/requests must be array' } });
+  });
+});
+
+describe('custodial accounts', () => {
+  // Node keeps the first of two Authorization headers and drops the rest without a word, where a proxy in
+  // front may act on the last: a call whose credentials two readers see differently went through on the
+  // first key (signed and charged to that account).
+  it('a call with two Authorization headers is 400 BAD_REQUEST, whichever key comes first', async () => {
+    const { port } = app.server.address() as { port: number };
+    const body = JSON.stringify(inferBody({ data: [Buffer.from(standInInput(3)).toString('base64')] }));
+    for (const keys of [
+      [API_KEY, 'other'],
+      [API_KEY, API_KEY],
+    ]) {
+      const { res } = await rawExchange(
+        port,
+        `POST ${infer} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/json\r\n` +
+          `Content-Length: ${Buffer.byteLength(body)}\r\n${keys.map((k) => `Authorization: Bearer ${k}\r\n`).join('')}\r\n${body}`,
+      );
+      const answer = JSON.parse(res?.body ?? '{}') as { code?: string; error?: string };
+      expect([res?.status, answer.code, answer.error]).toEqual([
+        400,
+        'BAD_REQUEST',
+        'BAD_REQUEST: the call has 2 Authorization headers; send one',
+      ]);
+    }
+  });
+
+  // A map by key hash kept the last account of two with one API key (see config.ts for the file's check).
+  it('buildApi refuses two accounts with the same API key hash', () => {
+    const a = { apiKeySha256: 'A'.repeat(64), key: lone.group.client, maxFee: 1 };
+    expect(() =>
+      buildApi(lone.host, {
+        custodial: { accounts: [a, { ...a, apiKeySha256: 'a'.repeat(64), maxFee: 2 }] },
+      }),
+    ).toThrow(/custodial accounts 0 and 1 have the same apiKeySha256/);
   });
 });

@@ -388,6 +388,21 @@ describe('node config: unknown fields', () => {
     );
     expect(withFields({ custodial: { accounts: [account] } }).custodial?.[0].maxFee).toBe(1000);
   });
+
+  // The accounts went into a map by key hash, the last one winning: an API key listed twice (a copied
+  // entry whose hash was not changed) left the first account unreachable, and its holder's key spent the
+  // other account's funds, without a word.
+  it('refuses two accounts with the same apiKeySha256, naming both', () => {
+    const a = { apiKeySha256: 'a'.repeat(64), key: 'keys/a.json', maxFee: 1000 };
+    const b = { apiKeySha256: 'a'.repeat(64), key: 'keys/b.json', maxFee: 5 };
+    expect(refused({ custodial: { accounts: [a, b] } }).message).toMatch(
+      /"custodial.accounts\[1\]" has the apiKeySha256 of custodial.accounts\[0\]/,
+    );
+    // One signing key for two API keys is allowed (two keys, one account's funds).
+    expect(
+      withFields({ custodial: { accounts: [a, { ...a, apiKeySha256: 'b'.repeat(64) }] } }).custodial,
+    ).toHaveLength(2);
+  });
 });
 
 describe('node config: transport.quarantine', () => {
