@@ -113,7 +113,8 @@ export interface ClientOptions {
    */
   coalesce?: boolean;
   /**
-   * Sending again a request that no node took: every node asked turned it away as OVERLOADED (503) or
+   * Sending again a request that no node took: every node asked turned it away as OVERLOADED (503; or a
+   * 503 or 429 without a Dropbear error body, from a proxy in front of the node) or
    * surely did not take it (a final refusal, a connection never made), so the group never saw it and the
    * same signed request (same id, nothing charged twice: a node that holds or executed it answers with its
    * certificate) is sent again after a backoff, within the call's `timeoutMs`. On by default (see
@@ -385,12 +386,23 @@ function unexpectedAnswer(node: GroupNode, res: Response, body: unknown): string
 }
 
 /** The API's error in a JSON answer (`{"error": {"code", "message"}}`), its code and message checked. */
+/**
+ * The code of an error answer: the node's own (its JSON error body), else OVERLOADED for a 503 or 429 (a
+ * proxy or load balancer in front of the node turned the request away before the node saw it: retried
+ * like the node's own OVERLOADED, after its Retry-After; it was HTTP_503, and the call ended
+ * NO_CERTIFICATE at once), else HTTP_<status>.
+ */
+function errorCodeOf(res: Response, body: { error?: { code?: unknown } } | null): string {
+  const fallback = res.status === 503 || res.status === 429 ? 'OVERLOADED' : `HTTP_${res.status}`;
+  return nodeCode(body?.error?.code, fallback);
+}
+
 function jsonError(
   node: GroupNode,
   res: Response,
   body: { error?: { code?: unknown; message?: unknown } } | null,
 ): DropbearError {
-  const code = nodeCode(body?.error?.code, `HTTP_${res.status}`);
+  const code = errorCodeOf(res, body);
   const said = body?.error?.message;
   return new DropbearError(
     code,
@@ -1445,7 +1457,7 @@ export class DropbearClient {
     const body = (await jsonOf(res, this.maxResponse)) as {
       error?: { code?: unknown; message?: unknown };
     } | null;
-    const code = nodeCode(body?.error?.code, `HTTP_${res.status}`);
+    const code = errorCodeOf(res, body);
     const said = body?.error?.message;
     const message =
       typeof said === 'string'

@@ -831,6 +831,51 @@ describe('a request no node took (every node asked answered 503 OVERLOADED) is s
     expect(codeOf(off[0])).toBe('OVERLOADED');
     for (const l of loads) expect(l.admissions).toBe(1);
   });
+
+  /** A node behind a proxy that answers its first `busyFor` POSTs itself: `status`, text, no Dropbear body. */
+  function behindProxy(status: number, busyFor: number, retryAfter?: string) {
+    const node = honest();
+    const seen = { posts: 0 };
+    const h: Handler = (req, res, body) => {
+      if (req.method === 'POST' && seen.posts++ < busyFor) {
+        const headers: Record<string, string> = { 'content-type': 'text/html' };
+        if (retryAfter !== undefined) headers['retry-after'] = retryAfter;
+        res.writeHead(status, headers).end(`<html>${status}</html>`);
+        return;
+      }
+      return node(req, res, body);
+    };
+    return { h, seen };
+  }
+
+  it('a 503 or 429 from a proxy in front of a node (no Dropbear error body) is OVERLOADED: retried after its Retry-After, under maxRetries (it ended NO_CERTIFICATE at once)', async () => {
+    const ps = [0, 1, 2, 3].map(() => behindProxy(503, 1, '0.2'));
+    const t0 = Date.now();
+    expectCertified(
+      await client(await Promise.all(ps.map((p) => fakeNode(p.h))), { overloadRetry: quick }).infer(input()),
+    );
+    expect(Date.now() - t0).toBeGreaterThanOrEqual(180);
+    for (const p of ps) expect(p.seen.posts).toBeLessThanOrEqual(2);
+    // Batches alike, and 429.
+    const busy = await Promise.all([0, 1, 2, 3].map(() => fakeNode(behindProxy(429, 1).h)));
+    for (const r of await client(busy, { overloadRetry: quick }).inferBatch([input(), input()]))
+      expectCertified(r);
+    // Always turned away: OVERLOADED after maxRetries, each node's status said.
+    const stuck = await Promise.all([0, 1, 2, 3].map(() => fakeNode(behindProxy(429, 1e9).h)));
+    const e = await client(stuck, { overloadRetry: { ...quick, maxRetries: 1 } })
+      .infer(input())
+      .catch((x: unknown) => x);
+    expect(codeOf(e)).toBe('OVERLOADED');
+    expect((e as DropbearError).details).toMatchObject({ attempts: 2 });
+    expect((e as Error).message).toContain('answered 429');
+    // A Dropbear error body keeps its code: NOT_READY (503) is not retried as OVERLOADED.
+    const refusing = await Promise.all([0, 1, 2, 3].map(() => fakeNode(refuser(503, 'NOT_READY'))));
+    const nr = await client(refusing, { overloadRetry: quick })
+      .infer(input())
+      .catch((x: unknown) => x);
+    expect(codeOf(nr)).toBe('NO_CERTIFICATE');
+    expect((nr as Error).message).toContain('NOT_READY');
+  });
 });
 
 describe('a node whose answer is not what it says it is', () => {
