@@ -52,6 +52,7 @@ import {
   refuseOversizedBodies,
   requestTimeoutOptions,
 } from './http-body.ts';
+import { firstUnrunnable } from './preprocess.ts';
 import {
   BINARY_EXTENSION,
   bytesFromFloats,
@@ -108,9 +109,6 @@ function statusOf(e: unknown): number {
   const s = (e as { statusCode?: number }).statusCode;
   return typeof s === 'number' && s >= 400 && s < 600 ? s : 500;
 }
-
-/** The least magnitude that rounds to infinity in FP16 (halfway above its largest value, 65504). */
-const FP16_OVERFLOW = 65520;
 
 /** The longest error message sent, in UTF-8 bytes (the node API's LIMITS.message). */
 const MAX_ERROR_BYTES = 4096;
@@ -422,16 +420,14 @@ export function createKServeServer(opts: KServeServerOptions): FastifyInstance {
       flat = floatsFromBytes(bytes, datatype, count);
       // As in JSON (below), where no number can be NaN and one beyond the range is refused: a NaN or an
       // infinity sent as bits was run, and the model answered 200 with non-finite outputs.
-      const bad = flat.findIndex((x) => !Number.isFinite(x));
+      // The check DBT1 tensors get (preprocess.ts, unrunnable).
+      const bad = firstUnrunnable(flat, halfModel);
       if (bad >= 0)
         throw badRequest(
-          `input ${spec.input.name}: binary element ${bad} is ${flat[bad]}, not a finite number`,
-        );
-      const over = halfModel ? flat.findIndex((x) => Math.abs(x) >= FP16_OVERFLOW) : -1;
-      if (over >= 0)
-        throw badRequest(
-          `input ${spec.input.name}: binary element ${over} is ${flat[over]}, outside the range of FP16 ` +
-            "(±65504), the model's input datatype",
+          Number.isFinite(flat[bad])
+            ? `input ${spec.input.name}: binary element ${bad} is ${flat[bad]}, outside the range of FP16 ` +
+                "(±65504), the model's input datatype"
+            : `input ${spec.input.name}: binary element ${bad} is ${flat[bad]}, not a finite number`,
         );
     } else {
       const v = floatsFromJson(input.data, count);
@@ -442,7 +438,7 @@ export function createKServeServer(opts: KServeServerOptions): FastifyInstance {
       // An FP16 model's FP32 data is converted to FP16 (the engine's batcher): beyond ±65504 it became
       // ±Infinity there and was run (until 2026-12-06), as an FP16 number beyond the range would have.
       const half = datatype === 'FP16' || halfModel;
-      const out = v.findIndex((x) => !Number.isFinite(x) || (half && Math.abs(x) >= FP16_OVERFLOW));
+      const out = firstUnrunnable(v, half);
       if (out >= 0)
         throw badRequest(
           Number.isFinite(v[out]) && datatype !== 'FP16'

@@ -258,9 +258,53 @@ export function isModelTensor(t: TensorInput, spec: Pick<ModelSpec, 'input'>): b
   );
 }
 
+/** The least magnitude that rounds to infinity in FP16 (halfway above its largest value, 65504). */
+const FP16_OVERFLOW = 65520;
+
+/**
+ * Whether a model cannot be run on `x`: NaN or infinite, or, for a model that takes float16 (`half`),
+ * beyond FP16's range (its conversion makes it infinite). The one check of a model tensor's values, in
+ * serve-model's FP32/FP16 data (kserve-server.ts, firstUnrunnable) and in DBT1 tensors
+ * (checkModelTensorValues).
+ */
+export function unrunnable(x: number, half: boolean): boolean {
+  return !Number.isFinite(x) || (half && Math.abs(x) >= FP16_OVERFLOW);
+}
+
+/** The index of the first of `values` that is `unrunnable`; -1 when there is none. */
+export function firstUnrunnable(values: ArrayLike<number>, half: boolean): number {
+  for (let i = 0; i < values.length; i++) if (unrunnable(values[i], half)) return i;
+  return -1;
+}
+
+/**
+ * Refuses a float model tensor with an `unrunnable` element (INPUT_TENSOR_MALFORMED, naming it): sent as
+ * a DBT1 tensor, a NaN or an infinity (or an FP32 value beyond ±65504 for a float16 model) was taken by
+ * the node's input check and run (until 2026-12-06).
+ */
+export function checkModelTensorValues(t: TensorInput, spec: Pick<ModelSpec, 'input'>): void {
+  if (t.dtype === 'uint8') return;
+  const half = spec.input.dtype === 'float16';
+  const dv = new DataView(t.data.buffer, t.data.byteOffset, t.data.byteLength);
+  const n = t.data.byteLength / ELEMENT_BYTES[t.dtype];
+  const single = t.dtype === 'float32';
+  for (let i = 0; i < n; i++) {
+    const x = single ? dv.getFloat32(i * 4, true) : halfToFloat(dv.getUint16(i * 2, true));
+    if (!unrunnable(x, half)) continue;
+    throw new DropbearError(
+      'INPUT_TENSOR_MALFORMED',
+      Number.isFinite(x)
+        ? `tensor element ${i} is ${x}, outside the range of FP16 (±65504), the model's input datatype`
+        : `tensor element ${i} is ${x}, not a finite number`,
+    );
+  }
+}
+
 /**
  * If `bytes` is a DBT1 tensor of exactly the model's per-item input shape (optionally with a leading 1),
- * copies it into `out` at `offset` and returns true; returns false for anything else.
+ * copies it into `out` at `offset` and returns true; returns false for anything else. A value the model
+ * cannot be run on is refused (checkModelTensorValues), wherever the tensor is copied: serve-model's BYTES
+ * inputs, and a request a faulty node ordered past the input check.
  */
 export function copyModelTensor(
   bytes: Uint8Array,
@@ -271,6 +315,7 @@ export function copyModelTensor(
   if (sniffInput(bytes) !== 'tensor') return false;
   const t = decodeTensorInput(bytes);
   if (!isModelTensor(t, spec)) return false;
+  checkModelTensorValues(t, spec);
   copyTensor(t, out, offset);
   return true;
 }

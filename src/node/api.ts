@@ -54,6 +54,7 @@ import { MODEL_VERSION, packageVersion } from '../inference/kserve-server.ts';
 import { labelName } from '../inference/postprocess.ts';
 import {
   checkDeclaredSize,
+  checkModelTensorValues,
   checkTensorImageSize,
   decodeTensorInput,
   imageSize,
@@ -590,7 +591,8 @@ function forbiddenKeyOf(value: unknown): string | null {
 /**
  * Cheap check that this node's model can use the input: JPEG/PNG headers (the size read from the header
  * bytes, within the bounds decoding applies: preprocess.ts, checkDeclaredSize), DBT1 tensors (header,
- * length, and shape: a uint8 [H, W, 3] image or the model's own input).
+ * length, and shape: a uint8 [H, W, 3] image or the model's own input, its values finite and within the
+ * model's datatype: checkModelTensorValues).
  */
 export async function checkInput(bytes: Uint8Array, spec: ModelSpec): Promise<void> {
   const kind = sniffInput(bytes);
@@ -614,6 +616,8 @@ export async function checkInput(bytes: Uint8Array, spec: ModelSpec): Promise<vo
             .map((d) => d ?? 'any')
             .join(', ')}]`,
       );
+    // NaN, infinite, or beyond FP16 for a float16 model: refused here, not ordered and run.
+    checkModelTensorValues(t, spec);
     return;
   }
   if (tensorOnly)

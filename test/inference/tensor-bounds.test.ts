@@ -6,12 +6,13 @@
  */
 import { describe, expect, it } from 'vitest';
 import { catalogByName } from '../../src/inference/catalog.ts';
-import { imageToInput } from '../../src/inference/decode.ts';
-import { encodeTensorInput, MAX_IMAGE_SIDE } from '../../src/inference/preprocess.ts';
+import { imageToInput, toModelInput } from '../../src/inference/decode.ts';
+import { copyModelTensor, encodeTensorInput, MAX_IMAGE_SIDE } from '../../src/inference/preprocess.ts';
 import { checkInput } from '../../src/node/api.ts';
 
 const MNIST = catalogByName('mnist-winml')!;
 const MOBILENET = catalogByName('mobilenetv2-12-int8')!;
+const SQUEEZE_FP16 = catalogByName('squeezenet1.1-fp16-winml')!;
 
 /** A uint8 [h, w, 3] image, white on its lower half. */
 function image(h: number, w: number): Uint8Array {
@@ -80,5 +81,75 @@ describe('uint8 image tensor bounds', () => {
       } else expect(out.every((v) => v === 1)).toBe(true); // one row, white
       await imageToInput(bytes, MOBILENET, 'fast', new Float32Array(3 * 224 * 224), 0);
     }
+  });
+});
+
+describe("a float tensor of the model's input with values the model cannot be run on", () => {
+  // A NaN or an infinity (or, for an FP16 model, an FP32 value beyond ±65504, which its conversion makes
+  // infinite) sent as a DBT1 tensor was taken and run: every score came out 0 (NaN cast to the score).
+  const mnist = (dtype: 'float32' | 'float16', at: number, set: (dv: DataView, at: number) => void) => {
+    const data = new Uint8Array(784 * (dtype === 'float32' ? 4 : 2));
+    set(new DataView(data.buffer), at);
+    return encodeTensorInput({ dtype, dims: [1, 1, 28, 28], data });
+  };
+  it.each([
+    [
+      'float32',
+      3,
+      (dv: DataView, at: number) => dv.setFloat32(at * 4, Number.NaN, true),
+      'is NaN, not a finite number',
+    ],
+    [
+      'float32',
+      0,
+      (dv: DataView, at: number) => dv.setFloat32(at * 4, Number.NEGATIVE_INFINITY, true),
+      'is -Infinity, not a finite number',
+    ],
+    [
+      'float16',
+      783,
+      (dv: DataView, at: number) => dv.setUint16(at * 2, 0x7c00, true),
+      'is Infinity, not a finite number',
+    ],
+    [
+      'float16',
+      9,
+      (dv: DataView, at: number) => dv.setUint16(at * 2, 0x7e00, true),
+      'is NaN, not a finite number',
+    ],
+  ] as const)(
+    '%s element %i: INPUT_TENSOR_MALFORMED naming it, in the input check and in copying',
+    async (dtype, at, set, what) => {
+      const bytes = mnist(dtype, at, set);
+      const want = { code: 'INPUT_TENSOR_MALFORMED', message: `tensor element ${at} ${what}` };
+      expect(await refusal(checkInput(bytes, MNIST))).toEqual(want);
+      expect(await refusal(toModelInput(bytes, MNIST, 'fast', new Float32Array(784), 0))).toEqual(want);
+      // Finite: taken as before.
+      const ok = mnist(dtype, at, () => {});
+      await checkInput(ok, MNIST);
+      expect(copyModelTensor(ok, MNIST, new Float32Array(784), 0)).toBe(true);
+    },
+  );
+
+  it('an FP16 model: FP32 values beyond ±65504 refused, naming the element; ±65504 taken', async () => {
+    const size = 3 * 224 * 224;
+    const t = (v: number) => {
+      const data = new Uint8Array(size * 4);
+      new DataView(data.buffer).setFloat32(7 * 4, v, true);
+      return encodeTensorInput({ dtype: 'float32', dims: [1, 3, 224, 224], data });
+    };
+    const want = {
+      code: 'INPUT_TENSOR_MALFORMED',
+      message: "tensor element 7 is -100000, outside the range of FP16 (±65504), the model's input datatype",
+    };
+    expect(await refusal(checkInput(t(-1e5), SQUEEZE_FP16))).toEqual(want);
+    const copy = Promise.resolve().then(() =>
+      copyModelTensor(t(-1e5), SQUEEZE_FP16, new Float32Array(size), 0),
+    );
+    expect(await refusal(copy)).toEqual(want);
+    await checkInput(t(-65504), SQUEEZE_FP16);
+    expect(copyModelTensor(t(65504), SQUEEZE_FP16, new Float32Array(size), 0)).toBe(true);
+    // The same values are finite FP32 for an FP32 model.
+    await checkInput(t(-1e5), MOBILENET);
   });
 });
