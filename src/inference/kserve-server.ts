@@ -27,7 +27,7 @@
  * Fields beyond the protocol's (at the top, in the input, in an output) are a 400 naming them.
  * Errors are JSON {"error": "..."} (at most 4 KiB, cut with "…"): 400 bad request, 404 unknown model, version or path,
  * 405 METHOD_NOT_ALLOWED a method the path does not take (with an Allow header), 413 body over the
- * limit, 415 a compressed body (a Content-Encoding other than identity), 503 overloaded or shutting down,
+ * limit or INPUT_TOO_LARGE (an image over the input bounds, as on the node), 415 a compressed body (a Content-Encoding other than identity), 503 overloaded or shutting down,
  * 500 anything else. Errors raised before a route runs read
  * "CODE: message" with the node API's codes (http-body.ts): 400 BAD_URL (a URL that does not decode),
  * 414 URI_TOO_LONG (a path parameter over 100 characters), and, answered on the socket with
@@ -102,6 +102,8 @@ function statusOf(e: unknown): number {
   if (e instanceof DropbearError) {
     if (e.code === 'KSERVE_NOT_FOUND') return 404;
     if (e.code === 'OVERLOADED' || e.code === 'ENGINE_CLOSED') return 503;
+    // An image over the input bounds: 413, as the node answers it (api.ts); it was 400 here.
+    if (e.code === 'INPUT_TOO_LARGE') return 413;
     if (e.code.startsWith('INPUT_') || e.code === 'KSERVE_BAD_REQUEST') return 400;
     if (e.code === 'KSERVE_UNSUPPORTED_MEDIA_TYPE') return 415;
     return 500;

@@ -10,6 +10,7 @@ import type { FastifyInstance } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { catalogByName } from '../../src/inference/catalog.ts';
 import { createKServeServer, isBase64Element, type ServedEngine } from '../../src/inference/kserve-server.ts';
+import { DropbearError } from '../../src/protocol/index.ts';
 import { RawConn, type RawResponse, rawExchange, unparsableHttpCases } from '../raw-http.ts';
 
 const SPEC = catalogByName('mnist-winml')!;
@@ -156,6 +157,35 @@ describe('error messages', () => {
       const { error } = (await r.json()) as { error: string };
       expect(Buffer.byteLength(error)).toBeLessThanOrEqual(4096);
       expect(error.endsWith('…')).toBe(true);
+    }
+  });
+
+  // The node answers INPUT_TOO_LARGE with 413 (api.ts); serve-model answered 400. The whole
+  // "CODE: message" string is what is cut to 4 KiB.
+  it('an engine\'s INPUT_TOO_LARGE is 413, as on the node; its "CODE: message" cut whole to 4 KiB', async () => {
+    const server = createKServeServer({
+      engine: {
+        ...engine,
+        scoresFor: async (b: Uint8Array) => {
+          throw new DropbearError('INPUT_TOO_LARGE', b.length > 3 ? 'y'.repeat(10_000) : 'image too large');
+        },
+      },
+    });
+    try {
+      for (const element of ['AAAA', 'AAAAAAAA']) {
+        const r = await server.inject({
+          method: 'POST',
+          url: inferUrl,
+          headers: { 'content-type': 'application/json' },
+          payload: bytesRequest(element),
+        });
+        expect(r.statusCode).toBe(413);
+        const { error } = r.json() as { error: string };
+        expect(error.startsWith('INPUT_TOO_LARGE: ')).toBe(true);
+        expect(Buffer.byteLength(error)).toBeLessThanOrEqual(4096);
+      }
+    } finally {
+      await server.close();
     }
   });
 
