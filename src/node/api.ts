@@ -508,11 +508,12 @@ function isOipUrl(url: string): boolean {
  */
 function errorBodyFor(url: string, error: ApiError) {
   if (!isOipUrl(url)) return errorBody(error);
-  const e = sentError(error);
+  // The whole string is cut to LIMITS.message: cutting the message alone left it "CODE: " over (up to
+  // ~30 bytes, until 2026-12-06).
   return {
-    error: `${e.code}: ${e.message}`,
-    code: e.code,
-    ...(e.requestId ? { requestId: e.requestId } : {}),
+    error: cutUtf8(`${error.code}: ${error.message}`, LIMITS.message),
+    code: error.code,
+    ...(error.requestId ? { requestId: error.requestId } : {}),
   };
 }
 
