@@ -27,7 +27,8 @@ export function registerLedger(program: Command): void {
       'after',
       '\nExample:\n  npx dropbear ledger verify out/group/data/node-2/ledger.sqlite --node 2\n\n' +
         'Progress goes to stderr every 5 s. Exit status: 0 verified, 1 problems found (one line each),\n' +
-        '2 unreadable (LEDGER_CORRUPT: SQLite finds the file damaged; LEDGER_READ_ONLY: its folder\n' +
+        '2 unreadable (LEDGER_NOT_FOUND: no such file; LEDGER_UNREADABLE: not a Dropbear ledger;\n' +
+        'LEDGER_CORRUPT: SQLite finds the file damaged; LEDGER_READ_ONLY: its folder\n' +
         'cannot be written; LEDGER_SCHEMA_VERSION: written by an older or newer build) or a bad option\n' +
         "(--node not a node id: CLI_USAGE; not a node of the ledger's group: LEDGER_BAD_NODE).\n",
     )

@@ -8,7 +8,8 @@
  *   voting node and holding the resolved model digest and result; the COMMIT signatures of its proof;
  * - the receipt chain: receipt s names batch s, its group and the hash of receipt s−1 (the group id for
  *   s = 1), and the stored hash and prev-hash columns agree with the receipt bytes;
- * - receipt signatures: each from a known node and valid; a batch with any signatures has ≥ 2f+1;
+ * - receipt signatures: each from a known node and valid; a batch with any signatures has q (2f+1 when
+ *   n = 3f+1) of them, plain or prepared in one view (receiptQuorum);
  * - the stored outcomes: k of them, k = resultsCount (no row when k = 0), their Merkle root = resultsRoot;
  * - replay: a fresh LedgerState from the genesis, fed the stored batches, reproduces every receipt, every
  *   stored outcome and the state digest of every stable checkpoint the node recorded (the `checkpoint`
@@ -267,6 +268,8 @@ function check(
     );
 
   const q = quorumOf(genesis);
+  // How the problem lines name q: 2f+1 only where it is (n = 3f+1); a group of n = 5, f = 1 needs 4.
+  const quorumName = q === 2 * genesis.f + 1 ? '2f+1' : 'q = ⌊(n+f)/2⌋+1';
   const getReceipt = db.prepare('SELECT receipt, hash, prev_hash FROM receipts WHERE seq = ?');
   const getSigs = db.prepare('SELECT node, signature, view FROM receipt_sigs WHERE seq = ? ORDER BY node');
   const getOutcomes = db.prepare('SELECT outcomes FROM outcomes WHERE seq = ?');
@@ -439,9 +442,11 @@ function check(
         }
       }
       // Prepared signatures count only with plain ones and those of the same view (receiptQuorum).
-      if (signers.size < q) at(`${signers.size} valid receipt signatures < ${q} (2f+1)`);
+      if (signers.size < q) at(`${signers.size} valid receipt signatures < ${q} (${quorumName})`);
       else if (!receiptQuorum(valid, q))
-        at(`${signers.size} valid receipt signatures, no ${q} (2f+1) of them plain or prepared in one view`);
+        at(
+          `${signers.size} valid receipt signatures, no ${q} (${quorumName}) of them plain or prepared in one view`,
+        );
     }
 
     // What state transfer ships for the batch, where stored.

@@ -595,6 +595,28 @@ describe('SqliteLedger', () => {
     again.close();
   });
 
+  it('verify names the quorum it counts: q, which is not 2f+1 when n > 3f+1 (n = 5, f = 1: q = 4)', () => {
+    const g5 = makeGroup(5, 1, 7);
+    const path = freshPath();
+    const l = SqliteLedger.open(path, g5.genesis);
+    const empty: Batch = { timestamp: 0, entries: [], txs: [] };
+    const ex = l.execute(1, 0, batchDigestOf(empty), empty, []);
+    const gid = groupIdOf(g5.genesis);
+    const rh = receiptHashOf(ex.receipt);
+    l.addReceiptSignatures(
+      1,
+      [0, 1, 2].map((node) => ({
+        node,
+        signature: signReceiptAs(gid, ex.receipt, rh, null, g5.keys[node]),
+        view: null,
+      })),
+    );
+    l.close();
+    expect(verifyLedgerFile(path).problems).toEqual([
+      'batch 1: 3 valid receipt signatures < 4 (q = ⌊(n+f)/2⌋+1)',
+    ]);
+  });
+
   it('stores each signature with its kind; serves a certificate only from q plain or prepared in one view', () => {
     const path = freshPath();
     const l = SqliteLedger.open(path, genesis);
