@@ -803,6 +803,18 @@ export class SqliteLedger {
         meta = readMeta(db)!;
         created = true;
       }
+      // Another group's file is refused before anything is written to it (until 2026-12-06 an older one was
+      // upgraded first). Only a schema this build knows: a file of another it refuses as such, below.
+      if (
+        meta.schemaVersion >= 2 &&
+        meta.schemaVersion <= LEDGER_SCHEMA_VERSION &&
+        !equalBytes(meta.groupId, groupId)
+      )
+        throw new DropbearError(
+          'LEDGER_WRONG_GROUP',
+          `${path} belongs to group ${hex(meta.groupId)}, not ${hex(groupId)}`,
+          { stored: hex(meta.groupId), expected: hex(groupId) },
+        );
       // Each older schema is upgraded in place, one version at a time, each step one FULL transaction.
       for (const [from, migrate] of MIGRATIONS) {
         if (meta.schemaVersion !== from) continue;
@@ -815,12 +827,6 @@ export class SqliteLedger {
         throw new DropbearError(
           'LEDGER_SCHEMA_VERSION',
           `${path} has ledger schema ${meta.schemaVersion}; this build reads ${LEDGER_SCHEMA_VERSION}`,
-        );
-      if (!equalBytes(meta.groupId, groupId))
-        throw new DropbearError(
-          'LEDGER_WRONG_GROUP',
-          `${path} belongs to group ${hex(meta.groupId)}, not ${hex(groupId)}`,
-          { stored: hex(meta.groupId), expected: hex(groupId) },
         );
       const previous = inFile ? readBootMarker(path) : null;
       const boot = currentBootId();

@@ -762,6 +762,17 @@ describe('SqliteLedger', () => {
     expect((err as DropbearError).code).toBe('LEDGER_WRONG_GROUP');
     // The refused open changed nothing.
     expect(verifyLedgerFile(goodPath).ok).toBe(true);
+    // Nor does it upgrade an older file of that other group before refusing it (it did: the file then
+    // read as schema 9, which the build that wrote it refuses).
+    const old = freshPath();
+    copyFileSync(goodPath, old);
+    const db = new Database(old);
+    db.prepare('UPDATE meta SET schema_version = 8').run();
+    db.close();
+    expect(codeOf(() => SqliteLedger.open(old, other))).toBe('LEDGER_WRONG_GROUP');
+    const check = new Database(old, { readonly: true });
+    expect(check.prepare('SELECT schema_version FROM meta').pluck().get()).toBe(8);
+    check.close();
   });
 
   it('refuses a SQLite file that is not a ledger, and a file that is not SQLite', () => {
