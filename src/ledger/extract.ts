@@ -58,7 +58,16 @@ export function certificateFromFile(
         'LEDGER_SCHEMA_VERSION',
         `${path}: ledger schema ${meta.schemaVersion}; this build reads ${LEDGER_SCHEMA_VERSION} (a node opening the file upgrades it)`,
       );
-    const genesis = decode(Genesis, meta.genesis);
+    let genesis: Genesis;
+    try {
+      genesis = decode(Genesis, meta.genesis);
+    } catch (e) {
+      // Said as what it is: the catch below names outcomes for any blob that does not decode.
+      throw new DropbearError(
+        'LEDGER_CORRUPT',
+        `${path}: the stored genesis does not decode: ${(e as Error).message}`,
+      );
+    }
     let read = 0;
     for (const r of db
       .prepare('SELECT seq, outcomes FROM outcomes ORDER BY seq DESC')

@@ -2,9 +2,10 @@
  * `certificateFromFile` and `dropbear ledger certificate`: a request's certificate read from a ledger file
  * written by a simulated group with real SQLite ledgers, also once the node's own index no longer serves it.
  */
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { verifyCertificate } from '../../src/certificate/index.ts';
 import { stableJson } from '../../src/cli/io.ts';
@@ -74,6 +75,21 @@ describe('certificateFromFile', () => {
     );
     expect(() => certificateFromFile(ledgerOf(0), new Uint8Array(31))).toThrow(
       expect.objectContaining({ code: 'BAD_REQUEST_ID' }),
+    );
+  });
+
+  // It read "stored outcomes do not decode": the label of another blob.
+  it('names a stored genesis that does not decode as such (LEDGER_CORRUPT)', () => {
+    const copy = join(dir, 'bad-genesis.sqlite');
+    copyFileSync(ledgerOf(3), copy);
+    const db = new Database(copy);
+    db.prepare('UPDATE meta SET genesis = ?').run(Buffer.from([1, 2, 3]));
+    db.close();
+    expect(() => certificateFromFile(copy, new Uint8Array(32))).toThrow(
+      expect.objectContaining({
+        code: 'LEDGER_CORRUPT',
+        message: expect.stringContaining('the stored genesis does not decode'),
+      }),
     );
   });
 });
