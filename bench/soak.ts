@@ -36,7 +36,8 @@
  *  6. no node log has an uncaught exception, a fatal line or an error-level line;
  *  7. requests that failed at the client, by code, and how requests sent only to a node that was down
  *     fared (the SDK hedges to the others after 2 s); only OVERLOADED failures pass (every node asked turned
- *     the request away while the group executed nothing, and the SDK leaves the retry to its caller).
+ *     the request away while the group executed nothing, for longer than the SDK's overloadRetry resends
+ *     it within the call's time).
  * Exit status 1 if a check fails (the run folder is then kept and printed), 2 for a bad command line.
  *
  * --minutes M (5), --seed S (time-based when absent; printed), --rate R (50), --keep (keep the run folder).
@@ -803,7 +804,8 @@ const logs = Array.from({ length: N }, (_, i) =>
     '7 client failures',
     // The SDK hedges past a dead node: a failure is a finding, reported with its cause. OVERLOADED is the
     // one expected kind: every node asked turned the request away because the group executed nothing
-    // for a while (the longest such time is printed above), and the SDK leaves the retry to the caller.
+    // for a while (the longest such time is printed above), longer than the SDK's overloadRetry kept
+    // resending it within the call's time.
     failed.every((s) => s.error!.code === 'OVERLOADED'),
     `${sent.length} requests, ${certified.length} certified, ${failed.length} failed (only OVERLOADED passes; the longest time the group executed nothing: ${((best.to - best.from) / 1000).toFixed(0)} s; ${[...byCode].map(([c, n]) => `${c} ${n}`).join(', ') || 'none'}; ${inLedgers} of them executed anyway)${
       failed.length

@@ -639,10 +639,11 @@ export function registerGroup(program: Command): void {
       'after',
       '\nExample:\n  npx dropbear group start out/group\n\n' +
         'A node that exits before the group is ready stops the group (exit status 2, its error code shown).\n' +
-        'A node that crashes later is restarted; one that stops with status 0 is not. SIGINT, SIGTERM and\n' +
-        'SIGHUP stop every node (SIGKILL after 10 s) and exit 0.\n' +
+        'A node that crashes later is restarted (one that ran 60 s starts a new row); one that stops with\n' +
+        'status 0 is not. SIGINT, SIGTERM and SIGHUP stop every node (SIGKILL after 10 s) and exit 0.\n' +
         'Exit status: 0 stopped by a signal, 2 an error (NODE_EXITED before ready, NODE_FAILED after too many\n' +
-        'restarts, CLI_USAGE for a bad option or argument; one line on stderr: error [CODE]: message).\n',
+        'restarts, GROUP_STOPPED when every node stopped with status 0, CLI_USAGE for a bad option or\n' +
+        'argument; one line on stderr: error [CODE]: message).\n',
     )
     .action(async (dir: string, o: { restarts: string }) => {
       const max = parseWhole('--restarts', o.restarts, 0);
