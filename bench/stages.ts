@@ -1,19 +1,20 @@
 /**
- * `npm run stages -- <prefix> [--skip-ms=N] [--f=F]`: reads the step traces `<prefix>.<node>` that nodes
+ * `npm run stages -- <prefix> [--skip-ms=N] [--n=N] [--f=F]`: reads the step traces `<prefix>.<node>` that nodes
  * started with DROPBEAR_TRACE_STEPS=<prefix> wrote (src/node/steptrace.ts) and prints each latency stage's
  * mean for the fastest half of the requests, p50–p90, p90–p99 and the slowest 1 % (bench/lib/stages.ts).
- * --skip-ms drops requests accepted in the first N ms of the trace (warm-up); f defaults to what the number
- * of trace files allows (n ≥ 3f + 1), q = 2f + 1. Use a fresh prefix per run (the files are appended to).
+ * --skip-ms drops requests accepted in the first N ms of the trace (warm-up); n defaults to the number of
+ * trace files, f to what n allows (n ≥ 3f + 1), and q is the group's quorum, ⌊(n + f)/2⌋ + 1 (traceQuorum).
+ * Use a fresh prefix per run (the files are appended to).
  */
 import { readdirSync, readFileSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
-import { STAGES, stageGroups, stageRows } from './lib/stages.ts';
+import { STAGES, stageGroups, stageRows, traceQuorum } from './lib/stages.ts';
 
 const args = process.argv.slice(2);
 const prefix = args.find((a) => !a.startsWith('--'));
 const opt = (k: string) => args.find((a) => a.startsWith(`--${k}=`))?.split('=')[1];
 if (!prefix) {
-  console.error('usage: npm run stages -- <trace prefix> [--skip-ms=N] [--f=F]');
+  console.error('usage: npm run stages -- <trace prefix> [--skip-ms=N] [--n=N] [--f=F]');
   process.exit(2);
 }
 const dir = dirname(prefix);
@@ -35,9 +36,9 @@ const num = (k: string, d: number): number => {
   }
   return x;
 };
-// f from the number of trace files: pass --f when some node's trace is missing.
-const f = num('f', Math.floor((files.length - 1) / 3));
-const q = 2 * f + 1;
+// n from the number of trace files and f from n: pass --n (and --f) when some node's trace is missing.
+const n = num('n', files.length);
+const { q } = traceQuorum(n, opt('f') === undefined ? undefined : num('f', 0));
 const lines = files.flatMap((p) => readFileSync(p, 'utf8').split('\n'));
 const rows = stageRows(lines, q, num('skip-ms', 0));
 console.log(`${files.length} traces, q = ${q}, ${rows.length} requests from acceptance to certificate`);

@@ -11,6 +11,18 @@
  * signatures), and the total from accept to certified. All from the nodes' clocks (one machine).
  */
 
+import { quorumSize } from '../../src/protocol/messages.ts';
+
+/**
+ * The f and q of a group of `n` nodes (the number of trace files, or --n when some are missing), f the
+ * most n allows unless given (--f): q is the group's quorum, quorumSize(n, f) = ⌊(n + f)/2⌋ + 1, which is
+ * 2f + 1 only at n = 3f + 1 (until 2026-12-06 this table took 2f + 1, the q-th inference too early at n = 5
+ * or 6).
+ */
+export function traceQuorum(n: number, f = Math.floor((n - 1) / 3)): { f: number; q: number } {
+  return { f, q: quorumSize(n, f) };
+}
+
 export interface StageRow {
   id: string;
   accept: number;

@@ -1,6 +1,6 @@
 // Latency stages from step traces (bench/lib/stages.ts) on a hand-written trace of a 4-node group.
 import { describe, expect, it } from 'vitest';
-import { stageGroups, stageRows } from '../../bench/lib/stages.ts';
+import { stageGroups, stageRows, traceQuorum } from '../../bench/lib/stages.ts';
 
 // Request aa.. reaches node 1 at t=100; the four nodes finish inferring it at 104, 106, 110, 130 (node 1
 // again at 108: counted once); the primary (0) proposes seq 5 (digest d5) at 115; node 0 executes first at
@@ -88,5 +88,15 @@ describe('stageRows', () => {
     expect(groups[4].mean.proposeToExecute).toBe(51);
     expect(groups[1].mean.total).toBe(4);
     expect(groups[0].mean.total).toBeCloseTo(4.5, 10);
+  });
+});
+
+describe('traceQuorum', () => {
+  it("is the group's quorum, ⌊(n + f)/2⌋ + 1 (quorumSize), also for groups larger than 3f + 1", () => {
+    expect(traceQuorum(4)).toEqual({ f: 1, q: 3 });
+    expect(traceQuorum(7)).toEqual({ f: 2, q: 5 });
+    expect(traceQuorum(5)).toEqual({ f: 1, q: 4 });
+    expect(traceQuorum(6)).toEqual({ f: 1, q: 4 });
+    expect(traceQuorum(7, 1)).toEqual({ f: 1, q: 5 });
   });
 });
