@@ -191,15 +191,22 @@ export function registerDemo(program: Command): void {
         process.stdout.write(
           `\n${results.length} images: ${verified} certificates verified offline against the genesis, ${right} certified labels match the true label, ${failures} failed.\n`,
         );
+        // With --once the nodes stop as this returns: their addresses are shown for the record only, and
+        // the group folder with how to start it again (not a status command that would find nothing).
         process.stdout.write(
-          '\nNodes (HTTP API, metrics at /metrics, Open Inference Protocol at /v2, dashboard at /dashboard):\n',
+          `\nNodes${o.once ? ', stopped on exit' : ''} (HTTP API, metrics at /metrics, Open Inference Protocol at /v2, dashboard at /dashboard):\n`,
         );
         for (const n of g.file.nodes) process.stdout.write(`  node ${n.id}: ${n.api}\n`);
         const pin = hex(groupIdOf(g.genesis));
+        if (!o.once)
+          process.stdout.write(
+            `Dashboard, pinned to this group: ${g.file.nodes[0].api}/dashboard?group=${pin}\n`,
+          );
         process.stdout.write(
-          `Dashboard, pinned to this group: ${g.file.nodes[0].api}/dashboard?group=${pin}\n`,
+          o.once
+            ? `Group folder: ${out}  (stopped; npx dropbear group start ${o.out} starts it again)\n`
+            : `Group folder: ${out}  (npx dropbear status --group ${o.out})\n`,
         );
-        process.stdout.write(`Group folder: ${out}  (npx dropbear status --group ${o.out})\n`);
         if (failures > 0) process.exitCode = 1;
         if (o.once) {
           await stop();

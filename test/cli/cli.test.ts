@@ -870,6 +870,11 @@ describe('dropbear demo', () => {
       for (const row of rows) expect(row.trimEnd()).toMatch(/\.JPEG\s.*\syes$/);
       expect(r.stdout).toMatch(/^5 images: 5 certificates verified offline/m);
       expect(r.stdout).toMatch(/node 3: http:\/\/127\.0\.0\.1:\d+/);
+      // --once stopped every node: the output says so, and how to start the group again, not to ask the
+      // stopped nodes for their status (NODE_UNREACHABLE) or open their dashboard.
+      expect(r.stdout).toMatch(/^Nodes, stopped on exit \(/m);
+      expect(r.stdout).not.toMatch(/npx dropbear status|Dashboard, pinned/);
+      expect(r.stdout).toMatch(/\(stopped; npx dropbear group start .+ starts it again\)$/m);
       // --once stopped every node: nothing listens on their ports any more.
       const group = JSON.parse(readFileSync(join(d, 'group', 'group.json'), 'utf8')) as {
         nodes: { api: string }[];
