@@ -1532,16 +1532,8 @@ export class Transport {
    * settings makes one per dial and wake-up. The counters (stats()) count every one.
    */
   private logLimited(code: string, obj: object, msg: string, key = code): void {
-    const now = performance.now();
-    const s = this.faultLogs.get(key) ?? { next: 0, suppressed: 0 };
-    this.faultLogs.set(key, s);
-    if (now < s.next) {
-      s.suppressed++;
-      return;
-    }
-    this.log.warn({ ...obj, code, suppressed: s.suppressed, quietMs: FAULT_LOG_INTERVAL_MS }, msg);
-    s.next = now + FAULT_LOG_INTERVAL_MS;
-    s.suppressed = 0;
+    const suppressed = this.mayLog(key);
+    if (suppressed !== null) this.log.warn({ ...obj, code, suppressed, quietMs: FAULT_LOG_INTERVAL_MS }, msg);
   }
 
   /**
@@ -1551,16 +1543,26 @@ export class Transport {
    * count every one: connects, disconnects).
    */
   private infoLimited(key: string, obj: object, msg: string): void {
+    const suppressed = this.mayLog(key);
+    if (suppressed !== null) this.log.info({ ...obj, suppressed }, msg);
+  }
+
+  /**
+   * Whether a line under `key` may be logged now, at most once per FAULT_LOG_INTERVAL_MS: how many were
+   * only counted since the last one, or null when this one is only counted.
+   */
+  private mayLog(key: string): number | null {
     const now = performance.now();
     const s = this.faultLogs.get(key) ?? { next: 0, suppressed: 0 };
     this.faultLogs.set(key, s);
     if (now < s.next) {
       s.suppressed++;
-      return;
+      return null;
     }
-    this.log.info({ ...obj, suppressed: s.suppressed }, msg);
+    const suppressed = s.suppressed;
     s.next = now + FAULT_LOG_INTERVAL_MS;
     s.suppressed = 0;
+    return suppressed;
   }
 
   private bindingOf(socket: net.Socket): Uint8Array {

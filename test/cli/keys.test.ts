@@ -205,22 +205,29 @@ describe.skipIf(process.platform === 'win32')('secret key files others can read 
   });
 });
 
+/** A group of `nodes` stand-in nodes in `dir` whose configs log errors only, on ports 0, with `extra` in each. */
+async function quietGroup(dir: string, nodes: number, extra: Record<string, unknown>): Promise<void> {
+  await initGroup({
+    dir,
+    nodes,
+    models: Array(nodes).fill(STANDIN_MODEL),
+    nodeConfig: {
+      log: { level: 'error' },
+      p2p: { host: '127.0.0.1', port: 0 },
+      api: { host: '127.0.0.1', port: 0 },
+      ...extra,
+    },
+  });
+}
+
 // A custodial account's key (`custodial.accounts[].key`) is a client's secret seed, read under the same
 // rule; until 2026-12-06 it was read after the models were loaded and the ledger made, so a node refusing
 // it had first created its data folder and ledger.
 describe.skipIf(process.platform === 'win32')('a custodial account key follows the key files rule', () => {
   it('a node whose custodial key others can read fails with the code and the file, before a ledger', async () => {
     const dir = join(tmp, 'group-open-custodial-key');
-    await initGroup({
-      dir,
-      nodes: 4,
-      models: Array(4).fill(STANDIN_MODEL),
-      nodeConfig: {
-        log: { level: 'error' },
-        p2p: { host: '127.0.0.1', port: 0 },
-        api: { host: '127.0.0.1', port: 0 },
-        custodial: { accounts: [{ apiKeySha256: 'a'.repeat(64), key: 'keys/client.json', maxFee: 10 }] },
-      },
+    await quietGroup(dir, 4, {
+      custodial: { accounts: [{ apiKeySha256: 'a'.repeat(64), key: 'keys/client.json', maxFee: 10 }] },
     });
     const key = join(dir, 'keys', 'client.json');
     chmodSync(key, 0o644);
@@ -239,17 +246,7 @@ describe.skipIf(process.platform === 'win32')('the TLS private key follows the k
   /** A group of 2 stand-in nodes whose configs name tls/node.key and tls/node.crt (ports 0). */
   async function groupWithTls(name: string): Promise<{ dir: string; key: string; cert: string }> {
     const dir = join(tmp, name);
-    await initGroup({
-      dir,
-      nodes: 2,
-      models: Array(2).fill(STANDIN_MODEL),
-      nodeConfig: {
-        log: { level: 'error' },
-        p2p: { host: '127.0.0.1', port: 0 },
-        api: { host: '127.0.0.1', port: 0 },
-        tls: { key: 'tls/node.key', cert: 'tls/node.crt', ca: 'tls/node.crt' },
-      },
-    });
+    await quietGroup(dir, 2, { tls: { key: 'tls/node.key', cert: 'tls/node.crt', ca: 'tls/node.crt' } });
     mkdirSync(join(dir, 'tls'));
     return { dir, key: join(dir, 'tls', 'node.key'), cert: join(dir, 'tls', 'node.crt') };
   }
