@@ -127,6 +127,11 @@ export function flagHelp(specs: FlagSpecs, indent = '  '): string[] {
  * line, the problem and a usage text on stderr and exit status 2.
  */
 export function scriptFlags(argv: readonly string[], specs: FlagSpecs, command: string): string[] {
+  // `--help` (or `-h`) asks for the usage: printed on stdout, status 0 (it was an unknown flag, status 2).
+  if (!('help' in specs) && argv.some((a) => a === '--help' || a === '-h')) {
+    process.stdout.write(`${scriptHelp(specs, command)}\n`);
+    process.exit(0);
+  }
   try {
     const { words, flags } = parseArgs(argv, specs);
     if (words.length > 0) throw new BenchArgError(`unexpected argument "${words[0]}"`);
@@ -137,9 +142,14 @@ export function scriptFlags(argv: readonly string[], specs: FlagSpecs, command: 
   }
 }
 
+/** A standalone bench script's usage text: the command and one line per flag. */
+export function scriptHelp(specs: FlagSpecs, command: string): string {
+  return `usage: ${command} -- [flags]\n${flagHelp(specs).join('\n')}`;
+}
+
 /** A standalone bench script's bad command line: `message` and a usage text on stderr, exit status 2. */
 export function scriptUsage(message: string, specs: FlagSpecs, command: string): never {
-  process.stderr.write(`${message}\nusage: ${command} -- [flags]\n${flagHelp(specs).join('\n')}\n`);
+  process.stderr.write(`${message}\n${scriptHelp(specs, command)}\n`);
   process.exit(2);
 }
 

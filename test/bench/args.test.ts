@@ -1,5 +1,12 @@
-import { describe, expect, it } from 'vitest';
-import { BenchArgError, type FlagSpecs, flagHelp, parseArgs, valueProblem } from '../../bench/lib/args.ts';
+import { describe, expect, it, vi } from 'vitest';
+import {
+  BenchArgError,
+  type FlagSpecs,
+  flagHelp,
+  parseArgs,
+  scriptFlags,
+  valueProblem,
+} from '../../bench/lib/args.ts';
 
 const SPECS: FlagSpecs = {
   n: { kind: 'counts', help: 'group sizes' },
@@ -70,5 +77,32 @@ describe('bench command-line flags', () => {
     expect(help).toContain('--durability=full|relaxed');
     expect(help).toContain('--n=A,B,…');
     expect(help).toMatch(/--profile\s+profile/);
+  });
+
+  // A script's --help was an unknown flag: the usage on stderr, status 2 (`npm run bench:soak -- --help`).
+  it('--help (or -h) of a standalone script prints its usage on stdout with status 0', () => {
+    for (const help of ['--help', '-h']) {
+      const out: string[] = [];
+      const write = vi.spyOn(process.stdout, 'write').mockImplementation((s) => {
+        out.push(String(s));
+        return true;
+      });
+      const exit = vi.spyOn(process, 'exit').mockImplementation(((code?: number) => {
+        throw new Error(`exit ${code}`);
+      }) as never);
+      try {
+        expect(() =>
+          scriptFlags(
+            ['--rate', '5', help],
+            { rate: { kind: 'count', help: 'per second' } },
+            'npm run bench:x',
+          ),
+        ).toThrow('exit 0');
+      } finally {
+        write.mockRestore();
+        exit.mockRestore();
+      }
+      expect(out.join('')).toBe('usage: npm run bench:x -- [flags]\n  --rate=COUNT  per second\n');
+    }
   });
 });
