@@ -11,7 +11,7 @@
  * - RESPONSE_TOO_LARGE: an answer past MAX_ANSWER_BYTES (not read further).
  */
 import { readCapped } from '../protocol/capped-body.ts';
-import { DropbearError, printableLine } from '../protocol/index.ts';
+import { codeOr, DropbearError, printableLine } from '../protocol/index.ts';
 
 /**
  * The largest answer read from a node: a status or a group view is a few KB (the view of a 256-node group
@@ -135,10 +135,7 @@ export function expectObject(url: string, a: NodeAnswer, ok = 200): Record<strin
   const error = isObject ? body.error : undefined;
   if (typeof error?.code === 'string' || typeof error?.message === 'string') {
     // The node's code if it is one (every code the API sends is letters, digits and `_`).
-    const code =
-      typeof error?.code === 'string' && /^[A-Za-z0-9_]{1,64}$/.test(error.code)
-        ? error.code
-        : 'BAD_RESPONSE';
+    const code = codeOr(error?.code, 'BAD_RESPONSE');
     const said = typeof error?.message === 'string' ? error.message : code;
     throw new DropbearError(code, `${url} answered HTTP ${a.status}: ${snippet(said, 200)}`);
   }

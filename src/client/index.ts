@@ -9,6 +9,7 @@ import { SignatureCache, verifyCertificate } from '../certificate/index.ts';
 import { readCapped } from '../protocol/capped-body.ts';
 import {
   Certificate,
+  codeOr,
   type Decision,
   DropbearError,
   decode,
@@ -357,15 +358,6 @@ function nodeText(x: unknown): string {
 }
 
 /**
- * A node's error code when it is one (letters, digits, `_`, at most 64: every code the API sends), else
- * `fallback`: a code is compared (FINAL, OVERLOADED) and printed in brackets, so an object, a number or text
- * with line breaks from a faulty node is not taken as one.
- */
-function nodeCode(x: unknown, fallback: string): string {
-  return typeof x === 'string' && /^[A-Za-z0-9_]{1,64}$/.test(x) ? x : fallback;
-}
-
-/**
  * For an answer with a 3xx status: where it points, said. A Dropbear node never redirects, and fetch is
  * told not to follow (`redirect: 'manual'`): followed, a faulty node sent the client's GETs to a host of its
  * choosing, and a redirected POST failed as "fetch failed (Cannot perform ArrayBuffer.prototype.slice on a
@@ -385,7 +377,6 @@ function unexpectedAnswer(node: GroupNode, res: Response, body: unknown): string
   return `node ${node.id} answered ${res.status} ${body === null ? 'with a body that is not JSON' : 'without a certificate or an error'}`;
 }
 
-/** The API's error in a JSON answer (`{"error": {"code", "message"}}`), its code and message checked. */
 /**
  * The code of an error answer: the node's own (its JSON error body), else OVERLOADED for a 503 or 429 (a
  * proxy or load balancer in front of the node turned the request away before the node saw it: retried
@@ -394,9 +385,10 @@ function unexpectedAnswer(node: GroupNode, res: Response, body: unknown): string
  */
 function errorCodeOf(res: Response, body: { error?: { code?: unknown } } | null): string {
   const fallback = res.status === 503 || res.status === 429 ? 'OVERLOADED' : `HTTP_${res.status}`;
-  return nodeCode(body?.error?.code, fallback);
+  return codeOr(body?.error?.code, fallback);
 }
 
+/** The API's error in a JSON answer (`{"error": {"code", "message"}}`), its code and message checked. */
 function jsonError(
   node: GroupNode,
   res: Response,
@@ -1609,9 +1601,9 @@ function whyFailed(e: unknown): string {
   return nodeText(detail && !message.includes(detail) ? `${message} (${detail})` : message);
 }
 
-/** A per-request error in a node's binary answer, its code and message checked (nodeCode, nodeText). */
+/** A per-request error in a node's binary answer, its code and message checked (codeOr, nodeText). */
 function answerError(a: { code: string; message: string }): DropbearError {
-  const code = nodeCode(a.code, 'BAD_ANSWER');
+  const code = codeOr(a.code, 'BAD_ANSWER');
   return new DropbearError(code, nodeText(a.message || a.code));
 }
 

@@ -871,10 +871,13 @@ export function buildApi(host: NodeHost, opts: ApiOptions = {}): FastifyInstance
   // One account per API key: kept in a map by key hash, a key listed twice left the first of its accounts
   // unreachable and its holder spending the other's funds (until 2026-12-06; config.ts refuses it too).
   const accounts = new Map<string, CustodialAccount>();
+  const indexOf = new Map<string, number>();
   for (const [i, a] of (opts.custodial?.accounts ?? []).entries()) {
     const h = a.apiKeySha256.toLowerCase();
-    const first = [...accounts.keys()].indexOf(h);
-    if (first >= 0) throw new RangeError(`custodial accounts ${first} and ${i} have the same apiKeySha256`);
+    const first = indexOf.get(h);
+    if (first !== undefined)
+      throw new RangeError(`custodial accounts ${first} and ${i} have the same apiKeySha256`);
+    indexOf.set(h, i);
     accounts.set(h, a);
   }
   const custodial = opts.custodial !== undefined;

@@ -63,3 +63,12 @@ export function printableLine(text: string, max = Number.POSITIVE_INFINITY): str
   const one = text.replace(/[\s\p{Cc}\p{Zl}\p{Zp}]+/gu, ' ').trim();
   return one.length > max ? `${one.slice(0, max)}…` : one;
 }
+
+/**
+ * `x` when it is an error code as Dropbear writes them (letters, digits and `_`, at most 64: every code the
+ * API sends), else `fallback`: a code that came from elsewhere (a node's answer) is compared and printed
+ * in brackets, so an object, a number or text with line breaks is not taken as one.
+ */
+export function codeOr(x: unknown, fallback: string): string {
+  return typeof x === 'string' && /^[A-Za-z0-9_]{1,64}$/.test(x) ? x : fallback;
+}
