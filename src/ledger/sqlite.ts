@@ -458,6 +458,18 @@ export function openDatabase(
   }
 }
 
+/** What is wrong with the numeric options (SqliteLedger.open), or null. */
+function optionProblem(opts: SqliteLedgerOptions): string | null {
+  if (opts.replayProgressMs !== undefined && !(opts.replayProgressMs >= 0))
+    return `replayProgressMs must be >= 0, got ${opts.replayProgressMs}`;
+  if (opts.snapshotEvery !== undefined && !isUint(opts.snapshotEvery))
+    return `snapshotEvery must be a non-negative integer, got ${opts.snapshotEvery}`;
+  const n = opts.certificateIndexRequests;
+  if (n !== undefined && (!Number.isSafeInteger(n) || n < 1))
+    return `certificateIndexRequests must be an integer ≥ 1, got ${n}`;
+  return null;
+}
+
 /**
  * Makes `db` the only open ledger on `path`, across processes and within this one, until it closes: it
  * attaches `<path>.lock` (a small SQLite file beside the file itself, symbolic links followed, made on
@@ -652,25 +664,11 @@ export class SqliteLedger {
     this.synchronous = opts.synchronous ?? 'FULL';
     this.verifySigs = opts.verifySignatures ?? true;
     this.onReplayProgress = opts.onReplayProgress;
+    // Checked by open (optionProblem) before the file was touched.
     this.replayProgressMs = opts.replayProgressMs ?? 2_000;
-    if (!(this.replayProgressMs >= 0))
-      throw new DropbearError(
-        'LEDGER_BAD_OPTION',
-        `replayProgressMs must be >= 0, got ${opts.replayProgressMs}`,
-      );
     this.snapshotEvery = opts.snapshotEvery ?? DEFAULT_SNAPSHOT_EVERY;
-    if (!isUint(this.snapshotEvery))
-      throw new DropbearError(
-        'LEDGER_BAD_OPTION',
-        `snapshotEvery must be a non-negative integer, got ${opts.snapshotEvery}`,
-      );
     this.onSnapshotIgnored = opts.onSnapshotIgnored;
     this.certificateIndexRequests = opts.certificateIndexRequests ?? DEFAULT_CERTIFICATE_INDEX_REQUESTS;
-    if (!Number.isSafeInteger(this.certificateIndexRequests) || this.certificateIndexRequests < 1)
-      throw new DropbearError(
-        'LEDGER_BAD_OPTION',
-        `certificateIndexRequests must be an integer ≥ 1, got ${opts.certificateIndexRequests}`,
-      );
     this.index = new RecentSeqIndex(this.certificateIndexRequests);
     this.cur = new LedgerState(genesis);
     const p = (sql: string) => db.prepare(sql);
@@ -730,6 +728,10 @@ export class SqliteLedger {
    * (`LEDGER_WRONG_GROUP` otherwise) and schema version; its batches are replayed into `state`.
    */
   static open(path: string, genesis: Genesis, opts: SqliteLedgerOptions = {}): SqliteLedger {
+    // Every option is checked before the file is opened: a bad one must not leave an older file upgraded
+    // (until 2026-12-07 three of them were checked after the upgrades had run).
+    const bad = optionProblem(opts);
+    if (bad !== null) throw new DropbearError('LEDGER_BAD_OPTION', bad);
     const durability = opts.durability ?? 'full';
     if (!DURABILITIES.includes(durability))
       throw new DropbearError(

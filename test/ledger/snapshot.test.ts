@@ -1,4 +1,4 @@
-import { copyFileSync, mkdtempSync, rmSync } from 'node:fs';
+import { copyFileSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
@@ -733,6 +733,24 @@ describe('SqliteLedger snapshots', () => {
       expect(() => SqliteLedger.open(':memory:', genesis, { snapshotEvery: bad })).toThrow(
         expect.objectContaining({ code: 'LEDGER_BAD_OPTION' }),
       );
+  });
+
+  it('refuses a bad option before it opens the file: an older schema is left as it was, not upgraded', () => {
+    const { path } = written(history(14, 3));
+    const db = new Database(path);
+    db.exec('DROP TABLE snapshots');
+    db.prepare('UPDATE meta SET schema_version = 6').run();
+    db.close();
+    const bytes = () => readFileSync(path);
+    const before = bytes();
+    for (const opts of [{ snapshotEvery: -1 }, { certificateIndexRequests: 0 }, { replayProgressMs: -1 }])
+      expect(() => SqliteLedger.open(path, genesis, opts)).toThrow(
+        expect.objectContaining({ code: 'LEDGER_BAD_OPTION' }),
+      );
+    expect(bytes().equals(before)).toBe(true);
+    const after = new Database(path, { readonly: true });
+    expect(after.prepare('SELECT schema_version FROM meta').pluck().get()).toBe(6);
+    after.close();
   });
 });
 
