@@ -97,6 +97,7 @@ import {
   Tx as TxCodec,
   toJson,
 } from '../protocol/index.ts';
+import { apiKeySha256Of } from './config.ts';
 import type { NodeHost } from './host.ts';
 import { isConnected, NodeMetrics, type PeerState } from './metrics.ts';
 
@@ -1815,7 +1816,7 @@ export function buildApi(host: NodeHost, opts: ApiOptions = {}): FastifyInstance
           : 'sign the request (parameters dropbear_client, _nonce, _timestamp, _max_fee, _signature)',
       );
     if (!custodial) throw apiError('UNAUTHORIZED', 'this node holds no custodial accounts; sign the request');
-    const account = accounts.get(hex(sha256(new TextEncoder().encode(m[1]))));
+    const account = accounts.get(apiKeySha256Of(m[1]));
     if (!account) throw apiError('UNAUTHORIZED', 'unknown API key');
     const request: Request = {
       groupId,

@@ -56,7 +56,7 @@ import { DEFAULT_REPLICA_CONFIG, type ReplicaConfig } from '../consensus/replica
 import { ENGINE_DEFAULTS } from '../inference/engine.ts';
 import { REMOTE_MAX_TIMEOUT_MS, type RemoteOptions } from '../inference/remote.ts';
 import { DURABILITIES, type Durability } from '../ledger/sqlite.ts';
-import { DropbearError, parseJsonFile } from '../protocol/index.ts';
+import { DropbearError, hex, parseJsonFile, sha256 } from '../protocol/index.ts';
 import type { ApiOptions } from './api.ts';
 import { quarantineProblem, type TransportOptions } from './transport.ts';
 
@@ -575,4 +575,12 @@ export function loadNodeConfig(path: string): NodeConfig {
           : 'info',
     },
   };
+}
+
+/**
+ * A custodial account's `apiKeySha256`: the SHA-256, in lowercase hex, of the API key's bytes as sent in
+ * `Authorization: Bearer <key>` (UTF-8). The node compares keys only through this hash.
+ */
+export function apiKeySha256Of(apiKey: string): string {
+  return hex(sha256(new TextEncoder().encode(apiKey)));
 }

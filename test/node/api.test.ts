@@ -5,12 +5,14 @@
  * custodial) come back with certificates that verify offline; every kind of bad request gets its own
  * status and code, and the group still certifies afterwards.
  */
+import { createHash } from 'node:crypto';
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { verifyCertificate } from '../../src/certificate/index.ts';
+import { newApiKey } from '../../src/cli/keygen.ts';
 import { catalogByName } from '../../src/inference/catalog.ts';
 import { InferenceEngine } from '../../src/inference/engine.ts';
 import { encodeTensorInput } from '../../src/inference/preprocess.ts';
@@ -49,7 +51,9 @@ const WAIT = 20_000;
 const client = keyOf('client');
 const poor = keyOf('poor');
 const custodian = keyOf('custodian');
-const API_KEY = 'sk-test-0123456789';
+// Made as an operator would (`dropbear api-key`): the hash it prints is what the node config holds.
+const GENERATED = newApiKey();
+const API_KEY = GENERATED.apiKey;
 const images = readdirSync(VAL)
   .filter((f) => f.endsWith('.JPEG'))
   .sort()
@@ -201,9 +205,7 @@ beforeAll(async () => {
         metrics: m,
         peers: peersOf(id),
         custodial: {
-          accounts: [
-            { apiKeySha256: hex(sha256(new TextEncoder().encode(API_KEY))), key: custodian, maxFee: MAX_FEE },
-          ],
+          accounts: [{ apiKeySha256: GENERATED.apiKeySha256, key: custodian, maxFee: MAX_FEE }],
         },
       }),
     );
@@ -409,7 +411,11 @@ describe('node HTTP API', () => {
     );
   });
 
-  it('OIP v2: custodial infer with a bearer API key; an unknown key is 401', async () => {
+  it('OIP v2: custodial infer with a bearer API key (made by `dropbear api-key`); an unknown key is 401', async () => {
+    // The key is 32 random bytes in hex, and its hash the SHA-256 of the key as sent (`printf %s KEY | sha256sum`).
+    expect(API_KEY).toMatch(/^[0-9a-f]{64}$/);
+    expect(GENERATED.apiKeySha256).toBe(createHash('sha256').update(API_KEY, 'utf8').digest('hex'));
+    expect(newApiKey().apiKey).not.toBe(API_KEY);
     const res = await apps[1].inject({
       method: 'POST',
       url: '/v2/models/api-test/infer',
