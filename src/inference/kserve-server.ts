@@ -24,7 +24,8 @@
  * (the output's `parameters.binary_data`, else the request's `parameters.binary_data_output`), as binary
  * data after the JSON with its length in the Inference-Header-Content-Length header (the binary tensor
  * data extension).
- * Fields beyond the protocol's (at the top, in the input, in an output) are a 400 naming them.
+ * Fields beyond the protocol's (at the top, in the input, in an output) are a 400 naming them, but for a
+ * `model_name` at the top (KServe's Python client sends one), which must be this model's (404 otherwise).
  * Errors are JSON {"error": "..."} (at most 4 KiB, cut with "…"): 400 bad request, 404 unknown model, version or path,
  * 405 METHOD_NOT_ALLOWED a method the path does not take (with an Allow header), 413 body over the
  * limit or INPUT_TOO_LARGE (an image over the input bounds, as on the node), 415 a compressed body (a Content-Encoding other than identity), 503 overloaded or shutting down,
@@ -476,7 +477,16 @@ export function createKServeServer(opts: KServeServerOptions): FastifyInstance {
       throw badRequest(`the request's JSON does not parse: ${(e as Error).message}`);
     }
     if (!isObject(request)) throw badRequest('the request must be a JSON object');
-    onlyFields(request, ['id', 'parameters', 'inputs', 'outputs'], 'the request');
+    // model_name is not the protocol's, but KServe's Python client (InferRequest.to_rest) sends it in every
+    // body: refused as an unknown field until 2026-12-07. One naming another model is refused, not run.
+    onlyFields(request, ['id', 'model_name', 'parameters', 'inputs', 'outputs'], 'the request');
+    if (request.model_name !== undefined && typeof request.model_name !== 'string')
+      throw badRequest('"model_name" must be a string');
+    if (request.model_name !== undefined && request.model_name !== modelName)
+      throw new DropbearError(
+        'KSERVE_NOT_FOUND',
+        `the body's model_name ${JSON.stringify(cutUtf8(request.model_name as string, 100))} is not the URL's model ${modelName}`,
+      );
     if (!Array.isArray(request.inputs) || request.inputs.length !== 1 || !isObject(request.inputs[0]))
       throw badRequest(`"inputs" must hold exactly one input (${spec.input.name})`);
     if (request.id !== undefined && typeof request.id !== 'string') throw badRequest('"id" must be a string');

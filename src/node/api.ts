@@ -771,6 +771,8 @@ const inferBody = {
   additionalProperties: false,
   properties: {
     id: { type: 'string' },
+    // Not the protocol's, but KServe's Python client (InferRequest.to_rest) sends it in every body.
+    model_name: { type: 'string' },
     parameters: {
       type: 'object',
       properties: {
@@ -829,6 +831,7 @@ interface InferInput {
 
 interface InferBody {
   id?: string;
+  model_name?: string;
   parameters?: {
     dropbear_client?: string;
     dropbear_nonce?: number;
@@ -1835,6 +1838,12 @@ export function buildApi(host: NodeHost, opts: ApiOptions = {}): FastifyInstance
     const body = req.body;
     if (!body || typeof body !== 'object' || !Array.isArray(body.inputs))
       throw apiError('BAD_REQUEST', 'the request has no JSON body with "inputs"');
+    // The KServe client names the URL's model in the body too; one that names another is refused, not run.
+    if (body.model_name !== undefined && body.model_name !== groupName)
+      throw apiError(
+        'MODEL_NOT_FOUND',
+        `the body's model_name ${JSON.stringify(cutUtf8(body.model_name, 100))} is not the URL's model ${groupName}`,
+      );
     // None named (no list, or an empty one, as Triton and serve-model read it): all of them. Until
     // 2026-12-06 an empty list was answered with no outputs, and a name given twice came back twice.
     const wanted = body.outputs?.length ? body.outputs.map((x) => x.name) : [...OUTPUTS];

@@ -449,6 +449,27 @@ describe('a body of the wrong type', () => {
     );
   });
 
+  // KServe's Python client (InferenceRESTClient, InferRequest.to_rest) puts "model_name" at the top of
+  // every infer body: refused as an unknown field until 2026-12-07, so that client could not call at all.
+  it('"model_name" at the top, as the KServe client sends it: served; another model 404, a number 400', async () => {
+    const send = (extra: Record<string, unknown>) =>
+      app.inject({
+        method: 'POST',
+        url: inferUrl,
+        headers: { 'content-type': 'application/json' },
+        payload: JSON.stringify({ id: 'k-1', ...extra, inputs: [good] }),
+      });
+    const ok = await send({ model_name: SPEC.name });
+    expect(ok.statusCode, ok.body).toBe(200);
+    expect(ok.json()).toMatchObject({ model_name: SPEC.name, id: 'k-1' });
+    const other = await send({ model_name: 'other' });
+    expect(other.statusCode, other.body).toBe(404);
+    expect((other.json() as { error: string }).error).toMatch(/model_name "other"/);
+    const typed = await send({ model_name: 5 });
+    expect(typed.statusCode, typed.body).toBe(400);
+    expect((typed.json() as { error: string }).error).toMatch(/"model_name" must be a string/);
+  });
+
   it('the same fields of the right type are served (a string id is echoed)', async () => {
     const r = await app.inject({
       method: 'POST',

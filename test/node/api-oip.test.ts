@@ -269,6 +269,31 @@ describe('OIP v2 on the node API', () => {
     expect(ok.statusCode, ok.body).toBe(200);
   });
 
+  // KServe's Python client (InferenceRESTClient, InferRequest.to_rest) puts "model_name" at the top of
+  // every infer body, and a uuid "id": a body this API refused as an unknown field until 2026-12-07.
+  it('takes "model_name" at the top of the body, as the KServe client sends it; another model is 404', async () => {
+    const res = await app.inject({
+      method: 'POST',
+      url: `/v2/models/${name}/infer`,
+      payload: signedBody({ id: 'kserve-1', model_name: name }).body,
+    });
+    expect(res.statusCode, res.body).toBe(200);
+    expect(res.json()).toMatchObject({ model_name: name, id: 'kserve-1' });
+    const other = await app.inject({
+      method: 'POST',
+      url: `/v2/models/${name}/infer`,
+      payload: signedBody({ model_name: 'other' }).body,
+    });
+    expect([other.statusCode, oipCode(other)], other.body).toEqual([404, 'MODEL_NOT_FOUND']);
+    expect((other.json() as { error: string }).error).toMatch(/"other"/);
+    const typed = await app.inject({
+      method: 'POST',
+      url: `/v2/models/${name}/infer`,
+      payload: signedBody({ model_name: 5 }).body,
+    });
+    expect([typed.statusCode, oipCode(typed)], typed.body).toEqual([400, 'BAD_REQUEST']);
+  });
+
   // tritonclient raises InferenceServerException(msg=body["error"], status=...), whose text is
   // "[status] " + msg: with this API's {code, message} object there, making the text raised a TypeError.
   it('answers errors on every v2 route as {"error": "<message>"} with the code beside it; v1 keeps its body', async () => {
