@@ -506,7 +506,15 @@ export function createKServeServer(opts: KServeServerOptions): FastifyInstance {
           );
         // The model has one output: a second entry can only name it again (answered once, until 2026-12-06).
         if (i > 0) throw badRequest(`output ${JSON.stringify(o.name)} is named twice`);
-        const own = flagOf(parametersOf(o.parameters, `output ${o.name}`), 'binary_data', `output ${o.name}`);
+        const oParams = parametersOf(o.parameters, `output ${o.name}`);
+        // Triton's classification extension (tritonclient's class_count) answers BYTES "score:index"
+        // strings; not served here, and answering the scores in their place (until 2026-12-07) misled.
+        if (oParams.classification !== undefined)
+          throw badRequest(
+            `output ${o.name}: "classification" (Triton's classification extension) is not served here; ` +
+              'ask for the output itself and take its top k',
+          );
+        const own = flagOf(oParams, 'binary_data', `output ${o.name}`);
         if (own ?? binaryByDefault) binaryOut = true;
       }
     }

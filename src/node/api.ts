@@ -841,7 +841,7 @@ interface InferBody {
     dropbear_min_agree?: number;
   };
   inputs: InferInput[];
-  outputs?: { name: string }[];
+  outputs?: { name: string; parameters?: Record<string, unknown> }[];
 }
 
 const SIGNING_PARAMS = [
@@ -1855,6 +1855,14 @@ export function buildApi(host: NodeHost, opts: ApiOptions = {}): FastifyInstance
         );
       if (wanted.indexOf(w) !== i)
         throw apiError('INFER_BAD_OUTPUT', `output ${JSON.stringify(w)} is named twice`);
+      // Triton's classification extension (tritonclient's class_count) answers BYTES "score:index"
+      // strings, which these outputs are not: ignored until 2026-12-07, and the output came back as it is.
+      if (body.outputs?.[i]?.parameters?.classification !== undefined)
+        throw apiError(
+          'INFER_BAD_OUTPUT',
+          `output ${JSON.stringify(w)}: "classification" (Triton's classification extension) is not served ` +
+            'here; label and top5_labels are the classes',
+        );
     }
     const input = imageOf(body, binaryOf.get(req) ?? new Uint8Array(0));
     const sr = inferRequest(body, req.raw.rawHeaders, input);

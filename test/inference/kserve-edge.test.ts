@@ -470,6 +470,23 @@ describe('a body of the wrong type', () => {
     expect((typed.json() as { error: string }).error).toMatch(/"model_name" must be a string/);
   });
 
+  // tritonclient's InferRequestedOutput(name, class_count=k) asks for Triton's classification extension
+  // (a BYTES [N, k] tensor of "score:index" strings). This server does not list it, and until 2026-12-07
+  // answered the FP32 scores all the same: a client reading k strings got 10 floats.
+  it('an output asking for classification (not served here): 400 naming it, not the scores', async () => {
+    const r = await app.inject({
+      method: 'POST',
+      url: inferUrl,
+      headers: { 'content-type': 'application/json' },
+      payload: JSON.stringify({
+        inputs: [good],
+        outputs: [{ name: SPEC.output.name, parameters: { binary_data: false, classification: 3 } }],
+      }),
+    });
+    expect(r.statusCode, r.body).toBe(400);
+    expect((r.json() as { error: string }).error).toMatch(/classification/);
+  });
+
   it('the same fields of the right type are served (a string id is echoed)', async () => {
     const r = await app.inject({
       method: 'POST',

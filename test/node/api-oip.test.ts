@@ -269,6 +269,21 @@ describe('OIP v2 on the node API', () => {
     expect(ok.statusCode, ok.body).toBe(200);
   });
 
+  // tritonclient's InferRequestedOutput(name, class_count=k) asks for Triton's classification extension (a
+  // BYTES tensor of "score:index" strings), which /v2 does not list: until 2026-12-07 it was ignored and the
+  // INT64 or FP32 output came back in its place.
+  it('an output asking for classification is 400 INFER_BAD_OUTPUT naming it', async () => {
+    const res = await app.inject({
+      method: 'POST',
+      url: `/v2/models/${name}/infer`,
+      payload: signedBody({
+        outputs: [{ name: 'top5_scores', parameters: { binary_data: true, classification: 2 } }],
+      }).body,
+    });
+    expect([res.statusCode, oipCode(res)], res.body).toEqual([400, 'INFER_BAD_OUTPUT']);
+    expect((res.json() as { error: string }).error).toMatch(/classification/);
+  });
+
   // KServe's Python client (InferenceRESTClient, InferRequest.to_rest) puts "model_name" at the top of
   // every infer body, and a uuid "id": a body this API refused as an unknown field until 2026-12-07.
   it('takes "model_name" at the top of the body, as the KServe client sends it; another model is 404', async () => {
