@@ -26,7 +26,10 @@
  * data extension).
  * Fields beyond the protocol's (at the top, in the input, in an output) are a 400 naming them, but for a
  * `model_name` at the top (KServe's Python client sends one), which must be this model's (404 otherwise).
- * Errors are JSON {"error": "..."} (at most 4 KiB, cut with "…"): 400 bad request, 404 unknown model, version or path,
+ * Errors are JSON {"error": "...", "code": "CODE"} (the message at most 4 KiB, cut with "…"; the code, a stable
+ * name, the node API's where it has one: BAD_REQUEST, MODEL_NOT_FOUND, NOT_FOUND, METHOD_NOT_ALLOWED,
+ * BODY_TOO_LARGE, UNSUPPORTED_MEDIA_TYPE, an engine's code such as OVERLOADED, INTERNAL; until 2026-12-07
+ * there was none, and this server's own errors gave only a message): 400 bad request, 404 unknown model, version or path,
  * 405 METHOD_NOT_ALLOWED a method the path does not take (with an Allow header), 413 body over the
  * limit or INPUT_TOO_LARGE (an image over the input bounds, as on the node), 415 a compressed body (a Content-Encoding other than identity), 503 overloaded or shutting down,
  * 500 anything else. Errors raised before a route runs read
@@ -113,6 +116,21 @@ function statusOf(e: unknown): number {
   return typeof s === 'number' && s >= 400 && s < 600 ? s : 500;
 }
 
+/** The code an error answer carries beside its message: this server's own as the node API names them. */
+const PUBLIC_CODE: Record<string, string> = {
+  KSERVE_BAD_REQUEST: 'BAD_REQUEST',
+  KSERVE_NOT_FOUND: 'MODEL_NOT_FOUND',
+  KSERVE_UNSUPPORTED_MEDIA_TYPE: 'UNSUPPORTED_MEDIA_TYPE',
+};
+
+/** The stable code of an error raised while serving, answered with `status`. */
+function codeOf(e: unknown, status: number): string {
+  if (e instanceof DropbearError) return PUBLIC_CODE[e.code] ?? e.code;
+  if (status === 413) return 'BODY_TOO_LARGE';
+  if (status === 415) return 'UNSUPPORTED_MEDIA_TYPE';
+  return status >= 500 ? 'INTERNAL' : 'BAD_REQUEST';
+}
+
 /** The longest error message sent, in UTF-8 bytes (the node API's LIMITS.message). */
 const MAX_ERROR_BYTES = 4096;
 
@@ -197,7 +215,7 @@ export function createKServeServer(opts: KServeServerOptions): FastifyInstance {
       (reply as FastifyReply)
         .code(code ? EDGE_STATUS[code] : 500)
         .type('application/json')
-        .send({ error: message });
+        .send({ error: message, code: code ?? 'INTERNAL' });
     },
     // Errors before there is a request (HTTP that does not parse, headers over 16 KiB, a timed-out
     // request): answered on the socket, which is then closed.
@@ -207,11 +225,14 @@ export function createKServeServer(opts: KServeServerOptions): FastifyInstance {
         return;
       }
       const err = clientErrorOf(e);
-      answerClientError(socket as Socket, EDGE_STATUS[err.code], { error: `${err.code}: ${err.message}` });
+      answerClientError(socket as Socket, EDGE_STATUS[err.code], {
+        error: `${err.code}: ${err.message}`,
+        code: err.code,
+      });
     },
   });
   refuseOversizedBodies(app, bodyLimit);
-  answerNodeRefusals(app, (e) => ({ error: `${e.code}: ${e.message}` }));
+  answerNodeRefusals(app, (e) => ({ error: `${e.code}: ${e.message}`, code: e.code }));
   const methodsOf = methodsByPath(app);
   // The infer body is JSON or JSON plus binary data: take every body as bytes and parse it here.
   app.removeAllContentTypeParsers();
@@ -245,7 +266,7 @@ export function createKServeServer(opts: KServeServerOptions): FastifyInstance {
     reply
       .code(status)
       .type('application/json')
-      .send({ error: cutUtf8(message, MAX_ERROR_BYTES) });
+      .send({ error: cutUtf8(message, MAX_ERROR_BYTES), code: codeOf(e, status) });
   });
   // Cut to 4 KiB like every other error: the URL it quotes may be up to Node's 16 KiB of headers. A path
   // that a route has, asked with another method: 405 with Allow.
@@ -257,10 +278,13 @@ export function createKServeServer(opts: KServeServerOptions): FastifyInstance {
       reply
         .code(405)
         .header('allow', allow.join(', '))
-        .send({ error: cutUtf8(message, MAX_ERROR_BYTES) });
+        .send({ error: cutUtf8(message, MAX_ERROR_BYTES), code: 'METHOD_NOT_ALLOWED' });
       return;
     }
-    reply.code(404).send({ error: cutUtf8(`no such endpoint: ${req.method} ${req.url}`, MAX_ERROR_BYTES) });
+    reply.code(404).send({
+      error: cutUtf8(`no such endpoint: ${req.method} ${req.url}`, MAX_ERROR_BYTES),
+      code: 'NOT_FOUND',
+    });
   });
 
   const checkModel = (p: Params) => {

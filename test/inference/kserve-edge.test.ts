@@ -21,7 +21,11 @@ const engine: ServedEngine = {
   spec: SPEC,
   digest: SPEC.sha256,
   // A finite input that drives the (fake) model's output to NaN: the first element 7777.
-  scores: async (x: Float32Array) => new Float32Array(10).fill(x[0] === 7777 ? Number.NaN : 0),
+  // The first element 5555: the engine is overloaded.
+  scores: async (x: Float32Array) => {
+    if (x[0] === 5555) throw new DropbearError('OVERLOADED', 'the queue is full');
+    return new Float32Array(10).fill(x[0] === 7777 ? Number.NaN : 0);
+  },
   scoresFor: async (b: Uint8Array) => {
     seen.push(b.length);
     return new Float32Array(10).fill(b.length);
@@ -62,8 +66,9 @@ function expectError(res: RawResponse | null, code: string, status: number): voi
   expect(res).not.toBeNull();
   expect(res!.status).toBe(status);
   expect(res!.headers).toMatch(/content-type: application\/json/);
-  const body = JSON.parse(res!.body) as { error: string };
-  expect(Object.keys(body)).toEqual(['error']);
+  const body = JSON.parse(res!.body) as { error: string; code: string };
+  expect(Object.keys(body)).toEqual(['error', 'code']);
+  expect(body.code).toBe(code);
   expect(body.error.startsWith(`${code}: `)).toBe(true);
 }
 
@@ -610,6 +615,70 @@ describe('errors before a route runs', () => {
   });
 });
 
+// The protocol's error body is {"error": "<message>"}; beside it every error answer carries its code, as the
+// node's /v2 routes do, where until 2026-12-07 serve-model's own errors (a bad request, an unknown model or
+// path, a compressed body, a body over the limit) gave a message alone and a client had its text to match.
+describe('every error answer carries a stable code', () => {
+  const mnist = (first: number) =>
+    JSON.stringify({
+      inputs: [
+        {
+          name: SPEC.input.name,
+          datatype: 'FP32',
+          shape: [1, 1, 28, 28],
+          data: [first, ...Array(783).fill(0)],
+        },
+      ],
+    });
+  const json = { 'content-type': 'application/json' };
+  it.each([
+    ['an unknown model', 'GET', '/v2/models/nope', {}, undefined, 404, 'MODEL_NOT_FOUND'],
+    [
+      'an unknown version',
+      'GET',
+      `/v2/models/${SPEC.name}/versions/7/ready`,
+      {},
+      undefined,
+      404,
+      'MODEL_NOT_FOUND',
+    ],
+    ['an unknown path', 'GET', '/v2/repository/index', {}, undefined, 404, 'NOT_FOUND'],
+    ['a method the path does not take', 'GET', inferUrl, {}, undefined, 405, 'METHOD_NOT_ALLOWED'],
+    ['a bad request', 'POST', inferUrl, json, '{"inputs": []}', 400, 'BAD_REQUEST'],
+    ['JSON that does not parse', 'POST', inferUrl, json, '{"inputs":', 400, 'BAD_REQUEST'],
+    [
+      'a compressed body',
+      'POST',
+      inferUrl,
+      { ...json, 'content-encoding': 'gzip' },
+      '{}',
+      415,
+      'UNSUPPORTED_MEDIA_TYPE',
+    ],
+    [
+      'a body over the limit',
+      'POST',
+      inferUrl,
+      { ...json, 'content-length': String(65 * 1024 * 1024) },
+      undefined,
+      413,
+      'BODY_TOO_LARGE',
+    ],
+    ['an engine refusal', 'POST', inferUrl, json, mnist(5555), 503, 'OVERLOADED'],
+    ['a non-finite output', 'POST', inferUrl, json, mnist(7777), 500, 'OUTPUT_NOT_FINITE'],
+  ] as const)(
+    '%s: %s %s, its status and code',
+    async (_what, method, url, headers, payload, status, code) => {
+      const r = await app.inject({ method, url, headers, ...(payload === undefined ? {} : { payload }) });
+      expect(r.statusCode, r.body).toBe(status);
+      const body = r.json() as { error: unknown; code: unknown };
+      expect(Object.keys(body)).toEqual(['error', 'code']);
+      expect(typeof body.error).toBe('string');
+      expect(body.code).toBe(code);
+    },
+  );
+});
+
 describe('a method the path does not take', () => {
   it('405 with Allow, where it was 404 "no such endpoint"; an unknown path is still 404', async () => {
     for (const [method, path, allow] of [
@@ -625,6 +694,7 @@ describe('a method the path does not take', () => {
       expect(res!.headers).toContain(`allow: ${allow.toLowerCase()}\r\n`);
       expect(JSON.parse(res!.body)).toEqual({
         error: `METHOD_NOT_ALLOWED: ${method} is not taken by ${path}; it takes ${allow}`,
+        code: 'METHOD_NOT_ALLOWED',
       });
     }
     const { res } = await rawExchange(
