@@ -1,7 +1,8 @@
 /**
  * serve-model's HTTP edge (src/inference/kserve-server.ts) over a real socket on 127.0.0.1, with a fake
  * engine (no model): the BYTES base64 check in linear time, fastify's own errors and HTTP that does not
- * parse in the server's error body (`{"error": "CODE: message"}`), and the request timeout.
+ * parse in the server's error body (`{"error": "CODE: message", "code": "CODE"}`), and the request timeout;
+ * what OIP clients send (KServe's `model_name`, tritonclient's `classification`), and every error's code.
  */
 
 import { gzipSync } from 'node:zlib';
