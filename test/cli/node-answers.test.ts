@@ -1,9 +1,12 @@
 /**
  * `dropbear status` and `dropbear model-update` against "nodes" that are not Dropbear nodes: HTTP servers in
  * this process at the group's API addresses that answer 200 with text, 500, 200 with `{}`, or take the
- * connection and never answer. The real CLI runs as a child process. Each command must end on its own with
- * one line per problem naming a stable code (BAD_RESPONSE, NODE_TIMEOUT, NODE_UNREACHABLE), never a parser's
- * message, a row of "undefined", or a wait without end.
+ * connection and never answer. Each command must end on its own with one line per problem naming a stable
+ * code (BAD_RESPONSE, NODE_TIMEOUT, NODE_UNREACHABLE), never a parser's message, a row of "undefined", or a
+ * wait without end. The real CLI runs as a child process where a node never answers (a process that ends
+ * shows that nothing of the command is left waiting); where every node answers or nothing listens, or the
+ * command refuses before it sends anything, the same program runs in this process (runCliInProcess: a
+ * spawn costs about a second of CPU).
  */
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
@@ -18,7 +21,7 @@ import { importModels } from '../../src/inference/store.ts';
 import { STANDIN_MODEL } from '../../src/node/standin-backend.ts';
 import type { DropbearError } from '../../src/protocol/index.ts';
 import { MODELS_DIR } from '../shared.ts';
-import { type Ran, runCli } from './run-cli.ts';
+import { type Ran, runCli, runCliInProcess } from './run-cli.ts';
 
 const MODEL = 'mobilenet_v1_0.25_128_quant';
 /** A child still running after this long is killed and the test fails (code null): it would never end. */
@@ -103,8 +106,9 @@ describe('dropbear status against servers that are not Dropbear nodes', () => {
 });
 
 describe('dropbear model-update against servers that are not Dropbear nodes', () => {
-  const update = (node: number) =>
-    cli(
+  /** In a child process for node 3 and the silent POST (a wait that must end with the process). */
+  const update = (node: number, run: (...args: string[]) => Promise<Ran> = cli) =>
+    run(
       'model-update',
       '--group',
       groupDir,
@@ -135,7 +139,7 @@ describe('dropbear model-update against servers that are not Dropbear nodes', ()
   ];
   for (const [what, node, message] of cases)
     it(`${what}: one line with the code, exit 2`, async () => {
-      const r = await update(node);
+      const r = await update(node, node === 3 ? cli : (...args) => runCliInProcess(args));
       expect(r.code, r.stderr).toBe(2);
       expect(r.stdout).toBe('');
       expect(r.stderr).toMatch(message);
@@ -184,7 +188,7 @@ describe('dropbear model-update against servers that are not Dropbear nodes', ()
     g.nodes[0].api = `http://127.0.0.1:${port}`;
     writeFileSync(file, JSON.stringify(g, null, 2));
     try {
-      const r = await update(0);
+      const r = await update(0, (...args) => runCliInProcess(args));
       expect(r.code, r.stderr).toBe(2);
       expect(r.stderr).toMatch(
         /^error \[NODE_UNREACHABLE\]: nothing answered at .*\/v1\/group \(ECONNREFUSED\)/,
@@ -218,7 +222,7 @@ describe('dropbear infer against servers that are not Dropbear nodes', () => {
     const image = join(tmp, 'input.jpg');
     writeFileSync(image, 'not really an image');
     await withNode3Dead(async () => {
-      const r = await cli('infer', '--group', groupDir, image);
+      const r = await runCliInProcess(['infer', '--group', groupDir, image]);
       expect(r.code, r.stderr).toBe(2);
       expect(r.stderr).toMatch(/^input\.jpg: error \[NO_CERTIFICATE\]: /);
       expect(r.stderr).toMatch(/node 0: HTTP_200 node 0 answered 200 with a body that is not JSON/);
@@ -234,7 +238,7 @@ describe('dropbear infer against servers that are not Dropbear nodes', () => {
     writeFileSync(image, 'not really an image');
     await withNode3Dead(async () => {
       for (const second of [join(tmp, 'no-such-image.jpg'), tmp]) {
-        const r = await cli('infer', '--group', groupDir, image, second);
+        const r = await runCliInProcess(['infer', '--group', groupDir, image, second]);
         expect(r.code, r.stderr).toBe(2);
         expect(r.stdout).toBe('');
         expect(r.stderr.trim().split('\n')).toEqual([

@@ -1,10 +1,15 @@
 /**
- * Runs the real `dropbear` CLI (bin/dropbear.mjs) as a child process, without colours, and collects what
- * it wrote. A child still running after `killAfterMs` is killed (its code is then null, which the calling
+ * runCli runs the real `dropbear` CLI (bin/dropbear.mjs) as a child process, without colours, and collects
+ * what it wrote. A child still running after `killAfterMs` is killed (its code is then null, which the calling
  * test sees as a failure): a command that never ends must not hang the suite. `started` gets the child, for
  * a test that signals it; `signal` is the signal that ended it, if one did.
+ *
+ * runCliInProcess runs the same program (src/cli/program.ts) in the test's own process, for a case that
+ * checks only what a command says and its exit status (a usage error, a file it cannot read): a spawned CLI
+ * costs about a second of CPU (tsx and the imports) per case.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 export const ROOT = fileURLToPath(new URL('../..', import.meta.url));
@@ -39,4 +44,95 @@ export function runCli(
     });
     started?.(child);
   });
+}
+
+/** What process.exit throws while runCliInProcess runs: the status the process would have ended with. */
+class Exited extends Error {
+  constructor(readonly code: number) {
+    super(`process.exit(${code})`);
+  }
+}
+
+let inProcessRunning = false;
+
+/**
+ * Runs `dropbear ...args` as bin/dropbear.mjs would (src/cli/main.ts: the program from buildProgram, an
+ * error it throws through reportAndExit), in this process: process.stdout and process.stderr's write are
+ * collected instead of written, process.exit throws the status instead of ending the process (so nothing
+ * after it runs, as in the binary), and an action that ends without one gives process.exitCode (else 0),
+ * as a process ending on its own does. Everything is put back afterwards, process.exitCode included. The
+ * environment is the spawned CLI's for the run: NO_COLOR, FORCE_COLOR=0, and stdout and stderr not terminals
+ * (pipes: commander's help is 80 columns wide, progress comes as lines). Not for a command that serves,
+ * starts processes or waits for a signal: what it left running would go on in the test's process. One run
+ * at a time (the writes and process.exit are this process's own).
+ */
+export async function runCliInProcess(args: string[]): Promise<Ran> {
+  if (inProcessRunning) throw new Error('runCliInProcess: one run at a time');
+  inProcessRunning = true;
+  const [{ buildProgram }, { reportAndExit }] = await Promise.all([
+    import('../../src/cli/program.ts'),
+    import('../../src/cli/errors.ts'),
+  ]);
+  let stdout = '';
+  let stderr = '';
+  const collect =
+    (append: (s: string) => void) =>
+    (chunk: string | Uint8Array, ...rest: unknown[]): boolean => {
+      const encoding = typeof rest[0] === 'string' ? (rest[0] as BufferEncoding) : 'utf8';
+      append(typeof chunk === 'string' ? chunk : Buffer.from(chunk).toString(encoding));
+      const done = rest.find((r) => typeof r === 'function') as (() => void) | undefined;
+      if (done) process.nextTick(done);
+      return true;
+    };
+  const saved = {
+    out: process.stdout.write,
+    err: process.stderr.write,
+    exit: process.exit,
+    exitCode: process.exitCode,
+    noColor: process.env.NO_COLOR,
+    forceColor: process.env.FORCE_COLOR,
+  };
+  const ttys = [process.stdout, process.stderr].map(
+    (stream) => [stream, Object.getOwnPropertyDescriptor(stream, 'isTTY')] as const,
+  );
+  for (const [stream] of ttys)
+    Object.defineProperty(stream, 'isTTY', { value: undefined, configurable: true, writable: true });
+  process.stdout.write = collect((s) => (stdout += s)) as typeof process.stdout.write;
+  process.stderr.write = collect((s) => (stderr += s)) as typeof process.stderr.write;
+  process.exit = ((code?: number | string | null) => {
+    throw new Exited(Number(code ?? process.exitCode ?? 0));
+  }) as typeof process.exit;
+  process.exitCode = undefined;
+  process.env.NO_COLOR = '1';
+  process.env.FORCE_COLOR = '0';
+  // Stays null (a failure to the calling test) if reportAndExit ever returned.
+  let code: number | null = null;
+  try {
+    try {
+      await buildProgram().parseAsync([process.execPath, join(ROOT, 'bin', 'dropbear.mjs'), ...args]);
+      code = Number(process.exitCode ?? 0);
+    } catch (e) {
+      if (e instanceof Exited) throw e;
+      reportAndExit(e);
+    }
+  } catch (e) {
+    if (!(e instanceof Exited)) throw e;
+    code = e.code;
+  } finally {
+    process.stdout.write = saved.out;
+    process.stderr.write = saved.err;
+    process.exit = saved.exit;
+    process.exitCode = saved.exitCode;
+    for (const [stream, isTTY] of ttys)
+      if (isTTY) Object.defineProperty(stream, 'isTTY', isTTY);
+      else delete (stream as { isTTY?: boolean }).isTTY;
+    for (const [key, value] of [
+      ['NO_COLOR', saved.noColor],
+      ['FORCE_COLOR', saved.forceColor],
+    ] as const)
+      if (value === undefined) delete process.env[key];
+      else process.env[key] = value;
+    inProcessRunning = false;
+  }
+  return { code, signal: null, stdout, stderr };
 }

@@ -25,7 +25,7 @@ import {
   readIndex,
   resolveModel,
 } from '../../src/inference/store.ts';
-import { runCli } from '../cli/run-cli.ts';
+import { runCliInProcess } from '../cli/run-cli.ts';
 import { MODELS_DIR } from '../shared.ts';
 import { failsWith, serve, strays } from './store-fixtures.ts';
 
@@ -81,7 +81,7 @@ describe('a damaged index', () => {
 
   it('`models list` prints the code and exits 2, not a TypeError', async () => {
     const h = homeWith({ a: {} });
-    const r = await runCli(['models', 'list', '--home', h], 60_000);
+    const r = await runCliInProcess(['models', 'list', '--home', h]);
     expect(r.code).toBe(2);
     expect(r.stderr).toContain('MODEL_STORE_UNREADABLE');
     expect(r.stderr).not.toMatch(/Cannot read properties/);
