@@ -63,16 +63,17 @@ let inProcessRunning = false;
  * as a process ending on its own does. Everything is put back afterwards, process.exitCode included. The
  * environment is the spawned CLI's for the run: NO_COLOR, FORCE_COLOR=0, and stdout and stderr not terminals
  * (pipes: commander's help is 80 columns wide, progress comes as lines). Not for a command that serves,
- * starts processes or waits for a signal: what it left running would go on in the test's process. One run
- * at a time (the writes and process.exit are this process's own).
+ * starts processes or waits for a signal: what it left running would go on in the test's process, and a
+ * process that would not end (a timer or socket left behind) is not seen here. One run at a time (the
+ * writes and process.exit are this process's own).
  */
 export async function runCliInProcess(args: string[]): Promise<Ran> {
-  if (inProcessRunning) throw new Error('runCliInProcess: one run at a time');
-  inProcessRunning = true;
   const [{ buildProgram }, { reportAndExit }] = await Promise.all([
     import('../../src/cli/program.ts'),
     import('../../src/cli/errors.ts'),
   ]);
+  if (inProcessRunning) throw new Error('runCliInProcess: one run at a time');
+  inProcessRunning = true;
   let stdout = '';
   let stderr = '';
   const collect =
