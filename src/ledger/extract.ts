@@ -18,6 +18,7 @@ import {
   assembleCertificate,
   batchOutcomesOf,
   LEDGER_SCHEMA_VERSION,
+  noLedgerError,
   openDatabase,
   readMeta,
   storedOutcomeIds,
@@ -52,7 +53,7 @@ export function certificateFromFile(
     // One read transaction: a snapshot, also of a ledger a running node writes meanwhile.
     db.exec('BEGIN');
     const meta = readMeta(db);
-    if (!meta) throw new DropbearError('LEDGER_UNREADABLE', `${path} is not a Dropbear ledger (no meta row)`);
+    if (!meta) throw noLedgerError(db, path);
     if (meta.schemaVersion !== LEDGER_SCHEMA_VERSION)
       throw new DropbearError(
         'LEDGER_SCHEMA_VERSION',

@@ -471,6 +471,39 @@ function optionProblem(opts: SqliteLedgerOptions): string | null {
 }
 
 /**
+ * Whether `db` is a WAL-mode SQLite file holding no table: a ledger whose records are all in a `-wal` file
+ * that is not beside it. A node's ledger keeps every commit in its `-wal` until a checkpoint (16 MB of
+ * WAL), so `ledger.sqlite` copied or restored alone, while its node ran or after a kill, is such a file.
+ * (So is a new file whose first open died between its switch to WAL and its schema's commit, a few ms:
+ * refusing it costs that node, which signed nothing yet, a `--rejoin`.) Until 2026-12-07 a node opened it as a new ledger (a new node at view 0, seq 0, where it had
+ * signed before) and `ledger verify` called it "not a Dropbear ledger".
+ */
+export function walOnlyLedger(db: Database.Database): boolean {
+  const tables = db.prepare("SELECT count(*) AS n FROM main.sqlite_master WHERE type = 'table'").get() as {
+    n: number;
+  };
+  return tables.n === 0 && String(db.pragma('main.journal_mode', { simple: true })).toLowerCase() === 'wal';
+}
+
+/** Why a file `walOnlyLedger` found holds no ledger, and what to do, for an error message. */
+export function walOnlyNote(path: string): string {
+  return (
+    `it is a WAL-mode SQLite file without a table, so its records are in a ${path}-wal that is not ` +
+    'with it (the file copied or restored alone, while its node ran?)'
+  );
+}
+
+/** The error of a reader (`ledger verify`, `ledger certificate`) that finds no meta row in `path`. */
+export function noLedgerError(db: Database.Database, path: string): DropbearError {
+  return new DropbearError(
+    'LEDGER_UNREADABLE',
+    walOnlyLedger(db)
+      ? `${path} holds no ledger: ${walOnlyNote(path)}; copy its -wal with it (the two together)`
+      : `${path} is not a Dropbear ledger (no meta row)`,
+  );
+}
+
+/**
  * Makes `db` the only open ledger on `path`, across processes and within this one, until it closes: it
  * attaches `<path>.lock` (a small SQLite file beside the file itself, symbolic links followed, made on
  * first use and left in place) in exclusive locking mode and writes to it, which takes SQLite's
@@ -770,6 +803,15 @@ export class SqliteLedger {
           inFile
             ? `${path} holds a ledger: --rejoin is for a node whose ledger is lost (it makes a new one); start without it`
             : 'rejoin needs a ledger file',
+        );
+      // A WAL-mode file with no table was a ledger whose records are all in a -wal not beside it (see
+      // walOnlyLedger); a new ledger there would be a new node that may sign where it signed before.
+      if (inFile && !opts.rejoin && walOnlyLedger(db))
+        throw new DropbearError(
+          'LEDGER_LOST',
+          `${path} holds no ledger: ${walOnlyNote(path)}. Put its -wal beside it (copy the two together, ` +
+            'with the node stopped), or start the node with --rejoin: a new ledger, and the node ' +
+            'signs in no view the group may have used until it has learned the current one from its peers',
         );
       // Takes effect only on a new, empty file (before the switch to WAL writes its header).
       db.pragma(`page_size = ${PAGE_SIZE}`);

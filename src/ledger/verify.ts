@@ -71,6 +71,7 @@ import {
   entriesProblem,
   LEDGER_SCHEMA_VERSION,
   ledgerCorrupt,
+  noLedgerError,
   openDatabase,
   readMeta,
   SourceRequests,
@@ -231,7 +232,7 @@ function check(
   const meta = readMeta(db);
   // An empty file (a lost disk's zero-length copy) or another program's SQLite database is unreadable as a
   // ledger (exit 2), as a file that is not SQLite is; until 2026-12-06 it was a line of problems (exit 1).
-  if (!meta) throw new DropbearError('LEDGER_UNREADABLE', `${path} is not a Dropbear ledger (no meta row)`);
+  if (!meta) throw noLedgerError(db, path);
   // A file of another schema is one this build cannot check, not one with problems: until 2026-12-06 it was
   // a problem line (exit 1, read as a damaged ledger), where `ledger certificate` said LEDGER_SCHEMA_VERSION.
   if (meta.schemaVersion !== LEDGER_SCHEMA_VERSION)

@@ -19,6 +19,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { afterAll, describe, expect, it } from 'vitest';
+import { certificateFromFile } from '../../src/ledger/extract.ts';
 import { SqliteLedger } from '../../src/ledger/sqlite.ts';
 import { verifyLedgerFile } from '../../src/ledger/verify.ts';
 import { type Batch, batchDigestOf, DropbearError, decode, uint } from '../../src/protocol/index.ts';
@@ -198,6 +199,38 @@ describe('a ledger that lost its contents is not started over silently', () => {
     expect(l.created).toBe(true);
     l.close();
     expect(existsSync(`${path}.boot`)).toBe(true);
+  });
+
+  it('the file alone, copied while its node ran (its records all in the -wal), is LEDGER_LOST without a marker too', () => {
+    // An operator's backup or move of `ledger.sqlite` without `ledger.sqlite-wal`, taken before the WAL's
+    // first checkpoint: the file is a WAL-mode database with no table. Until 2026-12-07 a node started on
+    // it (in a new folder: no marker) made a new ledger and ran as a new node at view 0, seq 0, where it
+    // had signed before; `ledger verify` called it "not a Dropbear ledger".
+    const path = freshPath();
+    const copy = freshPath();
+    const running = SqliteLedger.open(path, genesis);
+    const batch: Batch = { timestamp: EPOCH_MS + 1, entries: [], txs: [] };
+    running.execute(1, 0, batchDigestOf(batch), batch, []);
+    writeFileSync(copy, readFileSync(path));
+    running.close();
+    expect(existsSync(`${copy}-wal`) || existsSync(`${copy}.boot`)).toBe(false);
+    let err: unknown;
+    try {
+      SqliteLedger.open(copy, genesis).close();
+    } catch (e) {
+      err = e;
+    }
+    expect((err as DropbearError).code).toBe('LEDGER_LOST');
+    expect((err as DropbearError).message).toContain(`${copy}-wal`);
+    expect(existsSync(`${copy}.boot`)).toBe(false);
+    expect(codeOf(() => verifyLedgerFile(copy))).toBe('LEDGER_UNREADABLE');
+    expect(() => verifyLedgerFile(copy)).toThrow(`${copy}-wal`);
+    expect(() => certificateFromFile(copy, new Uint8Array(32))).toThrow(`${copy}-wal`);
+    // --rejoin takes it, as it takes a lost file beside its marker.
+    const rejoined = SqliteLedger.open(copy, genesis, { rejoin: true });
+    expect(rejoined.created).toBe(true);
+    expect(rejoined.writesMayBeLost).toBe(true);
+    rejoined.close();
   });
 });
 
