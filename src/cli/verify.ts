@@ -2,7 +2,7 @@ import { readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Command } from 'commander';
 import { SignatureCache, verifyCertificate } from '../certificate/index.ts';
-import { DropbearError, kindHint, printableLine } from '../protocol/index.ts';
+import { DropbearError, hex, kindHint, printableLine } from '../protocol/index.ts';
 import { readGenesis, readJsonFile } from './io.ts';
 
 /** The files `paths` name, folders listed; a folder that cannot be listed stands as its error. */
@@ -33,6 +33,24 @@ function expand(paths: string[]): (string | { path: string; error: DropbearError
   return out;
 }
 
+/**
+ * A node's answer to GET /v1/certificates/:id as saved whole (`curl … > cert.json`): `{requestId,
+ * certificate}` and nothing else, as the dashboard's verifier takes it (src/web/verifier.ts). Null for any
+ * other value (verified as a certificate), or why the wrapper is refused: anything beside the certificate
+ * would read as part of what is valid without being checked. Until 2026-12-07 `dropbear verify` called
+ * such a file `malformed: unknown field "requestId"`, where the dashboard found it valid.
+ */
+function nodeAnswer(json: unknown): { requestId: string; certificate: unknown } | string | null {
+  if (json === null || typeof json !== 'object' || !Object.hasOwn(json, 'certificate')) return null;
+  const extra = Object.keys(json).find((k) => k !== 'certificate' && k !== 'requestId');
+  if (extra !== undefined)
+    return `unknown field "${printableLine(extra)}" beside the certificate (a node answers {requestId, certificate} and nothing else)`;
+  const { requestId, certificate } = json as { requestId?: unknown; certificate: unknown };
+  if (typeof requestId !== 'string' || !/^[0-9a-fA-F]{64}$/.test(requestId))
+    return 'the requestId beside the certificate is not 64 hex characters';
+  return { requestId, certificate };
+}
+
 /** Verifies certificate files; returns the lines to print for invalid ones (one line each, printable). */
 export function verifyFiles(genesisPath: string, certPaths: string[]): { valid: number; failures: string[] } {
   const genesis = readGenesis(genesisPath);
@@ -51,12 +69,23 @@ export function verifyFiles(genesisPath: string, certPaths: string[]): { valid: 
       failures.push(`${file}: ${(e as DropbearError).code ?? 'unreadable'}: ${(e as Error).message}`);
       continue;
     }
-    const r = verifyCertificate(json, genesis, { cache });
-    if (r.ok) valid++;
-    else
+    const answer = nodeAnswer(json);
+    if (typeof answer === 'string') {
+      failures.push(`${file}: malformed: ${answer}`);
+      continue;
+    }
+    const cert = answer ? answer.certificate : json;
+    const r = verifyCertificate(cert, genesis, { cache });
+    if (!r.ok)
       failures.push(
-        `${file}: ${r.reason}: ${r.message}${r.reason === 'malformed' ? kindHint(json, 'a certificate') : ''}`,
+        `${file}: ${r.reason}: ${r.message}${r.reason === 'malformed' ? kindHint(cert, 'a certificate') : ''}`,
       );
+    else if (answer && hex(r.certificate.outcome.requestId) !== answer.requestId.toLowerCase())
+      failures.push(
+        `${file}: wrong-request: a valid certificate, but for request ${hex(r.certificate.outcome.requestId)}, ` +
+          `not ${answer.requestId}`,
+      );
+    else valid++;
   }
   // One printable line each: a certificate's reason may quote text from the file (an unknown field's
   // name), and a certificate comes from whoever hands it over. Line breaks and a terminal's escapes (move
@@ -69,7 +98,10 @@ export function registerVerify(program: Command): void {
     .command('verify')
     .description('verify inference certificates offline against a group genesis')
     .requiredOption('--genesis <file>', 'the group genesis (JSON)')
-    .argument('<cert...>', 'certificate files or folders of them')
+    .argument(
+      '<cert...>',
+      "certificate files or folders of them (a node's answer {requestId, certificate}, as GET /v1/certificates/:id returns it, is taken too)",
+    )
     .addHelpText(
       'after',
       '\nExample:\n  npx dropbear verify --genesis out/genesis.json out/certificates/\n\n' +

@@ -86,3 +86,28 @@ describe('dropbear verify: a certificate that quotes text of its own in the fail
     expect(r.failures[0]).not.toMatch(/[\u0000-\u001f\u007f-\u009f]/);
   });
 });
+
+describe("dropbear verify: a node's answer saved whole", () => {
+  // `curl <node>/v1/certificates/<id> > cert.json` saves `{requestId, certificate}`: verify said
+  // `malformed: unknown field "requestId"`, where the dashboard's verifier takes that answer as it is.
+  it('verifies the certificate in it, refused when the requestId beside it is another request or there is more', () => {
+    const [first, second] = readdirSync(certs).filter((f) => f.endsWith('.json'));
+    const certificate = JSON.parse(readFileSync(join(certs, first), 'utf8')) as unknown;
+    const write = (name: string, v: unknown) => {
+      writeFileSync(join(tmp, name), JSON.stringify(v));
+      return join(tmp, name);
+    };
+    const id = first.replace(/\.json$/, '');
+    const ok = write('answer.json', { requestId: id, certificate });
+    const other = write('other.json', { requestId: second.replace(/\.json$/, ''), certificate });
+    const more = write('more.json', { requestId: id, certificate, decision: 'cat' });
+    const r = verifyFiles(genesis, [ok, other, more]);
+    expect(r.valid).toBe(1);
+    expect(r.failures).toEqual([
+      expect.stringMatching(
+        /other\.json: wrong-request: a valid certificate, but for request [0-9a-f]{64}, not /,
+      ),
+      expect.stringMatching(/more\.json: malformed: unknown field "decision" beside the certificate/),
+    ]);
+  });
+});
