@@ -362,6 +362,15 @@ export class NodeHost {
               uncertified: db.uncertifiedReceipts(quorumOf(opts.genesis)),
               ownResults,
             });
+      if (db.uncleanShutdown && !db.writesMayBeLost)
+        // A kill -9, a crash or a power loss: until 2026-12-07 the log said nothing of it, so a node that
+        // died and was restarted (by systemd, say) read as one stopped and started on purpose.
+        opts.logger?.warn(
+          { ledger: opts.ledgerPath, lastExecuted: l.seq, view: replica.view, code: 'UNCLEAN_RESTART' },
+          'the previous run of this node did not stop cleanly (killed, crashed, or its machine went down): ' +
+            `restored from its ledger (last executed batch ${l.seq}, view ${replica.view}); it catches up ` +
+            "from its peers. The end of the previous run's log (or the system log: out of memory?) says why it stopped",
+        );
       if (db.writesMayBeLost) {
         // Its last signed records may be gone with the machine's page cache (or, rejoining, all of them):
         // it may have signed in the group's current view already, so it signs in none up to the highest
