@@ -191,6 +191,11 @@ export interface SqliteLedgerOptions {
    */
   rejoin?: boolean;
   /**
+   * The id of the node opening the ledger, kept in its boot marker: an open by another node (a config whose
+   * "data" names another node's folder) is LEDGER_WRONG_NODE before anything is read or written.
+   */
+  node?: number;
+  /**
    * Called while `open` (or the rebuild after a failed write) replays the stored batches: at most once per
    * `replayProgressMs` and once at the end, when the replay has taken that long or more. A ledger of many
    * million requests takes minutes to replay, and a node that says nothing for that long looks hung.
@@ -782,6 +787,16 @@ export class SqliteLedger {
     try {
       // Before anything reads or writes the file: one open ledger per file (see lockLedger).
       if (inFile) lockLedger(db, path);
+      // Another node's ledger, by its marker: run on, this node would take that node's signed log for its
+      // own and sign on without its own (until 2026-12-07 it did, saying nothing).
+      const owner = inFile ? readBootMarker(path)?.node : undefined;
+      if (opts.node !== undefined && owner !== undefined && owner !== opts.node)
+        throw new DropbearError(
+          'LEDGER_WRONG_NODE',
+          `${path} is node ${owner}'s ledger, not node ${opts.node}'s (its ${path}.boot says so): is "data" in ` +
+            `this node's config the folder of another node? Each node keeps its own`,
+          { owner, node: opts.node },
+        );
       // The marker is written only once a ledger was created and opened: beside a file holding none
       // (deleted, emptied), it says a node's records were lost, and a new ledger would hide that. Checked
       // before the switch to WAL below, which writes a header into an empty file.
@@ -907,7 +922,7 @@ export class SqliteLedger {
           ledger.st.insLog.run('forgotten', null, null, null, encode(uint, by));
         }
       });
-      if (inFile) writeBootMarker(path, { bootId: boot, durability });
+      if (inFile) writeBootMarker(path, { bootId: boot, durability, node: opts.node ?? previous?.node });
       return ledger;
     } catch (e) {
       db.close();
@@ -1770,6 +1785,8 @@ interface BootMarker {
   /** The kernel's boot id then (null where the system has none). */
   bootId: string | null;
   durability: Durability;
+  /** The node that opened the ledger (absent in markers before 2026-12-07, or when the open named none). */
+  node?: number;
 }
 
 /** This boot's id (Linux), or null where there is none. */
@@ -1804,7 +1821,11 @@ function readBootMarker(path: string): BootMarker | null {
   try {
     const m = JSON.parse(readFileSync(file, 'utf8')) as Partial<BootMarker>;
     if (m.durability === undefined || !DURABILITIES.includes(m.durability)) throw new Error('bad durability');
-    return { bootId: typeof m.bootId === 'string' ? m.bootId : null, durability: m.durability };
+    return {
+      bootId: typeof m.bootId === 'string' ? m.bootId : null,
+      durability: m.durability,
+      node: Number.isSafeInteger(m.node) && (m.node as number) >= 0 ? m.node : undefined,
+    };
   } catch {
     return { bootId: null, durability: 'relaxed' };
   }

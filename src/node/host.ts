@@ -318,6 +318,7 @@ export class NodeHost {
       verifySignatures: false,
       durability: opts.durability,
       rejoin: opts.rejoin,
+      node: opts.id,
       certificateIndexRequests: opts.certificateIndexRequests,
       onReplayProgress: (p) =>
         opts.logger?.info(

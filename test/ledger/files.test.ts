@@ -235,6 +235,34 @@ describe('a ledger that lost its contents is not started over silently', () => {
 });
 
 describe('the boot marker', () => {
+  it("names the node that opened the ledger: another node's open is LEDGER_WRONG_NODE and writes nothing", () => {
+    // A config whose "data" names another node's folder (node 2's id and key, node 3's folder): until
+    // 2026-12-07 node 2 ran on node 3's ledger, restored node 3's signed log as its own and signed on
+    // without its own history (on a real group: "node 2 serving", nothing said).
+    const path = freshPath();
+    SqliteLedger.open(path, genesis, { node: 3 }).close();
+    const marker = readFileSync(`${path}.boot`, 'utf8');
+    const before = readFileSync(path);
+    let err: unknown;
+    try {
+      SqliteLedger.open(path, genesis, { node: 2 }).close();
+    } catch (e) {
+      err = e;
+    }
+    expect((err as DropbearError).code).toBe('LEDGER_WRONG_NODE');
+    expect((err as DropbearError).message).toMatch(/node 3's ledger, not node 2's/);
+    expect(readFileSync(`${path}.boot`, 'utf8')).toBe(marker);
+    expect(readFileSync(path).equals(before)).toBe(true);
+    expect(codeOf(() => SqliteLedger.open(path, genesis, { node: 2, rejoin: true }))).toBe(
+      'LEDGER_WRONG_NODE',
+    );
+    SqliteLedger.open(path, genesis, { node: 3 }).close();
+    // A marker of a build that wrote no node (or an open that named none) is taken, and names it from then.
+    writeFileSync(`${path}.boot`, JSON.stringify({ ...JSON.parse(marker), node: undefined }));
+    SqliteLedger.open(path, genesis, { node: 3 }).close();
+    expect(JSON.parse(readFileSync(`${path}.boot`, 'utf8')).node).toBe(3);
+  });
+
   it('a marker write that fails leaves no `<ledger>.boot.tmp` behind', () => {
     // The write's failure made real without a full disk: the marker's place is taken by a folder that is
     // not empty, so the rename over it fails once the temporary file is written. A full disk fails the
