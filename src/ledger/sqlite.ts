@@ -74,6 +74,9 @@ import {
   openSync,
   readFileSync,
   realpathSync,
+  rmSync,
+  statSync,
+  truncateSync,
 } from 'node:fs';
 import { uptime } from 'node:os';
 import Database from 'better-sqlite3';
@@ -498,6 +501,17 @@ export function walOnlyNote(path: string): string {
   );
 }
 
+/** Empties a ledger file whose first open failed before its schema was in, and drops its -wal and -shm. */
+function forgetUnmade(path: string): void {
+  try {
+    const real = realpathSync(path);
+    truncateSync(real, 0);
+    for (const s of ['-wal', '-shm']) rmSync(`${real}${s}`, { force: true });
+  } catch {
+    // Left as it is: the next open says LEDGER_LOST, and --rejoin makes the ledger (it signed nothing).
+  }
+}
+
 /** The error of a reader (`ledger verify`, `ledger certificate`) that finds no meta row in `path`. */
 export function noLedgerError(db: Database.Database, path: string): DropbearError {
   return new DropbearError(
@@ -784,6 +798,8 @@ export class SqliteLedger {
     const groupId = groupIdOf(genesis);
     const inFile = path !== ':memory:' && path !== '';
     const db = openDatabase(path);
+    // Set while this open is making a new ledger in an empty file and its schema is not committed yet.
+    let unmade = false;
     try {
       // Before anything reads or writes the file: one open ledger per file (see lockLedger).
       if (inFile) lockLedger(db, path);
@@ -828,6 +844,8 @@ export class SqliteLedger {
             'with the node stopped), or start the node with --rejoin: a new ledger, and the node ' +
             'signs in no view the group may have used until it has learned the current one from its peers',
         );
+      // An empty file with nothing beside it that the refusals above let through: a new ledger is made here.
+      unmade = inFile && statSync(path).size === 0 && !existsSync(`${realpathSync(path)}-wal`);
       // Takes effect only on a new, empty file (before the switch to WAL writes its header).
       db.pragma(`page_size = ${PAGE_SIZE}`);
       // `main.`: without a schema name the mode would also be set on the attached lock file.
@@ -862,6 +880,7 @@ export class SqliteLedger {
         meta = readMeta(db)!;
         created = true;
       }
+      unmade = false;
       // Another group's file is refused before anything is written to it (until 2026-12-06 an older one was
       // upgraded first). Only a schema this build knows: a file of another it refuses as such, below.
       if (
@@ -926,6 +945,10 @@ export class SqliteLedger {
       return ledger;
     } catch (e) {
       db.close();
+      // A new ledger's first open that failed before its schema was in (a full disk): the switch to WAL had
+      // already written the header, and a WAL-mode file with no table reads as a ledger whose -wal is lost
+      // (walOnlyLedger). Back to empty, it is made anew once the failure is put right.
+      if (unmade) forgetUnmade(path);
       if (e instanceof DropbearError) throw e;
       const code = String((e as { code?: unknown }).code);
       const write = ledgerWriteFailure(path, e);

@@ -25,6 +25,7 @@ import { verifyLedgerFile } from '../../src/ledger/verify.ts';
 import { type Batch, batchDigestOf, DropbearError, decode, uint } from '../../src/protocol/index.ts';
 import { EPOCH_MS, makeGroup } from '../../src/sim/world.ts';
 import { ROOT } from '../cli/run-cli.ts';
+import { smallDisk } from '../support/tmpfs.ts';
 
 const { genesis } = makeGroup(4, 1, 11);
 const dir = mkdtempSync(join(tmpdir(), 'dropbear-ledger-files-'));
@@ -232,6 +233,27 @@ describe('a ledger that lost its contents is not started over silently', () => {
     expect(rejoined.writesMayBeLost).toBe(true);
     rejoined.close();
   });
+});
+
+const small = smallDisk('files.test.ts', '1m');
+afterAll(() => small.remove());
+
+describe('a first open that fails part-way (a full disk)', () => {
+  small.onTmpfs(
+    'leaves no WAL-mode file without a table behind: once there is room the retry makes the ledger',
+    () => {
+      // The switch to WAL writes the file's header before the schema's transaction: a full disk failing that
+      // transaction left a WAL-mode file with no table, which an open takes for a ledger whose -wal is lost
+      // (LEDGER_LOST, since 2026-12-07), though the node never signed anything.
+      const path = join(small.full, 'first.sqlite');
+      const filler = small.fillUp(128 * 1024);
+      expect(codeOf(() => SqliteLedger.open(path, genesis).close())).toMatch(/^LEDGER_(DISK_FULL|IO_ERROR)$/);
+      rmSync(filler);
+      const l = SqliteLedger.open(path, genesis);
+      expect(l.created).toBe(true);
+      l.close();
+    },
+  );
 });
 
 describe('the boot marker', () => {
