@@ -1,3 +1,4 @@
+import { packageVersion } from '../inference/kserve-server.ts';
 import { registerDemo } from './demo.ts';
 import { DropbearCommand } from './errors.ts';
 import { registerEval } from './eval.ts';
@@ -23,7 +24,10 @@ export function buildProgram(): DropbearCommand {
   const program = new DropbearCommand();
   program
     .name('dropbear')
-    .description('BFT-certified ML inference: a group of model owners agrees on every answer');
+    .description('BFT-certified ML inference: a group of model owners agrees on every answer')
+    // The package's version (package.json), as the nodes report it (GET /v2): `dropbear --version` was an
+    // unknown option, exit 2.
+    .version(packageVersion(), '-V, --version', 'print the version and exit');
   registerSim(program);
   registerVerify(program);
   registerVerifyPage(program);

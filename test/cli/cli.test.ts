@@ -664,6 +664,17 @@ describe('every command documents its exit status in --help', () => {
   });
 });
 
+// `dropbear --version` was an unknown option (exit 2).
+describe('dropbear --version', () => {
+  it("prints package.json's version and exits 0", async () => {
+    const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as {
+      version: string;
+    };
+    for (const flag of ['--version', '-V'])
+      expect(await inProcess(flag)).toMatchObject({ code: 0, stdout: `${pkg.version}\n`, stderr: '' });
+  });
+});
+
 // The last of two values was taken without a word: `verify --genesis a.json --genesis b.json` checked the
 // certificates against b alone, `infer --out a --out b` wrote to b.
 describe('an option given twice', () => {
