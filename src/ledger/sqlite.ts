@@ -75,10 +75,12 @@ import {
   readFileSync,
   realpathSync,
   rmSync,
+  statfsSync,
   statSync,
   truncateSync,
 } from 'node:fs';
 import { uptime } from 'node:os';
+import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
 import { replaceFile } from '../protocol/files.ts';
 import { RecentSeqIndex } from '../protocol/idwindow.ts';
@@ -603,6 +605,15 @@ export function ledgerWriteFailure(path: string, e: unknown): DropbearError | nu
       `the node could not open a file of ledger ${path}: every file descriptor is taken (${msg}); it stops rather than act on a write it could not make (what it recorded before is intact). Raise its open-file limit (ulimit -n) or lower api_limits.maxConnections, then start it again`,
       { path },
     );
+  // SQLite reports some writes that found no space as an I/O error (SQLITE_IOERR_WRITE, …): where the file
+  // system holding the ledger has (nearly) nothing left, that is the cause, and freeing space the cure.
+  const free = code.startsWith('SQLITE_IOERR') || code === 'EIO' ? freeBytesBeside(path) : null;
+  if (free !== null && free < FULL_BELOW_BYTES)
+    return new DropbearError(
+      'LEDGER_DISK_FULL',
+      `the disk holding ledger ${path} is full (${msg}, with ${free} bytes free there): the node stops rather than act on a write it could not make (what it recorded before is intact); free space there and start it again`,
+      { path },
+    );
   if (code.startsWith('SQLITE_IOERR') || code === 'EIO')
     return new DropbearError(
       'LEDGER_IO_ERROR',
@@ -610,6 +621,20 @@ export function ledgerWriteFailure(path: string, e: unknown): DropbearError | nu
       { path },
     );
   return null;
+}
+
+/** Under this many bytes free beside the ledger, an I/O error is taken for a full disk (16 of its pages). */
+const FULL_BELOW_BYTES = 16 * PAGE_SIZE;
+
+/** Bytes an unprivileged writer may still use on the file system holding `path`'s folder; null if unknown. */
+function freeBytesBeside(path: string): number | null {
+  if (path === ':memory:' || path === '') return null;
+  try {
+    const s = statfsSync(dirname(path));
+    return s.bavail * s.bsize;
+  } catch {
+    return null;
+  }
 }
 
 /** Reads the meta row; `null` when the file has no Dropbear schema. */

@@ -20,7 +20,7 @@ import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { afterAll, describe, expect, it } from 'vitest';
 import { certificateFromFile } from '../../src/ledger/extract.ts';
-import { SqliteLedger } from '../../src/ledger/sqlite.ts';
+import { ledgerWriteFailure, SqliteLedger } from '../../src/ledger/sqlite.ts';
 import { verifyLedgerFile } from '../../src/ledger/verify.ts';
 import { type Batch, batchDigestOf, DropbearError, decode, uint } from '../../src/protocol/index.ts';
 import { EPOCH_MS, makeGroup } from '../../src/sim/world.ts';
@@ -425,4 +425,27 @@ describe.skipIf(process.platform === 'win32')('a ledger the auditor may only rea
       chmodSync(folder, 0o755);
     }
   }, 30_000);
+});
+
+// SQLite does not always report a write that found no space as SQLITE_FULL: on a tmpfs filled to 10 levels,
+// 3 of the failed first opens were SQLITE_IOERR (LEDGER_IO_ERROR: "check the disk"), where freeing space
+// was the cure (a review helper, 2026-12-07).
+describe('an I/O error where the disk is full', () => {
+  small.onTmpfs(
+    'is LEDGER_DISK_FULL when the file system holding the ledger has no space left, else LEDGER_IO_ERROR',
+    () => {
+      const path = join(small.full, 'ioerr.sqlite');
+      const ioerr = Object.assign(new Error('disk I/O error'), { code: 'SQLITE_IOERR_WRITE' });
+      expect(ledgerWriteFailure(path, ioerr)?.code).toBe('LEDGER_IO_ERROR');
+      const filler = small.fillUp();
+      try {
+        const e = ledgerWriteFailure(path, ioerr);
+        expect(e?.code).toBe('LEDGER_DISK_FULL');
+        expect(e?.message).toMatch(/disk I\/O error.*free/);
+      } finally {
+        rmSync(filler);
+      }
+      expect(ledgerWriteFailure(path, ioerr)?.code).toBe('LEDGER_IO_ERROR');
+    },
+  );
 });
