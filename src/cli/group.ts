@@ -660,7 +660,11 @@ export function registerGroup(program: Command): void {
         if (stopping) return;
         stopping = true;
         process.stderr.write(`group start: ${sig}: stopping every node\n`);
-        procs.stop().then(() => process.exit(0));
+        // The last line says the stop is done (an operator saw "stopping every node" and nothing after it).
+        procs.stop().then(() => {
+          process.stderr.write('group start: every node stopped\n');
+          process.exit(0);
+        });
       };
       for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.on(sig, () => stop(sig));
       // Stopping by a signal ends with status 0 from stop(), whatever ready() or failure say meanwhile.

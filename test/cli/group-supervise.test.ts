@@ -131,6 +131,10 @@ describe('group start supervises its nodes', () => {
     const r = await done;
     expect(r.code, r.stderr.slice(-2000)).toBe(0);
     expect([...nodes, ...now].filter(alive)).toEqual([]);
+    // It says when the stop is done (before 2026-12-07 "stopping every node" was its last word).
+    expect(r.stderr).toMatch(
+      /group start: SIGTERM: stopping every node\n[\s\S]*group start: every node stopped\n/,
+    );
   }, 120_000);
 
   it('with --restarts 0, stops the group at the first crash with status 2 and NODE_FAILED', async () => {
