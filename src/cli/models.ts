@@ -116,13 +116,28 @@ export function registerModels(program: Command): void {
     .description('list the models in the store: name, digest, input, size and preprocessing')
     .option('--home <dir>', HOME_HELP, parseHome)
     .option('--json', 'print JSON (full digests and paths) instead of a table')
+    .option(
+      '--verify',
+      're-hash every stored file (reads them all), not only check that it is there with its size',
+    )
     .addHelpText(
       'after',
-      '\nExample:\n  npx dropbear models list --json\n\nExit status: 0 listed (also an empty store), 2 an error (one line on stderr: error [CODE]: message; CLI_USAGE for a bad option or argument).\n',
+      '\nExample:\n  npx dropbear models list --json\n\n' +
+        'A model whose stored file is missing, unreadable or of another size (with --verify: whose bytes do not\n' +
+        'hash to its digest) is listed as DAMAGED (in JSON: a "problem"), and stderr says what is wrong with each.\n' +
+        'Exit status: 0 listed (also an empty store, also with damaged models), 2 an error (one line on stderr: error [CODE]: message; CLI_USAGE for a bad option or argument).\n',
     )
-    .action(async (opts: { home?: string; json?: boolean }) => {
+    .action(async (opts: { home?: string; json?: boolean; verify?: boolean }) => {
       const home = opts.home ?? defaultHome();
-      const rows = await listModels(home);
+      const rows = await listModels(home, { verify: opts.verify === true });
+      const damaged = rows.filter((r) => r.problem !== undefined);
+      if (damaged.length > 0)
+        process.stderr.write(
+          `${damaged.length} of ${rows.length} models in the store are damaged: ${damaged.map((r) => r.name).join(', ')}\n` +
+            damaged.map((r) => `  ${r.name}: ${r.problem}\n`).join('') +
+            'a node refuses such a model at start; import the right file again (`npx dropbear models import FILE`) ' +
+            'or pull it (`npx dropbear models pull NAME`)\n',
+        );
       if (opts.json) {
         process.stdout.write(stableJson(rows));
         return;
@@ -135,7 +150,13 @@ export function registerModels(program: Command): void {
         return;
       }
       const head = ['NAME', 'SHA256', 'INPUT', 'SIZE', 'PREPROCESS'];
-      const body = rows.map((r) => [r.name, r.sha256.slice(0, 16), r.input, size(r.bytes), r.preprocess]);
+      const body = rows.map((r) => [
+        r.name,
+        r.sha256.slice(0, 16),
+        r.input,
+        size(r.bytes),
+        r.problem ? `${r.preprocess}  DAMAGED (see stderr)` : r.preprocess,
+      ]);
       process.stdout.write(`${table([head, ...body])}\n`);
     });
 

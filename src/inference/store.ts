@@ -73,6 +73,17 @@ export interface ModelRow {
   labels: ModelSpec['labels'];
   importedAt: string;
   path: string;
+  /**
+   * What is wrong with the stored file, when something is: missing, not a file, unreadable, another size than
+   * the index says (cut short or replaced), or (with `verify`) bytes that do not hash to its digest. A node
+   * refuses such a model at start; `import` of the right file or `pull` repairs it.
+   */
+  problem?: string;
+}
+
+export interface ListOptions {
+  /** Re-hash every stored file (reads them all) instead of checking only that it is there with its size. */
+  verify?: boolean;
 }
 
 export interface ResolvedModel {
@@ -1118,11 +1129,56 @@ export function formatPreprocess(p: Preprocess): string {
   }
 }
 
-export async function listModels(home: string = defaultHome()): Promise<ModelRow[]> {
+/**
+ * What is wrong with a stored model's file, if anything: a stat and an open (cheap), and with `verify` a
+ * re-hash. Never throws: one bad file is one row's problem, not the listing's.
+ */
+async function storedFileProblem(path: string, e: IndexEntry, verify: boolean): Promise<string | undefined> {
+  const why = (err: unknown) => (err as NodeJS.ErrnoException).code ?? (err as Error).message;
+  let st: Awaited<ReturnType<typeof stat>>;
+  try {
+    st = await stat(path);
+  } catch (err) {
+    return why(err) === 'ENOENT'
+      ? `its file ${path} is missing`
+      : `its file ${path} cannot be read (${why(err)})`;
+  }
+  if (!st.isFile()) return `${path} is not a file`;
+  if (st.size !== e.bytes)
+    return `its file has ${st.size} bytes on disk, not ${e.bytes} (cut short or replaced): ${path}`;
+  let fh: Awaited<ReturnType<typeof open>> | undefined;
+  try {
+    fh = await open(path, 'r');
+  } catch (err) {
+    return `its file ${path} cannot be read (${why(err)})`;
+  } finally {
+    await fh?.close().catch(() => {});
+  }
+  if (!verify) return undefined;
+  let got: string;
+  try {
+    got = (await sha256File(path)).sha256;
+  } catch (err) {
+    return (err as Error).message;
+  }
+  return got === e.sha256
+    ? undefined
+    : `its file does not hash to its digest (it has sha256 ${got}): ${path}`;
+}
+
+/**
+ * The models of the index, by name, each with its stored file checked (storedFileProblem): a damaged file
+ * is named in its row's `problem`, and the rest are listed as usual. (Until 2026-12-07 only the index was
+ * read: a model file cut short or deleted was listed like a good one.)
+ */
+export async function listModels(home: string = defaultHome(), opts: ListOptions = {}): Promise<ModelRow[]> {
   await openStore(home);
   const index = await readIndex(home);
-  return Object.entries(index.models)
-    .map(([name, e]) => ({
+  const rows: ModelRow[] = [];
+  for (const [name, e] of Object.entries(index.models)) {
+    const path = storedPath(e.sha256, home);
+    const problem = await storedFileProblem(path, e, opts.verify === true);
+    rows.push({
       name,
       sha256: e.sha256,
       bytes: e.bytes,
@@ -1130,9 +1186,11 @@ export async function listModels(home: string = defaultHome()): Promise<ModelRow
       preprocess: formatPreprocess(e.spec.preprocess),
       labels: e.spec.labels,
       importedAt: e.importedAt,
-      path: storedPath(e.sha256, home),
-    }))
-    .sort((a, b) => a.name.localeCompare(b.name));
+      path,
+      ...(problem ? { problem } : {}),
+    });
+  }
+  return rows.sort((a, b) => a.name.localeCompare(b.name));
 }
 
 /**

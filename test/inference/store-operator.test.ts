@@ -3,6 +3,7 @@
  * a download that ends early or announces another size, a file imported while it is still being written. Real model files from shared/models, a real HTTP server on 127.0.0.1, homes
  * under the OS temp folder.
  */
+import { createHash } from 'node:crypto';
 import {
   appendFileSync,
   lstatSync,
@@ -92,6 +93,70 @@ describe('a damaged index', () => {
     const before = readFileSync(indexPath(h), 'utf8');
     await failsWith(importModels(join(MODELS_DIR, 'mnist-winml.onnx'), h), 'MODEL_STORE_UNREADABLE');
     expect(readFileSync(indexPath(h), 'utf8')).toBe(before);
+  });
+});
+
+// `models list` read only the index: a stored file cut short, deleted or replaced by a folder was listed like
+// a good one, and the operator learnt of it when a node refused to start.
+describe('a store whose files are damaged', () => {
+  /** A home whose index names `files` (name → bytes on disk, or null for none; 'dir' for a folder), all with MNIST's spec. */
+  function store(files: Record<string, { bytes: Buffer; onDisk: Buffer | null | 'dir' }>): string {
+    const h = freshHome();
+    mkdirSync(join(h, 'models'), { recursive: true });
+    const models: Record<string, unknown> = {};
+    for (const [name, f] of Object.entries(files)) {
+      const digest = createHash('sha256').update(f.bytes).digest('hex');
+      models[name] = {
+        sha256: digest,
+        bytes: f.bytes.length,
+        spec: MNIST,
+        importedAt: '2026-12-06T00:00:00.000Z',
+      };
+      const path = join(h, 'models', `${digest}.onnx`);
+      if (f.onDisk === 'dir') mkdirSync(path);
+      else if (f.onDisk) writeFileSync(path, f.onDisk);
+    }
+    writeFileSync(indexPath(h), JSON.stringify({ version: 1, models }));
+    // A temp file a killed pull left behind: not a model, not listed.
+    writeFileSync(join(h, 'models', '.download-bd5891fdd798.123.0123456789ab.tmp'), 'half');
+    return h;
+  }
+  const bytes = (s: string) => Buffer.from(s.repeat(64));
+
+  it('lists every entry and names what is wrong with each damaged one; --verify re-hashes', async () => {
+    const flipped = bytes('d');
+    flipped[3] ^= 1;
+    const h = store({
+      good: { bytes: bytes('a'), onDisk: bytes('a') },
+      short: { bytes: bytes('b'), onDisk: bytes('b').subarray(0, 10) },
+      gone: { bytes: bytes('c'), onDisk: null },
+      flipped: { bytes: bytes('d'), onDisk: flipped },
+      folder: { bytes: bytes('e'), onDisk: 'dir' },
+    });
+    const rows = await listModels(h);
+    const problems = Object.fromEntries(rows.map((r) => [r.name, r.problem]));
+    expect(problems).toEqual({
+      flipped: undefined, // same size: only a re-hash sees it
+      folder: expect.stringContaining('not a file'),
+      gone: expect.stringContaining('missing'),
+      good: undefined,
+      short: expect.stringContaining('10 bytes on disk, not 64'),
+    });
+    const verified = await listModels(h, { verify: true });
+    expect(verified.find((r) => r.name === 'flipped')?.problem).toContain('does not hash to its digest');
+    expect(verified.find((r) => r.name === 'good')?.problem).toBeUndefined();
+
+    const r = await runCliInProcess(['models', 'list', '--home', h]);
+    expect(r.code).toBe(0);
+    expect(r.stdout.split('\n').filter((l) => /^(good|short|gone|flipped|folder) /.test(l))).toHaveLength(5);
+    expect(r.stdout).toMatch(/^short .*DAMAGED/m);
+    expect(r.stdout).not.toMatch(/^good .*DAMAGED/m);
+    expect(r.stderr).toContain('3 of 5 models in the store are damaged: folder, gone, short');
+    expect(r.stderr).toContain('models import');
+    const v = await runCliInProcess(['models', 'list', '--verify', '--json', '--home', h]);
+    expect(v.code).toBe(0);
+    const json = JSON.parse(v.stdout) as { name: string; problem?: string }[];
+    expect(json.filter((x) => x.problem).map((x) => x.name)).toEqual(['flipped', 'folder', 'gone', 'short']);
   });
 });
 
