@@ -766,8 +766,10 @@ export async function sha256File(path: string): Promise<{ sha256: string; bytes:
 }
 
 /**
- * The check a node runs before it starts: the file at `path` must hash to `expectedSha256` (the digest
- * in the genesis). Returns the digest; throws MODEL_DIGEST_MISMATCH naming both digests otherwise.
+ * The check a node runs before it starts: the file at `path` must hash to `expectedSha256` (the digest the
+ * model store's index or the catalog names it by). Returns the digest; throws MODEL_DIGEST_MISMATCH naming
+ * both digests otherwise. (Its message said "the genesis names that model": no caller passes the genesis's
+ * digest, and it sent the operator of a node whose stored file had been replaced to the group's files.)
  */
 export async function requireDigest(path: string, expectedSha256: string): Promise<string> {
   const expected = expectedSha256.toLowerCase();
@@ -775,8 +777,9 @@ export async function requireDigest(path: string, expectedSha256: string): Promi
   if (sha256 !== expected) {
     throw new DropbearError(
       'MODEL_DIGEST_MISMATCH',
-      `${path} has sha256 ${sha256}, but ${expected} is required (the genesis names that model); ` +
-        `refusing to use it — import or pull the right model file`,
+      `${path} has sha256 ${sha256}, but ${expected} is required (the digest the model was stored or ` +
+        'catalogued under: its bytes changed, or it was replaced); refusing to use it — import the right file ' +
+        'again (`npx dropbear models import FILE` repairs the stored copy) or pull it (`npx dropbear models pull NAME`)',
       { path, expected, actual: sha256 },
     );
   }

@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { initGroup } from '../../src/cli/group.ts';
+import { importModels } from '../../src/inference/store.ts';
 import { loadNodeConfig } from '../../src/node/config.ts';
 import { startNode } from '../../src/node/run.ts';
 import { STANDIN_MODEL, standInInput } from '../../src/node/standin-backend.ts';
@@ -17,6 +18,7 @@ import {
   toJson,
 } from '../../src/protocol/index.ts';
 import { readKeyFile } from '../../src/protocol/keyfile.ts';
+import { MODELS_DIR } from '../shared.ts';
 import { MINIMAL_NODE_CONFIG } from './config.fixtures.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'dropbear-config-'));
@@ -662,6 +664,22 @@ describe('node start: the files the config names', () => {
     const e = await refusal(configWith({ genesis: 'twice.json' }));
     expect(e.code).toBe('GENESIS_INVALID');
     expect(e.message).toMatch(/twice\.json repeats a key \("name" twice in the top-level object\)/);
+  });
+
+  it('a model in the store whose file was replaced (other bytes) is refused at start: MODEL_DIGEST_MISMATCH', async () => {
+    const home = join(group, 'home');
+    const [m] = await importModels(join(MODELS_DIR, 'mnist-winml.onnx'), home);
+    const bytes = readFileSync(m.path);
+    bytes[100] ^= 0xff;
+    writeFileSync(m.path, bytes);
+    const e = await refusal(configWith({ home: 'home', model: { name: 'mnist-winml' } }));
+    expect(e.code).toBe('MODEL_DIGEST_MISMATCH');
+    expect(e.message).toContain(m.path);
+    expect(e.message).toContain(m.sha256);
+    // The digest is the store's, not the genesis's (the genesis here names a stand-in): it said "the genesis names
+    // that model", sending the operator to the group's files instead of the store.
+    expect(e.message).not.toContain('genesis');
+    expect(e.message).toContain('models import');
   });
 
   // mkdir of a data folder that is a file ended the start with Node's bare "EEXIST: file already exists".
