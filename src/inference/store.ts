@@ -1012,6 +1012,10 @@ export async function importModels(
     const index = await readIndex(home);
     const { tmp, sha256, bytes } = await copyHashing(file, dir);
     try {
+      if (bytes === 0)
+        throw new DropbearError('MODEL_INVALID', `${file} is empty (0 bytes): it is no model`, {
+          path: file,
+        });
       const final = storedPath(sha256, home);
       const known = entryNameForDigest(index, sha256);
       if (known !== undefined && (await exists(final))) {
@@ -1056,10 +1060,17 @@ export async function importModels(
           );
         const clash = catalog.find((m) => m.name === name);
         if (clash) {
+          // Most often a copy of that model that is damaged or cut short (a download that stopped): renaming
+          // it would import the broken bytes under another name.
+          const getAgain = clash.url
+            ? `get it again (\`npx dropbear models pull ${name}\`, or copy it again)`
+            : 'copy it again from a machine that has it';
           throw new DropbearError(
             'MODEL_NAME_CONFLICT',
             `${file} is named like the catalog model ${name} but its sha256 ${sha256} differs from the catalog's ` +
-              `${clash.sha256}; it is not that model — rename the file to import it under another name`,
+              `${clash.sha256} (it has ${bytes} bytes, the catalog's file has ${clash.bytes}); it is not that ` +
+              `model. If it should be (a copy or download that was damaged or cut short), ${getAgain}; ` +
+              'if it is another model, rename the file to import it under another name',
           );
         }
         const taken = Object.hasOwn(index.models, name) ? index.models[name] : undefined;

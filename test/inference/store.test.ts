@@ -321,6 +321,26 @@ describe('import of models not in the catalog', () => {
     expect(readdirSync(modelsDir(h))).toEqual([]);
   });
 
+  // An empty file got onnxruntime's "model.cc:187 onnxruntime::Model::Model(...)"; a copy of a catalog model
+  // cut short (a download that stopped) was told "it is not that model — rename the file", which imports a
+  // broken prefix under another name or fails again.
+  it('an empty file says it is empty; a cut-short copy of a catalog model says to get it again, not to rename it', async () => {
+    const d = join(tmp, 'damaged-copies');
+    mkdirSync(d);
+    writeFileSync(join(d, 'empty.onnx'), '');
+    const h = freshHome();
+    const e = await failsWith(importModels(join(d, 'empty.onnx'), h), 'MODEL_INVALID');
+    expect(e.message).toContain('is empty');
+    writeFileSync(
+      join(d, 'mnist-winml.onnx'),
+      readFileSync(join(SHARED, 'mnist-winml.onnx')).subarray(0, 1000),
+    );
+    const c = await failsWith(importModels(join(d, 'mnist-winml.onnx'), h), 'MODEL_NAME_CONFLICT');
+    expect(c.message).toContain(`1000 bytes, the catalog's file has ${MNIST.bytes}`);
+    expect(c.message).toContain('npx dropbear models pull mnist-winml');
+    expect(readdirSync(modelsDir(h))).toEqual([]);
+  });
+
   it('a missing path or a folder without models is a clear error', async () => {
     await failsWith(importModels(join(tmp, 'nope'), freshHome()), 'MODEL_PATH_NOT_FOUND');
     const empty = join(tmp, 'empty');
