@@ -91,11 +91,20 @@ export function registerModels(program: Command): void {
     .addHelpText(
       'after',
       '\nExample:\n  npx dropbear models import /work/shared/models\n\n' +
-        'Importing the same file again changes nothing. Exit status: 0 imported, 2 error.\n',
+        'Importing the same file again changes nothing. A file of the folder that cannot be imported is named\n' +
+        '(error [CODE]: ...) and the others are still imported. Exit status: 0 all imported, 2 any error.\n',
     )
     .action(async (path: string, opts: { home?: string }) => {
       const home = opts.home ?? defaultHome();
-      const done = await importModels(path, home);
+      let failed = 0;
+      // Each file that cannot be imported is named and the others are imported (it stopped at the first, and
+      // the ones before it had been imported without a line saying so).
+      const done = await importModels(path, home, {
+        onFailed: (_file, e) => {
+          process.stderr.write(`error [${e.code}]: ${e.message}\n`);
+          failed++;
+        },
+      });
       for (const m of done) {
         const what = m.added
           ? 'imported'
@@ -107,8 +116,10 @@ export function registerModels(program: Command): void {
       }
       const added = done.filter((m) => m.added).length;
       process.stdout.write(
-        `${added} added, ${done.length - added} already present, store ${modelsDir(home)}\n`,
+        `${added} added, ${done.length - added} already present${failed > 0 ? `, ${failed} failed` : ''}, ` +
+          `store ${modelsDir(home)}\n`,
       );
+      if (failed > 0) process.exitCode = 2;
     });
 
   models

@@ -986,6 +986,9 @@ async function onnxFilesOf(path: string): Promise<string[]> {
   return files;
 }
 
+/** Failures of the store, not of one imported file: an import of a folder stops at them (importModels). */
+const STORE_WIDE = new Set(['MODEL_STORE_WRITE_FAILED', 'MODEL_STORE_UNREADABLE', 'MODEL_STORE_BUSY']);
+
 function entryNameForDigest(index: StoreIndex, sha256: string): string | undefined {
   return Object.keys(index.models).find((n) => index.models[n].sha256 === sha256);
 }
@@ -998,7 +1001,15 @@ function entryNameForDigest(index: StoreIndex, sha256: string): string | undefin
 export async function importModels(
   path: string,
   home: string = defaultHome(),
-  opts: { catalog?: readonly ModelSpec[] } & IndexLockOptions = {},
+  opts: {
+    catalog?: readonly ModelSpec[];
+    /**
+     * Given: a file of a folder that cannot be imported (not a model, a name clash, changed while copied, ...)
+     * is passed here and the other files are still imported. Without it the first such failure is thrown.
+     * A failure of the store itself (STORE_WIDE) is thrown either way.
+     */
+    onFailed?: (file: string, e: DropbearError) => void;
+  } & IndexLockOptions = {},
 ): Promise<ImportedModel[]> {
   const catalog = opts.catalog ?? CATALOG;
   const files = await onnxFilesOf(path);
@@ -1007,8 +1018,7 @@ export async function importModels(
   await mkdir(dir, { recursive: true }).catch((e) => {
     throw storeWriteFailed(dir, e, 'creating its folder');
   });
-  const out: ImportedModel[] = [];
-  for (const file of files) {
+  const importOne = async (file: string): Promise<ImportedModel> => {
     const index = await readIndex(home);
     const { tmp, sha256, bytes } = await copyHashing(file, dir);
     try {
@@ -1027,7 +1037,7 @@ export async function importModels(
             throw storeWriteFailed(final, e, `storing ${file}`);
           });
         }
-        out.push({
+        return {
           name: known,
           sha256,
           bytes,
@@ -1035,8 +1045,7 @@ export async function importModels(
           specFrom: catalog.some((m) => m.sha256 === sha256) ? 'catalog' : 'derived',
           added: false,
           ...(repaired ? { repaired: true as const } : {}),
-        });
-        continue;
+        };
       }
       const cat = catalog.find((m) => m.sha256 === sha256);
       let spec: ModelSpec;
@@ -1108,9 +1117,20 @@ export async function importModels(
         opts,
       );
       index.models[name] = entry;
-      out.push({ name, sha256, bytes, path: final, specFrom: cat ? 'catalog' : 'derived', added: true });
+      return { name, sha256, bytes, path: final, specFrom: cat ? 'catalog' : 'derived', added: true };
     } finally {
       await unlinkQuiet(tmp);
+    }
+  };
+  const out: ImportedModel[] = [];
+  for (const file of files) {
+    try {
+      out.push(await importOne(file));
+    } catch (e) {
+      // A file that is no model, or that clashes, is that file's failure: the others are still imported. A
+      // failure of the store itself (disk full, a damaged index, a held lock) would be every file's.
+      if (!opts.onFailed || !(e instanceof DropbearError) || STORE_WIDE.has(e.code)) throw e;
+      opts.onFailed(file, e);
     }
   }
   return out;

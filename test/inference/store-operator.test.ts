@@ -160,6 +160,26 @@ describe('a store whose files are damaged', () => {
   });
 });
 
+// A folder with one bad file stopped at it: the files after it were not imported and those before it were,
+// without a line saying so (the operator saw only the error).
+describe('a folder with one bad file among good ones', () => {
+  it('`models import` imports the others, names each bad file with its code, and exits 2', async () => {
+    const d = join(tmp, 'one-bad');
+    mkdirSync(d);
+    writeFileSync(join(d, 'a-empty.onnx'), '');
+    writeFileSync(join(d, 'mnist-winml.onnx'), readFileSync(join(MODELS_DIR, 'mnist-winml.onnx')));
+    const h = freshHome();
+    const r = await runCliInProcess(['models', 'import', d, '--home', h]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain('error [MODEL_INVALID]:');
+    expect(r.stderr).toContain(join(d, 'a-empty.onnx'));
+    expect(r.stdout).toContain('imported: mnist-winml');
+    expect(r.stdout).toContain('1 added, 0 already present, 1 failed');
+    expect(Object.keys((await readIndex(h)).models)).toEqual(['mnist-winml']);
+    expect(strays(h)).toEqual([]);
+  });
+});
+
 describe('a folder of symbolic links to model files', () => {
   it('imports the files the links point at (it said "holds no .onnx files"); a broken link is named', async () => {
     const dir = join(tmp, 'links');
