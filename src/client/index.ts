@@ -4,6 +4,7 @@
  * signature (a Merkle root over the requests) and sends them in few POSTs. Light by design: protocol and
  * certificate only (no model runtime, no SQLite, no server); HTTP through the platform's `fetch`.
  */
+import { createPublicKey, KeyObject } from 'node:crypto';
 import { setMaxListeners } from 'node:events';
 import { SignatureCache, verifyCertificate } from '../certificate/index.ts';
 import { readCapped } from '../protocol/capped-body.ts';
@@ -21,9 +22,11 @@ import {
   groupIdOf,
   hex,
   type KeyPair,
+  keyPairFromSeed,
   LIMITS,
   MAX_REQUESTS_PER_CALL,
   type Policy,
+  Policy as PolicyCodec,
   printableLine,
   quorumOf,
   REQUEST_ANSWERS_TYPE,
@@ -37,6 +40,7 @@ import {
   signRequest,
   signRequestBatch,
   uint,
+  validatePolicy,
 } from '../protocol/index.ts';
 
 export interface GroupNode {
@@ -586,6 +590,125 @@ function inputMismatch(sr: SignedRequest): DropbearError | null {
   );
 }
 
+const config = (message: string) => new DropbearError('CLIENT_CONFIG', message);
+const isBytes = (x: unknown): x is Uint8Array => x instanceof Uint8Array;
+
+/**
+ * CLIENT_CONFIG unless `key` is a usable Ed25519 KeyPair (keyPairFromSeed's, readKeyFile's): its public
+ * key 32 bytes, its secret 64 (seed ‖ public key) and a private KeyObject, all of one key. Until 2026-12-07
+ * anything was taken: a string, or a pair whose parts disagreed, failed at the first call (an
+ * AssertionError, or requests every node refused as REQUEST_BAD_SIGNATURE).
+ */
+function keyProblem(key: unknown): string | null {
+  const k = key as Partial<KeyPair> | null;
+  if (typeof k !== 'object' || k === null)
+    return `a KeyPair (keyPairFromSeed, readKeyFile), not ${typeof key}`;
+  if (!isBytes(k.publicKey) || k.publicKey.length !== 32) return 'its publicKey is not 32 bytes';
+  if (!isBytes(k.secretKey) || k.secretKey.length !== 64) return 'its secretKey is not 64 bytes';
+  if (!(k.privateKey instanceof KeyObject) || k.privateKey.asymmetricKeyType !== 'ed25519')
+    return 'its privateKey is not an Ed25519 KeyObject';
+  const derived = keyPairFromSeed(k.secretKey.subarray(0, 32)).publicKey;
+  const fromPrivate = new Uint8Array(
+    createPublicKey(k.privateKey).export({ format: 'der', type: 'spki' }),
+  ).subarray(-32);
+  if (
+    !equalBytes(derived, k.publicKey) ||
+    !equalBytes(k.secretKey.subarray(32), k.publicKey) ||
+    !equalBytes(fromPrivate, k.publicKey)
+  )
+    return "its parts are not of one key (the public key is not the secret's)";
+  return null;
+}
+
+/**
+ * ClientOptions checked before anything else reads them (CLIENT_CONFIG): until 2026-12-07 a missing
+ * `nodes` or `genesis` was a TypeError, and duplicate node ids, an id the genesis does not have, an `api`
+ * that is not an http(s) URL, a bad key, maxFee, policy, fetch or coalesce were taken, each failing (or
+ * misbehaving) only at the first call.
+ */
+function optionsProblem(opts: ClientOptions): string | null {
+  if (typeof opts !== 'object' || opts === null) return `the options are an object, not ${String(opts)}`;
+  const g = opts.genesis as Genesis | undefined;
+  if (typeof g !== 'object' || g === null || !Array.isArray(g.nodes) || typeof g.params !== 'object')
+    return "genesis must be a Genesis (fromJson(Genesis, …) of the group's genesis.json)";
+  if (!Array.isArray(opts.nodes) || opts.nodes.length === 0)
+    return 'nodes must list at least one node ({id, api})';
+  const seen = new Set<number>();
+  for (const n of opts.nodes as unknown[]) {
+    const { id, api } = (n ?? {}) as Partial<GroupNode>;
+    if (!(Number.isSafeInteger(id) && (id as number) >= 0 && (id as number) < g.nodes.length))
+      return `a node's id must be the id of a genesis node (0 to ${g.nodes.length - 1}), not ${JSON.stringify(id) ?? String(id)}`;
+    if (seen.has(id as number)) return `node ${id} is listed twice in nodes`;
+    seen.add(id as number);
+    let url: URL | null = null;
+    try {
+      url = typeof api === 'string' ? new URL(api) : null;
+    } catch {}
+    if (!url || (url.protocol !== 'http:' && url.protocol !== 'https:'))
+      return `node ${id}'s api must be an http(s) URL (http://host:port), not ${JSON.stringify(api) ?? String(api)}`;
+  }
+  const badKey = keyProblem(opts.key);
+  if (badKey) return `key: ${badKey}`;
+  if (opts.maxFee !== undefined && !(Number.isSafeInteger(opts.maxFee) && opts.maxFee >= 0))
+    return `maxFee must be an integer ≥ 0, not ${String(opts.maxFee)}`;
+  if (opts.fetch !== undefined && typeof opts.fetch !== 'function')
+    return `fetch must be a function, not ${typeof opts.fetch}`;
+  if (opts.coalesce !== undefined && typeof opts.coalesce !== 'boolean')
+    return `coalesce must be true or false, not ${String(opts.coalesce)}`;
+  return null;
+}
+
+/**
+ * Why `policy` (a call's or the client's, not null) is not one the group takes: it does not encode, or its
+ * minAgree is outside [f+1, n] (what every node would refuse as REQUEST_BAD_POLICY); null when it is.
+ */
+function policyProblem(policy: unknown, genesis: Genesis): string | null {
+  if (policy === undefined || policy === null) return null;
+  try {
+    encode(PolicyCodec, policy as Policy);
+    validatePolicy(policy as Policy, genesis.nodes.length, genesis.f);
+    return null;
+  } catch (e) {
+    return (e as Error).message;
+  }
+}
+
+/**
+ * Why `input` cannot be sent, as the error to settle its call with (null when it can): INPUT_INVALID for
+ * what is not bytes or is empty, REQUEST_INPUT_TOO_LARGE over the genesis's maxInputBytes (what every
+ * node refuses it with). Until 2026-12-07 a string was an AssertionError from hashing, undefined a
+ * TypeError, and an empty or oversized input was sent to every node.
+ */
+function inputProblem(input: unknown, genesis: Genesis, what = 'input'): DropbearError | null {
+  if (!isBytes(input))
+    return new DropbearError(
+      'INPUT_INVALID',
+      `${what} must be a Uint8Array (or Buffer) of the encoded image or tensor, not ${input === null ? 'null' : Array.isArray(input) ? 'an array' : typeof input}`,
+    );
+  if (input.length === 0) return new DropbearError('INPUT_INVALID', `${what} is empty; not sent`);
+  const max = genesis.params.maxInputBytes;
+  if (input.length > max)
+    return new DropbearError(
+      'REQUEST_INPUT_TOO_LARGE',
+      `${what} of ${input.length} bytes is over the group's limit of ${max} (genesis maxInputBytes); not sent`,
+    );
+  return null;
+}
+
+/**
+ * Why a request the caller signed (`send`, `sendBatch`) cannot be sent: REQUEST_MALFORMED when it is not a
+ * SignedRequest (it does not encode: a TypeError until 2026-12-07), inputProblem's errors, or
+ * REQUEST_INPUT_MISMATCH (inputMismatch). Null when it can.
+ */
+function requestProblem(sr: unknown, genesis: Genesis): DropbearError | null {
+  try {
+    encode(SignedRequest, sr as SignedRequest);
+  } catch (e) {
+    return new DropbearError('REQUEST_MALFORMED', `not a SignedRequest (${(e as Error).message}); not sent`);
+  }
+  return inputProblem((sr as SignedRequest).input, genesis) ?? inputMismatch(sr as SignedRequest);
+}
+
 export class DropbearClient {
   readonly genesis: Genesis;
   readonly groupId: Uint8Array;
@@ -611,8 +734,8 @@ export class DropbearClient {
   private readonly signatures = new SignatureCache(CACHE_RECEIPTS, CACHE_TREES);
 
   constructor(opts: ClientOptions) {
-    if (opts.nodes.length === 0)
-      throw new DropbearError('CLIENT_CONFIG', 'a client needs at least one node URL');
+    const bad = optionsProblem(opts);
+    if (bad) throw config(bad);
     if (opts.waitOn !== undefined && !(Number.isSafeInteger(opts.waitOn) && opts.waitOn >= 1))
       throw new DropbearError('CLIENT_CONFIG', `waitOn must be an integer ≥ 1, not ${String(opts.waitOn)}`);
     if (opts.timeoutMs !== undefined) checkTimeout(opts.timeoutMs, 'timeoutMs');
@@ -658,7 +781,13 @@ export class DropbearClient {
     if (badGenesis !== null)
       throw new DropbearError('CLIENT_CONFIG', `the genesis cannot run a group: ${badGenesis}`);
     this.genesis = opts.genesis;
-    this.groupId = groupIdOf(opts.genesis);
+    try {
+      this.groupId = groupIdOf(opts.genesis);
+    } catch (e) {
+      throw config(`the genesis does not encode: ${(e as Error).message}`);
+    }
+    const badPolicy = policyProblem(opts.policy, opts.genesis);
+    if (badPolicy) throw config(`policy: ${badPolicy}`);
     this.nodes = opts.nodes;
     this.key = opts.key;
     this.fetchImpl = opts.fetch ?? fetch;
@@ -668,8 +797,31 @@ export class DropbearClient {
     this.nonce = Date.now() * 1000 + Math.floor(Math.random() * 1000);
   }
 
-  /** Builds and signs the request for `input` (no network). */
-  sign(input: Uint8Array, opts: { policy?: Policy | null; maxFee?: number } = {}): SignedRequest {
+  /**
+   * A call's options, checked before anything is signed or sent: CLIENT_CONFIG for options that are not an
+   * object or a maxFee that is not an integer ≥ 0, REQUEST_BAD_POLICY for a policy the group refuses (it
+   * does not encode, or its minAgree is outside [f+1, n]; the nodes' own code for it). Until 2026-12-07
+   * null options were a TypeError and a malformed policy a CodecError (CODEC_BAD_VALUE) from signing.
+   */
+  private callOptions<T extends InferOptions>(opts: T | undefined): T {
+    if (opts === undefined) return {} as T;
+    if (typeof opts !== 'object' || opts === null)
+      throw config(`a call's options are an object, not ${String(opts)}`);
+    if (opts.maxFee !== undefined && !(Number.isSafeInteger(opts.maxFee) && opts.maxFee >= 0))
+      throw config(`maxFee must be an integer ≥ 0, not ${String(opts.maxFee)}`);
+    const bad = policyProblem(opts.policy, this.genesis);
+    if (bad) throw new DropbearError('REQUEST_BAD_POLICY', `policy: ${bad}; not sent`);
+    return opts;
+  }
+
+  /**
+   * Builds and signs the request for `input` (no network). Throws what `infer` rejects with for the input
+   * and options (inputProblem, callOptions).
+   */
+  sign(input: Uint8Array, options: { policy?: Policy | null; maxFee?: number } = {}): SignedRequest {
+    const opts = this.callOptions(options);
+    const bad = inputProblem(input, this.genesis);
+    if (bad) throw bad;
     const req: Request = {
       groupId: this.groupId,
       client: this.key.publicKey,
@@ -686,7 +838,17 @@ export class DropbearClient {
    * Builds and signs requests for `inputs` with one signature per LIMITS.requestBatch (4096) inputs: each
    * comes back with its Merkle inclusion path to the signed root (no network).
    */
-  signBatch(inputs: Uint8Array[], opts: { policy?: Policy | null; maxFee?: number } = {}): SignedRequest[] {
+  signBatch(
+    inputs: Uint8Array[],
+    options: { policy?: Policy | null; maxFee?: number } = {},
+  ): SignedRequest[] {
+    const opts = this.callOptions(options);
+    if (!Array.isArray(inputs))
+      throw new DropbearError('INPUT_INVALID', `inputs must be an array of Uint8Array, not ${typeof inputs}`);
+    for (const [i, input] of inputs.entries()) {
+      const bad = inputProblem(input, this.genesis, `input ${i}`);
+      if (bad) throw bad;
+    }
     const timestamp = Date.now();
     const reqs = inputs.map((input) => ({
       request: {
@@ -812,7 +974,7 @@ export class DropbearClient {
    */
   async send(sr: SignedRequest, timeoutMs = this.opts.timeoutMs): Promise<InferResult> {
     checkTimeout(timeoutMs, 'timeoutMs');
-    const bad = inputMismatch(sr);
+    const bad = requestProblem(sr, this.genesis);
     if (bad) throw bad;
     return this.sendOne(sr, timeoutMs);
   }
@@ -1030,9 +1192,12 @@ export class DropbearClient {
    * Signs `input` and sends it (`send`; coalesced with the other calls of this turn with `coalesce`).
    * Rejects, never throws: options that signing refuses, or a `timeoutMs` out of range (CLIENT_CONFIG).
    */
-  async infer(input: Uint8Array, opts: InferOptions = {}): Promise<InferResult> {
+  async infer(input: Uint8Array, options: InferOptions = {}): Promise<InferResult> {
+    const opts = this.callOptions(options);
     const timeoutMs = opts.timeoutMs ?? this.opts.timeoutMs;
     checkTimeout(timeoutMs, 'timeoutMs');
+    const bad = inputProblem(input, this.genesis);
+    if (bad) throw bad;
     if (!this.opts.coalesce) return this.sendOne(this.sign(input, opts), timeoutMs);
     return new Promise<InferResult>((resolve, reject) => {
       const key = coalesceKey(opts);
@@ -1099,19 +1264,37 @@ export class DropbearClient {
    */
   async inferBatch(
     inputs: Uint8Array[],
-    opts: InferOptions & {
+    options: InferOptions & {
       onResult?: (i: number, r: InferResult | Error) => void;
       signing?: BatchSigning;
     } = {},
   ): Promise<(InferResult | Error)[]> {
+    const opts = this.callOptions(options);
+    if (!Array.isArray(inputs))
+      throw new DropbearError('INPUT_INVALID', `inputs must be an array of Uint8Array, not ${typeof inputs}`);
     const timeoutMs = opts.timeoutMs ?? this.opts.timeoutMs;
     checkTimeout(timeoutMs, 'timeoutMs');
     const signing = opts.signing ?? 'batch';
     if (signing !== 'batch' && signing !== 'each')
       throw new DropbearError('CLIENT_CONFIG', `signing is 'batch' or 'each', not ${String(signing)}`);
     if (inputs.length === 0) return [];
-    const srs = signing === 'each' ? inputs.map((x) => this.sign(x, opts)) : this.signBatch(inputs, opts);
-    return this.sendMany(srs, timeoutMs, opts.onResult, null);
+    // What is not bytes fails the call (a caller's bug); an empty input, or one over the genesis's
+    // maxInputBytes, is that input's result, not signed nor sent (inputProblem).
+    const problems = inputs.map((x, i) => inputProblem(x, this.genesis, `input ${i}`));
+    const notBytes = inputs.findIndex((x) => !isBytes(x));
+    if (notBytes >= 0) throw problems[notBytes];
+    const good = problems.some(Boolean) ? inputs.filter((_, i) => !problems[i]) : inputs;
+    const signed =
+      good.length === 0
+        ? []
+        : signing === 'each'
+          ? good.map((x) => this.sign(x, opts))
+          : this.signBatch(good, opts);
+    if (good === inputs) return this.sendMany(signed, timeoutMs, opts.onResult, null);
+    // The refused inputs have no request: sendMany settles them with their error and never reads `sr`.
+    let k = 0;
+    const srs = inputs.map((_, i) => (problems[i] ? (null as unknown as SignedRequest) : signed[k++]));
+    return this.sendMany(srs, timeoutMs, opts.onResult, problems);
   }
 
   /**
@@ -1135,8 +1318,18 @@ export class DropbearClient {
   ): Promise<(InferResult | Error)[]> {
     const timeoutMs = opts.timeoutMs ?? this.opts.timeoutMs;
     checkTimeout(timeoutMs, 'timeoutMs');
+    if (!Array.isArray(srs))
+      throw new DropbearError(
+        'REQUEST_MALFORMED',
+        `srs must be an array of SignedRequest, not ${typeof srs}`,
+      );
     if (srs.length === 0) return [];
-    return this.sendMany(srs, timeoutMs, opts.onResult, srs.map(inputMismatch));
+    return this.sendMany(
+      srs,
+      timeoutMs,
+      opts.onResult,
+      srs.map((sr) => requestProblem(sr, this.genesis)),
+    );
   }
 
   /**
@@ -1151,11 +1344,12 @@ export class DropbearClient {
   ): Promise<(InferResult | Error)[]> {
     const deadline = monoNow() + timeoutMs;
     const abort = fanOutController(this.nodes.length);
+    // A request refused before sending is neither encoded nor named (it may not be a SignedRequest).
     const items: BatchItem[] = srs.map((sr, index) => ({
       index,
       sr,
-      id: hex(requestIdOf(sr)),
-      bytes: encode(SignedRequest, sr),
+      id: mismatched?.[index] ? '' : hex(requestIdOf(sr)),
+      bytes: mismatched?.[index] ? new Uint8Array(0) : encode(SignedRequest, sr),
       errors: [],
       refusals: new Map(),
     }));
@@ -1470,6 +1664,8 @@ export class DropbearClient {
     inputs: Uint8Array[],
     opts: { concurrency?: number; onResult?: (i: number, r: InferResult | Error) => void } = {},
   ): Promise<(InferResult | Error)[]> {
+    if (!Array.isArray(inputs))
+      throw new DropbearError('INPUT_INVALID', `inputs must be an array of Uint8Array, not ${typeof inputs}`);
     const c = opts.concurrency;
     if (c !== undefined && !((Number.isSafeInteger(c) && c >= 1) || c === Number.POSITIVE_INFINITY))
       throw new DropbearError(

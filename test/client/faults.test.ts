@@ -451,6 +451,92 @@ describe('options: bad ones reject (promises) or throw CLIENT_CONFIG (constructo
       expectCertified(await client([url], { hedgeMs, sendTo: 1 }).infer(input()));
   });
 
+  it('the constructor refuses missing or malformed options with CLIENT_CONFIG (a TypeError, or taken, before)', async () => {
+    const url = await fakeNode(honest());
+    const nodes = [{ id: 0, api: url }];
+    const other = makeGroup(4, 1, 8).client;
+    const cases: [string, unknown][] = [
+      ['no options', undefined],
+      ['no nodes', { genesis: G.genesis, key: G.client }],
+      ['no genesis', { nodes, key: G.client }],
+      ['one id twice', { genesis: G.genesis, key: G.client, nodes: [nodes[0], { id: 0, api: url }] }],
+      ['an id the genesis lacks', { genesis: G.genesis, key: G.client, nodes: [{ id: 4, api: url }] }],
+      ['an id as a string', { genesis: G.genesis, key: G.client, nodes: [{ id: '0', api: url }] }],
+      [
+        'an api without a scheme',
+        { genesis: G.genesis, key: G.client, nodes: [{ id: 0, api: '127.0.0.1:1' }] },
+      ],
+      ['no key', { genesis: G.genesis, nodes }],
+      ['a key as a string', { genesis: G.genesis, nodes, key: 'secret' }],
+      ['half a key', { genesis: G.genesis, nodes, key: { seed: G.client.seed } }],
+      ['a key of two keys', { genesis: G.genesis, nodes, key: { ...G.client, publicKey: other.publicKey } }],
+      ['a negative maxFee', { genesis: G.genesis, nodes, key: G.client, maxFee: -1 }],
+      ['a NaN maxFee', { genesis: G.genesis, nodes, key: G.client, maxFee: Number.NaN }],
+      ['a policy of no kind', { genesis: G.genesis, nodes, key: G.client, policy: { kind: 'nope' } }],
+      [
+        'a policy over n',
+        { genesis: G.genesis, nodes, key: G.client, policy: { kind: 'top1', minAgree: 5 } },
+      ],
+      ['a fetch that is not one', { genesis: G.genesis, nodes, key: G.client, fetch: 'fetch' }],
+      ['coalesce as a string', { genesis: G.genesis, nodes, key: G.client, coalesce: 'yes' }],
+    ];
+    for (const [what, o] of cases) {
+      let err: unknown;
+      try {
+        new DropbearClient(o as ClientOptions);
+      } catch (e) {
+        err = e;
+      }
+      expect(codeOf(err), what).toBe('CLIENT_CONFIG');
+    }
+  });
+
+  it('a call refuses input that is not bytes, empty or over maxInputBytes, and malformed options, with a code, before anything is sent', async () => {
+    let posts = 0;
+    const counting = honest();
+    const url = await fakeNode((req, res, body) => {
+      if (req.method === 'POST') posts++;
+      return counting(req, res, body);
+    });
+    const c = client([url]);
+    const big = new Uint8Array(G.genesis.params.maxInputBytes + 1);
+    const cases: [string, () => Promise<unknown>, string][] = [
+      ['infer(string)', () => c.infer('pixels' as unknown as Uint8Array), 'INPUT_INVALID'],
+      ['infer(undefined)', () => c.infer(undefined as unknown as Uint8Array), 'INPUT_INVALID'],
+      ['infer(number[])', () => c.infer([1, 2] as unknown as Uint8Array), 'INPUT_INVALID'],
+      ['infer(empty)', () => c.infer(new Uint8Array(0)), 'INPUT_INVALID'],
+      ['infer(too large)', () => c.infer(big), 'REQUEST_INPUT_TOO_LARGE'],
+      ['infer(x, null)', () => c.infer(input(), null as never), 'CLIENT_CONFIG'],
+      [
+        'infer with a policy of no minAgree',
+        () => c.infer(input(), { policy: { kind: 'top1' } as never }),
+        'REQUEST_BAD_POLICY',
+      ],
+      ['inferBatch(string)', () => c.inferBatch('x' as unknown as Uint8Array[]), 'INPUT_INVALID'],
+      ['inferBatch([string])', () => c.inferBatch([input(), 'x' as unknown as Uint8Array]), 'INPUT_INVALID'],
+      ['send({})', () => c.send({} as SignedRequest), 'REQUEST_MALFORMED'],
+      ['sendBatch(string)', () => c.sendBatch('x' as unknown as SignedRequest[]), 'REQUEST_MALFORMED'],
+      ['inferMany(string)', () => c.inferMany('x' as unknown as Uint8Array[]), 'INPUT_INVALID'],
+    ];
+    for (const [what, call, code] of cases) {
+      let err: unknown;
+      try {
+        await call();
+      } catch (e) {
+        err = e;
+      }
+      expect(codeOf(err), `${what}: ${err}`).toBe(code);
+    }
+    // In a batch an empty or oversized input (or a malformed request) is its own result, unsent; the rest certify.
+    const batch = await c.inferBatch([input(), new Uint8Array(0), big]);
+    expectCertified(batch[0]);
+    expect(batch.slice(1).map(codeOf)).toEqual(['INPUT_INVALID', 'REQUEST_INPUT_TOO_LARGE']);
+    const sent = await c.sendBatch([c.sign(input()), {} as SignedRequest]);
+    expectCertified(sent[0]);
+    expect(codeOf(sent[1])).toBe('REQUEST_MALFORMED');
+    expect(posts).toBe(2);
+  });
+
   it('timeoutMs per call: Infinity, NaN, 0 or above 2^31 - 1 reject with CLIENT_CONFIG; the largest allowed works', async () => {
     const slow = await fakeNode(honest(200));
     const c = client([slow]);
