@@ -155,6 +155,15 @@ export interface InferOptions {
   maxFee?: number;
   /** This call's time, as ClientOptions.timeoutMs (the same limits; CLIENT_CONFIG past them). */
   timeoutMs?: number;
+  /**
+   * Ends the call when it aborts: it rejects with ABORTED (`details.reason`: the signal's reason), its
+   * HTTP calls are cut off and its timers cleared at once; aborted already, nothing is sent. In
+   * `inferBatch`/`sendBatch` the requests not settled by then have ABORTED as their result (those certified
+   * keep theirs). A call with a signal is not coalesced (ClientOptions.coalesce). The request may have
+   * reached a node before the abort: to retry it, `send` the same signed request. Not an AbortSignal:
+   * CLIENT_CONFIG.
+   */
+  signal?: AbortSignal;
 }
 
 /** How `inferBatch` signs: one signature over the whole batch, or one per request (each request alone). */
@@ -512,6 +521,61 @@ function refusalVerdict(
       `every node refused ${id}, no f + 1 = ${f + 1} of them with the same code: ${said(refusals.keys())}`,
     );
   return null;
+}
+
+/** The error of a call its caller's AbortSignal ended (InferOptions.signal). */
+function abortedError(signal: AbortSignal): DropbearError {
+  const reason: unknown = signal.reason;
+  const why = reason instanceof Error ? reason.message : reason === undefined ? '' : String(reason);
+  return new DropbearError(
+    'ABORTED',
+    `the call was aborted by its signal${why ? `: ${nodeText(why)}` : ''}`,
+    {
+      reason,
+    },
+  );
+}
+
+/** CLIENT_CONFIG unless `signal` is undefined or an AbortSignal (InferOptions.signal). */
+function checkSignal(signal: unknown): AbortSignal | undefined {
+  if (signal === undefined || signal instanceof AbortSignal) return signal;
+  throw new DropbearError('CLIENT_CONFIG', `signal must be an AbortSignal, not ${String(signal)}`);
+}
+
+/** Per caller's signal: the one listener the SDK put on it, and the calls it ends (onAbort). */
+const watchers = new WeakMap<AbortSignal, { calls: Set<() => void>; fire: () => void }>();
+
+/**
+ * Runs `f` when `signal` aborts, until the returned function is called (always, once the call is over).
+ * However many calls share one signal (a server's shutdown signal, say), the SDK puts ONE listener on it,
+ * removed once no call is left: a listener per call made Node warn past 10 (MaxListenersExceededWarning,
+ * 100 concurrent calls on one signal), and a listener left behind would have kept each call's state.
+ */
+function onAbort(signal: AbortSignal | undefined, f: () => void): () => void {
+  if (!signal) return () => {};
+  let w = watchers.get(signal);
+  if (!w) {
+    const calls = new Set<() => void>();
+    const fire = () => {
+      watchers.delete(signal);
+      for (const g of calls) g();
+      calls.clear();
+    };
+    w = { calls, fire };
+    watchers.set(signal, w);
+    signal.addEventListener('abort', fire, { once: true });
+  }
+  const entry = w;
+  // A function of its own per call: the same `f` given twice must be removed twice.
+  const call = () => f();
+  entry.calls.add(call);
+  return () => {
+    entry.calls.delete(call);
+    if (entry.calls.size === 0 && watchers.get(signal) === entry) {
+      watchers.delete(signal);
+      signal.removeEventListener('abort', entry.fire);
+    }
+  };
 }
 
 /** CLIENT_CONFIG unless `ms` is a usable timeoutMs (ClientOptions.timeoutMs). */
@@ -972,11 +1036,12 @@ export class DropbearClient {
    * A request whose input does not hash to its `inputDigest` is refused before it is sent
    * (REQUEST_INPUT_MISMATCH), and a `timeoutMs` out of range with CLIENT_CONFIG (ClientOptions.timeoutMs).
    */
-  async send(sr: SignedRequest, timeoutMs = this.opts.timeoutMs): Promise<InferResult> {
+  async send(sr: SignedRequest, timeoutMs = this.opts.timeoutMs, signal?: AbortSignal): Promise<InferResult> {
     checkTimeout(timeoutMs, 'timeoutMs');
+    checkSignal(signal);
     const bad = requestProblem(sr, this.genesis);
     if (bad) throw bad;
-    return this.sendOne(sr, timeoutMs);
+    return this.sendOne(sr, timeoutMs, signal);
   }
 
   /**
@@ -986,13 +1051,14 @@ export class DropbearClient {
    * left and the wait leaves the call MIN_RETRY_WINDOW_MS. Resending it is safe: a node that holds it, or
    * executed it, answers with its certificate (or pending), not a second charge (api.ts, submitAll).
    */
-  private async sendOne(sr: SignedRequest, timeoutMs: number): Promise<InferResult> {
+  private async sendOne(sr: SignedRequest, timeoutMs: number, signal?: AbortSignal): Promise<InferResult> {
     const deadline = monoNow() + timeoutMs;
     for (let attempt = 1; ; attempt++) {
+      if (signal?.aborted) throw abortedError(signal);
       try {
-        return await this.sendRound(sr, Math.max(1, deadline - monoNow()), deadline);
+        return await this.sendRound(sr, Math.max(1, deadline - monoNow()), deadline, signal);
       } catch (e) {
-        if (!(e instanceof DropbearError)) throw e;
+        if (!(e instanceof DropbearError) || e.code === 'ABORTED') throw e;
         if (e.code !== 'OVERLOADED') {
           if (attempt === 1) throw e;
           throw new DropbearError(
@@ -1009,7 +1075,16 @@ export class DropbearClient {
             : backoffMs(this.retry, attempt, d.retryAfterMs);
         if (wait + MIN_RETRY_WINDOW_MS > deadline - monoNow())
           throw overloadedError(d.what, attempt, d.errors);
-        await new Promise((r) => setTimeout(r, wait));
+        // The backoff ends early on the caller's abort (checked at the top of the loop).
+        await new Promise<void>((resolve) => {
+          const t = setTimeout(done, wait);
+          const unlisten = onAbort(signal, done);
+          function done() {
+            clearTimeout(t);
+            unlisten();
+            resolve();
+          }
+        });
       }
     }
   }
@@ -1019,12 +1094,21 @@ export class DropbearClient {
    * a verdict or `deadline` (`timeoutMs` from now). OVERLOADED when no node took it (see the end), with
    * the per-node errors and the least Retry-After in its details, for sendOne to retry.
    */
-  private async sendRound(sr: SignedRequest, timeoutMs: number, deadline: number): Promise<InferResult> {
+  private async sendRound(
+    sr: SignedRequest,
+    timeoutMs: number,
+    deadline: number,
+    signal?: AbortSignal,
+  ): Promise<InferResult> {
     const id = hex(requestIdOf(sr));
     const abort = fanOutController(this.nodes.length);
     // The POSTs listen to their own signal: once the call is settled they may finish (POST_GRACE_MS), while
-    // the attempts waiting on them end at once (`ended`).
+    // the attempts waiting on them end at once (`ended`). The caller's abort ends both at once.
     const posts = fanOutController(this.nodes.length);
+    const unlisten = onAbort(signal, () => {
+      abort.abort(DONE);
+      posts.abort(DONE);
+    });
     const ended = new Promise<never>((_, reject) =>
       abort.signal.addEventListener('abort', () => reject(abort.signal.reason), { once: true }),
     );
@@ -1075,7 +1159,11 @@ export class DropbearClient {
         cert = await this.poll(node, id, deadline - t0, abort.signal);
         if (!cert) await sleep(MIN_POLL_INTERVAL_MS - (monoNow() - t0), abort.signal);
       }
-      if (!cert) throw new DropbearError('TIMEOUT', `node ${node.id}: no certificate within ${timeoutMs} ms`);
+      if (!cert)
+        throw new DropbearError(
+          'TIMEOUT',
+          `node ${node.id}: no certificate within ${Math.round(timeoutMs)} ms`,
+        );
       return this.result(this.check(cert, sr, this.signatures), node.id);
     };
     // A refusal with a final code (bad signature, expired, …) ends the call only once f+1 distinct nodes
@@ -1150,12 +1238,13 @@ export class DropbearClient {
         : undefined;
     // A node that takes the request and never answers must not hold the call past its time.
     const timer = setTimeout(
-      () => abort.abort(new DropbearError('TIMEOUT', `no certificate within ${timeoutMs} ms`)),
+      () => abort.abort(new DropbearError('TIMEOUT', `no certificate within ${Math.round(timeoutMs)} ms`)),
       timeoutMs,
     );
     try {
       return await Promise.any([firstRun, restRun]);
     } catch {
+      if (signal?.aborted) throw abortedError(signal);
       if (verdict) throw verdict;
       // No f+1 agreeing refusals: a lone refusal is among the per-node errors, not the call's code.
       // Turned away for load by some node, and for sure by every node asked: sendOne backs off and sends
@@ -1182,8 +1271,9 @@ export class DropbearClient {
       abort.abort(DONE);
       // POSTs still out may finish, so that their connections stay open for the next call; past the
       // grace, or the call's deadline, they are cut off. (An abort after they finished does nothing.)
+      unlisten();
       const grace = Math.min(POST_GRACE_MS, deadline - monoNow());
-      if (grace <= 0) posts.abort(DONE);
+      if (grace <= 0 || signal?.aborted) posts.abort(DONE);
       else setTimeout(() => posts.abort(DONE), grace).unref?.();
     }
   }
@@ -1196,9 +1286,12 @@ export class DropbearClient {
     const opts = this.callOptions(options);
     const timeoutMs = opts.timeoutMs ?? this.opts.timeoutMs;
     checkTimeout(timeoutMs, 'timeoutMs');
+    const signal = checkSignal(opts.signal);
     const bad = inputProblem(input, this.genesis);
     if (bad) throw bad;
-    if (!this.opts.coalesce) return this.sendOne(this.sign(input, opts), timeoutMs);
+    if (signal?.aborted) throw abortedError(signal);
+    // A call with its own signal goes alone: a batch has one fate for all its calls.
+    if (!this.opts.coalesce || signal) return this.sendOne(this.sign(input, opts), timeoutMs, signal);
     return new Promise<InferResult>((resolve, reject) => {
       const key = coalesceKey(opts);
       let calls = this.turnCalls.get(key);
@@ -1277,7 +1370,9 @@ export class DropbearClient {
     const signing = opts.signing ?? 'batch';
     if (signing !== 'batch' && signing !== 'each')
       throw new DropbearError('CLIENT_CONFIG', `signing is 'batch' or 'each', not ${String(signing)}`);
+    const signal = checkSignal(opts.signal);
     if (inputs.length === 0) return [];
+    if (signal?.aborted) throw abortedError(signal);
     // What is not bytes fails the call (a caller's bug); an empty input, or one over the genesis's
     // maxInputBytes, is that input's result, not signed nor sent (inputProblem).
     const problems = inputs.map((x, i) => inputProblem(x, this.genesis, `input ${i}`));
@@ -1290,11 +1385,11 @@ export class DropbearClient {
         : signing === 'each'
           ? good.map((x) => this.sign(x, opts))
           : this.signBatch(good, opts);
-    if (good === inputs) return this.sendMany(signed, timeoutMs, opts.onResult, null);
+    if (good === inputs) return this.sendMany(signed, timeoutMs, opts.onResult, null, signal);
     // The refused inputs have no request: sendMany settles them with their error and never reads `sr`.
     let k = 0;
     const srs = inputs.map((_, i) => (problems[i] ? (null as unknown as SignedRequest) : signed[k++]));
-    return this.sendMany(srs, timeoutMs, opts.onResult, problems);
+    return this.sendMany(srs, timeoutMs, opts.onResult, problems, signal);
   }
 
   /**
@@ -1314,21 +1409,29 @@ export class DropbearClient {
    */
   async sendBatch(
     srs: SignedRequest[],
-    opts: { timeoutMs?: number; onResult?: (i: number, r: InferResult | Error) => void } = {},
+    opts: {
+      timeoutMs?: number;
+      onResult?: (i: number, r: InferResult | Error) => void;
+      /** As InferOptions.signal. */
+      signal?: AbortSignal;
+    } = {},
   ): Promise<(InferResult | Error)[]> {
     const timeoutMs = opts.timeoutMs ?? this.opts.timeoutMs;
     checkTimeout(timeoutMs, 'timeoutMs');
+    const signal = checkSignal(opts.signal);
     if (!Array.isArray(srs))
       throw new DropbearError(
         'REQUEST_MALFORMED',
         `srs must be an array of SignedRequest, not ${typeof srs}`,
       );
     if (srs.length === 0) return [];
+    if (signal?.aborted) throw abortedError(signal);
     return this.sendMany(
       srs,
       timeoutMs,
       opts.onResult,
       srs.map((sr) => requestProblem(sr, this.genesis)),
+      signal,
     );
   }
 
@@ -1341,6 +1444,7 @@ export class DropbearClient {
     timeoutMs: number,
     onResult: ((i: number, r: InferResult | Error) => void) | undefined,
     mismatched: (DropbearError | null)[] | null,
+    signal?: AbortSignal,
   ): Promise<(InferResult | Error)[]> {
     const deadline = monoNow() + timeoutMs;
     const abort = fanOutController(this.nodes.length);
@@ -1376,6 +1480,11 @@ export class DropbearClient {
         if (e) ctx.settle(items[i], e);
       });
     const timer = setTimeout(wake, timeoutMs);
+    // The caller's abort ends every POST and poll at once; what is unsettled then is ABORTED (below).
+    const unlisten = onAbort(signal, () => {
+      abort.abort(DONE);
+      wake();
+    });
     let hedge: ReturnType<typeof setTimeout> | undefined;
     try {
       const first = this.targets();
@@ -1402,7 +1511,9 @@ export class DropbearClient {
       clearTimeout(hedge);
       abort.abort(DONE);
       for (const it of items) it.abort?.abort(DONE);
+      unlisten();
     }
+    if (signal?.aborted) for (const it of items) if (!it.out) ctx.settle(it, abortedError(signal));
     for (const it of items)
       if (!it.out) {
         const why = it.errors.length > 0 ? it.errors.join('; ') : `no answer within ${timeoutMs} ms`;

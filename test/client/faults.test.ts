@@ -4,6 +4,7 @@
  * the real HTTP API (src/node/api.ts) over a stub host that certifies what it is sent, except the requests
  * it is told to hold for ever. No model runs here.
  */
+import { getEventListeners } from 'node:events';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { gzipSync } from 'node:zlib';
@@ -661,6 +662,59 @@ async function stubNode(
   apps.push(app);
   return app.listen({ port: 0, host: '127.0.0.1' });
 }
+
+describe('a call given an AbortSignal', () => {
+  it('ends at once when it aborts (ABORTED, its POSTs cut off), before sending when aborted already, and leaves no listener on the signal', async () => {
+    let posts = 0;
+    let closed = 0;
+    // Takes every POST and never answers: only the signal (or timeoutMs) ends the call.
+    const hang = await fakeNode((req, res) => {
+      if (req.method === 'POST') posts++;
+      res.on('close', () => closed++);
+    });
+    const c = client([hang, hang, hang, hang], { timeoutMs: 3000 });
+    for (const call of [
+      (signal: AbortSignal) => c.infer(input(), { signal }),
+      (signal: AbortSignal) => c.send(c.sign(input()), 3000, signal),
+      (signal: AbortSignal) =>
+        c.inferBatch([input(), input()], { signal }).then((rs) => Promise.reject(rs[1])),
+      (signal: AbortSignal) => c.sendBatch([c.sign(input())], { signal }).then((rs) => Promise.reject(rs[0])),
+    ]) {
+      const ac = new AbortController();
+      const t0 = performance.now();
+      setTimeout(() => ac.abort(), 100);
+      const err = await call(ac.signal).catch((e: unknown) => e);
+      expect(codeOf(err), String(err)).toBe('ABORTED');
+      expect(performance.now() - t0).toBeLessThan(1000);
+    }
+    // Every POST the calls made was closed by the client, not left open for the rest of timeoutMs.
+    await sleep(50);
+    expect(posts).toBeGreaterThan(0);
+    expect(closed).toBe(posts);
+    // Aborted already: nothing is sent. Not a signal: CLIENT_CONFIG.
+    const before = posts;
+    await expect(c.infer(input(), { signal: AbortSignal.abort() })).rejects.toMatchObject({
+      code: 'ABORTED',
+    });
+    expect(posts).toBe(before);
+    await expect(c.infer(input(), { signal: {} as AbortSignal })).rejects.toMatchObject({
+      code: 'CLIENT_CONFIG',
+    });
+    // One long-lived signal shared by many concurrent calls: no MaxListenersExceededWarning (a listener
+    // per call warned past 10), and no listener left once they are over.
+    const warnings: Error[] = [];
+    const warned = (w: Error) => warnings.push(w);
+    process.on('warning', warned);
+    const ok = client([await fakeNode(honest())]);
+    const shared = new AbortController();
+    await Promise.all(Array.from({ length: 40 }, () => ok.infer(input(), { signal: shared.signal })));
+    await ok.inferBatch([input(), input()], { signal: shared.signal });
+    await sleep(10);
+    process.off('warning', warned);
+    expect(warnings.map(String)).toEqual([]);
+    expect(getEventListeners(shared.signal, 'abort')).toHaveLength(0);
+  });
+});
 
 describe('a batch with a request that never certifies', () => {
   it('inferBatch and coalesced infer calls: the nine certified requests resolve, the stuck one fails alone', async () => {
