@@ -43,6 +43,22 @@ import {
   validatePolicy,
 } from '../protocol/index.ts';
 
+/**
+ * What a caller of the SDK needs besides the client, from this one entry point: the class every rejection
+ * is (its `code` stable, its message saying which nodes failed and why), and the types its options and
+ * results name. Until 2026-12-07 they had to be found in `dropbear/protocol`, which the docs did not say.
+ */
+export {
+  type Certificate,
+  type Decision,
+  DropbearError,
+  type Genesis,
+  type KeyPair,
+  keyPairFromSeed,
+  type Policy,
+  type SignedRequest,
+} from '../protocol/index.ts';
+
 export interface GroupNode {
   id: number;
   /** The node's HTTP API, e.g. http://127.0.0.1:8100 */

@@ -11,7 +11,12 @@ import { gzipSync } from 'node:zlib';
 import type { FastifyInstance } from 'fastify';
 import { afterAll, describe, expect, it } from 'vitest';
 import { buildCertificates } from '../../src/certificate/index.ts';
-import { type ClientOptions, DropbearClient, type InferResult } from '../../src/client/index.ts';
+import {
+  DropbearError as ClientError,
+  type ClientOptions,
+  DropbearClient,
+  type InferResult,
+} from '../../src/client/index.ts';
 import { encodeTensorInput } from '../../src/inference/preprocess.ts';
 import { type ApiOptions, buildApi } from '../../src/node/api.ts';
 import type { NodeHost } from '../../src/node/host.ts';
@@ -490,6 +495,12 @@ describe('options: bad ones reject (promises) or throw CLIENT_CONFIG (constructo
       }
       expect(codeOf(err), what).toBe('CLIENT_CONFIG');
     }
+  });
+
+  it("every rejection is the DropbearError the client's own entry point exports (it exported none)", async () => {
+    const c = client([await fakeNode(honest())]);
+    expect(ClientError).toBe(DropbearError);
+    await expect(c.infer(new Uint8Array(0))).rejects.toBeInstanceOf(ClientError);
   });
 
   it('a call refuses input that is not bytes, empty or over maxInputBytes, and malformed options, with a code, before anything is sent', async () => {
