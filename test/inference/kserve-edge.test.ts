@@ -46,6 +46,14 @@ afterAll(async () => {
 });
 
 const inferUrl = `/v2/models/${SPEC.name}/infer`;
+/** POSTs `body` as JSON to the model's infer route. */
+const postInfer = (body: unknown) =>
+  app.inject({
+    method: 'POST',
+    url: inferUrl,
+    headers: { 'content-type': 'application/json' },
+    payload: JSON.stringify(body),
+  });
 
 function bytesRequest(element: string): string {
   return JSON.stringify({
@@ -374,12 +382,7 @@ describe('a body of the wrong type', () => {
       /binary_data_size must be/,
     ],
   ])('%s: 400 naming it, not coerced', async (_what, change, message) => {
-    const r = await app.inject({
-      method: 'POST',
-      url: inferUrl,
-      headers: { 'content-type': 'application/json' },
-      payload: JSON.stringify({ inputs: [{ ...good, ...change }] }),
-    });
+    const r = await postInfer({ inputs: [{ ...good, ...change }] });
     expect(r.statusCode, r.body).toBe(400);
     expect((r.json() as { error: string }).error).toMatch(message);
   });
@@ -410,25 +413,15 @@ describe('a body of the wrong type', () => {
       /binary_data must be true or false/,
     ],
   ])('%s: 400 naming it', async (_what, change, message) => {
-    const r = await app.inject({
-      method: 'POST',
-      url: inferUrl,
-      headers: { 'content-type': 'application/json' },
-      payload: JSON.stringify({ inputs: [good], ...change }),
-    });
+    const r = await postInfer({ inputs: [good], ...change });
     expect(r.statusCode, r.body).toBe(400);
     expect((r.json() as { error: string }).error).toMatch(message);
   });
 
   it('an output named twice: 400 naming it (it was answered once, one output for two asked)', async () => {
-    const r = await app.inject({
-      method: 'POST',
-      url: inferUrl,
-      headers: { 'content-type': 'application/json' },
-      payload: JSON.stringify({
-        inputs: [good],
-        outputs: [{ name: SPEC.output.name }, { name: SPEC.output.name }],
-      }),
+    const r = await postInfer({
+      inputs: [good],
+      outputs: [{ name: SPEC.output.name }, { name: SPEC.output.name }],
     });
     expect(r.statusCode, r.body).toBe(400);
     expect((r.json() as { error: string }).error).toBe(`output "${SPEC.output.name}" is named twice`);
@@ -443,12 +436,7 @@ describe('a body of the wrong type', () => {
       `output "${SPEC.output.name}": unknown field "binary"`,
     ],
   ])('a field the protocol does not have in %s: 400 naming it (it was ignored)', async (_, body, message) => {
-    const r = await app.inject({
-      method: 'POST',
-      url: inferUrl,
-      headers: { 'content-type': 'application/json' },
-      payload: JSON.stringify(body),
-    });
+    const r = await postInfer(body);
     expect(r.statusCode, r.body).toBe(400);
     expect((r.json() as { error: string }).error).toMatch(
       new RegExp(`^${message.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}; `),
@@ -458,13 +446,7 @@ describe('a body of the wrong type', () => {
   // KServe's Python client (InferenceRESTClient, InferRequest.to_rest) puts "model_name" at the top of
   // every infer body: refused as an unknown field until 2026-12-07, so that client could not call at all.
   it('"model_name" at the top, as the KServe client sends it: served; another model 404, a number 400', async () => {
-    const send = (extra: Record<string, unknown>) =>
-      app.inject({
-        method: 'POST',
-        url: inferUrl,
-        headers: { 'content-type': 'application/json' },
-        payload: JSON.stringify({ id: 'k-1', ...extra, inputs: [good] }),
-      });
+    const send = (extra: Record<string, unknown>) => postInfer({ id: 'k-1', ...extra, inputs: [good] });
     const ok = await send({ model_name: SPEC.name });
     expect(ok.statusCode, ok.body).toBe(200);
     expect(ok.json()).toMatchObject({ model_name: SPEC.name, id: 'k-1' });
@@ -480,30 +462,20 @@ describe('a body of the wrong type', () => {
   // (a BYTES [N, k] tensor of "score:index" strings). This server does not list it, and until 2026-12-07
   // answered the FP32 scores all the same: a client reading k strings got 10 floats.
   it('an output asking for classification (not served here): 400 naming it, not the scores', async () => {
-    const r = await app.inject({
-      method: 'POST',
-      url: inferUrl,
-      headers: { 'content-type': 'application/json' },
-      payload: JSON.stringify({
-        inputs: [good],
-        outputs: [{ name: SPEC.output.name, parameters: { binary_data: false, classification: 3 } }],
-      }),
+    const r = await postInfer({
+      inputs: [good],
+      outputs: [{ name: SPEC.output.name, parameters: { binary_data: false, classification: 3 } }],
     });
     expect(r.statusCode, r.body).toBe(400);
     expect((r.json() as { error: string }).error).toMatch(/classification/);
   });
 
   it('the same fields of the right type are served (a string id is echoed)', async () => {
-    const r = await app.inject({
-      method: 'POST',
-      url: inferUrl,
-      headers: { 'content-type': 'application/json' },
-      payload: JSON.stringify({
-        id: 'r-1',
-        parameters: { binary_data_output: false },
-        inputs: [{ ...good, parameters: {} }],
-        outputs: [{ name: SPEC.output.name, parameters: { binary_data: false } }],
-      }),
+    const r = await postInfer({
+      id: 'r-1',
+      parameters: { binary_data_output: false },
+      inputs: [{ ...good, parameters: {} }],
+      outputs: [{ name: SPEC.output.name, parameters: { binary_data: false } }],
     });
     expect(r.statusCode, r.body).toBe(200);
     expect((r.json() as { id: string }).id).toBe('r-1');
