@@ -46,6 +46,13 @@ afterAll(async () => {
 });
 
 const inferUrl = `/v2/models/${SPEC.name}/infer`;
+/** The model's one input as JSON: an FP32 image, `first` then zeros. */
+const mnistInput = (first: number) => ({
+  name: SPEC.input.name,
+  datatype: 'FP32',
+  shape: [1, 1, 28, 28],
+  data: [first, ...new Array(783).fill(0)],
+});
 /** POSTs `body` as JSON to the model's infer route. */
 const postInfer = (body: unknown) =>
   app.inject({
@@ -274,14 +281,7 @@ describe('JSON numbers the datatype cannot hold', () => {
   it('an output the model made NaN from finite input: 500 OUTPUT_NOT_FINITE in JSON, the bits in binary data', async () => {
     const body = (binary: boolean) =>
       JSON.stringify({
-        inputs: [
-          {
-            name: SPEC.input.name,
-            datatype: 'FP32',
-            shape: [1, 1, 28, 28],
-            data: [7777, ...new Array(783).fill(0)],
-          },
-        ],
+        inputs: [mnistInput(7777)],
         ...(binary ? { parameters: { binary_data_output: true } } : {}),
       });
     const url = `http://127.0.0.1:${port}${inferUrl}`;
@@ -592,17 +592,7 @@ describe('errors before a route runs', () => {
 // node's /v2 routes do, where until 2026-12-07 serve-model's own errors (a bad request, an unknown model or
 // path, a compressed body, a body over the limit) gave a message alone and a client had its text to match.
 describe('every error answer carries a stable code', () => {
-  const mnist = (first: number) =>
-    JSON.stringify({
-      inputs: [
-        {
-          name: SPEC.input.name,
-          datatype: 'FP32',
-          shape: [1, 1, 28, 28],
-          data: [first, ...Array(783).fill(0)],
-        },
-      ],
-    });
+  const mnist = (first: number) => JSON.stringify({ inputs: [mnistInput(first)] });
   const json = { 'content-type': 'application/json' };
   it.each([
     ['an unknown model', 'GET', '/v2/models/nope', {}, undefined, 404, 'MODEL_NOT_FOUND'],
