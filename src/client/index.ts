@@ -1789,7 +1789,12 @@ export class DropbearClient {
    */
   async inferMany(
     inputs: Uint8Array[],
-    opts: { concurrency?: number; onResult?: (i: number, r: InferResult | Error) => void } = {},
+    opts: {
+      concurrency?: number;
+      onResult?: (i: number, r: InferResult | Error) => void;
+      /** Ends the calls in flight with ABORTED and sends none of the rest (InferOptions.signal). */
+      signal?: AbortSignal;
+    } = {},
   ): Promise<(InferResult | Error)[]> {
     if (!Array.isArray(inputs))
       throw new DropbearError('INPUT_INVALID', `inputs must be an array of Uint8Array, not ${typeof inputs}`);
@@ -1799,13 +1804,15 @@ export class DropbearClient {
         'CLIENT_CONFIG',
         `concurrency must be an integer ≥ 1 (or Infinity), not ${String(c)}`,
       );
+    const signal = checkSignal(opts.signal);
+    const each = signal ? { signal } : undefined;
     const out: (InferResult | Error)[] = new Array(inputs.length);
     let next = 0;
     const worker = async () => {
       while (next < inputs.length) {
         const i = next++;
         try {
-          out[i] = await this.infer(inputs[i]);
+          out[i] = await this.infer(inputs[i], each);
         } catch (e) {
           out[i] = e as Error;
         }

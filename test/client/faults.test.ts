@@ -711,6 +711,15 @@ describe('a call given an AbortSignal', () => {
     await expect(c.infer(input(), { signal: {} as AbortSignal })).rejects.toMatchObject({
       code: 'CLIENT_CONFIG',
     });
+    // inferMany: the calls in flight end ABORTED, and those not started are not sent.
+    const many = new AbortController();
+    const sentBefore = posts;
+    setTimeout(() => many.abort(), 100);
+    const t1 = performance.now();
+    const rs = await c.inferMany(Array.from({ length: 10 }, input), { concurrency: 2, signal: many.signal });
+    expect(performance.now() - t1).toBeLessThan(1000);
+    expect(rs.map(codeOf)).toEqual(Array(10).fill('ABORTED'));
+    expect(posts - sentBefore).toBe(2 * 4);
     // One long-lived signal shared by many concurrent calls: no MaxListenersExceededWarning (a listener
     // per call warned past 10), and no listener left once they are over.
     const warnings: Error[] = [];
