@@ -1474,6 +1474,9 @@ export class DropbearClient {
       refusals: new Map(),
     }));
     let left = items.length;
+    // The first error the caller's onResult threw: it must not become an item's (or a node's) failure, nor
+    // stop the SDK's work half-way; the call rejects with it once every item has settled.
+    const thrown: unknown[] = [];
     let wake: () => void = () => {};
     const finished = new Promise<void>((resolve) => {
       wake = resolve;
@@ -1488,7 +1491,12 @@ export class DropbearClient {
         it.out = r;
         it.abort?.abort(DONE);
         if (--left === 0) wake();
-        onResult?.(it.index, r);
+        if (onResult)
+          try {
+            onResult(it.index, r);
+          } catch (e) {
+            thrown.push(e);
+          }
       },
     };
     if (mismatched)
@@ -1551,6 +1559,7 @@ export class DropbearClient {
             ),
           );
       }
+    if (thrown.length > 0) throw thrown[0];
     return items.map((it) => it.out as InferResult | Error);
   }
 

@@ -736,6 +736,30 @@ describe('a call given an AbortSignal', () => {
   });
 });
 
+// A caller's onResult that threw inside inferBatch/sendBatch ran in the middle of the SDK's own work: its
+// error was recorded as a node's failure of the item (or rejected the call half-way). Now every item
+// settles as the group answered, every onResult is called, and the call then rejects with the first error
+// the callback threw, as inferMany does.
+describe('an onResult callback that throws', () => {
+  it('does not change what the items settle to; the call rejects with its error once all are done', async () => {
+    const nodes = await Promise.all([0, 1, 2, 3].map((i) => stubNode(i, 0, () => false)));
+    const c = client(nodes, { timeoutMs: 3000 });
+    const seen: number[] = [];
+    const boom = new Error('caller bug');
+    const err = await c
+      .inferBatch(Array.from({ length: 5 }, input), {
+        onResult: (i, r) => {
+          expectCertified(r);
+          seen.push(i);
+          if (seen.length === 2) throw boom;
+        },
+      })
+      .catch((e: unknown) => e);
+    expect(err).toBe(boom);
+    expect(seen.sort()).toEqual([0, 1, 2, 3, 4]);
+  });
+});
+
 describe('a batch with a request that never certifies', () => {
   it('inferBatch and coalesced infer calls: the nine certified requests resolve, the stuck one fails alone', async () => {
     const inputs = Array.from({ length: 10 }, input);
