@@ -1825,10 +1825,17 @@ export class DropbearClient {
         } catch (e) {
           out[i] = e as Error;
         }
-        opts.onResult?.(i, out[i]);
+        try {
+          opts.onResult?.(i, out[i]);
+        } catch (e) {
+          thrown.push(e);
+        }
       }
     };
+    // As in sendMany: a throwing onResult stops nothing; the call rejects with its first error at the end.
+    const thrown: unknown[] = [];
     await Promise.all(Array.from({ length: Math.min(opts.concurrency ?? 16, inputs.length) }, worker));
+    if (thrown.length > 0) throw thrown[0];
     return out;
   }
 

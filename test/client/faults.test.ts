@@ -757,6 +757,20 @@ describe('an onResult callback that throws', () => {
       .catch((e: unknown) => e);
     expect(err).toBe(boom);
     expect(seen.sort()).toEqual([0, 1, 2, 3, 4]);
+    // inferMany the same: it rejected at the first throw while its other calls ran on unseen.
+    const many: number[] = [];
+    const err2 = await c
+      .inferMany(Array.from({ length: 5 }, input), {
+        concurrency: 2,
+        onResult: (i, r) => {
+          expectCertified(r);
+          many.push(i);
+          if (many.length === 1) throw boom;
+        },
+      })
+      .catch((e: unknown) => e);
+    expect(err2).toBe(boom);
+    expect(many.sort()).toEqual([0, 1, 2, 3, 4]);
   });
 });
 
