@@ -396,7 +396,7 @@ class LiveWorker {
       const cause = dead.deadWith;
       const fields = {
         attempt: this.startFailures,
-        code: cause instanceof DropbearError ? cause.code : undefined,
+        code: cause instanceof DropbearError ? cause.code : 'WORKER_FAILED',
         err: cause?.message,
       };
       if (this.started && this.startFailures >= this.policy.attempts) return this.giveUp(cause);
@@ -494,7 +494,7 @@ class LiveWorker {
       // native call, and onnxruntime aborts the process when it returns (or the exit waits for ever).
       if (left > 0)
         this.policy.log.error(
-          { threads: left },
+          { code: 'WORKER_LEFT_RUNNING', threads: left },
           'inference worker thread still inside a call at close; left to exit by itself when the call returns (a process exit before then aborts or waits for it)',
         );
     });

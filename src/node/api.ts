@@ -1041,7 +1041,7 @@ export function buildApi(host: NodeHost, opts: ApiOptions = {}): FastifyInstance
     // each it sees): one refusal, by its code (a body over the limit, not JSON, failing the schema).
     if (req.method === 'POST' && SUBMIT_ROUTES.has(req.routeOptions.url ?? '') && !counted.has(req))
       metrics.requestRejected(err.code);
-    if (err.code === 'INTERNAL') req.log.error({ err: e }, 'internal error');
+    if (err.code === 'INTERNAL') req.log.error({ code: 'INTERNAL', err: e }, 'internal error');
     if (err.code === 'OVERLOADED') reply.header('retry-after', String(o.retryAfterSeconds));
     return reply.code(status).type('application/json').send(errorBodyFor(req.url, err));
   });

@@ -476,7 +476,7 @@ export class NodeHost {
     const e = ledgerWriteFailure(this.db.path, cause) ?? cause;
     this.failed = e;
     this.log.error(
-      { err: (e as Error)?.message ?? String(e), code: (e as { code?: unknown })?.code },
+      { err: (e as Error)?.message ?? String(e), code: codeOf(e, 'NODE_STEP_FAILED') },
       'a replica step or ledger write failed: stopping the node',
     );
     this.held = null;
@@ -533,7 +533,10 @@ export class NodeHost {
     } catch (e) {
       // A message this node cannot encode (over the codec's limits, or too large for memory) is its own
       // fault or a peer's trick, never a reason to stop: it is dropped, loudly.
-      this.log.error({ kind: msg.kind, err: String(e) }, 'message does not encode; dropped');
+      this.log.error(
+        { kind: msg.kind, code: 'MESSAGE_ENCODE_FAILED', err: String(e) },
+        'message does not encode; dropped',
+      );
       return [];
     }
     if (bytes.length <= this.maxFrameBytes) return [bytes];
@@ -558,7 +561,10 @@ export class NodeHost {
         ...this.framesOf({ kind: 'fetched', requests: r2, results: v2, prePrepares: p2 }),
       ];
     }
-    this.log.error({ kind: msg.kind, bytes: bytes.length }, 'message larger than a frame; dropped');
+    this.log.error(
+      { kind: msg.kind, code: 'MESSAGE_TOO_LARGE', bytes: bytes.length, limit: this.maxFrameBytes },
+      'message larger than a frame; dropped',
+    );
     return [];
   }
 
@@ -641,12 +647,15 @@ export class NodeHost {
         case 'evidence':
           this.openWrites();
           this.db.saveEvidence(a.node, a.proof.kind, encode(Evidence, a.proof));
-          this.log.warn({ peer: a.node, kind: a.proof.kind }, 'misbehaviour evidence stored');
+          this.log.warn(
+            { peer: a.node, code: 'PEER_EVIDENCE_STORED', kind: a.proof.kind },
+            'misbehaviour evidence stored',
+          );
           break;
         case 'peerMisbehaved':
           // A signature it made itself does not verify: drop it, the transport keeps it out for a while.
           this.log.warn(
-            { peer: a.peer, reason: a.reason },
+            { peer: a.peer, code: 'PEER_BAD_SIGNATURE', reason: a.reason },
             'peer sent a bad signature (its own or relayed); dropping its connection',
           );
           this.obs.badFrame?.(a.peer);
@@ -816,7 +825,10 @@ export class NodeHost {
     try {
       backend = this.currentBackend;
     } catch (e) {
-      this.log.error({ err: (e as Error).message }, 'no model to infer with');
+      this.log.error(
+        { code: codeOf(e, 'MODEL_NOT_LOADED'), err: (e as Error).message },
+        'no model to infer with',
+      );
       return;
     }
     const t0 = performance.now();
@@ -852,7 +864,10 @@ export class NodeHost {
           // so the request is certified (as no-agreement if every model fails) instead of stalling.
           failed++;
           if (!(e instanceof DropbearError && e.code.startsWith('INPUT_')))
-            this.log.warn({ err: (e as Error).message, requestId: hex(r.requestId) }, 'inference failed');
+            this.log.warn(
+              { code: codeOf(e, 'INFERENCE_FAILED'), err: (e as Error).message, requestId: hex(r.requestId) },
+              'inference failed',
+            );
           const empty: Result = { kind: 'class', top: [] };
           return { requestId: r.requestId, result: empty };
         }
@@ -1388,4 +1403,10 @@ export class NodeHost {
     if (this.failed === null) this.db.close();
     else this.db.abort();
   }
+}
+
+/** The stable code a log line names for `e`: its own (a DropbearError's, the ledger's), or `fallback`. */
+function codeOf(e: unknown, fallback: string): string {
+  const code = (e as { code?: unknown } | null)?.code;
+  return typeof code === 'string' ? code : fallback;
 }

@@ -188,7 +188,10 @@ export async function startNode(
   try {
     for (const m of [cfg.model, ...cfg.extraModels]) backends.push(await startBackend(m, cfg, log));
     if (cfg.byzantine === 'wrong-results') {
-      log.warn({}, 'configured to lie: every answer is a wrong label (test only)');
+      log.warn(
+        { code: 'BYZANTINE_WRONG_RESULTS' },
+        'configured to lie: every answer is a wrong label (test only)',
+      );
       for (let i = 0; i < backends.length; i++) backends[i] = lying(backends[i]);
     }
     // A file there ended the start with Node's bare "EEXIST: file already exists", no code.
@@ -215,10 +218,17 @@ export async function startNode(
     const tracePrefix = process.env.DROPBEAR_TRACE_STEPS;
     const trace = tracePrefix
       ? new StepTrace(`${tracePrefix}.${cfg.id}`, cfg.id, 1000, (e) =>
-          log.error({ err: e.message }, 'step trace: write failed; tracing stopped'),
+          log.error(
+            { code: 'STEP_TRACE_FAILED', err: e.message },
+            'step trace: write failed; tracing stopped',
+          ),
         )
       : null;
-    if (trace) log.warn({ file: trace.path }, 'tracing every replica step (DROPBEAR_TRACE_STEPS)');
+    if (trace)
+      log.warn(
+        { code: 'STEP_TRACE_ON', file: trace.path },
+        'tracing every replica step (DROPBEAR_TRACE_STEPS)',
+      );
     host = NodeHost.open({
       id: cfg.id,
       genesis,
@@ -246,7 +256,7 @@ export async function startNode(
     );
     if (connections.lowered)
       log.warn(
-        { maxConnections: connections.max, openFileLimit: fdLimit },
+        { code: 'MAX_CONNECTIONS_LOWERED', maxConnections: connections.max, openFileLimit: fdLimit },
         'api_limits.maxConnections lowered to fit the open-file limit (ulimit -n), which keeps room for peers, ledger and model: raise the limit to allow more',
       );
     const app = buildApi(host, {

@@ -1085,7 +1085,13 @@ export class Transport {
       if (!p.dropping) {
         p.dropping = true;
         this.log.warn(
-          { peer: p.id, state: p.state, queuedFrames: q.count, queuedBytes: q.bytes },
+          {
+            peer: p.id,
+            code: 'PEER_SEND_QUEUE_FULL',
+            state: p.state,
+            queuedFrames: q.count,
+            queuedBytes: q.bytes,
+          },
           'transport: send queue full, dropping the oldest frames',
         );
       }
@@ -1216,7 +1222,10 @@ export class Transport {
       try {
         h(p.id, state);
       } catch (e) {
-        this.log.error({ peer: p.id, err: errText(e) }, 'transport: peer state handler threw');
+        this.log.error(
+          { peer: p.id, code: 'HANDLER_FAILED', err: errText(e) },
+          'transport: peer state handler threw',
+        );
       }
     }
   }
@@ -1614,7 +1623,10 @@ export class Transport {
       try {
         h(p.id, frame);
       } catch (e) {
-        this.log.error({ peer: p.id, err: errText(e) }, 'transport: frame handler threw');
+        this.log.error(
+          { peer: p.id, code: 'HANDLER_FAILED', err: errText(e) },
+          'transport: frame handler threw',
+        );
       }
     }
   }
@@ -1789,7 +1801,7 @@ export class Transport {
     p.refusalLogged = false;
     p.stats.quarantines++;
     this.log.warn(
-      { node: this.id, peer: p.id, reason, ms, offences: p.offences },
+      { node: this.id, peer: p.id, code: 'PEER_QUARANTINED', reason, ms, offences: p.offences },
       `transport: peer quarantined: connection closed, not dialled and not accepted for ${ms} ms`,
     );
   }

@@ -86,6 +86,7 @@ describe('internal errors', () => {
         expect(res.json().error.code).toBe('INTERNAL');
         const logged = lines.filter((l) => l.level === 50);
         expect(logged.map((l) => l.err?.message)).toEqual([bug.message]);
+        expect(logged[0]).toMatchObject({ code: 'INTERNAL' }); // before 2026-12-07: no code
         expect(logged[0].err?.stack).toContain('TypeError');
       }
     } finally {

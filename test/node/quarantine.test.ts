@@ -44,9 +44,14 @@ describe('a peer that sends bad signatures of its own is dropped and quarantined
     const group = makeGroup(4, 1, 41);
     const ts: Transport[] = [];
     const hosts: NodeHost[] = [];
-    const warned: { obj: object; msg?: string }[] = [];
+    const warned: { obj: { code?: unknown }; msg?: string; level: string }[] = [];
     const metrics2 = new NodeMetrics();
-    const logger: Logger = { info() {}, error() {}, warn: (obj, msg) => warned.push({ obj, msg }) };
+    // Hosts and transports alike: every warning and error an operator greps or alerts on names its code.
+    const logger: Logger = {
+      info() {},
+      error: (obj, msg) => warned.push({ obj, msg, level: 'error' }),
+      warn: (obj, msg) => warned.push({ obj, msg, level: 'warn' }),
+    };
     try {
       // Highest id first, so that each knows the ports of the nodes it dials (the lower id dials).
       const ports = new Map<number, number>();
@@ -60,6 +65,7 @@ describe('a peer that sends bad signatures of its own is dropped and quarantined
           listen: { host: HOST, port: 0 },
           peers,
           ...NET,
+          logger: logger as Required<Logger>,
         });
         ports.set(id, await ts[id].start());
       }
@@ -177,6 +183,14 @@ describe('a peer that sends bad signatures of its own is dropped and quarantined
       await waitFor(() => link(2, FAULTY).quarantines === 2, 'the second quarantine');
       expect(link(2, FAULTY).quarantinedMs).toBeGreaterThan(QUARANTINE_MS);
       await certified(3, [0, 2, 3]);
+      // Before 2026-12-07 the bad signature ("peer sent a bad signature") and the quarantine
+      // ("transport: peer quarantined") were warnings with no code.
+      expect(warned.filter((w) => typeof w.obj.code !== 'string').map((w) => `${w.level}: ${w.msg}`)).toEqual(
+        [],
+      );
+      expect(warned.map((w) => w.obj.code)).toEqual(
+        expect.arrayContaining(['PEER_BAD_SIGNATURE', 'PEER_QUARANTINED']),
+      );
     } finally {
       for (const h of hosts) h?.stop();
       await Promise.all(ts.map((t) => t.stop()));
