@@ -131,7 +131,8 @@ export interface HostObserver {
   inferred(n: number, ms: number, failed: number, skipped: number): void;
   executed(seq: number, requests: number): void;
   certified(certs: Certificate[]): void;
-  badFrame(from: number): void;
+  /** A frame from `from` this host could not use (the metrics read the transport's count, which has these too). */
+  badFrame?(from: number): void;
   viewChange(view: number): void;
   /** An fsync of the ledger's WAL called back after `ms` (from the call, queueing on the thread pool included). */
   walSynced?(ms: number): void;

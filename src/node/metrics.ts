@@ -22,7 +22,9 @@
  *   dropbear_view_changes_total                      view changes seen by this node
  *   dropbear_peer_connected{peer}                    1 when the transport reports the peer connected
  *   dropbear_peer_quarantined_seconds{peer}          what is left of the peer's quarantine (0: none; transport.ts)
- *   dropbear_bad_frames_total{peer}                  frames a peer sent that could not be used (undecodable, or a bad signature, its own or relayed: each closes its connection and quarantines it), by peer
+ *   dropbear_bad_frames_total{peer}                  frames a peer sent that could not be used, by peer, as the transport counts them: undecodable
+ *                                                    or a bad signature, its own or relayed (each closes its connection and quarantines it), and
+ *                                                    oversized, empty or cut-short frames after the handshake (each closes its connection)
  *   dropbear_peer_messages_sent_total{kind}          peer messages handed to the transport, by kind (a broadcast counts once per peer)
  *   dropbear_peer_bytes_sent_total{kind}             their encoded bytes (frame headers and TCP not counted)
  *   dropbear_inference_failed_workers                model threads that gave up starting (WORKER_START_FAILED; /readyz then 503)
@@ -45,6 +47,8 @@ export interface PeerState {
   quarantinedMs?: number;
   /** Times the peer was quarantined since this node started. */
   quarantines?: number;
+  /** Frames from the peer that could not be used since this node started (transport.ts, PeerStats.badFrames). */
+  badFrames?: number;
 }
 
 /** The transport's peers as the API's status and the metrics show them. */
@@ -54,6 +58,7 @@ export function peerStatesOf(transport: Pick<Transport, 'stats'>): PeerState[] {
     state: p.state,
     quarantinedMs: p.quarantinedMs,
     quarantines: p.quarantines,
+    badFrames: p.badFrames,
   }));
 }
 
@@ -86,7 +91,6 @@ export class NodeMetrics {
   private readonly acceptToCert: Histogram;
   private readonly ledgerSync: Histogram;
   private readonly viewChanges: Counter;
-  private readonly badFrames: Counter<'peer'>;
   private readonly peerMessages: Counter<'kind'>;
   private readonly peerBytes: Counter<'kind'>;
   private readonly http: Counter<'method' | 'route' | 'status'>;
@@ -224,11 +228,18 @@ export class NodeMetrics {
         for (const p of self.peers?.() ?? []) this.set({ peer: String(p.id) }, (p.quarantinedMs ?? 0) / 1000);
       },
     });
-    this.badFrames = new Counter({
+    // Read from the transport when scraped: it counts every such frame, those its host reports (undecodable,
+    // a bad signature) and its own (oversized, empty, cut short). Until 2026-12-07 this counted only the
+    // host's reports: a peer sending oversized frames showed none.
+    new Counter({
       name: 'dropbear_bad_frames_total',
-      help: 'Frames a peer sent that could not be used (undecodable, or a bad signature, its own or relayed; each closes the connection and quarantines the peer), by peer',
+      help: 'Frames a peer sent that could not be used (undecodable, a bad signature of its own or relayed, oversized, empty or cut short; each closes the connection, the first two also quarantine the peer), by peer',
       labelNames: ['peer'],
       registers,
+      collect() {
+        this.reset();
+        for (const p of self.peers?.() ?? []) this.inc({ peer: String(p.id) }, p.badFrames ?? 0);
+      },
     });
     this.peerMessages = new Counter({
       name: 'dropbear_peer_messages_sent_total',
@@ -255,7 +266,7 @@ export class NodeMetrics {
   }
 
   /** The gauges read this host (and, when given, the transport's peer states) at scrape time. */
-  attach(host: NodeHost, peers?: () => PeerState[]): void {
+  attach(host: NodeHost | null, peers?: () => PeerState[]): void {
     this.host = host;
     if (peers) this.peers = peers;
   }
@@ -292,7 +303,6 @@ export class NodeMetrics {
       executed: (_seq, requests) => this.consensusBatch.observe(requests),
       walSynced: (ms) => this.ledgerSync.observe(ms / 1000),
       certified: (certs) => this.onCertified(certs),
-      badFrame: (from) => this.badFrames.inc({ peer: String(from) }),
       viewChange: () => this.viewChanges.inc(),
       sent: (kind, messages, bytes) => {
         this.peerMessages.inc({ kind }, messages);

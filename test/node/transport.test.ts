@@ -27,6 +27,7 @@ import {
   ROLE,
   WIRE_VERSION,
 } from '../../src/node/frames.ts';
+import { NodeMetrics, peerStatesOf } from '../../src/node/metrics.ts';
 import {
   CERT_EXPIRY_WARNINGS_MS,
   certExpiryStage,
@@ -47,6 +48,7 @@ import {
 } from '../../src/protocol/crypto.ts';
 import { DropbearError } from '../../src/protocol/errors.ts';
 import { type Genesis, groupIdOf } from '../../src/protocol/messages.ts';
+import { parsePromText, samplesOf } from '../support/prom-text.ts';
 import { haveOpenssl, issuedCert, selfSignedCert } from '../support/tls.ts';
 
 const HOST = '127.0.0.1';
@@ -981,6 +983,17 @@ describe('transport', () => {
       expect(warned.filter((m) => /inbound connection refused/.test(m)).length).toBeGreaterThanOrEqual(3);
       expect(warned.filter((m) => /bad frame/.test(m)).length).toBe(3);
       expect(ts[3].stats().inbound.handshakeFailures).toBe(4);
+      // What an operator's scrape says: every frame from node 0 that could not be used, the oversized and
+      // the truncated ones included (before 2026-12-07 dropbear_bad_frames_total counted only those its host
+      // reported, so it read 1 here, and nothing at all for peers that never sent one).
+      const metrics = new NodeMetrics();
+      metrics.attach(null, () => peerStatesOf(ts[3]));
+      const scraped = parsePromText(await metrics.text());
+      expect(samplesOf(scraped, 'dropbear_bad_frames_total').map((x) => [x.labels.peer, x.value])).toEqual([
+        ['0', 3],
+        ['1', 0],
+        ['2', 0],
+      ]);
       // Each logged with a stable code besides its reason, in the order they happened; a code already
       // logged in the last 10 s is only counted (the second FRAME_OVERSIZE before authentication).
       const codes = logs.lines
