@@ -246,5 +246,12 @@ describe('metrics of a real group', () => {
     const rowsAfter = await groupStatus(g.dir);
     expect(rowsAfter.every((r) => r.healthy && r.ready && r.error === undefined)).toBe(true);
     expect(new Set(rowsAfter.map((r) => r.lastExecuted)).size).toBe(1);
+
+    // The logs of it all (refused requests, a peer killed and back): JSON lines, each warning and error
+    // with a stable code (until 2026-12-07 a peer's bad signature or quarantine, among others, had none).
+    const lines = log.map((l) => /^\[node \d+\] (\{.*\})$/.exec(l)?.[1]).filter((l) => l !== undefined);
+    expect(lines.length).toBeGreaterThan(8);
+    const entries = lines.map((l) => JSON.parse(l) as { level: number; msg: string; code?: unknown });
+    expect(entries.filter((e) => e.level >= 40 && typeof e.code !== 'string').map((e) => e.msg)).toEqual([]);
   }, 90_000);
 });

@@ -984,8 +984,8 @@ describe('transport', () => {
       expect(warned.filter((m) => /bad frame/.test(m)).length).toBe(3);
       expect(ts[3].stats().inbound.handshakeFailures).toBe(4);
       // What an operator's scrape says: every frame from node 0 that could not be used, the oversized and
-      // the truncated ones included (before 2026-12-07 dropbear_bad_frames_total counted only those its host
-      // reported, so it read 1 here, and nothing at all for peers that never sent one).
+      // the truncated ones included (before 2026-12-07 dropbear_bad_frames_total counted only those a host
+      // reported, here the reportBad alone, and had no series for peers that never sent one).
       const metrics = new NodeMetrics();
       metrics.attach(null, () => peerStatesOf(ts[3]));
       const scraped = parsePromText(await metrics.text());
