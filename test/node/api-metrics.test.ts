@@ -3,6 +3,7 @@
  * stand-in NodeHost with no peers (what it accepts stays pending) and its NodeMetrics as observer, driven
  * with `inject`. Every number is compared with what the test sent.
  */
+import { readFileSync } from 'node:fs';
 import type { FastifyInstance } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { buildApi } from '../../src/node/api.ts';
@@ -188,6 +189,21 @@ describe('the text and its numbers', () => {
     const sum = sampleValue(fams, 'dropbear_accept_to_certificate_seconds_sum') ?? Number.NaN;
     expect(sum).toBeGreaterThanOrEqual(0);
     expect(sum).toBeLessThan(5);
+  });
+});
+
+describe('what the list says', () => {
+  // The list of series at the top of src/node/metrics.ts (docs/api.md points there) against what a scrape has.
+  it('every series listed is exported, and every series exported is listed', async () => {
+    const source = readFileSync(new URL('../../src/node/metrics.ts', import.meta.url), 'utf8');
+    const header = source.slice(0, source.indexOf('*/'));
+    const listed = new Set(header.match(/dropbear_[a-z_]+[a-z]/g));
+    listed.delete('dropbear_process'); // dropbear_process_*, dropbear_nodejs_*: prom-client's
+    listed.delete('dropbear_nodejs');
+    const m = new NodeMetrics();
+    m.attach(lone.host, () => []);
+    m.certificateExpiry(() => 1000);
+    expect(new Set((await m.text()).match(/^# TYPE \S+/gm)?.map((l) => l.slice(7)))).toEqual(listed);
   });
 });
 
