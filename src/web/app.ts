@@ -41,15 +41,29 @@ async function failure(r: Response): Promise<Error> {
   return new Error(`${code}: ${body?.error?.message ?? r.statusText}`);
 }
 
-/** GET `path` as JSON (null if it is not JSON), read only up to `max` bytes (see readLimited). */
-async function getJson(path: string, max: number): Promise<unknown> {
-  const r = await fetch(path, { headers: { accept: 'application/json' } });
-  if (!r.ok) throw await failure(r);
-  const t = await readLimited(r, max, `the answer to ${path.split('?')[0]}`);
+/**
+ * GET `path` as JSON, read only up to `max` bytes (see readLimited); an answer that is not JSON is an
+ * error (NOT_JSON). With `timeoutMs`, a node that has not answered whole by then is given up on.
+ */
+async function getJson(path: string, max: number, timeoutMs?: number): Promise<unknown> {
+  const what = path.split('?')[0];
+  const stop = new AbortController();
+  const timer = timeoutMs === undefined ? null : setTimeout(() => stop.abort(), timeoutMs);
   try {
-    return JSON.parse(t);
-  } catch {
-    return null;
+    const r = await fetch(path, { headers: { accept: 'application/json' }, signal: stop.signal });
+    if (!r.ok) throw await failure(r);
+    const t = await readLimited(r, max, `the answer to ${what}`);
+    try {
+      return JSON.parse(t);
+    } catch {
+      throw new Error(`NOT_JSON: the answer to ${what} is not JSON`);
+    }
+  } catch (e) {
+    if (stop.signal.aborted)
+      throw new Error(`no answer in ${(timeoutMs ?? 0) / 1000} s (the node is slow or down)`);
+    throw e;
+  } finally {
+    if (timer !== null) clearTimeout(timer);
   }
 }
 
@@ -216,11 +230,17 @@ function showErrors(): void {
   text('status-error', [errors.group, errors.status].filter((e) => e !== '').join(' · '));
 }
 
+/** How long a status poll waits for the node's answer: one poll at a time, so a slow node is said to be. */
+const STATUS_TIMEOUT_MS = 5000;
+
 async function loadStatus(): Promise<void> {
   try {
-    const s = (await getJson('/v1/status', MAX_STATUS_BYTES)) as Record<string, unknown>;
+    const json = await getJson('/v1/status', MAX_STATUS_BYTES, STATUS_TIMEOUT_MS);
+    if (json === null || typeof json !== 'object' || Array.isArray(json))
+      throw new Error('NOT_JSON: the answer to /v1/status is not a JSON object');
+    const s = json as Record<string, unknown>;
     text('node-id', s.id as number);
-    text('view', `${s.view}${s.viewChanging ? ' (changing view)' : ''}`);
+    text('view', `${s.view ?? '–'}${s.viewChanging ? ' (changing view)' : ''}`);
     text('primary', s.primary as number);
     text('executed', s.lastExecuted as number);
     text('rate', s.executedPerSecond as number);
@@ -574,16 +594,32 @@ else if (embedded) {
   });
   $('cancel-btn').addEventListener('click', cancel);
   wireInput();
-  loadGroup(pinned).then(
-    (g) => {
-      if (!chosenGenesis) ready(g?.groupId != null);
-    },
-    (e: Error) => {
-      errors.group = `group: ${e.message}`;
-      showErrors();
-      if (!chosenGenesis) ready(false);
-    },
-  );
-  void loadStatus();
-  setInterval(() => void loadStatus(), 2000);
+  // The group until it loads (the node down, or answering an error, when the page asked: asked again at
+  // every poll), and the status every 2 s, one poll after the other.
+  let group: 'asking' | 'loaded' | 'failed' = 'asking';
+  const tryGroup = () =>
+    loadGroup(pinned).then(
+      (g) => {
+        group = 'loaded';
+        errors.group = '';
+        showErrors();
+        if (!chosenGenesis) ready(g?.groupId != null);
+      },
+      (e: Error) => {
+        group = 'failed';
+        errors.group = `group: ${e.message}`;
+        showErrors();
+        if (!chosenGenesis) ready(false);
+      },
+    );
+  void tryGroup();
+  const poll = async () => {
+    if (group === 'failed' && !chosenGenesis) {
+      group = 'asking';
+      void tryGroup();
+    }
+    await loadStatus();
+    setTimeout(() => void poll(), 2000);
+  };
+  void poll();
 }

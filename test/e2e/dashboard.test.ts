@@ -11,7 +11,7 @@ import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import type { Browser, Page } from 'playwright-core';
+import type { Browser, Page, Route } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { chromiumMissing, launchChromium } from '../../bench/lib/chromium.ts';
 import { verifyCertificate } from '../../src/certificate/index.ts';
@@ -350,14 +350,73 @@ describe.skipIf(!haveChromium && !required)('dashboard in Chromium', () => {
         body: '{}',
       }),
     );
+    await page.clock.install();
     await page.goto(`${g.file.nodes[1].api}/dashboard?group=${groupId}`);
     await page.waitForSelector('body[data-ready]');
-    // Still shown after the status poll (every 2 s) succeeded: it once emptied the line.
-    await page.waitForTimeout(2500);
-    expect(await page.textContent('#node-id')).toBe('1');
+    // Still shown after the status poll (every 2 s) succeeded: it once emptied the line. (The group is
+    // asked for again at that poll, and refused again.)
+    await page.clock.runFor(2500);
+    await page.waitForFunction(() => document.getElementById('node-id')?.textContent === '1');
     expect(await page.textContent('#status-error')).toMatch(
       /^group: ANSWER_TOO_LARGE: the genesis the node serves \(\/v1\/group\) says it is 3,000,000,000 bytes/,
     );
+    await page.close();
+  });
+
+  it('says when the node is down, slow or answers garbage, asks again, and recovers when it is back; what a node sends is shown as text', async () => {
+    const page = await browser.newPage();
+    page.on('pageerror', (e) => pageErrors.push(e.message));
+    // The page's timers run when the test moves its clock (a poll every 2 s, a slow answer given up on).
+    await page.clock.install();
+    const hostile = '<img src=x onerror="window.pwned=1">';
+    let node: 'down' | 'garbage' | 'error' | 'slow' | 'up' = 'down';
+    const held: Route[] = [];
+    await page.route('**/v1/status', async (route) => {
+      if (node === 'down') await route.abort('connectionrefused');
+      else if (node === 'garbage') await route.fulfill({ contentType: 'text/html', body: hostile });
+      else if (node === 'error')
+        await route.fulfill({ status: 500, json: { error: { code: hostile, message: hostile } } });
+      else if (node === 'slow') held.push(route);
+      else await route.continue();
+    });
+    // The genesis fetched while the node is down, then, once back, with a model name of a faulty node's making.
+    await page.route('**/v1/group', async (route) => {
+      if (node === 'down') return route.abort('connectionrefused');
+      const r = await route.fetch();
+      const body = (await r.json()) as { models: { genesisModelName: string }[] };
+      body.models[0].genesisModelName = hostile;
+      await route.fulfill({ response: r, json: body });
+    });
+    await page.goto(`${g.file.nodes[1].api}/dashboard?group=${groupId}`);
+    await page.waitForSelector('body[data-ready]');
+    const errorLine = () => page.textContent('#status-error');
+    expect(await errorLine()).toMatch(/^group: .*Failed to fetch.* · status: .*Failed to fetch/);
+    /** The node as `what` from now on: the page's clock moved on to its next poll, and `says` waited for. */
+    const then = async (what: typeof node, ms: number, says: string) => {
+      node = what;
+      await page.clock.runFor(ms);
+      await page.waitForFunction(
+        (s) => document.getElementById('status-error')?.textContent?.includes(s),
+        says,
+      );
+    };
+    await then('garbage', 2100, 'status: NOT_JSON: the answer to /v1/status is not');
+    await then('error', 2100, `status: ${hostile}: ${hostile}`);
+    // A node that does not answer: one poll waits at a time, given up on after 5 s, said so.
+    await then('slow', 7100, 'status: no answer in 5 s');
+    expect(held.length).toBe(1);
+    node = 'up';
+    await page.clock.runFor(2100);
+    await page.waitForFunction(() => document.getElementById('group-id')?.textContent !== '…');
+    await page.waitForFunction(() => document.getElementById('status-error')?.textContent === '');
+    expect(await page.textContent('#group-id')).toBe(groupId);
+    expect(await page.getAttribute('body', 'data-ready')).toBe('true');
+    expect(await page.textContent('#node-id')).toBe('1');
+    expect(await page.textContent('#models tr:first-child td:nth-child(2)')).toBe(hostile);
+    expect(await page.locator('img').count()).toBe(0);
+    expect(await page.evaluate(() => (window as unknown as { pwned?: number }).pwned)).toBeUndefined();
+    for (const r of held) await r.abort().catch(() => {});
+    expect(pageErrors).toEqual([]);
     await page.close();
   });
 
