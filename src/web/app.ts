@@ -254,11 +254,24 @@ async function loadStatus(): Promise<void> {
   showErrors();
 }
 
+/**
+ * The most of a verdict's detail shown (the largest certificate's VALID detail is about 40,000 characters).
+ * A reason may quote the certificate: a 20 MB field name pasted came back whole in "unknown field", and
+ * laying it out held the page's thread 13 s (headless Chromium, 2-core review machine, 2026-12-07).
+ */
+const MAX_DETAIL_CHARS = 256 * 1024;
+
 function show(r: Shown): void {
   const v = $('verdict');
   v.className = r.kind;
   v.textContent = r.title;
-  text('verdict-detail', r.detail);
+  const over = r.detail.length - MAX_DETAIL_CHARS;
+  text(
+    'verdict-detail',
+    over > 0
+      ? `${r.detail.slice(0, MAX_DETAIL_CHARS)}… (${over.toLocaleString('en')} more characters not shown)`
+      : r.detail,
+  );
   // A verdict the verifier gave names the genesis it was checked against; "not checked" and progress none.
   $('verdict-basis').textContent =
     r.kind === 'ok' || r.title.startsWith('INVALID') ? `checked against ${basis}` : '';
