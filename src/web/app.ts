@@ -43,14 +43,16 @@ async function failure(r: Response): Promise<Error> {
 
 /**
  * GET `path` as JSON, read only up to `max` bytes (see readLimited); an answer that is not JSON is an
- * error (NOT_JSON). With `timeoutMs`, a node that has not answered whole by then is given up on.
+ * error (NOT_JSON). With `timeoutMs`, a node that has not answered by then is given up on: answered
+ * whole, or with `headersOnly` begun to answer (a large certificate may take longer to come than that).
  */
-async function getJson(path: string, max: number, timeoutMs?: number): Promise<unknown> {
+async function getJson(path: string, max: number, timeoutMs?: number, headersOnly = false): Promise<unknown> {
   const what = path.split('?')[0];
   const stop = new AbortController();
   const timer = timeoutMs === undefined ? null : setTimeout(() => stop.abort(), timeoutMs);
   try {
     const r = await fetch(path, { headers: { accept: 'application/json' }, signal: stop.signal });
+    if (headersOnly && timer !== null) clearTimeout(timer);
     if (!r.ok) throw await failure(r);
     const t = await readLimited(r, max, `the answer to ${what}`);
     try {
@@ -549,7 +551,13 @@ async function fetchAndVerify(): Promise<void> {
   let body: unknown;
   try {
     // A certificate still forming at this node (its receipt signatures arriving) is waited for a while.
-    body = await getJson(`/v1/certificates/${id}?wait=${FETCH_WAIT_MS}`, MAX_PASTE_CHARS);
+    // A node that has not begun to answer 10 s after that is given up on ("fetching…" stayed for good).
+    body = await getJson(
+      `/v1/certificates/${id}?wait=${FETCH_WAIT_MS}`,
+      MAX_PASTE_CHARS,
+      FETCH_WAIT_MS + 10_000,
+      true,
+    );
   } catch (e) {
     if (mine !== asked) return;
     show({ kind: 'bad', title: 'not checked', detail: (e as Error).message });

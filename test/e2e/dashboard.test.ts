@@ -415,6 +415,16 @@ describe.skipIf(!haveChromium && !required)('dashboard in Chromium', () => {
     expect(await page.textContent('#models tr:first-child td:nth-child(2)')).toBe(hostile);
     expect(await page.locator('img').count()).toBe(0);
     expect(await page.evaluate(() => (window as unknown as { pwned?: number }).pwned)).toBeUndefined();
+    // A certificate the node never begins to answer: given up on, said so (it said "fetching…" for good).
+    await page.route('**/v1/certificates/**', (route) => {
+      held.push(route);
+    });
+    await page.fill('#request-id', results[0].requestId);
+    await page.click('#fetch-btn');
+    await page.waitForFunction(() => document.getElementById('verdict')?.textContent === 'fetching…');
+    await page.clock.runFor(13_100);
+    await page.waitForFunction(() => document.getElementById('verdict')?.textContent === 'not checked');
+    expect(await page.textContent('#verdict-detail')).toBe('no answer in 13 s (the node is slow or down)');
     for (const r of held) await r.abort().catch(() => {});
     expect(pageErrors).toEqual([]);
     await page.close();
