@@ -1842,17 +1842,24 @@ export class DropbearClient {
   /**
    * A certificate by request id (64 hex digits, either case) from any node, verified, or null when no node
    * answers with one within timeoutMs. All nodes are asked at once: one that hangs does not hold the answer
-   * up (they were asked one after another, each with the whole timeout).
+   * up (they were asked one after another, each with the whole timeout). `signal` (InferOptions.signal)
+   * ends it with ABORTED.
    */
-  async certificate(requestId: string): Promise<Certificate | null> {
+  async certificate(requestId: string, opts: { signal?: AbortSignal } = {}): Promise<Certificate | null> {
     if (typeof requestId !== 'string' || !/^[0-9a-fA-F]{64}$/.test(requestId))
       throw new DropbearError(
         'REQUEST_ID_INVALID',
         `a request id is 64 hex digits, not ${JSON.stringify(requestId)}`,
       );
+    const caller = checkSignal(opts?.signal);
+    if (caller?.aborted) throw abortedError(caller);
     const id = requestId.toLowerCase();
     const stop = new AbortController();
-    const signal = AbortSignal.any([stop.signal, AbortSignal.timeout(this.opts.timeoutMs)]);
+    const signal = AbortSignal.any([
+      stop.signal,
+      AbortSignal.timeout(this.opts.timeoutMs),
+      ...(caller ? [caller] : []),
+    ]);
     try {
       return await Promise.any(
         this.nodes.map(async (n) => {
@@ -1863,6 +1870,7 @@ export class DropbearClient {
         }),
       );
     } catch {
+      if (caller?.aborted) throw abortedError(caller);
       return null;
     } finally {
       stop.abort();

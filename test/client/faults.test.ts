@@ -711,6 +711,14 @@ describe('a call given an AbortSignal', () => {
     await expect(c.infer(input(), { signal: {} as AbortSignal })).rejects.toMatchObject({
       code: 'CLIENT_CONFIG',
     });
+    // certificate(id): its polls end at once, ABORTED (not null, which says no node has one).
+    const cert = new AbortController();
+    setTimeout(() => cert.abort(), 100);
+    const t2 = performance.now();
+    await expect(c.certificate('ab'.repeat(32), { signal: cert.signal })).rejects.toMatchObject({
+      code: 'ABORTED',
+    });
+    expect(performance.now() - t2).toBeLessThan(1000);
     // inferMany: the calls in flight end ABORTED, and those not started are not sent.
     const many = new AbortController();
     const sentBefore = posts;
