@@ -1065,6 +1065,10 @@ export function buildApi(host: NodeHost, opts: ApiOptions = {}): FastifyInstance
   app.addHook('onResponse', async (req, reply) => {
     metrics.httpResponse(req.method, req.routeOptions.url ?? 'unmatched', reply.statusCode);
   });
+  // A client that hung up before its answer runs no onResponse: counted apart (until 2026-12-07, nowhere).
+  app.addHook('onRequestAbort', async (req) => {
+    metrics.httpAborted(req.method, req.routeOptions.url ?? 'unmatched');
+  });
   // HTTP/1.1 answers a connection's requests in order: an answer ready while the connection still owes
   // an earlier one (pipelining) is queued behind it, and once 16 KiB of answers are queued Node stops
   // reading the connection, so a client that then hangs up is not seen to go. The long polls it holds

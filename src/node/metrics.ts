@@ -29,6 +29,7 @@
  *   dropbear_peer_bytes_sent_total{kind}             their encoded bytes (frame headers and TCP not counted)
  *   dropbear_inference_failed_workers                model threads that gave up starting (WORKER_START_FAILED; /readyz then 503)
  *   dropbear_http_responses_total{method,route,status}  (routes not found: route="unmatched")
+ *   dropbear_http_requests_aborted_total{method,route}  calls whose client closed the connection before the answer (none in the above)
  *   dropbear_tls_certificate_expires_in_seconds      until this node's own TLS certificate expires (negative once it has;
  *                                                    only with TLS, certificateExpiry; transport.ts warns at 14 days and 1 day)
  *   dropbear_process_*, dropbear_nodejs_*            with MetricsOptions.processMetrics (the node process sets it)
@@ -94,6 +95,7 @@ export class NodeMetrics {
   private readonly peerMessages: Counter<'kind'>;
   private readonly peerBytes: Counter<'kind'>;
   private readonly http: Counter<'method' | 'route' | 'status'>;
+  private readonly httpAbortedCount: Counter<'method' | 'route'>;
 
   constructor(opts: MetricsOptions = {}) {
     const registers = [this.registry];
@@ -259,6 +261,12 @@ export class NodeMetrics {
       labelNames: ['method', 'route', 'status'],
       registers,
     });
+    this.httpAbortedCount = new Counter({
+      name: 'dropbear_http_requests_aborted_total',
+      help: 'HTTP calls whose client closed the connection before the answer was sent (not in dropbear_http_responses_total), by method and route',
+      labelNames: ['method', 'route'],
+      registers,
+    });
     if (opts.processMetrics) {
       collectDefaultMetrics({ register: this.registry, prefix: 'dropbear_' });
       eventLoopDelayStats(this.registry);
@@ -314,6 +322,11 @@ export class NodeMetrics {
   /** A client request the API refused before it reached the replica (the replica's refusals come through the observer). */
   requestRejected(reason: string): void {
     this.rejected.inc({ reason });
+  }
+
+  /** A call whose client left before its answer (fastify's onRequestAbort). */
+  httpAborted(method: string, route: string): void {
+    this.httpAbortedCount.inc({ method, route });
   }
 
   httpResponse(method: string, route: string, status: number): void {

@@ -12,6 +12,7 @@ import {
   type Certificate,
   encode,
   groupIdOf,
+  hex,
   REQUEST_LIST_TYPE,
   RequestList,
   requestIdOf,
@@ -247,5 +248,27 @@ describe('a wall clock stepped back', () => {
     } finally {
       vi.useRealTimers();
     }
+  });
+});
+
+// A call whose client hung up before its answer (a long poll given up, a client timeout) ran no onResponse
+// hook, so it was in no series at all: an operator could not see clients giving up on the node.
+describe('a call whose client leaves before the answer', () => {
+  it('is counted in dropbear_http_requests_aborted_total by method and route', async () => {
+    const sr = fresh();
+    expect((await post({ request: toJson(SignedRequest, sr) })).statusCode).toBe(202);
+    const route = '/v1/certificates/:requestId';
+    const aborted = async () =>
+      sampleValue(await scrape(), 'dropbear_http_requests_aborted_total', { method: 'GET', route }) ?? 0;
+    const before = await aborted();
+    // Listening for real (inject has no client to leave); afterAll closes it.
+    const served = await app.listen({ port: 0, host: '127.0.0.1' });
+    // Pending here for good (no peers): the long poll waits, and the client leaves after 100 ms.
+    const left = await fetch(`${served}/v1/certificates/${hex(requestIdOf(sr))}?wait=10000`, {
+      signal: AbortSignal.timeout(100),
+    }).catch((e: unknown) => e);
+    expect(left).toBeInstanceOf(Error);
+    for (let i = 0; i < 100 && (await aborted()) === before; i++) await new Promise((r) => setTimeout(r, 20));
+    expect(await aborted()).toBe(before + 1);
   });
 });
