@@ -263,11 +263,16 @@ describe('a call whose client leaves before the answer', () => {
     const before = await aborted();
     // Listening for real (inject has no client to leave); afterAll closes it.
     const served = await app.listen({ port: 0, host: '127.0.0.1' });
-    // Pending here for good (no peers): the long poll waits, and the client leaves after 100 ms.
-    const left = await fetch(`${served}/v1/certificates/${hex(requestIdOf(sr))}?wait=10000`, {
-      signal: AbortSignal.timeout(100),
+    // Pending here for good (no peers): the long poll waits, and the client leaves once the node holds it
+    // (a fixed 100 ms was too short on a loaded machine: the call was cut before the node had read it).
+    const waitingBefore = lone.host.waiting;
+    const leave = new AbortController();
+    const call = fetch(`${served}/v1/certificates/${hex(requestIdOf(sr))}?wait=10000`, {
+      signal: leave.signal,
     }).catch((e: unknown) => e);
-    expect(left).toBeInstanceOf(Error);
+    await vi.waitFor(() => expect(lone.host.waiting).toBe(waitingBefore + 1), { timeout: 10_000 });
+    leave.abort();
+    expect(await call).toBeInstanceOf(Error);
     for (let i = 0; i < 100 && (await aborted()) === before; i++) await new Promise((r) => setTimeout(r, 20));
     expect(await aborted()).toBe(before + 1);
   });
