@@ -776,17 +776,18 @@ function inputProblem(input: unknown, genesis: Genesis, what = 'input'): Dropbea
 }
 
 /**
- * Why a request the caller signed (`send`, `sendBatch`) cannot be sent: REQUEST_MALFORMED when it is not a
- * SignedRequest (it does not encode: a TypeError until 2026-12-07), inputProblem's errors, or
- * REQUEST_INPUT_MISMATCH (inputMismatch). Null when it can.
+ * A request the caller signed (`send`, `sendBatch`), checked: its encoding, to be sent as it is (encoded
+ * once), or why it cannot be sent: REQUEST_MALFORMED when it is not a SignedRequest (it does not encode: a
+ * TypeError until 2026-12-07), inputProblem's errors, or REQUEST_INPUT_MISMATCH (inputMismatch).
  */
-function requestProblem(sr: unknown, genesis: Genesis): DropbearError | null {
+function checkedRequest(sr: unknown, genesis: Genesis): Uint8Array | DropbearError {
+  let bytes: Uint8Array;
   try {
-    encode(SignedRequest, sr as SignedRequest);
+    bytes = encode(SignedRequest, sr as SignedRequest);
   } catch (e) {
     return new DropbearError('REQUEST_MALFORMED', `not a SignedRequest (${(e as Error).message}); not sent`);
   }
-  return inputProblem((sr as SignedRequest).input, genesis) ?? inputMismatch(sr as SignedRequest);
+  return inputProblem((sr as SignedRequest).input, genesis) ?? inputMismatch(sr as SignedRequest) ?? bytes;
 }
 
 export class DropbearClient {
@@ -1055,9 +1056,9 @@ export class DropbearClient {
   async send(sr: SignedRequest, timeoutMs = this.opts.timeoutMs, signal?: AbortSignal): Promise<InferResult> {
     checkTimeout(timeoutMs, 'timeoutMs');
     checkSignal(signal);
-    const bad = requestProblem(sr, this.genesis);
-    if (bad) throw bad;
-    return this.sendOne(sr, timeoutMs, signal);
+    const checked = checkedRequest(sr, this.genesis);
+    if (checked instanceof DropbearError) throw checked;
+    return this.sendOne(sr, timeoutMs, signal, checked);
   }
 
   /**
@@ -1067,12 +1068,20 @@ export class DropbearClient {
    * left and the wait leaves the call MIN_RETRY_WINDOW_MS. Resending it is safe: a node that holds it, or
    * executed it, answers with its certificate (or pending), not a second charge (api.ts, submitAll).
    */
-  private async sendOne(sr: SignedRequest, timeoutMs: number, signal?: AbortSignal): Promise<InferResult> {
+  private async sendOne(
+    sr: SignedRequest,
+    timeoutMs: number,
+    signal?: AbortSignal,
+    encoded?: Uint8Array,
+  ): Promise<InferResult> {
     const deadline = monoNow() + timeoutMs;
+    // Encoded and named once for every round (an overloaded group may take several).
+    const body = encoded ?? encode(SignedRequest, sr);
+    const id = hex(requestIdOf(sr));
     for (let attempt = 1; ; attempt++) {
       if (signal?.aborted) throw abortedError(signal);
       try {
-        return await this.sendRound(sr, Math.max(1, deadline - monoNow()), deadline, signal);
+        return await this.sendRound(sr, body, id, Math.max(1, deadline - monoNow()), deadline, signal);
       } catch (e) {
         if (!(e instanceof DropbearError) || e.code === 'ABORTED') throw e;
         if (e.code !== 'OVERLOADED') {
@@ -1112,11 +1121,12 @@ export class DropbearClient {
    */
   private async sendRound(
     sr: SignedRequest,
+    body: Uint8Array,
+    id: string,
     timeoutMs: number,
     deadline: number,
     signal?: AbortSignal,
   ): Promise<InferResult> {
-    const id = hex(requestIdOf(sr));
     const abort = fanOutController(this.nodes.length);
     // The POSTs listen to their own signal: once the call is settled they may finish (POST_GRACE_MS), while
     // the attempts waiting on them end at once (`ended`). The caller's abort ends both at once.
@@ -1142,7 +1152,6 @@ export class DropbearClient {
     const first = this.targets();
     const rest = this.nodes.filter((n) => !first.includes(n));
     const toAll = this.coversGroup(first);
-    const body = encode(SignedRequest, sr);
     // waitOn of the chosen nodes hold the POST open; the other chosen ones stay quiet until woken.
     const waitCount = Math.min(first.length, this.opts.waitOn ?? this.genesis.f + 1);
     const w0 = waitCount < first.length ? this.rw++ % first.length : 0;
@@ -1446,33 +1455,38 @@ export class DropbearClient {
       srs,
       timeoutMs,
       opts.onResult,
-      srs.map((sr) => requestProblem(sr, this.genesis)),
+      srs.map((sr) => checkedRequest(sr, this.genesis)),
       signal,
     );
   }
 
   /**
-   * `sendBatch`, `mismatched` its input check of each request (null for requests this client signed in
-   * `inferBatch`: their inputs are the ones named, and hashing them again would cost a SHA-256 each).
+   * `sendBatch`, `checked` each request's check before sending: an error (the request is not sent, that
+   * is its result), its encoding (checkedRequest, `sendBatch`), or null for a request this client signed in
+   * `inferBatch` (its input is the one named, and hashing it again would cost a SHA-256): encoded here.
    */
   private async sendMany(
     srs: SignedRequest[],
     timeoutMs: number,
     onResult: ((i: number, r: InferResult | Error) => void) | undefined,
-    mismatched: (DropbearError | null)[] | null,
+    checked: (Uint8Array | DropbearError | null)[] | null,
     signal?: AbortSignal,
   ): Promise<(InferResult | Error)[]> {
     const deadline = monoNow() + timeoutMs;
     const abort = fanOutController(this.nodes.length);
     // A request refused before sending is neither encoded nor named (it may not be a SignedRequest).
-    const items: BatchItem[] = srs.map((sr, index) => ({
-      index,
-      sr,
-      id: mismatched?.[index] ? '' : hex(requestIdOf(sr)),
-      bytes: mismatched?.[index] ? new Uint8Array(0) : encode(SignedRequest, sr),
-      errors: [],
-      refusals: new Map(),
-    }));
+    const items: BatchItem[] = srs.map((sr, index) => {
+      const c = checked?.[index] ?? null;
+      const refused = c instanceof DropbearError;
+      return {
+        index,
+        sr,
+        id: refused ? '' : hex(requestIdOf(sr)),
+        bytes: refused ? new Uint8Array(0) : (c ?? encode(SignedRequest, sr)),
+        errors: [],
+        refusals: new Map(),
+      };
+    });
     let left = items.length;
     // The first error the caller's onResult threw: it must not become an item's (or a node's) failure, nor
     // stop the SDK's work half-way; the call rejects with it once every item has settled.
@@ -1499,9 +1513,9 @@ export class DropbearClient {
           }
       },
     };
-    if (mismatched)
-      mismatched.forEach((e, i) => {
-        if (e) ctx.settle(items[i], e);
+    if (checked)
+      checked.forEach((c, i) => {
+        if (c instanceof DropbearError) ctx.settle(items[i], c);
       });
     const timer = setTimeout(wake, timeoutMs);
     // The caller's abort ends every POST and poll at once; what is unsettled then is ABORTED (below).

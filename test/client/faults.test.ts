@@ -549,6 +549,27 @@ describe('options: bad ones reject (promises) or throw CLIENT_CONFIG (constructo
     expect(posts).toBe(2);
   });
 
+  it('a request the caller signed is encoded once, by the check before sending (it was encoded again for the POST)', async () => {
+    const c = client([await fakeNode(honest())]);
+    // The encoder reads `auth` once per encoding; nothing else in the SDK reads it.
+    const counted = (sr: SignedRequest, reads: { n: number }): SignedRequest => ({
+      request: sr.request,
+      input: sr.input,
+      get auth() {
+        reads.n++;
+        return sr.auth;
+      },
+    });
+    const one = { n: 0 };
+    expectCertified(await c.send(counted(c.sign(input()), one)));
+    expect(one.n).toBe(1);
+    const many = { n: 0 };
+    const srs = [c.sign(input()), c.sign(input()), c.sign(input())].map((sr) => counted(sr, many));
+    const sent = await c.sendBatch(srs);
+    for (const r of sent) expectCertified(r);
+    expect(many.n).toBe(3);
+  });
+
   it('timeoutMs per call: Infinity, NaN, 0 or above 2^31 - 1 reject with CLIENT_CONFIG; the largest allowed works', async () => {
     const slow = await fakeNode(honest(200));
     const c = client([slow]);
@@ -968,9 +989,22 @@ describe('a request no node took (every node asked answered 503 OVERLOADED) is s
     // send: the caller's own signed request, resent as it is.
     for (const l of loads) l.busyFor = 1;
     const sr = c.sign(input());
-    const s = expectCertified(await c.send(sr));
+    // Encoded once for both rounds (the encoder reads `auth` once per encoding; it was once a round).
+    let encodings = 0;
+    const s = expectCertified(
+      await c.send({
+        request: sr.request,
+        input: sr.input,
+        get auth() {
+          encodings++;
+          return sr.auth;
+        },
+      }),
+    );
     expect(s.requestId).toBe(hex(requestIdOf(sr)));
     for (const l of loads) expect(l.taken.at(-1)).toBe(s.requestId);
+    for (const l of loads) expect(l.admissions).toBe(5);
+    expect(encodings).toBe(1);
   });
 
   it("honours the nodes' Retry-After as the least wait", async () => {
