@@ -3739,6 +3739,23 @@ export class Replica {
   /** When each peer was last heard from (any well-formed message). */
   private readonly lastHeard = new Map<number, number>();
 
+  /**
+   * How far the group is known to have executed, for a node's status and its catch-up log lines (not per
+   * step): the most of groupExecuted (f + 1 peers' receipt signatures), a checkpoint f + 1 nodes signed
+   * alike, and the batches state transfer brought and checked but this node has not executed yet. A lower
+   * bound: a node that hears nothing from an idle group learns how far it is only by fetching.
+   */
+  get peersExecuted(): number {
+    let best = Math.max(this.groupExecuted(), this.lastExecuted + this.transferQueue.length);
+    for (const [seq, cp] of this.checkpoints) {
+      if (seq <= best) continue;
+      const counts = new Map<string, number>();
+      for (const d of cp.votes.values()) counts.set(d, (counts.get(d) ?? 0) + 1);
+      if ([...counts.values()].some((c) => c > this.f)) best = seq;
+    }
+    return best;
+  }
+
   /** The highest seq that at least f+1 nodes (so at least one honest) have executed. */
   private groupExecuted(): number {
     // The (f+1)-th highest value, without sorting a fresh array: this runs at every step (via isBehind),

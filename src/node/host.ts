@@ -69,6 +69,9 @@ export interface Logger {
 
 const silent: Logger = { info() {}, warn() {}, error() {} };
 
+/** HostOptions.catchUpLog's default: a line once a catch-up has lasted 3 s, then one every 10 s. */
+const CATCH_UP_LOG = { afterMs: 3_000, everyMs: 10_000 };
+
 /**
  * HostOptions.stateServeBytesPerSec's default: 16 MiB/s per peer. A node catching up gets executed batches at
  * that pace from each peer it asks (a 1,024-request stand-in batch is ~0.5–1 MiB as state transfer ships
@@ -113,6 +116,12 @@ export interface HostOptions {
    * (the peer's latest one is kept) rather than being dropped.
    */
   stateServeBytesPerSec?: number;
+  /**
+   * When a catch-up (state transfer) is logged: `CATCH_UP_STARTED` once it has lasted `afterMs`, then
+   * `CATCH_UP_PROGRESS` every `everyMs`, and `CATCH_UP_DONE` at its end if it was logged (default
+   * CATCH_UP_LOG: a lag of a batch or two, caught up within a round trip, is not worth a line).
+   */
+  catchUpLog?: { afterMs: number; everyMs: number };
   /**
    * A replica step failed (its ledger write, an execution): the node has stopped, sent nothing of that
    * step, and must not go on. Default: the error is thrown at the next turn of the event loop, outside
@@ -293,6 +302,9 @@ export class NodeHost {
     this.obs = opts.observe ?? {};
     this.maxFrameBytes = opts.maxFrameBytes ?? 16 << 20;
     this.stateServeRate = opts.stateServeBytesPerSec ?? STATE_SERVE_BYTES_PER_SEC;
+    this.catchUpLog = opts.catchUpLog ?? CATCH_UP_LOG;
+    if (!(this.catchUpLog.afterMs >= 0 && this.catchUpLog.everyMs > 0))
+      throw new Error('catchUpLog: afterMs must be ≥ 0 and everyMs > 0');
     if (!(this.stateServeRate > 0)) throw new Error('stateServeBytesPerSec must be positive');
     this.onFatal =
       opts.onFatal ??
@@ -430,6 +442,72 @@ export class NodeHost {
    * 2026-12-06 view changes were logged at no level, and the crash soak's stalls (bench/soak.ts) could be
    * read only from a timeline of `/v1/status`.
    */
+  /**
+   * The catch-up in progress (replica.catchingUp), from when and where, and when it was last logged (null:
+   * not yet). A node back after hours has millions of requests to fetch from its peers: until 2026-12-07 it
+   * said nothing of it, in its log or its status, until it was back.
+   */
+  private catchUp: { since: number; fromSeq: number; loggedAt: number | null } | null = null;
+
+  private watchCatchUp(): void {
+    const r = this.replica;
+    if (!r.catchingUp && this.catchUp === null) return;
+    const now = performance.now();
+    const c = this.catchUp;
+    if (!r.catchingUp) {
+      if (c?.loggedAt != null)
+        this.log.info(
+          {
+            code: 'CATCH_UP_DONE',
+            lastExecuted: r.lastExecuted,
+            batches: r.lastExecuted - c.fromSeq,
+            ms: Math.round(now - c.since),
+          },
+          `caught up: executed ${r.lastExecuted - c.fromSeq} ${r.lastExecuted - c.fromSeq === 1 ? 'batch' : 'batches'} from its peers in ` +
+            `${((now - c.since) / 1000).toFixed(1)} s; at batch ${r.lastExecuted}`,
+        );
+      this.catchUp = null;
+      return;
+    }
+    if (c === null) {
+      this.catchUp = { since: now, fromSeq: r.lastExecuted, loggedAt: null };
+      return this.watchCatchUp();
+    }
+    const { afterMs, everyMs } = this.catchUpLog;
+    if (c.loggedAt === null ? now - c.since < afterMs : now - c.loggedAt < everyMs) return;
+    const peers = r.peersExecuted;
+    const done = r.lastExecuted - c.fromSeq;
+    const secs = (now - c.since) / 1000;
+    const behind = Math.max(0, peers - r.lastExecuted);
+    if (c.loggedAt === null)
+      this.log.info(
+        { code: 'CATCH_UP_STARTED', lastExecuted: c.fromSeq, peersExecuted: peers, behind },
+        `catching up from its peers: at batch ${c.fromSeq}, ` +
+          (peers > r.lastExecuted
+            ? `they have executed up to ${peers} (${behind} behind)`
+            : 'asking how far they are'),
+      );
+    else {
+      const rate = secs > 0 ? done / secs : 0;
+      this.log.info(
+        {
+          code: 'CATCH_UP_PROGRESS',
+          lastExecuted: r.lastExecuted,
+          peersExecuted: peers,
+          behind,
+          batchesPerSecond: Math.round(rate * 10) / 10,
+        },
+        `catching up: at batch ${r.lastExecuted}` +
+          (behind > 0
+            ? ` of at least ${peers} (${behind} behind)`
+            : ' (how far the group is: not known yet)') +
+          `, ${done} ${done === 1 ? 'batch' : 'batches'} executed in ${secs.toFixed(0)} s` +
+          (rate > 0 && behind > 0 ? `, ~${Math.ceil(behind / rate)} s to go at this pace` : ''),
+      );
+    }
+    c.loggedAt = now;
+  }
+
   private logView(before: number): void {
     const view = this.replica.view;
     if (this.replica.viewChanging)
@@ -454,6 +532,7 @@ export class NodeHost {
       this.obs.step?.(event, actions);
       if (this.replica.view !== view) this.obs.viewChange?.(this.replica.view);
       if (this.replica.view !== view || this.replica.viewChanging !== changing) this.logView(view);
+      this.watchCatchUp();
       this.apply(actions);
       this.schedule();
       return actions;
@@ -1213,6 +1292,7 @@ export class NodeHost {
     }
   >();
   private readonly stateServeRate: number;
+  private readonly catchUpLog: { afterMs: number; everyMs: number };
   /** State requests that had to wait for their peer's budget (serveStateWithin). */
   stateDeferred = 0;
 
@@ -1353,6 +1433,10 @@ export class NodeHost {
       viewChanges: r.viewChanges,
       executedPerSecond: Math.round(this.executedPerSecond()),
       lastExecuted: r.lastExecuted,
+      /** Fetching executed batches from its peers (state transfer): behind them, or finding out whether. */
+      catchingUp: r.catchingUp,
+      /** Batches the group (f + 1 peers, by their signed receipts) executed beyond this node's last. */
+      behindBy: Math.max(0, r.peersExecuted - r.lastExecuted),
       /** Requests held that can still execute (what the admission limits count). */
       pendingRequests: r.pendingRequests,
       /** Requests held that expired unordered, waiting to be forgotten (not in pendingRequests). */

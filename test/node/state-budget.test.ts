@@ -28,6 +28,8 @@ const RATE = 2 * LIMIT;
 async function withLaggingNode3(
   seed: number,
   fn: (g: {
+    /** What node 3 logged (catch-up lines: it logs them from the start and every 100 ms). */
+    logs3: { level: string; obj: Record<string, unknown>; msg?: string }[];
     hosts: NodeHost[];
     last: number;
     /** Delivers a frame to `to` as if `from` sent it. */
@@ -48,6 +50,9 @@ async function withLaggingNode3(
     },
   });
   cut.add(3);
+  const logs3: { level: string; obj: Record<string, unknown>; msg?: string }[] = [];
+  const logger = (level: string) => (obj: object, msg?: string) =>
+    logs3.push({ level, obj: obj as Record<string, unknown>, msg });
   const hosts = group.genesis.nodes.map((_, id) =>
     NodeHost.open({
       id,
@@ -60,6 +65,12 @@ async function withLaggingNode3(
       stateServeBytesPerSec: RATE,
       replica: { retransmitMs: 100 },
       onFatal: (e) => fatal.push(e),
+      ...(id === 3
+        ? {
+            logger: { info: logger('info'), warn: logger('warn'), error: logger('error') },
+            catchUpLog: { afterMs: 0, everyMs: 100 },
+          }
+        : {}),
     }),
   );
   let nonce = 0;
@@ -68,6 +79,7 @@ async function withLaggingNode3(
     for (const h of hosts) h.start();
     const last = await certifiedWithoutNode3(hosts, 60, request);
     await fn({
+      logs3,
       hosts,
       last,
       inject,
@@ -103,11 +115,31 @@ describe("state requests are served within each peer's byte budget", () => {
     });
   });
 
-  it('an honest node behind still catches up, at the pace of the budget', async () => {
-    await withLaggingNode3(72, async ({ hosts, last, toNode3, reconnect }) => {
+  it('an honest node behind still catches up, at the pace of the budget, and says so in its log and status', async () => {
+    await withLaggingNode3(72, async ({ hosts, last, toNode3, reconnect, logs3 }) => {
+      const from = hosts[3].replica.lastExecuted;
       reconnect();
       hosts[3].step({ type: 'catchUp' });
+      // Its status says it is catching up (the group is idle: how far behind, it learns by fetching).
+      expect(hosts[3].status().catchingUp).toBe(true);
       await until(() => hosts[3].replica.lastExecuted === last, 'node 3 to catch up');
+      await until(() => !hosts[3].status().catchingUp, 'node 3 to finish catching up');
+      expect(hosts[3].status().behindBy).toBe(0);
+      // One line when it started (from where, how far behind), progress while it lasted, one when done.
+      const lines = logs3.filter((l) => String(l.obj.code).startsWith('CATCH_UP'));
+      const codes = lines.map((l) => l.obj.code);
+      expect(codes[0]).toBe('CATCH_UP_STARTED');
+      expect(codes.at(-1)).toBe('CATCH_UP_DONE');
+      expect(codes.filter((c) => c === 'CATCH_UP_STARTED')).toHaveLength(1);
+      expect(codes.filter((c) => c === 'CATCH_UP_DONE')).toHaveLength(1);
+      expect(lines.every((l) => l.level === 'info')).toBe(true);
+      expect(lines[0].obj.lastExecuted).toBe(from);
+      const done = lines.at(-1)!.obj;
+      expect(done.lastExecuted).toBe(last);
+      expect(done.batches).toBe(last - from);
+      expect(done.ms).toBeGreaterThanOrEqual(0);
+      const seqs = lines.map((l) => l.obj.lastExecuted as number);
+      expect(seqs).toEqual([...seqs].sort((a, b) => a - b));
       const receipts = (h: NodeHost) =>
         Array.from({ length: last }, (_, i) => hex(receiptHashOf(h.db.receipt(i + 1)!.receipt)));
       expect(receipts(hosts[3])).toEqual(receipts(hosts[0]));
