@@ -14,6 +14,10 @@ export interface NodeStatus {
   view: number | null;
   primary: number | null;
   lastExecuted: number | null;
+  /** Fetching executed batches from its peers (null: not said, a node before 2026-12-07). */
+  catchingUp: boolean | null;
+  /** Batches the group is known to have executed beyond this node (null: not said). */
+  behindBy: number | null;
   error?: string;
 }
 
@@ -29,6 +33,8 @@ export async function groupStatus(dir: string): Promise<NodeStatus[]> {
         view: null,
         primary: null,
         lastExecuted: null,
+        catchingUp: null,
+        behindBy: null,
       };
       try {
         const healthy = (await fetchNodeStatus(`${n.api}/healthz`, TIMEOUT_MS)) === 200;
@@ -52,6 +58,9 @@ export async function groupStatus(dir: string): Promise<NodeStatus[]> {
           view: s.view as number,
           primary: s.primary as number,
           lastExecuted: s.lastExecuted as number,
+          catchingUp: typeof s.catchingUp === 'boolean' ? s.catchingUp : null,
+          behindBy:
+            Number.isSafeInteger(s.behindBy) && (s.behindBy as number) >= 0 ? (s.behindBy as number) : null,
         };
       } catch (e) {
         const code = e instanceof DropbearError ? e.code : 'ERROR';
@@ -61,12 +70,24 @@ export async function groupStatus(dir: string): Promise<NodeStatus[]> {
   );
 }
 
+/**
+ * After a node's last executed batch: whether it is catching up from its peers, and how far behind them
+ * when known. Not a batch or two behind in the normal case: under load every node is, for a moment.
+ */
+function lag(r: NodeStatus): string {
+  if (!r.catchingUp) return '';
+  return `  (catching up${r.behindBy ? `: ${r.behindBy} behind` : ''})`;
+}
+
 export function registerStatus(program: Command): void {
   program
     .command('status')
     .description("each node's health, view, primary and last executed sequence number")
     .requiredOption('--group <dir>', 'the group folder')
-    .option('--json', 'print a JSON array (id, api, healthy, ready, view, primary, lastExecuted)')
+    .option(
+      '--json',
+      'print a JSON array (id, api, healthy, ready, view, primary, lastExecuted, catchingUp, behindBy)',
+    )
     .addHelpText(
       'after',
       '\nExample:\n  npx dropbear status --group out/group --json\n\n' +
@@ -81,7 +102,7 @@ export function registerStatus(program: Command): void {
         process.stdout.write('node  api                         healthy  ready  view  primary  executed\n');
         for (const r of rows)
           process.stdout.write(
-            `${String(r.id).padEnd(6)}${r.api.padEnd(28)}${(r.healthy ? 'yes' : 'NO').padEnd(9)}${(r.ready ? 'yes' : 'no').padEnd(7)}${show(r.view).padEnd(6)}${show(r.primary).padEnd(9)}${show(r.lastExecuted)}${r.error ? `  (${r.error})` : ''}\n`,
+            `${String(r.id).padEnd(6)}${r.api.padEnd(28)}${(r.healthy ? 'yes' : 'NO').padEnd(9)}${(r.ready ? 'yes' : 'no').padEnd(7)}${show(r.view).padEnd(6)}${show(r.primary).padEnd(9)}${show(r.lastExecuted)}${lag(r)}${r.error ? `  (${r.error})` : ''}\n`,
           );
       }
       if (rows.some((r) => !r.healthy || r.error !== undefined)) process.exitCode = 1;

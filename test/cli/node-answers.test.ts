@@ -105,6 +105,46 @@ describe('dropbear status against servers that are not Dropbear nodes', () => {
   }, 90_000);
 });
 
+describe('dropbear status of a node catching up', () => {
+  it('says so after its last executed batch, with how far behind; --json has catchingUp and behindBy', async () => {
+    const status = (catchingUp: boolean, behindBy: number) =>
+      JSON.stringify({ id: 0, view: 3, primary: 3, lastExecuted: 435, catchingUp, behindBy });
+    const bodies = [status(true, 99), status(false, 1)];
+    const nodes: Server[] = [];
+    for (const body of bodies) {
+      const s = createServer((req, res) => {
+        if (req.url === '/v1/status') res.writeHead(200, { 'content-type': 'application/json' }).end(body);
+        else res.writeHead(200).end();
+      });
+      await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
+      nodes.push(s);
+    }
+    try {
+      const dir = join(tmp, 'catching-up');
+      await initGroup({ dir, nodes: 4, models: Array(4).fill(STANDIN_MODEL) });
+      const file = join(dir, 'group.json');
+      const g = JSON.parse(readFileSync(file, 'utf8')) as { nodes: { api: string }[] };
+      // Nodes 0 and 1 answer; 2 and 3 are the text and 500 servers (their rows are errors, exit 1).
+      g.nodes.forEach((n, i) => {
+        n.api = `http://127.0.0.1:${((i < 2 ? nodes[i] : servers[i - 2]).address() as AddressInfo).port}`;
+      });
+      writeFileSync(file, JSON.stringify(g, null, 2));
+      const text = await runCliInProcess(['status', '--group', dir]);
+      const rows = text.stdout.split('\n').slice(1, 3);
+      expect(rows[0]).toMatch(/ 435 {2}\(catching up: 99 behind\)$/);
+      // A batch behind in the normal case is no news: nothing after the number.
+      expect(rows[1]).toMatch(/ 435$/);
+      const json = JSON.parse((await runCliInProcess(['status', '--group', dir, '--json'])).stdout);
+      expect(json.slice(0, 2)).toMatchObject([
+        { healthy: true, lastExecuted: 435, catchingUp: true, behindBy: 99 },
+        { healthy: true, lastExecuted: 435, catchingUp: false, behindBy: 1 },
+      ]);
+    } finally {
+      for (const s of nodes) s.close();
+    }
+  });
+});
+
 describe('dropbear model-update against servers that are not Dropbear nodes', () => {
   /** In a child process for node 3 and the silent POST (a wait that must end with the process). */
   const update = (node: number, run: (...args: string[]) => Promise<Ran> = cli) =>
