@@ -19,6 +19,8 @@
  *   dropbear_ledger_sync_seconds                     one fsync of the ledger's WAL, the thread pool's queue included (histogram)
  *   dropbear_pending_requests                        requests held by the replica, not yet executed
  *   dropbear_view / dropbear_last_executed_seq       the replica's view and last executed sequence number
+ *   dropbear_catching_up / dropbear_behind_batches   1 while fetching executed batches from peers; batches the group
+ *                                                    is known to have executed beyond this node (/v1/status behindBy)
  *   dropbear_view_changes_total                      view changes seen by this node
  *   dropbear_peer_connected{peer}                    1 when the transport reports the peer connected
  *   dropbear_peer_quarantined_seconds{peer}          what is left of the peer's quarantine (0: none; transport.ts)
@@ -203,6 +205,23 @@ export class NodeMetrics {
       registers,
       collect() {
         if (self.host) this.set(self.host.replica.lastExecuted);
+      },
+    });
+    new Gauge({
+      name: 'dropbear_catching_up',
+      help: 'Whether this node is fetching executed batches from its peers (state transfer): 1 yes, 0 no',
+      registers,
+      collect() {
+        if (self.host) this.set(self.host.replica.catchingUp ? 1 : 0);
+      },
+    });
+    new Gauge({
+      name: 'dropbear_behind_batches',
+      help: "Batches the group is known to have executed beyond this node's last (f+1 peers' receipts or checkpoints)",
+      registers,
+      collect() {
+        if (self.host)
+          this.set(Math.max(0, self.host.replica.peersExecuted - self.host.replica.lastExecuted));
       },
     });
     this.viewChanges = new Counter({

@@ -184,6 +184,10 @@ describe('metrics of a real group', () => {
       expect(v(mi, 'dropbear_view')).toBe(0);
       expect(v(mi, 'dropbear_view_changes_total')).toBe(si.viewChanges);
       expect(v(mi, 'dropbear_last_executed_seq')).toBe(si.lastExecuted);
+      // Read at different moments: a node may start or end a short catch-up between them (seen once).
+      expect([0, 1]).toContain(v(mi, 'dropbear_catching_up'));
+      expect(v(mi, 'dropbear_behind_batches')).toBeGreaterThanOrEqual(0);
+      expect(typeof si.catchingUp).toBe('boolean');
       expect(v(mi, 'dropbear_pending_requests')).toBe(si.pendingRequests);
       expect(v(mi, 'dropbear_inference_queue_depth')).toBe(0);
       expect(v(mi, 'dropbear_inference_in_flight')).toBe(0);
@@ -198,6 +202,8 @@ describe('metrics of a real group', () => {
         view: si.view,
         primary: si.primary,
         lastExecuted: si.lastExecuted,
+        catchingUp: expect.any(Boolean),
+        behindBy: expect.any(Number),
       });
     }
   }, 60_000);
