@@ -244,7 +244,10 @@ async function loadStatus(): Promise<void> {
     text('node-id', s.id as number);
     text('view', `${s.view ?? '–'}${s.viewChanging ? ' (changing view)' : ''}`);
     text('primary', s.primary as number);
-    text('executed', s.lastExecuted as number);
+    // A node fetching batches from its peers (since 2026-12-07) says so, and how far behind when known.
+    const behind =
+      Number.isSafeInteger(s.behindBy) && (s.behindBy as number) > 0 ? `: ${s.behindBy} behind` : '';
+    text('executed', `${s.lastExecuted}${s.catchingUp === true ? ` (catching up${behind})` : ''}`);
     text('rate', s.executedPerSecond as number);
     text('pending', s.pendingRequests as number);
     text('waiting', s.waitingForCertificates as number);

@@ -369,7 +369,7 @@ describe.skipIf(!haveChromium && !required)('dashboard in Chromium', () => {
     // The page's timers run when the test moves its clock (a poll every 2 s, a slow answer given up on).
     await page.clock.install();
     const hostile = '<img src=x onerror="window.pwned=1">';
-    let node: 'down' | 'garbage' | 'error' | 'slow' | 'up' = 'down';
+    let node: 'down' | 'garbage' | 'error' | 'slow' | 'catching' | 'up' = 'down';
     const held: Route[] = [];
     await page.route('**/v1/status', async (route) => {
       if (node === 'down') await route.abort('connectionrefused');
@@ -377,7 +377,10 @@ describe.skipIf(!haveChromium && !required)('dashboard in Chromium', () => {
       else if (node === 'error')
         await route.fulfill({ status: 500, json: { error: { code: hostile, message: hostile } } });
       else if (node === 'slow') held.push(route);
-      else await route.continue();
+      else if (node === 'catching') {
+        const r = await route.fetch();
+        await route.fulfill({ response: r, json: { ...(await r.json()), catchingUp: true, behindBy: 42 } });
+      } else await route.continue();
     });
     // The genesis fetched while the node is down, then, once back, with a model name of a faulty node's making.
     await page.route('**/v1/group', async (route) => {
@@ -417,6 +420,14 @@ describe.skipIf(!haveChromium && !required)('dashboard in Chromium', () => {
     expect(await page.textContent('#group-id')).toBe(groupId);
     expect(await page.getAttribute('body', 'data-ready')).toBe('true');
     expect(await page.textContent('#node-id')).toBe('1');
+    // A node fetching batches from its peers says so beside its last executed batch.
+    expect(await page.textContent('#executed')).toMatch(/^\d+$/);
+    node = 'catching';
+    await page.clock.runFor(2100);
+    await page.waitForFunction(() =>
+      /^\d+ \(catching up: 42 behind\)$/.test(document.getElementById('executed')?.textContent ?? ''),
+    );
+    node = 'up';
     expect(await page.textContent('#models tr:first-child td:nth-child(2)')).toBe(hostile);
     expect(await page.locator('img').count()).toBe(0);
     expect(await page.evaluate(() => (window as unknown as { pwned?: number }).pwned)).toBeUndefined();
