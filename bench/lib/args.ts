@@ -29,6 +29,10 @@ export interface FlagSpec {
   list?: boolean;
   /** What the help shows for the value (default from the kind, e.g. COUNT). */
   value?: string;
+  /** With kind 'count' or 'counts': the least value taken (default 1), and why (for the message). */
+  min?: { value: number; why: string };
+  /** With kind 'count' or 'counts': the largest value taken, and why. */
+  max?: { value: number; why: string };
 }
 
 export type FlagSpecs = Record<string, FlagSpec>;
@@ -40,13 +44,24 @@ export class BenchArgError extends Error {
 /** Why `value` is not what `spec` takes, or null. */
 export function valueProblem(name: string, spec: FlagSpec, value: string): string | null {
   const isCount = (s: string) => /^\d+$/.test(s) && Number(s) > 0;
+  /** Why the count `s` is out of the spec's range, or null. */
+  const outOfRange = (s: string): string | null => {
+    const v = Number(s);
+    if (spec.min && v < spec.min.value) return `${spec.min.value} or more (${spec.min.why}), not ${s}`;
+    if (spec.max && v > spec.max.value) return `at most ${spec.max.value} (${spec.max.why}), not ${s}`;
+    return null;
+  };
   switch (spec.kind) {
     case 'count':
-      return isCount(value) ? null : `--${name} takes a positive integer, not "${value}"`;
-    case 'counts':
-      return value.split(',').every(isCount)
-        ? null
-        : `--${name} takes positive integers separated by commas, not "${value}"`;
+    case 'counts': {
+      const counts = spec.kind === 'count' ? [value] : value.split(',');
+      if (!counts.every(isCount))
+        return spec.kind === 'count'
+          ? `--${name} takes a positive integer, not "${value}"`
+          : `--${name} takes positive integers separated by commas, not "${value}"`;
+      const why = counts.map(outOfRange).find((w) => w !== null);
+      return why ? `--${name} takes ${why}` : null;
+    }
     case 'ms':
     case 'number': {
       const v = value.trim() === '' ? Number.NaN : Number(value);
@@ -78,6 +93,7 @@ export function valueProblem(name: string, spec: FlagSpec, value: string): strin
 export function parseArgs(argv: readonly string[], specs: FlagSpecs): { words: string[]; flags: string[] } {
   const words: string[] = [];
   const flags: string[] = [];
+  const seen = new Set<string>();
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     if (!a.startsWith('-')) {
@@ -92,6 +108,9 @@ export function parseArgs(argv: readonly string[], specs: FlagSpecs): { words: s
       const known = Object.keys(specs).sort();
       throw new BenchArgError(`unknown flag --${name}; flags here: ${known.map((k) => `--${k}`).join(' ')}`);
     }
+    // The parts read the first of a repeated flag (bench/lib/part.ts, `flag`): `--n=4 --n=7` ran n = 4 alone.
+    if (seen.has(name)) throw new BenchArgError(`--${name} is given twice`);
+    seen.add(name);
     if (spec.kind === 'switch') {
       if (inline !== undefined) throw new BenchArgError(`--${name} takes no value`);
       flags.push(`--${name}`);

@@ -48,6 +48,7 @@ import {
 } from '../../src/cli/group.ts';
 import { DURABILITIES, type Durability } from '../../src/ledger/sqlite.ts';
 import { STANDIN_MODEL, standInInput } from '../../src/node/standin-backend.ts';
+import { LIMITS } from '../../src/protocol/index.ts';
 import type { FlagSpecs } from '../lib/args.ts';
 import { onCleanup } from '../lib/cleanup.ts';
 import {
@@ -535,7 +536,15 @@ interface GroupResult {
 
 /** The flags this part takes (checked by bench/run.ts before anything runs). */
 export const flags: FlagSpecs = {
-  n: { kind: 'counts', help: 'group sizes (4,7,10)' },
+  n: {
+    kind: 'counts',
+    help: 'group sizes (4,7,10)',
+    // Refused before anything runs: n = 2 or 3 (f = 0, no fault tolerated) ran the baseline for minutes
+    // first and then measured a group that is not Byzantine fault tolerant; past LIMITS.nodes initGroup
+    // threw only after the baseline.
+    min: { value: 4, why: 'n = 3f + 1 with f ≥ 1' },
+    max: { value: LIMITS.nodes, why: 'the nodes a genesis holds' },
+  },
   modes: {
     kind: 'choice',
     choices: [...MODES],

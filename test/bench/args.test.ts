@@ -7,6 +7,7 @@ import {
   scriptFlags,
   valueProblem,
 } from '../../bench/lib/args.ts';
+import { flags as protocolFlags } from '../../bench/parts/protocol.ts';
 
 const SPECS: FlagSpecs = {
   n: { kind: 'counts', help: 'group sizes' },
@@ -63,6 +64,22 @@ describe('bench command-line flags', () => {
     expect(problem(['--runs'])).toContain('--runs needs a value');
     expect(problem(['--runs', '--profile'])).toContain('--runs needs a value');
     expect(problem(['-n'])).toContain('not a flag');
+  });
+
+  // `--n=4 --n=7` ran n = 4 alone: the parts read the first of a repeated flag.
+  it('refuses a flag given twice', () => {
+    expect(problem(['--n=4', '--n', '7'])).toContain('--n is given twice');
+    expect(problem(['--profile', '--profile'])).toContain('--profile is given twice');
+  });
+
+  // `npm run bench -- protocol --n=2` ran the baseline for minutes, then a group with f = 0.
+  it("refuses protocol's group sizes below 4 or past what a genesis holds", () => {
+    const n = (v: string) => valueProblem('n', protocolFlags.n, v);
+    expect(n('2')).toContain('--n takes 4 or more (n = 3f + 1 with f ≥ 1), not 2');
+    expect(n('4,3')).toContain('not 3');
+    expect(n('4,100000')).toContain('at most');
+    expect(n('4,7,10')).toBeNull();
+    expect(n('abc')).toContain('positive integers');
   });
 
   it('accepts the edge values', () => {
