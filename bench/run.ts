@@ -177,12 +177,28 @@ async function main(): Promise<number> {
   return failed > 0 ? 1 : 0;
 }
 
-for (const sig of ['SIGINT', 'SIGTERM'] as const)
-  process.on(sig, async () => {
-    process.stderr.write(`bench: ${sig}; stopping child processes\n`);
-    await cleanupAll();
-    process.exit(130);
-  });
+let stopping = false;
+/** Stops the child processes and removes the temp folders (cleanupAll), then exits with `code`. */
+async function stopAndExit(why: string, code: number): Promise<void> {
+  if (stopping) return;
+  stopping = true;
+  try {
+    process.stderr.write(`bench: ${why}; stopping child processes\n`);
+  } catch {} // stderr may be the pipe that broke
+  await cleanupAll();
+  process.exit(code);
+}
+
+// 128 + the signal's number, as a shell reports a process the signal ended (SIGTERM was 130 too).
+for (const [sig, code] of [
+  ['SIGINT', 130],
+  ['SIGTERM', 143],
+] as const)
+  process.on(sig, () => void stopAndExit(sig, code));
+// An error nothing caught — EPIPE on stdout or stderr when the reader of a pipe left (`npm run bench 2>&1 |
+// head`) is one — ended the bench at once, leaving its baseline servers and temp folders behind.
+for (const event of ['uncaughtException', 'unhandledRejection'] as const)
+  process.on(event, (e: unknown) => void stopAndExit(`${event}: ${(e as Error)?.stack ?? e}`, 1));
 
 const code = await main();
 await cleanupAll();

@@ -73,3 +73,9 @@ const url = await app.listen({ host: '127.0.0.1', port: 0 });
 process.stdout.write(`${url}\n`);
 setTimeout(() => process.exit(0), maxSeconds * 1000).unref();
 process.on('SIGTERM', () => app.close().then(() => process.exit(0)));
+// Started with an IPC channel (bench/parts/protocol.ts): its closing means the bench process is gone.
+if (process.send) {
+  process.channel?.unref();
+  process.on('disconnect', () => process.exit(0));
+  if (!process.connected) process.exit(0);
+}

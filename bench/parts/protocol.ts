@@ -466,7 +466,7 @@ export async function counters(g: LoadedGroup, fetchImpl: typeof fetch): Promise
   };
 }
 
-async function withBaseline<T>(
+export async function withBaseline<T>(
   log: (l: string) => void,
   fn: (url: string, pid: number) => Promise<T>,
 ): Promise<T> {
@@ -475,9 +475,9 @@ async function withBaseline<T>(
   const child: ChildProcess = spawn(
     process.execPath,
     [...NODE_EXEC_ARGV, '--import', 'tsx', script, '1800'],
-    {
-      stdio: ['ignore', 'pipe', 'inherit'],
-    },
+    // With an IPC channel, which it watches: it stops when the bench process ends, even killed outright
+    // (it ran on for its 1800 s after `kill -9`, or after the bench died of an uncaught error).
+    { stdio: ['ignore', 'pipe', 'inherit', 'ipc'] },
   );
   const stop = () => stopChild(child, 5000);
   const off = onCleanup(stop);
@@ -591,6 +591,8 @@ export async function run(o: PartOptions): Promise<PartResult> {
     await withBaseline(o.log, async (url, pid) => {
       // The baseline only needs a genesis-shaped client to sign with: a throwaway n = 4 group's files.
       const root = mkdtempSync(join(tmpdir(), 'dropbear-bench-base-'));
+      // Removed on SIGINT/SIGTERM too (bench/run.ts): it was left in the temp folder.
+      const removeRoot = onCleanup(() => rmSync(root, { recursive: true, force: true }));
       try {
         await initGroup({
           dir: join(root, 'g'),
@@ -623,6 +625,7 @@ export async function run(o: PartOptions): Promise<PartResult> {
         }
       } finally {
         rmSync(root, { recursive: true, force: true });
+        removeRoot();
       }
     });
 

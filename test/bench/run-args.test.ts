@@ -1,4 +1,7 @@
-import { spawnSync } from 'node:child_process';
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 
 /** bench/run.ts as `npm run bench` starts it, with only a command line that must not start any part. */
@@ -37,4 +40,103 @@ describe('npm run bench: the command line is checked before anything runs', () =
     refused('consensu', 'sweep', '--sweeps=inference,consensu');
     refused('unknown part "protocl"', 'protocl');
   });
+});
+
+/** Whether process `pid` still runs (a zombie counts as gone). */
+function alive(pid: number): boolean {
+  try {
+    return !/^\S+ \S+ Z/.test(readFileSync(`/proc/${pid}/stat`, 'utf8').replace(/\(.*\)/, 'x'));
+  } catch {
+    return false;
+  }
+}
+
+async function gone(pid: number, withinMs: number): Promise<boolean> {
+  const deadline = Date.now() + withinMs;
+  while (alive(pid) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+  return !alive(pid);
+}
+
+/**
+ * `npm run bench -- protocol --quick` in a temp folder of its own (TMPDIR), until its baseline server is
+ * up; `end` then interrupts it. Resolves with its exit, the baseline's pid and what is left in the folder.
+ */
+async function interruptedProtocol(end: (child: ChildProcess) => void) {
+  const tmp = mkdtempSync(join(tmpdir(), 'dropbear-runtest-'));
+  const child = spawn(
+    process.execPath,
+    ['--import', 'tsx', 'bench/run.ts', 'protocol', '--quick', '--warmup-ms=0', '--step-ms=300'],
+    { env: { ...process.env, TMPDIR: tmp }, stdio: ['ignore', 'ignore', 'pipe'] },
+  );
+  try {
+    const exited = new Promise<{ code: number | null; signal: string | null }>((res) =>
+      child.once('exit', (code, signal) => res({ code, signal })),
+    );
+    let err = '';
+    const pid = await new Promise<number>((res, rej) => {
+      child.stderr!.on('data', (d: Buffer) => {
+        err += d.toString('utf8');
+        const m = /baseline server \S+ \(pid (\d+)\)/.exec(err);
+        if (m) res(Number(m[1]));
+      });
+      child.once('exit', () => rej(new Error(`bench exited before its baseline started:\n${err}`)));
+    });
+    end(child);
+    const exit = await exited;
+    const left = readdirSync(tmp).filter((f) => f.startsWith('dropbear-'));
+    const baselineGone = await gone(pid, 3000);
+    if (!baselineGone) process.kill(pid, 'SIGKILL');
+    return { exit, pid, left, baselineGone, err: () => err };
+  } finally {
+    child.kill('SIGKILL');
+    rmSync(tmp, { recursive: true, force: true });
+  }
+}
+
+describe('npm run bench: an interrupted run leaves nothing behind', () => {
+  it('SIGTERM or a closed stderr mid-run: the baseline server stopped, no temp folder left', async () => {
+    const [term, pipe] = await Promise.all([
+      interruptedProtocol((c) => c.kill('SIGTERM')),
+      // `npm run bench -- protocol 2>&1 | head`: its next line met EPIPE, an uncaught error, and the bench
+      // died without stopping anything (the baseline server ran on for 30 minutes).
+      interruptedProtocol((c) => c.stderr!.destroy()),
+    ]);
+    expect({ baselineGone: term.baselineGone, left: term.left, code: term.exit.code }, term.err()).toEqual({
+      baselineGone: true,
+      left: [],
+      code: 143,
+    });
+    expect({ baselineGone: pipe.baselineGone, left: pipe.left, code: pipe.exit.code }).toEqual({
+      baselineGone: true,
+      left: [],
+      code: 1,
+    });
+  }, 60_000);
+
+  it('the baseline server stops when the bench process is killed outright (SIGKILL)', async () => {
+    const parent = spawn(
+      process.execPath,
+      [
+        '--import',
+        'tsx',
+        '--input-type=module',
+        '-e',
+        "const { withBaseline } = await import('./bench/parts/protocol.ts'); await withBaseline(() => {}, async (_url, pid) => { console.log(pid); await new Promise(() => {}); });",
+      ],
+      { stdio: ['ignore', 'pipe', 'inherit'] },
+    );
+    try {
+      const pid = await new Promise<number>((res, rej) => {
+        parent.stdout!.once('data', (d: Buffer) => res(Number(String(d).trim())));
+        parent.once('exit', (c) => rej(new Error(`parent exited (${c})`)));
+      });
+      expect(alive(pid)).toBe(true);
+      parent.kill('SIGKILL');
+      const baselineGone = await gone(pid, 3000);
+      if (!baselineGone) process.kill(pid, 'SIGKILL');
+      expect(baselineGone).toBe(true);
+    } finally {
+      parent.kill('SIGKILL');
+    }
+  }, 60_000);
 });
