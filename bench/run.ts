@@ -115,6 +115,13 @@ async function main(): Promise<number> {
     );
     return 2;
   }
+  for (const p of todo) {
+    const problem = modules.get(p)?.check?.(args);
+    if (problem) {
+      process.stderr.write(`${problem}\n${usage(parts, flagsOf)}\n`);
+      return 2;
+    }
+  }
   const m = machine();
   process.stderr.write(`machine: ${describeMachine(m)}\n`);
   let failed = 0;

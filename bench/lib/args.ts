@@ -6,7 +6,7 @@
  */
 
 export type FlagKind =
-  /** A positive integer. */
+  /** A positive integer (or ≥ `min`, which may be 0). */
   | 'count'
   /** Milliseconds: a number ≥ 0. */
   | 'ms'
@@ -29,7 +29,7 @@ export interface FlagSpec {
   list?: boolean;
   /** What the help shows for the value (default from the kind, e.g. COUNT). */
   value?: string;
-  /** With kind 'count' or 'counts': the least value taken (default 1), and why (for the message). */
+  /** With kind 'count' or 'counts': the least value taken (default 1; 0 lets 0 through), and why. */
   min?: { value: number; why: string };
   /** With kind 'count' or 'counts': the largest value taken, and why. */
   max?: { value: number; why: string };
@@ -43,7 +43,7 @@ export class BenchArgError extends Error {
 
 /** Why `value` is not what `spec` takes, or null. */
 export function valueProblem(name: string, spec: FlagSpec, value: string): string | null {
-  const isCount = (s: string) => /^\d+$/.test(s) && Number(s) > 0;
+  const isCount = (s: string) => /^\d+$/.test(s) && Number(s) >= (spec.min?.value === 0 ? 0 : 1);
   /** Why the count `s` is out of the spec's range, or null. */
   const outOfRange = (s: string): string | null => {
     const v = Number(s);
@@ -55,9 +55,10 @@ export function valueProblem(name: string, spec: FlagSpec, value: string): strin
     case 'count':
     case 'counts': {
       const counts = spec.kind === 'count' ? [value] : value.split(',');
+      const integer = spec.min?.value === 0 ? 'an integer ≥ 0' : 'a positive integer';
       if (!counts.every(isCount))
         return spec.kind === 'count'
-          ? `--${name} takes a positive integer, not "${value}"`
+          ? `--${name} takes ${integer}, not "${value}"`
           : `--${name} takes positive integers separated by commas, not "${value}"`;
       const why = counts.map(outOfRange).find((w) => w !== null);
       return why ? `--${name} takes ${why}` : null;

@@ -35,6 +35,11 @@ export interface PartResult {
 export interface Part {
   /** The flags the part reads (bench/lib/args.ts); bench/run.ts refuses any other. */
   flags?: FlagSpecs;
+  /**
+   * What is wrong with the part's flags taken together (`--name=value` as bench/run.ts hands them on), or
+   * null: run.ts asks every part it is about to run before any starts, and stops with status 2.
+   */
+  check?(args: string[]): string | null;
   run(opts: PartOptions): Promise<PartResult>;
 }
 

@@ -165,7 +165,10 @@ export const flags: FlagSpecs = {
     help: `the inference engine's maxBatch on both sides, nodes and servers (${ENGINE.maxBatch})`,
   },
   'worker-nice': {
-    kind: 'number',
+    // Was 'number' (> 0): the default, 0, was refused, and 2.5 or 25 let through to fail in the nodes.
+    kind: 'count',
+    min: { value: 0, why: 'a nice value' },
+    max: { value: 19, why: 'a nice value' },
     value: 'N',
     help: `the inference worker threads' nice value on both sides, nodes and servers (${ENGINE.workerNice})`,
   },
@@ -175,6 +178,14 @@ export const flags: FlagSpecs = {
     help: "both sides' clients: the calls of one event-loop turn sent together (coalesced, the default) or one by one",
   },
 };
+
+/** Checked before any part runs: in a suite run this part started minutes after the e2e part. */
+export function check(args: string[]): string | null {
+  const models = flag(args, 'models');
+  return models !== undefined && models.split(',').length !== 4
+    ? `--models needs four models, not "${models}"`
+    : null;
+}
 
 export async function run(o: PartOptions): Promise<PartResult> {
   const runs = Number(flag(o.args, 'runs') ?? (o.quick ? 1 : 3));
@@ -190,7 +201,6 @@ export async function run(o: PartOptions): Promise<PartResult> {
     maxBatch: Number(flag(o.args, 'max-batch') ?? ENGINE.maxBatch),
     workerNice: Number(flag(o.args, 'worker-nice') ?? ENGINE.workerNice),
   };
-  if (models.length !== 4) throw new Error('--models needs four models');
   const m = machine();
   const images = loadVal();
   o.log(

@@ -231,6 +231,17 @@ export const flags: FlagSpecs = {
   profile: { kind: 'switch', help: 'CPU profiles of the stand-in nodes at their peak' },
 };
 
+/**
+ * Checked before any part runs: `npm run bench -- --model=x` ran e2e and protocol (~20 minutes) before this
+ * part refused x.
+ */
+export function check(args: string[]): string | null {
+  const model = flag(args, 'model');
+  return model !== undefined && catalogByName(model)?.preprocess.kind !== 'image'
+    ? `--model: ${model} is not an ImageNet model of the catalog`
+    : null;
+}
+
 export async function run(o: PartOptions): Promise<PartResult> {
   const runs = Number(flag(o.args, 'runs') ?? (o.quick ? 1 : 3));
   const stepMs = Number(flag(o.args, 'step-ms') ?? (o.quick ? 3000 : 8000));

@@ -7,7 +7,9 @@ import {
   scriptFlags,
   valueProblem,
 } from '../../bench/lib/args.ts';
+import * as e2e from '../../bench/parts/e2e.ts';
 import { flags as protocolFlags } from '../../bench/parts/protocol.ts';
+import * as wan from '../../bench/parts/wan.ts';
 
 const SPECS: FlagSpecs = {
   n: { kind: 'counts', help: 'group sizes' },
@@ -80,6 +82,26 @@ describe('bench command-line flags', () => {
     expect(n('4,100000')).toContain('at most');
     expect(n('4,7,10')).toBeNull();
     expect(n('abc')).toContain('positive integers');
+  });
+
+  // The default, 0, was refused ("a positive number"); 2.5 and 25 went through to fail in the nodes.
+  it("e2e's --worker-nice takes the nice values 0 to 19", () => {
+    const nice = (v: string) => valueProblem('worker-nice', e2e.flags['worker-nice'], v);
+    expect(nice('0')).toBeNull();
+    expect(nice('19')).toBeNull();
+    expect(nice('20')).toContain('at most 19');
+    expect(nice('2.5')).toContain('an integer ≥ 0');
+    expect(nice('-1')).toContain('an integer ≥ 0');
+  });
+
+  // Both were refused only once the part ran: in a suite run, after the parts before it.
+  it("e2e's --models and wan's --model are checked before any part runs", () => {
+    expect(e2e.check?.(['--models=a,b'])).toContain('--models needs four models');
+    expect(e2e.check?.(['--models=a,b,c,d'])).toBeNull();
+    expect(e2e.check?.([])).toBeNull();
+    expect(wan.check?.(['--model=nosuch'])).toContain('nosuch is not an ImageNet model');
+    expect(wan.check?.(['--model=mobilenet_v1_0.25_128_quant'])).toBeNull();
+    expect(wan.check?.([])).toBeNull();
   });
 
   it('accepts the edge values', () => {

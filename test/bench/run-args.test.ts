@@ -39,6 +39,7 @@ describe('npm run bench: the command line is checked before anything runs', () =
     refused('--max-batch takes a positive integer, not "0"', 'e2e', '--max-batch=0');
     refused('consensu', 'sweep', '--sweeps=inference,consensu');
     refused('unknown part "protocl"', 'protocl');
+    refused('nosuch is not an ImageNet model', 'wan', '--model=nosuch');
   });
 });
 
