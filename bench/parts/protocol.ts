@@ -31,7 +31,7 @@
  * and of the generator at saturation, n = 4, top frames in the results).
  */
 import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { Session } from 'node:inspector/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -565,6 +565,19 @@ export const flags: FlagSpecs = {
     help: 'with --profile: keep the .cpuprofile files in a folder made under DIR',
   },
 };
+
+/**
+ * Checked before any part runs: a --data-dir that is not a folder failed only at the first group, after
+ * the baseline's minutes, and --profile-dir without --profile was ignored.
+ */
+export function check(args: string[]): string | null {
+  const dataDir = flag(args, 'data-dir');
+  if (dataDir !== undefined && !statSync(dataDir, { throwIfNoEntry: false })?.isDirectory())
+    return `--data-dir: ${dataDir} is not a folder`;
+  if (flag(args, 'profile-dir') !== undefined && !args.includes('--profile'))
+    return '--profile-dir needs --profile';
+  return null;
+}
 
 export async function run(o: PartOptions): Promise<PartResult> {
   const ns = (flag(o.args, 'n') ?? (o.quick ? '4' : '4,7,10')).split(',').map(Number);

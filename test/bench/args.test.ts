@@ -8,7 +8,7 @@ import {
   valueProblem,
 } from '../../bench/lib/args.ts';
 import * as e2e from '../../bench/parts/e2e.ts';
-import { flags as protocolFlags } from '../../bench/parts/protocol.ts';
+import { check as protocolCheck, flags as protocolFlags } from '../../bench/parts/protocol.ts';
 import * as wan from '../../bench/parts/wan.ts';
 
 const SPECS: FlagSpecs = {
@@ -102,6 +102,15 @@ describe('bench command-line flags', () => {
     expect(wan.check?.(['--model=nosuch'])).toContain('nosuch is not an ImageNet model');
     expect(wan.check?.(['--model=mobilenet_v1_0.25_128_quant'])).toBeNull();
     expect(wan.check?.([])).toBeNull();
+  });
+
+  // Both went unnoticed until the groups: --data-dir failed in mkdtemp after the baseline's minutes, and
+  // --profile-dir without --profile was ignored.
+  it("protocol's --data-dir must be a folder and --profile-dir needs --profile", () => {
+    expect(protocolCheck?.(['--data-dir=/nonexistent/dropbear'])).toContain('is not a folder');
+    expect(protocolCheck?.(['--data-dir=/tmp'])).toBeNull();
+    expect(protocolCheck?.(['--profile-dir=/tmp/x'])).toContain('--profile-dir needs --profile');
+    expect(protocolCheck?.(['--profile', '--profile-dir=/tmp/x'])).toBeNull();
   });
 
   it('accepts the edge values', () => {
