@@ -274,7 +274,9 @@ export async function serveModel(o: {
       String(o.threads),
       ...(o.workerNice === undefined ? [] : ['--worker-nice', String(o.workerNice)]),
     ],
-    { stdio: ['ignore', 'pipe', 'pipe'] },
+    // With an IPC channel: serve-model stops when it closes, i.e. when the bench ends, even killed outright
+    // (the four servers ran on for good after `kill -9` of `npm run bench -- e2e`).
+    { stdio: ['ignore', 'pipe', 'pipe', 'ipc'] },
   );
   const stop = () => stopChild(child);
   const unregister = onCleanup(stop);

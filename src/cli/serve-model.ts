@@ -164,9 +164,19 @@ export function registerServeModel(program: Command): void {
         '  curl http://127.0.0.1:8000/v2/models/mobilenetv2-12-int8\n\n' +
         'Prints "listening on URL" once it serves. Besides the model tensor (FP32 [N, ...]) infer takes\n' +
         "BYTES [N] encoded images (base64 in JSON), preprocessed with the model's spec.\n" +
-        'Stops on SIGTERM or SIGINT. Exit status: 0 stopped, 2 error.\n',
+        'Stops on SIGTERM or SIGINT, or, started with an IPC channel, when that channel closes.\n' +
+        'Exit status: 0 stopped, 2 error.\n',
     )
     .action(async (model: string, opts: ServeOptions) => {
+      // Started with an IPC channel (the bench's baselines, bench/lib/extra.ts): when the process that
+      // started it ends, even killed outright, so does this one, as a node does (src/cli/node.ts). Listened
+      // for before the model loads, so a parent that ends meanwhile is not missed.
+      let onParentGone: () => void = () => process.exit(0);
+      if (typeof process.send === 'function') {
+        process.channel?.unref();
+        process.on('disconnect', () => onParentGone());
+        if (!process.connected) onParentGone();
+      }
       const found = await locateModel(model, opts.home ?? defaultHome());
       const engine = await InferenceEngine.start({
         modelPath: found.path,
@@ -215,5 +225,7 @@ export function registerServeModel(program: Command): void {
       };
       process.once('SIGTERM', () => void stop('SIGTERM'));
       process.once('SIGINT', () => void stop('SIGINT'));
+      onParentGone = () => void stop('parent gone');
+      if (typeof process.send === 'function' && !process.connected) onParentGone();
     });
 }

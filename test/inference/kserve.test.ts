@@ -38,10 +38,10 @@ interface Served {
 
 const children: ChildProcess[] = [];
 
-function serve(args: string[]): Promise<Served> {
+function serve(args: string[], o: { ipc?: boolean } = {}): Promise<Served> {
   const child = spawn(process.execPath, ['bin/dropbear.mjs', 'serve-model', ...args], {
     cwd: ROOT,
-    stdio: ['ignore', 'pipe', 'pipe'],
+    stdio: ['ignore', 'pipe', 'pipe', ...(o.ipc ? (['ipc'] as const) : [])],
   });
   children.push(child);
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
@@ -557,6 +557,19 @@ describe('RemoteBackend errors', () => {
     expect(await errorCode(remote.scores(x))).toBe('ENGINE_CLOSED');
     fake.closeAllConnections();
     await new Promise((r) => fake.close(r));
+  });
+
+  // The bench's baseline servers (bench/lib/extra.ts, serveModel) ran on for good after `kill -9` of the
+  // bench; a node started so already stopped (src/cli/node.ts).
+  it('started with an IPC channel, it stops when the channel closes (its parent is gone)', async () => {
+    const s = await serve([`${MODELS}/mobilenet_v1_0.25_128_quant.onnx`, '--port', '0'], { ipc: true });
+    s.child.disconnect();
+    const timer = setTimeout(() => s.child.kill('SIGKILL'), 10_000);
+    try {
+      expect(await s.exited).toEqual({ code: 0, signal: null });
+    } finally {
+      clearTimeout(timer);
+    }
   });
 
   it('stops cleanly on SIGTERM, after which the backend reports REMOTE_UNAVAILABLE', async () => {
