@@ -23,9 +23,19 @@ import {
   verifyRequestAuth,
 } from '../src/protocol/index.ts';
 import { simulate } from '../src/sim/world.ts';
+import { scriptFlags } from './lib/args.ts';
 import { describeMachine, machine as machineNow } from './lib/machine.ts';
 
-const args = process.argv.slice(2);
+const args = scriptFlags(
+  process.argv.slice(2),
+  {
+    quick: {
+      kind: 'switch',
+      help: 'a smoke run: 1 run per row, fewer requests; BENCHMARKS.md left as it is',
+    },
+  },
+  'npm run bench:core',
+);
 const quick = args.includes('--quick');
 const RUNS = quick ? 1 : 3;
 // Measured first, before this process loads the CPU (the speed reference, the load average, the commit).

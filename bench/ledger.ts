@@ -29,8 +29,13 @@ import {
 } from '../src/protocol/index.ts';
 import { standInResult } from '../src/sim/standin.ts';
 import { EPOCH_MS, makeGroup } from '../src/sim/world.ts';
+import { scriptFlags } from './lib/args.ts';
 
-const quick = process.argv.includes('--quick');
+const quick = scriptFlags(
+  process.argv.slice(2),
+  { quick: { kind: 'switch', help: '1 run, fewer batches (a smoke test); nothing written' } },
+  'npm run bench:ledger',
+).includes('--quick');
 const RUNS = quick ? 1 : 3;
 const SIZES = [1, 128, 1024];
 const MODES: Synchronous[] = ['FULL', 'NORMAL'];

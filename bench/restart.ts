@@ -28,10 +28,17 @@ import {
   sha256,
 } from '../src/protocol/index.ts';
 import { EPOCH_MS, makeGroup } from '../src/sim/world.ts';
+import { type FlagSpecs, scriptFlags } from './lib/args.ts';
+import { flag } from './lib/part.ts';
 
+const FLAGS: FlagSpecs = {
+  requests: { kind: 'count', help: 'requests in the ledger (300000)' },
+  every: { kind: 'count', help: 'snapshotEvery (100000)' },
+  seconds: { kind: 'count', help: 'the write stops early past this (120)' },
+};
+const given = scriptFlags(process.argv.slice(2), FLAGS, 'npm run bench:restart');
 function arg(name: string, fallback: number): number {
-  const i = process.argv.indexOf(`--${name}`);
-  return i >= 0 ? Number(process.argv[i + 1]) : fallback;
+  return Number(flag(given, name) ?? fallback);
 }
 const REQUESTS = arg('requests', 300_000);
 const EVERY = arg('every', 100_000);

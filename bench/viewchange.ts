@@ -7,6 +7,10 @@
  */
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { EPOCH_MS, Simulation } from '../src/sim/world.ts';
+import { scriptFlags } from './lib/args.ts';
+
+// No flags: the figures are virtual and exact; a flag given is refused (exit 2), not ignored.
+scriptFlags(process.argv.slice(2), {}, 'npm run bench:viewchange');
 
 interface Row {
   n: number;

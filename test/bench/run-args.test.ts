@@ -141,3 +141,38 @@ describe('npm run bench: an interrupted run leaves nothing behind', () => {
     }
   }, 60_000);
 });
+
+describe('the side scripts (npm run bench:*) check their command lines too', () => {
+  // bench:core, bench:ledger, bench:restart and bench:viewchange read process.argv by hand: `--qick` ran the
+  // full benchmark (and rewrote BENCHMARKS.md), bench:restart's `--requests=1000` was ignored (only the
+  // `--requests 1000` form was read) and `--seconds abc` became NaN.
+  it('refuses an unknown flag or a bad value with status 2, at once', async () => {
+    const run = (script: string, ...args: string[]) =>
+      new Promise<{ status: number | null; err: string }>((res) => {
+        const c = spawn(process.execPath, ['--import', 'tsx', `bench/${script}.ts`, ...args], {
+          stdio: ['ignore', 'ignore', 'pipe'],
+        });
+        let err = '';
+        c.stderr!.on('data', (d: Buffer) => {
+          err += d.toString('utf8');
+        });
+        // Not refused within this, it has started measuring (the old behaviour): stop it, unwritten.
+        const t = setTimeout(() => c.kill('SIGKILL'), 20_000);
+        c.once('exit', (status) => {
+          clearTimeout(t);
+          res({ status, err });
+        });
+      });
+    const cases = [
+      ['core', 'unknown flag --qick', '--qick'],
+      ['ledger', 'unknown flag --qick', '--qick'],
+      ['viewchange', 'unknown flag --quick', '--quick'],
+      ['restart', '--seconds takes a positive integer, not "abc"', '--requests=1000', '--seconds', 'abc'],
+    ] as const;
+    const got = await Promise.all(cases.map(([script, , ...args]) => run(script, ...args)));
+    cases.forEach(([script, message], i) => {
+      expect(got[i].status, script).toBe(2);
+      expect(got[i].err, script).toContain(message);
+    });
+  }, 60_000);
+});
