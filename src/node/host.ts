@@ -166,6 +166,9 @@ type InferredResult = { requestId: Uint8Array; result: Result };
 /** Most answers in one `inferred` event, so in one RESULTS message (far under LIMITS.batchEntries). */
 const SETTLED_PER_EVENT = 4096;
 
+/** Extra time, beyond the group's request expiry, an accept time is kept for a request never certified here. */
+const ACCEPT_KEEP_MARGIN_MS = 60_000;
+
 /**
  * Inference failures that are this node's own trouble (its queue full, a worker gone or hung, its remote model
  * server down or slow), not the input's: retried with backoff (100 ms doubling) up to INFER_RETRIES times
@@ -284,7 +287,7 @@ export class NodeHost {
   private stopped = false;
   private inferring = 0;
   /** Accept time per request id (performance.now(): a wall clock stepped back made it negative), for the
-   *  accept-to-certificate histogram. */
+   *  accept-to-certificate histogram, oldest first (rememberAccepted). */
   readonly acceptedAt = new Map<string, number>();
   readonly startedAt = Date.now();
   /** performance.now() at the start: uptimeMs on the wall clock went negative after a step back. */
@@ -1325,6 +1328,25 @@ export class NodeHost {
 
   // ---------------------------------------------------------------- what the API calls
 
+  /**
+   * Records when a request was accepted here, and forgets the accept times older than the group's expiry
+   * and ACCEPT_KEEP_MARGIN_MS: such a request can no longer be certified (it was ordered before its expiry,
+   * or never will be). Kept oldest first (a map keeps insertion order; the clock never goes back), so only
+   * the stale ones at the front are looked at. Until 2026-12-07 they were swept only on every 256th
+   * certificate formed here (NodeMetrics): a node that accepted requests and formed no certificate (its
+   * group stalled, or it was behind) kept one entry per accepted request for as long as that lasted.
+   */
+  private rememberAccepted(id: string): void {
+    const now = performance.now();
+    this.acceptedAt.delete(id);
+    this.acceptedAt.set(id, now);
+    const cutoff = now - this.genesis.params.expiryMs - ACCEPT_KEEP_MARGIN_MS;
+    for (const [old, at] of this.acceptedAt) {
+      if (at >= cutoff) break;
+      this.acceptedAt.delete(old);
+    }
+  }
+
   /** `sentToAll`: the client says it sent this request to every node itself (ReplicaConfig.lateForwardMs). */
   submit(sr: SignedRequest, opts: { sentToAll?: boolean } = {}): SubmitOutcome {
     if (this.stopped)
@@ -1332,7 +1354,7 @@ export class NodeHost {
     const actions = this.step({ type: 'request', request: sr, sentToAll: opts.sentToAll === true });
     for (const a of actions) {
       if (a.type === 'accepted') {
-        this.acceptedAt.set(hex(a.requestId), performance.now());
+        this.rememberAccepted(hex(a.requestId));
         this.obs.accepted?.(a.requestId);
         return { ok: true, requestId: a.requestId };
       }

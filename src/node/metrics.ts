@@ -70,9 +70,6 @@ export interface MetricsOptions {
   processMetrics?: boolean;
 }
 
-/** Extra time, beyond the group's request expiry, an accept time is kept for a request never certified here. */
-const ACCEPT_KEEP_MARGIN_MS = 60_000;
-
 export function isConnected(p: PeerState): boolean {
   return p.state === 'connected';
 }
@@ -81,7 +78,6 @@ export class NodeMetrics {
   readonly registry = new Registry();
   private host: NodeHost | null = null;
   private peers: (() => PeerState[]) | null = null;
-  private certifiedCalls = 0;
 
   private readonly accepted: Counter;
   private readonly rejected: Counter<'reason'>;
@@ -382,12 +378,8 @@ export class NodeMetrics {
       this.acceptToCert.observe((now - at) / 1000);
       host.acceptedAt.delete(id);
     }
-    // A request accepted here may never be certified here (skipped for its fee, certified while this node
-    // was behind): forget accept times older than the group's expiry now and then.
-    if (++this.certifiedCalls % 256 === 0) {
-      const cutoff = now - host.genesis.params.expiryMs - ACCEPT_KEEP_MARGIN_MS;
-      for (const [id, at] of host.acceptedAt) if (at < cutoff) host.acceptedAt.delete(id);
-    }
+    // A request accepted here and never certified here (skipped for its fee, certified while this node was
+    // behind) is forgotten by the host once past the expiry window (NodeHost.rememberAccepted).
   }
 }
 

@@ -6,7 +6,7 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it, vi } from 'vitest';
 import type { ReplicaConfig } from '../../src/consensus/replica.ts';
 import type { ModelBackend } from '../../src/inference/backend.ts';
 import { buildApi } from '../../src/node/api.ts';
@@ -906,6 +906,32 @@ describe('what a node tells its observer it sent', () => {
       for (const t of told) expect(t.get('results')?.bytes).toBeGreaterThan(0);
     } finally {
       for (const h of hosts) h.close();
+    }
+  });
+});
+
+describe('accept times (host.acceptedAt, for dropbear_accept_to_certificate_seconds)', () => {
+  it('are forgotten once past the expiry window even when no certificate ever forms at this node', () => {
+    // Faked before the host starts, so that its monotonic clock never goes back.
+    vi.useFakeTimers({ toFake: ['performance'] });
+    const group = makeGroup(4, 1, 36);
+    // The peers never hear from node 0: nothing is ordered, no certificate forms here.
+    const host = loneHost(group, 0, 'accepted-at');
+    const { expiryMs } = group.genesis.params;
+    try {
+      host.start();
+      for (let i = 0; i < 500; i++) expect(host.submit(standInRequest(group, host, 4000 + i)).ok).toBe(true);
+      expect(host.acceptedAt.size).toBe(500);
+      // Past the expiry window (and the margin a certificate of a request ordered in time may still take):
+      // none of those can be certified any more. Until 2026-12-07 they were forgotten only on every 256th
+      // certificate formed here, so a node that accepted requests and certified none (its group stalled,
+      // or it was behind) kept one entry per request for as long as that lasted.
+      vi.advanceTimersByTime(expiryMs + 61_000);
+      expect(host.submit(standInRequest(group, host, 5000)).ok).toBe(true);
+      expect(host.acceptedAt.size).toBe(1);
+    } finally {
+      host.close();
+      vi.useRealTimers();
     }
   });
 });
