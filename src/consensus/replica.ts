@@ -3373,8 +3373,11 @@ export class Replica {
     for (const s of this.executedDigests.keys()) if (s <= seq) this.executedDigests.delete(s);
     for (const s of this.preparedCerts.keys()) if (s <= seq) this.preparedCerts.delete(s);
     // Garbage collection below the low watermark: protocol messages, finished results, old checkpoints.
+    // A slot executed before a NEW-VIEW re-proposed it pinned its RESULTS again (holdRefs): released here,
+    // or they stayed for the node's life (until 2026-12-07, a window's RESULTS per such view change).
     for (const [s, slot] of this.slots)
       if (s <= seq) {
+        this.releaseRefs(slot);
         this.unpark(slot);
         this.slots.delete(s);
       }
@@ -4208,7 +4211,10 @@ export class Replica {
             `new view ${view} re-proposes another batch at executed seq ${d.seq}`,
           );
         const old = this.slots.get(d.seq);
-        if (old) this.unpark(old);
+        if (old) {
+          this.releaseRefs(old);
+          this.unpark(old);
+        }
         this.slots.delete(d.seq);
         // Adopting a past view after state transfer: the others are long done with these batches.
         if (adoptOnly) return;

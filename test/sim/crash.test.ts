@@ -8,8 +8,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { verifyCertificate } from '../../src/certificate/index.ts';
+import type { Replica } from '../../src/consensus/replica.ts';
 import { verifyLedgerFile } from '../../src/ledger/verify.ts';
-import { hex, type SignedRequest } from '../../src/protocol/index.ts';
+import { hex, type SignedRequest, type SignedResults } from '../../src/protocol/index.ts';
 import { registerScript } from '../../src/sim/byzantine.ts';
 import { checkRun } from '../../src/sim/checks.ts';
 import { type SimOptions, type SimResult, Simulation } from '../../src/sim/world.ts';
@@ -74,6 +75,31 @@ function finish(s: Simulation, dir: string): SimResult {
   return r;
 }
 
+/**
+ * The RESULTS a replica keeps whose count of holds (`open`: its votes for requests not executed, and the
+ * proposals that name it) is more than the votes and proposals that still hold it: nothing will release
+ * them, so they stay for the node's life (until 2026-12-07: a slot executed before a NEW-VIEW re-proposed
+ * it pinned its RESULTS again, and was dropped at the next stable checkpoint still pinning them).
+ */
+function unreleasedResults(replica: Replica): string[] {
+  const r = replica as unknown as {
+    results: Map<string, { open: number; signed: SignedResults }>;
+    votes: Map<string, Map<number, { digestHex: string }>>;
+    slots: Map<number, { refs: string[] }>;
+  };
+  const holds = new Map<string, number>();
+  for (const m of r.votes.values())
+    for (const v of m.values()) holds.set(v.digestHex, (holds.get(v.digestHex) ?? 0) + 1);
+  for (const slot of r.slots.values()) for (const d of slot.refs) holds.set(d, (holds.get(d) ?? 0) + 1);
+  const out: string[] = [];
+  for (const [d, st] of r.results)
+    if (st.open > (holds.get(d) ?? 0))
+      out.push(
+        `${d.slice(0, 12)} of node ${st.signed.batch.node}: open ${st.open}, held ${holds.get(d) ?? 0}`,
+      );
+  return out;
+}
+
 describe('crash faults', () => {
   it('a backup restarted from its SQLite file resumes where it stopped, then catches up', () => {
     const { sim: s, dir } = sim();
@@ -117,6 +143,29 @@ describe('crash faults', () => {
     const r = finish(s, dir);
     for (const n of r.nodes.slice(1)) expect(n.replica.view).toBeGreaterThanOrEqual(1);
     expect(r.nodes[0].replica.lastExecuted).toBe(r.batches);
+    // No RESULTS is held open by a hold nothing will release (unreleasedResults): the NEW-VIEW re-proposed
+    // batches the nodes had executed already, and each such re-proposal pinned the RESULTS its votes name.
+    for (const n of r.nodes.slice(1)) expect(unreleasedResults(n.replica), `node ${n.id}`).toEqual([]);
+  });
+
+  it('a NEW-VIEW that re-proposes batches the nodes executed leaves no RESULTS pinned once a checkpoint covers them', () => {
+    // Checkpoints every 4 batches: the view change comes with executed batches above the stable checkpoint,
+    // and more checkpoints follow it. No ledger files: the replicas' memory is what is looked at.
+    const s = new Simulation({
+      nodes: 4,
+      requests: 100,
+      seed: 7,
+      rate: 0.5,
+      maxTimeMs: 60_000,
+      replica: { checkpointInterval: 4, window: 8 },
+    });
+    s.at(100, () => s.crash(0));
+    s.at(1500, () => s.restart(0, false));
+    const r = s.run();
+    s.close();
+    expect(r.done).toBe(true);
+    for (const n of r.nodes.slice(1)) expect(n.replica.view).toBeGreaterThanOrEqual(1);
+    for (const n of r.nodes) expect(unreleasedResults(n.replica), `node ${n.id}`).toEqual([]);
   });
 
   it('the primary losing its disk rejoins as a backup of the new view', () => {
