@@ -16,9 +16,19 @@ export class RateWindow {
     if (n <= 0) return;
     this.log.push({ at, n });
     this.inWindow += n;
+    // Times never go back, so what left the window at `at` has left it for every later read too. Trimmed
+    // here as well: until 2026-12-07 only perSecond trimmed, and a log that was only added to (a backup's
+    // replica adds every batch it executes, and only a primary reads its rate) kept every record.
+    this.forget(at);
   }
 
   perSecond(now: number): number {
+    this.forget(now);
+    return (1000 * this.inWindow) / this.windowMs;
+  }
+
+  /** Drops the records older than `now` − windowMs. */
+  private forget(now: number): void {
     const since = now - this.windowMs;
     while (this.head < this.log.length && this.log[this.head].at < since)
       this.inWindow -= this.log[this.head++].n;
@@ -27,6 +37,5 @@ export class RateWindow {
       this.log.splice(0, this.head);
       this.head = 0;
     }
-    return (1000 * this.inWindow) / this.windowMs;
   }
 }

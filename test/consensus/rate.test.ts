@@ -25,6 +25,17 @@ describe('RateWindow', () => {
     expect(w.perSecond(30_000)).toBe(0);
   });
 
+  it('keeps a bounded log when it is only added to: a backup adds each batch it executes, only the primary reads its rate', () => {
+    const w = new RateWindow(1000);
+    // A day at 20 batches a second, one record per batch, and perSecond never called (until 2026-12-07
+    // the log was trimmed only there: a backup's replica and an idle node's host kept every record).
+    for (let t = 0; t < 200_000; t++) w.add(t * 50, 1);
+    const kept = (w as unknown as { log: unknown[] }).log.length;
+    expect(kept).toBeLessThan(2 * 1024 + 2 * 21);
+    // Still exact: records at 9,998,950 .. 9,999,950 are in the window at 9,999,950 (21 of them).
+    expect(w.perSecond(9_999_950)).toBe(21);
+  });
+
   it('refuses a window that is not positive', () => {
     expect(() => new RateWindow(0)).toThrow(RangeError);
     expect(() => new RateWindow(Number.NaN)).toThrow(RangeError);
