@@ -485,6 +485,11 @@ export type TxRejectCode =
    * this; the replica cannot know what is loaded).
    */
   | 'TX_MODEL_NOT_LOADED'
+  /**
+   * An update of the node it was submitted to, for a loaded model with another label set or input than
+   * its current one (the node host checks this: inference/spec.ts, modelUpdateProblem).
+   */
+  | 'TX_MODEL_INCOMPATIBLE'
   /** MAX_TXS_PER_NODE updates of the node it names are held (waiting or proposed) already. */
   | 'TX_TOO_MANY';
 

@@ -55,6 +55,29 @@ export interface ModelSpec {
   license: string;
 }
 
+/**
+ * Why a node running model `from` cannot be updated to model `to` (null when it can). Its votes are compared
+ * with the other nodes' by class index, so `to` must label its answers with the same label set; and it must
+ * take the inputs the group's clients send: images when `from` does, else the same input tensor (an image
+ * model's own input size may differ: each node resizes the image for its model). An MNIST model loaded by the
+ * owner of an ImageNet node, once ordered, voted digits 0-9 as the ImageNet classes 0-9.
+ */
+export function modelUpdateProblem(from: ModelSpec, to: ModelSpec): string | null {
+  if (from.labels !== to.labels)
+    return `${from.name} labels its answers ${from.labels}, ${to.name} ${to.labels} (the group compares votes by class index)`;
+  const tensorOnly = (s: ModelSpec) => s.preprocess.kind === 'tensor';
+  const takes = (s: ModelSpec) =>
+    tensorOnly(s) ? `only the tensor ${s.input.dtype} [${s.input.shape.slice(1).join(', ')}]` : 'images';
+  if (
+    tensorOnly(from) !== tensorOnly(to) ||
+    (tensorOnly(from) &&
+      (from.input.dtype !== to.input.dtype ||
+        from.input.shape.slice(1).join(',') !== to.input.shape.slice(1).join(',')))
+  )
+    return `${from.name} takes ${takes(from)}, ${to.name} ${takes(to)} (it would refuse the inputs the group's clients send)`;
+  return null;
+}
+
 /** True when the model's batch dimension is fixed at 1 (run request by request). */
 export function fixedBatchOne(spec: Pick<ModelSpec, 'input'>): boolean {
   return spec.input.shape[0] === 1;

@@ -19,6 +19,7 @@ import {
   type TxRejectCode,
 } from '../consensus/replica.ts';
 import { INFERENCE_SKIPPED, type ModelBackend } from '../inference/backend.ts';
+import { modelUpdateProblem } from '../inference/spec.ts';
 import { type Durability, ledgerWriteFailure, SqliteLedger } from '../ledger/sqlite.ts';
 import type { Execution } from '../ledger/state.ts';
 import {
@@ -1376,7 +1377,8 @@ export class NodeHost {
     // to infer with (it would vote on nothing), and it could not start again without that model. Refused
     // here, after the checks any node applies (a forged or stale one gets their answer).
     const u = tx.update;
-    if (u.node === this.id && !this.backends.has(hex(u.newDigest))) {
+    const next = u.node === this.id ? this.backends.get(hex(u.newDigest)) : undefined;
+    if (u.node === this.id && !next) {
       const c = this.replica.checkTx(tx);
       if (!c.ok) return { ok: false, txId: c.id, code: c.code, message: c.message };
       return {
@@ -1384,6 +1386,19 @@ export class NodeHost {
         txId: c.id,
         code: 'TX_MODEL_NOT_LOADED',
         message: `node ${this.id} has not loaded the model ${hex(u.newDigest)}: load it beside the current one first (extraModels in its config) and restart the node`,
+      };
+    }
+    // A loaded model the group cannot compare or feed (another label set, another input): refused here too,
+    // since only this node knows the specs (until 2026-12-07 it was taken and ordered).
+    const problem = next ? modelUpdateProblem(this.currentBackend.spec, next.spec) : null;
+    if (problem) {
+      const c = this.replica.checkTx(tx);
+      if (!c.ok) return { ok: false, txId: c.id, code: c.code, message: c.message };
+      return {
+        ok: false,
+        txId: c.id,
+        code: 'TX_MODEL_INCOMPATIBLE',
+        message: `node ${this.id} cannot switch models: ${problem}`,
       };
     }
     const actions = this.step({ type: 'submitTx', tx });

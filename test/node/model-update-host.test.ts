@@ -8,6 +8,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
+import type { ModelBackend } from '../../src/inference/backend.ts';
 import { NodeHost } from '../../src/node/host.ts';
 import { startStandIn } from '../../src/node/standin-backend.ts';
 import { groupIdOf, sha256, signModelUpdate } from '../../src/protocol/index.ts';
@@ -19,8 +20,14 @@ afterEach(() => {
   for (const c of cleanups.splice(0).reverse()) c();
 });
 
-/** Four hosts; node 2 has a second stand-in model loaded beside its own (that of a node 5). */
-function hosts(seed: number): { group: ReturnType<typeof makeGroup>; hosts: NodeHost[] } {
+/**
+ * Four hosts; node 2 has a second stand-in model loaded beside its own (that of a node 5), and `extra` if
+ * given (a third).
+ */
+function hosts(
+  seed: number,
+  extra?: ModelBackend,
+): { group: ReturnType<typeof makeGroup>; hosts: NodeHost[] } {
   const dir = mkdtempSync(join(tmpdir(), 'dropbear-mu-host-'));
   const group = makeGroup(4, 1, seed);
   const net = new Loopback(4);
@@ -30,7 +37,7 @@ function hosts(seed: number): { group: ReturnType<typeof makeGroup>; hosts: Node
       genesis: group.genesis,
       key: group.keys[id],
       ledgerPath: join(dir, `n${id}.sqlite`),
-      backends: id === 2 ? [startStandIn(2), startStandIn(5)] : [startStandIn(id)],
+      backends: id === 2 ? [startStandIn(2), startStandIn(5), ...(extra ? [extra] : [])] : [startStandIn(id)],
       wire: net.wire(id),
     }),
   );
@@ -73,6 +80,30 @@ describe('a model update submitted to the node it names', () => {
       await new Promise((res) => setTimeout(res, 20));
     expect(hs[2].replica.currentModelVersions[2]).toBe(1);
     expect(hs[2].currentBackend.digest).toBe(loaded);
+  });
+
+  it('for a loaded model with another label set or input: refused with TX_MODEL_INCOMPATIBLE, and the node keeps its model', async () => {
+    // A real stand-in backend (that of a node 6) declaring another label set, as an MNIST model loaded by
+    // an owner of an ImageNet node; then one taking another input tensor. Before, node 2 took the update
+    // and voted digits 0-9 as ImageNet classes (found with a real group: "node 1: 4 hammerhead").
+    const base = startStandIn(6);
+    const variants: ModelBackend[] = [
+      { ...base, spec: { ...base.spec, labels: 'mnist10' } },
+      { ...base, spec: { ...base.spec, input: { ...base.spec.input, shape: [null, 32] } } },
+    ];
+    for (const [i, other] of variants.entries()) {
+      const { group, hosts: hs } = hosts(44 + i, other);
+      const newDigest = Uint8Array.from(Buffer.from(other.digest, 'hex'));
+      const tx = signModelUpdate(groupIdOf(group.genesis), { node: 2, version: 1, newDigest }, group.keys[2]);
+      const r = hs[2].submitTx(tx);
+      expect(r, other.spec.labels).toMatchObject({ ok: false, code: 'TX_MODEL_INCOMPATIBLE' });
+      expect(r.ok ? '' : r.message).toMatch(
+        i === 0
+          ? /labels its answers none, standin mnist10/
+          : /\[16\], standin only the tensor float32 \[32\]/,
+      );
+      expect(hs[2].currentBackend.digest).toBe(startStandIn(2).digest);
+    }
   });
 
   it('naming another node: not checked here (this node cannot know what that one loaded)', () => {
