@@ -18,7 +18,39 @@ export interface NodeStatus {
   catchingUp: boolean | null;
   /** Batches the group is known to have executed beyond this node (null: not said). */
   behindBy: number | null;
+  /**
+   * The model the node runs as it says itself (GET /v1/status: its backend's name, and its own entry of
+   * `models` and `modelVersions`): the genesis model at version 0, then each ordered update's. Null where
+   * the node does not say (or does not answer).
+   */
+  modelName: string | null;
+  modelDigest: string | null;
+  modelVersion: number | null;
+  /** Updates of this node's model it holds, submitted and not yet ordered (version, digest in hex). */
+  updatesWaiting: { version: number; digest: string }[];
   error?: string;
+}
+
+/** `s[key][id]` when it is what `ok` takes, else null. */
+function entry<T>(s: Record<string, unknown>, key: string, id: number, ok: (x: unknown) => x is T): T | null {
+  const list = s[key];
+  return Array.isArray(list) && ok(list[id]) ? list[id] : null;
+}
+
+const isHex = (x: unknown): x is string => typeof x === 'string' && /^[0-9a-f]{64}$/i.test(x);
+const isVersion = (x: unknown): x is number => Number.isSafeInteger(x) && (x as number) >= 0;
+
+/** This node's own updates among a status's `pendingModelUpdates`, by version. */
+function waitingOf(s: Record<string, unknown>, id: number): { version: number; digest: string }[] {
+  const list = s.pendingModelUpdates;
+  if (!Array.isArray(list)) return [];
+  return list
+    .filter(
+      (u): u is { node: number; version: number; digest: string } =>
+        typeof u === 'object' && u !== null && u.node === id && isVersion(u.version) && isHex(u.digest),
+    )
+    .map((u) => ({ version: u.version, digest: u.digest }))
+    .sort((a, b) => a.version - b.version);
 }
 
 export async function groupStatus(dir: string): Promise<NodeStatus[]> {
@@ -35,6 +67,10 @@ export async function groupStatus(dir: string): Promise<NodeStatus[]> {
         lastExecuted: null,
         catchingUp: null,
         behindBy: null,
+        modelName: null,
+        modelDigest: null,
+        modelVersion: null,
+        updatesWaiting: [],
       };
       try {
         const healthy = (await fetchNodeStatus(`${n.api}/healthz`, TIMEOUT_MS)) === 200;
@@ -61,6 +97,15 @@ export async function groupStatus(dir: string): Promise<NodeStatus[]> {
           catchingUp: typeof s.catchingUp === 'boolean' ? s.catchingUp : null,
           behindBy:
             Number.isSafeInteger(s.behindBy) && (s.behindBy as number) >= 0 ? (s.behindBy as number) : null,
+          modelName:
+            typeof s.backend === 'object' &&
+            s.backend !== null &&
+            typeof (s.backend as { model?: unknown }).model === 'string'
+              ? (s.backend as { model: string }).model
+              : null,
+          modelDigest: entry(s, 'models', n.id, isHex),
+          modelVersion: entry(s, 'modelVersions', n.id, isVersion),
+          updatesWaiting: waitingOf(s, n.id),
         };
       } catch (e) {
         const code = e instanceof DropbearError ? e.code : 'ERROR';
@@ -71,22 +116,34 @@ export async function groupStatus(dir: string): Promise<NodeStatus[]> {
 }
 
 /**
- * After a node's last executed batch: whether it is catching up from its peers, and how far behind them
- * when known. Not a batch or two behind in the normal case: under load every node is, for a moment.
+ * At the end of a node's row: whether it is catching up from its peers, and how far behind them when
+ * known. Not a batch or two behind in the normal case: under load every node is, for a moment.
  */
 function lag(r: NodeStatus): string {
   if (!r.catchingUp) return '';
   return `  (catching up${r.behindBy ? `: ${r.behindBy} behind` : ''})`;
 }
 
+/** The table's model column: `v1 930ab218 name`, and the updates waiting (`-` where the node said nothing). */
+function modelOf(r: NodeStatus): string {
+  const known = r.modelVersion !== null && r.modelDigest !== null;
+  const model = known
+    ? `v${r.modelVersion} ${r.modelDigest?.slice(0, 8)}${r.modelName === null ? '' : ` ${r.modelName}`}`
+    : '-';
+  const waiting = r.updatesWaiting.map((u) => `v${u.version} ${u.digest.slice(0, 8)}`).join(', ');
+  return waiting === '' ? model : `${model}  (waiting to be ordered: ${waiting})`;
+}
+
 export function registerStatus(program: Command): void {
   program
     .command('status')
-    .description("each node's health, view, primary and last executed sequence number")
+    .description(
+      "each node's health, view, primary, last executed sequence number and model (version, digest, name; updates waiting to be ordered)",
+    )
     .requiredOption('--group <dir>', 'the group folder')
     .option(
       '--json',
-      'print a JSON array (id, api, healthy, ready, view, primary, lastExecuted, catchingUp, behindBy)',
+      'print a JSON array (id, api, healthy, ready, view, primary, lastExecuted, catchingUp, behindBy, modelName, modelDigest, modelVersion, updatesWaiting)',
     )
     .addHelpText(
       'after',
@@ -99,10 +156,12 @@ export function registerStatus(program: Command): void {
         process.stdout.write(`${JSON.stringify(rows, null, 2)}\n`);
       } else {
         const show = (x: number | null) => (x === null ? '-' : String(x));
-        process.stdout.write('node  api                         healthy  ready  view  primary  executed\n');
+        process.stdout.write(
+          'node  api                         healthy  ready  view  primary  executed  model\n',
+        );
         for (const r of rows)
           process.stdout.write(
-            `${String(r.id).padEnd(6)}${r.api.padEnd(28)}${(r.healthy ? 'yes' : 'NO').padEnd(9)}${(r.ready ? 'yes' : 'no').padEnd(7)}${show(r.view).padEnd(6)}${show(r.primary).padEnd(9)}${show(r.lastExecuted)}${lag(r)}${r.error ? `  (${r.error})` : ''}\n`,
+            `${String(r.id).padEnd(6)}${r.api.padEnd(28)}${(r.healthy ? 'yes' : 'NO').padEnd(9)}${(r.ready ? 'yes' : 'no').padEnd(7)}${show(r.view).padEnd(6)}${show(r.primary).padEnd(9)}${show(r.lastExecuted).padEnd(10)}${modelOf(r)}${lag(r)}${r.error ? `  (${r.error})` : ''}\n`,
           );
       }
       if (rows.some((r) => !r.healthy || r.error !== undefined)) process.exitCode = 1;

@@ -1491,6 +1491,15 @@ export class NodeHost {
       inferring: this.inferring,
       models: r.currentModels.map((d) => hex(d)),
       modelVersions: [...r.currentModelVersions],
+      /**
+       * The model updates this node holds, submitted and not yet ordered (`digest` in hex): an owner's
+       * `dropbear status` tells an update waiting from one never taken or lost.
+       */
+      pendingModelUpdates: r.pendingTxs.map((tx) => ({
+        node: tx.update.node,
+        version: tx.update.version,
+        digest: hex(tx.update.newDigest),
+      })),
       uptimeMs: Math.round(performance.now() - this.startedMono),
       durability: this.db.durability,
       /**

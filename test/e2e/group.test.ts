@@ -12,6 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { STAGES, stageRows } from '../../bench/lib/stages.ts';
 import { verifyCertificate } from '../../src/certificate/index.ts';
 import { GROUP_REPLICA, initGroup, type LoadedGroup, loadGroup } from '../../src/cli/group.ts';
+import { groupStatus } from '../../src/cli/status.ts';
 import { DropbearClient, type InferResult } from '../../src/client/index.ts';
 import {
   Certificate,
@@ -28,6 +29,7 @@ import {
   toB64u,
   toJson,
 } from '../../src/protocol/index.ts';
+import { runCliInProcess } from '../cli/run-cli.ts';
 import { MODELS_DIR, VAL_DIR } from '../shared.ts';
 
 const MODELS = [
@@ -356,6 +358,14 @@ describe('a real 4-node group', () => {
     // Every node agrees: node 1 is at version 1.
     const again = await fetch(`${g.file.nodes[0].api}/v1/group`);
     expect(((await again.json()) as { models: { version: number }[] }).models[1].version).toBe(1);
+    // `dropbear status` says which model each node runs, at which version (it said nothing of models).
+    const rows = await groupStatus(dir);
+    expect(rows[1]).toMatchObject({ modelName: UPDATE_TO, modelDigest: digest, modelVersion: 1 });
+    expect(rows[1].updatesWaiting).toEqual([]);
+    expect(rows[0]).toMatchObject({ modelName: MODELS[0], modelVersion: 0 });
+    const table = (await runCliInProcess(['status', '--group', dir])).stdout.split('\n');
+    expect(table[0]).toMatch(/executed\s+model$/);
+    expect(table[2]).toMatch(new RegExp(`\\sv1 ${digest.slice(0, 8)} ${UPDATE_TO}$`));
   });
 
   it('kill -9 of a backup under load: certification continues; restarted, it catches up and serves old certificates', async () => {

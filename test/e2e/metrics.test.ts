@@ -18,7 +18,7 @@ import {
 } from '../../src/cli/group.ts';
 import { groupStatus } from '../../src/cli/status.ts';
 import { DropbearClient } from '../../src/client/index.ts';
-import { STANDIN_MODEL, standInInput } from '../../src/node/standin-backend.ts';
+import { STANDIN_MODEL, standInDigest, standInInput } from '../../src/node/standin-backend.ts';
 import {
   groupIdOf,
   type KeyPair,
@@ -204,6 +204,10 @@ describe('metrics of a real group', () => {
         lastExecuted: si.lastExecuted,
         catchingUp: expect.any(Boolean),
         behindBy: expect.any(Number),
+        modelName: STANDIN_MODEL,
+        modelDigest: standInDigest(id),
+        modelVersion: 0,
+        updatesWaiting: [],
       });
     }
   }, 60_000);
@@ -220,7 +224,7 @@ describe('metrics of a real group', () => {
     const cli = await runCli(['status', '--group', g.dir], 20_000);
     expect(cli.code).toBe(1);
     const line = cli.stdout.split('\n').find((l) => l.startsWith('1 '));
-    expect(line).toMatch(/NO\s+no\s+-\s+-\s+-\s+\(NODE_UNREACHABLE: nothing answered at /);
+    expect(line).toMatch(/NO\s+no\s+-\s+-\s+-\s+-\s+\(NODE_UNREACHABLE: nothing answered at /);
     await until(
       'node 0 sees node 1 gone',
       async () => v(await scrape(0), 'dropbear_peer_connected', { peer: '1' }) === 0,

@@ -76,10 +76,14 @@ describe('a model update submitted to the node it names', () => {
     const newDigest = Uint8Array.from(Buffer.from(loaded, 'hex'));
     const tx = signModelUpdate(groupIdOf(group.genesis), { node: 2, version: 1, newDigest }, group.keys[2]);
     expect(hs[2].submitTx(tx).ok).toBe(true);
+    // Until it is ordered, GET /v1/status shows it waiting (it showed nothing: an owner could not tell an
+    // update waiting from one lost).
+    expect(hs[2].status().pendingModelUpdates).toEqual([{ node: 2, version: 1, digest: loaded }]);
     for (let i = 0; i < 100 && hs[2].replica.currentModelVersions[2] === 0; i++)
       await new Promise((res) => setTimeout(res, 20));
     expect(hs[2].replica.currentModelVersions[2]).toBe(1);
     expect(hs[2].currentBackend.digest).toBe(loaded);
+    expect(hs[2].status()).toMatchObject({ pendingModelUpdates: [], modelVersions: [0, 0, 1, 0] });
   });
 
   it('for a loaded model with another label set or input: refused with TX_MODEL_INCOMPATIBLE, and the node keeps its model', async () => {
