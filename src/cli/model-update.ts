@@ -1,7 +1,7 @@
 import { join } from 'node:path';
 import type { Command } from 'commander';
 import { resolveModel } from '../inference/store.ts';
-import { DropbearError, groupIdOf, signModelUpdate, Tx, toJson } from '../protocol/index.ts';
+import { DropbearError, groupIdOf, hex, signModelUpdate, Tx, toJson, txIdOf } from '../protocol/index.ts';
 import { readKeyFile } from '../protocol/keyfile.ts';
 import { usageError } from './errors.ts';
 import { loadGroup } from './group.ts';
@@ -178,15 +178,28 @@ export function registerModelUpdate(program: Command): void {
           body: JSON.stringify({ tx: toJson(Tx, tx) }),
         },
       );
-      const body = expectObject(txUrl, posted, 202);
+      const step = `node ${id}: version ${current.version} → ${current.version + 1}`;
+      let body: Record<string, unknown>;
+      try {
+        body = expectObject(txUrl, posted, 202);
+      } catch (e) {
+        // The node holds (TX_DUPLICATE) or has executed (TX_ALREADY_EXECUTED) this very transaction: the
+        // same update signed again is the same bytes (Ed25519 is deterministic), so this is the command run
+        // again, after a TIMEOUT as its message advises or in a second terminal. Wait for it as the first
+        // run did (it ended with the error and exit 2, the update going ahead).
+        if (e instanceof DropbearError && (e.code === 'TX_DUPLICATE' || e.code === 'TX_ALREADY_EXECUTED')) {
+          process.stdout.write(
+            `already submitted ${hex(txIdOf(tx))} (${step}), ${e.code === 'TX_DUPLICATE' ? 'waiting to be ordered' : 'executed'}\n`,
+          );
+          body = { txId: hex(txIdOf(tx)) };
+        } else throw e;
+      }
       if (typeof body.txId !== 'string')
         throw new DropbearError(
           'BAD_RESPONSE',
           `${txUrl} answered 202 without a txId; is this a Dropbear node?`,
         );
-      process.stdout.write(
-        `submitted ${body.txId} (node ${id}: version ${current.version} → ${current.version + 1})\n`,
-      );
+      if (posted.status === 202) process.stdout.write(`submitted ${body.txId} (${step})\n`);
       while (performance.now() < deadline) {
         let now: GroupView;
         try {
