@@ -1390,7 +1390,10 @@ export class NodeHost {
     }
     // A loaded model the group cannot compare or feed (another label set, another input): refused here too,
     // since only this node knows the specs (until 2026-12-07 it was taken and ordered).
-    const problem = next ? modelUpdateProblem(this.currentBackend.spec, next.spec) : null;
+    // Against the current model when it is loaded: one ordered through another node may not be, and an
+    // update back to a loaded model is then the way out (currentBackend threw MODEL_MISMATCH here).
+    const now = this.backends.get(hex(this.replica.currentModels[this.id]));
+    const problem = next && now ? modelUpdateProblem(now.spec, next.spec) : null;
     if (problem) {
       const c = this.replica.checkTx(tx);
       if (!c.ok) return { ok: false, txId: c.id, code: c.code, message: c.message };
