@@ -145,7 +145,10 @@ export function registerModelUpdate(program: Command): void {
     .addHelpText(
       'after',
       '\nExample:\n  npx dropbear model-update --group out/g --node 1 --model squeezenet1.1-fp16-winml\n\n' +
-        'Load the new model beside the old one first: add {"name": "<model>"} to "extraModels" in the node\'s config and restart it.\n\n' +
+        'Load the new model beside the old one first: add {"name": "<model>"} to "extraModels" in the node\'s config and restart it. ' +
+        'It must label its answers as the current model does and take the same inputs (else TX_MODEL_INCOMPATIBLE). ' +
+        'After TIMEOUT the update may still be ordered: run the same command again (it waits for the same update), or see `dropbear status`. ' +
+        'Step by step: docs/api.md, "Updating a node\'s model".\n\n' +
         'Exit status: 0 the update was ordered, 2 an error (one line on stderr: error [CODE]: message; CLI_USAGE for a bad option or argument; TIMEOUT when --wait ran out).\n',
     )
     .action(async (o: { group: string; node: string; model: string; home?: string; wait: string }) => {
