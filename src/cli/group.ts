@@ -179,6 +179,16 @@ export async function initGroup(o: InitOptions): Promise<GroupFile> {
   const resolved = await Promise.all(
     models.map((m, i) => (m === STANDIN_MODEL ? { sha256: standInDigest(i) } : resolveModel(m, o.home))),
   );
+  // A group compares its nodes' votes by class index: an MNIST model among ImageNet ones voted digits 0-9 as
+  // the ImageNet classes 0-9 (the stand-in, no labels of its own, is left out of this).
+  const labels = new Map<string, string>();
+  for (const r of resolved)
+    if ('spec' in r && !labels.has(r.spec.labels)) labels.set(r.spec.labels, r.spec.name);
+  if (labels.size > 1)
+    throw usageError(
+      `--models mixes label sets (${[...labels].map(([l, name]) => `${name}: ${l}`).join(', ')}); ` +
+        "a group compares its nodes' votes by class index, so its models must share one",
+    );
   // Each file is written whole or not at all (writeOutputFile; a key file is removed if its write fails),
   // and a failure part-way (a full disk) removes what this init wrote: the folder is left as it was, so the
   // same command works once there is room. Six keys and an empty genesis.json were left, and the next init

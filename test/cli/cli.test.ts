@@ -36,6 +36,7 @@ import {
 } from '../../src/cli/sim.ts';
 import { registerStatus } from '../../src/cli/status.ts';
 import { registerVerify } from '../../src/cli/verify.ts';
+import { importModels } from '../../src/inference/store.ts';
 import { type Certificate, DropbearError } from '../../src/protocol/index.ts';
 import { simulate } from '../../src/sim/world.ts';
 import { MODELS_DIR, VAL_DIR } from '../shared.ts';
@@ -726,6 +727,23 @@ describe('sim options that do not fit the run', () => {
         message: '--nodes must be at most 256 (the nodes a genesis holds), got 257',
       },
     );
+    expect(() => statSync(d)).toThrow();
+  });
+
+  // A group's votes are compared by class index: an MNIST model among ImageNet ones voted digits 0-9 as the
+  // ImageNet classes 0-9. group init wrote such a genesis without a word.
+  it('group init --models of different label sets is CLI_USAGE, nothing written', async () => {
+    const home = dir('mixed-labels-home');
+    for (const m of ['mnist-winml', 'mobilenet_v1_0.25_128_quant'])
+      await importModels(join(MODELS_DIR, `${m}.onnx`), home);
+    const d = dir('mixed-labels');
+    const models = ['mnist-winml', ...Array(3).fill('mobilenet_v1_0.25_128_quant')];
+    await expect(initGroup({ dir: d, nodes: 4, models, home })).rejects.toMatchObject({
+      code: 'CLI_USAGE',
+      message:
+        '--models mixes label sets (mnist-winml: mnist10, mobilenet_v1_0.25_128_quant: imagenet1k); ' +
+        "a group compares its nodes' votes by class index, so its models must share one",
+    });
     expect(() => statSync(d)).toThrow();
   });
 
