@@ -1,7 +1,16 @@
 import { join } from 'node:path';
 import type { Command } from 'commander';
 import { resolveModel } from '../inference/store.ts';
-import { DropbearError, groupIdOf, hex, signModelUpdate, Tx, toJson, txIdOf } from '../protocol/index.ts';
+import {
+  DropbearError,
+  equalBytes,
+  groupIdOf,
+  hex,
+  signModelUpdate,
+  Tx,
+  toJson,
+  txIdOf,
+} from '../protocol/index.ts';
 import { readKeyFile } from '../protocol/keyfile.ts';
 import { usageError } from './errors.ts';
 import { loadGroup } from './group.ts';
@@ -159,7 +168,15 @@ export function registerModelUpdate(program: Command): void {
       const node = g.file.nodes.find((n) => n.id === id);
       if (!node) throw usageError(`--node ${o.node} is not in this group`);
       const m = await resolveModel(o.model, o.home);
-      const key = readKeyFile(join(g.dir, 'keys', `node-${id}.json`));
+      const keyFile = join(g.dir, 'keys', `node-${id}.json`);
+      const key = readKeyFile(keyFile);
+      // Signed with another key, the update was refused by the node (TX_BAD_SIGNATURE), or, with the node
+      // down, the command said only that (NODE_UNREACHABLE): the file is checked against the genesis first.
+      if (!equalBytes(key.publicKey, g.genesis.nodes[id]?.publicKey ?? new Uint8Array(0)))
+        throw new DropbearError(
+          'CONFIG_KEY_MISMATCH',
+          `${keyFile} is not the key the genesis names for node ${id}; nothing was submitted`,
+        );
       const budget: Budget = { node: id, waitMs, deadline };
       const before = await groupView(node.api, budget, 'nothing was submitted');
       const current = before.models.find((x) => x.node === id);

@@ -8,18 +8,21 @@
  * command refuses before it sends anything, the same program runs in this process (runCliInProcess: a
  * spawn costs about a second of CPU).
  */
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { initGroup } from '../../src/cli/group.ts';
+import { initGroup, loadGroup } from '../../src/cli/group.ts';
 import { expectObject, fetchNodeJson, fetchNodeStatus } from '../../src/cli/http.ts';
 import { checkImages } from '../../src/cli/infer.ts';
 import { importModels } from '../../src/inference/store.ts';
-import { STANDIN_MODEL } from '../../src/node/standin-backend.ts';
-import type { DropbearError } from '../../src/protocol/index.ts';
+import { buildApi } from '../../src/node/api.ts';
+import { NodeHost } from '../../src/node/host.ts';
+import { STANDIN_MODEL, startStandIn } from '../../src/node/standin-backend.ts';
+import { type DropbearError, groupIdOf, signModelUpdate, Tx, toJson } from '../../src/protocol/index.ts';
+import { readKeyFile } from '../../src/protocol/keyfile.ts';
 import { MODELS_DIR } from '../shared.ts';
 import { type Ran, runCli, runCliInProcess } from './run-cli.ts';
 
@@ -237,6 +240,108 @@ describe('dropbear model-update against servers that are not Dropbear nodes', ()
       writeFileSync(file, before);
     }
   }, 90_000);
+});
+
+describe('dropbear model-update against a real node, run again or with the wrong key', () => {
+  /** Runs `fn` with node 1 of the group a real node, alone (no peers: it never orders the update). */
+  async function withLoneNode1(fn: (host: NodeHost, digest: string) => Promise<void>): Promise<void> {
+    const g = loadGroup(groupDir);
+    const [m] = await importModels(join(MODELS_DIR, `${MODEL}.onnx`), home);
+    // Beside its own stand-in, one at the digest of the stored model (the same spec: a compatible update).
+    const own = startStandIn(1);
+    const host = NodeHost.open({
+      id: 1,
+      genesis: g.genesis,
+      key: readKeyFile(join(groupDir, 'keys', 'node-1.json')),
+      ledgerPath: join(mkdtempSync(join(tmp, 'lone-')), 'n1.sqlite'),
+      backends: [own, { ...startStandIn(1), digest: m.sha256, spec: { ...own.spec, sha256: m.sha256 } }],
+      wire: { send: () => {}, broadcast: () => {}, onFrame: () => {}, reportBad: () => {} },
+    });
+    host.start();
+    const api = buildApi(host);
+    const file = join(groupDir, 'group.json');
+    const before = readFileSync(file, 'utf8');
+    try {
+      await api.listen({ host: '127.0.0.1', port: 0 });
+      const gf = JSON.parse(before) as { nodes: { api: string }[] };
+      gf.nodes[1].api = `http://127.0.0.1:${(api.server.address() as AddressInfo).port}`;
+      writeFileSync(file, JSON.stringify(gf, null, 2));
+      await fn(host, m.sha256);
+    } finally {
+      writeFileSync(file, before);
+      await api.close();
+      host.stop();
+      host.close();
+    }
+  }
+
+  // The same update signed again is the same transaction (Ed25519 is deterministic): the command run again
+  // after a TIMEOUT, as its message advises, or in a second terminal, ended with TX_DUPLICATE, exit 2.
+  it('the node holds that very update already: the command waits for it as the first run did', async () => {
+    await withLoneNode1(async (host, digest) => {
+      const g = loadGroup(groupDir);
+      const key = readKeyFile(join(groupDir, 'keys', 'node-1.json'));
+      const tx = signModelUpdate(
+        groupIdOf(g.genesis),
+        { node: 1, version: 1, newDigest: Uint8Array.from(Buffer.from(digest, 'hex')) },
+        key,
+      );
+      const first = await fetch(`${g.file.nodes[1].api}/v1/txs`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ tx: toJson(Tx, tx) }),
+      });
+      const { txId } = (await first.json()) as { txId: string };
+      expect(first.status).toBe(202);
+      const again = await runCliInProcess([
+        'model-update',
+        '--group',
+        groupDir,
+        '--node',
+        '1',
+        '--model',
+        MODEL,
+        '--home',
+        home,
+        '--wait',
+        '600',
+      ]);
+      expect(again.stdout).toBe(`already submitted ${txId} (node 1: version 0 → 1), waiting to be ordered\n`);
+      expect(again.stderr).toMatch(/^error \[TIMEOUT\]: the update was not ordered within 600 ms/);
+      expect(again.code).toBe(2);
+      // One update held, not two.
+      expect(host.status().pendingModelUpdates).toEqual([{ node: 1, version: 1, digest }]);
+    });
+  });
+
+  // Signed with another key the node refused it (TX_BAD_SIGNATURE), and with the node down the command
+  // said only NODE_UNREACHABLE: the key file is checked against the genesis before any node is asked.
+  it("a key file that is not the node's: CONFIG_KEY_MISMATCH naming it, nothing sent", async () => {
+    const keyFile = join(groupDir, 'keys', 'node-1.json');
+    const saved = readFileSync(keyFile);
+    rmSync(keyFile);
+    copyFileSync(join(groupDir, 'keys', 'node-2.json'), keyFile); // keeps its 0600 mode
+    try {
+      const r = await runCliInProcess([
+        'model-update',
+        '--group',
+        groupDir,
+        '--node',
+        '1',
+        '--model',
+        MODEL,
+        '--home',
+        home,
+      ]);
+      expect(r.code).toBe(2);
+      expect(r.stderr).toBe(
+        `error [CONFIG_KEY_MISMATCH]: ${keyFile} is not the key the genesis names for node 1; nothing was submitted\n`,
+      );
+    } finally {
+      rmSync(keyFile);
+      writeFileSync(keyFile, saved, { mode: 0o600 });
+    }
+  });
 });
 
 /** Runs `fn` with node 3 of the group pointed at a port nothing listens on; group.json is restored after. */

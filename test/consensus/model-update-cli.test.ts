@@ -2,12 +2,8 @@
  * `dropbear model-update` (src/cli/model-update.ts): the node id it is given, and when it reports an update
  * ordered (the node runs the submitted model at the submitted version or later), not on any version change.
  */
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { Command } from 'commander';
 import { describe, expect, it } from 'vitest';
-import { initGroup, loadGroup } from '../../src/cli/group.ts';
 import {
   type GroupView,
   parseNodeId,
@@ -15,13 +11,6 @@ import {
   registerModelUpdate,
   updateStatus,
 } from '../../src/cli/model-update.ts';
-import { importModels } from '../../src/inference/store.ts';
-import { buildApi } from '../../src/node/api.ts';
-import { NodeHost } from '../../src/node/host.ts';
-import { STANDIN_MODEL, startStandIn } from '../../src/node/standin-backend.ts';
-import { readKeyFile } from '../../src/protocol/keyfile.ts';
-import { runCliInProcess } from '../cli/run-cli.ts';
-import { MODELS_DIR } from '../shared.ts';
 import { codeOf } from '../support/errors.ts';
 
 const OURS = 'ab'.repeat(32);
@@ -114,70 +103,5 @@ describe('model-update: when the update counts as ordered', () => {
     expect(() => updateStatus(view(1, OTHER), 1, 1, OURS)).toThrow(/of the same version was ordered first/);
     expect(() => updateStatus(view(2, OTHER), 1, 1, OURS)).toThrow(/was ordered after it/);
     expect(codeOf(() => updateStatus(view(1, OURS), 5, 1, OURS))).toBe('BAD_RESPONSE');
-  });
-});
-
-describe('model-update run again for the same update (a retry after TIMEOUT, or two terminals at once)', () => {
-  it('the node holds that very update already: the command waits for it as the first did (it ended with TX_DUPLICATE, exit 2)', async () => {
-    const tmp = mkdtempSync(join(tmpdir(), 'dropbear-mu-again-'));
-    const dir = join(tmp, 'group');
-    const home = join(tmp, 'home');
-    const cleanups: (() => unknown)[] = [() => rmSync(tmp, { recursive: true, force: true })];
-    try {
-      await initGroup({ dir, nodes: 4, models: Array(4).fill(STANDIN_MODEL) });
-      const [m] = await importModels(join(MODELS_DIR, 'mobilenet_v1_0.25_128_quant.onnx'), home);
-      const g = loadGroup(dir);
-      // Node 1 alone (no peers: nothing is ever ordered, so the update stays waiting), a real host and API;
-      // beside its own stand-in, one at the digest of the stored model (the same spec: a compatible update).
-      const own = startStandIn(1);
-      const host = NodeHost.open({
-        id: 1,
-        genesis: g.genesis,
-        key: readKeyFile(join(dir, 'keys', 'node-1.json')),
-        ledgerPath: join(tmp, 'n1.sqlite'),
-        backends: [own, { ...startStandIn(1), digest: m.sha256, spec: { ...own.spec, sha256: m.sha256 } }],
-        wire: { send: () => {}, broadcast: () => {}, onFrame: () => {}, reportBad: () => {} },
-      });
-      host.start();
-      cleanups.unshift(() => {
-        host.stop();
-        host.close();
-      });
-      const api = buildApi(host);
-      cleanups.unshift(() => api.close());
-      await api.listen({ host: '127.0.0.1', port: 0 });
-      const file = join(dir, 'group.json');
-      const gf = JSON.parse(readFileSync(file, 'utf8')) as { nodes: { api: string }[] };
-      gf.nodes[1].api = `http://127.0.0.1:${(api.server.address() as { port: number }).port}`;
-      writeFileSync(file, JSON.stringify(gf));
-
-      const update = () =>
-        runCliInProcess([
-          'model-update',
-          '--group',
-          dir,
-          '--node',
-          '1',
-          '--model',
-          m.name,
-          '--home',
-          home,
-          '--wait',
-          '300',
-        ]);
-      const first = await update();
-      const txId = /^submitted ([0-9a-f]{64}) \(node 1: version 0 → 1\)$/m.exec(first.stdout)?.[1];
-      expect(txId, first.stdout + first.stderr).toBeDefined();
-      expect(first.stderr).toMatch(/^error \[TIMEOUT\]: the update was not ordered within 300 ms/);
-      const again = await update();
-      expect(again.stderr).not.toMatch(/TX_DUPLICATE/);
-      expect(again.stdout).toBe(`already submitted ${txId} (node 1: version 0 → 1), waiting to be ordered\n`);
-      expect(again.stderr).toMatch(/^error \[TIMEOUT\]: the update was not ordered within 300 ms/);
-      expect(again.code).toBe(2);
-      // One update held, not two.
-      expect(host.status().pendingModelUpdates).toEqual([{ node: 1, version: 1, digest: m.sha256 }]);
-    } finally {
-      for (const c of cleanups) await c();
-    }
   });
 });
