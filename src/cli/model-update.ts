@@ -147,6 +147,10 @@ export function registerModelUpdate(program: Command): void {
     )
     .option('--home <dir>', 'the Dropbear home folder (default: $DROPBEAR_HOME, else ~/.dropbear)', parseHome)
     .option(
+      '--key <file>',
+      "the node owner's key file (default: keys/node-ID.json in the group folder, where `group init` writes it)",
+    )
+    .option(
       '--wait <ms>',
       'give up after this long (the whole command: reading the group view, submitting, waiting for the update to be ordered)',
       '30000',
@@ -160,87 +164,100 @@ export function registerModelUpdate(program: Command): void {
         'Step by step: docs/api.md, "Updating a node\'s model".\n\n' +
         'Exit status: 0 the update was ordered, 2 an error (one line on stderr: error [CODE]: message; CLI_USAGE for a bad option or argument; TIMEOUT when --wait ran out).\n',
     )
-    .action(async (o: { group: string; node: string; model: string; home?: string; wait: string }) => {
-      const waitMs = parseWaitMs(o.wait);
-      const deadline = performance.now() + waitMs;
-      const id = parseNodeId(o.node);
-      const g = loadGroup(o.group);
-      const node = g.file.nodes.find((n) => n.id === id);
-      if (!node) throw usageError(`--node ${o.node} is not in this group`);
-      const m = await resolveModel(o.model, o.home);
-      const keyFile = join(g.dir, 'keys', `node-${id}.json`);
-      const key = readKeyFile(keyFile);
-      // Signed with another key, the update was refused by the node (TX_BAD_SIGNATURE), or, with the node
-      // down, the command said only that (NODE_UNREACHABLE): the file is checked against the genesis first.
-      if (!equalBytes(key.publicKey, g.genesis.nodes[id]?.publicKey ?? new Uint8Array(0)))
-        throw new DropbearError(
-          'CONFIG_KEY_MISMATCH',
-          `${keyFile} is not the key the genesis names for node ${id}; nothing was submitted`,
-        );
-      const budget: Budget = { node: id, waitMs, deadline };
-      const before = await groupView(node.api, budget, 'nothing was submitted');
-      const current = before.models.find((x) => x.node === id);
-      if (!current) throw new DropbearError('BAD_RESPONSE', `the group view lists no model for node ${id}`);
-      if (current.digest === m.sha256) throw usageError(`node ${id} already runs ${o.model}`);
-      const tx = signModelUpdate(
-        groupIdOf(g.genesis),
-        { node: id, version: current.version + 1, newDigest: Uint8Array.from(Buffer.from(m.sha256, 'hex')) },
-        key,
-      );
-      const txUrl = `${node.api}/v1/txs`;
-      const posted = await fetchWithin(
-        budget,
-        txUrl,
-        `the update may have been submitted; check \`npx dropbear status --group ${o.group}\``,
-        {
-          method: 'POST',
-          headers: { 'content-type': 'application/json' },
-          body: JSON.stringify({ tx: toJson(Tx, tx) }),
-        },
-      );
-      const step = `node ${id}: version ${current.version} → ${current.version + 1}`;
-      let body: Record<string, unknown>;
-      try {
-        body = expectObject(txUrl, posted, 202);
-      } catch (e) {
-        // The node holds (TX_DUPLICATE) or has executed (TX_ALREADY_EXECUTED) this very transaction: the
-        // same update signed again is the same bytes (Ed25519 is deterministic), so this is the command run
-        // again, after a TIMEOUT as its message advises or in a second terminal. Wait for it as the first
-        // run did (it ended with the error and exit 2, the update going ahead).
-        if (e instanceof DropbearError && (e.code === 'TX_DUPLICATE' || e.code === 'TX_ALREADY_EXECUTED')) {
-          process.stdout.write(
-            `already submitted ${hex(txIdOf(tx))} (${step}), ${e.code === 'TX_DUPLICATE' ? 'waiting to be ordered' : 'executed'}\n`,
+    .action(
+      async (o: {
+        group: string;
+        node: string;
+        model: string;
+        home?: string;
+        key?: string;
+        wait: string;
+      }) => {
+        const waitMs = parseWaitMs(o.wait);
+        const deadline = performance.now() + waitMs;
+        const id = parseNodeId(o.node);
+        const g = loadGroup(o.group);
+        const node = g.file.nodes.find((n) => n.id === id);
+        if (!node) throw usageError(`--node ${o.node} is not in this group`);
+        const m = await resolveModel(o.model, o.home);
+        const keyFile = o.key ?? join(g.dir, 'keys', `node-${id}.json`);
+        const key = readKeyFile(keyFile);
+        // Signed with another key, the update was refused by the node (TX_BAD_SIGNATURE), or, with the node
+        // down, the command said only that (NODE_UNREACHABLE): the file is checked against the genesis first.
+        if (!equalBytes(key.publicKey, g.genesis.nodes[id]?.publicKey ?? new Uint8Array(0)))
+          throw new DropbearError(
+            'CONFIG_KEY_MISMATCH',
+            `${keyFile} is not the key the genesis names for node ${id}; nothing was submitted`,
           );
-          body = { txId: hex(txIdOf(tx)) };
-        } else throw e;
-      }
-      if (typeof body.txId !== 'string')
-        throw new DropbearError(
-          'BAD_RESPONSE',
-          `${txUrl} answered 202 without a txId; is this a Dropbear node?`,
+        const budget: Budget = { node: id, waitMs, deadline };
+        const before = await groupView(node.api, budget, 'nothing was submitted');
+        const current = before.models.find((x) => x.node === id);
+        if (!current) throw new DropbearError('BAD_RESPONSE', `the group view lists no model for node ${id}`);
+        if (current.digest === m.sha256) throw usageError(`node ${id} already runs ${o.model}`);
+        const tx = signModelUpdate(
+          groupIdOf(g.genesis),
+          {
+            node: id,
+            version: current.version + 1,
+            newDigest: Uint8Array.from(Buffer.from(m.sha256, 'hex')),
+          },
+          key,
         );
-      if (posted.status === 202) process.stdout.write(`submitted ${body.txId} (${step})\n`);
-      while (performance.now() < deadline) {
-        let now: GroupView;
+        const txUrl = `${node.api}/v1/txs`;
+        const posted = await fetchWithin(
+          budget,
+          txUrl,
+          `the update may have been submitted; check \`npx dropbear status --group ${o.group}\``,
+          {
+            method: 'POST',
+            headers: { 'content-type': 'application/json' },
+            body: JSON.stringify({ tx: toJson(Tx, tx) }),
+          },
+        );
+        const step = `node ${id}: version ${current.version} → ${current.version + 1}`;
+        let body: Record<string, unknown>;
         try {
-          now = await groupView(node.api, budget, 'the update was submitted');
+          body = expectObject(txUrl, posted, 202);
         } catch (e) {
-          // The wait ran out during the request: TIMEOUT below, as when it runs out between two.
-          if (e instanceof DropbearError && e.code === 'TIMEOUT') break;
-          throw e;
+          // The node holds (TX_DUPLICATE) or has executed (TX_ALREADY_EXECUTED) this very transaction: the
+          // same update signed again is the same bytes (Ed25519 is deterministic), so this is the command run
+          // again, after a TIMEOUT as its message advises or in a second terminal. Wait for it as the first
+          // run did (it ended with the error and exit 2, the update going ahead).
+          if (e instanceof DropbearError && (e.code === 'TX_DUPLICATE' || e.code === 'TX_ALREADY_EXECUTED')) {
+            process.stdout.write(
+              `already submitted ${hex(txIdOf(tx))} (${step}), ${e.code === 'TX_DUPLICATE' ? 'waiting to be ordered' : 'executed'}\n`,
+            );
+            body = { txId: hex(txIdOf(tx)) };
+          } else throw e;
         }
-        if (updateStatus(now, id, current.version + 1, m.sha256) === 'ordered') {
-          const x = now.models.find((y) => y.node === id)!;
-          process.stdout.write(
-            `ordered: node ${id} now votes with ${x.digest.slice(0, 16)}… (version ${x.version})\n`,
+        if (typeof body.txId !== 'string')
+          throw new DropbearError(
+            'BAD_RESPONSE',
+            `${txUrl} answered 202 without a txId; is this a Dropbear node?`,
           );
-          return;
+        if (posted.status === 202) process.stdout.write(`submitted ${body.txId} (${step})\n`);
+        while (performance.now() < deadline) {
+          let now: GroupView;
+          try {
+            now = await groupView(node.api, budget, 'the update was submitted');
+          } catch (e) {
+            // The wait ran out during the request: TIMEOUT below, as when it runs out between two.
+            if (e instanceof DropbearError && e.code === 'TIMEOUT') break;
+            throw e;
+          }
+          if (updateStatus(now, id, current.version + 1, m.sha256) === 'ordered') {
+            const x = now.models.find((y) => y.node === id)!;
+            process.stdout.write(
+              `ordered: node ${id} now votes with ${x.digest.slice(0, 16)}… (version ${x.version})\n`,
+            );
+            return;
+          }
+          await new Promise((r) => setTimeout(r, 200));
         }
-        await new Promise((r) => setTimeout(r, 200));
-      }
-      throw new DropbearError(
-        'TIMEOUT',
-        `the update was not ordered within ${waitMs} ms; check \`npx dropbear status --group ${o.group}\``,
-      );
-    });
+        throw new DropbearError(
+          'TIMEOUT',
+          `the update was not ordered within ${waitMs} ms; check \`npx dropbear status --group ${o.group}\``,
+        );
+      },
+    );
 }

@@ -314,6 +314,40 @@ describe('dropbear model-update against a real node, run again or with the wrong
     });
   });
 
+  it("--key: the owner's key file kept outside the group folder (none in its keys/) signs the update", async () => {
+    await withLoneNode1(async (host, digest) => {
+      const inGroup = join(groupDir, 'keys', 'node-1.json');
+      const own = join(tmp, 'my-node-1-key.json');
+      copyFileSync(inGroup, own); // keeps its 0600 mode
+      const saved = readFileSync(inGroup);
+      rmSync(inGroup);
+      try {
+        const r = await runCliInProcess([
+          'model-update',
+          '--group',
+          groupDir,
+          '--node',
+          '1',
+          '--model',
+          MODEL,
+          '--home',
+          home,
+          '--key',
+          own,
+          '--wait',
+          '300',
+        ]);
+        // A lone node never orders it: submitted, then TIMEOUT; the node holds it.
+        expect(r.stdout).toMatch(/^submitted [0-9a-f]{64} \(node 1: version 0 → 1\)/);
+        expect(r.stderr).toMatch(/^error \[TIMEOUT\]/);
+        expect(host.status().pendingModelUpdates).toEqual([{ node: 1, version: 1, digest }]);
+      } finally {
+        writeFileSync(inGroup, saved, { mode: 0o600 });
+        rmSync(own);
+      }
+    });
+  });
+
   // Signed with another key the node refused it (TX_BAD_SIGNATURE), and with the node down the command
   // said only NODE_UNREACHABLE: the key file is checked against the genesis before any node is asked.
   it("a key file that is not the node's: CONFIG_KEY_MISMATCH naming it, nothing sent", async () => {
@@ -336,6 +370,38 @@ describe('dropbear model-update against a real node, run again or with the wrong
       expect(r.code).toBe(2);
       expect(r.stderr).toBe(
         `error [CONFIG_KEY_MISMATCH]: ${keyFile} is not the key the genesis names for node 1; nothing was submitted\n`,
+      );
+      // --key names the owner's key file where it is (an owner holds their own key, not the group's keys/).
+      const other = join(groupDir, 'keys', 'node-3.json');
+      const k = await runCliInProcess([
+        'model-update',
+        '--group',
+        groupDir,
+        '--node',
+        '1',
+        '--model',
+        MODEL,
+        '--home',
+        home,
+        '--key',
+        other,
+      ]);
+      expect(k.stderr).toBe(
+        `error [CONFIG_KEY_MISMATCH]: ${other} is not the key the genesis names for node 1; nothing was submitted\n`,
+      );
+      const empty = await runCliInProcess([
+        'model-update',
+        '--group',
+        groupDir,
+        '--node',
+        '1',
+        '--model',
+        MODEL,
+        '--key',
+        '',
+      ]);
+      expect(empty.stderr).toBe(
+        'error [CLI_USAGE]: --key must not be empty; give a value, or leave the option out\n',
       );
     } finally {
       rmSync(keyFile);
