@@ -208,8 +208,12 @@ const out = {
   batchBaseline: { clientBatch: CLIENT_BATCH, median: batchBase, runs: batchBaseRuns },
   rows,
 };
-mkdirSync('bench/results', { recursive: true });
-writeFileSync('bench/results/core.json', `${JSON.stringify(out, null, 2)}\n`);
+// A --quick run (one run per row, fewer requests) is a smoke test: it rewrites neither the results nor
+// BENCHMARKS.md (it overwrote core.json with its figures).
+if (!quick) {
+  mkdirSync('bench/results', { recursive: true });
+  writeFileSync('bench/results/core.json', `${JSON.stringify(out, null, 2)}\n`);
+}
 
 const table = [
   '| consensus batch size | client batch | requests per run | certified req / CPU-s (median) | spread (min–max) | × baseline | batches | signatures made / req | signatures verified / req |',

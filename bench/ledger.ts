@@ -10,7 +10,7 @@
  * Wall-clock time, 3 runs per row (fresh file each; FULL and NORMAL runs alternate), median and min–max.
  * `--quick`: 1 run, fewer batches (a smoke test).
  */
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { SqliteLedger, type Synchronous } from '../src/ledger/sqlite.ts';
@@ -30,6 +30,7 @@ import {
 import { standInResult } from '../src/sim/standin.ts';
 import { EPOCH_MS, makeGroup } from '../src/sim/world.ts';
 import { scriptFlags } from './lib/args.ts';
+import { benchTempDir } from './lib/cleanup.ts';
 
 const quick = scriptFlags(
   process.argv.slice(2),
@@ -100,7 +101,7 @@ function median(xs: number[]): number {
 const stat = (xs: number[]) => ({ median: median(xs), min: Math.min(...xs), max: Math.max(...xs), runs: xs });
 type Stat = ReturnType<typeof stat>;
 
-const dir = mkdtempSync(join(tmpdir(), 'dropbear-bench-ledger-'));
+const dir = benchTempDir('dropbear-bench-ledger-');
 const sec = (t0: bigint) => Number(process.hrtime.bigint() - t0) / 1e9;
 
 interface Row {

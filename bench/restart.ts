@@ -12,7 +12,7 @@
  * Bounded: the write stops early once `--seconds` (default 120) have passed, and says so.
  * Wall-clock times on whatever the machine does meanwhile: run it on a quiet machine for numbers to keep.
  */
-import { copyFileSync, mkdtempSync, rmSync, statSync } from 'node:fs';
+import { copyFileSync, rmSync, statSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
@@ -29,6 +29,7 @@ import {
 } from '../src/protocol/index.ts';
 import { EPOCH_MS, makeGroup } from '../src/sim/world.ts';
 import { type FlagSpecs, scriptFlags } from './lib/args.ts';
+import { benchTempDir } from './lib/cleanup.ts';
 import { flag } from './lib/part.ts';
 
 const FLAGS: FlagSpecs = {
@@ -49,7 +50,7 @@ const RUNS = 3;
 
 const { genesis } = makeGroup(4, 1, 42);
 const groupId = groupIdOf(genesis);
-const dir = mkdtempSync(join(tmpdir(), 'dropbear-bench-restart-'));
+const dir = benchTempDir('dropbear-bench-restart-');
 const ms = (t0: number) => performance.now() - t0;
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[(xs.length - 1) >> 1];
 const show = (xs: number[]) =>
