@@ -134,7 +134,8 @@ export interface AnswerTurns {
  */
 export function closedLoopRate(t: AnswerTurns, windowEnd: number, durationMs: number): number {
   const after = t.n - t.firstN;
-  if (after <= 0 || !(t.lastAt > t.firstAt)) return t.n / (durationMs / 1000);
+  // A window of 0 ms (`--warmup-ms=0`) read NaN/s (0 answers over 0 s).
+  if (after <= 0 || !(t.lastAt > t.firstAt)) return durationMs > 0 ? t.n / (durationMs / 1000) : 0;
   const until = windowEnd - t.lastAt > t.maxGapMs ? windowEnd : t.lastAt;
   return after / ((until - t.firstAt) / 1000);
 }

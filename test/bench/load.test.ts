@@ -160,6 +160,16 @@ describe('closedLoop throughput', () => {
     expect(r.throughput).toBeCloseTo(50, 6);
   });
 
+  it('a window of 0 ms (--warmup-ms=0) reads 0/s, not NaN', async () => {
+    fake();
+    const r = await run(
+      batched(1, () => 20),
+      8,
+      0,
+    );
+    expect(r.throughput).toBe(0);
+  });
+
   it('counts a stall at the window’s end', async () => {
     fake();
     // 32 answers every 500 ms (64/s) until 4 s, then nothing until after the window: the 7 batches after
