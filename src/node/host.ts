@@ -290,6 +290,8 @@ export class NodeHost {
   /** Accept time per request id (performance.now(): a wall clock stepped back made it negative), for the
    *  accept-to-certificate histogram, oldest first (rememberAccepted). */
   readonly acceptedAt = new Map<string, number>();
+  /** When rememberAccepted next forgets stale accept times (performance.now()). */
+  private acceptSweepAt = 0;
   readonly startedAt = Date.now();
   /** performance.now() at the start: uptimeMs on the wall clock went negative after a step back. */
   private readonly startedMono = performance.now();
@@ -1341,6 +1343,10 @@ export class NodeHost {
     const now = performance.now();
     this.acceptedAt.delete(id);
     this.acceptedAt.set(id, now);
+    // At most once a second: the entries certified here are deleted as they certify, and a Map's deleted
+    // entries stay as holes at its front (until it is rehashed) that every walk from the start steps over.
+    if (now < this.acceptSweepAt) return;
+    this.acceptSweepAt = now + 1000;
     const cutoff = now - this.genesis.params.expiryMs - ACCEPT_KEEP_MARGIN_MS;
     for (const [old, at] of this.acceptedAt) {
       if (at >= cutoff) break;
