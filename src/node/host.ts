@@ -443,12 +443,6 @@ export class NodeHost {
   }
 
   /**
-   * Logs a view change as it happens: VIEW_CHANGE_STARTED (warn: this node suspects the primary, or
-   * joins others that do) when it asks for a view, VIEW_STARTED (info) when a view begins here. Until
-   * 2026-12-06 view changes were logged at no level, and the crash soak's stalls (bench/soak.ts) could be
-   * read only from a timeline of `/v1/status`.
-   */
-  /**
    * The catch-up in progress (replica.catchingUp), from when and where, and when it was last logged (null:
    * not yet). A node back after hours has millions of requests to fetch from its peers: until 2026-12-07 it
    * said nothing of it, in its log or its status, until it was back.
@@ -520,6 +514,12 @@ export class NodeHost {
     c.loggedAt = now;
   }
 
+  /**
+   * Logs a view change as it happens: VIEW_CHANGE_STARTED (warn: this node suspects the primary, or
+   * joins others that do) when it asks for a view, VIEW_STARTED (info) when a view begins here. Until
+   * 2026-12-06 view changes were logged at no level, and the crash soak's stalls (bench/soak.ts) could be
+   * read only from a timeline of `/v1/status`.
+   */
   private logView(before: number): void {
     const view = this.replica.view;
     if (this.replica.viewChanging)
