@@ -17,6 +17,7 @@ import {
   type LoadedGroup,
   loadGroup,
   NODE_EXEC_ARGV,
+  nodeConfigPath,
   stopChild,
 } from '../../src/cli/group.ts';
 import { encodeTensorInput } from '../../src/inference/preprocess.ts';
@@ -184,7 +185,7 @@ export async function startNodeGroup(o: NodeGroupOptions): Promise<NodeGroup> {
   const children = group.file.nodes.map((n) => {
     const child = spawn(
       process.execPath,
-      [...NODE_EXEC_ARGV, ...(o.execArgv ?? []), BIN, 'node', '--config', join(group.dir, n.config)],
+      [...NODE_EXEC_ARGV, ...(o.execArgv ?? []), BIN, 'node', '--config', nodeConfigPath(group, n)],
       // As `group start` does: with an IPC channel, a node stops when the bench process ends (even killed).
       { stdio: ['ignore', 'pipe', 'pipe', 'ipc'], env: o.env ? { ...process.env, ...o.env } : process.env },
     );

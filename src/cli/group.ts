@@ -110,12 +110,18 @@ export const DEFAULT_MODELS = [
   'mobilenet_v1_0.5_160_quant',
 ];
 
+/**
+ * group.json: the group's name and id, its genesis file, and each node's addresses. `client` (a funded
+ * client's key file) and each node's `config` are there when one folder holds them all (`group init`); a
+ * group of separate owners (`group assemble`) has neither: each client holds its own key (`infer --key`), and
+ * each owner their node's config.
+ */
 export interface GroupFile {
   name: string;
   groupId: string;
   genesis: string;
-  client: string;
-  nodes: { id: number; api: string; p2p: string; config: string; model: string }[];
+  client?: string;
+  nodes: { id: number; api: string; p2p: string; config?: string; model: string }[];
 }
 
 /** Ports the OS says are free now (bound to port 0 on 127.0.0.1, then released). */
@@ -148,15 +154,70 @@ export interface InitOptions {
   nodeConfig?: Record<string, unknown>;
 }
 
+/**
+ * The checks every way of making a group shares (`group init`, `group assemble`): at most LIMITS.nodes nodes
+ * (past it the genesis codec refused the group, CODEC_OVERSIZE, after files were written) and n ≥ 3f + 1.
+ * `what` names the option that sets n in the message. CLI_USAGE.
+ */
+export function checkGroupSize(n: number, f: number, what: string): void {
+  if (n > LIMITS.nodes)
+    throw usageError(`${what} must be at most ${LIMITS.nodes} (the nodes a genesis holds), got ${n}`);
+  if (!Number.isInteger(f) || f < 0 || n < 3 * f + 1)
+    throw usageError(`n = ${n} nodes tolerate at most f = ${Math.floor((n - 1) / 3)}`);
+}
+
+/**
+ * A group compares its nodes' votes by class index: an MNIST model among ImageNet ones voted digits 0-9 as
+ * the ImageNet classes 0-9. CLI_USAGE naming each label set and a model with it (the stand-in, no labels of
+ * its own, is left out by the callers).
+ */
+export function checkLabelSets(models: { name: string; labels: string }[], what: string): void {
+  const labels = new Map<string, string>();
+  for (const m of models) if (!labels.has(m.labels)) labels.set(m.labels, m.name);
+  if (labels.size > 1)
+    throw usageError(
+      `${what} mixes label sets (${[...labels].map(([l, name]) => `${name}: ${l}`).join(', ')}); ` +
+        "a group compares its nodes' votes by class index, so its models must share one",
+    );
+}
+
+/** What a genesis says of one node, less its id (its place in the list). */
+export type GenesisNodeFacts = Omit<Genesis['nodes'][number], 'id'>;
+
+/**
+ * The genesis of a group of `nodes` (ids in that order), with the policy (top-1, f + 1 votes) and the params
+ * every group made by the CLI has (`group init`, `group assemble`). Balances are sorted by client, as the
+ * genesis requires.
+ */
+export function buildGenesis(o: {
+  name: string;
+  f: number;
+  nodes: GenesisNodeFacts[];
+  treasury: Uint8Array;
+  balances: { client: Uint8Array; amount: number }[];
+}): Genesis {
+  return {
+    version: 1,
+    name: o.name,
+    f: o.f,
+    nodes: o.nodes.map((node, id) => ({ id, ...node })),
+    policy: { kind: 'top1', minAgree: o.f + 1 },
+    treasury: o.treasury,
+    balances: [...o.balances].sort((a, b) => Buffer.compare(a.client, b.client)),
+    params: {
+      expiryMs: 600_000,
+      maxClockSkewMs: 30_000,
+      maxInputBytes: 8 << 20,
+      inputType: 'image/jpeg, image/png, application/x-dropbear-tensor',
+    },
+  };
+}
+
 export async function initGroup(o: InitOptions): Promise<GroupFile> {
   const n = o.nodes;
   const f = o.f ?? Math.floor((n - 1) / 3);
   if (!Number.isInteger(n) || n < 1) throw usageError('--nodes must be a positive integer');
-  // Past it the genesis codec refused the group (CODEC_OVERSIZE) after the keys/ folder was made.
-  if (n > LIMITS.nodes)
-    throw usageError(`--nodes must be at most ${LIMITS.nodes} (the nodes a genesis holds), got ${n}`);
-  if (!Number.isInteger(f) || f < 0 || n < 3 * f + 1)
-    throw usageError(`n = ${n} nodes tolerate at most f = ${Math.floor((n - 1) / 3)}`);
+  checkGroupSize(n, f, '--nodes');
   const models = o.models ?? Array.from({ length: n }, (_, i) => DEFAULT_MODELS[i % DEFAULT_MODELS.length]);
   if (models.length !== n) throw usageError(`--models names ${models.length} models for ${n} nodes`);
   const dir = resolve(o.dir);
@@ -179,16 +240,10 @@ export async function initGroup(o: InitOptions): Promise<GroupFile> {
   const resolved = await Promise.all(
     models.map((m, i) => (m === STANDIN_MODEL ? { sha256: standInDigest(i) } : resolveModel(m, o.home))),
   );
-  // A group compares its nodes' votes by class index: an MNIST model among ImageNet ones voted digits 0-9 as
-  // the ImageNet classes 0-9 (the stand-in, no labels of its own, is left out of this).
-  const labels = new Map<string, string>();
-  for (const r of resolved)
-    if ('spec' in r && !labels.has(r.spec.labels)) labels.set(r.spec.labels, r.spec.name);
-  if (labels.size > 1)
-    throw usageError(
-      `--models mixes label sets (${[...labels].map(([l, name]) => `${name}: ${l}`).join(', ')}); ` +
-        "a group compares its nodes' votes by class index, so its models must share one",
-    );
+  checkLabelSets(
+    resolved.flatMap((r) => ('spec' in r ? [r.spec] : [])),
+    '--models',
+  );
   // Each file is written whole or not at all (writeOutputFile; a key file is removed if its write fails),
   // and a failure part-way (a full disk) removes what this init wrote: the folder is left as it was, so the
   // same command works once there is room. Six keys and an empty genesis.json were left, and the next init
@@ -214,12 +269,10 @@ export async function initGroup(o: InitOptions): Promise<GroupFile> {
     const treasury = keyPairFromSeed(randomBytes(32));
     key(join('keys', 'treasury.json'), treasury);
     const ports = await freePorts(2 * n);
-    const genesis: Genesis = {
-      version: 1,
+    const genesis = buildGenesis({
       name: o.name ?? `local-${n}`,
       f,
       nodes: keys.map((k, i) => ({
-        id: i,
         publicKey: k.publicKey,
         address: `tcp://127.0.0.1:${ports[2 * i]}`,
         owner: `owner-${i}`,
@@ -227,16 +280,9 @@ export async function initGroup(o: InitOptions): Promise<GroupFile> {
         modelDigest: Uint8Array.from(Buffer.from(resolved[i].sha256, 'hex')),
         fee: 1,
       })),
-      policy: { kind: 'top1', minAgree: f + 1 },
       treasury: treasury.publicKey,
       balances: [{ client: client.publicKey, amount: o.clientFunds ?? 1_000_000_000 }],
-      params: {
-        expiryMs: 600_000,
-        maxClockSkewMs: 30_000,
-        maxInputBytes: 8 << 20,
-        inputType: 'image/jpeg, image/png, application/x-dropbear-tensor',
-      },
-    };
+    });
     put('genesis.json', stableJson(toJson(Genesis, genesis)));
     const group: GroupFile = {
       name: genesis.name,
@@ -307,8 +353,9 @@ function groupFile(path: string, v: unknown): GroupFile {
     if (!GROUP_FIELDS.includes(k))
       throw bad(k, `is not a group.json field (the fields: ${GROUP_FIELDS.join(', ')})`);
   for (const k of ['name', 'groupId']) if (typeof g[k] !== 'string') throw bad(k, 'must be a string');
+  // "client" may be absent (a group of separate owners, `group assemble`), never empty or of another type.
   for (const k of ['genesis', 'client'])
-    if (typeof g[k] !== 'string' || g[k] === '')
+    if ((k === 'genesis' || g[k] !== undefined) && (typeof g[k] !== 'string' || g[k] === ''))
       throw bad(k, 'must be a file name (a non-empty string, relative to the group folder)');
   if (!Array.isArray(g.nodes) || g.nodes.length === 0)
     throw bad('nodes', "must be a list of the group's nodes (at least one)");
@@ -321,8 +368,9 @@ function groupFile(path: string, v: unknown): GroupFile {
         throw bad(`nodes[${i}].${k}`, `is not a node field (the fields: ${GROUP_NODE_FIELDS.join(', ')})`);
     if (!Number.isSafeInteger(node.id) || (node.id as number) < 0)
       throw bad(`nodes[${i}].id`, 'must be a node id (an integer ≥ 0)');
+    // "config" may be absent (`group assemble`: each owner holds their own), never empty.
     for (const k of ['api', 'p2p', 'config', 'model'])
-      if (typeof node[k] !== 'string' || node[k] === '')
+      if ((k !== 'config' || node[k] !== undefined) && (typeof node[k] !== 'string' || node[k] === ''))
         throw bad(`nodes[${i}].${k}`, 'must be a non-empty string');
   }
   return g as unknown as GroupFile;
@@ -337,7 +385,30 @@ export function loadGroup(dir: string): LoadedGroup {
     );
   const file = groupFile(join(d, 'group.json'), readJsonFile(join(d, 'group.json')));
   const genesis = readGenesis(join(d, file.genesis));
-  return { dir: d, file, genesis, clientKey: () => readKeyFile(join(d, file.client)) };
+  const clientKey = () => {
+    if (file.client === undefined)
+      throw new DropbearError(
+        'GROUP_NO_CLIENT_KEY',
+        `${join(d, 'group.json')} names no client key (a group of separate owners: each client holds its own); ` +
+          'name your key file with --key FILE',
+      );
+    return readKeyFile(join(d, file.client));
+  };
+  return { dir: d, file, genesis, clientKey };
+}
+
+/**
+ * Node `node`'s config file in the group folder; GROUP_NO_CONFIGS for a group of separate owners (`group
+ * assemble`), whose configs are each on its owner's machine.
+ */
+export function nodeConfigPath(g: LoadedGroup, node: GroupFile['nodes'][number]): string {
+  if (node.config === undefined)
+    throw new DropbearError(
+      'GROUP_NO_CONFIGS',
+      `${join(g.dir, 'group.json')} names no config for node ${node.id} (a group of separate owners: each ` +
+        'owner writes their own with `dropbear group node-config` and runs `dropbear node --config`)',
+    );
+  return join(g.dir, node.config);
 }
 
 export interface GroupProcesses {
@@ -441,7 +512,7 @@ export function startGroup(
   const spawnNode = (node: GroupFile['nodes'][number]) => {
     const child = spawn(
       process.execPath,
-      [...NODE_EXEC_ARGV, ...(opts.execArgv ?? []), bin, 'node', '--config', join(g.dir, node.config)],
+      [...NODE_EXEC_ARGV, ...(opts.execArgv ?? []), bin, 'node', '--config', nodeConfigPath(g, node)],
       // The IPC channel is how a node learns that this process ended, however it ended (even SIGKILL):
       // the channel closes and the node stops cleanly instead of running on unattended.
       { stdio: ['ignore', 'pipe', 'pipe', 'ipc'] },
@@ -525,6 +596,8 @@ export function startGroup(
     return s;
   };
 
+  // A group of separate owners (`group assemble`) has no node configs here: refused before any node starts.
+  for (const node of g.file.nodes) nodeConfigPath(g, node);
   for (const node of g.file.nodes) spawnNode(node);
 
   const api: GroupProcesses = {
@@ -597,8 +670,13 @@ export function startGroup(
   return api;
 }
 
-export function registerGroup(program: Command): void {
-  const group = program.command('group').description('a local group: create its files, start its nodes');
+/** Registers `group` and its local commands; returns it for the separate owners' ones (owners.ts). */
+export function registerGroup(program: Command): Command {
+  const group = program
+    .command('group')
+    .description(
+      "a group's files: a local group (init, start) or one of separate owners (describe-node, assemble, node-config)",
+    );
   group
     .command('init')
     .description('write a genesis, node keys, node configs on free loopback ports and a funded client key')
@@ -694,4 +772,5 @@ export function registerGroup(program: Command): void {
       if (stopping) return never;
       throw e;
     });
+  return group;
 }

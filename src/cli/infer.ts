@@ -4,12 +4,14 @@ import type { Command } from 'commander';
 import { DropbearClient, type InferResult } from '../client/index.ts';
 import { labelName } from '../inference/postprocess.ts';
 import { Certificate, DropbearError, toJson } from '../protocol/index.ts';
+import { readKeyFile } from '../protocol/keyfile.ts';
 import { usageError } from './errors.ts';
 import { loadGroup } from './group.ts';
 import { makeOutputDir, stableJson, writeOutputFile } from './io.ts';
 import { wholeOrNaN } from './numbers.ts';
 
-export function clientFor(dir: string, sendTo?: string): DropbearClient {
+/** A client of the group in `dir`, signing with `keyFile` if given, else the key group.json names. */
+export function clientFor(dir: string, sendTo?: string, keyFile?: string): DropbearClient {
   let to: 'all' | number | undefined;
   if (sendTo !== undefined) {
     to = sendTo === 'all' ? 'all' : wholeOrNaN(sendTo);
@@ -20,7 +22,7 @@ export function clientFor(dir: string, sendTo?: string): DropbearClient {
   return new DropbearClient({
     genesis: g.genesis,
     nodes: g.file.nodes.map((n) => ({ id: n.id, api: n.api })),
-    key: g.clientKey(),
+    key: keyFile === undefined ? g.clientKey() : readKeyFile(keyFile),
     sendTo: to,
   });
 }
@@ -65,14 +67,18 @@ export function registerInfer(program: Command): void {
     .argument('<images...>', 'JPEG or PNG files')
     .option('--out <dir>', 'write each certificate as <requestId>.json here')
     .option('--send-to <all|k>', 'send to every node (default) or to k of them')
+    .option(
+      '--key <file>',
+      "the client's key file (default: the one group.json names; a group of separate owners names none)",
+    )
     .addHelpText(
       'after',
       '\nExample:\n  npx dropbear infer --group out/group --out out/certs cat.jpg dog.png\n\n' +
         'Exit status: 0 every image certified, 2 an image not certified (its line: error [CODE]) or an error\n' +
         '(one line on stderr: error [CODE]: message; CLI_USAGE for a bad option or argument).\n',
     )
-    .action(async (images: string[], o: { group: string; out?: string; sendTo?: string }) => {
-      const client = clientFor(o.group, o.sendTo);
+    .action(async (images: string[], o: { group: string; out?: string; sendTo?: string; key?: string }) => {
+      const client = clientFor(o.group, o.sendTo, o.key);
       if (o.out) makeOutputDir('--out', o.out);
       checkImages(images);
       let failed = 0;

@@ -9,6 +9,7 @@ import { registerLedger } from './ledger.ts';
 import { registerModelUpdate } from './model-update.ts';
 import { registerModels } from './models.ts';
 import { registerNode } from './node.ts';
+import { registerOwners } from './owners.ts';
 import { registerServeModel } from './serve-model.ts';
 import { registerSim } from './sim.ts';
 import { registerStatus } from './status.ts';
@@ -37,7 +38,7 @@ export function buildProgram(): DropbearCommand {
   registerEval(program);
   registerKeygen(program);
   registerApiKey(program);
-  registerGroup(program);
+  registerOwners(registerGroup(program));
   registerNode(program);
   registerInfer(program);
   registerStatus(program);

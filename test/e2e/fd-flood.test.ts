@@ -18,6 +18,7 @@ import {
   type LoadedGroup,
   loadGroup,
   NODE_EXEC_ARGV,
+  nodeConfigPath,
   startGroup,
   stopChild,
 } from '../../src/cli/group.ts';
@@ -69,7 +70,7 @@ beforeAll(async () => {
       bin,
       'node',
       '--config',
-      join(g.dir, g.file.nodes[0].config),
+      nodeConfigPath(g, g.file.nodes[0]),
     ],
     { stdio: ['ignore', 'pipe', 'pipe'] },
   );
