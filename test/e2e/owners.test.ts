@@ -5,7 +5,8 @@
  * descriptions and the client's and treasury's public keys (`group assemble`); each owner writes their node
  * config against it with their own key (`group node-config`); four real `dropbear node` processes (TCP
  * between them) serve it, and a client holding a key made apart gets a certificate that verifies against the
- * assembled genesis. No folder ever holds another party's secret key. Then the refusals, in this process.
+ * assembled genesis. No folder ever holds another party's secret key. Then, in this process, the refusals
+ * and a real model (from a store of its own) described and configured.
  */
 import {
   copyFileSync,
@@ -23,12 +24,16 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { verifyCertificate } from '../../src/certificate/index.ts';
 import { type GroupProcesses, type LoadedGroup, loadGroup, startGroup } from '../../src/cli/group.ts';
 import { readGenesis } from '../../src/cli/io.ts';
+import { assembleGroup, describeNode, writeNodeConfig } from '../../src/cli/owners.ts';
 import { DropbearClient } from '../../src/client/index.ts';
 import { STANDIN_MODEL, standInDigest, standInInput } from '../../src/node/standin-backend.ts';
 import { DropbearError, hex, keyPairFromSeed, toB64u } from '../../src/protocol/index.ts';
-import { readKeyFile } from '../../src/protocol/keyfile.ts';
+import { readKeyFile, writeKeyFile } from '../../src/protocol/keyfile.ts';
 import { type Ran, runCliInProcess } from '../cli/run-cli.ts';
+import { MODELS_DIR } from '../shared.ts';
 
+/** mobilenet_v1_0.25_128_quant's SHA-256 (test/../shared/models). */
+const DIGEST = 'fd4bc8894918a599f11f6e204e6e7b9948b60109128ee7c8dfc64ea75bbe093a';
 const root = mkdtempSync(join(tmpdir(), 'own-'));
 const OWNERS = ['alice', 'bob', 'carol', 'dave'];
 const ownerDir = (i: number) => join(root, OWNERS[i]);
@@ -397,5 +402,46 @@ describe('refusals', () => {
       expect(d.code).toBe(2);
       expect(d.stderr).toContain(why);
     }
+  });
+
+  it("with a real model: describe-node reads it from the owner's store, node-config needs it there", async () => {
+    const home = join(scratch('real'), 'home');
+    const model = 'mobilenet_v1_0.25_128_quant';
+    await cli('models', 'import', '--home', home, join(MODELS_DIR, `${model}.onnx`));
+    const descs: string[] = [];
+    for (const i of [0, 1, 2, 3]) {
+      const dir = join(scratch('real'), `o${i}`);
+      mkdirSync(dir);
+      writeKeyFile(join(dir, 'node.key'), keyPairFromSeed(new Uint8Array(32).fill(20 + i)));
+      descs.push(join(dir, 'me.json'));
+      const d = await describeNode({
+        key: join(dir, 'node.key'),
+        // By name, and by a digest prefix, as `--model NAME|DIGEST` takes it.
+        model: i === 0 ? model : DIGEST.slice(0, 12),
+        home,
+        p2p: `127.0.0.1:${7000 + i}`,
+        api: `http://127.0.0.1:${8000 + i}`,
+        owner: `o${i}`,
+      });
+      expect(d).toMatchObject({ modelName: model, modelDigest: DIGEST, labels: 'imagenet1k' });
+      writeFileSync(descs[i], JSON.stringify(d));
+    }
+    const group = join(scratch('real'), 'group');
+    assembleGroup({ dir: group, nodes: descs, clients: [], treasury: treasuryPub });
+    const key = join(scratch('real'), 'o1', 'node.key');
+    const config = (home?: string) =>
+      writeNodeConfig({
+        group,
+        key,
+        data: join(scratch('real'), 'data'),
+        out: join(scratch('real'), `n-${Math.random()}.json`),
+        home,
+      });
+    // The owner's store without the model: refused now, not when the node starts.
+    await expect(config(join(scratch('real'), 'empty-home'))).rejects.toMatchObject({
+      code: 'MODEL_NOT_FOUND',
+    });
+    const written = await config(home);
+    expect(written).toMatchObject({ id: 1, config: { model: { name: DIGEST }, home } });
   });
 });
