@@ -226,6 +226,23 @@ describe('a group of separate owners', () => {
     expect(r.decision.kind).toBe('label');
     const v = verifyCertificate(r.certificate, readGenesis(join(groupDir, 'genesis.json')));
     expect(v.ok, JSON.stringify(v)).toBe(true);
+    // And `dropbear infer --key`, from the client's own copy of the group folder (it names no client key).
+    mkdirSync(join(clientDir, 'group'));
+    for (const f of ['genesis.json', 'group.json'])
+      copyFileSync(join(groupDir, f), join(clientDir, 'group', f));
+    writeFileSync(join(clientDir, 'input.dbt'), standInInput(8));
+    const args = ['infer', '--group', join(clientDir, 'group'), '--out', join(clientDir, 'certs')];
+    const inferred = await cli(...args, '--key', join(clientDir, 'client.key'), join(clientDir, 'input.dbt'));
+    expect(inferred.stdout).toContain('(verified against the genesis)');
+    const certs = readdirSync(join(clientDir, 'certs'));
+    expect(certs).toHaveLength(1);
+    const verified = await cli(
+      'verify',
+      '--genesis',
+      join(groupDir, 'genesis.json'),
+      join(clientDir, 'certs', certs[0]),
+    );
+    expect(verified.stdout).toContain('1 certificates valid');
     await procs.stop();
     expectNoForeignSecrets();
   }, 90_000);
