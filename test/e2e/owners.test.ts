@@ -102,11 +102,12 @@ function expectNoForeignSecrets(): void {
 }
 
 let clientPub: string;
+let ports: number[];
 let treasuryPub: string;
 const descriptions: string[] = [];
 
 beforeAll(async () => {
-  const ports = await freePorts(8);
+  ports = await freePorts(8);
   for (const [i, owner] of OWNERS.entries()) {
     const dir = ownerDir(i);
     const pub = await keygen(dir, 'node.key');
@@ -198,7 +199,11 @@ describe('a group of separate owners', () => {
         id: i,
         key: 'node.key',
         genesis: 'group/genesis.json',
+        data: 'data',
         model: { standin: true },
+        // Listening where the owner's description says peers and clients reach the node.
+        p2p: { host: '127.0.0.1', port: ports[2 * i] },
+        api: { host: '127.0.0.1', port: ports[2 * i + 1] },
       });
     }
     expectNoForeignSecrets();
@@ -446,19 +451,33 @@ describe('refusals', () => {
     const group = join(scratch('real'), 'group');
     assembleGroup({ dir: group, nodes: descs, clients: [], treasury: treasuryPub });
     const key = join(scratch('real'), 'o1', 'node.key');
-    const config = (home?: string) =>
+    const config = (home?: string, listenHost?: string) =>
       writeNodeConfig({
         group,
         key,
         data: join(scratch('real'), 'data'),
         out: join(scratch('real'), `n-${Math.random()}.json`),
         home,
+        listenHost,
       });
     // The owner's store without the model: refused now, not when the node starts.
     await expect(config(join(scratch('real'), 'empty-home'))).rejects.toMatchObject({
       code: 'MODEL_NOT_FOUND',
     });
     const written = await config(home);
-    expect(written).toMatchObject({ id: 1, config: { model: { name: DIGEST }, home } });
+    expect(written).toMatchObject({
+      id: 1,
+      config: {
+        model: { name: DIGEST },
+        home,
+        p2p: { host: '127.0.0.1', port: 7001 },
+        api: { host: '127.0.0.1', port: 8001 },
+      },
+    });
+    // --listen-host binds both elsewhere, on the same ports.
+    expect((await config(home, '0.0.0.0')).config).toMatchObject({
+      p2p: { host: '0.0.0.0', port: 7001 },
+      api: { host: '0.0.0.0', port: 8001 },
+    });
   });
 });
