@@ -1,3 +1,5 @@
+import { readdir } from 'node:fs/promises';
+import { join } from 'node:path';
 import type { Command } from 'commander';
 import {
   defaultHome,
@@ -75,6 +77,21 @@ export function progressReporter(
   };
 }
 
+/**
+ * The subfolders of `path` (a folder) that hold .onnx files themselves: `models import DIR` searches DIR
+ * alone, and until 2026-12-07 skipped them without a word. None for a file.
+ */
+async function subfoldersWithModels(path: string): Promise<string[]> {
+  const entries = await readdir(path, { withFileTypes: true }).catch(() => []);
+  const found: string[] = [];
+  for (const d of entries) {
+    if (!d.isDirectory()) continue;
+    const inner = await readdir(join(path, d.name)).catch(() => [] as string[]);
+    if (inner.some((n) => n.toLowerCase().endsWith('.onnx'))) found.push(d.name);
+  }
+  return found.sort();
+}
+
 export function registerModels(program: Command): void {
   const models = program
     .command('models')
@@ -114,6 +131,10 @@ export function registerModels(program: Command): void {
         const from = m.specFrom === 'catalog' ? 'catalog' : 'spec read from the model';
         process.stdout.write(`${what}: ${m.name}  sha256 ${m.sha256}  ${m.bytes} bytes  (${from})\n`);
       }
+      for (const sub of await subfoldersWithModels(path))
+        process.stderr.write(
+          `note: only ${path} itself is searched; its subfolder ${sub}/ holds .onnx files (import it by itself)\n`,
+        );
       const added = done.filter((m) => m.added).length;
       process.stdout.write(
         `${added} added, ${done.length - added} already present${failed > 0 ? `, ${failed} failed` : ''}, ` +

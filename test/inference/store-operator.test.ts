@@ -168,8 +168,16 @@ describe('a folder with one bad file among good ones', () => {
     mkdirSync(d);
     writeFileSync(join(d, 'a-empty.onnx'), '');
     writeFileSync(join(d, 'mnist-winml.onnx'), readFileSync(join(MODELS_DIR, 'mnist-winml.onnx')));
+    // A subfolder of models is not searched: said so (it was skipped without a word), not imported.
+    mkdirSync(join(d, 'more'));
+    writeFileSync(join(d, 'more', 'x.onnx'), '');
+    mkdirSync(join(d, 'notes'));
     const h = freshHome();
     const r = await runCliInProcess(['models', 'import', d, '--home', h]);
+    expect(r.stderr).toContain(
+      `note: only ${d} itself is searched; its subfolder more/ holds .onnx files (import it by itself)\n`,
+    );
+    expect(r.stderr).not.toContain('notes/');
     expect(r.code).toBe(2);
     expect(r.stderr).toContain('error [MODEL_INVALID]:');
     expect(r.stderr).toContain(join(d, 'a-empty.onnx'));
