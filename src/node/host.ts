@@ -406,7 +406,10 @@ export class NodeHost {
       }
       return new NodeHost(opts, db, replica);
     } catch (e) {
-      db.close();
+      // A ledger left uncleanly (kill -9) stays marked so: closed as cleanly stopped, the start after this
+      // failed one (the wrong model, say) did not say UNCLEAN_RESTART (until 2026-12-07).
+      if (db.uncleanShutdown) db.abort();
+      else db.close();
       throw e;
     }
   }

@@ -17,15 +17,18 @@ afterAll(() => rmSync(dir, { recursive: true, force: true }));
 const group = makeGroup(4, 1, 21);
 const ledgerPath = join(dir, 'n1.sqlite');
 
-/** Opens node 1 on the ledger, closes it cleanly, and returns what it warned of at the open. */
-function openAndClose(): string[] {
+/**
+ * Opens node 1 on the ledger, closes it cleanly, and returns what it warned of at the open. `wrongModel`: the
+ * open fails (MODEL_MISMATCH: the stand-in of node 2 loaded), after the ledger was opened.
+ */
+function openAndClose(wrongModel = false): string[] {
   const warned: string[] = [];
   const host = NodeHost.open({
     id: 1,
     genesis: group.genesis,
     key: group.keys[1],
     ledgerPath,
-    backends: [startStandIn(1)],
+    backends: [startStandIn(wrongModel ? 2 : 1)],
     wire: { send: () => {}, broadcast: () => {}, onFrame: () => {}, reportBad: () => {} },
     logger: { info() {}, error() {}, warn: (_obj: unknown, msg?: string) => warned.push(String(msg)) },
   });
@@ -46,6 +49,21 @@ describe('a node restarted after it was killed', () => {
     expect(warned).toEqual([
       expect.stringMatching(/previous run of this node did not stop cleanly.*restored from its ledger/),
     ]);
+    expect(openAndClose()).toEqual([]);
+  });
+
+  it('a start that fails before it could say so (the wrong model) leaves the mark for the next start', () => {
+    const kill = () => {
+      const db = new Database(ledgerPath);
+      db.prepare('UPDATE meta SET clean_close = 0').run();
+      db.close();
+    };
+    kill();
+    expect(() => openAndClose(true)).toThrow(/must run the model/);
+    // It closed the ledger as cleanly stopped: the start after it said nothing of the kill.
+    expect(openAndClose()).toEqual([expect.stringMatching(/previous run of this node did not stop cleanly/)]);
+    // After a clean stop, a failed start does not make the next one read as after a kill.
+    expect(() => openAndClose(true)).toThrow(/must run the model/);
     expect(openAndClose()).toEqual([]);
   });
 });
