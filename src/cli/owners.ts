@@ -18,6 +18,7 @@ import {
   genesisProblem,
   groupIdOf,
   hex,
+  LIMITS,
   toB64u,
   toJson,
 } from '../protocol/index.ts';
@@ -82,6 +83,26 @@ function hostPort(text: string): { host: string; port: number } | null {
   return { host: m[1].replace(/^\[(.*)\]$/, '$1'), port };
 }
 
+/**
+ * Whether `host` is the unspecified address (0.0.0.0, ::, or a spelling of them such as 0 or [0:0::0]): a
+ * node may listen there (`node-config --listen-host`), but no peer or client can dial it.
+ */
+function unspecifiedHost(host: string): boolean {
+  let h: string;
+  try {
+    h = new URL(`http://${host.includes(':') ? `[${host}]` : host}/`).hostname;
+  } catch {
+    return false;
+  }
+  return h === '0.0.0.0' || h === '[::]';
+}
+
+/** Why `text` (owner, model name, address) cannot be in a genesis (its strings are at most LIMITS.text bytes); null if it can. */
+function textTooLong(text: string): string | null {
+  const bytes = Buffer.byteLength(text);
+  return bytes > LIMITS.text ? `is ${bytes} bytes; a genesis holds at most ${LIMITS.text}` : null;
+}
+
 /** An http(s) URL with nothing after its host and port, as its origin; null if it is not one. */
 function apiOrigin(text: string): string | null {
   let u: URL;
@@ -129,7 +150,17 @@ export async function describeNode(o: DescribeOptions): Promise<NodeDescription>
     throw usageError(
       `--api must be an http(s) URL with no path (where clients reach this node), got ${JSON.stringify(o.api)}`,
     );
+  if (unspecifiedHost(p2p.host))
+    throw usageError(
+      `--p2p ${o.p2p} is the unspecified address, which no peer can dial; give the address peers reach this node at (listen on 0.0.0.0 with \`group node-config --listen-host 0.0.0.0\`)`,
+    );
+  if (unspecifiedHost(new URL(api).hostname.replace(/^\[(.*)\]$/, '$1')))
+    throw usageError(
+      `--api ${o.api} is the unspecified address, which no client can dial; give the URL clients reach this node at (listen on 0.0.0.0 with \`group node-config --listen-host 0.0.0.0\`)`,
+    );
   if (o.owner.trim() === '') throw usageError('--owner must name the owner');
+  const ownerLong = textTooLong(o.owner);
+  if (ownerLong) throw usageError(`--owner ${ownerLong}`);
   const publicKey = toB64u(readKeyFile(o.key).publicKey);
   let model: Pick<NodeDescription, 'modelName' | 'modelDigest' | 'labels'>;
   if (o.model === STANDIN_MODEL) model = { modelName: STANDIN_MODEL, modelDigest: null, labels: 'none' };
@@ -180,8 +211,16 @@ export function readDescription(path: string): NodeDescription {
   const address =
     typeof d.address === 'string' && /^tcp:\/\//.test(d.address) ? hostPort(d.address.slice(6)) : null;
   if (!address) throw bad('"address" must be tcp://HOST:PORT');
+  if (unspecifiedHost(address.host))
+    throw bad('"address" is the unspecified address, which no peer can dial');
   if (typeof d.api !== 'string' || apiOrigin(d.api) !== d.api)
     throw bad('"api" must be an http(s) URL with no path');
+  if (unspecifiedHost(new URL(d.api).hostname.replace(/^\[(.*)\]$/, '$1')))
+    throw bad('"api" is the unspecified address, which no client can dial');
+  for (const k of ['owner', 'modelName', 'address']) {
+    const long = textTooLong(d[k] as string);
+    if (long) throw bad(`"${k}" ${long}`);
+  }
   if (!Number.isSafeInteger(d.fee) || (d.fee as number) < 0) throw bad('"fee" must be an integer ≥ 0');
   return d as unknown as NodeDescription;
 }
@@ -314,8 +353,16 @@ export interface NodeConfigOptions {
  */
 export async function writeNodeConfig(
   o: NodeConfigOptions,
-): Promise<{ id: number; config: Record<string, unknown> }> {
+): Promise<{ id: number; groupId: string; config: Record<string, unknown> }> {
   const g = loadGroup(o.group);
+  // The id the owners compare is the genesis's own, not group.json's copy of it (which anyone may edit).
+  const groupId = hex(groupIdOf(g.genesis));
+  if (g.file.groupId !== groupId)
+    throw new DropbearError(
+      'GROUP_INVALID',
+      `${join(g.dir, 'group.json')} gives groupId ${g.file.groupId}, but ${join(g.dir, g.file.genesis)} is group ` +
+        `${groupId}: the folder mixes two groups; ask the coordinator for it again`,
+    );
   const k = readKeyFile(o.key);
   const id = g.genesis.nodes.findIndex((node) =>
     Buffer.from(node.publicKey).equals(Buffer.from(k.publicKey)),
@@ -363,7 +410,7 @@ export async function writeNodeConfig(
     replica: { ...GROUP_REPLICA },
   };
   writeOutputFile(o.out, stableJson(config));
-  return { id, config };
+  return { id, groupId, config };
 }
 
 const collect = (v: string, prev: string[]) => [...prev, v];
@@ -468,8 +515,11 @@ export function registerOwners(group: Command): void {
       'after',
       '\nExample:\n  npx dropbear group node-config --group group --key my-node.key --data data --out node.json\n' +
         '  npx dropbear node --config node.json\n\n' +
+        "It prints the group id of the genesis: compare it with the other owners' over a channel\n" +
+        "other than the coordinator's (another id is another genesis).\n" +
         'Exit status: 0 written, 2 an error (one line on stderr: error [CODE]: message; CONFIG_KEY_MISMATCH when\n' +
-        'the key is none of the nodes; MODEL_NOT_FOUND when the store lacks the model; CLI_USAGE for a bad option).\n',
+        'the key is none of the nodes; MODEL_NOT_FOUND when the store lacks the model; GROUP_INVALID when\n' +
+        "group.json's groupId is not its genesis's; CLI_USAGE for a bad option).\n",
     )
     .action(
       async (o: {
@@ -480,8 +530,14 @@ export function registerOwners(group: Command): void {
         home?: string;
         listenHost?: string;
       }) => {
-        const { id } = await writeNodeConfig(o);
-        process.stdout.write(`node ${id}: ${o.out}\nstart it: npx dropbear node --config ${o.out}\n`);
+        const { id, groupId } = await writeNodeConfig(o);
+        process.stdout.write(
+          `node ${id}: ${o.out}\n` +
+            `group ${groupId}\n` +
+            "compare this group id with every other owner's, over a channel other than the coordinator's:\n" +
+            'another id is another genesis (a different node list, order, balances or name)\n' +
+            `start it: npx dropbear node --config ${o.out}\n`,
+        );
       },
     );
 }

@@ -27,7 +27,7 @@ import { readGenesis } from '../../src/cli/io.ts';
 import { assembleGroup, describeNode, writeNodeConfig } from '../../src/cli/owners.ts';
 import { DropbearClient } from '../../src/client/index.ts';
 import { STANDIN_MODEL, standInDigest, standInInput } from '../../src/node/standin-backend.ts';
-import { DropbearError, hex, keyPairFromSeed, toB64u } from '../../src/protocol/index.ts';
+import { DropbearError, groupIdOf, hex, keyPairFromSeed, toB64u } from '../../src/protocol/index.ts';
 import { readKeyFile, writeKeyFile } from '../../src/protocol/keyfile.ts';
 import { type Ran, runCliInProcess } from '../cli/run-cli.ts';
 import { MODELS_DIR } from '../shared.ts';
@@ -424,6 +424,95 @@ describe('refusals', () => {
       expect(d.code).toBe(2);
       expect(d.stderr).toContain(why);
     }
+  });
+
+  it("node-config prints the id of the genesis it was given, for the owners to compare; a group.json whose groupId is not its genesis's is refused", async () => {
+    // Two coordinators (or one handing out two genesis files) with the same descriptions in another order:
+    // two groups. Each owner's node-config says which one they got.
+    const [a, b, c, d] = descriptions;
+    const ids: string[] = [];
+    for (const [name, order] of [
+      ['first', [a, b, c, d]],
+      ['second', [b, a, c, d]],
+    ] as const) {
+      const dir = join(scratch('gid'), name);
+      assembleGroup({ dir, nodes: [...order], clients: [], treasury: treasuryPub });
+      const r = await cli(
+        'group',
+        'node-config',
+        '--group',
+        dir,
+        '--key',
+        join(ownerDir(0), 'node.key'),
+        '--data',
+        join(scratch('gid'), 'data'),
+        '--out',
+        join(scratch('gid'), `${name}.json`),
+      );
+      const id = hex(groupIdOf(readGenesis(join(dir, 'genesis.json'))));
+      expect(r.stdout).toContain(`group ${id}`);
+      expect(r.stdout).toContain('compare');
+      ids.push(id);
+    }
+    expect(ids[0]).not.toBe(ids[1]);
+    // group.json says the first group's id, the genesis is the second's: the id an owner would compare
+    // is not the genesis they run.
+    const mixed = join(scratch('gid'), 'mixed');
+    mkdirSync(mixed);
+    copyFileSync(join(scratch('gid'), 'second', 'genesis.json'), join(mixed, 'genesis.json'));
+    const gj = JSON.parse(readFileSync(join(scratch('gid'), 'second', 'group.json'), 'utf8'));
+    writeFileSync(join(mixed, 'group.json'), JSON.stringify({ ...gj, groupId: ids[0] }));
+    await expect(
+      writeNodeConfig({
+        group: mixed,
+        key: join(ownerDir(0), 'node.key'),
+        data: join(mixed, 'data'),
+        out: join(mixed, 'node.json'),
+      }),
+    ).rejects.toMatchObject({ code: 'GROUP_INVALID', message: expect.stringContaining(ids[1]) });
+  });
+
+  it('describe-node refuses what a peer cannot dial or the genesis cannot hold; assemble names the file', async () => {
+    const base = {
+      key: join(ownerDir(0), 'node.key'),
+      model: STANDIN_MODEL,
+      p2p: '127.0.0.1:1',
+      api: 'http://127.0.0.1:2',
+      owner: 'x',
+    };
+    for (const [change, why] of [
+      [{ p2p: '0.0.0.0:7100' }, '--p2p'],
+      [{ p2p: '[::]:7100' }, '--p2p'],
+      [{ api: 'http://0.0.0.0:8100' }, '--api'],
+      [{ api: 'http://[::]:8100' }, '--api'],
+      [{ owner: 'a'.repeat(257) }, '--owner'],
+    ] as const)
+      await expect(describeNode({ ...base, ...change })).rejects.toMatchObject({
+        code: 'CLI_USAGE',
+        message: expect.stringContaining(why),
+      });
+    // The same written by hand: refused by assemble, naming the file and field.
+    const [a, b, c] = descriptions;
+    expect(
+      await assembleRefused('NODE_DESCRIPTION_INVALID', [
+        a,
+        b,
+        c,
+        variant('any-address', (d) => {
+          d.address = 'tcp://0.0.0.0:7100';
+        }),
+      ]),
+    ).toContain('"address"');
+    expect(
+      await assembleRefused('NODE_DESCRIPTION_INVALID', [
+        a,
+        b,
+        c,
+        variant('long-owner', (d) => {
+          d.owner = 'a'.repeat(300);
+        }),
+      ]),
+    ).toContain('"owner"');
   });
 
   it("with a real model: describe-node reads it from the owner's store, node-config needs it there", async () => {
