@@ -354,6 +354,10 @@ const LISTEN_CAUSES: Record<string, string> = {
   EADDRINUSE: 'the port is in use (another node, or another program)',
   EACCES: 'not allowed (a port below 1024 needs privileges)',
   EADDRNOTAVAIL: 'no such address on this machine',
+  // A host name that does not resolve (`group node-config --listen-host` takes any): was `getaddrinfo
+  // ENOTFOUND …`, no code.
+  ENOTFOUND: 'no such host (the name does not resolve)',
+  EAI_AGAIN: 'the host name could not be resolved now (no name server answered)',
 };
 
 function listenError(

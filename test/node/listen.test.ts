@@ -68,3 +68,30 @@ describe.each(['api', 'p2p'] as const)('a node whose %s port is taken', (field) 
     }
   });
 });
+
+describe.each(['api', 'p2p'] as const)('a node whose %s host does not resolve', (field) => {
+  // `group node-config --listen-host` takes any name; a typo ended the node with `error: getaddrinfo
+  // ENOTFOUND …`, no code.
+  it('fails with LISTEN_FAILED naming the host and the field', async () => {
+    const dir = join(tmpdir(), `dropbear-listen-host-${field}-${process.pid}`);
+    dirs.push(dir);
+    rmSync(dir, { recursive: true, force: true });
+    const free = { host: '127.0.0.1', port: 0 };
+    const bad = { host: 'no-such-host.invalid', port: 0 };
+    await initGroup({
+      dir,
+      nodes: 4,
+      models: Array(4).fill(STANDIN_MODEL),
+      nodeConfig: {
+        log: { level: 'silent' },
+        api: field === 'api' ? bad : free,
+        p2p: field === 'p2p' ? bad : free,
+      },
+    });
+    const config = join(dir, 'node-0.json');
+    await expect(startNode(config)).rejects.toMatchObject({
+      code: 'LISTEN_FAILED',
+      message: expect.stringContaining(`on no-such-host.invalid:0: no such host`),
+    });
+  });
+});
