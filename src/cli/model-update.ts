@@ -180,6 +180,12 @@ export function registerModelUpdate(program: Command): void {
         const node = g.file.nodes.find((n) => n.id === id);
         if (!node) throw usageError(`--node ${o.node} is not in this group`);
         const m = await resolveModel(o.model, o.home);
+        // A group of separate owners (`group assemble`: no node configs in its folder) keeps no keys there.
+        if (o.key === undefined && node.config === undefined)
+          throw usageError(
+            `${join(g.dir, 'group.json')} is a group of separate owners: its folder holds no node keys; ` +
+              `name node ${id}'s key file with --key FILE`,
+          );
         const keyFile = o.key ?? join(g.dir, 'keys', `node-${id}.json`);
         const key = readKeyFile(keyFile);
         // Signed with another key, the update was refused by the node (TX_BAD_SIGNATURE), or, with the node

@@ -563,6 +563,21 @@ describe('refusals', () => {
         api: { host: '127.0.0.1', port: 8001 },
       },
     });
+    // model-update without --key on an assembled folder (no keys/ in it): said so, naming --key; it was
+    // KEY_FILE_UNREADABLE for <group>/keys/node-1.json, a file such a group never has.
+    const mu = await runCliInProcess([
+      'model-update',
+      '--group',
+      group,
+      '--node',
+      '1',
+      '--model',
+      model,
+      '--home',
+      home,
+    ]);
+    expect(mu.code).toBe(2);
+    expect(mu.stderr).toMatch(/^error \[CLI_USAGE\]: .*--key FILE/);
     // --listen-host binds both elsewhere, on the same ports.
     expect((await config(home, '0.0.0.0')).config).toMatchObject({
       p2p: { host: '0.0.0.0', port: 7001 },
