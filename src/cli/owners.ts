@@ -413,6 +413,22 @@ export async function writeNodeConfig(
   return { id, groupId, config };
 }
 
+/**
+ * `describe-node --out`: a new file, or a description written before (describe again after a typo); any
+ * other file is refused (CLI_USAGE). `--out node.key` replaced the owner's secret key, the only copy.
+ */
+function checkDescriptionOut(out: string): void {
+  if (!existsSync(out)) return;
+  let kind: unknown;
+  try {
+    kind = (readJsonFile(out) as { kind?: unknown } | null)?.kind;
+  } catch {}
+  if (kind !== DESCRIPTION_KIND)
+    throw usageError(
+      `--out ${out} exists and is not a node description (your key file?); it is not overwritten: choose another file`,
+    );
+}
+
 const collect = (v: string, prev: string[]) => [...prev, v];
 
 export function registerOwners(group: Command): void {
@@ -427,7 +443,7 @@ export function registerOwners(group: Command): void {
     .requiredOption('--p2p <host:port>', 'where the other nodes reach this one')
     .requiredOption('--api <url>', 'where clients reach its API (http://HOST:PORT)')
     .requiredOption('--owner <name>', "the owner's name, as the genesis shows it")
-    .requiredOption('--out <file>', 'where to write the description (JSON)')
+    .requiredOption('--out <file>', 'where to write the description (JSON); never over another kind of file')
     .option('--fee <n>', 'the fee per request this node earns', '1')
     .option('--home <dir>', 'the Dropbear home folder (default: $DROPBEAR_HOME, else ~/.dropbear)', parseHome)
     .addHelpText(
@@ -449,6 +465,7 @@ export function registerOwners(group: Command): void {
         home?: string;
       }) => {
         checkOutputFile('--out', o.out);
+        checkDescriptionOut(o.out);
         const d = await describeNode({ ...o, fee: parseWhole('--fee', o.fee, 0) });
         writeOutputFile(o.out, stableJson(d));
         process.stdout.write(

@@ -472,6 +472,38 @@ describe('refusals', () => {
     ).rejects.toMatchObject({ code: 'GROUP_INVALID', message: expect.stringContaining(ids[1]) });
   });
 
+  it("describe-node --out never overwrites the owner's key file (or any file but a description)", async () => {
+    const dir = scratch('out');
+    await keygen(dir, 'node.key');
+    const keyText = readFileSync(join(dir, 'node.key'), 'utf8');
+    const describe = (out: string) =>
+      runCliInProcess([
+        'group',
+        'describe-node',
+        '--key',
+        join(dir, 'node.key'),
+        '--model',
+        STANDIN_MODEL,
+        '--p2p',
+        '127.0.0.1:1',
+        '--api',
+        'http://127.0.0.1:2',
+        '--owner',
+        'x',
+        '--out',
+        out,
+      ]);
+    // `--out node.key`, a slip: the secret key was replaced by the description, and lost.
+    const r = await describe(join(dir, 'node.key'));
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/^error \[CLI_USAGE\]: .*node\.key exists and is not a node description/);
+    expect(readFileSync(join(dir, 'node.key'), 'utf8')).toBe(keyText);
+    // A description written before is replaced (describe again after a typo).
+    expect((await describe(join(dir, 'me.json'))).code).toBe(0);
+    expect((await describe(join(dir, 'me.json'))).code).toBe(0);
+    seeds.delete(dir);
+  });
+
   it('describe-node refuses what a peer cannot dial or the genesis cannot hold; assemble names the file', async () => {
     const base = {
       key: join(ownerDir(0), 'node.key'),
