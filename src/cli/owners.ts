@@ -158,6 +158,15 @@ export async function describeNode(o: DescribeOptions): Promise<NodeDescription>
     throw usageError(
       `--api ${o.api} is the unspecified address, which no client can dial; give the URL clients reach this node at (listen on 0.0.0.0 with \`group node-config --listen-host 0.0.0.0\`)`,
     );
+  const apiUrl = new URL(api);
+  const apiPort = apiUrl.port ? Number(apiUrl.port) : apiUrl.protocol === 'https:' ? 443 : 80;
+  if (
+    apiPort === p2p.port &&
+    apiUrl.hostname.replace(/^\[(.*)\]$/, '$1').toLowerCase() === p2p.host.toLowerCase()
+  )
+    throw usageError(
+      `--p2p ${o.p2p} and --api ${o.api} are the same port of one host: the node listens on both, so give each its own`,
+    );
   if (o.owner.trim() === '') throw usageError('--owner must name the owner');
   const ownerLong = textTooLong(o.owner);
   if (ownerLong) throw usageError(`--owner ${ownerLong}`);

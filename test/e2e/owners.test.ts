@@ -518,6 +518,9 @@ describe('refusals', () => {
       [{ api: 'http://0.0.0.0:8100' }, '--api'],
       [{ api: 'http://[::]:8100' }, '--api'],
       [{ owner: 'a'.repeat(257) }, '--owner'],
+      // One port for both: the node cannot listen twice on it (LISTEN_FAILED only when it starts).
+      [{ p2p: '127.0.0.1:7100', api: 'http://127.0.0.1:7100' }, 'the same port'],
+      [{ p2p: '[::1]:7100', api: 'http://[::1]:7100' }, 'the same port'],
     ] as const)
       await expect(describeNode({ ...base, ...change })).rejects.toMatchObject({
         code: 'CLI_USAGE',
