@@ -362,7 +362,7 @@ export interface NodeConfigOptions {
  */
 export async function writeNodeConfig(
   o: NodeConfigOptions,
-): Promise<{ id: number; groupId: string; config: Record<string, unknown> }> {
+): Promise<{ id: number; groupId: string; config: Record<string, unknown>; notes: string[] }> {
   const g = loadGroup(o.group);
   // The id the owners compare is the genesis's own, not group.json's copy of it (which anyone may edit).
   const groupId = hex(groupIdOf(g.genesis));
@@ -419,7 +419,15 @@ export async function writeNodeConfig(
     replica: { ...GROUP_REPLICA },
   };
   writeOutputFile(o.out, stableJson(config));
-  return { id, groupId, config };
+  const notes: string[] = [];
+  // A node serves its API over plain HTTP only (a config's "tls" is between nodes): clients dialling https
+  // at the port the config listens on would meet plain HTTP.
+  if (u.protocol === 'https:')
+    notes.push(
+      `node ${id}'s API URL is ${apiUrl}, but a node serves plain HTTP: put a TLS proxy there and set "api" ` +
+        `in ${o.out} to the address it forwards to (as written, the node listens on ${config.api.host}:${api.port} itself)`,
+    );
+  return { id, groupId, config, notes };
 }
 
 /**
@@ -556,9 +564,10 @@ export function registerOwners(group: Command): void {
         home?: string;
         listenHost?: string;
       }) => {
-        const { id, groupId } = await writeNodeConfig(o);
+        const { id, groupId, notes } = await writeNodeConfig(o);
         process.stdout.write(
           `node ${id}: ${o.out}\n` +
+            notes.map((n) => `note: ${n}\n`).join('') +
             `group ${groupId}\n` +
             "compare this group id with every other owner's, over a channel other than the coordinator's:\n" +
             'another id is another genesis (a different node list, order, balances or name)\n' +

@@ -455,6 +455,29 @@ describe('refusals', () => {
       ids.push(id);
     }
     expect(ids[0]).not.toBe(ids[1]);
+    // An https API URL: the node serves plain HTTP only, so the config listening there cannot answer it;
+    // node-config says so (a TLS proxy there, the node's api elsewhere).
+    const httpsDir = join(scratch('gid'), 'https');
+    const httpsDesc = join(scratch('gid'), 'https-a.json');
+    writeFileSync(
+      httpsDesc,
+      JSON.stringify({ ...JSON.parse(readFileSync(a, 'utf8')), api: 'https://127.0.0.1:8443' }),
+    );
+    assembleGroup({ dir: httpsDir, nodes: [httpsDesc, b, c, d], clients: [], treasury: treasuryPub });
+    const r = await cli(
+      'group',
+      'node-config',
+      '--group',
+      httpsDir,
+      '--key',
+      join(ownerDir(0), 'node.key'),
+      '--data',
+      join(scratch('gid'), 'data'),
+      '--out',
+      join(scratch('gid'), 'https.json'),
+    );
+    expect(r.stdout).toContain('https://127.0.0.1:8443');
+    expect(r.stdout).toMatch(/plain HTTP.*TLS proxy/s);
     // group.json says the first group's id, the genesis is the second's: the id an owner would compare
     // is not the genesis they run.
     const mixed = join(scratch('gid'), 'mixed');
