@@ -528,11 +528,12 @@ export function registerOwners(group: Command): void {
           f: o.f === undefined ? undefined : parseWhole('--f', o.f, 0),
           name: o.name,
         });
-        process.stdout.write(`group ${g.name} (${g.groupId.slice(0, 16)}…) in ${resolve(o.dir)}\n`);
+        process.stdout.write(`group ${g.name} in ${resolve(o.dir)}\ngroup id ${g.groupId}\n`);
         for (const n of g.nodes)
           process.stdout.write(`  node ${n.id}: ${n.model.padEnd(28)} api ${n.api}  p2p ${n.p2p}\n`);
         process.stdout.write(
-          'each owner: npx dropbear group node-config --group DIR --key KEY --data DIR --out node.json\n',
+          'each owner: npx dropbear group node-config --group DIR --key KEY --data DIR --out node.json\n' +
+            '(it prints the group id: the owners compare it among themselves, all 64 hex digits)\n',
         );
       },
     );

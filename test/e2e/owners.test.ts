@@ -156,7 +156,7 @@ afterAll(async () => {
 describe('a group of separate owners', () => {
   it('is assembled from public facts, each owner configures their own node, and it certifies', async () => {
     const groupDir = join(coordinator, 'group');
-    await cli(
+    const assembledOut = await cli(
       'group',
       'assemble',
       '--dir',
@@ -170,6 +170,9 @@ describe('a group of separate owners', () => {
       'owners',
     );
     const genesis = readGenesis(join(groupDir, 'genesis.json'));
+    // The whole id, for the coordinator to announce: 16 hex digits (64 bits) a coordinator could match
+    // with a second genesis by a birthday search (~2^32 hashes).
+    expect(assembledOut.stdout).toContain(hex(groupIdOf(genesis)));
     expect(genesis.nodes.map((n) => n.owner)).toEqual(OWNERS);
     expect(genesis.nodes.map((n) => hex(n.modelDigest))).toEqual(OWNERS.map((_, i) => standInDigest(i)));
     expect(genesis.balances.map((b) => toB64u(b.client))).toEqual([clientPub]);
