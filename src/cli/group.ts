@@ -125,7 +125,7 @@ export interface GroupFile {
 }
 
 /** Ports the OS says are free now (bound to port 0 on 127.0.0.1, then released). */
-async function freePorts(count: number): Promise<number[]> {
+export async function freePorts(count: number): Promise<number[]> {
   const servers = await Promise.all(
     Array.from(
       { length: count },

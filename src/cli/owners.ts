@@ -556,24 +556,15 @@ export function registerOwners(group: Command): void {
         'the key is none of the nodes; MODEL_NOT_FOUND when the store lacks the model; GROUP_INVALID when\n' +
         "group.json's groupId is not its genesis's; CLI_USAGE for a bad option).\n",
     )
-    .action(
-      async (o: {
-        group: string;
-        key: string;
-        data: string;
-        out: string;
-        home?: string;
-        listenHost?: string;
-      }) => {
-        const { id, groupId, notes } = await writeNodeConfig(o);
-        process.stdout.write(
-          `node ${id}: ${o.out}\n` +
-            notes.map((n) => `note: ${n}\n`).join('') +
-            `group ${groupId}\n` +
-            "compare this group id with every other owner's, over a channel other than the coordinator's:\n" +
-            'another id is another genesis (a different node list, order, balances or name)\n' +
-            `start it: npx dropbear node --config ${o.out}\n`,
-        );
-      },
-    );
+    .action(async (o: NodeConfigOptions) => {
+      const { id, groupId, notes } = await writeNodeConfig(o);
+      process.stdout.write(
+        `node ${id}: ${o.out}\n` +
+          notes.map((n) => `note: ${n}\n`).join('') +
+          `group ${groupId}\n` +
+          "compare this group id with every other owner's, over a channel other than the coordinator's:\n" +
+          'another id is another genesis (a different node list, order, balances or name)\n' +
+          `start it: npx dropbear node --config ${o.out}\n`,
+      );
+    });
 }

@@ -243,6 +243,21 @@ describe('dropbear model-update against servers that are not Dropbear nodes', ()
 });
 
 describe('dropbear model-update against a real node, run again or with the wrong key', () => {
+  /** `dropbear model-update` of node 1 to MODEL from the test's store, in process, with `more` options. */
+  const updateNode1 = (...more: string[]) =>
+    runCliInProcess([
+      'model-update',
+      '--group',
+      groupDir,
+      '--node',
+      '1',
+      '--model',
+      MODEL,
+      '--home',
+      home,
+      ...more,
+    ]);
+
   /** Runs `fn` with node 1 of the group a real node, alone (no peers: it never orders the update). */
   async function withLoneNode1(fn: (host: NodeHost, digest: string) => Promise<void>): Promise<void> {
     const g = loadGroup(groupDir);
@@ -293,19 +308,7 @@ describe('dropbear model-update against a real node, run again or with the wrong
       });
       const { txId } = (await first.json()) as { txId: string };
       expect(first.status).toBe(202);
-      const again = await runCliInProcess([
-        'model-update',
-        '--group',
-        groupDir,
-        '--node',
-        '1',
-        '--model',
-        MODEL,
-        '--home',
-        home,
-        '--wait',
-        '600',
-      ]);
+      const again = await updateNode1('--wait', '600');
       expect(again.stdout).toBe(`already submitted ${txId} (node 1: version 0 → 1), waiting to be ordered\n`);
       expect(again.stderr).toMatch(/^error \[TIMEOUT\]: the update was not ordered within 600 ms/);
       expect(again.code).toBe(2);
@@ -322,21 +325,7 @@ describe('dropbear model-update against a real node, run again or with the wrong
       const saved = readFileSync(inGroup);
       rmSync(inGroup);
       try {
-        const r = await runCliInProcess([
-          'model-update',
-          '--group',
-          groupDir,
-          '--node',
-          '1',
-          '--model',
-          MODEL,
-          '--home',
-          home,
-          '--key',
-          own,
-          '--wait',
-          '300',
-        ]);
+        const r = await updateNode1('--key', own, '--wait', '300');
         // A lone node never orders it: submitted, then TIMEOUT; the node holds it.
         expect(r.stdout).toMatch(/^submitted [0-9a-f]{64} \(node 1: version 0 → 1\)/);
         expect(r.stderr).toMatch(/^error \[TIMEOUT\]/);
@@ -356,36 +345,14 @@ describe('dropbear model-update against a real node, run again or with the wrong
     rmSync(keyFile);
     copyFileSync(join(groupDir, 'keys', 'node-2.json'), keyFile); // keeps its 0600 mode
     try {
-      const r = await runCliInProcess([
-        'model-update',
-        '--group',
-        groupDir,
-        '--node',
-        '1',
-        '--model',
-        MODEL,
-        '--home',
-        home,
-      ]);
+      const r = await updateNode1();
       expect(r.code).toBe(2);
       expect(r.stderr).toBe(
         `error [CONFIG_KEY_MISMATCH]: ${keyFile} is not the key the genesis names for node 1; nothing was submitted\n`,
       );
       // --key names the owner's key file where it is (an owner holds their own key, not the group's keys/).
       const other = join(groupDir, 'keys', 'node-3.json');
-      const k = await runCliInProcess([
-        'model-update',
-        '--group',
-        groupDir,
-        '--node',
-        '1',
-        '--model',
-        MODEL,
-        '--home',
-        home,
-        '--key',
-        other,
-      ]);
+      const k = await updateNode1('--key', other);
       expect(k.stderr).toBe(
         `error [CONFIG_KEY_MISMATCH]: ${other} is not the key the genesis names for node 1; nothing was submitted\n`,
       );

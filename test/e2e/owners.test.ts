@@ -17,12 +17,17 @@ import {
   rmSync,
   writeFileSync,
 } from 'node:fs';
-import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { verifyCertificate } from '../../src/certificate/index.ts';
-import { type GroupProcesses, type LoadedGroup, loadGroup, startGroup } from '../../src/cli/group.ts';
+import {
+  freePorts,
+  type GroupProcesses,
+  type LoadedGroup,
+  loadGroup,
+  startGroup,
+} from '../../src/cli/group.ts';
 import { readGenesis } from '../../src/cli/io.ts';
 import { assembleGroup, describeNode, writeNodeConfig } from '../../src/cli/owners.ts';
 import { DropbearClient } from '../../src/client/index.ts';
@@ -44,23 +49,6 @@ const treasuryDir = join(root, 'treasury');
 const seeds = new Map<string, string>();
 let procs: GroupProcesses | undefined;
 const log: string[] = [];
-
-async function freePorts(count: number): Promise<number[]> {
-  const servers = await Promise.all(
-    Array.from(
-      { length: count },
-      () =>
-        new Promise<Server>((res, rej) => {
-          const s = createServer();
-          s.once('error', rej);
-          s.listen(0, '127.0.0.1', () => res(s));
-        }),
-    ),
-  );
-  const ports = servers.map((s) => (s.address() as import('node:net').AddressInfo).port);
-  await Promise.all(servers.map((s) => new Promise((r) => s.close(r))));
-  return ports;
-}
 
 async function cli(...args: string[]): Promise<Ran> {
   const r = await runCliInProcess(args);
