@@ -579,6 +579,17 @@ export function check(args: string[]): string | null {
   return null;
 }
 
+/**
+ * Why a run of these group sizes and modes is partial (null: the whole table): its section would hold only
+ * their rows. Two runs of `--n=4 --modes=batch` on 2026-12-07 each rewrote BENCHMARKS.md's table of n = 4,
+ * 7 and 10 in three modes with their one row (restored by hand); run.ts writes nothing for a partial run.
+ */
+export function partialOf(ns: number[], modes: string[], quick: boolean): string | null {
+  const full = (quick ? [4] : [4, 7, 10]).join(',');
+  if ([...ns].sort((a, b) => a - b).join(',') === full && MODES.every((m) => modes.includes(m))) return null;
+  return `--n=${ns.join(',')} --modes=${modes.join(',')}`;
+}
+
 export async function run(o: PartOptions): Promise<PartResult> {
   const ns = (flag(o.args, 'n') ?? (o.quick ? '4' : '4,7,10')).split(',').map(Number);
   const modes = (flag(o.args, 'modes') ?? MODES.join(',')).split(',') as Mode[];
@@ -736,7 +747,7 @@ export async function run(o: PartOptions): Promise<PartResult> {
         else rmSync(dir, { recursive: true, force: true });
       }
 
-    return report(
+    const r = report(
       o,
       m,
       ms,
@@ -748,6 +759,8 @@ export async function run(o: PartOptions): Promise<PartResult> {
       profiles,
       verifiers,
     );
+    const partial = partialOf(ns, modes, o.quick);
+    return partial ? { ...r, partial } : r;
   } finally {
     http.close();
   }

@@ -8,7 +8,7 @@ import {
   valueProblem,
 } from '../../bench/lib/args.ts';
 import * as e2e from '../../bench/parts/e2e.ts';
-import { check as protocolCheck, flags as protocolFlags } from '../../bench/parts/protocol.ts';
+import { partialOf, check as protocolCheck, flags as protocolFlags } from '../../bench/parts/protocol.ts';
 import * as wan from '../../bench/parts/wan.ts';
 
 const SPECS: FlagSpecs = {
@@ -152,5 +152,19 @@ describe('bench command-line flags', () => {
       }
       expect(out.join('')).toBe('usage: npm run bench:x -- [flags]\n  --rate=COUNT  per second\n');
     }
+  });
+});
+
+describe('protocol: a run of some group sizes or modes writes nothing', () => {
+  // Two runs of `--n=4 --modes=batch` each rewrote the table of n = 4, 7 and 10 in three modes with one row.
+  it('is partial unless it ran every mode at every size the whole run has', () => {
+    expect(partialOf([4, 7, 10], ['single', 'shared', 'batch'], false)).toBeNull();
+    expect(partialOf([10, 4, 7], ['batch', 'single', 'shared'], false)).toBeNull();
+    expect(partialOf([4], ['single', 'shared', 'batch'], true)).toBeNull();
+    expect(partialOf([4], ['batch'], false)).toBe('--n=4 --modes=batch');
+    expect(partialOf([4, 7, 10], ['batch'], false)).toBe('--n=4,7,10 --modes=batch');
+    expect(partialOf([4, 7], ['single', 'shared', 'batch'], false)).toBe(
+      '--n=4,7 --modes=single,shared,batch',
+    );
   });
 });
