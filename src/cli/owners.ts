@@ -37,6 +37,7 @@ import {
   checkOutputFile,
   makeOutputDir,
   parseHome,
+  readGenesis,
   readJsonFile,
   stableJson,
   writeOutputFile,
@@ -537,6 +538,21 @@ export function registerOwners(group: Command): void {
         );
       },
     );
+  group
+    .command('id')
+    .description(
+      "a genesis's group id (SHA-256 of the canonical genesis), to compare with the other parties'",
+    )
+    .argument('<genesis>', 'a genesis.json')
+    .addHelpText(
+      'after',
+      '\nExample:\n  npx dropbear group id group/genesis.json\n\n' +
+        'Owners and clients compare it, all 64 hex digits, over a channel other than the one the genesis came by:\n' +
+        'another id is another group. Exit status: 0 printed, 2 an error (GENESIS_INVALID, FILE_NOT_FOUND, …).\n',
+    )
+    .action((path: string) => {
+      process.stdout.write(`${hex(groupIdOf(readGenesis(path)))}\n`);
+    });
   group
     .command('node-config')
     .description("an owner's node config for an assembled group, found by their key's public key")

@@ -443,6 +443,9 @@ describe('refusals', () => {
       const id = hex(groupIdOf(readGenesis(join(dir, 'genesis.json'))));
       expect(r.stdout).toContain(`group ${id}`);
       expect(r.stdout).toContain('compare');
+      // A client (or anyone) given the genesis reads the same id from it, for the same comparison.
+      const g = await cli('group', 'id', join(dir, 'genesis.json'));
+      expect(g.stdout).toBe(`${id}\n`);
       ids.push(id);
     }
     expect(ids[0]).not.toBe(ids[1]);
