@@ -104,6 +104,12 @@ function textTooLong(text: string): string | null {
   return bytes > LIMITS.text ? `is ${bytes} bytes; a genesis holds at most ${LIMITS.text}` : null;
 }
 
+/** 127.0.0.0/8, ::1 or localhost (a bracketed IPv6 host as a URL writes it too). */
+function loopbackHost(host: string): boolean {
+  const h = host.replace(/^\[(.*)\]$/, '$1').toLowerCase();
+  return h === 'localhost' || h === '::1' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(h);
+}
+
 /** An http(s) URL with nothing after its host and port, as its origin; null if it is not one. */
 function apiOrigin(text: string): string | null {
   let u: URL;
@@ -489,6 +495,16 @@ export function registerOwners(group: Command): void {
         process.stdout.write(
           `${o.out}: node ${d.publicKey} (${d.owner}, ${d.modelName}) at ${d.address}, api ${d.api}\n`,
         );
+        // Fine for a group on one machine (tests, a trial), a mistake for owners on separate machines.
+        for (const [opt, host] of [
+          ['--p2p', hostPort(o.p2p)?.host ?? ''],
+          ['--api', new URL(d.api).hostname],
+        ])
+          if (loopbackHost(host))
+            process.stderr.write(
+              `note: ${opt} names ${host}, a loopback address: only this machine reaches it (a group on one machine); ` +
+                'for owners on other machines give the address they reach this node at\n',
+            );
       },
     );
   group

@@ -99,7 +99,7 @@ beforeAll(async () => {
   for (const [i, owner] of OWNERS.entries()) {
     const dir = ownerDir(i);
     const pub = await keygen(dir, 'node.key');
-    await cli(
+    const described = await cli(
       'group',
       'describe-node',
       '--key',
@@ -115,6 +115,9 @@ beforeAll(async () => {
       '--out',
       join(dir, 'me.json'),
     );
+    // Loopback addresses (this test's one machine) are taken, with a note for owners on other machines.
+    expect(described.stderr).toContain('note: --p2p names 127.0.0.1, a loopback address: only this machine');
+    expect(described.stderr).toContain('note: --api names 127.0.0.1, a loopback address');
     const d = JSON.parse(readFileSync(join(dir, 'me.json'), 'utf8'));
     expect(d).toEqual({
       kind: 'dropbear-node-description',
