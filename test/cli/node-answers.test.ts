@@ -356,17 +356,7 @@ describe('dropbear model-update against a real node, run again or with the wrong
       expect(k.stderr).toBe(
         `error [CONFIG_KEY_MISMATCH]: ${other} is not the key the genesis names for node 1; nothing was submitted\n`,
       );
-      const empty = await runCliInProcess([
-        'model-update',
-        '--group',
-        groupDir,
-        '--node',
-        '1',
-        '--model',
-        MODEL,
-        '--key',
-        '',
-      ]);
+      const empty = await updateNode1('--key', '');
       expect(empty.stderr).toBe(
         'error [CLI_USAGE]: --key must not be empty; give a value, or leave the option out\n',
       );
