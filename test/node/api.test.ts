@@ -196,6 +196,10 @@ beforeAll(async () => {
       backends: [engines[id]],
       wire: net.wire(id),
       observe: m.observer(),
+      // No test here is of a view change, and one asserts node 0 is the primary and proposed every batch:
+      // real models on a loaded CI machine can take over the default 1 s, and a view change there failed
+      // it once ("expected 1 to be +0", 2026-12-07).
+      replica: { viewChangeTimeoutMs: 30_000 },
     });
     m.attach(host, peersOf(id));
     metrics.push(m);
