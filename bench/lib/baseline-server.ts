@@ -11,6 +11,7 @@
  * prints its URL on the first line of stdout and exits by itself after <max-seconds>.
  */
 import Fastify from 'fastify';
+import { watchParent } from '../../src/cli/parent.ts';
 import {
   decode,
   encode,
@@ -74,8 +75,4 @@ process.stdout.write(`${url}\n`);
 setTimeout(() => process.exit(0), maxSeconds * 1000).unref();
 process.on('SIGTERM', () => app.close().then(() => process.exit(0)));
 // Started with an IPC channel (bench/parts/protocol.ts): its closing means the bench process is gone.
-if (process.send) {
-  process.channel?.unref();
-  process.on('disconnect', () => process.exit(0));
-  if (!process.connected) process.exit(0);
-}
+watchParent()(() => process.exit(0));

@@ -3,6 +3,7 @@ import { startNode } from '../node/run.ts';
 import { dashboardScript } from '../web/bundle.ts';
 import { DASHBOARD_HTML } from '../web/page.ts';
 import { reportAndExit } from './errors.ts';
+import { watchParent } from './parent.ts';
 
 export function registerNode(program: Command): void {
   program
@@ -29,18 +30,7 @@ export function registerNode(program: Command): void {
           if (e.code !== 'EPIPE') reportAndExit(e);
         });
       // Started by `group start` (or a bench) with an IPC channel: when that process ends, so does the node.
-      // Listened for before the node starts, so a parent that ends while it starts is not missed.
-      let parentGone = false;
-      let onParentGone = () => {
-        parentGone = true;
-      };
-      // (`process.send` exists whenever the node was given a channel, even one already closed: a parent
-      // that ended before this line ran closed it during start-up, and `process.connected` says so.)
-      const viaIpc = typeof process.send === 'function';
-      if (viaIpc) {
-        process.channel?.unref();
-        process.on('disconnect', () => onParentGone());
-      }
+      const whenParentGone = watchParent();
       const node = await startNode(o.config, {
         dashboard: { html: DASHBOARD_HTML, script: dashboardScript },
         rejoin: o.rejoin === true,
@@ -67,8 +57,7 @@ export function registerNode(program: Command): void {
       process.stdout.write(
         `node ${node.config.id} serving ${node.apiUrl} (dashboard ${node.apiUrl}/dashboard; peers on port ${node.p2pPort})\n`,
       );
-      onParentGone = () => stop('its parent process ended');
-      if (parentGone || (viaIpc && !process.connected)) onParentGone();
+      whenParentGone(() => stop('its parent process ended'));
       process.on('uncaughtException', (e) => reportAndExit(e));
     });
 }

@@ -15,6 +15,7 @@ import { DropbearError } from '../protocol/index.ts';
 import { usageError } from './errors.ts';
 import { parseHome } from './io.ts';
 import { wholeOrNaN } from './numbers.ts';
+import { watchParent } from './parent.ts';
 
 /**
  * MODEL is a path to an .onnx file (its spec comes from the catalog by digest, else from the model itself)
@@ -171,12 +172,7 @@ export function registerServeModel(program: Command): void {
       // Started with an IPC channel (the bench's baselines, bench/lib/extra.ts): when the process that
       // started it ends, even killed outright, so does this one, as a node does (src/cli/node.ts). Listened
       // for before the model loads, so a parent that ends meanwhile is not missed.
-      let onParentGone: () => void = () => process.exit(0);
-      if (typeof process.send === 'function') {
-        process.channel?.unref();
-        process.on('disconnect', () => onParentGone());
-        if (!process.connected) onParentGone();
-      }
+      const whenParentGone = watchParent(() => process.exit(0));
       const found = await locateModel(model, opts.home ?? defaultHome());
       const engine = await InferenceEngine.start({
         modelPath: found.path,
@@ -225,7 +221,6 @@ export function registerServeModel(program: Command): void {
       };
       process.once('SIGTERM', () => void stop('SIGTERM'));
       process.once('SIGINT', () => void stop('SIGINT'));
-      onParentGone = () => void stop('parent gone');
-      if (typeof process.send === 'function' && !process.connected) onParentGone();
+      whenParentGone(() => void stop('parent gone'));
     });
 }
