@@ -110,6 +110,15 @@ function loopbackHost(host: string): boolean {
   return h === 'localhost' || h === '::1' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(h);
 }
 
+/** An http(s) URL's host (an IPv6 one without its brackets) and port (the scheme's default if none is given). */
+function urlHostPort(url: string): { host: string; port: number } {
+  const u = new URL(url);
+  return {
+    host: u.hostname.replace(/^\[(.*)\]$/, '$1'),
+    port: u.port ? Number(u.port) : u.protocol === 'https:' ? 443 : 80,
+  };
+}
+
 /** An http(s) URL with nothing after its host and port, as its origin; null if it is not one. */
 function apiOrigin(text: string): string | null {
   let u: URL;
@@ -161,16 +170,12 @@ export async function describeNode(o: DescribeOptions): Promise<NodeDescription>
     throw usageError(
       `--p2p ${o.p2p} is the unspecified address, which no peer can dial; give the address peers reach this node at (listen on 0.0.0.0 with \`group node-config --listen-host 0.0.0.0\`)`,
     );
-  if (unspecifiedHost(new URL(api).hostname.replace(/^\[(.*)\]$/, '$1')))
+  const apiAt = urlHostPort(api);
+  if (unspecifiedHost(apiAt.host))
     throw usageError(
       `--api ${o.api} is the unspecified address, which no client can dial; give the URL clients reach this node at (listen on 0.0.0.0 with \`group node-config --listen-host 0.0.0.0\`)`,
     );
-  const apiUrl = new URL(api);
-  const apiPort = apiUrl.port ? Number(apiUrl.port) : apiUrl.protocol === 'https:' ? 443 : 80;
-  if (
-    apiPort === p2p.port &&
-    apiUrl.hostname.replace(/^\[(.*)\]$/, '$1').toLowerCase() === p2p.host.toLowerCase()
-  )
+  if (apiAt.port === p2p.port && apiAt.host.toLowerCase() === p2p.host.toLowerCase())
     throw usageError(
       `--p2p ${o.p2p} and --api ${o.api} are the same port of one host: the node listens on both, so give each its own`,
     );
@@ -231,7 +236,7 @@ export function readDescription(path: string): NodeDescription {
     throw bad('"address" is the unspecified address, which no peer can dial');
   if (typeof d.api !== 'string' || apiOrigin(d.api) !== d.api)
     throw bad('"api" must be an http(s) URL with no path');
-  if (unspecifiedHost(new URL(d.api).hostname.replace(/^\[(.*)\]$/, '$1')))
+  if (unspecifiedHost(urlHostPort(d.api).host))
     throw bad('"api" is the unspecified address, which no client can dial');
   for (const k of ['owner', 'modelName', 'address']) {
     const long = textTooLong(d[k] as string);
@@ -402,11 +407,7 @@ export async function writeNodeConfig(
       'GROUP_INVALID',
       `${join(g.dir, 'group.json')} gives node ${id} no http(s) API URL`,
     );
-  const u = new URL(apiUrl);
-  const api = {
-    host: u.hostname.replace(/^\[(.*)\]$/, '$1'),
-    port: u.port ? Number(u.port) : u.protocol === 'https:' ? 443 : 80,
-  };
+  const api = urlHostPort(apiUrl);
   const digest = hex(node.modelDigest);
   const standin = node.modelName === STANDIN_MODEL && digest === standInDigest(id);
   // Checked here, not when the node starts: the owner's store must hold the model the genesis names.
@@ -429,7 +430,7 @@ export async function writeNodeConfig(
   const notes: string[] = [];
   // A node serves its API over plain HTTP only (a config's "tls" is between nodes): clients dialling https
   // at the port the config listens on would meet plain HTTP.
-  if (u.protocol === 'https:')
+  if (apiUrl.startsWith('https:'))
     notes.push(
       `node ${id}'s API URL is ${apiUrl}, but a node serves plain HTTP: put a TLS proxy there and set "api" ` +
         `in ${o.out} to the address it forwards to (as written, the node listens on ${config.api.host}:${api.port} itself)`,
@@ -498,7 +499,7 @@ export function registerOwners(group: Command): void {
         // Fine for a group on one machine (tests, a trial), a mistake for owners on separate machines.
         for (const [opt, host] of [
           ['--p2p', hostPort(o.p2p)?.host ?? ''],
-          ['--api', new URL(d.api).hostname],
+          ['--api', urlHostPort(d.api).host],
         ])
           if (loopbackHost(host))
             process.stderr.write(
