@@ -246,7 +246,10 @@ const MAX_EXPIRED_OWN = 65_536;
  * ledger. Every offence is still counted (misbehaviour).
  */
 export const EVIDENCE_PER_NODE_KIND = 4;
-/** Model-update transactions held (waiting or proposed) per node they update (checkTx, TX_TOO_MANY). */
+/**
+ * Transactions held (waiting or proposed) per sequence: per node for model updates, and for the treasury's
+ * deposits (checkTx, TX_TOO_MANY).
+ */
 export const MAX_TXS_PER_NODE = 16;
 /** Matches no batch digest (a stand-in where none is known). */
 const EMPTY_DIGEST = new Uint8Array(0);
@@ -302,6 +305,8 @@ export type Event =
       models: Uint8Array[];
       /** Each node's model version after the batch; derived from the batch's transactions when absent. */
       modelVersions?: number[];
+      /** The treasury's deposits applied after the batch (its last serial); derived like modelVersions. */
+      deposits?: number;
       /** Required when the execute action asked for a checkpoint. */
       stateDigest?: Uint8Array;
     }
@@ -470,8 +475,13 @@ export type TxRejectCode =
   | 'TX_UNKNOWN_NODE'
   /** Not signed by the genesis key of the node it names. */
   | 'TX_BAD_SIGNATURE'
-  /** Its version is not above the node's current model version (a replay, or superseded). */
+  /**
+   * Its version is not above the node's current model version, or its serial not above the treasury's
+   * last applied deposit (a replay, or superseded).
+   */
   | 'TX_STALE_VERSION'
+  /** A deposit of 0. */
+  | 'TX_BAD_AMOUNT'
   | 'TX_VERSION_GAP'
   /** The same transaction is already waiting to be ordered. */
   | 'TX_DUPLICATE'
@@ -490,8 +500,10 @@ export type TxRejectCode =
    * its current one (the node host checks this: inference/spec.ts, modelUpdateProblem).
    */
   | 'TX_MODEL_INCOMPATIBLE'
-  /** MAX_TXS_PER_NODE updates of the node it names are held (waiting or proposed) already. */
-  | 'TX_TOO_MANY';
+  /** MAX_TXS_PER_NODE updates of the node it names, or deposits, are held (waiting or proposed) already. */
+  | 'TX_TOO_MANY'
+  /** A deposit that would take the group's money past 2^53 − 1 (the node host checks this). */
+  | 'TX_DEPOSIT_TOO_LARGE';
 
 /** Why a peer's message was dropped; counted per peer (the node layer exports the counts). */
 export type Misbehaviour =
@@ -879,6 +891,8 @@ export class Replica {
   private models: Uint8Array[];
   /** Current model version per node (0: the genesis model), as of the last executed batch. */
   private modelVersions: number[];
+  /** The treasury's deposits applied (its last serial), as of the last executed batch. */
+  private deposits = 0;
   /** This node's own earlier model digests: results they produce after the switch are dropped. */
   private readonly retiredModels = new Set<string>();
   /** Transactions waiting to be ordered, by id (hex), oldest first. */
@@ -920,6 +934,8 @@ export class Replica {
       models: Uint8Array[];
       /** Each node's model version in the ledger (zeros when absent). */
       modelVersions?: number[];
+      /** The treasury's deposits applied in the ledger (0 when absent). */
+      deposits?: number;
       recent: Iterable<[Uint8Array, number]>;
       log: PersistRecord[];
       /** Executed batches whose receipt had not gathered q signatures yet. */
@@ -940,6 +956,7 @@ export class Replica {
     r.takenBatchTimestamp = disk.lastTimestamp;
     r.models = [...disk.models];
     if (disk.modelVersions) r.modelVersions = [...disk.modelVersions];
+    r.deposits = disk.deposits ?? 0;
     for (const [id, ts] of disk.recent) r.done.add(id, ts);
     let lastViewRecord: PersistRecord | null = null;
     // The latest NEW-VIEW kept in full: its re-proposals pin their seqs if the node is still in its view.
@@ -1239,6 +1256,10 @@ export class Replica {
   /** Each node's model digest as of the last executed batch. */
   get currentModels(): readonly Uint8Array[] {
     return this.models;
+  }
+  /** The treasury's deposits applied (its last serial) as of the last executed batch. */
+  get currentDeposits(): number {
+    return this.deposits;
   }
   /** Each node's model version as of the last executed batch. */
   get currentModelVersions(): readonly number[] {
@@ -1545,47 +1566,81 @@ export class Replica {
         message: 'transaction already ordered and executed',
         id,
       };
-    const u = tx.update;
-    if (!this.genesis.nodes[u.node])
-      return { ok: false, code: 'TX_UNKNOWN_NODE', message: `no node ${u.node} in the genesis`, id };
-    if (u.version <= this.modelVersions[u.node])
+    const p = this.txPlace(tx);
+    if (!p) {
+      const node = tx.kind === 'modelUpdate' ? tx.update.node : -1;
+      return { ok: false, code: 'TX_UNKNOWN_NODE', message: `no node ${node} in the genesis`, id };
+    }
+    const of = p.stream < 0 ? "the treasury's deposits" : `node ${p.stream}'s model`;
+    const unit = p.stream < 0 ? 'serial' : 'version';
+    if (p.version <= p.current)
       return {
         ok: false,
         code: 'TX_STALE_VERSION',
-        message: `version ${u.version} is not above node ${u.node}'s current version ${this.modelVersions[u.node]}`,
+        message:
+          p.stream < 0
+            ? `serial ${p.version} is not above the treasury's last applied deposit, serial ${p.current}`
+            : `version ${p.version} is not above node ${p.stream}'s current version ${p.current}`,
         id,
       };
-    // The ledger applies a node's update only at the version after its current one. One that skips a
-    // version nobody here holds could only wait for it: proposed, it would have no effect and wait again
-    // (a stream of useless batches), and held here it would run the request timer against a primary that
-    // cannot order it. So a version is taken only right after the current one or one waiting here (its
-    // owner, or the node it was submitted to, spreads it again until it is taken).
-    let highest = this.modelVersions[u.node];
+    // The ledger applies a node's update only at the version after its current one (a deposit only at the
+    // serial after the last applied). One that skips a version nobody here holds could only wait for it:
+    // proposed, it would have no effect and wait again (a stream of useless batches), and held here it would
+    // run the request timer against a primary that cannot order it. So a version is taken only right after
+    // the current one or one waiting here (its owner, or the node it was submitted to, spreads it again
+    // until it is taken).
+    let highest = p.current;
     let held = 0;
-    for (const t of this.txs.values())
-      if (t.tx.update.node === u.node) {
+    for (const t of this.txs.values()) {
+      const q = this.txPlace(t.tx);
+      if (q && q.stream === p.stream) {
         held++;
-        if (t.tx.update.version > highest) highest = t.tx.update.version;
+        if (q.version > highest) highest = q.version;
       }
-    // Only the node's own key signs its updates, and it could sign them without end (another digest each
-    // time, all of one version): each was held, relayed and proposed, and each check went through all held.
+    }
+    // Only the node's own key signs its updates (the treasury's its deposits), and it could sign them
+    // without end (another digest each time, all of one version): each was held, relayed and proposed, and
+    // each check went through all held.
     if (held >= MAX_TXS_PER_NODE)
       return {
         ok: false,
         code: 'TX_TOO_MANY',
-        message: `${held} updates of node ${u.node} are waiting to be ordered already, the most held per node: submit this one once they are ordered`,
+        message: `${held} transactions of ${of} are waiting to be ordered already, the most held per sequence: submit this one once they are ordered`,
         id,
       };
-    if (u.version > highest + 1)
+    if (p.version > highest + 1)
       return {
         ok: false,
         code: 'TX_VERSION_GAP',
-        message: `version ${u.version} skips version ${highest + 1} of node ${u.node} (current ${this.modelVersions[u.node]}); updates apply one version at a time: submit ${highest + 1} first`,
+        message: `${unit} ${p.version} skips ${unit} ${highest + 1} of ${of} (current ${p.current}); they apply one at a time: submit ${highest + 1} first`,
         id,
       };
+    if (tx.kind === 'deposit' && tx.deposit.amount === 0)
+      return { ok: false, code: 'TX_BAD_AMOUNT', message: 'a deposit of 0', id };
     if (!verifyTx(this.genesis, this.groupId, tx))
-      return { ok: false, code: 'TX_BAD_SIGNATURE', message: `not signed by node ${u.node}'s key`, id };
+      return {
+        ok: false,
+        code: 'TX_BAD_SIGNATURE',
+        message: p.stream < 0 ? "not signed by the treasury's key" : `not signed by node ${p.stream}'s key`,
+        id,
+      };
     return { ok: true, id };
+  }
+
+  /**
+   * The sequence a transaction is in (a node's model updates: the node's id; the treasury's deposits: −1),
+   * its place there and the place applied last (`versions`/`deposits`: this replica's, or copies); null for
+   * an update of a node the genesis does not have.
+   */
+  private txPlace(
+    tx: Tx,
+    versions: readonly number[] = this.modelVersions,
+    deposits = this.deposits,
+  ): { stream: number; version: number; current: number } | null {
+    if (tx.kind === 'deposit') return { stream: -1, version: tx.deposit.serial, current: deposits };
+    const u = tx.update;
+    if (!(u.node < this.n)) return null;
+    return { stream: u.node, version: u.version, current: versions[u.node] };
   }
 
   private onSubmitTx(tx: Tx): void {
@@ -1610,13 +1665,13 @@ export class Replica {
       const primary = this.primaryOf(this.view);
       if (primary !== this.id && primary !== from)
         this.out.push({ type: 'send', to: primary, msg: { kind: 'tx', tx } });
-    } else if (c.code === 'TX_BAD_SIGNATURE' || c.code === 'TX_UNKNOWN_NODE') {
+    } else if (c.code === 'TX_BAD_SIGNATURE' || c.code === 'TX_UNKNOWN_NODE' || c.code === 'TX_BAD_AMOUNT') {
       // A node spreads or relays only transactions that passed these same checks (onSubmitTx, and above),
       // and they depend on nothing but the transaction: the sender made this one, under its own name or
       // another's.
       this.punish(
         from,
-        tx.update.node === from
+        tx.kind === 'modelUpdate' && tx.update.node === from
           ? 'bad signature on its own transaction'
           : `spread a bad transaction (${c.code})`,
       );
@@ -1659,9 +1714,9 @@ export class Replica {
    */
   private settleTxs(batch: Batch): void {
     for (const tx of batch.txs) {
-      const u = tx.update;
+      const p = this.txPlace(tx);
       const k = hex(txIdOf(tx));
-      if (u.node < this.n && u.version > this.modelVersions[u.node]) {
+      if (p && p.version > p.current) {
         const t = this.txs.get(k);
         if (t) t.state = 'pending';
         else {
@@ -1674,19 +1729,26 @@ export class Replica {
       this.doneTxs.add(k);
     }
     while (this.doneTxs.size > 1024) this.doneTxs.delete(this.doneTxs.values().next().value as string);
-    for (const [k, t] of this.txs)
-      if (t.tx.update.version <= this.modelVersions[t.tx.update.node]) this.txs.delete(k);
+    for (const [k, t] of this.txs) {
+      const p = this.txPlace(t.tx);
+      if (!p || p.version <= p.current) this.txs.delete(k);
+    }
   }
 
-  /** Model versions after a batch when the caller did not say: the ledger's rule, applied in batch order. */
-  private versionsAfter(batch: Batch): number[] {
+  /**
+   * Model versions and deposits after a batch when the caller did not say: the ledger's rule, applied in
+   * batch order.
+   */
+  private versionsAfter(batch: Batch): { modelVersions: number[]; deposits: number } {
     const v = [...this.modelVersions];
+    let deposits = this.deposits;
     for (const tx of batch.txs) {
-      const u = tx.update;
-      if (u.node < this.n && u.version === v[u.node] + 1 && verifyTx(this.genesis, this.groupId, tx))
-        v[u.node] = u.version;
+      const p = this.txPlace(tx, v, deposits);
+      if (!p || p.version !== p.current + 1 || !verifyTx(this.genesis, this.groupId, tx)) continue;
+      if (p.stream < 0) deposits = p.version;
+      else v[p.stream] = p.version;
     }
-    return v;
+    return { modelVersions: v, deposits };
   }
 
   // ---------------------------------------------------------------- votes
@@ -2138,12 +2200,12 @@ export class Replica {
     if (this.txs.size > 0) {
       const waiting: PendingTx[] = [];
       for (const t of this.txs.values()) if (t.state === 'pending') waiting.push(t);
-      waiting.sort(
-        (a, b) =>
-          a.tx.update.node - b.tx.update.node ||
-          a.tx.update.version - b.tx.update.version ||
-          Buffer.compare(a.id, b.id),
-      );
+      const place = (t: PendingTx) => this.txPlace(t.tx) ?? { stream: this.n, version: 0 };
+      waiting.sort((a, b) => {
+        const x = place(a);
+        const y = place(b);
+        return x.stream - y.stream || x.version - y.version || Buffer.compare(a.id, b.id);
+      });
       for (const t of waiting.slice(0, LIMITS.txs)) {
         t.state = 'proposed';
         txs.push(t.tx);
@@ -3033,7 +3095,14 @@ export class Replica {
     this.lastReceiptHash = receiptHash;
     this.lastProposed = Math.max(this.lastProposed, ev.seq);
     const ownBefore = this.models[this.id];
-    this.modelVersions = ev.modelVersions ? [...ev.modelVersions] : this.versionsAfter(slot.batch!);
+    if (ev.modelVersions && ev.deposits !== undefined) {
+      this.modelVersions = [...ev.modelVersions];
+      this.deposits = ev.deposits;
+    } else {
+      const after = this.versionsAfter(slot.batch!);
+      this.modelVersions = ev.modelVersions ? [...ev.modelVersions] : after.modelVersions;
+      this.deposits = ev.deposits ?? after.deposits;
+    }
     this.models = ev.models;
     const ownChanged = !equalBytes(ownBefore, this.models[this.id]);
     if (ownChanged) {

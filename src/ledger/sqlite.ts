@@ -158,8 +158,13 @@ import { type Execution, LedgerState, MAX_SNAPSHOT_WINDOW, type ResolvedEntry } 
  * `newView` record as "in that view" without the pins, where its own log (the VIEW-CHANGE alone) had it
  * restored as changing view and asking for the NEW-VIEW again. `open` upgrades a version-8 file in place
  * (`migrate8to9`: the version alone; its nodes keep no NEW-VIEW until their next view change).
+ * 10: batches may carry deposits (a transaction kind a build that reads 9 cannot decode), and the state
+ * digest and snapshots hold the treasury's deposit count and the money it minted (a build that reads 9
+ * computes other checkpoint digests). `open` upgrades a version-9 file in place (`migrate9to10`: the
+ * version, and its snapshots are deleted: they are in the old layout, which no longer decodes; the next
+ * one is written `snapshotEvery` requests later, and the open replays from the genesis until then).
  */
-export const LEDGER_SCHEMA_VERSION = 9;
+export const LEDGER_SCHEMA_VERSION = 10;
 
 export type Synchronous = 'FULL' | 'NORMAL';
 /**
@@ -1998,6 +2003,12 @@ function migrate8to9(db: Database.Database): void {
   db.prepare('UPDATE meta SET schema_version = 9 WHERE id = 0').run();
 }
 
+/** Upgrades a schema-9 file in place (see LEDGER_SCHEMA_VERSION, 10): the version; its snapshots go. */
+function migrate9to10(db: Database.Database): void {
+  db.prepare('DELETE FROM snapshots').run();
+  db.prepare('UPDATE meta SET schema_version = 10 WHERE id = 0').run();
+}
+
 /** The upgrade from each older schema to the next, in order (open runs those the file needs). */
 const MIGRATIONS: readonly [number, (db: Database.Database, path: string) => void][] = [
   [2, migrate2to3],
@@ -2007,6 +2018,7 @@ const MIGRATIONS: readonly [number, (db: Database.Database, path: string) => voi
   [6, migrate6to7],
   [7, migrate7to8],
   [8, migrate8to9],
+  [9, migrate9to10],
 ];
 
 /**

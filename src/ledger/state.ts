@@ -13,6 +13,7 @@ import {
   bytes,
   CodecError,
   type CountedVote,
+  Deposit,
   DropbearError,
   decode,
   encode,
@@ -36,6 +37,7 @@ import {
   struct,
   TAGS,
   type Tx,
+  txIdOf,
   uint,
   verifyTagged,
   Writer,
@@ -66,6 +68,24 @@ export interface Execution {
   models: Uint8Array[];
   /** Each node's model version after this batch (0: the genesis model). */
   modelVersions: number[];
+  /** The treasury's deposits applied so far (the last serial) after this batch. */
+  deposits: number;
+  /** Each of the batch's transactions, in batch order: applied, or without effect (stale, forged, ...). */
+  txs: { id: Uint8Array; applied: boolean }[];
+}
+
+/**
+ * What a batch's transactions change, worked out on copies (LedgerState.applyTxs): `execute` then makes
+ * it the state's, `preview` only decides the batch's requests under it.
+ */
+interface TxEffects {
+  models: Uint8Array[];
+  modelVersions: number[];
+  deposits: number;
+  minted: number;
+  /** Money the batch's deposits credit, by client (hex key). */
+  credits: Map<string, { client: Uint8Array; amount: number }>;
+  applied: boolean[];
 }
 
 /** What a batch comes to before anything is applied (LedgerState.decideBatch). */
@@ -104,6 +124,8 @@ const StateCodec = struct({
   lastReceipt: fixed(32),
   balances: BalancesCodec,
   nodes: NodesCodec,
+  deposits: uint,
+  minted: uint,
   recentCount: uint,
   recentChain: fixed(32),
 });
@@ -127,11 +149,14 @@ export const StateSnapshot = struct({
   lastReceipt: fixed(32),
   balances: BalancesCodec,
   nodes: NodesCodec,
+  deposits: uint,
+  minted: uint,
   recentChain: fixed(32),
   recent: bytes(MAX_SNAPSHOT_WINDOW * RECORD),
 });
 
 const ADDED = new Uint8Array([0x61]);
+const NO_CREDITS: TxEffects['credits'] = new Map();
 const EXPIRED = new Uint8Array([0x65]);
 
 /** n (a non-negative safe integer) as 8 big-endian bytes; from Node's small-buffer pool (only hashed). */
@@ -158,6 +183,12 @@ export class LedgerState {
   readonly models: Uint8Array[];
   readonly modelVersions: number[];
   readonly stats: NodeStats[];
+  /** The treasury's deposits applied (the last serial; 0: none). */
+  deposits = 0;
+  /** The money those deposits added: the total is always the genesis balances plus this (totalMoney). */
+  minted = 0;
+  /** The genesis balances' sum. */
+  readonly genesisMoney: number;
   /**
    * Executed request ids still inside the expiry window, with their request timestamps, in expiry order
    * (request timestamp, then id: a total order, so every node expires ids alike). Typed arrays, not a
@@ -195,6 +226,7 @@ export class LedgerState {
         'GENESIS_INVALID',
         `the genesis balances add up to more than 2^53 − 1 (${Number.MAX_SAFE_INTEGER})`,
       );
+    this.genesisMoney = money;
     this.fees = genesis.nodes.map((x) => x.fee);
     this.models = genesis.nodes.map((x) => x.modelDigest);
     this.modelVersions = genesis.nodes.map(() => 0);
@@ -205,7 +237,10 @@ export class LedgerState {
     return this.balances.get(hex(client))?.amount ?? 0;
   }
 
-  /** Total money in the system: client balances plus what owners earned. Constant across execution. */
+  /**
+   * Total money in the system: client balances plus what owners earned. Requests move money from clients to
+   * owners; only deposits add to it (genesisMoney + minted).
+   */
   totalMoney(): number {
     let t = 0;
     for (const b of this.balances.values()) t += b.amount;
@@ -213,17 +248,49 @@ export class LedgerState {
     return t;
   }
 
-  /** Applies one ordered transaction to `models` and `modelVersions` (this state's own, or copies). */
-  private applyTx(tx: Tx, models = this.models, modelVersions = this.modelVersions): void {
-    if (tx.kind === 'modelUpdate') {
-      const u = tx.update;
-      const node = this.genesis.nodes[u.node];
-      if (!node || u.version !== modelVersions[u.node] + 1) return; // stale or replayed: no effect
-      if (!verifyTagged(TAGS.modelUpdate, this.groupId, encode(ModelUpdate, u), tx.signature, node.publicKey))
-        return;
-      models[u.node] = u.newDigest;
-      modelVersions[u.node] = u.version;
+  /**
+   * The effects of a batch's transactions, in batch order, on copies of this state's (nothing here
+   * changes). A model update applies at its node's next version, a deposit at the treasury's next serial,
+   * each only with a valid signature; anything else (a replay, a superseded or early one) has no effect. A
+   * deposit of its serial that would take all money past 2^53 − 1 uses its serial and credits nothing (the
+   * node it is submitted to refuses such a one: host.submitTx).
+   */
+  private applyTxs(txs: readonly Tx[]): TxEffects {
+    const fx: TxEffects = {
+      models: [...this.models],
+      modelVersions: [...this.modelVersions],
+      deposits: this.deposits,
+      minted: this.minted,
+      credits: new Map(),
+      applied: [],
+    };
+    for (const tx of txs) fx.applied.push(this.applyTx(tx, fx));
+    return fx;
+  }
+
+  private applyTx(tx: Tx, fx: TxEffects): boolean {
+    if (tx.kind === 'deposit') {
+      const d = tx.deposit;
+      if (d.serial !== fx.deposits + 1) return false;
+      if (!verifyTagged(TAGS.deposit, this.groupId, encode(Deposit, d), tx.signature, this.genesis.treasury))
+        return false;
+      fx.deposits = d.serial;
+      if (d.amount === 0 || this.genesisMoney + fx.minted + d.amount > Number.MAX_SAFE_INTEGER) return false;
+      fx.minted += d.amount;
+      const k = hex(d.client);
+      const c = fx.credits.get(k);
+      if (c) c.amount += d.amount;
+      else fx.credits.set(k, { client: d.client, amount: d.amount });
+      return true;
     }
+    const u = tx.update;
+    const node = this.genesis.nodes[u.node];
+    if (!node || u.version !== fx.modelVersions[u.node] + 1) return false; // stale or replayed: no effect
+    if (!verifyTagged(TAGS.modelUpdate, this.groupId, encode(ModelUpdate, u), tx.signature, node.publicKey))
+      return false;
+    fx.models[u.node] = u.newDigest;
+    fx.modelVersions[u.node] = u.version;
+    return true;
   }
 
   /**
@@ -237,10 +304,8 @@ export class LedgerState {
     if (seq !== this.seq + 1)
       throw new DropbearError('LEDGER_OUT_OF_ORDER', `expected batch ${this.seq + 1}, got ${seq}`);
     const clock = Math.max(this.clock, batch.timestamp);
-    const models = [...this.models];
-    const versions = [...this.modelVersions];
-    for (const tx of batch.txs) this.applyTx(tx, models, versions);
-    const decided = this.decideBatch(entries, clock, models);
+    const fx = this.applyTxs(batch.txs);
+    const decided = this.decideBatch(entries, clock, fx.models, fx.credits);
     this.previewed = { seq, batchDigest, prevReceipt: this.lastReceipt, ...decided };
     return this.receiptOf(seq, batchDigest, decided.tree.root, decided.outcomes.length);
   }
@@ -254,7 +319,12 @@ export class LedgerState {
    * (with their requests' timestamps, their encodings and tree), the requeued and the skipped entries. An
    * id in the window whose timestamp is expired at `clock` counts as gone, as `execute` expires it first.
    */
-  private decideBatch(entries: ResolvedEntry[], clock: number, models: Uint8Array[]): Decided {
+  private decideBatch(
+    entries: ResolvedEntry[],
+    clock: number,
+    models: Uint8Array[],
+    credits: TxEffects['credits'],
+  ): Decided {
     const expiry = this.genesis.params.expiryMs;
     const outcomes: Outcome[] = [];
     const timestamps: number[] = [];
@@ -302,9 +372,10 @@ export class LedgerState {
         lastClientHex = hex(req.client);
       }
       const clientHex = lastClientHex;
-      const account = this.balances.get(clientHex);
+      // The batch's deposits are credited before its requests are charged.
+      const funds = (this.balances.get(clientHex)?.amount ?? 0) + (credits.get(clientHex)?.amount ?? 0);
       const already = spent.get(clientHex) ?? 0;
-      if (!account || account.amount - already < fee) {
+      if (funds - already < fee) {
         skipped.push({ requestId: e.requestId, reason: 'insufficient-balance' });
         continue;
       }
@@ -365,9 +436,22 @@ export class LedgerState {
       (ts) => ts + expiry < this.clock,
       (id) => changes.push(EXPIRED, id),
     );
-    for (const tx of batch.txs) this.applyTx(tx);
+    const fx = this.applyTxs(batch.txs);
+    fx.models.forEach((m, i) => {
+      this.models[i] = m;
+    });
+    fx.modelVersions.forEach((v, i) => {
+      this.modelVersions[i] = v;
+    });
+    this.deposits = fx.deposits;
+    this.minted = fx.minted;
+    for (const [k, c] of fx.credits) {
+      const account = this.balances.get(k);
+      if (account) account.amount += c.amount;
+      else this.balances.set(k, { client: c.client, amount: c.amount });
+    }
     const { outcomes, timestamps, outcomeBytes, tree, requeued, skipped } =
-      memo ?? this.decideBatch(entries, this.clock, this.models);
+      memo ?? this.decideBatch(entries, this.clock, this.models, NO_CREDITS); // credited above
     for (let i = 0; i < outcomes.length; i++) {
       const o = outcomes[i];
       (this.balances.get(hex(o.client)) as { amount: number }).amount -= o.fee;
@@ -407,6 +491,8 @@ export class LedgerState {
       skipped,
       models: [...this.models],
       modelVersions: [...this.modelVersions],
+      deposits: this.deposits,
+      txs: batch.txs.map((tx, i) => ({ id: txIdOf(tx), applied: fx.applied[i] })),
     };
   }
 
@@ -423,6 +509,8 @@ export class LedgerState {
       lastReceipt: this.lastReceipt,
       balances: this.sortedBalances(),
       nodes: this.nodeRows(),
+      deposits: this.deposits,
+      minted: this.minted,
       recentChain: this.recentChain,
       recent: this.recent.records(),
     });
@@ -432,8 +520,8 @@ export class LedgerState {
   /**
    * The state `snapshot` wrote, for `genesis`. Refuses (SNAPSHOT_INVALID) bytes that do not decode, or
    * that no execution from this genesis can reach in ways cheap to see: other nodes or fees (they never
-   * change), other clients than the genesis's (no batch adds one), money not conserved, window records
-   * out of order. The caller checks that it is the state of its ledger (SqliteLedger: hash, receipt).
+   * change), a genesis client missing (only deposits add clients, and none removes one), money not the
+   * genesis's plus what deposits minted, window records out of order. The caller checks that it is the state of its ledger (SqliteLedger: hash, receipt).
    */
   static restore(genesis: Genesis, snapshot: Uint8Array): LedgerState {
     const bad = (msg: string) => new DropbearError('SNAPSHOT_INVALID', `state snapshot: ${msg}`);
@@ -453,23 +541,30 @@ export class LedgerState {
     }
     const state = new LedgerState(genesis, recent);
     if (v.nodes.length !== state.n) throw bad(`${v.nodes.length} nodes, the genesis has ${state.n}`);
-    const clients = new Map(v.balances.map((b) => [hex(b.client), b.amount]));
-    if (clients.size !== v.balances.length || clients.size !== state.balances.size)
-      throw bad('its clients are not the genesis clients');
-    const money = state.totalMoney();
-    // In the genesis's order, as a replay holds them.
+    const clients = new Map(v.balances.map((b) => [hex(b.client), b]));
+    if (clients.size !== v.balances.length) throw bad('a client is listed twice');
+    // The genesis's clients first, in its order, then those deposits added in client order (a replay holds
+    // them in the order their deposits executed: the map's order changes nothing that is hashed or decided).
     for (const [key, account] of state.balances) {
-      const amount = clients.get(key);
-      if (amount === undefined) throw bad('its clients are not the genesis clients');
-      account.amount = amount;
+      const b = clients.get(key);
+      if (b === undefined) throw bad('a genesis client is missing');
+      account.amount = b.amount;
     }
+    for (const [key, b] of clients)
+      if (!state.balances.has(key)) state.balances.set(key, { client: b.client, amount: b.amount });
+    state.deposits = v.deposits;
+    state.minted = v.minted;
     v.nodes.forEach((x, i) => {
       if (x.fee !== state.fees[i]) throw bad(`node ${i}'s fee is not the genesis's`);
       state.models[i] = x.modelDigest;
       state.modelVersions[i] = x.modelVersion;
       state.stats[i] = { counted: x.counted, agreed: x.agreed, earned: x.earned };
     });
-    if (state.totalMoney() !== money) throw bad('money is not conserved');
+    if (
+      state.genesisMoney + state.minted > Number.MAX_SAFE_INTEGER ||
+      state.totalMoney() !== state.genesisMoney + state.minted
+    )
+      throw bad('money is not conserved');
     state.seq = v.seq;
     state.clock = v.clock;
     state.lastReceipt = v.lastReceipt;
@@ -503,6 +598,8 @@ export class LedgerState {
         lastReceipt: this.lastReceipt,
         balances,
         nodes,
+        deposits: this.deposits,
+        minted: this.minted,
         recentCount: this.recent.size,
         recentChain: this.recentChain,
       }),

@@ -45,6 +45,7 @@ import {
   SignedResults,
   stateBatchReferences,
   type Tx,
+  toB64u,
   txIdOf,
 } from '../protocol/index.ts';
 
@@ -377,6 +378,7 @@ export class NodeHost {
               lastTimestamp: l.clock,
               models: l.models,
               modelVersions: l.modelVersions,
+              deposits: l.deposits,
               recent: l.recent.entries(),
               log: db.signedLog() as PersistRecord[],
               uncertified: db.uncertifiedReceipts(quorumOf(opts.genesis)),
@@ -1049,6 +1051,7 @@ export class NodeHost {
       requeued: exec.requeued,
       models: exec.models,
       modelVersions: exec.modelVersions,
+      deposits: exec.deposits,
       stateDigest: a.checkpoint ? this.db.state.stateDigest() : undefined,
     });
     const after = hex(this.replica.currentModels[this.id]);
@@ -1382,6 +1385,21 @@ export class NodeHost {
   }
 
   submitTx(tx: Tx): TxOutcome {
+    if (tx.kind === 'deposit') {
+      // The ledger would use the serial and credit nothing (state.ts, applyTx): refused here with a reason.
+      const total = this.db.state.totalMoney();
+      if (total + tx.deposit.amount > Number.MAX_SAFE_INTEGER) {
+        const c = this.replica.checkTx(tx);
+        if (!c.ok) return { ok: false, txId: c.id, code: c.code, message: c.message };
+        return {
+          ok: false,
+          txId: c.id,
+          code: 'TX_DEPOSIT_TOO_LARGE',
+          message: `the group holds ${total}; a deposit of ${tx.deposit.amount} would take it past 2^53 − 1 (${Number.MAX_SAFE_INTEGER})`,
+        };
+      }
+      return this.submitChecked(tx);
+    }
     // An update of this very node to a model it has not loaded: once ordered, this node would have no model
     // to infer with (it would vote on nothing), and it could not start again without that model. Refused
     // here, after the checks any node applies (a forged or stale one gets their answer).
@@ -1413,6 +1431,11 @@ export class NodeHost {
         message: `node ${this.id} cannot switch models: ${problem}`,
       };
     }
+    return this.submitChecked(tx);
+  }
+
+  /** Hands a transaction to the replica: its answer (taken, or why not). */
+  private submitChecked(tx: Tx): TxOutcome {
     const actions = this.step({ type: 'submitTx', tx });
     for (const a of actions) {
       if (a.type === 'txAccepted') return { ok: true, txId: a.txId };
@@ -1507,11 +1530,19 @@ export class NodeHost {
        * The model updates this node holds, submitted and not yet ordered (`digest` in hex): an owner's
        * `dropbear status` tells an update waiting from one never taken or lost.
        */
-      pendingModelUpdates: r.pendingTxs.map((tx) => ({
-        node: tx.update.node,
-        version: tx.update.version,
-        digest: hex(tx.update.newDigest),
-      })),
+      pendingModelUpdates: r.pendingTxs.flatMap((tx) =>
+        tx.kind === 'modelUpdate'
+          ? [{ node: tx.update.node, version: tx.update.version, digest: hex(tx.update.newDigest) }]
+          : [],
+      ),
+      /** The treasury's deposits applied (the last serial; the next deposit is this + 1). */
+      deposits: r.currentDeposits,
+      /** The deposits this node holds, submitted and not yet ordered (`client` base64url). */
+      pendingDeposits: r.pendingTxs.flatMap((tx) =>
+        tx.kind === 'deposit'
+          ? [{ serial: tx.deposit.serial, client: toB64u(tx.deposit.client), amount: tx.deposit.amount }]
+          : [],
+      ),
       uptimeMs: Math.round(performance.now() - this.startedMono),
       durability: this.db.durability,
       /**

@@ -161,6 +161,8 @@ export const TAGS = {
   viewChange: 'dropbear/v1/view-change',
   newView: 'dropbear/v1/new-view',
   modelUpdate: 'dropbear/v1/model-update',
+  /** The treasury's credit of a client account (Deposit). */
+  deposit: 'dropbear/v1/deposit',
   batch: 'dropbear/v1/batch',
   handshake: 'dropbear/v1/handshake',
 } as const;

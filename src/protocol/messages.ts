@@ -507,8 +507,18 @@ export type BatchEntry = Infer<typeof BatchEntry>;
 
 export const ModelUpdate = struct({ node: uint, version: uint, newDigest: Hash32 });
 export type ModelUpdate = Infer<typeof ModelUpdate>;
+/**
+ * The treasury's credit of `amount` to a client account (created if absent): how a client is funded after
+ * the genesis. `serial` orders the treasury's deposits as `version` orders a node's model updates: the
+ * ledger applies serial k only right after k − 1 (the first is 1), so a replay or a second deposit of one
+ * serial has no effect. Signed with the genesis's treasury key (TAGS.deposit over Deposit).
+ */
+export const Deposit = struct({ client: PublicKey, amount: uint, serial: uint });
+export type Deposit = Infer<typeof Deposit>;
+
 export const Tx = union({
   modelUpdate: struct({ update: ModelUpdate, signature: Signature }),
+  deposit: struct({ deposit: Deposit, signature: Signature }),
 });
 export type Tx = Infer<typeof Tx>;
 
@@ -521,8 +531,22 @@ export function signModelUpdate(groupId: Uint8Array, update: ModelUpdate, key: K
   };
 }
 
-/** Is the transaction signed by the genesis key of the node it names? (Versions are for the ledger.) */
+/** A deposit signed with the treasury's key: TAGS.deposit over Deposit. */
+export function signDeposit(groupId: Uint8Array, deposit: Deposit, treasury: KeyPair): Tx {
+  return {
+    kind: 'deposit',
+    deposit,
+    signature: signTagged(TAGS.deposit, groupId, encode(Deposit, deposit), treasury),
+  };
+}
+
+/**
+ * Is the transaction signed by the key it must be: a model update by the genesis key of the node it names,
+ * a deposit by the genesis's treasury key? (Versions and serials are for the ledger.)
+ */
 export function verifyTx(genesis: Genesis, groupId: Uint8Array, tx: Tx): boolean {
+  if (tx.kind === 'deposit')
+    return verifyTagged(TAGS.deposit, groupId, encode(Deposit, tx.deposit), tx.signature, genesis.treasury);
   const node = genesis.nodes[tx.update.node];
   if (!node) return false;
   return verifyTagged(

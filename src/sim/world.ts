@@ -143,6 +143,8 @@ export interface Group {
   genesis: Genesis;
   keys: KeyPair[];
   client: KeyPair;
+  /** The genesis's treasury key (signs deposits). */
+  treasury: KeyPair;
 }
 
 /** A group with keys derived from the seed (deterministic), the client funded for the whole run. */
@@ -182,7 +184,7 @@ export function makeGroup(
       inputType: 'application/octet-stream',
     },
   };
-  return { genesis, keys, client };
+  return { genesis, keys, client, treasury };
 }
 
 /** What a node keeps per executed batch to serve state transfer (the durable ledger keeps the same). */

@@ -5,7 +5,7 @@
  * waiting instead of marking it done, and a version that skips one nobody holds is refused on arrival.
  */
 import { describe, expect, it } from 'vitest';
-import { type Action, type Event, Replica } from '../../src/consensus/replica.ts';
+import { type Action, type Event, MAX_TXS_PER_NODE, Replica } from '../../src/consensus/replica.ts';
 import { LedgerState } from '../../src/ledger/state.ts';
 import {
   type Batch,
@@ -13,6 +13,7 @@ import {
   type NodeMessage,
   type PrePrepare,
   sha256,
+  signDeposit,
   signModelUpdate,
   type Tx,
   txIdOf,
@@ -23,7 +24,8 @@ const model = (node: number, version: number, variant = '') =>
   sha256(new TextEncoder().encode(`model ${node} v${version}${variant}`));
 const update = (node: number, version: number, variant = ''): Tx =>
   signModelUpdate(GID, { node, version, newDigest: model(node, version, variant) }, G.keys[node]);
-const tag = (t: Tx) => `${t.update.node}:v${t.update.version}`;
+const tag = (t: Tx) =>
+  t.kind === 'modelUpdate' ? `${t.update.node}:v${t.update.version}` : `d${t.deposit.serial}`;
 
 const prePrepares = (as: Action[]) => broadcasts(as, 'prePrepare');
 
@@ -67,6 +69,7 @@ class One {
       requeued: ex.requeued,
       models: ex.models,
       modelVersions: ex.modelVersions,
+      deposits: ex.deposits,
     });
   }
   get pending(): string[] {
@@ -97,7 +100,7 @@ describe('model updates out of version order', () => {
   it('the primary proposes waiting updates sorted by node, version and id, whatever their arrival order', () => {
     const p = new One(0);
     const arrivals = [update(3, 1), update(2, 1), update(1, 1), update(2, 2), update(2, 1, ' again')];
-    for (const tx of arrivals) p.msg(tx.update.node, { kind: 'tx', tx });
+    for (const tx of arrivals) p.msg(tx.kind === 'modelUpdate' ? tx.update.node : 0, { kind: 'tx', tx });
     expect(p.pending).toEqual(['3:v1', '2:v1', '1:v1', '2:v2', '2:v1']);
     const pp = p.propose();
     const [a, b] = [update(2, 1), update(2, 1, ' again')].sort((x, y) =>
@@ -155,5 +158,78 @@ describe('model updates out of version order', () => {
     expect(only(h.step({ type: 'submitTx', tx: update(2, 2) }), 'txAccepted')).toHaveLength(1);
     expect(only(h.step({ type: 'submitTx', tx: update(2, 4) }), 'txRejected')).toHaveLength(1);
     expect(h.pending).toEqual(['2:v1', '2:v2']);
+  });
+});
+
+describe("deposits (the treasury's serials, ordered as a node's versions are)", () => {
+  const client = G.client.publicKey;
+  const deposit = (serial: number, amount = 10, signer = G.treasury): Tx =>
+    signDeposit(GID, { client, amount, serial }, signer);
+
+  it('the primary proposes deposits in serial order beside model updates; all apply', () => {
+    const p = new One(0);
+    p.msg(3, { kind: 'tx', tx: update(3, 1) });
+    p.msg(1, { kind: 'tx', tx: deposit(1) });
+    p.msg(1, { kind: 'tx', tx: deposit(2) });
+    expect(p.pending).toEqual(['3:v1', 'd1', 'd2']);
+    const pp = p.propose();
+    expect(pp.batch.txs.map(tag)).toEqual(['d1', 'd2', '3:v1']);
+    p.commit(pp);
+    expect(p.r.currentDeposits).toBe(2);
+    expect(p.ledger.deposits).toBe(2);
+    expect(p.r.currentModelVersions[3]).toBe(1);
+    expect(p.pending).toEqual([]);
+    // Spread again later: a replay.
+    const late = only(p.step({ type: 'submitTx', tx: deposit(1) }), 'txRejected');
+    expect(late.map((a) => a.code)).toEqual(['TX_ALREADY_EXECUTED']);
+  });
+
+  it("a batch carrying [2, 1] (another primary's order): 1 applies and 2 waits again", () => {
+    const h = new One(3);
+    h.commit(makePP(1, { timestamp: T0, entries: [], txs: [deposit(2), deposit(1)] }));
+    expect(h.r.currentDeposits).toBe(1);
+    expect(h.pending).toEqual(['d2']);
+    h.commit(makePP(2, { timestamp: T0 + 1, entries: [], txs: [deposit(2)] }));
+    expect(h.r.currentDeposits).toBe(2);
+    expect(h.ledger.balanceOf(client)).toBe(1e12 + 20);
+    expect(h.pending).toEqual([]);
+  });
+
+  it('refuses a gap, a stale serial, a zero and one not signed by the treasury, with their codes', () => {
+    const h = new One(2);
+    const code = (tx: Tx) => only(h.step({ type: 'submitTx', tx }), 'txRejected').map((a) => a.code);
+    expect(code(deposit(2))).toEqual(['TX_VERSION_GAP']);
+    expect(code(deposit(1, 0))).toEqual(['TX_BAD_AMOUNT']);
+    expect(code(deposit(1, 10, G.client))).toEqual(['TX_BAD_SIGNATURE']);
+    expect(code(deposit(1, 10, G.keys[0]))).toEqual(['TX_BAD_SIGNATURE']);
+    expect(code(deposit(1))).toEqual([]);
+    expect(code(deposit(2))).toEqual([]);
+    expect(code(deposit(1))).toEqual(['TX_DUPLICATE']);
+    expect(h.pending).toEqual(['d1', 'd2']);
+    h.commit(makePP(1, { timestamp: T0, entries: [], txs: [deposit(1), deposit(2)] }));
+    expect(code(deposit(2, 11))).toEqual(['TX_STALE_VERSION']);
+    const m = only(h.step({ type: 'submitTx', tx: deposit(1, 12) }), 'txRejected')[0].message;
+    expect(m).toMatch(/serial 1 is not above the treasury's last applied deposit, serial 2/);
+  });
+
+  it("a peer spreading a forged deposit is punished; the treasury's own is relayed to the primary", () => {
+    const h = new One(2);
+    const forged = h.msg(1, { kind: 'tx', tx: deposit(1, 10, G.keys[1]) });
+    expect(only(forged, 'peerMisbehaved').map((a) => a.peer)).toEqual([1]);
+    expect(h.pending).toEqual([]);
+    const good = h.msg(1, { kind: 'tx', tx: deposit(1) });
+    expect(only(good, 'peerMisbehaved')).toEqual([]);
+    expect(only(good, 'send').map((a) => a.to)).toEqual([0]);
+    expect(h.pending).toEqual(['d1']);
+  });
+
+  it('holds at most MAX_TXS_PER_NODE deposits waiting', () => {
+    const h = new One(1);
+    for (let s = 1; s <= MAX_TXS_PER_NODE; s++)
+      expect(only(h.step({ type: 'submitTx', tx: deposit(s) }), 'txAccepted')).toHaveLength(1);
+    const more = only(h.step({ type: 'submitTx', tx: deposit(MAX_TXS_PER_NODE + 1) }), 'txRejected');
+    expect(more.map((a) => a.code)).toEqual(['TX_TOO_MANY']);
+    // A model update is another sequence: still taken.
+    expect(only(h.step({ type: 'submitTx', tx: update(2, 1) }), 'txAccepted')).toHaveLength(1);
   });
 });

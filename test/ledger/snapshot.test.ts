@@ -21,6 +21,7 @@ import {
   type DropbearError,
   decode,
   encode,
+  equalBytes,
   type Genesis,
   groupIdOf,
   hex,
@@ -31,6 +32,7 @@ import {
   type Request,
   requestIdOf,
   sha256,
+  signDeposit,
   signRequest,
   signTagged,
   TAGS,
@@ -42,7 +44,8 @@ import { EPOCH_MS, makeGroup } from '../../src/sim/world.ts';
 // Fixture: n = 4, f = 1, q = 3; three clients (one rich, two that run out of money), a 20 s expiry window,
 // and random histories: duplicates (in the window, in one batch, and after it: expired), requests older
 // than the window, model updates (votes of an old model stop counting: requeues), too few votes, fees over
-// a request's maximum, null batches, timestamps out of order.
+// a request's maximum, null batches, timestamps out of order, and the treasury's deposits (to a client the
+// genesis does not have, now and then a replayed serial), whose client then sends requests too.
 
 const group = makeGroup(4, 1, 11, undefined, 1e9, undefined, 20_000);
 const { keys } = group;
@@ -53,6 +56,12 @@ const poor = [1, 2].map((i) => {
   return keyPairFromSeed(s);
 });
 const clients: KeyPair[] = [group.client, ...poor];
+/** Funded only by deposits. */
+const late = (() => {
+  const s = new Uint8Array(32);
+  s[0] = 0xc2;
+  return keyPairFromSeed(s);
+})();
 const genesis: Genesis = {
   ...group.genesis,
   balances: [
@@ -96,6 +105,9 @@ function history(seed: number, count: number): Planned[] {
   const versions = genesis.nodes.map(() => 0);
   const earlier: ResolvedEntry[] = [];
   const out: Planned[] = [];
+  // Deposits draw from a stream of their own: the rest of each history is what it was before them.
+  const rd = rng(seed + 7_777);
+  let deposits = 0;
   let clock = EPOCH_MS;
   let nonce = seed * 1_000_000;
   for (let seq = 1; seq <= count; seq++) {
@@ -118,6 +130,11 @@ function history(seed: number, count: number): Planned[] {
         signature: signTagged(TAGS.modelUpdate, groupId, encode(ModelUpdate, update), keys[node]),
       });
     }
+    if (rd(6) === 0) {
+      const serial = rd(4) === 0 ? deposits : deposits + 1;
+      deposits = Math.max(deposits, serial);
+      txs.push(signDeposit(groupId, { client: late.publicKey, amount: 5 + rd(30), serial }, group.treasury));
+    }
     // Votes are cast with the models before this batch's update: the update makes some of them stale.
     const voteModels = [...models];
     for (const tx of txs)
@@ -137,7 +154,7 @@ function history(seed: number, count: number): Planned[] {
         entries.push(entries[r(entries.length)]); // twice in one batch
         continue;
       }
-      const client = clients[r(5) < 3 ? 0 : 1 + r(2)];
+      const client = rd(5) === 0 ? late : clients[r(5) < 3 ? 0 : 1 + r(2)];
       const input = new TextEncoder().encode(`input ${nonce}`);
       const request: Request = {
         groupId,
@@ -343,6 +360,8 @@ describe('LedgerState snapshots', () => {
     let requeued = 0;
     let expiredIds = 0;
     let updates = 0;
+    let lateServed = 0;
+    let lateDeposits = 0;
     for (const seed of [1, 2, 3]) {
       const s = new LedgerState(genesis);
       for (const p of history(seed, 90)) {
@@ -353,15 +372,20 @@ describe('LedgerState snapshots', () => {
         requeued += ex.requeued.length;
         expiredIds += before + ex.outcomes.length - s.recent.size;
         if (s.modelVersions.some((v, i) => v !== versions[i])) updates++;
+        for (const o of ex.outcomes) if (equalBytes(o.client, late.publicKey)) lateServed++;
       }
       // The poor clients ran out.
       expect(s.balanceOf(poor[0].publicKey)).toBeLessThan(10);
+      lateDeposits += s.deposits;
     }
     for (const reason of ['duplicate', 'expired', 'over-max-fee', 'insufficient-balance'])
       expect(seen.get(reason) ?? 0, reason).toBeGreaterThan(0);
     expect(requeued).toBeGreaterThan(0);
     expect(expiredIds).toBeGreaterThan(10);
     expect(updates).toBeGreaterThan(1);
+    // The client the genesis does not have was funded and served.
+    expect(lateDeposits).toBeGreaterThan(3);
+    expect(lateServed).toBeGreaterThan(3);
   });
 
   it('restore refuses a snapshot of another group shape or that conserves no money (SNAPSHOT_INVALID)', () => {
@@ -632,6 +656,31 @@ describe('SqliteLedger snapshots', () => {
     expect(check.prepare('SELECT schema_version FROM meta').pluck().get()).toBe(LEDGER_SCHEMA_VERSION);
     check.close();
     expect(verifyLedgerFile(path)).toMatchObject({ ok: true, batches: 31 });
+  });
+
+  it('upgrades a schema-9 file in place: its snapshots (the layout before deposits) go, the open replays, the next execution snapshots', () => {
+    const plans = history(17, 40);
+    const l0 = SqliteLedger.open(freshPath(), genesis, { snapshotEvery: 5 });
+    const executions = feed(l0, plans.slice(0, 30));
+    const path = l0.path;
+    l0.close();
+    expect(snapshotSeqs(path).length).toBeGreaterThan(0);
+    const db = new Database(path);
+    db.prepare('UPDATE meta SET schema_version = 9').run();
+    db.close();
+    const l = SqliteLedger.open(path, genesis, { snapshotEvery: 5 });
+    expect(snapshotSeqs(path)).toEqual([]);
+    const reference = SqliteLedger.open(':memory:', genesis, { snapshotEvery: 0 });
+    feed(reference, plans.slice(0, 30));
+    expectSameState(l.state, reference.state);
+    expect(certificates(l, executions)).toEqual(certificates(reference, executions));
+    feed(l, [plans[30]]);
+    expect(snapshotSeqs(path)).toEqual([31]);
+    l.close();
+    reference.close();
+    const check = new Database(path, { readonly: true });
+    expect(check.prepare('SELECT schema_version FROM meta').pluck().get()).toBe(10);
+    check.close();
   });
 
   it('verify reports a snapshot that differs from the state the replay reaches, one whose hash does not match, and one ahead of the batches', () => {

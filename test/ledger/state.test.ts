@@ -1,12 +1,23 @@
 import { describe, expect, it } from 'vitest';
-import { type Execution, LedgerState, type ResolvedEntry, u64 } from '../../src/ledger/state.ts';
 import {
+  type Execution,
+  LedgerState,
+  type ResolvedEntry,
+  StateSnapshot,
+  u64,
+} from '../../src/ledger/state.ts';
+import {
+  array,
   type Batch,
   batchDigestOf,
   buildTree,
   type CountedVote,
+  Deposit,
   DropbearError,
+  decode,
   encode,
+  equalBytes,
+  fixed as fixedBytes,
   type Genesis,
   groupIdOf,
   hex,
@@ -20,10 +31,13 @@ import {
   receiptHashOf,
   requestIdOf,
   sha256,
+  signDeposit,
   signRequest,
   signTagged,
+  struct,
   TAGS,
   type Tx,
+  uint,
   verifyPath,
 } from '../../src/protocol/index.ts';
 
@@ -260,6 +274,31 @@ describe('LedgerState.execute', () => {
     }
     expect(expired).toBeGreaterThan(10);
     expect(hex(l.stateDigest())).toBe(GOLDEN_WINDOW_DIGEST);
+    // The digest before deposits (2026-12-07 added `deposits` and `minted`, both 0 here): the same state
+    // in the old layout still hashes to the value the code before computed, so the chain did not change.
+    const old = struct({
+      seq: uint,
+      clock: uint,
+      lastReceipt: fixedBytes(32),
+      balances: array(struct({ client: fixedBytes(32), amount: uint }), 1 << 24),
+      nodes: array(
+        struct({
+          fee: uint,
+          modelDigest: fixedBytes(32),
+          modelVersion: uint,
+          counted: uint,
+          agreed: uint,
+          earned: uint,
+        }),
+        256,
+      ),
+      recentCount: uint,
+      recentChain: fixedBytes(32),
+    });
+    const snap = decode(StateSnapshot, l.snapshot());
+    expect(hex(sha256(encode(old, { ...snap, recentCount: l.recent.size })))).toBe(
+      '96fa4291e36b050eb4dcdac84c7d7d71d79a20303508196ccbb8666e7a7e88d2',
+    );
   });
 
   it('skips an expired request (older than expiryMs at the batch timestamp)', () => {
@@ -538,7 +577,112 @@ describe('model updates', () => {
   });
 });
 
-const GOLDEN_WINDOW_DIGEST = '96fa4291e36b050eb4dcdac84c7d7d71d79a20303508196ccbb8666e7a7e88d2';
+describe('deposits (the treasury funds a client after the genesis)', () => {
+  const treasury = keyPairFromSeed(seed(3, 0));
+  const deposit = (client: KeyPair, amount: number, serial: number, signer = treasury): Tx =>
+    signDeposit(groupId, { client: client.publicKey, amount, serial }, signer);
+
+  it('credits an account the genesis does not have, before the requests of its own batch are charged', () => {
+    const l = new LedgerState(genesis);
+    const total = l.totalMoney();
+    expect(l.balanceOf(carol.publicKey)).toBe(0);
+    const r = req({ client: carol });
+    const ex = run(l, [entry(r, all(1))], undefined, [deposit(carol, 25, 1)]);
+    expect(ex.skipped).toEqual([]);
+    expect(ex.outcomes.map((o) => o.fee)).toEqual([10]);
+    expect(l.balanceOf(carol.publicKey)).toBe(15);
+    expect(ex.deposits).toBe(1);
+    expect(ex.txs.map((t) => t.applied)).toEqual([true]);
+    expect(l.minted).toBe(25);
+    expect(l.totalMoney()).toBe(total + 25);
+  });
+
+  it("applies serials one at a time: a replay, a gap, a zero, a forgery or another group's has no effect", () => {
+    const l = new LedgerState(genesis);
+    const other = signTagged(
+      TAGS.deposit,
+      digest('another group'),
+      encode(Deposit, { client: carol.publicKey, amount: 5, serial: 1 }),
+      treasury,
+    );
+    let ex = run(l, [], undefined, [
+      deposit(carol, 5, 2), // a gap
+      deposit(carol, 5, 1, alice), // not the treasury's key
+      { kind: 'deposit', deposit: { client: carol.publicKey, amount: 5, serial: 1 }, signature: other },
+    ]);
+    expect(ex.txs.map((t) => t.applied)).toEqual([false, false, false]);
+    expect(l.deposits).toBe(0);
+    expect(l.balanceOf(carol.publicKey)).toBe(0);
+    const first = deposit(carol, 5, 1);
+    ex = run(l, [], undefined, [first, first, deposit(carol, 7, 2), deposit(carol, 9, 2)]);
+    expect(ex.txs.map((t) => t.applied)).toEqual([true, false, true, false]);
+    expect(l.balanceOf(carol.publicKey)).toBe(12);
+    // A zero uses its serial and credits nothing.
+    ex = run(l, [], undefined, [deposit(carol, 0, 3), deposit(carol, 1, 3)]);
+    expect(ex.txs.map((t) => t.applied)).toEqual([false, false]);
+    expect(l.deposits).toBe(3);
+    expect(l.balanceOf(carol.publicKey)).toBe(12);
+    expect(l.totalMoney()).toBe(1006 + 12);
+  });
+
+  it('one that would take the money past 2^53 − 1 uses its serial and credits nothing', () => {
+    const l = new LedgerState(genesis);
+    const ex = run(l, [], undefined, [
+      deposit(carol, Number.MAX_SAFE_INTEGER - 1006 + 1, 1),
+      deposit(carol, Number.MAX_SAFE_INTEGER - 1006, 2),
+    ]);
+    expect(ex.txs.map((t) => t.applied)).toEqual([false, true]);
+    expect(l.totalMoney()).toBe(Number.MAX_SAFE_INTEGER);
+  });
+
+  it('preview gives the receipt execute gives, and changes nothing', () => {
+    const a = new LedgerState(genesis);
+    const b = new LedgerState(genesis);
+    const r = req({ client: carol });
+    const entries = [entry(r, all(1))];
+    const batch = batchOf(entries, undefined, [deposit(carol, 10, 1)]);
+    const receipt = a.preview(1, batchDigestOf(batch), batch, entries);
+    expect(a.balanceOf(carol.publicKey)).toBe(0);
+    expect(a.deposits).toBe(0);
+    const ex = b.execute(1, batchDigestOf(batch), batch, entries);
+    expect(hex(receiptHashOf(receipt))).toBe(hex(ex.receiptHash));
+    expect(ex.outcomes).toHaveLength(1);
+    // And the previewed state executes to the same state.
+    a.execute(1, batchDigestOf(batch), batch, entries);
+    expect(hex(a.stateDigest())).toBe(hex(b.stateDigest()));
+    expect(a.balanceOf(carol.publicKey)).toBe(0);
+  });
+
+  it('enter the state digest and the snapshot: a restored state holds the new account and the count', () => {
+    const l = new LedgerState(genesis);
+    const plain = new LedgerState(genesis);
+    run(l, [], undefined, [deposit(carol, 40, 1)]);
+    run(plain, [], undefined, []);
+    expect(hex(l.stateDigest())).not.toBe(hex(plain.stateDigest()));
+    const back = LedgerState.restore(genesis, l.snapshot());
+    expect(hex(back.stateDigest())).toBe(hex(l.stateDigest()));
+    expect(back.balanceOf(carol.publicKey)).toBe(40);
+    expect(back.deposits).toBe(1);
+    expect(back.minted).toBe(40);
+    // The next serial applies on the restored state, not a replay of the first.
+    run(back, [], undefined, [deposit(carol, 40, 1), deposit(carol, 2, 2)]);
+    expect(back.balanceOf(carol.publicKey)).toBe(42);
+  });
+
+  it("a snapshot whose money is not the genesis's plus what was minted, or that lost a genesis client, is refused", () => {
+    const l = new LedgerState(genesis);
+    run(l, [], undefined, [deposit(carol, 40, 1)]);
+    const v = decode(StateSnapshot, l.snapshot());
+    const bad = (x: typeof v) => () => LedgerState.restore(genesis, encode(StateSnapshot, x));
+    expect(bad({ ...v, minted: 39 })).toThrow(/money is not conserved/);
+    expect(bad({ ...v, balances: v.balances.filter((b) => !equalBytes(b.client, alice.publicKey)) })).toThrow(
+      /genesis client is missing/,
+    );
+    expect(bad(v)).not.toThrow();
+  });
+});
+
+const GOLDEN_WINDOW_DIGEST = 'c40161141f2d6129d75be76c81200ceccb9cf7dd070f23b0308fee6d0a62133a';
 
 describe('u64 (the 8 bytes of seqs and timestamps in the recent-ids chain)', () => {
   it('is big-endian and equal to a BigInt DataView write for every safe integer tried', () => {
