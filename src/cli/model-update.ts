@@ -76,7 +76,7 @@ const REQUEST_TIMEOUT_MS = 10_000;
  * first GET /v1/group waited its own 10 s whatever --wait said, so `--wait 1000` against a silent node took
  * 10 s and named 10000 ms).
  */
-interface Budget {
+export interface Budget {
   node: number;
   waitMs: number;
   /** performance.now() by which the command gives up (the monotonic clock: a step of the system clock
@@ -90,7 +90,12 @@ interface Budget {
  * request that hit its own limit inside a longer wait stays NODE_TIMEOUT. Nothing is sent once the budget is
  * spent (a POST aborted after 1 ms could still reach the node).
  */
-async function fetchWithin(b: Budget, url: string, when: string, init?: RequestInit): Promise<NodeAnswer> {
+export async function fetchWithin(
+  b: Budget,
+  url: string,
+  when: string,
+  init?: RequestInit,
+): Promise<NodeAnswer> {
   const left = b.deadline - performance.now();
   if (left <= 0)
     throw new DropbearError(

@@ -134,7 +134,7 @@ function apiOrigin(text: string): string | null {
 }
 
 /** A base64url Ed25519 public key (as `keygen` prints it), else CLI_USAGE naming `what`. */
-function publicKeyArg(what: string, text: string): Uint8Array {
+export function publicKeyArg(what: string, text: string): Uint8Array {
   let k: Uint8Array | null = null;
   try {
     k = fromB64u(text, what);

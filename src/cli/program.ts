@@ -1,5 +1,6 @@
 import { packageVersion } from '../inference/kserve-server.ts';
 import { registerDemo } from './demo.ts';
+import { registerDeposit } from './deposit.ts';
 import { DropbearCommand } from './errors.ts';
 import { registerEval } from './eval.ts';
 import { registerGroup } from './group.ts';
@@ -43,6 +44,7 @@ export function buildProgram(): DropbearCommand {
   registerInfer(program);
   registerStatus(program);
   registerModelUpdate(program);
+  registerDeposit(program);
   registerServeModel(program);
   return program;
 }

@@ -98,7 +98,7 @@ import {
   toJson,
 } from '../protocol/index.ts';
 import { apiKeySha256Of } from './config.ts';
-import type { NodeHost } from './host.ts';
+import { type NodeHost, TX_RESULTS_KEPT } from './host.ts';
 import { isConnected, NodeMetrics, type PeerState } from './metrics.ts';
 
 /** A plugin of fastify's ajv (`ajv.plugins`), and the ajv it is given. */
@@ -287,6 +287,7 @@ const STATUS: Record<string, number> = {
   INSUFFICIENT_FUNDS: 402,
   NOT_FOUND: 404,
   CERTIFICATE_NOT_FOUND: 404,
+  TX_NOT_FOUND: 404,
   MODEL_NOT_FOUND: 404,
   METHOD_NOT_ALLOWED: 405,
   REQUEST_TIMEOUT: 408,
@@ -755,6 +756,19 @@ const certificateParams = {
   type: 'object',
   required: ['requestId'],
   properties: { requestId: { type: 'string', pattern: '^[0-9a-fA-F]{64}$' } },
+};
+
+const txParams = {
+  type: 'object',
+  required: ['txId'],
+  properties: { txId: { type: 'string', pattern: '^[0-9a-fA-F]{64}$' } },
+};
+
+/** A client's public key: 32 bytes as unpadded base64url (43 characters). */
+const accountParams = {
+  type: 'object',
+  required: ['client'],
+  properties: { client: { type: 'string', pattern: '^[A-Za-z0-9_-]{42}[AEIMQUYcgkosw048]$' } },
 };
 
 const groupParams = {
@@ -1532,6 +1546,40 @@ export function buildApi(host: NodeHost, opts: ApiOptions = {}): FastifyInstance
       if (!r.ok) throw apiError(r.code, r.message);
       reply.code(202);
       return { txId: hex(r.txId), status: 'pending' };
+    },
+  );
+
+  app.get<{ Params: { txId: string } }>(
+    '/v1/txs/:txId',
+    { schema: { params: txParams, querystring: noQuery } },
+    async (req) => {
+      const id = req.params.txId.toLowerCase();
+      const s = host.txStatus(id);
+      if (!s)
+        throw apiError(
+          'TX_NOT_FOUND',
+          `transaction ${id} is neither waiting here nor among the latest ${TX_RESULTS_KEPT} this node executed since it started`,
+        );
+      return { txId: id, ...s };
+    },
+  );
+
+  app.get<{ Params: { client: string } }>(
+    '/v1/accounts/:client',
+    { schema: { params: accountParams, querystring: noQuery } },
+    async (req) => {
+      const client = new Uint8Array(Buffer.from(req.params.client, 'base64url'));
+      const state = host.db.state;
+      return {
+        client: req.params.client,
+        balance: state.balanceOf(client),
+        /** Whether the ledger holds an account for the key (the genesis listed it, or a deposit made it). */
+        exists: state.balances.has(hex(client)),
+        /** The last batch executed here: the balance is as of it. */
+        seq: state.seq,
+        /** The treasury's deposits applied as of it (the last serial). */
+        deposits: state.deposits,
+      };
     },
   );
 

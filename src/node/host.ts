@@ -49,6 +49,9 @@ import {
   txIdOf,
 } from '../protocol/index.ts';
 
+/** Executed transactions whose fate a node answers (Host.txStatus); they are rare (owners, the treasury). */
+export const TX_RESULTS_KEPT = 4096;
+
 /** How the host reaches its peers (transport.ts implements it over TCP). */
 export interface Wire {
   send(to: number, bytes: Uint8Array): void;
@@ -1041,6 +1044,7 @@ export class NodeHost {
       commitProof: a.commitProof,
     });
     this.pendingExec.set(a.seq, exec);
+    if (exec.txs.length > 0) this.noteTxs(a.seq, exec.txs);
     this.obs.executed?.(a.seq, a.entries.length);
     this.noteExecuted(a.entries.length);
     const before = hex(this.replica.currentModels[this.id]);
@@ -1442,6 +1446,34 @@ export class NodeHost {
       if (a.type === 'txRejected') return { ok: false, txId: a.txId, code: a.code, message: a.message };
     }
     return { ok: true, txId: txIdOf(tx) };
+  }
+
+  /** What became of the latest TX_RESULTS_KEPT transactions executed here since the start (txStatus). */
+  private readonly txResults = new Map<string, { seq: number; applied: boolean }>();
+
+  private noteTxs(seq: number, txs: { id: Uint8Array; applied: boolean }[]): void {
+    for (const t of txs) {
+      const k = hex(t.id);
+      // A transaction one batch applied and a later batch carried again (a replay) keeps its first answer.
+      if (!this.txResults.get(k)?.applied) this.txResults.set(k, { seq, applied: t.applied });
+    }
+    while (this.txResults.size > TX_RESULTS_KEPT)
+      this.txResults.delete(this.txResults.keys().next().value as string);
+  }
+
+  /**
+   * A transaction's fate at this node, by id (lowercase hex): waiting to be ordered, or executed in batch
+   * `seq` and applied (or without effect: superseded by another of its version or serial, or a deposit
+   * that would overflow); null when unknown here (never seen, or executed before the node started or
+   * before the latest TX_RESULTS_KEPT).
+   */
+  txStatus(
+    idHex: string,
+  ): { status: 'pending' } | { status: 'executed'; seq: number; applied: boolean } | null {
+    const done = this.txResults.get(idHex);
+    if (done) return { status: 'executed', ...done };
+    for (const tx of this.replica.pendingTxs) if (hex(txIdOf(tx)) === idHex) return { status: 'pending' };
+    return null;
   }
 
   certificate(requestId: string): Certificate | null {

@@ -18,17 +18,21 @@ import {
   Certificate,
   encode,
   fromJson,
+  groupIdOf,
   hex,
   keyPairFromSeed,
   type Request,
   Request as RequestCodec,
   sha256,
+  signDeposit,
   signRequest,
   signTagged,
   TAGS,
+  Tx,
   toB64u,
   toJson,
 } from '../../src/protocol/index.ts';
+import { writeKeyFile } from '../../src/protocol/keyfile.ts';
 import { runCliInProcess } from '../cli/run-cli.ts';
 import { MODELS_DIR, VAL_DIR } from '../shared.ts';
 
@@ -366,6 +370,81 @@ describe('a real 4-node group', () => {
     const table = (await runCliInProcess(['status', '--group', dir])).stdout.split('\n');
     expect(table[0]).toMatch(/executed\s+model$/);
     expect(table[2]).toMatch(new RegExp(`\\sv1 ${digest.slice(0, 8)} ${UPDATE_TO}$`));
+  });
+
+  it('a client the genesis does not list is refused, funded by `dropbear deposit` (the treasury), then certified and charged', async () => {
+    const dave = keyPairFromSeed(
+      sha256(new TextEncoder().encode('dave, a client the genesis does not list')),
+    );
+    const keyFile = join(root, 'dave.json');
+    writeKeyFile(keyFile, dave);
+    const daveClient = new DropbearClient({
+      genesis: g.genesis,
+      nodes: g.file.nodes.map((n) => ({ id: n.id, api: n.api })),
+      key: dave,
+      timeoutMs: 60_000,
+    });
+    // No account: every node refuses the request before it is ordered.
+    await expect(daveClient.infer(images[41])).rejects.toMatchObject({ code: 'INSUFFICIENT_FUNDS' });
+    const none = await runCliInProcess(['balance', '--group', dir, '--key', keyFile, '--node', '2']);
+    expect(none.stdout.split('\n')[0]).toBe('0');
+    // A deposit signed with anything but the treasury's key is refused by the node (over real HTTP).
+    const before = (await status(0)) as unknown as { deposits: number };
+    const forged = signDeposit(
+      groupIdOf(g.genesis),
+      { client: dave.publicKey, amount: 1_000_000, serial: before.deposits + 1 },
+      dave,
+    );
+    const post = (tx: unknown) =>
+      fetch(`${g.file.nodes[0].api}/v1/txs`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ tx }),
+      });
+    const r401 = await post(toJson(Tx, forged));
+    expect(r401.status).toBe(401);
+    expect(((await r401.json()) as { error: { code: string } }).error.code).toBe('TX_BAD_SIGNATURE');
+    // The treasury deposits through node 3 (the liar: it lies about results, not about transactions).
+    const out = await runCliInProcess([
+      'deposit',
+      '--group',
+      dir,
+      '--key',
+      keyFile,
+      '--amount',
+      '25',
+      '--node',
+      '3',
+    ]);
+    expect(out.stderr).toBe('');
+    expect(out.code).toBe(0);
+    expect(out.stdout).toMatch(/^submitted [0-9a-f]{64} \(deposit \d+: 25 to /);
+    expect(out.stdout).toMatch(/now holds 25 /);
+    // Its replay (the same signed bytes) credits nothing: refused while the node still remembers it.
+    const txId = /^submitted ([0-9a-f]{64})/.exec(out.stdout)![1];
+    const applied = (await (await fetch(`${g.file.nodes[3].api}/v1/txs/${txId}`)).json()) as {
+      status: string;
+      applied: boolean;
+    };
+    expect(applied).toMatchObject({ status: 'executed', applied: true });
+    // Now served: certified, and charged the counted voters' fees (1 each: `group init`).
+    const res = await daveClient.infer(images[41]);
+    expect(verifyCertificate(res.certificate, g.genesis).ok).toBe(true);
+    const fee = res.certificate.outcome.fee;
+    expect(fee).toBeGreaterThanOrEqual(3);
+    // Every node's ledger agrees on the account once it has executed that batch.
+    for (const n of g.file.nodes) {
+      type Account = { balance: number; exists: boolean; deposits: number };
+      let body: Account | null = null;
+      for (let i = 0; i < 50; i++) {
+        body = (await (await fetch(`${n.api}/v1/accounts/${toB64u(dave.publicKey)}`)).json()) as Account;
+        if (body?.balance === 25 - fee) break;
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      expect(body).toMatchObject({ balance: 25 - fee, exists: true, deposits: before.deposits + 1 });
+    }
+    const after = await runCliInProcess(['balance', '--group', dir, '--client', toB64u(dave.publicKey)]);
+    expect(after.stdout.split('\n')[0]).toBe(String(25 - fee));
   });
 
   it('kill -9 of a backup under load: certification continues; restarted, it catches up and serves old certificates', async () => {

@@ -1,0 +1,208 @@
+/**
+ * `dropbear deposit` (the treasury credits a client account: a Deposit signed with the genesis's treasury
+ * key, ordered by the group like a request) and `dropbear balance` (an account's balance at a node).
+ */
+import { join } from 'node:path';
+import type { Command } from 'commander';
+import { DropbearError, equalBytes, groupIdOf, signDeposit, Tx, toB64u, toJson } from '../protocol/index.ts';
+import { readKeyFile } from '../protocol/keyfile.ts';
+import { usageError } from './errors.ts';
+import { type LoadedGroup, loadGroup } from './group.ts';
+import { expectObject } from './http.ts';
+import { type Budget, fetchWithin, parseNodeId, parseWaitMs } from './model-update.ts';
+import { publicKeyArg } from './owners.ts';
+
+/** `--amount`: a positive whole number in decimal, at most 2^53 − 1; anything else a usage error. */
+export function parseAmount(s: string): number {
+  const n = /^[1-9][0-9]*$/.test(s) ? Number(s) : Number.NaN;
+  if (!Number.isSafeInteger(n))
+    throw usageError(`--amount must be a positive whole number (at most 2^53 − 1), not ${JSON.stringify(s)}`);
+  return n;
+}
+
+/** The account a command is about: `--client PUBKEY`, else `--key FILE`'s public key, else group.json's client. */
+function accountOf(g: LoadedGroup, o: { client?: string; key?: string }): Uint8Array {
+  if (o.client !== undefined && o.key !== undefined) throw usageError('give --client or --key, not both');
+  if (o.client !== undefined) return publicKeyArg('--client', o.client);
+  if (o.key !== undefined) return readKeyFile(o.key).publicKey;
+  return g.clientKey().publicKey;
+}
+
+function nodeOf(g: LoadedGroup, s: string): LoadedGroup['file']['nodes'][number] {
+  const id = parseNodeId(s);
+  const node = g.file.nodes.find((n) => n.id === id);
+  if (!node) throw usageError(`--node ${s} is not in this group`);
+  return node;
+}
+
+interface Account {
+  balance: number;
+  seq: number;
+  deposits: number;
+}
+
+/** GET /v1/accounts/:client at a node, checked. */
+async function account(api: string, client: Uint8Array, b: Budget, when: string): Promise<Account> {
+  const url = `${api}/v1/accounts/${toB64u(client)}`;
+  const body = expectObject(url, await fetchWithin(b, url, when));
+  const { balance, seq, deposits } = body;
+  if (!Number.isSafeInteger(balance) || !Number.isSafeInteger(seq) || !Number.isSafeInteger(deposits))
+    throw new DropbearError(
+      'BAD_RESPONSE',
+      `${url} answered without balance, seq and deposits; is this a Dropbear node?`,
+    );
+  return { balance, seq, deposits } as Account;
+}
+
+/**
+ * The serial the next deposit takes at a node: after the last applied and every one it holds waiting
+ * (GET /v1/status `deposits`, `pendingDeposits`).
+ */
+async function nextSerial(api: string, b: Budget): Promise<number> {
+  const url = `${api}/v1/status`;
+  const body = expectObject(url, await fetchWithin(b, url, 'nothing was submitted'));
+  const pending = body.pendingDeposits;
+  if (
+    !Number.isSafeInteger(body.deposits) ||
+    !Array.isArray(pending) ||
+    !pending.every((p) => typeof p === 'object' && p !== null && Number.isSafeInteger(p.serial))
+  )
+    throw new DropbearError(
+      'BAD_RESPONSE',
+      `${url} answered without deposits and pendingDeposits; is this a Dropbear node (of this version)?`,
+    );
+  let last = body.deposits as number;
+  for (const p of pending as { serial: number }[]) last = Math.max(last, p.serial);
+  return last + 1;
+}
+
+export function registerDeposit(program: Command): void {
+  program
+    .command('deposit')
+    .description(
+      "credit a client account: signs a Deposit with the treasury's key and submits it; the group orders it like a request",
+    )
+    .requiredOption('--group <dir>', 'the group folder')
+    .requiredOption('--amount <n>', 'how much to credit (a positive whole number)')
+    .option('--client <pubkey>', "the account's public key (base64url, as `dropbear keygen` prints it)")
+    .option('--key <file>', "the account's key file (its public key is read; nothing is signed with it)")
+    .option(
+      '--treasury-key <file>',
+      "the treasury's key file (default: keys/treasury.json in the group folder, where `group init` writes it)",
+    )
+    .option('--node <id>', 'the node to submit to', '0')
+    .option('--wait <ms>', 'give up after this long (the whole command)', '30000')
+    .addHelpText(
+      'after',
+      "\nExample:\n  npx dropbear keygen --out alice.json            # prints alice's public key\n" +
+        '  npx dropbear deposit --group out/g --client <alice public key> --amount 1000\n' +
+        '  npx dropbear infer --group out/g --key alice.json image.jpg\n\n' +
+        'Without --client or --key the account is the client key group.json names. Deposits apply in serial ' +
+        'order; the command takes the next serial from the node and waits until the deposit is ordered. ' +
+        'After TIMEOUT it may still be ordered: see `dropbear balance` before depositing again.\n\n' +
+        'Exit status: 0 the deposit was ordered and credited, 2 an error (one line on stderr: error [CODE]: message; ' +
+        'CLI_USAGE for a bad option; TX_SUPERSEDED when another deposit took its serial: nothing was credited, run it again; TIMEOUT when --wait ran out).\n',
+    )
+    .action(
+      async (o: {
+        group: string;
+        amount: string;
+        client?: string;
+        key?: string;
+        treasuryKey?: string;
+        node: string;
+        wait: string;
+      }) => {
+        const waitMs = parseWaitMs(o.wait);
+        const amount = parseAmount(o.amount);
+        const g = loadGroup(o.group);
+        const node = nodeOf(g, o.node);
+        const client = accountOf(g, o);
+        const keyFile = o.treasuryKey ?? join(g.dir, 'keys', 'treasury.json');
+        const treasury = readKeyFile(keyFile);
+        if (!equalBytes(treasury.publicKey, g.genesis.treasury))
+          throw new DropbearError(
+            'CONFIG_KEY_MISMATCH',
+            `${keyFile} is not the treasury key the genesis names; nothing was submitted`,
+          );
+        const budget: Budget = { node: node.id, waitMs, deadline: performance.now() + waitMs };
+        const serial = await nextSerial(node.api, budget);
+        const tx = signDeposit(groupIdOf(g.genesis), { client, amount, serial }, treasury);
+        if (tx.kind !== 'deposit') throw new Error('unreachable');
+        const txUrl = `${node.api}/v1/txs`;
+        const posted = await fetchWithin(
+          budget,
+          txUrl,
+          `the deposit may have been submitted; see \`npx dropbear balance --group ${o.group}\` before depositing again`,
+          {
+            method: 'POST',
+            headers: { 'content-type': 'application/json' },
+            body: JSON.stringify({ tx: toJson(Tx, tx) }),
+          },
+        );
+        const body = expectObject(txUrl, posted, 202);
+        const txId = body.txId;
+        if (typeof txId !== 'string' || !/^[0-9a-f]{64}$/.test(txId))
+          throw new DropbearError(
+            'BAD_RESPONSE',
+            `${txUrl} answered 202 without a txId; is this a Dropbear node?`,
+          );
+        const who = toB64u(client);
+        process.stdout.write(`submitted ${txId} (deposit ${serial}: ${amount} to ${who})\n`);
+        const statusUrl = `${node.api}/v1/txs/${txId}`;
+        const when = `the deposit was submitted; see \`npx dropbear balance --group ${o.group}\` before depositing again`;
+        while (performance.now() < budget.deadline) {
+          let s: Record<string, unknown> | null = null;
+          try {
+            s = expectObject(statusUrl, await fetchWithin(budget, statusUrl, when));
+          } catch (e) {
+            if (e instanceof DropbearError && e.code === 'TIMEOUT') break;
+            // Unknown there: the node restarted (it answers only for what it executed since) or it is gone.
+            if (!(e instanceof DropbearError && e.code === 'TX_NOT_FOUND')) throw e;
+          }
+          if (s?.status === 'executed') {
+            if (s.applied !== true)
+              throw new DropbearError(
+                'TX_SUPERSEDED',
+                `another deposit of serial ${serial} was ordered first (batch ${String(s.seq)}); this one credited nothing: run the command again`,
+              );
+            const a = await account(node.api, client, budget, when);
+            process.stdout.write(
+              `ordered in batch ${String(s.seq)}: ${who} now holds ${a.balance} (node ${node.id}, batch ${a.seq})\n`,
+            );
+            return;
+          }
+          await new Promise((r) => setTimeout(r, 200));
+        }
+        throw new DropbearError(
+          'TIMEOUT',
+          `the deposit was not ordered within ${waitMs} ms; it may still be: see \`npx dropbear balance --group ${o.group}\` before depositing again`,
+        );
+      },
+    );
+
+  program
+    .command('balance')
+    .description("a client account's balance, as of the last batch a node executed")
+    .requiredOption('--group <dir>', 'the group folder')
+    .option('--client <pubkey>', "the account's public key (base64url, as `dropbear keygen` prints it)")
+    .option('--key <file>', "the account's key file (its public key is read)")
+    .option('--node <id>', 'the node to ask', '0')
+    .option('--wait <ms>', 'give up after this long', '10000')
+    .addHelpText(
+      'after',
+      '\nWithout --client or --key: the client key group.json names. Prints the balance on one line, then where it was read. ' +
+        'Exit status: 0 the balance was read, 2 an error (one line on stderr: error [CODE]: message).\n',
+    )
+    .action(async (o: { group: string; client?: string; key?: string; node: string; wait: string }) => {
+      const waitMs = parseWaitMs(o.wait);
+      const g = loadGroup(o.group);
+      const node = nodeOf(g, o.node);
+      const client = accountOf(g, o);
+      const budget: Budget = { node: node.id, waitMs, deadline: performance.now() + waitMs };
+      const a = await account(node.api, client, budget, 'nothing was changed');
+      process.stdout.write(
+        `${a.balance}\n(client ${toB64u(client)}, node ${node.id}, as of batch ${a.seq}; ${a.deposits} deposits applied)\n`,
+      );
+    });
+}

@@ -1,0 +1,161 @@
+/**
+ * `dropbear deposit` and `dropbear balance` without a running group: every bad option is CLI_USAGE (or
+ * CONFIG_KEY_MISMATCH for a key that is not the treasury's) before anything is sent, and a node's answers
+ * are checked (a deposit another one superseded is TX_SUPERSEDED, not success). The real path, four node
+ * processes, is in test/e2e/group.test.ts.
+ */
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer, type IncomingMessage, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { initGroup } from '../../src/cli/group.ts';
+import { STANDIN_MODEL } from '../../src/node/standin-backend.ts';
+import { fromJson, hex, Tx, toB64u, txIdOf } from '../../src/protocol/index.ts';
+import { readKeyFile } from '../../src/protocol/keyfile.ts';
+import { runCliInProcess } from './run-cli.ts';
+
+let tmp: string;
+let dir: string;
+/** What the fake node 0 answers for GET /v1/txs/:id, and the deposits it saw posted. */
+let txAnswer: Record<string, unknown> = {};
+const posted: Tx[] = [];
+let statusBody: unknown = { deposits: 4, pendingDeposits: [{ serial: 6 }, { serial: 5 }] };
+let fake: Server;
+
+function body(req: IncomingMessage): Promise<string> {
+  return new Promise((r) => {
+    let s = '';
+    req.on('data', (d) => {
+      s += d;
+    });
+    req.on('end', () => r(s));
+  });
+}
+
+beforeAll(async () => {
+  tmp = mkdtempSync(join(tmpdir(), 'dropbear-deposit-cli-'));
+  dir = join(tmp, 'group');
+  await initGroup({ dir, nodes: 4, models: Array(4).fill(STANDIN_MODEL) });
+  fake = createServer(async (req, res) => {
+    const json = (status: number, b: unknown) =>
+      res.writeHead(status, { 'content-type': 'application/json' }).end(JSON.stringify(b));
+    if (req.url === '/v1/status') return json(200, statusBody);
+    if (req.method === 'POST' && req.url === '/v1/txs') {
+      const tx = fromJson(Tx, (JSON.parse(await body(req)) as { tx: unknown }).tx);
+      posted.push(tx);
+      return json(202, { txId: hex(txIdOf(tx)), status: 'pending' });
+    }
+    if (req.url?.startsWith('/v1/txs/')) return json(200, txAnswer);
+    if (req.url?.startsWith('/v1/accounts/')) return json(200, { balance: 77, seq: 12, deposits: 7 });
+    json(404, { error: { code: 'NOT_FOUND', message: 'no' } });
+  });
+  await new Promise<void>((r) => fake.listen(0, '127.0.0.1', () => r()));
+  // Node 0's API is the fake; node 1's is a port nothing listens on.
+  const file = join(dir, 'group.json');
+  const g = JSON.parse(readFileSync(file, 'utf8')) as { nodes: { api: string }[] };
+  g.nodes[0].api = `http://127.0.0.1:${(fake.address() as AddressInfo).port}`;
+  g.nodes[1].api = 'http://127.0.0.1:1';
+  writeFileSync(file, JSON.stringify(g, null, 2));
+}, 60_000);
+
+afterAll(async () => {
+  fake.closeAllConnections();
+  await new Promise((r) => fake.close(r));
+  rmSync(tmp, { recursive: true, force: true });
+});
+
+const deposit = (...args: string[]) => runCliInProcess(['deposit', '--group', dir, ...args]);
+
+describe('dropbear deposit: bad options, before anything is sent', () => {
+  for (const amount of ['0', '-1', '1.5', 'abc', '1e3', '9007199254740992', ''])
+    it(`--amount ${JSON.stringify(amount)} is CLI_USAGE`, async () => {
+      const r = await deposit('--amount', amount);
+      expect(r.code).toBe(2);
+      expect(r.stderr).toMatch(
+        /^error \[CLI_USAGE\]: --amount must (be a positive whole number|not be empty)/,
+      );
+    });
+
+  it('a --client that is not a public key, --client with --key, and a node not in the group are CLI_USAGE', async () => {
+    for (const args of [
+      ['--client', 'not-a-key'],
+      ['--client', toB64u(new Uint8Array(31))],
+      ['--client', toB64u(new Uint8Array(32)), '--key', join(dir, 'keys', 'client.json')],
+      ['--node', '9'],
+      ['--node', '-1'],
+    ]) {
+      const r = await deposit('--amount', '5', ...args);
+      expect(r.code, args.join(' ')).toBe(2);
+      expect(r.stderr, args.join(' ')).toMatch(/^error \[CLI_USAGE\]/);
+    }
+    expect(posted).toEqual([]);
+  });
+
+  it('a treasury key file that is not the genesis treasury is CONFIG_KEY_MISMATCH, nothing submitted', async () => {
+    const r = await deposit('--amount', '5', '--treasury-key', join(dir, 'keys', 'client.json'));
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/^error \[CONFIG_KEY_MISMATCH\]: .*client\.json is not the treasury key/);
+    expect(posted).toEqual([]);
+  });
+
+  it('a node that does not listen is NODE_UNREACHABLE', async () => {
+    const r = await deposit('--amount', '5', '--node', '1');
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/^error \[NODE_UNREACHABLE\]/);
+  });
+});
+
+describe("dropbear deposit: the node's answers", () => {
+  it('takes the serial after the last applied and every one waiting, signs with the treasury key, and reports the balance', async () => {
+    txAnswer = { status: 'executed', seq: 11, applied: true };
+    const r = await deposit('--amount', '40');
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    const tx = posted.at(-1)!;
+    expect(tx.kind).toBe('deposit');
+    if (tx.kind !== 'deposit') return;
+    const client = readKeyFile(join(dir, 'keys', 'client.json')).publicKey;
+    expect(tx.deposit).toEqual({ client, amount: 40, serial: 7 });
+    expect(r.stdout).toContain(`deposit 7: 40 to ${toB64u(client)}`);
+    expect(r.stdout).toMatch(/ordered in batch 11: .* now holds 77 \(node 0, batch 12\)/);
+  });
+
+  it('a deposit whose serial another took first is TX_SUPERSEDED (exit 2), never reported as credited', async () => {
+    txAnswer = { status: 'executed', seq: 11, applied: false };
+    const r = await deposit('--amount', '40');
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/^error \[TX_SUPERSEDED\]: another deposit of serial 7 was ordered first/);
+    expect(r.stdout).not.toMatch(/now holds/);
+  });
+
+  it('a status without deposits (not a node of this version) is BAD_RESPONSE, nothing submitted', async () => {
+    const before = posted.length;
+    statusBody = { view: 0 };
+    try {
+      const r = await deposit('--amount', '40');
+      expect(r.code).toBe(2);
+      expect(r.stderr).toMatch(/^error \[BAD_RESPONSE\]: .*without deposits and pendingDeposits/);
+      expect(posted.length).toBe(before);
+    } finally {
+      statusBody = { deposits: 4, pendingDeposits: [{ serial: 6 }, { serial: 5 }] };
+    }
+  });
+
+  it('times out (TIMEOUT, exit 2) while the deposit waits, naming what to check', async () => {
+    txAnswer = { status: 'pending' };
+    const r = await deposit('--amount', '40', '--wait', '600');
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/^error \[TIMEOUT\]: .*dropbear balance/);
+  });
+});
+
+describe('dropbear balance', () => {
+  it("prints the node's balance for the account on its first line", async () => {
+    const r = await runCliInProcess(['balance', '--group', dir, '--client', toB64u(new Uint8Array(32))]);
+    expect(r.code).toBe(0);
+    expect(r.stdout.split('\n')[0]).toBe('77');
+    expect(r.stdout).toContain('as of batch 12; 7 deposits applied');
+  });
+});

@@ -1,0 +1,118 @@
+/**
+ * The API's deposit routes on one stand-in NodeHost (no peers, so nothing submitted is ordered here; the
+ * ordered path runs on four node processes in test/e2e/group.test.ts): POST /v1/txs with a deposit, GET
+ * /v1/txs/:txId and GET /v1/accounts/:client, each bad input with its code.
+ */
+import type { FastifyInstance } from 'fastify';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { buildApi } from '../../src/node/api.ts';
+import { groupIdOf, hex, signDeposit, Tx, toB64u, toJson, txIdOf } from '../../src/protocol/index.ts';
+import { type LoneHost, openLoneHost } from './lone-host.ts';
+
+let lone: LoneHost;
+let app: FastifyInstance;
+
+beforeAll(async () => {
+  lone = openLoneHost('api-deposits-', 23);
+  app = buildApi(lone.host, {});
+  await app.ready();
+});
+
+afterAll(async () => {
+  await app.close();
+  lone.close();
+});
+
+const gid = () => groupIdOf(lone.group.genesis);
+const post = (tx: Tx) => app.inject({ method: 'POST', url: '/v1/txs', payload: { tx: toJson(Tx, tx) } });
+const code = (r: { json: () => unknown }) => (r.json() as { error: { code: string } }).error.code;
+
+describe('POST /v1/txs with a deposit', () => {
+  it('takes the treasury-signed next serial (202) and lists it in /v1/status and GET /v1/txs/:txId as pending', async () => {
+    const client = new Uint8Array(32).fill(9);
+    const tx = signDeposit(gid(), { client, amount: 50, serial: 1 }, lone.group.treasury);
+    const r = await post(tx);
+    expect(r.statusCode).toBe(202);
+    expect(r.json()).toEqual({ txId: hex(txIdOf(tx)), status: 'pending' });
+    const s = (await app.inject('/v1/status')).json() as { deposits: number; pendingDeposits: unknown[] };
+    expect(s.deposits).toBe(0);
+    expect(s.pendingDeposits).toEqual([{ serial: 1, client: toB64u(client), amount: 50 }]);
+    const t = await app.inject(`/v1/txs/${hex(txIdOf(tx)).toUpperCase()}`);
+    expect(t.statusCode).toBe(200);
+    expect(t.json()).toEqual({ txId: hex(txIdOf(tx)), status: 'pending' });
+    // The same bytes again: TX_DUPLICATE.
+    const again = await post(tx);
+    expect([again.statusCode, code(again)]).toEqual([409, 'TX_DUPLICATE']);
+  });
+
+  it('refuses a forged one (401), a zero (400), a gap (409) and one past the money bound (409), each with its code', async () => {
+    const client = new Uint8Array(32).fill(3);
+    const cases: [Tx, number, string][] = [
+      [signDeposit(gid(), { client, amount: 5, serial: 2 }, lone.group.client), 401, 'TX_BAD_SIGNATURE'],
+      [signDeposit(gid(), { client, amount: 5, serial: 2 }, lone.group.keys[0]), 401, 'TX_BAD_SIGNATURE'],
+      [signDeposit(gid(), { client, amount: 0, serial: 2 }, lone.group.treasury), 400, 'TX_BAD_AMOUNT'],
+      [signDeposit(gid(), { client, amount: 5, serial: 9 }, lone.group.treasury), 409, 'TX_VERSION_GAP'],
+      [
+        signDeposit(gid(), { client, amount: Number.MAX_SAFE_INTEGER, serial: 2 }, lone.group.treasury),
+        409,
+        'TX_DEPOSIT_TOO_LARGE',
+      ],
+    ];
+    for (const [tx, status, c] of cases) {
+      const r = await post(tx);
+      expect([r.statusCode, code(r)], c).toEqual([status, c]);
+    }
+    const s = (await app.inject('/v1/status')).json() as { pendingDeposits: unknown[] };
+    expect(s.pendingDeposits).toHaveLength(1);
+  });
+
+  it('a deposit that does not decode is 400 TX_MALFORMED', async () => {
+    const r = await app.inject({
+      method: 'POST',
+      url: '/v1/txs',
+      payload: {
+        tx: { kind: 'deposit', deposit: { client: 'AAAA', amount: 1, serial: 1 }, signature: 'AA' },
+      },
+    });
+    expect([r.statusCode, code(r)]).toEqual([400, 'TX_MALFORMED']);
+  });
+});
+
+describe('GET /v1/txs/:txId', () => {
+  it('an id the node does not know is 404 TX_NOT_FOUND; one that is not 64 hex digits is 400', async () => {
+    const r = await app.inject(`/v1/txs/${'ab'.repeat(32)}`);
+    expect([r.statusCode, code(r)]).toEqual([404, 'TX_NOT_FOUND']);
+    for (const bad of ['xyz', 'ab'.repeat(31), `${'ab'.repeat(32)}0`]) {
+      const b = await app.inject(`/v1/txs/${bad}`);
+      expect(b.statusCode, bad).toBe(400);
+    }
+  });
+});
+
+describe('GET /v1/accounts/:client', () => {
+  it("gives a genesis client's balance, 0 for a key without an account, and 400 for what is not a key", async () => {
+    const c = lone.group.client.publicKey;
+    const r = await app.inject(`/v1/accounts/${toB64u(c)}`);
+    expect(r.statusCode).toBe(200);
+    expect(r.json()).toEqual({
+      client: toB64u(c),
+      balance: lone.group.genesis.balances[0].amount,
+      exists: true,
+      seq: 0,
+      deposits: 0,
+    });
+    const none = await app.inject(`/v1/accounts/${toB64u(new Uint8Array(32).fill(7))}`);
+    expect(none.json()).toMatchObject({ balance: 0, exists: false });
+    // 31 and 33 bytes, padding, a non-canonical last character, and text.
+    for (const bad of [
+      toB64u(new Uint8Array(31)),
+      toB64u(new Uint8Array(33)),
+      `${toB64u(c)}=`,
+      `${toB64u(c).slice(0, 42)}B`,
+      'alice',
+    ]) {
+      const b = await app.inject(`/v1/accounts/${bad}`);
+      expect(b.statusCode, bad).toBe(400);
+    }
+  });
+});
