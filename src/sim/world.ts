@@ -38,6 +38,7 @@ import {
   type SignedResults,
   type StateBatch,
   sha256,
+  signDeposit,
   signModelUpdate,
   signRequest,
   signRequestBatch,
@@ -651,6 +652,42 @@ export class Simulation {
     });
   }
 
+  /**
+   * The treasury credits `amount` to `client`: a Deposit signed with the treasury's key, submitted now to
+   * `via` (default 0). Its serial defaults to the next after both node `via`'s ledger (its deposits) and
+   * the deposits `via`'s replica holds, so deposits submitted one after another at one node take +1, +2, ...
+   * `serial` and `signer` override, to forge, replay or reorder deposits.
+   */
+  submitDeposit(
+    client: Uint8Array,
+    amount: number,
+    opts: { via?: number; serial?: number; signer?: KeyPair } = {},
+  ): TxSubmission | null {
+    const via = opts.via ?? 0;
+    const n = this.nodes[via];
+    let serial = (n.db?.state ?? n.ledger).deposits;
+    for (const tx of n.replica.pendingTxs)
+      if (tx.kind === 'deposit' && tx.deposit.serial > serial) serial = tx.deposit.serial;
+    const tx = signDeposit(
+      this.nodes[0].replica.groupId,
+      { client, amount, serial: opts.serial ?? serial + 1 },
+      opts.signer ?? this.group.treasury,
+    );
+    return this.submitTx(via, tx);
+  }
+
+  /** The same, `ms` after the start (the serial is read then). */
+  submitDepositAt(
+    ms: number,
+    client: Uint8Array,
+    amount: number,
+    opts: { via?: number; serial?: number; signer?: KeyPair } = {},
+  ): void {
+    this.at(ms, () => {
+      this.submitDeposit(client, amount, opts);
+    });
+  }
+
   /** Node `id`'s ledger: every node's current model digest and version. */
   models(id: number): { digests: Uint8Array[]; versions: number[] } {
     const n = this.nodes[id];
@@ -744,6 +781,7 @@ export class Simulation {
         lastTimestamp: l.clock,
         models: l.models,
         modelVersions: l.modelVersions,
+        deposits: l.deposits,
         recent: l.recent.entries(),
         log: node.db ? (node.db.signedLog() as PersistRecord[]) : node.log,
         ownResults: node.db ? node.db.ownResults() : [...node.ownResults.values()],
