@@ -76,6 +76,53 @@ async function nextSerial(api: string, b: Budget): Promise<number> {
   return last + 1;
 }
 
+/**
+ * Posts a signed transaction to a node and waits until a batch carries it (GET /v1/txs/:txId): that
+ * batch's seq when the transaction applied, else TX_SUPERSEDED (another of its version or serial was
+ * ordered first: it had no effect); TIMEOUT when the budget runs out (`when`: what the user should check
+ * before trying again). Prints `submitted <txId> (<what>)` once the node took it.
+ */
+export async function submitAndWait(
+  api: string,
+  tx: Tx,
+  b: Budget,
+  what: string,
+  when: string,
+): Promise<number> {
+  const txUrl = `${api}/v1/txs`;
+  const posted = await fetchWithin(b, txUrl, `it may have been submitted; ${when}`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ tx: toJson(Tx, tx) }),
+  });
+  const body = expectObject(txUrl, posted, 202);
+  const txId = body.txId;
+  if (typeof txId !== 'string' || !/^[0-9a-f]{64}$/.test(txId))
+    throw new DropbearError('BAD_RESPONSE', `${txUrl} answered 202 without a txId; is this a Dropbear node?`);
+  process.stdout.write(`submitted ${txId} (${what})\n`);
+  const statusUrl = `${api}/v1/txs/${txId}`;
+  while (performance.now() < b.deadline) {
+    let s: Record<string, unknown> | null = null;
+    try {
+      s = expectObject(statusUrl, await fetchWithin(b, statusUrl, `it was submitted; ${when}`));
+    } catch (e) {
+      if (e instanceof DropbearError && e.code === 'TIMEOUT') break;
+      // Unknown there: the node restarted (it answers only for what it executed since) or it is gone.
+      if (!(e instanceof DropbearError && e.code === 'TX_NOT_FOUND')) throw e;
+    }
+    if (s?.status === 'executed') {
+      if (s.applied !== true)
+        throw new DropbearError(
+          'TX_SUPERSEDED',
+          `${what}: another of its serial or version was ordered first (batch ${String(s.seq)}); this one had no effect: run the command again`,
+        );
+      return s.seq as number;
+    }
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  throw new DropbearError('TIMEOUT', `not ordered within ${b.waitMs} ms; it may still be: ${when}`);
+}
+
 export function registerDeposit(program: Command): void {
   program
     .command('deposit')
@@ -129,54 +176,12 @@ export function registerDeposit(program: Command): void {
         const serial = await nextSerial(node.api, budget);
         const tx = signDeposit(groupIdOf(g.genesis), { client, amount, serial }, treasury);
         if (tx.kind !== 'deposit') throw new Error('unreachable');
-        const txUrl = `${node.api}/v1/txs`;
-        const posted = await fetchWithin(
-          budget,
-          txUrl,
-          `the deposit may have been submitted; see \`npx dropbear balance --group ${o.group}\` before depositing again`,
-          {
-            method: 'POST',
-            headers: { 'content-type': 'application/json' },
-            body: JSON.stringify({ tx: toJson(Tx, tx) }),
-          },
-        );
-        const body = expectObject(txUrl, posted, 202);
-        const txId = body.txId;
-        if (typeof txId !== 'string' || !/^[0-9a-f]{64}$/.test(txId))
-          throw new DropbearError(
-            'BAD_RESPONSE',
-            `${txUrl} answered 202 without a txId; is this a Dropbear node?`,
-          );
         const who = toB64u(client);
-        process.stdout.write(`submitted ${txId} (deposit ${serial}: ${amount} to ${who})\n`);
-        const statusUrl = `${node.api}/v1/txs/${txId}`;
-        const when = `the deposit was submitted; see \`npx dropbear balance --group ${o.group}\` before depositing again`;
-        while (performance.now() < budget.deadline) {
-          let s: Record<string, unknown> | null = null;
-          try {
-            s = expectObject(statusUrl, await fetchWithin(budget, statusUrl, when));
-          } catch (e) {
-            if (e instanceof DropbearError && e.code === 'TIMEOUT') break;
-            // Unknown there: the node restarted (it answers only for what it executed since) or it is gone.
-            if (!(e instanceof DropbearError && e.code === 'TX_NOT_FOUND')) throw e;
-          }
-          if (s?.status === 'executed') {
-            if (s.applied !== true)
-              throw new DropbearError(
-                'TX_SUPERSEDED',
-                `another deposit of serial ${serial} was ordered first (batch ${String(s.seq)}); this one credited nothing: run the command again`,
-              );
-            const a = await account(node.api, client, budget, when);
-            process.stdout.write(
-              `ordered in batch ${String(s.seq)}: ${who} now holds ${a.balance} (node ${node.id}, batch ${a.seq})\n`,
-            );
-            return;
-          }
-          await new Promise((r) => setTimeout(r, 200));
-        }
-        throw new DropbearError(
-          'TIMEOUT',
-          `the deposit was not ordered within ${waitMs} ms; it may still be: see \`npx dropbear balance --group ${o.group}\` before depositing again`,
+        const when = `see \`npx dropbear balance --group ${o.group}\` before depositing again`;
+        const seq = await submitAndWait(node.api, tx, budget, `deposit ${serial}: ${amount} to ${who}`, when);
+        const a = await account(node.api, client, budget, `the deposit was ordered; ${when}`);
+        process.stdout.write(
+          `ordered in batch ${seq}: ${who} now holds ${a.balance} (node ${node.id}, batch ${a.seq})\n`,
         );
       },
     );

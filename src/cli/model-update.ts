@@ -6,6 +6,7 @@ import {
   equalBytes,
   groupIdOf,
   hex,
+  type KeyPair,
   signModelUpdate,
   Tx,
   toJson,
@@ -13,7 +14,7 @@ import {
 } from '../protocol/index.ts';
 import { readKeyFile } from '../protocol/keyfile.ts';
 import { usageError } from './errors.ts';
-import { loadGroup } from './group.ts';
+import { type LoadedGroup, loadGroup } from './group.ts';
 import { expectObject, fetchNodeJson, type NodeAnswer } from './http.ts';
 import { parseHome } from './io.ts';
 
@@ -138,6 +139,33 @@ async function groupView(api: string, b: Budget, when: string): Promise<GroupVie
   return { models } as GroupView;
 }
 
+/**
+ * Node `node`'s owner key: `keyFile`, else keys/node-ID.json in the group folder (where `group init` writes
+ * it; CLI_USAGE for a group of separate owners, whose folder holds no node keys), checked against the
+ * genesis before anything is sent: signed with another key, a transaction was refused by the node
+ * (TX_BAD_SIGNATURE), or, with the node down, the command said only that (NODE_UNREACHABLE).
+ */
+export function ownerKey(
+  g: LoadedGroup,
+  node: LoadedGroup['file']['nodes'][number],
+  keyFile?: string,
+): KeyPair {
+  const id = node.id;
+  if (keyFile === undefined && node.config === undefined)
+    throw usageError(
+      `${join(g.dir, 'group.json')} is a group of separate owners: its folder holds no node keys; ` +
+        `name node ${id}'s key file with --key FILE`,
+    );
+  const file = keyFile ?? join(g.dir, 'keys', `node-${id}.json`);
+  const key = readKeyFile(file);
+  if (!equalBytes(key.publicKey, g.genesis.nodes[id]?.publicKey ?? new Uint8Array(0)))
+    throw new DropbearError(
+      'CONFIG_KEY_MISMATCH',
+      `${file} is not the key the genesis names for node ${id}; nothing was submitted`,
+    );
+  return key;
+}
+
 export function registerModelUpdate(program: Command): void {
   program
     .command('model-update')
@@ -185,21 +213,7 @@ export function registerModelUpdate(program: Command): void {
         const node = g.file.nodes.find((n) => n.id === id);
         if (!node) throw usageError(`--node ${o.node} is not in this group`);
         const m = await resolveModel(o.model, o.home);
-        // A group of separate owners (`group assemble`: no node configs in its folder) keeps no keys there.
-        if (o.key === undefined && node.config === undefined)
-          throw usageError(
-            `${join(g.dir, 'group.json')} is a group of separate owners: its folder holds no node keys; ` +
-              `name node ${id}'s key file with --key FILE`,
-          );
-        const keyFile = o.key ?? join(g.dir, 'keys', `node-${id}.json`);
-        const key = readKeyFile(keyFile);
-        // Signed with another key, the update was refused by the node (TX_BAD_SIGNATURE), or, with the node
-        // down, the command said only that (NODE_UNREACHABLE): the file is checked against the genesis first.
-        if (!equalBytes(key.publicKey, g.genesis.nodes[id]?.publicKey ?? new Uint8Array(0)))
-          throw new DropbearError(
-            'CONFIG_KEY_MISMATCH',
-            `${keyFile} is not the key the genesis names for node ${id}; nothing was submitted`,
-          );
+        const key = ownerKey(g, node, o.key);
         const budget: Budget = { node: id, waitMs, deadline };
         const before = await groupView(node.api, budget, 'nothing was submitted');
         const current = before.models.find((x) => x.node === id);

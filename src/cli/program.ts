@@ -12,6 +12,7 @@ import { registerModels } from './models.ts';
 import { registerNode } from './node.ts';
 import { registerOwners } from './owners.ts';
 import { registerServeModel } from './serve-model.ts';
+import { registerSetFee } from './set-fee.ts';
 import { registerSim } from './sim.ts';
 import { registerStatus } from './status.ts';
 import { registerVerify } from './verify.ts';
@@ -45,6 +46,7 @@ export function buildProgram(): DropbearCommand {
   registerStatus(program);
   registerModelUpdate(program);
   registerDeposit(program);
+  registerSetFee(program);
   registerServeModel(program);
   return program;
 }

@@ -28,6 +28,8 @@ export interface NodeStatus {
   modelVersion: number | null;
   /** Updates of this node's model it holds, submitted and not yet ordered (version, digest in hex). */
   updatesWaiting: { version: number; digest: string }[];
+  /** The node's per-request fee as it says itself (`fees` in GET /v1/status; null: not said). */
+  fee: number | null;
   error?: string;
 }
 
@@ -71,6 +73,7 @@ export async function groupStatus(dir: string): Promise<NodeStatus[]> {
         modelDigest: null,
         modelVersion: null,
         updatesWaiting: [],
+        fee: null,
       };
       try {
         const healthy = (await fetchNodeStatus(`${n.api}/healthz`, TIMEOUT_MS)) === 200;
@@ -106,6 +109,7 @@ export async function groupStatus(dir: string): Promise<NodeStatus[]> {
           modelDigest: entry(s, 'models', n.id, isHex),
           modelVersion: entry(s, 'modelVersions', n.id, isVersion),
           updatesWaiting: waitingOf(s, n.id),
+          fee: entry(s, 'fees', n.id, isVersion),
         };
       } catch (e) {
         const code = e instanceof DropbearError ? e.code : 'ERROR';

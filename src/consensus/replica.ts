@@ -307,6 +307,9 @@ export type Event =
       modelVersions?: number[];
       /** The treasury's deposits applied after the batch (its last serial); derived like modelVersions. */
       deposits?: number;
+      /** Each node's fee and fee version after the batch; derived like modelVersions when absent. */
+      fees?: number[];
+      feeVersions?: number[];
       /** Required when the execute action asked for a checkpoint. */
       stateDigest?: Uint8Array;
     }
@@ -580,6 +583,13 @@ class DueQueue {
 }
 
 /** A transaction waiting to be ordered (not persisted: after a crash the owner submits it again). */
+/** Where each sequence of transactions stands (txPlace): the replica's own, or copies. */
+interface TxCounters {
+  modelVersions: readonly number[];
+  feeVersions: readonly number[];
+  deposits: number;
+}
+
 interface PendingTx {
   tx: Tx;
   id: Uint8Array;
@@ -893,6 +903,9 @@ export class Replica {
   private modelVersions: number[];
   /** The treasury's deposits applied (its last serial), as of the last executed batch. */
   private deposits = 0;
+  /** Each node's per-request fee and fee version (0: the genesis fee), as of the last executed batch. */
+  private fees: number[];
+  private feeVersions: number[];
   /** This node's own earlier model digests: results they produce after the switch are dropped. */
   private readonly retiredModels = new Set<string>();
   /** Transactions waiting to be ordered, by id (hex), oldest first. */
@@ -915,6 +928,8 @@ export class Replica {
     this.cfg = { ...DEFAULT_REPLICA_CONFIG, ...cfg };
     this.models = genesis.nodes.map((x) => x.modelDigest);
     this.modelVersions = genesis.nodes.map(() => 0);
+    this.fees = genesis.nodes.map((x) => x.fee);
+    this.feeVersions = genesis.nodes.map(() => 0);
     this.lastReceiptHash = this.groupId;
   }
 
@@ -936,6 +951,9 @@ export class Replica {
       modelVersions?: number[];
       /** The treasury's deposits applied in the ledger (0 when absent). */
       deposits?: number;
+      /** Each node's fee and fee version in the ledger (the genesis's when absent). */
+      fees?: number[];
+      feeVersions?: number[];
       recent: Iterable<[Uint8Array, number]>;
       log: PersistRecord[];
       /** Executed batches whose receipt had not gathered q signatures yet. */
@@ -957,6 +975,8 @@ export class Replica {
     r.models = [...disk.models];
     if (disk.modelVersions) r.modelVersions = [...disk.modelVersions];
     r.deposits = disk.deposits ?? 0;
+    if (disk.fees) r.fees = [...disk.fees];
+    if (disk.feeVersions) r.feeVersions = [...disk.feeVersions];
     for (const [id, ts] of disk.recent) r.done.add(id, ts);
     let lastViewRecord: PersistRecord | null = null;
     // The latest NEW-VIEW kept in full: its re-proposals pin their seqs if the node is still in its view.
@@ -1260,6 +1280,14 @@ export class Replica {
   /** The treasury's deposits applied (its last serial) as of the last executed batch. */
   get currentDeposits(): number {
     return this.deposits;
+  }
+  /** Each node's per-request fee as of the last executed batch. */
+  get currentFees(): readonly number[] {
+    return this.fees;
+  }
+  /** Each node's fee version (0: the genesis fee) as of the last executed batch. */
+  get currentFeeVersions(): readonly number[] {
+    return this.feeVersions;
   }
   /** Each node's model version as of the last executed batch. */
   get currentModelVersions(): readonly number[] {
@@ -1568,10 +1596,16 @@ export class Replica {
       };
     const p = this.txPlace(tx);
     if (!p) {
-      const node = tx.kind === 'modelUpdate' ? tx.update.node : -1;
+      const node = tx.kind === 'modelUpdate' ? tx.update.node : tx.kind === 'feeChange' ? tx.change.node : -1;
       return { ok: false, code: 'TX_UNKNOWN_NODE', message: `no node ${node} in the genesis`, id };
     }
-    const of = p.stream < 0 ? "the treasury's deposits" : `node ${p.stream}'s model`;
+    const node = p.stream % this.n;
+    const of =
+      p.stream < 0
+        ? "the treasury's deposits"
+        : p.stream < this.n
+          ? `node ${node}'s model`
+          : `node ${node}'s fee`;
     const unit = p.stream < 0 ? 'serial' : 'version';
     if (p.version <= p.current)
       return {
@@ -1580,7 +1614,7 @@ export class Replica {
         message:
           p.stream < 0
             ? `serial ${p.version} is not above the treasury's last applied deposit, serial ${p.current}`
-            : `version ${p.version} is not above node ${p.stream}'s current version ${p.current}`,
+            : `version ${p.version} is not above ${of}'s current version ${p.current}`,
         id,
       };
     // The ledger applies a node's update only at the version after its current one (a deposit only at the
@@ -1621,24 +1655,28 @@ export class Replica {
       return {
         ok: false,
         code: 'TX_BAD_SIGNATURE',
-        message: p.stream < 0 ? "not signed by the treasury's key" : `not signed by node ${p.stream}'s key`,
+        message: p.stream < 0 ? "not signed by the treasury's key" : `not signed by node ${node}'s key`,
         id,
       };
     return { ok: true, id };
   }
 
   /**
-   * The sequence a transaction is in (a node's model updates: the node's id; the treasury's deposits: −1),
-   * its place there and the place applied last (`versions`/`deposits`: this replica's, or copies); null for
-   * an update of a node the genesis does not have.
+   * The sequence a transaction is in (a node's model updates: the node's id; its fee changes: n + its id;
+   * the treasury's deposits: −1), its place there and the place applied last (`c`: this replica's counters,
+   * or copies); null for a transaction of a node the genesis does not have.
    */
-  private txPlace(
-    tx: Tx,
-    versions: readonly number[] = this.modelVersions,
-    deposits = this.deposits,
-  ): { stream: number; version: number; current: number } | null {
-    if (tx.kind === 'deposit') return { stream: -1, version: tx.deposit.serial, current: deposits };
+  private txPlace(tx: Tx, c?: TxCounters): { stream: number; version: number; current: number } | null {
+    if (tx.kind === 'deposit')
+      return { stream: -1, version: tx.deposit.serial, current: c ? c.deposits : this.deposits };
+    if (tx.kind === 'feeChange') {
+      const f = tx.change;
+      if (!(f.node < this.n)) return null;
+      const current = (c ? c.feeVersions : this.feeVersions)[f.node];
+      return { stream: this.n + f.node, version: f.version, current };
+    }
     const u = tx.update;
+    const versions = c ? c.modelVersions : this.modelVersions;
     if (!(u.node < this.n)) return null;
     return { stream: u.node, version: u.version, current: versions[u.node] };
   }
@@ -1671,7 +1709,8 @@ export class Replica {
       // another's.
       this.punish(
         from,
-        tx.kind === 'modelUpdate' && tx.update.node === from
+        (tx.kind === 'modelUpdate' && tx.update.node === from) ||
+          (tx.kind === 'feeChange' && tx.change.node === from)
           ? 'bad signature on its own transaction'
           : `spread a bad transaction (${c.code})`,
       );
@@ -1736,19 +1775,26 @@ export class Replica {
   }
 
   /**
-   * Model versions and deposits after a batch when the caller did not say: the ledger's rule, applied in
-   * batch order.
+   * Model versions, fees and deposits after a batch when the caller did not say: the ledger's rule, applied
+   * in batch order.
    */
-  private versionsAfter(batch: Batch): { modelVersions: number[]; deposits: number } {
-    const v = [...this.modelVersions];
-    let deposits = this.deposits;
+  private versionsAfter(batch: Batch): TxCounters & { fees: number[] } {
+    const c = {
+      modelVersions: [...this.modelVersions],
+      feeVersions: [...this.feeVersions],
+      fees: [...this.fees],
+      deposits: this.deposits,
+    };
     for (const tx of batch.txs) {
-      const p = this.txPlace(tx, v, deposits);
+      const p = this.txPlace(tx, c);
       if (!p || p.version !== p.current + 1 || !verifyTx(this.genesis, this.groupId, tx)) continue;
-      if (p.stream < 0) deposits = p.version;
-      else v[p.stream] = p.version;
+      if (tx.kind === 'deposit') c.deposits = p.version;
+      else if (tx.kind === 'feeChange') {
+        c.feeVersions[tx.change.node] = p.version;
+        c.fees[tx.change.node] = tx.change.fee;
+      } else c.modelVersions[tx.update.node] = p.version;
     }
-    return { modelVersions: v, deposits };
+    return c;
   }
 
   // ---------------------------------------------------------------- votes
@@ -2148,7 +2194,7 @@ export class Replica {
    * 2026-12-05 it was skipped whenever all n voted (from a review).
    */
   private withinMaxFee<V extends { node: number }>(votes: V[], maxFee: number): V[] {
-    const fee = (v: V) => this.genesis.nodes[v.node]?.fee ?? 0;
+    const fee = (v: V) => this.fees[v.node] ?? 0;
     let total = 0;
     for (const v of votes) total += fee(v);
     if (total <= maxFee || votes.length <= this.q) return votes;
@@ -2200,7 +2246,7 @@ export class Replica {
     if (this.txs.size > 0) {
       const waiting: PendingTx[] = [];
       for (const t of this.txs.values()) if (t.state === 'pending') waiting.push(t);
-      const place = (t: PendingTx) => this.txPlace(t.tx) ?? { stream: this.n, version: 0 };
+      const place = (t: PendingTx) => this.txPlace(t.tx) ?? { stream: 2 * this.n, version: 0 };
       waiting.sort((a, b) => {
         const x = place(a);
         const y = place(b);
@@ -3095,14 +3141,15 @@ export class Replica {
     this.lastReceiptHash = receiptHash;
     this.lastProposed = Math.max(this.lastProposed, ev.seq);
     const ownBefore = this.models[this.id];
-    if (ev.modelVersions && ev.deposits !== undefined) {
-      this.modelVersions = [...ev.modelVersions];
-      this.deposits = ev.deposits;
-    } else {
-      const after = this.versionsAfter(slot.batch!);
-      this.modelVersions = ev.modelVersions ? [...ev.modelVersions] : after.modelVersions;
-      this.deposits = ev.deposits ?? after.deposits;
-    }
+    // The ledger's counts when the caller gives them (the host does), else the same rule applied here.
+    const after =
+      ev.modelVersions && ev.deposits !== undefined && ev.fees && ev.feeVersions
+        ? null
+        : this.versionsAfter(slot.batch!);
+    this.modelVersions = [...(ev.modelVersions ?? after!.modelVersions)];
+    this.deposits = ev.deposits ?? after!.deposits;
+    this.fees = [...(ev.fees ?? after!.fees)];
+    this.feeVersions = [...(ev.feeVersions ?? after!.feeVersions)];
     this.models = ev.models;
     const ownChanged = !equalBytes(ownBefore, this.models[this.id]);
     if (ownChanged) {

@@ -158,8 +158,9 @@ import { type Execution, LedgerState, MAX_SNAPSHOT_WINDOW, type ResolvedEntry } 
  * `newView` record as "in that view" without the pins, where its own log (the VIEW-CHANGE alone) had it
  * restored as changing view and asking for the NEW-VIEW again. `open` upgrades a version-8 file in place
  * (`migrate8to9`: the version alone; its nodes keep no NEW-VIEW until their next view change).
- * 10: batches may carry deposits (a transaction kind a build that reads 9 cannot decode), and the state
- * digest and snapshots hold the treasury's deposit count and the money it minted (a build that reads 9
+ * 10: batches may carry deposits and fee changes (transaction kinds a build that reads 9 cannot decode),
+ * and the state digest and snapshots hold the treasury's deposit count, the money it minted and each node's
+ * fee version (a build that reads 9
  * computes other checkpoint digests). `open` upgrades a version-9 file in place (`migrate9to10`: the
  * version, and its snapshots are deleted: they are in the old layout, which no longer decodes; the next
  * one is written `snapshotEvery` requests later, and the open replays from the genesis until then).

@@ -19,6 +19,7 @@ import {
   encode,
   encodeEach,
   equalBytes,
+  FeeChange,
   fixed,
   type Genesis,
   groupIdOf,
@@ -70,6 +71,10 @@ export interface Execution {
   modelVersions: number[];
   /** The treasury's deposits applied so far (the last serial) after this batch. */
   deposits: number;
+  /** Each node's per-request fee after this batch. */
+  fees: number[];
+  /** Each node's fee version after this batch (0: the genesis fee). */
+  feeVersions: number[];
   /** Each of the batch's transactions, in batch order: applied, or without effect (stale, forged, ...). */
   txs: { id: Uint8Array; applied: boolean }[];
 }
@@ -81,6 +86,8 @@ export interface Execution {
 interface TxEffects {
   models: Uint8Array[];
   modelVersions: number[];
+  fees: number[];
+  feeVersions: number[];
   deposits: number;
   minted: number;
   /** Money the batch's deposits credit, by client (hex key). */
@@ -109,6 +116,7 @@ const BalancesCodec = array(struct({ client: fixed(32), amount: uint }), 1 << 24
 const NodesCodec = array(
   struct({
     fee: uint,
+    feeVersion: uint,
     modelDigest: fixed(32),
     modelVersion: uint,
     counted: uint,
@@ -179,7 +187,10 @@ export class LedgerState {
   clock = 0;
   lastReceipt: Uint8Array;
   readonly balances = new Map<string, { client: Uint8Array; amount: number }>();
+  /** Each node's per-request fee now (the genesis's until a fee change of it applies). */
   readonly fees: number[];
+  /** Each node's fee changes applied (the last version; 0: the genesis fee). */
+  readonly feeVersions: number[];
   readonly models: Uint8Array[];
   readonly modelVersions: number[];
   readonly stats: NodeStats[];
@@ -228,6 +239,7 @@ export class LedgerState {
       );
     this.genesisMoney = money;
     this.fees = genesis.nodes.map((x) => x.fee);
+    this.feeVersions = genesis.nodes.map(() => 0);
     this.models = genesis.nodes.map((x) => x.modelDigest);
     this.modelVersions = genesis.nodes.map(() => 0);
     this.stats = genesis.nodes.map(() => ({ counted: 0, agreed: 0, earned: 0 }));
@@ -251,7 +263,7 @@ export class LedgerState {
   /**
    * The effects of a batch's transactions, in batch order, on copies of this state's (nothing here
    * changes). A model update applies at its node's next version, a deposit at the treasury's next serial,
-   * each only with a valid signature; anything else (a replay, a superseded or early one) has no effect. A
+   * a fee change at its node's next fee version, each only with a valid signature; anything else (a replay, a superseded or early one) has no effect. A
    * deposit of its serial that would take all money past 2^53 − 1 uses its serial and credits nothing (the
    * node it is submitted to refuses such a one: host.submitTx).
    */
@@ -259,6 +271,8 @@ export class LedgerState {
     const fx: TxEffects = {
       models: [...this.models],
       modelVersions: [...this.modelVersions],
+      fees: [...this.fees],
+      feeVersions: [...this.feeVersions],
       deposits: this.deposits,
       minted: this.minted,
       credits: new Map(),
@@ -283,6 +297,16 @@ export class LedgerState {
       else fx.credits.set(k, { client: d.client, amount: d.amount });
       return true;
     }
+    if (tx.kind === 'feeChange') {
+      const c = tx.change;
+      const node = this.genesis.nodes[c.node];
+      if (!node || c.version !== fx.feeVersions[c.node] + 1) return false;
+      if (!verifyTagged(TAGS.feeChange, this.groupId, encode(FeeChange, c), tx.signature, node.publicKey))
+        return false;
+      fx.fees[c.node] = c.fee;
+      fx.feeVersions[c.node] = c.version;
+      return true;
+    }
     const u = tx.update;
     const node = this.genesis.nodes[u.node];
     if (!node || u.version !== fx.modelVersions[u.node] + 1) return false; // stale or replayed: no effect
@@ -305,7 +329,7 @@ export class LedgerState {
       throw new DropbearError('LEDGER_OUT_OF_ORDER', `expected batch ${this.seq + 1}, got ${seq}`);
     const clock = Math.max(this.clock, batch.timestamp);
     const fx = this.applyTxs(batch.txs);
-    const decided = this.decideBatch(entries, clock, fx.models, fx.credits);
+    const decided = this.decideBatch(entries, clock, fx);
     this.previewed = { seq, batchDigest, prevReceipt: this.lastReceipt, ...decided };
     return this.receiptOf(seq, batchDigest, decided.tree.root, decided.outcomes.length);
   }
@@ -322,9 +346,9 @@ export class LedgerState {
   private decideBatch(
     entries: ResolvedEntry[],
     clock: number,
-    models: Uint8Array[],
-    credits: TxEffects['credits'],
+    fx: Pick<TxEffects, 'models' | 'fees' | 'credits'>,
   ): Decided {
+    const { models, fees, credits } = fx;
     const expiry = this.genesis.params.expiryMs;
     const outcomes: Outcome[] = [];
     const timestamps: number[] = [];
@@ -362,7 +386,7 @@ export class LedgerState {
         continue;
       }
       let fee = 0;
-      for (const v of counted) fee += this.fees[v.node];
+      for (const v of counted) fee += fees[v.node];
       if (fee > req.maxFee) {
         skipped.push({ requestId: e.requestId, reason: 'over-max-fee' });
         continue;
@@ -442,6 +466,8 @@ export class LedgerState {
     });
     fx.modelVersions.forEach((v, i) => {
       this.modelVersions[i] = v;
+      this.fees[i] = fx.fees[i];
+      this.feeVersions[i] = fx.feeVersions[i];
     });
     this.deposits = fx.deposits;
     this.minted = fx.minted;
@@ -451,7 +477,8 @@ export class LedgerState {
       else this.balances.set(k, { client: c.client, amount: c.amount });
     }
     const { outcomes, timestamps, outcomeBytes, tree, requeued, skipped } =
-      memo ?? this.decideBatch(entries, this.clock, this.models, NO_CREDITS); // credited above
+      memo ??
+      this.decideBatch(entries, this.clock, { models: this.models, fees: this.fees, credits: NO_CREDITS }); // credited above
     for (let i = 0; i < outcomes.length; i++) {
       const o = outcomes[i];
       (this.balances.get(hex(o.client)) as { amount: number }).amount -= o.fee;
@@ -492,6 +519,8 @@ export class LedgerState {
       models: [...this.models],
       modelVersions: [...this.modelVersions],
       deposits: this.deposits,
+      fees: [...this.fees],
+      feeVersions: [...this.feeVersions],
       txs: batch.txs.map((tx, i) => ({ id: txIdOf(tx), applied: fx.applied[i] })),
     };
   }
@@ -519,8 +548,7 @@ export class LedgerState {
 
   /**
    * The state `snapshot` wrote, for `genesis`. Refuses (SNAPSHOT_INVALID) bytes that do not decode, or
-   * that no execution from this genesis can reach in ways cheap to see: other nodes or fees (they never
-   * change), a genesis client missing (only deposits add clients, and none removes one), money not the
+   * that no execution from this genesis can reach in ways cheap to see: another number of nodes, a genesis client missing (only deposits add clients, and none removes one), money not the
    * genesis's plus what deposits minted, window records out of order. The caller checks that it is the state of its ledger (SqliteLedger: hash, receipt).
    */
   static restore(genesis: Genesis, snapshot: Uint8Array): LedgerState {
@@ -555,7 +583,8 @@ export class LedgerState {
     state.deposits = v.deposits;
     state.minted = v.minted;
     v.nodes.forEach((x, i) => {
-      if (x.fee !== state.fees[i]) throw bad(`node ${i}'s fee is not the genesis's`);
+      state.fees[i] = x.fee;
+      state.feeVersions[i] = x.feeVersion;
       state.models[i] = x.modelDigest;
       state.modelVersions[i] = x.modelVersion;
       state.stats[i] = { counted: x.counted, agreed: x.agreed, earned: x.earned };
@@ -581,6 +610,7 @@ export class LedgerState {
   private nodeRows() {
     return this.fees.map((fee, i) => ({
       fee,
+      feeVersion: this.feeVersions[i],
       modelDigest: this.models[i],
       modelVersion: this.modelVersions[i],
       ...this.stats[i],

@@ -1521,12 +1521,15 @@ export function buildApi(host: NodeHost, opts: ApiOptions = {}): FastifyInstance
         digest,
         version: s.modelVersions[node],
       })),
+      /** Each node's per-request fee now and its fee version (0: the genesis fee; since 2026-12-07). */
+      fees: s.fees.map((fee, node) => ({ node, fee, version: s.feeVersions[node] })),
       view: s.view,
       primary: s.primary,
     };
   });
 
-  // An owner's signed transaction (a ModelUpdate): spread to every node and ordered like a request.
+  // A signed transaction (an owner's ModelUpdate or FeeChange, the treasury's Deposit): spread to every node
+  // and ordered like a request.
   app.post<{ Body: { tx?: unknown } }>(
     '/v1/txs',
     // Nothing beside `tx` (as POST /v1/requests refuses an unknown field): one was ignored until 2026-12-06.

@@ -382,6 +382,8 @@ export class NodeHost {
               models: l.models,
               modelVersions: l.modelVersions,
               deposits: l.deposits,
+              fees: l.fees,
+              feeVersions: l.feeVersions,
               recent: l.recent.entries(),
               log: db.signedLog() as PersistRecord[],
               uncertified: db.uncertifiedReceipts(quorumOf(opts.genesis)),
@@ -1056,6 +1058,8 @@ export class NodeHost {
       models: exec.models,
       modelVersions: exec.modelVersions,
       deposits: exec.deposits,
+      fees: exec.fees,
+      feeVersions: exec.feeVersions,
       stateDigest: a.checkpoint ? this.db.state.stateDigest() : undefined,
     });
     const after = hex(this.replica.currentModels[this.id]);
@@ -1404,6 +1408,7 @@ export class NodeHost {
       }
       return this.submitChecked(tx);
     }
+    if (tx.kind === 'feeChange') return this.submitChecked(tx);
     // An update of this very node to a model it has not loaded: once ordered, this node would have no model
     // to infer with (it would vote on nothing), and it could not start again without that model. Refused
     // here, after the checks any node applies (a forged or stale one gets their answer).
@@ -1565,6 +1570,15 @@ export class NodeHost {
       pendingModelUpdates: r.pendingTxs.flatMap((tx) =>
         tx.kind === 'modelUpdate'
           ? [{ node: tx.update.node, version: tx.update.version, digest: hex(tx.update.newDigest) }]
+          : [],
+      ),
+      /** Each node's per-request fee and fee version (0: the genesis fee). */
+      fees: [...r.currentFees],
+      feeVersions: [...r.currentFeeVersions],
+      /** The fee changes this node holds, submitted and not yet ordered. */
+      pendingFeeChanges: r.pendingTxs.flatMap((tx) =>
+        tx.kind === 'feeChange'
+          ? [{ node: tx.change.node, version: tx.change.version, fee: tx.change.fee }]
           : [],
       ),
       /** The treasury's deposits applied (the last serial; the next deposit is this + 1). */

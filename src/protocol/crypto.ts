@@ -163,6 +163,8 @@ export const TAGS = {
   modelUpdate: 'dropbear/v1/model-update',
   /** The treasury's credit of a client account (Deposit). */
   deposit: 'dropbear/v1/deposit',
+  /** A node owner's change of its per-request fee (FeeChange). */
+  feeChange: 'dropbear/v1/fee-change',
   batch: 'dropbear/v1/batch',
   handshake: 'dropbear/v1/handshake',
 } as const;

@@ -516,9 +516,18 @@ export type ModelUpdate = Infer<typeof ModelUpdate>;
 export const Deposit = struct({ client: PublicKey, amount: uint, serial: uint });
 export type Deposit = Infer<typeof Deposit>;
 
+/**
+ * A node owner's new per-request fee, from the next executed entry on. `version` orders a node's fee changes
+ * as it orders its model updates (a sequence of its own: the first change is 1). Signed with the node's
+ * genesis key (TAGS.feeChange over FeeChange).
+ */
+export const FeeChange = struct({ node: uint, version: uint, fee: uint });
+export type FeeChange = Infer<typeof FeeChange>;
+
 export const Tx = union({
   modelUpdate: struct({ update: ModelUpdate, signature: Signature }),
   deposit: struct({ deposit: Deposit, signature: Signature }),
+  feeChange: struct({ change: FeeChange, signature: Signature }),
 });
 export type Tx = Infer<typeof Tx>;
 
@@ -540,13 +549,29 @@ export function signDeposit(groupId: Uint8Array, deposit: Deposit, treasury: Key
   };
 }
 
+/** A fee change signed with its node's genesis key (the owner's): TAGS.feeChange over FeeChange. */
+export function signFeeChange(groupId: Uint8Array, change: FeeChange, key: KeyPair): Tx {
+  return {
+    kind: 'feeChange',
+    change,
+    signature: signTagged(TAGS.feeChange, groupId, encode(FeeChange, change), key),
+  };
+}
+
 /**
- * Is the transaction signed by the key it must be: a model update by the genesis key of the node it names,
- * a deposit by the genesis's treasury key? (Versions and serials are for the ledger.)
+ * Is the transaction signed by the key it must be: a model update or a fee change by the genesis key of the
+ * node it names, a deposit by the genesis's treasury key? (Versions and serials are for the ledger.)
  */
 export function verifyTx(genesis: Genesis, groupId: Uint8Array, tx: Tx): boolean {
   if (tx.kind === 'deposit')
     return verifyTagged(TAGS.deposit, groupId, encode(Deposit, tx.deposit), tx.signature, genesis.treasury);
+  if (tx.kind === 'feeChange') {
+    const node = genesis.nodes[tx.change.node];
+    return (
+      node !== undefined &&
+      verifyTagged(TAGS.feeChange, groupId, encode(FeeChange, tx.change), tx.signature, node.publicKey)
+    );
+  }
   const node = genesis.nodes[tx.update.node];
   if (!node) return false;
   return verifyTagged(

@@ -782,6 +782,8 @@ export class Simulation {
         models: l.models,
         modelVersions: l.modelVersions,
         deposits: l.deposits,
+        fees: l.fees,
+        feeVersions: l.feeVersions,
         recent: l.recent.entries(),
         log: node.db ? (node.db.signedLog() as PersistRecord[]) : node.log,
         ownResults: node.db ? node.db.ownResults() : [...node.ownResults.values()],

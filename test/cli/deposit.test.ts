@@ -1,5 +1,5 @@
 /**
- * `dropbear deposit` and `dropbear balance` without a running group: every bad option is CLI_USAGE (or
+ * `dropbear deposit`, `dropbear balance` and `dropbear set-fee` without a running group: every bad option is CLI_USAGE (or
  * CONFIG_KEY_MISMATCH for a key that is not the treasury's) before anything is sent, and a node's answers
  * are checked (a deposit another one superseded is TX_SUPERSEDED, not success). The real path, four node
  * processes, is in test/e2e/group.test.ts.
@@ -11,8 +11,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { initGroup } from '../../src/cli/group.ts';
+import { readGenesis } from '../../src/cli/io.ts';
 import { STANDIN_MODEL } from '../../src/node/standin-backend.ts';
-import { fromJson, hex, Tx, toB64u, txIdOf } from '../../src/protocol/index.ts';
+import { fromJson, groupIdOf, hex, Tx, toB64u, txIdOf, verifyTx } from '../../src/protocol/index.ts';
 import { readKeyFile } from '../../src/protocol/keyfile.ts';
 import { runCliInProcess } from './run-cli.ts';
 
@@ -21,7 +22,17 @@ let dir: string;
 /** What the fake node 0 answers for GET /v1/txs/:id, and the deposits it saw posted. */
 let txAnswer: Record<string, unknown> = {};
 const posted: Tx[] = [];
-let statusBody: unknown = { deposits: 4, pendingDeposits: [{ serial: 6 }, { serial: 5 }] };
+const STATUS = {
+  deposits: 4,
+  pendingDeposits: [{ serial: 6 }, { serial: 5 }],
+  fees: [1, 1, 1, 1],
+  feeVersions: [0, 0, 3, 0],
+  pendingFeeChanges: [
+    { node: 2, version: 4, fee: 9 },
+    { node: 1, version: 9, fee: 9 },
+  ],
+};
+let statusBody: unknown = STATUS;
 let fake: Server;
 
 function body(req: IncomingMessage): Promise<string> {
@@ -52,10 +63,11 @@ beforeAll(async () => {
     json(404, { error: { code: 'NOT_FOUND', message: 'no' } });
   });
   await new Promise<void>((r) => fake.listen(0, '127.0.0.1', () => r()));
-  // Node 0's API is the fake; node 1's is a port nothing listens on.
+  // Nodes 0 and 2's API is the fake; node 1's is a port nothing listens on.
   const file = join(dir, 'group.json');
   const g = JSON.parse(readFileSync(file, 'utf8')) as { nodes: { api: string }[] };
   g.nodes[0].api = `http://127.0.0.1:${(fake.address() as AddressInfo).port}`;
+  g.nodes[2].api = g.nodes[0].api; // set-fee asks the node whose fee changes
   g.nodes[1].api = 'http://127.0.0.1:1';
   writeFileSync(file, JSON.stringify(g, null, 2));
 }, 60_000);
@@ -126,7 +138,9 @@ describe("dropbear deposit: the node's answers", () => {
     txAnswer = { status: 'executed', seq: 11, applied: false };
     const r = await deposit('--amount', '40');
     expect(r.code).toBe(2);
-    expect(r.stderr).toMatch(/^error \[TX_SUPERSEDED\]: another deposit of serial 7 was ordered first/);
+    expect(r.stderr).toMatch(
+      /^error \[TX_SUPERSEDED\]: deposit 7: 40 to \S+: another of its serial or version was ordered first/,
+    );
     expect(r.stdout).not.toMatch(/now holds/);
   });
 
@@ -139,7 +153,7 @@ describe("dropbear deposit: the node's answers", () => {
       expect(r.stderr).toMatch(/^error \[BAD_RESPONSE\]: .*without deposits and pendingDeposits/);
       expect(posted.length).toBe(before);
     } finally {
-      statusBody = { deposits: 4, pendingDeposits: [{ serial: 6 }, { serial: 5 }] };
+      statusBody = STATUS;
     }
   });
 
@@ -157,5 +171,38 @@ describe('dropbear balance', () => {
     expect(r.code).toBe(0);
     expect(r.stdout.split('\n')[0]).toBe('77');
     expect(r.stdout).toContain('as of batch 12; 7 deposits applied');
+  });
+});
+
+describe('dropbear set-fee', () => {
+  const setFee = (...args: string[]) => runCliInProcess(['set-fee', '--group', dir, ...args]);
+
+  it("a fee that is not a whole number ≥ 0 is CLI_USAGE; a key that is not the node's is CONFIG_KEY_MISMATCH; nothing sent", async () => {
+    const before = posted.length;
+    for (const fee of ['-1', 'abc', '1.5', '9007199254740992']) {
+      const r = await setFee('--node', '2', '--fee', fee);
+      expect(r.code, fee).toBe(2);
+      expect(r.stderr, fee).toMatch(/^error \[CLI_USAGE\]: --fee must be a whole number ≥ 0/);
+    }
+    const r = await setFee('--node', '2', '--fee', '3', '--key', join(dir, 'keys', 'node-1.json'));
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(
+      /^error \[CONFIG_KEY_MISMATCH\]: .*node-1\.json is not the key the genesis names for node 2/,
+    );
+    expect(posted.length).toBe(before);
+  });
+
+  it("signs the version after the node's last applied and its waiting ones, with the node's key; 0 is a fee", async () => {
+    txAnswer = { status: 'executed', seq: 13, applied: true };
+    const r = await setFee('--node', '2', '--fee', '0');
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    const tx = posted.at(-1)!;
+    expect(tx.kind).toBe('feeChange');
+    if (tx.kind !== 'feeChange') return;
+    expect(tx.change).toEqual({ node: 2, version: 5, fee: 0 });
+    const genesis = readGenesis(join(dir, 'genesis.json'));
+    expect(verifyTx(genesis, groupIdOf(genesis), tx)).toBe(true);
+    expect(r.stdout).toMatch(/ordered in batch 13: node 2 now charges 0 per counted vote/);
   });
 });

@@ -12,20 +12,39 @@ import {
   hex,
   type NodeMessage,
   type PrePrepare,
+  requestIdOf,
   sha256,
   signDeposit,
+  signFeeChange,
   signModelUpdate,
+  signRequest,
   type Tx,
   txIdOf,
 } from '../../src/protocol/index.ts';
-import { broadcasts, SMALL_CFG as CFG, G, GID, makePP, only, phase, T0, wire } from './fixtures.ts';
+import {
+  broadcasts,
+  SMALL_CFG as CFG,
+  cls,
+  G,
+  GID,
+  makePP,
+  only,
+  phase,
+  resultsOf,
+  T0,
+  wire,
+} from './fixtures.ts';
 
 const model = (node: number, version: number, variant = '') =>
   sha256(new TextEncoder().encode(`model ${node} v${version}${variant}`));
 const update = (node: number, version: number, variant = ''): Tx =>
   signModelUpdate(GID, { node, version, newDigest: model(node, version, variant) }, G.keys[node]);
 const tag = (t: Tx) =>
-  t.kind === 'modelUpdate' ? `${t.update.node}:v${t.update.version}` : `d${t.deposit.serial}`;
+  t.kind === 'modelUpdate'
+    ? `${t.update.node}:v${t.update.version}`
+    : t.kind === 'feeChange'
+      ? `${t.change.node}:f${t.change.version}=${t.change.fee}`
+      : `d${t.deposit.serial}`;
 
 const prePrepares = (as: Action[]) => broadcasts(as, 'prePrepare');
 
@@ -70,6 +89,8 @@ class One {
       models: ex.models,
       modelVersions: ex.modelVersions,
       deposits: ex.deposits,
+      fees: ex.fees,
+      feeVersions: ex.feeVersions,
     });
   }
   get pending(): string[] {
@@ -231,5 +252,74 @@ describe("deposits (the treasury's serials, ordered as a node's versions are)", 
     expect(more.map((a) => a.code)).toEqual(['TX_TOO_MANY']);
     // A model update is another sequence: still taken.
     expect(only(h.step({ type: 'submitTx', tx: update(2, 1) }), 'txAccepted')).toHaveLength(1);
+  });
+});
+
+describe("fee changes (a node's own sequence, beside its model updates)", () => {
+  const change = (node: number, version: number, fee: number, signer = G.keys[node]): Tx =>
+    signFeeChange(GID, { node, version, fee }, signer);
+
+  it('after a raise the primary proposes the votes the new fees allow under a maxFee (the dearest dropped)', () => {
+    const p = new One(0);
+    p.msg(3, { kind: 'tx', tx: change(3, 1, 100) });
+    p.commit(p.propose());
+    expect(p.r.currentFees).toEqual([1, 2, 3, 100]);
+    expect(p.r.currentFeeVersions).toEqual([0, 0, 0, 1]);
+    // maxFee 10: the genesis fees (1 + 2 + 3 + 4) of all four votes; with node 3 at 100, only three fit.
+    const input = new TextEncoder().encode('a fee-capped request');
+    const sr = signRequest(
+      {
+        groupId: GID,
+        client: G.client.publicKey,
+        nonce: 77,
+        timestamp: T0,
+        inputDigest: sha256(input),
+        policy: null,
+        maxFee: 10,
+      },
+      input,
+      G.client,
+    );
+    const id = requestIdOf(sr);
+    p.step({ type: 'request', request: sr });
+    p.step({
+      type: 'inferred',
+      modelDigest: G.genesis.nodes[0].modelDigest,
+      results: [{ requestId: id, result: cls(7) }],
+    });
+    for (const v of [1, 2, 3]) p.msg(v, { kind: 'results', signed: resultsOf(v, [id]) });
+    const pp = p.propose();
+    expect(pp.batch.entries.map((e) => e.votes.map((v) => v.node))).toEqual([[0, 1, 2]]);
+    p.commit(pp);
+    expect(p.ledger.balanceOf(G.client.publicKey)).toBe(1e12 - 6);
+  });
+
+  it("refuses a gap, a stale version and another node's key, naming the fee sequence", () => {
+    const h = new One(1);
+    const rejected = (tx: Tx) => only(h.step({ type: 'submitTx', tx }), 'txRejected');
+    expect(rejected(change(2, 2, 9)).map((a) => [a.code, a.message])).toEqual([
+      [
+        'TX_VERSION_GAP',
+        "version 2 skips version 1 of node 2's fee (current 0); they apply one at a time: submit 1 first",
+      ],
+    ]);
+    expect(rejected(change(2, 1, 9, G.keys[1])).map((a) => a.code)).toEqual(['TX_BAD_SIGNATURE']);
+    expect(rejected(change(2, 1, 9))).toEqual([]);
+    // A model update of node 2 at version 1 is another sequence: taken beside it.
+    expect(rejected(update(2, 1))).toEqual([]);
+    h.commit(makePP(1, { timestamp: T0, entries: [], txs: [change(2, 1, 9), update(2, 1)] }));
+    expect(h.r.currentFees[2]).toBe(9);
+    expect(h.r.currentModelVersions[2]).toBe(1);
+    expect(rejected(change(2, 1, 11)).map((a) => [a.code, a.message])).toEqual([
+      ['TX_STALE_VERSION', "version 1 is not above node 2's fee's current version 1"],
+    ]);
+  });
+
+  it('a node spreading a forged fee change of its own is punished for a bad signature on its own transaction', () => {
+    const h = new One(1);
+    const out = h.msg(2, { kind: 'tx', tx: change(2, 1, 9, G.keys[0]) });
+    expect(only(out, 'peerMisbehaved').map((a) => [a.peer, a.reason])).toEqual([
+      [2, 'bad signature on its own transaction'],
+    ]);
   });
 });

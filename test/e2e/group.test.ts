@@ -447,6 +447,56 @@ describe('a real 4-node group', () => {
     expect(after.stdout.split('\n')[0]).toBe(String(25 - fee));
   });
 
+  it("an owner's fee change (`dropbear set-fee`) is ordered: certificates charge the new fee, and a client's maxFee leaves the dearer vote out", async () => {
+    const setFee = async (fee: number) => {
+      const out = await runCliInProcess(['set-fee', '--group', dir, '--node', '2', '--fee', String(fee)]);
+      expect(out.stderr).toBe('');
+      expect(out.code).toBe(0);
+      expect(out.stdout).toContain(`now charges ${fee} per counted vote`);
+    };
+    await setFee(5);
+    for (const n of g.file.nodes) {
+      let fees: { node: number; fee: number; version: number }[] = [];
+      for (let i = 0; i < 50 && fees[2]?.fee !== 5; i++) {
+        fees = ((await (await fetch(`${n.api}/v1/group`)).json()) as { fees: typeof fees }).fees;
+        if (fees[2]?.fee !== 5) await new Promise((r) => setTimeout(r, 100));
+      }
+      expect(fees).toEqual([
+        { node: 0, fee: 1, version: 0 },
+        { node: 1, fee: 1, version: 0 },
+        { node: 2, fee: 5, version: 1 },
+        { node: 3, fee: 1, version: 0 },
+      ]);
+    }
+    const feeOf = (r: InferResult) => r.certificate.outcome.fee;
+    const charged = (r: InferResult) =>
+      r.certificate.outcome.votes.reduce((sum, v) => sum + (v.node === 2 ? 5 : 1), 0);
+    // The SDK's default maxFee is the genesis fees' sum (4): node 2's vote no longer fits beside three others.
+    const cheap = (await client().inferMany(images.slice(42, 45), { concurrency: 3 })) as InferResult[];
+    for (const r of cheap) {
+      expect(r).not.toBeInstanceOf(Error);
+      checkHonestDecision(r);
+      expect(r.certificate.outcome.votes.map((v) => v.node)).not.toContain(2);
+      expect(feeOf(r)).toBe(r.certificate.outcome.votes.length);
+    }
+    // A client that allows 8 pays node 2's new fee whenever its vote is counted.
+    const generous = new DropbearClient({
+      genesis: g.genesis,
+      nodes: g.file.nodes.map((n) => ({ id: n.id, api: n.api })),
+      key: g.clientKey(),
+      timeoutMs: 60_000,
+      maxFee: 8,
+    });
+    const dear = (await generous.inferMany(images.slice(45, 49), { concurrency: 4 })) as InferResult[];
+    for (const r of dear) {
+      expect(r).not.toBeInstanceOf(Error);
+      checkHonestDecision(r);
+      expect(feeOf(r)).toBe(charged(r));
+    }
+    expect(dear.some((r) => r.certificate.outcome.votes.some((v) => v.node === 2))).toBe(true);
+    await setFee(1);
+  });
+
   it('kill -9 of a backup under load: certification continues; restarted, it catches up and serves old certificates', async () => {
     const c = client();
     const load = c.inferMany(images.slice(40, 60), { concurrency: 4 });

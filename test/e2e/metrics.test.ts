@@ -208,6 +208,7 @@ describe('metrics of a real group', () => {
         modelDigest: standInDigest(id),
         modelVersion: 0,
         updatesWaiting: [],
+        fee: 1,
       });
     }
   }, 60_000);

@@ -32,6 +32,7 @@ import {
   requestIdOf,
   sha256,
   signDeposit,
+  signFeeChange,
   signRequest,
   signTagged,
   struct,
@@ -274,7 +275,7 @@ describe('LedgerState.execute', () => {
     }
     expect(expired).toBeGreaterThan(10);
     expect(hex(l.stateDigest())).toBe(GOLDEN_WINDOW_DIGEST);
-    // The digest before deposits (2026-12-07 added `deposits` and `minted`, both 0 here): the same state
+    // The digest before deposits (2026-12-07 added `deposits`, `minted` and each node's `feeVersion`, all 0 here): the same state
     // in the old layout still hashes to the value the code before computed, so the chain did not change.
     const old = struct({
       seq: uint,
@@ -682,7 +683,73 @@ describe('deposits (the treasury funds a client after the genesis)', () => {
   });
 });
 
-const GOLDEN_WINDOW_DIGEST = 'c40161141f2d6129d75be76c81200ceccb9cf7dd070f23b0308fee6d0a62133a';
+describe("fee changes (an owner sets its node's fee after the genesis)", () => {
+  const change = (node: number, version: number, fee: number, signer = nodeKeys[node]): Tx =>
+    signFeeChange(groupId, { node, version, fee }, signer);
+
+  it("applies at the node's next fee version, before the entries of its batch: they pay it and it earns it", () => {
+    const l = new LedgerState(genesis);
+    const total = l.totalMoney();
+    const ex = run(l, [entry(req(), all(1))], undefined, [change(2, 1, 30)]);
+    expect(ex.txs.map((t) => t.applied)).toEqual([true]);
+    expect(ex.outcomes[0].fee).toBe(1 + 2 + 30 + 4);
+    expect(l.stats.map((s) => s.earned)).toEqual([1, 2, 30, 4]);
+    expect(l.fees).toEqual([1, 2, 30, 4]);
+    expect([ex.fees, ex.feeVersions]).toEqual([
+      [1, 2, 30, 4],
+      [0, 0, 1, 0],
+    ]);
+    expect(l.totalMoney()).toBe(total);
+    // Down to 0: the node's vote still counts, and is free.
+    const ex2 = run(l, [entry(req(), all(1))], undefined, [change(2, 2, 0)]);
+    expect(ex2.outcomes[0].fee).toBe(1 + 2 + 0 + 4);
+    expect(ex2.outcomes[0].votes.map((v) => v.node)).toEqual([0, 1, 2, 3]);
+  });
+
+  it("a raise past a request's maxFee skips it (over-max-fee), uncharged", () => {
+    const l = new LedgerState(genesis);
+    const r = req({ maxFee: 10 });
+    const ex = run(l, [entry(r, all(1))], undefined, [change(0, 1, 5)]);
+    expect(ex.skipped).toEqual([{ requestId: r.id, reason: 'over-max-fee' }]);
+    expect(l.balanceOf(alice.publicKey)).toBe(1000);
+  });
+
+  it("a replay, a gap, another node's key or another kind's signature has no effect", () => {
+    const l = new LedgerState(genesis);
+    const asUpdate = change(1, 1, 50);
+    const ex = run(l, [], undefined, [
+      change(1, 2, 50), // a gap
+      change(1, 1, 50, nodeKeys[0]), // another node's key
+      { ...asUpdate, signature: modelUpdate(1, 1, digest('x')).signature }, // a model update's signature
+      change(9, 1, 50, nodeKeys[1]), // no such node
+    ]);
+    expect(ex.txs.map((t) => t.applied)).toEqual([false, false, false, false]);
+    expect(l.fees).toEqual(FEES);
+    run(l, [], undefined, [change(1, 1, 50), change(1, 1, 60)]);
+    expect(l.fees[1]).toBe(50);
+    // The fee sequence and the model sequence of a node are apart: version 1 of each applies.
+    run(l, [], undefined, [modelUpdate(1, 1, digest('model 1 v1'))]);
+    expect([l.feeVersions[1], l.modelVersions[1]]).toEqual([1, 1]);
+  });
+
+  it('preview gives the receipt execute gives; the snapshot keeps fees and versions', () => {
+    const a = new LedgerState(genesis);
+    const b = new LedgerState(genesis);
+    const entries = [entry(req(), all(1))];
+    const batch = batchOf(entries, undefined, [change(3, 1, 7)]);
+    const receipt = a.preview(1, batchDigestOf(batch), batch, entries);
+    expect(a.fees).toEqual(FEES);
+    const ex = b.execute(1, batchDigestOf(batch), batch, entries);
+    expect(hex(receiptHashOf(receipt))).toBe(hex(ex.receiptHash));
+    const back = LedgerState.restore(genesis, b.snapshot());
+    expect(back.fees).toEqual([1, 2, 3, 7]);
+    expect(back.feeVersions).toEqual([0, 0, 0, 1]);
+    expect(hex(back.stateDigest())).toBe(hex(b.stateDigest()));
+    expect(hex(b.stateDigest())).not.toBe(hex(a.stateDigest()));
+  });
+});
+
+const GOLDEN_WINDOW_DIGEST = 'e3592fc2758afe615024ca1ac0a9ec37697b2f6e664ac14caf350ce7e952ade1';
 
 describe('u64 (the 8 bytes of seqs and timestamps in the recent-ids chain)', () => {
   it('is big-endian and equal to a BigInt DataView write for every safe integer tried', () => {

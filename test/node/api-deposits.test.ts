@@ -6,7 +6,16 @@
 import type { FastifyInstance } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildApi } from '../../src/node/api.ts';
-import { groupIdOf, hex, signDeposit, Tx, toB64u, toJson, txIdOf } from '../../src/protocol/index.ts';
+import {
+  groupIdOf,
+  hex,
+  signDeposit,
+  signFeeChange,
+  Tx,
+  toB64u,
+  toJson,
+  txIdOf,
+} from '../../src/protocol/index.ts';
 import { type LoneHost, openLoneHost } from './lone-host.ts';
 
 let lone: LoneHost;
@@ -75,6 +84,34 @@ describe('POST /v1/txs with a deposit', () => {
       },
     });
     expect([r.statusCode, code(r)]).toEqual([400, 'TX_MALFORMED']);
+  });
+});
+
+describe('POST /v1/txs with a fee change', () => {
+  it("takes the node's own next version (202), lists it in /v1/status; refuses another node's key (401) and a gap (409)", async () => {
+    const ok = signFeeChange(gid(), { node: 1, version: 1, fee: 12 }, lone.group.keys[1]);
+    const r = await post(ok);
+    expect(r.statusCode).toBe(202);
+    const s = (await app.inject('/v1/status')).json() as {
+      fees: number[];
+      feeVersions: number[];
+      pendingFeeChanges: unknown[];
+    };
+    expect(s.fees).toEqual(lone.group.genesis.nodes.map((n) => n.fee));
+    expect(s.feeVersions).toEqual([0, 0, 0, 0]);
+    expect(s.pendingFeeChanges).toEqual([{ node: 1, version: 1, fee: 12 }]);
+    const forged = signFeeChange(gid(), { node: 2, version: 1, fee: 12 }, lone.group.keys[1]);
+    const f = await post(forged);
+    expect([f.statusCode, code(f)]).toEqual([401, 'TX_BAD_SIGNATURE']);
+    const gap = signFeeChange(gid(), { node: 3, version: 2, fee: 12 }, lone.group.keys[3]);
+    const g = await post(gap);
+    expect([g.statusCode, code(g)]).toEqual([409, 'TX_VERSION_GAP']);
+    const unknown = signFeeChange(gid(), { node: 9, version: 1, fee: 12 }, lone.group.keys[3]);
+    const u = await post(unknown);
+    expect([u.statusCode, code(u)]).toEqual([400, 'TX_UNKNOWN_NODE']);
+    // GET /v1/group: each node's fee now (none changed yet: nothing is ordered without peers).
+    const group = (await app.inject('/v1/group')).json() as { fees: unknown };
+    expect(group.fees).toEqual(lone.group.genesis.nodes.map((n, node) => ({ node, fee: n.fee, version: 0 })));
   });
 });
 
