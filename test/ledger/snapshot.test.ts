@@ -33,6 +33,7 @@ import {
   requestIdOf,
   sha256,
   signDeposit,
+  signFeeChange,
   signRequest,
   signTagged,
   TAGS,
@@ -45,7 +46,8 @@ import { EPOCH_MS, makeGroup } from '../../src/sim/world.ts';
 // and random histories: duplicates (in the window, in one batch, and after it: expired), requests older
 // than the window, model updates (votes of an old model stop counting: requeues), too few votes, fees over
 // a request's maximum, null batches, timestamps out of order, and the treasury's deposits (to a client the
-// genesis does not have, now and then a replayed serial), whose client then sends requests too.
+// genesis does not have, now and then a replayed serial), whose client then sends requests too, and
+// owners' fee changes (now and then a replayed version).
 
 const group = makeGroup(4, 1, 11, undefined, 1e9, undefined, 20_000);
 const { keys } = group;
@@ -108,6 +110,7 @@ function history(seed: number, count: number): Planned[] {
   // Deposits draw from a stream of their own: the rest of each history is what it was before them.
   const rd = rng(seed + 7_777);
   let deposits = 0;
+  const feeVersions = genesis.nodes.map(() => 0);
   let clock = EPOCH_MS;
   let nonce = seed * 1_000_000;
   for (let seq = 1; seq <= count; seq++) {
@@ -134,6 +137,12 @@ function history(seed: number, count: number): Planned[] {
       const serial = rd(4) === 0 ? deposits : deposits + 1;
       deposits = Math.max(deposits, serial);
       txs.push(signDeposit(groupId, { client: late.publicKey, amount: 5 + rd(30), serial }, group.treasury));
+    }
+    if (rd(7) === 0) {
+      const node = rd(4);
+      const version = rd(4) === 0 ? feeVersions[node] : feeVersions[node] + 1;
+      feeVersions[node] = Math.max(feeVersions[node], version);
+      txs.push(signFeeChange(groupId, { node, version, fee: rd(7) }, keys[node]));
     }
     // Votes are cast with the models before this batch's update: the update makes some of them stale.
     const voteModels = [...models];
@@ -232,6 +241,8 @@ function expectSameState(a: LedgerState, b: LedgerState): void {
   expect(a.modelVersions).toEqual(b.modelVersions);
   expect(a.stats).toEqual(b.stats);
   expect(a.fees).toEqual(b.fees);
+  expect(a.feeVersions).toEqual(b.feeVersions);
+  expect([a.deposits, a.minted]).toEqual([b.deposits, b.minted]);
   expect([a.seq, a.clock, hex(a.lastReceipt)]).toEqual([b.seq, b.clock, hex(b.lastReceipt)]);
 }
 
@@ -361,6 +372,7 @@ describe('LedgerState snapshots', () => {
     let expiredIds = 0;
     let updates = 0;
     let lateServed = 0;
+    let feeChanges = 0;
     let lateDeposits = 0;
     for (const seed of [1, 2, 3]) {
       const s = new LedgerState(genesis);
@@ -377,6 +389,7 @@ describe('LedgerState snapshots', () => {
       // The poor clients ran out.
       expect(s.balanceOf(poor[0].publicKey)).toBeLessThan(10);
       lateDeposits += s.deposits;
+      feeChanges += s.feeVersions.reduce((a, b) => a + b, 0);
     }
     for (const reason of ['duplicate', 'expired', 'over-max-fee', 'insufficient-balance'])
       expect(seen.get(reason) ?? 0, reason).toBeGreaterThan(0);
@@ -386,6 +399,7 @@ describe('LedgerState snapshots', () => {
     // The client the genesis does not have was funded and served.
     expect(lateDeposits).toBeGreaterThan(3);
     expect(lateServed).toBeGreaterThan(3);
+    expect(feeChanges).toBeGreaterThan(5);
   });
 
   it('restore refuses a snapshot of another group shape or that conserves no money (SNAPSHOT_INVALID)', () => {
