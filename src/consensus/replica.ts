@@ -2193,8 +2193,12 @@ export class Replica {
    * signs the API's least maxFee (the q lowest fees) is then served whenever the cheapest q voted; before
    * 2026-12-05 it was skipped whenever all n voted (from a review).
    */
-  private withinMaxFee<V extends { node: number }>(votes: V[], maxFee: number): V[] {
-    const fee = (v: V) => this.fees[v.node] ?? 0;
+  private withinMaxFee<V extends { node: number }>(
+    votes: V[],
+    maxFee: number,
+    fees: readonly number[] = this.fees,
+  ): V[] {
+    const fee = (v: V) => fees[v.node] ?? 0;
     let total = 0;
     for (const v of votes) total += fee(v);
     if (total <= maxFee || votes.length <= this.q) return votes;
@@ -2203,7 +2207,12 @@ export class Replica {
     for (const v of dearest) {
       if (total <= maxFee || votes.length - dropped.size <= this.q) break;
       dropped.add(v);
-      total -= fee(v);
+      // Summed again, not `total -= fee(v)`: a fee may be up to 2^53 − 1 (a fee change), a sum past that
+      // is inexact, and the difference of two inexact sums could read at or under maxFee while the votes
+      // left still cost more (the ledger then skipped the request as over-max-fee). A fresh sum is exact up
+      // to 2^53 − 1 and over maxFee beyond, as the ledger's own (decideBatch).
+      total = 0;
+      for (const w of votes) if (!dropped.has(w)) total += fee(w);
     }
     return votes.filter((v) => !dropped.has(v));
   }

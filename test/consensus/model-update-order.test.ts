@@ -9,6 +9,7 @@ import { type Action, type Event, MAX_TXS_PER_NODE, Replica } from '../../src/co
 import { LedgerState } from '../../src/ledger/state.ts';
 import {
   type Batch,
+  groupIdOf,
   hex,
   type NodeMessage,
   type PrePrepare,
@@ -21,6 +22,7 @@ import {
   type Tx,
   txIdOf,
 } from '../../src/protocol/index.ts';
+import { makeGroup } from '../../src/sim/world.ts';
 import {
   broadcasts,
   SMALL_CFG as CFG,
@@ -321,5 +323,33 @@ describe("fee changes (a node's own sequence, beside its model updates)", () => 
     expect(only(out, 'peerMisbehaved').map((a) => [a.peer, a.reason])).toEqual([
       [2, 'bad signature on its own transaction'],
     ]);
+  });
+});
+
+describe('fees the primary trims votes under (withinMaxFee)', () => {
+  it('sums of fees past 2^53 − 1 (a node at the largest fee) still leave the dearest out exactly', () => {
+    const g6 = makeGroup(6, 1, 7); // q = 4
+    const M = Number.MAX_SAFE_INTEGER;
+    const fees = [1, 2, 3, 4, 4, M];
+    const r = Replica.restore(g6.genesis, 0, g6.keys[0], CFG, {
+      lastExecuted: 0,
+      lastReceiptHash: groupIdOf(g6.genesis),
+      lastTimestamp: 0,
+      models: g6.genesis.nodes.map((n) => n.modelDigest),
+      fees,
+      feeVersions: [0, 0, 0, 0, 1, 1],
+      recent: [],
+      log: [],
+    });
+    const trim = (r as unknown as { withinMaxFee(v: { node: number }[], maxFee: number): { node: number }[] })
+      .withinMaxFee;
+    const kept = trim.call(
+      r,
+      fees.map((_, node) => ({ node })),
+      13,
+    );
+    // M + 14 is not a double: summed in floats, 14 read as 13 once M left, and five votes (fee 14) stayed,
+    // which the ledger skips as over-max-fee. The dearest of the others (node 4) must go too: fee 10.
+    expect(kept.map((v) => v.node)).toEqual([0, 1, 2, 3]);
   });
 });
