@@ -2217,9 +2217,47 @@ export class Replica {
     return votes.filter((v) => !dropped.has(v));
   }
 
+  /** Fee changes in batches in flight whose signature feesForNextBatch checked: valid or not. */
+  private readonly feeChangeValid = new WeakMap<Tx, boolean>();
+
+  /**
+   * Each node's fee for the batch proposed next: the fees as of the last executed batch, with the fee
+   * changes that the batches proposed since (in flight, not executed yet) make by the ledger's rule (its
+   * node's next version, its signature). The next batch executes after them: trimmed under the executed
+   * fees alone, its requests were skipped as over-max-fee after a raise still in flight.
+   */
+  private feesForNextBatch(): readonly number[] {
+    let fees: number[] | null = null;
+    let versions: number[] | null = null;
+    for (let s = this.lastExecuted + 1; s <= this.lastProposed; s++) {
+      const txs = this.slots.get(s)?.batch?.txs;
+      if (!txs) continue;
+      for (const tx of txs) {
+        if (tx.kind !== 'feeChange') continue;
+        const c = tx.change;
+        const v = versions ?? this.feeVersions;
+        if (!(c.node < this.n) || c.version !== v[c.node] + 1) continue;
+        // Checked once per transaction, not at every proposal while its batch is in flight: a faulty
+        // primary's batches (re-proposed in a view change) may carry thousands of forged ones.
+        let valid = this.feeChangeValid.get(tx);
+        if (valid === undefined) {
+          valid = verifyTx(this.genesis, this.groupId, tx);
+          this.feeChangeValid.set(tx, valid);
+        }
+        if (!valid) continue;
+        fees ??= [...this.fees];
+        versions ??= [...this.feeVersions];
+        fees[c.node] = c.fee;
+        versions[c.node] = c.version;
+      }
+    }
+    return fees ?? this.fees;
+  }
+
   private propose(): void {
     const entries: BatchEntry[] = [];
     const limit = this.batchLimit();
+    const fees = this.feesForNextBatch();
     for (const idHex of this.ready.keys()) {
       if (entries.length >= limit) break;
       this.ready.delete(idHex);
@@ -2244,7 +2282,7 @@ export class Replica {
         }
       if (votes.length < this.q) continue;
       p.state = 'proposed';
-      entries.push({ requestId: p.id, votes: this.withinMaxFee(votes, p.sr.request.maxFee) });
+      entries.push({ requestId: p.id, votes: this.withinMaxFee(votes, p.sr.request.maxFee, fees) });
     }
     // Every waiting transaction goes along (a batch may carry transactions and no entries), sorted by node,
     // version and id, not in arrival order: the ledger applies a node's update only at the version after

@@ -327,6 +327,47 @@ describe("fee changes (a node's own sequence, beside its model updates)", () => 
 });
 
 describe('fees the primary trims votes under (withinMaxFee)', () => {
+  const change = (node: number, version: number, fee: number): Tx =>
+    signFeeChange(GID, { node, version, fee }, G.keys[node]);
+  const capped = (nonce: number, maxFee: number) => {
+    const input = new TextEncoder().encode(`fee-capped #${nonce}`);
+    return signRequest(
+      {
+        groupId: GID,
+        client: G.client.publicKey,
+        nonce,
+        timestamp: T0,
+        inputDigest: sha256(input),
+        policy: null,
+        maxFee,
+      },
+      input,
+      G.client,
+    );
+  };
+
+  it('a request proposed while a fee raise is ordered but not yet executed is trimmed under the raised fee', () => {
+    const p = new One(0);
+    p.msg(3, { kind: 'tx', tx: change(3, 1, 100) });
+    const pp1 = p.propose(); // carries the raise; not executed yet
+    expect(pp1.batch.txs).toHaveLength(1);
+    const sr = capped(78, 10); // the genesis fees of all four votes: 1 + 2 + 3 + 4
+    const id = requestIdOf(sr);
+    p.step({ type: 'request', request: sr });
+    p.step({
+      type: 'inferred',
+      modelDigest: G.genesis.nodes[0].modelDigest,
+      results: [{ requestId: id, result: cls(7) }],
+    });
+    for (const v of [1, 2, 3]) p.msg(v, { kind: 'results', signed: resultsOf(v, [id]) });
+    const pp2 = p.propose();
+    // Batch 2 executes after batch 1's raise: node 3's vote (100) would take it over maxFee 10.
+    expect(pp2.batch.entries.map((e) => e.votes.map((v) => v.node))).toEqual([[0, 1, 2]]);
+    p.commit(pp1);
+    p.commit(pp2);
+    expect(p.ledger.balanceOf(G.client.publicKey)).toBe(1e12 - 6);
+  });
+
   it('sums of fees past 2^53 − 1 (a node at the largest fee) still leave the dearest out exactly', () => {
     const g6 = makeGroup(6, 1, 7); // q = 4
     const M = Number.MAX_SAFE_INTEGER;
