@@ -114,7 +114,7 @@ export async function submitAndWait(
       if (s.applied !== true)
         throw new DropbearError(
           'TX_SUPERSEDED',
-          `${what}: another of its serial or version was ordered first (batch ${String(s.seq)}); this one had no effect: run the command again`,
+          `${what}: the node reports it had no effect in batch ${String(s.seq)} (another of its serial or version was ordered first, or it was a replay of one applied before); ${when}`,
         );
       return s.seq as number;
     }
@@ -148,7 +148,7 @@ export function registerDeposit(program: Command): void {
         'order; the command takes the next serial from the node and waits until the deposit is ordered. ' +
         'After TIMEOUT it may still be ordered: see `dropbear balance` before depositing again.\n\n' +
         'Exit status: 0 the deposit was ordered and credited, 2 an error (one line on stderr: error [CODE]: message; ' +
-        'CLI_USAGE for a bad option; TX_SUPERSEDED when another deposit took its serial: nothing was credited, run it again; TIMEOUT when --wait ran out).\n',
+        'CLI_USAGE for a bad option; TX_SUPERSEDED when the node reports the deposit had no effect (another took its serial): read `balance` before depositing again; TIMEOUT when --wait ran out).\n',
     )
     .action(
       async (o: {
