@@ -1047,7 +1047,10 @@ describe('a request no node took (every node asked answered 503 OVERLOADED) is s
     const { nodes, loads } = await busyGroup(2);
     const c = client(nodes, { overloadRetry: quick });
     for (const r of await c.inferBatch([input(), input(), input()])) expectCertified(r);
-    for (const l of loads) expect(l.admissions).toBe(3);
+    // Each node turned the first two rounds away; a node whose third round had not gone out when the
+    // certificates came is not asked again (CI, 2026-12-07, a loaded machine: one node at 2).
+    for (const l of loads) expect([2, 3]).toContain(l.admissions);
+    expect(Math.max(...loads.map((l) => l.admissions))).toBe(3);
     for (const l of loads) l.busyFor = 1;
     const co = client(nodes, { overloadRetry: quick, coalesce: true });
     for (const r of await Promise.all([co.infer(input()), co.infer(input())])) expectCertified(r);
