@@ -10,7 +10,7 @@ import { verifyCertificate } from '../certificate/index.ts';
 import { DropbearClient, type InferResult } from '../client/index.ts';
 import { catalogByName } from '../inference/catalog.ts';
 import { defaultHome, pullModel, resolveModel } from '../inference/store.ts';
-import { DropbearError, groupIdOf, hex } from '../protocol/index.ts';
+import { DropbearError, equalBytes, groupIdOf, hex, toB64u } from '../protocol/index.ts';
 import { loadLabels } from '../sim/eval.ts';
 import { usageError } from './errors.ts';
 import { countProgress } from './eval.ts';
@@ -18,6 +18,49 @@ import { DEFAULT_MODELS, GROUP_REPLICA, initGroup, loadGroup, startGroup } from 
 import { checkImages, decisionText, label } from './infer.ts';
 import { progressReporter } from './models.ts';
 import { parseWhole } from './numbers.ts';
+
+interface Owners {
+  seq: number;
+  owners: { node: number; owner: string; fee: number; counted: number; earned: number }[];
+}
+
+/**
+ * The money line of the demo: what the client paid for the certificates (the sum of their outcomes' fees,
+ * and its balance before and after at node 0) and what each owner earned, from node 0's ledger once it
+ * has executed the last certified batch (a node of the f that may lag gets 5 s). Null if node 0 does not
+ * get there or answer: the demo's verdict is the certificates, not this line.
+ */
+async function moneyLine(
+  api: string,
+  client: Uint8Array,
+  before: number,
+  certified: InferResult[],
+): Promise<string | null> {
+  const last = Math.max(0, ...certified.map((r) => r.certificate.receipt.seq));
+  const get = async (path: string) => {
+    const res = await fetch(`${api}${path}`, { signal: AbortSignal.timeout(2000) });
+    if (!res.ok) throw new Error(`${path}: HTTP ${res.status}`);
+    return res.json();
+  };
+  try {
+    const deadline = Date.now() + 5000;
+    let o = (await get('/v1/owners')) as Owners;
+    while (o.seq < last && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 100));
+      o = (await get('/v1/owners')) as Owners;
+    }
+    if (o.seq < last) return null;
+    const a = (await get(`/v1/accounts/${toB64u(client)}`)) as { balance: number };
+    const fees = certified.reduce((sum, r) => sum + r.certificate.outcome.fee, 0);
+    const earned = o.owners.map((x) => `node ${x.node} (${x.owner}) ${x.earned}`).join(', ');
+    return (
+      `Money: the client paid ${fees} for ${certified.length} certificates (the fees they name; its balance ${before} → ${a.balance}); ` +
+      `the owners earned: ${earned} (node 0's ledger at batch ${o.seq}).\n`
+    );
+  } catch {
+    return null;
+  }
+}
 
 /** Gets each model into the store: already there, imported from $DROPBEAR_MODELS, or pulled (with a bar). */
 async function prepareModels(models: string[], home: string): Promise<string[]> {
@@ -191,6 +234,11 @@ export function registerDemo(program: Command): void {
         process.stdout.write(
           `\n${results.length} images: ${verified} certificates verified offline against the genesis, ${right} certified labels match the true label, ${failures} failed.\n`,
         );
+        const key = g.clientKey().publicKey;
+        const before = g.genesis.balances.find((b) => equalBytes(b.client, key))?.amount ?? 0;
+        const certified = results.filter((r): r is InferResult => !(r instanceof Error));
+        const money = await moneyLine(g.file.nodes[0].api, key, before, certified);
+        if (money) process.stdout.write(money);
         // With --once the nodes stop as this returns: their addresses are shown for the record only, and
         // the group folder with how to start it again (not a status command that would find nothing).
         process.stdout.write(

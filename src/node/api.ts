@@ -1586,6 +1586,26 @@ export function buildApi(host: NodeHost, opts: ApiOptions = {}): FastifyInstance
     },
   );
 
+  // What each owner's node charges and has earned, as of the last batch executed here (the ledger's own
+  // figures: they are in the state digest every checkpoint signs).
+  app.get('/v1/owners', { schema: { querystring: noQuery } }, async () => {
+    const state = host.db.state;
+    return {
+      seq: state.seq,
+      /** The treasury's deposits applied and the money they added to the genesis balances. */
+      deposits: state.deposits,
+      minted: state.minted,
+      owners: genesis.nodes.map((n, node) => ({
+        node,
+        owner: n.owner,
+        fee: state.fees[node],
+        feeVersion: state.feeVersions[node],
+        /** Votes of this node counted in certificates, those that agreed with the decision, fees earned. */
+        ...state.stats[node],
+      })),
+    };
+  });
+
   app.get('/v1/status', { schema: { querystring: noQuery } }, async () => {
     let backend: Record<string, unknown> | null = null;
     try {

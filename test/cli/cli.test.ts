@@ -897,6 +897,18 @@ describe('dropbear demo', () => {
       expect(rows).toHaveLength(5);
       for (const row of rows) expect(row.trimEnd()).toMatch(/\.JPEG\s.*\syes$/);
       expect(r.stdout).toMatch(/^5 images: 5 certificates verified offline/m);
+      // The money: what the certificates charged left the client's balance and reached the owners.
+      const money =
+        /^Money: the client paid (\d+) for 5 certificates \(the fees they name; its balance (\d+) → (\d+)\); the owners earned: (.*) \(node 0's ledger at batch \d+\)\.$/m.exec(
+          r.stdout,
+        );
+      expect(money, r.stdout).not.toBeNull();
+      const [paid, before, after] = [1, 2, 3].map((i) => Number(money![i]));
+      expect(paid).toBeGreaterThanOrEqual(5 * 3); // at least a quorum's votes, fee 1 each
+      expect(before - after).toBe(paid);
+      const earned = [...money![4].matchAll(/node \d \(owner-\d\) (\d+)/g)].map((m) => Number(m[1]));
+      expect(earned).toHaveLength(4);
+      expect(earned.reduce((x, y) => x + y, 0)).toBe(paid);
       expect(r.stdout).toMatch(/node 3: http:\/\/127\.0\.0\.1:\d+/);
       // --once stopped every node: the output says so, and how to start the group again, not to ask the
       // stopped nodes for their status (NODE_UNREACHABLE) or open their dashboard.

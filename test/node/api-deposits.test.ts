@@ -115,6 +115,28 @@ describe('POST /v1/txs with a fee change', () => {
   });
 });
 
+describe('GET /v1/owners', () => {
+  it("lists each node's owner, fee and earnings as of the last executed batch; a query parameter is refused", async () => {
+    const r = await app.inject('/v1/owners');
+    expect(r.statusCode).toBe(200);
+    expect(r.json()).toEqual({
+      seq: 0,
+      deposits: 0,
+      minted: 0,
+      owners: lone.group.genesis.nodes.map((n, node) => ({
+        node,
+        owner: n.owner,
+        fee: n.fee,
+        feeVersion: 0,
+        counted: 0,
+        agreed: 0,
+        earned: 0,
+      })),
+    });
+    expect((await app.inject('/v1/owners?node=1')).statusCode).toBe(400);
+  });
+});
+
 describe('GET /v1/txs/:txId', () => {
   it('an id the node does not know is 404 TX_NOT_FOUND; one that is not 64 hex digits is 400', async () => {
     const r = await app.inject(`/v1/txs/${'ab'.repeat(32)}`);
