@@ -225,7 +225,7 @@ export function formatAddress(a: HostPort): string {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Handshake (wire version 2)
+// Handshake (wire versions 2 and 3: the same handshake)
 //
 // dialer → acceptor  HELLO     type 1 ‖ version ‖ groupId(32) ‖ from u32 ‖ to u32 ‖ nonceD(32)
 // acceptor → dialer  CHALLENGE type 2 ‖ version ‖ from u32 ‖ to u32 ‖ nonceA(32)
@@ -250,13 +250,18 @@ export function formatAddress(a: HostPort): string {
 // with VERSION (from version 2 on; version 1 closes the connection), so that nodes of two releases refuse
 // each other at the handshake, each naming both versions (PEER_VERSION_MISMATCH), instead of connecting and
 // then quarantining each other over frames they cannot decode.
+//
+// Version 3 (2026-12-07): the handshake is version 2's; transactions gained two kinds (Deposit, FeeChange:
+// a version-2 node cannot decode a batch or a tx message that carries one) and the state digest that
+// CHECKPOINTs sign holds the deposits, the money they minted and each node's fee version (two versions
+// would never agree on a checkpoint). Upgrade a group together (its ledgers upgrade to schema 10).
 
 /**
  * The version of the node-to-node protocol: the handshake below and the encoding of every message sent
  * after it (protocol/messages.ts). Bump it with any change to either: nodes refuse a peer of another version
  * at the handshake.
  */
-export const WIRE_VERSION = 2;
+export const WIRE_VERSION = 3;
 export const NONCE_BYTES = 32;
 export const SIG_BYTES = 64;
 /** Largest handshake frame (the limit while a connection is unauthenticated). */

@@ -24,7 +24,7 @@
  *   nothing. The HELLO is not authenticated, and need not be: whoever sends one can make this node dial
  *   a genesis address early, which is what a connection to that peer would cost anyway, and at most
  *   once per wakeIntervalMs however many come.
- * - Handshake (see frames.ts), wire version 2: HELLO(version, nonceD) → CHALLENGE(nonceA) → AUTH(sigD) →
+ * - Handshake (see frames.ts), wire versions 2 and 3 (3: two more transaction kinds): HELLO(version, nonceD) → CHALLENGE(nonceA) → AUTH(sigD) →
  *   OK(sigA). Both sides sign, under TAGS.handshake and the group id, a transcript holding the version,
  *   their role, both ids, both fresh nonces and (under TLS) the TLS exporter value; keys come from the
  *   genesis only. The dialer proves its key first and the acceptor signs only once that proof verified, so
