@@ -22,6 +22,8 @@
  *   dropbear_catching_up / dropbear_behind_batches   1 while fetching executed batches from peers; batches the group
  *                                                    is known to have executed beyond this node (/v1/status behindBy)
  *   dropbear_view_changes_total                      view changes seen by this node
+ *   dropbear_owner_earned{node} / dropbear_node_fee{node}  fees each node's owner earned, and each node's fee now, in the
+ *                                                    ledger as of the last executed batch (GET /v1/owners)
  *   dropbear_peer_connected{peer}                    1 when the transport reports the peer connected
  *   dropbear_peer_quarantined_seconds{peer}          what is left of the peer's quarantine (0: none; transport.ts)
  *   dropbear_bad_frames_total{peer}                  frames a peer sent that could not be used, by peer, as the transport counts them: undecodable
@@ -218,6 +220,26 @@ export class NodeMetrics {
       collect() {
         if (self.host)
           this.set(Math.max(0, self.host.replica.peersExecuted - self.host.replica.lastExecuted));
+      },
+    });
+    new Gauge({
+      name: 'dropbear_owner_earned',
+      help: "Fees each node's owner earned, in this node's ledger as of its last executed batch",
+      labelNames: ['node'],
+      registers,
+      collect() {
+        const st = self.host?.db.state;
+        if (st) for (const [node, x] of st.stats.entries()) this.set({ node: String(node) }, x.earned);
+      },
+    });
+    new Gauge({
+      name: 'dropbear_node_fee',
+      help: "Each node's per-request fee now (the genesis's until an owner's fee change is ordered)",
+      labelNames: ['node'],
+      registers,
+      collect() {
+        const st = self.host?.db.state;
+        if (st) for (const [node, fee] of st.fees.entries()) this.set({ node: String(node) }, fee);
       },
     });
     this.viewChanges = new Counter({

@@ -160,6 +160,16 @@ describe('metrics of a real group', () => {
     ).toBe(valid);
     expect(v(m, 'dropbear_inference_seconds_count')).toBe(v(m, 'dropbear_inference_batch_size_count'));
     expect(v(m, 'dropbear_ledger_sync_seconds_count')).toBeGreaterThan(0);
+    // What the owners earned and charge, as GET /v1/owners says (fee 1 each: every counted vote earned 1).
+    const owners = (await (await fetch(`${api(0)}/v1/owners`)).json()) as {
+      owners: { node: number; fee: number; counted: number; earned: number }[];
+    };
+    for (const o of owners.owners) {
+      expect(v(m, 'dropbear_owner_earned', { node: String(o.node) })).toBe(o.earned);
+      expect(v(m, 'dropbear_node_fee', { node: String(o.node) })).toBe(1);
+      expect(o.earned).toBe(o.counted);
+    }
+    expect(owners.owners.reduce((x, o) => x + o.earned, 0)).toBeGreaterThanOrEqual(valid * 3);
     for (const [status, n] of [
       ['401', 1],
       ['400', 1],
