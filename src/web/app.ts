@@ -235,6 +235,24 @@ function showErrors(): void {
 /** How long a status poll waits for the node's answer: one poll at a time, so a slow node is said to be. */
 const STATUS_TIMEOUT_MS = 5000;
 
+/** Each node's fee and earnings as this node's ledger has them (GET /v1/owners), as text cells only. */
+async function loadOwners(): Promise<void> {
+  const json = await getJson('/v1/owners', MAX_STATUS_BYTES, STATUS_TIMEOUT_MS);
+  const list = (json as { owners?: unknown } | null)?.owners;
+  if (!Array.isArray(list)) throw new Error('NOT_JSON: the answer to /v1/owners has no list of owners');
+  $('owners').replaceChildren(
+    ...list.map((o: Record<string, unknown>) => {
+      const tr = document.createElement('tr');
+      for (const v of [o.node, o.owner, o.fee, o.counted, o.earned]) {
+        const td = document.createElement('td');
+        td.textContent = typeof v === 'string' || typeof v === 'number' ? String(v) : '?';
+        tr.append(td);
+      }
+      return tr;
+    }),
+  );
+}
+
 async function loadStatus(): Promise<void> {
   try {
     const json = await getJson('/v1/status', MAX_STATUS_BYTES, STATUS_TIMEOUT_MS);
@@ -252,6 +270,7 @@ async function loadStatus(): Promise<void> {
     text('pending', s.pendingRequests as number);
     text('waiting', s.waitingForCertificates as number);
     text('durability', s.durability as string);
+    await loadOwners();
     errors.status = '';
   } catch (e) {
     errors.status = `status: ${(e as Error).message}`;

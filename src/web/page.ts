@@ -42,7 +42,14 @@ const NODE = `<h2>This node</h2>
   <dt>waiting for certificates</dt><dd id="waiting">…</dd>
   <dt>durability</dt><dd id="durability">…</dd>
 </dl>
-<p id="status-error" class="bad"></p>`;
+<p id="status-error" class="bad"></p>
+<h3>Owners</h3>
+<p class="note">Each node's fee now and the fees its owner earned, in this node's ledger (<code>GET /v1/owners</code>;
+the node's word, not checked here).</p>
+<table>
+  <thead><tr><th>node</th><th>owner</th><th>fee</th><th>votes counted</th><th>earned</th></tr></thead>
+  <tbody id="owners"></tbody>
+</table>`;
 
 function models(title: string): string {
   return `<h2>${title}</h2>

@@ -127,6 +127,19 @@ describe.skipIf(!haveChromium && !required)('dashboard in Chromium', () => {
     expect(await page.locator('#models tr').count()).toBe(4);
     await page.waitForFunction(() => Number(document.getElementById('executed')?.textContent) >= 1);
     expect(await page.textContent('#node-id')).toBe('1');
+    // The owners' fees and earnings, as the node's ledger has them (GET /v1/owners).
+    await page.waitForFunction(() => document.querySelectorAll('#owners tr').length === 4);
+    const owners = await page.$$eval('#owners tr', (rows) =>
+      rows.map((r) => [...r.querySelectorAll('td')].map((td) => td.textContent)),
+    );
+    const api = (await (await fetch(`${g.file.nodes[1].api}/v1/owners`)).json()) as {
+      owners: { node: number; owner: string; fee: number; counted: number; earned: number }[];
+    };
+    expect(owners.map((r) => r.slice(0, 3))).toEqual(
+      api.owners.map((o) => [String(o.node), o.owner, String(o.fee)]),
+    );
+    for (const r of owners) expect(Number(r[4])).toBe(Number(r[3])); // fee 1: earned = votes counted
+    expect(owners.some((r) => Number(r[4]) > 0)).toBe(true);
     expect(pageErrors).toEqual([]);
     await page.close();
   });
