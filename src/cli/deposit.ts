@@ -2,6 +2,7 @@
  * `dropbear deposit` (the treasury credits a client account: a Deposit signed with the genesis's treasury
  * key, ordered by the group like a request) and `dropbear balance` (an account's balance at a node).
  */
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Command } from 'commander';
 import { DropbearError, equalBytes, groupIdOf, signDeposit, Tx, toB64u, toJson } from '../protocol/index.ts';
@@ -37,6 +38,8 @@ function nodeOf(g: LoadedGroup, s: string): LoadedGroup['file']['nodes'][number]
 
 interface Account {
   balance: number;
+  /** False for a key no genesis balance or deposit made an account for; undefined from a node that does not say. */
+  exists?: boolean;
   seq: number;
   deposits: number;
 }
@@ -45,13 +48,13 @@ interface Account {
 async function account(api: string, client: Uint8Array, b: Budget, when: string): Promise<Account> {
   const url = `${api}/v1/accounts/${toB64u(client)}`;
   const body = expectObject(url, await fetchWithin(b, url, when));
-  const { balance, seq, deposits } = body;
+  const { balance, exists, seq, deposits } = body;
   if (!Number.isSafeInteger(balance) || !Number.isSafeInteger(seq) || !Number.isSafeInteger(deposits))
     throw new DropbearError(
       'BAD_RESPONSE',
       `${url} answered without balance, seq and deposits; is this a Dropbear node?`,
     );
-  return { balance, seq, deposits } as Account;
+  return { balance, exists: typeof exists === 'boolean' ? exists : undefined, seq, deposits } as Account;
 }
 
 /**
@@ -166,6 +169,11 @@ export function registerDeposit(program: Command): void {
         const node = nodeOf(g, o.node);
         const client = accountOf(g, o);
         const keyFile = o.treasuryKey ?? join(g.dir, 'keys', 'treasury.json');
+        // A folder from `group assemble` holds no keys: the treasury's holder keeps theirs.
+        if (o.treasuryKey === undefined && !existsSync(keyFile))
+          throw usageError(
+            `${g.dir} holds no treasury key (${keyFile}; a group of separate owners keeps it with its holder): name it with --treasury-key FILE`,
+          );
         const treasury = readKeyFile(keyFile);
         if (!equalBytes(treasury.publicKey, g.genesis.treasury))
           throw new DropbearError(
@@ -196,7 +204,8 @@ export function registerDeposit(program: Command): void {
     .option('--wait <ms>', 'give up after this long', '10000')
     .addHelpText(
       'after',
-      '\nWithout --client or --key: the client key group.json names. Prints the balance on one line, then where it was read. ' +
+      '\nWithout --client or --key: the client key group.json names. Prints the balance on one line, then where it was read ' +
+        '(and, for a key with no account, a line saying so: its balance reads 0). ' +
         'Exit status: 0 the balance was read, 2 an error (one line on stderr: error [CODE]: message).\n',
     )
     .action(async (o: { group: string; client?: string; key?: string; node: string; wait: string }) => {
@@ -206,8 +215,13 @@ export function registerDeposit(program: Command): void {
       const client = accountOf(g, o);
       const budget: Budget = { node: node.id, waitMs, deadline: performance.now() + waitMs };
       const a = await account(node.api, client, budget, 'nothing was changed');
+      const deposits = `the group has applied ${a.deposits} deposit${a.deposits === 1 ? '' : 's'}`;
       process.stdout.write(
-        `${a.balance}\n(client ${toB64u(client)}, node ${node.id}, as of batch ${a.seq}; ${a.deposits} deposits applied)\n`,
+        `${a.balance}\n(client ${toB64u(client)}, node ${node.id}, as of batch ${a.seq}; ${deposits})\n`,
       );
+      if (a.exists === false)
+        process.stdout.write(
+          'no account for this key: neither the genesis nor a deposit made one (is it the key you meant?)\n',
+        );
     });
 }

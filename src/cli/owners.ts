@@ -135,13 +135,16 @@ function apiOrigin(text: string): string | null {
 
 /** A base64url Ed25519 public key (as `keygen` prints it), else CLI_USAGE naming `what`. */
 export function publicKeyArg(what: string, text: string): Uint8Array {
+  // A key pasted with its line's newline (or spaces around it) is the same key.
+  const t = text.trim();
   let k: Uint8Array | null = null;
   try {
-    k = fromB64u(text, what);
+    k = fromB64u(t, what);
   } catch {}
   if (k === null || k.length !== 32)
     throw usageError(
-      `${what} must be a public key as \`dropbear keygen\` prints it (base64url, 32 bytes), got ${JSON.stringify(text)}`,
+      `${what} must be a public key as \`dropbear keygen\` prints it (base64url, 32 bytes, 43 characters), got ${JSON.stringify(text)}` +
+        (/^[0-9a-fA-F]{64}$/.test(t) ? ': that is hex; give the base64url form' : ''),
     );
   return k;
 }

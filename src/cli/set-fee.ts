@@ -71,7 +71,7 @@ export function registerSetFee(program: Command): void {
       '\nExample:\n  npx dropbear set-fee --group out/g --node 2 --fee 3\n\n' +
         "From the next executed request on, a certificate that counts the node's vote charges the client the new fee and credits it to the node. " +
         "A client's maxFee still caps what it pays: the primary leaves out the dearest votes while more than a quorum remain, and a request no quorum of votes fits is skipped. " +
-        'After TIMEOUT the change may still be ordered: see `dropbear status --json` (fees) before trying again.\n\n' +
+        "After TIMEOUT the change may still be ordered: see `dropbear status --json` (each node's `fee`) before trying again.\n\n" +
         'Exit status: 0 the change was ordered, 2 an error (one line on stderr: error [CODE]: message; CLI_USAGE for a bad option; ' +
         'TX_SUPERSEDED when another change of the same version was ordered first; TIMEOUT when --wait ran out).\n',
     )
@@ -91,7 +91,7 @@ export function registerSetFee(program: Command): void {
         tx,
         budget,
         `node ${id}: fee ${now.fee} → ${fee}, fee version ${now.next}`,
-        `see \`npx dropbear status --group ${o.group} --json\` (fees) before trying again`,
+        `see \`npx dropbear status --group ${o.group} --json\` (each node's \`fee\`) before trying again`,
       );
       process.stdout.write(`ordered in batch ${seq}: node ${id} now charges ${fee} per counted vote\n`);
     });

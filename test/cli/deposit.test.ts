@@ -4,7 +4,7 @@
  * are checked (a deposit another one superseded is TX_SUPERSEDED, not success). The real path, four node
  * processes, is in test/e2e/group.test.ts.
  */
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -33,6 +33,8 @@ const STATUS = {
   ],
 };
 let statusBody: unknown = STATUS;
+/** What the fake node answers for GET /v1/accounts/:client. */
+let accountBody: Record<string, unknown> = { balance: 77, exists: true, seq: 12, deposits: 7 };
 let fake: Server;
 
 function body(req: IncomingMessage): Promise<string> {
@@ -59,7 +61,7 @@ beforeAll(async () => {
       return json(202, { txId: hex(txIdOf(tx)), status: 'pending' });
     }
     if (req.url?.startsWith('/v1/txs/')) return json(200, txAnswer);
-    if (req.url?.startsWith('/v1/accounts/')) return json(200, { balance: 77, seq: 12, deposits: 7 });
+    if (req.url?.startsWith('/v1/accounts/')) return json(200, accountBody);
     json(404, { error: { code: 'NOT_FOUND', message: 'no' } });
   });
   await new Promise<void>((r) => fake.listen(0, '127.0.0.1', () => r()));
@@ -109,6 +111,39 @@ describe('dropbear deposit: bad options, before anything is sent', () => {
     const r = await deposit('--amount', '5', '--treasury-key', join(dir, 'keys', 'client.json'));
     expect(r.code).toBe(2);
     expect(r.stderr).toMatch(/^error \[CONFIG_KEY_MISMATCH\]: .*client\.json is not the treasury key/);
+    expect(posted).toEqual([]);
+  });
+
+  it('a hex public key is CLI_USAGE saying so; one pasted with a trailing newline or spaces is taken', async () => {
+    const key = new Uint8Array(32).fill(7);
+    const r = await deposit('--amount', '5', '--node', '1', '--client', hex(key));
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/^error \[CLI_USAGE\]: --client must be .* that is hex/);
+    // Past the key: node 1 does not listen, so nothing is sent either way.
+    const t = await deposit('--amount', '5', '--node', '1', '--client', ` ${toB64u(key)}\n`);
+    expect(t.stderr).toMatch(/^error \[NODE_UNREACHABLE\]/);
+    expect(posted).toEqual([]);
+  });
+
+  it('a folder with no treasury key (a group of separate owners) is CLI_USAGE naming --treasury-key, nothing sent', async () => {
+    const asm = join(tmp, 'assembled');
+    mkdirSync(asm);
+    copyFileSync(join(dir, 'genesis.json'), join(asm, 'genesis.json'));
+    const g = JSON.parse(readFileSync(join(dir, 'group.json'), 'utf8'));
+    delete g.client;
+    for (const n of g.nodes) delete n.config;
+    writeFileSync(join(asm, 'group.json'), JSON.stringify(g));
+    const r = await runCliInProcess([
+      'deposit',
+      '--group',
+      asm,
+      '--amount',
+      '5',
+      '--client',
+      toB64u(new Uint8Array(32)),
+    ]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/^error \[CLI_USAGE\]: .*no treasury key.*--treasury-key FILE/);
     expect(posted).toEqual([]);
   });
 
@@ -170,7 +205,21 @@ describe('dropbear balance', () => {
     const r = await runCliInProcess(['balance', '--group', dir, '--client', toB64u(new Uint8Array(32))]);
     expect(r.code).toBe(0);
     expect(r.stdout.split('\n')[0]).toBe('77');
-    expect(r.stdout).toContain('as of batch 12; 7 deposits applied');
+    expect(r.stdout).toContain('as of batch 12; the group has applied 7 deposits');
+    expect(r.stdout).not.toMatch(/no account/);
+  });
+
+  it('says so when no account exists for the key (a mistyped key reads 0 like an empty account)', async () => {
+    accountBody = { balance: 0, exists: false, seq: 12, deposits: 1 };
+    try {
+      const r = await runCliInProcess(['balance', '--group', dir, '--client', toB64u(new Uint8Array(32))]);
+      expect(r.code).toBe(0);
+      expect(r.stdout.split('\n')[0]).toBe('0');
+      expect(r.stdout).toMatch(/no account for this key/);
+      expect(r.stdout).toContain('the group has applied 1 deposit)');
+    } finally {
+      accountBody = { balance: 77, exists: true, seq: 12, deposits: 7 };
+    }
   });
 });
 
