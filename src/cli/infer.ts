@@ -11,12 +11,20 @@ import { makeOutputDir, stableJson, writeOutputFile } from './io.ts';
 import { wholeOrNaN } from './numbers.ts';
 
 /** A client of the group in `dir`, signing with `keyFile` if given, else the key group.json names. */
-export function clientFor(dir: string, sendTo?: string, keyFile?: string): DropbearClient {
+export function clientFor(dir: string, sendTo?: string, keyFile?: string, maxFee?: string): DropbearClient {
   let to: 'all' | number | undefined;
   if (sendTo !== undefined) {
     to = sendTo === 'all' ? 'all' : wholeOrNaN(sendTo);
     if (to !== 'all' && !(Number.isSafeInteger(to) && to > 0))
       throw usageError(`--send-to is "all" or a node count, not ${JSON.stringify(sendTo)}`);
+  }
+  let fee: number | undefined;
+  if (maxFee !== undefined) {
+    fee = wholeOrNaN(maxFee);
+    if (!(Number.isSafeInteger(fee) && fee >= 0))
+      throw usageError(
+        `--max-fee must be a whole number ≥ 0 (at most 2^53 − 1), not ${JSON.stringify(maxFee)}`,
+      );
   }
   const g = loadGroup(dir);
   return new DropbearClient({
@@ -24,6 +32,7 @@ export function clientFor(dir: string, sendTo?: string, keyFile?: string): Dropb
     nodes: g.file.nodes.map((n) => ({ id: n.id, api: n.api })),
     key: keyFile === undefined ? g.clientKey() : readKeyFile(keyFile),
     sendTo: to,
+    ...(fee === undefined ? {} : { maxFee: fee }),
   });
 }
 
@@ -71,55 +80,67 @@ export function registerInfer(program: Command): void {
       '--key <file>',
       "the client's key file (default: the one group.json names; a group of separate owners names none)",
     )
+    .option(
+      '--max-fee <n>',
+      "the most each request may be charged (default: the sum of the genesis's fees); raise it after owners raise their fees (MAX_FEE_TOO_LOW)",
+    )
     .addHelpText(
       'after',
       '\nExample:\n  npx dropbear infer --group out/group --out out/certs cat.jpg dog.png\n\n' +
         'Exit status: 0 every image certified, 2 an image not certified (its line: error [CODE]) or an error\n' +
         '(one line on stderr: error [CODE]: message; CLI_USAGE for a bad option or argument).\n',
     )
-    .action(async (images: string[], o: { group: string; out?: string; sendTo?: string; key?: string }) => {
-      const client = clientFor(o.group, o.sendTo, o.key);
-      if (o.out) makeOutputDir('--out', o.out);
-      checkImages(images);
-      let failed = 0;
-      for (const [n, file] of images.entries()) {
-        let bytes: Buffer;
-        try {
-          bytes = readFileSync(file);
-        } catch (e) {
-          throw new DropbearError('FILE_UNREADABLE', `cannot read ${file}: ${(e as Error).message}`);
+    .action(
+      async (
+        images: string[],
+        o: { group: string; out?: string; sendTo?: string; key?: string; maxFee?: string },
+      ) => {
+        const client = clientFor(o.group, o.sendTo, o.key, o.maxFee);
+        if (o.out) makeOutputDir('--out', o.out);
+        checkImages(images);
+        let failed = 0;
+        for (const [n, file] of images.entries()) {
+          let bytes: Buffer;
+          try {
+            bytes = readFileSync(file);
+          } catch (e) {
+            throw new DropbearError('FILE_UNREADABLE', `cannot read ${file}: ${(e as Error).message}`);
+          }
+          let r: InferResult;
+          try {
+            r = await client.infer(bytes);
+          } catch (e) {
+            failed++;
+            const code = e instanceof DropbearError ? e.code : 'ERROR';
+            process.stderr.write(`${basename(file)}: error [${code}]: ${(e as Error).message}\n`);
+            continue;
+          }
+          process.stdout.write(`${basename(file)}  request ${r.requestId.slice(0, 16)}…\n`);
+          for (const v of r.votes)
+            process.stdout.write(`  node ${v.node} (${v.modelDigest.slice(0, 8)}): ${label(v.label)}\n`);
+          process.stdout.write(`  certified: ${decisionText(r)}  (verified against the genesis)\n`);
+          if (!o.out) continue;
+          // Whole or not at all (a cut certificate would read as a damaged one). A certificate that cannot be
+          // saved (a full disk) ends the command: each request is paid for, and the next certificate would be
+          // lost the same way. It was reported per image as `error [ERROR]: ENOSPC…`, the rest sent on, and
+          // an empty or cut <requestId>.json left behind.
+          try {
+            writeOutputFile(
+              join(o.out, `${r.requestId}.json`),
+              stableJson(toJson(Certificate, r.certificate)),
+            );
+          } catch (e) {
+            const left = images.length - n - 1;
+            const err = e as DropbearError;
+            throw new DropbearError(
+              err.code,
+              `${err.message}: the certificate of ${basename(file)} (request ${r.requestId}) is not saved` +
+                (left > 0 ? `, and the ${left} image(s) after it were not sent` : ''),
+              err.details,
+            );
+          }
         }
-        let r: InferResult;
-        try {
-          r = await client.infer(bytes);
-        } catch (e) {
-          failed++;
-          const code = e instanceof DropbearError ? e.code : 'ERROR';
-          process.stderr.write(`${basename(file)}: error [${code}]: ${(e as Error).message}\n`);
-          continue;
-        }
-        process.stdout.write(`${basename(file)}  request ${r.requestId.slice(0, 16)}…\n`);
-        for (const v of r.votes)
-          process.stdout.write(`  node ${v.node} (${v.modelDigest.slice(0, 8)}): ${label(v.label)}\n`);
-        process.stdout.write(`  certified: ${decisionText(r)}  (verified against the genesis)\n`);
-        if (!o.out) continue;
-        // Whole or not at all (a cut certificate would read as a damaged one). A certificate that cannot be
-        // saved (a full disk) ends the command: each request is paid for, and the next certificate would be
-        // lost the same way. It was reported per image as `error [ERROR]: ENOSPC…`, the rest sent on, and
-        // an empty or cut <requestId>.json left behind.
-        try {
-          writeOutputFile(join(o.out, `${r.requestId}.json`), stableJson(toJson(Certificate, r.certificate)));
-        } catch (e) {
-          const left = images.length - n - 1;
-          const err = e as DropbearError;
-          throw new DropbearError(
-            err.code,
-            `${err.message}: the certificate of ${basename(file)} (request ${r.requestId}) is not saved` +
-              (left > 0 ? `, and the ${left} image(s) after it were not sent` : ''),
-            err.details,
-          );
-        }
-      }
-      if (failed) process.exitCode = 2;
-    });
+        if (failed) process.exitCode = 2;
+      },
+    );
 }

@@ -13,7 +13,17 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { initGroup } from '../../src/cli/group.ts';
 import { readGenesis } from '../../src/cli/io.ts';
 import { STANDIN_MODEL } from '../../src/node/standin-backend.ts';
-import { fromJson, groupIdOf, hex, Tx, toB64u, txIdOf, verifyTx } from '../../src/protocol/index.ts';
+import {
+  decode,
+  fromJson,
+  groupIdOf,
+  hex,
+  SignedRequest,
+  Tx,
+  toB64u,
+  txIdOf,
+  verifyTx,
+} from '../../src/protocol/index.ts';
 import { readKeyFile } from '../../src/protocol/keyfile.ts';
 import { runCliInProcess } from './run-cli.ts';
 
@@ -35,6 +45,8 @@ const STATUS = {
 let statusBody: unknown = STATUS;
 /** What the fake node answers for GET /v1/accounts/:client. */
 let accountBody: Record<string, unknown> = { balance: 77, exists: true, seq: 12, deposits: 7 };
+/** The maxFee of each request posted to the fake node. */
+const requested: number[] = [];
 let fake: Server;
 
 function body(req: IncomingMessage): Promise<string> {
@@ -62,6 +74,12 @@ beforeAll(async () => {
     }
     if (req.url?.startsWith('/v1/txs/')) return json(200, txAnswer);
     if (req.url?.startsWith('/v1/accounts/')) return json(200, accountBody);
+    if (req.method === 'POST' && req.url?.startsWith('/v1/requests')) {
+      const chunks: Buffer[] = [];
+      for await (const c of req) chunks.push(c as Buffer);
+      requested.push(decode(SignedRequest, new Uint8Array(Buffer.concat(chunks))).request.maxFee);
+      return json(402, { error: { code: 'INSUFFICIENT_FUNDS', message: 'a fake node' } });
+    }
     json(404, { error: { code: 'NOT_FOUND', message: 'no' } });
   });
   await new Promise<void>((r) => fake.listen(0, '127.0.0.1', () => r()));
@@ -253,5 +271,34 @@ describe('dropbear set-fee', () => {
     const genesis = readGenesis(join(dir, 'genesis.json'));
     expect(verifyTx(genesis, groupIdOf(genesis), tx)).toBe(true);
     expect(r.stdout).toMatch(/ordered in batch 13: node 2 now charges 0 per counted vote/);
+  });
+});
+
+describe('dropbear infer --max-fee (after a fee raise the genesis fees no longer buy a quorum)', () => {
+  const image = () => {
+    const f = join(tmp, 'image.jpg');
+    writeFileSync(f, Buffer.from([0xff, 0xd8, 0xff, 0xd9]));
+    return f;
+  };
+
+  it("signs the request with the given maxFee; without it, the genesis fees' sum", async () => {
+    requested.length = 0;
+    const r = await runCliInProcess(['infer', '--group', dir, '--send-to', '1', '--max-fee', '12', image()]);
+    expect(r.code).toBe(2);
+    expect(requested.length).toBeGreaterThan(0);
+    expect(new Set(requested)).toEqual(new Set([12]));
+    requested.length = 0;
+    await runCliInProcess(['infer', '--group', dir, '--send-to', '1', image()]);
+    expect(new Set(requested)).toEqual(new Set([4]));
+  });
+
+  it('a --max-fee that is not a whole number ≥ 0 is CLI_USAGE, nothing sent', async () => {
+    requested.length = 0;
+    for (const v of ['1.5', '-1', 'x', '1,000']) {
+      const r = await runCliInProcess(['infer', '--group', dir, '--max-fee', v, image()]);
+      expect(r.code, v).toBe(2);
+      expect(r.stderr, v).toMatch(/^error \[CLI_USAGE\]: --max-fee must be a whole number/);
+    }
+    expect(requested).toEqual([]);
   });
 });
