@@ -112,7 +112,12 @@ export function registerInfer(program: Command): void {
           } catch (e) {
             failed++;
             const code = e instanceof DropbearError ? e.code : 'ERROR';
-            process.stderr.write(`${basename(file)}: error [${code}]: ${(e as Error).message}\n`);
+            // Owners raised their fees past what this client signs (the genesis fees' sum by default): every
+            // node refusing says MAX_FEE_TOO_LOW, some nodes refusing and others down says it per node.
+            const hint = /\bMAX_FEE_TOO_LOW\b/.test(`${code} ${(e as Error).message}`)
+              ? ' (sign a higher maxFee with --max-fee N)'
+              : '';
+            process.stderr.write(`${basename(file)}: error [${code}]: ${(e as Error).message}${hint}\n`);
             continue;
           }
           process.stdout.write(`${basename(file)}  request ${r.requestId.slice(0, 16)}…\n`);

@@ -47,6 +47,8 @@ let statusBody: unknown = STATUS;
 let accountBody: Record<string, unknown> = { balance: 77, exists: true, seq: 12, deposits: 7 };
 /** The maxFee of each request posted to the fake node. */
 const requested: number[] = [];
+/** What the fake node answers every request with. */
+let requestAnswer = { status: 402, code: 'INSUFFICIENT_FUNDS' };
 let fake: Server;
 
 function body(req: IncomingMessage): Promise<string> {
@@ -78,7 +80,7 @@ beforeAll(async () => {
       const chunks: Buffer[] = [];
       for await (const c of req) chunks.push(c as Buffer);
       requested.push(decode(SignedRequest, new Uint8Array(Buffer.concat(chunks))).request.maxFee);
-      return json(402, { error: { code: 'INSUFFICIENT_FUNDS', message: 'a fake node' } });
+      return json(requestAnswer.status, { error: { code: requestAnswer.code, message: 'a fake node' } });
     }
     json(404, { error: { code: 'NOT_FOUND', message: 'no' } });
   });
@@ -290,6 +292,19 @@ describe('dropbear infer --max-fee (after a fee raise the genesis fees no longer
     requested.length = 0;
     await runCliInProcess(['infer', '--group', dir, '--send-to', '1', image()]);
     expect(new Set(requested)).toEqual(new Set([4]));
+  });
+
+  it("MAX_FEE_TOO_LOW from the nodes names --max-fee in the image's error line", async () => {
+    requestAnswer = { status: 400, code: 'MAX_FEE_TOO_LOW' };
+    try {
+      const r = await runCliInProcess(['infer', '--group', dir, '--send-to', '1', image()]);
+      expect(r.code).toBe(2);
+      expect(r.stderr).toMatch(
+        /^image\.jpg: error \[\w+\]: .*MAX_FEE_TOO_LOW.*\(sign a higher maxFee with --max-fee N\)$/m,
+      );
+    } finally {
+      requestAnswer = { status: 402, code: 'INSUFFICIENT_FUNDS' };
+    }
   });
 
   it('a --max-fee that is not a whole number ≥ 0 is CLI_USAGE, nothing sent', async () => {
