@@ -48,8 +48,8 @@ export const SMALL_CFG: Partial<ReplicaConfig> = {
   viewChangeTimeoutMs: NEVER,
 };
 
-/** The client's request number `nonce`, signed alone, timestamped T0 unless told. */
-export function mkReq(nonce: number, timestamp = T0): SignedRequest {
+/** The client's request number `nonce`, signed alone, timestamped T0 and with a maxFee of 10^6 unless told. */
+export function mkReq(nonce: number, timestamp = T0, maxFee = 1_000_000): SignedRequest {
   const input = new TextEncoder().encode(`input #${nonce}`);
   const request = {
     groupId: GID,
@@ -58,7 +58,7 @@ export function mkReq(nonce: number, timestamp = T0): SignedRequest {
     timestamp,
     inputDigest: sha256(input),
     policy: null,
-    maxFee: 1_000_000,
+    maxFee,
   };
   return signRequest(request, input, G.client);
 }

@@ -14,11 +14,11 @@ import {
   type NodeMessage,
   type PrePrepare,
   requestIdOf,
+  type SignedRequest,
   sha256,
   signDeposit,
   signFeeChange,
   signModelUpdate,
-  signRequest,
   type Tx,
   txIdOf,
 } from '../../src/protocol/index.ts';
@@ -30,6 +30,7 @@ import {
   G,
   GID,
   makePP,
+  mkReq,
   only,
   phase,
   resultsOf,
@@ -257,10 +258,22 @@ describe("deposits (the treasury's serials, ordered as a node's versions are)", 
   });
 });
 
-describe("fee changes (a node's own sequence, beside its model updates)", () => {
-  const change = (node: number, version: number, fee: number, signer = G.keys[node]): Tx =>
-    signFeeChange(GID, { node, version, fee }, signer);
+const change = (node: number, version: number, fee: number, signer = G.keys[node]): Tx =>
+  signFeeChange(GID, { node, version, fee }, signer);
 
+/** The primary `p` takes `sr` and every node's vote on it (its own inference, three peers' RESULTS). */
+function allVoted(p: One, sr: SignedRequest): void {
+  const id = requestIdOf(sr);
+  p.step({ type: 'request', request: sr });
+  p.step({
+    type: 'inferred',
+    modelDigest: G.genesis.nodes[0].modelDigest,
+    results: [{ requestId: id, result: cls(7) }],
+  });
+  for (const v of [1, 2, 3]) p.msg(v, { kind: 'results', signed: resultsOf(v, [id]) });
+}
+
+describe("fee changes (a node's own sequence, beside its model updates)", () => {
   it('after a raise the primary proposes the votes the new fees allow under a maxFee (the dearest dropped)', () => {
     const p = new One(0);
     p.msg(3, { kind: 'tx', tx: change(3, 1, 100) });
@@ -268,28 +281,7 @@ describe("fee changes (a node's own sequence, beside its model updates)", () => 
     expect(p.r.currentFees).toEqual([1, 2, 3, 100]);
     expect(p.r.currentFeeVersions).toEqual([0, 0, 0, 1]);
     // maxFee 10: the genesis fees (1 + 2 + 3 + 4) of all four votes; with node 3 at 100, only three fit.
-    const input = new TextEncoder().encode('a fee-capped request');
-    const sr = signRequest(
-      {
-        groupId: GID,
-        client: G.client.publicKey,
-        nonce: 77,
-        timestamp: T0,
-        inputDigest: sha256(input),
-        policy: null,
-        maxFee: 10,
-      },
-      input,
-      G.client,
-    );
-    const id = requestIdOf(sr);
-    p.step({ type: 'request', request: sr });
-    p.step({
-      type: 'inferred',
-      modelDigest: G.genesis.nodes[0].modelDigest,
-      results: [{ requestId: id, result: cls(7) }],
-    });
-    for (const v of [1, 2, 3]) p.msg(v, { kind: 'results', signed: resultsOf(v, [id]) });
+    allVoted(p, mkReq(77, T0, 10));
     const pp = p.propose();
     expect(pp.batch.entries.map((e) => e.votes.map((v) => v.node))).toEqual([[0, 1, 2]]);
     p.commit(pp);
@@ -327,39 +319,12 @@ describe("fee changes (a node's own sequence, beside its model updates)", () => 
 });
 
 describe('fees the primary trims votes under (withinMaxFee)', () => {
-  const change = (node: number, version: number, fee: number): Tx =>
-    signFeeChange(GID, { node, version, fee }, G.keys[node]);
-  const capped = (nonce: number, maxFee: number) => {
-    const input = new TextEncoder().encode(`fee-capped #${nonce}`);
-    return signRequest(
-      {
-        groupId: GID,
-        client: G.client.publicKey,
-        nonce,
-        timestamp: T0,
-        inputDigest: sha256(input),
-        policy: null,
-        maxFee,
-      },
-      input,
-      G.client,
-    );
-  };
-
   it('a request proposed while a fee raise is ordered but not yet executed is trimmed under the raised fee', () => {
     const p = new One(0);
     p.msg(3, { kind: 'tx', tx: change(3, 1, 100) });
     const pp1 = p.propose(); // carries the raise; not executed yet
     expect(pp1.batch.txs).toHaveLength(1);
-    const sr = capped(78, 10); // the genesis fees of all four votes: 1 + 2 + 3 + 4
-    const id = requestIdOf(sr);
-    p.step({ type: 'request', request: sr });
-    p.step({
-      type: 'inferred',
-      modelDigest: G.genesis.nodes[0].modelDigest,
-      results: [{ requestId: id, result: cls(7) }],
-    });
-    for (const v of [1, 2, 3]) p.msg(v, { kind: 'results', signed: resultsOf(v, [id]) });
+    allVoted(p, mkReq(78, T0, 10)); // the genesis fees of all four votes: 1 + 2 + 3 + 4
     const pp2 = p.propose();
     // Batch 2 executes after batch 1's raise: node 3's vote (100) would take it over maxFee 10.
     expect(pp2.batch.entries.map((e) => e.votes.map((v) => v.node))).toEqual([[0, 1, 2]]);

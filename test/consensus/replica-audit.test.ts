@@ -493,20 +493,6 @@ describe('replica, review of 2026-12-05: an answer for a request no longer held'
 });
 
 describe('replica, review of 2026-12-05: a proposal within the client maxFee', () => {
-  /** A request of the group's client with this maxFee. */
-  const withMaxFee = (nonce: number, maxFee: number) => {
-    const input = new TextEncoder().encode(`fee #${nonce}`);
-    const request = {
-      groupId: GID,
-      client: G.client.publicKey,
-      nonce,
-      timestamp: T0,
-      inputDigest: sha256(input),
-      policy: null,
-      maxFee,
-    };
-    return signRequest(request, input, G.client);
-  };
   /** The nodes whose votes node 0, the primary, proposes for `sr` once all four voted. */
   const proposedVoters = (sr: SignedRequest) => {
     const h = new One(0, { voteWaitMs: 1, batchTimeoutMs: 1, idleBatchTimeoutMs: 0 });
@@ -524,10 +510,10 @@ describe('replica, review of 2026-12-05: a proposal within the client maxFee', (
   it('drops the dearest votes while more than q remain and their fees are over it', () => {
     // Fees are 1, 2, 3, 4 (node id + 1); q = 3. The API's least maxFee is the three lowest: 6.
     expect(G.genesis.nodes.map((n) => n.fee)).toEqual([1, 2, 3, 4]);
-    expect(proposedVoters(withMaxFee(1, 6))).toEqual([0, 1, 2]);
-    expect(proposedVoters(withMaxFee(2, 10))).toEqual([0, 1, 2, 3]);
+    expect(proposedVoters(mkReq(1, T0, 6))).toEqual([0, 1, 2]);
+    expect(proposedVoters(mkReq(2, T0, 10))).toEqual([0, 1, 2, 3]);
     // Over it even with q votes: q of them go, and the ledger skips it (over-max-fee) as before.
-    expect(proposedVoters(withMaxFee(3, 5))).toEqual([0, 1, 2]);
+    expect(proposedVoters(mkReq(3, T0, 5))).toEqual([0, 1, 2]);
   });
 });
 

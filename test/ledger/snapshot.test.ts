@@ -284,6 +284,28 @@ function written(plans: Planned[]): { path: string; executions: Execution[] } {
   return { path, executions };
 }
 
+/**
+ * An upgraded file of the first 30 batches of `plans`, holding no snapshot: its open replays them all (the
+ * state and certificates of a plain replay), the next execution writes the first snapshot, and the file is
+ * at this build's schema.
+ */
+function opensAsReplayed(path: string, plans: Planned[], executions: Execution[]): void {
+  const l = SqliteLedger.open(path, genesis, { snapshotEvery: 5 });
+  expect(snapshotSeqs(path)).toEqual([]);
+  const reference = SqliteLedger.open(':memory:', genesis, { snapshotEvery: 0 });
+  feed(reference, plans.slice(0, 30));
+  expectSameState(l.state, reference.state);
+  expect(certificates(l, executions)).toEqual(certificates(reference, executions));
+  // It replayed more than 5 requests: the next execution writes the first snapshot.
+  feed(l, [plans[30]]);
+  expect(snapshotSeqs(path)).toEqual([31]);
+  l.close();
+  reference.close();
+  const check = new Database(path, { readonly: true });
+  expect(check.prepare('SELECT schema_version FROM meta').pluck().get()).toBe(LEDGER_SCHEMA_VERSION);
+  check.close();
+}
+
 // ---------------------------------------------------------------------------------------------------------
 
 describe('IdWindow records', () => {
@@ -655,20 +677,7 @@ describe('SqliteLedger snapshots', () => {
         message: `${path}: ledger schema 6; this build reads ${LEDGER_SCHEMA_VERSION} (a node opening the file upgrades it; verification only reads)`,
       }),
     );
-    const l = SqliteLedger.open(path, genesis, { snapshotEvery: 5 });
-    expect(snapshotSeqs(path)).toEqual([]);
-    const reference = SqliteLedger.open(':memory:', genesis, { snapshotEvery: 0 });
-    feed(reference, plans.slice(0, 30));
-    expectSameState(l.state, reference.state);
-    expect(certificates(l, executions)).toEqual(certificates(reference, executions));
-    // It replayed more than 5 requests: the next execution writes the first snapshot.
-    feed(l, [plans[30]]);
-    expect(snapshotSeqs(path)).toEqual([31]);
-    l.close();
-    reference.close();
-    const check = new Database(path, { readonly: true });
-    expect(check.prepare('SELECT schema_version FROM meta').pluck().get()).toBe(LEDGER_SCHEMA_VERSION);
-    check.close();
+    opensAsReplayed(path, plans, executions);
     expect(verifyLedgerFile(path)).toMatchObject({ ok: true, batches: 31 });
   });
 
@@ -682,19 +691,7 @@ describe('SqliteLedger snapshots', () => {
     const db = new Database(path);
     db.prepare('UPDATE meta SET schema_version = 9').run();
     db.close();
-    const l = SqliteLedger.open(path, genesis, { snapshotEvery: 5 });
-    expect(snapshotSeqs(path)).toEqual([]);
-    const reference = SqliteLedger.open(':memory:', genesis, { snapshotEvery: 0 });
-    feed(reference, plans.slice(0, 30));
-    expectSameState(l.state, reference.state);
-    expect(certificates(l, executions)).toEqual(certificates(reference, executions));
-    feed(l, [plans[30]]);
-    expect(snapshotSeqs(path)).toEqual([31]);
-    l.close();
-    reference.close();
-    const check = new Database(path, { readonly: true });
-    expect(check.prepare('SELECT schema_version FROM meta').pluck().get()).toBe(10);
-    check.close();
+    opensAsReplayed(path, plans, executions);
   });
 
   it('verify reports a snapshot that differs from the state the replay reaches, one whose hash does not match, and one ahead of the batches', () => {
