@@ -396,10 +396,14 @@ export class LedgerState {
         lastClientHex = hex(req.client);
       }
       const clientHex = lastClientHex;
-      // The batch's deposits are credited before its requests are charged.
-      const funds = (this.balances.get(clientHex)?.amount ?? 0) + (credits.get(clientHex)?.amount ?? 0);
+      // The batch's deposits are credited before its requests are charged. A key without an account (none
+      // in the ledger, none this batch's deposits make) is skipped even for a free request (every counted
+      // fee 0): execute charges an account, and a missing one threw there, on every honest node alike.
+      const account = this.balances.get(clientHex);
+      const credit = credits.get(clientHex);
+      const funds = (account?.amount ?? 0) + (credit?.amount ?? 0);
       const already = spent.get(clientHex) ?? 0;
-      if (funds - already < fee) {
+      if ((!account && !credit) || funds - already < fee) {
         skipped.push({ requestId: e.requestId, reason: 'insufficient-balance' });
         continue;
       }

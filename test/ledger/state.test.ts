@@ -626,6 +626,27 @@ describe('deposits (the treasury funds a client after the genesis)', () => {
     expect(l.totalMoney()).toBe(1006 + 12);
   });
 
+  it('a free request (every fee 0) of a key without an account is skipped, as before deposits, not executed', () => {
+    const free = { ...genesis, nodes: genesis.nodes.map((n) => ({ ...n, fee: 0 })) };
+    const l = new LedgerState(free);
+    const gid = groupIdOf(free);
+    const input = new TextEncoder().encode('free');
+    const request: Request = {
+      groupId: gid,
+      client: carol.publicKey,
+      nonce: 1,
+      timestamp: 1_000_000,
+      inputDigest: sha256(input),
+      policy: null,
+      maxFee: 0,
+    };
+    const r = { id: requestIdOf(signRequest(request, input, carol)), request };
+    const batch = batchOf([entry(r, all(1))]);
+    const ex = l.execute(1, batchDigestOf(batch), batch, [entry(r, all(1))]);
+    expect(ex.skipped).toEqual([{ requestId: r.id, reason: 'insufficient-balance' }]);
+    expect(l.balances.has(hex(carol.publicKey))).toBe(false);
+  });
+
   it('one that would take the money past 2^53 − 1 uses its serial and credits nothing', () => {
     const l = new LedgerState(genesis);
     const ex = run(l, [], undefined, [
