@@ -11,6 +11,16 @@
  * before the next gap starts. The fault schedule comes from `--seed` and is printed first: a run replays
  * with the same seed (which node is "the primary" depends on the run).
  *
+ * Money under the same faults: every 3–6 s (seeded) a Deposit (100–999, signed with the group's treasury key)
+ * to the load client or to one of two accounts the genesis does not list ("newcomers"), or (30%) a FeeChange
+ * of a random node to a fee of 1–3 (signed with its owner's key), posted (POST /v1/txs) to a node up at the
+ * time, its serial or version the next after what that node's /v1/status counts applied and pending (as
+ * `dropbear deposit` and `set-fee` take them). Every client signs a maxFee of 4 × 3 (all votes at the
+ * highest fee). A newcomer the node shows funded sends up to 2 requests per tick, 8 in all (less than one
+ * deposit). A fifth of the deposits get a rival: the same serial, 1 more, posted through another node (one
+ * of the two applies). What was submitted and each node's answer is kept; a submission may fail or be
+ * superseded.
+ *
  * While it runs it samples each node's /v1/status every second (view, view change, last executed, requests
  * held: `timeline.txt` in the run folder) and prints, at the end, the longest time the group executed
  * nothing with the samples around it, and how long each node spent alone in a view change (a higher view
@@ -30,14 +40,26 @@
  *     nothing certified is lost: every certificate's request is in every ledger, at its receipt's seq;
  *  4. no node stored misbehaviour evidence (the evidence table, the "misbehaviour evidence stored" and
  *     "bad signature" log lines);
- *  5. the client's balance on each node (its ledger replayed) is the genesis balance minus the fees of
- *     what the node executed, and that is the fees of the certificates received plus those of requests
- *     certified whose certificate the client did not get (listed);
+ *  5. the client's balance on each node (its ledger replayed) is the genesis balance plus the deposits to it
+ *     that applied minus the fees of its requests the node executed, and that is the fees of the
+ *     certificates received plus those of requests certified whose certificate the client did not get;
  *  6. no node log has an uncaught exception, a fatal line or an error-level line;
  *  7. requests that failed at the client, by code, and how requests sent only to a node that was down
  *     fared (the SDK hedges to the others after 2 s); only OVERLOADED failures pass (every node asked turned
  *     the request away while the group executed nothing, for longer than the SDK's overloadRetry resends
- *     it within the call's time).
+ *     it within the call's time);
+ *  8. the money (each ledger replayed, and, independently, the ledgers' batches walked in seq order, a
+ *     deposit applying at the treasury's next serial and a fee change at its node's next version; what was
+ *     submitted, taken, applied, ordered without effect and never ordered is printed first):
+ *     a. every node agrees on deposits applied, minted, each fee and fee version, the balances of the load
+ *        client and the newcomers, and so does the walk;
+ *     b. minted is the sum of the distinct deposits that applied, serials 1..deposits each credited once,
+ *        and nothing applied that the soak did not submit;
+ *     c. each newcomer's balance is its deposits applied minus the fees of its requests executed, and those
+ *        are the fees its certificates name plus those of its requests certified without a certificate;
+ *        its account exists exactly when a deposit to it applied;
+ *     d. no newcomer request failed (OVERLOADED aside, as in 7);
+ *     e. on every node all money (balances and owners' earnings) is the genesis balances plus minted.
  * Exit status 1 if a check fails (the run folder is then kept and printed), 2 for a bad command line.
  *
  * --minutes M (5), --seed S (time-based when absent; printed), --rate R (50), --keep (keep the run folder).
@@ -58,20 +80,32 @@ import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { SignatureCache, verifyCertificate } from '../src/certificate/index.ts';
 import { GROUP_REPLICA, initGroup, loadGroup, NODE_EXEC_ARGV, stopChild } from '../src/cli/group.ts';
+import { ownerKey } from '../src/cli/model-update.ts';
 import { DropbearClient } from '../src/client/index.ts';
 import { SqliteLedger, StoredOutcomes } from '../src/ledger/sqlite.ts';
 import { verifyLedgerFile } from '../src/ledger/verify.ts';
 import { STANDIN_MODEL, standInInput } from '../src/node/standin-backend.ts';
 import {
+  Batch,
   Certificate,
   DropbearError,
   decode,
   encode,
+  groupIdOf,
   hex,
+  type KeyPair,
+  keyPairFromSeed,
   Outcome,
   receiptHashOf,
   requestIdOf,
+  signDeposit,
+  signFeeChange,
+  Tx,
+  toB64u,
+  toJson,
+  txIdOf,
 } from '../src/protocol/index.ts';
+import { readKeyFile } from '../src/protocol/keyfile.ts';
 import { type FlagSpecs, scriptFlags } from './lib/args.ts';
 import { flag } from './lib/part.ts';
 import { seededRandom } from './lib/stats.ts';
@@ -289,7 +323,18 @@ const trackedFetch: typeof fetch = async (input, init) => {
     throw e;
   }
 };
-const signer = new DropbearClient({ genesis: g.genesis, nodes: g.file.nodes, key: g.clientKey() });
+/**
+ * Each node's fee stays within 1–3 (the genesis's is 1; fee changes draw from 1–3): every client signs a maxFee
+ * all four votes fit at the highest, so a request never goes unserved for its maxFee.
+ */
+const FEE_MAX = 3;
+const MAX_FEE = N * FEE_MAX;
+const signer = new DropbearClient({
+  genesis: g.genesis,
+  nodes: g.file.nodes,
+  key: g.clientKey(),
+  maxFee: MAX_FEE,
+});
 const senders = new Map<string, DropbearClient>();
 function senderFor(to: number[]): DropbearClient {
   const k = to.join(',');
@@ -301,6 +346,7 @@ function senderFor(to: number[]): DropbearClient {
       key: g.clientKey(),
       sendTo: to,
       fetch: trackedFetch,
+      maxFee: MAX_FEE,
     });
     senders.set(k, c);
   }
@@ -372,12 +418,14 @@ async function runFaults(plan: Fault[], until: number): Promise<void> {
     const from = Date.now();
     if (f.kind === 'crash') {
       log(`fault: kill -9 node ${node}${node === primary ? ' (the primary)' : ''}, down ${f.forS} s`);
+      isDown.add(node);
       await kill9(node);
       await sleep(f.forS * 1000);
       startNode(node);
       const ok = await waitReady([node], 60_000);
       const readyMs = ok ? Date.now() - from - f.forS * 1000 : null;
       const caughtUpMs = ok ? await waitCaughtUp(node, 60_000) : null;
+      isDown.delete(node);
       down.push({ node, kind: 'crash', from, to: Date.now() });
       log(
         `  node ${node} restarted: ready after ${readyMs ?? 'NOT READY'} ms, caught up after ${caughtUpMs ?? 'NOT CAUGHT UP'} ms`,
@@ -385,10 +433,12 @@ async function runFaults(plan: Fault[], until: number): Promise<void> {
       faultsDone.push({ kind: 'crash', node, primary: node === primary, forS: f.forS, readyMs, caughtUpMs });
     } else {
       log(`fault: SIGSTOP node ${node}${node === primary ? ' (the primary)' : ''} for ${f.forS} s`);
+      isDown.add(node);
       procs.get(node)!.kill('SIGSTOP');
       await sleep(f.forS * 1000);
       procs.get(node)!.kill('SIGCONT');
       const caughtUpMs = await waitCaughtUp(node, 60_000);
+      isDown.delete(node);
       down.push({ node, kind: 'stall', from, to: Date.now() });
       log(`  node ${node} continued: caught up after ${caughtUpMs ?? 'NOT CAUGHT UP'} ms`);
       faultsDone.push({
@@ -401,6 +451,199 @@ async function runFaults(plan: Fault[], until: number): Promise<void> {
       });
     }
   }
+}
+
+// ---- the money: deposits and fee changes, submitted under the faults ----
+/** Nodes killed or stopped right now (a submission goes through another). */
+const isDown = new Set<number>();
+const groupId = groupIdOf(g.genesis);
+const treasury = readKeyFile(join(groupDir, 'keys', 'treasury.json'));
+const loadClientHex = hex(g.clientKey().publicKey);
+interface TxSent {
+  kind: 'deposit' | 'feeChange';
+  /** Hex id (the tx's own, whether or not the node took it). */
+  txId: string;
+  via: number;
+  t: number;
+  /** The node's answer: 202, else the error code (or the fetch error). */
+  answer: string;
+  serial?: number;
+  amount?: number;
+  /** Deposit: the account (hex); its name in the report. */
+  client?: string;
+  who?: string;
+  node?: number;
+  version?: number;
+  fee?: number;
+}
+const txsSent: TxSent[] = [];
+/** Accounts the genesis does not list: funded by deposits only; each sends a few requests once funded. */
+interface Newcomer {
+  name: string;
+  key: KeyPair;
+  client: DropbearClient;
+  sent: Sent[];
+}
+const NEWCOMER_REQUESTS = 8; // at most 8 × MAX_FEE = 96: less than one deposit (100–999) pays for
+const newcomers: Newcomer[] = [0, 1].map((i) => {
+  const r = seededRandom((SEED * 7 + i) ^ 0x3c6ef372);
+  const key = keyPairFromSeed(Uint8Array.from({ length: 32 }, () => Math.floor(r() * 256)));
+  return {
+    name: `newcomer-${i}`,
+    key,
+    client: new DropbearClient({
+      genesis: g.genesis,
+      nodes: g.file.nodes,
+      key,
+      fetch: trackedFetch,
+      maxFee: MAX_FEE,
+    }),
+    sent: [],
+  };
+});
+async function getJson(id: number, path: string, timeoutMs = 2000): Promise<Record<string, unknown> | null> {
+  try {
+    const r = await fetch(`${g.file.nodes[id].api}${path}`, { signal: AbortSignal.timeout(timeoutMs) });
+    return r.status === 200 ? ((await r.json()) as Record<string, unknown>) : null;
+  } catch {
+    return null;
+  }
+}
+async function postTx(id: number, tx: Tx): Promise<string> {
+  try {
+    const r = await fetch(`${g.file.nodes[id].api}/v1/txs`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ tx: toJson(Tx, tx) }),
+      signal: AbortSignal.timeout(3000),
+    });
+    const body = (await r.json().catch(() => ({}))) as { code?: string };
+    return r.status === 202 ? '202' : `${r.status} ${body.code ?? ''}`.trim();
+  } catch (e) {
+    return `fetch: ${(e as Error).name}`;
+  }
+}
+/**
+ * Every 3–6 s (seeded): a deposit (100–999) to the load client or a newcomer (70%), else a fee change of a
+ * random node (1–3), submitted through a node up at the time, its serial or version the next after what
+ * that node's /v1/status counts applied and pending (as `dropbear deposit` and `set-fee` take them). Each
+ * tick, a newcomer the node shows funded sends up to 2 requests (at most NEWCOMER_REQUESTS in all).
+ */
+async function runMoney(until: number, seed: number): Promise<void> {
+  const r = seededRandom(seed ^ 0x27d4eb2f);
+  const pending = new Set<Promise<void>>();
+  while (!stopping) {
+    await sleep(uniform(r, 3, 6) * 1000);
+    if (Date.now() > until - 2000 || stopping) break;
+    // Every draw of the tick first, so the choices do not depend on what the nodes answer.
+    const roll = r();
+    const pick = r();
+    const amount = 100 + Math.floor(r() * 900);
+    const feeNode = Math.floor(r() * N);
+    const fee = 1 + Math.floor(r() * FEE_MAX);
+    const viaPick = r();
+    const rival = r() < 0.2;
+    const rivalPick = r();
+    const up = [0, 1, 2, 3].filter((i) => !isDown.has(i));
+    const via = up[Math.floor(viaPick * up.length)];
+    const st = await getJson(via, '/v1/status');
+    if (st) {
+      if (roll < 0.7) {
+        const nc = pick < 0.5 ? null : newcomers[pick < 0.75 ? 0 : 1];
+        const client = nc ? nc.key.publicKey : g.clientKey().publicKey;
+        let last = st.deposits as number;
+        for (const p of st.pendingDeposits as { serial: number }[]) last = Math.max(last, p.serial);
+        const serial = last + 1;
+        const tx = signDeposit(groupId, { client, amount, serial }, treasury);
+        const answer = await postTx(via, tx);
+        const who = nc?.name ?? 'load client';
+        txsSent.push({
+          kind: 'deposit',
+          txId: hex(txIdOf(tx)),
+          via,
+          t: Date.now(),
+          answer,
+          serial,
+          amount,
+          client: hex(client),
+          who,
+        });
+        log(`money: deposit ${serial} of ${amount} to ${who} via node ${via}: ${answer}`);
+        // Now and then a rival of the same serial (1 more, to the same account) through another node up: the
+        // treasury's double submission; one of the two applies, the other is ordered without effect.
+        const others = up.filter((i) => i !== via);
+        if (rival && others.length > 0) {
+          const via2 = others[Math.floor(rivalPick * others.length)];
+          const tx2 = signDeposit(groupId, { client, amount: amount + 1, serial }, treasury);
+          const answer2 = await postTx(via2, tx2);
+          txsSent.push({
+            kind: 'deposit',
+            txId: hex(txIdOf(tx2)),
+            via: via2,
+            t: Date.now(),
+            answer: answer2,
+            serial,
+            amount: amount + 1,
+            client: hex(client),
+            who,
+          });
+          log(`money: rival deposit ${serial} of ${amount + 1} to ${who} via node ${via2}: ${answer2}`);
+        }
+      } else {
+        let last = (st.feeVersions as number[])[feeNode];
+        for (const p of st.pendingFeeChanges as { node: number; version: number }[])
+          if (p.node === feeNode) last = Math.max(last, p.version);
+        const version = last + 1;
+        const tx = signFeeChange(
+          groupId,
+          { node: feeNode, version, fee },
+          ownerKey(g, g.file.nodes[feeNode]),
+        );
+        const answer = await postTx(via, tx);
+        txsSent.push({
+          kind: 'feeChange',
+          txId: hex(txIdOf(tx)),
+          via,
+          t: Date.now(),
+          answer,
+          node: feeNode,
+          version,
+          fee,
+        });
+        log(`money: node ${feeNode} fee → ${fee} (version ${version}) via node ${via}: ${answer}`);
+      }
+    } else log(`money: node ${via} did not answer /v1/status; nothing submitted this tick`);
+    for (const nc of newcomers) {
+      if (nc.sent.length >= NEWCOMER_REQUESTS) continue;
+      const a = await getJson(via, `/v1/accounts/${toB64u(nc.key.publicKey)}`);
+      if (!a || (a.balance as number) < 100) continue;
+      for (let k = 0; k < 2 && nc.sent.length < NEWCOMER_REQUESTS; k++) {
+        const sr = nc.client.sign(inputs[(nc.sent.length * 7 + k) % inputs.length]);
+        const s: Sent = { id: hex(requestIdOf(sr)), sentTo: [0, 1, 2, 3], t0: Date.now() };
+        nc.sent.push(s);
+        const p = nc.client
+          .send(sr)
+          .then(
+            (res) => {
+              s.cert = encode(Certificate, res.certificate);
+              s.servedBy = res.servedBy;
+            },
+            (e: unknown) => {
+              s.error = {
+                code: e instanceof DropbearError ? e.code : 'UNTYPED',
+                message: String((e as Error)?.message ?? e),
+              };
+            },
+          )
+          .finally(() => {
+            s.t1 = Date.now();
+            pending.delete(p);
+          });
+        pending.add(p);
+      }
+    }
+  }
+  await Promise.allSettled([...pending]);
 }
 
 // ---- the run ----
@@ -432,7 +675,7 @@ const sampler = (async () => {
   }
 })();
 const until = Date.now() + runMs;
-await Promise.all([runLoad(runMs, RATE, SEED), runFaults(plan, until)]);
+await Promise.all([runLoad(runMs, RATE, SEED), runFaults(plan, until), runMoney(until, SEED)]);
 sampling = false;
 await sampler;
 log(`load stopped: ${sent.length} requests issued`);
@@ -562,8 +805,10 @@ const certified = sent.filter((s) => s.cert);
 interface LedgerView {
   batches: Map<number, string>;
   receipts: Map<number, string>;
-  /** request id → [seq, outcome bytes hex, fee] */
-  outcomes: Map<string, { seq: number; outcome: string; fee: number }[]>;
+  /** request id → [seq, outcome bytes hex, fee, client hex] */
+  outcomes: Map<string, { seq: number; outcome: string; fee: number; client: string }[]>;
+  /** The transactions (deposits, fee changes) each batch carried, by seq. */
+  txs: Map<number, Tx[]>;
   evidence: { node: number; kind: string }[];
   lastSeq: number;
 }
@@ -576,14 +821,18 @@ for (let id = 0; id < N; id++) {
       batches: new Map(),
       receipts: new Map(),
       outcomes: new Map(),
+      txs: new Map(),
       evidence: [],
       lastSeq: 0,
     };
-    for (const r of db.prepare('SELECT seq, digest FROM batches').all() as {
+    for (const r of db.prepare('SELECT seq, digest, batch FROM batches').all() as {
       seq: number;
       digest: Buffer;
+      batch: Buffer;
     }[]) {
       v.batches.set(r.seq, hex(r.digest));
+      const txs = decode(Batch, new Uint8Array(r.batch)).txs;
+      if (txs.length > 0) v.txs.set(r.seq, txs);
       v.lastSeq = Math.max(v.lastSeq, r.seq);
     }
     for (const r of db.prepare('SELECT seq, hash FROM receipts').all() as { seq: number; hash: Buffer }[])
@@ -596,7 +845,7 @@ for (let id = 0; id < N; id++) {
         const o = decode(Outcome, b);
         const id = hex(o.requestId);
         const list = v.outcomes.get(id) ?? [];
-        list.push({ seq: r.seq, outcome: hex(b), fee: o.fee });
+        list.push({ seq: r.seq, outcome: hex(b), fee: o.fee, client: hex(o.client) });
         v.outcomes.set(id, list);
       }
     }
@@ -711,41 +960,222 @@ const logs = Array.from({ length: N }, (_, i) =>
   );
 }
 
+// The money, independently of LedgerState: the ledgers' batches walked in seq order (3a: they agree where
+// two hold a seq), a deposit applying at the next serial, a fee change at its node's next version (every tx
+// the soak signs has a good signature).
+const walk = (() => {
+  const txsAt = new Map<number, Tx[]>();
+  const held = new Set<number>();
+  for (const v of ledgers) {
+    for (const seq of v.batches.keys()) held.add(seq);
+    for (const [seq, txs] of v.txs) if (!txsAt.has(seq)) txsAt.set(seq, txs);
+  }
+  const top = Math.max(0, ...held);
+  const gaps = Array.from({ length: top }, (_, i) => i + 1).filter((seq) => !held.has(seq));
+  let deposits = 0;
+  let minted = 0;
+  const fees = g.genesis.nodes.map((x) => x.fee);
+  const versions = g.genesis.nodes.map(() => 0);
+  const credits = new Map<string, number>();
+  const applied = new Set<string>();
+  /** tx id → the seqs of the batches that carried it */
+  const ordered = new Map<string, number[]>();
+  const serialsCredited = new Map<number, number>();
+  for (const seq of [...txsAt.keys()].sort((a, b) => a - b))
+    for (const tx of txsAt.get(seq)!) {
+      const id = hex(txIdOf(tx));
+      ordered.set(id, [...(ordered.get(id) ?? []), seq]);
+      if (tx.kind === 'deposit' && tx.deposit.serial === deposits + 1) {
+        deposits++;
+        minted += tx.deposit.amount;
+        const c = hex(tx.deposit.client);
+        credits.set(c, (credits.get(c) ?? 0) + tx.deposit.amount);
+        serialsCredited.set(tx.deposit.serial, (serialsCredited.get(tx.deposit.serial) ?? 0) + 1);
+        applied.add(id);
+      } else if (tx.kind === 'feeChange' && tx.change.version === versions[tx.change.node] + 1) {
+        versions[tx.change.node] = tx.change.version;
+        fees[tx.change.node] = tx.change.fee;
+        applied.add(id);
+      }
+    }
+  return { top, gaps, deposits, minted, fees, versions, credits, applied, ordered, serialsCredited };
+})();
+
+// Each node's state: its ledger replayed (SqliteLedger.open), on a copy so the file stays as it was.
+interface Replayed {
+  balance: Map<string, number>;
+  exists: Map<string, boolean>;
+  deposits: number;
+  minted: number;
+  fees: number[];
+  feeVersions: number[];
+  totalMoney: number;
+  genesisMoney: number;
+}
+const accountsWatched = [loadClientHex, ...newcomers.map((nc) => hex(nc.key.publicKey))];
+const replayed: Replayed[] = [];
+for (let id = 0; id < N; id++) {
+  const copyDir = mkdtempSync(join(root, `replay-${id}-`));
+  for (const suffix of ['', '-wal', '-shm', '.boot'])
+    if (existsSync(ledgerPath(id) + suffix))
+      copyFileSync(ledgerPath(id) + suffix, join(copyDir, `ledger.sqlite${suffix}`));
+  const l = SqliteLedger.open(join(copyDir, 'ledger.sqlite'), g.genesis, { durability: 'prepared' });
+  const s = l.state;
+  replayed.push({
+    balance: new Map(accountsWatched.map((c) => [c, s.balanceOf(Buffer.from(c, 'hex'))])),
+    exists: new Map(accountsWatched.map((c) => [c, s.balances.has(c)])),
+    deposits: s.deposits,
+    minted: s.minted,
+    fees: [...s.fees],
+    feeVersions: [...s.feeVersions],
+    totalMoney: s.totalMoney(),
+    genesisMoney: s.genesisMoney,
+  });
+  l.close();
+}
+
 // 5. balances.
 {
   const client = g.clientKey().publicKey;
   const clientHex = hex(client);
   const genesisBalance = g.genesis.balances.find((b) => hex(b.client) === clientHex)!.amount;
+  const deposited = walk.credits.get(clientHex) ?? 0;
   const certFees = certified.reduce((a, s) => a + decode(Certificate, s.cert!).outcome.fee, 0);
   const receivedIds = new Set(certified.map((s) => s.id));
   const lines: string[] = [];
   let ok = true;
   for (let id = 0; id < N; id++) {
-    // The node's state: its ledger replayed (SqliteLedger.open), on a copy so the file stays as it was.
-    const copyDir = mkdtempSync(join(root, `replay-${id}-`));
-    for (const suffix of ['', '-wal', '-shm', '.boot'])
-      if (existsSync(ledgerPath(id) + suffix))
-        copyFileSync(ledgerPath(id) + suffix, join(copyDir, `ledger.sqlite${suffix}`));
-    const l = SqliteLedger.open(join(copyDir, 'ledger.sqlite'), g.genesis, { durability: 'prepared' });
-    const balance = l.state.balanceOf(client);
-    l.close();
+    const balance = replayed[id].balance.get(clientHex)!;
     let ledgerFees = 0;
     let notReceived = 0;
     let notReceivedFees = 0;
     for (const [rid, list] of ledgers[id].outcomes) {
+      if (list[0].client !== clientHex) continue;
       ledgerFees += list[0].fee;
       if (!receivedIds.has(rid)) {
         notReceived++;
         notReceivedFees += list[0].fee;
       }
     }
-    const good = balance === genesisBalance - ledgerFees && ledgerFees === certFees + notReceivedFees;
+    const expect = genesisBalance + deposited - ledgerFees;
+    const good = balance === expect && ledgerFees === certFees + notReceivedFees;
     ok &&= good;
     lines.push(
-      `node ${id}: balance ${balance} = ${genesisBalance} − ${ledgerFees} (fees executed) ${balance === genesisBalance - ledgerFees ? 'yes' : 'NO'}; = certificates received ${certFees} + ${notReceived} certified requests without a certificate at the client ${notReceivedFees}: ${ledgerFees === certFees + notReceivedFees ? 'yes' : 'NO'}`,
+      `node ${id}: balance ${balance} = ${genesisBalance} + ${deposited} (deposits applied) − ${ledgerFees} (fees executed) ${balance === expect ? 'yes' : 'NO'}; = certificates received ${certFees} + ${notReceived} certified requests without a certificate at the client ${notReceivedFees}: ${ledgerFees === certFees + notReceivedFees ? 'yes' : 'NO'}`,
     );
   }
   check('5 balances', ok, lines.join('\n    '));
+}
+
+// 8. the money: deposits and fee changes.
+{
+  const deps = txsSent.filter((t) => t.kind === 'deposit');
+  const feeTxs = txsSent.filter((t) => t.kind === 'feeChange');
+  const fate = (list: TxSent[]) => {
+    const took = list.filter((t) => t.answer === '202').length;
+    const applied = list.filter((t) => walk.applied.has(t.txId)).length;
+    const noEffect = list.filter((t) => walk.ordered.has(t.txId) && !walk.applied.has(t.txId)).length;
+    const never = list.filter((t) => !walk.ordered.has(t.txId)).length;
+    const refused = [...new Set(list.filter((t) => t.answer !== '202').map((t) => t.answer))];
+    return `${list.length} submitted (${took} taken${refused.length ? `; refused: ${refused.join(', ')}` : ''}), ${applied} applied, ${noEffect} ordered without effect (superseded or replayed), ${never} never ordered`;
+  };
+  log(`money: deposits ${fate(deps)}; fee changes ${fate(feeTxs)}`);
+  log(
+    `money: the walk of the batches: ${walk.deposits} deposits applied, minted ${walk.minted}, fees ${walk.fees.join('/')} (versions ${walk.versions.join('/')})${walk.gaps.length ? `; batches no ledger holds: ${walk.gaps.length} (first ${walk.gaps[0]})` : ''}`,
+  );
+  // 8a: every node's replayed state agrees with the others' and with the walk.
+  const key = (r: Replayed) =>
+    JSON.stringify([r.deposits, r.minted, r.fees, r.feeVersions, [...r.balance], [...r.exists]]);
+  const keys = replayed.map(key);
+  const walkOk = replayed.map(
+    (r) =>
+      r.deposits === walk.deposits &&
+      r.minted === walk.minted &&
+      r.fees.join() === walk.fees.join() &&
+      r.feeVersions.join() === walk.versions.join(),
+  );
+  check(
+    '8a money ledgers agree',
+    keys.every((k) => k === keys[0]) && walkOk.every(Boolean) && walk.gaps.length === 0,
+    replayed
+      .map(
+        (r, i) =>
+          `node ${i}: deposits ${r.deposits}, minted ${r.minted}, fees ${r.fees.join('/')} (versions ${r.feeVersions.join('/')}), balances ${accountsWatched.map((c) => r.balance.get(c)).join(' / ')} (load client / newcomers); as the walk: ${walkOk[i] ? 'yes' : 'NO'}`,
+      )
+      .join('\n    '),
+  );
+  // 8b: minted is the sum of the distinct deposits that applied, each serial credited once.
+  // Distinct: a deposit signed twice alike (same serial, account and amount) is one tx id.
+  const appliedDeps = [
+    ...new Map(deps.filter((t) => walk.applied.has(t.txId)).map((t) => [t.txId, t])).values(),
+  ];
+  const appliedSum = appliedDeps.reduce((a, t) => a + t.amount!, 0);
+  const serials = appliedDeps.map((t) => t.serial!);
+  const twice = [...walk.serialsCredited].filter(([, c]) => c > 1).map(([s]) => s);
+  const foreign =
+    walk.applied.size -
+    appliedDeps.length -
+    new Set(feeTxs.filter((t) => walk.applied.has(t.txId)).map((t) => t.txId)).size;
+  const contiguous =
+    serials.length === walk.deposits && [...serials].sort((a, b) => a - b).every((s, i) => s === i + 1);
+  check(
+    '8b minted = distinct deposits applied',
+    replayed.every((r) => r.minted === appliedSum) && twice.length === 0 && foreign === 0 && contiguous,
+    `${appliedDeps.length} deposits applied (serials 1–${walk.deposits}${contiguous ? ', each once' : `: NOT each once: ${serials.join(',')}`}) sum ${appliedSum}; minted per node ${replayed.map((r) => r.minted).join(', ')}; serials credited twice: ${twice.length ? twice.join(',') : 'none'}; applied txs the soak did not submit: ${foreign}`,
+  );
+  // 8c: each newcomer's balance is its deposits minus the fees of its requests executed, and those are the
+  // fees its certificates name plus those of its requests certified without a certificate at it.
+  const lines: string[] = [];
+  let ok = true;
+  for (const nc of newcomers) {
+    const c = hex(nc.key.publicKey);
+    const deposited = walk.credits.get(c) ?? 0;
+    const ncCertified = nc.sent.filter((s) => s.cert);
+    const certFees = ncCertified.reduce((a, s) => a + decode(Certificate, s.cert!).outcome.fee, 0);
+    const received = new Set(ncCertified.map((s) => s.id));
+    for (let id = 0; id < N; id++) {
+      let fees = 0;
+      let notReceivedFees = 0;
+      let executed = 0;
+      for (const [rid, list] of ledgers[id].outcomes)
+        if (list[0].client === c) {
+          executed++;
+          fees += list[0].fee;
+          if (!received.has(rid)) notReceivedFees += list[0].fee;
+        }
+      const balance = replayed[id].balance.get(c)!;
+      const good =
+        balance === deposited - fees &&
+        fees === certFees + notReceivedFees &&
+        replayed[id].exists.get(c) === deposited > 0;
+      ok &&= good;
+      if (id === 0 || !good)
+        lines.push(
+          `${nc.name} at node ${id}: balance ${balance} = deposits ${deposited} − fees of ${executed} requests executed ${fees} ${balance === deposited - fees ? 'yes' : 'NO'}; = certificates' fees ${certFees} (${ncCertified.length} of ${nc.sent.length} sent) + without a certificate ${notReceivedFees}: ${fees === certFees + notReceivedFees ? 'yes' : 'NO'}; account ${replayed[id].exists.get(c) ? 'exists' : 'absent'}`,
+        );
+    }
+  }
+  check('8c newcomers funded by deposits', ok, lines.join('\n    '));
+  const ncFailed = newcomers.flatMap((nc) =>
+    nc.sent
+      .filter((s) => s.error)
+      .map((s) => `${nc.name}: ${s.error!.code} ${s.error!.message.slice(0, 160)}`),
+  );
+  check(
+    "8d newcomers' requests",
+    ncFailed.every((l) => l.includes(': OVERLOADED ')),
+    `${newcomers.map((nc) => `${nc.name} sent ${nc.sent.length}, certified ${nc.sent.filter((s) => s.cert).length}`).join('; ')}; failed ${ncFailed.length} (only OVERLOADED passes)${ncFailed.length ? `:\n    ${ncFailed.slice(0, 5).join('\n    ')}` : ''}`,
+  );
+  check(
+    '8e total money = genesis + minted',
+    replayed.every((r) => r.totalMoney === r.genesisMoney + r.minted),
+    replayed
+      .map(
+        (r, i) =>
+          `node ${i}: ${r.totalMoney} = ${r.genesisMoney} + ${r.minted} ${r.totalMoney === r.genesisMoney + r.minted ? 'yes' : 'NO'}`,
+      )
+      .join(', '),
+  );
 }
 
 // 6. node logs.
