@@ -113,6 +113,12 @@ export async function submitAndWait(
       // Unknown there: the node restarted (it answers only for what it executed since) or it is gone.
       if (!(e instanceof DropbearError && e.code === 'TX_NOT_FOUND')) throw e;
     }
+    // Dropped before it was ordered: another of its place was ordered first, and this one never will be.
+    if (s?.status === 'superseded')
+      throw new DropbearError(
+        'TX_SUPERSEDED',
+        `${what}: not ordered, and it never will be: another of its serial or version was ordered first (as of batch ${String(s.seq)}); this one had no effect: run the command again`,
+      );
     if (s?.status === 'executed') {
       if (s.applied !== true)
         throw new DropbearError(

@@ -1062,6 +1062,7 @@ export class NodeHost {
       feeVersions: exec.feeVersions,
       stateDigest: a.checkpoint ? this.db.state.stateDigest() : undefined,
     });
+    if (this.submittedTxs.size > 0) this.noteSuperseded(a.seq);
     const after = hex(this.replica.currentModels[this.id]);
     if (before !== after) {
       const loaded = this.backends.has(after);
@@ -1447,14 +1448,45 @@ export class NodeHost {
   private submitChecked(tx: Tx): TxOutcome {
     const actions = this.step({ type: 'submitTx', tx });
     for (const a of actions) {
-      if (a.type === 'txAccepted') return { ok: true, txId: a.txId };
+      if (a.type === 'txAccepted') {
+        this.submittedTxs.add(hex(a.txId));
+        while (this.submittedTxs.size > TX_RESULTS_KEPT)
+          this.submittedTxs.delete(this.submittedTxs.values().next().value as string);
+        return { ok: true, txId: a.txId };
+      }
       if (a.type === 'txRejected') return { ok: false, txId: a.txId, code: a.code, message: a.message };
     }
     return { ok: true, txId: txIdOf(tx) };
   }
 
   /** What became of the latest TX_RESULTS_KEPT transactions executed here since the start (txStatus). */
-  private readonly txResults = new Map<string, { seq: number; applied: boolean }>();
+  private readonly txResults = new Map<string, { seq: number; applied: boolean; superseded?: true }>();
+
+  /** Transactions submitted here and not yet executed or superseded (noteSuperseded), by id (hex). */
+  private readonly submittedTxs = new Set<string>();
+
+  /**
+   * After batch `seq` executed: a transaction submitted here that the batch did not carry and the replica no
+   * longer holds was superseded (another of its version or serial was ordered first: the replica drops it
+   * from its pool, settleTxs); it can never apply. Noted so that GET /v1/txs/:txId says so: it answered
+   * TX_NOT_FOUND, and `dropbear deposit` waited out its --wait for a deposit whose serial a rival had taken
+   * (the crash soak's rivals, 2026-12-07).
+   */
+  private noteSuperseded(seq: number): void {
+    let pending: Set<string> | null = null;
+    for (const id of this.submittedTxs) {
+      if (this.txResults.has(id)) {
+        this.submittedTxs.delete(id);
+        continue;
+      }
+      pending ??= new Set(this.replica.pendingTxs.map((tx) => hex(txIdOf(tx))));
+      if (pending.has(id)) continue;
+      this.submittedTxs.delete(id);
+      this.txResults.set(id, { seq, applied: false, superseded: true });
+    }
+    while (this.txResults.size > TX_RESULTS_KEPT)
+      this.txResults.delete(this.txResults.keys().next().value as string);
+  }
 
   private noteTxs(seq: number, txs: { id: Uint8Array; applied: boolean }[]): void {
     for (const t of txs) {
@@ -1467,16 +1499,22 @@ export class NodeHost {
   }
 
   /**
-   * A transaction's fate at this node, by id (lowercase hex): waiting to be ordered, or executed in batch
-   * `seq` and applied (or without effect: superseded by another of its version or serial, or a deposit
-   * that would overflow); null when unknown here (never seen, or executed before the node started or
-   * before the latest TX_RESULTS_KEPT).
+   * A transaction's fate at this node, by id (lowercase hex): waiting to be ordered; executed in batch
+   * `seq` and applied (or without effect: another of its version or serial ordered first, a replay, or a
+   * deposit that would overflow); superseded before it was ordered, as of batch `seq` (submitted here:
+   * another of its version or serial was ordered first, and it never will be); null when unknown here
+   * (never seen, or settled before the node started or before the latest TX_RESULTS_KEPT).
    */
   txStatus(
     idHex: string,
-  ): { status: 'pending' } | { status: 'executed'; seq: number; applied: boolean } | null {
+  ):
+    | { status: 'pending' }
+    | { status: 'executed'; seq: number; applied: boolean }
+    | { status: 'superseded'; seq: number }
+    | null {
     const done = this.txResults.get(idHex);
-    if (done) return { status: 'executed', ...done };
+    if (done?.superseded) return { status: 'superseded', seq: done.seq };
+    if (done) return { status: 'executed', seq: done.seq, applied: done.applied };
     for (const tx of this.replica.pendingTxs) if (hex(txIdOf(tx)) === idHex) return { status: 'pending' };
     return null;
   }

@@ -199,6 +199,16 @@ describe("dropbear deposit: the node's answers", () => {
     expect(r.stdout).not.toMatch(/now holds/);
   });
 
+  it('a deposit the node dropped unordered (a rival took its serial) is TX_SUPERSEDED saying it never will be', async () => {
+    txAnswer = { status: 'superseded', seq: 12 };
+    const r = await deposit('--amount', '40');
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(
+      /^error \[TX_SUPERSEDED\]: deposit 7: 40 to \S+: not ordered, and it never will be: .*as of batch 12.*run the command again/,
+    );
+    expect(r.stdout).not.toMatch(/now holds/);
+  });
+
   it('a status without deposits (not a node of this version) is BAD_RESPONSE, nothing submitted', async () => {
     const before = posted.length;
     statusBody = { view: 0 };

@@ -9,9 +9,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { ModelBackend } from '../../src/inference/backend.ts';
-import { NodeHost } from '../../src/node/host.ts';
+import { NodeHost, type Wire } from '../../src/node/host.ts';
 import { startStandIn } from '../../src/node/standin-backend.ts';
-import { groupIdOf, sha256, signModelUpdate } from '../../src/protocol/index.ts';
+import { groupIdOf, hex, sha256, signDeposit, signModelUpdate, txIdOf } from '../../src/protocol/index.ts';
 import { makeGroup } from '../../src/sim/world.ts';
 import { Loopback } from './harness.ts';
 
@@ -27,6 +27,7 @@ afterEach(() => {
 function hosts(
   seed: number,
   extra?: ModelBackend,
+  wire: (id: number, w: Wire) => Wire = (_, w) => w,
 ): { group: ReturnType<typeof makeGroup>; hosts: NodeHost[] } {
   const dir = mkdtempSync(join(tmpdir(), 'dropbear-mu-host-'));
   const group = makeGroup(4, 1, seed);
@@ -38,7 +39,7 @@ function hosts(
       key: group.keys[id],
       ledgerPath: join(dir, `n${id}.sqlite`),
       backends: id === 2 ? [startStandIn(2), startStandIn(5), ...(extra ? [extra] : [])] : [startStandIn(id)],
-      wire: net.wire(id),
+      wire: wire(id, net.wire(id)),
     }),
   );
   for (const h of hs) h.start();
@@ -138,5 +139,52 @@ describe('a model update submitted to the node it names', () => {
       group.keys[1],
     );
     expect(hs[2].submitTx(tx).ok).toBe(true);
+  });
+});
+
+describe('two deposits of one serial, submitted through two nodes', () => {
+  it('one applies; the other is answered as superseded or without effect at the node it was submitted to, never unknown', async () => {
+    const { group, hosts: hs } = hosts(47);
+    const gid = groupIdOf(group.genesis);
+    const client = group.client.publicKey;
+    const a = signDeposit(gid, { client, amount: 10, serial: 1 }, group.treasury);
+    const b = signDeposit(gid, { client, amount: 11, serial: 1 }, group.treasury);
+    expect(hs[0].submitTx(a).ok).toBe(true);
+    expect(hs[2].submitTx(b).ok).toBe(true);
+    const fates = () => [hs[0].txStatus(hex(txIdOf(a))), hs[2].txStatus(hex(txIdOf(b)))];
+    for (let i = 0; i < 200 && fates().some((f) => f === null || f.status === 'pending'); i++)
+      await new Promise((res) => setTimeout(res, 20));
+    const [fa, fb] = fates();
+    const applied = [fa, fb].filter((f) => f?.status === 'executed' && f.applied);
+    expect(applied).toHaveLength(1);
+    const other = applied[0] === fa ? fb : fa;
+    expect(
+      other?.status === 'superseded' || (other?.status === 'executed' && other.applied === false),
+      JSON.stringify(other),
+    ).toBe(true);
+    // The ledger credited one of them, once.
+    for (const h of hs) expect(h.db.state.deposits).toBe(1);
+    expect(hs[0].db.state.balanceOf(client) - group.genesis.balances[0].amount).toBe(
+      applied[0] === fa ? 10 : 11,
+    );
+  });
+
+  it('one held only at a node that could not spread it is answered superseded there once the rival is ordered (it was TX_NOT_FOUND)', async () => {
+    // Node 2 sends nothing (its peers never hear of its deposit); it still hears and executes the others.
+    const mute = (id: number, w: Wire): Wire =>
+      id === 2 ? { ...w, send: () => {}, broadcast: () => {} } : w;
+    const { group, hosts: hs } = hosts(48, undefined, mute);
+    const gid = groupIdOf(group.genesis);
+    const client = group.client.publicKey;
+    const held = signDeposit(gid, { client, amount: 11, serial: 1 }, group.treasury);
+    const rival = signDeposit(gid, { client, amount: 10, serial: 1 }, group.treasury);
+    expect(hs[2].submitTx(held).ok).toBe(true);
+    expect(hs[2].txStatus(hex(txIdOf(held)))).toEqual({ status: 'pending' });
+    expect(hs[0].submitTx(rival).ok).toBe(true);
+    for (let i = 0; i < 200 && hs[2].db.state.deposits === 0; i++)
+      await new Promise((res) => setTimeout(res, 20));
+    expect(hs[2].db.state.deposits).toBe(1);
+    expect(hs[2].txStatus(hex(txIdOf(held)))).toEqual({ status: 'superseded', seq: hs[2].db.state.seq });
+    expect(hs[2].db.state.balanceOf(client) - group.genesis.balances[0].amount).toBe(10);
   });
 });
