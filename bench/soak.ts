@@ -79,8 +79,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { SignatureCache, verifyCertificate } from '../src/certificate/index.ts';
+import { nextSerialOf } from '../src/cli/deposit.ts';
 import { GROUP_REPLICA, initGroup, loadGroup, NODE_EXEC_ARGV, stopChild } from '../src/cli/group.ts';
 import { ownerKey } from '../src/cli/model-update.ts';
+import { feeStateOf } from '../src/cli/set-fee.ts';
 import { DropbearClient } from '../src/client/index.ts';
 import { SqliteLedger, StoredOutcomes } from '../src/ledger/sqlite.ts';
 import { verifyLedgerFile } from '../src/ledger/verify.ts';
@@ -98,6 +100,7 @@ import {
   Outcome,
   receiptHashOf,
   requestIdOf,
+  type SignedRequest,
   signDeposit,
   signFeeChange,
   Tx,
@@ -336,6 +339,39 @@ const signer = new DropbearClient({
   maxFee: MAX_FEE,
 });
 const senders = new Map<string, DropbearClient>();
+/**
+ * Sends `sr` with `client` and records it: its certificate or its error, and when it was sent and settled.
+ * The call is held in `pending` until it settles.
+ */
+function track(
+  client: DropbearClient,
+  sr: SignedRequest,
+  sentTo: number[],
+  pending: Set<Promise<void>>,
+): Sent {
+  const s: Sent = { id: hex(requestIdOf(sr)), sentTo, t0: Date.now() };
+  const p = client
+    .send(sr)
+    .then(
+      (res) => {
+        s.cert = encode(Certificate, res.certificate);
+        s.servedBy = res.servedBy;
+      },
+      (e: unknown) => {
+        s.error = {
+          code: e instanceof DropbearError ? e.code : 'UNTYPED',
+          message: String((e as Error)?.message ?? e),
+        };
+      },
+    )
+    .finally(() => {
+      s.t1 = Date.now();
+      pending.delete(p);
+    });
+  pending.add(p);
+  return s;
+}
+
 function senderFor(to: number[]): DropbearClient {
   const k = to.join(',');
   let c = senders.get(k);
@@ -367,28 +403,7 @@ function runLoad(ms: number, rate: number, seed: number): Promise<void> {
         const i = issued++;
         const first = Math.floor(r() * N);
         const to = r() < 0.5 ? [first] : [first, (first + 1 + Math.floor(r() * (N - 1))) % N].sort();
-        const sr = signer.sign(inputs[i % inputs.length]);
-        const s: Sent = { id: hex(requestIdOf(sr)), sentTo: to, t0: Date.now() };
-        sent.push(s);
-        const p = senderFor(to)
-          .send(sr)
-          .then(
-            (res) => {
-              s.cert = encode(Certificate, res.certificate);
-              s.servedBy = res.servedBy;
-            },
-            (e: unknown) => {
-              s.error = {
-                code: e instanceof DropbearError ? e.code : 'UNTYPED',
-                message: String((e as Error)?.message ?? e),
-              };
-            },
-          )
-          .finally(() => {
-            s.t1 = Date.now();
-            pending.delete(p);
-          });
-        pending.add(p);
+        sent.push(track(senderFor(to), signer.sign(inputs[i % inputs.length]), to, pending));
       }
       if (issued < total) setTimeout(tick, 10);
       else void Promise.allSettled([...pending]).then(() => resolve());
@@ -551,9 +566,7 @@ async function runMoney(until: number, seed: number): Promise<void> {
       if (roll < 0.7) {
         const nc = pick < 0.5 ? null : newcomers[pick < 0.75 ? 0 : 1];
         const client = nc ? nc.key.publicKey : g.clientKey().publicKey;
-        let last = st.deposits as number;
-        for (const p of st.pendingDeposits as { serial: number }[]) last = Math.max(last, p.serial);
-        const serial = last + 1;
+        const serial = nextSerialOf(`node ${via} /v1/status`, st);
         const tx = signDeposit(groupId, { client, amount, serial }, treasury);
         const answer = await postTx(via, tx);
         const who = nc?.name ?? 'load client';
@@ -590,10 +603,7 @@ async function runMoney(until: number, seed: number): Promise<void> {
           log(`money: rival deposit ${serial} of ${amount + 1} to ${who} via node ${via2}: ${answer2}`);
         }
       } else {
-        let last = (st.feeVersions as number[])[feeNode];
-        for (const p of st.pendingFeeChanges as { node: number; version: number }[])
-          if (p.node === feeNode) last = Math.max(last, p.version);
-        const version = last + 1;
+        const version = feeStateOf(`node ${via} /v1/status`, st, feeNode).next;
         const tx = signFeeChange(
           groupId,
           { node: feeNode, version, fee },
@@ -619,27 +629,7 @@ async function runMoney(until: number, seed: number): Promise<void> {
       if (!a || (a.balance as number) < 100) continue;
       for (let k = 0; k < 2 && nc.sent.length < NEWCOMER_REQUESTS; k++) {
         const sr = nc.client.sign(inputs[(nc.sent.length * 7 + k) % inputs.length]);
-        const s: Sent = { id: hex(requestIdOf(sr)), sentTo: [0, 1, 2, 3], t0: Date.now() };
-        nc.sent.push(s);
-        const p = nc.client
-          .send(sr)
-          .then(
-            (res) => {
-              s.cert = encode(Certificate, res.certificate);
-              s.servedBy = res.servedBy;
-            },
-            (e: unknown) => {
-              s.error = {
-                code: e instanceof DropbearError ? e.code : 'UNTYPED',
-                message: String((e as Error)?.message ?? e),
-              };
-            },
-          )
-          .finally(() => {
-            s.t1 = Date.now();
-            pending.delete(p);
-          });
-        pending.add(p);
+        nc.sent.push(track(nc.client, sr, [0, 1, 2, 3], pending));
       }
     }
   }

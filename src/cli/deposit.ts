@@ -63,7 +63,11 @@ async function account(api: string, client: Uint8Array, b: Budget, when: string)
  */
 async function nextSerial(api: string, b: Budget): Promise<number> {
   const url = `${api}/v1/status`;
-  const body = expectObject(url, await fetchWithin(b, url, 'nothing was submitted'));
+  return nextSerialOf(url, expectObject(url, await fetchWithin(b, url, 'nothing was submitted')));
+}
+
+/** The next deposit serial by a node's `/v1/status` body (read from `url`); BAD_RESPONSE without its fields. */
+export function nextSerialOf(url: string, body: Record<string, unknown>): number {
   const pending = body.pendingDeposits;
   if (
     !Number.isSafeInteger(body.deposits) ||

@@ -26,7 +26,15 @@ function parseFee(s: string): number {
  */
 async function feeState(api: string, node: number, b: Budget): Promise<{ fee: number; next: number }> {
   const url = `${api}/v1/status`;
-  const body = expectObject(url, await fetchWithin(b, url, 'nothing was submitted'));
+  return feeStateOf(url, expectObject(url, await fetchWithin(b, url, 'nothing was submitted')), node);
+}
+
+/** Node `node`'s fee and next fee version by a node's `/v1/status` body (read from `url`); BAD_RESPONSE without them. */
+export function feeStateOf(
+  url: string,
+  body: Record<string, unknown>,
+  node: number,
+): { fee: number; next: number } {
   const fee = Array.isArray(body.fees) ? body.fees[node] : undefined;
   const version = Array.isArray(body.feeVersions) ? body.feeVersions[node] : undefined;
   const pending = body.pendingFeeChanges;
