@@ -27,6 +27,7 @@ import { readKeyFile } from '../protocol/keyfile.ts';
 import { API_DEFAULTS, buildApi, type DashboardAssets } from './api.ts';
 import { loadNodeConfig, type ModelConfig, type NodeConfig } from './config.ts';
 import { NodeHost } from './host.ts';
+import { c1SafeSink } from './logline.ts';
 import { NodeMetrics, peerStatesOf } from './metrics.ts';
 import { connectionLimit, missingRuntimeFlags, openFileLimit } from './runtime.ts';
 import { startStandIn } from './standin-backend.ts';
@@ -120,10 +121,11 @@ export async function startNode(
   let state: () => object = () => ({});
   // Synchronous writes to stdout. pino's default (asynchronous) destination flushes on exit and retries a
   // write that fails with EPIPE forever: a node whose log reader had gone away hung in process.exit, deaf
-  // to SIGTERM (test/e2e/stdout-closed.test.ts). Synchronous, a failed write drops the logs instead.
+  // to SIGTERM (test/e2e/stdout-closed.test.ts). Synchronous, a failed write drops the logs instead. C1
+  // controls in a line (a peer's or client's text) leave escaped (logline.ts).
   const log = pino(
     { level: cfg.log.level, base: { node: cfg.id }, mixin: () => state() },
-    pino.destination({ dest: 1, sync: true }),
+    c1SafeSink(pino.destination({ dest: 1, sync: true })),
   );
   const missingFlags = missingRuntimeFlags();
   if (missingFlags.length > 0)
