@@ -1607,6 +1607,18 @@ export class Replica {
           ? `node ${node}'s model`
           : `node ${node}'s fee`;
     const unit = p.stream < 0 ? 'serial' : 'version';
+    // What depends on nothing but the transaction comes before what depends on this node's state (the place
+    // applied, the ones held): a peer spreads only transactions that passed these (onPeerTx punishes it for
+    // one that does not), and a forged one refused as stale or TX_TOO_MANY first let it go free.
+    if (tx.kind === 'deposit' && tx.deposit.amount === 0)
+      return { ok: false, code: 'TX_BAD_AMOUNT', message: 'a deposit of 0', id };
+    if (!verifyTx(this.genesis, this.groupId, tx))
+      return {
+        ok: false,
+        code: 'TX_BAD_SIGNATURE',
+        message: p.stream < 0 ? "not signed by the treasury's key" : `not signed by node ${node}'s key`,
+        id,
+      };
     if (p.version <= p.current)
       return {
         ok: false,
@@ -1647,15 +1659,6 @@ export class Replica {
         ok: false,
         code: 'TX_VERSION_GAP',
         message: `${unit} ${p.version} skips ${unit} ${highest + 1} of ${of} (current ${p.current}); they apply one at a time: submit ${highest + 1} first`,
-        id,
-      };
-    if (tx.kind === 'deposit' && tx.deposit.amount === 0)
-      return { ok: false, code: 'TX_BAD_AMOUNT', message: 'a deposit of 0', id };
-    if (!verifyTx(this.genesis, this.groupId, tx))
-      return {
-        ok: false,
-        code: 'TX_BAD_SIGNATURE',
-        message: p.stream < 0 ? "not signed by the treasury's key" : `not signed by node ${node}'s key`,
         id,
       };
     return { ok: true, id };

@@ -114,6 +114,33 @@ describe('submitting a model update', () => {
     h.msg(3, { kind: 'tx', tx: update(2, 1, NEW2) });
     expect(h.r.pendingTxs).toHaveLength(1);
   });
+
+  // The signature is checked before anything that depends on this node's state (the version applied, the
+  // ones held): a forged one was refused as stale or TX_TOO_MANY, and the peer that spread it went free.
+  it('a forged one is counted against the peer that spread it even when stale or past MAX_TXS_PER_NODE held', () => {
+    const peerMisbehaved = (as: Action[]) => only(as, 'peerMisbehaved').map((a) => a.peer);
+    const h = new One(1);
+    // Stale: node 2's model is at version 0.
+    const stale = update(2, 0, NEW2, 3);
+    expect(peerMisbehaved(h.msg(3, { kind: 'tx', tx: stale }))).toEqual([3]);
+    expect(h.r.misbehaviour.get(3)?.get('bad-tx')).toBe(1);
+    expect(only(h.submit(stale), 'txRejected').map((a) => a.code)).toEqual(['TX_BAD_SIGNATURE']);
+    // MAX_TXS_PER_NODE of node 2's updates held.
+    for (let i = 0; i < MAX_TXS_PER_NODE; i++)
+      h.msg(2, { kind: 'tx', tx: update(2, 1, sha256(new TextEncoder().encode(`model 2, try ${i}`))) });
+    expect(h.r.pendingTxs).toHaveLength(MAX_TXS_PER_NODE);
+    const forged = update(2, 1, NEW2, 0);
+    expect(peerMisbehaved(h.msg(0, { kind: 'tx', tx: forged }))).toEqual([0]);
+    expect(h.r.misbehaviour.get(0)?.get('bad-tx')).toBe(1);
+    expect(only(h.submit(forged), 'txRejected').map((a) => a.code)).toEqual(['TX_BAD_SIGNATURE']);
+    // A valid one of them is still TX_TOO_MANY, and a valid stale one TX_STALE_VERSION, the sender unblamed.
+    const valid = update(2, 1, NEW2);
+    expect(peerMisbehaved(h.msg(3, { kind: 'tx', tx: valid }))).toEqual([]);
+    expect(only(h.submit(valid), 'txRejected').map((a) => a.code)).toEqual(['TX_TOO_MANY']);
+    expect(only(h.submit(update(2, 0, NEW2)), 'txRejected').map((a) => a.code)).toEqual(['TX_STALE_VERSION']);
+    expect(h.r.misbehaviour.get(3)?.get('bad-tx')).toBe(1);
+    expect(h.r.pendingTxs).toHaveLength(MAX_TXS_PER_NODE);
+  });
 });
 
 describe('ordering a model update', () => {
