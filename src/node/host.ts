@@ -1396,15 +1396,29 @@ export class NodeHost {
   submitTx(tx: Tx): TxOutcome {
     if (tx.kind === 'deposit') {
       // The ledger would use the serial and credit nothing (state.ts, applyTx): refused here with a reason.
+      // Counted with the deposits waiting to be ordered, as if all applied: only one of a serial applies, so
+      // the largest of each serial but this one's (a rival of this one is replaced by it). Until 2026-12-07
+      // only the executed total counted, and of two waiting deposits that together passed the bound the
+      // second used its serial and credited nothing.
       const total = this.db.state.totalMoney();
-      if (total + tx.deposit.amount > Number.MAX_SAFE_INTEGER) {
+      const largest = new Map<number, number>();
+      for (const t of this.replica.pendingTxs)
+        if (t.kind === 'deposit' && t.deposit.serial !== tx.deposit.serial)
+          largest.set(t.deposit.serial, Math.max(largest.get(t.deposit.serial) ?? 0, t.deposit.amount));
+      let waiting = 0;
+      for (const a of largest.values()) waiting += a;
+      if (total + waiting + tx.deposit.amount > Number.MAX_SAFE_INTEGER) {
         const c = this.replica.checkTx(tx);
         if (!c.ok) return { ok: false, txId: c.id, code: c.code, message: c.message };
+        const held =
+          waiting > 0
+            ? ` and ${waiting} waiting to be deposited (serials ${[...largest.keys()].sort((a, b) => a - b).join(', ')})`
+            : '';
         return {
           ok: false,
           txId: c.id,
           code: 'TX_DEPOSIT_TOO_LARGE',
-          message: `the group holds ${total}; a deposit of ${tx.deposit.amount} would take it past 2^53 − 1 (${Number.MAX_SAFE_INTEGER})`,
+          message: `the group holds ${total}${held}; a deposit of ${tx.deposit.amount} would take it past 2^53 − 1 (${Number.MAX_SAFE_INTEGER})`,
         };
       }
       return this.submitChecked(tx);

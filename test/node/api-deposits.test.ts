@@ -75,6 +75,32 @@ describe('POST /v1/txs with a deposit', () => {
     expect(s.pendingDeposits).toHaveLength(1);
   });
 
+  // The bound counts the deposits waiting to be ordered (only one per serial applies: the largest of each
+  // other serial): two that each fit but together pass it, the second used its serial and credited nothing.
+  it('TX_DEPOSIT_TOO_LARGE counts the deposits waiting: the largest of each other serial', async () => {
+    const s0 = (await app.inject('/v1/status')).json() as {
+      pendingDeposits: { serial: number; amount: number }[];
+    };
+    expect(s0.pendingDeposits.map((d) => [d.serial, d.amount])).toEqual([[1, 50]]);
+    const room = Number.MAX_SAFE_INTEGER - lone.host.db.state.totalMoney();
+    const deposit = (serial: number, amount: number, fill: number) =>
+      post(
+        signDeposit(gid(), { client: new Uint8Array(32).fill(fill), amount, serial }, lone.group.treasury),
+      );
+    // Serial 2 fits alone, not after serial 1's 50.
+    const over = await deposit(2, room - 49, 4);
+    expect([over.statusCode, code(over)]).toEqual([409, 'TX_DEPOSIT_TOO_LARGE']);
+    expect((over.json() as { error: { message: string } }).error.message).toContain('50 waiting');
+    expect((await deposit(2, room - 50, 4)).statusCode).toBe(202);
+    // A rival of serial 2 replaces it (one of them applies), one of serial 1 likewise.
+    expect((await deposit(2, room - 50, 5)).statusCode).toBe(202);
+    expect(code(await deposit(2, room - 49, 5))).toBe('TX_DEPOSIT_TOO_LARGE');
+    expect((await deposit(1, 50, 6)).statusCode).toBe(202);
+    expect(code(await deposit(1, 51, 6))).toBe('TX_DEPOSIT_TOO_LARGE');
+    // Serial 3 has no room left.
+    expect(code(await deposit(3, 1, 7))).toBe('TX_DEPOSIT_TOO_LARGE');
+  });
+
   it('a deposit that does not decode is 400 TX_MALFORMED', async () => {
     const r = await app.inject({
       method: 'POST',
