@@ -22,11 +22,14 @@ export interface GroupView {
   models: { node: number; digest: string; version: number }[];
 }
 
-/** `--node`: a node id in decimal (0, 1, …); anything else (empty, signs, exponents, hex) a usage error. */
-export function parseNodeId(s: string): number {
+/**
+ * `--node` (or the option named `option`): a node id in decimal (0, 1, …); anything else (empty, signs,
+ * exponents, hex) a usage error.
+ */
+export function parseNodeId(s: string, option = '--node'): number {
   const id = /^(0|[1-9][0-9]*)$/.test(s) ? Number(s) : Number.NaN;
   if (!Number.isSafeInteger(id))
-    throw usageError(`--node must be a node id (0, 1, …), not ${JSON.stringify(s)}`);
+    throw usageError(`${option} must be a node id (0, 1, …), not ${JSON.stringify(s)}`);
   return id;
 }
 

@@ -1,6 +1,6 @@
 /**
  * `dropbear set-fee`: a node owner changes the node's per-request fee (a FeeChange signed with the node's
- * genesis key, ordered by the group like a model update).
+ * genesis key, ordered by the group like a model update), through that node or, `--via`, any other.
  */
 import type { Command } from 'commander';
 import { DropbearError, groupIdOf, signFeeChange } from '../protocol/index.ts';
@@ -73,34 +73,56 @@ export function registerSetFee(program: Command): void {
       '--key <file>',
       "the node owner's key file (default: keys/node-ID.json in the group folder, where `group init` writes it)",
     )
+    .option(
+      '--via <id>',
+      "the node to submit through (default: the node whose fee changes); any node of the group takes the change, signed with the changing node's key, so an owner whose node is down changes its fee through another",
+    )
     .option('--wait <ms>', 'give up after this long (the whole command)', '30000')
     .addHelpText(
       'after',
-      '\nExample:\n  npx dropbear set-fee --group out/g --node 2 --fee 3\n\n' +
+      '\nExample:\n  npx dropbear set-fee --group out/g --node 2 --fee 3\n' +
+        '  npx dropbear set-fee --group out/g --node 2 --fee 3 --via 0   # node 2 is down: through node 0\n\n' +
+        'The command reads the next fee version from the node it submits to and waits there until the change is ordered: ' +
+        'node 2 itself unless --via names another (with node 2 down and no --via: NODE_UNREACHABLE, nothing submitted). ' +
         "From the next executed request on, a certificate that counts the node's vote charges the client the new fee and credits it to the node. " +
         "A client's maxFee still caps what it pays: the primary leaves out the dearest votes while more than a quorum remain, and a request no quorum of votes fits is skipped. " +
         "After TIMEOUT the change may still be ordered: see `dropbear status --json` (each node's `fee`) before trying again.\n\n" +
         'Exit status: 0 the change was ordered, 2 an error (one line on stderr: error [CODE]: message; CLI_USAGE for a bad option; ' +
         'TX_SUPERSEDED when another change of the same version was ordered first; TIMEOUT when --wait ran out).\n',
     )
-    .action(async (o: { group: string; node: string; fee: string; key?: string; wait: string }) => {
-      const waitMs = parseWaitMs(o.wait);
-      const id = parseNodeId(o.node);
-      const fee = parseFee(o.fee);
-      const g = loadGroup(o.group);
-      const node = g.file.nodes.find((n) => n.id === id);
-      if (!node) throw usageError(`--node ${o.node} is not in this group`);
-      const key = ownerKey(g, node, o.key);
-      const budget: Budget = { node: id, waitMs, deadline: performance.now() + waitMs };
-      const now = await feeState(node.api, id, budget);
-      const tx = signFeeChange(groupIdOf(g.genesis), { node: id, version: now.next, fee }, key);
-      const seq = await submitAndWait(
-        node.api,
-        tx,
-        budget,
-        `node ${id}: fee ${now.fee} → ${fee}, fee version ${now.next}`,
-        `see \`npx dropbear status --group ${o.group} --json\` (each node's \`fee\`) before trying again`,
-      );
-      process.stdout.write(`ordered in batch ${seq}: node ${id} now charges ${fee} per counted vote\n`);
-    });
+    .action(
+      async (o: { group: string; node: string; fee: string; key?: string; via?: string; wait: string }) => {
+        const waitMs = parseWaitMs(o.wait);
+        const id = parseNodeId(o.node);
+        const fee = parseFee(o.fee);
+        const g = loadGroup(o.group);
+        const node = g.file.nodes.find((n) => n.id === id);
+        if (!node) throw usageError(`--node ${o.node} is not in this group`);
+        const viaId = o.via === undefined ? id : parseNodeId(o.via, '--via');
+        const via = g.file.nodes.find((n) => n.id === viaId);
+        if (!via) throw usageError(`--via ${o.via} is not in this group`);
+        const key = ownerKey(g, node, o.key);
+        const budget: Budget = { node: viaId, waitMs, deadline: performance.now() + waitMs };
+        let now: { fee: number; next: number };
+        try {
+          now = await feeState(via.api, id, budget);
+        } catch (e) {
+          if (o.via === undefined && e instanceof DropbearError && e.code === 'NODE_UNREACHABLE')
+            throw new DropbearError(
+              'NODE_UNREACHABLE',
+              `${e.message} Nothing was submitted; any node of the group takes the change: submit it through another with --via ID`,
+            );
+          throw e;
+        }
+        const tx = signFeeChange(groupIdOf(g.genesis), { node: id, version: now.next, fee }, key);
+        const seq = await submitAndWait(
+          via.api,
+          tx,
+          budget,
+          `node ${id}: fee ${now.fee} → ${fee}, fee version ${now.next}${viaId === id ? '' : `, through node ${viaId}`}`,
+          `see \`npx dropbear status --group ${o.group} --json\` (each node's \`fee\`) before trying again`,
+        );
+        process.stdout.write(`ordered in batch ${seq}: node ${id} now charges ${fee} per counted vote\n`);
+      },
+    );
 }

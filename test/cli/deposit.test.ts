@@ -284,6 +284,35 @@ describe('dropbear set-fee', () => {
     expect(verifyTx(genesis, groupIdOf(genesis), tx)).toBe(true);
     expect(r.stdout).toMatch(/ordered in batch 13: node 2 now charges 0 per counted vote/);
   });
+
+  // Any node takes a FeeChange (it is signed with the changing node's key): with its own node down, an
+  // owner changes the fee through another. Node 1's API is a port nothing listens on; node 0's the fake.
+  it('--via: through another node while its own is down; without it, NODE_UNREACHABLE naming --via', async () => {
+    const before = posted.length;
+    const down = await setFee('--node', '1', '--fee', '4', '--wait', '5000');
+    expect(down.code).toBe(2);
+    expect(down.stderr).toMatch(/^error \[NODE_UNREACHABLE\]: .*--via ID/);
+    expect(posted.length).toBe(before);
+    for (const via of ['9', 'x']) {
+      const bad = await setFee('--node', '1', '--fee', '4', '--via', via);
+      expect(bad.code, via).toBe(2);
+      expect(bad.stderr, via).toMatch(/^error \[CLI_USAGE\]: --via/);
+    }
+    expect(posted.length).toBe(before);
+    txAnswer = { status: 'executed', seq: 14, applied: true };
+    const r = await setFee('--node', '1', '--fee', '4', '--via', '0');
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    expect(posted.length).toBe(before + 1);
+    const tx = posted.at(-1)!;
+    if (tx.kind !== 'feeChange') throw new Error(`posted a ${tx.kind}`);
+    // The version after node 1's waiting change (9) that node 0 reports.
+    expect(tx.change).toEqual({ node: 1, version: 10, fee: 4 });
+    const genesis = readGenesis(join(dir, 'genesis.json'));
+    expect(verifyTx(genesis, groupIdOf(genesis), tx)).toBe(true);
+    expect(r.stdout).toMatch(/submitted [0-9a-f]{64} \(node 1: fee 1 → 4, fee version 10, through node 0\)/);
+    expect(r.stdout).toMatch(/ordered in batch 14: node 1 now charges 4 per counted vote/);
+  });
 });
 
 describe('dropbear infer --max-fee (after a fee raise the genesis fees no longer buy a quorum)', () => {
