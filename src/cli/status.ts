@@ -142,12 +142,12 @@ export function registerStatus(program: Command): void {
   program
     .command('status')
     .description(
-      "each node's health, view, primary, last executed sequence number and model (version, digest, name; updates waiting to be ordered)",
+      "each node's health, view, primary, last executed sequence number, fee and model (version, digest, name; updates waiting to be ordered)",
     )
     .requiredOption('--group <dir>', 'the group folder')
     .option(
       '--json',
-      'print a JSON array (id, api, healthy, ready, view, primary, lastExecuted, catchingUp, behindBy, modelName, modelDigest, modelVersion, updatesWaiting)',
+      'print a JSON array (id, api, healthy, ready, view, primary, lastExecuted, catchingUp, behindBy, modelName, modelDigest, modelVersion, updatesWaiting, fee)',
     )
     .addHelpText(
       'after',
@@ -161,11 +161,11 @@ export function registerStatus(program: Command): void {
       } else {
         const show = (x: number | null) => (x === null ? '-' : String(x));
         process.stdout.write(
-          'node  api                         healthy  ready  view  primary  executed  model\n',
+          'node  api                         healthy  ready  view  primary  executed  fee   model\n',
         );
         for (const r of rows)
           process.stdout.write(
-            `${String(r.id).padEnd(6)}${r.api.padEnd(28)}${(r.healthy ? 'yes' : 'NO').padEnd(9)}${(r.ready ? 'yes' : 'no').padEnd(7)}${show(r.view).padEnd(6)}${show(r.primary).padEnd(9)}${show(r.lastExecuted).padEnd(10)}${modelOf(r)}${lag(r)}${r.error ? `  (${r.error})` : ''}\n`,
+            `${String(r.id).padEnd(6)}${r.api.padEnd(28)}${(r.healthy ? 'yes' : 'NO').padEnd(9)}${(r.ready ? 'yes' : 'no').padEnd(7)}${show(r.view).padEnd(6)}${show(r.primary).padEnd(9)}${show(r.lastExecuted).padEnd(10)}${show(r.fee).padEnd(5)} ${modelOf(r)}${lag(r)}${r.error ? `  (${r.error})` : ''}\n`,
           );
       }
       if (rows.some((r) => !r.healthy || r.error !== undefined)) process.exitCode = 1;

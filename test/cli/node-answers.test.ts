@@ -109,9 +109,17 @@ describe('dropbear status against servers that are not Dropbear nodes', () => {
 });
 
 describe('dropbear status of a node catching up', () => {
-  it('says so after its last executed batch, with how far behind; --json has catchingUp and behindBy', async () => {
+  it('says so after its last executed batch, with how far behind, its fee before the model; --json has catchingUp, behindBy and fee', async () => {
     const status = (catchingUp: boolean, behindBy: number) =>
-      JSON.stringify({ id: 0, view: 3, primary: 3, lastExecuted: 435, catchingUp, behindBy });
+      JSON.stringify({
+        id: 0,
+        view: 3,
+        primary: 3,
+        lastExecuted: 435,
+        catchingUp,
+        behindBy,
+        fees: [7, 12345],
+      });
     const bodies = [status(true, 99), status(false, 1)];
     const nodes: Server[] = [];
     for (const body of bodies) {
@@ -133,14 +141,19 @@ describe('dropbear status of a node catching up', () => {
       });
       writeFileSync(file, JSON.stringify(g, null, 2));
       const text = await runCliInProcess(['status', '--group', dir]);
-      const rows = text.stdout.split('\n').slice(1, 3);
-      expect(rows[0]).toMatch(/ 435 +- {2}\(catching up: 99 behind\)$/);
+      const lines = text.stdout.split('\n');
+      expect(lines[0]).toMatch(/ executed +fee +model$/);
+      const rows = lines.slice(1, 5);
+      // The fee column, each node's own fee as it says it (`fees`), then the model column.
+      expect(rows[0]).toMatch(/ 435 +7 +- {2}\(catching up: 99 behind\)$/);
       // A batch behind in the normal case is no news: nothing after the model column (no model said: -).
-      expect(rows[1]).toMatch(/ 435 +-$/);
+      expect(rows[1]).toMatch(/ 435 +12345 +-$/);
+      // A node whose status could not be read: - for its fee, as for its other numbers.
+      expect(rows[2]).toMatch(/ - +- +- +- {2}\(BAD_RESPONSE/);
       const json = JSON.parse((await runCliInProcess(['status', '--group', dir, '--json'])).stdout);
       expect(json.slice(0, 2)).toMatchObject([
-        { healthy: true, lastExecuted: 435, catchingUp: true, behindBy: 99 },
-        { healthy: true, lastExecuted: 435, catchingUp: false, behindBy: 1 },
+        { healthy: true, lastExecuted: 435, catchingUp: true, behindBy: 99, fee: 7 },
+        { healthy: true, lastExecuted: 435, catchingUp: false, behindBy: 1, fee: 12345 },
       ]);
     } finally {
       for (const s of nodes) s.close();

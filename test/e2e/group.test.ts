@@ -368,7 +368,7 @@ describe('a real 4-node group', () => {
     expect(rows[1].updatesWaiting).toEqual([]);
     expect(rows[0]).toMatchObject({ modelName: MODELS[0], modelVersion: 0 });
     const table = (await runCliInProcess(['status', '--group', dir])).stdout.split('\n');
-    expect(table[0]).toMatch(/executed\s+model$/);
+    expect(table[0]).toMatch(/executed\s+fee\s+model$/);
     expect(table[2]).toMatch(new RegExp(`\\sv1 ${digest.slice(0, 8)} ${UPDATE_TO}$`));
   });
 
