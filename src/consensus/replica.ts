@@ -65,6 +65,7 @@ import {
   TAGS,
   type Tx,
   txIdOf,
+  txNodeOf,
   uint,
   ViewChangeBody,
   type Vote,
@@ -310,6 +311,8 @@ export type Event =
       /** Each node's fee and fee version after the batch; derived like modelVersions when absent. */
       fees?: number[];
       feeVersions?: number[];
+      /** Each node's withdrawals applied after the batch (the last serial); derived like modelVersions. */
+      withdrawals?: number[];
       /** Required when the execute action asked for a checkpoint. */
       stateDigest?: Uint8Array;
     }
@@ -506,7 +509,9 @@ export type TxRejectCode =
   /** MAX_TXS_PER_NODE updates of the node it names, or deposits, are held (waiting or proposed) already. */
   | 'TX_TOO_MANY'
   /** A deposit that would take the group's money past 2^53 − 1 (the node host checks this). */
-  | 'TX_DEPOSIT_TOO_LARGE';
+  | 'TX_DEPOSIT_TOO_LARGE'
+  /** A withdrawal of more than its node may withdraw, less its withdrawals waiting (the node host checks this). */
+  | 'TX_WITHDRAWAL_TOO_LARGE';
 
 /** Why a peer's message was dropped; counted per peer (the node layer exports the counts). */
 export type Misbehaviour =
@@ -587,6 +592,7 @@ class DueQueue {
 interface TxCounters {
   modelVersions: readonly number[];
   feeVersions: readonly number[];
+  withdrawals: readonly number[];
   deposits: number;
 }
 
@@ -906,6 +912,8 @@ export class Replica {
   /** Each node's per-request fee and fee version (0: the genesis fee), as of the last executed batch. */
   private fees: number[];
   private feeVersions: number[];
+  /** Each node's withdrawals applied (the last serial; 0: none), as of the last executed batch. */
+  private withdrawals: number[];
   /** This node's own earlier model digests: results they produce after the switch are dropped. */
   private readonly retiredModels = new Set<string>();
   /** Transactions waiting to be ordered, by id (hex), oldest first. */
@@ -930,6 +938,7 @@ export class Replica {
     this.modelVersions = genesis.nodes.map(() => 0);
     this.fees = genesis.nodes.map((x) => x.fee);
     this.feeVersions = genesis.nodes.map(() => 0);
+    this.withdrawals = genesis.nodes.map(() => 0);
     this.lastReceiptHash = this.groupId;
   }
 
@@ -954,6 +963,8 @@ export class Replica {
       /** Each node's fee and fee version in the ledger (the genesis's when absent). */
       fees?: number[];
       feeVersions?: number[];
+      /** Each node's withdrawals applied in the ledger (zeros when absent). */
+      withdrawals?: number[];
       recent: Iterable<[Uint8Array, number]>;
       log: PersistRecord[];
       /** Executed batches whose receipt had not gathered q signatures yet. */
@@ -977,6 +988,7 @@ export class Replica {
     r.deposits = disk.deposits ?? 0;
     if (disk.fees) r.fees = [...disk.fees];
     if (disk.feeVersions) r.feeVersions = [...disk.feeVersions];
+    if (disk.withdrawals) r.withdrawals = [...disk.withdrawals];
     for (const [id, ts] of disk.recent) r.done.add(id, ts);
     let lastViewRecord: PersistRecord | null = null;
     // The latest NEW-VIEW kept in full: its re-proposals pin their seqs if the node is still in its view.
@@ -1289,6 +1301,10 @@ export class Replica {
   get currentFeeVersions(): readonly number[] {
     return this.feeVersions;
   }
+  /** Each node's withdrawals applied (the last serial; 0: none) as of the last executed batch. */
+  get currentWithdrawals(): readonly number[] {
+    return this.withdrawals;
+  }
   /** Each node's model version as of the last executed batch. */
   get currentModelVersions(): readonly number[] {
     return this.modelVersions;
@@ -1595,23 +1611,25 @@ export class Replica {
         id,
       };
     const p = this.txPlace(tx);
-    if (!p) {
-      const node = tx.kind === 'modelUpdate' ? tx.update.node : tx.kind === 'feeChange' ? tx.change.node : -1;
-      return { ok: false, code: 'TX_UNKNOWN_NODE', message: `no node ${node} in the genesis`, id };
-    }
+    if (!p)
+      return { ok: false, code: 'TX_UNKNOWN_NODE', message: `no node ${txNodeOf(tx)} in the genesis`, id };
     const node = p.stream % this.n;
     const of =
       p.stream < 0
         ? "the treasury's deposits"
         : p.stream < this.n
           ? `node ${node}'s model`
-          : `node ${node}'s fee`;
-    const unit = p.stream < 0 ? 'serial' : 'version';
+          : p.stream < 2 * this.n
+            ? `node ${node}'s fee`
+            : `node ${node}'s withdrawals`;
+    const unit = p.stream < 0 || p.stream >= 2 * this.n ? 'serial' : 'version';
     // What depends on nothing but the transaction comes before what depends on this node's state (the place
     // applied, the ones held): a peer spreads only transactions that passed these (onPeerTx punishes it for
     // one that does not), and a forged one refused as stale or TX_TOO_MANY first let it go free.
     if (tx.kind === 'deposit' && tx.deposit.amount === 0)
       return { ok: false, code: 'TX_BAD_AMOUNT', message: 'a deposit of 0', id };
+    if (tx.kind === 'withdrawal' && tx.withdrawal.amount === 0)
+      return { ok: false, code: 'TX_BAD_AMOUNT', message: 'a withdrawal of 0', id };
     if (!verifyTx(this.genesis, this.groupId, tx))
       return {
         ok: false,
@@ -1626,7 +1644,9 @@ export class Replica {
         message:
           p.stream < 0
             ? `serial ${p.version} is not above the treasury's last applied deposit, serial ${p.current}`
-            : `version ${p.version} is not above ${of}'s current version ${p.current}`,
+            : unit === 'serial'
+              ? `serial ${p.version} is not above ${of}' last applied, serial ${p.current}`
+              : `version ${p.version} is not above ${of}'s current version ${p.current}`,
         id,
       };
     // The ledger applies a node's update only at the version after its current one (a deposit only at the
@@ -1666,7 +1686,7 @@ export class Replica {
 
   /**
    * The sequence a transaction is in (a node's model updates: the node's id; its fee changes: n + its id;
-   * the treasury's deposits: −1), its place there and the place applied last (`c`: this replica's counters,
+   * its withdrawals: 2n + its id; the treasury's deposits: −1), its place there and the place applied last (`c`: this replica's counters,
    * or copies); null for a transaction of a node the genesis does not have.
    */
   private txPlace(tx: Tx, c?: TxCounters): { stream: number; version: number; current: number } | null {
@@ -1677,6 +1697,12 @@ export class Replica {
       if (!(f.node < this.n)) return null;
       const current = (c ? c.feeVersions : this.feeVersions)[f.node];
       return { stream: this.n + f.node, version: f.version, current };
+    }
+    if (tx.kind === 'withdrawal') {
+      const w = tx.withdrawal;
+      if (!(w.node < this.n)) return null;
+      const current = (c ? c.withdrawals : this.withdrawals)[w.node];
+      return { stream: 2 * this.n + w.node, version: w.serial, current };
     }
     const u = tx.update;
     const versions = c ? c.modelVersions : this.modelVersions;
@@ -1712,8 +1738,7 @@ export class Replica {
       // another's.
       this.punish(
         from,
-        (tx.kind === 'modelUpdate' && tx.update.node === from) ||
-          (tx.kind === 'feeChange' && tx.change.node === from)
+        tx.kind !== 'deposit' && txNodeOf(tx) === from
           ? 'bad signature on its own transaction'
           : `spread a bad transaction (${c.code})`,
       );
@@ -1785,6 +1810,7 @@ export class Replica {
     const c = {
       modelVersions: [...this.modelVersions],
       feeVersions: [...this.feeVersions],
+      withdrawals: [...this.withdrawals],
       fees: [...this.fees],
       deposits: this.deposits,
     };
@@ -1792,6 +1818,7 @@ export class Replica {
       const p = this.txPlace(tx, c);
       if (!p || p.version !== p.current + 1 || !verifyTx(this.genesis, this.groupId, tx)) continue;
       if (tx.kind === 'deposit') c.deposits = p.version;
+      else if (tx.kind === 'withdrawal') c.withdrawals[tx.withdrawal.node] = p.version;
       else if (tx.kind === 'feeChange') {
         c.feeVersions[tx.change.node] = p.version;
         c.fees[tx.change.node] = tx.change.fee;
@@ -3193,13 +3220,14 @@ export class Replica {
     const ownBefore = this.models[this.id];
     // The ledger's counts when the caller gives them (the host does), else the same rule applied here.
     const after =
-      ev.modelVersions && ev.deposits !== undefined && ev.fees && ev.feeVersions
+      ev.modelVersions && ev.deposits !== undefined && ev.fees && ev.feeVersions && ev.withdrawals
         ? null
         : this.versionsAfter(slot.batch!);
     this.modelVersions = [...(ev.modelVersions ?? after!.modelVersions)];
     this.deposits = ev.deposits ?? after!.deposits;
     this.fees = [...(ev.fees ?? after!.fees)];
     this.feeVersions = [...(ev.feeVersions ?? after!.feeVersions)];
+    this.withdrawals = [...(ev.withdrawals ?? after!.withdrawals)];
     this.models = ev.models;
     const ownChanged = !equalBytes(ownBefore, this.models[this.id]);
     if (ownChanged) {

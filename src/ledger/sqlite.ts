@@ -164,8 +164,12 @@ import { type Execution, LedgerState, MAX_SNAPSHOT_WINDOW, type ResolvedEntry } 
  * computes other checkpoint digests). `open` upgrades a version-9 file in place (`migrate9to10`: the
  * version, and its snapshots are deleted: they are in the old layout, which no longer decodes; the next
  * one is written `snapshotEvery` requests later, and the open replays from the genesis until then).
+ * 11: batches may carry withdrawals (a node owner's payout: a transaction kind a build that reads 10 cannot
+ * decode), and the state digest and snapshots hold each node's withdrawals and the money they took out.
+ * `open` upgrades a version-10 file in place (`migrate10to11`: as migrate9to10, the version, and its
+ * snapshots are deleted).
  */
-export const LEDGER_SCHEMA_VERSION = 10;
+export const LEDGER_SCHEMA_VERSION = 11;
 
 export type Synchronous = 'FULL' | 'NORMAL';
 /**
@@ -2010,6 +2014,12 @@ function migrate9to10(db: Database.Database): void {
   db.prepare('UPDATE meta SET schema_version = 10 WHERE id = 0').run();
 }
 
+/** Upgrades a schema-10 file in place (see LEDGER_SCHEMA_VERSION, 11): the version; its snapshots go. */
+function migrate10to11(db: Database.Database): void {
+  db.prepare('DELETE FROM snapshots').run();
+  db.prepare('UPDATE meta SET schema_version = 11 WHERE id = 0').run();
+}
+
 /** The upgrade from each older schema to the next, in order (open runs those the file needs). */
 const MIGRATIONS: readonly [number, (db: Database.Database, path: string) => void][] = [
   [2, migrate2to3],
@@ -2020,6 +2030,7 @@ const MIGRATIONS: readonly [number, (db: Database.Database, path: string) => voi
   [7, migrate7to8],
   [8, migrate8to9],
   [9, migrate9to10],
+  [10, migrate10to11],
 ];
 
 /**

@@ -41,6 +41,7 @@ import {
   txIdOf,
   uint,
   verifyTagged,
+  Withdrawal,
   Writer,
 } from '../protocol/index.ts';
 
@@ -75,6 +76,8 @@ export interface Execution {
   fees: number[];
   /** Each node's fee version after this batch (0: the genesis fee). */
   feeVersions: number[];
+  /** Each node's withdrawals applied after this batch (the last serial; 0: none). */
+  withdrawals: number[];
   /** Each of the batch's transactions, in batch order: applied, or without effect (stale, forged, ...). */
   txs: { id: Uint8Array; applied: boolean }[];
 }
@@ -90,6 +93,9 @@ interface TxEffects {
   feeVersions: number[];
   deposits: number;
   minted: number;
+  withdrawals: number[];
+  /** Each node's money withdrawn in all, after the batch's withdrawals. */
+  withdrawn: number[];
   /** Money the batch's deposits credit, by client (hex key). */
   credits: Map<string, { client: Uint8Array; amount: number }>;
   applied: boolean[];
@@ -122,6 +128,8 @@ const NodesCodec = array(
     counted: uint,
     agreed: uint,
     earned: uint,
+    withdrawal: uint,
+    withdrawn: uint,
   }),
   256,
 );
@@ -196,8 +204,12 @@ export class LedgerState {
   readonly stats: NodeStats[];
   /** The treasury's deposits applied (the last serial; 0: none). */
   deposits = 0;
-  /** The money those deposits added: the total is always the genesis balances plus this (totalMoney). */
+  /** The money those deposits added: the total is the genesis balances plus this less `withdrawn`'s sum (totalMoney). */
   minted = 0;
+  /** Each node's withdrawals applied (the last serial; 0: none). */
+  readonly withdrawals: number[];
+  /** Each node's money withdrawn in all: what it may still withdraw is what it earned less this (payable). */
+  readonly withdrawn: number[];
   /** The genesis balances' sum. */
   readonly genesisMoney: number;
   /**
@@ -243,6 +255,20 @@ export class LedgerState {
     this.models = genesis.nodes.map((x) => x.modelDigest);
     this.modelVersions = genesis.nodes.map(() => 0);
     this.stats = genesis.nodes.map(() => ({ counted: 0, agreed: 0, earned: 0 }));
+    this.withdrawals = genesis.nodes.map(() => 0);
+    this.withdrawn = genesis.nodes.map(() => 0);
+  }
+
+  /** What node `node`'s owner may still withdraw: what the node earned less what it withdrew. */
+  payable(node: number): number {
+    return this.stats[node].earned - this.withdrawn[node];
+  }
+
+  /** The money withdrawals took out of the group, all nodes together. */
+  paidOut(): number {
+    let t = 0;
+    for (const w of this.withdrawn) t += w;
+    return t;
   }
 
   balanceOf(client: Uint8Array): number {
@@ -250,13 +276,14 @@ export class LedgerState {
   }
 
   /**
-   * Total money in the system: client balances plus what owners earned. Requests move money from clients to
-   * owners; only deposits add to it (genesisMoney + minted).
+   * Total money in the system: client balances plus what owners may still withdraw. Requests move money
+   * from clients to owners; only deposits add to it and only withdrawals take it out (genesisMoney + minted
+   * − paidOut).
    */
   totalMoney(): number {
     let t = 0;
     for (const b of this.balances.values()) t += b.amount;
-    for (const s of this.stats) t += s.earned;
+    for (let i = 0; i < this.n; i++) t += this.payable(i);
     return t;
   }
 
@@ -275,6 +302,8 @@ export class LedgerState {
       feeVersions: [...this.feeVersions],
       deposits: this.deposits,
       minted: this.minted,
+      withdrawals: [...this.withdrawals],
+      withdrawn: [...this.withdrawn],
       credits: new Map(),
       applied: [],
     };
@@ -305,6 +334,20 @@ export class LedgerState {
         return false;
       fx.fees[c.node] = c.fee;
       fx.feeVersions[c.node] = c.version;
+      return true;
+    }
+    if (tx.kind === 'withdrawal') {
+      const w = tx.withdrawal;
+      const node = this.genesis.nodes[w.node];
+      if (!node || w.serial !== fx.withdrawals[w.node] + 1) return false;
+      if (!verifyTagged(TAGS.withdrawal, this.groupId, encode(Withdrawal, w), tx.signature, node.publicKey))
+        return false;
+      fx.withdrawals[w.node] = w.serial;
+      // Of what the node earned up to the batch before (its requests are charged after its transactions):
+      // more than that, or 0, uses the serial and takes nothing (the node it is submitted to refuses such a
+      // one: host.submitTx).
+      if (w.amount === 0 || w.amount > this.stats[w.node].earned - fx.withdrawn[w.node]) return false;
+      fx.withdrawn[w.node] += w.amount;
       return true;
     }
     const u = tx.update;
@@ -475,6 +518,10 @@ export class LedgerState {
     });
     this.deposits = fx.deposits;
     this.minted = fx.minted;
+    for (let i = 0; i < this.n; i++) {
+      this.withdrawals[i] = fx.withdrawals[i];
+      this.withdrawn[i] = fx.withdrawn[i];
+    }
     for (const [k, c] of fx.credits) {
       const account = this.balances.get(k);
       if (account) account.amount += c.amount;
@@ -525,6 +572,7 @@ export class LedgerState {
       deposits: this.deposits,
       fees: [...this.fees],
       feeVersions: [...this.feeVersions],
+      withdrawals: [...this.withdrawals],
       txs: batch.txs.map((tx, i) => ({ id: txIdOf(tx), applied: fx.applied[i] })),
     };
   }
@@ -553,7 +601,7 @@ export class LedgerState {
   /**
    * The state `snapshot` wrote, for `genesis`. Refuses (SNAPSHOT_INVALID) bytes that do not decode, or
    * that no execution from this genesis can reach in ways cheap to see: another number of nodes, a genesis client missing (only deposits add clients, and none removes one), money not the
-   * genesis's plus what deposits minted, window records out of order. The caller checks that it is the state of its ledger (SqliteLedger: hash, receipt).
+   * genesis's plus what deposits minted less what withdrawals took out (a node's more than it earned), window records out of order. The caller checks that it is the state of its ledger (SqliteLedger: hash, receipt).
    */
   static restore(genesis: Genesis, snapshot: Uint8Array): LedgerState {
     const bad = (msg: string) => new DropbearError('SNAPSHOT_INVALID', `state snapshot: ${msg}`);
@@ -592,10 +640,14 @@ export class LedgerState {
       state.models[i] = x.modelDigest;
       state.modelVersions[i] = x.modelVersion;
       state.stats[i] = { counted: x.counted, agreed: x.agreed, earned: x.earned };
+      state.withdrawals[i] = x.withdrawal;
+      state.withdrawn[i] = x.withdrawn;
     });
+    if (state.withdrawn.some((w, i) => w > state.stats[i].earned))
+      throw bad('a node withdrew more than it earned');
     if (
       state.genesisMoney + state.minted > Number.MAX_SAFE_INTEGER ||
-      state.totalMoney() !== state.genesisMoney + state.minted
+      state.totalMoney() !== state.genesisMoney + state.minted - state.paidOut()
     )
       throw bad('money is not conserved');
     state.seq = v.seq;
@@ -618,6 +670,8 @@ export class LedgerState {
       modelDigest: this.models[i],
       modelVersion: this.modelVersions[i],
       ...this.stats[i],
+      withdrawal: this.withdrawals[i],
+      withdrawn: this.withdrawn[i],
     }));
   }
 

@@ -265,6 +265,7 @@ const STATUS: Record<string, number> = {
   TX_TOO_MANY: 409,
   TX_BAD_AMOUNT: 400,
   TX_DEPOSIT_TOO_LARGE: 409,
+  TX_WITHDRAWAL_TOO_LARGE: 409,
   MALFORMED_JSON: 400,
   REQUEST_MALFORMED: 400,
   REQUEST_WRONG_GROUP: 400,
@@ -1595,6 +1596,8 @@ export function buildApi(host: NodeHost, opts: ApiOptions = {}): FastifyInstance
       /** The treasury's deposits applied and the money they added to the genesis balances. */
       deposits: state.deposits,
       minted: state.minted,
+      /** The money withdrawals took out, all owners together. */
+      paidOut: state.paidOut(),
       owners: genesis.nodes.map((n, node) => ({
         node,
         owner: n.owner,
@@ -1602,6 +1605,10 @@ export function buildApi(host: NodeHost, opts: ApiOptions = {}): FastifyInstance
         feeVersion: state.feeVersions[node],
         /** Votes of this node counted in certificates, those that agreed with the decision, fees earned. */
         ...state.stats[node],
+        /** Money withdrawn in all, the last withdrawal's serial, and what the owner may still withdraw. */
+        withdrawn: state.withdrawn[node],
+        withdrawals: state.withdrawals[node],
+        payable: state.payable(node),
       })),
     };
   });

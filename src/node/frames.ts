@@ -255,13 +255,16 @@ export function formatAddress(a: HostPort): string {
 // a version-2 node cannot decode a batch or a tx message that carries one) and the state digest that
 // CHECKPOINTs sign holds the deposits, the money they minted and each node's fee version (two versions
 // would never agree on a checkpoint). Upgrade a group together (its ledgers upgrade to schema 10).
+//
+// Version 4 (2026-12-07): transactions gained a kind (Withdrawal: a node owner's payout), and the state
+// digest holds each node's withdrawals and the money they took out. Upgrade a group together.
 
 /**
  * The version of the node-to-node protocol: the handshake below and the encoding of every message sent
  * after it (protocol/messages.ts). Bump it with any change to either: nodes refuse a peer of another version
  * at the handshake.
  */
-export const WIRE_VERSION = 3;
+export const WIRE_VERSION = 4;
 export const NONCE_BYTES = 32;
 export const SIG_BYTES = 64;
 /** Largest handshake frame (the limit while a connection is unauthenticated). */

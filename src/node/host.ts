@@ -384,6 +384,7 @@ export class NodeHost {
               deposits: l.deposits,
               fees: l.fees,
               feeVersions: l.feeVersions,
+              withdrawals: l.withdrawals,
               recent: l.recent.entries(),
               log: db.signedLog() as PersistRecord[],
               uncertified: db.uncertifiedReceipts(quorumOf(opts.genesis)),
@@ -1060,6 +1061,7 @@ export class NodeHost {
       deposits: exec.deposits,
       fees: exec.fees,
       feeVersions: exec.feeVersions,
+      withdrawals: exec.withdrawals,
       stateDigest: a.checkpoint ? this.db.state.stateDigest() : undefined,
     });
     if (this.submittedTxs.size > 0) this.noteSuperseded(a.seq);
@@ -1399,8 +1401,9 @@ export class NodeHost {
       // Counted with the deposits waiting to be ordered, as if all applied: only one of a serial applies, so
       // the largest of each serial but this one's (a rival of this one is replaced by it). Until 2026-12-07
       // only the executed total counted, and of two waiting deposits that together passed the bound the
-      // second used its serial and credited nothing.
-      const total = this.db.state.totalMoney();
+      // second used its serial and credited nothing. The bound is on all the money there ever was (the
+      // genesis's and every deposit's, the ledger's rule: withdrawals take money out but not from this).
+      const total = this.db.state.genesisMoney + this.db.state.minted;
       const largest = new Map<number, number>();
       for (const t of this.replica.pendingTxs)
         if (t.kind === 'deposit' && t.deposit.serial !== tx.deposit.serial)
@@ -1418,12 +1421,41 @@ export class NodeHost {
           ok: false,
           txId: c.id,
           code: 'TX_DEPOSIT_TOO_LARGE',
-          message: `the group holds ${total}${held}; a deposit of ${tx.deposit.amount} would take it past 2^53 − 1 (${Number.MAX_SAFE_INTEGER})`,
+          message: `the genesis balances and the deposits applied come to ${total}${held} (withdrawals do not lower this bound); a deposit of ${tx.deposit.amount} would take it past 2^53 − 1 (${Number.MAX_SAFE_INTEGER})`,
         };
       }
       return this.submitChecked(tx);
     }
     if (tx.kind === 'feeChange') return this.submitChecked(tx);
+    if (tx.kind === 'withdrawal') {
+      // The ledger would use the serial and take nothing (state.ts, applyTx): refused here with a reason.
+      // Against what the node earned as of the last executed batch, less the withdrawals of it waiting here.
+      // As for deposits: the largest waiting of each serial but this one's (only one of a serial applies).
+      const w = tx.withdrawal;
+      if (w.node < this.db.state.n) {
+        const largest = new Map<number, number>();
+        for (const t of this.replica.pendingTxs)
+          if (t.kind === 'withdrawal' && t.withdrawal.node === w.node && t.withdrawal.serial !== w.serial)
+            largest.set(
+              t.withdrawal.serial,
+              Math.max(largest.get(t.withdrawal.serial) ?? 0, t.withdrawal.amount),
+            );
+        let waiting = 0;
+        for (const a of largest.values()) waiting += a;
+        const payable = this.db.state.payable(w.node);
+        if (w.amount > payable - waiting) {
+          const c = this.replica.checkTx(tx);
+          if (!c.ok) return { ok: false, txId: c.id, code: c.code, message: c.message };
+          return {
+            ok: false,
+            txId: c.id,
+            code: 'TX_WITHDRAWAL_TOO_LARGE',
+            message: `node ${w.node} may withdraw ${payable} (earned ${this.db.state.stats[w.node].earned}, withdrawn ${this.db.state.withdrawn[w.node]}${waiting > 0 ? `, ${waiting} more in withdrawals waiting to be ordered` : ''}), not ${w.amount}`,
+          };
+        }
+      }
+      return this.submitChecked(tx);
+    }
     // An update of this very node to a model it has not loaded: once ordered, this node would have no model
     // to infer with (it would vote on nothing), and it could not start again without that model. Refused
     // here, after the checks any node applies (a forged or stale one gets their answer).
@@ -1631,6 +1663,14 @@ export class NodeHost {
       pendingFeeChanges: r.pendingTxs.flatMap((tx) =>
         tx.kind === 'feeChange'
           ? [{ node: tx.change.node, version: tx.change.version, fee: tx.change.fee }]
+          : [],
+      ),
+      /** Each node's withdrawals applied (the last serial; its next withdrawal is this + 1). */
+      withdrawals: [...r.currentWithdrawals],
+      /** The withdrawals this node holds, submitted and not yet ordered. */
+      pendingWithdrawals: r.pendingTxs.flatMap((tx) =>
+        tx.kind === 'withdrawal'
+          ? [{ node: tx.withdrawal.node, serial: tx.withdrawal.serial, amount: tx.withdrawal.amount }]
           : [],
       ),
       /** The treasury's deposits applied (the last serial; the next deposit is this + 1). */

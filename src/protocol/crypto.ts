@@ -165,6 +165,8 @@ export const TAGS = {
   deposit: 'dropbear/v1/deposit',
   /** A node owner's change of its per-request fee (FeeChange). */
   feeChange: 'dropbear/v1/fee-change',
+  /** A node owner's payout from what its node earned (Withdrawal). */
+  withdrawal: 'dropbear/v1/withdrawal',
   batch: 'dropbear/v1/batch',
   handshake: 'dropbear/v1/handshake',
 } as const;

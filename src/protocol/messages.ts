@@ -524,10 +524,21 @@ export type Deposit = Infer<typeof Deposit>;
 export const FeeChange = struct({ node: uint, version: uint, fee: uint });
 export type FeeChange = Infer<typeof FeeChange>;
 
+/**
+ * A node owner's payout of `amount` from what its node earned: the ledger takes it out of the node's
+ * payable money (earned less withdrawn before), and the marketplace's treasury pays the owner outside the
+ * group once the withdrawal is ordered and applied (docs/api.md, "Withdrawals"). `serial` orders a node's
+ * withdrawals as `version` orders its fee changes (a sequence of its own: the first is 1), so a replay has no
+ * effect. Signed with the node's genesis key (TAGS.withdrawal over Withdrawal).
+ */
+export const Withdrawal = struct({ node: uint, serial: uint, amount: uint });
+export type Withdrawal = Infer<typeof Withdrawal>;
+
 export const Tx = union({
   modelUpdate: struct({ update: ModelUpdate, signature: Signature }),
   deposit: struct({ deposit: Deposit, signature: Signature }),
   feeChange: struct({ change: FeeChange, signature: Signature }),
+  withdrawal: struct({ withdrawal: Withdrawal, signature: Signature }),
 });
 export type Tx = Infer<typeof Tx>;
 
@@ -558,9 +569,27 @@ export function signFeeChange(groupId: Uint8Array, change: FeeChange, key: KeyPa
   };
 }
 
+/** A withdrawal signed with its node's genesis key (the owner's): TAGS.withdrawal over Withdrawal. */
+export function signWithdrawal(groupId: Uint8Array, withdrawal: Withdrawal, key: KeyPair): Tx {
+  return {
+    kind: 'withdrawal',
+    withdrawal,
+    signature: signTagged(TAGS.withdrawal, groupId, encode(Withdrawal, withdrawal), key),
+  };
+}
+
+/** The node a model update, fee change or withdrawal is of; −1 for a deposit (the treasury's). */
+export function txNodeOf(tx: Tx): number {
+  if (tx.kind === 'deposit') return -1;
+  if (tx.kind === 'feeChange') return tx.change.node;
+  if (tx.kind === 'withdrawal') return tx.withdrawal.node;
+  return tx.update.node;
+}
+
 /**
- * Is the transaction signed by the key it must be: a model update or a fee change by the genesis key of the
- * node it names, a deposit by the genesis's treasury key? (Versions and serials are for the ledger.)
+ * Is the transaction signed by the key it must be: a model update, fee change or withdrawal by the genesis
+ * key of the node it names, a deposit by the genesis's treasury key? (Versions and serials are for the
+ * ledger.)
  */
 export function verifyTx(genesis: Genesis, groupId: Uint8Array, tx: Tx): boolean {
   if (tx.kind === 'deposit')
@@ -570,6 +599,13 @@ export function verifyTx(genesis: Genesis, groupId: Uint8Array, tx: Tx): boolean
     return (
       node !== undefined &&
       verifyTagged(TAGS.feeChange, groupId, encode(FeeChange, tx.change), tx.signature, node.publicKey)
+    );
+  }
+  if (tx.kind === 'withdrawal') {
+    const node = genesis.nodes[tx.withdrawal.node];
+    return (
+      node !== undefined &&
+      verifyTagged(TAGS.withdrawal, groupId, encode(Withdrawal, tx.withdrawal), tx.signature, node.publicKey)
     );
   }
   const node = genesis.nodes[tx.update.node];

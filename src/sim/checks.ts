@@ -1,6 +1,6 @@
 /**
  * Invariants checked after a simulated run: safety, no double certification, conservation of money (the
- * genesis's plus what deposits minted).
+ * genesis's plus what deposits minted, less what withdrawals took out).
  */
 import { equalBytes, hex } from '../protocol/index.ts';
 import type { SimResult } from './world.ts';
@@ -25,13 +25,15 @@ export function checkRun(r: SimResult): CheckResult {
         problems.push(`safety: batch ${s + 1} differs (node ${n.id}: ${hex(d).slice(0, 12)})`);
     }
   }
-  // Requests move money between clients and owners; only the treasury's deposits add to it (minted).
+  // Requests move money between clients and owners; only the treasury's deposits add to it (minted) and
+  // only owners' withdrawals take it out (paidOut).
   for (const n of honest) {
     const total = n.ledger.totalMoney();
     const minted = n.ledger.minted;
-    if (total !== initial + minted)
+    const paidOut = n.ledger.paidOut();
+    if (total !== initial + minted - paidOut)
       problems.push(
-        `money: node ${n.id} holds ${total}, genesis had ${initial} and deposits added ${minted}`,
+        `money: node ${n.id} holds ${total}, genesis had ${initial}, deposits added ${minted} and withdrawals took ${paidOut}`,
       );
   }
   for (const id of r.duplicateCertificates)

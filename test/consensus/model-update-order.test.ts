@@ -19,6 +19,7 @@ import {
   signDeposit,
   signFeeChange,
   signModelUpdate,
+  signWithdrawal,
   type Tx,
   txIdOf,
 } from '../../src/protocol/index.ts';
@@ -47,7 +48,9 @@ const tag = (t: Tx) =>
     ? `${t.update.node}:v${t.update.version}`
     : t.kind === 'feeChange'
       ? `${t.change.node}:f${t.change.version}=${t.change.fee}`
-      : `d${t.deposit.serial}`;
+      : t.kind === 'withdrawal'
+        ? `${t.withdrawal.node}:w${t.withdrawal.serial}=${t.withdrawal.amount}`
+        : `d${t.deposit.serial}`;
 
 const prePrepares = (as: Action[]) => broadcasts(as, 'prePrepare');
 
@@ -94,8 +97,11 @@ class One {
       deposits: ex.deposits,
       fees: ex.fees,
       feeVersions: ex.feeVersions,
+      withdrawals: this.derive ? undefined : ex.withdrawals,
     });
   }
+  /** Leave the withdrawals out of `executed` (the replica derives them from the batch, as without a host). */
+  derive = false;
   get pending(): string[] {
     return this.r.pendingTxs.map(tag);
   }
@@ -315,6 +321,61 @@ describe("fee changes (a node's own sequence, beside its model updates)", () => 
     expect(only(out, 'peerMisbehaved').map((a) => [a.peer, a.reason])).toEqual([
       [2, 'bad signature on its own transaction'],
     ]);
+  });
+});
+
+describe("withdrawals (a node's own serials, beside its model and fee sequences)", () => {
+  const withdraw = (node: number, serial: number, amount = 5, signer = G.keys[node]): Tx =>
+    signWithdrawal(GID, { node, serial, amount }, signer);
+
+  it("refuses a gap, a zero and another node's key, takes serial 1 beside the node's model and fee version 1, and names the sequence when stale", () => {
+    const h = new One(1);
+    const rejected = (tx: Tx) => only(h.step({ type: 'submitTx', tx }), 'txRejected');
+    expect(rejected(withdraw(2, 2)).map((a) => [a.code, a.message])).toEqual([
+      [
+        'TX_VERSION_GAP',
+        "serial 2 skips serial 1 of node 2's withdrawals (current 0); they apply one at a time: submit 1 first",
+      ],
+    ]);
+    expect(rejected(withdraw(2, 1, 0)).map((a) => a.code)).toEqual(['TX_BAD_AMOUNT']);
+    expect(rejected(withdraw(2, 1, 5, G.keys[3])).map((a) => a.code)).toEqual(['TX_BAD_SIGNATURE']);
+    expect(rejected(withdraw(2, 1))).toEqual([]);
+    expect(rejected(change(2, 1, 9))).toEqual([]);
+    expect(rejected(update(2, 1))).toEqual([]);
+    expect(h.pending).toEqual(['2:w1=5', '2:f1=9', '2:v1']);
+    h.commit(makePP(1, { timestamp: T0, entries: [], txs: [withdraw(2, 1), change(2, 1, 9), update(2, 1)] }));
+    // Ordered, it uses its serial (node 2 had earned nothing, so it took nothing): the replica counts it.
+    expect(h.r.currentWithdrawals).toEqual([0, 0, 1, 0]);
+    expect(h.ledger.withdrawn).toEqual([0, 0, 0, 0]);
+    expect([h.r.currentFeeVersions[2], h.r.currentModelVersions[2]]).toEqual([1, 1]);
+    expect(h.pending).toEqual([]);
+    expect(rejected(withdraw(2, 1, 6)).map((a) => [a.code, a.message])).toEqual([
+      ['TX_STALE_VERSION', "serial 1 is not above node 2's withdrawals' last applied, serial 1"],
+    ]);
+  });
+
+  it("without the counts from its host, the replica derives each node's withdrawals from the batch", () => {
+    const h = new One(3);
+    h.derive = true;
+    h.commit(
+      makePP(1, {
+        timestamp: T0,
+        entries: [],
+        txs: [withdraw(1, 2), withdraw(1, 1)],
+      }),
+    );
+    // Serial 1 of node 1 applies; its serial 2 came first and waits again.
+    expect(h.r.currentWithdrawals).toEqual([0, 1, 0, 0]);
+    expect(h.pending).toEqual(['1:w2=5']);
+  });
+
+  it('a node spreading a forged withdrawal of its own is punished for a bad signature on its own transaction', () => {
+    const h = new One(1);
+    const out = h.msg(2, { kind: 'tx', tx: withdraw(2, 1, 5, G.keys[0]) });
+    expect(only(out, 'peerMisbehaved').map((a) => [a.peer, a.reason])).toEqual([
+      [2, 'bad signature on its own transaction'],
+    ]);
+    expect(h.pending).toEqual([]);
   });
 });
 

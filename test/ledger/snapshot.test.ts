@@ -36,6 +36,7 @@ import {
   signFeeChange,
   signRequest,
   signTagged,
+  signWithdrawal,
   TAGS,
   type Tx,
 } from '../../src/protocol/index.ts';
@@ -111,6 +112,8 @@ function history(seed: number, count: number): Planned[] {
   const rd = rng(seed + 7_777);
   let deposits = 0;
   const feeVersions = genesis.nodes.map(() => 0);
+  const rw = rng(seed + 9_999);
+  const withdrawals = genesis.nodes.map(() => 0);
   let clock = EPOCH_MS;
   let nonce = seed * 1_000_000;
   for (let seq = 1; seq <= count; seq++) {
@@ -143,6 +146,14 @@ function history(seed: number, count: number): Planned[] {
       const version = rd(4) === 0 ? feeVersions[node] : feeVersions[node] + 1;
       feeVersions[node] = Math.max(feeVersions[node], version);
       txs.push(signFeeChange(groupId, { node, version, fee: rd(7) }, keys[node]));
+    }
+    // Withdrawals from a stream of their own too: amounts from 1 to 40, so some take more than the node
+    // has earned (the serial used, nothing taken), and now and then a replayed serial.
+    if (rw(9) === 0) {
+      const node = rw(4);
+      const serial = rw(4) === 0 ? withdrawals[node] : withdrawals[node] + 1;
+      withdrawals[node] = Math.max(withdrawals[node], serial);
+      txs.push(signWithdrawal(groupId, { node, serial, amount: 1 + rw(40) }, keys[node]));
     }
     // Votes are cast with the models before this batch's update: the update makes some of them stale.
     const voteModels = [...models];
@@ -243,6 +254,7 @@ function expectSameState(a: LedgerState, b: LedgerState): void {
   expect(a.fees).toEqual(b.fees);
   expect(a.feeVersions).toEqual(b.feeVersions);
   expect([a.deposits, a.minted]).toEqual([b.deposits, b.minted]);
+  expect([a.withdrawals, a.withdrawn]).toEqual([b.withdrawals, b.withdrawn]);
   expect([a.seq, a.clock, hex(a.lastReceipt)]).toEqual([b.seq, b.clock, hex(b.lastReceipt)]);
 }
 
@@ -681,18 +693,24 @@ describe('SqliteLedger snapshots', () => {
     expect(verifyLedgerFile(path)).toMatchObject({ ok: true, batches: 31 });
   });
 
-  it('upgrades a schema-9 file in place: its snapshots (the layout before deposits) go, the open replays, the next execution snapshots', () => {
-    const plans = history(17, 40);
-    const l0 = SqliteLedger.open(freshPath(), genesis, { snapshotEvery: 5 });
-    const executions = feed(l0, plans.slice(0, 30));
-    const path = l0.path;
-    l0.close();
-    expect(snapshotSeqs(path).length).toBeGreaterThan(0);
-    const db = new Database(path);
-    db.prepare('UPDATE meta SET schema_version = 9').run();
-    db.close();
-    opensAsReplayed(path, plans, executions);
-  });
+  it.each([
+    [9, 'deposits'],
+    [10, 'withdrawals'],
+  ])(
+    'upgrades a schema-%i file in place: its snapshots (the layout before %s) go, the open replays, the next execution snapshots',
+    (version) => {
+      const plans = history(8 + version, 40);
+      const l0 = SqliteLedger.open(freshPath(), genesis, { snapshotEvery: 5 });
+      const executions = feed(l0, plans.slice(0, 30));
+      const path = l0.path;
+      l0.close();
+      expect(snapshotSeqs(path).length).toBeGreaterThan(0);
+      const db = new Database(path);
+      db.prepare('UPDATE meta SET schema_version = ?').run(version);
+      db.close();
+      opensAsReplayed(path, plans, executions);
+    },
+  );
 
   it('verify reports a snapshot that differs from the state the replay reaches, one whose hash does not match, and one ahead of the batches', () => {
     const plans = history(14, 30);

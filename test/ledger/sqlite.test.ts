@@ -446,12 +446,14 @@ describe('SqliteLedger', () => {
     const db = new Database(path);
     db.prepare('UPDATE meta SET schema_version = 8').run();
     db.close();
-    expect(() => verifyLedgerFile(path)).toThrow(/ledger schema 8; this build reads 10 \(a node/);
+    expect(() => verifyLedgerFile(path)).toThrow(
+      new RegExp(`ledger schema 8; this build reads ${LEDGER_SCHEMA_VERSION} \\(a node`),
+    );
     const again = SqliteLedger.open(path, genesis);
     expect(again.signedLog()).toEqual(before);
     again.close();
     const check = new Database(path, { readonly: true });
-    expect(check.prepare('SELECT schema_version FROM meta').pluck().get()).toBe(10);
+    expect(check.prepare('SELECT schema_version FROM meta').pluck().get()).toBe(LEDGER_SCHEMA_VERSION);
     check.close();
   });
 

@@ -35,6 +35,7 @@ import {
   signFeeChange,
   signRequest,
   signTagged,
+  signWithdrawal,
   struct,
   TAGS,
   type Tx,
@@ -275,7 +276,8 @@ describe('LedgerState.execute', () => {
     }
     expect(expired).toBeGreaterThan(10);
     expect(hex(l.stateDigest())).toBe(GOLDEN_WINDOW_DIGEST);
-    // The digest before deposits (2026-12-07 added `deposits`, `minted` and each node's `feeVersion`, all 0 here): the same state
+    // The digest before deposits (2026-12-07 added `deposits`, `minted` and each node's `feeVersion`, then
+    // each node's `withdrawal` and `withdrawn`, all 0 here): the same state
     // in the old layout still hashes to the value the code before computed, so the chain did not change.
     const old = struct({
       seq: uint,
@@ -770,7 +772,90 @@ describe("fee changes (an owner sets its node's fee after the genesis)", () => {
   });
 });
 
-const GOLDEN_WINDOW_DIGEST = 'e3592fc2758afe615024ca1ac0a9ec37697b2f6e664ac14caf350ce7e952ade1';
+describe('withdrawals (an owner takes out what its node earned)', () => {
+  const withdraw = (node: number, serial: number, amount: number, signer = nodeKeys[node]): Tx =>
+    signWithdrawal(groupId, { node, serial, amount }, signer);
+
+  it('takes out what the node earned before its batch, no more: money leaves the group', () => {
+    const l = new LedgerState(genesis);
+    const total = l.totalMoney();
+    for (let i = 0; i < 3; i++) run(l, [entry(req(), all(1))]);
+    expect(l.stats.map((s) => s.earned)).toEqual([3, 6, 9, 12]);
+    // Node 2 earned 9; its batch's own request (3 more) is charged after the withdrawal: 10 is too much.
+    let ex = run(l, [entry(req(), all(1))], undefined, [withdraw(2, 1, 10)]);
+    expect(ex.txs.map((t) => t.applied)).toEqual([false]);
+    expect([l.withdrawals[2], l.withdrawn[2], l.payable(2)]).toEqual([1, 0, 12]);
+    expect(ex.withdrawals).toEqual([0, 0, 1, 0]);
+    ex = run(l, [], undefined, [withdraw(2, 2, 12), withdraw(3, 1, 5)]);
+    expect(ex.txs.map((t) => t.applied)).toEqual([true, true]);
+    expect([l.payable(2), l.payable(3)]).toEqual([0, 11]);
+    expect(l.withdrawn).toEqual([0, 0, 12, 5]);
+    expect(l.paidOut()).toBe(17);
+    expect(l.totalMoney()).toBe(total - 17);
+    // What it earns later it may take out again.
+    run(l, [entry(req(), all(1))], undefined, []);
+    ex = run(l, [], undefined, [withdraw(2, 3, 3)]);
+    expect(ex.txs.map((t) => t.applied)).toEqual([true]);
+    expect(l.payable(2)).toBe(0);
+  });
+
+  it("a replay, a gap, a zero, another node's key, a fee change's signature or no such node has no effect", () => {
+    const l = new LedgerState(genesis);
+    for (let i = 0; i < 5; i++) run(l, [entry(req(), all(1))]);
+    const first = withdraw(1, 1, 4);
+    const ex = run(l, [], undefined, [
+      withdraw(1, 2, 4), // a gap
+      withdraw(1, 1, 4, nodeKeys[0]), // another node's key
+      { ...first, signature: signFeeChange(groupId, { node: 1, version: 1, fee: 4 }, nodeKeys[1]).signature },
+      withdraw(9, 1, 4, nodeKeys[1]), // no such node
+      first,
+      first, // a replay in the same batch
+      withdraw(1, 2, 0), // a zero uses its serial
+    ]);
+    expect(ex.txs.map((t) => t.applied)).toEqual([false, false, false, false, true, false, false]);
+    expect([l.withdrawals[1], l.withdrawn[1], l.payable(1)]).toEqual([2, 4, 6]);
+    run(l, [], undefined, [first]);
+    expect(l.withdrawn[1]).toBe(4);
+    // The withdrawal sequence is a node's own: fee version 1 still applies.
+    run(l, [], undefined, [signFeeChange(groupId, { node: 1, version: 1, fee: 9 }, nodeKeys[1])]);
+    expect(l.fees[1]).toBe(9);
+  });
+
+  it('preview gives the receipt execute gives; the digest and the snapshot keep them; a snapshot overdrawn or off by the money is refused', () => {
+    const a = new LedgerState(genesis);
+    const b = new LedgerState(genesis);
+    const earlier = [req(), req(), req(), req()];
+    for (const l of [a, b]) for (const r of earlier) run(l, [entry(r, all(1))]);
+    const entries = [entry(req(), all(1))];
+    const batch = batchOf(entries, undefined, [withdraw(0, 1, 3)]);
+    const receipt = a.preview(5, batchDigestOf(batch), batch, entries);
+    expect(a.withdrawn).toEqual([0, 0, 0, 0]);
+    const ex = b.execute(5, batchDigestOf(batch), batch, entries);
+    expect(hex(receiptHashOf(receipt))).toBe(hex(ex.receiptHash));
+    expect(hex(b.stateDigest())).not.toBe(hex(a.stateDigest()));
+    const back = LedgerState.restore(genesis, b.snapshot());
+    expect([back.withdrawals, back.withdrawn, back.paidOut()]).toEqual([[1, 0, 0, 0], [3, 0, 0, 0], 3]);
+    expect(hex(back.stateDigest())).toBe(hex(b.stateDigest()));
+    run(back, [], undefined, [withdraw(0, 1, 1), withdraw(0, 2, 1)]);
+    expect(back.withdrawn[0]).toBe(4);
+    const v = decode(StateSnapshot, b.snapshot());
+    const bad = (x: typeof v) => () => LedgerState.restore(genesis, encode(StateSnapshot, x));
+    const nodes = (i: number, w: Partial<(typeof v.nodes)[number]>) =>
+      v.nodes.map((x, k) => (k === i ? { ...x, ...w } : x));
+    // (A changed `withdrawn` alone moves what the node may withdraw and what left the group alike.)
+    expect(bad({ ...v, nodes: nodes(0, { earned: v.nodes[0].earned + 1 }) })).toThrow(
+      /money is not conserved/,
+    );
+    expect(bad({ ...v, nodes: nodes(1, { withdrawn: v.nodes[1].earned + 1 }) })).toThrow(
+      /withdrew more than it earned/,
+    );
+    expect(bad(v)).not.toThrow();
+  });
+});
+
+// Re-derived on 2026-12-07 when the state gained each node's withdrawals (all 0 here; the old-layout hash
+// in the test shows the window chain itself did not change).
+const GOLDEN_WINDOW_DIGEST = 'c8c0d331ed939840d103bc462a3266faba9a1e0150815cedd982db55955270d1';
 
 describe('u64 (the 8 bytes of seqs and timestamps in the recent-ids chain)', () => {
   it('is big-endian and equal to a BigInt DataView write for every safe integer tried', () => {

@@ -149,6 +149,7 @@ describe('GET /v1/owners', () => {
       seq: 0,
       deposits: 0,
       minted: 0,
+      paidOut: 0,
       owners: lone.group.genesis.nodes.map((n, node) => ({
         node,
         owner: n.owner,
@@ -157,6 +158,9 @@ describe('GET /v1/owners', () => {
         counted: 0,
         agreed: 0,
         earned: 0,
+        withdrawn: 0,
+        withdrawals: 0,
+        payable: 0,
       })),
     });
     expect((await app.inject('/v1/owners?node=1')).statusCode).toBe(400);

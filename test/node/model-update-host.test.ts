@@ -11,9 +11,18 @@ import { afterEach, describe, expect, it } from 'vitest';
 import type { ModelBackend } from '../../src/inference/backend.ts';
 import { NodeHost, type Wire } from '../../src/node/host.ts';
 import { startStandIn } from '../../src/node/standin-backend.ts';
-import { groupIdOf, hex, sha256, signDeposit, signModelUpdate, txIdOf } from '../../src/protocol/index.ts';
+import {
+  groupIdOf,
+  hex,
+  sha256,
+  signDeposit,
+  signModelUpdate,
+  signWithdrawal,
+  txIdOf,
+} from '../../src/protocol/index.ts';
 import { makeGroup } from '../../src/sim/world.ts';
 import { Loopback } from './harness.ts';
+import { standInRequest } from './standin-request.ts';
 
 const cleanups: (() => void)[] = [];
 afterEach(() => {
@@ -186,5 +195,44 @@ describe('two deposits of one serial, submitted through two nodes', () => {
     expect(hs[2].db.state.deposits).toBe(1);
     expect(hs[2].txStatus(hex(txIdOf(held)))).toEqual({ status: 'superseded', seq: hs[2].db.state.seq });
     expect(hs[2].db.state.balanceOf(client) - group.genesis.balances[0].amount).toBe(10);
+  });
+});
+
+describe("an owner's withdrawal, on four hosts", () => {
+  it('takes out what the node earned, once; more than it may withdraw, counting those waiting, is TX_WITHDRAWAL_TOO_LARGE', async () => {
+    const { group, hosts: hs } = hosts(49);
+    const gid = groupIdOf(group.genesis);
+    const until = async (ok: () => boolean, what: string) => {
+      for (let i = 0; i < 500 && !ok(); i++) await new Promise((res) => setTimeout(res, 20));
+      expect(ok(), what).toBe(true);
+    };
+    // Three certified requests: node 1 earns its fee three times on every ledger.
+    for (const nonce of [1, 2, 3]) expect(hs[0].submit(standInRequest(group, gid, nonce)).ok).toBe(true);
+    await until(() => hs.every((h) => h.db.state.stats[1].counted >= 3), 'three requests executed');
+    const fee = group.genesis.nodes[1].fee;
+    const earned = hs[1].db.state.stats[1].earned;
+    expect(earned).toBe(3 * fee);
+    const w = (serial: number, amount: number, key = group.keys[1]) =>
+      signWithdrawal(gid, { node: 1, serial, amount }, key);
+    // More than earned: refused before it is ordered, with what the node may take.
+    const over = hs[2].submitTx(w(1, earned + 1));
+    expect(over).toMatchObject({ ok: false, code: 'TX_WITHDRAWAL_TOO_LARGE' });
+    expect(over.ok === false && over.message).toContain(`node 1 may withdraw ${earned}`);
+    // Two that each fit but together do not: the second is refused while the first waits.
+    const first = w(1, earned - fee);
+    expect(hs[2].submitTx(first).ok).toBe(true);
+    const second = hs[2].submitTx(w(2, 2 * fee));
+    expect(second).toMatchObject({ ok: false, code: 'TX_WITHDRAWAL_TOO_LARGE' });
+    expect(second.ok === false && second.message).toContain('waiting to be ordered');
+    await until(() => hs.every((h) => h.db.state.withdrawals[1] === 1), 'the withdrawal ordered everywhere');
+    for (const h of hs) {
+      expect([h.db.state.withdrawn[1], h.db.state.payable(1)]).toEqual([earned - fee, fee]);
+      expect(h.db.state.totalMoney()).toBe(group.genesis.balances[0].amount - (earned - fee));
+    }
+    expect(hs[2].txStatus(hex(txIdOf(first)))).toMatchObject({ status: 'executed', applied: true });
+    // The same again is a replay (the serial is used); a forged one is refused.
+    expect(hs[0].submitTx(first)).toMatchObject({ ok: false });
+    expect(hs[0].submitTx(w(2, 1, group.keys[0]))).toMatchObject({ ok: false, code: 'TX_BAD_SIGNATURE' });
+    expect(hs[0].status().withdrawals).toEqual([0, 1, 0, 0]);
   });
 });
