@@ -3,7 +3,11 @@
  * answer that is not what a Dropbear node sends a typed error naming the URL and what came back, instead of
  * a parser's message ("Unexpected token 'h'") or a command that waits forever on a node that never answers.
  *
- * - NODE_UNREACHABLE: nothing answered (refused, reset, unknown host); the message gives the cause's code.
+ * - NODE_UNREACHABLE: nothing answered (refused, reset, unknown host); the message gives the cause's code
+ *   (and, for an https URL at a port that speaks plain HTTP, says so).
+ * - NODE_UNTRUSTED: an https URL whose certificate this process does not trust (a private CA, a host the
+ *   certificate does not name, an expired one); the message says how to trust a private CA:
+ *   NODE_EXTRA_CA_CERTS, which Node reads when the process starts (docs/api.md, "HTTPS").
  * - NODE_TIMEOUT: no answer within the limit.
  * - BAD_RESPONSE: an answer that is not JSON, or JSON of another shape (`expectObject` below), or a redirect
  *   (a Dropbear node never sends one; it is not followed: followed, a node sent `status` to another host,
@@ -25,6 +29,27 @@ export interface NodeAnswer {
   body: unknown;
 }
 
+/**
+ * The causes of a failed fetch that are a TLS certificate this process does not trust: OpenSSL's verify
+ * codes (an unknown or private CA, a self-signed one, expired, …) and Node's for a host the certificate
+ * does not name.
+ */
+const UNTRUSTED_CERTIFICATE =
+  /^(CERT_|DEPTH_ZERO_|SELF_SIGNED_|UNABLE_TO_|INVALID_CA|PATH_LENGTH|INVALID_PURPOSE|ERR_TLS_CERT_ALTNAME)/;
+
+/**
+ * How to trust a node's certificate, for a message about one that is not: `cause` a fetch's cause code, or a
+ * message holding one (the SDK's, `node 0: NETWORK fetch failed (UNABLE_TO_VERIFY_LEAF_SIGNATURE)`). Null
+ * when it names no such cause.
+ */
+export function untrustedCertificateHint(text: string): string | null {
+  const cause = text.split(/[^A-Z0-9_]+/).find((w) => UNTRUSTED_CERTIFICATE.test(w));
+  if (cause === undefined) return null;
+  if (cause.startsWith('ERR_TLS_CERT_ALTNAME'))
+    return "the certificate does not name the URL's host: use the name it gives, or a certificate for that host";
+  return "if a private CA signed the node's certificate, run with NODE_EXTRA_CA_CERTS=<that CA's PEM file> (read when the process starts)";
+}
+
 function networkError(url: string, e: unknown, timeoutMs: number): DropbearError {
   if (e instanceof DropbearError) return e;
   const err = e as { name?: string; message?: string; cause?: { code?: unknown; message?: unknown } };
@@ -36,6 +61,18 @@ function networkError(url: string, e: unknown, timeoutMs: number): DropbearError
       : typeof err?.cause?.message === 'string'
         ? err.cause.message
         : (err?.message ?? String(e));
+  const hint = UNTRUSTED_CERTIFICATE.test(cause) ? untrustedCertificateHint(cause) : null;
+  if (hint)
+    return new DropbearError(
+      'NODE_UNTRUSTED',
+      `${url}: its TLS certificate is not trusted (${cause}); ${hint}`,
+    );
+  // An https URL at a port that answers plain HTTP (a node without api.tls).
+  if (cause === 'ERR_SSL_WRONG_VERSION_NUMBER' && url.startsWith('https:'))
+    return new DropbearError(
+      'NODE_UNREACHABLE',
+      `${url} did not answer TLS (${cause}): does the node serve plain HTTP there (no api.tls)? then its URL is http://`,
+    );
   return new DropbearError('NODE_UNREACHABLE', `nothing answered at ${url} (${cause}); is the node running?`);
 }
 

@@ -7,6 +7,7 @@ import { Certificate, DropbearError, toJson } from '../protocol/index.ts';
 import { readKeyFile } from '../protocol/keyfile.ts';
 import { usageError } from './errors.ts';
 import { loadGroup } from './group.ts';
+import { untrustedCertificateHint } from './http.ts';
 import { makeOutputDir, stableJson, writeOutputFile } from './io.ts';
 import { wholeOrNaN } from './numbers.ts';
 
@@ -114,9 +115,14 @@ export function registerInfer(program: Command): void {
             const code = e instanceof DropbearError ? e.code : 'ERROR';
             // Owners raised their fees past what this client signs (the genesis fees' sum by default): every
             // node refusing says MAX_FEE_TOO_LOW, some nodes refusing and others down says it per node.
-            const hint = /\bMAX_FEE_TOO_LOW\b/.test(`${code} ${(e as Error).message}`)
+            // A node's certificate this process does not trust (a private CA): how to trust it.
+            const why = `${code} ${(e as Error).message}`;
+            const untrusted = untrustedCertificateHint(why);
+            const hint = /\bMAX_FEE_TOO_LOW\b/.test(why)
               ? ' (sign a higher maxFee with --max-fee N)'
-              : '';
+              : untrusted
+                ? ` (${untrusted})`
+                : '';
             process.stderr.write(`${basename(file)}: error [${code}]: ${(e as Error).message}${hint}\n`);
             continue;
           }

@@ -5,11 +5,14 @@
  * owner's node config against that genesis, with their own key). `group init` instead makes every key in
  * one folder on one machine.
  */
+import { X509Certificate } from 'node:crypto';
 import { existsSync, rmSync } from 'node:fs';
+import { isIP } from 'node:net';
 import { dirname, join, relative, resolve } from 'node:path';
 import type { Command } from 'commander';
 import { resolveModel } from '../inference/store.ts';
 import { STANDIN_MODEL, standInDigest } from '../node/standin-backend.ts';
+import { loadTls } from '../node/transport.ts';
 import {
   CodecError,
   DropbearError,
@@ -368,12 +371,18 @@ export interface NodeConfigOptions {
   home?: string;
   /** Listen on this host (both ports) instead of the hosts the group names (0.0.0.0 behind NAT, say). */
   listenHost?: string;
+  /** The API over HTTPS (`api.tls` in the config): its PEM key and certificate, for an https API URL. */
+  apiTlsKey?: string;
+  apiTlsCert?: string;
 }
 
 /**
  * Writes the config of the node whose genesis public key is `key`'s (CONFIG_KEY_MISMATCH if none), with the
  * settings `group init` writes: its ports (and hosts, unless `listenHost`) from the group's address and API
  * URL for it; paths relative to the config's folder. The model must be in `home`'s store (MODEL_NOT_FOUND).
+ * With `apiTlsKey` and `apiTlsCert` (both or neither; only for an https API URL, else CLI_USAGE) the config
+ * serves the API over HTTPS (`api.tls`), the files checked as the node will check them (node/transport.ts,
+ * loadTls: their codes), with a note when the certificate does not name the URL's host.
  */
 export async function writeNodeConfig(
   o: NodeConfigOptions,
@@ -411,6 +420,31 @@ export async function writeNodeConfig(
       `${join(g.dir, 'group.json')} gives node ${id} no http(s) API URL`,
     );
   const api = urlHostPort(apiUrl);
+  if ((o.apiTlsKey === undefined) !== (o.apiTlsCert === undefined))
+    throw usageError('--api-tls-key and --api-tls-cert go together (the key and its certificate)');
+  const tlsFiles =
+    o.apiTlsKey !== undefined && o.apiTlsCert !== undefined ? { key: o.apiTlsKey, cert: o.apiTlsCert } : null;
+  if (tlsFiles && !apiUrl.startsWith('https:'))
+    throw usageError(
+      `--api-tls-key/--api-tls-cert serve the API over HTTPS, but ${join(g.dir, 'group.json')} gives node ${id} ` +
+        `the API URL ${apiUrl}, where clients speak plain HTTP: describe the node again with an https:// --api`,
+    );
+  const notes: string[] = [];
+  if (tlsFiles) {
+    let cert: Buffer;
+    try {
+      ({ cert } = loadTls({ keyFile: tlsFiles.key, certFile: tlsFiles.cert }, Date.now(), 'clients'));
+    } catch (e) {
+      if (e instanceof DropbearError) throw new DropbearError(e.code, `--api-tls-*: ${e.message}`, e.details);
+      throw e;
+    }
+    const leaf = new X509Certificate(cert);
+    if ((isIP(api.host) ? leaf.checkIP(api.host) : leaf.checkHost(api.host)) === undefined)
+      notes.push(
+        `the certificate ${tlsFiles.cert} does not name ${api.host} (subject ${leaf.subject.replace(/\n/g, ', ')}; ` +
+          `names ${leaf.subjectAltName ?? 'none'}): clients reaching ${apiUrl} will refuse it`,
+      );
+  }
   const digest = hex(node.modelDigest);
   const standin = node.modelName === STANDIN_MODEL && digest === standInDigest(id);
   // Checked here, not when the node starts: the owner's store must hold the model the genesis names.
@@ -422,7 +456,11 @@ export async function writeNodeConfig(
     key: rel(o.key),
     data: rel(o.data),
     p2p: { host: o.listenHost ?? p2p.host, port: p2p.port },
-    api: { host: o.listenHost ?? api.host, port: api.port },
+    api: {
+      host: o.listenHost ?? api.host,
+      port: api.port,
+      ...(tlsFiles ? { tls: { key: rel(tlsFiles.key), cert: rel(tlsFiles.cert) } } : {}),
+    },
     model: standin ? { standin: true } : { name: digest },
     ...(o.home ? { home: resolve(o.home) } : {}),
     log: { level: 'info' },
@@ -430,13 +468,13 @@ export async function writeNodeConfig(
     replica: { ...GROUP_REPLICA },
   };
   writeOutputFile(o.out, stableJson(config));
-  const notes: string[] = [];
-  // A node serves its API over plain HTTP only (a config's "tls" is between nodes): clients dialling https
-  // at the port the config listens on would meet plain HTTP.
-  if (apiUrl.startsWith('https:'))
+  // Without api.tls a node serves its API over plain HTTP (a config's "tls" is between nodes): clients
+  // dialling https at the port the config listens on would meet plain HTTP.
+  if (apiUrl.startsWith('https:') && !tlsFiles)
     notes.push(
-      `node ${id}'s API URL is ${apiUrl}, but a node serves plain HTTP: put a TLS proxy there and set "api" ` +
-        `in ${o.out} to the address it forwards to (as written, the node listens on ${config.api.host}:${api.port} itself)`,
+      `node ${id}'s API URL is ${apiUrl}, but as written the node serves plain HTTP on ${config.api.host}:${api.port}: ` +
+        'give it a certificate for that host (--api-tls-key, --api-tls-cert: "api.tls" in the config), ' +
+        `or put a TLS proxy there and set "api" in ${o.out} to the address it forwards to`,
     );
   return { id, groupId, config, notes };
 }
@@ -582,6 +620,8 @@ export function registerOwners(group: Command): void {
     .requiredOption('--out <file>', 'where to write the config; refuses to overwrite')
     .option('--home <dir>', 'the Dropbear home folder (default: $DROPBEAR_HOME, else ~/.dropbear)', parseHome)
     .option('--listen-host <host>', 'listen here (e.g. 0.0.0.0) instead of on the hosts the group names')
+    .option('--api-tls-key <file>', 'serve the API over HTTPS (an https API URL) with this PEM key (0600)…')
+    .option('--api-tls-cert <file>', "…and this PEM certificate (for the API URL's host; chain after it)")
     .addHelpText(
       'after',
       '\nExample:\n  npx dropbear group node-config --group group --key my-node.key --data data --out node.json\n' +

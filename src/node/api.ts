@@ -1,5 +1,6 @@
 /**
- * The node's HTTP API (fastify), over one NodeHost. `buildApi` returns the app, not listening.
+ * The node's HTTP API (fastify), over one NodeHost. `buildApi` returns the app, not listening; over HTTPS
+ * when given `tls` (a config's `api.tls`), where plain HTTP to the port is answered 400 HTTPS_REQUIRED.
  *
  *   POST /v1/requests                 {request} | {requests: [≤ 1024]} (SignedRequest codec JSON), or one
  *                                     SignedRequest's canonical bytes as application/octet-stream; ?wait=ms.
@@ -28,7 +29,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { setMaxListeners } from 'node:events';
-import type { Socket } from 'node:net';
+import { Socket } from 'node:net';
 import AjvCompiler from '@fastify/ajv-compiler';
 import Fastify, {
   type FastifyBaseLogger,
@@ -128,6 +129,11 @@ export interface DashboardAssets {
 }
 
 export interface ApiOptions {
+  /**
+   * Serve HTTPS with this key and certificate (PEM; the certificate may be followed by its chain), read and
+   * checked by the caller (node/run.ts: loadTls). Absent: plain HTTP.
+   */
+  tls?: { key: Buffer; cert: Buffer };
   /** The dashboard (none: GET /dashboard is 404 NOT_FOUND like any unknown route). */
   dashboard?: DashboardAssets;
   /** The model name of the group in the v2 routes (default: the genesis name). */
@@ -283,6 +289,7 @@ const STATUS: Record<string, number> = {
   INFER_BAD_SHAPE: 400,
   INFER_BAD_PARAMETERS: 400,
   INFER_BAD_OUTPUT: 400,
+  HTTPS_REQUIRED: 400,
   UNAUTHORIZED: 401,
   REQUEST_BAD_SIGNATURE: 401,
   INSUFFICIENT_FUNDS: 402,
@@ -456,6 +463,7 @@ function limitConnections(
   max: number,
   perAddress: number,
   retryAfterSeconds: number,
+  tls: boolean,
 ): void {
   let open = 0;
   let refusing = 0;
@@ -476,7 +484,10 @@ function limitConnections(
       return;
     }
     refused.add(socket);
-    if (refusing >= MAX_REFUSING) {
+    // Under HTTPS the socket is the TCP one, below TLS: an answer written there would reach the client as a
+    // garbled handshake, and one written over TLS would first cost the handshake the limit is there to
+    // spare. Closed unanswered instead.
+    if (tls || refusing >= MAX_REFUSING) {
       socket.destroy();
       return;
     }
@@ -497,6 +508,26 @@ function limitConnections(
   app.addHook('onRequest', (req, _reply, done) => {
     if (refused.has(req.raw.socket)) req.raw.socket.destroy();
     else done();
+  });
+}
+
+/**
+ * Under HTTPS, a plain HTTP request to the port (OpenSSL's ERR_SSL_HTTP_REQUEST: the "handshake" began
+ * with an HTTP method) is answered in plain HTTP, 400 HTTPS_REQUIRED, and closed, as a web server does,
+ * instead of a connection reset that reads to the client as "other side closed". Written on the TCP socket
+ * under the TLS one (`_parent`, Node's own link between them; without it the socket is closed, as Node does
+ * with every failed handshake). Any other failed handshake is left to Node (closed, unanswered).
+ */
+function answerPlainHttp(app: FastifyInstance): void {
+  app.server.on('tlsClientError', (e: NodeJS.ErrnoException, tlsSocket: Socket) => {
+    if (e.code !== 'ERR_SSL_HTTP_REQUEST') return;
+    const raw = (tlsSocket as Socket & { _parent?: unknown })._parent;
+    if (!(raw instanceof Socket) || raw.destroyed) return;
+    const err = {
+      code: 'HTTPS_REQUIRED',
+      message: `this node serves its API over HTTPS only (api.tls): call https://…:${raw.localPort ?? ''} instead of http://`,
+    };
+    answerClientError(raw, httpStatusOf(err.code), errorBody(err));
   });
 }
 
@@ -933,6 +964,7 @@ export function buildApi(host: NodeHost, opts: ApiOptions = {}): FastifyInstance
   const pollsOn = new WeakMap<Socket, Set<AbortController>>();
 
   const app = Fastify({
+    ...(opts.tls ? { https: { key: opts.tls.key, cert: opts.tls.cert } } : {}),
     ...(opts.logger ? { loggerInstance: opts.logger } : { logger: false }),
     // No per-request log lines (fastify 5.12's home for the option; the top-level one is deprecated).
     logController: new LogController({ disableRequestLogging: true }),
@@ -965,7 +997,8 @@ export function buildApi(host: NodeHost, opts: ApiOptions = {}): FastifyInstance
     },
   }) as unknown as FastifyInstance;
   refuseOversizedBodies(app, o.bodyLimitBytes as number);
-  limitConnections(app, maxConnections, maxPerAddress, o.retryAfterSeconds as number);
+  limitConnections(app, maxConnections, maxPerAddress, o.retryAfterSeconds as number, opts.tls !== undefined);
+  if (opts.tls) answerPlainHttp(app);
   logAcceptErrors(app);
   answerNodeRefusals(app, (e, url) => errorBodyFor(url, e));
   // No route reads a compressed body: one in a coding other than identity is refused as such, rather than

@@ -1,8 +1,9 @@
 /**
  * A node's configuration file (JSON). Paths inside it are relative to the file's folder. Every field is
  * checked with a message that names the field; `npx dropbear group init` writes valid ones. The key files
- * it names (`key`, custodial `key`, and the TLS private key `tls.key`) must be readable by their owner alone
- * (0600): see protocol/keyfile.ts. The TLS certificates (`tls.cert`, `tls.ca`) are public.
+ * it names (`key`, custodial `key`, and the TLS private keys `tls.key` and `api.tls.key`) must be readable by their
+ * owner alone (0600): see protocol/keyfile.ts. The TLS certificates (`tls.cert`, `tls.ca`, `api.tls.cert`) are
+ * public.
  *
  * {
  *   "id": 0,
@@ -13,7 +14,9 @@
  *   "certificateIndexRequests": 10000000,          // certificates of at least this many latest requests
  *                                                  // are served (16–32 bytes each, up to twice as many)
  *   "p2p": { "host": "127.0.0.1", "port": 7100 },
- *   "api": { "host": "127.0.0.1", "port": 8100 },
+ *   "api": { "host": "127.0.0.1", "port": 8100,
+ *            "tls": { "key": "…", "cert": "…" } },  // optional: the API over HTTPS (PEM files; cert may hold
+ *                                                  // the chain); for clients, apart from the peers' "tls"
  *   "peers": { "1": "tcp://127.0.0.1:7101" },      // optional: default is each node's genesis address
  *   "model": { "name": "mobilenetv2-12-int8" }     // or { "path": "m.onnx" } or
  *                                                  // { "remote": { "url", "model", "digest" } } or
@@ -40,7 +43,7 @@
  *                                                  // (lowered to fit `ulimit -n`: node/run.ts)
  *                   "maxConnectionsPerAddress": 256 }, // the same from one client address (IPv6: a /64)
  *   "custodial": { "accounts": [ { "apiKeySha256": "<hex>", "key": "keys/client.json", "maxFee": 1000 } ] },
- *   "tls": { "key": "…", "cert": "…", "ca": "…" },
+ *   "tls": { "key": "…", "cert": "…", "ca": "…" },  // between nodes (the peer transport), not the API
  *   "transport": { "quarantine": { "minMs": 1000, "maxMs": 60000, "forgiveMs": 600000 } },
  *                                                  // a peer that sent a bad frame or signature is
  *                                                  // kept out minMs, doubled per further offence up to
@@ -93,6 +96,12 @@ export interface NodeConfig {
   certificateIndexRequests: number | undefined;
   p2p: Endpoint;
   api: Endpoint;
+  /**
+   * The API over HTTPS (`api.tls`: PEM files, resolved), or null for plain HTTP. Separate from `tls`, the
+   * peers': the API's certificate is for clients (browsers, the SDK), its name theirs to check, where the
+   * peers' may come from the group's own CA and names nothing (docs/api.md, "HTTPS").
+   */
+  apiTls: { key: string; cert: string } | null;
   peers: Map<number, Endpoint> | null;
   model: ModelConfig;
   extraModels: ModelConfig[];
@@ -348,10 +357,11 @@ export function loadNodeConfig(path: string): NodeConfig {
   };
   // An empty host listened on every interface (Node's default), not the address meant; a misspelt key
   // beside host and port was dropped.
-  const endpoint = (k: string): Endpoint => {
+  // `api` also takes `tls` (apiTlsOf below), `p2p` nothing more.
+  const endpoint = (k: string, more: readonly string[] = []): Endpoint => {
     const v = raw[k] as { host?: unknown; port?: unknown } | undefined;
     if (typeof v === 'object' && v !== null && !Array.isArray(v))
-      onlyKeys(v as Record<string, unknown>, k, ['host', 'port'], 'an address field', file);
+      onlyKeys(v as Record<string, unknown>, k, ['host', 'port', ...more], 'an address field', file);
     if (
       !v ||
       typeof v.host !== 'string' ||
@@ -515,6 +525,22 @@ export function loadNodeConfig(path: string): NodeConfig {
         : (() => {
             throw bad('tls', 'needs key and cert files', file);
           })();
+  // `api.tls`, checked as `tls` is: only key and cert (a client certificate check, `ca`, is not offered), each a
+  // non-empty path.
+  const apiTlsOf = (): NodeConfig['apiTls'] => {
+    const a = raw.api as Record<string, unknown> | undefined;
+    if (typeof a !== 'object' || a === null || Array.isArray(a) || !('tls' in a)) return null;
+    const t = a.tls as Record<string, unknown> | undefined;
+    if (typeof t !== 'object' || t === null || Array.isArray(t))
+      throw bad('api.tls', 'must be {"key", "cert"} (file paths)', file);
+    onlyKeys(t, 'api.tls', ['key', 'cert'], 'an api.tls field', file);
+    for (const k of ['key', 'cert']) {
+      if (t[k] === undefined) throw bad('api.tls', 'needs key and cert files', file);
+      if (typeof t[k] !== 'string' || t[k] === '')
+        throw bad(`api.tls.${k}`, 'must be a file path (a non-empty string)', file);
+    }
+    return { key: rel(t.key as string), cert: rel(t.cert as string) };
+  };
   /** A field that takes one of `allowed`, or `absent` when left out. */
   const oneOf = <T extends string, D>(k: string, allowed: readonly T[], absent: D, note = ''): T | D => {
     const v = raw[k];
@@ -554,7 +580,8 @@ export function loadNodeConfig(path: string): NodeConfig {
     durability: oneOf('durability', DURABILITIES, 'full'),
     certificateIndexRequests: certificateIndexRequests(raw.certificateIndexRequests, file),
     p2p: endpoint('p2p'),
-    api: endpoint('api'),
+    api: endpoint('api', ['tls']),
+    apiTls: apiTlsOf(),
     peers,
     model: model(raw.model, 'model'),
     extraModels: Array.isArray(raw.extraModels)

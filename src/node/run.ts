@@ -32,7 +32,7 @@ import { NodeMetrics, peerStatesOf } from './metrics.ts';
 import { connectionLimit, missingRuntimeFlags, openFileLimit } from './runtime.ts';
 import { startStandIn } from './standin-backend.ts';
 import { StepTrace } from './steptrace.ts';
-import { Transport } from './transport.ts';
+import { CERT_EXPIRY_WARNINGS_MS, loadTls, Transport } from './transport.ts';
 
 export interface RunningNode {
   config: NodeConfig;
@@ -180,6 +180,19 @@ export async function startNode(
     logger: log,
   });
 
+  // The API's own TLS files (api.tls) likewise: checked as the peers' are (loadTls), each failure with its
+  // code and its message led by "api.tls: ", before a model is loaded or the ledger opened.
+  const apiTls = cfg.apiTls ? loadApiTls(cfg.apiTls) : undefined;
+  if (apiTls && apiTls.notAfter - Date.now() <= CERT_EXPIRY_WARNINGS_MS[0])
+    log.warn(
+      {
+        code: 'API_TLS_CERT_EXPIRING',
+        file: cfg.apiTls?.cert,
+        validTo: new Date(apiTls.notAfter).toISOString(),
+      },
+      'the API certificate (api.tls.cert) expires within 14 days: clients will refuse it; install a new one and restart the node',
+    );
+
   const backends: ModelBackend[] = [];
   const closeBackends = () => Promise.all(backends.map((b) => b.close().catch(() => {})));
   let host: NodeHost;
@@ -262,6 +275,7 @@ export async function startNode(
         'api_limits.maxConnections lowered to fit the open-file limit (ulimit -n), which keeps room for peers, ledger and model: raise the limit to allow more',
       );
     const app = buildApi(host, {
+      tls: apiTls ? { key: apiTls.key, cert: apiTls.cert } : undefined,
       dashboard: extras.dashboard,
       groupName: genesis.name,
       // Every limit the file may set (config.ts, API_LIMITS, all checked there), none picked out by name:
@@ -285,7 +299,7 @@ export async function startNode(
     });
     const addr = app.server.address();
     const apiPort = typeof addr === 'object' && addr ? addr.port : cfg.api.port;
-    const apiUrl = `http://${cfg.api.host}:${apiPort}`;
+    const apiUrl = `${apiTls ? 'https' : 'http'}://${cfg.api.host}:${apiPort}`;
     withState.info(
       {
         api: apiUrl,
@@ -347,6 +361,16 @@ export async function startNode(
     await transport.stop().catch(() => {});
     await closeBackends();
     opened?.close();
+    throw e;
+  }
+}
+
+/** The API's TLS files (api.tls), as loadTls reads and checks them; its errors' messages led by "api.tls: ". */
+function loadApiTls(files: { key: string; cert: string }): ReturnType<typeof loadTls> {
+  try {
+    return loadTls({ keyFile: files.key, certFile: files.cert }, Date.now(), 'clients');
+  } catch (e) {
+    if (e instanceof DropbearError) throw new DropbearError(e.code, `api.tls: ${e.message}`, e.details);
     throw e;
   }
 }

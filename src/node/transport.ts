@@ -527,11 +527,13 @@ function pemCertificates(pem: Buffer, what: string, path: string): X509Certifica
  * TLS_CERT_EXPIRED / TLS_CERT_NOT_YET_VALID (the node's own certificate, by this machine's clock: any peer
  * with a `ca` would refuse it), TLS_CERT_UNTRUSTED (with `ca`: the certificate does not chain to it, so
  * peers with the same `ca` would refuse it). Returns the files' bytes and when the certificate expires
- * (`notAfter`, ms since the epoch: the node warns as that nears, Transport.watchCert).
+ * (`notAfter`, ms since the epoch: the node warns as that nears, Transport.watchCert). `refusedBy` names who
+ * would refuse an expired certificate, in its message: the peers, or (the API's files, node/run.ts) clients.
  */
 export function loadTls(
   opts: TlsConfig,
   now = Date.now(),
+  refusedBy = 'peers',
 ): { key: Buffer; cert: Buffer; ca?: Buffer; notAfter: number } {
   const key = readSecretFile(opts.keyFile, 'TLS key file', {
     maxBytes: TLS_FILE_MAX_BYTES,
@@ -570,7 +572,7 @@ export function loadTls(
   if (now > to)
     throw transportError(
       'TLS_CERT_EXPIRED',
-      `TLS certificate ${opts.certFile} expired ${leaf.validTo}: peers refuse it; install a new one and restart the node`,
+      `TLS certificate ${opts.certFile} expired ${leaf.validTo}: ${refusedBy} refuse it; install a new one and restart the node`,
       { file: opts.certFile, validTo: leaf.validTo },
     );
   if (ca) {

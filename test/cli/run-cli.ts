@@ -2,7 +2,8 @@
  * runCli runs the real `dropbear` CLI (bin/dropbear.mjs) as a child process, without colours, and collects
  * what it wrote. A child still running after `killAfterMs` is killed (its code is then null, which the calling
  * test sees as a failure): a command that never ends must not hang the suite. `started` gets the child, for
- * a test that signals it; `signal` is the signal that ended it, if one did.
+ * a test that signals it; `signal` is the signal that ended it, if one did; `env` is added to this process's
+ * environment for the child.
  *
  * runCliInProcess runs the same program (src/cli/program.ts) in the test's own process, for a case that
  * checks only what a command says and its exit status (a usage error, a file it cannot read): a spawned CLI
@@ -25,11 +26,12 @@ export function runCli(
   args: string[],
   killAfterMs: number,
   started?: (child: ChildProcess) => void,
+  env: Record<string, string> = {},
 ): Promise<Ran> {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, ['bin/dropbear.mjs', ...args], {
       cwd: ROOT,
-      env: { ...process.env, NO_COLOR: '1', FORCE_COLOR: '0' },
+      env: { ...process.env, NO_COLOR: '1', FORCE_COLOR: '0', ...env },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     let stdout = '';

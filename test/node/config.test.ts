@@ -332,6 +332,36 @@ describe('node config: unknown fields', () => {
       );
   });
 
+  // The API's own TLS (HTTPS for clients), beside the peers' `tls`: checked like it, field by field.
+  it('takes api.tls {key, cert} (paths relative to the config) and refuses anything else there', () => {
+    const api = (tls: unknown) => ({ api: { host: '127.0.0.1', port: 8100, tls } });
+    const cfg = withFields(api({ key: 'api.key', cert: 'api.crt' }));
+    expect(cfg.api).toEqual({ host: '127.0.0.1', port: 8100 });
+    expect(cfg.apiTls).toEqual({ key: join(dir, 'api.key'), cert: join(dir, 'api.crt') });
+    expect(withFields({}).apiTls).toBeNull();
+    const cases: [unknown, RegExp][] = [
+      [
+        { key: 'api.key', cert: 'api.crt', ca: 'ca.pem' },
+        /"api.tls.ca" is not an api.tls field \(known: key, cert\)/,
+      ],
+      [{ key: 'api.key' }, /"api.tls" needs key and cert files/],
+      [{ key: 'api.key', cert: 7 }, /"api.tls.cert" must be a file path/],
+      [{ key: '', cert: 'api.crt' }, /"api.tls.key" must be a file path \(a non-empty string\)/],
+      ['api.key', /"api.tls" must be \{"key", "cert"\}/],
+      [null, /"api.tls" must be \{"key", "cert"\}/],
+    ];
+    for (const [tls, message] of cases) {
+      const e = refused(api(tls));
+      expect(e.code).toBe('CONFIG_INVALID');
+      expect(e.message).toMatch(message);
+    }
+    expect(refused({ api: { host: '127.0.0.1', port: 8100, tsl: {} } }).message).toMatch(
+      /"api.tsl" is not an address field \(known: host, port, tls\)/,
+    );
+    // `p2p` has no tls of its own: the peers' is the top-level `tls`.
+    expect(refused({ p2p: { host: '127.0.0.1', port: 7100, tls: {} } }).message).toMatch(/"p2p.tls"/);
+  });
+
   // JSON.parse keeps the last of two equal keys: `"data"` given twice ran the node on the second folder,
   // which a reader of the file's top may not see. The genesis, certificates and group.json refuse it.
   it('refuses a key given twice (the file reads two ways), naming it, also inside a section', () => {
@@ -360,7 +390,7 @@ describe('node config: unknown fields', () => {
       /"p2p" must be \{"host": a non-empty string/,
     );
     expect(refused({ api: { host: '127.0.0.1', port: 8100, prot: 8101 } }).message).toMatch(
-      /"api.prot" is not an address field \(known: host, port\)/,
+      /"api.prot" is not an address field \(known: host, port, tls\)/,
     );
     expect(refused({ peers: ['tcp://127.0.0.1:7101'] }).message).toMatch(
       /"peers" must be an object id → address/,

@@ -51,13 +51,16 @@ export function selfSignedCert(dir: string, name: string): { keyFile: string; ce
 /**
  * A P-256 certificate `<name>.crt` (key `<name>.key`, CN `name`) made with `openssl ca` in `dir`: signed by
  * `issuer` (a certificate and its key, e.g. from selfSignedCert), or by its own key when `issuer` is null,
- * valid from `startDate` to `endDate` (openssl's YYYYMMDDHHMMSSZ; default: from a day ago for two days).
+ * valid from `startDate` to `endDate` (openssl's YYYYMMDDHHMMSSZ; default: from a day ago for two days), naming
+ * `altNames` as its subjectAltName (openssl's syntax: `IP:127.0.0.1`, `DNS:localhost`; default none), which an
+ * HTTPS client checks the host it dialled against.
  */
 export function issuedCert(
   dir: string,
   name: string,
   issuer: { keyFile: string; certFile: string } | null,
   dates: { startDate?: string; endDate?: string } = {},
+  altNames: string[] = [],
 ): { keyFile: string; certFile: string } {
   const keyFile = join(dir, `${name}.key`);
   const certFile = join(dir, `${name}.crt`);
@@ -70,7 +73,9 @@ export function issuedCert(
   writeFileSync(
     cnf,
     `[ca]\ndefault_ca = d\n[d]\ndatabase = ${db}/index.txt\nnew_certs_dir = ${db}\nserial = ${db}/serial\n` +
-      'default_md = sha256\npolicy = p\nunique_subject = no\n[p]\ncommonName = supplied\n',
+      'default_md = sha256\npolicy = p\nunique_subject = no\n' +
+      (altNames.length > 0 ? `x509_extensions = x\n[x]\nsubjectAltName = ${altNames.join(',')}\n` : '') +
+      '[p]\ncommonName = supplied\n',
   );
   const run = (args: string[]) => execFileSync('openssl', args, { stdio: 'ignore' });
   run(
