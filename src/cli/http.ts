@@ -7,7 +7,7 @@
  *   (and, for an https URL at a port that speaks plain HTTP, says so).
  * - NODE_UNTRUSTED: an https URL whose certificate this process does not trust (a private CA, a host the
  *   certificate does not name, an expired one); the message says how to trust a private CA:
- *   NODE_EXTRA_CA_CERTS, which Node reads when the process starts (docs/api.md, "HTTPS").
+ *   NODE_EXTRA_CA_CERTS, which Node reads when the process starts (docs/api.md, "HTTPS for the API").
  * - NODE_TIMEOUT: no answer within the limit.
  * - BAD_RESPONSE: an answer that is not JSON, or JSON of another shape (`expectObject` below), or a redirect
  *   (a Dropbear node never sends one; it is not followed: followed, a node sent `status` to another host,

@@ -1,9 +1,9 @@
 /**
  * A node's configuration file (JSON). Paths inside it are relative to the file's folder. Every field is
  * checked with a message that names the field; `npx dropbear group init` writes valid ones. The key files
- * it names (`key`, custodial `key`, and the TLS private keys `tls.key` and `api.tls.key`) must be readable by their
- * owner alone (0600): see protocol/keyfile.ts. The TLS certificates (`tls.cert`, `tls.ca`, `api.tls.cert`) are
- * public.
+ * it names (`key`, custodial `key`, and the TLS private keys `tls.key` and `api.tls.key`) must be readable
+ * by their owner alone (0600): see protocol/keyfile.ts. The TLS certificates (`tls.cert`, `tls.ca`,
+ * `api.tls.cert`) are public.
  *
  * {
  *   "id": 0,
@@ -99,7 +99,7 @@ export interface NodeConfig {
   /**
    * The API over HTTPS (`api.tls`: PEM files, resolved), or null for plain HTTP. Separate from `tls`, the
    * peers': the API's certificate is for clients (browsers, the SDK), its name theirs to check, where the
-   * peers' may come from the group's own CA and names nothing (docs/api.md, "HTTPS").
+   * peers' may come from the group's own CA and names nothing (docs/api.md, "HTTPS for the API").
    */
   apiTls: { key: string; cert: string } | null;
   peers: Map<number, Endpoint> | null;
