@@ -114,7 +114,9 @@ export async function submitAndWait(
       s = expectObject(statusUrl, await fetchWithin(b, statusUrl, `it was submitted; ${when}`));
     } catch (e) {
       if (e instanceof DropbearError && e.code === 'TIMEOUT') break;
-      // Unknown there: the node restarted (it answers only for what it executed since) or it is gone.
+      // Unknown there: not ordered yet, and the node restarted since it took it (what waited there is gone;
+      // a peer may still have it ordered), or it is gone. Once executed, a restart forgets no fate (ledger
+      // schema 11).
       if (!(e instanceof DropbearError && e.code === 'TX_NOT_FOUND')) throw e;
     }
     // Dropped before it was ordered: another of its place was ordered first, and this one never will be.

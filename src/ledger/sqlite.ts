@@ -6,7 +6,8 @@
  * Tables (see docs/ledger.md for the columns): meta, batches, receipts, receipt_sigs, outcomes (the
  * certificates index), checkpoints (unused: stable checkpoints are consensus_log records), consensus_log,
  * evidence, batch_sources, own_results (this node's own signed RESULTS while a vote in them may count),
- * snapshots (the whole state after a batch, local). Every blob is canonical codec bytes.
+ * snapshots (the whole state after a batch, local), txs (each ordered transaction's fate). Every blob is
+ * canonical codec bytes.
  *
  * Restart: `open` restores the latest snapshot that passes its checks (else starts from the genesis) and
  * replays every stored batch after it, in order, and checks that each batch hashes to its stored digest,
@@ -165,9 +166,13 @@ import { type Execution, LedgerState, MAX_SNAPSHOT_WINDOW, type ResolvedEntry } 
  * version, and its snapshots are deleted: they are in the old layout, which no longer decodes; the next
  * one is written `snapshotEvery` requests later, and the open replays from the genesis until then).
  * 11: batches may carry withdrawals (a node owner's payout: a transaction kind a build that reads 10 cannot
- * decode), and the state digest and snapshots hold each node's withdrawals and the money they took out.
- * `open` upgrades a version-10 file in place (`migrate10to11`: as migrate9to10, the version, and its
- * snapshots are deleted).
+ * decode), and the state digest and snapshots hold each node's withdrawals and the money they took out; and
+ * each ordered transaction's fate is kept (`txs`: the batch that first applied it, else the latest that
+ * carried it without effect), written with the batch, so that GET /v1/txs/:txId answers it after a restart
+ * (it answered TX_NOT_FOUND: the node kept fates in memory only). `open` upgrades a version-10 file in place
+ * (`migrate10to11`: the table is added, and its snapshots, in the old layout, are deleted, so that the first
+ * open replays every batch from the genesis and fills in the fate of every transaction executed before; see
+ * `txFate`).
  */
 export const LEDGER_SCHEMA_VERSION = 11;
 
@@ -388,6 +393,18 @@ const SNAPSHOTS_TABLE = `CREATE TABLE snapshots (
   hash BLOB NOT NULL
 );`;
 
+/**
+ * Each ordered transaction's fate (schema 11), by id (`txIdOf`): the batch `seq` that first applied it
+ * (`applied` 1), else the latest batch that carried it without effect (`applied` 0), as NodeHost.noteTxs
+ * keeps it in memory. Written in the transaction of that batch's execution; only batches with transactions
+ * write to it.
+ */
+const TXS_TABLE = `CREATE TABLE txs (
+  id BLOB PRIMARY KEY,
+  seq INTEGER NOT NULL,
+  applied INTEGER NOT NULL
+) WITHOUT ROWID;`;
+
 /** The schema, created in one transaction on first open. */
 export const SCHEMA = `
 CREATE TABLE meta (
@@ -450,6 +467,7 @@ CREATE TABLE evidence (
 );
 ${OWN_RESULTS_TABLE}
 ${SNAPSHOTS_TABLE}
+${TXS_TABLE}
 `;
 
 const u8 = (b: Buffer | Uint8Array): Uint8Array =>
@@ -693,10 +711,17 @@ export class SqliteLedger {
    * the replay took minutes before the node could even report the failure (a full disk).
    */
   private stale = false;
+  /**
+   * The fates of the transactions the latest replay executed, by id (hex), as `txs` keeps them; `open`
+   * writes those the file lacks (`fillTxFates`), then drops them.
+   */
+  private replayedTxs: Map<string, { id: Uint8Array; seq: number; applied: boolean }> | null = null;
   private get current(): LedgerState {
     if (this.stale) {
       this.cur = this.replay();
       this.stale = false;
+      // The file's rows were written with its batches: nothing to fill in (and nothing is written here).
+      this.replayedTxs = null;
     }
     return this.cur;
   }
@@ -807,6 +832,14 @@ export class SqliteLedger {
       allOwn: p('SELECT signed, newest FROM own_results ORDER BY rowid'),
       evidence: p('SELECT id, node, kind, proof FROM evidence ORDER BY id'),
       markOpen: p('UPDATE meta SET clean_close = ? WHERE id = 0'),
+      // A transaction's fate: an applied one keeps its first answer; one without effect takes the latest
+      // (and a row already holding this answer is not rewritten: the open's replay writes every fate again).
+      noteTx: p(
+        `INSERT INTO txs (id, seq, applied) VALUES (?, ?, ?)
+         ON CONFLICT (id) DO UPDATE SET seq = excluded.seq, applied = excluded.applied
+         WHERE txs.applied = 0 AND (txs.seq <> excluded.seq OR excluded.applied <> 0)`,
+      ),
+      getTx: p('SELECT seq, applied FROM txs WHERE id = ?'),
     };
   }
 
@@ -963,6 +996,7 @@ export class SqliteLedger {
       // says what this session does.
       ledger.durably(() => {
         ledger.st.markOpen.run(0);
+        ledger.fillTxFates();
         // Read by the replica's restore: it signs in no view until it has learned the group's (durably
         // here, so that a later crash cannot lose the fact with the records it stands for).
         // Its body is a time (ms) by which the lost session had ended: the replica signs no RESULTS for a
@@ -1072,6 +1106,7 @@ export class SqliteLedger {
     // Requests replayed: what the next snapshot counts from (a ledger upgraded from schema 6, or one whose
     // snapshots were all ignored, writes one at its next execution once it has replayed that many).
     let since = 0;
+    const txs = new Map<string, { id: Uint8Array; seq: number; applied: boolean }>();
     const batches = this.st.batchesAfter.iterate(state.seq) as IterableIterator<Row>;
     const hashes = this.st.receiptHashesAfter.iterate(state.seq) as IterableIterator<Row>;
     from = state.seq;
@@ -1096,6 +1131,10 @@ export class SqliteLedger {
         if (!stored || stored.seq !== b.seq || !equalBytes(u8(stored.hash as Buffer), ex.receiptHash))
           throw corrupt(`replaying batch ${b.seq} does not reproduce its stored receipt`);
         for (const o of ex.outcomes) index.add(o.requestId, b.seq);
+        for (const t of ex.txs) {
+          const k = hex(t.id);
+          if (!txs.get(k)?.applied) txs.set(k, { id: t.id, seq: b.seq, applied: t.applied });
+        }
         requests += ex.outcomes.length;
         since += Math.max(1, b.entries.length);
         progress(b.seq);
@@ -1116,6 +1155,7 @@ export class SqliteLedger {
       this.index = index;
       this.recentOutcomes.clear();
       this.sinceSnapshot = since;
+      this.replayedTxs = txs;
       return state;
     } finally {
       batches.return?.();
@@ -1439,6 +1479,7 @@ export class SqliteLedger {
         touched = true;
         const done = this.current.execute(seq, digest, batch, entries);
         this.st.insBatch.run(seq, view, digest, batchBytes, entryBytes);
+        for (const t of done.txs) this.st.noteTx.run(t.id, seq, t.applied ? 1 : 0);
         if (sources) {
           const proof = sources.commitProof;
           // Receipt signatures in the proof count only over the receipt this execution made.
@@ -1632,6 +1673,33 @@ export class SqliteLedger {
       return assembleCertificate(b, leafIndex, u8(r.receipt as Buffer), sigs);
     }
     return null;
+  }
+
+  /**
+   * Transaction `id`'s fate (its bytes, or 64 hex digits), from `txs`: executed in batch `seq` and applied
+   * (the first batch that applied it), or carried without effect (the latest batch that carried it, none
+   * having applied it); null when no executed batch carried it. Kept for the ledger's life: what a node
+   * answers for an id it no longer holds in memory (NodeHost.txStatus), a restart included.
+   */
+  txFate(id: string | Uint8Array): { seq: number; applied: boolean } | null {
+    this.open_();
+    if (typeof id === 'string' && !/^[0-9a-fA-F]{64}$/.test(id)) return null;
+    const key = typeof id === 'string' ? Buffer.from(id, 'hex') : id;
+    if (key.length !== 32) return null;
+    const r = this.st.getTx.get(key) as Row | undefined;
+    return r ? { seq: r.seq as number, applied: r.applied === 1 } : null;
+  }
+
+  /**
+   * Writes the fates of the transactions the replay at open executed where the file lacks them or holds
+   * an earlier answer (a file upgraded from schema 10; rows of the batches after the restored snapshot are
+   * already there, and stay as they are), in the caller's transaction.
+   */
+  private fillTxFates(): void {
+    const txs = this.replayedTxs;
+    this.replayedTxs = null;
+    if (!txs) return;
+    for (const t of txs.values()) this.st.noteTx.run(t.id, t.seq, t.applied ? 1 : 0);
   }
 
   /** Batch `seq`'s outcomes and their tree (an executed batch with outcomes), cached for the next request. */
@@ -2014,10 +2082,18 @@ function migrate9to10(db: Database.Database): void {
   db.prepare('UPDATE meta SET schema_version = 10 WHERE id = 0').run();
 }
 
-/** Upgrades a schema-10 file in place (see LEDGER_SCHEMA_VERSION, 11): the version; its snapshots go. */
+/**
+ * Upgrades a schema-10 file in place, in one transaction (see LEDGER_SCHEMA_VERSION, 11): the table of
+ * transaction fates is added, empty, and its snapshots go (they are in the layout before withdrawals, which
+ * no longer decodes), so that the first open replays every batch from the genesis and writes the fate of
+ * each transaction executed before (what an open's replay does for the batches it replays).
+ */
 function migrate10to11(db: Database.Database): void {
-  db.prepare('DELETE FROM snapshots').run();
-  db.prepare('UPDATE meta SET schema_version = 11 WHERE id = 0').run();
+  db.transaction(() => {
+    db.exec(TXS_TABLE);
+    db.prepare('DELETE FROM snapshots').run();
+    db.prepare('UPDATE meta SET schema_version = 11 WHERE id = 0').run();
+  })();
 }
 
 /** The upgrade from each older schema to the next, in order (open runs those the file needs). */

@@ -23,6 +23,8 @@
  * its row naming the table and column, and the rest of the file is still checked.
  * And every stored state snapshot (`snapshots`) hashes to its stored hash and equals, byte for byte, the
  * state the replay reaches at its batch.
+ * And every transaction fate (`txs`) is the replay's (the batch that first applied it, else the latest that
+ * carried it), one row for each transaction the batches carry, where the replay reaches the last batch.
  * Reads the file read-only; writes nothing.
  */
 import { existsSync } from 'node:fs';
@@ -346,6 +348,8 @@ function check(
 
   const state = new LedgerState(genesis);
   let replaying = true;
+  // Each transaction's fate by the replay, as `txs` keeps it: the first batch that applied it, else the latest.
+  const fates = new Map<string, { seq: number; applied: boolean }>();
   let prevHash: Uint8Array | null = groupId; // the chain starts at the group id
   let count = 0;
   let expectSeq = 1;
@@ -479,6 +483,10 @@ function check(
     if (replaying && digest && batch && entries && entriesMatch) {
       try {
         const ex = state.execute(seq, digest, batch, entries);
+        for (const t of ex.txs) {
+          const k = hex(t.id);
+          if (!fates.get(k)?.applied) fates.set(k, { seq, applied: t.applied });
+        }
         let same = receiptHash !== null && equalBytes(ex.receiptHash, receiptHash);
         if (!same) at('replay does not reproduce the stored receipt');
         const outs = ex.outcomes.map((o) => encode(Outcome, o));
@@ -525,6 +533,7 @@ function check(
     ['checkpoints', 'SELECT seq FROM checkpoints WHERE seq NOT IN (SELECT seq FROM batches)'],
     ['batch sources', 'SELECT seq FROM batch_sources WHERE seq NOT IN (SELECT seq FROM batches)'],
     ['snapshots', 'SELECT seq FROM snapshots WHERE seq NOT IN (SELECT seq FROM batches)'],
+    ['transaction fates', 'SELECT DISTINCT seq FROM txs WHERE seq NOT IN (SELECT seq FROM batches)'],
   ];
   // (A stable checkpoint record above the last stored batch is no defect: with `synchronous = NORMAL` a
   // power loss may take the last executions and leave the fsynced record; its signatures are checked.)
@@ -536,6 +545,49 @@ function check(
   if (count > 0) onProgress?.(count, total);
   counts.batches = count;
   counts.ownResults = checkOwnResults(db, genesis, groupId, node, problems);
+  checkTxFates(db, replaying ? fates : null, problems);
+}
+
+/**
+ * Checks every row of `txs` (schema 11): a 32-byte id, a batch seq, `applied` 0 or 1; and, with `fates`
+ * (the replay's, when it reached the last batch), that each row is the replay's answer for its
+ * transaction and that each transaction the batches carry has a row.
+ */
+function checkTxFates(
+  db: ReturnType<typeof openDatabase>,
+  fates: Map<string, { seq: number; applied: boolean }> | null,
+  problems: string[],
+): void {
+  const seen = new Set<string>();
+  for (const r of db.prepare('SELECT id, seq, applied FROM txs ORDER BY id').all() as Row[]) {
+    const id = blob(r.id, 'txs.id', (m) => problems.push(`transaction fate: ${m}`));
+    if (!id) continue;
+    const k = hex(id);
+    const at = (msg: string) => problems.push(`transaction ${k}: ${msg}`);
+    if (id.length !== 32) {
+      at(`an id of ${id.length} bytes`);
+      continue;
+    }
+    seen.add(k);
+    if (!isCount(r.seq) || r.seq < 1) at(`its batch is not a positive integer (${String(r.seq)})`);
+    if (r.applied !== 0 && r.applied !== 1) at(`applied is not 0 or 1 (${String(r.applied)})`);
+    if (!fates) continue;
+    const f = fates.get(k);
+    const shown = (seq: unknown, applied: unknown) =>
+      `batch ${String(seq)}, ${applied === 1 || applied === true ? 'applied' : 'without effect'}`;
+    if (!f) at('a stored fate, but no batch carries it');
+    else if (f.seq !== r.seq || (f.applied ? 1 : 0) !== r.applied)
+      at(`its stored fate (${shown(r.seq, r.applied)}) is not the replay's (${shown(f.seq, f.applied)})`);
+  }
+  if (!fates) return;
+  const missing = [...fates].filter(([k]) => !seen.has(k));
+  if (missing.length > 0)
+    problems.push(
+      `transactions without a stored fate (a node's next open writes them): ${missing
+        .slice(0, 10)
+        .map(([k, f]) => `${k} (batch ${f.seq})`)
+        .join(', ')}`,
+    );
 }
 
 /**

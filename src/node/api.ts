@@ -99,7 +99,7 @@ import {
   toJson,
 } from '../protocol/index.ts';
 import { apiKeySha256Of } from './config.ts';
-import { type NodeHost, TX_RESULTS_KEPT } from './host.ts';
+import type { NodeHost } from './host.ts';
 import { isConnected, NodeMetrics, type PeerState } from './metrics.ts';
 
 /** A plugin of fastify's ajv (`ajv.plugins`), and the ajv it is given. */
@@ -1595,7 +1595,7 @@ export function buildApi(host: NodeHost, opts: ApiOptions = {}): FastifyInstance
       if (!s)
         throw apiError(
           'TX_NOT_FOUND',
-          `transaction ${id} is neither waiting here nor among the latest ${TX_RESULTS_KEPT} this node executed since it started`,
+          `transaction ${id} is neither waiting here nor carried by a batch this node executed`,
         );
       return { txId: id, ...s };
     },

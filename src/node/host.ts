@@ -49,7 +49,10 @@ import {
   txIdOf,
 } from '../protocol/index.ts';
 
-/** Executed transactions whose fate a node answers (Host.txStatus); they are rare (owners, the treasury). */
+/**
+ * Executed or superseded transactions whose fate a node keeps in memory (Host.txStatus; the ledger keeps
+ * every executed one's); they are rare (owners, the treasury).
+ */
 export const TX_RESULTS_KEPT = 4096;
 
 /** How the host reaches its peers (transport.ts implements it over TCP). */
@@ -1505,7 +1508,10 @@ export class NodeHost {
     return { ok: true, txId: txIdOf(tx) };
   }
 
-  /** What became of the latest TX_RESULTS_KEPT transactions executed here since the start (txStatus). */
+  /**
+   * What became of the latest TX_RESULTS_KEPT transactions executed or superseded here since the start
+   * (txStatus; an executed one older than that, or of an earlier session, is read from the ledger).
+   */
   private readonly txResults = new Map<string, { seq: number; applied: boolean; superseded?: true }>();
 
   /** Transactions submitted here and not yet executed or superseded (noteSuperseded), by id (hex). */
@@ -1537,8 +1543,11 @@ export class NodeHost {
   private noteTxs(seq: number, txs: { id: Uint8Array; applied: boolean }[]): void {
     for (const t of txs) {
       const k = hex(t.id);
-      // A transaction one batch applied and a later batch carried again (a replay) keeps its first answer.
-      if (!this.txResults.get(k)?.applied) this.txResults.set(k, { seq, applied: t.applied });
+      // A transaction one batch applied and a later batch carried again (a replay) keeps its first answer:
+      // the ledger's, which this batch's execution has just written (the first batch may be of an earlier
+      // session, or older than the latest TX_RESULTS_KEPT, which this map no longer holds).
+      if (!this.txResults.get(k)?.applied)
+        this.txResults.set(k, (t.applied ? null : this.db.txFate(t.id)) ?? { seq, applied: t.applied });
     }
     while (this.txResults.size > TX_RESULTS_KEPT)
       this.txResults.delete(this.txResults.keys().next().value as string);
@@ -1549,7 +1558,11 @@ export class NodeHost {
    * `seq` and applied (or without effect: another of its version or serial ordered first, a replay, or a
    * deposit that would overflow); superseded before it was ordered, as of batch `seq` (submitted here:
    * another of its version or serial was ordered first, and it never will be); null when unknown here
-   * (never seen, or settled before the node started or before the latest TX_RESULTS_KEPT).
+   * (never seen, or superseded before the node started or before the latest TX_RESULTS_KEPT). An executed
+   * one the memory no longer holds (executed before the node started, or before the latest
+   * TX_RESULTS_KEPT) is answered from the ledger's `txs` table (SqliteLedger.txFate, since ledger schema
+   * 11; it was null, TX_NOT_FOUND at the API, and a `dropbear deposit` waiting across a restart timed out).
+   * 'superseded' is kept in memory only: it is this node's view of a transaction no batch carried.
    */
   txStatus(
     idHex: string,
@@ -1562,7 +1575,8 @@ export class NodeHost {
     if (done?.superseded) return { status: 'superseded', seq: done.seq };
     if (done) return { status: 'executed', seq: done.seq, applied: done.applied };
     for (const tx of this.replica.pendingTxs) if (hex(txIdOf(tx)) === idHex) return { status: 'pending' };
-    return null;
+    const stored = this.db.txFate(idHex);
+    return stored ? { status: 'executed', seq: stored.seq, applied: stored.applied } : null;
   }
 
   certificate(requestId: string): Certificate | null {

@@ -679,6 +679,7 @@ describe('SqliteLedger snapshots', () => {
   it('upgrades a schema-6 file (no snapshots) in place: the first open replays all, the next execution snapshots', () => {
     const plans = history(13, 40);
     const { path, executions } = written(plans.slice(0, 30));
+    asSchema10(path);
     const db = new Database(path);
     db.exec('DROP TABLE snapshots');
     db.prepare('UPDATE meta SET schema_version = 6').run();
@@ -705,6 +706,7 @@ describe('SqliteLedger snapshots', () => {
       const path = l0.path;
       l0.close();
       expect(snapshotSeqs(path).length).toBeGreaterThan(0);
+      asSchema10(path);
       const db = new Database(path);
       db.prepare('UPDATE meta SET schema_version = ?').run(version);
       db.close();
@@ -815,6 +817,7 @@ describe('SqliteLedger snapshots', () => {
 
   it('refuses a bad option before it opens the file: an older schema is left as it was, not upgraded', () => {
     const { path } = written(history(14, 3));
+    asSchema10(path);
     const db = new Database(path);
     db.exec('DROP TABLE snapshots');
     db.prepare('UPDATE meta SET schema_version = 6').run();
@@ -908,5 +911,183 @@ describe('certificateIndexRequests, edge cases', () => {
         expect(got.slice(got.length - 4 * N)).toEqual(reference.slice(reference.length - 4 * N));
         wider.close();
       }
+  });
+});
+
+// ---------------------------------------------------------------------------------------------------------
+// Transaction fates (`txs`, schema 11): what GET /v1/txs/:txId answers once the node has forgotten it.
+
+/**
+ * Each transaction's fate as the node answers it (NodeHost.noteTxs): the batch that first applied it, else
+ * the latest batch that carried it, without effect.
+ */
+function fatesOf(executions: Execution[]): Map<string, { seq: number; applied: boolean }> {
+  const m = new Map<string, { seq: number; applied: boolean }>();
+  for (const ex of executions)
+    for (const t of ex.txs) {
+      const k = hex(t.id);
+      if (!m.get(k)?.applied) m.set(k, { seq: ex.seq, applied: t.applied });
+    }
+  return m;
+}
+
+/** The `txs` rows of the file at `path`, by id (hex). */
+function txRows(path: string): Map<string, { seq: number; applied: boolean }> {
+  const db = new Database(path, { readonly: true });
+  const rows = db.prepare('SELECT id, seq, applied FROM txs ORDER BY id').all() as {
+    id: Buffer;
+    seq: number;
+    applied: number;
+  }[];
+  db.close();
+  return new Map(rows.map((r) => [hex(new Uint8Array(r.id)), { seq: r.seq, applied: r.applied === 1 }]));
+}
+
+/** What `l.txFate` answers for every id of `fates`, in their order. */
+function fatesAt(l: SqliteLedger, fates: Map<string, unknown>): Map<string, unknown> {
+  return new Map([...fates.keys()].map((k) => [k, l.txFate(k)]));
+}
+
+/** Rewrites a ledger file as schema 10 stored it: no table of transaction fates. */
+function asSchema10(path: string): void {
+  const db = new Database(path);
+  db.exec('DROP TABLE txs');
+  db.prepare('UPDATE meta SET schema_version = 10').run();
+  db.close();
+}
+
+describe('transaction fates', () => {
+  it('execute writes each transaction’s fate with its batch: the first batch that applied it, else the latest that carried it', () => {
+    const plans = history(100, 60);
+    const l = SqliteLedger.open(freshPath(), genesis, { snapshotEvery: 0 });
+    const executions: Execution[] = [];
+    for (const p of plans) {
+      executions.push(...feed(l, [p]));
+      // At once, from the file (the host reads it for an id it no longer holds in memory).
+      for (const t of executions.at(-1)!.txs)
+        expect(l.txFate(t.id)).toEqual(fatesOf(executions).get(hex(t.id)));
+    }
+    const fates = fatesOf(executions);
+    // The history holds applied ones, ones without effect, and one applied and then carried again (a stale
+    // model update is the same signed bytes as the one applied before it): that keeps its first answer.
+    const carried = executions.flatMap((ex) => ex.txs.map((t) => ({ seq: ex.seq, ...t })));
+    expect(carried.some((t) => t.applied)).toBe(true);
+    expect([...fates.values()].some((f) => !f.applied)).toBe(true);
+    const again = carried.filter((t) => !t.applied && fates.get(hex(t.id))?.applied);
+    expect(again.length).toBeGreaterThan(0);
+    for (const t of again) expect(fates.get(hex(t.id))!.seq).toBeLessThan(t.seq);
+    expect(txRows(l.path)).toEqual(new Map([...fates].sort(([a], [b]) => (a < b ? -1 : 1))));
+    expect(fatesAt(l, fates)).toEqual(fates);
+    // An id no batch carried, and ones that are not ids.
+    expect(l.txFate(new Uint8Array(32))).toBeNull();
+    expect(l.txFate('zz')).toBeNull();
+    expect(l.txFate(new Uint8Array(31))).toBeNull();
+    // Batches without transactions write no row: only those that carried one.
+    expect(new Set([...fates.values()].map((f) => f.seq)).size).toBeLessThan(plans.length);
+    l.close();
+  });
+
+  it('survive close and reopen, from a snapshot and from the genesis; a replay fills rows the file lacks', () => {
+    const plans = history(94, 50);
+    const l = SqliteLedger.open(freshPath(), genesis, { snapshotEvery: 5 });
+    const executions = feed(l, plans.slice(0, 45));
+    const path = l.path;
+    l.close();
+    // The last five batches without snapshots: the latest is at most batch 45.
+    const l2 = SqliteLedger.open(path, genesis, { snapshotEvery: 0 });
+    executions.push(...feed(l2, plans.slice(45)));
+    l2.close();
+    const fates = fatesOf(executions);
+    const snaps = snapshotSeqs(path);
+    expect(snaps.length).toBeGreaterThan(0);
+    const latest = snaps.at(-1)!;
+    // Some transactions in batches after the latest snapshot, some before.
+    expect([...fates.values()].some((f) => f.seq > latest)).toBe(true);
+    expect([...fates.values()].some((f) => f.seq <= latest)).toBe(true);
+
+    const reopened = SqliteLedger.open(path, genesis, { snapshotEvery: 5 });
+    expect(fatesAt(reopened, fates)).toEqual(fates);
+    reopened.close();
+
+    // Rows of the batches after the snapshot gone (as a file upgraded from schema 10 lacks them): the replay
+    // after the snapshot writes them back, the same.
+    const db = new Database(path);
+    db.prepare('DELETE FROM txs WHERE seq > ?').run(latest);
+    db.close();
+    SqliteLedger.open(path, genesis, { snapshotEvery: 5 }).close();
+    expect(txRows(path).size).toBe(fates.size);
+    const after = SqliteLedger.open(path, genesis, { snapshotEvery: 0 });
+    expect(fatesAt(after, fates)).toEqual(fates);
+    after.close();
+
+    // Every row gone and no snapshot: the replay from the genesis writes them all back.
+    const db2 = new Database(path);
+    db2.exec('DELETE FROM txs; DELETE FROM snapshots');
+    db2.close();
+    const replayed = SqliteLedger.open(path, genesis, { snapshotEvery: 0 });
+    expect(fatesAt(replayed, fates)).toEqual(fates);
+    replayed.close();
+    expect(txRows(path).size).toBe(fates.size);
+    expect(verifyLedgerFile(path)).toMatchObject({ ok: true, batches: 50 });
+  });
+
+  it('upgrades a schema-10 file in place: the table is added, its snapshots go, and the first open fills in every fate', () => {
+    const plans = history(93, 40);
+    const l0 = SqliteLedger.open(freshPath(), genesis, { snapshotEvery: 5 });
+    const executions = feed(l0, plans.slice(0, 30));
+    const fates = fatesOf(executions);
+    expect(fates.size).toBeGreaterThan(0);
+    const path = l0.path;
+    l0.close();
+    expect(snapshotSeqs(path).length).toBeGreaterThan(0);
+    asSchema10(path);
+    expect(() => verifyLedgerFile(path)).toThrow(
+      expect.objectContaining({
+        code: 'LEDGER_SCHEMA_VERSION',
+        message: `${path}: ledger schema 10; this build reads ${LEDGER_SCHEMA_VERSION} (a node opening the file upgrades it; verification only reads)`,
+      }),
+    );
+    opensAsReplayed(path, plans, executions);
+    // opensAsReplayed executed batch 31 on it too.
+    const reference = SqliteLedger.open(':memory:', genesis, { snapshotEvery: 0 });
+    const fatesAfter = fatesOf(feed(reference, plans.slice(0, 31)));
+    reference.close();
+    expect(txRows(path)).toEqual(new Map([...fatesAfter].sort(([a], [b]) => (a < b ? -1 : 1))));
+    const again = SqliteLedger.open(path, genesis, { snapshotEvery: 5 });
+    expect(fatesAt(again, fates)).toEqual(new Map([...fates.keys()].map((k) => [k, fatesAfter.get(k)])));
+    again.close();
+    expect(verifyLedgerFile(path)).toMatchObject({ ok: true, batches: 31 });
+  });
+
+  it('verify checks each fate against the replay: one changed, one missing (the next open writes it), one no batch carries', () => {
+    const plans = history(100, 40);
+    const { path, executions } = written(plans);
+    const fates = fatesOf(executions);
+    expect(verifyLedgerFile(path)).toMatchObject({ ok: true, batches: 40 });
+    const [k, f] = [...fates].find(([, x]) => x.applied)!;
+    const copy = (sql: string, ...params: unknown[]) => {
+      const p = freshPath();
+      copyFileSync(path, p);
+      const db = new Database(p);
+      expect(db.prepare(sql).run(...params).changes).toBe(1);
+      db.close();
+      return p;
+    };
+    const flipped = copy('UPDATE txs SET applied = 0 WHERE id = ?', Buffer.from(k, 'hex'));
+    expect(verifyLedgerFile(flipped).problems).toEqual([
+      `transaction ${k}: its stored fate (batch ${f.seq}, without effect) is not the replay's (batch ${f.seq}, applied)`,
+    ]);
+    const gone = copy('DELETE FROM txs WHERE id = ?', Buffer.from(k, 'hex'));
+    expect(verifyLedgerFile(gone).problems).toEqual([
+      `transactions without a stored fate (a node's next open writes them): ${k} (batch ${f.seq})`,
+    ]);
+    SqliteLedger.open(gone, genesis, { snapshotEvery: 0 }).close();
+    expect(verifyLedgerFile(gone)).toMatchObject({ ok: true, problems: [] });
+    const stray = 'ab'.repeat(32);
+    const extra = copy('INSERT INTO txs (id, seq, applied) VALUES (?, 41, 1)', Buffer.from(stray, 'hex'));
+    expect(verifyLedgerFile(extra).problems).toEqual([
+      'transaction fates for batches not in the ledger: 41',
+      `transaction ${stray}: a stored fate, but no batch carries it`,
+    ]);
   });
 });

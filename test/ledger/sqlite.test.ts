@@ -209,8 +209,18 @@ function tamper(sql: string, ...params: unknown[]): string {
   return p;
 }
 
+/** Rewrites a ledger file as schema 10 stored it: no table of transaction fates. */
+function asSchema10(p: string): string {
+  const db = new Database(p);
+  db.exec('DROP TABLE txs');
+  db.prepare('UPDATE meta SET schema_version = 10').run();
+  db.close();
+  return p;
+}
+
 /** Rewrites a ledger file as schema 6 stored it: no state snapshots. */
 function asSchema6(p: string): string {
+  asSchema10(p);
   const db = new Database(p);
   db.exec('DROP TABLE snapshots');
   db.prepare('UPDATE meta SET schema_version = 6').run();
@@ -443,6 +453,7 @@ describe('SqliteLedger', () => {
     l.persist({ kind: 'newView', view: 1 });
     const before = l.signedLog();
     l.close();
+    asSchema10(path);
     const db = new Database(path);
     db.prepare('UPDATE meta SET schema_version = 8').run();
     db.close();
@@ -467,6 +478,7 @@ describe('SqliteLedger', () => {
     }
     const before = l.signedLog();
     l.close();
+    asSchema10(path);
     const db = new Database(path);
     db.prepare('UPDATE meta SET schema_version = 7').run();
     db.close();
@@ -768,6 +780,7 @@ describe('SqliteLedger', () => {
     // read as schema 9, which the build that wrote it refuses).
     const old = freshPath();
     copyFileSync(goodPath, old);
+    asSchema10(old);
     const db = new Database(old);
     db.prepare('UPDATE meta SET schema_version = 8').run();
     db.close();

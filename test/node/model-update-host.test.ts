@@ -16,6 +16,7 @@ import {
   hex,
   sha256,
   signDeposit,
+  signFeeChange,
   signModelUpdate,
   signWithdrawal,
   txIdOf,
@@ -37,7 +38,7 @@ function hosts(
   seed: number,
   extra?: ModelBackend,
   wire: (id: number, w: Wire) => Wire = (_, w) => w,
-): { group: ReturnType<typeof makeGroup>; hosts: NodeHost[] } {
+): { group: ReturnType<typeof makeGroup>; hosts: NodeHost[]; dir: string } {
   const dir = mkdtempSync(join(tmpdir(), 'dropbear-mu-host-'));
   const group = makeGroup(4, 1, seed);
   const net = new Loopback(4);
@@ -60,7 +61,7 @@ function hosts(
     net.stop();
     rmSync(dir, { recursive: true, force: true });
   });
-  return { group, hosts: hs };
+  return { group, hosts: hs, dir };
 }
 
 describe('a model update submitted to the node it names', () => {
@@ -234,5 +235,45 @@ describe("an owner's withdrawal, on four hosts", () => {
     expect(hs[0].submitTx(first)).toMatchObject({ ok: false });
     expect(hs[0].submitTx(w(2, 1, group.keys[0]))).toMatchObject({ ok: false, code: 'TX_BAD_SIGNATURE' });
     expect(hs[0].status().withdrawals).toEqual([0, 1, 0, 0]);
+  });
+});
+
+describe('transactions executed before a restart', () => {
+  it('are still answered executed, in their batch and applied, by the restarted node (they were TX_NOT_FOUND)', async () => {
+    const { group, hosts: hs, dir } = hosts(49);
+    const gid = groupIdOf(group.genesis);
+    const deposit = signDeposit(
+      gid,
+      { client: group.client.publicKey, amount: 10, serial: 1 },
+      group.treasury,
+    );
+    const fee = signFeeChange(gid, { node: 1, version: 1, fee: 3 }, group.keys[1]);
+    expect(hs[0].submitTx(deposit).ok).toBe(true);
+    expect(hs[0].submitTx(fee).ok).toBe(true);
+    const ids = [deposit, fee].map((tx) => hex(txIdOf(tx)));
+    const settled = () => ids.every((id) => hs[0].txStatus(id)?.status === 'executed');
+    for (const deadline = Date.now() + 5_000; !settled() && Date.now() < deadline; )
+      await new Promise((res) => setTimeout(res, 20));
+    const before = ids.map((id) => hs[0].txStatus(id));
+    expect(before).toEqual([
+      { status: 'executed', seq: expect.any(Number), applied: true },
+      { status: 'executed', seq: expect.any(Number), applied: true },
+    ]);
+
+    // Node 0 restarts: its memory of them is gone, its ledger is not.
+    hs[0].stop();
+    hs[0].close();
+    const again = NodeHost.open({
+      id: 0,
+      genesis: group.genesis,
+      key: group.keys[0],
+      ledgerPath: join(dir, 'n0.sqlite'),
+      backends: [startStandIn(0)],
+      wire: { send: () => {}, broadcast: () => {}, onFrame: () => {}, reportBad: () => {} },
+    });
+    hs[0] = again;
+    expect(ids.map((id) => again.txStatus(id))).toEqual(before);
+    // An id no batch carried is still unknown.
+    expect(again.txStatus('ab'.repeat(32))).toBeNull();
   });
 });
