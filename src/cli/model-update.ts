@@ -143,6 +143,51 @@ async function groupView(api: string, b: Budget, when: string): Promise<GroupVie
 }
 
 /**
+ * What an owner's command (`set-fee`, `withdraw`) acts on, from its options: the group, the node it is about
+ * (`--node`), the node it goes through (`--via`, default the same), the owner's key (ownerKey) and its time
+ * budget (`--wait`). CLI_USAGE for a node not in the group.
+ */
+export function ownerCall(o: { group: string; node: string; key?: string; via?: string; wait: string }): {
+  g: LoadedGroup;
+  id: number;
+  viaId: number;
+  api: string;
+  key: KeyPair;
+  budget: Budget;
+  /** ", through node V" when it goes through another node, else "". */
+  through: string;
+} {
+  const waitMs = parseWaitMs(o.wait);
+  const id = parseNodeId(o.node);
+  const g = loadGroup(o.group);
+  const node = g.file.nodes.find((n) => n.id === id);
+  if (!node) throw usageError(`--node ${o.node} is not in this group`);
+  const viaId = o.via === undefined ? id : parseNodeId(o.via, '--via');
+  const via = g.file.nodes.find((n) => n.id === viaId);
+  if (!via) throw usageError(`--via ${o.via} is not in this group`);
+  const key = ownerKey(g, node, o.key);
+  const budget: Budget = { node: viaId, waitMs, deadline: performance.now() + waitMs };
+  return { g, id, viaId, api: via.api, key, budget, through: viaId === id ? '' : `, through node ${viaId}` };
+}
+
+/**
+ * `read()`, with a NODE_UNREACHABLE of the node itself (no `--via` given) saying that nothing was submitted
+ * and that any node takes the transaction (`what`): `--via ID`.
+ */
+export async function viaHint<T>(via: string | undefined, what: string, read: () => Promise<T>): Promise<T> {
+  try {
+    return await read();
+  } catch (e) {
+    if (via === undefined && e instanceof DropbearError && e.code === 'NODE_UNREACHABLE')
+      throw new DropbearError(
+        'NODE_UNREACHABLE',
+        `${e.message} Nothing was submitted; any node of the group takes ${what}: submit it through another with --via ID`,
+      );
+    throw e;
+  }
+}
+
+/**
  * Node `node`'s owner key: `keyFile`, else keys/node-ID.json in the group folder (where `group init` writes
  * it; CLI_USAGE for a group of separate owners, whose folder holds no node keys), checked against the
  * genesis before anything is sent: signed with another key, a transaction was refused by the node

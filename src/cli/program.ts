@@ -17,6 +17,7 @@ import { registerSim } from './sim.ts';
 import { registerStatus } from './status.ts';
 import { registerVerify } from './verify.ts';
 import { registerVerifyPage } from './verify-page.ts';
+import { registerWithdraw } from './withdraw.ts';
 
 /**
  * The `dropbear` program with every command registered: the one list, used by the binary (main.ts) and by
@@ -47,6 +48,7 @@ export function buildProgram(): DropbearCommand {
   registerModelUpdate(program);
   registerDeposit(program);
   registerSetFee(program);
+  registerWithdraw(program);
   registerServeModel(program);
   return program;
 }

@@ -6,9 +6,8 @@ import type { Command } from 'commander';
 import { DropbearError, groupIdOf, signFeeChange } from '../protocol/index.ts';
 import { parseAmount, submitAndWait } from './deposit.ts';
 import { usageError } from './errors.ts';
-import { loadGroup } from './group.ts';
 import { expectObject } from './http.ts';
-import { type Budget, fetchWithin, ownerKey, parseNodeId, parseWaitMs } from './model-update.ts';
+import { type Budget, fetchWithin, ownerCall, viaHint } from './model-update.ts';
 
 /** `--fee`: a whole number ≥ 0 in decimal (0 is a free node), at most 2^53 − 1. */
 function parseFee(s: string): number {
@@ -92,34 +91,15 @@ export function registerSetFee(program: Command): void {
     )
     .action(
       async (o: { group: string; node: string; fee: string; key?: string; via?: string; wait: string }) => {
-        const waitMs = parseWaitMs(o.wait);
-        const id = parseNodeId(o.node);
         const fee = parseFee(o.fee);
-        const g = loadGroup(o.group);
-        const node = g.file.nodes.find((n) => n.id === id);
-        if (!node) throw usageError(`--node ${o.node} is not in this group`);
-        const viaId = o.via === undefined ? id : parseNodeId(o.via, '--via');
-        const via = g.file.nodes.find((n) => n.id === viaId);
-        if (!via) throw usageError(`--via ${o.via} is not in this group`);
-        const key = ownerKey(g, node, o.key);
-        const budget: Budget = { node: viaId, waitMs, deadline: performance.now() + waitMs };
-        let now: { fee: number; next: number };
-        try {
-          now = await feeState(via.api, id, budget);
-        } catch (e) {
-          if (o.via === undefined && e instanceof DropbearError && e.code === 'NODE_UNREACHABLE')
-            throw new DropbearError(
-              'NODE_UNREACHABLE',
-              `${e.message} Nothing was submitted; any node of the group takes the change: submit it through another with --via ID`,
-            );
-          throw e;
-        }
+        const { g, id, api, key, budget, through } = ownerCall(o);
+        const now = await viaHint(o.via, 'the change', () => feeState(api, id, budget));
         const tx = signFeeChange(groupIdOf(g.genesis), { node: id, version: now.next, fee }, key);
         const seq = await submitAndWait(
-          via.api,
+          api,
           tx,
           budget,
-          `node ${id}: fee ${now.fee} → ${fee}, fee version ${now.next}${viaId === id ? '' : `, through node ${viaId}`}`,
+          `node ${id}: fee ${now.fee} → ${fee}, fee version ${now.next}${through}`,
           `see \`npx dropbear status --group ${o.group} --json\` (each node's \`fee\`) before trying again`,
         );
         process.stdout.write(`ordered in batch ${seq}: node ${id} now charges ${fee} per counted vote\n`);

@@ -1,5 +1,5 @@
 /**
- * `dropbear deposit`, `dropbear balance` and `dropbear set-fee` without a running group: every bad option is CLI_USAGE (or
+ * `dropbear deposit`, `dropbear balance`, `dropbear set-fee` and `dropbear withdraw` without a running group: every bad option is CLI_USAGE (or
  * CONFIG_KEY_MISMATCH for a key that is not the treasury's) before anything is sent, and a node's answers
  * are checked (a deposit another one superseded is TX_SUPERSEDED, not success). The real path, four node
  * processes, is in test/e2e/group.test.ts.
@@ -41,6 +41,17 @@ const STATUS = {
     { node: 2, version: 4, fee: 9 },
     { node: 1, version: 9, fee: 9 },
   ],
+  withdrawals: [0, 0, 2, 0],
+  pendingWithdrawals: [
+    { node: 2, serial: 3, amount: 10 },
+    { node: 2, serial: 3, amount: 15 },
+    { node: 2, serial: 4, amount: 5 },
+    { node: 1, serial: 1, amount: 99 },
+  ],
+};
+/** What the fake node answers for GET /v1/owners: node 2 may withdraw 100. */
+let ownersBody: unknown = {
+  owners: [0, 1, 2, 3].map((node) => ({ node, payable: node === 2 ? 100 : 0 })),
 };
 let statusBody: unknown = STATUS;
 /** What the fake node answers for GET /v1/accounts/:client. */
@@ -69,6 +80,7 @@ beforeAll(async () => {
     const json = (status: number, b: unknown) =>
       res.writeHead(status, { 'content-type': 'application/json' }).end(JSON.stringify(b));
     if (req.url === '/v1/status') return json(200, statusBody);
+    if (req.url === '/v1/owners') return json(200, ownersBody);
     if (req.method === 'POST' && req.url === '/v1/txs') {
       const tx = fromJson(Tx, (JSON.parse(await body(req)) as { tx: unknown }).tx);
       posted.push(tx);
@@ -354,5 +366,76 @@ describe('dropbear infer --max-fee (after a fee raise the genesis fees no longer
       expect(r.stderr, v).toMatch(/^error \[CLI_USAGE\]: --max-fee must be a whole number/);
     }
     expect(requested).toEqual([]);
+  });
+});
+
+describe('dropbear withdraw', () => {
+  const withdraw = (...args: string[]) => runCliInProcess(['withdraw', '--group', dir, ...args]);
+
+  it("signs the serial after the node's last applied and its waiting ones, with the node's key", async () => {
+    txAnswer = { status: 'executed', seq: 15, applied: true };
+    const r = await withdraw('--node', '2', '--amount', '60');
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    const tx = posted.at(-1)!;
+    if (tx.kind !== 'withdrawal') throw new Error(`posted a ${tx.kind}`);
+    expect(tx.withdrawal).toEqual({ node: 2, serial: 5, amount: 60 });
+    const genesis = readGenesis(join(dir, 'genesis.json'));
+    expect(verifyTx(genesis, groupIdOf(genesis), tx)).toBe(true);
+    expect(r.stdout).toMatch(/submitted [0-9a-f]{64} \(node 2: withdraw 60 of 100, serial 5\)/);
+    expect(r.stdout).toMatch(/ordered in batch 15: node 2 withdrew 60/);
+  });
+
+  it('--amount all takes the payable less the waiting (the largest of each serial: 15 + 5)', async () => {
+    txAnswer = { status: 'executed', seq: 16, applied: true };
+    const r = await withdraw('--node', '2', '--amount', 'all');
+    expect(r.code, r.stderr).toBe(0);
+    const tx = posted.at(-1)!;
+    if (tx.kind !== 'withdrawal') throw new Error(`posted a ${tx.kind}`);
+    expect(tx.withdrawal).toEqual({ node: 2, serial: 5, amount: 80 });
+  });
+
+  it('more than the node may withdraw, nothing left for `all`, bad amounts and keys: refused with their codes, nothing sent', async () => {
+    const before = posted.length;
+    const over = await withdraw('--node', '2', '--amount', '81');
+    expect([over.code, over.stderr]).toEqual([
+      2,
+      expect.stringMatching(
+        /^error \[TX_WITHDRAWAL_TOO_LARGE\]: node 2 may withdraw 100 \(20 more in withdrawals waiting to be ordered\), not 81; nothing was submitted/,
+      ),
+    ]);
+    const none = await withdraw('--node', '0', '--amount', 'all');
+    expect(none.code).toBe(2);
+    expect(none.stderr).toMatch(/^error \[NOTHING_TO_WITHDRAW\]: node 0 may withdraw 0/);
+    for (const amount of ['0', '-1', '1.5', 'half']) {
+      const r = await withdraw('--node', '2', '--amount', amount);
+      expect(r.code, amount).toBe(2);
+      expect(r.stderr, amount).toMatch(/^error \[CLI_USAGE\]: --amount must be a positive whole number/);
+    }
+    const key = await withdraw('--node', '2', '--amount', '1', '--key', join(dir, 'keys', 'node-1.json'));
+    expect(key.stderr).toMatch(/^error \[CONFIG_KEY_MISMATCH\]/);
+    const down = await withdraw('--node', '1', '--amount', '1', '--wait', '5000');
+    expect(down.stderr).toMatch(/^error \[NODE_UNREACHABLE\]: .*--via ID/);
+    expect(posted.length).toBe(before);
+  });
+
+  it('a node without withdrawals in its status or payable in its owners is BAD_RESPONSE, nothing submitted', async () => {
+    const before = posted.length;
+    const saved = ownersBody;
+    ownersBody = { owners: [] };
+    try {
+      const r = await withdraw('--node', '2', '--amount', '1');
+      expect(r.stderr).toMatch(/^error \[BAD_RESPONSE\]: .*\/v1\/owners answered without node 2's payable/);
+    } finally {
+      ownersBody = saved;
+    }
+    statusBody = { ...STATUS, withdrawals: undefined };
+    try {
+      const r = await withdraw('--node', '2', '--amount', '1');
+      expect(r.stderr).toMatch(/^error \[BAD_RESPONSE\]: .*\/v1\/status answered without withdrawals/);
+    } finally {
+      statusBody = STATUS;
+    }
+    expect(posted.length).toBe(before);
   });
 });
