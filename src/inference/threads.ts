@@ -474,11 +474,15 @@ class LiveWorker {
         this.request(msg, transfer),
       );
     // A replacement still starting: send once it is ready. Should its start fail, a slot that retries sends
-    // the call on once the thread has exited (the retry is scheduled by then); otherwise the call fails.
+    // the call on once the thread has exited (the retry is scheduled by then); otherwise the call fails, with
+    // WORKER_START_FAILED where that start was the last the slot tries: the thread's exit may give up before
+    // this runs, and the call failed with the start's own error (MODEL_DIGEST_MISMATCH, say) instead, which
+    // the node host does not read as a slot given up (a CI run on 2026-12-07, test/inference/worker-death).
     if (!h.wasReady && !h.deadWith)
       return h.ready.then(
         () => h.request(msg, transfer),
-        (e) => (this.retries ? h.gone.then(() => this.request(msg, transfer)) : Promise.reject(e)),
+        (e) =>
+          this.retries ? h.gone.then(() => this.request(msg, transfer)) : Promise.reject(this.failed ?? e),
       );
     return h.request(msg, transfer);
   }
