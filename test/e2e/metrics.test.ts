@@ -162,10 +162,11 @@ describe('metrics of a real group', () => {
     expect(v(m, 'dropbear_ledger_sync_seconds_count')).toBeGreaterThan(0);
     // What the owners earned and charge, as GET /v1/owners says (fee 1 each: every counted vote earned 1).
     const owners = (await (await fetch(`${api(0)}/v1/owners`)).json()) as {
-      owners: { node: number; fee: number; counted: number; earned: number }[];
+      owners: { node: number; fee: number; counted: number; earned: number; withdrawn: number }[];
     };
     for (const o of owners.owners) {
       expect(v(m, 'dropbear_owner_earned', { node: String(o.node) })).toBe(o.earned);
+      expect(v(m, 'dropbear_owner_withdrawn', { node: String(o.node) })).toBe(o.withdrawn);
       expect(v(m, 'dropbear_node_fee', { node: String(o.node) })).toBe(1);
       expect(o.earned).toBe(o.counted);
     }
@@ -235,7 +236,8 @@ describe('metrics of a real group', () => {
     const cli = await runCli(['status', '--group', g.dir], 20_000);
     expect(cli.code).toBe(1);
     const line = cli.stdout.split('\n').find((l) => l.startsWith('1 '));
-    expect(line).toMatch(/NO\s+no\s+-\s+-\s+-\s+-\s+\(NODE_UNREACHABLE: nothing answered at /);
+    // view, primary, last, fee and model all unknown (the fee column since 2026-12-07).
+    expect(line).toMatch(/NO\s+no(\s+-){5}\s+\(NODE_UNREACHABLE: nothing answered at /);
     await until(
       'node 0 sees node 1 gone',
       async () => v(await scrape(0), 'dropbear_peer_connected', { peer: '1' }) === 0,
