@@ -24,6 +24,8 @@
  *   dropbear_view_changes_total                      view changes seen by this node
  *   dropbear_owner_earned{node} / dropbear_node_fee{node}  fees each node's owner earned, and each node's fee now, in the
  *                                                    ledger as of the last executed batch (GET /v1/owners)
+ *   dropbear_owner_withdrawn{node}                   money each node's owner withdrew, in the same ledger (its payable is
+ *                                                    earned less this)
  *   dropbear_peer_connected{peer}                    1 when the transport reports the peer connected
  *   dropbear_peer_quarantined_seconds{peer}          what is left of the peer's quarantine (0: none; transport.ts)
  *   dropbear_bad_frames_total{peer}                  frames a peer sent that could not be used, by peer, as the transport counts them: undecodable
@@ -230,6 +232,16 @@ export class NodeMetrics {
       collect() {
         const st = self.host?.db.state;
         if (st) for (const [node, x] of st.stats.entries()) this.set({ node: String(node) }, x.earned);
+      },
+    });
+    new Gauge({
+      name: 'dropbear_owner_withdrawn',
+      help: "Money each node's owner withdrew (what it may still withdraw is earned less this), in this node's ledger as of its last executed batch",
+      labelNames: ['node'],
+      registers,
+      collect() {
+        const st = self.host?.db.state;
+        if (st) for (const [node, w] of st.withdrawn.entries()) this.set({ node: String(node) }, w);
       },
     });
     new Gauge({

@@ -235,7 +235,7 @@ function showErrors(): void {
 /** How long a status poll waits for the node's answer: one poll at a time, so a slow node is said to be. */
 const STATUS_TIMEOUT_MS = 5000;
 
-/** Each node's fee and earnings as this node's ledger has them (GET /v1/owners), as text cells only. */
+/** Each node's fee, earnings and withdrawals as this node's ledger has them (GET /v1/owners), as text cells only. */
 async function loadOwners(): Promise<void> {
   const json = await getJson('/v1/owners', MAX_STATUS_BYTES, STATUS_TIMEOUT_MS);
   const list = (json as { owners?: unknown } | null)?.owners;
@@ -243,7 +243,7 @@ async function loadOwners(): Promise<void> {
   $('owners').replaceChildren(
     ...list.map((o: Record<string, unknown>) => {
       const tr = document.createElement('tr');
-      for (const v of [o.node, o.owner, o.fee, o.counted, o.earned]) {
+      for (const v of [o.node, o.owner, o.fee, o.counted, o.earned, o.withdrawn, o.payable]) {
         const td = document.createElement('td');
         td.textContent = typeof v === 'string' || typeof v === 'number' ? String(v) : '?';
         tr.append(td);

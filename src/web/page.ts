@@ -44,10 +44,10 @@ const NODE = `<h2>This node</h2>
 </dl>
 <p id="status-error" class="bad"></p>
 <h3>Owners</h3>
-<p class="note">Each node's fee now and the fees its owner earned, in this node's ledger (<code>GET /v1/owners</code>;
+<p class="note">Each node's fee now, the fees its owner earned, withdrew and may still withdraw, in this node's ledger (<code>GET /v1/owners</code>;
 the node's word, not checked here).</p>
 <table>
-  <thead><tr><th>node</th><th>owner</th><th>fee</th><th>votes counted</th><th>earned</th></tr></thead>
+  <thead><tr><th>node</th><th>owner</th><th>fee</th><th>votes counted</th><th>earned</th><th>withdrawn</th><th>payable</th></tr></thead>
   <tbody id="owners"></tbody>
 </table>`;
 

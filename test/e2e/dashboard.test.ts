@@ -139,6 +139,8 @@ describe.skipIf(!haveChromium && !required)('dashboard in Chromium', () => {
       api.owners.map((o) => [String(o.node), o.owner, String(o.fee)]),
     );
     for (const r of owners) expect(Number(r[4])).toBe(Number(r[3])); // fee 1: earned = votes counted
+    // Nothing withdrawn: each owner may withdraw all it earned.
+    for (const r of owners) expect([r[5], r[6]]).toEqual(['0', r[4]]);
     expect(owners.some((r) => Number(r[4]) > 0)).toBe(true);
     expect(pageErrors).toEqual([]);
     await page.close();

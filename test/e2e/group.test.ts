@@ -497,6 +497,39 @@ describe('a real 4-node group', () => {
     await setFee(1);
   });
 
+  it("an owner's withdrawal (`dropbear withdraw --amount all`) is ordered on every node: what it may withdraw goes to 0, the money leaves the group", async () => {
+    type Owners = {
+      paidOut: number;
+      owners: { node: number; earned: number; withdrawn: number; payable: number }[];
+    };
+    const owners = async (api: string) => (await (await fetch(`${api}/v1/owners`)).json()) as Owners;
+    const before = await owners(g.file.nodes[1].api);
+    const payable = before.owners[1].payable;
+    expect(payable).toBeGreaterThan(0);
+    const out = await runCliInProcess(['withdraw', '--group', dir, '--node', '1', '--amount', 'all']);
+    expect(out.stderr).toBe('');
+    expect(out.code).toBe(0);
+    expect(out.stdout).toContain(`node 1 withdrew ${payable}`);
+    const txId = /^submitted ([0-9a-f]{64})/.exec(out.stdout)![1];
+    // What the treasury checks before it pays: executed and applied on f + 1 nodes (here on all four), and
+    // every ledger took the same amount out.
+    for (const n of g.file.nodes) {
+      let o = await owners(n.api);
+      for (let i = 0; i < 50 && o.owners[1].withdrawn !== payable; i++) {
+        await new Promise((r) => setTimeout(r, 100));
+        o = await owners(n.api);
+      }
+      expect(o.owners[1]).toMatchObject({ withdrawn: payable, payable: 0 });
+      expect(o.paidOut).toBe(payable);
+      const fate = (await (await fetch(`${n.api}/v1/txs/${txId}`)).json()) as Record<string, unknown>;
+      expect(fate).toMatchObject({ status: 'executed', applied: true });
+    }
+    // Nothing is left: `all` says so and submits nothing.
+    const again = await runCliInProcess(['withdraw', '--group', dir, '--node', '1', '--amount', 'all']);
+    expect(again.code).toBe(2);
+    expect(again.stderr).toMatch(/^error \[NOTHING_TO_WITHDRAW\]/);
+  });
+
   it('kill -9 of a backup under load: certification continues; restarted, it catches up and serves old certificates', async () => {
     const c = client();
     const load = c.inferMany(images.slice(40, 60), { concurrency: 4 });
