@@ -7,10 +7,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { SqliteLedger } from '../../src/ledger/sqlite.ts';
-import { signWithdrawal } from '../../src/protocol/index.ts';
+import { signWithdrawal, type Tx } from '../../src/protocol/index.ts';
 import { registerScript } from '../../src/sim/byzantine.ts';
+import { checkRun } from '../../src/sim/checks.ts';
 import { runSchedule, type Schedule, scheduleSimulation } from '../../src/sim/faults.ts';
-import { EPOCH_MS } from '../../src/sim/world.ts';
+import { EPOCH_MS, Simulation } from '../../src/sim/world.ts';
 
 // A faulty node whose owner takes out 1 at a time, serials 1 to 8, spread again on every tick from 100 ms on
 // (those ordered before the node earned anything use their serial and take nothing): legitimate for an
@@ -60,5 +61,47 @@ describe('withdrawals in the simulator', () => {
     expect(paid[0][0]).toBeGreaterThan(0);
     expect(paid).toEqual([paid[0], paid[0], paid[0]]);
     expect(paid[0][1]).toBe(0);
+  });
+
+  it('a node restarted from its ledger knows the withdrawals applied: it takes the next serial and refuses a stale one', () => {
+    const s = new Simulation({ nodes: 4, requests: 60, seed: 42, rate: 0.3, keepAllCertificates: true });
+    const gid = s.nodes[0].replica.groupId;
+    const w = (serial: number, amount: number): Tx =>
+      signWithdrawal(gid, { node: 1, serial, amount }, s.group.keys[1]);
+    let phase = 0;
+    const r = s.run({
+      until: () => {
+        if (phase === 0 && s.nodes.every((n) => n.ledger.stats[1].earned >= 10)) {
+          phase = 1;
+          expect(s.submitTx(1, w(1, 4))?.accepted).toBe(true);
+        }
+        if (phase === 1 && s.nodes.every((n) => n.ledger.withdrawals[1] === 1)) {
+          phase = 2;
+          s.crash(2);
+          s.restart(2, false);
+          // Restarted from its ledger, the replica counts what the ledger applied.
+          expect(s.nodes[2].replica.currentWithdrawals).toEqual(s.nodes[2].ledger.withdrawals);
+          expect(s.submitTx(2, w(1, 3))?.code).toBe('TX_STALE_VERSION');
+          expect(s.submitTx(2, w(2, 5))).toMatchObject({ accepted: true, code: null });
+        }
+        return (
+          phase === 2 &&
+          s.certificates.size === s.requests.size &&
+          s.nodes.every(
+            (n) =>
+              n.ledger.withdrawals[1] === 2 &&
+              n.ledger.seq === s.nodes[0].ledger.seq &&
+              n.replica.pendingTxs.length === 0,
+          )
+        );
+      },
+    });
+    expect(r.done).toBe(true);
+    expect(checkRun(r)).toEqual({ ok: true, problems: [] });
+    for (const n of s.nodes) {
+      expect([n.ledger.withdrawn[1], n.ledger.paidOut()]).toEqual([9, 9]);
+      expect(n.replica.currentWithdrawals).toEqual([0, 2, 0, 0]);
+      expect(n.ledger.totalMoney()).toBe(n.ledger.genesisMoney - 9);
+    }
   });
 });
