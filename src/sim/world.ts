@@ -784,6 +784,7 @@ export class Simulation {
         deposits: l.deposits,
         fees: l.fees,
         feeVersions: l.feeVersions,
+        withdrawals: l.withdrawals,
         recent: l.recent.entries(),
         log: node.db ? (node.db.signedLog() as PersistRecord[]) : node.log,
         ownResults: node.db ? node.db.ownResults() : [...node.ownResults.values()],
