@@ -377,6 +377,15 @@ describe("withdrawals (a node's own serials, beside its model and fee sequences)
     ]);
     expect(h.pending).toEqual([]);
   });
+
+  it('a node spreading its own withdrawal of 0, validly signed, is punished for a bad transaction, not a bad signature', () => {
+    const h = new One(1);
+    const out = h.msg(2, { kind: 'tx', tx: withdraw(2, 1, 0) });
+    expect(only(out, 'peerMisbehaved').map((a) => [a.peer, a.reason])).toEqual([
+      [2, 'spread a bad transaction (TX_BAD_AMOUNT)'],
+    ]);
+    expect(h.pending).toEqual([]);
+  });
 });
 
 describe('fees the primary trims votes under (withinMaxFee)', () => {
