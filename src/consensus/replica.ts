@@ -1738,7 +1738,7 @@ export class Replica {
       // another's.
       this.punish(
         from,
-        tx.kind !== 'deposit' && txNodeOf(tx) === from
+        c.code === 'TX_BAD_SIGNATURE' && tx.kind !== 'deposit' && txNodeOf(tx) === from
           ? 'bad signature on its own transaction'
           : `spread a bad transaction (${c.code})`,
       );
