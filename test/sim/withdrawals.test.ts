@@ -7,7 +7,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { SqliteLedger } from '../../src/ledger/sqlite.ts';
-import { signWithdrawal, type Tx } from '../../src/protocol/index.ts';
+import { hex, type PrePrepare, signWithdrawal, type Tx, txIdOf } from '../../src/protocol/index.ts';
+import { signedPrePrepare } from '../../src/sim/attacks.ts';
 import { registerScript } from '../../src/sim/byzantine.ts';
 import { checkRun } from '../../src/sim/checks.ts';
 import { runSchedule, type Schedule, scheduleSimulation } from '../../src/sim/faults.ts';
@@ -28,6 +29,32 @@ registerScript('test:withdrawing-owner', () => ({
     }));
   },
 }));
+
+// A primary that carries again, in each of its proposals, every withdrawal it proposed before, and its own
+// batch's withdrawals twice (re-signed: the same forged proposal for every copy of one (view, seq, digest)).
+registerScript('test:withdrawals-replaying-primary', () => {
+  const proposed = new Map<string, Tx>();
+  const made = new Map<string, PrePrepare>();
+  return {
+    outbound: (ctx, to, msg) => {
+      if (msg.kind !== 'prePrepare' || msg.pp.view % ctx.n !== ctx.id) return [{ to, msg }];
+      const pp = msg.pp;
+      const key = `${pp.view}:${pp.seq}:${hex(pp.digest)}`;
+      let out = made.get(key);
+      if (!out) {
+        const own = pp.batch.txs.filter((t) => t.kind === 'withdrawal');
+        const again = [...proposed.values(), ...own];
+        for (const t of own) proposed.set(hex(txIdOf(t)), t);
+        out =
+          again.length === 0
+            ? pp
+            : signedPrePrepare(ctx, pp.view, pp.seq, { ...pp.batch, txs: [...pp.batch.txs, ...again] });
+        made.set(key, out);
+      }
+      return [{ to, msg: { kind: 'prePrepare', pp: out } }];
+    },
+  };
+});
 
 const dirs: string[] = [];
 afterEach(() => {
@@ -102,6 +129,56 @@ describe('withdrawals in the simulator', () => {
       expect([n.ledger.withdrawn[1], n.ledger.paidOut()]).toEqual([9, 9]);
       expect(n.replica.currentWithdrawals).toEqual([0, 2, 0, 0]);
       expect(n.ledger.totalMoney()).toBe(n.ledger.genesisMoney - 9);
+    }
+  });
+  it('a faulty primary that proposes executed withdrawals again (and each twice) takes none out twice', () => {
+    const s = new Simulation({
+      nodes: 4,
+      requests: 150,
+      seed: 43,
+      rate: 1,
+      keepAllCertificates: true,
+      maxTimeMs: 20_000,
+      byzantine: new Map([[0, 'test:withdrawals-replaying-primary']]),
+    });
+    const gid = s.nodes[0].replica.groupId;
+    const w = (serial: number, amount: number): Tx =>
+      signWithdrawal(gid, { node: 2, serial, amount }, s.group.keys[2]);
+    const honestIds = [1, 2, 3];
+    let next = 1;
+    const r = s.run({
+      until: () => {
+        // Node 2's owner takes out 3 whenever the last one applied everywhere, three times, through node 3.
+        if (next <= 3 && honestIds.every((i) => s.nodes[i].ledger.withdrawals[2] === next - 1)) {
+          if (honestIds.every((i) => s.nodes[i].ledger.payable(2) >= 3)) {
+            expect(s.submitTx(3, w(next, 3))?.accepted).toBe(true);
+            next++;
+          }
+        }
+        return (
+          next === 4 &&
+          s.certificates.size === 150 &&
+          honestIds.every(
+            (i) =>
+              s.nodes[i].ledger.withdrawals[2] === 3 &&
+              s.nodes[i].replica.pendingTxs.length === 0 &&
+              s.nodes[i].ledger.seq === s.nodes[1].ledger.seq,
+          )
+        );
+      },
+    });
+    expect(r.done).toBe(true);
+    expect(checkRun(r)).toEqual({ ok: true, problems: [] });
+    for (const i of honestIds) {
+      const n = s.nodes[i];
+      // The attack ran: batches carried withdrawals already applied (or twice).
+      let carried = 0;
+      for (const h of n.history.values())
+        carried += h.batch.txs.filter((t) => t.kind === 'withdrawal').length;
+      expect(carried).toBeGreaterThan(3 + 3);
+      expect([n.ledger.withdrawn, n.ledger.paidOut()]).toEqual([[0, 0, 9, 0], 9]);
+      expect(n.replica.currentWithdrawals).toEqual([0, 0, 3, 0]);
+      expect(hex(n.ledger.stateDigest())).toBe(hex(s.nodes[1].ledger.stateDigest()));
     }
   });
 });
