@@ -508,7 +508,7 @@ export type TxRejectCode =
   | 'TX_MODEL_INCOMPATIBLE'
   /** MAX_TXS_PER_NODE updates of the node it names, or deposits, are held (waiting or proposed) already. */
   | 'TX_TOO_MANY'
-  /** A deposit that would take the group's money past 2^53 − 1 (the node host checks this). */
+  /** A deposit that would take the genesis money plus every deposit applied past 2^53 − 1 (the node host checks this). */
   | 'TX_DEPOSIT_TOO_LARGE'
   /** A withdrawal of more than its node may withdraw, less its withdrawals waiting (the node host checks this). */
   | 'TX_WITHDRAWAL_TOO_LARGE';

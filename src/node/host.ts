@@ -1556,7 +1556,7 @@ export class NodeHost {
   /**
    * A transaction's fate at this node, by id (lowercase hex): waiting to be ordered; executed in batch
    * `seq` and applied (or without effect: another of its version or serial ordered first, a replay, or a
-   * deposit that would overflow); superseded before it was ordered, as of batch `seq` (submitted here:
+   * deposit that would overflow, a withdrawal of more than its node could withdraw); superseded before it was ordered, as of batch `seq` (submitted here:
    * another of its version or serial was ordered first, and it never will be); null when unknown here
    * (never seen, or superseded before the node started or before the latest TX_RESULTS_KEPT). An executed
    * one the memory no longer holds (executed before the node started, or before the latest
