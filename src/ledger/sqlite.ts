@@ -2078,8 +2078,12 @@ function migrate8to9(db: Database.Database): void {
 
 /** Upgrades a schema-9 file in place (see LEDGER_SCHEMA_VERSION, 10): the version; its snapshots go. */
 function migrate9to10(db: Database.Database): void {
-  db.prepare('DELETE FROM snapshots').run();
-  db.prepare('UPDATE meta SET schema_version = 10 WHERE id = 0').run();
+  // One transaction, as every step's comment at open says (its two statements committed apart until
+  // 2026-12-07: a crash between them left only the snapshots gone, which the next open redid harmlessly).
+  db.transaction(() => {
+    db.prepare('DELETE FROM snapshots').run();
+    db.prepare('UPDATE meta SET schema_version = 10 WHERE id = 0').run();
+  })();
 }
 
 /**
