@@ -367,9 +367,18 @@ export class NodeHost {
       const current = hex(db.state.models[opts.id]);
       if (!opts.backends.some((b) => b.digest === current)) {
         const loaded = opts.backends.map((b) => b.digest.slice(0, 16)).join(', ') || 'none';
-        throw new DropbearError(
-          'MODEL_MISMATCH',
-          `node ${opts.id} must run the model with digest ${current} (genesis or last ordered update); loaded: ${loaded}`,
+        // A node rejoining with a new ledger starts at the genesis, but its owner's model may have been
+        // updated since: it loads the model it runs now, which its ledger learns by state transfer. Until
+        // then it votes nothing (an empty answer, as for a model not loaded); before 2026-12-07 it would not
+        // start without the genesis model loaded too (MODEL_MISMATCH), which its owner may no longer have.
+        if (!opts.rejoin || db.state.seq > 0)
+          throw new DropbearError(
+            'MODEL_MISMATCH',
+            `node ${opts.id} must run the model with digest ${current} (genesis or last ordered update); loaded: ${loaded}`,
+          );
+        opts.logger?.warn(
+          { code: 'MODEL_NOT_LOADED_YET', genesisDigest: current, loaded },
+          `rejoining without the genesis model of node ${opts.id} loaded: it votes once state transfer brings the ordered update to a loaded model; if the group never updated this node's model, load the genesis model (${current}) and start it again`,
         );
       }
       const cfg = { ...DEFAULT_REPLICA_CONFIG, ...opts.replica };

@@ -38,7 +38,7 @@ function hosts(
   seed: number,
   extra?: ModelBackend,
   wire: (id: number, w: Wire) => Wire = (_, w) => w,
-): { group: ReturnType<typeof makeGroup>; hosts: NodeHost[]; dir: string } {
+): { group: ReturnType<typeof makeGroup>; hosts: NodeHost[]; dir: string; net: Loopback } {
   const dir = mkdtempSync(join(tmpdir(), 'dropbear-mu-host-'));
   const group = makeGroup(4, 1, seed);
   const net = new Loopback(4);
@@ -61,7 +61,7 @@ function hosts(
     net.stop();
     rmSync(dir, { recursive: true, force: true });
   });
-  return { group, hosts: hs, dir };
+  return { group, hosts: hs, dir, net };
 }
 
 describe('a model update submitted to the node it names', () => {
@@ -275,5 +275,62 @@ describe('transactions executed before a restart', () => {
     expect(ids.map((id) => again.txStatus(id))).toEqual(before);
     // An id no batch carried is still unknown.
     expect(again.txStatus('ab'.repeat(32))).toBeNull();
+  });
+});
+
+describe('a node that lost its ledger after its model update (--rejoin)', () => {
+  it('starts with the updated model alone, catches up, and votes with it (it needed the genesis model loaded: MODEL_MISMATCH)', async () => {
+    const { group, hosts: hs, dir, net } = hosts(50);
+    const gid = groupIdOf(group.genesis);
+    const updated = startStandIn(5).digest;
+    const newDigest = Uint8Array.from(Buffer.from(updated, 'hex'));
+    expect(hs[2].submitTx(signModelUpdate(gid, { node: 2, version: 1, newDigest }, group.keys[2])).ok).toBe(
+      true,
+    );
+    const until = async (ok: () => boolean, what: string) => {
+      for (let i = 0; i < 500 && !ok(); i++) await new Promise((res) => setTimeout(res, 20));
+      expect(ok(), what).toBe(true);
+    };
+    await until(
+      () => hs.every((h) => h.replica.currentModelVersions[2] === 1),
+      'the update ordered everywhere',
+    );
+    // Node 2's disk is lost: a new ledger, and only the model it now runs loaded.
+    hs[2].stop();
+    hs[2].close();
+    rmSync(join(dir, 'n2.sqlite'), { force: true });
+    for (const suffix of ['-wal', '-shm', '.boot']) rmSync(join(dir, `n2.sqlite${suffix}`), { force: true });
+    const warnings: string[] = [];
+    const logger = {
+      info() {},
+      warn: (_: unknown, msg: string) => warnings.push(msg),
+      error() {},
+    } as unknown as NonNullable<Parameters<typeof NodeHost.open>[0]['logger']>;
+    const back = NodeHost.open({
+      id: 2,
+      genesis: group.genesis,
+      key: group.keys[2],
+      ledgerPath: join(dir, 'n2.sqlite'),
+      backends: [startStandIn(5)],
+      wire: net.wire(2),
+      rejoin: true,
+      logger,
+    });
+    hs[2] = back;
+    const rejoinedAt = Date.now();
+    back.start();
+    expect(warnings.some((w) => /without the genesis model/.test(w) && /state transfer/.test(w))).toBe(true);
+    // It catches up by state transfer (the update among the batches) and then runs the model it has.
+    await until(() => back.replica.currentModelVersions[2] === 1, 'node 2 caught up to the update');
+    expect(back.currentBackend.digest).toBe(updated);
+    // A new request: node 2's vote, with the updated model's digest, is counted on every node.
+    // A rejoined node signs no RESULTS for a request timestamped up to twice the clock skew bound (5 s
+    // here) past its rejoining (Replica.resultsFloor: it may have voted on it before, and forgot): requests
+    // timestamped later, up to the skew bound ahead, get its vote.
+    const skew = group.genesis.params.maxClockSkewMs;
+    await new Promise((res) => setTimeout(res, Math.max(0, rejoinedAt + skew + 500 - Date.now())));
+    for (let nonce = 900; nonce < 905; nonce++)
+      expect(hs[0].submit(standInRequest(group, gid, nonce, Date.now() + skew - 200)).ok).toBe(true);
+    await until(() => hs[0].db.state.stats[2].counted > 0, "node 2's vote counted after it rejoined");
   });
 });
