@@ -238,7 +238,10 @@ export function registerDemo(program: Command): void {
         const before = g.genesis.balances.find((b) => equalBytes(b.client, key))?.amount ?? 0;
         const certified = results.filter((r): r is InferResult => !(r instanceof Error));
         const money = await moneyLine(g.file.nodes[0].api, key, before, certified);
-        if (money) process.stdout.write(money);
+        if (money)
+          process.stdout.write(
+            `${money}An owner takes its earnings out of the group with \`npx dropbear withdraw --group ${o.out} --node N --amount all\` (docs/api.md, "Withdrawals").\n`,
+          );
         // With --once the nodes stop as this returns: their addresses are shown for the record only, and
         // the group folder with how to start it again (not a status command that would find nothing).
         process.stdout.write(

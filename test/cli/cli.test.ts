@@ -909,6 +909,10 @@ describe('dropbear demo', () => {
       const earned = [...money![4].matchAll(/node \d \(owner-\d\) (\d+)/g)].map((m) => Number(m[1]));
       expect(earned).toHaveLength(4);
       expect(earned.reduce((x, y) => x + y, 0)).toBe(paid);
+      // And how an owner takes that out (withdrawals, since 2026-12-07).
+      expect(r.stdout).toMatch(
+        /^An owner takes its earnings out of the group with `npx dropbear withdraw --group \S+ --node N --amount all`/m,
+      );
       expect(r.stdout).toMatch(/node 3: http:\/\/127\.0\.0\.1:\d+/);
       // --once stopped every node: the output says so, and how to start the group again, not to ask the
       // stopped nodes for their status (NODE_UNREACHABLE) or open their dashboard.
