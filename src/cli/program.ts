@@ -15,6 +15,7 @@ import { registerServeModel } from './serve-model.ts';
 import { registerSetFee } from './set-fee.ts';
 import { registerSim } from './sim.ts';
 import { registerStatus } from './status.ts';
+import { registerTx } from './tx.ts';
 import { registerVerify } from './verify.ts';
 import { registerVerifyPage } from './verify-page.ts';
 import { registerWithdraw } from './withdraw.ts';
@@ -49,6 +50,7 @@ export function buildProgram(): DropbearCommand {
   registerDeposit(program);
   registerSetFee(program);
   registerWithdraw(program);
+  registerTx(program);
   registerServeModel(program);
   return program;
 }

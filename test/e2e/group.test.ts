@@ -524,6 +524,12 @@ describe('a real 4-node group', () => {
       const fate = (await (await fetch(`${n.api}/v1/txs/${txId}`)).json()) as Record<string, unknown>;
       expect(fate).toMatchObject({ status: 'executed', applied: true });
     }
+    // The treasury's check in one command: every node's word, f + 1 agreeing (exit 0).
+    const check = await runCliInProcess(['tx', '--group', dir, txId]);
+    expect(check.code, check.stdout + check.stderr).toBe(0);
+    expect(check.stdout).toMatch(
+      /^applied: nodes 0, 1, 2, 3 \(f \+ 1 = 2 needed\) say executed in batch \d+ and applied$/m,
+    );
     // Nothing is left: `all` says so and submits nothing.
     const again = await runCliInProcess(['withdraw', '--group', dir, '--node', '1', '--amount', 'all']);
     expect(again.code).toBe(2);

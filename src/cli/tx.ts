@@ -1,0 +1,138 @@
+/**
+ * `dropbear tx TXID`: what every node of a group says of one ordered transaction (GET /v1/txs/:txId), and
+ * whether f + 1 of them agree it was executed and applied, so that at least one correct node did: what the
+ * treasury checks before it pays an owner's withdrawal (docs/api.md, "Withdrawals"), and anyone after a
+ * deposit, fee change or model update.
+ */
+import type { Command } from 'commander';
+import { DropbearError } from '../protocol/index.ts';
+import { usageError } from './errors.ts';
+import { loadGroup } from './group.ts';
+import { expectObject, fetchNodeJson } from './http.ts';
+
+/** Each request to a node gives up after this long (the node is reported unreachable). */
+const TIMEOUT_MS = 3000;
+
+/** One node's word on a transaction. */
+export type TxWord =
+  | { node: number; status: 'pending' }
+  | { node: number; status: 'executed'; seq: number; applied: boolean }
+  | { node: number; status: 'superseded'; seq: number }
+  | { node: number; status: 'unknown' }
+  | { node: number; status: 'error'; error: string };
+
+/**
+ * The verdict on the nodes' words with fault bound f: `applied` when f + 1 nodes say executed and applied
+ * in one batch (then at least one correct node executed it so; honest nodes all execute the same batches,
+ * so the others will too); `noEffect` when f + 1 say executed without effect in one batch; else
+ * `unconfirmed`. `split` lists the nodes whose word disagrees with that batch's (a faulty node, or none).
+ */
+export function txVerdict(
+  words: TxWord[],
+  f: number,
+): { verdict: 'applied' | 'noEffect' | 'unconfirmed'; seq: number | null; nodes: number[]; split: number[] } {
+  const by = new Map<string, number[]>();
+  for (const w of words)
+    if (w.status === 'executed') {
+      const k = `${w.seq}:${w.applied}`;
+      by.set(k, [...(by.get(k) ?? []), w.node]);
+    }
+  for (const [k, nodes] of by) {
+    if (nodes.length < f + 1) continue;
+    const [seq, applied] = k.split(':');
+    const split = words
+      .filter((w) => w.status === 'executed' && `${w.seq}:${w.applied}` !== k)
+      .map((w) => w.node);
+    return { verdict: applied === 'true' ? 'applied' : 'noEffect', seq: Number(seq), nodes, split };
+  }
+  return { verdict: 'unconfirmed', seq: null, nodes: [], split: [] };
+}
+
+/** A node's answer to GET /v1/txs/:txId as a TxWord (a 404 TX_NOT_FOUND is `unknown`). */
+async function wordOf(node: number, api: string, txId: string): Promise<TxWord> {
+  const url = `${api}/v1/txs/${txId}`;
+  try {
+    const a = await fetchNodeJson(url, TIMEOUT_MS);
+    const b = expectObject(url, a);
+    if (b.status === 'pending') return { node, status: 'pending' };
+    if (b.status === 'executed' && Number.isSafeInteger(b.seq) && typeof b.applied === 'boolean')
+      return { node, status: 'executed', seq: b.seq as number, applied: b.applied };
+    if (b.status === 'superseded' && Number.isSafeInteger(b.seq))
+      return { node, status: 'superseded', seq: b.seq as number };
+    return {
+      node,
+      status: 'error',
+      error: `BAD_RESPONSE: ${url} answered a status this build does not read`,
+    };
+  } catch (e) {
+    if (e instanceof DropbearError && e.code === 'TX_NOT_FOUND') return { node, status: 'unknown' };
+    const code = e instanceof DropbearError ? e.code : 'NETWORK';
+    return { node, status: 'error', error: `${code}: ${(e as Error).message}` };
+  }
+}
+
+function wordText(w: TxWord): string {
+  switch (w.status) {
+    case 'pending':
+      return 'pending (waiting to be ordered)';
+    case 'executed':
+      return `executed in batch ${w.seq}, ${w.applied ? 'applied' : 'without effect'}`;
+    case 'superseded':
+      return `superseded as of batch ${w.seq} (another of its serial or version was ordered first; never ordered)`;
+    case 'unknown':
+      return 'unknown here (TX_NOT_FOUND)';
+    case 'error':
+      return w.error;
+  }
+}
+
+export function registerTx(program: Command): void {
+  program
+    .command('tx')
+    .description(
+      'what every node says of an ordered transaction (a withdrawal, deposit, fee change or model update), and whether f + 1 agree it applied',
+    )
+    .argument(
+      '<txId>',
+      'the transaction id (64 hex digits, as `withdraw`, `deposit`, `set-fee` and `model-update` print it)',
+    )
+    .requiredOption('--group <dir>', 'the group folder')
+    .option('--json', "print each node's word and the verdict as JSON")
+    .addHelpText(
+      'after',
+      '\nExample:\n  npx dropbear tx --group out/g 3f9c…e1\n\n' +
+        'Asks every node (GET /v1/txs/TXID) and prints its word, then the verdict: applied when f + 1 nodes say it was executed and ' +
+        'applied in the same batch (at least one of them is correct, and every correct node executes the same batches), ' +
+        'what the treasury checks before it pays a withdrawal. A node that disagrees with that batch is named (a faulty node).\n\n' +
+        'Exit status: 0 applied (f + 1 agree), 1 not confirmed (pending, without effect, superseded, unknown, or too few nodes answered), ' +
+        '2 an error (one line on stderr: error [CODE]: message; CLI_USAGE for a bad id).\n',
+    )
+    .action(async (txId: string, o: { group: string; json?: boolean }) => {
+      if (!/^[0-9a-fA-F]{64}$/.test(txId))
+        throw usageError(`<txId> must be 64 hex digits (a transaction id), not ${JSON.stringify(txId)}`);
+      const id = txId.toLowerCase();
+      const g = loadGroup(o.group);
+      const f = g.genesis.f;
+      const words = await Promise.all(g.file.nodes.map((n) => wordOf(n.id, n.api, id)));
+      const v = txVerdict(words, f);
+      if (o.json)
+        process.stdout.write(
+          `${JSON.stringify({ txId: id, f, answers: words, verdict: v.verdict, seq: v.seq, agreeing: v.nodes, split: v.split }, null, 2)}\n`,
+        );
+      else {
+        for (const w of words) process.stdout.write(`node ${w.node}: ${wordText(w)}\n`);
+        process.stdout.write(
+          v.verdict === 'applied'
+            ? `applied: nodes ${v.nodes.join(', ')} (f + 1 = ${f + 1} needed) say executed in batch ${v.seq} and applied\n`
+            : v.verdict === 'noEffect'
+              ? `not applied: nodes ${v.nodes.join(', ')} say executed in batch ${v.seq} without effect (another of its serial or version came first, a replay, or over a bound)\n`
+              : `not confirmed: fewer than f + 1 = ${f + 1} nodes say it was executed in one batch\n`,
+        );
+        if (v.split.length > 0)
+          process.stdout.write(
+            `warning: node${v.split.length > 1 ? 's' : ''} ${v.split.join(', ')} say otherwise of batch ${v.seq} (a correct node would not)\n`,
+          );
+      }
+      if (v.verdict !== 'applied') process.exitCode = 1;
+    });
+}

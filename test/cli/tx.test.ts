@@ -1,0 +1,84 @@
+/**
+ * `dropbear tx TXID`: the verdict on the nodes' words (f + 1 agreeing on one batch), and the command on a
+ * group whose nodes do not answer. The real path (four node processes, a withdrawal) is in
+ * test/e2e/group.test.ts.
+ */
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { initGroup } from '../../src/cli/group.ts';
+import { type TxWord, txVerdict } from '../../src/cli/tx.ts';
+import { STANDIN_MODEL } from '../../src/node/standin-backend.ts';
+import { runCliInProcess } from './run-cli.ts';
+
+const applied = (node: number, seq = 7): TxWord => ({ node, status: 'executed', seq, applied: true });
+const noEffect = (node: number, seq = 7): TxWord => ({ node, status: 'executed', seq, applied: false });
+
+describe('txVerdict', () => {
+  it('applied once f + 1 say executed and applied in one batch; the nodes that say otherwise are named', () => {
+    expect(txVerdict([applied(0), { node: 1, status: 'pending' }, applied(3)], 1)).toEqual({
+      verdict: 'applied',
+      seq: 7,
+      nodes: [0, 3],
+      split: [],
+    });
+    expect(txVerdict([applied(0), applied(1), noEffect(2), applied(3, 8)], 1)).toEqual({
+      verdict: 'applied',
+      seq: 7,
+      nodes: [0, 1],
+      split: [2, 3],
+    });
+  });
+
+  it('not confirmed with f alone, or f + 1 split over batches or over applied; without effect when f + 1 say so', () => {
+    expect(txVerdict([applied(0), { node: 1, status: 'unknown' }], 1).verdict).toBe('unconfirmed');
+    expect(txVerdict([applied(0, 7), applied(1, 8)], 1).verdict).toBe('unconfirmed');
+    expect(txVerdict([applied(0), noEffect(1)], 1).verdict).toBe('unconfirmed');
+    expect(txVerdict([noEffect(0), noEffect(2), applied(3)], 1)).toMatchObject({
+      verdict: 'noEffect',
+      nodes: [0, 2],
+      split: [3],
+    });
+    // f = 2: three are needed.
+    expect(txVerdict([applied(0), applied(1)], 2).verdict).toBe('unconfirmed');
+    expect(txVerdict([applied(0), applied(1), applied(5)], 2).verdict).toBe('applied');
+  });
+});
+
+describe('dropbear tx', () => {
+  let tmp: string;
+  let dir: string;
+  beforeAll(async () => {
+    tmp = mkdtempSync(join(tmpdir(), 'dropbear-tx-cli-'));
+    dir = join(tmp, 'group');
+    await initGroup({ dir, nodes: 4, models: Array(4).fill(STANDIN_MODEL) });
+    // No node runs: every API is a port nothing listens on.
+    const file = join(dir, 'group.json');
+    const g = JSON.parse(readFileSync(file, 'utf8')) as { nodes: { api: string }[] };
+    for (const n of g.nodes) n.api = 'http://127.0.0.1:1';
+    writeFileSync(file, JSON.stringify(g, null, 2));
+  }, 60_000);
+  afterAll(() => rmSync(tmp, { recursive: true, force: true }));
+
+  it('an id that is not 64 hex digits is CLI_USAGE (exit 2)', async () => {
+    for (const id of ['abc', 'zz'.repeat(32), 'ab'.repeat(33)]) {
+      const r = await runCliInProcess(['tx', '--group', dir, id]);
+      expect(r.code, id).toBe(2);
+      expect(r.stderr, id).toMatch(/^error \[CLI_USAGE\]: <txId> must be 64 hex digits/);
+    }
+  });
+
+  it('nodes that do not answer: each named, not confirmed, exit 1; --json says the same', async () => {
+    const r = await runCliInProcess(['tx', '--group', dir, 'AB'.repeat(32)]);
+    expect(r.code).toBe(1);
+    expect(r.stdout.split('\n').filter((l) => /^node \d: NODE_UNREACHABLE/.test(l))).toHaveLength(4);
+    expect(r.stdout).toMatch(/^not confirmed: fewer than f \+ 1 = 2 nodes/m);
+    const j = await runCliInProcess(['tx', '--group', dir, 'ab'.repeat(32), '--json']);
+    expect(j.code).toBe(1);
+    const body = JSON.parse(j.stdout) as { txId: string; verdict: string; answers: { status: string }[] };
+    expect(body.txId).toBe('ab'.repeat(32));
+    expect(body.verdict).toBe('unconfirmed');
+    expect(body.answers.map((a) => a.status)).toEqual(['error', 'error', 'error', 'error']);
+  });
+});
