@@ -1408,6 +1408,19 @@ export class NodeHost {
   }
 
   submitTx(tx: Tx): TxOutcome {
+    // The very same transaction (its id covers the signature) carried by a batch executed here, in this
+    // session or before (the ledger keeps every fate): said so, with its batch. The replica's own memory of
+    // them holds the latest 1024 of this session, and an older replay read TX_STALE_VERSION (until
+    // 2026-12-07).
+    const id = txIdOf(tx);
+    const fate = this.db.txFate(id);
+    if (fate)
+      return {
+        ok: false,
+        txId: id,
+        code: 'TX_ALREADY_EXECUTED',
+        message: `transaction already ordered: executed in batch ${fate.seq}, ${fate.applied ? 'applied' : 'without effect'}`,
+      };
     if (tx.kind === 'deposit') {
       // The ledger would use the serial and credit nothing (state.ts, applyTx): refused here with a reason.
       // Counted with the deposits waiting to be ordered, as if all applied: only one of a serial applies, so

@@ -273,6 +273,14 @@ describe('transactions executed before a restart', () => {
     });
     hs[0] = again;
     expect(ids.map((id) => again.txStatus(id))).toEqual(before);
+    // Submitted again, each is refused as executed, naming its batch (it read TX_STALE_VERSION once the
+    // replica's memory of this session no longer held it).
+    for (const [i, tx] of [deposit, fee].entries())
+      expect(again.submitTx(tx)).toMatchObject({
+        ok: false,
+        code: 'TX_ALREADY_EXECUTED',
+        message: `transaction already ordered: executed in batch ${(before[i] as { seq: number }).seq}, applied`,
+      });
     // An id no batch carried is still unknown.
     expect(again.txStatus('ab'.repeat(32))).toBeNull();
   });
