@@ -21,6 +21,14 @@
  * of the two applies). What was submitted and each node's answer is kept; a submission may fail or be
  * superseded.
  *
+ * Owners' withdrawals under the same faults: every 3–6 s (seeded, a schedule of its own) the owner of a random
+ * node withdraws part (10–60%) of what that node may withdraw (a Withdrawal signed with the node's key, posted
+ * to a node up at the time, its serial and room read from that node's /v1/status and /v1/owners as `dropbear
+ * withdraw` reads them: `withdrawStateOf`). A quarter of them get a rival: the same serial, 1 more (or 1 less
+ * where 1 more would pass the room), through another node (one of the two applies, the other is ordered
+ * without effect). Now and then (15%) the owner asks for more than payable (payable + 1000–1999, a margin for
+ * what the node earns meanwhile) instead: the node must refuse it with TX_WITHDRAWAL_TOO_LARGE.
+ *
  * While it runs it samples each node's /v1/status every second (view, view change, last executed, requests
  * held: `timeline.txt` in the run folder) and prints, at the end, the longest time the group executed
  * nothing with the samples around it, and how long each node spent alone in a view change (a higher view
@@ -49,17 +57,28 @@
  *     the request away while the group executed nothing, for longer than the SDK's overloadRetry resends
  *     it within the call's time);
  *  8. the money (each ledger replayed, and, independently, the ledgers' batches walked in seq order, a
- *     deposit applying at the treasury's next serial and a fee change at its node's next version; what was
- *     submitted, taken, applied, ordered without effect and never ordered is printed first):
+ *     deposit applying at the treasury's next serial, a fee change at its node's next version, a withdrawal
+ *     using its node's next serial and taking its amount when that is 1 to what the node earned up to the
+ *     batch before less what it withdrew, each batch's certified votes then crediting their nodes' fees of
+ *     the batch; what was submitted, taken, refused (by code), applied, ordered without effect and never
+ *     ordered is printed first, per kind):
  *     a. every node agrees on deposits applied, minted, each fee and fee version, the balances of the load
- *        client and the newcomers, and so does the walk;
+ *        client and the newcomers, each node's withdrawals (the last serial), withdrawn and earned, and so
+ *        does the walk;
  *     b. minted is the sum of the distinct deposits that applied, serials 1..deposits each credited once,
  *        and nothing applied that the soak did not submit;
  *     c. each newcomer's balance is its deposits applied minus the fees of its requests executed, and those
  *        are the fees its certificates name plus those of its requests certified without a certificate;
  *        its account exists exactly when a deposit to it applied;
  *     d. no newcomer request failed (OVERLOADED aside, as in 7);
- *     e. on every node all money (balances and owners' earnings) is the genesis balances plus minted.
+ *     e. on every node all money (balances and what owners may still withdraw) is the genesis balances plus
+ *        minted less paidOut (the withdrawals' sum), and paidOut is the walk's withdrawn, all nodes together;
+ *     f. withdrawals: in the walk each node's serials 1..withdrawals each used once and applied at most once,
+ *        withdrawn = the sum of the applied amounts, each applied one submitted by the soak (and its amount
+ *        the one submitted), and every ledger's withdrawn is that;
+ *     g. withdrawn ≤ earned for each node, in every ledger and in the walk;
+ *     h. no withdrawal of more than payable was taken: each answered 409 TX_WITHDRAWAL_TOO_LARGE (or failed
+ *        to reach a node going down), none applied.
  * Exit status 1 if a check fails (the run folder is then kept and printed), 2 for a bad command line.
  *
  * --minutes M (5), --seed S (time-based when absent; printed), --rate R (50), --keep (keep the run folder).
@@ -83,6 +102,7 @@ import { nextSerialOf } from '../src/cli/deposit.ts';
 import { GROUP_REPLICA, initGroup, loadGroup, NODE_EXEC_ARGV, stopChild } from '../src/cli/group.ts';
 import { ownerKey } from '../src/cli/model-update.ts';
 import { feeStateOf } from '../src/cli/set-fee.ts';
+import { withdrawStateOf } from '../src/cli/withdraw.ts';
 import { DropbearClient } from '../src/client/index.ts';
 import { SqliteLedger, StoredOutcomes } from '../src/ledger/sqlite.ts';
 import { verifyLedgerFile } from '../src/ledger/verify.ts';
@@ -103,6 +123,7 @@ import {
   type SignedRequest,
   signDeposit,
   signFeeChange,
+  signWithdrawal,
   Tx,
   toB64u,
   toJson,
@@ -475,7 +496,7 @@ const groupId = groupIdOf(g.genesis);
 const treasury = readKeyFile(join(groupDir, 'keys', 'treasury.json'));
 const loadClientHex = hex(g.clientKey().publicKey);
 interface TxSent {
-  kind: 'deposit' | 'feeChange';
+  kind: 'deposit' | 'feeChange' | 'withdrawal';
   /** Hex id (the tx's own, whether or not the node took it). */
   txId: string;
   via: number;
@@ -490,6 +511,10 @@ interface TxSent {
   node?: number;
   version?: number;
   fee?: number;
+  /** Withdrawal: more than the node's payable, on purpose (the node should refuse it). */
+  over?: boolean;
+  /** Withdrawal: a rival of the one before (same serial, through another node). */
+  rival?: boolean;
 }
 const txsSent: TxSent[] = [];
 /** Accounts the genesis does not list: funded by deposits only; each sends a few requests once funded. */
@@ -524,7 +549,12 @@ async function getJson(id: number, path: string, timeoutMs = 2000): Promise<Reco
     return null;
   }
 }
-async function postTx(id: number, tx: Tx): Promise<string> {
+/**
+ * Posts `tx` to node `id`: its answer (202, else the status and the error's code, or the fetch error) and the
+ * error's message. The API's error body is `{error: {code, message}}` (until the withdrawals, the soak read a
+ * top-level `code`, which only OIP routes have, and printed a bare status for every refusal).
+ */
+async function postTxAnswer(id: number, tx: Tx): Promise<{ answer: string; message: string }> {
   try {
     const r = await fetch(`${g.file.nodes[id].api}/v1/txs`, {
       method: 'POST',
@@ -532,11 +562,21 @@ async function postTx(id: number, tx: Tx): Promise<string> {
       body: JSON.stringify({ tx: toJson(Tx, tx) }),
       signal: AbortSignal.timeout(3000),
     });
-    const body = (await r.json().catch(() => ({}))) as { code?: string };
-    return r.status === 202 ? '202' : `${r.status} ${body.code ?? ''}`.trim();
+    const body = (await r.json().catch(() => ({}))) as {
+      code?: string;
+      error?: { code?: string; message?: string };
+    };
+    if (r.status === 202) return { answer: '202', message: '' };
+    return {
+      answer: `${r.status} ${body.error?.code ?? body.code ?? ''}`.trim(),
+      message: body.error?.message ?? '',
+    };
   } catch (e) {
-    return `fetch: ${(e as Error).name}`;
+    return { answer: `fetch: ${(e as Error).name}`, message: String((e as Error).message) };
   }
+}
+async function postTx(id: number, tx: Tx): Promise<string> {
+  return (await postTxAnswer(id, tx)).answer;
 }
 /**
  * Every 3–6 s (seeded): a deposit (100–999) to the load client or a newcomer (70%), else a fee change of a
@@ -636,6 +676,77 @@ async function runMoney(until: number, seed: number): Promise<void> {
   await Promise.allSettled([...pending]);
 }
 
+/**
+ * Every 3–6 s (seeded, apart from runMoney's draws): the owner of a random node withdraws 10–60% of what the
+ * node may withdraw (payable less the withdrawals of it waiting), through a node up at the time, its serial
+ * and room read from that node (`withdrawStateOf`, as `dropbear withdraw`); a quarter get a rival of the same
+ * serial through another node; 15% ask for more than payable instead (the node should refuse them).
+ */
+async function runWithdrawals(until: number, seed: number): Promise<void> {
+  const r = seededRandom(seed ^ 0x165667b1);
+  while (!stopping) {
+    await sleep(uniform(r, 3, 6) * 1000);
+    if (Date.now() > until - 2000 || stopping) break;
+    // Every draw of the tick first, so the choices do not depend on what the nodes answer.
+    const node = Math.floor(r() * N);
+    const part = uniform(r, 0.1, 0.6);
+    const viaPick = r();
+    const over = r() < 0.15;
+    const rival = r() < 0.25;
+    const rivalPick = r();
+    const extra = 1000 + Math.floor(r() * 1000);
+    const up = [0, 1, 2, 3].filter((i) => !isDown.has(i));
+    const via = up[Math.floor(viaPick * up.length)];
+    const st = await getJson(via, '/v1/status');
+    const ow = st ? await getJson(via, '/v1/owners') : null;
+    if (!st || !ow) {
+      log(`money: node ${via} did not answer /v1/status and /v1/owners; no withdrawal this tick`);
+      continue;
+    }
+    let now: { next: number; payable: number; waiting: number };
+    try {
+      now = withdrawStateOf(`node ${via} /v1/status`, st, `node ${via} /v1/owners`, ow, node);
+    } catch (e) {
+      log(`money: ${(e as Error).message}; no withdrawal this tick`);
+      continue;
+    }
+    const room = now.payable - now.waiting;
+    const key = ownerKey(g, g.file.nodes[node]);
+    const submit = async (amount: number, through: number, tag: { over?: boolean; rival?: boolean }) => {
+      const tx = signWithdrawal(groupId, { node, serial: now.next, amount }, key);
+      const { answer, message } = await postTxAnswer(through, tx);
+      txsSent.push({
+        kind: 'withdrawal',
+        txId: hex(txIdOf(tx)),
+        via: through,
+        t: Date.now(),
+        answer,
+        node,
+        serial: now.next,
+        amount,
+        ...tag,
+      });
+      log(
+        `money: ${tag.over ? 'over-payable ' : tag.rival ? 'rival ' : ''}withdrawal ${now.next} of node ${node}: ${amount} (payable ${now.payable}, waiting ${now.waiting}) via node ${through}: ${answer}${message ? ` (${message.slice(0, 200)})` : ''}`,
+      );
+    };
+    if (over) {
+      await submit(now.payable + extra, via, { over: true });
+      continue;
+    }
+    if (room < 1) {
+      log(`money: node ${node} may withdraw nothing now (payable ${now.payable}, waiting ${now.waiting})`);
+      continue;
+    }
+    const amount = Math.max(1, Math.floor(room * part));
+    await submit(amount, via, {});
+    const others = up.filter((i) => i !== via);
+    const amount2 = amount + 1 <= room ? amount + 1 : amount - 1;
+    if (rival && others.length > 0 && amount2 >= 1)
+      await submit(amount2, others[Math.floor(rivalPick * others.length)], { rival: true });
+  }
+}
+
 // ---- the run ----
 const checks: { name: string; ok: boolean; detail: string }[] = [];
 function check(name: string, ok: boolean, detail: string): void {
@@ -665,7 +776,12 @@ const sampler = (async () => {
   }
 })();
 const until = Date.now() + runMs;
-await Promise.all([runLoad(runMs, RATE, SEED), runFaults(plan, until), runMoney(until, SEED)]);
+await Promise.all([
+  runLoad(runMs, RATE, SEED),
+  runFaults(plan, until),
+  runMoney(until, SEED),
+  runWithdrawals(until, SEED),
+]);
 sampling = false;
 await sampler;
 log(`load stopped: ${sent.length} requests issued`);
@@ -797,8 +913,10 @@ interface LedgerView {
   receipts: Map<number, string>;
   /** request id → [seq, outcome bytes hex, fee, client hex] */
   outcomes: Map<string, { seq: number; outcome: string; fee: number; client: string }[]>;
-  /** The transactions (deposits, fee changes) each batch carried, by seq. */
+  /** The transactions (deposits, fee changes, withdrawals) each batch carried, by seq. */
   txs: Map<number, Tx[]>;
+  /** The node of every counted vote of each batch's outcomes, by seq (what the walk credits the fees to). */
+  votesAt: Map<number, number[]>;
   evidence: { node: number; kind: string }[];
   lastSeq: number;
 }
@@ -812,6 +930,7 @@ for (let id = 0; id < N; id++) {
       receipts: new Map(),
       outcomes: new Map(),
       txs: new Map(),
+      votesAt: new Map(),
       evidence: [],
       lastSeq: 0,
     };
@@ -831,8 +950,11 @@ for (let id = 0; id < N; id++) {
       seq: number;
       outcomes: Buffer;
     }[]) {
+      const voters: number[] = [];
+      v.votesAt.set(r.seq, voters);
       for (const b of decode(StoredOutcomes, new Uint8Array(r.outcomes))) {
         const o = decode(Outcome, b);
+        for (const vote of o.votes) voters.push(vote.node);
         const id = hex(o.requestId);
         const list = v.outcomes.get(id) ?? [];
         list.push({ seq: r.seq, outcome: hex(b), fee: o.fee, client: hex(o.client) });
@@ -951,14 +1073,18 @@ const logs = Array.from({ length: N }, (_, i) =>
 }
 
 // The money, independently of LedgerState: the ledgers' batches walked in seq order (3a: they agree where
-// two hold a seq), a deposit applying at the next serial, a fee change at its node's next version (every tx
-// the soak signs has a good signature).
+// two hold a seq), a deposit applying at the next serial, a fee change at its node's next version, a
+// withdrawal using its node's next serial and taking its amount if that is 1 to what the node earned up to
+// the batch before less what it withdrew; then the batch's counted votes credit their nodes the batch's fees
+// (every tx the soak signs has a good signature).
 const walk = (() => {
   const txsAt = new Map<number, Tx[]>();
+  const votesAt = new Map<number, number[]>();
   const held = new Set<number>();
   for (const v of ledgers) {
     for (const seq of v.batches.keys()) held.add(seq);
     for (const [seq, txs] of v.txs) if (!txsAt.has(seq)) txsAt.set(seq, txs);
+    for (const [seq, voters] of v.votesAt) if (!votesAt.has(seq)) votesAt.set(seq, voters);
   }
   const top = Math.max(0, ...held);
   const gaps = Array.from({ length: top }, (_, i) => i + 1).filter((seq) => !held.has(seq));
@@ -971,8 +1097,15 @@ const walk = (() => {
   /** tx id → the seqs of the batches that carried it */
   const ordered = new Map<string, number[]>();
   const serialsCredited = new Map<number, number>();
-  for (const seq of [...txsAt.keys()].sort((a, b) => a - b))
-    for (const tx of txsAt.get(seq)!) {
+  const withdrawals = g.genesis.nodes.map(() => 0);
+  const withdrawn = g.genesis.nodes.map(() => 0);
+  const earned = g.genesis.nodes.map(() => 0);
+  /** Per node: serial → how many withdrawals used it, and how many of those applied. */
+  const serialsUsed = g.genesis.nodes.map(() => new Map<number, { used: number; applied: number }>());
+  /** Per node: the amounts of the withdrawals that applied. */
+  const withdrawnAmounts = g.genesis.nodes.map(() => [] as number[]);
+  for (const seq of [...new Set([...txsAt.keys(), ...votesAt.keys()])].sort((a, b) => a - b)) {
+    for (const tx of txsAt.get(seq) ?? []) {
       const id = hex(txIdOf(tx));
       ordered.set(id, [...(ordered.get(id) ?? []), seq]);
       if (tx.kind === 'deposit' && tx.deposit.serial === deposits + 1) {
@@ -986,9 +1119,40 @@ const walk = (() => {
         versions[tx.change.node] = tx.change.version;
         fees[tx.change.node] = tx.change.fee;
         applied.add(id);
+      } else if (tx.kind === 'withdrawal' && tx.withdrawal.serial === withdrawals[tx.withdrawal.node] + 1) {
+        const w = tx.withdrawal;
+        withdrawals[w.node] = w.serial;
+        const use = serialsUsed[w.node].get(w.serial) ?? { used: 0, applied: 0 };
+        use.used++;
+        serialsUsed[w.node].set(w.serial, use);
+        if (w.amount >= 1 && w.amount <= earned[w.node] - withdrawn[w.node]) {
+          withdrawn[w.node] += w.amount;
+          withdrawnAmounts[w.node].push(w.amount);
+          use.applied++;
+          applied.add(id);
+        }
       }
     }
-  return { top, gaps, deposits, minted, fees, versions, credits, applied, ordered, serialsCredited };
+    // The batch's requests are charged after its transactions, at the fees as of them.
+    for (const node of votesAt.get(seq) ?? []) earned[node] += fees[node];
+  }
+  return {
+    top,
+    gaps,
+    deposits,
+    minted,
+    fees,
+    versions,
+    credits,
+    applied,
+    ordered,
+    serialsCredited,
+    withdrawals,
+    withdrawn,
+    earned,
+    serialsUsed,
+    withdrawnAmounts,
+  };
 })();
 
 // Each node's state: its ledger replayed (SqliteLedger.open), on a copy so the file stays as it was.
@@ -1001,6 +1165,10 @@ interface Replayed {
   feeVersions: number[];
   totalMoney: number;
   genesisMoney: number;
+  withdrawals: number[];
+  withdrawn: number[];
+  earned: number[];
+  paidOut: number;
 }
 const accountsWatched = [loadClientHex, ...newcomers.map((nc) => hex(nc.key.publicKey))];
 const replayed: Replayed[] = [];
@@ -1020,6 +1188,10 @@ for (let id = 0; id < N; id++) {
     feeVersions: [...s.feeVersions],
     totalMoney: s.totalMoney(),
     genesisMoney: s.genesisMoney,
+    withdrawals: [...s.withdrawals],
+    withdrawn: [...s.withdrawn],
+    earned: s.stats.map((x) => x.earned),
+    paidOut: s.paidOut(),
   });
   l.close();
 }
@@ -1057,32 +1229,53 @@ for (let id = 0; id < N; id++) {
   check('5 balances', ok, lines.join('\n    '));
 }
 
-// 8. the money: deposits and fee changes.
+// 8. the money: deposits, fee changes and withdrawals.
 {
   const deps = txsSent.filter((t) => t.kind === 'deposit');
   const feeTxs = txsSent.filter((t) => t.kind === 'feeChange');
+  const wds = txsSent.filter((t) => t.kind === 'withdrawal');
+  const overWds = wds.filter((t) => t.over);
   const fate = (list: TxSent[]) => {
     const took = list.filter((t) => t.answer === '202').length;
     const applied = list.filter((t) => walk.applied.has(t.txId)).length;
     const noEffect = list.filter((t) => walk.ordered.has(t.txId) && !walk.applied.has(t.txId)).length;
     const never = list.filter((t) => !walk.ordered.has(t.txId)).length;
-    const refused = [...new Set(list.filter((t) => t.answer !== '202').map((t) => t.answer))];
+    const refusedBy = new Map<string, number>();
+    for (const t of list) if (t.answer !== '202') refusedBy.set(t.answer, (refusedBy.get(t.answer) ?? 0) + 1);
+    const refused = [...refusedBy].map(([a, c]) => `${c}× ${a}`);
     return `${list.length} submitted (${took} taken${refused.length ? `; refused: ${refused.join(', ')}` : ''}), ${applied} applied, ${noEffect} ordered without effect (superseded or replayed), ${never} never ordered`;
   };
   log(`money: deposits ${fate(deps)}; fee changes ${fate(feeTxs)}`);
   log(
-    `money: the walk of the batches: ${walk.deposits} deposits applied, minted ${walk.minted}, fees ${walk.fees.join('/')} (versions ${walk.versions.join('/')})${walk.gaps.length ? `; batches no ledger holds: ${walk.gaps.length} (first ${walk.gaps[0]})` : ''}`,
+    `money: withdrawals ${fate(wds)}; of them ${wds.filter((t) => t.rival).length} rivals, ${overWds.length} over payable (${fate(overWds)})`,
+  );
+  log(
+    `money: the walk of the batches: ${walk.deposits} deposits applied, minted ${walk.minted}, fees ${walk.fees.join('/')} (versions ${walk.versions.join('/')}), withdrawals ${walk.withdrawals.join('/')}, withdrawn ${walk.withdrawn.join('/')}, earned ${walk.earned.join('/')}${walk.gaps.length ? `; batches no ledger holds: ${walk.gaps.length} (first ${walk.gaps[0]})` : ''}`,
   );
   // 8a: every node's replayed state agrees with the others' and with the walk.
   const key = (r: Replayed) =>
-    JSON.stringify([r.deposits, r.minted, r.fees, r.feeVersions, [...r.balance], [...r.exists]]);
+    JSON.stringify([
+      r.deposits,
+      r.minted,
+      r.fees,
+      r.feeVersions,
+      [...r.balance],
+      [...r.exists],
+      r.withdrawals,
+      r.withdrawn,
+      r.earned,
+      r.paidOut,
+    ]);
   const keys = replayed.map(key);
   const walkOk = replayed.map(
     (r) =>
       r.deposits === walk.deposits &&
       r.minted === walk.minted &&
       r.fees.join() === walk.fees.join() &&
-      r.feeVersions.join() === walk.versions.join(),
+      r.feeVersions.join() === walk.versions.join() &&
+      r.withdrawals.join() === walk.withdrawals.join() &&
+      r.withdrawn.join() === walk.withdrawn.join() &&
+      r.earned.join() === walk.earned.join(),
   );
   check(
     '8a money ledgers agree',
@@ -1090,7 +1283,7 @@ for (let id = 0; id < N; id++) {
     replayed
       .map(
         (r, i) =>
-          `node ${i}: deposits ${r.deposits}, minted ${r.minted}, fees ${r.fees.join('/')} (versions ${r.feeVersions.join('/')}), balances ${accountsWatched.map((c) => r.balance.get(c)).join(' / ')} (load client / newcomers); as the walk: ${walkOk[i] ? 'yes' : 'NO'}`,
+          `node ${i}: deposits ${r.deposits}, minted ${r.minted}, fees ${r.fees.join('/')} (versions ${r.feeVersions.join('/')}), balances ${accountsWatched.map((c) => r.balance.get(c)).join(' / ')} (load client / newcomers), withdrawals ${r.withdrawals.join('/')}, withdrawn ${r.withdrawn.join('/')}, earned ${r.earned.join('/')}; as the walk: ${walkOk[i] ? 'yes' : 'NO'}`,
       )
       .join('\n    '),
   );
@@ -1105,7 +1298,8 @@ for (let id = 0; id < N; id++) {
   const foreign =
     walk.applied.size -
     appliedDeps.length -
-    new Set(feeTxs.filter((t) => walk.applied.has(t.txId)).map((t) => t.txId)).size;
+    new Set(feeTxs.filter((t) => walk.applied.has(t.txId)).map((t) => t.txId)).size -
+    new Set(wds.filter((t) => walk.applied.has(t.txId)).map((t) => t.txId)).size;
   const contiguous =
     serials.length === walk.deposits && [...serials].sort((a, b) => a - b).every((s, i) => s === i + 1);
   check(
@@ -1156,16 +1350,76 @@ for (let id = 0; id < N; id++) {
     ncFailed.every((l) => l.includes(': OVERLOADED ')),
     `${newcomers.map((nc) => `${nc.name} sent ${nc.sent.length}, certified ${nc.sent.filter((s) => s.cert).length}`).join('; ')}; failed ${ncFailed.length} (only OVERLOADED passes)${ncFailed.length ? `:\n    ${ncFailed.slice(0, 5).join('\n    ')}` : ''}`,
   );
+  const walkPaidOut = walk.withdrawn.reduce((a, w) => a + w, 0);
+  const moneyOk = (r: Replayed) =>
+    r.totalMoney === r.genesisMoney + r.minted - r.paidOut && r.paidOut === walkPaidOut;
   check(
-    '8e total money = genesis + minted',
-    replayed.every((r) => r.totalMoney === r.genesisMoney + r.minted),
+    '8e total money = genesis + minted − paidOut',
+    replayed.every(moneyOk),
     replayed
       .map(
         (r, i) =>
-          `node ${i}: ${r.totalMoney} = ${r.genesisMoney} + ${r.minted} ${r.totalMoney === r.genesisMoney + r.minted ? 'yes' : 'NO'}`,
+          `node ${i}: ${r.totalMoney} = ${r.genesisMoney} + ${r.minted} − ${r.paidOut} ${moneyOk(r) ? 'yes' : 'NO'}`,
       )
-      .join(', '),
+      .join(', ') + `; the walk's withdrawn, all nodes: ${walkPaidOut}`,
   );
+  // 8f: each node's withdrawal serials used once each, applied at most once, withdrawn = the applied amounts.
+  {
+    const lines: string[] = [];
+    let ok = true;
+    const byId = new Map(wds.map((t) => [t.txId, t]));
+    for (let node = 0; node < N; node++) {
+      const used = walk.serialsUsed[node];
+      const serials = [...used.keys()].sort((a, b) => a - b);
+      const eachOnce =
+        serials.length === walk.withdrawals[node] &&
+        serials.every((s, i) => s === i + 1 && used.get(s)!.used === 1 && used.get(s)!.applied <= 1);
+      const sum = walk.withdrawnAmounts[node].reduce((a, x) => a + x, 0);
+      // The applied withdrawals of this node the soak submitted (distinct tx ids), with the amounts it signed.
+      const mine = [...byId.values()].filter((t) => t.node === node && walk.applied.has(t.txId));
+      const mineSum = mine.reduce((a, t) => a + t.amount!, 0);
+      const mineSerials = mine.map((t) => t.serial!);
+      const distinct = new Set(mineSerials).size === mineSerials.length;
+      const ledgersOk = replayed.every((r) => r.withdrawn[node] === sum);
+      const good =
+        eachOnce &&
+        sum === walk.withdrawn[node] &&
+        mine.length === walk.withdrawnAmounts[node].length &&
+        mineSum === sum &&
+        distinct &&
+        ledgersOk;
+      ok &&= good;
+      lines.push(
+        `node ${node}: serials 1–${walk.withdrawals[node]} ${eachOnce ? 'each used once' : 'NOT each used once'}, ${mine.length} applied (the soak's: ${distinct ? 'distinct serials' : 'A SERIAL TWICE'}) sum ${mineSum} = walk's withdrawn ${walk.withdrawn[node]} ${mineSum === sum && sum === walk.withdrawn[node] ? 'yes' : 'NO'}; ledgers' withdrawn ${replayed.map((r) => r.withdrawn[node]).join('/')} ${ledgersOk ? 'yes' : 'NO'}`,
+      );
+    }
+    check('8f withdrawals each serial once, withdrawn = applied', ok, lines.join('\n    '));
+  }
+  // 8g: no node withdrew more than it earned.
+  {
+    const ok = [...replayed.map((r) => ({ withdrawn: r.withdrawn, earned: r.earned })), walk].every((x) =>
+      x.withdrawn.every((w, i) => w <= x.earned[i]),
+    );
+    check(
+      '8g withdrawn ≤ earned',
+      ok,
+      `walk: ${walk.withdrawn.map((w, i) => `node ${i} ${w} ≤ ${walk.earned[i]}`).join(', ')}; ledgers: ${replayed.map((r) => r.withdrawn.map((w, i) => `${w}≤${r.earned[i]}`).join(' ')).join(' | ')}`,
+    );
+  }
+  // 8h: every withdrawal of more than payable refused by the node it went to (or lost with a node going down).
+  {
+    const answers = new Map<string, number>();
+    for (const t of overWds) answers.set(t.answer, (answers.get(t.answer) ?? 0) + 1);
+    const bad = overWds.filter(
+      (t) => t.answer !== '409 TX_WITHDRAWAL_TOO_LARGE' && !t.answer.startsWith('fetch: '),
+    );
+    const applied = overWds.filter((t) => walk.applied.has(t.txId));
+    check(
+      '8h over-payable withdrawals refused',
+      bad.length === 0 && applied.length === 0,
+      `${overWds.length} submitted: ${[...answers].map(([a, c]) => `${c}× ${a}`).join(', ') || 'none'}; applied ${applied.length}${bad.length ? `; not refused: ${bad.map((t) => `node ${t.node} serial ${t.serial} ${t.amount} via ${t.via}: ${t.answer}`).join('; ')}` : ''}`,
+    );
+  }
 }
 
 // 6. node logs.
@@ -1245,6 +1499,16 @@ const crashes = faultsDone.filter((f) => f.kind === 'crash');
 log(
   `faults done: ${crashes.length} crashes (${crashes.filter((f) => f.primary).length} of the primary), ${faultsDone.length - crashes.length} stalls; restarts caught up in ${crashes.map((f) => f.caughtUpMs ?? 'never').join(', ')} ms`,
 );
+{
+  const count = (kind: TxSent['kind']) => {
+    const list = txsSent.filter((t) => t.kind === kind);
+    return `${list.length} submitted, ${list.filter((t) => walk.applied.has(t.txId)).length} applied, ${list.filter((t) => t.answer !== '202').length} refused`;
+  };
+  const over = txsSent.filter((t) => t.over);
+  log(
+    `money: deposits ${count('deposit')}; fee changes ${count('feeChange')}; withdrawals ${count('withdrawal')} (${over.length} over payable, ${over.filter((t) => t.answer === '409 TX_WITHDRAWAL_TOO_LARGE').length} of them refused TX_WITHDRAWAL_TOO_LARGE); withdrawn ${walk.withdrawn.join('/')} of earned ${walk.earned.join('/')}`,
+  );
+}
 const failedChecks = checks.filter((c) => !c.ok);
 log(
   `seed ${SEED}: ${checks.length - failedChecks.length} of ${checks.length} checks passed${failedChecks.length ? `; FAILED: ${failedChecks.map((c) => c.name).join(', ')}` : ''}`,
