@@ -235,6 +235,15 @@ describe("an owner's withdrawal, on four hosts", () => {
     expect(hs[0].submitTx(first)).toMatchObject({ ok: false });
     expect(hs[0].submitTx(w(2, 1, group.keys[0]))).toMatchObject({ ok: false, code: 'TX_BAD_SIGNATURE' });
     expect(hs[0].status().withdrawals).toEqual([0, 1, 0, 0]);
+    // The deposit bound is on all the money there ever was (genesis + minted), not the money held, which
+    // the withdrawal lowered: a deposit that fits only because money left is refused (the ledger would use
+    // its serial and credit nothing).
+    const st = hs[0].db.state;
+    const room = Number.MAX_SAFE_INTEGER - st.genesisMoney - st.minted;
+    const dep = (amount: number) =>
+      hs[0].submitTx(signDeposit(gid, { client: group.client.publicKey, amount, serial: 1 }, group.treasury));
+    expect(dep(room + 1)).toMatchObject({ ok: false, code: 'TX_DEPOSIT_TOO_LARGE' });
+    expect(dep(room).ok).toBe(true);
   });
 });
 
