@@ -1408,18 +1408,19 @@ export class NodeHost {
   }
 
   submitTx(tx: Tx): TxOutcome {
-    // The very same transaction (its id covers the signature) carried by a batch executed here, in this
+    // The very same transaction (its id covers the signature) applied by a batch executed here, in this
     // session or before (the ledger keeps every fate): said so, with its batch. The replica's own memory of
     // them holds the latest 1024 of this session, and an older replay read TX_STALE_VERSION (until
-    // 2026-12-07).
+    // 2026-12-07). One carried without effect goes on to the checks below: it may have come before its
+    // turn (another primary's order) and still apply; if its place is taken, it is TX_STALE_VERSION there.
     const id = txIdOf(tx);
     const fate = this.db.txFate(id);
-    if (fate)
+    if (fate?.applied)
       return {
         ok: false,
         txId: id,
         code: 'TX_ALREADY_EXECUTED',
-        message: `transaction already ordered: executed in batch ${fate.seq}, ${fate.applied ? 'applied' : 'without effect'}`,
+        message: `transaction already ordered: executed and applied in batch ${fate.seq}`,
       };
     if (tx.kind === 'deposit') {
       // The ledger would use the serial and credit nothing (state.ts, applyTx): refused here with a reason.

@@ -288,7 +288,7 @@ describe('transactions executed before a restart', () => {
       expect(again.submitTx(tx)).toMatchObject({
         ok: false,
         code: 'TX_ALREADY_EXECUTED',
-        message: `transaction already ordered: executed in batch ${(before[i] as { seq: number }).seq}, applied`,
+        message: `transaction already ordered: executed and applied in batch ${(before[i] as { seq: number }).seq}`,
       });
     // An id no batch carried is still unknown.
     expect(again.txStatus('ab'.repeat(32))).toBeNull();
