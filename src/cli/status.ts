@@ -30,6 +30,8 @@ export interface NodeStatus {
   updatesWaiting: { version: number; digest: string }[];
   /** The node's per-request fee as it says itself (`fees` in GET /v1/status; null: not said). */
   fee: number | null;
+  /** Changes of this node's fee it holds, submitted and not yet ordered (`pendingFeeChanges`), by version. */
+  feesWaiting: { version: number; fee: number }[];
   error?: string;
 }
 
@@ -55,6 +57,19 @@ function waitingOf(s: Record<string, unknown>, id: number): { version: number; d
     .sort((a, b) => a.version - b.version);
 }
 
+/** This node's own fee changes among a status's `pendingFeeChanges`, by version. */
+function feesWaitingOf(s: Record<string, unknown>, id: number): { version: number; fee: number }[] {
+  const list = s.pendingFeeChanges;
+  if (!Array.isArray(list)) return [];
+  return list
+    .filter(
+      (c): c is { node: number; version: number; fee: number } =>
+        typeof c === 'object' && c !== null && c.node === id && isVersion(c.version) && isVersion(c.fee),
+    )
+    .map((c) => ({ version: c.version, fee: c.fee }))
+    .sort((a, b) => a.version - b.version);
+}
+
 export async function groupStatus(dir: string): Promise<NodeStatus[]> {
   const g = loadGroup(dir);
   return Promise.all(
@@ -74,6 +89,7 @@ export async function groupStatus(dir: string): Promise<NodeStatus[]> {
         modelVersion: null,
         updatesWaiting: [],
         fee: null,
+        feesWaiting: [],
       };
       try {
         const healthy = (await fetchNodeStatus(`${n.api}/healthz`, TIMEOUT_MS)) === 200;
@@ -110,6 +126,7 @@ export async function groupStatus(dir: string): Promise<NodeStatus[]> {
           modelVersion: entry(s, 'modelVersions', n.id, isVersion),
           updatesWaiting: waitingOf(s, n.id),
           fee: entry(s, 'fees', n.id, isVersion),
+          feesWaiting: feesWaitingOf(s, n.id),
         };
       } catch (e) {
         const code = e instanceof DropbearError ? e.code : 'ERROR';
@@ -135,7 +152,9 @@ function modelOf(r: NodeStatus): string {
     ? `v${r.modelVersion} ${r.modelDigest?.slice(0, 8)}${r.modelName === null ? '' : ` ${r.modelName}`}`
     : '-';
   const waiting = r.updatesWaiting.map((u) => `v${u.version} ${u.digest.slice(0, 8)}`).join(', ');
-  return waiting === '' ? model : `${model}  (waiting to be ordered: ${waiting})`;
+  const fees = r.feesWaiting.map((c) => `fee ${c.fee}`).join(', ');
+  const all = [waiting, fees].filter((x) => x !== '').join(', ');
+  return all === '' ? model : `${model}  (waiting to be ordered: ${all})`;
 }
 
 export function registerStatus(program: Command): void {
@@ -147,7 +166,7 @@ export function registerStatus(program: Command): void {
     .requiredOption('--group <dir>', 'the group folder')
     .option(
       '--json',
-      'print a JSON array (id, api, healthy, ready, view, primary, lastExecuted, catchingUp, behindBy, modelName, modelDigest, modelVersion, updatesWaiting, fee)',
+      'print a JSON array (id, api, healthy, ready, view, primary, lastExecuted, catchingUp, behindBy, modelName, modelDigest, modelVersion, updatesWaiting, fee, feesWaiting)',
     )
     .addHelpText(
       'after',

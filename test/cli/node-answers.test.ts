@@ -119,6 +119,8 @@ describe('dropbear status of a node catching up', () => {
         catchingUp,
         behindBy,
         fees: [7, 12345],
+        // Node 1's own change waiting; node 0's of another node is not its row's.
+        pendingFeeChanges: catchingUp ? [{ node: 1, version: 1, fee: 5 }] : [{ node: 1, version: 2, fee: 9 }],
       });
     const bodies = [status(true, 99), status(false, 1)];
     const nodes: Server[] = [];
@@ -147,13 +149,21 @@ describe('dropbear status of a node catching up', () => {
       // The fee column, each node's own fee as it says it (`fees`), then the model column.
       expect(rows[0]).toMatch(/ 435 +7 +- {2}\(catching up: 99 behind\)$/);
       // A batch behind in the normal case is no news: nothing after the model column (no model said: -).
-      expect(rows[1]).toMatch(/ 435 +12345 +-$/);
+      // Its own fee change waiting to be ordered, as the model column shows updates waiting.
+      expect(rows[1]).toMatch(/ 435 +12345 +- {2}\(waiting to be ordered: fee 9\)$/);
       // A node whose status could not be read: - for its fee, as for its other numbers.
       expect(rows[2]).toMatch(/ - +- +- +- {2}\(BAD_RESPONSE/);
       const json = JSON.parse((await runCliInProcess(['status', '--group', dir, '--json'])).stdout);
       expect(json.slice(0, 2)).toMatchObject([
-        { healthy: true, lastExecuted: 435, catchingUp: true, behindBy: 99, fee: 7 },
-        { healthy: true, lastExecuted: 435, catchingUp: false, behindBy: 1, fee: 12345 },
+        { healthy: true, lastExecuted: 435, catchingUp: true, behindBy: 99, fee: 7, feesWaiting: [] },
+        {
+          healthy: true,
+          lastExecuted: 435,
+          catchingUp: false,
+          behindBy: 1,
+          fee: 12345,
+          feesWaiting: [{ version: 2, fee: 9 }],
+        },
       ]);
     } finally {
       for (const s of nodes) s.close();
