@@ -16,17 +16,20 @@ import {
   writeFileSync,
 } from 'node:fs';
 import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
+import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { initGroup } from '../../src/cli/group.ts';
 import { fetchNodeJson } from '../../src/cli/http.ts';
+import { buildApi } from '../../src/node/api.ts';
 import { loadNodeConfig } from '../../src/node/config.ts';
 import { type RunningNode, startNode } from '../../src/node/run.ts';
 import { STANDIN_MODEL, standInInput } from '../../src/node/standin-backend.ts';
 import { DropbearError } from '../../src/protocol/index.ts';
 import { runCli, runCliInProcess } from '../cli/run-cli.ts';
 import { haveOpenssl, issuedCert, selfSignedCert } from '../support/tls.ts';
+import { openLoneHost } from './lone-host.ts';
 
 const root = mkdtempSync(join(tmpdir(), 'dropbear-api-tls-'));
 const group = join(root, 'group');
@@ -294,4 +297,46 @@ describe.skipIf(!haveOpenssl)('the HTTP API over HTTPS (api.tls)', () => {
     expect(http.code).toBe(2);
     expect(http.stderr).toMatch(/CLI_USAGE.*http:\/\/127\.0\.0\.1:\d+.*plain HTTP/);
   });
+});
+
+describe.skipIf(!haveOpenssl)('the TLS handshake and the request timeout', () => {
+  /** How long the server keeps a TCP connection to its port that sends nothing (-1: still open after `waitMs`). */
+  async function silentLife(tls: boolean, requestTimeoutMs: number, waitMs: number): Promise<number> {
+    const lone = openLoneHost('api-tls-silent-', 7);
+    const app = buildApi(lone.host, {
+      requestTimeoutMs,
+      maxConnections: 1,
+      ...(tls ? { tls: { key: readFileSync(leaf.keyFile), cert: readFileSync(leaf.certFile) } } : {}),
+    });
+    try {
+      await app.listen({ host: '127.0.0.1', port: 0 });
+      const port = (app.server.address() as { port: number }).port;
+      const t0 = performance.now();
+      return await new Promise<number>((resolve) => {
+        const s = connect(port, '127.0.0.1');
+        s.on('data', () => {});
+        s.on('error', () => {});
+        s.on('close', () => resolve(performance.now() - t0));
+        setTimeout(() => {
+          s.destroy();
+          resolve(-1);
+        }, waitMs);
+      });
+    } finally {
+      await app.close();
+      lone.close();
+    }
+  }
+
+  it('a connection that never begins its handshake holds its slot no longer than one that never sends a request', async () => {
+    // Plain HTTP: a silent connection is closed by the request (headers) timeout.
+    const plain = await silentLife(false, 500, 5000);
+    expect(plain).toBeGreaterThan(0);
+    expect(plain).toBeLessThan(3000);
+    // Under TLS the same connection waited for Node's handshake timeout (120 s), holding a connection slot
+    // (api_limits.maxConnections, and the address's share) all that time whatever requestTimeoutMs said.
+    const tls = await silentLife(true, 500, 5000);
+    expect(tls).toBeGreaterThan(0);
+    expect(tls).toBeLessThan(3000);
+  }, 30_000);
 });
