@@ -964,7 +964,18 @@ export function buildApi(host: NodeHost, opts: ApiOptions = {}): FastifyInstance
   const pollsOn = new WeakMap<Socket, Set<AbortController>>();
 
   const app = Fastify({
-    ...(opts.tls ? { https: { key: opts.tls.key, cert: opts.tls.cert } } : {}),
+    // The handshake gets the headers' limit: Node's own (120 s) let a connection that never finished one,
+    // or never began it, hold a connection slot (maxConnections, the address's share) past requestTimeoutMs,
+    // which only starts once the handshake is done.
+    ...(opts.tls
+      ? {
+          https: {
+            key: opts.tls.key,
+            cert: opts.tls.cert,
+            handshakeTimeout: requestTimeoutOptions(o.requestTimeoutMs as number).http.headersTimeout,
+          },
+        }
+      : {}),
     ...(opts.logger ? { loggerInstance: opts.logger } : { logger: false }),
     // No per-request log lines (fastify 5.12's home for the option; the top-level one is deprecated).
     logController: new LogController({ disableRequestLogging: true }),
