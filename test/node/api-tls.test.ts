@@ -22,7 +22,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { initGroup } from '../../src/cli/group.ts';
 import { fetchNodeJson } from '../../src/cli/http.ts';
-import { buildApi } from '../../src/node/api.ts';
+import { buildApi, CLOSE_GRACE_MS } from '../../src/node/api.ts';
 import { loadNodeConfig } from '../../src/node/config.ts';
 import { type RunningNode, startNode } from '../../src/node/run.ts';
 import { STANDIN_MODEL, standInInput } from '../../src/node/standin-backend.ts';
@@ -299,7 +299,7 @@ describe.skipIf(!haveOpenssl)('the HTTP API over HTTPS (api.tls)', () => {
   });
 });
 
-describe.skipIf(!haveOpenssl)('the TLS handshake and the request timeout', () => {
+describe.skipIf(!haveOpenssl)('a connection still in its TLS handshake', () => {
   /** How long the server keeps a TCP connection to its port that sends nothing (-1: still open after `waitMs`). */
   async function silentLife(tls: boolean, requestTimeoutMs: number, waitMs: number): Promise<number> {
     const lone = openLoneHost('api-tls-silent-', 7);
@@ -338,5 +338,37 @@ describe.skipIf(!haveOpenssl)('the TLS handshake and the request timeout', () =>
     const tls = await silentLife(true, 500, 5000);
     expect(tls).toBeGreaterThan(0);
     expect(tls).toBeLessThan(3000);
+  }, 30_000);
+
+  it('close() cuts a connection still in its handshake after the grace, as it cuts one with no request', async () => {
+    const lone = openLoneHost('api-tls-close-', 7);
+    // The default request timeout (60 s), so the handshake's own limit does not end the connection first.
+    const app = buildApi(lone.host, {
+      tls: { key: readFileSync(leaf.keyFile), cert: readFileSync(leaf.certFile) },
+    });
+    let silent: ReturnType<typeof connect> | undefined;
+    try {
+      await app.listen({ host: '127.0.0.1', port: 0 });
+      const port = (app.server.address() as { port: number }).port;
+      const sock = connect(port, '127.0.0.1');
+      silent = sock;
+      sock.on('error', () => {});
+      await new Promise((r) => sock.once('connect', r));
+      // Let the server accept it.
+      await new Promise((r) => setTimeout(r, 100));
+      const t0 = performance.now();
+      const closed = await Promise.race([
+        app.close().then(() => performance.now() - t0),
+        new Promise<number>((r) => setTimeout(() => r(-1), CLOSE_GRACE_MS + 4000)),
+      ]);
+      // Node's closeAllConnections knows only connections past their handshake: close() waited for this one
+      // until the handshake's timeout, past a supervisor's 10 s before SIGKILL.
+      expect(closed).toBeGreaterThan(0);
+      expect(closed).toBeLessThan(CLOSE_GRACE_MS + 2000);
+    } finally {
+      silent?.destroy();
+      await app.close().catch(() => {});
+      lone.close();
+    }
   }, 30_000);
 });
