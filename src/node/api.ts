@@ -1010,6 +1010,14 @@ export function buildApi(host: NodeHost, opts: ApiOptions = {}): FastifyInstance
   refuseOversizedBodies(app, o.bodyLimitBytes as number);
   limitConnections(app, maxConnections, maxPerAddress, o.retryAfterSeconds as number, opts.tls !== undefined);
   if (opts.tls) answerPlainHttp(app);
+  // Under HTTPS, every TCP connection open: Node's closeAllConnections (preClose below) knows only those past
+  // their TLS handshake, and close() waited for one still in it until the handshake's timeout.
+  const tcpSockets = new Set<Socket>();
+  if (opts.tls)
+    app.server.on('connection', (socket: Socket) => {
+      tcpSockets.add(socket);
+      socket.once('close', () => tcpSockets.delete(socket));
+    });
   logAcceptErrors(app);
   answerNodeRefusals(app, (e, url) => errorBodyFor(url, e));
   // No route reads a compressed body: one in a coding other than identity is refused as such, rather than
@@ -1157,7 +1165,11 @@ export function buildApi(host: NodeHost, opts: ApiOptions = {}): FastifyInstance
     // to Node: close() waited for it until the headers' timeout (60 s), past a supervisor's 10 s before
     // SIGKILL (the crash soak, bench/soak.ts). What is still open after CLOSE_GRACE_MS is cut; answers in
     // flight have that long to go out (the host ends its long polls before the API closes, node/run.ts).
-    setTimeout(() => app.server.closeAllConnections(), CLOSE_GRACE_MS).unref();
+    // Under HTTPS that misses connections still in their handshake (tcpSockets: cut too).
+    setTimeout(() => {
+      app.server.closeAllConnections();
+      for (const socket of tcpSockets) socket.destroy();
+    }, CLOSE_GRACE_MS).unref();
   });
 
   const waitOf = (wait: number | undefined, dflt: number) => Math.min(wait ?? dflt, maxWaitMs);
