@@ -46,6 +46,25 @@ describe('txVerdict', () => {
   });
 });
 
+describe('txVerdict, the answers of correct nodes at different points', () => {
+  it('applied wins over an earlier batch that carried it without effect (nodes behind, not faulty)', () => {
+    // A withdrawal ordered before the serial it follows is carried without effect (batch 7) and proposed
+    // again (replica.settleTxs), applied in batch 9. Nodes 0 and 1 have executed batch 7, not yet 9: their
+    // word is a correct node's. The verdict is applied, and they are not named as disagreeing.
+    expect(txVerdict([noEffect(0, 7), noEffect(1, 7), applied(2, 9), applied(3, 9)], 1)).toEqual({
+      verdict: 'applied',
+      seq: 9,
+      nodes: [2, 3],
+      split: [],
+    });
+  });
+
+  it('counts each node once: a node listed twice in group.json is one word', () => {
+    expect(txVerdict([applied(2), applied(2)], 1).verdict).toBe('unconfirmed');
+    expect(txVerdict([noEffect(1), noEffect(1), applied(0)], 1).verdict).toBe('unconfirmed');
+  });
+});
+
 describe('dropbear tx', () => {
   let tmp: string;
   let dir: string;
