@@ -24,28 +24,43 @@ export type TxWord =
 /**
  * The verdict on the nodes' words with fault bound f: `applied` when f + 1 nodes say executed and applied
  * in one batch (then at least one correct node executed it so; honest nodes all execute the same batches,
- * so the others will too); `noEffect` when f + 1 say executed without effect in one batch; else
- * `unconfirmed`. `split` lists the nodes whose word disagrees with that batch's (a faulty node, or none).
+ * so the others will too, and an applied transaction keeps that answer for good); else `noEffect` when f + 1
+ * say executed without effect in one batch (the latest such: one ordered ahead of the serial or version it
+ * follows is proposed again and may yet apply in a later batch); else `unconfirmed`. Each node counts once
+ * (a node listed twice in group.json is one word). `split` lists the nodes whose word no correct node could
+ * give beside the verdict's (a faulty node): for `applied` in batch s, any other word of an execution but
+ * "without effect" in a batch before s (a node that has not executed s yet); for `noEffect` in batch s,
+ * "applied" in s or before.
  */
 export function txVerdict(
   words: TxWord[],
   f: number,
 ): { verdict: 'applied' | 'noEffect' | 'unconfirmed'; seq: number | null; nodes: number[]; split: number[] } {
-  const by = new Map<string, number[]>();
-  for (const w of words)
-    if (w.status === 'executed') {
-      const k = `${w.seq}:${w.applied}`;
-      by.set(k, [...(by.get(k) ?? []), w.node]);
-    }
-  for (const [k, nodes] of by) {
-    if (nodes.length < f + 1) continue;
-    const [seq, applied] = k.split(':');
-    const split = words
-      .filter((w) => w.status === 'executed' && `${w.seq}:${w.applied}` !== k)
-      .map((w) => w.node);
-    return { verdict: applied === 'true' ? 'applied' : 'noEffect', seq: Number(seq), nodes, split };
+  const executed = words.filter((w): w is Extract<TxWord, { status: 'executed' }> => w.status === 'executed');
+  const by = new Map<string, { seq: number; applied: boolean; nodes: Set<number> }>();
+  for (const w of executed) {
+    const k = `${w.seq}:${w.applied}`;
+    const e = by.get(k) ?? { seq: w.seq, applied: w.applied, nodes: new Set<number>() };
+    e.nodes.add(w.node);
+    by.set(k, e);
   }
-  return { verdict: 'unconfirmed', seq: null, nodes: [], split: [] };
+  const agreed = [...by.values()].filter((e) => e.nodes.size >= f + 1);
+  // Applied first (final), else the latest batch without effect.
+  const pick =
+    agreed.find((e) => e.applied) ?? agreed.filter((e) => !e.applied).sort((a, b) => b.seq - a.seq)[0];
+  if (!pick) return { verdict: 'unconfirmed', seq: null, nodes: [], split: [] };
+  const correctBeside = (w: Extract<TxWord, { status: 'executed' }>): boolean =>
+    (w.seq === pick.seq && w.applied === pick.applied) ||
+    (pick.applied ? !w.applied && w.seq < pick.seq : w.seq > pick.seq || (!w.applied && w.seq !== pick.seq));
+  const split = [...new Set(executed.filter((w) => !correctBeside(w)).map((w) => w.node))].filter(
+    (n) => !pick.nodes.has(n),
+  );
+  return {
+    verdict: pick.applied ? 'applied' : 'noEffect',
+    seq: pick.seq,
+    nodes: [...pick.nodes],
+    split,
+  };
 }
 
 /** A node's answer to GET /v1/txs/:txId as a TxWord (a 404 TX_NOT_FOUND is `unknown`). */
@@ -125,7 +140,7 @@ export function registerTx(program: Command): void {
           v.verdict === 'applied'
             ? `applied: nodes ${v.nodes.join(', ')} (f + 1 = ${f + 1} needed) say executed in batch ${v.seq} and applied\n`
             : v.verdict === 'noEffect'
-              ? `not applied: nodes ${v.nodes.join(', ')} say executed in batch ${v.seq} without effect (another of its serial or version came first, a replay, or over a bound)\n`
+              ? `not applied: nodes ${v.nodes.join(', ')} say executed in batch ${v.seq} without effect (another of its serial or version came first, a replay, or over a bound; one ordered ahead of the serial or version it follows may yet apply in a later batch: ask again)\n`
               : `not confirmed: fewer than f + 1 = ${f + 1} nodes say it was executed in one batch\n`,
         );
         if (v.split.length > 0)
