@@ -47,6 +47,12 @@ export function untrustedCertificateHint(text: string): string | null {
   if (cause === undefined) return null;
   if (cause.startsWith('ERR_TLS_CERT_ALTNAME'))
     return "the certificate does not name the URL's host: use the name it gives, or a certificate for that host";
+  // No CA a client adds makes these trusted: the node's owner installs a new certificate (api.tls), or a clock
+  // is wrong (this machine's, or the one the certificate was made on).
+  if (cause === 'CERT_HAS_EXPIRED')
+    return "the node's certificate has expired: its owner must install a new one and restart the node (or this machine's clock is wrong)";
+  if (cause === 'CERT_NOT_YET_VALID')
+    return "the node's certificate is not valid yet: check this machine's clock (or the certificate's start date)";
   return "if a private CA signed the node's certificate, run with NODE_EXTRA_CA_CERTS=<that CA's PEM file> (read when the process starts)";
 }
 
