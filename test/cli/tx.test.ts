@@ -4,6 +4,7 @@
  * test/e2e/group.test.ts.
  */
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -99,5 +100,31 @@ describe('dropbear tx', () => {
     expect(body.txId).toBe('ab'.repeat(32));
     expect(body.verdict).toBe('unconfirmed');
     expect(body.answers.map((a) => a.status)).toEqual(['error', 'error', 'error', 'error']);
+  });
+
+  it('counts only the genesis nodes: an entry of group.json with an id the genesis lacks is no word', async () => {
+    // One server that says "executed and applied" for anything, listed as node 0 and as a node 9 the
+    // four-node genesis does not have: one node's word, not f + 1 = 2.
+    const liar = createServer((_req, res) => {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(JSON.stringify({ status: 'executed', seq: 5, applied: true }));
+    });
+    await new Promise<void>((r) => liar.listen(0, '127.0.0.1', r));
+    const url = `http://127.0.0.1:${(liar.address() as { port: number }).port}`;
+    const file = join(dir, 'group.json');
+    const before = readFileSync(file, 'utf8');
+    try {
+      const g = JSON.parse(before) as { nodes: { id: number; api: string }[] };
+      g.nodes[0].api = url;
+      g.nodes.push({ ...g.nodes[0], id: 9 });
+      writeFileSync(file, JSON.stringify(g, null, 2));
+      const r = await runCliInProcess(['tx', '--group', dir, 'cd'.repeat(32)]);
+      expect(r.stdout).toMatch(/^not confirmed/m);
+      expect(r.stdout).toMatch(/^node 9: .*not a node of the genesis/m);
+      expect(r.code).toBe(1);
+    } finally {
+      writeFileSync(file, before);
+      await new Promise((r) => liar.close(r));
+    }
   });
 });
