@@ -128,7 +128,21 @@ export function registerTx(program: Command): void {
       const id = txId.toLowerCase();
       const g = loadGroup(o.group);
       const f = g.genesis.f;
-      const words = await Promise.all(g.file.nodes.map((n) => wordOf(n.id, n.api, id)));
+      // Only the genesis's nodes have a word: an entry of group.json with another id (a hand edit) would
+      // otherwise count toward f + 1 (txVerdict counts each id once).
+      const n = g.genesis.nodes.length;
+      const words = await Promise.all(
+        g.file.nodes.map(
+          (node): Promise<TxWord> =>
+            node.id < n
+              ? wordOf(node.id, node.api, id)
+              : Promise.resolve({
+                  node: node.id,
+                  status: 'error',
+                  error: `NOT_A_NODE: not a node of the genesis (nodes 0 to ${n - 1}); ${node.api} not asked, and no word of it counts`,
+                }),
+        ),
+      );
       const v = txVerdict(words, f);
       if (o.json)
         process.stdout.write(
