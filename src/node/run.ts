@@ -183,15 +183,7 @@ export async function startNode(
   // The API's own TLS files (api.tls) likewise: checked as the peers' are (loadTls), each failure with its
   // code and its message led by "api.tls: ", before a model is loaded or the ledger opened.
   const apiTls = cfg.apiTls ? loadApiTls(cfg.apiTls) : undefined;
-  if (apiTls && apiTls.notAfter - Date.now() <= CERT_EXPIRY_WARNINGS_MS[0])
-    log.warn(
-      {
-        code: 'API_TLS_CERT_EXPIRING',
-        file: cfg.apiTls?.cert,
-        validTo: new Date(apiTls.notAfter).toISOString(),
-      },
-      'the API certificate (api.tls.cert) expires within 14 days: clients will refuse it; install a new one and restart the node',
-    );
+  const stopCertWatch = apiTls && cfg.apiTls ? watchApiCert(apiTls.notAfter, cfg.apiTls.cert, log) : () => {};
 
   const backends: ModelBackend[] = [];
   const closeBackends = () => Promise.all(backends.map((b) => b.close().catch(() => {})));
@@ -344,6 +336,7 @@ export async function startNode(
           // API's close would otherwise wait out (39.8 s after SIGTERM with a request that could not be
           // certified, past the 10 s a supervisor gives before SIGKILL).
           h.stop();
+          stopCertWatch();
           await app.close().catch(() => {});
           await transport.stop();
           await closeBackends();
@@ -356,6 +349,7 @@ export async function startNode(
       },
     };
   } catch (e) {
+    stopCertWatch();
     opened?.stop();
     await api?.close().catch(() => {});
     await transport.stop().catch(() => {});
@@ -363,6 +357,25 @@ export async function startNode(
     opened?.close();
     throw e;
   }
+}
+
+/** Where watchApiCert logs. */
+export interface CertWatchLog {
+  warn(o: object, msg: string): void;
+  error(o: object, msg: string): void;
+}
+
+/**
+ * Warns of the API's certificate (api.tls.cert, valid until `notAfter`, ms since the epoch) as its expiry
+ * nears: API_TLS_CERT_EXPIRING when it expires within 14 days. Returns the function that ends the watch.
+ */
+export function watchApiCert(notAfter: number, file: string, log: CertWatchLog): () => void {
+  if (notAfter - Date.now() <= CERT_EXPIRY_WARNINGS_MS[0])
+    log.warn(
+      { code: 'API_TLS_CERT_EXPIRING', file, validTo: new Date(notAfter).toISOString() },
+      'the API certificate (api.tls.cert) expires within 14 days: clients will refuse it; install a new one and restart the node',
+    );
+  return () => {};
 }
 
 /** The API's TLS files (api.tls), as loadTls reads and checks them; its errors' messages led by "api.tls: ". */
