@@ -32,7 +32,7 @@ import { NodeMetrics, peerStatesOf } from './metrics.ts';
 import { connectionLimit, missingRuntimeFlags, openFileLimit } from './runtime.ts';
 import { startStandIn } from './standin-backend.ts';
 import { StepTrace } from './steptrace.ts';
-import { CERT_EXPIRY_WARNINGS_MS, loadTls, Transport } from './transport.ts';
+import { CERT_EXPIRY_WARNINGS_MS, certExpiryStage, loadTls, Transport } from './transport.ts';
 
 export interface RunningNode {
   config: NodeConfig;
@@ -367,15 +367,45 @@ export interface CertWatchLog {
 
 /**
  * Warns of the API's certificate (api.tls.cert, valid until `notAfter`, ms since the epoch) as its expiry
- * nears: API_TLS_CERT_EXPIRING when it expires within 14 days. Returns the function that ends the watch.
+ * nears, at start and then while the node runs, at the points the peers' certificate is warned of
+ * (Transport.watchCert; certExpiryStage: 14 days, 1 day): API_TLS_CERT_EXPIRING (warn), then
+ * API_TLS_CERT_EXPIRED (error) once it has expired. Until 2026-12-07 only at start: a node started weeks
+ * before said nothing until clients refused the certificate. Returns the function that ends the watch.
  */
 export function watchApiCert(notAfter: number, file: string, log: CertWatchLog): () => void {
-  if (notAfter - Date.now() <= CERT_EXPIRY_WARNINGS_MS[0])
-    log.warn(
-      { code: 'API_TLS_CERT_EXPIRING', file, validTo: new Date(notAfter).toISOString() },
-      'the API certificate (api.tls.cert) expires within 14 days: clients will refuse it; install a new one and restart the node',
-    );
-  return () => {};
+  let warned = 0;
+  let timer: NodeJS.Timeout | null = null;
+  const validTo = new Date(notAfter).toISOString();
+  const check = () => {
+    timer = null;
+    const { stage, checkInMs } = certExpiryStage(notAfter, Date.now());
+    if (stage > warned) {
+      warned = stage;
+      if (stage > CERT_EXPIRY_WARNINGS_MS.length)
+        log.error(
+          { code: 'API_TLS_CERT_EXPIRED', file, validTo },
+          `the API certificate (api.tls.cert) ${file} expired ${validTo}: clients refuse it; install a new one and restart the node`,
+        );
+      else
+        log.warn(
+          {
+            code: 'API_TLS_CERT_EXPIRING',
+            file,
+            validTo,
+            daysLeft: Math.floor(((notAfter - Date.now()) / 86_400_000) * 10) / 10,
+          },
+          `the API certificate (api.tls.cert) ${file} expires ${validTo}: clients will refuse it then; install a new one and restart the node before`,
+        );
+    }
+    if (checkInMs === null) return;
+    timer = setTimeout(check, checkInMs);
+    timer.unref();
+  };
+  check();
+  return () => {
+    if (timer) clearTimeout(timer);
+    timer = null;
+  };
 }
 
 /** The API's TLS files (api.tls), as loadTls reads and checks them; its errors' messages led by "api.tls: ". */
