@@ -1596,8 +1596,12 @@ export class NodeHost {
     | null {
     const done = this.txResults.get(idHex);
     if (done?.superseded) return { status: 'superseded', seq: done.seq };
-    if (done) return { status: 'executed', seq: done.seq, applied: done.applied };
+    if (done?.applied) return { status: 'executed', seq: done.seq, applied: true };
+    // Carried without effect but waiting again (it came before its version's turn, another primary's
+    // order: replica.settleTxs keeps it): pending, as it may yet apply, not "without effect" (which
+    // `dropbear deposit` and the others read as superseded).
     for (const tx of this.replica.pendingTxs) if (hex(txIdOf(tx)) === idHex) return { status: 'pending' };
+    if (done) return { status: 'executed', seq: done.seq, applied: done.applied };
     const stored = this.db.txFate(idHex);
     return stored ? { status: 'executed', seq: stored.seq, applied: stored.applied } : null;
   }

@@ -52,6 +52,8 @@ it('a transaction carried ahead of its version, without effect, is taken again a
     expect(host.submitTx(v1)).toMatchObject({ ok: true });
     // Version 2 follows the waiting version 1: taken, as a node that never saw batch 1 would take it.
     expect(host.submitTx(v2)).toMatchObject({ ok: true });
+    // Waiting again: its fate is pending (it may yet apply), not the earlier batch's "without effect".
+    expect(host.txStatus(hex(txIdOf(v2)))).toEqual({ status: 'pending' });
   } finally {
     host.stop();
     host.close();
