@@ -167,6 +167,19 @@ export async function fetchNodeStatus(url: string, timeoutMs: number): Promise<n
   }
 }
 
+/** Whether `x` is a list of objects each with every one of `keys` a safe integer (a node's answer, checked). */
+export function intRecords<K extends string>(x: unknown, keys: readonly K[]): x is Record<K, number>[] {
+  return (
+    Array.isArray(x) &&
+    x.every(
+      (p) =>
+        typeof p === 'object' &&
+        p !== null &&
+        keys.every((k) => Number.isSafeInteger((p as Record<string, unknown>)[k])),
+    )
+  );
+}
+
 /**
  * The answer's body when its status is `ok` and it is a JSON object; else the node's own error when it sent
  * one (`{"error": {"code", "message"}}`, as the API does), else BAD_RESPONSE naming the status.

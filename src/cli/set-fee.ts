@@ -6,7 +6,7 @@ import type { Command } from 'commander';
 import { DropbearError, groupIdOf, signFeeChange } from '../protocol/index.ts';
 import { parseAmount, submitAndWait } from './deposit.ts';
 import { usageError } from './errors.ts';
-import { expectObject } from './http.ts';
+import { expectObject, intRecords } from './http.ts';
 import { type Budget, fetchWithin, ownerCall, viaHint } from './model-update.ts';
 
 /** `--fee`: a whole number ≥ 0 in decimal (0 is a free node), at most 2^53 − 1. */
@@ -40,22 +40,14 @@ export function feeStateOf(
   if (
     !Number.isSafeInteger(fee) ||
     !Number.isSafeInteger(version) ||
-    !Array.isArray(pending) ||
-    !pending.every(
-      (p) =>
-        typeof p === 'object' &&
-        p !== null &&
-        Number.isSafeInteger(p.node) &&
-        Number.isSafeInteger(p.version),
-    )
+    !intRecords(pending, ['node', 'version'] as const)
   )
     throw new DropbearError(
       'BAD_RESPONSE',
       `${url} answered without fees, feeVersions and pendingFeeChanges for node ${node}; is this a Dropbear node (of this version)?`,
     );
   let last = version as number;
-  for (const p of pending as { node: number; version: number }[])
-    if (p.node === node) last = Math.max(last, p.version);
+  for (const p of pending) if (p.node === node) last = Math.max(last, p.version);
   return { fee: fee as number, next: last + 1 };
 }
 

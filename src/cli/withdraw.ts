@@ -6,7 +6,7 @@
 import type { Command } from 'commander';
 import { DropbearError, groupIdOf, signWithdrawal } from '../protocol/index.ts';
 import { parseAmount, submitAndWait } from './deposit.ts';
-import { expectObject } from './http.ts';
+import { expectObject, intRecords } from './http.ts';
 import { fetchWithin, ownerCall, viaHint } from './model-update.ts';
 
 /**
@@ -24,18 +24,7 @@ export function withdrawStateOf(
 ): { next: number; payable: number; waiting: number } {
   const applied = Array.isArray(status.withdrawals) ? status.withdrawals[node] : undefined;
   const pending = status.pendingWithdrawals;
-  if (
-    !Number.isSafeInteger(applied) ||
-    !Array.isArray(pending) ||
-    !pending.every(
-      (p) =>
-        typeof p === 'object' &&
-        p !== null &&
-        Number.isSafeInteger(p.node) &&
-        Number.isSafeInteger(p.serial) &&
-        Number.isSafeInteger(p.amount),
-    )
-  )
+  if (!Number.isSafeInteger(applied) || !intRecords(pending, ['node', 'serial', 'amount'] as const))
     throw new DropbearError(
       'BAD_RESPONSE',
       `${statusUrl} answered without withdrawals and pendingWithdrawals for node ${node}; is this a Dropbear node (of this version)?`,
@@ -49,7 +38,7 @@ export function withdrawStateOf(
     );
   let last = applied as number;
   const largest = new Map<number, number>();
-  for (const p of pending as { node: number; serial: number; amount: number }[])
+  for (const p of pending)
     if (p.node === node) {
       last = Math.max(last, p.serial);
       largest.set(p.serial, Math.max(largest.get(p.serial) ?? 0, p.amount));

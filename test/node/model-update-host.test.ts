@@ -64,6 +64,24 @@ function hosts(
   return { group, hosts: hs, dir, net };
 }
 
+/** Node `id` of `group` opened again on its ledger in `dir` (a restart), deaf and mute unless `over` says. */
+function reopen(
+  group: ReturnType<typeof makeGroup>,
+  dir: string,
+  id: number,
+  over: Partial<Parameters<typeof NodeHost.open>[0]> = {},
+): NodeHost {
+  return NodeHost.open({
+    id,
+    genesis: group.genesis,
+    key: group.keys[id],
+    ledgerPath: join(dir, `n${id}.sqlite`),
+    backends: [startStandIn(id)],
+    wire: { send: () => {}, broadcast: () => {}, onFrame: () => {}, reportBad: () => {} },
+    ...over,
+  });
+}
+
 describe('a model update submitted to the node it names', () => {
   it('for a model the node has not loaded: refused with TX_MODEL_NOT_LOADED, and the node keeps its model', async () => {
     const { group, hosts: hs } = hosts(41);
@@ -272,14 +290,7 @@ describe('transactions executed before a restart', () => {
     // Node 0 restarts: its memory of them is gone, its ledger is not.
     hs[0].stop();
     hs[0].close();
-    const again = NodeHost.open({
-      id: 0,
-      genesis: group.genesis,
-      key: group.keys[0],
-      ledgerPath: join(dir, 'n0.sqlite'),
-      backends: [startStandIn(0)],
-      wire: { send: () => {}, broadcast: () => {}, onFrame: () => {}, reportBad: () => {} },
-    });
+    const again = reopen(group, dir, 0);
     hs[0] = again;
     expect(ids.map((id) => again.txStatus(id))).toEqual(before);
     // Submitted again, each is refused as executed, naming its batch (it read TX_STALE_VERSION once the
@@ -323,11 +334,7 @@ describe('a node that lost its ledger after its model update (--rejoin)', () => 
       warn: (_: unknown, msg: string) => warnings.push(msg),
       error() {},
     } as unknown as NonNullable<Parameters<typeof NodeHost.open>[0]['logger']>;
-    const back = NodeHost.open({
-      id: 2,
-      genesis: group.genesis,
-      key: group.keys[2],
-      ledgerPath: join(dir, 'n2.sqlite'),
+    const back = reopen(group, dir, 2, {
       backends: [startStandIn(5)],
       wire: net.wire(2),
       rejoin: true,
