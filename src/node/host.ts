@@ -1430,25 +1430,17 @@ export class NodeHost {
       // second used its serial and credited nothing. The bound is on all the money there ever was (the
       // genesis's and every deposit's, the ledger's rule: withdrawals take money out but not from this).
       const total = this.db.state.genesisMoney + this.db.state.minted;
-      const largest = new Map<number, number>();
-      for (const t of this.replica.pendingTxs)
-        if (t.kind === 'deposit' && t.deposit.serial !== tx.deposit.serial)
-          largest.set(t.deposit.serial, Math.max(largest.get(t.deposit.serial) ?? 0, t.deposit.amount));
-      let waiting = 0;
-      for (const a of largest.values()) waiting += a;
+      const { waiting, serials } = this.waitingBySerial(tx.deposit.serial, (t) =>
+        t.kind === 'deposit' ? { serial: t.deposit.serial, amount: t.deposit.amount } : null,
+      );
       if (total + waiting + tx.deposit.amount > Number.MAX_SAFE_INTEGER) {
-        const c = this.replica.checkTx(tx);
-        if (!c.ok) return { ok: false, txId: c.id, code: c.code, message: c.message };
         const held =
-          waiting > 0
-            ? ` and ${waiting} waiting to be deposited (serials ${[...largest.keys()].sort((a, b) => a - b).join(', ')})`
-            : '';
-        return {
-          ok: false,
-          txId: c.id,
-          code: 'TX_DEPOSIT_TOO_LARGE',
-          message: `the genesis balances and the deposits applied come to ${total}${held} (withdrawals do not lower this bound); a deposit of ${tx.deposit.amount} would take it past 2^53 − 1 (${Number.MAX_SAFE_INTEGER})`,
-        };
+          waiting > 0 ? ` and ${waiting} waiting to be deposited (serials ${serials.join(', ')})` : '';
+        return this.refused(
+          tx,
+          'TX_DEPOSIT_TOO_LARGE',
+          `the genesis balances and the deposits applied come to ${total}${held} (withdrawals do not lower this bound); a deposit of ${tx.deposit.amount} would take it past 2^53 − 1 (${Number.MAX_SAFE_INTEGER})`,
+        );
       }
       return this.submitChecked(tx);
     }
@@ -1459,25 +1451,18 @@ export class NodeHost {
       // As for deposits: the largest waiting of each serial but this one's (only one of a serial applies).
       const w = tx.withdrawal;
       if (w.node < this.db.state.n) {
-        const largest = new Map<number, number>();
-        for (const t of this.replica.pendingTxs)
-          if (t.kind === 'withdrawal' && t.withdrawal.node === w.node && t.withdrawal.serial !== w.serial)
-            largest.set(
-              t.withdrawal.serial,
-              Math.max(largest.get(t.withdrawal.serial) ?? 0, t.withdrawal.amount),
-            );
-        let waiting = 0;
-        for (const a of largest.values()) waiting += a;
+        const { waiting } = this.waitingBySerial(w.serial, (t) =>
+          t.kind === 'withdrawal' && t.withdrawal.node === w.node
+            ? { serial: t.withdrawal.serial, amount: t.withdrawal.amount }
+            : null,
+        );
         const payable = this.db.state.payable(w.node);
         if (w.amount > payable - waiting) {
-          const c = this.replica.checkTx(tx);
-          if (!c.ok) return { ok: false, txId: c.id, code: c.code, message: c.message };
-          return {
-            ok: false,
-            txId: c.id,
-            code: 'TX_WITHDRAWAL_TOO_LARGE',
-            message: `node ${w.node} may withdraw ${payable} (earned ${this.db.state.stats[w.node].earned}, withdrawn ${this.db.state.withdrawn[w.node]}${waiting > 0 ? `, ${waiting} more in withdrawals waiting to be ordered` : ''}), not ${w.amount}`,
-          };
+          return this.refused(
+            tx,
+            'TX_WITHDRAWAL_TOO_LARGE',
+            `node ${w.node} may withdraw ${payable} (earned ${this.db.state.stats[w.node].earned}, withdrawn ${this.db.state.withdrawn[w.node]}${waiting > 0 ? `, ${waiting} more in withdrawals waiting to be ordered` : ''}), not ${w.amount}`,
+          );
         }
       }
       return this.submitChecked(tx);
@@ -1488,14 +1473,11 @@ export class NodeHost {
     const u = tx.update;
     const next = u.node === this.id ? this.backends.get(hex(u.newDigest)) : undefined;
     if (u.node === this.id && !next) {
-      const c = this.replica.checkTx(tx);
-      if (!c.ok) return { ok: false, txId: c.id, code: c.code, message: c.message };
-      return {
-        ok: false,
-        txId: c.id,
-        code: 'TX_MODEL_NOT_LOADED',
-        message: `node ${this.id} has not loaded the model ${hex(u.newDigest)}: load it beside the current one first (extraModels in its config) and restart the node`,
-      };
+      return this.refused(
+        tx,
+        'TX_MODEL_NOT_LOADED',
+        `node ${this.id} has not loaded the model ${hex(u.newDigest)}: load it beside the current one first (extraModels in its config) and restart the node`,
+      );
     }
     // A loaded model the group cannot compare or feed (another label set, another input): refused here too,
     // since only this node knows the specs (until 2026-12-07 it was taken and ordered).
@@ -1504,16 +1486,38 @@ export class NodeHost {
     const now = this.backends.get(hex(this.replica.currentModels[this.id]));
     const problem = next && now ? modelUpdateProblem(now.spec, next.spec) : null;
     if (problem) {
-      const c = this.replica.checkTx(tx);
-      if (!c.ok) return { ok: false, txId: c.id, code: c.code, message: c.message };
-      return {
-        ok: false,
-        txId: c.id,
-        code: 'TX_MODEL_INCOMPATIBLE',
-        message: `node ${this.id} cannot switch models: ${problem}`,
-      };
+      return this.refused(tx, 'TX_MODEL_INCOMPATIBLE', `node ${this.id} cannot switch models: ${problem}`);
     }
     return this.submitChecked(tx);
+  }
+
+  /**
+   * A transaction this host refuses for its own reason (`code`, `message`), after the checks any node
+   * applies: a forged, stale or duplicate one gets the replica's answer instead.
+   */
+  private refused(tx: Tx, code: TxRejectCode, message: string): TxOutcome {
+    const c = this.replica.checkTx(tx);
+    if (!c.ok) return { ok: false, txId: c.id, code: c.code, message: c.message };
+    return { ok: false, txId: c.id, code, message };
+  }
+
+  /**
+   * The amounts of the transactions waiting here that `pick` takes (by serial): only one of a serial
+   * applies, so the largest of each, serial `except` left out (a rival of the one submitted, which it
+   * replaces); with the serials counted.
+   */
+  private waitingBySerial(
+    except: number,
+    pick: (t: Tx) => { serial: number; amount: number } | null,
+  ): { waiting: number; serials: number[] } {
+    const largest = new Map<number, number>();
+    for (const t of this.replica.pendingTxs) {
+      const p = pick(t);
+      if (p && p.serial !== except) largest.set(p.serial, Math.max(largest.get(p.serial) ?? 0, p.amount));
+    }
+    let waiting = 0;
+    for (const a of largest.values()) waiting += a;
+    return { waiting, serials: [...largest.keys()].sort((a, b) => a - b) };
   }
 
   /** Hands a transaction to the replica: its answer (taken, or why not). */
