@@ -26,6 +26,7 @@ import {
 import { readKeyFile, writeKeyFile } from '../protocol/keyfile.ts';
 import { reportAndExit, usageError } from './errors.ts';
 import { ensureModels } from './eval.ts';
+import { networkError } from './http.ts';
 import { makeOutputDir, parseHome, readGenesis, readJsonFile, stableJson, writeOutputFile } from './io.ts';
 import { parseWhole } from './numbers.ts';
 
@@ -645,7 +646,13 @@ export function startGroup(
               const body = (await r.json().catch(() => null)) as { error?: { message?: string } } | null;
               reason = body?.error?.message ?? `/readyz answered ${r.status}`;
             } catch (e) {
-              reason = `/readyz: ${(e as Error).message}`;
+              // A certificate this process does not trust stays untrusted (NODE_EXTRA_CA_CERTS is read when
+              // the process starts): said at once, with the fix. It waited out the timeout (120 s), then
+              // stopped the group saying `/readyz: fetch failed`.
+              const err = networkError(`${s.serving}/readyz`, e, 2000);
+              if (err.code === 'NODE_UNTRUSTED')
+                throw new DropbearError(err.code, `node ${node.id}: ${err.message}`, { node: node.id });
+              reason = err.message;
             }
           }
           if (performance.now() > deadline)

@@ -56,7 +56,11 @@ export function untrustedCertificateHint(text: string): string | null {
   return "if a private CA signed the node's certificate, run with NODE_EXTRA_CA_CERTS=<that CA's PEM file> (read when the process starts)";
 }
 
-function networkError(url: string, e: unknown, timeoutMs: number): DropbearError {
+/**
+ * A failed fetch of `url` as one of the typed errors above (NODE_TIMEOUT, NODE_UNTRUSTED with how to trust a
+ * private CA, NODE_UNREACHABLE with the cause's code); a DropbearError as it is.
+ */
+export function networkError(url: string, e: unknown, timeoutMs: number): DropbearError {
   if (e instanceof DropbearError) return e;
   const err = e as { name?: string; message?: string; cause?: { code?: unknown; message?: unknown } };
   if (err?.name === 'TimeoutError' || err?.name === 'AbortError')
