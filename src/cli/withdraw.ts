@@ -74,10 +74,11 @@ export function registerWithdraw(program: Command): void {
       '\nExample:\n  npx dropbear withdraw --group out/g --node 2 --amount 500\n' +
         '  npx dropbear withdraw --group out/g --node 2 --amount all --via 0   # node 2 is down: through node 0\n\n' +
         "The command reads the node's next withdrawal serial and what it may withdraw (what it earned less what it withdrew, and less the withdrawals waiting) " +
-        'from the node it submits to, and waits there until the withdrawal is ordered. More than that is refused before anything is signed ' +
-        '(TX_WITHDRAWAL_TOO_LARGE when a node refuses it). The money leaves the group: the treasury pays the owner outside it once it is ordered and applied ' +
-        '(it reads GET /v1/txs/TXID, printed here, on f + 1 nodes before it pays: docs/api.md, "Withdrawals").\n\n' +
+        'from the node it submits to, and waits there until the withdrawal is ordered. More than that is refused before anything is signed, ' +
+        'TX_WITHDRAWAL_TOO_LARGE (`all` with nothing left: NOTHING_TO_WITHDRAW), as a node refuses it (409 TX_WITHDRAWAL_TOO_LARGE). The money leaves the group: the treasury pays the owner outside it once it is ordered and applied ' +
+        '(it checks the TXID printed here with `npx dropbear tx --group DIR TXID`, which reads GET /v1/txs/TXID on every node, before it pays: docs/api.md, "Withdrawals").\n\n' +
         'Exit status: 0 the withdrawal was ordered and applied, 2 an error (one line on stderr: error [CODE]: message; CLI_USAGE for a bad option; ' +
+        'TX_WITHDRAWAL_TOO_LARGE or NOTHING_TO_WITHDRAW, nothing submitted; ' +
         'TX_SUPERSEDED when another withdrawal of the same serial was ordered first; TIMEOUT when --wait ran out: it may still be ordered, ' +
         'see `npx dropbear status --json` or GET /v1/owners before trying again).\n',
     )
@@ -123,7 +124,7 @@ export function registerWithdraw(program: Command): void {
           `see GET ${ownersUrl} (node ${id}'s \`withdrawn\` and \`payable\`) before trying again`,
         );
         process.stdout.write(
-          `ordered in batch ${seq}: node ${id} withdrew ${amount}; it may withdraw ${now.payable - amount} more as of before it\n`,
+          `ordered in batch ${seq}: node ${id} withdrew ${amount}; it may withdraw ${room - amount} more (as the node read when this was submitted: GET /v1/owners says now)\n`,
         );
       },
     );

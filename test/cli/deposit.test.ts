@@ -384,6 +384,10 @@ describe('dropbear withdraw', () => {
     expect(verifyTx(genesis, groupIdOf(genesis), tx)).toBe(true);
     expect(r.stdout).toMatch(/submitted [0-9a-f]{64} \(node 2: withdraw 60 of 100, serial 5\)/);
     expect(r.stdout).toMatch(/ordered in batch 15: node 2 withdrew 60/);
+    // What is left counts the 20 waiting, as the refusal above 80 does (it said 40: the payable less 60).
+    expect(r.stdout).toMatch(
+      /node 2 withdrew 60; it may withdraw 20 more \(as the node read when this was submitted: GET \/v1\/owners says now\)\n/,
+    );
   });
 
   it('--amount all takes the payable less the waiting (the largest of each serial: 15 + 5)', async () => {
