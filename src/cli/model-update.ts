@@ -171,17 +171,18 @@ export function ownerCall(o: { group: string; node: string; key?: string; via?: 
 }
 
 /**
- * `read()`, with a NODE_UNREACHABLE of the node itself (no `--via` given) saying that nothing was submitted
- * and that any node takes the transaction (`what`): `--via ID`.
+ * `read()`, with a NODE_UNREACHABLE of the node asked (the node itself, or the one `--via` names) saying that
+ * nothing was submitted and that any node takes the transaction (`what`): `--via ID` (another). Through a
+ * `--via` node that was down it said only "is the node running?" (2026-12-07).
  */
 export async function viaHint<T>(via: string | undefined, what: string, read: () => Promise<T>): Promise<T> {
   try {
     return await read();
   } catch (e) {
-    if (via === undefined && e instanceof DropbearError && e.code === 'NODE_UNREACHABLE')
+    if (e instanceof DropbearError && e.code === 'NODE_UNREACHABLE')
       throw new DropbearError(
         'NODE_UNREACHABLE',
-        `${e.message} Nothing was submitted; any node of the group takes ${what}: submit it through another with --via ID`,
+        `${e.message} Nothing was submitted; any node of the group takes ${what}: submit it through another${via === undefined ? '' : ` (not node ${via})`} with --via ID`,
       );
     throw e;
   }

@@ -420,6 +420,11 @@ describe('dropbear withdraw', () => {
     expect(key.stderr).toMatch(/^error \[CONFIG_KEY_MISMATCH\]/);
     const down = await withdraw('--node', '1', '--amount', '1', '--wait', '5000');
     expect(down.stderr).toMatch(/^error \[NODE_UNREACHABLE\]: .*--via ID/);
+    // Through another node that is down too: the same, nothing submitted (it said only "is the node running?").
+    const via = await withdraw('--node', '2', '--amount', '1', '--via', '1', '--wait', '5000');
+    expect(via.stderr).toMatch(
+      /^error \[NODE_UNREACHABLE\]: .*Nothing was submitted; .*another \(not node 1\) with --via ID/,
+    );
     expect(posted.length).toBe(before);
   });
 
