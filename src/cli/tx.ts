@@ -5,7 +5,7 @@
  * deposit, fee change or model update.
  */
 import type { Command } from 'commander';
-import { DropbearError } from '../protocol/index.ts';
+import { DropbearError, fromJson, hex, Tx, toB64u, toJson, txIdOf } from '../protocol/index.ts';
 import { usageError } from './errors.ts';
 import { loadGroup } from './group.ts';
 import { expectObject, fetchNodeJson } from './http.ts';
@@ -63,12 +63,45 @@ export function txVerdict(
   };
 }
 
-/** A node's answer to GET /v1/txs/:txId as a TxWord (a 404 TX_NOT_FOUND is `unknown`). */
-async function wordOf(node: number, api: string, txId: string): Promise<TxWord> {
+/** What a transaction is, in a line: its kind and fields. */
+export function describeTx(tx: Tx): string {
+  switch (tx.kind) {
+    case 'withdrawal':
+      return `a withdrawal: node ${tx.withdrawal.node} takes out ${tx.withdrawal.amount} (its serial ${tx.withdrawal.serial})`;
+    case 'deposit':
+      return `a deposit: ${tx.deposit.amount} to the client ${toB64u(tx.deposit.client)} (the treasury's serial ${tx.deposit.serial})`;
+    case 'feeChange':
+      return `a fee change: node ${tx.change.node} charges ${tx.change.fee} per counted vote (its fee version ${tx.change.version})`;
+    case 'modelUpdate':
+      return `a model update: node ${tx.update.node} runs the model ${hex(tx.update.newDigest)} (its version ${tx.update.version})`;
+  }
+}
+
+/**
+ * A node's answer to GET /v1/txs/:txId as a TxWord (a 404 TX_NOT_FOUND is `unknown`). The transaction it
+ * returns (`tx`, since 2026-12-07) must hash to the id, else the word is an error: a node cannot make the
+ * caller act on another transaction than the one named. One that does goes to `seen`.
+ */
+async function wordOf(node: number, api: string, txId: string, seen: { tx: Tx | null }): Promise<TxWord> {
   const url = `${api}/v1/txs/${txId}`;
   try {
     const a = await fetchNodeJson(url, TIMEOUT_MS);
     const b = expectObject(url, a);
+    if (b.tx !== undefined) {
+      let tx: Tx | null = null;
+      try {
+        tx = fromJson(Tx, b.tx);
+      } catch {
+        tx = null;
+      }
+      if (!tx || hex(txIdOf(tx)) !== txId)
+        return {
+          node,
+          status: 'error',
+          error: `BAD_RESPONSE: ${url} answered with a transaction that ${tx ? 'does not hash to the id' : 'does not decode'}`,
+        };
+      seen.tx = tx;
+    }
     if (b.status === 'pending') return { node, status: 'pending' };
     if (b.status === 'executed' && Number.isSafeInteger(b.seq) && typeof b.applied === 'boolean')
       return { node, status: 'executed', seq: b.seq as number, applied: b.applied };
@@ -116,7 +149,8 @@ export function registerTx(program: Command): void {
     .addHelpText(
       'after',
       '\nExample:\n  npx dropbear tx --group out/g 3f9c…e1\n\n' +
-        'Asks every node (GET /v1/txs/TXID) and prints its word, then the verdict: applied when f + 1 nodes say it was executed and ' +
+        'Asks every node (GET /v1/txs/TXID) and prints what the transaction is (as the nodes return it, checked against the id: ' +
+        "its bytes hash to it; a node returning another is named with BAD_RESPONSE), each node's word, then the verdict: applied when f + 1 nodes say it was executed and " +
         'applied in the same batch (at least one of them is correct, and every correct node executes the same batches), ' +
         'what the treasury checks before it pays a withdrawal. A node that disagrees with that batch is named (a faulty node).\n\n' +
         'Exit status: 0 applied (f + 1 agree), 1 not confirmed (pending, without effect, superseded, unknown, or too few nodes answered), ' +
@@ -131,11 +165,13 @@ export function registerTx(program: Command): void {
       // Only the genesis's nodes have a word: an entry of group.json with another id (a hand edit) would
       // otherwise count toward f + 1 (txVerdict counts each id once).
       const n = g.genesis.nodes.length;
+      // The transaction as the nodes return it, checked against the id (all such are the same bytes).
+      const seen: { tx: Tx | null } = { tx: null };
       const words = await Promise.all(
         g.file.nodes.map(
           (node): Promise<TxWord> =>
             node.id < n
-              ? wordOf(node.id, node.api, id)
+              ? wordOf(node.id, node.api, id, seen)
               : Promise.resolve({
                   node: node.id,
                   status: 'error',
@@ -144,11 +180,19 @@ export function registerTx(program: Command): void {
         ),
       );
       const v = txVerdict(words, f);
+      const tx = seen.tx;
       if (o.json)
         process.stdout.write(
-          `${JSON.stringify({ txId: id, f, answers: words, verdict: v.verdict, seq: v.seq, agreeing: v.nodes, split: v.split }, null, 2)}\n`,
+          `${JSON.stringify({ txId: id, f, tx: tx ? toJson(Tx, tx) : null, what: tx ? describeTx(tx) : null, answers: words, verdict: v.verdict, seq: v.seq, agreeing: v.nodes, split: v.split }, null, 2)}\n`,
         );
       else {
+        // What it is, as the nodes returned it and checked against the id (a node before 2026-12-07 does
+        // not say): what the treasury pays, for a withdrawal.
+        process.stdout.write(
+          tx
+            ? `transaction: ${describeTx(tx)}\n`
+            : 'transaction: no node returned it (not waiting or executed anywhere asked, or nodes of an earlier version)\n',
+        );
         for (const w of words) process.stdout.write(`node ${w.node}: ${wordText(w)}\n`);
         process.stdout.write(
           v.verdict === 'applied'

@@ -94,7 +94,6 @@ import {
   SignedRequest,
   sha256,
   signRequest,
-  type Tx,
   Tx as TxCodec,
   toJson,
 } from '../protocol/index.ts';
@@ -1596,7 +1595,7 @@ export function buildApi(host: NodeHost, opts: ApiOptions = {}): FastifyInstance
       },
     },
     async (req, reply) => {
-      let tx: Tx;
+      let tx: TxCodec;
       try {
         tx = fromJson(TxCodec, req.body.tx);
       } catch (e) {
@@ -1620,7 +1619,11 @@ export function buildApi(host: NodeHost, opts: ApiOptions = {}): FastifyInstance
           'TX_NOT_FOUND',
           `transaction ${id} is neither waiting here nor carried by a batch this node executed`,
         );
-      return { txId: id, ...s };
+      // What the transaction is (its kind and fields, codec JSON), so that whoever acts on its fate (the
+      // treasury paying a withdrawal) learns from the group what was ordered, and checks it: its id is the
+      // hash of these bytes. Absent for one superseded (not kept).
+      const tx = host.txOf(id, s.status === 'pending' ? undefined : s.seq);
+      return { txId: id, ...s, ...(tx ? { tx: toJson(TxCodec, tx) } : {}) };
     },
   );
 

@@ -1610,6 +1610,17 @@ export class NodeHost {
     return stored ? { status: 'executed', seq: stored.seq, applied: stored.applied } : null;
   }
 
+  /**
+   * The transaction itself, by id (lowercase hex), where this node has it: waiting here, or in the batch
+   * `seq` that carried it (read from the ledger); null otherwise (one superseded, never carried, is not
+   * kept). Its id is the hash of its bytes, so a caller checks what a node returns (txIdOf).
+   */
+  txOf(idHex: string, seq?: number): Tx | null {
+    for (const tx of this.replica.pendingTxs) if (hex(txIdOf(tx)) === idHex) return tx;
+    if (seq === undefined) return null;
+    return this.db.batch(seq)?.batch.txs.find((tx) => hex(txIdOf(tx)) === idHex) ?? null;
+  }
+
   certificate(requestId: string): Certificate | null {
     return this.db.certificate(requestId);
   }

@@ -4,13 +4,17 @@
  * test/e2e/group.test.ts.
  */
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:http';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { initGroup } from '../../src/cli/group.ts';
+import { readGenesis } from '../../src/cli/io.ts';
 import { type TxWord, txVerdict } from '../../src/cli/tx.ts';
 import { STANDIN_MODEL } from '../../src/node/standin-backend.ts';
+import { groupIdOf, hex, signWithdrawal, Tx, toJson, txIdOf } from '../../src/protocol/index.ts';
+import { readKeyFile } from '../../src/protocol/keyfile.ts';
 import { runCliInProcess } from './run-cli.ts';
 
 const applied = (node: number, seq = 7): TxWord => ({ node, status: 'executed', seq, applied: true });
@@ -94,6 +98,7 @@ describe('dropbear tx', () => {
     expect(r.code).toBe(1);
     expect(r.stdout.split('\n').filter((l) => /^node \d: NODE_UNREACHABLE/.test(l))).toHaveLength(4);
     expect(r.stdout).toMatch(/^not confirmed: fewer than f \+ 1 = 2 nodes/m);
+    expect(r.stdout).toMatch(/^transaction: no node returned it/m);
     const j = await runCliInProcess(['tx', '--group', dir, 'ab'.repeat(32), '--json']);
     expect(j.code).toBe(1);
     const body = JSON.parse(j.stdout) as { txId: string; verdict: string; answers: { status: string }[] };
@@ -126,5 +131,55 @@ describe('dropbear tx', () => {
       writeFileSync(file, before);
       await new Promise((r) => liar.close(r));
     }
+  });
+});
+
+describe('dropbear tx: what the transaction is, as the nodes return it, checked against the id', () => {
+  let tmp: string;
+  let dir: string;
+  const servers: Server[] = [];
+  afterAll(() => {
+    for (const s of servers) s.close();
+    rmSync(tmp, { recursive: true, force: true });
+  });
+
+  it('prints it once checked; a node returning another transaction for the id is named BAD_RESPONSE and its word does not count', async () => {
+    tmp = mkdtempSync(join(tmpdir(), 'dropbear-tx-what-'));
+    dir = join(tmp, 'group');
+    await initGroup({ dir, nodes: 4, models: Array(4).fill(STANDIN_MODEL) });
+    const genesis = readGenesis(join(dir, 'genesis.json'));
+    const key = readKeyFile(join(dir, 'keys', 'node-1.json'));
+    const real = signWithdrawal(groupIdOf(genesis), { node: 1, serial: 1, amount: 5 }, key);
+    const other = signWithdrawal(groupIdOf(genesis), { node: 1, serial: 1, amount: 5000 }, key);
+    const id = hex(txIdOf(real));
+    // Nodes 0 and 1 answer with the transaction; node 2 with another one for the same id; node 3 is down.
+    const answer = (tx: Tx) =>
+      JSON.stringify({ txId: id, status: 'executed', seq: 9, applied: true, tx: toJson(Tx, tx) });
+    for (const body of [answer(real), answer(real), answer(other)]) {
+      const s = createServer((_req, res) =>
+        res.writeHead(200, { 'content-type': 'application/json' }).end(body),
+      );
+      await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
+      servers.push(s);
+    }
+    const file = join(dir, 'group.json');
+    const g = JSON.parse(readFileSync(file, 'utf8')) as { nodes: { api: string }[] };
+    g.nodes.forEach((n, i) => {
+      n.api = i < 3 ? `http://127.0.0.1:${(servers[i].address() as AddressInfo).port}` : 'http://127.0.0.1:1';
+    });
+    writeFileSync(file, JSON.stringify(g, null, 2));
+    const r = await runCliInProcess(['tx', '--group', dir, id]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toMatch(/^transaction: a withdrawal: node 1 takes out 5 \(its serial 1\)$/m);
+    expect(r.stdout).toMatch(/^node 2: BAD_RESPONSE: .* a transaction that does not hash to the id$/m);
+    expect(r.stdout).toMatch(
+      /^applied: nodes 0, 1 \(f \+ 1 = 2 needed\) say executed in batch 9 and applied$/m,
+    );
+    const j = JSON.parse((await runCliInProcess(['tx', '--group', dir, id, '--json'])).stdout) as {
+      tx: unknown;
+      what: string;
+    };
+    expect(j.tx).toEqual(toJson(Tx, real));
+    expect(j.what).toBe('a withdrawal: node 1 takes out 5 (its serial 1)');
   });
 });

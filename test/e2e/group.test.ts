@@ -527,6 +527,8 @@ describe('a real 4-node group', () => {
     // The treasury's check in one command: every node's word, f + 1 agreeing (exit 0).
     const check = await runCliInProcess(['tx', '--group', dir, txId]);
     expect(check.code, check.stdout + check.stderr).toBe(0);
+    // What it is, from the group and checked against the id: what the treasury pays.
+    expect(check.stdout).toContain(`transaction: a withdrawal: node 1 takes out ${payable} (its serial 1)`);
     expect(check.stdout).toMatch(
       /^applied: nodes 0, 1, 2, 3 \(f \+ 1 = 2 needed\) say executed in batch \d+ and applied$/m,
     );

@@ -48,7 +48,8 @@ describe('POST /v1/txs with a deposit', () => {
     expect(s.pendingDeposits).toEqual([{ serial: 1, client: toB64u(client), amount: 50 }]);
     const t = await app.inject(`/v1/txs/${hex(txIdOf(tx)).toUpperCase()}`);
     expect(t.statusCode).toBe(200);
-    expect(t.json()).toEqual({ txId: hex(txIdOf(tx)), status: 'pending' });
+    // With the transaction itself, as codec JSON: what was submitted, checkable against its id.
+    expect(t.json()).toEqual({ txId: hex(txIdOf(tx)), status: 'pending', tx: toJson(Tx, tx) });
     // The same bytes again: TX_DUPLICATE.
     const again = await post(tx);
     expect([again.statusCode, code(again)]).toEqual([409, 'TX_DUPLICATE']);
