@@ -220,6 +220,7 @@ describe('metrics of a real group', () => {
         modelVersion: 0,
         updatesWaiting: [],
         fee: 1,
+        feesWaiting: [],
       });
     }
   }, 60_000);
