@@ -259,6 +259,27 @@ export class LedgerState {
     this.withdrawn = genesis.nodes.map(() => 0);
   }
 
+  /**
+   * What a replica restarted on this state is handed of it (Replica.restore's `disk`, less its own signed
+   * log): the last batch, receipt and clock, and every counter the ledger's transactions move. One place,
+   * for the node host and the simulator alike: the simulator's restart once left the withdrawals out and
+   * its replica counted from zero (2026-12-07).
+   */
+  replicaState() {
+    return {
+      lastExecuted: this.seq,
+      lastReceiptHash: this.lastReceipt,
+      lastTimestamp: this.clock,
+      models: this.models,
+      modelVersions: this.modelVersions,
+      deposits: this.deposits,
+      fees: this.fees,
+      feeVersions: this.feeVersions,
+      withdrawals: this.withdrawals,
+      recent: this.recent.entries(),
+    };
+  }
+
   /** What node `node`'s owner may still withdraw: what the node earned less what it withdrew. */
   payable(node: number): number {
     return this.stats[node].earned - this.withdrawn[node];

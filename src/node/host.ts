@@ -388,16 +388,7 @@ export class NodeHost {
         l.seq === 0 && db.signedLog().length === 0 && ownResults.length === 0
           ? new Replica(opts.genesis, opts.id, opts.key, cfg)
           : Replica.restore(opts.genesis, opts.id, opts.key, cfg, {
-              lastExecuted: l.seq,
-              lastReceiptHash: l.lastReceipt,
-              lastTimestamp: l.clock,
-              models: l.models,
-              modelVersions: l.modelVersions,
-              deposits: l.deposits,
-              fees: l.fees,
-              feeVersions: l.feeVersions,
-              withdrawals: l.withdrawals,
-              recent: l.recent.entries(),
+              ...l.replicaState(),
               log: db.signedLog() as PersistRecord[],
               uncertified: db.uncertifiedReceipts(quorumOf(opts.genesis)),
               ownResults,

@@ -776,16 +776,7 @@ export class Simulation {
     } else {
       const l = node.ledger;
       node.replica = Replica.restore(genesis, id, node.key, node.cfg, {
-        lastExecuted: l.seq,
-        lastReceiptHash: l.lastReceipt,
-        lastTimestamp: l.clock,
-        models: l.models,
-        modelVersions: l.modelVersions,
-        deposits: l.deposits,
-        fees: l.fees,
-        feeVersions: l.feeVersions,
-        withdrawals: l.withdrawals,
-        recent: l.recent.entries(),
+        ...l.replicaState(),
         log: node.db ? (node.db.signedLog() as PersistRecord[]) : node.log,
         ownResults: node.db ? node.db.ownResults() : [...node.ownResults.values()],
         uncertified: this.uncertifiedReceipts(node),
