@@ -690,7 +690,10 @@ export function registerGroup(program: Command): Command {
     .requiredOption('--dir <dir>', 'an empty folder for the group')
     .option('--nodes <n>', 'number of nodes', '4')
     .option('--f <f>', 'faults tolerated (default: the most n allows)')
-    .option('--models <a,b,c,d>', `one model per node from the store (default: ${DEFAULT_MODELS.join(',')})`)
+    .option(
+      '--models <a,b,c,d>',
+      `one model per node from the store, or \`${STANDIN_MODEL}\` for the stand-in (no model file, no inference cost: tests and protocol trials) (default: ${DEFAULT_MODELS.join(',')})`,
+    )
     .option('--home <dir>', 'the Dropbear home folder (default: $DROPBEAR_HOME, else ~/.dropbear)', parseHome)
     .option('--name <name>', 'group name')
     .addHelpText(
