@@ -1285,6 +1285,10 @@ export class Replica {
   get pendingTxs(): Tx[] {
     return [...this.txs.values()].map((t) => t.tx);
   }
+  /** A transaction waiting to be ordered here, by id (lowercase hex), else null: a lookup, no hashing. */
+  pendingTx(idHex: string): Tx | null {
+    return this.txs.get(idHex)?.tx ?? null;
+  }
   /** Each node's model digest as of the last executed batch. */
   get currentModels(): readonly Uint8Array[] {
     return this.models;

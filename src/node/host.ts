@@ -1543,14 +1543,12 @@ export class NodeHost {
    * (the crash soak's rivals, 2026-12-07).
    */
   private noteSuperseded(seq: number): void {
-    let pending: Set<string> | null = null;
     for (const id of this.submittedTxs) {
       if (this.txResults.has(id)) {
         this.submittedTxs.delete(id);
         continue;
       }
-      pending ??= new Set(this.replica.pendingTxs.map((tx) => hex(txIdOf(tx))));
-      if (pending.has(id)) continue;
+      if (this.replica.pendingTx(id)) continue;
       this.submittedTxs.delete(id);
       this.txResults.set(id, { seq, applied: false, superseded: true });
     }
@@ -1595,7 +1593,7 @@ export class NodeHost {
     // Carried without effect but waiting again (it came before its version's turn, another primary's
     // order: replica.settleTxs keeps it): pending, as it may yet apply, not "without effect" (which
     // `dropbear deposit` and the others read as superseded).
-    for (const tx of this.replica.pendingTxs) if (hex(txIdOf(tx)) === idHex) return { status: 'pending' };
+    if (this.replica.pendingTx(idHex)) return { status: 'pending' };
     if (done) return { status: 'executed', seq: done.seq, applied: done.applied };
     const stored = this.db.txFate(idHex);
     return stored ? { status: 'executed', seq: stored.seq, applied: stored.applied } : null;
@@ -1607,8 +1605,8 @@ export class NodeHost {
    * kept). Its id is the hash of its bytes, so a caller checks what a node returns (txIdOf).
    */
   txOf(idHex: string, seq?: number): Tx | null {
-    for (const tx of this.replica.pendingTxs) if (hex(txIdOf(tx)) === idHex) return tx;
-    if (seq === undefined) return null;
+    const pending = this.replica.pendingTx(idHex);
+    if (pending || seq === undefined) return pending;
     return this.db.batch(seq)?.batch.txs.find((tx) => hex(txIdOf(tx)) === idHex) ?? null;
   }
 
