@@ -44,29 +44,25 @@ function entry<T>(s: Record<string, unknown>, key: string, id: number, ok: (x: u
 const isHex = (x: unknown): x is string => typeof x === 'string' && /^[0-9a-f]{64}$/i.test(x);
 const isVersion = (x: unknown): x is number => Number.isSafeInteger(x) && (x as number) >= 0;
 
-/** This node's own updates among a status's `pendingModelUpdates`, by version. */
-function waitingOf(s: Record<string, unknown>, id: number): { version: number; digest: string }[] {
-  const list = s.pendingModelUpdates;
+/**
+ * This node's own entries among a status's list `key` (`pendingModelUpdates`, `pendingFeeChanges`), by
+ * version, each with its `field` where `ok` takes it (the rest left out).
+ */
+function ownWaiting<K extends string, T>(
+  s: Record<string, unknown>,
+  key: string,
+  id: number,
+  field: K,
+  ok: (x: unknown) => x is T,
+): ({ version: number } & Record<K, T>)[] {
+  const list = s[key];
   if (!Array.isArray(list)) return [];
   return list
     .filter(
-      (u): u is { node: number; version: number; digest: string } =>
-        typeof u === 'object' && u !== null && u.node === id && isVersion(u.version) && isHex(u.digest),
+      (u): u is { node: number; version: number } & Record<K, T> =>
+        typeof u === 'object' && u !== null && u.node === id && isVersion(u.version) && ok(u[field]),
     )
-    .map((u) => ({ version: u.version, digest: u.digest }))
-    .sort((a, b) => a.version - b.version);
-}
-
-/** This node's own fee changes among a status's `pendingFeeChanges`, by version. */
-function feesWaitingOf(s: Record<string, unknown>, id: number): { version: number; fee: number }[] {
-  const list = s.pendingFeeChanges;
-  if (!Array.isArray(list)) return [];
-  return list
-    .filter(
-      (c): c is { node: number; version: number; fee: number } =>
-        typeof c === 'object' && c !== null && c.node === id && isVersion(c.version) && isVersion(c.fee),
-    )
-    .map((c) => ({ version: c.version, fee: c.fee }))
+    .map((u) => ({ version: u.version, [field]: u[field] }) as { version: number } & Record<K, T>)
     .sort((a, b) => a.version - b.version);
 }
 
@@ -124,9 +120,9 @@ export async function groupStatus(dir: string): Promise<NodeStatus[]> {
               : null,
           modelDigest: entry(s, 'models', n.id, isHex),
           modelVersion: entry(s, 'modelVersions', n.id, isVersion),
-          updatesWaiting: waitingOf(s, n.id),
+          updatesWaiting: ownWaiting(s, 'pendingModelUpdates', n.id, 'digest', isHex),
           fee: entry(s, 'fees', n.id, isVersion),
-          feesWaiting: feesWaitingOf(s, n.id),
+          feesWaiting: ownWaiting(s, 'pendingFeeChanges', n.id, 'fee', isVersion),
         };
       } catch (e) {
         const code = e instanceof DropbearError ? e.code : 'ERROR';

@@ -224,36 +224,39 @@ export class NodeMetrics {
           this.set(Math.max(0, self.host.replica.peersExecuted - self.host.replica.lastExecuted));
       },
     });
-    new Gauge({
-      name: 'dropbear_owner_earned',
-      help: "Fees each node's owner earned, in this node's ledger as of its last executed batch",
-      labelNames: ['node'],
-      registers,
-      collect() {
-        const st = self.host?.db.state;
-        if (st) for (const [node, x] of st.stats.entries()) this.set({ node: String(node) }, x.earned);
-      },
-    });
-    new Gauge({
-      name: 'dropbear_owner_withdrawn',
-      help: "Money each node's owner withdrew (what it may still withdraw is earned less this), in this node's ledger as of its last executed batch",
-      labelNames: ['node'],
-      registers,
-      collect() {
-        const st = self.host?.db.state;
-        if (st) for (const [node, w] of st.withdrawn.entries()) this.set({ node: String(node) }, w);
-      },
-    });
-    new Gauge({
-      name: 'dropbear_node_fee',
-      help: "Each node's per-request fee now (the genesis's until an owner's fee change is ordered)",
-      labelNames: ['node'],
-      registers,
-      collect() {
-        const st = self.host?.db.state;
-        if (st) for (const [node, fee] of st.fees.entries()) this.set({ node: String(node) }, fee);
-      },
-    });
+    // Per node, from the ledger as of its last executed batch (GET /v1/owners has the same figures).
+    const perNode: [
+      string,
+      string,
+      (st: NonNullable<typeof self.host>['db']['state']) => readonly number[],
+    ][] = [
+      [
+        'dropbear_owner_earned',
+        "Fees each node's owner earned, in this node's ledger as of its last executed batch",
+        (st) => st.stats.map((x) => x.earned),
+      ],
+      [
+        'dropbear_owner_withdrawn',
+        "Money each node's owner withdrew (what it may still withdraw is earned less this), in this node's ledger as of its last executed batch",
+        (st) => st.withdrawn,
+      ],
+      [
+        'dropbear_node_fee',
+        "Each node's per-request fee now (the genesis's until an owner's fee change is ordered)",
+        (st) => st.fees,
+      ],
+    ];
+    for (const [name, help, of] of perNode)
+      new Gauge({
+        name,
+        help,
+        labelNames: ['node'],
+        registers,
+        collect() {
+          const st = self.host?.db.state;
+          if (st) for (const [node, v] of of(st).entries()) this.set({ node: String(node) }, v);
+        },
+      });
     this.viewChanges = new Counter({
       name: 'dropbear_view_changes_total',
       help: 'View changes seen by this node',
