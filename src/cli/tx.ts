@@ -68,6 +68,8 @@ export function describeTx(tx: Tx): string {
   switch (tx.kind) {
     case 'withdrawal':
       return `a withdrawal: node ${tx.withdrawal.node} takes out ${tx.withdrawal.amount} (its serial ${tx.withdrawal.serial})`;
+    case 'refund':
+      return `a refund: the client ${toB64u(tx.refund.client)} takes back ${tx.refund.amount} (its serial ${tx.refund.serial})`;
     case 'deposit':
       return `a deposit: ${tx.deposit.amount} to the client ${toB64u(tx.deposit.client)} (the treasury's serial ${tx.deposit.serial})`;
     case 'feeChange':

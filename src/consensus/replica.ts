@@ -313,6 +313,11 @@ export type Event =
       feeVersions?: number[];
       /** Each node's withdrawals applied after the batch (the last serial); derived like modelVersions. */
       withdrawals?: number[];
+      /**
+       * The refund serials the batch's refunds used (client hex key → serial); derived like modelVersions
+       * when absent.
+       */
+      refunds?: ReadonlyMap<string, number>;
       /** Required when the execute action asked for a checkpoint. */
       stateDigest?: Uint8Array;
     }
@@ -511,7 +516,12 @@ export type TxRejectCode =
   /** A deposit that would take the genesis money plus every deposit applied past 2^53 − 1 (the node host checks this). */
   | 'TX_DEPOSIT_TOO_LARGE'
   /** A withdrawal of more than its node may withdraw, less its withdrawals waiting (the node host checks this). */
-  | 'TX_WITHDRAWAL_TOO_LARGE';
+  | 'TX_WITHDRAWAL_TOO_LARGE'
+  /**
+   * A refund of more than the client's balance less what its requests waiting here may be charged and its
+   * refunds waiting (checked where the balance is known: fundsOf).
+   */
+  | 'TX_REFUND_TOO_LARGE';
 
 /** Why a peer's message was dropped; counted per peer (the node layer exports the counts). */
 export type Misbehaviour =
@@ -594,6 +604,8 @@ interface TxCounters {
   feeVersions: readonly number[];
   withdrawals: readonly number[];
   deposits: number;
+  /** Each client's refunds applied (hex key → the last serial; absent: none). */
+  refunds: ReadonlyMap<string, number>;
 }
 
 interface PendingTx {
@@ -914,6 +926,8 @@ export class Replica {
   private feeVersions: number[];
   /** Each node's withdrawals applied (the last serial; 0: none), as of the last executed batch. */
   private withdrawals: number[];
+  /** Each client's refunds applied (hex key → the last serial; absent: none), as of the last executed batch. */
+  private refunds: ReadonlyMap<string, number> = new Map();
   /** This node's own earlier model digests: results they produce after the switch are dropped. */
   private readonly retiredModels = new Set<string>();
   /** Transactions waiting to be ordered, by id (hex), oldest first. */
@@ -965,6 +979,8 @@ export class Replica {
       feeVersions?: number[];
       /** Each node's withdrawals applied in the ledger (zeros when absent). */
       withdrawals?: number[];
+      /** Each client's refunds applied in the ledger (hex key → last serial; none when absent). */
+      refunds?: ReadonlyMap<string, number>;
       recent: Iterable<[Uint8Array, number]>;
       log: PersistRecord[];
       /** Executed batches whose receipt had not gathered q signatures yet. */
@@ -989,6 +1005,7 @@ export class Replica {
     if (disk.fees) r.fees = [...disk.fees];
     if (disk.feeVersions) r.feeVersions = [...disk.feeVersions];
     if (disk.withdrawals) r.withdrawals = [...disk.withdrawals];
+    if (disk.refunds) r.refunds = new Map(disk.refunds);
     for (const [id, ts] of disk.recent) r.done.add(id, ts);
     let lastViewRecord: PersistRecord | null = null;
     // The latest NEW-VIEW kept in full: its re-proposals pin their seqs if the node is still in its view.
@@ -1309,6 +1326,10 @@ export class Replica {
   get currentWithdrawals(): readonly number[] {
     return this.withdrawals;
   }
+  /** The client's refunds applied (the last serial; 0: none) as of the last executed batch. */
+  currentRefundSerial(client: Uint8Array): number {
+    return this.refunds.get(hex(client)) ?? 0;
+  }
   /** Each node's model version as of the last executed batch. */
   get currentModelVersions(): readonly number[] {
     return this.modelVersions;
@@ -1619,13 +1640,15 @@ export class Replica {
       return { ok: false, code: 'TX_UNKNOWN_NODE', message: `no node ${txNodeOf(tx)} in the genesis`, id };
     const node = p.stream % this.n;
     const of =
-      p.stream < 0
-        ? "the treasury's deposits"
-        : p.stream < this.n
-          ? `node ${node}'s model`
-          : p.stream < 2 * this.n
-            ? `node ${node}'s fee`
-            : `node ${node}'s withdrawals`;
+      p.client !== undefined
+        ? `client ${Buffer.from(p.client, 'hex').toString('base64url')}'s refunds`
+        : p.stream < 0
+          ? "the treasury's deposits"
+          : p.stream < this.n
+            ? `node ${node}'s model`
+            : p.stream < 2 * this.n
+              ? `node ${node}'s fee`
+              : `node ${node}'s withdrawals`;
     const unit = p.stream < 0 || p.stream >= 2 * this.n ? 'serial' : 'version';
     // What depends on nothing but the transaction comes before what depends on this node's state (the place
     // applied, the ones held): a peer spreads only transactions that passed these (onPeerTx punishes it for
@@ -1634,11 +1657,18 @@ export class Replica {
       return { ok: false, code: 'TX_BAD_AMOUNT', message: 'a deposit of 0', id };
     if (tx.kind === 'withdrawal' && tx.withdrawal.amount === 0)
       return { ok: false, code: 'TX_BAD_AMOUNT', message: 'a withdrawal of 0', id };
+    if (tx.kind === 'refund' && tx.refund.amount === 0)
+      return { ok: false, code: 'TX_BAD_AMOUNT', message: 'a refund of 0', id };
     if (!verifyTx(this.genesis, this.groupId, tx))
       return {
         ok: false,
         code: 'TX_BAD_SIGNATURE',
-        message: p.stream < 0 ? "not signed by the treasury's key" : `not signed by node ${node}'s key`,
+        message:
+          p.client !== undefined
+            ? "not signed by the client's key"
+            : p.stream < 0
+              ? "not signed by the treasury's key"
+              : `not signed by node ${node}'s key`,
         id,
       };
     if (p.version <= p.current)
@@ -1661,11 +1691,15 @@ export class Replica {
     // until it is taken).
     let highest = p.current;
     let held = 0;
+    // A client's refunds waiting here: the largest of each other serial (only one of a serial applies).
+    const refundsWaiting = new Map<number, number>();
     for (const t of this.txs.values()) {
       const q = this.txPlace(t.tx);
-      if (q && q.stream === p.stream) {
+      if (q && q.stream === p.stream && q.client === p.client) {
         held++;
         if (q.version > highest) highest = q.version;
+        if (t.tx.kind === 'refund' && q.version !== p.version)
+          refundsWaiting.set(q.version, Math.max(refundsWaiting.get(q.version) ?? 0, t.tx.refund.amount));
       }
     }
     // Only the node's own key signs its updates (the treasury's its deposits), and it could sign them
@@ -1685,15 +1719,42 @@ export class Replica {
         message: `${unit} ${p.version} skips ${unit} ${highest + 1} of ${of} (current ${p.current}); they apply one at a time: submit ${highest + 1} first`,
         id,
       };
+    // A refund the balance does not cover would use its serial and take nothing; and one that left the
+    // client's requests waiting here unpaid would have had them inferred for nothing (they are charged
+    // first only in the batch that carries the refund). Where this node can tell the balance (the node
+    // host), it is held to the balance less those requests' maxFee and the client's other refunds waiting.
+    if (tx.kind === 'refund' && this.fundsOf !== null) {
+      const r = tx.refund;
+      const balance = this.fundsOf(r.client);
+      const heldFees = this.feesHeldFor(r.client);
+      let waiting = 0;
+      for (const a of refundsWaiting.values()) waiting += a;
+      if (r.amount > balance - heldFees - waiting)
+        return {
+          ok: false,
+          code: 'TX_REFUND_TOO_LARGE',
+          message: `the client's balance is ${balance}${heldFees > 0 ? `, ${heldFees} of it held by its requests waiting to be ordered` : ''}${waiting > 0 ? `, ${waiting} more in its refunds waiting to be ordered` : ''}: it may take back ${Math.max(0, balance - heldFees - waiting)}, not ${r.amount}`,
+          id,
+        };
+    }
     return { ok: true, id };
   }
 
   /**
    * The sequence a transaction is in (a node's model updates: the node's id; its fee changes: n + its id;
-   * its withdrawals: 2n + its id; the treasury's deposits: −1), its place there and the place applied last (`c`: this replica's counters,
+   * its withdrawals: 2n + its id; the treasury's deposits: −1; a client's refunds: 3n and the client's hex
+   * key), its place there and the place applied last (`c`: this replica's counters,
    * or copies); null for a transaction of a node the genesis does not have.
    */
-  private txPlace(tx: Tx, c?: TxCounters): { stream: number; version: number; current: number } | null {
+  private txPlace(
+    tx: Tx,
+    c?: TxCounters,
+  ): { stream: number; client?: string; version: number; current: number } | null {
+    if (tx.kind === 'refund') {
+      const client = hex(tx.refund.client);
+      const current = (c ? c.refunds : this.refunds).get(client) ?? 0;
+      return { stream: 3 * this.n, client, version: tx.refund.serial, current };
+    }
     if (tx.kind === 'deposit')
       return { stream: -1, version: tx.deposit.serial, current: c ? c.deposits : this.deposits };
     if (tx.kind === 'feeChange') {
@@ -1810,18 +1871,23 @@ export class Replica {
    * Model versions, fees and deposits after a batch when the caller did not say: the ledger's rule, applied
    * in batch order.
    */
-  private versionsAfter(batch: Batch): TxCounters & { fees: number[] } {
+  private versionsAfter(batch: Batch): TxCounters & { fees: number[]; refunds: Map<string, number> } {
     const c = {
       modelVersions: [...this.modelVersions],
       feeVersions: [...this.feeVersions],
       withdrawals: [...this.withdrawals],
       fees: [...this.fees],
       deposits: this.deposits,
+      // Copied only for a batch that carries a refund: there may be many clients.
+      refunds: batch.txs.some((t) => t.kind === 'refund')
+        ? new Map(this.refunds)
+        : (this.refunds as Map<string, number>),
     };
     for (const tx of batch.txs) {
       const p = this.txPlace(tx, c);
       if (!p || p.version !== p.current + 1 || !verifyTx(this.genesis, this.groupId, tx)) continue;
       if (tx.kind === 'deposit') c.deposits = p.version;
+      else if (tx.kind === 'refund') c.refunds.set(p.client as string, p.version);
       else if (tx.kind === 'withdrawal') c.withdrawals[tx.withdrawal.node] = p.version;
       else if (tx.kind === 'feeChange') {
         c.feeVersions[tx.change.node] = p.version;
@@ -2327,11 +2393,17 @@ export class Replica {
     if (this.txs.size > 0) {
       const waiting: PendingTx[] = [];
       for (const t of this.txs.values()) if (t.state === 'pending') waiting.push(t);
-      const place = (t: PendingTx) => this.txPlace(t.tx) ?? { stream: 2 * this.n, version: 0 };
+      const place = (t: PendingTx) =>
+        this.txPlace(t.tx) ?? { stream: 4 * this.n, client: undefined, version: 0 };
       waiting.sort((a, b) => {
         const x = place(a);
         const y = place(b);
-        return x.stream - y.stream || x.version - y.version || Buffer.compare(a.id, b.id);
+        return (
+          x.stream - y.stream ||
+          (x.client === y.client ? 0 : (x.client ?? '') < (y.client ?? '') ? -1 : 1) ||
+          x.version - y.version ||
+          Buffer.compare(a.id, b.id)
+        );
       });
       for (const t of waiting.slice(0, LIMITS.txs)) {
         t.state = 'proposed';
@@ -3224,7 +3296,12 @@ export class Replica {
     const ownBefore = this.models[this.id];
     // The ledger's counts when the caller gives them (the host does), else the same rule applied here.
     const after =
-      ev.modelVersions && ev.deposits !== undefined && ev.fees && ev.feeVersions && ev.withdrawals
+      ev.modelVersions &&
+      ev.deposits !== undefined &&
+      ev.fees &&
+      ev.feeVersions &&
+      ev.withdrawals &&
+      ev.refunds
         ? null
         : this.versionsAfter(slot.batch!);
     this.modelVersions = [...(ev.modelVersions ?? after!.modelVersions)];
@@ -3232,6 +3309,13 @@ export class Replica {
     this.fees = [...(ev.fees ?? after!.fees)];
     this.feeVersions = [...(ev.feeVersions ?? after!.feeVersions)];
     this.withdrawals = [...(ev.withdrawals ?? after!.withdrawals)];
+    if (ev.refunds) {
+      if (ev.refunds.size > 0) {
+        const m = new Map(this.refunds);
+        for (const [k, v] of ev.refunds) m.set(k, v);
+        this.refunds = m;
+      }
+    } else this.refunds = after!.refunds;
     this.models = ev.models;
     const ownChanged = !equalBytes(ownBefore, this.models[this.id]);
     if (ownChanged) {

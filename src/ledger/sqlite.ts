@@ -173,8 +173,12 @@ import { type Execution, LedgerState, MAX_SNAPSHOT_WINDOW, type ResolvedEntry } 
  * (`migrate10to11`: the table is added, and its snapshots, in the old layout, are deleted, so that the first
  * open replays every batch from the genesis and fills in the fate of every transaction executed before; see
  * `txFate`).
+ * 12: batches may carry refunds (a client's payback of its unused balance: a transaction kind a build that
+ * reads 11 cannot decode), and the state digest and snapshots hold each client's refund serial and the money
+ * refunds paid back. `open` upgrades a version-11 file in place (`migrate11to12`: the version, and its
+ * snapshots, in the old layout, are deleted; the open replays from the genesis until the next is written).
  */
-export const LEDGER_SCHEMA_VERSION = 11;
+export const LEDGER_SCHEMA_VERSION = 12;
 
 export type Synchronous = 'FULL' | 'NORMAL';
 /**
@@ -2100,6 +2104,14 @@ function migrate10to11(db: Database.Database): void {
   })();
 }
 
+/** Upgrades a schema-11 file in place, in one transaction (see LEDGER_SCHEMA_VERSION, 12): the version; its snapshots go. */
+function migrate11to12(db: Database.Database): void {
+  db.transaction(() => {
+    db.prepare('DELETE FROM snapshots').run();
+    db.prepare('UPDATE meta SET schema_version = 12 WHERE id = 0').run();
+  })();
+}
+
 /** The upgrade from each older schema to the next, in order (open runs those the file needs). */
 const MIGRATIONS: readonly [number, (db: Database.Database, path: string) => void][] = [
   [2, migrate2to3],
@@ -2111,6 +2123,7 @@ const MIGRATIONS: readonly [number, (db: Database.Database, path: string) => voi
   [8, migrate8to9],
   [9, migrate9to10],
   [10, migrate10to11],
+  [11, migrate11to12],
 ];
 
 /**

@@ -31,6 +31,7 @@ import {
   Outcome as OutcomeCodec,
   quorumSize,
   type Receipt,
+  Refund,
   type Request,
   receiptHashOf,
   sha256,
@@ -78,6 +79,8 @@ export interface Execution {
   feeVersions: number[];
   /** Each node's withdrawals applied after this batch (the last serial; 0: none). */
   withdrawals: number[];
+  /** The refund serial of each client whose refund used one in this batch (hex key → serial), in batch order. */
+  refunds: Map<string, number>;
   /** Each of the batch's transactions, in batch order: applied, or without effect (stale, forged, ...). */
   txs: { id: Uint8Array; applied: boolean }[];
 }
@@ -98,6 +101,14 @@ interface TxEffects {
   withdrawn: number[];
   /** Money the batch's deposits credit, by client (hex key). */
   credits: Map<string, { client: Uint8Array; amount: number }>;
+  /** The refund serials the batch's refunds use, by client (hex key): over the state's `refunds`. */
+  refundSerials: Map<string, { client: Uint8Array; serial: number }>;
+  /**
+   * The batch's refunds that used their serial with an amount above 0, in batch order: `execute` takes
+   * each out after the batch's requests are charged, where the balance then covers it (else it has no
+   * effect: `applied` false).
+   */
+  refunds: { index: number; key: string; amount: number }[];
   applied: boolean[];
 }
 
@@ -119,6 +130,8 @@ export interface NodeStats {
 }
 
 const BalancesCodec = array(struct({ client: fixed(32), amount: uint }), 1 << 24);
+/** Each client's refunds applied (the last serial), in client order; clients with none are left out. */
+const RefundsCodec = array(struct({ client: fixed(32), serial: uint }), 1 << 24);
 const NodesCodec = array(
   struct({
     fee: uint,
@@ -142,6 +155,8 @@ const StateCodec = struct({
   nodes: NodesCodec,
   deposits: uint,
   minted: uint,
+  refunds: RefundsCodec,
+  refunded: uint,
   recentCount: uint,
   recentChain: fixed(32),
 });
@@ -167,6 +182,8 @@ export const StateSnapshot = struct({
   nodes: NodesCodec,
   deposits: uint,
   minted: uint,
+  refunds: RefundsCodec,
+  refunded: uint,
   recentChain: fixed(32),
   recent: bytes(MAX_SNAPSHOT_WINDOW * RECORD),
 });
@@ -210,6 +227,13 @@ export class LedgerState {
   readonly withdrawals: number[];
   /** Each node's money withdrawn in all: what it may still withdraw is what it earned less this (payable). */
   readonly withdrawn: number[];
+  /**
+   * Each client's refunds applied (the last serial), by hex key: a client's refunds are a sequence of its
+   * own (the first is 1). Only clients whose refund used a serial are here.
+   */
+  readonly refunds = new Map<string, { client: Uint8Array; serial: number }>();
+  /** The money refunds paid back to clients, all together. */
+  refunded = 0;
   /** The genesis balances' sum. */
   readonly genesisMoney: number;
   /**
@@ -276,6 +300,7 @@ export class LedgerState {
       fees: this.fees,
       feeVersions: this.feeVersions,
       withdrawals: this.withdrawals,
+      refunds: this.refundSerials(),
       recent: this.recent.entries(),
     };
   }
@@ -296,10 +321,22 @@ export class LedgerState {
     return this.balances.get(hex(client))?.amount ?? 0;
   }
 
+  /** The client's refunds applied (the last serial; 0: none). */
+  refundSerialOf(client: Uint8Array): number {
+    return this.refunds.get(hex(client))?.serial ?? 0;
+  }
+
+  /** Every client's refund serial (hex key → last serial applied), a copy. */
+  refundSerials(): Map<string, number> {
+    const m = new Map<string, number>();
+    for (const [k, r] of this.refunds) m.set(k, r.serial);
+    return m;
+  }
+
   /**
    * Total money in the system: client balances plus what owners may still withdraw. Requests move money
-   * from clients to owners; only deposits add to it and only withdrawals take it out (genesisMoney + minted
-   * − paidOut).
+   * from clients to owners; only deposits add to it and only withdrawals and refunds take it out
+   * (genesisMoney + minted − paidOut − refunded).
    */
   totalMoney(): number {
     let t = 0;
@@ -326,13 +363,29 @@ export class LedgerState {
       withdrawals: [...this.withdrawals],
       withdrawn: [...this.withdrawn],
       credits: new Map(),
+      refundSerials: new Map(),
+      refunds: [],
       applied: [],
     };
-    for (const tx of txs) fx.applied.push(this.applyTx(tx, fx));
+    for (const tx of txs) fx.applied.push(this.applyTx(tx, fx, fx.applied.length));
     return fx;
   }
 
-  private applyTx(tx: Tx, fx: TxEffects): boolean {
+  private applyTx(tx: Tx, fx: TxEffects, index: number): boolean {
+    if (tx.kind === 'refund') {
+      const r = tx.refund;
+      const key = hex(r.client);
+      const current = fx.refundSerials.get(key)?.serial ?? this.refunds.get(key)?.serial ?? 0;
+      if (r.serial !== current + 1) return false;
+      if (!verifyTagged(TAGS.refund, this.groupId, encode(Refund, r), tx.signature, r.client)) return false;
+      // The serial is used whatever the balance (as a withdrawal's): a replica counts serials from the
+      // batches alone. The money is taken after the batch's requests are charged (execute): a request
+      // ordered beside the refund is paid first, its nodes having inferred it.
+      fx.refundSerials.set(key, { client: r.client, serial: r.serial });
+      if (r.amount === 0) return false;
+      fx.refunds.push({ index, key, amount: r.amount });
+      return true;
+    }
     if (tx.kind === 'deposit') {
       const d = tx.deposit;
       if (d.serial !== fx.deposits + 1) return false;
@@ -574,6 +627,23 @@ export class LedgerState {
           st.agreed++;
       }
     }
+    // Refunds last, on the balances the batch's requests left: more than the balance, or from a key with no
+    // account, uses the serial and takes nothing (the node it is submitted to refuses such a one:
+    // host.submitTx).
+    for (const [k, r] of fx.refundSerials) {
+      const had = this.refunds.get(k);
+      if (had) had.serial = r.serial;
+      else this.refunds.set(k, { client: r.client, serial: r.serial });
+    }
+    for (const r of fx.refunds) {
+      const account = this.balances.get(r.key);
+      if (!account || r.amount > account.amount) {
+        fx.applied[r.index] = false;
+        continue;
+      }
+      account.amount -= r.amount;
+      this.refunded += r.amount;
+    }
     const receipt = this.receiptOf(seq, batchDigest, tree.root, outcomes.length);
     const receiptHash = receiptHashOf(receipt);
     if (changes.length > 2) this.recentChain = sha256Parts(...changes);
@@ -594,6 +664,7 @@ export class LedgerState {
       fees: [...this.fees],
       feeVersions: [...this.feeVersions],
       withdrawals: [...this.withdrawals],
+      refunds: new Map([...fx.refundSerials].map(([k, r]) => [k, r.serial])),
       txs: batch.txs.map((tx, i) => ({ id: txIdOf(tx), applied: fx.applied[i] })),
     };
   }
@@ -604,7 +675,9 @@ export class LedgerState {
    * buffer (a window of 600,000 ids is 24 MB), not the codec's shared writer, which would keep that size.
    */
   snapshot(): Uint8Array {
-    const w = new Writer(this.recent.size * RECORD + 64 * (this.balances.size + this.n) + 256);
+    const w = new Writer(
+      this.recent.size * RECORD + 64 * (this.balances.size + this.refunds.size + this.n) + 256,
+    );
     StateSnapshot.enc(w, {
       seq: this.seq,
       clock: this.clock,
@@ -613,6 +686,8 @@ export class LedgerState {
       nodes: this.nodeRows(),
       deposits: this.deposits,
       minted: this.minted,
+      refunds: this.sortedRefunds(),
+      refunded: this.refunded,
       recentChain: this.recentChain,
       recent: this.recent.records(),
     });
@@ -655,6 +730,14 @@ export class LedgerState {
       if (!state.balances.has(key)) state.balances.set(key, { client: b.client, amount: b.amount });
     state.deposits = v.deposits;
     state.minted = v.minted;
+    for (let i = 0; i < v.refunds.length; i++) {
+      const r = v.refunds[i];
+      if (r.serial < 1) throw bad('a refund serial of 0 is listed');
+      if (i > 0 && Buffer.compare(v.refunds[i - 1].client, r.client) >= 0)
+        throw bad('refunds not in strictly ascending client order');
+      state.refunds.set(hex(r.client), { client: r.client, serial: r.serial });
+    }
+    state.refunded = v.refunded;
     v.nodes.forEach((x, i) => {
       state.fees[i] = x.fee;
       state.feeVersions[i] = x.feeVersion;
@@ -668,7 +751,7 @@ export class LedgerState {
       throw bad('a node withdrew more than it earned');
     if (
       state.genesisMoney + state.minted > Number.MAX_SAFE_INTEGER ||
-      state.totalMoney() !== state.genesisMoney + state.minted - state.paidOut()
+      state.totalMoney() !== state.genesisMoney + state.minted - state.paidOut() - state.refunded
     )
       throw bad('money is not conserved');
     state.seq = v.seq;
@@ -682,6 +765,12 @@ export class LedgerState {
     return [...this.balances.values()]
       .sort((a, b) => Buffer.compare(a.client, b.client))
       .map((b) => ({ client: b.client, amount: b.amount }));
+  }
+
+  private sortedRefunds(): { client: Uint8Array; serial: number }[] {
+    return [...this.refunds.values()]
+      .sort((a, b) => Buffer.compare(a.client, b.client))
+      .map((r) => ({ client: r.client, serial: r.serial }));
   }
 
   private nodeRows() {
@@ -709,6 +798,8 @@ export class LedgerState {
         nodes,
         deposits: this.deposits,
         minted: this.minted,
+        refunds: this.sortedRefunds(),
+        refunded: this.refunded,
         recentCount: this.recent.size,
         recentChain: this.recentChain,
       }),

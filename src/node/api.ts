@@ -271,6 +271,7 @@ const STATUS: Record<string, number> = {
   TX_BAD_AMOUNT: 400,
   TX_DEPOSIT_TOO_LARGE: 409,
   TX_WITHDRAWAL_TOO_LARGE: 409,
+  TX_REFUND_TOO_LARGE: 409,
   MALFORMED_JSON: 400,
   REQUEST_MALFORMED: 400,
   REQUEST_WRONG_GROUP: 400,
@@ -1633,15 +1634,36 @@ export function buildApi(host: NodeHost, opts: ApiOptions = {}): FastifyInstance
     async (req) => {
       const client = new Uint8Array(Buffer.from(req.params.client, 'base64url'));
       const state = host.db.state;
+      const balance = state.balanceOf(client);
+      // This node's refunds of the client waiting to be ordered; what a new one may take back counts the
+      // largest of each serial (only one of a serial applies), as Replica.checkTx does.
+      const pendingRefunds = host.replica.pendingTxs.flatMap((tx) =>
+        tx.kind === 'refund' && equalBytes(tx.refund.client, client)
+          ? [{ serial: tx.refund.serial, amount: tx.refund.amount }]
+          : [],
+      );
+      const bySerial = new Map<number, number>();
+      for (const r of pendingRefunds) bySerial.set(r.serial, Math.max(bySerial.get(r.serial) ?? 0, r.amount));
+      let waiting = 0;
+      for (const a of bySerial.values()) waiting += a;
+      const heldFees = host.replica.feesHeldFor(client);
       return {
         client: req.params.client,
-        balance: state.balanceOf(client),
+        balance,
         /** Whether the ledger holds an account for the key (the genesis listed it, or a deposit made it). */
         exists: state.balances.has(hex(client)),
         /** The last batch executed here: the balance is as of it. */
         seq: state.seq,
         /** The treasury's deposits applied as of it (the last serial). */
         deposits: state.deposits,
+        /** The client's refunds applied as of it (the last serial; its next refund is this + 1). */
+        refunds: state.refundSerialOf(client),
+        /** The client's refunds this node holds, submitted and not yet ordered. */
+        pendingRefunds,
+        /** The maxFee of the client's requests waiting here to be ordered: what they may still be charged. */
+        heldFees,
+        /** What a refund submitted to this node now may take back (the balance less the two above). */
+        refundable: Math.max(0, balance - heldFees - waiting),
       };
     },
   );
@@ -1657,6 +1679,8 @@ export function buildApi(host: NodeHost, opts: ApiOptions = {}): FastifyInstance
       minted: state.minted,
       /** The money withdrawals took out, all owners together. */
       paidOut: state.paidOut(),
+      /** The money refunds paid back to clients, all together. */
+      refunded: state.refunded,
       owners: genesis.nodes.map((n, node) => ({
         node,
         owner: n.owner,

@@ -258,13 +258,17 @@ export function formatAddress(a: HostPort): string {
 //
 // Version 4 (2026-12-07): transactions gained a kind (Withdrawal: a node owner's payout), and the state
 // digest holds each node's withdrawals and the money they took out. Upgrade a group together.
+//
+// Version 5 (2026-12-07): transactions gained a kind (Refund: a client's payback of its unused balance), and
+// the state digest holds each client's refund serial and the money refunds paid back. Upgrade a group
+// together (its ledgers upgrade to schema 12).
 
 /**
  * The version of the node-to-node protocol: the handshake below and the encoding of every message sent
  * after it (protocol/messages.ts). Bump it with any change to either: nodes refuse a peer of another version
  * at the handshake.
  */
-export const WIRE_VERSION = 4;
+export const WIRE_VERSION = 5;
 export const NONCE_BYTES = 32;
 export const SIG_BYTES = 64;
 /** Largest handshake frame (the limit while a connection is unauthenticated). */

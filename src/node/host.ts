@@ -1065,6 +1065,7 @@ export class NodeHost {
       fees: exec.fees,
       feeVersions: exec.feeVersions,
       withdrawals: exec.withdrawals,
+      refunds: exec.refunds,
       stateDigest: a.checkpoint ? this.db.state.stateDigest() : undefined,
     });
     if (this.submittedTxs.size > 0) this.noteSuperseded(a.seq);
@@ -1435,7 +1436,7 @@ export class NodeHost {
       }
       return this.submitChecked(tx);
     }
-    if (tx.kind === 'feeChange') return this.submitChecked(tx);
+    if (tx.kind === 'feeChange' || tx.kind === 'refund') return this.submitChecked(tx); // a refund's balance: Replica.checkTx (fundsOf)
     if (tx.kind === 'withdrawal') {
       // The ledger would use the serial and take nothing (state.ts, applyTx): refused here with a reason.
       // Against what the node earned as of the last executed batch, less the withdrawals of it waiting here.

@@ -167,6 +167,8 @@ export const TAGS = {
   feeChange: 'dropbear/v1/fee-change',
   /** A node owner's payout from what its node earned (Withdrawal). */
   withdrawal: 'dropbear/v1/withdrawal',
+  /** A client's payback of its unused balance (Refund). */
+  refund: 'dropbear/v1/refund',
   batch: 'dropbear/v1/batch',
   handshake: 'dropbear/v1/handshake',
 } as const;

@@ -534,11 +534,22 @@ export type FeeChange = Infer<typeof FeeChange>;
 export const Withdrawal = struct({ node: uint, serial: uint, amount: uint });
 export type Withdrawal = Infer<typeof Withdrawal>;
 
+/**
+ * A client's payback of `amount` of its unused balance: the ledger takes it out of the client's balance and
+ * the marketplace's treasury pays the client outside the group once the refund is ordered and applied
+ * (docs/api.md, "Refunds"), as it pays an owner's withdrawal. `serial` orders a client's refunds (a sequence
+ * of its own per account: the first is 1), so a replay has no effect. Signed with the client's key
+ * (TAGS.refund over Refund).
+ */
+export const Refund = struct({ client: PublicKey, serial: uint, amount: uint });
+export type Refund = Infer<typeof Refund>;
+
 export const Tx = union({
   modelUpdate: struct({ update: ModelUpdate, signature: Signature }),
   deposit: struct({ deposit: Deposit, signature: Signature }),
   feeChange: struct({ change: FeeChange, signature: Signature }),
   withdrawal: struct({ withdrawal: Withdrawal, signature: Signature }),
+  refund: struct({ refund: Refund, signature: Signature }),
 });
 export type Tx = Infer<typeof Tx>;
 
@@ -578,9 +589,18 @@ export function signWithdrawal(groupId: Uint8Array, withdrawal: Withdrawal, key:
   };
 }
 
-/** The node a model update, fee change or withdrawal is of; −1 for a deposit (the treasury's). */
+/** A refund signed with its client's key: TAGS.refund over Refund. */
+export function signRefund(groupId: Uint8Array, refund: Refund, key: KeyPair): Tx {
+  return {
+    kind: 'refund',
+    refund,
+    signature: signTagged(TAGS.refund, groupId, encode(Refund, refund), key),
+  };
+}
+
+/** The node a model update, fee change or withdrawal is of; −1 for a deposit (the treasury's) or a refund (a client's). */
 export function txNodeOf(tx: Tx): number {
-  if (tx.kind === 'deposit') return -1;
+  if (tx.kind === 'deposit' || tx.kind === 'refund') return -1;
   if (tx.kind === 'feeChange') return tx.change.node;
   if (tx.kind === 'withdrawal') return tx.withdrawal.node;
   return tx.update.node;
@@ -588,8 +608,8 @@ export function txNodeOf(tx: Tx): number {
 
 /**
  * Is the transaction signed by the key it must be: a model update, fee change or withdrawal by the genesis
- * key of the node it names, a deposit by the genesis's treasury key? (Versions and serials are for the
- * ledger.)
+ * key of the node it names, a deposit by the genesis's treasury key, a refund by the client's own key?
+ * (Versions and serials are for the ledger.)
  */
 export function verifyTx(genesis: Genesis, groupId: Uint8Array, tx: Tx): boolean {
   if (tx.kind === 'deposit')
@@ -601,6 +621,8 @@ export function verifyTx(genesis: Genesis, groupId: Uint8Array, tx: Tx): boolean
       verifyTagged(TAGS.feeChange, groupId, encode(FeeChange, tx.change), tx.signature, node.publicKey)
     );
   }
+  if (tx.kind === 'refund')
+    return verifyTagged(TAGS.refund, groupId, encode(Refund, tx.refund), tx.signature, tx.refund.client);
   if (tx.kind === 'withdrawal') {
     const node = genesis.nodes[tx.withdrawal.node];
     return (

@@ -26,14 +26,15 @@ export function checkRun(r: SimResult): CheckResult {
     }
   }
   // Requests move money between clients and owners; only the treasury's deposits add to it (minted) and
-  // only owners' withdrawals take it out (paidOut).
+  // only owners' withdrawals (paidOut) and clients' refunds (refunded) take it out.
   for (const n of honest) {
     const total = n.ledger.totalMoney();
     const minted = n.ledger.minted;
     const paidOut = n.ledger.paidOut();
-    if (total !== initial + minted - paidOut)
+    const refunded = n.ledger.refunded;
+    if (total !== initial + minted - paidOut - refunded)
       problems.push(
-        `money: node ${n.id} holds ${total}, genesis had ${initial}, deposits added ${minted} and withdrawals took ${paidOut}`,
+        `money: node ${n.id} holds ${total}, genesis had ${initial}, deposits added ${minted}, withdrawals took ${paidOut} and refunds ${refunded}`,
       );
   }
   for (const id of r.duplicateCertificates)

@@ -194,13 +194,13 @@ export function runSchedule(s: Schedule, opts: RunOptions = {}): ScheduleOutcome
       if (!prev) executed.set(seq, digest);
       else if (!equalBytes(prev, digest))
         problem(`safety: node ${node.id} executed another batch at seq ${seq}`);
-      // All money is the genesis's plus what deposits minted less what withdrawals took out (checks.ts):
-      // until 2026-12-07 this compared with the genesis's alone, a false problem once either applied.
+      // All money is the genesis's plus what deposits minted less what withdrawals and refunds took out
+      // (checks.ts): until 2026-12-07 this compared with the genesis's alone, a false problem once either applied.
       const l = node.ledger;
-      const expected = initial + l.minted - l.paidOut();
+      const expected = initial + l.minted - l.paidOut() - l.refunded;
       if (l.totalMoney() !== expected)
         problem(
-          `money: node ${node.id} holds ${l.totalMoney()} after seq ${seq}, not ${expected} (genesis ${initial}, minted ${l.minted}, paid out ${l.paidOut()})`,
+          `money: node ${node.id} holds ${l.totalMoney()} after seq ${seq}, not ${expected} (genesis ${initial}, minted ${l.minted}, paid out ${l.paidOut()}, refunded ${l.refunded})`,
         );
     },
     certified(node, certs: Certificate[]) {

@@ -11,6 +11,7 @@ import {
   type Batch,
   groupIdOf,
   hex,
+  keyPairFromSeed,
   type NodeMessage,
   type PrePrepare,
   requestIdOf,
@@ -19,6 +20,7 @@ import {
   signDeposit,
   signFeeChange,
   signModelUpdate,
+  signRefund,
   signWithdrawal,
   type Tx,
   txIdOf,
@@ -50,9 +52,14 @@ const tag = (t: Tx) =>
       ? `${t.change.node}:f${t.change.version}=${t.change.fee}`
       : t.kind === 'withdrawal'
         ? `${t.withdrawal.node}:w${t.withdrawal.serial}=${t.withdrawal.amount}`
-        : `d${t.deposit.serial}`;
+        : t.kind === 'refund'
+          ? `r${t.refund.serial}=${t.refund.amount}`
+          : `d${t.deposit.serial}`;
 
 const prePrepares = (as: Action[]) => broadcasts(as, 'prePrepare');
+
+const withdrawOf = (node: number, serial: number, amount = 5): Tx =>
+  signWithdrawal(GID, { node, serial, amount }, G.keys[node]);
 
 /** One replica and its ledger, driven by hand. */
 class One {
@@ -98,6 +105,7 @@ class One {
       fees: ex.fees,
       feeVersions: ex.feeVersions,
       withdrawals: this.derive ? undefined : ex.withdrawals,
+      refunds: this.derive ? undefined : ex.refunds,
     });
   }
   /** Leave the withdrawals out of `executed` (the replica derives them from the batch, as without a host). */
@@ -383,6 +391,100 @@ describe("withdrawals (a node's own serials, beside its model and fee sequences)
     const out = h.msg(2, { kind: 'tx', tx: withdraw(2, 1, 0) });
     expect(only(out, 'peerMisbehaved').map((a) => [a.peer, a.reason])).toEqual([
       [2, 'spread a bad transaction (TX_BAD_AMOUNT)'],
+    ]);
+    expect(h.pending).toEqual([]);
+  });
+});
+
+describe("refunds (each client's own serials)", () => {
+  const alice = G.client;
+  const bob = keyPairFromSeed(new Uint8Array(32).fill(77));
+  const refund = (serial: number, amount = 5, who = alice, signer = who): Tx =>
+    signRefund(GID, { client: who.publicKey, serial, amount }, signer);
+
+  it("refuses a gap, a zero and another key's signature, keeps each client's serials apart, and names the sequence when stale", () => {
+    const h = new One(1);
+    const rejected = (tx: Tx) => only(h.step({ type: 'submitTx', tx }), 'txRejected');
+    const name = alice.publicKey;
+    const of = `client ${Buffer.from(name).toString('base64url')}'s refunds`;
+    expect(rejected(refund(2)).map((a) => [a.code, a.message])).toEqual([
+      [
+        'TX_VERSION_GAP',
+        `serial 2 skips serial 1 of ${of} (current 0); they apply one at a time: submit 1 first`,
+      ],
+    ]);
+    expect(rejected(refund(1, 0)).map((a) => a.code)).toEqual(['TX_BAD_AMOUNT']);
+    expect(rejected(refund(1, 5, alice, bob)).map((a) => [a.code, a.message])).toEqual([
+      ['TX_BAD_SIGNATURE', "not signed by the client's key"],
+    ]);
+    expect(rejected(refund(1))).toEqual([]);
+    expect(rejected(refund(2))).toEqual([]);
+    expect(rejected(refund(1, 3, bob))).toEqual([]);
+    expect(rejected(withdrawOf(2, 1))).toEqual([]);
+    h.commit(makePP(1, { timestamp: T0, entries: [], txs: [refund(1), refund(2), refund(1, 3, bob)] }));
+    expect([h.r.currentRefundSerial(alice.publicKey), h.r.currentRefundSerial(bob.publicKey)]).toEqual([
+      2, 1,
+    ]);
+    expect(h.ledger.refunded).toBe(10); // Bob has no account: his serial is used, nothing taken
+    expect(h.pending).toEqual(['2:w1=5']);
+    expect(rejected(refund(2, 6)).map((a) => [a.code, a.message])).toEqual([
+      ['TX_STALE_VERSION', `serial 2 is not above ${of}' last applied, serial 2`],
+    ]);
+  });
+
+  it("the primary proposes refunds after the nodes' sequences, by client and serial, whatever their arrival order", () => {
+    const p = new One(0);
+    const [first, second] = [alice, bob].sort((a, b) => Buffer.compare(a.publicKey, b.publicKey));
+    p.msg(1, { kind: 'tx', tx: refund(1, 5, second) });
+    p.msg(1, { kind: 'tx', tx: refund(1, 5, first) });
+    p.msg(1, { kind: 'tx', tx: refund(2, 5, first) });
+    p.msg(1, { kind: 'tx', tx: withdrawOf(3, 1) });
+    const pp = p.propose();
+    const who = (t: Tx) =>
+      t.kind === 'refund'
+        ? `${Buffer.compare(t.refund.client, first.publicKey) === 0 ? 'A' : 'B'}${tag(t)}`
+        : tag(t);
+    expect(pp.batch.txs.map(who)).toEqual(['3:w1=5', 'Ar1=5', 'Ar2=5', 'Br1=5']);
+  });
+
+  it("without the counts from its host, the replica derives each client's refunds from the batch; one ahead waits again", () => {
+    const h = new One(3);
+    h.derive = true;
+    h.commit(makePP(1, { timestamp: T0, entries: [], txs: [refund(2), refund(1)] }));
+    expect(h.r.currentRefundSerial(alice.publicKey)).toBe(1);
+    expect(h.pending).toEqual(['r2=5']);
+    h.commit(makePP(2, { timestamp: T0 + 1, entries: [], txs: [refund(2)] }));
+    expect(h.r.currentRefundSerial(alice.publicKey)).toBe(2);
+    expect(h.pending).toEqual([]);
+  });
+
+  it("with the balance known (fundsOf), refuses one over the balance less its requests' maxFee and its refunds waiting, from a client or a peer, without blame", () => {
+    const h = new One(1);
+    h.r.fundsOf = (c) => (Buffer.compare(c, alice.publicKey) === 0 ? 100 : 0);
+    const rejected = (tx: Tx) => only(h.step({ type: 'submitTx', tx }), 'txRejected');
+    expect(rejected(refund(1, 101)).map((a) => [a.code, a.message])).toEqual([
+      ['TX_REFUND_TOO_LARGE', "the client's balance is 100: it may take back 100, not 101"],
+    ]);
+    expect(rejected(refund(1, 60))).toEqual([]);
+    // A rival of serial 1 replaces nothing: it is counted apart from the waiting serial 1 (its own serial).
+    expect(rejected(refund(2, 41)).map((a) => [a.code, a.message])).toEqual([
+      [
+        'TX_REFUND_TOO_LARGE',
+        "the client's balance is 100, 60 more in its refunds waiting to be ordered: it may take back 40, not 41",
+      ],
+    ]);
+    expect(rejected(refund(1, 100, alice))).toEqual([]); // a rival of serial 1: only one of them applies
+    expect(rejected(refund(1, 1, bob)).map((a) => a.code)).toEqual(['TX_REFUND_TOO_LARGE']);
+    const out = h.msg(2, { kind: 'tx', tx: refund(1, 1, bob) });
+    expect(only(out, 'peerMisbehaved')).toEqual([]);
+    expect(h.pending).toEqual(['r1=60', 'r1=100']);
+  });
+
+  it('a peer spreading a forged refund is punished', () => {
+    const h = new One(1);
+    const out = h.msg(2, { kind: 'tx', tx: refund(1, 5, alice, bob) });
+    expect(only(out, 'peerMisbehaved').map((a) => [a.peer, a.reason])).toEqual([
+      [2, 'spread a bad transaction (TX_BAD_SIGNATURE)'],
     ]);
     expect(h.pending).toEqual([]);
   });

@@ -34,6 +34,7 @@ import {
   sha256,
   signDeposit,
   signFeeChange,
+  signRefund,
   signRequest,
   signTagged,
   signWithdrawal,
@@ -114,6 +115,8 @@ function history(seed: number, count: number): Planned[] {
   const feeVersions = genesis.nodes.map(() => 0);
   const rw = rng(seed + 9_999);
   const withdrawals = genesis.nodes.map(() => 0);
+  const rr = rng(seed + 13_131);
+  const refundSerials = new Map<KeyPair, number>();
   let clock = EPOCH_MS;
   let nonce = seed * 1_000_000;
   for (let seq = 1; seq <= count; seq++) {
@@ -154,6 +157,23 @@ function history(seed: number, count: number): Planned[] {
       const serial = rw(4) === 0 ? withdrawals[node] : withdrawals[node] + 1;
       withdrawals[node] = Math.max(withdrawals[node], serial);
       txs.push(signWithdrawal(groupId, { node, serial, amount: 1 + rw(40) }, keys[node]));
+    }
+    // Refunds from a stream of their own: a poor client's, the funded one's, or the late one's (an account
+    // only once a deposit made it); amounts up to 60, so some take more than the balance (the serial used,
+    // nothing taken), now and then a replayed serial, and a forged one (no effect, the serial not used).
+    if (rr(7) === 0) {
+      const who = [clients[0], clients[1], late][rr(3)];
+      const was = refundSerials.get(who) ?? 0;
+      const serial = rr(4) === 0 ? was : was + 1;
+      const forged = rr(6) === 0;
+      if (!forged) refundSerials.set(who, Math.max(was, serial));
+      txs.push(
+        signRefund(
+          groupId,
+          { client: who.publicKey, serial, amount: 1 + rr(60) },
+          forged ? (who === late ? clients[1] : late) : who,
+        ),
+      );
     }
     // Votes are cast with the models before this batch's update: the update makes some of them stale.
     const voteModels = [...models];
@@ -697,6 +717,7 @@ describe('SqliteLedger snapshots', () => {
   it.each([
     [9, 'deposits'],
     [10, 'withdrawals'],
+    [11, 'refunds'],
   ])(
     'upgrades a schema-%i file in place: its snapshots (the layout before %s) go, the open replays, the next execution snapshots',
     (version) => {
@@ -706,7 +727,7 @@ describe('SqliteLedger snapshots', () => {
       const path = l0.path;
       l0.close();
       expect(snapshotSeqs(path).length).toBeGreaterThan(0);
-      asSchema10(path);
+      if (version < 11) asSchema10(path);
       const db = new Database(path);
       db.prepare('UPDATE meta SET schema_version = ?').run(version);
       db.close();

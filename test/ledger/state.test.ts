@@ -33,6 +33,7 @@ import {
   sha256,
   signDeposit,
   signFeeChange,
+  signRefund,
   signRequest,
   signTagged,
   signWithdrawal,
@@ -853,9 +854,105 @@ describe('withdrawals (an owner takes out what its node earned)', () => {
   });
 });
 
-// Re-derived on 2026-12-07 when the state gained each node's withdrawals (all 0 here; the old-layout hash
-// in the test shows the window chain itself did not change).
-const GOLDEN_WINDOW_DIGEST = 'c8c0d331ed939840d103bc462a3266faba9a1e0150815cedd982db55955270d1';
+describe('refunds (a client takes back its unused balance)', () => {
+  const refund = (client: KeyPair, serial: number, amount: number, signer = client): Tx =>
+    signRefund(groupId, { client: client.publicKey, serial, amount }, signer);
+
+  it("takes the money out of the balance after the batch's requests are charged: money leaves the group", () => {
+    const l = new LedgerState(genesis);
+    const total = l.totalMoney();
+    // Bob holds 6; his request in the same batch (10) is charged first: a refund of his 6 then finds nothing.
+    const r = req({ client: bob, maxFee: 10 });
+    let ex = run(l, [entry(r, votes({ 0: 1, 1: 1, 2: 1 }))], undefined, [refund(bob, 1, 6)]);
+    expect(ex.outcomes.map((o) => o.fee)).toEqual([6]);
+    expect(ex.txs.map((t) => t.applied)).toEqual([false]);
+    expect([l.balanceOf(bob.publicKey), l.refundSerialOf(bob.publicKey), l.refunded]).toEqual([0, 1, 0]);
+    expect(ex.refunds).toEqual(new Map([[hex(bob.publicKey), 1]]));
+    // Alice's: 100 of 1000, then what her request leaves her (1000 − 100 − 10).
+    ex = run(l, [entry(req(), all(1))], undefined, [refund(alice, 1, 100), refund(alice, 2, 890)]);
+    expect(ex.txs.map((t) => t.applied)).toEqual([true, true]);
+    expect([l.balanceOf(alice.publicKey), l.refundSerialOf(alice.publicKey), l.refunded]).toEqual([
+      0, 2, 990,
+    ]);
+    expect(l.totalMoney()).toBe(total - 990);
+    // A deposit later funds her again; her refunds go on at serial 3.
+    const treasury = keyPairFromSeed(seed(3, 0));
+    run(l, [], undefined, [
+      signDeposit(groupId, { client: alice.publicKey, amount: 50, serial: 1 }, treasury),
+    ]);
+    ex = run(l, [], undefined, [refund(alice, 3, 50)]);
+    expect(ex.txs.map((t) => t.applied)).toEqual([true]);
+    expect(l.totalMoney()).toBe(total + 50 - 1040);
+  });
+
+  it("a replay, a gap, a zero, another key's signature, a withdrawal's signature, or a key without an account has no effect", () => {
+    const l = new LedgerState(genesis);
+    const first = refund(alice, 1, 40);
+    const ex = run(l, [], undefined, [
+      refund(alice, 2, 40), // a gap
+      refund(alice, 1, 40, bob), // another key
+      {
+        ...first,
+        signature: signWithdrawal(groupId, { node: 1, serial: 1, amount: 40 }, nodeKeys[1]).signature,
+      },
+      refund(carol, 1, 5), // no account: the serial is used, nothing taken
+      first,
+      first, // a replay in the same batch
+      refund(alice, 2, 0), // a zero uses its serial
+      refund(alice, 3, 961), // more than the balance uses its serial
+    ]);
+    expect(ex.txs.map((t) => t.applied)).toEqual([false, false, false, false, true, false, false, false]);
+    expect([l.balanceOf(alice.publicKey), l.refundSerialOf(alice.publicKey)]).toEqual([960, 3]);
+    expect([l.refundSerialOf(carol.publicKey), l.balances.has(hex(carol.publicKey)), l.refunded]).toEqual([
+      1,
+      false,
+      40,
+    ]);
+    run(l, [], undefined, [first]);
+    expect(l.balanceOf(alice.publicKey)).toBe(960);
+  });
+
+  it('preview gives the receipt execute gives; the digest and the snapshot keep them; a snapshot off by the money or out of order is refused', () => {
+    const a = new LedgerState(genesis);
+    const b = new LedgerState(genesis);
+    const entries = [entry(req(), all(1))];
+    const batch = batchOf(entries, undefined, [refund(alice, 1, 30), refund(carol, 1, 1)]);
+    const receipt = a.preview(1, batchDigestOf(batch), batch, entries);
+    expect(a.refunded).toBe(0);
+    const ex = b.execute(1, batchDigestOf(batch), batch, entries);
+    expect(hex(receiptHashOf(receipt))).toBe(hex(ex.receiptHash));
+    expect(hex(b.stateDigest())).not.toBe(hex(a.stateDigest()));
+    const back = LedgerState.restore(genesis, b.snapshot());
+    expect([back.refundSerials(), back.refunded]).toEqual([
+      new Map([
+        [hex(alice.publicKey), 1],
+        [hex(carol.publicKey), 1],
+      ]),
+      30,
+    ]);
+    expect(hex(back.stateDigest())).toBe(hex(b.stateDigest()));
+    run(back, [], undefined, [refund(alice, 1, 1), refund(alice, 2, 1)]);
+    expect([back.refunded, back.balanceOf(alice.publicKey)]).toEqual([31, 1000 - 10 - 31]);
+    // The serial alone is in the digest too.
+    const c = new LedgerState(genesis);
+    run(c, [entry(req(), all(1))], undefined, [refund(carol, 1, 1)]);
+    const d = new LedgerState(genesis);
+    run(d, [entry(req(), all(1))], undefined, []);
+    expect(hex(c.stateDigest())).not.toBe(hex(d.stateDigest()));
+    const v = decode(StateSnapshot, b.snapshot());
+    const bad = (x: typeof v) => () => LedgerState.restore(genesis, encode(StateSnapshot, x));
+    expect(bad({ ...v, refunded: v.refunded + 1 })).toThrow(/money is not conserved/);
+    expect(bad({ ...v, refunds: [...v.refunds].reverse() })).toThrow(/strictly ascending client order/);
+    expect(bad({ ...v, refunds: [v.refunds[0], v.refunds[0]] })).toThrow(/strictly ascending client order/);
+    expect(bad({ ...v, refunds: [{ ...v.refunds[0], serial: 0 }] })).toThrow(/serial of 0/);
+    expect(bad(v)).not.toThrow();
+  });
+});
+
+// Re-derived on 2026-12-07 when the state gained each node's withdrawals, then each client's refund serial
+// and the money refunded (all 0 or none here; the old-layout hash in the test shows the window chain itself
+// did not change).
+const GOLDEN_WINDOW_DIGEST = '3ec8d6700b2cefd8a851ac5050b9c7222da5a625c479161860f48f8b1506a1b3';
 
 describe('u64 (the 8 bytes of seqs and timestamps in the recent-ids chain)', () => {
   it('is big-endian and equal to a BigInt DataView write for every safe integer tried', () => {

@@ -151,6 +151,7 @@ describe('GET /v1/owners', () => {
       deposits: 0,
       minted: 0,
       paidOut: 0,
+      refunded: 0,
       owners: lone.group.genesis.nodes.map((n, node) => ({
         node,
         owner: n.owner,
@@ -190,6 +191,10 @@ describe('GET /v1/accounts/:client', () => {
       exists: true,
       seq: 0,
       deposits: 0,
+      refunds: 0,
+      pendingRefunds: [],
+      heldFees: 0,
+      refundable: lone.group.genesis.balances[0].amount,
     });
     const none = await app.inject(`/v1/accounts/${toB64u(new Uint8Array(32).fill(7))}`);
     expect(none.json()).toMatchObject({ balance: 0, exists: false });
