@@ -129,7 +129,7 @@ export async function submitAndWait(
       if (s.applied !== true)
         throw new DropbearError(
           'TX_SUPERSEDED',
-          `${what}: the node reports it had no effect in batch ${String(s.seq)} (another of its serial or version was ordered first, it was a replay of one applied before, or a withdrawal of more than its node could withdraw then); ${when}`,
+          `${what}: the node reports it had no effect in batch ${String(s.seq)} (another of its serial or version was ordered first, it was a replay of one applied before, a withdrawal of more than its node could withdraw then, or a refund of more than the balance then); ${when}`,
         );
       return s.seq as number;
     }

@@ -11,6 +11,7 @@ import { registerModelUpdate } from './model-update.ts';
 import { registerModels } from './models.ts';
 import { registerNode } from './node.ts';
 import { registerOwners } from './owners.ts';
+import { registerRefund } from './refund.ts';
 import { registerServeModel } from './serve-model.ts';
 import { registerSetFee } from './set-fee.ts';
 import { registerSim } from './sim.ts';
@@ -50,6 +51,7 @@ export function buildProgram(): DropbearCommand {
   registerDeposit(program);
   registerSetFee(program);
   registerWithdraw(program);
+  registerRefund(program);
   registerTx(program);
   registerServeModel(program);
   return program;

@@ -1,5 +1,5 @@
 /**
- * `dropbear deposit`, `dropbear balance`, `dropbear set-fee` and `dropbear withdraw` without a running group: every bad option is CLI_USAGE (or
+ * `dropbear deposit`, `dropbear balance`, `dropbear set-fee`, `dropbear withdraw` and `dropbear refund` without a running group: every bad option is CLI_USAGE (or
  * CONFIG_KEY_MISMATCH for a key that is not the treasury's) before anything is sent, and a node's answers
  * are checked (a deposit another one superseded is TX_SUPERSEDED, not success). The real path, four node
  * processes, is in test/e2e/group.test.ts.
@@ -446,5 +446,91 @@ describe('dropbear withdraw', () => {
       statusBody = STATUS;
     }
     expect(posted.length).toBe(before);
+  });
+});
+
+describe('dropbear refund', () => {
+  const refund = (...args: string[]) => runCliInProcess(['refund', '--group', dir, ...args]);
+  // The client holds 500: 30 held by its requests waiting at the node, refunds 2 waiting (serial 4 twice,
+  // the largest 40; serial 5, 10), and the node computed refundable = 500 − 30 − 50.
+  const ACCOUNT = {
+    balance: 500,
+    exists: true,
+    seq: 21,
+    deposits: 7,
+    refunds: 3,
+    pendingRefunds: [
+      { serial: 4, amount: 25 },
+      { serial: 4, amount: 40 },
+      { serial: 5, amount: 10 },
+    ],
+    heldFees: 30,
+    refundable: 420,
+  };
+
+  it("signs the serial after the client's last applied and its waiting ones, with the client's key", async () => {
+    accountBody = ACCOUNT;
+    txAnswer = { status: 'executed', seq: 22, applied: true };
+    const r = await refund('--amount', '100');
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    const tx = posted.at(-1)!;
+    if (tx.kind !== 'refund') throw new Error(`posted a ${tx.kind}`);
+    const client = readKeyFile(join(dir, 'keys', 'client.json'));
+    expect(tx.refund).toEqual({ client: client.publicKey, serial: 6, amount: 100 });
+    const genesis = readGenesis(join(dir, 'genesis.json'));
+    expect(verifyTx(genesis, groupIdOf(genesis), tx)).toBe(true);
+    expect(r.stdout).toContain(
+      `submitted ${hex(txIdOf(tx))} (client ${toB64u(client.publicKey)}: take back 100 of 500, serial 6, through node 0)`,
+    );
+    expect(r.stdout).toMatch(/ordered in batch 22: the client took back 100;/);
+  });
+
+  it('--amount all takes what the node says may be taken back; --key names another client', async () => {
+    accountBody = ACCOUNT;
+    txAnswer = { status: 'executed', seq: 23, applied: true };
+    const other = join(tmp, 'other.json');
+    expect((await runCliInProcess(['keygen', '--out', other])).code).toBe(0);
+    const r = await refund('--amount', 'all', '--key', other);
+    expect(r.code, r.stderr).toBe(0);
+    const tx = posted.at(-1)!;
+    if (tx.kind !== 'refund') throw new Error(`posted a ${tx.kind}`);
+    expect(tx.refund).toEqual({ client: readKeyFile(other).publicKey, serial: 6, amount: 420 });
+  });
+
+  it('more than may be taken back, nothing left for `all`, no effect, bad amounts and a bad answer: their codes, nothing more sent', async () => {
+    accountBody = ACCOUNT;
+    const before = posted.length;
+    const over = await refund('--amount', '421');
+    expect([over.code, over.stderr]).toEqual([
+      2,
+      expect.stringMatching(
+        /^error \[TX_REFUND_TOO_LARGE\]: the client \S+ holds 500 \(as of batch 21; 30 held by its requests waiting to be ordered, 50 in refunds waiting to be ordered\): it may take back 420, not 421; nothing was submitted\n$/,
+      ),
+    ]);
+    accountBody = { ...ACCOUNT, refundable: 0 };
+    const none = await refund('--amount', 'all');
+    expect(none.stderr).toMatch(
+      /^error \[NOTHING_TO_REFUND\]: the client \S+ holds 500 .*nothing is left to take back/,
+    );
+    for (const amount of ['0', '-1', '1.5', 'half']) {
+      const r = await refund('--amount', amount);
+      expect(r.stderr, amount).toMatch(/^error \[CLI_USAGE\]: --amount must be a positive whole number/);
+    }
+    expect((await refund('--amount', '1', '--node', '9')).stderr).toMatch(/^error \[CLI_USAGE\]: --node 9/);
+    const down = await refund('--amount', '1', '--node', '1', '--wait', '5000');
+    expect(down.stderr).toMatch(/^error \[NODE_UNREACHABLE\]/);
+    accountBody = { balance: 77, exists: true, seq: 12, deposits: 7 }; // a node before refunds
+    const old = await refund('--amount', '1');
+    expect(old.stderr).toMatch(
+      /^error \[BAD_RESPONSE\]: .*answered without balance, refunds, pendingRefunds/,
+    );
+    expect(posted.length).toBe(before);
+    // Ordered without effect (the balance no longer covered it): TX_SUPERSEDED, exit 2.
+    accountBody = ACCOUNT;
+    txAnswer = { status: 'executed', seq: 24, applied: false };
+    const noEffect = await refund('--amount', '5');
+    expect(noEffect.code).toBe(2);
+    expect(noEffect.stderr).toMatch(/^error \[TX_SUPERSEDED\]: .*a refund of more than the balance then/);
   });
 });
