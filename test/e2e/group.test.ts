@@ -32,7 +32,7 @@ import {
   toB64u,
   toJson,
 } from '../../src/protocol/index.ts';
-import { writeKeyFile } from '../../src/protocol/keyfile.ts';
+import { readKeyFile, writeKeyFile } from '../../src/protocol/keyfile.ts';
 import { runCliInProcess } from '../cli/run-cli.ts';
 import { MODELS_DIR, VAL_DIR } from '../shared.ts';
 
@@ -536,6 +536,62 @@ describe('a real 4-node group', () => {
     const again = await runCliInProcess(['withdraw', '--group', dir, '--node', '1', '--amount', 'all']);
     expect(again.code).toBe(2);
     expect(again.stderr).toMatch(/^error \[NOTHING_TO_WITHDRAW\]/);
+  });
+
+  it("a client's refund (`dropbear refund --amount all`) is ordered on every node: its balance goes to 0, the money leaves the group, and a request it no longer covers is refused", async () => {
+    // Dave, funded by the deposit above, takes back what is left of it, through node 2.
+    const keyFile = join(root, 'dave.json');
+    const dave = readKeyFile(keyFile);
+    const daveKey = toB64u(dave.publicKey);
+    type Account = { balance: number; refunds: number; refundable: number };
+    const account = async (api: string) =>
+      (await (await fetch(`${api}/v1/accounts/${daveKey}`)).json()) as Account;
+    const had = (await account(g.file.nodes[2].api)).balance;
+    expect(had).toBeGreaterThan(0);
+    const refundedBefore = (
+      (await (await fetch(`${g.file.nodes[2].api}/v1/owners`)).json()) as { refunded: number }
+    ).refunded;
+    const out = await runCliInProcess([
+      'refund',
+      '--group',
+      dir,
+      '--key',
+      keyFile,
+      '--amount',
+      'all',
+      '--node',
+      '2',
+    ]);
+    expect(out.stderr).toBe('');
+    expect(out.code).toBe(0);
+    expect(out.stdout).toContain(`take back ${had} of ${had}, serial 1, through node 2`);
+    const txId = /^submitted ([0-9a-f]{64})/.exec(out.stdout)![1];
+    for (const n of g.file.nodes) {
+      let a = await account(n.api);
+      for (let i = 0; i < 50 && a.refunds !== 1; i++) {
+        await new Promise((r) => setTimeout(r, 100));
+        a = await account(n.api);
+      }
+      expect(a).toMatchObject({ balance: 0, refunds: 1, refundable: 0 });
+      const o = (await (await fetch(`${n.api}/v1/owners`)).json()) as { refunded: number };
+      expect(o.refunded).toBe(refundedBefore + had);
+    }
+    // The treasury's check before it pays Dave back.
+    const check = await runCliInProcess(['tx', '--group', dir, txId]);
+    expect(check.code, check.stdout + check.stderr).toBe(0);
+    expect(check.stdout).toContain(
+      `transaction: a refund: the client ${daveKey} takes back ${had} (its serial 1)`,
+    );
+    // Nothing is left: `all` says so and submits nothing; and a request is refused for its balance.
+    const again = await runCliInProcess(['refund', '--group', dir, '--key', keyFile, '--amount', 'all']);
+    expect(again.stderr).toMatch(/^error \[NOTHING_TO_REFUND\]/);
+    const daveClient = new DropbearClient({
+      genesis: g.genesis,
+      nodes: g.file.nodes.map((n) => ({ id: n.id, api: n.api })),
+      key: dave,
+      timeoutMs: 20_000,
+    });
+    await expect(daveClient.infer(images[50])).rejects.toMatchObject({ code: 'INSUFFICIENT_FUNDS' });
   });
 
   it('kill -9 of a backup under load: certification continues; restarted, it catches up and serves old certificates', async () => {
