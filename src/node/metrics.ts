@@ -26,6 +26,7 @@
  *                                                    ledger as of the last executed batch (GET /v1/owners)
  *   dropbear_owner_withdrawn{node}                   money each node's owner withdrew, in the same ledger (its payable is
  *                                                    earned less this)
+ *   dropbear_money_refunded                          money clients' refunds took back out of the group, in the same ledger
  *   dropbear_peer_connected{peer}                    1 when the transport reports the peer connected
  *   dropbear_peer_quarantined_seconds{peer}          what is left of the peer's quarantine (0: none; transport.ts)
  *   dropbear_bad_frames_total{peer}                  frames a peer sent that could not be used, by peer, as the transport counts them: undecodable
@@ -257,6 +258,15 @@ export class NodeMetrics {
           if (st) for (const [node, v] of of(st).entries()) this.set({ node: String(node) }, v);
         },
       });
+    new Gauge({
+      name: 'dropbear_money_refunded',
+      help: "Money clients' refunds took back out of the group, all together, in this node's ledger as of its last executed batch",
+      registers,
+      collect() {
+        const st = self.host?.db.state;
+        if (st) this.set(st.refunded);
+      },
+    });
     this.viewChanges = new Counter({
       name: 'dropbear_view_changes_total',
       help: 'View changes seen by this node',

@@ -163,7 +163,9 @@ describe('metrics of a real group', () => {
     // What the owners earned and charge, as GET /v1/owners says (fee 1 each: every counted vote earned 1).
     const owners = (await (await fetch(`${api(0)}/v1/owners`)).json()) as {
       owners: { node: number; fee: number; counted: number; earned: number; withdrawn: number }[];
+      refunded: number;
     };
+    expect(v(m, 'dropbear_money_refunded')).toBe(owners.refunded);
     for (const o of owners.owners) {
       expect(v(m, 'dropbear_owner_earned', { node: String(o.node) })).toBe(o.earned);
       expect(v(m, 'dropbear_owner_withdrawn', { node: String(o.node) })).toBe(o.withdrawn);

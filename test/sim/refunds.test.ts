@@ -1,0 +1,140 @@
+/**
+ * Refunds in the simulator (the real replica and ledger): a client takes back part of its balance while its
+ * requests flow, through several nodes, across a restart and under a primary that replays them; the
+ * simulator's own checks count the money that left the group.
+ */
+import { describe, expect, it } from 'vitest';
+import { hex, type PrePrepare, signRefund, type Tx, txIdOf } from '../../src/protocol/index.ts';
+import { signedPrePrepare } from '../../src/sim/attacks.ts';
+import { registerScript } from '../../src/sim/byzantine.ts';
+import { checkRun } from '../../src/sim/checks.ts';
+import { Simulation } from '../../src/sim/world.ts';
+
+// A primary that carries again, in each of its proposals, every refund it proposed before, and its own
+// batch's refunds twice (re-signed: the same forged proposal for every copy of one (view, seq, digest)).
+registerScript('test:refunds-replaying-primary', () => {
+  const proposed = new Map<string, Tx>();
+  const made = new Map<string, PrePrepare>();
+  return {
+    outbound: (ctx, to, msg) => {
+      if (msg.kind !== 'prePrepare' || msg.pp.view % ctx.n !== ctx.id) return [{ to, msg }];
+      const pp = msg.pp;
+      const key = `${pp.view}:${pp.seq}:${hex(pp.digest)}`;
+      let out = made.get(key);
+      if (!out) {
+        const own = pp.batch.txs.filter((t) => t.kind === 'refund');
+        const again = [...proposed.values(), ...own];
+        for (const t of own) proposed.set(hex(txIdOf(t)), t);
+        out =
+          again.length === 0
+            ? pp
+            : signedPrePrepare(ctx, pp.view, pp.seq, { ...pp.batch, txs: [...pp.batch.txs, ...again] });
+        made.set(key, out);
+      }
+      return [{ to, msg: { kind: 'prePrepare', pp: out } }];
+    },
+  };
+});
+
+describe('refunds in the simulator', () => {
+  it('a node restarted from its ledger knows the refunds applied; of two rivals of one serial through two nodes one applies', () => {
+    const s = new Simulation({ nodes: 4, requests: 60, seed: 52, rate: 0.3, keepAllCertificates: true });
+    const gid = s.nodes[0].replica.groupId;
+    const client = s.group.client;
+    const rf = (serial: number, amount: number): Tx =>
+      signRefund(gid, { client: client.publicKey, serial, amount }, client);
+    const serialEverywhere = (k: number) =>
+      s.nodes.every((n) => n.ledger.refundSerialOf(client.publicKey) === k);
+    let phase = 0;
+    const r = s.run({
+      until: () => {
+        if (phase === 0 && s.nodes.every((n) => n.ledger.seq >= 3)) {
+          phase = 1;
+          expect(s.submitTx(1, rf(1, 40))?.accepted).toBe(true);
+        }
+        if (phase === 1 && serialEverywhere(1)) {
+          phase = 2;
+          s.crash(2);
+          s.restart(2, false);
+          // Restarted from its ledger, the replica counts what the ledger applied.
+          expect(s.nodes[2].replica.currentRefundSerial(client.publicKey)).toBe(1);
+          expect(s.submitTx(2, rf(1, 3))?.code).toBe('TX_STALE_VERSION');
+          // Two rivals of serial 2 (the client ran the command twice, through two nodes): one applies.
+          expect(s.submitTx(2, rf(2, 5))).toMatchObject({ accepted: true, code: null });
+          expect(s.submitTx(0, rf(2, 7))).toMatchObject({ accepted: true, code: null });
+        }
+        return (
+          phase === 2 &&
+          s.certificates.size === s.requests.size &&
+          s.nodes.every(
+            (n) =>
+              n.ledger.refundSerialOf(client.publicKey) === 2 &&
+              n.ledger.seq === s.nodes[0].ledger.seq &&
+              n.replica.pendingTxs.length === 0,
+          )
+        );
+      },
+    });
+    expect(r.done).toBe(true);
+    expect(checkRun(r)).toEqual({ ok: true, problems: [] });
+    const refunded = s.nodes[0].ledger.refunded;
+    expect([45, 47]).toContain(refunded);
+    for (const n of s.nodes) {
+      expect(n.ledger.refunded).toBe(refunded);
+      expect(n.replica.currentRefundSerial(client.publicKey)).toBe(2);
+      expect(hex(n.ledger.stateDigest())).toBe(hex(s.nodes[0].ledger.stateDigest()));
+    }
+  });
+
+  it('a faulty primary that proposes executed refunds again (and each twice) takes none out twice', () => {
+    const s = new Simulation({
+      nodes: 4,
+      requests: 150,
+      seed: 53,
+      rate: 1,
+      keepAllCertificates: true,
+      maxTimeMs: 20_000,
+      byzantine: new Map([[0, 'test:refunds-replaying-primary']]),
+    });
+    const gid = s.nodes[0].replica.groupId;
+    const client = s.group.client;
+    const rf = (serial: number, amount: number): Tx =>
+      signRefund(gid, { client: client.publicKey, serial, amount }, client);
+    const honestIds = [1, 2, 3];
+    let next = 1;
+    const r = s.run({
+      until: () => {
+        // The client takes back 3 whenever the last one applied everywhere, three times, through node 3.
+        if (
+          next <= 3 &&
+          honestIds.every((i) => s.nodes[i].ledger.refundSerialOf(client.publicKey) === next - 1)
+        ) {
+          expect(s.submitTx(3, rf(next, 3))?.accepted).toBe(true);
+          next++;
+        }
+        return (
+          next === 4 &&
+          s.certificates.size === 150 &&
+          honestIds.every(
+            (i) =>
+              s.nodes[i].ledger.refundSerialOf(client.publicKey) === 3 &&
+              s.nodes[i].replica.pendingTxs.length === 0 &&
+              s.nodes[i].ledger.seq === s.nodes[1].ledger.seq,
+          )
+        );
+      },
+    });
+    expect(r.done).toBe(true);
+    expect(checkRun(r)).toEqual({ ok: true, problems: [] });
+    for (const i of honestIds) {
+      const n = s.nodes[i];
+      // The attack ran: batches carried refunds already applied (or twice).
+      let carried = 0;
+      for (const h of n.history.values()) carried += h.batch.txs.filter((t) => t.kind === 'refund').length;
+      expect(carried).toBeGreaterThan(3 + 3);
+      expect(n.ledger.refunded).toBe(9);
+      expect(n.ledger.totalMoney()).toBe(n.ledger.genesisMoney - 9);
+      expect(hex(n.ledger.stateDigest())).toBe(hex(s.nodes[1].ledger.stateDigest()));
+    }
+  });
+});
