@@ -604,7 +604,10 @@ interface TxCounters {
   feeVersions: readonly number[];
   withdrawals: readonly number[];
   deposits: number;
-  /** Each client's refunds applied (hex key → the last serial; absent: none). */
+  /**
+   * Clients' refunds applied (hex key → the last serial) that differ from this replica's own: only the
+   * changes (a copy of every client's would cost a batch as many entries as clients that ever refunded).
+   */
   refunds: ReadonlyMap<string, number>;
 }
 
@@ -927,7 +930,7 @@ export class Replica {
   /** Each node's withdrawals applied (the last serial; 0: none), as of the last executed batch. */
   private withdrawals: number[];
   /** Each client's refunds applied (hex key → the last serial; absent: none), as of the last executed batch. */
-  private refunds: ReadonlyMap<string, number> = new Map();
+  private readonly refunds = new Map<string, number>();
   /** This node's own earlier model digests: results they produce after the switch are dropped. */
   private readonly retiredModels = new Set<string>();
   /** Transactions waiting to be ordered, by id (hex), oldest first. */
@@ -1005,7 +1008,7 @@ export class Replica {
     if (disk.fees) r.fees = [...disk.fees];
     if (disk.feeVersions) r.feeVersions = [...disk.feeVersions];
     if (disk.withdrawals) r.withdrawals = [...disk.withdrawals];
-    if (disk.refunds) r.refunds = new Map(disk.refunds);
+    if (disk.refunds) for (const [k, v] of disk.refunds) r.refunds.set(k, v);
     for (const [id, ts] of disk.recent) r.done.add(id, ts);
     let lastViewRecord: PersistRecord | null = null;
     // The latest NEW-VIEW kept in full: its re-proposals pin their seqs if the node is still in its view.
@@ -1752,7 +1755,7 @@ export class Replica {
   ): { stream: number; client?: string; version: number; current: number } | null {
     if (tx.kind === 'refund') {
       const client = hex(tx.refund.client);
-      const current = (c ? c.refunds : this.refunds).get(client) ?? 0;
+      const current = c?.refunds.get(client) ?? this.refunds.get(client) ?? 0;
       return { stream: 3 * this.n, client, version: tx.refund.serial, current };
     }
     if (tx.kind === 'deposit')
@@ -1878,10 +1881,7 @@ export class Replica {
       withdrawals: [...this.withdrawals],
       fees: [...this.fees],
       deposits: this.deposits,
-      // Copied only for a batch that carries a refund: there may be many clients.
-      refunds: batch.txs.some((t) => t.kind === 'refund')
-        ? new Map(this.refunds)
-        : (this.refunds as Map<string, number>),
+      refunds: new Map<string, number>(), // the changes only
     };
     for (const tx of batch.txs) {
       const p = this.txPlace(tx, c);
@@ -3309,13 +3309,7 @@ export class Replica {
     this.fees = [...(ev.fees ?? after!.fees)];
     this.feeVersions = [...(ev.feeVersions ?? after!.feeVersions)];
     this.withdrawals = [...(ev.withdrawals ?? after!.withdrawals)];
-    if (ev.refunds) {
-      if (ev.refunds.size > 0) {
-        const m = new Map(this.refunds);
-        for (const [k, v] of ev.refunds) m.set(k, v);
-        this.refunds = m;
-      }
-    } else this.refunds = after!.refunds;
+    for (const [k, v] of ev.refunds ?? after!.refunds) this.refunds.set(k, v);
     this.models = ev.models;
     const ownChanged = !equalBytes(ownBefore, this.models[this.id]);
     if (ownChanged) {
