@@ -240,7 +240,8 @@ export function registerDemo(program: Command): void {
         const money = await moneyLine(g.file.nodes[0].api, key, before, certified);
         if (money)
           process.stdout.write(
-            `${money}An owner takes its earnings out of the group with \`npx dropbear withdraw --group ${o.out} --node N --amount all\` (docs/api.md, "Withdrawals").\n`,
+            `${money}An owner takes its earnings out of the group with \`npx dropbear withdraw --group ${o.out} --node N --amount all\` (docs/api.md, "Withdrawals"); ` +
+              `the client takes back what it has not spent with \`npx dropbear refund --group ${o.out} --amount all\` ("Refunds").\n`,
           );
         // With --once the nodes stop as this returns: their addresses are shown for the record only, and
         // the group folder with how to start it again (not a status command that would find nothing).

@@ -921,6 +921,9 @@ describe('dropbear demo', () => {
       expect(r.stdout).toMatch(
         /^An owner takes its earnings out of the group with `npx dropbear withdraw --group \S+ --node N --amount all`/m,
       );
+      expect(r.stdout).toMatch(
+        /the client takes back what it has not spent with `npx dropbear refund --group \S+ --amount all` \("Refunds"\)\.$/m,
+      );
       expect(r.stdout).toMatch(/node 3: http:\/\/127\.0\.0\.1:\d+/);
       // --once stopped every node: the output says so, and how to start the group again, not to ask the
       // stopped nodes for their status (NODE_UNREACHABLE) or open their dashboard.
