@@ -1489,11 +1489,12 @@ export class Replica {
     }
     const short = this.fundsShortBy(sr);
     if (short > 0) {
+      const refunds = this.refundsWaitingFor(sr.request.client);
       this.out.push({
         type: 'rejected',
         requestId: c.id,
         code: 'INSUFFICIENT_FUNDS',
-        message: `balance ${this.fundsOf!(sr.request.client)}, less the maxFee of ${this.feesHeldFor(sr.request.client)} held by this client's requests waiting to be ordered here, is ${short} below the request's maxFee ${sr.request.maxFee}`,
+        message: `balance ${this.fundsOf!(sr.request.client)}, less the maxFee of ${this.feesHeldFor(sr.request.client)} held by this client's requests waiting to be ordered here${refunds > 0 ? ` and ${refunds} in its refunds waiting` : ''}, is ${short} below the request's maxFee ${sr.request.maxFee}`,
       });
       return;
     }
@@ -1567,11 +1568,29 @@ export class Replica {
     return this.heldFees.get(hex(client)) ?? 0;
   }
 
-  /** By how much the client's balance, less what its pooled requests hold, falls short of sr's maxFee (≤ 0: covered). */
+  /**
+   * By how much the client's balance, less what its pooled requests hold and its refunds waiting here take,
+   * falls short of sr's maxFee (≤ 0: covered). A refund ordered before the request leaves it unpaid (skipped
+   * at execution, uncharged, after every node inferred it).
+   */
   private fundsShortBy(sr: SignedRequest): number {
     if (this.fundsOf === null) return 0;
     const r = sr.request;
-    return r.maxFee - (this.fundsOf(r.client) - this.feesHeldFor(r.client));
+    return (
+      r.maxFee - (this.fundsOf(r.client) - this.feesHeldFor(r.client) - this.refundsWaitingFor(r.client))
+    );
+  }
+
+  /** The client's refunds waiting here: the largest of each serial (only one of a serial applies). */
+  private refundsWaitingFor(client: Uint8Array): number {
+    if (this.txs.size === 0) return 0;
+    const largest = new Map<number, number>();
+    for (const t of this.txs.values())
+      if (t.tx.kind === 'refund' && equalBytes(t.tx.refund.client, client))
+        largest.set(t.tx.refund.serial, Math.max(largest.get(t.tx.refund.serial) ?? 0, t.tx.refund.amount));
+    let waiting = 0;
+    for (const a of largest.values()) waiting += a;
+    return waiting;
   }
 
   private holdFee(sr: SignedRequest, sign: 1 | -1): void {

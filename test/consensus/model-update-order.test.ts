@@ -480,6 +480,27 @@ describe("refunds (each client's own serials)", () => {
     expect(h.pending).toEqual(['r1=60', 'r1=100']);
   });
 
+  it('with a refund waiting, a request is taken only under the balance less it (from the client or a peer): else it is inferred and skipped uncharged once the refund is ordered first', () => {
+    const h = new One(1);
+    h.r.fundsOf = (c) => (Buffer.compare(c, alice.publicKey) === 0 ? 100 : 0);
+    expect(only(h.step({ type: 'submitTx', tx: refund(1, 70) }), 'txRejected')).toEqual([]);
+    expect(only(h.step({ type: 'submitTx', tx: refund(1, 80) }), 'txRejected')).toEqual([]); // a rival
+    const own = h.step({ type: 'request', request: mkReq(1, h.now, 21) }, h.now);
+    expect(only(own, 'rejected').map((a) => [a.code, a.message])).toEqual([
+      [
+        'INSUFFICIENT_FUNDS',
+        "balance 100, less the maxFee of 0 held by this client's requests waiting to be ordered here and 80 in its refunds waiting, is 1 below the request's maxFee 21",
+      ],
+    ]);
+    expect(only(h.step({ type: 'request', request: mkReq(2, h.now, 20) }, h.now), 'accepted')).toHaveLength(
+      1,
+    );
+    // A peer's forward of one the balance no longer covers: not taken (not blamed).
+    const out = h.msg(2, { kind: 'forward', requests: [mkReq(3, h.now, 1)] });
+    expect(only(out, 'peerMisbehaved')).toEqual([]);
+    expect(h.r.feesHeldFor(alice.publicKey)).toBe(20);
+  });
+
   it('a peer spreading a forged refund is punished', () => {
     const h = new One(1);
     const out = h.msg(2, { kind: 'tx', tx: refund(1, 5, alice, bob) });
