@@ -519,7 +519,8 @@ export type TxRejectCode =
   | 'TX_WITHDRAWAL_TOO_LARGE'
   /**
    * A refund of more than the client's balance less what its requests waiting here may be charged and its
-   * refunds waiting (checked where the balance is known: fundsOf).
+   * refunds waiting (checked where the balance is known: fundsOf; one a peer spread, against the balance
+   * alone).
    */
   | 'TX_REFUND_TOO_LARGE';
 
@@ -1641,9 +1642,13 @@ export class Replica {
 
   // ---------------------------------------------------------------- transactions (model updates)
 
-  /** Validates a transaction without changing state: the checks applied before one is taken. */
+  /**
+   * Validates a transaction without changing state: the checks applied before one is taken. `spread`: one a
+   * peer spread or a batch carried, not a submission here (a refund is then held to the balance alone).
+   */
   checkTx(
     tx: Tx,
+    spread = false,
   ): { ok: true; id: Uint8Array } | { ok: false; code: TxRejectCode; message: string; id: Uint8Array } {
     const id = txIdOf(tx);
     if (this.txs.has(hex(id)))
@@ -1744,13 +1749,16 @@ export class Replica {
     // A refund the balance does not cover would use its serial and take nothing; and one that left the
     // client's requests waiting here unpaid would have had them inferred for nothing (they are charged
     // first only in the batch that carries the refund). Where this node can tell the balance (the node
-    // host), it is held to the balance less those requests' maxFee and the client's other refunds waiting.
+    // host), a submission is held to the balance less those requests' maxFee and the client's other
+    // refunds waiting. One a peer spread is held to the balance alone (a key with no account holds 0): the
+    // requests and refunds waiting differ from node to node, and one the nodes that took it waited for and
+    // the primary refused ran their request timers out, a view change a client could cause at will.
     if (tx.kind === 'refund' && this.fundsOf !== null) {
       const r = tx.refund;
       const balance = this.fundsOf(r.client);
-      const heldFees = this.feesHeldFor(r.client);
+      const heldFees = spread ? 0 : this.feesHeldFor(r.client);
       let waiting = 0;
-      for (const a of refundsWaiting.values()) waiting += a;
+      if (!spread) for (const a of refundsWaiting.values()) waiting += a;
       if (r.amount > balance - heldFees - waiting)
         return {
           ok: false,
@@ -1810,7 +1818,7 @@ export class Replica {
 
   /** A transaction some peer spread: taken if valid, counted against the peer if forged. */
   private onPeerTx(from: number, tx: Tx): void {
-    const c = this.checkTx(tx);
+    const c = this.checkTx(tx, true);
     if (c.ok) {
       this.admitTx(tx, c.id, false);
       // Relayed to the primary (Castro–Liskov: a backup passes a request on to the primary), as its timer
@@ -1874,7 +1882,7 @@ export class Replica {
         const t = this.txs.get(k);
         if (t) t.state = 'pending';
         else {
-          const c = this.checkTx(tx);
+          const c = this.checkTx(tx, true);
           if (c.ok) this.admitTx(tx, c.id, false);
         }
         continue;

@@ -478,6 +478,10 @@ describe("refunds (each client's own serials)", () => {
     const out = h.msg(2, { kind: 'tx', tx: refund(1, 1, bob) });
     expect(only(out, 'peerMisbehaved')).toEqual([]);
     expect(h.pending).toEqual(['r1=60', 'r1=100']);
+    // One a peer spreads is held to the balance alone: the peer's requests and refunds waiting are not these.
+    h.msg(2, { kind: 'tx', tx: refund(2, 101) });
+    h.msg(2, { kind: 'tx', tx: refund(2, 100) });
+    expect(h.pending).toEqual(['r1=60', 'r1=100', 'r2=100']);
   });
 
   it('with a refund waiting, a request is taken only under the balance less it (from the client or a peer): else it is inferred and skipped uncharged once the refund is ordered first', () => {

@@ -4,7 +4,16 @@
  * simulator's own checks count the money that left the group.
  */
 import { describe, expect, it } from 'vitest';
-import { hex, type PrePrepare, signRefund, type Tx, txIdOf } from '../../src/protocol/index.ts';
+import {
+  hex,
+  type PrePrepare,
+  requestIdOf,
+  sha256,
+  signRefund,
+  signRequest,
+  type Tx,
+  txIdOf,
+} from '../../src/protocol/index.ts';
 import { signedPrePrepare } from '../../src/sim/attacks.ts';
 import { registerScript } from '../../src/sim/byzantine.ts';
 import { checkRun } from '../../src/sim/checks.ts';
@@ -136,5 +145,49 @@ describe('refunds in the simulator', () => {
       expect(n.ledger.totalMoney()).toBe(n.ledger.genesisMoney - 9);
       expect(hex(n.ledger.stateDigest())).toBe(hex(s.nodes[1].ledger.stateDigest()));
     }
+  });
+});
+
+describe('a refund the primary would refuse by its own balance check', () => {
+  it('one a peer spreads is taken whatever this node holds (the ledger decides): a client cannot make the group change view with a refund only some nodes take', () => {
+    const s = new Simulation({
+      nodes: 4,
+      requests: 0,
+      seed: 54,
+      keepAllCertificates: true,
+      maxTimeMs: 30_000,
+    });
+    for (const node of s.nodes) node.replica.fundsOf = (c) => node.ledger.balanceOf(c);
+    const gid = s.nodes[0].replica.groupId;
+    const client = s.group.client;
+    const all = s.nodes[0].ledger.balanceOf(client.publicKey);
+    // The client sends a request to the primary and, at the same moment, a refund of everything to node 1:
+    // the primary holds the request's maxFee when the refund reaches it; node 1 held nothing of it.
+    const input = new TextEncoder().encode('free?');
+    const sr = signRequest(
+      {
+        groupId: gid,
+        client: client.publicKey,
+        nonce: 1,
+        timestamp: Math.floor(s.now),
+        inputDigest: sha256(input),
+        policy: null,
+        maxFee: 1_000_000,
+      },
+      input,
+      client,
+    );
+    s.requests.set(hex(requestIdOf(sr)), sr);
+    s.stepNode(s.nodes[0], { type: 'request', request: sr });
+    expect(
+      s.submitTx(1, signRefund(gid, { client: client.publicKey, serial: 1, amount: all }, client))?.accepted,
+    ).toBe(true);
+    const r = s.run({
+      until: () => s.nodes.every((n) => n.ledger.refundSerialOf(client.publicKey) === 1),
+    });
+    expect(r.done).toBe(true);
+    expect(s.nodes.map((n) => n.replica.view)).toEqual([0, 0, 0, 0]);
+    for (const n of s.nodes) expect(n.ledger.refunded).toBe(all);
+    expect(checkRun(r)).toEqual({ ok: true, problems: [] });
   });
 });
