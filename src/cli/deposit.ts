@@ -123,7 +123,7 @@ export async function submitAndWait(
     if (s?.status === 'superseded')
       throw new DropbearError(
         'TX_SUPERSEDED',
-        `${what}: not ordered, and it never will be: another of its serial or version was ordered first (as of batch ${String(s.seq)}); this one had no effect: run the command again`,
+        `${what}: not ordered, and it never will be: another of its serial or version was ordered first, or a refund the balance no longer covered was dropped (as of batch ${String(s.seq)}); this one had no effect: run the command again`,
       );
     if (s?.status === 'executed') {
       if (s.applied !== true)

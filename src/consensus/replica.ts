@@ -1891,9 +1891,43 @@ export class Replica {
       this.doneTxs.add(k);
     }
     while (this.doneTxs.size > 1024) this.doneTxs.delete(this.doneTxs.values().next().value as string);
+    let droppedRefund = false;
     for (const [k, t] of this.txs) {
       const p = this.txPlace(t.tx);
       if (!p || p.version <= p.current) this.txs.delete(k);
+      // A refund waiting that the balance no longer covers (a batch charged the client): a primary takes it
+      // from no peer now (checkTx), so held here it would run this node's request timer out against every
+      // primary but itself. Taken out only if no batch carries it (a deposit in flight may yet cover it).
+      else if (
+        t.tx.kind === 'refund' &&
+        t.state === 'pending' &&
+        this.fundsOf !== null &&
+        t.tx.refund.amount > this.fundsOf(t.tx.refund.client)
+      ) {
+        this.txs.delete(k);
+        droppedRefund = true;
+      }
+    }
+    if (!droppedRefund) return;
+    // And the client's later serials waiting after a serial no longer held here: they could only be
+    // proposed again and again to no effect (the ledger applies serial k only right after k − 1).
+    const held = new Map<string, Set<number>>();
+    for (const t of this.txs.values())
+      if (t.tx.kind === 'refund') {
+        const c = hex(t.tx.refund.client);
+        const serials = held.get(c) ?? new Set<number>();
+        serials.add(t.tx.refund.serial);
+        held.set(c, serials);
+      }
+    for (const [k, t] of this.txs) {
+      if (t.tx.kind !== 'refund' || t.state !== 'pending') continue;
+      const c = hex(t.tx.refund.client);
+      const serials = held.get(c) as Set<number>;
+      for (let s = (this.refunds.get(c) ?? 0) + 1; s < t.tx.refund.serial; s++)
+        if (!serials.has(s)) {
+          this.txs.delete(k);
+          break;
+        }
     }
   }
 

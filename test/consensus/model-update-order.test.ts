@@ -505,6 +505,24 @@ describe("refunds (each client's own serials)", () => {
     expect(h.r.feesHeldFor(alice.publicKey)).toBe(20);
   });
 
+  it('one waiting that the balance no longer covers once a batch executed is dropped, as the primary refuses it from a peer (its timer would run against every primary)', () => {
+    let balance = 100;
+    const b = new One(1);
+    const p = new One(0);
+    for (const h of [b, p]) h.r.fundsOf = () => balance;
+    b.msg(2, { kind: 'tx', tx: refund(1, 90) });
+    b.msg(2, { kind: 'tx', tx: refund(2, 5) });
+    b.msg(2, { kind: 'tx', tx: refund(1, 30, bob) });
+    expect(b.pending).toEqual(['r1=90', 'r2=5', 'r1=30']);
+    balance = 50; // the client's requests were charged in the batch that executes next
+    b.commit(makePP(1, { timestamp: T0, entries: [], txs: [withdrawOf(2, 1)] }));
+    // Serial 2 goes with serial 1: without it, it could only be proposed again and again to no effect.
+    expect(b.pending).toEqual(['r1=30']);
+    // Where the balance covers none of them, the primary takes none from a peer either.
+    p.msg(1, { kind: 'tx', tx: refund(1, 90) });
+    expect(p.pending).toEqual([]);
+  });
+
   it('a peer spreading a forged refund is punished', () => {
     const h = new One(1);
     const out = h.msg(2, { kind: 'tx', tx: refund(1, 5, alice, bob) });
