@@ -1942,7 +1942,10 @@ export class Replica {
       withdrawals: [...this.withdrawals],
       fees: [...this.fees],
       deposits: this.deposits,
-      refunds: new Map<string, number>(), // the changes only
+      // The changes only. Taken as used by any validly signed refund of the next serial: the ledger uses none
+      // of a key with no account, which only the caller's counts (ev.refunds) tell; an honest replica with
+      // fundsOf takes no such refund.
+      refunds: new Map<string, number>(),
     };
     for (const tx of batch.txs) {
       const p = this.txPlace(tx, c);

@@ -378,9 +378,16 @@ export class LedgerState {
       const current = fx.refundSerials.get(key)?.serial ?? this.refunds.get(key)?.serial ?? 0;
       if (r.serial !== current + 1) return false;
       if (!verifyTagged(TAGS.refund, this.groupId, encode(Refund, r), tx.signature, r.client)) return false;
-      // The serial is used whatever the balance (as a withdrawal's): a replica counts serials from the
-      // batches alone. The money is taken after the batch's requests are charged (execute): a request
-      // ordered beside the refund is paid first, its nodes having inferred it.
+      // A key with no account (none in the ledger, none this batch's deposits make) holds no serials: its
+      // refund has no effect and leaves nothing in the state. Else anyone could make keys without end and a
+      // faulty primary order a refund of each, every one an entry in the state, its digest and snapshots
+      // (past the codec's 2^24 entries every honest node's checkpoint would fail). An honest node takes no
+      // such refund (Replica.checkTx: its balance, 0, covers none), so the replicas' counts (the node host
+      // passes the ledger's) never differ on the keys they hold refunds of.
+      if (!this.balances.has(key) && !fx.credits.has(key)) return false;
+      // The serial is used whatever the balance (as a withdrawal's). The money is taken after the batch's
+      // requests are charged (execute): a request ordered beside the refund is paid first, its nodes having
+      // inferred it.
       fx.refundSerials.set(key, { client: r.client, serial: r.serial });
       if (r.amount === 0) return false;
       fx.refunds.push({ index, key, amount: r.amount });

@@ -547,6 +547,9 @@ export class Simulation {
             requeued: exec.requeued,
             models: exec.models,
             modelVersions: exec.modelVersions,
+            // The ledger's own: a refund of a key with no account uses no serial, which the replica's
+            // derived counts (from the batch alone) cannot tell.
+            refunds: exec.refunds,
             stateDigest: a.checkpoint ? node.ledger.stateDigest() : undefined,
           });
           break;

@@ -895,7 +895,7 @@ describe('refunds (a client takes back its unused balance)', () => {
         ...first,
         signature: signWithdrawal(groupId, { node: 1, serial: 1, amount: 40 }, nodeKeys[1]).signature,
       },
-      refund(carol, 1, 5), // no account: the serial is used, nothing taken
+      refund(carol, 1, 5), // no account: no effect, and no serial kept for the key
       first,
       first, // a replay in the same batch
       refund(alice, 2, 0), // a zero uses its serial
@@ -904,10 +904,19 @@ describe('refunds (a client takes back its unused balance)', () => {
     expect(ex.txs.map((t) => t.applied)).toEqual([false, false, false, false, true, false, false, false]);
     expect([l.balanceOf(alice.publicKey), l.refundSerialOf(alice.publicKey)]).toEqual([960, 3]);
     expect([l.refundSerialOf(carol.publicKey), l.balances.has(hex(carol.publicKey)), l.refunded]).toEqual([
-      1,
+      0,
       false,
       40,
     ]);
+    expect(l.refunds.has(hex(carol.publicKey))).toBe(false);
+    // Funded by a deposit in the same batch, the key has an account: its serial 1 applies there.
+    const treasury = keyPairFromSeed(seed(3, 0));
+    const ex2 = run(l, [], undefined, [
+      signDeposit(groupId, { client: carol.publicKey, amount: 9, serial: 1 }, treasury),
+      refund(carol, 1, 9),
+    ]);
+    expect(ex2.txs.map((t) => t.applied)).toEqual([true, true]);
+    expect([l.refundSerialOf(carol.publicKey), l.balanceOf(carol.publicKey)]).toEqual([1, 0]);
     run(l, [], undefined, [first]);
     expect(l.balanceOf(alice.publicKey)).toBe(960);
   });
@@ -916,7 +925,7 @@ describe('refunds (a client takes back its unused balance)', () => {
     const a = new LedgerState(genesis);
     const b = new LedgerState(genesis);
     const entries = [entry(req(), all(1))];
-    const batch = batchOf(entries, undefined, [refund(alice, 1, 30), refund(carol, 1, 1)]);
+    const batch = batchOf(entries, undefined, [refund(alice, 1, 30), refund(bob, 1, 7)]);
     const receipt = a.preview(1, batchDigestOf(batch), batch, entries);
     expect(a.refunded).toBe(0);
     const ex = b.execute(1, batchDigestOf(batch), batch, entries);
@@ -926,7 +935,7 @@ describe('refunds (a client takes back its unused balance)', () => {
     expect([back.refundSerials(), back.refunded]).toEqual([
       new Map([
         [hex(alice.publicKey), 1],
-        [hex(carol.publicKey), 1],
+        [hex(bob.publicKey), 1],
       ]),
       30,
     ]);
@@ -935,7 +944,7 @@ describe('refunds (a client takes back its unused balance)', () => {
     expect([back.refunded, back.balanceOf(alice.publicKey)]).toEqual([31, 1000 - 10 - 31]);
     // The serial alone is in the digest too.
     const c = new LedgerState(genesis);
-    run(c, [entry(req(), all(1))], undefined, [refund(carol, 1, 1)]);
+    run(c, [entry(req(), all(1))], undefined, [refund(bob, 1, 7)]); // over his 6: the serial alone
     const d = new LedgerState(genesis);
     run(d, [entry(req(), all(1))], undefined, []);
     expect(hex(c.stateDigest())).not.toBe(hex(d.stateDigest()));
