@@ -4,46 +4,14 @@
  * simulator's own checks count the money that left the group.
  */
 import { describe, expect, it } from 'vitest';
-import {
-  hex,
-  type PrePrepare,
-  requestIdOf,
-  sha256,
-  signRefund,
-  signRequest,
-  type Tx,
-  txIdOf,
-} from '../../src/protocol/index.ts';
-import { signedPrePrepare } from '../../src/sim/attacks.ts';
-import { registerScript } from '../../src/sim/byzantine.ts';
+import { hex, requestIdOf, sha256, signRefund, signRequest, type Tx } from '../../src/protocol/index.ts';
 import { checkRun } from '../../src/sim/checks.ts';
 import { Simulation } from '../../src/sim/world.ts';
+import { registerReplayingPrimary } from './tx-replay.helpers.ts';
 
 // A primary that carries again, in each of its proposals, every refund it proposed before, and its own
-// batch's refunds twice (re-signed: the same forged proposal for every copy of one (view, seq, digest)).
-registerScript('test:refunds-replaying-primary', () => {
-  const proposed = new Map<string, Tx>();
-  const made = new Map<string, PrePrepare>();
-  return {
-    outbound: (ctx, to, msg) => {
-      if (msg.kind !== 'prePrepare' || msg.pp.view % ctx.n !== ctx.id) return [{ to, msg }];
-      const pp = msg.pp;
-      const key = `${pp.view}:${pp.seq}:${hex(pp.digest)}`;
-      let out = made.get(key);
-      if (!out) {
-        const own = pp.batch.txs.filter((t) => t.kind === 'refund');
-        const again = [...proposed.values(), ...own];
-        for (const t of own) proposed.set(hex(txIdOf(t)), t);
-        out =
-          again.length === 0
-            ? pp
-            : signedPrePrepare(ctx, pp.view, pp.seq, { ...pp.batch, txs: [...pp.batch.txs, ...again] });
-        made.set(key, out);
-      }
-      return [{ to, msg: { kind: 'prePrepare', pp: out } }];
-    },
-  };
-});
+// batch's twice (tx-replay.helpers.ts).
+registerReplayingPrimary('test:refunds-replaying-primary', 'refund');
 
 describe('refunds in the simulator', () => {
   it('a node restarted from its ledger knows the refunds applied; of two rivals of one serial through two nodes one applies', () => {

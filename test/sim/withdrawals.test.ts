@@ -7,12 +7,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { SqliteLedger } from '../../src/ledger/sqlite.ts';
-import { hex, type PrePrepare, signWithdrawal, type Tx, txIdOf } from '../../src/protocol/index.ts';
-import { signedPrePrepare } from '../../src/sim/attacks.ts';
+import { hex, signWithdrawal, type Tx } from '../../src/protocol/index.ts';
 import { registerScript } from '../../src/sim/byzantine.ts';
 import { checkRun } from '../../src/sim/checks.ts';
 import { runSchedule, type Schedule, scheduleSimulation } from '../../src/sim/faults.ts';
 import { EPOCH_MS, Simulation } from '../../src/sim/world.ts';
+import { registerReplayingPrimary } from './tx-replay.helpers.ts';
 
 // A faulty node whose owner takes out 1 at a time, serials 1 to 8, spread again on every tick from 100 ms on
 // (those ordered before the node earned anything use their serial and take nothing): legitimate for an
@@ -31,30 +31,8 @@ registerScript('test:withdrawing-owner', () => ({
 }));
 
 // A primary that carries again, in each of its proposals, every withdrawal it proposed before, and its own
-// batch's withdrawals twice (re-signed: the same forged proposal for every copy of one (view, seq, digest)).
-registerScript('test:withdrawals-replaying-primary', () => {
-  const proposed = new Map<string, Tx>();
-  const made = new Map<string, PrePrepare>();
-  return {
-    outbound: (ctx, to, msg) => {
-      if (msg.kind !== 'prePrepare' || msg.pp.view % ctx.n !== ctx.id) return [{ to, msg }];
-      const pp = msg.pp;
-      const key = `${pp.view}:${pp.seq}:${hex(pp.digest)}`;
-      let out = made.get(key);
-      if (!out) {
-        const own = pp.batch.txs.filter((t) => t.kind === 'withdrawal');
-        const again = [...proposed.values(), ...own];
-        for (const t of own) proposed.set(hex(txIdOf(t)), t);
-        out =
-          again.length === 0
-            ? pp
-            : signedPrePrepare(ctx, pp.view, pp.seq, { ...pp.batch, txs: [...pp.batch.txs, ...again] });
-        made.set(key, out);
-      }
-      return [{ to, msg: { kind: 'prePrepare', pp: out } }];
-    },
-  };
-});
+// batch's twice (tx-replay.helpers.ts).
+registerReplayingPrimary('test:withdrawals-replaying-primary', 'withdrawal');
 
 const dirs: string[] = [];
 afterEach(() => {
