@@ -3,8 +3,10 @@
  * answer that is not what a Dropbear node sends a typed error naming the URL and what came back, instead of
  * a parser's message ("Unexpected token 'h'") or a command that waits forever on a node that never answers.
  *
- * - NODE_UNREACHABLE: nothing answered (refused, reset, unknown host); the message gives the cause's code
- *   (and, for an https URL at a port that speaks plain HTTP, says so).
+ * - NODE_UNREACHABLE: no answer came: refused, no route or an unknown host ("is the node running?"), or the
+ *   connection taken and then closed or reset unanswered (a node serving HTTPS over its connection limit, a
+ *   port of another protocol; said so), or bytes that are not HTTP; the message gives the cause's code (and,
+ *   for an https URL at a port that speaks plain HTTP, says so).
  * - NODE_UNTRUSTED: an https URL whose certificate this process does not trust (a private CA, a host the
  *   certificate does not name, an expired one); the message says how to trust a private CA:
  *   NODE_EXTRA_CA_CERTS, which Node reads when the process starts (docs/api.md, "HTTPS for the API").
@@ -83,8 +85,29 @@ export function networkError(url: string, e: unknown, timeoutMs: number): Dropbe
       'NODE_UNREACHABLE',
       `${url} did not answer TLS (${cause}): does the node serve plain HTTP there (no api.tls)? then its URL is http://`,
     );
+  // Taken and then closed or reset unanswered: something listens there (a node serving HTTPS closes
+  // connections over its limit unanswered, as does a port of another protocol). "Is the node running?" sent
+  // the operator to start a node that was running.
+  if (CLOSED_UNANSWERED.has(cause))
+    return new DropbearError(
+      'NODE_UNREACHABLE',
+      `the node at ${url} closed the connection without answering (${cause}): it may be over its connection limit (api_limits.maxConnections; try again later), or not speak http/https as the URL says`,
+    );
+  // Bytes that are not HTTP (llhttp's HPE_ codes): another program's port.
+  if (cause.startsWith('HPE_'))
+    return new DropbearError(
+      'NODE_UNREACHABLE',
+      `${url} answered something that is not HTTP (${cause}): is another program listening at that port, or does it not speak http/https as the URL says?`,
+    );
   return new DropbearError('NODE_UNREACHABLE', `nothing answered at ${url} (${cause}); is the node running?`);
 }
+
+/**
+ * Causes of a failed fetch whose connection was taken and then closed or reset before an answer: a reset
+ * (ECONNRESET, also under TLS before the handshake ended), a write to a closed socket (EPIPE), undici's
+ * "other side closed" (UND_ERR_SOCKET).
+ */
+const CLOSED_UNANSWERED = new Set(['ECONNRESET', 'EPIPE', 'UND_ERR_SOCKET']);
 
 /**
  * Text a node sent, for a message: one line without control characters (a line break printed rows of the
