@@ -17,7 +17,7 @@
  * - RESPONSE_TOO_LARGE: an answer past MAX_ANSWER_BYTES (not read further).
  */
 import { readCapped } from '../protocol/capped-body.ts';
-import { codeOr, DropbearError, printableLine } from '../protocol/index.ts';
+import { codeOr, DropbearError, printableLine, UNTRUSTED_CERTIFICATE } from '../protocol/index.ts';
 
 /**
  * The largest answer read from a node: a status or a group view is a few KB (the view of a 256-node group
@@ -30,14 +30,6 @@ export interface NodeAnswer {
   status: number;
   body: unknown;
 }
-
-/**
- * The causes of a failed fetch that are a TLS certificate this process does not trust: OpenSSL's verify
- * codes (an unknown or private CA, a self-signed one, expired, …) and Node's for a host the certificate
- * does not name.
- */
-const UNTRUSTED_CERTIFICATE =
-  /^(CERT_|DEPTH_ZERO_|SELF_SIGNED_|UNABLE_TO_|INVALID_CA|PATH_LENGTH|INVALID_PURPOSE|ERR_TLS_CERT_ALTNAME)/;
 
 /**
  * How to trust a node's certificate, for a message about one that is not: `cause` a fetch's cause code, or a

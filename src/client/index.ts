@@ -40,6 +40,7 @@ import {
   signRequest,
   signRequestBatch,
   uint,
+  untrustedCertificateCause,
   validatePolicy,
 } from '../protocol/index.ts';
 
@@ -1200,7 +1201,7 @@ export class DropbearClient {
       Promise.any(
         nodes.map((n) =>
           attempt(n).catch((e: unknown) => {
-            const code = e instanceof DropbearError ? e.code : 'NETWORK';
+            const code = failureCode(e);
             // Cut off: the call is over (quiet nodes are woken before its time is up, see quietTimer).
             if (e === DONE) throw e;
             errors.push(`node ${n.id}: ${code} ${whyFailed(e)}`);
@@ -1951,6 +1952,8 @@ const REQUEST_INTRINSIC = new Set([
  */
 function surelyNotTaken(e: unknown): boolean {
   if (e instanceof DropbearError) return e.code === 'OVERLOADED' || FINAL.has(e.code);
+  // A certificate this process does not trust ends the handshake before the request is sent.
+  if (untrustedCertificateCause(e) !== null) return true;
   const cause = (e as { cause?: { code?: unknown } } | null)?.cause?.code;
   return typeof cause === 'string' && NEVER_CONNECTED.has(cause);
 }
@@ -1962,11 +1965,25 @@ const NEVER_CONNECTED = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'EHOS
  * running read "node 0: NETWORK fetch failed" (2026-12-06).
  */
 function whyFailed(e: unknown): string {
+  const untrusted = untrustedCertificateCause(e);
+  if (untrusted !== null) return `its TLS certificate is not trusted (${untrusted})`;
   const message = e instanceof Error ? e.message : String(e);
   const cause = (e as { cause?: { code?: unknown; message?: unknown } } | null)?.cause;
   const detail =
     typeof cause?.code === 'string' ? cause.code : typeof cause?.message === 'string' ? cause.message : '';
   return nodeText(detail && !message.includes(detail) ? `${message} (${detail})` : message);
+}
+
+/**
+ * The code of a node's failure for the per-node list: a DropbearError's own; NODE_UNTRUSTED for an https
+ * node whose TLS certificate this process does not trust (the CLI's code for it; the request never reached
+ * the node); else NETWORK. An untrusted certificate read "NETWORK fetch failed (…)", and counted as a node
+ * that may have taken the request: a round the other nodes turned away as OVERLOADED ended NO_CERTIFICATE
+ * ("a node may hold it") instead of being sent again.
+ */
+function failureCode(e: unknown): string {
+  if (e instanceof DropbearError) return e.code;
+  return untrustedCertificateCause(e) !== null ? 'NODE_UNTRUSTED' : 'NETWORK';
 }
 
 /** A per-request error in a node's binary answer, its code and message checked (codeOr, nodeText). */
@@ -1977,7 +1994,7 @@ function answerError(a: { code: string; message: string }): DropbearError {
 
 /** Records on each unsettled item why `node` could not serve it (and whether it surely did not take it). */
 function failAll(items: BatchItem[], node: GroupNode, e: unknown): void {
-  const code = e instanceof DropbearError ? e.code : 'NETWORK';
+  const code = failureCode(e);
   const declined = surelyNotTaken(e);
   for (const it of items)
     if (!it.out) {

@@ -35,6 +35,24 @@ export function writeFailure(e: unknown): { errno?: string; why: string } {
   return { errno, why: `${words}${(e as Error | null)?.message ?? String(e)}` };
 }
 
+/**
+ * The causes of a failed fetch that are a TLS certificate this process does not trust: OpenSSL's verify
+ * codes (an unknown or private CA, a self-signed one, expired, …) and Node's for a host the certificate
+ * does not name. The CLI (NODE_UNTRUSTED, with how to trust a private CA) and the SDK (a node it never
+ * reached, NODE_UNTRUSTED among its per-node errors) read them alike.
+ */
+export const UNTRUSTED_CERTIFICATE =
+  /^(CERT_|DEPTH_ZERO_|SELF_SIGNED_|UNABLE_TO_|INVALID_CA|PATH_LENGTH|INVALID_PURPOSE|ERR_TLS_CERT_ALTNAME)/;
+
+/**
+ * The code of a failed fetch's cause (`e.cause.code`, as Node's fetch keeps ECONNREFUSED, CERT_HAS_EXPIRED,
+ * …) when it is a certificate this process does not trust (UNTRUSTED_CERTIFICATE), else null.
+ */
+export function untrustedCertificateCause(e: unknown): string | null {
+  const code = (e as { cause?: { code?: unknown } } | null)?.cause?.code;
+  return typeof code === 'string' && UNTRUSTED_CERTIFICATE.test(code) ? code : null;
+}
+
 /** Raised by the canonical codec for any byte string or value it refuses. */
 export class CodecError extends DropbearError {
   constructor(code: CodecErrorCode, message: string) {
