@@ -374,7 +374,59 @@ function groupFile(path: string, v: unknown): GroupFile {
       if ((k !== 'config' || node[k] !== undefined) && (typeof node[k] !== 'string' || node[k] === ''))
         throw bad(`nodes[${i}].${k}`, 'must be a non-empty string');
   }
+  const dup = duplicates(g.nodes as GroupFile['nodes']);
+  if (dup.length > 0)
+    throw new DropbearError(
+      'GROUP_INVALID',
+      `${path}: ${dup.join('; ')}: each node needs its own id, API address and peer address${hint}`,
+    );
   return g as unknown as GroupFile;
+}
+
+/**
+ * An address as compared for duplicates: a URL's scheme, host and port (as URL writes them: lower case, a
+ * default port left out) and its path without a trailing slash; text that is no URL as it is.
+ */
+function addressKey(address: string): string {
+  try {
+    const u = new URL(address);
+    return `${u.protocol}//${u.host}${u.pathname.replace(/\/+$/, '')}`;
+  } catch {
+    return address;
+  }
+}
+
+/**
+ * The node ids, API addresses and peer addresses that more than one entry of `nodes` gives, each as
+ * `node id 1 is given to nodes[1] and nodes[2]`. Accepted, a client asked one node twice (and `tx` had to
+ * count its word once) and `group start` started two nodes on one port.
+ */
+function duplicates(nodes: GroupFile['nodes']): string[] {
+  const out: string[] = [];
+  const kinds: [
+    string,
+    (n: GroupFile['nodes'][number]) => string,
+    (n: GroupFile['nodes'][number]) => string,
+  ][] = [
+    ['node id', (n) => String(n.id), (n) => String(n.id)],
+    ['API address', (n) => addressKey(n.api), (n) => n.api],
+    ['peer address', (n) => addressKey(n.p2p), (n) => n.p2p],
+  ];
+  for (const [what, key, shown] of kinds) {
+    const at = new Map<string, number[]>();
+    nodes.forEach((n, i) => {
+      const k = key(n);
+      at.set(k, [...(at.get(k) ?? []), i]);
+    });
+    for (const list of at.values()) {
+      if (list.length < 2) continue;
+      const names = list.map((i) => `nodes[${i}]`);
+      out.push(
+        `${what} ${shown(nodes[list[0]])} is given to ${names.slice(0, -1).join(', ')} and ${names[names.length - 1]}`,
+      );
+    }
+  }
+  return out;
 }
 
 export function loadGroup(dir: string): LoadedGroup {

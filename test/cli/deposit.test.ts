@@ -5,7 +5,7 @@
  * processes, is in test/e2e/group.test.ts.
  */
 import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer, type IncomingMessage, type Server } from 'node:http';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -61,6 +61,8 @@ const requested: number[] = [];
 /** What the fake node answers every request with. */
 let requestAnswer = { status: 402, code: 'INSUFFICIENT_FUNDS' };
 let fake: Server;
+/** Node 2's API: a second server of the fake's (group.json gives each node its own address). */
+let fake2: Server;
 
 function body(req: IncomingMessage): Promise<string> {
   return new Promise((r) => {
@@ -76,7 +78,7 @@ beforeAll(async () => {
   tmp = mkdtempSync(join(tmpdir(), 'dropbear-deposit-cli-'));
   dir = join(tmp, 'group');
   await initGroup({ dir, nodes: 4, models: Array(4).fill(STANDIN_MODEL) });
-  fake = createServer(async (req, res) => {
+  const handler = async (req: IncomingMessage, res: ServerResponse) => {
     const json = (status: number, b: unknown) =>
       res.writeHead(status, { 'content-type': 'application/json' }).end(JSON.stringify(b));
     if (req.url === '/v1/status') return json(200, statusBody);
@@ -95,20 +97,26 @@ beforeAll(async () => {
       return json(requestAnswer.status, { error: { code: requestAnswer.code, message: 'a fake node' } });
     }
     json(404, { error: { code: 'NOT_FOUND', message: 'no' } });
-  });
-  await new Promise<void>((r) => fake.listen(0, '127.0.0.1', () => r()));
-  // Nodes 0 and 2's API is the fake; node 1's is a port nothing listens on.
+  };
+  fake = createServer(handler);
+  fake2 = createServer(handler);
+  for (const s of [fake, fake2]) await new Promise<void>((r) => s.listen(0, '127.0.0.1', () => r()));
+  // Nodes 0 and 2's API is the fake (two servers); node 1's is a port nothing listens on.
   const file = join(dir, 'group.json');
   const g = JSON.parse(readFileSync(file, 'utf8')) as { nodes: { api: string }[] };
   g.nodes[0].api = `http://127.0.0.1:${(fake.address() as AddressInfo).port}`;
-  g.nodes[2].api = g.nodes[0].api; // set-fee asks the node whose fee changes
+  // set-fee asks the node whose fee changes: the same fake, at an address of its own (group.json refuses
+  // one address given to two nodes).
+  g.nodes[2].api = `http://127.0.0.1:${(fake2.address() as AddressInfo).port}`;
   g.nodes[1].api = 'http://127.0.0.1:1';
   writeFileSync(file, JSON.stringify(g, null, 2));
 }, 60_000);
 
 afterAll(async () => {
-  fake.closeAllConnections();
-  await new Promise((r) => fake.close(r));
+  for (const s of [fake, fake2]) {
+    s.closeAllConnections();
+    await new Promise((r) => s.close(r));
+  }
   rmSync(tmp, { recursive: true, force: true });
 });
 

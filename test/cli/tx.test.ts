@@ -77,10 +77,11 @@ describe('dropbear tx', () => {
     tmp = mkdtempSync(join(tmpdir(), 'dropbear-tx-cli-'));
     dir = join(tmp, 'group');
     await initGroup({ dir, nodes: 4, models: Array(4).fill(STANDIN_MODEL) });
-    // No node runs: every API is a port nothing listens on.
+    // No node runs: every API is a port nothing listens on (one each: group.json refuses one address given
+    // to two nodes).
     const file = join(dir, 'group.json');
     const g = JSON.parse(readFileSync(file, 'utf8')) as { nodes: { api: string }[] };
-    for (const n of g.nodes) n.api = 'http://127.0.0.1:1';
+    for (const [i, n] of g.nodes.entries()) n.api = `http://127.0.0.1:${i + 1}`;
     writeFileSync(file, JSON.stringify(g, null, 2));
   }, 60_000);
   afterAll(() => rmSync(tmp, { recursive: true, force: true }));
@@ -108,20 +109,23 @@ describe('dropbear tx', () => {
   });
 
   it('counts only the genesis nodes: an entry of group.json with an id the genesis lacks is no word', async () => {
-    // One server that says "executed and applied" for anything, listed as node 0 and as a node 9 the
-    // four-node genesis does not have: one node's word, not f + 1 = 2.
-    const liar = createServer((_req, res) => {
-      res.writeHead(200, { 'content-type': 'application/json' });
-      res.end(JSON.stringify({ status: 'executed', seq: 5, applied: true }));
-    });
-    await new Promise<void>((r) => liar.listen(0, '127.0.0.1', r));
-    const url = `http://127.0.0.1:${(liar.address() as { port: number }).port}`;
+    // A liar that says "executed and applied" for anything, listed as node 0 and as a node 9 the four-node
+    // genesis does not have: one node's word, not f + 1 = 2. Two servers: group.json refuses one address
+    // given to two entries.
+    const liars = [0, 1].map(() =>
+      createServer((_req, res) => {
+        res.writeHead(200, { 'content-type': 'application/json' });
+        res.end(JSON.stringify({ status: 'executed', seq: 5, applied: true }));
+      }),
+    );
+    for (const l of liars) await new Promise<void>((r) => l.listen(0, '127.0.0.1', r));
+    const [url, url9] = liars.map((l) => `http://127.0.0.1:${(l.address() as { port: number }).port}`);
     const file = join(dir, 'group.json');
     const before = readFileSync(file, 'utf8');
     try {
-      const g = JSON.parse(before) as { nodes: { id: number; api: string }[] };
+      const g = JSON.parse(before) as { nodes: { id: number; api: string; p2p: string }[] };
       g.nodes[0].api = url;
-      g.nodes.push({ ...g.nodes[0], id: 9 });
+      g.nodes.push({ ...g.nodes[0], id: 9, api: url9, p2p: 'tcp://127.0.0.1:9' });
       writeFileSync(file, JSON.stringify(g, null, 2));
       const r = await runCliInProcess(['tx', '--group', dir, 'cd'.repeat(32)]);
       expect(r.stdout).toMatch(/^not confirmed/m);
@@ -129,7 +133,7 @@ describe('dropbear tx', () => {
       expect(r.code).toBe(1);
     } finally {
       writeFileSync(file, before);
-      await new Promise((r) => liar.close(r));
+      for (const l of liars) await new Promise((r) => l.close(r));
     }
   });
 });
