@@ -974,17 +974,18 @@ export class Replica {
       lastReceiptHash: Uint8Array;
       lastTimestamp: number;
       models: Uint8Array[];
-      /** Each node's model version in the ledger (zeros when absent). */
-      modelVersions?: number[];
-      /** The treasury's deposits applied in the ledger (0 when absent). */
-      deposits?: number;
-      /** Each node's fee and fee version in the ledger (the genesis's when absent). */
-      fees?: number[];
-      feeVersions?: number[];
-      /** Each node's withdrawals applied in the ledger (zeros when absent). */
-      withdrawals?: number[];
-      /** Each client's refunds applied in the ledger (hex key → last serial; none when absent). */
-      refunds?: ReadonlyMap<string, number>;
+      /**
+       * The ledger's counters (LedgerState.replicaState gives them all): each node's model version, the
+       * treasury's deposits applied, each node's fee and fee version, each node's withdrawals applied, each client's refund serial (hex key). They
+       * were optional, a missing one the genesis's value: the simulator's restart once left the withdrawals
+       * out. Each list has one entry per node (checked, with `models`).
+       */
+      modelVersions: number[];
+      deposits: number;
+      fees: number[];
+      feeVersions: number[];
+      withdrawals: number[];
+      refunds: ReadonlyMap<string, number>;
       recent: Iterable<[Uint8Array, number]>;
       log: PersistRecord[];
       /** Executed batches whose receipt had not gathered q signatures yet. */
@@ -996,6 +997,20 @@ export class Replica {
       ownResults?: { signed: SignedResults; newest: number }[];
     },
   ): Replica {
+    const n = genesis.nodes.length;
+    for (const field of ['models', 'modelVersions', 'fees', 'feeVersions', 'withdrawals'] as const) {
+      const list: unknown = disk[field];
+      if (!Array.isArray(list))
+        throw new Error(`Replica.restore: disk.${field} is missing (one entry per node: ${n})`);
+      if (list.length !== n)
+        throw new Error(
+          `Replica.restore: disk.${field} has ${list.length} entries, the group ${n} nodes (one entry per node)`,
+        );
+    }
+    if (!Number.isSafeInteger(disk.deposits))
+      throw new Error(
+        `Replica.restore: disk.deposits is ${String(disk.deposits)}, not a count of deposits applied`,
+      );
     const r = new Replica(genesis, id, key, cfg);
     r.lastExecuted = disk.lastExecuted;
     r.lastProposed = disk.lastExecuted;
@@ -1004,12 +1019,12 @@ export class Replica {
     r.lastBatchTimestamp = disk.lastTimestamp;
     r.takenBatchTimestamp = disk.lastTimestamp;
     r.models = [...disk.models];
-    if (disk.modelVersions) r.modelVersions = [...disk.modelVersions];
-    r.deposits = disk.deposits ?? 0;
-    if (disk.fees) r.fees = [...disk.fees];
-    if (disk.feeVersions) r.feeVersions = [...disk.feeVersions];
-    if (disk.withdrawals) r.withdrawals = [...disk.withdrawals];
-    if (disk.refunds) for (const [k, v] of disk.refunds) r.refunds.set(k, v);
+    r.modelVersions = [...disk.modelVersions];
+    r.deposits = disk.deposits;
+    r.fees = [...disk.fees];
+    r.feeVersions = [...disk.feeVersions];
+    r.withdrawals = [...disk.withdrawals];
+    for (const [k, v] of disk.refunds) r.refunds.set(k, v);
     for (const [id, ts] of disk.recent) r.done.add(id, ts);
     let lastViewRecord: PersistRecord | null = null;
     // The latest NEW-VIEW kept in full: its re-proposals pin their seqs if the node is still in its view.

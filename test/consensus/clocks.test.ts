@@ -5,7 +5,19 @@
 import { describe, expect, it } from 'vitest';
 import { type Action, type Event, Replica } from '../../src/consensus/replica.ts';
 import { requestIdOf } from '../../src/protocol/index.ts';
-import { broadcasts, G, GID, mkReq, only, restoreNode, resultsOf, SMALL_CFG, T0, wire } from './fixtures.ts';
+import {
+  broadcasts,
+  G,
+  GID,
+  genesisCounters,
+  mkReq,
+  only,
+  restoreNode,
+  resultsOf,
+  SMALL_CFG,
+  T0,
+  wire,
+} from './fixtures.ts';
 
 const SKEW = G.genesis.params.maxClockSkewMs;
 
@@ -155,6 +167,7 @@ describe('the replica clocks', () => {
         lastReceiptHash: GID,
         lastTimestamp: 0,
         models: G.genesis.nodes.map((n) => n.modelDigest),
+        ...genesisCounters(),
         recent: [],
         log: [],
         ownResults: [{ signed: resultsOf(1, [id]), newest: T0 }],

@@ -10,6 +10,7 @@ import {
   decodeMessage,
   encode,
   encodeMessage,
+  type Genesis,
   groupIdOf,
   type NodeMessage,
   NodeSignature,
@@ -139,8 +140,23 @@ export const CHECKPOINT_PROOF = encode(
 );
 
 /**
+ * The ledger counters Replica.restore takes (all required) as a ledger that applied nothing holds them: the
+ * genesis's fees, every version, deposit and withdrawal 0.
+ */
+export function genesisCounters(genesis: Genesis = G.genesis) {
+  return {
+    modelVersions: genesis.nodes.map(() => 0),
+    deposits: 0,
+    fees: genesis.nodes.map((x) => x.fee),
+    feeVersions: genesis.nodes.map(() => 0),
+    withdrawals: genesis.nodes.map(() => 0),
+    refunds: new Map<string, number>(),
+  };
+}
+
+/**
  * Node `id` restarted from a disk holding `log` (and what `disk` overrides): by default nothing executed,
- * the genesis models, no recent request ids.
+ * the genesis models and counters, no recent request ids.
  */
 export function restoreNode(
   id: number,
@@ -153,6 +169,7 @@ export function restoreNode(
     lastReceiptHash: GID,
     lastTimestamp: 0,
     models: G.genesis.nodes.map((n) => n.modelDigest),
+    ...genesisCounters(),
     recent: [],
     log,
     ...disk,

@@ -18,7 +18,7 @@ import {
   sha256,
   uint,
 } from '../../src/protocol/index.ts';
-import { broadcasts, cls, G, GID, mkReq, only, SMALL_CFG, T0 } from './fixtures.ts';
+import { broadcasts, cls, G, GID, genesisCounters, mkReq, only, SMALL_CFG, T0 } from './fixtures.ts';
 
 const SKEW = G.genesis.params.maxClockSkewMs;
 const ME = 1;
@@ -42,6 +42,7 @@ function restored(
       lastReceiptHash: GID,
       lastTimestamp: 0,
       models: o.models ?? G.genesis.nodes.map((n) => n.modelDigest),
+      ...genesisCounters(),
       recent: [],
       log: o.log ?? [],
       ownResults: o.own,

@@ -28,10 +28,7 @@ describe('a pruned signed log and a release that predates pruning', () => {
     // holds nothing of view 1 any more: it restores node 0 into view 0, the view it left, as its primary.
     const restore = (records: PersistRecord[]) => {
       const x = Replica.restore(s.group.genesis, 0, n0.key, n0.cfg, {
-        lastExecuted: l.seq,
-        lastReceiptHash: l.lastReceipt,
-        lastTimestamp: l.clock,
-        models: l.models,
+        ...l.replicaState(),
         recent: [],
         log: records,
       });

@@ -33,11 +33,7 @@ interface Restored {
 function restored(genesis: Genesis, node: SimNode, log: PersistRecord[]): Restored {
   const l = node.ledger;
   const r = Replica.restore(genesis, node.id, node.key, node.cfg, {
-    lastExecuted: l.seq,
-    lastReceiptHash: l.lastReceipt,
-    lastTimestamp: l.clock,
-    models: l.models,
-    modelVersions: l.modelVersions,
+    ...l.replicaState(),
     recent: [],
     log,
   });
