@@ -669,13 +669,22 @@ function freeBytesBeside(path: string): number | null {
   }
 }
 
+/**
+ * The `meta` row as SQLite returns it (each column's value of whatever type the file holds: a table that is
+ * not STRICT keeps any), or null when the file has no meta table or row. `ledger verify` checks the types
+ * (readMeta takes them as the node writes them).
+ */
+export function readMetaRow(db: Database.Database): Row | null {
+  const t = db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'").get();
+  if (!t) return null;
+  return (db.prepare('SELECT * FROM meta WHERE id = 0').get() as Row | undefined) ?? null;
+}
+
 /** Reads the meta row; `null` when the file has no Dropbear schema. */
 export function readMeta(
   db: Database.Database,
 ): { schemaVersion: number; groupId: Uint8Array; genesis: Uint8Array; cleanClose: boolean } | null {
-  const t = db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'").get();
-  if (!t) return null;
-  const m = db.prepare('SELECT * FROM meta WHERE id = 0').get() as Row | undefined;
+  const m = readMetaRow(db);
   if (!m) return null;
   return {
     schemaVersion: m.schema_version as number,

@@ -75,7 +75,7 @@ import {
   ledgerCorrupt,
   noLedgerError,
   openDatabase,
-  readMeta,
+  readMetaRow,
   SourceRequests,
   SourceResults,
   StoredOutcomes,
@@ -231,24 +231,48 @@ function check(
   counts: { batches: number; ownResults: number },
   onProgress?: (done: number, total: number) => void,
 ): void {
-  const meta = readMeta(db);
+  const meta = readMetaRow(db);
   // An empty file (a lost disk's zero-length copy) or another program's SQLite database is unreadable as a
   // ledger (exit 2), as a file that is not SQLite is; until 2026-12-06 it was a line of problems (exit 1).
   if (!meta) throw noLedgerError(db, path);
+  // The meta row's values of another type than the node writes are problems naming the column, as in the
+  // other tables (until 2026-12-07 a text schema version "11x", or 11.5, was LEDGER_SCHEMA_VERSION "written
+  // by a newer build"; a text group id "cannot read ledger: argument must be a buffer", which ended the
+  // check; a number for the genesis "does not decode: NaN trailing bytes"). Without a schema version, which
+  // checks apply is unknown: nothing more is checked.
+  const schemaVersion = meta.schema_version;
+  if (!Number.isSafeInteger(schemaVersion)) {
+    const found =
+      typeof schemaVersion === 'number'
+        ? 'a number that is not a whole one'
+        : schemaVersion instanceof Uint8Array
+          ? 'a blob'
+          : schemaVersion === null || schemaVersion === undefined
+            ? 'null'
+            : typeof schemaVersion === 'string'
+              ? 'text'
+              : typeof schemaVersion;
+    problems.push(`meta.schema_version is ${found}, not a schema version (an integer)`);
+    return;
+  }
+  const version = schemaVersion as number;
   // A file of another schema is one this build cannot check, not one with problems: until 2026-12-06 it was
   // a problem line (exit 1, read as a damaged ledger), where `ledger certificate` said LEDGER_SCHEMA_VERSION.
-  if (meta.schemaVersion !== LEDGER_SCHEMA_VERSION)
+  if (version !== LEDGER_SCHEMA_VERSION)
     throw new DropbearError(
       'LEDGER_SCHEMA_VERSION',
-      `${path}: ledger schema ${meta.schemaVersion}; this build reads ${LEDGER_SCHEMA_VERSION}` +
-        (meta.schemaVersion >= 2 && meta.schemaVersion < LEDGER_SCHEMA_VERSION
+      `${path}: ledger schema ${version}; this build reads ${LEDGER_SCHEMA_VERSION}` +
+        (version >= 2 && version < LEDGER_SCHEMA_VERSION
           ? ' (a node opening the file upgrades it; verification only reads)'
-          : meta.schemaVersion > LEDGER_SCHEMA_VERSION
+          : version > LEDGER_SCHEMA_VERSION
             ? ' (written by a newer build: verify it with that one)'
             : ''),
     );
+  const storedGroupId = blob(meta.group_id, 'meta.group_id', (m) => problems.push(m));
+  const storedGenesis = blob(meta.genesis, 'meta.genesis', (m) => problems.push(m));
+  if (!storedGenesis) return;
   const genesis = tryDecode(
-    () => decode(Genesis, meta.genesis),
+    () => decode(Genesis, storedGenesis),
     (m) => problems.push(`stored genesis does not decode: ${m}`),
   );
   if (!genesis) return;
@@ -263,8 +287,8 @@ function check(
       `node ${node} is not a node of the ledger's group (nodes 0..${genesis.nodes.length - 1})`,
     );
   const groupId = groupIdOf(genesis);
-  if (!equalBytes(groupId, meta.groupId))
-    problems.push(`stored group id ${hex(meta.groupId)} is not the stored genesis's (${hex(groupId)})`);
+  if (storedGroupId && !equalBytes(groupId, storedGroupId))
+    problems.push(`stored group id ${hex(storedGroupId)} is not the stored genesis's (${hex(groupId)})`);
   if (expected && !equalBytes(groupIdOf(expected), groupId))
     problems.push(
       `ledger belongs to group ${hex(groupId)}, not the given genesis's ${hex(groupIdOf(expected))}`,
