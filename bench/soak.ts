@@ -29,6 +29,16 @@
  * without effect). Now and then (15%) the owner asks for more than payable (payable + 1000–1999, a margin for
  * what the node earns meanwhile) instead: the node must refuse it with TX_WITHDRAWAL_TOO_LARGE.
  *
+ * Clients' refunds under the same faults: every 3–6 s (seeded, a schedule of its own) a funded client (the
+ * load client, 60%, else a newcomer the node shows an account for; the load client's genesis balance of 10^9
+ * keeps the load funded) takes back 1–5% of what it may take back (a Refund signed with the client's key,
+ * posted to a node up at the time, its serial and room (`refundable`: the balance less the maxFee of its
+ * requests waiting there and its refunds waiting there) read from that node's GET /v1/accounts/:client as
+ * `dropbear refund` reads them: `refundStateOf`). A quarter get a rival: the same serial, 1 more (or 1 less
+ * where 1 more would pass the room), through another node. Now and then (15%) the client asks for more than
+ * refundable (refundable + 20,000–29,999, a margin over the deposits that could raise the balance meanwhile)
+ * instead: the node must refuse it with TX_REFUND_TOO_LARGE.
+ *
  * While it runs it samples each node's /v1/status every second (view, view change, last executed, requests
  * held: `timeline.txt` in the run folder) and prints, at the end, the longest time the group executed
  * nothing with the samples around it, and how long each node spent alone in a view change (a higher view
@@ -49,7 +59,7 @@
  *  4. no node stored misbehaviour evidence (the evidence table, the "misbehaviour evidence stored" and
  *     "bad signature" log lines);
  *  5. the client's balance on each node (its ledger replayed) is the genesis balance plus the deposits to it
- *     that applied minus the fees of its requests the node executed, and that is the fees of the
+ *     that applied minus the fees of its requests the node executed and its refunds that applied, and that is the fees of the
  *     certificates received plus those of requests certified whose certificate the client did not get;
  *  6. no node log has an uncaught exception, a fatal line or an error-level line;
  *  7. requests that failed at the client, by code, and how requests sent only to a node that was down
@@ -59,26 +69,40 @@
  *  8. the money (each ledger replayed, and, independently, the ledgers' batches walked in seq order, a
  *     deposit applying at the treasury's next serial, a fee change at its node's next version, a withdrawal
  *     using its node's next serial and taking its amount when that is 1 to what the node earned up to the
- *     batch before less what it withdrew, each batch's certified votes then crediting their nodes' fees of
- *     the batch; what was submitted, taken, refused (by code), applied, ordered without effect and never
- *     ordered is printed first, per kind):
+ *     batch before less what it withdrew, a refund using its client's next serial where the client has an
+ *     account, each batch's certified votes then crediting their nodes' fees of the batch and its outcomes
+ *     charging their clients, and then each refund of the batch that used its serial taking its amount when
+ *     that is 1 to the client's balance as the batch's requests left it (the ledger's rule); every client's
+ *     balance followed from the genesis; what was submitted, taken, refused (by code), applied, ordered
+ *     without effect and never ordered is printed first, per kind):
  *     a. every node agrees on deposits applied, minted, each fee and fee version, the balances of the load
- *        client and the newcomers, each node's withdrawals (the last serial), withdrawn and earned, and so
- *        does the walk;
+ *        client and the newcomers and their refund serials, each node's withdrawals (the last serial),
+ *        withdrawn and earned, and refunded, and so does the walk (its balances and refund serials too);
  *     b. minted is the sum of the distinct deposits that applied, serials 1..deposits each credited once,
  *        and nothing applied that the soak did not submit;
- *     c. each newcomer's balance is its deposits applied minus the fees of its requests executed, and those
+ *     c. each newcomer's balance is its deposits applied minus the fees of its requests executed and its
+ *        refunds applied, and those fees
  *        are the fees its certificates name plus those of its requests certified without a certificate;
  *        its account exists exactly when a deposit to it applied;
  *     d. no newcomer request failed (OVERLOADED aside, as in 7);
  *     e. on every node all money (balances and what owners may still withdraw) is the genesis balances plus
- *        minted less paidOut (the withdrawals' sum), and paidOut is the walk's withdrawn, all nodes together;
+ *        minted less paidOut (the withdrawals' sum) less refunded, paidOut is the walk's withdrawn, all nodes
+ *        together, refunded the walk's; and so in the walk (its balances plus earned less withdrawn);
  *     f. withdrawals: in the walk each node's serials 1..withdrawals each used once and applied at most once,
  *        withdrawn = the sum of the applied amounts, each applied one submitted by the soak (and its amount
  *        the one submitted), and every ledger's withdrawn is that;
  *     g. withdrawn ≤ earned for each node, in every ledger and in the walk;
  *     h. no withdrawal of more than payable was taken: each answered 409 TX_WITHDRAWAL_TOO_LARGE (or failed
- *        to reach a node going down), none applied.
+ *        to reach a node going down), none applied;
+ *     i. refunds: in the walk each client's refund serials 1..last each used once and applied at most once,
+ *        each applied one submitted by the soak (its amount the one submitted, no serial applied twice), and
+ *        refunded = the sum of the applied amounts = the walk's = every ledger's refunded;
+ *     j. no refund took more than its client's balance after its batch's requests were charged (the walk
+ *        takes none such, and no balance in the walk is ever below 0), and every ledger that holds the
+ *        batches carrying a refund kept its fate (the txs table: applied at that batch, or without effect)
+ *        as the walk decided it;
+ *     k. no refund of more than refundable was taken: each answered 409 TX_REFUND_TOO_LARGE (or failed to
+ *        reach a node going down), none applied.
  * Exit status 1 if a check fails (the run folder is then kept and printed), 2 for a bad command line.
  *
  * --minutes M (5), --seed S (time-based when absent; printed), --rate R (50), --keep (keep the run folder).
@@ -101,6 +125,7 @@ import { SignatureCache, verifyCertificate } from '../src/certificate/index.ts';
 import { nextSerialOf } from '../src/cli/deposit.ts';
 import { GROUP_REPLICA, initGroup, loadGroup, NODE_EXEC_ARGV, stopChild } from '../src/cli/group.ts';
 import { ownerKey } from '../src/cli/model-update.ts';
+import { refundStateOf } from '../src/cli/refund.ts';
 import { feeStateOf } from '../src/cli/set-fee.ts';
 import { withdrawStateOf } from '../src/cli/withdraw.ts';
 import { DropbearClient } from '../src/client/index.ts';
@@ -123,6 +148,7 @@ import {
   type SignedRequest,
   signDeposit,
   signFeeChange,
+  signRefund,
   signWithdrawal,
   Tx,
   toB64u,
@@ -496,7 +522,7 @@ const groupId = groupIdOf(g.genesis);
 const treasury = readKeyFile(join(groupDir, 'keys', 'treasury.json'));
 const loadClientHex = hex(g.clientKey().publicKey);
 interface TxSent {
-  kind: 'deposit' | 'feeChange' | 'withdrawal';
+  kind: 'deposit' | 'feeChange' | 'withdrawal' | 'refund';
   /** Hex id (the tx's own, whether or not the node took it). */
   txId: string;
   via: number;
@@ -505,15 +531,15 @@ interface TxSent {
   answer: string;
   serial?: number;
   amount?: number;
-  /** Deposit: the account (hex); its name in the report. */
+  /** Deposit or refund: the account (hex); its name in the report. */
   client?: string;
   who?: string;
   node?: number;
   version?: number;
   fee?: number;
-  /** Withdrawal: more than the node's payable, on purpose (the node should refuse it). */
+  /** Withdrawal (refund): more than the node's payable (the client's refundable), on purpose (the node should refuse it). */
   over?: boolean;
-  /** Withdrawal: a rival of the one before (same serial, through another node). */
+  /** Withdrawal or refund: a rival of the one before (same serial, through another node). */
   rival?: boolean;
 }
 const txsSent: TxSent[] = [];
@@ -747,6 +773,87 @@ async function runWithdrawals(until: number, seed: number): Promise<void> {
   }
 }
 
+/**
+ * Every 3–6 s (seeded, a schedule of its own): a funded client (the load client, 60%, else a newcomer the node
+ * shows an account for) takes back 1–5% of what it may take back (`refundable`: its balance less the maxFee
+ * of its requests waiting at that node and its refunds waiting there), through a node up at the time, its
+ * serial and room read from that node's GET /v1/accounts/:client (`refundStateOf`, as `dropbear refund`);
+ * a quarter get a rival of the same serial (1 more, or 1 less where 1 more would pass the room) through
+ * another node; 15% ask for more than refundable instead (refundable + 20,000–29,999: a margin over the
+ * deposits, at most 16 waiting of at most 1,000 each, that could raise the balance meanwhile): the node
+ * must refuse them with TX_REFUND_TOO_LARGE.
+ */
+async function runRefunds(until: number, seed: number): Promise<void> {
+  const r = seededRandom(seed ^ 0x2545f491);
+  while (!stopping) {
+    await sleep(uniform(r, 3, 6) * 1000);
+    if (Date.now() > until - 2000 || stopping) break;
+    // Every draw of the tick first, so the choices do not depend on what the nodes answer.
+    const pick = r();
+    const part = uniform(r, 0.01, 0.05);
+    const viaPick = r();
+    const over = r() < 0.15;
+    const rival = r() < 0.25;
+    const rivalPick = r();
+    const extra = 20_000 + Math.floor(r() * 10_000);
+    const nc = pick < 0.6 ? null : newcomers[pick < 0.8 ? 0 : 1];
+    const key = nc ? nc.key : g.clientKey();
+    const who = nc?.name ?? 'load client';
+    const up = [0, 1, 2, 3].filter((i) => !isDown.has(i));
+    const via = up[Math.floor(viaPick * up.length)];
+    const url = `node ${via} /v1/accounts`;
+    const a = await getJson(via, `/v1/accounts/${toB64u(key.publicKey)}`);
+    if (!a) {
+      log(`money: node ${via} did not answer /v1/accounts; no refund this tick`);
+      continue;
+    }
+    if (a.exists !== true) {
+      log(`money: ${who} has no account at node ${via} yet; no refund this tick`);
+      continue;
+    }
+    let now: ReturnType<typeof refundStateOf>;
+    try {
+      now = refundStateOf(url, a);
+    } catch (e) {
+      log(`money: ${(e as Error).message}; no refund this tick`);
+      continue;
+    }
+    const submit = async (amount: number, through: number, tag: { over?: boolean; rival?: boolean }) => {
+      const tx = signRefund(groupId, { client: key.publicKey, serial: now.next, amount }, key);
+      const { answer, message } = await postTxAnswer(through, tx);
+      txsSent.push({
+        kind: 'refund',
+        txId: hex(txIdOf(tx)),
+        via: through,
+        t: Date.now(),
+        answer,
+        client: hex(key.publicKey),
+        who,
+        serial: now.next,
+        amount,
+        ...tag,
+      });
+      log(
+        `money: ${tag.over ? 'over-refundable ' : tag.rival ? 'rival ' : ''}refund ${now.next} of ${who}: ${amount} (balance ${now.balance}, refundable ${now.refundable}, held fees ${now.heldFees}, waiting ${now.waiting}) via node ${through}: ${answer}${message ? ` (${message.slice(0, 200)})` : ''}`,
+      );
+    };
+    if (over) {
+      await submit(now.refundable + extra, via, { over: true });
+      continue;
+    }
+    if (now.refundable < 1) {
+      log(`money: ${who} may take back nothing now (balance ${now.balance}, refundable ${now.refundable})`);
+      continue;
+    }
+    const amount = Math.max(1, Math.floor(now.refundable * part));
+    await submit(amount, via, {});
+    const others = up.filter((i) => i !== via);
+    const amount2 = amount + 1 <= now.refundable ? amount + 1 : amount - 1;
+    if (rival && others.length > 0 && amount2 >= 1)
+      await submit(amount2, others[Math.floor(rivalPick * others.length)], { rival: true });
+  }
+}
+
 // ---- the run ----
 const checks: { name: string; ok: boolean; detail: string }[] = [];
 function check(name: string, ok: boolean, detail: string): void {
@@ -781,6 +888,7 @@ await Promise.all([
   runFaults(plan, until),
   runMoney(until, SEED),
   runWithdrawals(until, SEED),
+  runRefunds(until, SEED),
 ]);
 sampling = false;
 await sampler;
@@ -917,6 +1025,10 @@ interface LedgerView {
   txs: Map<number, Tx[]>;
   /** The node of every counted vote of each batch's outcomes, by seq (what the walk credits the fees to). */
   votesAt: Map<number, number[]>;
+  /** Each batch's outcomes' client (hex) and fee, by seq (what the walk charges the balances). */
+  chargesAt: Map<number, { client: string; fee: number }[]>;
+  /** Each ordered transaction's fate as the ledger keeps it (the txs table), by hex id. */
+  fates: Map<string, { seq: number; applied: boolean }>;
   evidence: { node: number; kind: string }[];
   lastSeq: number;
 }
@@ -931,6 +1043,8 @@ for (let id = 0; id < N; id++) {
       outcomes: new Map(),
       txs: new Map(),
       votesAt: new Map(),
+      chargesAt: new Map(),
+      fates: new Map(),
       evidence: [],
       lastSeq: 0,
     };
@@ -952,15 +1066,24 @@ for (let id = 0; id < N; id++) {
     }[]) {
       const voters: number[] = [];
       v.votesAt.set(r.seq, voters);
+      const charges: { client: string; fee: number }[] = [];
+      v.chargesAt.set(r.seq, charges);
       for (const b of decode(StoredOutcomes, new Uint8Array(r.outcomes))) {
         const o = decode(Outcome, b);
         for (const vote of o.votes) voters.push(vote.node);
+        charges.push({ client: hex(o.client), fee: o.fee });
         const id = hex(o.requestId);
         const list = v.outcomes.get(id) ?? [];
         list.push({ seq: r.seq, outcome: hex(b), fee: o.fee, client: hex(o.client) });
         v.outcomes.set(id, list);
       }
     }
+    for (const r of db.prepare('SELECT id, seq, applied FROM txs').all() as {
+      id: Buffer;
+      seq: number;
+      applied: number;
+    }[])
+      v.fates.set(hex(r.id), { seq: r.seq, applied: r.applied === 1 });
     v.evidence = db.prepare('SELECT node, kind FROM evidence').all() as { node: number; kind: string }[];
     ledgers.push(v);
   } finally {
@@ -1075,16 +1198,21 @@ const logs = Array.from({ length: N }, (_, i) =>
 // The money, independently of LedgerState: the ledgers' batches walked in seq order (3a: they agree where
 // two hold a seq), a deposit applying at the next serial, a fee change at its node's next version, a
 // withdrawal using its node's next serial and taking its amount if that is 1 to what the node earned up to
-// the batch before less what it withdrew; then the batch's counted votes credit their nodes the batch's fees
-// (every tx the soak signs has a good signature).
+// the batch before less what it withdrew, a refund using its client's next serial where the client has an
+// account (the genesis's, or a deposit's up to it); then the batch's counted votes credit their nodes the
+// batch's fees and its outcomes charge their clients; then each refund that used its serial takes its amount
+// where that is 1 to the client's balance as the batch's requests left it (every tx the soak signs has a good
+// signature). Every client's balance is followed from the genesis balances.
 const walk = (() => {
   const txsAt = new Map<number, Tx[]>();
   const votesAt = new Map<number, number[]>();
+  const chargesAt = new Map<number, { client: string; fee: number }[]>();
   const held = new Set<number>();
   for (const v of ledgers) {
     for (const seq of v.batches.keys()) held.add(seq);
     for (const [seq, txs] of v.txs) if (!txsAt.has(seq)) txsAt.set(seq, txs);
     for (const [seq, voters] of v.votesAt) if (!votesAt.has(seq)) votesAt.set(seq, voters);
+    for (const [seq, charges] of v.chargesAt) if (!chargesAt.has(seq)) chargesAt.set(seq, charges);
   }
   const top = Math.max(0, ...held);
   const gaps = Array.from({ length: top }, (_, i) => i + 1).filter((seq) => !held.has(seq));
@@ -1104,7 +1232,35 @@ const walk = (() => {
   const serialsUsed = g.genesis.nodes.map(() => new Map<number, { used: number; applied: number }>());
   /** Per node: the amounts of the withdrawals that applied. */
   const withdrawnAmounts = g.genesis.nodes.map(() => [] as number[]);
+  /** Every account's balance (hex key), from the genesis's. */
+  const balances = new Map(g.genesis.balances.map((b) => [hex(b.client), b.amount]));
+  /** Per client (hex): its last refund serial used. */
+  const refundSerials = new Map<string, number>();
+  /** Per client (hex): serial → how many refunds used it, and how many of those applied. */
+  const refundSerialsUsed = new Map<string, Map<number, { used: number; applied: number }>>();
+  /** Per client (hex): the amounts of the refunds that applied. */
+  const refundedAmounts = new Map<string, number[]>();
+  let refunded = 0;
+  /** Each refund that used its serial: the balance it met (after its batch's requests) and whether it took. */
+  const refundsMet: {
+    id: string;
+    seq: number;
+    client: string;
+    amount: number;
+    balance: number;
+    took: boolean;
+  }[] = [];
+  /** Refunds that used no serial (not the next, or a key with no account then). */
+  let refundsNoSerial = 0;
+  /** The lowest balance any account reached after any batch (a negative one is a bug). */
+  let lowestBalance = Number.POSITIVE_INFINITY;
   for (const seq of [...new Set([...txsAt.keys(), ...votesAt.keys()])].sort((a, b) => a - b)) {
+    const refundsHere: {
+      id: string;
+      client: string;
+      amount: number;
+      use: { used: number; applied: number };
+    }[] = [];
     for (const tx of txsAt.get(seq) ?? []) {
       const id = hex(txIdOf(tx));
       ordered.set(id, [...(ordered.get(id) ?? []), seq]);
@@ -1114,6 +1270,7 @@ const walk = (() => {
         const c = hex(tx.deposit.client);
         credits.set(c, (credits.get(c) ?? 0) + tx.deposit.amount);
         serialsCredited.set(tx.deposit.serial, (serialsCredited.get(tx.deposit.serial) ?? 0) + 1);
+        balances.set(c, (balances.get(c) ?? 0) + tx.deposit.amount);
         applied.add(id);
       } else if (tx.kind === 'feeChange' && tx.change.version === versions[tx.change.node] + 1) {
         versions[tx.change.node] = tx.change.version;
@@ -1131,10 +1288,39 @@ const walk = (() => {
           use.applied++;
           applied.add(id);
         }
+      } else if (tx.kind === 'refund') {
+        const rf = tx.refund;
+        const c = hex(rf.client);
+        if (rf.serial !== (refundSerials.get(c) ?? 0) + 1 || !balances.has(c)) {
+          refundsNoSerial++;
+          continue;
+        }
+        refundSerials.set(c, rf.serial);
+        const used = refundSerialsUsed.get(c) ?? new Map<number, { used: number; applied: number }>();
+        refundSerialsUsed.set(c, used);
+        const use = used.get(rf.serial) ?? { used: 0, applied: 0 };
+        use.used++;
+        used.set(rf.serial, use);
+        if (rf.amount >= 1) refundsHere.push({ id, client: c, amount: rf.amount, use });
       }
     }
     // The batch's requests are charged after its transactions, at the fees as of them.
     for (const node of votesAt.get(seq) ?? []) earned[node] += fees[node];
+    for (const ch of chargesAt.get(seq) ?? [])
+      balances.set(ch.client, (balances.get(ch.client) ?? 0) - ch.fee);
+    // Then its refunds, on the balances its requests left.
+    for (const rf of refundsHere) {
+      const balance = balances.get(rf.client) ?? 0;
+      const took = rf.amount <= balance;
+      refundsMet.push({ id: rf.id, seq, client: rf.client, amount: rf.amount, balance, took });
+      if (!took) continue;
+      balances.set(rf.client, balance - rf.amount);
+      refunded += rf.amount;
+      refundedAmounts.set(rf.client, [...(refundedAmounts.get(rf.client) ?? []), rf.amount]);
+      rf.use.applied++;
+      applied.add(rf.id);
+    }
+    for (const b of balances.values()) lowestBalance = Math.min(lowestBalance, b);
   }
   return {
     top,
@@ -1152,6 +1338,14 @@ const walk = (() => {
     earned,
     serialsUsed,
     withdrawnAmounts,
+    balances,
+    refundSerials,
+    refundSerialsUsed,
+    refundedAmounts,
+    refunded,
+    refundsMet,
+    refundsNoSerial,
+    lowestBalance,
   };
 })();
 
@@ -1169,6 +1363,10 @@ interface Replayed {
   withdrawn: number[];
   earned: number[];
   paidOut: number;
+  /** The money refunds took out, all clients together. */
+  refunded: number;
+  /** Each watched account's last refund serial applied. */
+  refundSerials: Map<string, number>;
 }
 const accountsWatched = [loadClientHex, ...newcomers.map((nc) => hex(nc.key.publicKey))];
 const replayed: Replayed[] = [];
@@ -1192,6 +1390,8 @@ for (let id = 0; id < N; id++) {
     withdrawn: [...s.withdrawn],
     earned: s.stats.map((x) => x.earned),
     paidOut: s.paidOut(),
+    refunded: s.refunded,
+    refundSerials: new Map(accountsWatched.map((c) => [c, s.refundSerialOf(Buffer.from(c, 'hex'))])),
   });
   l.close();
 }
@@ -1202,6 +1402,7 @@ for (let id = 0; id < N; id++) {
   const clientHex = hex(client);
   const genesisBalance = g.genesis.balances.find((b) => hex(b.client) === clientHex)!.amount;
   const deposited = walk.credits.get(clientHex) ?? 0;
+  const refundedTo = (walk.refundedAmounts.get(clientHex) ?? []).reduce((a, x) => a + x, 0);
   const certFees = certified.reduce((a, s) => a + decode(Certificate, s.cert!).outcome.fee, 0);
   const receivedIds = new Set(certified.map((s) => s.id));
   const lines: string[] = [];
@@ -1219,22 +1420,29 @@ for (let id = 0; id < N; id++) {
         notReceivedFees += list[0].fee;
       }
     }
-    const expect = genesisBalance + deposited - ledgerFees;
+    const expect = genesisBalance + deposited - ledgerFees - refundedTo;
     const good = balance === expect && ledgerFees === certFees + notReceivedFees;
     ok &&= good;
     lines.push(
-      `node ${id}: balance ${balance} = ${genesisBalance} + ${deposited} (deposits applied) − ${ledgerFees} (fees executed) ${balance === expect ? 'yes' : 'NO'}; = certificates received ${certFees} + ${notReceived} certified requests without a certificate at the client ${notReceivedFees}: ${ledgerFees === certFees + notReceivedFees ? 'yes' : 'NO'}`,
+      `node ${id}: balance ${balance} = ${genesisBalance} + ${deposited} (deposits applied) − ${ledgerFees} (fees executed) − ${refundedTo} (refunds applied) ${balance === expect ? 'yes' : 'NO'}; = certificates received ${certFees} + ${notReceived} certified requests without a certificate at the client ${notReceivedFees}: ${ledgerFees === certFees + notReceivedFees ? 'yes' : 'NO'}`,
     );
   }
   check('5 balances', ok, lines.join('\n    '));
 }
 
-// 8. the money: deposits, fee changes and withdrawals.
+// 8. the money: deposits, fee changes, withdrawals and refunds.
 {
   const deps = txsSent.filter((t) => t.kind === 'deposit');
   const feeTxs = txsSent.filter((t) => t.kind === 'feeChange');
   const wds = txsSent.filter((t) => t.kind === 'withdrawal');
   const overWds = wds.filter((t) => t.over);
+  const rfs = txsSent.filter((t) => t.kind === 'refund');
+  const overRfs = rfs.filter((t) => t.over);
+  const nameOf = new Map([
+    [loadClientHex, 'load client'],
+    ...newcomers.map((nc) => [hex(nc.key.publicKey), nc.name] as [string, string]),
+  ]);
+  const refundedOf = (c: string) => (walk.refundedAmounts.get(c) ?? []).reduce((a, x) => a + x, 0);
   const fate = (list: TxSent[]) => {
     const took = list.filter((t) => t.answer === '202').length;
     const applied = list.filter((t) => walk.applied.has(t.txId)).length;
@@ -1250,7 +1458,10 @@ for (let id = 0; id < N; id++) {
     `money: withdrawals ${fate(wds)}; of them ${wds.filter((t) => t.rival).length} rivals, ${overWds.length} over payable (${fate(overWds)})`,
   );
   log(
-    `money: the walk of the batches: ${walk.deposits} deposits applied, minted ${walk.minted}, fees ${walk.fees.join('/')} (versions ${walk.versions.join('/')}), withdrawals ${walk.withdrawals.join('/')}, withdrawn ${walk.withdrawn.join('/')}, earned ${walk.earned.join('/')}${walk.gaps.length ? `; batches no ledger holds: ${walk.gaps.length} (first ${walk.gaps[0]})` : ''}`,
+    `money: refunds ${fate(rfs)}; of them ${rfs.filter((t) => t.rival).length} rivals, ${overRfs.length} over refundable (${fate(overRfs)}); in the walk ${walk.refundsMet.length} used their serial, ${walk.refundsMet.filter((m) => !m.took).length} of them over the balance at their batch (took nothing), ${walk.refundsNoSerial} used none`,
+  );
+  log(
+    `money: the walk of the batches: ${walk.deposits} deposits applied, minted ${walk.minted}, fees ${walk.fees.join('/')} (versions ${walk.versions.join('/')}), withdrawals ${walk.withdrawals.join('/')}, withdrawn ${walk.withdrawn.join('/')}, earned ${walk.earned.join('/')}, refunded ${walk.refunded}${walk.gaps.length ? `; batches no ledger holds: ${walk.gaps.length} (first ${walk.gaps[0]})` : ''}`,
   );
   // 8a: every node's replayed state agrees with the others' and with the walk.
   const key = (r: Replayed) =>
@@ -1265,6 +1476,8 @@ for (let id = 0; id < N; id++) {
       r.withdrawn,
       r.earned,
       r.paidOut,
+      r.refunded,
+      [...r.refundSerials],
     ]);
   const keys = replayed.map(key);
   const walkOk = replayed.map(
@@ -1275,7 +1488,13 @@ for (let id = 0; id < N; id++) {
       r.feeVersions.join() === walk.versions.join() &&
       r.withdrawals.join() === walk.withdrawals.join() &&
       r.withdrawn.join() === walk.withdrawn.join() &&
-      r.earned.join() === walk.earned.join(),
+      r.earned.join() === walk.earned.join() &&
+      r.refunded === walk.refunded &&
+      accountsWatched.every(
+        (c) =>
+          r.balance.get(c) === (walk.balances.get(c) ?? 0) &&
+          r.refundSerials.get(c) === (walk.refundSerials.get(c) ?? 0),
+      ),
   );
   check(
     '8a money ledgers agree',
@@ -1283,9 +1502,10 @@ for (let id = 0; id < N; id++) {
     replayed
       .map(
         (r, i) =>
-          `node ${i}: deposits ${r.deposits}, minted ${r.minted}, fees ${r.fees.join('/')} (versions ${r.feeVersions.join('/')}), balances ${accountsWatched.map((c) => r.balance.get(c)).join(' / ')} (load client / newcomers), withdrawals ${r.withdrawals.join('/')}, withdrawn ${r.withdrawn.join('/')}, earned ${r.earned.join('/')}; as the walk: ${walkOk[i] ? 'yes' : 'NO'}`,
+          `node ${i}: deposits ${r.deposits}, minted ${r.minted}, fees ${r.fees.join('/')} (versions ${r.feeVersions.join('/')}), balances ${accountsWatched.map((c) => r.balance.get(c)).join(' / ')} (load client / newcomers), withdrawals ${r.withdrawals.join('/')}, withdrawn ${r.withdrawn.join('/')}, earned ${r.earned.join('/')}, refunded ${r.refunded}, refund serials ${accountsWatched.map((c) => r.refundSerials.get(c)).join(' / ')}; as the walk: ${walkOk[i] ? 'yes' : 'NO'}`,
       )
-      .join('\n    '),
+      .join('\n    ') +
+      `\n    the walk: balances ${accountsWatched.map((c) => walk.balances.get(c) ?? 0).join(' / ')}, refund serials ${accountsWatched.map((c) => walk.refundSerials.get(c) ?? 0).join(' / ')}`,
   );
   // 8b: minted is the sum of the distinct deposits that applied, each serial credited once.
   // Distinct: a deposit signed twice alike (same serial, account and amount) is one tx id.
@@ -1299,7 +1519,8 @@ for (let id = 0; id < N; id++) {
     walk.applied.size -
     appliedDeps.length -
     new Set(feeTxs.filter((t) => walk.applied.has(t.txId)).map((t) => t.txId)).size -
-    new Set(wds.filter((t) => walk.applied.has(t.txId)).map((t) => t.txId)).size;
+    new Set(wds.filter((t) => walk.applied.has(t.txId)).map((t) => t.txId)).size -
+    new Set(rfs.filter((t) => walk.applied.has(t.txId)).map((t) => t.txId)).size;
   const contiguous =
     serials.length === walk.deposits && [...serials].sort((a, b) => a - b).every((s, i) => s === i + 1);
   check(
@@ -1314,6 +1535,7 @@ for (let id = 0; id < N; id++) {
   for (const nc of newcomers) {
     const c = hex(nc.key.publicKey);
     const deposited = walk.credits.get(c) ?? 0;
+    const refundedTo = refundedOf(c);
     const ncCertified = nc.sent.filter((s) => s.cert);
     const certFees = ncCertified.reduce((a, s) => a + decode(Certificate, s.cert!).outcome.fee, 0);
     const received = new Set(ncCertified.map((s) => s.id));
@@ -1329,13 +1551,13 @@ for (let id = 0; id < N; id++) {
         }
       const balance = replayed[id].balance.get(c)!;
       const good =
-        balance === deposited - fees &&
+        balance === deposited - fees - refundedTo &&
         fees === certFees + notReceivedFees &&
         replayed[id].exists.get(c) === deposited > 0;
       ok &&= good;
       if (id === 0 || !good)
         lines.push(
-          `${nc.name} at node ${id}: balance ${balance} = deposits ${deposited} − fees of ${executed} requests executed ${fees} ${balance === deposited - fees ? 'yes' : 'NO'}; = certificates' fees ${certFees} (${ncCertified.length} of ${nc.sent.length} sent) + without a certificate ${notReceivedFees}: ${fees === certFees + notReceivedFees ? 'yes' : 'NO'}; account ${replayed[id].exists.get(c) ? 'exists' : 'absent'}`,
+          `${nc.name} at node ${id}: balance ${balance} = deposits ${deposited} − fees of ${executed} requests executed ${fees} − refunds applied ${refundedTo} ${balance === deposited - fees - refundedTo ? 'yes' : 'NO'}; = certificates' fees ${certFees} (${ncCertified.length} of ${nc.sent.length} sent) + without a certificate ${notReceivedFees}: ${fees === certFees + notReceivedFees ? 'yes' : 'NO'}; account ${replayed[id].exists.get(c) ? 'exists' : 'absent'}`,
         );
     }
   }
@@ -1351,17 +1573,26 @@ for (let id = 0; id < N; id++) {
     `${newcomers.map((nc) => `${nc.name} sent ${nc.sent.length}, certified ${nc.sent.filter((s) => s.cert).length}`).join('; ')}; failed ${ncFailed.length} (only OVERLOADED passes)${ncFailed.length ? `:\n    ${ncFailed.slice(0, 5).join('\n    ')}` : ''}`,
   );
   const walkPaidOut = walk.withdrawn.reduce((a, w) => a + w, 0);
+  // The walk's own money: its balances plus what each node may still withdraw.
+  const walkTotal =
+    [...walk.balances.values()].reduce((a, b) => a + b, 0) +
+    walk.earned.reduce((a, e, i) => a + e - walk.withdrawn[i], 0);
+  const genesisMoney = g.genesis.balances.reduce((a, b) => a + b.amount, 0);
+  const walkMoneyOk = walkTotal === genesisMoney + walk.minted - walkPaidOut - walk.refunded;
   const moneyOk = (r: Replayed) =>
-    r.totalMoney === r.genesisMoney + r.minted - r.paidOut && r.paidOut === walkPaidOut;
+    r.totalMoney === r.genesisMoney + r.minted - r.paidOut - r.refunded &&
+    r.paidOut === walkPaidOut &&
+    r.refunded === walk.refunded;
   check(
-    '8e total money = genesis + minted − paidOut',
-    replayed.every(moneyOk),
+    '8e total money = genesis + minted − paidOut − refunded',
+    replayed.every(moneyOk) && walkMoneyOk,
     replayed
       .map(
         (r, i) =>
-          `node ${i}: ${r.totalMoney} = ${r.genesisMoney} + ${r.minted} − ${r.paidOut} ${moneyOk(r) ? 'yes' : 'NO'}`,
+          `node ${i}: ${r.totalMoney} = ${r.genesisMoney} + ${r.minted} − ${r.paidOut} − ${r.refunded} ${moneyOk(r) ? 'yes' : 'NO'}`,
       )
-      .join(', ') + `; the walk's withdrawn, all nodes: ${walkPaidOut}`,
+      .join(', ') +
+      `; the walk: ${walkTotal} = ${genesisMoney} + ${walk.minted} − ${walkPaidOut} (withdrawn, all nodes) − ${walk.refunded} (refunded) ${walkMoneyOk ? 'yes' : 'NO'}`,
   );
   // 8f: each node's withdrawal serials used once each, applied at most once, withdrawn = the applied amounts.
   {
@@ -1418,6 +1649,83 @@ for (let id = 0; id < N; id++) {
       '8h over-payable withdrawals refused',
       bad.length === 0 && applied.length === 0,
       `${overWds.length} submitted: ${[...answers].map(([a, c]) => `${c}× ${a}`).join(', ') || 'none'}; applied ${applied.length}${bad.length ? `; not refused: ${bad.map((t) => `node ${t.node} serial ${t.serial} ${t.amount} via ${t.via}: ${t.answer}`).join('; ')}` : ''}`,
+    );
+  }
+  // 8i: each client's refund serials used once each, applied at most once, refunded = the applied amounts.
+  {
+    const lines: string[] = [];
+    let ok = true;
+    const byId = new Map(rfs.map((t) => [t.txId, t]));
+    const clients = new Set([...walk.refundSerialsUsed.keys(), ...rfs.map((t) => t.client!)]);
+    let sumAll = 0;
+    for (const c of clients) {
+      const used = walk.refundSerialsUsed.get(c) ?? new Map<number, { used: number; applied: number }>();
+      const serials = [...used.keys()].sort((a, b) => a - b);
+      const last = walk.refundSerials.get(c) ?? 0;
+      const eachOnce =
+        serials.length === last &&
+        serials.every((s, i) => s === i + 1 && used.get(s)!.used === 1 && used.get(s)!.applied <= 1);
+      const sum = refundedOf(c);
+      sumAll += sum;
+      // The applied refunds of this client the soak submitted (distinct tx ids), with the amounts it signed.
+      const mine = [...byId.values()].filter((t) => t.client === c && walk.applied.has(t.txId));
+      const mineSum = mine.reduce((a, t) => a + t.amount!, 0);
+      const mineSerials = mine.map((t) => t.serial!);
+      const distinct = new Set(mineSerials).size === mineSerials.length;
+      const good =
+        eachOnce && mine.length === (walk.refundedAmounts.get(c) ?? []).length && mineSum === sum && distinct;
+      ok &&= good;
+      lines.push(
+        `${nameOf.get(c) ?? c.slice(0, 12)}: serials 1–${last} ${eachOnce ? 'each used once' : 'NOT each used once'}, ${mine.length} applied (the soak's: ${distinct ? 'distinct serials' : 'A SERIAL TWICE'}) sum ${mineSum} = the walk's ${sum} ${mineSum === sum ? 'yes' : 'NO'}`,
+      );
+    }
+    const ledgersOk = replayed.every((r) => r.refunded === sumAll) && sumAll === walk.refunded;
+    ok &&= ledgersOk;
+    lines.push(
+      `refunded: the applied amounts ${sumAll}, the walk ${walk.refunded}, the ledgers ${replayed.map((r) => r.refunded).join('/')} ${ledgersOk ? 'yes' : 'NO'}`,
+    );
+    check('8i refunds each serial once, refunded = applied', ok, lines.join('\n    '));
+  }
+  // 8j: no refund took more than the balance its batch's requests left, and each ledger kept every refund's
+  // fate as the walk decided it (the txs table: applied, at the batch that applied it).
+  {
+    const over = walk.refundsMet.filter((m) => m.took && m.amount > m.balance);
+    const mismatches: string[] = [];
+    let compared = 0;
+    const refundIds = new Set([...walk.ordered.keys()].filter((id) => rfs.some((t) => t.txId === id)));
+    for (const id of refundIds) {
+      const seqs = walk.ordered.get(id)!;
+      const met = walk.refundsMet.find((m) => m.id === id && m.took);
+      ledgers.forEach((v, node) => {
+        // Only a ledger that holds every batch carrying it (not one that skipped some by a snapshot).
+        if (!seqs.every((q) => v.batches.has(q))) return;
+        compared++;
+        const f = v.fates.get(id);
+        const want = met ? `applied at ${met.seq}` : 'no effect';
+        const got = f ? (f.applied ? `applied at ${f.seq}` : 'no effect') : 'no fate';
+        if (want !== got)
+          mismatches.push(`${id.slice(0, 12)} at node ${node}: the walk ${want}, the ledger ${got}`);
+      });
+    }
+    const tookNothing = walk.refundsMet.filter((m) => !m.took);
+    check(
+      '8j no refund over the balance at its batch',
+      over.length === 0 && mismatches.length === 0 && walk.lowestBalance >= 0,
+      `${walk.refundsMet.length} refunds used their serial: ${walk.refundsMet.length - tookNothing.length} took their amount within the balance after their batch's requests, ${tookNothing.length} over it took nothing${tookNothing.length ? ` (${tookNothing.map((m) => `${m.amount} > ${m.balance} at ${m.seq}`).join(', ')})` : ''}; taken over it: ${over.length}; lowest balance after a batch ${walk.lowestBalance}; ledgers' fates compared ${compared}, differing from the walk ${mismatches.length}${mismatches.length ? `: ${mismatches.slice(0, 5).join('; ')}` : ''}`,
+    );
+  }
+  // 8k: every refund of more than refundable refused by the node it went to (or lost with a node going down).
+  {
+    const answers = new Map<string, number>();
+    for (const t of overRfs) answers.set(t.answer, (answers.get(t.answer) ?? 0) + 1);
+    const bad = overRfs.filter(
+      (t) => t.answer !== '409 TX_REFUND_TOO_LARGE' && !t.answer.startsWith('fetch: '),
+    );
+    const applied = overRfs.filter((t) => walk.applied.has(t.txId));
+    check(
+      '8k over-refundable refunds refused',
+      bad.length === 0 && applied.length === 0,
+      `${overRfs.length} submitted: ${[...answers].map(([a, c]) => `${c}× ${a}`).join(', ') || 'none'}; applied ${applied.length}${bad.length ? `; not refused: ${bad.map((t) => `${t.who} serial ${t.serial} ${t.amount} via ${t.via}: ${t.answer}`).join('; ')}` : ''}`,
     );
   }
 }
@@ -1504,9 +1812,10 @@ log(
     const list = txsSent.filter((t) => t.kind === kind);
     return `${list.length} submitted, ${list.filter((t) => walk.applied.has(t.txId)).length} applied, ${list.filter((t) => t.answer !== '202').length} refused`;
   };
-  const over = txsSent.filter((t) => t.over);
+  const over = txsSent.filter((t) => t.over && t.kind === 'withdrawal');
+  const overRf = txsSent.filter((t) => t.over && t.kind === 'refund');
   log(
-    `money: deposits ${count('deposit')}; fee changes ${count('feeChange')}; withdrawals ${count('withdrawal')} (${over.length} over payable, ${over.filter((t) => t.answer === '409 TX_WITHDRAWAL_TOO_LARGE').length} of them refused TX_WITHDRAWAL_TOO_LARGE); withdrawn ${walk.withdrawn.join('/')} of earned ${walk.earned.join('/')}`,
+    `money: deposits ${count('deposit')}; fee changes ${count('feeChange')}; withdrawals ${count('withdrawal')} (${over.length} over payable, ${over.filter((t) => t.answer === '409 TX_WITHDRAWAL_TOO_LARGE').length} of them refused TX_WITHDRAWAL_TOO_LARGE); withdrawn ${walk.withdrawn.join('/')} of earned ${walk.earned.join('/')}; refunds ${count('refund')} (${overRf.length} over refundable, ${overRf.filter((t) => t.answer === '409 TX_REFUND_TOO_LARGE').length} of them refused TX_REFUND_TOO_LARGE; ${walk.refundsMet.filter((m) => !m.took).length} ordered over the balance); refunded ${walk.refunded}`,
   );
 }
 const failedChecks = checks.filter((c) => !c.ok);
