@@ -1597,12 +1597,15 @@ export class Replica {
     );
   }
 
-  /** The client's refunds waiting here: the largest of each serial (only one of a serial applies). */
-  private refundsWaitingFor(client: Uint8Array): number {
+  /**
+   * The client's refunds waiting here: the largest of each serial (only one of a serial applies), but for
+   * serial `except` (a rival of it replaces it, whichever is ordered).
+   */
+  refundsWaitingFor(client: Uint8Array, except?: number): number {
     if (this.txs.size === 0) return 0;
     const largest = new Map<number, number>();
     for (const t of this.txs.values())
-      if (t.tx.kind === 'refund' && equalBytes(t.tx.refund.client, client))
+      if (t.tx.kind === 'refund' && t.tx.refund.serial !== except && equalBytes(t.tx.refund.client, client))
         largest.set(t.tx.refund.serial, Math.max(largest.get(t.tx.refund.serial) ?? 0, t.tx.refund.amount));
     let waiting = 0;
     for (const a of largest.values()) waiting += a;
@@ -1733,15 +1736,11 @@ export class Replica {
     // until it is taken).
     let highest = p.current;
     let held = 0;
-    // A client's refunds waiting here: the largest of each other serial (only one of a serial applies).
-    const refundsWaiting = new Map<number, number>();
     for (const t of this.txs.values()) {
       const q = this.txPlace(t.tx);
       if (q && q.stream === p.stream && q.client === p.client) {
         held++;
         if (q.version > highest) highest = q.version;
-        if (t.tx.kind === 'refund' && q.version !== p.version)
-          refundsWaiting.set(q.version, Math.max(refundsWaiting.get(q.version) ?? 0, t.tx.refund.amount));
       }
     }
     // Only the node's own key signs its updates (the treasury's its deposits), and it could sign them
@@ -1772,8 +1771,7 @@ export class Replica {
       const r = tx.refund;
       const balance = this.fundsOf(r.client);
       const heldFees = spread ? 0 : this.feesHeldFor(r.client);
-      let waiting = 0;
-      if (!spread) for (const a of refundsWaiting.values()) waiting += a;
+      const waiting = spread ? 0 : this.refundsWaitingFor(r.client, r.serial);
       if (r.amount > balance - heldFees - waiting)
         return {
           ok: false,

@@ -1642,10 +1642,7 @@ export function buildApi(host: NodeHost, opts: ApiOptions = {}): FastifyInstance
           ? [{ serial: tx.refund.serial, amount: tx.refund.amount }]
           : [],
       );
-      const bySerial = new Map<number, number>();
-      for (const r of pendingRefunds) bySerial.set(r.serial, Math.max(bySerial.get(r.serial) ?? 0, r.amount));
-      let waiting = 0;
-      for (const a of bySerial.values()) waiting += a;
+      const waiting = host.replica.refundsWaitingFor(client);
       const heldFees = host.replica.feesHeldFor(client);
       return {
         client: req.params.client,
