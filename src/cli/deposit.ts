@@ -42,6 +42,10 @@ interface Account {
   exists?: boolean;
   seq: number;
   deposits: number;
+  /** What a refund through this node may take back now, and the client's last refund serial (undefined from a node before refunds). */
+  refundable?: number;
+  refunds?: number;
+  heldFees?: number;
 }
 
 /** GET /v1/accounts/:client at a node, checked. */
@@ -54,7 +58,16 @@ async function account(api: string, client: Uint8Array, b: Budget, when: string)
       'BAD_RESPONSE',
       `${url} answered without balance, seq and deposits; is this a Dropbear node?`,
     );
-  return { balance, exists: typeof exists === 'boolean' ? exists : undefined, seq, deposits } as Account;
+  const opt = (v: unknown) => (Number.isSafeInteger(v) ? (v as number) : undefined);
+  return {
+    balance,
+    exists: typeof exists === 'boolean' ? exists : undefined,
+    seq,
+    deposits,
+    refundable: opt(body.refundable),
+    refunds: opt(body.refunds),
+    heldFees: opt(body.heldFees),
+  } as Account;
 }
 
 /**
@@ -217,7 +230,7 @@ export function registerDeposit(program: Command): void {
     .addHelpText(
       'after',
       '\nWithout --client or --key: the client key group.json names. Prints the balance on one line, then where it was read ' +
-        '(and, for a key with no account, a line saying so: its balance reads 0). ' +
+        '(and, for a key with no account, a line saying so: its balance reads 0; else what it may take back now with `npx dropbear refund`). ' +
         'Exit status: 0 the balance was read, 2 an error (one line on stderr: error [CODE]: message).\n',
     )
     .action(async (o: { group: string; client?: string; key?: string; node: string; wait: string }) => {
@@ -235,5 +248,11 @@ export function registerDeposit(program: Command): void {
         process.stdout.write(
           'no account for this key: neither the genesis nor a deposit made one (is it the key you meant?)\n',
         );
+      else if (a.refundable !== undefined && a.refunds !== undefined) {
+        const held = a.heldFees ? `; ${a.heldFees} held by its requests waiting at node ${node.id}` : '';
+        process.stdout.write(
+          `it may take back ${a.refundable} now (npx dropbear refund; ${a.refunds} refund${a.refunds === 1 ? '' : 's'} applied so far${held})\n`,
+        );
+      }
     });
 }

@@ -257,6 +257,30 @@ describe('dropbear balance', () => {
     expect(r.stdout.split('\n')[0]).toBe('77');
     expect(r.stdout).toContain('as of batch 12; the group has applied 7 deposits');
     expect(r.stdout).not.toMatch(/no account/);
+    // A node before refunds says nothing of them: no line about them.
+    expect(r.stdout).not.toMatch(/take back/);
+  });
+
+  it('says what the client may take back with a refund, from a node that tells', async () => {
+    accountBody = {
+      balance: 77,
+      exists: true,
+      seq: 12,
+      deposits: 7,
+      refunds: 2,
+      heldFees: 7,
+      refundable: 60,
+    };
+    try {
+      const r = await runCliInProcess(['balance', '--group', dir, '--client', toB64u(new Uint8Array(32))]);
+      expect(r.code).toBe(0);
+      expect(r.stdout.split('\n')[0]).toBe('77');
+      expect(r.stdout).toMatch(
+        /^it may take back 60 now \(npx dropbear refund; 2 refunds applied so far; 7 held by its requests waiting at node 0\)$/m,
+      );
+    } finally {
+      accountBody = { balance: 77, exists: true, seq: 12, deposits: 7 };
+    }
   });
 
   it('says so when no account exists for the key (a mistyped key reads 0 like an empty account)', async () => {
