@@ -74,7 +74,10 @@ export function registerInfer(program: Command): void {
     .command('infer')
     .description("send images to a group; print each node's vote and the certified decision (verified)")
     .requiredOption('--group <dir>', 'the group folder (from `dropbear group init`)')
-    .argument('<images...>', 'JPEG or PNG files')
+    .argument(
+      '<images...>',
+      'JPEG or PNG files, or DBT1 tensor files (the stand-in model takes only its own tensor: docs/api.md, "CLI")',
+    )
     .option('--out <dir>', 'write each certificate as <requestId>.json here')
     .option('--send-to <all|k>', 'send to every node (default) or to k of them')
     .option(
