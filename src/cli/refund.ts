@@ -94,10 +94,20 @@ export function registerRefund(program: Command): void {
       const client = toB64u(key.publicKey);
       const budget: Budget = { node: id, waitMs, deadline: performance.now() + waitMs };
       const url = `${node.api}/v1/accounts/${client}`;
-      const now = refundStateOf(
-        url,
-        expectObject(url, await fetchWithin(budget, url, 'nothing was submitted')),
-      );
+      // Down: nothing was submitted, and any node takes the refund (signed with the client's key). It said
+      // only "is the node running?" (2026-12-07), where withdraw and set-fee name --via.
+      let answer: Awaited<ReturnType<typeof fetchWithin>>;
+      try {
+        answer = await fetchWithin(budget, url, 'nothing was submitted');
+      } catch (e) {
+        if (e instanceof DropbearError && e.code === 'NODE_UNREACHABLE')
+          throw new DropbearError(
+            'NODE_UNREACHABLE',
+            `${e.message} Nothing was submitted; any node of the group takes the refund: submit it through another (not node ${id}) with --node ID`,
+          );
+        throw e;
+      }
+      const now = refundStateOf(url, expectObject(url, answer));
       const held = [
         now.heldFees > 0 ? `${now.heldFees} held by its requests waiting to be ordered` : '',
         now.waiting > 0 ? `${now.waiting} in refunds waiting to be ordered` : '',

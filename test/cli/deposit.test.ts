@@ -565,4 +565,13 @@ describe('dropbear refund', () => {
     expect(noEffect.code).toBe(2);
     expect(noEffect.stderr).toMatch(/^error \[TX_SUPERSEDED\]: .*a refund of more than the balance then/);
   });
+  it('through a node that is down: NODE_UNREACHABLE saying nothing was submitted and naming --node, as withdraw names --via', async () => {
+    const before = posted.length;
+    const down = await refund('--amount', '1', '--node', '1', '--wait', '5000');
+    expect(down.code).toBe(2);
+    expect(down.stderr).toMatch(
+      /^error \[NODE_UNREACHABLE\]: .*Nothing was submitted; any node of the group takes the refund: submit it through another \(not node 1\) with --node ID\n$/,
+    );
+    expect(posted.length).toBe(before);
+  });
 });
