@@ -107,11 +107,19 @@ export function registerRefund(program: Command): void {
           );
         throw e;
       }
-      const now = refundStateOf(url, expectObject(url, answer));
+      const body = expectObject(url, answer);
+      const now = refundStateOf(url, body);
       const held = [
         now.heldFees > 0 ? `${now.heldFees} held by its requests waiting to be ordered` : '',
         now.waiting > 0 ? `${now.waiting} in refunds waiting to be ordered` : '',
       ].filter((x) => x !== '');
+      // A key with no account (the treasury's or a node's key given as --key, a new one not yet funded): say
+      // so, as `balance` does; "holds 0" read as an emptied account (2026-12-07).
+      if (body.exists === false)
+        throw new DropbearError(
+          all ? 'NOTHING_TO_REFUND' : 'TX_REFUND_TOO_LARGE',
+          `the client ${client} has no account: neither the genesis nor a deposit made one (is it the key you meant?); nothing was submitted`,
+        );
       const of = `the client ${client} holds ${now.balance} (as of batch ${now.seq}${held.length > 0 ? `; ${held.join(', ')}` : ''})`;
       if (all && now.refundable <= 0)
         throw new DropbearError(

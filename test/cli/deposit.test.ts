@@ -574,4 +574,28 @@ describe('dropbear refund', () => {
     );
     expect(posted.length).toBe(before);
   });
+  it('a key with no account (the treasury\'s, a node\'s, a new one) says so, as balance does, not just "holds 0"; nothing sent', async () => {
+    accountBody = {
+      ...ACCOUNT,
+      balance: 0,
+      exists: false,
+      refunds: 0,
+      pendingRefunds: [],
+      heldFees: 0,
+      refundable: 0,
+    };
+    const before = posted.length;
+    const one = await refund('--amount', '1');
+    expect([one.code, one.stderr]).toEqual([
+      2,
+      expect.stringMatching(
+        /^error \[TX_REFUND_TOO_LARGE\]: the client \S+ has no account: neither the genesis nor a deposit made one \(is it the key you meant\?\); nothing was submitted\n$/,
+      ),
+    ]);
+    const all = await refund('--amount', 'all');
+    expect(all.stderr).toMatch(
+      /^error \[NOTHING_TO_REFUND\]: the client \S+ has no account: .*is it the key you meant/,
+    );
+    expect(posted.length).toBe(before);
+  });
 });
