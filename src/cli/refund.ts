@@ -4,7 +4,7 @@
  * ordered and applied (docs/api.md, "Refunds"), as it pays an owner's withdrawal.
  */
 import type { Command } from 'commander';
-import { DropbearError, groupIdOf, signRefund, toB64u } from '../protocol/index.ts';
+import { DropbearError, groupIdOf, hex, signRefund, toB64u, txIdOf } from '../protocol/index.ts';
 import { readKeyFile } from '../protocol/keyfile.ts';
 import { parseAmount, submitAndWait } from './deposit.ts';
 import { usageError } from './errors.ts';
@@ -80,7 +80,7 @@ export function registerRefund(program: Command): void {
         'Exit status: 0 the refund was ordered and applied, 2 an error (one line on stderr: error [CODE]: message; CLI_USAGE for a bad option; ' +
         'TX_REFUND_TOO_LARGE or NOTHING_TO_REFUND, nothing submitted; ' +
         'TX_SUPERSEDED when another refund of the same serial was ordered first, or the balance no longer covered it when it was ordered; TIMEOUT when --wait ran out: it may still be ordered, ' +
-        'see `npx dropbear balance` before trying again).\n',
+        'see `npx dropbear tx --group DIR TXID` with the TXID printed before trying again: `balance` shows no refund waiting).\n',
     )
     .action(async (o: { group: string; amount: string; key?: string; node: string; wait: string }) => {
       const all = o.amount === 'all';
@@ -138,7 +138,9 @@ export function registerRefund(program: Command): void {
         tx,
         budget,
         `client ${client}: take back ${amount} of ${now.balance}, serial ${now.next}, through node ${id}`,
-        `see \`npx dropbear balance --group ${o.group}${o.key !== undefined ? ` --key ${o.key}` : ''}\` before trying again`,
+        // Not `balance` (until 2026-12-07): it shows no refund waiting, and a refund tried again while the
+        // first still waits takes the money twice once both are ordered. `tx` says whether this one applied.
+        `see \`npx dropbear tx --group ${o.group} ${hex(txIdOf(tx))}\` (whether it applied) before trying again`,
       );
       process.stdout.write(
         `ordered in batch ${seq}: the client took back ${amount}; the treasury pays it once it has checked the id above (npx dropbear tx)\n`,

@@ -598,4 +598,14 @@ describe('dropbear refund', () => {
     );
     expect(posted.length).toBe(before);
   });
+  it('TIMEOUT while the refund waits names `dropbear tx` with its id, which says whether it applied (balance shows no refund waiting)', async () => {
+    accountBody = ACCOUNT;
+    txAnswer = { status: 'pending' };
+    const r = await refund('--amount', '5', '--wait', '600');
+    expect(r.code).toBe(2);
+    const txId = /^submitted ([0-9a-f]{64})/.exec(r.stdout)![1];
+    expect(r.stderr).toMatch(/^error \[TIMEOUT\]: not ordered within 600 ms; it may still be/);
+    expect(r.stderr).toContain(`\`npx dropbear tx --group ${dir} ${txId}\``);
+    expect(r.stderr).not.toContain('dropbear balance');
+  });
 });
