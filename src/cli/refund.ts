@@ -137,7 +137,9 @@ export function registerRefund(program: Command): void {
         node.api,
         tx,
         budget,
-        `client ${client}: take back ${amount} of ${now.balance}, serial ${now.next}, through node ${id}`,
+        // `all` takes less than the balance while requests or refunds wait: say where the rest is ("take back
+        // 64 of 68" did not add up, 2026-12-07).
+        `client ${client}: take back ${amount} of ${now.balance}${all && held.length > 0 ? ` (${held.join(', ')})` : ''}, serial ${now.next}, through node ${id}`,
         // Not `balance` (until 2026-12-07): it shows no refund waiting, and a refund tried again while the
         // first still waits takes the money twice once both are ordered. `tx` says whether this one applied.
         `see \`npx dropbear tx --group ${o.group} ${hex(txIdOf(tx))}\` (whether it applied) before trying again`,

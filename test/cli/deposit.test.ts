@@ -528,6 +528,10 @@ describe('dropbear refund', () => {
     const tx = posted.at(-1)!;
     if (tx.kind !== 'refund') throw new Error(`posted a ${tx.kind}`);
     expect(tx.refund).toEqual({ client: readKeyFile(other).publicKey, serial: 6, amount: 420 });
+    // 420 of 500: the line says where the other 80 are, else the numbers do not add up.
+    expect(r.stdout).toContain(
+      'take back 420 of 500 (30 held by its requests waiting to be ordered, 50 in refunds waiting to be ordered), serial 6, through node 0)',
+    );
   });
 
   it('more than may be taken back, nothing left for `all`, no effect, bad amounts and a bad answer: their codes, nothing more sent', async () => {
