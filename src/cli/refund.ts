@@ -73,7 +73,8 @@ export function registerRefund(program: Command): void {
         '  npx dropbear refund --group out/g --key alice.json --amount all --node 1   # node 0 is down: through node 1\n\n' +
         "The command reads the client's next refund serial and what it may take back from the node it submits to (GET /v1/accounts/KEY: " +
         "the balance less the maxFee of the client's requests waiting there to be ordered and its refunds waiting), and waits there until the refund is ordered. " +
-        'More than that is refused before anything is signed, TX_REFUND_TOO_LARGE (`all` with nothing left: NOTHING_TO_REFUND), as a node refuses it (409 TX_REFUND_TOO_LARGE). ' +
+        'More than that is refused before anything is signed, TX_REFUND_TOO_LARGE (`all` with nothing left: NOTHING_TO_REFUND), as a node refuses it (409 TX_REFUND_TOO_LARGE; ' +
+        '`all` refused so, because a request of the client reached the node after it was read, reads again and takes what is left). ' +
         "The group takes the money out after the requests ordered in the refund's own batch are charged; requests of the client ordered later find the lower balance " +
         '(those it no longer covers are skipped, uncharged). The money leaves the group: the treasury pays the client outside it once the refund is ordered and applied ' +
         '(it checks the TXID printed here with `npx dropbear tx --group DIR TXID` before it pays: docs/api.md, "Refunds").\n\n' +
@@ -94,56 +95,69 @@ export function registerRefund(program: Command): void {
       const client = toB64u(key.publicKey);
       const budget: Budget = { node: id, waitMs, deadline: performance.now() + waitMs };
       const url = `${node.api}/v1/accounts/${client}`;
-      // Down: nothing was submitted, and any node takes the refund (signed with the client's key). It said
-      // only "is the node running?" (2026-12-07), where withdraw and set-fee name --via.
-      let answer: Awaited<ReturnType<typeof fetchWithin>>;
-      try {
-        answer = await fetchWithin(budget, url, 'nothing was submitted');
-      } catch (e) {
-        if (e instanceof DropbearError && e.code === 'NODE_UNREACHABLE')
+      let amount: number;
+      let seq: number;
+      for (let tries = 0; ; tries++) {
+        // Down: nothing was submitted, and any node takes the refund (signed with the client's key). It said
+        // only "is the node running?" (2026-12-07), where withdraw and set-fee name --via.
+        let answer: Awaited<ReturnType<typeof fetchWithin>>;
+        try {
+          answer = await fetchWithin(budget, url, 'nothing was submitted');
+        } catch (e) {
+          if (e instanceof DropbearError && e.code === 'NODE_UNREACHABLE')
+            throw new DropbearError(
+              'NODE_UNREACHABLE',
+              `${e.message} Nothing was submitted; any node of the group takes the refund: submit it through another (not node ${id}) with --node ID`,
+            );
+          throw e;
+        }
+        const body = expectObject(url, answer);
+        const now = refundStateOf(url, body);
+        const held = [
+          now.heldFees > 0 ? `${now.heldFees} held by its requests waiting to be ordered` : '',
+          now.waiting > 0 ? `${now.waiting} in refunds waiting to be ordered` : '',
+        ].filter((x) => x !== '');
+        // A key with no account (the treasury's or a node's key given as --key, a new one not yet funded): say
+        // so, as `balance` does; "holds 0" read as an emptied account (2026-12-07).
+        if (body.exists === false)
           throw new DropbearError(
-            'NODE_UNREACHABLE',
-            `${e.message} Nothing was submitted; any node of the group takes the refund: submit it through another (not node ${id}) with --node ID`,
+            all ? 'NOTHING_TO_REFUND' : 'TX_REFUND_TOO_LARGE',
+            `the client ${client} has no account: neither the genesis nor a deposit made one (is it the key you meant?); nothing was submitted`,
           );
-        throw e;
+        const of = `the client ${client} holds ${now.balance} (as of batch ${now.seq}${held.length > 0 ? `; ${held.join(', ')}` : ''})`;
+        if (all && now.refundable <= 0)
+          throw new DropbearError(
+            'NOTHING_TO_REFUND',
+            `${of}: nothing is left to take back; nothing was submitted`,
+          );
+        amount = all ? now.refundable : asked;
+        if (amount > now.refundable)
+          throw new DropbearError(
+            'TX_REFUND_TOO_LARGE',
+            `${of}: it may take back ${now.refundable}, not ${amount}; nothing was submitted`,
+          );
+        const tx = signRefund(groupIdOf(g.genesis), { client: key.publicKey, serial: now.next, amount }, key);
+        try {
+          seq = await submitAndWait(
+            node.api,
+            tx,
+            budget,
+            // `all` takes less than the balance while requests or refunds wait: say where the rest is ("take back
+            // 64 of 68" did not add up, 2026-12-07).
+            `client ${client}: take back ${amount} of ${now.balance}${all && held.length > 0 ? ` (${held.join(', ')})` : ''}, serial ${now.next}, through node ${id}`,
+            // Not `balance` (until 2026-12-07): it shows no refund waiting, and a refund tried again while the
+            // first still waits takes the money twice once both are ordered. `tx` says whether this one applied.
+            `see \`npx dropbear tx --group ${o.group} ${hex(txIdOf(tx))}\` (whether it applied) before trying again`,
+          );
+        } catch (e) {
+          // The node refused it (409): a request or refund of the client reached the node after it was read.
+          // `all` reads again and takes what is left (it failed, 2026-12-07); an amount says nothing was sent.
+          if (!(e instanceof DropbearError && e.code === 'TX_REFUND_TOO_LARGE')) throw e;
+          if (all && tries < 3) continue;
+          throw new DropbearError('TX_REFUND_TOO_LARGE', `${e.message}; nothing was submitted`);
+        }
+        break;
       }
-      const body = expectObject(url, answer);
-      const now = refundStateOf(url, body);
-      const held = [
-        now.heldFees > 0 ? `${now.heldFees} held by its requests waiting to be ordered` : '',
-        now.waiting > 0 ? `${now.waiting} in refunds waiting to be ordered` : '',
-      ].filter((x) => x !== '');
-      // A key with no account (the treasury's or a node's key given as --key, a new one not yet funded): say
-      // so, as `balance` does; "holds 0" read as an emptied account (2026-12-07).
-      if (body.exists === false)
-        throw new DropbearError(
-          all ? 'NOTHING_TO_REFUND' : 'TX_REFUND_TOO_LARGE',
-          `the client ${client} has no account: neither the genesis nor a deposit made one (is it the key you meant?); nothing was submitted`,
-        );
-      const of = `the client ${client} holds ${now.balance} (as of batch ${now.seq}${held.length > 0 ? `; ${held.join(', ')}` : ''})`;
-      if (all && now.refundable <= 0)
-        throw new DropbearError(
-          'NOTHING_TO_REFUND',
-          `${of}: nothing is left to take back; nothing was submitted`,
-        );
-      const amount = all ? now.refundable : asked;
-      if (amount > now.refundable)
-        throw new DropbearError(
-          'TX_REFUND_TOO_LARGE',
-          `${of}: it may take back ${now.refundable}, not ${amount}; nothing was submitted`,
-        );
-      const tx = signRefund(groupIdOf(g.genesis), { client: key.publicKey, serial: now.next, amount }, key);
-      const seq = await submitAndWait(
-        node.api,
-        tx,
-        budget,
-        // `all` takes less than the balance while requests or refunds wait: say where the rest is ("take back
-        // 64 of 68" did not add up, 2026-12-07).
-        `client ${client}: take back ${amount} of ${now.balance}${all && held.length > 0 ? ` (${held.join(', ')})` : ''}, serial ${now.next}, through node ${id}`,
-        // Not `balance` (until 2026-12-07): it shows no refund waiting, and a refund tried again while the
-        // first still waits takes the money twice once both are ordered. `tx` says whether this one applied.
-        `see \`npx dropbear tx --group ${o.group} ${hex(txIdOf(tx))}\` (whether it applied) before trying again`,
-      );
       process.stdout.write(
         `ordered in batch ${seq}: the client took back ${amount}; the treasury pays it once it has checked the id above (npx dropbear tx)\n`,
       );

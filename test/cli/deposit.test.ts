@@ -56,6 +56,8 @@ let ownersBody: unknown = {
 let statusBody: unknown = STATUS;
 /** What the fake node answers for GET /v1/accounts/:client. */
 let accountBody: Record<string, unknown> = { balance: 77, exists: true, seq: 12, deposits: 7 };
+/** How many transactions the fake node refuses next, 409 TX_REFUND_TOO_LARGE (a request came in between). */
+let refundRefusals = 0;
 /** The maxFee of each request posted to the fake node. */
 const requested: number[] = [];
 /** What the fake node answers every request with. */
@@ -83,6 +85,11 @@ beforeAll(async () => {
       res.writeHead(status, { 'content-type': 'application/json' }).end(JSON.stringify(b));
     if (req.url === '/v1/status') return json(200, statusBody);
     if (req.url === '/v1/owners') return json(200, ownersBody);
+    if (req.method === 'POST' && req.url === '/v1/txs' && refundRefusals > 0) {
+      refundRefusals--;
+      await body(req);
+      return json(409, { error: { code: 'TX_REFUND_TOO_LARGE', message: 'it may take back 416, not 420' } });
+    }
     if (req.method === 'POST' && req.url === '/v1/txs') {
       const tx = fromJson(Tx, (JSON.parse(await body(req)) as { tx: unknown }).tx);
       posted.push(tx);
@@ -611,5 +618,22 @@ describe('dropbear refund', () => {
     expect(r.stderr).toMatch(/^error \[TIMEOUT\]: not ordered within 600 ms; it may still be/);
     expect(r.stderr).toContain(`\`npx dropbear tx --group ${dir} ${txId}\``);
     expect(r.stderr).not.toContain('dropbear balance');
+  });
+  it('`all` refused by the node (a request of the client came in after it was read) reads again and takes what is left; an amount says nothing was submitted', async () => {
+    accountBody = ACCOUNT;
+    txAnswer = { status: 'executed', seq: 25, applied: true };
+    refundRefusals = 1;
+    const r = await refund('--amount', 'all');
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/ordered in batch 25: the client took back 420;/);
+    refundRefusals = 1;
+    const before = posted.length;
+    const fixed = await refund('--amount', '420');
+    expect(fixed.code).toBe(2);
+    expect(fixed.stderr).toMatch(
+      /^error \[TX_REFUND_TOO_LARGE\]: .*it may take back 416, not 420; nothing was submitted/,
+    );
+    expect(posted.length).toBe(before);
   });
 });
