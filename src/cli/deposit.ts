@@ -13,11 +13,13 @@ import { expectObject } from './http.ts';
 import { type Budget, fetchWithin, parseNodeId, parseWaitMs } from './model-update.ts';
 import { publicKeyArg } from './owners.ts';
 
-/** `--amount`: a positive whole number in decimal, at most 2^53 − 1; anything else a usage error. */
-export function parseAmount(s: string): number {
+/** `--amount`: a positive whole number in decimal, at most 2^53 − 1; anything else a usage error (naming `all` where the command also takes it: `orAll`). */
+export function parseAmount(s: string, orAll = false): number {
   const n = /^[1-9][0-9]*$/.test(s) ? Number(s) : Number.NaN;
   if (!Number.isSafeInteger(n))
-    throw usageError(`--amount must be a positive whole number (at most 2^53 − 1), not ${JSON.stringify(s)}`);
+    throw usageError(
+      `--amount must be a positive whole number (at most 2^53 − 1)${orAll ? ' or `all`' : ''}, not ${JSON.stringify(s)}`,
+    );
   return n;
 }
 

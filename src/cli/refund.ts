@@ -85,7 +85,7 @@ export function registerRefund(program: Command): void {
     )
     .action(async (o: { group: string; amount: string; key?: string; node: string; wait: string }) => {
       const all = o.amount === 'all';
-      const asked = all ? 0 : parseAmount(o.amount);
+      const asked = all ? 0 : parseAmount(o.amount, true);
       const waitMs = parseWaitMs(o.wait);
       const g = loadGroup(o.group);
       const id = parseNodeId(o.node);

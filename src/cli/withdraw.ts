@@ -92,7 +92,7 @@ export function registerWithdraw(program: Command): void {
         wait: string;
       }) => {
         const all = o.amount === 'all';
-        const asked = all ? 0 : parseAmount(o.amount);
+        const asked = all ? 0 : parseAmount(o.amount, true);
         const { g, id, api, key, budget, through } = ownerCall(o);
         const statusUrl = `${api}/v1/status`;
         const ownersUrl = `${api}/v1/owners`;

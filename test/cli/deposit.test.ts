@@ -636,4 +636,18 @@ describe('dropbear refund', () => {
     );
     expect(posted.length).toBe(before);
   });
+  it('a bad --amount names `all` among what refund and withdraw take ("ALL" read only "a positive whole number")', async () => {
+    for (const cmd of [
+      ['refund', '--group', dir],
+      ['withdraw', '--group', dir, '--node', '2'],
+    ]) {
+      const r = await runCliInProcess([...cmd, '--amount', 'ALL']);
+      expect(r.stderr, cmd[0]).toBe(
+        'error [CLI_USAGE]: --amount must be a positive whole number (at most 2^53 − 1) or `all`, not "ALL"\n',
+      );
+    }
+    expect((await deposit('--amount', 'all')).stderr).toMatch(
+      /positive whole number \(at most 2\^53 − 1\), not "all"/,
+    );
+  });
 });
