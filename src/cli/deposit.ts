@@ -9,7 +9,7 @@ import { DropbearError, equalBytes, groupIdOf, signDeposit, Tx, toB64u, toJson }
 import { readKeyFile } from '../protocol/keyfile.ts';
 import { usageError } from './errors.ts';
 import { type LoadedGroup, loadGroup } from './group.ts';
-import { expectObject } from './http.ts';
+import { expectObject, intRecords } from './http.ts';
 import { type Budget, fetchWithin, parseNodeId, parseWaitMs } from './model-update.ts';
 import { publicKeyArg } from './owners.ts';
 
@@ -48,6 +48,8 @@ interface Account {
   refundable?: number;
   refunds?: number;
   heldFees?: number;
+  /** The client's refunds the node holds waiting to be ordered. */
+  pendingRefunds: { serial: number; amount: number }[];
 }
 
 /** GET /v1/accounts/:client at a node, checked. */
@@ -69,6 +71,7 @@ async function account(api: string, client: Uint8Array, b: Budget, when: string)
     refundable: opt(body.refundable),
     refunds: opt(body.refunds),
     heldFees: opt(body.heldFees),
+    pendingRefunds: intRecords(body.pendingRefunds, ['serial', 'amount'] as const) ? body.pendingRefunds : [],
   } as Account;
 }
 
@@ -252,8 +255,11 @@ export function registerDeposit(program: Command): void {
         );
       else if (a.refundable !== undefined && a.refunds !== undefined) {
         const held = a.heldFees ? `; ${a.heldFees} held by its requests waiting at node ${node.id}` : '';
+        // After a refund's TIMEOUT the balance alone did not say whether the refund still waited (a
+        // walkthrough, 2026-12-07): the ones waiting at the node are named.
+        const waiting = a.pendingRefunds.map((p) => `serial ${p.serial} of ${p.amount}`).join(', ');
         process.stdout.write(
-          `it may take back ${a.refundable} now (npx dropbear refund; ${a.refunds} refund${a.refunds === 1 ? '' : 's'} applied so far${held})\n`,
+          `it may take back ${a.refundable} now (npx dropbear refund; ${a.refunds} refund${a.refunds === 1 ? '' : 's'} applied so far${held}${waiting === '' ? '' : `; waiting at node ${node.id} to be ordered: ${waiting}`})\n`,
         );
       }
     });

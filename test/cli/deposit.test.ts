@@ -275,6 +275,7 @@ describe('dropbear balance', () => {
       seq: 12,
       deposits: 7,
       refunds: 2,
+      pendingRefunds: [{ serial: 3, amount: 10 }],
       heldFees: 7,
       refundable: 60,
     };
@@ -283,7 +284,7 @@ describe('dropbear balance', () => {
       expect(r.code).toBe(0);
       expect(r.stdout.split('\n')[0]).toBe('77');
       expect(r.stdout).toMatch(
-        /^it may take back 60 now \(npx dropbear refund; 2 refunds applied so far; 7 held by its requests waiting at node 0\)$/m,
+        /^it may take back 60 now \(npx dropbear refund; 2 refunds applied so far; 7 held by its requests waiting at node 0; waiting at node 0 to be ordered: serial 3 of 10\)$/m,
       );
     } finally {
       accountBody = { balance: 77, exists: true, seq: 12, deposits: 7 };
