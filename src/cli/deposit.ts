@@ -10,7 +10,7 @@ import { readKeyFile } from '../protocol/keyfile.ts';
 import { usageError } from './errors.ts';
 import { type LoadedGroup, loadGroup } from './group.ts';
 import { expectObject, intRecords } from './http.ts';
-import { type Budget, fetchWithin, parseNodeId, parseWaitMs } from './model-update.ts';
+import { type Budget, fetchWithin, parseNodeId, parseWaitMs, viaHint } from './model-update.ts';
 import { publicKeyArg } from './owners.ts';
 
 /** `--amount`: a positive whole number in decimal, at most 2^53 − 1; anything else a usage error (naming `all` where the command also takes it: `orAll`). */
@@ -211,7 +211,8 @@ export function registerDeposit(program: Command): void {
             `${keyFile} is not the treasury key the genesis names; nothing was submitted`,
           );
         const budget: Budget = { node: node.id, waitMs, deadline: performance.now() + waitMs };
-        const serial = await nextSerial(node.api, budget);
+        // Down: nothing was submitted, and any node takes the deposit (it said only "is the node running?").
+        const serial = await viaHint(o.node, 'the deposit', () => nextSerial(node.api, budget), '--node');
         const tx = signDeposit(groupIdOf(g.genesis), { client, amount, serial }, treasury);
         if (tx.kind !== 'deposit') throw new Error('unreachable');
         const who = toB64u(client);

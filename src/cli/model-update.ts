@@ -172,17 +172,23 @@ export function ownerCall(o: { group: string; node: string; key?: string; via?: 
 
 /**
  * `read()`, with a NODE_UNREACHABLE of the node asked (the node itself, or the one `--via` names) saying that
- * nothing was submitted and that any node takes the transaction (`what`): `--via ID` (another). Through a
+ * nothing was submitted and that any node takes the transaction (`what`): `--via ID` (another; `option`
+ * names the flag where a command calls it `--node`: deposit, refund). Through a
  * `--via` node that was down it said only "is the node running?" (2026-12-07).
  */
-export async function viaHint<T>(via: string | undefined, what: string, read: () => Promise<T>): Promise<T> {
+export async function viaHint<T>(
+  via: string | undefined,
+  what: string,
+  read: () => Promise<T>,
+  option = '--via',
+): Promise<T> {
   try {
     return await read();
   } catch (e) {
     if (e instanceof DropbearError && e.code === 'NODE_UNREACHABLE')
       throw new DropbearError(
         'NODE_UNREACHABLE',
-        `${e.message} Nothing was submitted; any node of the group takes ${what}: submit it through another${via === undefined ? '' : ` (not node ${via})`} with --via ID`,
+        `${e.message} Nothing was submitted; any node of the group takes ${what}: submit it through another${via === undefined ? '' : ` (not node ${via})`} with ${option} ID`,
       );
     throw e;
   }

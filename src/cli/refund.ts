@@ -10,7 +10,7 @@ import { parseAmount, submitAndWait } from './deposit.ts';
 import { usageError } from './errors.ts';
 import { loadGroup } from './group.ts';
 import { expectObject, intRecords } from './http.ts';
-import { type Budget, fetchWithin, parseNodeId, parseWaitMs } from './model-update.ts';
+import { type Budget, fetchWithin, parseNodeId, parseWaitMs, viaHint } from './model-update.ts';
 
 /**
  * The client's next refund serial and what it may take back now, by a node's `GET /v1/accounts/:client`
@@ -100,17 +100,12 @@ export function registerRefund(program: Command): void {
       for (let tries = 0; ; tries++) {
         // Down: nothing was submitted, and any node takes the refund (signed with the client's key). It said
         // only "is the node running?" (2026-12-07), where withdraw and set-fee name --via.
-        let answer: Awaited<ReturnType<typeof fetchWithin>>;
-        try {
-          answer = await fetchWithin(budget, url, 'nothing was submitted');
-        } catch (e) {
-          if (e instanceof DropbearError && e.code === 'NODE_UNREACHABLE')
-            throw new DropbearError(
-              'NODE_UNREACHABLE',
-              `${e.message} Nothing was submitted; any node of the group takes the refund: submit it through another (not node ${id}) with --node ID`,
-            );
-          throw e;
-        }
+        const answer = await viaHint(
+          String(id),
+          'the refund',
+          () => fetchWithin(budget, url, 'nothing was submitted'),
+          '--node',
+        );
         const body = expectObject(url, answer);
         const now = refundStateOf(url, body);
         const held = [

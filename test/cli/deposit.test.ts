@@ -194,10 +194,12 @@ describe('dropbear deposit: bad options, before anything is sent', () => {
     expect(posted).toEqual([]);
   });
 
-  it('a node that does not listen is NODE_UNREACHABLE', async () => {
+  it('a node that does not listen is NODE_UNREACHABLE, saying nothing was submitted and naming --node', async () => {
     const r = await deposit('--amount', '5', '--node', '1');
     expect(r.code).toBe(2);
-    expect(r.stderr).toMatch(/^error \[NODE_UNREACHABLE\]/);
+    expect(r.stderr).toMatch(
+      /^error \[NODE_UNREACHABLE\]: .*Nothing was submitted; any node of the group takes the deposit: submit it through another \(not node 1\) with --node ID/,
+    );
   });
 });
 
