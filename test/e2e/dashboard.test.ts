@@ -196,8 +196,17 @@ describe.skipIf(!haveChromium && !required)('dashboard in Chromium', () => {
       'leaf index': { ...good, leafIndex: (good.leafIndex as number) + 1 },
       'outcome fee': { ...good, outcome: { ...(good.outcome as object), fee: 12345 } },
       'an unknown field': { ...good, extra: 1 },
-      'another request of the batch': toJson(Certificate, { ...results[2].certificate, path: [] }),
+      // Another request's outcome under this certificate's receipt and path: wrong whatever batch it was in.
+      'another request': {
+        ...good,
+        outcome: (toJson(Certificate, results[2].certificate) as { outcome: unknown }).outcome,
+      },
     };
+    // A certificate of a batch of several with its path dropped (a batch of one has an empty path, which is
+    // right: the CI's loaded machine once cut results[2] alone into its batch, and that variant verified).
+    const inBatch = results.slice(2).find((r) => r.certificate.path.length > 0);
+    if (inBatch)
+      variants['another request of the batch'] = toJson(Certificate, { ...inBatch.certificate, path: [] });
     for (const [what, json] of Object.entries(variants)) {
       const node = verifyCertificate(json, g.genesis);
       expect(node.ok, what).toBe(false);
