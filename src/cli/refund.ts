@@ -81,7 +81,7 @@ export function registerRefund(program: Command): void {
         'Exit status: 0 the refund was ordered and applied, 2 an error (one line on stderr: error [CODE]: message; CLI_USAGE for a bad option; ' +
         'TX_REFUND_TOO_LARGE or NOTHING_TO_REFUND, nothing submitted; ' +
         'TX_SUPERSEDED when another refund of the same serial was ordered first, or the balance no longer covered it when it was ordered; TIMEOUT when --wait ran out: it may still be ordered, ' +
-        'see `npx dropbear tx --group DIR TXID` with the TXID printed before trying again: `balance` shows no refund waiting).\n',
+        'see `npx dropbear tx --group DIR TXID` with the TXID printed before trying again: `balance` shows only the refunds waiting at the node it asks).\n',
     )
     .action(async (o: { group: string; amount: string; key?: string; node: string; wait: string }) => {
       const all = o.amount === 'all';
@@ -140,7 +140,7 @@ export function registerRefund(program: Command): void {
             // `all` takes less than the balance while requests or refunds wait: say where the rest is ("take back
             // 64 of 68" did not add up, 2026-12-07).
             `client ${client}: take back ${amount} of ${now.balance}${all && held.length > 0 ? ` (${held.join(', ')})` : ''}, serial ${now.next}, through node ${id}`,
-            // Not `balance` (until 2026-12-07): it shows no refund waiting, and a refund tried again while the
+            // Not `balance` (until 2026-12-07): it shows only those waiting at the node it asks, and a refund tried again while the
             // first still waits takes the money twice once both are ordered. `tx` says whether this one applied.
             `see \`npx dropbear tx --group ${o.group} ${hex(txIdOf(tx))}\` (whether it applied) before trying again`,
           );
