@@ -1436,7 +1436,16 @@ export class NodeHost {
       }
       return this.submitChecked(tx);
     }
-    if (tx.kind === 'feeChange' || tx.kind === 'refund') return this.submitChecked(tx); // a refund's balance: Replica.checkTx (fundsOf)
+    // A refund's balance: Replica.checkTx (fundsOf). A key with no account is told so here (it read "the
+    // client's balance is 0", like an emptied account), after the replica's checks (a forged one is
+    // TX_BAD_SIGNATURE).
+    if (tx.kind === 'refund' && !this.db.state.balances.has(hex(tx.refund.client)))
+      return this.refused(
+        tx,
+        'TX_REFUND_TOO_LARGE',
+        `no account for the client ${toB64u(tx.refund.client)}: neither the genesis nor a deposit made one; a refund of it would have no effect`,
+      );
+    if (tx.kind === 'feeChange' || tx.kind === 'refund') return this.submitChecked(tx);
     if (tx.kind === 'withdrawal') {
       // The ledger would use the serial and take nothing (state.ts, applyTx): refused here with a reason.
       // Against what the node earned as of the last executed batch, less the withdrawals of it waiting here.
@@ -1489,7 +1498,8 @@ export class NodeHost {
    */
   private refused(tx: Tx, code: TxRejectCode, message: string): TxOutcome {
     const c = this.replica.checkTx(tx);
-    if (!c.ok) return { ok: false, txId: c.id, code: c.code, message: c.message };
+    // The replica's own refusal of the same code (a refund over the balance) gives way to this one's reason.
+    if (!c.ok && c.code !== code) return { ok: false, txId: c.id, code: c.code, message: c.message };
     return { ok: false, txId: c.id, code, message };
   }
 

@@ -9,8 +9,10 @@ import { buildApi } from '../../src/node/api.ts';
 import {
   groupIdOf,
   hex,
+  keyPairFromSeed,
   signDeposit,
   signFeeChange,
+  signRefund,
   Tx,
   toB64u,
   toJson,
@@ -139,6 +141,28 @@ describe('POST /v1/txs with a fee change', () => {
     // GET /v1/group: each node's fee now (none changed yet: nothing is ordered without peers).
     const group = (await app.inject('/v1/group')).json() as { fees: unknown };
     expect(group.fees).toEqual(lone.group.genesis.nodes.map((n, node) => ({ node, fee: n.fee, version: 0 })));
+  });
+});
+
+describe('POST /v1/txs: refunds', () => {
+  it("a key with no account is told so (409 TX_REFUND_TOO_LARGE naming it), a forged one is 401 first, and a funded client's over its balance names the balance", async () => {
+    const stranger = keyPairFromSeed(new Uint8Array(32).fill(91));
+    const none = await post(
+      signRefund(gid(), { client: stranger.publicKey, serial: 1, amount: 5 }, stranger),
+    );
+    expect([none.statusCode, code(none)]).toEqual([409, 'TX_REFUND_TOO_LARGE']);
+    expect((none.json() as { error: { message: string } }).error.message).toMatch(
+      /^no account for the client \S+: neither the genesis nor a deposit made one; a refund of it would have no effect$/,
+    );
+    const forged = await post(
+      signRefund(gid(), { client: stranger.publicKey, serial: 1, amount: 5 }, lone.group.client),
+    );
+    expect([forged.statusCode, code(forged)]).toEqual([401, 'TX_BAD_SIGNATURE']);
+    const c = lone.group.client;
+    const balance = lone.host.db.state.balanceOf(c.publicKey);
+    const over = await post(signRefund(gid(), { client: c.publicKey, serial: 1, amount: balance + 1 }, c));
+    expect([over.statusCode, code(over)]).toEqual([409, 'TX_REFUND_TOO_LARGE']);
+    expect((over.json() as { error: { message: string } }).error.message).toContain(`balance is ${balance}`);
   });
 });
 
