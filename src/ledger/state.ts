@@ -13,36 +13,30 @@ import {
   bytes,
   CodecError,
   type CountedVote,
-  Deposit,
   DropbearError,
   decode,
   encode,
   encodeEach,
   equalBytes,
-  FeeChange,
   fixed,
   type Genesis,
   groupIdOf,
   hex,
   leafHash,
   type MerkleTree,
-  ModelUpdate,
   type Outcome,
   Outcome as OutcomeCodec,
   quorumSize,
   type Receipt,
-  Refund,
   type Request,
   receiptHashOf,
   sha256,
   sha256Parts,
   struct,
-  TAGS,
   type Tx,
   txIdOf,
   uint,
-  verifyTagged,
-  Withdrawal,
+  verifyTx,
   Writer,
 } from '../protocol/index.ts';
 
@@ -377,7 +371,7 @@ export class LedgerState {
       const key = hex(r.client);
       const current = fx.refundSerials.get(key)?.serial ?? this.refunds.get(key)?.serial ?? 0;
       if (r.serial !== current + 1) return false;
-      if (!verifyTagged(TAGS.refund, this.groupId, encode(Refund, r), tx.signature, r.client)) return false;
+      if (!verifyTx(this.genesis, this.groupId, tx)) return false;
       // A key with no account (none in the ledger, none this batch's deposits make) holds no serials: its
       // refund has no effect and leaves nothing in the state. Else anyone could make keys without end and a
       // faulty primary order a refund of each, every one an entry in the state, its digest and snapshots
@@ -396,8 +390,7 @@ export class LedgerState {
     if (tx.kind === 'deposit') {
       const d = tx.deposit;
       if (d.serial !== fx.deposits + 1) return false;
-      if (!verifyTagged(TAGS.deposit, this.groupId, encode(Deposit, d), tx.signature, this.genesis.treasury))
-        return false;
+      if (!verifyTx(this.genesis, this.groupId, tx)) return false;
       fx.deposits = d.serial;
       if (d.amount === 0 || this.genesisMoney + fx.minted + d.amount > Number.MAX_SAFE_INTEGER) return false;
       fx.minted += d.amount;
@@ -411,8 +404,7 @@ export class LedgerState {
       const c = tx.change;
       const node = this.genesis.nodes[c.node];
       if (!node || c.version !== fx.feeVersions[c.node] + 1) return false;
-      if (!verifyTagged(TAGS.feeChange, this.groupId, encode(FeeChange, c), tx.signature, node.publicKey))
-        return false;
+      if (!verifyTx(this.genesis, this.groupId, tx)) return false;
       fx.fees[c.node] = c.fee;
       fx.feeVersions[c.node] = c.version;
       return true;
@@ -421,8 +413,7 @@ export class LedgerState {
       const w = tx.withdrawal;
       const node = this.genesis.nodes[w.node];
       if (!node || w.serial !== fx.withdrawals[w.node] + 1) return false;
-      if (!verifyTagged(TAGS.withdrawal, this.groupId, encode(Withdrawal, w), tx.signature, node.publicKey))
-        return false;
+      if (!verifyTx(this.genesis, this.groupId, tx)) return false;
       fx.withdrawals[w.node] = w.serial;
       // Of what the node earned up to the batch before (its requests are charged after its transactions):
       // more than that, or 0, uses the serial and takes nothing (the node it is submitted to refuses such a
@@ -434,8 +425,7 @@ export class LedgerState {
     const u = tx.update;
     const node = this.genesis.nodes[u.node];
     if (!node || u.version !== fx.modelVersions[u.node] + 1) return false; // stale or replayed: no effect
-    if (!verifyTagged(TAGS.modelUpdate, this.groupId, encode(ModelUpdate, u), tx.signature, node.publicKey))
-      return false;
+    if (!verifyTx(this.genesis, this.groupId, tx)) return false;
     fx.models[u.node] = u.newDigest;
     fx.modelVersions[u.node] = u.version;
     return true;
@@ -634,9 +624,9 @@ export class LedgerState {
           st.agreed++;
       }
     }
-    // Refunds last, on the balances the batch's requests left: more than the balance, or from a key with no
-    // account, uses the serial and takes nothing (the node it is submitted to refuses such a one:
-    // host.submitTx).
+    // Refunds last, on the balances the batch's requests left: more than the balance uses the serial and takes
+    // nothing (the node it is submitted to refuses such a one: Replica.checkTx). Every one here has an account
+    // (applyTx takes none of a key without, and the batch's deposits were credited above).
     for (const [k, r] of fx.refundSerials) {
       const had = this.refunds.get(k);
       if (had) had.serial = r.serial;
