@@ -70,6 +70,8 @@ export function describeTx(tx: Tx): string {
       return `a withdrawal: node ${tx.withdrawal.node} takes out ${tx.withdrawal.amount} (its serial ${tx.withdrawal.serial})`;
     case 'refund':
       return `a refund: the client ${toB64u(tx.refund.client)} takes back ${tx.refund.amount} (its serial ${tx.refund.serial})`;
+    case 'transfer':
+      return `a transfer: the client ${toB64u(tx.transfer.client)} pays ${tx.transfer.amount} to the account of ${toB64u(tx.transfer.to)} (its serial ${tx.transfer.serial})`;
     case 'deposit':
       return `a deposit: ${tx.deposit.amount} to the client ${toB64u(tx.deposit.client)} (the treasury's serial ${tx.deposit.serial})`;
     case 'feeChange':

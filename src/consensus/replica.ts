@@ -14,6 +14,7 @@ import {
   CheckpointBody,
   type CommitProof,
   type CountedVote,
+  clientSpendOf,
   commitQuorum,
   DropbearError,
   decode,
@@ -522,7 +523,11 @@ export type TxRejectCode =
    * refunds waiting (checked where the balance is known: fundsOf; one a peer spread, against the balance
    * alone).
    */
-  | 'TX_REFUND_TOO_LARGE';
+  | 'TX_REFUND_TOO_LARGE'
+  /** A transfer of more than the client's balance, on the same terms as TX_REFUND_TOO_LARGE. */
+  | 'TX_TRANSFER_TOO_LARGE'
+  /** A transfer to the paying client's own account (it would move nothing). */
+  | 'TX_TRANSFER_TO_SELF';
 
 /** Why a peer's message was dropped; counted per peer (the node layer exports the counts). */
 export type Misbehaviour =
@@ -1505,12 +1510,12 @@ export class Replica {
     }
     const short = this.fundsShortBy(sr);
     if (short > 0) {
-      const refunds = this.refundsWaitingFor(sr.request.client);
+      const refunds = this.spendsWaitingFor(sr.request.client);
       this.out.push({
         type: 'rejected',
         requestId: c.id,
         code: 'INSUFFICIENT_FUNDS',
-        message: `balance ${this.fundsOf!(sr.request.client)}, less the maxFee of ${this.feesHeldFor(sr.request.client)} held by this client's requests waiting to be ordered here${refunds > 0 ? ` and ${refunds} in its refunds waiting` : ''}, is ${short} below the request's maxFee ${sr.request.maxFee}`,
+        message: `balance ${this.fundsOf!(sr.request.client)}, less the maxFee of ${this.feesHeldFor(sr.request.client)} held by this client's requests waiting to be ordered here${refunds > 0 ? ` and ${refunds} in its refunds and transfers waiting` : ''}, is ${short} below the request's maxFee ${sr.request.maxFee}`,
       });
       return;
     }
@@ -1585,28 +1590,30 @@ export class Replica {
   }
 
   /**
-   * By how much the client's balance, less what its pooled requests hold and its refunds waiting here take,
+   * By how much the client's balance, less what its pooled requests hold and its refunds and transfers waiting
+   * here take,
    * falls short of sr's maxFee (≤ 0: covered). A refund ordered before the request leaves it unpaid (skipped
    * at execution, uncharged, after every node inferred it).
    */
   private fundsShortBy(sr: SignedRequest): number {
     if (this.fundsOf === null) return 0;
     const r = sr.request;
-    return (
-      r.maxFee - (this.fundsOf(r.client) - this.feesHeldFor(r.client) - this.refundsWaitingFor(r.client))
-    );
+    return r.maxFee - (this.fundsOf(r.client) - this.feesHeldFor(r.client) - this.spendsWaitingFor(r.client));
   }
 
   /**
-   * The client's refunds waiting here: the largest of each serial (only one of a serial applies), but for
-   * serial `except` (a rival of it replaces it, whichever is ordered).
+   * What the client's refunds and transfers waiting here take: the largest of each serial (they share the
+   * client's serials, and only one of a serial applies), but for serial `except` (a rival of it replaces it,
+   * whichever is ordered).
    */
-  refundsWaitingFor(client: Uint8Array, except?: number): number {
+  spendsWaitingFor(client: Uint8Array, except?: number): number {
     if (this.txs.size === 0) return 0;
     const largest = new Map<number, number>();
-    for (const t of this.txs.values())
-      if (t.tx.kind === 'refund' && t.tx.refund.serial !== except && equalBytes(t.tx.refund.client, client))
-        largest.set(t.tx.refund.serial, Math.max(largest.get(t.tx.refund.serial) ?? 0, t.tx.refund.amount));
+    for (const t of this.txs.values()) {
+      const spend = clientSpendOf(t.tx);
+      if (spend !== null && spend.serial !== except && equalBytes(spend.client, client))
+        largest.set(spend.serial, Math.max(largest.get(spend.serial) ?? 0, spend.amount));
+    }
     let waiting = 0;
     for (const a of largest.values()) waiting += a;
     return waiting;
@@ -1686,7 +1693,7 @@ export class Replica {
     const node = p.stream % this.n;
     const of =
       p.client !== undefined
-        ? `client ${Buffer.from(p.client, 'hex').toString('base64url')}'s refunds`
+        ? `client ${Buffer.from(p.client, 'hex').toString('base64url')}'s refunds and transfers`
         : p.stream < 0
           ? "the treasury's deposits"
           : p.stream < this.n
@@ -1704,6 +1711,15 @@ export class Replica {
       return { ok: false, code: 'TX_BAD_AMOUNT', message: 'a withdrawal of 0', id };
     if (tx.kind === 'refund' && tx.refund.amount === 0)
       return { ok: false, code: 'TX_BAD_AMOUNT', message: 'a refund of 0', id };
+    if (tx.kind === 'transfer' && tx.transfer.amount === 0)
+      return { ok: false, code: 'TX_BAD_AMOUNT', message: 'a transfer of 0', id };
+    if (tx.kind === 'transfer' && equalBytes(tx.transfer.to, tx.transfer.client))
+      return {
+        ok: false,
+        code: 'TX_TRANSFER_TO_SELF',
+        message: "a transfer to the paying client's own account (it would move nothing)",
+        id,
+      };
     if (!verifyTx(this.genesis, this.groupId, tx))
       return {
         ok: false,
@@ -1767,16 +1783,18 @@ export class Replica {
     // refunds waiting. One a peer spread is held to the balance alone (a key with no account holds 0): the
     // requests and refunds waiting differ from node to node, and one the nodes that took it waited for and
     // the primary refused ran their request timers out, a view change a client could cause at will.
-    if (tx.kind === 'refund' && this.fundsOf !== null) {
-      const r = tx.refund;
+    // A transfer likewise: the two share the client's serials and take from the same balance.
+    const r = clientSpendOf(tx);
+    if (r !== null && this.fundsOf !== null) {
       const balance = this.fundsOf(r.client);
       const heldFees = spread ? 0 : this.feesHeldFor(r.client);
-      const waiting = spread ? 0 : this.refundsWaitingFor(r.client, r.serial);
+      const waiting = spread ? 0 : this.spendsWaitingFor(r.client, r.serial);
+      const may = Math.max(0, balance - heldFees - waiting);
       if (r.amount > balance - heldFees - waiting)
         return {
           ok: false,
-          code: 'TX_REFUND_TOO_LARGE',
-          message: `the client's balance is ${balance}${heldFees > 0 ? `, ${heldFees} of it held by its requests waiting to be ordered` : ''}${waiting > 0 ? `, ${waiting} more in its refunds waiting to be ordered` : ''}: it may take back ${Math.max(0, balance - heldFees - waiting)}, not ${r.amount}`,
+          code: tx.kind === 'transfer' ? 'TX_TRANSFER_TOO_LARGE' : 'TX_REFUND_TOO_LARGE',
+          message: `the client's balance is ${balance}${heldFees > 0 ? `, ${heldFees} of it held by its requests waiting to be ordered` : ''}${waiting > 0 ? `, ${waiting} more in its refunds and transfers waiting to be ordered` : ''}: it may ${tx.kind === 'transfer' ? `transfer ${may}` : `take back ${may}`}, not ${r.amount}`,
           id,
         };
     }
@@ -1785,7 +1803,7 @@ export class Replica {
 
   /**
    * The sequence a transaction is in (a node's model updates: the node's id; its fee changes: n + its id;
-   * its withdrawals: 2n + its id; the treasury's deposits: −1; a client's refunds: 3n and the client's hex
+   * its withdrawals: 2n + its id; the treasury's deposits: −1; a client's refunds and transfers: 3n and the client's hex
    * key), its place there and the place applied last (`c`: this replica's counters,
    * or copies); null for a transaction of a node the genesis does not have.
    */
@@ -1793,10 +1811,11 @@ export class Replica {
     tx: Tx,
     c?: TxCounters,
   ): { stream: number; client?: string; version: number; current: number } | null {
-    if (tx.kind === 'refund') {
-      const client = hex(tx.refund.client);
+    const spend = clientSpendOf(tx);
+    if (spend) {
+      const client = hex(spend.client);
       const current = c?.refunds.get(client) ?? this.refunds.get(client) ?? 0;
-      return { stream: 3 * this.n, client, version: tx.refund.serial, current };
+      return { stream: 3 * this.n, client, version: spend.serial, current };
     }
     if (tx.kind === 'deposit')
       return { stream: -1, version: tx.deposit.serial, current: c ? c.deposits : this.deposits };
@@ -1812,6 +1831,7 @@ export class Replica {
       const current = (c ? c.withdrawals : this.withdrawals)[w.node];
       return { stream: 2 * this.n + w.node, version: w.serial, current };
     }
+    if (tx.kind !== 'modelUpdate') return null; // refunds and transfers: above
     const u = tx.update;
     const versions = c ? c.modelVersions : this.modelVersions;
     if (!(u.node < this.n)) return null;
@@ -1907,15 +1927,20 @@ export class Replica {
     let droppedRefund = false;
     for (const [k, t] of this.txs) {
       const p = this.txPlace(t.tx);
-      if (!p || p.version <= p.current) this.txs.delete(k);
-      // A refund waiting that the balance no longer covers (a batch charged the client): a primary takes it
-      // from no peer now (checkTx), so held here it would run this node's request timer out against every
-      // primary but itself. Taken out only if no batch carries it (a deposit in flight may yet cover it).
-      else if (
-        t.tx.kind === 'refund' &&
+      if (!p || p.version <= p.current) {
+        this.txs.delete(k);
+        continue;
+      }
+      // A refund or transfer waiting that the balance no longer covers (a batch charged the client): a
+      // primary takes it from no peer now (checkTx), so held here it would run this node's request timer out
+      // against every primary but itself. Taken out only if no batch carries it (a deposit in flight may yet
+      // cover it).
+      const spend = clientSpendOf(t.tx);
+      if (
+        spend !== null &&
         t.state === 'pending' &&
         this.fundsOf !== null &&
-        t.tx.refund.amount > this.fundsOf(t.tx.refund.client)
+        spend.amount > this.fundsOf(spend.client)
       ) {
         this.txs.delete(k);
         droppedRefund = true;
@@ -1925,18 +1950,21 @@ export class Replica {
     // And the client's later serials waiting after a serial no longer held here: they could only be
     // proposed again and again to no effect (the ledger applies serial k only right after k − 1).
     const held = new Map<string, Set<number>>();
-    for (const t of this.txs.values())
-      if (t.tx.kind === 'refund') {
-        const c = hex(t.tx.refund.client);
+    for (const t of this.txs.values()) {
+      const spend = clientSpendOf(t.tx);
+      if (spend) {
+        const c = hex(spend.client);
         const serials = held.get(c) ?? new Set<number>();
-        serials.add(t.tx.refund.serial);
+        serials.add(spend.serial);
         held.set(c, serials);
       }
+    }
     for (const [k, t] of this.txs) {
-      if (t.tx.kind !== 'refund' || t.state !== 'pending') continue;
-      const c = hex(t.tx.refund.client);
+      const spend = clientSpendOf(t.tx);
+      if (spend === null || t.state !== 'pending') continue;
+      const c = hex(spend.client);
       const serials = held.get(c) as Set<number>;
-      for (let s = (this.refunds.get(c) ?? 0) + 1; s < t.tx.refund.serial; s++)
+      for (let s = (this.refunds.get(c) ?? 0) + 1; s < spend.serial; s++)
         if (!serials.has(s)) {
           this.txs.delete(k);
           break;
@@ -1964,12 +1992,13 @@ export class Replica {
       const p = this.txPlace(tx, c);
       if (!p || p.version !== p.current + 1 || !verifyTx(this.genesis, this.groupId, tx)) continue;
       if (tx.kind === 'deposit') c.deposits = p.version;
-      else if (tx.kind === 'refund') c.refunds.set(p.client as string, p.version);
+      else if (p.client !== undefined)
+        c.refunds.set(p.client, p.version); // a refund or a transfer
       else if (tx.kind === 'withdrawal') c.withdrawals[tx.withdrawal.node] = p.version;
       else if (tx.kind === 'feeChange') {
         c.feeVersions[tx.change.node] = p.version;
         c.fees[tx.change.node] = tx.change.fee;
-      } else c.modelVersions[tx.update.node] = p.version;
+      } else if (tx.kind === 'modelUpdate') c.modelVersions[tx.update.node] = p.version;
     }
     return c;
   }

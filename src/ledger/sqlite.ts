@@ -177,8 +177,11 @@ import { type Execution, LedgerState, MAX_SNAPSHOT_WINDOW, type ResolvedEntry } 
  * reads 11 cannot decode), and the state digest and snapshots hold each client's refund serial and the money
  * refunds paid back. `open` upgrades a version-11 file in place (`migrate11to12`: the version, and its
  * snapshots, in the old layout, are deleted; the open replays from the genesis until the next is written).
+ * 13: batches may carry transfers (a client's payment to another account: a transaction kind a build that
+ * reads 12 cannot decode); the state keeps its layout (each client's serial now counts its refunds and
+ * transfers together). `open` upgrades a version-12 file in place (`migrate12to13`: the version alone).
  */
-export const LEDGER_SCHEMA_VERSION = 12;
+export const LEDGER_SCHEMA_VERSION = 13;
 
 export type Synchronous = 'FULL' | 'NORMAL';
 /**
@@ -2121,6 +2124,11 @@ function migrate11to12(db: Database.Database): void {
   })();
 }
 
+/** Upgrades a schema-12 file in place (see LEDGER_SCHEMA_VERSION, 13): the version alone. */
+function migrate12to13(db: Database.Database): void {
+  db.prepare('UPDATE meta SET schema_version = 13 WHERE id = 0').run();
+}
+
 /** The upgrade from each older schema to the next, in order (open runs those the file needs). */
 const MIGRATIONS: readonly [number, (db: Database.Database, path: string) => void][] = [
   [2, migrate2to3],
@@ -2133,6 +2141,7 @@ const MIGRATIONS: readonly [number, (db: Database.Database, path: string) => voi
   [9, migrate9to10],
   [10, migrate10to11],
   [11, migrate11to12],
+  [12, migrate12to13],
 ];
 
 /**

@@ -13,6 +13,7 @@ import {
   bytes,
   CodecError,
   type CountedVote,
+  clientSpendOf,
   DropbearError,
   decode,
   encode,
@@ -73,7 +74,10 @@ export interface Execution {
   feeVersions: number[];
   /** Each node's withdrawals applied after this batch (the last serial; 0: none). */
   withdrawals: number[];
-  /** The refund serial of each client whose refund used one in this batch (hex key → serial), in batch order. */
+  /**
+   * The serial of each client whose refund or transfer used one in this batch (hex key → serial), in batch
+   * order: a client's refunds and transfers share one sequence of serials.
+   */
   refunds: Map<string, number>;
   /** Each of the batch's transactions, in batch order: applied, or without effect (stale, forged, ...). */
   txs: { id: Uint8Array; applied: boolean }[];
@@ -95,14 +99,14 @@ interface TxEffects {
   withdrawn: number[];
   /** Money the batch's deposits credit, by client (hex key). */
   credits: Map<string, { client: Uint8Array; amount: number }>;
-  /** The refund serials the batch's refunds use, by client (hex key): over the state's `refunds`. */
+  /** The serials the batch's refunds and transfers use, by client (hex key): over the state's `refunds`. */
   refundSerials: Map<string, { client: Uint8Array; serial: number }>;
   /**
-   * The batch's refunds that used their serial with an amount above 0, in batch order: `execute` takes
-   * each out after the batch's requests are charged, where the balance then covers it (else it has no
-   * effect: `applied` false).
+   * The batch's refunds and transfers that used their serial with an amount above 0, in batch order
+   * (`to`: the account a transfer pays; null for a refund): `execute` takes each out after the batch's
+   * requests are charged, where the balance then covers it (else it has no effect: `applied` false).
    */
-  refunds: { index: number; key: string; amount: number }[];
+  refunds: { index: number; key: string; amount: number; to: Uint8Array | null }[];
   applied: boolean[];
 }
 
@@ -124,7 +128,19 @@ export interface NodeStats {
 }
 
 const BalancesCodec = array(struct({ client: fixed(32), amount: uint }), 1 << 24);
-/** Each client's refunds applied (the last serial), in client order; clients with none are left out. */
+
+/**
+ * The most accounts a transfer may leave the ledger with: one that would open an account past it has no
+ * effect. A client pays only the amount it moves to open an account, and without a bound a faulty or
+ * careless client could open them without end (1 each), every one an entry in the state, its digest and
+ * snapshots (the room MAX_SNAPSHOT_WINDOW leaves holds about a million). Deposits, the treasury's, are not
+ * held to it.
+ */
+export const MAX_ACCOUNTS_BY_TRANSFER = 1 << 20;
+/**
+ * Each client's refunds and transfers applied (the last serial of their one sequence), in client order;
+ * clients with none are left out.
+ */
 const RefundsCodec = array(struct({ client: fixed(32), serial: uint }), 1 << 24);
 const NodesCodec = array(
   struct({
@@ -366,8 +382,8 @@ export class LedgerState {
   }
 
   private applyTx(tx: Tx, fx: TxEffects, index: number): boolean {
-    if (tx.kind === 'refund') {
-      const r = tx.refund;
+    const r = clientSpendOf(tx);
+    if (r) {
       const key = hex(r.client);
       const current = fx.refundSerials.get(key)?.serial ?? this.refunds.get(key)?.serial ?? 0;
       if (r.serial !== current + 1) return false;
@@ -384,7 +400,10 @@ export class LedgerState {
       // inferred it.
       fx.refundSerials.set(key, { client: r.client, serial: r.serial });
       if (r.amount === 0) return false;
-      fx.refunds.push({ index, key, amount: r.amount });
+      const to = tx.kind === 'transfer' ? tx.transfer.to : null;
+      // A transfer to the paying account itself moves nothing: it uses the serial, without effect.
+      if (to !== null && equalBytes(to, r.client)) return false;
+      fx.refunds.push({ index, key, amount: r.amount, to });
       return true;
     }
     if (tx.kind === 'deposit') {
@@ -422,6 +441,7 @@ export class LedgerState {
       fx.withdrawn[w.node] += w.amount;
       return true;
     }
+    if (tx.kind !== 'modelUpdate') return false; // refunds and transfers: above (clientSpendOf)
     const u = tx.update;
     const node = this.genesis.nodes[u.node];
     if (!node || u.version !== fx.modelVersions[u.node] + 1) return false; // stale or replayed: no effect
@@ -624,9 +644,11 @@ export class LedgerState {
           st.agreed++;
       }
     }
-    // Refunds last, on the balances the batch's requests left: more than the balance uses the serial and takes
-    // nothing (the node it is submitted to refuses such a one: Replica.checkTx). Every one here has an account
-    // (applyTx takes none of a key without, and the batch's deposits were credited above).
+    // Refunds and transfers last, in batch order, on the balances the batch's requests left: more than the
+    // balance uses the serial and takes nothing (the node it is submitted to refuses such a one:
+    // Replica.checkTx). Every payer here has an account (applyTx takes none of a key without, and the batch's
+    // deposits were credited above). A transfer credits its account here, so the money it brings pays for
+    // that account's requests from the next batch on (and its own refund or transfer later in this batch).
     for (const [k, r] of fx.refundSerials) {
       const had = this.refunds.get(k);
       if (had) had.serial = r.serial;
@@ -638,8 +660,20 @@ export class LedgerState {
         fx.applied[r.index] = false;
         continue;
       }
+      if (r.to === null) {
+        account.amount -= r.amount;
+        this.refunded += r.amount;
+        continue;
+      }
+      const toKey = hex(r.to);
+      const dest = this.balances.get(toKey);
+      if (!dest && this.balances.size >= MAX_ACCOUNTS_BY_TRANSFER) {
+        fx.applied[r.index] = false;
+        continue;
+      }
       account.amount -= r.amount;
-      this.refunded += r.amount;
+      if (dest) dest.amount += r.amount;
+      else this.balances.set(toKey, { client: r.to, amount: r.amount });
     }
     const receipt = this.receiptOf(seq, batchDigest, tree.root, outcomes.length);
     const receiptHash = receiptHashOf(receipt);

@@ -95,6 +95,7 @@ import {
   sha256,
   signRequest,
   Tx as TxCodec,
+  toB64u,
   toJson,
 } from '../protocol/index.ts';
 import { apiKeySha256Of } from './config.ts';
@@ -272,6 +273,8 @@ const STATUS: Record<string, number> = {
   TX_DEPOSIT_TOO_LARGE: 409,
   TX_WITHDRAWAL_TOO_LARGE: 409,
   TX_REFUND_TOO_LARGE: 409,
+  TX_TRANSFER_TOO_LARGE: 409,
+  TX_TRANSFER_TO_SELF: 400,
   MALFORMED_JSON: 400,
   REQUEST_MALFORMED: 400,
   REQUEST_WRONG_GROUP: 400,
@@ -1635,14 +1638,20 @@ export function buildApi(host: NodeHost, opts: ApiOptions = {}): FastifyInstance
       const client = new Uint8Array(Buffer.from(req.params.client, 'base64url'));
       const state = host.db.state;
       const balance = state.balanceOf(client);
-      // This node's refunds of the client waiting to be ordered; what a new one may take back counts the
-      // largest of each serial (only one of a serial applies), as Replica.checkTx does.
+      // This node's refunds and transfers of the client waiting to be ordered (they share its serials); what a
+      // new one may take counts the largest of each serial (only one of a serial applies), as
+      // Replica.checkTx does.
       const pendingRefunds = host.replica.pendingTxs.flatMap((tx) =>
         tx.kind === 'refund' && equalBytes(tx.refund.client, client)
           ? [{ serial: tx.refund.serial, amount: tx.refund.amount }]
           : [],
       );
-      const waiting = host.replica.refundsWaitingFor(client);
+      const pendingTransfers = host.replica.pendingTxs.flatMap((tx) =>
+        tx.kind === 'transfer' && equalBytes(tx.transfer.client, client)
+          ? [{ serial: tx.transfer.serial, amount: tx.transfer.amount, to: toB64u(tx.transfer.to) }]
+          : [],
+      );
+      const waiting = host.replica.spendsWaitingFor(client);
       const heldFees = host.replica.feesHeldFor(client);
       return {
         client: req.params.client,
@@ -1653,13 +1662,21 @@ export function buildApi(host: NodeHost, opts: ApiOptions = {}): FastifyInstance
         seq: state.seq,
         /** The treasury's deposits applied as of it (the last serial). */
         deposits: state.deposits,
-        /** The client's refunds applied as of it (the last serial; its next refund is this + 1). */
+        /**
+         * The client's refunds and transfers applied as of it (the last serial of the one sequence they
+         * share; its next refund or transfer is this + 1).
+         */
         refunds: state.refundSerialOf(client),
         /** The client's refunds this node holds, submitted and not yet ordered. */
         pendingRefunds,
+        /** The client's transfers this node holds, submitted and not yet ordered (`to`: base64url key). */
+        pendingTransfers,
         /** The maxFee of the client's requests waiting here to be ordered: what they may still be charged. */
         heldFees,
-        /** What a refund submitted to this node now may take back (the balance less the two above). */
+        /**
+         * What a refund or transfer submitted to this node now may take (the balance less the maxFee held
+         * and the refunds and transfers waiting).
+         */
         refundable: Math.max(0, balance - heldFees - waiting),
       };
     },

@@ -262,13 +262,17 @@ export function formatAddress(a: HostPort): string {
 // Version 5 (2026-12-07): transactions gained a kind (Refund: a client's payback of its unused balance), and
 // the state digest holds each client's refund serial and the money refunds paid back. Upgrade a group
 // together (its ledgers upgrade to schema 12).
+//
+// Version 6 (2026-12-07): transactions gained a kind (Transfer: a client's payment to another account; a
+// version-5 node cannot decode a batch or a tx message that carries one). The state digest keeps its layout.
+// Upgrade a group together (its ledgers upgrade to schema 13).
 
 /**
  * The version of the node-to-node protocol: the handshake below and the encoding of every message sent
  * after it (protocol/messages.ts). Bump it with any change to either: nodes refuse a peer of another version
  * at the handshake.
  */
-export const WIRE_VERSION = 5;
+export const WIRE_VERSION = 6;
 export const NONCE_BYTES = 32;
 export const SIG_BYTES = 64;
 /** Largest handshake frame (the limit while a connection is unauthenticated). */

@@ -21,11 +21,12 @@ import {
 import { INFERENCE_SKIPPED, type ModelBackend } from '../inference/backend.ts';
 import { modelUpdateProblem } from '../inference/spec.ts';
 import { type Durability, ledgerWriteFailure, SqliteLedger } from '../ledger/sqlite.ts';
-import type { Execution } from '../ledger/state.ts';
+import { type Execution, MAX_ACCOUNTS_BY_TRANSFER } from '../ledger/state.ts';
 import {
   batchDigestOf,
   type Certificate,
   type Codec,
+  clientSpendOf,
   DropbearError,
   decodeMessage,
   Evidence,
@@ -1436,16 +1437,28 @@ export class NodeHost {
       }
       return this.submitChecked(tx);
     }
-    // A refund's balance: Replica.checkTx (fundsOf). A key with no account is told so here (it read "the
-    // client's balance is 0", like an emptied account), after the replica's checks (a forged one is
-    // TX_BAD_SIGNATURE).
-    if (tx.kind === 'refund' && !this.db.state.balances.has(hex(tx.refund.client)))
+    // A refund's or transfer's balance: Replica.checkTx (fundsOf). A key with no account is told so here (it
+    // read "the client's balance is 0", like an emptied account), after the replica's checks (a forged one
+    // is TX_BAD_SIGNATURE).
+    const spend = clientSpendOf(tx);
+    if (spend !== null && !this.db.state.balances.has(hex(spend.client)))
       return this.refused(
         tx,
-        'TX_REFUND_TOO_LARGE',
-        `no account for the client ${toB64u(tx.refund.client)}: neither the genesis nor a deposit made one; a refund of it would have no effect`,
+        tx.kind === 'transfer' ? 'TX_TRANSFER_TOO_LARGE' : 'TX_REFUND_TOO_LARGE',
+        `no account for the client ${toB64u(spend.client)}: neither the genesis, a deposit nor a transfer made one; a ${tx.kind} of it would have no effect`,
       );
-    if (tx.kind === 'feeChange' || tx.kind === 'refund') return this.submitChecked(tx);
+    // A transfer that would open an account past the ledger's bound would have no effect (state.ts).
+    if (
+      tx.kind === 'transfer' &&
+      !this.db.state.balances.has(hex(tx.transfer.to)) &&
+      this.db.state.balances.size >= MAX_ACCOUNTS_BY_TRANSFER
+    )
+      return this.refused(
+        tx,
+        'TX_TRANSFER_TOO_LARGE',
+        `the ledger holds ${this.db.state.balances.size} accounts, the most a transfer may open (${MAX_ACCOUNTS_BY_TRANSFER}): transfer to a key that has an account`,
+      );
+    if (tx.kind === 'feeChange' || spend !== null) return this.submitChecked(tx);
     if (tx.kind === 'withdrawal') {
       // The ledger would use the serial and take nothing (state.ts, applyTx): refused here with a reason.
       // Against what the node earned as of the last executed batch, less the withdrawals of it waiting here.
@@ -1471,6 +1484,7 @@ export class NodeHost {
     // An update of this very node to a model it has not loaded: once ordered, this node would have no model
     // to infer with (it would vote on nothing), and it could not start again without that model. Refused
     // here, after the checks any node applies (a forged or stale one gets their answer).
+    if (tx.kind !== 'modelUpdate') return this.submitChecked(tx); // every other kind: above
     const u = tx.update;
     const next = u.node === this.id ? this.backends.get(hex(u.newDigest)) : undefined;
     if (u.node === this.id && !next) {

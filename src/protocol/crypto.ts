@@ -169,6 +169,8 @@ export const TAGS = {
   withdrawal: 'dropbear/v1/withdrawal',
   /** A client's payback of its unused balance (Refund). */
   refund: 'dropbear/v1/refund',
+  /** A client's payment of part of its balance to another account (Transfer). */
+  transfer: 'dropbear/v1/transfer',
   batch: 'dropbear/v1/batch',
   handshake: 'dropbear/v1/handshake',
 } as const;

@@ -544,14 +544,35 @@ export type Withdrawal = Infer<typeof Withdrawal>;
 export const Refund = struct({ client: PublicKey, serial: uint, amount: uint });
 export type Refund = Infer<typeof Refund>;
 
+/**
+ * A client's payment of `amount` of its balance to the account of `to` (created if absent): the ledger moves
+ * it from one balance to the other inside the group, so the money in the group stays the same. A client's
+ * refunds and transfers share one sequence of serials (the first is 1): `serial` orders them together, so a
+ * replay has no effect and a refund and a transfer of one serial are rivals, only one applies. Signed with the
+ * paying client's key (TAGS.transfer over Transfer).
+ */
+export const Transfer = struct({ client: PublicKey, to: PublicKey, serial: uint, amount: uint });
+export type Transfer = Infer<typeof Transfer>;
+
 export const Tx = union({
   modelUpdate: struct({ update: ModelUpdate, signature: Signature }),
   deposit: struct({ deposit: Deposit, signature: Signature }),
   feeChange: struct({ change: FeeChange, signature: Signature }),
   withdrawal: struct({ withdrawal: Withdrawal, signature: Signature }),
   refund: struct({ refund: Refund, signature: Signature }),
+  transfer: struct({ transfer: Transfer, signature: Signature }),
 });
 export type Tx = Infer<typeof Tx>;
+
+/**
+ * What a client's own transaction takes out of its balance (a refund's or a transfer's client, serial and
+ * amount: they share the client's sequence of serials), or null for a transaction of a node or the treasury.
+ */
+export function clientSpendOf(tx: Tx): { client: Uint8Array; serial: number; amount: number } | null {
+  if (tx.kind === 'refund') return tx.refund;
+  if (tx.kind === 'transfer') return tx.transfer;
+  return null;
+}
 
 /** A model update signed with its node's genesis key (the owner's): TAGS.modelUpdate over ModelUpdate. */
 export function signModelUpdate(groupId: Uint8Array, update: ModelUpdate, key: KeyPair): Tx {
@@ -598,9 +619,21 @@ export function signRefund(groupId: Uint8Array, refund: Refund, key: KeyPair): T
   };
 }
 
-/** The node a model update, fee change or withdrawal is of; −1 for a deposit (the treasury's) or a refund (a client's). */
+/** A transfer signed with its paying client's key: TAGS.transfer over Transfer. */
+export function signTransfer(groupId: Uint8Array, transfer: Transfer, key: KeyPair): Tx {
+  return {
+    kind: 'transfer',
+    transfer,
+    signature: signTagged(TAGS.transfer, groupId, encode(Transfer, transfer), key),
+  };
+}
+
+/**
+ * The node a model update, fee change or withdrawal is of; −1 for a deposit (the treasury's), a refund or a
+ * transfer (a client's).
+ */
 export function txNodeOf(tx: Tx): number {
-  if (tx.kind === 'deposit' || tx.kind === 'refund') return -1;
+  if (tx.kind === 'deposit' || tx.kind === 'refund' || tx.kind === 'transfer') return -1;
   if (tx.kind === 'feeChange') return tx.change.node;
   if (tx.kind === 'withdrawal') return tx.withdrawal.node;
   return tx.update.node;
@@ -608,7 +641,7 @@ export function txNodeOf(tx: Tx): number {
 
 /**
  * Is the transaction signed by the key it must be: a model update, fee change or withdrawal by the genesis
- * key of the node it names, a deposit by the genesis's treasury key, a refund by the client's own key?
+ * key of the node it names, a deposit by the genesis's treasury key, a refund or transfer by the paying client's own key?
  * (Versions and serials are for the ledger.)
  */
 export function verifyTx(genesis: Genesis, groupId: Uint8Array, tx: Tx): boolean {
@@ -623,6 +656,14 @@ export function verifyTx(genesis: Genesis, groupId: Uint8Array, tx: Tx): boolean
   }
   if (tx.kind === 'refund')
     return verifyTagged(TAGS.refund, groupId, encode(Refund, tx.refund), tx.signature, tx.refund.client);
+  if (tx.kind === 'transfer')
+    return verifyTagged(
+      TAGS.transfer,
+      groupId,
+      encode(Transfer, tx.transfer),
+      tx.signature,
+      tx.transfer.client,
+    );
   if (tx.kind === 'withdrawal') {
     const node = genesis.nodes[tx.withdrawal.node];
     return (

@@ -55,7 +55,9 @@ const tag = (t: Tx) =>
         ? `${t.withdrawal.node}:w${t.withdrawal.serial}=${t.withdrawal.amount}`
         : t.kind === 'refund'
           ? `r${t.refund.serial}=${t.refund.amount}`
-          : `d${t.deposit.serial}`;
+          : t.kind === 'transfer'
+            ? `t${t.transfer.serial}=${t.transfer.amount}`
+            : `d${t.deposit.serial}`;
 
 const prePrepares = (as: Action[]) => broadcasts(as, 'prePrepare');
 
@@ -407,7 +409,7 @@ describe("refunds (each client's own serials)", () => {
     const h = new One(1);
     const rejected = (tx: Tx) => only(h.step({ type: 'submitTx', tx }), 'txRejected');
     const name = alice.publicKey;
-    const of = `client ${Buffer.from(name).toString('base64url')}'s refunds`;
+    const of = `client ${Buffer.from(name).toString('base64url')}'s refunds and transfers`;
     expect(rejected(refund(2)).map((a) => [a.code, a.message])).toEqual([
       [
         'TX_VERSION_GAP',
@@ -473,7 +475,7 @@ describe("refunds (each client's own serials)", () => {
     expect(rejected(refund(2, 41)).map((a) => [a.code, a.message])).toEqual([
       [
         'TX_REFUND_TOO_LARGE',
-        "the client's balance is 100, 60 more in its refunds waiting to be ordered: it may take back 40, not 41",
+        "the client's balance is 100, 60 more in its refunds and transfers waiting to be ordered: it may take back 40, not 41",
       ],
     ]);
     expect(rejected(refund(1, 100, alice))).toEqual([]); // a rival of serial 1: only one of them applies
@@ -496,7 +498,7 @@ describe("refunds (each client's own serials)", () => {
     expect(only(own, 'rejected').map((a) => [a.code, a.message])).toEqual([
       [
         'INSUFFICIENT_FUNDS',
-        "balance 100, less the maxFee of 0 held by this client's requests waiting to be ordered here and 80 in its refunds waiting, is 1 below the request's maxFee 21",
+        "balance 100, less the maxFee of 0 held by this client's requests waiting to be ordered here and 80 in its refunds and transfers waiting, is 1 below the request's maxFee 21",
       ],
     ]);
     expect(only(h.step({ type: 'request', request: mkReq(2, h.now, 20) }, h.now), 'accepted')).toHaveLength(

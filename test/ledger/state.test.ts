@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import {
   type Execution,
   LedgerState,
+  MAX_ACCOUNTS_BY_TRANSFER,
   type ResolvedEntry,
   StateSnapshot,
   u64,
@@ -36,6 +37,7 @@ import {
   signRefund,
   signRequest,
   signTagged,
+  signTransfer,
   signWithdrawal,
   struct,
   TAGS,
@@ -961,6 +963,107 @@ describe('refunds (a client takes back its unused balance)', () => {
 // Re-derived on 2026-12-07 when the state gained each node's withdrawals, then each client's refund serial
 // and the money refunded (all 0 or none here; the old-layout hash in the test shows the window chain itself
 // did not change).
+describe('transfers (a client pays another account inside the group)', () => {
+  const transfer = (client: KeyPair, to: Uint8Array, serial: number, amount: number, signer = client): Tx =>
+    signTransfer(groupId, { client: client.publicKey, to, serial, amount }, signer);
+  const refund = (client: KeyPair, serial: number, amount: number): Tx =>
+    signRefund(groupId, { client: client.publicKey, serial, amount }, client);
+
+  it("moves the money after the batch's requests are charged, opens the payee's account, and keeps the money in the group", () => {
+    const l = new LedgerState(genesis);
+    const total = l.totalMoney();
+    // Carol has no account: Alice's transfer opens one. Carol's request in the same batch is not funded by
+    // it (requests are charged before transfers move money): it is skipped.
+    const rc = req({ client: carol, maxFee: 10 });
+    let ex = run(l, [entry(req(), all(1)), entry(rc, all(1))], undefined, [
+      transfer(alice, carol.publicKey, 1, 300),
+    ]);
+    expect(ex.outcomes.map((o) => hex(o.client))).toEqual([hex(alice.publicKey)]);
+    expect(ex.txs.map((t) => t.applied)).toEqual([true]);
+    expect([l.balanceOf(alice.publicKey), l.balanceOf(carol.publicKey), l.refunded]).toEqual([690, 300, 0]);
+    expect([l.refundSerialOf(alice.publicKey), l.refundSerialOf(carol.publicKey)]).toEqual([1, 0]);
+    expect(ex.refunds).toEqual(new Map([[hex(alice.publicKey), 1]]));
+    expect(l.totalMoney()).toBe(total);
+    // From the next batch on Carol pays for her requests with it, and may pass it on or take it back.
+    ex = run(l, [entry(req({ client: carol, maxFee: 10 }), all(1))], undefined, [
+      transfer(carol, bob.publicKey, 1, 100),
+      refund(carol, 2, 190),
+    ]);
+    expect(ex.outcomes.map((o) => [hex(o.client), o.fee])).toEqual([[hex(carol.publicKey), 10]]);
+    expect(ex.txs.map((t) => t.applied)).toEqual([true, true]);
+    expect([l.balanceOf(carol.publicKey), l.balanceOf(bob.publicKey), l.refunded]).toEqual([0, 106, 190]);
+    expect(l.totalMoney()).toBe(total - 190);
+  });
+
+  it('shares the serials with refunds (a rival of one serial applies once); a replay, a gap, a zero, to itself, over the balance, a forged one or one from a key without an account has no effect', () => {
+    const l = new LedgerState(genesis);
+    const first = transfer(alice, bob.publicKey, 1, 40);
+    const ex = run(l, [], undefined, [
+      transfer(alice, bob.publicKey, 2, 40), // a gap
+      transfer(alice, bob.publicKey, 1, 40, bob), // another key's signature
+      { ...first, signature: refund(alice, 1, 40).signature }, // a refund's signature over it
+      transfer(carol, bob.publicKey, 1, 5), // no account: no effect, no serial kept
+      first,
+      refund(alice, 1, 40), // a rival of serial 1: the transfer took it
+      first, // a replay
+      transfer(alice, bob.publicKey, 2, 0), // a zero uses its serial
+      transfer(alice, alice.publicKey, 3, 10), // to itself: uses its serial
+      transfer(alice, carol.publicKey, 4, 961), // over her 960: uses its serial, opens nothing
+      refund(alice, 5, 60), // the sequence goes on with a refund
+    ]);
+    expect(ex.txs.map((t) => t.applied)).toEqual([
+      false,
+      false,
+      false,
+      false,
+      true,
+      false,
+      false,
+      false,
+      false,
+      false,
+      true,
+    ]);
+    expect([
+      l.balanceOf(alice.publicKey),
+      l.balanceOf(bob.publicKey),
+      l.refundSerialOf(alice.publicKey),
+    ]).toEqual([900, 46, 5]);
+    expect([l.balances.has(hex(carol.publicKey)), l.refunds.has(hex(carol.publicKey)), l.refunded]).toEqual([
+      false,
+      false,
+      60,
+    ]);
+  });
+
+  it('preview gives the receipt execute gives, the snapshot keeps the accounts it opened, and past the bound of accounts a transfer opens none', () => {
+    const a = new LedgerState(genesis);
+    const b = new LedgerState(genesis);
+    const batch = batchOf([], undefined, [transfer(alice, carol.publicKey, 1, 25)]);
+    const receipt = a.preview(1, batchDigestOf(batch), batch, []);
+    expect(a.balances.has(hex(carol.publicKey))).toBe(false);
+    const ex = b.execute(1, batchDigestOf(batch), batch, []);
+    expect(hex(receiptHashOf(receipt))).toBe(hex(ex.receiptHash));
+    const back = LedgerState.restore(genesis, b.snapshot());
+    expect([back.balanceOf(carol.publicKey), back.refundSerialOf(alice.publicKey)]).toEqual([25, 1]);
+    expect(hex(back.stateDigest())).toBe(hex(b.stateDigest()));
+    // The bound: filled with made-up accounts up to it, a transfer to a new key has no effect; to a key
+    // with an account it still applies.
+    const full = new LedgerState(genesis);
+    for (let i = full.balances.size; i < MAX_ACCOUNTS_BY_TRANSFER; i++) {
+      const k = new Uint8Array(32);
+      new DataView(k.buffer).setUint32(0, i + 1);
+      full.balances.set(hex(k), { client: k, amount: 0 });
+    }
+    const fx = run(full, [], undefined, [
+      transfer(alice, carol.publicKey, 1, 5),
+      transfer(alice, bob.publicKey, 2, 5),
+    ]);
+    expect(fx.txs.map((t) => t.applied)).toEqual([false, true]);
+    expect([full.balances.has(hex(carol.publicKey)), full.balanceOf(alice.publicKey)]).toEqual([false, 995]);
+  });
+});
+
 const GOLDEN_WINDOW_DIGEST = '3ec8d6700b2cefd8a851ac5050b9c7222da5a625c479161860f48f8b1506a1b3';
 
 describe('u64 (the 8 bytes of seqs and timestamps in the recent-ids chain)', () => {
