@@ -21,6 +21,7 @@ import {
   signFeeChange,
   signModelUpdate,
   signRefund,
+  signTransfer,
   signWithdrawal,
   type Tx,
   txIdOf,
@@ -578,5 +579,84 @@ describe('fees the primary trims votes under (withinMaxFee)', () => {
     // M + 14 is not a double: summed in floats, 14 read as 13 once M left, and five votes (fee 14) stayed,
     // which the ledger skips as over-max-fee. The dearest of the others (node 4) must go too: fee 10.
     expect(kept.map((v) => v.node)).toEqual([0, 1, 2, 3]);
+  });
+});
+
+describe("transfers (a client's payments to other accounts, on the serials its refunds use)", () => {
+  const alice = G.client;
+  const bob = keyPairFromSeed(new Uint8Array(32).fill(77));
+  const transfer = (serial: number, amount = 5, to = bob.publicKey, who = alice, signer = who): Tx =>
+    signTransfer(GID, { client: who.publicKey, to, serial, amount }, signer);
+  const refund = (serial: number, amount = 5, who = alice): Tx =>
+    signRefund(GID, { client: who.publicKey, serial, amount }, who);
+
+  it("refuses a zero, one to the client itself, another key's signature and a gap; a refund and a transfer share the serials (rivals of one serial both wait)", () => {
+    const h = new One(1);
+    const rejected = (tx: Tx) => only(h.step({ type: 'submitTx', tx }), 'txRejected');
+    expect(rejected(transfer(1, 0)).map((a) => a.code)).toEqual(['TX_BAD_AMOUNT']);
+    expect(rejected(transfer(1, 5, alice.publicKey)).map((a) => a.code)).toEqual(['TX_TRANSFER_TO_SELF']);
+    expect(rejected(transfer(1, 5, bob.publicKey, alice, bob)).map((a) => a.code)).toEqual([
+      'TX_BAD_SIGNATURE',
+    ]);
+    expect(rejected(refund(1))).toEqual([]);
+    expect(rejected(transfer(1, 7))).toEqual([]); // a rival of the refund's serial 1
+    expect(rejected(transfer(2))).toEqual([]);
+    expect(rejected(transfer(4)).map((a) => a.code)).toEqual(['TX_VERSION_GAP']);
+    expect(h.pending).toEqual(['r1=5', 't1=7', 't2=5']);
+    // Ordered: the first of serial 1 applies, its rival has no effect and goes; serial 2 follows it.
+    h.commit(makePP(1, { timestamp: T0, entries: [], txs: [refund(1), transfer(1, 7), transfer(2)] }));
+    expect(h.r.currentRefundSerial(alice.publicKey)).toBe(2);
+    expect([h.ledger.refunded, h.ledger.balanceOf(bob.publicKey)]).toEqual([5, 5]);
+    expect(h.pending).toEqual([]);
+    expect(rejected(transfer(2, 9)).map((a) => a.code)).toEqual(['TX_STALE_VERSION']);
+  });
+
+  it('without the counts from its host, the replica derives the serials transfers use from the batch; one ahead waits again', () => {
+    const h = new One(3);
+    h.derive = true;
+    h.commit(makePP(1, { timestamp: T0, entries: [], txs: [transfer(2), transfer(1)] }));
+    expect(h.r.currentRefundSerial(alice.publicKey)).toBe(1);
+    expect(h.pending).toEqual(['t2=5']);
+    h.commit(makePP(2, { timestamp: T0 + 1, entries: [], txs: [refund(2)] }));
+    expect(h.r.currentRefundSerial(alice.publicKey)).toBe(2);
+    expect(h.pending).toEqual([]);
+  });
+
+  it('with the balance known, a transfer is held to the balance less requests and refunds waiting (TX_TRANSFER_TOO_LARGE), and a request to the balance less the transfers waiting', () => {
+    const h = new One(1);
+    h.r.fundsOf = (c) => (Buffer.compare(c, alice.publicKey) === 0 ? 100 : 0);
+    const rejected = (tx: Tx) => only(h.step({ type: 'submitTx', tx }), 'txRejected');
+    expect(rejected(refund(1, 30))).toEqual([]);
+    expect(rejected(transfer(2, 71)).map((a) => [a.code, a.message])).toEqual([
+      [
+        'TX_TRANSFER_TOO_LARGE',
+        "the client's balance is 100, 30 more in its refunds and transfers waiting to be ordered: it may transfer 70, not 71",
+      ],
+    ]);
+    expect(rejected(transfer(2, 50))).toEqual([]);
+    expect(h.r.spendsWaitingFor(alice.publicKey)).toBe(80);
+    const own = h.step({ type: 'request', request: mkReq(1, h.now, 21) }, h.now);
+    expect(only(own, 'rejected').map((a) => a.code)).toEqual(['INSUFFICIENT_FUNDS']);
+    expect(only(h.step({ type: 'request', request: mkReq(2, h.now, 20) }, h.now), 'accepted')).toHaveLength(
+      1,
+    );
+    // A payer with no balance: refused from a client, and from a peer without blame.
+    expect(rejected(transfer(1, 1, alice.publicKey, bob)).map((a) => a.code)).toEqual([
+      'TX_TRANSFER_TOO_LARGE',
+    ]);
+    const out = h.msg(2, { kind: 'tx', tx: transfer(1, 1, alice.publicKey, bob) });
+    expect(only(out, 'peerMisbehaved')).toEqual([]);
+  });
+
+  it('one waiting that the balance no longer covers once a batch executed is dropped, with the later serials it leaves a gap before', () => {
+    let balance = 100;
+    const b = new One(1);
+    b.r.fundsOf = () => balance;
+    b.msg(2, { kind: 'tx', tx: transfer(1, 90) });
+    b.msg(2, { kind: 'tx', tx: refund(2, 5) });
+    expect(b.pending).toEqual(['t1=90', 'r2=5']);
+    balance = 50;
+    b.commit(makePP(1, { timestamp: T0, entries: [], txs: [withdrawOf(2, 1)] }));
+    expect(b.pending).toEqual([]);
   });
 });

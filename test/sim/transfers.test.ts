@@ -1,0 +1,143 @@
+/**
+ * Transfers in the simulator (the real replica and ledger): a client pays part of its balance to a new key,
+ * whose requests the group then charges to the account the transfer opened, across a restart and under a
+ * primary that replays executed transfers; the simulator's own checks count the money (it stays in the
+ * group).
+ */
+import { describe, expect, it } from 'vitest';
+import {
+  hex,
+  keyPairFromSeed,
+  requestIdOf,
+  sha256,
+  signRequest,
+  signTransfer,
+  type Tx,
+} from '../../src/protocol/index.ts';
+import { checkRun } from '../../src/sim/checks.ts';
+import { Simulation } from '../../src/sim/world.ts';
+import { registerReplayingPrimary } from './tx-replay.helpers.ts';
+
+registerReplayingPrimary('test:transfers-replaying-primary', 'transfer');
+
+const dave = keyPairFromSeed(new Uint8Array(32).fill(91)); // no account in the genesis
+
+describe('transfers in the simulator', () => {
+  it('opens the payee an account its requests are then charged to; a restarted node knows the serial; the money stays in the group', () => {
+    const s = new Simulation({ nodes: 4, requests: 30, seed: 61, rate: 0.3, keepAllCertificates: true });
+    for (const node of s.nodes) node.replica.fundsOf = (c) => node.ledger.balanceOf(c);
+    const gid = s.nodes[0].replica.groupId;
+    const client = s.group.client;
+    const tf = (serial: number, amount: number): Tx =>
+      signTransfer(gid, { client: client.publicKey, to: dave.publicKey, serial, amount }, client);
+    const input = new TextEncoder().encode('paid by a transfer');
+    const daveRequest = (nonce: number) =>
+      signRequest(
+        {
+          groupId: gid,
+          client: dave.publicKey,
+          nonce,
+          timestamp: Math.floor(s.now),
+          inputDigest: sha256(input),
+          policy: null,
+          maxFee: 100,
+        },
+        input,
+        dave,
+      );
+    let daveReq = '';
+    let phase = 0;
+    const r = s.run({
+      until: () => {
+        if (phase === 0 && s.nodes.every((n) => n.ledger.seq >= 2)) {
+          phase = 1;
+          // Before the transfer the key has no account: its request is refused.
+          const early = s.stepNode(s.nodes[1], { type: 'request', request: daveRequest(1) });
+          expect(
+            early.filter((a) => a.type === 'rejected').map((a) => a.type === 'rejected' && a.code),
+          ).toEqual(['INSUFFICIENT_FUNDS']);
+          expect(s.submitTx(1, tf(1, 500))?.accepted).toBe(true);
+        }
+        if (phase === 1 && s.nodes.every((n) => n.ledger.balanceOf(dave.publicKey) === 500)) {
+          phase = 2;
+          s.crash(2);
+          s.restart(2, false);
+          expect(s.nodes[2].replica.currentRefundSerial(client.publicKey)).toBe(1);
+          expect(s.submitTx(2, tf(1, 5))?.code).toBe('TX_STALE_VERSION');
+          const now = daveRequest(2);
+          daveReq = hex(requestIdOf(now));
+          s.requests.set(daveReq, now);
+          for (const n of s.nodes) s.stepNode(n, { type: 'request', request: now });
+        }
+        return (
+          phase === 2 &&
+          s.certificates.size === s.requests.size &&
+          s.nodes.every(
+            (n) => n.ledger.seq === s.nodes[0].ledger.seq && n.ledger.balanceOf(dave.publicKey) < 500,
+          )
+        );
+      },
+    });
+    expect(r.done).toBe(true);
+    expect(checkRun(r)).toEqual({ ok: true, problems: [] });
+    expect(s.certificates.has(daveReq)).toBe(true);
+    const left = s.nodes[0].ledger.balanceOf(dave.publicKey);
+    expect(left).toBeGreaterThan(400);
+    for (const n of s.nodes) {
+      expect(n.ledger.balanceOf(dave.publicKey)).toBe(left);
+      expect(n.ledger.totalMoney()).toBe(n.ledger.genesisMoney);
+      expect(n.ledger.refunded).toBe(0);
+      expect(hex(n.ledger.stateDigest())).toBe(hex(s.nodes[0].ledger.stateDigest()));
+    }
+  });
+
+  it('a faulty primary that proposes executed transfers again (and each twice) moves none twice', () => {
+    const s = new Simulation({
+      nodes: 4,
+      requests: 100,
+      seed: 62,
+      rate: 1,
+      keepAllCertificates: true,
+      maxTimeMs: 20_000,
+      byzantine: new Map([[0, 'test:transfers-replaying-primary']]),
+    });
+    const gid = s.nodes[0].replica.groupId;
+    const client = s.group.client;
+    const tf = (serial: number, amount: number): Tx =>
+      signTransfer(gid, { client: client.publicKey, to: dave.publicKey, serial, amount }, client);
+    const honestIds = [1, 2, 3];
+    let next = 1;
+    const r = s.run({
+      until: () => {
+        if (
+          next <= 3 &&
+          honestIds.every((i) => s.nodes[i].ledger.refundSerialOf(client.publicKey) === next - 1)
+        ) {
+          expect(s.submitTx(3, tf(next, 3))?.accepted).toBe(true);
+          next++;
+        }
+        return (
+          next === 4 &&
+          s.certificates.size === 100 &&
+          honestIds.every(
+            (i) =>
+              s.nodes[i].ledger.refundSerialOf(client.publicKey) === 3 &&
+              s.nodes[i].replica.pendingTxs.length === 0 &&
+              s.nodes[i].ledger.seq === s.nodes[1].ledger.seq,
+          )
+        );
+      },
+    });
+    expect(r.done).toBe(true);
+    expect(checkRun(r)).toEqual({ ok: true, problems: [] });
+    for (const i of honestIds) {
+      const n = s.nodes[i];
+      let carried = 0;
+      for (const h of n.history.values()) carried += h.batch.txs.filter((t) => t.kind === 'transfer').length;
+      expect(carried).toBeGreaterThan(3 + 3);
+      expect(n.ledger.balanceOf(dave.publicKey)).toBe(9);
+      expect(n.ledger.totalMoney()).toBe(n.ledger.genesisMoney);
+      expect(hex(n.ledger.stateDigest())).toBe(hex(s.nodes[1].ledger.stateDigest()));
+    }
+  });
+});
