@@ -1860,7 +1860,12 @@ export class Replica {
       const primary = this.primaryOf(this.view);
       if (primary !== this.id && primary !== from)
         this.out.push({ type: 'send', to: primary, msg: { kind: 'tx', tx } });
-    } else if (c.code === 'TX_BAD_SIGNATURE' || c.code === 'TX_UNKNOWN_NODE' || c.code === 'TX_BAD_AMOUNT') {
+    } else if (
+      c.code === 'TX_BAD_SIGNATURE' ||
+      c.code === 'TX_UNKNOWN_NODE' ||
+      c.code === 'TX_BAD_AMOUNT' ||
+      c.code === 'TX_TRANSFER_TO_SELF'
+    ) {
       // A node spreads or relays only transactions that passed these same checks (onSubmitTx, and above),
       // and they depend on nothing but the transaction: the sender made this one, under its own name or
       // another's.

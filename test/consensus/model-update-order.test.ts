@@ -648,6 +648,15 @@ describe("transfers (a client's payments to other accounts, on the serials its r
     expect(only(out, 'peerMisbehaved')).toEqual([]);
   });
 
+  it('a peer spreading a transfer of 0 or to the client itself is punished (no node spreads one: the transaction alone says it is bad)', () => {
+    const h = new One(1);
+    for (const tx of [transfer(1, 0), transfer(1, 5, alice.publicKey)]) {
+      const out = h.msg(2, { kind: 'tx', tx });
+      expect(only(out, 'peerMisbehaved').map((a) => a.peer)).toEqual([2]);
+    }
+    expect(h.pending).toEqual([]);
+  });
+
   it('one waiting that the balance no longer covers once a batch executed is dropped, with the later serials it leaves a gap before', () => {
     let balance = 100;
     const b = new One(1);
