@@ -50,6 +50,8 @@ interface Account {
   heldFees?: number;
   /** The client's refunds the node holds waiting to be ordered. */
   pendingRefunds: { serial: number; amount: number }[];
+  /** The client's transfers the node holds waiting to be ordered (`to`: the payee's base64url key). */
+  pendingTransfers: { serial: number; amount: number; to: string }[];
 }
 
 /** GET /v1/accounts/:client at a node, checked. */
@@ -72,6 +74,11 @@ async function account(api: string, client: Uint8Array, b: Budget, when: string)
     refunds: opt(body.refunds),
     heldFees: opt(body.heldFees),
     pendingRefunds: intRecords(body.pendingRefunds, ['serial', 'amount'] as const) ? body.pendingRefunds : [],
+    pendingTransfers:
+      intRecords(body.pendingTransfers, ['serial', 'amount'] as const) &&
+      body.pendingTransfers.every((p) => typeof (p as { to?: unknown }).to === 'string')
+        ? body.pendingTransfers
+        : [],
   } as Account;
 }
 
@@ -141,13 +148,13 @@ export async function submitAndWait(
     if (s?.status === 'superseded')
       throw new DropbearError(
         'TX_SUPERSEDED',
-        `${what}: not ordered, and it never will be: another of its serial or version was ordered first, or a refund the balance no longer covered was dropped (as of batch ${String(s.seq)}); this one had no effect: run the command again`,
+        `${what}: not ordered, and it never will be: another of its serial or version was ordered first, or a refund or transfer the balance no longer covered was dropped (as of batch ${String(s.seq)}); this one had no effect: run the command again`,
       );
     if (s?.status === 'executed') {
       if (s.applied !== true)
         throw new DropbearError(
           'TX_SUPERSEDED',
-          `${what}: the node reports it had no effect in batch ${String(s.seq)} (another of its serial or version was ordered first, it was a replay of one applied before, a withdrawal of more than its node could withdraw then, or a refund of more than the balance then); ${when}`,
+          `${what}: the node reports it had no effect in batch ${String(s.seq)} (another of its serial or version was ordered first, it was a replay of one applied before, a withdrawal of more than its node could withdraw then, a refund of more than the balance then, or a transfer of more than the balance then or opening an account past the ledger's bound); ${when}`,
         );
       return s.seq as number;
     }
@@ -236,7 +243,8 @@ export function registerDeposit(program: Command): void {
     .addHelpText(
       'after',
       '\nWithout --client or --key: the client key group.json names. Prints the balance on one line, then where it was read ' +
-        '(and, for a key with no account, a line saying so: its balance reads 0; else what it may take back now with `npx dropbear refund`). ' +
+        '(and, for a key with no account, a line saying so: its balance reads 0; else what it may take back or pay to another account now with ' +
+        '`npx dropbear refund` or `npx dropbear transfer`, and the refunds and transfers waiting at the node). ' +
         'Exit status: 0 the balance was read, 2 an error (one line on stderr: error [CODE]: message).\n',
     )
     .action(async (o: { group: string; client?: string; key?: string; node: string; wait: string }) => {
@@ -258,9 +266,19 @@ export function registerDeposit(program: Command): void {
         const held = a.heldFees ? `; ${a.heldFees} held by its requests waiting at node ${node.id}` : '';
         // After a refund's TIMEOUT the balance alone did not say whether the refund still waited (a
         // walkthrough, 2026-12-07): the ones waiting at the node are named.
-        const waiting = a.pendingRefunds.map((p) => `serial ${p.serial} of ${p.amount}`).join(', ');
+        // Refunds and transfers share the client's serials and its balance: both are named, in serial order.
+        const waiting = [
+          ...a.pendingRefunds.map((p) => ({ serial: p.serial, text: `serial ${p.serial} of ${p.amount}` })),
+          ...a.pendingTransfers.map((p) => ({
+            serial: p.serial,
+            text: `serial ${p.serial} of ${p.amount} to ${p.to}`,
+          })),
+        ]
+          .sort((x, y) => x.serial - y.serial)
+          .map((p) => p.text)
+          .join(', ');
         process.stdout.write(
-          `it may take back ${a.refundable} now (npx dropbear refund; ${a.refunds} refund${a.refunds === 1 ? '' : 's'} applied so far${held}${waiting === '' ? '' : `; waiting at node ${node.id} to be ordered: ${waiting}`})\n`,
+          `it may take back or transfer ${a.refundable} now (npx dropbear refund, npx dropbear transfer; ${a.refunds === 1 ? '1 refund or transfer' : `${a.refunds} refunds and transfers`} applied so far${held}${waiting === '' ? '' : `; waiting at node ${node.id} to be ordered: ${waiting}`})\n`,
         );
       }
     });

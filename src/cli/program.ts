@@ -16,6 +16,7 @@ import { registerServeModel } from './serve-model.ts';
 import { registerSetFee } from './set-fee.ts';
 import { registerSim } from './sim.ts';
 import { registerStatus } from './status.ts';
+import { registerTransfer } from './transfer.ts';
 import { registerTx } from './tx.ts';
 import { registerVerify } from './verify.ts';
 import { registerVerifyPage } from './verify-page.ts';
@@ -52,6 +53,7 @@ export function buildProgram(): DropbearCommand {
   registerSetFee(program);
   registerWithdraw(program);
   registerRefund(program);
+  registerTransfer(program);
   registerTx(program);
   registerServeModel(program);
   return program;

@@ -1,5 +1,5 @@
 /**
- * `dropbear deposit`, `dropbear balance`, `dropbear set-fee`, `dropbear withdraw` and `dropbear refund` without a running group: every bad option is CLI_USAGE (or
+ * `dropbear deposit`, `dropbear balance`, `dropbear set-fee`, `dropbear withdraw`, `dropbear refund` and `dropbear transfer` without a running group: every bad option is CLI_USAGE (or
  * CONFIG_KEY_MISMATCH for a key that is not the treasury's) before anything is sent, and a node's answers
  * are checked (a deposit another one superseded is TX_SUPERSEDED, not success). The real path, four node
  * processes, is in test/e2e/group.test.ts.
@@ -56,8 +56,10 @@ let ownersBody: unknown = {
 let statusBody: unknown = STATUS;
 /** What the fake node answers for GET /v1/accounts/:client. */
 let accountBody: Record<string, unknown> = { balance: 77, exists: true, seq: 12, deposits: 7 };
-/** How many transactions the fake node refuses next, 409 TX_REFUND_TOO_LARGE (a request came in between). */
+/** How many transactions the fake node refuses next, 409 `refusalCode` (a request came in between). */
 let refundRefusals = 0;
+/** The code of those refusals: TX_REFUND_TOO_LARGE, or TX_TRANSFER_TOO_LARGE for a transfer. */
+let refusalCode = 'TX_REFUND_TOO_LARGE';
 /** The maxFee of each request posted to the fake node. */
 const requested: number[] = [];
 /** What the fake node answers every request with. */
@@ -88,7 +90,7 @@ beforeAll(async () => {
     if (req.method === 'POST' && req.url === '/v1/txs' && refundRefusals > 0) {
       refundRefusals--;
       await body(req);
-      return json(409, { error: { code: 'TX_REFUND_TOO_LARGE', message: 'it may take back 416, not 420' } });
+      return json(409, { error: { code: refusalCode, message: 'it may take back 416, not 420' } });
     }
     if (req.method === 'POST' && req.url === '/v1/txs') {
       const tx = fromJson(Tx, (JSON.parse(await body(req)) as { tx: unknown }).tx);
@@ -270,7 +272,8 @@ describe('dropbear balance', () => {
     expect(r.stdout).not.toMatch(/take back/);
   });
 
-  it('says what the client may take back with a refund, from a node that tells', async () => {
+  it('says what the client may take back or transfer, from a node that tells, naming the refunds and transfers waiting', async () => {
+    const payee = toB64u(new Uint8Array(32).fill(5));
     accountBody = {
       balance: 77,
       exists: true,
@@ -278,15 +281,16 @@ describe('dropbear balance', () => {
       deposits: 7,
       refunds: 2,
       pendingRefunds: [{ serial: 3, amount: 10 }],
+      pendingTransfers: [{ serial: 4, amount: 5, to: payee }],
       heldFees: 7,
-      refundable: 60,
+      refundable: 55,
     };
     try {
       const r = await runCliInProcess(['balance', '--group', dir, '--client', toB64u(new Uint8Array(32))]);
       expect(r.code).toBe(0);
       expect(r.stdout.split('\n')[0]).toBe('77');
-      expect(r.stdout).toMatch(
-        /^it may take back 60 now \(npx dropbear refund; 2 refunds applied so far; 7 held by its requests waiting at node 0; waiting at node 0 to be ordered: serial 3 of 10\)$/m,
+      expect(r.stdout).toContain(
+        `\nit may take back or transfer 55 now (npx dropbear refund, npx dropbear transfer; 2 refunds and transfers applied so far; 7 held by its requests waiting at node 0; waiting at node 0 to be ordered: serial 3 of 10, serial 4 of 5 to ${payee})\n`,
       );
     } finally {
       accountBody = { balance: 77, exists: true, seq: 12, deposits: 7 };
@@ -528,6 +532,31 @@ describe('dropbear refund', () => {
     expect(r.stdout).toMatch(/ordered in batch 22: the client took back 100;/);
   });
 
+  // Refunds and transfers share the client's serials (one sequence): a transfer waiting at the node takes a
+  // serial, and its amount is held out of what may be taken back (the refund took serial 6 beside it, a
+  // rival: only one of the two could apply).
+  it('counts the transfers waiting at the node: the serial after them, their amounts held (the node says refundable)', async () => {
+    const payee = toB64u(new Uint8Array(32).fill(5));
+    accountBody = {
+      ...ACCOUNT,
+      pendingTransfers: [
+        { serial: 6, amount: 20, to: payee },
+        { serial: 6, amount: 15, to: payee },
+      ],
+      refundable: 400,
+    };
+    txAnswer = { status: 'executed', seq: 22, applied: true };
+    const r = await refund('--amount', 'all');
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    const tx = posted.at(-1)!;
+    if (tx.kind !== 'refund') throw new Error(`posted a ${tx.kind}`);
+    expect(tx.refund).toMatchObject({ serial: 7, amount: 400 });
+    expect(r.stdout).toContain(
+      'take back 400 of 500 (30 held by its requests waiting to be ordered, 70 in refunds and transfers waiting to be ordered), serial 7, through node 0)',
+    );
+  });
+
   it('--amount all takes what the node says may be taken back; --key names another client', async () => {
     accountBody = ACCOUNT;
     txAnswer = { status: 'executed', seq: 23, applied: true };
@@ -540,7 +569,7 @@ describe('dropbear refund', () => {
     expect(tx.refund).toEqual({ client: readKeyFile(other).publicKey, serial: 6, amount: 420 });
     // 420 of 500: the line says where the other 80 are, else the numbers do not add up.
     expect(r.stdout).toContain(
-      'take back 420 of 500 (30 held by its requests waiting to be ordered, 50 in refunds waiting to be ordered), serial 6, through node 0)',
+      'take back 420 of 500 (30 held by its requests waiting to be ordered, 50 in refunds and transfers waiting to be ordered), serial 6, through node 0)',
     );
   });
 
@@ -551,7 +580,7 @@ describe('dropbear refund', () => {
     expect([over.code, over.stderr]).toEqual([
       2,
       expect.stringMatching(
-        /^error \[TX_REFUND_TOO_LARGE\]: the client \S+ holds 500 \(as of batch 21; 30 held by its requests waiting to be ordered, 50 in refunds waiting to be ordered\): it may take back 420, not 421; nothing was submitted\n$/,
+        /^error \[TX_REFUND_TOO_LARGE\]: the client \S+ holds 500 \(as of batch 21; 30 held by its requests waiting to be ordered, 50 in refunds and transfers waiting to be ordered\): it may take back 420, not 421; nothing was submitted\n$/,
       ),
     ]);
     accountBody = { ...ACCOUNT, refundable: 0 };
@@ -569,7 +598,7 @@ describe('dropbear refund', () => {
     accountBody = { balance: 77, exists: true, seq: 12, deposits: 7 }; // a node before refunds
     const old = await refund('--amount', '1');
     expect(old.stderr).toMatch(
-      /^error \[BAD_RESPONSE\]: .*answered without balance, refunds, pendingRefunds/,
+      /^error \[BAD_RESPONSE\]: .*answered without balance, refunds, pendingRefunds, pendingTransfers/,
     );
     expect(posted.length).toBe(before);
     // Ordered without effect (the balance no longer covered it): TX_SUPERSEDED, exit 2.
@@ -603,7 +632,7 @@ describe('dropbear refund', () => {
     expect([one.code, one.stderr]).toEqual([
       2,
       expect.stringMatching(
-        /^error \[TX_REFUND_TOO_LARGE\]: the client \S+ has no account: neither the genesis nor a deposit made one \(is it the key you meant\?\); nothing was submitted\n$/,
+        /^error \[TX_REFUND_TOO_LARGE\]: the client \S+ has no account: neither the genesis, a deposit nor a transfer made one \(is it the key you meant\?\); nothing was submitted\n$/,
       ),
     ]);
     const all = await refund('--amount', 'all');
@@ -652,5 +681,210 @@ describe('dropbear refund', () => {
     expect((await deposit('--amount', 'all')).stderr).toMatch(
       /positive whole number \(at most 2\^53 − 1\), not "all"/,
     );
+  });
+});
+
+describe('dropbear transfer', () => {
+  const transfer = (...args: string[]) => runCliInProcess(['transfer', '--group', dir, ...args]);
+  const payee = () => readKeyFile(join(tmp, 'payee.json')).publicKey;
+  const client = () => readKeyFile(join(dir, 'keys', 'client.json')).publicKey;
+  // The client holds 500: 30 held by its requests waiting at the node, refunds waiting (serial 4 twice, the
+  // largest 40; serial 5, 10), so the node computed refundable = 500 − 30 − 50. No transfer waits.
+  const ACCOUNT = {
+    balance: 500,
+    exists: true,
+    seq: 21,
+    deposits: 7,
+    refunds: 3,
+    pendingRefunds: [
+      { serial: 4, amount: 25 },
+      { serial: 4, amount: 40 },
+      { serial: 5, amount: 10 },
+    ],
+    pendingTransfers: [],
+    heldFees: 30,
+    refundable: 420,
+  };
+
+  beforeAll(async () => {
+    expect((await runCliInProcess(['keygen', '--out', join(tmp, 'payee.json')])).code).toBe(0);
+  });
+
+  it("signs the serial after the client's refunds waiting (one sequence), with the client's key, paying --to's key", async () => {
+    accountBody = ACCOUNT;
+    txAnswer = { status: 'executed', seq: 31, applied: true };
+    const to = toB64u(payee());
+    const r = await transfer('--to', to, '--amount', '100');
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    const tx = posted.at(-1)!;
+    if (tx.kind !== 'transfer') throw new Error(`posted a ${tx.kind}`);
+    expect(tx.transfer).toEqual({ client: client(), to: payee(), serial: 6, amount: 100 });
+    const genesis = readGenesis(join(dir, 'genesis.json'));
+    expect(verifyTx(genesis, groupIdOf(genesis), tx)).toBe(true);
+    expect(r.stdout).toContain(
+      `submitted ${hex(txIdOf(tx))} (client ${toB64u(client())}: pay 100 of 500 to ${to}, serial 6, through node 0)`,
+    );
+    expect(r.stdout).toContain(`ordered in batch 31: the client paid 100 to ${to}\n`);
+  });
+
+  it('--to takes a key file (its public key is read); a transfer waiting takes its serial and its amount, `all` the rest', async () => {
+    const other = toB64u(new Uint8Array(32).fill(6));
+    accountBody = {
+      ...ACCOUNT,
+      pendingTransfers: [{ serial: 6, amount: 20, to: other }],
+      refundable: 400,
+    };
+    txAnswer = { status: 'executed', seq: 32, applied: true };
+    const r = await transfer('--to', join(tmp, 'payee.json'), '--amount', 'all');
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    const tx = posted.at(-1)!;
+    if (tx.kind !== 'transfer') throw new Error(`posted a ${tx.kind}`);
+    expect(tx.transfer).toEqual({ client: client(), to: payee(), serial: 7, amount: 400 });
+    expect(r.stdout).toContain(
+      `pay 400 of 500 to ${toB64u(payee())} (30 held by its requests waiting to be ordered, 70 in refunds and transfers waiting to be ordered), serial 7, through node 0)`,
+    );
+    expect(r.stdout).toContain(`ordered in batch 32: the client paid 400 to ${toB64u(payee())}\n`);
+  });
+
+  it('more than the client may transfer, or `all` with nothing left: refused with their codes, nothing submitted', async () => {
+    accountBody = ACCOUNT;
+    const before = posted.length;
+    const over = await transfer('--to', toB64u(payee()), '--amount', '421');
+    expect([over.code, over.stderr]).toEqual([
+      2,
+      expect.stringMatching(
+        /^error \[TX_TRANSFER_TOO_LARGE\]: the client \S+ holds 500 \(as of batch 21; 30 held by its requests waiting to be ordered, 50 in refunds and transfers waiting to be ordered\): it may transfer 420, not 421; nothing was submitted\n$/,
+      ),
+    ]);
+    accountBody = { ...ACCOUNT, refundable: 0 };
+    const none = await transfer('--to', toB64u(payee()), '--amount', 'all');
+    expect(none.code).toBe(2);
+    expect(none.stderr).toMatch(
+      /^error \[NOTHING_TO_TRANSFER\]: the client \S+ holds 500 .*nothing is left to transfer; nothing was submitted\n$/,
+    );
+    expect(posted.length).toBe(before);
+  });
+
+  it('to the paying client itself: TX_TRANSFER_TO_SELF before anything is signed or asked (a key or a key file)', async () => {
+    accountBody = ACCOUNT;
+    const before = posted.length;
+    const own = await transfer('--to', toB64u(client()), '--amount', '5');
+    expect([own.code, own.stderr]).toEqual([
+      2,
+      expect.stringMatching(
+        /^error \[TX_TRANSFER_TO_SELF\]: --to is the paying client's own key \(\S+\): a transfer to itself would move nothing; nothing was submitted\n$/,
+      ),
+    ]);
+    // Through a node that is down: refused before it is asked.
+    const file = await transfer(
+      '--key',
+      join(tmp, 'payee.json'),
+      '--to',
+      join(tmp, 'payee.json'),
+      '--amount',
+      '5',
+      '--node',
+      '1',
+    );
+    expect(file.stderr).toMatch(/^error \[TX_TRANSFER_TO_SELF\]/);
+    expect(posted.length).toBe(before);
+  });
+
+  it('a --to that is neither a public key nor a key file is CLI_USAGE naming what it takes; nothing sent', async () => {
+    const before = posted.length;
+    const notKey = join(tmp, 'not-a-key.json');
+    writeFileSync(notKey, '{"hello": 1}', { mode: 0o600 });
+    for (const [to, why] of [
+      [
+        'bob',
+        /^error \[CLI_USAGE\]: --to must be the payee's public key .*or its key file, got "bob" \(no such file\)\n$/,
+      ],
+      [toB64u(new Uint8Array(31)), /^error \[CLI_USAGE\]: --to must be the payee's public key/],
+      [
+        hex(new Uint8Array(32).fill(7)),
+        /^error \[CLI_USAGE\]: --to must be .*: that is hex; give the base64url form/,
+      ],
+      [notKey, /^error \[KEY_FILE_INVALID\]: .*not-a-key\.json is not an ed25519 key file/],
+    ] as const) {
+      const r = await transfer('--to', to, '--amount', '5');
+      expect(r.code, to).toBe(2);
+      expect(r.stderr, to).toMatch(why);
+    }
+    const missing = await transfer('--amount', '5');
+    expect(missing.stderr).toMatch(/^error \[CLI_USAGE\]: .*--to/);
+    for (const amount of ['0', '-1', '1.5', 'ALL']) {
+      const r = await transfer('--to', toB64u(payee()), '--amount', amount);
+      expect(r.stderr, amount).toMatch(
+        /^error \[CLI_USAGE\]: --amount must be a positive whole number \(at most 2\^53 − 1\) or `all`/,
+      );
+    }
+    expect(posted.length).toBe(before);
+  });
+
+  it('a key with no account says so (TX_TRANSFER_TOO_LARGE; `all`: NOTHING_TO_TRANSFER), nothing sent', async () => {
+    accountBody = {
+      ...ACCOUNT,
+      balance: 0,
+      exists: false,
+      refunds: 0,
+      pendingRefunds: [],
+      heldFees: 0,
+      refundable: 0,
+    };
+    const before = posted.length;
+    const one = await transfer('--to', toB64u(payee()), '--amount', '1');
+    expect([one.code, one.stderr]).toEqual([
+      2,
+      expect.stringMatching(
+        /^error \[TX_TRANSFER_TOO_LARGE\]: the client \S+ has no account: neither the genesis, a deposit nor a transfer made one \(is it the key you meant\?\); nothing was submitted\n$/,
+      ),
+    ]);
+    const all = await transfer('--to', toB64u(payee()), '--amount', 'all');
+    expect(all.stderr).toMatch(/^error \[NOTHING_TO_TRANSFER\]: the client \S+ has no account/);
+    expect(posted.length).toBe(before);
+  });
+
+  it('`all` refused by the node (409 TX_TRANSFER_TOO_LARGE: a request came in after it was read) reads again; an amount says nothing was submitted', async () => {
+    accountBody = ACCOUNT;
+    txAnswer = { status: 'executed', seq: 33, applied: true };
+    refusalCode = 'TX_TRANSFER_TOO_LARGE';
+    try {
+      refundRefusals = 2;
+      const r = await transfer('--to', toB64u(payee()), '--amount', 'all');
+      expect(r.stderr).toBe('');
+      expect(r.code).toBe(0);
+      expect(r.stdout).toContain(`ordered in batch 33: the client paid 420 to ${toB64u(payee())}`);
+      refundRefusals = 1;
+      const before = posted.length;
+      const fixed = await transfer('--to', toB64u(payee()), '--amount', '420');
+      expect(fixed.code).toBe(2);
+      expect(fixed.stderr).toMatch(/^error \[TX_TRANSFER_TOO_LARGE\]: .*not 420; nothing was submitted\n$/);
+      expect(posted.length).toBe(before);
+    } finally {
+      refundRefusals = 0;
+      refusalCode = 'TX_REFUND_TOO_LARGE';
+    }
+  });
+
+  it('TIMEOUT names `dropbear tx` with its id; ordered without effect is TX_SUPERSEDED; a node down names --node', async () => {
+    accountBody = ACCOUNT;
+    txAnswer = { status: 'pending' };
+    const r = await transfer('--to', toB64u(payee()), '--amount', '5', '--wait', '600');
+    expect(r.code).toBe(2);
+    const txId = /^submitted ([0-9a-f]{64})/.exec(r.stdout)![1];
+    expect(r.stderr).toMatch(/^error \[TIMEOUT\]: not ordered within 600 ms; it may still be/);
+    expect(r.stderr).toContain(`\`npx dropbear tx --group ${dir} ${txId}\``);
+    txAnswer = { status: 'executed', seq: 34, applied: false };
+    const noEffect = await transfer('--to', toB64u(payee()), '--amount', '5');
+    expect(noEffect.code).toBe(2);
+    expect(noEffect.stderr).toMatch(/^error \[TX_SUPERSEDED\]: .*a transfer of more than the balance then/);
+    const before = posted.length;
+    const down = await transfer('--to', toB64u(payee()), '--amount', '1', '--node', '1', '--wait', '5000');
+    expect(down.stderr).toMatch(
+      /^error \[NODE_UNREACHABLE\]: .*Nothing was submitted; any node of the group takes the transfer: submit it through another \(not node 1\) with --node ID\n$/,
+    );
+    expect(posted.length).toBe(before);
   });
 });

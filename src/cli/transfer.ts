@@ -1,0 +1,100 @@
+/**
+ * `dropbear transfer`: a client pays part of its balance to another account (a Transfer signed with the
+ * client's key, ordered by the group like a refund, with which it shares the client's serials). The money
+ * stays in the group: the ledger moves it from one balance to the other, opening the payee's account if it
+ * has none (docs/api.md, "Transfers").
+ */
+import { existsSync, statSync } from 'node:fs';
+import type { Command } from 'commander';
+import { DropbearError, equalBytes, signTransfer, toB64u } from '../protocol/index.ts';
+import { readKeyFile } from '../protocol/keyfile.ts';
+import { type ClientSpendKind, clientSpendPlan, submitClientSpend } from './client-spend.ts';
+import { usageError } from './errors.ts';
+import { publicKeyArg } from './owners.ts';
+
+/**
+ * `--to`: the payee's public key as `dropbear keygen` prints it (base64url, 32 bytes), or a key file (as
+ * `--key` takes: its public key is read). A file of that name wins over the text read as a key; neither is
+ * CLI_USAGE saying what it takes (and that no such file exists, when it is not a key).
+ */
+export function payeeArg(text: string): Uint8Array {
+  if (existsSync(text) && statSync(text).isFile()) return readKeyFile(text).publicKey;
+  try {
+    return publicKeyArg('--to', text);
+  } catch (e) {
+    if (!(e instanceof DropbearError)) throw e;
+    const t = text.trim();
+    throw usageError(
+      `--to must be the payee's public key as \`dropbear keygen\` prints it (base64url, 32 bytes, 43 characters) or its key file, got ${JSON.stringify(text)}` +
+        (/^[0-9a-fA-F]{64}$/.test(t)
+          ? ': that is hex; give the base64url form'
+          : /^[A-Za-z0-9_-]{43}$/.test(t)
+            ? ''
+            : ' (no such file)'),
+    );
+  }
+}
+
+function transferKind(to: Uint8Array): ClientSpendKind {
+  const payee = toB64u(to);
+  return {
+    what: 'the transfer',
+    tooLarge: 'TX_TRANSFER_TOO_LARGE',
+    nothing: 'NOTHING_TO_TRANSFER',
+    verb: 'transfer',
+    sign: (groupId, key, serial, amount) =>
+      signTransfer(groupId, { client: key.publicKey, to, serial, amount }, key),
+    describe: (amount, balance) => `pay ${amount} of ${balance} to ${payee}`,
+  };
+}
+
+export function registerTransfer(program: Command): void {
+  program
+    .command('transfer')
+    .description(
+      "pay part of a client's balance to another account: signs a Transfer with the client's key and submits it; the group orders it like a refund, and the money stays in the group",
+    )
+    .requiredOption('--group <dir>', 'the group folder')
+    .requiredOption(
+      '--to <key>',
+      'the payee: its public key (base64url, as `dropbear keygen` prints it) or its key file (the public key is read)',
+    )
+    .requiredOption(
+      '--amount <n>',
+      'how much to pay (a positive whole number), or `all`: everything the client may pay now',
+    )
+    .option('--key <file>', "the paying client's key file (default: the client key group.json names)")
+    .option('--node <id>', 'the node to submit through', '0')
+    .option('--wait <ms>', 'give up after this long (the whole command)', '30000')
+    .addHelpText(
+      'after',
+      "\nExample:\n  npx dropbear keygen --out bob.json            # prints bob's public key\n" +
+        '  npx dropbear transfer --group out/g --key alice.json --to <bob public key> --amount 400\n' +
+        '  npx dropbear transfer --group out/g --key alice.json --to bob.json --amount all --node 1   # node 0 is down: through node 1\n\n' +
+        "The command reads the client's next serial (its refunds and transfers share one sequence) and what it may pay from the node it submits to " +
+        "(GET /v1/accounts/KEY: the balance less the maxFee of the client's requests waiting there to be ordered and its refunds and transfers waiting), " +
+        'and waits there until the transfer is ordered. More than that is refused before anything is signed, TX_TRANSFER_TOO_LARGE (`all` with nothing left: ' +
+        'NOTHING_TO_TRANSFER), as a node refuses it (409 TX_TRANSFER_TOO_LARGE; `all` refused so, because a request of the client reached the node after it ' +
+        'was read, reads again and takes what is left); --to the paying client itself is TX_TRANSFER_TO_SELF. ' +
+        "The group moves the money after the requests ordered in the transfer's own batch are charged, and opens the payee's account if it has none: " +
+        "the payee's requests spend it from the next batch on. The money stays in the group.\n\n" +
+        'Exit status: 0 the transfer was ordered and applied, 2 an error (one line on stderr: error [CODE]: message; CLI_USAGE for a bad option; ' +
+        'TX_TRANSFER_TOO_LARGE, NOTHING_TO_TRANSFER or TX_TRANSFER_TO_SELF, nothing submitted; ' +
+        'TX_SUPERSEDED when a refund or another transfer of the same serial was ordered first, or the balance no longer covered it when it was ordered; ' +
+        'TIMEOUT when --wait ran out: it may still be ordered, see `npx dropbear tx --group DIR TXID` with the TXID printed before trying again).\n',
+    )
+    .action(
+      async (o: { group: string; to: string; amount: string; key?: string; node: string; wait: string }) => {
+        const plan = clientSpendPlan(o);
+        const to = payeeArg(o.to);
+        // The node refuses it (400 TX_TRANSFER_TO_SELF): said here before anything is signed or asked.
+        if (equalBytes(to, plan.key.publicKey))
+          throw new DropbearError(
+            'TX_TRANSFER_TO_SELF',
+            `--to is the paying client's own key (${toB64u(to)}): a transfer to itself would move nothing; nothing was submitted`,
+          );
+        const { seq, amount } = await submitClientSpend(plan, transferKind(to));
+        process.stdout.write(`ordered in batch ${seq}: the client paid ${amount} to ${toB64u(to)}\n`);
+      },
+    );
+}
