@@ -1,11 +1,17 @@
 /**
  * The API's deposit routes on one stand-in NodeHost (no peers, so nothing submitted is ordered here; the
  * ordered path runs on four node processes in test/e2e/group.test.ts): POST /v1/txs with a deposit, GET
- * /v1/txs/:txId and GET /v1/accounts/:client, each bad input with its code.
+ * /v1/txs/:txId and GET /v1/accounts/:client, each bad input with its code. A transfer is also ordered, on four
+ * stand-in hosts joined in memory, each with its API.
  */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildApi } from '../../src/node/api.ts';
+import { NodeHost } from '../../src/node/host.ts';
+import { startStandIn } from '../../src/node/standin-backend.ts';
 import {
   groupIdOf,
   hex,
@@ -13,11 +19,14 @@ import {
   signDeposit,
   signFeeChange,
   signRefund,
+  signTransfer,
   Tx,
   toB64u,
   toJson,
   txIdOf,
 } from '../../src/protocol/index.ts';
+import { makeGroup } from '../../src/sim/world.ts';
+import { Loopback } from './harness.ts';
 import { type LoneHost, openLoneHost } from './lone-host.ts';
 
 let lone: LoneHost;
@@ -152,7 +161,7 @@ describe('POST /v1/txs: refunds', () => {
     );
     expect([none.statusCode, code(none)]).toEqual([409, 'TX_REFUND_TOO_LARGE']);
     expect((none.json() as { error: { message: string } }).error.message).toMatch(
-      /^no account for the client \S+: neither the genesis nor a deposit made one; a refund of it would have no effect$/,
+      /^no account for the client \S+: neither the genesis, a deposit nor a transfer made one; a refund of it would have no effect$/,
     );
     const forged = await post(
       signRefund(gid(), { client: stranger.publicKey, serial: 1, amount: 5 }, lone.group.client),
@@ -217,6 +226,7 @@ describe('GET /v1/accounts/:client', () => {
       deposits: 0,
       refunds: 0,
       pendingRefunds: [],
+      pendingTransfers: [],
       heldFees: 0,
       refundable: lone.group.genesis.balances[0].amount,
     });
@@ -232,6 +242,137 @@ describe('GET /v1/accounts/:client', () => {
     ]) {
       const b = await app.inject(`/v1/accounts/${bad}`);
       expect(b.statusCode, bad).toBe(400);
+    }
+  });
+});
+
+// After GET /v1/accounts/:client above: the transfer taken here waits (nothing is ordered without peers), so
+// the client's account shows it from here on.
+describe('POST /v1/txs: transfers (waiting at one node)', () => {
+  const c = () => lone.group.client;
+  const payee = keyPairFromSeed(new Uint8Array(32).fill(92)).publicKey;
+  const message = (r: { json: () => unknown }) => (r.json() as { error: { message: string } }).error.message;
+
+  it('a forged one is 401, a 0 is 400 TX_BAD_AMOUNT, one to the payer itself 400 TX_TRANSFER_TO_SELF', async () => {
+    const forged = await post(
+      signTransfer(gid(), { client: c().publicKey, to: payee, serial: 1, amount: 5 }, lone.group.keys[0]),
+    );
+    expect([forged.statusCode, code(forged)]).toEqual([401, 'TX_BAD_SIGNATURE']);
+    const zero = await post(
+      signTransfer(gid(), { client: c().publicKey, to: payee, serial: 1, amount: 0 }, c()),
+    );
+    expect([zero.statusCode, code(zero)]).toEqual([400, 'TX_BAD_AMOUNT']);
+    const self = await post(
+      signTransfer(gid(), { client: c().publicKey, to: c().publicKey, serial: 1, amount: 5 }, c()),
+    );
+    expect([self.statusCode, code(self)]).toEqual([400, 'TX_TRANSFER_TO_SELF']);
+  });
+
+  it('a payer with no account is 409 TX_TRANSFER_TOO_LARGE naming it (a forged one of it 401 first); more than the balance 409 naming it', async () => {
+    const stranger = keyPairFromSeed(new Uint8Array(32).fill(93));
+    const none = await post(
+      signTransfer(gid(), { client: stranger.publicKey, to: payee, serial: 1, amount: 5 }, stranger),
+    );
+    expect([none.statusCode, code(none)]).toEqual([409, 'TX_TRANSFER_TOO_LARGE']);
+    expect(message(none)).toMatch(
+      /^no account for the client \S+: neither the genesis, a deposit nor a transfer made one; a transfer of it would have no effect$/,
+    );
+    const forged = await post(
+      signTransfer(gid(), { client: stranger.publicKey, to: payee, serial: 1, amount: 5 }, c()),
+    );
+    expect([forged.statusCode, code(forged)]).toEqual([401, 'TX_BAD_SIGNATURE']);
+    const balance = lone.host.db.state.balanceOf(c().publicKey);
+    const over = await post(
+      signTransfer(gid(), { client: c().publicKey, to: payee, serial: 1, amount: balance + 1 }, c()),
+    );
+    expect([over.statusCode, code(over)]).toEqual([409, 'TX_TRANSFER_TOO_LARGE']);
+    expect(message(over)).toContain(`balance is ${balance}: it may transfer ${balance}, not ${balance + 1}`);
+  });
+
+  it('taken (202), it waits in GET /v1/accounts/:client pendingTransfers and out of refundable; a refund or transfer past the rest is 409', async () => {
+    const balance = lone.host.db.state.balanceOf(c().publicKey);
+    const tx = signTransfer(gid(), { client: c().publicKey, to: payee, serial: 1, amount: 40 }, c());
+    const r = await post(tx);
+    expect(r.statusCode).toBe(202);
+    expect(r.json()).toEqual({ txId: hex(txIdOf(tx)), status: 'pending' });
+    const a = (await app.inject(`/v1/accounts/${toB64u(c().publicKey)}`)).json();
+    expect(a).toMatchObject({
+      balance,
+      refunds: 0,
+      pendingRefunds: [],
+      pendingTransfers: [{ serial: 1, amount: 40, to: toB64u(payee) }],
+      refundable: balance - 40,
+    });
+    // What waits counts against the next one of the shared serials, a refund as a transfer.
+    const refund = await post(
+      signRefund(gid(), { client: c().publicKey, serial: 2, amount: balance - 39 }, c()),
+    );
+    expect([refund.statusCode, code(refund)]).toEqual([409, 'TX_REFUND_TOO_LARGE']);
+    expect(message(refund)).toContain('40 more in its refunds and transfers waiting');
+    const next = await post(
+      signTransfer(gid(), { client: c().publicKey, to: payee, serial: 2, amount: balance - 39 }, c()),
+    );
+    expect([next.statusCode, code(next)]).toEqual([409, 'TX_TRANSFER_TOO_LARGE']);
+    // The payee has no account until the transfer is ordered.
+    const p = (await app.inject(`/v1/accounts/${toB64u(payee)}`)).json();
+    expect(p).toMatchObject({ balance: 0, exists: false });
+  });
+});
+
+describe('POST /v1/txs: a transfer ordered by four hosts', () => {
+  it("applies on every node: the payer's balance less the amount, the payee's account opened with it, the serial used", async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'api-transfer-'));
+    const group = makeGroup(4, 1, 24);
+    const net = new Loopback(4);
+    const hosts = group.genesis.nodes.map((_, id) =>
+      NodeHost.open({
+        id,
+        genesis: group.genesis,
+        key: group.keys[id],
+        ledgerPath: join(dir, `n${id}.sqlite`),
+        backends: [startStandIn(id)],
+        wire: net.wire(id),
+      }),
+    );
+    for (const h of hosts) h.start();
+    const apis = hosts.map((h) => buildApi(h, {}));
+    try {
+      await Promise.all(apis.map((a) => a.ready()));
+      const c = group.client;
+      const payee = keyPairFromSeed(new Uint8Array(32).fill(94)).publicKey;
+      const had = hosts[0].db.state.balanceOf(c.publicKey);
+      const tx = signTransfer(
+        groupIdOf(group.genesis),
+        { client: c.publicKey, to: payee, serial: 1, amount: 25 },
+        c,
+      );
+      const r = await apis[1].inject({ method: 'POST', url: '/v1/txs', payload: { tx: toJson(Tx, tx) } });
+      expect(r.statusCode).toBe(202);
+      const id = hex(txIdOf(tx));
+      const accounts = (key: Uint8Array) =>
+        Promise.all(apis.map(async (a) => (await a.inject(`/v1/accounts/${toB64u(key)}`)).json()));
+      for (const deadline = Date.now() + 10_000; Date.now() < deadline; ) {
+        if ((await accounts(payee)).every((a) => a.balance === 25)) break;
+        await new Promise((res) => setTimeout(res, 20));
+      }
+      for (const a of apis) {
+        const fate = (await a.inject(`/v1/txs/${id}`)).json();
+        expect(fate).toMatchObject({ status: 'executed', applied: true, tx: toJson(Tx, tx) });
+      }
+      for (const a of await accounts(payee))
+        expect(a).toMatchObject({ balance: 25, exists: true, refunds: 0, refundable: 25 });
+      for (const a of await accounts(c.publicKey))
+        expect(a).toMatchObject({ balance: had - 25, refunds: 1, pendingTransfers: [] });
+      // The money stayed in the group: nothing refunded.
+      expect((await apis[2].inject('/v1/owners')).json()).toMatchObject({ refunded: 0 });
+    } finally {
+      for (const a of apis) await a.close();
+      for (const h of hosts) {
+        h.stop();
+        h.close();
+      }
+      net.stop();
+      rmSync(dir, { recursive: true, force: true });
     }
   });
 });
