@@ -538,14 +538,48 @@ describe('a real 4-node group', () => {
     expect(again.stderr).toMatch(/^error \[NOTHING_TO_WITHDRAW\]/);
   });
 
-  it("a client's refund (`dropbear refund --amount all`) is ordered on every node: its balance goes to 0, the money leaves the group, and a request it no longer covers is refused", async () => {
-    // Dave, funded by the deposit above, takes back what is left of it, through node 2.
+  it("a client's transfer (`dropbear transfer`) opens the payee's account on every node; its refund (`dropbear refund --amount all`) takes the rest: its balance goes to 0, the money leaves the group, and a request it no longer covers is refused", async () => {
+    // Dave, funded by the deposit above, pays 3 to a fresh key through node 1 (the money stays in the
+    // group), then takes back what is left of it, through node 2.
     const keyFile = join(root, 'dave.json');
     const dave = readKeyFile(keyFile);
     const daveKey = toB64u(dave.publicKey);
-    type Account = { balance: number; refunds: number; refundable: number };
-    const account = async (api: string) =>
-      (await (await fetch(`${api}/v1/accounts/${daveKey}`)).json()) as Account;
+    type Account = { balance: number; exists: boolean; refunds: number; refundable: number };
+    const account = async (api: string, key = daveKey) =>
+      (await (await fetch(`${api}/v1/accounts/${key}`)).json()) as Account;
+    const erin = toB64u(keyPairFromSeed(sha256(new TextEncoder().encode('erin, paid by dave'))).publicKey);
+    const paid = await runCliInProcess([
+      'transfer',
+      '--group',
+      dir,
+      '--key',
+      keyFile,
+      '--to',
+      erin,
+      '--amount',
+      '3',
+      '--node',
+      '1',
+    ]);
+    expect(paid.stderr).toBe('');
+    expect(paid.code).toBe(0);
+    expect(paid.stdout).toContain(`ordered in batch`);
+    expect(paid.stdout).toContain(`: the client paid 3 to ${erin}\n`);
+    const paidId = /^submitted ([0-9a-f]{64})/.exec(paid.stdout)![1];
+    for (const n of g.file.nodes) {
+      let e = await account(n.api, erin);
+      for (let i = 0; i < 50 && e.balance !== 3; i++) {
+        await new Promise((r) => setTimeout(r, 100));
+        e = await account(n.api, erin);
+      }
+      expect(e).toMatchObject({ balance: 3, exists: true });
+      expect(await account(n.api)).toMatchObject({ refunds: 1 });
+    }
+    const paidCheck = await runCliInProcess(['tx', '--group', dir, paidId]);
+    expect(paidCheck.code, paidCheck.stdout + paidCheck.stderr).toBe(0);
+    expect(paidCheck.stdout).toContain(
+      `transaction: a transfer: the client ${daveKey} pays 3 to the account of ${erin} (its serial 1)`,
+    );
     const had = (await account(g.file.nodes[2].api)).balance;
     expect(had).toBeGreaterThan(0);
     const refundedBefore = (
@@ -564,15 +598,15 @@ describe('a real 4-node group', () => {
     ]);
     expect(out.stderr).toBe('');
     expect(out.code).toBe(0);
-    expect(out.stdout).toContain(`take back ${had} of ${had}, serial 1, through node 2`);
+    expect(out.stdout).toContain(`take back ${had} of ${had}, serial 2, through node 2`);
     const txId = /^submitted ([0-9a-f]{64})/.exec(out.stdout)![1];
     for (const n of g.file.nodes) {
       let a = await account(n.api);
-      for (let i = 0; i < 50 && a.refunds !== 1; i++) {
+      for (let i = 0; i < 50 && a.refunds !== 2; i++) {
         await new Promise((r) => setTimeout(r, 100));
         a = await account(n.api);
       }
-      expect(a).toMatchObject({ balance: 0, refunds: 1, refundable: 0 });
+      expect(a).toMatchObject({ balance: 0, refunds: 2, refundable: 0 });
       const o = (await (await fetch(`${n.api}/v1/owners`)).json()) as { refunded: number };
       expect(o.refunded).toBe(refundedBefore + had);
     }
@@ -580,7 +614,7 @@ describe('a real 4-node group', () => {
     const check = await runCliInProcess(['tx', '--group', dir, txId]);
     expect(check.code, check.stdout + check.stderr).toBe(0);
     expect(check.stdout).toContain(
-      `transaction: a refund: the client ${daveKey} takes back ${had} (its serial 1)`,
+      `transaction: a refund: the client ${daveKey} takes back ${had} (its serial 2)`,
     );
     // Nothing is left: `all` says so and submits nothing; and a request is refused for its balance.
     const again = await runCliInProcess(['refund', '--group', dir, '--key', keyFile, '--amount', 'all']);
