@@ -260,7 +260,7 @@ export function registerDeposit(program: Command): void {
       );
       if (a.exists === false)
         process.stdout.write(
-          'no account for this key: neither the genesis nor a deposit made one (is it the key you meant?)\n',
+          'no account for this key: neither the genesis, a deposit nor a transfer made one (is it the key you meant?)\n',
         );
       else if (a.refundable !== undefined && a.refunds !== undefined) {
         const held = a.heldFees ? `; ${a.heldFees} held by its requests waiting at node ${node.id}` : '';

@@ -303,7 +303,9 @@ describe('dropbear balance', () => {
       const r = await runCliInProcess(['balance', '--group', dir, '--client', toB64u(new Uint8Array(32))]);
       expect(r.code).toBe(0);
       expect(r.stdout.split('\n')[0]).toBe('0');
-      expect(r.stdout).toMatch(/no account for this key/);
+      expect(r.stdout).toMatch(
+        /no account for this key: neither the genesis, a deposit nor a transfer made one/,
+      );
       expect(r.stdout).toContain('the group has applied 1 deposit)');
     } finally {
       accountBody = { balance: 77, exists: true, seq: 12, deposits: 7 };
