@@ -36,8 +36,19 @@
  * requests waiting there and its refunds waiting there) read from that node's GET /v1/accounts/:client as
  * `dropbear refund` reads them: `refundStateOf`). A quarter get a rival: the same serial, 1 more (or 1 less
  * where 1 more would pass the room), through another node. Now and then (15%) the client asks for more than
- * refundable (refundable + 20,000–29,999, a margin over the deposits that could raise the balance meanwhile)
- * instead: the node must refuse it with TX_REFUND_TOO_LARGE.
+ * refundable (refundable + 2 × the genesis money + 20,000–29,999: a margin over the deposits and transfers
+ * that could raise the balance meanwhile) instead: the node must refuse it with TX_REFUND_TOO_LARGE.
+ *
+ * Clients' transfers under the same faults: every 4–7 s (seeded, a schedule of its own) a funded client (as
+ * for refunds) pays 1–5% of its `refundable` (read with `refundStateOf` as `dropbear transfer` reads it: a
+ * transfer takes the next serial of the one sequence a client's refunds and transfers share, so the two
+ * schedules interleave on it) to another key: another of the soak's clients (the load client or a newcomer,
+ * which a transfer funds, opening its account, where no deposit has yet), else a fresh key (a new one, the
+ * ledger opening its account, or one an earlier transfer paid). A quarter get a rival of the same serial
+ * through another node: half a transfer of 1 more (or 1 less) to the same payee, half a refund of it (one of
+ * the two applies). Now and then (12%) the client asks for more than refundable (the margin as for refunds)
+ * instead: the node must refuse it with TX_TRANSFER_TOO_LARGE; and (10%) it pays itself: the node must
+ * refuse it with TX_TRANSFER_TO_SELF.
  *
  * While it runs it samples each node's /v1/status every second (view, view change, last executed, requests
  * held: `timeline.txt` in the run folder) and prints, at the end, the longest time the group executed
@@ -59,8 +70,9 @@
  *  4. no node stored misbehaviour evidence (the evidence table, the "misbehaviour evidence stored" and
  *     "bad signature" log lines);
  *  5. the client's balance on each node (its ledger replayed) is the genesis balance plus the deposits to it
- *     that applied minus the fees of its requests the node executed and its refunds that applied, and that is the fees of the
- *     certificates received plus those of requests certified whose certificate the client did not get;
+ *     that applied minus the fees of its requests the node executed and its refunds that applied, minus the
+ *     transfers it paid plus those it received that applied, and that is the fees of the certificates
+ *     received plus those of requests certified whose certificate the client did not get;
  *  6. no node log has an uncaught exception, a fatal line or an error-level line;
  *  7. requests that failed at the client, by code, and how requests sent only to a node that was down
  *     fared (the SDK hedges to the others after 2 s); only OVERLOADED failures pass (every node asked turned
@@ -69,40 +81,56 @@
  *  8. the money (each ledger replayed, and, independently, the ledgers' batches walked in seq order, a
  *     deposit applying at the treasury's next serial, a fee change at its node's next version, a withdrawal
  *     using its node's next serial and taking its amount when that is 1 to what the node earned up to the
- *     batch before less what it withdrew, a refund using its client's next serial where the client has an
- *     account, each batch's certified votes then crediting their nodes' fees of the batch and its outcomes
- *     charging their clients, and then each refund of the batch that used its serial taking its amount when
- *     that is 1 to the client's balance as the batch's requests left it (the ledger's rule); every client's
- *     balance followed from the genesis; what was submitted, taken, refused (by code), applied, ordered
- *     without effect and never ordered is printed first, per kind):
+ *     batch before less what it withdrew, a refund or transfer using its client's next serial (one sequence
+ *     for both) where the client has an account, each batch's certified votes then crediting their nodes'
+ *     fees of the batch and its outcomes charging their clients, and then each refund and transfer of the
+ *     batch that used its serial with an amount of 1 or more (a transfer: to another key), in batch order,
+ *     taking its amount when that is at most the client's balance as the batch's requests (and the refunds
+ *     and transfers before it) left it, a transfer crediting its payee (opening its account, up to
+ *     MAX_ACCOUNTS_BY_TRANSFER accounts) (the ledger's rule); every account's balance followed from the
+ *     genesis; what was submitted, taken, refused (by code), applied, ordered without effect and never
+ *     ordered is printed first, per kind):
  *     a. every node agrees on deposits applied, minted, each fee and fee version, the balances of the load
- *        client and the newcomers and their refund serials, each node's withdrawals (the last serial),
- *        withdrawn and earned, and refunded, and so does the walk (its balances and refund serials too);
+ *        client, the newcomers and the transfers' fresh payees and their refund serials, each node's
+ *        withdrawals (the last serial), withdrawn and earned, and refunded, and so does the walk (its
+ *        balances and serials too); every ledger's accounts (each key and balance) are the walk's;
  *     b. minted is the sum of the distinct deposits that applied, serials 1..deposits each credited once,
  *        and nothing applied that the soak did not submit;
  *     c. each newcomer's balance is its deposits applied minus the fees of its requests executed and its
- *        refunds applied, and those fees
- *        are the fees its certificates name plus those of its requests certified without a certificate;
- *        its account exists exactly when a deposit to it applied;
+ *        refunds applied, minus the transfers it paid plus those it received, and those fees are the fees
+ *        its certificates name plus those of its requests certified without a certificate; its account
+ *        exists exactly when a deposit or a transfer to it applied;
  *     d. no newcomer request failed (OVERLOADED aside, as in 7);
  *     e. on every node all money (balances and what owners may still withdraw) is the genesis balances plus
  *        minted less paidOut (the withdrawals' sum) less refunded, paidOut is the walk's withdrawn, all nodes
- *        together, refunded the walk's; and so in the walk (its balances plus earned less withdrawn);
+ *        together, refunded the walk's; and so in the walk (its balances plus earned less withdrawn):
+ *        transfers move money, they neither make nor take any;
  *     f. withdrawals: in the walk each node's serials 1..withdrawals each used once and applied at most once,
  *        withdrawn = the sum of the applied amounts, each applied one submitted by the soak (and its amount
  *        the one submitted), and every ledger's withdrawn is that;
  *     g. withdrawn ≤ earned for each node, in every ledger and in the walk;
  *     h. no withdrawal of more than payable was taken: each answered 409 TX_WITHDRAWAL_TOO_LARGE (or failed
  *        to reach a node going down), none applied;
- *     i. refunds: in the walk each client's refund serials 1..last each used once and applied at most once,
- *        each applied one submitted by the soak (its amount the one submitted, no serial applied twice), and
- *        refunded = the sum of the applied amounts = the walk's = every ledger's refunded;
+ *     i. refunds: in the walk each client's serials 1..last (refunds and transfers together) each used once
+ *        and applied at most once, each applied refund one submitted by the soak (its amount the one
+ *        submitted, no serial applied twice), and refunded = the sum of the applied amounts = the walk's =
+ *        every ledger's refunded;
  *     j. no refund took more than its client's balance after its batch's requests were charged (the walk
  *        takes none such, and no balance in the walk is ever below 0), and every ledger that holds the
  *        batches carrying a refund kept its fate (the txs table: applied at that batch, or without effect)
  *        as the walk decided it;
  *     k. no refund of more than refundable was taken: each answered 409 TX_REFUND_TOO_LARGE (or failed to
- *        reach a node going down), none applied.
+ *        reach a node going down), none applied;
+ *     l. transfers: each applied one submitted by the soak (its payee and amount the ones signed), no
+ *        client's serial applied twice across its refunds and transfers the soak submitted, each client's
+ *        transfers paid = the walk's, and what all payees received = what all payers paid;
+ *     m. no transfer moved more than its payer's balance after its batch's requests (and the refunds and
+ *        transfers before it); each fresh payee's balance on every node is what the transfers to it that
+ *        applied brought, its account there exactly when one applied; and every ledger that holds the
+ *        batches carrying a transfer kept its fate (the txs table) as the walk decided it;
+ *     n. no transfer of more than refundable or to its payer itself was taken: each answered
+ *        409 TX_TRANSFER_TOO_LARGE or 400 TX_TRANSFER_TO_SELF (or failed to reach a node going down), none
+ *        applied.
  * Exit status 1 if a check fails (the run folder is then kept and printed), 2 for a bad command line.
  *
  * --minutes M (5), --seed S (time-based when absent; printed), --rate R (50), --keep (keep the run folder).
@@ -130,11 +158,13 @@ import { feeStateOf } from '../src/cli/set-fee.ts';
 import { withdrawStateOf } from '../src/cli/withdraw.ts';
 import { DropbearClient } from '../src/client/index.ts';
 import { SqliteLedger, StoredOutcomes } from '../src/ledger/sqlite.ts';
+import { MAX_ACCOUNTS_BY_TRANSFER } from '../src/ledger/state.ts';
 import { verifyLedgerFile } from '../src/ledger/verify.ts';
 import { STANDIN_MODEL, standInInput } from '../src/node/standin-backend.ts';
 import {
   Batch,
   Certificate,
+  clientSpendOf,
   DropbearError,
   decode,
   encode,
@@ -149,6 +179,7 @@ import {
   signDeposit,
   signFeeChange,
   signRefund,
+  signTransfer,
   signWithdrawal,
   Tx,
   toB64u,
@@ -522,7 +553,7 @@ const groupId = groupIdOf(g.genesis);
 const treasury = readKeyFile(join(groupDir, 'keys', 'treasury.json'));
 const loadClientHex = hex(g.clientKey().publicKey);
 interface TxSent {
-  kind: 'deposit' | 'feeChange' | 'withdrawal' | 'refund';
+  kind: 'deposit' | 'feeChange' | 'withdrawal' | 'refund' | 'transfer';
   /** Hex id (the tx's own, whether or not the node took it). */
   txId: string;
   via: number;
@@ -531,16 +562,26 @@ interface TxSent {
   answer: string;
   serial?: number;
   amount?: number;
-  /** Deposit or refund: the account (hex); its name in the report. */
+  /** Deposit, refund or transfer: the account (hex; a transfer's payer); its name in the report. */
   client?: string;
   who?: string;
+  /** Transfer: the payee (hex) and its name in the report. */
+  to?: string;
+  toWho?: string;
+  /** Transfer: to the paying client itself, on purpose (the node should refuse it, TX_TRANSFER_TO_SELF). */
+  self?: boolean;
   node?: number;
   version?: number;
   fee?: number;
-  /** Withdrawal (refund): more than the node's payable (the client's refundable), on purpose (the node should refuse it). */
+  /**
+   * Withdrawal (refund, transfer): more than the node's payable (the client's refundable), on purpose (the
+   * node should refuse it).
+   */
   over?: boolean;
-  /** Withdrawal or refund: a rival of the one before (same serial, through another node). */
+  /** Withdrawal, refund or transfer: a rival of the one before (same serial, through another node). */
   rival?: boolean;
+  /** Refund: the rival of a transfer (the two kinds share the client's serials). */
+  ofTransfer?: boolean;
 }
 const txsSent: TxSent[] = [];
 /** Accounts the genesis does not list: funded by deposits only; each sends a few requests once funded. */
@@ -774,14 +815,22 @@ async function runWithdrawals(until: number, seed: number): Promise<void> {
 }
 
 /**
+ * What an over-refundable refund or transfer asks beyond refundable (with 20,000–29,999 more): twice the
+ * genesis money. A transfer to the client that applied between the read of its account and the submission
+ * could raise its balance by up to all the money in the group, the genesis money plus what the deposits
+ * minted (far less); until transfers, 20,000–29,999 covered the deposits alone.
+ */
+const OVER_MARGIN = 2 * g.genesis.balances.reduce((a, b) => a + b.amount, 0);
+
+/**
  * Every 3–6 s (seeded, a schedule of its own): a funded client (the load client, 60%, else a newcomer the node
  * shows an account for) takes back 1–5% of what it may take back (`refundable`: its balance less the maxFee
  * of its requests waiting at that node and its refunds waiting there), through a node up at the time, its
  * serial and room read from that node's GET /v1/accounts/:client (`refundStateOf`, as `dropbear refund`);
  * a quarter get a rival of the same serial (1 more, or 1 less where 1 more would pass the room) through
- * another node; 15% ask for more than refundable instead (refundable + 20,000–29,999: a margin over the
- * deposits, at most 16 waiting of at most 1,000 each, that could raise the balance meanwhile): the node
- * must refuse them with TX_REFUND_TOO_LARGE.
+ * another node; 15% ask for more than refundable instead (refundable + OVER_MARGIN + 20,000–29,999: a margin
+ * over the deposits, at most 16 waiting of at most 1,000 each, and the transfers that could raise the balance
+ * meanwhile): the node must refuse them with TX_REFUND_TOO_LARGE.
  */
 async function runRefunds(until: number, seed: number): Promise<void> {
   const r = seededRandom(seed ^ 0x2545f491);
@@ -838,7 +887,7 @@ async function runRefunds(until: number, seed: number): Promise<void> {
       );
     };
     if (over) {
-      await submit(now.refundable + extra, via, { over: true });
+      await submit(now.refundable + OVER_MARGIN + extra, via, { over: true });
       continue;
     }
     if (now.refundable < 1) {
@@ -851,6 +900,143 @@ async function runRefunds(until: number, seed: number): Promise<void> {
     const amount2 = amount + 1 <= now.refundable ? amount + 1 : amount - 1;
     if (rival && others.length > 0 && amount2 >= 1)
       await submit(amount2, others[Math.floor(rivalPick * others.length)], { rival: true });
+  }
+}
+
+/** Keys no genesis, deposit or client of the soak has: transfers pay them (opening their accounts). */
+const freshPayees: { name: string; key: KeyPair }[] = [];
+function freshPayee(): { name: string; key: KeyPair } {
+  const i = freshPayees.length;
+  const r = seededRandom((SEED * 13 + i) ^ 0x61c88647);
+  const p = {
+    name: `fresh-${i}`,
+    key: keyPairFromSeed(Uint8Array.from({ length: 32 }, () => Math.floor(r() * 256))),
+  };
+  freshPayees.push(p);
+  return p;
+}
+
+/**
+ * Every 4–7 s (seeded, a schedule of its own): a funded client (the load client, 60%, else a newcomer the node
+ * shows an account for) pays 1–5% of what it may take out (`refundable`, the room refunds and transfers
+ * share) to another key: another of the soak's clients (40%; a newcomer without an account gets one), a fresh
+ * key (30%) or a fresh key an earlier transfer paid (30%; a new one while there is none), through a node up
+ * at the time, its serial read from that node's GET /v1/accounts/:client (`refundStateOf`, as `dropbear
+ * transfer`: the next of the sequence it shares with the client's refunds). A quarter get a rival of the same
+ * serial through another node: half a transfer to the same payee, half a refund (1 more, or 1 less where 1
+ * more would pass the room). 12% ask for more than refundable (as over-refundable refunds) instead: the node
+ * must refuse them with TX_TRANSFER_TOO_LARGE; 10% pay the client itself: TX_TRANSFER_TO_SELF.
+ */
+async function runTransfers(until: number, seed: number): Promise<void> {
+  const r = seededRandom(seed ^ 0x7feb352d);
+  while (!stopping) {
+    await sleep(uniform(r, 4, 7) * 1000);
+    if (Date.now() > until - 2000 || stopping) break;
+    // Every draw of the tick first, so the choices do not depend on what the nodes answer.
+    const pick = r();
+    const payeeRoll = r();
+    const payeePick = r();
+    const part = uniform(r, 0.01, 0.05);
+    const viaPick = r();
+    const special = r();
+    const rival = r() < 0.25;
+    const rivalPick = r();
+    const rivalRefund = r() < 0.5;
+    const extra = 20_000 + Math.floor(r() * 10_000);
+    const over = special < 0.12;
+    const self = !over && special < 0.22;
+    const clients = [
+      { name: 'load client', key: g.clientKey() },
+      ...newcomers.map((nc) => ({ name: nc.name, key: nc.key })),
+    ];
+    const payer = clients[pick < 0.6 ? 0 : pick < 0.8 ? 1 : 2];
+    const up = [0, 1, 2, 3].filter((i) => !isDown.has(i));
+    const via = up[Math.floor(viaPick * up.length)];
+    const a = await getJson(via, `/v1/accounts/${toB64u(payer.key.publicKey)}`);
+    if (!a) {
+      log(`money: node ${via} did not answer /v1/accounts; no transfer this tick`);
+      continue;
+    }
+    if (a.exists !== true) {
+      log(`money: ${payer.name} has no account at node ${via} yet; no transfer this tick`);
+      continue;
+    }
+    let now: ReturnType<typeof refundStateOf>;
+    try {
+      now = refundStateOf(`node ${via} /v1/accounts`, a);
+    } catch (e) {
+      log(`money: ${(e as Error).message}; no transfer this tick`);
+      continue;
+    }
+    const others = clients.filter((c) => c !== payer);
+    const payee = self
+      ? payer
+      : payeeRoll < 0.4
+        ? others[Math.floor(payeePick * others.length)]
+        : payeeRoll < 0.7 || freshPayees.length === 0
+          ? freshPayee()
+          : freshPayees[Math.floor(payeePick * freshPayees.length)];
+    const key = payer.key;
+    const submit = async (
+      kind: 'transfer' | 'refund',
+      amount: number,
+      through: number,
+      tag: { over?: boolean; rival?: boolean; self?: boolean; ofTransfer?: boolean },
+    ) => {
+      const tx =
+        kind === 'transfer'
+          ? signTransfer(
+              groupId,
+              { client: key.publicKey, to: payee.key.publicKey, serial: now.next, amount },
+              key,
+            )
+          : signRefund(groupId, { client: key.publicKey, serial: now.next, amount }, key);
+      const { answer, message } = await postTxAnswer(through, tx);
+      txsSent.push({
+        kind,
+        txId: hex(txIdOf(tx)),
+        via: through,
+        t: Date.now(),
+        answer,
+        client: hex(key.publicKey),
+        who: payer.name,
+        serial: now.next,
+        amount,
+        ...(kind === 'transfer' ? { to: hex(payee.key.publicKey), toWho: payee.name } : {}),
+        ...tag,
+      });
+      const what =
+        kind === 'transfer'
+          ? `transfer ${now.next} of ${payer.name} to ${payee.name}`
+          : `refund ${now.next} of ${payer.name}`;
+      log(
+        `money: ${tag.over ? 'over-refundable ' : tag.self ? 'to-self ' : tag.rival ? 'rival ' : ''}${what}: ${amount} (balance ${now.balance}, refundable ${now.refundable}, held fees ${now.heldFees}, waiting ${now.waiting}) via node ${through}: ${answer}${message ? ` (${message.slice(0, 200)})` : ''}`,
+      );
+    };
+    if (over) {
+      await submit('transfer', now.refundable + OVER_MARGIN + extra, via, { over: true });
+      continue;
+    }
+    const amount = Math.max(1, Math.floor(now.refundable * part));
+    if (self) {
+      // Within the room, so that only the payee is wrong.
+      await submit('transfer', amount, via, { self: true });
+      continue;
+    }
+    if (now.refundable < 1) {
+      log(
+        `money: ${payer.name} may transfer nothing now (balance ${now.balance}, refundable ${now.refundable})`,
+      );
+      continue;
+    }
+    await submit('transfer', amount, via, {});
+    const rest = up.filter((i) => i !== via);
+    const amount2 = amount + 1 <= now.refundable ? amount + 1 : amount - 1;
+    if (rival && rest.length > 0 && amount2 >= 1)
+      await submit(rivalRefund ? 'refund' : 'transfer', amount2, rest[Math.floor(rivalPick * rest.length)], {
+        rival: true,
+        ...(rivalRefund ? { ofTransfer: true } : {}),
+      });
   }
 }
 
@@ -889,6 +1075,7 @@ await Promise.all([
   runMoney(until, SEED),
   runWithdrawals(until, SEED),
   runRefunds(until, SEED),
+  runTransfers(until, SEED),
 ]);
 sampling = false;
 await sampler;
@@ -1198,11 +1385,14 @@ const logs = Array.from({ length: N }, (_, i) =>
 // The money, independently of LedgerState: the ledgers' batches walked in seq order (3a: they agree where
 // two hold a seq), a deposit applying at the next serial, a fee change at its node's next version, a
 // withdrawal using its node's next serial and taking its amount if that is 1 to what the node earned up to
-// the batch before less what it withdrew, a refund using its client's next serial where the client has an
-// account (the genesis's, or a deposit's up to it); then the batch's counted votes credit their nodes the
-// batch's fees and its outcomes charge their clients; then each refund that used its serial takes its amount
-// where that is 1 to the client's balance as the batch's requests left it (every tx the soak signs has a good
-// signature). Every client's balance is followed from the genesis balances.
+// the batch before less what it withdrew, a refund or transfer using its client's next serial (one sequence
+// for both) where the client has an account (the genesis's, a deposit's up to it, or a transfer's of an
+// earlier batch); then the batch's counted votes credit their nodes the batch's fees and its outcomes charge
+// their clients; then each refund and transfer that used its serial with an amount of 1 or more (a transfer:
+// to another key), in batch order, takes its amount where that is at most the client's balance as the batch's
+// requests and the ones before it left it, a transfer crediting its payee (opening its account unless
+// MAX_ACCOUNTS_BY_TRANSFER accounts are held) (every tx the soak signs has a good signature). Every account's
+// balance is followed from the genesis balances.
 const walk = (() => {
   const txsAt = new Map<number, Tx[]>();
   const votesAt = new Map<number, number[]>();
@@ -1234,30 +1424,45 @@ const walk = (() => {
   const withdrawnAmounts = g.genesis.nodes.map(() => [] as number[]);
   /** Every account's balance (hex key), from the genesis's. */
   const balances = new Map(g.genesis.balances.map((b) => [hex(b.client), b.amount]));
-  /** Per client (hex): its last refund serial used. */
+  /** Per client (hex): its last serial used, of the sequence its refunds and transfers share. */
   const refundSerials = new Map<string, number>();
-  /** Per client (hex): serial → how many refunds used it, and how many of those applied. */
+  /** Per client (hex): serial → how many refunds and transfers used it, and how many of those applied. */
   const refundSerialsUsed = new Map<string, Map<number, { used: number; applied: number }>>();
   /** Per client (hex): the amounts of the refunds that applied. */
   const refundedAmounts = new Map<string, number[]>();
   let refunded = 0;
-  /** Each refund that used its serial: the balance it met (after its batch's requests) and whether it took. */
-  const refundsMet: {
+  /** Per payer (hex): the amounts of its transfers that applied; per payee (hex): the amounts it received. */
+  const transferredOut = new Map<string, number[]>();
+  const transferredIn = new Map<string, number[]>();
+  /**
+   * Each refund and transfer that used its serial with an amount of 1 or more (a transfer: to another key):
+   * the balance it met (after its batch's requests and the ones before it) and whether it took its amount.
+   */
+  const spendsMet: {
     id: string;
+    kind: 'refund' | 'transfer';
     seq: number;
     client: string;
+    /** A transfer's payee (hex). */
+    to?: string;
     amount: number;
     balance: number;
     took: boolean;
   }[] = [];
-  /** Refunds that used no serial (not the next, or a key with no account then). */
-  let refundsNoSerial = 0;
+  /** Refunds and transfers that used no serial (not the next, or a key with no account then), by kind. */
+  const spendsNoSerial = { refund: 0, transfer: 0 };
+  /** Those that used their serial and moved nothing whatever the balance: a transfer to its payer itself, or 0. */
+  const spendsInert = { refund: 0, transfer: 0 };
+  /** Transfers that took nothing because they would have opened an account past MAX_ACCOUNTS_BY_TRANSFER. */
+  let transfersPastAccounts = 0;
   /** The lowest balance any account reached after any batch (a negative one is a bug). */
   let lowestBalance = Number.POSITIVE_INFINITY;
   for (const seq of [...new Set([...txsAt.keys(), ...votesAt.keys()])].sort((a, b) => a - b)) {
-    const refundsHere: {
+    const spendsHere: {
       id: string;
+      kind: 'refund' | 'transfer';
       client: string;
+      to?: string;
       amount: number;
       use: { used: number; applied: number };
     }[] = [];
@@ -1288,11 +1493,14 @@ const walk = (() => {
           use.applied++;
           applied.add(id);
         }
-      } else if (tx.kind === 'refund') {
-        const rf = tx.refund;
+      } else if (tx.kind === 'refund' || tx.kind === 'transfer') {
+        // One sequence of serials for a client's refunds and transfers. A key has an account here when the
+        // genesis, a deposit (of an earlier batch, or before it in this one: credited above) or a transfer of
+        // an earlier batch opened it (a transfer pays after the requests: below).
+        const rf = clientSpendOf(tx)!;
         const c = hex(rf.client);
         if (rf.serial !== (refundSerials.get(c) ?? 0) + 1 || !balances.has(c)) {
-          refundsNoSerial++;
+          spendsNoSerial[tx.kind]++;
           continue;
         }
         refundSerials.set(c, rf.serial);
@@ -1301,22 +1509,44 @@ const walk = (() => {
         const use = used.get(rf.serial) ?? { used: 0, applied: 0 };
         use.used++;
         used.set(rf.serial, use);
-        if (rf.amount >= 1) refundsHere.push({ id, client: c, amount: rf.amount, use });
+        const to = tx.kind === 'transfer' ? hex(tx.transfer.to) : undefined;
+        if (rf.amount >= 1 && to !== c)
+          spendsHere.push({ id, kind: tx.kind, client: c, to, amount: rf.amount, use });
+        else spendsInert[tx.kind]++;
       }
     }
     // The batch's requests are charged after its transactions, at the fees as of them.
     for (const node of votesAt.get(seq) ?? []) earned[node] += fees[node];
     for (const ch of chargesAt.get(seq) ?? [])
       balances.set(ch.client, (balances.get(ch.client) ?? 0) - ch.fee);
-    // Then its refunds, on the balances its requests left.
-    for (const rf of refundsHere) {
+    // Then its refunds and transfers, in batch order, on the balances its requests left.
+    for (const rf of spendsHere) {
       const balance = balances.get(rf.client) ?? 0;
-      const took = rf.amount <= balance;
-      refundsMet.push({ id: rf.id, seq, client: rf.client, amount: rf.amount, balance, took });
+      let took = rf.amount <= balance;
+      if (took && rf.to !== undefined && !balances.has(rf.to) && balances.size >= MAX_ACCOUNTS_BY_TRANSFER) {
+        took = false;
+        transfersPastAccounts++;
+      }
+      spendsMet.push({
+        id: rf.id,
+        kind: rf.kind,
+        seq,
+        client: rf.client,
+        to: rf.to,
+        amount: rf.amount,
+        balance,
+        took,
+      });
       if (!took) continue;
       balances.set(rf.client, balance - rf.amount);
-      refunded += rf.amount;
-      refundedAmounts.set(rf.client, [...(refundedAmounts.get(rf.client) ?? []), rf.amount]);
+      if (rf.to === undefined) {
+        refunded += rf.amount;
+        refundedAmounts.set(rf.client, [...(refundedAmounts.get(rf.client) ?? []), rf.amount]);
+      } else {
+        balances.set(rf.to, (balances.get(rf.to) ?? 0) + rf.amount);
+        transferredOut.set(rf.client, [...(transferredOut.get(rf.client) ?? []), rf.amount]);
+        transferredIn.set(rf.to, [...(transferredIn.get(rf.to) ?? []), rf.amount]);
+      }
       rf.use.applied++;
       applied.add(rf.id);
     }
@@ -1343,8 +1573,13 @@ const walk = (() => {
     refundSerialsUsed,
     refundedAmounts,
     refunded,
-    refundsMet,
-    refundsNoSerial,
+    refundsMet: spendsMet.filter((m) => m.kind === 'refund'),
+    transfersMet: spendsMet.filter((m) => m.kind === 'transfer'),
+    spendsNoSerial,
+    spendsInert,
+    transfersPastAccounts,
+    transferredOut,
+    transferredIn,
     lowestBalance,
   };
 })();
@@ -1365,10 +1600,13 @@ interface Replayed {
   paidOut: number;
   /** The money refunds took out, all clients together. */
   refunded: number;
-  /** Each watched account's last refund serial applied. */
+  /** Each watched account's last refund or transfer serial applied (one sequence). */
   refundSerials: Map<string, number>;
+  /** Every account (hex key → balance). */
+  accounts: Map<string, number>;
 }
-const accountsWatched = [loadClientHex, ...newcomers.map((nc) => hex(nc.key.publicKey))];
+const freshHex = freshPayees.map((p) => hex(p.key.publicKey));
+const accountsWatched = [loadClientHex, ...newcomers.map((nc) => hex(nc.key.publicKey)), ...freshHex];
 const replayed: Replayed[] = [];
 for (let id = 0; id < N; id++) {
   const copyDir = mkdtempSync(join(root, `replay-${id}-`));
@@ -1392,6 +1630,7 @@ for (let id = 0; id < N; id++) {
     paidOut: s.paidOut(),
     refunded: s.refunded,
     refundSerials: new Map(accountsWatched.map((c) => [c, s.refundSerialOf(Buffer.from(c, 'hex'))])),
+    accounts: new Map([...s.balances].map(([k, b]) => [k, b.amount])),
   });
   l.close();
 }
@@ -1403,6 +1642,8 @@ for (let id = 0; id < N; id++) {
   const genesisBalance = g.genesis.balances.find((b) => hex(b.client) === clientHex)!.amount;
   const deposited = walk.credits.get(clientHex) ?? 0;
   const refundedTo = (walk.refundedAmounts.get(clientHex) ?? []).reduce((a, x) => a + x, 0);
+  const paid = (walk.transferredOut.get(clientHex) ?? []).reduce((a, x) => a + x, 0);
+  const got = (walk.transferredIn.get(clientHex) ?? []).reduce((a, x) => a + x, 0);
   const certFees = certified.reduce((a, s) => a + decode(Certificate, s.cert!).outcome.fee, 0);
   const receivedIds = new Set(certified.map((s) => s.id));
   const lines: string[] = [];
@@ -1420,17 +1661,17 @@ for (let id = 0; id < N; id++) {
         notReceivedFees += list[0].fee;
       }
     }
-    const expect = genesisBalance + deposited - ledgerFees - refundedTo;
+    const expect = genesisBalance + deposited - ledgerFees - refundedTo - paid + got;
     const good = balance === expect && ledgerFees === certFees + notReceivedFees;
     ok &&= good;
     lines.push(
-      `node ${id}: balance ${balance} = ${genesisBalance} + ${deposited} (deposits applied) − ${ledgerFees} (fees executed) − ${refundedTo} (refunds applied) ${balance === expect ? 'yes' : 'NO'}; = certificates received ${certFees} + ${notReceived} certified requests without a certificate at the client ${notReceivedFees}: ${ledgerFees === certFees + notReceivedFees ? 'yes' : 'NO'}`,
+      `node ${id}: balance ${balance} = ${genesisBalance} + ${deposited} (deposits applied) − ${ledgerFees} (fees executed) − ${refundedTo} (refunds applied) − ${paid} (transfers paid) + ${got} (transfers received) ${balance === expect ? 'yes' : 'NO'}; = certificates received ${certFees} + ${notReceived} certified requests without a certificate at the client ${notReceivedFees}: ${ledgerFees === certFees + notReceivedFees ? 'yes' : 'NO'}`,
     );
   }
   check('5 balances', ok, lines.join('\n    '));
 }
 
-// 8. the money: deposits, fee changes, withdrawals and refunds.
+// 8. the money: deposits, fee changes, withdrawals, refunds and transfers.
 {
   const deps = txsSent.filter((t) => t.kind === 'deposit');
   const feeTxs = txsSent.filter((t) => t.kind === 'feeChange');
@@ -1438,11 +1679,19 @@ for (let id = 0; id < N; id++) {
   const overWds = wds.filter((t) => t.over);
   const rfs = txsSent.filter((t) => t.kind === 'refund');
   const overRfs = rfs.filter((t) => t.over);
+  const tfs = txsSent.filter((t) => t.kind === 'transfer');
+  const overTfs = tfs.filter((t) => t.over);
+  const selfTfs = tfs.filter((t) => t.self);
   const nameOf = new Map([
     [loadClientHex, 'load client'],
     ...newcomers.map((nc) => [hex(nc.key.publicKey), nc.name] as [string, string]),
+    ...freshPayees.map((p) => [hex(p.key.publicKey), p.name] as [string, string]),
   ]);
-  const refundedOf = (c: string) => (walk.refundedAmounts.get(c) ?? []).reduce((a, x) => a + x, 0);
+  const sum = (xs: number[] | undefined) => (xs ?? []).reduce((a, x) => a + x, 0);
+  const refundedOf = (c: string) => sum(walk.refundedAmounts.get(c));
+  const paidOf = (c: string) => sum(walk.transferredOut.get(c));
+  const receivedOf = (c: string) => sum(walk.transferredIn.get(c));
+  const transferred = [...walk.transferredOut.values()].reduce((a, xs) => a + sum(xs), 0);
   const fate = (list: TxSent[]) => {
     const took = list.filter((t) => t.answer === '202').length;
     const applied = list.filter((t) => walk.applied.has(t.txId)).length;
@@ -1458,10 +1707,13 @@ for (let id = 0; id < N; id++) {
     `money: withdrawals ${fate(wds)}; of them ${wds.filter((t) => t.rival).length} rivals, ${overWds.length} over payable (${fate(overWds)})`,
   );
   log(
-    `money: refunds ${fate(rfs)}; of them ${rfs.filter((t) => t.rival).length} rivals, ${overRfs.length} over refundable (${fate(overRfs)}); in the walk ${walk.refundsMet.length} used their serial, ${walk.refundsMet.filter((m) => !m.took).length} of them over the balance at their batch (took nothing), ${walk.refundsNoSerial} used none`,
+    `money: refunds ${fate(rfs)}; of them ${rfs.filter((t) => t.rival).length} rivals, ${overRfs.length} over refundable (${fate(overRfs)}); in the walk ${walk.refundsMet.length} used their serial, ${walk.refundsMet.filter((m) => !m.took).length} of them over the balance at their batch (took nothing), ${walk.spendsNoSerial.refund} used none`,
   );
   log(
-    `money: the walk of the batches: ${walk.deposits} deposits applied, minted ${walk.minted}, fees ${walk.fees.join('/')} (versions ${walk.versions.join('/')}), withdrawals ${walk.withdrawals.join('/')}, withdrawn ${walk.withdrawn.join('/')}, earned ${walk.earned.join('/')}, refunded ${walk.refunded}${walk.gaps.length ? `; batches no ledger holds: ${walk.gaps.length} (first ${walk.gaps[0]})` : ''}`,
+    `money: transfers ${fate(tfs)}; of them ${tfs.filter((t) => t.rival).length} rivals (and ${rfs.filter((t) => t.ofTransfer).length} refunds rivals of a transfer), ${overTfs.length} over refundable (${fate(overTfs)}), ${selfTfs.length} to the payer itself (${fate(selfTfs)}); to ${freshPayees.length} fresh keys, ${freshHex.filter((c) => walk.balances.has(c)).length} of them given an account; in the walk ${walk.transfersMet.length} used their serial, ${walk.transfersMet.filter((m) => !m.took).length} of them over the balance at their batch (took nothing), ${walk.spendsInert.transfer} to the payer itself, ${walk.spendsNoSerial.transfer} used none; transferred ${transferred}`,
+  );
+  log(
+    `money: the walk of the batches: ${walk.deposits} deposits applied, minted ${walk.minted}, fees ${walk.fees.join('/')} (versions ${walk.versions.join('/')}), withdrawals ${walk.withdrawals.join('/')}, withdrawn ${walk.withdrawn.join('/')}, earned ${walk.earned.join('/')}, refunded ${walk.refunded}, transferred ${transferred}, accounts ${walk.balances.size}${walk.gaps.length ? `; batches no ledger holds: ${walk.gaps.length} (first ${walk.gaps[0]})` : ''}`,
   );
   // 8a: every node's replayed state agrees with the others' and with the walk.
   const key = (r: Replayed) =>
@@ -1478,8 +1730,22 @@ for (let id = 0; id < N; id++) {
       r.paidOut,
       r.refunded,
       [...r.refundSerials],
+      [...r.accounts].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)),
     ]);
   const keys = replayed.map(key);
+  // Every account of the ledger is the walk's, with its balance, and the walk has no other.
+  const accountsDiffer = (r: Replayed) => {
+    const out: string[] = [];
+    for (const [c, b] of r.accounts)
+      if (walk.balances.get(c) !== b)
+        out.push(
+          `${nameOf.get(c) ?? c.slice(0, 12)} ${b} (the walk ${walk.balances.get(c) ?? 'no account'})`,
+        );
+    for (const [c, b] of walk.balances)
+      if (!r.accounts.has(c)) out.push(`${nameOf.get(c) ?? c.slice(0, 12)} no account (the walk ${b})`);
+    return out;
+  };
+  const differ = replayed.map(accountsDiffer);
   const walkOk = replayed.map(
     (r) =>
       r.deposits === walk.deposits &&
@@ -1494,7 +1760,8 @@ for (let id = 0; id < N; id++) {
         (c) =>
           r.balance.get(c) === (walk.balances.get(c) ?? 0) &&
           r.refundSerials.get(c) === (walk.refundSerials.get(c) ?? 0),
-      ),
+      ) &&
+      accountsDiffer(r).length === 0,
   );
   check(
     '8a money ledgers agree',
@@ -1502,10 +1769,24 @@ for (let id = 0; id < N; id++) {
     replayed
       .map(
         (r, i) =>
-          `node ${i}: deposits ${r.deposits}, minted ${r.minted}, fees ${r.fees.join('/')} (versions ${r.feeVersions.join('/')}), balances ${accountsWatched.map((c) => r.balance.get(c)).join(' / ')} (load client / newcomers), withdrawals ${r.withdrawals.join('/')}, withdrawn ${r.withdrawn.join('/')}, earned ${r.earned.join('/')}, refunded ${r.refunded}, refund serials ${accountsWatched.map((c) => r.refundSerials.get(c)).join(' / ')}; as the walk: ${walkOk[i] ? 'yes' : 'NO'}`,
+          `node ${i}: deposits ${r.deposits}, minted ${r.minted}, fees ${r.fees.join('/')} (versions ${r.feeVersions.join('/')}), balances ${accountsWatched
+            .slice(0, 3)
+            .map((c) => r.balance.get(c))
+            .join(
+              ' / ',
+            )} (load client / newcomers), ${r.accounts.size} accounts (${differ[i].length ? `differing from the walk: ${differ[i].slice(0, 5).join(', ')}` : "each the walk's, with its balance"}), withdrawals ${r.withdrawals.join('/')}, withdrawn ${r.withdrawn.join('/')}, earned ${r.earned.join('/')}, refunded ${r.refunded}, refund serials ${accountsWatched
+            .slice(0, 3)
+            .map((c) => r.refundSerials.get(c))
+            .join(' / ')}; as the walk: ${walkOk[i] ? 'yes' : 'NO'}`,
       )
       .join('\n    ') +
-      `\n    the walk: balances ${accountsWatched.map((c) => walk.balances.get(c) ?? 0).join(' / ')}, refund serials ${accountsWatched.map((c) => walk.refundSerials.get(c) ?? 0).join(' / ')}`,
+      `\n    the walk: balances ${accountsWatched
+        .slice(0, 3)
+        .map((c) => walk.balances.get(c) ?? 0)
+        .join(' / ')}, refund serials ${accountsWatched
+        .slice(0, 3)
+        .map((c) => walk.refundSerials.get(c) ?? 0)
+        .join(' / ')}, ${walk.balances.size} accounts`,
   );
   // 8b: minted is the sum of the distinct deposits that applied, each serial credited once.
   // Distinct: a deposit signed twice alike (same serial, account and amount) is one tx id.
@@ -1520,7 +1801,8 @@ for (let id = 0; id < N; id++) {
     appliedDeps.length -
     new Set(feeTxs.filter((t) => walk.applied.has(t.txId)).map((t) => t.txId)).size -
     new Set(wds.filter((t) => walk.applied.has(t.txId)).map((t) => t.txId)).size -
-    new Set(rfs.filter((t) => walk.applied.has(t.txId)).map((t) => t.txId)).size;
+    new Set(rfs.filter((t) => walk.applied.has(t.txId)).map((t) => t.txId)).size -
+    new Set(tfs.filter((t) => walk.applied.has(t.txId)).map((t) => t.txId)).size;
   const contiguous =
     serials.length === walk.deposits && [...serials].sort((a, b) => a - b).every((s, i) => s === i + 1);
   check(
@@ -1528,14 +1810,19 @@ for (let id = 0; id < N; id++) {
     replayed.every((r) => r.minted === appliedSum) && twice.length === 0 && foreign === 0 && contiguous,
     `${appliedDeps.length} deposits applied (serials 1–${walk.deposits}${contiguous ? ', each once' : `: NOT each once: ${serials.join(',')}`}) sum ${appliedSum}; minted per node ${replayed.map((r) => r.minted).join(', ')}; serials credited twice: ${twice.length ? twice.join(',') : 'none'}; applied txs the soak did not submit: ${foreign}`,
   );
-  // 8c: each newcomer's balance is its deposits minus the fees of its requests executed, and those are the
-  // fees its certificates name plus those of its requests certified without a certificate at it.
+  // 8c: each newcomer's balance is its deposits minus the fees of its requests executed and its refunds,
+  // minus the transfers it paid plus those it received, and those fees are the fees its certificates name
+  // plus those of its requests certified without a certificate at it.
   const lines: string[] = [];
   let ok = true;
   for (const nc of newcomers) {
     const c = hex(nc.key.publicKey);
     const deposited = walk.credits.get(c) ?? 0;
     const refundedTo = refundedOf(c);
+    const paid = paidOf(c);
+    const got = receivedOf(c);
+    const opened = deposited > 0 || (walk.transferredIn.get(c) ?? []).length > 0;
+    const expect = (fees: number) => deposited - fees - refundedTo - paid + got;
     const ncCertified = nc.sent.filter((s) => s.cert);
     const certFees = ncCertified.reduce((a, s) => a + decode(Certificate, s.cert!).outcome.fee, 0);
     const received = new Set(ncCertified.map((s) => s.id));
@@ -1551,17 +1838,17 @@ for (let id = 0; id < N; id++) {
         }
       const balance = replayed[id].balance.get(c)!;
       const good =
-        balance === deposited - fees - refundedTo &&
+        balance === expect(fees) &&
         fees === certFees + notReceivedFees &&
-        replayed[id].exists.get(c) === deposited > 0;
+        replayed[id].exists.get(c) === opened;
       ok &&= good;
       if (id === 0 || !good)
         lines.push(
-          `${nc.name} at node ${id}: balance ${balance} = deposits ${deposited} − fees of ${executed} requests executed ${fees} − refunds applied ${refundedTo} ${balance === deposited - fees - refundedTo ? 'yes' : 'NO'}; = certificates' fees ${certFees} (${ncCertified.length} of ${nc.sent.length} sent) + without a certificate ${notReceivedFees}: ${fees === certFees + notReceivedFees ? 'yes' : 'NO'}; account ${replayed[id].exists.get(c) ? 'exists' : 'absent'}`,
+          `${nc.name} at node ${id}: balance ${balance} = deposits ${deposited} − fees of ${executed} requests executed ${fees} − refunds applied ${refundedTo} − transfers paid ${paid} + transfers received ${got} ${balance === expect(fees) ? 'yes' : 'NO'}; = certificates' fees ${certFees} (${ncCertified.length} of ${nc.sent.length} sent) + without a certificate ${notReceivedFees}: ${fees === certFees + notReceivedFees ? 'yes' : 'NO'}; account ${replayed[id].exists.get(c) ? 'exists' : 'absent'} (${opened ? 'a deposit or transfer to it applied' : 'none to it applied'})`,
         );
     }
   }
-  check('8c newcomers funded by deposits', ok, lines.join('\n    '));
+  check('8c newcomers funded by deposits and transfers', ok, lines.join('\n    '));
   const ncFailed = newcomers.flatMap((nc) =>
     nc.sent
       .filter((s) => s.error)
@@ -1592,7 +1879,7 @@ for (let id = 0; id < N; id++) {
           `node ${i}: ${r.totalMoney} = ${r.genesisMoney} + ${r.minted} − ${r.paidOut} − ${r.refunded} ${moneyOk(r) ? 'yes' : 'NO'}`,
       )
       .join(', ') +
-      `; the walk: ${walkTotal} = ${genesisMoney} + ${walk.minted} − ${walkPaidOut} (withdrawn, all nodes) − ${walk.refunded} (refunded) ${walkMoneyOk ? 'yes' : 'NO'}`,
+      `; the walk: ${walkTotal} = ${genesisMoney} + ${walk.minted} − ${walkPaidOut} (withdrawn, all nodes) − ${walk.refunded} (refunded) ${walkMoneyOk ? 'yes' : 'NO'}; transfers moved ${transferred} between accounts`,
   );
   // 8f: each node's withdrawal serials used once each, applied at most once, withdrawn = the applied amounts.
   {
@@ -1651,7 +1938,8 @@ for (let id = 0; id < N; id++) {
       `${overWds.length} submitted: ${[...answers].map(([a, c]) => `${c}× ${a}`).join(', ') || 'none'}; applied ${applied.length}${bad.length ? `; not refused: ${bad.map((t) => `node ${t.node} serial ${t.serial} ${t.amount} via ${t.via}: ${t.answer}`).join('; ')}` : ''}`,
     );
   }
-  // 8i: each client's refund serials used once each, applied at most once, refunded = the applied amounts.
+  // 8i: each client's serials (its refunds and transfers share them) used once each, applied at most once
+  // (whichever kind), refunded = the applied refunds' amounts.
   {
     const lines: string[] = [];
     let ok = true;
@@ -1676,7 +1964,7 @@ for (let id = 0; id < N; id++) {
         eachOnce && mine.length === (walk.refundedAmounts.get(c) ?? []).length && mineSum === sum && distinct;
       ok &&= good;
       lines.push(
-        `${nameOf.get(c) ?? c.slice(0, 12)}: serials 1–${last} ${eachOnce ? 'each used once' : 'NOT each used once'}, ${mine.length} applied (the soak's: ${distinct ? 'distinct serials' : 'A SERIAL TWICE'}) sum ${mineSum} = the walk's ${sum} ${mineSum === sum ? 'yes' : 'NO'}`,
+        `${nameOf.get(c) ?? c.slice(0, 12)}: serials 1–${last} (refunds and transfers) ${eachOnce ? 'each used once, applied at most once' : 'NOT each used once, applied at most once'}, ${mine.length} refunds applied (the soak's: ${distinct ? 'distinct serials' : 'A SERIAL TWICE'}) sum ${mineSum} = the walk's ${sum} ${mineSum === sum ? 'yes' : 'NO'}`,
       );
     }
     const ledgersOk = replayed.every((r) => r.refunded === sumAll) && sumAll === walk.refunded;
@@ -1726,6 +2014,109 @@ for (let id = 0; id < N; id++) {
       '8k over-refundable refunds refused',
       bad.length === 0 && applied.length === 0,
       `${overRfs.length} submitted: ${[...answers].map(([a, c]) => `${c}× ${a}`).join(', ') || 'none'}; applied ${applied.length}${bad.length ? `; not refused: ${bad.map((t) => `${t.who} serial ${t.serial} ${t.amount} via ${t.via}: ${t.answer}`).join('; ')}` : ''}`,
+    );
+  }
+  // 8l: every transfer that applied is one the soak submitted (payer, payee and amount as signed); no client's
+  // serial applied twice across its refunds and transfers; each client paid what the walk says; all payees
+  // together received what all payers paid.
+  {
+    const byId = new Map(tfs.map((t) => [t.txId, t]));
+    const took = walk.transfersMet.filter((m) => m.took);
+    const notMine = took.filter((m) => {
+      const t = byId.get(m.id);
+      return !t || t.client !== m.client || t.to !== m.to || t.amount !== m.amount;
+    });
+    const spendsApplied = [...new Map([...rfs, ...tfs].map((t) => [t.txId, t])).values()].filter((t) =>
+      walk.applied.has(t.txId),
+    );
+    const lines: string[] = [];
+    let ok = notMine.length === 0;
+    const payers = new Set([...walk.transferredOut.keys(), ...tfs.map((t) => t.client!)]);
+    for (const c of payers) {
+      const mine = spendsApplied.filter((t) => t.client === c);
+      const serials = mine.map((t) => t.serial!);
+      const distinct = new Set(serials).size === serials.length;
+      const mineTfs = mine.filter((t) => t.kind === 'transfer');
+      const mineSum = mineTfs.reduce((a, t) => a + t.amount!, 0);
+      const good =
+        distinct && mineSum === paidOf(c) && mineTfs.length === (walk.transferredOut.get(c) ?? []).length;
+      ok &&= good;
+      lines.push(
+        `${nameOf.get(c) ?? c.slice(0, 12)}: ${mineTfs.length} transfers applied (with its refunds applied: ${distinct ? 'distinct serials' : 'A SERIAL TWICE'}) paying ${mineSum} = the walk's ${paidOf(c)} ${mineSum === paidOf(c) ? 'yes' : 'NO'}`,
+      );
+    }
+    const received = [...walk.transferredIn.values()].reduce((a, xs) => a + sum(xs), 0);
+    const payees = new Map<string, number>();
+    for (const t of tfs)
+      if (walk.applied.has(t.txId)) payees.set(t.to!, (payees.get(t.to!) ?? 0) + t.amount!);
+    const payeesOk =
+      [...payees].every(([c, x]) => receivedOf(c) === x) && payees.size === walk.transferredIn.size;
+    ok &&= received === transferred && payeesOk;
+    lines.push(
+      `received by ${walk.transferredIn.size} payees ${received} = paid ${transferred} ${received === transferred ? 'yes' : 'NO'}; each payee's the soak's applied transfers to it ${payeesOk ? 'yes' : 'NO'}; applied transfers the soak did not submit as signed: ${notMine.length}`,
+    );
+    check('8l transfers applied as submitted, paid = received', ok, lines.join('\n    '));
+  }
+  // 8m: no transfer moved more than its payer's balance after its batch's requests (and the refunds and
+  // transfers before it); each fresh payee holds on every node what the transfers to it brought, its
+  // account there exactly when one applied; every ledger kept each transfer's fate as the walk decided it.
+  {
+    const over = walk.transfersMet.filter((m) => m.took && m.amount > m.balance);
+    const tookNothing = walk.transfersMet.filter((m) => !m.took);
+    const freshBad: string[] = [];
+    for (const c of freshHex)
+      replayed.forEach((r, node) => {
+        const got = receivedOf(c);
+        const opened = (walk.transferredIn.get(c) ?? []).length > 0;
+        if (r.balance.get(c) !== got || r.exists.get(c) !== opened)
+          freshBad.push(
+            `${nameOf.get(c)} at node ${node}: ${r.balance.get(c)} (${r.exists.get(c) ? 'account' : 'no account'}), received ${got}`,
+          );
+      });
+    const mismatches: string[] = [];
+    let compared = 0;
+    const ids = new Set([...walk.ordered.keys()].filter((id) => tfs.some((t) => t.txId === id)));
+    for (const id of ids) {
+      const seqs = walk.ordered.get(id)!;
+      const met = walk.transfersMet.find((m) => m.id === id && m.took);
+      ledgers.forEach((v, node) => {
+        // Only a ledger that holds every batch carrying it (not one that skipped some by a snapshot).
+        if (!seqs.every((q) => v.batches.has(q))) return;
+        compared++;
+        const f = v.fates.get(id);
+        const want = met ? `applied at ${met.seq}` : 'no effect';
+        const got = f ? (f.applied ? `applied at ${f.seq}` : 'no effect') : 'no fate';
+        if (want !== got)
+          mismatches.push(`${id.slice(0, 12)} at node ${node}: the walk ${want}, the ledger ${got}`);
+      });
+    }
+    const opened = freshHex.filter((c) => (walk.transferredIn.get(c) ?? []).length > 0).length;
+    check(
+      "8m no transfer over the balance at its batch, payees credited, ledgers' fates",
+      over.length === 0 &&
+        freshBad.length === 0 &&
+        mismatches.length === 0 &&
+        walk.lowestBalance >= 0 &&
+        walk.transfersPastAccounts === 0,
+      `${walk.transfersMet.length} transfers used their serial (to another key): ${walk.transfersMet.length - tookNothing.length} moved their amount within the balance after their batch's requests, ${tookNothing.length} over it moved nothing${tookNothing.length ? ` (${tookNothing.map((m) => `${m.amount} > ${m.balance} at ${m.seq}`).join(', ')})` : ''}; moved over it: ${over.length}; past MAX_ACCOUNTS_BY_TRANSFER: ${walk.transfersPastAccounts}; lowest balance after a batch ${walk.lowestBalance}; ${freshHex.length} fresh payees, ${opened} given an account, each holding what it received on every node: ${freshBad.length === 0 ? 'yes' : `NO: ${freshBad.slice(0, 5).join('; ')}`}; ledgers' fates compared ${compared}, differing from the walk ${mismatches.length}${mismatches.length ? `: ${mismatches.slice(0, 5).join('; ')}` : ''}`,
+    );
+  }
+  // 8n: every transfer over refundable or to the payer itself refused by the node it went to with its code
+  // (or lost with a node going down), none applied.
+  {
+    const want = (t: TxSent) => (t.over ? '409 TX_TRANSFER_TOO_LARGE' : '400 TX_TRANSFER_TO_SELF');
+    const odd = [...overTfs, ...selfTfs];
+    const answers = (list: TxSent[]) => {
+      const m = new Map<string, number>();
+      for (const t of list) m.set(t.answer, (m.get(t.answer) ?? 0) + 1);
+      return [...m].map(([a, c]) => `${c}× ${a}`).join(', ') || 'none';
+    };
+    const bad = odd.filter((t) => t.answer !== want(t) && !t.answer.startsWith('fetch: '));
+    const applied = odd.filter((t) => walk.applied.has(t.txId));
+    check(
+      '8n over-refundable and to-self transfers refused',
+      bad.length === 0 && applied.length === 0,
+      `over refundable ${overTfs.length} submitted: ${answers(overTfs)}; to the payer itself ${selfTfs.length} submitted: ${answers(selfTfs)}; applied ${applied.length}${bad.length ? `; not refused so: ${bad.map((t) => `${t.who} serial ${t.serial} ${t.amount} to ${t.toWho} via ${t.via}: ${t.answer}`).join('; ')}` : ''}`,
     );
   }
 }
@@ -1816,6 +2207,12 @@ log(
   const overRf = txsSent.filter((t) => t.over && t.kind === 'refund');
   log(
     `money: deposits ${count('deposit')}; fee changes ${count('feeChange')}; withdrawals ${count('withdrawal')} (${over.length} over payable, ${over.filter((t) => t.answer === '409 TX_WITHDRAWAL_TOO_LARGE').length} of them refused TX_WITHDRAWAL_TOO_LARGE); withdrawn ${walk.withdrawn.join('/')} of earned ${walk.earned.join('/')}; refunds ${count('refund')} (${overRf.length} over refundable, ${overRf.filter((t) => t.answer === '409 TX_REFUND_TOO_LARGE').length} of them refused TX_REFUND_TOO_LARGE; ${walk.refundsMet.filter((m) => !m.took).length} ordered over the balance); refunded ${walk.refunded}`,
+  );
+  const tfs = txsSent.filter((t) => t.kind === 'transfer');
+  const refusedBy = new Map<string, number>();
+  for (const t of tfs) if (t.answer !== '202') refusedBy.set(t.answer, (refusedBy.get(t.answer) ?? 0) + 1);
+  log(
+    `money: transfers ${tfs.length} submitted, ${tfs.filter((t) => walk.applied.has(t.txId)).length} applied, ${tfs.filter((t) => walk.ordered.has(t.txId) && !walk.applied.has(t.txId)).length} ordered without effect, refused ${[...refusedBy].map(([a, c]) => `${c}× ${a}`).join(', ') || 'none'}; moved ${[...walk.transferredOut.values()].reduce((a, xs) => a + xs.reduce((b, x) => b + x, 0), 0)}, ${freshPayees.filter((p) => walk.transferredIn.has(hex(p.key.publicKey))).length} of ${freshPayees.length} fresh keys given an account`,
   );
 }
 const failedChecks = checks.filter((c) => !c.ok);
