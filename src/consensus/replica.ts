@@ -1244,6 +1244,7 @@ export class Replica {
     const over = Math.max(0, held.length - this.cfg.maxExpiredHeld);
     for (let i = 0; i < over; i++) this.forgetExpired(held[i]);
     this.expiredHeld = held.length - over;
+    if (this.spentBy !== null) this.sweepUnfunded();
     if (this.restoredOwn.length > 0) this.settleRestoredOwn(wait);
     if (this.expiredOwn.size > 0) this.pruneExpiredOwn();
   }
@@ -1279,8 +1280,47 @@ export class Replica {
   }
   private lastExpirySweep = Number.NEGATIVE_INFINITY;
   private expiredHeld = 0;
+  /** The clients (hex key → key) whose refunds or transfers executed batches carried since sweepUnfunded looked. */
+  private spentBy: Map<string, Uint8Array> | null = null;
+
+  /**
+   * Forgets the waiting requests whose maxFee the client's balance alone no longer covers (a refund or
+   * transfer of the client executed after they were taken). A primary takes such a request from no peer
+   * (fundsShortBy), and one that held the spend when the request's forwards came refused them already: the
+   * request, taken by the f + 1 nodes its client sent it to and by no other, could never gather the votes
+   * to be proposed, and held there its timer made them change view against every primary (a client could
+   * do it at will: a request to f + 1 backups and, at the same moment, a transfer of its whole balance
+   * through the primary). Ordered, it would mostly be skipped uncharged (the balance is under its maxFee). Looked for only among the clients
+   * whose refunds or transfers batches carried since the last look (spentBy), and whose requests held here
+   * hold more than the balance: their own charges never cause that (a request is taken only under the
+   * balance less what is held, and its charge takes at most the maxFee it releases). What this node
+   * answered for one is kept as for an expired one (expiredOwn).
+   */
+  private sweepUnfunded(): void {
+    const spentBy = this.spentBy;
+    this.spentBy = null;
+    if (spentBy === null || this.fundsOf === null) return;
+    let short: Map<string, number> | null = null;
+    for (const [k, client] of spentBy) {
+      const held = this.heldFees.get(k);
+      const balance = this.fundsOf(client);
+      if (held !== undefined && held > balance) (short ??= new Map()).set(k, balance);
+    }
+    if (short === null) return;
+    for (const [idHex, p] of this.pool) {
+      if (p.state !== 'pending' || this.parkedOn.has(`r${idHex}`)) continue;
+      const balance = short.get(hex(p.sr.request.client));
+      if (balance !== undefined && p.sr.request.maxFee > balance) this.forgetWaiting(idHex);
+    }
+  }
 
   private forgetExpired(idHex: string): void {
+    this.forgetWaiting(idHex);
+    this.forgottenExpired++;
+  }
+
+  /** Forgets a waiting request (no batch carries it), keeping what this node answered for it (expiredOwn). */
+  private forgetWaiting(idHex: string): void {
     const p = this.pool.get(idHex);
     if (p) {
       this.keepExpiredOwn(idHex, p.sr.request.timestamp);
@@ -1290,7 +1330,6 @@ export class Replica {
     this.ready.delete(idHex);
     this.quorum.delete(idHex);
     this.forgetVotes(idHex);
-    this.forgottenExpired++;
   }
 
   /** Drops every vote held for a request that will not execute here, and stops asking for it. */
@@ -1914,6 +1953,9 @@ export class Replica {
    */
   private settleTxs(batch: Batch): void {
     for (const tx of batch.txs) {
+      const spend = clientSpendOf(tx);
+      if (spend !== null && this.fundsOf !== null)
+        (this.spentBy ??= new Map()).set(hex(spend.client), spend.client);
       const p = this.txPlace(tx);
       const k = hex(txIdOf(tx));
       if (p && p.version > p.current) {

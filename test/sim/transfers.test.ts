@@ -141,3 +141,57 @@ describe('transfers in the simulator', () => {
     }
   });
 });
+
+describe('a request some nodes took before the client transferred its balance away', () => {
+  it('is dropped where the balance no longer covers it, not held until its timer makes the group change view (the primary, holding the transfer, refused it)', () => {
+    const s = new Simulation({
+      nodes: 4,
+      requests: 0,
+      seed: 54,
+      keepAllCertificates: true,
+      maxTimeMs: 60_000,
+    });
+    for (const node of s.nodes) node.replica.fundsOf = (c) => node.ledger.balanceOf(c);
+    const gid = s.nodes[0].replica.groupId;
+    const client = s.group.client;
+    const all = s.nodes[0].ledger.balanceOf(client.publicKey);
+    const other = keyPairFromSeed(new Uint8Array(32).fill(9));
+    // The client sends a request to nodes 1 and 2 (f + 1 of them) and, at the same moment, a transfer of
+    // everything to its other key through the primary: the primary and node 3 hold the transfer when the
+    // request's forwards reach them, and refuse it (its maxFee is not covered once the transfer is counted).
+    const input = new TextEncoder().encode('free?');
+    const sr = signRequest(
+      {
+        groupId: gid,
+        client: client.publicKey,
+        nonce: 1,
+        timestamp: Math.floor(s.now),
+        inputDigest: sha256(input),
+        policy: null,
+        maxFee: 10,
+      },
+      input,
+      client,
+    );
+    s.requests.set(hex(requestIdOf(sr)), sr);
+    s.stepNode(s.nodes[1], { type: 'request', request: sr });
+    s.stepNode(s.nodes[2], { type: 'request', request: sr });
+    const tx = signTransfer(
+      gid,
+      { client: client.publicKey, to: other.publicKey, serial: 1, amount: all },
+      client,
+    );
+    expect(s.submitTx(0, tx)?.accepted).toBe(true);
+    const t0 = s.now;
+    const r = s.run({ until: () => s.now - t0 > 20_000 });
+    expect(s.nodes.map((n) => n.ledger.balanceOf(other.publicKey))).toEqual([all, all, all, all]);
+    expect(s.nodes.map((n) => n.replica.view)).toEqual([0, 0, 0, 0]);
+    expect(s.nodes.map((n) => n.replica.holdsRequest(hex(requestIdOf(sr))))).toEqual([
+      false,
+      false,
+      false,
+      false,
+    ]);
+    expect(checkRun(r)).toEqual({ ok: true, problems: [] });
+  });
+});
