@@ -1656,7 +1656,7 @@ export function buildApi(host: NodeHost, opts: ApiOptions = {}): FastifyInstance
       return {
         client: req.params.client,
         balance,
-        /** Whether the ledger holds an account for the key (the genesis listed it, or a deposit made it). */
+        /** Whether the ledger holds an account for the key (the genesis listed it, or a deposit or a transfer made it). */
         exists: state.balances.has(hex(client)),
         /** The last batch executed here: the balance is as of it. */
         seq: state.seq,
