@@ -552,6 +552,11 @@ interface PoolEntry {
   acceptedAt: number;
   /** This node dropped its inference of the request while it was proposed (inferSkipped). */
   ownSkipped?: boolean;
+  /**
+   * Its request timer fired while it held fewer than q current votes (no primary could propose it): the
+   * timer leaves it alone until then (onViewTimer).
+   */
+  unblamedUntil?: number;
 }
 
 /**
@@ -4284,8 +4289,28 @@ export class Replica {
       this.viewEnteredAt = this.now;
       return;
     }
+    // A request with fewer than q current votes here is one no primary could propose (it proposes only
+    // with q): the primary is not to blame for it. Such a request is one fewer than q nodes took, as when
+    // a client spent its balance twice over disjoint sets of nodes (each set refused the other's forwards,
+    // its balance less the maxFee its own request held no longer covering them) or a spend the primary
+    // held made it refuse the forwards: held here, its timer made the group change view at the client's
+    // will until the request expired. The timer leaves it alone for a timeout and goes on to the next
+    // request; it comes back to it then (its votes may have come: a node that missed some RESULTS fetches
+    // them).
+    const tracked = this.trackedRequest;
+    const p = tracked === null ? undefined : this.pool.get(tracked);
+    if (tracked !== null && p?.state === 'pending' && this.currentVoteCount(tracked) < this.q) {
+      p.unblamedUntil = this.now + this.currentTimeout();
+      this.unproposable++;
+      this.trackedRequest = null;
+      this.refreshRequestTimer();
+      return;
+    }
     this.startViewChange(this.view + 1);
   }
+
+  /** Request timers that fired for a request with fewer than q votes here, and left it alone (onViewTimer). */
+  unproposable = 0;
 
   /**
    * The view to ask for when a view change did not finish in time, or null to keep asking for this one.
@@ -4345,10 +4370,11 @@ export class Replica {
       const p = this.pool.get(tracked);
       if (p && !this.expiredPending(p)) return;
     }
-    // An expired request that no batch carries is nobody's to order: it runs no timer (expiredPending).
+    // An expired request that no batch carries is nobody's to order: it runs no timer (expiredPending); nor
+    // does one left alone for having too few votes, until its time (unblamedUntil).
     let req: [string, PoolEntry] | undefined;
     for (const e of this.pool)
-      if (!this.expiredPending(e[1])) {
+      if (!this.expiredPending(e[1]) && !((e[1].unblamedUntil ?? 0) > this.now)) {
         req = e;
         break;
       }

@@ -173,7 +173,9 @@ describe('restore from the pruned signed log matches restore from the whole log'
       add(o);
     }
     if (process.env.EQ_SCRIPTED) console.log(n);
-    expect(n.prunedInLaterView).toBeGreaterThan(100);
+    // 93 since 2026-12-07 (over 100 before): a request with fewer than q votes no longer makes its holders
+    // change view (test/sim/split-requests.test.ts), so this script changes view less often.
+    expect(n.prunedInLaterView).toBeGreaterThan(50);
     expect(diffs).toEqual([]);
   }, 600_000);
 
