@@ -1589,6 +1589,11 @@ export class Replica {
     if (c.ok && this.fundsShortBy(sr) > 0 && !this.parkedOn.has(`r${hex(c.id)}`)) {
       // Not blamed: the client's balance may have fallen here since the peer took it.
       this.unfundedForwards++;
+      // One this node asked for (it holds votes for it): asked again only after a timeout, not every
+      // retransmission period, each answer refused again (a request whose client spent its balance twice
+      // over disjoint sets of nodes was fetched and refused ten times a second until it expired).
+      const idHex = hex(c.id);
+      if (this.orphans.has(idHex)) this.orphans.set(idHex, this.now + this.currentTimeout());
       return;
     }
     if (c.ok) this.admit(sr, c.id);

@@ -48,8 +48,10 @@ describe('requests no primary can propose (fewer than q nodes took them)', () =>
     for (const i of [0, 3]) s.stepNode(s.nodes[i], { type: 'request', request: q2 });
     const t0 = s.now;
     const r = s.run({ until: () => s.now - t0 > 30_000 });
-    // Each set refused the other's: the attack ran.
-    expect(s.nodes.map((n) => n.replica.unfundedForwards).every((c) => c > 0)).toBe(true);
+    // Each set refused the other's: the attack ran. A node that asked for the other set's request (it holds
+    // its votes) asks again only after a timeout (it was ten times a second: 300 refusals each in 30 s).
+    const refused = s.nodes.map((n) => n.replica.unfundedForwards);
+    expect(refused.every((c) => c > 0 && c < 60)).toBe(true);
     expect(s.nodes.map((n) => n.replica.view)).toEqual([0, 0, 0, 0]);
     // The backups' timers fired, and left the requests alone (the primary runs no timer against itself).
     expect(s.nodes.slice(1).every((n) => n.replica.unproposable > 0)).toBe(true);
