@@ -55,6 +55,16 @@ interface Account {
 }
 
 /** GET /v1/accounts/:client at a node, checked. */
+/**
+ * The client's serials used, from `refunds` (the last of the sequence its refunds and transfers share): a
+ * refund or transfer ordered over the balance then uses its serial without effect, so "N applied so far"
+ * (until a walkthrough, 2026-12-07) counted ones that moved nothing.
+ */
+function serialsUsed(last: number): string {
+  if (last === 0) return 'no serial used yet';
+  return `serial${last === 1 ? ' 1' : `s 1 to ${last}`} of its refunds and transfers used, with effect or not`;
+}
+
 async function account(api: string, client: Uint8Array, b: Budget, when: string): Promise<Account> {
   const url = `${api}/v1/accounts/${toB64u(client)}`;
   const body = expectObject(url, await fetchWithin(b, url, when));
@@ -253,7 +263,16 @@ export function registerDeposit(program: Command): void {
       const node = nodeOf(g, o.node);
       const client = accountOf(g, o);
       const budget: Budget = { node: node.id, waitMs, deadline: performance.now() + waitMs };
-      const a = await account(node.api, client, budget, 'nothing was changed');
+      // Down: it said only "is the node running?" (a walkthrough, 2026-12-07), where deposit, refund and
+      // transfer name --node: any node answers, the same once it has executed the same batches.
+      const a = await account(node.api, client, budget, 'nothing was changed').catch((e: unknown) => {
+        if (e instanceof DropbearError && e.code === 'NODE_UNREACHABLE')
+          throw new DropbearError(
+            'NODE_UNREACHABLE',
+            `${e.message} Any node of the group answers: ask another (not node ${node.id}) with --node ID`,
+          );
+        throw e;
+      });
       const deposits = `the group has applied ${a.deposits} deposit${a.deposits === 1 ? '' : 's'}`;
       process.stdout.write(
         `${a.balance}\n(client ${toB64u(client)}, node ${node.id}, as of batch ${a.seq}; ${deposits})\n`,
@@ -278,7 +297,7 @@ export function registerDeposit(program: Command): void {
           .map((p) => p.text)
           .join(', ');
         process.stdout.write(
-          `it may take back or transfer ${a.refundable} now (npx dropbear refund, npx dropbear transfer; ${a.refunds === 1 ? '1 refund or transfer' : `${a.refunds} refunds and transfers`} applied so far${held}${waiting === '' ? '' : `; waiting at node ${node.id} to be ordered: ${waiting}`})\n`,
+          `it may take back or transfer ${a.refundable} now (npx dropbear refund, npx dropbear transfer; ${serialsUsed(a.refunds)}${held}${waiting === '' ? '' : `; waiting at node ${node.id} to be ordered: ${waiting}`})\n`,
         );
       }
     });

@@ -4,10 +4,10 @@
  * stays in the group: the ledger moves it from one balance to the other, opening the payee's account if it
  * has none (docs/api.md, "Transfers").
  */
-import { existsSync, statSync } from 'node:fs';
+import { closeSync, existsSync, openSync, statSync } from 'node:fs';
 import type { Command } from 'commander';
 import { DropbearError, equalBytes, signTransfer, toB64u } from '../protocol/index.ts';
-import { readKeyFile } from '../protocol/keyfile.ts';
+import { readAtMost, readKeyFile } from '../protocol/keyfile.ts';
 import { type ClientSpendKind, clientSpendPlan, submitClientSpend } from './client-spend.ts';
 import { usageError } from './errors.ts';
 import { publicKeyArg } from './owners.ts';
@@ -18,7 +18,26 @@ import { publicKeyArg } from './owners.ts';
  * CLI_USAGE saying what it takes (and that no such file exists, when it is not a key).
  */
 export function payeeArg(text: string): Uint8Array {
-  if (existsSync(text) && statSync(text).isFile()) return readKeyFile(text).publicKey;
+  if (existsSync(text)) {
+    // A folder read "(no such file)" (a walkthrough, 2026-12-07).
+    if (statSync(text).isDirectory())
+      throw usageError(
+        `--to ${JSON.stringify(text)} is a folder, not a key file: give the payee's public key as \`dropbear keygen\` prints it, or its key file`,
+      );
+    try {
+      return readKeyFile(text).publicKey;
+    } catch (e) {
+      // A file that is no key at all and that others may read (genesis.json, an input) was refused as "this
+      // secret key", with `chmod 600` as the fix (a walkthrough, 2026-12-07): say it is no key file. A key
+      // file others may read still gets KEY_FILE_PERMISSIONS.
+      if (e instanceof DropbearError && e.code === 'KEY_FILE_PERMISSIONS' && !holdsKey(text))
+        throw new DropbearError(
+          'KEY_FILE_INVALID',
+          `${text} is not an ed25519 key file (kind, 64-hex-digit seed): --to takes the payee's public key as \`dropbear keygen\` prints it, or its key file`,
+        );
+      throw e;
+    }
+  }
   try {
     return publicKeyArg('--to', text);
   } catch (e) {
@@ -32,6 +51,23 @@ export function payeeArg(text: string): Uint8Array {
             ? ''
             : ' (no such file)'),
     );
+  }
+}
+
+/** Whether the file (read at most 64 KiB of it) is JSON with a key file's `kind` and `seed`. */
+function holdsKey(path: string): boolean {
+  try {
+    const fd = openSync(path, 'r');
+    try {
+      const b = readAtMost(fd, 1 << 16);
+      if (b === null) return false;
+      const j = JSON.parse(b.toString('utf8')) as { kind?: unknown; seed?: unknown } | null;
+      return typeof j === 'object' && j !== null && j.kind === 'ed25519' && typeof j.seed === 'string';
+    } finally {
+      closeSync(fd);
+    }
+  } catch {
+    return false;
   }
 }
 

@@ -4,7 +4,15 @@
  * are checked (a deposit another one superseded is TX_SUPERSEDED, not success). The real path, four node
  * processes, is in test/e2e/group.test.ts.
  */
-import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  copyFileSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -290,7 +298,7 @@ describe('dropbear balance', () => {
       expect(r.code).toBe(0);
       expect(r.stdout.split('\n')[0]).toBe('77');
       expect(r.stdout).toContain(
-        `\nit may take back or transfer 55 now (npx dropbear refund, npx dropbear transfer; 2 refunds and transfers applied so far; 7 held by its requests waiting at node 0; waiting at node 0 to be ordered: serial 3 of 10, serial 4 of 5 to ${payee})\n`,
+        `\nit may take back or transfer 55 now (npx dropbear refund, npx dropbear transfer; serials 1 to 2 of its refunds and transfers used, with effect or not; 7 held by its requests waiting at node 0; waiting at node 0 to be ordered: serial 3 of 10, serial 4 of 5 to ${payee})\n`,
       );
     } finally {
       accountBody = { balance: 77, exists: true, seq: 12, deposits: 7 };
@@ -310,6 +318,40 @@ describe('dropbear balance', () => {
     } finally {
       accountBody = { balance: 77, exists: true, seq: 12, deposits: 7 };
     }
+  });
+
+  it('one serial used reads so, not "1 refund or transfer applied" (one ordered over the balance moved nothing)', async () => {
+    accountBody = {
+      balance: 77,
+      exists: true,
+      seq: 12,
+      deposits: 7,
+      refunds: 1,
+      pendingRefunds: [],
+      pendingTransfers: [],
+      heldFees: 0,
+      refundable: 77,
+    };
+    try {
+      const r = await runCliInProcess(['balance', '--group', dir]);
+      expect(r.code).toBe(0);
+      expect(r.stdout).toContain(
+        '\nit may take back or transfer 77 now (npx dropbear refund, npx dropbear transfer; serial 1 of its refunds and transfers used, with effect or not)\n',
+      );
+      accountBody = { ...accountBody, refunds: 0 };
+      const none = await runCliInProcess(['balance', '--group', dir]);
+      expect(none.stdout).toContain('npx dropbear transfer; no serial used yet)\n');
+    } finally {
+      accountBody = { balance: 77, exists: true, seq: 12, deposits: 7 };
+    }
+  });
+
+  it('a node that is down: NODE_UNREACHABLE naming --node (any node answers), as deposit, refund and transfer do', async () => {
+    const r = await runCliInProcess(['balance', '--group', dir, '--node', '1']);
+    expect([r.code, r.stdout]).toEqual([2, '']);
+    expect(r.stderr).toMatch(
+      /^error \[NODE_UNREACHABLE\]: nothing answered at .*; is the node running\? Any node of the group answers: ask another \(not node 1\) with --node ID\n$/,
+    );
   });
 });
 
@@ -798,6 +840,13 @@ describe('dropbear transfer', () => {
     const before = posted.length;
     const notKey = join(tmp, 'not-a-key.json');
     writeFileSync(notKey, '{"hello": 1}', { mode: 0o600 });
+    // A key file others may read is still refused as one.
+    const openKey = join(tmp, 'open-key.json');
+    writeFileSync(openKey, readFileSync(join(tmp, 'payee.json')), { mode: 0o644 });
+    chmodSync(openKey, 0o644);
+    const openGenesis = join(tmp, 'genesis-copy.json');
+    copyFileSync(join(dir, 'genesis.json'), openGenesis);
+    chmodSync(openGenesis, 0o644);
     for (const [to, why] of [
       [
         'bob',
@@ -809,6 +858,14 @@ describe('dropbear transfer', () => {
         /^error \[CLI_USAGE\]: --to must be .*: that is hex; give the base64url form/,
       ],
       [notKey, /^error \[KEY_FILE_INVALID\]: .*not-a-key\.json is not an ed25519 key file/],
+      // A folder read "(no such file)"; a file others may read that is no key (genesis.json) was refused as
+      // "this secret key" with `chmod 600` as the fix (a walkthrough, 2026-12-07).
+      [tmp, /^error \[CLI_USAGE\]: --to ".*" is a folder, not a key file: give the payee's public key/],
+      [
+        openGenesis,
+        /^error \[KEY_FILE_INVALID\]: .*genesis-copy\.json is not an ed25519 key file \(kind, 64-hex-digit seed\): --to takes the payee's public key/,
+      ],
+      [openKey, /^error \[KEY_FILE_PERMISSIONS\]: .*open-key\.json has mode 0644/],
     ] as const) {
       const r = await transfer('--to', to, '--amount', '5');
       expect(r.code, to).toBe(2);
