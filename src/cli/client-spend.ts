@@ -109,6 +109,11 @@ export interface ClientSpendKind {
   sign(groupId: Uint8Array, key: KeyPair, serial: number, amount: number): Tx;
   /** The submitted line's words for it: `take back 400 of 1000`, `pay 400 of 1000 to KEY`. */
   describe(amount: number, balance: number): string;
+  /**
+   * Asked once of the same node, after the client's account was read and before anything is signed: words
+   * the submitted line adds after `describe`'s (a transfer's payee with no account), or ''.
+   */
+  note?(budget: Budget, api: string): Promise<string>;
 }
 
 /**
@@ -127,6 +132,7 @@ export async function submitClientSpend(
   const client = toB64u(key.publicKey);
   const budget: Budget = { node: node.id, waitMs: p.waitMs, deadline: performance.now() + p.waitMs };
   const url = `${node.api}/v1/accounts/${client}`;
+  let note = '';
   for (let tries = 0; ; tries++) {
     // Down: nothing was submitted, and any node takes it (signed with the client's key). It said only "is the
     // node running?" (2026-12-07), where withdraw and set-fee name --via.
@@ -158,6 +164,7 @@ export async function submitClientSpend(
         kind.tooLarge,
         `${of}: it may ${kind.verb} ${now.refundable}, not ${amount}; nothing was submitted`,
       );
+    if (tries === 0 && kind.note) note = await kind.note(budget, node.api);
     const tx = kind.sign(groupIdOf(p.g.genesis), key, now.next, amount);
     try {
       const seq = await submitAndWait(
@@ -166,7 +173,7 @@ export async function submitClientSpend(
         budget,
         // `all` takes less than the balance while requests or refunds wait: say where the rest is ("take back
         // 64 of 68" did not add up, 2026-12-07).
-        `client ${client}: ${kind.describe(amount, now.balance)}${all && held.length > 0 ? ` (${held.join(', ')})` : ''}, serial ${now.next}, through node ${node.id}`,
+        `client ${client}: ${kind.describe(amount, now.balance)}${all && held.length > 0 ? ` (${held.join(', ')})` : ''}${note}, serial ${now.next}, through node ${node.id}`,
         // Not `balance` (until 2026-12-07): it shows only those waiting at the node it asks, and one tried
         // again while the first still waits takes the money twice once both are ordered. `tx` says whether
         // this one applied.

@@ -10,6 +10,8 @@ import { DropbearError, equalBytes, signTransfer, toB64u } from '../protocol/ind
 import { readAtMost, readKeyFile } from '../protocol/keyfile.ts';
 import { type ClientSpendKind, clientSpendPlan, submitClientSpend } from './client-spend.ts';
 import { usageError } from './errors.ts';
+import { expectObject } from './http.ts';
+import { fetchWithin } from './model-update.ts';
 import { publicKeyArg } from './owners.ts';
 
 /**
@@ -81,6 +83,16 @@ function transferKind(to: Uint8Array): ClientSpendKind {
     sign: (groupId, key, serial, amount) =>
       signTransfer(groupId, { client: key.publicKey, to, serial, amount }, key),
     describe: (amount, balance) => `pay ${amount} of ${balance} to ${payee}`,
+    // A key with no account gets one opened by the transfer: a mistyped key (any 43 base64url characters
+    // are a key) takes the money into an account nobody holds. It went unsaid (a walkthrough, 2026-12-07):
+    // the submitted line says so, so that a key that should have had an account stands out.
+    note: async (budget, api) => {
+      const url = `${api}/v1/accounts/${payee}`;
+      const body = expectObject(url, await fetchWithin(budget, url, 'nothing was submitted'));
+      return body.exists === false
+        ? ` (which has no account as of batch ${body.seq}: this transfer opens one; if it should have had one, check the key)`
+        : '';
+    },
   };
 }
 

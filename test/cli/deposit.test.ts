@@ -64,6 +64,8 @@ let ownersBody: unknown = {
 let statusBody: unknown = STATUS;
 /** What the fake node answers for GET /v1/accounts/:client. */
 let accountBody: Record<string, unknown> = { balance: 77, exists: true, seq: 12, deposits: 7 };
+/** Those of some keys (by base64url key) in place of accountBody. */
+const accountsByKey = new Map<string, Record<string, unknown>>();
 /** How many transactions the fake node refuses next, 409 `refusalCode` (a request came in between). */
 let refundRefusals = 0;
 /** The code of those refusals: TX_REFUND_TOO_LARGE, or TX_TRANSFER_TOO_LARGE for a transfer. */
@@ -106,7 +108,8 @@ beforeAll(async () => {
       return json(202, { txId: hex(txIdOf(tx)), status: 'pending' });
     }
     if (req.url?.startsWith('/v1/txs/')) return json(200, txAnswer);
-    if (req.url?.startsWith('/v1/accounts/')) return json(200, accountBody);
+    if (req.url?.startsWith('/v1/accounts/'))
+      return json(200, accountsByKey.get(req.url.slice('/v1/accounts/'.length)) ?? accountBody);
     if (req.method === 'POST' && req.url?.startsWith('/v1/requests')) {
       const chunks: Buffer[] = [];
       for await (const c of req) chunks.push(c as Buffer);
@@ -770,6 +773,22 @@ describe('dropbear transfer', () => {
       `submitted ${hex(txIdOf(tx))} (client ${toB64u(client())}: pay 100 of 500 to ${to}, serial 6, through node 0)`,
     );
     expect(r.stdout).toContain(`ordered in batch 31: the client paid 100 to ${to}\n`);
+  });
+
+  it('to a key with no account: the submitted line says the transfer opens one (a mistyped key would take the money)', async () => {
+    accountBody = ACCOUNT;
+    txAnswer = { status: 'executed', seq: 31, applied: true };
+    const to = toB64u(new Uint8Array(32).fill(9));
+    accountsByKey.set(to, { ...ACCOUNT, balance: 0, exists: false, seq: 21, refunds: 0, refundable: 0 });
+    try {
+      const r = await transfer('--to', to, '--amount', '100');
+      expect([r.code, r.stderr]).toEqual([0, '']);
+      expect(r.stdout).toContain(
+        `: pay 100 of 500 to ${to} (which has no account as of batch 21: this transfer opens one; if it should have had one, check the key), serial 6, through node 0)`,
+      );
+    } finally {
+      accountsByKey.clear();
+    }
   });
 
   it('--to takes a key file (its public key is read); a transfer waiting takes its serial and its amount, `all` the rest', async () => {
