@@ -61,7 +61,7 @@ interface Account {
  * (until a walkthrough, 2026-12-07) counted ones that moved nothing.
  */
 function serialsUsed(last: number): string {
-  if (last === 0) return 'no serial used yet';
+  if (last === 0) return 'none of its refunds and transfers ordered yet';
   return `serial${last === 1 ? ' 1' : `s 1 to ${last}`} of its refunds and transfers used, with effect or not`;
 }
 

@@ -343,7 +343,9 @@ describe('dropbear balance', () => {
       );
       accountBody = { ...accountBody, refunds: 0 };
       const none = await runCliInProcess(['balance', '--group', dir]);
-      expect(none.stdout).toContain('npx dropbear transfer; no serial used yet)\n');
+      expect(none.stdout).toContain(
+        'npx dropbear transfer; none of its refunds and transfers ordered yet)\n',
+      );
     } finally {
       accountBody = { balance: 77, exists: true, seq: 12, deposits: 7 };
     }
