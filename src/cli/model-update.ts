@@ -174,7 +174,8 @@ export function ownerCall(o: { group: string; node: string; key?: string; via?: 
  * `read()`, with a NODE_UNREACHABLE of the node asked (the node itself, or the one `--via` names) saying that
  * nothing was submitted and that any node takes the transaction (`what`): `--via ID` (another; `option`
  * names the flag where a command calls it `--node`: deposit, refund). Through a
- * `--via` node that was down it said only "is the node running?" (2026-12-07).
+ * `--via` node that was down it said only "is the node running?" (2026-12-07). A TIMEOUT of a node that took the
+ * call and never answered (stopped, hung) says the same.
  */
 export async function viaHint<T>(
   via: string | undefined,
@@ -189,6 +190,13 @@ export async function viaHint<T>(
       throw new DropbearError(
         'NODE_UNREACHABLE',
         `${e.message} Nothing was submitted; any node of the group takes ${what}: submit it through another${via === undefined ? '' : ` (not node ${via})`} with ${option} ID`,
+      );
+    // A node that takes the call and never answers (stopped, hung) said only "did not answer within --wait
+    // N ms; nothing was submitted" (a walkthrough, 2026-12-07): the way around it is the same.
+    if (e instanceof DropbearError && e.code === 'TIMEOUT' && / did not answer within /.test(e.message))
+      throw new DropbearError(
+        'TIMEOUT',
+        `${e.message}. If ${via === undefined ? 'the node' : `node ${via}`} hangs, any node of the group takes ${what}: submit it through another${via === undefined ? '' : ` (not node ${via})`} with ${option} ID`,
       );
     throw e;
   }

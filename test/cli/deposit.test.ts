@@ -77,6 +77,7 @@ let requestAnswer = { status: 402, code: 'INSUFFICIENT_FUNDS' };
 let fake: Server;
 /** Node 2's API: a second server of the fake's (group.json gives each node its own address). */
 let fake2: Server;
+let hung: Server;
 
 function body(req: IncomingMessage): Promise<string> {
   return new Promise((r) => {
@@ -120,7 +121,9 @@ beforeAll(async () => {
   };
   fake = createServer(handler);
   fake2 = createServer(handler);
-  for (const s of [fake, fake2]) await new Promise<void>((r) => s.listen(0, '127.0.0.1', () => r()));
+  // Node 3's API takes every call and never answers (a node stopped with SIGSTOP).
+  hung = createServer(() => {});
+  for (const s of [fake, fake2, hung]) await new Promise<void>((r) => s.listen(0, '127.0.0.1', () => r()));
   // Nodes 0 and 2's API is the fake (two servers); node 1's is a port nothing listens on.
   const file = join(dir, 'group.json');
   const g = JSON.parse(readFileSync(file, 'utf8')) as { nodes: { api: string }[] };
@@ -129,11 +132,12 @@ beforeAll(async () => {
   // one address given to two nodes).
   g.nodes[2].api = `http://127.0.0.1:${(fake2.address() as AddressInfo).port}`;
   g.nodes[1].api = 'http://127.0.0.1:1';
+  g.nodes[3].api = `http://127.0.0.1:${(hung.address() as AddressInfo).port}`;
   writeFileSync(file, JSON.stringify(g, null, 2));
 }, 60_000);
 
 afterAll(async () => {
-  for (const s of [fake, fake2]) {
+  for (const s of [fake, fake2, hung]) {
     s.closeAllConnections();
     await new Promise((r) => s.close(r));
   }
@@ -964,6 +968,17 @@ describe('dropbear transfer', () => {
     const down = await transfer('--to', toB64u(payee()), '--amount', '1', '--node', '1', '--wait', '5000');
     expect(down.stderr).toMatch(
       /^error \[NODE_UNREACHABLE\]: .*Nothing was submitted; any node of the group takes the transfer: submit it through another \(not node 1\) with --node ID\n$/,
+    );
+    expect(posted.length).toBe(before);
+  });
+
+  it('a node that takes the call and never answers (stopped): TIMEOUT saying nothing was submitted and naming --node', async () => {
+    // It said only "did not answer within --wait 800 ms; nothing was submitted" (a walkthrough, 2026-12-07).
+    const before = posted.length;
+    const r = await transfer('--to', toB64u(payee()), '--amount', '1', '--node', '3', '--wait', '800');
+    expect([r.code, r.stdout]).toEqual([2, '']);
+    expect(r.stderr).toMatch(
+      /^error \[TIMEOUT\]: node 3 \(\S+\/v1\/accounts\/\S+\) did not answer within --wait 800 ms; nothing was submitted\. If node 3 hangs, any node of the group takes the transfer: submit it through another \(not node 3\) with --node ID\n$/,
     );
     expect(posted.length).toBe(before);
   });
