@@ -4299,17 +4299,37 @@ export class Replica {
     // a client spent its balance twice over disjoint sets of nodes (each set refused the other's forwards,
     // its balance less the maxFee its own request held no longer covering them) or a spend the primary
     // held made it refuse the forwards: held here, its timer made the group change view at the client's
-    // will until the request expired. The timer leaves it alone for a timeout and goes on to the next
-    // request; it comes back to it then (its votes may have come: a node that missed some RESULTS fetches
-    // them).
+    // will until the request expired. The timer leaves it alone for a timeout (then comes back to it: its
+    // votes may have come, a node that missed some RESULTS fetches them) and looks at the oldest waiting
+    // request the primary could propose instead: one that waited a timeout already blames the primary now
+    // (a row of requests without votes ahead of it must not put a dead primary's view change off by a
+    // timeout each: a killed primary's group waited over a minute), else its timer runs from when it came.
     const tracked = this.trackedRequest;
     const p = tracked === null ? undefined : this.pool.get(tracked);
     if (tracked !== null && p?.state === 'pending' && this.currentVoteCount(tracked) < this.q) {
-      p.unblamedUntil = this.now + this.currentTimeout();
+      const t = this.currentTimeout();
+      p.unblamedUntil = this.now + t;
       this.unproposable++;
-      this.trackedRequest = null;
-      this.refreshRequestTimer();
-      return;
+      let next: [string, PoolEntry] | undefined;
+      for (const e of this.pool) {
+        const x = e[1];
+        if (x.state !== 'pending' || this.expiredPending(x) || (x.unblamedUntil ?? 0) > this.now) continue;
+        if (this.currentVoteCount(e[0]) >= this.q) {
+          next = e;
+          break;
+        }
+      }
+      if (next === undefined) {
+        // None the primary could propose: time the next waiting one (votes or not), from now.
+        this.trackedRequest = null;
+        this.refreshRequestTimer();
+        return;
+      }
+      if (next[1].acceptedAt + t > this.now) {
+        this.trackedRequest = next[0];
+        this.timerStart = next[1].acceptedAt;
+        return;
+      }
     }
     this.startViewChange(this.view + 1);
   }
