@@ -7,7 +7,7 @@
  * expired (views 4, 4, 4, 4 in 30 s, found by the review of 2026-12-07).
  */
 import { describe, expect, it } from 'vitest';
-import { hex, requestIdOf, sha256, signRequest } from '../../src/protocol/index.ts';
+import { hex, keyPairFromSeed, requestIdOf, sha256, signRequest } from '../../src/protocol/index.ts';
 import { checkRun } from '../../src/sim/checks.ts';
 import { Simulation } from '../../src/sim/world.ts';
 
@@ -56,5 +56,64 @@ describe('requests no primary can propose (fewer than q nodes took them)', () =>
     // The backups' timers fired, and left the requests alone (the primary runs no timer against itself).
     expect(s.nodes.slice(1).every((n) => n.replica.unproposable > 0)).toBe(true);
     expect(checkRun(r)).toEqual({ ok: true, problems: [] });
+  });
+});
+
+describe('a dead primary behind a row of requests no primary can propose', () => {
+  it('is replaced in a few timeouts, not one timeout per such request ahead of the one it could propose', () => {
+    const s = new Simulation({
+      nodes: 4,
+      requests: 0,
+      seed: 55,
+      keepAllCertificates: true,
+      maxTimeMs: 120_000,
+    });
+    for (const node of s.nodes) node.replica.fundsOf = (c) => node.ledger.balanceOf(c);
+    const gid = s.nodes[0].replica.groupId;
+    const client = s.group.client;
+    const bob = keyPairFromSeed(new Uint8Array(32).fill(5));
+    expect(s.submitDeposit(bob.publicKey, 1000)?.accepted).toBe(true);
+    expect(
+      s.run({ until: () => s.nodes.every((n) => n.ledger.balanceOf(bob.publicKey) === 1000) }).done,
+    ).toBe(true);
+    const all = s.nodes[0].ledger.balanceOf(client.publicKey);
+    let nonce = 0;
+    const mk = (who: typeof client, maxFee: number) => {
+      const input = new TextEncoder().encode(`row ${nonce}`);
+      const sr = signRequest(
+        {
+          groupId: gid,
+          client: who.publicKey,
+          nonce: nonce++,
+          timestamp: Math.floor(s.now),
+          inputDigest: sha256(input),
+          policy: null,
+          maxFee,
+        },
+        input,
+        who,
+      );
+      s.requests.set(hex(requestIdOf(sr)), sr);
+      return sr;
+    };
+    // Ten pairs, each set holding the whole balance: twenty requests no primary can propose.
+    for (let i = 0; i < 10; i++) {
+      const a = mk(client, Math.floor(all / 10));
+      const b = mk(client, Math.floor(all / 10));
+      for (const k of [1, 2]) s.stepNode(s.nodes[k], { type: 'request', request: a });
+      for (const k of [0, 3]) s.stepNode(s.nodes[k], { type: 'request', request: b });
+    }
+    // Then the primary dies, and bob's request reaches the three others.
+    s.crash(0);
+    const crashedAt = s.now;
+    const q = mk(bob, 10);
+    for (const k of [1, 2, 3]) s.stepNode(s.nodes[k], { type: 'request', request: q });
+    const id = hex(requestIdOf(q));
+    const r = s.run({ until: () => [1, 2, 3].every((k) => s.nodes[k].certificates.has(id)) });
+    expect(r.done).toBe(true);
+    expect(s.nodes.slice(1).map((n) => n.replica.view)).toEqual([1, 1, 1]);
+    // The timeout is 1 s (doubling per view change without progress): one request at a time would have
+    // taken ten timeouts or more.
+    expect(s.now - crashedAt).toBeLessThan(5_000);
   });
 });
