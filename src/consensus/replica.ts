@@ -4311,10 +4311,11 @@ export class Replica {
       p.unblamedUntil = this.now + t;
       this.unproposable++;
       let next: [string, PoolEntry] | undefined;
+      // (A proposed one counts: its batch is the primary's to finish.)
       for (const e of this.pool) {
         const x = e[1];
-        if (x.state !== 'pending' || this.expiredPending(x) || (x.unblamedUntil ?? 0) > this.now) continue;
-        if (this.currentVoteCount(e[0]) >= this.q) {
+        if (this.expiredPending(x) || (x.unblamedUntil ?? 0) > this.now) continue;
+        if (x.state === 'proposed' || this.currentVoteCount(e[0]) >= this.q) {
           next = e;
           break;
         }
