@@ -1651,6 +1651,13 @@ export function buildApi(host: NodeHost, opts: ApiOptions = {}): FastifyInstance
           ? [{ serial: tx.transfer.serial, amount: tx.transfer.amount, to: toB64u(tx.transfer.to) }]
           : [],
       );
+      // Transfers to the key this node holds waiting: what the payee may expect, not yet its balance (a
+      // payee saw only "no account" while a transfer to it waited, 2026-12-07).
+      const incomingTransfers = host.replica.pendingTxs.flatMap((tx) =>
+        tx.kind === 'transfer' && equalBytes(tx.transfer.to, client)
+          ? [{ from: toB64u(tx.transfer.client), serial: tx.transfer.serial, amount: tx.transfer.amount }]
+          : [],
+      );
       const waiting = host.replica.spendsWaitingFor(client);
       const heldFees = host.replica.feesHeldFor(client);
       return {
@@ -1671,6 +1678,11 @@ export function buildApi(host: NodeHost, opts: ApiOptions = {}): FastifyInstance
         pendingRefunds,
         /** The client's transfers this node holds, submitted and not yet ordered (`to`: base64url key). */
         pendingTransfers,
+        /**
+         * Transfers to this key that this node holds waiting to be ordered (`from`: the payer, base64url):
+         * not part of the balance until ordered and applied (the payer's balance then may not cover them).
+         */
+        incomingTransfers,
         /** The maxFee of the client's requests waiting here to be ordered: what they may still be charged. */
         heldFees,
         /**

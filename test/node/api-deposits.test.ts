@@ -227,6 +227,7 @@ describe('GET /v1/accounts/:client', () => {
       refunds: 0,
       pendingRefunds: [],
       pendingTransfers: [],
+      incomingTransfers: [],
       heldFees: 0,
       refundable: lone.group.genesis.balances[0].amount,
     });
@@ -313,9 +314,14 @@ describe('POST /v1/txs: transfers (waiting at one node)', () => {
       signTransfer(gid(), { client: c().publicKey, to: payee, serial: 2, amount: balance - 39 }, c()),
     );
     expect([next.statusCode, code(next)]).toEqual([409, 'TX_TRANSFER_TOO_LARGE']);
-    // The payee has no account until the transfer is ordered.
+    // The payee has no account until the transfer is ordered; it sees the transfer coming (no part of its
+    // balance yet).
     const p = (await app.inject(`/v1/accounts/${toB64u(payee)}`)).json();
-    expect(p).toMatchObject({ balance: 0, exists: false });
+    expect(p).toMatchObject({
+      balance: 0,
+      exists: false,
+      incomingTransfers: [{ from: toB64u(c().publicKey), serial: 1, amount: 40 }],
+    });
   });
 });
 
