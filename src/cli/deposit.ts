@@ -52,6 +52,8 @@ interface Account {
   pendingRefunds: { serial: number; amount: number }[];
   /** The client's transfers the node holds waiting to be ordered (`to`: the payee's base64url key). */
   pendingTransfers: { serial: number; amount: number; to: string }[];
+  /** Transfers to the key the node holds waiting to be ordered (`from`: the payer's base64url key). */
+  incomingTransfers: { serial: number; amount: number; from: string }[];
 }
 
 /** GET /v1/accounts/:client at a node, checked. */
@@ -88,6 +90,11 @@ async function account(api: string, client: Uint8Array, b: Budget, when: string)
       intRecords(body.pendingTransfers, ['serial', 'amount'] as const) &&
       body.pendingTransfers.every((p) => typeof (p as { to?: unknown }).to === 'string')
         ? body.pendingTransfers
+        : [],
+    incomingTransfers:
+      intRecords(body.incomingTransfers, ['serial', 'amount'] as const) &&
+      body.incomingTransfers.every((p) => typeof (p as { from?: unknown }).from === 'string')
+        ? body.incomingTransfers
         : [],
   } as Account;
 }
@@ -254,7 +261,7 @@ export function registerDeposit(program: Command): void {
       'after',
       '\nWithout --client or --key: the client key group.json names. Prints the balance on one line, then where it was read ' +
         '(and, for a key with no account, a line saying so: its balance reads 0; else what it may take back or pay to another account now with ' +
-        '`npx dropbear refund` or `npx dropbear transfer`, and the refunds and transfers waiting at the node). ' +
+        '`npx dropbear refund` or `npx dropbear transfer`, and the refunds and transfers waiting at the node; and a line naming the transfers to the key waiting there, if any). ' +
         'Exit status: 0 the balance was read, 2 an error (one line on stderr: error [CODE]: message).\n',
     )
     .action(async (o: { group: string; client?: string; key?: string; node: string; wait: string }) => {
@@ -300,5 +307,10 @@ export function registerDeposit(program: Command): void {
           `it may take back or transfer ${a.refundable} now (npx dropbear refund, npx dropbear transfer; ${serialsUsed(a.refunds)}${held}${waiting === '' ? '' : `; waiting at node ${node.id} to be ordered: ${waiting}`})\n`,
         );
       }
+      // A payee whose transfer waits saw only "no account" (a walkthrough, 2026-12-07).
+      if (a.incomingTransfers.length > 0)
+        process.stdout.write(
+          `transfers to this key waiting at node ${node.id} to be ordered (not in the balance until they apply): ${a.incomingTransfers.map((t) => `${t.amount} from ${t.from} (its serial ${t.serial})`).join(', ')}\n`,
+        );
     });
 }

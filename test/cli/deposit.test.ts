@@ -312,6 +312,32 @@ describe('dropbear balance', () => {
     }
   });
 
+  it('names the transfers to the key waiting at the node, with or without an account (not in the balance yet)', async () => {
+    const payer = toB64u(new Uint8Array(32).fill(6));
+    accountBody = {
+      balance: 0,
+      exists: false,
+      seq: 12,
+      deposits: 1,
+      incomingTransfers: [{ from: payer, serial: 2, amount: 40 }],
+    };
+    try {
+      const r = await runCliInProcess(['balance', '--group', dir, '--client', toB64u(new Uint8Array(32))]);
+      expect(r.code).toBe(0);
+      expect(r.stdout).toMatch(
+        /no account for this key: neither the genesis, a deposit nor a transfer made one/,
+      );
+      expect(r.stdout).toContain(
+        `\ntransfers to this key waiting at node 0 to be ordered (not in the balance until they apply): 40 from ${payer} (its serial 2)\n`,
+      );
+      accountBody = { balance: 77, exists: true, seq: 12, deposits: 7, incomingTransfers: [] };
+      const none = await runCliInProcess(['balance', '--group', dir, '--client', toB64u(new Uint8Array(32))]);
+      expect(none.stdout).not.toMatch(/transfers to this key/);
+    } finally {
+      accountBody = { balance: 77, exists: true, seq: 12, deposits: 7 };
+    }
+  });
+
   it('says so when no account exists for the key (a mistyped key reads 0 like an empty account)', async () => {
     accountBody = { balance: 0, exists: false, seq: 12, deposits: 1 };
     try {
