@@ -4301,7 +4301,7 @@ export class Replica {
     // held made it refuse the forwards: held here, its timer made the group change view at the client's
     // will until the request expired. The timer leaves it alone for a timeout (then comes back to it: its
     // votes may have come, a node that missed some RESULTS fetches them) and looks at the oldest waiting
-    // request the primary could propose instead: one that waited a timeout already blames the primary now
+    // request the primary could propose instead: one whose own timer already ran out blames the primary now
     // (a row of requests without votes ahead of it must not put a dead primary's view change off by a
     // timeout each: a killed primary's group waited over a minute), else its timer runs from when it came.
     const tracked = this.trackedRequest;
@@ -4326,11 +4326,11 @@ export class Replica {
         this.refreshRequestTimer();
         return;
       }
-      if (next[1].acceptedAt + t > this.now) {
-        this.trackedRequest = next[0];
-        this.timerStart = next[1].acceptedAt;
-        return;
-      }
+      // Its timer runs from when it came, by the rule any tracked request's does (viewTimerDeadline): a
+      // group whose batches keep executing gives it progressPatience timeouts, as a backlog needs.
+      this.trackedRequest = next[0];
+      this.timerStart = next[1].acceptedAt;
+      if (this.viewTimerDeadline() > this.now) return;
     }
     this.startViewChange(this.view + 1);
   }

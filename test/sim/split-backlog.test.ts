@@ -1,0 +1,100 @@
+/**
+ * A backlogged group (inference the bottleneck: requests wait in the pool over a timeout while batches
+ * execute all along) and a client's split pair (test/sim/split-requests.test.ts: two requests of its whole
+ * balance to disjoint sets of nodes, neither able to gather q votes). The request timer leaves the split
+ * request alone and looks for the oldest request the primary could propose; that one's timer must follow
+ * the rule every tracked request's does (viewTimerDeadline: progressPatience timeouts while batches
+ * execute). It blamed the primary at once when the request had waited a timeout since it came, so the
+ * split pair changed the view of a backlogged group at the client's will (views 2, 2, 2, 2; none without
+ * the pair), the view changes the backlog rule exists to spare it.
+ */
+import { describe, expect, it } from 'vitest';
+import { hex, keyPairFromSeed, requestIdOf, sha256, signRequest } from '../../src/protocol/index.ts';
+import { checkRun } from '../../src/sim/checks.ts';
+import { Simulation } from '../../src/sim/world.ts';
+
+function backlogged(split: boolean) {
+  const requests = 6000;
+  const s = new Simulation({
+    nodes: 4,
+    requests,
+    rate: 0.45,
+    seed: 56,
+    inferBaseMs: 20,
+    inferPerItemMs: 2,
+    keepAllCertificates: true,
+    maxTimeMs: 60_000,
+  });
+  // Only the attacker's balance is checked (the load client's requests each hold a large maxFee).
+  const bob = keyPairFromSeed(new Uint8Array(32).fill(6));
+  const bobHex = hex(bob.publicKey);
+  for (const node of s.nodes)
+    node.replica.fundsOf = (c) => (hex(c) === bobHex ? node.ledger.balanceOf(c) : Number.MAX_SAFE_INTEGER);
+  expect(s.submitDeposit(bob.publicKey, 1000)?.accepted).toBe(true);
+  const gid = s.nodes[0].replica.groupId;
+  const mk = (nonce: number) => {
+    const input = new TextEncoder().encode(`split ${nonce}`);
+    const sr = signRequest(
+      {
+        groupId: gid,
+        client: bob.publicKey,
+        nonce,
+        timestamp: Math.floor(s.now),
+        inputDigest: sha256(input),
+        policy: null,
+        maxFee: 1000,
+      },
+      input,
+      bob,
+    );
+    s.requests.set(hex(requestIdOf(sr)), sr);
+    return sr;
+  };
+  const loadIds: string[] = [];
+  let sent = false;
+  let maxWait = 0;
+  const r = s.run({
+    until: () => {
+      if (split && !sent && s.nodes.every((n) => n.ledger.balanceOf(bob.publicKey) === 1000)) {
+        sent = true;
+        const q1 = mk(1);
+        const q2 = mk(2);
+        for (const i of [1, 2]) s.stepNode(s.nodes[i], { type: 'request', request: q1 });
+        for (const i of [0, 3]) s.stepNode(s.nodes[i], { type: 'request', request: q2 });
+      }
+      // How long the oldest waiting load request at a backup has waited.
+      const pool = (
+        s.nodes[1].replica as unknown as {
+          pool: Map<string, { sr: { request: { client: Uint8Array } }; acceptedAt: number }>;
+        }
+      ).pool;
+      for (const p of pool.values())
+        if (hex(p.sr.request.client) !== bobHex) {
+          maxWait = Math.max(maxWait, s.now - p.acceptedAt);
+          break;
+        }
+      if (loadIds.length === 0 && s.requests.size >= requests + (sent ? 2 : 0))
+        for (const [id, sr] of s.requests) if (hex(sr.request.client) !== bobHex) loadIds.push(id);
+      return (
+        loadIds.length === requests && s.nodes.every((n) => loadIds.every((id) => n.certificates.has(id)))
+      );
+    },
+  });
+  return { r, s, maxWait };
+}
+
+describe('a split pair in a backlogged group', () => {
+  it('changes no view: the oldest request the primary could propose gets the backlog patience', () => {
+    // Without the pair: requests wait over a timeout (1 s), and no view changes (progressPatience).
+    const base = backlogged(false);
+    expect(base.r.done).toBe(true);
+    expect(base.maxWait).toBeGreaterThan(2_000);
+    expect(base.s.nodes.map((n) => n.replica.view)).toEqual([0, 0, 0, 0]);
+    const { r, s } = backlogged(true);
+    expect(r.done).toBe(true);
+    // The backups' timers fired on the split request and left it alone.
+    expect(s.nodes.slice(1).some((n) => n.replica.unproposable > 0)).toBe(true);
+    expect(s.nodes.map((n) => n.replica.view)).toEqual([0, 0, 0, 0]);
+    expect(checkRun(r)).toEqual({ ok: true, problems: [] });
+  });
+});
