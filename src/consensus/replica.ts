@@ -4326,10 +4326,12 @@ export class Replica {
         this.refreshRequestTimer();
         return;
       }
-      // Its timer runs from when it came, by the rule any tracked request's does (viewTimerDeadline): a
-      // group whose batches keep executing gives it progressPatience timeouts, as a backlog needs.
+      // Its timer runs by the rule any tracked request's does (viewTimerDeadline), from when it came or the
+      // group last executed a batch, whichever is later: a dead primary's is due at once, while a group
+      // whose batches keep executing gives it progressPatience timeouts from now, as a backlog needs (the
+      // oldest request of a backlog may have come long before, its timer started when it became oldest).
       this.trackedRequest = next[0];
-      this.timerStart = next[1].acceptedAt;
+      this.timerStart = Math.max(next[1].acceptedAt, this.lastProgressAt);
       if (this.viewTimerDeadline() > this.now) return;
     }
     this.startViewChange(this.view + 1);

@@ -1,12 +1,13 @@
 /**
- * A backlogged group (inference the bottleneck: requests wait in the pool over a timeout while batches
- * execute all along) and a client's split pair (test/sim/split-requests.test.ts: two requests of its whole
- * balance to disjoint sets of nodes, neither able to gather q votes). The request timer leaves the split
- * request alone and looks for the oldest request the primary could propose; that one's timer must follow
- * the rule every tracked request's does (viewTimerDeadline: progressPatience timeouts while batches
- * execute). It blamed the primary at once when the request had waited a timeout since it came, so the
- * split pair changed the view of a backlogged group at the client's will (views 2, 2, 2, 2; none without
- * the pair), the view changes the backlog rule exists to spare it.
+ * A backlogged group (inference the bottleneck: requests wait in the pool over several timeouts while
+ * batches execute all along) and a client's split pair (test/sim/split-requests.test.ts: two requests of
+ * its whole balance to disjoint sets of nodes, neither able to gather q votes). The request timer leaves
+ * the split request alone and tracks the oldest request the primary could propose instead; that one's
+ * timer must follow the rule every tracked request's does (viewTimerDeadline: progressPatience timeouts
+ * while batches execute), started no earlier than the group's last progress. It blamed the primary at once
+ * when the request had waited a timeout since it came, so the pair changed the view of a backlogged group
+ * at the client's will (views 2, 2, 2, 2 at 0.45 requests/ms; none without the pair); started from when it
+ * came, a backlog over progressPatience timeouts old still did (views 1, 1, 1, 1 at 0.55 requests/ms).
  */
 import { describe, expect, it } from 'vitest';
 import { hex, keyPairFromSeed, requestIdOf, sha256, signRequest } from '../../src/protocol/index.ts';
@@ -18,7 +19,7 @@ function backlogged(split: boolean) {
   const s = new Simulation({
     nodes: 4,
     requests,
-    rate: 0.45,
+    rate: 0.55,
     seed: 56,
     inferBaseMs: 20,
     inferPerItemMs: 2,
@@ -85,10 +86,11 @@ function backlogged(split: boolean) {
 
 describe('a split pair in a backlogged group', () => {
   it('changes no view: the oldest request the primary could propose gets the backlog patience', () => {
-    // Without the pair: requests wait over a timeout (1 s), and no view changes (progressPatience).
+    // Without the pair: requests wait over progressPatience timeouts (4 × 1 s) since they came, and no view
+    // changes (each one's timer starts when it becomes the oldest).
     const base = backlogged(false);
     expect(base.r.done).toBe(true);
-    expect(base.maxWait).toBeGreaterThan(2_000);
+    expect(base.maxWait).toBeGreaterThan(4_000);
     expect(base.s.nodes.map((n) => n.replica.view)).toEqual([0, 0, 0, 0]);
     const { r, s } = backlogged(true);
     expect(r.done).toBe(true);
