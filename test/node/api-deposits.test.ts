@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { MAX_ACCOUNTS_BY_TRANSFER } from '../../src/ledger/state.ts';
 import { buildApi } from '../../src/node/api.ts';
 import { NodeHost } from '../../src/node/host.ts';
 import { startStandIn } from '../../src/node/standin-backend.ts';
@@ -288,6 +289,30 @@ describe('POST /v1/txs: transfers (waiting at one node)', () => {
     );
     expect([over.statusCode, code(over)]).toEqual([409, 'TX_TRANSFER_TOO_LARGE']);
     expect(message(over)).toContain(`balance is ${balance}: it may transfer ${balance}, not ${balance + 1}`);
+  });
+
+  it('one that would open an account past MAX_ACCOUNTS_BY_TRANSFER is 409 TX_TRANSFER_TOO_LARGE saying so (the ledger would use its serial and move nothing)', async () => {
+    // The node's in-memory ledger filled with made-up empty accounts up to the bound (taken out again after).
+    const balances = lone.host.db.state.balances;
+    const made: string[] = [];
+    for (let i = balances.size; i < MAX_ACCOUNTS_BY_TRANSFER; i++) {
+      const k = new Uint8Array(32);
+      new DataView(k.buffer).setUint32(0, i + 1);
+      made.push(hex(k));
+      balances.set(hex(k), { client: k, amount: 0 });
+    }
+    try {
+      const r = await post(
+        signTransfer(gid(), { client: c().publicKey, to: payee, serial: 1, amount: 5 }, c()),
+      );
+      expect([r.statusCode, code(r)]).toEqual([409, 'TX_TRANSFER_TOO_LARGE']);
+      expect(message(r)).toBe(
+        `the ledger holds ${MAX_ACCOUNTS_BY_TRANSFER} accounts, the most a transfer may open (${MAX_ACCOUNTS_BY_TRANSFER}): transfer to a key that has an account`,
+      );
+    } finally {
+      for (const k of made) balances.delete(k);
+    }
+    expect(balances.size).toBeLessThan(10);
   });
 
   it('taken (202), it waits in GET /v1/accounts/:client pendingTransfers and out of refundable; a refund or transfer past the rest is 409', async () => {
