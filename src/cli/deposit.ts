@@ -56,7 +56,6 @@ interface Account {
   incomingTransfers: { serial: number; amount: number; from: string }[];
 }
 
-/** GET /v1/accounts/:client at a node, checked. */
 /**
  * The client's serials used, from `refunds` (the last of the sequence its refunds and transfers share): a
  * refund or transfer ordered over the balance then uses its serial without effect, so "N applied so far"
@@ -67,6 +66,18 @@ function serialsUsed(last: number): string {
   return `serial${last === 1 ? ' 1' : `s 1 to ${last}`} of its refunds and transfers used, with effect or not`;
 }
 
+/** `list` when it is records of integer `serial` and `amount` with a string `field` (a key), else none. */
+function keyedRecords<F extends string>(
+  list: unknown,
+  field: F,
+): ({ serial: number; amount: number } & Record<F, string>)[] {
+  return intRecords(list, ['serial', 'amount'] as const) &&
+    list.every((p) => typeof (p as Record<string, unknown>)[field] === 'string')
+    ? (list as ({ serial: number; amount: number } & Record<F, string>)[])
+    : [];
+}
+
+/** GET /v1/accounts/:client at a node, checked. */
 async function account(api: string, client: Uint8Array, b: Budget, when: string): Promise<Account> {
   const url = `${api}/v1/accounts/${toB64u(client)}`;
   const body = expectObject(url, await fetchWithin(b, url, when));
@@ -86,16 +97,8 @@ async function account(api: string, client: Uint8Array, b: Budget, when: string)
     refunds: opt(body.refunds),
     heldFees: opt(body.heldFees),
     pendingRefunds: intRecords(body.pendingRefunds, ['serial', 'amount'] as const) ? body.pendingRefunds : [],
-    pendingTransfers:
-      intRecords(body.pendingTransfers, ['serial', 'amount'] as const) &&
-      body.pendingTransfers.every((p) => typeof (p as { to?: unknown }).to === 'string')
-        ? body.pendingTransfers
-        : [],
-    incomingTransfers:
-      intRecords(body.incomingTransfers, ['serial', 'amount'] as const) &&
-      body.incomingTransfers.every((p) => typeof (p as { from?: unknown }).from === 'string')
-        ? body.incomingTransfers
-        : [],
+    pendingTransfers: keyedRecords(body.pendingTransfers, 'to'),
+    incomingTransfers: keyedRecords(body.incomingTransfers, 'from'),
   } as Account;
 }
 

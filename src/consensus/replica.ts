@@ -1295,11 +1295,11 @@ export class Replica {
    * request, taken by the f + 1 nodes its client sent it to and by no other, could never gather the votes
    * to be proposed, and held there its timer made them change view against every primary (a client could
    * do it at will: a request to f + 1 backups and, at the same moment, a transfer of its whole balance
-   * through the primary). Ordered, it would mostly be skipped uncharged (the balance is under its maxFee). Looked for only among the clients
-   * whose refunds or transfers batches carried since the last look (spentBy), and whose requests held here
-   * hold more than the balance: their own charges never cause that (a request is taken only under the
-   * balance less what is held, and its charge takes at most the maxFee it releases). What this node
-   * answered for one is kept as for an expired one (expiredOwn).
+   * through the primary). Ordered, it would mostly be skipped uncharged (the balance is under its maxFee).
+   * Looked for only among the clients whose refunds or transfers batches carried since the last look
+   * (spentBy), and whose requests held here hold more than the balance: their own charges never cause that
+   * (a request is taken only under the balance less what is held, and its charge takes at most the maxFee
+   * it releases). What this node answered for one is kept as for an expired one (expiredOwn).
    */
   private sweepUnfunded(): void {
     const spentBy = this.spentBy;
@@ -1554,12 +1554,12 @@ export class Replica {
     }
     const short = this.fundsShortBy(sr);
     if (short > 0) {
-      const refunds = this.spendsWaitingFor(sr.request.client);
+      const spends = this.spendsWaitingFor(sr.request.client);
       this.out.push({
         type: 'rejected',
         requestId: c.id,
         code: 'INSUFFICIENT_FUNDS',
-        message: `balance ${this.fundsOf!(sr.request.client)}, less the maxFee of ${this.feesHeldFor(sr.request.client)} held by this client's requests waiting to be ordered here${refunds > 0 ? ` and ${refunds} in its refunds and transfers waiting` : ''}, is ${short} below the request's maxFee ${sr.request.maxFee}`,
+        message: `balance ${this.fundsOf!(sr.request.client)}, less the maxFee of ${this.feesHeldFor(sr.request.client)} held by this client's requests waiting to be ordered here${spends > 0 ? ` and ${spends} in its refunds and transfers waiting` : ''}, is ${short} below the request's maxFee ${sr.request.maxFee}`,
       });
       return;
     }
@@ -1639,10 +1639,9 @@ export class Replica {
   }
 
   /**
-   * By how much the client's balance, less what its pooled requests hold and its refunds and transfers waiting
-   * here take,
-   * falls short of sr's maxFee (≤ 0: covered). A refund ordered before the request leaves it unpaid (skipped
-   * at execution, uncharged, after every node inferred it).
+   * By how much the client's balance, less what its pooled requests hold and its refunds and transfers
+   * waiting here take, falls short of sr's maxFee (≤ 0: covered). A refund or transfer ordered before the
+   * request leaves it unpaid (skipped at execution, uncharged, after every node inferred it).
    */
   private fundsShortBy(sr: SignedRequest): number {
     if (this.fundsOf === null) return 0;
@@ -1758,10 +1757,8 @@ export class Replica {
       return { ok: false, code: 'TX_BAD_AMOUNT', message: 'a deposit of 0', id };
     if (tx.kind === 'withdrawal' && tx.withdrawal.amount === 0)
       return { ok: false, code: 'TX_BAD_AMOUNT', message: 'a withdrawal of 0', id };
-    if (tx.kind === 'refund' && tx.refund.amount === 0)
-      return { ok: false, code: 'TX_BAD_AMOUNT', message: 'a refund of 0', id };
-    if (tx.kind === 'transfer' && tx.transfer.amount === 0)
-      return { ok: false, code: 'TX_BAD_AMOUNT', message: 'a transfer of 0', id };
+    if (clientSpendOf(tx)?.amount === 0)
+      return { ok: false, code: 'TX_BAD_AMOUNT', message: `a ${tx.kind} of 0`, id };
     if (tx.kind === 'transfer' && equalBytes(tx.transfer.to, tx.transfer.client))
       return {
         ok: false,
@@ -1981,7 +1978,7 @@ export class Replica {
       this.doneTxs.add(k);
     }
     while (this.doneTxs.size > 1024) this.doneTxs.delete(this.doneTxs.values().next().value as string);
-    let droppedRefund = false;
+    let droppedSpend = false;
     for (const [k, t] of this.txs) {
       const p = this.txPlace(t.tx);
       if (!p || p.version <= p.current) {
@@ -2000,10 +1997,10 @@ export class Replica {
         spend.amount > this.fundsOf(spend.client)
       ) {
         this.txs.delete(k);
-        droppedRefund = true;
+        droppedSpend = true;
       }
     }
-    if (!droppedRefund) return;
+    if (!droppedSpend) return;
     // And the client's later serials waiting after a serial no longer held here: they could only be
     // proposed again and again to no effect (the ledger applies serial k only right after k − 1).
     const held = new Map<string, Set<number>>();

@@ -1641,23 +1641,21 @@ export function buildApi(host: NodeHost, opts: ApiOptions = {}): FastifyInstance
       // This node's refunds and transfers of the client waiting to be ordered (they share its serials); what a
       // new one may take counts the largest of each serial (only one of a serial applies), as
       // Replica.checkTx does.
-      const pendingRefunds = host.replica.pendingTxs.flatMap((tx) =>
-        tx.kind === 'refund' && equalBytes(tx.refund.client, client)
-          ? [{ serial: tx.refund.serial, amount: tx.refund.amount }]
-          : [],
-      );
-      const pendingTransfers = host.replica.pendingTxs.flatMap((tx) =>
-        tx.kind === 'transfer' && equalBytes(tx.transfer.client, client)
-          ? [{ serial: tx.transfer.serial, amount: tx.transfer.amount, to: toB64u(tx.transfer.to) }]
-          : [],
-      );
-      // Transfers to the key this node holds waiting: what the payee may expect, not yet its balance (a
-      // payee saw only "no account" while a transfer to it waited, 2026-12-07).
-      const incomingTransfers = host.replica.pendingTxs.flatMap((tx) =>
-        tx.kind === 'transfer' && equalBytes(tx.transfer.to, client)
-          ? [{ from: toB64u(tx.transfer.client), serial: tx.transfer.serial, amount: tx.transfer.amount }]
-          : [],
-      );
+      // Transfers to the key this node holds waiting (`incomingTransfers`): what the payee may expect, not yet
+      // its balance (a payee saw only "no account" while a transfer to it waited, 2026-12-07).
+      const pendingRefunds: { serial: number; amount: number }[] = [];
+      const pendingTransfers: { serial: number; amount: number; to: string }[] = [];
+      const incomingTransfers: { from: string; serial: number; amount: number }[] = [];
+      for (const tx of host.replica.pendingTxs) {
+        if (tx.kind === 'refund' && equalBytes(tx.refund.client, client))
+          pendingRefunds.push({ serial: tx.refund.serial, amount: tx.refund.amount });
+        if (tx.kind !== 'transfer') continue;
+        const t = tx.transfer;
+        if (equalBytes(t.client, client))
+          pendingTransfers.push({ serial: t.serial, amount: t.amount, to: toB64u(t.to) });
+        if (equalBytes(t.to, client))
+          incomingTransfers.push({ from: toB64u(t.client), serial: t.serial, amount: t.amount });
+      }
       const waiting = host.replica.spendsWaitingFor(client);
       const heldFees = host.replica.feesHeldFor(client);
       return {
