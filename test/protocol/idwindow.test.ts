@@ -288,6 +288,25 @@ describe('RecentSeqIndex', () => {
     expect(idx.candidates(idAt(800))).toEqual([801]);
   });
 
+  it('holds at most two tables of the power of two of slots that keeps `retain` ids at most 3/4 full (docs/ledger.md: ~400 MB at the default 10,000,000)', () => {
+    const bytesAtMost = (retain: number) => {
+      let slots = 1024;
+      while (retain > 0.75 * slots) slots *= 2;
+      return 2 * 12 * slots;
+    };
+    // The default: 2^24 slots a generation, 201 MB; two of them, ~403 MB (it said ~320 MB until 2026-12-07).
+    expect(bytesAtMost(10_000_000)).toBe(2 * 12 * 2 ** 24);
+    for (const retain of [10_000, 13_000]) {
+      const idx = new RecentSeqIndex(retain);
+      let peak = 0;
+      for (let i = 0; i < 3 * retain; i++) {
+        idx.add(idAt(i), 1 + i);
+        peak = Math.max(peak, idx.bytes);
+      }
+      expect(peak).toBe(bytesAtMost(retain));
+    }
+  });
+
   it('gives the candidates of a shared first word oldest first across its generations', () => {
     const idx = new RecentSeqIndex(2);
     const a = idAt(5);
