@@ -85,9 +85,29 @@ function copyOut(src: Uint8Array, start: number, n: number): Uint8Array {
   return out;
 }
 
+// Fixed-size fields (hashes, keys, signatures: fixed(n)) repeat within one message: the group id, client,
+// batch root and batch signature of every request of one client batch in a FORWARD, the upper levels of
+// their inclusion paths, the RESULTS digests the votes of a proposal's entries name. A fixed field whose
+// bytes equal one decoded earlier by the same Reader (one decode: `gen`) is that earlier value, not a new
+// copy: one Uint8Array (and slab bytes) for each distinct value of a message instead of one per field. The
+// table is direct-mapped on the value's first two bytes (hashes and keys are uniform there); a slot of
+// another Reader, another length or other bytes is a miss, and the field is copied as before. Sound because
+// decoded bytes are never changed in place (values of this codec are immutable once decoded, as
+// `remembered` already requires): a value shared by two fields of one message is the value of both.
+const INTERN_SLOTS = 512;
+const internValues: (Uint8Array | null)[] = new Array<Uint8Array | null>(INTERN_SLOTS).fill(null);
+const internGens = new Int32Array(INTERN_SLOTS);
+let readerGen = 0;
+
 export class Reader {
   pos = 0;
-  constructor(readonly buf: Uint8Array) {}
+  /** This Reader's generation: the intern table's entries it may return (see INTERN_SLOTS). */
+  private readonly gen: number;
+  constructor(readonly buf: Uint8Array) {
+    // Never 0 (the table's empty slots): from 2^31 − 1 it goes on at 1.
+    readerGen = readerGen === 0x7fffffff ? 1 : readerGen + 1;
+    this.gen = readerGen;
+  }
   u8(): number {
     if (this.pos >= this.buf.length) throw new CodecError('CODEC_TRUNCATED', 'input ends early');
     return this.buf[this.pos++];
@@ -111,6 +131,30 @@ export class Reader {
     if (this.pos + n > this.buf.length) throw new CodecError('CODEC_TRUNCATED', 'input ends early');
     const out = copyOut(this.buf, this.pos, n);
     this.pos += n;
+    return out;
+  }
+  /**
+   * take(n) for a fixed-size field (2 ≤ n ≤ 256), where an equal field decoded earlier by this Reader may
+   * be returned in place of a copy (see INTERN_SLOTS): equal bytes, not a view of the input.
+   */
+  takeFixed(n: number): Uint8Array {
+    const buf = this.buf;
+    const pos = this.pos;
+    if (pos + n > buf.length) throw new CodecError('CODEC_TRUNCATED', 'input ends early');
+    const slot = (buf[pos] | (buf[pos + 1] << 8)) & (INTERN_SLOTS - 1);
+    const seen = internValues[slot];
+    if (seen !== null && internGens[slot] === this.gen && seen.length === n) {
+      let i = 0;
+      while (i < n && seen[i] === buf[pos + i]) i++;
+      if (i === n) {
+        this.pos = pos + n;
+        return seen;
+      }
+    }
+    const out = copyOut(buf, pos, n);
+    internValues[slot] = out;
+    internGens[slot] = this.gen;
+    this.pos = pos + n;
     return out;
   }
 }
@@ -239,7 +283,7 @@ export function fixed(n: number): Codec<Uint8Array> {
       check(v, '', false);
       w.raw(v);
     },
-    dec: (r) => r.take(n),
+    dec: n >= 2 && n <= SLAB_MAX_FIELD ? (r) => r.takeFixed(n) : (r) => r.take(n),
     toJson: toB64u,
     fromJson: (j, p) => check(fromB64u(j, p), p, true),
   };

@@ -859,6 +859,61 @@ describe('decoded bytes are copies', () => {
     expect(got.d.byteOffset).toBe(0);
     expect(got.d.buffer.byteLength).toBe(5000);
   });
+
+  it('equal fixed fields of one decode share one copy (not a view of the input); two decodes share none', () => {
+    const item = struct({ group: fixed(32), id: fixed(32), sig: fixed(64), path: array(fixed(32), 12) });
+    const codec = array(item, 100);
+    const g = new Uint8Array(32).fill(7);
+    const sig = new Uint8Array(64).fill(8);
+    const node = (k: number) => new Uint8Array(32).fill(k);
+    const v = Array.from({ length: 20 }, (_, i) => ({
+      group: g,
+      id: Uint8Array.from({ length: 32 }, (_, j) => (i * 31 + j) & 0xff),
+      sig,
+      path: [node(100 + i), node(200 + (i >> 1)), node(220 + (i >> 2))],
+    }));
+    // Same first two bytes as g (the table's slot) but other bytes, and a fixed(64) starting as g does.
+    const twin = Uint8Array.from(g);
+    twin[31] = 0;
+    v[3].id = twin;
+    v[4].sig = Uint8Array.from({ length: 64 }, () => 7);
+    const wire = encode(codec, v);
+    const got = decode(codec, wire);
+    const again = decode(codec, wire);
+    expect(got).toEqual(v);
+    expect(got[1].group).toBe(got[0].group);
+    expect(got[19].sig).toBe(got[0].sig);
+    expect(got[2].path[1]).toBe(got[3].path[1]);
+    expect(got[3].id).not.toBe(got[0].group);
+    expect(got[3].id).toEqual(twin);
+    expect(got[4].sig.length).toBe(64);
+    expect(got[4].sig).toEqual(v[4].sig);
+    // Not the input: a Buffer view or the wire changed afterwards changes nothing.
+    expect(got[0].group.buffer).not.toBe(wire.buffer);
+    wire.fill(0xee);
+    expect(got).toEqual(v);
+    // Another decode's values are its own: changing one leaves the other decode's intact.
+    expect(again[0].group).not.toBe(got[0].group);
+    again[0].group.fill(1);
+    expect(got[5].group).toEqual(g);
+    expect(decode(codec, encode(codec, v))).toEqual(v);
+  });
+
+  it('decodes fixed fields right whatever repeats and table collisions a message holds', () => {
+    // Two-byte and three-byte values from a small alphabet: many repeats, many values per table slot.
+    const codec = array(struct({ a: fixed(2), b: fixed(3), c: array(fixed(2), 4) }), 64);
+    const small = (n: number) => fc.uint8Array({ minLength: n, maxLength: n, min: 0, max: 2 });
+    fc.assert(
+      fc.property(
+        fc.array(fc.record({ a: small(2), b: small(3), c: fc.array(small(2), { maxLength: 4 }) }), {
+          maxLength: 64,
+        }),
+        (v) => {
+          expect(decode(codec, encode(codec, v))).toEqual(v);
+        },
+      ),
+    );
+  });
 });
 
 describe('remembered codecs', () => {
