@@ -2210,11 +2210,13 @@ export class Replica {
       backoff: this.cfg.retransmitMs,
     };
     this.results.set(dHex, stored);
-    signed.batch.entries.forEach((e, index) => {
+    const entries = signed.batch.entries;
+    for (let index = 0; index < entries.length; index++) {
+      const e = entries[index];
       const idHex = hex(e.requestId);
       // Most votes are for requests in the pool, which is never in `done` (see checkRequest).
       const pooled = this.pool.has(idHex);
-      if (!pooled && this.done.has(e.requestId)) return;
+      if (!pooled && this.done.has(e.requestId)) continue;
       if (!pooled && node !== this.id) {
         // A vote for a request not received (yet): at most maxOrphanVotesPerNode of them per peer.
         let mine = this.orphanVotes.get(node);
@@ -2223,7 +2225,7 @@ export class Replica {
           this.orphanVotes.set(node, mine);
         }
         if (!mine.has(idHex)) {
-          if (mine.size >= this.cfg.maxOrphanVotesPerNode) return;
+          if (mine.size >= this.cfg.maxOrphanVotesPerNode) continue;
           mine.add(idHex);
         }
       }
@@ -2253,7 +2255,7 @@ export class Replica {
           prevResults &&
           equalBytes(prevResults.signed.batch.modelDigest, this.models[node] ?? new Uint8Array())
         )
-          return;
+          continue;
         // The replaced vote (from a model no longer current) stops holding its results batch.
         if (node === this.id) this.rememberOwn(idHex, prev);
         if (prevResults) prevResults.open--;
@@ -2265,8 +2267,8 @@ export class Replica {
         this.orphans.set(idHex, this.now);
         this.orphanSince.set(idHex, this.now);
       }
-      this.updateReadiness(idHex);
-    });
+      this.updateReadiness(idHex, m);
+    }
     // A peer's RESULTS that holds no vote here (every request executed, or over its orphan allowance) and
     // that no parked proposal waits for is not kept: until the next stable checkpoint collected it, a
     // faulty peer could have filled memory with them. A proposal that names it later fetches it again.
@@ -2370,7 +2372,11 @@ export class Replica {
 
   private currentVoteCount(idHex: string): number {
     const m = this.votes.get(idHex);
-    if (!m) return 0;
+    return m ? this.currentVotesIn(m) : 0;
+  }
+
+  /** currentVoteCount of a request whose votes are `m`. */
+  private currentVotesIn(m: Map<number, VoteRef>): number {
     let c = 0;
     for (const v of m.values()) {
       const r = this.results.get(v.digestHex);
@@ -2380,11 +2386,14 @@ export class Replica {
   }
 
   /** Primary bookkeeping: is this request ready to propose? */
-  private updateReadiness(idHex: string): void {
+  private updateReadiness(idHex: string, votes?: Map<number, VoteRef>): void {
     if (!this.isPrimary) return;
+    // Fewer than q votes held: fewer than q current ones, nothing to do (spares the count on most votes).
+    const m = votes ?? this.votes.get(idHex);
+    if (m === undefined || m.size < this.q) return;
     const p = this.pool.get(idHex);
     if (p?.state !== 'pending' || this.ready.has(idHex)) return;
-    const c = this.currentVoteCount(idHex);
+    const c = this.currentVotesIn(m);
     if (c >= this.n) {
       this.quorum.delete(idHex);
       this.ready.set(idHex, this.now);
