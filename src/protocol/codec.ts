@@ -569,8 +569,9 @@ export function compareKeys(a: Uint8Array | number, b: Uint8Array | number): num
  */
 export function remembered<T extends object>(base: Codec<T>): Codec<T> {
   const known = new WeakMap<object, Uint8Array>();
-  return {
+  const codec: Codec<T> & Remembered<T> = {
     name: base.name,
+    bytesOf: (v) => (typeof v === 'object' && v !== null ? known.get(v) : undefined),
     enc(w, v) {
       const b = typeof v === 'object' && v !== null ? known.get(v) : undefined;
       if (b) return w.raw(b);
@@ -588,14 +589,30 @@ export function remembered<T extends object>(base: Codec<T>): Codec<T> {
     toJson: base.toJson,
     fromJson: base.fromJson,
   };
+  return codec;
+}
+
+/** A remembered codec's canonical bytes of a value it decoded or encoded before (undefined if none). */
+interface Remembered<T> {
+  bytesOf(v: T): Uint8Array | undefined;
 }
 
 const shared = new Writer(1 << 16);
-/** Canonical bytes of a value. */
+/**
+ * Canonical bytes of a value. Of a remembered codec's value, the bytes it remembers (not a copy: the caller
+ * must not change them, as it must not change the value).
+ */
 export function encode<T>(codec: Codec<T>, value: T): Uint8Array {
+  const bytesOf = (codec as Codec<T> & Partial<Remembered<T>>).bytesOf;
+  if (bytesOf !== undefined) {
+    const b = bytesOf(value);
+    if (b !== undefined) return b;
+  }
   shared.pos = 0;
   codec.enc(shared, value);
-  return shared.finish();
+  // Encoding it made the codec remember it: those bytes, not a second copy.
+  const b = bytesOf?.(value);
+  return b !== undefined && b.length === shared.pos ? b : shared.finish();
 }
 
 /**

@@ -951,6 +951,16 @@ describe('remembered codecs', () => {
           // A structurally equal value that is a new object is encoded (once).
           expect(encode(codec, { ...v })).toEqual(wire);
           expect(encodes).toBe(1);
+          // encode hands back the remembered bytes themselves (no copy each time), which later encodes of
+          // other values (through the shared writer) leave intact.
+          expect(encode(codec, got)).toBe(encode(codec, got));
+          const fresh = { n: n + 1, h, xs };
+          const freshBytes = encode(codec, fresh);
+          expect(encode(codec, fresh)).toBe(freshBytes);
+          encode(codec, { n: n + 2, h: new Uint8Array(32), xs: [] });
+          encode(base, { n: 0, h: new Uint8Array(32).fill(9), xs: [1, 2, 3] });
+          expect(freshBytes).toEqual(encode(base, fresh));
+          expect(encode(codec, got)).toEqual(wire);
           // Remembered bytes are copies: changing the input afterwards changes nothing.
           const copy = wire.slice();
           const again = decode(codec, copy);
