@@ -31,6 +31,46 @@ function vectorsClose(a: number[], b: number[], eps: number): boolean {
 
 const NO: Decision = { kind: 'noAgreement' };
 
+/** Up to this many votes, top1 counts labels in scratch arrays (decideTop1Small) instead of a new Map. */
+const SMALL_VOTES = 16;
+const smallLabels = new Array<number>(SMALL_VOTES).fill(0);
+const smallCounts = new Array<number>(SMALL_VOTES).fill(0);
+
+/**
+ * decide's top1 for at most SMALL_VOTES votes: the same decision (a unique label with the most votes, at
+ * least minAgree of them, else noAgreement) with the distinct labels and their counts in two scratch arrays
+ * in order of first appearance, as the Map iterates them (the outcome does not depend on the order anyway:
+ * a tie is two labels with the highest count, wherever they are).
+ */
+function decideTop1Small(minAgree: number, results: readonly Result[]): Decision {
+  let k = 0;
+  for (let i = 0; i < results.length; i++) {
+    const l = topLabel(results[i]);
+    if (l === null) continue;
+    let j = 0;
+    // SameValueZero, as Map keys compare (NaN is one label there too).
+    while (j < k && smallLabels[j] !== l && !(Number.isNaN(l) && Number.isNaN(smallLabels[j]))) j++;
+    if (j === k) {
+      smallLabels[k] = l;
+      smallCounts[k] = 1;
+      k++;
+    } else smallCounts[j]++;
+  }
+  let best = -1;
+  let bestCount = 0;
+  let tie = false;
+  for (let j = 0; j < k; j++) {
+    const c = smallCounts[j];
+    if (c > bestCount) {
+      best = smallLabels[j];
+      bestCount = c;
+      tie = false;
+    } else if (c === bestCount) tie = true;
+  }
+  if (best < 0 || tie || bestCount < minAgree) return NO;
+  return { kind: 'label', label: best };
+}
+
 /**
  * top1: plurality over the counted votes' top-1 labels; a unique maximum with at least minAgree
  * votes wins, anything else (a tie, too few) is noAgreement.
@@ -40,6 +80,7 @@ const NO: Decision = { kind: 'noAgreement' };
  */
 export function decide(policy: Policy, results: readonly Result[]): Decision {
   if (policy.kind === 'top1') {
+    if (results.length <= SMALL_VOTES) return decideTop1Small(policy.minAgree, results);
     const counts = new Map<number, number>();
     for (const r of results) {
       const l = topLabel(r);
