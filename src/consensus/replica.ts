@@ -3000,7 +3000,9 @@ export class Replica {
       const keys: string[] = [];
       for (const v of e.votes) {
         const prev = lastBytes[v.node];
-        if (prev !== undefined && equalBytes(prev, v.results)) keys.push(lastHex[v.node]);
+        // (Equal digests of one decoded proposal are mostly one object: see Reader.takeFixed.)
+        if (prev !== undefined && (prev === v.results || equalBytes(prev, v.results)))
+          keys.push(lastHex[v.node]);
         else {
           const h = hex(v.results);
           if (v.node < this.n) {
@@ -3261,6 +3263,10 @@ export class Replica {
     const requests: SignedRequest[] = [];
     const results = new Map<string, SignedResults>();
     const keys = this.keysOf(batch);
+    // Consecutive entries mostly cite the same RESULTS batch in each vote position (keysOf hands out one
+    // string for them): its lookup and insertion are made once per run, not once per vote.
+    const lastKey: string[] = [];
+    const lastSigned: SignedResults[] = [];
     for (let i = 0; i < batch.entries.length; i++) {
       const e = batch.entries[i];
       const idHex = keys.ids[i];
@@ -3270,8 +3276,14 @@ export class Replica {
       const voteKeys = keys.votes[i];
       const votes: CountedVote[] = e.votes.map((v, j) => {
         const dHex = voteKeys[j];
-        const signed = this.results.get(dHex)!.signed;
-        results.set(dHex, signed);
+        let signed: SignedResults;
+        if (lastKey[j] === dHex) signed = lastSigned[j];
+        else {
+          signed = this.results.get(dHex)!.signed;
+          results.set(dHex, signed);
+          lastKey[j] = dHex;
+          lastSigned[j] = signed;
+        }
         const r = signed.batch;
         return { node: v.node, modelDigest: r.modelDigest, result: r.entries[v.index].result };
       });
