@@ -87,13 +87,14 @@ function copyOut(src: Uint8Array, start: number, n: number): Uint8Array {
 
 // Fixed-size fields (hashes, keys, signatures: fixed(n)) repeat within one message: the group id, client,
 // batch root and batch signature of every request of one client batch in a FORWARD, the upper levels of
-// their inclusion paths, the RESULTS digests the votes of a proposal's entries name. A fixed field whose
-// bytes equal one decoded earlier by the same Reader (one decode: `gen`) is that earlier value, not a new
-// copy: one Uint8Array (and slab bytes) for each distinct value of a message instead of one per field. The
-// table is direct-mapped on the value's first two bytes (hashes and keys are uniform there); a slot of
-// another Reader, another length or other bytes is a miss, and the field is copied as before. Sound because
-// decoded bytes are never changed in place (values of this codec are immutable once decoded, as
-// `remembered` already requires): a value shared by two fields of one message is the value of both.
+// their inclusion paths, the RESULTS digests the votes of a proposal's entries name. Decoded by a sharing
+// Reader (decodeShared: the messages nodes send each other, decodeMessage), a fixed field whose bytes equal
+// one decoded earlier by the same Reader (`gen`) is that earlier value, not a new copy: one Uint8Array (and
+// slab bytes) for each distinct value of a message instead of one per field. The table is direct-mapped on
+// the value's first two bytes (hashes and keys are uniform there); a slot of another Reader, another length
+// or other bytes is a miss, and the field is copied as before. Sound only where nothing changes decoded
+// bytes in place, so plain `decode` does not share: a caller that flips a byte of one certificate's
+// signature must not flip it in every certificate of the answer it decoded.
 const INTERN_SLOTS = 512;
 const internValues: (Uint8Array | null)[] = new Array<Uint8Array | null>(INTERN_SLOTS).fill(null);
 const internGens = new Int32Array(INTERN_SLOTS);
@@ -101,12 +102,18 @@ let readerGen = 0;
 
 export class Reader {
   pos = 0;
-  /** This Reader's generation: the intern table's entries it may return (see INTERN_SLOTS). */
+  /** This Reader's generation: the intern table's entries it may return (see INTERN_SLOTS); 0: none. */
   private readonly gen: number;
-  constructor(readonly buf: Uint8Array) {
-    // Never 0 (the table's empty slots): from 2^31 − 1 it goes on at 1.
-    readerGen = readerGen === 0x7fffffff ? 1 : readerGen + 1;
-    this.gen = readerGen;
+  /** `shareEqual`: equal fixed-size fields share one copy (see INTERN_SLOTS and decodeShared). */
+  constructor(
+    readonly buf: Uint8Array,
+    shareEqual = false,
+  ) {
+    if (shareEqual) {
+      // Never 0 (the table's empty slots, and plain Readers): from 2^31 − 1 it goes on at 1.
+      readerGen = readerGen === 0x7fffffff ? 1 : readerGen + 1;
+      this.gen = readerGen;
+    } else this.gen = 0;
   }
   u8(): number {
     if (this.pos >= this.buf.length) throw new CodecError('CODEC_TRUNCATED', 'input ends early');
@@ -134,10 +141,12 @@ export class Reader {
     return out;
   }
   /**
-   * take(n) for a fixed-size field (2 ≤ n ≤ 256), where an equal field decoded earlier by this Reader may
-   * be returned in place of a copy (see INTERN_SLOTS): equal bytes, not a view of the input.
+   * take(n) for a fixed-size field (2 ≤ n ≤ 256), where, for a sharing Reader, an equal field decoded
+   * earlier by this Reader may be returned in place of a copy (see INTERN_SLOTS): equal bytes, not a view
+   * of the input.
    */
   takeFixed(n: number): Uint8Array {
+    if (this.gen === 0) return this.take(n);
     const buf = this.buf;
     const pos = this.pos;
     if (pos + n > buf.length) throw new CodecError('CODEC_TRUNCATED', 'input ends early');
@@ -640,10 +649,22 @@ export function encodeEach<T>(codec: Codec<T>, values: readonly T[]): Uint8Array
 
 /** Decode exactly one value; anything left over is an error. */
 export function decode<T>(codec: Codec<T>, bytes: Uint8Array): T {
-  const r = new Reader(bytes);
+  return decodeWith(codec, new Reader(bytes));
+}
+
+/**
+ * decode, but fixed-size fields of equal bytes share one copy (see INTERN_SLOTS): for values nothing
+ * changes in place (the messages nodes send each other: decodeMessage), whose repeated hashes, keys and
+ * signatures then cost one Uint8Array each. Same values, same errors.
+ */
+export function decodeShared<T>(codec: Codec<T>, bytes: Uint8Array): T {
+  return decodeWith(codec, new Reader(bytes, true));
+}
+
+function decodeWith<T>(codec: Codec<T>, r: Reader): T {
   const v = codec.dec(r);
-  if (r.pos !== bytes.length)
-    throw new CodecError('CODEC_TRAILING_BYTES', `${bytes.length - r.pos} trailing bytes`);
+  if (r.pos !== r.buf.length)
+    throw new CodecError('CODEC_TRAILING_BYTES', `${r.buf.length - r.pos} trailing bytes`);
   return v;
 }
 

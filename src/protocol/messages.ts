@@ -8,7 +8,7 @@ import {
   array,
   bytes,
   type Codec,
-  decode,
+  decodeShared,
   encode,
   fixed,
   type Infer,
@@ -1103,8 +1103,13 @@ export type NodeMessage = Infer<typeof NodeMessage>;
 export function encodeMessage(m: NodeMessage): Uint8Array {
   return encode(NodeMessage, m);
 }
+/**
+ * A node message from its bytes. Equal hashes, keys and signatures in it share one copy (decodeShared): a
+ * decoded message is never changed in place (a Byzantine script or a test that alters one builds new
+ * values).
+ */
 export function decodeMessage(b: Uint8Array): NodeMessage {
-  return decode(NodeMessage, b);
+  return decodeShared(NodeMessage, b);
 }
 
 export function signResults(groupId: Uint8Array, batch: ResultBatch, key: KeyPair): SignedResults {

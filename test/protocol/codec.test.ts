@@ -12,6 +12,7 @@ import {
   CodecError,
   type CodecErrorCode,
   decode,
+  decodeShared,
   encode,
   fixed,
   fromJson,
@@ -860,7 +861,7 @@ describe('decoded bytes are copies', () => {
     expect(got.d.buffer.byteLength).toBe(5000);
   });
 
-  it('equal fixed fields of one decode share one copy (not a view of the input); two decodes share none', () => {
+  it('decodeShared: equal fixed fields of one decode share one copy (not a view of the input); two decodes share none, nor does plain decode', () => {
     const item = struct({ group: fixed(32), id: fixed(32), sig: fixed(64), path: array(fixed(32), 12) });
     const codec = array(item, 100);
     const g = new Uint8Array(32).fill(7);
@@ -878,8 +879,14 @@ describe('decoded bytes are copies', () => {
     v[3].id = twin;
     v[4].sig = Uint8Array.from({ length: 64 }, () => 7);
     const wire = encode(codec, v);
-    const got = decode(codec, wire);
-    const again = decode(codec, wire);
+    const got = decodeShared(codec, wire);
+    const again = decodeShared(codec, wire);
+    // Plain decode: every field its own copy (a caller may change one without changing the others).
+    const own = decode(codec, wire);
+    expect(own).toEqual(v);
+    expect(own[1].group).not.toBe(own[0].group);
+    own[0].sig[0] ^= 1;
+    expect(own[19].sig).toEqual(sig);
     expect(got).toEqual(v);
     expect(got[1].group).toBe(got[0].group);
     expect(got[19].sig).toBe(got[0].sig);
@@ -896,7 +903,7 @@ describe('decoded bytes are copies', () => {
     expect(again[0].group).not.toBe(got[0].group);
     again[0].group.fill(1);
     expect(got[5].group).toEqual(g);
-    expect(decode(codec, encode(codec, v))).toEqual(v);
+    expect(decodeShared(codec, encode(codec, v))).toEqual(v);
   });
 
   it('decodes fixed fields right whatever repeats and table collisions a message holds', () => {
@@ -909,7 +916,7 @@ describe('decoded bytes are copies', () => {
           maxLength: 64,
         }),
         (v) => {
-          expect(decode(codec, encode(codec, v))).toEqual(v);
+          expect(decodeShared(codec, encode(codec, v))).toEqual(v);
         },
       ),
     );
