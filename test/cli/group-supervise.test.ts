@@ -64,13 +64,23 @@ async function group(name: string): Promise<string> {
   return dir;
 }
 
+/**
+ * When a `group start` still running is killed: a guard against a hang only, a little before each test's
+ * own limit (240 s) so that a hang fails with group start's output. Four node processes start in ~3 s on a
+ * quiet machine, but took over 20 s in a CI run at load ~19 (2 cores), and over 60 s once here at load ~25.
+ * It was 28 s, less than `until` waited for one start: at load ~16 three tests failed in one run
+ * (2026-12-07) when it killed group start mid-test (a start not yet serving; a group giving up on a node;
+ * a first group killed while the second started, whose nodes then took the freed ledgers and said "ready").
+ */
+const GROUP_KILL_MS = 230_000;
+
 /** `group start dir ...args`; `child` resolves once it is running, `done` when it ended. */
 function start(dir: string, ...args: string[]): { child: Promise<ChildProcess>; done: Promise<Ran> } {
   let got: (c: ChildProcess) => void = () => {};
   const child = new Promise<ChildProcess>((r) => {
     got = r;
   });
-  const done = runCli(['group', 'start', dir, ...args], 28_000, (c) => {
+  const done = runCli(['group', 'start', dir, ...args], GROUP_KILL_MS, (c) => {
     started.push(c);
     got(c);
   });
@@ -78,9 +88,9 @@ function start(dir: string, ...args: string[]): { child: Promise<ChildProcess>; 
 }
 
 /** Waits until `test` holds for the child's output so far (stdout + stderr), or fails after `ms`. */
-// Generous bounds: four node processes start in ~3 s on a quiet machine, but took over 20 s in a CI run on a
-// machine at load ~19 (2 cores), where two of these tests timed out (2026-12-06).
-async function until(c: ChildProcess, test: (out: string) => boolean, what: string, ms = 60_000) {
+// Generous bounds (see GROUP_KILL_MS): at 20 s, two of these tests timed out in a CI run at load ~19
+// (2026-12-06); at 60 s, one at load ~25 (2026-12-07).
+async function until(c: ChildProcess, test: (out: string) => boolean, what: string, ms = 120_000) {
   let out = '';
   const on = (d: Buffer | string) => {
     out += d.toString();
@@ -135,7 +145,7 @@ describe('group start supervises its nodes', () => {
     expect(r.stderr).toMatch(
       /group start: SIGTERM: stopping every node\n[\s\S]*group start: every node stopped\n/,
     );
-  }, 120_000);
+  }, 240_000);
 
   it('with --restarts 0, stops the group at the first crash with status 2 and NODE_FAILED', async () => {
     const dir = await group('no-restart');
@@ -151,7 +161,7 @@ describe('group start supervises its nodes', () => {
       /error \[NODE_FAILED\]: node \d exited \(killed by SIGKILL\) and restarts are off/,
     );
     expect(nodes.filter(alive)).toEqual([]);
-  }, 120_000);
+  }, 240_000);
 
   it('gives up after --restarts failed restarts in a row: the group stopped, status 2, the last error shown', async () => {
     const dir = await group('give-up');
@@ -175,7 +185,7 @@ describe('group start supervises its nodes', () => {
     } finally {
       blocker.close();
     }
-  }, 120_000);
+  }, 240_000);
 
   it('a node killed while the group starts ends group start at once (it waited 120 s for it), status 2', async () => {
     const dir = await group('start-kill');
@@ -192,7 +202,7 @@ describe('group start supervises its nodes', () => {
       /error \[NODE_EXITED\]: node 3 exited \(killed by SIGKILL\) before the group was ready/,
     );
     expect(nodes.filter(alive)).toEqual([]);
-  }, 120_000);
+  }, 240_000);
 
   it('a second group start on the same folder fails with the nodes’ LEDGER_LOCKED, not "ready"; SIGHUP stops the first, status 0', async () => {
     const dir = await group('twice');
@@ -200,7 +210,8 @@ describe('group start supervises its nodes', () => {
     const c = await first.child;
     await until(c, READY, 'ready');
     const nodes = nodesOf(c.pid!);
-    const second = await runCli(['group', 'start', dir], 25_000, (k) => started.push(k));
+    // Its nodes start as slowly as the first's (see `until`), then each fails on its locked ledger.
+    const second = await runCli(['group', 'start', dir], 120_000, (k) => started.push(k));
     expect(second.stdout).not.toContain('ready');
     expect(second.code).toBe(2);
     expect(second.stderr).toMatch(
@@ -212,7 +223,7 @@ describe('group start supervises its nodes', () => {
     expect(r.code, r.stderr.slice(-2000)).toBe(0);
     expect(r.stderr).not.toMatch(/\[node \d\] (exited|error)/);
     expect(nodes.filter(alive)).toEqual([]);
-  }, 120_000);
+  }, 240_000);
 
   it('keeps its nodes running when its stdout and stderr close, and still exits 0 on SIGINT', async () => {
     const dir = await group('closed');
@@ -226,13 +237,13 @@ describe('group start supervises its nodes', () => {
     process.kill(nodes[0], 'SIGKILL');
     // The restart comes ~1 s after the exit is seen (its first backoff); polled, not slept for: a fixed 3 s
     // wait failed once on a loaded machine (2026-12-07). The restart's lines met the closed pipes on the way.
-    const deadline = Date.now() + 60_000;
+    const deadline = Date.now() + 120_000;
     for (;;) {
       const now = nodesOf(c.pid!);
       if (now.length === 4 && !now.includes(nodes[0])) break;
       expect(c.exitCode, 'group start exited after its pipes closed').toBeNull();
       if (Date.now() > deadline)
-        throw new Error(`no restart of node 0 after 60 s (nodes: ${now.join(', ')})`);
+        throw new Error(`no restart of node 0 after 120 s (nodes: ${now.join(', ')})`);
       await new Promise((r) => setTimeout(r, 100));
     }
     expect(c.exitCode).toBeNull();
@@ -240,7 +251,7 @@ describe('group start supervises its nodes', () => {
     const r = await done;
     expect(r.code).toBe(0);
     expect(nodePids.filter(alive)).toEqual([]);
-  }, 120_000);
+  }, 240_000);
 });
 
 describe('the demo supervises its nodes too', () => {
