@@ -301,6 +301,8 @@ export async function startNode(
       },
       'node started',
     );
+    // The dashboard script's build while it runs: stop() waits for it (see there).
+    let building: Promise<unknown> = Promise.resolve();
     if (extras.dashboard) {
       // The dashboard's script is built now, in the background, not on the first GET /dashboard/app.js:
       // that request waited for the build (104 to 158 ms on a 2-core machine, 2026-12-05, against 2 to 7 ms
@@ -309,7 +311,7 @@ export async function startNode(
       // before it ends waits for the same build (the script is kept, web/bundle.ts). A failure is logged
       // here with the code requests get; the next request builds again.
       const began = performance.now();
-      extras.dashboard.script().then(
+      building = extras.dashboard.script().then(
         (js) =>
           withState.info(
             { bytes: js.length, ms: Math.round(performance.now() - began) },
@@ -343,6 +345,12 @@ export async function startNode(
           h.close();
           trace?.close();
           await stopProfile().catch(() => {});
+          // esbuild builds in a child process that shares this one's stderr: a process that exits while
+          // the build waits on it (a stop right after the node started serving) leaves esbuild blocked on
+          // an answer that never comes, and it prints "fatal error: all goroutines are asleep - deadlock!"
+          // and a page of Go stack traces on the node's stderr. The build ends on its own (0.1-0.4 s on a
+          // 2-core machine, seconds under load); a failed one was logged above.
+          await building;
           withState.info({}, 'stopped');
         })();
         return stopping;

@@ -25,8 +25,11 @@ function startNode(extra: string[] = []): Promise<{ child: ChildProcess; ended: 
     let child: ChildProcess | undefined;
     const ended = runCli(['node', '--config', config, ...extra], KILL_AFTER_MS, (c) => {
       child = c;
+      // All of stdout so far: the line may come split over two reads.
+      let out = '';
       c.stdout?.on('data', (d: Buffer) => {
-        if (d.toString().includes('node 3 serving ')) resolve({ child: c, ended });
+        out += d.toString();
+        if (out.includes('node 3 serving ')) resolve({ child: c, ended });
       });
     });
     ended.then((r) => {
