@@ -436,8 +436,8 @@ describe('admission control', () => {
 
   it("does not count requests a peer forwarded that expired unordered: a faulty peer cannot fill the node's queue with them", async () => {
     const group = makeGroup(4, 1, 34);
-    // A faulty node 3 forwards a colluding client's requests 150 ms before their expiry: this node takes
-    // them (by its clock they are still good), its peers would not, so they can never be ordered or charged.
+    // A faulty node 3 forwards a colluding client's requests 1 s before their expiry: this node takes them
+    // (by its clock they are still good), its peers would not, so they can never be ordered or charged.
     let deliver: (from: number, bytes: Uint8Array) => void = () => {};
     const wire: Wire = { send() {}, broadcast() {}, onFrame: (h) => (deliver = h), reportBad() {} };
     const host = loneHost(group, 0, 'expired-held', {
@@ -450,15 +450,18 @@ describe('admission control', () => {
       host.start();
       const planted = Array.from({ length: 8 }, (_, i) => {
         const sr = standInRequest(group, host, 2000 + i);
-        const request = { ...sr.request, timestamp: Date.now() - expiryMs + 150 };
+        const request = { ...sr.request, timestamp: Date.now() - expiryMs + 1000 };
         return signRequest(request, sr.input, group.client);
       });
+      // Taken as the frame comes. (With 150 ms to go and a 50 ms sleep before this look, it failed 1 run in
+      // 8 on a loaded machine, 2026-12-07: by then they had expired and been swept.)
       deliver(3, encodeMessage({ kind: 'forward', requests: planted }));
-      await new Promise((r) => setTimeout(r, 50));
       expect(host.replica.pendingRequests).toBe(8);
-      // Past their expiry and a sweep: held (a proposal already under way could still name them), but not
-      // pending; beyond maxExpiredHeld the oldest are forgotten at once.
-      await new Promise((r) => setTimeout(r, 400));
+      // Past their expiry and a sweep (polled for, not slept for): held (a proposal already under way could
+      // still name them), but not pending; beyond maxExpiredHeld the oldest are forgotten at once.
+      const deadline = Date.now() + 30_000;
+      while (host.replica.pendingRequests > 0 && Date.now() < deadline)
+        await new Promise((r) => setTimeout(r, 20));
       expect(host.status()).toMatchObject({ pendingRequests: 0, expiredHeld: 6, expiredUnordered: 2 });
       // Counted as pending they made this node refuse every client (8 > minPending 5, no execution rate).
       const res = await app.inject({
