@@ -1,55 +1,13 @@
-/**
- * npm run bench:memory — does a node's memory stay bounded under sustained load?
- *
- * A 4-node group (f = 1) of real node processes with the stand-in model on loopback (`group init`'s
- * settings, NODE_EXEC_ARGV), each started with `--inspect=127.0.0.1:<free port>`. Load: the SDK in open
- * loop at `--rate` requests/s, signed in client batches (up to 32, 20 ms linger), each batch to one node
- * round robin, every 16th certificate verified in full. Every `--every` seconds each node in turn is
- * asked through its inspector for a full GC (HeapProfiler.collectGarbage) and then process.memoryUsage():
- * the heap used after GC is what a leak moves; RSS, external memory (typed arrays: the request-id
- * windows and indexes) and anonymous RSS (/proc/<pid>/smaps_rollup) are printed with it, one line per
- * sample and one TSV row per node (`--out`).
- *
- * What a node keeps by design grows for a while before it levels off: every request id of the expiry
- * window (the genesis's, 10 minutes from `group init`) and the certificate index (10^7 latest requests);
- * `--expiry=S` (a genesis with that window; the group id follows) and `--certindex=N` shorten them so that
- * a run of minutes passes both and any later growth is not theirs. `--stalls=K`: K times, evenly spread,
- * SIGSTOP the primary of the moment for 5 s, then SIGCONT (a view change each). `--snap=S1,S2`: write a heap
- * snapshot of node 3 (SIGUSR2, --heapsnapshot-signal) at those seconds into the run folder (keep it
- * with `--keep`); two snapshots of one process share object ids, so what is new in the later one can be
- * told apart. A snapshot stops its node for seconds: on a busy machine the others may change view.
- *
- * At the end: the load's outcome, and per node heap used after GC, external and RSS at the first sample
- * past a third of the run and at the last one (after the load). Servers listen on 127.0.0.1 only; the
- * nodes are stopped and the run folder removed (unless `--keep`) at the end or on Ctrl-C.
- *
- * Measured 2026-12-07 (2-core machine shared with other work): `--minutes=9 --rate=100 --expiry=90
- * --certindex=20000 --stalls=4`: heap after GC 34–36 MB per node from minute 3 to 9, external 8–9 MB,
- * RSS ~200–210 MB; six view changes.
- *
- * --minutes M (8), --rate R (100), --every S (30), --expiry S, --certindex N, --stalls K (0), --snap S1,S2,
- * --out FILE (out/memory.tsv), --keep.
- */
-import { type ChildProcess, spawn } from 'node:child_process';
-import {
-  appendFileSync,
-  closeSync,
-  mkdirSync,
-  mkdtempSync,
-  openSync,
-  readFileSync,
-  rmSync,
-  writeFileSync,
-} from 'node:fs';
-import { createServer } from 'node:net';
+import { appendFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
-import { GROUP_REPLICA, initGroup, loadGroup, NODE_EXEC_ARGV, stopChild } from '../src/cli/group.ts';
+import { GROUP_REPLICA } from '../src/cli/group.ts';
 import { readGenesis } from '../src/cli/io.ts';
 import { STANDIN_MODEL, standInInput } from '../src/node/standin-backend.ts';
 import { groupIdOf, hex } from '../src/protocol/index.ts';
 import { type FlagSpecs, scriptFlags } from './lib/args.ts';
 import { BatchSender, makeVerifier } from './lib/dropbear-load.ts';
+import { startNodeGroup } from './lib/extra.ts';
 import { openLoop } from './lib/load.ts';
 import { flag } from './lib/part.ts';
 
@@ -79,123 +37,72 @@ const SNAPS = (flag(given, 'snap') ?? '').split(',').filter(Boolean).map(Number)
 const KEEP = given.includes('--keep');
 const N = 4;
 const SNAP_NODE = 3;
-const BIN = new URL('../bin/dropbear.mjs', import.meta.url).pathname;
 const log = (l: string) => process.stdout.write(`[${new Date().toISOString().slice(11, 19)}] ${l}\n`);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const MB = (x: number) => (x / 1048576).toFixed(1);
-
-function freePort(): Promise<number> {
-  return new Promise((res, rej) => {
-    const s = createServer();
-    s.once('error', rej);
-    s.listen(0, '127.0.0.1', () => {
-      const p = (s.address() as import('node:net').AddressInfo).port;
-      s.close(() => res(p));
-    });
-  });
-}
 
 // ---- the group ----
 const root = mkdtempSync(join(tmpdir(), 'dropbear-memory-'));
 const OUT = flag(given, 'out') ?? 'out/memory.tsv';
 mkdirSync(dirname(resolve(OUT)), { recursive: true });
-const groupDir = join(root, 'group');
-await initGroup({
-  dir: groupDir,
-  nodes: N,
-  models: Array.from({ length: N }, () => STANDIN_MODEL),
-  name: 'memory',
-  nodeConfig: { log: { level: 'warn' }, replica: { ...GROUP_REPLICA } },
-});
 const editJson = (path: string, edit: (j: Record<string, unknown>) => void) => {
   const j = JSON.parse(readFileSync(path, 'utf8')) as Record<string, unknown>;
   edit(j);
   writeFileSync(path, JSON.stringify(j, null, 2));
 };
-if (EXPIRY > 0) {
-  const gp = join(groupDir, 'genesis.json');
-  editJson(gp, (j) => {
-    (j.params as { expiryMs: number }).expiryMs = EXPIRY * 1000;
-  });
-  editJson(join(groupDir, 'group.json'), (j) => {
-    j.groupId = hex(groupIdOf(readGenesis(gp)));
-  });
-}
-if (CERTINDEX > 0)
-  for (let id = 0; id < N; id++)
-    editJson(join(groupDir, `node-${id}.json`), (j) => {
-      j.certificateIndexRequests = CERTINDEX;
-    });
-const g = loadGroup(groupDir);
-
-const procs: ChildProcess[] = [];
-const inspectPorts: number[] = [];
-for (let id = 0; id < N; id++) {
-  const port = await freePort();
-  inspectPorts.push(port);
-  const fd = openSync(join(root, `node-${id}.log`), 'a');
-  procs.push(
-    spawn(
-      process.execPath,
-      [
-        ...NODE_EXEC_ARGV,
-        `--inspect=127.0.0.1:${port}`,
-        '--heapsnapshot-signal=SIGUSR2',
-        BIN,
-        'node',
-        '--config',
-        join(groupDir, `node-${id}.json`),
-      ],
-      // Heap snapshots are written to the working directory.
-      { stdio: ['ignore', fd, fd, 'ipc'], cwd: root },
-    ),
-  );
-  closeSync(fd);
-}
-log(
-  `run folder ${root}; expiry ${g.genesis.params.expiryMs / 1000} s; node pids ${procs.map((p) => p.pid).join(' ')}`,
-);
+/** Each node's inspector (`--inspect` on a port of its own choosing), from the line it prints at start. */
+const inspectUrls: string[] = [];
+const group = await startNodeGroup({
+  dir: join(root, 'group'),
+  models: Array.from({ length: N }, () => STANDIN_MODEL),
+  name: 'memory',
+  nodeConfig: { replica: { ...GROUP_REPLICA } },
+  // Heap snapshots (SIGUSR2) go to the run folder.
+  execArgv: ['--inspect=127.0.0.1:0', '--heapsnapshot-signal=SIGUSR2', `--diagnostic-dir=${root}`],
+  beforeStart(_file, groupDir) {
+    if (EXPIRY > 0) {
+      const gp = join(groupDir, 'genesis.json');
+      editJson(gp, (j) => {
+        (j.params as { expiryMs: number }).expiryMs = EXPIRY * 1000;
+      });
+      editJson(join(groupDir, 'group.json'), (j) => {
+        j.groupId = hex(groupIdOf(readGenesis(gp)));
+      });
+    }
+    if (CERTINDEX > 0)
+      for (let id = 0; id < N; id++)
+        editJson(join(groupDir, `node-${id}.json`), (j) => {
+          j.certificateIndexRequests = CERTINDEX;
+        });
+  },
+  log(line) {
+    const m = /^\[node (\d+)\] Debugger listening on (ws:\S+)/.exec(line);
+    if (m) inspectUrls[Number(m[1])] = m[2];
+    // The inspector's other lines (its help link, "Debugger ending" at exit) say nothing here.
+    else if (!/^\[node \d+\] (Debugger ending on|For help, see:)/.test(line)) log(line);
+  },
+});
+const g = group.group;
+const procs = group.children;
+log(`run folder ${root}; expiry ${g.genesis.params.expiryMs / 1000} s; node pids ${group.pids.join(' ')}`);
 let stopped = false;
 async function stopAll(): Promise<void> {
   if (stopped) return;
   stopped = true;
   for (const c of procs) if (c.exitCode === null && c.signalCode === null) c.kill('SIGCONT');
-  await Promise.all(procs.map((c) => stopChild(c, 10_000)));
+  await group.stop();
 }
 const onSignal = () => void stopAll().then(() => process.exit(130));
 process.on('SIGINT', onSignal);
 process.on('SIGTERM', onSignal);
-
-async function readyz(id: number): Promise<boolean> {
-  try {
-    const r = await fetch(`${g.file.nodes[id].api}/readyz`, { signal: AbortSignal.timeout(1000) });
-    return r.status === 200;
-  } catch {
-    return false;
-  }
-}
-{
-  const deadline = Date.now() + 60_000;
-  for (let id = 0; id < N; id++)
-    while (!(await readyz(id))) {
-      if (Date.now() > deadline) {
-        await stopAll();
-        throw new Error(`node ${id} not ready after 60 s (run folder ${root})`);
-      }
-      await sleep(200);
-    }
-}
 
 // ---- the inspector: a full GC, then process.memoryUsage() ----
 class Inspector {
   private ws!: WebSocket;
   private next = 1;
   private readonly waiting = new Map<number, (r: unknown) => void>();
-  async open(port: number): Promise<void> {
-    const list = (await (await fetch(`http://127.0.0.1:${port}/json/list`)).json()) as {
-      webSocketDebuggerUrl: string;
-    }[];
-    this.ws = new WebSocket(list[0].webSocketDebuggerUrl);
+  async open(url: string): Promise<void> {
+    this.ws = new WebSocket(url);
     await new Promise((res, rej) => {
       this.ws.onopen = res;
       this.ws.onerror = rej;
@@ -219,7 +126,12 @@ class Inspector {
 const inspectors: Inspector[] = [];
 for (let id = 0; id < N; id++) {
   const i = new Inspector();
-  await i.open(inspectPorts[id]);
+  const url = inspectUrls[id];
+  if (url === undefined) {
+    await stopAll();
+    throw new Error(`node ${id} printed no inspector address (run folder ${root})`);
+  }
+  await i.open(url);
   inspectors.push(i);
 }
 
