@@ -4,9 +4,10 @@
  * simulator's own checks count the money that left the group.
  */
 import { describe, expect, it } from 'vitest';
-import { hex, requestIdOf, sha256, signRefund, signRequest, type Tx } from '../../src/protocol/index.ts';
+import { hex, signRefund, type Tx } from '../../src/protocol/index.ts';
 import { checkRun } from '../../src/sim/checks.ts';
 import { Simulation } from '../../src/sim/world.ts';
+import { fundedSimulation, simRequest } from './funded.helpers.ts';
 import { registerReplayingPrimary } from './tx-replay.helpers.ts';
 
 // A primary that carries again, in each of its proposals, every refund it proposed before, and its own
@@ -118,34 +119,10 @@ describe('refunds in the simulator', () => {
 
 describe('a refund the primary would refuse by its own balance check', () => {
   it('one a peer spreads is taken whatever this node holds (the ledger decides): a client cannot make the group change view with a refund only some nodes take', () => {
-    const s = new Simulation({
-      nodes: 4,
-      requests: 0,
-      seed: 54,
-      keepAllCertificates: true,
-      maxTimeMs: 30_000,
-    });
-    for (const node of s.nodes) node.replica.fundsOf = (c) => node.ledger.balanceOf(c);
-    const gid = s.nodes[0].replica.groupId;
-    const client = s.group.client;
-    const all = s.nodes[0].ledger.balanceOf(client.publicKey);
+    const { s, gid, client, all } = fundedSimulation({ seed: 54, maxTimeMs: 30_000 });
     // The client sends a request to the primary and, at the same moment, a refund of everything to node 1:
     // the primary holds the request's maxFee when the refund reaches it; node 1 held nothing of it.
-    const input = new TextEncoder().encode('free?');
-    const sr = signRequest(
-      {
-        groupId: gid,
-        client: client.publicKey,
-        nonce: 1,
-        timestamp: Math.floor(s.now),
-        inputDigest: sha256(input),
-        policy: null,
-        maxFee: 1_000_000,
-      },
-      input,
-      client,
-    );
-    s.requests.set(hex(requestIdOf(sr)), sr);
+    const sr = simRequest(s, client, 1, 'free?', 1_000_000);
     s.stepNode(s.nodes[0], { type: 'request', request: sr });
     expect(
       s.submitTx(1, signRefund(gid, { client: client.publicKey, serial: 1, amount: all }, client))?.accepted,

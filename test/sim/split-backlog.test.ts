@@ -10,9 +10,10 @@
  * came, a backlog over progressPatience timeouts old still did (views 1, 1, 1, 1 at 0.55 requests/ms).
  */
 import { describe, expect, it } from 'vitest';
-import { hex, keyPairFromSeed, requestIdOf, sha256, signRequest } from '../../src/protocol/index.ts';
+import { hex, keyPairFromSeed } from '../../src/protocol/index.ts';
 import { checkRun } from '../../src/sim/checks.ts';
 import { Simulation } from '../../src/sim/world.ts';
+import { simRequest } from './funded.helpers.ts';
 
 function backlogged(split: boolean) {
   const requests = 6000;
@@ -32,25 +33,7 @@ function backlogged(split: boolean) {
   for (const node of s.nodes)
     node.replica.fundsOf = (c) => (hex(c) === bobHex ? node.ledger.balanceOf(c) : Number.MAX_SAFE_INTEGER);
   expect(s.submitDeposit(bob.publicKey, 1000)?.accepted).toBe(true);
-  const gid = s.nodes[0].replica.groupId;
-  const mk = (nonce: number) => {
-    const input = new TextEncoder().encode(`split ${nonce}`);
-    const sr = signRequest(
-      {
-        groupId: gid,
-        client: bob.publicKey,
-        nonce,
-        timestamp: Math.floor(s.now),
-        inputDigest: sha256(input),
-        policy: null,
-        maxFee: 1000,
-      },
-      input,
-      bob,
-    );
-    s.requests.set(hex(requestIdOf(sr)), sr);
-    return sr;
-  };
+  const mk = (nonce: number) => simRequest(s, bob, nonce, `split ${nonce}`, 1000);
   const loadIds: string[] = [];
   let sent = false;
   let maxWait = 0;

@@ -7,41 +7,14 @@
  * expired (views 4, 4, 4, 4 in 30 s, found by the review of 2026-12-07).
  */
 import { describe, expect, it } from 'vitest';
-import { hex, keyPairFromSeed, requestIdOf, sha256, signRequest } from '../../src/protocol/index.ts';
+import { hex, keyPairFromSeed, requestIdOf } from '../../src/protocol/index.ts';
 import { checkRun } from '../../src/sim/checks.ts';
-import { Simulation } from '../../src/sim/world.ts';
+import { fundedSimulation, simRequest } from './funded.helpers.ts';
 
 describe('requests no primary can propose (fewer than q nodes took them)', () => {
   it('do not make their holders change view; the group goes on ordering', () => {
-    const s = new Simulation({
-      nodes: 4,
-      requests: 0,
-      seed: 54,
-      keepAllCertificates: true,
-      maxTimeMs: 60_000,
-    });
-    for (const node of s.nodes) node.replica.fundsOf = (c) => node.ledger.balanceOf(c);
-    const gid = s.nodes[0].replica.groupId;
-    const client = s.group.client;
-    const all = s.nodes[0].ledger.balanceOf(client.publicKey);
-    const mk = (nonce: number) => {
-      const input = new TextEncoder().encode(`split ${nonce}`);
-      const sr = signRequest(
-        {
-          groupId: gid,
-          client: client.publicKey,
-          nonce,
-          timestamp: Math.floor(s.now),
-          inputDigest: sha256(input),
-          policy: null,
-          maxFee: all,
-        },
-        input,
-        client,
-      );
-      s.requests.set(hex(requestIdOf(sr)), sr);
-      return sr;
-    };
+    const { s, client, all } = fundedSimulation({ seed: 54, maxTimeMs: 60_000 });
+    const mk = (nonce: number) => simRequest(s, client, nonce, `split ${nonce}`, all);
     const q1 = mk(1);
     const q2 = mk(2);
     for (const i of [1, 2]) s.stepNode(s.nodes[i], { type: 'request', request: q1 });
@@ -61,16 +34,7 @@ describe('requests no primary can propose (fewer than q nodes took them)', () =>
 
 describe('a dead primary behind a row of requests no primary can propose', () => {
   it('is replaced in a few timeouts, not one timeout per such request ahead of the one it could propose', () => {
-    const s = new Simulation({
-      nodes: 4,
-      requests: 0,
-      seed: 55,
-      keepAllCertificates: true,
-      maxTimeMs: 120_000,
-    });
-    for (const node of s.nodes) node.replica.fundsOf = (c) => node.ledger.balanceOf(c);
-    const gid = s.nodes[0].replica.groupId;
-    const client = s.group.client;
+    const { s, client } = fundedSimulation({ seed: 55, maxTimeMs: 120_000 });
     const bob = keyPairFromSeed(new Uint8Array(32).fill(5));
     expect(s.submitDeposit(bob.publicKey, 1000)?.accepted).toBe(true);
     expect(
@@ -79,22 +43,8 @@ describe('a dead primary behind a row of requests no primary can propose', () =>
     const all = s.nodes[0].ledger.balanceOf(client.publicKey);
     let nonce = 0;
     const mk = (who: typeof client, maxFee: number) => {
-      const input = new TextEncoder().encode(`row ${nonce}`);
-      const sr = signRequest(
-        {
-          groupId: gid,
-          client: who.publicKey,
-          nonce: nonce++,
-          timestamp: Math.floor(s.now),
-          inputDigest: sha256(input),
-          policy: null,
-          maxFee,
-        },
-        input,
-        who,
-      );
-      s.requests.set(hex(requestIdOf(sr)), sr);
-      return sr;
+      const n = nonce++;
+      return simRequest(s, who, n, `row ${n}`, maxFee);
     };
     // Ten pairs, each set holding the whole balance: twenty requests no primary can propose.
     for (let i = 0; i < 10; i++) {

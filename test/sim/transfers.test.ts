@@ -5,17 +5,10 @@
  * group).
  */
 import { describe, expect, it } from 'vitest';
-import {
-  hex,
-  keyPairFromSeed,
-  requestIdOf,
-  sha256,
-  signRequest,
-  signTransfer,
-  type Tx,
-} from '../../src/protocol/index.ts';
+import { hex, keyPairFromSeed, requestIdOf, signTransfer, type Tx } from '../../src/protocol/index.ts';
 import { checkRun } from '../../src/sim/checks.ts';
 import { Simulation } from '../../src/sim/world.ts';
+import { fundedSimulation, requestOf, simRequest } from './funded.helpers.ts';
 import { registerReplayingPrimary } from './tx-replay.helpers.ts';
 
 registerReplayingPrimary('test:transfers-replaying-primary', 'transfer');
@@ -30,21 +23,7 @@ describe('transfers in the simulator', () => {
     const client = s.group.client;
     const tf = (serial: number, amount: number): Tx =>
       signTransfer(gid, { client: client.publicKey, to: dave.publicKey, serial, amount }, client);
-    const input = new TextEncoder().encode('paid by a transfer');
-    const daveRequest = (nonce: number) =>
-      signRequest(
-        {
-          groupId: gid,
-          client: dave.publicKey,
-          nonce,
-          timestamp: Math.floor(s.now),
-          inputDigest: sha256(input),
-          policy: null,
-          maxFee: 100,
-        },
-        input,
-        dave,
-      );
+    const daveRequest = (nonce: number) => requestOf(s, dave, nonce, 'paid by a transfer', 100);
     let daveReq = '';
     let phase = 0;
     const r = s.run({
@@ -144,36 +123,12 @@ describe('transfers in the simulator', () => {
 
 describe('a request some nodes took before the client transferred its balance away', () => {
   it('is dropped where the balance no longer covers it, not held until its timer makes the group change view (the primary, holding the transfer, refused it)', () => {
-    const s = new Simulation({
-      nodes: 4,
-      requests: 0,
-      seed: 54,
-      keepAllCertificates: true,
-      maxTimeMs: 60_000,
-    });
-    for (const node of s.nodes) node.replica.fundsOf = (c) => node.ledger.balanceOf(c);
-    const gid = s.nodes[0].replica.groupId;
-    const client = s.group.client;
-    const all = s.nodes[0].ledger.balanceOf(client.publicKey);
+    const { s, gid, client, all } = fundedSimulation({ seed: 54, maxTimeMs: 60_000 });
     const other = keyPairFromSeed(new Uint8Array(32).fill(9));
     // The client sends a request to nodes 1 and 2 (f + 1 of them) and, at the same moment, a transfer of
     // everything to its other key through the primary: the primary and node 3 hold the transfer when the
     // request's forwards reach them, and refuse it (its maxFee is not covered once the transfer is counted).
-    const input = new TextEncoder().encode('free?');
-    const sr = signRequest(
-      {
-        groupId: gid,
-        client: client.publicKey,
-        nonce: 1,
-        timestamp: Math.floor(s.now),
-        inputDigest: sha256(input),
-        policy: null,
-        maxFee: 10,
-      },
-      input,
-      client,
-    );
-    s.requests.set(hex(requestIdOf(sr)), sr);
+    const sr = simRequest(s, client, 1, 'free?', 10);
     s.stepNode(s.nodes[1], { type: 'request', request: sr });
     s.stepNode(s.nodes[2], { type: 'request', request: sr });
     const tx = signTransfer(
