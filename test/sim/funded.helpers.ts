@@ -66,14 +66,8 @@ export function requestOf(
 }
 
 /** requestOf, made one of the simulation's own requests (s.requests), so that the checks count its certificate. */
-export function simRequest(
-  s: Simulation,
-  who: KeyPair,
-  nonce: number,
-  text: string,
-  maxFee: number,
-): SignedRequest {
-  const sr = requestOf(s, who, nonce, text, maxFee);
-  s.requests.set(hex(requestIdOf(sr)), sr);
+export function simRequest(...args: Parameters<typeof requestOf>): SignedRequest {
+  const sr = requestOf(...args);
+  args[0].requests.set(hex(requestIdOf(sr)), sr);
   return sr;
 }

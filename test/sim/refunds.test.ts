@@ -8,7 +8,7 @@ import { hex, signRefund, type Tx } from '../../src/protocol/index.ts';
 import { checkRun } from '../../src/sim/checks.ts';
 import { Simulation } from '../../src/sim/world.ts';
 import { fundedSimulation, simRequest } from './funded.helpers.ts';
-import { registerReplayingPrimary } from './tx-replay.helpers.ts';
+import { registerReplayingPrimary, runReplayingPrimary } from './tx-replay.helpers.ts';
 
 // A primary that carries again, in each of its proposals, every refund it proposed before, and its own
 // batch's twice (tx-replay.helpers.ts).
@@ -65,51 +65,15 @@ describe('refunds in the simulator', () => {
   });
 
   it('a faulty primary that proposes executed refunds again (and each twice) takes none out twice', () => {
-    const s = new Simulation({
-      nodes: 4,
-      requests: 150,
-      seed: 53,
-      rate: 1,
-      keepAllCertificates: true,
-      maxTimeMs: 20_000,
-      byzantine: new Map([[0, 'test:refunds-replaying-primary']]),
-    });
-    const gid = s.nodes[0].replica.groupId;
-    const client = s.group.client;
-    const rf = (serial: number, amount: number): Tx =>
-      signRefund(gid, { client: client.publicKey, serial, amount }, client);
-    const honestIds = [1, 2, 3];
-    let next = 1;
-    const r = s.run({
-      until: () => {
-        // The client takes back 3 whenever the last one applied everywhere, three times, through node 3.
-        if (
-          next <= 3 &&
-          honestIds.every((i) => s.nodes[i].ledger.refundSerialOf(client.publicKey) === next - 1)
-        ) {
-          expect(s.submitTx(3, rf(next, 3))?.accepted).toBe(true);
-          next++;
-        }
-        return (
-          next === 4 &&
-          s.certificates.size === 150 &&
-          honestIds.every(
-            (i) =>
-              s.nodes[i].ledger.refundSerialOf(client.publicKey) === 3 &&
-              s.nodes[i].replica.pendingTxs.length === 0 &&
-              s.nodes[i].ledger.seq === s.nodes[1].ledger.seq,
-          )
-        );
-      },
-    });
-    expect(r.done).toBe(true);
-    expect(checkRun(r)).toEqual({ ok: true, problems: [] });
-    for (const i of honestIds) {
-      const n = s.nodes[i];
-      // The attack ran: batches carried refunds already applied (or twice).
-      let carried = 0;
-      for (const h of n.history.values()) carried += h.batch.txs.filter((t) => t.kind === 'refund').length;
-      expect(carried).toBeGreaterThan(3 + 3);
+    // The client takes back 3 whenever the last one applied everywhere, three times, through node 3.
+    const { s, honest } = runReplayingPrimary(
+      { seed: 53, requests: 150, script: 'test:refunds-replaying-primary', kind: 'refund' },
+      ({ gid, client }) => ({
+        tx: (serial, amount) => signRefund(gid, { client: client.publicKey, serial, amount }, client),
+        serialOf: (n) => n.ledger.refundSerialOf(client.publicKey),
+      }),
+    );
+    for (const n of honest) {
       expect(n.ledger.refunded).toBe(9);
       expect(n.ledger.totalMoney()).toBe(n.ledger.genesisMoney - 9);
       expect(hex(n.ledger.stateDigest())).toBe(hex(s.nodes[1].ledger.stateDigest()));

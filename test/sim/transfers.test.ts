@@ -9,7 +9,7 @@ import { hex, keyPairFromSeed, requestIdOf, signTransfer, type Tx } from '../../
 import { checkRun } from '../../src/sim/checks.ts';
 import { Simulation } from '../../src/sim/world.ts';
 import { fundedSimulation, requestOf, simRequest } from './funded.helpers.ts';
-import { registerReplayingPrimary } from './tx-replay.helpers.ts';
+import { registerReplayingPrimary, runReplayingPrimary } from './tx-replay.helpers.ts';
 
 registerReplayingPrimary('test:transfers-replaying-primary', 'transfer');
 
@@ -71,49 +71,15 @@ describe('transfers in the simulator', () => {
   });
 
   it('a faulty primary that proposes executed transfers again (and each twice) moves none twice', () => {
-    const s = new Simulation({
-      nodes: 4,
-      requests: 100,
-      seed: 62,
-      rate: 1,
-      keepAllCertificates: true,
-      maxTimeMs: 20_000,
-      byzantine: new Map([[0, 'test:transfers-replaying-primary']]),
-    });
-    const gid = s.nodes[0].replica.groupId;
-    const client = s.group.client;
-    const tf = (serial: number, amount: number): Tx =>
-      signTransfer(gid, { client: client.publicKey, to: dave.publicKey, serial, amount }, client);
-    const honestIds = [1, 2, 3];
-    let next = 1;
-    const r = s.run({
-      until: () => {
-        if (
-          next <= 3 &&
-          honestIds.every((i) => s.nodes[i].ledger.refundSerialOf(client.publicKey) === next - 1)
-        ) {
-          expect(s.submitTx(3, tf(next, 3))?.accepted).toBe(true);
-          next++;
-        }
-        return (
-          next === 4 &&
-          s.certificates.size === 100 &&
-          honestIds.every(
-            (i) =>
-              s.nodes[i].ledger.refundSerialOf(client.publicKey) === 3 &&
-              s.nodes[i].replica.pendingTxs.length === 0 &&
-              s.nodes[i].ledger.seq === s.nodes[1].ledger.seq,
-          )
-        );
-      },
-    });
-    expect(r.done).toBe(true);
-    expect(checkRun(r)).toEqual({ ok: true, problems: [] });
-    for (const i of honestIds) {
-      const n = s.nodes[i];
-      let carried = 0;
-      for (const h of n.history.values()) carried += h.batch.txs.filter((t) => t.kind === 'transfer').length;
-      expect(carried).toBeGreaterThan(3 + 3);
+    const { s, honest } = runReplayingPrimary(
+      { seed: 62, requests: 100, script: 'test:transfers-replaying-primary', kind: 'transfer' },
+      ({ gid, client }) => ({
+        tx: (serial, amount) =>
+          signTransfer(gid, { client: client.publicKey, to: dave.publicKey, serial, amount }, client),
+        serialOf: (n) => n.ledger.refundSerialOf(client.publicKey),
+      }),
+    );
+    for (const n of honest) {
       expect(n.ledger.balanceOf(dave.publicKey)).toBe(9);
       expect(n.ledger.totalMoney()).toBe(n.ledger.genesisMoney);
       expect(hex(n.ledger.stateDigest())).toBe(hex(s.nodes[1].ledger.stateDigest()));

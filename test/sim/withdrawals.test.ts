@@ -12,7 +12,7 @@ import { registerScript } from '../../src/sim/byzantine.ts';
 import { checkRun } from '../../src/sim/checks.ts';
 import { runSchedule, type Schedule, scheduleSimulation } from '../../src/sim/faults.ts';
 import { EPOCH_MS, Simulation } from '../../src/sim/world.ts';
-import { registerReplayingPrimary } from './tx-replay.helpers.ts';
+import { registerReplayingPrimary, runReplayingPrimary } from './tx-replay.helpers.ts';
 
 // A faulty node whose owner takes out 1 at a time, serials 1 to 8, spread again on every tick from 100 ms on
 // (those ordered before the node earned anything use their serial and take nothing): legitimate for an
@@ -110,50 +110,16 @@ describe('withdrawals in the simulator', () => {
     }
   });
   it('a faulty primary that proposes executed withdrawals again (and each twice) takes none out twice', () => {
-    const s = new Simulation({
-      nodes: 4,
-      requests: 150,
-      seed: 43,
-      rate: 1,
-      keepAllCertificates: true,
-      maxTimeMs: 20_000,
-      byzantine: new Map([[0, 'test:withdrawals-replaying-primary']]),
-    });
-    const gid = s.nodes[0].replica.groupId;
-    const w = (serial: number, amount: number): Tx =>
-      signWithdrawal(gid, { node: 2, serial, amount }, s.group.keys[2]);
-    const honestIds = [1, 2, 3];
-    let next = 1;
-    const r = s.run({
-      until: () => {
-        // Node 2's owner takes out 3 whenever the last one applied everywhere, three times, through node 3.
-        if (next <= 3 && honestIds.every((i) => s.nodes[i].ledger.withdrawals[2] === next - 1)) {
-          if (honestIds.every((i) => s.nodes[i].ledger.payable(2) >= 3)) {
-            expect(s.submitTx(3, w(next, 3))?.accepted).toBe(true);
-            next++;
-          }
-        }
-        return (
-          next === 4 &&
-          s.certificates.size === 150 &&
-          honestIds.every(
-            (i) =>
-              s.nodes[i].ledger.withdrawals[2] === 3 &&
-              s.nodes[i].replica.pendingTxs.length === 0 &&
-              s.nodes[i].ledger.seq === s.nodes[1].ledger.seq,
-          )
-        );
-      },
-    });
-    expect(r.done).toBe(true);
-    expect(checkRun(r)).toEqual({ ok: true, problems: [] });
-    for (const i of honestIds) {
-      const n = s.nodes[i];
-      // The attack ran: batches carried withdrawals already applied (or twice).
-      let carried = 0;
-      for (const h of n.history.values())
-        carried += h.batch.txs.filter((t) => t.kind === 'withdrawal').length;
-      expect(carried).toBeGreaterThan(3 + 3);
+    // Node 2's owner takes out 3 whenever the last one applied everywhere, three times, through node 3.
+    const { s, honest } = runReplayingPrimary(
+      { seed: 43, requests: 150, script: 'test:withdrawals-replaying-primary', kind: 'withdrawal' },
+      ({ s, gid }) => ({
+        tx: (serial, amount) => signWithdrawal(gid, { node: 2, serial, amount }, s.group.keys[2]),
+        serialOf: (n) => n.ledger.withdrawals[2],
+        ready: (n) => n.ledger.payable(2) >= 3,
+      }),
+    );
+    for (const n of honest) {
       expect([n.ledger.withdrawn, n.ledger.paidOut()]).toEqual([[0, 0, 9, 0], 9]);
       expect(n.replica.currentWithdrawals).toEqual([0, 0, 3, 0]);
       expect(hex(n.ledger.stateDigest())).toBe(hex(s.nodes[1].ledger.stateDigest()));
