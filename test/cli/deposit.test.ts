@@ -74,6 +74,27 @@ let refusalCode = 'TX_REFUND_TOO_LARGE';
 const requested: number[] = [];
 /** What the fake node answers every request with. */
 let requestAnswer = { status: 402, code: 'INSUFFICIENT_FUNDS' };
+/**
+ * The account refund and transfer read: the client holds 500, 30 held by its requests waiting at the node,
+ * refunds 2 waiting (serial 4 twice, the largest 40; serial 5, 10), and the node computed refundable =
+ * 500 − 30 − 50.
+ */
+const CLIENT_ACCOUNT = {
+  balance: 500,
+  exists: true,
+  seq: 21,
+  deposits: 7,
+  refunds: 3,
+  pendingRefunds: [
+    { serial: 4, amount: 25 },
+    { serial: 4, amount: 40 },
+    { serial: 5, amount: 10 },
+  ],
+  heldFees: 30,
+  refundable: 420,
+};
+/** Spread over such an account: the node knows no account for the key (the treasury's, a node's, a new one). */
+const NO_ACCOUNT = { balance: 0, exists: false, refunds: 0, pendingRefunds: [], heldFees: 0, refundable: 0 };
 let fake: Server;
 /** Node 2's API: a second server of the fake's (group.json gives each node its own address). */
 let fake2: Server;
@@ -576,22 +597,7 @@ describe('dropbear withdraw', () => {
 
 describe('dropbear refund', () => {
   const refund = (...args: string[]) => runCliInProcess(['refund', '--group', dir, ...args]);
-  // The client holds 500: 30 held by its requests waiting at the node, refunds 2 waiting (serial 4 twice,
-  // the largest 40; serial 5, 10), and the node computed refundable = 500 − 30 − 50.
-  const ACCOUNT = {
-    balance: 500,
-    exists: true,
-    seq: 21,
-    deposits: 7,
-    refunds: 3,
-    pendingRefunds: [
-      { serial: 4, amount: 25 },
-      { serial: 4, amount: 40 },
-      { serial: 5, amount: 10 },
-    ],
-    heldFees: 30,
-    refundable: 420,
-  };
+  const ACCOUNT = CLIENT_ACCOUNT;
 
   it("signs the serial after the client's last applied and its waiting ones, with the client's key", async () => {
     accountBody = ACCOUNT;
@@ -697,15 +703,7 @@ describe('dropbear refund', () => {
     expect(posted.length).toBe(before);
   });
   it('a key with no account (the treasury\'s, a node\'s, a new one) says so, as balance does, not just "holds 0"; nothing sent', async () => {
-    accountBody = {
-      ...ACCOUNT,
-      balance: 0,
-      exists: false,
-      refunds: 0,
-      pendingRefunds: [],
-      heldFees: 0,
-      refundable: 0,
-    };
+    accountBody = { ...ACCOUNT, ...NO_ACCOUNT };
     const before = posted.length;
     const one = await refund('--amount', '1');
     expect([one.code, one.stderr]).toEqual([
@@ -767,23 +765,8 @@ describe('dropbear transfer', () => {
   const transfer = (...args: string[]) => runCliInProcess(['transfer', '--group', dir, ...args]);
   const payee = () => readKeyFile(join(tmp, 'payee.json')).publicKey;
   const client = () => readKeyFile(join(dir, 'keys', 'client.json')).publicKey;
-  // The client holds 500: 30 held by its requests waiting at the node, refunds waiting (serial 4 twice, the
-  // largest 40; serial 5, 10), so the node computed refundable = 500 − 30 − 50. No transfer waits.
-  const ACCOUNT = {
-    balance: 500,
-    exists: true,
-    seq: 21,
-    deposits: 7,
-    refunds: 3,
-    pendingRefunds: [
-      { serial: 4, amount: 25 },
-      { serial: 4, amount: 40 },
-      { serial: 5, amount: 10 },
-    ],
-    pendingTransfers: [],
-    heldFees: 30,
-    refundable: 420,
-  };
+  // CLIENT_ACCOUNT; no transfer waits.
+  const ACCOUNT = { ...CLIENT_ACCOUNT, pendingTransfers: [] };
 
   beforeAll(async () => {
     expect((await runCliInProcess(['keygen', '--out', join(tmp, 'payee.json')])).code).toBe(0);
@@ -934,15 +917,7 @@ describe('dropbear transfer', () => {
   });
 
   it('a key with no account says so (TX_TRANSFER_TOO_LARGE; `all`: NOTHING_TO_TRANSFER), nothing sent', async () => {
-    accountBody = {
-      ...ACCOUNT,
-      balance: 0,
-      exists: false,
-      refunds: 0,
-      pendingRefunds: [],
-      heldFees: 0,
-      refundable: 0,
-    };
+    accountBody = { ...ACCOUNT, ...NO_ACCOUNT };
     const before = posted.length;
     const one = await transfer('--to', toB64u(payee()), '--amount', '1');
     expect([one.code, one.stderr]).toEqual([
