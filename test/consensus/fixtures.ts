@@ -2,7 +2,14 @@
  * What the replica tests that drive one replica by hand share: a four-node group, properly signed client
  * requests and phase messages, the wire round trip, and filters over a step's actions.
  */
-import { type Action, type PersistRecord, Replica, type ReplicaConfig } from '../../src/consensus/replica.ts';
+import {
+  type Action,
+  type Event,
+  type PersistRecord,
+  Replica,
+  type ReplicaConfig,
+} from '../../src/consensus/replica.ts';
+import type { LedgerState } from '../../src/ledger/state.ts';
 import {
   array,
   type Batch,
@@ -174,4 +181,42 @@ export function restoreNode(
     log,
     ...disk,
   });
+}
+
+/**
+ * One step of `r`; with a ledger, its previews and executions are answered at once (and the replica's
+ * answers to those with them), as the node layer does. `onActs`, where given, gets each step's own actions
+ * after the steps that answer them.
+ */
+export function stepWithLedger(
+  r: Replica,
+  ev: Event,
+  at: number,
+  ledger?: LedgerState,
+  onActs?: (acts: Action[]) => void,
+): Action[] {
+  const acts = r.step(ev, at);
+  const all: Action[] = [];
+  for (const a of acts) {
+    all.push(a);
+    if (!ledger) continue;
+    if (a.type === 'preview') {
+      const receipt = ledger.preview(a.seq, a.digest, a.batch, a.entries);
+      all.push(...stepWithLedger(r, { type: 'previewed', seq: a.seq, receipt }, at, ledger, onActs));
+    }
+    if (a.type === 'execute') {
+      const ex = ledger.execute(a.seq, a.digest, a.batch, a.entries);
+      const done: Event = {
+        type: 'executed',
+        seq: a.seq,
+        receipt: ex.receipt,
+        requeued: ex.requeued,
+        models: ex.models,
+        stateDigest: a.checkpoint ? ledger.stateDigest() : undefined,
+      };
+      all.push(...stepWithLedger(r, done, at, ledger, onActs));
+    }
+  }
+  onActs?.(acts);
+  return all;
 }

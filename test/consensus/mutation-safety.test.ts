@@ -5,13 +5,7 @@
  * driven by hand with properly signed messages.
  */
 import { describe, expect, it } from 'vitest';
-import {
-  type Action,
-  type Event,
-  type PersistRecord,
-  Replica,
-  type ReplicaConfig,
-} from '../../src/consensus/replica.ts';
+import { type Action, type PersistRecord, Replica, type ReplicaConfig } from '../../src/consensus/replica.ts';
 import { deriveNewView } from '../../src/consensus/viewchange.ts';
 import { LedgerState } from '../../src/ledger/state.ts';
 import {
@@ -40,6 +34,7 @@ import {
   phaseSig,
   restoreNode,
   resultsOf,
+  stepWithLedger,
   T0,
   voteOf,
   wire,
@@ -54,33 +49,7 @@ const QUIET: Partial<ReplicaConfig> = {
 };
 
 function deliver(r: Replica, from: number, m: NodeMessage, at: number, ledger?: LedgerState): Action[] {
-  return stepAll(r, { type: 'message', from, msg: wire(m) }, at, ledger);
-}
-
-/** One step; with a ledger, its previews and executions are answered at once, as the node layer does. */
-function stepAll(r: Replica, ev: Event, at: number, ledger?: LedgerState): Action[] {
-  const all: Action[] = [];
-  for (const a of r.step(ev, at)) {
-    all.push(a);
-    if (!ledger) continue;
-    if (a.type === 'preview') {
-      const receipt = ledger.preview(a.seq, a.digest, a.batch, a.entries);
-      all.push(...stepAll(r, { type: 'previewed', seq: a.seq, receipt }, at, ledger));
-    }
-    if (a.type === 'execute') {
-      const ex = ledger.execute(a.seq, a.digest, a.batch, a.entries);
-      const done: Event = {
-        type: 'executed',
-        seq: a.seq,
-        receipt: ex.receipt,
-        requeued: ex.requeued,
-        models: ex.models,
-        stateDigest: a.checkpoint ? ledger.stateDigest() : undefined,
-      };
-      all.push(...stepAll(r, done, at, ledger));
-    }
-  }
-  return all;
+  return stepWithLedger(r, { type: 'message', from, msg: wire(m) }, at, ledger);
 }
 
 function checkpointMsg(from: number, seq: number, stateDigest: Uint8Array): NodeMessage {

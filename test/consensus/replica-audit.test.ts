@@ -45,6 +45,7 @@ import {
   phaseSig,
   restoreNode,
   resultsOf,
+  stepWithLedger,
   T0,
   voteOf,
   wire,
@@ -73,30 +74,7 @@ class One {
     this.r = r ?? new Replica(G.genesis, id, G.keys[id], { ...QUIET, ...cfg });
   }
   step(ev: Event, at: number): Action[] {
-    const acts = this.r.step(ev, at);
-    const all: Action[] = [];
-    for (const a of acts) {
-      all.push(a);
-      if (a.type === 'preview') {
-        const receipt = this.ledger.preview(a.seq, a.digest, a.batch, a.entries);
-        all.push(...this.step({ type: 'previewed', seq: a.seq, receipt }, at));
-      }
-      if (a.type === 'execute') {
-        const ex = this.ledger.execute(a.seq, a.digest, a.batch, a.entries);
-        const stateDigest = a.checkpoint ? this.ledger.stateDigest() : undefined;
-        const done: Event = {
-          type: 'executed',
-          seq: a.seq,
-          receipt: ex.receipt,
-          requeued: ex.requeued,
-          models: ex.models,
-          stateDigest,
-        };
-        all.push(...this.step(done, at));
-      }
-    }
-    this.log.push(...acts);
-    return all;
+    return stepWithLedger(this.r, ev, at, this.ledger, (acts) => this.log.push(...acts));
   }
   msg(from: number, m: NodeMessage, at: number): Action[] {
     return this.step({ type: 'message', from, msg: wire(m) }, at);
