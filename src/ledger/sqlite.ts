@@ -802,6 +802,12 @@ export class SqliteLedger {
     this.cur = new LedgerState(genesis);
     const p = (sql: string) => db.prepare(sql);
     this.st = {
+      // A group's BEGIN and COMMIT, prepared once: `db.exec` parses its SQL again at every call, and the
+      // host opens a group in each turn of the event loop that writes (several per request at low load).
+      // Not the `PRAGMA synchronous` around them: SQLite applies that while it prepares the statement.
+      begin: p('BEGIN'),
+      commit: p('COMMIT'),
+      rollback: p('ROLLBACK'),
       insBatch: p('INSERT INTO batches (seq, view, digest, batch, entries) VALUES (?, ?, ?, ?, ?)'),
       insReceipt: p('INSERT INTO receipts (seq, receipt, hash, prev_hash) VALUES (?, ?, ?, ?)'),
       insOutcomes: p('INSERT INTO outcomes (seq, outcomes) VALUES (?, ?)'),
@@ -1308,7 +1314,7 @@ export class SqliteLedger {
     // known only at its commit: the group runs at NORMAL, and commitGroup syncs the WAL when it must.
     if (this.synchronous === 'FULL') this.db.pragma('synchronous = NORMAL');
     try {
-      this.db.exec('BEGIN');
+      this.st.begin.run();
     } catch (e) {
       if (this.synchronous === 'FULL') this.db.pragma('synchronous = FULL');
       throw e;
@@ -1338,7 +1344,7 @@ export class SqliteLedger {
     if (!this.grouped) return false;
     this.grouped = false;
     try {
-      this.db.exec('COMMIT');
+      this.st.commit.run();
     } finally {
       if (this.synchronous === 'FULL') this.db.pragma('synchronous = FULL');
     }
@@ -1355,7 +1361,7 @@ export class SqliteLedger {
     if (!this.grouped) return;
     this.grouped = false;
     try {
-      if (this.db.inTransaction) this.db.exec('ROLLBACK');
+      if (this.db.inTransaction) this.st.rollback.run();
     } finally {
       if (this.synchronous === 'FULL') this.db.pragma('synchronous = FULL');
     }
