@@ -1126,13 +1126,19 @@ export class Transport {
         smallBytes = 0;
         if (!s.write(buf)) ok = false;
       };
-      s.cork();
+      // Corked only once a large frame is written: small frames alone are one write (most turns), which
+      // cork() and uncork() would only carry through Node's buffered-write path.
+      let corked = false;
       while (q.count > 0 && budget > 0) {
         const f = q.shift();
         budget -= f.length + FRAME_HEADER_BYTES;
         p.stats.framesOut++;
         p.stats.bytesOut += f.length;
         if (f.length >= LARGE_FRAME_BYTES) {
+          if (!corked) {
+            s.cork();
+            corked = true;
+          }
           writeSmall();
           const h = Buffer.allocUnsafe(FRAME_HEADER_BYTES);
           h.writeUInt32BE(f.length, 0);
@@ -1144,7 +1150,7 @@ export class Transport {
         }
       }
       writeSmall();
-      s.uncork();
+      if (corked) s.uncork();
       c.lastTx = performance.now();
       if (!ok) {
         c.waitingDrain = true;
