@@ -40,14 +40,18 @@ function loadSodium(): Sodium | null {
 const sodium = loadSodium();
 export const cryptoBackend: 'libsodium' | 'node:crypto' = sodium ? 'libsodium' : 'node:crypto';
 
-// Short inputs (Merkle nodes are 65 bytes, tagged hashes of small bodies) are hashed by libsodium into a
-// shared 8 KiB slab of digests, as the codec does for decoded fields: node:crypto's `hash` costs ~0.7 µs
-// a call however short the input, plus an ArrayBuffer per digest for V8 to allocate, track and sweep,
-// where libsodium into the slab costs ~0.35–0.55 µs. libsodium's SHA-256 is plain C, though, and
-// node:crypto's (OpenSSL) uses the CPU's SHA instructions: from ~150 bytes on node:crypto is faster (4 KiB:
-// ~3 µs against ~12 µs), so longer inputs go there. (Probe on this machine, 2026-11-30.) A live digest in
-// the slab keeps the slab (at most 8 KiB) alive.
-const SODIUM_HASH_MAX_INPUT = 128;
+// Short inputs (Merkle nodes are 65 bytes, request bodies ~110, tagged hashes of small bodies, the
+// ~340-byte outcome leaves of every executed batch) are hashed by libsodium into a shared 8 KiB slab of
+// digests, as the codec does for decoded fields: node:crypto's `hash` costs ~1.5 µs a call however short
+// the input, plus an ArrayBuffer per digest for V8 to allocate, track and sweep, where libsodium into the
+// slab costs ~0.5 µs at 64 bytes, ~1.0 µs at 256 and ~1.2 µs at 320. libsodium's SHA-256 is plain C, though,
+// and node:crypto's (OpenSSL) uses the CPU's SHA instructions: the two cost the same at ~512 bytes
+// (~1.7 µs), and past that node:crypto is faster (1 KiB: ~2.1 µs against ~3.1 µs; 4 KiB: ~3 µs against
+// ~12 µs), so longer inputs go there. (Probe on this machine, 2026-12-07. Up to 2026-12-07 the switch was at
+// 128 bytes, which sent the outcome leaves to node:crypto: leafHash of 340 bytes, in one process beside the
+// old code, took 1.46 µs against 1.57, and bench:alloc lost node:crypto's ~1 KB of digests per certified
+// request.) A live digest in the slab keeps the slab (at most 8 KiB) alive.
+const SODIUM_HASH_MAX_INPUT = 448;
 const HASH_SLAB_BYTES = 8192;
 let hashSlab = new ArrayBuffer(HASH_SLAB_BYTES);
 let hashSlabUsed = 0;

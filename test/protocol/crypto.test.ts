@@ -9,6 +9,9 @@ import {
   hex,
   keyPairFromSeed,
   sha256,
+  sha256Matches,
+  sha256Of2,
+  sha256Of3,
   sha256Parts,
   signedBytes,
   signTagged,
@@ -391,7 +394,7 @@ describe('SHA-256', () => {
   const bytesOf = (n: number, k: number) => new Uint8Array(n).map((_, i) => (i * 31 + k * 7) & 0xff);
 
   it('equals node:crypto on inputs from 0 bytes to 1 MiB, whole or in parts', () => {
-    // 127–129 straddle the switch from libsodium to node:crypto.
+    // 447–449 straddle the switch from libsodium to node:crypto (127–129 the one before it).
     const sizes = [
       0,
       1,
@@ -406,6 +409,11 @@ describe('SHA-256', () => {
       127,
       128,
       129,
+      255,
+      256,
+      447,
+      448,
+      449,
       1000,
       4096,
       4097,
@@ -423,6 +431,12 @@ describe('SHA-256', () => {
         b.subarray(cut[2]),
       ];
       expect(hex(sha256Parts(...parts))).toBe(nodeSha(b));
+      expect(hex(sha256Of2(b.subarray(0, cut[1]), b.subarray(cut[1])))).toBe(nodeSha(b));
+      expect(hex(sha256Of3(parts[0], parts[1], b.subarray(cut[2])))).toBe(nodeSha(b));
+      const digest = new Uint8Array(Buffer.from(nodeSha(b), 'hex'));
+      expect(sha256Matches(b, digest)).toBe(true);
+      digest[k % 32] ^= 1;
+      expect(sha256Matches(b, digest)).toBe(false);
     }
     expect(hex(sha256Parts())).toBe(nodeSha(new Uint8Array(0)));
   });
