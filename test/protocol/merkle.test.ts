@@ -358,7 +358,7 @@ describe('verifyPathKnown (paths of one tree sharing what earlier paths proved)'
     );
   });
 
-  it('checks the 64 paths of a 64-leaf tree with two hashes each instead of six', () => {
+  it('checks the 64 paths of a 64-leaf tree with one hash each instead of six', () => {
     const d = leafData(64, 3);
     const t = buildTree(d.map(leafHash));
     const known: KnownNodes = knownNodes();
@@ -369,9 +369,31 @@ describe('verifyPathKnown (paths of one tree sharing what earlier paths proved)'
     const plain0 = merkleStats.nodeHashes;
     for (let m = 0; m < 64; m++) expect(verifyPath(leafHash(d[m]), m, 64, t.path(m), t.root)).toBe(true);
     expect(merkleStats.nodeHashes - plain0).toBe(64 * 6);
-    // Each leaf hashes once to reach its parent; a parent not met before climbs on until a proven node.
-    // Together that computes each of the 62 nodes below the root twice at most and the root once:
-    // 2n − 2 = 126 hashes, what building the tree from its leaves takes.
-    expect(cached).toBe(126);
+    // A path proves both children at every level it climbs, its own node and its sibling: a later leaf
+    // that is one of them is proven from the start, and any other climbs only to the first proven node.
+    // Each of the 63 interior nodes is computed once: what building the tree from its leaves takes.
+    expect(cached).toBe(63);
+  });
+
+  it('computes each interior node at most once, in any order of the leaves, whatever the size', () => {
+    fc.assert(
+      fc.property(fc.integer({ min: 1, max: 300 }), fc.integer(), (n, seed) => {
+        const d = leafData(n, 5);
+        const t = buildTree(d.map(leafHash));
+        const order = Array.from({ length: n }, (_, i) => i);
+        let x = seed >>> 0;
+        for (let i = n - 1; i > 0; i--) {
+          x = (Math.imul(x, 1103515245) + 12345) >>> 0;
+          const j = x % (i + 1);
+          [order[i], order[j]] = [order[j], order[i]];
+        }
+        const known: KnownNodes = knownNodes();
+        const before = merkleStats.nodeHashes;
+        for (const m of order)
+          expect(verifyPathKnown(leafHash(d[m]), m, n, t.path(m), t.root, known)).toBe(true);
+        expect(merkleStats.nodeHashes - before).toBe(n - 1);
+      }),
+      { numRuns: 60 },
+    );
   });
 });
