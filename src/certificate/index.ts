@@ -123,7 +123,7 @@ export class SignatureCache {
   }
   /** Records what a verified certificate's path proved about the tree with this root and size. */
   learn(root: Uint8Array, size: number, learned: LearnedNodes): void {
-    if (learned.nodes.length === 0 && learned.siblings.length === 0) return;
+    if (learned.nodeCount === 0 && learned.siblingCount === 0) return;
     addLearned(this.trees.getOrAdd(root, size, knownNodes), learned);
   }
   /** `view`: the signature's kind (ReceiptSignature), part of what it signs. */

@@ -38,6 +38,7 @@ import { DropbearError } from './errors.ts';
 import {
   addLearned,
   buildTree,
+  clearLearned,
   type KnownNodes,
   knownNodes,
   type LearnedNodes,
@@ -423,10 +424,7 @@ export function requestAuthProblem(
   if (cache) {
     // One scratch for every call (this runs synchronously and addLearned copies out of it), emptied first.
     learned = authLearned;
-    learned.nodeKeys.length = 0;
-    learned.nodes.length = 0;
-    learned.siblingKeys.length = 0;
-    learned.siblings.length = 0;
+    clearLearned(learned);
   }
   if (
     !(learned

@@ -5,10 +5,13 @@ import { createHash } from 'node:crypto';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import {
+  addLearned,
   buildTree,
+  clearLearned,
   type KnownNodes,
   knownNodes,
   leafHash,
+  learnedNodes,
   merkleStats,
   nodeHash,
   pathLength,
@@ -395,5 +398,37 @@ describe('verifyPathKnown (paths of one tree sharing what earlier paths proved)'
       }),
       { numRuns: 60 },
     );
+  });
+
+  it('reuses one scratch of learned nodes: a failed path takes back its additions, a cleared one keeps none', () => {
+    const d = leafData(40, 9);
+    const t = buildTree(d.map(leafHash));
+    const known: KnownNodes = knownNodes();
+    const scratch = learnedNodes();
+    for (let m = 0; m < 40; m++) {
+      clearLearned(scratch);
+      const bad = t.path(m).map((x) => new Uint8Array(x));
+      if (bad.length > 0) bad[bad.length - 1][0] ^= 1;
+      // A forged path first: it fails, and leaves nothing learned.
+      expect(verifyPathKnown(leafHash(d[m]), m, 40, bad, t.root, known, scratch)).toBe(false);
+      expect([scratch.nodeCount, scratch.siblingCount]).toEqual([0, 0]);
+      expect(verifyPathKnown(leafHash(d[m]), m, 40, t.path(m), t.root, known, scratch)).toBe(true);
+      addLearned(known, scratch);
+    }
+    // Everything the scratch held counted: each member checked again is proven without a node hash, and
+    // a forged path still fails against what was learned.
+    const before = merkleStats.nodeHashes;
+    for (let m = 0; m < 40; m++) {
+      clearLearned(scratch);
+      expect(verifyPathKnown(leafHash(d[m]), m, 40, t.path(m), t.root, known, scratch)).toBe(true);
+      const bad = t.path(m).map((x) => new Uint8Array(x));
+      bad[0][5] ^= 1;
+      expect(verifyPathKnown(leafHash(d[m]), m, 40, bad, t.root, known, scratch)).toBe(false);
+    }
+    expect(merkleStats.nodeHashes - before).toBeGreaterThan(0); // the forged paths hash
+    const again = merkleStats.nodeHashes;
+    for (let m = 0; m < 40; m++)
+      expect(verifyPathKnown(leafHash(d[m]), m, 40, t.path(m), t.root, known)).toBe(true);
+    expect(merkleStats.nodeHashes - again).toBe(0);
   });
 });
