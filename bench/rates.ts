@@ -62,10 +62,15 @@ const REPLICA = scriptFlagParsed(given, 'replica', replicaPatch, FLAGS, COMMAND)
 const STAGES_ON = given.includes('--stages');
 const WARM_CONCURRENCY = 512;
 
+/** The flags as a shell would take them back (JSON settings quoted). */
+const ARGS = process.argv
+  .slice(2)
+  .map((a) => (/^[\w@%+=:,./-]+$/.test(a) ? a : `'${a.replaceAll("'", `'\\''`)}'`))
+  .join(' ');
 const m = machine();
 console.log(`Machine: ${describeMachine(m)}.`);
 console.log(
-  `Command: ${COMMAND} -- ${process.argv.slice(2).join(' ') || '(defaults)'}. 4 nodes, stand-in model, client batches of up to ${CLIENT_BATCH} (linger ${LINGER} ms) each posted to one node in turn; ${WARM_MS / 1000} s closed loop at ${WARM_CONCURRENCY} in flight, then each rate open loop for ${MS / 1000} s; replica settings: group init's${REPLICA ? ` with ${JSON.stringify(REPLICA)}` : ''}.`,
+  `Command: ${COMMAND}${ARGS ? ` -- ${ARGS}` : ''}. 4 nodes, stand-in model, client batches of up to ${CLIENT_BATCH} (linger ${LINGER} ms) each posted to one node in turn; ${WARM_MS / 1000} s closed loop at ${WARM_CONCURRENCY} in flight, then each rate open loop for ${MS / 1000} s; replica settings: group init's${REPLICA ? ` with ${JSON.stringify(REPLICA)}` : ''}.`,
 );
 
 const trace = STAGES_ON ? tempDir('rates-trace') : null;
