@@ -684,16 +684,44 @@ export function readMetaRow(db: Database.Database): Row | null {
   return (db.prepare('SELECT * FROM meta WHERE id = 0').get() as Row | undefined) ?? null;
 }
 
-/** Reads the meta row; `null` when the file has no Dropbear schema. */
+/** What a value SQLite returned is, in the words `ledger verify` uses for a column of the wrong type. */
+function valueKind(v: unknown): string {
+  if (v === null || v === undefined) return 'null';
+  if (typeof v === 'string') return 'text';
+  if (v instanceof Uint8Array) return 'a blob';
+  if (typeof v === 'number' || typeof v === 'bigint')
+    return Number.isSafeInteger(Number(v)) ? 'a number' : 'a number that is not a whole one';
+  return typeof v;
+}
+
+/**
+ * Reads the meta row; `null` when the file has no Dropbear schema. A schema version that is no whole number,
+ * or a group id or genesis that is no blob (SQLite keeps any value in a column of a table that is not STRICT:
+ * the file was changed by something other than a node) is LEDGER_CORRUPT naming the column, as `ledger
+ * verify` names it; until 2026-12-07 the open took them as the node writes them (a text group id read as
+ * LEDGER_UNREADABLE "argument must be a buffer", a text schema version as LEDGER_SCHEMA_VERSION "ledger
+ * schema 12x"). `clean_close` is read as 1 or not: anything else reads as a shutdown that was not clean,
+ * the careful reading. `path` names the file in the message.
+ */
 export function readMeta(
   db: Database.Database,
+  path = 'the ledger',
 ): { schemaVersion: number; groupId: Uint8Array; genesis: Uint8Array; cleanClose: boolean } | null {
   const m = readMetaRow(db);
   if (!m) return null;
+  const corrupt = (column: string, expected: string, v: unknown) =>
+    new DropbearError(
+      'LEDGER_CORRUPT',
+      `${path}: meta.${column} is ${valueKind(v)}, not ${expected} (written by something other than a node; \`dropbear ledger verify\` lists what else is wrong)`,
+    );
+  if (typeof m.schema_version !== 'number' || !Number.isSafeInteger(m.schema_version))
+    throw corrupt('schema_version', 'a schema version (an integer)', m.schema_version);
+  if (!(m.group_id instanceof Uint8Array)) throw corrupt('group_id', 'a blob', m.group_id);
+  if (!(m.genesis instanceof Uint8Array)) throw corrupt('genesis', 'a blob', m.genesis);
   return {
-    schemaVersion: m.schema_version as number,
-    groupId: u8(m.group_id as Buffer),
-    genesis: u8(m.genesis as Buffer),
+    schemaVersion: m.schema_version,
+    groupId: u8(m.group_id),
+    genesis: u8(m.genesis),
     cleanClose: m.clean_close === 1,
   };
 }
@@ -952,7 +980,7 @@ export class SqliteLedger {
       // Statement journals in memory: a statement inside a group commit's savepoint otherwise gets a temp
       // file of its own (opened, written, unlinked and closed: ~1 per consensus batch, strace).
       db.pragma('temp_store = MEMORY');
-      let meta = readMeta(db);
+      let meta = readMeta(db, path);
       let created = false;
       if (!meta) {
         if (tables() > 0)
@@ -968,7 +996,7 @@ export class SqliteLedger {
           ).run(LEDGER_SCHEMA_VERSION, groupId, encode(Genesis, genesis));
         })();
         db.pragma(`synchronous = ${sync}`);
-        meta = readMeta(db)!;
+        meta = readMeta(db, path)!;
         created = true;
       }
       unmade = false;
@@ -990,7 +1018,7 @@ export class SqliteLedger {
         db.pragma('synchronous = FULL');
         migrate(db, path);
         db.pragma(`synchronous = ${sync}`);
-        meta = readMeta(db)!;
+        meta = readMeta(db, path)!;
       }
       if (meta.schemaVersion !== LEDGER_SCHEMA_VERSION)
         throw new DropbearError(

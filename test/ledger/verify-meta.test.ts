@@ -77,3 +77,49 @@ describe('ledger verify: a meta row with values of other types', () => {
     expect(r.code).toBe(1);
   });
 });
+
+describe('a node opening a ledger whose meta row holds values of other types', () => {
+  // Until 2026-12-07 the open took the values as the node writes them: a text group id read as 'argument must
+  // be a buffer' (a TypeError, no code), a text schema version as LEDGER_SCHEMA_VERSION "ledger schema 12x".
+  for (const [sql, column, found] of [
+    ["UPDATE meta SET group_id = 'a group id'", 'group_id', 'text'],
+    ['UPDATE meta SET genesis = 5', 'genesis', 'a number'],
+    ["UPDATE meta SET schema_version = '12x'", 'schema_version', 'text'],
+    ['UPDATE meta SET schema_version = 11.5', 'schema_version', 'a number that is not a whole one'],
+  ] as const)
+    it(`meta.${column} ${found}: LEDGER_CORRUPT naming the column, the file left as it was`, () => {
+      const path = ledgerWith(sql);
+      let err: unknown;
+      try {
+        SqliteLedger.open(path, G.genesis).close();
+      } catch (e) {
+        err = e;
+      }
+      expect(err).toMatchObject({ code: 'LEDGER_CORRUPT' });
+      expect((err as Error).message).toContain(`meta.${column} is ${found}`);
+      expect((err as Error).message).toContain(path);
+      const db = new Database(path, { readonly: true });
+      try {
+        const row = db.prepare('SELECT * FROM meta').get() as Record<string, unknown>;
+        expect(verifyLedgerFile(path).ok).toBe(false);
+        expect(row[column]).not.toBeUndefined();
+      } finally {
+        db.close();
+      }
+    });
+
+  it('the file as written opens, after a clean close', () => {
+    const path = ledgerWith('SELECT 1');
+    const l = SqliteLedger.open(path, G.genesis);
+    expect(l.created).toBe(false);
+    expect(l.uncleanShutdown).toBe(false);
+    l.close();
+  });
+
+  for (const value of ["'yes'", '2', "x'01'"])
+    it(`meta.clean_close ${value} opens as a shutdown that was not clean (the careful reading)`, () => {
+      const l = SqliteLedger.open(ledgerWith(`UPDATE meta SET clean_close = ${value}`), G.genesis);
+      expect(l.uncleanShutdown).toBe(true);
+      l.close();
+    });
+});
