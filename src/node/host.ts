@@ -1751,6 +1751,27 @@ export class NodeHost {
           ? [{ serial: tx.deposit.serial, client: toB64u(tx.deposit.client), amount: tx.deposit.amount }]
           : [],
       ),
+      /**
+       * The clients' refunds and transfers this node holds, submitted and not yet ordered (keys base64url): a
+       * client's next serial counts them (its refunds and transfers share one sequence).
+       */
+      pendingRefunds: r.pendingTxs.flatMap((tx) =>
+        tx.kind === 'refund'
+          ? [{ client: toB64u(tx.refund.client), serial: tx.refund.serial, amount: tx.refund.amount }]
+          : [],
+      ),
+      pendingTransfers: r.pendingTxs.flatMap((tx) =>
+        tx.kind === 'transfer'
+          ? [
+              {
+                client: toB64u(tx.transfer.client),
+                to: toB64u(tx.transfer.to),
+                serial: tx.transfer.serial,
+                amount: tx.transfer.amount,
+              },
+            ]
+          : [],
+      ),
       uptimeMs: Math.round(performance.now() - this.startedMono),
       durability: this.db.durability,
       /**

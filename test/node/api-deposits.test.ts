@@ -407,3 +407,40 @@ describe('POST /v1/txs: a transfer ordered by four hosts', () => {
     }
   });
 });
+
+describe('GET /v1/status: the refunds and transfers a node holds', () => {
+  // A host of its own: what is submitted here stays pending (no peers), and would be a rival of the other
+  // tests' serials on the shared one.
+  let own: LoneHost;
+  let api: FastifyInstance;
+  beforeAll(async () => {
+    own = openLoneHost('api-status-txs-', 24);
+    api = buildApi(own.host, {});
+    await api.ready();
+  });
+  afterAll(async () => {
+    await api.close();
+    own.close();
+  });
+  type Pending = { pendingRefunds: unknown[]; pendingTransfers: unknown[] };
+  const status = async () => (await api.inject('/v1/status')).json() as Pending;
+
+  it('lists each with its client, serial and amount (and payee), once submitted and not yet ordered', async () => {
+    expect(await status()).toMatchObject({ pendingRefunds: [], pendingTransfers: [] });
+    const gidOwn = groupIdOf(own.group.genesis);
+    const c = own.group.client;
+    const payee = keyPairFromSeed(new Uint8Array(32).fill(77)).publicKey;
+    const submit = (tx: Tx) =>
+      api.inject({ method: 'POST', url: '/v1/txs', payload: { tx: toJson(Tx, tx) } });
+    const refund = await submit(signRefund(gidOwn, { client: c.publicKey, serial: 1, amount: 7 }, c));
+    expect(refund.statusCode).toBe(202);
+    const transfer = await submit(
+      signTransfer(gidOwn, { client: c.publicKey, to: payee, serial: 2, amount: 11 }, c),
+    );
+    expect(transfer.statusCode).toBe(202);
+    expect(await status()).toMatchObject({
+      pendingRefunds: [{ client: toB64u(c.publicKey), serial: 1, amount: 7 }],
+      pendingTransfers: [{ client: toB64u(c.publicKey), to: toB64u(payee), serial: 2, amount: 11 }],
+    });
+  });
+});
