@@ -24,6 +24,7 @@ import {
 } from '../../src/protocol/index.ts';
 import { makeGroup } from '../../src/sim/world.ts';
 import { standInRequest as standInRequestFor } from './standin-request.ts';
+import { until } from './memory-wire.ts';
 
 type Event =
   | { node: number; ev: 'write'; what: string }
@@ -582,14 +583,18 @@ describe('timers', () => {
     try {
       for (const h of hosts) h.start();
       const reqs = Array.from({ length: 4 }, (_, i) => standInRequest(group, hosts[0], 500 + i));
+      const submittedAt = Date.now();
       for (const sr of reqs) for (const h of hosts) expect(h.submit(sr, { sentToAll: true }).ok).toBe(true);
       const ids = reqs.map((sr) => hex(requestIdOf(sr)));
       for (const h of hosts) for (const id of ids) expect(await h.waitCertificate(id, 10_000)).not.toBeNull();
-      // Everything executed and certified well before the late forwards' 300 ms: let the replicas finish
-      // what they still wait for (receipts, the primary's vote wait), then count the ticks over 600 ms.
-      await new Promise((r) => setTimeout(r, 150));
+      // Everything executed and certified: once the replicas have finished what they still wait for
+      // (receipts, the primary's vote wait) none wants a wake-up, and then none may come, the late forwards'
+      // (due 300 ms after arrival) included. Ticks are counted from then until well past those (not after a
+      // fixed 150 ms, which a loaded machine could overrun: a tick still due then read as a failure).
+      await until(() => hosts.every((h) => h.replica.nextWake === Number.POSITIVE_INFINITY), 'no wake-up wanted');
       const before = [...ticks];
-      await new Promise((r) => setTimeout(r, 600));
+      const windowMs = Math.max(600, submittedAt + 900 - Date.now());
+      await new Promise((r) => setTimeout(r, windowMs));
       expect(ticks.map((t, i) => t - before[i])).toEqual([0, 0, 0, 0]);
       for (const h of hosts) expect(h.replica.nextWake).toBe(Number.POSITIVE_INFINITY);
     } finally {
@@ -626,9 +631,11 @@ describe('timers', () => {
       submit();
       wake = t0 + 300;
       submit();
-      await new Promise((r) => setTimeout(r, 200));
-      expect(ticks).toEqual([]);
-      await new Promise((r) => setTimeout(r, 200));
+      // One tick, at the time wanted last: a timer left at t0 + 100 or t0 + 50 would have ticked first,
+      // before t0 + 295 (read from the tick's own time, so a loaded machine that runs the test late cannot
+      // fail it, as a check at a fixed 200 ms could).
+      await until(() => ticks.length > 0, 'the tick');
+      await new Promise((r) => setTimeout(r, 100));
       expect(ticks).toHaveLength(1);
       expect(ticks[0]).toBeGreaterThanOrEqual(t0 + 295);
     } finally {
