@@ -191,9 +191,18 @@ describe('group start supervises its nodes', () => {
     const dir = await group('start-kill');
     const { child, done } = start(dir);
     const c = await child;
-    await until(c, (o) => o.includes('serving'), 'a node serving');
-    const nodes = nodesOf(c.pid!);
+    const serving = until(c, (o) => o.includes('serving'), 'a node serving');
+    // Node 3 is stopped (SIGSTOP) as soon as its process runs, long before it could serve, and killed once
+    // another node serves: so the group cannot have become ready first. Until 2026-12-07 node 3 was killed
+    // after the first node served, ~1.5 s before the group would have been ready at a load of 10.
+    let nodes = nodesOf(c.pid!);
+    for (const deadline = Date.now() + 60_000; nodes.length < 4; nodes = nodesOf(c.pid!)) {
+      if (Date.now() > deadline) throw new Error(`group start runs ${nodes.length} node processes, not 4`);
+      await new Promise((r) => setTimeout(r, 10));
+    }
     expect(nodes).toHaveLength(4);
+    process.kill(nodes[3], 'SIGSTOP');
+    await serving;
     process.kill(nodes[3], 'SIGKILL');
     const r = await done;
     expect(r.code).toBe(2);

@@ -23,8 +23,8 @@ import {
   toJson,
 } from '../../src/protocol/index.ts';
 import { makeGroup } from '../../src/sim/world.ts';
-import { standInRequest as standInRequestFor } from './standin-request.ts';
 import { until } from './memory-wire.ts';
+import { standInRequest as standInRequestFor } from './standin-request.ts';
 
 type Event =
   | { node: number; ev: 'write'; what: string }
@@ -591,7 +591,10 @@ describe('timers', () => {
       // (receipts, the primary's vote wait) none wants a wake-up, and then none may come, the late forwards'
       // (due 300 ms after arrival) included. Ticks are counted from then until well past those (not after a
       // fixed 150 ms, which a loaded machine could overrun: a tick still due then read as a failure).
-      await until(() => hosts.every((h) => h.replica.nextWake === Number.POSITIVE_INFINITY), 'no wake-up wanted');
+      await until(
+        () => hosts.every((h) => h.replica.nextWake === Number.POSITIVE_INFINITY),
+        'no wake-up wanted',
+      );
       const before = [...ticks];
       const windowMs = Math.max(600, submittedAt + 900 - Date.now());
       await new Promise((r) => setTimeout(r, windowMs));
