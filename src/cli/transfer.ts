@@ -6,7 +6,7 @@
  */
 import { closeSync, existsSync, openSync, statSync } from 'node:fs';
 import type { Command } from 'commander';
-import { DropbearError, equalBytes, signTransfer, toB64u } from '../protocol/index.ts';
+import { DropbearError, equalBytes, type Genesis, signTransfer, toB64u } from '../protocol/index.ts';
 import { readAtMost, readKeyFile } from '../protocol/keyfile.ts';
 import { type ClientSpendKind, clientSpendPlan, submitClientSpend } from './client-spend.ts';
 import { usageError } from './errors.ts';
@@ -54,6 +54,14 @@ export function payeeArg(text: string): Uint8Array {
             : ' (no such file)'),
     );
   }
+}
+
+/** What `key` is in `genesis` (a node's key, with its owner, or the treasury's), or null when it is neither. */
+export function groupKeyName(genesis: Genesis, key: Uint8Array): string | null {
+  const node = genesis.nodes.find((n) => equalBytes(n.publicKey, key));
+  if (node) return `node ${node.id}'s key (owner ${JSON.stringify(node.owner)})`;
+  if (equalBytes(genesis.treasury, key)) return "the treasury's key";
+  return null;
 }
 
 /** Whether the file (read at most 64 KiB of it) is JSON with a key file's `kind` and `seed`. */
@@ -114,6 +122,10 @@ export function registerTransfer(program: Command): void {
     .option('--key <file>', "the paying client's key file (default: the client key group.json names)")
     .option('--node <id>', 'the node to submit through', '0')
     .option('--wait <ms>', 'give up after this long (the whole command)', '30000')
+    .option(
+      '--allow-group-key',
+      "pay --to even when it is a node's key or the treasury's key in the group's genesis (refused without it)",
+    )
     .addHelpText(
       'after',
       "\nExample:\n  npx dropbear keygen --out bob.json            # prints bob's public key\n" +
@@ -123,16 +135,26 @@ export function registerTransfer(program: Command): void {
         "(GET /v1/accounts/KEY: the balance less the maxFee of the client's requests waiting there to be ordered and its refunds and transfers waiting), " +
         'and waits there until the transfer is ordered. More than that is refused before anything is signed, TX_TRANSFER_TOO_LARGE (`all` with nothing left: ' +
         'NOTHING_TO_TRANSFER), as a node refuses it (409 TX_TRANSFER_TOO_LARGE; `all` refused so, because a request of the client reached the node after it ' +
-        'was read, reads again and takes what is left); --to the paying client itself is TX_TRANSFER_TO_SELF. ' +
+        "was read, reads again and takes what is left); --to the paying client itself is TX_TRANSFER_TO_SELF; --to a node's key or the treasury's key in the " +
+        "group's genesis is TRANSFER_TO_GROUP_KEY unless --allow-group-key (such a transfer opens a client account for that key, which only requests and " +
+        "refunds signed with it spend: it pays no owner's earnings, which `dropbear withdraw` pays out). " +
         "The group moves the money after the requests ordered in the transfer's own batch are charged, and opens the payee's account if it has none: " +
         "the payee's requests spend it from the next batch on. The money stays in the group.\n\n" +
         'Exit status: 0 the transfer was ordered and applied, 2 an error (one line on stderr: error [CODE]: message; CLI_USAGE for a bad option; ' +
-        'TX_TRANSFER_TOO_LARGE, NOTHING_TO_TRANSFER or TX_TRANSFER_TO_SELF, nothing submitted; ' +
+        'TX_TRANSFER_TOO_LARGE, NOTHING_TO_TRANSFER, TX_TRANSFER_TO_SELF or TRANSFER_TO_GROUP_KEY, nothing submitted; ' +
         'TX_SUPERSEDED when a refund or another transfer of the same serial was ordered first, or the balance no longer covered it when it was ordered; ' +
         'TIMEOUT when --wait ran out: it may still be ordered, see `npx dropbear tx --group DIR TXID` with the TXID printed before trying again).\n',
     )
     .action(
-      async (o: { group: string; to: string; amount: string; key?: string; node: string; wait: string }) => {
+      async (o: {
+        group: string;
+        to: string;
+        amount: string;
+        key?: string;
+        node: string;
+        wait: string;
+        allowGroupKey?: boolean;
+      }) => {
         const plan = clientSpendPlan(o);
         const to = payeeArg(o.to);
         // The node refuses it (400 TX_TRANSFER_TO_SELF): said here before anything is signed or asked.
@@ -140,6 +162,14 @@ export function registerTransfer(program: Command): void {
           throw new DropbearError(
             'TX_TRANSFER_TO_SELF',
             `--to is the paying client's own key (${toB64u(to)}): a transfer to itself would move nothing; nothing was submitted`,
+          );
+        // The ledger takes it (any key may hold a client account), but it is most likely a payer who meant to
+        // pay an owner: said before anything is signed or asked.
+        const groupKey = groupKeyName(plan.g.genesis, to);
+        if (groupKey !== null && o.allowGroupKey !== true)
+          throw new DropbearError(
+            'TRANSFER_TO_GROUP_KEY',
+            `--to is ${groupKey} (${toB64u(to)}): a transfer opens a client account for that key, which only requests and refunds signed with it spend; it pays no owner's earnings (\`dropbear withdraw\` pays those out). Nothing was submitted; pass --allow-group-key to pay that account anyway`,
           );
         const { seq, amount } = await submitClientSpend(plan, transferKind(to));
         process.stdout.write(`ordered in batch ${seq}: the client paid ${amount} to ${toB64u(to)}\n`);

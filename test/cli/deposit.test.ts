@@ -870,6 +870,27 @@ describe('dropbear transfer', () => {
     expect(posted.length).toBe(before);
   });
 
+  it("to a node's key or the treasury's key of the genesis: TRANSFER_TO_GROUP_KEY, nothing signed or asked; --allow-group-key pays it", async () => {
+    accountBody = ACCOUNT;
+    const genesis = readGenesis(join(dir, 'genesis.json'));
+    const before = posted.length;
+    const node2 = genesis.nodes[2];
+    const toNode = await transfer('--to', toB64u(node2.publicKey), '--amount', '5', '--node', '1');
+    expect([toNode.code, toNode.stderr]).toEqual([
+      2,
+      `error [TRANSFER_TO_GROUP_KEY]: --to is node 2's key (owner ${JSON.stringify(node2.owner)}) (${toB64u(node2.publicKey)}): a transfer opens a client account for that key, which only requests and refunds signed with it spend; it pays no owner's earnings (\`dropbear withdraw\` pays those out). Nothing was submitted; pass --allow-group-key to pay that account anyway\n`,
+    ]);
+    const toTreasury = await transfer('--to', toB64u(genesis.treasury), '--amount', '5');
+    expect(toTreasury.stderr).toMatch(/^error \[TRANSFER_TO_GROUP_KEY\]: --to is the treasury's key \(/);
+    expect(posted.length).toBe(before);
+    txAnswer = { status: 'executed', seq: 33, applied: true };
+    const allowed = await transfer('--to', toB64u(node2.publicKey), '--amount', '5', '--allow-group-key');
+    expect([allowed.code, allowed.stderr]).toEqual([0, '']);
+    const tx = posted.at(-1)!;
+    if (tx.kind !== 'transfer') throw new Error(`posted a ${tx.kind}`);
+    expect(tx.transfer.to).toEqual(node2.publicKey);
+  });
+
   it('a --to that is neither a public key nor a key file is CLI_USAGE naming what it takes; nothing sent', async () => {
     const before = posted.length;
     const notKey = join(tmp, 'not-a-key.json');
