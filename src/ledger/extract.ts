@@ -52,7 +52,7 @@ export function certificateFromFile(
   try {
     // One read transaction: a snapshot, also of a ledger a running node writes meanwhile.
     db.exec('BEGIN');
-    const meta = readMeta(db);
+    const meta = readMeta(db, path);
     if (!meta) throw noLedgerError(db, path);
     if (meta.schemaVersion !== LEDGER_SCHEMA_VERSION)
       throw new DropbearError(

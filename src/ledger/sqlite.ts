@@ -700,7 +700,7 @@ function valueKind(v: unknown): string {
  * the file was changed by something other than a node) is LEDGER_CORRUPT naming the column, as `ledger
  * verify` names it; until 2026-12-07 the open took them as the node writes them (a text group id read as
  * LEDGER_UNREADABLE "argument must be a buffer", a text schema version as LEDGER_SCHEMA_VERSION "ledger
- * schema 12x"). `clean_close` is read as 1 or not: anything else reads as a shutdown that was not clean,
+ * schema 12x", and a number for the genesis opened unnoticed). `clean_close` is read as 1 or not: anything else reads as a shutdown that was not clean,
  * the careful reading. `path` names the file in the message.
  */
 export function readMeta(

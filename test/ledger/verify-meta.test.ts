@@ -80,7 +80,8 @@ describe('ledger verify: a meta row with values of other types', () => {
 
 describe('a node opening a ledger whose meta row holds values of other types', () => {
   // Until 2026-12-07 the open took the values as the node writes them: a text group id read as 'argument must
-  // be a buffer' (a TypeError, no code), a text schema version as LEDGER_SCHEMA_VERSION "ledger schema 12x".
+  // be a buffer' (LEDGER_UNREADABLE), a text schema version as LEDGER_SCHEMA_VERSION "ledger schema 12x", and a
+  // number for the genesis opened unnoticed.
   for (const [sql, column, found] of [
     ["UPDATE meta SET group_id = 'a group id'", 'group_id', 'text'],
     ['UPDATE meta SET genesis = 5', 'genesis', 'a number'],
