@@ -9,10 +9,17 @@ import { usageError } from './errors.ts';
 import { loadGroup } from './group.ts';
 import { untrustedCertificateHint } from './http.ts';
 import { makeOutputDir, stableJson, writeOutputFile } from './io.ts';
+import { parseWaitMs } from './model-update.ts';
 import { wholeOrNaN } from './numbers.ts';
 
 /** A client of the group in `dir`, signing with `keyFile` if given, else the key group.json names. */
-export function clientFor(dir: string, sendTo?: string, keyFile?: string, maxFee?: string): DropbearClient {
+export function clientFor(
+  dir: string,
+  sendTo?: string,
+  keyFile?: string,
+  maxFee?: string,
+  wait?: string,
+): DropbearClient {
   let to: 'all' | number | undefined;
   if (sendTo !== undefined) {
     to = sendTo === 'all' ? 'all' : wholeOrNaN(sendTo);
@@ -27,6 +34,13 @@ export function clientFor(dir: string, sendTo?: string, keyFile?: string, maxFee
         `--max-fee must be a whole number ≥ 0 (at most 2^53 − 1), not ${JSON.stringify(maxFee)}`,
       );
   }
+  let timeoutMs: number | undefined;
+  if (wait !== undefined) {
+    timeoutMs = parseWaitMs(wait);
+    // The longest delay a timer takes (the SDK's bound, CLIENT_CONFIG there): said as the option's.
+    if (timeoutMs > LONGEST_WAIT_MS)
+      throw usageError(`--wait must be at most ${LONGEST_WAIT_MS} ms (about 24.8 days), not ${wait}`);
+  }
   const g = loadGroup(dir);
   return new DropbearClient({
     genesis: g.genesis,
@@ -34,8 +48,12 @@ export function clientFor(dir: string, sendTo?: string, keyFile?: string, maxFee
     key: keyFile === undefined ? g.clientKey() : readKeyFile(keyFile),
     sendTo: to,
     ...(fee === undefined ? {} : { maxFee: fee }),
+    ...(timeoutMs === undefined ? {} : { timeoutMs }),
   });
 }
+
+/** The longest --wait: the longest delay setTimeout takes, 2^31 − 1 ms. */
+const LONGEST_WAIT_MS = 2 ** 31 - 1;
 
 /**
  * Every image is checked before the first is sent (FILE_UNREADABLE, FILE_EMPTY): a misspelt fifth name ended
@@ -85,6 +103,10 @@ export function registerInfer(program: Command): void {
       "the client's key file (default: the one group.json names; a group of separate owners names none)",
     )
     .option(
+      '--wait <ms>',
+      'give up on an image after this long without its certificate (default 30000); the next image is sent all the same',
+    )
+    .option(
       '--max-fee <n>',
       "the most each request may be charged (default: the sum of the genesis's fees); raise it after owners raise their fees (MAX_FEE_TOO_LOW)",
     )
@@ -97,9 +119,9 @@ export function registerInfer(program: Command): void {
     .action(
       async (
         images: string[],
-        o: { group: string; out?: string; sendTo?: string; key?: string; maxFee?: string },
+        o: { group: string; out?: string; sendTo?: string; key?: string; maxFee?: string; wait?: string },
       ) => {
-        const client = clientFor(o.group, o.sendTo, o.key, o.maxFee);
+        const client = clientFor(o.group, o.sendTo, o.key, o.maxFee, o.wait);
         if (o.out) makeOutputDir('--out', o.out);
         checkImages(images);
         let failed = 0;

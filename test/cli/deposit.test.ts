@@ -480,21 +480,28 @@ describe('dropbear infer --max-fee (after a fee raise the genesis fees no longer
     return f;
   };
 
+  /**
+   * `infer` sent to one node, giving up after `waitMs` (the nodes turn it away or are down: the default 30 s
+   * made each of these tests wait that long).
+   */
+  const inferOne = (waitMs: number, ...args: string[]) =>
+    runCliInProcess(['infer', '--group', dir, '--send-to', '1', '--wait', String(waitMs), ...args]);
+
   it("signs the request with the given maxFee; without it, the genesis fees' sum", async () => {
     requested.length = 0;
-    const r = await runCliInProcess(['infer', '--group', dir, '--send-to', '1', '--max-fee', '12', image()]);
+    const r = await inferOne(2000, '--max-fee', '12', image());
     expect(r.code).toBe(2);
     expect(requested.length).toBeGreaterThan(0);
     expect(new Set(requested)).toEqual(new Set([12]));
     requested.length = 0;
-    await runCliInProcess(['infer', '--group', dir, '--send-to', '1', image()]);
+    await inferOne(2000, image());
     expect(new Set(requested)).toEqual(new Set([4]));
   });
 
   it("MAX_FEE_TOO_LOW from the nodes names --max-fee in the image's error line", async () => {
     requestAnswer = { status: 400, code: 'MAX_FEE_TOO_LOW' };
     try {
-      const r = await runCliInProcess(['infer', '--group', dir, '--send-to', '1', image()]);
+      const r = await inferOne(2000, image());
       expect(r.code).toBe(2);
       expect(r.stderr).toMatch(
         /^image\.jpg: error \[\w+\]: .*MAX_FEE_TOO_LOW.*\(sign a higher maxFee with --max-fee N\)$/m,
@@ -502,6 +509,27 @@ describe('dropbear infer --max-fee (after a fee raise the genesis fees no longer
     } finally {
       requestAnswer = { status: 402, code: 'INSUFFICIENT_FUNDS' };
     }
+  });
+
+  it('--wait bounds each image (the default is 30 s): given up on with its error line, and the next image is sent', async () => {
+    requested.length = 0;
+    const t0 = Date.now();
+    const r = await inferOne(1000, image(), image());
+    // Two images at 30 s each would take a minute; each gets its own error line.
+    expect(Date.now() - t0).toBeLessThan(20_000);
+    expect(r.code).toBe(2);
+    expect(r.stderr.match(/^image\.jpg: error \[/gm)).toHaveLength(2);
+    expect(requested.length).toBeGreaterThanOrEqual(2);
+  });
+
+  it('a --wait that is not a positive whole number of ms, or past the longest timer, is CLI_USAGE, nothing sent', async () => {
+    requested.length = 0;
+    for (const v of ['0', '-5', '1.5', 'x', '2147483648']) {
+      const r = await runCliInProcess(['infer', '--group', dir, '--wait', v, image()]);
+      expect(r.code, v).toBe(2);
+      expect(r.stderr, v).toMatch(/^error \[CLI_USAGE\]: --wait must be /);
+    }
+    expect(requested).toEqual([]);
   });
 
   it('a --max-fee that is not a whole number ≥ 0 is CLI_USAGE, nothing sent', async () => {
