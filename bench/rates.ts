@@ -1,7 +1,7 @@
 /**
  * npm run bench:rates — what a certified request costs the group at each offered rate, below the peak.
  *
- * One 4-node group of real node processes with the stand-in model (bench/parts/protocol.ts `withGroup`:
+ * One group of real node processes (4 nodes; `--n` up to 10) with the stand-in model (bench/parts/protocol.ts `withGroup`:
  * `group init`'s settings, no inference cost), driven as the protocol part's batch mode drives it (the SDK,
  * client batch signing, requests arriving within the linger signed and posted together, each batch to one
  * node, which forwards it). After a closed-loop warm-up it steps open-loop rates from low to high and
@@ -44,6 +44,12 @@ import {
 const COMMAND = 'npm run bench:rates';
 const FLAGS: FlagSpecs = {
   rates: { kind: 'counts', help: 'open-loop rates, requests/s (250,500,1000,1500)' },
+  n: {
+    kind: 'count',
+    help: 'nodes in the group (4)',
+    min: { value: 4, why: 'a group that tolerates a fault' },
+    max: { value: 10, why: 'the protocol part goes up to 10 on two cores' },
+  },
   ms: { kind: 'ms', help: 'measured window per rate (8000, 4000 with --quick)' },
   'warm-ms': { kind: 'ms', help: 'closed-loop warm-up before the first rate (20000, 8000 with --quick)' },
   linger: { kind: 'ms', help: `the client's batch linger (${LINGER_MS}, as the protocol part)` },
@@ -55,6 +61,7 @@ const given = scriptFlags(process.argv.slice(2), FLAGS, COMMAND);
 const quick = given.includes('--quick');
 const num = (name: string, dflt: number): number => Number(flag(given, name) ?? dflt);
 const RATES = (flag(given, 'rates') ?? '250,500,1000,1500').split(',').map(Number);
+const N = num('n', 4);
 const MS = num('ms', quick ? 4000 : 8000);
 const WARM_MS = num('warm-ms', quick ? 8000 : 20_000);
 const LINGER = num('linger', LINGER_MS);
@@ -70,7 +77,7 @@ const ARGS = process.argv
 const m = machine();
 console.log(`Machine: ${describeMachine(m)}.`);
 console.log(
-  `Command: ${COMMAND}${ARGS ? ` -- ${ARGS}` : ''}. 4 nodes, stand-in model, client batches of up to ${CLIENT_BATCH} (linger ${LINGER} ms) each posted to one node in turn; ${WARM_MS / 1000} s closed loop at ${WARM_CONCURRENCY} in flight, then each rate open loop for ${MS / 1000} s; replica settings: group init's${REPLICA ? ` with ${JSON.stringify(REPLICA)}` : ''}.`,
+  `Command: ${COMMAND}${ARGS ? ` -- ${ARGS}` : ''}. ${N} nodes, stand-in model, client batches of up to ${CLIENT_BATCH} (linger ${LINGER} ms) each posted to one node in turn; ${WARM_MS / 1000} s closed loop at ${WARM_CONCURRENCY} in flight, then each rate open loop for ${MS / 1000} s; replica settings: group init's${REPLICA ? ` with ${JSON.stringify(REPLICA)}` : ''}.`,
 );
 
 const trace = STAGES_ON ? tempDir('rates-trace') : null;
@@ -81,7 +88,7 @@ const inputs = Array.from({ length: 1024 }, (_, i) => standInInput(i));
 const rows: RateRow[] = [];
 const windows: { from: number; to: number }[] = [];
 try {
-  await withGroup(4, { log: () => {}, replica: REPLICA }, async ({ g, pids }) => {
+  await withGroup(N, { log: () => {}, replica: REPLICA }, async ({ g, pids }) => {
     if (trace) {
       if (savedTrace === undefined) delete process.env.DROPBEAR_TRACE_STEPS;
       else process.env.DROPBEAR_TRACE_STEPS = savedTrace;
