@@ -2,22 +2,23 @@
  * npm run bench:rates — what a certified request costs the group at each offered rate, below the peak.
  *
  * One group of real node processes (4 nodes; `--n` up to 10) with the stand-in model
- * (bench/parts/protocol.ts `withGroup`: `group init`'s settings, no inference cost), driven as the protocol part's batch mode drives it (the SDK,
- * client batch signing, requests arriving within the linger signed and posted together, each batch to one
- * node, which forwards it). After a closed-loop warm-up it steps open-loop rates from low to high and
- * prints, per rate: certified/s, p50 and p99, requests per consensus batch and per client batch, the
- * messages the nodes sent each other per request (by kind), and the CPU per request of the nodes' main
- * threads, of their other threads and of the load generator, with the cores the nodes kept busy.
+ * (bench/parts/protocol.ts `withGroup`: `group init`'s settings, no inference cost), driven as the protocol
+ * part's batch mode drives it (the SDK, client batch signing, requests arriving within the linger signed and
+ * posted together, each batch to one node, which forwards it). After a closed-loop warm-up it steps
+ * open-loop rates from low to high and prints, per rate: certified/s, p50 and p99, requests per consensus
+ * batch and per client batch, the messages the nodes sent each other per request (by kind), and the CPU per
+ * request of the nodes' main threads, of their other threads and of the load generator, with the cores the
+ * nodes kept busy.
  *
- * What it is for: the protocol part's p99 target is read at half of the peak, and the e2e part's at half
- * of the fan-out's; this shows how the group's CPU and batching behave there (BENCHMARKS.md, "CPU against
- * the offered rate").
+ * What it is for: the protocol part's p99 target is read at half of the peak, and the e2e part's at half of
+ * the fan-out's; this shows how the group's CPU and batching behave there (BENCHMARKS.md, "CPU against the
+ * offered rate").
  *
- * `--rates R1,R2,…` (250,500,1000,1500), `--n N` (4), `--ms M` per rate (8000; 4000 with --quick), `--warm-ms M`
- * (20000; 8000 with --quick), `--linger MS` (the client's batch linger, 2 as the protocol part), `--replica
- * JSON` (replica settings over the bench's, e.g. `{"batchTimeoutMs":20}`), `--stages` (the nodes trace
- * their steps, DROPBEAR_TRACE_STEPS, and each rate gets the latency stages of bench/stages.ts; tracing
- * costs the nodes some CPU of its own), `--quick`. Writes no results file.
+ * `--rates R1,R2,…` (250,500,1000,1500), `--n N` (4), `--ms M` per rate (8000; 4000 with --quick),
+ * `--warm-ms M` (20000; 8000 with --quick), `--linger MS` (the client's batch linger, 2 as the protocol
+ * part), `--replica JSON` (replica settings over the bench's, e.g. `{"batchTimeoutMs":20}`), `--stages` (the
+ * nodes trace their steps, DROPBEAR_TRACE_STEPS, and each rate gets the latency stages of bench/stages.ts;
+ * tracing costs the nodes some CPU of its own), `--quick`. Writes no results file.
  */
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
