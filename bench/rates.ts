@@ -24,7 +24,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { standInInput } from '../src/node/standin-backend.ts';
 import { type FlagSpecs, scriptFlagParsed, scriptFlags } from './lib/args.ts';
-import { Batcher, BenchClient, makeVerifier, sdkBatch } from './lib/dropbear-load.ts';
+import { BatchSender, makeVerifier } from './lib/dropbear-load.ts';
 import { tempDir } from './lib/extra.ts';
 import { lightFetch } from './lib/http.ts';
 import { describeMachine, machine } from './lib/machine.ts';
@@ -94,18 +94,17 @@ try {
       if (savedTrace === undefined) delete process.env.DROPBEAR_TRACE_STEPS;
       else process.env.DROPBEAR_TRACE_STEPS = savedTrace;
     }
-    const client = new BenchClient(
-      {
-        genesis: g.genesis,
-        nodes: g.file.nodes,
-        key: g.clientKey(),
-        sendTo: 1,
-        timeoutMs: Math.max(5000, MS),
-        fetch: http.fetch,
-      },
-      makeVerifier(1),
-    );
-    const batcher = new Batcher(sdkBatch(client), inputs, CLIENT_BATCH, LINGER);
+    const batcher = new BatchSender({
+      genesis: g.genesis,
+      key: g.clientKey(),
+      nodes: g.file.nodes,
+      fetch: http.fetch,
+      inputs,
+      maxBatch: CLIENT_BATCH,
+      lingerMs: LINGER,
+      timeoutMs: Math.max(5000, MS),
+      verifier: makeVerifier(1),
+    });
     const t: Target = {
       label: 'rates',
       send: batcher.send,

@@ -684,8 +684,8 @@ export function readMetaRow(db: Database.Database): Row | null {
   return (db.prepare('SELECT * FROM meta WHERE id = 0').get() as Row | undefined) ?? null;
 }
 
-/** What a value SQLite returned is, in the words `ledger verify` uses for a column of the wrong type. */
-function valueKind(v: unknown): string {
+/** What a value SQLite returned is, in the words a column of the wrong type is named with (readMeta, `ledger verify`). */
+export function valueKind(v: unknown): string {
   if (v === null || v === undefined) return 'null';
   if (typeof v === 'string') return 'text';
   if (v instanceof Uint8Array) return 'a blob';

@@ -79,6 +79,7 @@ import {
   SourceRequests,
   SourceResults,
   StoredOutcomes,
+  valueKind,
 } from './sqlite.ts';
 import { LedgerState, type ResolvedEntry } from './state.ts';
 
@@ -242,17 +243,7 @@ function check(
   // checks apply is unknown: nothing more is checked.
   const schemaVersion = meta.schema_version;
   if (!Number.isSafeInteger(schemaVersion)) {
-    const found =
-      typeof schemaVersion === 'number'
-        ? 'a number that is not a whole one'
-        : schemaVersion instanceof Uint8Array
-          ? 'a blob'
-          : schemaVersion === null || schemaVersion === undefined
-            ? 'null'
-            : typeof schemaVersion === 'string'
-              ? 'text'
-              : typeof schemaVersion;
-    problems.push(`meta.schema_version is ${found}, not a schema version (an integer)`);
+    problems.push(`meta.schema_version is ${valueKind(schemaVersion)}, not a schema version (an integer)`);
     return;
   }
   const version = schemaVersion as number;
